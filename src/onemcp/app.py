@@ -1,0 +1,99 @@
+"""The ASGI application: routes, DNS-rebinding guard, lifespan that runs the hub.
+
+Routes: /mcp (Streamable HTTP), /sse + /messages (legacy HTTP+SSE), /health,
+/health/live, /health/ready. Everything else is 404.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+
+from onemcp.config.model import HubConfig
+from onemcp.downstream import asgi
+from onemcp.downstream.asgi import Receive, Scope, Send
+from onemcp.downstream.guard import Guard
+from onemcp.downstream.legacy_sse import LegacySseEndpoint
+from onemcp.downstream.streamable import StreamableHttpEndpoint, error_body
+from onemcp.hub import Hub
+from onemcp.observability.health import health, ready
+from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
+
+log = logging.getLogger("onemcp.app")
+
+
+class OneMcpApp:
+    def __init__(self, config: HubConfig, *, bind_host: str = "127.0.0.1") -> None:
+        self.config = config
+        self.hub = Hub(config)
+        settings = config.hub
+        self.guard = Guard(bind_host, settings.allowed_origins, settings.allowed_hosts)
+        self.mcp = StreamableHttpEndpoint(self.hub, settings.max_body_bytes)
+        self.legacy = LegacySseEndpoint(self.hub, settings.max_body_bytes)
+        self._tg_scope: anyio.CancelScope | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        try:
+            if path.startswith("/health"):
+                await self._health(path, send)
+                return
+            if not self.guard.host_ok(asgi.header(scope, b"host")):
+                await asgi.send_json(send, 421, error_body(INVALID_REQUEST, "Invalid Host header"))
+                return
+            if not self.guard.origin_ok(asgi.header(scope, b"origin")):
+                await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
+                return
+            if path == "/mcp" or path == "/mcp/":
+                await self.mcp(scope, receive, send)
+            elif path == "/sse":
+                await self.legacy.stream(scope, receive, send)
+            elif path == "/messages" or path == "/messages/":
+                await self.legacy.message(scope, receive, send)
+            else:
+                await asgi.send_json(send, 404, {"error": "not found", "endpoints": ["/mcp", "/sse", "/health"]})
+        except OSError:
+            pass  # the client went away mid-response
+        except Exception:
+            log.exception("unhandled error serving %s %s", scope["method"], path)
+            try:
+                await asgi.send_json(send, 500, error_body(INTERNAL_ERROR, "Internal error in onemcp"))
+            except Exception:  # noqa: BLE001 - the response may already have started
+                pass
+
+    async def _health(self, path: str, send: Send) -> None:
+        if path == "/health":
+            await asgi.send_json(send, 200, health(self.hub))
+        elif path == "/health/live":
+            await asgi.send_json(send, 200, {"live": True})
+        elif path == "/health/ready":
+            ok, doc = ready(self.hub)
+            await asgi.send_json(send, 200 if ok else 503, doc)
+        else:
+            await asgi.send_json(send, 404, {"error": "not found"})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message: dict[str, Any] = dict(await receive())
+        assert message["type"] == "lifespan.startup"
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.hub.run)
+                self.legacy.tg = tg
+                await send({"type": "lifespan.startup.complete"})
+                while (await receive())["type"] != "lifespan.shutdown":
+                    pass
+                tg.cancel_scope.cancel()
+        except Exception as exc:
+            log.exception("hub failed")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,188 @@
+"""The aggregated inventory: per-upstream cached lists, merged into client-visible lists.
+
+Owns: the cached tools/prompts/resources/templates of every upstream, the client-visible
+names and URIs, the reverse maps used for routing, collision reports, and the serialised
+list results (built once per change, spliced into every list response). Does not own:
+talking to upstreams (the connection fills it) or deciding who to notify (the hub does,
+from what `update` reports as changed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from onemcp.protocol.errors import NotFound
+from onemcp.protocol.names import NameCodec, PrefixMode
+
+Item = dict[str, Any]
+
+# list kind -> (result key, list method, list_changed notification)
+KINDS: dict[str, tuple[str, str]] = {
+    "tools": ("tools/list", "notifications/tools/list_changed"),
+    "prompts": ("prompts/list", "notifications/prompts/list_changed"),
+    "resources": ("resources/list", "notifications/resources/list_changed"),
+    "resourceTemplates": ("resources/templates/list", "notifications/resources/list_changed"),
+}
+KIND_BY_METHOD = {method: kind for kind, (method, _) in KINDS.items()}
+
+
+@dataclass
+class _View:
+    """One merged list: visible items, reverse map, and the serialised result."""
+
+    items: list[Item] = field(default_factory=list)
+    reverse: dict[str, tuple[str, str]] = field(default_factory=dict)
+    result_json: bytes = b""
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    """A matcher for RFC 6570 templates good enough for routing (levels 1-2, query forms)."""
+    out: list[str] = []
+    pos = 0
+    for m in re.finditer(r"\{([^}]*)\}", template):
+        out.append(re.escape(template[pos : m.start()]))
+        expr = m.group(1)
+        if expr.startswith(("+", "#")):
+            out.append(".*")
+        elif expr.startswith(("?", "&")):
+            out.append(r"(?:[?&].*)?")
+        else:
+            out.append("[^/?#]*")
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    return re.compile("".join(out) + r"\Z")
+
+
+class Catalog:
+    """Aggregates upstream lists into one inventory with deterministic order."""
+
+    def __init__(self, codec: NameCodec, mode: PrefixMode) -> None:
+        self.codec = codec
+        self.mode = mode
+        self._order: list[str] = []
+        self._lists: dict[str, dict[str, list[Item]]] = {}
+        self._views: dict[str, _View] = {}
+        self._templates: list[tuple[re.Pattern[str], str, str]] = []
+        self.collisions: dict[str, list[str]] = {}
+
+    # ----------------------------------------------------------------- configuration
+    @property
+    def prefixed(self) -> bool:
+        if self.mode is PrefixMode.ALWAYS:
+            return True
+        if self.mode is PrefixMode.NEVER:
+            return False
+        return len(self._order) > 1
+
+    def set_servers(self, enabled: Iterable[str]) -> set[str]:
+        """Set the enabled servers (config order); returns the kinds whose lists changed."""
+        self._order = list(enabled)
+        for gone in set(self._lists) - set(self._order):
+            del self._lists[gone]
+        return self._rebuild(set(KINDS))
+
+    # ----------------------------------------------------------------------- updates
+    def update(self, server: str, kind: str, items: list[Item]) -> bool:
+        """Replace one server's list; True when the client-visible list changed."""
+        per = self._lists.setdefault(server, {})
+        if per.get(kind) == items:
+            return False
+        per[kind] = items
+        return bool(self._rebuild({kind}))
+
+    def drop(self, server: str) -> set[str]:
+        """Forget a server's lists (it stopped or failed); returns the changed kinds."""
+        per = self._lists.pop(server, None)
+        if not per:
+            return set()
+        return self._rebuild({k for k, v in per.items() if v})
+
+    def _rebuild(self, kinds: set[str]) -> set[str]:
+        changed: set[str] = set()
+        for kind in kinds:
+            view = self._build(kind)
+            old = self._views.get(kind)
+            if old is None or old.result_json != view.result_json:
+                changed.add(kind)
+            self._views[kind] = view
+        if "resourceTemplates" in kinds:
+            self._templates = [
+                (_template_regex(str(t.get("uriTemplate", ""))), server, str(t.get("uriTemplate", "")))
+                for server in self._order
+                for t in self._lists.get(server, {}).get("resourceTemplates", [])
+            ]
+        return changed
+
+    def _build(self, kind: str) -> _View:
+        view = _View()
+        prefixed = self.prefixed
+        uri_key = {"resources": "uri", "resourceTemplates": "uriTemplate"}.get(kind)
+        collisions = self.collisions.setdefault(kind, [])
+        collisions.clear()
+        for server in self._order:
+            for item in self._lists.get(server, {}).get(kind, []):
+                if uri_key is not None:
+                    original = str(item.get(uri_key, ""))
+                    visible = self.codec.uri(server, original, prefixed=prefixed)
+                else:
+                    original = str(item.get("name", ""))
+                    visible = self.codec.name(server, original, prefixed=prefixed)
+                if visible in view.reverse:
+                    owner = view.reverse[visible][0]
+                    collisions.append(f"{kind[:-1]} {visible!r} of {server!r} hidden by {owner!r}")
+                    continue
+                view.reverse[visible] = (server, original)
+                if visible != original:
+                    item = {**item, (uri_key or "name"): visible}
+                view.items.append(item)
+        view.result_json = orjson.dumps({kind: view.items})
+        return view
+
+    # ----------------------------------------------------------------------- queries
+    def result_json(self, kind: str) -> bytes:
+        view = self._views.get(kind)
+        return view.result_json if view is not None else orjson.dumps({kind: []})
+
+    def items(self, kind: str) -> list[Item]:
+        view = self._views.get(kind)
+        return view.items if view is not None else []
+
+    def counts(self, server: str) -> dict[str, int]:
+        per = self._lists.get(server, {})
+        return {kind: len(per.get(kind, [])) for kind in KINDS}
+
+    def resolve_name(self, kind: str, visible: str) -> tuple[str, str]:
+        """(server, upstream name) for a visible tool or prompt name."""
+        view = self._views.get(kind)
+        hit = view.reverse.get(visible) if view is not None else None
+        if hit is None:
+            noun = "Tool" if kind == "tools" else "Prompt"
+            raise NotFound(f"{noun} not found: {visible}")
+        return hit
+
+    def resolve_uri(self, visible: str) -> tuple[str, str]:
+        """(server, upstream URI) for a visible resource URI, listed or template-matched."""
+        view = self._views.get("resources")
+        hit = view.reverse.get(visible) if view is not None else None
+        if hit is not None:
+            return hit
+        if self.prefixed:
+            split = self.codec.split_uri(visible)
+            if split is not None and split[0] in self._order:
+                return split
+        else:
+            for pattern, server, _ in self._templates:
+                if pattern.match(visible):
+                    return server, visible
+            with_resources = [s for s in self._order if self._lists.get(s, {}).get("resources")]
+            if len(self._order) == 1 or len(with_resources) == 1:
+                return (self._order[0] if len(self._order) == 1 else with_resources[0]), visible
+        raise NotFound(f"Resource not found: {visible}", data={"uri": visible})
+
+    def visible_uri(self, server: str, uri: str) -> str:
+        return self.codec.uri(server, uri, prefixed=self.prefixed)

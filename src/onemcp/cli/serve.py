@@ -1,0 +1,57 @@
+"""`onemcp serve`: find or create the config, validate it, bind, and run the hub under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from onemcp.app import OneMcpApp
+from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    path = resolve_path(config_flag)
+    if not path.exists():
+        if config_flag:
+            print(f"onemcp: config file {path} does not exist", file=sys.stderr)
+            return 2
+        write_starter(path)
+        print(f"onemcp: no config found; wrote a starter config to {path}", file=sys.stderr)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"onemcp: invalid config: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sock = _bind(host, port)
+    except OSError as exc:
+        print(f"onemcp: cannot bind {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    bound_port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
+    print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
+    app = OneMcpApp(config, bind_host=host)
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    )
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,93 @@
+"""The mcp.json schema: the `mcpServers` shape other clients use, plus the hub's own settings.
+
+Owns validation only (types, required fields, name rules); reading files, ${VAR}
+substitution and error formatting live in `load`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
+
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class _Model(BaseModel):
+    # Other tools add their own keys (autoApprove, alwaysAllow, ...): ignore, don't reject.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class ServerConfig(_Model):
+    """One upstream: a stdio command or an HTTP URL."""
+
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    url: str | None = None
+    type: Literal["stdio", "http", "streamable-http", "streamableHttp", "sse"] | None = None
+    headers: dict[str, str] = {}
+    disabled: bool = False
+    tags: list[str] = []
+    timeout: Seconds = Field(60.0, description="deadline for each request to this server")
+    startup_timeout: Seconds = Field(30.0, alias="startupTimeout")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> ServerConfig:
+        if self.command is None and self.url is None:
+            raise ValueError("needs either 'command' (stdio) or 'url' (HTTP)")
+        if self.command is not None and self.url is not None:
+            raise ValueError("has both 'command' and 'url'; pick one")
+        if self.url is not None:
+            if self.type == "stdio":
+                raise ValueError("'type' is 'stdio' but a 'url' is given")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError("'url' must start with http:// or https://")
+        elif self.type not in (None, "stdio"):
+            raise ValueError(f"'type' is {self.type!r} but no 'url' is given")
+        return self
+
+    @property
+    def transport(self) -> Literal["stdio", "http", "sse"]:
+        if self.command is not None:
+            return "stdio"
+        return "sse" if self.type == "sse" else "http"
+
+
+class HubSettings(_Model):
+    """The hub's own knobs (the `onemcp` key of mcp.json)."""
+
+    separator: str = DEFAULT_SEPARATOR
+    prefix_mode: PrefixMode = Field(PrefixMode.CONDITIONAL, alias="prefixMode")
+    max_body_bytes: int = Field(4 * 1024 * 1024, alias="maxBodyBytes", gt=0)
+    session_idle_timeout: Seconds = Field(1800.0, alias="sessionIdleTimeout")
+    allowed_origins: list[str] = Field([], alias="allowedOrigins")
+    allowed_hosts: list[str] = Field([], alias="allowedHosts")
+    instructions: str | None = None
+
+    @model_validator(mode="after")
+    def _separator_ok(self) -> HubSettings:
+        problem = separator_problem(self.separator)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class HubConfig(_Model):
+    servers: dict[str, ServerConfig] = Field(default_factory=dict, alias="mcpServers")
+    hub: HubSettings = Field(default_factory=HubSettings, alias="onemcp")
+
+    @model_validator(mode="after")
+    def _names_ok(self) -> HubConfig:
+        for name in self.servers:
+            problem = server_name_problem(name, self.hub.separator)
+            if problem:
+                raise ValueError(f"mcpServers.{name}: server name {name!r} {problem}")
+        return self
+
+    @property
+    def enabled(self) -> dict[str, ServerConfig]:
+        return {name: s for name, s in self.servers.items() if not s.disabled}

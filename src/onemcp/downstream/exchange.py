@@ -1,0 +1,33 @@
+"""One downstream request answered end to end, whatever the wire: the error boundary.
+
+`answer` runs the hub's dispatch and, for forwarded calls, drives them to their reply.
+Every failure becomes a JSON-RPC error here, and only here; nothing else reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from onemcp.downstream.session import Session
+from onemcp.hub import Emit, Hub
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import INTERNAL_ERROR, HubError
+from onemcp.protocol.jsonrpc import Message
+
+log = logging.getLogger("onemcp.downstream")
+
+
+async def answer(hub: Hub, session: Session, msg: Message, emit: Emit) -> Message | bytes | None:
+    """The reply to a request (None when the client cancelled it)."""
+    rid = msg.get("id")
+    try:
+        outcome = await hub.dispatch(session, msg)
+        if isinstance(outcome, tuple):
+            conn, call = outcome
+            return await hub.complete(session, conn, call, emit)
+        return outcome
+    except HubError as exc:
+        return jsonrpc.error(rid, exc.to_error())
+    except Exception:
+        log.exception("internal error while answering %s", msg.get("method"))
+        return jsonrpc.error(rid, {"code": INTERNAL_ERROR, "message": "Internal error in onemcp (see the hub's log)"})

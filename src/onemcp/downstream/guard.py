@@ -1,0 +1,49 @@
+"""DNS-rebinding protection: which Origin and Host headers the hub accepts.
+
+Browsers send Origin; a page on evil.example must not drive a hub on localhost. When the
+hub is bound to loopback, the Host header must name loopback too (a rebinding attack
+reaches us with the attacker's host name).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def _hostname(value: str) -> str:
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class Guard:
+    def __init__(self, bind_host: str, allowed_origins: list[str], allowed_hosts: list[str]) -> None:
+        self.check_host = is_loopback(bind_host)
+        self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.allowed_hosts = {h.lower() for h in allowed_hosts}
+
+    def origin_ok(self, origin: str | None) -> bool:
+        if origin is None:
+            return True
+        origin = origin.strip().rstrip("/").lower()
+        if origin in self.allowed_origins or "*" in self.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and is_loopback(parts.hostname or "")
+
+    def host_ok(self, host: str | None) -> bool:
+        if not self.check_host:
+            return True
+        if host is None:
+            return False
+        if host.lower() in self.allowed_hosts:
+            return True
+        name = _hostname(host)
+        return is_loopback(name) or name in self.allowed_hosts

@@ -1,0 +1,92 @@
+"""The deprecated HTTP+SSE transport (2024-11-05) for old clients: GET /sse, POST /messages.
+
+The GET stream carries everything for its session (replies included); POSTs only say 202.
+Requests are answered in tasks owned by the app's task group, so a slow call never
+blocks the POST that carried it.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qs
+
+from anyio.abc import TaskGroup
+
+from onemcp.downstream import asgi
+from onemcp.downstream.asgi import Receive, Scope, Send
+from onemcp.downstream.exchange import answer
+from onemcp.downstream.session import Session
+from onemcp.downstream.streamable import error_body, stream_outbox
+from onemcp.hub import Hub
+from onemcp.protocol import jsonrpc, sse
+from onemcp.protocol.errors import INVALID_REQUEST, HubError, ProtocolError
+from onemcp.protocol.jsonrpc import Message
+
+log = logging.getLogger("onemcp.downstream")
+
+
+class LegacySseEndpoint:
+    def __init__(self, hub: Hub, max_body: int, messages_path: str = "/messages") -> None:
+        self.hub = hub
+        self.max_body = max_body
+        self.messages_path = messages_path
+        self.tg: TaskGroup | None = None  # set by the app's lifespan
+
+    async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET":
+            await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET")])
+            return
+        session = self.hub.sessions.create("sse")
+        endpoint = f"{scope.get('root_path', '')}{self.messages_path}?session_id={session.id}"
+        await asgi.start_sse(send)
+        await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
+        try:
+            await stream_outbox(session, receive, send)
+        finally:
+            self.hub.end_session(session.id)
+
+    async def message(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"POST")])
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        sid = (query.get("session_id") or query.get("sessionId") or [None])[0]
+        session = self.hub.sessions.get(sid) if sid else None
+        if session is None or session.transport != "sse":
+            await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
+            return
+        try:
+            body = await asgi.read_body(receive, self.max_body)
+            msg = jsonrpc.parse(body)
+        except asgi.BodyTooLarge:
+            await asgi.send_json(send, 413, error_body(INVALID_REQUEST, f"Request body larger than {self.max_body} bytes"))
+            return
+        except asgi.ClientGone:
+            return
+        except ProtocolError as exc:
+            await asgi.send_json(send, 400, jsonrpc.error(None, exc.to_error()))
+            return
+        session.touch()
+        method = msg.get("method")
+        if method is None:
+            self.hub.on_client_response(session, msg)
+        elif "id" not in msg:
+            try:
+                await self.hub.on_client_notification(session, msg)
+            except HubError as exc:
+                log.info("client notification %s failed: %s", method, exc)
+        elif method == "initialize":
+            params = msg.get("params")
+            result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+            session.post(jsonrpc.result(msg["id"], result))
+        elif self.tg is not None:
+            self.tg.start_soon(self._answer, session, msg)
+        await asgi.send_empty(send, 202)
+
+    async def _answer(self, session: Session, msg: Message) -> None:
+        async def emit(related: Message) -> None:
+            session.post(related)
+
+        reply = await answer(self.hub, session, msg, emit)
+        if reply is not None:
+            session.post(jsonrpc.loads(reply) if isinstance(reply, bytes) else reply)

@@ -1,0 +1,133 @@
+"""Downstream sessions (legacy era): identity, what the client declared, and its outbound queue.
+
+Owns per-client state that spans requests: the session id, negotiated version, client
+capabilities, log level, resource subscriptions, in-flight calls (for cancellation), the
+hub's own pending requests to the client, and the queue behind its GET (or /sse) stream.
+Does not own HTTP: the endpoint reads and writes the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.upstream.call import Call
+from onemcp.upstream.connection import UpstreamConnection
+
+log = logging.getLogger("onemcp.session")
+OUTBOX_SIZE = 1024
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+@dataclass(eq=False)
+class ReversePending:
+    """A request the hub sent to this client on behalf of an upstream."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    reply: Message | None = None
+
+
+@dataclass(eq=False)
+class Session:
+    id: str
+    transport: str  # "streamable-http" | "sse"
+    protocol_version: str = ""
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+    client_info: dict[str, Any] = field(default_factory=dict)
+    initialized: bool = False
+    log_level: str | None = None
+    subscriptions: set[str] = field(default_factory=set)
+    in_flight: dict[RequestId, tuple[UpstreamConnection, Call]] = field(default_factory=dict)
+    reverse: dict[str, ReversePending] = field(default_factory=dict)
+    last_seen: float = field(default_factory=time.monotonic)
+    closed: bool = False
+    _outbox_send: MemoryObjectSendStream[Message] | None = None
+    outbox: MemoryObjectReceiveStream[Message] | None = None
+    _reverse_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 1 << 62)))
+
+    def __post_init__(self) -> None:
+        self._outbox_send, self.outbox = anyio.create_memory_object_stream[Message](OUTBOX_SIZE)
+
+    def touch(self) -> None:
+        self.last_seen = time.monotonic()
+
+    def post(self, msg: Message) -> None:
+        """Queue a message for the session's standalone stream; drop (and say so) when full."""
+        if self.closed or self._outbox_send is None:
+            return
+        try:
+            self._outbox_send.send_nowait(msg)
+        except anyio.WouldBlock:
+            log.warning("session %s: outbound queue full, dropped %s", self.id[:8], msg.get("method"))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    def wants_log(self, level: object) -> bool:
+        if self.log_level is None:
+            return True
+        try:
+            return LOG_LEVELS.index(str(level)) >= LOG_LEVELS.index(self.log_level)
+        except ValueError:
+            return True
+
+    def new_reverse_id(self) -> str:
+        return f"onemcp-{next(self._reverse_ids)}"
+
+    def close(self) -> None:
+        self.closed = True
+        for conn, call in list(self.in_flight.values()):
+            conn.abandon(call, "session closed")
+        self.in_flight.clear()
+        for pending in self.reverse.values():
+            pending.done.set()
+        if self._outbox_send is not None:
+            self._outbox_send.close()
+
+
+class SessionStore:
+    """Live sessions by id, with idle expiry."""
+
+    def __init__(self, idle_timeout: float) -> None:
+        self.idle_timeout = idle_timeout
+        self._sessions: dict[str, Session] = {}
+
+    def create(self, transport: str) -> Session:
+        session = Session(id=secrets.token_hex(16), transport=transport)
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        if time.monotonic() - session.last_seen > self.idle_timeout:
+            self.remove(session_id)
+            return None
+        return session
+
+    def remove(self, session_id: str) -> Session | None:
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            session.close()
+        return session
+
+    def expire_idle(self) -> int:
+        now = time.monotonic()
+        stale = [sid for sid, s in self._sessions.items() if now - s.last_seen > self.idle_timeout]
+        for sid in stale:
+            self.remove(sid)
+        return len(stale)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,199 @@
+"""The downstream Streamable HTTP endpoint at /mcp (legacy era: sessions, GET stream).
+
+Owns the wire rules of transports.mdx 2025-11-25: status codes, session and version
+headers, JSON or SSE replies (SSE only once a related message must go out before the
+reply), the standalone GET stream, DELETE. Hands meaning to the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from onemcp.downstream import asgi
+from onemcp.downstream.asgi import Receive, Scope, Send
+from onemcp.downstream.exchange import answer
+from onemcp.downstream.session import Session
+from onemcp.hub import Hub
+from onemcp.protocol import jsonrpc, sse
+from onemcp.protocol.errors import INVALID_REQUEST, HubError, ProtocolError
+from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.versions import LEGACY_VERSIONS
+
+log = logging.getLogger("onemcp.downstream")
+KEEPALIVE = 15.0
+
+
+def error_body(code: int, message: str) -> Message:
+    return jsonrpc.error(None, {"code": code, "message": message})
+
+
+async def stream_outbox(session: Session, receive: Receive, send: Send) -> None:
+    """Copy the session's queued messages to an open SSE response until either side ends."""
+    assert session.outbox is not None
+    outbox = session.outbox
+
+    async def watch_disconnect(scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_disconnect, tg.cancel_scope)
+        try:
+            while True:
+                with anyio.move_on_after(KEEPALIVE) as idle:
+                    msg = await outbox.receive()
+                if idle.cancelled_caught:
+                    session.touch()
+                    await asgi.sse_chunk(send, b": keepalive\n\n")
+                    continue
+                await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(msg), event="message"))
+        except (anyio.EndOfStream, anyio.ClosedResourceError, OSError):
+            pass
+        tg.cancel_scope.cancel()
+    try:
+        await asgi.end_stream(send)
+    except OSError:
+        pass
+
+
+class StreamableHttpEndpoint:
+    def __init__(self, hub: Hub, max_body: int) -> None:
+        self.hub = hub
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "POST":
+            await self._post(scope, receive, send)
+        elif method == "GET":
+            await self._get(scope, receive, send)
+        elif method == "DELETE":
+            await self._delete(scope, send)
+        else:
+            await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"),
+                                 [(b"allow", b"GET, POST, DELETE")])
+
+    def _session(self, scope: Scope) -> tuple[Session | None, tuple[int, str] | None]:
+        sid = asgi.header(scope, b"mcp-session-id")
+        if sid is None:
+            return None, (400, "Bad Request: missing Mcp-Session-Id header")
+        session = self.hub.sessions.get(sid)
+        if session is None:
+            return None, (404, "Session not found (it ended or expired); initialize a new one")
+        session.touch()
+        return session, None
+
+    async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accept = asgi.header(scope, b"accept") or ""
+        if accept and not any(t in accept for t in ("application/json", "text/event-stream", "*/*")):
+            await asgi.send_json(send, 406, error_body(INVALID_REQUEST,
+                                 "Not Acceptable: accept application/json and text/event-stream"))
+            return
+        ctype = asgi.header(scope, b"content-type") or ""
+        if not ctype.startswith("application/json"):
+            await asgi.send_json(send, 415, error_body(INVALID_REQUEST,
+                                 "Unsupported Media Type: the body must be application/json"))
+            return
+        length = asgi.header(scope, b"content-length")
+        try:
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                raise asgi.BodyTooLarge
+            body = await asgi.read_body(receive, self.max_body)
+        except asgi.BodyTooLarge:
+            await asgi.send_json(send, 413, error_body(INVALID_REQUEST,
+                                 f"Request body larger than {self.max_body} bytes"))
+            return
+        except asgi.ClientGone:
+            return
+        try:
+            msg = jsonrpc.parse(body)
+        except ProtocolError as exc:
+            await asgi.send_json(send, 400, jsonrpc.error(None, exc.to_error()))
+            return
+        version = asgi.header(scope, b"mcp-protocol-version")
+        if version is not None and version.strip() not in LEGACY_VERSIONS:
+            await asgi.send_json(send, 400, error_body(INVALID_REQUEST,
+                                 f"Bad Request: unsupported MCP-Protocol-Version {version!r}; "
+                                 f"supported: {', '.join(LEGACY_VERSIONS)}"))
+            return
+        method = msg.get("method")
+        is_request = method is not None and "id" in msg
+        if method == "initialize" and is_request:
+            await self._initialize(msg, send)
+            return
+        session, problem = self._session(scope)
+        if problem is not None or session is None:
+            status, text = problem or (400, "Bad Request")
+            await asgi.send_json(send, status, error_body(INVALID_REQUEST, text))
+            return
+        if not is_request:
+            if method is None:
+                self.hub.on_client_response(session, msg)
+            else:
+                try:
+                    await self.hub.on_client_notification(session, msg)
+                except HubError as exc:
+                    log.info("client notification %s failed: %s", method, exc)
+            await asgi.send_empty(send, 202)
+            return
+        await self._request(session, msg, "text/event-stream" in accept or not accept, send)
+
+    async def _initialize(self, msg: Message, send: Send) -> None:
+        params = msg.get("params")
+        session = self.hub.sessions.create("streamable-http")
+        result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+        await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result),
+                             [(b"mcp-session-id", session.id.encode())])
+
+    async def _request(self, session: Session, msg: Message, can_stream: bool, send: Send) -> None:
+        streaming = False
+
+        async def emit(related: Message) -> None:
+            nonlocal streaming
+            if not can_stream:
+                session.post(related)
+                return
+            if not streaming:
+                await asgi.start_sse(send)
+                streaming = True
+            await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(related), event="message"))
+
+        reply = await answer(self.hub, session, msg, emit)
+        if streaming:
+            if reply is not None:
+                data = reply if isinstance(reply, bytes) else jsonrpc.dumps(reply)
+                await asgi.sse_chunk(send, sse.encode(data, event="message"))
+            await asgi.end_stream(send)
+        elif reply is None:
+            await asgi.start_sse(send)  # cancelled: the stream ends without a reply
+            await asgi.end_stream(send)
+        elif isinstance(reply, bytes):
+            await asgi.send_bytes(send, 200, reply)
+        else:
+            await asgi.send_json(send, 200, reply)
+
+    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accept = asgi.header(scope, b"accept") or ""
+        if "text/event-stream" not in accept:
+            await asgi.send_json(send, 406, error_body(INVALID_REQUEST,
+                                 "Not Acceptable: the GET stream needs Accept: text/event-stream"))
+            return
+        session, problem = self._session(scope)
+        if problem is not None or session is None:
+            status, text = problem or (400, "Bad Request")
+            await asgi.send_json(send, status, error_body(INVALID_REQUEST, text))
+            return
+        await asgi.start_sse(send)
+        await stream_outbox(session, receive, send)
+
+    async def _delete(self, scope: Scope, send: Send) -> None:
+        session, problem = self._session(scope)
+        if problem is not None or session is None:
+            status, text = problem or (400, "Bad Request")
+            await asgi.send_json(send, status, error_body(INVALID_REQUEST, text))
+            return
+        self.hub.end_session(session.id)
+        await asgi.send_empty(send, 200)

@@ -1,0 +1,417 @@
+"""The hub: wires the upstream pool, the catalog and the sessions; the method table.
+
+Owns what each MCP method means to an aggregator: answered locally (initialize, ping,
+lists from the catalog), routed by name or URI to one upstream, or fanned out. Owns the
+reverse path's decisions too: which session an upstream's notification or request goes
+to. Does not own any wire: the downstream endpoint turns what this returns into HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from onemcp import __version__
+from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog
+from onemcp.config.model import HubConfig
+from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import (
+    HubError,
+    InvalidParams,
+    MethodNotFound,
+    NotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.names import NameCodec
+from onemcp.protocol.versions import negotiate
+from onemcp.upstream.call import Call
+from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.pool import Pool
+
+log = logging.getLogger("onemcp.hub")
+Emit = Callable[[Message], Awaitable[None]]
+CANCELLED: Message = {"cancelled": True}
+REVERSE_CAPABILITY = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+
+
+class Hub:
+    def __init__(self, config: HubConfig) -> None:
+        self.config = config
+        self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
+        self.catalog.set_servers(config.enabled)
+        self.sessions = SessionStore(config.hub.session_idle_timeout)
+        self.pool = Pool(config, self)
+        # (server, upstream URI) -> ids of sessions subscribed to it
+        self._subscribers: dict[tuple[str, str], set[str]] = {}
+        self._local: dict[str, Callable[[Session, dict[str, Any]], Awaitable[Any]]] = {
+            "ping": self._ping,
+            "logging/setLevel": self._set_level,
+            "resources/subscribe": self._subscribe,
+            "resources/unsubscribe": self._unsubscribe,
+        }
+
+    # ============================================================ identity
+    def server_info(self) -> dict[str, Any]:
+        return {"name": "onemcp", "title": "onemcp hub", "version": __version__}
+
+    def capabilities(self) -> dict[str, Any]:
+        """What the hub really serves: lists always (relaying list_changed), the rest if routed."""
+        ready = [c for c in self.pool.connections.values() if c.state == "ready"]
+        caps: dict[str, Any] = {
+            "tools": {"listChanged": True},
+            "prompts": {"listChanged": True},
+            "resources": {"listChanged": True},
+            "logging": {},
+        }
+        if any(isinstance(c.capabilities.get("resources"), dict)
+               and c.capabilities["resources"].get("subscribe") for c in ready):
+            caps["resources"]["subscribe"] = True
+        if any("completions" in c.capabilities for c in ready):
+            caps["completions"] = {}
+        return caps
+
+    def instructions(self) -> str:
+        if self.config.hub.instructions:
+            return self.config.hub.instructions
+        conns = list(self.pool.connections.values())
+        lines = [
+            f"This is onemcp, a hub serving {len(conns)} MCP server(s) as one. "
+            + ("Tool and prompt names are prefixed with the server name and "
+               f"{self.catalog.codec.separator!r}." if self.catalog.prefixed else "")
+        ]
+        for conn in conns:
+            if conn.instructions:
+                lines.append(f'<server name="{conn.name}">\n{conn.instructions.strip()}\n</server>')
+        return "\n\n".join(lines)
+
+    def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        caps = params.get("capabilities")
+        info = params.get("clientInfo")
+        session.protocol_version = negotiate(params.get("protocolVersion"))
+        session.client_capabilities = caps if isinstance(caps, dict) else {}
+        session.client_info = info if isinstance(info, dict) else {}
+        return {
+            "protocolVersion": session.protocol_version,
+            "capabilities": self.capabilities(),
+            "serverInfo": self.server_info(),
+            "instructions": self.instructions(),
+        }
+
+    # ============================================================ forward path
+    async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
+        """A downstream request: its reply, a pre-serialised reply, or a Call to drive."""
+        method: str = msg["method"]
+        params = msg.get("params")
+        if params is None:
+            params = msg["params"] = {}
+        kind = KIND_BY_METHOD.get(method)
+        if kind is not None:
+            if params.get("cursor") is not None:
+                raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
+            return jsonrpc.splice_result(msg["id"], self.catalog.result_json(kind))
+        local = self._local.get(method)
+        if local is not None:
+            return jsonrpc.result(msg["id"], await local(session, params))
+        server, key, value = self._route(method, params)
+        conn = self._ready(server)
+        if key == "name":
+            params["name"] = value
+        elif key == "uri":
+            params["uri"] = value
+        elif key in ("ref.name", "ref.uri"):
+            params["ref"] = {**params["ref"], key[4:]: value}
+        call = await conn.begin(msg, origin=session)
+        session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
+        return conn, call
+
+    def _route(self, method: str, params: dict[str, Any]) -> tuple[str, str, str]:
+        if method == "tools/call" or method == "prompts/get":
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise InvalidParams(f"{method}: params.name must be a string")
+            server, original = self.catalog.resolve_name("tools" if method == "tools/call" else "prompts", name)
+            return server, "name", original
+        if method == "resources/read":
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                raise InvalidParams("resources/read: params.uri must be a string")
+            server, original = self.catalog.resolve_uri(uri)
+            return server, "uri", original
+        if method == "completion/complete":
+            ref = params.get("ref")
+            if not isinstance(ref, dict):
+                raise InvalidParams("completion/complete: params.ref must be an object")
+            if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+                server, original = self.catalog.resolve_name("prompts", ref["name"])
+                return server, "ref.name", original
+            if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+                server, original = self._resolve_template(ref["uri"])
+                return server, "ref.uri", original
+            raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
+        raise MethodNotFound(f"Method not found: {method}")
+
+    def _resolve_template(self, visible: str) -> tuple[str, str]:
+        try:
+            return self.catalog.resolve_name("resourceTemplates", visible)
+        except NotFound:
+            return self.catalog.resolve_uri(visible)
+
+    def _ready(self, server: str) -> UpstreamConnection:
+        conn = self.pool.get(server)
+        if conn is None or conn.state != "ready":
+            state = conn.state if conn else "removed"
+            detail = f": {conn.last_error}" if conn and conn.last_error else ""
+            raise UpstreamUnavailable(server, f"server is {state}{detail}")
+        return conn
+
+    async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:
+        """Drive a forwarded call to its end: related messages to `emit`, then the reply.
+
+        Returns None when the client cancelled (a cancelled request is never answered).
+        The per-server deadline cancels upstream too.
+        """
+        try:
+            with anyio.move_on_after(call.timeout):
+                while True:
+                    msg, final = await call.receive()
+                    if final:
+                        if msg is CANCELLED:
+                            return None
+                        return self._rewrite_result(conn.name, call.method, msg)
+                    await emit(msg)
+            conn.abandon(call, f"timed out after {call.timeout:g}s")
+            err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
+            return jsonrpc.error(call.downstream_id, err.to_error())
+        finally:
+            if not call.done:
+                conn.abandon(call, "the client went away")
+            session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
+
+    def _rewrite_result(self, server: str, method: str, msg: Message) -> Message:
+        """Make URIs in results the ones the client knows (only when they are prefixed)."""
+        result = msg.get("result")
+        if not self.catalog.prefixed or not isinstance(result, dict):
+            return msg
+        if method == "resources/read":
+            contents = result.get("contents")
+            if isinstance(contents, list):
+                result["contents"] = [self._visible_resource(server, c) for c in contents]
+        elif method in ("tools/call", "prompts/get"):
+            items = result.get("content") if method == "tools/call" else result.get("messages")
+            if isinstance(items, list):
+                for i, item in enumerate(items):
+                    if not isinstance(item, dict):
+                        continue
+                    body = item.get("content") if method == "prompts/get" else item
+                    if isinstance(body, dict):
+                        fixed = self._visible_content(server, body)
+                        if method == "prompts/get":
+                            items[i] = {**item, "content": fixed}
+                        else:
+                            items[i] = fixed
+        return msg
+
+    def _visible_resource(self, server: str, item: Any) -> Any:
+        if isinstance(item, dict) and isinstance(item.get("uri"), str):
+            return {**item, "uri": self.catalog.visible_uri(server, item["uri"])}
+        return item
+
+    def _visible_content(self, server: str, item: dict[str, Any]) -> dict[str, Any]:
+        if item.get("type") == "resource_link":
+            return self._visible_resource(server, item)  # type: ignore[no-any-return]
+        if item.get("type") == "resource" and isinstance(item.get("resource"), dict):
+            return {**item, "resource": self._visible_resource(server, item["resource"])}
+        return item
+
+    # ------------------------------------------------------------ local methods
+    async def _ping(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def _set_level(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        level = params.get("level")
+        if level not in LOG_LEVELS:
+            raise InvalidParams(f"logging/setLevel: unknown level {level!r}; expected one of {', '.join(LOG_LEVELS)}")
+        session.log_level = str(level)
+        # Upstream connections are shared: ask for the most verbose level any session wants,
+        # and filter per session on the way back.
+        wanted = min((LOG_LEVELS.index(s.log_level) for s in self.sessions if s.log_level), default=0)
+        targets = [c for c in self.pool.connections.values() if c.state == "ready" and "logging" in c.capabilities]
+        async with anyio.create_task_group() as tg:
+            for conn in targets:
+                tg.start_soon(self._quiet_request, conn, "logging/setLevel", {"level": LOG_LEVELS[wanted]})
+        return {}
+
+    async def _quiet_request(self, conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:
+        try:
+            await conn.request(method, params)
+        except HubError as exc:
+            log.info("%s to %s failed: %s", method, conn.name, exc)
+
+    async def _subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise InvalidParams("resources/subscribe: params.uri must be a string")
+        server, original = self.catalog.resolve_uri(uri)
+        conn = self._ready(server)
+        subscribers = self._subscribers.setdefault((server, original), set())
+        if not subscribers:
+            await self._forward_simple(conn, "resources/subscribe", {**params, "uri": original})
+        subscribers.add(session.id)
+        session.subscriptions.add(uri)
+        return {}
+
+    async def _unsubscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise InvalidParams("resources/unsubscribe: params.uri must be a string")
+        server, original = self.catalog.resolve_uri(uri)
+        session.subscriptions.discard(uri)
+        subscribers = self._subscribers.get((server, original), set())
+        subscribers.discard(session.id)
+        if not subscribers:
+            self._subscribers.pop((server, original), None)
+            conn = self._ready(server)
+            await self._forward_simple(conn, "resources/unsubscribe", {**params, "uri": original})
+        return {}
+
+    async def _forward_simple(self, conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:
+        try:
+            await conn.request(method, params)
+        except TimeoutError:
+            raise UpstreamTimeout(conn.name, f"{method} timed out") from None
+
+    # ------------------------------------------------------------ client notifications
+    async def on_client_notification(self, session: Session, msg: Message) -> None:
+        method = msg.get("method")
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        assert isinstance(params, dict)
+        if method == "notifications/initialized":
+            session.initialized = True
+        elif method == "notifications/cancelled":
+            entry = session.in_flight.pop(params.get("requestId"), None)  # type: ignore[arg-type]
+            if entry is not None:
+                conn, call = entry
+                conn.abandon(call, str(params.get("reason") or "cancelled by the client"))
+                call.finish(CANCELLED)
+        elif method == "notifications/roots/list_changed":
+            for conn in self.pool.connections.values():
+                if conn.state == "ready":
+                    try:
+                        await conn.notify("notifications/roots/list_changed")
+                    except HubError as exc:
+                        log.info("roots/list_changed to %s failed: %s", conn.name, exc)
+
+    def on_client_response(self, session: Session, msg: Message) -> None:
+        pending = session.reverse.pop(str(msg.get("id")), None)
+        if pending is not None:
+            pending.reply = msg
+            pending.done.set()
+
+    def end_session(self, session_id: str) -> bool:
+        session = self.sessions.remove(session_id)
+        if session is None:
+            return False
+        for key, subscribers in list(self._subscribers.items()):
+            subscribers.discard(session.id)
+            if not subscribers:
+                del self._subscribers[key]
+        return True
+
+    # ============================================================ reverse path (ConnectionEvents)
+    def on_state(self, conn: UpstreamConnection) -> None:
+        if conn.state != "ready":
+            self._announce(self.catalog.drop(conn.name))
+        self.pool.note_state()
+
+    def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
+        if self.catalog.update(conn.name, kind, items):
+            self._announce({kind})
+
+    def _announce(self, kinds: set[str]) -> None:
+        methods = {KINDS[k][1] for k in kinds}
+        for method in sorted(methods):
+            note = jsonrpc.notification(method)
+            for session in self.sessions:
+                if session.initialized:
+                    session.post(note)
+
+    def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
+        method = msg.get("method")
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        assert isinstance(params, dict)
+        if method == "notifications/message":
+            logger = params.get("logger")
+            msg["params"] = {**params, "logger": f"{conn.name}/{logger}" if logger else conn.name}
+            level = params.get("level")
+            if call is not None and isinstance(call.origin, Session):
+                if call.origin.wants_log(level):
+                    call.push(msg)
+                return
+            for session in self.sessions:
+                if session.initialized and session.wants_log(level):
+                    session.post(msg)
+        elif method == "notifications/resources/updated":
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                return
+            visible = self.catalog.visible_uri(conn.name, uri)
+            out = {**msg, "params": {**params, "uri": visible}}
+            for session in self.sessions:
+                if visible in session.subscriptions:
+                    session.post(out)
+        elif call is not None and isinstance(call.origin, Session):
+            call.push(msg)
+        else:
+            log.debug("upstream %s: unrouted notification %s", conn.name, method)
+
+    async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message:
+        """Forward an upstream's request (sampling, elicitation, roots) to the right client."""
+        method = str(msg.get("method"))
+        session = call.origin if call is not None and isinstance(call.origin, Session) else None
+        needed = REVERSE_CAPABILITY.get(method)
+        if session is None:
+            candidates = [s for s in self.sessions if s.initialized and needed in s.client_capabilities]
+            session = candidates[0] if len(candidates) == 1 else None
+            call = None
+        if needed is None or session is None or needed not in session.client_capabilities:
+            why = (f"onemcp cannot forward {method}" if needed is None else
+                   f"no client session to forward {method} to" if session is None else
+                   f"the client did not declare the {needed!r} capability")
+            return jsonrpc.error(None, {"code": -32601, "message": why})
+        rid = session.new_reverse_id()
+        pending = ReversePending()
+        session.reverse[rid] = pending
+        out = {**msg, "id": rid}
+        if call is not None:
+            call.push(out)
+        else:
+            session.post(out)
+        with anyio.move_on_after(conn.config.timeout):
+            await pending.done.wait()
+        session.reverse.pop(rid, None)
+        if pending.reply is None:
+            return jsonrpc.error(None, {"code": -32001, "message": f"the client did not answer {method} in time"})
+        return pending.reply
+
+    # ============================================================ lifecycle
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.pool.run)
+            tg.start_soon(self._expire_sessions)
+            task_status.started()
+
+    async def _expire_sessions(self) -> None:
+        interval = max(0.05, min(60.0, self.config.hub.session_idle_timeout / 2))
+        while True:
+            await anyio.sleep(interval)
+            self.sessions.expire_idle()

@@ -1,0 +1,92 @@
+"""The hub's error tree, and its translation to JSON-RPC error objects.
+
+Everything that can go wrong while serving a request is one of these; the downstream
+endpoint turns them into JSON-RPC errors (or HTTP statuses) at one boundary::
+
+    HubError                      code -32603 unless a subclass says otherwise
+    ├── ProtocolError             the client sent something malformed (-32600 / -32700 / -32602)
+    │   ├── ParseError            body is not JSON (-32700)
+    │   ├── InvalidRequest        not a JSON-RPC 2.0 message (-32600)
+    │   ├── InvalidParams         params missing or of the wrong shape (-32602)
+    │   └── MethodNotFound        unknown method (-32601)
+    ├── NotFound                  unknown tool / prompt / resource name (-32602)
+    └── UpstreamError             an upstream could not serve the call (-32603, names the server)
+        ├── UpstreamUnavailable   not connected: failed, stopped, starting
+        ├── UpstreamTimeout       the per-server deadline passed
+        └── UpstreamClosed        the connection dropped while the call was in flight
+
+Errors the upstream itself answered with are not exceptions: they are forwarded as data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+# Implementation-defined range (-32000..-32019 in the legacy era).
+UPSTREAM_UNAVAILABLE = -32000
+UPSTREAM_TIMEOUT = -32001  # the SDK uses -32001 for its own request timeout too
+RESOURCE_NOT_FOUND = -32002  # 2025-11-25 only
+
+
+class HubError(Exception):
+    code: int = INTERNAL_ERROR
+
+    def __init__(self, message: str, *, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+    def to_error(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            err["data"] = self.data
+        return err
+
+
+class ProtocolError(HubError):
+    code = INVALID_REQUEST
+
+
+class ParseError(ProtocolError):
+    code = PARSE_ERROR
+
+
+class InvalidRequest(ProtocolError):
+    code = INVALID_REQUEST
+
+
+class InvalidParams(ProtocolError):
+    code = INVALID_PARAMS
+
+
+class MethodNotFound(ProtocolError):
+    code = METHOD_NOT_FOUND
+
+
+class NotFound(HubError):
+    code = INVALID_PARAMS
+
+
+class UpstreamError(HubError):
+    code = INTERNAL_ERROR
+
+    def __init__(self, server: str, message: str, *, data: Any = None) -> None:
+        super().__init__(f"[{server}] {message}", data=data)
+        self.server = server
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = UPSTREAM_UNAVAILABLE
+
+
+class UpstreamTimeout(UpstreamError):
+    code = UPSTREAM_TIMEOUT
+
+
+class UpstreamClosed(UpstreamError):
+    code = UPSTREAM_UNAVAILABLE

@@ -1,0 +1,79 @@
+"""JSON-RPC 2.0 envelopes as plain dicts: parse once, classify, build replies.
+
+The hub never round-trips messages through typed models on the hot path; a message is
+the dict orjson gave us, and forwarding means rewriting a few keys and serialising once.
+This module owns the envelope rules only, not what any MCP method means.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+
+from onemcp.protocol.errors import InvalidRequest, ParseError
+
+Message = dict[str, Any]
+RequestId = int | str
+Kind = Literal["request", "notification", "response"]
+
+loads = orjson.loads
+
+
+def dumps(message: Any) -> bytes:
+    return orjson.dumps(message)
+
+
+def parse(body: bytes) -> Message:
+    """Parse one JSON-RPC message; batches are not part of MCP since 2025-06-18."""
+    try:
+        msg = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"Parse error: {exc}") from None
+    if not isinstance(msg, dict):
+        raise InvalidRequest("Invalid Request: expected a single JSON-RPC object")
+    classify(msg)
+    return msg
+
+
+def classify(msg: Message) -> Kind:
+    """Say what a message is, or raise InvalidRequest if it is none of the three."""
+    if msg.get("jsonrpc") != "2.0":
+        raise InvalidRequest('Invalid Request: "jsonrpc" must be "2.0"')
+    method = msg.get("method")
+    has_id = "id" in msg
+    if method is not None:
+        if not isinstance(method, str):
+            raise InvalidRequest('Invalid Request: "method" must be a string')
+        params = msg.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise InvalidRequest('Invalid Request: "params" must be an object')
+        if not has_id:
+            return "notification"
+        rid = msg["id"]
+        if isinstance(rid, bool) or not isinstance(rid, int | str):
+            raise InvalidRequest('Invalid Request: "id" must be a string or an integer')
+        return "request"
+    if has_id and ("result" in msg or "error" in msg):
+        return "response"
+    raise InvalidRequest("Invalid Request: neither a request, a notification nor a response")
+
+
+def result(rid: RequestId | None, value: Any) -> Message:
+    return {"jsonrpc": "2.0", "id": rid, "result": value}
+
+
+def error(rid: RequestId | None, err: dict[str, Any]) -> Message:
+    return {"jsonrpc": "2.0", "id": rid, "error": err}
+
+
+def notification(method: str, params: dict[str, Any] | None = None) -> Message:
+    msg: Message = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        msg["params"] = params
+    return msg
+
+
+def splice_result(rid: RequestId | None, result_json: bytes) -> bytes:
+    """Serialise a response around an already-serialised result (cached list pages)."""
+    return b'{"jsonrpc":"2.0","id":' + orjson.dumps(rid) + b',"result":' + result_json + b"}"

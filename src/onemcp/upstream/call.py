@@ -1,0 +1,64 @@
+"""One forwarded request in flight: the mailbox between an upstream reader and a downstream writer.
+
+The upstream side pushes related messages (progress, logs, server requests) and finally
+the response; the downstream side receives them in order. Related messages are bounded
+(oldest kept, newest dropped when a slow client falls behind); the final response is
+never dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from onemcp.protocol.jsonrpc import Message, RequestId
+
+MAX_RELATED = 256
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    server: str
+    hub_id: int
+    downstream_id: RequestId | None
+    timeout: float
+    progress_token: Any = None  # the downstream's own token, restored on the way back
+    origin: Any = None  # who asked: the downstream session (opaque here)
+    method: str = ""
+    _queue: deque[Message] = field(default_factory=deque)
+    _final: Message | None = None
+    _wake: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def done(self) -> bool:
+        return self._final is not None
+
+    def push(self, msg: Message) -> None:
+        if self._final is None and len(self._queue) < MAX_RELATED:
+            self._queue.append(msg)
+            self._wake.set()
+
+    def finish(self, msg: Message) -> None:
+        if self._final is None:
+            self._final = msg
+            self._wake.set()
+
+    async def receive(self) -> tuple[Message, bool]:
+        """The next message for the downstream, and whether it is the final response."""
+        while True:
+            if self._queue:
+                return self._queue.popleft(), False
+            if self._final is not None:
+                return self._final, True
+            await self._wake.wait()
+            self._wake = anyio.Event()
+
+    async def result(self) -> Message:
+        """Wait for the final response, discarding related messages."""
+        while True:
+            msg, final = await self.receive()
+            if final:
+                return msg

@@ -1,0 +1,365 @@
+"""One upstream as a JSON-RPC peer owned by the hub.
+
+Owns: the handshake, hub-minted request ids and the map back to callers, progress-token
+remapping, deadlines' courtesy cancels, server-initiated requests and notifications
+(handed to the hub through callbacks), refreshing the cached lists on `list_changed`,
+and the connection's state and last error. Does not own: the bytes (a `Transport`),
+which downstream session a reverse message belongs to (the hub decides), restarts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from onemcp import __version__
+from onemcp.catalog.catalog import KINDS
+from onemcp.config.model import ServerConfig
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, METHOD_NOT_FOUND, UpstreamError
+from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
+from onemcp.upstream.call import Call
+from onemcp.upstream.transport import SessionExpired, Transport, TransportError
+
+State = Literal["starting", "ready", "failed", "stopped"]
+log = logging.getLogger("onemcp.upstream")
+
+# What the hub tells upstreams it can do: it forwards these to clients that can.
+HUB_CLIENT_CAPABILITIES: dict[str, Any] = {
+    "roots": {"listChanged": True},
+    "sampling": {},
+    "elicitation": {"form": {}, "url": {}},
+}
+MAX_LIST_PAGES = 1000
+CANCEL_SEND_TIMEOUT = 2.0
+
+
+class ConnectionEvents(Protocol):
+    """What the hub hears from a connection."""
+
+    def on_state(self, conn: UpstreamConnection) -> None: ...
+    def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None: ...
+    def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None: ...
+    def on_server_request(
+        self, conn: UpstreamConnection, msg: Message, call: Call | None
+    ) -> Awaitable[Message]: ...
+
+
+class UpstreamConnection:
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        transport: Transport,
+        events: ConnectionEvents,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.transport = transport
+        self.events = events
+        self.state: State = "starting"
+        self.last_error: str | None = None
+        self.protocol_version: str | None = None
+        self.capabilities: dict[str, Any] = {}
+        self.server_info: dict[str, Any] = {}
+        self.instructions: str | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Call] = {}
+        self._tg: TaskGroup | None = None
+        self._reinit_lock = anyio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Connect, handshake, fill the catalog, then serve until the transport dies."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._watch_transport)
+                try:
+                    with anyio.fail_after(self.config.startup_timeout):
+                        await self.transport.open(tg, self._deliver)
+                        await self._handshake()
+                        await self._refresh_all()
+                except TimeoutError:
+                    self._set_failed(f"did not start within {self.config.startup_timeout:g}s")
+                except (TransportError, UpstreamError) as exc:
+                    self._set_failed(str(exc))
+                else:
+                    self._set_state("ready")
+                    await self.transport.closed.wait()
+                    self._set_failed(self.transport.close_reason or "connection closed")
+                tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            self._fail_pending(self.last_error or "connection closed")
+            with anyio.CancelScope(shield=True):
+                await self.transport.aclose()
+            if self.state not in ("failed",):
+                self._set_state("stopped")
+
+    def _set_state(self, state: State) -> None:
+        self.state = state
+        self.events.on_state(self)
+
+    def _set_failed(self, error: str) -> None:
+        if self.state == "failed":
+            return
+        self.last_error = error
+        log.warning("upstream %s failed: %s", self.name, error)
+        self._set_state("failed")
+
+    async def _watch_transport(self) -> None:
+        await self.transport.closed.wait()
+        self._fail_pending(self.transport.close_reason or "connection closed")
+
+    def _fail_pending(self, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for call in pending.values():
+            call.finish(
+                jsonrpc.error(
+                    call.downstream_id,
+                    {"code": UPSTREAM_UNAVAILABLE, "message": f"[{self.name}] upstream closed: {reason}"},
+                )
+            )
+
+    async def _handshake(self) -> None:
+        result = await self.request(
+            "initialize",
+            {
+                "protocolVersion": LATEST_LEGACY,
+                "capabilities": HUB_CLIENT_CAPABILITIES,
+                "clientInfo": {"name": "onemcp", "version": __version__},
+            },
+        )
+        version = result.get("protocolVersion")
+        if version not in LEGACY_VERSIONS:
+            raise UpstreamError(self.name, f"unsupported protocol version {version!r}")
+        self.protocol_version = str(version)
+        self.transport.protocol_version = self.protocol_version
+        caps = result.get("capabilities")
+        self.capabilities = caps if isinstance(caps, dict) else {}
+        info = result.get("serverInfo")
+        self.server_info = info if isinstance(info, dict) else {}
+        instructions = result.get("instructions")
+        self.instructions = instructions if isinstance(instructions, str) else None
+        await self.notify("notifications/initialized")
+
+    async def _reinitialize(self, stale_session: str | None) -> None:
+        async with self._reinit_lock:
+            if getattr(self.transport, "session_id", None) != stale_session:
+                return  # somebody else already did it
+            log.info("upstream %s: session expired, re-initializing", self.name)
+            self.transport.reset_session()
+            self.transport.protocol_version = None
+            await self._handshake()
+
+    # ---------------------------------------------------------------------- lists
+    def kinds(self) -> list[str]:
+        kinds = []
+        if "tools" in self.capabilities:
+            kinds.append("tools")
+        if "prompts" in self.capabilities:
+            kinds.append("prompts")
+        if "resources" in self.capabilities:
+            kinds += ["resources", "resourceTemplates"]
+        return kinds
+
+    async def _refresh_all(self) -> None:
+        for kind in self.kinds():
+            await self.refresh(kind)
+
+    async def refresh(self, kind: str) -> None:
+        method = KINDS[kind][0]
+        items: list[dict[str, Any]] = []
+        cursor: Any = None
+        for _ in range(MAX_LIST_PAGES):
+            try:
+                page = await self.request(method, {"cursor": cursor} if cursor else {})
+            except UpstreamError as exc:
+                if kind == "resourceTemplates" and f"({METHOD_NOT_FOUND})" in str(exc):
+                    break
+                raise
+            got = page.get(kind)
+            if isinstance(got, list):
+                items.extend(i for i in got if isinstance(i, dict))
+            cursor = page.get("nextCursor")
+            if not cursor:
+                break
+        self.events.on_list(self, kind, items)
+
+    async def _refresh_quietly(self, kind: str) -> None:
+        try:
+            await self.refresh(kind)
+        except UpstreamError as exc:
+            log.warning("upstream %s: refreshing %s failed: %s", self.name, kind, exc)
+
+    # ------------------------------------------------------------------- requests
+    async def begin(self, msg: Message, *, origin: Any = None) -> Call:
+        """Send a downstream request upstream under a hub id; the caller drives the Call.
+
+        `msg` is rewritten in place (id, progress token): it was parsed for this purpose.
+        """
+        if self._tg is None:
+            raise UpstreamError(self.name, f"not connected ({self.state}: {self.last_error or 'stopped'})")
+        hub_id = next(self._ids)
+        call = Call(self.name, hub_id, msg.get("id"), self.config.timeout, origin=origin)
+        call.method = str(msg.get("method", ""))
+        params = msg.get("params")
+        if isinstance(params, dict):
+            meta = params.get("_meta")
+            if isinstance(meta, dict) and "progressToken" in meta:
+                call.progress_token = meta["progressToken"]
+                params["_meta"] = {**meta, "progressToken": hub_id}
+        msg["id"] = hub_id
+        self._pending[hub_id] = call
+        try:
+            await self._send(msg)
+        except BaseException:
+            self._pending.pop(hub_id, None)
+            raise
+        return call
+
+    async def _send(self, msg: Message) -> None:
+        body = jsonrpc.dumps(msg)
+        try:
+            await self.transport.send(msg, body)
+        except SessionExpired:
+            await self._reinitialize(getattr(self.transport, "session_id", None))
+            try:
+                await self.transport.send(msg, body)
+            except TransportError as exc:
+                raise UpstreamError(self.name, str(exc)) from None
+        except TransportError as exc:
+            raise UpstreamError(self.name, str(exc)) from None
+
+    def abandon(self, call: Call, reason: str) -> None:
+        """The caller gave up (deadline, client cancel): forget it and tell the upstream."""
+        if self._pending.pop(call.hub_id, None) is not None and self._tg is not None:
+            self._tg.start_soon(self._send_cancel, call.hub_id, reason)
+
+    async def _send_cancel(self, hub_id: int, reason: str) -> None:
+        note = jsonrpc.notification("notifications/cancelled", {"requestId": hub_id, "reason": reason})
+        with anyio.move_on_after(CANCEL_SEND_TIMEOUT):
+            try:
+                await self._send(note)
+            except UpstreamError:
+                pass
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The hub's own request (handshake, lists): result dict, or UpstreamError."""
+        msg: Message = {"jsonrpc": "2.0", "id": 0, "method": method}
+        if params is not None:
+            msg["params"] = params
+        call = await self.begin(msg)
+        try:
+            with anyio.fail_after(self.config.timeout):
+                reply = await call.result()
+        except TimeoutError:
+            self.abandon(call, "timeout")
+            raise UpstreamError(self.name, f"{method} timed out after {self.config.timeout:g}s") from None
+        if "error" in reply:
+            err = reply["error"] if isinstance(reply["error"], dict) else {}
+            raise UpstreamError(self.name, f"{method} failed: {err.get('message')} ({err.get('code')})")
+        res = reply.get("result")
+        return res if isinstance(res, dict) else {}
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self._send(jsonrpc.notification(method, params))
+
+    async def respond(self, upstream_id: RequestId, reply: Message) -> None:
+        """Answer a server-initiated request under the upstream's own id."""
+        reply["id"] = upstream_id
+        reply["jsonrpc"] = "2.0"
+        try:
+            await self._send(reply)
+        except UpstreamError as exc:
+            log.warning("upstream %s: could not answer its request: %s", self.name, exc)
+
+    # ------------------------------------------------------------------- incoming
+    def _deliver(self, msg: Message, related: RequestId | None) -> None:
+        method = msg.get("method")
+        if method is None:
+            self._on_response(msg)
+        elif "id" in msg:
+            self._on_server_request(msg, related)
+        else:
+            self._on_notification(msg, method, related)
+
+    def _on_response(self, msg: Message) -> None:
+        rid = msg.get("id")
+        call = self._pending.pop(rid, None) if isinstance(rid, int) else None
+        if call is None:
+            return  # late answer to an abandoned request: never forwarded
+        msg["id"] = call.downstream_id
+        err = msg.get("error")
+        if call.origin is not None and isinstance(err, dict) and isinstance(err.get("message"), str):
+            msg["error"] = {**err, "message": f"[{self.name}] {err['message']}"}
+        call.finish(msg)
+
+    def related_call(self, related: RequestId | None) -> Call | None:
+        """The in-flight call a reverse message belongs to, when that can be known.
+
+        The wire says so for HTTP SSE responses. Otherwise, when exactly one downstream
+        call is in flight on this connection, it is that one (the documented rule for
+        shared stdio upstreams); with several in flight the message is unrelated.
+        """
+        if isinstance(related, int):
+            return self._pending.get(related)
+        if len(self._pending) == 1:
+            (call,) = self._pending.values()
+            return call if call.origin is not None else None
+        return None
+
+    def _on_notification(self, msg: Message, method: str, related: RequestId | None) -> None:
+        params = msg.get("params")
+        if method == "notifications/progress" and isinstance(params, dict):
+            call = self._pending.get(params.get("progressToken"))  # type: ignore[arg-type]
+            if call is not None and call.progress_token is not None:
+                msg["params"] = {**params, "progressToken": call.progress_token}
+                call.push(msg)
+            return
+        if method.endswith("/list_changed") and method != "notifications/roots/list_changed":
+            kind = method.removeprefix("notifications/").removesuffix("/list_changed")
+            kinds = ["resources", "resourceTemplates"] if kind == "resources" else [kind]
+            if self._tg is not None and self.state == "ready":
+                for k in kinds:
+                    if k in KINDS:
+                        self._tg.start_soon(self._refresh_quietly, k)
+            return
+        self.events.on_notification(self, msg, self.related_call(related))
+
+    def _on_server_request(self, msg: Message, related: RequestId | None) -> None:
+        if self._tg is None:
+            return
+        if msg["method"] == "ping":
+            self._tg.start_soon(self.respond, msg["id"], jsonrpc.result(None, {}))
+            return
+        self._tg.start_soon(self._serve_reverse, msg, self.related_call(related))
+
+    async def _serve_reverse(self, msg: Message, call: Call | None) -> None:
+        upstream_id = msg["id"]
+        reply = await self.events.on_server_request(self, msg, call)
+        await self.respond(upstream_id, reply)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+
+def make_transport(name: str, config: ServerConfig) -> Transport:
+    from onemcp.upstream.http import StreamableHttpTransport
+    from onemcp.upstream.sse import SseTransport
+    from onemcp.upstream.stdio import StdioTransport
+
+    kinds: dict[str, Callable[[str, ServerConfig], Transport]] = {
+        "stdio": StdioTransport,
+        "http": StreamableHttpTransport,
+        "sse": SseTransport,
+    }
+    return kinds[config.transport](name, config)

@@ -1,0 +1,57 @@
+"""The seam between a JSON-RPC peer and the bytes that reach an upstream.
+
+A transport moves whole JSON-RPC messages. It does not know what they mean, except what
+its wire needs (an HTTP transport reads the session id off the initialize response).
+Incoming messages go to a synchronous `Deliver` callback together with the hub id of the
+request whose stream they arrived on, when the wire says so (HTTP SSE responses).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from onemcp.protocol.jsonrpc import Message
+
+Deliver = Callable[[Message, "int | str | None"], None]
+
+
+class TransportError(Exception):
+    """The transport cannot carry messages (not started, died, refused)."""
+
+
+class SessionExpired(TransportError):
+    """An HTTP upstream answered 404 for our session: re-initialize and retry."""
+
+
+class Transport(ABC):
+    kind: str = "?"
+
+    def __init__(self) -> None:
+        self.closed = anyio.Event()
+        self.close_reason: str | None = None
+        # Set by the connection after the handshake; HTTP sends it as a header.
+        self.protocol_version: str | None = None
+
+    def _mark_closed(self, reason: str) -> None:
+        if not self.closed.is_set():
+            self.close_reason = reason
+            self.closed.set()
+
+    @abstractmethod
+    async def open(self, tg: TaskGroup, deliver: Deliver) -> None:
+        """Connect; background readers are started in `tg`."""
+
+    @abstractmethod
+    async def send(self, message: Message, body: bytes) -> None:
+        """Send one message (`body` is its serialised form); raise TransportError on failure."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release everything; must be safe to call twice and under cancellation."""
+
+    def reset_session(self) -> None:  # noqa: B027 - optional hook
+        """Forget wire-level session state before a re-handshake (HTTP only)."""

@@ -6,6 +6,7 @@ Routes: /mcp (Streamable HTTP), /sse + /messages (legacy HTTP+SSE), /health,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -65,10 +66,8 @@ class OneMcpApp:
             pass  # the client went away mid-response
         except Exception:
             log.exception("unhandled error serving %s %s", scope["method"], path)
-            try:
+            with contextlib.suppress(Exception):
                 await asgi.send_json(send, 500, error_body(INTERNAL_ERROR, "Internal error in onemcp"))
-            except Exception:  # noqa: BLE001 - the response may already have started
-                pass
 
     async def _health(self, path: str, send: Send) -> None:
         if path == "/health":

@@ -73,8 +73,10 @@ class Hub:
             "resources": {"listChanged": True},
             "logging": {},
         }
-        if any(isinstance(c.capabilities.get("resources"), dict)
-               and c.capabilities["resources"].get("subscribe") for c in ready):
+        if any(
+            isinstance(c.capabilities.get("resources"), dict) and c.capabilities["resources"].get("subscribe")
+            for c in ready
+        ):
             caps["resources"]["subscribe"] = True
         if any("completions" in c.capabilities for c in ready):
             caps["completions"] = {}
@@ -86,8 +88,11 @@ class Hub:
         conns = list(self.pool.connections.values())
         lines = [
             f"This is onemcp, a hub serving {len(conns)} MCP server(s) as one. "
-            + ("Tool and prompt names are prefixed with the server name and "
-               f"{self.catalog.codec.separator!r}." if self.catalog.prefixed else "")
+            + (
+                f"Tool and prompt names are prefixed with the server name and {self.catalog.codec.separator!r}."
+                if self.catalog.prefixed
+                else ""
+            )
         ]
         for conn in conns:
             if conn.instructions:
@@ -384,9 +389,13 @@ class Hub:
             session = candidates[0] if len(candidates) == 1 else None
             call = None
         if needed is None or session is None or needed not in session.client_capabilities:
-            why = (f"onemcp cannot forward {method}" if needed is None else
-                   f"no client session to forward {method} to" if session is None else
-                   f"the client did not declare the {needed!r} capability")
+            why = (
+                f"onemcp cannot forward {method}"
+                if needed is None
+                else f"no client session to forward {method} to"
+                if session is None
+                else f"the client did not declare the {needed!r} capability"
+            )
             return jsonrpc.error(None, {"code": -32601, "message": why})
         rid = session.new_reverse_id()
         pending = ReversePending()

@@ -546,9 +546,7 @@ class Connection:
         self.in_flight[request_id] = task
         return task
 
-    async def _run(
-        self, request_id: RequestId, method: str, params: JsonObject, reply: Send, related: Send
-    ) -> None:
+    async def _run(self, request_id: RequestId, method: str, params: JsonObject, reply: Send, related: Send) -> None:
         call = Call(self, request_id, method, params, related)
         try:
             result = await self.server.handle(call)
@@ -576,9 +574,7 @@ class Connection:
         error = message.get("error")
         if isinstance(error, dict):
             future.set_exception(
-                JsonRpcError(
-                    int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), error.get("data")
-                )
+                JsonRpcError(int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), error.get("data"))
             )
         else:
             result = message.get("result")
@@ -589,9 +585,7 @@ class Connection:
         if not self.closed:
             await self.send(_notification(method, params))
 
-    async def request(
-        self, method: str, params: JsonObject | None = None, *, via: Send | None = None
-    ) -> JsonObject:
+    async def request(self, method: str, params: JsonObject | None = None, *, via: Send | None = None) -> JsonObject:
         """Send a server-to-client request and wait for the client's answer."""
         if self.closed:
             raise JsonRpcError(INTERNAL_ERROR, "Connection closed")
@@ -818,9 +812,7 @@ def build_demo_server() -> McpServer:
             [PromptArgument("name", "Who to greet", True)],
         )
     )
-    server.add_resource(
-        Resource("demo://readme", "readme", "text/markdown", text=DEMO_README, description="About")
-    )
+    server.add_resource(Resource("demo://readme", "readme", "text/markdown", text=DEMO_README, description="About"))
     return server
 
 

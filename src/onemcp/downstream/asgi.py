@@ -54,7 +54,10 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 async def send_bytes(
-    send: Send, status: int, body: bytes, content_type: bytes = JSON,
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = JSON,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]

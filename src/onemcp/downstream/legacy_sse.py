@@ -59,7 +59,9 @@ class LegacySseEndpoint:
             body = await asgi.read_body(receive, self.max_body)
             msg = jsonrpc.parse(body)
         except asgi.BodyTooLarge:
-            await asgi.send_json(send, 413, error_body(INVALID_REQUEST, f"Request body larger than {self.max_body} bytes"))
+            await asgi.send_json(
+                send, 413, error_body(INVALID_REQUEST, f"Request body larger than {self.max_body} bytes")
+            )
             return
         except asgi.ClientGone:
             return

@@ -7,6 +7,7 @@ reply), the standalone GET stream, DELETE. Hands meaning to the hub.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import anyio
@@ -53,10 +54,8 @@ async def stream_outbox(session: Session, receive: Receive, send: Send) -> None:
         except (anyio.EndOfStream, anyio.ClosedResourceError, OSError):
             pass
         tg.cancel_scope.cancel()
-    try:
+    with contextlib.suppress(OSError):
         await asgi.end_stream(send)
-    except OSError:
-        pass
 
 
 class StreamableHttpEndpoint:
@@ -73,8 +72,9 @@ class StreamableHttpEndpoint:
         elif method == "DELETE":
             await self._delete(scope, send)
         else:
-            await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"),
-                                 [(b"allow", b"GET, POST, DELETE")])
+            await asgi.send_json(
+                send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET, POST, DELETE")]
+            )
 
     def _session(self, scope: Scope) -> tuple[Session | None, tuple[int, str] | None]:
         sid = asgi.header(scope, b"mcp-session-id")
@@ -89,13 +89,15 @@ class StreamableHttpEndpoint:
     async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
         accept = asgi.header(scope, b"accept") or ""
         if accept and not any(t in accept for t in ("application/json", "text/event-stream", "*/*")):
-            await asgi.send_json(send, 406, error_body(INVALID_REQUEST,
-                                 "Not Acceptable: accept application/json and text/event-stream"))
+            await asgi.send_json(
+                send, 406, error_body(INVALID_REQUEST, "Not Acceptable: accept application/json and text/event-stream")
+            )
             return
         ctype = asgi.header(scope, b"content-type") or ""
         if not ctype.startswith("application/json"):
-            await asgi.send_json(send, 415, error_body(INVALID_REQUEST,
-                                 "Unsupported Media Type: the body must be application/json"))
+            await asgi.send_json(
+                send, 415, error_body(INVALID_REQUEST, "Unsupported Media Type: the body must be application/json")
+            )
             return
         length = asgi.header(scope, b"content-length")
         try:
@@ -103,8 +105,9 @@ class StreamableHttpEndpoint:
                 raise asgi.BodyTooLarge
             body = await asgi.read_body(receive, self.max_body)
         except asgi.BodyTooLarge:
-            await asgi.send_json(send, 413, error_body(INVALID_REQUEST,
-                                 f"Request body larger than {self.max_body} bytes"))
+            await asgi.send_json(
+                send, 413, error_body(INVALID_REQUEST, f"Request body larger than {self.max_body} bytes")
+            )
             return
         except asgi.ClientGone:
             return
@@ -115,9 +118,15 @@ class StreamableHttpEndpoint:
             return
         version = asgi.header(scope, b"mcp-protocol-version")
         if version is not None and version.strip() not in LEGACY_VERSIONS:
-            await asgi.send_json(send, 400, error_body(INVALID_REQUEST,
-                                 f"Bad Request: unsupported MCP-Protocol-Version {version!r}; "
-                                 f"supported: {', '.join(LEGACY_VERSIONS)}"))
+            await asgi.send_json(
+                send,
+                400,
+                error_body(
+                    INVALID_REQUEST,
+                    f"Bad Request: unsupported MCP-Protocol-Version {version!r}; "
+                    f"supported: {', '.join(LEGACY_VERSIONS)}",
+                ),
+            )
             return
         method = msg.get("method")
         is_request = method is not None and "id" in msg
@@ -145,8 +154,7 @@ class StreamableHttpEndpoint:
         params = msg.get("params")
         session = self.hub.sessions.create("streamable-http")
         result = self.hub.initialize(session, params if isinstance(params, dict) else {})
-        await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result),
-                             [(b"mcp-session-id", session.id.encode())])
+        await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
 
     async def _request(self, session: Session, msg: Message, can_stream: bool, send: Send) -> None:
         streaming = False
@@ -178,8 +186,9 @@ class StreamableHttpEndpoint:
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         accept = asgi.header(scope, b"accept") or ""
         if "text/event-stream" not in accept:
-            await asgi.send_json(send, 406, error_body(INVALID_REQUEST,
-                                 "Not Acceptable: the GET stream needs Accept: text/event-stream"))
+            await asgi.send_json(
+                send, 406, error_body(INVALID_REQUEST, "Not Acceptable: the GET stream needs Accept: text/event-stream")
+            )
             return
         session, problem = self._session(scope)
         if problem is not None or session is None:

@@ -9,6 +9,7 @@ which downstream session a reverse message belongs to (the hub decides), restart
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from onemcp import __version__
 from onemcp.catalog.catalog import KINDS
 from onemcp.config.model import ServerConfig
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, METHOD_NOT_FOUND, UpstreamError
+from onemcp.protocol.errors import METHOD_NOT_FOUND, UPSTREAM_UNAVAILABLE, UpstreamError
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream.call import Call
@@ -46,9 +47,7 @@ class ConnectionEvents(Protocol):
     def on_state(self, conn: UpstreamConnection) -> None: ...
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None: ...
     def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None: ...
-    def on_server_request(
-        self, conn: UpstreamConnection, msg: Message, call: Call | None
-    ) -> Awaitable[Message]: ...
+    def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Awaitable[Message]: ...
 
 
 class UpstreamConnection:
@@ -246,10 +245,8 @@ class UpstreamConnection:
     async def _send_cancel(self, hub_id: int, reason: str) -> None:
         note = jsonrpc.notification("notifications/cancelled", {"requestId": hub_id, "reason": reason})
         with anyio.move_on_after(CANCEL_SEND_TIMEOUT):
-            try:
+            with contextlib.suppress(UpstreamError):
                 await self._send(note)
-            except UpstreamError:
-                pass
 
     async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The hub's own request (handshake, lists): result dict, or UpstreamError."""

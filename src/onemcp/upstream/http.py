@@ -9,6 +9,7 @@ headers sent are the ones in this server's own config.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -178,9 +179,7 @@ class StreamableHttpTransport(Transport):
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):
             if self.session_id is not None:
-                try:
+                with contextlib.suppress(httpx.HTTPError):
                     await client.delete(self.url, headers=self._headers())
-                except httpx.HTTPError:
-                    pass
             await client.aclose()
         self._mark_closed("stopped")

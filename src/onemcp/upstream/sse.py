@@ -72,9 +72,7 @@ class SseTransport(Transport):
         if self._client is None or self.endpoint is None or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
         try:
-            r = await self._client.post(
-                self.endpoint, content=body, headers={"content-type": "application/json"}
-            )
+            r = await self._client.post(self.endpoint, content=body, headers={"content-type": "application/json"})
         except httpx.HTTPError as exc:
             raise TransportError(f"POST {self.endpoint} failed: {exc!r}") from None
         if r.status_code >= 400:

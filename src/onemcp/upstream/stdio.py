@@ -6,6 +6,7 @@ the hub's log under the server's name, and stop it (close stdin, SIGTERM, SIGKIL
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -23,11 +24,39 @@ MAX_LINE = 64 * 1024 * 1024
 # What a child inherits from the hub unless the config sets it: enough to find programs
 # and a home directory, nothing that could carry the hub's own secrets.
 INHERITED_ENV = (
-    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "LC_CTYPE",
-    "TMPDIR", "TZ", "SYSTEMROOT", "APPDATA", "LOCALAPPDATA", "PROGRAMDATA", "USERPROFILE",
-    "VIRTUAL_ENV", "NODE_PATH", "NVM_DIR", "PYTHONPATH", "UV_CACHE_DIR", "XDG_CACHE_HOME",
-    "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "HOME",
+    "LOGNAME",
+    "PATH",
+    "SHELL",
+    "TERM",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "TZ",
+    "SYSTEMROOT",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "PROGRAMDATA",
+    "USERPROFILE",
+    "VIRTUAL_ENV",
+    "NODE_PATH",
+    "NVM_DIR",
+    "PYTHONPATH",
+    "UV_CACHE_DIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_RUNTIME_DIR",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
 )
 STOP_GRACE = 2.0
 
@@ -92,8 +121,7 @@ class StdioTransport(Transport):
                     deliver(msg, None)
                 else:
                     self._log.warning("non-object JSON on stdout ignored: %.200r", line)
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError,
-                anyio.BrokenResourceError):
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
         except anyio.DelimiterNotFound:
             self._log.error("a line on stdout exceeded %d bytes; closing", MAX_LINE)
@@ -107,8 +135,13 @@ class StdioTransport(Transport):
             while True:
                 line = await reader.receive_until(b"\n", 1024 * 1024)
                 self._log.info("stderr: %s", line.decode(errors="replace").rstrip())
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError,
-                anyio.BrokenResourceError, anyio.DelimiterNotFound):
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.ClosedResourceError,
+            anyio.BrokenResourceError,
+            anyio.DelimiterNotFound,
+        ):
             pass
 
     async def send(self, message: Message, body: bytes) -> None:
@@ -127,10 +160,8 @@ class StdioTransport(Transport):
             return
         with anyio.CancelScope(shield=True):
             if proc.stdin is not None:
-                try:
+                with contextlib.suppress(anyio.BrokenResourceError, OSError):
                     await proc.stdin.aclose()
-                except (anyio.BrokenResourceError, OSError):
-                    pass
             for step in (None, proc.terminate, proc.kill):
                 if step is not None and proc.returncode is None:
                     try:

@@ -1,0 +1,74 @@
+"""Run the hub in-process for tests: real uvicorn on 127.0.0.1 port 0, torn down on exit."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+import uvicorn
+
+from onemcp.app import OneMcpApp
+from onemcp.config.model import HubConfig
+
+
+@dataclass
+class RunningHub:
+    app: OneMcpApp
+    base: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        with anyio.fail_after(timeout):
+            await self.app.hub.pool.tried.wait()
+
+
+@asynccontextmanager
+async def running_hub(config: dict[str, Any], *, wait: bool = True) -> AsyncIterator[RunningHub]:
+    app = OneMcpApp(HubConfig.model_validate(config))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(10):
+            while not server.started:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+        hub = RunningHub(app, f"http://127.0.0.1:{port}")
+        if wait:
+            await hub.wait_ready()
+        try:
+            yield hub
+        finally:
+            server.should_exit = True
+    sock.close()
+
+
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+}
+
+
+async def raw_session(client: httpx.AsyncClient, url: str) -> dict[str, str]:
+    """Initialize over raw HTTP; returns the headers later requests need."""
+    r = await client.post(url, json=INIT, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    sid = r.headers["mcp-session-id"]
+    headers = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
+    r = await client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    assert r.status_code == 202
+    return headers

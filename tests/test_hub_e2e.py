@@ -1,0 +1,288 @@
+"""The hub end to end, driven by the official SDK client in legacy mode, with fixture upstreams."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from fixtures.launch import fixture_command, running_http_fixture
+from mcp import Client
+from mcp.client import ClientRequestContext
+from mcp.client.sse import sse_client
+from mcp.shared.exceptions import MCPError
+from support.hub import RunningHub, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+
+
+def stdio(*args: str, **extra: Any) -> dict[str, Any]:
+    cmd = fixture_command(*args)
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+def text_of(result: types.CallToolResult) -> str:
+    item = result.content[0]
+    assert isinstance(item, types.TextContent)
+    return item.text
+
+
+@asynccontextmanager
+async def hub_client(
+    servers: dict[str, Any], settings: dict[str, Any] | None = None, **client_options: Any
+) -> AsyncIterator[tuple[RunningHub, Client]]:
+    async with running_hub({"mcpServers": servers, "onemcp": settings or {}}) as hub:
+        async with Client(hub.url, mode="legacy", cache=None, **client_options) as client:
+            yield hub, client
+
+
+async def test_two_upstreams_one_down_namespaced_and_routed() -> None:
+    servers = {
+        "alpha": stdio("--name", "alpha"),
+        "beta": stdio("--name", "beta", "--tools", "2"),
+        "broken": stdio("--crash-on-start"),
+    }
+    with anyio.fail_after(DEADLINE):
+        async with hub_client(servers) as (hub, c):
+            assert c.server_info is not None and c.server_info.name == "onemcp"
+            names = [t.name for t in (await c.list_tools()).tools]
+            assert "alpha__echo" in names and "beta__echo" in names and "beta__tool_1" in names
+            assert not any(n.startswith("broken__") for n in names)
+            # deterministic order: config order, then upstream order
+            assert names.index("alpha__echo") < names.index("beta__echo")
+            assert text_of(await c.call_tool("alpha__echo", {"message": "a"})) == "a"
+            assert text_of(await c.call_tool("beta__echo", {"message": "b"})) == "b"
+            state = hub.app.hub.pool.connections["broken"]
+            assert state.state == "failed" and state.last_error
+
+
+async def test_unknown_tool_is_invalid_params_naming_it() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio(), "b": stdio()}) as (_, c):
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("a__nope", {})
+            assert err.value.error.code == -32602
+            assert "a__nope" in err.value.error.message
+
+
+async def test_upstream_error_keeps_code_and_names_server() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio(), "b": stdio()}) as (_, c):
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("b__error", {})
+            assert err.value.error.code == -32000
+            assert "boom" in err.value.error.message and "[b]" in err.value.error.message
+            failed = await c.call_tool("b__fail", {})
+            assert failed.is_error
+
+
+async def test_single_upstream_is_unprefixed_in_conditional_mode() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"only": stdio()}) as (_, c):
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "echo" in names and not any("__" in n for n in names)
+            resources = {str(r.uri) for r in (await c.list_resources()).resources}
+            assert "fixture://static" in resources
+            read = await c.read_resource("fixture://item/42")
+            assert str(read.contents[0].uri) == "fixture://item/42"
+
+
+async def test_prompts_and_resources_are_namespaced_and_routed() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio(), "b": stdio()}) as (_, c):
+            prompts = {p.name for p in (await c.list_prompts()).prompts}
+            assert {"a__simple", "b__with_args"} <= prompts
+            got = await c.get_prompt("b__with_args", {"topic": "cats"})
+            assert got.messages
+            resources = {str(r.uri) for r in (await c.list_resources()).resources}
+            assert {"a+fixture://static", "b+fixture://static"} <= resources
+            read = await c.read_resource("b+fixture://static")
+            assert str(read.contents[0].uri) == "b+fixture://static"
+            templates = {t.uri_template for t in (await c.list_resource_templates()).resource_templates}
+            assert "a+fixture://item/{id}" in templates
+            read = await c.read_resource("a+fixture://item/7")
+            assert str(read.contents[0].uri) == "a+fixture://item/7"
+            with pytest.raises(MCPError) as err:
+                await c.read_resource("zzz+fixture://static")
+            assert err.value.error.code == -32602 and "zzz+fixture://static" in err.value.error.message
+
+
+async def test_unknown_fields_pass_through_untouched() -> None:
+    """The SDK client drops unknown fields, so this one looks at the raw wire."""
+    import httpx
+    from support.hub import raw_session
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"x": stdio("--extra-fields")}}) as hub:
+            async with httpx.AsyncClient() as http:
+                headers = await raw_session(http, hub.url)
+                r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=headers)
+                tools = r.json()["result"]["tools"]
+                echo = next(t for t in tools if t["name"] == "echo")
+                assert echo["x-vendor"] == {"k": 1}
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": "s-3",
+                    "method": "tools/call",
+                    "params": {
+                        "name": "whoami",
+                        "arguments": {"q": 1},
+                        "_meta": {"vendor/trace": "t1"},
+                        "futureField": [1, 2],
+                    },
+                }
+                r = await http.post(hub.url, json=call, headers=headers)
+                reply = r.json()
+                assert reply["id"] == "s-3"  # the client's id, type preserved
+                result = reply["result"]
+                assert result["vendorExtra"] == 42 and result["_meta"]["vendor/meta"] == "v"
+                seen = json.loads(result["content"][0]["text"])
+                assert seen["meta"]["vendor/trace"] == "t1"
+
+
+async def test_progress_tokens_are_remapped_both_ways() -> None:
+    seen: list[float] = []
+    done = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+        if len(seen) == 3:
+            done.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio(), "b": stdio()}) as (_, c):
+            result = await c.call_tool("a__progress", {}, progress_callback=on_progress)
+            assert not result.is_error
+            await done.wait()
+    assert seen == [1.0, 2.0, 3.0]
+
+
+async def test_upstream_log_reaches_client_with_server_name() -> None:
+    got: list[types.LoggingMessageNotificationParams] = []
+    arrived = anyio.Event()
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        got.append(params)
+        arrived.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio(), "b": stdio()}, logging_callback=on_log) as (_, c):
+            await c.set_logging_level("debug")
+            await c.call_tool("b__log", {})
+            await arrived.wait()
+    assert got[0].logger is not None and got[0].logger.startswith("b")
+
+
+async def test_sampling_request_reaches_the_calling_client() -> None:
+    async def sampling(ctx: ClientRequestContext, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="sampled!"), model="test-model"
+        )
+
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio(), "b": stdio()}, sampling_callback=sampling) as (_, c):
+            result = await c.call_tool("a__sample", {})
+            assert "sampled!" in text_of(result)
+
+
+async def test_sampling_without_client_capability_errors_at_once() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio()}) as (_, c):
+            # the fixture turns the error the hub answered it with into its own tool error
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("sample", {})
+            assert "did not declare the 'sampling' capability" in err.value.error.message
+
+
+async def test_list_changed_from_upstream_reaches_client_and_list_updates() -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio(), "b": stdio()}, message_handler=on_message) as (_, c):
+            await c.call_tool("a__add_tool", {"name": "fresh"})
+            await changed.wait()
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "a__fresh" in names
+
+
+async def test_deadline_cancels_slow_call_with_clear_error() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"slow": stdio(timeout=0.5), "other": stdio()}) as (hub, c):
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("slow__sleep", {"seconds": 30})
+            assert "timed out" in err.value.error.message and "[slow]" in err.value.error.message
+            # the upstream is still usable and nothing is left in flight
+            assert text_of(await c.call_tool("slow__echo", {"message": "still here"})) == "still here"
+            assert hub.app.hub.pool.connections["slow"].in_flight == 0
+
+
+async def test_upstream_crash_mid_call_gives_error_and_others_keep_serving() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"doomed": stdio(), "fine": stdio()}) as (hub, c):
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("doomed__crash", {})
+            assert "[doomed]" in err.value.error.message
+            assert text_of(await c.call_tool("fine__echo", {"message": "ok"})) == "ok"
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("fine__nope", {})
+            assert hub.app.hub.pool.connections["doomed"].state == "failed"
+
+
+async def test_many_sessions_share_one_upstream() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
+            results: dict[int, str] = {}
+
+            async def one(i: int) -> None:
+                async with Client(hub.url, mode="legacy", cache=None) as c:
+                    r = await c.call_tool("a__sleep", {"seconds": 0.2, "tag": i})
+                    assert not r.is_error
+                    results[i] = text_of(await c.call_tool("a__echo", {"message": f"m{i}"}))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(6):
+                    tg.start_soon(one, i)
+            assert results == {i: f"m{i}" for i in range(6)}
+
+
+@pytest.mark.parametrize("flags", [("--http",), ("--http", "--sse-responses"), ("--sse",)])
+async def test_http_upstreams(flags: tuple[str, ...]) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    with anyio.fail_after(DEADLINE):
+        async with running_http_fixture(*flags) as url:
+            servers = {"remote": {"url": url, "type": "sse" if "--sse" in flags else "http"}, "local": stdio()}
+            async with hub_client(servers) as (hub, c):
+                assert hub.app.hub.pool.connections["remote"].state == "ready"
+                assert text_of(await c.call_tool("remote__echo", {"message": "over http"})) == "over http"
+                result = await c.call_tool("remote__progress", {}, progress_callback=on_progress)
+                assert not result.is_error
+
+
+async def test_http_upstream_session_expiry_reinitializes() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_http_fixture("--http", "--expire-sessions-after", "3") as url:
+            async with hub_client({"remote": {"url": url}}) as (_, c):
+                for i in range(8):
+                    assert text_of(await c.call_tool("echo", {"message": f"n{i}"})) == f"n{i}"
+
+
+async def test_legacy_sse_downstream() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
+            async with Client(sse_client(f"{hub.base}/sse"), mode="legacy", cache=None) as c:
+                names = {t.name for t in (await c.list_tools()).tools}
+                assert "a__echo" in names
+                assert text_of(await c.call_tool("b__echo", {"message": "old client"})) == "old client"

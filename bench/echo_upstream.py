@@ -35,7 +35,10 @@ def make_tools(n: int) -> bytes:
             "description": f"Generated benchmark tool number {i}; it does nothing useful at all.",
             "inputSchema": {
                 "type": "object",
-                "properties": {"query": {"type": "string", "description": "what to look for"}, "limit": {"type": "integer"}},
+                "properties": {
+                    "query": {"type": "string", "description": "what to look for"},
+                    "limit": {"type": "integer"},
+                },
                 "required": ["query"],
             },
         }

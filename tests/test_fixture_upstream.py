@@ -315,3 +315,46 @@ async def test_raw_http_sessions() -> None:
             assert (await http.delete(url, headers=session)).status_code == 200
             assert (await http.delete(url, headers=session)).status_code == 404
             assert (await http.post(url, json=ping, headers={"origin": "http://evil.example"})).status_code == 403
+
+
+@pytest.mark.parametrize("sse_responses", [False, True])
+async def test_raw_http_cancelled_request_is_never_answered(sse_responses: bool) -> None:
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    args = ("--sse-responses",) if sse_responses else ()
+    sleep = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "sleep", "arguments": {"seconds": 60}},
+    }
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}
+    answered: list[httpx.Response] = []
+    done = anyio.Event()
+    with anyio.fail_after(DEADLINE):
+        async with running_http_fixture(*args) as url, httpx.AsyncClient(headers=headers, timeout=DEADLINE) as http:
+            first = await http.post(url, json=initialize())
+            http.headers["mcp-session-id"] = first.headers["mcp-session-id"]
+
+            async def call_sleep() -> None:
+                answered.append(await http.post(url, json=sleep))
+                done.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call_sleep)
+                while not done.is_set():  # the request may not have reached the server yet: poll
+                    assert (await http.post(url, json=cancel)).status_code == 202
+                    with anyio.move_on_after(0.05):
+                        await done.wait()
+            ping = await http.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "ping"})
+            assert orjson.loads(ping.content.split(b"data: ")[-1]) if sse_responses else ping.json()
+    (response,) = answered
+    if sse_responses:
+        assert response.status_code == 200 and b"data:" not in response.content  # stream ended, no answer
+    else:
+        assert response.status_code == 202 and response.content == b""
+
+
+async def test_http_fixture_crash_on_start_is_reported() -> None:
+    with anyio.fail_after(DEADLINE), pytest.raises(RuntimeError, match="code 1"):
+        async with running_http_fixture("--crash-on-start"):
+            pass

@@ -1,0 +1,438 @@
+"""Catalog: merging upstream lists, prefix modes, collisions, routing, and cached list results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from onemcp.catalog.catalog import KIND_BY_METHOD, Catalog
+from onemcp.protocol.errors import INVALID_PARAMS, NotFound
+from onemcp.protocol.names import NameCodec, PrefixMode
+
+
+def make(mode: PrefixMode, *servers: str) -> Catalog:
+    catalog = Catalog(NameCodec(), mode)
+    catalog.set_servers(servers)
+    return catalog
+
+
+def tools(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "inputSchema": {"type": "object"}} for n in names]
+
+
+def names(catalog: Catalog, kind: str = "tools") -> list[str]:
+    return [str(item["name"]) for item in catalog.items(kind)]
+
+
+def uris(catalog: Catalog, kind: str = "resources") -> list[str]:
+    key = "uri" if kind == "resources" else "uriTemplate"
+    return [str(item[key]) for item in catalog.items(kind)]
+
+
+# ------------------------------------------------------------------------- order
+def test_merge_order_is_config_order_then_upstream_order() -> None:
+    catalog = make(PrefixMode.ALWAYS, "b", "a")
+    catalog.update("a", "tools", tools("a2", "a1"))
+    catalog.update("b", "tools", tools("b2", "b1"))
+    assert names(catalog) == ["b__b2", "b__b1", "a__a2", "a__a1"]
+
+
+def test_merge_order_does_not_depend_on_update_order() -> None:
+    first = make(PrefixMode.ALWAYS, "x", "y")
+    first.update("x", "tools", tools("t"))
+    first.update("y", "tools", tools("t"))
+    second = make(PrefixMode.ALWAYS, "x", "y")
+    second.update("y", "tools", tools("t"))
+    second.update("x", "tools", tools("t"))
+    assert names(first) == names(second) == ["x__t", "y__t"]
+    assert first.result_json("tools") == second.result_json("tools")
+
+
+def test_reordering_servers_reorders_the_merged_list() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a", "b")
+    catalog.update("a", "tools", tools("t"))
+    catalog.update("b", "tools", tools("t"))
+    changed = catalog.set_servers(["b", "a"])
+    assert "tools" in changed
+    assert names(catalog) == ["b__t", "a__t"]
+
+
+# ------------------------------------------------------------------- prefix modes
+def test_always_prefixes_a_single_server() -> None:
+    catalog = make(PrefixMode.ALWAYS, "only")
+    catalog.update("only", "tools", tools("t"))
+    assert catalog.prefixed
+    assert names(catalog) == ["only__t"]
+
+
+def test_conditional_with_one_server_is_unprefixed() -> None:
+    catalog = make(PrefixMode.CONDITIONAL, "only")
+    catalog.update("only", "tools", tools("t"))
+    assert not catalog.prefixed
+    assert names(catalog) == ["t"]
+
+
+def test_conditional_with_two_servers_is_prefixed() -> None:
+    catalog = make(PrefixMode.CONDITIONAL, "a", "b")
+    catalog.update("a", "tools", tools("t"))
+    catalog.update("b", "tools", tools("u"))
+    assert catalog.prefixed
+    assert names(catalog) == ["a__t", "b__u"]
+
+
+def test_conditional_switches_when_a_second_server_is_enabled() -> None:
+    catalog = make(PrefixMode.CONDITIONAL, "a")
+    catalog.update("a", "tools", tools("t"))
+    assert names(catalog) == ["t"]
+    changed = catalog.set_servers(["a", "b"])
+    assert "tools" in changed
+    assert names(catalog) == ["a__t"]
+    assert catalog.resolve_name("tools", "a__t") == ("a", "t")
+    with pytest.raises(NotFound):
+        catalog.resolve_name("tools", "t")
+
+
+def test_never_leaves_names_unprefixed_with_many_servers() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "tools", tools("t"))
+    catalog.update("b", "tools", tools("u"))
+    assert not catalog.prefixed
+    assert names(catalog) == ["t", "u"]
+    assert catalog.resolve_name("tools", "u") == ("b", "u")
+
+
+def test_prompts_are_prefixed_like_tools() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    catalog.update("a", "prompts", [{"name": "greet", "arguments": []}])
+    assert names(catalog, "prompts") == ["a__greet"]
+    assert catalog.resolve_name("prompts", "a__greet") == ("a", "greet")
+
+
+def test_resources_and_templates_get_uri_prefix() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    catalog.update("a", "resources", [{"uri": "file:///x", "name": "x"}])
+    catalog.update("a", "resourceTemplates", [{"uriTemplate": "test://t/{id}", "name": "t"}])
+    assert uris(catalog) == ["a+file:///x"]
+    assert uris(catalog, "resourceTemplates") == ["a+test://t/{id}"]
+    # The human-readable name of a resource is not a routing key: left alone.
+    assert catalog.items("resources")[0]["name"] == "x"
+
+
+def test_sanitised_name_resolves_to_original() -> None:
+    catalog = make(PrefixMode.NEVER, "a")
+    catalog.update("a", "tools", tools("get.weather"))
+    assert names(catalog) == ["get_weather"]
+    assert catalog.resolve_name("tools", "get_weather") == ("a", "get.weather")
+
+
+def test_shortened_name_resolves_to_original() -> None:
+    long_name = "t" * 80
+    catalog = make(PrefixMode.ALWAYS, "a")
+    catalog.update("a", "tools", tools(long_name))
+    (visible,) = names(catalog)
+    assert len(visible) == 64
+    assert catalog.resolve_name("tools", visible) == ("a", long_name)
+
+
+# -------------------------------------------------------------------- collisions
+def test_never_mode_collision_first_server_wins_and_is_reported() -> None:
+    catalog = make(PrefixMode.NEVER, "first", "second")
+    catalog.update("second", "tools", [{"name": "search", "description": "from second"}])
+    catalog.update("first", "tools", [{"name": "search", "description": "from first"}])
+    assert names(catalog) == ["search"]
+    assert catalog.items("tools")[0]["description"] == "from first"
+    assert catalog.resolve_name("tools", "search") == ("first", "search")
+    (report,) = catalog.collisions["tools"]
+    assert "'search'" in report
+    assert "second" in report
+    assert "first" in report
+
+
+def test_never_mode_collision_keeps_non_colliding_items() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "tools", tools("x", "shared"))
+    catalog.update("b", "tools", tools("shared", "y"))
+    assert names(catalog) == ["x", "shared", "y"]
+    assert len(catalog.collisions["tools"]) == 1
+
+
+def test_every_hidden_item_is_reported() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b", "c")
+    for server in ("a", "b", "c"):
+        catalog.update(server, "tools", tools("dup"))
+    visible = len(catalog.items("tools"))
+    hidden = len(catalog.collisions["tools"])
+    assert (visible, hidden) == (1, 2)
+
+
+def test_sanitisation_collision_is_reported() -> None:
+    catalog = make(PrefixMode.NEVER, "a")
+    catalog.update("a", "tools", tools("a_b", "a.b"))
+    assert names(catalog) == ["a_b"]
+    assert len(catalog.collisions["tools"]) == 1
+
+
+def test_resource_uri_collision_is_reported() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "resources", [{"uri": "file:///same", "name": "a"}])
+    catalog.update("b", "resources", [{"uri": "file:///same", "name": "b"}])
+    assert uris(catalog) == ["file:///same"]
+    assert catalog.resolve_uri("file:///same") == ("a", "file:///same")
+    assert len(catalog.collisions["resources"]) == 1
+
+
+def test_collision_clears_when_the_duplicate_goes_away() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "tools", tools("dup"))
+    catalog.update("b", "tools", tools("dup"))
+    assert catalog.collisions["tools"]
+    catalog.update("b", "tools", tools("other"))
+    assert catalog.collisions["tools"] == []
+
+
+def test_prefixed_mode_has_no_collisions_for_equal_names() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a", "b")
+    catalog.update("a", "tools", tools("dup"))
+    catalog.update("b", "tools", tools("dup"))
+    assert names(catalog) == ["a__dup", "b__dup"]
+    assert catalog.collisions["tools"] == []
+
+
+# ----------------------------------------------------------------- update / drop
+def test_update_reports_a_change() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    assert catalog.update("a", "tools", tools("t")) is True
+
+
+def test_update_with_identical_items_returns_false() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    catalog.update("a", "tools", tools("t"))
+    before = catalog.result_json("tools")
+    assert catalog.update("a", "tools", tools("t")) is False
+    assert catalog.result_json("tools") == before
+
+
+def test_update_with_empty_list_for_new_server_returns_false() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    assert catalog.update("a", "tools", []) is False
+
+
+def test_update_hidden_by_collision_returns_false() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "tools", tools("dup"))
+    assert catalog.update("b", "tools", tools("dup")) is False
+
+
+def test_update_of_unknown_server_is_invisible() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    assert catalog.update("ghost", "tools", tools("t")) is False
+    assert names(catalog) == []
+
+
+def test_update_of_one_kind_leaves_other_kinds() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    catalog.update("a", "prompts", [{"name": "p"}])
+    catalog.update("a", "tools", tools("t"))
+    assert names(catalog, "prompts") == ["a__p"]
+
+
+def test_drop_removes_a_servers_items_and_reports_kinds() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a", "b")
+    catalog.update("a", "tools", tools("t"))
+    catalog.update("a", "resources", [{"uri": "file:///x", "name": "x"}])
+    catalog.update("a", "prompts", [])
+    catalog.update("b", "tools", tools("u"))
+    assert catalog.drop("a") == {"tools", "resources"}
+    assert names(catalog) == ["b__u"]
+    assert catalog.items("resources") == []
+    with pytest.raises(NotFound):
+        catalog.resolve_name("tools", "a__t")
+    assert catalog.counts("a") == {"tools": 0, "prompts": 0, "resources": 0, "resourceTemplates": 0}
+
+
+def test_drop_unknown_or_empty_server_changes_nothing() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    assert catalog.drop("a") == set()
+    assert catalog.drop("nobody") == set()
+
+
+def test_drop_reveals_an_item_previously_hidden() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "tools", [{"name": "dup", "description": "a"}])
+    catalog.update("b", "tools", [{"name": "dup", "description": "b"}])
+    assert catalog.drop("a") == {"tools"}
+    assert catalog.items("tools") == [{"name": "dup", "description": "b"}]
+    assert catalog.resolve_name("tools", "dup") == ("b", "dup")
+    assert catalog.collisions["tools"] == []
+
+
+def test_drop_reroutes_even_when_the_visible_list_is_byte_identical() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "tools", tools("dup"))
+    catalog.update("b", "tools", tools("dup"))
+    # Nothing a client can see changed, so no kind is reported, but routing must follow.
+    assert catalog.drop("a") == set()
+    assert catalog.resolve_name("tools", "dup") == ("b", "dup")
+
+
+def test_set_servers_forgets_removed_servers() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a", "b")
+    catalog.update("b", "tools", tools("t"))
+    catalog.set_servers(["a"])
+    assert names(catalog) == []
+    catalog.set_servers(["a", "b"])
+    assert names(catalog) == []
+
+
+def test_counts_are_per_server_upstream_counts() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "tools", tools("dup", "x"))
+    catalog.update("b", "tools", tools("dup"))
+    assert catalog.counts("a")["tools"] == 2
+    assert catalog.counts("b")["tools"] == 1
+
+
+# ------------------------------------------------------------------------ resolve
+def test_resolve_name_unknown_tool() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    catalog.update("a", "tools", tools("t"))
+    with pytest.raises(NotFound) as info:
+        catalog.resolve_name("tools", "a__missing")
+    assert info.value.code == INVALID_PARAMS == -32602
+    assert "a__missing" in info.value.message
+    assert "Tool" in info.value.message
+    assert info.value.to_error()["code"] == -32602
+
+
+def test_resolve_name_unknown_prompt_says_prompt() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    with pytest.raises(NotFound) as info:
+        catalog.resolve_name("prompts", "nope")
+    assert "Prompt" in info.value.message
+    assert "nope" in info.value.message
+
+
+def test_resolve_name_before_any_list_is_not_found() -> None:
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    with pytest.raises(NotFound):
+        catalog.resolve_name("tools", "x")
+
+
+def test_resolve_listed_uri_prefixed() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    catalog.update("a", "resources", [{"uri": "file:///x", "name": "x"}])
+    assert catalog.resolve_uri("a+file:///x") == ("a", "file:///x")
+
+
+def test_resolve_unlisted_prefixed_uri_routes_by_prefix() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a", "b")
+    assert catalog.resolve_uri("b+test://template/7/data") == ("b", "test://template/7/data")
+
+
+def test_resolve_prefixed_uri_of_unknown_server_is_not_found() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    with pytest.raises(NotFound) as info:
+        catalog.resolve_uri("zzz+file:///x")
+    assert info.value.code == -32602
+    assert "zzz+file:///x" in info.value.message
+    assert info.value.data == {"uri": "zzz+file:///x"}
+
+
+def test_resolve_template_match_unprefixed() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "resources", [{"uri": "file:///a", "name": "a"}])
+    catalog.update("b", "resources", [{"uri": "file:///b", "name": "b"}])
+    catalog.update("b", "resourceTemplates", [{"uriTemplate": "test://template/{id}/data", "name": "t"}])
+    assert catalog.resolve_uri("test://template/42/data") == ("b", "test://template/42/data")
+    assert catalog.resolve_uri("file:///a") == ("a", "file:///a")
+
+
+def test_template_variable_does_not_cross_path_segments() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "resources", [{"uri": "file:///a", "name": "a"}])
+    catalog.update("b", "resources", [{"uri": "file:///b", "name": "b"}])
+    catalog.update("b", "resourceTemplates", [{"uriTemplate": "test://template/{id}/data", "name": "t"}])
+    with pytest.raises(NotFound):
+        catalog.resolve_uri("test://template/1/2/data")
+
+
+def test_template_match_first_server_wins() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    template = [{"uriTemplate": "test://template/{id}/data", "name": "t"}]
+    catalog.update("b", "resourceTemplates", template)
+    catalog.update("a", "resourceTemplates", template)
+    assert catalog.resolve_uri("test://template/1/data") == ("a", "test://template/1/data")
+
+
+def test_resolve_unknown_uri_with_one_server_goes_to_it() -> None:
+    catalog = make(PrefixMode.CONDITIONAL, "only")
+    assert catalog.resolve_uri("file:///anything") == ("only", "file:///anything")
+
+
+def test_resolve_unknown_uri_goes_to_the_only_server_with_resources() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("b", "resources", [{"uri": "file:///listed", "name": "l"}])
+    assert catalog.resolve_uri("file:///unlisted") == ("b", "file:///unlisted")
+
+
+def test_resolve_unknown_uri_ambiguous_is_not_found() -> None:
+    catalog = make(PrefixMode.NEVER, "a", "b")
+    catalog.update("a", "resources", [{"uri": "file:///a", "name": "a"}])
+    catalog.update("b", "resources", [{"uri": "file:///b", "name": "b"}])
+    with pytest.raises(NotFound) as info:
+        catalog.resolve_uri("file:///c")
+    assert info.value.code == -32602
+    assert "file:///c" in info.value.message
+
+
+def test_visible_uri_follows_prefixing() -> None:
+    assert make(PrefixMode.ALWAYS, "a").visible_uri("a", "file:///x") == "a+file:///x"
+    assert make(PrefixMode.NEVER, "a").visible_uri("a", "file:///x") == "file:///x"
+
+
+# ------------------------------------------------------------------ result_json
+def test_result_json_preserves_unknown_fields() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    item = {
+        "name": "t",
+        "title": "T",
+        "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}},
+        "annotations": {"readOnlyHint": True},
+        "_meta": {"vendor/x": [1, 2]},
+        "futureField": {"nested": None},
+    }
+    catalog.update("a", "tools", [item])
+    doc = orjson.loads(catalog.result_json("tools"))
+    assert doc == {"tools": [{**item, "name": "a__t"}]}
+
+
+def test_update_does_not_mutate_upstream_items() -> None:
+    catalog = make(PrefixMode.ALWAYS, "a")
+    items = tools("t")
+    catalog.update("a", "tools", items)
+    assert items[0]["name"] == "t"
+
+
+def test_result_json_before_any_update_is_an_empty_list() -> None:
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    for kind in ("tools", "prompts", "resources", "resourceTemplates"):
+        assert orjson.loads(catalog.result_json(kind)) == {kind: []}
+
+
+def test_result_json_for_templates_uses_result_key() -> None:
+    catalog = make(PrefixMode.NEVER, "a")
+    catalog.update("a", "resourceTemplates", [{"uriTemplate": "x://{y}", "name": "y"}])
+    assert orjson.loads(catalog.result_json("resourceTemplates")) == {
+        "resourceTemplates": [{"uriTemplate": "x://{y}", "name": "y"}]
+    }
+
+
+def test_kind_by_method() -> None:
+    assert KIND_BY_METHOD == {
+        "tools/list": "tools",
+        "prompts/list": "prompts",
+        "resources/list": "resources",
+        "resources/templates/list": "resourceTemplates",
+    }

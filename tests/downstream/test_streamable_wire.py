@@ -1,0 +1,195 @@
+"""The /mcp wire as raw HTTP sees it: status codes, headers, JSON vs SSE, the GET stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+from fixtures.launch import fixture_command
+from support.hub import HEADERS, INIT, running_hub, raw_session
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+
+
+def config(**settings: Any) -> dict[str, Any]:
+    cmd = fixture_command()
+    return {
+        "mcpServers": {"a": {"command": cmd[0], "args": cmd[1:]}, "b": {"command": cmd[0], "args": cmd[1:]}},
+        "onemcp": settings,
+    }
+
+
+def req(method: str, rid: int | str = 7, **params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+
+
+async def test_session_rules() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            r = await http.post(hub.url, json=req("tools/list"), headers=HEADERS)
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32600
+            r = await http.post(hub.url, json=req("tools/list"), headers={**HEADERS, "mcp-session-id": "nope"})
+            assert r.status_code == 404
+            headers = await raw_session(http, hub.url)
+            r = await http.post(hub.url, json=req("ping"), headers=headers)
+            assert r.status_code == 200 and r.json() == {"jsonrpc": "2.0", "id": 7, "result": {}}
+            assert r.headers["content-type"] == "application/json"
+            r = await http.delete(hub.url, headers=headers)
+            assert r.status_code == 200
+            r = await http.post(hub.url, json=req("ping"), headers=headers)
+            assert r.status_code == 404
+
+
+async def test_protocol_version_header_is_validated() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            headers = await raw_session(http, hub.url)
+            r = await http.post(hub.url, json=req("ping"), headers={**headers, "mcp-protocol-version": "1999-01-01"})
+            assert r.status_code == 400 and "1999-01-01" in r.json()["error"]["message"]
+            r = await http.post(hub.url, json=req("ping"), headers={**headers, "mcp-protocol-version": "2025-06-18"})
+            assert r.status_code == 200
+
+
+async def test_initialize_negotiates_version_and_advertises_capabilities() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2025-03-26"}}  # type: ignore[dict-item]
+            r = await http.post(hub.url, json=init, headers=HEADERS)
+            result = r.json()["result"]
+            assert result["protocolVersion"] == "2025-03-26"
+            assert result["serverInfo"]["name"] == "onemcp"
+            caps = result["capabilities"]
+            assert caps["tools"] == {"listChanged": True}
+            assert caps["resources"]["subscribe"] is True and "completions" in caps
+            init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2099-01-01"}}  # type: ignore[dict-item]
+            r = await http.post(hub.url, json=init, headers=HEADERS)
+            assert r.json()["result"]["protocolVersion"] == "2025-11-25"
+
+
+async def test_origin_and_host_validation() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, "origin": "http://evil.example"})
+            assert r.status_code == 403
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, "host": "evil.example:80"})
+            assert r.status_code == 421
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, "origin": "http://localhost:5173"})
+            assert r.status_code == 200
+
+
+async def test_bad_bodies_get_clear_errors() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config(maxBodyBytes=2048)) as hub, httpx.AsyncClient() as http:
+            headers = await raw_session(http, hub.url)
+            r = await http.post(hub.url, content=b"{not json", headers=headers)
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32700
+            r = await http.post(hub.url, content=b"[1,2]", headers=headers)
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32600
+            r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": True, "method": "ping"}, headers=headers)
+            assert r.status_code == 400
+            big = req("tools/call", name="a__echo", arguments={"message": "x" * 5000})
+            r = await http.post(hub.url, json=big, headers=headers)
+            assert r.status_code == 413
+            r = await http.post(hub.url, content=b"ping", headers={**headers, "content-type": "text/plain"})
+            assert r.status_code == 415
+            r = await http.post(hub.url, json=req("no/such/method"), headers=headers)
+            assert r.status_code == 200 and r.json()["error"]["code"] == -32601
+            r = await http.post(hub.url, json=req("tools/call", name=5), headers=headers)
+            assert r.json()["error"]["code"] == -32602
+            # still serving after all that
+            r = await http.post(hub.url, json=req("tools/call", name="a__echo", arguments={"message": "ok"}),
+                                headers=headers)
+            assert r.json()["result"]["content"][0]["text"] == "ok"
+
+
+async def test_related_messages_switch_the_reply_to_sse() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            headers = await raw_session(http, hub.url)
+            call = req("tools/call", name="a__progress", arguments={}, _meta={"progressToken": "tok-1"})
+            r = await http.post(hub.url, json=call, headers=headers)
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = [orjson.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+            progress = [e for e in events if e.get("method") == "notifications/progress"]
+            assert [p["params"]["progressToken"] for p in progress] == ["tok-1"] * 3
+            assert events[-1]["id"] == 7 and "result" in events[-1]
+
+
+async def test_get_stream_delivers_list_changed() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            r = await http.get(hub.url, headers={**headers, "accept": "application/json"})
+            assert r.status_code == 406
+            async with http.stream("GET", hub.url, headers={**headers, "accept": "text/event-stream"}) as stream:
+                assert stream.status_code == 200
+                add = req("tools/call", name="b__add_tool", arguments={"name": "late"})
+                r = await http.post(hub.url, json=add, headers=headers)
+                assert "result" in r.json()
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: "):
+                        assert orjson.loads(line[6:])["method"] == "notifications/tools/list_changed"
+                        break
+            r = await http.post(hub.url, json=req("tools/list"), headers=headers)
+            assert "b__late" in {t["name"] for t in r.json()["result"]["tools"]}
+
+
+async def test_cancelled_request_is_never_answered() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            replies: list[httpx.Response] = []
+
+            async def slow_call() -> None:
+                call = req("tools/call", rid=99, name="a__sleep", arguments={"seconds": 30})
+                replies.append(await http.post(hub.url, json=call, headers=headers))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(slow_call)
+                conn = hub.app.hub.pool.connections["a"]
+                while conn.in_flight == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 99}}
+                r = await http.post(hub.url, json=cancel, headers=headers)
+                assert r.status_code == 202
+            assert "result" not in replies[0].text and "error" not in replies[0].text
+            assert conn.in_flight == 0
+
+
+async def test_idle_sessions_expire() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config(sessionIdleTimeout=0.2)) as hub, httpx.AsyncClient() as http:
+            headers = await raw_session(http, hub.url)
+            while len(hub.app.hub.sessions):  # (a request would keep it alive)
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            r = await http.post(hub.url, json=req("ping"), headers=headers)
+            assert r.status_code == 404
+
+
+async def test_health_endpoints() -> None:
+    cfg = config()
+    cfg["mcpServers"]["dead"] = {"command": "/nonexistent/onemcp-test-binary"}
+    cfg["mcpServers"]["off"] = {"command": "whatever", "disabled": True}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(cfg) as hub, httpx.AsyncClient() as http:
+            doc = (await http.get(f"{hub.base}/health")).json()
+            assert doc["status"] == "degraded"
+            assert doc["upstreams"]["a"]["state"] == "ready" and doc["upstreams"]["a"]["tools"] > 5
+            assert doc["upstreams"]["dead"]["state"] == "failed"
+            assert "command not found" in doc["upstreams"]["dead"]["lastError"]
+            assert doc["upstreams"]["off"]["state"] == "disabled"
+            assert (await http.get(f"{hub.base}/health/live")).status_code == 200
+            assert (await http.get(f"{hub.base}/health/ready")).status_code == 200
+
+
+async def test_ready_is_503_until_upstreams_were_tried() -> None:
+    cmd = fixture_command("--hang-on-start")
+    cfg = {"mcpServers": {"slow": {"command": cmd[0], "args": cmd[1:], "startupTimeout": 30}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(cfg, wait=False) as hub, httpx.AsyncClient() as http:
+            r = await http.get(f"{hub.base}/health/ready")
+            assert r.status_code == 503 and r.json()["upstreams"]["slow"] == "starting"

@@ -1,0 +1,129 @@
+"""JSON-RPC envelopes: parsing, classification errors and their codes, reply builders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    InvalidRequest,
+    ParseError,
+    ProtocolError,
+)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"not json", b"{'a': 1}", b"\xff\xfe", b'{"jsonrpc": "2.0",}'])
+def test_not_json_is_a_parse_error(body: bytes) -> None:
+    with pytest.raises(ParseError) as info:
+        jsonrpc.parse(body)
+    assert info.value.code == PARSE_ERROR == -32700
+    assert info.value.to_error()["code"] == -32700
+    assert "Parse error" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]',
+        b"[]",
+        b'"ping"',
+        b"1",
+        b"null",
+    ],
+)
+def test_non_object_is_an_invalid_request(body: bytes) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        jsonrpc.parse(body)
+    assert info.value.code == INVALID_REQUEST == -32600
+    assert not isinstance(info.value, ParseError)
+
+
+@pytest.mark.parametrize(
+    ("msg", "fragment"),
+    [
+        ({"id": 1, "method": "ping"}, "jsonrpc"),
+        ({"jsonrpc": "1.0", "id": 1, "method": "ping"}, "jsonrpc"),
+        ({"jsonrpc": 2.0, "id": 1, "method": "ping"}, "jsonrpc"),
+        ({"jsonrpc": "2.0", "id": True, "method": "ping"}, "id"),
+        ({"jsonrpc": "2.0", "id": False, "method": "ping"}, "id"),
+        ({"jsonrpc": "2.0", "id": None, "method": "ping"}, "id"),
+        ({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, "id"),
+        ({"jsonrpc": "2.0", "id": [1], "method": "ping"}, "id"),
+        ({"jsonrpc": "2.0", "id": 1, "method": 5}, "method"),
+        ({"jsonrpc": "2.0", "id": 1, "method": "x", "params": [1, 2]}, "params"),
+        ({"jsonrpc": "2.0", "id": 1, "method": "x", "params": "p"}, "params"),
+        ({"jsonrpc": "2.0", "method": "x", "params": 3}, "params"),
+        ({"jsonrpc": "2.0"}, "neither"),
+        ({"jsonrpc": "2.0", "id": 1}, "neither"),
+        ({"jsonrpc": "2.0", "result": {}}, "neither"),
+    ],
+)
+def test_invalid_envelopes(msg: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        jsonrpc.parse(orjson.dumps(msg))
+    assert info.value.code == -32600
+    assert fragment in info.value.message
+
+
+def test_errors_are_protocol_errors() -> None:
+    assert issubclass(ParseError, ProtocolError)
+    assert issubclass(InvalidRequest, ProtocolError)
+
+
+@pytest.mark.parametrize(
+    ("msg", "kind"),
+    [
+        ({"jsonrpc": "2.0", "id": 1, "method": "ping"}, "request"),
+        ({"jsonrpc": "2.0", "id": "abc", "method": "ping"}, "request"),
+        ({"jsonrpc": "2.0", "id": 0, "method": "tools/call", "params": {"name": "x"}}, "request"),
+        ({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": None}, "request"),
+        ({"jsonrpc": "2.0", "method": "notifications/initialized"}, "notification"),
+        ({"jsonrpc": "2.0", "id": 1, "result": {}}, "response"),
+        ({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "x"}}, "response"),
+    ],
+)
+def test_classify(msg: dict[str, Any], kind: str) -> None:
+    assert jsonrpc.classify(msg) == kind
+
+
+def test_parse_returns_the_dict_unchanged() -> None:
+    msg = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "t", "arguments": {"a": [1]}}}
+    assert jsonrpc.parse(orjson.dumps(msg)) == msg
+
+
+def test_parse_accepts_whitespace_and_unicode() -> None:
+    body = ' \n{"jsonrpc": "2.0", "id": "é", "method": "ping"}\n '.encode()
+    assert jsonrpc.parse(body)["id"] == "é"
+
+
+def test_builders() -> None:
+    assert jsonrpc.result(1, {"ok": True}) == {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}
+    err = {"code": -32601, "message": "Method not found"}
+    assert jsonrpc.error(None, err) == {"jsonrpc": "2.0", "id": None, "error": err}
+    assert jsonrpc.notification("notifications/tools/list_changed") == {
+        "jsonrpc": "2.0",
+        "method": "notifications/tools/list_changed",
+    }
+    assert jsonrpc.notification("m", {"a": 1}) == {"jsonrpc": "2.0", "method": "m", "params": {"a": 1}}
+
+
+def test_builders_classify_as_their_kind() -> None:
+    assert jsonrpc.classify(jsonrpc.result(1, {})) == "response"
+    assert jsonrpc.classify(jsonrpc.error(1, {"code": 1, "message": "m"})) == "response"
+    assert jsonrpc.classify(jsonrpc.notification("m")) == "notification"
+
+
+@pytest.mark.parametrize("rid", [1, "a\"b", None, 0, "ü"])
+def test_splice_result_equals_serialised_result(rid: int | str | None) -> None:
+    result = {"tools": [{"name": "t", "inputSchema": {"type": "object"}}]}
+    spliced = jsonrpc.splice_result(rid, orjson.dumps(result))
+    assert orjson.loads(spliced) == jsonrpc.result(rid, result)
+
+
+def test_dumps_is_compact_bytes() -> None:
+    assert jsonrpc.dumps({"a": [1, 2]}) == b'{"a":[1,2]}'

@@ -1,0 +1,209 @@
+"""`onemcp serve` as a real subprocess: starter config, listening line, health, config errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from fixtures.launch import stop_process
+from onemcp.config.load import load_config
+
+pytestmark = pytest.mark.anyio
+
+LISTENING = re.compile(r"^onemcp: listening on http://127\.0\.0\.1:(\d+)/mcp$")
+START_DEADLINE = 30.0
+READY_DEADLINE = 60.0
+EXIT_DEADLINE = 30.0
+
+
+def hub_env(config_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEMCP_CONFIG", "ONEMCP_CONFIG_DIR")}
+    env["ONEMCP_CONFIG_DIR"] = str(config_dir)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a command expected to exit by itself; the timeout is a deadline, not a measurement."""
+    return subprocess.run(
+        [sys.executable, "-m", "onemcp", *args],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_DEADLINE,
+    )
+
+
+async def read_listening_port(process: Process) -> int:
+    assert process.stdout is not None
+    lines = BufferedByteReceiveStream(process.stdout)
+    with anyio.fail_after(START_DEADLINE):
+        while True:
+            try:
+                line = (await lines.receive_until(b"\n", 65536)).decode().strip()
+            except (anyio.EndOfStream, anyio.IncompleteRead):
+                code = await process.wait()
+                raise AssertionError(f"onemcp exited with code {code} before listening") from None
+            match = LISTENING.match(line)
+            if match:
+                return int(match.group(1))
+
+
+async def get_until(client: httpx.AsyncClient, url: str, deadline: float) -> httpx.Response:
+    """GET `url` until it answers 200, or fail when `deadline` passes."""
+    with anyio.fail_after(deadline):
+        while True:
+            try:
+                response = await client.get(url)
+            except httpx.TransportError:
+                response = None
+            if response is not None and response.status_code == 200:
+                return response
+            await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+
+
+async def test_serve_writes_starter_config_and_becomes_ready(tmp_path: Path) -> None:
+    config_dir = tmp_path / "config"
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("wb") as stderr:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "onemcp", "serve", "--port", "0"],
+            env=hub_env(config_dir),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        port = await read_listening_port(process)
+        assert port > 0
+
+        starter = config_dir / "mcp.json"
+        assert starter.is_file()
+        assert list(load_config(starter).enabled) == ["demo", "time"]
+
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            ready = await get_until(client, f"{base}/health/ready", READY_DEADLINE)
+            assert ready.json()["ready"] is True
+
+            live = await client.get(f"{base}/health/live")
+            assert live.status_code == 200
+
+            health: dict[str, Any] = (await client.get(f"{base}/health")).json()
+            upstreams = health["upstreams"]
+            assert set(upstreams) == {"demo", "time"}
+            assert upstreams["demo"]["state"] == "ready", health
+            assert upstreams["time"]["state"] == "ready", health
+            assert upstreams["time"]["tools"] > 0
+            assert health["status"] == "ok"
+    finally:
+        await stop_process(process)
+
+    log = stderr_path.read_text(errors="replace")
+    assert "wrote a starter config" in log
+    assert "Traceback" not in log
+
+
+async def test_serve_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "mcp.json"
+    config.write_bytes(orjson.dumps({"mcpServers": {}}))
+    process = await anyio.open_process(
+        [sys.executable, "-m", "onemcp", "serve", "--port", "0", "--config", str(config)],
+        env=hub_env(tmp_path / "unused"),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port = await read_listening_port(process)
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            # Once it answers, uvicorn is running and has installed its signal handlers.
+            await get_until(client, f"http://127.0.0.1:{port}/health/live", READY_DEADLINE)
+        process.terminate()
+        with anyio.fail_after(EXIT_DEADLINE):
+            code = await process.wait()
+        assert code == 0
+    finally:
+        await stop_process(process)
+    assert not (tmp_path / "unused").exists()
+
+
+def test_bad_config_exits_nonzero_naming_the_server(tmp_path: Path) -> None:
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {"git": {"url": "ftp://x"}}}))
+    result = run_cli("serve", "--port", "0", env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "mcpServers.git" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "listening" not in result.stdout
+
+
+def test_missing_variable_exits_nonzero_naming_it(tmp_path: Path) -> None:
+    doc = {"mcpServers": {"gh": {"command": "x", "env": {"TOKEN": "${ONEMCP_TEST_UNSET_VAR}"}}}}
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps(doc))
+    env = hub_env(tmp_path)
+    env.pop("ONEMCP_TEST_UNSET_VAR", None)
+    result = run_cli("serve", "--port", "0", env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "ONEMCP_TEST_UNSET_VAR" in result.stderr
+    assert "mcpServers.gh.env.TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_json_exits_nonzero(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text("{ not json")
+    result = run_cli("serve", "--port", "0", env=hub_env(tmp_path, ONEMCP_CONFIG=str(path)), cwd=tmp_path)
+    assert result.returncode != 0
+    assert str(path) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_flag_exits_2_without_creating_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "mcp.json"
+    result = run_cli("serve", "--port", "0", "--config", str(missing), env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not missing.exists()
+    assert not (tmp_path / "mcp.json").exists()
+
+
+def test_port_in_use_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot bind" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_flag(tmp_path: Path) -> None:
+    result = run_cli("--version", env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("onemcp ")
+
+
+def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli(env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "usage" in result.stderr.lower()

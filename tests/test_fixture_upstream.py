@@ -159,9 +159,7 @@ async def test_roots_log_errors_and_list_changed(transport: str) -> None:
             await c.call_tool("add_tool", {"name": "fresh"})
             await changed.wait()
             assert "fresh" in {tool.name for tool in (await c.list_tools()).tools}
-            whoami = orjson.loads(
-                text_of(await c.call_tool("whoami", {"x": 1}, meta=types.RequestParamsMeta(trace="t1")))
-            )
+            whoami = orjson.loads(text_of(await c.call_tool("whoami", {"x": 1}, meta={"trace": "t1"})))
             assert whoami["arguments"] == {"x": 1} and whoami["meta"]["trace"] == "t1"
     assert [(entry.level, entry.data) for entry in logs] == [("info", "note")]
 

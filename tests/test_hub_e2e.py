@@ -286,3 +286,41 @@ async def test_legacy_sse_downstream() -> None:
                 names = {t.name for t in (await c.list_tools()).tools}
                 assert "a__echo" in names
                 assert text_of(await c.call_tool("b__echo", {"message": "old client"})) == "old client"
+
+
+async def test_sdk_client_in_auto_mode_falls_back_to_legacy() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio()}}) as hub:
+            async with Client(hub.url, cache=None) as c:  # mode="auto": probes server/discover first
+                assert c.protocol_version == "2025-11-25"
+                assert text_of(await c.call_tool("echo", {"message": "auto"})) == "auto"
+
+
+async def test_paginated_upstream_lists_are_collected_whole() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"p": stdio("--page-size", "2", "--tools", "7"), "q": stdio()}) as (_, c):
+            listed = await c.list_tools()
+            names = [t.name for t in listed.tools]
+            assert listed.next_cursor is None
+            assert {f"p__tool_{i}" for i in range(7)} <= set(names)
+            assert len(names) == len(set(names))
+
+
+async def test_completion_is_routed_by_prompt_name() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"a": stdio(), "b": stdio()}) as (_, c):
+            ref = types.PromptReference(type="ref/prompt", name="b__with_args")
+            result = await c.complete(ref, {"name": "topic", "value": "c"})
+            assert result.completion is not None
+            with pytest.raises(MCPError) as err:
+                await c.complete(types.PromptReference(type="ref/prompt", name="zz__x"), {"name": "t", "value": ""})
+            assert err.value.error.code == -32602
+
+
+async def test_prefix_mode_never_reports_collisions() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_client({"one": stdio(), "two": stdio()}, {"prefixMode": "never"}) as (hub, c):
+            names = [t.name for t in (await c.list_tools()).tools]
+            assert names.count("echo") == 1
+            collisions = hub.app.hub.catalog.collisions["tools"]
+            assert any("'echo'" in line and "two" in line for line in collisions)

@@ -165,7 +165,9 @@ async def test_sigterm_shuts_down_and_stops_upstream_children(tmp_path: Path) ->
         # uvicorn re-raises the captured signal after its graceful shutdown.
         assert code in (0, -signal.SIGTERM)
         with anyio.fail_after(EXIT_DEADLINE):
-            while any(alive(pid) for pid in children):
+            while True:
+                if not any(alive(pid) for pid in children):
+                    break
                 await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
     finally:
         await stop_process(process)

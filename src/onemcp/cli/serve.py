@@ -53,5 +53,9 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the signal after a clean shutdown
+        pass
+    print("onemcp: stopped", file=sys.stderr)
     return 0

@@ -10,11 +10,12 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from fixtures.launch import fixture_command, running_http_fixture
 from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command, running_http_fixture
 from support.hub import RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -115,6 +116,7 @@ async def test_prompts_and_resources_are_namespaced_and_routed() -> None:
 async def test_unknown_fields_pass_through_untouched() -> None:
     """The SDK client drops unknown fields, so this one looks at the raw wire."""
     import httpx
+
     from support.hub import raw_session
 
     with anyio.fail_after(DEADLINE):
@@ -179,7 +181,9 @@ async def test_upstream_log_reaches_client_with_server_name() -> None:
 
 
 async def test_sampling_request_reaches_the_calling_client() -> None:
-    async def sampling(ctx: ClientRequestContext, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    async def sampling(
+        ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
         return types.CreateMessageResult(
             role="assistant", content=types.TextContent(type="text", text="sampled!"), model="test-model"
         )

@@ -10,9 +10,10 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from fixtures.launch import fixture_command
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
 from support.hub import running_hub
 from support.real_servers import (
     everything_stdio_command,
@@ -39,7 +40,7 @@ def text_of(result: types.CallToolResult) -> str:
 
 async def test_time_and_everything_stdio_and_a_dead_server() -> None:
     servers = {
-        "time": entry(time_stdio_command() + ["--local-timezone", "UTC"]),
+        "time": entry([*time_stdio_command(), "--local-timezone", "UTC"]),
         "everything": entry(everything_stdio_command()),
         "down": {"command": "/nonexistent/mcp-server"},
     }

@@ -8,8 +8,9 @@ import anyio
 import httpx
 import orjson
 import pytest
+
 from fixtures.launch import fixture_command
-from support.hub import HEADERS, INIT, running_hub, raw_session
+from support.hub import HEADERS, INIT, raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
@@ -101,8 +102,9 @@ async def test_bad_bodies_get_clear_errors() -> None:
             r = await http.post(hub.url, json=req("tools/call", name=5), headers=headers)
             assert r.json()["error"]["code"] == -32602
             # still serving after all that
-            r = await http.post(hub.url, json=req("tools/call", name="a__echo", arguments={"message": "ok"}),
-                                headers=headers)
+            r = await http.post(
+                hub.url, json=req("tools/call", name="a__echo", arguments={"message": "ok"}), headers=headers
+            )
             assert r.json()["result"]["content"][0]["text"] == "ok"
 
 

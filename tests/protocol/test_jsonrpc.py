@@ -118,7 +118,7 @@ def test_builders_classify_as_their_kind() -> None:
     assert jsonrpc.classify(jsonrpc.notification("m")) == "notification"
 
 
-@pytest.mark.parametrize("rid", [1, "a\"b", None, 0, "ü"])
+@pytest.mark.parametrize("rid", [1, 'a"b', None, 0, "ü"])
 def test_splice_result_equals_serialised_result(rid: int | str | None) -> None:
     result = {"tools": [{"name": "t", "inputSchema": {"type": "object"}}]}
     spliced = jsonrpc.splice_result(rid, orjson.dumps(result))

@@ -21,7 +21,7 @@ async def decode_all(lines: Iterable[str]) -> list[Event]:
 
 
 async def test_single_event() -> None:
-    (ev,) = await decode_all(["data: {\"a\":1}", ""])
+    (ev,) = await decode_all(['data: {"a":1}', ""])
     assert ev == Event(event="message", data='{"a":1}', id=None, retry=None)
 
 

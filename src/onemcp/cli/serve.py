@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
@@ -53,9 +54,7 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after a clean shutdown
         server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the signal after a clean shutdown
-        pass
     print("onemcp: stopped", file=sys.stderr)
     return 0

@@ -25,6 +25,28 @@ def library(frame: str) -> str:
     return "stdlib/other" if "/" not in where or where.startswith("<") else f"{top} (other)"
 
 
+# Subsystems, first match wins: (label, text that must appear in some frame of the stack).
+BUCKETS = (
+    ("upstream HTTP client: httpx/httpcore/h11 (+ anyio under them)", ("httpx/", "httpcore/", "h11/", "upstream/http.py")),
+    ("upstream stdio transport", ("upstream/stdio.py",)),
+    ("import machinery (failed imports at request time)", ("<frozen importlib",)),
+)
+
+
+def bucket(frames: list[str]) -> str:
+    for label, needles in BUCKETS:
+        if any(n in f for f in frames for n in needles):
+            return label
+    leaf = library(frames[-1])
+    if leaf == "onemcp":
+        return "onemcp's own code (self time)"
+    if frames[-1].startswith("Runner.run ") or frames[-1].startswith("Server.run "):
+        return "event loop in C (uvloop: epoll, socket reads/writes, callbacks)"
+    if leaf == "uvicorn" or any("uvicorn/protocols" in f for f in frames):
+        return "uvicorn (downstream HTTP server)"
+    return f"other: {leaf}"
+
+
 def load(path: Path) -> list[tuple[list[str], int]]:
     stacks = []
     for line in path.read_text().splitlines():
@@ -47,6 +69,11 @@ def summarize(stacks: list[tuple[list[str], int]], top: int, match: str | None) 
         for frame in set(frames):
             incl[frame] += n
     out = [f"{total} samples" + (f" with {match!r} on the stack" if match else "")]
+    buckets: Counter[str] = Counter()
+    for frames, n in stacks:
+        buckets[bucket(frames)] += n
+    out.append("\nby subsystem (first match: upstream client, stdio, imports, onemcp, loop, uvicorn):")
+    out += [f"  {100 * n / total:5.1f}%  {b}" for b, n in buckets.most_common()]
     out.append("\nself time by library of the innermost frame:")
     out += [f"  {100 * n / total:5.1f}%  {lib}" for lib, n in libs.most_common()]
     out.append(f"\ntop {top} self time:")

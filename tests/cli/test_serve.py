@@ -174,6 +174,36 @@ async def test_sigterm_shuts_down_and_stops_upstream_children(tmp_path: Path) ->
     assert "Traceback" not in stderr_path.read_text(errors="replace")
 
 
+async def test_ctrl_c_exits_0_after_a_clean_shutdown(tmp_path: Path) -> None:
+    config = tmp_path / "mcp.json"
+    config.write_bytes(orjson.dumps({"mcpServers": {}}))
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("wb") as stderr:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "onemcp", "serve", "--port", "0", "--config", str(config)],
+            env=hub_env(tmp_path / "unused"),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        port = await read_listening_port(process)
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            # Once it answers, uvicorn runs and has installed its signal handlers.
+            await get_until(client, f"http://127.0.0.1:{port}/health/live", READY_DEADLINE)
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(EXIT_DEADLINE):
+            code = await process.wait()
+        assert code == 0
+    finally:
+        await stop_process(process)
+    log = stderr_path.read_text(errors="replace")
+    assert "onemcp: stopped" in log
+    assert "Traceback" not in log
+    assert not (tmp_path / "unused").exists()
+
+
 def test_bad_config_exits_nonzero_naming_the_server(tmp_path: Path) -> None:
     (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {"git": {"url": "ftp://x"}}}))
     result = run_cli("serve", "--port", "0", env=hub_env(tmp_path), cwd=tmp_path)

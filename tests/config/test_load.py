@@ -152,13 +152,6 @@ def test_bad_url_scheme_names_the_server() -> None:
     assert "http://" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "load.py's docstring promises 'mcpServers.git.url: ...', but ServerConfig._one_transport "
-        "(config/model.py) is a model-level validator, so the path stops at 'mcpServers.git'"
-    ),
-)
 def test_bad_url_scheme_names_the_url_field() -> None:
     message = error_of({"mcpServers": {"git": {"url": "ftp://x"}}})
     assert "mcpServers.git.url" in message

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
 
@@ -35,6 +35,13 @@ class ServerConfig(_Model):
     timeout: Seconds = Field(60.0, description="deadline for each request to this server")
     startup_timeout: Seconds = Field(30.0, alias="startupTimeout")
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
     @model_validator(mode="after")
     def _one_transport(self) -> ServerConfig:
         if self.command is None and self.url is None:
@@ -44,8 +51,6 @@ class ServerConfig(_Model):
         if self.url is not None:
             if self.type == "stdio":
                 raise ValueError("'type' is 'stdio' but a 'url' is given")
-            if not self.url.startswith(("http://", "https://")):
-                raise ValueError("'url' must start with http:// or https://")
         elif self.type not in (None, "stdio"):
             raise ValueError(f"'type' is {self.type!r} but no 'url' is given")
         return self

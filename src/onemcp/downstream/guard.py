@@ -7,13 +7,20 @@ reaches us with the attacker's host name).
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """True for localhost and loopback IP literals; never for names like 127.evil.example."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _hostname(value: str) -> str:

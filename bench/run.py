@@ -158,23 +158,57 @@ def children_of(pid: int) -> list[int]:
 
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+SCHEDSTAT = Path("/proc/self/schedstat").exists()
 
 
 def cpu_ns(pid: int) -> int:
-    """CPU time of a process so far: sum of its threads' schedstat (ns), else utime+stime."""
-    try:
+    """CPU time of a process so far: its threads' schedstat run time (ns), else utime+stime (ticks)."""
+    if SCHEDSTAT:
         total = 0
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(FileNotFoundError):
-                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        with contextlib.suppress(FileNotFoundError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                    total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
         return total
-    except (FileNotFoundError, PermissionError):
-        pass
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) * TICK_NS
     except (OSError, IndexError, ValueError):
         return 0
+
+
+PINGPONG = "import os\nwhile (d := os.read(0, 1)) and d != b'q':\n    os.write(1, d)\n"
+
+
+def pipe_rtt_us(n: int = 2000) -> float:
+    """p50 round trip of one byte to a child process and back over pipes: the machine's wake-up cost.
+
+    On a quiet machine this is ~10 us; on a VM whose idle vCPUs halt it can be ~250 us, and
+    every process hop of a serial call pays it (the hub adds two hops).
+    """
+    child = subprocess.Popen([PY, "-c", PINGPONG], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None
+    w, r = child.stdin.fileno(), child.stdout.fileno()
+    lat = []
+    try:
+        for i in range(n + 100):
+            t0 = time.perf_counter_ns()
+            os.write(w, b"x")
+            if not os.read(r, 1):
+                raise RuntimeError("ping-pong child died")
+            if i >= 100:
+                lat.append(time.perf_counter_ns() - t0)
+        os.write(w, b"q")
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+    lat.sort()
+    return round(lat[len(lat) // 2] / 1e3, 1)
 
 
 # ====================================================================== measuring
@@ -198,9 +232,7 @@ class Stats:
 
 
 def _snapshot(target: Target) -> dict[str, int]:
-    snap = {role: sum(cpu_ns(p) for p in pids) for role, pids in target.roles.items()}
-    snap["client"] = time.process_time_ns()
-    return snap
+    return {role: sum(cpu_ns(p) for p in pids) for role, pids in target.roles.items()}
 
 
 async def _chunk(target: Target, per_session: int, lat: list[int]) -> int:
@@ -252,10 +284,12 @@ async def measure(targets: list[Target], calls: int, rounds: int, warmup: int) -
             for target in targets[k:] + targets[:k]:
                 st = stats[target.name]
                 before = _snapshot(target)
-                t0 = time.perf_counter_ns()
+                c0, t0 = time.process_time_ns(), time.perf_counter_ns()
                 st.body_bytes = await _chunk(target, per_session, st.lat_ns)
-                st.wall_ns += time.perf_counter_ns() - t0
+                t1, c1 = time.perf_counter_ns(), time.process_time_ns()
                 after = _snapshot(target)
+                st.wall_ns += t1 - t0
+                before["client"], after["client"] = c0, c1
                 for role, value in after.items():
                     st.cpu_ns[role] = st.cpu_ns.get(role, 0) + value - before[role]
                 st.calls += per_session * conc
@@ -554,17 +588,18 @@ def main() -> int:
     parser.add_argument("--concurrent", type=int, default=4000, help="concurrent tools/call calls per target")
     parser.add_argument("--concurrency", type=int, default=8, help="sessions (connections) in the concurrent phase")
     parser.add_argument("--tools-list", type=int, default=1000, help="tools/list calls per target (0 skips)")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaving rounds per phase")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaving rounds per phase")
     parser.add_argument("--warmup", type=int, default=200, help="untimed calls per target before each phase")
     parser.add_argument("--payload", type=int, default=64, help="size of the echoed text argument")
     parser.add_argument("--targets", default="direct,hub-http,hub-stdio", help="comma list of call targets")
     parser.add_argument("--profile", choices=["cprofile", "pyspy"], help="profile the hub (numbers get distorted)")
     parser.add_argument("--profile-out", default="bench/results/profile", help="where profiles go")
     parser.add_argument("--pyspy-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--pin", type=int, metavar="CPU", help="pin this run and every process it starts to one CPU")
     parser.add_argument("--no-save", action="store_true", help="don't write bench/results/<timestamp>.json")
     args = parser.parse_args()
     if args.quick:
-        args.serial, args.concurrent, args.tools_list, args.rounds, args.warmup = 500, 1600, 200, 5, 50
+        args.serial, args.concurrent, args.tools_list, args.rounds, args.warmup = 500, 1600, 200, 10, 50
     for name in ("serial", "concurrent", "tools_list", "rounds", "warmup", "payload", "concurrency"):
         value = getattr(args, name)
         if not 0 <= value <= 1_000_000:
@@ -572,9 +607,15 @@ def main() -> int:
     if args.rounds < 1 or args.concurrency < 1:
         parser.error("--rounds and --concurrency must be at least 1")
     args.arguments = {"text": "x" * args.payload}
+    if args.profile == "pyspy" and not Path(PY).with_name("py-spy").exists():
+        parser.error(f"--profile pyspy needs {Path(PY).with_name('py-spy')} (pip install py-spy into this venv)")
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})  # inherited by the hubs, the upstreams and their children
     started = time.time()
     load_before = os.getloadavg()
+    rtt_before = pipe_rtt_us()
     results = run(args)
+    rtt_after = pipe_rtt_us()
     meta = results.pop("meta")
     meta.update(
         {
@@ -585,6 +626,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "pipe_rtt_p50_us": [rtt_before, rtt_after],
             "profile": args.profile,
             "args": {k: v for k, v in vars(args).items() if k != "arguments"},
         }
@@ -592,7 +634,10 @@ def main() -> int:
     results = {"meta": meta, **results}
     results["ratios"] = ratios(results)
     print(report(results))
-    print(f"\n{meta['seconds']} s, loadavg {meta['loadavg_before']} -> {meta['loadavg_after']}")
+    print(
+        f"\n{meta['seconds']} s, loadavg {meta['loadavg_before']} -> {meta['loadavg_after']}, "
+        f"pipe ping-pong p50 {rtt_before} -> {rtt_after} us (machine wake-up cost; see README)"
+    )
     if not args.no_save:
         out = BENCH / "results" / (time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + ".json")
         out.parent.mkdir(exist_ok=True)

@@ -11,6 +11,7 @@ innermost frame.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def library(frame: str) -> str:
 
 # Subsystems, first match wins: (label, text that must appear in some frame of the stack).
 BUCKETS = (
-    ("upstream HTTP client: httpx/httpcore/h11 (+ anyio under them)", ("httpx/", "httpcore/", "h11/", "upstream/http.py")),
+    ("upstream HTTP client: httpx/httpcore/h11 (+ anyio below)", ("httpx/", "httpcore/", "h11/", "upstream/http.py")),
     ("upstream stdio transport", ("upstream/stdio.py",)),
     ("import machinery (failed imports at request time)", ("<frozen importlib",)),
 )
@@ -78,7 +79,7 @@ def summarize(stacks: list[tuple[list[str], int]], top: int, match: str | None) 
     out += [f"  {100 * n / total:5.1f}%  {lib}" for lib, n in libs.most_common()]
     out.append(f"\ntop {top} self time:")
     out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
-    out.append(f"\ntop {top} inclusive (onemcp, httpx, httpcore, uvicorn, anyio frames):")
+    out.append(f"\ntop {top} inclusive (onemcp, uvicorn, httpx, httpcore, h11, anyio frames):")
     shown = [(f, n) for f, n in incl.most_common() if library(f) in LIBS[:6]]
     out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in shown[:top]]
     return "\n".join(out)
@@ -90,7 +91,10 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--match", help="only stacks containing this text (e.g. 'StreamableHttpTransport.send')")
     args = parser.parse_args()
-    print(summarize(load(args.profile), args.top, args.match))
+    try:
+        print(summarize(load(args.profile), args.top, args.match))
+    except BrokenPipeError:  # piped into head
+        sys.stderr.close()
 
 
 if __name__ == "__main__":

@@ -51,3 +51,15 @@ async def decode(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
     if data:
         ev.data = "\n".join(data)
         yield ev
+
+
+async def lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
+    """Split a byte stream into text lines (LF or CRLF), for `decode`."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", errors="replace")
+    if pending:
+        yield pending.decode("utf-8", errors="replace")

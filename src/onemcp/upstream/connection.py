@@ -217,12 +217,23 @@ class UpstreamConnection:
                 params["_meta"] = {**meta, "progressToken": hub_id}
         msg["id"] = hub_id
         self._pending[hub_id] = call
+        if self.transport.blocking_send:
+            self._tg.start_soon(self._send_for, call, msg)
+            return call
         try:
             await self._send(msg)
         except BaseException:
             self._pending.pop(hub_id, None)
             raise
         return call
+
+    async def _send_for(self, call: Call, msg: Message) -> None:
+        """Send a request whose transport waits for the reply; failures finish the call."""
+        try:
+            await self._send(msg)
+        except UpstreamError as exc:
+            if self._pending.pop(call.hub_id, None) is not None:
+                call.finish(jsonrpc.error(call.downstream_id, exc.to_error()))
 
     async def _send(self, msg: Message) -> None:
         body = jsonrpc.dumps(msg)

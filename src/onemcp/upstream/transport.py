@@ -29,6 +29,9 @@ class SessionExpired(TransportError):
 
 class Transport(ABC):
     kind: str = "?"
+    # True when `send` of a request waits for the reply (HTTP): the connection then sends
+    # from a task of its own so that deadlines and cancellation cover the whole exchange.
+    blocking_send: bool = False
 
     def __init__(self) -> None:
         self.closed = anyio.Event()

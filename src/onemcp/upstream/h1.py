@@ -112,7 +112,12 @@ class Response:
         stream, self._stream = self._stream, None
         if stream is None:
             return
-        if self._state.complete and self._parser.should_keep_alive():
+        reusable = (
+            self._state.complete
+            and self._parser.get_http_version() == "1.1"
+            and "close" not in self._state.headers.get("connection", "").lower()
+        )
+        if reusable:
             await self._pool.release(stream)
         else:
             with anyio.CancelScope(shield=True):

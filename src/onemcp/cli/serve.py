@@ -52,7 +52,15 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
     app = OneMcpApp(config, bind_host=host)
     server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
     )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after a clean shutdown
         server.run(sockets=[sock])

@@ -31,10 +31,12 @@ class ClientGone(Exception):
 
 
 def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+    """One request header (lower-case name), from a dict built once per request."""
+    headers: dict[bytes, bytes] | None = scope.get("onemcp.headers")
+    if headers is None:
+        headers = scope["onemcp.headers"] = dict(scope["headers"])
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

@@ -35,8 +35,22 @@ class Guard:
         self.check_host = is_loopback(bind_host)
         self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
+        self._seen: dict[tuple[str, str | None], bool] = {}  # header values repeat: remember verdicts
+
+    def _remember(self, kind: str, value: str | None, verdict: bool) -> bool:
+        if len(self._seen) < 1024:
+            self._seen[(kind, value)] = verdict
+        return verdict
 
     def origin_ok(self, origin: str | None) -> bool:
+        hit = self._seen.get(("origin", origin))
+        return hit if hit is not None else self._remember("origin", origin, self._origin_ok(origin))
+
+    def host_ok(self, host: str | None) -> bool:
+        hit = self._seen.get(("host", host))
+        return hit if hit is not None else self._remember("host", host, self._host_ok(host))
+
+    def _origin_ok(self, origin: str | None) -> bool:
         if origin is None:
             return True
         origin = origin.strip().rstrip("/").lower()
@@ -45,7 +59,7 @@ class Guard:
         parts = urlsplit(origin)
         return parts.scheme in ("http", "https") and is_loopback(parts.hostname or "")
 
-    def host_ok(self, host: str | None) -> bool:
+    def _host_ok(self, host: str | None) -> bool:
         if not self.check_host:
             return True
         if host is None:

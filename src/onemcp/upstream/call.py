@@ -30,7 +30,7 @@ class Call:
     method: str = ""
     _queue: deque[Message] = field(default_factory=deque)
     _final: Message | None = None
-    _wake: anyio.Event = field(default_factory=anyio.Event)
+    _wake: anyio.Event | None = None  # created only when the receiver has to wait
 
     @property
     def done(self) -> bool:
@@ -39,12 +39,14 @@ class Call:
     def push(self, msg: Message) -> None:
         if self._final is None and len(self._queue) < MAX_RELATED:
             self._queue.append(msg)
-            self._wake.set()
+            if self._wake is not None:
+                self._wake.set()
 
     def finish(self, msg: Message) -> None:
         if self._final is None:
             self._final = msg
-            self._wake.set()
+            if self._wake is not None:
+                self._wake.set()
 
     async def receive(self) -> tuple[Message, bool]:
         """The next message for the downstream, and whether it is the final response."""
@@ -53,8 +55,9 @@ class Call:
                 return self._queue.popleft(), False
             if self._final is not None:
                 return self._final, True
-            await self._wake.wait()
             self._wake = anyio.Event()
+            await self._wake.wait()
+            self._wake = None
 
     async def result(self) -> Message:
         """Wait for the final response, discarding related messages."""

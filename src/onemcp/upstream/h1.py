@@ -168,9 +168,7 @@ class Pool:
         else:
             self._idle.append(stream)
 
-    async def request(
-        self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes = b""
-    ) -> Response:
+    async def request(self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes = b"") -> Response:
         """Send a request and read up to the end of the response headers."""
         head = [method, b" ", target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n"]
         for name, value in headers.items():
@@ -226,4 +224,3 @@ class Pool:
 
 class _StaleConnection(Exception):
     pass
-

@@ -75,7 +75,6 @@ class StdioTransport(Transport):
         self.name = name
         self.config = config
         self._proc: Process | None = None
-        self._lock = anyio.Lock()
         self._log = logging.getLogger(f"onemcp.upstream.{name}")
 
     @property
@@ -149,8 +148,9 @@ class StdioTransport(Transport):
         if proc is None or proc.stdin is None or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
         try:
-            async with self._lock:
-                await proc.stdin.send(body + b"\n")
+            # One write per message (asyncio writes are not interleaved, and concurrent
+            # drains are allowed), so no lock is needed.
+            await proc.stdin.send(body + b"\n")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise TransportError(f"cannot write to the process: {exc!r}") from None
 

@@ -83,16 +83,19 @@ class OneMcpApp:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message: dict[str, Any] = dict(await receive())
         assert message["type"] == "lifespan.startup"
+        started = False
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.hub.run)
                 self.legacy.tg = tg
                 await send({"type": "lifespan.startup.complete"})
+                started = True
                 while (await receive())["type"] != "lifespan.shutdown":
                     pass
                 tg.cancel_scope.cancel()
         except Exception as exc:
-            log.exception("hub failed")
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            log.exception("the hub stopped on an internal error")
+            kind = "shutdown" if started else "startup"
+            await send({"type": f"lifespan.{kind}.failed", "message": str(exc)})
             return
         await send({"type": "lifespan.shutdown.complete"})

@@ -24,42 +24,69 @@ def encode(data: bytes, *, event: str | None = None, event_id: str | None = None
     return head + b"data: " + data + b"\n\n"
 
 
-async def decode(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
-    """Events from a stream of lines (as httpx's `aiter_lines` yields them)."""
-    ev = Event()
-    data: list[str] = []
-    async for raw in lines:
+class Decoder:
+    """Incremental decoder: feed bytes as they arrive, get the completed events."""
+
+    __slots__ = ("_data", "_ev", "_pending")
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._ev = Event()
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._pending += chunk
+        if b"\n" not in chunk:
+            return []
+        *complete, self._pending = self._pending.split(b"\n")
+        out: list[Event] = []
+        for raw in complete:
+            ev = self.line(raw.decode("utf-8", errors="replace"))
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def line(self, raw: str) -> Event | None:
+        """Take one line (without its newline); returns an event when the line ends one."""
         line = raw.rstrip("\r\n")
         if not line:
+            ev, data = self._ev, self._data
+            self._ev, self._data = Event(), []
             if data or ev.event != "message" or ev.id is not None:
                 ev.data = "\n".join(data)
-                yield ev
-            ev, data = Event(), []
-            continue
+                return ev
+            return None
         if line.startswith(":"):
-            continue
+            return None
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if name == "data":
-            data.append(value)
+            self._data.append(value)
         elif name == "event":
-            ev.event = value or "message"
+            self._ev.event = value or "message"
         elif name == "id":
-            ev.id = value
+            self._ev.id = value
         elif name == "retry" and value.isdigit():
-            ev.retry = int(value)
-    if data:
-        ev.data = "\n".join(data)
-        yield ev
+            self._ev.retry = int(value)
+        return None
+
+    def close(self) -> Event | None:
+        """At the end of the stream: a last event that had data but no blank line after it."""
+        if self._pending:
+            self.line(self._pending.decode("utf-8", errors="replace"))
+            self._pending = b""
+        if self._data:
+            return self.line("")
+        return None
 
 
-async def lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
-    """Split a byte stream into text lines (LF or CRLF), for `decode`."""
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.decode("utf-8", errors="replace")
-    if pending:
-        yield pending.decode("utf-8", errors="replace")
+async def decode(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
+    """Events from a stream of text lines."""
+    decoder = Decoder()
+    async for raw in lines:
+        ev = decoder.line(raw)
+        if ev is not None:
+            yield ev
+    last = decoder.close()
+    if last is not None:
+        yield last

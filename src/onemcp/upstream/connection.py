@@ -22,7 +22,7 @@ from onemcp import __version__
 from onemcp.catalog.catalog import KINDS
 from onemcp.config.model import ServerConfig
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import METHOD_NOT_FOUND, UPSTREAM_UNAVAILABLE, UpstreamError
+from onemcp.protocol.errors import METHOD_NOT_FOUND, UPSTREAM_UNAVAILABLE, UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream.call import Call
@@ -82,7 +82,7 @@ class UpstreamConnection:
                 tg.start_soon(self._watch_transport)
                 try:
                     with anyio.fail_after(self.config.startup_timeout):
-                        await self.transport.open(tg, self._deliver)
+                        await self.transport.open(tg, self._deliver, self._transport_failed)
                         await self._handshake()
                         await self._refresh_all()
                 except TimeoutError:
@@ -94,6 +94,9 @@ class UpstreamConnection:
                     await self.transport.closed.wait()
                     self._set_failed(self.transport.close_reason or "connection closed")
                 tg.cancel_scope.cancel()
+        except Exception as exc:  # the boundary: one upstream never takes the hub down
+            log.exception("upstream %s: unexpected error", self.name)
+            self._set_failed(f"internal error: {exc!r}")
         finally:
             self._tg = None
             self._fail_pending(self.last_error or "connection closed")
@@ -217,9 +220,6 @@ class UpstreamConnection:
                 params["_meta"] = {**meta, "progressToken": hub_id}
         msg["id"] = hub_id
         self._pending[hub_id] = call
-        if self.transport.blocking_send:
-            self._tg.start_soon(self._send_for, call, msg)
-            return call
         try:
             await self._send(msg)
         except BaseException:
@@ -227,20 +227,33 @@ class UpstreamConnection:
             raise
         return call
 
-    async def _send_for(self, call: Call, msg: Message) -> None:
-        """Send a request whose transport waits for the reply; failures finish the call."""
+    def _transport_failed(self, msg: Message, error: TransportError) -> None:
+        """A request the transport accepted could not be carried: error, or re-init and resend."""
+        hub_id = msg.get("id")
+        call = self._pending.get(hub_id) if isinstance(hub_id, int) else None
+        if call is None:
+            return
+        if isinstance(error, SessionExpired) and self._tg is not None:
+            self._tg.start_soon(self._resend_after_reinit, call, msg, error.session)
+            return
+        del self._pending[call.hub_id]
+        call.finish(jsonrpc.error(call.downstream_id, UpstreamError(self.name, str(error)).to_error()))
+
+    async def _resend_after_reinit(self, call: Call, msg: Message, stale: str | None) -> None:
         try:
-            await self._send(msg)
-        except UpstreamError as exc:
+            await self._reinitialize(stale)
+            await self.transport.send(msg, jsonrpc.dumps(msg))
+        except (UpstreamError, TransportError) as exc:
             if self._pending.pop(call.hub_id, None) is not None:
-                call.finish(jsonrpc.error(call.downstream_id, exc.to_error()))
+                err = exc if isinstance(exc, UpstreamError) else UpstreamError(self.name, str(exc))
+                call.finish(jsonrpc.error(call.downstream_id, err.to_error()))
 
     async def _send(self, msg: Message) -> None:
         body = jsonrpc.dumps(msg)
         try:
             await self.transport.send(msg, body)
-        except SessionExpired:
-            await self._reinitialize(getattr(self.transport, "session_id", None))
+        except SessionExpired as expired:
+            await self._reinitialize(expired.session)
             try:
                 await self.transport.send(msg, body)
             except TransportError as exc:
@@ -278,16 +291,21 @@ class UpstreamConnection:
         return res if isinstance(res, dict) else {}
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        await self._send(jsonrpc.notification(method, params))
+        try:
+            with anyio.fail_after(self.config.timeout):
+                await self._send(jsonrpc.notification(method, params))
+        except TimeoutError:
+            raise UpstreamTimeout(self.name, f"sending {method} timed out") from None
 
     async def respond(self, upstream_id: RequestId, reply: Message) -> None:
         """Answer a server-initiated request under the upstream's own id."""
         reply["id"] = upstream_id
         reply["jsonrpc"] = "2.0"
         try:
-            await self._send(reply)
-        except UpstreamError as exc:
-            log.warning("upstream %s: could not answer its request: %s", self.name, exc)
+            with anyio.fail_after(self.config.timeout):
+                await self._send(reply)
+        except (UpstreamError, TimeoutError) as exc:
+            log.warning("upstream %s: could not answer its request: %r", self.name, exc)
 
     # ------------------------------------------------------------------- incoming
     def _deliver(self, msg: Message, related: RequestId | None) -> None:

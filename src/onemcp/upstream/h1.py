@@ -1,127 +1,144 @@
-"""A lean HTTP/1.1 client for talking to upstream MCP servers: the hot path of HTTP forwarding.
+"""A lean, event-driven HTTP/1.1 client for upstream MCP servers: the HTTP forwarding hot path.
 
-Owns: a keep-alive connection pool for one origin, writing each request in one send, and
-parsing responses with httptools (llhttp, in C), bodies read whole or streamed (SSE).
-Does not own: MCP (session ids, which headers to send) or retries beyond one reconnect of
-a pooled connection the server had already closed. General-purpose HTTP clients spend most
-of a forwarded call's CPU in pool bookkeeping, cookies and layered streams; this does the
-little an MCP upstream needs. No proxies, no redirects, no HTTP/2.
+Owns: keep-alive connections to one origin, writing each request in one `write`, and
+parsing responses with httptools (llhttp, in C) inside the event loop's `data_received`
+callback, handing status, headers, body chunks and the end to an `Exchange`. No task per
+request and no stream wrappers: a forwarded call costs one write and the parse of its
+answer. Does not own MCP (which headers, what a body means). No proxies, no redirects,
+no HTTP/2.
+
+This module is the one place the hub uses asyncio directly (protocols and transports);
+it runs under the asyncio backend that uvicorn already requires.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
+from typing import cast
 from urllib.parse import urlsplit
 
-import anyio
 import httptools
-from anyio.abc import ByteStream
-
-READ_SIZE = 65536
 
 
 class HttpError(Exception):
     """Connecting, writing or reading failed, or the response was not valid HTTP/1.1."""
 
 
-class _Parse:
-    """httptools callbacks for one response."""
+class Exchange:
+    """Receives one response, in event-loop callbacks. Override what you need."""
 
-    __slots__ = ("body", "chunked", "complete", "has_length", "headers", "headers_done")
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        """Status and headers (names lower-cased) are known."""
 
-    def __init__(self) -> None:
-        self.headers: dict[str, str] = {}
-        self.headers_done = False
-        self.complete = False
-        self.body: list[bytes] = []
-        self.has_length = False
-        self.chunked = False
+    def on_body(self, chunk: bytes) -> None:
+        """More body bytes (already de-chunked)."""
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        self.headers[key] = value.decode("latin-1")
-        if key == "content-length":
-            self.has_length = True
-        elif key == "transfer-encoding" and "chunked" in value.decode("latin-1").lower():
-            self.chunked = True
+    def on_end(self) -> None:
+        """The response is complete."""
 
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.complete = True
+    def on_error(self, error: HttpError) -> None:
+        """The exchange failed; nothing more will be called."""
 
 
-class Response:
-    """Status and headers are known; the body is read with `read` or `stream`, then `aclose`."""
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection carrying one exchange at a time."""
 
-    def __init__(self, pool: Pool, stream: ByteStream, parser: httptools.HttpResponseParser, state: _Parse) -> None:
-        self._pool = pool
-        self._stream: ByteStream | None = stream
-        self._parser = parser
-        self._state = state
-        self.status = parser.get_status_code()
-        self.headers: Mapping[str, str] = state.headers
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self.exchange: Exchange | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._headers: dict[str, str] = {}
+        self._headers_done = False
+        self._delimited = False  # the body has a length or is chunked (not read-until-close)
+        self._close_after = False
 
-    async def _more(self) -> bool:
-        """Feed the parser more bytes; False at the end of the body."""
-        if self._state.complete or self._stream is None:
-            return False
-        try:
-            data = await self._stream.receive(READ_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            data = b""
-        if not data:
-            if self._state.has_length or self._state.chunked:
-                raise HttpError("connection closed in the middle of a response body")
-            self._state.complete = True  # body delimited by the end of the connection
-            return False
+    # asyncio.Protocol ------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self._parser is None:
+            return  # bytes nobody asked for: the connection is not reusable
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            raise HttpError(f"invalid HTTP response: {exc}") from None
-        return True
+            self._fail(HttpError(f"invalid HTTP response from {self.pool.origin}: {exc}"))
 
-    async def read(self) -> bytes:
-        try:
-            while await self._more():
-                pass
-            return b"".join(self._state.body)
-        finally:
-            await self.aclose()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.exchange is not None and self._parser is not None:
+            if self._headers_done and not self._delimited:
+                self._finish()  # body delimited by the end of the connection
+            else:
+                self._fail(HttpError(f"{self.pool.origin} closed the connection before the response ended"))
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive (for text/event-stream)."""
-        try:
-            while True:
-                if self._state.body:
-                    chunks, self._state.body = self._state.body, []
-                    for chunk in chunks:
-                        yield chunk
-                    continue
-                if not await self._more() and not self._state.body:
-                    return
-        finally:
-            await self.aclose()
+    # httptools callbacks ----------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        self._headers[key] = text
+        if key == "content-length" or (key == "transfer-encoding" and "chunked" in text.lower()):
+            self._delimited = True
+        elif key == "connection" and "close" in text.lower():
+            self._close_after = True
 
-    async def aclose(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is None:
-            return
-        reusable = (
-            self._state.complete
-            and self._parser.get_http_version() == "1.1"
-            and "close" not in self._state.headers.get("connection", "").lower()
-        )
-        if reusable:
-            await self._pool.release(stream)
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        assert self._parser is not None
+        if self._parser.get_http_version() != "1.1":
+            self._close_after = True
+        if self.exchange is not None:
+            self.exchange.on_head(self._parser.get_status_code(), self._headers)
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._finish()
+
+    # ---------------------------------------------------------------------------
+    def start(self, data: bytes, exchange: Exchange) -> None:
+        assert self.transport is not None
+        self.exchange = exchange
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers = {}
+        self._headers_done = False
+        self._delimited = False
+        self._close_after = False
+        self.transport.write(data)
+
+    def abort(self) -> None:
+        """Give up on the current exchange (the caller no longer wants it)."""
+        self.exchange = None
+        self._parser = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _finish(self) -> None:
+        exchange, self.exchange = self.exchange, None
+        self._parser = None
+        if self._close_after or self.lost:
+            self.close()
         else:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+            self.pool.release(self)
+        if exchange is not None:
+            exchange.on_end()
+
+    def _fail(self, error: HttpError) -> None:
+        exchange, self.exchange = self.exchange, None
+        self._parser = None
+        self.close()
+        if exchange is not None:
+            exchange.on_error(error)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
 
 class Pool:
@@ -134,93 +151,67 @@ class Pool:
         self.tls = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.tls else 80)
-        default_port = self.port == (443 if self.tls else 80)
-        self.host_header = (parts.netloc.rpartition("@")[2] if not default_port else self.host).encode("idna")
+        self.origin = f"{self.host}:{self.port}"
+        netloc = parts.netloc.rpartition("@")[2]
+        self.host_header = netloc.encode("idna")
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
-        self._idle: list[ByteStream] = []
+        self._idle: list[_Connection] = []
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.tls else None
         self._closed = False
 
     @staticmethod
     def target(url: str) -> bytes:
         parts = urlsplit(url)
-        path = parts.path or "/"
-        return (path + ("?" + parts.query if parts.query else "")).encode()
+        return ((parts.path or "/") + ("?" + parts.query if parts.query else "")).encode()
 
-    async def _connect(self) -> ByteStream:
-        try:
-            with anyio.fail_after(self.connect_timeout):
-                if self.tls:
-                    return await anyio.connect_tcp(
-                        self.host, self.port, tls=True, ssl_context=self._ssl, tls_standard_compatible=False
-                    )
-                return await anyio.connect_tcp(self.host, self.port)
-        except TimeoutError:
-            raise HttpError(f"connecting to {self.host}:{self.port} timed out") from None
-        except OSError as exc:
-            raise HttpError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
-
-    async def release(self, stream: ByteStream) -> None:
-        if self._closed or len(self._idle) >= self.max_idle:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-        else:
-            self._idle.append(stream)
-
-    async def request(self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes = b"") -> Response:
-        """Send a request and read up to the end of the response headers."""
+    def encode(self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes) -> bytes:
         head = [method, b" ", target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n"]
         for name, value in headers.items():
             head += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
         if body or method == b"POST":
             head += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
         head.append(b"\r\n")
-        data = b"".join(head) + body
-        # A pooled connection may have been closed by the server while idle: one retry on a
-        # fresh one, only when nothing at all came back (so the request was not processed).
-        while True:
-            reused = bool(self._idle)
-            stream = self._idle.pop() if reused else await self._connect()
-            try:
-                return await self._exchange(stream, data)
-            except _StaleConnection:
-                if not reused:
-                    raise HttpError(f"{self.host}:{self.port} closed the connection without answering") from None
+        return b"".join(head) + body
 
-    async def _exchange(self, stream: ByteStream, data: bytes) -> Response:
-        state = _Parse()
-        parser = httptools.HttpResponseParser(state)
-        got_any = False
+    async def send(
+        self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes, exchange: Exchange
+    ) -> _Connection:
+        """Write a request; the response goes to `exchange`. Returns the connection (to abort it)."""
+        if self._closed:
+            raise HttpError("the client is closed")
+        data = self.encode(method, target, headers, body)
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
+                conn.start(data, exchange)
+                return conn
+        conn = await self._connect()
+        conn.start(data, exchange)
+        return conn
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
-            await stream.send(data)
-            while not state.headers_done:
-                chunk = await stream.receive(READ_SIZE)
-                got_any = True
-                parser.feed_data(chunk)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-            if not got_any:
-                raise _StaleConnection from None
-            raise HttpError(f"connection to {self.host}:{self.port} failed: {exc!r}") from None
-        except httptools.HttpParserError as exc:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-            raise HttpError(f"invalid HTTP response from {self.host}:{self.port}: {exc}") from None
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-            raise
-        return Response(self, stream, parser, state)
+            async with asyncio.timeout(self.connect_timeout):
+                transport, protocol = await loop.create_connection(
+                    lambda: _Connection(self), self.host, self.port, ssl=self._ssl
+                )
+        except TimeoutError:
+            raise HttpError(f"connecting to {self.origin} timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise HttpError(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
+        protocol.transport = transport  # uvloop may call connection_made later
+        return protocol
 
-    async def aclose(self) -> None:
+    def release(self, conn: _Connection) -> None:
+        if self._closed or len(self._idle) >= self.max_idle:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    def close(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
-        with anyio.CancelScope(shield=True):
-            for stream in idle:
-                await stream.aclose()
-
-
-class _StaleConnection(Exception):
-    pass
+        for conn in idle:
+            conn.close()

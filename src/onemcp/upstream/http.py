@@ -1,10 +1,11 @@
 """Streamable HTTP upstream transport (legacy era: sessions, GET stream, JSON or SSE replies).
 
 Owns the HTTP conversation with one upstream URL: session id capture and echo, the
-MCP-Protocol-Version header, reading JSON or SSE response bodies, the standalone GET
-stream for server notifications, and reporting an expired session (404) so the
-connection can re-initialize. Never forwards a downstream client's credentials: the only
-headers sent are the ones in this server's own config.
+MCP-Protocol-Version header, JSON or SSE response bodies (parsed as they arrive, in the
+event loop's callbacks), the standalone GET stream for server notifications, and
+reporting an expired session (404) so the connection can re-initialize. Never forwards a
+downstream client's credentials: the only headers sent are the ones in this server's
+own config.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from onemcp import __version__
 from onemcp.config.model import ServerConfig
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.h1 import HttpError, Pool, Response
-from onemcp.upstream.transport import Deliver, SessionExpired, Transport, TransportError
+from onemcp.upstream.h1 import Exchange, HttpError, Pool
+from onemcp.upstream.transport import Deliver, Fail, SessionExpired, Transport, TransportError
 
 GET_RETRY_MAX = 30.0
+ERROR_BODY_MAX = 300
 
 
 def base_headers(config: ServerConfig) -> dict[str, str]:
@@ -33,23 +35,121 @@ def base_headers(config: ServerConfig) -> dict[str, str]:
     return headers
 
 
-async def deliver_stream(response: Response, deliver: Deliver, related: Any, log: logging.Logger) -> None:
-    """Parse an SSE body into messages for `deliver`; the response is closed at the end."""
-    async for ev in sse.decode(sse.lines(response.stream())):
+def make_pool(config: ServerConfig, url: str) -> Pool:
+    try:
+        return Pool(url, connect_timeout=min(config.startup_timeout, config.timeout, 30.0))
+    except HttpError as exc:
+        raise TransportError(str(exc)) from None
+
+
+class EventSink:
+    """Turns SSE events into messages for `deliver`."""
+
+    def __init__(self, deliver: Deliver, related: Any, log: logging.Logger) -> None:
+        self.deliver = deliver
+        self.related = related
+        self.log = log
+
+    def __call__(self, ev: sse.Event) -> None:
         if ev.event != "message" or not ev.data:
-            continue
+            return
         try:
             msg = orjson.loads(ev.data)
         except orjson.JSONDecodeError:
-            log.warning("non-JSON SSE event ignored: %.200r", ev.data)
-            continue
+            self.log.warning("non-JSON SSE event ignored: %.200r", ev.data)
+            return
         if isinstance(msg, dict):
-            deliver(msg, related)
+            self.deliver(msg, self.related)
+
+
+class PostExchange(Exchange):
+    """One POSTed message: its reply (JSON or SSE) is delivered, its failure reported."""
+
+    def __init__(self, t: StreamableHttpTransport, msg: Message, *, awaited: bool) -> None:
+        self.t = t
+        self.msg = msg
+        self.is_request = "id" in msg and "method" in msg
+        self.session = t.session_id
+        self.status = 0
+        self.decoder: sse.Decoder | None = None
+        self.sink: EventSink | None = None
+        self.body: list[bytes] = []
+        self.error: TransportError | None = None
+        self.done = anyio.Event() if awaited else None
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+        if status == 404 and self.session is not None:
+            self.error = SessionExpired("the upstream no longer knows our session (404)", self.session)
+            return
+        if status >= 400:
+            return
+        if self.msg.get("method") == "initialize":
+            self.t.session_id = headers.get("mcp-session-id")
+        if headers.get("content-type", "").startswith("text/event-stream"):
+            self.decoder = sse.Decoder()
+            self.sink = EventSink(self.t.deliver, self.msg.get("id"), self.t.log)
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.decoder is not None and self.sink is not None:
+            for ev in self.decoder.feed(chunk):
+                self.sink(ev)
+        elif self.status < 400 or sum(map(len, self.body)) < ERROR_BODY_MAX:
+            self.body.append(chunk)
+
+    def on_end(self) -> None:
+        if self.error is None and self.status >= 400:
+            text = b"".join(self.body)[:ERROR_BODY_MAX].decode(errors="replace")
+            self.error = TransportError(f"HTTP {self.status} from {self.t.url}: {text}")
+        elif self.error is None and self.decoder is not None and self.sink is not None:
+            last = self.decoder.close()
+            if last is not None:
+                self.sink(last)
+        elif self.error is None and self.body and self.status != 202:
+            self.t.deliver_body(b"".join(self.body))
+        self._settle()
+
+    def on_error(self, error: HttpError) -> None:
+        self.error = TransportError(f"POST {self.t.url} failed: {error}")
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.done is not None:
+            self.done.set()
+        elif self.error is not None:
+            self.t.fail(self.msg, self.error)
+
+
+class StreamExchange(Exchange):
+    """A long-lived GET stream: events delivered as they come."""
+
+    def __init__(self, on_event: Any) -> None:
+        self.on_event = on_event
+        self.decoder = sse.Decoder()
+        self.status = 0
+        self.error: str | None = None
+        self.done = anyio.Event()
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+        if status >= 400 or not headers.get("content-type", "").startswith("text/event-stream"):
+            self.error = f"HTTP {status}, content-type {headers.get('content-type')!r}"
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.error is None:
+            for ev in self.decoder.feed(chunk):
+                self.on_event(ev)
+
+    def on_end(self) -> None:
+        self.done.set()
+
+    def on_error(self, error: HttpError) -> None:
+        self.error = self.error or str(error)
+        self.done.set()
 
 
 class StreamableHttpTransport(Transport):
     kind = "http"
-    blocking_send = True
 
     def __init__(self, name: str, config: ServerConfig) -> None:
         super().__init__()
@@ -62,17 +162,14 @@ class StreamableHttpTransport(Transport):
         self._base = base_headers(config)
         self._pool: Pool | None = None
         self._tg: TaskGroup | None = None
-        self._deliver: Deliver | None = None
         self._get_scope: anyio.CancelScope | None = None
-        self._log = logging.getLogger(f"onemcp.upstream.{name}")
+        self.log = logging.getLogger(f"onemcp.upstream.{name}")
 
-    async def open(self, tg: TaskGroup, deliver: Deliver) -> None:
-        try:
-            self._pool = Pool(self.url, connect_timeout=min(self.config.startup_timeout, 30.0))
-        except HttpError as exc:
-            raise TransportError(str(exc)) from None
+    async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
+        self._pool = make_pool(self.config, self.url)
         self._tg = tg
-        self._deliver = deliver
+        self.deliver = deliver
+        self.fail = fail
 
     def reset_session(self) -> None:
         self.session_id = None
@@ -89,42 +186,35 @@ class StreamableHttpTransport(Transport):
         return headers
 
     async def send(self, message: Message, body: bytes) -> None:
-        pool, deliver = self._pool, self._deliver
-        if pool is None or deliver is None or self.closed.is_set():
+        pool = self._pool
+        if pool is None or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
-        had_session = self.session_id is not None
+        exchange = PostExchange(self, message, awaited=not ("id" in message and "method" in message))
         try:
-            response = await pool.request(b"POST", self._target, self._headers(), body)
-            status = response.status
-            if status == 404 and had_session:
-                await response.aclose()
-                raise SessionExpired("the upstream no longer knows our session (404)")
-            if status >= 400:
-                text = (await response.read())[:300].decode(errors="replace")
-                raise TransportError(f"HTTP {status} from {self.url}: {text}")
-            method = message.get("method")
-            if method == "initialize":
-                self.session_id = response.headers.get("mcp-session-id")
-            elif method == "notifications/initialized":
-                self._start_get_stream()
-            if response.headers.get("content-type", "").startswith("text/event-stream"):
-                await deliver_stream(response, deliver, message.get("id"), self._log)
-                return
-            raw = await response.read()
+            conn = await pool.send(b"POST", self._target, self._headers(), body, exchange)
         except HttpError as exc:
             raise TransportError(f"POST {self.url} failed: {exc}") from None
-        if raw and status != 202:
-            self._deliver_body(raw, deliver)
+        if exchange.done is None:
+            return  # a request: the reply is delivered when it comes
+        try:
+            await exchange.done.wait()
+        except BaseException:
+            conn.abort()
+            raise
+        if exchange.error is not None:
+            raise exchange.error
+        if message.get("method") == "notifications/initialized":
+            self._start_get_stream()
 
-    def _deliver_body(self, raw: bytes, deliver: Deliver) -> None:
+    def deliver_body(self, raw: bytes) -> None:
         try:
             doc: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            self._log.warning("non-JSON response body ignored: %.200r", raw)
+            self.log.warning("non-JSON response body ignored: %.200r", raw)
             return
         for msg in doc if isinstance(doc, list) else [doc]:
             if isinstance(msg, dict):
-                deliver(msg, None)
+                self.deliver(msg, None)
 
     def _start_get_stream(self) -> None:
         if self._tg is not None and self._get_scope is None:
@@ -135,17 +225,24 @@ class StreamableHttpTransport(Transport):
         """The standalone stream for notifications; reopened with backoff, dropped on 4xx."""
         delay = 0.5
         with scope:
-            while not self.closed.is_set() and self._pool is not None and self._deliver is not None:
+            while not self.closed.is_set() and self._pool is not None:
+                exchange = StreamExchange(EventSink(self.deliver, None, self.log))
                 try:
-                    response = await self._pool.request(b"GET", self._target, self._headers("text/event-stream"))
-                    if response.status >= 400:
-                        await response.aclose()
-                        self._log.debug("no GET stream (HTTP %d)", response.status)
-                        return
-                    delay = 0.5
-                    await deliver_stream(response, self._deliver, None, self._log)
+                    conn = await self._pool.send(
+                        b"GET", self._target, self._headers("text/event-stream"), b"", exchange
+                    )
                 except HttpError as exc:
-                    self._log.debug("GET stream broke: %s", exc)
+                    self.log.debug("GET stream failed: %s", exc)
+                else:
+                    try:
+                        await exchange.done.wait()
+                    finally:
+                        conn.abort()
+                    if 400 <= exchange.status < 500:
+                        self.log.debug("no GET stream: %s", exchange.error)
+                        return
+                    if exchange.status == 200:
+                        delay = 0.5
                 await anyio.sleep(delay)
                 delay = min(delay * 2, GET_RETRY_MAX)
 
@@ -155,12 +252,13 @@ class StreamableHttpTransport(Transport):
             self._get_scope.cancel()
         if pool is None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-            if self.session_id is not None:
+        if self.session_id is not None:
+            exchange = StreamExchange(lambda ev: None)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 try:
-                    response = await pool.request(b"DELETE", self._target, self._headers())
-                    await response.read()
+                    await pool.send(b"DELETE", self._target, self._headers(), b"", exchange)
+                    await exchange.done.wait()
                 except HttpError:
                     pass
-            await pool.aclose()
+        pool.close()
         self._mark_closed("stopped")

@@ -18,7 +18,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from onemcp.config.model import ServerConfig
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.transport import Deliver, Transport, TransportError
+from onemcp.upstream.transport import Deliver, Fail, Transport, TransportError
 
 MAX_LINE = 64 * 1024 * 1024
 # What a child inherits from the hub unless the config sets it: enough to find programs
@@ -81,7 +81,7 @@ class StdioTransport(Transport):
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    async def open(self, tg: TaskGroup, deliver: Deliver) -> None:
+    async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         assert self.config.command is not None
         argv = [self.config.command, *self.config.args]
         try:

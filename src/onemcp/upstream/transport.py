@@ -17,6 +17,9 @@ from anyio.abc import TaskGroup
 from onemcp.protocol.jsonrpc import Message
 
 Deliver = Callable[[Message, "int | str | None"], None]
+# A request the transport accepted could not be carried (HTTP error, connection lost):
+# the connection answers its caller with an error, or re-initializes on SessionExpired.
+Fail = Callable[[Message, "TransportError"], None]
 
 
 class TransportError(Exception):
@@ -26,12 +29,13 @@ class TransportError(Exception):
 class SessionExpired(TransportError):
     """An HTTP upstream answered 404 for our session: re-initialize and retry."""
 
+    def __init__(self, message: str, session: str | None = None) -> None:
+        super().__init__(message)
+        self.session = session  # the session id the upstream no longer knows
+
 
 class Transport(ABC):
     kind: str = "?"
-    # True when `send` of a request waits for the reply (HTTP): the connection then sends
-    # from a task of its own so that deadlines and cancellation cover the whole exchange.
-    blocking_send: bool = False
 
     def __init__(self) -> None:
         self.closed = anyio.Event()
@@ -45,12 +49,17 @@ class Transport(ABC):
             self.closed.set()
 
     @abstractmethod
-    async def open(self, tg: TaskGroup, deliver: Deliver) -> None:
+    async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         """Connect; background readers are started in `tg`."""
 
     @abstractmethod
     async def send(self, message: Message, body: bytes) -> None:
-        """Send one message (`body` is its serialised form); raise TransportError on failure."""
+        """Send one message (`body` is its serialised form).
+
+        Returns once a request is on its way (its reply comes through `deliver`, or its
+        failure through `fail`); notifications and responses are carried to the end.
+        Raises TransportError when the message could not be sent at all.
+        """
 
     @abstractmethod
     async def aclose(self) -> None:

@@ -1,20 +1,22 @@
 """stdio upstream transport: a child process speaking newline-delimited JSON-RPC.
 
-Owns the child: spawn with an explicit environment, read stdout lines, copy stderr into
-the hub's log under the server's name, and stop it (close stdin, SIGTERM, SIGKILL).
+Owns the child: spawn with an explicit environment, split stdout into messages (in the
+event loop's pipe callback, so a reply reaches its caller without a reader task in
+between), copy stderr into the hub's log under the server's name, and stop it (close
+stdin, SIGTERM, SIGKILL). Like `h1`, it uses asyncio's protocols directly: this is the
+forwarding hot path.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import os
-import subprocess
+from typing import cast
 
 import anyio
 import orjson
-from anyio.abc import Process, TaskGroup
-from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.abc import TaskGroup
 
 from onemcp.config.model import ServerConfig
 from onemcp.protocol.jsonrpc import Message
@@ -59,12 +61,64 @@ INHERITED_ENV = (
     "no_proxy",
 )
 STOP_GRACE = 2.0
+WRITE_HIGH_WATER = 1024 * 1024
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k in INHERITED_ENV if (v := os.environ.get(k)) is not None}
     env.update(extra)
     return env
+
+
+class _ChildProtocol(asyncio.SubprocessProtocol):
+    """Pipe callbacks: stdout lines become messages, stderr lines become log records."""
+
+    def __init__(self, owner: StdioTransport, deliver: Deliver) -> None:
+        self.owner = owner
+        self.deliver = deliver
+        self._out = b""
+        self._err = b""
+        self.exited = asyncio.Event()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self._stdout(data)
+        else:
+            self._stderr(data)
+
+    def _stdout(self, data: bytes) -> None:
+        if b"\n" not in data:
+            self._out += data
+            if len(self._out) > MAX_LINE:
+                self.owner.log.error("a line on stdout exceeded %d bytes; stopping the server", MAX_LINE)
+                self._out = b""
+                self.owner.kill()
+            return
+        *lines, self._out = (self._out + data).split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                msg = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.owner.log.warning("non-JSON line on stdout ignored: %.200r", line)
+                continue
+            if isinstance(msg, dict):
+                self.deliver(msg, None)
+            else:
+                self.owner.log.warning("non-object JSON on stdout ignored: %.200r", line)
+
+    def _stderr(self, data: bytes) -> None:
+        *lines, self._err = (self._err + data).split(b"\n")
+        if len(self._err) > 65536:
+            lines.append(self._err)
+            self._err = b""
+        for line in lines:
+            self.owner.log.info("stderr: %s", line.decode(errors="replace").rstrip())
+
+    def process_exited(self) -> None:
+        self.exited.set()
+        self.owner.child_exited()
 
 
 class StdioTransport(Transport):
@@ -74,22 +128,24 @@ class StdioTransport(Transport):
         super().__init__()
         self.name = name
         self.config = config
-        self._proc: Process | None = None
-        self._log = logging.getLogger(f"onemcp.upstream.{name}")
+        self._proc: asyncio.SubprocessTransport | None = None
+        self._protocol: _ChildProtocol | None = None
+        self._stdin: asyncio.WriteTransport | None = None
+        self.log = logging.getLogger(f"onemcp.upstream.{name}")
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._proc.get_pid() if self._proc is not None else None
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         assert self.config.command is not None
-        argv = [self.config.command, *self.config.args]
+        loop = asyncio.get_running_loop()
+        protocol = _ChildProtocol(self, deliver)
         try:
-            self._proc = await anyio.open_process(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+            proc, _ = await loop.subprocess_exec(
+                lambda: protocol,
+                self.config.command,
+                *self.config.args,
                 env=child_env(self.config.env),
                 cwd=self.config.cwd,
                 start_new_session=True,
@@ -100,77 +156,58 @@ class StdioTransport(Transport):
             raise TransportError(f"command not executable: {self.config.command}") from None
         except OSError as exc:
             raise TransportError(f"cannot start {self.config.command}: {exc}") from None
-        tg.start_soon(self._read_stdout, deliver)
-        tg.start_soon(self._read_stderr)
+        self._proc = proc
+        self._protocol = protocol
+        self._stdin = cast(asyncio.WriteTransport, proc.get_pipe_transport(0))
+        if proc.get_returncode() is not None:
+            self.child_exited()
 
-    async def _read_stdout(self, deliver: Deliver) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        reader = BufferedByteReceiveStream(self._proc.stdout)
-        try:
-            while True:
-                line = await reader.receive_until(b"\n", MAX_LINE)
-                if not line.strip():
-                    continue
-                try:
-                    msg = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    self._log.warning("non-JSON line on stdout ignored: %.200r", line)
-                    continue
-                if isinstance(msg, dict):
-                    deliver(msg, None)
-                else:
-                    self._log.warning("non-object JSON on stdout ignored: %.200r", line)
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-        except anyio.DelimiterNotFound:
-            self._log.error("a line on stdout exceeded %d bytes; closing", MAX_LINE)
-        code = await self._proc.wait() if self._proc.returncode is None else self._proc.returncode
+    def child_exited(self) -> None:
+        code = self._proc.get_returncode() if self._proc is not None else None
         self._mark_closed(f"process exited with code {code}")
 
-    async def _read_stderr(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        reader = BufferedByteReceiveStream(self._proc.stderr)
-        try:
-            while True:
-                line = await reader.receive_until(b"\n", 1024 * 1024)
-                self._log.info("stderr: %s", line.decode(errors="replace").rstrip())
-        except (
-            anyio.EndOfStream,
-            anyio.IncompleteRead,
-            anyio.ClosedResourceError,
-            anyio.BrokenResourceError,
-            anyio.DelimiterNotFound,
-        ):
-            pass
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.get_returncode() is None:
+            self._proc.kill()
 
     async def send(self, message: Message, body: bytes) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None or self.closed.is_set():
+        stdin = self._stdin
+        if stdin is None or stdin.is_closing() or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
+        # A synchronous write: the pipe transport buffers what the child has not read yet.
+        stdin.write(body + b"\n")
+        if stdin.get_write_buffer_size() > WRITE_HIGH_WATER:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait, up to the server's timeout, for a child that is slow to read its stdin."""
         try:
-            # One write per message (asyncio writes are not interleaved, and concurrent
-            # drains are allowed), so no lock is needed.
-            await proc.stdin.send(body + b"\n")
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            raise TransportError(f"cannot write to the process: {exc!r}") from None
+            with anyio.fail_after(self.config.timeout):
+                while self._stdin is not None and self._stdin.get_write_buffer_size() > WRITE_HIGH_WATER:
+                    if self.closed.is_set():
+                        raise TransportError(self.close_reason or "closed")
+                    await anyio.sleep(0.01)
+        except TimeoutError:
+            raise TransportError("the server is not reading its input") from None
 
     async def aclose(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
+        protocol, stdin, self._stdin = self._protocol, self._stdin, None
+        if proc is None or protocol is None:
+            self._mark_closed("stopped")
             return
         with anyio.CancelScope(shield=True):
-            if proc.stdin is not None:
-                with contextlib.suppress(anyio.BrokenResourceError, OSError):
-                    await proc.stdin.aclose()
+            if stdin is not None:
+                stdin.close()
             for step in (None, proc.terminate, proc.kill):
-                if step is not None and proc.returncode is None:
+                if proc.get_returncode() is not None:
+                    break
+                if step is not None:
                     try:
                         step()
                     except ProcessLookupError:
                         break
                 with anyio.move_on_after(STOP_GRACE):
-                    await proc.wait()
-                if proc.returncode is not None:
-                    break
-            await proc.aclose()
+                    await protocol.exited.wait()
+            proc.close()
         self._mark_closed("stopped")

@@ -261,18 +261,45 @@ async def test_many_sessions_share_one_upstream() -> None:
 @pytest.mark.parametrize("flags", [("--http",), ("--http", "--sse-responses"), ("--sse",)])
 async def test_http_upstreams(flags: tuple[str, ...]) -> None:
     seen: list[float] = []
+    changed = anyio.Event()
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(progress)
 
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async def sampling(
+        ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="hi"), model="m")
+
     with anyio.fail_after(DEADLINE):
         async with running_http_fixture(*flags) as url:
             servers = {"remote": {"url": url, "type": "sse" if "--sse" in flags else "http"}, "local": stdio()}
-            async with hub_client(servers) as (hub, c):
+            async with hub_client(servers, message_handler=on_message, sampling_callback=sampling) as (hub, c):
                 assert hub.app.hub.pool.connections["remote"].state == "ready"
                 assert text_of(await c.call_tool("remote__echo", {"message": "over http"})) == "over http"
                 result = await c.call_tool("remote__progress", {}, progress_callback=on_progress)
                 assert not result.is_error
+                # a server->client request from an HTTP upstream reaches the client and back
+                assert '"hi"' in text_of(await c.call_tool("remote__sample", {}))
+                # list_changed from the upstream (GET stream or SSE stream) becomes the hub's own
+                await c.call_tool("remote__add_tool", {"name": "added"})
+                await changed.wait()
+                assert "remote__added" in {t.name for t in (await c.list_tools()).tools}
+
+
+async def test_upstream_stderr_goes_to_the_log_under_its_name(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="onemcp.upstream.noisy")
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"noisy": stdio("--stderr-noise")}}) as hub:
+            assert hub.app.hub.pool.connections["noisy"].state == "ready"
+            while not any(r.name == "onemcp.upstream.noisy" for r in caplog.records):
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    lines = [r.getMessage() for r in caplog.records if r.name == "onemcp.upstream.noisy"]
+    assert all(line.startswith("stderr: ") for line in lines)
 
 
 async def test_http_upstream_session_expiry_reinitializes() -> None:

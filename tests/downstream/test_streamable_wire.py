@@ -195,3 +195,77 @@ async def test_ready_is_503_until_upstreams_were_tried() -> None:
         async with running_hub(cfg, wait=False) as hub, httpx.AsyncClient() as http:
             r = await http.get(f"{hub.base}/health/ready")
             assert r.status_code == 503 and r.json()["upstreams"]["slow"] == "starting"
+
+
+def sse_events(lines: list[str]) -> list[tuple[str | None, dict[str, Any]]]:
+    """(event id, message) for every data event in raw SSE lines."""
+    out: list[tuple[str | None, dict[str, Any]]] = []
+    event_id: str | None = None
+    for line in lines:
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("data: ") and line[6:].strip():
+            out.append((event_id, orjson.loads(line[6:])))
+        elif not line:
+            event_id = None
+    return out
+
+
+async def test_dropped_reply_stream_is_resumed_with_last_event_id() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            call = req(
+                "tools/call",
+                rid="r1",
+                name="a__progress",
+                arguments={"steps": 2, "pause": 0.5},
+                _meta={"progressToken": 5},
+            )
+            seen: list[str] = []
+            async with http.stream("POST", hub.url, json=call, headers=headers) as reply:
+                assert reply.headers["content-type"].startswith("text/event-stream")
+                async for line in reply.aiter_lines():
+                    seen.append(line)
+                    if line.startswith("retry: "):
+                        assert int(line[7:]) > 0
+                    if sse_events(seen):
+                        break  # got the first progress event: drop the stream mid-call
+            last_id, first = sse_events(seen)[0]
+            assert first["method"] == "notifications/progress" and last_id is not None
+            resumed = await http.get(
+                hub.url, headers={**headers, "accept": "text/event-stream", "last-event-id": last_id}
+            )
+            events = sse_events(resumed.text.splitlines())
+            methods = [m.get("method") for _, m in events]
+            assert methods[:-1] == ["notifications/progress"]  # the second step only: no duplicate
+            final = events[-1][1]
+            assert final["id"] == "r1" and final["result"]["content"][0]["text"] == "progress done"
+
+
+async def test_get_stream_is_primed_and_resumable() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = {**(await raw_session(http, hub.url)), "accept": "text/event-stream"}
+            lines: list[str] = []
+            async with http.stream("GET", hub.url, headers=headers) as stream:
+                add = req("tools/call", name="b__add_tool", arguments={"name": "one"})
+                await http.post(hub.url, json=add, headers={**headers, "accept": "application/json, text/event-stream"})
+                async for line in stream.aiter_lines():
+                    lines.append(line)
+                    if sse_events(lines):
+                        break
+            assert lines[0].startswith("id: ") and lines[0].endswith("-0")  # the priming event
+            last_id = sse_events(lines)[0][0]
+            assert last_id is not None
+            # a second change while no stream is open is queued, then delivered after the resume point
+            add = req("tools/call", name="b__add_tool", arguments={"name": "two"})
+            await http.post(hub.url, json=add, headers={**headers, "accept": "application/json, text/event-stream"})
+            got: list[str] = []
+            async with http.stream("GET", hub.url, headers={**headers, "last-event-id": last_id}) as stream:
+                async for line in stream.aiter_lines():
+                    got.append(line)
+                    if sse_events(got):
+                        break
+            (event_id, msg), *_ = sse_events(got)
+            assert msg["method"] == "notifications/tools/list_changed" and event_id != last_id

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from onemcp.downstream.replay import StreamStore
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
@@ -49,6 +50,7 @@ class Session:
     reverse: dict[str, ReversePending] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
     closed: bool = False
+    streams: StreamStore = field(default_factory=StreamStore)
     _outbox_send: MemoryObjectSendStream[Message] | None = None
     outbox: MemoryObjectReceiveStream[Message] | None = None
     _reverse_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 1 << 62)))

@@ -15,6 +15,7 @@ import anyio
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send
 from onemcp.downstream.exchange import answer
+from onemcp.downstream.replay import OutStream
 from onemcp.downstream.session import Session
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
@@ -30,18 +31,22 @@ def error_body(code: int, message: str) -> Message:
     return jsonrpc.error(None, {"code": code, "message": message})
 
 
-async def stream_outbox(session: Session, receive: Receive, send: Send) -> None:
-    """Copy the session's queued messages to an open SSE response until either side ends."""
+async def _until_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def stream_outbox(session: Session, receive: Receive, send: Send, stream: OutStream | None = None) -> None:
+    """Copy the session's queued messages to an open SSE response until either side ends.
+
+    With `stream`, events are numbered and kept for replay (Streamable HTTP); without it
+    they are plain (the legacy HTTP+SSE transport has no resumption).
+    """
     assert session.outbox is not None
     outbox = session.outbox
-
-    async def watch_disconnect(scope: anyio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        scope.cancel()
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_disconnect, tg.cancel_scope)
+        tg.start_soon(_until_disconnect, receive, tg.cancel_scope)
         try:
             while True:
                 with anyio.move_on_after(KEEPALIVE) as idle:
@@ -50,9 +55,32 @@ async def stream_outbox(session: Session, receive: Receive, send: Send) -> None:
                     session.touch()
                     await asgi.sse_chunk(send, b": keepalive\n\n")
                     continue
-                await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(msg), event="message"))
+                data = stream.add(msg) if stream is not None else sse.encode(jsonrpc.dumps(msg), event="message")
+                await asgi.sse_chunk(send, data)
         except (anyio.EndOfStream, anyio.ClosedResourceError, OSError):
             pass
+        tg.cancel_scope.cancel()
+    with contextlib.suppress(OSError):
+        await asgi.end_stream(send)
+
+
+async def follow(session: Session, stream: OutStream, after: int, receive: Receive, send: Send) -> None:
+    """Replay a reply stream's events after `after`, then carry on until its reply went out."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_until_disconnect, receive, tg.cancel_scope)
+        position = after
+        while True:
+            waiter = stream.waiter()
+            for event in stream.after(position):
+                await asgi.sse_chunk(send, event)
+            position = stream.seq
+            if stream.done:
+                break
+            with anyio.move_on_after(KEEPALIVE) as idle:
+                await waiter.wait()
+            if idle.cancelled_caught:
+                session.touch()
+                await asgi.sse_chunk(send, b": keepalive\n\n")
         tg.cancel_scope.cancel()
     with contextlib.suppress(OSError):
         await asgi.end_stream(send)
@@ -157,23 +185,27 @@ class StreamableHttpEndpoint:
         await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
 
     async def _request(self, session: Session, msg: Message, can_stream: bool, send: Send) -> None:
-        streaming = False
+        # The reply is JSON unless something related must go out first; then it becomes a
+        # resumable SSE stream. A client that drops it can GET it back with Last-Event-ID
+        # (the call is not cancelled: writes to a gone client are dropped, events are kept).
+        stream: OutStream | None = None
 
         async def emit(related: Message) -> None:
-            nonlocal streaming
+            nonlocal stream
             if not can_stream:
                 session.post(related)
                 return
-            if not streaming:
+            if stream is None:
+                stream = session.streams.open("p")
                 await asgi.start_sse(send)
-                streaming = True
-            await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(related), event="message"))
+                await asgi.sse_chunk(send, stream.priming())
+            await asgi.sse_chunk(send, stream.add(related))
 
         reply = await answer(self.hub, session, msg, emit)
-        if streaming:
+        if stream is not None:
             if reply is not None:
-                data = reply if isinstance(reply, bytes) else jsonrpc.dumps(reply)
-                await asgi.sse_chunk(send, sse.encode(data, event="message"))
+                await asgi.sse_chunk(send, stream.add(reply))
+            stream.finish()
             await asgi.end_stream(send)
         elif reply is None:
             await asgi.start_sse(send)  # cancelled: the stream ends without a reply
@@ -195,8 +227,20 @@ class StreamableHttpEndpoint:
             status, text = problem or (400, "Bad Request")
             await asgi.send_json(send, status, error_body(INVALID_REQUEST, text))
             return
+        last = asgi.header(scope, b"last-event-id")
+        found = session.streams.find(last) if last else None
         await asgi.start_sse(send)
-        await stream_outbox(session, receive, send)
+        if found is not None:
+            stream, after = found
+            if not stream.id.startswith("g"):
+                await follow(session, stream, after, receive, send)
+                return
+            for event in stream.after(after):
+                await asgi.sse_chunk(send, event)
+        else:
+            stream = session.streams.open("g")
+            await asgi.sse_chunk(send, stream.priming())
+        await stream_outbox(session, receive, send, stream)
 
     async def _delete(self, scope: Scope, send: Send) -> None:
         session, problem = self._session(scope)

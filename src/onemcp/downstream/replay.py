@@ -1,0 +1,90 @@
+"""Resumable SSE streams: numbered events kept per session so a client that drops a stream loses nothing.
+
+Each SSE stream the hub opens for a session (a POST's reply stream, a GET stream) gets a
+short id; its events get ids ``<stream>-<n>``. A client reconnects with GET and
+``Last-Event-ID`` and gets the events after that one, then the stream carries on.
+Memory is bounded: at most `MAX_EVENTS` events per stream and `MAX_STREAMS` streams per
+session (the oldest finished streams are forgotten first).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+import anyio
+
+from onemcp.protocol import jsonrpc, sse
+from onemcp.protocol.jsonrpc import Message
+
+MAX_EVENTS = 512
+MAX_STREAMS = 32
+RETRY_MS = 1000
+
+
+class OutStream:
+    """One SSE stream's numbered events."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.id = stream_id
+        self.seq = 0
+        self.events: deque[tuple[int, bytes]] = deque(maxlen=MAX_EVENTS)
+        self.done = False
+        self._wake: anyio.Event | None = None
+
+    def priming(self) -> bytes:
+        """The first event: an id to resume from and the reconnection delay, no data."""
+        return f"id: {self.id}-0\nretry: {RETRY_MS}\ndata: \n\n".encode()
+
+    def add(self, msg: Message | bytes) -> bytes:
+        self.seq += 1
+        data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
+        event = sse.encode(data, event="message", event_id=f"{self.id}-{self.seq}")
+        self.events.append((self.seq, event))
+        self._notify()
+        return event
+
+    def finish(self) -> None:
+        self.done = True
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+
+    def after(self, seq: int) -> list[bytes]:
+        return [event for n, event in self.events if n > seq]
+
+    def waiter(self) -> anyio.Event:
+        """An event set at the next addition or at the end (take it before reading events)."""
+        if self._wake is None:
+            self._wake = anyio.Event()
+        return self._wake
+
+
+class StreamStore:
+    """A session's resumable streams."""
+
+    def __init__(self) -> None:
+        self._streams: OrderedDict[str, OutStream] = OrderedDict()
+        self._next = 0
+
+    def open(self, prefix: str) -> OutStream:
+        self._next += 1
+        stream = OutStream(f"{prefix}{self._next}")
+        self._streams[stream.id] = stream
+        if len(self._streams) > MAX_STREAMS:
+            for sid, old in list(self._streams.items()):
+                if old.done or sid.startswith("g"):
+                    del self._streams[sid]
+                    break
+        return stream
+
+    def find(self, last_event_id: str) -> tuple[OutStream, int] | None:
+        """The stream a Last-Event-ID belongs to, and the position after which to replay."""
+        sid, sep, seq = last_event_id.strip().rpartition("-")
+        stream = self._streams.get(sid) if sep else None
+        if stream is None or not seq.isdigit():
+            return None
+        self._streams.move_to_end(sid)
+        return stream, int(seq)

@@ -32,6 +32,7 @@ from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.pool import Pool
 
 log = logging.getLogger("onemcp.hub")
@@ -49,8 +50,9 @@ class Hub:
         self.config = config
         self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
         self.catalog.set_servers(config.enabled)
-        self.sessions = SessionStore(config.hub.session_idle_timeout)
+        self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
         self.pool = Pool(config, self)
+        self.isolated = IsolatedConnections(self)
         # (server, upstream URI) -> ids of sessions subscribed to it
         self._subscribers: dict[tuple[str, str], set[str]] = {}
         self._local: dict[str, Callable[[Session, dict[str, Any]], Awaitable[Any]]] = {
@@ -128,7 +130,7 @@ class Hub:
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
         server, key, value = self._route(method, params)
-        conn = self._ready(server)
+        conn = await self._connection_for(session, server)
         if key == "name":
             params["name"] = value
         elif key == "uri":
@@ -170,6 +172,13 @@ class Hub:
             return self.catalog.resolve_name("resourceTemplates", visible)
         except NotFound:
             return self.catalog.resolve_uri(visible)
+
+    async def _connection_for(self, session: Session, server: str) -> UpstreamConnection:
+        """The shared connection, or the session's own for `isolation: session` servers."""
+        conn = self._ready(server)
+        if conn.config.isolation == "session":
+            return await self.isolated.get(session.id, session, server, conn.config)
+        return conn
 
     def _ready(self, server: str) -> UpstreamConnection:
         conn = self.pool.get(server)
@@ -323,23 +332,26 @@ class Hub:
             pending.done.set()
 
     def end_session(self, session_id: str) -> bool:
-        session = self.sessions.remove(session_id)
-        if session is None:
-            return False
+        return self.sessions.remove(session_id) is not None
+
+    def _session_gone(self, session: Session) -> None:
+        """Called for every session that ends (DELETE, expiry, dropped /sse stream)."""
+        self.isolated.close_session(session.id)
         for key, subscribers in list(self._subscribers.items()):
             subscribers.discard(session.id)
             if not subscribers:
                 del self._subscribers[key]
-        return True
 
     # ============================================================ reverse path (ConnectionEvents)
     def on_state(self, conn: UpstreamConnection) -> None:
+        if conn.owner is not None:
+            return  # a session's own connection: the catalog follows the shared one
         if conn.state != "ready":
             self._announce(self.catalog.drop(conn.name))
         self.pool.note_state()
 
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
-        if self.catalog.update(conn.name, kind, items):
+        if conn.owner is None and self.catalog.update(conn.name, kind, items):
             self._announce({kind})
 
     def _announce(self, kinds: set[str]) -> None:
@@ -362,7 +374,8 @@ class Hub:
                 if call.origin.wants_log(level):
                     call.push(msg)
                 return
-            for session in self.sessions:
+            owners = [conn.owner] if isinstance(conn.owner, Session) else self.sessions
+            for session in owners:
                 if session.initialized and session.wants_log(level):
                     session.post(msg)
         elif method == "notifications/resources/updated":
@@ -384,7 +397,9 @@ class Hub:
         method = str(msg.get("method"))
         session = call.origin if call is not None and isinstance(call.origin, Session) else None
         needed = REVERSE_CAPABILITY.get(method)
-        if session is None:
+        if session is None and isinstance(conn.owner, Session):
+            session = conn.owner  # an isolated connection serves exactly one session
+        elif session is None:
             candidates = [s for s in self.sessions if s.initialized and needed in s.client_capabilities]
             session = candidates[0] if len(candidates) == 1 else None
             call = None
@@ -416,6 +431,7 @@ class Hub:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(self.pool.run)
+            await tg.start(self.isolated.run)
             tg.start_soon(self._expire_sessions)
             task_status.started()
 

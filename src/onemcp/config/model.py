@@ -33,6 +33,9 @@ class ServerConfig(_Model):
     disabled: bool = False
     tags: list[str] = []
     timeout: Seconds = Field(60.0, description="deadline for each request to this server")
+    # "session": each downstream session gets its own upstream connection (started on its
+    # first call, closed with it), so server->client requests and logs are never ambiguous.
+    isolation: Literal["shared", "session"] = "shared"
     startup_timeout: Seconds = Field(30.0, alias="startupTimeout")
 
     @field_validator("url")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,8 +97,9 @@ class Session:
 class SessionStore:
     """Live sessions by id, with idle expiry."""
 
-    def __init__(self, idle_timeout: float) -> None:
+    def __init__(self, idle_timeout: float, on_remove: Callable[[Session], None] | None = None) -> None:
         self.idle_timeout = idle_timeout
+        self.on_remove = on_remove
         self._sessions: dict[str, Session] = {}
 
     def create(self, transport: str) -> Session:
@@ -119,6 +120,8 @@ class SessionStore:
         session = self._sessions.pop(session_id, None)
         if session is not None:
             session.close()
+            if self.on_remove is not None:
+                self.on_remove(session)
         return session
 
     def expire_idle(self) -> int:

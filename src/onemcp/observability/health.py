@@ -22,6 +22,8 @@ def health(hub: Hub) -> dict[str, Any]:
             "resources": counts["resources"],
             "resourceTemplates": counts["resourceTemplates"],
             "inFlight": conn.in_flight,
+            "isolation": conn.config.isolation,
+            "sessionConnections": hub.isolated.count(name),
             "lastError": conn.last_error,
         }
     for name, server in hub.config.servers.items():

@@ -57,8 +57,14 @@ class UpstreamConnection:
         config: ServerConfig,
         transport: Transport,
         events: ConnectionEvents,
+        *,
+        owner: Any = None,
     ) -> None:
         self.name = name
+        # The downstream session this connection serves alone (`isolation: session`), or
+        # None for the shared connection that also feeds the catalog.
+        self.owner = owner
+        self.settled = anyio.Event()  # set when the state leaves "starting"
         self.config = config
         self.transport = transport
         self.events = events
@@ -84,7 +90,8 @@ class UpstreamConnection:
                     with anyio.fail_after(self.config.startup_timeout):
                         await self.transport.open(tg, self._deliver, self._transport_failed)
                         await self._handshake()
-                        await self._refresh_all()
+                        if self.owner is None:
+                            await self._refresh_all()
                 except TimeoutError:
                     self._set_failed(f"did not start within {self.config.startup_timeout:g}s")
                 except (TransportError, UpstreamError) as exc:
@@ -107,6 +114,8 @@ class UpstreamConnection:
 
     def _set_state(self, state: State) -> None:
         self.state = state
+        if state != "starting":
+            self.settled.set()
         self.events.on_state(self)
 
     def _set_failed(self, error: str) -> None:

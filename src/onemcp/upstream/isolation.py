@@ -1,0 +1,68 @@
+"""Per-session upstream connections, for servers configured with `isolation: session`.
+
+A shared stdio connection cannot always tell which client a server->client request or a
+log line belongs to. An isolated server gets one connection per downstream session,
+started on the session's first call to it and closed when the session ends; everything
+the upstream sends on it belongs to that session. The shared connection still exists and
+feeds the catalog (lists are the same for everyone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from onemcp.config.model import ServerConfig
+from onemcp.protocol.errors import UpstreamUnavailable
+from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
+
+
+class IsolatedConnections:
+    def __init__(self, events: ConnectionEvents) -> None:
+        self.events = events
+        self._conns: dict[tuple[str, str], tuple[UpstreamConnection, anyio.CancelScope]] = {}
+        self._tg: TaskGroup | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def get(self, session_id: str, owner: Any, name: str, config: ServerConfig) -> UpstreamConnection:
+        """The session's own connection to `name`, started (and awaited) on first use."""
+        key = (session_id, name)
+        entry = self._conns.get(key)
+        if entry is None:
+            if self._tg is None:
+                raise UpstreamUnavailable(name, "the hub is not running")
+            conn = UpstreamConnection(name, config, make_transport(name, config), self.events, owner=owner)
+            scope = anyio.CancelScope()
+            self._conns[key] = (conn, scope)
+            self._tg.start_soon(self._run, conn, scope)
+        else:
+            conn = entry[0]
+        with anyio.move_on_after(config.startup_timeout):
+            await conn.settled.wait()
+        if conn.state != "ready":
+            self._close(key)
+            raise UpstreamUnavailable(name, f"the session's own connection is {conn.state}: {conn.last_error}")
+        return conn
+
+    async def _run(self, conn: UpstreamConnection, scope: anyio.CancelScope) -> None:
+        with scope:
+            await conn.run()
+
+    def _close(self, key: tuple[str, str]) -> None:
+        entry = self._conns.pop(key, None)
+        if entry is not None:
+            entry[1].cancel()
+
+    def close_session(self, session_id: str) -> None:
+        for key in [k for k in self._conns if k[0] == session_id]:
+            self._close(key)
+
+    def count(self, name: str) -> int:
+        return sum(1 for (_, n), (conn, _) in self._conns.items() if n == name and conn.state == "ready")

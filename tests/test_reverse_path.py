@@ -1,0 +1,130 @@
+"""Server->client requests reach the session whose call caused them, under every sharing rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from fixtures.launch import fixture_command
+from mcp import Client
+from mcp.client import ClientRequestContext
+from mcp.shared.exceptions import MCPError
+from support.hub import RunningHub, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+
+
+def stdio(**extra: Any) -> dict[str, Any]:
+    cmd = fixture_command()
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+def text_of(result: types.CallToolResult) -> str:
+    item = result.content[0]
+    assert isinstance(item, types.TextContent)
+    return item.text
+
+
+class Barrier:
+    """Lets n sampling callbacks answer only once all n are waiting (so they truly overlap)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.arrived = 0
+        self.all_here = anyio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived == self.n:
+            self.all_here.set()
+        await self.all_here.wait()
+
+
+def sampler(label: str, barrier: Barrier, seen: list[str]) -> Any:
+    async def sampling(
+        ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        seen.append(label)
+        await barrier.wait()
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=f"from {label}"), model=label
+        )
+
+    return sampling
+
+
+async def two_sessions_sampling(hub: RunningHub, tools: tuple[str, str]) -> tuple[list[Any], list[str], list[str]]:
+    barrier = Barrier(2)
+    seen_a: list[str] = []
+    seen_b: list[str] = []
+    results: list[Any] = [None, None]
+
+    async def one(index: int, tool: str, label: str, seen: list[str]) -> None:
+        async with Client(hub.url, mode="legacy", cache=None, sampling_callback=sampler(label, barrier, seen)) as c:
+            try:
+                results[index] = text_of(await c.call_tool(tool, {}))
+            except MCPError as exc:
+                results[index] = exc
+                barrier.all_here.set()  # let the other one finish
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, 0, tools[0], "A", seen_a)
+        tg.start_soon(one, 1, tools[1], "B", seen_b)
+    return results, seen_a, seen_b
+
+
+async def test_two_sessions_two_upstreams_each_get_their_own_requests() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"one": stdio(), "two": stdio()}}) as hub:
+            results, seen_a, seen_b = await two_sessions_sampling(hub, ("one__sample", "two__sample"))
+    assert seen_a == ["A"] and seen_b == ["B"]
+    assert '"from A"' in results[0] and '"from B"' in results[1]
+
+
+async def test_shared_upstream_with_concurrent_sessions_is_refused_not_misrouted() -> None:
+    """Two calls in flight on one shared stdio upstream: the wire cannot say whose request it is."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"one": stdio(), "two": stdio()}}) as hub:
+            # hold one session's call open on the upstream so that the other is not alone
+            held: list[str] = []
+            holder_sampling = sampler("A", Barrier(1), held)  # it could take sampling requests too
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=holder_sampling) as holder:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(holder.call_tool, "one__sleep", {"seconds": 2})
+                    conn = hub.app.hub.pool.connections["one"]
+                    while conn.in_flight == 0:
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                    seen: list[str] = []
+                    async with Client(
+                        hub.url, mode="legacy", cache=None, sampling_callback=sampler("B", Barrier(1), seen)
+                    ) as c:
+                        with pytest.raises(MCPError) as err:
+                            await c.call_tool("one__sample", {})
+                    assert seen == [] and held == []  # nobody got a request that might not be theirs
+                    assert "no client session" in err.value.error.message
+
+
+async def test_isolation_session_gives_each_session_its_own_connection() -> None:
+    with anyio.fail_after(DEADLINE):
+        servers = {"iso": stdio(isolation="session"), "other": stdio()}
+        async with running_hub({"mcpServers": servers}) as hub:
+            results, seen_a, seen_b = await two_sessions_sampling(hub, ("iso__sample", "iso__sample"))
+            assert seen_a == ["A"] and seen_b == ["B"]
+            assert '"from A"' in results[0] and '"from B"' in results[1]
+            # the per-session connections closed with their sessions
+            while hub.app.hub.isolated.count("iso"):
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert hub.app.hub.pool.connections["iso"].state == "ready"  # the shared one feeds the catalog
+
+
+async def test_roots_and_elicitation_are_forwarded() -> None:
+    async def roots(ctx: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work", name="work")])
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, list_roots_callback=roots) as c:
+                assert "file:///work" in text_of(await c.call_tool("a__roots", {}))

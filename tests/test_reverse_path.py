@@ -7,10 +7,11 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from fixtures.launch import fixture_command
 from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
 from support.hub import RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio

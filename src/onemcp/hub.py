@@ -17,7 +17,7 @@ import anyio
 from onemcp import __version__
 from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog
 from onemcp.config.model import HubConfig
-from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
+from onemcp.downstream.session import LOG_LEVELS, Session, SessionStore
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
     HubError,
@@ -30,6 +30,7 @@ from onemcp.protocol.errors import (
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
+from onemcp.reverse import ReversePath
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
@@ -38,11 +39,6 @@ from onemcp.upstream.pool import Pool
 log = logging.getLogger("onemcp.hub")
 Emit = Callable[[Message], Awaitable[None]]
 CANCELLED: Message = {"cancelled": True}
-REVERSE_CAPABILITY = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
 
 
 class Hub:
@@ -53,6 +49,7 @@ class Hub:
         self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
         self.pool = Pool(config, self)
         self.isolated = IsolatedConnections(self)
+        self.reverse = ReversePath(self.sessions, self.catalog)
         # (server, upstream URI) -> ids of sessions subscribed to it
         self._subscribers: dict[tuple[str, str], set[str]] = {}
         self._local: dict[str, Callable[[Session, dict[str, Any]], Awaitable[Any]]] = {
@@ -363,69 +360,10 @@ class Hub:
                     session.post(note)
 
     def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
-        method = msg.get("method")
-        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
-        assert isinstance(params, dict)
-        if method == "notifications/message":
-            logger = params.get("logger")
-            msg["params"] = {**params, "logger": f"{conn.name}/{logger}" if logger else conn.name}
-            level = params.get("level")
-            if call is not None and isinstance(call.origin, Session):
-                if call.origin.wants_log(level):
-                    call.push(msg)
-                return
-            owners = [conn.owner] if isinstance(conn.owner, Session) else self.sessions
-            for session in owners:
-                if session.initialized and session.wants_log(level):
-                    session.post(msg)
-        elif method == "notifications/resources/updated":
-            uri = params.get("uri")
-            if not isinstance(uri, str):
-                return
-            visible = self.catalog.visible_uri(conn.name, uri)
-            out = {**msg, "params": {**params, "uri": visible}}
-            for session in self.sessions:
-                if visible in session.subscriptions:
-                    session.post(out)
-        elif call is not None and isinstance(call.origin, Session):
-            call.push(msg)
-        else:
-            log.debug("upstream %s: unrouted notification %s", conn.name, method)
+        self.reverse.notification(conn, msg, call)
 
-    async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message:
-        """Forward an upstream's request (sampling, elicitation, roots) to the right client."""
-        method = str(msg.get("method"))
-        session = call.origin if call is not None and isinstance(call.origin, Session) else None
-        needed = REVERSE_CAPABILITY.get(method)
-        if session is None and isinstance(conn.owner, Session):
-            session = conn.owner  # an isolated connection serves exactly one session
-        elif session is None:
-            candidates = [s for s in self.sessions if s.initialized and needed in s.client_capabilities]
-            session = candidates[0] if len(candidates) == 1 else None
-            call = None
-        if needed is None or session is None or needed not in session.client_capabilities:
-            why = (
-                f"onemcp cannot forward {method}"
-                if needed is None
-                else f"no client session to forward {method} to"
-                if session is None
-                else f"the client did not declare the {needed!r} capability"
-            )
-            return jsonrpc.error(None, {"code": -32601, "message": why})
-        rid = session.new_reverse_id()
-        pending = ReversePending()
-        session.reverse[rid] = pending
-        out = {**msg, "id": rid}
-        if call is not None:
-            call.push(out)
-        else:
-            session.post(out)
-        with anyio.move_on_after(conn.config.timeout):
-            await pending.done.wait()
-        session.reverse.pop(rid, None)
-        if pending.reply is None:
-            return jsonrpc.error(None, {"code": -32001, "message": f"the client did not answer {method} in time"})
-        return pending.reply
+    async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
+        return await self.reverse.request(conn, msg, call)
 
     # ============================================================ lifecycle
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

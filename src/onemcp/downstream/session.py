@@ -34,6 +34,7 @@ class ReversePending:
 
     done: anyio.Event = field(default_factory=anyio.Event)
     reply: Message | None = None
+    cancelled: bool = False  # the upstream withdrew the request
 
 
 @dataclass(eq=False)

@@ -47,7 +47,7 @@ class ConnectionEvents(Protocol):
     def on_state(self, conn: UpstreamConnection) -> None: ...
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None: ...
     def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None: ...
-    def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Awaitable[Message]: ...
+    def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Awaitable[Message | None]: ...
 
 
 class UpstreamConnection:
@@ -380,7 +380,8 @@ class UpstreamConnection:
     async def _serve_reverse(self, msg: Message, call: Call | None) -> None:
         upstream_id = msg["id"]
         reply = await self.events.on_server_request(self, msg, call)
-        await self.respond(upstream_id, reply)
+        if reply is not None:  # None: the upstream cancelled its request, so no reply
+            await self.respond(upstream_id, reply)
 
     @property
     def in_flight(self) -> int:

@@ -1,0 +1,161 @@
+"""The reverse path: which downstream session gets what an upstream sends, and under which ids.
+
+Owns the routing rule (documented in docs/server-behaviour.md, "Which session gets an
+upstream's message"), hub-minted ids for server->client requests and the map back,
+cancellation of those requests by the upstream, logging fan-out with the server's name,
+resource updates to subscribers only, and URL-mode elicitation ids. Does not own the
+forward path or any wire.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+
+from onemcp.catalog.catalog import Catalog
+from onemcp.downstream.session import ReversePending, Session, SessionStore
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import METHOD_NOT_FOUND, UPSTREAM_TIMEOUT
+from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.upstream.call import Call
+from onemcp.upstream.connection import UpstreamConnection
+
+log = logging.getLogger("onemcp.reverse")
+REVERSE_CAPABILITY = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+MAX_ELICITATIONS = 1024
+
+
+class ReversePath:
+    def __init__(self, sessions: SessionStore, catalog: Catalog) -> None:
+        self.sessions = sessions
+        self.catalog = catalog
+        # (id of the upstream connection, the upstream's request id) -> (session, hub id)
+        self._requests: dict[tuple[int, RequestId], tuple[Session, str]] = {}
+        # client-visible elicitationId -> (session, upstream's elicitationId)
+        self._elicitations: dict[str, tuple[Session, str]] = {}
+
+    # ------------------------------------------------------------------ requests
+    def _target(
+        self, conn: UpstreamConnection, call: Call | None, needed: str | None
+    ) -> tuple[Session | None, Call | None]:
+        """The session (and the call, to relate to) a server->client request belongs to."""
+        if call is not None and isinstance(call.origin, Session):
+            return call.origin, call
+        if isinstance(conn.owner, Session):
+            return conn.owner, None  # an isolated connection serves exactly one session
+        candidates = [s for s in self.sessions if s.initialized and needed in s.client_capabilities]
+        return (candidates[0] if len(candidates) == 1 else None), None
+
+    async def request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
+        """Forward an upstream's request to its client; the reply (None: the upstream cancelled it)."""
+        method = str(msg.get("method"))
+        needed = REVERSE_CAPABILITY.get(method)
+        session, call = self._target(conn, call, needed)
+        if needed is None or session is None or needed not in session.client_capabilities:
+            why = (
+                f"onemcp cannot forward {method}"
+                if needed is None
+                else f"no client session to forward {method} to (the request is ambiguous or nobody can take it)"
+                if session is None
+                else f"the client did not declare the {needed!r} capability"
+            )
+            return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
+        out = self._outgoing(conn, session, msg)
+        rid = out["id"] = session.new_reverse_id()
+        pending = ReversePending()
+        session.reverse[rid] = pending
+        key = (id(conn), msg["id"])
+        self._requests[key] = (session, rid)
+        try:
+            if call is not None and not call.done:
+                call.push(out)
+            else:
+                session.post(out)
+            with anyio.move_on_after(conn.config.timeout):
+                await pending.done.wait()
+        finally:
+            session.reverse.pop(rid, None)
+            self._requests.pop(key, None)
+        if pending.cancelled:
+            return None
+        if pending.reply is None:
+            return jsonrpc.error(
+                None, {"code": UPSTREAM_TIMEOUT, "message": f"the client did not answer {method} in time"}
+            )
+        return pending.reply
+
+    def _outgoing(self, conn: UpstreamConnection, session: Session, msg: Message) -> Message:
+        params = msg.get("params")
+        if msg.get("method") == "elicitation/create" and isinstance(params, dict):
+            upstream_eid = params.get("elicitationId")
+            if isinstance(upstream_eid, str):
+                visible = f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
+                if len(self._elicitations) >= MAX_ELICITATIONS:
+                    self._elicitations.pop(next(iter(self._elicitations)))
+                self._elicitations[visible] = (session, upstream_eid)
+                return {**msg, "params": {**params, "elicitationId": visible}}
+        return dict(msg)
+
+    # ------------------------------------------------------------- notifications
+    def notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
+        method = msg.get("method")
+        raw = msg.get("params")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if method == "notifications/message":
+            self._log(conn, msg, params, call)
+        elif method == "notifications/resources/updated":
+            uri = params.get("uri")
+            if isinstance(uri, str):
+                visible = self.catalog.visible_uri(conn.name, uri)
+                out = {**msg, "params": {**params, "uri": visible}}
+                for session in self.sessions:
+                    if visible in session.subscriptions:
+                        session.post(out)
+        elif method == "notifications/cancelled":
+            self._cancelled(conn, params)
+        elif method == "notifications/elicitation/complete":
+            self._elicitation_complete(conn, msg, params)
+        elif call is not None and isinstance(call.origin, Session):
+            call.push(msg)
+        elif isinstance(conn.owner, Session):
+            conn.owner.post(msg)
+        else:
+            log.debug("upstream %s: unrouted notification %s", conn.name, method)
+
+    def _log(self, conn: UpstreamConnection, msg: Message, params: dict[str, Any], call: Call | None) -> None:
+        logger = params.get("logger")
+        msg["params"] = {**params, "logger": f"{conn.name}/{logger}" if logger else conn.name}
+        level = params.get("level")
+        if call is not None and isinstance(call.origin, Session):
+            if call.origin.wants_log(level):
+                call.push(msg)
+            return
+        owners = [conn.owner] if isinstance(conn.owner, Session) else list(self.sessions)
+        for session in owners:
+            if session.initialized and session.wants_log(level):
+                session.post(msg)
+
+    def _cancelled(self, conn: UpstreamConnection, params: dict[str, Any]) -> None:
+        """The upstream gave up on one of its requests to a client: tell that client, stop waiting."""
+        entry = self._requests.pop((id(conn), params.get("requestId")), None)  # type: ignore[arg-type]
+        if entry is None:
+            return
+        session, rid = entry
+        session.post(jsonrpc.notification("notifications/cancelled", {**params, "requestId": rid}))
+        pending = session.reverse.pop(rid, None)
+        if pending is not None:
+            pending.cancelled = True
+            pending.done.set()
+
+    def _elicitation_complete(self, conn: UpstreamConnection, msg: Message, params: dict[str, Any]) -> None:
+        upstream_eid = params.get("elicitationId")
+        visible = f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
+        entry = self._elicitations.pop(visible, None) if isinstance(visible, str) else None
+        if entry is not None:
+            entry[0].post({**msg, "params": {**params, "elicitationId": visible}})

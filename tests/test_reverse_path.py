@@ -129,3 +129,56 @@ async def test_roots_and_elicitation_are_forwarded() -> None:
         async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
             async with Client(hub.url, mode="legacy", cache=None, list_roots_callback=roots) as c:
                 assert "file:///work" in text_of(await c.call_tool("a__roots", {}))
+
+
+async def test_form_and_url_elicitation_with_completion() -> None:
+    asked: list[types.ElicitRequestParams] = []
+    completed: list[str] = []
+    done = anyio.Event()
+
+    async def elicit(ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params)
+        if isinstance(params, types.ElicitRequestURLParams):
+            return types.ElicitResult(action="accept")
+        return types.ElicitResult(action="accept", content={"colour": "teal"})
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+            done.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
+            async with Client(
+                hub.url, mode="legacy", cache=None, elicitation_callback=elicit, message_handler=on_message
+            ) as c:
+                assert "teal" in text_of(await c.call_tool("a__elicit", {"mode": "form"}))
+                assert "accept" in text_of(await c.call_tool("b__elicit", {"mode": "url"}))
+                await done.wait()
+    assert isinstance(asked[1], types.ElicitRequestURLParams)
+    assert asked[1].elicitation_id == "b:e1" == completed[0]  # namespaced: ids of two upstreams cannot collide
+
+
+async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> None:
+    started = anyio.Event()
+    outcome: list[str] = []
+
+    async def sampling(
+        ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            outcome.append("cancelled")
+            raise
+        raise AssertionError("unreachable")
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=sampling) as c:
+                assert text_of(await c.call_tool("a__sample_withdrawn", {"after": 0.3})) == "withdrawn"
+                assert started.is_set()
+                while not outcome:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    assert outcome == ["cancelled"]

@@ -31,6 +31,7 @@ from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
 from onemcp.reverse import ReversePath
+from onemcp.tasks import TaskRouter
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
@@ -49,7 +50,8 @@ class Hub:
         self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
         self.pool = Pool(config, self)
         self.isolated = IsolatedConnections(self)
-        self.reverse = ReversePath(self.sessions, self.catalog)
+        self.tasks = TaskRouter(self.catalog)
+        self.reverse = ReversePath(self.sessions, self.catalog, self.tasks)
         # (server, upstream URI) -> ids of sessions subscribed to it
         self._subscribers: dict[tuple[str, str], set[str]] = {}
         self._local: dict[str, Callable[[Session, dict[str, Any]], Awaitable[Any]]] = {
@@ -57,6 +59,7 @@ class Hub:
             "logging/setLevel": self._set_level,
             "resources/subscribe": self._subscribe,
             "resources/unsubscribe": self._unsubscribe,
+            "tasks/list": self._tasks_list,
         }
 
     # ============================================================ identity
@@ -79,6 +82,9 @@ class Hub:
             caps["resources"]["subscribe"] = True
         if any("completions" in c.capabilities for c in ready):
             caps["completions"] = {}
+        task_caps = [c.capabilities["tasks"] for c in ready if isinstance(c.capabilities.get("tasks"), dict)]
+        if task_caps:
+            caps["tasks"] = merge_capabilities(task_caps)
         return caps
 
     def instructions(self) -> str:
@@ -126,7 +132,7 @@ class Hub:
         local = self._local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
-        server, key, value = self._route(method, params)
+        server, key, value = self._route(session, method, params)
         conn = await self._connection_for(session, server)
         if key == "name":
             params["name"] = value
@@ -134,11 +140,13 @@ class Hub:
             params["uri"] = value
         elif key in ("ref.name", "ref.uri"):
             params["ref"] = {**params["ref"], key[4:]: value}
+        elif key == "taskId":
+            params["taskId"] = value
         call = await conn.begin(msg, origin=session)
         session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
         return conn, call
 
-    def _route(self, method: str, params: dict[str, Any]) -> tuple[str, str, str]:
+    def _route(self, session: Session, method: str, params: dict[str, Any]) -> tuple[str, str, str]:
         if method == "tools/call" or method == "prompts/get":
             name = params.get("name")
             if not isinstance(name, str):
@@ -162,6 +170,9 @@ class Hub:
                 server, original = self._resolve_template(ref["uri"])
                 return server, "ref.uri", original
             raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
+        if method in ("tasks/get", "tasks/result", "tasks/cancel"):
+            server, upstream_id = self.tasks.resolve(session.id, params.get("taskId"))
+            return server, "taskId", upstream_id
         raise MethodNotFound(f"Method not found: {method}")
 
     def _resolve_template(self, visible: str) -> tuple[str, str]:
@@ -198,7 +209,7 @@ class Hub:
                     if final:
                         if msg is CANCELLED:
                             return None
-                        return self._rewrite_result(conn.name, call.method, msg)
+                        return self._rewrite_result(session, conn.name, call.method, msg)
                     await emit(msg)
             conn.abandon(call, f"timed out after {call.timeout:g}s")
             err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
@@ -208,10 +219,16 @@ class Hub:
                 conn.abandon(call, "the client went away")
             session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
 
-    def _rewrite_result(self, server: str, method: str, msg: Message) -> Message:
-        """Make URIs in results the ones the client knows (only when they are prefixed)."""
+    def _rewrite_result(self, session: Session, server: str, method: str, msg: Message) -> Message:
+        """Make URIs and task ids in results the ones the client knows."""
         result = msg.get("result")
-        if not self.catalog.prefixed or not isinstance(result, dict):
+        if not isinstance(result, dict):
+            return msg
+        if method == "tools/call" and "task" in result:
+            self.tasks.record(server, session.id, result)
+        elif method.startswith("tasks/"):
+            msg["result"] = result = self.tasks.rewrite(server, result)
+        if not self.catalog.prefixed:
             return msg
         if method == "resources/read":
             contents = result.get("contents")
@@ -261,6 +278,31 @@ class Hub:
             for conn in targets:
                 tg.start_soon(self._quiet_request, conn, "logging/setLevel", {"level": LOG_LEVELS[wanted]})
         return {}
+
+    async def _tasks_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        """Every upstream's tasks that this session created (one complete page)."""
+        targets = [
+            c
+            for c in self.pool.connections.values()
+            if c.state == "ready"
+            and isinstance(c.capabilities.get("tasks"), dict)
+            and "list" in c.capabilities["tasks"]
+        ]
+        found: list[dict[str, Any]] = []
+
+        async def one(conn: UpstreamConnection) -> None:
+            try:
+                listed = await conn.request("tasks/list", {})
+            except HubError as exc:
+                log.info("tasks/list to %s failed: %s", conn.name, exc)
+                return
+            tasks = listed.get("tasks")
+            found.extend(self.tasks.session_tasks(session.id, conn.name, tasks if isinstance(tasks, list) else []))
+
+        async with anyio.create_task_group() as tg:
+            for conn in targets:
+                tg.start_soon(one, conn)
+        return {"tasks": found}
 
     async def _quiet_request(self, conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:
         try:
@@ -378,3 +420,15 @@ class Hub:
         while True:
             await anyio.sleep(interval)
             self.sessions.expire_idle()
+
+
+def merge_capabilities(caps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The union of capability objects (nested objects merged key by key)."""
+    out: dict[str, Any] = {}
+    for cap in caps:
+        for key, value in cap.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge_capabilities([out[key], value])
+            else:
+                out.setdefault(key, value)
+    return out

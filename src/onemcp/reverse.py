@@ -19,6 +19,7 @@ from onemcp.downstream.session import ReversePending, Session, SessionStore
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import METHOD_NOT_FOUND, UPSTREAM_TIMEOUT
 from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.tasks import TaskRouter
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 
@@ -32,9 +33,10 @@ MAX_ELICITATIONS = 1024
 
 
 class ReversePath:
-    def __init__(self, sessions: SessionStore, catalog: Catalog) -> None:
+    def __init__(self, sessions: SessionStore, catalog: Catalog, tasks: TaskRouter) -> None:
         self.sessions = sessions
         self.catalog = catalog
+        self.tasks = tasks
         # (id of the upstream connection, the upstream's request id) -> (session, hub id)
         self._requests: dict[tuple[int, RequestId], tuple[Session, str]] = {}
         # client-visible elicitationId -> (session, upstream's elicitationId)
@@ -121,6 +123,11 @@ class ReversePath:
             self._cancelled(conn, params)
         elif method == "notifications/elicitation/complete":
             self._elicitation_complete(conn, msg, params)
+        elif method == "notifications/tasks/status":
+            owner = self.tasks.owner(conn.name, params.get("taskId"))
+            task_session = self.sessions.get(owner[0]) if owner is not None else None
+            if task_session is not None:
+                task_session.post({**msg, "params": self.tasks.rewrite(conn.name, params)})
         elif call is not None and isinstance(call.origin, Session):
             call.push(msg)
         elif isinstance(conn.owner, Session):

@@ -1,0 +1,69 @@
+"""Tasks (2025-11-25) through the hub: task-augmented calls, tasks/*, status, per-session visibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+
+from fixtures.launch import fixture_command
+from support.hub import HEADERS, INIT, raw_session, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+
+
+def stdio(*args: str) -> dict[str, Any]:
+    cmd = fixture_command(*args)
+    return {"command": cmd[0], "args": cmd[1:]}
+
+
+def req(method: str, rid: int = 1, **params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+
+
+async def test_task_lifecycle_through_the_hub() -> None:
+    config = {"mcpServers": {"a": stdio("--tasks"), "b": stdio()}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            init = (await http.post(hub.url, json=INIT, headers=HEADERS)).json()
+            assert "tools" in init["result"]["capabilities"]["tasks"]["requests"]  # advertised: a serves tasks
+            headers = await raw_session(http, hub.url)
+            async with http.stream("GET", hub.url, headers={**headers, "accept": "text/event-stream"}) as stream:
+                created = await http.post(
+                    hub.url,
+                    json=req("tools/call", name="a__sleep", arguments={"seconds": 0.2}, task={"ttl": 60000}),
+                    headers=headers,
+                )
+                task = created.json()["result"]["task"]
+                assert task["taskId"].startswith("a:") and task["status"] == "working"
+                got = await http.post(hub.url, json=req("tasks/get", taskId=task["taskId"]), headers=headers)
+                assert got.json()["result"]["taskId"] == task["taskId"]
+                result = await http.post(hub.url, json=req("tasks/result", taskId=task["taskId"]), headers=headers)
+                body = result.json()["result"]
+                assert body["_meta"]["io.modelcontextprotocol/related-task"]["taskId"] == task["taskId"]
+                listed = await http.post(hub.url, json=req("tasks/list"), headers=headers)
+                assert [t["taskId"] for t in listed.json()["result"]["tasks"]] == [task["taskId"]]
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: ") and line[6:].strip():
+                        note = orjson.loads(line[6:])
+                        if note["method"] == "notifications/tasks/status":
+                            assert note["params"]["taskId"] == task["taskId"]
+                            assert note["params"]["status"] == "completed"
+                            break
+            # another session cannot see or touch it
+            other = await raw_session(http, hub.url)
+            r = await http.post(hub.url, json=req("tasks/get", taskId=task["taskId"]), headers=other)
+            assert r.json()["error"]["code"] == -32602 and task["taskId"] in r.json()["error"]["message"]
+            r = await http.post(hub.url, json=req("tasks/list"), headers=other)
+            assert r.json()["result"]["tasks"] == []
+
+
+async def test_tasks_not_advertised_without_an_upstream_that_serves_them() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio()}}) as hub, httpx.AsyncClient() as http:
+            init = (await http.post(hub.url, json=INIT, headers=HEADERS)).json()
+            assert "tasks" not in init["result"]["capabilities"]

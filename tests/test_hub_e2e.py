@@ -227,6 +227,9 @@ async def test_deadline_cancels_slow_call_with_clear_error() -> None:
             # the upstream is still usable and nothing is left in flight
             assert text_of(await c.call_tool("slow__echo", {"message": "still here"})) == "still here"
             assert hub.app.hub.pool.connections["slow"].in_flight == 0
+            # the deadline cancelled the upstream's work too (notifications/cancelled upstream)
+            while text_of(await c.call_tool("slow__running", {})) != "0":
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
 
 
 async def test_upstream_crash_mid_call_gives_error_and_others_keep_serving() -> None:

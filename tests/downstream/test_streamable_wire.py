@@ -160,6 +160,12 @@ async def test_cancelled_request_is_never_answered() -> None:
                 assert r.status_code == 202
             assert "result" not in replies[0].text and "error" not in replies[0].text
             assert conn.in_flight == 0
+            # the upstream stopped the work too: nothing is left running in the fixture
+            running = req("tools/call", name="a__running", arguments={})
+            while (await http.post(hub.url, json=running, headers=headers)).json()["result"]["content"][0][
+                "text"
+            ] != "0":
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the cancel is a notification)
 
 
 async def test_idle_sessions_expire() -> None:

@@ -14,10 +14,10 @@ import anyio
 
 from onemcp.config.model import HubConfig
 from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Receive, Scope, Send
+from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.guard import Guard
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
-from onemcp.downstream.streamable import StreamableHttpEndpoint, error_body
+from onemcp.downstream.streamable import StreamableHttpEndpoint
 from onemcp.hub import Hub
 from onemcp.observability.health import health, ready
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST

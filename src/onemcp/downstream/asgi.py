@@ -10,6 +10,9 @@ from typing import Any
 
 import orjson
 
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import INVALID_REQUEST, ProtocolError
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -88,3 +91,24 @@ async def sse_chunk(send: Send, data: bytes) -> None:
 
 async def end_stream(send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
+
+
+def error_body(code: int, message: str) -> dict[str, Any]:
+    """An id-less JSON-RPC error, the body of an HTTP error status."""
+    return jsonrpc.error(None, {"code": code, "message": message})
+
+
+async def read_message(scope: Scope, receive: Receive, send: Send, limit: int) -> jsonrpc.Message | None:
+    """The request's JSON-RPC message; None when it could not be read (the error reply was sent)."""
+    length = header(scope, b"content-length")
+    try:
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise BodyTooLarge
+        return jsonrpc.parse(await read_body(receive, limit))
+    except BodyTooLarge:
+        await send_json(send, 413, error_body(INVALID_REQUEST, f"Request body larger than {limit} bytes"))
+    except ProtocolError as exc:
+        await send_json(send, 400, jsonrpc.error(None, exc.to_error()))
+    except ClientGone:
+        pass
+    return None

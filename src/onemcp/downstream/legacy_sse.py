@@ -13,13 +13,13 @@ from urllib.parse import parse_qs
 from anyio.abc import TaskGroup
 
 from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Receive, Scope, Send
+from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.session import Session
-from onemcp.downstream.streamable import error_body, stream_outbox
+from onemcp.downstream.streamable import stream_outbox
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_REQUEST, HubError, ProtocolError
+from onemcp.protocol.errors import INVALID_REQUEST, HubError
 from onemcp.protocol.jsonrpc import Message
 
 log = logging.getLogger("onemcp.downstream")
@@ -55,18 +55,8 @@ class LegacySseEndpoint:
         if session is None or session.transport != "sse":
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
             return
-        try:
-            body = await asgi.read_body(receive, self.max_body)
-            msg = jsonrpc.parse(body)
-        except asgi.BodyTooLarge:
-            await asgi.send_json(
-                send, 413, error_body(INVALID_REQUEST, f"Request body larger than {self.max_body} bytes")
-            )
-            return
-        except asgi.ClientGone:
-            return
-        except ProtocolError as exc:
-            await asgi.send_json(send, 400, jsonrpc.error(None, exc.to_error()))
+        msg = await asgi.read_message(scope, receive, send, self.max_body)
+        if msg is None:
             return
         session.touch()
         method = msg.get("method")

@@ -13,22 +13,18 @@ import logging
 import anyio
 
 from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Receive, Scope, Send
+from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.replay import OutStream
 from onemcp.downstream.session import Session
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_REQUEST, HubError, ProtocolError
+from onemcp.protocol.errors import INVALID_REQUEST, HubError
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.versions import LEGACY_VERSIONS
 
 log = logging.getLogger("onemcp.downstream")
 KEEPALIVE = 15.0
-
-
-def error_body(code: int, message: str) -> Message:
-    return jsonrpc.error(None, {"code": code, "message": message})
 
 
 async def _until_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
@@ -104,15 +100,19 @@ class StreamableHttpEndpoint:
                 send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET, POST, DELETE")]
             )
 
-    def _session(self, scope: Scope) -> tuple[Session | None, tuple[int, str] | None]:
+    async def _session(self, scope: Scope, send: Send) -> Session | None:
+        """The request's session; None when there is none (and the 400 or 404 was sent)."""
         sid = asgi.header(scope, b"mcp-session-id")
         if sid is None:
-            return None, (400, "Bad Request: missing Mcp-Session-Id header")
+            await asgi.send_json(send, 400, error_body(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"))
+            return None
         session = self.hub.sessions.get(sid)
         if session is None:
-            return None, (404, "Session not found (it ended or expired); initialize a new one")
+            text = "Session not found (it ended or expired); initialize a new one"
+            await asgi.send_json(send, 404, error_body(INVALID_REQUEST, text))
+            return None
         session.touch()
-        return session, None
+        return session
 
     async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
         accept = asgi.header(scope, b"accept") or ""
@@ -127,22 +127,8 @@ class StreamableHttpEndpoint:
                 send, 415, error_body(INVALID_REQUEST, "Unsupported Media Type: the body must be application/json")
             )
             return
-        length = asgi.header(scope, b"content-length")
-        try:
-            if length is not None and length.isdigit() and int(length) > self.max_body:
-                raise asgi.BodyTooLarge
-            body = await asgi.read_body(receive, self.max_body)
-        except asgi.BodyTooLarge:
-            await asgi.send_json(
-                send, 413, error_body(INVALID_REQUEST, f"Request body larger than {self.max_body} bytes")
-            )
-            return
-        except asgi.ClientGone:
-            return
-        try:
-            msg = jsonrpc.parse(body)
-        except ProtocolError as exc:
-            await asgi.send_json(send, 400, jsonrpc.error(None, exc.to_error()))
+        msg = await asgi.read_message(scope, receive, send, self.max_body)
+        if msg is None:
             return
         version = asgi.header(scope, b"mcp-protocol-version")
         if version is not None and version.strip() not in LEGACY_VERSIONS:
@@ -161,10 +147,8 @@ class StreamableHttpEndpoint:
         if method == "initialize" and is_request:
             await self._initialize(msg, send)
             return
-        session, problem = self._session(scope)
-        if problem is not None or session is None:
-            status, text = problem or (400, "Bad Request")
-            await asgi.send_json(send, status, error_body(INVALID_REQUEST, text))
+        session = await self._session(scope, send)
+        if session is None:
             return
         if not is_request:
             if method is None:
@@ -222,10 +206,8 @@ class StreamableHttpEndpoint:
                 send, 406, error_body(INVALID_REQUEST, "Not Acceptable: the GET stream needs Accept: text/event-stream")
             )
             return
-        session, problem = self._session(scope)
-        if problem is not None or session is None:
-            status, text = problem or (400, "Bad Request")
-            await asgi.send_json(send, status, error_body(INVALID_REQUEST, text))
+        session = await self._session(scope, send)
+        if session is None:
             return
         last = asgi.header(scope, b"last-event-id")
         found = session.streams.find(last) if last else None
@@ -243,10 +225,8 @@ class StreamableHttpEndpoint:
         await stream_outbox(session, receive, send, stream)
 
     async def _delete(self, scope: Scope, send: Send) -> None:
-        session, problem = self._session(scope)
-        if problem is not None or session is None:
-            status, text = problem or (400, "Bad Request")
-            await asgi.send_json(send, status, error_body(INVALID_REQUEST, text))
+        session = await self._session(scope, send)
+        if session is None:
             return
         self.hub.end_session(session.id)
         await asgi.send_empty(send, 200)

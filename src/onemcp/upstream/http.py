@@ -152,18 +152,15 @@ class StreamableHttpTransport(Transport):
     kind = "http"
 
     def __init__(self, name: str, config: ServerConfig) -> None:
-        super().__init__()
+        super().__init__(name, config)
         assert config.url is not None
-        self.name = name
         self.url = config.url
-        self.config = config
         self.session_id: str | None = None
         self._target = Pool.target(config.url)
         self._base = base_headers(config)
         self._pool: Pool | None = None
         self._tg: TaskGroup | None = None
         self._get_scope: anyio.CancelScope | None = None
-        self.log = logging.getLogger(f"onemcp.upstream.{name}")
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)

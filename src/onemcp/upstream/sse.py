@@ -6,7 +6,6 @@ Every response arrives on the stream, so nothing here is related to a specific r
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -24,17 +23,14 @@ class SseTransport(Transport):
     kind = "sse"
 
     def __init__(self, name: str, config: ServerConfig) -> None:
-        super().__init__()
+        super().__init__(name, config)
         assert config.url is not None
-        self.name = name
         self.url = config.url
-        self.config = config
         self.endpoint: bytes | None = None
         self._base = base_headers(config)
         self._pool: Pool | None = None
         self._endpoint_seen = anyio.Event()
         self._sink: EventSink | None = None
-        self.log = logging.getLogger(f"onemcp.upstream.{name}")
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)

@@ -10,7 +10,6 @@ forwarding hot path.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from typing import cast
 
@@ -125,13 +124,10 @@ class StdioTransport(Transport):
     kind = "stdio"
 
     def __init__(self, name: str, config: ServerConfig) -> None:
-        super().__init__()
-        self.name = name
-        self.config = config
+        super().__init__(name, config)
         self._proc: asyncio.SubprocessTransport | None = None
         self._protocol: _ChildProtocol | None = None
         self._stdin: asyncio.WriteTransport | None = None
-        self.log = logging.getLogger(f"onemcp.upstream.{name}")
 
     @property
     def pid(self) -> int | None:

@@ -8,12 +8,14 @@ request whose stream they arrived on, when the wire says so (HTTP SSE responses)
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup
 
+from onemcp.config.model import ServerConfig
 from onemcp.protocol.jsonrpc import Message
 
 Deliver = Callable[[Message, "int | str | None"], None]
@@ -37,7 +39,10 @@ class SessionExpired(TransportError):
 class Transport(ABC):
     kind: str = "?"
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, config: ServerConfig) -> None:
+        self.name = name
+        self.config = config
+        self.log = logging.getLogger(f"onemcp.upstream.{name}")
         self.closed = anyio.Event()
         self.close_reason: str | None = None
         # Set by the connection after the handshake; HTTP sends it as a header.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -37,6 +37,9 @@ from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.pool import Pool
 
+if TYPE_CHECKING:
+    from onemcp.downstream.listen import Listener
+
 log = logging.getLogger("onemcp.hub")
 Emit = Callable[[Message], Awaitable[None]]
 CANCELLED: Message = {"cancelled": True}
@@ -51,7 +54,8 @@ class Hub:
         self.pool = Pool(config, self)
         self.isolated = IsolatedConnections(self)
         self.tasks = TaskRouter(self.catalog)
-        self.reverse = ReversePath(self.sessions, self.catalog, self.tasks)
+        self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
+        self.reverse = ReversePath(self.sessions, self.catalog, self.tasks, self.listeners)
         # (server, upstream URI) -> ids of sessions subscribed to it
         self._subscribers: dict[tuple[str, str], set[str]] = {}
         self._local: dict[str, Callable[[Session, dict[str, Any]], Awaitable[Any]]] = {
@@ -310,6 +314,21 @@ class Hub:
         except HubError as exc:
             log.info("%s to %s failed: %s", method, conn.name, exc)
 
+    def can_subscribe(self, uri: str) -> bool:
+        try:
+            server, _ = self.catalog.resolve_uri(uri)
+        except NotFound:
+            return False
+        conn = self.pool.get(server)
+        caps = conn.capabilities.get("resources") if conn is not None else None
+        return isinstance(caps, dict) and bool(caps.get("subscribe"))
+
+    async def subscribe(self, session: Session, uri: str) -> None:
+        await self._subscribe(session, {"uri": uri})
+
+    async def unsubscribe(self, session: Session, uri: str) -> None:
+        await self._unsubscribe(session, {"uri": uri})
+
     async def _subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         uri = params.get("uri")
         if not isinstance(uri, str):
@@ -400,6 +419,9 @@ class Hub:
             for session in self.sessions:
                 if session.initialized:
                     session.post(note)
+            for listener in self.listeners:
+                if method in listener.methods:
+                    listener.post(note)
 
     def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
         self.reverse.notification(conn, msg, call)

@@ -10,7 +10,7 @@ forward path or any wire.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -23,6 +23,9 @@ from onemcp.tasks import TaskRouter
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 
+if TYPE_CHECKING:
+    from onemcp.downstream.listen import Listener
+
 log = logging.getLogger("onemcp.reverse")
 REVERSE_CAPABILITY = {
     "sampling/createMessage": "sampling",
@@ -33,10 +36,11 @@ MAX_ELICITATIONS = 1024
 
 
 class ReversePath:
-    def __init__(self, sessions: SessionStore, catalog: Catalog, tasks: TaskRouter) -> None:
+    def __init__(self, sessions: SessionStore, catalog: Catalog, tasks: TaskRouter, listeners: set[Listener]) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.tasks = tasks
+        self.listeners = listeners
         # (id of the upstream connection, the upstream's request id) -> (session, hub id)
         self._requests: dict[tuple[int, RequestId], tuple[Session, str]] = {}
         # client-visible elicitationId -> (session, upstream's elicitationId)
@@ -59,6 +63,11 @@ class ReversePath:
         method = str(msg.get("method"))
         needed = REVERSE_CAPABILITY.get(method)
         session, call = self._target(conn, call, needed)
+        if session is not None and session.ephemeral:
+            # A 2026-07-28 client cannot be sent requests; answering with an input-required
+            # result instead (parking the upstream call) is not built yet.
+            why = f"onemcp cannot yet forward {method} to a 2026-07-28 client"
+            return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
         if needed is None or session is None or needed not in session.client_capabilities:
             why = (
                 f"onemcp cannot forward {method}"
@@ -119,6 +128,9 @@ class ReversePath:
                 for session in self.sessions:
                     if visible in session.subscriptions:
                         session.post(out)
+                for listener in self.listeners:
+                    if visible in listener.session.subscriptions:
+                        listener.post(out)
         elif method == "notifications/cancelled":
             self._cancelled(conn, params)
         elif method == "notifications/elicitation/complete":

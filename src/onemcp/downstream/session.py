@@ -55,9 +55,13 @@ class Session:
     _outbox_send: MemoryObjectSendStream[Message] | None = None
     outbox: MemoryObjectReceiveStream[Message] | None = None
     _reverse_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 1 << 62)))
+    # A modern (2026-07-28) request's context: it lives for one request and has no stream
+    # of its own, so unrelated messages have nowhere to go.
+    ephemeral: bool = False
 
     def __post_init__(self) -> None:
-        self._outbox_send, self.outbox = anyio.create_memory_object_stream[Message](OUTBOX_SIZE)
+        if not self.ephemeral:
+            self._outbox_send, self.outbox = anyio.create_memory_object_stream[Message](OUTBOX_SIZE)
 
     def touch(self) -> None:
         self.last_seen = time.monotonic()
@@ -75,7 +79,7 @@ class Session:
 
     def wants_log(self, level: object) -> bool:
         if self.log_level is None:
-            return True
+            return not self.ephemeral  # modern clients get logs only when they ask for a level
         try:
             return LOG_LEVELS.index(str(level)) >= LOG_LEVELS.index(self.log_level)
         except ValueError:

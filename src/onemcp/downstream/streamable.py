@@ -15,13 +15,14 @@ import anyio
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
+from onemcp.downstream.modern import ModernEndpoint, supported_error
 from onemcp.downstream.replay import OutStream
 from onemcp.downstream.session import Session
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, HubError
 from onemcp.protocol.jsonrpc import Message
-from onemcp.protocol.versions import LEGACY_VERSIONS
+from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
 
 log = logging.getLogger("onemcp.downstream")
 KEEPALIVE = 15.0
@@ -86,11 +87,15 @@ class StreamableHttpEndpoint:
     def __init__(self, hub: Hub, max_body: int) -> None:
         self.hub = hub
         self.max_body = max_body
+        self.modern = ModernEndpoint(hub)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method == "POST":
             await self._post(scope, receive, send)
+        elif (asgi.header(scope, b"mcp-protocol-version") or "").strip() in MODERN_VERSIONS:
+            text = "Method not allowed: 2026-07-28 uses POST only"
+            await asgi.send_json(send, 405, error_body(INVALID_REQUEST, text), [(b"allow", b"POST")])
         elif method == "GET":
             await self._get(scope, receive, send)
         elif method == "DELETE":
@@ -131,17 +136,14 @@ class StreamableHttpEndpoint:
         if msg is None:
             return
         version = asgi.header(scope, b"mcp-protocol-version")
-        if version is not None and version.strip() not in LEGACY_VERSIONS:
-            await asgi.send_json(
-                send,
-                400,
-                error_body(
-                    INVALID_REQUEST,
-                    f"Bad Request: unsupported MCP-Protocol-Version {version!r}; "
-                    f"supported: {', '.join(LEGACY_VERSIONS)}",
-                ),
-            )
-            return
+        if version is not None:
+            version = version.strip()
+            if version in MODERN_VERSIONS:
+                await self.modern.post(scope, receive, send, msg, version)
+                return
+            if version not in LEGACY_VERSIONS:
+                await asgi.send_json(send, 400, supported_error(version))
+                return
         method = msg.get("method")
         is_request = method is not None and "id" in msg
         if method == "initialize" and is_request:

@@ -1,0 +1,252 @@
+"""The 2026-07-28 ("modern") era on /mcp: stateless requests, validated one by one.
+
+Owns what differs from the legacy era on the wire: per-request `_meta` (protocol version,
+client capabilities, client info, log level), the `Mcp-Method` / `Mcp-Name` headers, the
+spec's error codes and statuses, `server/discover`, `resultType` / `ttlMs` / `cacheScope`
+and the hub's `serverInfo` on every result, request-scoped progress and logs, closing the
+reply stream as cancellation, and `subscriptions/listen`. Routing is the hub's, as for
+legacy clients: a modern request runs in a one-request `Session`.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+from typing import Any
+
+import anyio
+import orjson
+
+from onemcp.catalog.catalog import KIND_BY_METHOD
+from onemcp.downstream import asgi
+from onemcp.downstream.asgi import Receive, Scope, Send
+from onemcp.downstream.exchange import answer
+from onemcp.downstream.listen import Listener, serve_listener
+from onemcp.downstream.session import LOG_LEVELS, Session
+from onemcp.hub import Hub
+from onemcp.protocol import jsonrpc, sse
+from onemcp.protocol.errors import INVALID_PARAMS, METHOD_NOT_FOUND
+from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
+
+log = logging.getLogger("onemcp.downstream")
+
+PREFIX = "io.modelcontextprotocol/"
+PROTOCOL_VERSION = PREFIX + "protocolVersion"
+CLIENT_CAPABILITIES = PREFIX + "clientCapabilities"
+CLIENT_INFO = PREFIX + "clientInfo"
+LOG_LEVEL = PREFIX + "logLevel"
+SERVER_INFO = PREFIX + "serverInfo"
+
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_VERSION = -32022
+
+MODERN_METHODS = frozenset(
+    {
+        "server/discover",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "subscriptions/listen",
+    }
+)
+NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+CACHED = frozenset({*KIND_BY_METHOD, "resources/read"})
+TTL_MS = 0
+CACHE_SCOPE = "private"  # what a client sees may depend on who it is (views, auth)
+
+
+def header_value(raw: str | None) -> str | None:
+    """A header value as the spec encodes it: trimmed, `=?base64?...?=` for non-ASCII."""
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.startswith("=?base64?") and value.endswith("?="):
+        try:
+            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return value
+
+
+def supported_error(requested: str) -> Message:
+    return jsonrpc.error(
+        None,
+        {
+            "code": UNSUPPORTED_VERSION,
+            "message": f"Unsupported protocol version: {requested}",
+            "data": {"supported": [*MODERN_VERSIONS, *LEGACY_VERSIONS], "requested": requested},
+        },
+    )
+
+
+class ModernEndpoint:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._ids = itertools.count(1)
+        info = orjson.dumps(hub.server_info())
+        self._list_suffix = (
+            f',"resultType":"complete","ttlMs":{TTL_MS},"cacheScope":"{CACHE_SCOPE}","_meta":{{"{SERVER_INFO}":'.encode()
+            + info
+            + b"}}"
+        )
+
+    # ---------------------------------------------------------------- validation
+    async def post(self, scope: Scope, receive: Receive, send: Send, msg: Message, version: str) -> None:
+        rid = msg.get("id")
+        method = msg.get("method")
+
+        async def reject(status: int, code: int, text: str, data: Any = None) -> None:
+            err: dict[str, Any] = {"code": code, "message": text}
+            if data is not None:
+                err["data"] = data
+            await asgi.send_json(send, status, jsonrpc.error(rid, err))
+
+        if method is None:
+            await reject(400, -32600, "Invalid Request: clients do not send responses in 2026-07-28")
+            return
+        if header_value(asgi.header(scope, b"mcp-method")) != method:
+            await reject(400, HEADER_MISMATCH, f"Mcp-Method header does not match the body's method {method!r}")
+            return
+        if "id" not in msg:
+            await asgi.send_empty(send, 202)  # no client notification means anything on HTTP
+            return
+        params = msg.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        if not isinstance(params, dict) or not isinstance(meta, dict):
+            await reject(400, INVALID_PARAMS, f"params._meta must be an object carrying {PROTOCOL_VERSION}")
+            return
+        body_version = meta.get(PROTOCOL_VERSION)
+        if not isinstance(body_version, str) or not isinstance(meta.get(CLIENT_CAPABILITIES), dict):
+            await reject(400, INVALID_PARAMS, f"params._meta needs {PROTOCOL_VERSION} and {CLIENT_CAPABILITIES}")
+            return
+        if body_version != version:
+            await reject(400, HEADER_MISMATCH, "MCP-Protocol-Version header does not match params._meta")
+            return
+        if method not in MODERN_METHODS:
+            await reject(404, METHOD_NOT_FOUND, f"Method not found: {method}")
+            return
+        field = NAMED.get(method)
+        if field is not None and header_value(asgi.header(scope, b"mcp-name")) != params.get(field):
+            await reject(400, HEADER_MISMATCH, f"Mcp-Name header does not match params.{field}")
+            return
+        level = meta.get(LOG_LEVEL)
+        if level is not None and level not in LOG_LEVELS:
+            await reject(400, INVALID_PARAMS, f"{LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}")
+            return
+        info = meta.get(CLIENT_INFO)
+        session = Session(
+            id=f"modern-{next(self._ids)}",
+            transport="modern",
+            protocol_version=version,
+            client_capabilities=meta[CLIENT_CAPABILITIES],
+            client_info=info if isinstance(info, dict) else {},
+            initialized=True,
+            log_level=level,
+            ephemeral=True,
+        )
+        await self._dispatch(session, msg, method, params, receive, send)
+
+    # ------------------------------------------------------------------ methods
+    async def _dispatch(
+        self, session: Session, msg: Message, method: str, params: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
+        rid = msg["id"]
+        if method == "server/discover":
+            await asgi.send_json(send, 200, jsonrpc.result(rid, self.discover()))
+            return
+        kind = KIND_BY_METHOD.get(method)
+        if kind is not None:
+            if params.get("cursor") is not None:
+                err = {"code": INVALID_PARAMS, "message": "Invalid cursor: this hub returns complete lists in one page"}
+                await asgi.send_json(send, 200, jsonrpc.error(rid, err))
+                return
+            body = self.hub.catalog.result_json(kind)
+            await asgi.send_bytes(send, 200, jsonrpc.splice_result(rid, body[:-1] + self._list_suffix))
+            return
+        if method == "subscriptions/listen":
+            await self._listen(session, rid, params, receive, send)
+            return
+        await self._call(session, msg, method, receive, send)
+
+    def discover(self) -> dict[str, Any]:
+        caps = self.hub.capabilities()
+        caps.pop("tasks", None)  # an extension in 2026-07-28, not served to modern clients yet
+        caps["resources"]["subscribe"] = True  # resourceSubscriptions on subscriptions/listen
+        return {
+            "resultType": "complete",
+            "supportedVersions": [*MODERN_VERSIONS, *LEGACY_VERSIONS],
+            "capabilities": caps,
+            "instructions": self.hub.instructions(),
+            "ttlMs": TTL_MS,
+            "cacheScope": CACHE_SCOPE,
+            "_meta": {SERVER_INFO: self.hub.server_info()},
+        }
+
+    def decorate(self, method: str, reply: Message) -> Message:
+        result = reply.get("result")
+        if isinstance(result, dict):
+            result.setdefault("resultType", "complete")
+            meta = result.get("_meta")
+            result["_meta"] = {**(meta if isinstance(meta, dict) else {}), SERVER_INFO: self.hub.server_info()}
+            if method in CACHED:
+                result.setdefault("ttlMs", TTL_MS)
+                result.setdefault("cacheScope", CACHE_SCOPE)
+        return reply
+
+    async def _call(self, session: Session, msg: Message, method: str, receive: Receive, send: Send) -> None:
+        """A routed request. Closing its reply stream cancels it (upstream too)."""
+        streaming = False
+
+        async def emit(related: Message) -> None:
+            nonlocal streaming
+            if related.get("method") not in ("notifications/progress", "notifications/message"):
+                return  # a modern reply stream carries only progress and logs
+            if not streaming:
+                await asgi.start_sse(send)
+                streaming = True
+            await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(related), event="message"))
+
+        reply: Message | bytes | None = None
+        gone = False
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            reply = await answer(self.hub, session, msg, emit)
+            tg.cancel_scope.cancel()
+        if gone:
+            return  # the client closed the stream: cancelled, nothing more is sent
+        if reply is None:
+            reply = jsonrpc.error(msg["id"], {"code": -32800, "message": "Request cancelled"})
+        if isinstance(reply, bytes):
+            reply = jsonrpc.loads(reply)
+        assert isinstance(reply, dict)
+        reply = self.decorate(method, reply)
+        if streaming:
+            await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(reply), event="message"))
+            await asgi.end_stream(send)
+        else:
+            await asgi.send_json(send, 200, reply)
+
+    async def _listen(self, session: Session, rid: Any, params: dict[str, Any], receive: Receive, send: Send) -> None:
+        wanted = params.get("notifications")
+        if not isinstance(wanted, dict):
+            err = {"code": INVALID_PARAMS, "message": "subscriptions/listen needs params.notifications"}
+            await asgi.send_json(send, 200, jsonrpc.error(rid, err))
+            return
+        listener = Listener.create(rid, wanted, self.hub, session)
+        await serve_listener(self.hub, listener, receive, send, self.hub.server_info())

@@ -1,0 +1,187 @@
+"""The 2026-07-28 era through the hub: the SDK client's default mode, and the wire rules raw."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import httpx
+import mcp_types as types
+import orjson
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from support.hub import running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+V = "2026-07-28"
+
+
+def config() -> dict[str, Any]:
+    cmd = fixture_command()
+    return {"mcpServers": {"a": {"command": cmd[0], "args": cmd[1:]}, "b": {"command": cmd[0], "args": cmd[1:]}}}
+
+
+def text_of(result: types.CallToolResult) -> str:
+    item = result.content[0]
+    assert isinstance(item, types.TextContent)
+    return item.text
+
+
+def modern(method: str, rid: Any = 1, meta: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+    base = {"io.modelcontextprotocol/protocolVersion": V, "io.modelcontextprotocol/clientCapabilities": {}}
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": {**params, "_meta": {**base, **(meta or {})}}}
+
+
+def headers(method: str, name: str | None = None, **extra: str) -> dict[str, str]:
+    out = {
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+        "mcp-protocol-version": V,
+        "mcp-method": method,
+    }
+    if name is not None:
+        out["mcp-name"] = name
+    return {**out, **extra}
+
+
+async def test_sdk_client_default_mode_is_modern_through_the_hub() -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, Client(hub.url, cache=None) as c:
+            assert c.protocol_version == V
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "a__echo" in names
+            assert text_of(await c.call_tool("b__echo", {"message": "modern"})) == "modern"
+            result = await c.call_tool("a__progress", {}, progress_callback=on_progress)
+            assert not result.is_error
+            got = await c.get_prompt("a__with_args", {"topic": "x"})
+            assert got.messages
+            read = await c.read_resource("b+fixture://static")
+            assert str(read.contents[0].uri) == "b+fixture://static"
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("a__nope", {})
+            assert err.value.error.code == -32602
+
+
+async def test_listen_delivers_list_changed_tagged_with_the_subscription() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, Client(hub.url, cache=None) as c:
+            async with c.listen(tools_list_changed=True) as sub:
+                assert sub.honored.tools_list_changed
+                await c.call_tool("a__add_tool", {"name": "fresh"})
+                async for event in sub:
+                    assert "ToolsListChanged" in type(event).__name__
+                    break
+            assert "a__fresh" in {t.name for t in (await c.list_tools()).tools}
+
+
+async def test_discover_and_result_decoration_raw() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            r = await http.post(hub.url, json=modern("server/discover"), headers=headers("server/discover"))
+            result = r.json()["result"]
+            assert r.status_code == 200 and V in result["supportedVersions"]
+            assert result["resultType"] == "complete" and result["_meta"]["io.modelcontextprotocol/serverInfo"]
+            assert "tools" in result["capabilities"] and "tasks" not in result["capabilities"]
+            r = await http.post(hub.url, json=modern("tools/list"), headers=headers("tools/list"))
+            listed = r.json()["result"]
+            assert (
+                listed["resultType"] == "complete"
+                and "ttlMs" in listed
+                and listed["cacheScope"]
+                in (
+                    "private",
+                    "shared",
+                )
+            )
+            assert listed["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "onemcp"
+            call = modern("tools/call", name="a__whoami", arguments={"k": 1})
+            r = await http.post(hub.url, json=call, headers=headers("tools/call", "a__whoami"))
+            result = r.json()["result"]
+            assert result["resultType"] == "complete" and "io.modelcontextprotocol/serverInfo" in result["_meta"]
+            forwarded = json.loads(result["content"][0]["text"])
+            assert forwarded["arguments"] == {"k": 1}
+
+
+async def test_modern_wire_errors() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+
+            async def post(body: dict[str, Any], hdrs: dict[str, str]) -> httpx.Response:
+                return await http.post(hub.url, content=orjson.dumps(body), headers=hdrs)
+
+            r = await post(modern("tools/list"), headers("tools/call"))  # Mcp-Method mismatch
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32020
+            call = modern("tools/call", name="a__echo", arguments={"message": "x"})
+            r = await post(call, headers("tools/call"))  # Mcp-Name missing
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32020
+            r = await post(call, headers("tools/call", "b__echo"))  # Mcp-Name mismatch
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32020
+            bare = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+            r = await post(bare, headers("tools/list"))  # no _meta
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32602
+            r = await post(modern("tools/list"), headers("tools/list", **{"mcp-protocol-version": "2099-01-01"}))
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32022
+            assert V in r.json()["error"]["data"]["supported"]
+            other = modern("tools/list", meta={"io.modelcontextprotocol/protocolVersion": "2025-11-25"})
+            r = await post(other, headers("tools/list"))  # header and _meta disagree
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32020
+            for legacy in ("initialize", "ping", "logging/setLevel", "resources/subscribe", "no/such"):
+                r = await post(modern(legacy), headers(legacy))
+                assert r.status_code == 404 and r.json()["error"]["code"] == -32601, legacy
+            r = await http.get(hub.url, headers={"accept": "text/event-stream", "mcp-protocol-version": V})
+            assert r.status_code == 405
+            r = await http.delete(hub.url, headers={"mcp-protocol-version": V})
+            assert r.status_code == 405
+            # base64-encoded header values are decoded before comparing
+            call = modern("tools/call", name="a__echo", arguments={"message": "x"})
+            r = await post(call, headers("tools/call", "=?base64?YV9fZWNobw==?="))
+            assert r.status_code == 200 and r.json()["result"]["content"][0]["text"] == "x"
+
+
+async def test_logs_only_when_the_request_asks_for_a_level() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            call = modern("tools/call", name="a__log", arguments={})
+            r = await http.post(hub.url, json=call, headers=headers("tools/call", "a__log"))
+            assert r.headers["content-type"] == "application/json"  # no log, no stream
+            call = modern("tools/call", meta={"io.modelcontextprotocol/logLevel": "info"}, name="a__log", arguments={})
+            r = await http.post(hub.url, json=call, headers=headers("tools/call", "a__log"))
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = [orjson.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: ") and x[6:].strip()]
+            assert events[0]["method"] == "notifications/message" and events[0]["params"]["logger"].startswith("a")
+            assert events[-1]["result"]["resultType"] == "complete"
+
+
+async def test_closing_the_reply_stream_cancels_the_call_upstream() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=None) as http:
+            conn = hub.app.hub.pool.connections["a"]
+            call = modern("tools/call", name="a__sleep", arguments={"seconds": 30})
+            async with anyio.create_task_group() as tg:
+
+                async def doomed() -> None:
+                    async with httpx.AsyncClient(timeout=None) as own:
+                        await own.post(hub.url, json=call, headers=headers("tools/call", "a__sleep"))
+
+                tg.start_soon(doomed)
+                while conn.in_flight == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                tg.cancel_scope.cancel()  # the client goes away mid-call
+            while conn.in_flight:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            running = modern("tools/call", name="a__running", arguments={})
+            while True:
+                r = await http.post(hub.url, json=running, headers=headers("tools/call", "a__running"))
+                if r.json()["result"]["content"][0]["text"] == "0":
+                    break
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline

@@ -322,11 +322,11 @@ async def test_legacy_sse_downstream() -> None:
                 assert text_of(await c.call_tool("b__echo", {"message": "old client"})) == "old client"
 
 
-async def test_sdk_client_in_auto_mode_falls_back_to_legacy() -> None:
+async def test_sdk_client_in_auto_mode_discovers_the_modern_era() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"a": stdio()}}) as hub:
             async with Client(hub.url, cache=None) as c:  # mode="auto": probes server/discover first
-                assert c.protocol_version == "2025-11-25"
+                assert c.protocol_version == "2026-07-28"
                 assert text_of(await c.call_tool("echo", {"message": "auto"})) == "auto"
 
 

@@ -36,6 +36,9 @@ class ServerConfig(_Model):
     # "session": each downstream session gets its own upstream connection (started on its
     # first call, closed with it), so server->client requests and logs are never ambiguous.
     isolation: Literal["shared", "session"] = "shared"
+    # Which protocol era to speak: "auto" probes server/discover (2026-07-28) first and
+    # falls back to the initialize handshake; "legacy" / "modern" skip the probe.
+    protocol: Literal["auto", "legacy", "modern"] = "auto"
     startup_timeout: Seconds = Field(30.0, alias="startupTimeout")
 
     @field_validator("url")

@@ -25,6 +25,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import METHOD_NOT_FOUND, UPSTREAM_UNAVAILABLE, UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
+from onemcp.upstream import era
 from onemcp.upstream.call import Call
 from onemcp.upstream.transport import SessionExpired, Transport, TransportError
 
@@ -39,6 +40,8 @@ HUB_CLIENT_CAPABILITIES: dict[str, Any] = {
 }
 MAX_LIST_PAGES = 1000
 CANCEL_SEND_TIMEOUT = 2.0
+PROBE_TIMEOUT = 5.0  # a legacy server may not answer server/discover at all
+LISTEN_RETRY_MAX = 30.0
 
 
 class ConnectionEvents(Protocol):
@@ -73,6 +76,7 @@ class UpstreamConnection:
         self.state: State = "starting"
         self.last_error: str | None = None
         self.protocol_version: str | None = None
+        self.era: str = "legacy"  # "modern" once server/discover answered
         self.capabilities: dict[str, Any] = {}
         self.server_info: dict[str, Any] = {}
         self.instructions: str | None = None
@@ -100,6 +104,8 @@ class UpstreamConnection:
                     self._set_failed(str(exc))
                 else:
                     self._set_state("ready")
+                    if self.era == "modern" and self.owner is None:
+                        tg.start_soon(self._listen)
                     await self.transport.closed.wait()
                     self._set_failed(self.transport.close_reason or "connection closed")
                 tg.cancel_scope.cancel()
@@ -142,6 +148,12 @@ class UpstreamConnection:
             )
 
     async def _handshake(self) -> None:
+        """Find the upstream's era (probe server/discover unless told) and open the conversation."""
+        wanted = "legacy" if self.transport.kind == "sse" else self.config.protocol
+        if wanted != "legacy" and await self._discover(required=wanted == "modern"):
+            return
+        self.era = "legacy"
+        self.transport.protocol_version = None
         result = await self.request(
             "initialize",
             {
@@ -155,13 +167,37 @@ class UpstreamConnection:
             raise UpstreamError(self.name, f"unsupported protocol version {version!r}")
         self.protocol_version = str(version)
         self.transport.protocol_version = self.protocol_version
+        self._identity(result, result.get("serverInfo"))
+        await self.notify("notifications/initialized")
+
+    async def _discover(self, *, required: bool) -> bool:
+        """True when the upstream speaks 2026-07-28 (it answered server/discover)."""
+        self.era = "modern"
+        self.transport.protocol_version = era.MODERN
+        try:
+            with anyio.fail_after(self.config.startup_timeout if required else PROBE_TIMEOUT):
+                result = await self.request("server/discover", {})
+        except (UpstreamError, TimeoutError) as exc:
+            if required:
+                raise UpstreamError(self.name, f"server/discover failed: {exc}") from None
+            log.debug("upstream %s: not 2026-07-28 (%s); using initialize", self.name, exc)
+            return False
+        versions = result.get("supportedVersions")
+        if not isinstance(versions, list) or era.MODERN not in versions:
+            if required:
+                raise UpstreamError(self.name, f"server/discover lists no supported version: {versions!r}")
+            return False
+        self.protocol_version = era.MODERN
+        meta = result.get("_meta")
+        self._identity(result, meta.get(era.PREFIX + "serverInfo") if isinstance(meta, dict) else None)
+        return True
+
+    def _identity(self, result: dict[str, Any], info: Any) -> None:
         caps = result.get("capabilities")
         self.capabilities = caps if isinstance(caps, dict) else {}
-        info = result.get("serverInfo")
         self.server_info = info if isinstance(info, dict) else {}
         instructions = result.get("instructions")
         self.instructions = instructions if isinstance(instructions, str) else None
-        await self.notify("notifications/initialized")
 
     async def _reinitialize(self, stale_session: str | None) -> None:
         async with self._reinit_lock:
@@ -204,7 +240,36 @@ class UpstreamConnection:
             cursor = page.get("nextCursor")
             if not cursor:
                 break
+        if kind == "tools":
+            self.transport.param_names = era.header_params(items)
         self.events.on_list(self, kind, items)
+
+    async def _listen(self) -> None:
+        """Keep one subscriptions/listen open on a modern upstream, for its list_changed."""
+        flags = {
+            flag: True
+            for cap, flag in (
+                ("tools", "toolsListChanged"),
+                ("prompts", "promptsListChanged"),
+                ("resources", "resourcesListChanged"),
+            )
+            if isinstance(self.capabilities.get(cap), dict) and self.capabilities[cap].get("listChanged")
+        }
+        delay = 1.0
+        while flags:
+            msg: Message = {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "subscriptions/listen",
+                "params": {"notifications": flags},
+            }
+            try:
+                call = await self.begin(msg)
+                await call.result()
+            except UpstreamError as exc:
+                log.info("upstream %s: subscriptions/listen failed: %s", self.name, exc)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_MAX)
 
     async def _refresh_quietly(self, kind: str) -> None:
         try:
@@ -230,6 +295,7 @@ class UpstreamConnection:
                 call.progress_token = meta["progressToken"]
                 params["_meta"] = {**meta, "progressToken": hub_id}
         msg["id"] = hub_id
+        era.stamp(msg, self.era, origin)
         self._pending[hub_id] = call
         try:
             await self._send(msg)
@@ -274,7 +340,9 @@ class UpstreamConnection:
 
     def abandon(self, call: Call, reason: str) -> None:
         """The caller gave up (deadline, client cancel): forget it and tell the upstream."""
-        if self._pending.pop(call.hub_id, None) is not None and self._tg is not None:
+        if self._pending.pop(call.hub_id, None) is None or self._tg is None:
+            return
+        if not self.transport.cancel(call.hub_id):
             self._tg.start_soon(self._send_cancel, call.hub_id, reason)
 
     async def _send_cancel(self, hub_id: int, reason: str) -> None:
@@ -348,10 +416,8 @@ class UpstreamConnection:
         """
         if isinstance(related, int):
             return self._pending.get(related)
-        if len(self._pending) == 1:
-            (call,) = self._pending.values()
-            return call if call.origin is not None else None
-        return None
+        downstream = [call for call in self._pending.values() if call.origin is not None]
+        return downstream[0] if len(downstream) == 1 else None
 
     def _on_notification(self, msg: Message, method: str, related: RequestId | None) -> None:
         params = msg.get("params")
@@ -387,7 +453,8 @@ class UpstreamConnection:
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Calls made for clients that are still waiting (not the hub's own, such as a listen)."""
+        return sum(1 for call in self._pending.values() if call.origin is not None)
 
 
 def make_transport(name: str, config: ServerConfig) -> Transport:

@@ -21,10 +21,12 @@ from onemcp import __version__
 from onemcp.config.model import ServerConfig
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
+from onemcp.upstream import era
 from onemcp.upstream.h1 import Exchange, HttpError, Pool
 from onemcp.upstream.transport import Deliver, Fail, SessionExpired, Transport, TransportError
 
 GET_RETRY_MAX = 30.0
+ACCEPT_BOTH = "application/json, text/event-stream"
 ERROR_BODY_MAX = 300
 
 
@@ -76,6 +78,7 @@ class PostExchange(Exchange):
         self.body: list[bytes] = []
         self.error: TransportError | None = None
         self.done = anyio.Event() if awaited else None
+        self.conn_key: Any = None
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.status = status
@@ -114,6 +117,8 @@ class PostExchange(Exchange):
         self._settle()
 
     def _settle(self) -> None:
+        if self.conn_key is not None:
+            self.t._requests.pop(self.conn_key, None)
         if self.done is not None:
             self.done.set()
         elif self.error is not None:
@@ -161,6 +166,7 @@ class StreamableHttpTransport(Transport):
         self._pool: Pool | None = None
         self._tg: TaskGroup | None = None
         self._get_scope: anyio.CancelScope | None = None
+        self._requests: dict[Any, Any] = {}  # request id -> its HTTP connection (to abort it)
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)
@@ -174,24 +180,45 @@ class StreamableHttpTransport(Transport):
             self._get_scope.cancel()
             self._get_scope = None
 
-    def _headers(self, accept: str = "application/json, text/event-stream") -> dict[str, str]:
+    def _headers(
+        self, accept: str = "application/json, text/event-stream", msg: Message | None = None
+    ) -> dict[str, str]:
         headers = {**self._base, "accept": accept, "content-type": "application/json"}
         if self.session_id is not None:
             headers["mcp-session-id"] = self.session_id
         if self.protocol_version is not None:
             headers["mcp-protocol-version"] = self.protocol_version
+        if msg is not None and self.modern:
+            headers.update(era.request_headers(msg, self.param_names))
         return headers
+
+    @property
+    def modern(self) -> bool:
+        return self.protocol_version == era.MODERN
+
+    def cancel(self, request_id: int) -> bool:
+        conn = self._requests.pop(request_id, None)
+        if conn is None or not self.modern:
+            return False
+        conn.abort()
+        return True
 
     async def send(self, message: Message, body: bytes) -> None:
         pool = self._pool
         if pool is None or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
-        exchange = PostExchange(self, message, awaited=not ("id" in message and "method" in message))
+        is_request = "id" in message and "method" in message
+        exchange = PostExchange(self, message, awaited=not is_request)
+        if message.get("method") == "server/discover":
+            # the era probe: a legacy server's refusal must come back as an error, not hang
+            self.protocol_version = era.MODERN
         try:
-            conn = await pool.send(b"POST", self._target, self._headers(), body, exchange)
+            conn = await pool.send(b"POST", self._target, self._headers(msg=message), body, exchange)
         except HttpError as exc:
             raise TransportError(f"POST {self.url} failed: {exc}") from None
         if exchange.done is None:
+            self._requests[message["id"]] = conn
+            exchange.conn_key = message["id"]
             return  # a request: the reply is delivered when it comes
         try:
             await exchange.done.wait()
@@ -200,7 +227,7 @@ class StreamableHttpTransport(Transport):
             raise
         if exchange.error is not None:
             raise exchange.error
-        if message.get("method") == "notifications/initialized":
+        if message.get("method") == "notifications/initialized" and not self.modern:
             self._start_get_stream()
 
     def deliver_body(self, raw: bytes) -> None:

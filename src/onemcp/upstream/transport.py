@@ -47,6 +47,8 @@ class Transport(ABC):
         self.close_reason: str | None = None
         # Set by the connection after the handshake; HTTP sends it as a header.
         self.protocol_version: str | None = None
+        # tool name -> {argument: header}: the upstream's x-mcp-header annotations (modern HTTP)
+        self.param_names: dict[str, dict[str, str]] = {}
 
     def _mark_closed(self, reason: str) -> None:
         if not self.closed.is_set():
@@ -69,6 +71,13 @@ class Transport(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Release everything; must be safe to call twice and under cancellation."""
+
+    def cancel(self, request_id: int) -> bool:
+        """Abort a request on the wire (modern HTTP: closing its stream is the cancellation).
+
+        False when the transport cannot, and the connection sends notifications/cancelled.
+        """
+        return False
 
     def reset_session(self) -> None:  # noqa: B027 - optional hook
         """Forget wire-level session state before a re-handshake (HTTP only)."""

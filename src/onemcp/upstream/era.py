@@ -1,0 +1,119 @@
+"""Upstream protocol eras: the request envelope each era needs, and the 2026-07-28 headers.
+
+Legacy upstreams (handshake era) get plain params: the modern envelope keys are removed
+from `_meta` so a legacy server never sees them. Modern upstreams (2026-07-28) get the
+envelope on every request: the downstream client's protocol version, capabilities, client
+info and log level (never the hub's own in their place), or the hub's own for the hub's
+own requests (lists, listen). Also: `Mcp-Method` / `Mcp-Name` / `Mcp-Param-*` headers.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from onemcp import __version__
+from onemcp.protocol.jsonrpc import Message
+
+MODERN = "2026-07-28"
+PREFIX = "io.modelcontextprotocol/"
+PROTOCOL_VERSION = PREFIX + "protocolVersion"
+CLIENT_CAPABILITIES = PREFIX + "clientCapabilities"
+CLIENT_INFO = PREFIX + "clientInfo"
+LOG_LEVEL = PREFIX + "logLevel"
+ENVELOPE = (PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL)
+# What the hub declares when it asks for itself: it never takes input-required requests.
+HUB_MODERN_CAPABILITIES: dict[str, Any] = {}
+NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+SENTINEL = "=?base64?"
+
+
+def hub_envelope() -> dict[str, Any]:
+    return {
+        PROTOCOL_VERSION: MODERN,
+        CLIENT_CAPABILITIES: HUB_MODERN_CAPABILITIES,
+        CLIENT_INFO: {"name": "onemcp", "version": __version__},
+    }
+
+
+def stamp(msg: Message, era: str, client: Any) -> None:
+    """Give a request the `_meta` its upstream's era expects (in place).
+
+    `client` is the downstream session the request is made for (None: the hub's own).
+    """
+    params = msg.get("params")
+    if params is None:
+        params = msg["params"] = {}
+    if not isinstance(params, dict):
+        return
+    meta = params.get("_meta")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    if era == "modern":
+        if client is None:
+            meta.update(hub_envelope())
+        elif not getattr(client, "ephemeral", False):
+            # A legacy client: carry what it declared at initialize.
+            meta[PROTOCOL_VERSION] = MODERN
+            meta[CLIENT_CAPABILITIES] = client.client_capabilities
+            meta[CLIENT_INFO] = client.client_info or {"name": "unknown", "version": "0"}
+            if client.log_level is not None:
+                meta[LOG_LEVEL] = client.log_level
+        # a modern client's own envelope passes through unchanged
+    else:
+        for key in ENVELOPE:
+            meta.pop(key, None)
+    if meta:
+        params["_meta"] = meta
+    else:
+        params.pop("_meta", None)
+
+
+def encode_header(value: str) -> str:
+    if value.isascii() and value.isprintable() and not value.startswith(SENTINEL) and value == value.strip():
+        return value
+    return SENTINEL + base64.b64encode(value.encode()).decode() + "?="
+
+
+def request_headers(msg: Message, param_names: dict[str, dict[str, str]]) -> dict[str, str]:
+    """`Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` for a modern request, from the body as sent."""
+    method = msg.get("method")
+    if not isinstance(method, str):
+        return {}
+    headers = {"mcp-method": method}
+    params = msg.get("params")
+    if not isinstance(params, dict):
+        return headers
+    field = NAMED.get(method)
+    if field is not None and isinstance(params.get(field), str):
+        headers["mcp-name"] = encode_header(params[field])
+    if method == "tools/call":
+        annotated = param_names.get(str(params.get("name")), {})
+        arguments = params.get("arguments")
+        if annotated and isinstance(arguments, dict):
+            for prop, header in annotated.items():
+                value = arguments.get(prop)
+                if isinstance(value, bool):
+                    headers[f"mcp-param-{header.lower()}"] = "true" if value else "false"
+                elif isinstance(value, int | float):
+                    headers[f"mcp-param-{header.lower()}"] = str(value)
+                elif isinstance(value, str):
+                    headers[f"mcp-param-{header.lower()}"] = encode_header(value)
+    return headers
+
+
+def header_params(tools: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """tool name -> {argument: header name} from the tools' `x-mcp-header` annotations."""
+    out: dict[str, dict[str, str]] = {}
+    for tool in tools:
+        schema = tool.get("inputSchema")
+        props = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(props, dict):
+            continue
+        annotated = {
+            prop: spec["x-mcp-header"]
+            for prop, spec in props.items()
+            if isinstance(spec, dict) and isinstance(spec.get("x-mcp-header"), str)
+        }
+        if annotated:
+            out[str(tool.get("name"))] = annotated
+    return out

@@ -1,0 +1,649 @@
+"""The MCP conformance suite's server fixture, on the official SDK: ``python tests/conformance/fixture_server.py``.
+
+Boundary: a test double for ``tests/conformance/run.py``, not product code. It exposes exactly the tool,
+prompt and resource names that the server scenarios of ``@modelcontextprotocol/conformance`` call
+(``test_simple_text``, ``test://static-text``, ``test_simple_prompt``, ...), with the payloads each scenario
+checks, so that a run against it shows what a correct server scores; the same run through the hub then shows
+what the hub adds. Built on the low-level ``mcp.server.Server`` of ``mcp`` 2.3.0, which owns the transport
+rules (sessions, SSE, DNS-rebinding protection, resumable streams with an event store).
+
+Transports:
+
+* ``--transport stdio`` (default): one connection on stdin/stdout, as the hub runs it.
+* ``--transport http [--port N]``: Streamable HTTP on ``http://127.0.0.1:<port>/mcp`` (port 0 picks a free
+  one); prints exactly one ``LISTENING http://127.0.0.1:<port>/mcp`` line to stdout once bound. Streams are
+  resumable (in-memory event store, ``retry`` hint on priming events), which ``test_reconnection`` uses.
+
+Only handshake-era (2025-11-25 and earlier) behaviour is targeted; 2026-07-28-only fixtures (input-required
+results, header validation tools) are not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import re
+import socket
+import struct
+import sys
+import warnings
+import wave
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from io import BytesIO
+from typing import Any
+
+import mcp_types as types
+import uvicorn
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
+from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types import JSONRPCMessage
+
+# Logging, client->server progress and friends are deprecated at 2026-07-28; this fixture serves the
+# handshake era on purpose, so the SDK's per-call deprecation warnings are noise here.
+warnings.simplefilter("ignore", MCPDeprecationWarning)
+
+Ctx = ServerRequestContext[Any, Any]
+
+RESOURCE_NOT_FOUND = -32002
+INVALID_PARAMS = -32602
+RETRY_INTERVAL_MS = 500
+STEP_DELAY = 0.05
+
+
+# --- media ----------------------------------------------------------------------------------------------------
+
+
+def _png_1x1_red() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)  # 1x1, 8-bit RGB
+    pixels = zlib.compress(b"\x00\xff\x00\x00")  # filter byte 0, then one red pixel
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def _wav_silence() -> bytes:
+    out = BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\x00\x00" * 80)  # 10 ms of silence
+    return out.getvalue()
+
+
+PNG_B64 = base64.b64encode(_png_1x1_red()).decode()
+WAV_B64 = base64.b64encode(_wav_silence()).decode()
+
+
+def _text(text: str) -> types.TextContent:
+    return types.TextContent(type="text", text=text)
+
+
+def _image() -> types.ImageContent:
+    return types.ImageContent(type="image", data=PNG_B64, mime_type="image/png")
+
+
+# --- tools ----------------------------------------------------------------------------------------------------
+
+NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}}
+
+JSON_SCHEMA_2020_12: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {
+            "$anchor": "addressDef",
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        }
+    },
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
+    "additionalProperties": False,
+}
+
+SEP1034_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "description": "Your name", "default": "John Doe"},
+        "age": {"type": "integer", "description": "Your age", "default": 30},
+        "score": {"type": "number", "description": "Your score", "default": 95.5},
+        "status": {
+            "type": "string",
+            "description": "Account status",
+            "enum": ["active", "inactive", "pending"],
+            "default": "active",
+        },
+        "verified": {"type": "boolean", "description": "Verified?", "default": True},
+    },
+}
+
+SEP1330_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+        "titledSingle": {
+            "type": "string",
+            "oneOf": [
+                {"const": "value1", "title": "First Option"},
+                {"const": "value2", "title": "Second Option"},
+                {"const": "value3", "title": "Third Option"},
+            ],
+        },
+        "legacyEnum": {
+            "type": "string",
+            "enum": ["opt1", "opt2", "opt3"],
+            "enumNames": ["Option One", "Option Two", "Option Three"],
+        },
+        "untitledMulti": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
+        },
+        "titledMulti": {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"const": "value1", "title": "First Choice"},
+                    {"const": "value2", "title": "Second Choice"},
+                    {"const": "value3", "title": "Third Choice"},
+                ]
+            },
+        },
+    },
+}
+
+ELICITATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string", "description": "User's response"},
+        "email": {"type": "string", "description": "User's email address"},
+    },
+    "required": ["username", "email"],
+}
+
+
+def _has_capability(ctx: Ctx, capability: types.ClientCapabilities) -> bool:
+    return ctx.session.check_client_capability(capability)
+
+
+async def _simple_text(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(content=[_text("This is a simple text response for testing.")])
+
+
+async def _image_content(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(content=[_image()])
+
+
+async def _audio_content(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.AudioContent(type="audio", data=WAV_B64, mime_type="audio/wav")])
+
+
+async def _embedded_resource(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    resource = types.TextResourceContents(
+        uri="test://embedded-resource", mime_type="text/plain", text="This is an embedded resource content."
+    )
+    return types.CallToolResult(content=[types.EmbeddedResource(type="resource", resource=resource)])
+
+
+async def _multiple_content_types(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    resource = types.TextResourceContents(
+        uri="test://mixed-content-resource",
+        mime_type="application/json",
+        text=json.dumps({"test": "data", "value": 123}),
+    )
+    return types.CallToolResult(
+        content=[
+            _text("Multiple content types test:"),
+            _image(),
+            types.EmbeddedResource(type="resource", resource=resource),
+        ]
+    )
+
+
+async def _tool_with_logging(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    for step, message in enumerate(("Tool execution started", "Tool processing data", "Tool execution completed")):
+        if step:
+            await asyncio.sleep(STEP_DELAY)
+        await _log(ctx, "info", message)
+    return types.CallToolResult(content=[_text("Tool with logging executed successfully")])
+
+
+async def _tool_with_progress(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    for step, progress in enumerate((0.0, 50.0, 100.0)):
+        if step:
+            await asyncio.sleep(STEP_DELAY)
+        await ctx.session.report_progress(progress, 100.0, f"step {step + 1} of 3")
+    return types.CallToolResult(content=[_text("Tool with progress executed successfully")])
+
+
+async def _sampling(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    if not _has_capability(ctx, types.ClientCapabilities(sampling=types.SamplingCapability())):
+        return types.CallToolResult(is_error=True, content=[_text("The client does not support sampling")])
+    prompt = str(args.get("prompt", ""))
+    result = await ctx.session.create_message(
+        [types.SamplingMessage(role="user", content=_text(prompt))],
+        max_tokens=100,
+        related_request_id=ctx.request_id,
+    )
+    content = result.content
+    blocks = content if isinstance(content, list) else [content]
+    answer = " ".join(block.text for block in blocks if isinstance(block, types.TextContent)) or "(no text)"
+    return types.CallToolResult(content=[_text(f"LLM response: {answer}")])
+
+
+async def _elicit(ctx: Ctx, message: str, schema: dict[str, Any]) -> types.ElicitResult | types.CallToolResult:
+    if not _has_capability(ctx, types.ClientCapabilities(elicitation=types.ElicitationCapability())):
+        return types.CallToolResult(is_error=True, content=[_text("The client does not support elicitation")])
+    return await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
+
+
+async def _elicitation(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    result = await _elicit(ctx, str(args.get("message", "Please provide your information")), ELICITATION_SCHEMA)
+    if isinstance(result, types.CallToolResult):
+        return result
+    return types.CallToolResult(
+        content=[_text(f"User response: action={result.action}, content={json.dumps(result.content)}")]
+    )
+
+
+def _elicitation_tool(message: str, schema: dict[str, Any]) -> Callable[[Ctx, dict[str, Any]], Awaitable[Any]]:
+    async def tool(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        result = await _elicit(ctx, message, schema)
+        if isinstance(result, types.CallToolResult):
+            return result
+        text = f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
+        return types.CallToolResult(content=[_text(text)])
+
+    return tool
+
+
+async def _error_handling(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(is_error=True, content=[_text("This tool intentionally returns an error for testing")])
+
+
+async def _reconnection(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    """SEP-1699 polling: close this call's SSE stream mid-call; the result is replayed after the client resumes."""
+    await asyncio.sleep(STEP_DELAY)
+    if ctx.close_sse_stream is not None:  # HTTP with an event store, protocol >= 2025-11-25
+        await ctx.close_sse_stream()
+        await asyncio.sleep(0.2)
+    return types.CallToolResult(content=[_text("Reconnection test completed")])
+
+
+async def _json_schema_tool(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(content=[_text(f"JSON Schema 2020-12 tool called with {json.dumps(args)}")])
+
+
+ToolFn = Callable[[Ctx, dict[str, Any]], Awaitable[types.CallToolResult]]
+
+TOOLS: dict[str, tuple[types.Tool, ToolFn]] = {
+    tool.name: (tool, fn)
+    for tool, fn in [
+        (types.Tool(name="test_simple_text", description="Returns simple text", input_schema=NO_ARGS), _simple_text),
+        (
+            types.Tool(name="test_image_content", description="Returns a PNG image", input_schema=NO_ARGS),
+            _image_content,
+        ),
+        (types.Tool(name="test_audio_content", description="Returns a WAV clip", input_schema=NO_ARGS), _audio_content),
+        (
+            types.Tool(name="test_embedded_resource", description="Returns an embedded resource", input_schema=NO_ARGS),
+            _embedded_resource,
+        ),
+        (
+            types.Tool(
+                name="test_multiple_content_types", description="Returns text, image and resource", input_schema=NO_ARGS
+            ),
+            _multiple_content_types,
+        ),
+        (
+            types.Tool(name="test_tool_with_logging", description="Logs three messages", input_schema=NO_ARGS),
+            _tool_with_logging,
+        ),
+        (
+            types.Tool(name="test_tool_with_progress", description="Reports progress 0/50/100", input_schema=NO_ARGS),
+            _tool_with_progress,
+        ),
+        (
+            types.Tool(
+                name="test_sampling",
+                description="Asks the client for an LLM completion",
+                input_schema={
+                    "type": "object",
+                    "properties": {"prompt": {"type": "string", "description": "The prompt to send to the LLM"}},
+                    "required": ["prompt"],
+                },
+            ),
+            _sampling,
+        ),
+        (
+            types.Tool(
+                name="test_elicitation",
+                description="Asks the user for input",
+                input_schema={
+                    "type": "object",
+                    "properties": {"message": {"type": "string", "description": "The message to show the user"}},
+                    "required": ["message"],
+                },
+            ),
+            _elicitation,
+        ),
+        (
+            types.Tool(
+                name="test_elicitation_sep1034_defaults",
+                description="Elicitation with defaults for every primitive type (SEP-1034)",
+                input_schema=NO_ARGS,
+            ),
+            _elicitation_tool("Please review and update the form fields with defaults", SEP1034_SCHEMA),
+        ),
+        (
+            types.Tool(
+                name="test_elicitation_sep1330_enums",
+                description="Elicitation with all five enum variants (SEP-1330)",
+                input_schema=NO_ARGS,
+            ),
+            _elicitation_tool("Please select options from the enum fields", SEP1330_SCHEMA),
+        ),
+        (
+            types.Tool(name="test_error_handling", description="Always returns isError", input_schema=NO_ARGS),
+            _error_handling,
+        ),
+        (
+            types.Tool(
+                name="test_reconnection",
+                description="Closes its SSE stream mid-call to test resumption (SEP-1699)",
+                input_schema=NO_ARGS,
+            ),
+            _reconnection,
+        ),
+        (
+            types.Tool(
+                name="json_schema_2020_12_tool",
+                description="Tool with JSON Schema 2020-12 features",
+                input_schema=JSON_SCHEMA_2020_12,
+            ),
+            _json_schema_tool,
+        ),
+    ]
+}
+
+
+async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    return types.ListToolsResult(tools=[tool for tool, _ in TOOLS.values()])
+
+
+async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+    entry = TOOLS.get(params.name)
+    if entry is None:
+        raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
+    return await entry[1](ctx, dict(params.arguments or {}))
+
+
+# --- logging --------------------------------------------------------------------------------------------------
+
+LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+_min_level: dict[str, int] = {}  # connection key -> index into LEVELS
+
+
+def _connection_key(ctx: Ctx) -> str:
+    request = ctx.request
+    headers = getattr(request, "headers", None)
+    if headers is not None:
+        return str(headers.get("mcp-session-id", ""))
+    return "stdio"
+
+
+async def _log(ctx: Ctx, level: types.LoggingLevel, message: str) -> None:
+    if LEVELS.index(level) < _min_level.get(_connection_key(ctx), 0):
+        return
+    await ctx.session.send_log_message(level, message, logger="conformance-fixture", related_request_id=ctx.request_id)
+
+
+async def set_logging_level(ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+    _min_level[_connection_key(ctx)] = LEVELS.index(params.level)
+    return types.EmptyResult()
+
+
+# --- resources ------------------------------------------------------------------------------------------------
+
+STATIC_TEXT = "This is the content of the static text resource."
+TEMPLATE = "test://template/{id}/data"
+TEMPLATE_RE = re.compile(r"^test://template/([^/]+)/data$")
+
+RESOURCES = [
+    types.Resource(
+        uri="test://static-text", name="static-text", description="A static text resource", mime_type="text/plain"
+    ),
+    types.Resource(
+        uri="test://static-binary", name="static-binary", description="A static PNG image", mime_type="image/png"
+    ),
+    types.Resource(
+        uri="test://watched-resource",
+        name="watched-resource",
+        description="A resource clients may subscribe to",
+        mime_type="text/plain",
+    ),
+]
+
+
+async def list_resources(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+    return types.ListResourcesResult(resources=RESOURCES)
+
+
+async def list_resource_templates(
+    ctx: Ctx, params: types.PaginatedRequestParams | None
+) -> types.ListResourceTemplatesResult:
+    template = types.ResourceTemplate(
+        uri_template=TEMPLATE,
+        name="template-data",
+        description="Data for the given id",
+        mime_type="application/json",
+    )
+    return types.ListResourceTemplatesResult(resource_templates=[template])
+
+
+async def read_resource(ctx: Ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+    uri = str(params.uri)
+    contents: types.TextResourceContents | types.BlobResourceContents
+    if uri == "test://static-text":
+        contents = types.TextResourceContents(uri=uri, mime_type="text/plain", text=STATIC_TEXT)
+    elif uri == "test://static-binary":
+        contents = types.BlobResourceContents(uri=uri, mime_type="image/png", blob=PNG_B64)
+    elif uri == "test://watched-resource":
+        contents = types.TextResourceContents(uri=uri, mime_type="text/plain", text="Watched resource content.")
+    elif match := TEMPLATE_RE.match(uri):
+        ident = match.group(1)
+        body = json.dumps({"id": ident, "templateTest": True, "data": f"Data for ID: {ident}"})
+        contents = types.TextResourceContents(uri=uri, mime_type="application/json", text=body)
+    else:
+        raise MCPError(RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
+    return types.ReadResourceResult(contents=[contents])
+
+
+async def subscribe(ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+    return types.EmptyResult()
+
+
+async def unsubscribe(ctx: Ctx, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+    return types.EmptyResult()
+
+
+# --- prompts --------------------------------------------------------------------------------------------------
+
+PROMPTS = [
+    types.Prompt(name="test_simple_prompt", description="A prompt without arguments"),
+    types.Prompt(
+        name="test_prompt_with_arguments",
+        description="A prompt with two required arguments",
+        arguments=[
+            types.PromptArgument(name="arg1", description="First test argument", required=True),
+            types.PromptArgument(name="arg2", description="Second test argument", required=True),
+        ],
+    ),
+    types.Prompt(
+        name="test_prompt_with_embedded_resource",
+        description="A prompt embedding a resource",
+        arguments=[types.PromptArgument(name="resourceUri", description="URI of the resource", required=True)],
+    ),
+    types.Prompt(name="test_prompt_with_image", description="A prompt with an image"),
+]
+
+
+async def list_prompts(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+    return types.ListPromptsResult(prompts=PROMPTS)
+
+
+def _user(content: Any) -> types.PromptMessage:
+    return types.PromptMessage(role="user", content=content)
+
+
+async def get_prompt(ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+    args = dict(params.arguments or {})
+    if params.name == "test_simple_prompt":
+        messages = [_user(_text("This is a simple prompt for testing."))]
+    elif params.name == "test_prompt_with_arguments":
+        arg1, arg2 = args.get("arg1", ""), args.get("arg2", "")
+        messages = [_user(_text(f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"))]
+    elif params.name == "test_prompt_with_embedded_resource":
+        uri = args.get("resourceUri", "test://example-resource")
+        resource = types.TextResourceContents(
+            uri=uri, mime_type="text/plain", text="Embedded resource content for testing."
+        )
+        messages = [
+            _user(types.EmbeddedResource(type="resource", resource=resource)),
+            _user(_text("Please process the embedded resource above.")),
+        ]
+    elif params.name == "test_prompt_with_image":
+        messages = [_user(_image()), _user(_text("Please analyze the image above."))]
+    else:
+        raise MCPError(INVALID_PARAMS, f"Unknown prompt: {params.name}")
+    return types.GetPromptResult(messages=messages)
+
+
+# --- completion -----------------------------------------------------------------------------------------------
+
+COMPLETIONS = {"arg1": ["paris", "park", "party", "test-value"], "arg2": ["alpha", "beta"], "id": ["1", "123"]}
+
+
+async def complete(ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
+    candidates = COMPLETIONS.get(params.argument.name, [])
+    values = [v for v in candidates if v.startswith(params.argument.value)] or candidates
+    return types.CompleteResult(completion=types.Completion(values=values, total=len(values), has_more=False))
+
+
+# --- server ---------------------------------------------------------------------------------------------------
+
+
+class FixtureServer(Server[Any]):
+    """Advertises `listChanged` on every list (the low-level server defaults them to false)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options
+            or NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
+def build_server() -> FixtureServer:
+    return FixtureServer(
+        "onemcp-conformance-fixture",
+        version="1.0.0",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_resource_templates,
+        on_read_resource=read_resource,
+        on_subscribe_resource=subscribe,
+        on_unsubscribe_resource=unsubscribe,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_completion=complete,
+        on_set_logging_level=set_logging_level,
+    )
+
+
+class MemoryEventStore(EventStore):
+    """Keeps the last `limit` SSE events in memory so a client can resume a stream with Last-Event-ID."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._ids = itertools.count(1)
+        self._events: deque[tuple[str, str, JSONRPCMessage | None]] = deque(maxlen=limit)
+
+    async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
+        event_id = str(next(self._ids))
+        self._events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
+        events = list(self._events)
+        position = next((i for i, (event_id, _, _) in enumerate(events) if event_id == last_event_id), None)
+        if position is None:
+            return None
+        stream_id = events[position][1]
+        for event_id, stream, message in events[position + 1 :]:
+            if stream == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
+async def serve_stdio() -> None:
+    server = build_server()
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+async def serve_http(port: int) -> None:
+    server = build_server()
+    app = server.streamable_http_app(
+        host="127.0.0.1",  # turns on DNS-rebinding protection for loopback Host/Origin
+        event_store=MemoryEventStore(),
+        retry_interval=RETRY_INTERVAL_MS,
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    print(f"LISTENING http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
+    await uvicorn.Server(config).serve(sockets=[sock])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    parser.add_argument("--port", type=int, default=0, help="HTTP port on 127.0.0.1 (0 picks a free one)")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_stdio() if args.transport == "stdio" else serve_http(args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from onemcp import __version__
+from onemcp import __version__, bridge
 from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog
 from onemcp.config.model import HubConfig
 from onemcp.downstream.session import LOG_LEVELS, Session, SessionStore
@@ -206,15 +206,25 @@ class Hub:
         Returns None when the client cancelled (a cancelled request is never answered).
         The per-server deadline cancels upstream too.
         """
+        rounds = 0
         try:
             with anyio.move_on_after(call.timeout):
                 while True:
                     msg, final = await call.receive()
-                    if final:
-                        if msg is CANCELLED:
-                            return None
-                        return self._rewrite_result(session, conn.name, call.method, msg)
-                    await emit(msg)
+                    if not final:
+                        await emit(msg)
+                        continue
+                    if msg is CANCELLED:
+                        return None
+                    needed = bridge.input_required(msg)
+                    if needed is not None and not session.ephemeral and rounds < bridge.MAX_ROUNDS:
+                        # a modern upstream asks a legacy client: ask live, then retry upstream
+                        rounds += 1
+                        answers = await bridge.ask_client(session, emit, needed.get("inputRequests"))
+                        call = await conn.begin(bridge.retry_request(call, needed, answers), origin=session)
+                        session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
+                        continue
+                    return self._rewrite_result(session, conn.name, call.method, msg)
             conn.abandon(call, f"timed out after {call.timeout:g}s")
             err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
             return jsonrpc.error(call.downstream_id, err.to_error())

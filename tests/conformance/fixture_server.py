@@ -14,8 +14,11 @@ Transports:
   one); prints exactly one ``LISTENING http://127.0.0.1:<port>/mcp`` line to stdout once bound. Streams are
   resumable (in-memory event store, ``retry`` hint on priming events), which ``test_reconnection`` uses.
 
-Only handshake-era (2025-11-25 and earlier) behaviour is targeted; 2026-07-28-only fixtures (input-required
-results, header validation tools) are not here.
+The scenarios targeted are the handshake-era ones (2025-11-25 and earlier). The SDK serves 2026-07-28 on the
+same endpoint too, and a hub may well pick that era when it talks to this fixture, so the tools also work
+there: sampling and elicitation become input-required results (no server->client requests exist in that
+era), logs and progress ride the call, and ``subscriptions/listen`` is served. The 2026-07-28-only fixture
+tools (``test_input_required_result_*``, ``test_x_mcp_header``, ...) are not here yet.
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import JSONRPCMessage
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 # Logging, client->server progress and friends are deprecated at 2026-07-28; this fixture serves the
 # handshake era on purpose, so the SDK's per-call deprecation warnings are noise here.
@@ -96,6 +101,9 @@ def _image() -> types.ImageContent:
 
 
 # --- tools ----------------------------------------------------------------------------------------------------
+
+ToolResult = types.CallToolResult | types.InputRequiredResult
+ToolFn = Callable[[Ctx, types.CallToolRequestParams], Awaitable[ToolResult]]
 
 NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}}
 
@@ -187,26 +195,30 @@ def _has_capability(ctx: Ctx, capability: types.ClientCapabilities) -> bool:
     return ctx.session.check_client_capability(capability)
 
 
-async def _simple_text(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+def _is_modern(ctx: Ctx) -> bool:
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+async def _simple_text(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     return types.CallToolResult(content=[_text("This is a simple text response for testing.")])
 
 
-async def _image_content(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+async def _image_content(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     return types.CallToolResult(content=[_image()])
 
 
-async def _audio_content(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+async def _audio_content(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     return types.CallToolResult(content=[types.AudioContent(type="audio", data=WAV_B64, mime_type="audio/wav")])
 
 
-async def _embedded_resource(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+async def _embedded_resource(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     resource = types.TextResourceContents(
         uri="test://embedded-resource", mime_type="text/plain", text="This is an embedded resource content."
     )
     return types.CallToolResult(content=[types.EmbeddedResource(type="resource", resource=resource)])
 
 
-async def _multiple_content_types(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+async def _multiple_content_types(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     resource = types.TextResourceContents(
         uri="test://mixed-content-resource",
         mime_type="application/json",
@@ -221,7 +233,7 @@ async def _multiple_content_types(ctx: Ctx, args: dict[str, Any]) -> types.CallT
     )
 
 
-async def _tool_with_logging(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+async def _tool_with_logging(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     for step, message in enumerate(("Tool execution started", "Tool processing data", "Tool execution completed")):
         if step:
             await asyncio.sleep(STEP_DELAY)
@@ -229,7 +241,7 @@ async def _tool_with_logging(ctx: Ctx, args: dict[str, Any]) -> types.CallToolRe
     return types.CallToolResult(content=[_text("Tool with logging executed successfully")])
 
 
-async def _tool_with_progress(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+async def _tool_with_progress(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     for step, progress in enumerate((0.0, 50.0, 100.0)):
         if step:
             await asyncio.sleep(STEP_DELAY)
@@ -237,40 +249,88 @@ async def _tool_with_progress(ctx: Ctx, args: dict[str, Any]) -> types.CallToolR
     return types.CallToolResult(content=[_text("Tool with progress executed successfully")])
 
 
-async def _sampling(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+class _Ask:
+    """Asks the client for input in whichever way the connection's era allows.
+
+    Handshake era: a live server->client request on this call's stream. 2026-07-28: no such requests exist,
+    so the first call answers with an input-required result and the client retries with the answer under
+    `inputResponses[key]`.
+    """
+
+    def __init__(self, ctx: Ctx, params: types.CallToolRequestParams) -> None:
+        self.ctx = ctx
+        self.params = params
+
+    def pending(self, key: str, request: types.InputRequest) -> types.InputRequiredResult | None:
+        """On 2026-07-28 without an answer yet: the input-required result to return; otherwise None."""
+        if not _is_modern(self.ctx) or key in (self.params.input_responses or {}):
+            return None
+        return types.InputRequiredResult(input_requests={key: request}, request_state=f"awaiting:{key}")
+
+    def answer(self, key: str) -> Any:
+        return (self.params.input_responses or {})[key]
+
+
+async def _sampling(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     if not _has_capability(ctx, types.ClientCapabilities(sampling=types.SamplingCapability())):
         return types.CallToolResult(is_error=True, content=[_text("The client does not support sampling")])
-    prompt = str(args.get("prompt", ""))
-    result = await ctx.session.create_message(
-        [types.SamplingMessage(role="user", content=_text(prompt))],
-        max_tokens=100,
-        related_request_id=ctx.request_id,
+    prompt = str((params.arguments or {}).get("prompt", ""))
+    sampling_params = types.CreateMessageRequestParams(
+        messages=[types.SamplingMessage(role="user", content=_text(prompt))], max_tokens=100
     )
+    ask = _Ask(ctx, params)
+    pending = ask.pending("sampling", types.CreateMessageRequest(params=sampling_params))
+    if pending is not None:
+        return pending
+    if _is_modern(ctx):
+        result = types.CreateMessageResult.model_validate(_as_dict(ask.answer("sampling")))
+    else:
+        created = await ctx.session.create_message(
+            sampling_params.messages, max_tokens=100, related_request_id=ctx.request_id
+        )
+        result = types.CreateMessageResult.model_validate(_as_dict(created))
     content = result.content
     blocks = content if isinstance(content, list) else [content]
     answer = " ".join(block.text for block in blocks if isinstance(block, types.TextContent)) or "(no text)"
     return types.CallToolResult(content=[_text(f"LLM response: {answer}")])
 
 
-async def _elicit(ctx: Ctx, message: str, schema: dict[str, Any]) -> types.ElicitResult | types.CallToolResult:
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    dumped: dict[str, Any] = value.model_dump(by_alias=True, exclude_none=True)
+    return dumped
+
+
+async def _elicit(
+    ctx: Ctx, params: types.CallToolRequestParams, message: str, schema: dict[str, Any]
+) -> types.ElicitResult | types.CallToolResult | types.InputRequiredResult:
     if not _has_capability(ctx, types.ClientCapabilities(elicitation=types.ElicitationCapability())):
         return types.CallToolResult(is_error=True, content=[_text("The client does not support elicitation")])
+    ask = _Ask(ctx, params)
+    request = types.ElicitRequest(params=types.ElicitRequestFormParams(message=message, requested_schema=schema))
+    pending = ask.pending("elicitation", request)
+    if pending is not None:
+        return pending
+    if _is_modern(ctx):
+        return types.ElicitResult.model_validate(_as_dict(ask.answer("elicitation")))
     return await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
 
 
-async def _elicitation(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
-    result = await _elicit(ctx, str(args.get("message", "Please provide your information")), ELICITATION_SCHEMA)
-    if isinstance(result, types.CallToolResult):
+async def _elicitation(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    message = str((params.arguments or {}).get("message", "Please provide your information"))
+    result = await _elicit(ctx, params, message, ELICITATION_SCHEMA)
+    if not isinstance(result, types.ElicitResult):
         return result
     return types.CallToolResult(
         content=[_text(f"User response: action={result.action}, content={json.dumps(result.content)}")]
     )
 
 
-def _elicitation_tool(message: str, schema: dict[str, Any]) -> Callable[[Ctx, dict[str, Any]], Awaitable[Any]]:
-    async def tool(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
-        result = await _elicit(ctx, message, schema)
-        if isinstance(result, types.CallToolResult):
+def _elicitation_tool(message: str, schema: dict[str, Any]) -> ToolFn:
+    async def tool(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+        result = await _elicit(ctx, params, message, schema)
+        if not isinstance(result, types.ElicitResult):
             return result
         text = f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
         return types.CallToolResult(content=[_text(text)])
@@ -278,11 +338,11 @@ def _elicitation_tool(message: str, schema: dict[str, Any]) -> Callable[[Ctx, di
     return tool
 
 
-async def _error_handling(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+async def _error_handling(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     return types.CallToolResult(is_error=True, content=[_text("This tool intentionally returns an error for testing")])
 
 
-async def _reconnection(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+async def _reconnection(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     """SEP-1699 polling: close this call's SSE stream mid-call; the result is replayed after the client resumes."""
     await asyncio.sleep(STEP_DELAY)
     if ctx.close_sse_stream is not None:  # HTTP with an event store, protocol >= 2025-11-25
@@ -291,11 +351,10 @@ async def _reconnection(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
     return types.CallToolResult(content=[_text("Reconnection test completed")])
 
 
-async def _json_schema_tool(ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
-    return types.CallToolResult(content=[_text(f"JSON Schema 2020-12 tool called with {json.dumps(args)}")])
+async def _json_schema_tool(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    text = f"JSON Schema 2020-12 tool called with {json.dumps(params.arguments or {})}"
+    return types.CallToolResult(content=[_text(text)])
 
-
-ToolFn = Callable[[Ctx, dict[str, Any]], Awaitable[types.CallToolResult]]
 
 TOOLS: dict[str, tuple[types.Tool, ToolFn]] = {
     tool.name: (tool, fn)
@@ -392,11 +451,11 @@ async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> t
     return types.ListToolsResult(tools=[tool for tool, _ in TOOLS.values()])
 
 
-async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
     entry = TOOLS.get(params.name)
     if entry is None:
         raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
-    return await entry[1](ctx, dict(params.arguments or {}))
+    return await entry[1](ctx, params)
 
 
 # --- logging --------------------------------------------------------------------------------------------------
@@ -586,6 +645,8 @@ def build_server() -> FixtureServer:
         on_get_prompt=get_prompt,
         on_completion=complete,
         on_set_logging_level=set_logging_level,
+        # 2026-07-28 clients (a hub may speak that era upstream) get change notifications on listen streams.
+        on_subscriptions_listen=ListenHandler(InMemorySubscriptionBus()),
     )
 
 

@@ -28,6 +28,7 @@ class Call:
     progress_token: Any = None  # the downstream's own token, restored on the way back
     origin: Any = None  # who asked: the downstream session (opaque here)
     method: str = ""
+    request: Message = field(default_factory=dict)  # as sent upstream (a bridge retries it)
     _queue: deque[Message] = field(default_factory=deque)
     _final: Message | None = None
     _wake: anyio.Event | None = None  # created only when the receiver has to wait

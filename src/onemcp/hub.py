@@ -17,7 +17,7 @@ import anyio
 from onemcp import __version__, bridge
 from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog
 from onemcp.config.model import HubConfig
-from onemcp.downstream.session import LOG_LEVELS, Session, SessionStore
+from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
     HubError,
@@ -54,6 +54,7 @@ class Hub:
         self.pool = Pool(config, self)
         self.isolated = IsolatedConnections(self)
         self.tasks = TaskRouter(self.catalog)
+        self.parking = bridge.Parking()
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
         self.reverse = ReversePath(self.sessions, self.catalog, self.tasks, self.listeners)
         # (server, upstream URI) -> ids of sessions subscribed to it
@@ -136,6 +137,12 @@ class Hub:
         local = self._local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
+        if self.parking.owns(params.get("requestState")):
+            parked = self.parking.resume(params["requestState"], method, params.get("inputResponses"))
+            conn, call = parked.conn, parked.call
+            call.origin, call.downstream_id = session, msg["id"]
+            session.in_flight[call.downstream_id] = (conn, call)
+            return conn, call
         server, key, value = self._route(session, method, params)
         conn = await self._connection_for(session, server)
         if key == "name":
@@ -207,11 +214,17 @@ class Hub:
         The per-server deadline cancels upstream too.
         """
         rounds = 0
+        parked = False
         try:
             with anyio.move_on_after(call.timeout):
                 while True:
                     msg, final = await call.receive()
                     if not final:
+                        pending = self._input_request(session, msg)
+                        if pending is not None:
+                            # a legacy upstream asks a modern client: park, answer input_required
+                            parked = True
+                            return self.parking.park(conn, call, msg, pending)
                         await emit(msg)
                         continue
                     if msg is CANCELLED:
@@ -229,9 +242,16 @@ class Hub:
             err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
             return jsonrpc.error(call.downstream_id, err.to_error())
         finally:
-            if not call.done:
+            if not call.done and not parked:
                 conn.abandon(call, "the client went away")
             session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _input_request(session: Session, msg: Message) -> ReversePending | None:
+        """The pending server->client request in `msg`, when it is one for a modern client."""
+        if not session.ephemeral or "id" not in msg or "method" not in msg:
+            return None
+        return session.reverse.get(str(msg["id"]))
 
     def _rewrite_result(self, session: Session, server: str, method: str, msg: Message) -> Message:
         """Make URIs and task ids in results the ones the client knows."""
@@ -452,6 +472,7 @@ class Hub:
         while True:
             await anyio.sleep(interval)
             self.sessions.expire_idle()
+            self.parking.expire()
 
 
 def merge_capabilities(caps: list[dict[str, Any]]) -> dict[str, Any]:

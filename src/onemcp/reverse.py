@@ -33,6 +33,7 @@ REVERSE_CAPABILITY = {
     "roots/list": "roots",
 }
 MAX_ELICITATIONS = 1024
+PARKED_PATIENCE = 660.0  # longer than bridge.PARK_SECONDS, which expires parked calls first
 
 
 class ReversePath:
@@ -63,10 +64,9 @@ class ReversePath:
         method = str(msg.get("method"))
         needed = REVERSE_CAPABILITY.get(method)
         session, call = self._target(conn, call, needed)
-        if session is not None and session.ephemeral:
-            # A 2026-07-28 client cannot be sent requests; answering with an input-required
-            # result instead (parking the upstream call) is not built yet.
-            why = f"onemcp cannot yet forward {method} to a 2026-07-28 client"
+        if session is not None and session.ephemeral and call is None:
+            # A 2026-07-28 client takes input only as the result of one of its calls.
+            why = f"{method} is not related to a call of a 2026-07-28 client"
             return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
         if needed is None or session is None or needed not in session.client_capabilities:
             why = (
@@ -88,7 +88,9 @@ class ReversePath:
                 call.push(out)
             else:
                 session.post(out)
-            with anyio.move_on_after(conn.config.timeout):
+            # A modern client answers by calling again; its parked call expires on its own.
+            patience = PARKED_PATIENCE if session.ephemeral else conn.config.timeout
+            with anyio.move_on_after(patience):
                 await pending.done.wait()
         finally:
             session.reverse.pop(rid, None)

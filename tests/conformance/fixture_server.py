@@ -298,7 +298,7 @@ async def _sampling(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult
 def _as_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
-    dumped: dict[str, Any] = value.model_dump(by_alias=True, exclude_none=True)
+    dumped: dict[str, Any] = value.model_dump(by_alias=True, mode="json", exclude_none=True)
     return dumped
 
 

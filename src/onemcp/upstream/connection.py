@@ -40,7 +40,7 @@ HUB_CLIENT_CAPABILITIES: dict[str, Any] = {
 }
 MAX_LIST_PAGES = 1000
 CANCEL_SEND_TIMEOUT = 2.0
-PROBE_TIMEOUT = 5.0  # a legacy server may not answer server/discover at all
+PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
 LISTEN_RETRY_MAX = 30.0
 
 
@@ -175,7 +175,10 @@ class UpstreamConnection:
         self.era = "modern"
         self.transport.protocol_version = era.MODERN
         try:
-            with anyio.fail_after(self.config.startup_timeout if required else PROBE_TIMEOUT):
+            # A dual-era stdio server picks its era from the first message it reads, so the
+            # probe must not be given up on early: a slow starter would then refuse the
+            # initialize that follows. Half the start-up budget, the rest for initialize.
+            with anyio.fail_after(self.config.startup_timeout * (1.0 if required else PROBE_SHARE)):
                 result = await self.request("server/discover", {})
         except (UpstreamError, TimeoutError) as exc:
             if required:

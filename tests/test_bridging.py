@@ -155,3 +155,18 @@ async def test_tampered_or_unknown_request_state_is_refused() -> None:
                 headers=headers("tools/call", "m__ask_colour"),
             )
             assert again.json()["error"]["code"] == -32602
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_modern_upstream_over_http(mode: str) -> None:
+    """The SDK's HTTP server checks Mcp-Method / Mcp-Name itself: calls succeeding prove them right."""
+    from fixtures.launch import running_http_fixture
+
+    with anyio.fail_after(DEADLINE):
+        async with running_http_fixture(command=[sys.executable, MODERN_FIXTURE]) as url:
+            async with running_hub({"mcpServers": {"m": {"url": url}, "l": legacy_fixture()}}) as hub:
+                assert hub.app.hub.pool.connections["m"].era == "modern"
+                async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+                    assert json.loads(text_of(await c.call_tool("m__echo", {"y": "é"}))) == {"y": "é"}
+                    colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
+                    assert colour["content"] == {"colour": "teal"}

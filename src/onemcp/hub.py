@@ -307,7 +307,11 @@ class Hub:
         # Upstream connections are shared: ask for the most verbose level any session wants,
         # and filter per session on the way back.
         wanted = min((LOG_LEVELS.index(s.log_level) for s in self.sessions if s.log_level), default=0)
-        targets = [c for c in self.pool.connections.values() if c.state == "ready" and "logging" in c.capabilities]
+        targets = [
+            c
+            for c in self.pool.connections.values()
+            if c.state == "ready" and c.era == "legacy" and "logging" in c.capabilities
+        ]  # modern upstreams get the level in each request's _meta
         async with anyio.create_task_group() as tg:
             for conn in targets:
                 tg.start_soon(self._quiet_request, conn, "logging/setLevel", {"level": LOG_LEVELS[wanted]})
@@ -367,7 +371,7 @@ class Hub:
         conn = self._ready(server)
         subscribers = self._subscribers.setdefault((server, original), set())
         if not subscribers:
-            await self._forward_simple(conn, "resources/subscribe", {**params, "uri": original})
+            await conn.subscribe_resource(original, params)
         subscribers.add(session.id)
         session.subscriptions.add(uri)
         return {}
@@ -383,14 +387,8 @@ class Hub:
         if not subscribers:
             self._subscribers.pop((server, original), None)
             conn = self._ready(server)
-            await self._forward_simple(conn, "resources/unsubscribe", {**params, "uri": original})
+            await conn.unsubscribe_resource(original, params)
         return {}
-
-    async def _forward_simple(self, conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:
-        try:
-            await conn.request(method, params)
-        except TimeoutError:
-            raise UpstreamTimeout(conn.name, f"{method} timed out") from None
 
     # ------------------------------------------------------------ client notifications
     async def on_client_notification(self, session: Session, msg: Message) -> None:

@@ -27,6 +27,7 @@ from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call
+from onemcp.upstream.feed import ChangeFeed
 from onemcp.upstream.transport import SessionExpired, Transport, TransportError
 
 State = Literal["starting", "ready", "failed", "stopped"]
@@ -41,7 +42,6 @@ HUB_CLIENT_CAPABILITIES: dict[str, Any] = {
 MAX_LIST_PAGES = 1000
 CANCEL_SEND_TIMEOUT = 2.0
 PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
-LISTEN_RETRY_MAX = 30.0
 
 
 class ConnectionEvents(Protocol):
@@ -84,6 +84,7 @@ class UpstreamConnection:
         self._pending: dict[int, Call] = {}
         self._tg: TaskGroup | None = None
         self._reinit_lock = anyio.Lock()
+        self.feed = ChangeFeed(self)  # used when the upstream speaks 2026-07-28
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -105,7 +106,7 @@ class UpstreamConnection:
                 else:
                     self._set_state("ready")
                     if self.era == "modern" and self.owner is None:
-                        tg.start_soon(self._listen)
+                        tg.start_soon(self.feed.run)
                     await self.transport.closed.wait()
                     self._set_failed(self.transport.close_reason or "connection closed")
                 tg.cancel_scope.cancel()
@@ -247,32 +248,18 @@ class UpstreamConnection:
             self.transport.param_names = era.header_params(items)
         self.events.on_list(self, kind, items)
 
-    async def _listen(self) -> None:
-        """Keep one subscriptions/listen open on a modern upstream, for its list_changed."""
-        flags = {
-            flag: True
-            for cap, flag in (
-                ("tools", "toolsListChanged"),
-                ("prompts", "promptsListChanged"),
-                ("resources", "resourcesListChanged"),
-            )
-            if isinstance(self.capabilities.get(cap), dict) and self.capabilities[cap].get("listChanged")
-        }
-        delay = 1.0
-        while flags:
-            msg: Message = {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "subscriptions/listen",
-                "params": {"notifications": flags},
-            }
-            try:
-                call = await self.begin(msg)
-                await call.result()
-            except UpstreamError as exc:
-                log.info("upstream %s: subscriptions/listen failed: %s", self.name, exc)
-            await anyio.sleep(delay)
-            delay = min(delay * 2, LISTEN_RETRY_MAX)
+    async def subscribe_resource(self, uri: str, params: dict[str, Any]) -> None:
+        """Ask for updates of one resource: a request (legacy) or the change feed's filter (modern)."""
+        if self.era == "modern":
+            self.feed.add(uri)
+        else:
+            await self.request("resources/subscribe", {**params, "uri": uri})
+
+    async def unsubscribe_resource(self, uri: str, params: dict[str, Any]) -> None:
+        if self.era == "modern":
+            self.feed.remove(uri)
+        else:
+            await self.request("resources/unsubscribe", {**params, "uri": uri})
 
     async def _refresh_quietly(self, kind: str) -> None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,8 +27,9 @@ log = logging.getLogger("onemcp.app")
 
 
 class OneMcpApp:
-    def __init__(self, config: HubConfig, *, bind_host: str = "127.0.0.1") -> None:
+    def __init__(self, config: HubConfig, *, bind_host: str = "127.0.0.1", config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.hub = Hub(config)
         settings = config.hub
         self.guard = Guard(bind_host, settings.allowed_origins, settings.allowed_hosts)

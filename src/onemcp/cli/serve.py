@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import sys
+from pathlib import Path
 
+import orjson
 import uvicorn
 
 from onemcp.app import OneMcpApp
@@ -21,6 +24,22 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def write_runtime(config_path: Path, url: str) -> Path:
+    """Tell local tools (the CLI) where the running hub is: `runtime.json` beside the config."""
+    runtime = config_path.parent / "runtime.json"
+    doc = {"url": url, "pid": os.getpid(), "config": str(config_path)}
+    tmp = runtime.with_suffix(".json.tmp")
+    tmp.write_bytes(orjson.dumps(doc))
+    tmp.replace(runtime)
+    return runtime
+
+
+def remove_runtime(runtime: Path) -> None:
+    with contextlib.suppress(OSError, orjson.JSONDecodeError):
+        if orjson.loads(runtime.read_bytes()).get("pid") == os.getpid():
+            runtime.unlink()
 
 
 def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
@@ -50,7 +69,8 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
-    app = OneMcpApp(config, bind_host=host)
+    app = OneMcpApp(config, bind_host=host, config_path=path)
+    runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp")
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -62,7 +82,10 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
             timeout_graceful_shutdown=5,
         )
     )
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after a clean shutdown
-        server.run(sockets=[sock])
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after a clean shutdown
+            server.run(sockets=[sock])
+    finally:
+        remove_runtime(runtime)
     print("onemcp: stopped", file=sys.stderr)
     return 0

@@ -430,14 +430,14 @@ class Hub:
 
     # ============================================================ reverse path (ConnectionEvents)
     def on_state(self, conn: UpstreamConnection) -> None:
-        if conn.owner is not None:
-            return  # a session's own connection: the catalog follows the shared one
+        if conn.owner is not None or not self.pool.is_current(conn):
+            return  # a session's own connection, or one a reload replaced: not the catalog's
         if conn.state != "ready":
             self._announce(self.catalog.drop(conn.name))
         self.pool.note_state()
 
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
-        if conn.owner is None and self.catalog.update(conn.name, kind, items):
+        if conn.owner is None and self.pool.is_current(conn) and self.catalog.update(conn.name, kind, items):
             self._announce({kind})
 
     def _announce(self, kinds: set[str]) -> None:

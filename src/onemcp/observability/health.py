@@ -10,10 +10,14 @@ from onemcp.hub import Hub
 def health(hub: Hub) -> dict[str, Any]:
     conns = hub.pool.connections
     upstreams: dict[str, Any] = {}
-    for name, conn in conns.items():
+    for name, slot in hub.pool.slots.items():
+        conn = slot.conn
         counts = hub.catalog.counts(name)
         upstreams[name] = {
             "state": conn.state,
+            "supervisor": slot.status,
+            "restarts": slot.restarts,
+            "nextAttempt": slot.next_attempt,
             "transport": conn.transport.kind,
             "protocolVersion": conn.protocol_version,
             "serverInfo": conn.server_info or None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
@@ -74,6 +75,7 @@ class UpstreamConnection:
         self.transport = transport
         self.events = events
         self.state: State = "starting"
+        self.ready_since: float | None = None  # monotonic time it became ready
         self.last_error: str | None = None
         self.protocol_version: str | None = None
         self.era: str = "legacy"  # "modern" once server/discover answered
@@ -85,6 +87,7 @@ class UpstreamConnection:
         self._tg: TaskGroup | None = None
         self._reinit_lock = anyio.Lock()
         self.feed = ChangeFeed(self)  # used when the upstream speaks 2026-07-28
+        self._idle: anyio.Event | None = None  # set when the last client call is done
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -123,6 +126,8 @@ class UpstreamConnection:
 
     def _set_state(self, state: State) -> None:
         self.state = state
+        if state == "ready":
+            self.ready_since = time.monotonic()
         if state != "starting":
             self.settled.set()
         self.events.on_state(self)
@@ -140,6 +145,7 @@ class UpstreamConnection:
 
     def _fail_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, {}
+        self._settled()
         for call in pending.values():
             call.finish(
                 jsonrpc.error(
@@ -305,6 +311,7 @@ class UpstreamConnection:
             self._tg.start_soon(self._resend_after_reinit, call, msg, error.session)
             return
         del self._pending[call.hub_id]
+        self._settled()
         call.finish(jsonrpc.error(call.downstream_id, UpstreamError(self.name, str(error)).to_error()))
 
     async def _resend_after_reinit(self, call: Call, msg: Message, stale: str | None) -> None:
@@ -333,6 +340,7 @@ class UpstreamConnection:
         """The caller gave up (deadline, client cancel): forget it and tell the upstream."""
         if self._pending.pop(call.hub_id, None) is None or self._tg is None:
             return
+        self._settled()
         if not self.transport.cancel(call.hub_id):
             self._tg.start_soon(self._send_cancel, call.hub_id, reason)
 
@@ -392,6 +400,7 @@ class UpstreamConnection:
         call = self._pending.pop(rid, None) if isinstance(rid, int) else None
         if call is None:
             return  # late answer to an abandoned request: never forwarded
+        self._settled()
         msg["id"] = call.downstream_id
         err = msg.get("error")
         if call.origin is not None and isinstance(err, dict) and isinstance(err.get("message"), str):
@@ -441,6 +450,16 @@ class UpstreamConnection:
         reply = await self.events.on_server_request(self, msg, call)
         if reply is not None:  # None: the upstream cancelled its request, so no reply
             await self.respond(upstream_id, reply)
+
+    async def drained(self) -> None:
+        """Wait until no call made for a client is in flight."""
+        while self.in_flight:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    def _settled(self) -> None:
+        if self._idle is not None and not self.in_flight:
+            self._idle.set()
 
     @property
     def in_flight(self) -> int:

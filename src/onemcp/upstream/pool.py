@@ -1,32 +1,73 @@
-"""The set of upstream connections: start them all in parallel, own their tasks, report state.
+"""The set of upstreams: start them in parallel, supervise them, add and remove them live.
 
-Owns the task group every connection runs in. Restarts, reload and supervision build on
-this (later issues); today a connection that dies stays failed with its last error.
+Owns one `Slot` per enabled server: its current connection, and a supervisor task that
+restarts the connection when it fails (exponential backoff with jitter; more than
+`RESTART_BUDGET` restarts within `BUDGET_WINDOW` seconds marks the server crash-looping
+and slows retries to `CRASH_LOOP_WAIT`). Removing a server lets its in-flight calls
+finish for up to `drain` seconds, then stops it (its callers get a clear error).
 """
 
 from __future__ import annotations
 
-import anyio
-from anyio.abc import TaskStatus
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
 
-from onemcp.config.model import HubConfig
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
+
+log = logging.getLogger("onemcp.pool")
+RESTART_BUDGET = 5
+BUDGET_WINDOW = 60.0
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+CRASH_LOOP_WAIT = 300.0
+STABLE_AFTER = 30.0  # ready this long: the backoff starts over
+DRAIN_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class Slot:
+    """One configured upstream and its supervisor's bookkeeping."""
+
+    name: str
+    config: ServerConfig
+    conn: UpstreamConnection
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    status: str = "running"  # running | restarting | crash-looping | stopping
+    restarts: int = 0
+    recent: deque[float] = field(default_factory=deque)
+    next_attempt: float | None = None
+    wake: anyio.Event = field(default_factory=anyio.Event)
 
 
 class Pool:
     def __init__(self, config: HubConfig, events: ConnectionEvents) -> None:
-        self.config = config
-        self.connections: dict[str, UpstreamConnection] = {
-            name: UpstreamConnection(name, server, make_transport(name, server), events)
-            for name, server in config.enabled.items()
-        }
+        self.events = events
+        self.slots: dict[str, Slot] = {}
+        self._initial = dict(config.enabled)
+        self._tg: TaskGroup | None = None
         self.tried = anyio.Event()
 
+    @property
+    def connections(self) -> dict[str, UpstreamConnection]:
+        return {name: slot.conn for name, slot in self.slots.items()}
+
     def get(self, name: str) -> UpstreamConnection | None:
-        return self.connections.get(name)
+        slot = self.slots.get(name)
+        return slot.conn if slot is not None else None
+
+    def is_current(self, conn: UpstreamConnection) -> bool:
+        slot = self.slots.get(conn.name)
+        return slot is not None and slot.conn is conn
 
     def all_tried(self) -> bool:
-        return all(c.state != "starting" for c in self.connections.values())
+        return all(s.conn.state != "starting" or s.restarts for s in self.slots.values())
 
     def note_state(self) -> None:
         if self.all_tried():
@@ -34,7 +75,74 @@ class Pool:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
-            for conn in self.connections.values():
-                tg.start_soon(conn.run)
+            self._tg = tg
+            for name, config in self._initial.items():
+                self.add(name, config)
             self.note_state()
             task_status.started()
+            await anyio.sleep_forever()
+
+    def _connection(self, name: str, config: ServerConfig) -> UpstreamConnection:
+        return UpstreamConnection(name, config, make_transport(name, config), self.events)
+
+    def add(self, name: str, config: ServerConfig) -> None:
+        """Start supervising a server (a new one, or a changed one after `remove`)."""
+        assert self._tg is not None, "the pool is not running"
+        slot = Slot(name, config, self._connection(name, config))
+        self.slots[name] = slot
+        self._tg.start_soon(self._supervise, slot)
+
+    async def remove(self, name: str, *, drain: float = DRAIN_SECONDS) -> None:
+        """Stop a server: in-flight calls get `drain` seconds to finish, then it is stopped."""
+        slot = self.slots.get(name)
+        if slot is None:
+            return
+        slot.status = "stopping"
+        with anyio.move_on_after(drain):
+            await slot.conn.drained()
+        del self.slots[name]
+        slot.scope.cancel()
+
+    def retry_now(self, name: str) -> None:
+        """Cut a waiting restart short (a reload touched the server, or an operator asked)."""
+        slot = self.slots.get(name)
+        if slot is not None:
+            slot.wake.set()
+
+    async def _supervise(self, slot: Slot) -> None:
+        delay = BACKOFF_FIRST
+        with slot.scope:
+            while True:
+                started = time.monotonic()
+                await slot.conn.run()
+                if slot.status == "stopping":
+                    return
+                now = time.monotonic()
+                if slot.conn.ready_since is not None and now - slot.conn.ready_since >= STABLE_AFTER:
+                    delay = BACKOFF_FIRST
+                    slot.recent.clear()
+                slot.recent.append(now)
+                while slot.recent and now - slot.recent[0] > BUDGET_WINDOW:
+                    slot.recent.popleft()
+                if len(slot.recent) > RESTART_BUDGET:
+                    slot.status, wait = "crash-looping", CRASH_LOOP_WAIT
+                else:
+                    slot.status, wait = "restarting", delay * random.uniform(0.8, 1.2)
+                    delay = min(delay * 2, BACKOFF_MAX)
+                log.warning(
+                    "upstream %s stopped after %.1fs (%s); %s, next attempt in %.1fs",
+                    slot.name,
+                    now - started,
+                    slot.conn.last_error,
+                    slot.status,
+                    wait,
+                )
+                slot.next_attempt = time.time() + wait
+                slot.wake = anyio.Event()
+                with anyio.move_on_after(wait):
+                    await slot.wake.wait()
+                slot.next_attempt = None
+                slot.restarts += 1
+                slot.conn = self._connection(slot.name, slot.config)
+                slot.status = "running"
+                self.events.on_state(slot.conn)

@@ -1,0 +1,95 @@
+"""Writing config files safely: atomic replace that keeps the file's mode, and timestamped backups.
+
+Owns bytes on disk only; it knows nothing about JSON, TOML or what the files mean. Callers
+(`edit` for mcp.json, `redirect` for other apps' configs) decide what to write and when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+NEW_FILE_MODE = 0o600  # a new config may hold tokens: readable by its owner only
+_STAMP = "%Y%m%dT%H%M%S_%fZ"
+
+
+def file_mode(path: Path) -> int | None:
+    """Permission bits of `path`, or None when it does not exist."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix.
+
+    The temporary file lives in the same directory (``os.replace`` is atomic only within one
+    file system) and gets `mode`, else the current file's mode, else `NEW_FILE_MODE`. A
+    symlinked config is written through, so the link (a dotfiles manager's, say) survives.
+    """
+    target = path.resolve() if path.is_symlink() else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        mode = file_mode(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, NEW_FILE_MODE if mode is None else mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def timestamp(now: datetime | None = None) -> str:
+    """A UTC timestamp that sorts lexically in time order and is safe in file names."""
+    return (now or datetime.now(UTC)).strftime(_STAMP)
+
+
+def unique_path(directory: Path, stem: str, suffix: str) -> Path:
+    """`directory/<stem>.<timestamp><suffix>`, stamped later than any existing one.
+
+    Sorting these names is then sorting by age even if two writes share a microsecond or the
+    clock stepped back, which is what pruning relies on.
+    """
+    now = datetime.now(UTC)
+    for old in directory.glob(f"{stem}.*{suffix}") if directory.is_dir() else ():
+        stamp = old.name[len(stem) + 1 : len(old.name) - len(suffix)]
+        with contextlib.suppress(ValueError):
+            now = max(now, datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC) + timedelta(microseconds=1))
+    return directory / f"{stem}.{timestamp(now)}{suffix}"
+
+
+def backup(path: Path, directory: Path, *, keep: int) -> Path | None:
+    """Copy the current `path` into `directory` under a timestamped name; keep the newest `keep`.
+
+    Returns the backup's path, or None when `path` does not exist yet (nothing to keep).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    copy = unique_path(directory, path.name, ".bak")
+    atomic_write(copy, data, mode=file_mode(path))
+    for old in backups_of(path.name, directory)[:-keep]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return copy
+
+
+def backups_of(name: str, directory: Path) -> list[Path]:
+    """Backups `backup` made of a file called `name`, oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob(f"{name}.*.bak") if p.is_file())

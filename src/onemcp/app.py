@@ -22,6 +22,7 @@ from onemcp.downstream.streamable import StreamableHttpEndpoint
 from onemcp.hub import Hub
 from onemcp.observability.health import health, ready
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
+from onemcp.reload import Reloader
 
 log = logging.getLogger("onemcp.app")
 
@@ -31,11 +32,12 @@ class OneMcpApp:
         self.config = config
         self.config_path = config_path
         self.hub = Hub(config)
-        settings = config.hub
-        self.guard = Guard(bind_host, settings.allowed_origins, settings.allowed_hosts)
-        self.mcp = StreamableHttpEndpoint(self.hub, settings.max_body_bytes)
-        self.legacy = LegacySseEndpoint(self.hub, settings.max_body_bytes)
-        self._tg_scope: anyio.CancelScope | None = None
+        self.bind_host = bind_host
+        self._guard_settings = config.hub
+        self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
+        self.mcp = StreamableHttpEndpoint(self.hub)
+        self.legacy = LegacySseEndpoint(self.hub)
+        self.reloader = Reloader(self.hub, config_path) if config_path is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -44,16 +46,26 @@ class OneMcpApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
+    @property
+    def guard(self) -> Guard:
+        """The Origin/Host rules of the current config (a reload may change them)."""
+        settings = self.hub.config.hub
+        if settings is not self._guard_settings:
+            self._guard_settings = settings
+            self._guard = Guard(self.bind_host, settings.allowed_origins, settings.allowed_hosts)
+        return self._guard
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         try:
             if path.startswith("/health"):
                 await self._health(path, send)
                 return
-            if not self.guard.host_ok(asgi.header(scope, b"host")):
+            guard = self.guard
+            if not guard.host_ok(asgi.header(scope, b"host")):
                 await asgi.send_json(send, 421, error_body(INVALID_REQUEST, "Invalid Host header"))
                 return
-            if not self.guard.origin_ok(asgi.header(scope, b"origin")):
+            if not guard.origin_ok(asgi.header(scope, b"origin")):
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
                 return
             if path == "/mcp" or path == "/mcp/":
@@ -73,7 +85,12 @@ class OneMcpApp:
 
     async def _health(self, path: str, send: Send) -> None:
         if path == "/health":
-            await asgi.send_json(send, 200, health(self.hub))
+            doc = health(self.hub)
+            if self.reloader is not None:
+                doc["config"] = self.reloader.status()
+                if self.reloader.last_error and doc["status"] == "ok":
+                    doc["status"] = "degraded"
+            await asgi.send_json(send, 200, doc)
         elif path == "/health/live":
             await asgi.send_json(send, 200, {"live": True})
         elif path == "/health/ready":
@@ -89,6 +106,8 @@ class OneMcpApp:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.hub.run)
+                if self.reloader is not None:
+                    await tg.start(self.reloader.run)
                 self.legacy.tg = tg
                 await send({"type": "lifespan.startup.complete"})
                 started = True

@@ -48,6 +48,7 @@ CANCELLED: Message = {"cancelled": True}
 class Hub:
     def __init__(self, config: HubConfig) -> None:
         self.config = config
+        self._settings = config.hub
         self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
         self.catalog.set_servers(config.enabled)
         self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
@@ -456,6 +457,36 @@ class Hub:
 
     async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
         return await self.reverse.request(conn, msg, call)
+
+    # ============================================================ configuration
+    async def apply_config(self, new: HubConfig) -> dict[str, list[str]]:
+        """Reconcile with a new (already validated) config; only what changed is touched.
+
+        Added servers start, removed and newly disabled ones stop (their in-flight calls get
+        the pool's drain bound), servers whose own settings changed restart; the others,
+        their calls and the sessions using them are left alone. Clients hear list_changed
+        only for the lists whose visible content changed.
+        """
+        old_enabled, new_enabled = self.config.enabled, new.enabled
+        removed = [name for name in old_enabled if name not in new_enabled]
+        added = [name for name in new_enabled if name not in old_enabled]
+        changed = [name for name in new_enabled if name in old_enabled and new_enabled[name] != old_enabled[name]]
+        self.config = new
+        if new.hub != self._settings:
+            self._settings = new.hub
+            self.catalog.codec = NameCodec(new.hub.separator)
+            self.catalog.mode = new.hub.prefix_mode
+            self.sessions.idle_timeout = new.hub.session_idle_timeout
+        async with anyio.create_task_group() as tg:
+            for name in removed + changed:
+                tg.start_soon(self.pool.remove, name)
+        for name in changed:
+            self.catalog.drop(name)  # its lists come back from the new connection
+        for name in changed + added:
+            self.pool.add(name, new_enabled[name])
+        self._announce(self.catalog.set_servers(new_enabled))
+        unchanged = [name for name in new_enabled if name not in added and name not in changed]
+        return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
 
     # ============================================================ lifecycle
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

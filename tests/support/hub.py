@@ -6,6 +6,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -31,8 +32,11 @@ class RunningHub:
 
 
 @asynccontextmanager
-async def running_hub(config: dict[str, Any], *, wait: bool = True) -> AsyncIterator[RunningHub]:
-    app = OneMcpApp(HubConfig.model_validate(config))
+async def running_hub(
+    config: dict[str, Any], *, wait: bool = True, config_path: Path | None = None
+) -> AsyncIterator[RunningHub]:
+    """The hub on a free loopback port; with `config_path` it also watches that file."""
+    app = OneMcpApp(HubConfig.model_validate(config), config_path=config_path)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

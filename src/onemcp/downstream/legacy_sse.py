@@ -26,9 +26,8 @@ log = logging.getLogger("onemcp.downstream")
 
 
 class LegacySseEndpoint:
-    def __init__(self, hub: Hub, max_body: int, messages_path: str = "/messages") -> None:
+    def __init__(self, hub: Hub, messages_path: str = "/messages") -> None:
         self.hub = hub
-        self.max_body = max_body
         self.messages_path = messages_path
         self.tg: TaskGroup | None = None  # set by the app's lifespan
 
@@ -55,7 +54,7 @@ class LegacySseEndpoint:
         if session is None or session.transport != "sse":
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
             return
-        msg = await asgi.read_message(scope, receive, send, self.max_body)
+        msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)
         if msg is None:
             return
         session.touch()

@@ -84,9 +84,8 @@ async def follow(session: Session, stream: OutStream, after: int, receive: Recei
 
 
 class StreamableHttpEndpoint:
-    def __init__(self, hub: Hub, max_body: int) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.max_body = max_body
         self.modern = ModernEndpoint(hub)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,7 +131,7 @@ class StreamableHttpEndpoint:
                 send, 415, error_body(INVALID_REQUEST, "Unsupported Media Type: the body must be application/json")
             )
             return
-        msg = await asgi.read_message(scope, receive, send, self.max_body)
+        msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)
         if msg is None:
             return
         version = asgi.header(scope, b"mcp-protocol-version")

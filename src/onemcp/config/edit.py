@@ -1,0 +1,225 @@
+"""Changing mcp.json safely: edit the raw document, validate the result, then swap it in with a backup.
+
+Owns the edit cycle for the hub's own config file: read the JSON document as written (unknown
+keys, key order and ``${VAR}`` references kept verbatim), apply a change, validate the result
+exactly as the hub would load it (`load.parse_config`), keep a timestamped backup of the
+previous file, and replace it atomically. It does not watch the file or talk to a running hub;
+a hub notices the new file by itself.
+
+Errors::
+
+    ConfigError (load)   the edited document would not load; the message names the field
+    EditError            the change does not apply to this document
+    ├── BadName          the server name breaks the naming rules
+    ├── NoSuchServer     no server by that name
+    ├── ServerExists     a server by that name already exists
+    └── ChangedOnDisk    someone else wrote the file while we were editing it
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from onemcp.config.files import atomic_write, backup
+from onemcp.config.load import ConfigError, parse_config
+from onemcp.config.model import HubConfig
+from onemcp.protocol.names import DEFAULT_SEPARATOR, server_name_problem
+
+Document = dict[str, Any]
+BACKUPS_KEPT = 10
+BACKUP_DIR = "backups"
+# Stands in for a ${VAR} this shell does not have: the hub may run with a different environment,
+# so an unset variable is no reason to refuse an edit. URL-shaped so a `url` built from it validates.
+PLACEHOLDER = "http://unset.invalid"
+_BARE_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # no ':-default', so unset means unusable
+
+
+class EditError(Exception):
+    """The change does not apply to this document; the message says why."""
+
+
+class BadName(EditError):
+    pass
+
+
+class NoSuchServer(EditError):
+    pass
+
+
+class ServerExists(EditError):
+    pass
+
+
+class ChangedOnDisk(EditError):
+    pass
+
+
+@dataclass(frozen=True)
+class EditResult:
+    path: Path
+    changed: bool
+    config: HubConfig
+    backup: Path | None = None
+    unset: tuple[str, ...] = ()  # ${VAR}s not set here, validated with a placeholder
+
+
+def read_document(path: Path) -> Document:
+    """The raw JSON object in `path` (empty when the file does not exist)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return _decode(raw, path)
+
+
+def _decode(raw: bytes, path: Path) -> Document:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object")
+    return doc
+
+
+def servers_key(doc: Document) -> str:
+    """Where this document keeps its servers: `mcpServers`, or VS Code's `servers` if that is what it uses."""
+    if "mcpServers" not in doc and isinstance(doc.get("servers"), dict):
+        return "servers"
+    return "mcpServers"
+
+
+def servers_of(doc: Document, *, create: bool = False) -> dict[str, Any]:
+    key = servers_key(doc)
+    servers = doc.get(key)
+    if servers is None and create:
+        servers = doc[key] = {}
+    if servers is None:
+        return {}
+    if not isinstance(servers, dict):
+        raise EditError(f"'{key}' must be a JSON object, not {type(servers).__name__}")
+    return servers
+
+
+def separator_of(doc: Document) -> str:
+    hub = doc.get("onemcp")
+    sep = hub.get("separator") if isinstance(hub, dict) else None
+    return sep if isinstance(sep, str) and sep else DEFAULT_SEPARATOR
+
+
+def check_name(doc: Document, name: str) -> None:
+    problem = server_name_problem(name, separator_of(doc))
+    if problem:
+        raise BadName(f"invalid server name {name!r}: it {problem}")
+
+
+# ---------------------------------------------------------------------- changes
+def add_server(doc: Document, name: str, entry: dict[str, Any], *, replace: bool = False) -> None:
+    check_name(doc, name)
+    servers = servers_of(doc, create=True)
+    if name in servers and not replace:
+        raise ServerExists(f"a server named {name!r} already exists")
+    servers[name] = entry
+
+
+def remove_server(doc: Document, name: str) -> None:
+    servers = servers_of(doc)
+    if name not in servers:
+        raise NoSuchServer(_unknown(name, servers))
+    del servers[name]
+
+
+def set_disabled(doc: Document, name: str, disabled: bool) -> None:
+    servers = servers_of(doc)
+    entry = servers.get(name)
+    if entry is None:
+        raise NoSuchServer(_unknown(name, servers))
+    if not isinstance(entry, dict):
+        raise EditError(f"server {name!r} is not a JSON object")
+    if disabled:
+        entry["disabled"] = True
+    else:
+        entry.pop("disabled", None)  # absent means enabled; keeps the entry as other clients write it
+
+
+def _unknown(name: str, servers: dict[str, Any]) -> str:
+    known = ", ".join(sorted(servers)) or "none"
+    return f"no server named {name!r} (configured: {known})"
+
+
+# ---------------------------------------------------------------------- the edit cycle
+def validate(doc: Document, *, source: str, env: dict[str, str]) -> tuple[HubConfig, tuple[str, ...]]:
+    """Load `doc` as the hub would; unset ``${VAR}``s without a default get `PLACEHOLDER`."""
+    unset = sorted(_bare_vars(doc) - set(env))
+    config = parse_config(orjson.dumps(doc), source=source, env=env | dict.fromkeys(unset, PLACEHOLDER))
+    return config, tuple(unset)
+
+
+def _bare_vars(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(_BARE_VAR.findall(value))
+    if isinstance(value, dict):
+        return set().union(*(_bare_vars(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_bare_vars(v) for v in value))
+    return set()
+
+
+def render(doc: Document, original: bytes = b"") -> bytes:
+    """JSON text for `doc`, indented the way `original` was (two spaces when there is nothing to copy)."""
+    indent: str | int = 2
+    match = re.search(rb"^\{\s*?\n([ \t]+)\S", original)
+    if match:
+        found = match.group(1).decode()
+        indent = found if "\t" in found else len(found)
+    return (json.dumps(doc, indent=indent, ensure_ascii=False) + "\n").encode()
+
+
+def backup_dir(path: Path) -> Path:
+    return path.parent / BACKUP_DIR
+
+
+def edit_config(
+    path: Path,
+    change: Callable[[Document], None],
+    *,
+    env: dict[str, str],
+    keep: int = BACKUPS_KEPT,
+) -> EditResult:
+    """Apply `change` to the document in `path` and write it back if it still loads.
+
+    Nothing is written when `change` raises, when the result does not validate (`ConfigError`,
+    file untouched), or when the document did not change. Otherwise the previous file is copied
+    into `backups/` beside it (newest `keep` kept) and the new one replaces it atomically.
+    """
+    try:
+        original = path.read_bytes()
+    except FileNotFoundError:
+        original = b""
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    before = _decode(original, path) if original else {}
+    doc = copy.deepcopy(before)
+    change(doc)
+    config, unset = validate(doc, source=str(path), env=env)
+    if doc == before and original:
+        return EditResult(path, changed=False, config=config, unset=unset)
+    try:
+        current = path.read_bytes()
+    except FileNotFoundError:
+        current = b""
+    if current != original:
+        raise ChangedOnDisk(f"{path} changed while it was being edited; nothing written, try again")
+    saved = backup(path, backup_dir(path), keep=keep) if original else None
+    atomic_write(path, render(doc, original))
+    return EditResult(path, changed=True, config=config, backup=saved, unset=unset)

@@ -1,0 +1,87 @@
+"""Living configuration: watch mcp.json (and SIGHUP), validate a new version, apply it.
+
+Owns when a reload happens and what is reported. A file that does not parse or validate
+(bad JSON, a schema error, a missing ${VAR}) leaves the running config in place; the
+reason, with the path of the bad field, is logged and shown in /health until a good
+version arrives. What changes is applied by `Hub.apply_config`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from onemcp.config.load import ConfigError, load_config
+from onemcp.hub import Hub
+
+log = logging.getLogger("onemcp.reload")
+DEBOUNCE_MS = 300
+
+
+class Reloader:
+    def __init__(self, hub: Hub, path: Path) -> None:
+        self.hub = hub
+        self.path = path
+        self.reloads = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.last_reload: float | None = None
+        self.last_changes: dict[str, list[str]] = {}
+        self._lock = anyio.Lock()
+
+    async def reload(self) -> bool:
+        """Load, validate and apply the file; False (and the reason kept) when it is refused."""
+        async with self._lock:
+            try:
+                new = load_config(self.path)
+            except ConfigError as exc:
+                self.failures += 1
+                self.last_error = str(exc)
+                log.error("config change refused, keeping the running config: %s", exc)
+                return False
+            self.last_error = None
+            if new == self.hub.config:
+                return True
+            self.last_changes = await self.hub.apply_config(new)
+            self.reloads += 1
+            self.last_reload = time.time()
+            log.info("config reloaded: %s", {k: v for k, v in self.last_changes.items() if v and k != "unchanged"})
+            return True
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch)
+            if sys.platform != "win32":
+                tg.start_soon(self._on_sighup)
+            task_status.started()
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch  # imported here: only a running hub watches
+
+        folder, name = self.path.parent, self.path.name
+        async for changes in awatch(folder, debounce=DEBOUNCE_MS, recursive=False):
+            if any(Path(changed).name == name for _, changed in changes):
+                await self.reload()
+
+    async def _on_sighup(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+            async for _ in signals:
+                log.info("SIGHUP: reloading %s", self.path)
+                await self.reload()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "reloads": self.reloads,
+            "failures": self.failures,
+            "lastReload": self.last_reload,
+            "lastError": self.last_error,
+            "lastChanges": self.last_changes,
+        }

@@ -1,0 +1,146 @@
+"""Living configuration under load: edits apply without failing calls to untouched servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from support.hub import RunningHub, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 60.0
+
+
+def stdio(*args: str, **extra: Any) -> dict[str, Any]:
+    cmd = fixture_command(*args)
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+def write(path: Path, servers: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    doc = {"mcpServers": servers, "onemcp": settings}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)  # how editors and `onemcp mcp` write it
+    return doc
+
+
+async def tool_names(c: Client) -> set[str]:
+    return {t.name for t in (await c.list_tools()).tools}
+
+
+async def until(predicate: Any) -> None:
+    while not await predicate():
+        await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+
+
+class Load:
+    """Calls to one server in a loop from its own client, counting outcomes."""
+
+    def __init__(self, hub: RunningHub, tool: str) -> None:
+        self.hub, self.tool = hub, tool
+        self.ok = 0
+        self.failed: list[str] = []
+        self.stop = anyio.Event()
+
+    async def run(self) -> None:
+        async with Client(self.hub.url, mode="legacy", cache=None) as c:
+            while not self.stop.is_set():
+                try:
+                    result = await c.call_tool(self.tool, {"message": "x"})
+                    self.ok += 1 if not result.is_error else 0
+                except MCPError as exc:
+                    self.failed.append(exc.error.message)
+
+
+async def test_edits_under_load(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    config = write(path, {"keep": stdio(), "drop": stdio(), "change": stdio()})
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub, anyio.create_task_group() as tg:
+            load = Load(hub, "keep__echo")
+            tg.start_soon(load.run)
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=on_message) as c:
+                await until(lambda: _true_after(load))
+                # add one, remove one, change one (new args), leave one alone
+                write(path, {"keep": stdio(), "change": stdio("--tools", "2"), "added": stdio()})
+                await until(lambda: _has(c, {"added__echo", "change__tool_1"}, {"drop__echo"}))
+                assert changed.is_set()
+                # disable one
+                write(path, {"keep": stdio(), "change": stdio("--tools", "2"), "added": stdio(disabled=True)})
+                await until(lambda: _has(c, set(), {"added__echo"}))
+                # break it: refused, reported, the running config stays
+                path.write_text("{ not json")
+                reloader = hub.app.reloader
+                assert reloader is not None
+                await until(lambda: _async(reloader.last_error is not None))
+                async with httpx.AsyncClient() as http:
+                    doc = (await http.get(f"{hub.base}/health")).json()
+                assert "not valid JSON" in doc["config"]["lastError"] and doc["status"] == "degraded"
+                assert "keep__echo" in await tool_names(c)
+                # a missing ${VAR} is refused too, naming it
+                path.write_text(json.dumps({"mcpServers": {"keep": stdio(env={"T": "${ONEMCP_TEST_NOPE}"})}}))
+                await until(lambda: _async("ONEMCP_TEST_NOPE" in (reloader.last_error or "")))
+                # and a good version is taken again
+                write(path, {"keep": stdio(), "change": stdio("--tools", "2")})
+                await until(lambda: _async(reloader.last_error is None))
+                assert text_of(await c.call_tool("change__tool_0", {})) is not None
+            calls_before = load.ok
+            await until(lambda: _async(load.ok > calls_before))  # still serving
+            load.stop.set()
+    assert load.failed == [], load.failed[:3]
+    assert load.ok > 0
+
+
+async def _true_after(load: Load) -> bool:
+    return load.ok > 3
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def _has(c: Client, present: set[str], absent: set[str]) -> bool:
+    names = await tool_names(c)
+    return present <= names and not (absent & names)
+
+
+def text_of(result: types.CallToolResult) -> str | None:
+    item = result.content[0] if result.content else None
+    return item.text if isinstance(item, types.TextContent) else None
+
+
+async def test_removing_a_server_lets_its_calls_finish(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    config = write(path, {"a": stdio(), "b": stdio()})
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub:
+            async with Client(hub.url, mode="legacy", cache=None) as c:
+                results: list[str | None] = []
+
+                async def slow() -> None:
+                    results.append(text_of(await c.call_tool("b__sleep", {"seconds": 1})))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(slow)
+                    conn = hub.app.hub.pool.connections["b"]
+                    await until(lambda: _async(conn.in_flight > 0))
+                    write(path, {"a": stdio()})
+                await until(lambda: _async("b" not in hub.app.hub.pool.slots))
+                assert results and results[0] is not None  # the in-flight call completed
+                with pytest.raises(MCPError):
+                    await c.call_tool("b__echo", {"message": "gone"})

@@ -20,7 +20,8 @@ from onemcp.downstream.guard import Guard
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
 from onemcp.downstream.streamable import StreamableHttpEndpoint
 from onemcp.hub import Hub
-from onemcp.observability.health import health, ready
+from onemcp.observability.health import health, ready, state_metrics
+from onemcp.observability.metrics import CONTENT_TYPE
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
 from onemcp.reload import Reloader
 
@@ -38,6 +39,7 @@ class OneMcpApp:
         self.mcp = StreamableHttpEndpoint(self.hub)
         self.legacy = LegacySseEndpoint(self.hub)
         self.reloader = Reloader(self.hub, config_path) if config_path is not None else None
+        self.hub.metrics.add_state(lambda: state_metrics(self.hub, self.reloader))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -60,6 +62,9 @@ class OneMcpApp:
         try:
             if path.startswith("/health"):
                 await self._health(path, send)
+                return
+            if path == "/metrics":
+                await asgi.send_bytes(send, 200, self.hub.metrics.render(), CONTENT_TYPE.encode())
                 return
             guard = self.guard
             if not guard.host_ok(asgi.header(scope, b"host")):

@@ -9,6 +9,7 @@ to. Does not own any wire: the downstream endpoint turns what this returns into 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from onemcp import __version__, bridge
 from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog
 from onemcp.config.model import HubConfig
 from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
+from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
     HubError,
@@ -54,6 +56,7 @@ class Hub:
         self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
         self.pool = Pool(config, self)
         self.isolated = IsolatedConnections(self)
+        self.metrics = Metrics()
         self.tasks = TaskRouter(self.catalog)
         self.parking = bridge.Parking()
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
@@ -216,6 +219,8 @@ class Hub:
         """
         rounds = 0
         parked = False
+        started = time.perf_counter()
+        outcome = "cancelled"
         try:
             with anyio.move_on_after(call.timeout):
                 while True:
@@ -225,11 +230,13 @@ class Hub:
                         if pending is not None:
                             # a legacy upstream asks a modern client: park, answer input_required
                             parked = True
+                            outcome = "ok"
                             return self.parking.park(conn, call, msg, pending)
                         await emit(msg)
                         continue
                     if msg is CANCELLED:
                         return None
+                    outcome = "error" if "error" in msg else "ok"
                     needed = bridge.input_required(msg)
                     if needed is not None and not session.ephemeral and rounds < bridge.MAX_ROUNDS:
                         # a modern upstream asks a legacy client: ask live, then retry upstream
@@ -240,9 +247,11 @@ class Hub:
                         continue
                     return self._rewrite_result(session, conn.name, call.method, msg)
             conn.abandon(call, f"timed out after {call.timeout:g}s")
+            outcome = "timeout"
             err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
             return jsonrpc.error(call.downstream_id, err.to_error())
         finally:
+            self.metrics.observe(call.method, conn.name, outcome, time.perf_counter() - started)
             if not call.done and not parked:
                 conn.abandon(call, "the client went away")
             session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]

@@ -57,17 +57,27 @@ def timestamp(now: datetime | None = None) -> str:
 
 
 def unique_path(directory: Path, stem: str, suffix: str) -> Path:
-    """`directory/<stem>.<timestamp><suffix>`, stamped later than any existing one.
+    """`directory/<stem>.<timestamp><suffix>` (just `<timestamp><suffix>` without a stem), stamped
+    later than any existing one.
 
     Sorting these names is then sorting by age even if two writes share a microsecond or the
-    clock stepped back, which is what pruning relies on.
+    clock stepped back, which is what pruning and "the latest backup" rely on.
     """
+    prefix = f"{stem}." if stem else ""
     now = datetime.now(UTC)
-    for old in directory.glob(f"{stem}.*{suffix}") if directory.is_dir() else ():
-        stamp = old.name[len(stem) + 1 : len(old.name) - len(suffix)]
+    for old in stamped(directory, stem, suffix):
         with contextlib.suppress(ValueError):
-            now = max(now, datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC) + timedelta(microseconds=1))
-    return directory / f"{stem}.{timestamp(now)}{suffix}"
+            then = datetime.strptime(old.name[len(prefix) : len(old.name) - len(suffix)], _STAMP)
+            now = max(now, then.replace(tzinfo=UTC) + timedelta(microseconds=1))
+    return directory / f"{prefix}{timestamp(now)}{suffix}"
+
+
+def stamped(directory: Path, stem: str, suffix: str) -> list[Path]:
+    """Files `unique_path` named in `directory` for this stem and suffix, oldest first."""
+    if not directory.is_dir():
+        return []
+    pattern = f"{stem}.*{suffix}" if stem else f"*{suffix}"
+    return sorted(p for p in directory.glob(pattern) if p.is_file())
 
 
 def backup(path: Path, directory: Path, *, keep: int) -> Path | None:
@@ -90,6 +100,4 @@ def backup(path: Path, directory: Path, *, keep: int) -> Path | None:
 
 def backups_of(name: str, directory: Path) -> list[Path]:
     """Backups `backup` made of a file called `name`, oldest first."""
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.glob(f"{name}.*.bak") if p.is_file())
+    return stamped(directory, name, ".bak")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import Metric
 
 from onemcp.hub import Hub
+from onemcp.observability.metrics import counter, gauge
+
+if TYPE_CHECKING:
+    from onemcp.reload import Reloader
 
 
 def health(hub: Hub) -> dict[str, Any]:
@@ -53,3 +60,27 @@ def health(hub: Hub) -> dict[str, Any]:
 def ready(hub: Hub) -> tuple[bool, dict[str, Any]]:
     tried = hub.pool.all_tried()
     return tried, {"ready": tried, "upstreams": {n: c.state for n, c in hub.pool.connections.items()}}
+
+
+def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
+    """Gauges and counters read from live state when /metrics is scraped."""
+    up = gauge("onemcp_upstream_up", "1 when the upstream is connected and ready", ["server", "transport"])
+    in_flight = gauge("onemcp_upstream_in_flight", "Client calls waiting on the upstream", ["server"])
+    restarts = counter("onemcp_upstream_restarts", "Times the supervisor restarted the upstream", ["server"])
+    looping = gauge("onemcp_upstream_crash_looping", "1 when the upstream is crash-looping", ["server"])
+    for name, slot in hub.pool.slots.items():
+        up.add_metric([name, slot.conn.transport.kind], 1.0 if slot.conn.state == "ready" else 0.0)
+        in_flight.add_metric([name], slot.conn.in_flight)
+        restarts.add_metric([name], slot.restarts)
+        looping.add_metric([name], 1.0 if slot.status == "crash-looping" else 0.0)
+    yield from (up, in_flight, restarts, looping)
+    sessions = gauge("onemcp_sessions", "Live sessions (2025-11-25 era and older)")
+    sessions.add_metric([], len(hub.sessions))
+    listens = gauge("onemcp_listen_streams", "Open subscriptions/listen streams (2026-07-28 era)")
+    listens.add_metric([], len(hub.listeners))
+    yield from (sessions, listens)
+    if reloader is not None:
+        reloads = counter("onemcp_config_reloads", "Config reloads, by outcome", ["outcome"])
+        reloads.add_metric(["applied"], reloader.reloads)
+        reloads.add_metric(["refused"], reloader.failures)
+        yield reloads

@@ -1,0 +1,143 @@
+"""Importing another app's servers into mcp.json: choose names, spot conflicts, then add.
+
+Owns the decision for each found server (add, skip as already present, conflict, replace, or
+invalid) and the renaming of names our rules reject. Pure over documents: reading app files is
+`apps`, writing mcp.json is `edit`.
+
+Rules: names are sanitised to `server_name_problem`'s rules (the rename is reported); a name
+already in mcp.json with the same definition (transport, command, args, env, cwd, url,
+headers) is skipped; with a different one it is a conflict and left alone unless forced. Two
+servers of the same app that end up with one name keep the first and number the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from onemcp.config.apps import FoundServer
+from onemcp.config.edit import Document, separator_of, servers_of, validate
+from onemcp.config.load import ConfigError
+from onemcp.protocol.names import server_name_problem
+
+_NAME_MAX = 32
+
+
+class Action(StrEnum):
+    ADD = "add"
+    REPLACE = "replace"  # a conflict, overwritten because forced
+    SKIP = "skip"  # already there with the same definition
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Planned:
+    found: FoundServer
+    name: str
+    action: Action
+    reason: str = ""
+
+    @property
+    def renamed(self) -> bool:
+        return self.name != self.found.name
+
+    @property
+    def writes(self) -> bool:
+        return self.action in (Action.ADD, Action.REPLACE)
+
+
+def sanitize(name: str, separator: str) -> str:
+    """`name` changed as little as needed to satisfy `server_name_problem` under `separator`."""
+    filler = next((c for c in "_-" if c not in separator), "")
+    clean = re.sub(r"[^A-Za-z0-9_-]", filler, name)
+    while separator in clean:
+        clean = clean.replace(separator, filler)
+    clean = clean.strip(separator)[:_NAME_MAX].strip(separator)
+    if not clean or server_name_problem(clean, separator):
+        clean = "server"
+    return clean
+
+
+def definition(entry: Any) -> dict[str, Any]:
+    """What makes two entries the same server (tags, timeouts and the disabled flag do not)."""
+    if not isinstance(entry, dict):
+        return {"invalid": entry}
+    kind = entry.get("type")
+    if entry.get("command") is not None:
+        transport = "stdio"
+    else:
+        transport = "sse" if kind == "sse" else "http"
+    return {
+        "transport": transport,
+        "command": entry.get("command"),
+        "args": list(entry.get("args") or []),
+        "env": dict(entry.get("env") or {}),
+        "cwd": entry.get("cwd"),
+        "url": entry.get("url"),
+        "headers": dict(entry.get("headers") or {}),
+    }
+
+
+def plan_import(
+    found: list[FoundServer], doc: Document, *, env: dict[str, str], prefix: str = "", force: bool = False
+) -> list[Planned]:
+    separator = separator_of(doc)
+    existing = servers_of(doc)
+    taken: dict[str, FoundServer] = {}
+    plan: list[Planned] = []
+    for server in found:
+        if server.entry is None:
+            plan.append(Planned(server, server.name, Action.INVALID, "; ".join(server.notes) or "not a server"))
+            continue
+        name = sanitize(prefix + server.name, separator)
+        if name in taken:
+            first = taken[name]
+            if definition(first.entry) == definition(server.entry):
+                plan.append(Planned(server, name, Action.SKIP, f"same as {name!r} from {first.source.label}"))
+                continue
+            name = _numbered(name, separator, set(taken) | set(existing))
+        problem = _problem(name, server.entry, separator, env)
+        if problem:
+            plan.append(Planned(server, name, Action.INVALID, problem))
+            continue
+        taken[name] = server
+        if name not in existing:
+            plan.append(Planned(server, name, Action.ADD))
+        elif definition(existing[name]) == definition(server.entry):
+            plan.append(Planned(server, name, Action.SKIP, "already in mcp.json with the same definition"))
+        elif force:
+            plan.append(Planned(server, name, Action.REPLACE, "mcp.json had a different definition"))
+        else:
+            plan.append(Planned(server, name, Action.CONFLICT, "mcp.json has a different server by this name"))
+    return plan
+
+
+def apply_plan(doc: Document, plan: list[Planned]) -> None:
+    """Add (or, when forced, replace) the planned servers in `doc`, keeping everything else."""
+    servers = servers_of(doc, create=True)
+    for item in plan:
+        if item.writes and item.found.entry is not None:
+            servers[item.name] = item.found.entry
+
+
+def _numbered(name: str, separator: str, taken: set[str]) -> str:
+    n = 2
+    while True:
+        suffix = f"{'-' if '-' not in separator else '_'}{n}"
+        candidate = sanitize(name[: _NAME_MAX - len(suffix)] + suffix, separator)
+        if candidate not in taken:
+            return candidate
+        n += 1
+
+
+def _problem(name: str, entry: dict[str, Any], separator: str, env: dict[str, str]) -> str | None:
+    """Why this entry alone would make mcp.json fail to load, or None."""
+    doc: Document = {"mcpServers": {name: entry}, "onemcp": {"separator": separator}}
+    try:
+        validate(doc, source="entry", env=env)
+    except ConfigError as exc:
+        return str(exc).removeprefix("entry: ")
+    return None

@@ -1,0 +1,85 @@
+"""Prometheus metrics: what the hub counts on the hot path, and what it reads at scrape time.
+
+Counted as it happens: forwarded requests by method, server and outcome, and their
+latency. Read from live state when scraped (no bookkeeping to drift): upstream up/down,
+supervisor restarts, sessions, listen streams, config reloads. Label sets are bounded:
+methods outside the MCP method list count as "other", servers are the configured ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+KNOWN_METHODS = frozenset(
+    {
+        "tools/call", "prompts/get", "resources/read", "completion/complete", "resources/subscribe",
+        "resources/unsubscribe", "tasks/get", "tasks/result", "tasks/cancel", "tasks/list",
+        "tools/list", "prompts/list", "resources/list", "resources/templates/list", "initialize",
+        "ping", "logging/setLevel", "server/discover", "subscriptions/listen",
+    }
+)  # fmt: skip
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "onemcp_upstream_requests",
+            "Requests forwarded to an upstream, by outcome (ok, error, timeout, cancelled)",
+            ["method", "server", "outcome"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "onemcp_upstream_request_duration_seconds",
+            "Time from forwarding a request to its reply",
+            ["method", "server"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    def observe(self, method: str, server: str, outcome: str, seconds: float) -> None:
+        """One forwarded request finished (label children are cached: this is the hot path)."""
+        if method not in KNOWN_METHODS:
+            method = "other"
+        key = (method, server, outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self._requests.labels(method, server, outcome)
+        counter.inc()
+        hist = self._histograms.get(key[:2])
+        if hist is None:
+            hist = self._histograms[key[:2]] = self._latency.labels(method, server)
+        hist.observe(seconds)
+
+    def add_state(self, read: Callable[[], Iterator[Metric]]) -> None:
+        """Metrics computed from live state at scrape time."""
+        self.registry.register(_StateCollector(read))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, read: Callable[[], Iterator[Metric]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        return self._read()
+
+
+def gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+def counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=labels)

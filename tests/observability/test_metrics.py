@@ -1,0 +1,64 @@
+"""/metrics is valid Prometheus text with bounded labels, and counts what happened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from prometheus_client.parser import text_string_to_metric_families
+
+from fixtures.launch import fixture_command
+from support.hub import running_hub
+
+pytestmark = pytest.mark.anyio
+
+
+def stdio(**extra: Any) -> dict[str, Any]:
+    cmd = fixture_command()
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+async def test_metrics_count_requests_and_state(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"mcpServers": {}}')
+    config = {"mcpServers": {"a": stdio(), "slow": stdio(timeout=0.3)}}
+    with anyio.fail_after(30):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
+            async with Client(hub.url, mode="legacy", cache=None) as c:
+                await c.call_tool("a__echo", {"message": "x"})
+                await c.call_tool("a__echo", {"message": "y"})
+                with pytest.raises(MCPError):
+                    await c.call_tool("a__error", {})
+                with pytest.raises(MCPError):
+                    await c.call_tool("slow__sleep", {"seconds": 5})
+                r = await http.get(f"{hub.base}/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    got = samples(r.text)
+
+    def value(name: str, **labels: str) -> float:
+        return got[(name, tuple(sorted(labels.items())))]
+
+    assert value("onemcp_upstream_requests_total", method="tools/call", server="a", outcome="ok") == 2
+    assert value("onemcp_upstream_requests_total", method="tools/call", server="a", outcome="error") == 1
+    assert value("onemcp_upstream_requests_total", method="tools/call", server="slow", outcome="timeout") == 1
+    assert value("onemcp_upstream_request_duration_seconds_count", method="tools/call", server="a") == 3
+    assert value("onemcp_upstream_up", server="a", transport="stdio") == 1
+    assert value("onemcp_upstream_restarts_total", server="a") == 0
+    assert value("onemcp_config_reloads_total", outcome="refused") == 0
+    assert ("onemcp_sessions", ()) in got
+    # bounded labels: only configured servers, only known methods
+    servers = {dict(labels).get("server") for (_, labels) in got if dict(labels).get("server")}
+    assert servers == {"a", "slow"}

@@ -65,11 +65,12 @@ def definition(entry: Any) -> dict[str, Any]:
     """What makes two entries the same server (tags, timeouts and the disabled flag do not)."""
     if not isinstance(entry, dict):
         return {"invalid": entry}
-    kind = entry.get("type")
     if entry.get("command") is not None:
         transport = "stdio"
+    elif entry.get("type") == "sse":
+        transport = "sse"
     else:
-        transport = "sse" if kind == "sse" else "http"
+        transport = "http"
     return {
         "transport": transport,
         "command": entry.get("command"),

@@ -24,6 +24,7 @@ def health(hub: Hub) -> dict[str, Any]:
             "state": conn.state,
             "supervisor": slot.status,
             "restarts": slot.restarts,
+            "pid": getattr(conn.transport, "pid", None),
             "nextAttempt": slot.next_attempt,
             "transport": conn.transport.kind,
             "protocolVersion": conn.protocol_version,

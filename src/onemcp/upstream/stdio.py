@@ -10,7 +10,10 @@ forwarding hot path.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import signal
+import sys
 from typing import cast
 
 import anyio
@@ -60,7 +63,19 @@ INHERITED_ENV = (
     "no_proxy",
 )
 STOP_GRACE = 2.0
+PR_SET_PDEATHSIG = 1
 WRITE_HIGH_WATER = 1024 * 1024
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: on Linux, be killed when the hub dies, however it dies.
+
+    Graceful stops close stdin, then SIGTERM, then SIGKILL; this covers the hub itself
+    being killed (no orphans, ever). Elsewhere it does nothing.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -145,6 +160,7 @@ class StdioTransport(Transport):
                 env=child_env(self.config.env),
                 cwd=self.config.cwd,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         except FileNotFoundError:
             raise TransportError(f"command not found: {self.config.command}") from None

@@ -1,0 +1,106 @@
+"""Stopping the hub: in-flight calls finish, and no child process survives, however it stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from fixtures.launch import fixture_command, stop_process
+from support.hub import HEADERS, raw_session
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 60.0
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead too: it only waits to be reaped by its parent
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def start_hub(tmp_path: Path) -> tuple[anyio.abc.Process, str, dict[str, int]]:
+    stubborn, plain = fixture_command("--stubborn"), fixture_command()
+    config = {
+        "mcpServers": {
+            "stubborn": {"command": stubborn[0], "args": stubborn[1:]},
+            "plain": {"command": plain[0], "args": plain[1:]},
+        }
+    }
+    (tmp_path / "mcp.json").write_text(json.dumps(config))
+    process = await anyio.open_process(
+        [sys.executable, "-m", "onemcp", "serve", "--config", str(tmp_path / "mcp.json"), "--port", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    line = b""
+    while not line.endswith(b"\n"):
+        line += await process.stdout.receive(1)
+    url = line.decode().split()[-1]
+    base = url.removesuffix("/mcp")
+    async with httpx.AsyncClient() as http:
+        while (await http.get(f"{base}/health/ready")).status_code != 200:
+            await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+        doc = (await http.get(f"{base}/health")).json()
+    pids = {name: up["pid"] for name, up in doc["upstreams"].items()}
+    assert all(isinstance(pid, int) and alive(pid) for pid in pids.values())
+    return process, url, pids
+
+
+async def test_sigterm_lets_the_call_finish_and_leaves_no_child(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        process, url, pids = await start_hub(tmp_path)
+        try:
+            async with httpx.AsyncClient(timeout=None) as http:
+                headers = await raw_session(http, url)
+                replies: list[httpx.Response] = []
+
+                async def call() -> None:
+                    body = {
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "tools/call",
+                        "params": {"name": "plain__sleep", "arguments": {"seconds": 1}},
+                    }
+                    replies.append(await http.post(url, json=body, headers={**HEADERS, **headers}))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call)
+                    base = url.removesuffix("/mcp")
+                    while (await http.get(f"{base}/health")).json()["upstreams"]["plain"]["inFlight"] == 0:
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                    process.send_signal(signal.SIGTERM)
+                assert replies[0].json()["result"]["content"][0]["text"]  # the call completed
+            await process.wait()
+            while any(alive(pid) for pid in pids.values()):
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+        finally:
+            await stop_process(process)
+
+
+async def test_sigkill_of_the_hub_takes_its_children_along(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        process, _, pids = await start_hub(tmp_path)
+        try:
+            process.kill()
+            await process.wait()
+            while any(alive(pid) for pid in pids.values()):
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+        finally:
+            await stop_process(process)

@@ -20,6 +20,7 @@ from anyio.abc import TaskStatus
 
 from onemcp.config.load import ConfigError, load_config
 from onemcp.hub import Hub
+from onemcp.observability.logs import REDACTOR
 
 log = logging.getLogger("onemcp.reload")
 DEBOUNCE_MS = 300
@@ -49,6 +50,7 @@ class Reloader:
             self.last_error = None
             if new == self.hub.config:
                 return True
+            REDACTOR.use(new)
             self.last_changes = await self.hub.apply_config(new)
             self.reloads += 1
             self.last_reload = time.time()

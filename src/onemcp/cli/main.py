@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=3050, help="port to bind; 0 picks a free one (default 3050)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
     return parser
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from onemcp.cli.serve import serve
 
-        return serve(args.config, args.host, args.port, args.log_level)
+        return serve(args.config, args.host, args.port, args.log_level, args.log_format)
     return 2
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 import sys
@@ -14,6 +13,7 @@ import uvicorn
 
 from onemcp.app import OneMcpApp
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
+from onemcp.observability import logs
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -42,12 +42,8 @@ def remove_runtime(runtime: Path) -> None:
             runtime.unlink()
 
 
-def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def serve(config_flag: str | None, host: str, port: int, log_level: str, log_format: str = "text") -> int:
+    logs.configure(log_level, log_format)
     path = resolve_path(config_flag)
     if not path.exists():
         if config_flag:
@@ -60,6 +56,7 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str) -> int:
     except ConfigError as exc:
         print(f"onemcp: invalid config: {exc}", file=sys.stderr)
         return 2
+    logs.REDACTOR.use(config)
     try:
         sock = _bind(host, port)
     except OSError as exc:

@@ -20,6 +20,9 @@ log = logging.getLogger("onemcp.downstream")
 async def answer(hub: Hub, session: Session, msg: Message, emit: Emit) -> Message | bytes | None:
     """The reply to a request (None when the client cancelled it)."""
     rid = msg.get("id")
+    if log.isEnabledFor(logging.DEBUG):
+        params = msg.get("params") or {}
+        log.debug("session %s: %s %s", session.id[:8], msg.get("method"), params.get("name") or params.get("uri") or "")
     try:
         outcome = await hub.dispatch(session, msg)
         if isinstance(outcome, tuple):

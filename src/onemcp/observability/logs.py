@@ -1,0 +1,81 @@
+"""Logging set-up: text or JSON lines, and secrets redacted from every record.
+
+Secrets are the values the config hands to upstreams (env values, header values) plus
+anything shaped like a bearer token or an API key parameter; they are replaced by `***`
+in the message and its arguments before any handler formats the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from onemcp.config.model import HubConfig
+
+TOKEN = re.compile(r"(?i)(bearer\s+|token[=:]\s*|api[_-]?key[=:]\s*|authorization:\s*)([^\s,;\"']+)")
+MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
+
+
+class Redactor(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+
+    def use(self, config: HubConfig) -> None:
+        values = {
+            value
+            for server in config.servers.values()
+            for value in [*server.env.values(), *server.headers.values()]
+            if len(value) >= MIN_SECRET
+        }
+        self.secrets = sorted(values, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return TOKEN.sub(r"\1***", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.scrub(message)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            doc["exception"] = record.exc_text
+        return orjson.dumps(doc).decode()
+
+
+REDACTOR = Redactor()
+
+
+def configure(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(REDACTOR)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))

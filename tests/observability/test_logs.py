@@ -1,0 +1,53 @@
+"""Logs: secrets from the config and token-shaped strings never reach a handler; JSON lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from onemcp.config.model import HubConfig
+from onemcp.observability.logs import JsonFormatter, Redactor
+
+
+def capture(redactor: Redactor, formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(redactor)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(f"test-logs-{id(out)}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    return logger, out
+
+
+def test_config_secrets_and_tokens_are_redacted() -> None:
+    config = HubConfig.model_validate(
+        {
+            "mcpServers": {
+                "gh": {"command": "x", "env": {"GITHUB_TOKEN": "ghp_supersecret123", "DEBUG": "1"}},
+                "api": {"url": "https://api.example/mcp", "headers": {"X-Api-Key": "k-0123456789"}},
+            }
+        }
+    )
+    redactor = Redactor()
+    redactor.use(config)
+    logger, out = capture(redactor, logging.Formatter("%(message)s"))
+    logger.info("spawned with %s", {"GITHUB_TOKEN": "ghp_supersecret123"})
+    logger.warning("upstream said: Authorization: Bearer abc.def.ghi and key k-0123456789")
+    try:
+        raise RuntimeError("failed with token=ghp_supersecret123")
+    except RuntimeError:
+        logger.exception("boom")
+    text = out.getvalue()
+    assert "ghp_supersecret123" not in text and "k-0123456789" not in text and "abc.def.ghi" not in text
+    assert text.count("***") >= 4
+    assert "DEBUG" not in text or "1" in text  # short values are not treated as secrets
+
+
+def test_json_lines() -> None:
+    logger, out = capture(Redactor(), JsonFormatter())
+    logger.info("hello %s", "world")
+    doc = json.loads(out.getvalue().strip())
+    assert doc["message"] == "hello world" and doc["level"] == "info" and doc["time"].endswith("Z")

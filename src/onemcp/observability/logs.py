@@ -17,7 +17,9 @@ import orjson
 
 from onemcp.config.model import HubConfig
 
-TOKEN = re.compile(r"(?i)(bearer\s+|token[=:]\s*|api[_-]?key[=:]\s*|authorization:\s*)([^\s,;\"']+)")
+TOKEN = re.compile(
+    r"(?i)(authorization:\s*(?:bearer\s+|basic\s+)?|bearer\s+|token[=:]\s*|api[_-]?key[=:]\s*)([^\s,;\"']+)"
+)
 MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
 
 

@@ -1,0 +1,340 @@
+"""`onemcp mcp ...`: manage the servers in mcp.json, and ask a running hub how they are doing.
+
+Owns the arguments and the output of add, remove, enable, disable, list and status. File
+changes go through `config.edit` (validated, atomic, backed up); a running hub picks them up by
+itself. Status reads ``runtime.json`` beside the config (written by `onemcp serve`) and asks the
+hub's ``/health``. Errors are one line on stderr: exit 2 for a bad request (invalid name or
+arguments, a change that would not load), exit 1 when the request is fine but cannot be done
+(unknown server, duplicate name, no hub running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from onemcp.config.edit import (
+    BadName,
+    Document,
+    EditError,
+    EditResult,
+    add_server,
+    edit_config,
+    read_document,
+    remove_server,
+    servers_of,
+    set_disabled,
+    validate,
+)
+from onemcp.config.load import ConfigError, resolve_path
+
+USAGE_ERROR = 2
+FAILED = 1
+STATUS_TIMEOUT = 5.0
+
+
+class CommandError(Exception):
+    """Ends the command with a message on stderr and an exit code."""
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Split ``mcp add NAME ... -- CMD ARGS...`` at the first ``--``.
+
+    Done before argparse, which would otherwise read the server's own options (``-y``, a later
+    ``--``) as ours.
+    """
+    if argv[:2] == ["mcp", "add"] and "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1 :]
+    return argv, None
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
+    mcp = sub.add_parser("mcp", help="manage the servers in mcp.json")
+    actions = mcp.add_subparsers(dest="action", required=True)
+
+    add = actions.add_parser(
+        "add",
+        parents=[config],
+        help="add a server",
+        usage="onemcp mcp add NAME (--command CMD [--arg A ...] | --url URL | -- CMD ARGS...) [options]",
+    )
+    add.add_argument("name")
+    add.add_argument("--command", help="program to start (stdio server)")
+    add.add_argument("--arg", action="append", default=[], dest="args", metavar="A", help="argument (repeatable)")
+    add.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
+    add.add_argument("--cwd", help="working directory of the program")
+    add.add_argument("--url", help="URL of an HTTP server")
+    add.add_argument("--type", choices=["http", "sse"], help="HTTP transport (default http)")
+    add.add_argument("--header", action="append", default=[], metavar="'K: V'", help="HTTP header (repeatable)")
+    add.add_argument("--tag", action="append", default=[], dest="tags", metavar="T", help="tag (repeatable)")
+    add.add_argument("--timeout", type=float, metavar="S", help="deadline in seconds for each request")
+    add.add_argument("--disabled", action="store_true", help="add it switched off")
+
+    for name, text in (("remove", "remove a server"), ("enable", "switch a server on"), ("disable", "switch it off")):
+        action = actions.add_parser(name, parents=[config], help=text)
+        action.add_argument("name")
+
+    listing = actions.add_parser("list", parents=[config], help="list the servers in mcp.json")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    status = actions.add_parser("status", parents=[config], help="ask the running hub about its servers")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--url", help="the hub's URL (default: from runtime.json beside the config)")
+
+
+def run(args: argparse.Namespace, command: list[str] | None) -> int:
+    try:
+        if args.action == "add":
+            return _add(args, command)
+        if args.action == "remove":
+            return _edit(args, f"removed {args.name!r}", lambda doc: remove_server(doc, args.name), must_exist=True)
+        if args.action in ("enable", "disable"):
+            off = args.action == "disable"
+            return _edit(
+                args,
+                f"{args.action}d {args.name!r}",
+                lambda doc: set_disabled(doc, args.name, off),
+                must_exist=True,
+                unchanged=f"{args.name!r} is already {args.action}d",
+            )
+        if args.action == "list":
+            return _list(args)
+        if args.action == "status":
+            return _status(args)
+    except CommandError as exc:
+        print(f"onemcp: {exc}", file=sys.stderr)
+        return exc.code
+    raise AssertionError(f"unhandled action {args.action}")
+
+
+# ---------------------------------------------------------------------- editing
+def _add(args: argparse.Namespace, command: list[str] | None) -> int:
+    entry = server_entry(args, command)
+    return _edit(args, f"added {args.name!r}", lambda doc: add_server(doc, args.name, entry))
+
+
+def server_entry(args: argparse.Namespace, command: list[str] | None) -> dict[str, Any]:
+    """The mcp.json entry the `add` options describe, written the way other clients write it."""
+    if command is not None and not command:
+        raise CommandError("nothing after '--': give the command to run", USAGE_ERROR)
+    if command and args.command:
+        raise CommandError("give the command either with --command or after '--', not both", USAGE_ERROR)
+    program = [args.command, *args.args] if args.command else (command or [])
+    if bool(program) == bool(args.url):
+        raise CommandError("give either --command CMD (or '-- CMD ARGS...') or --url URL", USAGE_ERROR)
+    entry: dict[str, Any] = {}
+    if program:
+        if command and args.args:
+            raise CommandError("--arg goes with --command; after '--' just list the arguments", USAGE_ERROR)
+        _only_with("--url", type=args.type, header=args.header)
+        entry["command"] = program[0]
+        if program[1:]:
+            entry["args"] = program[1:]
+        if args.env:
+            entry["env"] = dict(_pair(item, "=", "--env", "K=V") for item in args.env)
+        if args.cwd:
+            entry["cwd"] = args.cwd
+    else:
+        _only_with("--command", arg=args.args, env=args.env, cwd=args.cwd)
+        entry["type"] = args.type or "http"
+        entry["url"] = args.url
+        if args.header:
+            entry["headers"] = dict(_pair(item, ":", "--header", "'K: V'") for item in args.header)
+    if args.tags:
+        entry["tags"] = args.tags
+    if args.timeout is not None:
+        entry["timeout"] = args.timeout
+    if args.disabled:
+        entry["disabled"] = True
+    return entry
+
+
+def _only_with(other: str, **given: Any) -> None:
+    for flag, value in given.items():
+        if value:
+            raise CommandError(f"--{flag} only applies to a server given with {other}", USAGE_ERROR)
+
+
+def _pair(item: str, sep: str, flag: str, shape: str) -> tuple[str, str]:
+    key, found, value = item.partition(sep)
+    if not found or not key.strip():
+        raise CommandError(f"{flag} {item!r}: expected {shape}", USAGE_ERROR)
+    return key.strip(), value.strip() if sep == ":" else value
+
+
+def _edit(
+    args: argparse.Namespace,
+    done: str,
+    change: Callable[[Document], None],
+    *,
+    must_exist: bool = False,
+    unchanged: str = "nothing to change",
+) -> int:
+    path = resolve_path(args.config)
+    if must_exist and not path.exists():
+        raise CommandError(f"no config file at {path}")
+    try:
+        result = edit_config(path, change, env=dict(os.environ))
+    except BadName as exc:
+        raise CommandError(str(exc), USAGE_ERROR) from None
+    except EditError as exc:
+        raise CommandError(f"{exc} in {path}") from None
+    except ConfigError as exc:
+        raise CommandError(f"not changed, the result would not load: {exc}", USAGE_ERROR) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+    _report(result, done, unchanged)
+    return 0
+
+
+def _report(result: EditResult, done: str, unchanged: str) -> None:
+    if not result.changed:
+        print(f"onemcp: {unchanged}; {result.path} not changed")
+        return
+    print(f"onemcp: {done} in {result.path}")
+    if result.backup:
+        print(f"onemcp: previous version saved as {result.backup}")
+    for name in result.unset:
+        print(f"onemcp: note: ${{{name}}} is not set here; the hub needs it in its environment", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- list
+def describe(entry: Any) -> dict[str, Any]:
+    """Name-independent facts about a raw entry, shown without expanding ${VAR}s (no secrets printed)."""
+    if not isinstance(entry, dict):
+        return {"transport": "?", "enabled": False, "tags": [], "target": "(not an object)"}
+    if entry.get("command") is not None:
+        transport = "stdio"
+        target = shlex.join([str(entry["command"]), *(str(a) for a in entry.get("args") or [])])
+    else:
+        transport = "sse" if entry.get("type") == "sse" else "http"
+        target = str(entry.get("url", ""))
+    tags = entry.get("tags") if isinstance(entry.get("tags"), list) else []
+    return {"transport": transport, "enabled": entry.get("disabled") is not True, "tags": tags, "target": target}
+
+
+def _list(args: argparse.Namespace) -> int:
+    path = resolve_path(args.config)
+    if not path.exists():
+        raise CommandError(f"no config file at {path} (`onemcp mcp add` or `onemcp serve` creates one)")
+    try:
+        doc = read_document(path)
+        servers = servers_of(doc)
+    except (ConfigError, EditError) as exc:
+        raise CommandError(str(exc), USAGE_ERROR) from None
+    _warn_if_invalid(doc, path)
+    rows = [{"name": name, **describe(entry)} for name, entry in servers.items()]
+    if args.json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if not rows:
+        print(f"no servers in {path}")
+        return 0
+    table = [
+        [r["name"], r["transport"], "yes" if r["enabled"] else "no", ",".join(map(str, r["tags"])) or "-", r["target"]]
+        for r in rows
+    ]
+    _print_table(["NAME", "TRANSPORT", "ENABLED", "TAGS", "TARGET"], table)
+    return 0
+
+
+def _warn_if_invalid(doc: Document, path: Path) -> None:
+    try:
+        validate(doc, source=str(path), env=dict(os.environ))
+    except ConfigError as exc:
+        print(f"onemcp: warning: the hub cannot load this config: {exc}", file=sys.stderr)
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+# ---------------------------------------------------------------------- status
+def hub_base(url: str) -> str:
+    """``http://host:port`` from the hub's endpoint URL (``.../mcp``) or a bare base URL."""
+    base = url.rstrip("/")
+    for endpoint in ("/mcp", "/sse"):
+        base = base.removesuffix(endpoint)
+    return base
+
+
+def running_hub(config_path: Path) -> dict[str, Any]:
+    """The `runtime.json` of the hub serving from this config dir; CommandError when none runs."""
+    runtime = config_path.parent / "runtime.json"
+    hint = "start one with `onemcp serve`"
+    try:
+        doc = orjson.loads(runtime.read_bytes())
+    except FileNotFoundError:
+        raise CommandError(f"no hub is running (no {runtime}); {hint}") from None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise CommandError(f"cannot read {runtime}: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("url"), str):
+        raise CommandError(f"{runtime} does not say where the hub is")
+    pid = doc.get("pid")
+    if isinstance(pid, int) and not _alive(pid):
+        raise CommandError(f"no hub is running ({runtime} names pid {pid}, which has exited); {hint}")
+    return doc
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows; let the HTTP check decide
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def _status(args: argparse.Namespace) -> int:
+    import httpx
+
+    runtime: dict[str, Any] = {"url": args.url} if args.url else running_hub(resolve_path(args.config))
+    base = hub_base(runtime["url"])
+    try:
+        with httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False) as client:
+            response = client.get(f"{base}/health")
+    except httpx.HTTPError as exc:
+        raise CommandError(f"no hub answers at {base}: {exc}") from None
+    if response.status_code != 200:
+        raise CommandError(f"{base}/health answered HTTP {response.status_code}")
+    try:
+        health = response.json()
+    except ValueError:
+        raise CommandError(f"{base}/health did not answer JSON") from None
+    if args.json:
+        doc = {"url": runtime["url"], "pid": runtime.get("pid"), "config": runtime.get("config"), "health": health}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    pid = f" (pid {runtime['pid']})" if runtime.get("pid") else ""
+    print(f"hub     {runtime['url']}{pid}")
+    if runtime.get("config"):
+        print(f"config  {runtime['config']}")
+    print(f"status  {health.get('status')}, {health.get('sessions', 0)} session(s), version {health.get('version')}")
+    upstreams: dict[str, Any] = health.get("upstreams") or {}
+    if not upstreams:
+        print("no servers")
+        return 0
+    rows = [
+        [name, str(u.get("state")), str(u.get("transport")), str(u.get("tools", "-")), str(u.get("lastError") or "")]
+        for name, u in upstreams.items()
+    ]
+    print()
+    _print_table(["NAME", "STATE", "TRANSPORT", "TOOLS", "ERROR"], rows)
+    return 0

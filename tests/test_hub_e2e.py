@@ -363,3 +363,17 @@ async def test_prefix_mode_never_reports_collisions() -> None:
             assert names.count("echo") == 1
             collisions = hub.app.hub.catalog.collisions["tools"]
             assert any("'echo'" in line and "two" in line for line in collisions)
+
+
+async def test_an_upstream_that_stops_answering_is_recycled() -> None:
+    servers = {"hung": stdio(timeout=1, pingInterval=0.2), "fine": stdio()}
+    with anyio.fail_after(DEADLINE):
+        async with hub_client(servers) as (hub, c):
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("hung__freeze", {})  # the whole process hangs
+            assert "timed out" in err.value.error.message
+            slots = hub.app.hub.pool.slots
+            while slots["hung"].restarts == 0 or hub.app.hub.pool.connections["hung"].state != "ready":
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            # (a hung process never exits by itself: only the keep-alive can have recycled it)
+            assert text_of(await c.call_tool("hung__echo", {"message": "alive"})) == "alive"

@@ -14,11 +14,17 @@ Transports:
   one); prints exactly one ``LISTENING http://127.0.0.1:<port>/mcp`` line to stdout once bound. Streams are
   resumable (in-memory event store, ``retry`` hint on priming events), which ``test_reconnection`` uses.
 
-The scenarios targeted are the handshake-era ones (2025-11-25 and earlier). The SDK serves 2026-07-28 on the
-same endpoint too, and a hub may well pick that era when it talks to this fixture, so the tools also work
-there: sampling and elicitation become input-required results (no server->client requests exist in that
-era), logs and progress ride the call, and ``subscriptions/listen`` is served. The 2026-07-28-only fixture
-tools (``test_input_required_result_*``, ``test_x_mcp_header``, ...) are not here yet.
+Both eras are targeted: the handshake-era scenarios (2025-11-25 and earlier) and the 2026-07-28 ones
+(``--suite all --spec-version 2026-07-28`` of 0.2.0-alpha.12). The SDK serves both on one endpoint (and picks
+per stdio connection from the first message), so every tool works in either era: on 2026-07-28 sampling,
+elicitation and roots become input-required results (no server->client requests exist there) and the client
+retries with ``inputResponses``; on the handshake era the same questions go out as live requests. Logs and
+progress ride the call, ``subscriptions/listen`` is served, ``requestState`` is sealed and verified by the
+SDK's ``RequestStateBoundary`` (so tampering is rejected), and the 2026-07-28 diagnostic tools exist:
+``test_input_required_result_*``, ``test_missing_capability``, ``test_streaming_elicitation``,
+``test_logging_tool``, ``test_x_mcp_header``, ``test_trigger_tool_change`` / ``test_trigger_prompt_change``
+(which really add or remove a tool / prompt and announce it), and the prompt
+``test_input_required_result_prompt``.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import warnings
 import wave
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from io import BytesIO
 from typing import Any
 
@@ -47,10 +53,18 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ServerEvent,
+    ToolsListChanged,
+)
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types import JSONRPCMessage
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -60,8 +74,10 @@ warnings.simplefilter("ignore", MCPDeprecationWarning)
 
 Ctx = ServerRequestContext[Any, Any]
 
-RESOURCE_NOT_FOUND = -32002
+RESOURCE_NOT_FOUND = -32002  # the handshake era's code; 2026-07-28 (SEP-2164) uses INVALID_PARAMS
 INVALID_PARAMS = -32602
+MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
+SERVER_NAME = "onemcp-conformance-fixture"
 RETRY_INTERVAL_MS = 500
 STEP_DELAY = 0.05
 
@@ -356,6 +372,281 @@ async def _json_schema_tool(ctx: Ctx, params: types.CallToolRequestParams) -> To
     return types.CallToolResult(content=[_text(text)])
 
 
+# --- 2026-07-28: multi-round-trip requests (input-required results) -----------------------------------------
+
+RESULT_TYPES: dict[str, type[Any]] = {
+    "elicitation/create": types.ElicitResult,
+    "sampling/createMessage": types.CreateMessageResult,
+    "roots/list": types.ListRootsResult,
+}
+
+
+def _ask_elicit(message: str, properties: dict[str, Any]) -> types.ElicitRequest:
+    schema = {"type": "object", "properties": properties, "required": sorted(properties)}
+    return types.ElicitRequest(params=types.ElicitRequestFormParams(message=message, requested_schema=schema))
+
+
+def _ask_sample(prompt: str, max_tokens: int) -> types.CreateMessageRequest:
+    message = types.SamplingMessage(role="user", content=_text(prompt))
+    params = types.CreateMessageRequestParams(messages=[message], max_tokens=max_tokens)
+    return types.CreateMessageRequest(params=params)
+
+
+def _ask_roots() -> types.ListRootsRequest:
+    return types.ListRootsRequest(params=types.RequestParams())
+
+
+async def _gather(
+    ctx: Ctx,
+    params: types.InputResponseRequestParams,
+    requests: Mapping[str, types.InputRequest],
+    state: str | None = None,
+) -> dict[str, Any] | types.InputRequiredResult:
+    """The answers to `requests`, keyed like them, or the input-required result that asks for them.
+
+    2026-07-28: answers come from the retry's `inputResponses`; any missing key is (re-)requested with an
+    input-required result carrying `state` (sealed on the way out by the RequestStateBoundary). Extra keys
+    are ignored. Handshake era: each request goes to the client live on this call's stream.
+    """
+    if _is_modern(ctx):
+        have = dict(params.input_responses or {})
+        missing = {key: request for key, request in requests.items() if key not in have}
+        if missing:
+            return types.InputRequiredResult(input_requests=missing, request_state=state)
+        return {key: have[key] for key in requests}
+    answers: dict[str, Any] = {}
+    metadata = ServerMessageMetadata(related_request_id=ctx.request_id)
+    for key, request in requests.items():
+        answers[key] = await ctx.session.send_request(request, RESULT_TYPES[request.method], metadata=metadata)
+    return answers
+
+
+def _answer(value: Any, kind: type[Any]) -> Any:
+    """An answer as the model `kind`; a wrong shape is the client's protocol error (-32602)."""
+    try:
+        return kind.model_validate(_as_dict(value))
+    except ValueError as exc:
+        raise MCPError(INVALID_PARAMS, f"inputResponses: expected {kind.__name__}") from exc
+
+
+def _elicited(value: Any) -> dict[str, Any]:
+    result = _answer(value, types.ElicitResult)
+    return dict(result.content or {}) if result.action == "accept" else {}
+
+
+def _sampled(value: Any) -> str:
+    result = _answer(value, types.CreateMessageResult)
+    blocks = result.content if isinstance(result.content, list) else [result.content]
+    return " ".join(block.text for block in blocks if isinstance(block, types.TextContent)) or "(no text)"
+
+
+def _rooted(value: Any) -> list[str]:
+    return [str(root.uri) for root in _answer(value, types.ListRootsResult).roots]
+
+
+def _missing_capability(capability: str) -> MCPError:
+    required = types.ClientCapabilities.model_validate({capability: {}})
+    data = types.MissingRequiredClientCapabilityErrorData(required_capabilities=required)
+    return MCPError(
+        MISSING_REQUIRED_CLIENT_CAPABILITY,
+        f"This tool needs the client capability {capability!r}",
+        data.model_dump(by_alias=True, mode="json", exclude_none=True),
+    )
+
+
+def _require(ctx: Ctx, capability: str) -> None:
+    if not _has_capability(ctx, types.ClientCapabilities.model_validate({capability: {}})):
+        raise _missing_capability(capability)
+
+
+async def _irr_elicitation(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    answers = await _gather(ctx, params, {"user_name": _ask_elicit("What is your name?", {"name": {"type": "string"}})})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    name = _elicited(answers["user_name"]).get("name", "stranger")
+    return types.CallToolResult(content=[_text(f"Hello, {name}!")])
+
+
+async def _irr_sampling(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    answers = await _gather(ctx, params, {"capital_question": _ask_sample("What is the capital of France?", 100)})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return types.CallToolResult(content=[_text(f"LLM response: {_sampled(answers['capital_question'])}")])
+
+
+async def _irr_list_roots(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    answers = await _gather(ctx, params, {"client_roots": _ask_roots()})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return types.CallToolResult(content=[_text(f"Client roots: {', '.join(_rooted(answers['client_roots']))}")])
+
+
+REQUEST_STATE = "confirm-round-1"
+
+
+async def _irr_request_state(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    ask = {"confirm": _ask_elicit("Please confirm", {"ok": {"type": "boolean"}})}
+    if _is_modern(ctx) and params.request_state != REQUEST_STATE:
+        return types.InputRequiredResult(input_requests=ask, request_state=REQUEST_STATE)  # (re)start the exchange
+    answers = await _gather(ctx, params, ask, REQUEST_STATE)
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    confirmed = _elicited(answers["confirm"]).get("ok")
+    return types.CallToolResult(content=[_text(f"state-ok: requestState verified; confirmed={confirmed}")])
+
+
+async def _irr_multiple_inputs(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    ask: dict[str, types.InputRequest] = {
+        "user_name": _ask_elicit("What is your name?", {"name": {"type": "string"}}),
+        "greeting": _ask_sample("Generate a greeting", 50),
+        "client_roots": _ask_roots(),
+    }
+    answers = await _gather(ctx, params, ask, "multiple-inputs-round-1")
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    name = _elicited(answers["user_name"]).get("name", "stranger")
+    text = f"name={name}; greeting={_sampled(answers['greeting'])}; roots={', '.join(_rooted(answers['client_roots']))}"
+    return types.CallToolResult(content=[_text(text)])
+
+
+async def _irr_multi_round(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    step1 = {"step1": _ask_elicit("Step 1: What is your name?", {"name": {"type": "string"}})}
+    step2 = {"step2": _ask_elicit("Step 2: What is your favorite color?", {"color": {"type": "string"}})}
+    state = params.request_state or ""
+    if _is_modern(ctx) and state.startswith("round-2:"):
+        name = json.loads(state.removeprefix("round-2:"))
+    else:
+        first = await _gather(ctx, params, step1, "round-1")
+        if isinstance(first, types.InputRequiredResult):
+            return first
+        name = _elicited(first["step1"]).get("name", "stranger")
+        if _is_modern(ctx):  # round 2 asks the next question; the first answer travels in the state
+            return types.InputRequiredResult(input_requests=step2, request_state=f"round-2:{json.dumps(name)}")
+    second = await _gather(ctx, params, step2, f"round-2:{json.dumps(name)}")
+    if isinstance(second, types.InputRequiredResult):
+        return second
+    color = _elicited(second["step2"]).get("color", "none")
+    return types.CallToolResult(content=[_text(f"{name} likes {color}")])
+
+
+async def _irr_tampered_state(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    # The SDK's RequestStateBoundary rejects a modified requestState (-32602) before this handler runs.
+    ask = {"confirm": _ask_elicit("Please confirm", {"ok": {"type": "boolean"}})}
+    answers = await _gather(ctx, params, ask, "tamper-check-round-1")
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return types.CallToolResult(content=[_text("requestState verified")])
+
+
+async def _irr_capabilities(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    """Asks only with what the client declared (`_meta` clientCapabilities on 2026-07-28)."""
+    ask: dict[str, types.InputRequest] = {}
+    if _has_capability(ctx, types.ClientCapabilities(sampling=types.SamplingCapability())):
+        ask["sampling_question"] = _ask_sample("Say hello", 20)
+    if _has_capability(ctx, types.ClientCapabilities(elicitation=types.ElicitationCapability())):
+        ask["user_input"] = _ask_elicit("Anything to add?", {"note": {"type": "string"}})
+    if _has_capability(ctx, types.ClientCapabilities(roots=types.RootsCapability())):
+        ask["client_roots"] = _ask_roots()
+    if not ask:
+        return types.CallToolResult(content=[_text("The client declared no capability to ask with")])
+    answers = await _gather(ctx, params, ask, "capabilities-round-1")
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return types.CallToolResult(content=[_text(f"Answered: {', '.join(sorted(answers))}")])
+
+
+async def _missing_capability_tool(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    """Needs sampling: -32021 naming it (HTTP 400) when the client did not declare it."""
+    _require(ctx, "sampling")
+    answers = await _gather(ctx, params, {"sample": _ask_sample("Say something", 20)})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return types.CallToolResult(content=[_text(f"LLM response: {_sampled(answers['sample'])}")])
+
+
+async def _streaming_elicitation(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    """Needs input mid-call: never a request on the 2026-07-28 response stream, an input-required result instead."""
+    _require(ctx, "elicitation")
+    await ctx.session.report_progress(0.0, 1.0, "needs confirmation")
+    answers = await _gather(ctx, params, {"confirmation": _ask_elicit("Continue?", {"ok": {"type": "boolean"}})})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return types.CallToolResult(content=[_text(f"Confirmation: {_elicited(answers['confirmation'])}")])
+
+
+async def _x_mcp_header(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    # The SDK checks Mcp-Param-Region against `region` (SEP-2243) before this runs.
+    region = (params.arguments or {}).get("region")
+    return types.CallToolResult(content=[_text(f"Region: {region}")])
+
+
+# The list-changed hooks really change a list (a dynamic tool / prompt comes and goes), so an intermediary
+# that re-fetches on the notification and forwards only real changes still has something to forward.
+LISTEN_BUS = InMemorySubscriptionBus()
+DYNAMIC = {"tool": False, "prompt": False}
+DYNAMIC_TOOL = types.Tool(name="test_dynamic_tool", description="Present every other list change", input_schema=NO_ARGS)
+DYNAMIC_PROMPT = types.Prompt(name="test_dynamic_prompt", description="Present every other list change")
+
+
+async def _announce(ctx: Ctx, event: ServerEvent) -> None:
+    await LISTEN_BUS.publish(event)  # 2026-07-28 listen streams
+    if not _is_modern(ctx):  # handshake era: the connection's standalone stream
+        with contextlib.suppress(Exception):
+            if isinstance(event, ToolsListChanged):
+                await ctx.session.send_tool_list_changed()
+            else:
+                await ctx.session.send_prompt_list_changed()
+
+
+async def _trigger_tool_change(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    DYNAMIC["tool"] = not DYNAMIC["tool"]
+    await _announce(ctx, ToolsListChanged())
+    return types.CallToolResult(content=[_text(f"test_dynamic_tool {'added' if DYNAMIC['tool'] else 'removed'}")])
+
+
+async def _trigger_prompt_change(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    DYNAMIC["prompt"] = not DYNAMIC["prompt"]
+    await _announce(ctx, PromptsListChanged())
+    return types.CallToolResult(content=[_text(f"test_dynamic_prompt {'added' if DYNAMIC['prompt'] else 'removed'}")])
+
+
+async def _dynamic_tool(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    return types.CallToolResult(content=[_text("dynamic tool called")])
+
+
+def _plain(name: str, description: str) -> types.Tool:
+    return types.Tool(name=name, description=description, input_schema=NO_ARGS)
+
+
+MODERN_TOOLS: list[tuple[types.Tool, ToolFn]] = [
+    (_plain("test_input_required_result_elicitation", "Asks the user's name (input-required)"), _irr_elicitation),
+    (_plain("test_input_required_result_sampling", "Asks the client's LLM (input-required)"), _irr_sampling),
+    (_plain("test_input_required_result_list_roots", "Asks the client's roots (input-required)"), _irr_list_roots),
+    (_plain("test_input_required_result_request_state", "Round-trips requestState"), _irr_request_state),
+    (_plain("test_input_required_result_multiple_inputs", "Asks three things at once"), _irr_multiple_inputs),
+    (_plain("test_input_required_result_multi_round", "Asks twice, state evolving"), _irr_multi_round),
+    (_plain("test_input_required_result_tampered_state", "Rejects a tampered requestState"), _irr_tampered_state),
+    (_plain("test_input_required_result_capabilities", "Asks only with declared capabilities"), _irr_capabilities),
+    (_plain("test_missing_capability", "Needs the sampling capability"), _missing_capability_tool),
+    (_plain("test_streaming_elicitation", "Needs a confirmation mid-call"), _streaming_elicitation),
+    (_plain("test_logging_tool", "Logs three messages (only with an opted-in logLevel)"), _tool_with_logging),
+    (_plain("test_trigger_tool_change", "Adds or removes test_dynamic_tool"), _trigger_tool_change),
+    (_plain("test_trigger_prompt_change", "Adds or removes test_dynamic_prompt"), _trigger_prompt_change),
+    (
+        types.Tool(
+            name="test_x_mcp_header",
+            description="Mirrors its region argument in the Mcp-Param-Region header (SEP-2243)",
+            input_schema={
+                "type": "object",
+                "properties": {"region": {"type": "string", "description": "A region", "x-mcp-header": "Region"}},
+                "required": ["region"],
+            },
+        ),
+        _x_mcp_header,
+    ),
+]
+
+
 TOOLS: dict[str, tuple[types.Tool, ToolFn]] = {
     tool.name: (tool, fn)
     for tool, fn in [
@@ -443,19 +734,29 @@ TOOLS: dict[str, tuple[types.Tool, ToolFn]] = {
             ),
             _json_schema_tool,
         ),
+        *MODERN_TOOLS,
     ]
 }
 
 
 async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-    return types.ListToolsResult(tools=[tool for tool, _ in TOOLS.values()])
+    tools = [tool for tool, _ in TOOLS.values()]
+    return types.ListToolsResult(tools=[*tools, DYNAMIC_TOOL] if DYNAMIC["tool"] else tools)
 
 
 async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> ToolResult:
+    if params.name == DYNAMIC_TOOL.name and DYNAMIC["tool"]:
+        return await _dynamic_tool(ctx, params)
     entry = TOOLS.get(params.name)
     if entry is None:
         raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
     return await entry[1](ctx, params)
+
+
+def tool_input_schema(name: str) -> dict[str, Any] | None:
+    """For the SDK's Mcp-Param-* header validation (2026-07-28 HTTP) without running tools/list."""
+    entry = TOOLS.get(name)
+    return entry[0].input_schema if entry is not None else None
 
 
 # --- logging --------------------------------------------------------------------------------------------------
@@ -535,7 +836,8 @@ async def read_resource(ctx: Ctx, params: types.ReadResourceRequestParams) -> ty
         body = json.dumps({"id": ident, "templateTest": True, "data": f"Data for ID: {ident}"})
         contents = types.TextResourceContents(uri=uri, mime_type="application/json", text=body)
     else:
-        raise MCPError(RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
+        code = INVALID_PARAMS if _is_modern(ctx) else RESOURCE_NOT_FOUND  # SEP-2164 on 2026-07-28
+        raise MCPError(code, "Resource not found", {"uri": uri})
     return types.ReadResourceResult(contents=[contents])
 
 
@@ -565,19 +867,31 @@ PROMPTS = [
         arguments=[types.PromptArgument(name="resourceUri", description="URI of the resource", required=True)],
     ),
     types.Prompt(name="test_prompt_with_image", description="A prompt with an image"),
+    types.Prompt(name="test_input_required_result_prompt", description="Asks for context first (input-required)"),
 ]
 
 
 async def list_prompts(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
-    return types.ListPromptsResult(prompts=PROMPTS)
+    return types.ListPromptsResult(prompts=[*PROMPTS, DYNAMIC_PROMPT] if DYNAMIC["prompt"] else PROMPTS)
 
 
 def _user(content: Any) -> types.PromptMessage:
     return types.PromptMessage(role="user", content=content)
 
 
-async def get_prompt(ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+async def get_prompt(
+    ctx: Ctx, params: types.GetPromptRequestParams
+) -> types.GetPromptResult | types.InputRequiredResult:
     args = dict(params.arguments or {})
+    if params.name == "test_input_required_result_prompt":
+        ask = {"user_context": _ask_elicit("What context should the prompt use?", {"context": {"type": "string"}})}
+        answers = await _gather(ctx, params, ask)
+        if isinstance(answers, types.InputRequiredResult):
+            return answers
+        context = _elicited(answers["user_context"]).get("context", "")
+        return types.GetPromptResult(messages=[_user(_text(f"Use this context: {context}"))])
+    if params.name == DYNAMIC_PROMPT.name and DYNAMIC["prompt"]:
+        return types.GetPromptResult(messages=[_user(_text("A dynamic prompt."))])
     if params.name == "test_simple_prompt":
         messages = [_user(_text("This is a simple prompt for testing."))]
     elif params.name == "test_prompt_with_arguments":
@@ -631,9 +945,10 @@ class FixtureServer(Server[Any]):
 
 
 def build_server() -> FixtureServer:
-    return FixtureServer(
-        "onemcp-conformance-fixture",
+    server = FixtureServer(
+        SERVER_NAME,
         version="1.0.0",
+        get_tool_input_schema=tool_input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
         on_list_resources=list_resources,
@@ -646,8 +961,11 @@ def build_server() -> FixtureServer:
         on_completion=complete,
         on_set_logging_level=set_logging_level,
         # 2026-07-28 clients (a hub may speak that era upstream) get change notifications on listen streams.
-        on_subscriptions_listen=ListenHandler(InMemorySubscriptionBus()),
+        on_subscriptions_listen=ListenHandler(LISTEN_BUS),
     )
+    # Seal every outgoing requestState and verify every echo (a tampered one gets -32602).
+    server.middleware.append(RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=SERVER_NAME))
+    return server
 
 
 class MemoryEventStore(EventStore):
@@ -692,7 +1010,11 @@ async def serve_http(port: int) -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
     print(f"LISTENING http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
+    # h11 strips optional whitespace around header values (RFC 9110 5.5), which SEP-2243 requires of the
+    # Mcp-Name check; httptools would hand the SDK "  name  " and the request would be refused.
+    config = uvicorn.Config(
+        app, http="h11", log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+    )
     await uvicorn.Server(config).serve(sockets=[sock])
 
 

@@ -53,20 +53,30 @@ RUNNING = re.compile(r"^=== Running scenario: (?P<scenario>\S+) ===$", re.MULTIL
 
 @dataclass(frozen=True)
 class Suite:
-    """One conformance invocation: a package version (an npm alias in node/package.json) and its arguments."""
+    """One conformance invocation: a package version (an npm alias in node/package.json) and its arguments.
+
+    `name` identifies the run (``--suite``, result directories, the summary); `scenario_timeout` says whether
+    the package takes a per-scenario ``--timeout <ms>`` (0.1.16 does not).
+    """
 
     name: str
     package: str
     args: tuple[str, ...]
+    scenario_timeout: bool = False
 
     @property
     def entry(self) -> Path:
         return NODE_DIR / "node_modules" / self.package / "dist" / "index.js"
 
 
+ALPHA = "conformance-0.2.0-alpha.12"
 SUITES = (
     Suite("0.1.16", "conformance-0.1.16", ()),
-    Suite("0.2.0-alpha.12", "conformance-0.2.0-alpha.12", ("--suite", "all", "--spec-version", "2025-11-25")),
+    Suite("0.2.0-alpha.12", ALPHA, ("--suite", "all", "--spec-version", "2025-11-25"), scenario_timeout=True),
+    # The stateless era: no initialize, per-request _meta, Mcp-* headers, input-required results, listen streams.
+    Suite(
+        "0.2.0-alpha.12-2026-07-28", ALPHA, ("--suite", "all", "--spec-version", "2026-07-28"), scenario_timeout=True
+    ),
 )
 
 # Checks that succeed against the fixture over HTTP but cannot succeed through any hub that reaches the
@@ -319,10 +329,14 @@ def wait_ready(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} not ready in {timeout:.0f}s: {last}")
 
 
-def run_suite(suite: Suite, node: Path, target: str, url: str, workdir: Path, timeout: float) -> Run:
+def run_suite(
+    suite: Suite, node: Path, target: str, url: str, workdir: Path, timeout: float, scenario_timeout: float
+) -> Run:
     results = workdir / f"results-{suite.name}-{target}"
     log = workdir / f"conformance-{suite.name}-{target}.log"
     argv = [str(node), str(suite.entry), "server", "--url", url, *suite.args, "-o", str(results)]
+    if suite.scenario_timeout:
+        argv += ["--timeout", str(round(scenario_timeout * 1000))]
     env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
     started = time.monotonic()
     exit_code: int | None = None
@@ -490,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MCP conformance suite: fixture directly vs through the hub.")
     parser.add_argument("--out", required=True, type=Path, help="where to write the JSON summary")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for each conformance run")
+    parser.add_argument(
+        "--scenario-timeout",
+        type=float,
+        default=30.0,
+        help="seconds allowed for each scenario, for the suite versions that take a per-scenario limit",
+    )
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for a server to come up")
     parser.add_argument("--prefix-mode", default="conditional", choices=["conditional", "never"])
     parser.add_argument(
@@ -537,10 +557,15 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(url, args.start_timeout)
         for suite in suites:
             print(f"conformance {suite.name}: direct {url}", flush=True)
-            runs[suite.name, "direct"] = run_suite(suite, node, "direct", url, workdir, args.timeout)
+            runs[suite.name, "direct"] = run_suite(
+                suite, node, "direct", url, workdir, args.timeout, args.scenario_timeout
+            )
         stop_service(fixture)
 
-        config = workdir / "mcp.json"
+        # In a folder of its own: the hub watches its config's folder, and the logs and results written to
+        # `workdir` during the run would wake that watcher over and over.
+        config = workdir / "hub" / "mcp.json"
+        config.parent.mkdir(exist_ok=True)
         config.write_text(json.dumps(hub_config(args.prefix_mode, args.upstream_protocol), indent=2))
         hub_argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(config), "--port", "0"]
         hub, url = start_service("hub", hub_argv, workdir, LISTENING_HUB, args.start_timeout)
@@ -548,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(url, args.start_timeout)
         for suite in suites:
             print(f"conformance {suite.name}: hub {url}", flush=True)
-            runs[suite.name, "hub"] = run_suite(suite, node, "hub", url, workdir, args.timeout)
+            runs[suite.name, "hub"] = run_suite(suite, node, "hub", url, workdir, args.timeout, args.scenario_timeout)
     except RuntimeError as exc:
         problems.append(str(exc))
     finally:

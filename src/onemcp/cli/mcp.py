@@ -71,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
         usage="onemcp mcp add NAME (--command CMD [--arg A ...] | --url URL | -- CMD ARGS...) [options]",
     )
     add.add_argument("name")
-    add.add_argument("--command", help="program to start (stdio server)")
+    add.add_argument("--command", dest="program", help="program to start (stdio server)")
     add.add_argument("--arg", action="append", default=[], dest="args", metavar="A", help="argument (repeatable)")
     add.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
     add.add_argument("--cwd", help="working directory of the program")
@@ -129,9 +129,9 @@ def server_entry(args: argparse.Namespace, command: list[str] | None) -> dict[st
     """The mcp.json entry the `add` options describe, written the way other clients write it."""
     if command is not None and not command:
         raise CommandError("nothing after '--': give the command to run", USAGE_ERROR)
-    if command and args.command:
+    if command and args.program:
         raise CommandError("give the command either with --command or after '--', not both", USAGE_ERROR)
-    program = [args.command, *args.args] if args.command else (command or [])
+    program = [args.program, *args.args] if args.program else (command or [])
     if bool(program) == bool(args.url):
         raise CommandError("give either --command CMD (or '-- CMD ARGS...') or --url URL", USAGE_ERROR)
     entry: dict[str, Any] = {}

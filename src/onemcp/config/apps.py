@@ -209,11 +209,12 @@ def translate_json(raw: dict[str, Any], source: Source, where: Where) -> tuple[d
     return entry, notes
 
 
-_VSCODE_VAR = re.compile(r"\$\{(env|input|workspaceFolder|userHome)(?::([^}]*))?\}")
+_EDITOR_VAR = re.compile(r"\$\{(env|input|workspaceFolder|userHome)(?::([^}]*))?\}")
 
 
-def translate_vscode(raw: dict[str, Any], source: Source, where: Where) -> tuple[dict[str, Any] | None, list[str]]:
-    """VS Code entries, with its ``${env:X}``, ``${workspaceFolder}`` and ``${userHome}`` variables resolved."""
+def translate_editor(raw: dict[str, Any], source: Source, where: Where) -> tuple[dict[str, Any] | None, list[str]]:
+    """VS Code-style entries (also Cursor and Windsurf): ``${env:X}`` becomes our ``${X}``;
+    ``${userHome}`` and, in a project file, ``${workspaceFolder}`` are resolved."""
     entry, notes = translate_json(raw, source, where)
     if entry is None:
         return None, notes
@@ -233,7 +234,7 @@ def translate_vscode(raw: dict[str, Any], source: Source, where: Where) -> tuple
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):
-            return _VSCODE_VAR.sub(repl, value)
+            return _EDITOR_VAR.sub(repl, value)
         if isinstance(value, list):
             return [walk(v) for v in value]
         if isinstance(value, dict):
@@ -242,7 +243,7 @@ def translate_vscode(raw: dict[str, Any], source: Source, where: Where) -> tuple
 
     entry = walk(entry)
     if inputs:
-        notes.append(f"{', '.join(sorted(inputs))} is filled in by VS Code at run time; set a value after import")
+        notes.append(f"{', '.join(sorted(inputs))} is filled in by the editor at run time; set a value after import")
     return entry, notes
 
 
@@ -325,7 +326,7 @@ APPS: dict[str, App] = {
                 Source(w.home / ".cursor" / "mcp.json", ("mcpServers",), Format.JSON),
                 Source(w.cwd / ".cursor" / "mcp.json", ("mcpServers",), Format.JSON, f"project {w.cwd}", True),
             ],
-            translate_json,
+            translate_editor,
             lambda url: {"url": url},
         ),
         App(
@@ -336,7 +337,7 @@ APPS: dict[str, App] = {
                 Source(w.app_data / "Code" / "User" / "settings.json", ("mcp", "servers"), Format.JSONC),
                 Source(w.cwd / ".vscode" / "mcp.json", ("servers",), Format.JSONC, f"project {w.cwd}", True),
             ],
-            translate_vscode,
+            translate_editor,
             lambda url: {"type": "http", "url": url},
         ),
         App(
@@ -350,7 +351,7 @@ APPS: dict[str, App] = {
             "windsurf",
             "Windsurf",
             lambda w: [Source(w.home / ".codeium" / "windsurf" / "mcp_config.json", ("mcpServers",), Format.JSON)],
-            translate_json,
+            translate_editor,
             lambda url: {"serverUrl": url},
         ),
     )

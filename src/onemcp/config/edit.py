@@ -68,7 +68,7 @@ class EditResult:
     changed: bool
     config: HubConfig
     backup: Path | None = None
-    unset: tuple[str, ...] = ()  # ${VAR}s not set here, validated with a placeholder
+    unset: tuple[str, ...] = ()  # ${VAR}s this edit brought in that are not set here (validated with a placeholder)
 
 
 def read_document(path: Path) -> Document:
@@ -212,6 +212,7 @@ def edit_config(
     doc = copy.deepcopy(before)
     change(doc)
     config, unset = validate(doc, source=str(path), env=env)
+    unset = tuple(name for name in unset if name not in _bare_vars(before))
     if doc == before and original:
         return EditResult(path, changed=False, config=config, unset=unset)
     try:

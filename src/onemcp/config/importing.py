@@ -52,10 +52,11 @@ class Planned:
 def sanitize(name: str, separator: str) -> str:
     """`name` changed as little as needed to satisfy `server_name_problem` under `separator`."""
     filler = next((c for c in "_-" if c not in separator), "")
-    clean = re.sub(r"[^A-Za-z0-9_-]", filler, name)
+    clean = re.sub(r"[^A-Za-z0-9_-]+", filler, name)
     while separator in clean:
         clean = clean.replace(separator, filler)
-    clean = clean.strip(separator)[:_NAME_MAX].strip(separator)
+    ends = separator + filler
+    clean = clean.strip(ends)[:_NAME_MAX].strip(ends)
     if not clean or server_name_problem(clean, separator):
         clean = "server"
     return clean

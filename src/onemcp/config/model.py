@@ -40,6 +40,8 @@ class ServerConfig(_Model):
     # falls back to the initialize handshake; "legacy" / "modern" skip the probe.
     protocol: Literal["auto", "legacy", "modern"] = "auto"
     startup_timeout: Seconds = Field(30.0, alias="startupTimeout")
+    # An upstream idle this long is pinged; one that does not answer within `timeout` is recycled.
+    ping_interval: Seconds | None = Field(30.0, alias="pingInterval")
 
     @field_validator("url")
     @classmethod

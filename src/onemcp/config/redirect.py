@@ -154,6 +154,8 @@ def _rewrite_toml(path: Path, raw: bytes | None, changes: dict[tuple[str, ...], 
         header = _TOML_HEADER.match(line)
         if header:
             inside = header.group(1).split(".")[0].strip().strip("\"'") == table
+            while inside and kept and kept[-1].lstrip().startswith("#"):
+                kept.pop()  # the comment just above a dropped table describes that table
         if not inside:
             kept.append(line)
     head = "".join(kept).rstrip()
@@ -164,11 +166,14 @@ def _rewrite_toml(path: Path, raw: bytes | None, changes: dict[tuple[str, ...], 
     after = ("\n\n".join(blocks) + "\n").encode() if blocks else b""
     try:
         old = tomllib.loads(text)
-        new = tomllib.loads(after.decode())
     except tomllib.TOMLDecodeError as exc:
         raise RedirectError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        new = tomllib.loads(after.decode())
+    except tomllib.TOMLDecodeError:
+        new = None
     old.pop(table, None)
-    if new.pop(table, {}) != servers or new != old:
+    if new is None or new.pop(table, {}) != servers or new != old:
         raise RedirectError(f"{path}: the {table} tables are laid out in a way this rewrite cannot handle safely")
     return after
 

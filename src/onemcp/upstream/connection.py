@@ -76,6 +76,7 @@ class UpstreamConnection:
         self.events = events
         self.state: State = "starting"
         self.ready_since: float | None = None  # monotonic time it became ready
+        self.last_heard = time.monotonic()  # the last message from the upstream
         self.last_error: str | None = None
         self.protocol_version: str | None = None
         self.era: str = "legacy"  # "modern" once server/discover answered
@@ -110,6 +111,8 @@ class UpstreamConnection:
                     self._set_state("ready")
                     if self.era == "modern" and self.owner is None:
                         tg.start_soon(self.feed.run)
+                    if self.config.ping_interval is not None:
+                        tg.start_soon(self._keepalive, self.config.ping_interval)
                     await self.transport.closed.wait()
                     self._set_failed(self.transport.close_reason or "connection closed")
                 tg.cancel_scope.cancel()
@@ -254,6 +257,22 @@ class UpstreamConnection:
             self.transport.param_names = era.header_params(items)
         self.events.on_list(self, kind, items)
 
+    async def _keepalive(self, interval: float) -> None:
+        """Ping an idle upstream (server/discover for a modern one); recycle it if it is silent."""
+        while True:
+            await anyio.sleep(max(0.0, interval - (time.monotonic() - self.last_heard)))
+            if time.monotonic() - self.last_heard < interval:
+                continue
+            method = "server/discover" if self.era == "modern" else "ping"
+            try:
+                await self.request(method, {})
+            except UpstreamTimeout:
+                log.warning("upstream %s did not answer %s: recycling it", self.name, method)
+                self.transport.abort(f"stopped answering {method} within {self.config.timeout:g}s")
+                return
+            except UpstreamError:
+                pass  # an error is an answer: it is alive
+
     async def subscribe_resource(self, uri: str, params: dict[str, Any]) -> None:
         """Ask for updates of one resource: a request (legacy) or the change feed's filter (modern)."""
         if self.era == "modern":
@@ -361,7 +380,7 @@ class UpstreamConnection:
                 reply = await call.result()
         except TimeoutError:
             self.abandon(call, "timeout")
-            raise UpstreamError(self.name, f"{method} timed out after {self.config.timeout:g}s") from None
+            raise UpstreamTimeout(self.name, f"{method} timed out after {self.config.timeout:g}s") from None
         if "error" in reply:
             err = reply["error"] if isinstance(reply["error"], dict) else {}
             raise UpstreamError(self.name, f"{method} failed: {err.get('message')} ({err.get('code')})")
@@ -387,6 +406,7 @@ class UpstreamConnection:
 
     # ------------------------------------------------------------------- incoming
     def _deliver(self, msg: Message, related: RequestId | None) -> None:
+        self.last_heard = time.monotonic()
         method = msg.get("method")
         if method is None:
             self._on_response(msg)

@@ -72,6 +72,10 @@ class Transport(ABC):
     async def aclose(self) -> None:
         """Release everything; must be safe to call twice and under cancellation."""
 
+    def abort(self, reason: str) -> None:
+        """Declare the connection dead (it stopped answering); the owner then closes it."""
+        self._mark_closed(reason)
+
     def cancel(self, request_id: int) -> bool:
         """Abort a request on the wire (modern HTTP: closing its stream is the cancellation).
 

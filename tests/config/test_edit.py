@@ -1,0 +1,210 @@
+"""Editing mcp.json: raw content kept, validation before writing, atomic replace, backups."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from onemcp.config.edit import (
+    BACKUPS_KEPT,
+    BadName,
+    ChangedOnDisk,
+    Document,
+    NoSuchServer,
+    ServerExists,
+    add_server,
+    backup_dir,
+    edit_config,
+    remove_server,
+    render,
+    set_disabled,
+)
+from onemcp.config.files import backups_of, unique_path
+from onemcp.config.load import ConfigError
+
+ORIGINAL = """{
+    "$schema": "https://example.com/mcp.schema.json",
+    "onemcp": {"instructions": "be nice", "futureKnob": 3},
+    "mcpServers": {
+        "git": {
+            "command": "uvx",
+            "args": ["mcp-server-git", "--repository", "${REPO}"],
+            "env": {"GIT_TOKEN": "${GIT_TOKEN:-none}"},
+            "autoApprove": ["git_status"]
+        },
+        "web": {"type": "http", "url": "https://example.com/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}}
+    },
+    "zzzUserNotes": "keep me"
+}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "mcp.json"
+    path.write_text(ORIGINAL)
+    path.chmod(0o640)
+    return path
+
+
+ENV = {"REPO": "/src/repo", "TOKEN": "secret"}
+
+
+def doc_of(path: Path) -> Any:
+    return orjson.loads(path.read_bytes())
+
+
+def test_edit_keeps_unknown_keys_order_and_var_references(config: Path) -> None:
+    result = edit_config(config, lambda d: add_server(d, "time", {"command": "uvx", "args": ["mcp-server-time"]}), env=ENV)
+
+    assert result.changed
+    doc = doc_of(config)
+    assert list(doc) == ["$schema", "onemcp", "mcpServers", "zzzUserNotes"]
+    assert doc["onemcp"] == {"instructions": "be nice", "futureKnob": 3}
+    assert list(doc["mcpServers"]) == ["git", "web", "time"]
+    assert doc["mcpServers"]["git"]["args"][-1] == "${REPO}"  # written raw, not expanded
+    assert doc["mcpServers"]["git"]["env"] == {"GIT_TOKEN": "${GIT_TOKEN:-none}"}
+    assert doc["mcpServers"]["git"]["autoApprove"] == ["git_status"]
+    assert doc["mcpServers"]["web"]["headers"]["Authorization"] == "Bearer ${TOKEN}"
+    assert doc["zzzUserNotes"] == "keep me"
+    # The config the edit validated is the expanded one the hub will see.
+    assert result.config.servers["git"].args[-1] == "/src/repo"
+
+
+def test_edit_keeps_the_files_indentation(config: Path) -> None:
+    edit_config(config, lambda d: set_disabled(d, "web", True), env=ENV)
+    assert config.read_text().startswith('{\n    "$schema"')
+    assert config.read_text().endswith("}\n")
+
+
+def test_invalid_edit_is_refused_and_the_file_untouched(config: Path) -> None:
+    before = config.read_bytes()
+    with pytest.raises(ConfigError) as info:
+        edit_config(config, lambda d: add_server(d, "bad", {"url": "ftp://example.com"}), env=ENV)
+    assert str(info.value) == f"{config}: mcpServers.bad.url: must start with http:// or https://"
+    assert config.read_bytes() == before
+    assert not backup_dir(config).exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda d: add_server(d, "git", {"command": "x"}), ServerExists),
+        (lambda d: add_server(d, "a.b", {"command": "x"}), BadName),
+        (lambda d: add_server(d, "a__b", {"command": "x"}), BadName),
+        (lambda d: remove_server(d, "nope"), NoSuchServer),
+        (lambda d: set_disabled(d, "nope", True), NoSuchServer),
+    ],
+)
+def test_changes_that_do_not_apply_write_nothing(config: Path, change: Any, error: type[Exception]) -> None:
+    before = config.read_bytes()
+    with pytest.raises(error):
+        edit_config(config, change, env=ENV)
+    assert config.read_bytes() == before
+
+
+def test_name_rules_follow_the_files_separator(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"onemcp": {"separator": "-"}, "mcpServers": {}}')
+    with pytest.raises(BadName, match="separator '-'"):
+        edit_config(path, lambda d: add_server(d, "my-server", {"command": "x"}), env={})
+    edit_config(path, lambda d: add_server(d, "my_server", {"command": "x"}), env={})
+    assert "my_server" in doc_of(path)["mcpServers"]
+
+
+def test_previous_version_is_backed_up_with_its_mode_and_only_the_last_ten_kept(config: Path) -> None:
+    versions = [config.read_bytes()]
+    for i in range(BACKUPS_KEPT + 3):
+        result = edit_config(config, lambda d, i=i: add_server(d, f"s{i}", {"command": "x"}), env=ENV)
+        assert result.backup is not None
+        assert result.backup.read_bytes() == versions[-1]
+        assert stat.S_IMODE(result.backup.stat().st_mode) == 0o640
+        versions.append(config.read_bytes())
+    kept = backups_of("mcp.json", backup_dir(config))
+    assert len(kept) == BACKUPS_KEPT
+    assert [p.read_bytes() for p in kept] == versions[-BACKUPS_KEPT - 1 : -1]
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+
+
+def test_backup_names_sort_by_age_even_when_written_in_the_same_instant(tmp_path: Path) -> None:
+    first = unique_path(tmp_path, "mcp.json", ".bak")
+    first.write_text("1")
+    # A backup stamped in the future (clock stepped back since): the next one still sorts after it.
+    future = tmp_path / "mcp.json.29991231T235959_999998Z.bak"
+    future.write_text("2")
+    third = unique_path(tmp_path, "mcp.json", ".bak")
+    assert third.name == "mcp.json.29991231T235959_999999Z.bak"
+    assert sorted([third.name, future.name, first.name]) == [first.name, future.name, third.name]
+
+
+def test_no_change_writes_nothing(config: Path) -> None:
+    before = config.read_bytes()
+    result = edit_config(config, lambda d: set_disabled(d, "git", False), env=ENV)
+    assert not result.changed
+    assert config.read_bytes() == before
+    assert not backup_dir(config).exists()
+
+
+def test_enable_removes_the_flag_and_disable_sets_it(config: Path) -> None:
+    edit_config(config, lambda d: set_disabled(d, "git", True), env=ENV)
+    assert doc_of(config)["mcpServers"]["git"]["disabled"] is True
+    edit_config(config, lambda d: set_disabled(d, "git", False), env=ENV)
+    assert "disabled" not in doc_of(config)["mcpServers"]["git"]
+
+
+def test_unset_variables_do_not_block_an_edit_but_are_reported_when_new(config: Path) -> None:
+    # $REPO and $TOKEN are not set here; the hub may have them. Only the one this edit adds is news.
+    result = edit_config(
+        config, lambda d: add_server(d, "api", {"url": "${API_URL}", "headers": {"K": "${API_KEY}"}}), env={}
+    )
+    assert result.changed
+    assert result.unset == ("API_KEY", "API_URL")
+    assert doc_of(config)["mcpServers"]["api"]["url"] == "${API_URL}"
+
+
+def test_a_file_changed_during_the_edit_is_not_overwritten(config: Path) -> None:
+    def racing_change(doc: Document) -> None:
+        config.write_text('{"mcpServers": {}}')  # another writer gets in between read and replace
+        add_server(doc, "new", {"command": "x"})
+
+    with pytest.raises(ChangedOnDisk):
+        edit_config(config, racing_change, env=ENV)
+    assert config.read_text() == '{"mcpServers": {}}'
+
+
+def test_a_missing_file_is_created_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "mcp.json"
+    result = edit_config(path, lambda d: add_server(d, "demo", {"command": "x"}), env={})
+    assert result.backup is None
+    assert doc_of(path) == {"mcpServers": {"demo": {"command": "x"}}}
+    if os.name == "posix":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_vs_code_spelling_is_edited_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"servers": {"a": {"command": "x"}}}')
+    edit_config(path, lambda d: add_server(d, "b", {"command": "y"}), env={})
+    assert doc_of(path) == {"servers": {"a": {"command": "x"}, "b": {"command": "y"}}}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks")
+def test_a_symlinked_config_stays_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "mcp.json"
+    real.parent.mkdir()
+    real.write_text('{"mcpServers": {}}')
+    link = tmp_path / "mcp.json"
+    link.symlink_to(real)
+    edit_config(link, lambda d: add_server(d, "a", {"command": "x"}), env={})
+    assert link.is_symlink()
+    assert "a" in doc_of(real)["mcpServers"]
+
+
+def test_render_copies_tab_indentation_and_keeps_non_ascii() -> None:
+    out = render({"a": {"b": "café"}}, b'{\n\t"a": 1\n}\n')
+    assert out == '{\n\t"a": {\n\t\t"b": "café"\n\t}\n}\n'.encode()

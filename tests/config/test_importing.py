@@ -1,0 +1,108 @@
+"""Import planning: name sanitising, skip/conflict/replace decisions, numbering of duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onemcp.config.apps import FoundServer, Format, Source
+from onemcp.config.edit import Document
+from onemcp.config.importing import Action, apply_plan, definition, plan_import, sanitize
+from onemcp.protocol.names import server_name_problem
+
+USER = Source(Path("/home/u/.app.json"), ("mcpServers",), Format.JSON)
+PROJECT = Source(Path("/home/u/.app.json"), ("projects", "/p", "mcpServers"), Format.JSON, "project /p")
+
+
+def found(name: str, entry: dict[str, Any] | None, source: Source = USER, notes: tuple[str, ...] = ()) -> FoundServer:
+    return FoundServer(name, source, entry, entry, notes)
+
+
+@pytest.mark.parametrize(
+    ("name", "separator", "expected"),
+    [
+        ("github", "__", "github"),
+        ("brave.search", "__", "brave-search"),
+        ("my server (local)", "__", "my-server-local"),
+        ("a__b", "__", "a-b"),
+        ("_private_", "__", "private"),
+        ("my-server", "-", "my_server"),
+        ("x" * 40, "__", "x" * 32),
+        ("...", "__", "server"),
+        ("ümlaut", "__", "mlaut"),
+    ],
+)
+def test_sanitize(name: str, separator: str, expected: str) -> None:
+    assert sanitize(name, separator) == expected
+    assert server_name_problem(expected, separator) is None
+
+
+def test_definition_ignores_tags_timeouts_and_the_disabled_flag() -> None:
+    a = {"command": "x", "args": ["1"], "tags": ["t"], "timeout": 5, "disabled": True}
+    assert definition(a) == definition({"command": "x", "args": ["1"], "env": {}})
+    assert definition({"url": "https://h"}) == definition({"type": "streamable-http", "url": "https://h"})
+    assert definition({"url": "https://h"}) != definition({"type": "sse", "url": "https://h"})
+    assert definition({"command": "x", "env": {"A": "1"}}) != definition({"command": "x"})
+
+
+def existing() -> Document:
+    return {"mcpServers": {"same": {"command": "x", "tags": ["mine"]}, "other": {"command": "y"}}}
+
+
+def test_plan_adds_skips_and_reports_conflicts() -> None:
+    plan = plan_import(
+        [found("new", {"command": "n"}), found("same", {"command": "x"}), found("other", {"command": "z"})],
+        existing(),
+        env={},
+    )
+    assert [(p.name, p.action) for p in plan] == [
+        ("new", Action.ADD),
+        ("same", Action.SKIP),
+        ("other", Action.CONFLICT),
+    ]
+    doc = existing()
+    apply_plan(doc, plan)
+    assert doc["mcpServers"] == {**existing()["mcpServers"], "new": {"command": "n"}}
+
+
+def test_force_replaces_conflicts() -> None:
+    plan = plan_import([found("other", {"command": "z"})], existing(), env={}, force=True)
+    assert [(p.name, p.action) for p in plan] == [("other", Action.REPLACE)]
+    doc = existing()
+    apply_plan(doc, plan)
+    assert doc["mcpServers"]["other"] == {"command": "z"}
+
+
+def test_prefix_avoids_conflicts_and_is_sanitised() -> None:
+    plan = plan_import([found("other", {"command": "z"})], existing(), env={}, prefix="cursor.")
+    assert [(p.name, p.action, p.renamed) for p in plan] == [("cursor-other", Action.ADD, True)]
+
+
+def test_same_name_twice_in_one_app_numbers_the_second_unless_identical() -> None:
+    plan = plan_import(
+        [
+            found("git", {"command": "uvx", "args": ["mcp-server-git"]}),
+            found("git", {"command": "uvx", "args": ["mcp-server-git", "--repository", "/p"]}, PROJECT),
+            found("git", {"command": "uvx", "args": ["mcp-server-git"]}, PROJECT),
+        ],
+        {},
+        env={},
+    )
+    assert [(p.name, p.action) for p in plan] == [("git", Action.ADD), ("git-2", Action.ADD), ("git", Action.SKIP)]
+
+
+def test_entries_that_would_not_load_are_invalid_not_imported() -> None:
+    plan = plan_import(
+        [found("ws", None, notes=("transport type 'websocket' is not supported",)), found("bad", {"url": "ftp://h"})],
+        {},
+        env={},
+    )
+    assert [(p.action, p.reason) for p in plan] == [
+        (Action.INVALID, "transport type 'websocket' is not supported"),
+        (Action.INVALID, "mcpServers.bad.url: must start with http:// or https://"),
+    ]
+    doc: Document = {}
+    apply_plan(doc, plan)
+    assert doc == {"mcpServers": {}}

@@ -204,11 +204,18 @@ class Hub:
         return conn
 
     def _ready(self, server: str) -> UpstreamConnection:
-        conn = self.pool.get(server)
-        if conn is None or conn.state != "ready":
+        slot = self.pool.slots.get(server)
+        conn = slot.conn if slot is not None else None
+        if slot is None or conn is None or conn.state != "ready":
             state = conn.state if conn else "removed"
             detail = f": {conn.last_error}" if conn and conn.last_error else ""
             raise UpstreamUnavailable(server, f"server is {state}{detail}")
+        if not slot.breaker.allow():
+            raise UpstreamUnavailable(
+                server,
+                f"circuit open after {slot.breaker.failures} consecutive failures; "
+                f"next attempt in {slot.breaker.retry_in():.0f}s",
+            )
         return conn
 
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:
@@ -252,6 +259,8 @@ class Hub:
             return jsonrpc.error(call.downstream_id, err.to_error())
         finally:
             self.metrics.observe(call.method, conn.name, outcome, time.perf_counter() - started)
+            if outcome != "cancelled" and conn.owner is None:
+                self.pool.record(conn.name, ok=outcome != "timeout" and not call.broken)
             if not call.done and not parked:
                 conn.abandon(call, "the client went away")
             session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]

@@ -42,6 +42,10 @@ class ServerConfig(_Model):
     startup_timeout: Seconds = Field(30.0, alias="startupTimeout")
     # An upstream idle this long is pinged; one that does not answer within `timeout` is recycled.
     ping_interval: Seconds | None = Field(30.0, alias="pingInterval")
+    # Circuit breaker: this many consecutive failures (timeouts, lost connections) open it
+    # for `breakerCooldown` seconds, then one probe call decides.
+    breaker_threshold: int = Field(5, alias="breakerThreshold", ge=1)
+    breaker_cooldown: Seconds = Field(30.0, alias="breakerCooldown")
 
     @field_validator("url")
     @classmethod

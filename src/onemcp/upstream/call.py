@@ -29,6 +29,7 @@ class Call:
     origin: Any = None  # who asked: the downstream session (opaque here)
     method: str = ""
     request: Message = field(default_factory=dict)  # as sent upstream (a bridge retries it)
+    broken: bool = False  # finished by the hub because the upstream could not carry it
     _queue: deque[Message] = field(default_factory=deque)
     _final: Message | None = None
     _wake: anyio.Event | None = None  # created only when the receiver has to wait

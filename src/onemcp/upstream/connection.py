@@ -150,6 +150,7 @@ class UpstreamConnection:
         pending, self._pending = self._pending, {}
         self._settled()
         for call in pending.values():
+            call.broken = True
             call.finish(
                 jsonrpc.error(
                     call.downstream_id,
@@ -331,6 +332,7 @@ class UpstreamConnection:
             return
         del self._pending[call.hub_id]
         self._settled()
+        call.broken = True
         call.finish(jsonrpc.error(call.downstream_id, UpstreamError(self.name, str(error)).to_error()))
 
     async def _resend_after_reinit(self, call: Call, msg: Message, stale: str | None) -> None:

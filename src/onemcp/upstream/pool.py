@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from onemcp.config.model import HubConfig, ServerConfig
+from onemcp.upstream.breaker import Breaker
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
 
 log = logging.getLogger("onemcp.pool")
@@ -44,6 +45,7 @@ class Slot:
     recent: deque[float] = field(default_factory=deque)
     next_attempt: float | None = None
     wake: anyio.Event = field(default_factory=anyio.Event)
+    breaker: Breaker = field(default_factory=Breaker)
 
 
 class Pool:
@@ -89,6 +91,7 @@ class Pool:
         """Start supervising a server (a new one, or a changed one after `remove`)."""
         assert self._tg is not None, "the pool is not running"
         slot = Slot(name, config, self._connection(name, config))
+        slot.breaker = Breaker(config.breaker_threshold, config.breaker_cooldown)
         self.slots[name] = slot
         self._tg.start_soon(self._supervise, slot)
 
@@ -102,6 +105,12 @@ class Pool:
             await slot.conn.drained()
         del self.slots[name]
         slot.scope.cancel()
+
+    def record(self, name: str, *, ok: bool) -> None:
+        """A call to `name` finished: feed its breaker."""
+        slot = self.slots.get(name)
+        if slot is not None:
+            slot.breaker.record(ok)
 
     def retry_now(self, name: str) -> None:
         """Cut a waiting restart short (a reload touched the server, or an operator asked)."""

@@ -1,0 +1,302 @@
+"""`onemcp mcp ...` run in-process: add/remove/enable/disable/list against a real file, status against a real hub."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+
+from fixtures.launch import stop_process
+from onemcp.cli.main import main
+from onemcp.config.edit import backup_dir
+from onemcp.config.files import backups_of
+
+START_DEADLINE = 30.0
+READY_DEADLINE = 60.0
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "config"
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(directory))
+    monkeypatch.delenv("TOKEN", raising=False)
+    return directory
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def servers(config_dir: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads((config_dir / "mcp.json").read_bytes())
+    return doc["mcpServers"]
+
+
+def test_add_stdio_and_http_servers(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "mcp", "add", "git", "--command", "uvx", "--arg", "mcp-server-git", "--env", "A=1=2",
+                       "--cwd", "/src", "--tag", "dev", "--timeout", "30")  # fmt: skip
+    assert code == 0
+    assert f"added 'git' in {config_dir / 'mcp.json'}" in out
+    code, _, err = cli(capsys, "mcp", "add", "web", "--url", "https://example.com/mcp", "--type", "sse",
+                       "--header", "Authorization: Bearer ${TOKEN}", "--disabled")  # fmt: skip
+    assert code == 0
+    assert "${TOKEN} is not set here" in err
+    assert servers(config_dir) == {
+        "git": {"command": "uvx", "args": ["mcp-server-git"], "env": {"A": "1=2"}, "cwd": "/src", "tags": ["dev"],
+                "timeout": 30.0},
+        "web": {"type": "sse", "url": "https://example.com/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"},
+                "disabled": True},
+    }  # fmt: skip
+
+
+def test_add_with_the_command_after_double_dash(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = cli(capsys, "mcp", "add", "fs", "--tag", "files", "--", "npx", "-y", "server-fs", "--", "--root", "/x")
+    assert code == 0
+    assert servers(config_dir)["fs"] == {"command": "npx", "args": ["-y", "server-fs", "--", "--root", "/x"], "tags": ["files"]}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bad.name", "--command", "x"], "invalid server name 'bad.name': it may contain only letters"),
+        (["x"], "give either --command CMD (or '-- CMD ARGS...') or --url URL"),
+        (["x", "--command", "a", "--url", "http://h"], "give either --command"),
+        (["x", "--url", "http://h", "--env", "A=1"], "--env only applies to a server given with --command"),
+        (["x", "--command", "a", "--header", "K: v"], "--header only applies to a server given with --url"),
+        (["x", "--command", "a", "--env", "NOEQUALS"], "--env 'NOEQUALS': expected K=V"),
+        (["x", "--url", "http://h", "--header", "nocolon"], "--header 'nocolon': expected 'K: V'"),
+        (["x", "--command", "a", "--", "b"], "either with --command or after '--'"),
+        (["x", "--"], "nothing after '--'"),
+        (["x", "--url", "ftp://h"], "result would not load: ") ,
+        (["x", "--command", "a", "--timeout", "-1"], "mcpServers.x.timeout: Input should be greater than 0"),
+    ],
+)
+def test_bad_add_requests_exit_2_and_write_nothing(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = cli(capsys, "mcp", "add", *argv)
+    assert code == 2
+    assert message in err
+    assert err.startswith("onemcp: ")
+    assert not (config_dir / "mcp.json").exists()
+
+
+def test_invalid_edit_leaves_the_file_byte_identical(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir.mkdir()
+    original = b'{"mcpServers": {"a": {"command": "x"}}, "mine": true}'
+    (config_dir / "mcp.json").write_bytes(original)
+    code, _, err = cli(capsys, "mcp", "add", "b", "--url", "ftp://nope")
+    assert code == 2
+    assert f"{config_dir / 'mcp.json'}: mcpServers.b.url: must start with http:// or https://" in err
+    assert (config_dir / "mcp.json").read_bytes() == original
+    assert not backup_dir(config_dir / "mcp.json").exists()
+
+
+def test_duplicate_and_unknown_names_exit_1(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "mcp", "add", "a", "--command", "x")[0] == 0
+    code, _, err = cli(capsys, "mcp", "add", "a", "--command", "y")
+    assert (code, err.strip()) == (1, f"onemcp: a server named 'a' already exists in {config_dir / 'mcp.json'}")
+    for action in ("remove", "enable", "disable"):
+        code, _, err = cli(capsys, "mcp", action, "nope")
+        assert code == 1
+        assert "no server named 'nope' (configured: a)" in err
+
+
+def test_commands_on_a_missing_file_say_so(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["remove", "a"], ["disable", "a"], ["list"]):
+        code, _, err = cli(capsys, "mcp", *argv)
+        assert code == 1
+        assert f"no config file at {config_dir / 'mcp.json'}" in err
+
+
+def test_enable_disable_remove_and_backups(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir.mkdir()
+    path = config_dir / "mcp.json"
+    path.write_text('{\n  "mcpServers": {\n    "a": {"command": "x", "args": ["${HOME_DIR}"]},\n    "b": {"command": "y"}\n  }\n}\n')
+    first = path.read_bytes()
+
+    code, out, _ = cli(capsys, "mcp", "disable", "a")
+    assert code == 0
+    assert servers(config_dir)["a"] == {"command": "x", "args": ["${HOME_DIR}"], "disabled": True}
+    [saved] = backups_of("mcp.json", backup_dir(path))
+    assert saved.read_bytes() == first
+    assert f"previous version saved as {saved}" in out
+
+    code, out, _ = cli(capsys, "mcp", "disable", "a")
+    assert (code, "'a' is already disabled" in out) == (0, True)
+    assert len(backups_of("mcp.json", backup_dir(path))) == 1  # nothing written, nothing backed up
+
+    assert cli(capsys, "mcp", "enable", "a")[0] == 0
+    assert servers(config_dir)["a"] == {"command": "x", "args": ["${HOME_DIR}"]}
+    assert cli(capsys, "mcp", "remove", "b")[0] == 0
+    assert list(servers(config_dir)) == ["a"]
+    assert len(backups_of("mcp.json", backup_dir(path))) == 3
+
+
+def test_config_flag_wins_over_the_environment(
+    tmp_path: Path, config_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ONEMCP_CONFIG", str(tmp_path / "env.json"))
+    assert cli(capsys, "mcp", "add", "a", "--command", "x")[0] == 0
+    assert (tmp_path / "env.json").exists()
+    assert cli(capsys, "mcp", "add", "b", "--command", "x", "--config", str(tmp_path / "flag.json"))[0] == 0
+    assert list(orjson.loads((tmp_path / "flag.json").read_bytes())["mcpServers"]) == ["b"]
+    assert not (config_dir / "mcp.json").exists()
+
+
+def test_list_shows_the_file_without_expanding_secrets(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir.mkdir()
+    (config_dir / "mcp.json").write_text(
+        orjson.dumps(
+            {
+                "mcpServers": {
+                    "demo": {"command": "python", "args": ["-m", "onemcp.demo"], "tags": ["demo", "local"]},
+                    "remote": {"type": "sse", "url": "https://h/${PATH_PART}/sse", "disabled": True},
+                    "web": {"url": "https://example.com/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}},
+                }
+            }
+        ).decode()
+    )
+    code, out, err = cli(capsys, "mcp", "list")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "NAME    TRANSPORT  ENABLED  TAGS        TARGET",
+        "demo    stdio      yes      demo,local  python -m onemcp.demo",
+        "remote  sse        no       -           https://h/${PATH_PART}/sse",
+        "web     http       yes      -           https://example.com/mcp",
+    ]
+    code, out, _ = cli(capsys, "mcp", "list", "--json")
+    assert orjson.loads(out)[1] == {
+        "name": "remote",
+        "transport": "sse",
+        "enabled": False,
+        "tags": [],
+        "target": "https://h/${PATH_PART}/sse",
+    }
+
+
+def test_list_warns_when_the_file_would_not_load(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir.mkdir()
+    (config_dir / "mcp.json").write_text('{"mcpServers": {"a": {"url": "nope"}}}')
+    code, out, err = cli(capsys, "mcp", "list")
+    assert code == 0
+    assert "a     http" in out
+    assert "warning: the hub cannot load this config: " in err
+    assert "mcpServers.a.url: must start with http://" in err
+
+
+# ---------------------------------------------------------------------- status
+def test_status_without_a_hub(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "mcp", "status")
+    assert code == 1
+    assert err == f"onemcp: no hub is running (no {config_dir / 'runtime.json'}); start one with `onemcp serve`\n"
+
+
+def test_status_with_a_stale_runtime_file(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True, timeout=30)  # fmt: skip
+    config_dir.mkdir()
+    pid = int(gone.stdout)
+    (config_dir / "runtime.json").write_text(orjson.dumps({"url": "http://127.0.0.1:1/mcp", "pid": pid}).decode())
+    code, _, err = cli(capsys, "mcp", "status")
+    assert code == 1
+    assert f"names pid {pid}, which has exited" in err
+
+
+def test_status_when_nothing_answers(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, _, err = cli(capsys, "mcp", "status", "--url", f"http://127.0.0.1:{port}/mcp")
+    assert code == 1
+    assert f"no hub answers at http://127.0.0.1:{port}" in err
+
+
+async def wait_for_runtime(path: Path, process: Any) -> dict[str, Any]:
+    with anyio.fail_after(START_DEADLINE):
+        while True:
+            if path.exists():
+                doc: dict[str, Any] = orjson.loads(path.read_bytes())
+                return doc
+            if process.returncode is not None:
+                raise AssertionError(f"onemcp serve exited with {process.returncode}")
+            await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+
+
+async def wait_ready(base: str) -> None:
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+        with anyio.fail_after(READY_DEADLINE):
+            while True:
+                try:
+                    if (await client.get(f"{base}/health/ready")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+
+
+@pytest.mark.anyio
+async def test_status_asks_the_running_hub(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir.mkdir()
+    config = config_dir / "mcp.json"
+    config.write_bytes(
+        orjson.dumps(
+            {
+                "mcpServers": {
+                    "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"]},
+                    "off": {"command": "nonexistent-binary", "disabled": True},
+                }
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ONEMCP_CONFIG"}
+    process = await anyio.open_process(
+        [sys.executable, "-m", "onemcp", "serve", "--port", "0"],
+        env=env,
+        cwd=config_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+    )
+    try:
+        runtime = await wait_for_runtime(config_dir / "runtime.json", process)
+        assert runtime["pid"] == process.pid
+        assert runtime["config"] == str(config)
+        await wait_ready(runtime["url"].removesuffix("/mcp"))
+
+        code, out, err = cli(capsys, "mcp", "status")
+        assert (code, err) == (0, "")
+        lines = out.splitlines()
+        assert lines[0] == f"hub     {runtime['url']} (pid {process.pid})"
+        assert lines[1] == f"config  {config}"
+        assert lines[2].startswith("status  ok, 0 session(s), version ")
+        assert lines[4].split() == ["NAME", "STATE", "TRANSPORT", "TOOLS", "ERROR"]
+        demo = lines[5].split()
+        assert demo[:3] == ["demo", "ready", "stdio"]
+        assert int(demo[3]) > 0
+        assert lines[6].split()[:3] == ["off", "disabled", "stdio"]
+
+        code, out, _ = cli(capsys, "mcp", "status", "--json")
+        assert code == 0
+        doc = orjson.loads(out)
+        assert (doc["url"], doc["pid"], doc["config"]) == (runtime["url"], process.pid, str(config))
+        assert doc["health"]["upstreams"]["demo"]["state"] == "ready"
+
+        code, out, _ = cli(capsys, "mcp", "status", "--json", "--url", runtime["url"])
+        assert code == 0
+        assert orjson.loads(out)["health"]["status"] == "ok"
+    finally:
+        await stop_process(process)

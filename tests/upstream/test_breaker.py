@@ -1,0 +1,61 @@
+"""The circuit breaker: opens after consecutive failures, fails fast, one probe closes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from onemcp.upstream.breaker import Breaker
+from support.hub import running_hub
+
+
+def test_breaker_states() -> None:
+    breaker = Breaker(threshold=2, cooldown=1000)
+    assert breaker.allow() and breaker.state == "closed"
+    breaker.record(False)
+    assert breaker.state == "closed"
+    breaker.record(True)  # a success resets the count
+    breaker.record(False)
+    assert breaker.state == "closed"
+    breaker.record(False)
+    assert breaker.state == "open" and not breaker.allow()
+    assert breaker.opened_at is not None
+    breaker.opened_at -= 1000  # the cooldown is over
+    assert breaker.state == "half-open"
+    assert breaker.allow() and not breaker.allow()  # exactly one probe at a time
+    breaker.record(False)  # the probe failed: open again
+    assert breaker.state == "open" and not breaker.allow()
+    breaker.opened_at -= 1000
+    assert breaker.allow()
+    breaker.record(True)
+    assert breaker.state == "closed" and breaker.failures == 0
+
+
+@pytest.mark.anyio
+async def test_open_breaker_fails_fast_and_probe_closes_it() -> None:
+    cmd = fixture_command()
+    flaky: dict[str, Any] = {
+        "command": cmd[0], "args": cmd[1:], "timeout": 0.3, "breakerThreshold": 2, "breakerCooldown": 0.5,
+    }  # fmt: skip
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": {"flaky": flaky, "other": {"command": cmd[0], "args": cmd[1:]}}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None) as c:
+                for _ in range(2):
+                    with pytest.raises(MCPError) as err:
+                        await c.call_tool("flaky__sleep", {"seconds": 5})
+                    assert "timed out" in err.value.error.message
+                conn = hub.app.hub.pool.connections["flaky"]
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("flaky__echo", {"message": "x"})
+                assert "circuit open" in err.value.error.message
+                assert conn.in_flight == 0  # failed fast: nothing was sent
+                while hub.app.hub.pool.slots["flaky"].breaker.state != "half-open":
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+                ok = await c.call_tool("flaky__echo", {"message": "probe"})
+                assert not ok.is_error
+                assert hub.app.hub.pool.slots["flaky"].breaker.state == "closed"

@@ -198,25 +198,30 @@ class Hub:
 
     async def _connection_for(self, session: Session, server: str) -> UpstreamConnection:
         """The shared connection, or the session's own for `isolation: session` servers."""
-        conn = self._ready(server)
+        conn = self._ready(server, session)
         if conn.config.isolation == "session":
             return await self.isolated.get(session.id, session, server, conn.config)
         return conn
 
-    def _ready(self, server: str) -> UpstreamConnection:
+    def _ready(self, server: str, session: Session | None = None) -> UpstreamConnection:
+        """A connection to `server` that may take a call now (a balanced replica, sticky per session)."""
+        pins = session.replica_pins if session is not None and not session.ephemeral else None
         slot = self.pool.slots.get(server)
-        conn = slot.conn if slot is not None else None
-        if slot is None or conn is None or conn.state != "ready":
-            state = conn.state if conn else "removed"
-            detail = f": {conn.last_error}" if conn and conn.last_error else ""
-            raise UpstreamUnavailable(server, f"server is {state}{detail}")
-        if not slot.breaker.allow():
-            raise UpstreamUnavailable(
-                server,
-                f"circuit open after {slot.breaker.failures} consecutive failures; "
-                f"next attempt in {slot.breaker.retry_in():.0f}s",
-            )
-        return conn
+        member = self.pool.pick(server, pins)
+        if member is not None and member.breaker.allow():
+            return member.conn
+        if slot is None:
+            raise UpstreamUnavailable(server, "server is removed")
+        conn = self.pool.get(server)
+        assert conn is not None
+        if conn.state != "ready":
+            detail = f": {conn.last_error}" if conn.last_error else ""
+            raise UpstreamUnavailable(server, f"server is {conn.state}{detail}")
+        breaker = (member or slot).breaker
+        raise UpstreamUnavailable(
+            server,
+            f"circuit open after {breaker.failures} consecutive failures; next attempt in {breaker.retry_in():.0f}s",
+        )
 
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:
         """Drive a forwarded call to its end: related messages to `emit`, then the reply.
@@ -260,7 +265,7 @@ class Hub:
         finally:
             self.metrics.observe(call.method, conn.name, outcome, time.perf_counter() - started)
             if outcome != "cancelled" and conn.owner is None:
-                self.pool.record(conn.name, ok=outcome != "timeout" and not call.broken)
+                self.pool.record(conn, ok=outcome != "timeout" and not call.broken)
             if not call.done and not parked:
                 conn.abandon(call, "the client went away")
             session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
@@ -451,7 +456,7 @@ class Hub:
     def on_state(self, conn: UpstreamConnection) -> None:
         if conn.owner is not None or not self.pool.is_current(conn):
             return  # a session's own connection, or one a reload replaced: not the catalog's
-        if conn.state != "ready":
+        if conn.state != "ready" and not self.pool.any_ready(conn.name):
             self._announce(self.catalog.drop(conn.name))
         self.pool.note_state()
 

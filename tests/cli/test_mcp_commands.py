@@ -39,8 +39,8 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def servers(config_dir: Path) -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads((config_dir / "mcp.json").read_bytes())
-    return doc["mcpServers"]
+    found: dict[str, Any] = orjson.loads((config_dir / "mcp.json").read_bytes())["mcpServers"]
+    return found
 
 
 def test_add_stdio_and_http_servers(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,7 +63,11 @@ def test_add_stdio_and_http_servers(config_dir: Path, capsys: pytest.CaptureFixt
 def test_add_with_the_command_after_double_dash(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = cli(capsys, "mcp", "add", "fs", "--tag", "files", "--", "npx", "-y", "server-fs", "--", "--root", "/x")
     assert code == 0
-    assert servers(config_dir)["fs"] == {"command": "npx", "args": ["-y", "server-fs", "--", "--root", "/x"], "tags": ["files"]}
+    assert servers(config_dir)["fs"] == {
+        "command": "npx",
+        "args": ["-y", "server-fs", "--", "--root", "/x"],
+        "tags": ["files"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -78,14 +82,14 @@ def test_add_with_the_command_after_double_dash(config_dir: Path, capsys: pytest
         (["x", "--url", "http://h", "--header", "nocolon"], "--header 'nocolon': expected 'K: V'"),
         (["x", "--command", "a", "--", "b"], "either with --command or after '--'"),
         (["x", "--"], "nothing after '--'"),
-        (["x", "--url", "ftp://h"], "result would not load: ") ,
+        (["x", "--url", "ftp://h"], "result would not load: "),
         (["x", "--command", "a", "--timeout", "-1"], "mcpServers.x.timeout: Input should be greater than 0"),
     ],
 )
 def test_bad_add_requests_exit_2_and_write_nothing(
     config_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    code, out, err = cli(capsys, "mcp", "add", *argv)
+    code, _, err = cli(capsys, "mcp", "add", *argv)
     assert code == 2
     assert message in err
     assert err.startswith("onemcp: ")
@@ -123,7 +127,9 @@ def test_commands_on_a_missing_file_say_so(config_dir: Path, capsys: pytest.Capt
 def test_enable_disable_remove_and_backups(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_dir.mkdir()
     path = config_dir / "mcp.json"
-    path.write_text('{\n  "mcpServers": {\n    "a": {"command": "x", "args": ["${HOME_DIR}"]},\n    "b": {"command": "y"}\n  }\n}\n')
+    path.write_text(
+        '{\n  "mcpServers": {\n    "a": {"command": "x", "args": ["${HOME_DIR}"]},\n    "b": {"command": "y"}\n  }\n}\n'
+    )
     first = path.read_bytes()
 
     code, out, _ = cli(capsys, "mcp", "disable", "a")
@@ -226,10 +232,11 @@ def test_status_when_nothing_answers(config_dir: Path, capsys: pytest.CaptureFix
 
 
 async def wait_for_runtime(path: Path, process: Any) -> dict[str, Any]:
+    runtime = anyio.Path(path)
     with anyio.fail_after(START_DEADLINE):
         while True:
-            if path.exists():
-                doc: dict[str, Any] = orjson.loads(path.read_bytes())
+            if await runtime.exists():
+                doc: dict[str, Any] = orjson.loads(await runtime.read_bytes())
                 return doc
             if process.returncode is not None:
                 raise AssertionError(f"onemcp serve exited with {process.returncode}")
@@ -250,9 +257,9 @@ async def wait_ready(base: str) -> None:
 
 @pytest.mark.anyio
 async def test_status_asks_the_running_hub(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config_dir.mkdir()
+    await anyio.Path(config_dir).mkdir()
     config = config_dir / "mcp.json"
-    config.write_bytes(
+    await anyio.Path(config).write_bytes(
         orjson.dumps(
             {
                 "mcpServers": {

@@ -91,7 +91,8 @@ def json_source(tmp_path: Path) -> Source:
         ({"type": "streamable-http", "url": "https://h/mcp"}, {"type": "http", "url": "https://h/mcp"}),
         ({"url": "https://h/mcp"}, {"type": "http", "url": "https://h/mcp"}),
         ({"url": "https://h/sse"}, {"type": "sse", "url": "https://h/sse"}),  # no type + /sse: legacy transport
-        ({"serverUrl": "https://h/mcp", "headers": {"A": "b"}}, {"type": "http", "url": "https://h/mcp", "headers": {"A": "b"}}),
+        ({"serverUrl": "https://h/mcp", "headers": {"A": "b"}},  # Windsurf
+         {"type": "http", "url": "https://h/mcp", "headers": {"A": "b"}}),
         ({"command": "x", "disabled": True, "disabledTools": ["t"]}, {"command": "x", "disabled": True}),
     ],
 )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ def doc_of(path: Path) -> Any:
 
 
 def test_edit_keeps_unknown_keys_order_and_var_references(config: Path) -> None:
-    result = edit_config(config, lambda d: add_server(d, "time", {"command": "uvx", "args": ["mcp-server-time"]}), env=ENV)
+    result = edit_config(
+        config, lambda d: add_server(d, "time", {"command": "uvx", "args": ["mcp-server-time"]}), env=ENV
+    )
 
     assert result.changed
     doc = doc_of(config)
@@ -120,7 +123,7 @@ def test_name_rules_follow_the_files_separator(tmp_path: Path) -> None:
 def test_previous_version_is_backed_up_with_its_mode_and_only_the_last_ten_kept(config: Path) -> None:
     versions = [config.read_bytes()]
     for i in range(BACKUPS_KEPT + 3):
-        result = edit_config(config, lambda d, i=i: add_server(d, f"s{i}", {"command": "x"}), env=ENV)
+        result = edit_config(config, partial(add_server, name=f"s{i}", entry={"command": "x"}), env=ENV)
         assert result.backup is not None
         assert result.backup.read_bytes() == versions[-1]
         assert stat.S_IMODE(result.backup.stat().st_mode) == 0o640

@@ -73,12 +73,18 @@ def test_claude_code_empties_project_servers_in_the_same_file(where: Where) -> N
 
 
 def test_already_pointing_means_nothing_to_do(where: Where) -> None:
-    write(where.home / ".codeium" / "windsurf" / "mcp_config.json", '{"mcpServers": {"onemcp": {"serverUrl": "%s"}}}' % URL)
+    write(
+        where.home / ".codeium" / "windsurf" / "mcp_config.json",
+        orjson.dumps({"mcpServers": {"onemcp": {"serverUrl": URL}}}).decode(),
+    )
     assert plan_redirect(APPS["windsurf"], where, URL) == []
 
 
 def test_vs_code_file_with_comments_is_refused(where: Where) -> None:
-    write(where.home / ".config" / "Code" / "User" / "settings.json", '{\n // mine\n "mcp": {"servers": {"a": {"command": "x"}}}\n}')
+    write(
+        where.home / ".config" / "Code" / "User" / "settings.json",
+        '{\n // mine\n "mcp": {"servers": {"a": {"command": "x"}}}\n}',
+    )
     with pytest.raises(RedirectError, match="comments"):
         plan_redirect(APPS["vscode"], where, URL)
 

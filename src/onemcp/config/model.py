@@ -30,6 +30,10 @@ class ServerConfig(_Model):
     url: str | None = None
     type: Literal["stdio", "http", "streamable-http", "streamableHttp", "sse"] | None = None
     headers: dict[str, str] = {}
+    # More URLs serving the same server: calls are balanced over the healthy ones, a session
+    # sticks to one, a failing one is ejected (breaker, supervisor) and probed back.
+    replicas: list[str] = []
+    balance: Literal["round-robin", "least-in-flight"] = "round-robin"
     disabled: bool = False
     tags: list[str] = []
     timeout: Seconds = Field(60.0, description="deadline for each request to this server")
@@ -54,12 +58,22 @@ class ServerConfig(_Model):
             raise ValueError("must start with http:// or https://")
         return url
 
+    @field_validator("replicas")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} must start with http:// or https://")
+        return urls
+
     @model_validator(mode="after")
     def _one_transport(self) -> ServerConfig:
         if self.command is None and self.url is None:
             raise ValueError("needs either 'command' (stdio) or 'url' (HTTP)")
         if self.command is not None and self.url is not None:
             raise ValueError("has both 'command' and 'url'; pick one")
+        if self.replicas and self.url is None:
+            raise ValueError("'replicas' needs a 'url' (replicas are HTTP servers)")
         if self.url is not None:
             if self.type == "stdio":
                 raise ValueError("'type' is 'stdio' but a 'url' is given")

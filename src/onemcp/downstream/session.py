@@ -52,6 +52,7 @@ class Session:
     last_seen: float = field(default_factory=time.monotonic)
     closed: bool = False
     streams: StreamStore = field(default_factory=StreamStore)
+    replica_pins: dict[str, int] = field(default_factory=dict)  # server -> the replica it sticks to
     _outbox_send: MemoryObjectSendStream[Message] | None = None
     outbox: MemoryObjectReceiveStream[Message] | None = None
     _reverse_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 1 << 62)))

@@ -18,13 +18,19 @@ def health(hub: Hub) -> dict[str, Any]:
     conns = hub.pool.connections
     upstreams: dict[str, Any] = {}
     for name, slot in hub.pool.slots.items():
-        conn = slot.conn
+        conn = hub.pool.get(name) or slot.conn
         counts = hub.catalog.counts(name)
         upstreams[name] = {
             "state": conn.state,
             "supervisor": slot.status,
             "restarts": slot.restarts,
             "breaker": slot.breaker.state,
+            "replicas": [
+                {"url": m.config.url, "state": m.conn.state, "inFlight": m.conn.in_flight, "breaker": m.breaker.state}
+                for m in slot.members
+            ]
+            if slot.replicas
+            else None,
             "pid": getattr(conn.transport, "pid", None),
             "nextAttempt": slot.next_attempt,
             "transport": conn.transport.kind,

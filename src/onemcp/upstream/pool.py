@@ -1,6 +1,7 @@
 """The set of upstreams: start them in parallel, supervise them, add and remove them live.
 
-Owns one `Slot` per enabled server: its current connection, and a supervisor task that
+Owns one `Slot` per enabled server (plus one per extra replica URL, balanced by `pick`):
+its current connection, and a supervisor task that
 restarts the connection when it fails (exponential backoff with jitter; more than
 `RESTART_BUDGET` restarts within `BUDGET_WINDOW` seconds marks the server crash-looping
 and slows retries to `CRASH_LOOP_WAIT`). Removing a server lets its in-flight calls
@@ -46,6 +47,12 @@ class Slot:
     next_attempt: float | None = None
     wake: anyio.Event = field(default_factory=anyio.Event)
     breaker: Breaker = field(default_factory=Breaker)
+    replicas: list[Slot] = field(default_factory=list)  # further URLs of the same server
+    turn: int = 0  # round-robin position
+
+    @property
+    def members(self) -> list[Slot]:
+        return [self, *self.replicas]
 
 
 class Pool:
@@ -58,15 +65,49 @@ class Pool:
 
     @property
     def connections(self) -> dict[str, UpstreamConnection]:
-        return {name: slot.conn for name, slot in self.slots.items()}
+        """One connection per server: a ready replica when there is one."""
+        return {name: self._representative(slot) for name, slot in self.slots.items()}
+
+    @staticmethod
+    def _representative(slot: Slot) -> UpstreamConnection:
+        return next((m.conn for m in slot.members if m.conn.state == "ready"), slot.conn)
 
     def get(self, name: str) -> UpstreamConnection | None:
         slot = self.slots.get(name)
-        return slot.conn if slot is not None else None
+        return self._representative(slot) if slot is not None else None
+
+    def _member(self, conn: UpstreamConnection) -> Slot | None:
+        slot = self.slots.get(conn.name)
+        if slot is None:
+            return None
+        return next((m for m in slot.members if m.conn is conn), None)
 
     def is_current(self, conn: UpstreamConnection) -> bool:
-        slot = self.slots.get(conn.name)
-        return slot is not None and slot.conn is conn
+        return self._member(conn) is not None
+
+    def any_ready(self, name: str) -> bool:
+        slot = self.slots.get(name)
+        return slot is not None and any(m.conn.state == "ready" for m in slot.members)
+
+    def pick(self, name: str, pins: dict[str, int] | None = None) -> Slot | None:
+        """A ready replica of `name` whose breaker lets a call through (sticky per `pins`)."""
+        slot = self.slots.get(name)
+        if slot is None:
+            return None
+        members = slot.members
+        healthy = [i for i, m in enumerate(members) if m.conn.state == "ready" and m.breaker.state != "open"]
+        if not healthy:
+            return None
+        if pins is not None and pins.get(name) in healthy:
+            index = pins[name]
+        elif slot.config.balance == "least-in-flight":
+            index = min(healthy, key=lambda i: members[i].conn.in_flight)
+        else:
+            slot.turn += 1
+            index = healthy[slot.turn % len(healthy)]
+        if pins is not None and len(members) > 1:
+            pins[name] = index
+        return members[index]
 
     def all_tried(self) -> bool:
         return all(s.conn.state != "starting" or s.restarts for s in self.slots.values())
@@ -90,27 +131,38 @@ class Pool:
     def add(self, name: str, config: ServerConfig) -> None:
         """Start supervising a server (a new one, or a changed one after `remove`)."""
         assert self._tg is not None, "the pool is not running"
-        slot = Slot(name, config, self._connection(name, config))
-        slot.breaker = Breaker(config.breaker_threshold, config.breaker_cooldown)
+        urls = [config.url, *config.replicas] if config.url is not None else [None]
+        members = []
+        for url in urls:
+            own = config if url == config.url else config.model_copy(update={"url": url})
+            member = Slot(name, own, self._connection(name, own))
+            member.breaker = Breaker(config.breaker_threshold, config.breaker_cooldown)
+            members.append(member)
+        slot = members[0]
+        slot.replicas = members[1:]
         self.slots[name] = slot
-        self._tg.start_soon(self._supervise, slot)
+        for member in members:
+            self._tg.start_soon(self._supervise, member)
 
     async def remove(self, name: str, *, drain: float = DRAIN_SECONDS) -> None:
         """Stop a server: in-flight calls get `drain` seconds to finish, then it is stopped."""
         slot = self.slots.get(name)
         if slot is None:
             return
-        slot.status = "stopping"
+        for member in slot.members:
+            member.status = "stopping"
         with anyio.move_on_after(drain):
-            await slot.conn.drained()
+            for member in slot.members:
+                await member.conn.drained()
         del self.slots[name]
-        slot.scope.cancel()
+        for member in slot.members:
+            member.scope.cancel()
 
-    def record(self, name: str, *, ok: bool) -> None:
-        """A call to `name` finished: feed its breaker."""
-        slot = self.slots.get(name)
-        if slot is not None:
-            slot.breaker.record(ok)
+    def record(self, conn: UpstreamConnection, *, ok: bool) -> None:
+        """A call on `conn` finished: feed its replica's breaker."""
+        member = self._member(conn)
+        if member is not None:
+            member.breaker.record(ok)
 
     def retry_now(self, name: str) -> None:
         """Cut a waiting restart short (a reload touched the server, or an operator asked)."""

@@ -102,6 +102,7 @@ async def test_edits_under_load(tmp_path: Path) -> None:
             calls_before = load.ok
             await until(lambda: _async(load.ok > calls_before))  # still serving
             load.stop.set()
+    print(f"\nreload under load: {load.ok} calls to the untouched server, {len(load.failed)} failed")
     assert load.failed == [], load.failed[:3]
     assert load.ok > 0
 
@@ -144,3 +145,30 @@ async def test_removing_a_server_lets_its_calls_finish(tmp_path: Path) -> None:
                 assert results and results[0] is not None  # the in-flight call completed
                 with pytest.raises(MCPError):
                     await c.call_tool("b__echo", {"message": "gone"})
+
+
+async def test_killing_an_upstream_under_load_fails_only_its_calls(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    config = {"mcpServers": {"keep": stdio(), "victim": stdio()}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, anyio.create_task_group() as tg:
+            keep, victim = Load(hub, "keep__echo"), Load(hub, "victim__echo")
+            tg.start_soon(keep.run)
+            tg.start_soon(victim.run)
+            await until(lambda: _async(keep.ok > 5 and victim.ok > 5))
+            pid = hub.app.hub.pool.connections["victim"].transport.pid  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+            slot = hub.app.hub.pool.slots["victim"]
+            await until(lambda: _async(slot.restarts > 0 and slot.conn.state == "ready"))
+            back = victim.ok
+            await until(lambda: _async(victim.ok > back + 5))  # its tools are served again
+            keep.stop.set()
+            victim.stop.set()
+    print(
+        f"\nkill under load: keep ok={keep.ok} failed={len(keep.failed)}; "
+        f"victim ok={victim.ok} failed={len(victim.failed)} {sorted(set(victim.failed))[:2]}"
+    )
+    assert keep.failed == []
+    assert all("[victim]" in message or "victim" in message for message in victim.failed)

@@ -166,7 +166,11 @@ class Hub:
             name = params.get("name")
             if not isinstance(name, str):
                 raise InvalidParams(f"{method}: params.name must be a string")
-            server, original = self.catalog.resolve_name("tools" if method == "tools/call" else "prompts", name)
+            try:
+                server, original = self.catalog.resolve_name("tools" if method == "tools/call" else "prompts", name)
+            except NotFound:
+                self._explain_missing(name)
+                raise
             return server, "name", original
         if method == "resources/read":
             uri = params.get("uri")
@@ -189,6 +193,16 @@ class Hub:
             server, upstream_id = self.tasks.resolve(session.id, params.get("taskId"))
             return server, "taskId", upstream_id
         raise MethodNotFound(f"Method not found: {method}")
+
+    def _explain_missing(self, name: str) -> None:
+        """An unknown name whose prefix is a server that is down: say that, not just 'not found'."""
+        split = self.catalog.codec.split_name(name) if self.catalog.prefixed else None
+        conn = self.pool.get(split[0]) if split is not None else None
+        if split is not None and conn is not None and conn.state != "ready":
+            slot = self.pool.slots[split[0]]
+            detail = f" ({conn.last_error})" if conn.last_error else ""
+            state = conn.state if slot.status == "running" else slot.status
+            raise UpstreamUnavailable(split[0], f"server is {state}{detail}; its tools return when it is back")
 
     def _resolve_template(self, visible: str) -> tuple[str, str]:
         try:

@@ -82,7 +82,7 @@ def test_add_with_the_command_after_double_dash(config_dir: Path, capsys: pytest
         (["x", "--url", "http://h", "--header", "nocolon"], "--header 'nocolon': expected 'K: V'"),
         (["x", "--command", "a", "--", "b"], "either with --command or after '--'"),
         (["x", "--"], "nothing after '--'"),
-        (["x", "--url", "ftp://h"], "result would not load: "),
+        (["x", "--url", "ftp://h"], "not changed: "),
         (["x", "--command", "a", "--timeout", "-1"], "mcpServers.x.timeout: Input should be greater than 0"),
     ],
 )

@@ -188,7 +188,7 @@ def _import(args: argparse.Namespace) -> int:
         try:
             result = edit_config(path, lambda d: apply_plan(d, plan), env=dict(os.environ))
         except ConfigError as exc:
-            raise CommandError(f"not changed, the result would not load: {exc}", USAGE_ERROR) from None
+            raise CommandError(f"not changed: {exc}", USAGE_ERROR) from None
         except (EditError, OSError) as exc:
             raise CommandError(f"cannot update {path}: {exc}") from None
         print(f"onemcp: imported {len(writes)} server(s) from {app.label} into {path}")

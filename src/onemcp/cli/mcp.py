@@ -71,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
         usage="onemcp mcp add NAME (--command CMD [--arg A ...] | --url URL | -- CMD ARGS...) [options]",
     )
     add.add_argument("name")
-    add.add_argument("--command", dest="program", help="program to start (stdio server)")
+    add.add_argument("--command", dest="program", metavar="CMD", help="program to start (stdio server)")
     add.add_argument("--arg", action="append", default=[], dest="args", metavar="A", help="argument (repeatable)")
     add.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
     add.add_argument("--cwd", help="working directory of the program")
@@ -192,7 +192,7 @@ def _edit(
     except EditError as exc:
         raise CommandError(f"{exc} in {path}") from None
     except ConfigError as exc:
-        raise CommandError(f"not changed, the result would not load: {exc}", USAGE_ERROR) from None
+        raise CommandError(f"not changed: {exc}", USAGE_ERROR) from None
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
     _report(result, done, unchanged)

@@ -62,8 +62,8 @@ async def test_time_and_everything_stdio_and_a_dead_server() -> None:
                 assert str(read.contents[0].uri) == str(first.uri)
                 with pytest.raises(MCPError) as err:
                     await c.call_tool("down__anything", {})
-                assert err.value.error.code == -32602
-            assert hub.app.hub.pool.connections["down"].state == "failed"
+                assert "[down]" in err.value.error.message and "command not found" in err.value.error.message
+            assert hub.app.hub.pool.connections["down"].state in ("failed", "starting")  # supervised: retried
 
 
 async def test_everything_over_streamable_http_with_time_over_stdio() -> None:

@@ -134,6 +134,7 @@ class Parking:
         body = base64.urlsafe_b64encode(orjson.dumps({"h": handle, "e": int(expires)}))
         state = STATE_PREFIX + body.decode() + "." + self._sign(body)
         key = str(ask["id"])
+        call.parked = True
         self._parked[handle] = Parked(conn, call, key, pending, expires)
         request = {"method": ask["method"], "params": ask.get("params") or {}}
         result = {"resultType": INPUT_REQUIRED, "inputRequests": {key: request}, "requestState": state}
@@ -161,6 +162,7 @@ class Parking:
         if not isinstance(answer, dict):
             self._abandon(parked, "the client sent no answer for the input request")
             raise InvalidParams(f"inputResponses has no answer for {parked.key!r}")
+        parked.call.parked = False
         parked.pending.reply = {"jsonrpc": "2.0", "result": answer}
         parked.pending.done.set()
         return parked

@@ -68,9 +68,12 @@ class Reloader:
         from watchfiles import awatch  # imported here: only a running hub watches
 
         folder, name = self.path.parent, self.path.name
-        async for changes in awatch(folder, debounce=DEBOUNCE_MS, recursive=False):
-            if any(Path(changed).name == name for _, changed in changes):
-                await self.reload()
+
+        def ours(_: object, path: str) -> bool:
+            return Path(path).name == name
+
+        async for _ in awatch(folder, watch_filter=ours, debounce=DEBOUNCE_MS, recursive=False):
+            await self.reload()
 
     async def _on_sighup(self) -> None:
         with anyio.open_signal_receiver(signal.SIGHUP) as signals:

@@ -33,6 +33,7 @@ REVERSE_CAPABILITY = {
     "roots/list": "roots",
 }
 MAX_ELICITATIONS = 1024
+MISSING_CLIENT_CAPABILITY = -32021
 PARKED_PATIENCE = 660.0  # longer than bridge.PARK_SECONDS, which expires parked calls first
 
 
@@ -68,6 +69,18 @@ class ReversePath:
             # A 2026-07-28 client takes input only as the result of one of its calls.
             why = f"{method} is not related to a call of a 2026-07-28 client"
             return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
+        if (
+            session is not None
+            and session.ephemeral
+            and needed is not None
+            and needed not in session.client_capabilities
+        ):
+            # a 2026-07-28 client that did not declare it: the error it should see is -32021
+            why = f"the client did not declare the {needed!r} capability this call needs"
+            return jsonrpc.error(
+                None,
+                {"code": MISSING_CLIENT_CAPABILITY, "message": why, "data": {"requiredCapabilities": {needed: {}}}},
+            )
         if needed is None or session is None or needed not in session.client_capabilities:
             why = (
                 f"onemcp cannot forward {method}"

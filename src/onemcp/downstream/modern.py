@@ -29,6 +29,7 @@ from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_PARAMS, METHOD_NOT_FOUND
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
+from onemcp.upstream import era
 
 log = logging.getLogger("onemcp.downstream")
 
@@ -76,9 +77,9 @@ def header_value(raw: str | None) -> str | None:
     return value
 
 
-def supported_error(requested: str) -> Message:
+def supported_error(requested: str, rid: Any = None) -> Message:
     return jsonrpc.error(
-        None,
+        rid,
         {
             "code": UNSUPPORTED_VERSION,
             "message": f"Unsupported protocol version: {requested}",
@@ -87,10 +88,22 @@ def supported_error(requested: str) -> Message:
     )
 
 
+# A JSON-RPC error's HTTP status in the 2026-07-28 era (what clients tell errors apart by).
+ERROR_STATUS = {-32700: 400, -32600: 400, -32602: 400, -32601: 404, HEADER_MISMATCH: 400,
+                MISSING_CLIENT_CAPABILITY: 400, UNSUPPORTED_VERSION: 400}  # fmt: skip
+
+
+def error_status(reply: Message) -> int:
+    err = reply.get("error")
+    code = err.get("code") if isinstance(err, dict) else None
+    return ERROR_STATUS.get(code, 200) if isinstance(code, int) else 200
+
+
 class ModernEndpoint:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._ids = itertools.count(1)
+        self._annotated: tuple[object, dict[str, dict[str, str]]] = (None, {})
         info = orjson.dumps(hub.server_info())
         self._list_suffix = (
             f',"resultType":"complete","ttlMs":{TTL_MS},"cacheScope":"{CACHE_SCOPE}","_meta":{{"{SERVER_INFO}":'.encode()
@@ -137,6 +150,11 @@ class ModernEndpoint:
         if field is not None and header_value(asgi.header(scope, b"mcp-name")) != params.get(field):
             await reject(400, HEADER_MISMATCH, f"Mcp-Name header does not match params.{field}")
             return
+        if method == "tools/call":
+            problem = self._param_headers_problem(scope, params)
+            if problem is not None:
+                await reject(400, HEADER_MISMATCH, problem)
+                return
         level = meta.get(LOG_LEVEL)
         if level is not None and level not in LOG_LEVELS:
             await reject(400, INVALID_PARAMS, f"{LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}")
@@ -175,6 +193,30 @@ class ModernEndpoint:
             await self._listen(session, rid, params, receive, send)
             return
         await self._call(session, msg, method, receive, send)
+
+    def _param_headers_problem(self, scope: Scope, params: dict[str, Any]) -> str | None:
+        """Check the `Mcp-Param-*` headers against the arguments they mirror (x-mcp-header)."""
+        tools = self.hub.catalog.items("tools")
+        if self._annotated[0] is not tools:
+            self._annotated = (tools, era.header_params(tools))
+        annotated = self._annotated[1].get(str(params.get("name")))
+        if not annotated:
+            return None
+        arguments = params.get("arguments")
+        arguments = arguments if isinstance(arguments, dict) else {}
+        for prop, header in annotated.items():
+            raw = asgi.header(scope, f"mcp-param-{header.lower()}".encode())
+            value = arguments.get(prop)
+            if value is None:
+                if raw is not None:
+                    return f"Mcp-Param-{header} is set but argument {prop!r} is absent"
+                continue
+            expected = era.render_param(value)
+            if raw is None:
+                return f"Mcp-Param-{header} is missing for argument {prop!r}"
+            if expected is not None and header_value(raw) != expected:
+                return f"Mcp-Param-{header} does not match argument {prop!r}"
+        return None
 
     def discover(self) -> dict[str, Any]:
         caps = self.hub.capabilities()
@@ -240,7 +282,7 @@ class ModernEndpoint:
             await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(reply), event="message"))
             await asgi.end_stream(send)
         else:
-            await asgi.send_json(send, 200, reply)
+            await asgi.send_json(send, error_status(reply), reply)
 
     async def _listen(self, session: Session, rid: Any, params: dict[str, Any], receive: Receive, send: Send) -> None:
         wanted = params.get("notifications")

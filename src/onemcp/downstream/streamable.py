@@ -141,7 +141,7 @@ class StreamableHttpEndpoint:
                 await self.modern.post(scope, receive, send, msg, version)
                 return
             if version not in LEGACY_VERSIONS:
-                await asgi.send_json(send, 400, supported_error(version))
+                await asgi.send_json(send, 400, supported_error(version, msg.get("id")))
                 return
         method = msg.get("method")
         is_request = method is not None and "id" in msg

@@ -30,6 +30,7 @@ class Call:
     method: str = ""
     request: Message = field(default_factory=dict)  # as sent upstream (a bridge retries it)
     broken: bool = False  # finished by the hub because the upstream could not carry it
+    parked: bool = False  # waiting for a modern client to come back with input (bridge)
     _queue: deque[Message] = field(default_factory=deque)
     _final: Message | None = None
     _wake: anyio.Event | None = None  # created only when the receiver has to wait

@@ -438,7 +438,7 @@ class UpstreamConnection:
         """
         if isinstance(related, int):
             return self._pending.get(related)
-        downstream = [call for call in self._pending.values() if call.origin is not None]
+        downstream = [call for call in self._pending.values() if call.origin is not None and not call.parked]
         return downstream[0] if len(downstream) == 1 else None
 
     def _on_notification(self, msg: Message, method: str, related: RequestId | None) -> None:

@@ -91,14 +91,21 @@ def request_headers(msg: Message, param_names: dict[str, dict[str, str]]) -> dic
         arguments = params.get("arguments")
         if annotated and isinstance(arguments, dict):
             for prop, header in annotated.items():
-                value = arguments.get(prop)
-                if isinstance(value, bool):
-                    headers[f"mcp-param-{header.lower()}"] = "true" if value else "false"
-                elif isinstance(value, int | float):
-                    headers[f"mcp-param-{header.lower()}"] = str(value)
-                elif isinstance(value, str):
-                    headers[f"mcp-param-{header.lower()}"] = encode_header(value)
+                rendered = render_param(arguments.get(prop))
+                if rendered is not None:
+                    headers[f"mcp-param-{header.lower()}"] = encode_header(rendered)
     return headers
+
+
+def render_param(value: object) -> str | None:
+    """An argument as its `Mcp-Param-*` header shows it (before base64 encoding), or None."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    return None
 
 
 def header_params(tools: list[dict[str, Any]]) -> dict[str, dict[str, str]]:

@@ -39,6 +39,8 @@ class OneMcpApp:
         self.mcp = StreamableHttpEndpoint(self.hub)
         self.legacy = LegacySseEndpoint(self.hub)
         self.reloader = Reloader(self.hub, config_path) if config_path is not None else None
+        if self.reloader is not None:
+            self.reloader.load_presets()
         self.hub.metrics.add_state(lambda: state_metrics(self.hub, self.reloader))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

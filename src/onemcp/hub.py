@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from onemcp import __version__, bridge
-from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog
+from onemcp.catalog import views
+from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog, Overrides
+from onemcp.catalog.views import View
 from onemcp.config.model import HubConfig
 from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
 from onemcp.observability.metrics import Metrics
@@ -52,7 +54,8 @@ class Hub:
         self.config = config
         self._settings = config.hub
         self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
-        self.catalog.set_servers(config.enabled)
+        self.catalog.set_servers(config.enabled, tool_rules(config))
+        self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
         self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
         self.pool = Pool(config, self)
         self.isolated = IsolatedConnections(self)
@@ -96,35 +99,84 @@ class Hub:
             caps["tasks"] = merge_capabilities(task_caps)
         return caps
 
-    def instructions(self) -> str:
-        if self.config.hub.instructions:
-            return self.config.hub.instructions
-        conns = list(self.pool.connections.values())
-        lines = [
-            f"This is onemcp, a hub serving {len(conns)} MCP server(s) as one. "
-            + (
-                f"Tool and prompt names are prefixed with the server name and {self.catalog.codec.separator!r}."
-                if self.catalog.prefixed
-                else ""
-            )
-        ]
-        for conn in conns:
-            if conn.instructions:
-                lines.append(f'<server name="{conn.name}">\n{conn.instructions.strip()}\n</server>')
-        return "\n\n".join(lines)
+    def instructions(self, allowed: frozenset[str] | None = None) -> str:
+        """A summary of the servers in the view, then each one's own instructions, delimited."""
+        names = [n for n in self.pool.slots if allowed is None or n in allowed]
+        summary = []
+        sections = []
+        for name in names:
+            conn = self.pool.get(name)
+            config = self.config.servers.get(name)
+            if conn is None or config is None:
+                continue
+            counts = self.catalog.counts(name)
+            title = conn.server_info.get("title") or conn.server_info.get("name") or name
+            summary.append(f"- {name}: {title} ({conn.state}; {counts['tools']} tools, {counts['prompts']} prompts)")
+            text = config.instructions if config.instructions is not None else conn.instructions
+            if text:
+                sections.append(f'<server name="{name}">\n{text.strip()}\n</server>')
+        naming = (
+            f"Tool and prompt names are `<server>{self.catalog.codec.separator}<name>`; "
+            "resource URIs are `<server>+<uri>`."
+            if self.catalog.prefixed
+            else "Names are the servers' own."
+        )
+        fields = {
+            "count": str(len(summary)),
+            "summary": "\n".join(summary),
+            "naming": naming,
+            "servers": "\n\n".join(sections),
+        }
+        template = self.config.hub.instructions or DEFAULT_INSTRUCTIONS
+        if self.config.hub.instructions_file:
+            try:
+                with open(self.config.hub.instructions_file, encoding="utf-8") as f:
+                    template = f.read()
+            except OSError as exc:
+                log.warning("instructions template unreadable, using the default: %s", exc)
+        try:
+            return template.format_map(_Blank(fields)).strip()
+        except (ValueError, IndexError):
+            return template.strip()  # not a template (stray braces): used as it is
 
-    def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    def initialize(self, session: Session, params: dict[str, Any], view: View | None = None) -> dict[str, Any]:
         caps = params.get("capabilities")
         info = params.get("clientInfo")
         session.protocol_version = negotiate(params.get("protocolVersion"))
         session.client_capabilities = caps if isinstance(caps, dict) else {}
         session.client_info = info if isinstance(info, dict) else {}
+        self.set_view(session, view)
         return {
             "protocolVersion": session.protocol_version,
             "capabilities": self.capabilities(),
             "serverInfo": self.server_info(),
-            "instructions": self.instructions(),
+            "instructions": self.instructions(session.allowed),
         }
+
+    def set_view(self, session: Session, view: View | None, *, remember: bool = True) -> None:
+        """Bind a view to a session (and remember what its lists look like now, for list_changed)."""
+        session.view = view
+        session.allowed = self._allowed(view)
+        if remember:
+            session.seen = {kind: hash(self.catalog.result_json(kind, session.allowed)) for kind in KINDS}
+
+    def _allowed(self, view: View | None) -> frozenset[str] | None:
+        if view is None:
+            return None
+        if view.preset is not None:
+            view = views.preset_view(view.preset, self.presets)  # as the preset is defined now
+        return view.servers({name: cfg.tags for name, cfg in self.config.enabled.items()})
+
+    def refresh_views(self) -> None:
+        """After a config or presets change: recompute every view, tell whoever's lists changed."""
+        for session in self.sessions:
+            if session.view is not None:
+                try:
+                    session.allowed = self._allowed(session.view)
+                except views.ViewError as exc:  # its preset was deleted: it sees nothing
+                    log.info("session %s: %s", session.id[:8], exc)
+                    session.allowed = frozenset()
+        self._announce(set(KINDS))
 
     # ============================================================ forward path
     async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
@@ -137,7 +189,7 @@ class Hub:
         if kind is not None:
             if params.get("cursor") is not None:
                 raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
-            return jsonrpc.splice_result(msg["id"], self.catalog.result_json(kind))
+            return jsonrpc.splice_result(msg["id"], self.catalog.result_json(kind, session.allowed))
         local = self._local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
@@ -167,7 +219,9 @@ class Hub:
             if not isinstance(name, str):
                 raise InvalidParams(f"{method}: params.name must be a string")
             try:
-                server, original = self.catalog.resolve_name("tools" if method == "tools/call" else "prompts", name)
+                server, original = self.catalog.resolve_name(
+                    "tools" if method == "tools/call" else "prompts", name, session.allowed
+                )
             except NotFound:
                 self._explain_missing(name)
                 raise
@@ -176,17 +230,17 @@ class Hub:
             uri = params.get("uri")
             if not isinstance(uri, str):
                 raise InvalidParams("resources/read: params.uri must be a string")
-            server, original = self.catalog.resolve_uri(uri)
+            server, original = self.catalog.resolve_uri(uri, session.allowed)
             return server, "uri", original
         if method == "completion/complete":
             ref = params.get("ref")
             if not isinstance(ref, dict):
                 raise InvalidParams("completion/complete: params.ref must be an object")
             if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
-                server, original = self.catalog.resolve_name("prompts", ref["name"])
+                server, original = self.catalog.resolve_name("prompts", ref["name"], session.allowed)
                 return server, "ref.name", original
             if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
-                server, original = self._resolve_template(ref["uri"])
+                server, original = self._resolve_template(ref["uri"], session.allowed)
                 return server, "ref.uri", original
             raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
         if method in ("tasks/get", "tasks/result", "tasks/cancel"):
@@ -204,11 +258,11 @@ class Hub:
             state = conn.state if slot.status == "running" else slot.status
             raise UpstreamUnavailable(split[0], f"server is {state}{detail}; its tools return when it is back")
 
-    def _resolve_template(self, visible: str) -> tuple[str, str]:
+    def _resolve_template(self, visible: str, allowed: frozenset[str] | None) -> tuple[str, str]:
         try:
-            return self.catalog.resolve_name("resourceTemplates", visible)
+            return self.catalog.resolve_name("resourceTemplates", visible, allowed)
         except NotFound:
-            return self.catalog.resolve_uri(visible)
+            return self.catalog.resolve_uri(visible, allowed)
 
     async def _connection_for(self, session: Session, server: str) -> UpstreamConnection:
         """The shared connection, or the session's own for `isolation: session` servers."""
@@ -479,15 +533,24 @@ class Hub:
             self._announce({kind})
 
     def _announce(self, kinds: set[str]) -> None:
-        methods = {KINDS[k][1] for k in kinds}
-        for method in sorted(methods):
-            note = jsonrpc.notification(method)
-            for session in self.sessions:
-                if session.initialized:
-                    session.post(note)
-            for listener in self.listeners:
+        """list_changed for these kinds, only to those whose visible list really changed."""
+        for session in self.sessions:
+            if session.initialized:
+                for method in self._changed_for(session, kinds):
+                    session.post(jsonrpc.notification(method))
+        for listener in self.listeners:
+            for method in self._changed_for(listener.session, kinds):
                 if method in listener.methods:
-                    listener.post(note)
+                    listener.post(jsonrpc.notification(method))
+
+    def _changed_for(self, session: Session, kinds: set[str]) -> list[str]:
+        methods: set[str] = set()
+        for kind in kinds:
+            now = hash(self.catalog.result_json(kind, session.allowed))
+            if session.seen.get(kind) != now:
+                session.seen[kind] = now
+                methods.add(KINDS[kind][1])
+        return sorted(methods)
 
     def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
         self.reverse.notification(conn, msg, call)
@@ -521,7 +584,8 @@ class Hub:
             self.catalog.drop(name)  # its lists come back from the new connection
         for name in changed + added:
             self.pool.add(name, new_enabled[name])
-        self._announce(self.catalog.set_servers(new_enabled))
+        self.catalog.set_servers(new_enabled, tool_rules(new))
+        self.refresh_views()  # tags may have changed too; announces what each client sees change
         unchanged = [name for name in new_enabled if name not in added and name not in changed]
         return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
 
@@ -551,3 +615,28 @@ def merge_capabilities(caps: list[dict[str, Any]]) -> dict[str, Any]:
             else:
                 out.setdefault(key, value)
     return out
+
+
+DEFAULT_INSTRUCTIONS = """This is onemcp, a hub serving {count} MCP server(s) as one. {naming}
+{summary}
+
+{servers}"""
+
+
+class _Blank(dict[str, str]):
+    """format_map that leaves unknown {fields} of a custom template empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def tool_rules(config: HubConfig) -> dict[str, Overrides]:
+    return {
+        name: Overrides(
+            disabled=frozenset(server.disabled_tools),
+            enabled=frozenset(server.enabled_tools) if server.enabled_tools is not None else None,
+            aliases=dict(server.tool_aliases),
+            descriptions=dict(server.tool_descriptions),
+        )
+        for name, server in config.enabled.items()
+    }

@@ -18,12 +18,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from onemcp.catalog.views import ViewError, read_presets
 from onemcp.config.load import ConfigError, load_config
 from onemcp.hub import Hub
 from onemcp.observability.logs import REDACTOR
 
 log = logging.getLogger("onemcp.reload")
 DEBOUNCE_MS = 300
+PRESETS = "presets.json"
 
 
 class Reloader:
@@ -57,6 +59,21 @@ class Reloader:
             log.info("config reloaded: %s", {k: v for k, v in self.last_changes.items() if v and k != "unchanged"})
             return True
 
+    @property
+    def presets_path(self) -> Path:
+        return self.path.parent / PRESETS
+
+    def load_presets(self) -> bool:
+        """Read presets.json; a bad file keeps the presets in use (and says why)."""
+        try:
+            self.hub.presets = read_presets(self.presets_path)
+        except ViewError as exc:
+            self.failures += 1
+            self.last_error = str(exc)
+            log.error("presets change refused, keeping the presets in use: %s", exc)
+            return False
+        return True
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch)
@@ -70,10 +87,14 @@ class Reloader:
         folder, name = self.path.parent, self.path.name
 
         def ours(_: object, path: str) -> bool:
-            return Path(path).name == name
+            return Path(path).name in (name, PRESETS)
 
-        async for _ in awatch(folder, watch_filter=ours, debounce=DEBOUNCE_MS, recursive=False):
-            await self.reload()
+        async for changes in awatch(folder, watch_filter=ours, debounce=DEBOUNCE_MS, recursive=False):
+            changed = {Path(path).name for _, path in changes}
+            if name in changed:
+                await self.reload()
+            if PRESETS in changed and self.load_presets():
+                self.hub.refresh_views()
 
     async def _on_sighup(self) -> None:
         with anyio.open_signal_receiver(signal.SIGHUP) as signals:

@@ -10,7 +10,7 @@ from what `update` reports as changed).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,20 @@ from onemcp.protocol.errors import NotFound
 from onemcp.protocol.names import NameCodec, PrefixMode
 
 Item = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """A server's tool rules from its config: which tools show, under which name and text."""
+
+    disabled: frozenset[str] = frozenset()
+    enabled: frozenset[str] | None = None  # when set, only these
+    aliases: Mapping[str, str] = field(default_factory=dict)  # upstream name -> shown name
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+
+    def exposes(self, name: str) -> bool:
+        return name not in self.disabled and (self.enabled is None or name in self.enabled)
+
 
 # list kind -> (result key, list method, list_changed notification)
 KINDS: dict[str, tuple[str, str]] = {
@@ -36,8 +50,11 @@ class _View:
     """One merged list: visible items, reverse map, and the serialised result."""
 
     items: list[Item] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)  # the server of each item
     reverse: dict[str, tuple[str, str]] = field(default_factory=dict)
     result_json: bytes = b""
+    # the serialised list as seen through each view in use (servers let through -> bytes)
+    filtered: dict[frozenset[str], bytes] = field(default_factory=dict)
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
@@ -65,6 +82,7 @@ class Catalog:
         self.codec = codec
         self.mode = mode
         self._order: list[str] = []
+        self._overrides: dict[str, Overrides] = {}
         self._lists: dict[str, dict[str, list[Item]]] = {}
         self._views: dict[str, _View] = {}
         self._templates: list[tuple[re.Pattern[str], str, str]] = []
@@ -79,9 +97,10 @@ class Catalog:
             return False
         return len(self._order) > 1
 
-    def set_servers(self, enabled: Iterable[str]) -> set[str]:
-        """Set the enabled servers (config order); returns the kinds whose lists changed."""
+    def set_servers(self, enabled: Iterable[str], overrides: Mapping[str, Overrides] | None = None) -> set[str]:
+        """Set the enabled servers (config order) and their tool overrides; the kinds that changed."""
         self._order = list(enabled)
+        self._overrides = dict(overrides or {})
         for gone in set(self._lists) - set(self._order):
             del self._lists[gone]
         return self._rebuild(set(KINDS))
@@ -125,13 +144,19 @@ class Catalog:
         collisions = self.collisions.setdefault(kind, [])
         collisions.clear()
         for server in self._order:
+            rules = self._overrides.get(server) if kind == "tools" else None
             for item in self._lists.get(server, {}).get(kind, []):
                 if uri_key is not None:
                     original = str(item.get(uri_key, ""))
                     visible = self.codec.uri(server, original, prefixed=prefixed)
                 else:
                     original = str(item.get("name", ""))
-                    visible = self.codec.name(server, original, prefixed=prefixed)
+                    shown = original
+                    if rules is not None:
+                        if not rules.exposes(original):
+                            continue
+                        shown = rules.aliases.get(original, original)
+                    visible = self.codec.name(server, shown, prefixed=prefixed)
                 if visible in view.reverse:
                     owner = view.reverse[visible][0]
                     collisions.append(f"{kind[:-1]} {visible!r} of {server!r} hidden by {owner!r}")
@@ -139,14 +164,26 @@ class Catalog:
                 view.reverse[visible] = (server, original)
                 if visible != original:
                     item = {**item, (uri_key or "name"): visible}
+                if rules is not None and original in rules.descriptions:
+                    item = {**item, "description": rules.descriptions[original]}
                 view.items.append(item)
+                view.owners.append(server)
         view.result_json = orjson.dumps({kind: view.items})
         return view
 
     # ----------------------------------------------------------------------- queries
-    def result_json(self, kind: str) -> bytes:
+    def result_json(self, kind: str, allowed: frozenset[str] | None = None) -> bytes:
+        """The serialised list result, whole or as seen by a view (`allowed` servers)."""
         view = self._views.get(kind)
-        return view.result_json if view is not None else orjson.dumps({kind: []})
+        if view is None:
+            return orjson.dumps({kind: []})
+        if allowed is None:
+            return view.result_json
+        cached = view.filtered.get(allowed)
+        if cached is None:
+            items = [item for item, owner in zip(view.items, view.owners, strict=True) if owner in allowed]
+            cached = view.filtered[allowed] = orjson.dumps({kind: items})
+        return cached
 
     def items(self, kind: str) -> list[Item]:
         view = self._views.get(kind)
@@ -156,17 +193,23 @@ class Catalog:
         per = self._lists.get(server, {})
         return {kind: len(per.get(kind, [])) for kind in KINDS}
 
-    def resolve_name(self, kind: str, visible: str) -> tuple[str, str]:
-        """(server, upstream name) for a visible tool or prompt name."""
+    def resolve_name(self, kind: str, visible: str, allowed: frozenset[str] | None = None) -> tuple[str, str]:
+        """(server, upstream name) for a visible tool or prompt name (within a view's servers)."""
         view = self._views.get(kind)
         hit = view.reverse.get(visible) if view is not None else None
-        if hit is None:
+        if hit is None or (allowed is not None and hit[0] not in allowed):
             noun = "Tool" if kind == "tools" else "Prompt"
             raise NotFound(f"{noun} not found: {visible}")
         return hit
 
-    def resolve_uri(self, visible: str) -> tuple[str, str]:
+    def resolve_uri(self, visible: str, allowed: frozenset[str] | None = None) -> tuple[str, str]:
         """(server, upstream URI) for a visible resource URI, listed or template-matched."""
+        server, original = self._resolve_uri(visible)
+        if allowed is not None and server not in allowed:
+            raise NotFound(f"Resource not found: {visible}", data={"uri": visible})
+        return server, original
+
+    def _resolve_uri(self, visible: str) -> tuple[str, str]:
         view = self._views.get("resources")
         hit = view.reverse.get(visible) if view is not None else None
         if hit is not None:

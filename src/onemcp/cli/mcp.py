@@ -34,6 +34,7 @@ from onemcp.config.edit import (
     validate,
 )
 from onemcp.config.load import ConfigError, resolve_path
+from onemcp.config.runtime import NoHub, read_runtime
 
 USAGE_ERROR = 2
 FAILED = 1
@@ -274,32 +275,10 @@ def hub_base(url: str) -> str:
 
 def running_hub(config_path: Path) -> dict[str, Any]:
     """The `runtime.json` of the hub serving from this config dir; CommandError when none runs."""
-    runtime = config_path.parent / "runtime.json"
-    hint = "start one with `onemcp serve`"
     try:
-        doc = orjson.loads(runtime.read_bytes())
-    except FileNotFoundError:
-        raise CommandError(f"no hub is running (no {runtime}); {hint}") from None
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise CommandError(f"cannot read {runtime}: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("url"), str):
-        raise CommandError(f"{runtime} does not say where the hub is")
-    pid = doc.get("pid")
-    if isinstance(pid, int) and not _alive(pid):
-        raise CommandError(f"no hub is running ({runtime} names pid {pid}, which has exited); {hint}")
-    return doc
-
-
-def _alive(pid: int) -> bool:
-    if os.name != "posix":
-        return True  # os.kill(pid, 0) would terminate the process on Windows; let the HTTP check decide
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True
+        return read_runtime(config_path)
+    except NoHub as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -17,29 +17,14 @@ import orjson
 from pydantic import ValidationError
 
 from onemcp.config.model import HubConfig
+from onemcp.config.paths import config_dir as config_dir  # re-exported: callers import them from here
+from onemcp.config.paths import resolve_path as resolve_path
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class ConfigError(Exception):
     """The config cannot be used; the message says where and why."""
-
-
-def config_dir() -> Path:
-    env = os.environ.get("ONEMCP_CONFIG_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "onemcp"
-
-
-def resolve_path(flag: str | None) -> Path:
-    if flag:
-        return Path(flag).expanduser()
-    env = os.environ.get("ONEMCP_CONFIG")
-    if env:
-        return Path(env).expanduser()
-    return config_dir() / "mcp.json"
 
 
 def starter_config() -> dict[str, Any]:
@@ -111,7 +96,12 @@ def load_config(path: Path) -> HubConfig:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_config(raw, source=str(path))
+    config = parse_config(raw, source=str(path))
+    template = config.hub.instructions_file
+    if template and not Path(template).expanduser().is_absolute():
+        absolute = str(path.parent / template)
+        config = config.model_copy(update={"hub": config.hub.model_copy(update={"instructions_file": absolute})})
+    return config
 
 
 def _describe(exc: ValidationError) -> str:

@@ -36,6 +36,12 @@ class ServerConfig(_Model):
     balance: Literal["round-robin", "least-in-flight"] = "round-robin"
     disabled: bool = False
     tags: list[str] = []
+    # Tool rules (hot-reloadable): hide some, show only some, rename, re-describe.
+    disabled_tools: list[str] = Field([], alias="disabledTools")
+    enabled_tools: list[str] | None = Field(None, alias="enabledTools")
+    tool_aliases: dict[str, str] = Field({}, alias="toolAliases")  # upstream name -> shown name
+    tool_descriptions: dict[str, str] = Field({}, alias="toolDescriptions")
+    instructions: str | None = None  # replaces the server's own instructions in the hub's
     timeout: Seconds = Field(60.0, description="deadline for each request to this server")
     # "session": each downstream session gets its own upstream connection (started on its
     # first call, closed with it), so server->client requests and logs are never ambiguous.
@@ -97,7 +103,10 @@ class HubSettings(_Model):
     session_idle_timeout: Seconds = Field(1800.0, alias="sessionIdleTimeout")
     allowed_origins: list[str] = Field([], alias="allowedOrigins")
     allowed_hosts: list[str] = Field([], alias="allowedHosts")
+    # The hub's instructions: a template with {count}, {naming}, {summary}, {servers}
+    # (inline, or a file; a relative path is relative to mcp.json). Default: built in.
     instructions: str | None = None
+    instructions_file: str | None = Field(None, alias="instructionsFile")
 
     @model_validator(mode="after")
     def _separator_ok(self) -> HubSettings:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from anyio.abc import TaskGroup
 
+from onemcp.catalog import views
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
@@ -35,7 +36,13 @@ class LegacySseEndpoint:
         if scope["method"] != "GET":
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET")])
             return
+        try:
+            view = views.from_query(scope.get("query_string", b""), self.hub.presets)
+        except views.ViewError as exc:
+            await asgi.send_json(send, 400, error_body(INVALID_REQUEST, str(exc)))
+            return
         session = self.hub.sessions.create("sse")
+        session.view = view
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?session_id={session.id}"
         await asgi.start_sse(send)
         await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
@@ -68,7 +75,7 @@ class LegacySseEndpoint:
                 log.info("client notification %s failed: %s", method, exc)
         elif method == "initialize":
             params = msg.get("params")
-            result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+            result = self.hub.initialize(session, params if isinstance(params, dict) else {}, session.view)
             session.post(jsonrpc.result(msg["id"], result))
         elif self.tg is not None:
             self.tg.start_soon(self._answer, session, msg)

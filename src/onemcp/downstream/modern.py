@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import orjson
 
+from onemcp.catalog import views
 from onemcp.catalog.catalog import KIND_BY_METHOD
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send
@@ -170,6 +171,15 @@ class ModernEndpoint:
             log_level=level,
             ephemeral=True,
         )
+        query = scope.get("query_string", b"")
+        if query:
+            try:
+                self.hub.set_view(
+                    session, views.from_query(query, self.hub.presets), remember=method == "subscriptions/listen"
+                )
+            except views.ViewError as exc:
+                await reject(400, INVALID_PARAMS, str(exc))
+                return
         await self._dispatch(session, msg, method, params, receive, send)
 
     # ------------------------------------------------------------------ methods
@@ -178,7 +188,7 @@ class ModernEndpoint:
     ) -> None:
         rid = msg["id"]
         if method == "server/discover":
-            await asgi.send_json(send, 200, jsonrpc.result(rid, self.discover()))
+            await asgi.send_json(send, 200, jsonrpc.result(rid, self.discover(session)))
             return
         kind = KIND_BY_METHOD.get(method)
         if kind is not None:
@@ -186,7 +196,7 @@ class ModernEndpoint:
                 err = {"code": INVALID_PARAMS, "message": "Invalid cursor: this hub returns complete lists in one page"}
                 await asgi.send_json(send, 200, jsonrpc.error(rid, err))
                 return
-            body = self.hub.catalog.result_json(kind)
+            body = self.hub.catalog.result_json(kind, session.allowed)
             await asgi.send_bytes(send, 200, jsonrpc.splice_result(rid, body[:-1] + self._list_suffix))
             return
         if method == "subscriptions/listen":
@@ -218,7 +228,7 @@ class ModernEndpoint:
                 return f"Mcp-Param-{header} does not match argument {prop!r}"
         return None
 
-    def discover(self) -> dict[str, Any]:
+    def discover(self, session: Session | None = None) -> dict[str, Any]:
         caps = self.hub.capabilities()
         caps.pop("tasks", None)  # an extension in 2026-07-28, not served to modern clients yet
         caps["resources"]["subscribe"] = True  # resourceSubscriptions on subscriptions/listen
@@ -226,7 +236,7 @@ class ModernEndpoint:
             "resultType": "complete",
             "supportedVersions": [*MODERN_VERSIONS, *LEGACY_VERSIONS],
             "capabilities": caps,
-            "instructions": self.hub.instructions(),
+            "instructions": self.hub.instructions(session.allowed if session is not None else None),
             "ttlMs": TTL_MS,
             "cacheScope": CACHE_SCOPE,
             "_meta": {SERVER_INFO: self.hub.server_info()},

@@ -12,6 +12,7 @@ import logging
 
 import anyio
 
+from onemcp.catalog import views
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
@@ -146,7 +147,7 @@ class StreamableHttpEndpoint:
         method = msg.get("method")
         is_request = method is not None and "id" in msg
         if method == "initialize" and is_request:
-            await self._initialize(msg, send)
+            await self._initialize(scope, msg, send)
             return
         session = await self._session(scope, send)
         if session is None:
@@ -163,10 +164,15 @@ class StreamableHttpEndpoint:
             return
         await self._request(session, msg, "text/event-stream" in accept or not accept, send)
 
-    async def _initialize(self, msg: Message, send: Send) -> None:
+    async def _initialize(self, scope: Scope, msg: Message, send: Send) -> None:
         params = msg.get("params")
+        try:
+            view = views.from_query(scope.get("query_string", b""), self.hub.presets)
+        except views.ViewError as exc:
+            await asgi.send_json(send, 400, jsonrpc.error(msg["id"], {"code": INVALID_REQUEST, "message": str(exc)}))
+            return
         session = self.hub.sessions.create("streamable-http")
-        result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+        result = self.hub.initialize(session, params if isinstance(params, dict) else {}, view)
         await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
 
     async def _request(self, session: Session, msg: Message, can_stream: bool, send: Send) -> None:

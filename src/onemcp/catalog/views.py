@@ -1,0 +1,98 @@
+"""Views: the subset of servers a client sees, picked per connection with URL query selectors.
+
+`/mcp?tags=a,b` (servers with any of the tags), `/mcp?filter=<expr>` (see `filters`),
+`/mcp?preset=<name>` (a saved filter from presets.json beside mcp.json). At most one
+selector; a view applies to every list and to routing (a name outside it is unknown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import orjson
+
+from onemcp.catalog.filters import AnyOf, FilterError, Node, Tag, parse
+
+SELECTORS = ("tags", "filter", "preset")
+
+
+class ViewError(ValueError):
+    """A selector that cannot be used (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class View:
+    selector: str  # "tags" | "filter" | "preset"
+    value: str
+    node: Node
+
+    @property
+    def preset(self) -> str | None:
+        return self.value if self.selector == "preset" else None
+
+    def servers(self, tags: Mapping[str, list[str]]) -> frozenset[str]:
+        """The servers (by name) this view lets through, given each server's tags."""
+        return frozenset(name for name, own in tags.items() if self.node.matches(frozenset(own)))
+
+
+def from_query(query: bytes | str, presets: Mapping[str, str]) -> View | None:
+    """The view a request's query string selects, or None for everything."""
+    text = query.decode("latin-1") if isinstance(query, bytes) else query
+    if not text:
+        return None
+    found = {k: v[-1] for k, v in parse_qs(text).items() if k in SELECTORS}
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ViewError(f"conflicting view selectors: {', '.join(sorted(found))}; use one of tags, filter, preset")
+    selector, value = next(iter(found.items()))
+    try:
+        if selector == "tags":
+            names = [t.strip() for t in value.split(",") if t.strip()]
+            if not names:
+                raise ViewError("tags= needs at least one tag")
+            node: Node = AnyOf(tuple(Tag(n) for n in names)) if len(names) > 1 else Tag(names[0])
+        elif selector == "filter":
+            node = parse(value)
+        else:
+            expr = presets.get(value)
+            if expr is None:
+                known = f"; presets: {', '.join(sorted(presets))}" if presets else ""
+                raise ViewError(f"unknown preset {value!r}{known}")
+            node = parse(expr)
+    except FilterError as exc:
+        raise ViewError(f"invalid {selector}: {exc}") from None
+    return View(selector, value, node)
+
+
+def preset_view(name: str, presets: Mapping[str, str]) -> View:
+    """The view of a preset as it is defined now (ViewError when it no longer exists)."""
+    expr = presets.get(name)
+    if expr is None:
+        raise ViewError(f"unknown preset {name!r}")
+    try:
+        return View("preset", name, parse(expr))
+    except FilterError as exc:
+        raise ViewError(f"preset {name!r}: {exc}") from None
+
+
+def read_presets(path: Path) -> dict[str, str]:
+    """preset name -> filter, from presets.json (missing file: none)."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ViewError(f"{path}: cannot read presets: {exc}") from None
+    presets = doc.get("presets") if isinstance(doc, dict) else None
+    if not isinstance(presets, dict):
+        return {}
+    out: dict[str, str] = {}
+    for name, entry in presets.items():
+        expr = entry.get("filter") if isinstance(entry, dict) else entry
+        if isinstance(expr, str):
+            out[str(name)] = expr
+    return out

@@ -1,0 +1,449 @@
+"""`onemcp instructions`, `inspect` and `run`: a running hub's tools, for coding agents in a shell.
+
+Owns the arguments, the output and the exit codes of these three commands, and how a
+`SERVER/TOOL` reference becomes the name the hub knows (`SERVER<sep>TOOL` when the hub prefixes,
+`TOOL` when it does not: predicted from mcp.json, confirmed by the hub's answer). The wire is
+`rpc` (one stateless POST per request); which hub and view is `target`. Imports stay light:
+`onemcp run` is started once per call, so its start-up time is the user's latency.
+
+Exit codes: 0 done; 1 the tool, the hub or the connection reported an error (message on stderr);
+2 a bad request (arguments that are not a JSON object, a malformed reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onemcp.cli.playbook import PLAYBOOK
+from onemcp.cli.rpc import HEADER_MISMATCH, HubClient, HubUnreachable, RpcError
+from onemcp.cli.target import Target, TargetError, resolve
+
+OK, FAILED, USAGE = 0, 1, 2
+DEFAULT_SEPARATOR = "__"
+STDIN_WAIT = 2.0  # seconds to wait for piped arguments before taking "no arguments"
+COMMANDS = ("instructions", "inspect", "run")
+
+
+class Failure(Exception):
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
+    hub = argparse.ArgumentParser(add_help=False, parents=[config])
+    hub.add_argument("--url", help="the hub's MCP endpoint (default: .onemcprc, else the running hub's runtime.json)")
+    view = hub.add_mutually_exclusive_group()
+    view.add_argument("--preset", help="see only the servers of this preset")
+    view.add_argument("--filter", help="see only the servers whose tags match this expression")
+    view.add_argument("--tags", help="see only the servers with any of these tags (a,b)")
+    hub.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up after S seconds (300)")
+
+    sub.add_parser(
+        "instructions", parents=[hub], help="how a coding agent uses onemcp, and the servers available now"
+    )
+    inspect = sub.add_parser("inspect", parents=[hub], help="list servers, a server's tools, or a tool's schema")
+    inspect.add_argument("ref", nargs="?", metavar="SERVER[/TOOL]")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    run_cmd = sub.add_parser("run", parents=[hub], help="call a tool: onemcp run SERVER/TOOL --args '{...}'")
+    run_cmd.add_argument("ref", metavar="SERVER/TOOL")
+    run_cmd.add_argument("--args", dest="arguments", metavar="JSON", help="the arguments (default: JSON on stdin)")
+    run_cmd.add_argument("--format", choices=["text", "json"], default="text", help="text content, or the result")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "run":
+            arguments = read_arguments(args.arguments)  # before connecting: bad input is exit 2
+            target = _target(args)
+            with _client(target, args.timeout) as client:
+                return _run(client, target, args.ref, arguments, args.format)
+        target = _target(args)
+        with _client(target, args.timeout) as client:
+            if args.command == "inspect":
+                return _inspect(client, target, args.ref, args.json)
+            return _instructions(client, target)
+    except Failure as exc:
+        print(f"onemcp: {exc}", file=sys.stderr)
+        return exc.code
+    except (HubUnreachable, TargetError) as exc:
+        print(f"onemcp: {exc}", file=sys.stderr)
+        return FAILED
+    except RpcError as exc:
+        print(f"onemcp: {exc.message} (error {exc.code})", file=sys.stderr)
+        return FAILED
+
+
+def _target(args: argparse.Namespace) -> Target:
+    return resolve(
+        config_flag=args.config,
+        url=args.url,
+        view={"preset": args.preset, "filter": args.filter, "tags": args.tags},
+    )
+
+
+class _client:  # noqa: N801 - a context manager used like a function
+    def __init__(self, target: Target, timeout: float) -> None:
+        self.client = HubClient(target.url, timeout=timeout)
+
+    def __enter__(self) -> HubClient:
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+
+# ---------------------------------------------------------------------- arguments
+def read_arguments(text: str | None) -> dict[str, Any]:
+    """The tool arguments from `--args`, else from piped stdin, else none."""
+    source = "--args"
+    if text is None:
+        text, source = _stdin_text(), "stdin"
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise Failure(f"the arguments ({source}) are not valid JSON: {exc}", USAGE) from None
+    if not isinstance(value, dict):
+        raise Failure(f"the arguments ({source}) must be a JSON object, like '{{\"name\": \"value\"}}'", USAGE)
+    return value
+
+
+def _stdin_text() -> str | None:
+    stdin = sys.stdin
+    if stdin is None or stdin.closed or stdin.isatty():
+        return None
+    if os.name == "posix":
+        import select
+
+        # An agent's shell may hand us a pipe nobody writes to: do not wait for it forever.
+        readable, _, _ = select.select([stdin], [], [], STDIN_WAIT)
+        if not readable:
+            return None
+    return stdin.read()
+
+
+# ---------------------------------------------------------------------- names
+@dataclass
+class Naming:
+    """How the hub names tools: the separator, and whether it prefixes (None: unknown)."""
+
+    separator: str = DEFAULT_SEPARATOR
+    prefixed: bool | None = None
+
+    @classmethod
+    def from_config(cls, path: Path | None) -> Naming:
+        """Predicted from the hub's mcp.json (prefixMode, number of enabled servers); cheap, may be stale."""
+        try:
+            doc = json.loads(path.read_bytes()) if path is not None else None
+        except (OSError, ValueError):
+            doc = None
+        if not isinstance(doc, dict):
+            return cls()
+        hub = doc.get("onemcp") if isinstance(doc.get("onemcp"), dict) else {}
+        separator = hub.get("separator") if isinstance(hub.get("separator"), str) else DEFAULT_SEPARATOR
+        servers = doc.get("mcpServers", doc.get("servers"))
+        enabled = sum(
+            1 for s in (servers.values() if isinstance(servers, dict) else []) if not (isinstance(s, dict) and s.get("disabled") is True)
+        )
+        mode = hub.get("prefixMode", "conditional")
+        prefixed = True if mode == "always" else False if mode == "never" else enabled > 1
+        return cls(separator or DEFAULT_SEPARATOR, prefixed)
+
+
+@dataclass
+class Inventory:
+    """The hub's tools (as this view sees them) grouped by server."""
+
+    naming: Naming
+    tools: list[dict[str, Any]]
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> /health entry
+
+    def owner(self, tool_name: str) -> str | None:
+        sep = self.naming.separator
+        best = None
+        for server in self.servers:
+            if tool_name.startswith(server + sep) and (best is None or len(server) > len(best)):
+                best = server
+        if best is not None and self.naming.prefixed is not False:
+            return best
+        live = [s for s, h in self.servers.items() if h.get("state") != "disabled"]
+        if len(live) == 1:
+            return live[0]
+        return best
+
+    def by_server(self) -> dict[str, list[dict[str, Any]]]:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for tool in self.tools:
+            groups.setdefault(self.owner(str(tool.get("name"))) or "?", []).append(tool)
+        return groups
+
+    def short(self, server: str, tool: dict[str, Any]) -> str:
+        """The tool's name without the server prefix (what SERVER/TOOL uses)."""
+        name = str(tool.get("name"))
+        prefix = server + self.naming.separator
+        return name[len(prefix) :] if name.startswith(prefix) and self.naming.prefixed is not False else name
+
+
+def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory:
+    listed = client.request("tools/list").get("tools")
+    tools = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
+    naming = Naming.from_config(target.config)
+    try:
+        upstreams = client.health().get("upstreams")
+    except HubUnreachable:
+        upstreams = None  # not an onemcp hub, or /health is not reachable: infer from names
+    servers: dict[str, dict[str, Any]] = {}
+    if isinstance(upstreams, dict):
+        servers = {str(k): v if isinstance(v, dict) else {} for k, v in upstreams.items()}
+    else:
+        for tool in tools:
+            head, sep, _ = str(tool.get("name")).partition(naming.separator)
+            if sep:
+                servers.setdefault(head, {})
+    inv = Inventory(naming, tools, servers)
+    if naming.prefixed is None:
+        naming.prefixed = any(inv.owner(str(t.get("name"))) for t in tools) and len(servers) > 1
+    if filtered:  # a view: keep the servers it lets through (those with tools in it)
+        present = set(inv.by_server())
+        inv.servers = {k: v for k, v in servers.items() if k in present}
+    return inv
+
+
+def _view_active(target: Target) -> bool:
+    return any(f"{key}=" in target.url.partition("?")[2] for key in ("preset", "filter", "tags"))
+
+
+# ---------------------------------------------------------------------- run
+def _run(client: HubClient, target: Target, ref: str, arguments: dict[str, Any], fmt: str) -> int:
+    server, slash, tool = ref.partition("/")
+    if slash and (not server or not tool):
+        raise Failure(f"{ref!r}: expected SERVER/TOOL (or the hub's own tool name)", USAGE)
+    naming = Naming.from_config(target.config)
+    if not slash:
+        candidates = [ref]
+    else:
+        prefixed_name = f"{server}{naming.separator}{tool}"
+        candidates = [tool, prefixed_name] if naming.prefixed is False else [prefixed_name, tool]
+    result = _call(client, target, candidates, arguments, server if slash else None)
+    return _print_result(result, fmt)
+
+
+def _call(
+    client: HubClient, target: Target, candidates: list[str], arguments: dict[str, Any], server: str | None
+) -> dict[str, Any]:
+    """Call the first candidate name; on "not found", pick the one the tool list has."""
+    params = {"name": candidates[0], "arguments": arguments}
+    try:
+        return client.request("tools/call", params)
+    except RpcError as exc:
+        if exc.code == HEADER_MISMATCH and "Mcp-Param" in exc.message:
+            return _call_with_param_headers(client, params)
+        if not _not_found(exc):
+            raise
+    inv = inventory(client, target, filtered=False)
+    names = {str(t.get("name")) for t in inv.tools}
+    for name in candidates[1:]:
+        if name in names and (server is None or inv.owner(name) in (server, None)):
+            params["name"] = name
+            try:
+                return client.request("tools/call", params)
+            except RpcError as exc:
+                if exc.code == HEADER_MISMATCH and "Mcp-Param" in exc.message:
+                    return _call_with_param_headers(client, params)
+                raise
+    where = f" on server {server!r}" if server is not None else ""
+    hint = f"`onemcp inspect {server}`" if server is not None else "`onemcp inspect`"
+    tool = candidates[-1] if server is not None else candidates[0]
+    raise Failure(f"no tool {tool!r}{where} in this hub's view; {hint} lists what there is")
+
+
+def _not_found(exc: RpcError) -> bool:
+    return exc.code == -32602 and exc.message.startswith("Tool not found")
+
+
+def _call_with_param_headers(client: HubClient, params: dict[str, Any]) -> dict[str, Any]:
+    """The tool mirrors arguments in `Mcp-Param-*` headers (x-mcp-header): send them too."""
+    from onemcp.upstream import era  # rare path: its imports are not needed for plain calls
+
+    listed = client.request("tools/list").get("tools")
+    annotated = era.header_params([t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else [])
+    message = {"method": "tools/call", "params": params}
+    headers = {k: v for k, v in era.request_headers(message, annotated).items() if k.startswith("mcp-param-")}
+    return client.request("tools/call", params, headers=headers)
+
+
+def _print_result(result: dict[str, Any], fmt: str) -> int:
+    failed = result.get("isError") is True
+    text = content_text(result)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    elif not failed and text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if failed:
+        print(f"onemcp: the tool reported an error: {text or '(no message)'}", file=sys.stderr)
+        return FAILED
+    return OK
+
+
+def content_text(result: dict[str, Any]) -> str:
+    """What a person reads of a tool result: its text, with other content named."""
+    parts: list[str] = []
+    content = result.get("content")
+    for item in content if isinstance(content, list) else []:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "text":
+            parts.append(str(item.get("text", "")))
+        elif kind in ("image", "audio"):
+            size = len(str(item.get("data", ""))) * 3 // 4
+            parts.append(f"[{kind}: {item.get('mimeType', '?')}, about {size} bytes; --format json has the data]")
+        elif kind == "resource_link":
+            parts.append(f"[resource link: {item.get('uri')}{' ' + str(item['name']) if item.get('name') else ''}]")
+        elif kind == "resource" and isinstance(item.get("resource"), dict):
+            res = item["resource"]
+            parts.append(str(res["text"]) if "text" in res else f"[resource: {res.get('uri')} (binary)]")
+    if not parts and "structuredContent" in result:
+        parts.append(json.dumps(result["structuredContent"], indent=2, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------- inspect
+def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) -> int:
+    inv = inventory(client, target, filtered=_view_active(target))
+    groups = inv.by_server()
+    if ref is None:
+        rows = [
+            {"server": name, "tools": len(groups.get(name, [])), "state": str(h.get("state", "?"))}
+            for name, h in inv.servers.items()
+        ]
+        if "?" in groups:
+            rows.append({"server": "?", "tools": len(groups["?"]), "state": "-"})
+        if as_json:
+            return _dump(rows)
+        if not rows:
+            print("no servers in this view")
+            return OK
+        _table(["SERVER", "TOOLS", "STATE"], [[r["server"], str(r["tools"]), r["state"]] for r in rows])
+        print("\n`onemcp inspect SERVER` lists a server's tools.")
+        return OK
+    server, slash, tool = ref.partition("/")
+    if server not in inv.servers and server not in groups:
+        known = ", ".join(inv.servers) or "none"
+        raise Failure(f"no server {server!r} in this hub's view (servers: {known})")
+    tools = groups.get(server, [])
+    if not slash:
+        rows = [
+            {"tool": inv.short(server, t), "name": t.get("name"), "description": first_line(t.get("description"))}
+            for t in tools
+        ]
+        if as_json:
+            return _dump(rows)
+        state = inv.servers.get(server, {}).get("state")
+        note = f" (server is {state})" if state not in (None, "ready") else ""
+        print(f"{server}: {len(rows)} tool(s){note}")
+        _table([], [[f"  {r['tool']}", str(r["description"])] for r in rows])
+        if rows:
+            print(f"\n`onemcp inspect {server}/TOOL` shows a tool's arguments.")
+        return OK
+    found = next((t for t in tools if inv.short(server, t) == tool or t.get("name") == tool), None)
+    if found is None:
+        raise Failure(f"no tool {tool!r} on server {server!r}; `onemcp inspect {server}` lists its tools")
+    return _show_tool(server, inv.short(server, found), found, as_json)
+
+
+def _show_tool(server: str, short: str, tool: dict[str, Any], as_json: bool) -> int:
+    schema = required_first(tool.get("inputSchema"))
+    if as_json:
+        return _dump({**tool, "inputSchema": schema})
+    print(f"{server}/{short}" + (f"  (hub name: {tool.get('name')})" if tool.get("name") != short else ""))
+    description = str(tool.get("description") or "").strip()
+    if description:
+        print(description)
+    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = set(schema.get("required") or [])
+    if props:
+        print("\narguments (* = required):")
+        rows = []
+        for name, spec in props.items():
+            spec = spec if isinstance(spec, dict) else {}
+            kind = spec.get("type", "any")
+            kind = "|".join(map(str, kind)) if isinstance(kind, list) else str(kind)
+            text = first_line(spec.get("description"))
+            if "default" in spec:
+                text = f"{text} (default {json.dumps(spec['default'])})".strip()
+            rows.append([f"  {'*' if name in required else ' '} {name}", kind, text])
+        _table([], rows)
+    print("\ninput schema:")
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    if isinstance(tool.get("outputSchema"), dict):
+        print("\noutput schema (structuredContent):")
+        print(json.dumps(tool["outputSchema"], indent=2, ensure_ascii=False))
+    example = {name: f"<{(props.get(name) or {}).get('type', 'value')}>" for name in props if name in required}
+    print(f"\nonemcp run {server}/{short} --args '{json.dumps(example)}'")
+    return OK
+
+
+def required_first(schema: Any) -> dict[str, Any]:
+    """The schema with its required properties listed first (order otherwise kept)."""
+    if not isinstance(schema, dict):
+        return {"type": "object"}
+    props = schema.get("properties")
+    required = schema.get("required")
+    if not isinstance(props, dict) or not isinstance(required, list):
+        return schema
+    ordered = {k: v for k, v in props.items() if k in required}
+    ordered.update((k, v) for k, v in props.items() if k not in required)
+    return {**schema, "properties": ordered}
+
+
+def first_line(text: Any) -> str:
+    for line in str(text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+# ---------------------------------------------------------------------- instructions
+def _instructions(client: HubClient, target: Target) -> int:
+    discovered = client.request("server/discover")
+    inv = inventory(client, target, filtered=_view_active(target))
+    groups = inv.by_server()
+    query = target.url.partition("?")[2]
+    print(PLAYBOOK)
+    print(f"## Servers on this hub{f' (view: {query})' if query else ''}\n")
+    if not inv.servers and not groups:
+        print("(none)")
+    for name, h in inv.servers.items():
+        state = h.get("state")
+        note = f", {state}" if state not in (None, "ready") else ""
+        print(f"- {name}: {len(groups.get(name, []))} tool(s){note}")
+    if "?" in groups:
+        print(f"- (server unknown): {len(groups['?'])} tool(s)")
+    hub_text = str(discovered.get("instructions") or "").strip()
+    if hub_text:
+        print(f"\n## The hub's instructions\n\n{hub_text}")
+    return OK
+
+
+# ---------------------------------------------------------------------- output
+def _dump(doc: Any) -> int:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return OK
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    table = [header, *rows] if header else rows
+    if not table:
+        return
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,182 @@
+"""A lean client for one running hub in the stateless 2026-07-28 era: one request is one POST.
+
+Owns the wire of the agent commands: the modern request envelope (`Mcp-Method` / `Mcp-Name`
+headers, `params._meta` with the protocol version and client capabilities), reading a JSON or
+SSE reply up to its response, and `/health`. No handshake and no session, so `onemcp run` costs
+one HTTP round trip. Stdlib only (`http.client`, `json`): this module is on the path of every
+`onemcp run`, where start-up time is the cost. Does not know what a tool is; `agent` does.
+
+Errors::
+
+    HubUnreachable   no connection, or an answer that is not MCP (the message says which)
+    RpcError         the hub answered with a JSON-RPC error (code, message, data kept)
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import itertools
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from onemcp import __version__
+
+VERSION = "2026-07-28"
+PREFIX = "io.modelcontextprotocol/"
+HEADER_MISMATCH = -32020
+INPUT_REQUIRED = "input_required"
+B64 = "=?base64?"
+
+
+class HubUnreachable(Exception):
+    """The hub cannot be reached, or did not answer like an MCP server."""
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+def header_value(value: str) -> str:
+    """A header value as 2026-07-28 sends it: as is when plain ASCII, else `=?base64?...?=`."""
+    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith(B64):
+        return value
+    return B64 + base64.b64encode(value.encode()).decode() + "?="
+
+
+class HubClient:
+    """Requests to one hub endpoint over one keep-alive connection."""
+
+    def __init__(self, url: str, *, timeout: float = 300.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise HubUnreachable(f"not an http(s) URL: {url!r}")
+        self.url = url
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self._conn = connection(parts.hostname, parts.port, timeout=timeout)
+        self._ids = itertools.count(1)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def request(
+        self, method: str, params: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The result of `method`; RpcError for an error reply, HubUnreachable for no reply."""
+        rid = next(self._ids)
+        body = dict(params or {})
+        body["_meta"] = {
+            **(body.get("_meta") or {}),
+            PREFIX + "protocolVersion": VERSION,
+            PREFIX + "clientCapabilities": {},
+            PREFIX + "clientInfo": {"name": "onemcp-cli", "version": __version__},
+        }
+        sent = {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+            "mcp-protocol-version": VERSION,
+            "mcp-method": method,
+        }
+        name = body.get("uri") if method == "resources/read" else body.get("name")
+        if method in ("tools/call", "prompts/get", "resources/read") and isinstance(name, str):
+            sent["mcp-name"] = header_value(name)
+        sent.update(headers or {})
+        payload = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": body}).encode()
+        reply = self._exchange("POST", self.path, payload, sent, rid)
+        error = reply.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                raise RpcError(-32603, f"malformed error reply: {error!r}")
+            raise RpcError(int(error.get("code", -32603)), str(error.get("message", "")), error.get("data"))
+        result = reply.get("result")
+        if not isinstance(result, dict):
+            raise HubUnreachable(f"{self.url}: the reply has no result object")
+        if result.get("resultType") == INPUT_REQUIRED:
+            raise RpcError(-32603, "the tool asked for input from the client (sampling, elicitation or roots), "
+                           "which the command line cannot give; use an MCP client for this tool")  # fmt: skip
+        return result
+
+    def health(self) -> dict[str, Any]:
+        """The hub's `/health` document (beside the MCP endpoint)."""
+        path = self.path.split("?", 1)[0].rstrip("/")
+        for endpoint in ("/mcp", "/sse"):
+            path = path.removesuffix(endpoint)
+        response = self._send("GET", f"{path}/health", None, {"accept": "application/json"})
+        data = response.read()
+        if response.status != 200:
+            raise HubUnreachable(f"{self.origin}{path}/health answered HTTP {response.status}")
+        doc = _json(data, f"{self.origin}{path}/health")
+        if not isinstance(doc, dict):
+            raise HubUnreachable(f"{self.origin}{path}/health did not answer a JSON object")
+        return doc
+
+    # ------------------------------------------------------------------ wire
+    def _send(self, verb: str, path: str, body: bytes | None, headers: dict[str, str]) -> http.client.HTTPResponse:
+        for attempt in (1, 2):
+            try:
+                self._conn.request(verb, path, body, headers)
+                return self._conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self._conn.close()  # a kept-alive connection the server closed: one fresh try
+                if attempt == 2:
+                    raise HubUnreachable(f"{self.url}: the connection dropped: {exc}") from None
+            except OSError as exc:
+                self._conn.close()
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                raise HubUnreachable(f"no hub answers at {self.url}: {reason}") from None
+            except http.client.HTTPException as exc:
+                self._conn.close()
+                raise HubUnreachable(f"{self.url}: not an HTTP answer: {exc!r}") from None
+        raise AssertionError("unreachable")
+
+    def _exchange(self, verb: str, path: str, body: bytes, headers: dict[str, str], rid: int) -> dict[str, Any]:
+        response = self._send(verb, path, body, headers)
+        ctype = (response.getheader("content-type") or "").split(";")[0].strip().lower()
+        try:
+            if ctype == "text/event-stream":
+                return self._from_stream(response, rid)
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._conn.close()
+            raise HubUnreachable(f"{self.url}: the reply broke off: {exc!r}") from None
+        doc = _json(data, self.url) if ctype == "application/json" else None
+        if isinstance(doc, dict) and doc.get("id") == rid and ("result" in doc or "error" in doc):
+            return doc
+        if isinstance(doc, dict) and isinstance(doc.get("error"), dict):  # an error before the id was read
+            return doc
+        text = data.decode(errors="replace").strip()[:200]
+        raise HubUnreachable(f"{self.url} answered HTTP {response.status} {ctype or '(no type)'}: {text}")
+
+    def _from_stream(self, response: http.client.HTTPResponse, rid: int) -> dict[str, Any]:
+        """Read SSE events until the response to `rid` (progress and logs are skipped)."""
+        data: list[str] = []
+        while True:
+            raw = response.readline()
+            if not raw:
+                self._conn.close()
+                raise HubUnreachable(f"{self.url}: the reply stream ended without a response")
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+                continue
+            if line or not data:
+                continue
+            doc = _json("\n".join(data).encode(), self.url)
+            data = []
+            if isinstance(doc, dict) and doc.get("id") == rid and ("result" in doc or "error" in doc):
+                self._conn.close()  # the rest of the stream is of no use; do not keep it alive
+                return doc
+
+
+def _json(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise HubUnreachable(f"{where}: the answer is not JSON") from None

@@ -1,0 +1,105 @@
+"""Which hub, and which view of it, a client command talks to.
+
+Owns the lookup order shared by `run`, `inspect`, `instructions` and `proxy`: a flag wins, then
+the nearest project `.onemcprc` (found by walking up from the working directory), then
+`runtime.json` beside the config (the hub `onemcp serve` started). The view is one selector
+(`preset`, `filter` or `tags`), appended to the URL's query. Stdlib only: `onemcp run` does this
+on every call. Does not talk to the hub.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from onemcp.config.paths import resolve_path
+from onemcp.config.runtime import NoHub, read_runtime
+
+RC_NAME = ".onemcprc"
+SELECTORS = ("preset", "filter", "tags")
+
+
+class TargetError(Exception):
+    """No usable hub or view: the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str  # the MCP endpoint, view query included
+    config: Path | None  # the hub's mcp.json, when known (it predicts tool naming)
+
+
+def find_rc(start: Path) -> Path | None:
+    """The nearest `.onemcprc` in `start` or a parent directory."""
+    for folder in (start, *start.parents):
+        candidate = folder / RC_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_rc(path: Path) -> dict[str, str]:
+    """The rc file's settings (`url`, `preset`, `filter`, `tags`), `tags` as `a,b`."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise TargetError(f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise TargetError(f"{path}: expected a JSON object like {{\"preset\": \"dev\"}}")
+    out: dict[str, str] = {}
+    for key in ("url", *SELECTORS):
+        value: Any = doc.get(key)
+        if value is None:
+            continue
+        if key == "tags" and isinstance(value, list) and all(isinstance(t, str) for t in value):
+            value = ",".join(value)
+        if not isinstance(value, str) or not value.strip():
+            raise TargetError(f"{path}: {key!r} must be a non-empty string")
+        out[key] = value.strip()
+    if sum(key in out for key in SELECTORS) > 1:
+        raise TargetError(f"{path}: give at most one of preset, filter, tags")
+    return out
+
+
+def with_view(url: str, view: dict[str, str]) -> str:
+    """`url` with the view selector in its query (replacing any selector already there)."""
+    if not view:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in SELECTORS]
+    query.extend(view.items())
+    return urlunsplit(parts._replace(query=urlencode(query, safe=",!+()")))
+
+
+def resolve(
+    *,
+    config_flag: str | None = None,
+    url: str | None = None,
+    view: dict[str, str | None] | None = None,
+    cwd: Path | None = None,
+) -> Target:
+    """The hub URL (with the view) a command should use; TargetError when there is none."""
+    chosen = {k: v for k, v in (view or {}).items() if v}
+    rc_path = find_rc(cwd or Path.cwd())
+    rc = read_rc(rc_path) if rc_path is not None else {}
+    if not chosen:
+        chosen = {k: rc[k] for k in SELECTORS if k in rc}
+    config: Path | None = None
+    if url is None and "url" in rc:
+        url = rc["url"]
+    if url is None:
+        config_path = resolve_path(config_flag)
+        try:
+            runtime = read_runtime(config_path)
+        except NoHub as exc:
+            raise TargetError(str(exc)) from None
+        url = str(runtime["url"])
+        config = Path(runtime["config"]) if isinstance(runtime.get("config"), str) else config_path
+    elif config_flag:
+        config = resolve_path(config_flag)
+    if not url.startswith(("http://", "https://")):
+        raise TargetError(f"the hub URL must start with http:// or https://, not {url!r}")
+    return Target(with_view(url, chosen), config)

@@ -1,0 +1,52 @@
+"""Where the running hub is: reading `runtime.json`, which `onemcp serve` writes beside mcp.json.
+
+Owns the reading side and its errors (no file, unreadable, a hub that has exited); the writing
+side is `cli.serve`. Stdlib only: `onemcp run` reads this on every call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+RUNTIME = "runtime.json"
+HINT = "start one with `onemcp serve`"
+
+
+class NoHub(Exception):
+    """No hub is running for this config directory (or it cannot be told where it is)."""
+
+
+def runtime_path(config_path: Path) -> Path:
+    return config_path.parent / RUNTIME
+
+
+def read_runtime(config_path: Path) -> dict[str, Any]:
+    """`{"url", "pid", "config"}` of the hub serving from this config's directory; NoHub otherwise."""
+    runtime = runtime_path(config_path)
+    try:
+        doc = json.loads(runtime.read_bytes())
+    except FileNotFoundError:
+        raise NoHub(f"no hub is running (no {runtime}); {HINT}") from None
+    except (OSError, ValueError) as exc:
+        raise NoHub(f"cannot read {runtime}: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("url"), str):
+        raise NoHub(f"{runtime} does not say where the hub is")
+    pid = doc.get("pid")
+    if isinstance(pid, int) and not alive(pid):
+        raise NoHub(f"no hub is running ({runtime} names pid {pid}, which has exited); {HINT}")
+    return doc
+
+
+def alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows; let the HTTP check decide
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True

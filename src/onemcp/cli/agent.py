@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,15 +89,8 @@ def _target(args: argparse.Namespace) -> Target:
     )
 
 
-class _client:  # noqa: N801 - a context manager used like a function
-    def __init__(self, target: Target, timeout: float) -> None:
-        self.client = HubClient(target.url, timeout=timeout)
-
-    def __enter__(self) -> HubClient:
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.close()
+def _client(target: Target, timeout: float) -> closing[HubClient]:
+    return closing(HubClient(target.url, timeout=timeout))
 
 
 # ---------------------------------------------------------------------- arguments
@@ -147,12 +141,12 @@ class Naming:
             doc = None
         if not isinstance(doc, dict):
             return cls()
-        hub = doc.get("onemcp") if isinstance(doc.get("onemcp"), dict) else {}
+        settings = doc.get("onemcp")
+        hub: dict[str, Any] = settings if isinstance(settings, dict) else {}
         separator = hub.get("separator") if isinstance(hub.get("separator"), str) else DEFAULT_SEPARATOR
         servers = doc.get("mcpServers", doc.get("servers"))
-        enabled = sum(
-            1 for s in (servers.values() if isinstance(servers, dict) else []) if not (isinstance(s, dict) and s.get("disabled") is True)
-        )
+        entries = servers.values() if isinstance(servers, dict) else []
+        enabled = sum(1 for s in entries if not (isinstance(s, dict) and s.get("disabled") is True))
         mode = hub.get("prefixMode", "conditional")
         prefixed = True if mode == "always" else False if mode == "never" else enabled > 1
         return cls(separator or DEFAULT_SEPARATOR, prefixed)
@@ -167,17 +161,13 @@ class Inventory:
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> /health entry
 
     def owner(self, tool_name: str) -> str | None:
-        sep = self.naming.separator
-        best = None
-        for server in self.servers:
-            if tool_name.startswith(server + sep) and (best is None or len(server) > len(best)):
-                best = server
-        if best is not None and self.naming.prefixed is not False:
-            return best
+        """The server a visible tool name belongs to (None when the names do not say)."""
+        if self.naming.prefixed is not False:
+            heads = [s for s in self.servers if tool_name.startswith(s + self.naming.separator)]
+            if heads:
+                return max(heads, key=len)
         live = [s for s, h in self.servers.items() if h.get("state") != "disabled"]
-        if len(live) == 1:
-            return live[0]
-        return best
+        return live[0] if len(live) == 1 else None
 
     def by_server(self) -> dict[str, list[dict[str, Any]]]:
         groups: dict[str, list[dict[str, Any]]] = {}
@@ -321,7 +311,7 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
     inv = inventory(client, target, filtered=_view_active(target))
     groups = inv.by_server()
     if ref is None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"server": name, "tools": len(groups.get(name, [])), "state": str(h.get("state", "?"))}
             for name, h in inv.servers.items()
         ]
@@ -368,7 +358,8 @@ def _show_tool(server: str, short: str, tool: dict[str, Any], as_json: bool) -> 
     description = str(tool.get("description") or "").strip()
     if description:
         print(description)
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    found_props = schema.get("properties")
+    props: dict[str, Any] = found_props if isinstance(found_props, dict) else {}
     required = set(schema.get("required") or [])
     if props:
         print("\narguments (* = required):")

@@ -1,44 +1,91 @@
-"""The `onemcp` command line: parse arguments, hand off to one module per command."""
+"""The `onemcp` command line: parse arguments, hand off to one module per command.
+
+Command modules are imported only when their command runs (the whole set only for help or an
+unknown command): `onemcp run` is started once per tool call, and the hub's own imports
+(pydantic, uvicorn, httpx) would be most of its latency. Each module offers
+`add_parser(sub, config)` and `run(args)`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from types import ModuleType
 
 from onemcp import __version__
-from onemcp.cli import app as app_cli
-from onemcp.cli import mcp as mcp_cli
+
+CONFIG_HELP = "path to mcp.json (default: $ONEMCP_CONFIG or ~/.config/onemcp/mcp.json)"
+# command -> the module that owns it ("" for `serve`, whose parser is here)
+COMMANDS = {
+    "serve": "",
+    "mcp": "onemcp.cli.mcp",
+    "app": "onemcp.cli.app",
+    "preset": "onemcp.cli.preset",
+    "proxy": "onemcp.cli.proxy",
+    "instructions": "onemcp.cli.agent",
+    "inspect": "onemcp.cli.agent",
+    "run": "onemcp.cli.agent",
+    "cli-setup": "onemcp.cli.playbook",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the hub")
+    serve.add_argument("--config", help=CONFIG_HELP)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=3050, help="port to bind; 0 picks a free one (default 3050)")
+    serve.add_argument(
+        "--transport",
+        default="http",
+        choices=["http", "stdio"],
+        help="http: serve /mcp on --host/--port (default); stdio: one client on stdin/stdout",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
+
+
+def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The parser for `command` only (its module alone imported), or for every command."""
     parser = argparse.ArgumentParser(prog="onemcp", description="One MCP server in front of many.")
     parser.add_argument("--version", action="version", version=f"onemcp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the hub")
-    serve.add_argument("--config", help="path to mcp.json (default: $ONEMCP_CONFIG or ~/.config/onemcp/mcp.json)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=3050, help="port to bind; 0 picks a free one (default 3050)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
     config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--config", help="path to mcp.json (default: $ONEMCP_CONFIG or ~/.config/onemcp/mcp.json)")
-    mcp_cli.add_parser(sub, config)
-    app_cli.add_parser(sub, config)
-    return parser
+    config.add_argument("--config", help=CONFIG_HELP)
+    wanted = [command] if command in COMMANDS else list(COMMANDS)
+    modules: dict[str, ModuleType] = {}
+    for name in wanted:
+        owner = COMMANDS[name]
+        if not owner:
+            _add_serve(sub)
+        elif owner not in modules:
+            modules[owner] = importlib.import_module(owner)
+            modules[owner].add_parser(sub, config)
+    return parser, modules
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv, command = mcp_cli.split_command(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = argv[0] if argv else None
+    trailing: list[str] | None = None
+    if first == "mcp":
+        from onemcp.cli.mcp import split_command
+
+        argv, trailing = split_command(argv)
+    parser, modules = build_parser(first)
+    args = parser.parse_args(argv)
     if args.command == "serve":
+        if args.transport == "stdio":
+            from onemcp.cli.serve import serve_stdio
+
+            return serve_stdio(args.config, args.log_level, args.log_format)
         from onemcp.cli.serve import serve
 
         return serve(args.config, args.host, args.port, args.log_level, args.log_format)
+    module = modules[COMMANDS[args.command]]
     if args.command == "mcp":
-        return mcp_cli.run(args, command)
-    if args.command == "app":
-        return app_cli.run(args)
-    return 2
+        return int(module.run(args, trailing))
+    return int(module.run(args))
 
 
 if __name__ == "__main__":

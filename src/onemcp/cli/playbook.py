@@ -80,7 +80,8 @@ def setup(project: Path, agents: list[str]) -> SetupResult:
     return SetupResult(playbook, changed)
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
+    """`cli-setup` (it writes project files, so `config` — the mcp.json flag — does not apply)."""
     setup_cmd = sub.add_parser(
         "cli-setup", help="teach a coding agent (Claude Code, Codex) to use onemcp inspect/run in a project"
     )

@@ -1,0 +1,172 @@
+"""Views end to end: selectors, the filter language, presets that change, overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from onemcp.catalog.filters import FilterError, parse
+from support.hub import HEADERS, INIT, running_hub
+
+DEADLINE = 30.0
+
+
+def stdio(*args: str, **extra: Any) -> dict[str, Any]:
+    cmd = fixture_command(*args)
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+SERVERS = {
+    "web": stdio(tags=["net", "prod"]),
+    "git": stdio(tags=["dev", "vcs"]),
+    "db": stdio(tags=["dev", "prod"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("expr", "tags", "expected"),
+    [
+        ("dev", {"dev"}, True),
+        ("dev,net", {"net"}, True),
+        ("dev+prod", {"dev"}, False),
+        ("dev and not prod", {"dev", "vcs"}, True),
+        ("!prod", {"dev", "prod"}, False),
+        ("-prod", {"dev"}, True),
+        ("not dev or prod", {"dev"}, False),  # not binds tighter than or
+        ("dev or net and prod", {"dev"}, True),  # and binds tighter than or
+        ("(dev or net) and prod", {"dev"}, False),
+    ],
+)
+def test_filter_language(expr: str, tags: set[str], expected: bool) -> None:
+    assert parse(expr).matches(tags) is expected
+
+
+@pytest.mark.parametrize(("expr", "position"), [("dev and", 7), ("(dev", 4), ("dev )", 4), ("dev $", 4), ("", 0)])
+def test_filter_errors_say_where(expr: str, position: int) -> None:
+    with pytest.raises(FilterError) as err:
+        parse(expr)
+    assert err.value.position == position and f"position {position}" in str(err.value)
+
+
+async def names(c: Client) -> set[str]:
+    return {t.name for t in (await c.list_tools()).tools}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("query", "servers"),
+    [
+        ("tags=vcs", {"git"}),
+        ("tags=net,vcs", {"web", "git"}),
+        ("filter=dev%2B!prod", {"git"}),
+        ("preset=work", {"git", "db"}),
+    ],
+)
+async def test_selectors_shape_lists_and_routing(tmp_path: Path, query: str, servers: set[str]) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": SERVERS}))
+    (tmp_path / "presets.json").write_text(json.dumps({"presets": {"work": {"filter": "dev"}}}))
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": SERVERS}, config_path=path) as hub:
+            for mode in ("legacy", "auto"):
+                async with Client(f"{hub.url}?{query}", mode=mode, cache=None) as c:
+                    listed = await names(c)
+                    assert {n.split("__")[0] for n in listed} == servers
+                    outside = next(iter({"web", "git", "db"} - servers))
+                    with pytest.raises(MCPError) as err:
+                        await c.call_tool(f"{outside}__echo", {"message": "x"})
+                    assert err.value.error.code == -32602  # refused as unknown
+                    inside = next(iter(servers))
+                    result = await c.call_tool(f"{inside}__echo", {"message": "in"})
+                    assert isinstance(result.content[0], types.TextContent) and result.content[0].text == "in"
+
+
+@pytest.mark.anyio
+async def test_bad_selectors_are_400() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": SERVERS}) as hub, httpx.AsyncClient() as http:
+            for query, text in (
+                ("tags=a&filter=b", "conflicting"),
+                ("filter=dev%20and", "position 7"),
+                ("preset=nope", "unknown preset"),
+            ):
+                r = await http.post(f"{hub.url}?{query}", json=INIT, headers=HEADERS)
+                assert r.status_code == 400 and text in r.json()["error"]["message"], query
+
+
+@pytest.mark.anyio
+async def test_editing_a_preset_tells_only_its_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": SERVERS}))
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"presets": {"work": {"filter": "vcs"}}}))
+    got: dict[str, anyio.Event] = {"preset": anyio.Event(), "all": anyio.Event()}
+
+    def handler(key: str) -> Any:
+        async def on_message(message: Any) -> None:
+            if isinstance(message, types.ToolListChangedNotification):
+                got[key].set()
+
+        return on_message
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": SERVERS}, config_path=path) as hub:
+            async with (
+                Client(f"{hub.url}?preset=work", mode="legacy", cache=None, message_handler=handler("preset")) as p,
+                Client(hub.url, mode="legacy", cache=None, message_handler=handler("all")) as a,
+            ):
+                assert {n.split("__")[0] for n in await names(p)} == {"git"}
+                tmp = presets.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"presets": {"work": {"filter": "prod"}}}))
+                tmp.replace(presets)
+                await got["preset"].wait()
+                assert {n.split("__")[0] for n in await names(p)} == {"web", "db"}
+                assert len(await names(a)) > 0
+                assert not got["all"].is_set()  # the unfiltered session's list did not change
+
+
+@pytest.mark.anyio
+async def test_tool_overrides() -> None:
+    servers = {
+        "a": stdio(toolAliases={"echo": "say"}, disabledTools=["fail"], toolDescriptions={"sleep": "Nap."}),
+        "b": stdio(enabledTools=["echo"]),
+    }
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers}) as hub, Client(hub.url, mode="legacy", cache=None) as c:
+            tools = {t.name: t for t in (await c.list_tools()).tools}
+            assert "a__say" in tools and "a__echo" not in tools  # renamed; the old name is not exposed
+            assert "a__fail" not in tools
+            assert tools["a__sleep"].description == "Nap."
+            assert {n for n in tools if n.startswith("b__")} == {"b__echo"}
+            said = await c.call_tool("a__say", {"message": "aliased"})
+            assert isinstance(said.content[0], types.TextContent) and said.content[0].text == "aliased"
+            for refused in ("a__echo", "a__fail", "b__sleep"):
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool(refused, {})
+                assert err.value.error.code == -32602
+
+
+@pytest.mark.anyio
+async def test_instructions_summarise_the_view() -> None:
+    servers = {
+        "web": stdio("--instructions", "Fetch pages politely.", tags=["net"]),
+        "git": stdio("--instructions", "Commit with care.", tags=["vcs"], instructions="Only on branches."),
+    }
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers}) as hub:
+            async with Client(f"{hub.url}?tags=vcs", mode="legacy", cache=None) as c:
+                text = c.instructions or ""
+                assert '<server name="git">' in text and "Only on branches." in text  # the override
+                assert "web" not in text and "Commit with care." not in text
+            async with Client(hub.url, mode="legacy", cache=None) as c:
+                text = c.instructions or ""
+                assert "Fetch pages politely." in text and "2 MCP server(s)" in text

@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.config.model import HubConfig
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
@@ -29,14 +30,22 @@ log = logging.getLogger("onemcp.app")
 
 
 class OneMcpApp:
-    def __init__(self, config: HubConfig, *, bind_host: str = "127.0.0.1", config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        bind_host: str = "127.0.0.1",
+        config_path: Path | None = None,
+        public_url: str | None = None,
+    ) -> None:
         self.config = config
         self.config_path = config_path
+        self.gate = Gate(config.hub.auth, config_path.parent if config_path is not None else None, public_url)
         self.hub = Hub(config)
         self.bind_host = bind_host
         self._guard_settings = config.hub
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
-        self.mcp = StreamableHttpEndpoint(self.hub)
+        self.mcp = StreamableHttpEndpoint(self.hub, self.gate)
         self.legacy = LegacySseEndpoint(self.hub)
         self.reloader = Reloader(self.hub, config_path) if config_path is not None else None
         if self.reloader is not None:
@@ -65,8 +74,18 @@ class OneMcpApp:
             if path.startswith("/health"):
                 await self._health(path, send)
                 return
+            if path.startswith(PRM_PATH):
+                await asgi.send_json(send, 200, self.gate.metadata(scope))
+                return
+            if self.gate.oauth is not None and (
+                path.startswith(("/oauth/", "/.well-known/oauth-authorization-server"))
+                or path == "/.well-known/openid-configuration"
+            ):
+                await self.gate.oauth.app(scope, receive, send)
+                return
             if path == "/metrics":
-                await asgi.send_bytes(send, 200, self.hub.metrics.render(), CONTENT_TYPE.encode())
+                if await self.gate.admit(scope, send, admin=True) is not None:
+                    await asgi.send_bytes(send, 200, self.hub.metrics.render(), CONTENT_TYPE.encode())
                 return
             guard = self.guard
             if not guard.host_ok(asgi.header(scope, b"host")):
@@ -75,6 +94,11 @@ class OneMcpApp:
             if not guard.origin_ok(asgi.header(scope, b"origin")):
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
                 return
+            if path in ("/mcp", "/mcp/", "/sse", "/messages", "/messages/"):
+                principal = await self.gate.admit(scope, send)
+                if principal is None:
+                    return
+                scope["onemcp.principal"] = principal
             if path == "/mcp" or path == "/mcp/":
                 await self.mcp(scope, receive, send)
             elif path == "/sse":

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from onemcp import __version__, bridge
+from onemcp.auth.principal import ANONYMOUS, Principal
 from onemcp.catalog import views
 from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog, Overrides
 from onemcp.catalog.views import View
@@ -24,6 +25,7 @@ from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, Sessi
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
+    Forbidden,
     HubError,
     InvalidParams,
     MethodNotFound,
@@ -156,23 +158,27 @@ class Hub:
     def set_view(self, session: Session, view: View | None, *, remember: bool = True) -> None:
         """Bind a view to a session (and remember what its lists look like now, for list_changed)."""
         session.view = view
-        session.allowed = self._allowed(view)
+        session.allowed = self._allowed(view, session.principal)
         if remember:
             session.seen = {kind: hash(self.catalog.result_json(kind, session.allowed)) for kind in KINDS}
 
-    def _allowed(self, view: View | None) -> frozenset[str] | None:
+    def _allowed(self, view: View | None, principal: Principal = ANONYMOUS) -> frozenset[str] | None:
+        """The servers a view and a principal's scopes both let through (None: all)."""
+        tags = {name: cfg.tags for name, cfg in self.config.enabled.items()}
+        granted = principal.servers(tags)
         if view is None:
-            return None
+            return granted
         if view.preset is not None:
             view = views.preset_view(view.preset, self.presets)  # as the preset is defined now
-        return view.servers({name: cfg.tags for name, cfg in self.config.enabled.items()})
+        chosen = view.servers(tags)
+        return chosen if granted is None else chosen & granted
 
     def refresh_views(self) -> None:
         """After a config or presets change: recompute every view, tell whoever's lists changed."""
         for session in self.sessions:
-            if session.view is not None:
+            if session.view is not None or session.principal.restricted:
                 try:
-                    session.allowed = self._allowed(session.view)
+                    session.allowed = self._allowed(session.view, session.principal)
                 except views.ViewError as exc:  # its preset was deleted: it sees nothing
                     log.info("session %s: %s", session.id[:8], exc)
                     session.allowed = frozenset()
@@ -225,6 +231,10 @@ class Hub:
             except NotFound:
                 self._explain_missing(name)
                 raise
+            if method == "tools/call" and not session.principal.may_call(server, original, self._tags(server)):
+                raise Forbidden(
+                    f"Forbidden: calling {name} needs scope tool:{server}/{original}", f"tool:{server}/{original}"
+                )
             return server, "name", original
         if method == "resources/read":
             uri = params.get("uri")
@@ -247,6 +257,10 @@ class Hub:
             server, upstream_id = self.tasks.resolve(session.id, params.get("taskId"))
             return server, "taskId", upstream_id
         raise MethodNotFound(f"Method not found: {method}")
+
+    def _tags(self, server: str) -> list[str]:
+        config = self.config.servers.get(server)
+        return config.tags if config is not None else []
 
     def _explain_missing(self, name: str) -> None:
         """An unknown name whose prefix is a server that is down: say that, not just 'not found'."""

@@ -94,6 +94,44 @@ class ServerConfig(_Model):
         return "sse" if self.type == "sse" else "http"
 
 
+class JwtSettings(_Model):
+    """Access tokens from an external authorization server, checked against its JWKS."""
+
+    jwks_url: str = Field(alias="jwksUrl")
+    issuer: str
+    audience: str | None = None  # default: the hub's resource URL (RFC 8707)
+    leeway: float = Field(60.0, ge=0, le=3600)
+    algorithms: list[str] = ["RS256", "ES256", "EdDSA"]
+
+
+class RateLimit(_Model):
+    requests_per_minute: float = Field(alias="requestsPerMinute", gt=0)
+    burst: int = Field(20, ge=1)
+
+
+class Quota(_Model):
+    """At most `calls` calls per `window` seconds per principal to tools matching `tool`."""
+
+    tool: str  # "<server>/<tool>", "<server>/*" or "*"
+    calls: int = Field(ge=1)
+    window: Seconds
+
+
+class AuthSettings(_Model):
+    """Who may use the hub. With nothing here the hub is open (and only allowed on loopback)."""
+
+    api_keys: bool = Field(False, alias="apiKeys")  # keys made with `onemcp auth key create`
+    jwt: JwtSettings | None = None
+    oauth: bool = False  # the built-in OAuth 2.1 authorization server
+    public_url: str | None = Field(None, alias="publicUrl")  # the canonical /mcp URL (resource)
+    rate_limit: RateLimit | None = Field(None, alias="rateLimit")
+    quotas: list[Quota] = []
+
+    @property
+    def required(self) -> bool:
+        return self.api_keys or self.jwt is not None or self.oauth
+
+
 class HubSettings(_Model):
     """The hub's own knobs (the `onemcp` key of mcp.json)."""
 
@@ -107,6 +145,10 @@ class HubSettings(_Model):
     # (inline, or a file; a relative path is relative to mcp.json). Default: built in.
     instructions: str | None = None
     instructions_file: str | None = Field(None, alias="instructionsFile")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    # Tool results larger than this (bytes of text) are cut, with a marker saying so.
+    max_result_bytes: int | None = Field(None, alias="maxResultBytes", gt=0)
+    audit: str | None = None  # where audit lines go: a file path, or "-" for the log
 
     @model_validator(mode="after")
     def _separator_ok(self) -> HubSettings:

@@ -11,7 +11,7 @@ import logging
 from onemcp.downstream.session import Session
 from onemcp.hub import Emit, Hub
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, HubError
+from onemcp.protocol.errors import FORBIDDEN, INTERNAL_ERROR, HubError
 from onemcp.protocol.jsonrpc import Message
 
 log = logging.getLogger("onemcp.downstream")
@@ -34,3 +34,12 @@ async def answer(hub: Hub, session: Session, msg: Message, emit: Emit) -> Messag
     except Exception:
         log.exception("internal error while answering %s", msg.get("method"))
         return jsonrpc.error(rid, {"code": INTERNAL_ERROR, "message": "Internal error in onemcp (see the hub's log)"})
+
+
+def forbidden_scope(reply: Message) -> str | None:
+    """The scope a Forbidden reply names: it becomes an HTTP 403 with a step-up challenge."""
+    err = reply.get("error")
+    if isinstance(err, dict) and err.get("code") == FORBIDDEN and isinstance(err.get("data"), dict):
+        needed = err["data"].get("requiredScope")
+        return needed if isinstance(needed, str) else None
+    return None

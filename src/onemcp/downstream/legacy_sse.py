@@ -17,7 +17,7 @@ from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.session import Session
-from onemcp.downstream.streamable import stream_outbox
+from onemcp.downstream.streamable import principal_of, stream_outbox
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, HubError
@@ -43,6 +43,7 @@ class LegacySseEndpoint:
             return
         session = self.hub.sessions.create("sse")
         session.view = view
+        session.principal = principal_of(scope)
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?session_id={session.id}"
         await asgi.start_sse(send)
         await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
@@ -58,7 +59,7 @@ class LegacySseEndpoint:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         sid = (query.get("session_id") or query.get("sessionId") or [None])[0]
         session = self.hub.sessions.get(sid) if sid else None
-        if session is None or session.transport != "sse":
+        if session is None or session.transport != "sse" or session.principal.id != principal_of(scope).id:
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
             return
         msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)

@@ -18,11 +18,12 @@ from typing import Any
 import anyio
 import orjson
 
+from onemcp.auth.gate import Gate
 from onemcp.catalog import views
 from onemcp.catalog.catalog import KIND_BY_METHOD
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send
-from onemcp.downstream.exchange import answer
+from onemcp.downstream.exchange import answer, forbidden_scope
 from onemcp.downstream.listen import Listener, serve_listener
 from onemcp.downstream.session import LOG_LEVELS, Session
 from onemcp.hub import Hub
@@ -101,8 +102,9 @@ def error_status(reply: Message) -> int:
 
 
 class ModernEndpoint:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, gate: Gate) -> None:
         self.hub = hub
+        self.gate = gate
         self._ids = itertools.count(1)
         self._annotated: tuple[object, dict[str, dict[str, str]]] = (None, {})
         info = orjson.dumps(hub.server_info())
@@ -180,11 +182,18 @@ class ModernEndpoint:
             except views.ViewError as exc:
                 await reject(400, INVALID_PARAMS, str(exc))
                 return
-        await self._dispatch(session, msg, method, params, receive, send)
+        await self._dispatch(scope, session, msg, method, params, receive, send)
 
     # ------------------------------------------------------------------ methods
     async def _dispatch(
-        self, session: Session, msg: Message, method: str, params: dict[str, Any], receive: Receive, send: Send
+        self,
+        scope: Scope,
+        session: Session,
+        msg: Message,
+        method: str,
+        params: dict[str, Any],
+        receive: Receive,
+        send: Send,
     ) -> None:
         rid = msg["id"]
         if method == "server/discover":
@@ -202,7 +211,7 @@ class ModernEndpoint:
         if method == "subscriptions/listen":
             await self._listen(session, rid, params, receive, send)
             return
-        await self._call(session, msg, method, receive, send)
+        await self._call(scope, session, msg, method, receive, send)
 
     def _param_headers_problem(self, scope: Scope, params: dict[str, Any]) -> str | None:
         """Check the `Mcp-Param-*` headers against the arguments they mirror (x-mcp-header)."""
@@ -253,7 +262,9 @@ class ModernEndpoint:
                 result.setdefault("cacheScope", CACHE_SCOPE)
         return reply
 
-    async def _call(self, session: Session, msg: Message, method: str, receive: Receive, send: Send) -> None:
+    async def _call(
+        self, scope: Scope, session: Session, msg: Message, method: str, receive: Receive, send: Send
+    ) -> None:
         """A routed request. Closing its reply stream cancels it (upstream too)."""
         streaming = False
 
@@ -291,6 +302,8 @@ class ModernEndpoint:
         if streaming:
             await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(reply), event="message"))
             await asgi.end_stream(send)
+        elif (needed := forbidden_scope(reply)) is not None:
+            await self.gate.forbid(scope, send, needed, msg["id"])
         else:
             await asgi.send_json(send, error_status(reply), reply)
 

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from onemcp.auth.principal import ANONYMOUS, Principal
 from onemcp.catalog.views import View
 from onemcp.downstream.replay import StreamStore
 from onemcp.protocol.jsonrpc import Message, RequestId
@@ -55,6 +56,7 @@ class Session:
     streams: StreamStore = field(default_factory=StreamStore)
     replica_pins: dict[str, int] = field(default_factory=dict)  # server -> the replica it sticks to
     view: View | None = None  # what the client selected (tags, filter, preset)
+    principal: Principal = ANONYMOUS  # who made the session: nobody else may use it
     allowed: frozenset[str] | None = None  # the servers its view lets through (None: all)
     seen: dict[str, int] = field(default_factory=dict)  # list kind -> hash of what it was told
     _outbox_send: MemoryObjectSendStream[Message] | None = None

@@ -12,10 +12,12 @@ import logging
 
 import anyio
 
+from onemcp.auth.gate import Gate
+from onemcp.auth.principal import ANONYMOUS, Principal
 from onemcp.catalog import views
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
-from onemcp.downstream.exchange import answer
+from onemcp.downstream.exchange import answer, forbidden_scope
 from onemcp.downstream.modern import ModernEndpoint, supported_error
 from onemcp.downstream.replay import OutStream
 from onemcp.downstream.session import Session
@@ -84,10 +86,16 @@ async def follow(session: Session, stream: OutStream, after: int, receive: Recei
         await asgi.end_stream(send)
 
 
+def principal_of(scope: Scope) -> Principal:
+    principal = scope.get("onemcp.principal")
+    return principal if isinstance(principal, Principal) else ANONYMOUS
+
+
 class StreamableHttpEndpoint:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, gate: Gate) -> None:
         self.hub = hub
-        self.modern = ModernEndpoint(hub)
+        self.gate = gate
+        self.modern = ModernEndpoint(hub, gate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -106,12 +114,17 @@ class StreamableHttpEndpoint:
             )
 
     async def _session(self, scope: Scope, send: Send) -> Session | None:
-        """The request's session; None when there is none (and the 400 or 404 was sent)."""
+        """The request's session; None when there is none (and the 400 or 404 was sent).
+
+        A session belongs to the principal that made it: to anyone else it does not exist.
+        """
         sid = asgi.header(scope, b"mcp-session-id")
         if sid is None:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"))
             return None
         session = self.hub.sessions.get(sid)
+        if session is not None and session.principal.id != principal_of(scope).id:
+            session = None
         if session is None:
             text = "Session not found (it ended or expired); initialize a new one"
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, text))
@@ -162,7 +175,7 @@ class StreamableHttpEndpoint:
                     log.info("client notification %s failed: %s", method, exc)
             await asgi.send_empty(send, 202)
             return
-        await self._request(session, msg, "text/event-stream" in accept or not accept, send)
+        await self._request(scope, session, msg, "text/event-stream" in accept or not accept, send)
 
     async def _initialize(self, scope: Scope, msg: Message, send: Send) -> None:
         params = msg.get("params")
@@ -172,10 +185,11 @@ class StreamableHttpEndpoint:
             await asgi.send_json(send, 400, jsonrpc.error(msg["id"], {"code": INVALID_REQUEST, "message": str(exc)}))
             return
         session = self.hub.sessions.create("streamable-http")
+        session.principal = principal_of(scope)
         result = self.hub.initialize(session, params if isinstance(params, dict) else {}, view)
         await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
 
-    async def _request(self, session: Session, msg: Message, can_stream: bool, send: Send) -> None:
+    async def _request(self, scope: Scope, session: Session, msg: Message, can_stream: bool, send: Send) -> None:
         # The reply is JSON unless something related must go out first; then it becomes a
         # resumable SSE stream. A client that drops it can GET it back with Last-Event-ID
         # (the call is not cancelled: writes to a gone client are dropped, events are kept).
@@ -203,6 +217,8 @@ class StreamableHttpEndpoint:
             await asgi.end_stream(send)
         elif isinstance(reply, bytes):
             await asgi.send_bytes(send, 200, reply)
+        elif (needed := forbidden_scope(reply)) is not None:
+            await self.gate.forbid(scope, send, needed, msg.get("id"))
         else:
             await asgi.send_json(send, 200, reply)
 

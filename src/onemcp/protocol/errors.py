@@ -10,6 +10,7 @@ endpoint turns them into JSON-RPC errors (or HTTP statuses) at one boundary::
     │   ├── InvalidParams         params missing or of the wrong shape (-32602)
     │   └── MethodNotFound        unknown method (-32601)
     ├── NotFound                  unknown tool / prompt / resource name (-32602)
+    ├── Forbidden                 the principal's scopes do not cover it (-32003; HTTP 403)
     └── UpstreamError             an upstream could not serve the call (-32603, names the server)
         ├── UpstreamUnavailable   not connected: failed, stopped, starting
         ├── UpstreamTimeout       the per-server deadline passed
@@ -31,6 +32,7 @@ INTERNAL_ERROR = -32603
 UPSTREAM_UNAVAILABLE = -32000
 UPSTREAM_TIMEOUT = -32001  # the SDK uses -32001 for its own request timeout too
 RESOURCE_NOT_FOUND = -32002  # 2025-11-25 only
+FORBIDDEN = -32003  # the principal's scopes do not cover the call (HTTP 403, step-up)
 
 
 class HubError(Exception):
@@ -70,6 +72,16 @@ class MethodNotFound(ProtocolError):
 
 class NotFound(HubError):
     code = INVALID_PARAMS
+
+
+class Forbidden(HubError):
+    """The caller is known, but its scopes do not cover this call; `needed` is the scope."""
+
+    code = FORBIDDEN
+
+    def __init__(self, message: str, needed: str) -> None:
+        super().__init__(message, data={"requiredScope": needed})
+        self.needed = needed
 
 
 class UpstreamError(HubError):

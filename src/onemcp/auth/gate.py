@@ -1,0 +1,144 @@
+"""The hub as an OAuth 2.1 resource server: who is calling, and may they come in.
+
+Owns, for every request to a protected path: reading the bearer token (the Authorization
+header only), asking each configured verifier (API keys, JWT, the built-in authorization
+server), the 401 / 403 / 429 answers with their `WWW-Authenticate` and `Retry-After`
+headers, per-principal rate limits, RFC 9728 protected resource metadata, and audit lines
+for each decision. What a principal may use once in is decided by the hub (scopes).
+The token a client presents is never forwarded anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from onemcp.auth.keys import KeyStore
+from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
+from onemcp.config.model import AuthSettings
+from onemcp.downstream import asgi
+from onemcp.downstream.asgi import Scope, Send
+
+log = logging.getLogger("onemcp.auth")
+audit = logging.getLogger("onemcp.audit")
+PRM_PATH = "/.well-known/oauth-protected-resource"
+
+
+class RateLimiter:
+    """A token bucket per principal: `per_minute` sustained, `burst` at once."""
+
+    def __init__(self, per_minute: float, burst: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, who: str) -> float:
+        """0 when allowed; otherwise the seconds to wait."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(who, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[who] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[who] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+class Gate:
+    def __init__(self, settings: AuthSettings, config_dir: Path | None, public_url: str | None) -> None:
+        self.settings = settings
+        self.required = settings.required
+        self.public_url = settings.public_url or public_url
+        self.keys = KeyStore(config_dir / "keys.db") if settings.api_keys and config_dir is not None else None
+        self.verifiers: list[Verifier] = []
+        if self.keys is not None:
+            self.verifiers.append(self.keys)
+        self.issuers: list[str] = []
+        if settings.jwt is not None:
+            from onemcp.auth.jwt import JwtVerifier
+
+            self.verifiers.append(JwtVerifier(settings.jwt, self.resource({})))
+            self.issuers.append(settings.jwt.issuer)
+        self.oauth: Any = None
+        if settings.oauth and config_dir is not None:
+            from onemcp.auth.oauth_server import OAuthServer  # type: ignore[import-not-found, import-untyped, unused-ignore]
+
+            base = self.resource({}).removesuffix("/mcp")
+            self.oauth = OAuthServer(config_dir / "oauth.db", base, self.resource({}), scopes_supported=[BASE, ADMIN])
+            self.verifiers.append(self.oauth)
+            self.issuers.append(base)
+        limit = settings.rate_limit
+        self.limiter = RateLimiter(limit.requests_per_minute, limit.burst) if limit is not None else None
+
+    def resource(self, scope: Scope) -> str:
+        """The hub's canonical resource URI (RFC 8707): configured, or from the request."""
+        if self.public_url:
+            return self.public_url
+        host = asgi.header(scope, b"host") if scope else None
+        return f"http://{host or '127.0.0.1'}/mcp"
+
+    def metadata(self, scope: Scope) -> dict[str, Any]:
+        """RFC 9728 protected resource metadata."""
+        return {
+            "resource": self.resource(scope),
+            "authorization_servers": self.issuers,
+            "scopes_supported": [BASE, ADMIN, "server:<name>", "tag:<tag>", "tool:<server>/<tool>"],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "onemcp hub",
+        }
+
+    def challenge(self, scope: Scope, *, error: str | None = None, needed: str = BASE) -> bytes:
+        base = self.resource(scope).removesuffix("/mcp")
+        parts = [f'resource_metadata="{base}{PRM_PATH}/mcp"', f'scope="{needed}"']
+        if error is not None:
+            parts.insert(0, f'error="{error}"')
+        return ("Bearer " + ", ".join(parts)).encode()
+
+    async def admit(self, scope: Scope, send: Send, *, admin: bool = False) -> Principal | None:
+        """The request's principal; None when it was refused (and the answer already sent)."""
+        path = scope.get("path", "")
+        if not self.required:
+            return ANONYMOUS
+        raw = asgi.header(scope, b"authorization") or ""
+        scheme, _, token = raw.partition(" ")
+        principal: Principal | None = None
+        reason = "no bearer token"
+        if scheme.lower() == "bearer" and token.strip():
+            try:
+                for verifier in self.verifiers:
+                    principal = await verifier.verify(token.strip())
+                    if principal is not None:
+                        break
+                else:
+                    reason = "unknown token"
+            except InvalidToken as exc:
+                reason = str(exc)
+        if principal is None:
+            audit.info("auth denied path=%s reason=%s", path, reason)
+            error = None if reason == "no bearer token" else "invalid_token"
+            headers = [(b"www-authenticate", self.challenge(scope, error=error))]
+            await asgi.send_json(send, 401, {"error": error or "unauthorized", "error_description": reason}, headers)
+            return None
+        if admin and not principal.is_admin:
+            audit.info("auth denied principal=%s path=%s reason=needs admin", principal.id, path)
+            headers = [(b"www-authenticate", self.challenge(scope, error="insufficient_scope", needed=ADMIN))]
+            await asgi.send_json(send, 403, {"error": "insufficient_scope", "scope": ADMIN}, headers)
+            return None
+        if self.limiter is not None:
+            wait = self.limiter.take(principal.id)
+            if wait > 0:
+                audit.info("rate limited principal=%s path=%s", principal.id, path)
+                headers = [(b"retry-after", str(math.ceil(wait)).encode())]
+                await asgi.send_json(send, 429, {"error": "rate_limited", "retry_after": math.ceil(wait)}, headers)
+                return None
+        audit.debug("auth allowed principal=%s path=%s", principal.id, path)
+        return principal
+
+    async def forbid(self, scope: Scope, send: Send, needed: str, rid: Any) -> None:
+        """403 insufficient_scope for a call the principal's scopes do not cover (step-up)."""
+        headers = [(b"www-authenticate", self.challenge(scope, error="insufficient_scope", needed=needed))]
+        body = {"jsonrpc": "2.0", "id": rid, "error": {"code": -32003, "message": f"Forbidden: needs scope {needed}"}}
+        await asgi.send_json(send, 403, body, headers)

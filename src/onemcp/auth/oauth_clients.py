@@ -1,0 +1,224 @@
+"""Who may ask the built-in authorization server for codes: client metadata, checked, and fetched.
+
+Owns the client rules: which redirect URIs a client may register and how a requested one is
+matched, RFC 7591 registration metadata validation, and Client ID Metadata Documents (a
+client_id that is an https URL naming a JSON document the server fetches, bounded in time and
+size, never following redirects). Does not own storage (`store`) or the HTTP endpoints
+(`oauth_server`).
+
+Errors: `ClientMetadataError(error, description)`; `error` is an RFC 7591 §3.2.2 code
+(`invalid_redirect_uri`, `invalid_client_metadata`), used verbatim in replies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import orjson
+
+AUTH_METHODS = ("none", "client_secret_post", "client_secret_basic")
+GRANT_TYPES = ("authorization_code", "refresh_token")
+LOOPBACK_IPS = ("127.0.0.1", "::1")
+LOOPBACK_HOSTS = (*LOOPBACK_IPS, "localhost")
+MAX_URI = 2000
+MAX_REDIRECT_URIS = 20
+MAX_TEXT = 500  # client_name and other free text
+TEXT_FIELDS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id", "software_version")
+METADATA_LIMIT = 16 * 1024  # bytes of a client metadata document
+METADATA_TIMEOUT = 5.0  # seconds for the whole fetch
+
+
+class ClientMetadataError(Exception):
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+# ---------------------------------------------------------------- redirect URIs
+def redirect_uri_problem(uri: object) -> str | None:
+    """Why `uri` may not be registered as a redirect URI; None when it may.
+
+    https anywhere, or http on a loopback host (native apps, RFC 8252 §7.3); no fragment, no
+    credentials. Private-use schemes (`myapp:/cb`) are refused.
+    """
+    if not isinstance(uri, str) or not uri or len(uri) > MAX_URI:
+        return "redirect URIs must be non-empty strings"
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError:
+        return f"{uri!r} is not a valid URL"
+    if "#" in uri:
+        return f"{uri!r} has a fragment"
+    if "@" in parts.netloc:
+        return f"{uri!r} carries credentials"
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
+        return None
+    return f"{uri!r} must be https, or http on a loopback address"
+
+
+def redirect_uri_matches(registered: list[str], requested: str) -> bool:
+    """Exact string match, except that a loopback IP redirect URI may name any port (RFC 8252 §7.3)."""
+    if requested in registered:
+        return True
+    try:
+        want = urlsplit(requested)
+        if want.scheme != "http" or want.hostname not in LOOPBACK_IPS or "#" in requested:
+            return False
+        _ = want.port
+        for uri in registered:
+            have = urlsplit(uri)
+            if (have.scheme, have.hostname, have.path, have.query) == ("http", want.hostname, want.path, want.query):
+                return True
+    except ValueError:
+        return False
+    return False
+
+
+# ------------------------------------------------------------------ registration
+def registration_metadata(doc: object) -> dict[str, Any]:
+    """The client metadata to keep from an RFC 7591 registration request (defaults filled in)."""
+    if not isinstance(doc, dict):
+        raise ClientMetadataError("invalid_client_metadata", "the body must be a JSON object")
+    uris = doc.get("redirect_uris")
+    if not isinstance(uris, list) or not uris:
+        raise ClientMetadataError("invalid_redirect_uri", "redirect_uris is required (a non-empty list)")
+    if len(uris) > MAX_REDIRECT_URIS:
+        raise ClientMetadataError("invalid_redirect_uri", f"at most {MAX_REDIRECT_URIS} redirect_uris")
+    for uri in uris:
+        problem = redirect_uri_problem(uri)
+        if problem is not None:
+            raise ClientMetadataError("invalid_redirect_uri", problem)
+    # RFC 7591 §2 defaults to client_secret_basic; MCP clients that want none say so.
+    method = doc.get("token_endpoint_auth_method", "client_secret_basic")
+    if method not in AUTH_METHODS:
+        raise ClientMetadataError(
+            "invalid_client_metadata", f"token_endpoint_auth_method must be one of {AUTH_METHODS}"
+        )
+    kept: dict[str, Any] = {"redirect_uris": list(uris), "token_endpoint_auth_method": method}
+    kept.update(_common_fields(doc))
+    return kept
+
+
+def _common_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """grant_types, response_types, scope and the display fields, checked."""
+    # The RFC's default is authorization_code alone; MCP clients expect refresh tokens, as the SDKs assume.
+    grants = doc.get("grant_types", list(GRANT_TYPES))
+    if not isinstance(grants, list) or "authorization_code" not in grants or not set(grants) <= set(GRANT_TYPES):
+        raise ClientMetadataError(
+            "invalid_client_metadata", f"grant_types must include authorization_code, within {GRANT_TYPES}"
+        )
+    responses = doc.get("response_types", ["code"])
+    if responses != ["code"]:
+        raise ClientMetadataError("invalid_client_metadata", 'response_types must be ["code"]')
+    kept: dict[str, Any] = {"grant_types": list(dict.fromkeys(grants)), "response_types": ["code"]}
+    scope = doc.get("scope")
+    if scope is not None:
+        if not isinstance(scope, str) or len(scope) > MAX_TEXT:
+            raise ClientMetadataError("invalid_client_metadata", "scope must be a space-separated string")
+        kept["scope"] = scope
+    app_type = doc.get("application_type")
+    if app_type is not None:
+        if app_type not in ("native", "web"):
+            raise ClientMetadataError("invalid_client_metadata", 'application_type must be "native" or "web"')
+        kept["application_type"] = app_type
+    for name in TEXT_FIELDS:
+        value = doc.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > MAX_TEXT:
+            raise ClientMetadataError("invalid_client_metadata", f"{name} must be a string of at most {MAX_TEXT}")
+        kept[name] = value
+    return kept
+
+
+# ----------------------------------------------------- client metadata documents
+def is_metadata_url(client_id: str, *, allow_insecure_loopback: bool = False) -> bool:
+    """Does this client_id name a metadata document (rather than a registered client)?"""
+    return client_id.startswith("https://") or (
+        allow_insecure_loopback and client_id.startswith(("http://127.0.0.1:", "http://127.0.0.1/"))
+    )
+
+
+def metadata_url_problem(url: str, *, allow_insecure_loopback: bool) -> str | None:
+    """Why the server will not fetch `url` as a client metadata document; None when it will."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        _ = parts.port
+    except ValueError:
+        return "client_id is not a valid URL"
+    if parts.fragment or "#" in url or "@" in parts.netloc:
+        return "a client_id URL has no fragment and no credentials"
+    if parts.path in ("", "/") or any(seg in (".", "..") for seg in parts.path.split("/")):
+        return "a client_id URL needs a path (without dot segments)"
+    if parts.scheme == "http" and allow_insecure_loopback and host == "127.0.0.1":
+        return None
+    if parts.scheme != "https" or not host:
+        return "a client_id URL must be https"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not address.is_global:  # no fetching of private addresses by IP (names are not resolved here)
+        return "a client_id URL may not name a private address"
+    return None
+
+
+async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = False) -> dict[str, Any]:
+    """Fetch and check the document at `url`; the client metadata to keep (token method always none)."""
+    problem = metadata_url_problem(url, allow_insecure_loopback=allow_insecure_loopback)
+    if problem is not None:
+        raise ClientMetadataError("invalid_client", problem)
+    body = bytearray()
+    try:
+        with anyio.fail_after(METADATA_TIMEOUT):
+            async with (
+                httpx.AsyncClient(timeout=METADATA_TIMEOUT, follow_redirects=False) as http,
+                http.stream("GET", url, headers={"accept": "application/json"}) as response,
+            ):
+                if response.status_code != 200:
+                    raise ClientMetadataError("invalid_client", f"{url} answered HTTP {response.status_code}")
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > METADATA_LIMIT:
+                        raise ClientMetadataError("invalid_client", f"{url} is larger than {METADATA_LIMIT} bytes")
+    except TimeoutError:
+        raise ClientMetadataError("invalid_client", f"{url} did not answer in {METADATA_TIMEOUT:g}s") from None
+    except httpx.HTTPError as exc:
+        raise ClientMetadataError("invalid_client", f"{url} could not be fetched: {exc}") from None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ClientMetadataError("invalid_client", f"{url} is not JSON") from None
+    return document_metadata(url, doc)
+
+
+def document_metadata(url: str, doc: object) -> dict[str, Any]:
+    """The client metadata to keep from a fetched document, which must name itself as client_id."""
+    if not isinstance(doc, dict):
+        raise ClientMetadataError("invalid_client", "the client metadata document must be a JSON object")
+    if doc.get("client_id") != url:
+        raise ClientMetadataError("invalid_client", "the document's client_id must equal its URL")
+    method = doc.get("token_endpoint_auth_method", "none")
+    if method != "none":
+        # No secret can be shared through a public document; key-based methods are not supported here.
+        raise ClientMetadataError(
+            "invalid_client", "a metadata-document client must use token_endpoint_auth_method none"
+        )
+    if "client_secret" in doc or "client_secret_expires_at" in doc:
+        raise ClientMetadataError("invalid_client", "a client metadata document must not carry a client_secret")
+    try:
+        kept = registration_metadata({**doc, "token_endpoint_auth_method": "none"})
+    except ClientMetadataError as exc:
+        raise ClientMetadataError("invalid_client", exc.description) from None
+    kept["client_id"] = url
+    return kept

@@ -1,0 +1,309 @@
+"""What the built-in authorization server remembers: clients, codes, tokens and revocations, in SQLite.
+
+Owns the schema and every read and write; owns no policy (what is valid, what expires when:
+`oauth_server` decides and passes times in). Secrets never reach the file: codes and tokens
+are stored as SHA-256 hex digests of the random strings handed out, client secrets likewise.
+
+A *family* is one authorization (a redeemed code) and everything issued from it: the first
+access and refresh tokens and every rotation after. Revoking a family (RFC 7009 on a refresh
+token, reuse of a rotated refresh token, reuse of a code) kills all of its tokens at once.
+
+One connection in autocommit mode, WAL, every call under a lock: calls are short, so they run
+inline on the event loop (or in a worker thread; both are safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+create table if not exists clients (
+    client_id text primary key,
+    secret_hash text,
+    metadata text not null,
+    source text not null,
+    issued real not null,
+    fetched real not null
+);
+create table if not exists codes (
+    code_hash text primary key,
+    client_id text not null,
+    redirect_uri text not null,
+    redirect_explicit integer not null,
+    challenge text not null,
+    scopes text not null,
+    resource text not null,
+    expires real not null,
+    used integer not null default 0,
+    family text
+);
+create table if not exists families (
+    family text primary key,
+    client_id text not null,
+    created real not null,
+    revoked real
+);
+create table if not exists access_tokens (
+    token_hash text primary key,
+    family text not null,
+    client_id text not null,
+    scopes text not null,
+    resource text not null,
+    expires real not null,
+    revoked real
+);
+create index if not exists access_by_family on access_tokens(family);
+create table if not exists refresh_tokens (
+    token_hash text primary key,
+    family text not null,
+    client_id text not null,
+    scopes text not null,
+    resource text not null,
+    expires real not null,
+    rotated real
+);
+create index if not exists refresh_by_family on refresh_tokens(family);
+"""
+
+
+def digest(secret: str) -> str:
+    """The stored form of a code, token or client secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    client_id: str
+    secret_hash: str | None  # None: a public client (token_endpoint_auth_method "none")
+    metadata: dict[str, Any]  # the validated RFC 7591 / metadata-document fields
+    source: Literal["dcr", "cimd"]
+    issued: float
+    fetched: float  # when a metadata document was last fetched (cimd); = issued for dcr
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        uris: list[str] = self.metadata.get("redirect_uris", [])
+        return uris
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("client_name") or self.client_id)
+
+    @property
+    def grant_types(self) -> list[str]:
+        grants: list[str] = self.metadata.get("grant_types", ["authorization_code", "refresh_token"])
+        return grants
+
+
+@dataclass(frozen=True)
+class CodeGrant:
+    """What an authorization code stands for."""
+
+    client_id: str
+    redirect_uri: str
+    redirect_explicit: bool  # the authorization request named it (so the token request must too)
+    challenge: str  # PKCE S256 code_challenge
+    scopes: tuple[str, ...]
+    resource: str
+    expires: float
+    used: bool = False
+    family: str | None = None  # set once the code was exchanged
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token about to be stored: its digest, expiry and scopes."""
+
+    hash: str
+    expires: float
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What an access or refresh token stands for."""
+
+    family: str
+    client_id: str
+    scopes: tuple[str, ...]
+    resource: str
+    expires: float
+    revoked: bool  # this token, or its whole family
+    rotated: bool = False  # refresh tokens: already exchanged for a newer one
+
+
+class OAuthStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # private from the first byte
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute("pragma synchronous=normal")
+            self._db.execute("pragma busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"pragma user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ clients
+    def put_client(self, client: ClientRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "insert or replace into clients values (?, ?, ?, ?, ?, ?)",
+                (
+                    client.client_id,
+                    client.secret_hash,
+                    orjson.dumps(client.metadata).decode(),
+                    client.source,
+                    client.issued,
+                    client.fetched,
+                ),
+            )
+
+    def client(self, client_id: str) -> ClientRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "select client_id, secret_hash, metadata, source, issued, fetched from clients where client_id = ?",
+                (client_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return ClientRecord(row[0], row[1], orjson.loads(row[2]), row[3], row[4], row[5])
+
+    def count_clients(self, source: Literal["dcr", "cimd"]) -> int:
+        with self._lock:
+            (count,) = self._db.execute("select count(*) from clients where source = ?", (source,)).fetchone()
+        return int(count)
+
+    # -------------------------------------------------------------------- codes
+    def add_code(self, code_hash: str, grant: CodeGrant) -> None:
+        with self._lock:
+            self._db.execute(
+                "insert into codes (code_hash, client_id, redirect_uri, redirect_explicit, challenge, scopes,"
+                " resource, expires) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    code_hash,
+                    grant.client_id,
+                    grant.redirect_uri,
+                    int(grant.redirect_explicit),
+                    grant.challenge,
+                    " ".join(grant.scopes),
+                    grant.resource,
+                    grant.expires,
+                ),
+            )
+
+    def redeem_code(self, code_hash: str) -> CodeGrant | None:
+        """The code's grant, marking it used; `used` on the answer says it had been used before."""
+        with self._lock:
+            row = self._db.execute(
+                "select client_id, redirect_uri, redirect_explicit, challenge, scopes, resource, expires, used,"
+                " family from codes where code_hash = ?",
+                (code_hash,),
+            ).fetchone()
+            if row is None:
+                return None
+            if not row[7]:
+                self._db.execute("update codes set used = 1 where code_hash = ?", (code_hash,))
+        return CodeGrant(
+            row[0], row[1], bool(row[2]), row[3], tuple(row[4].split()), row[5], row[6], bool(row[7]), row[8]
+        )
+
+    def bind_code(self, code_hash: str, family: str) -> None:
+        """Record which family a redeemed code started, so a replay can revoke it."""
+        with self._lock:
+            self._db.execute("update codes set family = ? where code_hash = ?", (family, code_hash))
+
+    # ------------------------------------------------------------------- tokens
+    def issue(
+        self, family: str, client_id: str, resource: str, now: float, access: Token, refresh: Token | None
+    ) -> None:
+        """Store an access token and optionally a refresh token in `family` (made if new)."""
+        with self._lock:
+            self._db.execute("begin immediate")
+            try:
+                self._db.execute(
+                    "insert or ignore into families (family, client_id, created) values (?, ?, ?)",
+                    (family, client_id, now),
+                )
+                for table, token in (("access_tokens", access), ("refresh_tokens", refresh)):
+                    if token is None:
+                        continue
+                    self._db.execute(
+                        f"insert into {table} (token_hash, family, client_id, scopes, resource, expires)"
+                        " values (?, ?, ?, ?, ?, ?)",
+                        (token.hash, family, client_id, " ".join(token.scopes), resource, token.expires),
+                    )
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+
+    def access_token(self, token_hash: str) -> Grant | None:
+        with self._lock:
+            row = self._db.execute(
+                "select a.family, a.client_id, a.scopes, a.resource, a.expires,"
+                " a.revoked is not null or f.revoked is not null"
+                " from access_tokens a join families f on f.family = a.family where a.token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+        return None if row is None else Grant(row[0], row[1], tuple(row[2].split()), row[3], row[4], bool(row[5]))
+
+    def refresh_token(self, token_hash: str) -> Grant | None:
+        with self._lock:
+            row = self._db.execute(
+                "select r.family, r.client_id, r.scopes, r.resource, r.expires, f.revoked is not null,"
+                " r.rotated is not null"
+                " from refresh_tokens r join families f on f.family = r.family where r.token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Grant(row[0], row[1], tuple(row[2].split()), row[3], row[4], bool(row[5]), bool(row[6]))
+
+    def rotate(self, token_hash: str, now: float) -> bool:
+        """Mark a refresh token exchanged; False when it already was (a replay, or a lost race)."""
+        with self._lock:
+            cur = self._db.execute(
+                "update refresh_tokens set rotated = ? where token_hash = ? and rotated is null", (now, token_hash)
+            )
+        return cur.rowcount == 1
+
+    # -------------------------------------------------------------- revocation
+    def revoke_family(self, family: str, now: float) -> None:
+        with self._lock:
+            self._db.execute("update families set revoked = ? where family = ? and revoked is null", (now, family))
+
+    def revoke_access(self, token_hash: str, now: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "update access_tokens set revoked = ? where token_hash = ? and revoked is null", (now, token_hash)
+            )
+
+    def purge(self, now: float, grace: float = 86400.0) -> None:
+        """Forget what expired more than `grace` seconds ago (kept that long to recognise replays)."""
+        cutoff = now - grace
+        with self._lock:
+            self._db.execute("delete from codes where expires < ?", (cutoff,))
+            self._db.execute("delete from access_tokens where expires < ?", (cutoff,))
+            self._db.execute("delete from refresh_tokens where expires < ?", (cutoff,))
+            self._db.execute(
+                "delete from families where created < ? and family not in (select family from access_tokens)"
+                " and family not in (select family from refresh_tokens)",
+                (cutoff,),
+            )

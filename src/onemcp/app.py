@@ -21,6 +21,7 @@ from onemcp.downstream.guard import Guard
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
 from onemcp.downstream.streamable import StreamableHttpEndpoint
 from onemcp.hub import Hub
+from onemcp.observability import logs
 from onemcp.observability.health import health, ready, state_metrics
 from onemcp.observability.metrics import CONTENT_TYPE
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
@@ -41,6 +42,7 @@ class OneMcpApp:
         self.config = config
         self.config_path = config_path
         self.gate = Gate(config.hub.auth, config_path.parent if config_path is not None else None, public_url)
+        logs.configure_audit(config.hub.audit)
         self.hub = Hub(config)
         self.bind_host = bind_host
         self._guard_settings = config.hub

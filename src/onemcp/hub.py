@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from onemcp import __version__, bridge
+from onemcp.auth import limits
+from onemcp.auth.limits import QuotaBook
 from onemcp.auth.principal import ANONYMOUS, Principal
 from onemcp.catalog import views
 from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog, Overrides
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from onemcp.downstream.listen import Listener
 
 log = logging.getLogger("onemcp.hub")
+audit = logging.getLogger("onemcp.audit")
 Emit = Callable[[Message], Awaitable[None]]
 CANCELLED: Message = {"cancelled": True}
 
@@ -62,6 +65,7 @@ class Hub:
         self.pool = Pool(config, self)
         self.isolated = IsolatedConnections(self)
         self.metrics = Metrics()
+        self.quotas = QuotaBook(config.hub.auth.quotas)
         self.tasks = TaskRouter(self.catalog)
         self.parking = bridge.Parking()
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
@@ -206,6 +210,11 @@ class Hub:
             session.in_flight[call.downstream_id] = (conn, call)
             return conn, call
         server, key, value = self._route(session, method, params)
+        if key == "name" and method == "tools/call" and self.quotas.quotas:
+            refused = self.quotas.charge(session.principal.id, server, value)
+            if refused is not None:
+                audit.info("quota principal=%s server=%s tool=%s", session.principal.id, server, value)
+                return jsonrpc.result(msg["id"], limits.refusal(refused))
         conn = await self._connection_for(session, server)
         if key == "name":
             params["name"] = value
@@ -345,7 +354,18 @@ class Hub:
             err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
             return jsonrpc.error(call.downstream_id, err.to_error())
         finally:
-            self.metrics.observe(call.method, conn.name, outcome, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(call.method, conn.name, outcome, elapsed)
+            if audit.isEnabledFor(logging.INFO) and call.method == "tools/call":
+                tool = call.request.get("params", {}).get("name")
+                audit.info(
+                    "call principal=%s server=%s tool=%s outcome=%s ms=%.1f",
+                    session.principal.id,
+                    conn.name,
+                    tool,
+                    outcome,
+                    elapsed * 1000,
+                )
             if outcome != "cancelled" and conn.owner is None:
                 self.pool.record(conn, ok=outcome != "timeout" and not call.broken)
             if not call.done and not parked:
@@ -366,6 +386,8 @@ class Hub:
             return msg
         if method == "tools/call" and "task" in result:
             self.tasks.record(server, session.id, result)
+        elif method == "tools/call" and self.config.hub.max_result_bytes is not None:
+            limits.truncate(result, self.config.hub.max_result_bytes)
         elif method.startswith("tasks/"):
             msg["result"] = result = self.tasks.rewrite(server, result)
         if not self.catalog.prefixed:

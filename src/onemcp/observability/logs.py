@@ -81,3 +81,24 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))
+
+
+def configure_audit(target: str | None) -> None:
+    """Audit lines (auth decisions, tool calls) as JSON: to a file, to the log ("-"), or off."""
+    audit = logging.getLogger("onemcp.audit")
+    for handler in list(audit.handlers):
+        audit.removeHandler(handler)
+        handler.close()
+    if target is None:
+        audit.setLevel(logging.WARNING)
+        audit.propagate = False
+        return
+    audit.setLevel(logging.INFO)
+    if target == "-":
+        audit.propagate = True
+        return
+    handler = logging.FileHandler(target, encoding="utf-8")
+    handler.addFilter(REDACTOR)
+    handler.setFormatter(JsonFormatter())
+    audit.addHandler(handler)
+    audit.propagate = False

@@ -1,0 +1,236 @@
+"""The hub as a resource server: API keys, JWTs from a JWKS, scopes, sessions, limits."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import jwt
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from fixtures.launch import fixture_command
+from onemcp.auth.keys import KeyStore
+from support.hub import HEADERS, INIT, RunningHub, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+
+
+def stdio(**extra: Any) -> dict[str, Any]:
+    cmd = fixture_command()
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+SERVERS = {"web": stdio(tags=["net"]), "git": stdio(tags=["vcs"])}
+
+
+def call(name: str, rid: int = 2, **arguments: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+
+async def session(http: httpx.AsyncClient, hub: RunningHub, token: str | None) -> dict[str, str]:
+    auth = {"authorization": f"Bearer {token}"} if token else {}
+    r = await http.post(hub.url, json=INIT, headers={**HEADERS, **auth})
+    assert r.status_code == 200, r.text
+    headers = {**HEADERS, **auth, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
+
+
+@asynccontextmanager
+async def keyed_hub(tmp_path: Path, **auth: Any) -> AsyncIterator[tuple[RunningHub, KeyStore]]:
+    path = tmp_path / "mcp.json"
+    config = {"mcpServers": SERVERS, "onemcp": {"auth": {"apiKeys": True, **auth}}}
+    path.write_text(json.dumps(config))
+    async with running_hub(config, config_path=path) as hub:
+        yield hub, KeyStore(tmp_path / "keys.db")
+
+
+async def test_api_keys_matrix(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with keyed_hub(tmp_path) as (hub, keys), httpx.AsyncClient() as http:
+            full = keys.create("full", ["mcp"])
+            git_only = keys.create("git", ["server:git"])
+            one_tool = keys.create("one", ["tool:web/echo"])
+            expired = keys.create("old", ["mcp"], expires=time.time() - 1)
+            revoked = keys.create("gone", ["mcp"])
+            keys.revoke(revoked.split("_")[1])
+            admin = keys.create("ops", ["admin"])
+
+            # no token / unknown / expired / revoked: 401 with the challenge
+            for token in (None, "omk_nope_nope", expired, revoked, "not-a-known-format"):
+                auth = {"authorization": f"Bearer {token}"} if token else {}
+                r = await http.post(hub.url, json=INIT, headers={**HEADERS, **auth})
+                assert r.status_code == 401, token
+                challenge = r.headers["www-authenticate"]
+                assert (
+                    challenge.startswith("Bearer ") and "resource_metadata=" in challenge and 'scope="mcp"' in challenge
+                )
+                if token:
+                    assert 'error="invalid_token"' in challenge
+            # a token in the query string is not a credential
+            r = await http.post(f"{hub.url}?access_token={full}", json=INIT, headers=HEADERS)
+            assert r.status_code == 401
+
+            # protected resource metadata at both well-known paths
+            for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"):
+                doc = (await http.get(f"{hub.base}{path}")).json()
+                assert doc["resource"].endswith("/mcp") and doc["bearer_methods_supported"] == ["header"]
+
+            # full access
+            h = await session(http, hub, full)
+            names = {
+                t["name"]
+                for t in (
+                    await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=h)
+                ).json()["result"]["tools"]
+            }
+            assert "web__echo" in names and "git__echo" in names
+            # server scope: lists filtered, other servers unknown
+            g = await session(http, hub, git_only)
+            listed = (
+                await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=g)
+            ).json()
+            assert {t["name"].split("__")[0] for t in listed["result"]["tools"]} == {"git"}
+            r = await http.post(hub.url, json=call("web__echo", message="x"), headers=g)
+            assert r.json()["error"]["code"] == -32602
+            assert (await http.post(hub.url, json=call("git__echo", message="ok"), headers=g)).json()["result"]
+            # tool scope: that tool works; another tool of the same server is 403 insufficient_scope
+            t = await session(http, hub, one_tool)
+            assert (await http.post(hub.url, json=call("web__echo", message="ok"), headers=t)).json()["result"]
+            r = await http.post(hub.url, json=call("web__sleep", seconds=0), headers=t)
+            assert r.status_code == 403 and 'error="insufficient_scope"' in r.headers["www-authenticate"]
+            assert 'scope="tool:web/sleep"' in r.headers["www-authenticate"]
+            # another principal's session does not exist for it
+            stolen = {**g, "authorization": f"Bearer {full}"}
+            r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 9, "method": "ping"}, headers=stolen)
+            assert r.status_code == 404
+            # health stays open; metrics need admin
+            assert (await http.get(f"{hub.base}/health")).status_code == 200
+            r = await http.get(f"{hub.base}/metrics", headers={"authorization": f"Bearer {full}"})
+            assert r.status_code == 403 and "insufficient_scope" in r.headers["www-authenticate"]
+            r = await http.get(f"{hub.base}/metrics", headers={"authorization": f"Bearer {admin}"})
+            assert r.status_code == 200 and b"onemcp_upstream_requests_total" in r.content
+
+
+async def test_rate_limit_and_quota(tmp_path: Path) -> None:
+    auth = {
+        "rateLimit": {"requestsPerMinute": 60, "burst": 12},
+        "quotas": [{"tool": "web/echo", "calls": 2, "window": 1}],
+    }
+    with anyio.fail_after(DEADLINE):
+        async with keyed_hub(tmp_path, **auth) as (hub, keys), httpx.AsyncClient() as http:
+            key = keys.create("k", ["mcp"])
+            h = await session(http, hub, key)  # 2 requests used
+            texts = []
+            for i in range(3):
+                r = await http.post(hub.url, json=call("web__echo", rid=i, message="q"), headers=h)
+                texts.append(r.json()["result"])
+            assert not texts[0].get("isError") and not texts[1].get("isError")
+            refused = texts[2]
+            assert refused["isError"] and "Quota exceeded" in refused["content"][0]["text"]
+            assert "Retry in" in refused["content"][0]["text"]
+            # recovery after the window (the quota's, not a sleep in the test: poll)
+            while True:
+                r = await http.post(hub.url, json=call("web__echo", rid=9, message="again"), headers=h)
+                if r.status_code == 429:
+                    break  # the rate limit is the next thing to hit: that is checked below
+                if not r.json()["result"].get("isError"):
+                    break
+                await anyio.sleep(0.1)  # allowed-sleep: polling with a deadline
+            # the per-principal rate limit: 429 with Retry-After once the burst is spent
+            statuses = []
+            for _ in range(15):
+                r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=h)
+                statuses.append(r.status_code)
+                if r.status_code == 429:
+                    assert int(r.headers["retry-after"]) >= 1
+                    break
+            assert 429 in statuses
+
+
+async def test_results_over_the_limit_are_truncated_with_a_marker(tmp_path: Path) -> None:
+    config = {"mcpServers": SERVERS, "onemcp": {"maxResultBytes": 10}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient() as http:
+            h = await session(http, hub, None)
+            result = (await http.post(hub.url, json=call("web__echo", message="x" * 50), headers=h)).json()["result"]
+            assert result["content"][0]["text"] == "x" * 10
+            assert "truncated, 40 bytes omitted" in result["content"][-1]["text"]
+
+
+@asynccontextmanager
+async def jwks_server(public_jwk: dict[str, Any]) -> AsyncIterator[str]:
+    body = json.dumps({"keys": [public_jwk]}).encode()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        while not server.started:
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/jwks.json"
+        server.should_exit = True
+
+
+async def test_jwt_matrix(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
+    with anyio.fail_after(DEADLINE):
+        async with jwks_server(jwk) as jwks_url:
+            resource = "http://hub.test/mcp"
+            auth = {"jwt": {"jwksUrl": jwks_url, "issuer": "https://issuer.test"}, "publicUrl": resource}
+            config = {"mcpServers": SERVERS, "onemcp": {"auth": auth}}
+            path = tmp_path / "mcp.json"
+            path.write_text(json.dumps(config))
+            async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
+
+                def token(signer: Any = key, **claims: Any) -> str:
+                    base = {
+                        "iss": "https://issuer.test",
+                        "aud": resource,
+                        "sub": "alice",
+                        "scope": "mcp",
+                        "exp": int(time.time()) + 300,
+                    }
+                    return jwt.encode({**base, **claims}, signer, algorithm="RS256", headers={"kid": "k1"})
+
+                h = await session(http, hub, token())
+                assert (await http.post(hub.url, json=call("git__echo", message="jwt"), headers=h)).json()["result"]
+                for bad in (
+                    token(signer=other),  # bad signature
+                    token(aud="http://elsewhere/mcp"),  # a token for another resource
+                    token(exp=int(time.time()) - 3600),  # expired beyond the leeway
+                    token(iss="https://evil.test"),
+                ):
+                    r = await http.post(hub.url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {bad}"})
+                    assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+                # within the clock-skew leeway is fine
+                skewed = token(exp=int(time.time()) - 10)
+                r = await http.post(hub.url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {skewed}"})
+                assert r.status_code == 200
+                # scopes from the token narrow what it sees
+                h = await session(http, hub, token(scope="tag:net"))
+                listed = (
+                    await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=h)
+                ).json()
+                assert {t["name"].split("__")[0] for t in listed["result"]["tools"]} == {"web"}

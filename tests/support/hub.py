@@ -36,12 +36,13 @@ async def running_hub(
     config: dict[str, Any], *, wait: bool = True, config_path: Path | None = None
 ) -> AsyncIterator[RunningHub]:
     """The hub on a free loopback port; with `config_path` it also watches that file."""
-    app = OneMcpApp(HubConfig.model_validate(config), config_path=config_path)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
+    public = f"http://127.0.0.1:{port}/mcp"
+    app = OneMcpApp(HubConfig.model_validate(config), config_path=config_path, public_url=public)
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])

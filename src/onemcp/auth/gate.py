@@ -64,10 +64,16 @@ class Gate:
             self.issuers.append(settings.jwt.issuer)
         self.oauth: Any = None
         if settings.oauth and config_dir is not None:
-            from onemcp.auth.oauth_server import OAuthServer  # type: ignore[import-not-found, import-untyped, unused-ignore]
+            from onemcp.auth.oauth_server import OAuthServer
 
             base = self.resource({}).removesuffix("/mcp")
-            self.oauth = OAuthServer(config_dir / "oauth.db", base, self.resource({}), scopes_supported=[BASE, ADMIN])
+            self.oauth = OAuthServer(
+                config_dir / "oauth.db",
+                base,
+                self.resource({}),
+                scopes_supported=[BASE, ADMIN],
+                consent=settings.oauth_consent,
+            )
             self.verifiers.append(self.oauth)
             self.issuers.append(base)
         limit = settings.rate_limit
@@ -85,7 +91,7 @@ class Gate:
         return {
             "resource": self.resource(scope),
             "authorization_servers": self.issuers,
-            "scopes_supported": [BASE, ADMIN, "server:<name>", "tag:<tag>", "tool:<server>/<tool>"],
+            "scopes_supported": [BASE, ADMIN],  # server:/tag:/tool: scopes exist too (API keys, JWTs)
             "bearer_methods_supported": ["header"],
             "resource_name": "onemcp hub",
         }

@@ -164,6 +164,8 @@ def metadata_url_problem(url: str, *, allow_insecure_loopback: bool) -> str | No
         return None
     if parts.scheme != "https" or not host:
         return "a client_id URL must be https"
+    if host == "localhost" or host.endswith(".localhost"):
+        return "a client_id URL may not name this machine"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

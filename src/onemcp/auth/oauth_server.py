@@ -1,39 +1,42 @@
-"""The hub's built-in OAuth 2.1 authorization server: its endpoints, and the check of what it issued.
+"""The hub's built-in OAuth 2.1 authorization server over HTTP (plain ASGI), and its token check.
 
-Owns the HTTP side (plain ASGI) of: RFC 8414 metadata, RFC 7591 registration, the authorization
-endpoint with PKCE S256 and a consent page, the token endpoint (authorization_code and rotating
-refresh_token grants, RFC 8707 `resource` bound to the hub), RFC 7009 revocation, and `verify`,
-which turns an access token it issued into a `Principal`. Does not own client metadata rules
-(`oauth_clients`), persistence (`store`), the pages (`oauth_consent`), or the resource-server
-side (the gate: 401s, protected resource metadata, scopes at call time).
+Owns the endpoints: RFC 8414 metadata (also at the OIDC discovery paths), RFC 7591 registration,
+the authorization endpoint (request checks, the consent page and its CSRF cookie, or "auto"
+consent), the token endpoint with client authentication, RFC 7009 revocation; the lookup of
+clients (registered, or Client ID Metadata Documents fetched and cached); and `verify`, the
+`Verifier` the gate asks about bearer tokens. The rules live in `oauth_authorize` (requests),
+`oauth_grants` (codes and tokens) and `oauth_clients` (client metadata); storage in `store`;
+pages in `oauth_consent`. The resource-server side (401s, RFC 9728 metadata, scopes at call
+time) is the gate's.
 
-Tokens are opaque random strings, prefixed so the gate's other verifiers never mistake them:
-`omat_` access, `omrt_` refresh, `omac_` codes. Only their SHA-256 is stored.
-
-Errors: `OAuthError(error, description, status)` is an RFC 6749 §5.2 reply, raised by the
-token-side checks and answered in one place per endpoint; the authorization endpoint turns
-errors into a redirect (`error=` on the client's redirect URI) once that URI is trusted, and
-into a 400 page before.
+Errors: an `OAuthError` becomes an RFC 6749 §5.2 JSON reply at the token, registration and
+revocation endpoints; at the authorization endpoint it becomes a redirect with `error=` once
+client and redirect URI are trusted, and a 400 page (or JSON, by Accept) before that.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import hmac
 import logging
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
-from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
+from typing import Any, Literal
+from urllib.parse import unquote_plus, urlsplit
 
 import orjson
 
+from onemcp.auth.oauth_authorize import (
+    PENDING_TTL,
+    AuthorizationRequest,
+    PendingConsents,
+    check_request,
+    parse_params,
+    with_params,
+)
 from onemcp.auth.oauth_clients import (
     AUTH_METHODS,
     GRANT_TYPES,
@@ -44,8 +47,9 @@ from onemcp.auth.oauth_clients import (
     registration_metadata,
 )
 from onemcp.auth.oauth_consent import HTML, PAGE_HEADERS, consent_page, error_page
-from onemcp.auth.principal import BASE, InvalidToken, Principal
-from onemcp.auth.store import ClientRecord, CodeGrant, OAuthStore, Token, digest
+from onemcp.auth.oauth_grants import Clock, Grants, Lifetimes, OAuthError, canonical_resource
+from onemcp.auth.principal import Principal
+from onemcp.auth.store import ClientRecord, OAuthStore, digest
 from onemcp.downstream.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -61,21 +65,12 @@ from onemcp.downstream.asgi import (
 
 audit = logging.getLogger("onemcp.audit")
 
-ACCESS_PREFIX = "omat_"
-REFRESH_PREFIX = "omrt_"
-CODE_PREFIX = "omac_"
 BODY_LIMIT = 64 * 1024
-MAX_PARAMS = 100
-PENDING_LIMIT = 1000  # consent pages awaiting an answer
-PENDING_TTL = 600.0
 METADATA_CACHE_TTL = 600.0  # seconds a fetched client metadata document is trusted
 MAX_CLIENTS = 10_000  # registered (and, separately, cached metadata-document) clients
-PURGE_EVERY = 600.0
-CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url(sha256), unpadded
-VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 §4.1
 FORM = "application/x-www-form-urlencoded"
 NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
-CORS = [(b"access-control-allow-origin", b"*")]
+CORS = [(b"access-control-allow-origin", b"*")]  # browser-based MCP clients call these endpoints
 PREFLIGHT = [
     *CORS,
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
@@ -84,66 +79,6 @@ PREFLIGHT = [
 ]
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
-Clock = Callable[[], float]
-
-
-class OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
-
-
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    """A checked authorization request: what a code for it will carry, and where it goes."""
-
-    client: ClientRecord
-    redirect_uri: str
-    redirect_explicit: bool
-    state: str | None
-    challenge: str
-    scopes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PendingConsent:
-    request: AuthorizationRequest
-    csrf: str
-    expires: float
-
-
-def s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
-def canonical_resource(uri: str) -> str:
-    """RFC 8707 resource for comparison: lower-case scheme and host, no fragment, no trailing slash."""
-    parts = urlsplit(uri.strip())
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
-
-
-def with_params(uri: str, params: dict[str, str | None]) -> str:
-    """`uri` with `params` added to its query (None values left out)."""
-    parts = urlsplit(uri)
-    extra = urlencode({k: v for k, v in params.items() if v is not None})
-    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
-
-
-def parse_params(raw: str) -> tuple[dict[str, str], set[str]]:
-    """Query or form parameters, empty ones dropped (RFC 6749 §3.1); and the names given twice."""
-    try:
-        pairs = parse_qsl(raw, keep_blank_values=False, max_num_fields=MAX_PARAMS)
-    except ValueError:
-        raise OAuthError("invalid_request", f"more than {MAX_PARAMS} parameters") from None
-    params: dict[str, str] = {}
-    repeated: set[str] = set()
-    for name, value in pairs:
-        if name in params and params[name] != value:
-            repeated.add(name)
-        params.setdefault(name, value)
-    return params, repeated
 
 
 def cookies(scope: Scope) -> dict[str, str]:
@@ -175,13 +110,10 @@ class OAuthServer:
         self.scopes_supported = list(scopes_supported)
         self.consent = consent
         self.allow_insecure_loopback_metadata = allow_insecure_loopback_metadata
-        self.access_token_ttl = access_token_ttl
-        self.refresh_token_ttl = refresh_token_ttl
-        self.code_ttl = code_ttl
         self.clock = clock
         self.store = OAuthStore(store_path)
-        self._pending: dict[str, PendingConsent] = {}
-        self._purged = 0.0
+        self.grants = Grants(self.store, self.resource, Lifetimes(access_token_ttl, refresh_token_ttl, code_ttl), clock)
+        self._pending = PendingConsents()
         base = urlsplit(self.issuer).path.rstrip("/")
         self.paths = {name: f"{base}/oauth/{name}" for name in ("authorize", "token", "register", "revoke")}
         metadata_paths = {
@@ -248,25 +180,11 @@ class OAuthServer:
 
     # ---------------------------------------------------------------- verify
     async def verify(self, token: str) -> Principal | None:
-        """The principal for an access token this server issued for the hub; None for anyone else's."""
-        if not token.startswith(ACCESS_PREFIX):
-            return None
-        grant = self.store.access_token(digest(token))
-        if grant is None:
-            raise InvalidToken("unknown access token")
-        if grant.revoked:
-            raise InvalidToken("access token revoked")
-        if grant.expires <= self.clock():
-            raise InvalidToken("access token expired")
-        if grant.resource != self.resource:
-            raise InvalidToken("access token issued for another resource")
-        return Principal(
-            id=f"oauth:{grant.client_id}",
-            scopes=frozenset(grant.scopes),
-            kind="oauth",
-            expires=grant.expires,
-            labels={"client_id": grant.client_id},
-        )
+        """The principal for an access token issued here for the hub; None for tokens not ours.
+
+        Raises `InvalidToken` for one of ours that is unknown, expired, revoked or for another resource.
+        """
+        return self.grants.principal(token)
 
     # --------------------------------------------------------------- clients
     async def client(self, client_id: str) -> ClientRecord | None:
@@ -343,10 +261,18 @@ class OAuthServer:
                 await self._refuse(scope, send, "redirect_uri is required (the client registered several)")
                 return
             redirect_uri = client.redirect_uris[0]
-        state = params.get("state")
         try:
-            request = self._check_authorization(params, repeated, client, redirect_uri, explicit, state)
+            request = check_request(
+                params,
+                repeated,
+                client=client,
+                redirect_uri=redirect_uri,
+                explicit=explicit,
+                resource=self.resource,
+                scopes_supported=self.scopes_supported,
+            )
         except OAuthError as exc:
+            state = params.get("state")
             target = {"error": exc.error, "error_description": exc.description, "state": state, "iss": self.issuer}
             await send_empty(send, 302, [(b"location", with_params(redirect_uri, target).encode()), *NO_STORE])
             return
@@ -355,52 +281,8 @@ class OAuthServer:
             return
         await self._show_consent(send, request)
 
-    def _check_authorization(
-        self,
-        params: dict[str, str],
-        repeated: set[str],
-        client: ClientRecord,
-        redirect_uri: str,
-        explicit: bool,
-        state: str | None,
-    ) -> AuthorizationRequest:
-        if repeated:
-            raise OAuthError("invalid_request", f"parameters given twice: {', '.join(sorted(repeated))}")
-        response_type = params.get("response_type")
-        if response_type is None:
-            raise OAuthError("invalid_request", "response_type is required")
-        if response_type != "code":
-            raise OAuthError("unsupported_response_type", "only response_type=code is supported")
-        challenge = params.get("code_challenge")
-        if challenge is None:
-            raise OAuthError("invalid_request", "code_challenge is required (PKCE)")
-        if params.get("code_challenge_method") != "S256":
-            raise OAuthError("invalid_request", "code_challenge_method must be S256")
-        if not CHALLENGE.fullmatch(challenge):
-            raise OAuthError("invalid_request", "code_challenge is not a base64url SHA-256")
-        self._check_resource(params.get("resource"))
-        requested = params.get("scope", BASE).split()
-        unknown = [s for s in requested if s not in self.scopes_supported]
-        if unknown or not requested:
-            raise OAuthError("invalid_scope", f"unsupported scope: {' '.join(unknown)}")
-        scopes = tuple(dict.fromkeys(requested))
-        return AuthorizationRequest(client, redirect_uri, explicit, state, challenge, scopes)
-
-    def _check_resource(self, resource: str | None, bound: str | None = None) -> None:
-        if resource is None:
-            return
-        if "#" in resource or canonical_resource(resource) != (bound or self.resource):
-            raise OAuthError("invalid_target", f"this server issues tokens only for {self.resource}")
-
     async def _show_consent(self, send: Send, request: AuthorizationRequest) -> None:
-        now = self.clock()
-        for rid in [rid for rid, p in self._pending.items() if p.expires <= now]:
-            del self._pending[rid]
-        while len(self._pending) >= PENDING_LIMIT:
-            del self._pending[next(iter(self._pending))]
-        request_id = secrets.token_urlsafe(16)
-        csrf = secrets.token_urlsafe(32)
-        self._pending[request_id] = PendingConsent(request, csrf, now + PENDING_TTL)
+        request_id, csrf = self._pending.add(request, self.clock())
         client = request.client
         page = consent_page(
             client_name=client.name,
@@ -423,8 +305,8 @@ class OAuthServer:
             await self._refuse(scope, send, exc.description)
             return
         request_id = params.get("request_id", "")
-        pending = self._pending.pop(request_id, None)  # one answer per page, right or wrong
-        if pending is None or pending.expires <= self.clock():
+        pending = self._pending.take(request_id, self.clock())  # one answer per page, right or wrong
+        if pending is None:
             await self._refuse(scope, send, "This authorization request expired or was already answered.")
             return
         form_ok = hmac.compare_digest(params.get("csrf", "").encode(), pending.csrf.encode())
@@ -443,17 +325,9 @@ class OAuthServer:
         """Send the browser back to the client with a code, or with access_denied."""
         client_id = request.client.client_id
         if approved:
-            code = CODE_PREFIX + secrets.token_urlsafe(32)
-            grant = CodeGrant(
-                client_id,
-                request.redirect_uri,
-                request.redirect_explicit,
-                request.challenge,
-                request.scopes,
-                self.resource,
-                self.clock() + self.code_ttl,
+            code = self.grants.mint_code(
+                client_id, request.redirect_uri, request.redirect_explicit, request.challenge, request.scopes
             )
-            self.store.add_code(digest(code), grant)
             params: dict[str, str | None] = {"code": code, "state": request.state, "iss": self.issuer}
             audit.info("oauth consent given client=%s scopes=%s", client_id, " ".join(request.scopes))
         else:
@@ -490,9 +364,9 @@ class OAuthServer:
             client = await self._authenticate(scope, params)
             grant_type = params.get("grant_type")
             if grant_type == "authorization_code":
-                reply = self._exchange_code(client, params)
+                reply = self.grants.exchange_code(client, params)
             elif grant_type == "refresh_token":
-                reply = self._refresh(client, params)
+                reply = self.grants.refresh(client, params)
             elif grant_type is None:
                 raise OAuthError("invalid_request", "grant_type is required")
             else:
@@ -536,107 +410,6 @@ class OAuthServer:
             raise OAuthError("invalid_client", "client authentication failed", 401)
         return client
 
-    def _exchange_code(self, client: ClientRecord, params: dict[str, str]) -> dict[str, Any]:
-        code, verifier = params.get("code"), params.get("code_verifier")
-        if code is None:
-            raise OAuthError("invalid_request", "code is required")
-        if verifier is None:
-            raise OAuthError("invalid_request", "code_verifier is required (PKCE)")
-        code_hash = digest(code)
-        grant = self.store.redeem_code(code_hash)  # used up now, whatever follows
-        now = self.clock()
-        if grant is None:
-            raise OAuthError("invalid_grant", "unknown authorization code")
-        if grant.used:
-            if grant.family is not None:
-                self.store.revoke_family(grant.family, now)
-                audit.warning("oauth code replayed client=%s family=%s revoked", client.client_id, grant.family)
-            raise OAuthError("invalid_grant", "authorization code already used")
-        if grant.expires <= now:
-            raise OAuthError("invalid_grant", "authorization code expired")
-        if grant.client_id != client.client_id:
-            raise OAuthError("invalid_grant", "authorization code was issued to another client")
-        redirect_uri = params.get("redirect_uri")
-        if (grant.redirect_explicit or redirect_uri is not None) and redirect_uri != grant.redirect_uri:
-            raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
-        if not VERIFIER.fullmatch(verifier):
-            raise OAuthError("invalid_request", "code_verifier must be 43-128 unreserved characters")
-        if not hmac.compare_digest(s256(verifier).encode(), grant.challenge.encode()):
-            raise OAuthError("invalid_grant", "code_verifier does not match code_challenge")
-        self._check_resource(params.get("resource"), grant.resource)
-        family = secrets.token_hex(16)
-        reply = self._issue(family, client, grant.resource, grant.scopes, grant.scopes, now)
-        self.store.bind_code(code_hash, family)
-        return reply
-
-    def _refresh(self, client: ClientRecord, params: dict[str, str]) -> dict[str, Any]:
-        if "refresh_token" not in client.grant_types:
-            raise OAuthError("unauthorized_client", "this client did not register for refresh_token")
-        token = params.get("refresh_token")
-        if token is None:
-            raise OAuthError("invalid_request", "refresh_token is required")
-        token_hash = digest(token)
-        grant = self.store.refresh_token(token_hash) if token.startswith(REFRESH_PREFIX) else None
-        now = self.clock()
-        if grant is None or grant.client_id != client.client_id:
-            raise OAuthError("invalid_grant", "unknown refresh token")
-        if grant.revoked:
-            raise OAuthError("invalid_grant", "refresh token revoked")
-        if grant.rotated:
-            self._replayed(client, grant.family, now)
-        if grant.expires <= now:
-            raise OAuthError("invalid_grant", "refresh token expired")
-        if grant.resource != self.resource:
-            raise OAuthError("invalid_grant", "refresh token issued for another resource")
-        self._check_resource(params.get("resource"))
-        requested = params.get("scope")
-        scopes = tuple(dict.fromkeys(requested.split())) if requested else grant.scopes
-        if not scopes or not set(scopes) <= set(grant.scopes):
-            raise OAuthError("invalid_scope", "a refresh may only narrow the granted scopes")
-        if not self.store.rotate(token_hash, now):
-            self._replayed(client, grant.family, now)
-        # RFC 6749 §6: the new refresh token keeps the scopes of the old one; the access token may be narrower.
-        return self._issue(grant.family, client, grant.resource, scopes, grant.scopes, now)
-
-    def _replayed(self, client: ClientRecord, family: str, now: float) -> NoReturn:
-        """A rotated refresh token came back: someone holds a copy, so the whole grant dies."""
-        self.store.revoke_family(family, now)
-        audit.warning("oauth refresh token reused client=%s family=%s revoked", client.client_id, family)
-        raise OAuthError("invalid_grant", "refresh token already used; the grant is revoked")
-
-    def _issue(
-        self,
-        family: str,
-        client: ClientRecord,
-        resource: str,
-        scopes: tuple[str, ...],
-        refresh_scopes: tuple[str, ...],
-        now: float,
-    ) -> dict[str, Any]:
-        access = ACCESS_PREFIX + secrets.token_urlsafe(32)
-        refresh = REFRESH_PREFIX + secrets.token_urlsafe(32) if "refresh_token" in client.grant_types else None
-        self.store.issue(
-            family,
-            client.client_id,
-            resource,
-            now,
-            Token(digest(access), now + self.access_token_ttl, scopes),
-            None if refresh is None else Token(digest(refresh), now + self.refresh_token_ttl, refresh_scopes),
-        )
-        if now - self._purged > PURGE_EVERY:
-            self._purged = now
-            self.store.purge(now)
-        audit.info("oauth tokens issued client=%s scopes=%s", client.client_id, " ".join(scopes))
-        reply: dict[str, Any] = {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": int(self.access_token_ttl),
-            "scope": " ".join(scopes),
-        }
-        if refresh is not None:
-            reply["refresh_token"] = refresh
-        return reply
-
     # ------------------------------------------------------------ revocation
     async def _revoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         """RFC 7009: 200 whether or not the token was known; a refresh token takes its grant with it."""
@@ -650,18 +423,7 @@ class OAuthServer:
         except OAuthError as exc:
             await self._error(send, exc, [*CORS, *NO_STORE])
             return
-        now = self.clock()
-        token_hash = digest(token)
-        if token.startswith(ACCESS_PREFIX):
-            grant = self.store.access_token(token_hash)
-            if grant is not None and (client is None or grant.client_id == client.client_id):
-                self.store.revoke_access(token_hash, now)
-                audit.info("oauth access token revoked client=%s", grant.client_id)
-        elif token.startswith(REFRESH_PREFIX):
-            grant = self.store.refresh_token(token_hash)
-            if grant is not None and (client is None or grant.client_id == client.client_id):
-                self.store.revoke_family(grant.family, now)
-                audit.info("oauth grant revoked client=%s family=%s", grant.client_id, grant.family)
+        self.grants.revoke(token, None if client is None else client.client_id)
         await send_empty(send, 200, [*CORS, *NO_STORE])
 
     # --------------------------------------------------------------- plumbing

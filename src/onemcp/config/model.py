@@ -123,6 +123,9 @@ class AuthSettings(_Model):
     api_keys: bool = Field(False, alias="apiKeys")  # keys made with `onemcp auth key create`
     jwt: JwtSettings | None = None
     oauth: bool = False  # the built-in OAuth 2.1 authorization server
+    # "page": the operator approves each authorization in the browser; "auto": approve at once
+    # (only for a hub nobody else can reach)
+    oauth_consent: Literal["page", "auto"] = Field("page", alias="oauthConsent")
     public_url: str | None = Field(None, alias="publicUrl")  # the canonical /mcp URL (resource)
     rate_limit: RateLimit | None = Field(None, alias="rateLimit")
     quotas: list[Quota] = []

@@ -1,0 +1,108 @@
+"""The full OAuth flow against the hub with the official SDK's OAuth client provider.
+
+Register (RFC 7591), authorize with PKCE, get a token, call a tool, refresh, revoke.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+
+from fixtures.launch import fixture_command
+from support.hub import running_hub
+
+pytestmark = pytest.mark.anyio
+
+
+class Memory:
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+async def test_oauth_register_authorize_call_refresh_revoke(tmp_path: Path) -> None:
+    cmd = fixture_command()
+    config: dict[str, Any] = {
+        "mcpServers": {"a": {"command": cmd[0], "args": cmd[1:]}},
+        "onemcp": {"auth": {"oauth": True, "oauthConsent": "auto"}},
+    }
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    got: dict[str, str] = {}
+
+    async def redirect_handler(url: str) -> None:  # the "browser"
+        async with httpx.AsyncClient() as browser:
+            r = await browser.get(url)
+        assert r.status_code == 302, r.text
+        got.update(parse_qsl(urlsplit(r.headers["location"]).query))
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(code=got["code"], state=got["state"], iss=got.get("iss"))
+
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=path) as hub:
+            # no token: 401 pointing at the metadata
+            async with httpx.AsyncClient() as http:
+                r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+                assert r.status_code == 401 and "resource_metadata" in r.headers["www-authenticate"]
+            storage = Memory()
+            provider = OAuthClientProvider(
+                server_url=hub.url,
+                client_metadata=OAuthClientMetadata(client_name="sdk", redirect_uris=["http://127.0.0.1:33418/cb"]),
+                storage=storage,
+                redirect_handler=redirect_handler,
+                callback_handler=callback_handler,
+            )
+            async with httpx2.AsyncClient(auth=provider) as authed:
+                transport = streamable_http_client(hub.url, http_client=authed)
+                async with Client(transport, mode="legacy", cache=None) as c:
+                    result = await c.call_tool("echo", {"message": "authorized"})
+                    assert result.content[0].text == "authorized"  # type: ignore[union-attr]
+                    first = storage.tokens
+                    assert first is not None and first.refresh_token
+                    # force a refresh: the provider refreshes, the old refresh token is rotated out
+                    provider.context.token_expiry_time = 1.0
+                    again = await c.call_tool("echo", {"message": "refreshed"})
+                    assert again.content[0].text == "refreshed"  # type: ignore[union-attr]
+                    assert storage.tokens is not None and storage.tokens.access_token != first.access_token
+            # revoke: the token no longer opens the hub
+            token = storage.tokens.access_token
+            async with httpx.AsyncClient() as http:
+                r = await http.post(
+                    f"{hub.base}/oauth/revoke",
+                    data={
+                        "token": token,
+                        "client_id": storage.client.client_id,
+                        "client_secret": storage.client.client_secret or "",
+                    },
+                )
+                assert r.status_code == 200
+                r = await http.post(
+                    hub.url,
+                    json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                assert r.status_code == 401

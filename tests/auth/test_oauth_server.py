@@ -1,0 +1,893 @@
+"""The built-in OAuth 2.1 authorization server, over the wire: metadata, registration, PKCE codes,
+tokens with rotation and reuse detection, revocation, expiry, the consent page, metadata-document
+clients, and the MCP SDK's own OAuth client running the whole dance."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+
+from onemcp.auth.oauth_server import OAuthServer
+from onemcp.auth.principal import InvalidToken
+from onemcp.downstream.asgi import Receive, Scope, Send, send_json
+
+pytestmark = pytest.mark.anyio
+
+ISSUER = "http://127.0.0.1:9"  # in-process tests never connect to it
+RESOURCE = f"{ISSUER}/mcp"
+REDIRECT = "http://127.0.0.1:5173/callback"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def query(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+class Harness:
+    """One server on a temporary database, an httpx client bound to it in-process, and flow helpers."""
+
+    def __init__(self, server: OAuthServer, http: httpx.AsyncClient, clock: Clock) -> None:
+        self.server = server
+        self.http = http
+        self.clock = clock
+
+    async def register(self, **fields: Any) -> dict[str, Any]:
+        doc = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "client_name": "Test", **fields}
+        r = await self.http.post("/oauth/register", json=doc)
+        assert r.status_code == 201, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def authorize(self, client_id: str, challenge: str | None, **extra: str) -> httpx.Response:
+        params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "state": "st4te"}
+        if challenge is not None:
+            params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+        return await self.http.get("/oauth/authorize", params={**params, **extra})
+
+    async def code(self, client_id: str, **extra: str) -> tuple[str, str]:
+        """A fresh code (consent "auto") and its verifier."""
+        verifier, challenge = pkce()
+        r = await self.authorize(client_id, challenge, **extra)
+        assert r.status_code == 302, r.text
+        got = query(r.headers["location"])
+        assert got["state"] == "st4te" and got["iss"] == ISSUER, got
+        return got["code"], verifier
+
+    async def token(self, basic: tuple[str, str] | None = None, /, **form: str) -> httpx.Response:
+        auth = httpx.USE_CLIENT_DEFAULT if basic is None else basic
+        return await self.http.post("/oauth/token", data=form, headers=FORM, auth=auth)
+
+    async def tokens(self, client_id: str, **extra: str) -> dict[str, Any]:
+        code, verifier = await self.code(client_id)
+        r = await self.token(
+            grant_type="authorization_code",
+            code=code,
+            redirect_uri=REDIRECT,
+            client_id=client_id,
+            code_verifier=verifier,
+            resource=RESOURCE,
+            **extra,
+        )
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def refresh(self, client_id: str, refresh_token: str, **extra: str) -> httpx.Response:
+        return await self.token(grant_type="refresh_token", refresh_token=refresh_token, client_id=client_id, **extra)
+
+    async def valid(self, access_token: str) -> bool:
+        try:
+            return await self.server.verify(access_token) is not None
+        except InvalidToken:
+            return False
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    made: list[tuple[OAuthServer, httpx.AsyncClient]] = []
+
+    def factory(**options: Any) -> Harness:
+        clock = Clock()
+        options = {"scopes_supported": ["mcp", "admin"], "consent": "auto", "clock": clock, **options}
+        server = OAuthServer(tmp_path / "oauth.db", ISSUER, RESOURCE, **options)
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER)
+        made.append((server, http))
+        return Harness(server, http, clock)
+
+    yield factory
+    for server, _ in made:
+        server.close()
+
+
+@pytest.fixture
+def oauth(make: Callable[..., Harness]) -> Harness:
+    return make()
+
+
+# ------------------------------------------------------------------ metadata
+@pytest.mark.parametrize("path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"])
+async def test_metadata_document(oauth: Harness, path: str) -> None:
+    r = await oauth.http.get(path)
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "*"
+    doc = r.json()
+    assert doc["issuer"] == ISSUER
+    assert doc["authorization_endpoint"] == f"{ISSUER}/oauth/authorize"
+    assert doc["token_endpoint"] == f"{ISSUER}/oauth/token"
+    assert doc["registration_endpoint"] == f"{ISSUER}/oauth/register"
+    assert doc["revocation_endpoint"] == f"{ISSUER}/oauth/revoke"
+    assert doc["response_types_supported"] == ["code"]
+    assert doc["grant_types_supported"] == ["authorization_code", "refresh_token"]
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert doc["token_endpoint_auth_methods_supported"] == ["none", "client_secret_post", "client_secret_basic"]
+    assert doc["scopes_supported"] == ["mcp", "admin"]
+    assert doc["client_id_metadata_document_supported"] is True
+
+
+async def test_issuer_with_a_path_serves_metadata_at_the_inserted_path(tmp_path: Path) -> None:
+    server = OAuthServer(
+        tmp_path / "db", "https://hub.example/tenant", "https://hub.example/tenant/mcp", scopes_supported=["mcp"]
+    )
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=server.app), base_url="https://hub.example"
+        ) as h:
+            r = await h.get("/.well-known/oauth-authorization-server/tenant")
+            assert r.json()["token_endpoint"] == "https://hub.example/tenant/oauth/token"
+            assert (await h.get("/tenant/.well-known/openid-configuration")).status_code == 200
+            assert (await h.get("/.well-known/oauth-authorization-server")).status_code == 404
+            assert server.handles("/tenant/oauth/token") and not server.handles("/oauth/token")
+    finally:
+        server.close()
+
+
+async def test_wrong_method_and_preflight(oauth: Harness) -> None:
+    r = await oauth.http.get("/oauth/token")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = await oauth.http.options("/oauth/token")
+    assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "*"
+
+
+# -------------------------------------------------------------- registration
+async def test_register_public_client(oauth: Harness) -> None:
+    client = await oauth.register()
+    assert client["client_id"] and "client_secret" not in client
+    assert client["token_endpoint_auth_method"] == "none"
+    assert client["redirect_uris"] == [REDIRECT]
+    assert client["grant_types"] == ["authorization_code", "refresh_token"]
+
+
+async def test_register_defaults_to_a_confidential_client(oauth: Harness) -> None:
+    r = await oauth.http.post("/oauth/register", json={"redirect_uris": ["https://app.example/cb"]})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["token_endpoint_auth_method"] == "client_secret_basic"
+    assert body["client_secret"] and body["client_secret_expires_at"] == 0
+
+
+@pytest.mark.parametrize(
+    ("doc", "error"),
+    [
+        ({}, "invalid_redirect_uri"),
+        ({"redirect_uris": []}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["http://app.example/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["https://app.example/cb#frag"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["myapp:/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"),
+        ({"redirect_uris": [REDIRECT], "grant_types": ["implicit"]}, "invalid_client_metadata"),
+        ({"redirect_uris": [REDIRECT], "response_types": ["token"]}, "invalid_client_metadata"),
+        ([1, 2], "invalid_client_metadata"),
+    ],
+)
+async def test_register_rejects(oauth: Harness, doc: Any, error: str) -> None:
+    r = await oauth.http.post("/oauth/register", json=doc)
+    assert r.status_code == 400
+    assert r.json()["error"] == error
+
+
+async def test_register_accepts_loopback_http(oauth: Harness) -> None:
+    uris = ["http://localhost:3000/cb", "http://127.0.0.1/cb", "http://[::1]:8080/cb"]
+    client = await oauth.register(redirect_uris=uris)
+    assert client["redirect_uris"] == uris
+
+
+async def test_register_rejects_a_body_that_is_not_json(oauth: Harness) -> None:
+    r = await oauth.http.post("/oauth/register", content=b"{nope")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_client_metadata"
+
+
+# ------------------------------------------------------------ code and tokens
+async def test_code_flow_issues_tokens_the_verifier_accepts(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(client_id)
+    assert tokens["token_type"] == "Bearer"
+    assert tokens["expires_in"] == 900
+    assert tokens["scope"] == "mcp"
+    assert tokens["refresh_token"] != tokens["access_token"]
+    principal = await oauth.server.verify(tokens["access_token"])
+    assert principal is not None
+    assert principal.id == f"oauth:{client_id}"
+    assert principal.kind == "oauth"
+    assert principal.scopes == frozenset({"mcp"})
+    assert principal.expires == oauth.clock.now + 900
+
+
+async def test_token_reply_is_not_cached(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    code, verifier = await oauth.code(client_id)
+    r = await oauth.token(
+        grant_type="authorization_code", code=code, redirect_uri=REDIRECT, client_id=client_id, code_verifier=verifier
+    )
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"
+
+
+async def test_requested_scopes_are_granted(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    code, verifier = await oauth.code(client_id, scope="mcp admin")
+    r = await oauth.token(
+        grant_type="authorization_code", code=code, redirect_uri=REDIRECT, client_id=client_id, code_verifier=verifier
+    )
+    assert r.json()["scope"] == "mcp admin"
+    principal = await oauth.server.verify(r.json()["access_token"])
+    assert principal is not None and principal.is_admin
+
+
+async def test_unknown_scope_is_refused_by_redirect(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    r = await oauth.authorize(client_id, pkce()[1], scope="mcp root")
+    assert r.status_code == 302
+    got = query(r.headers["location"])
+    assert got["error"] == "invalid_scope" and got["state"] == "st4te" and got["iss"] == ISSUER
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # no code_challenge at all
+        {"code_challenge_method": "S256"},
+        {"code_challenge": "x" * 43},  # no method
+        {"code_challenge": "x" * 43, "code_challenge_method": "plain"},
+        {"code_challenge": "short", "code_challenge_method": "S256"},
+    ],
+)
+async def test_pkce_s256_is_required(oauth: Harness, params: dict[str, str]) -> None:
+    client_id = (await oauth.register())["client_id"]
+    r = await oauth.authorize(client_id, None, **params)
+    assert r.status_code == 302
+    got = query(r.headers["location"])
+    assert got["error"] == "invalid_request"
+    assert "code" not in got
+
+
+async def test_response_type_must_be_code(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    r = await oauth.authorize(client_id, pkce()[1], response_type="token")
+    assert query(r.headers["location"])["error"] == "unsupported_response_type"
+
+
+async def test_wrong_verifier_is_invalid_grant(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    code, _ = await oauth.code(client_id)
+    r = await oauth.token(
+        grant_type="authorization_code", code=code, redirect_uri=REDIRECT, client_id=client_id, code_verifier=pkce()[0]
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_grant"
+
+
+async def test_missing_verifier_is_invalid_request(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    code, _ = await oauth.code(client_id)
+    r = await oauth.token(grant_type="authorization_code", code=code, redirect_uri=REDIRECT, client_id=client_id)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+async def test_code_reuse_is_refused_and_revokes_what_it_issued(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    code, verifier = await oauth.code(client_id)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "client_id": client_id,
+        "code_verifier": verifier,
+    }
+    first = await oauth.token(**form)
+    assert first.status_code == 200
+    assert await oauth.valid(first.json()["access_token"])
+    again = await oauth.token(**form)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert not await oauth.valid(first.json()["access_token"])
+    assert (await oauth.refresh(client_id, first.json()["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_code_is_bound_to_client_and_redirect_uri(oauth: Harness) -> None:
+    a = (await oauth.register())["client_id"]
+    b = (await oauth.register())["client_id"]
+    code, verifier = await oauth.code(a)
+    r = await oauth.token(
+        grant_type="authorization_code", code=code, redirect_uri=REDIRECT, client_id=b, code_verifier=verifier
+    )
+    assert r.json()["error"] == "invalid_grant"
+    code, verifier = await oauth.code(a)
+    r = await oauth.token(
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri="http://127.0.0.1:5173/other",
+        client_id=a,
+        code_verifier=verifier,
+    )
+    assert r.json()["error"] == "invalid_grant"
+
+
+async def test_code_expires_after_a_minute(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    code, verifier = await oauth.code(client_id)
+    oauth.clock.now += 61
+    r = await oauth.token(
+        grant_type="authorization_code", code=code, redirect_uri=REDIRECT, client_id=client_id, code_verifier=verifier
+    )
+    assert r.json() == {"error": "invalid_grant", "error_description": "authorization code expired"}
+
+
+async def test_resource_must_be_the_hub(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    r = await oauth.authorize(client_id, pkce()[1], resource="https://other.example/mcp")
+    assert query(r.headers["location"])["error"] == "invalid_target"
+    # the same resource, spelled with an upper-case host and a trailing slash, is the hub
+    code, verifier = await oauth.code(client_id, resource="HTTP://127.0.0.1:9/mcp/")
+    r = await oauth.token(
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT,
+        client_id=client_id,
+        code_verifier=verifier,
+        resource="https://other.example/mcp",
+    )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_target"
+
+
+async def test_tokens_for_another_resource_do_not_verify(make: Callable[..., Harness], tmp_path: Path) -> None:
+    oauth = make()
+    client_id = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(client_id)
+    other = OAuthServer(tmp_path / "oauth.db", ISSUER, "http://127.0.0.1:9/elsewhere", scopes_supported=["mcp"])
+    try:
+        with pytest.raises(InvalidToken, match="another resource"):
+            await other.verify(tokens["access_token"])
+    finally:
+        other.close()
+
+
+async def test_unknown_client_and_bad_redirect_are_not_redirected(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    r = await oauth.authorize("nobody", pkce()[1])
+    assert r.status_code == 400 and "location" not in r.headers
+    assert r.headers["content-type"].startswith("text/html")
+    r = await oauth.authorize(client_id, pkce()[1], redirect_uri="https://evil.example/cb")
+    assert r.status_code == 400 and "location" not in r.headers
+    r = await oauth.http.get("/oauth/authorize", params={"client_id": "nobody"}, headers={"accept": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+async def test_loopback_redirect_may_use_any_port(oauth: Harness) -> None:
+    client_id = (await oauth.register(redirect_uris=["http://127.0.0.1/callback"]))["client_id"]
+    challenge = pkce()[1]
+    r = await oauth.authorize(client_id, challenge, redirect_uri="http://127.0.0.1:49152/callback")
+    assert r.status_code == 302
+    assert r.headers["location"].startswith("http://127.0.0.1:49152/callback?code=")
+    r = await oauth.authorize(client_id, challenge, redirect_uri="http://127.0.0.1:49152/elsewhere")
+    assert r.status_code == 400
+
+
+async def test_single_registered_redirect_may_be_omitted(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    verifier, challenge = pkce()
+    params = {"response_type": "code", "client_id": client_id, "code_challenge": challenge}
+    r = await oauth.http.get("/oauth/authorize", params={**params, "code_challenge_method": "S256"})
+    assert r.headers["location"].startswith(REDIRECT)
+    code = query(r.headers["location"])["code"]
+    r = await oauth.token(grant_type="authorization_code", code=code, client_id=client_id, code_verifier=verifier)
+    assert r.status_code == 200, r.text
+
+
+async def test_unsupported_grant_and_bad_content_type(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    r = await oauth.token(grant_type="password", client_id=client_id)
+    assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
+    r = await oauth.http.post("/oauth/token", json={"grant_type": "authorization_code"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    r = await oauth.http.post("/oauth/token", content=b"x" * 70_000, headers=FORM)
+    assert r.status_code == 413
+
+
+# -------------------------------------------------------- client authentication
+async def test_confidential_client_authenticates_basic_or_post(oauth: Harness) -> None:
+    client = await oauth.register(token_endpoint_auth_method="client_secret_basic")
+    client_id, secret = client["client_id"], client["client_secret"]
+    code, verifier = await oauth.code(client_id)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
+    r = await oauth.token((client_id, "wrong"), **form)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    assert r.headers["www-authenticate"].startswith("Basic")
+    code, verifier = await oauth.code(client_id)
+    form |= {"code": code, "code_verifier": verifier}
+    r = await oauth.token((client_id, secret), **form)
+    assert r.status_code == 200, r.text
+    refreshed = await oauth.refresh(client_id, r.json()["refresh_token"], client_secret=secret)
+    assert refreshed.status_code == 200, refreshed.text
+    r = await oauth.refresh(client_id, refreshed.json()["refresh_token"])  # no secret
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+
+
+async def test_public_client_may_not_present_a_secret_and_unknown_clients_fail(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    code, verifier = await oauth.code(client_id)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
+    r = await oauth.token(client_id=client_id, client_secret="guess", **form)
+    assert r.status_code == 401
+    r = await oauth.token(client_id="nobody", **form)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    r = await oauth.token(**form)
+    assert r.status_code == 401
+
+
+# ------------------------------------------------------------------- refresh
+async def test_refresh_rotates_and_reuse_revokes_the_family(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    first = await oauth.tokens(client_id)
+    r = await oauth.refresh(client_id, first["refresh_token"], resource=RESOURCE)
+    assert r.status_code == 200, r.text
+    second = r.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert await oauth.valid(second["access_token"]) and await oauth.valid(first["access_token"])
+
+    replay = await oauth.refresh(client_id, first["refresh_token"])
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    # the thief's replay took the whole grant down: the legitimate client's newest tokens too
+    assert not await oauth.valid(second["access_token"])
+    assert not await oauth.valid(first["access_token"])
+    r = await oauth.refresh(client_id, second["refresh_token"])
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    # other grants of the same client are untouched
+    other = await oauth.tokens(client_id)
+    assert await oauth.valid(other["access_token"])
+
+
+async def test_refresh_may_narrow_scopes_but_not_widen_them(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    code, verifier = await oauth.code(client_id, scope="mcp admin")
+    r = await oauth.token(
+        grant_type="authorization_code", code=code, redirect_uri=REDIRECT, client_id=client_id, code_verifier=verifier
+    )
+    narrowed = await oauth.refresh(client_id, r.json()["refresh_token"], scope="mcp")
+    assert narrowed.json()["scope"] == "mcp"
+    # the rotated refresh token keeps the original grant
+    again = await oauth.refresh(client_id, narrowed.json()["refresh_token"])
+    assert again.json()["scope"] == "mcp admin"
+    wider = await oauth.refresh(client_id, again.json()["refresh_token"], scope="mcp admin root")
+    assert wider.json()["error"] == "invalid_scope"
+
+
+async def test_refresh_token_belongs_to_its_client(oauth: Harness) -> None:
+    a = (await oauth.register())["client_id"]
+    b = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(a)
+    r = await oauth.refresh(b, tokens["refresh_token"])
+    assert r.json()["error"] == "invalid_grant"
+    assert (await oauth.refresh(a, tokens["refresh_token"])).status_code == 200
+
+
+async def test_client_without_refresh_grant_gets_no_refresh_token(oauth: Harness) -> None:
+    client_id = (await oauth.register(grant_types=["authorization_code"]))["client_id"]
+    tokens = await oauth.tokens(client_id)
+    assert "refresh_token" not in tokens
+
+
+# -------------------------------------------------------------------- expiry
+async def test_access_token_expires(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(client_id)
+    oauth.clock.now += 899
+    assert await oauth.valid(tokens["access_token"])
+    oauth.clock.now += 2
+    with pytest.raises(InvalidToken, match="expired"):
+        await oauth.server.verify(tokens["access_token"])
+    # a refresh brings a new one
+    r = await oauth.refresh(client_id, tokens["refresh_token"])
+    assert await oauth.valid(r.json()["access_token"])
+
+
+async def test_refresh_token_expires_after_thirty_days(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(client_id)
+    oauth.clock.now += 30 * 86400 + 1
+    r = await oauth.refresh(client_id, tokens["refresh_token"])
+    assert r.json() == {"error": "invalid_grant", "error_description": "refresh token expired"}
+
+
+async def test_ttls_are_configurable(make: Callable[..., Harness]) -> None:
+    oauth = make(access_token_ttl=60)
+    client_id = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(client_id)
+    assert tokens["expires_in"] == 60
+    oauth.clock.now += 61
+    assert not await oauth.valid(tokens["access_token"])
+
+
+async def test_foreign_tokens_are_not_ours(oauth: Harness) -> None:
+    assert await oauth.server.verify("omk_abc_def") is None
+    assert await oauth.server.verify("eyJ.a.b") is None
+    with pytest.raises(InvalidToken, match="unknown"):
+        await oauth.server.verify("omat_forged")
+
+
+async def test_tokens_survive_a_restart(make: Callable[..., Harness]) -> None:
+    first = make()
+    client_id = (await first.register())["client_id"]
+    tokens = await first.tokens(client_id)
+    second = make()
+    assert await second.valid(tokens["access_token"])
+    assert (await second.refresh(client_id, tokens["refresh_token"])).status_code == 200
+
+
+# ---------------------------------------------------------------- revocation
+async def test_revoking_an_access_token(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(client_id)
+    r = await oauth.http.post("/oauth/revoke", data={"token": tokens["access_token"], "client_id": client_id})
+    assert r.status_code == 200
+    assert not await oauth.valid(tokens["access_token"])
+    # the refresh token lives on
+    assert (await oauth.refresh(client_id, tokens["refresh_token"])).status_code == 200
+
+
+async def test_revoking_a_refresh_token_ends_the_grant(oauth: Harness) -> None:
+    client_id = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(client_id)
+    r = await oauth.http.post(
+        "/oauth/revoke",
+        data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token", "client_id": client_id},
+    )
+    assert r.status_code == 200
+    assert not await oauth.valid(tokens["access_token"])
+    assert (await oauth.refresh(client_id, tokens["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_revocation_answers_200_for_unknown_tokens_and_ignores_other_clients(oauth: Harness) -> None:
+    a = (await oauth.register())["client_id"]
+    b = (await oauth.register())["client_id"]
+    tokens = await oauth.tokens(a)
+    assert (await oauth.http.post("/oauth/revoke", data={"token": "omat_nothing", "client_id": a})).status_code == 200
+    assert (await oauth.http.post("/oauth/revoke", data={"token": "whatever"})).status_code == 200
+    r = await oauth.http.post("/oauth/revoke", data={"token": tokens["access_token"], "client_id": b})
+    assert r.status_code == 200
+    assert await oauth.valid(tokens["access_token"])
+    r = await oauth.http.post("/oauth/revoke", data={"client_id": a})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+# ------------------------------------------------------------- consent page
+async def consent_form(oauth: Harness, client_id: str, challenge: str) -> tuple[dict[str, str], httpx.Response]:
+    r = await oauth.authorize(client_id, challenge, scope="mcp admin")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["x-frame-options"] == "DENY"
+    page = r.text
+    fields = {name: page.split(f'name={name} value="', 1)[1].split('"', 1)[0] for name in ("request_id", "csrf")}
+    return fields, r
+
+
+async def test_consent_page_approve(make: Callable[..., Harness]) -> None:
+    oauth = make(consent="page")
+    client_id = (await oauth.register(client_name="Claude <script>"))["client_id"]
+    verifier, challenge = pkce()
+    fields, page = await consent_form(oauth, client_id, challenge)
+    assert "Claude &lt;script&gt;" in page.text and "<script>" not in page.text
+    assert "<code>admin</code>" in page.text and "127.0.0.1:5173" in page.text
+    assert "HttpOnly" in page.headers["set-cookie"] and "SameSite=Strict" in page.headers["set-cookie"]
+    r = await oauth.http.post("/oauth/authorize", data={**fields, "decision": "approve"})  # cookie kept by the client
+    assert r.status_code == 303
+    got = query(r.headers["location"])
+    assert r.headers["location"].startswith(REDIRECT) and got["state"] == "st4te" and got["iss"] == ISSUER
+    token = await oauth.token(
+        grant_type="authorization_code",
+        code=got["code"],
+        redirect_uri=REDIRECT,
+        client_id=client_id,
+        code_verifier=verifier,
+    )
+    assert token.json()["scope"] == "mcp admin"
+    # one answer per page
+    r = await oauth.http.post("/oauth/authorize", data={**fields, "decision": "approve"})
+    assert r.status_code == 400
+
+
+async def test_consent_page_deny(make: Callable[..., Harness]) -> None:
+    oauth = make(consent="page")
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    r = await oauth.http.post("/oauth/authorize", data={**fields, "decision": "deny"})
+    assert r.status_code == 303
+    got = query(r.headers["location"])
+    assert got["error"] == "access_denied" and got["state"] == "st4te" and "code" not in got
+
+
+async def test_consent_needs_the_csrf_token_and_the_cookie(make: Callable[..., Harness]) -> None:
+    oauth = make(consent="page")
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    r = await oauth.http.post("/oauth/authorize", data={**fields, "csrf": "forged", "decision": "approve"})
+    assert r.status_code == 400 and "location" not in r.headers
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    oauth.http.cookies.clear()  # a cross-site form post arrives without the SameSite=Strict cookie
+    r = await oauth.http.post("/oauth/authorize", data={**fields, "decision": "approve"})
+    assert r.status_code == 400 and "location" not in r.headers
+    r = await oauth.http.post("/oauth/authorize", data={"request_id": "made-up", "csrf": "x", "decision": "approve"})
+    assert r.status_code == 400
+
+
+async def test_consent_page_expires(make: Callable[..., Harness]) -> None:
+    oauth = make(consent="page")
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    oauth.clock.now += 601
+    r = await oauth.http.post("/oauth/authorize", data={**fields, "decision": "approve"})
+    assert r.status_code == 400
+
+
+# ------------------------------------------------- client metadata documents
+@asynccontextmanager
+async def serving(factory: Callable[[str], Any]) -> AsyncIterator[str]:
+    """Serve the ASGI app `factory(base_url)` on a free loopback port; yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(factory(base), lifespan="off", log_level="warning", access_log=False))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(10):
+                while not server.started:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            try:
+                yield base
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+def documents(docs: dict[str, Callable[[str], Any]]) -> Callable[[str], Any]:
+    """An app serving JSON documents by path; each is built from the server's own base URL."""
+
+    def factory(base: str) -> Any:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            build = docs.get(scope["path"])
+            if build is None:
+                await send_json(send, 404, {})
+            else:
+                await send_json(send, 200, build(base))
+
+        return app
+
+    return factory
+
+
+CIMD = documents(
+    {
+        "/client.json": lambda base: {
+            "client_id": f"{base}/client.json",
+            "client_name": "Metadata Client",
+            "redirect_uris": [REDIRECT],
+        },
+        "/liar.json": lambda base: {"client_id": "https://someone.else/client.json", "redirect_uris": [REDIRECT]},
+        "/secret.json": lambda base: {
+            "client_id": f"{base}/secret.json",
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "client_secret_basic",
+        },
+    }
+)
+
+
+async def test_metadata_document_client_runs_the_flow(make: Callable[..., Harness]) -> None:
+    oauth = make(allow_insecure_loopback_metadata=True)
+    async with serving(CIMD) as base:
+        client_id = f"{base}/client.json"
+        tokens = await oauth.tokens(client_id)
+        principal = await oauth.server.verify(tokens["access_token"])
+        assert principal is not None and principal.id == f"oauth:{client_id}"
+        r = await oauth.refresh(client_id, tokens["refresh_token"])
+        assert r.status_code == 200
+
+
+async def test_metadata_document_consent_names_the_document(make: Callable[..., Harness]) -> None:
+    oauth = make(allow_insecure_loopback_metadata=True, consent="page")
+    async with serving(CIMD) as base:
+        _, page = await consent_form(oauth, f"{base}/client.json", pkce()[1])
+        assert "Metadata Client" in page.text and f"{base}/client.json" in page.text
+
+
+@pytest.mark.parametrize("path", ["/liar.json", "/secret.json", "/missing.json"])
+async def test_bad_metadata_documents_are_refused(make: Callable[..., Harness], path: str) -> None:
+    oauth = make(allow_insecure_loopback_metadata=True)
+    async with serving(CIMD) as base:
+        r = await oauth.authorize(f"{base}{path}", pkce()[1])
+        assert r.status_code == 400 and "location" not in r.headers
+
+
+async def test_metadata_document_redirect_uris_are_enforced(make: Callable[..., Harness]) -> None:
+    oauth = make(allow_insecure_loopback_metadata=True)
+    async with serving(CIMD) as base:
+        r = await oauth.authorize(f"{base}/client.json", pkce()[1], redirect_uri="https://evil.example/cb")
+        assert r.status_code == 400 and "location" not in r.headers
+
+
+async def test_insecure_metadata_urls_need_the_flag(oauth: Harness) -> None:
+    async with serving(CIMD) as base:
+        r = await oauth.authorize(f"{base}/client.json", pkce()[1])
+        assert r.status_code == 400 and "unknown client_id" in r.text
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    [
+        "https://10.0.0.1/client.json",
+        "https://127.0.0.1/client.json",
+        "https://localhost/client.json",
+        "https://[::1]/client.json",
+        "https://app.example/",
+        "https://app.example",
+        "https://app.example/a/../client.json",
+        "https://user@app.example/client.json",
+    ],
+)
+async def test_metadata_urls_that_are_never_fetched(oauth: Harness, client_id: str) -> None:
+    r = await oauth.authorize(client_id, pkce()[1])
+    assert r.status_code == 400 and "location" not in r.headers
+    assert "client_id URL" in r.text  # refused for its shape, before any fetch
+
+
+# ---------------------------------------------------------- the SDK's client
+async def test_mcp_sdk_oauth_client_provider(tmp_path: Path) -> None:
+    """The SDK's `OAuthClientProvider` discovers (RFC 9728 then RFC 8414), registers (RFC 7591), authorizes
+    with PKCE, exchanges the code, and retries with the token, against a minimal protected resource."""
+    import httpx2
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+
+    class Memory:
+        def __init__(self) -> None:
+            self.tokens: OAuthToken | None = None
+            self.client: OAuthClientInformationFull | None = None
+
+        async def get_tokens(self) -> OAuthToken | None:
+            return self.tokens
+
+        async def set_tokens(self, tokens: OAuthToken) -> None:
+            self.tokens = tokens
+
+        async def get_client_info(self) -> OAuthClientInformationFull | None:
+            return self.client
+
+        async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+            self.client = client_info
+
+    servers: list[OAuthServer] = []
+
+    def hub(base: str) -> Any:
+        """The OAuth server, plus a stand-in protected resource at /mcp (the real one is the hub's gate)."""
+        oauth = OAuthServer(tmp_path / "oauth.db", base, f"{base}/mcp", scopes_supported=["mcp"], consent="auto")
+        servers.append(oauth)
+        prm_url = f"{base}/.well-known/oauth-protected-resource/mcp"
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                return
+            if scope["path"] == "/.well-known/oauth-protected-resource/mcp":
+                prm = {"resource": f"{base}/mcp", "authorization_servers": [base], "scopes_supported": ["mcp"]}
+                await send_json(send, 200, prm)
+            elif scope["path"] == "/mcp":
+                auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+                principal = None
+                if auth.startswith("Bearer "):
+                    try:
+                        principal = await oauth.verify(auth[7:])
+                    except InvalidToken:
+                        principal = None
+                if principal is None:
+                    challenge = f'Bearer resource_metadata="{prm_url}", scope="mcp"'.encode()
+                    await send_json(send, 401, {"error": "unauthorized"}, [(b"www-authenticate", challenge)])
+                else:
+                    await send_json(send, 200, {"principal": principal.id, "scopes": sorted(principal.scopes)})
+            else:
+                await oauth.app(scope, receive, send)
+
+        return app
+
+    async with serving(hub) as base:
+        got: dict[str, str] = {}
+        visits: list[str] = []
+
+        async def redirect_handler(url: str) -> None:
+            # the "browser": consent is automatic, so the authorization endpoint answers with the redirect
+            visits.append(url)
+            async with httpx.AsyncClient() as browser:
+                r = await browser.get(url)
+            assert r.status_code == 302, r.text
+            got.update(query(r.headers["location"]))
+
+        async def callback_handler() -> AuthorizationCodeResult:
+            return AuthorizationCodeResult(code=got["code"], state=got["state"], iss=got.get("iss"))
+
+        storage = Memory()
+        provider = OAuthClientProvider(
+            server_url=f"{base}/mcp",
+            client_metadata=OAuthClientMetadata(
+                client_name="sdk test", redirect_uris=["http://127.0.0.1:33418/callback"]
+            ),
+            storage=storage,
+            redirect_handler=redirect_handler,
+            callback_handler=callback_handler,
+        )
+        async with httpx2.AsyncClient(auth=provider, timeout=10) as client:
+            r = await client.get(f"{base}/mcp")
+        assert r.status_code == 200, r.text
+        assert storage.client is not None and storage.tokens is not None
+        assert r.json() == {"principal": f"oauth:{storage.client.client_id}", "scopes": ["mcp"]}
+        assert storage.tokens.refresh_token is not None and storage.tokens.scope == "mcp"
+        assert got["iss"] == base
+        assert "code_challenge_method=S256" in visits[0] and "resource=" in visits[0]
+
+        # The SDK refreshes when its own clock says the token expired; make it say so, then use it again:
+        # it must take the rotated refresh token, and never go back to the browser.
+        first = storage.tokens
+        provider.context.token_expiry_time = 1.0  # (0 would read as "no expiry")
+        async with httpx2.AsyncClient(auth=provider, timeout=10) as client:
+            r = await client.get(f"{base}/mcp")
+        assert r.status_code == 200, r.text
+        assert storage.tokens is not None
+        assert storage.tokens.access_token != first.access_token
+        assert storage.tokens.refresh_token not in (None, first.refresh_token)
+        assert len(visits) == 1
+        # replaying the spent refresh token revokes the SDK's current grant
+        registered = storage.client
+        assert registered.client_secret is not None  # no auth method asked for: RFC 7591's client_secret_basic
+        async with httpx.AsyncClient(base_url=base) as thief:
+            form = {"grant_type": "refresh_token", "refresh_token": first.refresh_token or ""}
+            replay = await thief.post("/oauth/token", data=form, auth=(registered.client_id, registered.client_secret))
+        assert replay.json()["error"] == "invalid_grant"
+        with pytest.raises(InvalidToken, match="revoked"):
+            await servers[0].verify(storage.tokens.access_token)
+    for server in servers:
+        server.close()

@@ -9,6 +9,7 @@ to. Does not own any wire: the downstream endpoint turns what this returns into 
 from __future__ import annotations
 
 import logging
+import reprlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -430,7 +431,8 @@ class Hub:
     async def _set_level(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         level = params.get("level")
         if level not in LOG_LEVELS:
-            raise InvalidParams(f"logging/setLevel: unknown level {level!r}; expected one of {', '.join(LOG_LEVELS)}")
+            shown = reprlib.repr(level)
+            raise InvalidParams(f"logging/setLevel: unknown level {shown}; expected one of {', '.join(LOG_LEVELS)}")
         session.log_level = str(level)
         # Upstream connections are shared: ask for the most verbose level any session wants,
         # and filter per session on the way back.
@@ -526,7 +528,8 @@ class Hub:
         if method == "notifications/initialized":
             session.initialized = True
         elif method == "notifications/cancelled":
-            entry = session.in_flight.pop(params.get("requestId"), None)  # type: ignore[arg-type]
+            rid = params.get("requestId")
+            entry = session.in_flight.pop(rid, None) if isinstance(rid, str | int) else None
             if entry is not None:
                 conn, call = entry
                 conn.abandon(call, str(params.get("reason") or "cancelled by the client"))

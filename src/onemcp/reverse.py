@@ -177,7 +177,8 @@ class ReversePath:
 
     def _cancelled(self, conn: UpstreamConnection, params: dict[str, Any]) -> None:
         """The upstream gave up on one of its requests to a client: tell that client, stop waiting."""
-        entry = self._requests.pop((id(conn), params.get("requestId")), None)  # type: ignore[arg-type]
+        rid = params.get("requestId")
+        entry = self._requests.pop((id(conn), rid), None) if isinstance(rid, str | int) else None
         if entry is None:
             return
         session, rid = entry

@@ -36,7 +36,7 @@ async def running_hub(
     config: dict[str, Any], *, wait: bool = True, config_path: Path | None = None
 ) -> AsyncIterator[RunningHub]:
     """The hub on a free loopback port; with `config_path` it also watches that file."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)

@@ -18,6 +18,7 @@ from typing import Union
 
 TOKEN = re.compile(r"\s*(?:(?P<op>[(),+!])|(?P<minus>-)|(?P<word>[A-Za-z0-9_.:/][A-Za-z0-9_.:/-]*))")
 KEYWORDS = {"and", "or", "not"}
+MAX_DEPTH = 64
 
 
 class FilterError(ValueError):
@@ -89,6 +90,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokens(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i]
@@ -122,7 +124,16 @@ class _Parser:
         return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
     def not_(self) -> Node:
+        self.depth += 1
+        try:
+            return self._not()
+        finally:
+            self.depth -= 1
+
+    def _not(self) -> Node:
         kind, value, pos = self.take()
+        if self.depth > MAX_DEPTH:
+            raise FilterError(f"the filter nests deeper than {MAX_DEPTH} levels", pos)
         if value in ("not", "!"):
             return Not(self.not_())
         if value == "(":

@@ -102,7 +102,7 @@ async def read_message(scope: Scope, receive: Receive, send: Send, limit: int) -
     """The request's JSON-RPC message; None when it could not be read (the error reply was sent)."""
     length = header(scope, b"content-length")
     try:
-        if length is not None and length.isdigit() and int(length) > limit:
+        if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
             raise BodyTooLarge
         return jsonrpc.parse(await read_body(receive, limit))
     except BodyTooLarge:

@@ -56,8 +56,12 @@ class Guard:
         origin = origin.strip().rstrip("/").lower()
         if origin in self.allowed_origins or "*" in self.allowed_origins:
             return True
-        parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and is_loopback(parts.hostname or "")
+        try:
+            parts = urlsplit(origin)
+            hostname = parts.hostname or ""
+        except ValueError:
+            return False  # not even a URL
+        return parts.scheme in ("http", "https") and is_loopback(hostname)
 
     def _host_ok(self, host: str | None) -> bool:
         if not self.check_host:

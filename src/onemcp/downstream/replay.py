@@ -84,7 +84,7 @@ class StreamStore:
         """The stream a Last-Event-ID belongs to, and the position after which to replay."""
         sid, sep, seq = last_event_id.strip().rpartition("-")
         stream = self._streams.get(sid) if sep else None
-        if stream is None or not seq.isdigit():
+        if stream is None or not (seq.isascii() and seq.isdigit()):
             return None
         self._streams.move_to_end(sid)
         return stream, int(seq)

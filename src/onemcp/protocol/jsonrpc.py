@@ -55,6 +55,9 @@ def classify(msg: Message) -> Kind:
             raise InvalidRequest('Invalid Request: "id" must be a string or an integer')
         return "request"
     if has_id and ("result" in msg or "error" in msg):
+        rid = msg["id"]
+        if rid is not None and (isinstance(rid, bool) or not isinstance(rid, int | str)):
+            raise InvalidRequest('Invalid Request: a response "id" must be a string, an integer or null')
         return "response"
     raise InvalidRequest("Invalid Request: neither a request, a notification nor a response")
 

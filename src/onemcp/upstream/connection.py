@@ -17,13 +17,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 import anyio
+import orjson
 from anyio.abc import TaskGroup
 
 from onemcp import __version__
 from onemcp.catalog.catalog import KINDS
 from onemcp.config.model import ServerConfig
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import METHOD_NOT_FOUND, UPSTREAM_UNAVAILABLE, UpstreamError, UpstreamTimeout
+from onemcp.protocol.errors import (
+    METHOD_NOT_FOUND,
+    UPSTREAM_UNAVAILABLE,
+    InvalidParams,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
@@ -345,7 +352,12 @@ class UpstreamConnection:
                 call.finish(jsonrpc.error(call.downstream_id, err.to_error()))
 
     async def _send(self, msg: Message) -> None:
-        body = jsonrpc.dumps(msg)
+        try:
+            body = jsonrpc.dumps(msg)
+        except (TypeError, orjson.JSONEncodeError):
+            raise InvalidParams(
+                "the request cannot be forwarded: it nests too deeply or holds non-JSON values"
+            ) from None
         try:
             await self.transport.send(msg, body)
         except SessionExpired as expired:

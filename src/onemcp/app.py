@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ class OneMcpApp:
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
         self.mcp = StreamableHttpEndpoint(self.hub, self.gate)
         self.legacy = LegacySseEndpoint(self.hub)
+        self.on_shutdown: list[Callable[[], None]] = []  # e.g. removing runtime.json
         self.reloader = Reloader(self.hub, config_path) if config_path is not None else None
         if self.reloader is not None:
             self.reloader.load_presets()
@@ -152,4 +154,6 @@ class OneMcpApp:
             kind = "shutdown" if started else "startup"
             await send({"type": f"lifespan.{kind}.failed", "message": str(exc)})
             return
+        for hook in self.on_shutdown:
+            hook()
         await send({"type": "lifespan.shutdown.complete"})

@@ -89,7 +89,8 @@ class Reloader:
         def ours(_: object, path: str) -> bool:
             return Path(path).name in (name, PRESETS)
 
-        async for changes in awatch(folder, watch_filter=ours, debounce=DEBOUNCE_MS, recursive=False):
+        # rust_timeout: how often the watcher thread looks up, so that a shutdown is not held for 5 s
+        async for changes in awatch(folder, watch_filter=ours, debounce=DEBOUNCE_MS, recursive=False, rust_timeout=300):
             changed = {Path(path).name for _, path in changes}
             if name in changed:
                 await self.reload()

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from onemcp.auth.principal import BASE, Principal
+from onemcp.auth.principal import BASE, InvalidToken, Principal
 
 PREFIX = "omk_"
 SCHEMA = """
@@ -86,15 +86,15 @@ class KeyStore:
         if not token.startswith(PREFIX):
             return None
         key_id, _, secret = token[len(PREFIX) :].partition("_")
-        row = (
-            self._conn()
-            .execute("select secret_hash, scopes, expires, revoked, name from api_keys where id = ?", (key_id,))
-            .fetchone()
-        )
+        query = "select secret_hash, scopes, expires, revoked, name from api_keys where id = ?"
+        rows = self._conn().execute(query, (key_id,)).fetchall()  # (fetchone would pin an old WAL snapshot)
+        row = rows[0] if rows else None
         if row is None or not hmac.compare_digest(row[0], _hash(secret)):
-            return None
-        if row[3] is not None or (row[2] is not None and row[2] < time.time()):
-            return None
+            raise InvalidToken("unknown API key")
+        if row[3] is not None:
+            raise InvalidToken("the API key was revoked")
+        if row[2] is not None and row[2] < time.time():
+            raise InvalidToken("the API key has expired")
         return Principal(
             f"key:{key_id}", frozenset(row[1].split()), kind="key", expires=row[2], labels={"name": row[4]}
         )

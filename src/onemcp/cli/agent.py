@@ -17,13 +17,12 @@ import json
 import os
 import sys
 from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.rpc import HEADER_MISMATCH, HubClient, HubUnreachable, RpcError
-from onemcp.cli.target import Target, TargetError, resolve
+from onemcp.cli.target import Target, TargetError, resolve, view_of
 
 OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_SEPARATOR = "__"
@@ -46,9 +45,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     view.add_argument("--tags", help="see only the servers with any of these tags (a,b)")
     hub.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up after S seconds (300)")
 
-    sub.add_parser(
-        "instructions", parents=[hub], help="how a coding agent uses onemcp, and the servers available now"
-    )
+    sub.add_parser("instructions", parents=[hub], help="how a coding agent uses onemcp, and the servers available now")
     inspect = sub.add_parser("inspect", parents=[hub], help="list servers, a server's tools, or a tool's schema")
     inspect.add_argument("ref", nargs="?", metavar="SERVER[/TOOL]")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
@@ -106,7 +103,7 @@ def read_arguments(text: str | None) -> dict[str, Any]:
     except ValueError as exc:
         raise Failure(f"the arguments ({source}) are not valid JSON: {exc}", USAGE) from None
     if not isinstance(value, dict):
-        raise Failure(f"the arguments ({source}) must be a JSON object, like '{{\"name\": \"value\"}}'", USAGE)
+        raise Failure(f'the arguments ({source}) must be a JSON object, like \'{{"name": "value"}}\'', USAGE)
     return value
 
 
@@ -125,12 +122,12 @@ def _stdin_text() -> str | None:
 
 
 # ---------------------------------------------------------------------- names
-@dataclass
 class Naming:
     """How the hub names tools: the separator, and whether it prefixes (None: unknown)."""
 
-    separator: str = DEFAULT_SEPARATOR
-    prefixed: bool | None = None
+    def __init__(self, separator: str = DEFAULT_SEPARATOR, prefixed: bool | None = None) -> None:
+        self.separator = separator
+        self.prefixed = prefixed
 
     @classmethod
     def from_config(cls, path: Path | None) -> Naming:
@@ -152,13 +149,13 @@ class Naming:
         return cls(separator or DEFAULT_SEPARATOR, prefixed)
 
 
-@dataclass
 class Inventory:
     """The hub's tools (as this view sees them) grouped by server."""
 
-    naming: Naming
-    tools: list[dict[str, Any]]
-    servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> /health entry
+    def __init__(self, naming: Naming, tools: list[dict[str, Any]], servers: dict[str, dict[str, Any]]) -> None:
+        self.naming = naming
+        self.tools = tools
+        self.servers = servers  # name -> its /health entry
 
     def owner(self, tool_name: str) -> str | None:
         """The server a visible tool name belongs to (None when the names do not say)."""
@@ -208,7 +205,7 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
 
 
 def _view_active(target: Target) -> bool:
-    return any(f"{key}=" in target.url.partition("?")[2] for key in ("preset", "filter", "tags"))
+    return bool(view_of(target.url))
 
 
 # ---------------------------------------------------------------------- run
@@ -222,12 +219,17 @@ def _run(client: HubClient, target: Target, ref: str, arguments: dict[str, Any],
     else:
         prefixed_name = f"{server}{naming.separator}{tool}"
         candidates = [tool, prefixed_name] if naming.prefixed is False else [prefixed_name, tool]
-    result = _call(client, target, candidates, arguments, server if slash else None)
+    result = _call(client, target, candidates, arguments, server if slash else None, tool if slash else ref)
     return _print_result(result, fmt)
 
 
 def _call(
-    client: HubClient, target: Target, candidates: list[str], arguments: dict[str, Any], server: str | None
+    client: HubClient,
+    target: Target,
+    candidates: list[str],
+    arguments: dict[str, Any],
+    server: str | None,
+    tool: str,
 ) -> dict[str, Any]:
     """Call the first candidate name; on "not found", pick the one the tool list has."""
     params = {"name": candidates[0], "arguments": arguments}
@@ -251,7 +253,6 @@ def _call(
                 raise
     where = f" on server {server!r}" if server is not None else ""
     hint = f"`onemcp inspect {server}`" if server is not None else "`onemcp inspect`"
-    tool = candidates[-1] if server is not None else candidates[0]
     raise Failure(f"no tool {tool!r}{where} in this hub's view; {hint} lists what there is")
 
 
@@ -408,9 +409,9 @@ def _instructions(client: HubClient, target: Target) -> int:
     discovered = client.request("server/discover")
     inv = inventory(client, target, filtered=_view_active(target))
     groups = inv.by_server()
-    query = target.url.partition("?")[2]
+    view = " ".join(f"{k}={v}" for k, v in view_of(target.url).items())
     print(PLAYBOOK)
-    print(f"## Servers on this hub{f' (view: {query})' if query else ''}\n")
+    print(f"## Servers on this hub{f' (view: {view})' if view else ''}\n")
     if not inv.servers and not groups:
         print("(none)")
     for name, h in inv.servers.items():

@@ -22,6 +22,7 @@ COMMANDS = {
     "mcp": "onemcp.cli.mcp",
     "app": "onemcp.cli.app",
     "preset": "onemcp.cli.preset",
+    "auth": "onemcp.cli.auth",
     "proxy": "onemcp.cli.proxy",
     "instructions": "onemcp.cli.agent",
     "inspect": "onemcp.cli.agent",
@@ -34,6 +35,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve = sub.add_parser("serve", help="run the hub")
     serve.add_argument("--config", help=CONFIG_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--i-know-this-is-unauthenticated-and-exposed",
+        dest="allow_open_network",
+        action="store_true",
+        help="serve a non-loopback address with no authentication (dangerous)",
+    )
     serve.add_argument("--port", type=int, default=3050, help="port to bind; 0 picks a free one (default 3050)")
     serve.add_argument(
         "--transport",
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             return serve_stdio(args.config, args.log_level, args.log_format)
         from onemcp.cli.serve import serve
 
-        return serve(args.config, args.host, args.port, args.log_level, args.log_format)
+        return serve(args.config, args.host, args.port, args.log_level, args.log_format, args.allow_open_network)
     module = modules[COMMANDS[args.command]]
     if args.command == "mcp":
         return int(module.run(args, trailing))

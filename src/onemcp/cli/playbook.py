@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 PLAYBOOK_FILE = Path(".onemcp") / "AGENTS-onemcp.md"
 AGENT_FILES = {"claude": "CLAUDE.md", "codex": "AGENTS.md"}
@@ -41,8 +41,7 @@ Add `--preset NAME` (or `--filter EXPR`, `--tags a,b`) to see only some servers;
 """
 
 
-@dataclass(frozen=True)
-class SetupResult:
+class SetupResult(NamedTuple):
     playbook: Path
     changed: list[str]  # what was written, for the user
 

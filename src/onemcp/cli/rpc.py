@@ -3,7 +3,7 @@
 Owns the wire of the agent commands: the modern request envelope (`Mcp-Method` / `Mcp-Name`
 headers, `params._meta` with the protocol version and client capabilities), reading a JSON or
 SSE reply up to its response, and `/health`. No handshake and no session, so `onemcp run` costs
-one HTTP round trip. Stdlib only (`http.client`, `json`): this module is on the path of every
+one HTTP round trip. Stdlib only (`http1` below it, `json`): this module is on the path of every
 `onemcp run`, where start-up time is the cost. Does not know what a tool is; `agent` does.
 
 Errors::
@@ -15,19 +15,21 @@ Errors::
 from __future__ import annotations
 
 import base64
-import http.client
 import itertools
 import json
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp import __version__
+from onemcp.cli.http1 import Connection, ConnectionRefused, HttpError, Response
 
 VERSION = "2026-07-28"
 PREFIX = "io.modelcontextprotocol/"
 HEADER_MISMATCH = -32020
 INPUT_REQUIRED = "input_required"
 B64 = "=?base64?"
+TOKEN_ENV = "ONEMCP_TOKEN"  # a bearer token (an API key) for a hub that requires one
 
 
 class HubUnreachable(Exception):
@@ -59,9 +61,11 @@ class HubClient:
         self.url = url
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.origin = f"{parts.scheme}://{parts.netloc}"
-        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self._conn = connection(parts.hostname, parts.port, timeout=timeout)
+        tls = parts.scheme == "https"
+        self._conn = Connection(parts.hostname, parts.port or (443 if tls else 80), tls=tls, timeout=timeout)
         self._ids = itertools.count(1)
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        self._auth = {"authorization": f"Bearer {token}"} if token else {}
 
     def close(self) -> None:
         self._conn.close()
@@ -87,6 +91,7 @@ class HubClient:
         name = body.get("uri") if method == "resources/read" else body.get("name")
         if method in ("tools/call", "prompts/get", "resources/read") and isinstance(name, str):
             sent["mcp-name"] = header_value(name)
+        sent.update(self._auth)
         sent.update(headers or {})
         payload = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": body}).encode()
         reply = self._exchange("POST", self.path, payload, sent, rid)
@@ -108,8 +113,11 @@ class HubClient:
         path = self.path.split("?", 1)[0].rstrip("/")
         for endpoint in ("/mcp", "/sse"):
             path = path.removesuffix(endpoint)
-        response = self._send("GET", f"{path}/health", None, {"accept": "application/json"})
-        data = response.read()
+        response = self._send("GET", f"{path}/health", None, {"accept": "application/json", **self._auth})
+        try:
+            data = response.read()
+        except HttpError as exc:
+            raise HubUnreachable(f"{self.origin}{path}/health: {exc}") from None
         if response.status != 200:
             raise HubUnreachable(f"{self.origin}{path}/health answered HTTP {response.status}")
         doc = _json(data, f"{self.origin}{path}/health")
@@ -118,34 +126,26 @@ class HubClient:
         return doc
 
     # ------------------------------------------------------------------ wire
-    def _send(self, verb: str, path: str, body: bytes | None, headers: dict[str, str]) -> http.client.HTTPResponse:
-        for attempt in (1, 2):
-            try:
-                self._conn.request(verb, path, body, headers)
-                return self._conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._conn.close()  # a kept-alive connection the server closed: one fresh try
-                if attempt == 2:
-                    raise HubUnreachable(f"{self.url}: the connection dropped: {exc}") from None
-            except OSError as exc:
-                self._conn.close()
-                reason = exc.strerror or str(exc) or type(exc).__name__
-                raise HubUnreachable(f"no hub answers at {self.url}: {reason}") from None
-            except http.client.HTTPException as exc:
-                self._conn.close()
-                raise HubUnreachable(f"{self.url}: not an HTTP answer: {exc!r}") from None
-        raise AssertionError("unreachable")
+    def _send(self, verb: str, path: str, body: bytes | None, headers: dict[str, str]) -> Response:
+        try:
+            return self._conn.request(verb, path, headers, body)
+        except ConnectionRefused as exc:
+            raise HubUnreachable(f"no hub answers at {self.url}: {exc}") from None
+        except HttpError as exc:
+            raise HubUnreachable(f"{self.url}: {exc}") from None
 
     def _exchange(self, verb: str, path: str, body: bytes, headers: dict[str, str], rid: int) -> dict[str, Any]:
         response = self._send(verb, path, body, headers)
-        ctype = (response.getheader("content-type") or "").split(";")[0].strip().lower()
+        ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if ctype == "text/event-stream":
                 return self._from_stream(response, rid)
             data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._conn.close()
-            raise HubUnreachable(f"{self.url}: the reply broke off: {exc!r}") from None
+        except HttpError as exc:
+            raise HubUnreachable(f"{self.url}: the reply broke off: {exc}") from None
+        if response.status == 401:
+            hint = "was refused" if self._auth else f"is needed: set {TOKEN_ENV} (`onemcp auth key create` makes one)"
+            raise HubUnreachable(f"{self.url} requires a token, and one {hint}")
         doc = _json(data, self.url) if ctype == "application/json" else None
         if isinstance(doc, dict) and doc.get("id") == rid and ("result" in doc or "error" in doc):
             return doc
@@ -154,15 +154,11 @@ class HubClient:
         text = data.decode(errors="replace").strip()[:200]
         raise HubUnreachable(f"{self.url} answered HTTP {response.status} {ctype or '(no type)'}: {text}")
 
-    def _from_stream(self, response: http.client.HTTPResponse, rid: int) -> dict[str, Any]:
+    def _from_stream(self, response: Response, rid: int) -> dict[str, Any]:
         """Read SSE events until the response to `rid` (progress and logs are skipped)."""
         data: list[str] = []
-        while True:
-            raw = response.readline()
-            if not raw:
-                self._conn.close()
-                raise HubUnreachable(f"{self.url}: the reply stream ended without a response")
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        for raw in response.lines():
+            line = raw.decode("utf-8", errors="replace")
             if line.startswith("data:"):
                 data.append(line[5:].removeprefix(" "))
                 continue
@@ -171,8 +167,8 @@ class HubClient:
             doc = _json("\n".join(data).encode(), self.url)
             data = []
             if isinstance(doc, dict) and doc.get("id") == rid and ("result" in doc or "error" in doc):
-                self._conn.close()  # the rest of the stream is of no use; do not keep it alive
-                return doc
+                return doc  # the rest of the stream is of no use (the connection will not be reused)
+        raise HubUnreachable(f"{self.url}: the reply stream ended without a response")
 
 
 def _json(data: bytes, where: str) -> Any:

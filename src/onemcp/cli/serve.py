@@ -8,17 +8,20 @@ import socket
 import sys
 from pathlib import Path
 
+import anyio
 import orjson
 import uvicorn
 
 from onemcp.app import OneMcpApp
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
+from onemcp.config.model import HubConfig
+from onemcp.downstream.guard import is_loopback
 from onemcp.observability import logs
 
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio then sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
@@ -42,8 +45,8 @@ def remove_runtime(runtime: Path) -> None:
             runtime.unlink()
 
 
-def serve(config_flag: str | None, host: str, port: int, log_level: str, log_format: str = "text") -> int:
-    logs.configure(log_level, log_format)
+def _config(config_flag: str | None) -> tuple[Path, HubConfig] | int:
+    """The config to serve (a starter one written when there is none), or the exit code."""
     path = resolve_path(config_flag)
     if not path.exists():
         if config_flag:
@@ -57,6 +60,32 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str, log_for
         print(f"onemcp: invalid config: {exc}", file=sys.stderr)
         return 2
     logs.REDACTOR.use(config)
+    return path, config
+
+
+def serve(
+    config_flag: str | None,
+    host: str,
+    port: int,
+    log_level: str,
+    log_format: str = "text",
+    allow_open_network: bool = False,
+) -> int:
+    logs.configure(log_level, log_format)
+    loaded = _config(config_flag)
+    if isinstance(loaded, int):
+        return loaded
+    path, config = loaded
+    if not is_loopback(host.strip("[]")) and not config.hub.auth.required:
+        if not allow_open_network:
+            print(
+                f"onemcp: refusing to serve {host} with no authentication: anyone who can reach it could run "
+                "your tools. Configure onemcp.auth (apiKeys, jwt or oauth), bind 127.0.0.1, or pass "
+                "--i-know-this-is-unauthenticated-and-exposed.",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"onemcp: WARNING: serving {host} WITHOUT AUTHENTICATION", file=sys.stderr)
     try:
         sock = _bind(host, port)
     except OSError as exc:
@@ -66,8 +95,9 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str, log_for
     shown = f"[{host}]" if ":" in host else host
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
-    app = OneMcpApp(config, bind_host=host, config_path=path)
+    app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")
     runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp")
+    app.on_shutdown.append(lambda: remove_runtime(runtime))  # SIGTERM never reaches the finally below
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -85,4 +115,29 @@ def serve(config_flag: str | None, host: str, port: int, log_level: str, log_for
     finally:
         remove_runtime(runtime)
     print("onemcp: stopped", file=sys.stderr)
+    return 0
+
+
+def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text") -> int:
+    """The hub for one client on stdin/stdout (stdout carries only JSON-RPC; logs go to stderr)."""
+    from onemcp.downstream.stdio import StdioServer
+    from onemcp.hub import Hub
+    from onemcp.protocol.stdio import std_streams
+    from onemcp.reload import Reloader
+
+    logs.configure(log_level, log_format)
+    loaded = _config(config_flag)
+    if isinstance(loaded, int):
+        return loaded
+    path, config = loaded
+    print(f"onemcp: serving {len(config.enabled)} server(s) from {path} on stdio", file=sys.stderr)
+
+    async def main() -> None:
+        hub = Hub(config)
+        reloader = Reloader(hub, path)
+        reloader.load_presets()
+        await StdioServer(hub, *std_streams(), reloader=reloader).run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(main)
     return 0

@@ -10,9 +10,8 @@ on every call. Does not talk to the hub.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from onemcp.config.paths import resolve_path
@@ -26,8 +25,7 @@ class TargetError(Exception):
     """No usable hub or view: the message says why."""
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):  # not a dataclass: `dataclasses` costs `onemcp run` 5 ms of imports
     url: str  # the MCP endpoint, view query included
     config: Path | None  # the hub's mcp.json, when known (it predicts tool naming)
 
@@ -48,7 +46,7 @@ def read_rc(path: Path) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise TargetError(f"cannot read {path}: {exc}") from None
     if not isinstance(doc, dict):
-        raise TargetError(f"{path}: expected a JSON object like {{\"preset\": \"dev\"}}")
+        raise TargetError(f'{path}: expected a JSON object like {{"preset": "dev"}}')
     out: dict[str, str] = {}
     for key in ("url", *SELECTORS):
         value: Any = doc.get(key)
@@ -71,7 +69,13 @@ def with_view(url: str, view: dict[str, str]) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in SELECTORS]
     query.extend(view.items())
-    return urlunsplit(parts._replace(query=urlencode(query, safe=",!+()")))
+    # `+` (and) must be escaped: a query string reads a bare `+` as a space
+    return urlunsplit(parts._replace(query=urlencode(query, safe=",!()")))
+
+
+def view_of(url: str) -> dict[str, str]:
+    """The view selector in a hub URL's query (empty for the whole hub)."""
+    return {k: v for k, v in parse_qsl(urlsplit(url).query) if k in SELECTORS}
 
 
 def resolve(
@@ -80,8 +84,12 @@ def resolve(
     url: str | None = None,
     view: dict[str, str | None] | None = None,
     cwd: Path | None = None,
+    default_url: str | None = None,
 ) -> Target:
-    """The hub URL (with the view) a command should use; TargetError when there is none."""
+    """The hub URL (with the view) a command should use; TargetError when there is none.
+
+    With `default_url`, no running hub is no error: that URL is used (a proxy waits for the hub).
+    """
     chosen = {k: v for k, v in (view or {}).items() if v}
     rc_path = find_rc(cwd or Path.cwd())
     rc = read_rc(rc_path) if rc_path is not None else {}
@@ -95,7 +103,9 @@ def resolve(
         try:
             runtime = read_runtime(config_path)
         except NoHub as exc:
-            raise TargetError(str(exc)) from None
+            if default_url is None:
+                raise TargetError(str(exc)) from None
+            runtime = {"url": default_url, "config": str(config_path)}
         url = str(runtime["url"])
         config = Path(runtime["config"]) if isinstance(runtime.get("config"), str) else config_path
     elif config_flag:

@@ -1,0 +1,65 @@
+"""`onemcp auth key create|list|revoke`: API keys for the hub, kept hashed in keys.db beside mcp.json.
+
+The plain key is printed once, at creation. A running hub with `"auth": {"apiKeys": true}`
+accepts it at once (it reads the same file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+from onemcp.auth.keys import KeyStore
+from onemcp.config.load import resolve_path
+
+DURATION = re.compile(r"^(\d+)([smhdw])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
+    auth = sub.add_parser("auth", help="credentials for clients of the hub")
+    kinds = auth.add_subparsers(dest="kind", required=True)
+    key = kinds.add_parser("key", help="static API keys")
+    actions = key.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", parents=[config], help="make a key (printed once)")
+    create.add_argument("--name", default="key", help="what the key is for")
+    create.add_argument(
+        "--scope", action="append", default=[], help="mcp (default), admin, server:<name>, tag:<tag>, tool:<s>/<t>"
+    )
+    create.add_argument("--expires", help="lifetime such as 90d, 12h or 2w (default: never)")
+    actions.add_parser("list", parents=[config], help="the keys (never their secrets)")
+    revoke = actions.add_parser("revoke", parents=[config], help="revoke a key by id")
+    revoke.add_argument("id")
+
+
+def run(args: argparse.Namespace) -> int:
+    store = KeyStore(resolve_path(args.config).parent / "keys.db")
+    if args.action == "create":
+        expires = None
+        if args.expires:
+            m = DURATION.match(args.expires)
+            if m is None:
+                print(
+                    f"onemcp: --expires {args.expires!r}: use a number and s, m, h, d or w (e.g. 90d)", file=sys.stderr
+                )
+                return 2
+            expires = time.time() + int(m.group(1)) * UNITS[m.group(2)]
+        key = store.create(args.name, args.scope or ["mcp"], expires)
+        print(key)
+        print("onemcp: keep it now: only its hash is stored", file=sys.stderr)
+        return 0
+    if args.action == "list":
+        for info in store.list():
+            state = (
+                "revoked" if info.revoked else ("expired" if info.expires and info.expires < time.time() else "active")
+            )
+            until = time.strftime("%Y-%m-%d", time.localtime(info.expires)) if info.expires else "never"
+            print(f"{info.id}  {info.name:<16} {state:<8} expires {until:<10}  {' '.join(info.scopes)}")
+        return 0
+    if not store.revoke(args.id):
+        print(f"onemcp: no active key with id {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"onemcp: key {args.id} revoked")
+    return 0

@@ -1,0 +1,118 @@
+"""The hub served over stdio: one client, newline-delimited JSON-RPC on stdin/stdout (legacy era).
+
+Owns the stdio wire: reading one message per line, writing each message as one line (writes
+serialised), the single session that lives as long as the process, requests answered
+concurrently (several may be in flight), and the session's queued messages (list_changed, logs,
+server->client requests) copied to stdout. What a message means is the hub's; turning failures
+into JSON-RPC errors is `exchange.answer`'s. Logs go to stderr, never here.
+
+Start-up differs from HTTP, where the hub runs long before clients come: here the client starts
+the hub, so its first message waits (up to `READY_WAIT`) until every upstream was tried.
+Shutdown follows the client: end of stdin stops reading, in-flight requests get `DRAIN` seconds
+to finish, then the hub (and its upstreams) stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import orjson
+from anyio.abc import TaskGroup
+
+from onemcp.downstream.exchange import answer
+from onemcp.downstream.session import Session
+from onemcp.hub import Hub
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import INVALID_REQUEST, PARSE_ERROR, HubError
+from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.stdio import ReadLine, Write
+from onemcp.reload import Reloader
+
+log = logging.getLogger("onemcp.downstream.stdio")
+DRAIN = 5.0
+READY_WAIT = 10.0  # longest the first message waits for every upstream to have been tried
+
+
+class StdioServer:
+    """One client session of `hub` over a line reader and writer."""
+
+    def __init__(self, hub: Hub, read_line: ReadLine, write: Write, reloader: Reloader | None = None) -> None:
+        self.hub = hub
+        self.reloader = reloader
+        self._read_line = read_line
+        self._write = write
+        self._lock = anyio.Lock()
+        self.session: Session = hub.sessions.create("stdio")
+
+    async def send(self, msg: Message | bytes) -> None:
+        data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
+        async with self._lock:
+            try:
+                await self._write(data + b"\n")
+            except (OSError, ValueError):
+                log.info("stdout is closed; dropping %s", "a reply" if isinstance(msg, bytes) else msg.get("method"))
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.hub.run)
+            if self.reloader is not None:
+                await tg.start(self.reloader.run)
+            tg.start_soon(self._copy_outbox)
+            tg.start_soon(self._keep_alive)
+            # The client started us just now: answer its first lists complete, not empty.
+            with anyio.move_on_after(READY_WAIT):
+                await self.hub.pool.tried.wait()
+            async with anyio.create_task_group() as requests:
+                while line := await self._read_line():
+                    if line.strip():
+                        await self._handle(line, requests)
+                requests.cancel_scope.deadline = anyio.current_time() + DRAIN
+            tg.cancel_scope.cancel()
+        self.hub.end_session(self.session.id)
+
+    async def _handle(self, line: bytes, requests: TaskGroup) -> None:
+        try:
+            msg: Any = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            await self.send(jsonrpc.error(None, {"code": PARSE_ERROR, "message": f"Parse error: {exc}"}))
+            return
+        if not isinstance(msg, dict):
+            await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": "expected one JSON-RPC object"}))
+            return
+        self.session.touch()
+        method = msg.get("method")
+        if method is None:
+            if "id" in msg:
+                self.hub.on_client_response(self.session, msg)
+            return
+        if "id" not in msg:
+            try:
+                await self.hub.on_client_notification(self.session, msg)
+            except HubError as exc:
+                log.info("client notification %s failed: %s", method, exc)
+            return
+        if method == "initialize":
+            params = msg.get("params")
+            result = self.hub.initialize(self.session, params if isinstance(params, dict) else {})
+            await self.send(jsonrpc.result(msg["id"], result))
+            return
+        requests.start_soon(self._answer, msg)
+
+    async def _answer(self, msg: Message) -> None:
+        reply = await answer(self.hub, self.session, msg, self.send)
+        if reply is not None:
+            await self.send(reply)
+
+    async def _copy_outbox(self) -> None:
+        outbox = self.session.outbox
+        assert outbox is not None
+        async for msg in outbox:
+            await self.send(msg)
+
+    async def _keep_alive(self) -> None:
+        """The one session must not expire while the process lives, however quiet the client is."""
+        while True:
+            self.session.touch()
+            await anyio.sleep(max(0.05, self.hub.config.hub.session_idle_timeout / 4))

@@ -1,0 +1,363 @@
+"""`onemcp instructions`, `inspect`, `run` and `cli-setup`, as an agent runs them: subprocesses against a real hub."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.launch import fixture_command
+from onemcp.cli.agent import content_text, read_arguments, required_first
+from onemcp.cli.main import main
+from onemcp.cli.playbook import PLAYBOOK, PLAYBOOK_FILE
+from onemcp.cli.rpc import HubClient
+from support.hub_process import HubProcess, clean_env
+
+EXIT_DEADLINE = 30.0  # a deadline for each command, not a measurement
+
+
+def demo() -> dict[str, Any]:
+    return {"command": sys.executable, "args": ["-m", "onemcp.demo"], "tags": ["demo", "text"]}
+
+
+def fixture(**extra: Any) -> dict[str, Any]:
+    cmd = fixture_command()
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+def write_config(directory: Path, servers: dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": servers}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """Two servers, so tool names are prefixed: demo (tags demo, text) and fx (tag fx)."""
+    config = write_config(tmp_path_factory.mktemp("agent") / "config", {"demo": demo(), "fx": fixture(tags=["fx"])})
+    process = HubProcess(config)
+    try:
+        process.start()
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def onemcp(
+    *args: str, config_dir: Path, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "onemcp", *args],
+        env=clean_env(config_dir),
+        cwd=cwd or config_dir,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_DEADLINE,
+    )
+
+
+def on(hub: HubProcess, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return onemcp(*args, config_dir=hub.config.parent, **kw)
+
+
+# ---------------------------------------------------------------------- run
+def test_run_prints_the_text_and_exits_0(hub: HubProcess) -> None:
+    done = on(hub, "run", "demo/echo", "--args", '{"text": "hi"}')
+    assert (done.returncode, done.stdout, done.stderr) == (0, "hi\n", "")
+
+
+def test_run_reads_arguments_from_stdin(hub: HubProcess) -> None:
+    done = on(hub, "run", "demo/word_count", stdin='{"text": "one two three"}')
+    assert (done.returncode, done.stdout) == (0, "3\n")
+
+
+def test_run_json_format_prints_the_whole_result(hub: HubProcess) -> None:
+    done = on(hub, "run", "demo/add", "--args", '{"a": 2, "b": 3}', "--format", "json")
+    assert done.returncode == 0
+    result = json.loads(done.stdout)
+    assert result["structuredContent"] == {"sum": 5}
+    assert result["content"] == [{"type": "text", "text": "5"}]
+
+
+def test_run_accepts_the_hubs_own_tool_name(hub: HubProcess) -> None:
+    done = on(hub, "run", "fx__echo", "--args", '{"message": "direct"}')
+    assert (done.returncode, done.stdout) == (0, "direct\n")
+
+
+def test_tool_error_result_goes_to_stderr_with_exit_1(hub: HubProcess) -> None:
+    done = on(hub, "run", "fx/fail")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "failed on purpose" in done.stderr
+
+
+def test_json_rpc_error_goes_to_stderr_with_exit_1(hub: HubProcess) -> None:
+    done = on(hub, "run", "fx/error")
+    assert done.returncode == 1
+    assert "boom" in done.stderr and "-32000" in done.stderr
+    missing = on(hub, "run", "demo/echo", "--args", "{}")
+    assert missing.returncode == 1 and "text" in missing.stderr
+
+
+@pytest.mark.parametrize(("args", "why"), [("{bad", "not valid JSON"), ("[1, 2]", "must be a JSON object")])
+def test_bad_arguments_exit_2(hub: HubProcess, args: str, why: str) -> None:
+    done = on(hub, "run", "demo/echo", "--args", args)
+    assert done.returncode == 2
+    assert why in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bad_arguments_on_stdin_exit_2(hub: HubProcess) -> None:
+    done = on(hub, "run", "demo/echo", stdin="not json")
+    assert done.returncode == 2 and "(stdin) are not valid JSON" in done.stderr
+
+
+def test_unknown_tool_names_the_server_and_how_to_look(hub: HubProcess) -> None:
+    done = on(hub, "run", "demo/nope")
+    assert done.returncode == 1
+    assert "no tool 'nope' on server 'demo'" in done.stderr and "onemcp inspect demo" in done.stderr
+
+
+def test_view_flags_limit_what_run_reaches(hub: HubProcess) -> None:
+    assert on(hub, "run", "fx/echo", "--args", '{"message": "x"}', "--tags", "fx").returncode == 0
+    outside = on(hub, "run", "demo/echo", "--args", '{"text": "x"}', "--tags", "fx")
+    assert outside.returncode == 1 and "no tool 'echo' on server 'demo'" in outside.stderr
+    inside = on(hub, "run", "demo/echo", "--args", '{"text": "x"}', "--filter", "text and !fx")
+    assert (inside.returncode, inside.stdout) == (0, "x\n")
+    short = on(hub, "run", "demo/echo", "--args", '{"text": "y"}', "--filter", "text+demo,(fx+!fx)")
+    assert (short.returncode, short.stdout) == (0, "y\n")
+
+
+def test_conflicting_view_flags_are_a_usage_error(hub: HubProcess) -> None:
+    done = on(hub, "run", "demo/echo", "--tags", "a", "--preset", "b")
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr
+
+
+# ---------------------------------------------------------------------- inspect
+def test_inspect_lists_servers_with_tool_counts(hub: HubProcess) -> None:
+    done = on(hub, "inspect", "--json")
+    assert done.returncode == 0
+    rows = {r["server"]: r for r in json.loads(done.stdout)}
+    assert rows["demo"]["tools"] == 3 and rows["demo"]["state"] == "ready"
+    assert rows["fx"]["tools"] >= 10
+    text = on(hub, "inspect")
+    assert text.returncode == 0
+    assert text.stdout.splitlines()[0].split() == ["SERVER", "TOOLS", "STATE"]
+    assert "demo    3      ready" in text.stdout
+
+
+def test_inspect_server_lists_its_tools_with_first_description_line(hub: HubProcess) -> None:
+    done = on(hub, "inspect", "demo")
+    assert done.returncode == 0
+    assert done.stdout.startswith("demo: 3 tool(s)\n")
+    assert "  echo        Return the given text unchanged." in done.stdout
+    rows = json.loads(on(hub, "inspect", "demo", "--json").stdout)
+    assert [r["tool"] for r in rows] == ["echo", "add", "word_count"]
+    assert rows[0]["name"] == "demo__echo"
+
+
+def test_inspect_tool_shows_the_schema(hub: HubProcess) -> None:
+    done = on(hub, "inspect", "demo/add")
+    assert done.returncode == 0
+    assert done.stdout.startswith("demo/add  (hub name: demo__add)\nAdd two numbers.\n")
+    assert "* a  number" in done.stdout and "input schema:" in done.stdout
+    assert """onemcp run demo/add --args '{"a": "<number>", "b": "<number>"}'""" in done.stdout
+    tool = json.loads(on(hub, "inspect", "demo/add", "--json").stdout)
+    assert tool["name"] == "demo__add" and tool["inputSchema"]["required"] == ["a", "b"]
+
+
+def test_inspect_unknown_server_or_tool_exits_1(hub: HubProcess) -> None:
+    server = on(hub, "inspect", "nope")
+    assert server.returncode == 1 and "no server 'nope'" in server.stderr and "demo" in server.stderr
+    tool = on(hub, "inspect", "demo/nope")
+    assert tool.returncode == 1 and "no tool 'nope' on server 'demo'" in tool.stderr
+
+
+def test_inspect_through_a_view_shows_only_its_servers(hub: HubProcess) -> None:
+    rows = json.loads(on(hub, "inspect", "--json", "--tags", "fx").stdout)
+    assert [r["server"] for r in rows] == ["fx"]
+
+
+def test_project_rc_file_chooses_the_view(hub: HubProcess, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / ".onemcprc").write_text(json.dumps({"tags": ["demo"]}))
+    rows = json.loads(on(hub, "inspect", "--json", cwd=project / "src").stdout)
+    assert [r["server"] for r in rows] == ["demo"]
+    flagged = json.loads(on(hub, "inspect", "--json", "--tags", "fx", cwd=project / "src").stdout)
+    assert [r["server"] for r in flagged] == ["fx"]  # a flag beats the rc file
+
+
+def test_bad_rc_file_is_reported(hub: HubProcess, tmp_path: Path) -> None:
+    (tmp_path / ".onemcprc").write_text(json.dumps({"tags": "a", "preset": "b"}))
+    done = on(hub, "inspect", cwd=tmp_path)
+    assert done.returncode == 1 and "at most one of preset, filter, tags" in done.stderr
+
+
+# ---------------------------------------------------------------------- instructions
+def test_instructions_give_the_playbook_and_the_servers(hub: HubProcess) -> None:
+    done = on(hub, "instructions")
+    assert done.returncode == 0
+    assert done.stdout.startswith(PLAYBOOK)
+    assert "- demo: 3 tool(s)" in done.stdout and "- fx: " in done.stdout
+    assert "## The hub's instructions" in done.stdout and "onemcp" in done.stdout.split("## The hub's")[1]
+    viewed = on(hub, "instructions", "--tags", "demo")
+    assert "(view: tags=demo)" in viewed.stdout and "- fx: " not in viewed.stdout
+
+
+# ---------------------------------------------------------------------- no hub, one server
+def test_no_hub_running_exits_1_with_a_hint(tmp_path: Path) -> None:
+    done = onemcp("run", "demo/echo", "--args", "{}", config_dir=tmp_path)
+    assert done.returncode == 1 and "no hub is running" in done.stderr and "onemcp serve" in done.stderr
+    refused = onemcp("inspect", "--url", "http://127.0.0.1:9/mcp", config_dir=tmp_path)
+    assert refused.returncode == 1 and "no hub answers at http://127.0.0.1:9/mcp" in refused.stderr
+
+
+def test_unprefixed_hub_is_found_with_or_without_its_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "one", {"demo": demo()})
+    single = HubProcess(config)
+    try:
+        single.start()
+        single.wait_ready()
+        done = onemcp("run", "demo/echo", "--args", '{"text": "solo"}', config_dir=config.parent)
+        assert (done.returncode, done.stdout) == (0, "solo\n")
+        # with --url the naming is not predicted from mcp.json: SERVER__TOOL fails, then TOOL is found
+        bare = onemcp("run", "demo/echo", "--args", '{"text": "url"}', "--url", single.url, config_dir=tmp_path)
+        assert (bare.returncode, bare.stdout) == (0, "url\n")
+        listed = json.loads(onemcp("inspect", "demo", "--json", "--url", single.url, config_dir=tmp_path).stdout)
+        assert [r["tool"] for r in listed] == ["echo", "add", "word_count"]
+    finally:
+        single.stop()
+
+
+def test_a_hub_that_requires_a_token(tmp_path: Path) -> None:
+    config = tmp_path / "keyed" / "mcp.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"mcpServers": {"demo": demo()}, "onemcp": {"auth": {"apiKeys": True}}}))
+    keyed = HubProcess(config)
+    try:
+        keyed.start()
+        keyed.wait_ready()
+        refused = onemcp("run", "demo/echo", "--args", '{"text": "x"}', config_dir=config.parent)
+        assert refused.returncode == 1 and "requires a token" in refused.stderr and "ONEMCP_TOKEN" in refused.stderr
+        key = onemcp("auth", "key", "create", "--name", "agent", config_dir=config.parent).stdout.strip()
+        done = subprocess.run(
+            [sys.executable, "-m", "onemcp", "run", "demo/echo", "--args", '{"text": "with key"}'],
+            env={**clean_env(config.parent), "ONEMCP_TOKEN": key},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=EXIT_DEADLINE,
+        )
+        assert (done.returncode, done.stdout) == (0, "with key\n"), done.stderr
+    finally:
+        keyed.stop()
+
+
+# ---------------------------------------------------------------------- the client itself
+def test_client_reads_an_sse_reply_up_to_its_response(hub: HubProcess) -> None:
+    client = HubClient(hub.url, timeout=EXIT_DEADLINE)
+    try:
+        # a progress token makes the hub stream the progress before the result
+        params = {"name": "fx__progress", "arguments": {"steps": 3}, "_meta": {"progressToken": "p"}}
+        result = client.request("tools/call", params)
+        assert result.get("isError") is not True
+        again = client.request("tools/call", {"name": "demo__echo", "arguments": {"text": "after"}})
+        assert content_text(again) == "after"  # a fresh connection after the abandoned stream
+    finally:
+        client.close()
+
+
+def test_the_run_path_imports_nothing_heavy() -> None:
+    code = (
+        "import sys; import onemcp.cli.main, onemcp.cli.agent; "
+        "heavy = [m for m in ('pydantic', 'httpx', 'anyio', 'mcp', 'uvicorn', 'http.client', 'orjson', 'dataclasses')"
+        " if m in sys.modules]; print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=EXIT_DEADLINE)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+# ---------------------------------------------------------------------- pure parts
+def test_required_arguments_come_first() -> None:
+    schema = {"type": "object", "properties": {"x": {}, "y": {}, "z": {}}, "required": ["z", "y"]}
+    assert list(required_first(schema)["properties"]) == ["y", "z", "x"]
+    assert required_first(None) == {"type": "object"}
+
+
+def test_content_text_names_what_is_not_text() -> None:
+    result = {
+        "content": [
+            {"type": "text", "text": "a"},
+            {"type": "image", "data": "AAAA", "mimeType": "image/png"},
+            {"type": "resource", "resource": {"uri": "x://y", "text": "inline"}},
+            {"type": "resource_link", "uri": "x://z", "name": "z"},
+        ]
+    }
+    assert content_text(result).splitlines() == [
+        "a",
+        "[image: image/png, about 3 bytes; --format json has the data]",
+        "inline",
+        "[resource link: x://z z]",
+    ]
+    assert content_text({"content": [], "structuredContent": {"n": 1}}) == '{\n  "n": 1\n}'
+
+
+def test_arguments_text() -> None:
+    assert read_arguments('{"a": 1}') == {"a": 1}
+    assert read_arguments("  ") == {}
+
+
+def test_a_pipe_nobody_writes_to_is_no_arguments(hub: HubProcess) -> None:
+    """An agent's shell may leave stdin an open, silent pipe: `run` must not wait on it forever."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onemcp", "run", "demo/echo"],
+        env=clean_env(hub.config.parent),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        code = process.wait(EXIT_DEADLINE)  # stdin stays open all along
+        assert process.stderr is not None
+        assert code == 1 and "Missing required argument" in process.stderr.read()  # ran with {}
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# ---------------------------------------------------------------------- cli-setup
+def test_cli_setup_writes_the_playbook_and_references_it_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "CLAUDE.md").write_text("# My project\nBe nice.")
+    assert main(["cli-setup", "--claude", "--codex", "--dir", str(tmp_path)]) == 0
+    assert (tmp_path / PLAYBOOK_FILE).read_text() == PLAYBOOK
+    claude = (tmp_path / "CLAUDE.md").read_text()
+    assert claude.startswith("# My project\nBe nice.\n\n")
+    assert claude.count(f"@{PLAYBOOK_FILE.as_posix()}") == 1
+    agents = (tmp_path / "AGENTS.md").read_text()
+    assert agents.count(PLAYBOOK_FILE.as_posix()) == 1 and agents.endswith("\n")
+    assert (tmp_path / "AGENTS.md").stat().st_mode & 0o644 == 0o644
+    capsys.readouterr()
+    assert main(["cli-setup", "--claude", "--codex", "--dir", str(tmp_path)]) == 0
+    assert "already set up" in capsys.readouterr().out
+    assert (tmp_path / "CLAUDE.md").read_text() == claude
+
+
+def test_cli_setup_needs_an_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cli-setup", "--dir", str(tmp_path)]) == 2
+    assert "--claude and/or --codex" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""`onemcp auth key ...` and the refusal to serve a network address without authentication."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from onemcp.auth.keys import KeyStore
+from onemcp.auth.principal import InvalidToken
+from onemcp.cli.main import main
+
+
+def test_key_create_list_revoke(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    assert main(["auth", "key", "create", "--name", "ci", "--scope", "server:git", "--expires", "2d"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("omk_")
+    store = KeyStore(tmp_path / "keys.db")
+    principal = anyio.run(store.verify, key)
+    assert principal is not None and principal.scopes == frozenset({"server:git"}) and principal.expires
+    assert main(["auth", "key", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "ci" in listing and "active" in listing and key.split("_")[2] not in listing  # never the secret
+    key_id = key.split("_")[1]
+    assert main(["auth", "key", "revoke", key_id]) == 0
+    with pytest.raises(InvalidToken):
+        anyio.run(store.verify, key)
+    assert main(["auth", "key", "revoke", key_id]) == 1
+    assert main(["auth", "key", "create", "--expires", "soon"]) == 2
+
+
+def test_serving_a_network_address_without_auth_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "mcp.json"
+    config.write_text('{"mcpServers": {}}')
+    done = subprocess.run(
+        [sys.executable, "-m", "onemcp", "serve", "--config", str(config), "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "no authentication" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,189 @@
+"""`onemcp proxy`: the SDK's stdio client, through the proxy, to a real hub process, across a hub restart."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client import ClientRequestContext
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from support.hub_process import HubProcess, clean_env, free_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
+DEADLINE = 90.0
+
+
+def write_config(directory: Path) -> Path:
+    cmd = fixture_command()
+    servers = {
+        "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"], "tags": ["demo"]},
+        "fx": {"command": cmd[0], "args": cmd[1:], "tags": ["fx"]},
+    }
+    path = directory / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": servers}))
+    return path
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    process = HubProcess(write_config(tmp_path), port=free_port())
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@asynccontextmanager
+async def proxied(*args: str, cwd: Path | None = None, env_dir: Path, **options: Any) -> AsyncIterator[Client]:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "onemcp", "proxy", *args], env=clean_env(env_dir), cwd=cwd
+    )
+    async with Client(params, mode="legacy", cache=None, **options) as client:
+        yield client
+
+
+def mcp_error(exc: BaseException) -> MCPError | None:
+    """The MCPError in `exc` (the SDK may wrap it in exception groups)."""
+    if isinstance(exc, MCPError):
+        return exc
+    for inner in exc.exceptions if isinstance(exc, BaseExceptionGroup) else []:
+        found = mcp_error(inner)
+        if found is not None:
+            return found
+    return None
+
+
+async def initialize_error(*args: str, env_dir: Path) -> str:
+    """The message of the error the client's initialize got through the proxy."""
+    try:
+        async with proxied(*args, env_dir=env_dir):
+            pass
+    except BaseException as exc:  # the SDK wraps it in exception groups
+        found = mcp_error(exc)
+        if found is None:
+            raise
+        return found.error.message
+    raise AssertionError("initialize succeeded")
+
+
+def text_of(result: types.CallToolResult) -> str:
+    item = result.content[0]
+    assert isinstance(item, types.TextContent)
+    return item.text
+
+
+async def test_forwards_lists_calls_and_server_requests(hub: HubProcess) -> None:
+    hub.start()
+    await hub.wait_ready_async()
+
+    async def sampling(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="sampled!"), model="test-model"
+        )
+
+    seen: list[float] = []
+    all_three = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+        if len(seen) == 3:
+            all_three.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with proxied("--url", hub.url, env_dir=hub.config.parent, sampling_callback=sampling) as c:
+            assert c.server_info is not None and c.server_info.name == "onemcp"
+            assert c.instructions is not None and "onemcp" in c.instructions
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert {"demo__echo", "fx__sample", "fx__progress"} <= names
+            assert text_of(await c.call_tool("demo__echo", {"text": "via proxy"})) == "via proxy"
+            # the hub's request to the client travels on the reply stream; the answer is POSTed back
+            assert "sampled!" in text_of(await c.call_tool("fx__sample", {"prompt": "hi"}))
+            await c.call_tool("fx__progress", {"steps": 3}, progress_callback=on_progress)
+            await all_three.wait()
+            assert seen == [1.0, 2.0, 3.0]
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("fx__error", {})
+            assert "boom" in err.value.error.message
+
+
+async def test_survives_a_hub_restart_on_the_same_port(hub: HubProcess) -> None:
+    hub.start()
+    await hub.wait_ready_async()
+    relisted = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            relisted.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with proxied("--url", hub.url, env_dir=hub.config.parent, message_handler=on_message) as c:
+            assert text_of(await c.call_tool("demo__echo", {"text": "before"})) == "before"
+            await anyio.to_thread.run_sync(hub.stop)  # by its PID
+            url = await anyio.to_thread.run_sync(hub.start)  # a new process, the same port
+            assert url.endswith(f":{hub.port}/mcp")
+            await hub.wait_ready_async()
+            # the proxy re-initialized (new session) and told the client to fetch its lists again
+            await relisted.wait()
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "demo__echo" in names
+            assert text_of(await c.call_tool("demo__echo", {"text": "after"})) == "after"
+
+
+async def test_a_call_during_the_restart_waits_for_the_new_hub(hub: HubProcess) -> None:
+    hub.start()
+    await hub.wait_ready_async()
+    with anyio.fail_after(DEADLINE):
+        async with proxied("--url", hub.url, env_dir=hub.config.parent) as c:
+            await c.list_tools()
+            await anyio.to_thread.run_sync(hub.stop)
+            results: list[str] = []
+
+            async def call() -> None:
+                results.append(text_of(await c.call_tool("demo__echo", {"text": "patient"})))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)  # sent while no hub listens: it waits for the next one
+                await anyio.to_thread.run_sync(hub.start)
+            assert results == ["patient"]
+
+
+async def test_view_from_flags_and_from_the_project_rc_file(hub: HubProcess, tmp_path: Path) -> None:
+    hub.start()
+    await hub.wait_ready_async()
+    with anyio.fail_after(DEADLINE):
+        async with proxied("--url", hub.url, "--tags", "fx", env_dir=hub.config.parent) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "fx__echo" in names and not any(n.startswith("demo__") for n in names)
+        project = tmp_path / "project"
+        (project / "deep").mkdir(parents=True)
+        (project / ".onemcprc").write_text(json.dumps({"url": hub.url, "filter": "demo"}))
+        async with proxied(cwd=project / "deep", env_dir=hub.config.parent) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert names == {"demo__echo", "demo__add", "demo__word_count"}
+
+
+async def test_hub_refusing_the_view_is_the_initialize_error(hub: HubProcess) -> None:
+    hub.start()
+    await hub.wait_ready_async()
+    with anyio.fail_after(DEADLINE):
+        message = await initialize_error("--url", hub.url, "--preset", "nope", env_dir=hub.config.parent)
+    assert "unknown preset 'nope'" in message
+
+
+async def test_no_hub_at_all_fails_initialize_after_the_wait(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    with anyio.fail_after(DEADLINE):
+        message = await initialize_error("--url", url, "--wait", "0.5", env_dir=tmp_path)
+    assert f"no onemcp hub answers at {url}" in message

@@ -1,0 +1,70 @@
+"""Which hub and view a client command uses: flags, then `.onemcprc`, then runtime.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from onemcp.cli.target import TargetError, find_rc, read_rc, resolve, view_of, with_view
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(directory))
+    return directory
+
+
+def write_runtime(config_dir: Path, url: str, pid: int | None = None) -> None:
+    doc = {"url": url, "pid": os.getpid() if pid is None else pid, "config": str(config_dir / "mcp.json")}
+    (config_dir / "runtime.json").write_text(json.dumps(doc))
+
+
+def test_with_view_replaces_selectors_and_escapes_plus() -> None:
+    url = with_view("http://h:1/mcp?tags=old&keep=1", {"filter": "a+b,(c and !d)"})
+    assert parse_qs(urlsplit(url).query) == {"keep": ["1"], "filter": ["a+b,(c and !d)"]}
+    assert "%2B" in url
+    assert with_view("http://h:1/mcp", {}) == "http://h:1/mcp"
+    assert view_of(url) == {"filter": "a+b,(c and !d)"}
+
+
+def test_rc_file_is_found_walking_up_and_validated(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    rc = tmp_path / ".onemcprc"
+    rc.write_text(json.dumps({"tags": ["x", "y"], "url": "http://h:1/mcp", "other": 1}))
+    assert find_rc(tmp_path / "a" / "b") == rc
+    assert read_rc(rc) == {"url": "http://h:1/mcp", "tags": "x,y"}
+    for bad, why in [("[]", "expected a JSON object"), ('{"preset": ""}', "non-empty string"),
+                     ('{"preset": "a", "filter": "b"}', "at most one"), ("{", "cannot read")]:  # fmt: skip
+        rc.write_text(bad)
+        with pytest.raises(TargetError, match=why):
+            read_rc(rc)
+
+
+def test_precedence_flag_then_rc_then_runtime(config_dir: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    with pytest.raises(TargetError, match="no hub is running"):
+        resolve(cwd=project)
+    assert resolve(cwd=project, default_url="http://d:1/mcp").url == "http://d:1/mcp"
+    write_runtime(config_dir, "http://127.0.0.1:5/mcp")
+    target = resolve(cwd=project)
+    assert target.url == "http://127.0.0.1:5/mcp" and target.config == config_dir / "mcp.json"
+    (project / ".onemcprc").write_text(json.dumps({"url": "http://rc:2/mcp", "preset": "dev"}))
+    assert resolve(cwd=project).url == "http://rc:2/mcp?preset=dev"
+    assert resolve(cwd=project, view={"tags": "a", "preset": None}).url == "http://rc:2/mcp?tags=a"
+    assert resolve(cwd=project, url="http://flag:3/mcp").url == "http://flag:3/mcp?preset=dev"
+    with pytest.raises(TargetError, match="must start with http"):
+        resolve(cwd=project, url="ftp://x")
+
+
+def test_a_runtime_file_of_an_exited_hub_is_no_hub(config_dir: Path, tmp_path: Path) -> None:
+    write_runtime(config_dir, "http://127.0.0.1:5/mcp", pid=2**22 + 12345)  # above the default pid_max
+    with pytest.raises(TargetError, match="which has exited"):
+        resolve(cwd=tmp_path)

@@ -18,8 +18,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from onemcp.catalog.views import ViewError, read_presets
 from onemcp.config.load import ConfigError, load_config
+from onemcp.config.presets import PresetError, load_presets
 from onemcp.hub import Hub
 from onemcp.observability.logs import REDACTOR
 
@@ -66,8 +66,9 @@ class Reloader:
     def load_presets(self) -> bool:
         """Read presets.json; a bad file keeps the presets in use (and says why)."""
         try:
-            self.hub.presets = read_presets(self.presets_path)
-        except ViewError as exc:
+            loaded = load_presets(self.presets_path)
+            self.hub.presets = {name: entry["filter"] for name, entry in loaded.items()}
+        except PresetError as exc:
             self.failures += 1
             self.last_error = str(exc)
             log.error("presets change refused, keeping the presets in use: %s", exc)

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs
-
-import orjson
 
 from onemcp.catalog.filters import AnyOf, FilterError, Node, Tag, parse
 
@@ -77,22 +74,3 @@ def preset_view(name: str, presets: Mapping[str, str]) -> View:
         return View("preset", name, parse(expr))
     except FilterError as exc:
         raise ViewError(f"preset {name!r}: {exc}") from None
-
-
-def read_presets(path: Path) -> dict[str, str]:
-    """preset name -> filter, from presets.json (missing file: none)."""
-    try:
-        doc = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {}
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise ViewError(f"{path}: cannot read presets: {exc}") from None
-    presets = doc.get("presets") if isinstance(doc, dict) else None
-    if not isinstance(presets, dict):
-        return {}
-    out: dict[str, str] = {}
-    for name, entry in presets.items():
-        expr = entry.get("filter") if isinstance(entry, dict) else entry
-        if isinstance(expr, str):
-            out[str(name)] = expr
-    return out

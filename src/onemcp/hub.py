@@ -21,12 +21,14 @@ from onemcp.auth import limits
 from onemcp.auth.limits import QuotaBook
 from onemcp.auth.principal import ANONYMOUS, Principal
 from onemcp.catalog import views
-from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog, Overrides
+from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog, tool_rules
 from onemcp.catalog.views import View
 from onemcp.config.model import HubConfig
 from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
+from onemcp.instructions import render_instructions
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
+from onemcp.protocol.capabilities import merge_capabilities
 from onemcp.protocol.errors import (
     Forbidden,
     HubError,
@@ -108,43 +110,7 @@ class Hub:
 
     def instructions(self, allowed: frozenset[str] | None = None) -> str:
         """A summary of the servers in the view, then each one's own instructions, delimited."""
-        names = [n for n in self.pool.slots if allowed is None or n in allowed]
-        summary = []
-        sections = []
-        for name in names:
-            conn = self.pool.get(name)
-            config = self.config.servers.get(name)
-            if conn is None or config is None:
-                continue
-            counts = self.catalog.counts(name)
-            title = conn.server_info.get("title") or conn.server_info.get("name") or name
-            summary.append(f"- {name}: {title} ({conn.state}; {counts['tools']} tools, {counts['prompts']} prompts)")
-            text = config.instructions if config.instructions is not None else conn.instructions
-            if text:
-                sections.append(f'<server name="{name}">\n{text.strip()}\n</server>')
-        naming = (
-            f"Tool and prompt names are `<server>{self.catalog.codec.separator}<name>`; "
-            "resource URIs are `<server>+<uri>`."
-            if self.catalog.prefixed
-            else "Names are the servers' own."
-        )
-        fields = {
-            "count": str(len(summary)),
-            "summary": "\n".join(summary),
-            "naming": naming,
-            "servers": "\n\n".join(sections),
-        }
-        template = self.config.hub.instructions or DEFAULT_INSTRUCTIONS
-        if self.config.hub.instructions_file:
-            try:
-                with open(self.config.hub.instructions_file, encoding="utf-8") as f:
-                    template = f.read()
-            except OSError as exc:
-                log.warning("instructions template unreadable, using the default: %s", exc)
-        try:
-            return template.format_map(_Blank(fields)).strip()
-        except (ValueError, IndexError):
-            return template.strip()  # not a template (stray braces): used as it is
+        return render_instructions(self.config, self.catalog, self.pool, allowed)
 
     def initialize(self, session: Session, params: dict[str, Any], view: View | None = None) -> dict[str, Any]:
         caps = params.get("capabilities")
@@ -449,28 +415,7 @@ class Hub:
 
     async def _tasks_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         """Every upstream's tasks that this session created (one complete page)."""
-        targets = [
-            c
-            for c in self.pool.connections.values()
-            if c.state == "ready"
-            and isinstance(c.capabilities.get("tasks"), dict)
-            and "list" in c.capabilities["tasks"]
-        ]
-        found: list[dict[str, Any]] = []
-
-        async def one(conn: UpstreamConnection) -> None:
-            try:
-                listed = await conn.request("tasks/list", {})
-            except HubError as exc:
-                log.info("tasks/list to %s failed: %s", conn.name, exc)
-                return
-            tasks = listed.get("tasks")
-            found.extend(self.tasks.session_tasks(session.id, conn.name, tasks if isinstance(tasks, list) else []))
-
-        async with anyio.create_task_group() as tg:
-            for conn in targets:
-                tg.start_soon(one, conn)
-        return {"tasks": found}
+        return {"tasks": await self.tasks.list_for(session.id, self.pool.connections.values())}
 
     async def _quiet_request(self, conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:
         try:
@@ -642,40 +587,3 @@ class Hub:
             await anyio.sleep(interval)
             self.sessions.expire_idle()
             self.parking.expire()
-
-
-def merge_capabilities(caps: list[dict[str, Any]]) -> dict[str, Any]:
-    """The union of capability objects (nested objects merged key by key)."""
-    out: dict[str, Any] = {}
-    for cap in caps:
-        for key, value in cap.items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = merge_capabilities([out[key], value])
-            else:
-                out.setdefault(key, value)
-    return out
-
-
-DEFAULT_INSTRUCTIONS = """This is onemcp, a hub serving {count} MCP server(s) as one. {naming}
-{summary}
-
-{servers}"""
-
-
-class _Blank(dict[str, str]):
-    """format_map that leaves unknown {fields} of a custom template empty."""
-
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
-def tool_rules(config: HubConfig) -> dict[str, Overrides]:
-    return {
-        name: Overrides(
-            disabled=frozenset(server.disabled_tools),
-            enabled=frozenset(server.enabled_tools) if server.enabled_tools is not None else None,
-            aliases=dict(server.tool_aliases),
-            descriptions=dict(server.tool_descriptions),
-        )
-        for name, server in config.enabled.items()
-    }

@@ -9,11 +9,20 @@ first beyond `MAX_TASKS`.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from onemcp.catalog.catalog import Catalog
-from onemcp.protocol.errors import NotFound
+from onemcp.protocol.errors import HubError, NotFound
+
+if TYPE_CHECKING:
+    from onemcp.upstream.connection import UpstreamConnection
+
+log = logging.getLogger("onemcp.tasks")
 
 MAX_TASKS = 10_000
 RELATED_TASK = "io.modelcontextprotocol/related-task"
@@ -68,6 +77,25 @@ class TaskRouter:
                 fixed = self._visible.get((server, related["taskId"]), self._visible_id(server, related["taskId"]))
                 out["_meta"] = {**meta, RELATED_TASK: {**related, "taskId": fixed}}
         return out
+
+    async def list_for(self, session_id: str, connections: Iterable[UpstreamConnection]) -> list[dict[str, Any]]:
+        """Ask every ready upstream that lists tasks; keep this session's, with visible ids."""
+        targets = [c for c in connections if c.state == "ready" and "list" in (c.capabilities.get("tasks") or {})]
+        found: list[dict[str, Any]] = []
+
+        async def one(conn: UpstreamConnection) -> None:
+            try:
+                listed = await conn.request("tasks/list", {})
+            except HubError as exc:
+                log.info("tasks/list to %s failed: %s", conn.name, exc)
+                return
+            tasks = listed.get("tasks")
+            found.extend(self.session_tasks(session_id, conn.name, tasks if isinstance(tasks, list) else []))
+
+        async with anyio.create_task_group() as tg:
+            for conn in targets:
+                tg.start_soon(one, conn)
+        return found
 
     def session_tasks(self, session_id: str, server: str, listed: list[Any]) -> list[dict[str, Any]]:
         """The entries of an upstream's tasks/list that belong to this session, with visible ids."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from onemcp.config.model import HubConfig
 from onemcp.protocol.errors import NotFound
 from onemcp.protocol.names import NameCodec, PrefixMode
 
@@ -229,3 +230,16 @@ class Catalog:
 
     def visible_uri(self, server: str, uri: str) -> str:
         return self.codec.uri(server, uri, prefixed=self.prefixed)
+
+
+def tool_rules(config: HubConfig) -> dict[str, Overrides]:
+    """Each enabled server's tool rules, from its config."""
+    return {
+        name: Overrides(
+            disabled=frozenset(server.disabled_tools),
+            enabled=frozenset(server.enabled_tools) if server.enabled_tools is not None else None,
+            aliases=dict(server.tool_aliases),
+            descriptions=dict(server.tool_descriptions),
+        )
+        for name, server in config.enabled.items()
+    }

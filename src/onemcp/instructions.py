@@ -1,0 +1,68 @@
+"""The hub's `instructions`: a summary of the servers a client sees, then each one's own.
+
+Rendered from a template (built in, or `onemcp.instructions` / `instructionsFile`) with the
+fields {count}, {naming}, {summary} and {servers}; each server's instructions (or its
+config's override) sit in a `<server name="...">` block.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from onemcp.catalog.catalog import Catalog
+from onemcp.config.model import HubConfig
+from onemcp.upstream.pool import Pool
+
+log = logging.getLogger("onemcp.hub")
+
+DEFAULT_INSTRUCTIONS = """This is onemcp, a hub serving {count} MCP server(s) as one. {naming}
+{summary}
+
+{servers}"""
+
+
+class _Blank(dict[str, str]):
+    """format_map that leaves unknown {fields} of a custom template empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, allowed: frozenset[str] | None) -> str:
+    summary = []
+    sections = []
+    for name in pool.slots:
+        if allowed is not None and name not in allowed:
+            continue
+        conn = pool.get(name)
+        server = config.servers.get(name)
+        if conn is None or server is None:
+            continue
+        counts = catalog.counts(name)
+        title = conn.server_info.get("title") or conn.server_info.get("name") or name
+        summary.append(f"- {name}: {title} ({conn.state}; {counts['tools']} tools, {counts['prompts']} prompts)")
+        text = server.instructions if server.instructions is not None else conn.instructions
+        if text:
+            sections.append(f'<server name="{name}">\n{text.strip()}\n</server>')
+    naming = (
+        f"Tool and prompt names are `<server>{catalog.codec.separator}<name>`; resource URIs are `<server>+<uri>`."
+        if catalog.prefixed
+        else "Names are the servers' own."
+    )
+    fields = {
+        "count": str(len(summary)),
+        "summary": "\n".join(summary),
+        "naming": naming,
+        "servers": "\n\n".join(sections),
+    }
+    template = config.hub.instructions or DEFAULT_INSTRUCTIONS
+    if config.hub.instructions_file:
+        try:
+            with open(config.hub.instructions_file, encoding="utf-8") as f:
+                template = f.read()
+        except OSError as exc:
+            log.warning("instructions template unreadable, using the default: %s", exc)
+    try:
+        return template.format_map(_Blank(fields)).strip()
+    except (ValueError, IndexError):
+        return template.strip()  # not a template (stray braces): used as it is

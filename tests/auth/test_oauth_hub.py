@@ -17,30 +17,13 @@ import pytest
 from mcp import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 
 from fixtures.launch import fixture_command
 from support.hub import running_hub
+from support.oauth import MemoryTokenStorage
 
 pytestmark = pytest.mark.anyio
-
-
-class Memory:
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
 
 
 async def test_oauth_register_authorize_call_refresh_revoke(tmp_path: Path) -> None:
@@ -68,7 +51,7 @@ async def test_oauth_register_authorize_call_refresh_revoke(tmp_path: Path) -> N
             async with httpx.AsyncClient() as http:
                 r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
                 assert r.status_code == 401 and "resource_metadata" in r.headers["www-authenticate"]
-            storage = Memory()
+            storage = MemoryTokenStorage()
             provider = OAuthClientProvider(
                 server_url=hub.url,
                 client_metadata=OAuthClientMetadata(client_name="sdk", redirect_uris=["http://127.0.0.1:33418/cb"]),

@@ -784,24 +784,9 @@ async def test_mcp_sdk_oauth_client_provider(tmp_path: Path) -> None:
     with PKCE, exchanges the code, and retries with the token, against a minimal protected resource."""
     import httpx2
     from mcp.client.auth import OAuthClientProvider
-    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 
-    class Memory:
-        def __init__(self) -> None:
-            self.tokens: OAuthToken | None = None
-            self.client: OAuthClientInformationFull | None = None
-
-        async def get_tokens(self) -> OAuthToken | None:
-            return self.tokens
-
-        async def set_tokens(self, tokens: OAuthToken) -> None:
-            self.tokens = tokens
-
-        async def get_client_info(self) -> OAuthClientInformationFull | None:
-            return self.client
-
-        async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-            self.client = client_info
+    from support.oauth import MemoryTokenStorage
 
     servers: list[OAuthServer] = []
 
@@ -850,7 +835,7 @@ async def test_mcp_sdk_oauth_client_provider(tmp_path: Path) -> None:
         async def callback_handler() -> AuthorizationCodeResult:
             return AuthorizationCodeResult(code=got["code"], state=got["state"], iss=got.get("iss"))
 
-        storage = Memory()
+        storage = MemoryTokenStorage()
         provider = OAuthClientProvider(
             server_url=f"{base}/mcp",
             client_metadata=OAuthClientMetadata(

@@ -37,7 +37,7 @@ from anyio.abc import TaskGroup
 from onemcp.cli.rpc import TOKEN_ENV
 from onemcp.cli.target import TargetError, resolve
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_REQUEST, PARSE_ERROR, UPSTREAM_UNAVAILABLE
+from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, ProtocolError
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.stdio import ReadLine, Write, std_streams
 
@@ -406,12 +406,9 @@ class Proxy:
 
     async def _handle(self, hub: HubSession, line: bytes, tg: TaskGroup) -> None:
         try:
-            msg: Any = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            await self.send(jsonrpc.error(None, {"code": PARSE_ERROR, "message": f"Parse error: {exc}"}))
-            return
-        if not isinstance(msg, dict):
-            await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": "expected one JSON-RPC object"}))
+            msg = jsonrpc.parse(line)  # the same envelope rules as /mcp
+        except ProtocolError as exc:
+            await self.send(jsonrpc.error(None, exc.to_error()))
             return
         if "method" in msg and "id" in msg:
             if msg["method"] == "initialize":

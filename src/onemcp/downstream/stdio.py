@@ -15,17 +15,15 @@ to finish, then the hub (and its upstreams) stop.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import anyio
-import orjson
 from anyio.abc import TaskGroup
 
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.session import Session
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INVALID_REQUEST, PARSE_ERROR, HubError
+from onemcp.protocol.errors import HubError, ProtocolError
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.stdio import ReadLine, Write
 from onemcp.reload import Reloader
@@ -74,12 +72,9 @@ class StdioServer:
 
     async def _handle(self, line: bytes, requests: TaskGroup) -> None:
         try:
-            msg: Any = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            await self.send(jsonrpc.error(None, {"code": PARSE_ERROR, "message": f"Parse error: {exc}"}))
-            return
-        if not isinstance(msg, dict):
-            await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": "expected one JSON-RPC object"}))
+            msg = jsonrpc.parse(line)  # the same envelope rules as /mcp
+        except ProtocolError as exc:
+            await self.send(jsonrpc.error(None, exc.to_error()))
             return
         self.session.touch()
         method = msg.get("method")

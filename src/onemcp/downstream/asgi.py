@@ -112,3 +112,10 @@ async def read_message(scope: Scope, receive: Receive, send: Send, limit: int) -
     except ClientGone:
         pass
     return None
+
+
+async def until_disconnect(receive: Receive, scope: Any) -> None:
+    """Wait for the client to go away, then cancel `scope` (run beside a long response)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()

@@ -103,13 +103,8 @@ async def serve_listener(hub: Hub, listener: Listener, receive: Receive, send: S
         assert listener.inbox is not None
         inbox = listener.inbox
 
-        async def watch(scope: anyio.CancelScope) -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            scope.cancel()
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch, tg.cancel_scope)
+            tg.start_soon(asgi.until_disconnect, receive, tg.cancel_scope)
             with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError, OSError):
                 while True:
                     with anyio.move_on_after(KEEPALIVE) as idle:

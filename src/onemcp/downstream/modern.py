@@ -277,21 +277,13 @@ class ModernEndpoint:
                 streaming = True
             await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(related), event="message"))
 
-        reply: Message | bytes | None = None
-        gone = False
-
-        async def watch(scope: anyio.CancelScope) -> None:
-            nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone = True
-            scope.cancel()
-
+        gone = object()
+        reply: Message | bytes | object | None = gone
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch, tg.cancel_scope)
+            tg.start_soon(asgi.until_disconnect, receive, tg.cancel_scope)
             reply = await answer(self.hub, session, msg, emit)
             tg.cancel_scope.cancel()
-        if gone:
+        if reply is gone:
             return  # the client closed the stream: cancelled, nothing more is sent
         if reply is None:
             reply = jsonrpc.error(msg["id"], {"code": -32800, "message": "Request cancelled"})

@@ -31,12 +31,6 @@ log = logging.getLogger("onemcp.downstream")
 KEEPALIVE = 15.0
 
 
-async def _until_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
-
-
 async def stream_outbox(session: Session, receive: Receive, send: Send, stream: OutStream | None = None) -> None:
     """Copy the session's queued messages to an open SSE response until either side ends.
 
@@ -46,7 +40,7 @@ async def stream_outbox(session: Session, receive: Receive, send: Send, stream: 
     assert session.outbox is not None
     outbox = session.outbox
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_until_disconnect, receive, tg.cancel_scope)
+        tg.start_soon(asgi.until_disconnect, receive, tg.cancel_scope)
         try:
             while True:
                 with anyio.move_on_after(KEEPALIVE) as idle:
@@ -67,7 +61,7 @@ async def stream_outbox(session: Session, receive: Receive, send: Send, stream: 
 async def follow(session: Session, stream: OutStream, after: int, receive: Receive, send: Send) -> None:
     """Replay a reply stream's events after `after`, then carry on until its reply went out."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_until_disconnect, receive, tg.cancel_scope)
+        tg.start_soon(asgi.until_disconnect, receive, tg.cancel_scope)
         position = after
         while True:
             waiter = stream.waiter()

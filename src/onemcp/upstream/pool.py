@@ -110,7 +110,8 @@ class Pool:
         return members[index]
 
     def all_tried(self) -> bool:
-        return all(s.conn.state != "starting" or s.restarts for s in self.slots.values())
+        """Has every upstream (every replica too) been tried at least once?"""
+        return all(m.conn.state != "starting" or m.restarts for s in self.slots.values() for m in s.members)
 
     def note_state(self) -> None:
         if self.all_tried():

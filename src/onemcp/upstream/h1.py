@@ -70,6 +70,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.pool.forget(self)
         if self.exchange is not None and self._parser is not None:
             if self._headers_done and not self._delimited:
                 self._finish()  # body delimited by the end of the connection
@@ -157,6 +158,7 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
         self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()  # idle or busy: closing the pool closes them all
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.tls else None
         self._closed = False
 
@@ -202,6 +204,7 @@ class Pool:
         except (OSError, ssl.SSLError) as exc:
             raise HttpError(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
         protocol.transport = transport  # uvloop may call connection_made later
+        self._open.add(protocol)
         return protocol
 
     def release(self, conn: _Connection) -> None:
@@ -210,8 +213,13 @@ class Pool:
         else:
             self._idle.append(conn)
 
+    def forget(self, conn: _Connection) -> None:
+        self._open.discard(conn)
+
     def close(self) -> None:
+        """Close every connection, busy ones too (a long-lived stream must not outlive its client)."""
         self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
+        self._idle = []
+        conns, self._open = self._open, set()
+        for conn in conns:
             conn.close()

@@ -1,7 +1,8 @@
 """The ASGI application: routes, DNS-rebinding guard, lifespan that runs the hub.
 
 Routes: /mcp (Streamable HTTP), /sse + /messages (legacy HTTP+SSE), /health,
-/health/live, /health/ready. Everything else is 404.
+/health/live, /health/ready, /metrics, the built-in authorization server's (/oauth/...,
+well-known metadata) and the hub's own upstream OAuth (/oauth/upstream...). Everything else is 404.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import anyio
 
 from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.config.model import HubConfig
-from onemcp.downstream import asgi
+from onemcp.downstream import asgi, upstream_auth
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.guard import Guard
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
@@ -27,6 +28,7 @@ from onemcp.observability.health import health, ready, state_metrics
 from onemcp.observability.metrics import CONTENT_TYPE
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
 from onemcp.reload import Reloader
+from onemcp.upstream.oauth_client import UpstreamAuth
 
 log = logging.getLogger("onemcp.app")
 
@@ -42,9 +44,11 @@ class OneMcpApp:
     ) -> None:
         self.config = config
         self.config_path = config_path
-        self.gate = Gate(config.hub.auth, config_path.parent if config_path is not None else None, public_url)
+        config_dir = config_path.parent if config_path is not None else None
+        self.gate = Gate(config.hub.auth, config_dir, public_url, bind_host)
         logs.configure_audit(config.hub.audit)
-        self.hub = Hub(config)
+        base = config.hub.auth.public_url or public_url
+        self.hub = Hub(config, UpstreamAuth(config_dir, base.removesuffix("/mcp") if base else None))
         self.bind_host = bind_host
         self._guard_settings = config.hub
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
@@ -78,8 +82,16 @@ class OneMcpApp:
             if path.startswith("/health"):
                 await self._health(path, send)
                 return
+            guard = self.guard
+            # Host before anything else: a DNS-rebound page must not reach the consent page either
+            if not guard.host_ok(asgi.header(scope, b"host")):
+                await asgi.send_json(send, 421, error_body(INVALID_REQUEST, "Invalid Host header"))
+                return
             if path.startswith(PRM_PATH):
                 await asgi.send_json(send, 200, self.gate.metadata(scope))
+                return
+            if path.startswith(upstream_auth.PREFIX):
+                await upstream_auth.serve(self.hub, self.gate, scope, receive, send)
                 return
             if self.gate.oauth is not None and (
                 path.startswith(("/oauth/", "/.well-known/oauth-authorization-server"))
@@ -90,10 +102,6 @@ class OneMcpApp:
             if path == "/metrics":
                 if await self.gate.admit(scope, send, admin=True) is not None:
                     await asgi.send_bytes(send, 200, self.hub.metrics.render(), CONTENT_TYPE.encode())
-                return
-            guard = self.guard
-            if not guard.host_ok(asgi.header(scope, b"host")):
-                await asgi.send_json(send, 421, error_body(INVALID_REQUEST, "Invalid Host header"))
                 return
             if not guard.origin_ok(asgi.header(scope, b"origin")):
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
@@ -120,7 +128,8 @@ class OneMcpApp:
 
     async def _health(self, path: str, send: Send) -> None:
         if path == "/health":
-            doc = health(self.hub)
+            # the link only where nobody else can follow it: one who could would authorize as themselves
+            doc = health(self.hub, links=not self.gate.required)
             if self.reloader is not None:
                 doc["config"] = self.reloader.status()
                 if self.reloader.last_error and doc["status"] == "ok":
@@ -156,4 +165,5 @@ class OneMcpApp:
             return
         for hook in self.on_shutdown:
             hook()
+        self.hub.upstream_auth.close()
         await send({"type": "lifespan.shutdown.complete"})

@@ -46,6 +46,7 @@ from onemcp.tasks import TaskRouter
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
+from onemcp.upstream.oauth_client import UpstreamAuth
 from onemcp.upstream.pool import Pool
 
 if TYPE_CHECKING:
@@ -58,15 +59,18 @@ CANCELLED: Message = {"cancelled": True}
 
 
 class Hub:
-    def __init__(self, config: HubConfig) -> None:
+    def __init__(self, config: HubConfig, upstream_auth: UpstreamAuth | None = None) -> None:
         self.config = config
+        # the hub's own OAuth credentials for protected upstreams (never a client's token)
+        self.upstream_auth = upstream_auth or UpstreamAuth(None, None)
         self._settings = config.hub
         self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
         self.catalog.set_servers(config.enabled, tool_rules(config))
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
         self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
-        self.pool = Pool(config, self)
-        self.isolated = IsolatedConnections(self)
+        self.pool = Pool(config, self, self.upstream_auth)
+        self.upstream_auth.on_authorized = self.pool.retry_now
+        self.isolated = IsolatedConnections(self, self.upstream_auth)
         self.metrics = Metrics()
         self.quotas = QuotaBook(config.hub.auth.quotas)
         self.tasks = TaskRouter(self.catalog)

@@ -89,3 +89,21 @@ async def test_oauth_register_authorize_call_refresh_revoke(tmp_path: Path) -> N
                     headers={"authorization": f"Bearer {token}"},
                 )
                 assert r.status_code == 401
+
+
+async def test_a_rebound_host_cannot_reach_the_authorization_pages(tmp_path: Path) -> None:
+    """DNS rebinding: a page on another site, resolved to 127.0.0.1, must not load the consent page."""
+    cmd = fixture_command()
+    config: dict[str, Any] = {
+        "mcpServers": {"a": {"command": cmd[0], "args": cmd[1:]}},
+        "onemcp": {"auth": {"oauth": True}},
+    }
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=path, wait=False) as hub, httpx.AsyncClient() as http:
+            for target in ("/oauth/authorize?client_id=x", "/oauth/upstream", "/.well-known/oauth-protected-resource"):
+                r = await http.get(f"{hub.base}{target}", headers={"host": "evil.example"})
+                assert r.status_code == 421, (target, r.status_code)
+            ok = await http.get(f"{hub.base}/.well-known/oauth-authorization-server")
+            assert ok.status_code == 200

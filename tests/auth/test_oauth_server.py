@@ -1,15 +1,18 @@
 """The built-in OAuth 2.1 authorization server, over the wire: metadata, registration, PKCE codes,
-tokens with rotation and reuse detection, revocation, expiry, the consent page, metadata-document
-clients, and the MCP SDK's own OAuth client running the whole dance."""
+tokens with rotation and reuse detection, revocation, expiry, the consent page and its operator key,
+metadata-document clients, and the MCP SDK's own OAuth client running the whole dance."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from http.cookiejar import Cookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 
+from onemcp.auth.keys import KeyStore
 from onemcp.auth.oauth_server import OAuthServer
 from onemcp.auth.principal import InvalidToken
 from onemcp.downstream.asgi import Receive, Scope, Send, send_json
@@ -661,6 +665,249 @@ async def test_consent_page_expires(make: Callable[..., Harness]) -> None:
     oauth.clock.now += 601
     r = await oauth.http.post("/oauth/authorize", data={**fields, "decision": "approve"})
     assert r.status_code == 400
+
+
+# ------------------------------------------------ consent page: the operator key
+def operator_cookie(oauth: Harness) -> Cookie | None:
+    return next((c for c in oauth.http.cookies.jar if c.name == "onemcp_operator"), None)
+
+
+def send_operator_cookie(oauth: Harness, value: str, like: Cookie) -> None:
+    """The browser's operator cookie set to `value` (as its user could), where `like` was."""
+    for cookie in [c for c in oauth.http.cookies.jar if c.name == "onemcp_operator"]:
+        oauth.http.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+    oauth.http.cookies.set("onemcp_operator", value, domain=like.domain, path=like.path)
+
+
+def browser(oauth: Harness, base_url: str = ISSUER) -> Harness:
+    """Another browser (its own cookies) on the same server."""
+    return Harness(
+        oauth.server,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=oauth.server.app), base_url=base_url),
+        oauth.clock,
+    )
+
+
+@contextmanager
+def audit_lines() -> Iterator[list[str]]:
+    """The audit logger's lines while inside (whatever an earlier test configured for it)."""
+    logger = logging.getLogger("onemcp.audit")
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def approve(oauth: Harness, fields: dict[str, str], **extra: str) -> httpx.Response:
+    return await oauth.http.post("/oauth/authorize", data={**fields, "decision": "approve", **extra})
+
+
+def fields_of(page: httpx.Response) -> dict[str, str]:
+    return {name: page.text.split(f'name={name} value="', 1)[1].split('"', 1)[0] for name in ("request_id", "csrf")}
+
+
+@pytest.fixture
+def keyed(make: Callable[..., Harness], tmp_path: Path) -> tuple[Harness, KeyStore]:
+    """A consent-page server with operator policy "key"; its keys are keys.db beside oauth.db."""
+    return make(consent="page", operator="key"), KeyStore(tmp_path / "keys.db")
+
+
+async def test_loopback_operator_policy_asks_no_key(make: Callable[..., Harness]) -> None:
+    oauth = make(consent="page")
+    client_id = (await oauth.register())["client_id"]
+    fields, page = await consent_form(oauth, client_id, pkce()[1])
+    assert "operator_key" not in page.text
+    assert (await approve(oauth, fields)).status_code == 303
+
+
+async def test_auto_consent_asks_no_operator_key(make: Callable[..., Harness]) -> None:
+    oauth = make(consent="auto", operator="key")
+    client_id = (await oauth.register())["client_id"]
+    assert (await oauth.tokens(client_id))["access_token"]
+
+
+async def test_operator_key_is_needed_to_approve(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    user = keys.create("user", ["mcp"])
+    revoked = keys.create("old admin", ["admin"])
+    assert keys.revoke(revoked.split("_")[1])
+    expired = keys.create("stale admin", ["admin"], expires=time.time() - 1)
+    client_id = (await oauth.register())["client_id"]
+    verifier, challenge = pkce()
+    fields, page = await consent_form(oauth, client_id, challenge)
+    assert "type=password name=operator_key" in page.text
+    refused: list[dict[str, str]] = [
+        {},
+        {"operator_key": "omk_123456789abc_not-the-secret"},
+        {"operator_key": "not even a key"},
+        {"operator_key": user},
+    ]
+    for left, extra in zip(range(4, 0, -1), refused, strict=True):
+        r = await approve(oauth, fields, **extra)
+        assert r.status_code == 403 and "location" not in r.headers, extra
+        assert "operator_key" in r.text and f"Attempts left: {left}." in r.text
+        again = fields_of(r)  # the same request, answerable again, with a fresh CSRF token
+        assert again["request_id"] == fields["request_id"] and again["csrf"] != fields["csrf"]
+        fields = again
+    admin = keys.create("operator", ["admin"])
+    r = await approve(oauth, fields, operator_key=revoked)
+    assert r.status_code == 403  # the fifth refusal ends the request
+    assert "cancelled" in r.text and "operator_key" not in r.text
+    assert (await approve(oauth, fields, operator_key=admin)).status_code == 400
+
+    fields, _ = await consent_form(oauth, client_id, challenge)
+    r = await approve(oauth, fields, operator_key=expired)
+    assert r.status_code == 403 and "Attempts left: 4." in r.text
+    fields = fields_of(r)
+    r = await approve(oauth, fields, operator_key=admin)
+    assert r.status_code == 303
+    got = query(r.headers["location"])
+    token = await oauth.token(
+        grant_type="authorization_code",
+        code=got["code"],
+        redirect_uri=REDIRECT,
+        client_id=client_id,
+        code_verifier=verifier,
+    )
+    assert token.status_code == 200 and token.json()["scope"] == "mcp admin"
+    cookie = next(v for v in r.headers.get_list("set-cookie") if v.startswith("onemcp_operator="))
+    assert "Max-Age=43200" in cookie and "Path=/oauth/authorize" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    assert admin.split("_", 2)[2] not in cookie  # omk_<id>_<secret>: the secret is never in it
+
+
+async def test_an_old_csrf_token_does_not_outlive_a_refusal(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("operator", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    assert (await approve(oauth, fields, operator_key="omk_x_y")).status_code == 403
+    r = await approve(oauth, fields, operator_key=admin)  # the page shown before the refusal
+    assert r.status_code == 400 and "location" not in r.headers
+
+
+async def test_deny_needs_no_operator_key(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, _ = keyed
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    r = await oauth.http.post("/oauth/authorize", data={**fields, "decision": "deny"})
+    assert r.status_code == 303
+    assert query(r.headers["location"])["error"] == "access_denied"
+
+
+async def test_operator_cookie_skips_the_key_in_the_same_browser_only(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    # the same browser: no key field, the page names the key, and approving needs nothing more
+    fields, page = await consent_form(oauth, client_id, pkce()[1])
+    assert "operator_key" not in page.text and "<code>laptop</code>" in page.text
+    r = await approve(oauth, fields)
+    assert r.status_code == 303 and "code" in query(r.headers["location"])
+    assert not any(v.startswith("onemcp_operator=") for v in r.headers.get_list("set-cookie"))
+    # another browser
+    other = browser(oauth)
+    async with other.http:
+        fields, page = await consent_form(other, client_id, pkce()[1])
+        assert "operator_key" in page.text
+        assert (await approve(other, fields)).status_code == 403
+
+
+async def test_operator_cookie_lasts_twelve_hours(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    oauth.clock.now += 12 * 3600 + 1
+    fields, page = await consent_form(oauth, client_id, pkce()[1])
+    assert "operator_key" in page.text
+    assert operator_cookie(oauth) is None  # the page cleared the stale cookie
+
+
+async def test_tampered_operator_cookie_is_refused(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    genuine = operator_cookie(oauth)
+    assert genuine is not None and genuine.value is not None
+    key_id, expires, mac = genuine.value.split(".")
+    forgeries = [
+        f"{keys.create('user', ['mcp']).split('_')[1]}.{expires}.{mac}",  # another key's id
+        f"{key_id}.{int(expires) + 86400}.{mac}",  # a longer life
+        f"{key_id}.{expires}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",  # a changed MAC
+        "garbage",
+    ]
+    with audit_lines() as lines:
+        for forged in forgeries:
+            send_operator_cookie(oauth, forged, like=genuine)
+            fields, page = await consent_form(oauth, client_id, pkce()[1])
+            assert "operator_key" in page.text and operator_cookie(oauth) is None, forged  # asked; cleared
+            send_operator_cookie(oauth, forged, like=genuine)  # and sent anyway
+            r = await approve(oauth, fields)
+            assert r.status_code == 403 and "location" not in r.headers, forged
+    assert sum("operator cookie is not genuine" in line for line in lines) == len(forgeries)
+
+
+async def test_operator_cookie_of_a_revoked_key_is_refused(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    cookie = operator_cookie(oauth)
+    assert cookie is not None and cookie.value is not None
+    assert keys.revoke(admin.split("_")[1])
+    fields, page = await consent_form(oauth, client_id, pkce()[1])
+    assert "operator_key" in page.text and operator_cookie(oauth) is None  # shown the field; cookie cleared
+    send_operator_cookie(oauth, cookie.value, like=cookie)  # sent anyway
+    with audit_lines() as lines:
+        r = await approve(oauth, fields)
+    assert r.status_code == 403 and "location" not in r.headers
+    assert any("auth denied" in line and "revoked" in line for line in lines)
+
+
+async def test_operator_decisions_are_audited_without_the_key(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    wrong = admin[:-1] + ("A" if admin[-1] != "A" else "B")
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    with audit_lines() as lines:
+        r = await approve(oauth, fields, operator_key=wrong)
+        assert r.status_code == 403
+        assert (await approve(oauth, fields_of(r), operator_key=admin)).status_code == 303
+    key_id = admin.split("_")[1]
+    assert any("auth denied" in line and "unknown API key" in line and "refused=1/5" in line for line in lines)
+    assert any("auth allowed" in line and f"operator=key:{key_id}" in line for line in lines)
+    assert any("oauth consent given" in line and f"operator=key:{key_id}" in line for line in lines)
+    secrets_seen = [line for line in lines if admin.split("_", 2)[2] in line or wrong.split("_", 2)[2] in line]
+    assert secrets_seen == []
+
+
+async def test_operator_cookie_is_secure_over_https(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    secure = browser(oauth, "https://127.0.0.1:9")
+    async with secure.http:
+        fields, page = await consent_form(secure, client_id, pkce()[1])
+        assert "; Secure" in page.headers["set-cookie"]
+        r = await approve(secure, fields, operator_key=admin)
+        assert r.status_code == 303
+        cookie = next(v for v in r.headers.get_list("set-cookie") if v.startswith("onemcp_operator="))
+        assert "; Secure" in cookie
 
 
 # ------------------------------------------------- client metadata documents

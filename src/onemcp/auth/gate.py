@@ -48,7 +48,9 @@ class RateLimiter:
 
 
 class Gate:
-    def __init__(self, settings: AuthSettings, config_dir: Path | None, public_url: str | None) -> None:
+    def __init__(
+        self, settings: AuthSettings, config_dir: Path | None, public_url: str | None, bind_host: str = "127.0.0.1"
+    ) -> None:
         self.settings = settings
         self.required = settings.required
         self.public_url = settings.public_url or public_url
@@ -64,6 +66,7 @@ class Gate:
             self.issuers.append(settings.jwt.issuer)
         self.oauth: Any = None
         if settings.oauth and config_dir is not None:
+            from onemcp.auth.oauth_authorize import operator_policy
             from onemcp.auth.oauth_server import OAuthServer
 
             base = self.resource({}).removesuffix("/mcp")
@@ -73,6 +76,8 @@ class Gate:
                 self.resource({}),
                 scopes_supported=[BASE, ADMIN],
                 consent=settings.oauth_consent,
+                operator=operator_policy(settings.oauth_operator, bind_host, settings.public_url),
+                keys=self.keys,
             )
             self.verifiers.append(self.oauth)
             self.issuers.append(base)

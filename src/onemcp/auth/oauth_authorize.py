@@ -1,27 +1,41 @@
-"""The authorization endpoint's rules: checking a request, and the consent pages awaiting an answer.
+"""The authorization endpoint's rules: checking a request, the consent pages awaiting an answer, and who may approve.
 
 Owns what makes an authorization request acceptable once its client and redirect URI are
 trusted (response_type=code, PKCE S256 required, the hub as `resource`, known scopes), the
-parameter parsing shared with the token endpoint, building the redirect back to the client, and
-the bounded, expiring table of consent pages shown but not yet answered. No HTTP I/O here
-(`oauth_server` reads requests and sends pages).
+parameter parsing shared with the token endpoint, building the redirect back to the client,
+the bounded, expiring table of consent pages shown but not yet answered (with the count of
+approvals refused on each), and the operator policy: which bind is trusted as it is, and the
+check of an operator's admin API key or of the signed cookie that remembers it. No HTTP I/O
+here (`oauth_server` reads requests, sends pages and sets cookies).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from onemcp.auth.oauth_grants import OAuthError, check_resource
-from onemcp.auth.principal import BASE
+from onemcp.auth.keys import KeyStore
+from onemcp.auth.oauth_grants import Clock, OAuthError, check_resource
+from onemcp.auth.principal import ADMIN, BASE, InvalidToken
 from onemcp.auth.store import ClientRecord
+from onemcp.downstream.guard import is_loopback
 
 MAX_PARAMS = 100
 PENDING_LIMIT = 1000  # consent pages awaiting an answer
 PENDING_TTL = 600.0
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url(sha256), unpadded
+OPERATOR_ATTEMPTS = 5  # approvals of one consent page refused for want of the operator key, then it is dropped
+OPERATOR_TTL = 12 * 3600.0  # how long a browser is remembered after its operator typed the key
+SEALED = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")  # key id . expiry . MAC
+
+OperatorPolicy = Literal["loopback", "key"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,20 @@ class PendingConsent:
     request: AuthorizationRequest
     csrf: str
     expires: float
+    refused: int = 0  # approvals refused so far (no valid operator key)
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The operator who approves: an admin API key, typed now or remembered by the browser's cookie."""
+
+    key_id: str
+    name: str
+    cookie: str | None = None  # the cookie value that remembers a key typed just now
+
+
+class NotOperator(Exception):
+    """No valid operator key or cookie; the message says why (for the audit log, never the key itself)."""
 
 
 def parse_params(raw: str) -> tuple[dict[str, str], set[str]]:
@@ -105,17 +133,103 @@ class PendingConsents:
     def __init__(self) -> None:
         self._pending: dict[str, PendingConsent] = {}
 
-    def add(self, request: AuthorizationRequest, now: float) -> tuple[str, str]:
-        """Remember `request`; its (request id, CSRF token)."""
+    def add(self, request: AuthorizationRequest, now: float) -> tuple[str, PendingConsent]:
+        """Remember `request`; its request id, and the entry (with its CSRF token)."""
         for rid in [rid for rid, p in self._pending.items() if p.expires <= now]:
             del self._pending[rid]
         while len(self._pending) >= PENDING_LIMIT:
             del self._pending[next(iter(self._pending))]  # the oldest
         request_id, csrf = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
-        self._pending[request_id] = PendingConsent(request, csrf, now + PENDING_TTL)
-        return request_id, csrf
+        pending = self._pending[request_id] = PendingConsent(request, csrf, now + PENDING_TTL)
+        return request_id, pending
+
+    def get(self, request_id: str, now: float) -> PendingConsent | None:
+        """The pending consent, still pending."""
+        pending = self._pending.get(request_id)
+        if pending is not None and pending.expires <= now:
+            del self._pending[request_id]
+            return None
+        return pending
 
     def take(self, request_id: str, now: float) -> PendingConsent | None:
         """The pending consent, forgotten now whatever the answer turns out to be."""
         pending = self._pending.pop(request_id, None)
         return None if pending is None or pending.expires <= now else pending
+
+    def refuse(self, request_id: str, now: float) -> PendingConsent | None:
+        """Count a refused approval: the consent again with a fresh CSRF token (same expiry), or None
+        when that was the OPERATOR_ATTEMPTS-th refusal (it is then forgotten)."""
+        pending = self.get(request_id, now)
+        if pending is None:
+            return None
+        if pending.refused + 1 >= OPERATOR_ATTEMPTS:
+            del self._pending[request_id]
+            return None
+        again = replace(pending, csrf=secrets.token_urlsafe(32), refused=pending.refused + 1)
+        self._pending[request_id] = again
+        return again
+
+
+def operator_policy(configured: OperatorPolicy | None, bind_host: str, public_url: str | None) -> OperatorPolicy:
+    """The `oauthOperator` policy: as configured; else "loopback" when only this machine can reach the
+    consent page (a loopback bind, and no publicUrl naming another host, as behind a reverse proxy),
+    else "key"."""
+    if configured is not None:
+        return configured
+    if not is_loopback(bind_host.strip("[]")):
+        return "key"
+    if public_url is not None and not is_loopback(urlsplit(public_url).hostname or ""):
+        return "key"
+    return "loopback"
+
+
+class OperatorCheck:
+    """Is the person answering a consent page the hub's operator? An API key with the admin scope says so.
+
+    A typed key earns a cookie value: its key id and an expiry, HMAC-signed with a secret of this
+    process (a restart asks for the key again). The cookie stands for the key only while the key is
+    valid: revoke it, let it expire or take `admin` from it, and every cookie it earned is refused.
+    """
+
+    def __init__(self, keys: KeyStore, clock: Clock) -> None:
+        self.keys = keys
+        self.clock = clock
+        self._secret = secrets.token_bytes(32)
+
+    async def typed(self, key: str) -> Operator:
+        """The operator `key` proves, with the cookie value to remember it by; else NotOperator."""
+        try:
+            principal = await self.keys.verify(key.strip())
+        except InvalidToken as exc:
+            raise NotOperator(str(exc)) from None
+        if principal is None:
+            raise NotOperator("not an API key")
+        if not principal.is_admin:
+            raise NotOperator("the API key lacks the admin scope")
+        key_id = principal.id.removeprefix("key:")
+        body = f"{key_id}.{int(self.clock() + OPERATOR_TTL)}"
+        return Operator(key_id, principal.labels.get("name", key_id), f"{body}.{self._mac(body)}")
+
+    def remembered(self, cookie: str) -> Operator:
+        """The operator a cookie from `typed` names, while it is unexpired and its key valid; else NotOperator."""
+        sealed = SEALED.fullmatch(cookie)
+        if sealed is None or not hmac.compare_digest(
+            sealed[3].encode(), self._mac(f"{sealed[1]}.{sealed[2]}").encode()
+        ):
+            raise NotOperator("the operator cookie is not genuine")
+        if int(sealed[2]) <= self.clock():
+            raise NotOperator("the operator cookie expired")
+        info = next((k for k in self.keys.list() if k.id == sealed[1]), None)
+        if info is None:
+            raise NotOperator("the operator cookie names an unknown API key")
+        if info.revoked is not None:
+            raise NotOperator("the operator cookie's API key was revoked")
+        if info.expires is not None and info.expires < time.time():  # the key store's own clock
+            raise NotOperator("the operator cookie's API key has expired")
+        if ADMIN not in info.scopes:
+            raise NotOperator("the operator cookie's API key lacks the admin scope")
+        return Operator(info.id, info.name)
+
+    def _mac(self, body: str) -> str:
+        mac = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()

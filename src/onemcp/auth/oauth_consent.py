@@ -1,7 +1,8 @@
 """The pages a person sees at the authorization endpoint: the consent form and the error page.
 
 Owns the HTML (every interpolated value escaped) and the headers that keep it from being framed
-or cached. Does not decide anything: `oauth_server` validates the request and checks the form.
+or cached. Does not decide anything: `oauth_server` validates the request, checks the form and
+the operator key, and says which of the form's variants to show.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto; 
 h1 { font-size: 1.3rem; } code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; word-break: break-all; }
 ul { padding-left: 1.2rem; } .note { color: #666; font-size: .9rem; }
 button { font-size: 1rem; padding: .5rem 1.2rem; margin-right: .5rem; cursor: pointer; }
+label { display: block; margin: 1rem 0; } input[type=password] { width: 100%; font-size: 1rem; padding: .4rem; }
+.error { color: #a00; font-weight: bold; }
 """
 
 
@@ -45,8 +48,15 @@ def consent_page(
     action: str,
     request_id: str,
     csrf: str,
+    ask_key: bool = False,
+    operator_name: str | None = None,
+    error: str | None = None,
 ) -> bytes:
-    """Approve or deny, posted back to `action` with the request id and the CSRF token."""
+    """Approve or deny, posted back to `action` with the request id and the CSRF token.
+
+    `ask_key`: the form has an operator key field (needed to approve, not to deny); `operator_name`:
+    the API key this browser is remembered by; `error`: why the last answer was not accepted.
+    """
     who = (
         f"its identity is the document at <code>{escape(client_id)}</code>"
         if verified_by_url
@@ -54,13 +64,27 @@ def consent_page(
     )
     host = urlsplit(redirect_uri).netloc
     items = "".join(f"<li><code>{escape(s)}</code></li>" for s in scopes)
+    operator = ""
+    if ask_key:
+        # not `required`: Deny must go through without it
+        operator = (
+            "<label>Operator key (an API key with the <code>admin</code> scope, from "
+            "<code>onemcp auth key create --scope admin</code>)"
+            "<input type=password name=operator_key autocomplete=off></label>"
+            "<p class=note>Needed to approve, not to deny. This browser is then remembered for 12 hours"
+            " (if it approved here recently, you may leave the field empty).</p>"
+        )
+    elif operator_name is not None:
+        operator = f"<p class=note>Approving as the operator key <code>{escape(operator_name)}</code>.</p>"
     body = (
-        f"<h1>Allow <strong>{escape(client_name)}</strong> to use this MCP hub?</h1>"
+        (f"<p class=error role=alert>{escape(error)}</p>" if error else "")
+        + f"<h1>Allow <strong>{escape(client_name)}</strong> to use this MCP hub?</h1>"
         f"<p class=note>The application asks for:</p><ul>{items}</ul>"
         f"<p class=note>After you decide you go back to <code>{escape(host)}</code>; {who}.</p>"
         f'<form method=post action="{escape(action)}">'
         f'<input type=hidden name=request_id value="{escape(request_id)}">'
         f'<input type=hidden name=csrf value="{escape(csrf)}">'
+        f"{operator}"
         "<button type=submit name=decision value=approve>Approve</button>"
         "<button type=submit name=decision value=deny>Deny</button>"
         "</form>"

@@ -2,12 +2,13 @@
 
 Owns the endpoints: RFC 8414 metadata (also at the OIDC discovery paths), RFC 7591 registration,
 the authorization endpoint (request checks, the consent page and its CSRF cookie, or "auto"
-consent), the token endpoint with client authentication, RFC 7009 revocation; the lookup of
-clients (registered, or Client ID Metadata Documents fetched and cached); and `verify`, the
-`Verifier` the gate asks about bearer tokens. The rules live in `oauth_authorize` (requests),
-`oauth_grants` (codes and tokens) and `oauth_clients` (client metadata); storage in `store`;
-pages in `oauth_consent`. The resource-server side (401s, RFC 9728 metadata, scopes at call
-time) is the gate's.
+consent; with operator policy "key", the operator key field, its refusals, and the signed cookie
+that remembers an operator's browser), the token endpoint with client authentication, RFC 7009
+revocation; the lookup of clients (registered, or Client ID Metadata Documents fetched and
+cached); and `verify`, the `Verifier` the gate asks about bearer tokens. The rules live in
+`oauth_authorize` (requests, and who may approve), `oauth_grants` (codes and tokens) and
+`oauth_clients` (client metadata); storage in `store`; pages in `oauth_consent`. The
+resource-server side (401s, RFC 9728 metadata, scopes at call time) is the gate's.
 
 Errors: an `OAuthError` becomes an RFC 6749 §5.2 JSON reply at the token, registration and
 revocation endpoints; at the authorization endpoint it becomes a redirect with `error=` once
@@ -29,9 +30,16 @@ from urllib.parse import unquote_plus, urlsplit
 
 import orjson
 
+from onemcp.auth.keys import KeyStore
 from onemcp.auth.oauth_authorize import (
-    PENDING_TTL,
+    OPERATOR_ATTEMPTS,
+    OPERATOR_TTL,
     AuthorizationRequest,
+    NotOperator,
+    Operator,
+    OperatorCheck,
+    OperatorPolicy,
+    PendingConsent,
     PendingConsents,
     check_request,
     parse_params,
@@ -69,6 +77,7 @@ BODY_LIMIT = 64 * 1024
 METADATA_CACHE_TTL = 600.0  # seconds a fetched client metadata document is trusted
 MAX_CLIENTS = 10_000  # registered (and, separately, cached metadata-document) clients
 FORM = "application/x-www-form-urlencoded"
+OPERATOR_COOKIE = "onemcp_operator"
 NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 CORS = [(b"access-control-allow-origin", b"*")]  # browser-based MCP clients call these endpoints
 PREFLIGHT = [
@@ -99,6 +108,8 @@ class OAuthServer:
         *,
         scopes_supported: list[str],
         consent: Literal["page", "auto"] = "page",
+        operator: OperatorPolicy = "loopback",
+        keys: KeyStore | None = None,
         allow_insecure_loopback_metadata: bool = False,
         access_token_ttl: float = 15 * 60,
         refresh_token_ttl: float = 30 * 86400,
@@ -114,6 +125,10 @@ class OAuthServer:
         self.store = OAuthStore(store_path)
         self.grants = Grants(self.store, self.resource, Lifetimes(access_token_ttl, refresh_token_ttl, code_ttl), clock)
         self._pending = PendingConsents()
+        # policy "key": approving needs an admin API key (from `keys`, by default keys.db beside the store)
+        self.operators = (
+            OperatorCheck(keys or KeyStore(store_path.with_name("keys.db")), clock) if operator == "key" else None
+        )
         base = urlsplit(self.issuer).path.rstrip("/")
         self.paths = {name: f"{base}/oauth/{name}" for name in ("authorize", "token", "register", "revoke")}
         metadata_paths = {
@@ -277,35 +292,48 @@ class OAuthServer:
             await send_empty(send, 302, [(b"location", with_params(redirect_uri, target).encode()), *NO_STORE])
             return
         if self.consent == "auto":
-            await self._answer(send, request, approved=True, status=302)
+            await self._answer(send, request, approved=True, status=302, operator="auto")
             return
-        await self._show_consent(send, request)
+        await self._show_consent(scope, send, *self._pending.add(request, self.clock()))
 
-    async def _show_consent(self, send: Send, request: AuthorizationRequest) -> None:
-        request_id, csrf = self._pending.add(request, self.clock())
-        client = request.client
+    async def _show_consent(
+        self, scope: Scope, send: Send, request_id: str, pending: PendingConsent, *, error: str | None = None
+    ) -> None:
+        """The consent page for a pending request, with its CSRF cookie; in policy "key", with the operator
+        key field unless this browser's operator cookie is good (then it names the key)."""
+        headers = [*PAGE_HEADERS, (b"set-cookie", self._csrf_cookie(scope, request_id, pending).encode())]
+        remembered = None
+        if self.operators is not None:
+            remembered, stale = self._remembered(scope)
+            if stale:
+                headers.append((b"set-cookie", self._operator_cookie(scope, None).encode()))
+        client = pending.request.client
         page = consent_page(
             client_name=client.name,
             client_id=client.client_id,
             verified_by_url=client.source == "cimd",
-            redirect_uri=request.redirect_uri,
-            scopes=request.scopes,
+            redirect_uri=pending.request.redirect_uri,
+            scopes=pending.request.scopes,
             action=self.paths["authorize"],
             request_id=request_id,
-            csrf=csrf,
+            csrf=pending.csrf,
+            ask_key=self.operators is not None and remembered is None,
+            operator_name=None if remembered is None else remembered.name,
+            error=error,
         )
-        cookie = f"{self._cookie(request_id)}={csrf}; Max-Age={int(PENDING_TTL)}; {self._cookie_attributes()}"
-        await send_bytes(send, 200, page, HTML, [*PAGE_HEADERS, (b"set-cookie", cookie.encode())])
+        await send_bytes(send, 200 if error is None else 403, page, HTML, headers)
 
     async def _consent(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """POST: the consent form's answer; checked against the pending request and its CSRF cookie."""
+        """POST: the consent form's answer; checked against the pending request and its CSRF cookie, and
+        an approval (policy "key") against the operator key typed or the operator cookie."""
         try:
             params, _ = parse_params((await self._body(scope, receive, form=True)).decode("utf-8", "replace"))
         except OAuthError as exc:
             await self._refuse(scope, send, exc.description)
             return
         request_id = params.get("request_id", "")
-        pending = self._pending.take(request_id, self.clock())  # one answer per page, right or wrong
+        now = self.clock()
+        pending = self._pending.get(request_id, now)
         if pending is None:
             await self._refuse(scope, send, "This authorization request expired or was already answered.")
             return
@@ -313,14 +341,100 @@ class OAuthServer:
         cookie = cookies(scope).get(self._cookie(request_id), "")
         cookie_ok = hmac.compare_digest(cookie.encode(), pending.csrf.encode())
         if not (form_ok and cookie_ok):
+            self._pending.take(request_id, now)  # a forged answer ends the request too
             await self._refuse(scope, send, "The consent form failed its CSRF check; start again from the application.")
             return
-        decision = params.get("decision")
-        clear = f"{self._cookie(request_id)}=; Max-Age=0; {self._cookie_attributes()}"
-        await self._answer(send, pending.request, approved=decision == "approve", status=303, cookie=clear)
+        approved = params.get("decision") == "approve"
+        set_cookies = [f"{self._cookie(request_id)}=; Max-Age=0; {self._cookie_attributes(scope)}"]
+        operator = "loopback"
+        if approved and self.operators is not None:
+            typed = params.get("operator_key", "").strip()
+            try:
+                proven = await self._operator(scope, typed)
+            except NotOperator as exc:
+                await self._operator_refused(scope, send, request_id, pending, str(exc), typed=bool(typed))
+                return
+            operator = f"key:{proven.key_id}"
+            audit.info(
+                "auth allowed path=%s operator=%s by=%s client=%s",
+                scope.get("path", ""),
+                operator,
+                "typed key" if proven.cookie is not None else "cookie",
+                pending.request.client.client_id,
+            )
+            if proven.cookie is not None:
+                set_cookies.append(self._operator_cookie(scope, proven.cookie))
+        if self._pending.take(request_id, now) is not pending:  # answered (or refused) meanwhile
+            await self._refuse(scope, send, "This authorization request expired or was already answered.")
+            return
+        await self._answer(send, pending.request, approved=approved, status=303, cookies=set_cookies, operator=operator)
+
+    async def _operator(self, scope: Scope, typed: str) -> Operator:
+        """The operator approving: by the key typed (it wins when given), else by this browser's cookie."""
+        assert self.operators is not None
+        if typed:
+            return await self.operators.typed(typed)
+        remembered, stale = self._remembered(scope)
+        if remembered is not None:
+            return remembered
+        raise NotOperator(stale or "no operator key given")
+
+    def _remembered(self, scope: Scope) -> tuple[Operator | None, str | None]:
+        """The operator this browser's cookie names; or why a cookie it sent is not good (None: it sent none)."""
+        assert self.operators is not None
+        value = cookies(scope).get(OPERATOR_COOKIE)
+        if not value:
+            return None, None
+        try:
+            return self.operators.remembered(value), None
+        except NotOperator as exc:
+            return None, str(exc)
+
+    async def _operator_refused(
+        self, scope: Scope, send: Send, request_id: str, pending: PendingConsent, reason: str, *, typed: bool
+    ) -> None:
+        """An approval without a valid operator key: the page again with a fresh CSRF token, or, after
+        OPERATOR_ATTEMPTS of them, the request dropped. The audit line says why; never the key."""
+        again = self._pending.refuse(request_id, self.clock())
+        client_id = pending.request.client.client_id
+        audit.info(
+            "auth denied path=%s reason=operator: %s client=%s request=%s refused=%d/%d",
+            scope.get("path", ""),
+            reason,
+            client_id,
+            request_id,
+            pending.refused + 1,
+            OPERATOR_ATTEMPTS,
+        )
+        if again is None:
+            audit.info(
+                "oauth consent dropped client=%s request=%s reason=too many operator refusals", client_id, request_id
+            )
+            detail = (
+                f"Approval was refused {OPERATOR_ATTEMPTS} times for want of a valid operator key, so this"
+                " authorization request was cancelled. Start again from the application."
+            )
+            clear = f"{self._cookie(request_id)}=; Max-Age=0; {self._cookie_attributes(scope)}"
+            headers = [*PAGE_HEADERS, (b"set-cookie", clear.encode())]
+            await send_bytes(send, 403, error_page("Authorization cancelled", detail), HTML, headers)
+            return
+        left = OPERATOR_ATTEMPTS - again.refused
+        error = (
+            "That is not a valid operator key: it must be an unexpired, unrevoked API key with the admin scope."
+            if typed
+            else "Approving needs the operator key: an unexpired, unrevoked API key with the admin scope."
+        )
+        await self._show_consent(scope, send, request_id, again, error=f"{error} Attempts left: {left}.")
 
     async def _answer(
-        self, send: Send, request: AuthorizationRequest, *, approved: bool, status: int, cookie: str | None = None
+        self,
+        send: Send,
+        request: AuthorizationRequest,
+        *,
+        approved: bool,
+        status: int,
+        operator: str,
+        cookies: list[str] | None = None,
     ) -> None:
         """Send the browser back to the client with a code, or with access_denied."""
         client_id = request.client.client_id
@@ -329,21 +443,33 @@ class OAuthServer:
                 client_id, request.redirect_uri, request.redirect_explicit, request.challenge, request.scopes
             )
             params: dict[str, str | None] = {"code": code, "state": request.state, "iss": self.issuer}
-            audit.info("oauth consent given client=%s scopes=%s", client_id, " ".join(request.scopes))
+            audit.info(
+                "oauth consent given client=%s scopes=%s operator=%s", client_id, " ".join(request.scopes), operator
+            )
         else:
             params = {"error": "access_denied", "state": request.state, "iss": self.issuer}
             audit.info("oauth consent refused client=%s", client_id)
         headers = [(b"location", with_params(request.redirect_uri, params).encode()), *NO_STORE]
-        if cookie is not None:
-            headers.append((b"set-cookie", cookie.encode()))
+        headers += [(b"set-cookie", cookie.encode()) for cookie in cookies or []]
         await send_empty(send, status, headers)
 
     def _cookie(self, request_id: str) -> str:
         return f"onemcp_consent_{request_id}"
 
-    def _cookie_attributes(self) -> str:
-        secure = "; Secure" if self.issuer.startswith("https://") else ""
-        return f"Path={self.paths['authorize']}; HttpOnly; SameSite=Strict{secure}"
+    def _csrf_cookie(self, scope: Scope, request_id: str, pending: PendingConsent) -> str:
+        max_age = max(0, int(pending.expires - self.clock()))
+        return f"{self._cookie(request_id)}={pending.csrf}; Max-Age={max_age}; {self._cookie_attributes(scope)}"
+
+    def _operator_cookie(self, scope: Scope, value: str | None) -> str:
+        """Set (or, with None, clear) the cookie that remembers this browser's operator."""
+        max_age = int(OPERATOR_TTL) if value is not None else 0
+        return f"{OPERATOR_COOKIE}={value or ''}; Max-Age={max_age}; {self._cookie_attributes(scope)}"
+
+    def _cookie_attributes(self, scope: Scope) -> str:
+        """Sent only to the authorization endpoint, never to scripts or other sites; Secure over https
+        (here, or at a TLS-terminating proxy in front of an https issuer)."""
+        https = scope.get("scheme") == "https" or self.issuer.startswith("https://")
+        return f"Path={self.paths['authorize']}; HttpOnly; SameSite=Strict{'; Secure' if https else ''}"
 
     async def _refuse(self, scope: Scope, send: Send, detail: str) -> None:
         """400 for an authorization request that cannot be sent back to the client."""

@@ -20,6 +20,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
 
+class UpstreamOAuth(_Model):
+    """How the hub authorizes itself with an OAuth-protected upstream (the hub is the client)."""
+
+    # A client registered with the upstream's authorization server beforehand; without it the
+    # hub registers itself dynamically (RFC 7591) when the server offers that.
+    client_id: str | None = Field(None, alias="clientId")
+    client_secret: str | None = Field(None, alias="clientSecret")
+    auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = Field(None, alias="authMethod")
+    scopes: list[str] | None = None  # default: what the server's challenge or metadata asks for
+
+
 class ServerConfig(_Model):
     """One upstream: a stdio command or an HTTP URL."""
 
@@ -30,6 +41,9 @@ class ServerConfig(_Model):
     url: str | None = None
     type: Literal["stdio", "http", "streamable-http", "streamableHttp", "sse"] | None = None
     headers: dict[str, str] = {}
+    # OAuth for a protected HTTP upstream: on by default (used when the server answers 401);
+    # false turns it off, an object pre-registers a client or fixes the scopes.
+    oauth: bool | UpstreamOAuth = True
     # More URLs serving the same server: calls are balanced over the healthy ones, a session
     # sticks to one, a failing one is ejected (breaker, supervisor) and probed back.
     replicas: list[str] = []
@@ -126,6 +140,10 @@ class AuthSettings(_Model):
     # "page": the operator approves each authorization in the browser; "auto": approve at once
     # (only for a hub nobody else can reach)
     oauth_consent: Literal["page", "auto"] = Field("page", alias="oauthConsent")
+    # Who may click Approve on the consent page. "loopback": whoever reaches it (safe when only this
+    # machine can); "key": whoever types an API key with the admin scope (remembered per browser for
+    # 12 h). Unset: "loopback" on a loopback bind (and a loopback publicUrl, if any), else "key".
+    oauth_operator: Literal["loopback", "key"] | None = Field(None, alias="oauthOperator")
     public_url: str | None = Field(None, alias="publicUrl")  # the canonical /mcp URL (resource)
     rate_limit: RateLimit | None = Field(None, alias="rateLimit")
     quotas: list[Quota] = []

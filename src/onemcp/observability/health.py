@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import Metric
 
+from onemcp.downstream.upstream_auth import views
 from onemcp.hub import Hub
 from onemcp.observability.metrics import counter, gauge
 
@@ -14,9 +15,11 @@ if TYPE_CHECKING:
     from onemcp.reload import Reloader
 
 
-def health(hub: Hub) -> dict[str, Any]:
+def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
+    """The hub's state; `links`: include upstream authorization links (only for an unexposed hub)."""
     conns = hub.pool.connections
     upstreams: dict[str, Any] = {}
+    authorizations = views(hub, with_link=links)
     for name, slot in hub.pool.slots.items():
         conn = hub.pool.get(name) or slot.conn
         counts = hub.catalog.counts(name)
@@ -44,6 +47,7 @@ def health(hub: Hub) -> dict[str, Any]:
             "isolation": conn.config.isolation,
             "sessionConnections": hub.isolated.count(name),
             "lastError": conn.last_error,
+            "authorization": authorizations.get(name),
         }
     for name, server in hub.config.servers.items():
         if server.disabled:

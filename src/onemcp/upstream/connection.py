@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -36,6 +36,7 @@ from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call
 from onemcp.upstream.feed import ChangeFeed
+from onemcp.upstream.oauth_client import UpstreamAuth
 from onemcp.upstream.transport import SessionExpired, Transport, TransportError
 
 State = Literal["starting", "ready", "failed", "stopped"]
@@ -501,14 +502,15 @@ class UpstreamConnection:
         return sum(1 for call in self._pending.values() if call.origin is not None)
 
 
-def make_transport(name: str, config: ServerConfig) -> Transport:
+def make_transport(name: str, config: ServerConfig, auth: UpstreamAuth | None = None) -> Transport:
+    """The transport for `config`; HTTP ones carry the hub's own OAuth credential when they may need one."""
     from onemcp.upstream.http import StreamableHttpTransport
     from onemcp.upstream.sse import SseTransport
     from onemcp.upstream.stdio import StdioTransport
 
-    kinds: dict[str, Callable[[str, ServerConfig], Transport]] = {
-        "stdio": StdioTransport,
-        "http": StreamableHttpTransport,
-        "sse": SseTransport,
-    }
-    return kinds[config.transport](name, config)
+    if config.transport == "stdio":
+        return StdioTransport(name, config)
+    credential = auth.for_server(name, config) if auth is not None else None
+    if config.transport == "sse":
+        return SseTransport(name, config, credential)
+    return StreamableHttpTransport(name, config, credential)

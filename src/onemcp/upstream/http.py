@@ -3,9 +3,10 @@
 Owns the HTTP conversation with one upstream URL: session id capture and echo, the
 MCP-Protocol-Version header, JSON or SSE response bodies (parsed as they arrive, in the
 event loop's callbacks), the standalone GET stream for server notifications, and
-reporting an expired session (404) so the connection can re-initialize. Never forwards a
-downstream client's credentials: the only headers sent are the ones in this server's
-own config.
+reporting an expired session (404) so the connection can re-initialize, and carrying the
+hub's own OAuth token for this upstream (refreshed before expiry; a 401 is recovered from once,
+by refresh, before the request fails). Never forwards a downstream client's credentials: the
+only headers sent are this server's own config and the hub's own token.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.h1 import Exchange, HttpError, Pool
+from onemcp.upstream.oauth_client import ServerAuth
 from onemcp.upstream.transport import Deliver, Fail, SessionExpired, Transport, TransportError
 
 GET_RETRY_MAX = 30.0
@@ -42,6 +44,16 @@ def make_pool(config: ServerConfig, url: str) -> Pool:
         return Pool(url, connect_timeout=min(config.startup_timeout, config.timeout, 30.0))
     except HttpError as exc:
         raise TransportError(str(exc)) from None
+
+
+class AuthRejected(TransportError):
+    """The upstream refused our credentials (401, or 403 for want of scope)."""
+
+    def __init__(self, message: str, status: int, challenge: str | None, used: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.challenge = challenge
+        self.used = used  # the Authorization header the refused request carried
 
 
 class EventSink:
@@ -67,9 +79,12 @@ class EventSink:
 class PostExchange(Exchange):
     """One POSTed message: its reply (JSON or SSE) is delivered, its failure reported."""
 
-    def __init__(self, t: StreamableHttpTransport, msg: Message, *, awaited: bool) -> None:
+    def __init__(self, t: StreamableHttpTransport, msg: Message, body: bytes, *, awaited: bool) -> None:
         self.t = t
         self.msg = msg
+        self.sent = body
+        self.authorization: str | None = None  # what it carried
+        self.challenge: str | None = None
         self.is_request = "id" in msg and "method" in msg
         self.session = t.session_id
         self.status = 0
@@ -86,6 +101,8 @@ class PostExchange(Exchange):
             self.error = SessionExpired("the upstream no longer knows our session (404)", self.session)
             return
         if status >= 400:
+            if status in (401, 403):
+                self.challenge = headers.get("www-authenticate")
             return
         if self.msg.get("method") == "initialize":
             self.t.session_id = headers.get("mcp-session-id")
@@ -103,7 +120,11 @@ class PostExchange(Exchange):
     def on_end(self) -> None:
         if self.error is None and self.status >= 400:
             text = b"".join(self.body)[:ERROR_BODY_MAX].decode(errors="replace")
-            self.error = TransportError(f"HTTP {self.status} from {self.t.url}: {text}")
+            message = f"HTTP {self.status} from {self.t.url}: {text}"
+            if self.t.auth is not None and (self.status == 401 or (self.status == 403 and self.challenge)):
+                self.error = AuthRejected(message, self.status, self.challenge, self.authorization)
+            else:
+                self.error = TransportError(message)
         elif self.error is None and self.decoder is not None and self.sink is not None:
             last = self.decoder.close()
             if last is not None:
@@ -121,6 +142,8 @@ class PostExchange(Exchange):
             self.t._requests.pop(self.conn_key, None)
         if self.done is not None:
             self.done.set()
+        elif isinstance(self.error, AuthRejected):
+            self.t.reauthorize(self.msg, self.sent, self.error)
         elif self.error is not None:
             self.t.fail(self.msg, self.error)
 
@@ -133,10 +156,13 @@ class StreamExchange(Exchange):
         self.decoder = sse.Decoder()
         self.status = 0
         self.error: str | None = None
+        self.challenge: str | None = None  # WWW-Authenticate of a 401/403
         self.done = anyio.Event()
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.status = status
+        if status in (401, 403):
+            self.challenge = headers.get("www-authenticate")
         if status >= 400 or not headers.get("content-type", "").startswith("text/event-stream"):
             self.error = f"HTTP {status}, content-type {headers.get('content-type')!r}"
 
@@ -156,10 +182,11 @@ class StreamExchange(Exchange):
 class StreamableHttpTransport(Transport):
     kind = "http"
 
-    def __init__(self, name: str, config: ServerConfig) -> None:
+    def __init__(self, name: str, config: ServerConfig, auth: ServerAuth | None = None) -> None:
         super().__init__(name, config)
         assert config.url is not None
         self.url = config.url
+        self.auth = auth
         self.session_id: str | None = None
         self._target = Pool.target(config.url)
         self._base = base_headers(config)
@@ -184,6 +211,8 @@ class StreamableHttpTransport(Transport):
         self, accept: str = "application/json, text/event-stream", msg: Message | None = None
     ) -> dict[str, str]:
         headers = {**self._base, "accept": accept, "content-type": "application/json"}
+        if self.auth is not None and self.auth.header is not None:
+            headers["authorization"] = self.auth.header
         if self.session_id is not None:
             headers["mcp-session-id"] = self.session_id
         if self.protocol_version is not None:
@@ -203,17 +232,23 @@ class StreamableHttpTransport(Transport):
         conn.abort()
         return True
 
-    async def send(self, message: Message, body: bytes) -> None:
+    async def send(self, message: Message, body: bytes, *, retry: bool = True) -> None:
         pool = self._pool
         if pool is None or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
+        if self.auth is not None:
+            await self.auth.ensure_fresh()
         is_request = "id" in message and "method" in message
-        exchange = PostExchange(self, message, awaited=not is_request)
+        exchange = PostExchange(self, message, body, awaited=not is_request)
+        if not retry:
+            exchange.sent = b""  # marks it: a second refusal is final
         if message.get("method") == "server/discover":
             # the era probe: a legacy server's refusal must come back as an error, not hang
             self.protocol_version = era.MODERN
+        headers = self._headers(msg=message)
+        exchange.authorization = headers.get("authorization")
         try:
-            conn = await pool.send(b"POST", self._target, self._headers(msg=message), body, exchange)
+            conn = await pool.send(b"POST", self._target, headers, body, exchange)
         except HttpError as exc:
             raise TransportError(f"POST {self.url} failed: {exc}") from None
         if exchange.done is None:
@@ -225,10 +260,40 @@ class StreamableHttpTransport(Transport):
         except BaseException:
             conn.abort()
             raise
+        if isinstance(exchange.error, AuthRejected) and retry and await self._recover(exchange.error):
+            await self.send(message, body, retry=False)
+            return
         if exchange.error is not None:
             raise exchange.error
         if message.get("method") == "notifications/initialized" and not self.modern:
             self._start_get_stream()
+
+    def reauthorize(self, msg: Message, body: bytes, error: AuthRejected) -> None:
+        """A request was refused for its credentials: recover (refresh) and resend once, or fail it."""
+        if self._tg is None or not body:
+            self._refused(msg, error)
+        else:
+            self._tg.start_soon(self._resend_authorized, msg, body, error)
+
+    async def _resend_authorized(self, msg: Message, body: bytes, error: AuthRejected) -> None:
+        if await self._recover(error):
+            try:
+                await self.send(msg, body, retry=False)
+                return
+            except TransportError as exc:
+                self.fail(msg, exc)
+                return
+        self._refused(msg, error)
+
+    async def _recover(self, error: AuthRejected) -> bool:
+        assert self.auth is not None
+        return await self.auth.recover(error.status, error.challenge, error.used)
+
+    def _refused(self, msg: Message, error: AuthRejected) -> None:
+        assert self.auth is not None
+        self.fail(msg, TransportError(self.auth.explain()))
+        if error.status == 401 and self.auth.tokens is None:
+            self.abort(f"authorization required: {self.auth.explain()}")
 
     def deliver_body(self, raw: bytes) -> None:
         try:

@@ -17,10 +17,12 @@ from anyio.abc import TaskGroup, TaskStatus
 from onemcp.config.model import ServerConfig
 from onemcp.protocol.errors import UpstreamUnavailable
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
+from onemcp.upstream.oauth_client import UpstreamAuth
 
 
 class IsolatedConnections:
-    def __init__(self, events: ConnectionEvents) -> None:
+    def __init__(self, events: ConnectionEvents, auth: UpstreamAuth | None = None) -> None:
+        self.auth = auth
         self.events = events
         self._conns: dict[tuple[str, str], tuple[UpstreamConnection, anyio.CancelScope]] = {}
         self._tg: TaskGroup | None = None
@@ -38,7 +40,7 @@ class IsolatedConnections:
         if entry is None:
             if self._tg is None:
                 raise UpstreamUnavailable(name, "the hub is not running")
-            conn = UpstreamConnection(name, config, make_transport(name, config), self.events, owner=owner)
+            conn = UpstreamConnection(name, config, make_transport(name, config, self.auth), self.events, owner=owner)
             scope = anyio.CancelScope()
             self._conns[key] = (conn, scope)
             self._tg.start_soon(self._run, conn, scope)

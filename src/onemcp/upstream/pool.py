@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.upstream.breaker import Breaker
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
+from onemcp.upstream.oauth_client import UpstreamAuth
 
 log = logging.getLogger("onemcp.pool")
 RESTART_BUDGET = 5
@@ -31,6 +32,7 @@ BACKOFF_MAX = 30.0
 CRASH_LOOP_WAIT = 300.0
 STABLE_AFTER = 30.0  # ready this long: the backoff starts over
 DRAIN_SECONDS = 10.0
+BLOCKED_WAIT = 3600.0  # waiting for an operator to authorize: woken by the callback
 
 
 @dataclass(eq=False)
@@ -41,7 +43,7 @@ class Slot:
     config: ServerConfig
     conn: UpstreamConnection
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    status: str = "running"  # running | restarting | crash-looping | stopping
+    status: str = "running"  # running | restarting | crash-looping | needs-authorization | stopping
     restarts: int = 0
     recent: deque[float] = field(default_factory=deque)
     next_attempt: float | None = None
@@ -56,8 +58,9 @@ class Slot:
 
 
 class Pool:
-    def __init__(self, config: HubConfig, events: ConnectionEvents) -> None:
+    def __init__(self, config: HubConfig, events: ConnectionEvents, auth: UpstreamAuth | None = None) -> None:
         self.events = events
+        self.auth = auth
         self.slots: dict[str, Slot] = {}
         self._initial = dict(config.enabled)
         self._tg: TaskGroup | None = None
@@ -127,7 +130,7 @@ class Pool:
             await anyio.sleep_forever()
 
     def _connection(self, name: str, config: ServerConfig) -> UpstreamConnection:
-        return UpstreamConnection(name, config, make_transport(name, config), self.events)
+        return UpstreamConnection(name, config, make_transport(name, config, self.auth), self.events)
 
     def add(self, name: str, config: ServerConfig) -> None:
         """Start supervising a server (a new one, or a changed one after `remove`)."""
@@ -169,7 +172,8 @@ class Pool:
         """Cut a waiting restart short (a reload touched the server, or an operator asked)."""
         slot = self.slots.get(name)
         if slot is not None:
-            slot.wake.set()
+            for member in slot.members:
+                member.wake.set()
 
     async def _supervise(self, slot: Slot) -> None:
         delay = BACKOFF_FIRST
@@ -186,7 +190,12 @@ class Pool:
                 slot.recent.append(now)
                 while slot.recent and now - slot.recent[0] > BUDGET_WINDOW:
                     slot.recent.popleft()
-                if len(slot.recent) > RESTART_BUDGET:
+                credential = getattr(slot.conn.transport, "auth", None)
+                if credential is not None and credential.blocked:
+                    # an operator must authorize the hub; retrying sooner would only be refused
+                    slot.status, wait, delay = "needs-authorization", BLOCKED_WAIT, BACKOFF_FIRST
+                    slot.recent.clear()
+                elif len(slot.recent) > RESTART_BUDGET:
                     slot.status, wait = "crash-looping", CRASH_LOOP_WAIT
                 else:
                     slot.status, wait = "restarting", delay * random.uniform(0.8, 1.2)

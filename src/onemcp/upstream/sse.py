@@ -2,6 +2,7 @@
 
 Owns the long-lived GET stream (its `endpoint` event names where to POST) and the POSTs.
 Every response arrives on the stream, so nothing here is related to a specific request.
+The hub's own OAuth token for this upstream, when it has one, rides on both.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.h1 import HttpError, Pool
 from onemcp.upstream.http import EventSink, StreamExchange, base_headers, make_pool
+from onemcp.upstream.oauth_client import ServerAuth
 from onemcp.upstream.transport import Deliver, Fail, Transport, TransportError
 
 
 class SseTransport(Transport):
     kind = "sse"
 
-    def __init__(self, name: str, config: ServerConfig) -> None:
+    def __init__(self, name: str, config: ServerConfig, auth: ServerAuth | None = None) -> None:
         super().__init__(name, config)
         assert config.url is not None
         self.url = config.url
+        self.auth = auth
         self.endpoint: bytes | None = None
         self._base = base_headers(config)
         self._pool: Pool | None = None
@@ -51,19 +54,35 @@ class SseTransport(Transport):
         elif self._sink is not None:
             self._sink(ev)
 
+    def _headers(self, **extra: str) -> dict[str, str]:
+        headers = {**self._base, **extra}
+        if self.auth is not None and self.auth.header is not None:
+            headers["authorization"] = self.auth.header
+        return headers
+
     async def _stream(self, pool: Pool) -> None:
-        exchange = StreamExchange(self._on_event)
         try:
-            conn = await pool.send(
-                b"GET", Pool.target(self.url), {**self._base, "accept": "text/event-stream"}, b"", exchange
-            )
-        except HttpError as exc:
-            self._mark_closed(f"GET {self.url} failed: {exc}")
-        else:
-            try:
-                await exchange.done.wait()
-            finally:
-                conn.abort()
+            for attempt in range(2):  # a refused token gets one refresh
+                if self.auth is not None:
+                    await self.auth.ensure_fresh()
+                headers = self._headers(accept="text/event-stream")
+                exchange = StreamExchange(self._on_event)
+                try:
+                    conn = await pool.send(b"GET", Pool.target(self.url), headers, b"", exchange)
+                except HttpError as exc:
+                    self._mark_closed(f"GET {self.url} failed: {exc}")
+                    return
+                try:
+                    await exchange.done.wait()
+                finally:
+                    conn.abort()
+                if self.auth is not None and exchange.status in (401, 403):
+                    used = headers.get("authorization")
+                    if attempt == 0 and await self.auth.recover(exchange.status, exchange.challenge, used):
+                        continue
+                    self._mark_closed(f"authorization required: {self.auth.explain()}")
+                    return
+                break
             self._mark_closed(f"the SSE stream ended{': ' + exchange.error if exchange.error else ''}")
         finally:
             self._endpoint_seen.set()
@@ -71,7 +90,7 @@ class SseTransport(Transport):
     async def send(self, message: Message, body: bytes) -> None:
         if self._pool is None or self.endpoint is None or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
-        headers = {**self._base, "content-type": "application/json"}
+        headers = self._headers(**{"content-type": "application/json"})
         exchange = StreamExchange(lambda ev: None)  # the reply to a POST is just "Accepted"
         try:
             conn = await self._pool.send(b"POST", self.endpoint, headers, body, exchange)

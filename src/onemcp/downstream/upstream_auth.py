@@ -1,0 +1,50 @@
+"""HTTP endpoints for the hub's own OAuth with its upstreams.
+
+`GET /oauth/upstream/callback` receives authorization responses (a browser page, open like any
+redirect URI: the single-use `state` is what authenticates it). `GET /oauth/upstream` lists every
+upstream credential with its authorization link, and `DELETE /oauth/upstream/<server>` logs out:
+both are management endpoints and need the admin scope when the hub has authentication.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from onemcp.auth.gate import Gate
+from onemcp.auth.oauth_consent import HTML, PAGE_HEADERS, error_page
+from onemcp.downstream import asgi
+from onemcp.downstream.asgi import Receive, Scope, Send
+from onemcp.hub import Hub
+from onemcp.upstream.oauth_client import CALLBACK_PATH
+
+PREFIX = "/oauth/upstream"
+
+
+def views(hub: Hub, *, with_link: bool) -> dict[str, object]:
+    """Each upstream that has (or may need) an OAuth credential."""
+    out: dict[str, object] = {}
+    for name, server in hub.upstream_auth.servers.items():
+        if name in hub.pool.slots and server.state != "unknown":
+            out[name] = server.view(with_link=with_link)
+    return out
+
+
+async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
+    path: str = scope["path"]
+    method: str = scope["method"]
+    if path == CALLBACK_PATH and method == "GET":
+        params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), max_num_fields=50))
+        status, title, detail = await hub.upstream_auth.callback(params)
+        await asgi.send_bytes(send, status, error_page(title, detail), HTML, PAGE_HEADERS)
+        return
+    if await gate.admit(scope, send, admin=True) is None:
+        return
+    if path.rstrip("/") == PREFIX and method == "GET":
+        await asgi.send_json(send, 200, {"upstreams": views(hub, with_link=True)})
+        return
+    name = path.removeprefix(PREFIX + "/")
+    if method == "DELETE" and name in hub.config.servers:
+        forgot = hub.upstream_auth.forget(name)
+        await asgi.send_json(send, 200, {"server": name, "forgotten": forgot})
+        return
+    await asgi.send_json(send, 404, {"error": "not found"})

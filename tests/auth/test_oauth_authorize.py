@@ -1,0 +1,38 @@
+"""The authorization endpoint's rules that need no HTTP: who may approve a consent page by default."""
+
+from __future__ import annotations
+
+import pytest
+
+from onemcp.auth.oauth_authorize import operator_policy
+from onemcp.config.model import HubConfig
+
+
+@pytest.mark.parametrize("bind_host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_a_loopback_bind_trusts_whoever_reaches_the_page(bind_host: str) -> None:
+    assert operator_policy(None, bind_host, None) == "loopback"
+    assert operator_policy(None, bind_host, "http://127.0.0.1:3050/mcp") == "loopback"
+
+
+@pytest.mark.parametrize("bind_host", ["0.0.0.0", "::", "[::]", "192.168.1.20", "hub.lan", ""])
+def test_any_other_bind_asks_for_the_operator_key(bind_host: str) -> None:
+    assert operator_policy(None, bind_host, None) == "key"
+
+
+@pytest.mark.parametrize("public_url", ["https://hub.example.com/mcp", "http://10.0.0.5:3050/mcp", "not a url"])
+def test_a_public_url_elsewhere_asks_for_the_key_even_on_loopback(public_url: str) -> None:
+    # a reverse proxy on this machine makes a loopback-bound hub reachable from elsewhere
+    assert operator_policy(None, "127.0.0.1", public_url) == "key"
+
+
+def test_the_configured_policy_wins() -> None:
+    assert operator_policy("key", "127.0.0.1", None) == "key"
+    assert operator_policy("loopback", "0.0.0.0", None) == "loopback"
+
+
+def test_the_setting_is_read_from_mcp_json() -> None:
+    config = HubConfig.model_validate({"onemcp": {"auth": {"oauth": True, "oauthOperator": "key"}}})
+    assert config.hub.auth.oauth_operator == "key"
+    assert HubConfig.model_validate({"onemcp": {"auth": {"oauth": True}}}).hub.auth.oauth_operator is None
+    with pytest.raises(ValueError, match="oauthOperator"):
+        HubConfig.model_validate({"onemcp": {"auth": {"oauthOperator": "anyone"}}})

@@ -1,0 +1,176 @@
+"""The hub as an OAuth client of a protected upstream, end to end.
+
+The protected upstream is a second onemcp hub with its built-in authorization server (an
+OAuth 2.1 resource server with RFC 9728 metadata, DCR, PKCE, rotating refresh tokens,
+revocation). The hub under test meets its 401, discovers, registers, shows an authorization
+link in /health; a "browser" follows the link; the callback finishes the flow; calls go
+through; an expiring token is refreshed; a revoked one sends the hub back to asking; the
+stored credentials survive a restart and are encrypted at rest.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from support.hub import RunningHub, running_hub
+
+pytestmark = pytest.mark.anyio
+
+
+def protected_config() -> dict[str, Any]:
+    cmd = fixture_command()
+    return {
+        "mcpServers": {"a": {"command": cmd[0], "args": cmd[1:]}},
+        "onemcp": {"auth": {"oauth": True, "oauthConsent": "auto"}},
+    }
+
+
+async def upstream_health(hub: RunningHub, http: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    r = await http.get(f"{hub.base}/health")
+    doc: dict[str, Any] = r.json()["upstreams"][name]
+    return doc
+
+
+async def wait_for(hub: RunningHub, http: httpx.AsyncClient, name: str, what: str) -> dict[str, Any]:
+    """Poll /health until the upstream is `what` ("ready" or "needs-authorization")."""
+    doc: dict[str, Any] = {}
+    with anyio.move_on_after(30):
+        while True:
+            doc = await upstream_health(hub, http, name)
+            auth = doc.get("authorization") or {}
+            if what == "ready" and doc["state"] == "ready":
+                return doc
+            if what == "needs-authorization" and auth.get("state") == "required" and auth.get("authorizeUrl"):
+                return doc
+            await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+    raise AssertionError(f"{name} never became {what}: {doc}")
+
+
+async def authorize_in_browser(http: httpx.AsyncClient, link: str) -> httpx.Response:
+    """What the operator's browser does: the (auto-approving) authorization page redirects to the hub."""
+    r = await http.get(link)
+    assert r.status_code == 302, r.text
+    callback = r.headers["location"]
+    assert "/oauth/upstream/callback?" in callback
+    return await http.get(callback)
+
+
+async def echo(hub: RunningHub, text: str) -> str:
+    async with Client(streamable_http_client(hub.url), mode="legacy", cache=None) as c:
+        tools = {t.name for t in (await c.list_tools()).tools}
+        name = "echo" if "echo" in tools else "remote__echo"
+        result = await c.call_tool(name, {"message": text})
+        return str(result.content[0].text)  # type: ignore[union-attr]
+
+
+async def test_hub_authorizes_itself_with_a_protected_upstream(tmp_path: Path) -> None:
+    (tmp_path / "up").mkdir()
+    (tmp_path / "hub").mkdir()
+    up_path = tmp_path / "up" / "mcp.json"
+    up_path.write_text(json.dumps(protected_config()))
+    with anyio.fail_after(120):
+        async with running_hub(protected_config(), config_path=up_path) as upstream:
+            config = {"mcpServers": {"remote": {"url": upstream.url}}}
+            hub_path = tmp_path / "hub" / "mcp.json"
+            hub_path.write_text(json.dumps(config))
+            async with httpx.AsyncClient() as http:
+                async with running_hub(config, config_path=hub_path) as hub:
+                    doc = await wait_for(hub, http, "remote", "needs-authorization")
+                    assert doc["state"] == "failed"
+                    assert "authoriz" in (doc["lastError"] or "")
+                    auth = doc["authorization"]
+                    assert auth["issuer"] == upstream.base
+                    link = auth["authorizeUrl"]
+                    assert "code_challenge_method=S256" in link and "resource=" in link
+                    # the admin endpoint shows the same link (the hub has no auth of its own here)
+                    listed = (await http.get(f"{hub.base}/oauth/upstream")).json()["upstreams"]
+                    assert listed["remote"]["authorizeUrl"] == link
+
+                    page = await authorize_in_browser(http, link)
+                    assert page.status_code == 200 and "remote is authorized" in page.text
+                    await wait_for(hub, http, "remote", "ready")
+                    assert await echo(hub, "through oauth") == "through oauth"
+
+                    # a used state cannot be replayed
+                    replay = await http.get(f"{hub.base}/oauth/upstream/callback?state=x&code=y")
+                    assert replay.status_code == 400
+
+                    # refresh before expiry: a new access token, calls keep working
+                    credential = hub.app.hub.upstream_auth.servers["remote"]
+                    assert credential.tokens is not None and credential.tokens.refresh_token
+                    first = credential.tokens
+                    credential.tokens = first.__class__(first.access_token, first.refresh_token, 1.0, first.scope)
+                    assert await echo(hub, "refreshed") == "refreshed"
+                    assert credential.tokens.access_token != first.access_token
+
+                    # revoked at the upstream: the hub's refresh fails too, so it asks again
+                    reg = credential.registration
+                    assert reg is not None
+                    form = {"token": credential.tokens.refresh_token or "", "client_id": reg.client_id}
+                    if reg.client_secret:
+                        form["client_secret"] = reg.client_secret
+                    assert (await http.post(f"{upstream.base}/oauth/revoke", data=form)).status_code == 200
+                    async with Client(streamable_http_client(hub.url), mode="legacy", cache=None) as c:
+                        with pytest.raises(MCPError) as refused:
+                            await c.call_tool("echo", {"message": "revoked"})
+                    text = str(refused.value)
+                    assert "authoriz" in text and "onemcp auth upstream login remote" in text
+                    assert "code_challenge" not in text  # clients never get the link
+                    doc = await wait_for(hub, http, "remote", "needs-authorization")
+                    assert doc["supervisor"] == "needs-authorization"
+                    page = await authorize_in_browser(http, doc["authorization"]["authorizeUrl"])
+                    assert page.status_code == 200
+                    await wait_for(hub, http, "remote", "ready")
+                    assert await echo(hub, "again") == "again"
+                    token = hub.app.hub.upstream_auth.servers["remote"].header
+
+                # stored encrypted, private, and used again after a restart without asking
+                key = tmp_path / "hub" / "secret.key"
+                db = tmp_path / "hub" / "upstream-auth.db"
+                assert stat.S_IMODE(key.stat().st_mode) == 0o600
+                assert stat.S_IMODE(db.stat().st_mode) == 0o600
+                assert token is not None
+                assert token.removeprefix("Bearer ").encode() not in db.read_bytes()
+                async with running_hub(config, config_path=hub_path) as hub:
+                    await wait_for(hub, http, "remote", "ready")
+                    assert await echo(hub, "after restart") == "after restart"
+
+
+async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
+    """With auth on the hub, /health names the CLI command; the link needs an admin credential."""
+    (tmp_path / "up").mkdir()
+    up_path = tmp_path / "up" / "mcp.json"
+    up_path.write_text(json.dumps(protected_config()))
+    with anyio.fail_after(90):
+        async with running_hub(protected_config(), config_path=up_path) as upstream:
+            from onemcp.auth.keys import KeyStore
+
+            (tmp_path / "hub").mkdir()
+            admin = KeyStore(tmp_path / "hub" / "keys.db").create("ops", ["admin"], None)
+            config = {"mcpServers": {"remote": {"url": upstream.url}}, "onemcp": {"auth": {"apiKeys": True}}}
+            hub_path = tmp_path / "hub" / "mcp.json"
+            hub_path.write_text(json.dumps(config))
+            async with httpx.AsyncClient() as http, running_hub(config, config_path=hub_path) as hub:
+                with anyio.fail_after(30):
+                    while True:
+                        auth = (await upstream_health(hub, http, "remote")).get("authorization") or {}
+                        if auth.get("state") == "required":
+                            break
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                assert auth["authorizeUrl"] is None
+                assert auth["howTo"] == "onemcp auth upstream login remote"
+                assert (await http.get(f"{hub.base}/oauth/upstream")).status_code == 401
+                r = await http.get(f"{hub.base}/oauth/upstream", headers={"authorization": f"Bearer {admin}"})
+                assert r.status_code == 200
+                assert "code_challenge" in r.json()["upstreams"]["remote"]["authorizeUrl"]

@@ -174,3 +174,44 @@ async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
                 r = await http.get(f"{hub.base}/oauth/upstream", headers={"authorization": f"Bearer {admin}"})
                 assert r.status_code == 200
                 assert "code_challenge" in r.json()["upstreams"]["remote"]["authorizeUrl"]
+
+
+async def test_cli_login_list_logout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from onemcp.cli.main import main
+
+    (tmp_path / "up").mkdir()
+    (tmp_path / "hub").mkdir()
+    up_path = tmp_path / "up" / "mcp.json"
+    up_path.write_text(json.dumps(protected_config()))
+    with anyio.fail_after(120):
+        async with running_hub(protected_config(), config_path=up_path) as upstream:
+            config = {"mcpServers": {"remote": {"url": upstream.url}}}
+            hub_path = tmp_path / "hub" / "mcp.json"
+            hub_path.write_text(json.dumps(config))
+            async with httpx.AsyncClient() as http, running_hub(config, config_path=hub_path) as hub:
+                doc = await wait_for(hub, http, "remote", "needs-authorization")
+
+                def cli(*argv: str) -> tuple[int, str]:
+                    code = main(["auth", "upstream", *argv, "--url", hub.url])
+                    return code, capsys.readouterr().out
+
+                code, out = await anyio.to_thread.run_sync(cli, "login", "remote", "--no-wait")
+                assert code == 0 and doc["authorization"]["authorizeUrl"] in out
+                code, out = await anyio.to_thread.run_sync(cli, "list")
+                assert code == 0 and "remote" in out and "required" in out
+                page = await authorize_in_browser(http, doc["authorization"]["authorizeUrl"])
+                assert page.status_code == 200
+                await wait_for(hub, http, "remote", "ready")
+                code, out = await anyio.to_thread.run_sync(cli, "list")
+                assert code == 0 and "authorized" in out and "refreshable" in out
+                code, out = await anyio.to_thread.run_sync(cli, "login", "remote")
+                assert code == 0 and "already authorized" in out
+                code, out = await anyio.to_thread.run_sync(cli, "logout", "remote")
+                assert code == 0 and "tokens forgotten" in out
+                # without its token the hub is refused upstream and asks again
+                async with Client(streamable_http_client(hub.url), mode="legacy", cache=None) as c:
+                    with pytest.raises(MCPError):
+                        await c.call_tool("echo", {"message": "logged out"})
+                await wait_for(hub, http, "remote", "needs-authorization")
+                code = await anyio.to_thread.run_sync(main, ["auth", "upstream", "login", "nope", "--url", hub.url])
+                assert code == 1 and "has not asked for OAuth" in capsys.readouterr().err

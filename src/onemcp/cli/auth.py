@@ -1,7 +1,11 @@
-"""`onemcp auth key create|list|revoke`: API keys for the hub, kept hashed in keys.db beside mcp.json.
+"""`onemcp auth key ...` (the hub's API keys) and `onemcp auth upstream ...` (the hub's own OAuth).
 
-The plain key is printed once, at creation. A running hub with `"auth": {"apiKeys": true}`
-accepts it at once (it reads the same file).
+Keys are kept hashed in keys.db beside mcp.json; the plain key is printed once, at creation. A
+running hub with `"auth": {"apiKeys": true}` accepts it at once (it reads the same file).
+
+`upstream list|login|logout` talk to the running hub's admin endpoint (/oauth/upstream), with
+`$ONEMCP_TOKEN` as the bearer token when the hub needs one: `login` prints the authorization link
+for an upstream (and opens a browser with --open), then waits until the hub is authorized.
 """
 
 from __future__ import annotations
@@ -32,9 +36,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     actions.add_parser("list", parents=[config], help="the keys (never their secrets)")
     revoke = actions.add_parser("revoke", parents=[config], help="revoke a key by id")
     revoke.add_argument("id")
+    upstream = kinds.add_parser("upstream", help="the hub's own OAuth with protected upstream servers")
+    steps = upstream.add_subparsers(dest="action", required=True)
+    steps.add_parser("list", parents=[config], help="each upstream's authorization state")
+    login = steps.add_parser("login", parents=[config], help="authorize the hub with an upstream")
+    login.add_argument("server")
+    login.add_argument("--open", action="store_true", help="open the link in a browser")
+    login.add_argument("--no-wait", dest="wait", action="store_false", help="print the link and return")
+    login.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
+    logout = steps.add_parser("logout", parents=[config], help="forget the hub's tokens for an upstream")
+    logout.add_argument("server")
+    for step in (steps.choices["list"], login, logout):
+        step.add_argument("--url", help="the hub's /mcp URL (default: the running hub's)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "upstream":
+        from onemcp.cli.upstream_login import run_upstream
+
+        return run_upstream(args)
     store = KeyStore(resolve_path(args.config).parent / "keys.db")
     if args.action == "create":
         expires = None

@@ -27,6 +27,9 @@ class UpstreamOAuth(_Model):
     # hub registers itself dynamically (RFC 7591) when the server offers that.
     client_id: str | None = Field(None, alias="clientId")
     client_secret: str | None = Field(None, alias="clientSecret")
+    # An https URL serving this hub's Client ID Metadata Document: used as the client_id with
+    # servers that accept such documents (before dynamic registration is tried).
+    client_metadata_url: str | None = Field(None, alias="clientMetadataUrl")
     auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = Field(None, alias="authMethod")
     scopes: list[str] | None = None  # default: what the server's challenge or metadata asks for
 

@@ -227,10 +227,17 @@ class ServerAuth:
     async def _registration(self, client: httpx.AsyncClient, redirect: str) -> Registration:
         assert self.metadata is not None
         issuer = str(self.metadata.get("issuer"))
-        if self.settings is not None and self.settings.client_id:
-            secret = self.settings.client_secret
-            method = self.settings.auth_method or choose_auth_method(self.metadata, secret is not None)
-            return Registration(self.settings.client_id, secret, method, redirect, issuer)
+        settings = self.settings
+        if settings is not None and settings.client_id:
+            secret = settings.client_secret
+            method = settings.auth_method or choose_auth_method(self.metadata, secret is not None)
+            return Registration(settings.client_id, secret, method, redirect, issuer)
+        if (
+            settings is not None
+            and settings.client_metadata_url
+            and self.metadata.get("client_id_metadata_document_supported")
+        ):
+            return Registration(settings.client_metadata_url, None, "none", redirect, issuer)
         reg = self.registration
         if reg is not None and reg.issuer == issuer and reg.redirect_uri == redirect:
             return reg  # bound to this issuer and callback: still good

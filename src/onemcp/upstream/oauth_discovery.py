@@ -163,7 +163,7 @@ async def authorization_server(client: httpx.AsyncClient, issuer: str, *, fallba
         doc = await _get_json(client, url)
         if doc is None:
             continue
-        if str(doc.get("issuer", "")).rstrip("/") != issuer.rstrip("/"):
+        if doc.get("issuer") != issuer:  # identical, not normalised (RFC 8414 §3.3)
             raise DiscoveryError(f"metadata at {url} is for issuer {doc.get('issuer')!r}, not {issuer!r}")
         for endpoint in ("authorization_endpoint", "token_endpoint"):
             if not isinstance(doc.get(endpoint), str):
@@ -192,7 +192,7 @@ async def discover(client: httpx.AsyncClient, server_url: str, challenge: Challe
     metadata = await authorization_server(client, issuer, fallback=None)
     scopes = prm.get("scopes_supported")
     return Discovered(
-        canonical_resource(str(prm["resource"])),
+        str(prm["resource"]),  # echoed exactly as the server names itself
         metadata,
         [s for s in scopes if isinstance(s, str)] if isinstance(scopes, list) else [],
     )

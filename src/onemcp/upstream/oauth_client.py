@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -299,7 +300,12 @@ class UpstreamAuth:
     @property
     def store(self) -> CredentialStore:
         if self._store is None:  # made on first use: no key file for hubs that never need one
-            self._store = CredentialStore(self.config_dir)
+            try:
+                self._store = CredentialStore(self.config_dir)
+            except (OSError, sqlite3.Error) as exc:
+                # keep serving: tokens then live in memory only, until the file is fixed
+                log.error("upstream credentials cannot be stored (%s); keeping them in memory only", exc)
+                self._store = CredentialStore(None)
         return self._store
 
     def http(self) -> httpx.AsyncClient:

@@ -1,0 +1,59 @@
+"""The upstream credential store: encrypted at rest, private files, a wrong key reads as nothing."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from onemcp.upstream.oauth_store import KEY_ENV, CredentialStore
+
+
+def test_round_trip_encrypted_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    store = CredentialStore(tmp_path)
+    store.save("remote", {"tokens": {"access_token": "secret-access-token"}})
+    assert store.load("remote") == {"tokens": {"access_token": "secret-access-token"}}
+    assert store.servers() == ["remote"]
+    store.close()
+    for name in ("secret.key", "upstream-auth.db"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    assert b"secret-access-token" not in (tmp_path / "upstream-auth.db").read_bytes()
+    again = CredentialStore(tmp_path)  # the same key file: still readable
+    assert again.load("remote") is not None
+    assert again.delete("remote") and again.load("remote") is None and not again.delete("remote")
+    again.close()
+
+
+def test_another_key_reads_as_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "one passphrase")
+    store = CredentialStore(tmp_path)
+    store.save("remote", {"x": 1})
+    store.close()
+    assert not (tmp_path / "secret.key").exists()  # the environment's key is used, no file made
+    monkeypatch.setenv(KEY_ENV, "another passphrase")
+    other = CredentialStore(tmp_path)
+    assert other.load("remote") is None
+    other.close()
+
+
+def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    (tmp_path / "secret.key").write_text("not a key")
+    with pytest.raises(OSError, match="not a Fernet key"):
+        CredentialStore(tmp_path)
+
+
+def test_the_hub_keeps_going_in_memory_when_the_store_is_unusable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onemcp.upstream.oauth_client import UpstreamAuth
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    (tmp_path / "secret.key").write_text("not a key")
+    auth = UpstreamAuth(tmp_path, "http://127.0.0.1:1")
+    auth.store.save("remote", {"x": 1})
+    assert auth.store.load("remote") == {"x": 1}
+    assert not (tmp_path / "upstream-auth.db").exists()
+    auth.close()

@@ -124,6 +124,7 @@ def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text
     from onemcp.hub import Hub
     from onemcp.protocol.stdio import std_streams
     from onemcp.reload import Reloader
+    from onemcp.upstream.oauth_client import UpstreamAuth
 
     logs.configure(log_level, log_format)
     loaded = _config(config_flag)
@@ -133,7 +134,8 @@ def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path} on stdio", file=sys.stderr)
 
     async def main() -> None:
-        hub = Hub(config)
+        # stored upstream OAuth tokens are used (and refreshed); authorizing needs the HTTP hub's callback
+        hub = Hub(config, UpstreamAuth(path.parent, None))
         reloader = Reloader(hub, path)
         reloader.load_presets()
         await StdioServer(hub, *std_streams(), reloader=reloader).run()

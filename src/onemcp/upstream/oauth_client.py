@@ -201,7 +201,14 @@ class ServerAuth:
         """Discovery and registration, so an authorization link can be handed out."""
         redirect = self.owner.callback_url
         if redirect is None:
-            self.state, self.detail = "error", "the hub has no HTTP address for the authorization callback"
+            self.state, self.detail = (
+                "error",
+                (
+                    "this hub has no HTTP listener for the authorization callback: authorize once with "
+                    f"`onemcp serve` and `onemcp auth upstream login {self.name}` (the tokens are shared through the "
+                    "config directory)"
+                ),
+            )
             return
         if not keep_tokens:
             self.state = "preparing"
@@ -318,6 +325,8 @@ class UpstreamAuth:
         current = self.servers.get(name)
         if current is None or current.config.url != config.url or current.config.oauth != config.oauth:
             current = self.servers[name] = ServerAuth(self, name, config)
+        elif current.tokens is None:
+            current._load()  # another hub on the same config may have been authorized meanwhile
         return current
 
     def pending_for(self, server: str) -> Pending | None:

@@ -129,6 +129,8 @@ async def test_hub_authorizes_itself_with_a_protected_upstream(tmp_path: Path) -
                     assert "code_challenge" not in text  # clients never get the link
                     doc = await wait_for(hub, http, "remote", "needs-authorization")
                     assert doc["supervisor"] == "needs-authorization"
+                    metrics = (await http.get(f"{hub.base}/metrics")).text
+                    assert 'onemcp_upstream_needs_authorization{server="remote"} 1.0' in metrics
                     page = await authorize_in_browser(http, doc["authorization"]["authorizeUrl"])
                     assert page.status_code == 200
                     await wait_for(hub, http, "remote", "ready")

@@ -81,13 +81,17 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     restarts = counter("onemcp_upstream_restarts", "Times the supervisor restarted the upstream", ["server"])
     looping = gauge("onemcp_upstream_crash_looping", "1 when the upstream is crash-looping", ["server"])
     breaker = gauge("onemcp_upstream_breaker_open", "1 when the circuit breaker is open or half-open", ["server"])
+    unauthorized = gauge(
+        "onemcp_upstream_needs_authorization", "1 when an operator must authorize the hub with the upstream", ["server"]
+    )
     for name, slot in hub.pool.slots.items():
         up.add_metric([name, slot.conn.transport.kind], 1.0 if slot.conn.state == "ready" else 0.0)
         in_flight.add_metric([name], slot.conn.in_flight)
         restarts.add_metric([name], slot.restarts)
         looping.add_metric([name], 1.0 if slot.status == "crash-looping" else 0.0)
         breaker.add_metric([name], 0.0 if slot.breaker.state == "closed" else 1.0)
-    yield from (up, in_flight, restarts, looping, breaker)
+        unauthorized.add_metric([name], 1.0 if slot.status == "needs-authorization" else 0.0)
+    yield from (up, in_flight, restarts, looping, breaker, unauthorized)
     sessions = gauge("onemcp_sessions", "Live sessions (2025-11-25 era and older)")
     sessions.add_metric([], len(hub.sessions))
     listens = gauge("onemcp_listen_streams", "Open subscriptions/listen streams (2026-07-28 era)")

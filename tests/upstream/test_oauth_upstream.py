@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp.auth.keys import KeyStore
+from onemcp.cli.main import main
 from support.hub import RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +38,23 @@ def protected_config() -> dict[str, Any]:
         "mcpServers": {"a": {"command": cmd[0], "args": cmd[1:]}},
         "onemcp": {"auth": {"oauth": True, "oauthConsent": "auto"}},
     }
+
+
+@asynccontextmanager
+async def protected_upstream(tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """The protected upstream (files in tmp_path/up); tmp_path/hub is made for the hub under test."""
+    (tmp_path / "up").mkdir()
+    (tmp_path / "hub").mkdir()
+    up_path = tmp_path / "up" / "mcp.json"
+    up_path.write_text(json.dumps(protected_config()))
+    async with running_hub(protected_config(), config_path=up_path) as upstream:
+        yield upstream
+
+
+def hub_file(tmp_path: Path, config: dict[str, Any]) -> Path:
+    path = tmp_path / "hub" / "mcp.json"
+    path.write_text(json.dumps(config))
+    return path
 
 
 async def upstream_health(hub: RunningHub, http: httpx.AsyncClient, name: str) -> dict[str, Any]:
@@ -75,15 +96,10 @@ async def echo(hub: RunningHub, text: str) -> str:
 
 
 async def test_hub_authorizes_itself_with_a_protected_upstream(tmp_path: Path) -> None:
-    (tmp_path / "up").mkdir()
-    (tmp_path / "hub").mkdir()
-    up_path = tmp_path / "up" / "mcp.json"
-    up_path.write_text(json.dumps(protected_config()))
     with anyio.fail_after(120):
-        async with running_hub(protected_config(), config_path=up_path) as upstream:
+        async with protected_upstream(tmp_path) as upstream:
             config = {"mcpServers": {"remote": {"url": upstream.url}}}
-            hub_path = tmp_path / "hub" / "mcp.json"
-            hub_path.write_text(json.dumps(config))
+            hub_path = hub_file(tmp_path, config)
             async with httpx.AsyncClient() as http:
                 async with running_hub(config, config_path=hub_path) as hub:
                     doc = await wait_for(hub, http, "remote", "needs-authorization")
@@ -151,18 +167,11 @@ async def test_hub_authorizes_itself_with_a_protected_upstream(tmp_path: Path) -
 
 async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
     """With auth on the hub, /health names the CLI command; the link needs an admin credential."""
-    (tmp_path / "up").mkdir()
-    up_path = tmp_path / "up" / "mcp.json"
-    up_path.write_text(json.dumps(protected_config()))
     with anyio.fail_after(90):
-        async with running_hub(protected_config(), config_path=up_path) as upstream:
-            from onemcp.auth.keys import KeyStore
-
-            (tmp_path / "hub").mkdir()
+        async with protected_upstream(tmp_path) as upstream:
             admin = KeyStore(tmp_path / "hub" / "keys.db").create("ops", ["admin"], None)
             config = {"mcpServers": {"remote": {"url": upstream.url}}, "onemcp": {"auth": {"apiKeys": True}}}
-            hub_path = tmp_path / "hub" / "mcp.json"
-            hub_path.write_text(json.dumps(config))
+            hub_path = hub_file(tmp_path, config)
             async with httpx.AsyncClient() as http, running_hub(config, config_path=hub_path) as hub:
                 with anyio.fail_after(30):
                     while True:
@@ -179,17 +188,10 @@ async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
 
 
 async def test_cli_login_list_logout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from onemcp.cli.main import main
-
-    (tmp_path / "up").mkdir()
-    (tmp_path / "hub").mkdir()
-    up_path = tmp_path / "up" / "mcp.json"
-    up_path.write_text(json.dumps(protected_config()))
     with anyio.fail_after(120):
-        async with running_hub(protected_config(), config_path=up_path) as upstream:
+        async with protected_upstream(tmp_path) as upstream:
             config = {"mcpServers": {"remote": {"url": upstream.url}}}
-            hub_path = tmp_path / "hub" / "mcp.json"
-            hub_path.write_text(json.dumps(config))
+            hub_path = hub_file(tmp_path, config)
             async with httpx.AsyncClient() as http, running_hub(config, config_path=hub_path) as hub:
                 doc = await wait_for(hub, http, "remote", "needs-authorization")
 

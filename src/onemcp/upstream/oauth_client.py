@@ -169,6 +169,8 @@ class ServerAuth:
                 return False
             if self.header is not None and self.header != used:
                 return True  # another request refreshed it meanwhile
+            if self.header is None and used is None and self.state == "required":
+                return False  # already prepared by a request refused just before this one
             if self.tokens is not None and await self._refresh(self.tokens):
                 return True
             self._set_tokens(None)

@@ -8,11 +8,16 @@ Installs nothing: ``tests/conformance/setup.sh`` puts Node 22 and the suite vers
 1. start ``fixture_server.py --transport http`` on 127.0.0.1 and run every suite against it (direct);
 2. start ``python -m onemcp serve`` with one upstream, the same fixture over stdio, names unprefixed,
    and run every suite against the hub's /mcp;
-3. read each scenario's ``checks.json``, print a direct-vs-hub table, write a JSON summary to ``--out``.
+3. read each scenario's ``checks.json``, print a direct-vs-hub table, write a JSON summary to ``--out``;
+4. the hub as an OAuth client: run the suite's ``auth/*`` client scenarios (`AUTH_LEGS`), each with
+   ``hub_client.py`` as the client under test (the hub in-process, the suite's mock server as its only
+   upstream, an operator following the hub's authorization links), a few at a time (``--auth-jobs``).
 
 Exit status 1 when the hub fails a scenario that passes directly, when a check that succeeds directly
 does not succeed through the hub (a lower passed-check count), when a scenario fails directly (the
-fixture should pass everything), or when a run could not be completed; 0 otherwise. Lost checks listed in
+fixture should pass everything), when an auth client scenario fails (the suite's own verdict: a failed or
+warning check, a timeout, or a client error where the scenario does not allow one), or when a run could
+not be completed; 0 otherwise. ``--suite`` picks server suites and auth legs by name. Lost checks listed in
 `INHERENT` (impossible through any hub that reaches the fixture over stdio) or given with
 ``--accept SCENARIO:CHECK`` are reported but tolerated. ``--upstream-protocol legacy|modern`` pins the
 era the hub speaks to the fixture (the SDK fixture serves both; the hub's default probes).
@@ -25,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -34,6 +40,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,6 +48,7 @@ from typing import Any, TextIO
 HERE = Path(__file__).resolve().parent
 NODE_DIR = HERE / "node"
 FIXTURE = HERE / "fixture_server.py"
+HUB_CLIENT = HERE / "hub_client.py"
 SERVER_NAME = "conformance"
 HUB_READY_TOOL = "test_simple_text"
 
@@ -86,6 +94,79 @@ INHERENT: dict[tuple[str, str], str] = {
         "test_reconnection closes its own HTTP SSE stream mid-call; over stdio the fixture has no stream to "
         "close, so the hub's reply stream stays open and the suite reports INFO, not SUCCESS"
     ),
+}
+
+
+# --- the hub as an OAuth client: the suite's auth/* client scenarios ----------------------------------------
+
+AUTH_2025 = (
+    "metadata-default",
+    "metadata-var1",
+    "metadata-var2",
+    "metadata-var3",
+    "basic-cimd",
+    "scope-from-www-authenticate",
+    "scope-from-scopes-supported",
+    "scope-omitted-when-undefined",
+    "scope-step-up",
+    "scope-retry-limit",
+    "token-endpoint-auth-basic",
+    "token-endpoint-auth-post",
+    "token-endpoint-auth-none",
+    "pre-registration",
+)
+AUTH_DRAFT = ("resource-mismatch", "offline-access-scope", "offline-access-not-supported")
+AUTH_2026 = (  # 0.2.0's scenarios introduced in 2026-07-28 (with AUTH_DRAFT)
+    *AUTH_DRAFT,
+    "authorization-server-migration",
+    "iss-supported",
+    "iss-not-advertised",
+    "iss-supported-missing",
+    "iss-wrong-issuer",
+    "iss-unexpected",
+    "iss-normalized",
+    "metadata-issuer-mismatch",
+)
+AUTH_BACKCOMPAT = ("2025-03-26-oauth-metadata-backcompat", "2025-03-26-oauth-endpoint-fallback")
+
+
+@dataclass(frozen=True)
+class AuthLeg:
+    """Client-mode ``auth/*`` scenarios of one package, each run on its own with `HUB_CLIENT` as the client."""
+
+    name: str
+    package: str
+    args: tuple[str, ...]
+    scenarios: tuple[str, ...]
+
+    @property
+    def entry(self) -> Path:
+        return NODE_DIR / "node_modules" / self.package / "dist" / "index.js"
+
+
+AUTH_LEGS = (
+    # 0.1.16's 2025-03-26-oauth-metadata-backcompat is left out: its mock serves metadata at the server's
+    # root that names the issuer <server>/oauth, which RFC 8414 section 3.3 says not to use, and the hub
+    # does not (0.2.0 fixed the mock; its version runs in the backcompat leg).
+    AuthLeg("auth-0.1.16", "conformance-0.1.16", (), (*AUTH_2025, *AUTH_DRAFT, AUTH_BACKCOMPAT[1])),
+    AuthLeg("auth-0.2.0-alpha.12-2025-11-25", ALPHA, ("--spec-version", "2025-11-25"), AUTH_2025),
+    # The stateless era upstream: the hub's probe finds server/discover and speaks 2026-07-28 to the mock.
+    AuthLeg("auth-0.2.0-alpha.12-2026-07-28", ALPHA, ("--spec-version", "2026-07-28"), (*AUTH_2025, *AUTH_2026)),
+    AuthLeg("auth-0.2.0-alpha.12-backcompat", ALPHA, (), AUTH_BACKCOMPAT),
+)
+
+# Client scenarios not run: the hub authorizes with the interactive authorization-code flow (an operator
+# follows a link) and presents Bearer tokens; these extensions need other grants or proof of possession.
+AUTH_OUT_OF_SCOPE: dict[str, str] = {
+    "client-credentials-basic": "the client_credentials grant (no operator, no authorization request)",
+    "client-credentials-jwt": "the client_credentials grant with a private_key_jwt client assertion",
+    "enterprise-managed-authorization": (
+        "an RFC 8693 token exchange at an enterprise IdP, then the RFC 7523 jwt-bearer grant with the ID-JAG "
+        "(0.1.16 calls it cross-app-access-complete-flow)"
+    ),
+    "wif-jwt-bearer": "workload identity federation: the jwt-bearer grant with a workload JWT",
+    "dpop": "RFC 9449 DPoP proofs at the token endpoint and on every MCP request (the hub sends Bearer)",
+    "dpop-nonce": "DPoP with use_dpop_nonce retries at the authorization server and the MCP server",
 }
 
 
@@ -475,6 +556,136 @@ def print_table(suite: Suite, direct: Run, hub: Run, out: TextIO) -> None:
         )
 
 
+# --- auth client scenarios -----------------------------------------------------------------------------------
+
+
+@dataclass
+class AuthResult:
+    """One client scenario with the hub as the client; `exit_code` is the suite's verdict (0: passed)."""
+
+    leg: str
+    scenario: str
+    exit_code: int | None  # None: timed out or could not start
+    duration: float
+    results: Path  # the suite's -o directory: checks.json, and the client's stdout.txt and stderr.txt
+    checks: list[Check] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(check.status for check in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        c = self.counts
+        return self.exit_code == 0 and self.error is None and bool(self.checks) and not c["FAILURE"] + c["WARNING"]
+
+    def failure_text(self) -> str:
+        if self.error:
+            return self.error
+        bad = [f"{c.status} {c.id}: {c.message}" for c in self.checks if c.status in ("FAILURE", "WARNING")]
+        if bad:
+            return "; ".join(bad)[:500]
+        return f"the suite exited {self.exit_code} (client error or timeout: see {self.results})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "duration_s": round(self.duration, 2),
+            "error": self.error,
+            "results": str(self.results),
+            "counts": {status: self.counts[status] for status in STATUSES},
+            "checks": [check.to_json() for check in self.checks],
+        }
+
+
+def run_auth_scenario(leg: AuthLeg, scenario: str, node: Path, workdir: Path, timeout: float) -> AuthResult:
+    """`node <suite> client --scenario auth/<scenario>` with the hub as the client; bounded, stopped by PID."""
+    results = workdir / leg.name / scenario
+    results.mkdir(parents=True, exist_ok=True)
+    log = results / "conformance.log"
+    # The suite splits --command on spaces and runs it through a shell: quoted paths survive.
+    command = " ".join(shlex.quote(part) for part in (sys.executable, str(HUB_CLIENT)))
+    argv = [str(node), str(leg.entry), "client", "--command", command, "--scenario", f"auth/{scenario}"]
+    argv += [*leg.args, "-o", str(results)]
+    env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+    started = time.monotonic()
+    exit_code: int | None = None
+    error: str | None = None
+    with log.open("w") as log_f:
+        log_f.write(f"$ {shlex.join(argv)}\n")
+        log_f.flush()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_f,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            exit_code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            error = f"timed out after {timeout:.0f}s"
+        finally:
+            if proc.poll() is None:  # the suite and the client it spawned share this process group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    result = AuthResult(leg.name, scenario, exit_code, time.monotonic() - started, results, error=error)
+    found = sorted(results.rglob("checks.json"))
+    if found:
+        raw = json.loads(found[-1].read_text())
+        result.checks = [  # auth checks often say what is wrong only in their description
+            Check(str(c.get("id", "?")), str(c.get("status", "?")), c.get("errorMessage") or c.get("description"))
+            for c in raw
+            if isinstance(c, dict)
+        ]
+    elif result.error is None:
+        result.error = f"no checks.json (exit {exit_code}); see {log}"
+    return result
+
+
+def run_auth_legs(legs: list[AuthLeg], node: Path, workdir: Path, timeout: float, jobs: int) -> list[AuthResult]:
+    """Every scenario of every leg, `jobs` at a time (each has its own mock servers and hub on port 0)."""
+    units = [(leg, scenario) for leg in legs for scenario in leg.scenarios]
+
+    def run(unit: tuple[AuthLeg, str]) -> AuthResult:
+        return run_auth_scenario(unit[0], unit[1], node, workdir, timeout)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(run, units))
+
+
+def _auth_cell(result: AuthResult) -> str:
+    c = result.counts
+    verdict = "pass" if result.passed else "FAIL"
+    extra = "".join(f" {label}{c[s]}" for s, label in (("WARNING", "w"), ("INFO", "i"), ("SKIPPED", "s")) if c[s])
+    timing = f"{result.duration:.1f}s" if result.error is None else result.error
+    return f"{verdict} {c['SUCCESS']}ok {c['FAILURE']}fail{extra} (exit {result.exit_code}, {timing})"
+
+
+def print_auth_table(leg: AuthLeg, results: list[AuthResult], out: TextIO) -> None:
+    width = max([len(r.scenario) for r in results] + [8])
+    version = leg.package.removeprefix("conformance-")
+    args = " ".join(leg.args) or "(default spec version)"
+    print(f"\n== @modelcontextprotocol/conformance@{version} client auth/* {args}: the hub as OAuth client", file=out)
+    print(f"{'scenario':<{width}}  hub", file=out)
+    for result in results:
+        print(f"{result.scenario:<{width}}  {_auth_cell(result)}", file=out)
+    counts: Counter[str] = Counter()
+    for result in results:
+        counts.update(result.counts)
+    print(
+        f"   hub: {sum(r.passed for r in results)}/{len(results)} scenarios passed; checks {counts['SUCCESS']} "
+        f"passed, {counts['FAILURE']} failed, {counts['WARNING']} warnings ({sum(r.duration for r in results):.1f}s "
+        "of scenario time)",
+        file=out,
+    )
+
+
 # --- main -----------------------------------------------------------------------------------------------------
 
 
@@ -524,7 +735,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SCENARIO:CHECK",
         help="tolerate this check succeeding directly but not through the hub (repeatable)",
     )
-    parser.add_argument("--suite", action="append", choices=[s.name for s in SUITES], help="only these (repeatable)")
+    parser.add_argument(
+        "--suite",
+        action="append",
+        choices=[s.name for s in SUITES] + [leg.name for leg in AUTH_LEGS],
+        help="only these server suites and auth client legs (repeatable)",
+    )
+    parser.add_argument(
+        "--auth-jobs",
+        type=int,
+        default=min(8, 2 * (os.cpu_count() or 2)),  # each mostly waits: start-up, polling, the suite's servers
+        help="auth client scenarios run at the same time (default: twice the CPUs, at most 8)",
+    )
+    parser.add_argument(
+        "--auth-timeout", type=float, default=60.0, help="seconds allowed for each auth client scenario run"
+    )
     parser.add_argument("--work-dir", type=Path, help="keep logs and results here (default: a temporary directory)")
     args = parser.parse_args(argv)
 
@@ -534,6 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"conformance: {problem}", file=sys.stderr)
         return 2
     suites = [s for s in SUITES if not args.suite or s.name in args.suite]
+    auth_legs = [leg for leg in AUTH_LEGS if not args.suite or leg.name in args.suite]
     accepted = dict(INHERENT)
     for item in args.accept:
         scenario, sep, check_id = item.partition(":")
@@ -551,34 +777,43 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     units_passed = units_failed = 0  # (suite, scenario) pairs where the hub matches the fixture, or not
     try:
-        fixture_argv = [sys.executable, str(FIXTURE), "--transport", "http", "--port", "0"]
-        fixture, url = start_service("fixture", fixture_argv, workdir, LISTENING_FIXTURE, args.start_timeout)
-        services.append(fixture)
-        wait_ready(url, args.start_timeout)
-        for suite in suites:
-            print(f"conformance {suite.name}: direct {url}", flush=True)
-            runs[suite.name, "direct"] = run_suite(
-                suite, node, "direct", url, workdir, args.timeout, args.scenario_timeout
-            )
-        stop_service(fixture)
+        if suites:
+            fixture_argv = [sys.executable, str(FIXTURE), "--transport", "http", "--port", "0"]
+            fixture, url = start_service("fixture", fixture_argv, workdir, LISTENING_FIXTURE, args.start_timeout)
+            services.append(fixture)
+            wait_ready(url, args.start_timeout)
+            for suite in suites:
+                print(f"conformance {suite.name}: direct {url}", flush=True)
+                runs[suite.name, "direct"] = run_suite(
+                    suite, node, "direct", url, workdir, args.timeout, args.scenario_timeout
+                )
+            stop_service(fixture)
 
-        # In a folder of its own: the hub watches its config's folder, and the logs and results written to
-        # `workdir` during the run would wake that watcher over and over.
-        config = workdir / "hub" / "mcp.json"
-        config.parent.mkdir(exist_ok=True)
-        config.write_text(json.dumps(hub_config(args.prefix_mode, args.upstream_protocol), indent=2))
-        hub_argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(config), "--port", "0"]
-        hub, url = start_service("hub", hub_argv, workdir, LISTENING_HUB, args.start_timeout)
-        services.append(hub)
-        wait_ready(url, args.start_timeout)
-        for suite in suites:
-            print(f"conformance {suite.name}: hub {url}", flush=True)
-            runs[suite.name, "hub"] = run_suite(suite, node, "hub", url, workdir, args.timeout, args.scenario_timeout)
+            # In a folder of its own: the hub watches its config's folder, and the logs and results written to
+            # `workdir` during the run would wake that watcher over and over.
+            config = workdir / "hub" / "mcp.json"
+            config.parent.mkdir(exist_ok=True)
+            config.write_text(json.dumps(hub_config(args.prefix_mode, args.upstream_protocol), indent=2))
+            hub_argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(config), "--port", "0"]
+            hub, url = start_service("hub", hub_argv, workdir, LISTENING_HUB, args.start_timeout)
+            services.append(hub)
+            wait_ready(url, args.start_timeout)
+            for suite in suites:
+                print(f"conformance {suite.name}: hub {url}", flush=True)
+                runs[suite.name, "hub"] = run_suite(
+                    suite, node, "hub", url, workdir, args.timeout, args.scenario_timeout
+                )
     except RuntimeError as exc:
         problems.append(str(exc))
     finally:
         for service in services:
             stop_service(service)
+    auth_started = time.monotonic()
+    if auth_legs:
+        count = sum(len(leg.scenarios) for leg in auth_legs)
+        print(f"conformance auth: {count} client scenarios, the hub as OAuth client ({args.auth_jobs} at a time)")
+    auth_results = run_auth_legs(auth_legs, node, workdir, args.auth_timeout, args.auth_jobs)
+    auth_wall = time.monotonic() - auth_started
 
     summary: dict[str, Any] = {
         "prefix_mode": args.prefix_mode,
@@ -604,6 +839,25 @@ def main(argv: list[str] | None = None) -> int:
             "hub": hub_run.to_json(),
             "differences": differences,
         }
+    for leg in auth_legs:
+        results = [r for r in auth_results if r.leg == leg.name]
+        print_auth_table(leg, results, sys.stdout)
+        for result in results:
+            if result.passed:
+                units_passed += 1
+                continue
+            units_failed += 1
+            problems.append(
+                f"{leg.name}: auth/{result.scenario} fails with the hub as client ({result.failure_text()}); "
+                f"the client's output is in {result.results}"
+            )
+        summary["suites"][leg.name] = {
+            "args": list(leg.args),
+            "hub_as_client": {r.scenario: r.to_json() for r in results},
+        }
+    if auth_legs:
+        summary["auth_out_of_scope"] = AUTH_OUT_OF_SCOPE
+        print(f"\nconformance auth: {len(auth_results)} client scenarios in {auth_wall:.1f}s")
     summary["problems"] = problems
     summary["ok"] = not problems
     args.out.parent.mkdir(parents=True, exist_ok=True)

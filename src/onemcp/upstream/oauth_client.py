@@ -183,7 +183,11 @@ class ServerAuth:
         have = set((granted or "").split())
         wanted = set((challenge.scope or "").split())
         if wanted <= have or self.step_ups >= STEP_UP_LIMIT:
-            self.detail = f"the upstream refused the call for want of scope {challenge.scope!r}"
+            self.detail = (
+                f"it wants scope {challenge.scope!r}, which the hub already asked for"
+                if wanted <= have
+                else f"it wants scope {challenge.scope!r}; {STEP_UP_LIMIT} re-authorizations did not get it"
+            )
             return
         self.step_ups += 1
         self.scope = " ".join(sorted(have | wanted))
@@ -193,6 +197,8 @@ class ServerAuth:
         """What a client whose call failed is told (never the link itself: only an operator should follow it)."""
         if self.state == "error":
             return f"the hub cannot authorize with this upstream: {self.detail}"
+        if self.state == "authorized":  # refused although authorized: asking again would not help
+            return f"the upstream refused the call: {self.detail or 'forbidden'}"
         return (
             f"this upstream needs an operator to authorize the hub ({self.detail or 'OAuth'}): "
             f"see /health or run `onemcp auth upstream login {self.name}`"

@@ -190,10 +190,15 @@ async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
 async def test_cli_login_list_logout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with anyio.fail_after(120):
         async with protected_upstream(tmp_path) as upstream:
-            config = {"mcpServers": {"remote": {"url": upstream.url}}}
+            audit = tmp_path / "audit.jsonl"
+            config = {"mcpServers": {"remote": {"url": upstream.url}}, "onemcp": {"audit": str(audit)}}
             hub_path = hub_file(tmp_path, config)
             async with httpx.AsyncClient() as http, running_hub(config, config_path=hub_path) as hub:
                 doc = await wait_for(hub, http, "remote", "needs-authorization")
+                # the callback refuses junk without a traceback
+                junk = "&".join(f"p{i}=x" for i in range(60))
+                r = await http.get(f"{hub.base}/oauth/upstream/callback?{junk}")
+                assert r.status_code == 400 and "Too many parameters" in r.text
 
                 def cli(*argv: str) -> tuple[int, str]:
                     code = main(["auth", "upstream", *argv, "--url", hub.url])
@@ -212,6 +217,9 @@ async def test_cli_login_list_logout(tmp_path: Path, capsys: pytest.CaptureFixtu
                 assert code == 0 and "already authorized" in out
                 code, out = await anyio.to_thread.run_sync(cli, "logout", "remote")
                 assert code == 0 and "tokens forgotten" in out
+                lines = audit.read_text()
+                assert "upstream authorized server=remote issuer=http://127.0.0.1" in lines
+                assert "upstream logout server=remote principal=anonymous forgotten=True" in lines
                 # without its token the hub is refused upstream and asks again
                 async with Client(streamable_http_client(hub.url), mode="legacy", cache=None) as c:
                     with pytest.raises(MCPError):

@@ -8,6 +8,7 @@ both are management endpoints and need the admin scope when the hub has authenti
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl
 
 from onemcp.auth.gate import Gate
@@ -18,6 +19,7 @@ from onemcp.hub import Hub
 from onemcp.upstream.oauth_client import CALLBACK_PATH
 
 PREFIX = "/oauth/upstream"
+audit = logging.getLogger("onemcp.audit")
 
 
 def views(hub: Hub, *, with_link: bool) -> dict[str, object]:
@@ -33,11 +35,16 @@ async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send
     path: str = scope["path"]
     method: str = scope["method"]
     if path == CALLBACK_PATH and method == "GET":
-        params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), max_num_fields=50))
-        status, title, detail = await hub.upstream_auth.callback(params)
+        try:
+            params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), max_num_fields=50))
+        except ValueError:
+            status, title, detail = 400, "Bad request", "Too many parameters."
+        else:
+            status, title, detail = await hub.upstream_auth.callback(params)
         await asgi.send_bytes(send, status, error_page(title, detail), HTML, PAGE_HEADERS)
         return
-    if await gate.admit(scope, send, admin=True) is None:
+    principal = await gate.admit(scope, send, admin=True)
+    if principal is None:
         return
     if path.rstrip("/") == PREFIX and method == "GET":
         await asgi.send_json(send, 200, {"upstreams": views(hub, with_link=True)})
@@ -45,6 +52,7 @@ async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send
     name = path.removeprefix(PREFIX + "/")
     if method == "DELETE" and name in hub.config.servers:
         forgot = hub.upstream_auth.forget(name)
+        audit.info("upstream logout server=%s principal=%s forgotten=%s", name, principal.id, forgot)
         await asgi.send_json(send, 200, {"server": name, "forgotten": forgot})
         return
     await asgi.send_json(send, 404, {"error": "not found"})

@@ -42,6 +42,7 @@ from onemcp.upstream.oauth_flow import (
 from onemcp.upstream.oauth_store import CredentialStore
 
 log = logging.getLogger("onemcp.upstream.oauth")
+audit = logging.getLogger("onemcp.audit")
 CALLBACK_PATH = "/oauth/upstream/callback"
 REFRESH_SKEW = 60.0  # refresh this long before expiry
 PENDING_TTL = 600.0
@@ -356,6 +357,7 @@ class UpstreamAuth:
             return 400, "Unknown server", f"{pending.server} is no longer configured."
         if "error" in params:
             server.detail = f"the authorization was refused: {params['error']} {params.get('error_description', '')}"
+            audit.info("upstream authorization refused server=%s error=%.100s", server.name, params["error"])
             return 400, "Authorization refused", server.detail
         code = params.get("code")
         if not code:
@@ -365,8 +367,12 @@ class UpstreamAuth:
         except FlowError as exc:
             server.detail = str(exc)
             log.warning("upstream %s: authorization failed: %s", server.name, exc)
+            audit.info("upstream authorization failed server=%s reason=%s", server.name, exc)
             return 502, "Authorization failed", str(exc)
-        log.info("upstream %s: authorized (scope %s)", server.name, server.tokens.scope if server.tokens else None)
+        scope = server.tokens.scope if server.tokens else None
+        issuer = server.metadata.get("issuer") if server.metadata else None
+        log.info("upstream %s: authorized (scope %s)", server.name, scope)
+        audit.info("upstream authorized server=%s issuer=%s scope=%s", server.name, issuer, scope)
         self.on_authorized(server.name)
         return 200, f"{server.name} is authorized", "onemcp connects to it now. You can close this tab."
 

@@ -58,10 +58,15 @@ class Failed(Exception):
 def hub_config(url: str, scenario: str, context: dict[str, Any]) -> dict[str, Any]:
     server: dict[str, Any] = {"url": url}
     oauth: dict[str, Any] = {}
-    if isinstance(context.get("client_id"), str) and not scenario.startswith("auth/client-credentials"):
+    if isinstance(context.get("client_id"), str):
         oauth["clientId"] = context["client_id"]
         if isinstance(context.get("client_secret"), str):
             oauth["clientSecret"] = context["client_secret"]
+    if scenario.startswith("auth/client-credentials"):  # a machine client: no operator, no link
+        oauth["grant"] = "client_credentials"
+        if isinstance(context.get("private_key_pem"), str):
+            oauth["privateKey"] = context["private_key_pem"]
+            oauth["signingAlgorithm"] = context.get("signing_algorithm", "ES256")
     if scenario == "auth/basic-cimd":
         oauth["clientMetadataUrl"] = CIMD_URL
     if oauth:

@@ -128,6 +128,7 @@ AUTH_2026 = (  # 0.2.0's scenarios introduced in 2026-07-28 (with AUTH_DRAFT)
     "metadata-issuer-mismatch",
 )
 AUTH_BACKCOMPAT = ("2025-03-26-oauth-metadata-backcompat", "2025-03-26-oauth-endpoint-fallback")
+AUTH_MACHINE = ("client-credentials-basic", "client-credentials-jwt")
 
 
 @dataclass(frozen=True)
@@ -153,13 +154,15 @@ AUTH_LEGS = (
     # The stateless era upstream: the hub's probe finds server/discover and speaks 2026-07-28 to the mock.
     AuthLeg("auth-0.2.0-alpha.12-2026-07-28", ALPHA, ("--spec-version", "2026-07-28"), (*AUTH_2025, *AUTH_2026)),
     AuthLeg("auth-0.2.0-alpha.12-backcompat", ALPHA, (), AUTH_BACKCOMPAT),
+    # The hub as a machine client (oauth.grant "client_credentials"): extensions, run by name.
+    AuthLeg("auth-0.1.16-machine", "conformance-0.1.16", (), AUTH_MACHINE),
+    AuthLeg("auth-0.2.0-alpha.12-machine", ALPHA, (), AUTH_MACHINE),
 )
 
-# Client scenarios not run: the hub authorizes with the interactive authorization-code flow (an operator
-# follows a link) and presents Bearer tokens; these extensions need other grants or proof of possession.
+# Client scenarios not run: the hub authorizes with the authorization-code flow (an operator follows a
+# link) or client_credentials, and presents Bearer tokens; these extensions need other grants or proof of
+# possession.
 AUTH_OUT_OF_SCOPE: dict[str, str] = {
-    "client-credentials-basic": "the client_credentials grant (no operator, no authorization request)",
-    "client-credentials-jwt": "the client_credentials grant with a private_key_jwt client assertion",
     "enterprise-managed-authorization": (
         "an RFC 8693 token exchange at an enterprise IdP, then the RFC 7523 jwt-bearer grant with the ID-JAG "
         "(0.1.16 calls it cross-app-access-complete-flow)"

@@ -248,3 +248,33 @@ def test_auth_method_choice() -> None:
     assert choose_auth_method({"token_endpoint_auth_methods_supported": ["none"]}, True) == "none"
     with pytest.raises(FlowError):
         choose_auth_method({"token_endpoint_auth_methods_supported": ["private_key_jwt"]}, False)
+
+
+async def test_client_credentials_with_a_signed_assertion() -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from onemcp.upstream.oauth_flow import client_assertion, client_credentials
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    assertion = client_assertion(AS_DOC, "machine-1", pem, "ES256")
+    claims = jwt.decode(assertion, key.public_key(), algorithms=["ES256"], audience="https://auth.example.com")
+    assert claims["iss"] == claims["sub"] == "machine-1" and claims["exp"] - claims["iat"] == 300
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"access_token": "m", "token_type": "bearer", "expires_in": 300})
+
+    reg = Registration("machine-1", None, "private_key_jwt", "", "https://auth.example.com")
+    async with recorder(answer, seen) as client:
+        tokens = await client_credentials(client, AS_DOC, reg, resource=SERVER, scope="mcp:basic", assertion=assertion)
+    form = dict(parse_qsl(seen[0].content.decode()))
+    assert form["grant_type"] == "client_credentials" and form["scope"] == "mcp:basic"
+    assert form["client_assertion"] == assertion and form["resource"] == SERVER
+    assert "authorization" not in seen[0].headers and tokens.access_token == "m"
+    with pytest.raises(FlowError, match="cannot sign"):
+        client_assertion(AS_DOC, "machine-1", "not a pem", "ES256")

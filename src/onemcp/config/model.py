@@ -30,8 +30,21 @@ class UpstreamOAuth(_Model):
     # An https URL serving this hub's Client ID Metadata Document: used as the client_id with
     # servers that accept such documents (before dynamic registration is tried).
     client_metadata_url: str | None = Field(None, alias="clientMetadataUrl")
-    auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = Field(None, alias="authMethod")
+    auth_method: Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt"] | None = Field(
+        None, alias="authMethod"
+    )
     scopes: list[str] | None = None  # default: what the server's challenge or metadata asks for
+    # "client_credentials": the hub is a machine client (no person, no browser): it gets its tokens
+    # itself with clientId and clientSecret, or with a JWT signed by privateKey (private_key_jwt).
+    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+    private_key: str | None = Field(None, alias="privateKey")  # PEM, e.g. "${UPSTREAM_KEY}"
+    signing_algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = Field("ES256", alias="signingAlgorithm")
+
+    @model_validator(mode="after")
+    def _machine_needs_credentials(self) -> UpstreamOAuth:
+        if self.grant == "client_credentials" and not (self.client_id and (self.client_secret or self.private_key)):
+            raise ValueError("grant 'client_credentials' needs clientId and clientSecret or privateKey")
+        return self
 
 
 class ServerConfig(_Model):

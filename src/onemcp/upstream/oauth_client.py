@@ -34,6 +34,8 @@ from onemcp.upstream.oauth_flow import (
     authorize_url,
     check_response_issuer,
     choose_auth_method,
+    client_assertion,
+    client_credentials,
     exchange_code,
     pkce_pair,
     refresh,
@@ -85,6 +87,8 @@ class ServerAuth:
         self.registration: Registration | None = None
         self.tokens: Tokens | None = None
         self.scope: str | None = " ".join(self.settings.scopes) if self.settings and self.settings.scopes else None
+        # a machine client gets its own tokens (client_credentials): no operator, no link
+        self.machine = self.settings is not None and self.settings.grant == "client_credentials"
         self.step_ups = 0
         self.header: str | None = None  # "Bearer <access token>", what requests carry
         self._lock = anyio.Lock()
@@ -136,11 +140,14 @@ class ServerAuth:
         tokens = self.tokens
         if tokens is None or tokens.expires_at is None or tokens.expires_at - REFRESH_SKEW > time.time():
             return
-        if tokens.refresh_token is None:
+        if tokens.refresh_token is None and not self.machine:
             return  # it may still work; a 401 will say
         async with self._lock:
             if self.tokens is tokens:
-                await self._refresh(tokens)
+                if tokens.refresh_token is not None:
+                    await self._refresh(tokens)
+                else:
+                    await self._machine_token(Challenge())
 
     async def _refresh(self, tokens: Tokens) -> bool:
         if self.metadata is None or self.registration is None:
@@ -176,6 +183,8 @@ class ServerAuth:
                 return True
             self._set_tokens(None)
             self._save()
+            if self.machine:
+                return await self._machine_token(challenge)
             await self._prepare(challenge)
             return False
 
@@ -223,13 +232,7 @@ class ServerAuth:
             self.state = "preparing"
         try:
             async with self.owner.http() as client:
-                found = await discover(client, self.config.url or self.url, challenge)
-                self.resource, self.metadata = found.resource, found.metadata
-                if self.scope is None:
-                    self.scope = challenge.scope or (" ".join(found.scopes_supported) or None)
-                offered = self.metadata.get("scopes_supported") or []
-                if self.scope and "offline_access" in offered and "offline_access" not in self.scope.split():
-                    self.scope += " offline_access"
+                await self._discover(client, challenge)
                 self.registration = await self._registration(client, redirect)
         except (DiscoveryError, FlowError) as exc:
             self.state, self.detail = "error", str(exc)
@@ -237,9 +240,55 @@ class ServerAuth:
             return
         self._save()
         self.state = "required"
-        issuer = self.metadata.get("issuer")
+        issuer = self.metadata.get("issuer") if self.metadata else None
         self.detail = f"more scope needed: {self.scope}" if keep_tokens else f"authorize at {issuer}"
         log.warning("upstream %s needs authorization: %s", self.name, self.detail)
+
+    async def _discover(self, client: httpx.AsyncClient, challenge: Challenge) -> None:
+        """The authorization server (found again each time: it may have moved) and the scope to ask for."""
+        found = await discover(client, self.config.url or self.url, challenge)
+        self.resource, self.metadata = found.resource, found.metadata
+        if self.scope is None:
+            self.scope = challenge.scope or (" ".join(found.scopes_supported) or None)
+        offered = self.metadata.get("scopes_supported") or []
+        if self.scope and "offline_access" in offered and "offline_access" not in self.scope.split():
+            self.scope += " offline_access"
+
+    async def _machine_token(self, challenge: Challenge) -> bool:
+        """The client_credentials grant: a fresh token with no operator; True when there is one."""
+        settings = self.settings
+        assert settings is not None and settings.client_id is not None
+        try:
+            async with self.owner.http() as client:
+                await self._discover(client, challenge)
+                assert self.metadata is not None
+                key = settings.private_key
+                method = settings.auth_method or (
+                    "private_key_jwt" if key else choose_auth_method(self.metadata, has_secret=True)
+                )
+                issuer = str(self.metadata.get("issuer"))
+                self.registration = Registration(settings.client_id, settings.client_secret, method, "", issuer)
+                assertion = (
+                    client_assertion(self.metadata, settings.client_id, key, settings.signing_algorithm)
+                    if key and method == "private_key_jwt"
+                    else None
+                )
+                tokens = await client_credentials(
+                    client,
+                    self.metadata,
+                    self.registration,
+                    resource=self.resource,
+                    scope=self.scope,
+                    assertion=assertion,
+                )
+        except (DiscoveryError, FlowError) as exc:
+            self.state, self.detail = "error", str(exc)
+            log.warning("upstream %s: client_credentials failed: %s", self.name, exc)
+            return False
+        self._set_tokens(tokens)
+        self._save()
+        log.info("upstream %s: token obtained with client_credentials (scope %s)", self.name, tokens.scope)
+        return True
 
     async def _registration(self, client: httpx.AsyncClient, redirect: str) -> Registration:
         assert self.metadata is not None

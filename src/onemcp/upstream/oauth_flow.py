@@ -2,9 +2,10 @@
 
 Owns client registration (a pre-registered client from the config, else RFC 7591 dynamic
 registration), PKCE S256, the authorization URL (with `resource`, RFC 8707, and `state`), the
-authorization response's checks (state, RFC 9207 `iss`), and the token requests: code exchange
-and refresh, with the client authentication the server asks for (basic, post or none). Knows
-nothing about upstream connections or storage (`oauth_client` decides when, `oauth_store` keeps).
+authorization response's checks (state, RFC 9207 `iss`), and the token requests: code exchange,
+refresh and the client_credentials grant, with the client authentication the server asks for
+(basic, post, none, or an RFC 7523 private_key_jwt assertion). Knows nothing about upstream
+connections or storage (`oauth_client` decides when, `oauth_store` keeps).
 """
 
 from __future__ import annotations
@@ -166,13 +167,40 @@ def check_response_issuer(metadata: dict[str, Any], iss: str | None) -> None:
         raise FlowError(f"the authorization response came from issuer {iss!r}, not {metadata.get('issuer')!r}")
 
 
+def client_assertion(metadata: dict[str, Any], client_id: str, private_key: str, algorithm: str) -> str:
+    """An RFC 7523 client assertion: the client says who it is, signed, for this issuer, briefly."""
+    import jwt  # pyjwt: only machine clients with keys need it
+
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": metadata.get("issuer"),
+        "iat": now,
+        "exp": now + 300,
+        "jti": secrets.token_urlsafe(16),
+    }
+    try:
+        return jwt.encode(claims, private_key, algorithm=algorithm)
+    except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        raise FlowError(f"cannot sign the client assertion with privateKey ({algorithm}): {exc}") from None
+
+
 async def _token_request(
-    client: httpx.AsyncClient, metadata: dict[str, Any], reg: Registration, form: dict[str, str]
+    client: httpx.AsyncClient,
+    metadata: dict[str, Any],
+    reg: Registration,
+    form: dict[str, str],
+    assertion: str | None = None,
 ) -> Tokens:
     endpoint = str(metadata["token_endpoint"])
     headers = {"accept": "application/json"}
     form = dict(form)
-    if reg.auth_method == "client_secret_basic" and reg.client_secret is not None:
+    if assertion is not None:
+        form["client_id"] = reg.client_id
+        form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        form["client_assertion"] = assertion
+    elif reg.auth_method == "client_secret_basic" and reg.client_secret is not None:
         pair = f"{quote(reg.client_id, safe='')}:{quote(reg.client_secret, safe='')}"
         headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
     else:
@@ -212,6 +240,22 @@ async def exchange_code(
         "resource": resource,
     }
     return await _token_request(client, metadata, reg, form)
+
+
+async def client_credentials(
+    client: httpx.AsyncClient,
+    metadata: dict[str, Any],
+    reg: Registration,
+    *,
+    resource: str,
+    scope: str | None,
+    assertion: str | None = None,
+) -> Tokens:
+    """The client_credentials grant: a token for the hub itself, no person involved."""
+    form = {"grant_type": "client_credentials", "resource": resource}
+    if scope:
+        form["scope"] = scope
+    return await _token_request(client, metadata, reg, form, assertion)
 
 
 async def refresh(

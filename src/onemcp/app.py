@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import uvicorn
 
 from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.config.model import HubConfig
@@ -143,6 +144,11 @@ class OneMcpApp:
         else:
             await asgi.send_json(send, 404, {"error": "not found"})
 
+    def begin_shutdown(self) -> None:
+        """The server is stopping: end long-lived streams gracefully before it waits on them."""
+        for listener in list(self.hub.listeners):
+            listener.finish()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message: dict[str, Any] = dict(await receive())
         assert message["type"] == "lifespan.startup"
@@ -167,3 +173,13 @@ class OneMcpApp:
             hook()
         self.hub.upstream_auth.close()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+class HubServer(uvicorn.Server):
+    """uvicorn, letting the hub end its streams gracefully before uvicorn waits for them to close."""
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        app = self.config.app
+        if isinstance(app, OneMcpApp):
+            app.begin_shutdown()
+        await super().shutdown(sockets)

@@ -84,6 +84,26 @@ async def test_listen_delivers_list_changed_tagged_with_the_subscription() -> No
             assert "a__fresh" in {t.name for t in (await c.list_tools()).tools}
 
 
+async def test_listen_ends_with_its_result_when_the_hub_stops() -> None:
+    """A stopping hub ends each listen stream with the listen request's `complete` result."""
+    events: list[dict[str, Any]] = []
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            body = modern("subscriptions/listen", rid="L1", notifications={"toolsListChanged": True})
+            async with http.stream("POST", hub.url, json=body, headers=headers("subscriptions/listen")) as r:
+                assert r.status_code == 200
+                async for line in r.aiter_lines():
+                    if line.startswith("data:"):
+                        events.append(json.loads(line[5:]))
+                        if events[-1].get("method") == "notifications/subscriptions/acknowledged":
+                            hub.server.should_exit = True  # what SIGTERM does
+    assert events[0]["method"] == "notifications/subscriptions/acknowledged"
+    last = events[-1]
+    assert last["id"] == "L1" and last["result"]["resultType"] == "complete"
+    assert last["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "L1"
+    assert last["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "onemcp"
+
+
 async def test_discover_and_result_decoration_raw() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub(config()) as hub, httpx.AsyncClient() as http:

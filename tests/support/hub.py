@@ -13,7 +13,7 @@ import anyio
 import httpx
 import uvicorn
 
-from onemcp.app import OneMcpApp
+from onemcp.app import HubServer, OneMcpApp
 from onemcp.config.model import HubConfig
 
 
@@ -21,6 +21,7 @@ from onemcp.config.model import HubConfig
 class RunningHub:
     app: OneMcpApp
     base: str
+    server: uvicorn.Server
 
     @property
     def url(self) -> str:
@@ -43,13 +44,13 @@ async def running_hub(
     port = sock.getsockname()[1]
     public = f"http://127.0.0.1:{port}/mcp"
     app = OneMcpApp(HubConfig.model_validate(config), config_path=config_path, public_url=public)
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
+    server = HubServer(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(10):
             while not server.started:
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-        hub = RunningHub(app, f"http://127.0.0.1:{port}")
+        hub = RunningHub(app, f"http://127.0.0.1:{port}", server)
         if wait:
             await hub.wait_ready()
         try:

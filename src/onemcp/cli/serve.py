@@ -12,7 +12,7 @@ import anyio
 import orjson
 import uvicorn
 
-from onemcp.app import OneMcpApp
+from onemcp.app import HubServer, OneMcpApp
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
 from onemcp.config.model import HubConfig
 from onemcp.downstream.guard import is_loopback
@@ -98,7 +98,7 @@ def serve(
     app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")
     runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp")
     app.on_shutdown.append(lambda: remove_runtime(runtime))  # SIGTERM never reaches the finally below
-    server = uvicorn.Server(
+    server = HubServer(
         uvicorn.Config(
             app,
             lifespan="on",

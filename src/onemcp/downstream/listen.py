@@ -2,7 +2,9 @@
 
 Owns one listen stream: what the client asked for and what the hub honours, the
 acknowledgement that comes first, tagging every notification with the listen request's
-id as `subscriptionId`, and the upstream resource subscriptions it holds while open.
+id as `subscriptionId`, the upstream resource subscriptions it holds while open, and the
+graceful end when the hub stops (the listen request's `complete` result, then the end of the
+stream, so the client knows it was not a network failure).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from onemcp.downstream.session import Session
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import HubError
 from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.upstream.era import PREFIX
 
 if TYPE_CHECKING:
     from onemcp.hub import Hub
 
 log = logging.getLogger("onemcp.downstream")
-SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+SUBSCRIPTION_ID = PREFIX + "subscriptionId"
+SERVER_INFO = PREFIX + "serverInfo"
 KEEPALIVE = 15.0
 QUEUE = 256
 # filter flag -> the list_changed notification it opts in to
@@ -44,6 +48,7 @@ class Listener:
     session: Session  # holds the visible URIs of its resource subscriptions
     honored: dict[str, Any]
     uris: list[str] = field(default_factory=list)
+    server_info: dict[str, Any] = field(default_factory=dict)
     _send: MemoryObjectSendStream[Message] | None = None
     inbox: MemoryObjectReceiveStream[Message] | None = None
 
@@ -87,9 +92,21 @@ class Listener:
         if self._send is not None:
             self._send.close()
 
+    def finish(self) -> None:
+        """End the stream gracefully: the listen request's result goes out after what is queued."""
+        if self._send is None:
+            return
+        meta = {SUBSCRIPTION_ID: self.sub_id, SERVER_INFO: self.server_info}
+        with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._send.send_nowait(jsonrpc.result(self.sub_id, {"resultType": "complete", "_meta": meta}))
+        self._send.close()
 
-async def serve_listener(hub: Hub, listener: Listener, receive: Receive, send: Send, server_info: Any) -> None:
-    """Acknowledge, then stream notifications until the client goes away."""
+
+async def serve_listener(
+    hub: Hub, listener: Listener, receive: Receive, send: Send, server_info: dict[str, Any]
+) -> None:
+    """Acknowledge, then stream notifications until the client goes away or the hub finishes it."""
+    listener.server_info = server_info
     for uri in listener.uris:
         try:
             await hub.subscribe(listener.session, uri)

@@ -24,7 +24,7 @@ from onemcp.catalog.catalog import KIND_BY_METHOD
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send
 from onemcp.downstream.exchange import answer, forbidden_scope
-from onemcp.downstream.listen import Listener, serve_listener
+from onemcp.downstream.listen import SERVER_INFO, Listener, serve_listener
 from onemcp.downstream.session import LOG_LEVELS, Session
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
@@ -40,7 +40,6 @@ PROTOCOL_VERSION = PREFIX + "protocolVersion"
 CLIENT_CAPABILITIES = PREFIX + "clientCapabilities"
 CLIENT_INFO = PREFIX + "clientInfo"
 LOG_LEVEL = PREFIX + "logLevel"
-SERVER_INFO = PREFIX + "serverInfo"
 
 HEADER_MISMATCH = -32020
 MISSING_CLIENT_CAPABILITY = -32021

@@ -413,20 +413,12 @@ def wait_ready(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} not ready in {timeout:.0f}s: {last}")
 
 
-def run_suite(
-    suite: Suite, node: Path, target: str, url: str, workdir: Path, timeout: float, scenario_timeout: float
-) -> Run:
-    results = workdir / f"results-{suite.name}-{target}"
-    log = workdir / f"conformance-{suite.name}-{target}.log"
-    argv = [str(node), str(suite.entry), "server", "--url", url, *suite.args, "-o", str(results)]
-    if suite.scenario_timeout:
-        argv += ["--timeout", str(round(scenario_timeout * 1000))]
+def run_node(argv: list[str], node: Path, workdir: Path, log: Path, timeout: float) -> tuple[int | None, str | None]:
+    """Run the suite (`argv`), output to `log`; (exit code, or None and why). Its whole process group
+    (the suite and any client it spawned) is killed when it outlives `timeout`."""
     env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
-    started = time.monotonic()
-    exit_code: int | None = None
-    error: str | None = None
     with log.open("w") as log_f:
-        log_f.write(f"$ {' '.join(argv)}\n")
+        log_f.write(f"$ {shlex.join(argv)}\n")
         log_f.flush()
         proc = subprocess.Popen(
             argv,
@@ -438,14 +430,26 @@ def run_suite(
             start_new_session=True,
         )
         try:
-            exit_code = proc.wait(timeout=timeout)
+            return proc.wait(timeout=timeout), None
         except subprocess.TimeoutExpired:
-            error = f"timed out after {timeout:.0f}s"
+            return None, f"timed out after {timeout:.0f}s"
         finally:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+def run_suite(
+    suite: Suite, node: Path, target: str, url: str, workdir: Path, timeout: float, scenario_timeout: float
+) -> Run:
+    results = workdir / f"results-{suite.name}-{target}"
+    log = workdir / f"conformance-{suite.name}-{target}.log"
+    argv = [str(node), str(suite.entry), "server", "--url", url, *suite.args, "-o", str(results)]
+    if suite.scenario_timeout:
+        argv += ["--timeout", str(round(scenario_timeout * 1000))]
+    started = time.monotonic()
+    exit_code, error = run_node(argv, node, workdir, log, timeout)
     stdout = log.read_text(errors="replace")
     scenarios = read_results(results, stdout)
     if not scenarios and error is None:
@@ -612,31 +616,8 @@ def run_auth_scenario(leg: AuthLeg, scenario: str, node: Path, workdir: Path, ti
     command = " ".join(shlex.quote(part) for part in (sys.executable, str(HUB_CLIENT)))
     argv = [str(node), str(leg.entry), "client", "--command", command, "--scenario", f"auth/{scenario}"]
     argv += [*leg.args, "-o", str(results)]
-    env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
     started = time.monotonic()
-    exit_code: int | None = None
-    error: str | None = None
-    with log.open("w") as log_f:
-        log_f.write(f"$ {shlex.join(argv)}\n")
-        log_f.flush()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_f,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            exit_code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            error = f"timed out after {timeout:.0f}s"
-        finally:
-            if proc.poll() is None:  # the suite and the client it spawned share this process group
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    exit_code, error = run_node(argv, node, workdir, log, timeout)
     result = AuthResult(leg.name, scenario, exit_code, time.monotonic() - started, results, error=error)
     found = sorted(results.rglob("checks.json"))
     if found:

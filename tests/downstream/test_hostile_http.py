@@ -567,6 +567,27 @@ async def test_other_methods_and_paths(
         check_answer(await send(target, method, f"{target.hub.base}{path}", None, headers), None)
 
 
+# ------------------------------------------------------------------------------- upstream OAuth endpoints
+@settings(FUZZ, max_examples=300)
+@given(
+    method=st.sampled_from(["GET", "GET", "POST", "DELETE", "PUT"]),
+    path=st.sampled_from(["/oauth/upstream/callback", "/oauth/upstream", "/oauth/upstream/", "/oauth/upstream/x"]),
+    query=st.lists(st.tuples(st.text(max_size=20), st.text(max_size=40)), max_size=60).map(
+        lambda pairs: "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs)
+    ),
+)
+async def test_upstream_oauth_endpoints(target: Target, method: str, path: str, query: str) -> None:
+    """The callback and the admin endpoints: a page or JSON with a client status, never a traceback."""
+    with anyio.fail_after(DEADLINE):
+        async with target.http.stream(method, f"{target.hub.base}{path}?{query}") as r:
+            body = await r.aread()
+    event(f"HTTP {r.status_code}")
+    assert r.status_code in {200, 400, 404}, (r.status_code, body[:300])
+    assert TRACEBACK not in body
+    if path.endswith("/callback") and method == "GET":
+        assert r.status_code == 400  # no state here was ever handed out
+
+
 # ------------------------------------------------------------------------------- malformed raw HTTP
 async def read_head(stream: SocketStream) -> bytes:
     """Bytes up to the end of the response head (or until the hub closes the connection)."""

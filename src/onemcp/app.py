@@ -29,7 +29,7 @@ from onemcp.observability.health import health, ready, state_metrics
 from onemcp.observability.metrics import CONTENT_TYPE
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
 from onemcp.reload import Reloader
-from onemcp.upstream.oauth_client import UpstreamAuth
+from onemcp.upstream.oauth_registry import UpstreamAuth
 
 log = logging.getLogger("onemcp.app")
 
@@ -80,13 +80,17 @@ class OneMcpApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         try:
-            if path.startswith("/health"):
+            if path in ("/health/live", "/health/ready"):  # probes: nothing a rebound page could use
                 await self._health(path, send)
                 return
             guard = self.guard
-            # Host before anything else: a DNS-rebound page must not reach the consent page either
+            # Host before anything else: a DNS-rebound page must read neither /health (authorization
+            # links) nor the consent page
             if not guard.host_ok(asgi.header(scope, b"host")):
                 await asgi.send_json(send, 421, error_body(INVALID_REQUEST, "Invalid Host header"))
+                return
+            if path.startswith("/health"):
+                await self._health(path, send)
                 return
             if path.startswith(PRM_PATH):
                 await asgi.send_json(send, 200, self.gate.metadata(scope))

@@ -46,7 +46,7 @@ from onemcp.tasks import TaskRouter
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
-from onemcp.upstream.oauth_client import UpstreamAuth
+from onemcp.upstream.oauth_registry import UpstreamAuth
 from onemcp.upstream.pool import Pool
 
 if TYPE_CHECKING:

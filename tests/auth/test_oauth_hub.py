@@ -102,8 +102,15 @@ async def test_a_rebound_host_cannot_reach_the_authorization_pages(tmp_path: Pat
     path.write_text(json.dumps(config))
     with anyio.fail_after(60):
         async with running_hub(config, config_path=path, wait=False) as hub, httpx.AsyncClient() as http:
-            for target in ("/oauth/authorize?client_id=x", "/oauth/upstream", "/.well-known/oauth-protected-resource"):
-                r = await http.get(f"{hub.base}{target}", headers={"host": "evil.example"})
+            rebound = {"host": "evil.example"}
+            for target in (
+                "/oauth/authorize?client_id=x",
+                "/oauth/upstream",
+                "/.well-known/oauth-protected-resource",
+                "/health",  # it may carry upstream authorization links
+            ):
+                r = await http.get(f"{hub.base}{target}", headers=rebound)
                 assert r.status_code == 421, (target, r.status_code)
+            assert (await http.get(f"{hub.base}/health/live", headers=rebound)).status_code == 200  # probes
             ok = await http.get(f"{hub.base}/.well-known/oauth-authorization-server")
             assert ok.status_code == 200

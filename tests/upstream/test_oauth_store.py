@@ -48,7 +48,7 @@ def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
 def test_the_hub_keeps_going_in_memory_when_the_store_is_unusable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from onemcp.upstream.oauth_client import UpstreamAuth
+    from onemcp.upstream.oauth_registry import UpstreamAuth
 
     monkeypatch.delenv(KEY_ENV, raising=False)
     (tmp_path / "secret.key").write_text("not a key")

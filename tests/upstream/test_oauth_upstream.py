@@ -10,6 +10,7 @@ stored credentials survive a restart and are encrypted at rest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 from collections.abc import AsyncIterator
@@ -83,7 +84,7 @@ async def authorize_in_browser(http: httpx.AsyncClient, link: str) -> httpx.Resp
     r = await http.get(link)
     assert r.status_code == 302, r.text
     callback = r.headers["location"]
-    assert "/oauth/upstream/callback?" in callback
+    assert "/oauth/upstream/callback/remote?" in callback
     return await http.get(callback)
 
 
@@ -119,14 +120,14 @@ async def test_hub_authorizes_itself_with_a_protected_upstream(tmp_path: Path) -
                     assert await echo(hub, "through oauth") == "through oauth"
 
                     # a used state cannot be replayed
-                    replay = await http.get(f"{hub.base}/oauth/upstream/callback?state=x&code=y")
+                    replay = await http.get(f"{hub.base}/oauth/upstream/callback/remote?state=x&code=y")
                     assert replay.status_code == 400
 
                     # refresh before expiry: a new access token, calls keep working
                     credential = hub.app.hub.upstream_auth.servers["remote"]
                     assert credential.tokens is not None and credential.tokens.refresh_token
                     first = credential.tokens
-                    credential.tokens = first.__class__(first.access_token, first.refresh_token, 1.0, first.scope)
+                    credential.tokens = dataclasses.replace(first, expires_at=1.0)
                     assert await echo(hub, "refreshed") == "refreshed"
                     assert credential.tokens.access_token != first.access_token
 
@@ -197,7 +198,7 @@ async def test_cli_login_list_logout(tmp_path: Path, capsys: pytest.CaptureFixtu
                 doc = await wait_for(hub, http, "remote", "needs-authorization")
                 # the callback refuses junk without a traceback
                 junk = "&".join(f"p{i}=x" for i in range(60))
-                r = await http.get(f"{hub.base}/oauth/upstream/callback?{junk}")
+                r = await http.get(f"{hub.base}/oauth/upstream/callback/remote?{junk}")
                 assert r.status_code == 400 and "Too many parameters" in r.text
 
                 def cli(*argv: str) -> tuple[int, str]:

@@ -124,7 +124,7 @@ def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text
     from onemcp.hub import Hub
     from onemcp.protocol.stdio import std_streams
     from onemcp.reload import Reloader
-    from onemcp.upstream.oauth_client import UpstreamAuth
+    from onemcp.upstream.oauth_registry import UpstreamAuth
 
     logs.configure(log_level, log_format)
     loaded = _config(config_flag)

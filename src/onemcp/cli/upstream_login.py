@@ -43,8 +43,12 @@ def _get(http: httpx.Client, base: str) -> dict[str, Any]:
         raise LoginError(f"the hub refused: HTTP {r.status_code}; set ${TOKEN_ENV} to a key with the admin scope")
     if r.status_code != 200:
         raise LoginError(f"the hub answered HTTP {r.status_code}: {r.text[:200]}")
-    upstreams: dict[str, Any] = r.json().get("upstreams", {})
-    return upstreams
+    try:
+        doc = r.json()
+    except ValueError:
+        raise LoginError(f"{base}/oauth/upstream did not answer JSON: is that an onemcp hub?") from None
+    upstreams = doc.get("upstreams") if isinstance(doc, dict) else None
+    return upstreams if isinstance(upstreams, dict) else {}
 
 
 def _line(name: str, doc: dict[str, Any]) -> str:
@@ -67,7 +71,7 @@ def _login(http: httpx.Client, base: str, args: argparse.Namespace) -> int:
     if not link:
         raise LoginError(f"{args.server}: {doc.get('detail') or doc['state']}")
     print(f"Open this link to authorize onemcp with {args.server}:\n\n  {link}\n", flush=True)
-    if args.open:
+    if args.open and link.startswith(("https://", "http://")):
         webbrowser.open(link)
     if not args.wait:
         return 0

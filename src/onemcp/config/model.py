@@ -30,6 +30,9 @@ class UpstreamOAuth(_Model):
     # An https URL serving this hub's Client ID Metadata Document: used as the client_id with
     # servers that accept such documents (before dynamic registration is tried).
     client_metadata_url: str | None = Field(None, alias="clientMetadataUrl")
+    # The authorization server a configured clientSecret / privateKey belongs to; without it, the
+    # first one seen is remembered, and a server that later names another is refused.
+    issuer: str | None = None
     auth_method: Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt"] | None = Field(
         None, alias="authMethod"
     )

@@ -1,6 +1,6 @@
 """HTTP endpoints for the hub's own OAuth with its upstreams.
 
-`GET /oauth/upstream/callback` receives authorization responses (a browser page, open like any
+`GET /oauth/upstream/callback/<server>` receives authorization responses (a browser page, open like any
 redirect URI: the single-use `state` is what authenticates it). `GET /oauth/upstream` lists every
 upstream credential with its authorization link, and `DELETE /oauth/upstream/<server>` logs out:
 both are management endpoints and need the admin scope when the hub has authentication.
@@ -16,7 +16,7 @@ from onemcp.auth.oauth_consent import HTML, PAGE_HEADERS, error_page
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send
 from onemcp.hub import Hub
-from onemcp.upstream.oauth_client import CALLBACK_PATH
+from onemcp.upstream.oauth_registry import CALLBACK_PATH
 
 PREFIX = "/oauth/upstream"
 audit = logging.getLogger("onemcp.audit")
@@ -34,13 +34,14 @@ def views(hub: Hub, *, with_link: bool) -> dict[str, object]:
 async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
     path: str = scope["path"]
     method: str = scope["method"]
-    if path == CALLBACK_PATH and method == "GET":
+    if path.startswith(CALLBACK_PATH + "/") and method == "GET":
+        server = path.removeprefix(CALLBACK_PATH + "/")
         try:
             params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), max_num_fields=50))
         except ValueError:
             status, title, detail = 400, "Bad request", "Too many parameters."
         else:
-            status, title, detail = await hub.upstream_auth.callback(params)
+            status, title, detail = await hub.upstream_auth.callback(server, params)
         await asgi.send_bytes(send, status, error_page(title, detail), HTML, PAGE_HEADERS)
         return
     principal = await gate.admit(scope, send, admin=True)
@@ -51,7 +52,7 @@ async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send
         return
     name = path.removeprefix(PREFIX + "/")
     if method == "DELETE" and name in hub.config.servers:
-        forgot = hub.upstream_auth.forget(name)
+        forgot = await hub.upstream_auth.forget(name)
         audit.info("upstream logout server=%s principal=%s forgotten=%s", name, principal.id, forgot)
         await asgi.send_json(send, 200, {"server": name, "forgotten": forgot})
         return

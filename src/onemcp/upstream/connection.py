@@ -36,7 +36,7 @@ from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call
 from onemcp.upstream.feed import ChangeFeed
-from onemcp.upstream.oauth_client import UpstreamAuth
+from onemcp.upstream.oauth_registry import UpstreamAuth
 from onemcp.upstream.transport import SessionExpired, Transport, TransportError
 
 State = Literal["starting", "ready", "failed", "stopped"]
@@ -502,15 +502,18 @@ class UpstreamConnection:
         return sum(1 for call in self._pending.values() if call.origin is not None)
 
 
-def make_transport(name: str, config: ServerConfig, auth: UpstreamAuth | None = None) -> Transport:
-    """The transport for `config`; HTTP ones carry the hub's own OAuth credential when they may need one."""
+def make_transport(
+    name: str, config: ServerConfig, auth: UpstreamAuth | None = None, server: ServerConfig | None = None
+) -> Transport:
+    """The transport for `config`; HTTP ones carry the hub's own OAuth credential when they may need one
+    (the server's: `server` is its config when `config` is one of its replicas)."""
     from onemcp.upstream.http import StreamableHttpTransport
     from onemcp.upstream.sse import SseTransport
     from onemcp.upstream.stdio import StdioTransport
 
     if config.transport == "stdio":
         return StdioTransport(name, config)
-    credential = auth.for_server(name, config) if auth is not None else None
+    credential = auth.for_server(name, server or config) if auth is not None else None
     if config.transport == "sse":
         return SseTransport(name, config, credential)
     return StreamableHttpTransport(name, config, credential)

@@ -194,6 +194,7 @@ class StreamableHttpTransport(Transport):
         self._tg: TaskGroup | None = None
         self._get_scope: anyio.CancelScope | None = None
         self._requests: dict[Any, Any] = {}  # request id -> its HTTP connection (to abort it)
+        self._reauthorizing: set[Any] = set()  # refused requests waiting for a new token
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)
@@ -226,6 +227,10 @@ class StreamableHttpTransport(Transport):
         return self.protocol_version == era.MODERN
 
     def cancel(self, request_id: int) -> bool:
+        if request_id in self._reauthorizing:
+            # refused (401) and waiting for a new token: the upstream never saw it, so it is never resent
+            self._reauthorizing.discard(request_id)
+            return True
         conn = self._requests.pop(request_id, None)
         if conn is None or not self.modern:
             return False
@@ -273,10 +278,15 @@ class StreamableHttpTransport(Transport):
         if self._tg is None or not body:
             self._refused(msg, error)
         else:
+            self._reauthorizing.add(msg["id"])
             self._tg.start_soon(self._resend_authorized, msg, body, error)
 
     async def _resend_authorized(self, msg: Message, body: bytes, error: AuthRejected) -> None:
-        if await self._recover(error):
+        recovered = await self._recover(error)
+        if msg["id"] not in self._reauthorizing:
+            return  # cancelled (the client gave up, or a deadline passed) meanwhile
+        self._reauthorizing.discard(msg["id"])
+        if recovered:
             try:
                 await self.send(msg, body, retry=False)
                 return
@@ -315,11 +325,12 @@ class StreamableHttpTransport(Transport):
         delay = 0.5
         with scope:
             while not self.closed.is_set() and self._pool is not None:
+                if self.auth is not None:
+                    await self.auth.ensure_fresh()
                 exchange = StreamExchange(EventSink(self.deliver, None, self.log))
+                headers = self._headers("text/event-stream")
                 try:
-                    conn = await self._pool.send(
-                        b"GET", self._target, self._headers("text/event-stream"), b"", exchange
-                    )
+                    conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
                 except HttpError as exc:
                     self.log.debug("GET stream failed: %s", exc)
                 else:
@@ -327,6 +338,9 @@ class StreamableHttpTransport(Transport):
                         await exchange.done.wait()
                     finally:
                         conn.abort()
+                    auth = self.auth if exchange.status == 401 else None
+                    if auth is not None and await auth.recover(401, exchange.challenge, headers.get("authorization")):
+                        continue  # a new token: reopen at once
                     if 400 <= exchange.status < 500:
                         self.log.debug("no GET stream: %s", exchange.error)
                         return

@@ -1,26 +1,25 @@
-"""The hub as an OAuth client of protected upstreams: one credential per server, and its life.
+"""The hub as an OAuth client of one protected upstream: its credential, and the credential's life.
 
-Owns, per HTTP upstream that may need OAuth: the stored registration and tokens, refreshing
-before expiry (one refresh at a time), what a 401 or a 403 `insufficient_scope` means (refresh
-and retry, or stop and ask the operator), preparing an authorization (discovery, registration,
-scope choice) so a link is ready, the pending authorizations awaiting their callback (PKCE
-verifier, single-use state, expiry), and the callback itself. The downstream client's token is
-never used here: upstream credentials are the hub's own.
+Owns, per HTTP upstream that may need OAuth: the stored registration and tokens (bound to the
+issuer that made them), renewing before expiry (refresh, or client_credentials for a machine
+client; one renewal at a time, across hubs sharing the config directory, shielded from the
+caller's cancellation), what a 401 or a 403 `insufficient_scope` means (renew and retry once,
+or stop and ask the operator), preparing an authorization (discovery, registration, scope) so a
+link is ready, the authorization link itself (PKCE, single-use state) and finishing it with the
+code. The downstream client's token is never used here: upstream credentials are the hub's own.
 
-Does not own HTTP details of the spec's steps (`oauth_discovery`, `oauth_flow`), storage
-(`oauth_store`), or routing (`app` serves the callback; the pool waits on `blocked`).
+Does not own the spec's HTTP steps (`oauth_discovery`, `oauth_flow`, `oauth_http`), storage
+(`oauth_store`), the hub-wide table of credentials and pending links (`oauth_registry`), or
+routing (`downstream.upstream_auth` serves the callback; the pool waits on `blocked`).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx
@@ -41,26 +40,35 @@ from onemcp.upstream.oauth_flow import (
     refresh,
     register,
 )
-from onemcp.upstream.oauth_store import CredentialStore
+from onemcp.upstream.oauth_http import DEADLINE, OAuthClientError
+
+if TYPE_CHECKING:
+    from onemcp.upstream.oauth_registry import UpstreamAuth
 
 log = logging.getLogger("onemcp.upstream.oauth")
-audit = logging.getLogger("onemcp.audit")
-CALLBACK_PATH = "/oauth/upstream/callback"
-REFRESH_SKEW = 60.0  # refresh this long before expiry
+REFRESH_SKEW = 60.0  # renew this long before expiry
 PENDING_TTL = 600.0
-HTTP_TIMEOUT = 15.0
 STEP_UP_LIMIT = 3  # re-authorizations for more scope before the hub stops asking
+RETRY_AFTER_ERROR = 10.0  # an authorization server that failed is not asked again sooner
+RENEW_DEADLINE = DEADLINE * 4  # discovery (a few GETs) and a token request, shielded
+REJECTED = ("invalid_grant", "invalid_client", "unauthorized_client")  # definitive answers
 
 AuthState = Literal["unknown", "authorized", "preparing", "required", "error"]
+Renewal = Literal["renewed", "rejected", "unavailable"]
 
 
 @dataclass(frozen=True)
 class Pending:
-    server: str
+    """An authorization link handed out: everything its callback needs, as it was then."""
+
+    owner: ServerAuth
     verifier: str
     scope: str | None
     url: str
     expires: float
+    metadata: dict[str, Any]
+    registration: Registration
+    resource: str
 
 
 def oauth_enabled(config: ServerConfig) -> bool:
@@ -86,27 +94,36 @@ class ServerAuth:
         self.metadata: dict[str, Any] | None = None
         self.registration: Registration | None = None
         self.tokens: Tokens | None = None
+        self.header: str | None = None  # "Bearer <access token>", what requests carry
+        self.pinned: str | None = self.settings.issuer if self.settings else None  # for configured secrets
         self.scope: str | None = " ".join(self.settings.scopes) if self.settings and self.settings.scopes else None
         # a machine client gets its own tokens (client_credentials): no operator, no link
         self.machine = self.settings is not None and self.settings.grant == "client_credentials"
         self.step_ups = 0
-        self.header: str | None = None  # "Bearer <access token>", what requests carry
+        self.generation = 0  # bumped by a logout: work finishing after it is dropped
+        self._failed_at = -RETRY_AFTER_ERROR  # monotonic time of the last failed exchange
         self._lock = anyio.Lock()
-        self._load()
+        self.load()
 
     # ---------------------------------------------------------------- persistence
-    def _load(self) -> None:
+    def _stored(self) -> dict[str, Any] | None:
         doc = self.owner.store.load(self.name)
-        if doc is None or doc.get("url") != self.url:
+        return doc if doc is not None and doc.get("url") == self.url else None
+
+    def load(self) -> None:
+        """Take what is stored (another hub on this config directory may have written it)."""
+        doc = self._stored()
+        if doc is None:
             return
         try:
             self.metadata = doc.get("metadata")
             self.resource = str(doc.get("resource") or self.url)
+            self.pinned = self.pinned or doc.get("pinned")
             reg = doc.get("registration")
             self.registration = Registration.from_doc(reg) if isinstance(reg, dict) else None
             tokens = doc.get("tokens")
             self._set_tokens(Tokens.from_doc(tokens) if isinstance(tokens, dict) else None)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             log.warning("stored credentials for %s are unreadable (%s): authorize again", self.name, exc)
             self.metadata, self.registration = None, None
             self._set_tokens(None)
@@ -118,6 +135,7 @@ class ServerAuth:
                 "url": self.url,
                 "resource": self.resource,
                 "metadata": self.metadata,
+                "pinned": self.pinned,
                 "registration": self.registration.to_doc() if self.registration else None,
                 "tokens": self.tokens.to_doc() if self.tokens else None,
             },
@@ -129,6 +147,14 @@ class ServerAuth:
         if tokens is not None:
             self.state, self.detail = "authorized", None
 
+    def _failed(self, detail: str) -> None:
+        self.state, self.detail = "error", detail
+        self._failed_at = time.monotonic()
+
+    @property
+    def _recently_failed(self) -> bool:
+        return time.monotonic() - self._failed_at < RETRY_AFTER_ERROR
+
     # ---------------------------------------------------------------- the request path
     @property
     def blocked(self) -> bool:
@@ -136,72 +162,111 @@ class ServerAuth:
         return self.tokens is None and self.state == "required"
 
     async def ensure_fresh(self) -> None:
-        """Refresh a token about to expire; cheap when it is not."""
+        """Renew a token about to expire; cheap when it is not."""
         tokens = self.tokens
         if tokens is None or tokens.expires_at is None or tokens.expires_at - REFRESH_SKEW > time.time():
             return
-        if tokens.refresh_token is None and not self.machine:
+        if (tokens.refresh_token is None and not self.machine) or self._recently_failed:
             return  # it may still work; a 401 will say
         async with self._lock:
             if self.tokens is tokens:
-                if tokens.refresh_token is not None:
-                    await self._refresh(tokens)
-                else:
-                    await self._machine_token(Challenge())
-
-    async def _refresh(self, tokens: Tokens) -> bool:
-        if self.metadata is None or self.registration is None:
-            return False
-        try:
-            async with self.owner.http() as client:
-                new = await refresh(client, self.metadata, self.registration, tokens, resource=self.resource)
-        except FlowError as exc:
-            log.warning("upstream %s: token refresh failed: %s", self.name, exc)
-            if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
-                self._set_tokens(None)
-                self._save()
-            return False
-        self._set_tokens(new)
-        self._save()
-        log.info("upstream %s: access token refreshed", self.name)
-        return True
+                await self._renew(Challenge(), tokens)
 
     async def recover(self, status: int, www_authenticate: str | None, used: str | None) -> bool:
         """After a 401 (or 403): True when there is a new token worth one retry."""
         challenge = parse_challenge(www_authenticate)
         async with self._lock:
             if status == 403:
-                if challenge.error != "insufficient_scope":
-                    return False
-                await self._step_up(challenge)
+                if challenge.error == "insufficient_scope":
+                    await self._step_up(challenge)
                 return False
             if self.header is not None and self.header != used:
-                return True  # another request refreshed it meanwhile
-            if self.header is None and used is None and self.state == "required":
-                return False  # already prepared by a request refused just before this one
-            if self.tokens is not None and await self._refresh(self.tokens):
-                return True
+                return True  # renewed meanwhile (by another request, or the operator)
+            if self.state in ("required", "preparing") and self.tokens is None:
+                return False  # already asked
+            if self._recently_failed:
+                return False
+            if self.tokens is not None or self.machine:
+                outcome = await self._renew(challenge, self.tokens)
+                if outcome == "renewed":
+                    return True
+                if outcome == "unavailable" or self.machine:
+                    return False  # kept what it has; tried again later
             self._set_tokens(None)
             self._save()
-            if self.machine:
-                return await self._machine_token(challenge)
             await self._prepare(challenge)
             return False
+
+    async def _renew(self, challenge: Challenge, stale: Tokens | None) -> Renewal:
+        """A new token with no person involved: refresh, or client_credentials (a machine client).
+
+        Shielded (a rotated refresh token must be stored whatever happens to the caller) and bounded;
+        under the store's cross-process lock, after taking what another hub may have stored meanwhile.
+        """
+        with anyio.CancelScope(shield=True), anyio.move_on_after(RENEW_DEADLINE) as scope:
+            async with self.owner.store.exclusive():
+                self.load()
+                if self.tokens is not None and (stale is None or self.tokens.access_token != stale.access_token):
+                    return "renewed"
+                generation = self.generation
+                try:
+                    async with self.owner.http() as client:
+                        if self.machine:
+                            new = await self._client_credentials(client, challenge)
+                        elif stale is not None and self.metadata is not None and self.registration is not None:
+                            new = await refresh(client, self.metadata, self.registration, stale, resource=self.resource)
+                        else:
+                            return "rejected"
+                except FlowError as exc:
+                    log.warning("upstream %s: renewing the token failed: %s", self.name, exc)
+                    if exc.error in REJECTED and not self.machine:
+                        return "rejected"  # the refresh token is dead: a person must authorize again
+                    self._failed(str(exc))
+                    return "rejected" if self.machine else "unavailable"
+                except OAuthClientError as exc:
+                    log.warning("upstream %s: renewing the token failed: %s", self.name, exc)
+                    self._failed(str(exc))
+                    return "rejected" if isinstance(exc, DiscoveryError) else "unavailable"
+                if generation != self.generation:
+                    return "rejected"  # logged out meanwhile
+                self._set_tokens(new)
+                self._save()
+                log.info("upstream %s: access token renewed", self.name)
+                return "renewed"
+        if scope.cancelled_caught:
+            self._failed(f"renewing the token took over {RENEW_DEADLINE:g}s")
+        return "unavailable"
+
+    async def _client_credentials(self, client: httpx.AsyncClient, challenge: Challenge) -> Tokens:
+        settings = self.settings
+        assert settings is not None and settings.client_id is not None
+        metadata = await self._discover(client, challenge)
+        key = settings.private_key
+        method = settings.auth_method or ("private_key_jwt" if key else choose_auth_method(metadata, has_secret=True))
+        self.registration = Registration(settings.client_id, settings.client_secret, method, "", metadata["issuer"])
+        assertion = (
+            client_assertion(metadata, settings.client_id, key, settings.signing_algorithm)
+            if key and method == "private_key_jwt"
+            else None
+        )
+        return await client_credentials(
+            client, metadata, self.registration, resource=self.resource, scope=self.scope, assertion=assertion
+        )
 
     async def _step_up(self, challenge: Challenge) -> None:
         granted = self.tokens.scope if self.tokens is not None else self.scope
         have = set((granted or "").split())
         wanted = set((challenge.scope or "").split())
-        if wanted <= have or self.step_ups >= STEP_UP_LIMIT:
+        if wanted <= have or self.step_ups >= STEP_UP_LIMIT or self.owner.callback_base is None or self.machine:
             self.detail = (
                 f"it wants scope {challenge.scope!r}, which the hub already asked for"
                 if wanted <= have
-                else f"it wants scope {challenge.scope!r}; {STEP_UP_LIMIT} re-authorizations did not get it"
+                else f"it wants scope {challenge.scope!r}, which the hub cannot ask for again"
             )
             return
         self.step_ups += 1
         self.scope = " ".join(sorted(have | wanted))
-        await self._prepare(challenge, keep_tokens=True)
+        await self._prepare(challenge, step_up=True)
 
     def explain(self) -> str:
         """What a client whose call failed is told (never the link itself: only an operator should follow it)."""
@@ -215,80 +280,57 @@ class ServerAuth:
         )
 
     # ---------------------------------------------------------------- preparing an authorization
-    async def _prepare(self, challenge: Challenge, *, keep_tokens: bool = False) -> None:
+    async def _discover(self, client: httpx.AsyncClient, challenge: Challenge) -> dict[str, Any]:
+        """The authorization server (found again each time: it may have moved) and the scope to ask for."""
+        found = await discover(client, self.config.url or self.url, challenge)
+        issuer = found.metadata["issuer"]
+        if self.settings is not None and (self.settings.client_secret or self.settings.private_key):
+            # configured credentials go only to the issuer they belong to (first seen, or oauth.issuer)
+            if self.pinned is not None and self.pinned != issuer:
+                raise DiscoveryError(
+                    f"the configured client credentials belong to {self.pinned}, but the upstream now names "
+                    f"{issuer}: set oauth.issuer, or run `onemcp auth upstream logout {self.name}`, to accept it"
+                )
+            self.pinned = issuer
+        self.resource, self.metadata = found.resource, found.metadata
+        if self.scope is None:
+            self.scope = challenge.scope or (" ".join(found.scopes_supported) or None)
+        offered = self.metadata.get("scopes_supported")
+        wants_offline = isinstance(offered, list) and "offline_access" in offered
+        if self.scope and wants_offline and "offline_access" not in self.scope.split():
+            self.scope += " offline_access"
+        return self.metadata
+
+    async def _prepare(self, challenge: Challenge, *, step_up: bool = False) -> None:
         """Discovery and registration, so an authorization link can be handed out."""
-        redirect = self.owner.callback_url
+        redirect = self.owner.callback_url(self.name)
         if redirect is None:
-            self.state, self.detail = (
-                "error",
-                (
-                    "this hub has no HTTP listener for the authorization callback: authorize once with "
-                    f"`onemcp serve` and `onemcp auth upstream login {self.name}` (the tokens are shared through the "
-                    "config directory)"
-                ),
+            self._failed(
+                "this hub has no HTTP listener for the authorization callback: authorize once with "
+                f"`onemcp serve` and `onemcp auth upstream login {self.name}` (the tokens are shared through the "
+                "config directory)"
             )
             return
-        if not keep_tokens:
+        if not step_up:
             self.state = "preparing"
         try:
-            async with self.owner.http() as client:
-                await self._discover(client, challenge)
-                self.registration = await self._registration(client, redirect)
-        except (DiscoveryError, FlowError) as exc:
-            self.state, self.detail = "error", str(exc)
-            log.warning("upstream %s: cannot prepare OAuth: %s", self.name, exc)
+            with anyio.fail_after(RENEW_DEADLINE):
+                async with self.owner.http() as client:
+                    await self._discover(client, challenge)
+                    self.registration = await self._registration(client, redirect)
+        except (OAuthClientError, TimeoutError) as exc:
+            detail = str(exc) or f"no answer within {RENEW_DEADLINE:g}s"
+            log.warning("upstream %s: cannot prepare OAuth: %s", self.name, detail)
+            if step_up and self.tokens is not None:
+                self.detail = f"cannot ask for more scope: {detail}"
+            else:
+                self._failed(detail)
             return
         self._save()
         self.state = "required"
         issuer = self.metadata.get("issuer") if self.metadata else None
-        self.detail = f"more scope needed: {self.scope}" if keep_tokens else f"authorize at {issuer}"
+        self.detail = f"more scope needed: {self.scope}" if step_up else f"authorize at {issuer}"
         log.warning("upstream %s needs authorization: %s", self.name, self.detail)
-
-    async def _discover(self, client: httpx.AsyncClient, challenge: Challenge) -> None:
-        """The authorization server (found again each time: it may have moved) and the scope to ask for."""
-        found = await discover(client, self.config.url or self.url, challenge)
-        self.resource, self.metadata = found.resource, found.metadata
-        if self.scope is None:
-            self.scope = challenge.scope or (" ".join(found.scopes_supported) or None)
-        offered = self.metadata.get("scopes_supported") or []
-        if self.scope and "offline_access" in offered and "offline_access" not in self.scope.split():
-            self.scope += " offline_access"
-
-    async def _machine_token(self, challenge: Challenge) -> bool:
-        """The client_credentials grant: a fresh token with no operator; True when there is one."""
-        settings = self.settings
-        assert settings is not None and settings.client_id is not None
-        try:
-            async with self.owner.http() as client:
-                await self._discover(client, challenge)
-                assert self.metadata is not None
-                key = settings.private_key
-                method = settings.auth_method or (
-                    "private_key_jwt" if key else choose_auth_method(self.metadata, has_secret=True)
-                )
-                issuer = str(self.metadata.get("issuer"))
-                self.registration = Registration(settings.client_id, settings.client_secret, method, "", issuer)
-                assertion = (
-                    client_assertion(self.metadata, settings.client_id, key, settings.signing_algorithm)
-                    if key and method == "private_key_jwt"
-                    else None
-                )
-                tokens = await client_credentials(
-                    client,
-                    self.metadata,
-                    self.registration,
-                    resource=self.resource,
-                    scope=self.scope,
-                    assertion=assertion,
-                )
-        except (DiscoveryError, FlowError) as exc:
-            self.state, self.detail = "error", str(exc)
-            log.warning("upstream %s: client_credentials failed: %s", self.name, exc)
-            return False
-        self._set_tokens(tokens)
-        self._save()
-        log.info("upstream %s: token obtained with client_credentials (scope %s)", self.name, tokens.scope)
-        return True
 
     async def _registration(self, client: httpx.AsyncClient, redirect: str) -> Registration:
         assert self.metadata is not None
@@ -301,7 +343,7 @@ class ServerAuth:
         if (
             settings is not None
             and settings.client_metadata_url
-            and self.metadata.get("client_id_metadata_document_supported")
+            and self.metadata.get("client_id_metadata_document_supported") is True
         ):
             return Registration(settings.client_metadata_url, None, "none", redirect, issuer)
         reg = self.registration
@@ -310,11 +352,11 @@ class ServerAuth:
         return await register(client, self.metadata, redirect_uri=redirect, scope=self.scope)
 
     def authorize_link(self) -> str | None:
-        """A link for the operator (one pending authorization at a time, renewed when it expires)."""
+        """A link for the operator, reused while it has more than a minute to live."""
         if self.state != "required" or self.metadata is None or self.registration is None:
             return None
         now = time.time()
-        current = self.owner.pending_for(self.name)
+        current = self.owner.latest_pending(self)
         if current is not None and current.expires - 60 > now and current.scope == self.scope:
             return current.url
         verifier, challenge = pkce_pair()
@@ -322,19 +364,45 @@ class ServerAuth:
         url = authorize_url(
             self.metadata, self.registration, state=state, challenge=challenge, resource=self.resource, scope=self.scope
         )
-        self.owner.add_pending(state, Pending(self.name, verifier, self.scope, url, now + PENDING_TTL))
+        pending = Pending(
+            self, verifier, self.scope, url, now + PENDING_TTL, self.metadata, self.registration, self.resource
+        )
+        self.owner.add_pending(state, pending)
         return url
 
     async def complete(self, pending: Pending, code: str, iss: str | None) -> None:
-        assert self.metadata is not None and self.registration is not None
-        check_response_issuer(self.metadata, iss)
-        async with self.owner.http() as client:
-            tokens = await exchange_code(
-                client, self.metadata, self.registration, code=code, verifier=pending.verifier, resource=self.resource
-            )
+        """The code came back: exchange it (against the server the link was made for) and keep the tokens."""
+        check_response_issuer(pending.metadata, iss)
+        generation = self.generation
+        with anyio.CancelScope(shield=True), anyio.fail_after(RENEW_DEADLINE):
+            async with self.owner.http() as client:
+                tokens = await exchange_code(
+                    client,
+                    pending.metadata,
+                    pending.registration,
+                    code=code,
+                    verifier=pending.verifier,
+                    resource=pending.resource,
+                )
+            async with self._lock, self.owner.store.exclusive():
+                if generation != self.generation:
+                    raise FlowError("the upstream was logged out while this authorization was under way")
+                self.metadata, self.registration, self.resource = (
+                    pending.metadata,
+                    pending.registration,
+                    pending.resource,
+                )
+                self._set_tokens(tokens)
+                self.step_ups = 0
+                self._save()
+
+    async def forget(self) -> None:
+        """Log out: tokens, registration and pin gone (work under way is dropped when it finishes)."""
         async with self._lock:
-            self._set_tokens(tokens)
-            self._save()
+            self.generation += 1
+            self._set_tokens(None)
+            self.registration, self.state, self.detail = None, "unknown", None
+            self.pinned = self.settings.issuer if self.settings else None
 
     def view(self, *, with_link: bool) -> dict[str, Any]:
         doc: dict[str, Any] = {"state": self.state, "detail": self.detail}
@@ -349,90 +417,3 @@ class ServerAuth:
             doc["authorizeUrl"] = link
             doc["howTo"] = f"onemcp auth upstream login {self.name}" if link is None else "open authorizeUrl"
         return doc
-
-
-class UpstreamAuth:
-    """Every upstream's credential, the pending authorizations, and the callback."""
-
-    def __init__(self, config_dir: Path | None, callback_base: str | None) -> None:
-        self.config_dir = config_dir
-        self.callback_url = f"{callback_base.rstrip('/')}{CALLBACK_PATH}" if callback_base else None
-        self._store: CredentialStore | None = None
-        self.servers: dict[str, ServerAuth] = {}
-        self._pending: dict[str, Pending] = {}
-        self.on_authorized: Callable[[str], None] = lambda name: None
-
-    @property
-    def store(self) -> CredentialStore:
-        if self._store is None:  # made on first use: no key file for hubs that never need one
-            try:
-                self._store = CredentialStore(self.config_dir)
-            except (OSError, sqlite3.Error) as exc:
-                # keep serving: tokens then live in memory only, until the file is fixed
-                log.error("upstream credentials cannot be stored (%s); keeping them in memory only", exc)
-                self._store = CredentialStore(None)
-        return self._store
-
-    def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
-
-    def for_server(self, name: str, config: ServerConfig) -> ServerAuth | None:
-        """The server's credential (kept across reconnects while its config is unchanged)."""
-        if not oauth_enabled(config):
-            return None
-        current = self.servers.get(name)
-        if current is None or current.config.url != config.url or current.config.oauth != config.oauth:
-            current = self.servers[name] = ServerAuth(self, name, config)
-        elif current.tokens is None:
-            current._load()  # another hub on the same config may have been authorized meanwhile
-        return current
-
-    def pending_for(self, server: str) -> Pending | None:
-        return next((p for p in self._pending.values() if p.server == server), None)
-
-    def add_pending(self, state: str, pending: Pending) -> None:
-        now = time.time()
-        for key in [k for k, p in self._pending.items() if p.server == pending.server or p.expires <= now]:
-            del self._pending[key]
-        self._pending[state] = pending
-
-    async def callback(self, params: dict[str, str]) -> tuple[int, str, str]:
-        """Handle the authorization response: (HTTP status, page title, detail)."""
-        pending = self._pending.pop(params.get("state", ""), None)
-        if pending is None or pending.expires <= time.time():
-            return 400, "Unknown or expired authorization", "Start again from /health or `onemcp auth upstream login`."
-        server = self.servers.get(pending.server)
-        if server is None:
-            return 400, "Unknown server", f"{pending.server} is no longer configured."
-        if "error" in params:
-            server.detail = f"the authorization was refused: {params['error']} {params.get('error_description', '')}"
-            audit.info("upstream authorization refused server=%s error=%.100s", server.name, params["error"])
-            return 400, "Authorization refused", server.detail
-        code = params.get("code")
-        if not code:
-            return 400, "No authorization code", "The authorization server sent no code."
-        try:
-            await server.complete(pending, code, params.get("iss"))
-        except FlowError as exc:
-            server.detail = str(exc)
-            log.warning("upstream %s: authorization failed: %s", server.name, exc)
-            audit.info("upstream authorization failed server=%s reason=%s", server.name, exc)
-            return 502, "Authorization failed", str(exc)
-        scope = server.tokens.scope if server.tokens else None
-        issuer = server.metadata.get("issuer") if server.metadata else None
-        log.info("upstream %s: authorized (scope %s)", server.name, scope)
-        audit.info("upstream authorized server=%s issuer=%s scope=%s", server.name, issuer, scope)
-        self.on_authorized(server.name)
-        return 200, f"{server.name} is authorized", "onemcp connects to it now. You can close this tab."
-
-    def forget(self, name: str) -> bool:
-        """Log out: drop the tokens (and registration) for `name`."""
-        server = self.servers.get(name)
-        if server is not None:
-            server._set_tokens(None)
-            server.registration, server.state = None, "unknown"
-        return self.store.delete(name)
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()

@@ -4,8 +4,9 @@ Owns what the MCP authorization spec prescribes for discovery: parsing the `WWW-
 challenge, RFC 9728 protected resource metadata (the header's URL, then the path-inserted and the
 root well-known URLs), RFC 8414 / OpenID Connect metadata in the spec's order, and the checks on
 what comes back (the resource covers the server's URL, the issuer is the one asked for, PKCE S256
-is offered). A server without resource metadata gets the 2025-03-26 fallback: the authorization
-server is the server's origin, with default endpoint paths. HTTP through the httpx client given.
+is offered, every endpoint is https or loopback). A server without resource metadata gets the
+2025-03-26 fallback: the authorization server is the server's origin, with default endpoint
+paths. HTTP through `oauth_http` with the httpx client given.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from onemcp.upstream.oauth_http import OAuthClientError, OAuthHttpError, check_url, request
+
 PRM_WELL_KNOWN = "/.well-known/oauth-protected-resource"
 AUTH_PARAM = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))')
-METADATA_MAX = 256 * 1024
+ENDPOINTS = ("authorization_endpoint", "token_endpoint", "registration_endpoint")
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(OAuthClientError):
     """The upstream's authorization setup cannot be used: the message says why."""
+
+
+def strings(doc: dict[str, Any], key: str) -> list[str]:
+    """A metadata field that should be a list of strings (anything else reads as empty)."""
+    value = doc.get(key)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 @dataclass(frozen=True)
@@ -90,17 +99,12 @@ def _origin(url: str) -> str:
 
 
 async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
-    """The JSON object at `url`, or None for a 4xx/5xx or anything that is not one."""
+    """The JSON object at `url`, or None when there is none (4xx/5xx, not JSON, unreachable)."""
     try:
-        r = await client.get(url, headers={"accept": "application/json"})
-    except httpx.HTTPError:
+        reply = await request(client, "GET", url, "metadata", headers={"accept": "application/json"})
+    except OAuthHttpError:
         return None
-    if r.status_code != 200 or len(r.content) > METADATA_MAX:
-        return None
-    try:
-        doc = r.json()
-    except ValueError:
-        return None
+    doc = reply.json() if reply.status == 200 else None
     return doc if isinstance(doc, dict) else None
 
 
@@ -117,11 +121,14 @@ def prm_urls(server_url: str, challenge: Challenge) -> list[str]:
 async def protected_resource(client: httpx.AsyncClient, server_url: str, challenge: Challenge) -> dict[str, Any] | None:
     """The server's RFC 9728 metadata, checked; None when it publishes none."""
     for url in prm_urls(server_url, challenge):
+        try:
+            check_url(url, "resource metadata")
+        except OAuthHttpError as exc:
+            raise DiscoveryError(str(exc)) from None
         doc = await _get_json(client, url)
         if doc is None:
             continue
-        servers = doc.get("authorization_servers")
-        if not isinstance(servers, list) or not servers or not all(isinstance(s, str) for s in servers):
+        if not strings(doc, "authorization_servers"):
             raise DiscoveryError(f"resource metadata at {url} names no authorization_servers")
         resource = doc.get("resource")
         if not isinstance(resource, str) or not covers(resource, server_url):
@@ -159,16 +166,27 @@ def legacy_metadata(server_url: str) -> dict[str, Any]:
 
 async def authorization_server(client: httpx.AsyncClient, issuer: str, *, fallback: str | None) -> dict[str, Any]:
     """The issuer's metadata, checked. With `fallback` (no resource metadata), defaults may stand in."""
+    try:
+        check_url(issuer, "authorization server")
+    except OAuthHttpError as exc:
+        raise DiscoveryError(str(exc)) from None
     for url in as_metadata_urls(issuer):
         doc = await _get_json(client, url)
         if doc is None:
             continue
         if doc.get("issuer") != issuer:  # identical, not normalised (RFC 8414 §3.3)
             raise DiscoveryError(f"metadata at {url} is for issuer {doc.get('issuer')!r}, not {issuer!r}")
-        for endpoint in ("authorization_endpoint", "token_endpoint"):
-            if not isinstance(doc.get(endpoint), str):
+        for endpoint in ENDPOINTS:
+            value = doc.get(endpoint)
+            if value is None and endpoint == "registration_endpoint":
+                continue
+            if not isinstance(value, str):
                 raise DiscoveryError(f"metadata at {url} has no {endpoint}")
-        if "S256" not in (doc.get("code_challenge_methods_supported") or []):
+            try:
+                check_url(value, endpoint)
+            except OAuthHttpError as exc:
+                raise DiscoveryError(str(exc)) from None
+        if "S256" not in strings(doc, "code_challenge_methods_supported"):
             raise DiscoveryError(f"{issuer} does not offer PKCE S256 (code_challenge_methods_supported)")
         return doc
     if fallback is not None:
@@ -188,11 +206,7 @@ async def discover(client: httpx.AsyncClient, server_url: str, challenge: Challe
     if prm is None:
         metadata = await authorization_server(client, _origin(server_url), fallback=server_url)
         return Discovered(canonical_resource(server_url), metadata, [])
-    issuer = prm["authorization_servers"][0]
+    issuer = strings(prm, "authorization_servers")[0]
     metadata = await authorization_server(client, issuer, fallback=None)
-    scopes = prm.get("scopes_supported")
-    return Discovered(
-        str(prm["resource"]),  # echoed exactly as the server names itself
-        metadata,
-        [s for s in scopes if isinstance(s, str)] if isinstance(scopes, list) else [],
-    )
+    # the resource is echoed exactly as the server names itself
+    return Discovered(str(prm["resource"]), metadata, strings(prm, "scopes_supported"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -21,11 +22,14 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import httpx
 
 from onemcp import __version__
+from onemcp.upstream.oauth_discovery import strings
+from onemcp.upstream.oauth_http import OAuthClientError, Reply, request
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")  # our preference
+B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1: what may follow "Bearer "
 
 
-class FlowError(Exception):
+class FlowError(OAuthClientError):
     """An OAuth step failed; `error` is the server's error code when it gave one."""
 
     def __init__(self, message: str, error: str | None = None) -> None:
@@ -62,13 +66,16 @@ class Tokens:
     refresh_token: str | None
     expires_at: float | None  # epoch seconds
     scope: str | None
+    issuer: str  # they are refreshed there and nowhere else
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Tokens:
-        return cls(doc["access_token"], doc.get("refresh_token"), doc.get("expires_at"), doc.get("scope"))
+        return cls(
+            str(doc["access_token"]), doc.get("refresh_token"), doc.get("expires_at"), doc.get("scope"), doc["issuer"]
+        )
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -78,23 +85,25 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def offered_methods(metadata: dict[str, Any]) -> list[str]:
+    """Token endpoint authentication methods the server takes (RFC 8414's default when it says none)."""
+    return strings(metadata, "token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+
+
 def choose_auth_method(metadata: dict[str, Any], has_secret: bool) -> str:
-    offered = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    offered = offered_methods(metadata)
     usable = [m for m in AUTH_METHODS if m in offered and (has_secret or m == "none")]
     if not usable:
         raise FlowError(f"no usable token endpoint authentication among {offered}")
     return usable[0]
 
 
-def _error_of(r: httpx.Response) -> tuple[str, str | None]:
-    try:
-        doc = r.json()
-    except ValueError:
-        doc = None
+def _error_of(r: Reply) -> tuple[str, str | None]:
+    doc = r.json()
     if isinstance(doc, dict) and isinstance(doc.get("error"), str):
         detail = doc.get("error_description")
-        return f"{doc['error']}{': ' + str(detail) if detail else ''}", doc["error"]
-    return f"HTTP {r.status_code}: {r.text[:200]}", None
+        return f"{doc['error'][:100]}{': ' + str(detail)[:200] if detail else ''}", doc["error"]
+    return f"HTTP {r.status}: {r.text()}", None
 
 
 async def register(
@@ -107,7 +116,7 @@ async def register(
             f"{metadata.get('issuer')} offers no dynamic client registration: "
             "pre-register a client and set oauth.clientId (and clientSecret) for this server"
         )
-    offered = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    offered = offered_methods(metadata)
     wanted = next((m for m in AUTH_METHODS if m in offered), "none")
     host = urlsplit(redirect_uri).hostname or ""
     body: dict[str, Any] = {
@@ -123,11 +132,8 @@ async def register(
     }
     if scope:
         body["scope"] = scope
-    try:
-        r = await client.post(endpoint, json=body)
-    except httpx.HTTPError as exc:
-        raise FlowError(f"registration at {endpoint} failed: {exc}") from None
-    if r.status_code not in (200, 201):
+    r = await request(client, "POST", endpoint, "registration endpoint", json=body)
+    if r.status not in (200, 201):
         message, code = _error_of(r)
         raise FlowError(f"registration at {endpoint} refused: {message}", code)
     doc = r.json()
@@ -207,26 +213,23 @@ async def _token_request(
         form["client_id"] = reg.client_id
         if reg.auth_method == "client_secret_post" and reg.client_secret is not None:
             form["client_secret"] = reg.client_secret
-    try:
-        r = await client.post(endpoint, data=form, headers=headers)
-    except httpx.HTTPError as exc:
-        raise FlowError(f"token request to {endpoint} failed: {exc}") from None
-    if r.status_code != 200:
+    r = await request(client, "POST", endpoint, "token endpoint", data=form, headers=headers)
+    if r.status != 200:
         message, code = _error_of(r)
         raise FlowError(f"token request to {endpoint} refused: {message}", code)
-    try:
-        doc = r.json()
-    except ValueError:
-        raise FlowError(f"token endpoint {endpoint} did not answer JSON") from None
+    doc = r.json()
     if not isinstance(doc, dict) or not isinstance(doc.get("access_token"), str):
         raise FlowError(f"token endpoint {endpoint} returned no access_token")
+    if not B64TOKEN.fullmatch(doc["access_token"]):
+        raise FlowError(f"token endpoint {endpoint} returned an access token that cannot be sent as a Bearer token")
     if str(doc.get("token_type", "bearer")).lower() != "bearer":
         raise FlowError(f"token endpoint {endpoint} issued a {doc.get('token_type')!r} token, not a Bearer token")
     lifetime = doc.get("expires_in")
     expires = time.time() + float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else None
     refresh = doc.get("refresh_token") if isinstance(doc.get("refresh_token"), str) else None
     scope = doc.get("scope") if isinstance(doc.get("scope"), str) else form.get("scope")
-    return Tokens(doc["access_token"], refresh or form.get("refresh_token"), expires, scope)
+    issuer = str(metadata.get("issuer"))
+    return Tokens(doc["access_token"], refresh or form.get("refresh_token"), expires, scope, issuer)
 
 
 async def exchange_code(
@@ -263,6 +266,8 @@ async def refresh(
 ) -> Tokens:
     if tokens.refresh_token is None:
         raise FlowError("no refresh token", "invalid_grant")
+    if tokens.issuer != metadata.get("issuer"):  # never hand a refresh token to another server
+        raise FlowError(f"the tokens were issued by {tokens.issuer}, not {metadata.get('issuer')}", "invalid_grant")
     form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token, "resource": resource}
     if tokens.scope:
         form["scope"] = tokens.scope

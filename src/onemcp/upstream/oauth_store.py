@@ -2,27 +2,43 @@
 
 Owns one SQLite table (`upstream-auth.db` beside mcp.json): per server, a Fernet-encrypted
 JSON document (registration, tokens, the issuer they belong to). The key is `ONEMCP_SECRET_KEY`
-when set (any string; it is hashed into a key), else `secret.key` beside mcp.json, made on first
-use with mode 0600. A file that cannot be decrypted (another key) reads as empty, never as an
-error: the operator authorizes again. Without a config directory everything lives in memory.
+when set (a Fernet key, or any passphrase: stretched with scrypt), else `secret.key` beside
+mcp.json, made on first use with mode 0600. A file that cannot be decrypted (another key) reads
+as empty, never as an error: the operator authorizes again. Without a config directory
+everything lives in memory.
+
+Several hubs may share one config directory (an HTTP hub and the stdio hubs editors start), and
+a refresh token is single-use: `exclusive` is a lock across processes (a lock file) under which
+a credential is re-read, refreshed and written back, so two hubs never spend the same token.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: one hub per config directory
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger("onemcp.upstream.oauth")
 KEY_ENV = "ONEMCP_SECRET_KEY"
+KDF_SALT = b"onemcp upstream credentials v1"
+LOCK_WAIT = 30.0
 
 
 def _private_file(path: Path) -> None:
@@ -34,7 +50,11 @@ def load_key(config_dir: Path | None) -> bytes:
     """The Fernet key: from the environment, the key file, or a new one."""
     secret = os.environ.get(KEY_ENV)
     if secret:
-        return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest())
+        with contextlib.suppress(ValueError):
+            Fernet(secret.encode())
+            return secret.encode()  # a key already
+        stretched = hashlib.scrypt(secret.encode(), salt=KDF_SALT, n=2**14, r=8, p=1, dklen=32)
+        return base64.urlsafe_b64encode(stretched)
     if config_dir is None:
         return Fernet.generate_key()
     path = config_dir / "secret.key"
@@ -56,6 +76,7 @@ class CredentialStore:
     def __init__(self, config_dir: Path | None) -> None:
         self._fernet = Fernet(load_key(config_dir))
         self._lock = threading.Lock()
+        self._lock_path = config_dir / "upstream-auth.lock" if config_dir is not None else None
         if config_dir is None:
             target = ":memory:"
         else:
@@ -66,9 +87,35 @@ class CredentialStore:
         with self._lock:
             self._db.execute("create table if not exists credentials (server text primary key, doc blob not null)")
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Held by one process at a time (POSIX lock file); waits up to LOCK_WAIT, then goes on unlocked."""
+        if self._lock_path is None or fcntl is None:
+            yield
+            return
+        fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.warning("%s is held by another hub for over %gs; going on", self._lock_path, LOCK_WAIT)
+                        break
+                    await anyio.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def load(self, server: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("select doc from credentials where server = ?", (server,)).fetchone()
+        try:
+            with self._lock:
+                row = self._db.execute("select doc from credentials where server = ?", (server,)).fetchone()
+        except sqlite3.Error as exc:
+            log.error("cannot read stored credentials for %s: %s", server, exc)
+            return None
         if row is None:
             return None
         try:
@@ -80,16 +127,23 @@ class CredentialStore:
 
     def save(self, server: str, doc: dict[str, Any]) -> None:
         blob = self._fernet.encrypt(orjson.dumps(doc))
-        with self._lock:
-            self._db.execute(
-                "insert into credentials (server, doc) values (?, ?)"
-                " on conflict(server) do update set doc = excluded.doc",
-                (server, blob),
-            )
+        try:
+            with self._lock:
+                self._db.execute(
+                    "insert into credentials (server, doc) values (?, ?)"
+                    " on conflict(server) do update set doc = excluded.doc",
+                    (server, blob),
+                )
+        except sqlite3.Error as exc:  # the credential still works in memory
+            log.error("cannot store credentials for %s: %s", server, exc)
 
     def delete(self, server: str) -> bool:
-        with self._lock:
-            return self._db.execute("delete from credentials where server = ?", (server,)).rowcount > 0
+        try:
+            with self._lock:
+                return self._db.execute("delete from credentials where server = ?", (server,)).rowcount > 0
+        except sqlite3.Error as exc:
+            log.error("cannot delete stored credentials for %s: %s", server, exc)
+            return False
 
     def servers(self) -> list[str]:
         with self._lock:

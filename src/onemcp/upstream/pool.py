@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.upstream.breaker import Breaker
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
-from onemcp.upstream.oauth_client import UpstreamAuth
+from onemcp.upstream.oauth_registry import UpstreamAuth
 
 log = logging.getLogger("onemcp.pool")
 RESTART_BUDGET = 5
@@ -51,6 +51,7 @@ class Slot:
     breaker: Breaker = field(default_factory=Breaker)
     replicas: list[Slot] = field(default_factory=list)  # further URLs of the same server
     turn: int = 0  # round-robin position
+    server_config: ServerConfig | None = None  # the server's own config (a replica's has its own URL)
 
     @property
     def members(self) -> list[Slot]:
@@ -129,8 +130,9 @@ class Pool:
             task_status.started()
             await anyio.sleep_forever()
 
-    def _connection(self, name: str, config: ServerConfig) -> UpstreamConnection:
-        return UpstreamConnection(name, config, make_transport(name, config, self.auth), self.events)
+    def _connection(self, name: str, config: ServerConfig, server: ServerConfig) -> UpstreamConnection:
+        """A connection to `config` (a replica's URL, or the server's own) with the server's credential."""
+        return UpstreamConnection(name, config, make_transport(name, config, self.auth, server), self.events)
 
     def add(self, name: str, config: ServerConfig) -> None:
         """Start supervising a server (a new one, or a changed one after `remove`)."""
@@ -139,7 +141,7 @@ class Pool:
         members = []
         for url in urls:
             own = config if url == config.url else config.model_copy(update={"url": url})
-            member = Slot(name, own, self._connection(name, own))
+            member = Slot(name, own, self._connection(name, own, config), server_config=config)
             member.breaker = Breaker(config.breaker_threshold, config.breaker_cooldown)
             members.append(member)
         slot = members[0]
@@ -214,6 +216,6 @@ class Pool:
                     await slot.wake.wait()
                 slot.next_attempt = None
                 slot.restarts += 1
-                slot.conn = self._connection(slot.name, slot.config)
+                slot.conn = self._connection(slot.name, slot.config, slot.server_config or slot.config)
                 slot.status = "running"
                 self.events.on_state(slot.conn)

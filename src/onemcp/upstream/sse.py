@@ -87,9 +87,11 @@ class SseTransport(Transport):
         finally:
             self._endpoint_seen.set()
 
-    async def send(self, message: Message, body: bytes) -> None:
+    async def send(self, message: Message, body: bytes, *, retry: bool = True) -> None:
         if self._pool is None or self.endpoint is None or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
+        if self.auth is not None:
+            await self.auth.ensure_fresh()
         headers = self._headers(**{"content-type": "application/json"})
         exchange = StreamExchange(lambda ev: None)  # the reply to a POST is just "Accepted"
         try:
@@ -101,6 +103,12 @@ class SseTransport(Transport):
                 raise
         except HttpError as exc:
             raise TransportError(f"POST to the message endpoint failed: {exc}") from None
+        if exchange.status == 401 and self.auth is not None:
+            # refused before it was read: one new token, one resend
+            if retry and await self.auth.recover(401, exchange.challenge, headers.get("authorization")):
+                await self.send(message, body, retry=False)
+                return
+            raise TransportError(self.auth.explain())
         if exchange.status >= 400 or exchange.status == 0:
             raise TransportError(f"the message endpoint answered HTTP {exchange.status}")
 

@@ -1,0 +1,135 @@
+"""Every upstream's OAuth credential in one hub, the authorization links out, and their callback.
+
+Owns: which `ServerAuth` stands for a server (kept across reconnects while its URL and `oauth`
+settings are unchanged; replicas share their server's), the credential store (made on first
+use), the hub's callback URLs (one per upstream, `/oauth/upstream/callback/<server>`, so a
+response can only finish a flow of the server it was made for: a mix-up defence), the bounded
+table of pending links (each single-use, bound to the credential object that made it, expiring
+after ten minutes), and the callback itself. `on_authorized` wakes the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from onemcp.config.model import ServerConfig
+from onemcp.upstream import oauth_http
+from onemcp.upstream.oauth_client import Pending, ServerAuth, oauth_enabled
+from onemcp.upstream.oauth_http import OAuthClientError
+from onemcp.upstream.oauth_store import CredentialStore
+
+log = logging.getLogger("onemcp.upstream.oauth")
+audit = logging.getLogger("onemcp.audit")
+CALLBACK_PATH = "/oauth/upstream/callback"
+PENDING_PER_SERVER = 4
+PENDING_LIMIT = 256
+
+
+class UpstreamAuth:
+    def __init__(self, config_dir: Path | None, callback_base: str | None) -> None:
+        self.config_dir = config_dir
+        self.callback_base = callback_base.rstrip("/") if callback_base else None
+        self._store: CredentialStore | None = None
+        self.servers: dict[str, ServerAuth] = {}
+        self._pending: dict[str, Pending] = {}
+        self.on_authorized: Callable[[str], None] = lambda name: None
+
+    @property
+    def store(self) -> CredentialStore:
+        if self._store is None:  # made on first use: no key file for hubs that never need one
+            try:
+                self._store = CredentialStore(self.config_dir)
+            except (OSError, sqlite3.Error) as exc:
+                # keep serving: tokens then live in memory only, until the file is fixed
+                log.error("upstream credentials cannot be stored (%s); keeping them in memory only", exc)
+                self._store = CredentialStore(None)
+        return self._store
+
+    def http(self) -> httpx.AsyncClient:
+        return oauth_http.client()
+
+    def callback_url(self, server: str) -> str | None:
+        return f"{self.callback_base}{CALLBACK_PATH}/{server}" if self.callback_base else None
+
+    def for_server(self, name: str, config: ServerConfig) -> ServerAuth | None:
+        """The server's credential (`config`: the server's own, also for its replicas)."""
+        if not oauth_enabled(config):
+            return None
+        current = self.servers.get(name)
+        if current is None or current.config.url != config.url or current.config.oauth != config.oauth:
+            if current is not None:
+                self._drop_pending(current)
+            current = self.servers[name] = ServerAuth(self, name, config)
+        elif current.tokens is None:
+            current.load()  # another hub on the same config may have been authorized meanwhile
+        return current
+
+    # ---------------------------------------------------------------- pending links
+    def latest_pending(self, owner: ServerAuth) -> Pending | None:
+        mine = [p for p in self._pending.values() if p.owner is owner]
+        return mine[-1] if mine else None
+
+    def add_pending(self, state: str, pending: Pending) -> None:
+        now = time.time()
+        for key in [k for k, p in self._pending.items() if p.expires <= now]:
+            del self._pending[key]
+        mine = [k for k, p in self._pending.items() if p.owner is pending.owner]
+        for key in mine[: max(0, len(mine) - PENDING_PER_SERVER + 1)]:
+            del self._pending[key]  # the oldest links of this server stop working
+        while len(self._pending) >= PENDING_LIMIT:
+            del self._pending[next(iter(self._pending))]
+        self._pending[state] = pending
+
+    def _drop_pending(self, owner: ServerAuth) -> None:
+        for key in [k for k, p in self._pending.items() if p.owner is owner]:
+            del self._pending[key]
+
+    async def callback(self, server: str, params: dict[str, str]) -> tuple[int, str, str]:
+        """Handle an authorization response for `server`: (HTTP status, page title, detail)."""
+        pending = self._pending.pop(params.get("state", ""), None)
+        if pending is None or pending.expires <= time.time() or pending.owner.name != server:
+            return 400, "Unknown or expired authorization", "Start again from /health or `onemcp auth upstream login`."
+        owner = pending.owner
+        if self.servers.get(owner.name) is not owner:
+            return 400, "The server changed", f"{owner.name}'s configuration changed since this link was made."
+        if "error" in params:
+            owner.detail = (
+                f"the authorization was refused: {params['error'][:100]} {params.get('error_description', '')[:200]}"
+            )
+            audit.info("upstream authorization refused server=%s error=%.100s", owner.name, params["error"])
+            return 400, "Authorization refused", owner.detail
+        code = params.get("code")
+        if not code:
+            return 400, "No authorization code", "The authorization server sent no code."
+        try:
+            await owner.complete(pending, code, params.get("iss"))
+        except (OAuthClientError, TimeoutError) as exc:
+            detail = str(exc) or "the token request took too long"
+            owner.detail = detail
+            log.warning("upstream %s: authorization failed: %s", owner.name, detail)
+            audit.info("upstream authorization failed server=%s reason=%s", owner.name, detail)
+            return 502, "Authorization failed", detail
+        scope = owner.tokens.scope if owner.tokens else None
+        issuer = owner.metadata.get("issuer") if owner.metadata else None
+        log.info("upstream %s: authorized (scope %s)", owner.name, scope)
+        audit.info("upstream authorized server=%s issuer=%s scope=%s", owner.name, issuer, scope)
+        self.on_authorized(owner.name)
+        return 200, f"{owner.name} is authorized", "onemcp connects to it now. You can close this tab."
+
+    async def forget(self, name: str) -> bool:
+        """Log out: drop the tokens (and registration) for `name`."""
+        server = self.servers.get(name)
+        if server is not None:
+            await server.forget()
+            self._drop_pending(server)
+        return self.store.delete(name)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,240 @@
+"""One upstream credential's life against scripted servers: what a hostile or failing party cannot do.
+
+Each case is a finding of the security review, kept as a regression test: secrets and refresh
+tokens go only to the issuer they belong to, two hubs sharing a config directory never spend
+the same refresh token, a link finishes only the flow it was made for, a passing outage keeps
+the refresh token, a logout wins over a refresh under way, and malformed answers are errors,
+not exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
+import httpx
+import pytest
+
+from onemcp.config.model import ServerConfig
+from onemcp.upstream.oauth_client import ServerAuth
+from onemcp.upstream.oauth_registry import UpstreamAuth
+
+pytestmark = pytest.mark.anyio
+UP = "https://up.example/mcp"
+AS = "https://as.example"
+EVIL = "https://evil.example"
+Handler = Callable[[httpx.Request], Any]
+
+
+def as_meta(issuer: str = AS) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "registration_endpoint": f"{issuer}/register",
+        "code_challenge_methods_supported": ["S256"],
+    }
+
+
+class Servers:
+    """The upstream's resource metadata, a genuine authorization server and an evil one; every request recorded."""
+
+    def __init__(self) -> None:
+        self.seen: list[httpx.Request] = []
+        self.token: Handler = lambda r: httpx.Response(
+            200, json={"access_token": "AT1", "refresh_token": "RT1", "expires_in": 3600}
+        )
+        self.register: Handler = lambda r: httpx.Response(201, json={"client_id": "c1"})
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        host, path = request.url.host, request.url.path
+        if host == "up.example" and path.startswith("/.well-known/oauth-protected-resource"):
+            return httpx.Response(200, json={"resource": UP, "authorization_servers": [AS]})
+        if host == "evil.example" and path == "/prm":  # claims to protect the upstream
+            return httpx.Response(200, json={"resource": UP, "authorization_servers": [EVIL]})
+        if path == "/.well-known/oauth-authorization-server":
+            return httpx.Response(200, json=as_meta(f"https://{host}"))
+        if host == "as.example" and path == "/register":
+            return self.register(request)
+        if host == "as.example" and path == "/token":
+            answer = self.token(request)
+            return await answer if hasattr(answer, "__await__") else answer
+        return httpx.Response(404)
+
+    def to(self, host: str, path: str) -> list[httpx.Request]:
+        return [r for r in self.seen if r.url.host == host and r.url.path == path]
+
+
+def hub(servers: Servers, config_dir: Path | None = None) -> UpstreamAuth:
+    auth = UpstreamAuth(config_dir, "http://127.0.0.1:3050")
+    auth.http = lambda: httpx.AsyncClient(transport=httpx.MockTransport(servers), follow_redirects=False)  # type: ignore[method-assign]
+    return auth
+
+
+def credential(auth: UpstreamAuth, **oauth: Any) -> ServerAuth:
+    config = ServerConfig.model_validate({"url": UP, **({"oauth": oauth} if oauth else {})})
+    found = auth.for_server("up", config)
+    assert found is not None
+    return found
+
+
+async def authorized(auth: UpstreamAuth, servers: Servers) -> ServerAuth:
+    """The operator has authorized the hub with the genuine server."""
+    cred = credential(auth)
+    assert not await cred.recover(401, None, None)
+    link = cred.authorize_link()
+    assert link is not None
+    state = dict(parse_qsl(urlsplit(link).query))["state"]
+    status, _, _ = await auth.callback("up", {"state": state, "code": "C", "iss": AS})
+    assert status == 200 and cred.header == "Bearer AT1"
+    return cred
+
+
+def expire(cred: ServerAuth) -> None:
+    assert cred.tokens is not None
+    cred.tokens = dataclasses.replace(cred.tokens, expires_at=1.0)
+
+
+async def test_configured_secret_never_goes_to_another_issuer() -> None:
+    servers = Servers()
+    cred = credential(hub(servers), grant="client_credentials", clientId="corp", clientSecret="S3CRET", issuer=AS)
+    assert not await cred.recover(401, f'Bearer resource_metadata="{EVIL}/prm"', None)
+    assert servers.to("evil.example", "/token") == []
+    assert cred.state == "error" and "belong to https://as.example" in (cred.detail or "")
+    # the genuine server gets the secret (Basic), and the hub its token
+    assert await cred.recover(401, None, None) is False  # failed a moment ago: not asked again at once
+    cred._failed_at = -100.0
+    assert await cred.recover(401, None, None)
+    sent = servers.to("as.example", "/token")[-1].headers["authorization"]
+    assert base64.b64decode(sent.split()[1]) == b"corp:S3CRET" and cred.header == "Bearer AT1"
+
+
+async def test_a_step_up_elsewhere_never_receives_the_refresh_token() -> None:
+    servers = Servers()
+    auth = hub(servers)
+    cred = await authorized(auth, servers)
+    step_up = f'Bearer error="insufficient_scope", scope="write", resource_metadata="{EVIL}/prm"'
+    assert not await cred.recover(403, step_up, cred.header)
+    expire(cred)
+    await cred.ensure_fresh()
+    assert servers.to("evil.example", "/token") == []  # refreshed at its own issuer, if anywhere
+    assert cred.header is not None
+
+
+async def test_two_hubs_sharing_a_config_directory_spend_a_refresh_token_once(tmp_path: Path) -> None:
+    servers = Servers()
+    spent: list[str] = []
+
+    def rotate(request: httpx.Request) -> httpx.Response:
+        form = dict(parse_qsl(request.content.decode()))
+        if form["grant_type"] == "refresh_token":
+            if form["refresh_token"] in spent:
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            spent.append(form["refresh_token"])
+            n = len(spent) + 1
+            return httpx.Response(200, json={"access_token": f"AT{n}", "refresh_token": f"RT{n}", "expires_in": 3600})
+        return httpx.Response(200, json={"access_token": "AT1", "refresh_token": "RT1", "expires_in": 3600})
+
+    servers.token = rotate
+    http_hub = hub(servers, tmp_path)
+    first = await authorized(http_hub, servers)
+    stdio_hub = hub(servers, tmp_path)  # another process on the same config directory
+    second = credential(stdio_hub)
+    assert second.header == "Bearer AT1"
+    expire(first)
+    await first.ensure_fresh()
+    assert first.header == "Bearer AT2"
+    expire(second)
+    await second.ensure_fresh()  # takes what the other hub stored instead of spending RT1 again
+    assert second.header == "Bearer AT2" and spent == ["RT1"]
+    http_hub.close()
+    stdio_hub.close()
+
+
+async def test_a_link_finishes_only_the_flow_it_was_made_for() -> None:
+    servers = Servers()
+    auth = hub(servers)
+    cred = credential(auth)
+    await cred.recover(401, None, None)
+    link = cred.authorize_link()
+    assert link is not None and "/oauth/upstream/callback/up" in dict(parse_qsl(urlsplit(link).query))["redirect_uri"]
+    state = dict(parse_qsl(urlsplit(link).query))["state"]
+    assert (await auth.callback("other", {"state": state, "code": "C"}))[0] == 400  # another server's callback
+    link = cred.authorize_link()
+    assert link is not None
+    state = dict(parse_qsl(urlsplit(link).query))["state"]
+    moved = ServerConfig.model_validate({"url": "https://up2.example/mcp"})
+    auth.for_server("up", moved)  # a reload changed the server
+    status, _, _ = await auth.callback("up", {"state": state, "code": "C"})
+    assert status == 400 and servers.to("as.example", "/token") == []
+
+
+async def test_an_outage_keeps_the_refresh_token() -> None:
+    servers = Servers()
+    auth = hub(servers)
+    cred = await authorized(auth, servers)
+    servers.token = lambda r: httpx.Response(503, text="down for maintenance")
+    assert not await cred.recover(401, None, cred.header)
+    assert cred.tokens is not None and cred.tokens.refresh_token == "RT1"
+    assert cred.state == "error" and "503" in (cred.detail or "")
+    assert not cred.blocked  # the supervisor keeps retrying; no operator needed
+
+
+async def test_a_logout_wins_over_a_refresh_under_way() -> None:
+    servers = Servers()
+    auth = hub(servers)
+    cred = await authorized(auth, servers)
+    release = anyio.Event()
+    entered = anyio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        await release.wait()
+        return httpx.Response(200, json={"access_token": "AT9", "refresh_token": "RT9", "expires_in": 3600})
+
+    servers.token = slow
+    expire(cred)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cred.ensure_fresh)
+        await entered.wait()
+        logout = tg.start_soon(auth.forget, "up")
+        del logout
+        release.set()
+    assert cred.tokens is None and auth.store.load("up") is None
+
+
+@pytest.mark.parametrize(
+    "register",
+    [
+        lambda r: httpx.Response(201, text="<html>not json</html>"),
+        lambda r: httpx.Response(201, json=["a", "list"]),
+        lambda r: httpx.Response(500, text="boom"),
+    ],
+)
+async def test_malformed_answers_are_errors_not_exceptions(register: Handler, caplog: pytest.LogCaptureFixture) -> None:
+    servers = Servers()
+    servers.register = register
+    cred = credential(hub(servers))
+    with caplog.at_level(logging.WARNING):
+        assert not await cred.recover(401, None, None)
+    assert cred.state == "error" and "registration" in (cred.detail or "")
+
+
+async def test_plain_http_endpoints_are_refused_off_loopback() -> None:
+    def plain(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/.well-known/oauth-protected-resource"):
+            return httpx.Response(200, json={"resource": UP, "authorization_servers": ["http://as.example"]})
+        return httpx.Response(404)
+
+    auth = UpstreamAuth(None, "http://127.0.0.1:3050")
+    auth.http = lambda: httpx.AsyncClient(transport=httpx.MockTransport(plain))  # type: ignore[method-assign]
+    cred = credential(auth)
+    assert not await cred.recover(401, None, None)
+    assert cred.state == "error" and "not an https URL" in (cred.detail or "")

@@ -262,7 +262,7 @@ class Hub:
         """The shared connection, or the session's own for `isolation: session` servers."""
         conn = self._ready(server, session)
         if conn.config.isolation == "session":
-            return await self.isolated.get(session.id, session, server, conn.config)
+            return await self.isolated.get(session.id, session, server, conn.config, self.config.servers.get(server))
         return conn
 
     def _ready(self, server: str, session: Session | None = None) -> UpstreamConnection:

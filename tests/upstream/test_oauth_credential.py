@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -61,12 +62,11 @@ class Servers:
             return httpx.Response(200, json={"resource": UP, "authorization_servers": [EVIL]})
         if path == "/.well-known/oauth-authorization-server":
             return httpx.Response(200, json=as_meta(f"https://{host}"))
-        if host == "as.example" and path == "/register":
-            return self.register(request)
-        if host == "as.example" and path == "/token":
-            answer = self.token(request)
-            return await answer if hasattr(answer, "__await__") else answer
-        return httpx.Response(404)
+        handler = {"/register": self.register, "/token": self.token}.get(path) if host == "as.example" else None
+        if handler is None:
+            return httpx.Response(404)
+        answer = handler(request)
+        return await answer if inspect.isawaitable(answer) else answer  # type: ignore[no-any-return]
 
     def to(self, host: str, path: str) -> list[httpx.Request]:
         return [r for r in self.seen if r.url.host == host and r.url.path == path]
@@ -238,3 +238,73 @@ async def test_plain_http_endpoints_are_refused_off_loopback() -> None:
     cred = credential(auth)
     assert not await cred.recover(401, None, None)
     assert cred.state == "error" and "not an https URL" in (cred.detail or "")
+
+
+async def test_a_logout_on_one_hub_holds_for_another_sharing_the_directory(tmp_path: Path) -> None:
+    servers = Servers()
+    http_hub = hub(servers, tmp_path)
+    await authorized(http_hub, servers)
+    stdio_hub = hub(servers, tmp_path)
+    other = credential(stdio_hub)
+    assert other.header == "Bearer AT1"
+    assert await http_hub.forget("up")
+    expire(other)
+    before = len(servers.to("as.example", "/token"))
+    await other.ensure_fresh()
+    assert len(servers.to("as.example", "/token")) == before  # the logged-out refresh token is not spent
+    assert other.tokens is None and stdio_hub.store.load("up") is None
+    http_hub.close()
+    stdio_hub.close()
+
+
+async def test_a_dead_refresh_token_is_tried_once() -> None:
+    servers = Servers()
+    cred = await authorized(hub(servers), servers)
+    servers.token = lambda r: httpx.Response(400, json={"error": "invalid_grant"})
+    expire(cred)
+    for _ in range(5):
+        await cred.ensure_fresh()
+    refreshes = [r for r in servers.to("as.example", "/token") if b"grant_type=refresh_token" in r.content]
+    assert len(refreshes) == 1 and cred.header == "Bearer AT1"  # the access token lives on until refused
+
+
+async def test_a_step_up_request_survives_a_renewal() -> None:
+    servers = Servers()
+    cred = await authorized(hub(servers), servers)
+    servers.token = lambda r: httpx.Response(
+        200, json={"access_token": "AT2", "refresh_token": "RT2", "expires_in": 3600}
+    )
+    assert not await cred.recover(403, 'Bearer error="insufficient_scope", scope="write"', cred.header)
+    assert cred.state == "required" and cred.authorize_link() is not None
+    expire(cred)
+    await cred.ensure_fresh()
+    assert cred.header == "Bearer AT2"
+    assert cred.state == "required" and "write" in (cred.detail or "")  # still asking for more scope
+
+
+async def test_a_caller_giving_up_never_leaves_it_half_prepared() -> None:
+    servers = Servers()
+    release = anyio.Event()
+    entered = anyio.Event()
+    genuine = servers.register
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        await release.wait()
+        answer: httpx.Response = genuine(request)
+        return answer
+
+    servers.register = slow
+    cred = credential(hub(servers))
+    deadline = anyio.CancelScope()
+
+    async def caller() -> None:
+        with deadline:
+            await cred.recover(401, None, None)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        await entered.wait()
+        deadline.cancel()  # the connection's start-up deadline passes mid-registration
+        release.set()
+    assert cred.state == "required" and cred.authorize_link() is not None

@@ -323,6 +323,7 @@ class StreamableHttpTransport(Transport):
     async def _get_stream(self, scope: anyio.CancelScope) -> None:
         """The standalone stream for notifications; reopened with backoff, dropped on 4xx."""
         delay = 0.5
+        renewed = False  # one renewal per refusal, until a stream opens again
         with scope:
             while not self.closed.is_set() and self._pool is not None:
                 if self.auth is not None:
@@ -338,14 +339,15 @@ class StreamableHttpTransport(Transport):
                         await exchange.done.wait()
                     finally:
                         conn.abort()
-                    auth = self.auth if exchange.status == 401 else None
+                    auth = self.auth if exchange.status == 401 and not renewed else None
                     if auth is not None and await auth.recover(401, exchange.challenge, headers.get("authorization")):
+                        renewed = True
                         continue  # a new token: reopen at once
                     if 400 <= exchange.status < 500:
                         self.log.debug("no GET stream: %s", exchange.error)
                         return
                     if exchange.status == 200:
-                        delay = 0.5
+                        delay, renewed = 0.5, False
                 await anyio.sleep(delay)
                 delay = min(delay * 2, GET_RETRY_MAX)
 

@@ -33,14 +33,19 @@ class IsolatedConnections:
             task_status.started()
             await anyio.sleep_forever()
 
-    async def get(self, session_id: str, owner: Any, name: str, config: ServerConfig) -> UpstreamConnection:
-        """The session's own connection to `name`, started (and awaited) on first use."""
+    async def get(
+        self, session_id: str, owner: Any, name: str, config: ServerConfig, server: ServerConfig | None = None
+    ) -> UpstreamConnection:
+        """The session's own connection to `name` (at `config`'s URL, perhaps a replica's; `server`: the
+        server's own config, whose credential it carries), started (and awaited) on first use."""
         key = (session_id, name)
         entry = self._conns.get(key)
         if entry is None:
             if self._tg is None:
                 raise UpstreamUnavailable(name, "the hub is not running")
-            conn = UpstreamConnection(name, config, make_transport(name, config, self.auth), self.events, owner=owner)
+            conn = UpstreamConnection(
+                name, config, make_transport(name, config, self.auth, server), self.events, owner=owner
+            )
             scope = anyio.CancelScope()
             self._conns[key] = (conn, scope)
             self._tg.start_soon(self._run, conn, scope)

@@ -15,6 +15,7 @@ routing (`downstream.upstream_auth` serves the callback; the pool waits on `bloc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -102,6 +103,7 @@ class ServerAuth:
         self.step_ups = 0
         self.generation = 0  # bumped by a logout: work finishing after it is dropped
         self._failed_at = -RETRY_AFTER_ERROR  # monotonic time of the last failed exchange
+        self._persisted = False  # stored (or read from the store) at least once
         self._lock = anyio.Lock()
         self.load()
 
@@ -110,11 +112,13 @@ class ServerAuth:
         doc = self.owner.store.load(self.name)
         return doc if doc is not None and doc.get("url") == self.url else None
 
-    def load(self) -> None:
-        """Take what is stored (another hub on this config directory may have written it)."""
+    def load(self) -> bool:
+        """Take what is stored (another hub on this config directory may have written it); False when
+        nothing is. The state changes only when tokens appear where there were none."""
         doc = self._stored()
         if doc is None:
-            return
+            return False
+        had = self.tokens
         try:
             self.metadata = doc.get("metadata")
             self.resource = str(doc.get("resource") or self.url)
@@ -122,13 +126,19 @@ class ServerAuth:
             reg = doc.get("registration")
             self.registration = Registration.from_doc(reg) if isinstance(reg, dict) else None
             tokens = doc.get("tokens")
-            self._set_tokens(Tokens.from_doc(tokens) if isinstance(tokens, dict) else None)
+            issuer = self.metadata.get("issuer") if isinstance(self.metadata, dict) else None
+            self._set_tokens(Tokens.from_doc(tokens, issuer) if isinstance(tokens, dict) else None)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("stored credentials for %s are unreadable (%s): authorize again", self.name, exc)
             self.metadata, self.registration = None, None
             self._set_tokens(None)
+        self._persisted = True
+        if had is None and self.tokens is not None:
+            self._authorized()
+        return True
 
     def _save(self) -> None:
+        self._persisted = True
         self.owner.store.save(
             self.name,
             {
@@ -144,7 +154,10 @@ class ServerAuth:
     def _set_tokens(self, tokens: Tokens | None) -> None:
         self.tokens = tokens
         self.header = f"Bearer {tokens.access_token}" if tokens is not None else None
-        if tokens is not None:
+
+    def _authorized(self) -> None:
+        """A working token: authorized, unless a step-up still waits for the operator."""
+        if not (self.state == "required" and self.step_ups and self.tokens is not None):
             self.state, self.detail = "authorized", None
 
     def _failed(self, detail: str) -> None:
@@ -204,11 +217,16 @@ class ServerAuth:
         under the store's cross-process lock, after taking what another hub may have stored meanwhile.
         """
         with anyio.CancelScope(shield=True), anyio.move_on_after(RENEW_DEADLINE) as scope:
-            async with self.owner.store.exclusive():
-                self.load()
-                if self.tokens is not None and (stale is None or self.tokens.access_token != stale.access_token):
-                    return "renewed"
+            async with self.owner.store.exclusive(self.name):
                 generation = self.generation
+                persisted = self._persisted
+                if not self.load() and persisted and not self.machine:
+                    self._set_tokens(None)  # another hub logged out: so did this one
+                if self.tokens is not None and (stale is None or self.tokens.access_token != stale.access_token):
+                    self._authorized()
+                    return "renewed"
+                if self.tokens is None and stale is not None and not self.machine:
+                    return "rejected"  # dropped (or logged out) by another hub: not refreshed here
                 try:
                     async with self.owner.http() as client:
                         if self.machine:
@@ -220,7 +238,11 @@ class ServerAuth:
                 except FlowError as exc:
                     log.warning("upstream %s: renewing the token failed: %s", self.name, exc)
                     if exc.error in REJECTED and not self.machine:
-                        return "rejected"  # the refresh token is dead: a person must authorize again
+                        # the refresh token is dead (the access token may live on a little): never again
+                        if stale is not None and self.tokens is not None and generation == self.generation:
+                            self._set_tokens(dataclasses.replace(stale, refresh_token=None))
+                            self._save()
+                        return "rejected"
                     self._failed(str(exc))
                     return "rejected" if self.machine else "unavailable"
                 except OAuthClientError as exc:
@@ -230,6 +252,7 @@ class ServerAuth:
                 if generation != self.generation:
                     return "rejected"  # logged out meanwhile
                 self._set_tokens(new)
+                self._authorized()
                 self._save()
                 log.info("upstream %s: access token renewed", self.name)
                 return "renewed"
@@ -314,7 +337,8 @@ class ServerAuth:
         if not step_up:
             self.state = "preparing"
         try:
-            with anyio.fail_after(RENEW_DEADLINE):
+            # shielded: a caller giving up (a start-up deadline) must not leave it half-prepared
+            with anyio.CancelScope(shield=True), anyio.fail_after(RENEW_DEADLINE):
                 async with self.owner.http() as client:
                     await self._discover(client, challenge)
                     self.registration = await self._registration(client, redirect)
@@ -326,6 +350,9 @@ class ServerAuth:
             else:
                 self._failed(detail)
             return
+        except Exception as exc:  # never left "preparing": it would never be prepared again
+            self._failed(f"internal error preparing OAuth: {exc!r}")
+            raise
         self._save()
         self.state = "required"
         issuer = self.metadata.get("issuer") if self.metadata else None
@@ -374,17 +401,18 @@ class ServerAuth:
         """The code came back: exchange it (against the server the link was made for) and keep the tokens."""
         check_response_issuer(pending.metadata, iss)
         generation = self.generation
-        with anyio.CancelScope(shield=True), anyio.fail_after(RENEW_DEADLINE):
-            async with self.owner.http() as client:
-                tokens = await exchange_code(
-                    client,
-                    pending.metadata,
-                    pending.registration,
-                    code=code,
-                    verifier=pending.verifier,
-                    resource=pending.resource,
-                )
-            async with self._lock, self.owner.store.exclusive():
+        with anyio.CancelScope(shield=True):
+            with anyio.fail_after(RENEW_DEADLINE):
+                async with self.owner.http() as client:
+                    tokens = await exchange_code(
+                        client,
+                        pending.metadata,
+                        pending.registration,
+                        code=code,
+                        verifier=pending.verifier,
+                        resource=pending.resource,
+                    )
+            async with self._lock, self.owner.store.exclusive(self.name):
                 if generation != self.generation:
                     raise FlowError("the upstream was logged out while this authorization was under way")
                 self.metadata, self.registration, self.resource = (
@@ -394,12 +422,13 @@ class ServerAuth:
                 )
                 self._set_tokens(tokens)
                 self.step_ups = 0
+                self.state, self.detail = "authorized", None
                 self._save()
 
     async def forget(self) -> None:
         """Log out: tokens, registration and pin gone (work under way is dropped when it finishes)."""
+        self.generation += 1  # before waiting for the lock: a renewal under way sees it
         async with self._lock:
-            self.generation += 1
             self._set_tokens(None)
             self.registration, self.state, self.detail = None, "unknown", None
             self.pinned = self.settings.issuer if self.settings else None

@@ -72,9 +72,14 @@ class Tokens:
         return asdict(self)
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Tokens:
+    def from_doc(cls, doc: dict[str, Any], issuer: str | None = None) -> Tokens:
+        """`issuer`: for tokens stored before they named theirs."""
         return cls(
-            str(doc["access_token"]), doc.get("refresh_token"), doc.get("expires_at"), doc.get("scope"), doc["issuer"]
+            str(doc["access_token"]),
+            doc.get("refresh_token"),
+            doc.get("expires_at"),
+            doc.get("scope"),
+            str(doc.get("issuer") or issuer),
         )
 
 

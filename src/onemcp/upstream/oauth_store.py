@@ -76,7 +76,7 @@ class CredentialStore:
     def __init__(self, config_dir: Path | None) -> None:
         self._fernet = Fernet(load_key(config_dir))
         self._lock = threading.Lock()
-        self._lock_path = config_dir / "upstream-auth.lock" if config_dir is not None else None
+        self._locks = config_dir / "upstream-auth.locks" if config_dir is not None else None
         if config_dir is None:
             target = ":memory:"
         else:
@@ -88,12 +88,15 @@ class CredentialStore:
             self._db.execute("create table if not exists credentials (server text primary key, doc blob not null)")
 
     @contextlib.asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        """Held by one process at a time (POSIX lock file); waits up to LOCK_WAIT, then goes on unlocked."""
-        if self._lock_path is None or fcntl is None:
+    async def exclusive(self, server: str) -> AsyncIterator[None]:
+        """`server`'s credential, held by one process at a time (a POSIX lock file per server, so one
+        slow authorization server holds up no other); waits up to LOCK_WAIT, then goes on unlocked."""
+        if self._locks is None or fcntl is None:
             yield
             return
-        fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        self._locks.mkdir(mode=0o700, exist_ok=True)
+        path = self._locks / hashlib.sha256(server.encode()).hexdigest()[:24]
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             deadline = time.monotonic() + LOCK_WAIT
             while True:
@@ -102,7 +105,7 @@ class CredentialStore:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        log.warning("%s is held by another hub for over %gs; going on", self._lock_path, LOCK_WAIT)
+                        log.warning("%s is held by another hub for over %gs; going on", path, LOCK_WAIT)
                         break
                     await anyio.sleep(0.05)
             yield

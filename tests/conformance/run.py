@@ -129,6 +129,7 @@ AUTH_2026 = (  # 0.2.0's scenarios introduced in 2026-07-28 (with AUTH_DRAFT)
 )
 AUTH_BACKCOMPAT = ("2025-03-26-oauth-metadata-backcompat", "2025-03-26-oauth-endpoint-fallback")
 AUTH_MACHINE = ("client-credentials-basic", "client-credentials-jwt")
+AUTH_DPOP = ("dpop", "dpop-nonce")  # 0.2.0 only
 
 
 @dataclass(frozen=True)
@@ -157,19 +158,18 @@ AUTH_LEGS = (
     # The hub as a machine client (oauth.grant "client_credentials"): extensions, run by name.
     AuthLeg("auth-0.1.16-machine", "conformance-0.1.16", (), AUTH_MACHINE),
     AuthLeg("auth-0.2.0-alpha.12-machine", ALPHA, (), AUTH_MACHINE),
+    # DPoP-bound tokens (RFC 9449), with and without nonces at the authorization server and the upstream.
+    AuthLeg("auth-0.2.0-alpha.12-dpop", ALPHA, (), AUTH_DPOP),
 )
 
 # Client scenarios not run: the hub authorizes with the authorization-code flow (an operator follows a
-# link) or client_credentials, and presents Bearer tokens; these extensions need other grants or proof of
-# possession.
+# link) or client_credentials (Bearer or DPoP-bound tokens); these extensions need other grants.
 AUTH_OUT_OF_SCOPE: dict[str, str] = {
     "enterprise-managed-authorization": (
         "an RFC 8693 token exchange at an enterprise IdP, then the RFC 7523 jwt-bearer grant with the ID-JAG "
         "(0.1.16 calls it cross-app-access-complete-flow)"
     ),
     "wif-jwt-bearer": "workload identity federation: the jwt-bearer grant with a workload JWT",
-    "dpop": "RFC 9449 DPoP proofs at the token endpoint and on every MCP request (the hub sends Bearer)",
-    "dpop-nonce": "DPoP with use_dpop_nonce retries at the authorization server and the MCP server",
 }
 
 

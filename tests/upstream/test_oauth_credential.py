@@ -308,3 +308,64 @@ async def test_a_caller_giving_up_never_leaves_it_half_prepared() -> None:
         deadline.cancel()  # the connection's start-up deadline passes mid-registration
         release.set()
     assert cred.state == "required" and cred.authorize_link() is not None
+
+
+async def test_dpop_bound_tokens_with_nonces_at_both_ends() -> None:
+    """RFC 9449: proofs at the token endpoint (retried with the server's nonce) and on each upstream request."""
+    import hashlib
+
+    import jwt
+
+    servers = Servers()
+    proofs: list[dict[str, Any]] = []
+
+    def token(request: httpx.Request) -> httpx.Response:
+        proof = request.headers["dpop"]
+        header = jwt.get_unverified_header(proof)
+        claims = jwt.decode(proof, jwt.PyJWK(header["jwk"]).key, algorithms=["ES256"])
+        proofs.append(claims)
+        assert header["typ"] == "dpop+jwt" and "d" not in header["jwk"]
+        assert claims["htm"] == "POST" and claims["htu"] == f"{AS}/token"
+        if claims.get("nonce") != "as-nonce":
+            return httpx.Response(400, json={"error": "use_dpop_nonce"}, headers={"dpop-nonce": "as-nonce"})
+        return httpx.Response(200, json={"access_token": "ATD", "token_type": "DPoP", "expires_in": 3600})
+
+    servers.token = token
+    auth = hub(servers)
+    real = auth.http
+
+    def with_dpop() -> httpx.AsyncClient:
+        client = real()
+        original = client._transport
+
+        async def handle(request: httpx.Request) -> httpx.Response:
+            response = await original.handle_async_request(request)
+            if request.url.path == "/.well-known/oauth-authorization-server":
+                doc = {**as_meta(), "dpop_signing_alg_values_supported": ["ES256"]}
+                return httpx.Response(200, json=doc)
+            return response
+
+        return httpx.AsyncClient(transport=httpx.MockTransport(handle))
+
+    auth.http = with_dpop  # type: ignore[method-assign]
+    cred = credential(auth)
+    await cred.recover(401, 'DPoP resource_metadata="https://up.example/.well-known/oauth-protected-resource"', None)
+    link = cred.authorize_link()
+    assert link is not None
+    state = dict(parse_qsl(urlsplit(link).query))["state"]
+    assert (await auth.callback("up", {"state": state, "code": "C", "iss": AS}))[0] == 200
+    assert [p.get("nonce") for p in proofs] == [None, "as-nonce"]
+    assert cred.header == "DPoP ATD"
+    first = cred.authorization("POST", UP)
+    second = cred.authorization("POST", UP)
+    assert first["authorization"] == "DPoP ATD" and first["dpop"] != second["dpop"]  # a fresh proof each time
+    assert cred.dpop is not None
+    claims = jwt.decode(first["dpop"], jwt.PyJWK(cred.dpop.jwk).key, algorithms=["ES256"])
+    expected_ath = base64.urlsafe_b64encode(hashlib.sha256(b"ATD").digest()).rstrip(b"=").decode()
+    assert claims["htu"] == UP and claims["ath"] == expected_ath and "nonce" not in claims
+    # the upstream asks for its own nonce: one retry carries it; the same refusal again is final
+    challenge = 'DPoP error="use_dpop_nonce"'
+    assert await cred.recover(401, challenge, cred.header, "rs-nonce")
+    claims = jwt.decode(cred.authorization("POST", UP)["dpop"], jwt.PyJWK(cred.dpop.jwk).key, algorithms=["ES256"])
+    assert claims["nonce"] == "rs-nonce"
+    assert not await cred.recover(401, challenge, cred.header, "rs-nonce")

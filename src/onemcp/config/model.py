@@ -42,6 +42,8 @@ class UpstreamOAuth(_Model):
     grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
     private_key: str | None = Field(None, alias="privateKey")  # PEM, e.g. "${UPSTREAM_KEY}"
     signing_algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = Field("ES256", alias="signingAlgorithm")
+    # DPoP-bound tokens (RFC 9449) when the authorization server offers them; false: Bearer only
+    dpop: bool = True
 
     @model_validator(mode="after")
     def _machine_needs_credentials(self) -> UpstreamOAuth:

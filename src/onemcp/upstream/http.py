@@ -49,11 +49,14 @@ def make_pool(config: ServerConfig, url: str) -> Pool:
 class AuthRejected(TransportError):
     """The upstream refused our credentials (401, or 403 for want of scope)."""
 
-    def __init__(self, message: str, status: int, challenge: str | None, used: str | None) -> None:
+    def __init__(
+        self, message: str, status: int, challenge: str | None, used: str | None, nonce: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.challenge = challenge
         self.used = used  # the Authorization header the refused request carried
+        self.nonce = nonce  # DPoP-Nonce
 
 
 class EventSink:
@@ -85,6 +88,7 @@ class PostExchange(Exchange):
         self.sent = body
         self.authorization: str | None = None  # what it carried
         self.challenge: str | None = None
+        self.nonce: str | None = None  # a DPoP nonce the server asks for
         self.is_request = "id" in msg and "method" in msg
         self.session = t.session_id
         self.status = 0
@@ -103,6 +107,7 @@ class PostExchange(Exchange):
         if status >= 400:
             if status in (401, 403):
                 self.challenge = headers.get("www-authenticate")
+                self.nonce = headers.get("dpop-nonce")
             return
         if self.msg.get("method") == "initialize":
             self.t.session_id = headers.get("mcp-session-id")
@@ -122,7 +127,7 @@ class PostExchange(Exchange):
             text = b"".join(self.body)[:ERROR_BODY_MAX].decode(errors="replace")
             message = f"HTTP {self.status} from {self.t.url}: {text}"
             if self.t.auth is not None and (self.status == 401 or (self.status == 403 and self.challenge)):
-                self.error = AuthRejected(message, self.status, self.challenge, self.authorization)
+                self.error = AuthRejected(message, self.status, self.challenge, self.authorization, self.nonce)
             else:
                 self.error = TransportError(message)
         elif self.error is None and self.decoder is not None and self.sink is not None:
@@ -157,12 +162,14 @@ class StreamExchange(Exchange):
         self.status = 0
         self.error: str | None = None
         self.challenge: str | None = None  # WWW-Authenticate of a 401/403
+        self.nonce: str | None = None  # and its DPoP-Nonce
         self.done = anyio.Event()
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.status = status
         if status in (401, 403):
             self.challenge = headers.get("www-authenticate")
+            self.nonce = headers.get("dpop-nonce")
         if status >= 400 or not headers.get("content-type", "").startswith("text/event-stream"):
             self.error = f"HTTP {status}, content-type {headers.get('content-type')!r}"
 
@@ -209,11 +216,11 @@ class StreamableHttpTransport(Transport):
             self._get_scope = None
 
     def _headers(
-        self, accept: str = "application/json, text/event-stream", msg: Message | None = None
+        self, accept: str = "application/json, text/event-stream", msg: Message | None = None, method: str = "POST"
     ) -> dict[str, str]:
         headers = {**self._base, "accept": accept, "content-type": "application/json"}
         if self.auth is not None and self.auth.header is not None:
-            headers["authorization"] = self.auth.header
+            headers.update(self.auth.authorization(method, self.url))
         if self.session_id is not None:
             headers["mcp-session-id"] = self.session_id
         if self.protocol_version is not None:
@@ -297,7 +304,7 @@ class StreamableHttpTransport(Transport):
 
     async def _recover(self, error: AuthRejected) -> bool:
         assert self.auth is not None
-        return await self.auth.recover(error.status, error.challenge, error.used)
+        return await self.auth.recover(error.status, error.challenge, error.used, error.nonce)
 
     def _refused(self, msg: Message, error: AuthRejected) -> None:
         assert self.auth is not None
@@ -329,7 +336,7 @@ class StreamableHttpTransport(Transport):
                 if self.auth is not None:
                     await self.auth.ensure_fresh()
                 exchange = StreamExchange(EventSink(self.deliver, None, self.log))
-                headers = self._headers("text/event-stream")
+                headers = self._headers("text/event-stream", method="GET")
                 try:
                     conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
                 except HttpError as exc:
@@ -340,7 +347,8 @@ class StreamableHttpTransport(Transport):
                     finally:
                         conn.abort()
                     auth = self.auth if exchange.status == 401 and not renewed else None
-                    if auth is not None and await auth.recover(401, exchange.challenge, headers.get("authorization")):
+                    used = headers.get("authorization")
+                    if auth is not None and await auth.recover(401, exchange.challenge, used, exchange.nonce):
                         renewed = True
                         continue  # a new token: reopen at once
                     if 400 <= exchange.status < 500:
@@ -361,7 +369,7 @@ class StreamableHttpTransport(Transport):
             exchange = StreamExchange(lambda ev: None)
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 try:
-                    await pool.send(b"DELETE", self._target, self._headers(), b"", exchange)
+                    await pool.send(b"DELETE", self._target, self._headers(method="DELETE"), b"", exchange)
                     await exchange.done.wait()
                 except HttpError:
                     pass

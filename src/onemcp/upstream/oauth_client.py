@@ -27,6 +27,8 @@ import httpx
 
 from onemcp.config.model import ServerConfig
 from onemcp.upstream.oauth_discovery import Challenge, DiscoveryError, canonical_resource, discover, parse_challenge
+from onemcp.upstream.oauth_dpop import DpopKey
+from onemcp.upstream.oauth_dpop import supported as dpop_supported
 from onemcp.upstream.oauth_flow import (
     FlowError,
     Registration,
@@ -53,6 +55,8 @@ STEP_UP_LIMIT = 3  # re-authorizations for more scope before the hub stops askin
 RETRY_AFTER_ERROR = 10.0  # an authorization server that failed is not asked again sooner
 RENEW_DEADLINE = DEADLINE * 4  # discovery (a few GETs) and a token request, shielded
 REJECTED = ("invalid_grant", "invalid_client", "unauthorized_client")  # definitive answers
+
+RS_NONCE = "resource"  # where the upstream's own DPoP nonce is kept (the token endpoint's: by its URL)
 
 AuthState = Literal["unknown", "authorized", "preparing", "required", "error"]
 Renewal = Literal["renewed", "rejected", "unavailable"]
@@ -95,7 +99,8 @@ class ServerAuth:
         self.metadata: dict[str, Any] | None = None
         self.registration: Registration | None = None
         self.tokens: Tokens | None = None
-        self.header: str | None = None  # "Bearer <access token>", what requests carry
+        self.header: str | None = None  # "Bearer <access token>" (or "DPoP ..."), what requests carry
+        self.dpop: DpopKey | None = None  # the key DPoP-bound tokens are bound to
         self.pinned: str | None = self.settings.issuer if self.settings else None  # for configured secrets
         self.scope: str | None = " ".join(self.settings.scopes) if self.settings and self.settings.scopes else None
         # a machine client gets its own tokens (client_credentials): no operator, no link
@@ -125,6 +130,9 @@ class ServerAuth:
             self.pinned = self.pinned or doc.get("pinned")
             reg = doc.get("registration")
             self.registration = Registration.from_doc(reg) if isinstance(reg, dict) else None
+            key = doc.get("dpop")
+            if isinstance(key, str) and (self.dpop is None or self.dpop.to_pem() != key):
+                self.dpop = DpopKey.from_pem(key)
             tokens = doc.get("tokens")
             issuer = self.metadata.get("issuer") if isinstance(self.metadata, dict) else None
             self._set_tokens(Tokens.from_doc(tokens, issuer) if isinstance(tokens, dict) else None)
@@ -148,12 +156,34 @@ class ServerAuth:
                 "pinned": self.pinned,
                 "registration": self.registration.to_doc() if self.registration else None,
                 "tokens": self.tokens.to_doc() if self.tokens else None,
+                "dpop": self.dpop.to_pem() if self.dpop else None,
             },
         )
 
     def _set_tokens(self, tokens: Tokens | None) -> None:
         self.tokens = tokens
-        self.header = f"Bearer {tokens.access_token}" if tokens is not None else None
+        self.header = f"{tokens.token_type} {tokens.access_token}" if tokens is not None else None
+
+    def authorization(self, method: str, url: str) -> dict[str, str]:
+        """The headers a request to the upstream carries: the token, and a fresh DPoP proof if bound."""
+        tokens, header = self.tokens, self.header
+        if tokens is None or header is None:
+            return {}
+        if tokens.token_type != "DPoP" or self.dpop is None:
+            return {"authorization": header}
+        nonce = self.dpop.nonces.get(RS_NONCE)
+        return {
+            "authorization": header,
+            "dpop": self.dpop.proof(method, url, nonce=nonce, access_token=tokens.access_token),
+        }
+
+    def _dpop_key(self, metadata: dict[str, Any]) -> DpopKey | None:
+        """The key to bind tokens to, when this authorization server offers DPoP (made on first use)."""
+        if (self.settings is not None and not self.settings.dpop) or not dpop_supported(metadata):
+            return None
+        if self.dpop is None:
+            self.dpop = DpopKey()
+        return self.dpop
 
     def _authorized(self) -> None:
         """A working token: authorized, unless a step-up still waits for the operator."""
@@ -185,9 +215,16 @@ class ServerAuth:
             if self.tokens is tokens:
                 await self._renew(Challenge(), tokens)
 
-    async def recover(self, status: int, www_authenticate: str | None, used: str | None) -> bool:
-        """After a 401 (or 403): True when there is a new token worth one retry."""
+    async def recover(
+        self, status: int, www_authenticate: str | None, used: str | None, nonce: str | None = None
+    ) -> bool:
+        """After a 401 (or 403): True when there is a new token (or DPoP nonce) worth one retry."""
         challenge = parse_challenge(www_authenticate)
+        if challenge.error == "use_dpop_nonce" and nonce and self.dpop is not None:
+            if self.dpop.nonces.get(RS_NONCE) == nonce:
+                return False  # refused with the nonce it asked for
+            self.dpop.nonces[RS_NONCE] = nonce  # RFC 9449 §9: retry with the server's nonce
+            return True
         async with self._lock:
             if status == 403:
                 if challenge.error == "insufficient_scope":
@@ -232,7 +269,10 @@ class ServerAuth:
                         if self.machine:
                             new = await self._client_credentials(client, challenge)
                         elif stale is not None and self.metadata is not None and self.registration is not None:
-                            new = await refresh(client, self.metadata, self.registration, stale, resource=self.resource)
+                            dpop = self._dpop_key(self.metadata) if stale.token_type == "DPoP" else None
+                            new = await refresh(
+                                client, self.metadata, self.registration, stale, resource=self.resource, dpop=dpop
+                            )
                         else:
                             return "rejected"
                 except FlowError as exc:
@@ -273,7 +313,13 @@ class ServerAuth:
             else None
         )
         return await client_credentials(
-            client, metadata, self.registration, resource=self.resource, scope=self.scope, assertion=assertion
+            client,
+            metadata,
+            self.registration,
+            resource=self.resource,
+            scope=self.scope,
+            assertion=assertion,
+            dpop=self._dpop_key(metadata),
         )
 
     async def _step_up(self, challenge: Challenge) -> None:
@@ -411,6 +457,7 @@ class ServerAuth:
                         code=code,
                         verifier=pending.verifier,
                         resource=pending.resource,
+                        dpop=self._dpop_key(pending.metadata),
                     )
             async with self._lock, self.owner.store.exclusive(self.name):
                 if generation != self.generation:

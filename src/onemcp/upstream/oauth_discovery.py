@@ -55,10 +55,10 @@ class Challenge:
 
 
 def parse_challenge(header: str | None) -> Challenge:
-    """The Bearer challenge's parameters; empty when there is none (or it is not Bearer)."""
+    """The Bearer (or DPoP) challenge's parameters; empty when there is none."""
     if not header:
         return Challenge()
-    m = re.search(r"(?i)(?:^|,)\s*bearer(?:\s+|$)", header)
+    m = re.search(r"(?i)(?:^|,)\s*(?:bearer|dpop)(?:\s+|$)", header)
     if m is None:
         return Challenge()
     params: dict[str, str] = {}

@@ -23,6 +23,7 @@ import httpx
 
 from onemcp import __version__
 from onemcp.upstream.oauth_discovery import strings
+from onemcp.upstream.oauth_dpop import DpopKey
 from onemcp.upstream.oauth_http import OAuthClientError, Reply, request
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")  # our preference
@@ -67,6 +68,7 @@ class Tokens:
     expires_at: float | None  # epoch seconds
     scope: str | None
     issuer: str  # they are refreshed there and nowhere else
+    token_type: str = "Bearer"  # or "DPoP": bound to the credential's key (RFC 9449)
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +82,7 @@ class Tokens:
             doc.get("expires_at"),
             doc.get("scope"),
             str(doc.get("issuer") or issuer),
+            str(doc.get("token_type") or "Bearer"),
         )
 
 
@@ -203,6 +206,7 @@ async def _token_request(
     reg: Registration,
     form: dict[str, str],
     assertion: str | None = None,
+    dpop: DpopKey | None = None,
 ) -> Tokens:
     endpoint = str(metadata["token_endpoint"])
     headers = {"accept": "application/json"}
@@ -218,27 +222,45 @@ async def _token_request(
         form["client_id"] = reg.client_id
         if reg.auth_method == "client_secret_post" and reg.client_secret is not None:
             form["client_secret"] = reg.client_secret
-    r = await request(client, "POST", endpoint, "token endpoint", data=form, headers=headers)
-    if r.status != 200:
+    for _ in range(2):  # a DPoP nonce the server asks for gets one retry (RFC 9449 §8)
+        if dpop is not None:
+            headers["dpop"] = dpop.proof("POST", endpoint, nonce=dpop.nonces.get(endpoint))
+        r = await request(client, "POST", endpoint, "token endpoint", data=form, headers=headers)
+        if r.status == 200:
+            break
         message, code = _error_of(r)
+        nonce = r.headers.get("dpop-nonce")
+        if dpop is None or code != "use_dpop_nonce" or not nonce or dpop.nonces.get(endpoint) == nonce:
+            raise FlowError(f"token request to {endpoint} refused: {message}", code)
+        dpop.nonces[endpoint] = nonce
+    else:
         raise FlowError(f"token request to {endpoint} refused: {message}", code)
     doc = r.json()
     if not isinstance(doc, dict) or not isinstance(doc.get("access_token"), str):
         raise FlowError(f"token endpoint {endpoint} returned no access_token")
     if not B64TOKEN.fullmatch(doc["access_token"]):
         raise FlowError(f"token endpoint {endpoint} returned an access token that cannot be sent as a Bearer token")
-    if str(doc.get("token_type", "bearer")).lower() != "bearer":
+    token_type = str(doc.get("token_type", "bearer")).lower()
+    if token_type not in ("bearer", "dpop") or (token_type == "dpop" and dpop is None):
         raise FlowError(f"token endpoint {endpoint} issued a {doc.get('token_type')!r} token, not a Bearer token")
     lifetime = doc.get("expires_in")
     expires = time.time() + float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else None
     refresh = doc.get("refresh_token") if isinstance(doc.get("refresh_token"), str) else None
     scope = doc.get("scope") if isinstance(doc.get("scope"), str) else form.get("scope")
     issuer = str(metadata.get("issuer"))
-    return Tokens(doc["access_token"], refresh or form.get("refresh_token"), expires, scope, issuer)
+    kind = "DPoP" if token_type == "dpop" else "Bearer"
+    return Tokens(doc["access_token"], refresh or form.get("refresh_token"), expires, scope, issuer, kind)
 
 
 async def exchange_code(
-    client: httpx.AsyncClient, metadata: dict[str, Any], reg: Registration, *, code: str, verifier: str, resource: str
+    client: httpx.AsyncClient,
+    metadata: dict[str, Any],
+    reg: Registration,
+    *,
+    code: str,
+    verifier: str,
+    resource: str,
+    dpop: DpopKey | None = None,
 ) -> Tokens:
     form = {
         "grant_type": "authorization_code",
@@ -247,7 +269,7 @@ async def exchange_code(
         "code_verifier": verifier,
         "resource": resource,
     }
-    return await _token_request(client, metadata, reg, form)
+    return await _token_request(client, metadata, reg, form, dpop=dpop)
 
 
 async def client_credentials(
@@ -258,16 +280,23 @@ async def client_credentials(
     resource: str,
     scope: str | None,
     assertion: str | None = None,
+    dpop: DpopKey | None = None,
 ) -> Tokens:
     """The client_credentials grant: a token for the hub itself, no person involved."""
     form = {"grant_type": "client_credentials", "resource": resource}
     if scope:
         form["scope"] = scope
-    return await _token_request(client, metadata, reg, form, assertion)
+    return await _token_request(client, metadata, reg, form, assertion, dpop)
 
 
 async def refresh(
-    client: httpx.AsyncClient, metadata: dict[str, Any], reg: Registration, tokens: Tokens, *, resource: str
+    client: httpx.AsyncClient,
+    metadata: dict[str, Any],
+    reg: Registration,
+    tokens: Tokens,
+    *,
+    resource: str,
+    dpop: DpopKey | None = None,
 ) -> Tokens:
     if tokens.refresh_token is None:
         raise FlowError("no refresh token", "invalid_grant")
@@ -276,4 +305,4 @@ async def refresh(
     form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token, "resource": resource}
     if tokens.scope:
         form["scope"] = tokens.scope
-    return await _token_request(client, metadata, reg, form)
+    return await _token_request(client, metadata, reg, form, dpop=dpop)

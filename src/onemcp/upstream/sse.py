@@ -30,6 +30,7 @@ class SseTransport(Transport):
         self.url = config.url
         self.auth = auth
         self.endpoint: bytes | None = None
+        self.endpoint_url = self.url  # the endpoint event's URL, in full
         self._base = base_headers(config)
         self._pool: Pool | None = None
         self._endpoint_seen = anyio.Event()
@@ -50,14 +51,15 @@ class SseTransport(Transport):
                 self._mark_closed(f"the endpoint event points at another origin: {endpoint}")
             else:
                 self.endpoint = Pool.target(endpoint)
+                self.endpoint_url = endpoint
             self._endpoint_seen.set()
         elif self._sink is not None:
             self._sink(ev)
 
-    def _headers(self, **extra: str) -> dict[str, str]:
+    def _headers(self, method: str, url: str, **extra: str) -> dict[str, str]:
         headers = {**self._base, **extra}
         if self.auth is not None and self.auth.header is not None:
-            headers["authorization"] = self.auth.header
+            headers.update(self.auth.authorization(method, url))
         return headers
 
     async def _stream(self, pool: Pool) -> None:
@@ -65,7 +67,7 @@ class SseTransport(Transport):
             for attempt in range(2):  # a refused token gets one refresh
                 if self.auth is not None:
                     await self.auth.ensure_fresh()
-                headers = self._headers(accept="text/event-stream")
+                headers = self._headers("GET", self.url, accept="text/event-stream")
                 exchange = StreamExchange(self._on_event)
                 try:
                     conn = await pool.send(b"GET", Pool.target(self.url), headers, b"", exchange)
@@ -78,7 +80,9 @@ class SseTransport(Transport):
                     conn.abort()
                 if self.auth is not None and exchange.status in (401, 403):
                     used = headers.get("authorization")
-                    if attempt == 0 and await self.auth.recover(exchange.status, exchange.challenge, used):
+                    if attempt == 0 and await self.auth.recover(
+                        exchange.status, exchange.challenge, used, exchange.nonce
+                    ):
                         continue
                     self._mark_closed(f"authorization required: {self.auth.explain()}")
                     return
@@ -92,7 +96,7 @@ class SseTransport(Transport):
             raise TransportError(self.close_reason or "not connected")
         if self.auth is not None:
             await self.auth.ensure_fresh()
-        headers = self._headers(**{"content-type": "application/json"})
+        headers = self._headers("POST", self.endpoint_url, **{"content-type": "application/json"})
         exchange = StreamExchange(lambda ev: None)  # the reply to a POST is just "Accepted"
         try:
             conn = await self._pool.send(b"POST", self.endpoint, headers, body, exchange)
@@ -105,7 +109,8 @@ class SseTransport(Transport):
             raise TransportError(f"POST to the message endpoint failed: {exc}") from None
         if exchange.status == 401 and self.auth is not None:
             # refused before it was read: one new token, one resend
-            if retry and await self.auth.recover(401, exchange.challenge, headers.get("authorization")):
+            used = headers.get("authorization")
+            if retry and await self.auth.recover(401, exchange.challenge, used, exchange.nonce):
                 await self.send(message, body, retry=False)
                 return
             raise TransportError(self.auth.explain())

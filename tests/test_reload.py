@@ -172,3 +172,23 @@ async def test_killing_an_upstream_under_load_fails_only_its_calls(tmp_path: Pat
     )
     assert keep.failed == []
     assert all("[victim]" in message or "victim" in message for message in victim.failed)
+
+
+async def test_an_auth_change_waits_for_a_restart_and_says_so(tmp_path: Path) -> None:
+    """Who may come in is fixed at start: a reload that changes it is reported, not half-applied."""
+    path = tmp_path / "mcp.json"
+    config = write(path, {"a": stdio()})
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
+            reloader = hub.app.reloader
+            assert reloader is not None
+            write(path, {"a": stdio()}, auth={"apiKeys": True})
+            assert await reloader.reload()
+            doc = (await http.get(f"{hub.base}/health")).json()
+            assert doc["config"]["restartNeeded"] == ["onemcp.auth"] and doc["status"] == "degraded"
+            # still open (the running hub keeps its start-up settings), as the health says
+            r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            assert r.status_code != 401
+            write(path, {"a": stdio()})  # back as it started: nothing waits any more
+            assert await reloader.reload()
+            assert (await http.get(f"{hub.base}/health")).json()["config"]["restartNeeded"] == []

@@ -46,7 +46,7 @@ class OneMcpApp:
         self.config = config
         self.config_path = config_path
         config_dir = config_path.parent if config_path is not None else None
-        self.gate = Gate(config.hub.auth, config_dir, public_url, bind_host)
+        self.gate = Gate(config.hub.auth, config_dir, public_url, bind_host, config.hub.allowed_hosts)
         logs.configure_audit(config.hub.audit)
         base = config.hub.auth.public_url or public_url
         self.hub = Hub(config, UpstreamAuth(config_dir, base.removesuffix("/mcp") if base else None))
@@ -101,6 +101,7 @@ class OneMcpApp:
             if self.gate.oauth is not None and (
                 path.startswith(("/oauth/", "/.well-known/oauth-authorization-server"))
                 or path == "/.well-known/openid-configuration"
+                or self.gate.oauth.handles(path)
             ):
                 await self.gate.oauth.app(scope, receive, send)
                 return
@@ -137,7 +138,7 @@ class OneMcpApp:
             doc = health(self.hub, links=not self.gate.required)
             if self.reloader is not None:
                 doc["config"] = self.reloader.status()
-                if self.reloader.last_error and doc["status"] == "ok":
+                if (self.reloader.last_error or self.reloader.restart_needed) and doc["status"] == "ok":
                     doc["status"] = "degraded"
             await asgi.send_json(send, 200, doc)
         elif path == "/health/live":

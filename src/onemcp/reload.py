@@ -37,6 +37,9 @@ class Reloader:
         self.last_error: str | None = None
         self.last_reload: float | None = None
         self.last_changes: dict[str, list[str]] = {}
+        # settings read once at start (who may come in): a change to them waits for a restart
+        self._started_auth = hub.config.hub.auth
+        self.restart_needed: list[str] = []
         self._lock = anyio.Lock()
 
     async def reload(self) -> bool:
@@ -54,6 +57,12 @@ class Reloader:
                 return True
             REDACTOR.use(new)
             self.last_changes = await self.hub.apply_config(new)
+            needed = ["onemcp.auth"] if new.hub.auth != self._started_auth else []
+            if needed and not self.restart_needed:
+                log.warning(
+                    "onemcp.auth changed: it takes effect when the hub restarts (the running hub keeps the old)"
+                )
+            self.restart_needed = needed
             self.reloads += 1
             self.last_reload = time.time()
             log.info("config reloaded: %s", {k: v for k, v in self.last_changes.items() if v and k != "unchanged"})
@@ -112,4 +121,5 @@ class Reloader:
             "lastReload": self.last_reload,
             "lastError": self.last_error,
             "lastChanges": self.last_changes,
+            "restartNeeded": self.restart_needed,
         }

@@ -36,3 +36,9 @@ def test_the_setting_is_read_from_mcp_json() -> None:
     assert HubConfig.model_validate({"onemcp": {"auth": {"oauth": True}}}).hub.auth.oauth_operator is None
     with pytest.raises(ValueError, match="oauthOperator"):
         HubConfig.model_validate({"onemcp": {"auth": {"oauthOperator": "anyone"}}})
+
+
+def test_allowed_hosts_elsewhere_ask_for_the_key() -> None:
+    """A loopback bind behind a reverse proxy that keeps the public Host (allowedHosts names it)."""
+    assert operator_policy(None, "127.0.0.1", None, ["hub.example.com"]) == "key"
+    assert operator_policy(None, "127.0.0.1", None, ["localhost:3050", "127.0.0.1"]) == "loopback"

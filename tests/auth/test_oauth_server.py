@@ -9,6 +9,7 @@ import hashlib
 import logging
 import secrets
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -118,9 +119,10 @@ def make(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
 
     def factory(**options: Any) -> Harness:
         clock = Clock()
+        issuer = options.pop("issuer", ISSUER)
         options = {"scopes_supported": ["mcp", "admin"], "consent": "auto", "clock": clock, **options}
-        server = OAuthServer(tmp_path / "oauth.db", ISSUER, RESOURCE, **options)
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER)
+        server = OAuthServer(tmp_path / "oauth.db", issuer, f"{issuer}/mcp", **options)
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=issuer)
         made.append((server, http))
         return Harness(server, http, clock)
 
@@ -715,8 +717,9 @@ def fields_of(page: httpx.Response) -> dict[str, str]:
 
 @pytest.fixture
 def keyed(make: Callable[..., Harness], tmp_path: Path) -> tuple[Harness, KeyStore]:
-    """A consent-page server with operator policy "key"; its keys are keys.db beside oauth.db."""
-    return make(consent="page", operator="key"), KeyStore(tmp_path / "keys.db")
+    """A consent-page server with operator policy "key" (on a host name: a loopback issuer sets no operator
+    cookie); its keys are keys.db beside oauth.db."""
+    return make(consent="page", operator="key", issuer="http://hub.example"), KeyStore(tmp_path / "keys.db")
 
 
 async def test_loopback_operator_policy_asks_no_key(make: Callable[..., Harness]) -> None:
@@ -1123,3 +1126,81 @@ async def test_mcp_sdk_oauth_client_provider(tmp_path: Path) -> None:
             await servers[0].verify(storage.tokens.access_token)
     for server in servers:
         server.close()
+
+
+# ------------------------------------------------------------------ findings of the review of the operator check
+async def test_a_loopback_issuer_sets_no_operator_cookie(make: Callable[..., Harness], tmp_path: Path) -> None:
+    """On a loopback host the cookie would reach every port of it (other local servers too): key every time."""
+    oauth = make(consent="page", operator="key")
+    admin = KeyStore(tmp_path / "keys.db").create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    assert operator_cookie(oauth) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"sec-fetch-site": "same-site"},  # another port of this host, or a sibling subdomain
+        {"sec-fetch-site": "cross-site"},
+        {"origin": "http://hub.example:9999"},
+        {"origin": "null"},  # a sandboxed or opaque origin, not vouched for by Fetch metadata
+    ],
+)
+async def test_a_consent_posted_from_another_origin_is_refused(
+    keyed: tuple[Harness, KeyStore], headers: dict[str, str]
+) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    data = {**fields, "decision": "approve", "operator_key": admin}
+    r = await oauth.http.post("/oauth/authorize", data=data, headers=headers)
+    assert r.status_code == 400 and "location" not in r.headers and "another site" in r.text
+    again = await oauth.http.post("/oauth/authorize", data=data)  # the request is gone, not retryable
+    assert again.status_code == 400 and "location" not in again.headers
+
+
+async def test_a_consent_posted_from_its_own_page_passes(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    own = {"sec-fetch-site": "same-origin", "origin": "http://hub.example"}
+    data = {**fields, "decision": "approve", "operator_key": admin}
+    assert (await oauth.http.post("/oauth/authorize", data=data, headers=own)).status_code == 303
+
+
+async def test_loopback_policy_refuses_approvals_through_a_proxy(make: Callable[..., Harness]) -> None:
+    oauth = make(consent="page")
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    r = await oauth.http.post(
+        "/oauth/authorize", data={**fields, "decision": "approve"}, headers={"x-forwarded-for": "203.0.113.9"}
+    )
+    assert r.status_code == 400 and "location" not in r.headers and "oauthOperator" in r.text
+
+
+async def test_an_unreadable_key_store_refuses_rather_than_fails(keyed: tuple[Harness, KeyStore]) -> None:
+    oauth, keys = keyed
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    checker = oauth.server.operators
+    assert checker is not None
+
+    async def broken(key: str) -> None:
+        raise sqlite3.DatabaseError("file is not a database")  # a corrupt keys.db, a disk error
+
+    checker.keys.verify = broken  # type: ignore[assignment,method-assign]
+    with audit_lines() as lines:
+        r = await approve(oauth, fields, operator_key=admin)
+    assert r.status_code == 403 and "location" not in r.headers
+    assert any("the key store cannot be read" in line for line in lines)
+
+
+@pytest.mark.parametrize("uri", ["https://app.example/cb\x00", "https://app.example/c b", "https://app.example/\\cb"])
+async def test_redirect_uris_with_control_characters_are_refused(oauth: Harness, uri: str) -> None:
+    r = await oauth.http.post("/oauth/register", json={"redirect_uris": [uri], "token_endpoint_auth_method": "none"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_redirect_uri"

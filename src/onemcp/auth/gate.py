@@ -49,7 +49,12 @@ class RateLimiter:
 
 class Gate:
     def __init__(
-        self, settings: AuthSettings, config_dir: Path | None, public_url: str | None, bind_host: str = "127.0.0.1"
+        self,
+        settings: AuthSettings,
+        config_dir: Path | None,
+        public_url: str | None,
+        bind_host: str = "127.0.0.1",
+        allowed_hosts: list[str] | None = None,
     ) -> None:
         self.settings = settings
         self.required = settings.required
@@ -76,7 +81,7 @@ class Gate:
                 self.resource({}),
                 scopes_supported=[BASE, ADMIN],
                 consent=settings.oauth_consent,
-                operator=operator_policy(settings.oauth_operator, bind_host, settings.public_url),
+                operator=operator_policy(settings.oauth_operator, bind_host, settings.public_url, allowed_hosts),
                 keys=self.keys,
             )
             self.verifiers.append(self.oauth)

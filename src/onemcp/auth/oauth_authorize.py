@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -170,15 +171,19 @@ class PendingConsents:
         return again
 
 
-def operator_policy(configured: OperatorPolicy | None, bind_host: str, public_url: str | None) -> OperatorPolicy:
+def operator_policy(
+    configured: OperatorPolicy | None, bind_host: str, public_url: str | None, allowed_hosts: list[str] | None = None
+) -> OperatorPolicy:
     """The `oauthOperator` policy: as configured; else "loopback" when only this machine can reach the
-    consent page (a loopback bind, and no publicUrl naming another host, as behind a reverse proxy),
-    else "key"."""
+    consent page (a loopback bind, no publicUrl and no allowedHosts naming another host, as behind a
+    reverse proxy), else "key"."""
     if configured is not None:
         return configured
     if not is_loopback(bind_host.strip("[]")):
         return "key"
     if public_url is not None and not is_loopback(urlsplit(public_url).hostname or ""):
+        return "key"
+    if any(not is_loopback(host.rpartition(":")[0] if host.count(":") == 1 else host) for host in allowed_hosts or []):
         return "key"
     return "loopback"
 
@@ -202,6 +207,8 @@ class OperatorCheck:
             principal = await self.keys.verify(key.strip())
         except InvalidToken as exc:
             raise NotOperator(str(exc)) from None
+        except (sqlite3.Error, OSError):
+            raise NotOperator("the key store cannot be read") from None
         if principal is None:
             raise NotOperator("not an API key")
         if not principal.is_admin:
@@ -219,7 +226,10 @@ class OperatorCheck:
             raise NotOperator("the operator cookie is not genuine")
         if int(sealed[2]) <= self.clock():
             raise NotOperator("the operator cookie expired")
-        info = next((k for k in self.keys.list() if k.id == sealed[1]), None)
+        try:
+            info = next((k for k in self.keys.list() if k.id == sealed[1]), None)
+        except (sqlite3.Error, OSError):
+            raise NotOperator("the key store cannot be read") from None
         if info is None:
             raise NotOperator("the operator cookie names an unknown API key")
         if info.revoked is not None:

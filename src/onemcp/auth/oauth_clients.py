@@ -48,6 +48,8 @@ def redirect_uri_problem(uri: object) -> str | None:
     """
     if not isinstance(uri, str) or not uri or len(uri) > MAX_URI:
         return "redirect URIs must be non-empty strings"
+    if any(c <= " " or c in '\\"<>\x7f' for c in uri):
+        return f"{uri!r} has spaces, control characters or characters a URL may not hold"
     try:
         parts = urlsplit(uri)
         host = parts.hostname

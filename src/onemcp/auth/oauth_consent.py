@@ -1,8 +1,9 @@
 """The pages a person sees at the authorization endpoint: the consent form and the error page.
 
-Owns the HTML (every interpolated value escaped) and the headers that keep it from being framed
-or cached. Does not decide anything: `oauth_server` validates the request, checks the form and
-the operator key, and says which of the form's variants to show.
+Owns the HTML (every interpolated value escaped), the headers that keep it from being framed
+or cached, and whether an answer was posted from the page's own origin. Decides nothing else:
+`oauth_server` validates the request, checks the form and the operator key, and says which of
+the form's variants to show.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import urlsplit
 
+from onemcp.downstream.asgi import Scope, header
+
 PAGE_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin: the consent form's POST carries a real Origin (checked), the client never sees the URL
+    (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
     # No form-action: browsers apply it to the redirect that follows the form, to the client's URI.
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
@@ -90,6 +94,23 @@ def consent_page(
         "</form>"
     )
     return _page("Authorize application", body)
+
+
+def posted_here(scope: Scope, issuer: str) -> bool:
+    """Did the consent form come from this origin (Fetch metadata, else Origin; absent: not a browser)?
+
+    A page of another origin that is still same-site (another port on this host, a sibling subdomain)
+    could post a form it prepared, and the browser would send the SameSite operator cookie along.
+    """
+    site = header(scope, b"sec-fetch-site")
+    if site is not None and site != "same-origin":
+        return False
+    origin = header(scope, b"origin")
+    if origin is None or (origin == "null" and site == "same-origin"):
+        return True
+    ours = urlsplit(issuer)
+    here = f"{scope.get('scheme', 'http')}://{header(scope, b'host') or ''}"
+    return origin in (f"{ours.scheme}://{ours.netloc}", here)
 
 
 def error_page(title: str, detail: str) -> bytes:

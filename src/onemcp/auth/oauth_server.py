@@ -54,7 +54,7 @@ from onemcp.auth.oauth_clients import (
     redirect_uri_matches,
     registration_metadata,
 )
-from onemcp.auth.oauth_consent import HTML, PAGE_HEADERS, consent_page, error_page
+from onemcp.auth.oauth_consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
 from onemcp.auth.oauth_grants import Clock, Grants, Lifetimes, OAuthError, canonical_resource
 from onemcp.auth.principal import Principal
 from onemcp.auth.store import ClientRecord, OAuthStore, digest
@@ -64,12 +64,15 @@ from onemcp.downstream.asgi import (
     Receive,
     Scope,
     Send,
+    cookies,
+    forwarded,
     header,
     read_body,
     send_bytes,
     send_empty,
     send_json,
 )
+from onemcp.downstream.guard import is_loopback
 
 audit = logging.getLogger("onemcp.audit")
 
@@ -88,15 +91,6 @@ PREFLIGHT = [
 ]
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def cookies(scope: Scope) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for part in (header(scope, b"cookie") or "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            found.setdefault(name, value)
-    return found
 
 
 class OAuthServer:
@@ -129,7 +123,7 @@ class OAuthServer:
         self.operators = (
             OperatorCheck(keys or KeyStore(store_path.with_name("keys.db")), clock) if operator == "key" else None
         )
-        base = urlsplit(self.issuer).path.rstrip("/")
+        base = self._base = urlsplit(self.issuer).path.rstrip("/")
         self.paths = {name: f"{base}/oauth/{name}" for name in ("authorize", "token", "register", "revoke")}
         metadata_paths = {
             f"/.well-known/oauth-authorization-server{base}",
@@ -173,7 +167,8 @@ class OAuthServer:
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        methods = self._routes.get(scope["path"])
+        # behind a proxy that strips the issuer's path (publicUrl https://host/hub/mcp), /oauth/... is /hub/oauth/...
+        methods = self._routes.get(scope["path"]) or self._routes.get(self._base + scope["path"])
         if methods is None:
             await send_json(send, 404, {"error": "not_found"})
             return
@@ -337,6 +332,13 @@ class OAuthServer:
         if pending is None:
             await self._refuse(scope, send, "This authorization request expired or was already answered.")
             return
+        if not posted_here(scope, self.issuer):
+            # a page of another origin (another port on this host, a sibling subdomain) posting a form it
+            # prepared: the browser would send the operator cookie along (it is same-site)
+            self._pending.take(request_id, now)
+            audit.info("auth denied path=%s reason=consent posted from another origin", scope.get("path", ""))
+            await self._refuse(scope, send, "The consent form was posted from another site; start again.")
+            return
         form_ok = hmac.compare_digest(params.get("csrf", "").encode(), pending.csrf.encode())
         cookie = cookies(scope).get(self._cookie(request_id), "")
         cookie_ok = hmac.compare_digest(cookie.encode(), pending.csrf.encode())
@@ -347,6 +349,14 @@ class OAuthServer:
         approved = params.get("decision") == "approve"
         set_cookies = [f"{self._cookie(request_id)}=; Max-Age=0; {self._cookie_attributes(scope)}"]
         operator = "loopback"
+        if approved and self.operators is None and forwarded(scope):
+            # "loopback" trusts whoever reaches the page; through a proxy that is anyone the proxy serves
+            self._pending.take(request_id, now)
+            audit.info("auth denied path=%s reason=loopback operator policy behind a proxy", scope.get("path", ""))
+            await self._refuse(
+                scope, send, 'This request came through a proxy: set "oauthOperator": "key" to approve from afar.'
+            )
+            return
         if approved and self.operators is not None:
             typed = params.get("operator_key", "").strip()
             try:
@@ -362,7 +372,8 @@ class OAuthServer:
                 "typed key" if proven.cookie is not None else "cookie",
                 pending.request.client.client_id,
             )
-            if proven.cookie is not None:
+            if proven.cookie is not None and not is_loopback(urlsplit(self.issuer).hostname or ""):
+                # not on a loopback issuer: the cookie would reach every port of this host, other servers' too
                 set_cookies.append(self._operator_cookie(scope, proven.cookie))
         if self._pending.take(request_id, now) is not pending:  # answered (or refused) meanwhile
             await self._refuse(scope, send, "This authorization request expired or was already answered.")

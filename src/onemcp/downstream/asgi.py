@@ -119,3 +119,18 @@ async def until_disconnect(receive: Receive, scope: Any) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
     scope.cancel()
+
+
+def cookies(scope: Scope) -> dict[str, str]:
+    """The request's cookies (the first of a name wins)."""
+    found: dict[str, str] = {}
+    for part in (header(scope, b"cookie") or "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            found.setdefault(name, value)
+    return found
+
+
+def forwarded(scope: Scope) -> bool:
+    """Did a proxy pass this request on (it then may come from anywhere)?"""
+    return any(header(scope, name) is not None for name in (b"forwarded", b"x-forwarded-for", b"x-real-ip"))

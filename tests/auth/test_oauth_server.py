@@ -715,6 +715,21 @@ def fields_of(page: httpx.Response) -> dict[str, str]:
     return {name: page.text.split(f'name={name} value="', 1)[1].split('"', 1)[0] for name in ("request_id", "csrf")}
 
 
+async def form_and_key(oauth: Harness, keys: KeyStore) -> tuple[str, str, dict[str, str]]:
+    """An admin key, a registered client, and the consent form its authorization request shows."""
+    admin = keys.create("laptop", ["admin"])
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    return admin, client_id, fields
+
+
+async def approved_with_key(oauth: Harness, keys: KeyStore) -> tuple[str, str]:
+    """One consent approved with a typed admin key (the browser now holds the operator cookie)."""
+    admin, client_id, fields = await form_and_key(oauth, keys)
+    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    return admin, client_id
+
+
 @pytest.fixture
 def keyed(make: Callable[..., Harness], tmp_path: Path) -> tuple[Harness, KeyStore]:
     """A consent-page server with operator policy "key" (on a host name: a loopback issuer sets no operator
@@ -807,10 +822,7 @@ async def test_deny_needs_no_operator_key(keyed: tuple[Harness, KeyStore]) -> No
 
 async def test_operator_cookie_skips_the_key_in_the_same_browser_only(keyed: tuple[Harness, KeyStore]) -> None:
     oauth, keys = keyed
-    admin = keys.create("laptop", ["admin"])
-    client_id = (await oauth.register())["client_id"]
-    fields, _ = await consent_form(oauth, client_id, pkce()[1])
-    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    _admin, client_id = await approved_with_key(oauth, keys)
     # the same browser: no key field, the page names the key, and approving needs nothing more
     fields, page = await consent_form(oauth, client_id, pkce()[1])
     assert "operator_key" not in page.text and "<code>laptop</code>" in page.text
@@ -827,22 +839,16 @@ async def test_operator_cookie_skips_the_key_in_the_same_browser_only(keyed: tup
 
 async def test_operator_cookie_lasts_twelve_hours(keyed: tuple[Harness, KeyStore]) -> None:
     oauth, keys = keyed
-    admin = keys.create("laptop", ["admin"])
-    client_id = (await oauth.register())["client_id"]
-    fields, _ = await consent_form(oauth, client_id, pkce()[1])
-    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    _admin, client_id = await approved_with_key(oauth, keys)
     oauth.clock.now += 12 * 3600 + 1
-    fields, page = await consent_form(oauth, client_id, pkce()[1])
+    _fields, page = await consent_form(oauth, client_id, pkce()[1])
     assert "operator_key" in page.text
     assert operator_cookie(oauth) is None  # the page cleared the stale cookie
 
 
 async def test_tampered_operator_cookie_is_refused(keyed: tuple[Harness, KeyStore]) -> None:
     oauth, keys = keyed
-    admin = keys.create("laptop", ["admin"])
-    client_id = (await oauth.register())["client_id"]
-    fields, _ = await consent_form(oauth, client_id, pkce()[1])
-    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    _admin, client_id = await approved_with_key(oauth, keys)
     genuine = operator_cookie(oauth)
     assert genuine is not None and genuine.value is not None
     key_id, expires, mac = genuine.value.split(".")
@@ -865,10 +871,7 @@ async def test_tampered_operator_cookie_is_refused(keyed: tuple[Harness, KeyStor
 
 async def test_operator_cookie_of_a_revoked_key_is_refused(keyed: tuple[Harness, KeyStore]) -> None:
     oauth, keys = keyed
-    admin = keys.create("laptop", ["admin"])
-    client_id = (await oauth.register())["client_id"]
-    fields, _ = await consent_form(oauth, client_id, pkce()[1])
-    assert (await approve(oauth, fields, operator_key=admin)).status_code == 303
+    admin, client_id = await approved_with_key(oauth, keys)
     cookie = operator_cookie(oauth)
     assert cookie is not None and cookie.value is not None
     assert keys.revoke(admin.split("_")[1])
@@ -1152,9 +1155,7 @@ async def test_a_consent_posted_from_another_origin_is_refused(
     keyed: tuple[Harness, KeyStore], headers: dict[str, str]
 ) -> None:
     oauth, keys = keyed
-    admin = keys.create("laptop", ["admin"])
-    client_id = (await oauth.register())["client_id"]
-    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    admin, _client_id, fields = await form_and_key(oauth, keys)
     data = {**fields, "decision": "approve", "operator_key": admin}
     r = await oauth.http.post("/oauth/authorize", data=data, headers=headers)
     assert r.status_code == 400 and "location" not in r.headers and "another site" in r.text
@@ -1164,9 +1165,7 @@ async def test_a_consent_posted_from_another_origin_is_refused(
 
 async def test_a_consent_posted_from_its_own_page_passes(keyed: tuple[Harness, KeyStore]) -> None:
     oauth, keys = keyed
-    admin = keys.create("laptop", ["admin"])
-    client_id = (await oauth.register())["client_id"]
-    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    admin, _client_id, fields = await form_and_key(oauth, keys)
     own = {"sec-fetch-site": "same-origin", "origin": "http://hub.example"}
     data = {**fields, "decision": "approve", "operator_key": admin}
     assert (await oauth.http.post("/oauth/authorize", data=data, headers=own)).status_code == 303
@@ -1184,9 +1183,7 @@ async def test_loopback_policy_refuses_approvals_through_a_proxy(make: Callable[
 
 async def test_an_unreadable_key_store_refuses_rather_than_fails(keyed: tuple[Harness, KeyStore]) -> None:
     oauth, keys = keyed
-    admin = keys.create("laptop", ["admin"])
-    client_id = (await oauth.register())["client_id"]
-    fields, _ = await consent_form(oauth, client_id, pkce()[1])
+    admin, _client_id, fields = await form_and_key(oauth, keys)
     checker = oauth.server.operators
     assert checker is not None
 

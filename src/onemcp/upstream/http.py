@@ -82,10 +82,11 @@ class EventSink:
 class PostExchange(Exchange):
     """One POSTed message: its reply (JSON or SSE) is delivered, its failure reported."""
 
-    def __init__(self, t: StreamableHttpTransport, msg: Message, body: bytes, *, awaited: bool) -> None:
+    def __init__(self, t: StreamableHttpTransport, msg: Message, body: bytes, *, awaited: bool, retry: bool) -> None:
         self.t = t
         self.msg = msg
         self.sent = body
+        self.retry = retry  # refused for its credentials: may it be resent once?
         self.authorization: str | None = None  # what it carried
         self.challenge: str | None = None
         self.nonce: str | None = None  # a DPoP nonce the server asks for
@@ -148,7 +149,7 @@ class PostExchange(Exchange):
         if self.done is not None:
             self.done.set()
         elif isinstance(self.error, AuthRejected):
-            self.t.reauthorize(self.msg, self.sent, self.error)
+            self.t.reauthorize(self.msg, self.sent, self.error, retry=self.retry)
         elif self.error is not None:
             self.t.fail(self.msg, self.error)
 
@@ -251,9 +252,7 @@ class StreamableHttpTransport(Transport):
         if self.auth is not None:
             await self.auth.ensure_fresh()
         is_request = "id" in message and "method" in message
-        exchange = PostExchange(self, message, body, awaited=not is_request)
-        if not retry:
-            exchange.sent = b""  # marks it: a second refusal is final
+        exchange = PostExchange(self, message, body, awaited=not is_request, retry=retry)
         if message.get("method") == "server/discover":
             # the era probe: a legacy server's refusal must come back as an error, not hang
             self.protocol_version = era.MODERN
@@ -280,9 +279,9 @@ class StreamableHttpTransport(Transport):
         if message.get("method") == "notifications/initialized" and not self.modern:
             self._start_get_stream()
 
-    def reauthorize(self, msg: Message, body: bytes, error: AuthRejected) -> None:
+    def reauthorize(self, msg: Message, body: bytes, error: AuthRejected, *, retry: bool) -> None:
         """A request was refused for its credentials: recover (refresh) and resend once, or fail it."""
-        if self._tg is None or not body:
+        if self._tg is None or not retry:
             self._refused(msg, error)
         else:
             self._reauthorizing.add(msg["id"])

@@ -112,19 +112,19 @@ class OneMcpApp:
             if not guard.origin_ok(asgi.header(scope, b"origin")):
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
                 return
-            if path in ("/mcp", "/mcp/", "/sse", "/messages", "/messages/"):
-                principal = await self.gate.admit(scope, send)
-                if principal is None:
-                    return
-                scope["onemcp.principal"] = principal
-            if path == "/mcp" or path == "/mcp/":
-                await self.mcp(scope, receive, send)
-            elif path == "/sse":
-                await self.legacy.stream(scope, receive, send)
-            elif path == "/messages" or path == "/messages/":
-                await self.legacy.message(scope, receive, send)
-            else:
+            if path not in ("/mcp", "/mcp/", "/sse", "/messages", "/messages/"):
                 await asgi.send_json(send, 404, {"error": "not found", "endpoints": ["/mcp", "/sse", "/health"]})
+                return
+            # every MCP entry gets the admitted principal as an argument: none can run without one
+            principal = await self.gate.admit(scope, send)
+            if principal is None:
+                return
+            if path == "/mcp" or path == "/mcp/":
+                await self.mcp(scope, receive, send, principal)
+            elif path == "/sse":
+                await self.legacy.stream(scope, receive, send, principal)
+            else:
+                await self.legacy.message(scope, receive, send, principal)
         except OSError:
             pass  # the client went away mid-response
         except Exception:

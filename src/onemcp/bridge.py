@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from onemcp.reverse import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 
+audit = logging.getLogger("onemcp.audit")
 INPUT_REQUIRED = "input_required"
 MAX_ROUNDS = 8
 
@@ -111,6 +113,7 @@ class Parked:
     key: str  # the input request's key (the hub id of the upstream's request)
     pending: ReversePending
     expires: float
+    owner: str  # the id of the principal whose call it is: only it may resume it
 
 
 class Parking:
@@ -127,7 +130,7 @@ class Parking:
     def _sign(self, body: bytes) -> str:
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()[:32]
 
-    def park(self, conn: UpstreamConnection, call: Call, ask: Message, pending: ReversePending) -> Message:
+    def park(self, conn: UpstreamConnection, call: Call, ask: Message, pending: ReversePending, owner: str) -> Message:
         """Keep `call` waiting; the input-required reply that asks the client instead."""
         handle = secrets.token_hex(8)
         expires = time.time() + PARK_SECONDS
@@ -135,7 +138,7 @@ class Parking:
         state = STATE_PREFIX + body.decode() + "." + self._sign(body)
         key = str(ask["id"])
         call.parked = True
-        self._parked[handle] = Parked(conn, call, key, pending, expires)
+        self._parked[handle] = Parked(conn, call, key, pending, expires, owner)
         request = {"method": ask["method"], "params": ask.get("params") or {}}
         result = {"resultType": INPUT_REQUIRED, "inputRequests": {key: request}, "requestState": state}
         return {"jsonrpc": "2.0", "id": call.downstream_id, "result": result}
@@ -144,7 +147,7 @@ class Parking:
     def owns(state: object) -> bool:
         return isinstance(state, str) and state.startswith(STATE_PREFIX)
 
-    def resume(self, state: str, method: str, answers: object) -> Parked:
+    def resume(self, state: str, method: str, answers: object, principal: str) -> Parked:
         """Hand the client's answer to the waiting upstream; the parked call, to drive on."""
         body, _, signature = state[len(STATE_PREFIX) :].rpartition(".")
         if not body or not hmac.compare_digest(signature, self._sign(body.encode())):
@@ -153,7 +156,13 @@ class Parking:
             doc = orjson.loads(base64.urlsafe_b64decode(body.encode()))
         except (ValueError, orjson.JSONDecodeError):
             raise InvalidParams("requestState is malformed") from None
-        parked = self._parked.pop(str(doc.get("h")), None)
+        handle = str(doc.get("h"))
+        parked = self._parked.get(handle)
+        if parked is not None and parked.owner != principal:
+            audit.info("auth denied principal=%s op=resume reason=requestState of another principal", principal)
+            parked = None  # as if it did not exist; the owner may still resume it
+        else:
+            self._parked.pop(handle, None)
         if parked is None or time.time() > float(doc.get("e", 0)):
             raise InvalidParams("requestState has expired (or was already used); call again from the start")
         if parked.call.method != method:

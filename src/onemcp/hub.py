@@ -18,9 +18,9 @@ import anyio
 
 from onemcp import __version__, bridge
 from onemcp.auth import limits
+from onemcp.auth.access import CALL, COMPLETE, GET, READ, SUBSCRIBE, Access, decide
 from onemcp.auth.limits import QuotaBook
-from onemcp.auth.principal import ANONYMOUS, Principal
-from onemcp.catalog import views
+from onemcp.auth.principal import Principal
 from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog, tool_rules
 from onemcp.catalog.views import View
 from onemcp.config.model import HubConfig
@@ -30,7 +30,6 @@ from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.capabilities import merge_capabilities
 from onemcp.protocol.errors import (
-    Forbidden,
     HubError,
     InvalidParams,
     MethodNotFound,
@@ -56,6 +55,10 @@ log = logging.getLogger("onemcp.hub")
 audit = logging.getLogger("onemcp.audit")
 Emit = Callable[[Message], Awaitable[None]]
 CANCELLED: Message = {"cancelled": True}
+# methods routed by name, URI or task id to one upstream (the rest are lists or answered here)
+ROUTED = frozenset(
+    {"tools/call", "prompts/get", "resources/read", "completion/complete", "tasks/get", "tasks/result", "tasks/cancel"}
+)
 
 
 class Hub:
@@ -67,6 +70,7 @@ class Hub:
         self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
         self.catalog.set_servers(config.enabled, tool_rules(config))
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
+        self._tags: tuple[HubConfig | None, dict[str, list[str]]] = (None, {})  # per config: server -> tags
         self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
         self.pool = Pool(config, self, self.upstream_auth)
         self.upstream_auth.on_authorized = self.pool.retry_now
@@ -86,6 +90,11 @@ class Hub:
             "resources/unsubscribe": self._unsubscribe,
             "tasks/list": self._tasks_list,
         }
+
+    @property
+    def local_methods(self) -> frozenset[str]:
+        """The methods answered by the hub itself (besides the lists and `initialize`)."""
+        return frozenset(self._local)
 
     # ============================================================ identity
     def server_info(self) -> dict[str, Any]:
@@ -112,51 +121,50 @@ class Hub:
             caps["tasks"] = merge_capabilities(task_caps)
         return caps
 
-    def instructions(self, allowed: frozenset[str] | None = None) -> str:
-        """A summary of the servers in the view, then each one's own instructions, delimited."""
-        return render_instructions(self.config, self.catalog, self.pool, allowed)
+    def instructions(self, access: Access) -> str:
+        """A summary of the servers this requester reaches, then each one's own instructions, delimited."""
+        return render_instructions(self.config, self.catalog, self.pool, access.reach.touched())
 
-    def initialize(self, session: Session, params: dict[str, Any], view: View | None = None) -> dict[str, Any]:
+    def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         caps = params.get("capabilities")
         info = params.get("clientInfo")
         session.protocol_version = negotiate(params.get("protocolVersion"))
         session.client_capabilities = caps if isinstance(caps, dict) else {}
         session.client_info = info if isinstance(info, dict) else {}
-        self.set_view(session, view)
+        self.remember_lists(session)
         return {
             "protocolVersion": session.protocol_version,
             "capabilities": self.capabilities(),
             "serverInfo": self.server_info(),
-            "instructions": self.instructions(session.allowed),
+            "instructions": self.instructions(session.access),
         }
 
-    def set_view(self, session: Session, view: View | None, *, remember: bool = True) -> None:
-        """Bind a view to a session (and remember what its lists look like now, for list_changed)."""
-        session.view = view
-        session.allowed = self._allowed(view, session.principal)
-        if remember:
-            session.seen = {kind: hash(self.catalog.result_json(kind, session.allowed)) for kind in KINDS}
+    # ============================================================ authorization
+    def access(self, principal: Principal, entry: str, view: View | None = None) -> Access:
+        """What `principal`, come in through `entry`, may reach through `view` (the one decision).
 
-    def _allowed(self, view: View | None, principal: Principal = ANONYMOUS) -> frozenset[str] | None:
-        """The servers a view and a principal's scopes both let through (None: all)."""
-        tags = {name: cfg.tags for name, cfg in self.config.enabled.items()}
-        granted = principal.servers(tags)
-        if view is None:
-            return granted
-        if view.preset is not None:
-            view = views.preset_view(view.preset, self.presets)  # as the preset is defined now
-        chosen = view.servers(tags)
-        return chosen if granted is None else chosen & granted
+        Raises `views.ViewError` for a view naming an unknown preset.
+        """
+        return decide(principal, entry, view, self._server_tags(), self.presets)
+
+    def _server_tags(self) -> dict[str, list[str]]:
+        cached = self._tags
+        if cached[0] is not self.config:
+            cached = self._tags = (self.config, {name: cfg.tags for name, cfg in self.config.enabled.items()})
+        return cached[1]
+
+    def remember_lists(self, session: Session) -> None:
+        """Note what the session's lists look like now (list_changed goes out when they change)."""
+        reach = session.access.reach
+        session.seen = {kind: hash(self.catalog.result_json(kind, reach)) for kind in KINDS}
 
     def refresh_views(self) -> None:
-        """After a config or presets change: recompute every view, tell whoever's lists changed."""
+        """After a config or presets change: decide every session's access again, tell whoever's lists changed."""
+        tags = self._server_tags()
         for session in self.sessions:
-            if session.view is not None or session.principal.restricted:
-                try:
-                    session.allowed = self._allowed(session.view, session.principal)
-                except views.ViewError as exc:  # its preset was deleted: it sees nothing
-                    log.info("session %s: %s", session.id[:8], exc)
-                    session.allowed = frozenset()
+            session.access = session.access.rebuilt(tags, self.presets)
+        for listener in self.listeners:
+            listener.session.access = listener.session.access.rebuilt(tags, self.presets)
         self._announce(set(KINDS))
 
     # ============================================================ forward path
@@ -170,12 +178,14 @@ class Hub:
         if kind is not None:
             if params.get("cursor") is not None:
                 raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
-            return jsonrpc.splice_result(msg["id"], self.catalog.result_json(kind, session.allowed))
+            return jsonrpc.splice_result(msg["id"], self.catalog.result_json(kind, session.access.reach))
         local = self._local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
         if self.parking.owns(params.get("requestState")):
-            parked = self.parking.resume(params["requestState"], method, params.get("inputResponses"))
+            parked = self.parking.resume(
+                params["requestState"], method, params.get("inputResponses"), session.principal.id
+            )
             conn, call = parked.conn, parked.call
             call.origin, call.downstream_id = session, msg["id"]
             session.in_flight[call.downstream_id] = (conn, call)
@@ -184,7 +194,7 @@ class Hub:
         if key == "name" and method == "tools/call" and self.quotas.quotas:
             refused = self.quotas.charge(session.principal.id, server, value)
             if refused is not None:
-                audit.info("quota principal=%s server=%s tool=%s", session.principal.id, server, value)
+                session.access.refused(CALL, f"{server}/{value}", "quota exceeded")
                 return jsonrpc.result(msg["id"], limits.refusal(refused))
         conn = await self._connection_for(session, server)
         if key == "name":
@@ -200,51 +210,54 @@ class Hub:
         return conn, call
 
     def _route(self, session: Session, method: str, params: dict[str, Any]) -> tuple[str, str, str]:
+        """(server, the param to rewrite, its upstream value); every lookup asks the session's access."""
+        access = session.access
+        if method not in ROUTED:
+            raise MethodNotFound(f"Method not found: {method}")
         if method == "tools/call" or method == "prompts/get":
             name = params.get("name")
             if not isinstance(name, str):
                 raise InvalidParams(f"{method}: params.name must be a string")
+            kind = "tools" if method == "tools/call" else "prompts"
             try:
-                server, original = self.catalog.resolve_name(
-                    "tools" if method == "tools/call" else "prompts", name, session.allowed
-                )
+                server, original = self.catalog.resolve_name(kind, name)
             except NotFound:
-                self._explain_missing(name)
+                self._explain_missing(access, name)
                 raise
-            if method == "tools/call" and not session.principal.may_call(server, original, self._tags(server)):
-                raise Forbidden(
-                    f"Forbidden: calling {name} needs scope tool:{server}/{original}", f"tool:{server}/{original}"
-                )
+            access.require(CALL if kind == "tools" else GET, kind, server, original, name)
             return server, "name", original
         if method == "resources/read":
             uri = params.get("uri")
             if not isinstance(uri, str):
                 raise InvalidParams("resources/read: params.uri must be a string")
-            server, original = self.catalog.resolve_uri(uri, session.allowed)
+            server, original = self.catalog.resolve_uri(uri)
+            access.require(READ, "resources", server, original, uri)
             return server, "uri", original
         if method == "completion/complete":
             ref = params.get("ref")
             if not isinstance(ref, dict):
                 raise InvalidParams("completion/complete: params.ref must be an object")
             if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
-                server, original = self.catalog.resolve_name("prompts", ref["name"], session.allowed)
+                server, original = self.catalog.resolve_name("prompts", ref["name"])
+                access.require(COMPLETE, "prompts", server, original, ref["name"])
                 return server, "ref.name", original
             if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
-                server, original = self._resolve_template(ref["uri"], session.allowed)
+                server, original = self._resolve_template(ref["uri"])
+                access.require(COMPLETE, "resourceTemplates", server, original, ref["uri"])
                 return server, "ref.uri", original
             raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
-        if method in ("tasks/get", "tasks/result", "tasks/cancel"):
-            server, upstream_id = self.tasks.resolve(session.id, params.get("taskId"))
-            return server, "taskId", upstream_id
-        raise MethodNotFound(f"Method not found: {method}")
+        # tasks/get, tasks/result, tasks/cancel: a task this session made, of a server still in reach
+        server, upstream_id = self.tasks.resolve(session.id, params.get("taskId"))
+        if not access.reach.touches(server):  # its scopes or view changed since the call
+            access.refused(method, f"{server}/task", "outside the principal's scopes")
+            raise NotFound(f"Task not found: {params.get('taskId')}")
+        return server, "taskId", upstream_id
 
-    def _tags(self, server: str) -> list[str]:
-        config = self.config.servers.get(server)
-        return config.tags if config is not None else []
-
-    def _explain_missing(self, name: str) -> None:
+    def _explain_missing(self, access: Access, name: str) -> None:
         """An unknown name whose prefix is a server that is down: say that, not just 'not found'."""
         split = self.catalog.codec.split_name(name) if self.catalog.prefixed else None
+        if split is not None and not access.reach.touches(split[0]):
+            return  # a server out of its reach stays unmentioned
         conn = self.pool.get(split[0]) if split is not None else None
         if split is not None and conn is not None and conn.state != "ready":
             slot = self.pool.slots[split[0]]
@@ -252,11 +265,11 @@ class Hub:
             state = conn.state if slot.status == "running" else slot.status
             raise UpstreamUnavailable(split[0], f"server is {state}{detail}; its tools return when it is back")
 
-    def _resolve_template(self, visible: str, allowed: frozenset[str] | None) -> tuple[str, str]:
+    def _resolve_template(self, visible: str) -> tuple[str, str]:
         try:
-            return self.catalog.resolve_name("resourceTemplates", visible, allowed)
+            return self.catalog.resolve_name("resourceTemplates", visible)
         except NotFound:
-            return self.catalog.resolve_uri(visible, allowed)
+            return self.catalog.resolve_uri(visible)
 
     async def _connection_for(self, session: Session, server: str) -> UpstreamConnection:
         """The shared connection, or the session's own for `isolation: session` servers."""
@@ -305,7 +318,7 @@ class Hub:
                             # a legacy upstream asks a modern client: park, answer input_required
                             parked = True
                             outcome = "ok"
-                            return self.parking.park(conn, call, msg, pending)
+                            return self.parking.park(conn, call, msg, pending, session.principal.id)
                         await emit(msg)
                         continue
                     if msg is CANCELLED:
@@ -427,9 +440,11 @@ class Hub:
         except HubError as exc:
             log.info("%s to %s failed: %s", method, conn.name, exc)
 
-    def can_subscribe(self, uri: str) -> bool:
+    def can_subscribe(self, session: Session, uri: str) -> bool:
+        """May this session subscribe to `uri`, and does its server take subscriptions?"""
         try:
-            server, _ = self.catalog.resolve_uri(uri)
+            server, original = self.catalog.resolve_uri(uri)
+            session.access.require(SUBSCRIBE, "resources", server, original, uri)
         except NotFound:
             return False
         conn = self.pool.get(server)
@@ -447,6 +462,7 @@ class Hub:
         if not isinstance(uri, str):
             raise InvalidParams("resources/subscribe: params.uri must be a string")
         server, original = self.catalog.resolve_uri(uri)
+        session.access.require(SUBSCRIBE, "resources", server, original, uri)
         conn = self._ready(server)
         subscribers = self._subscribers.setdefault((server, original), set())
         if not subscribers:
@@ -460,6 +476,7 @@ class Hub:
         if not isinstance(uri, str):
             raise InvalidParams("resources/unsubscribe: params.uri must be a string")
         server, original = self.catalog.resolve_uri(uri)
+        session.access.require(SUBSCRIBE, "resources", server, original, uri)
         session.subscriptions.discard(uri)
         subscribers = self._subscribers.get((server, original), set())
         subscribers.discard(session.id)
@@ -534,7 +551,7 @@ class Hub:
     def _changed_for(self, session: Session, kinds: set[str]) -> list[str]:
         methods: set[str] = set()
         for kind in kinds:
-            now = hash(self.catalog.result_json(kind, session.allowed))
+            now = hash(self.catalog.result_json(kind, session.access.reach))
             if session.seen.get(kind) != now:
                 session.seen[kind] = now
                 methods.add(KINDS[kind][1])

@@ -57,7 +57,11 @@ class ReversePath:
             return call.origin, call
         if isinstance(conn.owner, Session):
             return conn.owner, None  # an isolated connection serves exactly one session
-        candidates = [s for s in self.sessions if s.initialized and needed in s.client_capabilities]
+        candidates = [
+            s
+            for s in self.sessions
+            if s.initialized and needed in s.client_capabilities and s.access.reach.touches(conn.name)
+        ]
         return (candidates[0] if len(candidates) == 1 else None), None
 
     async def request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
@@ -172,7 +176,7 @@ class ReversePath:
             return
         owners = [conn.owner] if isinstance(conn.owner, Session) else list(self.sessions)
         for session in owners:
-            if session.initialized and session.wants_log(level):
+            if session.initialized and session.wants_log(level) and session.access.reach.touches(conn.name):
                 session.post(msg)
 
     def _cancelled(self, conn: UpstreamConnection, params: dict[str, Any]) -> None:

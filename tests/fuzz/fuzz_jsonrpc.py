@@ -41,11 +41,15 @@ except ImportError:  # the target still imports (and replays files) without it
 if atheris is not None:
     with atheris.instrument_imports(include=["onemcp"]):
         from onemcp.app import OneMcpApp
+        from onemcp.auth.access import SSE
+        from onemcp.auth.principal import ANONYMOUS
         from onemcp.config.model import HubConfig
         from onemcp.protocol import jsonrpc
         from onemcp.protocol.errors import InvalidRequest, ParseError
 else:
     from onemcp.app import OneMcpApp
+    from onemcp.auth.access import SSE
+    from onemcp.auth.principal import ANONYMOUS
     from onemcp.config.model import HubConfig
     from onemcp.protocol import jsonrpc
     from onemcp.protocol.errors import InvalidRequest, ParseError
@@ -66,7 +70,8 @@ class Hub:
         self.loop = asyncio.new_event_loop()
         self.app = self.run(self._make())
         self.legacy = self._session(b"/mcp")
-        self.sse = self.app.hub.sessions.create("sse").id  # as GET /sse would make it
+        access = self.app.hub.access(ANONYMOUS, SSE)  # as GET /sse would decide it on an open hub
+        self.sse = self.app.hub.sessions.create("sse", access).id
         self.keep = {self.legacy, self.sse}
         # /messages answers requests in tasks of the app's task group (the lifespan's, normally):
         # a task that outlives each run_until_complete holds one open.

@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
 from onemcp.config.model import AuthSettings
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Scope, Send
+from onemcp.protocol.versions import MODERN_VERSIONS
 
 log = logging.getLogger("onemcp.auth")
 audit = logging.getLogger("onemcp.audit")
@@ -113,9 +115,18 @@ class Gate:
             parts.insert(0, f'error="{error}"')
         return ("Bearer " + ", ".join(parts)).encode()
 
+    async def verify(self, token: str) -> Principal:
+        """The principal a bearer token stands for (InvalidToken when none does)."""
+        for verifier in self.verifiers:
+            principal = await verifier.verify(token)
+            if principal is not None:
+                return principal
+        raise InvalidToken("unknown token")
+
     async def admit(self, scope: Scope, send: Send, *, admin: bool = False) -> Principal | None:
         """The request's principal; None when it was refused (and the answer already sent)."""
         path = scope.get("path", "")
+        entry = entry_of(scope)
         if not self.required:
             return ANONYMOUS
         raw = asgi.header(scope, b"authorization") or ""
@@ -124,33 +135,30 @@ class Gate:
         reason = "no bearer token"
         if scheme.lower() == "bearer" and token.strip():
             try:
-                for verifier in self.verifiers:
-                    principal = await verifier.verify(token.strip())
-                    if principal is not None:
-                        break
-                else:
-                    reason = "unknown token"
+                principal = await self.verify(token.strip())
             except InvalidToken as exc:
                 reason = str(exc)
         if principal is None:
-            audit.info("auth denied path=%s reason=%s", path, reason)
+            audit.info("auth denied principal=- entry=%s path=%s reason=%s", entry, path, reason)
             error = None if reason == "no bearer token" else "invalid_token"
             headers = [(b"www-authenticate", self.challenge(scope, error=error))]
             await asgi.send_json(send, 401, {"error": error or "unauthorized", "error_description": reason}, headers)
             return None
-        if admin and not principal.is_admin:
-            audit.info("auth denied principal=%s path=%s reason=needs admin", principal.id, path)
-            headers = [(b"www-authenticate", self.challenge(scope, error="insufficient_scope", needed=ADMIN))]
-            await asgi.send_json(send, 403, {"error": "insufficient_scope", "scope": ADMIN}, headers)
+        needed = ADMIN if admin and not principal.is_admin else BASE if not principal.may_enter else None
+        if needed is not None:
+            who = principal.id
+            audit.info("auth denied principal=%s entry=%s path=%s reason=needs scope %s", who, entry, path, needed)
+            headers = [(b"www-authenticate", self.challenge(scope, error="insufficient_scope", needed=needed))]
+            await asgi.send_json(send, 403, {"error": "insufficient_scope", "scope": needed}, headers)
             return None
         if self.limiter is not None:
             wait = self.limiter.take(principal.id)
             if wait > 0:
-                audit.info("rate limited principal=%s path=%s", principal.id, path)
+                audit.info("rate limited principal=%s entry=%s path=%s", principal.id, entry, path)
                 headers = [(b"retry-after", str(math.ceil(wait)).encode())]
                 await asgi.send_json(send, 429, {"error": "rate_limited", "retry_after": math.ceil(wait)}, headers)
                 return None
-        audit.debug("auth allowed principal=%s path=%s", principal.id, path)
+        audit.debug("auth allowed principal=%s entry=%s path=%s", principal.id, entry, path)
         return principal
 
     async def forbid(self, scope: Scope, send: Send, needed: str, rid: Any) -> None:
@@ -158,3 +166,14 @@ class Gate:
         headers = [(b"www-authenticate", self.challenge(scope, error="insufficient_scope", needed=needed))]
         body = {"jsonrpc": "2.0", "id": rid, "error": {"code": -32003, "message": f"Forbidden: needs scope {needed}"}}
         await asgi.send_json(send, 403, body, headers)
+
+
+def entry_of(scope: Scope) -> str:
+    """The entry point a request came in through, for audit lines."""
+    path = scope.get("path", "")
+    if path.rstrip("/") == "/mcp":
+        version = (asgi.header(scope, b"mcp-protocol-version") or "").strip()
+        return MODERN_HTTP if version in MODERN_VERSIONS else LEGACY_HTTP
+    if path in ("/sse", "/messages", "/messages/"):
+        return SSE
+    return str(path)

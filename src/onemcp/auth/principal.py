@@ -4,9 +4,11 @@ Scopes (space-separated in tokens, a list on API keys):
   `mcp`                 use the hub (every client needs it or something more specific)
   `server:<name>`       call and list that server's capabilities
   `tag:<tag>`           the servers carrying that tag
-  `tool:<server>/<tool>` just that tool
+  `tool:<server>/<tool>` just that tool (listed and callable; not the server's resources or prompts)
   `admin`               /metrics and management endpoints, and everything else
-A principal with none of server:/tag:/tool: but with `mcp` or `admin` sees every server.
+A principal with none of server:/tag:/tool: but with `mcp` or `admin` sees every server. A
+principal with none of these scopes (an empty scope set, or only scopes of other services) may
+not use the hub at all. What the scopes grant, through a view, is decided in `auth.access`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from onemcp.catalog.reach import EVERYTHING, Reach
+
 ADMIN = "admin"
 BASE = "mcp"
+NARROWING = ("server:", "tag:", "tool:")
 
 
 @dataclass(frozen=True)
@@ -34,25 +39,27 @@ class Principal:
     @property
     def restricted(self) -> bool:
         """True when the scopes name particular servers, tags or tools."""
-        return not self.is_admin and any(s.startswith(("server:", "tag:", "tool:")) for s in self.scopes)
+        return not self.is_admin and any(s.startswith(NARROWING) for s in self.scopes)
 
-    def servers(self, tags: Mapping[str, list[str]]) -> frozenset[str] | None:
-        """The servers it may use (None: all)."""
+    @property
+    def may_enter(self) -> bool:
+        """Does it hold any scope of this hub? (None at all: it may not use the hub.)"""
+        return any(s in (BASE, ADMIN) or s.startswith(NARROWING) for s in self.scopes)
+
+    def reach(self, tags: Mapping[str, list[str]]) -> Reach:
+        """What its scopes grant, given each enabled server's tags."""
         if not self.restricted:
-            return None
-        allowed = {s[7:] for s in self.scopes if s.startswith("server:")}
+            return EVERYTHING
+        whole = {s[7:] for s in self.scopes if s.startswith("server:")}
         wanted_tags = {s[4:] for s in self.scopes if s.startswith("tag:")}
-        allowed |= {name for name, own in tags.items() if wanted_tags & set(own)}
-        allowed |= {s[5:].split("/", 1)[0] for s in self.scopes if s.startswith("tool:")}
-        return frozenset(allowed)
-
-    def may_call(self, server: str, tool: str, tags: list[str]) -> bool:
-        """May it call `tool` (the upstream's own name) of `server`?"""
-        if not self.restricted:
-            return True
-        if f"server:{server}" in self.scopes or any(f"tag:{t}" in self.scopes for t in tags):
-            return True
-        return f"tool:{server}/{tool}" in self.scopes
+        whole |= {name for name, own in tags.items() if wanted_tags & set(own)}
+        single: set[tuple[str, str]] = set()
+        for scope in self.scopes:
+            if scope.startswith("tool:"):
+                server, sep, tool = scope[5:].partition("/")
+                if sep and server not in whole:
+                    single.add((server, tool))
+        return Reach(frozenset(whole), frozenset(single))
 
 
 ANONYMOUS = Principal("anonymous", frozenset({BASE, ADMIN}), kind="anonymous")

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import HubConfig
 from onemcp.protocol.errors import NotFound
 from onemcp.protocol.names import NameCodec, PrefixMode
@@ -44,6 +45,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "resourceTemplates": ("resources/templates/list", "notifications/resources/list_changed"),
 }
 KIND_BY_METHOD = {method: kind for kind, (method, _) in KINDS.items()}
+MAX_FILTERED = 256  # filtered lists kept per kind (one per distinct reach in use)
 
 
 @dataclass
@@ -52,10 +54,11 @@ class _View:
 
     items: list[Item] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)  # the server of each item
+    originals: list[str] = field(default_factory=list)  # each item's upstream name or URI
     reverse: dict[str, tuple[str, str]] = field(default_factory=dict)
     result_json: bytes = b""
-    # the serialised list as seen through each view in use (servers let through -> bytes)
-    filtered: dict[frozenset[str], bytes] = field(default_factory=dict)
+    # the serialised list as seen by each reach in use
+    filtered: dict[Reach, bytes] = field(default_factory=dict)
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
@@ -169,21 +172,25 @@ class Catalog:
                     item = {**item, "description": rules.descriptions[original]}
                 view.items.append(item)
                 view.owners.append(server)
+                view.originals.append(original)
         view.result_json = orjson.dumps({kind: view.items})
         return view
 
     # ----------------------------------------------------------------------- queries
-    def result_json(self, kind: str, allowed: frozenset[str] | None = None) -> bytes:
-        """The serialised list result, whole or as seen by a view (`allowed` servers)."""
+    def result_json(self, kind: str, reach: Reach = EVERYTHING) -> bytes:
+        """The serialised list result, whole or as one requester's reach sees it."""
         view = self._views.get(kind)
         if view is None:
             return orjson.dumps({kind: []})
-        if allowed is None:
+        if reach.everything:
             return view.result_json
-        cached = view.filtered.get(allowed)
+        cached = view.filtered.get(reach)
         if cached is None:
-            items = [item for item, owner in zip(view.items, view.owners, strict=True) if owner in allowed]
-            cached = view.filtered[allowed] = orjson.dumps({kind: items})
+            if len(view.filtered) >= MAX_FILTERED:
+                view.filtered.clear()  # many distinct principals: rebuild on demand rather than grow
+            rows = zip(view.items, view.owners, view.originals, strict=True)
+            items = [item for item, owner, original in rows if reach.shows(kind, owner, original)]
+            cached = view.filtered[reach] = orjson.dumps({kind: items})
         return cached
 
     def items(self, kind: str) -> list[Item]:
@@ -194,20 +201,19 @@ class Catalog:
         per = self._lists.get(server, {})
         return {kind: len(per.get(kind, [])) for kind in KINDS}
 
-    def resolve_name(self, kind: str, visible: str, allowed: frozenset[str] | None = None) -> tuple[str, str]:
-        """(server, upstream name) for a visible tool or prompt name (within a view's servers)."""
+    def resolve_name(self, kind: str, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
+        """(server, upstream name) for a visible tool or prompt name (within `reach`)."""
         view = self._views.get(kind)
         hit = view.reverse.get(visible) if view is not None else None
-        if hit is None or (allowed is not None and hit[0] not in allowed):
-            noun = "Tool" if kind == "tools" else "Prompt"
-            raise NotFound(f"{noun} not found: {visible}")
+        if hit is None or not reach.shows(kind, *hit):
+            raise missing(kind, visible)
         return hit
 
-    def resolve_uri(self, visible: str, allowed: frozenset[str] | None = None) -> tuple[str, str]:
-        """(server, upstream URI) for a visible resource URI, listed or template-matched."""
+    def resolve_uri(self, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
+        """(server, upstream URI) for a visible resource URI, listed or template-matched (within `reach`)."""
         server, original = self._resolve_uri(visible)
-        if allowed is not None and server not in allowed:
-            raise NotFound(f"Resource not found: {visible}", data={"uri": visible})
+        if not reach.shows("resources", server, original):
+            raise missing("resources", visible)
         return server, original
 
     def _resolve_uri(self, visible: str) -> tuple[str, str]:
@@ -226,10 +232,19 @@ class Catalog:
             with_resources = [s for s in self._order if self._lists.get(s, {}).get("resources")]
             if len(self._order) == 1 or len(with_resources) == 1:
                 return (self._order[0] if len(self._order) == 1 else with_resources[0]), visible
-        raise NotFound(f"Resource not found: {visible}", data={"uri": visible})
+        raise missing("resources", visible)
 
     def visible_uri(self, server: str, uri: str) -> str:
         return self.codec.uri(server, uri, prefixed=self.prefixed)
+
+
+def missing(kind: str, visible: str) -> NotFound:
+    """The error for a name or URI that is not there (or not there for this requester: the same)."""
+    if kind in ("tools", "prompts"):
+        return NotFound(f"{'Tool' if kind == 'tools' else 'Prompt'} not found: {visible}")
+    if kind == "resourceTemplates":
+        return NotFound(f"Resource template not found: {visible}", data={"uri": visible})
+    return NotFound(f"Resource not found: {visible}", data={"uri": visible})
 
 
 def tool_rules(config: HubConfig) -> dict[str, Overrides]:

@@ -146,11 +146,13 @@ class HubSession:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             doc = None
-        if isinstance(doc, dict) and ("result" in doc or "error" in doc):
+        if isinstance(doc, dict) and ("result" in doc or isinstance(doc.get("error"), dict)):
             return doc
         text = body.decode(errors="replace").strip()[:200]
         if status == 401:
             text = f"the hub requires a token: set {TOKEN_ENV} for `onemcp proxy` (an API key)"
+        elif status == 403 and isinstance(doc, dict) and isinstance(doc.get("scope"), str):
+            text = f"the token in {TOKEN_ENV} lacks the scope {doc['scope']!r}"
         return jsonrpc.error(msg.get("id"), {"code": UPSTREAM_UNAVAILABLE, "message": f"hub: HTTP {status}: {text}"})
 
     async def _read_events(self, response: httpx.Response, deliver: Callable[[Message], Awaitable[None]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -13,10 +14,13 @@ import orjson
 import uvicorn
 
 from onemcp.app import HubServer, OneMcpApp
+from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
 from onemcp.config.model import HubConfig
 from onemcp.downstream.guard import is_loopback
 from onemcp.observability import logs
+
+audit = logging.getLogger("onemcp.audit")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -131,6 +135,10 @@ def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text
     if isinstance(loaded, int):
         return loaded
     path, config = loaded
+    principal = anyio.run(stdio_principal, config, path)
+    if isinstance(principal, str):
+        print(f"onemcp: {principal}", file=sys.stderr)
+        return 2
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path} on stdio", file=sys.stderr)
 
     async def main() -> None:
@@ -138,8 +146,31 @@ def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text
         hub = Hub(config, UpstreamAuth(path.parent, None))
         reloader = Reloader(hub, path)
         reloader.load_presets()
-        await StdioServer(hub, *std_streams(), reloader=reloader).run()
+        await StdioServer(hub, principal, *std_streams(), reloader=reloader).run()
 
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(main)
     return 0
+
+
+async def stdio_principal(config: HubConfig, path: Path) -> Principal | str:
+    """Who the stdio client is: the local operator, or, when the config requires auth, the
+    principal of `$ONEMCP_TOKEN` (the same credentials and scopes as over HTTP); else why not."""
+    from onemcp.auth.gate import Gate
+    from onemcp.cli.rpc import TOKEN_ENV
+
+    gate = Gate(config.hub.auth, path.parent, None)
+    if not gate.required:
+        return ANONYMOUS
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        return f"this config requires auth (onemcp.auth): set ${TOKEN_ENV} to an API key or token for stdio"
+    try:
+        principal = await gate.verify(token)
+    except InvalidToken as exc:
+        audit.info("auth denied principal=- entry=stdio reason=%s", exc)
+        return f"${TOKEN_ENV} was refused: {exc}"
+    if not principal.may_enter:
+        audit.info("auth denied principal=%s entry=stdio reason=needs scope mcp", principal.id)
+        return f"${TOKEN_ENV} was refused: it holds no scope of this hub (mcp, server:, tag:, tool: or admin)"
+    return principal

@@ -12,12 +12,14 @@ from urllib.parse import parse_qs
 
 from anyio.abc import TaskGroup
 
+from onemcp.auth.access import SSE
+from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.session import Session
-from onemcp.downstream.streamable import principal_of, stream_outbox
+from onemcp.downstream.streamable import stream_outbox
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, HubError
@@ -32,18 +34,18 @@ class LegacySseEndpoint:
         self.messages_path = messages_path
         self.tg: TaskGroup | None = None  # set by the app's lifespan
 
-    async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def stream(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         if scope["method"] != "GET":
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET")])
             return
         try:
             view = views.from_query(scope.get("query_string", b""), self.hub.presets)
+            access = self.hub.access(principal, SSE, view)  # decided now: /messages may come before initialize
         except views.ViewError as exc:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, str(exc)))
             return
-        session = self.hub.sessions.create("sse")
-        session.view = view
-        session.principal = principal_of(scope)
+        session = self.hub.sessions.create("sse", access)
+        self.hub.remember_lists(session)
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?session_id={session.id}"
         await asgi.start_sse(send)
         await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
@@ -52,14 +54,14 @@ class LegacySseEndpoint:
         finally:
             self.hub.end_session(session.id)
 
-    async def message(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def message(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         if scope["method"] != "POST":
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"POST")])
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         sid = (query.get("session_id") or query.get("sessionId") or [None])[0]
         session = self.hub.sessions.get(sid) if sid else None
-        if session is None or session.transport != "sse" or session.principal.id != principal_of(scope).id:
+        if session is None or session.transport != "sse" or session.principal.id != principal.id:
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
             return
         msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)
@@ -76,7 +78,7 @@ class LegacySseEndpoint:
                 log.info("client notification %s failed: %s", method, exc)
         elif method == "initialize":
             params = msg.get("params")
-            result = self.hub.initialize(session, params if isinstance(params, dict) else {}, session.view)
+            result = self.hub.initialize(session, params if isinstance(params, dict) else {})
             session.post(jsonrpc.result(msg["id"], result))
         elif self.tg is not None:
             self.tg.start_soon(self._answer, session, msg)

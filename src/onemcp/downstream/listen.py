@@ -67,7 +67,7 @@ class Listener:
         asked = wanted.get("resourceSubscriptions")
         if isinstance(asked, list):
             for uri in asked:
-                if isinstance(uri, str) and hub.can_subscribe(uri):
+                if isinstance(uri, str) and hub.can_subscribe(session, uri):
                     uris.append(uri)
             honored["resourceSubscriptions"] = uris
         return cls(sub_id, methods, session, honored, uris)

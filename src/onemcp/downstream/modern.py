@@ -18,7 +18,9 @@ from typing import Any
 import anyio
 import orjson
 
+from onemcp.auth.access import MODERN_HTTP
 from onemcp.auth.gate import Gate
+from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.catalog.catalog import KIND_BY_METHOD
 from onemcp.downstream import asgi
@@ -114,7 +116,9 @@ class ModernEndpoint:
         )
 
     # ---------------------------------------------------------------- validation
-    async def post(self, scope: Scope, receive: Receive, send: Send, msg: Message, version: str) -> None:
+    async def post(
+        self, scope: Scope, receive: Receive, send: Send, msg: Message, version: str, principal: Principal
+    ) -> None:
         rid = msg.get("id")
         method = msg.get("method")
 
@@ -162,7 +166,14 @@ class ModernEndpoint:
             await reject(400, INVALID_PARAMS, f"{LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}")
             return
         info = meta.get(CLIENT_INFO)
+        try:
+            view = views.from_query(scope.get("query_string", b""), self.hub.presets)
+            access = self.hub.access(principal, MODERN_HTTP, view)
+        except views.ViewError as exc:
+            await reject(400, INVALID_PARAMS, str(exc))
+            return
         session = Session(
+            access=access,
             id=f"modern-{next(self._ids)}",
             transport="modern",
             protocol_version=version,
@@ -172,15 +183,8 @@ class ModernEndpoint:
             log_level=level,
             ephemeral=True,
         )
-        query = scope.get("query_string", b"")
-        if query:
-            try:
-                self.hub.set_view(
-                    session, views.from_query(query, self.hub.presets), remember=method == "subscriptions/listen"
-                )
-            except views.ViewError as exc:
-                await reject(400, INVALID_PARAMS, str(exc))
-                return
+        if method == "subscriptions/listen":
+            self.hub.remember_lists(session)
         await self._dispatch(scope, session, msg, method, params, receive, send)
 
     # ------------------------------------------------------------------ methods
@@ -204,7 +208,7 @@ class ModernEndpoint:
                 err = {"code": INVALID_PARAMS, "message": "Invalid cursor: this hub returns complete lists in one page"}
                 await asgi.send_json(send, 200, jsonrpc.error(rid, err))
                 return
-            body = self.hub.catalog.result_json(kind, session.allowed)
+            body = self.hub.catalog.result_json(kind, session.access.reach)
             await asgi.send_bytes(send, 200, jsonrpc.splice_result(rid, body[:-1] + self._list_suffix))
             return
         if method == "subscriptions/listen":
@@ -236,7 +240,7 @@ class ModernEndpoint:
                 return f"Mcp-Param-{header} does not match argument {prop!r}"
         return None
 
-    def discover(self, session: Session | None = None) -> dict[str, Any]:
+    def discover(self, session: Session) -> dict[str, Any]:
         caps = self.hub.capabilities()
         caps.pop("tasks", None)  # an extension in 2026-07-28, not served to modern clients yet
         caps["resources"]["subscribe"] = True  # resourceSubscriptions on subscriptions/listen
@@ -244,7 +248,7 @@ class ModernEndpoint:
             "resultType": "complete",
             "supportedVersions": [*MODERN_VERSIONS, *LEGACY_VERSIONS],
             "capabilities": caps,
-            "instructions": self.hub.instructions(session.allowed if session is not None else None),
+            "instructions": self.hub.instructions(session.access),
             "ttlMs": TTL_MS,
             "cacheScope": CACHE_SCOPE,
             "_meta": {SERVER_INFO: self.hub.server_info()},

@@ -18,8 +18,8 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from onemcp.auth.principal import ANONYMOUS, Principal
-from onemcp.catalog.views import View
+from onemcp.auth.access import Access
+from onemcp.auth.principal import Principal
 from onemcp.downstream.replay import StreamStore
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.upstream.call import Call
@@ -42,7 +42,9 @@ class ReversePending:
 @dataclass(eq=False)
 class Session:
     id: str
-    transport: str  # "streamable-http" | "sse"
+    transport: str  # "streamable-http" | "sse" | "stdio" | "modern"
+    # who made the session, through which entry and view: what it may reach (nobody else may use it)
+    access: Access
     protocol_version: str = ""
     client_capabilities: dict[str, Any] = field(default_factory=dict)
     client_info: dict[str, Any] = field(default_factory=dict)
@@ -55,9 +57,6 @@ class Session:
     closed: bool = False
     streams: StreamStore = field(default_factory=StreamStore)
     replica_pins: dict[str, int] = field(default_factory=dict)  # server -> the replica it sticks to
-    view: View | None = None  # what the client selected (tags, filter, preset)
-    principal: Principal = ANONYMOUS  # who made the session: nobody else may use it
-    allowed: frozenset[str] | None = None  # the servers its view lets through (None: all)
     seen: dict[str, int] = field(default_factory=dict)  # list kind -> hash of what it was told
     _outbox_send: MemoryObjectSendStream[Message] | None = None
     outbox: MemoryObjectReceiveStream[Message] | None = None
@@ -69,6 +68,10 @@ class Session:
     def __post_init__(self) -> None:
         if not self.ephemeral:
             self._outbox_send, self.outbox = anyio.create_memory_object_stream[Message](OUTBOX_SIZE)
+
+    @property
+    def principal(self) -> Principal:
+        return self.access.principal
 
     def touch(self) -> None:
         self.last_seen = time.monotonic()
@@ -114,8 +117,8 @@ class SessionStore:
         self.on_remove = on_remove
         self._sessions: dict[str, Session] = {}
 
-    def create(self, transport: str) -> Session:
-        session = Session(id=secrets.token_hex(16), transport=transport)
+    def create(self, transport: str, access: Access) -> Session:
+        session = Session(id=secrets.token_hex(16), transport=transport, access=access)
         self._sessions[session.id] = session
         return session
 

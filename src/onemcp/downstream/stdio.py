@@ -19,6 +19,8 @@ import logging
 import anyio
 from anyio.abc import TaskGroup
 
+from onemcp.auth.access import STDIO
+from onemcp.auth.principal import Principal
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.session import Session
 from onemcp.hub import Hub
@@ -36,13 +38,16 @@ READY_WAIT = 10.0  # longest the first message waits for every upstream to have 
 class StdioServer:
     """One client session of `hub` over a line reader and writer."""
 
-    def __init__(self, hub: Hub, read_line: ReadLine, write: Write, reloader: Reloader | None = None) -> None:
+    def __init__(
+        self, hub: Hub, principal: Principal, read_line: ReadLine, write: Write, reloader: Reloader | None = None
+    ) -> None:
         self.hub = hub
         self.reloader = reloader
         self._read_line = read_line
         self._write = write
         self._lock = anyio.Lock()
-        self.session: Session = hub.sessions.create("stdio")
+        # the principal is the process's: the local operator, or $ONEMCP_TOKEN's when the config needs auth
+        self.session: Session = hub.sessions.create("stdio", hub.access(principal, STDIO))
 
     async def send(self, msg: Message | bytes) -> None:
         data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
@@ -53,22 +58,31 @@ class StdioServer:
                 log.info("stdout is closed; dropping %s", "a reply" if isinstance(msg, bytes) else msg.get("method"))
 
     async def run(self) -> None:
+        """Run the hub (and its config watcher) and serve the client until its stdin ends."""
         async with anyio.create_task_group() as tg:
             await tg.start(self.hub.run)
             if self.reloader is not None:
                 await tg.start(self.reloader.run)
-            tg.start_soon(self._copy_outbox)
-            tg.start_soon(self._keep_alive)
-            # The client started us just now: answer its first lists complete, not empty.
-            with anyio.move_on_after(READY_WAIT):
-                await self.hub.pool.tried.wait()
-            async with anyio.create_task_group() as requests:
-                while line := await self._read_line():
-                    if line.strip():
-                        await self._handle(line, requests)
-                requests.cancel_scope.deadline = anyio.current_time() + DRAIN
+            await self.serve()
             tg.cancel_scope.cancel()
-        self.hub.end_session(self.session.id)
+
+    async def serve(self) -> None:
+        """Serve the client on a hub that is running, until its stdin ends; then the session ends."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._copy_outbox)
+                tg.start_soon(self._keep_alive)
+                # The client started us just now: answer its first lists complete, not empty.
+                with anyio.move_on_after(READY_WAIT):
+                    await self.hub.pool.tried.wait()
+                async with anyio.create_task_group() as requests:
+                    while line := await self._read_line():
+                        if line.strip():
+                            await self._handle(line, requests)
+                    requests.cancel_scope.deadline = anyio.current_time() + DRAIN
+                tg.cancel_scope.cancel()
+        finally:
+            self.hub.end_session(self.session.id)
 
     async def _handle(self, line: bytes, requests: TaskGroup) -> None:
         try:

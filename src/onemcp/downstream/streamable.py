@@ -12,8 +12,9 @@ import logging
 
 import anyio
 
+from onemcp.auth.access import LEGACY_HTTP
 from onemcp.auth.gate import Gate
-from onemcp.auth.principal import ANONYMOUS, Principal
+from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
@@ -80,34 +81,29 @@ async def follow(session: Session, stream: OutStream, after: int, receive: Recei
         await asgi.end_stream(send)
 
 
-def principal_of(scope: Scope) -> Principal:
-    principal = scope.get("onemcp.principal")
-    return principal if isinstance(principal, Principal) else ANONYMOUS
-
-
 class StreamableHttpEndpoint:
     def __init__(self, hub: Hub, gate: Gate) -> None:
         self.hub = hub
         self.gate = gate
         self.modern = ModernEndpoint(hub, gate)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         method = scope["method"]
         if method == "POST":
-            await self._post(scope, receive, send)
+            await self._post(scope, receive, send, principal)
         elif (asgi.header(scope, b"mcp-protocol-version") or "").strip() in MODERN_VERSIONS:
             text = "Method not allowed: 2026-07-28 uses POST only"
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, text), [(b"allow", b"POST")])
         elif method == "GET":
-            await self._get(scope, receive, send)
+            await self._get(scope, receive, send, principal)
         elif method == "DELETE":
-            await self._delete(scope, send)
+            await self._delete(scope, send, principal)
         else:
             await asgi.send_json(
                 send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET, POST, DELETE")]
             )
 
-    async def _session(self, scope: Scope, send: Send) -> Session | None:
+    async def _session(self, scope: Scope, send: Send, principal: Principal) -> Session | None:
         """The request's session; None when there is none (and the 400 or 404 was sent).
 
         A session belongs to the principal that made it: to anyone else it does not exist.
@@ -117,7 +113,7 @@ class StreamableHttpEndpoint:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"))
             return None
         session = self.hub.sessions.get(sid)
-        if session is not None and session.principal.id != principal_of(scope).id:
+        if session is not None and session.principal.id != principal.id:
             session = None
         if session is None:
             text = "Session not found (it ended or expired); initialize a new one"
@@ -126,7 +122,7 @@ class StreamableHttpEndpoint:
         session.touch()
         return session
 
-    async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _post(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         accept = asgi.header(scope, b"accept") or ""
         if accept and not any(t in accept for t in ("application/json", "text/event-stream", "*/*")):
             await asgi.send_json(
@@ -146,7 +142,7 @@ class StreamableHttpEndpoint:
         if version is not None:
             version = version.strip()
             if version in MODERN_VERSIONS:
-                await self.modern.post(scope, receive, send, msg, version)
+                await self.modern.post(scope, receive, send, msg, version, principal)
                 return
             if version not in LEGACY_VERSIONS:
                 await asgi.send_json(send, 400, supported_error(version, msg.get("id")))
@@ -154,9 +150,9 @@ class StreamableHttpEndpoint:
         method = msg.get("method")
         is_request = method is not None and "id" in msg
         if method == "initialize" and is_request:
-            await self._initialize(scope, msg, send)
+            await self._initialize(scope, msg, send, principal)
             return
-        session = await self._session(scope, send)
+        session = await self._session(scope, send, principal)
         if session is None:
             return
         if not is_request:
@@ -171,16 +167,16 @@ class StreamableHttpEndpoint:
             return
         await self._request(scope, session, msg, "text/event-stream" in accept or not accept, send)
 
-    async def _initialize(self, scope: Scope, msg: Message, send: Send) -> None:
+    async def _initialize(self, scope: Scope, msg: Message, send: Send, principal: Principal) -> None:
         params = msg.get("params")
         try:
             view = views.from_query(scope.get("query_string", b""), self.hub.presets)
+            access = self.hub.access(principal, LEGACY_HTTP, view)
         except views.ViewError as exc:
             await asgi.send_json(send, 400, jsonrpc.error(msg["id"], {"code": INVALID_REQUEST, "message": str(exc)}))
             return
-        session = self.hub.sessions.create("streamable-http")
-        session.principal = principal_of(scope)
-        result = self.hub.initialize(session, params if isinstance(params, dict) else {}, view)
+        session = self.hub.sessions.create("streamable-http", access)
+        result = self.hub.initialize(session, params if isinstance(params, dict) else {})
         await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
 
     async def _request(self, scope: Scope, session: Session, msg: Message, can_stream: bool, send: Send) -> None:
@@ -216,14 +212,14 @@ class StreamableHttpEndpoint:
         else:
             await asgi.send_json(send, 200, reply)
 
-    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _get(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         accept = asgi.header(scope, b"accept") or ""
         if "text/event-stream" not in accept:
             await asgi.send_json(
                 send, 406, error_body(INVALID_REQUEST, "Not Acceptable: the GET stream needs Accept: text/event-stream")
             )
             return
-        session = await self._session(scope, send)
+        session = await self._session(scope, send, principal)
         if session is None:
             return
         last = asgi.header(scope, b"last-event-id")
@@ -241,8 +237,8 @@ class StreamableHttpEndpoint:
             await asgi.sse_chunk(send, stream.priming())
         await stream_outbox(session, receive, send, stream)
 
-    async def _delete(self, scope: Scope, send: Send) -> None:
-        session = await self._session(scope, send)
+    async def _delete(self, scope: Scope, send: Send, principal: Principal) -> None:
+        session = await self._session(scope, send, principal)
         if session is None:
             return
         self.hub.end_session(session.id)

@@ -1,0 +1,98 @@
+"""The one authorization decision: what a requester may see and use, whatever way it came in.
+
+Owns `Access`, built once per requester by `decide` from three things and nothing else: the
+principal an entry point admitted (a credential's, or the local operator's on stdio), the entry
+point's name, and the view the client selected (tags, filter, preset). Every list, call, read,
+prompt, completion, subscription and task of every era asks it, and every refusal is an audit
+line with the principal and the entry point. Does not own credentials (the gate turns a token
+into a principal), the catalog's data, or any wire (endpoints turn refusals into statuses).
+
+A refusal is `NotFound` when the principal's scopes do not reach the item's server at all
+(nothing is revealed), and `Forbidden` (HTTP 403 with a step-up challenge) for a tool of a
+server it holds other tools of.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from onemcp.auth.principal import Principal
+from onemcp.catalog import views
+from onemcp.catalog.catalog import missing
+from onemcp.catalog.reach import Reach
+from onemcp.catalog.views import View
+from onemcp.protocol.errors import Forbidden
+
+audit = logging.getLogger("onemcp.audit")
+
+# Entry points: every way a request reaches the hub's methods. Proxy and agent CLI clients come
+# in over HTTP (legacy and 2026-07-28 respectively), so they are these entries too.
+LEGACY_HTTP = "mcp"  # POST/GET/DELETE /mcp, 2024-11-05 .. 2025-11-25 sessions
+MODERN_HTTP = "mcp-2026"  # POST /mcp, 2026-07-28 stateless requests
+SSE = "sse"  # GET /sse + POST /messages
+STDIO = "stdio"  # onemcp serve --transport stdio
+ENTRIES = (LEGACY_HTTP, MODERN_HTTP, SSE, STDIO)
+
+# Operations the decision is asked about (the kinds of thing a principal may do to an item).
+LIST, CALL, READ, GET, COMPLETE, SUBSCRIBE = "list", "call", "read", "get", "complete", "subscribe"
+
+
+@dataclass(frozen=True)
+class Access:
+    principal: Principal
+    entry: str
+    view: View | None  # as the client selected it (a preset is looked up again on each refresh)
+    granted: Reach  # what the principal's scopes reach
+    viewed: frozenset[str] | None  # the servers the view lets through (None: no view)
+    reach: Reach  # both together: what lists show and lookups find
+
+    def require(self, op: str, kind: str, server: str, original: str, visible: str) -> None:
+        """Allow `op` on an existing item, or raise (NotFound / Forbidden) and audit the refusal."""
+        if self.reach.shows(kind, server, original):
+            return
+        in_view = self.viewed is None or server in self.viewed
+        if not in_view:
+            raise missing(kind, visible)  # the client's own choice of view, not a refusal
+        self.refused(op, f"{server}/{original}", "outside the principal's scopes")
+        if kind == "tools" and op == CALL and self.granted.touches(server):
+            needed = f"tool:{server}/{original}"
+            raise Forbidden(f"Forbidden: calling {visible} needs scope {needed}", needed)
+        raise missing(kind, visible)
+
+    def refused(self, op: str, target: str, reason: str) -> None:
+        who, entry = self.principal.id, self.entry
+        audit.info("auth denied principal=%s entry=%s op=%s target=%s reason=%s", who, entry, op, target, reason)
+
+    def rebuilt(self, tags: Mapping[str, list[str]], presets: Mapping[str, str]) -> Access:
+        """The same requester and view, decided again (after a config or presets change).
+
+        A preset deleted since leaves the view seeing nothing, rather than everything.
+        """
+        try:
+            return decide(self.principal, self.entry, self.view, tags, presets)
+        except views.ViewError:
+            granted = self.principal.reach(tags)
+            return Access(self.principal, self.entry, self.view, granted, frozenset(), granted.within(frozenset()))
+
+
+def decide(
+    principal: Principal,
+    entry: str,
+    view: View | None,
+    tags: Mapping[str, list[str]],
+    presets: Mapping[str, str],
+) -> Access:
+    """What `principal`, through `view`, may reach; `tags` are each enabled server's tags.
+
+    Raises `views.ViewError` when the view names a preset that does not exist.
+    """
+    if entry not in ENTRIES:
+        raise ValueError(f"unknown entry point {entry!r}")
+    granted = principal.reach(tags)
+    viewed: frozenset[str] | None = None
+    if view is not None:
+        current = views.preset_view(view.preset, presets) if view.preset is not None else view
+        viewed = current.servers(tags)
+    return Access(principal, entry, view, granted, viewed, granted.within(viewed))

@@ -1,0 +1,376 @@
+"""The authorization matrix: entry point x credential kind x scope kind x operation x target.
+
+Generated, not listed: entry points from `support.entries.CLIENTS` (checked against the hub's
+`access.ENTRIES`), operations from the hub's own method tables (checked: every method the hub
+answers has an operation here), targets from three fixture upstreams on the three upstream
+transports (stdio, Streamable HTTP, legacy SSE). The oracle, what each scope kind may reach, is
+written here from the documented scope semantics, not read from the code under test. Each case
+is expected `allowed` or `refused`; a mismatch either way fails the test: an unauthorized success
+or a wrongful refusal. A refusal must be a clean one (a 401/403, or a JSON-RPC error that is not
+an internal error), and a hang is a failure too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from fixtures.launch import fixture_command, running_http_fixture
+from onemcp.auth import access
+from onemcp.auth.keys import KeyStore
+from onemcp.catalog.catalog import KIND_BY_METHOD
+from onemcp.cli.rpc import TOKEN_ENV
+from onemcp.config.model import HubConfig
+from onemcp.downstream.modern import MODERN_METHODS
+from onemcp.hub import ROUTED, Hub
+from support.credentials import JwtIssuer, jwks_server, oauth_revoke, oauth_token
+from support.entries import CLIENTS, Client, EntryClient, Refused, Target
+from support.hub import RunningHub, running_hub
+
+pytestmark = pytest.mark.anyio
+RESOURCE = "http://hub.test/mcp"  # the hub's public URL: JWT audience and OAuth resource
+ISSUER = "https://issuer.test"
+SERVERS = ("alpha", "beta", "gamma")  # stdio, Streamable HTTP, SSE
+TAGS = {"alpha": ["red"], "beta": ["blue"], "gamma": ["blue"]}
+
+# ------------------------------------------------------------------------------------ the oracle
+# scope kind -> the scopes its credential carries (None: the credential carries no scope at all)
+SCOPES: dict[str, list[str] | None] = {
+    "mcp": ["mcp"],
+    "server": ["server:alpha"],
+    "tag": ["tag:blue"],
+    "tool": ["tool:beta/echo"],
+    "admin": ["admin"],
+    "none": ["openid"],  # only a scope of some other service
+    "revoked": ["mcp"],
+    "expired": ["mcp"],
+}
+ADMITTED = ("mcp", "server", "tag", "tool", "admin")
+CREDENTIALS = ("key", "jwt", "oauth")
+NOT_APPLICABLE = {
+    ("jwt", "revoked"): "a JWT cannot be revoked at the hub",
+    ("oauth", "server"): "the built-in server grants only mcp and admin",
+    ("oauth", "tag"): "the built-in server grants only mcp and admin",
+    ("oauth", "tool"): "the built-in server grants only mcp and admin",
+    ("oauth", "none"): "the built-in server grants only mcp and admin",
+}
+
+
+def reaches(scope_kind: str, server: str, kind: str, name: str) -> bool:
+    """The documented meaning of each scope kind (README, auth docs): may it use this item?"""
+    if scope_kind not in ADMITTED:
+        return False
+    if scope_kind in ("mcp", "admin"):
+        return True
+    if scope_kind == "server":
+        return server == "alpha"
+    if scope_kind == "tag":
+        return "blue" in TAGS[server]
+    return kind == "tools" and (server, name) == ("beta", "echo")  # "tool": just that tool
+
+
+# ------------------------------------------------------------------------------------ operations
+@dataclass
+class Case:
+    entry: str
+    credential: str
+    scope: str
+    op: str
+    target: str
+    expected: bool
+    outcome: str = ""  # "allowed" or what the refusal looked like
+
+
+Probe = Callable[[Client, str], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    kind: str | None  # the kind of item it targets (None: not about one item)
+    names: tuple[str, ...]  # the upstream items it is tried on, on every server
+    probe: Probe
+    era: str = "both"  # "legacy", "modern" or "both"
+    needs: str = ""  # "tasks" or "listen": only where the entry client has it
+
+
+def _visible(server: str, name: str, kind: str) -> str:
+    return f"{server}+{name}" if kind == "resources" else f"{server}__{name}"
+
+
+async def _call(c: Client, target: str) -> Any:
+    return await c.request("tools/call", {"name": target, "arguments": {"message": "m"}})
+
+
+async def _get(c: Client, target: str) -> Any:
+    return await c.request("prompts/get", {"name": target})
+
+
+async def _read(c: Client, target: str) -> Any:
+    return await c.request("resources/read", {"uri": target})
+
+
+async def _complete(c: Client, target: str) -> Any:
+    if "+" in target:
+        ref = {"type": "ref/resource", "uri": target}
+        argument = {"name": "id", "value": "1"}
+    else:
+        ref = {"type": "ref/prompt", "name": target}
+        argument = {"name": "topic", "value": "t"}
+    return await c.request("completion/complete", {"ref": ref, "argument": argument})
+
+
+async def _subscribe(c: Client, target: str) -> Any:
+    return await c.request("resources/subscribe", {"uri": target})
+
+
+async def _unsubscribe(c: Client, target: str) -> Any:
+    return await c.request("resources/unsubscribe", {"uri": target})
+
+
+def _task_probe(method: str) -> Probe:
+    async def probe(c: Client, target: str) -> Any:
+        made = await c.request("tools/call", {"name": target, "arguments": {"message": "m"}, "task": {"ttl": 60000}})
+        return await c.request(method, {"taskId": made["task"]["taskId"]})
+
+    return probe
+
+
+async def _listen(c: Client, target: str) -> Any:
+    honored = await c.listen([target])
+    if target not in honored:
+        raise Refused(f"not honoured: {honored}")
+    return honored
+
+
+def _plain(method: str, params: dict[str, Any]) -> Probe:
+    async def probe(c: Client, target: str) -> Any:
+        return await c.request(method, params)
+
+    return probe
+
+
+OPS: tuple[Op, ...] = (
+    Op("tools/call", "tools", ("echo", "log"), _call),
+    Op("prompts/get", "prompts", ("simple",), _get),
+    Op("resources/read", "resources", ("fixture://static", "fixture://item/7"), _read),
+    Op("completion/complete", "prompts", ("with_args",), _complete),
+    Op("completion/complete", "resources", ("fixture://item/{id}",), _complete),
+    Op("resources/subscribe", "resources", ("fixture://static",), _subscribe, era="legacy"),
+    Op("resources/unsubscribe", "resources", ("fixture://static",), _unsubscribe, era="legacy"),
+    Op("subscriptions/listen", "resources", ("fixture://static",), _listen, era="modern", needs="listen"),
+    Op("tasks/get", "tools", ("echo",), _task_probe("tasks/get"), era="legacy", needs="tasks"),
+    Op("tasks/result", "tools", ("echo",), _task_probe("tasks/result"), era="legacy", needs="tasks"),
+    Op("tasks/cancel", "tools", ("echo",), _task_probe("tasks/cancel"), era="legacy", needs="tasks"),
+    Op("tasks/list", None, (), _plain("tasks/list", {}), era="legacy", needs="tasks"),
+    Op("ping", None, (), _plain("ping", {}), era="legacy"),
+    Op("logging/setLevel", None, (), _plain("logging/setLevel", {"level": "info"}), era="legacy"),
+    Op("server/discover", None, (), _plain("server/discover", {}), era="modern"),
+)
+LISTS = tuple(KIND_BY_METHOD.items())  # every list method: its listed items must be exactly the reachable ones
+HANDSHAKE = {"initialize"}  # exercised by every legacy client's connect
+
+
+def applies(op: Op, client: EntryClient, era: str) -> bool:
+    if op.era != "both" and op.era != era:
+        return False
+    if era == "modern" and op.method not in MODERN_METHODS:
+        return False
+    return (op.needs != "tasks" or client.tasks) and (op.needs != "listen" or client.listens)
+
+
+def test_every_method_and_entry_point_is_in_the_matrix() -> None:
+    """Adding a method to the hub or an entry point without a matrix case fails here."""
+    hub = Hub(HubConfig.model_validate({"mcpServers": {}}))
+    answered = set(KIND_BY_METHOD) | set(ROUTED) | set(MODERN_METHODS) | hub.local_methods
+    covered = {op.method for op in OPS} | set(KIND_BY_METHOD) | HANDSHAKE
+    assert answered - covered == set()
+    assert {c.entry for c in CLIENTS.values()} == set(access.ENTRIES)
+
+
+# ------------------------------------------------------------------------------------ the hub
+@dataclass
+class World:
+    hub: RunningHub
+    config_path: Path
+    http: httpx.AsyncClient
+    keys: KeyStore
+    jwt: JwtIssuer
+    inventory: dict[str, set[tuple[str, str, str]]] = field(default_factory=dict)  # kind -> (visible, server, name)
+
+    async def credential(self, kind: str, scope: str) -> str | None:
+        scopes = SCOPES[scope]
+        if kind == "key":
+            expires = time.time() - 1 if scope == "expired" else None
+            token = self.keys.create(scope, list(scopes or []), expires=expires)
+            if scope == "revoked":
+                self.keys.revoke(token.split("_")[1])
+            return token
+        if kind == "jwt":
+            return self.jwt.token(scopes, expires_in=-3600 if scope == "expired" else 300)
+        oauth = self.hub.app.gate.oauth
+        base = self.hub.base
+        if scope == "expired":  # issued long ago: its lifetime has passed
+            clock = oauth.grants.clock
+            oauth.grants.clock = lambda: time.time() - 30 * 86400
+            try:
+                return str((await oauth_token(self.http, base, RESOURCE, ["mcp"]))["access_token"])
+            finally:
+                oauth.grants.clock = clock
+        token = await oauth_token(self.http, base, RESOURCE, list(scopes or ["mcp"]))
+        if scope == "revoked":
+            await oauth_revoke(self.http, base, token)
+        return str(token["access_token"])
+
+
+@asynccontextmanager
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    issuer = JwtIssuer(ISSUER, RESOURCE)
+    async with (
+        jwks_server(issuer.jwk) as jwks_url,
+        running_http_fixture("--tasks", "--name", "beta") as beta_url,
+        running_http_fixture("--sse", "--tasks", "--name", "gamma") as gamma_url,
+    ):
+        cmd = fixture_command("--tasks", "--name", "alpha")
+        servers = {
+            "alpha": {"command": cmd[0], "args": cmd[1:], "tags": TAGS["alpha"]},
+            "beta": {"url": beta_url, "tags": TAGS["beta"]},
+            "gamma": {"url": gamma_url, "type": "sse", "tags": TAGS["gamma"]},
+        }
+        auth = {
+            "apiKeys": True,
+            "jwt": {"jwksUrl": jwks_url, "issuer": ISSUER},
+            "oauth": True,
+            "oauthConsent": "auto",
+            "publicUrl": RESOURCE,
+        }
+        config = {"mcpServers": servers, "onemcp": {"auth": auth, "audit": "-"}}
+        path = tmp_path / "mcp.json"
+        path.write_text(json.dumps(config))
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
+            assert all(c.state == "ready" for c in hub.app.hub.pool.connections.values())
+            w = World(hub, path, http, KeyStore(tmp_path / "keys.db"), issuer)
+            for kind in KIND_BY_METHOD.values():
+                rows = set()
+                for item in hub.app.hub.catalog.items(kind):
+                    visible = str(item.get("uriTemplate") or item.get("uri") or item.get("name"))
+                    server, sep, name = visible.partition("+" if kind.startswith("resource") else "__")
+                    assert sep and server in SERVERS, visible
+                    rows.add((visible, server, name))
+                w.inventory[kind] = rows
+            yield w
+
+
+# ------------------------------------------------------------------------------------ running it
+def plan(name: str, client: EntryClient, credential: str, scope: str, era: str) -> Iterator[tuple[Case, Op | None]]:
+    """Every case of one (entry, credential, scope) group; list cases carry no Op."""
+    admitted = scope in ADMITTED
+    for method, _ in LISTS:
+        if era == "legacy" or method in MODERN_METHODS:
+            yield Case(name, credential, scope, method, "(list)", admitted), None
+    for op in OPS:
+        if not applies(op, client, era):
+            continue
+        if op.kind is None:
+            yield Case(name, credential, scope, op.method, "-", admitted), op
+            continue
+        for server in SERVERS:
+            for item in op.names:
+                kind = "resources" if op.kind == "resources" else op.kind
+                visible = _visible(server, item, kind)
+                yield Case(name, credential, scope, op.method, visible, reaches(scope, server, op.kind, item)), op
+
+
+def clean(refusal: str) -> bool:
+    """A refusal that is an authorization answer, not a breakage."""
+    return "-32603" not in refusal and "Internal error" not in refusal and "timed out" not in refusal.lower()
+
+
+async def run_group(
+    w: World, name: str, client_spec: EntryClient, credential: str, scope: str, token: str | None
+) -> list[Case]:
+    era = "modern" if client_spec.entry == access.MODERN_HTTP else "legacy"
+    cases = list(plan(name, client_spec, credential, scope, era))
+    target = Target(w.hub, w.config_path, w.http, token)
+    try:
+        async with client_spec.connect(target) as client:
+            for case, op in cases:
+                with anyio.fail_after(30):
+                    try:
+                        if op is None:
+                            await check_list(w, client, case)
+                        else:
+                            await op.probe(client, case.target)
+                            case.outcome = "allowed"
+                    except Refused as exc:
+                        case.outcome = exc.how
+    except Refused as exc:  # the entry refused the credential before any operation
+        for case, _ in cases:
+            case.outcome = case.outcome or f"connect: {exc.how}"
+    return [case for case, _ in cases]
+
+
+async def check_list(w: World, client: Client, case: Case) -> None:
+    kind = KIND_BY_METHOD[case.op]
+    result = await client.request(case.op, {})
+    key = "uriTemplate" if kind == "resourceTemplates" else "uri" if kind == "resources" else "name"
+    listed = {str(item[key]) for item in result[kind]}
+    expected = {v for v, server, name in w.inventory[kind] if reaches(case.scope, server, kind, name)}
+    if listed == expected:
+        case.outcome = "allowed"
+    else:
+        case.outcome = f"list differs: extra {sorted(listed - expected)} missing {sorted(expected - listed)}"
+
+
+def verdict(case: Case) -> str | None:
+    """Why the case failed, or None."""
+    allowed = case.outcome == "allowed"
+    if case.outcome.startswith("list differs"):
+        return "UNAUTHORIZED SUCCESS" if "extra []" not in case.outcome else "wrongful refusal"
+    if case.expected and not allowed:
+        return "wrongful refusal"
+    if not case.expected and allowed:
+        return "UNAUTHORIZED SUCCESS"
+    if not case.expected and not clean(case.outcome):
+        return "refused uncleanly"
+    return None
+
+
+@pytest.mark.parametrize("name", list(CLIENTS))
+async def test_authorization_matrix(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client_spec = CLIENTS[name]
+    caplog.set_level(logging.INFO, logger="onemcp.audit")
+    all_cases: list[Case] = []
+    with anyio.fail_after(600):
+        async with world(tmp_path) as w:
+            for credential in CREDENTIALS:
+                for scope in SCOPES:
+                    if (credential, scope) in NOT_APPLICABLE:
+                        continue
+                    token = await w.credential(credential, scope)
+                    monkeypatch.setenv(TOKEN_ENV, token or "")  # where the CLI, proxy and stdio serve read it
+                    all_cases += await run_group(w, name, client_spec, credential, scope, token)
+    failures = [(verdict(c), c) for c in all_cases if verdict(c)]
+    report = "\n".join(
+        f"{why}: {c.entry} {c.credential}/{c.scope} {c.op} {c.target} -> {c.outcome}" for why, c in failures[:40]
+    )
+    assert not failures, f"{len(failures)} of {len(all_cases)} cases failed:\n{report}"
+    refused = [c for c in all_cases if not c.expected]
+    assert len(all_cases) >= 300 and len(refused) >= 100  # the generator did not collapse
+    # refusals are audit lines naming the principal and the entry point: at the door and after it
+    lines = [r.getMessage() for r in caplog.records if r.name == "onemcp.audit" and "auth denied" in r.getMessage()]
+    mine = [line for line in lines if f"entry={client_spec.entry} " in line]
+    assert any("principal=- " in line for line in mine), lines[:5]  # no valid credential
+    assert any("principal=key:" in line and " op=" in line for line in mine), lines[:5]  # scopes refused an item

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onemcp.auth.principal import BASE, InvalidToken, Principal
+from onemcp.config.sqlite import open_store
 
 PREFIX = "omk_"
 SCHEMA = """
@@ -52,11 +53,8 @@ class KeyStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("pragma journal_mode=wal")
-            self._db.execute(SCHEMA)
-            self.path.chmod(0o600)
+            self._db = open_store(self.path, SCHEMA)  # concurrent CLI and hub writers wait, never fail
+            self.path.chmod(0o600)  # a file an older release made
         return self._db
 
     def create(self, name: str, scopes: list[str], expires: float | None = None) -> str:

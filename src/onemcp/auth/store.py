@@ -15,14 +15,14 @@ inline on the event loop (or in a worker thread; both are safe).
 from __future__ import annotations
 
 import hashlib
-import os
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+
+from onemcp.config.sqlite import open_store
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -145,16 +145,7 @@ class OAuthStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # private from the first byte
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("pragma journal_mode=wal")
-            self._db.execute("pragma synchronous=normal")
-            self._db.execute("pragma busy_timeout=5000")
-            self._db.executescript(SCHEMA)
-            self._db.execute(f"pragma user_version={SCHEMA_VERSION}")
+        self._db = open_store(path, f"{SCHEMA};\npragma user_version={SCHEMA_VERSION};")
 
     def close(self) -> None:
         with self._lock:

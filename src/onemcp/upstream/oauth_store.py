@@ -30,6 +30,8 @@ import anyio
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
+from onemcp.config.sqlite import open_store
+
 try:
     import fcntl
 except ImportError:  # not POSIX: one hub per config directory
@@ -83,9 +85,9 @@ class CredentialStore:
             path = config_dir / "upstream-auth.db"
             _private_file(path)
             target = str(path)
-        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("create table if not exists credentials (server text primary key, doc blob not null)")
+        self._db = open_store(
+            target, "create table if not exists credentials (server text primary key, doc blob not null)"
+        )
 
     @contextlib.asynccontextmanager
     async def exclusive(self, server: str) -> AsyncIterator[None]:

@@ -170,3 +170,36 @@ async def test_modern_upstream_over_http(mode: str) -> None:
                     assert json.loads(text_of(await c.call_tool("m__echo", {"y": "é"}))) == {"y": "é"}
                     colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
                     assert colour["content"] == {"colour": "teal"}
+
+
+async def test_a_request_state_resumes_only_for_the_principal_it_was_issued_to(tmp_path: Path) -> None:
+    import httpx
+
+    from downstream.test_modern import headers, modern
+    from onemcp.auth.keys import KeyStore
+
+    config = {"mcpServers": {"m": modern_fixture(protocol="legacy")}, "onemcp": {"auth": {"apiKeys": True}}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
+            keys = KeyStore(tmp_path / "keys.db")
+            owner, other = keys.create("a", ["mcp"]), keys.create("b", ["mcp"])
+            caps = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
+
+            async def call(key: str, **extra: Any) -> dict[str, Any]:
+                r = await http.post(
+                    hub.url,
+                    json=modern("tools/call", meta=caps, name="ask_colour", arguments={}, **extra),
+                    headers={**headers("tools/call", "ask_colour"), "authorization": f"Bearer {key}"},
+                )
+                body: dict[str, Any] = r.json()
+                return body
+
+            result = (await call(owner))["result"]
+            (key,) = result["inputRequests"]
+            answer = {key: {"action": "accept", "content": {"colour": "red"}}}
+            stolen = await call(other, inputResponses=answer, requestState=result["requestState"])
+            assert stolen["error"]["code"] == -32602 and "requestState" in stolen["error"]["message"]
+            done = await call(owner, inputResponses=answer, requestState=result["requestState"])  # still the owner's
+            assert "red" in done["result"]["content"][0]["text"]

@@ -159,7 +159,11 @@ class Parking:
         handle = str(doc.get("h"))
         parked = self._parked.get(handle)
         if parked is not None and parked.owner != principal:
-            audit.info("auth denied principal=%s op=resume reason=requestState of another principal", principal)
+            audit.info(
+                "auth denied principal=%s entry=mcp-2026 op=resume target=%s reason=requestState of another principal",
+                principal,
+                handle,
+            )
             parked = None  # as if it did not exist; the owner may still resume it
         else:
             self._parked.pop(handle, None)

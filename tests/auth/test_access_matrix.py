@@ -374,3 +374,30 @@ async def test_authorization_matrix(
     mine = [line for line in lines if f"entry={client_spec.entry} " in line]
     assert any("principal=- " in line for line in mine), lines[:5]  # no valid credential
     assert any("principal=key:" in line and " op=" in line for line in mine), lines[:5]  # scopes refused an item
+
+
+# ------------------------------------------------------------------------------------ admin endpoints
+ADMIN_ENDPOINTS = (("GET", "/metrics"), ("GET", "/oauth/upstream"), ("DELETE", "/oauth/upstream/alpha"))
+
+
+async def test_admin_endpoints_matrix(tmp_path: Path) -> None:
+    """/metrics and the upstream OAuth endpoints: credential kind x scope kind; only `admin` gets in."""
+    failures: list[str] = []
+    count = 0
+    with anyio.fail_after(300):
+        async with world(tmp_path) as w:
+            for credential in CREDENTIALS:
+                for scope in SCOPES:
+                    if (credential, scope) in NOT_APPLICABLE:
+                        continue
+                    token = await w.credential(credential, scope)
+                    for verb, path in ADMIN_ENDPOINTS:
+                        count += 1
+                        r = await w.http.request(
+                            verb, f"{w.hub.base}{path}", headers={"authorization": f"Bearer {token}"}
+                        )
+                        expected = scope == "admin"
+                        if (r.status_code == 200) != expected or r.status_code not in (200, 401, 403):
+                            failures.append(f"{credential}/{scope} {verb} {path} -> {r.status_code}")
+    assert not failures, failures
+    assert count == 3 * sum((c, s) not in NOT_APPLICABLE for c in CREDENTIALS for s in SCOPES)

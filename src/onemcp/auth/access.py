@@ -62,8 +62,7 @@ class Access:
         raise missing(kind, visible)
 
     def refused(self, op: str, target: str, reason: str) -> None:
-        who, entry = self.principal.id, self.entry
-        audit.info("auth denied principal=%s entry=%s op=%s target=%s reason=%s", who, entry, op, target, reason)
+        refused(self.principal, self.entry, op, target, reason)
 
     def rebuilt(self, tags: Mapping[str, list[str]], presets: Mapping[str, str]) -> Access:
         """The same requester and view, decided again (after a config or presets change).
@@ -75,6 +74,11 @@ class Access:
         except views.ViewError:
             granted = self.principal.reach(tags)
             return Access(self.principal, self.entry, self.view, granted, frozenset(), granted.within(frozenset()))
+
+
+def refused(principal: Principal, entry: str, op: str, target: str, reason: str) -> None:
+    """The audit line of a refusal after admission (the gate writes those at the door)."""
+    audit.info("auth denied principal=%s entry=%s op=%s target=%s reason=%s", principal.id, entry, op, target, reason)
 
 
 def decide(

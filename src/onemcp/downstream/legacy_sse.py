@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 from anyio.abc import TaskGroup
 
-from onemcp.auth.access import SSE
+from onemcp.auth.access import SSE, refused
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.downstream import asgi
@@ -61,7 +61,10 @@ class LegacySseEndpoint:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         sid = (query.get("session_id") or query.get("sessionId") or [None])[0]
         session = self.hub.sessions.get(sid) if sid else None
-        if session is None or session.transport != "sse" or session.principal.id != principal.id:
+        if session is not None and session.principal.id != principal.id:
+            refused(principal, SSE, "session", session.id[:8], "the session of another principal")
+            session = None
+        if session is None or session.transport != "sse":
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
             return
         msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)

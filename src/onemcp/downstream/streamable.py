@@ -12,7 +12,7 @@ import logging
 
 import anyio
 
-from onemcp.auth.access import LEGACY_HTTP
+from onemcp.auth.access import LEGACY_HTTP, refused
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
@@ -114,6 +114,7 @@ class StreamableHttpEndpoint:
             return None
         session = self.hub.sessions.get(sid)
         if session is not None and session.principal.id != principal.id:
+            refused(principal, LEGACY_HTTP, "session", sid[:8], "the session of another principal")
             session = None
         if session is None:
             text = "Session not found (it ended or expired); initialize a new one"

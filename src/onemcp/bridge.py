@@ -113,7 +113,7 @@ class Parked:
     key: str  # the input request's key (the hub id of the upstream's request)
     pending: ReversePending
     expires: float
-    owner: str  # the id of the principal whose call it is: only it may resume it
+    owner: str  # the key of the principal whose call it is: only it may resume it
 
 
 class Parking:
@@ -161,7 +161,7 @@ class Parking:
         if parked is not None and parked.owner != principal:
             audit.info(
                 "auth denied principal=%s entry=mcp-2026 op=resume target=%s reason=requestState of another principal",
-                principal,
+                principal.split(" ", 1)[0],
                 handle,
             )
             parked = None  # as if it did not exist; the owner may still resume it

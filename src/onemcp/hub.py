@@ -71,6 +71,7 @@ class Hub:
         self.catalog.set_servers(config.enabled, tool_rules(config))
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
         self._tags: tuple[HubConfig | None, dict[str, list[str]]] = (None, {})  # per config: server -> tags
+        self._tg: anyio.abc.TaskGroup | None = None  # the hub's own tasks (resubscribing after a restart)
         self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
         self.pool = Pool(config, self, self.upstream_auth)
         self.upstream_auth.on_authorized = self.pool.retry_now
@@ -161,10 +162,11 @@ class Hub:
     def refresh_views(self) -> None:
         """After a config or presets change: decide every session's access again, tell whoever's lists changed."""
         tags = self._server_tags()
-        for session in self.sessions:
+        for session in [*self.sessions, *(listener.session for listener in self.listeners)]:
             session.access = session.access.rebuilt(tags, self.presets)
-        for listener in self.listeners:
-            listener.session.access = listener.session.access.rebuilt(tags, self.presets)
+            for key in [k for k in session.subscriptions if not session.access.reach.shows("resources", *k)]:
+                session.subscriptions.discard(key)  # out of reach now: its updates stop
+                self._subscribers.get(key, set()).discard(session.id)
         self._announce(set(KINDS))
 
     # ============================================================ forward path
@@ -184,7 +186,7 @@ class Hub:
             return jsonrpc.result(msg["id"], await local(session, params))
         if self.parking.owns(params.get("requestState")):
             parked = self.parking.resume(
-                params["requestState"], method, params.get("inputResponses"), session.principal.id
+                params["requestState"], method, params.get("inputResponses"), session.principal.key
             )
             conn, call = parked.conn, parked.call
             call.origin, call.downstream_id = session, msg["id"]
@@ -220,7 +222,7 @@ class Hub:
                 raise InvalidParams(f"{method}: params.name must be a string")
             kind = "tools" if method == "tools/call" else "prompts"
             try:
-                server, original = self.catalog.resolve_name(kind, name)
+                server, original = self.catalog.locate_name(kind, name, access.reach)
             except NotFound:
                 self._explain_missing(access, name)
                 raise
@@ -230,7 +232,7 @@ class Hub:
             uri = params.get("uri")
             if not isinstance(uri, str):
                 raise InvalidParams("resources/read: params.uri must be a string")
-            server, original = self.catalog.resolve_uri(uri)
+            server, original = self.catalog.locate_uri(uri, access.reach)
             access.require(READ, "resources", server, original, uri)
             return server, "uri", original
         if method == "completion/complete":
@@ -238,11 +240,11 @@ class Hub:
             if not isinstance(ref, dict):
                 raise InvalidParams("completion/complete: params.ref must be an object")
             if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
-                server, original = self.catalog.resolve_name("prompts", ref["name"])
+                server, original = self.catalog.locate_name("prompts", ref["name"], access.reach)
                 access.require(COMPLETE, "prompts", server, original, ref["name"])
                 return server, "ref.name", original
             if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
-                server, original = self._resolve_template(ref["uri"])
+                server, original = self._resolve_template(ref["uri"], access)
                 access.require(COMPLETE, "resourceTemplates", server, original, ref["uri"])
                 return server, "ref.uri", original
             raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
@@ -265,11 +267,11 @@ class Hub:
             state = conn.state if slot.status == "running" else slot.status
             raise UpstreamUnavailable(split[0], f"server is {state}{detail}; its tools return when it is back")
 
-    def _resolve_template(self, visible: str) -> tuple[str, str]:
+    def _resolve_template(self, visible: str, access: Access) -> tuple[str, str]:
         try:
-            return self.catalog.resolve_name("resourceTemplates", visible)
+            return self.catalog.locate_name("resourceTemplates", visible, access.reach)
         except NotFound:
-            return self.catalog.resolve_uri(visible)
+            return self.catalog.locate_uri(visible, access.reach)
 
     async def _connection_for(self, session: Session, server: str) -> UpstreamConnection:
         """The shared connection, or the session's own for `isolation: session` servers."""
@@ -318,7 +320,7 @@ class Hub:
                             # a legacy upstream asks a modern client: park, answer input_required
                             parked = True
                             outcome = "ok"
-                            return self.parking.park(conn, call, msg, pending, session.principal.id)
+                            return self.parking.park(conn, call, msg, pending, session.principal.key)
                         await emit(msg)
                         continue
                     if msg is CANCELLED:
@@ -443,7 +445,7 @@ class Hub:
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
         try:
-            server, original = self.catalog.resolve_uri(uri)
+            server, original = self.catalog.locate_uri(uri, session.access.reach)
             session.access.require(SUBSCRIBE, "resources", server, original, uri)
         except NotFound:
             return False
@@ -461,23 +463,23 @@ class Hub:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise InvalidParams("resources/subscribe: params.uri must be a string")
-        server, original = self.catalog.resolve_uri(uri)
+        server, original = self.catalog.locate_uri(uri, session.access.reach)
         session.access.require(SUBSCRIBE, "resources", server, original, uri)
         conn = self._ready(server)
         subscribers = self._subscribers.setdefault((server, original), set())
         if not subscribers:
             await conn.subscribe_resource(original, params)
         subscribers.add(session.id)
-        session.subscriptions.add(uri)
+        session.subscriptions.add((server, original))
         return {}
 
     async def _unsubscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise InvalidParams("resources/unsubscribe: params.uri must be a string")
-        server, original = self.catalog.resolve_uri(uri)
+        server, original = self.catalog.locate_uri(uri, session.access.reach)
         session.access.require(SUBSCRIBE, "resources", server, original, uri)
-        session.subscriptions.discard(uri)
+        session.subscriptions.discard((server, original))
         subscribers = self._subscribers.get((server, original), set())
         subscribers.discard(session.id)
         if not subscribers:
@@ -531,7 +533,19 @@ class Hub:
             return  # a session's own connection, or one a reload replaced: not the catalog's
         if conn.state != "ready" and not self.pool.any_ready(conn.name):
             self._announce(self.catalog.drop(conn.name))
+        if conn.state == "ready" and self._tg is not None:
+            held = [uri for (server, uri), ids in self._subscribers.items() if server == conn.name and ids]
+            if held:
+                self._tg.start_soon(self._resubscribe, conn, held)
         self.pool.note_state()
+
+    async def _resubscribe(self, conn: UpstreamConnection, uris: list[str]) -> None:
+        """A (re)started connection: ask again for the updates clients are still subscribed to."""
+        for uri in uris:
+            try:
+                await conn.subscribe_resource(uri, {"uri": uri})
+            except HubError as exc:
+                log.info("resubscribing %s on %s failed: %s", uri, conn.name, exc)
 
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
         if conn.owner is None and self.pool.is_current(conn) and self.catalog.update(conn.name, kind, items):
@@ -575,28 +589,33 @@ class Hub:
         old_enabled, new_enabled = self.config.enabled, new.enabled
         removed = [name for name in old_enabled if name not in new_enabled]
         added = [name for name in new_enabled if name not in old_enabled]
-        changed = [name for name in new_enabled if name in old_enabled and new_enabled[name] != old_enabled[name]]
+        kept = [name for name in new_enabled if name in old_enabled and new_enabled[name] != old_enabled[name]]
+        # only a change to how it connects restarts a server; tags and tool rules apply in place
+        changed = [name for name in kept if not new_enabled[name].same_connection(old_enabled[name])]
+        updated = [name for name in kept if name not in changed]
         self.config = new
         if new.hub != self._settings:
             self._settings = new.hub
             self.catalog.codec = NameCodec(new.hub.separator)
             self.catalog.mode = new.hub.prefix_mode
             self.sessions.idle_timeout = new.hub.session_idle_timeout
+        # What each client may reach changes now, not once the removed servers' calls drained.
+        self.catalog.set_servers(new_enabled, tool_rules(new))
+        self.refresh_views()  # announces what each client sees change
         async with anyio.create_task_group() as tg:
             for name in removed + changed:
                 tg.start_soon(self.pool.remove, name)
         for name in changed:
-            self.catalog.drop(name)  # its lists come back from the new connection
+            self._announce(self.catalog.drop(name))  # its lists come back from the new connection
         for name in changed + added:
             self.pool.add(name, new_enabled[name])
-        self.catalog.set_servers(new_enabled, tool_rules(new))
-        self.refresh_views()  # tags may have changed too; announces what each client sees change
-        unchanged = [name for name in new_enabled if name not in added and name not in changed]
-        return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+        unchanged = [name for name in new_enabled if name not in added and name not in kept]
+        return {"added": added, "removed": removed, "changed": changed, "updated": updated, "unchanged": unchanged}
 
     # ============================================================ lifecycle
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             await tg.start(self.pool.run)
             await tg.start(self.isolated.run)
             tg.start_soon(self._expire_sessions)

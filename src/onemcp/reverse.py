@@ -62,6 +62,14 @@ class ReversePath:
             for s in self.sessions
             if s.initialized and needed in s.client_capabilities and s.access.reach.touches(conn.name)
         ]
+        callers = conn.origins()
+        if callers:
+            # Calls are in flight but the request names none of them: it is one of theirs, so it
+            # may go only to a session with a call in flight, and only when that is one session
+            # (another principal's client must never answer for a call it did not make).
+            candidates = [s for s in candidates if s in callers]
+            if len({id(c) for c in callers}) > 1:
+                candidates = []
         return (candidates[0] if len(candidates) == 1 else None), None
 
     async def request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
@@ -142,13 +150,14 @@ class ReversePath:
         elif method == "notifications/resources/updated":
             uri = params.get("uri")
             if isinstance(uri, str):
-                visible = self.catalog.visible_uri(conn.name, uri)
-                out = {**msg, "params": {**params, "uri": visible}}
+                key = (conn.name, uri)  # by server and upstream URI: equal URIs of two servers never mix
+                out = {**msg, "params": {**params, "uri": self.catalog.visible_uri(conn.name, uri)}}
                 for session in self.sessions:
-                    if visible in session.subscriptions:
+                    if key in session.subscriptions and session.access.reach.shows("resources", *key):
                         session.post(out)
                 for listener in self.listeners:
-                    if visible in listener.session.subscriptions:
+                    held = listener.session
+                    if key in held.subscriptions and held.access.reach.shows("resources", *key):
                         listener.post(out)
         elif method == "notifications/cancelled":
             self._cancelled(conn, params)

@@ -163,3 +163,235 @@ def test_stdio_serve_with_a_config_that_requires_auth_needs_a_token(tmp_path: Pa
         argv, env={**env, "ONEMCP_TOKEN": "omk_nope_nope"}, input=b"", capture_output=True, timeout=60, check=False
     )
     assert done.returncode == 2 and b"refused" in done.stderr
+
+
+# ---------------------------------------------------------------- found by a review after the decision point
+def _drain(session: Any) -> list[dict[str, Any]]:
+    """What is queued for a session's stream right now (read without waiting)."""
+    out = []
+    while True:
+        try:
+            out.append(session.outbox.receive_nowait())
+        except anyio.WouldBlock:
+            return out
+
+
+async def _legacy(http: httpx.AsyncClient, url: str, key: str, capabilities: dict[str, Any]) -> dict[str, str]:
+    params = {"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "t"}}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    headers = {**HEADERS, "authorization": f"Bearer {key}"} if key else dict(HEADERS)
+    r = await http.post(url, json=init, headers=headers)
+    headers |= {"mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
+
+
+def _call(name: str, rid: int = 5, **arguments: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+
+async def test_an_unrelated_sampling_request_never_reaches_another_principals_client(tmp_path: Path) -> None:
+    """Two calls in flight on a shared upstream: its sampling request names neither, so it goes to nobody."""
+    with anyio.fail_after(60):
+        async with keyed_hub(tmp_path) as (hub, keys), httpx.AsyncClient(timeout=30) as http:
+            first = await _legacy(http, hub.url, keys.create("p1", ["server:demo"]), {"sampling": {}})
+            second = await _legacy(http, hub.url, keys.create("p2", ["server:demo"]), {})
+            p1 = hub.app.hub.sessions.get(first["mcp-session-id"])
+            assert p1 is not None
+
+            async def hold() -> None:
+                await http.post(hub.url, json=_call("demo__sleep", seconds=20), headers=first)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(hold)
+                while not p1.in_flight:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                r = await http.post(hub.url, json=_call("demo__sample", prompt="P2 SECRET"), headers=second)
+                assert "error" in r.json() and "sampling" in r.json()["error"]["message"]
+                assert [m for m in _drain(p1) if m.get("method") == "sampling/createMessage"] == []
+                tg.cancel_scope.cancel()
+
+
+async def test_subscriptions_out_of_reach_after_a_reload_stop_delivering(tmp_path: Path) -> None:
+    servers = {"time": _stdio("red"), "demo": _stdio("blue")}
+    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
+            keys = KeyStore(tmp_path / "keys.db")
+            blue = await _legacy(http, hub.url, keys.create("blue", ["tag:blue"]), {})
+            admin = await _legacy(http, hub.url, keys.create("ops", ["admin"]), {})
+            sub = {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "resources/subscribe",
+                "params": {"uri": "demo+fixture://static"},
+            }
+            assert "result" in (await http.post(hub.url, json=sub, headers=blue)).json()
+            session = hub.app.hub.sessions.get(blue["mcp-session-id"])
+            assert session is not None
+            touch = _call("demo__touch", uri="fixture://static")
+            await http.post(hub.url, json=touch, headers=admin)
+            assert any(m.get("method") == "notifications/resources/updated" for m in _drain(session))
+            assert "result" in (await http.post(hub.url, json=sub, headers=admin)).json()
+            watcher = hub.app.hub.sessions.get(admin["mcp-session-id"])
+            assert watcher is not None
+            servers["demo"]["tags"] = ["red"]  # demo leaves the key's reach
+            path.write_text(json.dumps(config))
+            while hub.app.hub.config.servers["demo"].tags != ["red"]:
+                await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the reload)
+            _drain(watcher)
+            await http.post(hub.url, json=touch, headers=admin)
+            assert [m for m in _drain(session) if m.get("method") == "notifications/resources/updated"] == []
+            # while a subscriber still in reach keeps getting them
+            assert any(m.get("method") == "notifications/resources/updated" for m in _drain(watcher))
+
+
+async def test_prefix_mode_never_a_name_of_two_servers_is_the_one_in_reach(tmp_path: Path) -> None:
+    servers = {"time": _stdio("red"), "demo": _stdio("blue")}
+    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}, "prefixMode": "never"}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
+            keys = KeyStore(tmp_path / "keys.db")
+            one = await _legacy(http, hub.url, keys.create("one", ["tool:demo/echo"]), {})
+            listed = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=one)
+            assert [t["name"] for t in listed.json()["result"]["tools"]] == ["echo"]
+            assert "result" in (await http.post(hub.url, json=_call("echo", message="m"), headers=one)).json()
+            blue = await _legacy(http, hub.url, keys.create("blue", ["tag:blue"]), {})
+            body = {"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "fixture://item/7"}}
+            assert "result" in (await http.post(hub.url, json=body, headers=blue)).json()
+            body = {"jsonrpc": "2.0", "id": 2, "method": "resources/list"}
+            assert (await http.post(hub.url, json=body, headers=blue)).json()["result"]["resources"]
+
+
+async def test_a_session_is_bound_to_its_credentials_scopes_not_only_its_subject(tmp_path: Path) -> None:
+    from support.credentials import JwtIssuer, jwks_server
+
+    issuer = JwtIssuer("https://issuer.test", "http://hub.test/mcp")
+    with anyio.fail_after(60):
+        async with jwks_server(issuer.jwk) as jwks_url:
+            auth = {"jwt": {"jwksUrl": jwks_url, "issuer": "https://issuer.test"}, "publicUrl": "http://hub.test/mcp"}
+            config = {"mcpServers": {"time": _stdio(), "demo": _stdio()}, "onemcp": {"auth": auth}}
+            async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
+                broad = await _legacy(http, hub.url, issuer.token(["mcp"]), {})
+                narrow = {**broad, "authorization": f"Bearer {issuer.token(['tool:demo/echo'])}"}  # same subject
+                r = await http.post(hub.url, json=_call("time__echo", message="m"), headers=narrow)
+                assert r.status_code == 404 and "result" not in r.text
+                assert (
+                    "result" in (await http.post(hub.url, json=_call("time__echo", message="m"), headers=broad)).json()
+                )
+
+
+async def test_a_modern_header_check_says_nothing_of_a_tool_out_of_reach(tmp_path: Path) -> None:
+    cmd = fixture_command("--header-tool")
+    servers = {"time": _stdio(), "demo": {"command": cmd[0], "args": cmd[1:]}}
+    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
+            key = KeyStore(tmp_path / "keys.db").create("t", ["server:time"])
+            replies = []
+            for name in ("demo__lookup", "demo__no_such_tool"):
+                body, headers = modern(key, "tools/call", {"name": name, "arguments": {"account": "1"}})
+                replies.append((await http.post(hub.url, json=body, headers=headers)).json()["error"])
+            assert replies[0]["code"] == replies[1]["code"] == -32602  # both simply not found
+            assert "Account" not in replies[0]["message"]
+
+
+async def test_a_jwt_scp_claim_may_be_a_space_separated_string(tmp_path: Path) -> None:
+    from support.credentials import JwtIssuer, jwks_server
+
+    issuer = JwtIssuer("https://issuer.test", "http://hub.test/mcp")
+    with anyio.fail_after(60):
+        async with jwks_server(issuer.jwk) as jwks_url:
+            auth = {"jwt": {"jwksUrl": jwks_url, "issuer": "https://issuer.test"}, "publicUrl": "http://hub.test/mcp"}
+            config = {"mcpServers": {"time": _stdio(), "demo": _stdio()}, "onemcp": {"auth": auth}}
+            async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
+                token = issuer.token(None, scp="server:time mcp")
+                headers = await _legacy(http, hub.url, token, {})
+                assert (
+                    "result"
+                    in (await http.post(hub.url, json=_call("time__echo", message="m"), headers=headers)).json()
+                )
+
+
+async def test_a_tag_edit_applies_at_once_without_restarting_the_server(tmp_path: Path) -> None:
+    """Tags are how an operator grants tag: scopes: editing them must cut access at once, even while
+    another client's call runs on that server, and must not restart it (its subscriptions live on)."""
+    servers = {"time": _stdio("red"), "demo": _stdio("blue")}
+    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
+            keys = KeyStore(tmp_path / "keys.db")
+            blue = await _legacy(http, hub.url, keys.create("blue", ["tag:blue"]), {})
+            admin = await _legacy(http, hub.url, keys.create("ops", ["admin"]), {})
+            sub = {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "resources/subscribe",
+                "params": {"uri": "demo+fixture://static"},
+            }
+            assert "result" in (await http.post(hub.url, json=sub, headers=admin)).json()
+            before = hub.app.hub.pool.get("demo")
+            held = hub.app.hub.sessions.get(admin["mcp-session-id"])
+            assert held is not None
+
+            async def hold() -> None:
+                await http.post(hub.url, json=_call("demo__sleep", rid=9, seconds=20), headers=admin)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(hold)
+                while not held.in_flight:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                servers["demo"]["tags"] = ["green"]
+                path.write_text(json.dumps(config))
+                while hub.app.hub.config.servers["demo"].tags != ["green"]:
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the reload)
+                assert held.in_flight  # the other client's call still runs
+                r = await http.post(hub.url, json=_call("demo__echo", message="m"), headers=blue)
+                assert "result" not in r.json()
+                tg.cancel_scope.cancel()
+            assert hub.app.hub.pool.get("demo") is before  # not restarted
+            _drain(held)
+            await http.post(hub.url, json=_call("demo__touch", uri="fixture://static"), headers=admin)
+            assert any(m.get("method") == "notifications/resources/updated" for m in _drain(held))
+
+
+async def test_subscriptions_survive_a_restart_of_their_server(tmp_path: Path) -> None:
+    servers = {"time": _stdio(), "demo": _stdio()}
+    config = {"mcpServers": servers}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
+            headers = await _legacy(http, hub.url, "", {})
+            sub = {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "resources/subscribe",
+                "params": {"uri": "demo+fixture://static"},
+            }
+            assert "result" in (await http.post(hub.url, json=sub, headers=headers)).json()
+            before = hub.app.hub.pool.get("demo")
+            servers["demo"]["timeout"] = 45  # a connection setting: the server restarts
+            path.write_text(json.dumps(config))
+            while hub.app.hub.pool.get("demo") is before or hub.app.hub.pool.get("demo").state != "ready":  # type: ignore[union-attr]
+                await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the restart)
+            session = hub.app.hub.sessions.get(headers["mcp-session-id"])
+            assert session is not None
+            # the restarted server was asked for the updates again before the touch reaches it
+            touch = _call("demo__touch", uri="fixture://static")
+            for _ in range(50):
+                _drain(session)
+                await http.post(hub.url, json=touch, headers=headers)
+                if any(m.get("method") == "notifications/resources/updated" for m in _drain(session)):
+                    break
+                await anyio.sleep(0.05)  # allowed-sleep: the resubscription is on its way
+            else:
+                raise AssertionError("no resources/updated after the restart")

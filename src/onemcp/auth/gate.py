@@ -161,11 +161,10 @@ class Gate:
         audit.debug("auth allowed principal=%s entry=%s path=%s", principal.id, entry, path)
         return principal
 
-    async def forbid(self, scope: Scope, send: Send, needed: str, rid: Any) -> None:
-        """403 insufficient_scope for a call the principal's scopes do not cover (step-up)."""
+    async def forbid(self, scope: Scope, send: Send, needed: str, reply: dict[str, Any]) -> None:
+        """The Forbidden `reply` as a 403 insufficient_scope with the step-up challenge for `needed`."""
         headers = [(b"www-authenticate", self.challenge(scope, error="insufficient_scope", needed=needed))]
-        body = {"jsonrpc": "2.0", "id": rid, "error": {"code": -32003, "message": f"Forbidden: needs scope {needed}"}}
-        await asgi.send_json(send, 403, body, headers)
+        await asgi.send_json(send, 403, reply, headers)
 
 
 def entry_of(scope: Scope) -> str:

@@ -43,8 +43,8 @@ class JwtVerifier:
         except (pyjwt.PyJWTError, pyjwt.PyJWKClientError) as exc:
             log.info("JWT refused: %s", exc)
             raise InvalidToken(str(exc)) from None
-        scope = claims.get("scope")
-        scopes = scope.split() if isinstance(scope, str) else claims.get("scp") or []
+        scope = claims.get("scope", claims.get("scp"))  # `scp`: a list, or a string like `scope` (Azure AD)
+        scopes = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else []
         return Principal(
             f"jwt:{claims['iss']}#{claims['sub']}",
             frozenset(str(s) for s in scopes),

@@ -33,6 +33,12 @@ class Principal:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def key(self) -> str:
+        """Who, with which scopes: what a session or a parked call is bound to. A token of the same
+        subject with other scopes (a narrower one, say) is another requester."""
+        return f"{self.id} {' '.join(sorted(self.scopes))}"
+
+    @property
     def is_admin(self) -> bool:
         return ADMIN in self.scopes
 

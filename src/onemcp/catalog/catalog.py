@@ -55,7 +55,11 @@ class _View:
     items: list[Item] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)  # the server of each item
     originals: list[str] = field(default_factory=list)  # each item's upstream name or URI
-    reverse: dict[str, tuple[str, str]] = field(default_factory=dict)
+    reverse: dict[str, tuple[str, str]] = field(default_factory=dict)  # visible -> the item shown to all
+    # every item, hidden ones included (prefixMode never: one name, several servers), in config order;
+    # a reach that does not include the first server of a name sees the next one it includes
+    entries: list[tuple[Item, str, str, str]] = field(default_factory=list)  # (item, server, original, visible)
+    candidates: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # visible -> (server, original)...
     result_json: bytes = b""
     # the serialised list as seen by each reach in use
     filtered: dict[Reach, bytes] = field(default_factory=dict)
@@ -161,15 +165,17 @@ class Catalog:
                             continue
                         shown = rules.aliases.get(original, original)
                     visible = self.codec.name(server, shown, prefixed=prefixed)
+                if visible != original:
+                    item = {**item, (uri_key or "name"): visible}
+                if rules is not None and original in rules.descriptions:
+                    item = {**item, "description": rules.descriptions[original]}
+                view.entries.append((item, server, original, visible))
+                view.candidates.setdefault(visible, []).append((server, original))
                 if visible in view.reverse:
                     owner = view.reverse[visible][0]
                     collisions.append(f"{kind[:-1]} {visible!r} of {server!r} hidden by {owner!r}")
                     continue
                 view.reverse[visible] = (server, original)
-                if visible != original:
-                    item = {**item, (uri_key or "name"): visible}
-                if rules is not None and original in rules.descriptions:
-                    item = {**item, "description": rules.descriptions[original]}
                 view.items.append(item)
                 view.owners.append(server)
                 view.originals.append(original)
@@ -188,8 +194,11 @@ class Catalog:
         if cached is None:
             if len(view.filtered) >= MAX_FILTERED:
                 view.filtered.clear()  # many distinct principals: rebuild on demand rather than grow
-            rows = zip(view.items, view.owners, view.originals, strict=True)
-            items = [item for item, owner, original in rows if reach.shows(kind, owner, original)]
+            items, taken = [], set()
+            for item, owner, original, visible in view.entries:
+                if visible not in taken and reach.shows(kind, owner, original):
+                    taken.add(visible)
+                    items.append(item)
             cached = view.filtered[reach] = orjson.dumps({kind: items})
         return cached
 
@@ -201,38 +210,50 @@ class Catalog:
         per = self._lists.get(server, {})
         return {kind: len(per.get(kind, [])) for kind in KINDS}
 
-    def resolve_name(self, kind: str, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
-        """(server, upstream name) for a visible tool or prompt name (within `reach`)."""
+    def locate_name(self, kind: str, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
+        """(server, upstream name) of a visible tool or prompt name: of the servers that have it, the
+        first within `reach`, else the first (for the caller to refuse); NotFound when none has it."""
         view = self._views.get(kind)
-        hit = view.reverse.get(visible) if view is not None else None
-        if hit is None or not reach.shows(kind, *hit):
+        found = view.candidates.get(visible) if view is not None else None
+        if not found:
+            raise missing(kind, visible)
+        return next((c for c in found if reach.shows(kind, *c)), found[0])
+
+    def resolve_name(self, kind: str, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
+        """(server, upstream name) for a visible tool or prompt name within `reach` (else NotFound)."""
+        hit = self.locate_name(kind, visible, reach)
+        if not reach.shows(kind, *hit):
             raise missing(kind, visible)
         return hit
 
-    def resolve_uri(self, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
-        """(server, upstream URI) for a visible resource URI, listed or template-matched (within `reach`)."""
-        server, original = self._resolve_uri(visible)
-        if not reach.shows("resources", server, original):
+    def locate_uri(self, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
+        """(server, upstream URI) for a visible resource URI, listed or template-matched: the first
+        candidate within `reach`, else the first; NotFound when no server could have it."""
+        found = self._uri_candidates(visible)
+        if not found:
             raise missing("resources", visible)
-        return server, original
+        return next((c for c in found if reach.shows("resources", *c)), found[0])
 
-    def _resolve_uri(self, visible: str) -> tuple[str, str]:
+    def resolve_uri(self, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
+        """(server, upstream URI) for a visible resource URI within `reach` (else NotFound)."""
+        hit = self.locate_uri(visible, reach)
+        if not reach.shows("resources", *hit):
+            raise missing("resources", visible)
+        return hit
+
+    def _uri_candidates(self, visible: str) -> list[tuple[str, str]]:
         view = self._views.get("resources")
-        hit = view.reverse.get(visible) if view is not None else None
-        if hit is not None:
-            return hit
+        found = list(view.candidates.get(visible, [])) if view is not None else []
         if self.prefixed:
             split = self.codec.split_uri(visible)
-            if split is not None and split[0] in self._order:
-                return split
+            if split is not None and split[0] in self._order and split not in found:
+                found.append(split)
         else:
-            for pattern, server, _ in self._templates:
-                if pattern.match(visible):
-                    return server, visible
+            found += [(server, visible) for pattern, server, _ in self._templates if pattern.match(visible)]
             with_resources = [s for s in self._order if self._lists.get(s, {}).get("resources")]
             if len(self._order) == 1 or len(with_resources) == 1:
-                return (self._order[0] if len(self._order) == 1 else with_resources[0]), visible
-        raise missing("resources", visible)
+                found.append(((self._order[0] if len(self._order) == 1 else with_resources[0]), visible))
+        return list(dict.fromkeys(found))
 
     def visible_uri(self, server: str, uri: str) -> str:
         return self.codec.uri(server, uri, prefixed=self.prefixed)

@@ -6,7 +6,7 @@ substitution and error formatting live in `load`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -54,6 +54,15 @@ class UpstreamOAuth(_Model):
 
 class ServerConfig(_Model):
     """One upstream: a stdio command or an HTTP URL."""
+
+    # What only shapes what clients see of the server: changed, it applies without a restart.
+    VIEW_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"tags", "disabled_tools", "enabled_tools", "tool_aliases", "tool_descriptions", "instructions"}
+    )
+
+    def same_connection(self, other: ServerConfig) -> bool:
+        """Would a connection made for `other` be the one made for this? (View fields aside.)"""
+        return self.model_dump(exclude=set(self.VIEW_FIELDS)) == other.model_dump(exclude=set(self.VIEW_FIELDS))
 
     command: str | None = None
     args: list[str] = []

@@ -61,7 +61,7 @@ class LegacySseEndpoint:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         sid = (query.get("session_id") or query.get("sessionId") or [None])[0]
         session = self.hub.sessions.get(sid) if sid else None
-        if session is not None and session.principal.id != principal.id:
+        if session is not None and session.principal.key != principal.key:
             refused(principal, SSE, "session", session.id[:8], "the session of another principal")
             session = None
         if session is None or session.transport != "sse":

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import orjson
 
-from onemcp.auth.access import MODERN_HTTP
+from onemcp.auth.access import MODERN_HTTP, Access
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
@@ -30,7 +30,7 @@ from onemcp.downstream.listen import SERVER_INFO, Listener, serve_listener
 from onemcp.downstream.session import LOG_LEVELS, Session
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_PARAMS, METHOD_NOT_FOUND
+from onemcp.protocol.errors import INVALID_PARAMS, METHOD_NOT_FOUND, NotFound
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
 from onemcp.upstream import era
@@ -156,11 +156,6 @@ class ModernEndpoint:
         if field is not None and header_value(asgi.header(scope, b"mcp-name")) != params.get(field):
             await reject(400, HEADER_MISMATCH, f"Mcp-Name header does not match params.{field}")
             return
-        if method == "tools/call":
-            problem = self._param_headers_problem(scope, params)
-            if problem is not None:
-                await reject(400, HEADER_MISMATCH, problem)
-                return
         level = meta.get(LOG_LEVEL)
         if level is not None and level not in LOG_LEVELS:
             await reject(400, INVALID_PARAMS, f"{LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}")
@@ -172,6 +167,11 @@ class ModernEndpoint:
         except views.ViewError as exc:
             await reject(400, INVALID_PARAMS, str(exc))
             return
+        if method == "tools/call":
+            problem = self._param_headers_problem(scope, params, access)
+            if problem is not None:
+                await reject(400, HEADER_MISMATCH, problem)
+                return
         session = Session(
             access=access,
             id=f"modern-{next(self._ids)}",
@@ -216,13 +216,21 @@ class ModernEndpoint:
             return
         await self._call(scope, session, msg, method, receive, send)
 
-    def _param_headers_problem(self, scope: Scope, params: dict[str, Any]) -> str | None:
-        """Check the `Mcp-Param-*` headers against the arguments they mirror (x-mcp-header)."""
+    def _param_headers_problem(self, scope: Scope, params: dict[str, Any], access: Access) -> str | None:
+        """Check the `Mcp-Param-*` headers against the arguments they mirror (x-mcp-header).
+
+        Only for a tool the requester reaches: of any other, nothing is said (routing says "not found").
+        """
         tools = self.hub.catalog.items("tools")
         if self._annotated[0] is not tools:
             self._annotated = (tools, era.header_params(tools))
-        annotated = self._annotated[1].get(str(params.get("name")))
+        name = str(params.get("name"))
+        annotated = self._annotated[1].get(name)
         if not annotated:
+            return None
+        try:
+            self.hub.catalog.resolve_name("tools", name, access.reach)
+        except NotFound:
             return None
         arguments = params.get("arguments")
         arguments = arguments if isinstance(arguments, dict) else {}
@@ -298,7 +306,7 @@ class ModernEndpoint:
             await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(reply), event="message"))
             await asgi.end_stream(send)
         elif (needed := forbidden_scope(reply)) is not None:
-            await self.gate.forbid(scope, send, needed, msg["id"])
+            await self.gate.forbid(scope, send, needed, reply)
         else:
             await asgi.send_json(send, error_status(reply), reply)
 

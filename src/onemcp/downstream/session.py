@@ -50,7 +50,7 @@ class Session:
     client_info: dict[str, Any] = field(default_factory=dict)
     initialized: bool = False
     log_level: str | None = None
-    subscriptions: set[str] = field(default_factory=set)
+    subscriptions: set[tuple[str, str]] = field(default_factory=set)  # (server, upstream URI)
     in_flight: dict[RequestId, tuple[UpstreamConnection, Call]] = field(default_factory=dict)
     reverse: dict[str, ReversePending] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)

@@ -113,7 +113,7 @@ class StreamableHttpEndpoint:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"))
             return None
         session = self.hub.sessions.get(sid)
-        if session is not None and session.principal.id != principal.id:
+        if session is not None and session.principal.key != principal.key:
             refused(principal, LEGACY_HTTP, "session", sid[:8], "the session of another principal")
             session = None
         if session is None:
@@ -209,7 +209,7 @@ class StreamableHttpEndpoint:
         elif isinstance(reply, bytes):
             await asgi.send_bytes(send, 200, reply)
         elif (needed := forbidden_scope(reply)) is not None:
-            await self.gate.forbid(scope, send, needed, msg.get("id"))
+            await self.gate.forbid(scope, send, needed, reply)
         else:
             await asgi.send_json(send, 200, reply)
 

@@ -442,6 +442,10 @@ class UpstreamConnection:
             msg["error"] = {**err, "message": f"[{self.name}] {err['message']}"}
         call.finish(msg)
 
+    def origins(self) -> list[object]:
+        """Who the downstream calls in flight on this connection are for (sessions)."""
+        return [call.origin for call in self._pending.values() if call.origin is not None and not call.parked]
+
     def related_call(self, related: RequestId | None) -> Call | None:
         """The in-flight call a reverse message belongs to, when that can be known.
 

@@ -132,6 +132,7 @@ async def test_a_2026_client_through_the_proxy(hub: HubProcess) -> None:
     with anyio.fail_after(DEADLINE):
         async with proxied("--url", hub.url, env_dir=hub.config.parent, mode="auto") as c:
             assert c.server_info is not None and c.server_info.name == "onemcp"
+            assert c.protocol_version == "2026-07-28"  # not a fallback to initialize after a discover timeout
             names = {t.name for t in (await c.list_tools()).tools}
             assert {"demo__echo", "fx__progress"} <= names
             assert text_of(await c.call_tool("demo__echo", {"text": "modern via proxy"})) == "modern via proxy"

@@ -203,3 +203,23 @@ async def test_a_request_state_resumes_only_for_the_principal_it_was_issued_to(t
             assert stolen["error"]["code"] == -32602 and "requestState" in stolen["error"]["message"]
             done = await call(owner, inputResponses=answer, requestState=result["requestState"])  # still the owner's
             assert "red" in done["result"]["content"][0]["text"]
+
+
+async def test_a_legacy_client_does_not_see_the_modern_envelope_of_a_modern_upstream() -> None:
+    import httpx
+
+    from support.hub import raw_session
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"m": modern_fixture(), "l": legacy_fixture()}}) as hub:
+            assert hub.app.hub.pool.connections["m"].era == "modern"
+            async with httpx.AsyncClient() as http:
+                headers = await raw_session(http, hub.url)
+                for method, params in (
+                    ("tools/call", {"name": "m__echo", "arguments": {"x": 1}}),
+                    ("tools/call", {"name": "l__echo", "arguments": {"message": "x"}}),
+                ):
+                    body = {"jsonrpc": "2.0", "id": 3, "method": method, "params": params}
+                    result = (await http.post(hub.url, json=body, headers=headers)).json()["result"]
+                    assert not {"resultType", "ttlMs", "cacheScope"} & set(result), result
+                    assert "io.modelcontextprotocol/serverInfo" not in result.get("_meta", {}), result

@@ -42,6 +42,7 @@ from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
 from onemcp.reverse import ReversePath
 from onemcp.tasks import TaskRouter
+from onemcp.upstream import era
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
@@ -334,7 +335,7 @@ class Hub:
                         call = await conn.begin(bridge.retry_request(call, needed, answers), origin=session)
                         session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
                         continue
-                    return self._rewrite_result(session, conn.name, call.method, msg)
+                    return self._rewrite_result(session, conn.name, call.method, msg, modern=conn.era == "modern")
             conn.abandon(call, f"timed out after {call.timeout:g}s")
             outcome = "timeout"
             err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
@@ -365,11 +366,13 @@ class Hub:
             return None
         return session.reverse.get(str(msg["id"]))
 
-    def _rewrite_result(self, session: Session, server: str, method: str, msg: Message) -> Message:
+    def _rewrite_result(self, session: Session, server: str, method: str, msg: Message, *, modern: bool) -> Message:
         """Make URIs and task ids in results the ones the client knows."""
         result = msg.get("result")
         if not isinstance(result, dict):
             return msg
+        if modern and not session.ephemeral:
+            era.legacy_result(result)  # a legacy client must not see the modern envelope
         if method == "tools/call" and "task" in result:
             self.tasks.record(server, session.id, result)
         elif method == "tools/call" and self.config.hub.max_result_bytes is not None:

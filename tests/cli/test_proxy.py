@@ -44,11 +44,13 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
 
 
 @asynccontextmanager
-async def proxied(*args: str, cwd: Path | None = None, env_dir: Path, **options: Any) -> AsyncIterator[Client]:
+async def proxied(
+    *args: str, cwd: Path | None = None, env_dir: Path, mode: str = "legacy", **options: Any
+) -> AsyncIterator[Client]:
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "onemcp", "proxy", *args], env=clean_env(env_dir), cwd=cwd
     )
-    async with Client(params, mode="legacy", cache=None, **options) as client:
+    async with Client(params, mode=mode, cache=None, **options) as client:  # type: ignore[arg-type]
         yield client
 
 
@@ -116,6 +118,31 @@ async def test_forwards_lists_calls_and_server_requests(hub: HubProcess) -> None
             with pytest.raises(MCPError) as err:
                 await c.call_tool("fx__error", {})
             assert "boom" in err.value.error.message
+
+
+async def test_a_2026_client_through_the_proxy(hub: HubProcess) -> None:
+    """The SDK's default client starts with server/discover and never initializes (issue 12, item 6)."""
+    hub.start()
+    await hub.wait_ready_async()
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    with anyio.fail_after(DEADLINE):
+        async with proxied("--url", hub.url, env_dir=hub.config.parent, mode="auto") as c:
+            assert c.server_info is not None and c.server_info.name == "onemcp"
+            assert c.protocol_version == "2026-07-28"  # not a fallback to initialize after a discover timeout
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert {"demo__echo", "fx__progress"} <= names
+            assert text_of(await c.call_tool("demo__echo", {"text": "modern via proxy"})) == "modern via proxy"
+            await c.call_tool("fx__progress", {"steps": 3}, progress_callback=on_progress)
+            assert seen == [1.0, 2.0, 3.0]
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("fx__error", {})
+            assert "boom" in err.value.error.message
+            with pytest.raises(MCPError):
+                await c.call_tool("nope__nothing", {})
 
 
 async def test_survives_a_hub_restart_on_the_same_port(hub: HubProcess) -> None:

@@ -1,8 +1,9 @@
 """`onemcp proxy`: a stdio MCP server that forwards everything to a running hub (for stdio-only clients).
 
 Owns the bridge between one stdio client (Claude Desktop, say) and one legacy-era Streamable
-HTTP session with the hub: the client's `initialize` (its own params) opens the session, every
-message after it is POSTed with `Mcp-Session-Id`, replies come back as JSON or as an SSE stream
+HTTP session with the hub (a 2026-07-28 client's requests take `proxy_modern` instead): the
+client's `initialize` (its own params) opens the session, every message after it
+is POSTed with `Mcp-Session-Id`, replies come back as JSON or as an SSE stream
 (whose other messages, server->client requests included, go to stdout as they arrive), the
 client's answers to those requests are POSTed back, and a GET stream carries the hub's unrelated
 messages. Ids are never rewritten: the hub sees the client's own.
@@ -34,6 +35,7 @@ import httpx
 import orjson
 from anyio.abc import TaskGroup
 
+from onemcp.cli.proxy_modern import ModernForwarder, is_modern
 from onemcp.cli.rpc import TOKEN_ENV
 from onemcp.cli.target import TargetError, resolve
 from onemcp.protocol import jsonrpc, sse
@@ -399,18 +401,26 @@ class Proxy:
             anyio.create_task_group() as tg,
         ):
             hub = HubSession(self.url, http, self.send, self.wait)
+            modern = ModernForwarder(self.url, http, self.send, HubSession._reply_of)
             await tg.start(hub.run)
             while line := await self._read_line():
                 if line.strip():
-                    await self._handle(hub, line, tg)
+                    await self._handle(hub, modern, line, tg)
             await hub.close()
             tg.cancel_scope.cancel()
 
-    async def _handle(self, hub: HubSession, line: bytes, tg: TaskGroup) -> None:
+    async def _handle(self, hub: HubSession, modern: ModernForwarder, line: bytes, tg: TaskGroup) -> None:
         try:
             msg = jsonrpc.parse(line)  # the same envelope rules as /mcp
         except ProtocolError as exc:
             await self.send(jsonrpc.error(None, exc.to_error()))
+            return
+        if "method" in msg and "id" in msg and is_modern(msg):
+            tg.start_soon(modern.request, msg)  # 2026-07-28: stateless, one POST each
+            return
+        params = msg.get("params")
+        cancelled = msg.get("method") == "notifications/cancelled" and isinstance(params, dict)
+        if cancelled and isinstance(params, dict) and modern.cancel(params.get("requestId")):
             return
         if "method" in msg and "id" in msg:
             if msg["method"] == "initialize":

@@ -124,3 +124,21 @@ def header_params(tools: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
         if annotated:
             out[str(tool.get("name"))] = annotated
     return out
+
+
+# What a 2026-07-28 result carries that a legacy client does not know (it must not tell the eras apart)
+MODERN_RESULT_FIELDS = ("resultType", "ttlMs", "cacheScope")
+MODERN_RESULT_META = (PREFIX + "serverInfo",)
+
+
+def legacy_result(result: dict[str, Any]) -> None:
+    """Take the 2026-07-28 envelope off a modern upstream's result, for a legacy client (in place)."""
+    for key in MODERN_RESULT_FIELDS:
+        result.pop(key, None)
+    meta = result.get("_meta")
+    if isinstance(meta, dict) and any(key in meta for key in MODERN_RESULT_META):
+        meta = {k: v for k, v in meta.items() if k not in MODERN_RESULT_META}
+        if meta:
+            result["_meta"] = meta
+        else:
+            del result["_meta"]

@@ -29,7 +29,8 @@ from onemcp.upstream.transport import Deliver, Fail, SessionExpired, Transport, 
 
 GET_RETRY_MAX = 30.0
 ACCEPT_BOTH = "application/json, text/event-stream"
-ERROR_BODY_MAX = 300
+ERROR_BODY_MAX = 4096  # of a non-2xx body: enough for a JSON-RPC error with data
+ERROR_LINE_MAX = 200  # of its text in an error message
 
 
 def base_headers(config: ServerConfig) -> dict[str, str]:
@@ -79,6 +80,25 @@ class EventSink:
             self.deliver(msg, self.related)
 
 
+def one_line(raw: bytes) -> str:
+    """An upstream's error body as one short line (HTML pages and stack traces included)."""
+    text = " ".join(raw.decode(errors="replace").split())
+    return text if len(text) <= ERROR_LINE_MAX else text[: ERROR_LINE_MAX - 3] + "..."
+
+
+def rpc_error(raw: bytes, request_id: Any) -> Message | None:
+    """The JSON-RPC error response to `request_id` in a non-2xx body, if that is what it is."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("error"), dict):
+        return None
+    if doc.get("id") not in (request_id, None) or not isinstance(doc["error"].get("code"), int):
+        return None
+    return {"jsonrpc": "2.0", "id": request_id, "error": doc["error"]}
+
+
 class PostExchange(Exchange):
     """One POSTed message: its reply (JSON or SSE) is delivered, its failure reported."""
 
@@ -125,11 +145,15 @@ class PostExchange(Exchange):
 
     def on_end(self) -> None:
         if self.error is None and self.status >= 400:
-            text = b"".join(self.body)[:ERROR_BODY_MAX].decode(errors="replace")
-            message = f"HTTP {self.status} from {self.t.url}: {text}"
+            raw = b"".join(self.body)[:ERROR_BODY_MAX]
+            message = f"HTTP {self.status}: {one_line(raw)}"  # the client sees it: no URL, one line
             if self.t.auth is not None and (self.status == 401 or (self.status == 403 and self.challenge)):
                 self.error = AuthRejected(message, self.status, self.challenge, self.authorization, self.nonce)
+            elif self.is_request and (reply := rpc_error(raw, self.msg["id"])) is not None:
+                # the upstream's own JSON-RPC error (2026-07-28 carries them on 400/404): it passes as is
+                self.t.deliver(reply, None)
             else:
+                self.t.log.info("POST %s: %s", self.t.url, message)
                 self.error = TransportError(message)
         elif self.error is None and self.decoder is not None and self.sink is not None:
             last = self.decoder.close()
@@ -140,7 +164,8 @@ class PostExchange(Exchange):
         self._settle()
 
     def on_error(self, error: HttpError) -> None:
-        self.error = TransportError(f"POST {self.t.url} failed: {error}")
+        self.t.log.info("POST %s failed: %s", self.t.url, error)
+        self.error = TransportError(f"POST failed: {error}")
         self._settle()
 
     def _settle(self) -> None:
@@ -261,7 +286,8 @@ class StreamableHttpTransport(Transport):
         try:
             conn = await pool.send(b"POST", self._target, headers, body, exchange)
         except HttpError as exc:
-            raise TransportError(f"POST {self.url} failed: {exc}") from None
+            self.log.info("POST %s failed: %s", self.url, exc)
+            raise TransportError(f"POST failed: {exc}") from None
         if exchange.done is None:
             self._requests[message["id"]] = conn
             exchange.conn_key = message["id"]

@@ -1,0 +1,139 @@
+"""The proxy's 2026-07-28 path: a stateless stdio client's requests, each one POST to the hub.
+
+Owns what a 2026-07-28 client over stdio needs from `onemcp proxy`: its requests (recognised by
+`params._meta`'s protocol version, or `server/discover`) go to the hub as they are, with the
+headers HTTP adds and stdio lacks (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, and the
+`Mcp-Param-*` of tools that annotate arguments, learnt from the hub's tools list); everything on
+the reply stream (progress, logs, a `subscriptions/listen` feed) goes to stdout as it comes; a
+`notifications/cancelled` closes the request's stream, which is the era's cancellation. No
+session and no handshake. The legacy path (`proxy.HubSession`) is untouched by it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+
+from onemcp.protocol import jsonrpc, sse
+from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE
+from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.versions import MODERN_VERSIONS
+from onemcp.upstream import era
+
+log = logging.getLogger("onemcp.proxy")
+HEADER_MISMATCH = -32020
+Reply = Callable[[Message, int, bytes], Message]
+
+
+def is_modern(msg: Message) -> bool:
+    """Is this client request of the 2026-07-28 era?"""
+    if msg.get("method") == "server/discover":
+        return True
+    params = msg.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and meta.get(era.PROTOCOL_VERSION) in MODERN_VERSIONS
+
+
+class ModernForwarder:
+    def __init__(self, url: str, http: httpx.AsyncClient, write: Callable[[Message], Awaitable[None]], reply_of: Reply):
+        self.url = url
+        self.http = http
+        self.write = write
+        self.reply_of = reply_of  # a non-JSON-RPC HTTP answer (401, 403, 502) as the client's error reply
+        self._in_flight: dict[Any, anyio.CancelScope] = {}
+        self._param_names: dict[str, dict[str, str]] | None = None  # tool -> {argument: header}
+
+    def cancel(self, request_id: Any) -> bool:
+        """Close the stream of an in-flight request (False: not one of ours)."""
+        scope = self._in_flight.get(request_id) if isinstance(request_id, str | int) else None
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    async def request(self, msg: Message) -> None:
+        rid = msg.get("id")
+        with anyio.CancelScope() as scope:
+            self._in_flight[rid] = scope
+            try:
+                for attempt in (1, 2):
+                    reply = await self._post(msg)
+                    if reply is None:
+                        return  # streamed to the client already
+                    if attempt == 1 and self._stale_headers(msg, reply):
+                        self._param_names = None  # the tool's annotations changed: learn them again
+                        continue
+                    await self.write(reply)
+                    return
+            except httpx.TransportError as exc:
+                text = f"no onemcp hub answers at {self.url}: {exc!r}"
+                await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
+            finally:
+                self._in_flight.pop(rid, None)
+        # cancelled by the client: a cancelled request is never answered
+
+    def _stale_headers(self, msg: Message, reply: Message) -> bool:
+        err = reply.get("error")
+        return msg.get("method") == "tools/call" and isinstance(err, dict) and err.get("code") == HEADER_MISMATCH
+
+    async def _post(self, msg: Message) -> Message | None:
+        """POST one request; its reply when it came as one JSON body, None when streamed to stdout."""
+        headers = await self._headers(msg)
+        async with self.http.stream("POST", self.url, content=jsonrpc.dumps(msg), headers=headers) as response:
+            ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "text/event-stream":
+                return self.reply_of(msg, response.status_code, await response.aread())
+            decoder = sse.Decoder()
+            async for chunk in response.aiter_bytes():
+                for event in decoder.feed(chunk):
+                    await self._relay(event)
+            last = decoder.close()
+            if last is not None:
+                await self._relay(last)
+            return None
+
+    async def _relay(self, event: sse.Event) -> None:
+        if not event.data.strip():
+            return
+        try:
+            item = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            log.warning("dropped an SSE event that is not JSON: %.80s", event.data)
+            return
+        if isinstance(item, dict):
+            if item.get("method") == "notifications/tools/list_changed":
+                self._param_names = None
+            await self.write(item)
+
+    async def _headers(self, msg: Message) -> dict[str, str]:
+        params = msg.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        version = meta.get(era.PROTOCOL_VERSION) if isinstance(meta, dict) else None
+        names = await self._annotations() if msg.get("method") == "tools/call" else {}
+        return {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+            "mcp-protocol-version": version if isinstance(version, str) else era.MODERN,
+            **era.request_headers(msg, names),
+        }
+
+    async def _annotations(self) -> dict[str, dict[str, str]]:
+        """Which tool arguments travel as `Mcp-Param-*` headers (from the hub's tools list, cached)."""
+        if self._param_names is None:
+            listing = {"jsonrpc": "2.0", "id": "onemcp-proxy-tools", "method": "tools/list",
+                       "params": {"_meta": era.hub_envelope()}}  # fmt: skip
+            headers = {"accept": "application/json", "content-type": "application/json",
+                       "mcp-protocol-version": era.MODERN, "mcp-method": "tools/list"}  # fmt: skip
+            try:
+                response = await self.http.post(self.url, content=jsonrpc.dumps(listing), headers=headers)
+                result = orjson.loads(response.content).get("result") or {}
+                tools = result.get("tools") if isinstance(result, dict) else None
+            except (httpx.TransportError, orjson.JSONDecodeError, AttributeError):
+                tools = None
+            self._param_names = era.header_params(tools) if isinstance(tools, list) else {}
+        return self._param_names

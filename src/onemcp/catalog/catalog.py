@@ -9,6 +9,7 @@ from what `update` reports as changed).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ from typing import Any
 
 import orjson
 
+from onemcp.catalog import repair
 from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import HubConfig
 from onemcp.protocol.errors import NotFound
 from onemcp.protocol.names import NameCodec, PrefixMode
 
 Item = dict[str, Any]
+log = logging.getLogger("onemcp.catalog")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Catalog:
         self._views: dict[str, _View] = {}
         self._templates: list[tuple[re.Pattern[str], str, str]] = []
         self.collisions: dict[str, list[str]] = {}
+        self.repairs: dict[str, repair.Report] = {}  # server -> tools mended or withheld
 
     # ----------------------------------------------------------------- configuration
     @property
@@ -116,6 +120,11 @@ class Catalog:
     # ----------------------------------------------------------------------- updates
     def update(self, server: str, kind: str, items: list[Item]) -> bool:
         """Replace one server's list; True when the client-visible list changed."""
+        if kind == "tools":
+            items, report = repair.tools(items)
+            if report.as_json() is not None and report != self.repairs.get(server):
+                log.warning("upstream %s: tool definitions a strict client rejects: %s", server, report.as_json())
+            self.repairs[server] = report
         per = self._lists.setdefault(server, {})
         if per.get(kind) == items:
             return False
@@ -125,6 +134,7 @@ class Catalog:
     def drop(self, server: str) -> set[str]:
         """Forget a server's lists (it stopped or failed); returns the changed kinds."""
         per = self._lists.pop(server, None)
+        self.repairs.pop(server, None)
         if not per:
             return set()
         return self._rebuild({k for k, v in per.items() if v})

@@ -43,6 +43,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "prompts": counts["prompts"],
             "resources": counts["resources"],
             "resourceTemplates": counts["resourceTemplates"],
+            "toolRepairs": repairs.as_json() if (repairs := hub.catalog.repairs.get(name)) is not None else None,
             "inFlight": conn.in_flight,
             "isolation": conn.config.isolation,
             "sessionConnections": hub.isolated.count(name),

@@ -1,0 +1,55 @@
+"""Tool definitions a strict client would reject: mended or withheld, one server never spoiling the list."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+
+from fixtures.launch import fixture_command
+from onemcp.catalog import repair
+from support.hub import running_hub
+
+
+def test_missing_types_are_mended_and_hopeless_schemas_withheld() -> None:
+    items: list[dict[str, Any]] = [
+        {"name": "ok", "inputSchema": {"type": "object"}},
+        {"name": "untyped", "inputSchema": {"properties": {"q": {"type": "string"}}}},
+        {"name": "bare"},
+        {"name": "out", "inputSchema": {"type": "object"}, "outputSchema": {"properties": {}}},
+        {"name": "stringy", "inputSchema": {"type": "string"}},
+        {"name": "listy", "inputSchema": [1]},
+        {"inputSchema": {"type": "object"}},
+    ]
+    kept, report = repair.tools(items)
+    assert [t["name"] for t in kept] == ["ok", "untyped", "bare", "out"]
+    assert kept[1]["inputSchema"] == {"type": "object", "properties": {"q": {"type": "string"}}}
+    assert kept[2]["inputSchema"] == {"type": "object"} and kept[3]["outputSchema"]["type"] == "object"
+    assert kept[0] is items[0] and "type" not in items[1]["inputSchema"]  # copies, not edits of the upstream's
+    assert set(report.repaired) == {"untyped", "bare", "out"}
+    assert set(report.withheld) == {"stringy", "listy", "#6"}
+
+
+@pytest.mark.anyio
+async def test_a_strict_client_lists_every_server_despite_one_with_bad_schemas() -> None:
+    bad = fixture_command("--bad-schemas")
+    servers = {
+        "bad": {"command": bad[0], "args": bad[1:]},
+        "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"]},
+    }
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": servers}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None) as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+            assert {"bad__untyped", "bad__echo", "demo__echo"} <= names and "bad__stringy" not in names
+            async with httpx.AsyncClient() as http:
+                doc = (await http.get(f"{hub.base}/health")).json()
+            repairs = doc["upstreams"]["bad"]["toolRepairs"]
+            assert "untyped" in repairs["repaired"] and "stringy" in repairs["withheld"]
+            assert doc["upstreams"]["demo"]["toolRepairs"] is None
+            assert json.dumps(doc)  # serialisable

@@ -377,3 +377,34 @@ async def test_an_upstream_that_stops_answering_is_recycled() -> None:
                 await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
             # (a hung process never exits by itself: only the keep-alive can have recycled it)
             assert text_of(await c.call_tool("hung__echo", {"message": "alive"})) == "alive"
+
+
+async def test_the_first_list_waits_for_upstreams_still_starting() -> None:
+    """A client connecting the moment the hub listens gets whole lists, not empty ones (issue 12, item 5)."""
+    import httpx
+
+    from fixtures.launch import fixture_command
+    from support.hub import raw_session
+
+    fx = fixture_command()
+    dead = fixture_command("--crash-on-start")
+    hung = fixture_command("--hang-on-start")
+    servers = {
+        "a": {"command": fx[0], "args": fx[1:]},
+        "b": {"command": fx[0], "args": fx[1:]},
+        "dead": {"command": dead[0], "args": dead[1:]},  # tried and failed: never waited for
+    }
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": servers}, wait=False) as hub, httpx.AsyncClient() as http:
+            headers = await raw_session(http, hub.url)
+            listed = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=headers)
+            names = {t["name"] for t in listed.json()["result"]["tools"]}
+            assert {"a__echo", "b__echo"} <= names
+    servers = {"a": {"command": fx[0], "args": fx[1:]}, "hung": {"command": hung[0], "args": hung[1:]}}
+    config = {"mcpServers": servers, "onemcp": {"firstListWait": 0.5}}
+    with anyio.fail_after(30):
+        async with running_hub(config, wait=False) as hub, httpx.AsyncClient() as http:
+            headers = await raw_session(http, hub.url)
+            listed = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=headers)
+            assert "result" in listed.json()
+            assert hub.app.hub.pool.connections["hung"].state == "starting"  # the wait is bounded

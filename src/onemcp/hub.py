@@ -141,6 +141,12 @@ class Hub:
             "instructions": self.instructions(session.access),
         }
 
+    async def until_started(self) -> None:
+        """While upstreams are still starting, wait (bounded by `firstListWait`) until each was tried."""
+        if not self.pool.tried.is_set():
+            with anyio.move_on_after(self.config.hub.first_list_wait):
+                await self.pool.tried.wait()
+
     # ============================================================ authorization
     def access(self, principal: Principal, entry: str, view: View | None = None) -> Access:
         """What `principal`, come in through `entry`, may reach through `view` (the one decision).
@@ -181,6 +187,7 @@ class Hub:
         if kind is not None:
             if params.get("cursor") is not None:
                 raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
+            await self.until_started()
             return jsonrpc.splice_result(msg["id"], self.catalog.result_json(kind, session.access.reach))
         local = self._local.get(method)
         if local is not None:

@@ -190,6 +190,9 @@ class HubSettings(_Model):
     prefix_mode: PrefixMode = Field(PrefixMode.CONDITIONAL, alias="prefixMode")
     max_body_bytes: int = Field(4 * 1024 * 1024, alias="maxBodyBytes", gt=0)
     session_idle_timeout: Seconds = Field(1800.0, alias="sessionIdleTimeout")
+    # A list asked for while upstreams are still starting waits (at most this long) until each was
+    # tried, so a client that connects at once does not get an empty list (0: never wait).
+    first_list_wait: float = Field(5.0, alias="firstListWait", ge=0, le=300)
     allowed_origins: list[str] = Field([], alias="allowedOrigins")
     allowed_hosts: list[str] = Field([], alias="allowedHosts")
     # The hub's instructions: a template with {count}, {naming}, {summary}, {servers}

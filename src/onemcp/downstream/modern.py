@@ -208,6 +208,7 @@ class ModernEndpoint:
                 err = {"code": INVALID_PARAMS, "message": "Invalid cursor: this hub returns complete lists in one page"}
                 await asgi.send_json(send, 200, jsonrpc.error(rid, err))
                 return
+            await self.hub.until_started()
             body = self.hub.catalog.result_json(kind, session.access.reach)
             await asgi.send_bytes(send, 200, jsonrpc.splice_result(rid, body[:-1] + self._list_suffix))
             return

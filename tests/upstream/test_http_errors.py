@@ -136,3 +136,26 @@ async def test_an_upstream_error_page_becomes_one_line_without_the_upstream_url(
                     and "127.0.0.1" not in json.dumps(r.json())
                 )
                 assert hub.app.hub.pool.connections["s"].state == "ready"  # one bad reply is not a dead upstream
+
+
+async def test_a_url_of_an_old_sse_server_falls_back_to_http_sse() -> None:
+    """No `type` given, the POSTed handshake refused (404/405): the spec's probe tries GET + SSE (item 8)."""
+    from fixtures.launch import running_http_fixture
+
+    with anyio.fail_after(30):
+        async with running_http_fixture("--sse") as url:
+            async with running_hub({"mcpServers": {"old": {"url": url}}}) as hub, httpx.AsyncClient() as http:
+                conn = hub.app.hub.pool.connections["old"]
+                assert conn.state == "ready" and conn.transport.kind == "sse", conn.last_error
+                legacy = await raw_session(http, hub.url)
+                body = {
+                    "jsonrpc": "2.0",
+                    "id": 3,
+                    "method": "tools/call",
+                    "params": {"name": "echo", "arguments": {"message": "hi"}},
+                }
+                assert (await http.post(hub.url, json=body, headers=legacy)).json()["result"]["content"][0][
+                    "text"
+                ] == "hi"
+                doc = (await http.get(f"{hub.base}/health")).json()["upstreams"]["old"]
+                assert doc["transport"] == "sse" and doc["lastError"] is None

@@ -108,7 +108,11 @@ class UpstreamConnection:
                 try:
                     with anyio.fail_after(self.config.startup_timeout):
                         await self.transport.open(tg, self._deliver, self._transport_failed)
-                        await self._handshake()
+                        try:
+                            await self._handshake()
+                        except (TransportError, UpstreamError):
+                            if not await self._fall_back_to_sse(tg):
+                                raise
                         if self.owner is None:
                             await self._refresh_all()
                 except TimeoutError:
@@ -149,6 +153,26 @@ class UpstreamConnection:
         self.last_error = error
         log.warning("upstream %s failed: %s", self.name, error)
         self._set_state("failed")
+
+    async def _fall_back_to_sse(self, tg: anyio.abc.TaskGroup) -> bool:
+        """The spec's backwards-compatible probe: a URL of no declared type whose POSTed handshake
+        is refused with 404/405 may be an old HTTP+SSE server. Try GET + SSE; True when it answered."""
+        refused = getattr(self.transport, "handshake_refused", None)
+        if self.transport.kind != "http" or self.config.type is not None or refused is None:
+            return False
+        from onemcp.upstream.sse import SseTransport
+
+        log.info("upstream %s: POST refused (HTTP %s); trying the HTTP+SSE transport", self.name, refused)
+        await self.transport.aclose()
+        sse_config = self.config.model_copy(update={"type": "sse"})
+        self.transport = SseTransport(self.name, sse_config, getattr(self.transport, "auth", None))
+        tg.start_soon(self._watch_transport)
+        try:
+            await self.transport.open(tg, self._deliver, self._transport_failed)
+            await self._handshake()
+        except (TransportError, UpstreamError) as exc:
+            raise TransportError(f"POST refused (HTTP {refused}), and no HTTP+SSE server either: {exc}") from None
+        return True
 
     async def _watch_transport(self) -> None:
         await self.transport.closed.wait()

@@ -147,6 +147,8 @@ class PostExchange(Exchange):
         if self.error is None and self.status >= 400:
             raw = b"".join(self.body)[:ERROR_BODY_MAX]
             message = f"HTTP {self.status}: {one_line(raw)}"  # the client sees it: no URL, one line
+            if self.status in (404, 405) and self.msg.get("method") in ("initialize", "server/discover"):
+                self.t.handshake_refused = self.status
             if self.t.auth is not None and (self.status == 401 or (self.status == 403 and self.challenge)):
                 self.error = AuthRejected(message, self.status, self.challenge, self.authorization, self.nonce)
             elif self.is_request and (reply := rpc_error(raw, self.msg["id"])) is not None:
@@ -228,6 +230,9 @@ class StreamableHttpTransport(Transport):
         self._get_scope: anyio.CancelScope | None = None
         self._requests: dict[Any, Any] = {}  # request id -> its HTTP connection (to abort it)
         self._reauthorizing: set[Any] = set()  # refused requests waiting for a new token
+        # The handshake's POST was refused as a method the URL does not take (404/405): an old
+        # HTTP+SSE server, maybe (the spec's backwards-compatible probe then tries GET + SSE).
+        self.handshake_refused: int | None = None
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)

@@ -105,7 +105,9 @@ async def test_shared_upstream_with_concurrent_sessions_is_refused_not_misrouted
                         with pytest.raises(MCPError) as err:
                             await c.call_tool("one__sample", {})
                     assert seen == [] and held == []  # nobody got a request that might not be theirs
-                    assert "no client session" in err.value.error.message
+                    assert (
+                        "cannot tell which client" in err.value.error.message and "isolation" in err.value.error.message
+                    )
 
 
 async def test_isolation_session_gives_each_session_its_own_connection() -> None:

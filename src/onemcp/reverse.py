@@ -17,7 +17,7 @@ import anyio
 from onemcp.catalog.catalog import Catalog
 from onemcp.downstream.session import ReversePending, Session, SessionStore
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import METHOD_NOT_FOUND, UPSTREAM_TIMEOUT
+from onemcp.protocol.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, UPSTREAM_TIMEOUT
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.tasks import TaskRouter
 from onemcp.upstream.call import Call
@@ -93,15 +93,22 @@ class ReversePath:
                 None,
                 {"code": MISSING_CLIENT_CAPABILITY, "message": why, "data": {"requiredCapabilities": {needed: {}}}},
             )
-        if needed is None or session is None or needed not in session.client_capabilities:
+        if needed is None or (session is not None and needed not in session.client_capabilities):
+            # what the client itself would answer: it does not offer that method
             why = (
                 f"onemcp cannot forward {method}"
                 if needed is None
-                else f"no client session to forward {method} to (the request is ambiguous or nobody can take it)"
-                if session is None
                 else f"the client did not declare the {needed!r} capability"
             )
             return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
+        if session is None:
+            # not the client's answer but the hub's: it cannot tell whose request this is
+            why = (
+                f"onemcp cannot tell which client {method} is for: several clients' calls are in flight on the "
+                f"shared connection to {conn.name!r}, or no client that can answer it is connected; set "
+                f'"isolation": "session" on {conn.name!r} to give each client its own connection'
+            )
+            return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
         out = self._outgoing(conn, session, msg)
         rid = out["id"] = session.new_reverse_id()
         pending = ReversePending()

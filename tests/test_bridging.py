@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -223,3 +224,25 @@ async def test_a_legacy_client_does_not_see_the_modern_envelope_of_a_modern_upst
                     result = (await http.post(hub.url, json=body, headers=headers)).json()["result"]
                     assert not {"resultType", "ttlMs", "cacheScope"} & set(result), result
                     assert "io.modelcontextprotocol/serverInfo" not in result.get("_meta", {}), result
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_a_legacy_client_keeps_the_back_channel_of_a_dual_era_upstream(transport: str) -> None:
+    """A dual-era server's tool that asks the client back with a live request works for a legacy
+    client through the hub as it does directly (issue 12, item 2); a modern client is bridged."""
+    from fixtures.launch import running_http_fixture
+
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "http":
+            url = await stack.enter_async_context(running_http_fixture(command=[sys.executable, MODERN_FIXTURE]))
+            server: dict[str, Any] = {"url": url}
+        else:
+            server = modern_fixture()
+        with anyio.fail_after(DEADLINE):
+            async with running_hub({"mcpServers": {"m": server, "l": legacy_fixture()}}) as hub:
+                assert hub.app.hub.pool.connections["m"].era == "modern"
+                async with Client(hub.url, mode="legacy", cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+                    sampled = json.loads(text_of(await c.call_tool("m__push_sample", {})))
+                    assert sampled["content"]["text"] == "word"
+                    colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
+                    assert colour["content"] == {"colour": "teal"}

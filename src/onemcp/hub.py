@@ -56,6 +56,7 @@ log = logging.getLogger("onemcp.hub")
 audit = logging.getLogger("onemcp.audit")
 Emit = Callable[[Message], Awaitable[None]]
 CANCELLED: Message = {"cancelled": True}
+LEGACY_COMPANION = ""  # the key of the shared legacy-era connection to a dual-era upstream
 # methods routed by name, URI or task id to one upstream (the rest are lists or answered here)
 ROUTED = frozenset(
     {"tools/call", "prompts/get", "resources/read", "completion/complete", "tasks/get", "tasks/result", "tasks/cancel"}
@@ -282,10 +283,23 @@ class Hub:
             return self.catalog.locate_uri(visible, access.reach)
 
     async def _connection_for(self, session: Session, server: str) -> UpstreamConnection:
-        """The shared connection, or the session's own for `isolation: session` servers."""
+        """The shared connection, or the session's own for `isolation: session` servers.
+
+        A legacy client's calls to a dual-era upstream (one the hub speaks 2026-07-28 to) go over a
+        legacy-era connection, as they would directly: its tools that ask the client back with a
+        server->client request (sampling, elicitation, roots) have no back-channel in 2026-07-28.
+        """
         conn = self._ready(server, session)
+        legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral
+        config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
         if conn.config.isolation == "session":
-            return await self.isolated.get(session.id, session, server, conn.config, self.config.servers.get(server))
+            return await self.isolated.get(session.id, session, server, config, self.config.servers.get(server))
+        if legacy:  # one for all legacy clients, like the shared one
+            try:
+                return await self.isolated.get(LEGACY_COMPANION, None, server, config, self.config.servers.get(server))
+            except UpstreamUnavailable as exc:  # it said it speaks legacy, but does not: bridge instead
+                log.warning("upstream %s: no legacy-era connection (%s); bridging legacy clients", server, exc)
+                conn.speaks_legacy = False
         return conn
 
     def _ready(self, server: str, session: Session | None = None) -> UpstreamConnection:
@@ -612,6 +626,8 @@ class Hub:
         # What each client may reach changes now, not once the removed servers' calls drained.
         self.catalog.set_servers(new_enabled, tool_rules(new))
         self.refresh_views()  # announces what each client sees change
+        for name in removed + changed:
+            self.isolated.close_server(name)
         async with anyio.create_task_group() as tg:
             for name in removed + changed:
                 tg.start_soon(self.pool.remove, name)

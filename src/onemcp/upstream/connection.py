@@ -88,6 +88,9 @@ class UpstreamConnection:
         self.last_error: str | None = None
         self.protocol_version: str | None = None
         self.era: str = "legacy"  # "modern" once server/discover answered
+        # Does it take a legacy-era connection too? (SDK 2.x servers do, yet list only 2026-07-28 in
+        # server/discover.) Assumed, unless the config pins the era, until a legacy handshake fails.
+        self.speaks_legacy = config.protocol == "auto"
         self.capabilities: dict[str, Any] = {}
         self.server_info: dict[str, Any] = {}
         self.instructions: str | None = None

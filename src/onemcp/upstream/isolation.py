@@ -71,5 +71,10 @@ class IsolatedConnections:
         for key in [k for k in self._conns if k[0] == session_id]:
             self._close(key)
 
+    def close_server(self, name: str) -> None:
+        """Close every connection to `name` (it was removed or reconfigured)."""
+        for key in [k for k in self._conns if k[1] == name]:
+            self._close(key)
+
     def count(self, name: str) -> int:
         return sum(1 for (_, n), (conn, _) in self._conns.items() if n == name and conn.state == "ready")

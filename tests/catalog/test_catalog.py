@@ -260,10 +260,11 @@ def test_drop_unknown_or_empty_server_changes_nothing() -> None:
 
 def test_drop_reveals_an_item_previously_hidden() -> None:
     catalog = make(PrefixMode.NEVER, "a", "b")
-    catalog.update("a", "tools", [{"name": "dup", "description": "a"}])
-    catalog.update("b", "tools", [{"name": "dup", "description": "b"}])
+    schema = {"type": "object"}
+    catalog.update("a", "tools", [{"name": "dup", "description": "a", "inputSchema": schema}])
+    catalog.update("b", "tools", [{"name": "dup", "description": "b", "inputSchema": schema}])
     assert catalog.drop("a") == {"tools"}
-    assert catalog.items("tools") == [{"name": "dup", "description": "b"}]
+    assert catalog.items("tools") == [{"name": "dup", "description": "b", "inputSchema": schema}]
     assert catalog.resolve_name("tools", "dup") == ("b", "dup")
     assert catalog.collisions["tools"] == []
 

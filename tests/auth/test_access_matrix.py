@@ -302,18 +302,24 @@ async def run_group(
     era = "modern" if client_spec.entry == access.MODERN_HTTP else "legacy"
     cases = list(plan(name, client_spec, credential, scope, era))
     target = Target(w.hub, w.config_path, w.http, token)
+    limit = anyio.Semaphore(client_spec.parallel)
+
+    async def run(client: Client, case: Case, op: Op | None) -> None:
+        async with limit:
+            with anyio.fail_after(30):
+                try:
+                    if op is None:
+                        await check_list(w, client, case)
+                    else:
+                        await op.probe(client, case.target)
+                        case.outcome = "allowed"
+                except Refused as exc:
+                    case.outcome = exc.how
+
     try:
-        async with client_spec.connect(target) as client:
+        async with client_spec.connect(target) as client, anyio.create_task_group() as tg:
             for case, op in cases:
-                with anyio.fail_after(30):
-                    try:
-                        if op is None:
-                            await check_list(w, client, case)
-                        else:
-                            await op.probe(client, case.target)
-                            case.outcome = "allowed"
-                    except Refused as exc:
-                        case.outcome = exc.how
+                tg.start_soon(run, client, case, op)
     except Refused as exc:  # the entry refused the credential before any operation
         for case, _ in cases:
             case.outcome = case.outcome or f"connect: {exc.how}"

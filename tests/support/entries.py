@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +110,32 @@ def _http_result(r: httpx.Response, rid: int) -> dict[str, Any]:
     return _rpc_result(r.json())
 
 
+class Replies:
+    """Replies by request id, for clients with several requests in flight on one stream."""
+
+    def __init__(self) -> None:
+        self._got: dict[int, dict[str, Any]] = {}
+        self._events: dict[int, anyio.Event] = {}
+
+    def expect(self, rid: int) -> Callable[[], Awaitable[dict[str, Any]]]:
+        event = self._events[rid] = anyio.Event()
+
+        async def wait() -> dict[str, Any]:
+            with anyio.fail_after(WAIT):
+                await event.wait()
+            self._events.pop(rid, None)
+            return self._got.pop(rid)
+
+        return wait
+
+    def deliver(self, msg: Any) -> None:
+        if isinstance(msg, dict) and isinstance(msg.get("id"), int) and "method" not in msg:
+            self._got[msg["id"]] = msg
+            event = self._events.get(msg["id"])
+            if event is not None:
+                event.set()
+
+
 # ----------------------------------------------------------------------------- /mcp, legacy era
 class LegacyHttp:
     era = "legacy"
@@ -204,16 +230,12 @@ class LegacySse:
         self.t = t
         self.endpoint = endpoint
         self.ids = itertools.count(1)
-        self.replies: dict[int, dict[str, Any]] = {}
-        self.arrived = anyio.Event()
+        self.replies = Replies()
 
     async def pump(self, lines: AsyncIterator[str]) -> None:
         async for line in lines:
             if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if isinstance(msg, dict) and isinstance(msg.get("id"), int) and "method" not in msg:
-                    self.replies[msg["id"]] = msg
-                    self.arrived.set()
+                self.replies.deliver(json.loads(line[5:]))
 
     async def post(self, msg: dict[str, Any]) -> None:
         headers = {**HEADERS, **_bearer(self.t.token)}
@@ -223,12 +245,9 @@ class LegacySse:
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         rid = next(self.ids)
+        waiting = self.replies.expect(rid)
         await self.post({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
-        with anyio.fail_after(WAIT):
-            while rid not in self.replies:
-                self.arrived = anyio.Event()
-                await self.arrived.wait()
-        return _rpc_result(self.replies.pop(rid))
+        return _rpc_result(await waiting())
 
     async def listen(self, uris: list[str]) -> list[str]:
         raise NotImplementedError("subscriptions/listen is 2026-07-28 only")
@@ -270,8 +289,7 @@ class LineClient:
     def __init__(self) -> None:
         self.to_server, self.from_client = anyio.create_memory_object_stream[bytes](64)
         self.ids = itertools.count(1)
-        self.replies: dict[int, dict[str, Any]] = {}
-        self.arrived = anyio.Event()
+        self.replies = Replies()
 
     async def read_line(self) -> bytes:
         try:
@@ -280,22 +298,16 @@ class LineClient:
             return b""
 
     async def write(self, data: bytes) -> None:
-        msg = json.loads(data)
-        if isinstance(msg, dict) and isinstance(msg.get("id"), int) and "method" not in msg:
-            self.replies[msg["id"]] = msg
-            self.arrived.set()
+        self.replies.deliver(json.loads(data))
 
     async def send(self, msg: dict[str, Any]) -> None:
         await self.to_server.send(json.dumps(msg).encode() + b"\n")
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         rid = next(self.ids)
+        waiting = self.replies.expect(rid)
         await self.send({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
-        with anyio.fail_after(WAIT):
-            while rid not in self.replies:
-                self.arrived = anyio.Event()
-                await self.arrived.wait()
-        return _rpc_result(self.replies.pop(rid))
+        return _rpc_result(await waiting())
 
     async def initialize(self) -> None:
         await self.request("initialize", {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": CLIENT_INFO})
@@ -368,6 +380,7 @@ class EntryClient:
     connect: Connect
     listens: bool = False  # 2026-07-28 subscriptions/listen
     tasks: bool = False  # tasks/* (legacy era)
+    parallel: int = 6  # requests in flight at once (its real client allows that many)
 
 
 # Every way a client reaches the hub's methods. A new entry point in `access.ENTRIES` without a
@@ -379,5 +392,5 @@ CLIENTS: dict[str, EntryClient] = {
     "sse-before-initialize": EntryClient(access.SSE, legacy_sse(initialize=False), tasks=True),
     "stdio": EntryClient(access.STDIO, stdio, tasks=True),
     "proxy": EntryClient(access.LEGACY_HTTP, proxy, tasks=True),
-    "agent-cli": EntryClient(access.MODERN_HTTP, agent_cli),
+    "agent-cli": EntryClient(access.MODERN_HTTP, agent_cli, parallel=1),  # one keep-alive connection
 }

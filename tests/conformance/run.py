@@ -6,8 +6,8 @@ Installs nothing: ``tests/conformance/setup.sh`` puts Node 22 and the suite vers
 ``tests/conformance/node/``. The steps:
 
 1. start ``fixture_server.py --transport http`` on 127.0.0.1 and run every suite against it (direct);
-2. start ``python -m onemcp serve`` with one upstream, the same fixture over stdio, names unprefixed,
-   and run every suite against the hub's /mcp;
+2. for each cell, start ``python -m onemcp serve`` with one upstream, the same fixture (over stdio, or
+   over HTTP on its own port), names unprefixed, and run every suite against the hub's /mcp;
 3. read each scenario's ``checks.json``, print a direct-vs-hub table, write a JSON summary to ``--out``;
 4. the hub as an OAuth client: run the suite's ``auth/*`` client scenarios (`AUTH_LEGS`), each with
    ``hub_client.py`` as the client under test (the hub in-process, the suite's mock server as its only
@@ -19,8 +19,12 @@ fixture should pass everything), when an auth client scenario fails (the suite's
 warning check, a timeout, or a client error where the scenario does not allow one), or when a run could
 not be completed; 0 otherwise. ``--suite`` picks server suites and auth legs by name. Lost checks listed in
 `INHERENT` (impossible through any hub that reaches the fixture over stdio) or given with
-``--accept SCENARIO:CHECK`` are reported but tolerated. ``--upstream-protocol legacy|modern`` pins the
-era the hub speaks to the fixture (the SDK fixture serves both; the hub's default probes).
+``--accept SCENARIO:CHECK`` are reported but tolerated.
+
+The hub runs are a matrix of cells (``--cell TRANSPORT:PROTOCOL``, default all six): the fixture
+reached over stdio or Streamable HTTP, with the hub's `protocol` setting auto, legacy or modern (the
+SDK fixture serves both eras); each cell is compared with the same direct run, two cells at a time
+(``--cell-jobs``). A lost check in `INHERENT` is tolerated in stdio cells only.
 """
 
 from __future__ import annotations
@@ -543,16 +547,19 @@ def _cell(scenario: Scenario | None) -> str:
     return f"{verdict} {c['SUCCESS']}ok {c['FAILURE']}fail{extra}"
 
 
-def print_table(suite: Suite, direct: Run, hub: Run, out: TextIO) -> None:
+def print_table(suite: Suite, direct: Run, hub: Run, out: TextIO, label: str = "hub") -> None:
+    """The scenarios whose checks differ between direct and `label` (all of them when `full`), then totals."""
     names = sorted(set(direct.scenarios) | set(hub.scenarios))
     width = max([len(n) for n in names] + [8])
     args = " ".join(suite.args) or "(default suite)"
-    print(f"\n== @modelcontextprotocol/conformance@{suite.name} {args}", file=out)
-    print(f"{'scenario':<{width}}  {'direct':<28}  {'hub':<28}", file=out)
+    print(f"\n== @modelcontextprotocol/conformance@{suite.name} {args}: direct vs {label}", file=out)
+    print(f"{'scenario':<{width}}  {'direct':<28}  {label:<28}", file=out)
     for name in names:
         d, h = direct.scenarios.get(name), hub.scenarios.get(name)
-        mark = "" if d is None or h is None or d.counts == h.counts else "  <- differs"
-        print(f"{name:<{width}}  {_cell(d):<28}  {_cell(h):<28}{mark}", file=out)
+        same = d is not None and h is not None and d.counts == h.counts
+        if not same:
+            print(f"{name:<{width}}  {_cell(d):<28}  {_cell(h):<28}  <- differs", file=out)
+    print(f"({sum(1 for n in names if n in direct.scenarios and n in hub.scenarios)} scenarios compared)", file=out)
     for run in (direct, hub):
         t = run.totals()
         print(
@@ -673,11 +680,70 @@ def print_auth_table(leg: AuthLeg, results: list[AuthResult], out: TextIO) -> No
 # --- main -----------------------------------------------------------------------------------------------------
 
 
-def hub_config(prefix_mode: str, protocol: str | None) -> dict[str, Any]:
-    fixture: dict[str, Any] = {"command": sys.executable, "args": [str(FIXTURE), "--transport", "stdio"]}
+def hub_config(prefix_mode: str, protocol: str | None, url: str | None = None) -> dict[str, Any]:
+    """The hub in front of the fixture: over stdio, or at `url` (Streamable HTTP)."""
+    fixture: dict[str, Any] = (
+        {"url": url} if url is not None else {"command": sys.executable, "args": [str(FIXTURE), "--transport", "stdio"]}
+    )
     if protocol is not None:
         fixture["protocol"] = protocol
     return {"mcpServers": {SERVER_NAME: fixture}, "onemcp": {"prefixMode": prefix_mode}}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One way the hub reaches the fixture: an upstream transport and the era setting it speaks it with."""
+
+    transport: str  # "stdio" | "http"
+    protocol: str  # "auto" | "legacy" | "modern"
+
+    @property
+    def name(self) -> str:
+        return f"hub[{self.transport},{self.protocol}]"
+
+    @classmethod
+    def parse(cls, text: str) -> Cell:
+        transport, _, protocol = text.partition(":")
+        if transport not in ("stdio", "http") or protocol not in ("auto", "legacy", "modern"):
+            raise ValueError(f"a cell is TRANSPORT:PROTOCOL (stdio|http : auto|legacy|modern), not {text!r}")
+        return cls(transport, protocol)
+
+
+# Every upstream transport the fixture speaks (it has no legacy HTTP+SSE server) x every era setting.
+CELLS = tuple(Cell(t, p) for t in ("stdio", "http") for p in ("auto", "legacy", "modern"))
+
+
+def run_cell(
+    cell: Cell, suites: list[Suite], node: Path, workdir: Path, args: argparse.Namespace
+) -> tuple[dict[str, Run], list[str]]:
+    """The suites through a hub in front of the fixture as `cell` says; the runs by suite, and problems."""
+    services: list[Service] = []
+    runs: dict[str, Run] = {}
+    tag = f"{cell.transport}-{cell.protocol}"
+    try:
+        url = None
+        if cell.transport == "http":
+            fixture_argv = [sys.executable, str(FIXTURE), "--transport", "http", "--port", "0"]
+            fixture, url = start_service(f"fixture-{tag}", fixture_argv, workdir, LISTENING_FIXTURE, args.start_timeout)
+            services.append(fixture)
+        # In a folder of its own: the hub watches its config's folder, and the logs and results written to
+        # `workdir` during the run would wake that watcher over and over.
+        config = workdir / f"hub-{tag}" / "mcp.json"
+        config.parent.mkdir(exist_ok=True)
+        config.write_text(json.dumps(hub_config(args.prefix_mode, cell.protocol, url), indent=2))
+        hub_argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(config), "--port", "0"]
+        hub, hub_url = start_service(f"hub-{tag}", hub_argv, workdir, LISTENING_HUB, args.start_timeout)
+        services.append(hub)
+        wait_ready(hub_url, args.start_timeout)
+        for suite in suites:
+            print(f"conformance {suite.name}: {cell.name} {hub_url}", flush=True)
+            runs[suite.name] = run_suite(suite, node, tag, hub_url, workdir, args.timeout, args.scenario_timeout)
+    except RuntimeError as exc:
+        return runs, [f"{cell.name}: {exc}"]
+    finally:
+        for service in services:
+            stop_service(service)
+    return runs, []
 
 
 def check_node(node: Path) -> str | None:
@@ -708,10 +774,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for a server to come up")
     parser.add_argument("--prefix-mode", default="conditional", choices=["conditional", "never"])
     parser.add_argument(
-        "--upstream-protocol",
-        choices=["auto", "legacy", "modern"],
-        help="the hub's `protocol` setting for the fixture upstream (default: the hub's own default)",
+        "--cell",
+        action="append",
+        type=Cell.parse,
+        metavar="TRANSPORT:PROTOCOL",
+        help="how the hub reaches the fixture, e.g. stdio:auto or http:modern (repeatable; default: every cell)",
     )
+    parser.add_argument("--cell-jobs", type=int, default=2, help="cells run at the same time (default 2)")
     parser.add_argument(
         "--accept",
         action="append",
@@ -743,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"conformance: {problem}", file=sys.stderr)
         return 2
     suites = [s for s in SUITES if not args.suite or s.name in args.suite]
+    cells = list(dict.fromkeys(args.cell or CELLS))
     auth_legs = [leg for leg in AUTH_LEGS if not args.suite or leg.name in args.suite]
     accepted = dict(INHERENT)
     for item in args.accept:
@@ -772,21 +842,12 @@ def main(argv: list[str] | None = None) -> int:
                     suite, node, "direct", url, workdir, args.timeout, args.scenario_timeout
                 )
             stop_service(fixture)
-
-            # In a folder of its own: the hub watches its config's folder, and the logs and results written to
-            # `workdir` during the run would wake that watcher over and over.
-            config = workdir / "hub" / "mcp.json"
-            config.parent.mkdir(exist_ok=True)
-            config.write_text(json.dumps(hub_config(args.prefix_mode, args.upstream_protocol), indent=2))
-            hub_argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(config), "--port", "0"]
-            hub, url = start_service("hub", hub_argv, workdir, LISTENING_HUB, args.start_timeout)
-            services.append(hub)
-            wait_ready(url, args.start_timeout)
-            for suite in suites:
-                print(f"conformance {suite.name}: hub {url}", flush=True)
-                runs[suite.name, "hub"] = run_suite(
-                    suite, node, "hub", url, workdir, args.timeout, args.scenario_timeout
-                )
+            with ThreadPoolExecutor(max_workers=max(1, args.cell_jobs)) as pool:
+                done = pool.map(lambda c: (c, run_cell(c, suites, node, workdir, args)), cells)
+                for cell, (cell_runs, cell_problems) in done:
+                    problems += cell_problems
+                    for name, run in cell_runs.items():
+                        runs[name, cell.name] = run
     except RuntimeError as exc:
         problems.append(str(exc))
     finally:
@@ -801,28 +862,27 @@ def main(argv: list[str] | None = None) -> int:
 
     summary: dict[str, Any] = {
         "prefix_mode": args.prefix_mode,
-        "upstream_protocol": args.upstream_protocol,
+        "cells": [cell.name for cell in cells],
         "accepted": [{"scenario": k[0], "check": k[1], "reason": v} for k, v in sorted(accepted.items())],
         "work_dir": str(workdir),
         "suites": {},
     }
     for suite in suites:
-        direct, hub_run = runs.get((suite.name, "direct")), runs.get((suite.name, "hub"))
-        if direct is None or hub_run is None:
-            problems.append(f"{suite.name}: not run")
-            continue
-        print_table(suite, direct, hub_run, sys.stdout)
-        differences, suite_problems, failing = compare(suite.name, direct, hub_run, accepted)
-        problems += suite_problems
-        names = set(direct.scenarios) | set(hub_run.scenarios)
-        units_passed += len(names - failing)
-        units_failed += len(names & failing)
-        summary["suites"][suite.name] = {
-            "args": list(suite.args),
-            "direct": direct.to_json(),
-            "hub": hub_run.to_json(),
-            "differences": differences,
-        }
+        for cell in cells:
+            direct, hub_run = runs.get((suite.name, "direct")), runs.get((suite.name, cell.name))
+            if direct is None or hub_run is None:
+                problems.append(f"{suite.name} {cell.name}: not run")
+                continue
+            print_table(suite, direct, hub_run, sys.stdout, cell.name)
+            # checks only a stdio upstream cannot pass (INHERENT) are tolerated in stdio cells only
+            tolerated = {k: v for k, v in accepted.items() if cell.transport == "stdio" or k not in INHERENT}
+            differences, suite_problems, failing = compare(f"{suite.name} {cell.name}", direct, hub_run, tolerated)
+            problems += suite_problems
+            names = set(direct.scenarios) | set(hub_run.scenarios)
+            units_passed += len(names - failing)
+            units_failed += len(names & failing)
+            entry = summary["suites"].setdefault(suite.name, {"args": list(suite.args), "direct": direct.to_json()})
+            entry[cell.name] = {"hub": hub_run.to_json(), "differences": differences}
     for leg in auth_legs:
         results = [r for r in auth_results if r.leg == leg.name]
         print_auth_table(leg, results, sys.stdout)

@@ -30,6 +30,8 @@ from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.capabilities import merge_capabilities
 from onemcp.protocol.errors import (
+    INVALID_PARAMS,
+    RESOURCE_NOT_FOUND,
     HubError,
     InvalidParams,
     MethodNotFound,
@@ -388,7 +390,10 @@ class Hub:
         return session.reverse.get(str(msg["id"]))
 
     def _rewrite_result(self, session: Session, server: str, method: str, msg: Message, *, modern: bool) -> Message:
-        """Make URIs and task ids in results the ones the client knows."""
+        """Make URIs and task ids in results the ones the client knows, and the envelope its era's."""
+        error = msg.get("error")
+        if isinstance(error, dict) and session.ephemeral and not modern and error.get("code") == RESOURCE_NOT_FOUND:
+            msg["error"] = {**error, "code": INVALID_PARAMS}  # SEP-2164: 2026-07-28's code for an unknown resource
         result = msg.get("result")
         if not isinstance(result, dict):
             return msg

@@ -66,6 +66,14 @@ NOT_APPLICABLE = {
 }
 
 
+def groups() -> Iterator[tuple[str, str]]:
+    """Every (credential kind, scope kind) that applies."""
+    for credential in CREDENTIALS:
+        for scope in SCOPES:
+            if (credential, scope) not in NOT_APPLICABLE:
+                yield credential, scope
+
+
 def reaches(scope_kind: str, server: str, kind: str, name: str) -> bool:
     """The documented meaning of each scope kind (README, auth docs): may it use this item?"""
     if scope_kind not in ADMITTED:
@@ -361,13 +369,10 @@ async def test_authorization_matrix(
     all_cases: list[Case] = []
     with anyio.fail_after(600):
         async with world(tmp_path) as w:
-            for credential in CREDENTIALS:
-                for scope in SCOPES:
-                    if (credential, scope) in NOT_APPLICABLE:
-                        continue
-                    token = await w.credential(credential, scope)
-                    monkeypatch.setenv(TOKEN_ENV, token or "")  # where the CLI, proxy and stdio serve read it
-                    all_cases += await run_group(w, name, client_spec, credential, scope, token)
+            for credential, scope in groups():
+                token = await w.credential(credential, scope)
+                monkeypatch.setenv(TOKEN_ENV, token or "")  # where the CLI, proxy and stdio serve read it
+                all_cases += await run_group(w, name, client_spec, credential, scope, token)
     failures = [(verdict(c), c) for c in all_cases if verdict(c)]
     report = "\n".join(
         f"{why}: {c.entry} {c.credential}/{c.scope} {c.op} {c.target} -> {c.outcome}" for why, c in failures[:40]
@@ -392,18 +397,13 @@ async def test_admin_endpoints_matrix(tmp_path: Path) -> None:
     count = 0
     with anyio.fail_after(300):
         async with world(tmp_path) as w:
-            for credential in CREDENTIALS:
-                for scope in SCOPES:
-                    if (credential, scope) in NOT_APPLICABLE:
-                        continue
-                    token = await w.credential(credential, scope)
-                    for verb, path in ADMIN_ENDPOINTS:
-                        count += 1
-                        r = await w.http.request(
-                            verb, f"{w.hub.base}{path}", headers={"authorization": f"Bearer {token}"}
-                        )
-                        expected = scope == "admin"
-                        if (r.status_code == 200) != expected or r.status_code not in (200, 401, 403):
-                            failures.append(f"{credential}/{scope} {verb} {path} -> {r.status_code}")
+            for credential, scope in groups():
+                token = await w.credential(credential, scope)
+                for verb, path in ADMIN_ENDPOINTS:
+                    count += 1
+                    r = await w.http.request(verb, f"{w.hub.base}{path}", headers={"authorization": f"Bearer {token}"})
+                    expected = scope == "admin"
+                    if (r.status_code == 200) != expected or r.status_code not in (200, 401, 403):
+                        failures.append(f"{credential}/{scope} {verb} {path} -> {r.status_code}")
     assert not failures, failures
-    assert count == 3 * sum((c, s) not in NOT_APPLICABLE for c in CREDENTIALS for s in SCOPES)
+    assert count == len(ADMIN_ENDPOINTS) * len(list(groups()))

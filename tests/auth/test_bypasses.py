@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,44 @@ async def keyed_hub(tmp_path: Path, **auth: Any) -> AsyncIterator[tuple[RunningH
     path.write_text(json.dumps(config))
     async with running_hub(config, config_path=path) as hub:
         yield hub, KeyStore(tmp_path / "keys.db")
+
+
+@dataclass
+class TaggedHub:
+    """A hub with `time` tagged red and `demo` tagged blue, API keys on, watching its config file."""
+
+    hub: RunningHub
+    http: httpx.AsyncClient
+    keys: KeyStore
+    config: dict[str, Any]
+    path: Path
+
+    async def retag(self, server: str, tags: list[str]) -> None:
+        """Edit the server's tags in the file and wait for the hub to apply them."""
+        self.config["mcpServers"][server]["tags"] = tags
+        self.path.write_text(json.dumps(self.config))
+        while self.hub.app.hub.config.servers[server].tags != tags:
+            await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the reload)
+
+
+@asynccontextmanager
+async def tagged_hub(tmp_path: Path, **settings: Any) -> AsyncIterator[TaggedHub]:
+    config = {
+        "mcpServers": {"time": _stdio("red"), "demo": _stdio("blue")},
+        "onemcp": {"auth": {"apiKeys": True}, **settings},
+    }
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
+        yield TaggedHub(hub, http, KeyStore(tmp_path / "keys.db"), config, path)
+
+
+SUBSCRIBE_STATIC = {
+    "jsonrpc": "2.0",
+    "id": 3,
+    "method": "resources/subscribe",
+    "params": {"uri": "demo+fixture://static"},
+}
 
 
 def modern(key: str, method: str, params: dict[str, Any], rid: int = 1) -> tuple[dict[str, Any], dict[str, str]]:
@@ -213,34 +252,21 @@ async def test_an_unrelated_sampling_request_never_reaches_another_principals_cl
 
 
 async def test_subscriptions_out_of_reach_after_a_reload_stop_delivering(tmp_path: Path) -> None:
-    servers = {"time": _stdio("red"), "demo": _stdio("blue")}
-    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}}}
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
     with anyio.fail_after(60):
-        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
-            keys = KeyStore(tmp_path / "keys.db")
-            blue = await _legacy(http, hub.url, keys.create("blue", ["tag:blue"]), {})
-            admin = await _legacy(http, hub.url, keys.create("ops", ["admin"]), {})
-            sub = {
-                "jsonrpc": "2.0",
-                "id": 3,
-                "method": "resources/subscribe",
-                "params": {"uri": "demo+fixture://static"},
-            }
-            assert "result" in (await http.post(hub.url, json=sub, headers=blue)).json()
+        async with tagged_hub(tmp_path) as t:
+            hub, http = t.hub, t.http
+            blue = await _legacy(http, hub.url, t.keys.create("blue", ["tag:blue"]), {})
+            admin = await _legacy(http, hub.url, t.keys.create("ops", ["admin"]), {})
+            assert "result" in (await http.post(hub.url, json=SUBSCRIBE_STATIC, headers=blue)).json()
             session = hub.app.hub.sessions.get(blue["mcp-session-id"])
             assert session is not None
             touch = _call("demo__touch", uri="fixture://static")
             await http.post(hub.url, json=touch, headers=admin)
             assert any(m.get("method") == "notifications/resources/updated" for m in _drain(session))
-            assert "result" in (await http.post(hub.url, json=sub, headers=admin)).json()
+            assert "result" in (await http.post(hub.url, json=SUBSCRIBE_STATIC, headers=admin)).json()
             watcher = hub.app.hub.sessions.get(admin["mcp-session-id"])
             assert watcher is not None
-            servers["demo"]["tags"] = ["red"]  # demo leaves the key's reach
-            path.write_text(json.dumps(config))
-            while hub.app.hub.config.servers["demo"].tags != ["red"]:
-                await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the reload)
+            await t.retag("demo", ["red"])  # demo leaves the key's reach
             _drain(watcher)
             await http.post(hub.url, json=touch, headers=admin)
             assert [m for m in _drain(session) if m.get("method") == "notifications/resources/updated"] == []
@@ -249,18 +275,14 @@ async def test_subscriptions_out_of_reach_after_a_reload_stop_delivering(tmp_pat
 
 
 async def test_prefix_mode_never_a_name_of_two_servers_is_the_one_in_reach(tmp_path: Path) -> None:
-    servers = {"time": _stdio("red"), "demo": _stdio("blue")}
-    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}, "prefixMode": "never"}}
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
     with anyio.fail_after(60):
-        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
-            keys = KeyStore(tmp_path / "keys.db")
-            one = await _legacy(http, hub.url, keys.create("one", ["tool:demo/echo"]), {})
+        async with tagged_hub(tmp_path, prefixMode="never") as t:
+            hub, http = t.hub, t.http
+            one = await _legacy(http, hub.url, t.keys.create("one", ["tool:demo/echo"]), {})
             listed = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=one)
-            assert [t["name"] for t in listed.json()["result"]["tools"]] == ["echo"]
+            assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["echo"]
             assert "result" in (await http.post(hub.url, json=_call("echo", message="m"), headers=one)).json()
-            blue = await _legacy(http, hub.url, keys.create("blue", ["tag:blue"]), {})
+            blue = await _legacy(http, hub.url, t.keys.create("blue", ["tag:blue"]), {})
             body = {"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "fixture://item/7"}}
             assert "result" in (await http.post(hub.url, json=body, headers=blue)).json()
             body = {"jsonrpc": "2.0", "id": 2, "method": "resources/list"}
@@ -322,22 +344,12 @@ async def test_a_jwt_scp_claim_may_be_a_space_separated_string(tmp_path: Path) -
 async def test_a_tag_edit_applies_at_once_without_restarting_the_server(tmp_path: Path) -> None:
     """Tags are how an operator grants tag: scopes: editing them must cut access at once, even while
     another client's call runs on that server, and must not restart it (its subscriptions live on)."""
-    servers = {"time": _stdio("red"), "demo": _stdio("blue")}
-    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}}}
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
     with anyio.fail_after(60):
-        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
-            keys = KeyStore(tmp_path / "keys.db")
-            blue = await _legacy(http, hub.url, keys.create("blue", ["tag:blue"]), {})
-            admin = await _legacy(http, hub.url, keys.create("ops", ["admin"]), {})
-            sub = {
-                "jsonrpc": "2.0",
-                "id": 3,
-                "method": "resources/subscribe",
-                "params": {"uri": "demo+fixture://static"},
-            }
-            assert "result" in (await http.post(hub.url, json=sub, headers=admin)).json()
+        async with tagged_hub(tmp_path) as t:
+            hub, http = t.hub, t.http
+            blue = await _legacy(http, hub.url, t.keys.create("blue", ["tag:blue"]), {})
+            admin = await _legacy(http, hub.url, t.keys.create("ops", ["admin"]), {})
+            assert "result" in (await http.post(hub.url, json=SUBSCRIBE_STATIC, headers=admin)).json()
             before = hub.app.hub.pool.get("demo")
             held = hub.app.hub.sessions.get(admin["mcp-session-id"])
             assert held is not None
@@ -349,10 +361,7 @@ async def test_a_tag_edit_applies_at_once_without_restarting_the_server(tmp_path
                 tg.start_soon(hold)
                 while not held.in_flight:
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-                servers["demo"]["tags"] = ["green"]
-                path.write_text(json.dumps(config))
-                while hub.app.hub.config.servers["demo"].tags != ["green"]:
-                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the reload)
+                await t.retag("demo", ["green"])
                 assert held.in_flight  # the other client's call still runs
                 r = await http.post(hub.url, json=_call("demo__echo", message="m"), headers=blue)
                 assert "result" not in r.json()

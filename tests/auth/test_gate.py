@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,11 +13,11 @@ import anyio
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
+from support.credentials import jwks_server
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -166,28 +165,6 @@ async def test_results_over_the_limit_are_truncated_with_a_marker(tmp_path: Path
             result = (await http.post(hub.url, json=call("web__echo", message="x" * 50), headers=h)).json()["result"]
             assert result["content"][0]["text"] == "x" * 10
             assert "truncated, 40 bytes omitted" in result["content"][-1]["text"]
-
-
-@asynccontextmanager
-async def jwks_server(public_jwk: dict[str, Any]) -> AsyncIterator[str]:
-    body = json.dumps({"keys": [public_jwk]}).encode()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        while not server.started:
-            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/jwks.json"
-        server.should_exit = True
 
 
 async def test_jwt_matrix(tmp_path: Path) -> None:

@@ -28,6 +28,23 @@ REDIRECT = "http://127.0.0.1:9/callback"
 
 
 @asynccontextmanager
+async def loopback_asgi(app: Any) -> AsyncIterator[str]:
+    """A plain ASGI app served by uvicorn on a free loopback port; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(10):
+            while not server.started:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        server.should_exit = True
+    sock.close()
+
+
+@asynccontextmanager
 async def jwks_server(public_jwk: dict[str, Any]) -> AsyncIterator[str]:
     """A JWKS document on a loopback port; yields its URL."""
     body = json.dumps({"keys": [public_jwk]}).encode()
@@ -38,18 +55,8 @@ async def jwks_server(public_jwk: dict[str, Any]) -> AsyncIterator[str]:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/jwks.json"
-        server.should_exit = True
-    sock.close()
+    async with loopback_asgi(app) as base:
+        yield f"{base}/jwks.json"
 
 
 class JwtIssuer:

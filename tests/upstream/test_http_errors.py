@@ -8,7 +8,6 @@ servers must, and many SDK servers do for bad params), or an HTML error page fro
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,8 +15,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 
+from support.credentials import loopback_asgi
 from support.hub import HEADERS, raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -70,18 +69,8 @@ async def scripted(scope: Any, receive: Any, send: Any) -> None:
 
 @asynccontextmanager
 async def scripted_upstream() -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    server = uvicorn.Server(uvicorn.Config(scripted, log_level="warning", lifespan="off"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-        server.should_exit = True
-    sock.close()
+    async with loopback_asgi(scripted) as base:
+        yield f"{base}/mcp"
 
 
 def call(name: str) -> dict[str, Any]:

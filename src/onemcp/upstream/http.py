@@ -31,6 +31,8 @@ GET_RETRY_MAX = 30.0
 ACCEPT_BOTH = "application/json, text/event-stream"
 ERROR_BODY_MAX = 4096  # of a non-2xx body: enough for a JSON-RPC error with data
 ERROR_LINE_MAX = 200  # of its text in an error message
+RESUME_ATTEMPTS = 5  # GETs that resume one request's broken reply stream
+RESUME_WAIT_MAX_MS = 5000  # the longest `retry:` honoured before resuming
 
 
 def base_headers(config: ServerConfig) -> dict[str, str]:
@@ -61,14 +63,21 @@ class AuthRejected(TransportError):
 
 
 class EventSink:
-    """Turns SSE events into messages for `deliver`."""
+    """Turns SSE events into messages for `deliver`; remembers where a stream may be resumed."""
 
     def __init__(self, deliver: Deliver, related: Any, log: logging.Logger) -> None:
         self.deliver = deliver
         self.related = related
         self.log = log
+        self.last_id: str | None = None  # the last event id seen (Last-Event-ID to resume after)
+        self.retry_ms: int | None = None  # how long the server asked to wait before reconnecting
+        self.answered = False  # the response to `related` came
 
     def __call__(self, ev: sse.Event) -> None:
+        if ev.id is not None:
+            self.last_id = ev.id
+        if ev.retry is not None:
+            self.retry_ms = ev.retry
         if ev.event != "message" or not ev.data:
             return
         try:
@@ -77,6 +86,8 @@ class EventSink:
             self.log.warning("non-JSON SSE event ignored: %.200r", ev.data)
             return
         if isinstance(msg, dict):
+            if self.related is not None and msg.get("id") == self.related and "method" not in msg:
+                self.answered = True
             self.deliver(msg, self.related)
 
 
@@ -161,6 +172,8 @@ class PostExchange(Exchange):
             last = self.decoder.close()
             if last is not None:
                 self.sink(last)
+            if self.is_request and not self.t.modern and not self.sink.answered and self.sink.last_id is not None:
+                self.t.resume(self.msg, self.sink)  # the server closed the stream early (SSE polling)
         elif self.error is None and self.body and self.status != 202:
             self.t.deliver_body(b"".join(self.body))
         self._settle()
@@ -351,6 +364,36 @@ class StreamableHttpTransport(Transport):
         for msg in doc if isinstance(doc, list) else [doc]:
             if isinstance(msg, dict):
                 self.deliver(msg, None)
+
+    def resume(self, msg: Message, sink: EventSink) -> None:
+        """A request's reply stream ended before its response: GET it again after its last event."""
+        if self._tg is not None:
+            self._tg.start_soon(self._resume, msg, sink)
+
+    async def _resume(self, msg: Message, sink: EventSink) -> None:
+        for _ in range(RESUME_ATTEMPTS):
+            await anyio.sleep(min(sink.retry_ms or 0, RESUME_WAIT_MAX_MS) / 1000)
+            if self._pool is None or sink.last_id is None:
+                return
+            exchange = StreamExchange(sink)
+            headers = {**self._headers("text/event-stream", method="GET"), "last-event-id": sink.last_id}
+            try:
+                conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
+            except HttpError as exc:
+                self.fail(msg, TransportError(f"the reply stream broke and could not be resumed: {exc}"))
+                return
+            self._requests[msg["id"]] = conn  # cancelling the call closes this stream
+            try:
+                await exchange.done.wait()
+            finally:
+                conn.abort()
+                self._requests.pop(msg["id"], None)
+            if sink.answered:
+                return
+            if exchange.status != 200:
+                self.fail(msg, TransportError(f"the reply stream broke and could not be resumed: {exchange.error}"))
+                return
+        self.fail(msg, TransportError("the reply stream kept breaking before the response"))
 
     def _start_get_stream(self) -> None:
         if self._tg is not None and self._get_scope is None:

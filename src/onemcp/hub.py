@@ -59,6 +59,7 @@ audit = logging.getLogger("onemcp.audit")
 Emit = Callable[[Message], Awaitable[None]]
 CANCELLED: Message = {"cancelled": True}
 LEGACY_COMPANION = ""  # the key of the shared legacy-era connection to a dual-era upstream
+REVERSE_KINDS = ("sampling", "elicitation", "roots")  # client capabilities a server->client request needs
 # methods routed by name, URI or task id to one upstream (the rest are lists or answered here)
 ROUTED = frozenset(
     {"tools/call", "prompts/get", "resources/read", "completion/complete", "tasks/get", "tasks/result", "tasks/cancel"}
@@ -288,11 +289,13 @@ class Hub:
         """The shared connection, or the session's own for `isolation: session` servers.
 
         A legacy client's calls to a dual-era upstream (one the hub speaks 2026-07-28 to) go over a
-        legacy-era connection, as they would directly: its tools that ask the client back with a
-        server->client request (sampling, elicitation, roots) have no back-channel in 2026-07-28.
+        legacy-era connection, as they would directly, when the client can be asked back (it declared
+        sampling, elicitation or roots): such a server's tools that ask with a server->client request
+        have no back-channel in 2026-07-28.
         """
         conn = self._ready(server, session)
-        legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral
+        asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
+        legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral and asks_back
         config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
         if conn.config.isolation == "session":
             return await self.isolated.get(session.id, session, server, config, self.config.servers.get(server))

@@ -390,7 +390,7 @@ async def test_subscriptions_survive_a_restart_of_their_server(tmp_path: Path) -
             before = hub.app.hub.pool.get("demo")
             servers["demo"]["timeout"] = 45  # a connection setting: the server restarts
             path.write_text(json.dumps(config))
-            while hub.app.hub.pool.get("demo") is before or hub.app.hub.pool.get("demo").state != "ready":  # type: ignore[union-attr]
+            while (now := hub.app.hub.pool.get("demo")) is None or now is before or now.state != "ready":
                 await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the restart)
             session = hub.app.hub.sessions.get(headers["mcp-session-id"])
             assert session is not None

@@ -37,6 +37,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -305,16 +306,28 @@ class Service:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start_service(
-    name: str, argv: list[str], workdir: Path, pattern: re.Pattern[str], timeout: float
-) -> tuple[Service, str]:
-    """Start `argv` in its own process group; wait (bounded) for a stdout line matching `pattern`; return its URL."""
+def start_process(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Service:
+    """Start `argv` in its own process group, its output in files beside the results."""
     out, err = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
     with out.open("wb") as out_f, err.open("wb") as err_f:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, cwd=workdir, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out_f,
+            stderr=err_f,
+            cwd=workdir,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
-    service = Service(name, proc, out, err)
+    return Service(name, proc, out, err)
+
+
+def start_service(
+    name: str, argv: list[str], workdir: Path, pattern: re.Pattern[str], timeout: float
+) -> tuple[Service, str]:
+    """Start `argv`; wait (bounded) for a stdout line matching `pattern`; return its URL."""
+    service = start_process(name, argv, workdir)
+    proc, out = service.proc, service.stdout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = pattern.search(out.read_text(errors="replace"))
@@ -399,11 +412,13 @@ def _post(url: str, body: dict[str, Any], session: str | None, timeout: float) -
     return sid, None
 
 
-def wait_ready(url: str, timeout: float) -> None:
+def wait_ready(url: str, timeout: float, ready_tool: str = HUB_READY_TOOL, service: Service | None = None) -> None:
     """Bounded probe: a legacy session whose tools/list shows the fixture's tools (the hub loads upstreams async)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
+        if service is not None and service.proc.poll() is not None:
+            raise RuntimeError(f"{service.name} exited with {service.proc.returncode}; stderr tail:\n{service.tail()}")
         try:
             init = {
                 "jsonrpc": "2.0",
@@ -423,7 +438,7 @@ def wait_ready(url: str, timeout: float) -> None:
                 with contextlib.suppress(OSError), urllib.request.urlopen(delete, timeout=5.0):
                     pass
             tools = [t.get("name") for t in ((reply or {}).get("result") or {}).get("tools", [])]
-            if HUB_READY_TOOL in tools:
+            if ready_tool in tools:
                 return
             last = f"tools/list gave {tools or reply}"
         except (OSError, ValueError, urllib.error.URLError) as exc:
@@ -480,12 +495,19 @@ def run_suite(
 
 
 def compare(
-    suite: str, direct: Run, hub: Run, accepted: dict[tuple[str, str], str], skipped: dict[str, str] | None = None
+    suite: str,
+    direct: Run,
+    hub: Run,
+    accepted: dict[tuple[str, str], str],
+    skipped: dict[str, str] | None = None,
+    *,
+    strict: bool = True,
 ) -> tuple[list[dict[str, Any]], list[str], set[str]]:
     """Per-scenario differences, the problems among them that fail the run, and the scenarios with problems.
 
     `accepted` maps (scenario, check id) to the reason a lost success is tolerated (INHERENT plus --accept);
     `skipped` maps scenarios that cannot apply to this run to why (listed as differences, never problems).
+    Not `strict`: a scenario the server fails directly is no problem (a third-party server).
     """
     differences: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -498,7 +520,7 @@ def compare(
         if skipped and name in skipped:
             differences.append({"scenario": name, "not_applicable": skipped[name]})
             continue
-        if d is not None and not d.passed:
+        if d is not None and not d.passed and strict:
             failing.add(name)
             problems.append(f"{suite} direct: {name} fails against the fixture itself ({_failure_text(d)})")
         if h is None:
@@ -699,14 +721,76 @@ def print_auth_table(leg: AuthLeg, results: list[AuthResult], out: TextIO) -> No
 # --- main -----------------------------------------------------------------------------------------------------
 
 
-def hub_config(prefix_mode: str, protocol: str | None, url: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Fixture:
+    """A server the suites run against, directly and through the hub.
+
+    `strict`: it is written for the suite and must pass every scenario directly (ours). A third-party
+    server fails scenarios directly (it lacks the suite's tools); through the hub it must fail no more.
+    """
+
+    name: str
+    stdio: tuple[str, ...]  # its stdio command
+    http: tuple[str, ...]  # its Streamable HTTP command (`{port}` is replaced by a free port)
+    ready_tool: str  # a tool it lists once it is up
+    strict: bool
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for the HTTP command (`{port}` replaced)
+
+    def start_http(self, tag: str, workdir: Path, timeout: float) -> tuple[Service, str]:
+        port = free_port()
+        argv = [a.replace("{port}", str(port)) for a in self.http]
+        env = {k: v.replace("{port}", str(port)) for k, v in self.env}
+        service = start_process(f"{self.name}-{tag}", argv, workdir, env)
+        url = f"http://127.0.0.1:{port}/mcp"
+        try:
+            wait_ready(url, timeout, self.ready_tool, service)
+        except RuntimeError:
+            stop_service(service)
+            raise
+        return service, url
+
+
+def _node_fixture() -> Fixture:
+    entry = HERE.parent / "npm" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+    node = shutil.which("node") or "node"
+    preload = str(HERE.parent / "support" / "bind-loopback.cjs")  # it would listen on every interface
+    return Fixture(
+        "everything",
+        (node, str(entry), "stdio"),
+        (node, "--require", preload, str(entry), "streamableHttp"),
+        "echo",
+        strict=False,
+        env=(("PORT", "{port}"),),
+    )
+
+
+FIXTURES = {
+    "onemcp": Fixture(
+        "onemcp",
+        (sys.executable, str(FIXTURE), "--transport", "stdio"),
+        (sys.executable, str(FIXTURE), "--transport", "http", "--port", "{port}"),
+        HUB_READY_TOOL,
+        strict=True,
+    ),
+    "everything": _node_fixture(),  # the TypeScript SDK's server-everything (npm), another SDK's server
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def hub_config(fixture: Fixture, prefix_mode: str, protocol: str | None, url: str | None = None) -> dict[str, Any]:
     """The hub in front of the fixture: over stdio, or at `url` (Streamable HTTP)."""
-    fixture: dict[str, Any] = (
-        {"url": url} if url is not None else {"command": sys.executable, "args": [str(FIXTURE), "--transport", "stdio"]}
+    server: dict[str, Any] = (
+        {"url": url} if url is not None else {"command": fixture.stdio[0], "args": list(fixture.stdio[1:])}
     )
     if protocol is not None:
-        fixture["protocol"] = protocol
-    return {"mcpServers": {SERVER_NAME: fixture}, "onemcp": {"prefixMode": prefix_mode}}
+        server["protocol"] = protocol
+    return {"mcpServers": {SERVER_NAME: server}, "onemcp": {"prefixMode": prefix_mode}}
 
 
 @dataclass(frozen=True)
@@ -730,32 +814,33 @@ class Cell:
 
 # Every upstream transport the fixture speaks (it has no legacy HTTP+SSE server) x every era setting.
 CELLS = tuple(Cell(t, p) for t in ("stdio", "http") for p in ("auto", "legacy", "modern"))
+# A third-party server runs in the default cells only (it speaks one era; its suite runs are long).
+THIRD_PARTY_CELLS = (Cell("stdio", "auto"), Cell("http", "auto"))
 
 
 def run_cell(
-    cell: Cell, suites: list[Suite], node: Path, workdir: Path, args: argparse.Namespace
+    fixture: Fixture, cell: Cell, suites: list[Suite], node: Path, workdir: Path, args: argparse.Namespace
 ) -> tuple[dict[str, Run], list[str]]:
     """The suites through a hub in front of the fixture as `cell` says; the runs by suite, and problems."""
     services: list[Service] = []
     runs: dict[str, Run] = {}
-    tag = f"{cell.transport}-{cell.protocol}"
+    tag = f"{fixture.name}-{cell.transport}-{cell.protocol}"
     try:
         url = None
         if cell.transport == "http":
-            fixture_argv = [sys.executable, str(FIXTURE), "--transport", "http", "--port", "0"]
-            fixture, url = start_service(f"fixture-{tag}", fixture_argv, workdir, LISTENING_FIXTURE, args.start_timeout)
-            services.append(fixture)
+            upstream, url = fixture.start_http(tag, workdir, args.start_timeout)
+            services.append(upstream)
         # In a folder of its own: the hub watches its config's folder, and the logs and results written to
         # `workdir` during the run would wake that watcher over and over.
         config = workdir / f"hub-{tag}" / "mcp.json"
         config.parent.mkdir(exist_ok=True)
-        config.write_text(json.dumps(hub_config(args.prefix_mode, cell.protocol, url), indent=2))
+        config.write_text(json.dumps(hub_config(fixture, args.prefix_mode, cell.protocol, url), indent=2))
         hub_argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(config), "--port", "0"]
         hub, hub_url = start_service(f"hub-{tag}", hub_argv, workdir, LISTENING_HUB, args.start_timeout)
         services.append(hub)
-        wait_ready(hub_url, args.start_timeout)
+        wait_ready(hub_url, args.start_timeout, fixture.ready_tool, hub)
         for suite in suites:
-            print(f"conformance {suite.name}: {cell.name} {hub_url}", flush=True)
+            print(f"conformance {fixture.name} {suite.name}: {cell.name} {hub_url}", flush=True)
             runs[suite.name] = run_suite(suite, node, tag, hub_url, workdir, args.timeout, args.scenario_timeout)
     except RuntimeError as exc:
         return runs, [f"{cell.name}: {exc}"]
@@ -801,6 +886,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cell-jobs", type=int, default=2, help="cells run at the same time (default 2)")
     parser.add_argument(
+        "--fixture",
+        action="append",
+        choices=list(FIXTURES),
+        help="servers to run the suites against, directly and through the hub (repeatable; default: all)",
+    )
+    parser.add_argument(
         "--accept",
         action="append",
         default=[],
@@ -832,6 +923,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     suites = [s for s in SUITES if not args.suite or s.name in args.suite]
     cells = list(dict.fromkeys(args.cell or CELLS))
+    fixtures = [FIXTURES[name] for name in dict.fromkeys(args.fixture or FIXTURES)]
+    units = [(f, c) for f in fixtures for c in cells if f.strict or c in THIRD_PARTY_CELLS]
     auth_legs = [leg for leg in AUTH_LEGS if not args.suite or leg.name in args.suite]
     accepted = dict(INHERENT)
     for item in args.accept:
@@ -850,23 +943,25 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     units_passed = units_failed = 0  # (suite, scenario) pairs where the hub matches the fixture, or not
     try:
-        if suites:
-            fixture_argv = [sys.executable, str(FIXTURE), "--transport", "http", "--port", "0"]
-            fixture, url = start_service("fixture", fixture_argv, workdir, LISTENING_FIXTURE, args.start_timeout)
-            services.append(fixture)
-            wait_ready(url, args.start_timeout)
+        for fixture in fixtures if suites else []:
+            try:
+                upstream, url = fixture.start_http("direct", workdir, args.start_timeout)
+            except RuntimeError as exc:
+                problems.append(f"{fixture.name} direct: {exc}")
+                continue
+            services.append(upstream)
             for suite in suites:
-                print(f"conformance {suite.name}: direct {url}", flush=True)
-                runs[suite.name, "direct"] = run_suite(
-                    suite, node, "direct", url, workdir, args.timeout, args.scenario_timeout
+                print(f"conformance {fixture.name} {suite.name}: direct {url}", flush=True)
+                runs[fixture.name, suite.name, "direct"] = run_suite(
+                    suite, node, f"{fixture.name}-direct", url, workdir, args.timeout, args.scenario_timeout
                 )
-            stop_service(fixture)
-            with ThreadPoolExecutor(max_workers=max(1, args.cell_jobs)) as pool:
-                done = pool.map(lambda c: (c, run_cell(c, suites, node, workdir, args)), cells)
-                for cell, (cell_runs, cell_problems) in done:
-                    problems += cell_problems
-                    for name, run in cell_runs.items():
-                        runs[name, cell.name] = run
+            stop_service(upstream)
+        with ThreadPoolExecutor(max_workers=max(1, args.cell_jobs)) as pool:
+            done = pool.map(lambda u: (u, run_cell(u[0], u[1], suites, node, workdir, args)), units if suites else [])
+            for (fixture, cell), (cell_runs, cell_problems) in done:
+                problems += cell_problems
+                for name, run in cell_runs.items():
+                    runs[fixture.name, name, cell.name] = run
     except RuntimeError as exc:
         problems.append(str(exc))
     finally:
@@ -886,24 +981,26 @@ def main(argv: list[str] | None = None) -> int:
         "work_dir": str(workdir),
         "suites": {},
     }
-    for suite in suites:
-        for cell in cells:
-            direct, hub_run = runs.get((suite.name, "direct")), runs.get((suite.name, cell.name))
+    for fixture, cell in units if suites else []:
+        for suite in suites:
+            direct = runs.get((fixture.name, suite.name, "direct"))
+            hub_run = runs.get((fixture.name, suite.name, cell.name))
             if direct is None or hub_run is None:
-                problems.append(f"{suite.name} {cell.name}: not run")
+                problems.append(f"{fixture.name} {suite.name} {cell.name}: not run")
                 continue
-            print_table(suite, direct, hub_run, sys.stdout, cell.name)
+            print_table(suite, direct, hub_run, sys.stdout, f"{cell.name} ({fixture.name})")
             skipped = {
                 sc: why for (p, su, sc), why in NOT_APPLICABLE.items() if p == cell.protocol and su == suite.name
             }
             differences, suite_problems, failing = compare(
-                f"{suite.name} {cell.name}", direct, hub_run, accepted, skipped
+                f"{fixture.name} {suite.name} {cell.name}", direct, hub_run, accepted, skipped, strict=fixture.strict
             )
             problems += suite_problems
             names = (set(direct.scenarios) | set(hub_run.scenarios)) - set(skipped)
             units_passed += len(names - failing)
             units_failed += len(names & failing)
-            entry = summary["suites"].setdefault(suite.name, {"args": list(suite.args), "direct": direct.to_json()})
+            key = f"{fixture.name} {suite.name}"
+            entry = summary["suites"].setdefault(key, {"args": list(suite.args), "direct": direct.to_json()})
             entry[cell.name] = {"hub": hub_run.to_json(), "differences": differences}
     for leg in auth_legs:
         results = [r for r in auth_results if r.leg == leg.name]

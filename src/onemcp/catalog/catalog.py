@@ -225,6 +225,8 @@ class Catalog:
         first within `reach`, else the first (for the caller to refuse); NotFound when none has it."""
         view = self._views.get(kind)
         found = view.candidates.get(visible) if view is not None else None
+        if not found and not self.prefixed and len(self._order) == 1:
+            return self._order[0], visible  # one server, names its own: it answers for names it lacks too
         if not found:
             raise missing(kind, visible)
         return next((c for c in found if reach.shows(kind, *c)), found[0])

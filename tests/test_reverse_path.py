@@ -104,10 +104,33 @@ async def test_shared_upstream_with_concurrent_sessions_is_refused_not_misrouted
                     ) as c:
                         with pytest.raises(MCPError) as err:
                             await c.call_tool("one__sample", {})
-                    assert seen == [] and held == []  # nobody got a request that might not be theirs
-                    assert (
-                        "cannot tell which client" in err.value.error.message and "isolation" in err.value.error.message
-                    )
+                        assert seen == [] and held == []  # nobody got a request that might not be theirs
+                        assert "cannot tell which client" in err.value.error.message
+                        assert "try again" in err.value.error.message
+                        # isolation "auto": the server asked a client once, so B now gets a connection of its own
+                        assert '"from B"' in text_of(await c.call_tool("one__sample", {}))
+                        assert seen == ["B"] and held == []
+                        assert hub.app.hub.isolated.count("one") == 1
+                    tg.cancel_scope.cancel()
+
+
+async def test_isolation_shared_never_splits_and_says_how_to() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"one": stdio(isolation="shared"), "two": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=sampler("A", Barrier(1), [])) as a:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(a.call_tool, "one__sleep", {"seconds": 2})
+                    while hub.app.hub.pool.connections["one"].in_flight == 0:
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                    async with Client(
+                        hub.url, mode="legacy", cache=None, sampling_callback=sampler("B", Barrier(1), [])
+                    ) as b:
+                        for _ in range(2):  # and again: still shared
+                            with pytest.raises(MCPError) as err:
+                                await b.call_tool("one__sample", {})
+                            assert '"isolation": "auto" or "session"' in err.value.error.message
+                    assert hub.app.hub.isolated.count("one") == 0
+                    tg.cancel_scope.cancel()
 
 
 async def test_isolation_session_gives_each_session_its_own_connection() -> None:

@@ -297,7 +297,8 @@ class Hub:
         asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
         legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral and asks_back
         config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
-        if conn.config.isolation == "session":
+        auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back and not session.ephemeral
+        if conn.config.isolation == "session" or auto:
             return await self.isolated.get(session.id, session, server, config, self.config.servers.get(server))
         if legacy:  # one for all legacy clients, like the shared one
             try:

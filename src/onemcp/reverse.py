@@ -76,6 +76,8 @@ class ReversePath:
         """Forward an upstream's request to its client; the reply (None: the upstream cancelled it)."""
         method = str(msg.get("method"))
         needed = REVERSE_CAPABILITY.get(method)
+        if conn.owner is None and needed is not None:
+            conn.asks_clients = True  # isolation "auto": the next calls of sessions that can be asked go apart
         session, call = self._target(conn, call, needed)
         if session is not None and session.ephemeral and call is None:
             # A 2026-07-28 client takes input only as the result of one of its calls.
@@ -103,10 +105,14 @@ class ReversePath:
             return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
         if session is None:
             # not the client's answer but the hub's: it cannot tell whose request this is
+            hint = (
+                "calls from now on get a connection of their own: try again"
+                if conn.config.isolation == "auto"
+                else f'set "isolation": "auto" or "session" on {conn.name!r} to give each client its own connection'
+            )
             why = (
                 f"onemcp cannot tell which client {method} is for: several clients' calls are in flight on the "
-                f"shared connection to {conn.name!r}, or no client that can answer it is connected; set "
-                f'"isolation": "session" on {conn.name!r} to give each client its own connection'
+                f"shared connection to {conn.name!r}, or no client that can answer it is connected; {hint}"
             )
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
         out = self._outgoing(conn, session, msg)

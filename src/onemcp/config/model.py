@@ -89,7 +89,9 @@ class ServerConfig(_Model):
     timeout: Seconds = Field(60.0, description="deadline for each request to this server")
     # "session": each downstream session gets its own upstream connection (started on its
     # first call, closed with it), so server->client requests and logs are never ambiguous.
-    isolation: Literal["shared", "session"] = "shared"
+    # "auto": shared until the server asks a client something (sampling, elicitation, roots);
+    # from then on each session that can be asked gets its own. "shared": never.
+    isolation: Literal["auto", "shared", "session"] = "auto"
     # Which protocol era to speak: "auto" probes server/discover (2026-07-28) first and
     # falls back to the initialize handshake; "legacy" / "modern" skip the probe.
     protocol: Literal["auto", "legacy", "modern"] = "auto"

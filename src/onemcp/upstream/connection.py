@@ -91,6 +91,9 @@ class UpstreamConnection:
         # Does it take a legacy-era connection too? (SDK 2.x servers do, yet list only 2026-07-28 in
         # server/discover.) Assumed, unless the config pins the era, until a legacy handshake fails.
         self.speaks_legacy = config.protocol == "auto"
+        # It sent a server->client request on this shared connection (`isolation: auto` then gives
+        # each session that can be asked its own connection).
+        self.asks_clients = False
         self.capabilities: dict[str, Any] = {}
         self.server_info: dict[str, Any] = {}
         self.instructions: str | None = None

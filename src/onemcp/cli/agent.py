@@ -257,7 +257,9 @@ def _call(
 
 
 def _not_found(exc: RpcError) -> bool:
-    return exc.code == -32602 and exc.message.startswith("Tool not found")
+    """The hub's "Tool not found", or (a hub of one unprefixed server hands it unknown names) the server's own."""
+    text = exc.message.lower()
+    return exc.code == -32602 and ("not found" in text or "unknown tool" in text)
 
 
 def _call_with_param_headers(client: HubClient, params: dict[str, Any]) -> dict[str, Any]:

@@ -156,9 +156,10 @@ class ModernEndpoint:
         if field is not None and header_value(asgi.header(scope, b"mcp-name")) != params.get(field):
             await reject(400, HEADER_MISMATCH, f"Mcp-Name header does not match params.{field}")
             return
-        if "inputResponses" in params and not isinstance(params["inputResponses"], dict):
+        responses = params.get("inputResponses", {})
+        if not isinstance(responses, dict) or not all(isinstance(r, dict) for r in responses.values()):
             # the hub validates what it may have to answer itself (a legacy upstream never sees it)
-            await reject(400, INVALID_PARAMS, "params.inputResponses must be an object of input responses")
+            await reject(400, INVALID_PARAMS, "params.inputResponses must map each input request's key to an object")
             return
         level = meta.get(LOG_LEVEL)
         if level is not None and level not in LOG_LEVELS:

@@ -23,6 +23,7 @@ import pytest
 
 from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
+from support.credentials import JwtIssuer, jwks_server
 from support.hub import HEADERS, RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -289,22 +290,26 @@ async def test_prefix_mode_never_a_name_of_two_servers_is_the_one_in_reach(tmp_p
             assert (await http.post(hub.url, json=body, headers=blue)).json()["result"]["resources"]
 
 
-async def test_a_session_is_bound_to_its_credentials_scopes_not_only_its_subject(tmp_path: Path) -> None:
-    from support.credentials import JwtIssuer, jwks_server
-
+@asynccontextmanager
+async def jwt_hub() -> AsyncIterator[tuple[RunningHub, httpx.AsyncClient, JwtIssuer]]:
+    """A hub taking JWTs of a test issuer (audience: its public URL), with `time` and `demo`."""
     issuer = JwtIssuer("https://issuer.test", "http://hub.test/mcp")
+    async with jwks_server(issuer.jwk) as jwks_url:
+        auth = {"jwt": {"jwksUrl": jwks_url, "issuer": "https://issuer.test"}, "publicUrl": "http://hub.test/mcp"}
+        config = {"mcpServers": {"time": _stdio(), "demo": _stdio()}, "onemcp": {"auth": auth}}
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
+            yield hub, http, issuer
+
+
+async def test_a_session_is_bound_to_its_credentials_scopes_not_only_its_subject() -> None:
     with anyio.fail_after(60):
-        async with jwks_server(issuer.jwk) as jwks_url:
-            auth = {"jwt": {"jwksUrl": jwks_url, "issuer": "https://issuer.test"}, "publicUrl": "http://hub.test/mcp"}
-            config = {"mcpServers": {"time": _stdio(), "demo": _stdio()}, "onemcp": {"auth": auth}}
-            async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
-                broad = await _legacy(http, hub.url, issuer.token(["mcp"]), {})
-                narrow = {**broad, "authorization": f"Bearer {issuer.token(['tool:demo/echo'])}"}  # same subject
-                r = await http.post(hub.url, json=_call("time__echo", message="m"), headers=narrow)
-                assert r.status_code == 404 and "result" not in r.text
-                assert (
-                    "result" in (await http.post(hub.url, json=_call("time__echo", message="m"), headers=broad)).json()
-                )
+        async with jwt_hub() as (hub, http, issuer):
+            broad = await _legacy(http, hub.url, issuer.token(["mcp"]), {})
+            narrow = {**broad, "authorization": f"Bearer {issuer.token(['tool:demo/echo'])}"}  # same subject
+            r = await http.post(hub.url, json=_call("time__echo", message="m"), headers=narrow)
+            assert r.status_code == 404 and "result" not in r.text
+            r = await http.post(hub.url, json=_call("time__echo", message="m"), headers=broad)
+            assert "result" in r.json()
 
 
 async def test_a_modern_header_check_says_nothing_of_a_tool_out_of_reach(tmp_path: Path) -> None:
@@ -324,21 +329,12 @@ async def test_a_modern_header_check_says_nothing_of_a_tool_out_of_reach(tmp_pat
             assert "Account" not in replies[0]["message"]
 
 
-async def test_a_jwt_scp_claim_may_be_a_space_separated_string(tmp_path: Path) -> None:
-    from support.credentials import JwtIssuer, jwks_server
-
-    issuer = JwtIssuer("https://issuer.test", "http://hub.test/mcp")
+async def test_a_jwt_scp_claim_may_be_a_space_separated_string() -> None:
     with anyio.fail_after(60):
-        async with jwks_server(issuer.jwk) as jwks_url:
-            auth = {"jwt": {"jwksUrl": jwks_url, "issuer": "https://issuer.test"}, "publicUrl": "http://hub.test/mcp"}
-            config = {"mcpServers": {"time": _stdio(), "demo": _stdio()}, "onemcp": {"auth": auth}}
-            async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
-                token = issuer.token(None, scp="server:time mcp")
-                headers = await _legacy(http, hub.url, token, {})
-                assert (
-                    "result"
-                    in (await http.post(hub.url, json=_call("time__echo", message="m"), headers=headers)).json()
-                )
+        async with jwt_hub() as (hub, http, issuer):
+            headers = await _legacy(http, hub.url, issuer.token(None, scp="server:time mcp"), {})
+            r = await http.post(hub.url, json=_call("time__echo", message="m"), headers=headers)
+            assert "result" in r.json()
 
 
 async def test_a_tag_edit_applies_at_once_without_restarting_the_server(tmp_path: Path) -> None:

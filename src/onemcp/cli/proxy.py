@@ -168,14 +168,8 @@ class HubSession:
 
     @staticmethod
     async def _deliver_event(event: sse.Event, deliver: Callable[[Message], Awaitable[None]]) -> None:
-        if not event.data.strip():
-            return  # priming events carry only an id
-        try:
-            msg = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            log.warning("dropped an SSE event that is not JSON: %.80s", event.data)
-            return
-        if isinstance(msg, dict):
+        msg = sse.message(event)
+        if msg is not None:
             await deliver(msg)
 
     async def until_ready(self) -> None:

@@ -98,14 +98,8 @@ class ModernForwarder:
             return None
 
     async def _relay(self, event: sse.Event) -> None:
-        if not event.data.strip():
-            return
-        try:
-            item = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            log.warning("dropped an SSE event that is not JSON: %.80s", event.data)
-            return
-        if isinstance(item, dict):
+        item = sse.message(event)
+        if item is not None:
             if item.get("method") == "notifications/tools/list_changed":
                 self._param_names = None
             await self.write(item)

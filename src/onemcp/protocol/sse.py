@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("onemcp.sse")
 
 
 @dataclass(slots=True)
@@ -90,3 +96,15 @@ async def decode(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
     last = decoder.close()
     if last is not None:
         yield last
+
+
+def message(ev: Event) -> dict[str, Any] | None:
+    """The JSON-RPC message an event carries; None for priming (data-less) or non-JSON events."""
+    if not ev.data.strip():
+        return None  # priming events carry only an id
+    try:
+        msg = orjson.loads(ev.data)
+    except orjson.JSONDecodeError:
+        log.warning("dropped an SSE event that is not JSON: %.80s", ev.data)
+        return None
+    return msg if isinstance(msg, dict) else None

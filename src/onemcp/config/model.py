@@ -102,6 +102,8 @@ class ServerConfig(_Model):
     # for `breakerCooldown` seconds, then one probe call decides.
     breaker_threshold: int = Field(5, alias="breakerThreshold", ge=1)
     breaker_cooldown: Seconds = Field(30.0, alias="breakerCooldown")
+    # the largest message accepted from this server (default: onemcp.limits.maxResponseBytes)
+    max_response_bytes: int | None = Field(None, alias="maxResponseBytes", ge=1024)
 
     @field_validator("url")
     @classmethod
@@ -185,6 +187,45 @@ class AuthSettings(_Model):
         return self.api_keys or self.jwt is not None or self.oauth
 
 
+MiB = 1024 * 1024
+
+
+class Limits(_Model):
+    """What the hub holds on someone else's behalf, bounded (the `onemcp.limits` key of mcp.json).
+
+    Each limit has a clear error when reached and counts in `onemcp_limit_hits{limit=...}`;
+    docs/server-behaviour.md ("Limits") has the table.
+    """
+
+    # HTTP, before authentication: the request line and headers of one request (431 beyond)
+    max_header_bytes: int = Field(64 * 1024, alias="maxHeaderBytes", ge=1024, le=16 * MiB)
+    max_header_count: int = Field(100, alias="maxHeaderCount", ge=8, le=10_000)
+    # a request whose headers have not all arrived this long after its first byte is ended (408);
+    # one whose body has not all arrived this long after its headers gets 408
+    header_timeout: Seconds = Field(10.0, alias="headerTimeout")
+    body_timeout: Seconds = Field(30.0, alias="bodyTimeout")
+    # open client connections; beyond, a new one gets 503 and is closed at once
+    # (unset: three quarters of the file descriptors the process may open, at most 10,000)
+    max_connections: int | None = Field(None, alias="maxConnections", ge=1)
+    # sessions (2025-11-25 era and older, all entries): a new one beyond gets 503 (hub-wide) or
+    # 429 (per principal); existing sessions are never evicted to make room
+    max_sessions: int = Field(10_000, alias="maxSessions", ge=1)
+    max_sessions_per_principal: int = Field(1_000, alias="maxSessionsPerPrincipal", ge=1)
+    # concurrently open GET streams of one session (409 beyond)
+    max_streams_per_session: int = Field(4, alias="maxStreamsPerSession", ge=1, le=1000)
+    # messages queued for one session's stream (newest dropped beyond, counted and logged at most
+    # once per `logInterval`)
+    max_queued_messages: int = Field(1024, alias="maxQueuedMessages", ge=16, le=1_000_000)
+    # server->client requests (sampling, elicitation, roots) waiting for a client's answer: per
+    # upstream connection and per session; beyond, the upstream gets an error at once
+    max_pending_client_requests: int = Field(256, alias="maxPendingClientRequests", ge=1)
+    max_pending_client_requests_per_session: int = Field(32, alias="maxPendingClientRequestsPerSession", ge=1)
+    # one upstream message (an HTTP body, one SSE event, one stdio line); a server may set its own
+    max_response_bytes: int = Field(64 * MiB, alias="maxResponseBytes", ge=1024)
+    # warnings about the same limit are written at most once per this many seconds (with a count)
+    log_interval: Seconds = Field(10.0, alias="logInterval")
+
+
 class HubSettings(_Model):
     """The hub's own knobs (the `onemcp` key of mcp.json)."""
 
@@ -205,6 +246,7 @@ class HubSettings(_Model):
     # Tool results larger than this (bytes of text) are cut, with a marker saying so.
     max_result_bytes: int | None = Field(None, alias="maxResultBytes", gt=0)
     audit: str | None = None  # where audit lines go: a file path, or "-" for the log
+    limits: Limits = Field(default_factory=Limits)
 
     @model_validator(mode="after")
     def _separator_ok(self) -> HubSettings:

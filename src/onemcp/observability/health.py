@@ -9,6 +9,7 @@ from prometheus_client.core import Metric
 
 from onemcp.downstream.upstream_auth import views
 from onemcp.hub import Hub
+from onemcp.observability import limits
 from onemcp.observability.metrics import counter, gauge
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     listens = gauge("onemcp_listen_streams", "Open subscriptions/listen streams (2026-07-28 era)")
     listens.add_metric([], len(hub.listeners))
     yield from (sessions, listens)
+    yield from limits.HITS.metrics()
     if reloader is not None:
         reloads = counter("onemcp_config_reloads", "Config reloads, by outcome", ["outcome"])
         reloads.add_metric(["applied"], reloader.reloads)

@@ -1,0 +1,72 @@
+"""Limit hits: one process-wide count per limit, and warnings about them that cannot flood the log.
+
+Every place that refuses or drops something because a limit in `onemcp.limits` was reached
+calls `hit(name, ...)`: the count is exported as `onemcp_limit_hits{limit=name}` and a warning
+is written at most once per `interval` seconds per name, saying how many were suppressed since
+(a flood of hits costs a counter increment each, not a log line each). Names are a fixed,
+documented set (docs/server-behaviour.md, "Limits"), so the label set stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily
+
+log = logging.getLogger("onemcp.limits")
+
+NAMES = frozenset(
+    {
+        "header_bytes",  # request line + headers over maxHeaderBytes (431)
+        "header_count",  # more headers than maxHeaderCount (431)
+        "header_timeout",  # headers not complete within headerTimeout (408, closed)
+        "body_timeout",  # body not complete within bodyTimeout (408)
+        "body_bytes",  # body over maxBodyBytes (413)
+        "connections",  # over maxConnections (503, closed)
+        "sessions",  # over maxSessions (503)
+        "sessions_per_principal",  # over maxSessionsPerPrincipal (429)
+        "streams_per_session",  # over maxStreamsPerSession (409)
+        "queued_messages",  # a session's queue full: message dropped
+        "unheard_logs",  # a log line for a session with no open stream: dropped
+        "pending_client_requests",  # over maxPendingClientRequests(PerSession): upstream told at once
+        "response_bytes",  # an upstream message over maxResponseBytes
+        "bad_framing",  # a request the HTTP layer refuses (501 transfer coding, absolute-form target)
+    }
+)
+
+
+class _Hits:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.interval = 10.0
+        self._last_warned: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def hit(self, name: str, message: str, *args: object) -> None:
+        """Count one hit of limit `name`; warn (`message % args`) unless one was written lately."""
+        assert name in NAMES, name
+        self.counts[name] += 1
+        now = time.monotonic()
+        last = self._last_warned.get(name)
+        if last is not None and now - last < self.interval:
+            self._suppressed[name] += 1
+            return
+        self._last_warned[name] = now
+        suppressed = self._suppressed.pop(name, 0)
+        tail = f" ({suppressed} more like it since the last warning)" if suppressed else ""
+        log.warning("limit %s: " + message + "%s", name, *args, tail)
+
+    def metrics(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "onemcp_limit_hits", "Requests refused or messages dropped because a limit was reached", labels=["limit"]
+        )
+        for name in sorted(NAMES):
+            family.add_metric([name], self.counts[name])
+        yield family
+
+
+HITS = _Hits()
+hit = HITS.hit

@@ -192,3 +192,36 @@ async def test_an_auth_change_waits_for_a_restart_and_says_so(tmp_path: Path) ->
             write(path, {"a": stdio()})  # back as it started: nothing waits any more
             assert await reloader.reload()
             assert (await http.get(f"{hub.base}/health")).json()["config"]["restartNeeded"] == []
+
+
+async def test_an_edit_made_while_out_of_file_descriptors_is_applied_once_they_are_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: under an fd exhaustion attack a config edit failed with EMFILE and was never applied."""
+    import errno
+
+    path = tmp_path / "mcp.json"
+    config = write(path, {"a": stdio()})
+    real_read = Path.read_bytes
+    failing = {"left": 2}  # the first two reads fail as they would with no fd left
+
+    def read_bytes(self: Path) -> bytes:
+        if self == path and failing["left"] > 0:
+            failing["left"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_read(self)
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub:
+            reloader = hub.app.reloader
+            assert reloader is not None
+            monkeypatch.setattr(Path, "read_bytes", read_bytes)
+            write(path, {"a": stdio(), "b": stdio()})
+            assert not await reloader.reload()  # EMFILE: not applied, but not given up on either
+            assert "Too many open files" in (reloader.last_error or "")
+            await until(lambda: _configured(hub, "b"))  # retried (twice, backing off) until it could be read
+            assert failing["left"] == 0 and reloader.last_error is None
+
+
+async def _configured(hub: RunningHub, server: str) -> bool:
+    return server in hub.app.hub.config.servers

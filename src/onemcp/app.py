@@ -18,7 +18,7 @@ import uvicorn
 
 from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.config.model import HubConfig
-from onemcp.downstream import asgi, upstream_auth
+from onemcp.downstream import asgi, http11, upstream_auth
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.guard import Guard
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
@@ -148,6 +148,10 @@ class OneMcpApp:
             await asgi.send_json(send, 200 if ok else 503, doc)
         else:
             await asgi.send_json(send, 404, {"error": "not found"})
+
+    def server_config(self, **options: Any) -> uvicorn.Config:
+        """uvicorn's config for serving this app: the hub's HTTP/1.1 protocol, with the live limits."""
+        return http11.server_config(self, lambda: self.hub.config.hub.limits, **options)
 
     def begin_shutdown(self) -> None:
         """The server is stopping: end long-lived streams gracefully before it waits on them."""

@@ -26,6 +26,7 @@ from onemcp.catalog.views import View
 from onemcp.config.model import HubConfig
 from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
 from onemcp.instructions import render_instructions
+from onemcp.observability.limits import HITS
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.capabilities import merge_capabilities
@@ -77,7 +78,8 @@ class Hub:
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
         self._tags: tuple[HubConfig | None, dict[str, list[str]]] = (None, {})  # per config: server -> tags
         self._tg: anyio.abc.TaskGroup | None = None  # the hub's own tasks (resubscribing after a restart)
-        self.sessions = SessionStore(config.hub.session_idle_timeout, on_remove=self._session_gone)
+        self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)
+        HITS.interval = config.hub.limits.log_interval
         self.pool = Pool(config, self, self.upstream_auth)
         self.upstream_auth.on_authorized = self.pool.retry_now
         self.isolated = IsolatedConnections(self, self.upstream_auth)
@@ -86,7 +88,9 @@ class Hub:
         self.tasks = TaskRouter(self.catalog)
         self.parking = bridge.Parking()
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
-        self.reverse = ReversePath(self.sessions, self.catalog, self.tasks, self.listeners)
+        self.reverse = ReversePath(
+            self.sessions, self.catalog, self.tasks, self.listeners, lambda: self.config.hub.limits
+        )
         # (server, upstream URI) -> ids of sessions subscribed to it
         self._subscribers: dict[tuple[str, str], set[str]] = {}
         self._local: dict[str, Callable[[Session, dict[str, Any]], Awaitable[Any]]] = {
@@ -337,6 +341,7 @@ class Hub:
         rounds = 0
         parked = False
         started = time.perf_counter()
+        sent = time.monotonic()  # the call is on its way: what the upstream answers from now shows it alive
         outcome = "cancelled"
         try:
             with anyio.move_on_after(call.timeout):
@@ -381,7 +386,10 @@ class Hub:
                     elapsed * 1000,
                 )
             if outcome != "cancelled" and conn.owner is None:
-                self.pool.record(conn, ok=outcome != "timeout" and not call.broken)
+                if outcome == "timeout" or call.broken:
+                    self.pool.judge(conn, sent)  # may say more about the call than about the upstream
+                else:
+                    self.pool.record(conn, ok=True)
             if not call.done and not parked:
                 conn.abandon(call, "the client went away")
             session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
@@ -610,6 +618,9 @@ class Hub:
     async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
         return await self.reverse.request(conn, msg, call)
 
+    def pending_client_request_limit(self) -> int:
+        return self.config.hub.limits.max_pending_client_requests
+
     # ============================================================ configuration
     async def apply_config(self, new: HubConfig) -> dict[str, list[str]]:
         """Reconcile with a new (already validated) config; only what changed is touched.
@@ -632,6 +643,8 @@ class Hub:
             self.catalog.codec = NameCodec(new.hub.separator)
             self.catalog.mode = new.hub.prefix_mode
             self.sessions.idle_timeout = new.hub.session_idle_timeout
+            self.sessions.limits = new.hub.limits
+            HITS.interval = new.hub.limits.log_interval
         # What each client may reach changes now, not once the removed servers' calls drained.
         self.catalog.set_servers(new_enabled, tool_rules(new))
         self.refresh_views()  # announces what each client sees change

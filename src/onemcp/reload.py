@@ -26,6 +26,7 @@ from onemcp.observability.logs import REDACTOR
 log = logging.getLogger("onemcp.reload")
 DEBOUNCE_MS = 300
 PRESETS = "presets.json"
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between attempts to read a config that could not be read
 
 
 class Reloader:
@@ -41,6 +42,7 @@ class Reloader:
         self._started_auth = hub.config.hub.auth
         self.restart_needed: list[str] = []
         self._lock = anyio.Lock()
+        self._retry = anyio.Event()  # set: a reload failed for a passing reason (see _retry_failed)
 
     async def reload(self) -> bool:
         """Load, validate and apply the file; False (and the reason kept) when it is refused."""
@@ -50,7 +52,11 @@ class Reloader:
             except ConfigError as exc:
                 self.failures += 1
                 self.last_error = str(exc)
-                log.error("config change refused, keeping the running config: %s", exc)
+                if exc.transient:
+                    self._retry.set()  # the file may be fine: read it again once this passes
+                    log.error("config change not read yet, retrying: %s", exc)
+                else:
+                    log.error("config change refused, keeping the running config: %s", exc)
                 return False
             self.last_error = None
             if new == self.hub.config:
@@ -87,6 +93,7 @@ class Reloader:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch)
+            tg.start_soon(self._retry_failed)
             if sys.platform != "win32":
                 tg.start_soon(self._on_sighup)
             task_status.started()
@@ -106,6 +113,18 @@ class Reloader:
                 await self.reload()
             if PRESETS in changed and self.load_presets():
                 self.hub.refresh_views()
+
+    async def _retry_failed(self) -> None:
+        """Read the file again, backing off, after a reload failed for a passing reason (EMFILE...):
+        an edit made while the process was out of file descriptors is applied once it recovers."""
+        while True:
+            await self._retry.wait()
+            delay = RETRY_FIRST
+            while self._retry.is_set():
+                self._retry = anyio.Event()
+                await anyio.sleep(delay)
+                await self.reload()  # sets `_retry` again when it fails for a passing reason again
+                delay = min(delay * 2, RETRY_MAX)
 
     async def _on_sighup(self) -> None:
         with anyio.open_signal_receiver(signal.SIGHUP) as signals:

@@ -10,12 +10,15 @@ forward path or any wire.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from onemcp.catalog.catalog import Catalog
+from onemcp.config.model import Limits
 from onemcp.downstream.session import ReversePending, Session, SessionStore
+from onemcp.observability.limits import count, hit
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, UPSTREAM_TIMEOUT
 from onemcp.protocol.jsonrpc import Message, RequestId
@@ -38,11 +41,19 @@ PARKED_PATIENCE = 660.0  # longer than bridge.PARK_SECONDS, which expires parked
 
 
 class ReversePath:
-    def __init__(self, sessions: SessionStore, catalog: Catalog, tasks: TaskRouter, listeners: set[Listener]) -> None:
+    def __init__(
+        self,
+        sessions: SessionStore,
+        catalog: Catalog,
+        tasks: TaskRouter,
+        listeners: set[Listener],
+        limits: Callable[[], Limits] = Limits,
+    ) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.tasks = tasks
         self.listeners = listeners
+        self.limits = limits  # the hub's current onemcp.limits (a reload may change them)
         # (id of the upstream connection, the upstream's request id) -> (session, hub id)
         self._requests: dict[tuple[int, RequestId], tuple[Session, str]] = {}
         # client-visible elicitationId -> (session, upstream's elicitationId)
@@ -114,6 +125,11 @@ class ReversePath:
                 f"onemcp cannot tell which client {method} is for: several clients' calls are in flight on the "
                 f"shared connection to {conn.name!r}, or no client that can answer it is connected; {hint}"
             )
+            return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
+        limit = self.limits().max_pending_client_requests_per_session
+        if len(session.reverse) >= limit:  # before anything is held for it
+            hit("pending_client_requests", "session %s: %s from %s refused", session.id[:8], method, conn.name)
+            why = f"onemcp: too many requests to this client are waiting (limit {limit} per session)"
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
         out = self._outgoing(conn, session, msg)
         rid = out["id"] = session.new_reverse_id()
@@ -197,9 +213,15 @@ class ReversePath:
                 call.push(msg)
             return
         owners = [conn.owner] if isinstance(conn.owner, Session) else list(self.sessions)
+        unheard = 0
         for session in owners:
             if session.initialized and session.wants_log(level) and session.access.reach.touches(conn.name):
-                session.post(msg)
+                if session.listening:
+                    session.post(msg)
+                else:
+                    unheard += 1  # no stream to carry it: queued, it would only pile up (and go stale)
+        if unheard:
+            count("unheard_logs", unheard)
 
     def _cancelled(self, conn: UpstreamConnection, params: dict[str, Any]) -> None:
         """The upstream gave up on one of its requests to a client: tell that client, stop waiting."""

@@ -27,7 +27,7 @@ import anyio
 import httpx
 import orjson
 import pytest
-from anyio.abc import SocketStream, TaskStatus
+from anyio.abc import TaskStatus
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -36,12 +36,13 @@ from onemcp.downstream import asgi
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import ProtocolError
 from support.hub import HEADERS, RunningHub, raw_session, running_hub
+from support.raw import raw_exchange, read_response, status_of
 
 pytestmark = pytest.mark.anyio
 
 DEADLINE = 20.0  # one example, or one scenario
 LIMIT = 32 * 1024  # the hub's maxBodyBytes in this module
-STATUSES = {200, 202, 400, 403, 404, 405, 406, 413, 415, 421}
+STATUSES = {200, 202, 400, 403, 404, 405, 406, 413, 415, 421, 431}
 TRACEBACK = b"Traceback (most recent call last)"
 MODERN = "2026-07-28"
 PV = "io.modelcontextprotocol/protocolVersion"
@@ -591,43 +592,6 @@ async def test_upstream_oauth_endpoints(target: Target, method: str, path: str, 
 
 
 # ------------------------------------------------------------------------------- malformed raw HTTP
-async def read_head(stream: SocketStream) -> bytes:
-    """Bytes up to the end of the response head (or until the hub closes the connection)."""
-    data = b""
-    try:
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive()
-    except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
-        pass
-    return data
-
-
-async def read_response(stream: SocketStream) -> tuple[int, bytes]:
-    """(status, body) of one response with a Content-Length."""
-    data = await read_head(stream)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += await stream.receive()
-    return status_of(head), body
-
-
-async def raw_exchange(port: int, request: bytes, *, eof: bool = False) -> bytes:
-    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
-        await stream.send(request)
-        if eof:
-            await stream.send_eof()
-        return await read_head(stream)
-
-
-def status_of(head: bytes) -> int:
-    line = head.split(b"\r\n", 1)[0]
-    assert line.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), head[:200]
-    return int(line.split()[1])
-
-
 TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 token = st.text(st.sampled_from(TCHARS), min_size=1, max_size=12)
 raw_bytes_no_crlf = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))

@@ -44,7 +44,7 @@ async def running_hub(
     port = sock.getsockname()[1]
     public = f"http://127.0.0.1:{port}/mcp"
     app = OneMcpApp(HubConfig.model_validate(config), config_path=config_path, public_url=public)
-    server = HubServer(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
+    server = HubServer(app.server_config())
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(10):

@@ -40,15 +40,18 @@ def test_breaker_states() -> None:
 async def test_open_breaker_fails_fast_and_probe_closes_it() -> None:
     cmd = fixture_command()
     flaky: dict[str, Any] = {
-        "command": cmd[0], "args": cmd[1:], "timeout": 0.3, "breakerThreshold": 2, "breakerCooldown": 0.5,
+        "command": cmd[0], "args": cmd[1:], "timeout": 0.3, "breakerThreshold": 2, "breakerCooldown": 0.8,
     }  # fmt: skip
     with anyio.fail_after(30):
         async with running_hub({"mcpServers": {"flaky": flaky, "other": {"command": cmd[0], "args": cmd[1:]}}}) as hub:
             async with Client(hub.url, mode="legacy", cache=None) as c:
-                for _ in range(2):
+                # the whole server hangs (answers nothing, not even ping) for a while, then recovers
+                for tool, args in (("flaky__freeze", {"seconds": 1.5}), ("flaky__echo", {"message": "x"})):
                     with pytest.raises(MCPError) as err:
-                        await c.call_tool("flaky__sleep", {"seconds": 5})
+                        await c.call_tool(tool, args)
                     assert "timed out" in err.value.error.message
+                while hub.app.hub.pool.slots["flaky"].breaker.state != "open":  # it pinged the server: no answer
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
                 conn = hub.app.hub.pool.connections["flaky"]
                 with pytest.raises(MCPError) as err:
                     await c.call_tool("flaky__echo", {"message": "x"})

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import anyio
 import orjson
-import uvicorn
 
 from onemcp.app import HubServer, OneMcpApp
 from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
 from onemcp.config.model import HubConfig
 from onemcp.downstream.guard import is_loopback
+from onemcp.downstream.http11 import raise_fd_limit
 from onemcp.observability import logs
 
 audit = logging.getLogger("onemcp.audit")
@@ -102,17 +102,8 @@ def serve(
     app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")
     runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp")
     app.on_shutdown.append(lambda: remove_runtime(runtime))  # SIGTERM never reaches the finally below
-    server = HubServer(
-        uvicorn.Config(
-            app,
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=5,
-        )
-    )
+    raise_fd_limit()  # the connection cap is drawn from it
+    server = HubServer(app.server_config(timeout_graceful_shutdown=5))
     try:
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after a clean shutdown
             server.run(sockets=[sock])

@@ -7,6 +7,7 @@ when there is none, environment substitution, and turning validation failures in
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -24,7 +25,18 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class ConfigError(Exception):
-    """The config cannot be used; the message says where and why."""
+    """The config cannot be used; the message says where and why.
+
+    `transient`: the file could not be read for a reason that passes (the process is out of file
+    descriptors or memory): reading it again later may well succeed.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+TRANSIENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR, errno.ENOBUFS})
 
 
 def starter_config() -> dict[str, Any]:
@@ -95,7 +107,7 @@ def load_config(path: Path) -> HubConfig:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", transient=exc.errno in TRANSIENT_ERRNOS) from None
     config = parse_config(raw, source=str(path))
     template = config.hub.instructions_file
     if template and not Path(template).expanduser().is_absolute():

@@ -98,8 +98,10 @@ class ServerConfig(_Model):
     startup_timeout: Seconds = Field(30.0, alias="startupTimeout")
     # An upstream idle this long is pinged; one that does not answer within `timeout` is recycled.
     ping_interval: Seconds | None = Field(30.0, alias="pingInterval")
-    # Circuit breaker: this many consecutive failures (timeouts, lost connections) open it
-    # for `breakerCooldown` seconds, then one probe call decides.
+    # Circuit breaker: this many consecutive failures open it for `breakerCooldown` seconds, then
+    # one probe call decides. A failure is a call that timed out or lost its connection while the
+    # server answered nothing else and no ping either: a server that still answers is not failing,
+    # whatever one client's calls do to it.
     breaker_threshold: int = Field(5, alias="breakerThreshold", ge=1)
     breaker_cooldown: Seconds = Field(30.0, alias="breakerCooldown")
     # the largest message accepted from this server (default: onemcp.limits.maxResponseBytes)
@@ -188,6 +190,7 @@ class AuthSettings(_Model):
 
 
 MiB = 1024 * 1024
+MAX_RESPONSE_BYTES = 64 * MiB  # the default of onemcp.limits.maxResponseBytes
 
 
 class Limits(_Model):
@@ -221,7 +224,7 @@ class Limits(_Model):
     max_pending_client_requests: int = Field(256, alias="maxPendingClientRequests", ge=1)
     max_pending_client_requests_per_session: int = Field(32, alias="maxPendingClientRequestsPerSession", ge=1)
     # one upstream message (an HTTP body, one SSE event, one stdio line); a server may set its own
-    max_response_bytes: int = Field(64 * MiB, alias="maxResponseBytes", ge=1024)
+    max_response_bytes: int = Field(MAX_RESPONSE_BYTES, alias="maxResponseBytes", ge=1024)
     # warnings about the same limit are written at most once per this many seconds (with a count)
     log_interval: Seconds = Field(10.0, alias="logInterval")
 
@@ -266,6 +269,15 @@ class HubConfig(_Model):
             problem = server_name_problem(name, self.hub.separator)
             if problem:
                 raise ValueError(f"mcpServers.{name}: server name {name!r} {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _response_limits(self) -> HubConfig:
+        """Each server's transport sees its own config only: give it the hub's default limit."""
+        limit = self.hub.limits.max_response_bytes
+        for name, server in self.servers.items():
+            if server.max_response_bytes is None:
+                self.servers[name] = server.model_copy(update={"max_response_bytes": limit})
         return self
 
     @property

@@ -19,10 +19,10 @@ from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.session import Session
-from onemcp.downstream.streamable import stream_outbox
+from onemcp.downstream.streamable import RETRY_LATER, stream_outbox
 from onemcp.hub import Hub
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_REQUEST, HubError
+from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached
 from onemcp.protocol.jsonrpc import Message
 
 log = logging.getLogger("onemcp.downstream")
@@ -44,7 +44,11 @@ class LegacySseEndpoint:
         except views.ViewError as exc:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, str(exc)))
             return
-        session = self.hub.sessions.create("sse", access)
+        try:
+            session = self.hub.sessions.create("sse", access)
+        except LimitReached as exc:
+            await asgi.send_json(send, exc.status, error_body(exc.code, exc.message), RETRY_LATER)
+            return
         self.hub.remember_lists(session)
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?session_id={session.id}"
         await asgi.start_sse(send)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from onemcp.auth.access import Access
 from onemcp.auth.principal import Principal
+from onemcp.config.model import Limits
 from onemcp.downstream.replay import StreamStore
+from onemcp.observability.limits import hit
+from onemcp.protocol.errors import LimitReached
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
@@ -64,10 +68,18 @@ class Session:
     # A modern (2026-07-28) request's context: it lives for one request and has no stream
     # of its own, so unrelated messages have nowhere to go.
     ephemeral: bool = False
+    queue_size: int = OUTBOX_SIZE  # messages the outbox holds (onemcp.limits.maxQueuedMessages)
+    streams_open: int = 0  # GET streams (Streamable HTTP) reading the outbox now
 
     def __post_init__(self) -> None:
         if not self.ephemeral:
-            self._outbox_send, self.outbox = anyio.create_memory_object_stream[Message](OUTBOX_SIZE)
+            self._outbox_send, self.outbox = anyio.create_memory_object_stream[Message](self.queue_size)
+
+    @property
+    def listening(self) -> bool:
+        """Would a message posted now reach the client soon? (A Streamable HTTP session without a
+        GET stream may never open one: most clients do not.)"""
+        return self.transport != "streamable-http" or self.streams_open > 0
 
     @property
     def principal(self) -> Principal:
@@ -83,7 +95,7 @@ class Session:
         try:
             self._outbox_send.send_nowait(msg)
         except anyio.WouldBlock:
-            log.warning("session %s: outbound queue full, dropped %s", self.id[:8], msg.get("method"))
+            hit("queued_messages", "session %s: outbound queue full, dropped %s", self.id[:8], msg.get("method"))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
 
@@ -110,16 +122,42 @@ class Session:
 
 
 class SessionStore:
-    """Live sessions by id, with idle expiry."""
+    """Live sessions by id, with idle expiry and caps (hub-wide and per principal).
 
-    def __init__(self, idle_timeout: float, on_remove: Callable[[Session], None] | None = None) -> None:
+    At a cap a new session is refused (`LimitReached`); live ones are never evicted to make
+    room, so a flood of sessions cannot push out the sessions of others.
+    """
+
+    def __init__(
+        self, idle_timeout: float, limits: Limits, on_remove: Callable[[Session], None] | None = None
+    ) -> None:
         self.idle_timeout = idle_timeout
+        self.limits = limits  # replaced on reload
         self.on_remove = on_remove
         self._sessions: dict[str, Session] = {}
+        self._per_principal: Counter[str] = Counter()
 
     def create(self, transport: str, access: Access) -> Session:
-        session = Session(id=secrets.token_hex(16), transport=transport, access=access)
+        key = access.principal.id
+        if len(self._sessions) >= self.limits.max_sessions:
+            self.expire_idle()
+        cap = self.limits.max_sessions
+        if len(self._sessions) >= cap:
+            hit("sessions", "%d sessions live (maxSessions): refused a new one", cap)
+            raise LimitReached("sessions", f"too many sessions (limit {cap}); try again later", 503)
+        cap = self.limits.max_sessions_per_principal
+        if self._per_principal[key] >= cap:
+            hit("sessions_per_principal", "principal %s has %d sessions: refused a new one", access.principal.id, cap)
+            raise LimitReached(
+                "sessions_per_principal",
+                f"too many sessions for this client identity (limit {cap}); end unused sessions (DELETE) first",
+                429,
+            )
+        session = Session(
+            id=secrets.token_hex(16), transport=transport, access=access, queue_size=self.limits.max_queued_messages
+        )
         self._sessions[session.id] = session
+        self._per_principal[key] += 1
         return session
 
     def get(self, session_id: str) -> Session | None:
@@ -134,6 +172,10 @@ class SessionStore:
     def remove(self, session_id: str) -> Session | None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
+            key = session.principal.id
+            self._per_principal[key] -= 1
+            if self._per_principal[key] <= 0:
+                del self._per_principal[key]
             session.close()
             if self.on_remove is not None:
                 self.on_remove(session)

@@ -23,13 +23,15 @@ from onemcp.downstream.modern import ModernEndpoint, supported_error
 from onemcp.downstream.replay import OutStream
 from onemcp.downstream.session import Session
 from onemcp.hub import Hub
+from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_REQUEST, HubError
+from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
 
 log = logging.getLogger("onemcp.downstream")
 KEEPALIVE = 15.0
+RETRY_LATER = [(b"retry-after", b"5")]
 
 
 async def stream_outbox(session: Session, receive: Receive, send: Send, stream: OutStream | None = None) -> None:
@@ -176,7 +178,11 @@ class StreamableHttpEndpoint:
         except views.ViewError as exc:
             await asgi.send_json(send, 400, jsonrpc.error(msg["id"], {"code": INVALID_REQUEST, "message": str(exc)}))
             return
-        session = self.hub.sessions.create("streamable-http", access)
+        try:
+            session = self.hub.sessions.create("streamable-http", access)
+        except LimitReached as exc:
+            await asgi.send_json(send, exc.status, jsonrpc.error(msg["id"], exc.to_error()), RETRY_LATER)
+            return
         result = self.hub.initialize(session, params if isinstance(params, dict) else {})
         await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
 
@@ -223,7 +229,19 @@ class StreamableHttpEndpoint:
         session = await self._session(scope, send, principal)
         if session is None:
             return
-        last = asgi.header(scope, b"last-event-id")
+        cap = self.hub.config.hub.limits.max_streams_per_session
+        if session.streams_open >= cap:
+            hit("streams_per_session", "session %s has %d GET streams open: refused another", session.id[:8], cap)
+            text = f"Conflict: this session already has {cap} GET stream(s) open (maxStreamsPerSession)"
+            await asgi.send_json(send, 409, error_body(INVALID_REQUEST, text))
+            return
+        session.streams_open += 1
+        try:
+            await self._stream(session, asgi.header(scope, b"last-event-id"), receive, send)
+        finally:
+            session.streams_open -= 1
+
+    async def _stream(self, session: Session, last: str | None, receive: Receive, send: Send) -> None:
         found = session.streams.find(last) if last else None
         await asgi.start_sse(send)
         if found is not None:

@@ -30,7 +30,7 @@ NAMES = frozenset(
         "sessions_per_principal",  # over maxSessionsPerPrincipal (429)
         "streams_per_session",  # over maxStreamsPerSession (409)
         "queued_messages",  # a session's queue full: message dropped
-        "unheard_logs",  # a log line for a session with no open stream: dropped
+        "unheard_logs",  # a log line for a Streamable HTTP session with no GET stream open: not queued
         "pending_client_requests",  # over maxPendingClientRequests(PerSession): upstream told at once
         "response_bytes",  # an upstream message over maxResponseBytes
         "bad_framing",  # a request the HTTP layer refuses (501 transfer coding, absolute-form target)
@@ -59,6 +59,11 @@ class _Hits:
         tail = f" ({suppressed} more like it since the last warning)" if suppressed else ""
         log.warning("limit %s: " + message + "%s", name, *args, tail)
 
+    def count(self, name: str, n: int = 1) -> None:
+        """Count `n` hits of a limit whose hits are expected in normal use (no warning)."""
+        assert name in NAMES, name
+        self.counts[name] += n
+
     def metrics(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
             "onemcp_limit_hits", "Requests refused or messages dropped because a limit was reached", labels=["limit"]
@@ -70,3 +75,4 @@ class _Hits:
 
 HITS = _Hits()
 hit = HITS.hit
+count = HITS.count

@@ -11,6 +11,7 @@ endpoint turns them into JSON-RPC errors (or HTTP statuses) at one boundary::
     │   └── MethodNotFound        unknown method (-32601)
     ├── NotFound                  unknown tool / prompt / resource name (-32602)
     ├── Forbidden                 the principal's scopes do not cover it (-32003; HTTP 403)
+    ├── LimitReached              a limit of onemcp.limits refuses it (-32000; HTTP 429, 503 or 409)
     └── UpstreamError             an upstream could not serve the call (-32603, names the server)
         ├── UpstreamUnavailable   not connected: failed, stopped, starting
         ├── UpstreamTimeout       the per-server deadline passed
@@ -82,6 +83,17 @@ class Forbidden(HubError):
     def __init__(self, message: str, needed: str) -> None:
         super().__init__(message, data={"requiredScope": needed})
         self.needed = needed
+
+
+class LimitReached(HubError):
+    """A limit in `onemcp.limits` refuses this (`limit` names it; `status` is the HTTP answer)."""
+
+    code = UPSTREAM_UNAVAILABLE  # -32000: the implementation-defined "server error"
+
+    def __init__(self, limit: str, message: str, status: int) -> None:
+        super().__init__(message, data={"limit": limit})
+        self.limit = limit
+        self.status = status
 
 
 class UpstreamError(HubError):

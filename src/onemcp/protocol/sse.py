@@ -30,27 +30,62 @@ def encode(data: bytes, *, event: str | None = None, event_id: str | None = None
     return head + b"data: " + data + b"\n\n"
 
 
+class TooLarge(Exception):
+    """An event, or a line that has not ended, grew past the decoder's limit; what it held is dropped."""
+
+    def __init__(self, limit: int, events: list[Event]) -> None:
+        super().__init__(f"an SSE event exceeded {limit} bytes")
+        self.limit = limit
+        self.events = events  # the events the same chunk completed before it
+
+
 class Decoder:
-    """Incremental decoder: feed bytes as they arrive, get the completed events."""
+    """Incremental decoder: feed bytes as they arrive, get the completed events.
 
-    __slots__ = ("_data", "_ev", "_pending")
+    Linear in the bytes fed: an unfinished line is kept as a list of pieces (joined once, when
+    it ends) and only new bytes are searched for line ends. With a `limit`, the bytes held for
+    one event (its lines so far, and the unfinished one) never pass it: `feed` raises TooLarge
+    instead, and the stream should then be dropped (the decoder is mid-event).
+    """
 
-    def __init__(self) -> None:
-        self._pending = b""
+    __slots__ = ("_data", "_ev", "_held", "_line", "_line_size", "limit")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self._line: list[bytes] = []  # the unfinished last line, in the pieces it came in
+        self._line_size = 0
+        self._held = 0  # bytes of the current event's completed lines
         self._ev = Event()
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[Event]:
-        self._pending += chunk
-        if b"\n" not in chunk:
-            return []
-        *complete, self._pending = self._pending.split(b"\n")
+        parts = chunk.split(b"\n")
+        tail = parts.pop()
+        if parts and self._line:
+            self._line.append(parts[0])
+            parts[0] = b"".join(self._line)
+            self._line, self._line_size = [], 0
         out: list[Event] = []
-        for raw in complete:
+        for raw in parts:
+            if raw in (b"", b"\r"):
+                self._held = 0  # the event ends
+            elif not raw.startswith(b":"):  # comments are not held
+                self._held += len(raw)
+                self._check(0, out)
             ev = self.line(raw.decode("utf-8", errors="replace"))
             if ev is not None:
                 out.append(ev)
+        if tail:
+            self._check(self._line_size + len(tail), out)
+            self._line.append(tail)
+            self._line_size += len(tail)
         return out
+
+    def _check(self, pending: int, done: list[Event]) -> None:
+        if self.limit is not None and self._held + pending > self.limit:
+            self._line, self._line_size, self._held = [], 0, 0
+            self._ev, self._data = Event(), []
+            raise TooLarge(self.limit, done)
 
     def line(self, raw: str) -> Event | None:
         """Take one line (without its newline); returns an event when the line ends one."""
@@ -78,9 +113,9 @@ class Decoder:
 
     def close(self) -> Event | None:
         """At the end of the stream: a last event that had data but no blank line after it."""
-        if self._pending:
-            self.line(self._pending.decode("utf-8", errors="replace"))
-            self._pending = b""
+        if self._line:
+            self.line(b"".join(self._line).decode("utf-8", errors="replace"))
+            self._line, self._line_size = [], 0
         if self._data:
             return self.line("")
         return None

@@ -1,9 +1,14 @@
 """A circuit breaker per upstream: fail fast while it is failing, probe it back to health.
 
-Closed: calls go through; `threshold` consecutive failures (timeouts, lost connections,
-transport errors; never an error the upstream answered) open it. Open: calls fail at once
-with a clear error for `cooldown` seconds. Half-open: one probe call goes through; its
-success closes the breaker, its failure opens it again.
+Closed: calls go through; `threshold` consecutive failures open it. A failure is evidence
+that the upstream itself is down or hung, not that one call went wrong: a call that timed
+out or could not be carried (lost connection, transport error) counts only when the
+upstream has answered nothing since that call was sent and does not answer a ping within a
+short deadline either (`Pool.judge` decides, in the background). A call that failed while
+the upstream is otherwise answering, which one client's arguments alone can cause, is a
+success here; so is an error the upstream answered. Open: calls fail at once with a clear
+error for `cooldown` seconds. Half-open: one probe call goes through; its success closes the
+breaker, its failure opens it again.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Owns: the handshake, hub-minted request ids and the map back to callers, progress-token
 remapping, deadlines' courtesy cancels, server-initiated requests and notifications
-(handed to the hub through callbacks), refreshing the cached lists on `list_changed`,
-and the connection's state and last error. Does not own: the bytes (a `Transport`),
+(handed to the hub through callbacks; how many may wait for a client at once is capped, the
+excess refused at once), refreshing the cached lists on `list_changed`, whether the upstream
+is alive (`responsive`), and the connection's state and last error. Does not own: the bytes (a `Transport`),
 which downstream session a reverse message belongs to (the hub decides), restarts.
 """
 
@@ -13,7 +14,9 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -23,8 +26,10 @@ from anyio.abc import TaskGroup
 from onemcp import __version__
 from onemcp.catalog.catalog import KINDS
 from onemcp.config.model import ServerConfig
+from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
+    INTERNAL_ERROR,
     METHOD_NOT_FOUND,
     UPSTREAM_UNAVAILABLE,
     InvalidParams,
@@ -51,6 +56,8 @@ HUB_CLIENT_CAPABILITIES: dict[str, Any] = {
 MAX_LIST_PAGES = 1000
 CANCEL_SEND_TIMEOUT = 2.0
 PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
+MAX_QUEUED_REPLIES = 4096  # pings and refusals waiting to be written to one upstream (~0.5 KB each)
+LIVENESS_TIMEOUT = 5.0  # at most (and at most `timeout`): how long a liveness ping may take
 
 
 class ConnectionEvents(Protocol):
@@ -62,6 +69,9 @@ class ConnectionEvents(Protocol):
     def on_server_request(
         self, conn: UpstreamConnection, msg: Message, call: Call | None
     ) -> Awaitable[Message | None]: ...
+    def pending_client_request_limit(self) -> int:
+        """How many server->client requests one connection may have open (read at each request)."""
+        ...
 
 
 class UpstreamConnection:
@@ -85,6 +95,7 @@ class UpstreamConnection:
         self.state: State = "starting"
         self.ready_since: float | None = None  # monotonic time it became ready
         self.last_heard = time.monotonic()  # the last message from the upstream
+        self.last_answered = float("-inf")  # the last response (to any request of ours): it is alive
         self.last_error: str | None = None
         self.protocol_version: str | None = None
         self.era: str = "legacy"  # "modern" once server/discover answered
@@ -103,6 +114,12 @@ class UpstreamConnection:
         self._reinit_lock = anyio.Lock()
         self.feed = ChangeFeed(self)  # used when the upstream speaks 2026-07-28
         self._idle: anyio.Event | None = None  # set when the last client call is done
+        # Server->client requests being served (each a task, held until a client answers), and
+        # replies that hold nothing (pings, refusals) waiting for their writer: both bounded.
+        self.reverse_open = 0
+        self._replies: deque[tuple[RequestId, Message]] = deque()
+        self._replying = False
+        self._liveness: _Liveness | None = None  # the ping in flight, shared by whoever asks
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -461,6 +478,7 @@ class UpstreamConnection:
             self._on_notification(msg, method, related)
 
     def _on_response(self, msg: Message) -> None:
+        self.last_answered = time.monotonic()
         rid = msg.get("id")
         call = self._pending.pop(rid, None) if isinstance(rid, int) else None
         if call is None:
@@ -510,15 +528,81 @@ class UpstreamConnection:
         if self._tg is None:
             return
         if msg["method"] == "ping":
-            self._tg.start_soon(self.respond, msg["id"], jsonrpc.result(None, {}))
+            self._reply_soon(msg["id"], jsonrpc.result(None, {}))
             return
+        # Checked before anything is held for it: beyond the limit the upstream is told at once.
+        limit = self.events.pending_client_request_limit()
+        if self.reverse_open >= limit:
+            method = msg["method"]
+            hit("pending_client_requests", "upstream %s: %s refused, %d already waiting", self.name, method, limit)
+            why = f"onemcp: too many requests to clients are waiting (limit {limit} for server {self.name!r})"
+            self._reply_soon(msg["id"], jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why}))
+            return
+        self.reverse_open += 1
         self._tg.start_soon(self._serve_reverse, msg, self.related_call(related))
 
     async def _serve_reverse(self, msg: Message, call: Call | None) -> None:
-        upstream_id = msg["id"]
-        reply = await self.events.on_server_request(self, msg, call)
-        if reply is not None:  # None: the upstream cancelled its request, so no reply
-            await self.respond(upstream_id, reply)
+        try:
+            upstream_id = msg["id"]
+            reply = await self.events.on_server_request(self, msg, call)
+            if reply is not None:  # None: the upstream cancelled its request, so no reply
+                await self.respond(upstream_id, reply)
+        finally:
+            self.reverse_open -= 1
+
+    def _reply_soon(self, upstream_id: RequestId, reply: Message) -> None:
+        """Answer a server request that holds nothing (a ping, a refusal): queued for one writer task.
+
+        The queue is bounded: beyond `MAX_QUEUED_REPLIES` the upstream is not reading what it is
+        sent, and the reply is dropped rather than held.
+        """
+        if self._tg is None or len(self._replies) >= MAX_QUEUED_REPLIES:
+            return
+        self._replies.append((upstream_id, reply))
+        if not self._replying:
+            self._replying = True
+            self._tg.start_soon(self._send_replies)
+
+    async def _send_replies(self) -> None:
+        try:
+            while self._replies:
+                await self.respond(*self._replies.popleft())
+        finally:
+            self._replying = False
+
+    # ------------------------------------------------------------------- liveness
+    async def responsive(self, since: float) -> bool:
+        """Has the upstream shown it is alive since `since` (monotonic)? It answered something since,
+        or it answers a ping now within a short deadline (one ping at a time, shared)."""
+        if self.last_answered >= since:
+            return True
+        probe = self._liveness
+        if probe is None:
+            probe = self._liveness = _Liveness()
+            try:
+                probe.alive = await self._ping(min(self.config.timeout, LIVENESS_TIMEOUT))
+            finally:
+                self._liveness = None
+                probe.done.set()
+        else:
+            await probe.done.wait()
+        return probe.alive or self.last_answered >= since
+
+    async def _ping(self, deadline: float) -> bool:
+        """True when the upstream answers a ping (server/discover when modern) within `deadline`;
+        an error answer is an answer too."""
+        method = "server/discover" if self.era == "modern" else "ping"
+        call: Call | None = None
+        with anyio.move_on_after(deadline):
+            try:
+                call = await self.begin({"jsonrpc": "2.0", "id": 0, "method": method, "params": {}})
+            except UpstreamError:
+                return False  # it cannot even be sent: not connected
+            await call.result()
+            return not call.broken
+        if call is not None:
+            self.abandon(call, "liveness ping timed out")
+        return False
 
     async def drained(self) -> None:
         """Wait until no call made for a client is in flight."""
@@ -534,6 +618,14 @@ class UpstreamConnection:
     def in_flight(self) -> int:
         """Calls made for clients that are still waiting (not the hub's own, such as a listen)."""
         return sum(1 for call in self._pending.values() if call.origin is not None)
+
+
+@dataclass(eq=False, slots=True)
+class _Liveness:
+    """One liveness ping in flight; whoever asks meanwhile waits for its outcome."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    alive: bool = False
 
 
 def make_transport(

@@ -27,7 +27,11 @@ class HttpError(Exception):
 
 
 class Exchange:
-    """Receives one response, in event-loop callbacks. Override what you need."""
+    """Receives one response, in event-loop callbacks. Override what you need.
+
+    `on_head` and `on_body` may raise HttpError to stop reading (say, a body grown too large):
+    the connection is closed at once and `on_error` gets that error.
+    """
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         """Status and headers (names lower-cased) are known."""
@@ -66,7 +70,10 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(HttpError(f"invalid HTTP response from {self.pool.origin}: {exc}"))
+            if isinstance(exc.__context__, HttpError):  # raised by the exchange: it stops here
+                self._fail(exc.__context__)
+            else:
+                self._fail(HttpError(f"invalid HTTP response from {self.pool.origin}: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

@@ -12,6 +12,7 @@ only headers sent are this server's own config and the hub's own token.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,7 +20,8 @@ import orjson
 from anyio.abc import TaskGroup
 
 from onemcp import __version__
-from onemcp.config.model import ServerConfig
+from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
+from onemcp.observability.limits import hit
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
@@ -47,6 +49,28 @@ def make_pool(config: ServerConfig, url: str) -> Pool:
         return Pool(url, connect_timeout=min(config.startup_timeout, config.timeout, 30.0))
     except HttpError as exc:
         raise TransportError(str(exc)) from None
+
+
+class TooLarge(HttpError):
+    """One message from the upstream passed its maxResponseBytes: its exchange stops reading."""
+
+
+def too_large(upstream: str, limit: int) -> TooLarge:
+    """Count a refused message and make the error that ends its exchange (and drops its connection)."""
+    hit("response_bytes", "upstream %s sent a message over %d bytes", upstream, limit)
+    return TooLarge(f"response exceeded maxResponseBytes ({limit} bytes)")
+
+
+def feed(decoder: sse.Decoder, chunk: bytes, on_event: Callable[[sse.Event], object], upstream: str) -> None:
+    """Decode `chunk` and hand its events on; TooLarge once an event passes the decoder's limit."""
+    try:
+        events = decoder.feed(chunk)
+    except sse.TooLarge as exc:
+        for ev in exc.events:
+            on_event(ev)
+        raise too_large(upstream, exc.limit) from None
+    for ev in events:
+        on_event(ev)
 
 
 class AuthRejected(TransportError):
@@ -127,6 +151,7 @@ class PostExchange(Exchange):
         self.decoder: sse.Decoder | None = None
         self.sink: EventSink | None = None
         self.body: list[bytes] = []
+        self.size = 0  # bytes of body read
         self.error: TransportError | None = None
         self.done = anyio.Event() if awaited else None
         self.conn_key: Any = None
@@ -144,14 +169,20 @@ class PostExchange(Exchange):
         if self.msg.get("method") == "initialize":
             self.t.session_id = headers.get("mcp-session-id")
         if headers.get("content-type", "").startswith("text/event-stream"):
-            self.decoder = sse.Decoder()
+            self.decoder = sse.Decoder(self.t.limit)
             self.sink = EventSink(self.t.deliver, self.msg.get("id"), self.t.log)
+        elif (length := headers.get("content-length", "")).isdigit() and int(length) > self.t.limit:
+            raise too_large(self.t.name, self.t.limit)  # refused before a byte of it is read
 
     def on_body(self, chunk: bytes) -> None:
         if self.decoder is not None and self.sink is not None:
-            for ev in self.decoder.feed(chunk):
-                self.sink(ev)
-        elif self.status < 400 or sum(map(len, self.body)) < ERROR_BODY_MAX:
+            feed(self.decoder, chunk, self.sink, self.t.name)
+            return
+        self.size += len(chunk)
+        if self.status < 400 and self.size > self.t.limit:
+            self.body = []
+            raise too_large(self.t.name, self.t.limit)
+        if self.status < 400 or self.size - len(chunk) < ERROR_BODY_MAX:
             self.body.append(chunk)
 
     def on_end(self) -> None:
@@ -180,7 +211,7 @@ class PostExchange(Exchange):
 
     def on_error(self, error: HttpError) -> None:
         self.t.log.info("POST %s failed: %s", self.t.url, error)
-        self.error = TransportError(f"POST failed: {error}")
+        self.error = TransportError(str(error) if isinstance(error, TooLarge) else f"POST failed: {error}")
         self._settle()
 
     def _settle(self) -> None:
@@ -197,11 +228,13 @@ class PostExchange(Exchange):
 class StreamExchange(Exchange):
     """A long-lived GET stream: events delivered as they come."""
 
-    def __init__(self, on_event: Any) -> None:
+    def __init__(self, on_event: Any, limit: int = MAX_RESPONSE_BYTES, upstream: str = "?") -> None:
         self.on_event = on_event
-        self.decoder = sse.Decoder()
+        self.decoder = sse.Decoder(limit)
+        self.upstream = upstream
         self.status = 0
         self.error: str | None = None
+        self.refused: TooLarge | None = None  # an event passed the limit: the stream was dropped
         self.challenge: str | None = None  # WWW-Authenticate of a 401/403
         self.nonce: str | None = None  # and its DPoP-Nonce
         self.done = anyio.Event()
@@ -216,14 +249,15 @@ class StreamExchange(Exchange):
 
     def on_body(self, chunk: bytes) -> None:
         if self.error is None:
-            for ev in self.decoder.feed(chunk):
-                self.on_event(ev)
+            feed(self.decoder, chunk, self.on_event, self.upstream)
 
     def on_end(self) -> None:
         self.done.set()
 
     def on_error(self, error: HttpError) -> None:
         self.error = self.error or str(error)
+        if isinstance(error, TooLarge):
+            self.refused = error
         self.done.set()
 
 
@@ -236,6 +270,7 @@ class StreamableHttpTransport(Transport):
         self.url = config.url
         self.auth = auth
         self.session_id: str | None = None
+        self.limit = config.max_response_bytes or MAX_RESPONSE_BYTES  # of one message
         self._target = Pool.target(config.url)
         self._base = base_headers(config)
         self._pool: Pool | None = None
@@ -375,7 +410,7 @@ class StreamableHttpTransport(Transport):
             await anyio.sleep(min(sink.retry_ms or 0, RESUME_WAIT_MAX_MS) / 1000)
             if self._pool is None or sink.last_id is None:
                 return
-            exchange = StreamExchange(sink)
+            exchange = StreamExchange(sink, self.limit, self.name)
             headers = {**self._headers("text/event-stream", method="GET"), "last-event-id": sink.last_id}
             try:
                 conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
@@ -389,6 +424,9 @@ class StreamableHttpTransport(Transport):
                 conn.abort()
                 self._requests.pop(msg["id"], None)
             if sink.answered:
+                return
+            if exchange.refused is not None:  # resuming would only send it again
+                self.fail(msg, TransportError(str(exchange.refused)))
                 return
             if exchange.status != 200:
                 self.fail(msg, TransportError(f"the reply stream broke and could not be resumed: {exchange.error}"))
@@ -408,7 +446,7 @@ class StreamableHttpTransport(Transport):
             while not self.closed.is_set() and self._pool is not None:
                 if self.auth is not None:
                     await self.auth.ensure_fresh()
-                exchange = StreamExchange(EventSink(self.deliver, None, self.log))
+                exchange = StreamExchange(EventSink(self.deliver, None, self.log), self.limit, self.name)
                 headers = self._headers("text/event-stream", method="GET")
                 try:
                     conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
@@ -427,7 +465,7 @@ class StreamableHttpTransport(Transport):
                     if 400 <= exchange.status < 500:
                         self.log.debug("no GET stream: %s", exchange.error)
                         return
-                    if exchange.status == 200:
+                    if exchange.status == 200 and exchange.refused is None:  # a refused one keeps backing off
                         delay, renewed = 0.5, False
                 await anyio.sleep(delay)
                 delay = min(delay * 2, GET_RETRY_MAX)
@@ -439,7 +477,7 @@ class StreamableHttpTransport(Transport):
         if pool is None:
             return
         if self.session_id is not None:
-            exchange = StreamExchange(lambda ev: None)
+            exchange = StreamExchange(lambda ev: None, self.limit, self.name)
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 try:
                     await pool.send(b"DELETE", self._target, self._headers(method="DELETE"), b"", exchange)

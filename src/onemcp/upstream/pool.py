@@ -5,7 +5,9 @@ its current connection, and a supervisor task that
 restarts the connection when it fails (exponential backoff with jitter; more than
 `RESTART_BUDGET` restarts within `BUDGET_WINDOW` seconds marks the server crash-looping
 and slows retries to `CRASH_LOOP_WAIT`). Removing a server lets its in-flight calls
-finish for up to `drain` seconds, then stops it (its callers get a clear error).
+finish for up to `drain` seconds, then stops it (its callers get a clear error). Each
+replica's breaker is fed here: a failed call counts only when the upstream shows no sign of
+life (`judge`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Pool:
         self._initial = dict(config.enabled)
         self._tg: TaskGroup | None = None
         self.tried = anyio.Event()
+        self.judging = 0  # failed calls whose upstream is being pinged (see `judge`)
 
     @property
     def connections(self) -> dict[str, UpstreamConnection]:
@@ -169,6 +172,25 @@ class Pool:
         member = self._member(conn)
         if member is not None:
             member.breaker.record(ok)
+
+    def judge(self, conn: UpstreamConnection, since: float) -> None:
+        """A call sent on `conn` at `since` timed out or could not be carried: a failure for its
+        replica's breaker only if the upstream shows no sign of life (it answered nothing since, and
+        no ping now), since one client's calls alone can make calls fail. Judged in the background:
+        the caller's error is not delayed by the ping."""
+        if conn.last_answered >= since:
+            self.record(conn, ok=True)
+        elif self._tg is None:
+            self.record(conn, ok=False)
+        else:
+            self.judging += 1
+            self._tg.start_soon(self._judge, conn, since)
+
+    async def _judge(self, conn: UpstreamConnection, since: float) -> None:
+        try:
+            self.record(conn, ok=await conn.responsive(since))
+        finally:
+            self.judging -= 1
 
     def retry_now(self, name: str) -> None:
         """Cut a waiting restart short (a reload touched the server, or an operator asked)."""

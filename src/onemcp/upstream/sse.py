@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 import anyio
 from anyio.abc import TaskGroup
 
-from onemcp.config.model import ServerConfig
+from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.h1 import HttpError, Pool
@@ -31,6 +31,7 @@ class SseTransport(Transport):
         self.auth = auth
         self.endpoint: bytes | None = None
         self.endpoint_url = self.url  # the endpoint event's URL, in full
+        self.limit = config.max_response_bytes or MAX_RESPONSE_BYTES  # of one event
         self._base = base_headers(config)
         self._pool: Pool | None = None
         self._endpoint_seen = anyio.Event()
@@ -68,7 +69,7 @@ class SseTransport(Transport):
                 if self.auth is not None:
                     await self.auth.ensure_fresh()
                 headers = self._headers("GET", self.url, accept="text/event-stream")
-                exchange = StreamExchange(self._on_event)
+                exchange = StreamExchange(self._on_event, self.limit, self.name)
                 try:
                     conn = await pool.send(b"GET", Pool.target(self.url), headers, b"", exchange)
                 except HttpError as exc:
@@ -97,7 +98,8 @@ class SseTransport(Transport):
         if self.auth is not None:
             await self.auth.ensure_fresh()
         headers = self._headers("POST", self.endpoint_url, **{"content-type": "application/json"})
-        exchange = StreamExchange(lambda ev: None)  # the reply to a POST is just "Accepted"
+        # the reply to a POST is just "Accepted"
+        exchange = StreamExchange(lambda ev: None, self.limit, self.name)
         try:
             conn = await self._pool.send(b"POST", self.endpoint, headers, body, exchange)
             try:

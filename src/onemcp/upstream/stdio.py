@@ -20,11 +20,11 @@ import anyio
 import orjson
 from anyio.abc import TaskGroup
 
-from onemcp.config.model import ServerConfig
+from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
+from onemcp.observability.limits import hit
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.transport import Deliver, Fail, Transport, TransportError
 
-MAX_LINE = 64 * 1024 * 1024
 # What a child inherits from the hub unless the config sets it: enough to find programs
 # and a home directory, nothing that could carry the hub's own secrets.
 INHERITED_ENV = (
@@ -85,12 +85,19 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 class _ChildProtocol(asyncio.SubprocessProtocol):
-    """Pipe callbacks: stdout lines become messages, stderr lines become log records."""
+    """Pipe callbacks: stdout lines become messages, stderr lines become log records.
+
+    Linear in what the child writes: an unfinished stdout line is kept in the pieces it came in
+    (joined once, when it ends), and only new bytes are searched for line ends.
+    """
 
     def __init__(self, owner: StdioTransport, deliver: Deliver) -> None:
         self.owner = owner
         self.deliver = deliver
-        self._out = b""
+        self.limit = owner.config.max_response_bytes or MAX_RESPONSE_BYTES  # of one line
+        self._out: list[bytes] = []  # the unfinished stdout line
+        self._out_size = 0
+        self._refused = False  # a line passed the limit: the child is being stopped
         self._err = b""
         self.exited = asyncio.Event()
 
@@ -101,15 +108,18 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             self._stderr(data)
 
     def _stdout(self, data: bytes) -> None:
-        if b"\n" not in data:
-            self._out += data
-            if len(self._out) > MAX_LINE:
-                self.owner.log.error("a line on stdout exceeded %d bytes; stopping the server", MAX_LINE)
-                self._out = b""
-                self.owner.kill()
+        if self._refused:
             return
-        *lines, self._out = (self._out + data).split(b"\n")
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if lines and self._out:
+            self._out.append(lines[0])
+            lines[0] = b"".join(self._out)
+            self._out, self._out_size = [], 0
         for line in lines:
+            if len(line) > self.limit:
+                self._refuse()
+                return
             if not line.strip():
                 continue
             try:
@@ -121,6 +131,18 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
                 self.deliver(msg, None)
             else:
                 self.owner.log.warning("non-object JSON on stdout ignored: %.200r", line)
+        if tail:
+            self._out.append(tail)
+            self._out_size += len(tail)
+            if self._out_size > self.limit:
+                self._refuse()
+
+    def _refuse(self) -> None:
+        """A message passed the limit: drop what is held and stop the child, saying why."""
+        self._refused = True
+        self._out, self._out_size = [], 0
+        hit("response_bytes", "upstream %s sent a message over %d bytes", self.owner.name, self.limit)
+        self.owner.stop(f"stopped: a message on stdout exceeded maxResponseBytes ({self.limit} bytes)")
 
     def _stderr(self, data: bytes) -> None:
         *lines, self._err = (self._err + data).split(b"\n")
@@ -178,7 +200,9 @@ class StdioTransport(Transport):
         code = self._proc.get_returncode() if self._proc is not None else None
         self._mark_closed(f"process exited with code {code}")
 
-    def kill(self) -> None:
+    def stop(self, reason: str) -> None:
+        """Kill the child; `reason` (not its exit code) is what the connection and its callers see."""
+        self._mark_closed(reason)
         if self._proc is not None and self._proc.get_returncode() is None:
             self._proc.kill()
 

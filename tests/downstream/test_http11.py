@@ -1,0 +1,262 @@
+"""The hub's HTTP/1.1 limits (downstream/http11.py), attacked over raw sockets on loopback.
+
+Each test is a finding of issue 20 that the hub failed before: one huge header or thousands of
+headers were parsed (quadratically) and answered 200; unfinished requests held their
+connection forever; connections had no cap; `Transfer-Encoding: gzip, chunked` and an
+absolute-form target naming another host were served. The limits here are small so that each
+attack is bounded (a few MB at most, deadlines under a second); after each one a normal
+request still gets its answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+import pytest
+from anyio.abc import SocketStream
+
+from onemcp.observability.limits import HITS
+from support.hub import HEADERS, INIT, RunningHub, running_hub
+from support.raw import raw_exchange, read_head, status_of
+
+pytestmark = pytest.mark.anyio
+LIMITS = {
+    "maxHeaderBytes": 8192,
+    "maxHeaderCount": 40,
+    "headerTimeout": 0.3,
+    "bodyTimeout": 0.3,
+    "maxConnections": 12,
+    "maxSessions": 6,
+    "maxSessionsPerPrincipal": 4,
+    "maxStreamsPerSession": 2,
+}
+DEADLINE = 10.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[RunningHub]:
+    async with running_hub({"mcpServers": {}, "onemcp": {"limits": LIMITS}}) as running:
+        yield running
+
+
+def head(*lines: str, path: str = "/mcp", method: str = "POST") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{x}\r\n" for x in lines) + "\r\n").encode()
+
+
+async def ping_ok(hub: RunningHub) -> None:
+    """A normal client is still served."""
+    async with httpx.AsyncClient(timeout=DEADLINE) as http:
+        r = await http.post(hub.url, json=INIT, headers=HEADERS)
+        assert r.status_code == 200, r.text
+        await http.delete(hub.url, headers={"mcp-session-id": r.headers["mcp-session-id"]})
+
+
+async def closed_by_hub(stream: SocketStream) -> bytes:
+    """What the hub sends before it closes the connection (fails the test if it never does)."""
+    data = b""
+    with anyio.fail_after(DEADLINE):
+        try:
+            while True:
+                data += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+            return data
+
+
+# ------------------------------------------------------------------------------------------ headers
+async def test_one_huge_header_is_431_before_it_is_read(hub: RunningHub) -> None:
+    before = HITS.counts["header_bytes"]
+    async with await anyio.connect_tcp("127.0.0.1", _port(hub)) as stream:
+        await stream.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        sent = 0
+        with anyio.fail_after(DEADLINE):
+            try:
+                while sent < 4 * 1024 * 1024:  # the hub stops reading long before 4 MB
+                    await stream.send(b"a" * 65536)
+                    sent += 65536
+            except (anyio.BrokenResourceError, ConnectionError):
+                pass
+            reply = await read_head(stream)
+    assert status_of(reply) == 431
+    assert HITS.counts["header_bytes"] == before + 1
+    await ping_ok(hub)
+
+
+async def test_a_long_request_line_counts_as_header_bytes(hub: RunningHub) -> None:
+    reply = await raw_exchange(_port(hub), head(path="/mcp?" + "q" * 20_000))
+    assert status_of(reply) == 431
+
+
+async def test_many_headers_are_431(hub: RunningHub) -> None:
+    lines = [f"X-H{i}: v" for i in range(200)]  # 1.6 KB: under the byte limit, over the count
+    reply = await raw_exchange(_port(hub), head(*lines))
+    assert status_of(reply) == 431
+    await ping_ok(hub)
+
+
+async def test_headers_under_the_limits_are_served(hub: RunningHub) -> None:
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    lines = [f"X-H{i}: {'v' * 100}" for i in range(30)]
+    request = head(*lines, "Content-Type: application/json", f"Content-Length: {len(body)}") + body
+    reply = await raw_exchange(_port(hub), request)
+    assert status_of(reply) == 400  # served (no session yet), not refused for its headers
+
+
+# ------------------------------------------------------------------------------------------ deadlines
+async def test_unfinished_headers_are_ended_after_the_header_timeout(hub: RunningHub) -> None:
+    async with await anyio.connect_tcp("127.0.0.1", _port(hub)) as stream:
+        await stream.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        reply = await closed_by_hub(stream)
+    assert status_of(reply) == 408
+    await ping_ok(hub)
+
+
+async def test_a_silent_connection_is_closed(hub: RunningHub) -> None:
+    async with await anyio.connect_tcp("127.0.0.1", _port(hub)) as stream:
+        assert await closed_by_hub(stream) == b""
+
+
+async def test_a_slowloris_trickle_is_ended(hub: RunningHub) -> None:
+    """A byte now and then never completes the headers: the deadline counts from the first byte."""
+    request = head(*[f"X-H{i}: v" for i in range(10)])
+    async with await anyio.connect_tcp("127.0.0.1", _port(hub)) as stream:
+        reply = b""
+        with anyio.fail_after(DEADLINE):
+            try:
+                for i in range(len(request) - 2):
+                    await stream.send(request[i : i + 1])
+                    with anyio.move_on_after(0.05):  # allowed-sleep: the trickle's pace, not a wait for a result
+                        reply += await stream.receive()
+                        break
+            except (anyio.BrokenResourceError, anyio.EndOfStream, ConnectionError):
+                pass
+            reply += await closed_by_hub(stream)
+    assert status_of(reply) == 408
+
+
+async def test_unfinished_body_is_408_after_the_body_timeout(hub: RunningHub) -> None:
+    request = head("Content-Type: application/json", "Content-Length: 100") + b'{"jsonrpc":'
+    async with await anyio.connect_tcp("127.0.0.1", _port(hub)) as stream:
+        await stream.send(request)
+        reply = await closed_by_hub(stream)
+    assert status_of(reply) == 408
+    await ping_ok(hub)
+
+
+async def test_a_keepalive_connection_gets_a_second_request_served(hub: RunningHub) -> None:
+    """The deadlines are per request: a connection that keeps sending whole requests keeps working."""
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    request = head("Content-Type: application/json", f"Content-Length: {len(body)}") + body
+    async with await anyio.connect_tcp("127.0.0.1", _port(hub)) as stream:
+        for _ in range(3):
+            await stream.send(request)
+            with anyio.fail_after(DEADLINE):
+                reply = await read_head(stream)
+            assert status_of(reply) == 400
+            await _drain_body(stream, reply)
+
+
+# ------------------------------------------------------------------------------------------ connections
+async def test_connections_over_the_cap_are_refused_and_closed(hub: RunningHub) -> None:
+    cap = LIMITS["maxConnections"]
+    held: list[SocketStream] = []
+    try:
+        for _ in range(cap):
+            held.append(await anyio.connect_tcp("127.0.0.1", _port(hub)))
+        # one more is answered 503 and closed at once, before it sends anything
+        async with await anyio.connect_tcp("127.0.0.1", _port(hub)) as extra:
+            reply = await closed_by_hub(extra)
+        assert status_of(reply) == 503
+    finally:
+        for stream in held:
+            await stream.aclose()
+    with anyio.fail_after(DEADLINE):
+        while len(hub.server.server_state.connections) > 0:  # the hub sees them closed
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    await ping_ok(hub)
+
+
+# ------------------------------------------------------------------------------------------ framing
+async def test_transfer_codings_other_than_chunked_are_501(hub: RunningHub) -> None:
+    body = b"5\r\nhello\r\n0\r\n\r\n"
+    request = head("Content-Type: application/json", "Transfer-Encoding: gzip, chunked") + body
+    reply = await raw_exchange(_port(hub), request)
+    assert status_of(reply) == 501
+
+
+async def test_an_absolute_form_target_is_judged_by_its_host(hub: RunningHub) -> None:
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    framing = ("Content-Type: application/json", f"Content-Length: {len(body)}")
+    evil = head(*framing, path="http://evil.example/mcp") + body
+    assert status_of(await raw_exchange(_port(hub), evil)) == 421
+    ours = head(*framing, path=f"http://127.0.0.1:{_port(hub)}/mcp") + body
+    assert status_of(await raw_exchange(_port(hub), ours)) == 400  # served: no session, as for /mcp
+
+
+# ------------------------------------------------------------------------------------------ sessions
+async def test_sessions_are_capped_per_principal_and_in_all(hub: RunningHub) -> None:
+    per_principal = LIMITS["maxSessionsPerPrincipal"]
+    async with httpx.AsyncClient(timeout=DEADLINE) as http:
+        ids = []
+        for _ in range(per_principal):
+            r = await http.post(hub.url, json=INIT, headers=HEADERS)
+            assert r.status_code == 200
+            ids.append(r.headers["mcp-session-id"])
+        r = await http.post(hub.url, json=INIT, headers=HEADERS)
+        assert r.status_code == 429 and "mcp-session-id" not in r.headers
+        assert r.json()["error"]["data"] == {"limit": "sessions_per_principal"}
+        # legacy /sse sessions count too
+        async with http.stream("GET", f"{hub.base}/sse") as sse:
+            assert sse.status_code == 429
+        # the sessions that exist keep working, and ending one makes room
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        headers = {**HEADERS, "mcp-session-id": ids[0], "mcp-protocol-version": "2025-11-25"}
+        assert (await http.post(hub.url, json=ping, headers=headers)).status_code == 200
+        assert (await http.delete(hub.url, headers=headers)).status_code == 200
+        r = await http.post(hub.url, json=INIT, headers=HEADERS)
+        assert r.status_code == 200
+    # the hub-wide cap: sessions of a principal under its own cap are refused once the hub is full
+    hub.app.hub.sessions.limits = hub.app.hub.sessions.limits.model_copy(update={"max_sessions": per_principal})
+    async with httpx.AsyncClient(timeout=DEADLINE) as http:
+        r = await http.post(hub.url, json=INIT, headers=HEADERS)
+    assert r.status_code == 503 and r.headers["retry-after"] and r.json()["error"]["data"] == {"limit": "sessions"}
+
+
+async def test_get_streams_per_session_are_capped(hub: RunningHub) -> None:
+    cap = LIMITS["maxStreamsPerSession"]
+    async with httpx.AsyncClient(timeout=DEADLINE) as http:
+        r = await http.post(hub.url, json=INIT, headers=HEADERS)
+        headers = {"accept": "text/event-stream", "mcp-session-id": r.headers["mcp-session-id"]}
+        async with anyio.create_task_group() as tg:
+            opened = anyio.Semaphore(0)
+
+            async def hold() -> None:
+                async with http.stream("GET", hub.url, headers=headers) as stream:
+                    assert stream.status_code == 200
+                    opened.release()
+                    await anyio.sleep_forever()
+
+            for _ in range(cap):
+                tg.start_soon(hold)
+            for _ in range(cap):
+                await opened.acquire()
+            r = await http.get(hub.url, headers=headers)
+            assert r.status_code == 409
+            tg.cancel_scope.cancel()
+
+
+def _port(hub: RunningHub) -> int:
+    return int(hub.base.rsplit(":", 1)[1])
+
+
+async def _drain_body(stream: SocketStream, data: bytes) -> None:
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(x.split(b":")[1]) for x in head_part.split(b"\r\n") if x.lower().startswith(b"content-length"))
+    while len(body) < length:
+        body += await stream.receive()

@@ -1,0 +1,87 @@
+"""Sessions' queues under a flood (issue 20, finding 4).
+
+Before: every message dropped from a full queue wrote one WARNING, and Streamable HTTP sessions
+with no GET stream (most clients never open one) queued every upstream log line; 2 MB of
+upstream logging with 2,000 idle sessions became 2.1 M log lines and stalled the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import httpx
+import orjson
+import pytest
+
+from fixtures.launch import fixture_command
+from onemcp.auth.access import LEGACY_HTTP, decide
+from onemcp.auth.principal import ANONYMOUS
+from onemcp.downstream.session import OUTBOX_SIZE, Session
+from onemcp.observability.limits import HITS
+from support.hub import RunningHub, raw_session, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 20.0
+IDLE = 30  # sessions that never open a GET stream
+LINES = 40  # log lines the upstream sends, related to no call
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def test_a_full_queue_drops_newest_with_one_warning_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    session = Session(id="s" * 32, transport="streamable-http", access=access)
+    before = HITS.counts["queued_messages"]
+    with caplog.at_level(logging.WARNING):
+        for i in range(OUTBOX_SIZE + 2000):
+            session.post({"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": i}})
+    assert HITS.counts["queued_messages"] == before + 2000  # each drop is counted ...
+    assert len(caplog.records) <= 1  # ... but not each one written to the log
+    assert session.outbox is not None and session.outbox.statistics().current_buffer_used == OUTBOX_SIZE
+
+
+async def test_upstream_logs_reach_listening_sessions_and_are_not_queued_for_the_others() -> None:
+    cmd = fixture_command()
+    config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            idle = [await raw_session(http, hub.url) for _ in range(IDLE)]
+            listener = await raw_session(http, hub.url)
+            heard: list[dict[str, object]] = []
+            before = HITS.counts["unheard_logs"]
+            async with anyio.create_task_group() as tg:
+                opened = anyio.Event()
+                tg.start_soon(_listen, http, hub, listener, heard, opened)
+                await opened.wait()
+                call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+                call["params"] = {"name": "fx__log", "arguments": {"count": LINES, "detached": True}}
+                assert (await http.post(hub.url, json=call, headers=idle[0])).status_code == 200
+                while len(heard) < LINES:
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                tg.cancel_scope.cancel()
+            assert all(m["method"] == "notifications/message" for m in heard)
+            # the idle sessions were counted, not queued
+            assert HITS.counts["unheard_logs"] - before == IDLE * LINES
+            sessions = {s.id: s for s in hub.app.hub.sessions}
+            for headers in idle:
+                outbox = sessions[headers["mcp-session-id"]].outbox
+                assert outbox is not None and outbox.statistics().current_buffer_used == 0
+
+
+async def _listen(
+    http: httpx.AsyncClient,
+    hub: RunningHub,
+    headers: dict[str, str],
+    heard: list[dict[str, object]],
+    opened: anyio.Event,
+) -> None:
+    async with http.stream("GET", hub.url, headers={**headers, "accept": "text/event-stream"}) as stream:
+        assert stream.status_code == 200
+        opened.set()
+        async for line in stream.aiter_lines():
+            if line.startswith("data:") and line[5:].strip():
+                heard.append(orjson.loads(line[5:]))

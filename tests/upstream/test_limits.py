@@ -1,0 +1,217 @@
+"""An upstream message over maxResponseBytes (issue 20, findings 3 and 8c): refused with a clear error, not buffered.
+
+The limit here is 64 KiB and the hostile replies 1-2 MB. HTTP upstreams are a scripted Streamable HTTP
+server (raw ASGI on loopback) whose tools answer with a big JSON body (with and without Content-Length),
+one big SSE event, or an SSE line that never ends; the fixture upstream's `blob` tool is used over stdio
+and the legacy HTTP+SSE transport. Each time the call gets the reason, the refusal is counted in
+`onemcp_limit_hits`, and the hub goes on serving.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tracemalloc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from fixtures.launch import fixture_command, running_http_fixture
+from onemcp.config.model import ServerConfig
+from onemcp.upstream.stdio import StdioTransport, _ChildProtocol
+from support.credentials import loopback_asgi
+from support.hub import raw_session, running_hub
+
+pytestmark = pytest.mark.anyio
+KiB = 1024
+LIMIT = 64 * KiB
+BIG = 2 * 1024 * KiB
+REFUSED = f"response exceeded maxResponseBytes ({LIMIT} bytes)"
+TOOLS = [
+    {"name": n, "inputSchema": {"type": "object"}}
+    for n in ("small", "big_json", "big_chunked", "big_event", "endless_line")
+]
+
+
+def _result(rid: Any, text: str) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": text}]}}).encode()
+
+
+async def _pieces(send: Any, body: bytes, *, more: bool = False) -> None:
+    """`body` in 64 KiB sends; the hub hanging up half-way ends it."""
+    try:
+        for i in range(0, len(body), 64 * KiB):
+            last = i + 64 * KiB >= len(body)
+            await send({"type": "http.response.body", "body": body[i : i + 64 * KiB], "more_body": more or not last})
+    except OSError:
+        pass
+
+
+async def scripted(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["method"] != "POST":
+        await send({"type": "http.response.start", "status": 405, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    msg = json.loads(body)
+    rid, method = msg.get("id"), msg.get("method")
+    json_type = (b"content-type", b"application/json")
+    if rid is None:
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    name = msg.get("params", {}).get("name")
+    if method == "initialize":
+        result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "s"}}
+        reply = json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}).encode()
+    elif method == "tools/list":
+        reply = json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"tools": TOOLS}}).encode()
+    elif name == "big_json":  # with a Content-Length: refused before its body is read
+        reply = _result(rid, "x" * BIG)
+    elif name in ("big_chunked", "big_event", "endless_line"):
+        sse = name != "big_chunked"
+        ctype = (b"content-type", b"text/event-stream" if sse else b"application/json")
+        await send({"type": "http.response.start", "status": 200, "headers": [ctype]})
+        if name == "big_chunked":
+            await _pieces(send, _result(rid, "x" * BIG))
+        elif name == "big_event":
+            await _pieces(send, b"event: message\ndata: " + _result(rid, "x" * BIG) + b"\n\n")
+        else:
+            await _pieces(send, b"data: " + b"x" * BIG, more=True)
+            while (await receive())["type"] != "http.disconnect":
+                pass  # the line never ends: only the hub hanging up ends this
+        return
+    else:
+        reply = _result(rid, "small")
+    headers = [json_type, (b"content-length", str(len(reply)).encode())]
+    if method == "initialize":
+        headers.append((b"mcp-session-id", b"s1"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await _pieces(send, reply)
+
+
+@asynccontextmanager
+async def scripted_upstream() -> AsyncIterator[str]:
+    async with loopback_asgi(scripted) as base:
+        yield f"{base}/mcp"
+
+
+def call(name: str, rid: int = 7, **arguments: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+
+async def refusals(http: httpx.AsyncClient, base: str) -> float:
+    """onemcp_limit_hits{limit="response_bytes"}, as /metrics says (0 while it is not there)."""
+    text = (await http.get(f"{base}/metrics")).text
+    found = re.search(r'^onemcp_limit_hits_total\{limit="response_bytes"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found is not None else 0.0
+
+
+def error_of(r: httpx.Response) -> str | None:
+    error = r.json().get("error")
+    return error.get("message") if isinstance(error, dict) else None
+
+
+async def test_a_json_body_over_the_limit_is_refused_and_the_upstream_keeps_serving() -> None:
+    with anyio.fail_after(20):
+        async with scripted_upstream() as url:
+            server = {"url": url, "protocol": "legacy", "maxResponseBytes": LIMIT, "timeout": 10}
+            async with running_hub({"mcpServers": {"s": server}}) as hub, httpx.AsyncClient() as http:
+                session = await raw_session(http, hub.url)
+                before = await refusals(http, hub.base)
+                for name in ("big_json", "big_chunked"):
+                    r = await http.post(hub.url, json=call(name), headers=session)
+                    assert r.json()["id"] == 7 and error_of(r) == f"[s] {REFUSED}", name
+                assert await refusals(http, hub.base) == before + 2
+                r = await http.post(hub.url, json=call("small", 8), headers=session)
+                assert r.json()["result"]["content"][0]["text"] == "small"
+                assert hub.app.hub.pool.connections["s"].state == "ready"
+
+
+async def test_an_sse_event_over_the_hub_wide_limit_is_refused() -> None:
+    with anyio.fail_after(20):
+        async with scripted_upstream() as url:
+            config = {
+                "mcpServers": {"s": {"url": url, "protocol": "legacy", "timeout": 10}},
+                "onemcp": {"limits": {"maxResponseBytes": LIMIT}},
+            }
+            async with running_hub(config) as hub, httpx.AsyncClient() as http:
+                session = await raw_session(http, hub.url)
+                for name in ("big_event", "endless_line"):  # one event too big; one line that never ends
+                    r = await http.post(hub.url, json=call(name), headers=session)
+                    assert error_of(r) == f"[s] {REFUSED}", name
+                r = await http.post(hub.url, json=call("small", 8), headers=session)
+                assert r.json()["result"]["content"][0]["text"] == "small"
+
+
+async def test_an_event_over_the_limit_on_a_legacy_sse_stream_fails_the_call_and_the_stream_is_remade() -> None:
+    with anyio.fail_after(20):
+        async with running_http_fixture("--sse") as url:
+            server = {"url": url, "type": "sse", "maxResponseBytes": LIMIT}
+            async with running_hub({"mcpServers": {"old": server}}) as hub, httpx.AsyncClient() as http:
+                session = await raw_session(http, hub.url)
+                r = await http.post(hub.url, json=call("blob", bytes=BIG), headers=session)
+                assert error_of(r) == f"[old] upstream closed: the SSE stream ended: {REFUSED}"
+                while hub.app.hub.pool.connections["old"].state != "ready":
+                    await anyio.sleep(0.02)  # allowed-sleep: polling for the restart, within fail_after
+                r = await http.post(hub.url, json=call("echo", 8, message="hi"), headers=session)
+                assert r.json()["result"]["content"][0]["text"] == "hi"
+
+
+async def test_a_stdio_line_over_the_limit_stops_the_server_saying_why() -> None:
+    """Finding 8c: the reason is the limit, not 'exited with code -9'; the server is restarted."""
+    reason = f"stopped: a message on stdout exceeded maxResponseBytes ({LIMIT} bytes)"
+    command, *args = fixture_command()
+    server = {"command": command, "args": args, "maxResponseBytes": LIMIT}
+    with anyio.fail_after(20):
+        async with running_hub({"mcpServers": {"s": server}}) as hub, httpx.AsyncClient() as http:
+            session = await raw_session(http, hub.url)
+            before = await refusals(http, hub.base)
+            r = await http.post(hub.url, json=call("blob", bytes=BIG), headers=session)
+            assert error_of(r) == f"[s] upstream closed: {reason}"
+            assert (await http.get(f"{hub.base}/health")).json()["upstreams"]["s"]["lastError"] == reason
+            assert await refusals(http, hub.base) == before + 1
+            while hub.app.hub.pool.connections["s"].state != "ready":
+                await anyio.sleep(0.02)  # allowed-sleep: polling for the restart, within fail_after
+            r = await http.post(hub.url, json=call("blob", 8, bytes=1000), headers=session)
+            assert len(r.json()["result"]["content"][0]["text"]) == 1000
+
+
+def test_stdio_line_assembly_costs_linear_allocation() -> None:
+    """A 2 MB line arriving in 4 KB pipe reads is not re-copied as it grows (tracemalloc, no clock).
+
+    Counted: the bytes allocated by each read before the line ends; re-copying the pending line
+    on every read (quadratic) allocates ~n²/8 KB in all, ~256 times the line here. The last read
+    (join, parse) is left out: orjson reserves, without touching, a dozen times its input.
+    """
+    size = 2 * 1024 * KiB
+    delivered: list[Any] = []
+    owner = StdioTransport("s", ServerConfig(command="unused"))
+    protocol = _ChildProtocol(owner, lambda msg, related: delivered.append(msg))
+    line = b'{"jsonrpc":"2.0","id":1,"result":{"text":"' + b"x" * size + b'"}}\n'
+    chunks = [line[i : i + 4 * KiB] for i in range(0, len(line), 4 * KiB)]
+    growing = 0
+    tracemalloc.start()
+    try:
+        for chunk in chunks[:-1]:
+            before, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            protocol.pipe_data_received(1, chunk)
+            _, peak = tracemalloc.get_traced_memory()
+            growing += peak - before
+    finally:
+        tracemalloc.stop()
+    protocol.pipe_data_received(1, chunks[-1])
+    assert len(delivered) == 1 and len(delivered[0]["result"]["text"]) == size
+    assert growing < size, f"{growing / size:.0f}x the line's size allocated while it grew: quadratic"

@@ -125,7 +125,7 @@ async def probe(hub: Hub, stop: asyncio.Event, latencies: list[float], ready: as
             try:
                 r = await http.post(hub.url, json=call, headers=headers)
                 ok = r.status_code == 200 and "error" not in r.json()
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 ok = False
             if ready.is_set():
                 latencies.append((time.perf_counter() - start) * 1000 if ok else float("inf"))
@@ -254,7 +254,8 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 headers = await session(http, hub.url)
                 call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
                 call["params"] = {"name": "fx__echo", "arguments": {}}
-                if headers is not None and "result" in (await http.post(hub.url, json=call, headers=headers)).json():
+                reply = await http.post(hub.url, json=call, headers=headers) if headers is not None else None
+                if reply is not None and reply.status_code == 200 and "result" in reply.json():
                     await http.delete(hub.url, headers=headers)
                     break
                 await asyncio.sleep(0.1)

@@ -177,7 +177,7 @@ async def test_prompts_resources_and_pagination() -> None:
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
-            assert pages == 5 and len(names) == 24 and len(set(names)) == 24  # 17 fixed tools + 7
+            assert pages == 5 and len(names) == 25 and len(set(names)) == 25  # 18 fixed tools + 7
             prompt = await c.get_prompt("with_args", {"topic": "owls"})
             first = prompt.messages[0].content
             assert isinstance(first, types.TextContent) and "owls" in first.text

@@ -26,7 +26,7 @@ from onemcp.catalog.views import View
 from onemcp.config.model import HubConfig
 from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
 from onemcp.instructions import render_instructions
-from onemcp.observability.limits import HITS
+from onemcp.observability.limits import HITS, hit
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.capabilities import merge_capabilities
@@ -35,6 +35,7 @@ from onemcp.protocol.errors import (
     RESOURCE_NOT_FOUND,
     HubError,
     InvalidParams,
+    LimitReached,
     MethodNotFound,
     NotFound,
     UpstreamTimeout,
@@ -506,6 +507,10 @@ class Hub:
             raise InvalidParams("resources/subscribe: params.uri must be a string")
         server, original = self.catalog.locate_uri(uri, session.access.reach)
         session.access.require(SUBSCRIBE, "resources", server, original, uri)
+        cap = self.config.hub.limits.max_subscriptions_per_session
+        if (server, original) not in session.subscriptions and len(session.subscriptions) >= cap:
+            hit("subscriptions_per_session", "session %s has %d subscriptions: refused another", session.id[:8], cap)
+            raise LimitReached("subscriptions_per_session", f"too many resource subscriptions (limit {cap})", 429)
         conn = self._ready(server)
         subscribers = self._subscribers.setdefault((server, original), set())
         if not subscribers:

@@ -85,3 +85,29 @@ async def _listen(
         async for line in stream.aiter_lines():
             if line.startswith("data:") and line[5:].strip():
                 heard.append(orjson.loads(line[5:]))
+
+
+async def test_resource_subscriptions_per_session_are_capped() -> None:
+    cmd = fixture_command()
+    config = {
+        "mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}},
+        "onemcp": {"prefixMode": "always", "limits": {"maxSubscriptionsPerSession": 3}},
+    }
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            headers = await raw_session(http, hub.url)
+
+            async def subscribe(uri: str) -> dict[str, object]:
+                msg = {"jsonrpc": "2.0", "id": uri, "method": "resources/subscribe", "params": {"uri": uri}}
+                return dict((await http.post(hub.url, json=msg, headers=headers)).json())
+
+            listed = {"jsonrpc": "2.0", "id": 0, "method": "resources/templates/list"}
+            template = (await http.post(hub.url, json=listed, headers=headers)).json()["result"]["resourceTemplates"]
+            item = template[0]["uriTemplate"].replace("{id}", "")  # one template: endless URIs
+            for n in range(3):
+                assert "result" in await subscribe(f"{item}{n}")
+            refused = await subscribe(f"{item}3")
+            assert refused["error"]["data"] == {"limit": "subscriptions_per_session"}  # type: ignore[index]
+            assert "result" in await subscribe(f"{item}0")  # again: not a new one
+            session = next(s for s in hub.app.hub.sessions if s.id == headers["mcp-session-id"])
+            assert len(session.subscriptions) == 3

@@ -214,6 +214,8 @@ class Limits(_Model):
     # 429 (per principal); existing sessions are never evicted to make room
     max_sessions: int = Field(10_000, alias="maxSessions", ge=1)
     max_sessions_per_principal: int = Field(1_000, alias="maxSessionsPerPrincipal", ge=1)
+    # resource subscriptions of one session (or one 2026-07-28 listen stream); beyond, subscribing fails
+    max_subscriptions_per_session: int = Field(1000, alias="maxSubscriptionsPerSession", ge=1)
     # concurrently open GET streams of one session (409 beyond)
     max_streams_per_session: int = Field(4, alias="maxStreamsPerSession", ge=1, le=1000)
     # messages queued for one session's stream (newest dropped beyond, counted and logged at most

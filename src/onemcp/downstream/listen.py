@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from onemcp.downstream import asgi
 from onemcp.downstream.asgi import Receive, Send
 from onemcp.downstream.session import Session
+from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import HubError
 from onemcp.protocol.jsonrpc import Message, RequestId
@@ -66,8 +67,12 @@ class Listener:
         uris: list[str] = []
         asked = wanted.get("resourceSubscriptions")
         if isinstance(asked, list):
+            cap = hub.config.hub.limits.max_subscriptions_per_session
             for uri in asked:
-                if isinstance(uri, str) and hub.can_subscribe(session, uri):
+                if len(uris) >= cap:
+                    hit("subscriptions_per_session", "a listen stream asked for more than %d subscriptions", cap)
+                    break  # the rest is not honoured (the acknowledgement says which are)
+                if isinstance(uri, str) and uri not in uris and hub.can_subscribe(session, uri):
                     uris.append(uri)
             honored["resourceSubscriptions"] = uris
         return cls(sub_id, methods, session, honored, uris)
@@ -84,7 +89,7 @@ class Listener:
             try:
                 self._send.send_nowait(tagged)
             except anyio.WouldBlock:
-                log.warning("listen stream %s: queue full, dropped %s", self.sub_id, msg.get("method"))
+                hit("queued_messages", "listen stream %s: queue full, dropped %s", self.sub_id, msg.get("method"))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
 

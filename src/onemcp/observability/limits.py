@@ -33,6 +33,8 @@ NAMES = frozenset(
         "unheard_logs",  # a log line for a Streamable HTTP session with no GET stream open: not queued
         "pending_client_requests",  # over maxPendingClientRequests(PerSession): upstream told at once
         "response_bytes",  # an upstream message over maxResponseBytes
+        "log_lines",  # lines of a server's stderr not logged (over 100 a second per server)
+        "subscriptions_per_session",  # over maxSubscriptionsPerSession (a JSON-RPC error; listen: not honoured)
         "bad_framing",  # a request the HTTP layer refuses (501 transfer coding, absolute-form target)
     }
 )

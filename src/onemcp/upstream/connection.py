@@ -120,6 +120,7 @@ class UpstreamConnection:
         self._replies: deque[tuple[RequestId, Message]] = deque()
         self._replying = False
         self._liveness: _Liveness | None = None  # the ping in flight, shared by whoever asks
+        self._stale: dict[str, bool] = {}  # list kind being refreshed -> changed again meanwhile
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -342,11 +343,28 @@ class UpstreamConnection:
         else:
             await self.request("resources/unsubscribe", {**params, "uri": uri})
 
+    def _refresh_soon(self, kind: str) -> None:
+        """Refresh `kind` after a list_changed: at most one refresh per kind runs, and changes
+        announced meanwhile make one more after it (a flood of list_changed costs two lists)."""
+        if kind in self._stale:
+            self._stale[kind] = True
+            return
+        if self._tg is not None:
+            self._stale[kind] = False
+            self._tg.start_soon(self._refresh_quietly, kind)
+
     async def _refresh_quietly(self, kind: str) -> None:
         try:
-            await self.refresh(kind)
-        except UpstreamError as exc:
-            log.warning("upstream %s: refreshing %s failed: %s", self.name, kind, exc)
+            while True:
+                try:
+                    await self.refresh(kind)
+                except UpstreamError as exc:
+                    log.warning("upstream %s: refreshing %s failed: %s", self.name, kind, exc)
+                if not self._stale.get(kind):
+                    break
+                self._stale[kind] = False
+        finally:
+            self._stale.pop(kind, None)
 
     # ------------------------------------------------------------------- requests
     async def begin(self, msg: Message, *, origin: Any = None) -> Call:
@@ -520,7 +538,7 @@ class UpstreamConnection:
             if self._tg is not None and self.state == "ready":
                 for k in kinds:
                     if k in KINDS:
-                        self._tg.start_soon(self._refresh_quietly, k)
+                        self._refresh_soon(k)
             return
         self.events.on_notification(self, msg, self.related_call(related))
 

@@ -14,6 +14,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 from typing import cast
 
 import anyio
@@ -21,7 +22,7 @@ import orjson
 from anyio.abc import TaskGroup
 
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
-from onemcp.observability.limits import hit
+from onemcp.observability.limits import count, hit
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.transport import Deliver, Fail, Transport, TransportError
 
@@ -65,6 +66,7 @@ INHERITED_ENV = (
 STOP_GRACE = 2.0
 PR_SET_PDEATHSIG = 1
 WRITE_HIGH_WATER = 1024 * 1024
+STDERR_LINES_PER_SECOND = 100  # of one server's stderr written to the hub's log; the rest counted
 
 
 def die_with_parent() -> None:
@@ -99,6 +101,8 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self._out_size = 0
         self._refused = False  # a line passed the limit: the child is being stopped
         self._err = b""
+        # a server's stderr is logged at most STDERR_LINES_PER_SECOND lines a second; the rest counted
+        self._err_window, self._err_logged, self._err_dropped = 0.0, 0, 0
         self.exited = asyncio.Event()
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
@@ -150,7 +154,17 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             lines.append(self._err)
             self._err = b""
         for line in lines:
-            self.owner.log.info("stderr: %s", line.decode(errors="replace").rstrip())
+            now = time.monotonic()
+            if now - self._err_window >= 1.0:
+                if self._err_dropped:
+                    count("log_lines", self._err_dropped)
+                    self.owner.log.warning("stderr: %d more lines were not logged (flood)", self._err_dropped)
+                self._err_window, self._err_logged, self._err_dropped = now, 0, 0
+            if self._err_logged < STDERR_LINES_PER_SECOND:
+                self._err_logged += 1
+                self.owner.log.info("stderr: %s", line.decode(errors="replace").rstrip())
+            else:
+                self._err_dropped += 1
 
     def process_exited(self) -> None:
         self.exited.set()

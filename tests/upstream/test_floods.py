@@ -1,0 +1,78 @@
+"""A hostile upstream's floods cost the hub a bounded amount (issue 20: "log lines per second", no task per message).
+
+Before: every `list_changed` started its own refresh (a flood of 2,000 made 2,000 concurrent
+`tools/list` round trips, each holding its pages), and every line a server wrote to stderr became
+a log record (a server can write millions).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from fixtures.launch import fixture_command
+from onemcp.config.model import ServerConfig
+from onemcp.observability.limits import HITS
+from onemcp.upstream import stdio
+from onemcp.upstream.connection import UpstreamConnection
+from support.hub import raw_session, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 20.0
+FLOOD = 2000
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_a_list_changed_flood_costs_two_refreshes(monkeypatch: pytest.MonkeyPatch) -> None:
+    refreshes: list[str] = []
+    running = {"now": 0, "most": 0}
+    real = UpstreamConnection.refresh
+
+    async def counted(self: UpstreamConnection, kind: str) -> None:
+        refreshes.append(kind)
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        try:
+            await real(self, kind)
+        finally:
+            running["now"] -= 1
+
+    cmd = fixture_command()
+    config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            monkeypatch.setattr(UpstreamConnection, "refresh", counted)
+            headers = await raw_session(http, hub.url)
+            call: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            call["params"] = {"name": "fx__changed", "arguments": {"count": FLOOD}}
+            assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+            # the flood is read; then a marker change that must still be seen after it
+            call["params"] = {"name": "fx__changed", "arguments": {"count": 1}}
+            assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+            while running["now"] or not refreshes:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    assert running["most"] == 1  # one refresh at a time ...
+    assert len(refreshes) <= 4  # ... and changes announced during one make one more, not one each
+
+
+def test_a_stderr_flood_is_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFixture) -> None:
+    transport = stdio.StdioTransport("noisy", ServerConfig(command="true"))
+    protocol = stdio._ChildProtocol(transport, lambda msg, related: None)
+    before = HITS.counts["log_lines"]
+    with caplog.at_level(logging.INFO):
+        protocol.pipe_data_received(2, b"".join(b"line %d\n" % i for i in range(5000)))
+        logged = sum("stderr: line" in r.getMessage() for r in caplog.records)
+        assert logged == stdio.STDERR_LINES_PER_SECOND
+        protocol._err_window -= 1.0  # a second later: the next line is logged, and the rest counted
+        protocol.pipe_data_received(2, b"after\n")
+    assert HITS.counts["log_lines"] == before + 5000 - stdio.STDERR_LINES_PER_SECOND
+    assert any("4900 more lines were not logged" in r.getMessage() for r in caplog.records)
+    assert "stderr: after" in caplog.records[-1].getMessage()

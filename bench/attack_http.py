@@ -52,6 +52,9 @@ INIT = {
 }
 
 
+ERRORS: list[str] = []  # what the probe's failed calls got
+
+
 class Hub:
     def __init__(self, src: Path, limits: dict[str, Any]) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="onemcp-attack-"))
@@ -119,14 +122,21 @@ async def probe(hub: Hub, stop: asyncio.Event, latencies: list[float], ready: as
     async with httpx.AsyncClient(timeout=120) as http:
         headers = await session(http, hub.url)
         assert headers is not None, "the probe could not open a session"
-        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {}}}
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+        call["params"] = {"name": "fx__echo", "arguments": {"message": "hi"}}
         while not stop.is_set():
             start = time.perf_counter()
             try:
                 r = await http.post(hub.url, json=call, headers=headers)
-                ok = r.status_code == 200 and "error" not in r.json()
-            except (httpx.HTTPError, ValueError):
-                ok = False
+                if r.headers.get("content-type", "").startswith("text/event-stream"):  # related logs came first
+                    ok = r.status_code == 200 and '"result"' in r.text
+                else:
+                    ok = r.status_code == 200 and "error" not in r.json()
+                why = "" if ok else f"{r.status_code} {r.text[:200]}"
+            except (httpx.HTTPError, ValueError) as exc:
+                ok, why = False, repr(exc)
+            if not ok and ready.is_set():
+                ERRORS.append(why)
             if ready.is_set():
                 latencies.append((time.perf_counter() - start) * 1000 if ok else float("inf"))
             ready.set()
@@ -253,10 +263,11 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(300):
                 headers = await session(http, hub.url)
                 call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
-                call["params"] = {"name": "fx__echo", "arguments": {}}
+                call["params"] = {"name": "fx__echo", "arguments": {"message": "hi"}}
                 reply = await http.post(hub.url, json=call, headers=headers) if headers is not None else None
-                if reply is not None and reply.status_code == 200 and "result" in reply.json():
+                if headers is not None:
                     await http.delete(hub.url, headers=headers)
+                if reply is not None and reply.status_code == 200 and "result" in reply.json():
                     break
                 await asyncio.sleep(0.1)
         base_rss, lines0, cpu0 = hub.status("VmRSS"), hub.log_lines(), hub.cpu()
@@ -282,6 +293,7 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "probe_p50_ms": round(statistics.median(ok), 1) if ok else None,
             "probe_max_ms": round(max(ok), 1) if ok else None,
             "probe_failed": len(latencies) - len(ok),
+            "probe_error": ERRORS[0] if ERRORS else None,
             "alive": hub.proc.poll() is None,
         }
     finally:

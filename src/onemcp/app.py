@@ -18,18 +18,20 @@ import uvicorn
 
 from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.config.model import HubConfig
-from onemcp.downstream import asgi, http11, upstream_auth
-from onemcp.downstream.asgi import Receive, Scope, Send, error_body
-from onemcp.downstream.guard import Guard
+from onemcp.downstream import upstream_auth
+from onemcp.downstream.health import health, ready, state_metrics
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
 from onemcp.downstream.streamable import StreamableHttpEndpoint
-from onemcp.hub import Hub
+from onemcp.http import asgi
+from onemcp.http import server as http11
+from onemcp.http.asgi import Receive, Scope, Send, error_body
+from onemcp.http.guard import Guard
+from onemcp.hub.core import Hub
 from onemcp.observability import logs
-from onemcp.observability.health import health, ready, state_metrics
 from onemcp.observability.metrics import CONTENT_TYPE
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
 from onemcp.reload import Reloader
-from onemcp.upstream.oauth_registry import UpstreamAuth
+from onemcp.upstream.oauth.registry import UpstreamAuth
 
 log = logging.getLogger("onemcp.app")
 

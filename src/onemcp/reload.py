@@ -20,7 +20,7 @@ from anyio.abc import TaskStatus
 
 from onemcp.config.load import ConfigError, load_config
 from onemcp.config.presets import PresetError, load_presets
-from onemcp.hub import Hub
+from onemcp.hub.core import Hub
 from onemcp.observability.logs import REDACTOR
 
 log = logging.getLogger("onemcp.reload")

@@ -29,10 +29,10 @@ from fixtures.launch import fixture_command, running_http_fixture
 from onemcp.auth import access
 from onemcp.auth.keys import KeyStore
 from onemcp.catalog.catalog import KIND_BY_METHOD
-from onemcp.cli.rpc import TOKEN_ENV
+from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.model import HubConfig
 from onemcp.downstream.modern import MODERN_METHODS
-from onemcp.hub import ROUTED, Hub
+from onemcp.hub.core import ROUTED, Hub
 from support.credentials import JwtIssuer, jwks_server, oauth_revoke, oauth_token
 from support.entries import CLIENTS, Client, EntryClient, Refused, Target
 from support.hub import RunningHub, running_hub

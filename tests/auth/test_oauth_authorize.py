@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onemcp.auth.oauth_authorize import operator_policy
+from onemcp.auth.server.authorize import operator_policy
 from onemcp.config.model import HubConfig
 
 

@@ -24,9 +24,9 @@ import pytest
 import uvicorn
 
 from onemcp.auth.keys import KeyStore
-from onemcp.auth.oauth_server import OAuthServer
 from onemcp.auth.principal import InvalidToken
-from onemcp.downstream.asgi import Receive, Scope, Send, send_json
+from onemcp.auth.server.app import OAuthServer
+from onemcp.http.asgi import Receive, Scope, Send, send_json
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
-from onemcp.catalog.filters import FilterError, parse
+from onemcp.config.filters import FilterError, parse
 from support.hub import HEADERS, INIT, running_hub
 
 DEADLINE = 30.0

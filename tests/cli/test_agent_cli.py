@@ -13,9 +13,9 @@ import pytest
 
 from fixtures.launch import fixture_command
 from onemcp.cli.agent import content_text, read_arguments, required_first
+from onemcp.cli.client.rpc import HubClient
 from onemcp.cli.main import main
 from onemcp.cli.playbook import PLAYBOOK, PLAYBOOK_FILE
-from onemcp.cli.rpc import HubClient
 from support.hub_process import HubProcess, clean_env
 
 EXIT_DEADLINE = 30.0  # a deadline for each command, not a measurement

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from onemcp.config.apps import (
+from onemcp.integrations.apps import (
     APPS,
     Format,
     Source,
@@ -17,7 +17,7 @@ from onemcp.config.apps import (
     translate_editor,
     translate_json,
 )
-from onemcp.config.jsonc import is_plain_json, strip_jsonc
+from onemcp.integrations.jsonc import is_plain_json, strip_jsonc
 
 
 def where(tmp_path: Path, platform: str = "linux") -> Where:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from onemcp.config.apps import Format, FoundServer, Source
 from onemcp.config.edit import Document
-from onemcp.config.importing import Action, apply_plan, definition, plan_import, sanitize
+from onemcp.integrations.apps import Format, FoundServer, Source
+from onemcp.integrations.importing import Action, apply_plan, definition, plan_import, sanitize
 from onemcp.protocol.names import server_name_problem
 
 USER = Source(Path("/home/u/.app.json"), ("mcpServers",), Format.JSON)

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from onemcp.config.apps import APPS, Where
-from onemcp.config.redirect import (
+from onemcp.integrations.apps import APPS, Where
+from onemcp.integrations.redirect import (
     BEFORE_RESTORE,
     POINT_TO_HUB,
     RedirectError,
@@ -155,7 +155,7 @@ def test_restore_deletes_a_file_the_redirect_created_and_keeps_binary_bytes(wher
 
     odd = b'{"mcpServers": {}, "x": "\xff"}'  # not UTF-8: kept as base64
     windsurf.write_bytes(odd)
-    from onemcp.config.redirect import save_manifest
+    from onemcp.integrations.redirect import save_manifest
 
     saved = save_manifest(root, "windsurf", [windsurf], reason="test")
     windsurf.write_text("{}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onemcp.downstream.guard import Guard, is_loopback
+from onemcp.http.guard import Guard, is_loopback
 
 
 def loopback_guard(origins: list[str] | None = None, hosts: list[str] | None = None) -> Guard:

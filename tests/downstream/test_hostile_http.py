@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from fixtures.launch import fixture_command
-from onemcp.downstream import asgi
+from onemcp.http import asgi
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import ProtocolError
 from support.hub import HEADERS, RunningHub, raw_session, running_hub

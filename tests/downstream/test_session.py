@@ -17,7 +17,7 @@ import pytest
 from fixtures.launch import fixture_command
 from onemcp.auth.access import LEGACY_HTTP, decide
 from onemcp.auth.principal import ANONYMOUS
-from onemcp.downstream.session import OUTBOX_SIZE, Session
+from onemcp.hub.session import OUTBOX_SIZE, Session
 from onemcp.observability.limits import HITS
 from support.hub import RunningHub, raw_session, running_hub
 

@@ -21,8 +21,8 @@ import anyio
 import httpx
 
 from onemcp.auth import access
+from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.proxy import Proxy
-from onemcp.cli.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.serve import stdio_principal
 from onemcp.downstream.stdio import StdioServer
 from support.hub import HEADERS, RunningHub

@@ -17,8 +17,8 @@ import pytest
 from fixtures.launch import fixture_command
 from onemcp.config.model import ServerConfig
 from onemcp.observability.limits import HITS
-from onemcp.upstream import stdio
 from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.transports import stdio
 from support.hub import raw_session, running_hub
 
 pytestmark = pytest.mark.anyio

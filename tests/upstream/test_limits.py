@@ -22,7 +22,7 @@ import pytest
 
 from fixtures.launch import fixture_command, running_http_fixture
 from onemcp.config.model import ServerConfig
-from onemcp.upstream.stdio import StdioTransport, _ChildProtocol
+from onemcp.upstream.transports.stdio import StdioTransport, _ChildProtocol
 from support.credentials import loopback_asgi
 from support.hub import raw_session, running_hub
 

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from onemcp.config.model import ServerConfig
-from onemcp.upstream.oauth_client import ServerAuth
-from onemcp.upstream.oauth_registry import UpstreamAuth
+from onemcp.upstream.oauth.client import ServerAuth
+from onemcp.upstream.oauth.registry import UpstreamAuth
 
 pytestmark = pytest.mark.anyio
 UP = "https://up.example/mcp"

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from onemcp.upstream.oauth_discovery import (
+from onemcp.upstream.oauth.discovery import (
     DiscoveryError,
     as_metadata_urls,
     covers,
@@ -20,7 +20,7 @@ from onemcp.upstream.oauth_discovery import (
     parse_challenge,
     prm_urls,
 )
-from onemcp.upstream.oauth_flow import (
+from onemcp.upstream.oauth.flow import (
     FlowError,
     Registration,
     authorize_url,
@@ -255,7 +255,7 @@ async def test_client_credentials_with_a_signed_assertion() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from onemcp.upstream.oauth_flow import client_assertion, client_credentials
+    from onemcp.upstream.oauth.flow import client_assertion, client_credentials
 
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from onemcp.upstream.oauth_store import KEY_ENV, CredentialStore
+from onemcp.upstream.oauth.store import KEY_ENV, CredentialStore
 
 
 def test_round_trip_encrypted_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +48,7 @@ def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
 def test_the_hub_keeps_going_in_memory_when_the_store_is_unusable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from onemcp.upstream.oauth_registry import UpstreamAuth
+    from onemcp.upstream.oauth.registry import UpstreamAuth
 
     monkeypatch.delenv(KEY_ENV, raising=False)
     (tmp_path / "secret.key").write_text("not a key")

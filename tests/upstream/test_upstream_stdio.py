@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onemcp.upstream.stdio import INHERITED_ENV, child_env
+from onemcp.upstream.transports.stdio import INHERITED_ENV, child_env
 
 
 def test_secrets_are_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:

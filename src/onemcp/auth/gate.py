@@ -20,8 +20,8 @@ from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
 from onemcp.config.model import AuthSettings
-from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Scope, Send
+from onemcp.http import asgi
+from onemcp.http.asgi import Scope, Send
 from onemcp.protocol.versions import MODERN_VERSIONS
 
 log = logging.getLogger("onemcp.auth")
@@ -73,8 +73,8 @@ class Gate:
             self.issuers.append(settings.jwt.issuer)
         self.oauth: Any = None
         if settings.oauth and config_dir is not None:
-            from onemcp.auth.oauth_authorize import operator_policy
-            from onemcp.auth.oauth_server import OAuthServer
+            from onemcp.auth.server.app import OAuthServer
+            from onemcp.auth.server.authorize import operator_policy
 
             base = self.resource({}).removesuffix("/mcp")
             self.oauth = OAuthServer(

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from onemcp.catalog.filters import AnyOf, FilterError, Node, Tag, parse
+from onemcp.config.filters import AnyOf, FilterError, Node, Tag, parse
 
 SELECTORS = ("tags", "filter", "preset")
 

@@ -20,8 +20,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from onemcp.cli.client.rpc import HEADER_MISMATCH, HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
-from onemcp.cli.rpc import HEADER_MISMATCH, HubClient, HubUnreachable, RpcError
 from onemcp.cli.target import Target, TargetError, resolve, view_of
 
 OK, FAILED, USAGE = 0, 1, 2

@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 
 from onemcp.cli.mcp import FAILED, USAGE_ERROR, CommandError, describe, running_hub
-from onemcp.config.apps import APPS, DEFAULT_HUB_URL, App, FoundServer, SourceReport, Where, discover
 from onemcp.config.edit import EditError, edit_config, read_document
-from onemcp.config.importing import Action, Planned, apply_plan, plan_import
 from onemcp.config.load import ConfigError, resolve_path
-from onemcp.config.redirect import (
+from onemcp.integrations.apps import APPS, DEFAULT_HUB_URL, App, FoundServer, SourceReport, Where, discover
+from onemcp.integrations.importing import Action, Planned, apply_plan, plan_import
+from onemcp.integrations.redirect import (
     POINT_TO_HUB,
     RedirectError,
     Rewrite,

@@ -215,9 +215,9 @@ def _url(path: Path, config_path: Path, name: str, base: str | None) -> int:
 
 
 def _test(path: Path, config_path: Path, name: str, as_json: bool) -> int:
-    from onemcp.catalog.filters import parse
     from onemcp.config.edit import EditError, servers_of
     from onemcp.config.edit import read_document as read_config
+    from onemcp.config.filters import parse
     from onemcp.config.load import ConfigError
 
     entry = _shown(_existing(read_document(path), name, path))

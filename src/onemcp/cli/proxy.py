@@ -35,8 +35,8 @@ import httpx
 import orjson
 from anyio.abc import TaskGroup
 
+from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.proxy_modern import ModernForwarder, is_modern
-from onemcp.cli.rpc import TOKEN_ENV
 from onemcp.cli.target import TargetError, resolve
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, ProtocolError

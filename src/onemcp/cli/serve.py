@@ -16,8 +16,8 @@ from onemcp.app import HubServer, OneMcpApp
 from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
 from onemcp.config.model import HubConfig
-from onemcp.downstream.guard import is_loopback
-from onemcp.downstream.http11 import raise_fd_limit
+from onemcp.http.guard import is_loopback
+from onemcp.http.server import raise_fd_limit
 from onemcp.observability import logs
 
 audit = logging.getLogger("onemcp.audit")
@@ -116,10 +116,10 @@ def serve(
 def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text") -> int:
     """The hub for one client on stdin/stdout (stdout carries only JSON-RPC; logs go to stderr)."""
     from onemcp.downstream.stdio import StdioServer
-    from onemcp.hub import Hub
+    from onemcp.hub.core import Hub
     from onemcp.protocol.stdio import std_streams
     from onemcp.reload import Reloader
-    from onemcp.upstream.oauth_registry import UpstreamAuth
+    from onemcp.upstream.oauth.registry import UpstreamAuth
 
     logs.configure(log_level, log_format)
     loaded = _config(config_flag)
@@ -148,7 +148,7 @@ async def stdio_principal(config: HubConfig, path: Path) -> Principal | str:
     """Who the stdio client is: the local operator, or, when the config requires auth, the
     principal of `$ONEMCP_TOKEN` (the same credentials and scopes as over HTTP); else why not."""
     from onemcp.auth.gate import Gate
-    from onemcp.cli.rpc import TOKEN_ENV
+    from onemcp.cli.client.rpc import TOKEN_ENV
 
     gate = Gate(config.hub.auth, path.parent, None)
     if not gate.required:

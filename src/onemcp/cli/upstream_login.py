@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from onemcp.cli.rpc import TOKEN_ENV
+from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.target import TargetError, resolve
 
 POLL_SECONDS = 1.0

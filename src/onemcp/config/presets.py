@@ -53,7 +53,7 @@ def name_problem(name: str) -> str | None:
 
 def check_filter(expr: str, *, preset: str | None = None) -> None:
     """BadFilter when `expr` is not a tag filter (see `catalog.filters`)."""
-    from onemcp.catalog.filters import FilterError, parse
+    from onemcp.config.filters import FilterError, parse
 
     try:
         parse(expr)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from onemcp.downstream.session import Session
-from onemcp.hub import Emit, Hub
+from onemcp.hub.core import Emit, Hub
+from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import FORBIDDEN, INTERNAL_ERROR, HubError
 from onemcp.protocol.jsonrpc import Message

@@ -15,12 +15,12 @@ from anyio.abc import TaskGroup
 from onemcp.auth.access import SSE, refused
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
-from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer
-from onemcp.downstream.session import Session
 from onemcp.downstream.streamable import RETRY_LATER, stream_outbox
-from onemcp.hub import Hub
+from onemcp.http import asgi
+from onemcp.http.asgi import Receive, Scope, Send, error_body
+from onemcp.hub.core import Hub
+from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached
 from onemcp.protocol.jsonrpc import Message

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Receive, Send
-from onemcp.downstream.session import Session
+from onemcp.http import asgi
+from onemcp.http.asgi import Receive, Send
+from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import HubError
@@ -27,7 +27,7 @@ from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.upstream.era import PREFIX
 
 if TYPE_CHECKING:
-    from onemcp.hub import Hub
+    from onemcp.hub.core import Hub
 
 log = logging.getLogger("onemcp.downstream")
 SUBSCRIPTION_ID = PREFIX + "subscriptionId"

@@ -23,12 +23,12 @@ from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.catalog.catalog import KIND_BY_METHOD
-from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Receive, Scope, Send
 from onemcp.downstream.exchange import answer, forbidden_scope
 from onemcp.downstream.listen import SERVER_INFO, Listener, serve_listener
-from onemcp.downstream.session import LOG_LEVELS, Session
-from onemcp.hub import Hub
+from onemcp.http import asgi
+from onemcp.http.asgi import Receive, Scope, Send
+from onemcp.hub.core import Hub
+from onemcp.hub.session import LOG_LEVELS, Session
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_PARAMS, METHOD_NOT_FOUND, NotFound
 from onemcp.protocol.jsonrpc import Message

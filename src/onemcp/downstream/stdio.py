@@ -22,8 +22,8 @@ from anyio.abc import TaskGroup
 from onemcp.auth.access import STDIO
 from onemcp.auth.principal import Principal
 from onemcp.downstream.exchange import answer
-from onemcp.downstream.session import Session
-from onemcp.hub import Hub
+from onemcp.hub.core import Hub
+from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import HubError, ProtocolError
 from onemcp.protocol.jsonrpc import Message

@@ -16,13 +16,13 @@ from onemcp.auth.access import LEGACY_HTTP, refused
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
-from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Receive, Scope, Send, error_body
 from onemcp.downstream.exchange import answer, forbidden_scope
 from onemcp.downstream.modern import ModernEndpoint, supported_error
 from onemcp.downstream.replay import OutStream
-from onemcp.downstream.session import Session
-from onemcp.hub import Hub
+from onemcp.http import asgi
+from onemcp.http.asgi import Receive, Scope, Send, error_body
+from onemcp.hub.core import Hub
+from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached

@@ -12,11 +12,11 @@ import logging
 from urllib.parse import parse_qsl
 
 from onemcp.auth.gate import Gate
-from onemcp.auth.oauth_consent import HTML, PAGE_HEADERS, error_page
-from onemcp.downstream import asgi
-from onemcp.downstream.asgi import Receive, Scope, Send
-from onemcp.hub import Hub
-from onemcp.upstream.oauth_registry import CALLBACK_PATH
+from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page
+from onemcp.http import asgi
+from onemcp.http.asgi import Receive, Scope, Send
+from onemcp.hub.core import Hub
+from onemcp.upstream.oauth.registry import CALLBACK_PATH
 
 PREFIX = "/oauth/upstream"
 audit = logging.getLogger("onemcp.audit")

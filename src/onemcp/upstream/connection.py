@@ -41,8 +41,8 @@ from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call
 from onemcp.upstream.feed import ChangeFeed
-from onemcp.upstream.oauth_registry import UpstreamAuth
-from onemcp.upstream.transport import SessionExpired, Transport, TransportError
+from onemcp.upstream.oauth.registry import UpstreamAuth
+from onemcp.upstream.transports.base import SessionExpired, Transport, TransportError
 
 State = Literal["starting", "ready", "failed", "stopped"]
 log = logging.getLogger("onemcp.upstream")
@@ -184,7 +184,7 @@ class UpstreamConnection:
         refused = getattr(self.transport, "handshake_refused", None)
         if self.transport.kind != "http" or self.config.type is not None or refused is None:
             return False
-        from onemcp.upstream.sse import SseTransport
+        from onemcp.upstream.transports.sse import SseTransport
 
         log.info("upstream %s: POST refused (HTTP %s); trying the HTTP+SSE transport", self.name, refused)
         await self.transport.aclose()
@@ -651,9 +651,9 @@ def make_transport(
 ) -> Transport:
     """The transport for `config`; HTTP ones carry the hub's own OAuth credential when they may need one
     (the server's: `server` is its config when `config` is one of its replicas)."""
-    from onemcp.upstream.http import StreamableHttpTransport
-    from onemcp.upstream.sse import SseTransport
-    from onemcp.upstream.stdio import StdioTransport
+    from onemcp.upstream.transports.http import StreamableHttpTransport
+    from onemcp.upstream.transports.sse import SseTransport
+    from onemcp.upstream.transports.stdio import StdioTransport
 
     if config.transport == "stdio":
         return StdioTransport(name, config)

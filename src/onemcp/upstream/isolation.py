@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from onemcp.config.model import ServerConfig
 from onemcp.protocol.errors import UpstreamUnavailable
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
-from onemcp.upstream.oauth_registry import UpstreamAuth
+from onemcp.upstream.oauth.registry import UpstreamAuth
 
 
 class IsolatedConnections:

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.upstream.breaker import Breaker
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
-from onemcp.upstream.oauth_registry import UpstreamAuth
+from onemcp.upstream.oauth.registry import UpstreamAuth
 
 log = logging.getLogger("onemcp.pool")
 RESTART_BUDGET = 5

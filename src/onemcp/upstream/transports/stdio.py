@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import count, hit
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.transport import Deliver, Fail, Transport, TransportError
+from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
 
 # What a child inherits from the hub unless the config sets it: enough to find programs
 # and a home directory, nothing that could carry the hub's own secrets.

@@ -25,9 +25,9 @@ from onemcp.observability.limits import hit
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
-from onemcp.upstream.h1 import Exchange, HttpError, Pool
-from onemcp.upstream.oauth_client import ServerAuth
-from onemcp.upstream.transport import Deliver, Fail, SessionExpired, Transport, TransportError
+from onemcp.upstream.oauth.client import ServerAuth
+from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
+from onemcp.upstream.transports.h1 import Exchange, HttpError, Pool
 
 GET_RETRY_MAX = 30.0
 ACCEPT_BOTH = "application/json, text/event-stream"

@@ -22,9 +22,9 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import httpx
 
 from onemcp import __version__
-from onemcp.upstream.oauth_discovery import strings
-from onemcp.upstream.oauth_dpop import DpopKey
-from onemcp.upstream.oauth_http import OAuthClientError, Reply, request
+from onemcp.upstream.oauth.discovery import strings
+from onemcp.upstream.oauth.dpop import DpopKey
+from onemcp.upstream.oauth.http import OAuthClientError, Reply, request
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")  # our preference
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1: what may follow "Bearer "

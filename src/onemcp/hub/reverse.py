@@ -17,12 +17,12 @@ import anyio
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
-from onemcp.downstream.session import ReversePending, Session, SessionStore
+from onemcp.hub.session import ReversePending, Session, SessionStore
+from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.limits import count, hit
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, UPSTREAM_TIMEOUT
 from onemcp.protocol.jsonrpc import Message, RequestId
-from onemcp.tasks import TaskRouter
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 

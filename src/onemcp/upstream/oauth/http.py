@@ -16,7 +16,7 @@ import anyio
 import httpx
 import orjson
 
-from onemcp.downstream.guard import is_loopback
+from onemcp.http.guard import is_loopback
 
 DEADLINE = 20.0  # one whole exchange: connect, send, read the body
 BODY_MAX = 256 * 1024

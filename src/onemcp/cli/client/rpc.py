@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp import __version__
-from onemcp.cli.http1 import Connection, ConnectionRefused, HttpError, Response
+from onemcp.cli.client.http1 import Connection, ConnectionRefused, HttpError, Response
 
 VERSION = "2026-07-28"
 PREFIX = "io.modelcontextprotocol/"

@@ -31,7 +31,8 @@ from urllib.parse import unquote_plus, urlsplit
 import orjson
 
 from onemcp.auth.keys import KeyStore
-from onemcp.auth.oauth_authorize import (
+from onemcp.auth.principal import Principal
+from onemcp.auth.server.authorize import (
     OPERATOR_ATTEMPTS,
     OPERATOR_TTL,
     AuthorizationRequest,
@@ -45,7 +46,7 @@ from onemcp.auth.oauth_authorize import (
     parse_params,
     with_params,
 )
-from onemcp.auth.oauth_clients import (
+from onemcp.auth.server.clients import (
     AUTH_METHODS,
     GRANT_TYPES,
     ClientMetadataError,
@@ -54,11 +55,10 @@ from onemcp.auth.oauth_clients import (
     redirect_uri_matches,
     registration_metadata,
 )
-from onemcp.auth.oauth_consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
-from onemcp.auth.oauth_grants import Clock, Grants, Lifetimes, OAuthError, canonical_resource
-from onemcp.auth.principal import Principal
-from onemcp.auth.store import ClientRecord, OAuthStore, digest
-from onemcp.downstream.asgi import (
+from onemcp.auth.server.consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
+from onemcp.auth.server.grants import Clock, Grants, Lifetimes, OAuthError, canonical_resource
+from onemcp.auth.server.store import ClientRecord, OAuthStore, digest
+from onemcp.http.asgi import (
     BodyTooLarge,
     ClientGone,
     Receive,
@@ -72,7 +72,7 @@ from onemcp.downstream.asgi import (
     send_empty,
     send_json,
 )
-from onemcp.downstream.guard import is_loopback
+from onemcp.http.guard import is_loopback
 
 audit = logging.getLogger("onemcp.audit")
 

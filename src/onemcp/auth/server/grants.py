@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from onemcp.auth.principal import InvalidToken, Principal
-from onemcp.auth.store import ClientRecord, CodeGrant, OAuthStore, Token, digest
+from onemcp.auth.server.store import ClientRecord, CodeGrant, OAuthStore, Token, digest
 
 audit = logging.getLogger("onemcp.audit")
 

@@ -23,10 +23,19 @@ from typing import Any
 
 import orjson
 
-from onemcp.config.apps import HUB_SERVER_NAME, App, AppConfigError, Format, Source, Where, parse_document, servers_at
 from onemcp.config.edit import render
 from onemcp.config.files import atomic_write, file_mode, stamped, unique_path
-from onemcp.config.jsonc import is_plain_json
+from onemcp.integrations.apps import (
+    HUB_SERVER_NAME,
+    App,
+    AppConfigError,
+    Format,
+    Source,
+    Where,
+    parse_document,
+    servers_at,
+)
+from onemcp.integrations.jsonc import is_plain_json
 
 POINT_TO_HUB = "point-to-hub"
 BEFORE_RESTORE = "before-restore"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import Metric
 
 from onemcp.downstream.upstream_auth import views
-from onemcp.hub import Hub
+from onemcp.hub.core import Hub
 from onemcp.observability import limits
 from onemcp.observability.metrics import counter, gauge
 

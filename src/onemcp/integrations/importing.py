@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from onemcp.config.apps import FoundServer
 from onemcp.config.edit import Document, separator_of, servers_of, validate
 from onemcp.config.load import ConfigError
+from onemcp.integrations.apps import FoundServer
 from onemcp.protocol.names import server_name_problem
 
 _NAME_MAX = 32

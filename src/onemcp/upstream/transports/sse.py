@@ -15,10 +15,10 @@ from anyio.abc import TaskGroup
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.h1 import HttpError, Pool
-from onemcp.upstream.http import EventSink, StreamExchange, base_headers, make_pool
-from onemcp.upstream.oauth_client import ServerAuth
-from onemcp.upstream.transport import Deliver, Fail, Transport, TransportError
+from onemcp.upstream.oauth.client import ServerAuth
+from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
+from onemcp.upstream.transports.h1 import HttpError, Pool
+from onemcp.upstream.transports.http import EventSink, StreamExchange, base_headers, make_pool
 
 
 class SseTransport(Transport):

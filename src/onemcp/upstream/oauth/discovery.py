@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from onemcp.upstream.oauth_http import OAuthClientError, OAuthHttpError, check_url, request
+from onemcp.upstream.oauth.http import OAuthClientError, OAuthHttpError, check_url, request
 
 PRM_WELL_KNOWN = "/.well-known/oauth-protected-resource"
 AUTH_PARAM = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))')

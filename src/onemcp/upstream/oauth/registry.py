@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 
 from onemcp.config.model import ServerConfig
-from onemcp.upstream import oauth_http
-from onemcp.upstream.oauth_client import Pending, ServerAuth, oauth_enabled
-from onemcp.upstream.oauth_http import OAuthClientError
-from onemcp.upstream.oauth_store import CredentialStore
+from onemcp.upstream.oauth import http as oauth_http
+from onemcp.upstream.oauth.client import Pending, ServerAuth, oauth_enabled
+from onemcp.upstream.oauth.http import OAuthClientError
+from onemcp.upstream.oauth.store import CredentialStore
 
 log = logging.getLogger("onemcp.upstream.oauth")
 audit = logging.getLogger("onemcp.audit")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from onemcp import __version__, bridge
+from onemcp import __version__
 from onemcp.auth import limits
 from onemcp.auth.access import CALL, COMPLETE, GET, READ, SUBSCRIBE, Access, decide
 from onemcp.auth.limits import QuotaBook
@@ -24,8 +24,11 @@ from onemcp.auth.principal import Principal
 from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog, tool_rules
 from onemcp.catalog.views import View
 from onemcp.config.model import HubConfig
-from onemcp.downstream.session import LOG_LEVELS, ReversePending, Session, SessionStore
-from onemcp.instructions import render_instructions
+from onemcp.hub import bridge
+from onemcp.hub.instructions import render_instructions
+from onemcp.hub.reverse import ReversePath
+from onemcp.hub.session import LOG_LEVELS, ReversePending, Session, SessionStore
+from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.limits import HITS, hit
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
@@ -44,13 +47,11 @@ from onemcp.protocol.errors import (
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
-from onemcp.reverse import ReversePath
-from onemcp.tasks import TaskRouter
 from onemcp.upstream import era
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
-from onemcp.upstream.oauth_registry import UpstreamAuth
+from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.pool import Pool
 
 if TYPE_CHECKING:

@@ -23,10 +23,10 @@ from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from onemcp.auth.keys import KeyStore
-from onemcp.auth.oauth_grants import Clock, OAuthError, check_resource
 from onemcp.auth.principal import ADMIN, BASE, InvalidToken
-from onemcp.auth.store import ClientRecord
-from onemcp.downstream.guard import is_loopback
+from onemcp.auth.server.grants import Clock, OAuthError, check_resource
+from onemcp.auth.server.store import ClientRecord
+from onemcp.http.guard import is_loopback
 
 MAX_PARAMS = 100
 PENDING_LIMIT = 1000  # consent pages awaiting an answer

@@ -11,7 +11,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import urlsplit
 
-from onemcp.downstream.asgi import Scope, header
+from onemcp.http.asgi import Scope, header
 
 PAGE_HEADERS = [
     (b"cache-control", b"no-store"),

@@ -26,10 +26,10 @@ import anyio
 import httpx
 
 from onemcp.config.model import ServerConfig
-from onemcp.upstream.oauth_discovery import Challenge, DiscoveryError, canonical_resource, discover, parse_challenge
-from onemcp.upstream.oauth_dpop import DpopKey
-from onemcp.upstream.oauth_dpop import supported as dpop_supported
-from onemcp.upstream.oauth_flow import (
+from onemcp.upstream.oauth.discovery import Challenge, DiscoveryError, canonical_resource, discover, parse_challenge
+from onemcp.upstream.oauth.dpop import DpopKey
+from onemcp.upstream.oauth.dpop import supported as dpop_supported
+from onemcp.upstream.oauth.flow import (
     FlowError,
     Registration,
     Tokens,
@@ -43,10 +43,10 @@ from onemcp.upstream.oauth_flow import (
     refresh,
     register,
 )
-from onemcp.upstream.oauth_http import DEADLINE, OAuthClientError
+from onemcp.upstream.oauth.http import DEADLINE, OAuthClientError
 
 if TYPE_CHECKING:
-    from onemcp.upstream.oauth_registry import UpstreamAuth
+    from onemcp.upstream.oauth.registry import UpstreamAuth
 
 log = logging.getLogger("onemcp.upstream.oauth")
 REFRESH_SKEW = 60.0  # renew this long before expiry

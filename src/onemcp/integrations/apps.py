@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from onemcp.config.jsonc import strip_jsonc
+from onemcp.integrations.jsonc import strip_jsonc
 
 DEFAULT_HUB_URL = "http://127.0.0.1:3050/mcp"
 HUB_SERVER_NAME = "onemcp"

@@ -28,11 +28,11 @@ import pytest
 from fixtures.launch import fixture_command, running_http_fixture
 from onemcp.auth import access
 from onemcp.auth.keys import KeyStore
-from onemcp.catalog.catalog import KIND_BY_METHOD
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.model import HubConfig
 from onemcp.downstream.modern import MODERN_METHODS
 from onemcp.hub.core import ROUTED, Hub
+from onemcp.protocol.methods import KIND_BY_METHOD
 from support.credentials import JwtIssuer, jwks_server, oauth_revoke, oauth_token
 from support.entries import CLIENTS, Client, EntryClient, Refused, Target
 from support.hub import RunningHub, running_hub
@@ -235,10 +235,10 @@ class World:
                 return str((await oauth_token(self.http, base, RESOURCE, ["mcp"]))["access_token"])
             finally:
                 oauth.grants.clock = clock
-        token = await oauth_token(self.http, base, RESOURCE, list(scopes or ["mcp"]))
+        issued = await oauth_token(self.http, base, RESOURCE, list(scopes or ["mcp"]))
         if scope == "revoked":
-            await oauth_revoke(self.http, base, token)
-        return str(token["access_token"])
+            await oauth_revoke(self.http, base, issued)
+        return str(issued["access_token"])
 
 
 @asynccontextmanager

@@ -7,8 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from onemcp.catalog.catalog import KIND_BY_METHOD, Catalog
+from onemcp.catalog.catalog import Catalog
 from onemcp.protocol.errors import INVALID_PARAMS, NotFound
+from onemcp.protocol.methods import KIND_BY_METHOD
 from onemcp.protocol.names import NameCodec, PrefixMode
 
 

@@ -21,6 +21,7 @@ from onemcp.catalog import repair
 from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import HubConfig
 from onemcp.protocol.errors import NotFound
+from onemcp.protocol.methods import KINDS
 from onemcp.protocol.names import NameCodec, PrefixMode
 
 Item = dict[str, Any]
@@ -40,14 +41,6 @@ class Overrides:
         return name not in self.disabled and (self.enabled is None or name in self.enabled)
 
 
-# list kind -> (result key, list method, list_changed notification)
-KINDS: dict[str, tuple[str, str]] = {
-    "tools": ("tools/list", "notifications/tools/list_changed"),
-    "prompts": ("prompts/list", "notifications/prompts/list_changed"),
-    "resources": ("resources/list", "notifications/resources/list_changed"),
-    "resourceTemplates": ("resources/templates/list", "notifications/resources/list_changed"),
-}
-KIND_BY_METHOD = {method: kind for kind, (method, _) in KINDS.items()}
 MAX_FILTERED = 256  # filtered lists kept per kind (one per distinct reach in use)
 
 

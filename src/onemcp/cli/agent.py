@@ -20,9 +20,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from onemcp.cli.client.rpc import HEADER_MISMATCH, HubClient, HubUnreachable, RpcError
+from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import Target, TargetError, resolve, view_of
+from onemcp.protocol.errors import HEADER_MISMATCH
 
 OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_SEPARATOR = "__"

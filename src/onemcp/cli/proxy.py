@@ -267,7 +267,7 @@ class HubSession:
         elif method == "resources/subscribe" and isinstance(params.get("uri"), str):
             self.subscriptions.add(params["uri"])
         elif method == "resources/unsubscribe":
-            self.subscriptions.discard(params.get("uri"))  # type: ignore[arg-type]
+            self.subscriptions.discard(params.get("uri"))
 
     async def notify(self, msg: Message) -> None:
         """A notification or a response from the client: sent to the current session, if any (never queued)."""

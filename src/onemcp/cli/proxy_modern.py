@@ -20,13 +20,13 @@ import httpx
 import orjson
 
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE
+from onemcp.protocol.errors import HEADER_MISMATCH, UPSTREAM_UNAVAILABLE
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.meta import PROTOCOL_VERSION
 from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.upstream import era
 
 log = logging.getLogger("onemcp.proxy")
-HEADER_MISMATCH = -32020
 Reply = Callable[[Message, int, bytes], Message]
 
 
@@ -36,7 +36,7 @@ def is_modern(msg: Message) -> bool:
         return True
     params = msg.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
-    return isinstance(meta, dict) and meta.get(era.PROTOCOL_VERSION) in MODERN_VERSIONS
+    return isinstance(meta, dict) and meta.get(PROTOCOL_VERSION) in MODERN_VERSIONS
 
 
 class ModernForwarder:
@@ -107,7 +107,7 @@ class ModernForwarder:
     async def _headers(self, msg: Message) -> dict[str, str]:
         params = msg.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
-        version = meta.get(era.PROTOCOL_VERSION) if isinstance(meta, dict) else None
+        version = meta.get(PROTOCOL_VERSION) if isinstance(meta, dict) else None
         names = await self._annotations() if msg.get("method") == "tools/call" else {}
         return {
             "accept": "application/json, text/event-stream",

@@ -15,48 +15,50 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from onemcp.demo.wire import (
+    INTERNAL_ERROR as INTERNAL_ERROR,
+)
+from onemcp.demo.wire import (
+    INVALID_PARAMS as INVALID_PARAMS,
+)
+from onemcp.demo.wire import (
+    INVALID_REQUEST as INVALID_REQUEST,
+)
+from onemcp.demo.wire import (
+    METHOD_NOT_FOUND as METHOD_NOT_FOUND,
+)
+from onemcp.demo.wire import (
+    PARSE_ERROR as PARSE_ERROR,
+)
+from onemcp.demo.wire import (
+    RESOURCE_NOT_FOUND as RESOURCE_NOT_FOUND,
+)
+from onemcp.demo.wire import (
+    JsonObject as JsonObject,
+)
+from onemcp.demo.wire import (
+    JsonRpcError as JsonRpcError,
+)
+from onemcp.demo.wire import (
+    RequestId as RequestId,
+)
+from onemcp.demo.wire import (
+    Send as Send,
+)
+from onemcp.demo.wire import (
+    error_message as error_message,
+)
+from onemcp.protocol.methods import LOG_LEVELS
+
 if TYPE_CHECKING:
     from onemcp.demo.peer import Call, Connection
 
-JsonObject = dict[str, Any]
-RequestId = str | int
-Send = Callable[[JsonObject], Awaitable[None]]
-"""Writes one JSON-RPC message to some stream."""
-
-PARSE_ERROR: Final = -32700
-INVALID_REQUEST: Final = -32600
-METHOD_NOT_FOUND: Final = -32601
-INVALID_PARAMS: Final = -32602
-INTERNAL_ERROR: Final = -32603
-RESOURCE_NOT_FOUND: Final = -32002
-
 SUPPORTED_PROTOCOL_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 DEFAULT_PROTOCOL_VERSION: Final = "2025-11-25"
-LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 EOF_GRACE_SECONDS: Final = 1.0
 """On stdin EOF, requests still running after this long are cancelled."""
 MAX_LINE_BYTES: Final = 64 * 1024 * 1024
-
-
-class JsonRpcError(Exception):
-    """An error answer to a request (raised by handlers, or received for a server-initiated request)."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def to_error(self) -> JsonObject:
-        error: JsonObject = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
-
-
-def error_message(request_id: RequestId | None, code: int, message: str, data: Any = None) -> JsonObject:
-    return {"jsonrpc": "2.0", "id": request_id, "error": JsonRpcError(code, message, data).to_error()}
 
 
 def text_result(text: str, *, structured: JsonObject | None = None, is_error: bool = False) -> JsonObject:

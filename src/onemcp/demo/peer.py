@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
-from onemcp.demo.kit import (
+from onemcp.demo.wire import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
-    LOG_LEVELS,
     JsonObject,
     JsonRpcError,
-    McpServer,
     RequestId,
     Send,
     error_message,
 )
+from onemcp.protocol.methods import LOG_LEVELS
+
+
+class Server(Protocol):
+    """What a connection needs of its server (`kit.Server`)."""
+
+    connections: set[Connection]
+
+    async def handle(self, call: Call) -> JsonObject | None: ...
+
 
 # --- one client connection -----------------------------------------------------------------------------
 
@@ -34,7 +42,7 @@ class Call:
         self.related = related
 
     @property
-    def server(self) -> McpServer:
+    def server(self) -> Server:
         return self.connection.server
 
     @property
@@ -87,7 +95,7 @@ def _notification(method: str, params: JsonObject | None) -> JsonObject:
 class Connection:
     """JSON-RPC state for one client: in-flight requests, pending server-initiated requests."""
 
-    def __init__(self, server: McpServer, send: Send) -> None:
+    def __init__(self, server: Server, send: Send) -> None:
         self.server = server
         self.send = send
         self.in_flight: dict[RequestId, asyncio.Task[None]] = {}

@@ -22,30 +22,30 @@ from onemcp.auth.access import MODERN_HTTP, Access
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
-from onemcp.catalog.catalog import KIND_BY_METHOD
 from onemcp.downstream.exchange import answer, forbidden_scope
-from onemcp.downstream.listen import SERVER_INFO, Listener, serve_listener
+from onemcp.downstream.listen import serve_listener
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.hub.core import Hub
-from onemcp.hub.session import LOG_LEVELS, Session
+from onemcp.hub.listeners import Listener
+from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_PARAMS, METHOD_NOT_FOUND, NotFound
+from onemcp.protocol.errors import (
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    MISSING_CLIENT_CAPABILITY,
+    UNSUPPORTED_VERSION,
+    NotFound,
+)
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, PROTOCOL_VERSION, SERVER_INFO
+from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
 from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
 from onemcp.upstream import era
 
 log = logging.getLogger("onemcp.downstream")
 
-PREFIX = "io.modelcontextprotocol/"
-PROTOCOL_VERSION = PREFIX + "protocolVersion"
-CLIENT_CAPABILITIES = PREFIX + "clientCapabilities"
-CLIENT_INFO = PREFIX + "clientInfo"
-LOG_LEVEL = PREFIX + "logLevel"
-
-HEADER_MISMATCH = -32020
-MISSING_CLIENT_CAPABILITY = -32021
-UNSUPPORTED_VERSION = -32022
 
 MODERN_METHODS = frozenset(
     {
@@ -322,5 +322,7 @@ class ModernEndpoint:
             err = {"code": INVALID_PARAMS, "message": "subscriptions/listen needs params.notifications"}
             await asgi.send_json(send, 200, jsonrpc.error(rid, err))
             return
-        listener = Listener.create(rid, wanted, self.hub, session)
+        listener = Listener.create(
+            rid, wanted, session, self.hub.can_subscribe, self.hub.config.hub.limits.max_subscriptions_per_session
+        )
         await serve_listener(self.hub, listener, receive, send, self.hub.server_info())

@@ -18,10 +18,10 @@ from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.downstream.exchange import answer, forbidden_scope
 from onemcp.downstream.modern import ModernEndpoint, supported_error
-from onemcp.downstream.replay import OutStream
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.hub.core import Hub
+from onemcp.hub.replay import OutStream
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse

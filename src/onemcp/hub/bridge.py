@@ -27,10 +27,10 @@ from typing import Any
 
 import orjson
 
-from onemcp.hub.reverse import REVERSE_CAPABILITY
 from onemcp.hub.session import ReversePending, Session
 from onemcp.protocol.errors import HubError, InvalidParams, InvalidRequest
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.methods import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 

@@ -12,7 +12,7 @@ import logging
 import reprlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -21,13 +21,14 @@ from onemcp.auth import limits
 from onemcp.auth.access import CALL, COMPLETE, GET, READ, SUBSCRIBE, Access, decide
 from onemcp.auth.limits import QuotaBook
 from onemcp.auth.principal import Principal
-from onemcp.catalog.catalog import KIND_BY_METHOD, KINDS, Catalog, tool_rules
+from onemcp.catalog.catalog import Catalog, tool_rules
 from onemcp.catalog.views import View
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge
 from onemcp.hub.instructions import render_instructions
+from onemcp.hub.listeners import Listener
 from onemcp.hub.reverse import ReversePath
-from onemcp.hub.session import LOG_LEVELS, ReversePending, Session, SessionStore
+from onemcp.hub.session import ReversePending, Session, SessionStore
 from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.limits import HITS, hit
 from onemcp.observability.metrics import Metrics
@@ -45,6 +46,7 @@ from onemcp.protocol.errors import (
     UpstreamUnavailable,
 )
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.methods import KIND_BY_METHOD, KINDS, LOG_LEVELS
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
 from onemcp.upstream import era
@@ -53,9 +55,6 @@ from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.pool import Pool
-
-if TYPE_CHECKING:
-    from onemcp.downstream.listen import Listener
 
 log = logging.getLogger("onemcp.hub")
 audit = logging.getLogger("onemcp.audit")

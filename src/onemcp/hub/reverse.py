@@ -11,32 +11,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
+from onemcp.hub.listeners import Listener
 from onemcp.hub.session import ReversePending, Session, SessionStore
 from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.limits import count, hit
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, UPSTREAM_TIMEOUT
+from onemcp.protocol.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY, UPSTREAM_TIMEOUT
 from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.protocol.methods import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 
-if TYPE_CHECKING:
-    from onemcp.downstream.listen import Listener
-
 log = logging.getLogger("onemcp.reverse")
-REVERSE_CAPABILITY = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
 MAX_ELICITATIONS = 1024
-MISSING_CLIENT_CAPABILITY = -32021
 PARKED_PATIENCE = 660.0  # longer than bridge.PARK_SECONDS, which expires parked calls first
 
 

@@ -22,16 +22,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from onemcp.auth.access import Access
 from onemcp.auth.principal import Principal
 from onemcp.config.model import Limits
-from onemcp.downstream.replay import StreamStore
+from onemcp.hub.replay import StreamStore
 from onemcp.observability.limits import hit
 from onemcp.protocol.errors import LimitReached
 from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.protocol.methods import LOG_LEVELS
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("onemcp.session")
 OUTBOX_SIZE = 1024
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
 @dataclass(eq=False)

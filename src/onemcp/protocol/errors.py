@@ -33,6 +33,10 @@ INTERNAL_ERROR = -32603
 UPSTREAM_UNAVAILABLE = -32000
 UPSTREAM_TIMEOUT = -32001  # the SDK uses -32001 for its own request timeout too
 RESOURCE_NOT_FOUND = -32002  # 2025-11-25 only
+# 2026-07-28 (modern era)
+HEADER_MISMATCH = -32020  # an Mcp-* header disagrees with the body
+MISSING_CLIENT_CAPABILITY = -32021  # the call needs a client capability the request did not declare
+UNSUPPORTED_VERSION = -32022  # MCP-Protocol-Version not supported (data.supported lists them)
 FORBIDDEN = -32003  # the principal's scopes do not cover the call (HTTP 403, step-up)
 
 

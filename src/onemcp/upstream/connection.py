@@ -24,7 +24,6 @@ import orjson
 from anyio.abc import TaskGroup
 
 from onemcp import __version__
-from onemcp.catalog.catalog import KINDS
 from onemcp.config.model import ServerConfig
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc
@@ -37,6 +36,8 @@ from onemcp.protocol.errors import (
     UpstreamTimeout,
 )
 from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.protocol.meta import SERVER_INFO
+from onemcp.protocol.methods import KINDS
 from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call
@@ -259,7 +260,7 @@ class UpstreamConnection:
             return False
         self.protocol_version = era.MODERN
         meta = result.get("_meta")
-        self._identity(result, meta.get(era.PREFIX + "serverInfo") if isinstance(meta, dict) else None)
+        self._identity(result, meta.get(SERVER_INFO) if isinstance(meta, dict) else None)
         return True
 
     def _identity(self, result: dict[str, Any], info: Any) -> None:

@@ -14,14 +14,9 @@ from typing import Any
 
 from onemcp import __version__
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, ENVELOPE, LOG_LEVEL, PROTOCOL_VERSION, SERVER_INFO
 
 MODERN = "2026-07-28"
-PREFIX = "io.modelcontextprotocol/"
-PROTOCOL_VERSION = PREFIX + "protocolVersion"
-CLIENT_CAPABILITIES = PREFIX + "clientCapabilities"
-CLIENT_INFO = PREFIX + "clientInfo"
-LOG_LEVEL = PREFIX + "logLevel"
-ENVELOPE = (PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL)
 # What the hub declares when it asks for itself: it never takes input-required requests.
 HUB_MODERN_CAPABILITIES: dict[str, Any] = {}
 NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
@@ -128,7 +123,7 @@ def header_params(tools: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 
 # What a 2026-07-28 result carries that a legacy client does not know (it must not tell the eras apart)
 MODERN_RESULT_FIELDS = ("resultType", "ttlMs", "cacheScope")
-MODERN_RESULT_META = (PREFIX + "serverInfo",)
+MODERN_RESULT_META = (SERVER_INFO,)
 
 
 def legacy_result(result: dict[str, Any]) -> None:

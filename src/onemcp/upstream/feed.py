@@ -9,7 +9,7 @@ What arrives on it is handled like any upstream notification by the connection.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -17,16 +17,23 @@ from onemcp.protocol.errors import UpstreamError
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.call import Call
 
-if TYPE_CHECKING:
-    from onemcp.upstream.connection import UpstreamConnection
-
 log = logging.getLogger("onemcp.upstream")
 RETRY_MAX = 30.0
 FLAGS = (("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged"))
 
 
+class FeedSource(Protocol):
+    """What the feed needs of its upstream connection."""
+
+    name: str
+    capabilities: dict[str, Any]
+
+    async def begin(self, msg: Message, *, origin: Any = None) -> Call: ...
+    def abandon(self, call: Call, reason: str) -> None: ...
+
+
 class ChangeFeed:
-    def __init__(self, conn: UpstreamConnection) -> None:
+    def __init__(self, conn: FeedSource) -> None:
         self.conn = conn
         self.uris: set[str] = set()
         self._call: Call | None = None

@@ -23,10 +23,9 @@ from urllib.parse import urlsplit
 
 from onemcp import __version__
 from onemcp.cli.client.http1 import Connection, ConnectionRefused, HttpError, Response
+from onemcp.protocol.meta import PREFIX
 
 VERSION = "2026-07-28"
-PREFIX = "io.modelcontextprotocol/"
-HEADER_MISMATCH = -32020
 INPUT_REQUIRED = "input_required"
 B64 = "=?base64?"
 TOKEN_ENV = "ONEMCP_TOKEN"  # a bearer token (an API key) for a hub that requires one

@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 import httpx
@@ -44,9 +44,20 @@ from onemcp.upstream.oauth.flow import (
     register,
 )
 from onemcp.upstream.oauth.http import DEADLINE, OAuthClientError
+from onemcp.upstream.oauth.store import CredentialStore
 
-if TYPE_CHECKING:
-    from onemcp.upstream.oauth.registry import UpstreamAuth
+
+class Registry(Protocol):
+    """What a server's authorization needs of the hub-wide registry (`registry.UpstreamAuth`)."""
+
+    callback_base: str | None
+
+    @property
+    def store(self) -> CredentialStore: ...
+    def http(self) -> httpx.AsyncClient: ...
+    def callback_url(self, server: str) -> str | None: ...
+    def latest_pending(self, owner: ServerAuth) -> Pending | None: ...
+    def add_pending(self, state: str, pending: Pending) -> None: ...
 
 log = logging.getLogger("onemcp.upstream.oauth")
 REFRESH_SKEW = 60.0  # renew this long before expiry
@@ -86,7 +97,7 @@ def oauth_enabled(config: ServerConfig) -> bool:
 class ServerAuth:
     """One upstream's OAuth credential."""
 
-    def __init__(self, owner: UpstreamAuth, name: str, config: ServerConfig) -> None:
+    def __init__(self, owner: Registry, name: str, config: ServerConfig) -> None:
         assert config.url is not None
         self.owner = owner
         self.name = name

@@ -6,13 +6,14 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
+from mcp.client.session import ElicitationFnT, ListRootsFnT, SamplingFnT
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
@@ -38,19 +39,27 @@ def text_of(result: types.CallToolResult) -> str:
     return item.text
 
 
-async def elicit(ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
     return types.ElicitResult(action="accept", content={"colour": "teal"})
 
 
-async def sample(ctx: ClientRequestContext, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+async def sample(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
     return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="word"), model="m")
 
 
-async def roots(ctx: ClientRequestContext) -> types.ListRootsResult:
+async def roots(context: ClientRequestContext) -> types.ListRootsResult:
     return types.ListRootsResult(roots=[types.Root(uri="file:///srv", name="srv")])
 
 
-CALLBACKS: dict[str, Any] = {"elicitation_callback": elicit, "sampling_callback": sample, "list_roots_callback": roots}
+class Callbacks(TypedDict):
+    """The client's answers to input requests, as keyword arguments of `Client`."""
+
+    elicitation_callback: ElicitationFnT
+    sampling_callback: SamplingFnT
+    list_roots_callback: ListRootsFnT
+
+
+CALLBACKS: Callbacks = {"elicitation_callback": elicit, "sampling_callback": sample, "list_roots_callback": roots}
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -59,7 +68,7 @@ async def test_input_requests_of_a_modern_upstream_reach_both_kinds_of_client(mo
         async with running_hub({"mcpServers": {"m": modern_fixture(), "l": legacy_fixture()}}) as hub:
             assert hub.app.hub.pool.connections["m"].era == "modern"
             assert hub.app.hub.pool.connections["l"].era == "legacy"
-            async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+            async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:
                 colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
                 assert colour == {"action": "accept", "content": {"colour": "teal"}}
                 sampled = json.loads(text_of(await c.call_tool("m__ask_sample", {})))
@@ -88,7 +97,7 @@ async def test_requests_of_a_legacy_upstream_reach_both_kinds_of_client(mode: st
         servers = {"m": modern_fixture(protocol="legacy"), "l": legacy_fixture()}
         async with running_hub({"mcpServers": servers}) as hub:
             assert hub.app.hub.pool.connections["m"].era == "legacy"
-            async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+            async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:
                 colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
                 assert colour["content"] == {"colour": "teal"}
                 sampled = json.loads(text_of(await c.call_tool("m__ask_sample", {})))
@@ -105,7 +114,7 @@ async def test_tampered_or_unknown_request_state_is_refused() -> None:
     with anyio.fail_after(DEADLINE):
         servers = {"m": modern_fixture(protocol="legacy"), "l": legacy_fixture()}
         async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient() as http:
-            caps = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
+            caps: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
             first = await http.post(
                 hub.url,
                 json=modern("tools/call", meta=caps, name="m__ask_colour", arguments={}),
@@ -167,7 +176,7 @@ async def test_modern_upstream_over_http(mode: str) -> None:
         async with running_http_fixture(command=[sys.executable, MODERN_FIXTURE]) as url:
             async with running_hub({"mcpServers": {"m": {"url": url}, "l": legacy_fixture()}}) as hub:
                 assert hub.app.hub.pool.connections["m"].era == "modern"
-                async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+                async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:
                     assert json.loads(text_of(await c.call_tool("m__echo", {"y": "é"}))) == {"y": "é"}
                     colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
                     assert colour["content"] == {"colour": "teal"}
@@ -186,7 +195,7 @@ async def test_a_request_state_resumes_only_for_the_principal_it_was_issued_to(t
         async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
             keys = KeyStore(tmp_path / "keys.db")
             owner, other = keys.create("a", ["mcp"]), keys.create("b", ["mcp"])
-            caps = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
+            caps: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
 
             async def call(key: str, **extra: Any) -> dict[str, Any]:
                 r = await http.post(
@@ -241,7 +250,7 @@ async def test_a_legacy_client_keeps_the_back_channel_of_a_dual_era_upstream(tra
         with anyio.fail_after(DEADLINE):
             async with running_hub({"mcpServers": {"m": server, "l": legacy_fixture()}}) as hub:
                 assert hub.app.hub.pool.connections["m"].era == "modern"
-                async with Client(hub.url, mode="legacy", cache=None, **CALLBACKS) as c:  # type: ignore[arg-type]
+                async with Client(hub.url, mode="legacy", cache=None, **CALLBACKS) as c:
                     sampled = json.loads(text_of(await c.call_tool("m__push_sample", {})))
                     assert sampled["content"]["text"] == "word"
                     colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))

@@ -14,6 +14,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp.upstream.transports.stdio import StdioTransport
 from support.hub import RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -158,8 +159,9 @@ async def test_killing_an_upstream_under_load_fails_only_its_calls(tmp_path: Pat
             tg.start_soon(keep.run)
             tg.start_soon(victim.run)
             await until(lambda: _async(keep.ok > 5 and victim.ok > 5))
-            pid = hub.app.hub.pool.connections["victim"].transport.pid  # type: ignore[attr-defined]
-            os.kill(pid, signal.SIGKILL)
+            transport = hub.app.hub.pool.connections["victim"].transport
+            assert isinstance(transport, StdioTransport) and transport.pid is not None
+            os.kill(transport.pid, signal.SIGKILL)
             slot = hub.app.hub.pool.slots["victim"]
             await until(lambda: _async(slot.restarts > 0 and slot.conn.state == "ready"))
             back = victim.ok

@@ -9,6 +9,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
+from mcp.client.session import SamplingFnT
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
@@ -44,9 +45,9 @@ class Barrier:
         await self.all_here.wait()
 
 
-def sampler(label: str, barrier: Barrier, seen: list[str]) -> Any:
+def sampler(label: str, barrier: Barrier, seen: list[str]) -> SamplingFnT:
     async def sampling(
-        ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult:
         seen.append(label)
         await barrier.wait()
@@ -147,7 +148,7 @@ async def test_isolation_session_gives_each_session_its_own_connection() -> None
 
 
 async def test_roots_and_elicitation_are_forwarded() -> None:
-    async def roots(ctx: ClientRequestContext) -> types.ListRootsResult:
+    async def roots(context: ClientRequestContext) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[types.Root(uri="file:///work", name="work")])
 
     with anyio.fail_after(DEADLINE):
@@ -161,7 +162,7 @@ async def test_form_and_url_elicitation_with_completion() -> None:
     completed: list[str] = []
     done = anyio.Event()
 
-    async def elicit(ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+    async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params)
         if isinstance(params, types.ElicitRequestURLParams):
             return types.ElicitResult(action="accept")
@@ -189,7 +190,7 @@ async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> No
     outcome: list[str] = []
 
     async def sampling(
-        ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult:
         started.set()
         try:

@@ -28,10 +28,11 @@ from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.http.guard import Guard
 from onemcp.hub.core import Hub
 from onemcp.observability import logs
-from onemcp.observability.metrics import CONTENT_TYPE
+from onemcp.observability.metrics import CONTENT_TYPE, Metrics
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
 from onemcp.reload import Reloader
 from onemcp.upstream.oauth.registry import UpstreamAuth
+from onemcp.upstream.transports.factory import TransportFactory, make_transport
 
 log = logging.getLogger("onemcp.app")
 
@@ -44,6 +45,7 @@ class OneMcpApp:
         bind_host: str = "127.0.0.1",
         config_path: Path | None = None,
         public_url: str | None = None,
+        transports: TransportFactory = make_transport,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -51,7 +53,10 @@ class OneMcpApp:
         self.gate = Gate(config.hub.auth, config_dir, public_url, bind_host, config.hub.allowed_hosts)
         logs.configure_audit(config.hub.audit)
         base = config.hub.auth.public_url or public_url
-        self.hub = Hub(config, UpstreamAuth(config_dir, base.removesuffix("/mcp") if base else None))
+        # the hub's own OAuth credentials with its upstreams, and its metrics: the app's, lent to the hub
+        self.upstream_auth = UpstreamAuth(config_dir, base.removesuffix("/mcp") if base else None)
+        self.metrics = Metrics()
+        self.hub = Hub(config, self.upstream_auth, transports, metrics=self.metrics)
         self.bind_host = bind_host
         self._guard_settings = config.hub
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
@@ -61,7 +66,7 @@ class OneMcpApp:
         self.reloader = Reloader(self.hub, config_path) if config_path is not None else None
         if self.reloader is not None:
             self.reloader.load_presets()
-        self.hub.metrics.add_state(lambda: state_metrics(self.hub, self.reloader))
+        self.metrics.add_state(lambda: state_metrics(self.hub, self.reloader))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -98,7 +103,7 @@ class OneMcpApp:
                 await asgi.send_json(send, 200, self.gate.metadata(scope))
                 return
             if path.startswith(upstream_auth.PREFIX):
-                await upstream_auth.serve(self.hub, self.gate, scope, receive, send)
+                await upstream_auth.serve(self.hub, self.upstream_auth, self.gate, scope, receive, send)
                 return
             if self.gate.oauth is not None and (
                 path.startswith(("/oauth/", "/.well-known/oauth-authorization-server"))
@@ -109,7 +114,7 @@ class OneMcpApp:
                 return
             if path == "/metrics":
                 if await self.gate.admit(scope, send, admin=True) is not None:
-                    await asgi.send_bytes(send, 200, self.hub.metrics.render(), CONTENT_TYPE.encode())
+                    await asgi.send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
                 return
             if not guard.origin_ok(asgi.header(scope, b"origin")):
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
@@ -153,12 +158,11 @@ class OneMcpApp:
 
     def server_config(self, **options: Any) -> uvicorn.Config:
         """uvicorn's config for serving this app: the hub's HTTP/1.1 protocol, with the live limits."""
-        return http11.server_config(self, lambda: self.hub.config.hub.limits, **options)
+        return http11.server_config(self, lambda: self.hub.limits, **options)
 
     def begin_shutdown(self) -> None:
         """The server is stopping: end long-lived streams gracefully before it waits on them."""
-        for listener in list(self.hub.listeners):
-            listener.finish()
+        self.hub.finish_listeners()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message: dict[str, Any] = dict(await receive())
@@ -182,7 +186,7 @@ class OneMcpApp:
             return
         for hook in self.on_shutdown:
             hook()
-        self.hub.upstream_auth.close()
+        self.upstream_auth.close()
         await send({"type": "lifespan.shutdown.complete"})
 
 

@@ -82,7 +82,7 @@ class Reloader:
         """Read presets.json; a bad file keeps the presets in use (and says why)."""
         try:
             loaded = load_presets(self.presets_path)
-            self.hub.presets = {name: entry["filter"] for name, entry in loaded.items()}
+            self.hub.set_presets({name: entry["filter"] for name, entry in loaded.items()})
         except PresetError as exc:
             self.failures += 1
             self.last_error = str(exc)
@@ -111,8 +111,8 @@ class Reloader:
             changed = {Path(path).name for _, path in changes}
             if name in changed:
                 await self.reload()
-            if PRESETS in changed and self.load_presets():
-                self.hub.refresh_views()
+            if PRESETS in changed:
+                self.load_presets()  # every view naming a preset is decided again
 
     async def _retry_failed(self) -> None:
         """Read the file again, backing off, after a reload failed for a passing reason (EMFILE...):

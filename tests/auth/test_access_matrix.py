@@ -31,7 +31,8 @@ from onemcp.auth.keys import KeyStore
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.model import HubConfig
 from onemcp.downstream.modern import MODERN_METHODS
-from onemcp.hub.core import ROUTED, Hub
+from onemcp.hub.core import Hub
+from onemcp.hub.dispatch import ROUTED
 from onemcp.protocol.methods import KIND_BY_METHOD
 from support.credentials import JwtIssuer, jwks_server, oauth_revoke, oauth_token
 from support.entries import CLIENTS, Client, EntryClient, Refused, Target

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 import anyio
 import httpx
 import httpx2
+import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.auth import OAuthClientProvider
@@ -63,16 +64,19 @@ async def test_oauth_register_authorize_call_refresh_revoke(tmp_path: Path) -> N
                 transport = streamable_http_client(hub.url, http_client=authed)
                 async with Client(transport, mode="legacy", cache=None) as c:
                     result = await c.call_tool("echo", {"message": "authorized"})
-                    assert result.content[0].text == "authorized"  # type: ignore[union-attr]
+                    item = result.content[0]
+                    assert isinstance(item, types.TextContent) and item.text == "authorized"
                     first = storage.tokens
                     assert first is not None and first.refresh_token
                     # force a refresh: the provider refreshes, the old refresh token is rotated out
                     provider.context.token_expiry_time = 1.0
                     again = await c.call_tool("echo", {"message": "refreshed"})
-                    assert again.content[0].text == "refreshed"  # type: ignore[union-attr]
+                    item = again.content[0]
+                    assert isinstance(item, types.TextContent) and item.text == "refreshed"
                     assert storage.tokens is not None and storage.tokens.access_token != first.access_token
             # revoke: the token no longer opens the hub
             token = storage.tokens.access_token
+            assert storage.client is not None  # registered (RFC 7591)
             async with httpx.AsyncClient() as http:
                 r = await http.post(
                     f"{hub.base}/oauth/revoke",

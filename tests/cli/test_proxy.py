@@ -50,7 +50,7 @@ async def proxied(
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "onemcp", "proxy", *args], env=clean_env(env_dir), cwd=cwd
     )
-    async with Client(params, mode=mode, cache=None, **options) as client:  # type: ignore[arg-type]
+    async with Client(params, mode=mode, cache=None, **options) as client:
         yield client
 
 

@@ -938,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="onemcp-conformance-"))
-    runs: dict[tuple[str, str], Run] = {}
+    runs: dict[tuple[str, str, str], Run] = {}  # (fixture, suite, "direct" or cell) -> run
     services: list[Service] = []
     problems: list[str] = []
     units_passed = units_failed = 0  # (suite, scenario) pairs where the hub matches the fixture, or not

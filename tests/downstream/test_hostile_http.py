@@ -292,7 +292,7 @@ visible = st.characters(min_codepoint=0x21, exclude_categories=("Cc", "Cs", "Zs"
 header_texts = st.text(visible | st.just(" "), max_size=40).map(str.strip)
 header_values = st.one_of(
     header_texts.map(lambda s: s.encode("utf-8")),
-    st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_categories=("Cc",)), max_size=40).map(
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_categories=["Cc"]), max_size=40).map(
         lambda s: s.encode("latin-1")
     ),
     st.builds(lambda s: b"=?base64?" + base64.b64encode(s.encode("utf-8", "surrogatepass")) + b"?=", texts),
@@ -340,7 +340,7 @@ def posts(draw: st.DrawFn) -> tuple[str, bytes, dict[str, Any]]:
         body = encode(msg, draw(st.booleans()))
         named = p.get("name", p.get("uri"))
         headers: dict[str, Any] = modern_headers(method, named if isinstance(named, str) else None)
-        if isinstance(named, str) and not named.isascii():
+        if isinstance(named, str) and not (named.isascii() and named.isprintable()):  # raw: no control characters
             headers["mcp-name"] = b"=?base64?" + base64.b64encode(named.encode("utf-8", "surrogatepass")) + b"?="
     else:
         body = draw(bodies)
@@ -472,11 +472,12 @@ async def test_valid_envelopes_with_random_params(
     if era == "legacy":
         headers: dict[str, Any] = dict(target.legacy)
     else:
-        meta = p.get("_meta") if isinstance(p.get("_meta"), dict) else {}
+        given_meta = p.get("_meta")
+        meta: dict[str, Any] = given_meta if isinstance(given_meta, dict) else {}
         msg["params"] = {**p, "_meta": {**meta, PV: MODERN, CC: {}}}
         named = p.get("uri" if method == "resources/read" else "name")
         plain = isinstance(named, str) and named.isascii() and named.isprintable()
-        headers = modern_headers(method, named if plain else None)
+        headers = {**modern_headers(method, named if plain else None)}  # (values: str, or bytes below)
         if isinstance(named, str) and not plain:  # as a client must send it: base64 (RFC 9110 forbids CR/LF)
             headers["mcp-name"] = b"=?base64?" + base64.b64encode(named.encode("utf-8", "surrogatepass")) + b"?="
     body = encode(msg, ascii_only=True)

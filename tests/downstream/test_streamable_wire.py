@@ -58,7 +58,7 @@ async def test_protocol_version_header_is_validated() -> None:
 async def test_initialize_negotiates_version_and_advertises_capabilities() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub(config()) as hub, httpx.AsyncClient() as http:
-            init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2025-03-26"}}  # type: ignore[dict-item]
+            init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2025-03-26"}}
             r = await http.post(hub.url, json=init, headers=HEADERS)
             result = r.json()["result"]
             assert result["protocolVersion"] == "2025-03-26"
@@ -66,7 +66,7 @@ async def test_initialize_negotiates_version_and_advertises_capabilities() -> No
             caps = result["capabilities"]
             assert caps["tools"] == {"listChanged": True}
             assert caps["resources"]["subscribe"] is True and "completions" in caps
-            init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2099-01-01"}}  # type: ignore[dict-item]
+            init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2099-01-01"}}
             r = await http.post(hub.url, json=init, headers=HEADERS)
             assert r.json()["result"]["protocolVersion"] == "2025-11-25"
 

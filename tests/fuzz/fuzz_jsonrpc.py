@@ -26,7 +26,7 @@ import asyncio
 import base64
 import os
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,7 +104,7 @@ class Hub:
         return OneMcpApp(HubConfig.model_validate({"mcpServers": {}, "onemcp": {"maxBodyBytes": 1 << 20}}))
 
     def run(self, coro: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(coro)  # type: ignore[arg-type]
+        return self.loop.run_until_complete(coro)
 
     def _session(self, path: bytes) -> str:
         init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
@@ -131,7 +131,7 @@ class Hub:
             "server": ("127.0.0.1", 80),
         }
         sent = False
-        out: list[dict[str, Any]] = []
+        out: list[MutableMapping[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
             nonlocal sent
@@ -141,7 +141,7 @@ class Hub:
             await asyncio.Event().wait()  # (a handler waiting for a disconnect waits forever)
             raise AssertionError
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             out.append(message)
 
         await asyncio.wait_for(self.app(scope, receive, send), timeout=10)
@@ -248,7 +248,7 @@ def one_input(data: bytes) -> None:
     HUB.prune()
 
 
-SEEDS = [
+SEEDS: list[dict[str, Any]] = [
     {"jsonrpc": "2.0", "id": 1, "method": "ping"},
     {"jsonrpc": "2.0", "id": "a", "method": "tools/list"},
     {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "x", "arguments": {"a": [1, {}]}}},

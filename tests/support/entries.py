@@ -303,6 +303,11 @@ class LineClient:
     async def send(self, msg: dict[str, Any]) -> None:
         await self.to_server.send(json.dumps(msg).encode() + b"\n")
 
+    def close(self) -> None:
+        """Both ends of the line, once the server is done with them."""
+        self.to_server.close()
+        self.from_client.close()
+
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         rid = next(self.ids)
         waiting = self.replies.expect(rid)
@@ -325,11 +330,14 @@ async def stdio(t: Target) -> AsyncIterator[Client]:
         raise Refused(f"refused to start: {principal}")
     client = LineClient()
     server = StdioServer(t.hub.app.hub, principal, client.read_line, client.write)
-    async with first_refusal(), anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        await client.initialize()
-        yield client
-        client.to_server.close()
+    try:
+        async with first_refusal(), anyio.create_task_group() as tg:
+            tg.start_soon(server.serve)
+            await client.initialize()
+            yield client
+            client.to_server.close()
+    finally:
+        client.close()
 
 
 @asynccontextmanager
@@ -337,11 +345,14 @@ async def proxy(t: Target) -> AsyncIterator[Client]:
     """`onemcp proxy` (token from $ONEMCP_TOKEN) bridging a stdio client to the hub's /mcp."""
     client = LineClient()
     bridge = Proxy(t.hub.url, client.read_line, client.write, wait=5.0)
-    async with first_refusal(), anyio.create_task_group() as tg:
-        tg.start_soon(bridge.run)
-        await client.initialize()
-        yield client
-        client.to_server.close()
+    try:
+        async with first_refusal(), anyio.create_task_group() as tg:
+            tg.start_soon(bridge.run)
+            await client.initialize()
+            yield client
+            client.to_server.close()
+    finally:
+        client.close()
 
 
 # ----------------------------------------------------------------------------- the agent CLI

@@ -61,7 +61,7 @@ async def running_hub(
 
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INIT = {
+INIT: dict[str, Any] = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",

@@ -10,30 +10,35 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
-from onemcp.upstream.breaker import Breaker
+from onemcp.upstream.breaker import Breaker, State
 from support.hub import running_hub
+
+
+def state_of(breaker: Breaker) -> State:
+    """The breaker's state read afresh (mypy would keep `breaker.state` narrowed across the calls that change it)."""
+    return breaker.state
 
 
 def test_breaker_states() -> None:
     breaker = Breaker(threshold=2, cooldown=1000)
-    assert breaker.allow() and breaker.state == "closed"
+    assert breaker.allow() and state_of(breaker) == "closed"
     breaker.record(False)
-    assert breaker.state == "closed"
+    assert state_of(breaker) == "closed"
     breaker.record(True)  # a success resets the count
     breaker.record(False)
-    assert breaker.state == "closed"
+    assert state_of(breaker) == "closed"
     breaker.record(False)
-    assert breaker.state == "open" and not breaker.allow()
+    assert state_of(breaker) == "open" and not breaker.allow()
     assert breaker.opened_at is not None
     breaker.opened_at -= 1000  # the cooldown is over
-    assert breaker.state == "half-open"
+    assert state_of(breaker) == "half-open"
     assert breaker.allow() and not breaker.allow()  # exactly one probe at a time
     breaker.record(False)  # the probe failed: open again
-    assert breaker.state == "open" and not breaker.allow()
+    assert state_of(breaker) == "open" and not breaker.allow()
     breaker.opened_at -= 1000
     assert breaker.allow()
     breaker.record(True)
-    assert breaker.state == "closed" and breaker.failures == 0
+    assert state_of(breaker) == "closed" and breaker.failures == 0
 
 
 @pytest.mark.anyio
@@ -50,15 +55,15 @@ async def test_open_breaker_fails_fast_and_probe_closes_it() -> None:
                     with pytest.raises(MCPError) as err:
                         await c.call_tool(tool, args)
                     assert "timed out" in err.value.error.message
-                while hub.app.hub.pool.slots["flaky"].breaker.state != "open":  # it pinged the server: no answer
+                while state_of(hub.app.hub.pool.slots["flaky"].breaker) != "open":  # it pinged the server: no answer
                     await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
                 conn = hub.app.hub.pool.connections["flaky"]
                 with pytest.raises(MCPError) as err:
                     await c.call_tool("flaky__echo", {"message": "x"})
                 assert "circuit open" in err.value.error.message
                 assert conn.in_flight == 0  # failed fast: nothing was sent
-                while hub.app.hub.pool.slots["flaky"].breaker.state != "half-open":
+                while state_of(hub.app.hub.pool.slots["flaky"].breaker) != "half-open":
                     await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
                 ok = await c.call_tool("flaky__echo", {"message": "probe"})
                 assert not ok.is_error
-                assert hub.app.hub.pool.slots["flaky"].breaker.state == "closed"
+                assert state_of(hub.app.hub.pool.slots["flaky"].breaker) == "closed"

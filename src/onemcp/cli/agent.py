@@ -23,6 +23,7 @@ from typing import Any
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import Target, TargetError, resolve, view_of
+from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol.errors import HEADER_MISMATCH
 
 OK, FAILED, USAGE = 0, 1, 2
@@ -265,12 +266,12 @@ def _not_found(exc: RpcError) -> bool:
 
 def _call_with_param_headers(client: HubClient, params: dict[str, Any]) -> dict[str, Any]:
     """The tool mirrors arguments in `Mcp-Param-*` headers (x-mcp-header): send them too."""
-    from onemcp.upstream import era  # rare path: its imports are not needed for plain calls
 
     listed = client.request("tools/list").get("tools")
-    annotated = era.header_params([t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else [])
+    tools = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
+    annotated = mcp_headers.header_params(tools)
     message = {"method": "tools/call", "params": params}
-    headers = {k: v for k, v in era.request_headers(message, annotated).items() if k.startswith("mcp-param-")}
+    headers = {k: v for k, v in mcp_headers.request_headers(message, annotated).items() if k.startswith("mcp-param-")}
     return client.request("tools/call", params, headers=headers)
 
 

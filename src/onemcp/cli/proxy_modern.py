@@ -19,6 +19,7 @@ import anyio
 import httpx
 import orjson
 
+from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import HEADER_MISMATCH, UPSTREAM_UNAVAILABLE
 from onemcp.protocol.jsonrpc import Message
@@ -113,7 +114,7 @@ class ModernForwarder:
             "accept": "application/json, text/event-stream",
             "content-type": "application/json",
             "mcp-protocol-version": version if isinstance(version, str) else era.MODERN,
-            **era.request_headers(msg, names),
+            **mcp_headers.request_headers(msg, names),
         }
 
     async def _annotations(self) -> dict[str, dict[str, str]]:
@@ -129,5 +130,5 @@ class ModernForwarder:
                 tools = result.get("tools") if isinstance(result, dict) else None
             except (httpx.TransportError, orjson.JSONDecodeError, AttributeError):
                 tools = None
-            self._param_names = era.header_params(tools) if isinstance(tools, list) else {}
+            self._param_names = mcp_headers.header_params(tools) if isinstance(tools, list) else {}
         return self._param_names

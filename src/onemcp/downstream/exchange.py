@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from onemcp.hub.core import Emit, Hub
+from onemcp.hub.core import Hub
+from onemcp.hub.forward import Emit
 from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import FORBIDDEN, INTERNAL_ERROR, HubError

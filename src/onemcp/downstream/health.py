@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import Metric
 
-from onemcp.downstream.upstream_auth import views
 from onemcp.hub.core import Hub
 from onemcp.observability import limits
 from onemcp.observability.metrics import counter, gauge
@@ -18,12 +17,11 @@ if TYPE_CHECKING:
 
 def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
     """The hub's state; `links`: include upstream authorization links (only for an unexposed hub)."""
-    conns = hub.pool.connections
+    state = hub.state
     upstreams: dict[str, Any] = {}
-    authorizations = views(hub, with_link=links)
-    for name, slot in hub.pool.slots.items():
-        conn = hub.pool.get(name) or slot.conn
-        counts = hub.catalog.counts(name)
+    authorizations = state.authorizations(with_link=links)
+    for name, slot, conn in state.upstreams():
+        counts = state.list_counts(name)
         upstreams[name] = {
             "state": conn.state,
             "supervisor": slot.status,
@@ -44,36 +42,35 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "prompts": counts["prompts"],
             "resources": counts["resources"],
             "resourceTemplates": counts["resourceTemplates"],
-            "toolRepairs": repairs.as_json() if (repairs := hub.catalog.repairs.get(name)) is not None else None,
+            "toolRepairs": state.tool_repairs(name),
             "inFlight": conn.in_flight,
             "isolation": conn.config.isolation,
-            "sessionConnections": hub.isolated.count(name),
+            "sessionConnections": state.session_connections(name),
             "lastError": conn.last_error,
             "authorization": authorizations.get(name),
         }
     for name, server in hub.config.servers.items():
         if server.disabled:
             upstreams[name] = {"state": "disabled", "transport": server.transport}
-    states = [c.state for c in conns.values()]
+    states = list(state.states().values())
     if any(s == "starting" for s in states):
         status = "starting"
     elif all(s == "ready" for s in states):
         status = "ok"
     else:
         status = "degraded"
-    collisions = [c for kind in hub.catalog.collisions.values() for c in kind]
     return {
         "status": status,
         "version": hub.server_info()["version"],
-        "sessions": len(hub.sessions),
+        "sessions": state.sessions(),
         "upstreams": upstreams,
-        "collisions": collisions,
+        "collisions": state.collisions(),
     }
 
 
 def ready(hub: Hub) -> tuple[bool, dict[str, Any]]:
-    tried = hub.pool.all_tried()
-    return tried, {"ready": tried, "upstreams": {n: c.state for n, c in hub.pool.connections.items()}}
+    tried = hub.state.all_tried()
+    return tried, {"ready": tried, "upstreams": hub.state.states()}
 
 
 def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
@@ -86,7 +83,7 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     unauthorized = gauge(
         "onemcp_upstream_needs_authorization", "1 when an operator must authorize the hub with the upstream", ["server"]
     )
-    for name, slot in hub.pool.slots.items():
+    for name, slot, _ in hub.state.upstreams():
         up.add_metric([name, slot.conn.transport.kind], 1.0 if slot.conn.state == "ready" else 0.0)
         in_flight.add_metric([name], slot.conn.in_flight)
         restarts.add_metric([name], slot.restarts)
@@ -95,9 +92,9 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
         unauthorized.add_metric([name], 1.0 if slot.status == "needs-authorization" else 0.0)
     yield from (up, in_flight, restarts, looping, breaker, unauthorized)
     sessions = gauge("onemcp_sessions", "Live sessions (2025-11-25 era and older)")
-    sessions.add_metric([], len(hub.sessions))
+    sessions.add_metric([], hub.state.sessions())
     listens = gauge("onemcp_listen_streams", "Open subscriptions/listen streams (2026-07-28 era)")
-    listens.add_metric([], len(hub.listeners))
+    listens.add_metric([], hub.state.listen_streams())
     yield from (sessions, listens)
     yield from limits.HITS.metrics()
     if reloader is not None:

@@ -39,13 +39,13 @@ class LegacySseEndpoint:
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET")])
             return
         try:
-            view = views.from_query(scope.get("query_string", b""), self.hub.presets)
+            view = self.hub.view(scope.get("query_string", b""))
             access = self.hub.access(principal, SSE, view)  # decided now: /messages may come before initialize
         except views.ViewError as exc:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, str(exc)))
             return
         try:
-            session = self.hub.sessions.create("sse", access)
+            session = self.hub.create_session("sse", access)
         except LimitReached as exc:
             await asgi.send_json(send, exc.status, error_body(exc.code, exc.message), RETRY_LATER)
             return
@@ -64,7 +64,7 @@ class LegacySseEndpoint:
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         sid = (query.get("session_id") or query.get("sessionId") or [None])[0]
-        session = self.hub.sessions.get(sid) if sid else None
+        session = self.hub.find_session(sid) if sid else None
         if session is not None and session.principal.key != principal.key:
             refused(principal, SSE, "session", session.id[:8], "the session of another principal")
             session = None

@@ -1,14 +1,13 @@
 """subscriptions/listen (2026-07-28) on the wire: a modern client's opt-in feed of change notifications.
 
-Owns serving one listen stream: the upstream resource subscriptions it holds while open, the
-acknowledgement that comes first, then the notifications as SSE until the client goes away or
-the hub finishes it. What the stream asked for and its queue are the hub's `Listener`.
+Owns serving one listen stream: the acknowledgement that comes first, then the notifications as
+SSE until the client goes away or the hub finishes it. What the stream asked for and its queue are
+the hub's `Listener`; the hub holds its resource subscriptions while it is open.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Any
 
 import anyio
@@ -18,9 +17,7 @@ from onemcp.http.asgi import Receive, Send
 from onemcp.hub.core import Hub
 from onemcp.hub.listeners import Listener
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import HubError
 
-log = logging.getLogger("onemcp.downstream")
 KEEPALIVE = 15.0
 
 
@@ -29,12 +26,7 @@ async def serve_listener(
 ) -> None:
     """Acknowledge, then stream notifications until the client goes away or the hub finishes it."""
     listener.server_info = server_info
-    for uri in listener.uris:
-        try:
-            await hub.subscribe(listener.session, uri)
-        except HubError as exc:
-            log.info("listen: subscribing %s failed: %s", uri, exc)
-    hub.listeners.add(listener)
+    await hub.add_listener(listener)
     try:
         await asgi.start_sse(send)
         ack = jsonrpc.notification("notifications/subscriptions/acknowledged", {"notifications": listener.honored})
@@ -54,11 +46,6 @@ async def serve_listener(
                     await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(msg), event="message"))
             tg.cancel_scope.cancel()
     finally:
-        hub.listeners.discard(listener)
-        listener.close()
-        with anyio.CancelScope(shield=True):
-            for uri in listener.uris:
-                with contextlib.suppress(HubError):
-                    await hub.unsubscribe(listener.session, uri)
+        await hub.remove_listener(listener)
     with contextlib.suppress(OSError):
         await asgi.end_stream(send)

@@ -29,6 +29,7 @@ from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.hub.core import Hub
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session
+from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import (
     HEADER_MISMATCH,
@@ -36,13 +37,11 @@ from onemcp.protocol.errors import (
     METHOD_NOT_FOUND,
     MISSING_CLIENT_CAPABILITY,
     UNSUPPORTED_VERSION,
-    NotFound,
 )
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, PROTOCOL_VERSION, SERVER_INFO
 from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
 from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
-from onemcp.upstream import era
 
 log = logging.getLogger("onemcp.downstream")
 
@@ -61,7 +60,6 @@ MODERN_METHODS = frozenset(
         "subscriptions/listen",
     }
 )
-NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 CACHED = frozenset({*KIND_BY_METHOD, "resources/read"})
 TTL_MS = 0
 CACHE_SCOPE = "private"  # what a client sees may depend on who it is (views, auth)
@@ -107,7 +105,6 @@ class ModernEndpoint:
         self.hub = hub
         self.gate = gate
         self._ids = itertools.count(1)
-        self._annotated: tuple[object, dict[str, dict[str, str]]] = (None, {})
         info = orjson.dumps(hub.server_info())
         self._list_suffix = (
             f',"resultType":"complete","ttlMs":{TTL_MS},"cacheScope":"{CACHE_SCOPE}","_meta":{{"{SERVER_INFO}":'.encode()
@@ -152,7 +149,7 @@ class ModernEndpoint:
         if method not in MODERN_METHODS:
             await reject(404, METHOD_NOT_FOUND, f"Method not found: {method}")
             return
-        field = NAMED.get(method)
+        field = mcp_headers.NAMED.get(method)
         if field is not None and header_value(asgi.header(scope, b"mcp-name")) != params.get(field):
             await reject(400, HEADER_MISMATCH, f"Mcp-Name header does not match params.{field}")
             return
@@ -167,7 +164,7 @@ class ModernEndpoint:
             return
         info = meta.get(CLIENT_INFO)
         try:
-            view = views.from_query(scope.get("query_string", b""), self.hub.presets)
+            view = self.hub.view(scope.get("query_string", b""))
             access = self.hub.access(principal, MODERN_HTTP, view)
         except views.ViewError as exc:
             await reject(400, INVALID_PARAMS, str(exc))
@@ -213,8 +210,7 @@ class ModernEndpoint:
                 err = {"code": INVALID_PARAMS, "message": "Invalid cursor: this hub returns complete lists in one page"}
                 await asgi.send_json(send, 200, jsonrpc.error(rid, err))
                 return
-            await self.hub.until_started()
-            body = self.hub.catalog.result_json(kind, session.access.reach)
+            body = await self.hub.list_result(kind, session.access)
             await asgi.send_bytes(send, 200, jsonrpc.splice_result(rid, body[:-1] + self._list_suffix))
             return
         if method == "subscriptions/listen":
@@ -227,17 +223,7 @@ class ModernEndpoint:
 
         Only for a tool the requester reaches: of any other, nothing is said (routing says "not found").
         """
-        tools = self.hub.catalog.items("tools")
-        if self._annotated[0] is not tools:
-            self._annotated = (tools, era.header_params(tools))
-        name = str(params.get("name"))
-        annotated = self._annotated[1].get(name)
-        if not annotated:
-            return None
-        try:
-            self.hub.catalog.resolve_name("tools", name, access.reach)
-        except NotFound:
-            return None
+        annotated = self.hub.tool_headers(str(params.get("name")), access)
         arguments = params.get("arguments")
         arguments = arguments if isinstance(arguments, dict) else {}
         for prop, header in annotated.items():
@@ -247,7 +233,7 @@ class ModernEndpoint:
                 if raw is not None:
                     return f"Mcp-Param-{header} is set but argument {prop!r} is absent"
                 continue
-            expected = era.render_param(value)
+            expected = mcp_headers.render_param(value)
             if raw is None:
                 return f"Mcp-Param-{header} is missing for argument {prop!r}"
             if expected is not None and header_value(raw) != expected:
@@ -323,6 +309,6 @@ class ModernEndpoint:
             await asgi.send_json(send, 200, jsonrpc.error(rid, err))
             return
         listener = Listener.create(
-            rid, wanted, session, self.hub.can_subscribe, self.hub.config.hub.limits.max_subscriptions_per_session
+            rid, wanted, session, self.hub.can_subscribe, self.hub.limits.max_subscriptions_per_session
         )
         await serve_listener(self.hub, listener, receive, send, self.hub.server_info())

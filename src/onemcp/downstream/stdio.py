@@ -47,7 +47,7 @@ class StdioServer:
         self._write = write
         self._lock = anyio.Lock()
         # the principal is the process's: the local operator, or $ONEMCP_TOKEN's when the config needs auth
-        self.session: Session = hub.sessions.create("stdio", hub.access(principal, STDIO))
+        self.session: Session = hub.create_session("stdio", hub.access(principal, STDIO))
 
     async def send(self, msg: Message | bytes) -> None:
         data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
@@ -74,7 +74,7 @@ class StdioServer:
                 tg.start_soon(self._keep_alive)
                 # The client started us just now: answer its first lists complete, not empty.
                 with anyio.move_on_after(READY_WAIT):
-                    await self.hub.pool.tried.wait()
+                    await self.hub.until_tried()
                 async with anyio.create_task_group() as requests:
                     while line := await self._read_line():
                         if line.strip():

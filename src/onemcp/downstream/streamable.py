@@ -114,7 +114,7 @@ class StreamableHttpEndpoint:
         if sid is None:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"))
             return None
-        session = self.hub.sessions.get(sid)
+        session = self.hub.find_session(sid)
         if session is not None and session.principal.key != principal.key:
             refused(principal, LEGACY_HTTP, "session", sid[:8], "the session of another principal")
             session = None
@@ -173,13 +173,13 @@ class StreamableHttpEndpoint:
     async def _initialize(self, scope: Scope, msg: Message, send: Send, principal: Principal) -> None:
         params = msg.get("params")
         try:
-            view = views.from_query(scope.get("query_string", b""), self.hub.presets)
+            view = self.hub.view(scope.get("query_string", b""))
             access = self.hub.access(principal, LEGACY_HTTP, view)
         except views.ViewError as exc:
             await asgi.send_json(send, 400, jsonrpc.error(msg["id"], {"code": INVALID_REQUEST, "message": str(exc)}))
             return
         try:
-            session = self.hub.sessions.create("streamable-http", access)
+            session = self.hub.create_session("streamable-http", access)
         except LimitReached as exc:
             await asgi.send_json(send, exc.status, jsonrpc.error(msg["id"], exc.to_error()), RETRY_LATER)
             return
@@ -229,7 +229,7 @@ class StreamableHttpEndpoint:
         session = await self._session(scope, send, principal)
         if session is None:
             return
-        cap = self.hub.config.hub.limits.max_streams_per_session
+        cap = self.hub.limits.max_streams_per_session
         if session.streams_open >= cap:
             hit("streams_per_session", "session %s has %d GET streams open: refused another", session.id[:8], cap)
             text = f"Conflict: this session already has {cap} GET stream(s) open (maxStreamsPerSession)"

@@ -16,22 +16,14 @@ from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.hub.core import Hub
-from onemcp.upstream.oauth.registry import CALLBACK_PATH
+from onemcp.upstream.oauth.registry import CALLBACK_PATH, UpstreamAuth
 
 PREFIX = "/oauth/upstream"
 audit = logging.getLogger("onemcp.audit")
 
 
-def views(hub: Hub, *, with_link: bool) -> dict[str, object]:
-    """Each upstream that has (or may need) an OAuth credential."""
-    out: dict[str, object] = {}
-    for name, server in hub.upstream_auth.servers.items():
-        if name in hub.pool.slots and server.state != "unknown":
-            out[name] = server.view(with_link=with_link)
-    return out
-
-
-async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve(hub: Hub, auth: UpstreamAuth, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
+    """`auth`: the hub's own OAuth credentials with its upstreams (the one the `hub` was given)."""
     path: str = scope["path"]
     method: str = scope["method"]
     if path.startswith(CALLBACK_PATH + "/") and method == "GET":
@@ -41,18 +33,18 @@ async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send
         except ValueError:
             status, title, detail = 400, "Bad request", "Too many parameters."
         else:
-            status, title, detail = await hub.upstream_auth.callback(server, params)
+            status, title, detail = await auth.callback(server, params)
         await asgi.send_bytes(send, status, error_page(title, detail), HTML, PAGE_HEADERS)
         return
     principal = await gate.admit(scope, send, admin=True)
     if principal is None:
         return
     if path.rstrip("/") == PREFIX and method == "GET":
-        await asgi.send_json(send, 200, {"upstreams": views(hub, with_link=True)})
+        await asgi.send_json(send, 200, {"upstreams": hub.state.authorizations(with_link=True)})
         return
     name = path.removeprefix(PREFIX + "/")
     if method == "DELETE" and name in hub.config.servers:
-        forgot = await hub.upstream_auth.forget(name)
+        forgot = await auth.forget(name)
         audit.info("upstream logout server=%s principal=%s forgotten=%s", name, principal.id, forgot)
         await asgi.send_json(send, 200, {"server": name, "forgotten": forgot})
         return

@@ -93,6 +93,8 @@ class Listener:
     def close(self) -> None:
         if self._send is not None:
             self._send.close()
+        if self.inbox is not None:
+            self.inbox.close()
 
     def finish(self) -> None:
         """End the stream gracefully: the listen request's result goes out after what is queued."""

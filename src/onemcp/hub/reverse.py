@@ -150,6 +150,13 @@ class ReversePath:
             )
         return pending.reply
 
+    def reply(self, session: Session, msg: Message) -> None:
+        """A client's reply to a request the hub sent it: the waiting request has its answer."""
+        pending = session.reverse.pop(str(msg.get("id")), None)
+        if pending is not None:
+            pending.reply = msg
+            pending.done.set()
+
     def _outgoing(self, conn: UpstreamConnection, session: Session, msg: Message) -> Message:
         params = msg.get("params")
         if msg.get("method") == "elicitation/create" and isinstance(params, dict):

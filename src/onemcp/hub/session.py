@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -34,6 +34,10 @@ log = logging.getLogger("onemcp.session")
 OUTBOX_SIZE = 1024
 
 
+# the transport a session came in through ("modern": one 2026-07-28 request's context)
+Entry = Literal["streamable-http", "sse", "stdio", "modern"]
+
+
 @dataclass(eq=False)
 class ReversePending:
     """A request the hub sent to this client on behalf of an upstream."""
@@ -46,7 +50,7 @@ class ReversePending:
 @dataclass(eq=False)
 class Session:
     id: str
-    transport: str  # "streamable-http" | "sse" | "stdio" | "modern"
+    transport: Entry  # how the client reached the hub
     # who made the session, through which entry and view: what it may reach (nobody else may use it)
     access: Access
     protocol_version: str = ""
@@ -119,6 +123,8 @@ class Session:
             pending.done.set()
         if self._outbox_send is not None:
             self._outbox_send.close()
+        if self.outbox is not None:
+            self.outbox.close()  # a reader still on it gets ClosedResourceError; what was queued is dropped
 
 
 class SessionStore:
@@ -137,7 +143,7 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._per_principal: Counter[str] = Counter()
 
-    def create(self, transport: str, access: Access) -> Session:
+    def create(self, transport: Entry, access: Access) -> Session:
         key = access.principal.id
         if len(self._sessions) >= self.limits.max_sessions:
             self.expire_idle()
@@ -180,6 +186,13 @@ class SessionStore:
             if self.on_remove is not None:
                 self.on_remove(session)
         return session
+
+    def close_all(self) -> None:
+        """The hub stops: close every session (nothing is announced; their streams end)."""
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+        self._per_principal.clear()
 
     def expire_idle(self) -> int:
         now = time.monotonic()

@@ -15,3 +15,22 @@ def merge_capabilities(caps: list[dict[str, Any]]) -> dict[str, Any]:
             else:
                 out.setdefault(key, value)
     return out
+
+
+def advertised(upstreams: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hub's own capabilities, given its ready upstreams' (`upstreams`): the lists always (it relays
+    their list_changed) and logging; resource subscriptions, completions and tasks when some upstream has them."""
+    caps: dict[str, Any] = {
+        "tools": {"listChanged": True},
+        "prompts": {"listChanged": True},
+        "resources": {"listChanged": True},
+        "logging": {},
+    }
+    if any(isinstance(c.get("resources"), dict) and c["resources"].get("subscribe") for c in upstreams):
+        caps["resources"]["subscribe"] = True
+    if any("completions" in c for c in upstreams):
+        caps["completions"] = {}
+    tasks = [c["tasks"] for c in upstreams if isinstance(c.get("tasks"), dict)]
+    if tasks:
+        caps["tasks"] = merge_capabilities(tasks)
+    return caps

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
 from onemcp.protocol.jsonrpc import Message, RequestId
 
 MAX_RELATED = 256
+
+
+class Requester(Protocol):
+    """Who a call is made for, or who owns an isolated connection: a downstream session. The
+    upstream side only tells requesters apart; what they are is the hub's business."""
+
+    id: str
 
 
 @dataclass(eq=False, slots=True)
@@ -26,7 +33,7 @@ class Call:
     downstream_id: RequestId | None
     timeout: float
     progress_token: Any = None  # the downstream's own token, restored on the way back
-    origin: Any = None  # who asked: the downstream session (opaque here)
+    origin: Requester | None = None  # who asked: the downstream session (opaque here)
     method: str = ""
     request: Message = field(default_factory=dict)  # as sent upstream (a bridge retries it)
     broken: bool = False  # finished by the hub because the upstream could not carry it

@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 from onemcp import __version__
 from onemcp.config.model import ServerConfig
 from onemcp.observability.limits import hit
+from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
     INTERNAL_ERROR,
@@ -40,9 +41,8 @@ from onemcp.protocol.meta import SERVER_INFO
 from onemcp.protocol.methods import KINDS
 from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
-from onemcp.upstream.call import Call
+from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
-from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.transports.base import SessionExpired, Transport, TransportError
 
 State = Literal["starting", "ready", "failed", "stopped"]
@@ -83,7 +83,7 @@ class UpstreamConnection:
         transport: Transport,
         events: ConnectionEvents,
         *,
-        owner: Any = None,
+        owner: Requester | None = None,
     ) -> None:
         self.name = name
         # The downstream session this connection serves alone (`isolation: session`), or
@@ -312,7 +312,7 @@ class UpstreamConnection:
             if not cursor:
                 break
         if kind == "tools":
-            self.transport.param_names = era.header_params(items)
+            self.transport.param_names = mcp_headers.header_params(items)
         self.events.on_list(self, kind, items)
 
     async def _keepalive(self, interval: float) -> None:
@@ -368,7 +368,7 @@ class UpstreamConnection:
             self._stale.pop(kind, None)
 
     # ------------------------------------------------------------------- requests
-    async def begin(self, msg: Message, *, origin: Any = None) -> Call:
+    async def begin(self, msg: Message, *, origin: Requester | None = None) -> Call:
         """Send a downstream request upstream under a hub id; the caller drives the Call.
 
         `msg` is rewritten in place (id, progress token): it was parsed for this purpose.
@@ -509,7 +509,7 @@ class UpstreamConnection:
             msg["error"] = {**err, "message": f"[{self.name}] {err['message']}"}
         call.finish(msg)
 
-    def origins(self) -> list[object]:
+    def origins(self) -> list[Requester]:
         """Who the downstream calls in flight on this connection are for (sessions)."""
         return [call.origin for call in self._pending.values() if call.origin is not None and not call.parked]
 
@@ -645,20 +645,3 @@ class _Liveness:
 
     done: anyio.Event = field(default_factory=anyio.Event)
     alive: bool = False
-
-
-def make_transport(
-    name: str, config: ServerConfig, auth: UpstreamAuth | None = None, server: ServerConfig | None = None
-) -> Transport:
-    """The transport for `config`; HTTP ones carry the hub's own OAuth credential when they may need one
-    (the server's: `server` is its config when `config` is one of its replicas)."""
-    from onemcp.upstream.transports.http import StreamableHttpTransport
-    from onemcp.upstream.transports.sse import SseTransport
-    from onemcp.upstream.transports.stdio import StdioTransport
-
-    if config.transport == "stdio":
-        return StdioTransport(name, config)
-    credential = auth.for_server(name, server or config) if auth is not None else None
-    if config.transport == "sse":
-        return SseTransport(name, config, credential)
-    return StreamableHttpTransport(name, config, credential)

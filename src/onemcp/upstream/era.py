@@ -1,15 +1,15 @@
-"""Upstream protocol eras: the request envelope each era needs, and the 2026-07-28 headers.
+"""Upstream protocol eras: the request envelope each era needs.
 
 Legacy upstreams (handshake era) get plain params: the modern envelope keys are removed
 from `_meta` so a legacy server never sees them. Modern upstreams (2026-07-28) get the
 envelope on every request: the downstream client's protocol version, capabilities, client
 info and log level (never the hub's own in their place), or the hub's own for the hub's
-own requests (lists, listen). Also: `Mcp-Method` / `Mcp-Name` / `Mcp-Param-*` headers.
+own requests (lists, listen).
+(The `Mcp-*` headers are protocol/headers.py.)
 """
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from onemcp import __version__
@@ -19,8 +19,7 @@ from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, ENVELOPE, LOG
 MODERN = "2026-07-28"
 # What the hub declares when it asks for itself: it never takes input-required requests.
 HUB_MODERN_CAPABILITIES: dict[str, Any] = {}
-NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-SENTINEL = "=?base64?"
+
 
 
 def hub_envelope() -> dict[str, Any]:
@@ -61,64 +60,6 @@ def stamp(msg: Message, era: str, client: Any) -> None:
         params["_meta"] = meta
     else:
         params.pop("_meta", None)
-
-
-def encode_header(value: str) -> str:
-    if value.isascii() and value.isprintable() and not value.startswith(SENTINEL) and value == value.strip():
-        return value
-    return SENTINEL + base64.b64encode(value.encode()).decode() + "?="
-
-
-def request_headers(msg: Message, param_names: dict[str, dict[str, str]]) -> dict[str, str]:
-    """`Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` for a modern request, from the body as sent."""
-    method = msg.get("method")
-    if not isinstance(method, str):
-        return {}
-    headers = {"mcp-method": method}
-    params = msg.get("params")
-    if not isinstance(params, dict):
-        return headers
-    field = NAMED.get(method)
-    if field is not None and isinstance(params.get(field), str):
-        headers["mcp-name"] = encode_header(params[field])
-    if method == "tools/call":
-        annotated = param_names.get(str(params.get("name")), {})
-        arguments = params.get("arguments")
-        if annotated and isinstance(arguments, dict):
-            for prop, header in annotated.items():
-                rendered = render_param(arguments.get(prop))
-                if rendered is not None:
-                    headers[f"mcp-param-{header.lower()}"] = encode_header(rendered)
-    return headers
-
-
-def render_param(value: object) -> str | None:
-    """An argument as its `Mcp-Param-*` header shows it (before base64 encoding), or None."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return value
-    return None
-
-
-def header_params(tools: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """tool name -> {argument: header name} from the tools' `x-mcp-header` annotations."""
-    out: dict[str, dict[str, str]] = {}
-    for tool in tools:
-        schema = tool.get("inputSchema")
-        props = schema.get("properties") if isinstance(schema, dict) else None
-        if not isinstance(props, dict):
-            continue
-        annotated = {
-            prop: spec["x-mcp-header"]
-            for prop, spec in props.items()
-            if isinstance(spec, dict) and isinstance(spec.get("x-mcp-header"), str)
-        }
-        if annotated:
-            out[str(tool.get("name"))] = annotated
-    return out
 
 
 # What a 2026-07-28 result carries that a legacy client does not know (it must not tell the eras apart)

@@ -15,7 +15,7 @@ import anyio
 
 from onemcp.protocol.errors import UpstreamError
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.call import Call
+from onemcp.upstream.call import Call, Requester
 
 log = logging.getLogger("onemcp.upstream")
 RETRY_MAX = 30.0
@@ -28,7 +28,7 @@ class FeedSource(Protocol):
     name: str
     capabilities: dict[str, Any]
 
-    async def begin(self, msg: Message, *, origin: Any = None) -> Call: ...
+    async def begin(self, msg: Message, *, origin: Requester | None = None) -> Call: ...
     def abandon(self, call: Call, reason: str) -> None: ...
 
 

@@ -9,20 +9,23 @@ feeds the catalog (lists are the same for everyone).
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from onemcp.config.model import ServerConfig
 from onemcp.protocol.errors import UpstreamUnavailable
-from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
+from onemcp.upstream.call import Requester
+from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection
 from onemcp.upstream.oauth.registry import UpstreamAuth
+from onemcp.upstream.transports.factory import TransportFactory, make_transport
 
 
 class IsolatedConnections:
-    def __init__(self, events: ConnectionEvents, auth: UpstreamAuth | None = None) -> None:
+    def __init__(
+        self, events: ConnectionEvents, auth: UpstreamAuth | None = None, transports: TransportFactory = make_transport
+    ) -> None:
         self.auth = auth
+        self.transports = transports
         self.events = events
         self._conns: dict[tuple[str, str], tuple[UpstreamConnection, anyio.CancelScope]] = {}
         self._tg: TaskGroup | None = None
@@ -34,7 +37,12 @@ class IsolatedConnections:
             await anyio.sleep_forever()
 
     async def get(
-        self, session_id: str, owner: Any, name: str, config: ServerConfig, server: ServerConfig | None = None
+        self,
+        session_id: str,
+        owner: Requester | None,
+        name: str,
+        config: ServerConfig,
+        server: ServerConfig | None = None,
     ) -> UpstreamConnection:
         """The session's own connection to `name` (at `config`'s URL, perhaps a replica's; `server`: the
         server's own config, whose credential it carries), started (and awaited) on first use."""
@@ -44,7 +52,7 @@ class IsolatedConnections:
             if self._tg is None:
                 raise UpstreamUnavailable(name, "the hub is not running")
             conn = UpstreamConnection(
-                name, config, make_transport(name, config, self.auth, server), self.events, owner=owner
+                name, config, self.transports(name, config, self.auth, server), self.events, owner=owner
             )
             scope = anyio.CancelScope()
             self._conns[key] = (conn, scope)

@@ -17,14 +17,16 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.upstream.breaker import Breaker
-from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection, make_transport
+from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection
 from onemcp.upstream.oauth.registry import UpstreamAuth
+from onemcp.upstream.transports.factory import TransportFactory, make_transport
 
 log = logging.getLogger("onemcp.pool")
 RESTART_BUDGET = 5
@@ -37,6 +39,10 @@ DRAIN_SECONDS = 10.0
 BLOCKED_WAIT = 3600.0  # waiting for an operator to authorize: woken by the callback
 
 
+# what the supervisor is doing with a server
+SlotStatus = Literal["running", "restarting", "crash-looping", "needs-authorization", "stopping"]
+
+
 @dataclass(eq=False)
 class Slot:
     """One configured upstream and its supervisor's bookkeeping."""
@@ -45,7 +51,7 @@ class Slot:
     config: ServerConfig
     conn: UpstreamConnection
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    status: str = "running"  # running | restarting | crash-looping | needs-authorization | stopping
+    status: SlotStatus = "running"
     restarts: int = 0
     recent: deque[float] = field(default_factory=deque)
     next_attempt: float | None = None
@@ -61,9 +67,16 @@ class Slot:
 
 
 class Pool:
-    def __init__(self, config: HubConfig, events: ConnectionEvents, auth: UpstreamAuth | None = None) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        events: ConnectionEvents,
+        auth: UpstreamAuth | None = None,
+        transports: TransportFactory = make_transport,
+    ) -> None:
         self.events = events
         self.auth = auth
+        self.transports = transports
         self.slots: dict[str, Slot] = {}
         self._initial = dict(config.enabled)
         self._tg: TaskGroup | None = None
@@ -135,7 +148,7 @@ class Pool:
 
     def _connection(self, name: str, config: ServerConfig, server: ServerConfig) -> UpstreamConnection:
         """A connection to `config` (a replica's URL, or the server's own) with the server's credential."""
-        return UpstreamConnection(name, config, make_transport(name, config, self.auth, server), self.events)
+        return UpstreamConnection(name, config, self.transports(name, config, self.auth, server), self.events)
 
     def add(self, name: str, config: ServerConfig) -> None:
         """Start supervising a server (a new one, or a changed one after `remove`)."""

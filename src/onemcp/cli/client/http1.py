@@ -18,11 +18,11 @@ MAX_HEAD_LINE = 65536
 MAX_HEADERS = 200
 
 
-class HttpError(Exception):
+class HubHttpError(Exception):
     """Connecting, sending or reading failed, or the answer was not HTTP/1.1."""
 
 
-class ConnectionRefused(HttpError):
+class ConnectionRefused(HubHttpError):
     """Nothing accepted the connection (no server there, or it is not reachable)."""
 
 
@@ -51,7 +51,7 @@ class Response:
                 while left:
                     data = self._body.read1(min(left, 65536))
                     if not data:
-                        raise HttpError("the connection closed in the middle of the body")
+                        raise HubHttpError("the connection closed in the middle of the body")
                     left -= len(data)
                     yield data
             else:
@@ -60,7 +60,7 @@ class Response:
                 self._conn.reusable = False
         except OSError as exc:
             self._conn.close()
-            raise HttpError(f"reading the body failed: {exc}") from None
+            raise HubHttpError(f"reading the body failed: {exc}") from None
         self._done = True
         if self._conn.response is self:
             self._conn.response = None
@@ -85,14 +85,14 @@ class Response:
             try:
                 size = int(size_line.split(b";", 1)[0].strip(), 16)
             except ValueError:
-                raise HttpError(f"bad chunk size line {size_line[:40]!r}") from None
+                raise HubHttpError(f"bad chunk size line {size_line[:40]!r}") from None
             if size == 0:
                 while self._body.readline(MAX_HEAD_LINE).strip():
                     pass  # trailers
                 return
             data = self._body.read(size)
             if len(data) < size:
-                raise HttpError("the connection closed in the middle of a chunk")
+                raise HubHttpError("the connection closed in the middle of a chunk")
             self._body.readline(MAX_HEAD_LINE)
             yield data
 
@@ -116,14 +116,14 @@ class Connection:
             self._connect()
         try:
             response = self._exchange(verb, target, headers, body)
-        except HttpError:
+        except HubHttpError:
             self.close()
             if not reused:
                 raise
             self._connect()  # the server closed the kept-alive socket in between: one fresh try
             try:
                 response = self._exchange(verb, target, headers, body)
-            except HttpError:
+            except HubHttpError:
                 self.close()
                 raise
         self.response = response
@@ -154,7 +154,7 @@ class Connection:
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
             except (OSError, ssl.SSLError) as exc:
                 sock.close()
-                raise HttpError(f"TLS with {self.host} failed: {exc}") from None
+                raise HubHttpError(f"TLS with {self.host} failed: {exc}") from None
         self._sock = sock
         self._file = sock.makefile("rb")
         self.reusable = True
@@ -170,7 +170,7 @@ class Connection:
         try:
             self._sock.sendall(head + (body or b""))
         except OSError as exc:
-            raise HttpError(f"sending failed: {exc}") from None
+            raise HubHttpError(f"sending failed: {exc}") from None
 
     def _read_head(self) -> Response:
         assert self._file is not None
@@ -178,10 +178,10 @@ class Connection:
             while True:
                 status_line = self._file.readline(MAX_HEAD_LINE)
                 if not status_line:
-                    raise HttpError("the server closed the connection without answering")
+                    raise HubHttpError("the server closed the connection without answering")
                 parts = status_line.decode("latin-1").split(None, 2)
                 if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-                    raise HttpError(f"not an HTTP/1.1 status line: {status_line[:60]!r}")
+                    raise HubHttpError(f"not an HTTP/1.1 status line: {status_line[:60]!r}")
                 headers: dict[str, str] = {}
                 for _ in range(MAX_HEADERS):
                     line = self._file.readline(MAX_HEAD_LINE).decode("latin-1").strip()
@@ -197,4 +197,4 @@ class Connection:
                     self.reusable = False
                 return Response(self, status, headers, self._file)
         except OSError as exc:
-            raise HttpError(f"reading the answer failed: {exc}") from None
+            raise HubHttpError(f"reading the answer failed: {exc}") from None

@@ -14,7 +14,6 @@ Errors::
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import os
@@ -22,12 +21,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp import __version__
-from onemcp.cli.client.http1 import Connection, ConnectionRefused, HttpError, Response
+from onemcp.cli.client.http1 import Connection, ConnectionRefused, HubHttpError, Response
+from onemcp.protocol.headers import encode_header
 from onemcp.protocol.meta import PREFIX
 
 VERSION = "2026-07-28"
 INPUT_REQUIRED = "input_required"
-B64 = "=?base64?"
 TOKEN_ENV = "ONEMCP_TOKEN"  # a bearer token (an API key) for a hub that requires one
 
 
@@ -41,13 +40,6 @@ class RpcError(Exception):
         self.code = code
         self.message = message
         self.data = data
-
-
-def header_value(value: str) -> str:
-    """A header value as 2026-07-28 sends it: as is when plain ASCII, else `=?base64?...?=`."""
-    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith(B64):
-        return value
-    return B64 + base64.b64encode(value.encode()).decode() + "?="
 
 
 class HubClient:
@@ -89,7 +81,7 @@ class HubClient:
         }
         name = body.get("uri") if method == "resources/read" else body.get("name")
         if method in ("tools/call", "prompts/get", "resources/read") and isinstance(name, str):
-            sent["mcp-name"] = header_value(name)
+            sent["mcp-name"] = encode_header(name)
         sent.update(self._auth)
         sent.update(headers or {})
         payload = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": body}).encode()
@@ -115,7 +107,7 @@ class HubClient:
         response = self._send("GET", f"{path}/health", None, {"accept": "application/json", **self._auth})
         try:
             data = response.read()
-        except HttpError as exc:
+        except HubHttpError as exc:
             raise HubUnreachable(f"{self.origin}{path}/health: {exc}") from None
         if response.status != 200:
             raise HubUnreachable(f"{self.origin}{path}/health answered HTTP {response.status}")
@@ -130,7 +122,7 @@ class HubClient:
             return self._conn.request(verb, path, headers, body)
         except ConnectionRefused as exc:
             raise HubUnreachable(f"no hub answers at {self.url}: {exc}") from None
-        except HttpError as exc:
+        except HubHttpError as exc:
             raise HubUnreachable(f"{self.url}: {exc}") from None
 
     def _exchange(self, verb: str, path: str, body: bytes, headers: dict[str, str], rid: int) -> dict[str, Any]:
@@ -140,7 +132,7 @@ class HubClient:
             if ctype == "text/event-stream":
                 return self._from_stream(response, rid)
             data = response.read()
-        except HttpError as exc:
+        except HubHttpError as exc:
             raise HubUnreachable(f"{self.url}: the reply broke off: {exc}") from None
         if response.status == 401:
             hint = "was refused" if self._auth else f"is needed: set {TOKEN_ENV} (`onemcp auth key create` makes one)"

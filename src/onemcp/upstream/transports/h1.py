@@ -2,7 +2,7 @@
 
 Owns: keep-alive connections to one origin, writing each request in one `write`, and
 parsing responses with httptools (llhttp, in C) inside the event loop's `data_received`
-callback, handing status, headers, body chunks and the end to an `Exchange`. No task per
+callback, handing status, headers, body chunks and the end to an `H1Exchange`. No task per
 request and no stream wrappers: a forwarded call costs one write and the parse of its
 answer. Does not own MCP (which headers, what a body means). No proxies, no redirects,
 no HTTP/2.
@@ -22,14 +22,14 @@ from urllib.parse import urlsplit
 import httptools
 
 
-class HttpError(Exception):
+class UpstreamHttpError(Exception):
     """Connecting, writing or reading failed, or the response was not valid HTTP/1.1."""
 
 
-class Exchange:
+class H1Exchange:
     """Receives one response, in event-loop callbacks. Override what you need.
 
-    `on_head` and `on_body` may raise HttpError to stop reading (say, a body grown too large):
+    `on_head` and `on_body` may raise UpstreamHttpError to stop reading (say, a body grown too large):
     the connection is closed at once and `on_error` gets that error.
     """
 
@@ -42,7 +42,7 @@ class Exchange:
     def on_end(self) -> None:
         """The response is complete."""
 
-    def on_error(self, error: HttpError) -> None:
+    def on_error(self, error: UpstreamHttpError) -> None:
         """The exchange failed; nothing more will be called."""
 
 
@@ -53,7 +53,7 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.lost = False
-        self.exchange: Exchange | None = None
+        self.exchange: H1Exchange | None = None
         self._parser: httptools.HttpResponseParser | None = None
         self._headers: dict[str, str] = {}
         self._headers_done = False
@@ -70,10 +70,10 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            if isinstance(exc.__context__, HttpError):  # raised by the exchange: it stops here
+            if isinstance(exc.__context__, UpstreamHttpError):  # raised by the exchange: it stops here
                 self._fail(exc.__context__)
             else:
-                self._fail(HttpError(f"invalid HTTP response from {self.pool.origin}: {exc}"))
+                self._fail(UpstreamHttpError(f"invalid HTTP response from {self.pool.origin}: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -82,7 +82,7 @@ class _Connection(asyncio.Protocol):
             if self._headers_done and not self._delimited:
                 self._finish()  # body delimited by the end of the connection
             else:
-                self._fail(HttpError(f"{self.pool.origin} closed the connection before the response ended"))
+                self._fail(UpstreamHttpError(f"{self.pool.origin} closed the connection before the response ended"))
 
     # httptools callbacks ----------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -110,7 +110,7 @@ class _Connection(asyncio.Protocol):
         self._finish()
 
     # ---------------------------------------------------------------------------
-    def start(self, data: bytes, exchange: Exchange) -> None:
+    def start(self, data: bytes, exchange: H1Exchange) -> None:
         assert self.transport is not None
         self.exchange = exchange
         self._parser = httptools.HttpResponseParser(self)
@@ -137,7 +137,7 @@ class _Connection(asyncio.Protocol):
         if exchange is not None:
             exchange.on_end()
 
-    def _fail(self, error: HttpError) -> None:
+    def _fail(self, error: UpstreamHttpError) -> None:
         exchange, self.exchange = self.exchange, None
         self._parser = None
         self.close()
@@ -155,7 +155,7 @@ class Pool:
     def __init__(self, url: str, *, connect_timeout: float = 10.0, max_idle: int = 32) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise HttpError(f"not an http(s) URL: {url}")
+            raise UpstreamHttpError(f"not an http(s) URL: {url}")
         self.tls = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.tls else 80)
@@ -184,11 +184,11 @@ class Pool:
         return b"".join(head) + body
 
     async def send(
-        self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes, exchange: Exchange
+        self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes, exchange: H1Exchange
     ) -> _Connection:
         """Write a request; the response goes to `exchange`. Returns the connection (to abort it)."""
         if self._closed:
-            raise HttpError("the client is closed")
+            raise UpstreamHttpError("the client is closed")
         data = self.encode(method, target, headers, body)
         while self._idle:
             conn = self._idle.pop()
@@ -207,9 +207,9 @@ class Pool:
                     lambda: _Connection(self), self.host, self.port, ssl=self._ssl
                 )
         except TimeoutError:
-            raise HttpError(f"connecting to {self.origin} timed out") from None
+            raise UpstreamHttpError(f"connecting to {self.origin} timed out") from None
         except (OSError, ssl.SSLError) as exc:
-            raise HttpError(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
+            raise UpstreamHttpError(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
         protocol.transport = transport  # uvloop may call connection_made later
         self._open.add(protocol)
         return protocol

@@ -22,12 +22,13 @@ from anyio.abc import TaskGroup
 from onemcp import __version__
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import hit
+from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.oauth.client import ServerAuth
 from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
-from onemcp.upstream.transports.h1 import Exchange, HttpError, Pool
+from onemcp.upstream.transports.h1 import H1Exchange, Pool, UpstreamHttpError
 
 GET_RETRY_MAX = 30.0
 ACCEPT_BOTH = "application/json, text/event-stream"
@@ -47,11 +48,11 @@ def base_headers(config: ServerConfig) -> dict[str, str]:
 def make_pool(config: ServerConfig, url: str) -> Pool:
     try:
         return Pool(url, connect_timeout=min(config.startup_timeout, config.timeout, 30.0))
-    except HttpError as exc:
+    except UpstreamHttpError as exc:
         raise TransportError(str(exc)) from None
 
 
-class TooLarge(HttpError):
+class TooLarge(UpstreamHttpError):
     """One message from the upstream passed its maxResponseBytes: its exchange stops reading."""
 
 
@@ -134,7 +135,7 @@ def rpc_error(raw: bytes, request_id: Any) -> Message | None:
     return {"jsonrpc": "2.0", "id": request_id, "error": doc["error"]}
 
 
-class PostExchange(Exchange):
+class PostExchange(H1Exchange):
     """One POSTed message: its reply (JSON or SSE) is delivered, its failure reported."""
 
     def __init__(self, t: StreamableHttpTransport, msg: Message, body: bytes, *, awaited: bool, retry: bool) -> None:
@@ -209,7 +210,7 @@ class PostExchange(Exchange):
             self.t.deliver_body(b"".join(self.body))
         self._settle()
 
-    def on_error(self, error: HttpError) -> None:
+    def on_error(self, error: UpstreamHttpError) -> None:
         self.t.log.info("POST %s failed: %s", self.t.url, error)
         self.error = TransportError(str(error) if isinstance(error, TooLarge) else f"POST failed: {error}")
         self._settle()
@@ -225,7 +226,7 @@ class PostExchange(Exchange):
             self.t.fail(self.msg, self.error)
 
 
-class StreamExchange(Exchange):
+class StreamExchange(H1Exchange):
     """A long-lived GET stream: events delivered as they come."""
 
     def __init__(self, on_event: Any, limit: int = MAX_RESPONSE_BYTES, upstream: str = "?") -> None:
@@ -254,7 +255,7 @@ class StreamExchange(Exchange):
     def on_end(self) -> None:
         self.done.set()
 
-    def on_error(self, error: HttpError) -> None:
+    def on_error(self, error: UpstreamHttpError) -> None:
         self.error = self.error or str(error)
         if isinstance(error, TooLarge):
             self.refused = error
@@ -305,7 +306,7 @@ class StreamableHttpTransport(Transport):
         if self.protocol_version is not None:
             headers["mcp-protocol-version"] = self.protocol_version
         if msg is not None and self.modern:
-            headers.update(era.request_headers(msg, self.param_names))
+            headers.update(mcp_headers.request_headers(msg, self.param_names))
         return headers
 
     @property
@@ -338,7 +339,7 @@ class StreamableHttpTransport(Transport):
         exchange.authorization = headers.get("authorization")
         try:
             conn = await pool.send(b"POST", self._target, headers, body, exchange)
-        except HttpError as exc:
+        except UpstreamHttpError as exc:
             self.log.info("POST %s failed: %s", self.url, exc)
             raise TransportError(f"POST failed: {exc}") from None
         if exchange.done is None:
@@ -414,7 +415,7 @@ class StreamableHttpTransport(Transport):
             headers = {**self._headers("text/event-stream", method="GET"), "last-event-id": sink.last_id}
             try:
                 conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
-            except HttpError as exc:
+            except UpstreamHttpError as exc:
                 self.fail(msg, TransportError(f"the reply stream broke and could not be resumed: {exc}"))
                 return
             self._requests[msg["id"]] = conn  # cancelling the call closes this stream
@@ -450,7 +451,7 @@ class StreamableHttpTransport(Transport):
                 headers = self._headers("text/event-stream", method="GET")
                 try:
                     conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
-                except HttpError as exc:
+                except UpstreamHttpError as exc:
                     self.log.debug("GET stream failed: %s", exc)
                 else:
                     try:
@@ -482,7 +483,7 @@ class StreamableHttpTransport(Transport):
                 try:
                     await pool.send(b"DELETE", self._target, self._headers(method="DELETE"), b"", exchange)
                     await exchange.done.wait()
-                except HttpError:
+                except UpstreamHttpError:
                     pass
         pool.close()
         self._mark_closed("stopped")

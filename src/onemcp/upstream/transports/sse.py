@@ -17,7 +17,7 @@ from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.oauth.client import ServerAuth
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
-from onemcp.upstream.transports.h1 import HttpError, Pool
+from onemcp.upstream.transports.h1 import Pool, UpstreamHttpError
 from onemcp.upstream.transports.http import EventSink, StreamExchange, base_headers, make_pool
 
 
@@ -72,7 +72,7 @@ class SseTransport(Transport):
                 exchange = StreamExchange(self._on_event, self.limit, self.name)
                 try:
                     conn = await pool.send(b"GET", Pool.target(self.url), headers, b"", exchange)
-                except HttpError as exc:
+                except UpstreamHttpError as exc:
                     self._mark_closed(f"GET {self.url} failed: {exc}")
                     return
                 try:
@@ -107,7 +107,7 @@ class SseTransport(Transport):
             except BaseException:
                 conn.abort()
                 raise
-        except HttpError as exc:
+        except UpstreamHttpError as exc:
             raise TransportError(f"POST to the message endpoint failed: {exc}") from None
         if exchange.status == 401 and self.auth is not None:
             # refused before it was read: one new token, one resend

@@ -8,6 +8,7 @@ upstream logging with 2,000 idle sessions became 2.1 M log lines and stalled the
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 import httpx
@@ -42,6 +43,7 @@ def test_a_full_queue_drops_newest_with_one_warning_per_interval(caplog: pytest.
     assert HITS.counts["queued_messages"] == before + 2000  # each drop is counted ...
     assert len(caplog.records) <= 1  # ... but not each one written to the log
     assert session.outbox is not None and session.outbox.statistics().current_buffer_used == OUTBOX_SIZE
+    session.close()
 
 
 async def test_upstream_logs_reach_listening_sessions_and_are_not_queued_for_the_others() -> None:
@@ -97,7 +99,7 @@ async def test_resource_subscriptions_per_session_are_capped() -> None:
         async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
             headers = await raw_session(http, hub.url)
 
-            async def subscribe(uri: str) -> dict[str, object]:
+            async def subscribe(uri: str) -> dict[str, Any]:
                 msg = {"jsonrpc": "2.0", "id": uri, "method": "resources/subscribe", "params": {"uri": uri}}
                 return dict((await http.post(hub.url, json=msg, headers=headers)).json())
 
@@ -107,7 +109,7 @@ async def test_resource_subscriptions_per_session_are_capped() -> None:
             for n in range(3):
                 assert "result" in await subscribe(f"{item}{n}")
             refused = await subscribe(f"{item}3")
-            assert refused["error"]["data"] == {"limit": "subscriptions_per_session"}  # type: ignore[index]
+            assert refused["error"]["data"] == {"limit": "subscriptions_per_session"}
             assert "result" in await subscribe(f"{item}0")  # again: not a new one
             session = next(s for s in hub.app.hub.sessions if s.id == headers["mcp-session-id"])
             assert len(session.subscriptions) == 3

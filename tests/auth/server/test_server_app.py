@@ -690,13 +690,23 @@ def browser(oauth: Harness, base_url: str = ISSUER) -> Harness:
     )
 
 
+class LineCollector(logging.Handler):
+    """Keeps each record's message in `lines`."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 @contextmanager
 def audit_lines() -> Iterator[list[str]]:
     """The audit logger's lines while inside (whatever an earlier test configured for it)."""
     logger = logging.getLogger("onemcp.audit")
     lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    handler = LineCollector(lines)
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -1181,7 +1191,9 @@ async def test_loopback_policy_refuses_approvals_through_a_proxy(make: Callable[
     assert r.status_code == 400 and "location" not in r.headers and "oauthOperator" in r.text
 
 
-async def test_an_unreadable_key_store_refuses_rather_than_fails(keyed: tuple[Harness, KeyStore]) -> None:
+async def test_an_unreadable_key_store_refuses_rather_than_fails(
+    keyed: tuple[Harness, KeyStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
     oauth, keys = keyed
     admin, _client_id, fields = await form_and_key(oauth, keys)
     checker = oauth.server.operators
@@ -1190,7 +1202,7 @@ async def test_an_unreadable_key_store_refuses_rather_than_fails(keyed: tuple[Ha
     async def broken(key: str) -> None:
         raise sqlite3.DatabaseError("file is not a database")  # a corrupt keys.db, a disk error
 
-    checker.keys.verify = broken  # type: ignore[assignment,method-assign]
+    monkeypatch.setattr(checker.keys, "verify", broken)
     with audit_lines() as lines:
         r = await approve(oauth, fields, operator_key=admin)
     assert r.status_code == 403 and "location" not in r.headers

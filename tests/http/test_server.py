@@ -1,4 +1,4 @@
-"""The hub's HTTP/1.1 limits (downstream/http11.py), attacked over raw sockets on loopback.
+"""The hub's HTTP/1.1 limits (http/server.py), attacked over raw sockets on loopback.
 
 Each test is a finding of issue 20 that the hub failed before: one huge header or thousands of
 headers were parsed (quadratically) and answered 200; unfinished requests held their
@@ -11,6 +11,7 @@ request still gets its answer.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
 import anyio
 import httpx
@@ -22,7 +23,22 @@ from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.raw import raw_exchange, read_head, status_of
 
 pytestmark = pytest.mark.anyio
-LIMITS = {
+
+
+class Limits(TypedDict):
+    """The `onemcp.limits` this module's hub runs with (config spelling)."""
+
+    maxHeaderBytes: int
+    maxHeaderCount: int
+    headerTimeout: float
+    bodyTimeout: float
+    maxConnections: int
+    maxSessions: int
+    maxSessionsPerPrincipal: int
+    maxStreamsPerSession: int
+
+
+LIMITS: Limits = {
     "maxHeaderBytes": 8192,
     "maxHeaderCount": 40,
     "headerTimeout": 0.3,

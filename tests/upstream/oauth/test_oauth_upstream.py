@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import httpx
+import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -93,7 +94,9 @@ async def echo(hub: RunningHub, text: str) -> str:
         tools = {t.name for t in (await c.list_tools()).tools}
         name = "echo" if "echo" in tools else "remote__echo"
         result = await c.call_tool(name, {"message": text})
-        return str(result.content[0].text)  # type: ignore[union-attr]
+        item = result.content[0]
+        assert isinstance(item, types.TextContent)
+        return item.text
 
 
 async def test_hub_authorizes_itself_with_a_protected_upstream(tmp_path: Path) -> None:

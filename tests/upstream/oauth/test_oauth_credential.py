@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.anyio
 UP = "https://up.example/mcp"
 AS = "https://as.example"
 EVIL = "https://evil.example"
-Handler = Callable[[httpx.Request], Any]
+Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]  # a scripted endpoint
 
 
 def as_meta(issuer: str = AS) -> dict[str, Any]:
@@ -66,16 +65,27 @@ class Servers:
         if handler is None:
             return httpx.Response(404)
         answer = handler(request)
-        return await answer if inspect.isawaitable(answer) else answer  # type: ignore[no-any-return]
+        return answer if isinstance(answer, httpx.Response) else await answer
 
     def to(self, host: str, path: str) -> list[httpx.Request]:
         return [r for r in self.seen if r.url.host == host and r.url.path == path]
 
 
-def hub(servers: Servers, config_dir: Path | None = None) -> UpstreamAuth:
-    auth = UpstreamAuth(config_dir, "http://127.0.0.1:3050")
-    auth.http = lambda: httpx.AsyncClient(transport=httpx.MockTransport(servers), follow_redirects=False)  # type: ignore[method-assign]
-    return auth
+class ScriptedAuth(UpstreamAuth):
+    """The hub's upstream OAuth registry whose HTTP clients come from `client`: scripted servers, no network."""
+
+    def __init__(self, config_dir: Path | None, client: Callable[[], httpx.AsyncClient]) -> None:
+        super().__init__(config_dir, "http://127.0.0.1:3050")
+        self.client = client
+
+    def http(self) -> httpx.AsyncClient:
+        return self.client()
+
+
+def hub(servers: Servers, config_dir: Path | None = None) -> ScriptedAuth:
+    return ScriptedAuth(
+        config_dir, lambda: httpx.AsyncClient(transport=httpx.MockTransport(servers), follow_redirects=False)
+    )
 
 
 def credential(auth: UpstreamAuth, **oauth: Any) -> ServerAuth:
@@ -233,8 +243,7 @@ async def test_plain_http_endpoints_are_refused_off_loopback() -> None:
             return httpx.Response(200, json={"resource": UP, "authorization_servers": ["http://as.example"]})
         return httpx.Response(404)
 
-    auth = UpstreamAuth(None, "http://127.0.0.1:3050")
-    auth.http = lambda: httpx.AsyncClient(transport=httpx.MockTransport(plain))  # type: ignore[method-assign]
+    auth = ScriptedAuth(None, lambda: httpx.AsyncClient(transport=httpx.MockTransport(plain)))
     cred = credential(auth)
     assert not await cred.recover(401, None, None)
     assert cred.state == "error" and "not an https URL" in (cred.detail or "")
@@ -291,7 +300,8 @@ async def test_a_caller_giving_up_never_leaves_it_half_prepared() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
         entered.set()
         await release.wait()
-        answer: httpx.Response = genuine(request)
+        answer = genuine(request)
+        assert isinstance(answer, httpx.Response)  # the scripted default answers at once
         return answer
 
     servers.register = slow
@@ -332,7 +342,7 @@ async def test_dpop_bound_tokens_with_nonces_at_both_ends() -> None:
 
     servers.token = token
     auth = hub(servers)
-    real = auth.http
+    real = auth.client
 
     def with_dpop() -> httpx.AsyncClient:
         client = real()
@@ -347,7 +357,7 @@ async def test_dpop_bound_tokens_with_nonces_at_both_ends() -> None:
 
         return httpx.AsyncClient(transport=httpx.MockTransport(handle))
 
-    auth.http = with_dpop  # type: ignore[method-assign]
+    auth.client = with_dpop
     cred = credential(auth)
     await cred.recover(401, 'DPoP resource_metadata="https://up.example/.well-known/oauth-protected-resource"', None)
     link = cred.authorize_link()

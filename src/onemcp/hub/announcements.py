@@ -1,0 +1,71 @@
+"""What each client was told its lists are, and `list_changed` when what it sees really changes.
+
+Owns the fingerprint of each session's (and listen stream's) visible lists, the servers' tags that
+views decide on, deciding every session's access again after a config or presets change (dropping
+subscriptions that fell out of reach), and sending `notifications/*/list_changed` only to those
+whose visible list changed. Does not own the lists (the `Catalog`) nor the decision of what a
+principal may reach (`auth.access`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from onemcp.catalog.catalog import Catalog
+from onemcp.config.model import HubConfig
+from onemcp.hub.listeners import Listener
+from onemcp.hub.session import Session, SessionStore
+from onemcp.hub.subscriptions import Subscriptions
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.methods import KINDS
+
+
+class Announcements:
+    def __init__(
+        self, catalog: Catalog, sessions: SessionStore, listeners: set[Listener], subscriptions: Subscriptions
+    ) -> None:
+        self.catalog = catalog
+        self.sessions = sessions
+        self.listeners = listeners
+        self.subscriptions = subscriptions
+        self._tags: tuple[HubConfig | None, dict[str, list[str]]] = (None, {})  # per config: server -> tags
+
+    def tags(self, config: HubConfig) -> dict[str, list[str]]:
+        """Each enabled server's tags in `config` (what views by tag decide on)."""
+        if self._tags[0] is not config:
+            self._tags = (config, {name: server.tags for name, server in config.enabled.items()})
+        return self._tags[1]
+
+    def remember(self, session: Session) -> None:
+        """Note what the session's lists look like now (list_changed goes out when they change)."""
+        reach = session.access.reach
+        session.seen = {kind: hash(self.catalog.result_json(kind, reach)) for kind in KINDS}
+
+    def refresh(self, config: HubConfig, presets: Mapping[str, str]) -> None:
+        """Decide every session's access again (by `config`'s tags), then tell whoever's lists changed."""
+        tags = self.tags(config)
+        for session in [*self.sessions, *(listener.session for listener in self.listeners)]:
+            session.access = session.access.rebuilt(tags, presets)
+            for key in [k for k in session.subscriptions if not session.access.reach.shows("resources", *k)]:
+                self.subscriptions.drop(session, key)
+        self.announce(set(KINDS))
+
+    def announce(self, kinds: set[str]) -> None:
+        """list_changed for these kinds, only to those whose visible list really changed."""
+        for session in self.sessions:
+            if session.initialized:
+                for method in self._changed_for(session, kinds):
+                    session.post(jsonrpc.notification(method))
+        for listener in self.listeners:
+            for method in self._changed_for(listener.session, kinds):
+                if method in listener.methods:
+                    listener.post(jsonrpc.notification(method))
+
+    def _changed_for(self, session: Session, kinds: set[str]) -> list[str]:
+        methods: set[str] = set()
+        for kind in kinds:
+            now = hash(self.catalog.result_json(kind, session.access.reach))
+            if session.seen.get(kind) != now:
+                session.seen[kind] = now
+                methods.add(KINDS[kind][1])
+        return sorted(methods)

@@ -1,0 +1,71 @@
+"""Which upstream connection takes a session's call to a server.
+
+Owns the choice: a ready, balanced replica (sticky per session) whose breaker lets the call through,
+the session's own connection for `isolation: session` servers (or `auto` ones that ask clients back),
+and the shared legacy-era companion of a dual-era upstream for legacy clients that can be asked
+back. Says why when none may take it (removed, not ready, circuit open). Does not own the
+connections: the `Pool` and `IsolatedConnections` do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from onemcp.config.model import ServerConfig
+from onemcp.hub.session import Session
+from onemcp.protocol.errors import UpstreamUnavailable
+from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.isolation import IsolatedConnections
+from onemcp.upstream.pool import Pool
+
+log = logging.getLogger("onemcp.hub")
+LEGACY_COMPANION = ""  # the key of the shared legacy-era connection to a dual-era upstream
+REVERSE_KINDS = ("sampling", "elicitation", "roots")  # client capabilities a server->client request needs
+
+
+def ready(pool: Pool, server: str, session: Session | None = None) -> UpstreamConnection:
+    """A connection to `server` that may take a call now (a balanced replica, sticky per session)."""
+    pins = session.replica_pins if session is not None and not session.ephemeral else None
+    slot = pool.slots.get(server)
+    member = pool.pick(server, pins)
+    if member is not None and member.breaker.allow():
+        return member.conn
+    if slot is None:
+        raise UpstreamUnavailable(server, "server is removed")
+    conn = pool.get(server)
+    assert conn is not None
+    if conn.state != "ready":
+        detail = f": {conn.last_error}" if conn.last_error else ""
+        raise UpstreamUnavailable(server, f"server is {conn.state}{detail}")
+    breaker = (member or slot).breaker
+    raise UpstreamUnavailable(
+        server,
+        f"circuit open after {breaker.failures} consecutive failures; next attempt in {breaker.retry_in():.0f}s",
+    )
+
+
+async def for_session(
+    pool: Pool, isolated: IsolatedConnections, servers: Mapping[str, ServerConfig], session: Session, server: str
+) -> UpstreamConnection:
+    """The shared connection, or the session's own for `isolation: session` servers.
+
+    A legacy client's calls to a dual-era upstream (one the hub speaks 2026-07-28 to) go over a
+    legacy-era connection, as they would directly, when the client can be asked back (it declared
+    sampling, elicitation or roots): such a server's tools that ask with a server->client request
+    have no back-channel in 2026-07-28.
+    """
+    conn = ready(pool, server, session)
+    asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
+    legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral and asks_back
+    config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
+    auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back and not session.ephemeral
+    if conn.config.isolation == "session" or auto:
+        return await isolated.get(session.id, session, server, config, servers.get(server))
+    if legacy:  # one for all legacy clients, like the shared one
+        try:
+            return await isolated.get(LEGACY_COMPANION, None, server, config, servers.get(server))
+        except UpstreamUnavailable as exc:  # it said it speaks legacy, but does not: bridge instead
+            log.warning("upstream %s: no legacy-era connection (%s); bridging legacy clients", server, exc)
+            conn.speaks_legacy = False
+    return conn

@@ -1,0 +1,256 @@
+"""The method table: what each downstream request and notification means to an aggregator.
+
+Owns the three ways a request is answered: here (`ping`, `logging/setLevel`, subscriptions, lists
+from the catalog), routed by name, URI or task id to one upstream (after asking the session's
+access, and charging a tool call to its quota), or fanned out to every ready upstream (`tasks/list`,
+the log level, `roots/list_changed`). A routed request comes back as a `Call` to drive
+(`hub/forward.py`); the resumption of a parked call is routed here too, and so is the question of
+which `Mcp-Param-*` headers a tool's arguments are mirrored in. Does not own any wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import reprlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from onemcp.auth import limits
+from onemcp.auth.access import CALL, COMPLETE, GET, READ, Access
+from onemcp.auth.limits import QuotaBook
+from onemcp.catalog.catalog import Catalog
+from onemcp.config.model import HubConfig
+from onemcp.hub import bridge, connections
+from onemcp.hub.forward import CANCELLED
+from onemcp.hub.session import Session, SessionStore
+from onemcp.hub.subscriptions import Subscriptions
+from onemcp.hub.tasks import TaskRouter
+from onemcp.protocol import headers as mcp_headers
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import HubError, InvalidParams, MethodNotFound, NotFound, UpstreamUnavailable
+from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
+from onemcp.upstream.call import Call
+from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.isolation import IsolatedConnections
+from onemcp.upstream.pool import Pool
+
+log = logging.getLogger("onemcp.hub")
+Local = Callable[[Session, dict[str, Any]], Awaitable[Any]]
+# methods routed by name, URI or task id to one upstream (the rest are lists or answered here)
+ROUTED = frozenset(
+    {"tools/call", "prompts/get", "resources/read", "completion/complete", "tasks/get", "tasks/result", "tasks/cancel"}
+)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        catalog: Catalog,
+        pool: Pool,
+        tasks: TaskRouter,
+        parking: bridge.Parking,
+        isolated: IsolatedConnections,
+        sessions: SessionStore,
+        subscriptions: Subscriptions,
+        config: Callable[[], HubConfig],
+    ) -> None:
+        self.catalog = catalog
+        self.pool = pool
+        self.isolated = isolated
+        self.sessions = sessions
+        self.tasks = tasks
+        self.parking = parking
+        self._config = config
+        self.quotas = QuotaBook(config().hub.auth.quotas)
+        self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
+        self.local: dict[str, Local] = {
+            "ping": self._ping,
+            "logging/setLevel": self._set_level,
+            "resources/subscribe": subscriptions.subscribe,
+            "resources/unsubscribe": subscriptions.unsubscribe,
+            "tasks/list": self._tasks_list,
+        }
+
+    async def until_started(self) -> None:
+        """While upstreams are still starting, wait (bounded by `firstListWait`) until each was tried."""
+        if not self.pool.tried.is_set():
+            with anyio.move_on_after(self._config().hub.first_list_wait):
+                await self.pool.tried.wait()
+
+    async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
+        """A downstream request: its reply, a pre-serialised reply, or a Call to drive."""
+        method: str = msg["method"]
+        params = msg.get("params")
+        if params is None:
+            params = msg["params"] = {}
+        kind = KIND_BY_METHOD.get(method)
+        if kind is not None:
+            if params.get("cursor") is not None:
+                raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
+            await self.until_started()
+            return jsonrpc.splice_result(msg["id"], self.catalog.result_json(kind, session.access.reach))
+        local = self.local.get(method)
+        if local is not None:
+            return jsonrpc.result(msg["id"], await local(session, params))
+        if self.parking.owns(params.get("requestState")):
+            parked = self.parking.resume(
+                params["requestState"], method, params.get("inputResponses"), session.principal.key
+            )
+            conn, call = parked.conn, parked.call
+            call.origin, call.downstream_id = session, msg["id"]
+            session.in_flight[call.downstream_id] = (conn, call)
+            return conn, call
+        server, key, value = self._route(session, method, params)
+        if key == "name" and method == "tools/call" and self.quotas.quotas:
+            refused = self.quotas.charge(session.principal.id, server, value)
+            if refused is not None:
+                session.access.refused(CALL, f"{server}/{value}", "quota exceeded")
+                return jsonrpc.result(msg["id"], limits.refusal(refused))
+        config = self._config()
+        conn = await connections.for_session(self.pool, self.isolated, config.servers, session, server)
+        if key == "name":
+            params["name"] = value
+        elif key == "uri":
+            params["uri"] = value
+        elif key in ("ref.name", "ref.uri"):
+            params["ref"] = {**params["ref"], key[4:]: value}
+        elif key == "taskId":
+            params["taskId"] = value
+        call = await conn.begin(msg, origin=session)
+        session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
+        return conn, call
+
+    def tool_headers(self, name: str, access: Access) -> dict[str, str]:
+        """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `access` reaches; of another, nothing."""
+        tools = self.catalog.items("tools")
+        if self._annotated[0] is not tools:
+            self._annotated = (tools, mcp_headers.header_params(tools))
+        annotated = self._annotated[1].get(name)
+        if not annotated:
+            return {}
+        try:
+            self.catalog.resolve_name("tools", name, access.reach)
+        except NotFound:
+            return {}
+        return annotated
+
+    def _route(self, session: Session, method: str, params: dict[str, Any]) -> tuple[str, str, str]:
+        """(server, the param to rewrite, its upstream value); every lookup asks the session's access."""
+        access = session.access
+        if method not in ROUTED:
+            raise MethodNotFound(f"Method not found: {method}")
+        if method == "tools/call" or method == "prompts/get":
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise InvalidParams(f"{method}: params.name must be a string")
+            kind = "tools" if method == "tools/call" else "prompts"
+            try:
+                server, original = self.catalog.locate_name(kind, name, access.reach)
+            except NotFound:
+                self._explain_missing(access, name)
+                raise
+            access.require(CALL if kind == "tools" else GET, kind, server, original, name)
+            return server, "name", original
+        if method == "resources/read":
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                raise InvalidParams("resources/read: params.uri must be a string")
+            server, original = self.catalog.locate_uri(uri, access.reach)
+            access.require(READ, "resources", server, original, uri)
+            return server, "uri", original
+        if method == "completion/complete":
+            ref = params.get("ref")
+            if not isinstance(ref, dict):
+                raise InvalidParams("completion/complete: params.ref must be an object")
+            if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+                server, original = self.catalog.locate_name("prompts", ref["name"], access.reach)
+                access.require(COMPLETE, "prompts", server, original, ref["name"])
+                return server, "ref.name", original
+            if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+                server, original = self._resolve_template(ref["uri"], access)
+                access.require(COMPLETE, "resourceTemplates", server, original, ref["uri"])
+                return server, "ref.uri", original
+            raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
+        # tasks/get, tasks/result, tasks/cancel: a task this session made, of a server still in reach
+        server, upstream_id = self.tasks.resolve(session.id, params.get("taskId"))
+        if not access.reach.touches(server):  # its scopes or view changed since the call
+            access.refused(method, f"{server}/task", "outside the principal's scopes")
+            raise NotFound(f"Task not found: {params.get('taskId')}")
+        return server, "taskId", upstream_id
+
+    def _explain_missing(self, access: Access, name: str) -> None:
+        """An unknown name whose prefix is a server that is down: say that, not just 'not found'."""
+        split = self.catalog.codec.split_name(name) if self.catalog.prefixed else None
+        if split is not None and not access.reach.touches(split[0]):
+            return  # a server out of its reach stays unmentioned
+        conn = self.pool.get(split[0]) if split is not None else None
+        if split is not None and conn is not None and conn.state != "ready":
+            slot = self.pool.slots[split[0]]
+            detail = f" ({conn.last_error})" if conn.last_error else ""
+            state = conn.state if slot.status == "running" else slot.status
+            raise UpstreamUnavailable(split[0], f"server is {state}{detail}; its tools return when it is back")
+
+    def _resolve_template(self, visible: str, access: Access) -> tuple[str, str]:
+        try:
+            return self.catalog.locate_name("resourceTemplates", visible, access.reach)
+        except NotFound:
+            return self.catalog.locate_uri(visible, access.reach)
+
+    # ------------------------------------------------------------ answered here, or fanned out
+    async def _ping(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def _set_level(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        level = params.get("level")
+        if level not in LOG_LEVELS:
+            shown = reprlib.repr(level)
+            raise InvalidParams(f"logging/setLevel: unknown level {shown}; expected one of {', '.join(LOG_LEVELS)}")
+        session.log_level = str(level)
+        # Upstream connections are shared: ask for the most verbose level any session wants,
+        # and filter per session on the way back.
+        wanted = min((LOG_LEVELS.index(s.log_level) for s in self.sessions if s.log_level), default=0)
+        targets = [
+            c
+            for c in self.pool.connections.values()
+            if c.state == "ready" and c.era == "legacy" and "logging" in c.capabilities
+        ]  # modern upstreams get the level in each request's _meta
+        async with anyio.create_task_group() as tg:
+            for conn in targets:
+                tg.start_soon(self._quiet_request, conn, "logging/setLevel", {"level": LOG_LEVELS[wanted]})
+        return {}
+
+    async def _tasks_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        """Every upstream's tasks that this session created (one complete page)."""
+        return {"tasks": await self.tasks.list_for(session.id, self.pool.connections.values())}
+
+    @staticmethod
+    async def _quiet_request(conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:
+        try:
+            await conn.request(method, params)
+        except HubError as exc:
+            log.info("%s to %s failed: %s", method, conn.name, exc)
+
+    async def notification(self, session: Session, msg: Message) -> None:
+        """A client's notification: initialized, a cancelled request, or new roots (told to every upstream)."""
+        method = msg.get("method")
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        assert isinstance(params, dict)
+        if method == "notifications/initialized":
+            session.initialized = True
+        elif method == "notifications/cancelled":
+            rid = params.get("requestId")
+            entry = session.in_flight.pop(rid, None) if isinstance(rid, str | int) else None
+            if entry is not None:
+                conn, call = entry
+                conn.abandon(call, str(params.get("reason") or "cancelled by the client"))
+                call.finish(CANCELLED)
+        elif method == "notifications/roots/list_changed":
+            for conn in self.pool.connections.values():
+                if conn.state == "ready":
+                    try:
+                        await conn.notify("notifications/roots/list_changed")
+                    except HubError as exc:
+                        log.info("roots/list_changed to %s failed: %s", conn.name, exc)

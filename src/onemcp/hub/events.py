@@ -1,0 +1,67 @@
+"""What the hub hears from its upstream connections (`ConnectionEvents`), and who it tells.
+
+Owns the hub's side of a connection's life: a shared connection's state feeds the catalog (its
+lists dropped while no replica is ready, its subscriptions asked for again once it is back) and the
+pool's bookkeeping; a new list updates the catalog and announces; notifications and server->client
+requests go to the reverse path. Connections a session owns and ones a reload replaced never touch
+the catalog. Does not own the routing of what an upstream sends (`hub/reverse.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from anyio.abc import TaskGroup
+
+from onemcp.catalog.catalog import Catalog
+from onemcp.config.model import Limits
+from onemcp.hub.announcements import Announcements
+from onemcp.hub.reverse import ReversePath
+from onemcp.hub.subscriptions import Subscriptions
+from onemcp.protocol.jsonrpc import Message
+from onemcp.upstream.call import Call
+from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.pool import Pool
+
+
+class UpstreamEvents:
+    # attached once the pool exists: the pool needs these events to be made
+    pool: Pool
+    subscriptions: Subscriptions
+    announcements: Announcements
+
+    def __init__(self, catalog: Catalog, reverse: ReversePath, limits: Callable[[], Limits]) -> None:
+        self.catalog = catalog
+        self.reverse = reverse
+        self._limits = limits
+        self.tg: TaskGroup | None = None  # the hub's own tasks (resubscribing after a restart), while it runs
+
+    def attach(self, pool: Pool, subscriptions: Subscriptions, announcements: Announcements) -> None:
+        self.pool = pool
+        self.subscriptions = subscriptions
+        self.announcements = announcements
+
+    def on_state(self, conn: UpstreamConnection) -> None:
+        if conn.owner is not None or not self.pool.is_current(conn):
+            return  # a session's own connection, or one a reload replaced: not the catalog's
+        if conn.state != "ready" and not self.pool.any_ready(conn.name):
+            self.announcements.announce(self.catalog.drop(conn.name))
+        if conn.state == "ready" and self.tg is not None:
+            held = self.subscriptions.held(conn.name)
+            if held:
+                self.tg.start_soon(self.subscriptions.resubscribe, conn, held)
+        self.pool.note_state()
+
+    def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
+        if conn.owner is None and self.pool.is_current(conn) and self.catalog.update(conn.name, kind, items):
+            self.announcements.announce({kind})
+
+    def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
+        self.reverse.notification(conn, msg, call)
+
+    async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
+        return await self.reverse.request(conn, msg, call)
+
+    def pending_client_request_limit(self) -> int:
+        return self._limits().max_pending_client_requests

@@ -1,0 +1,146 @@
+"""Driving one forwarded call to its end: what comes before the reply, the reply, and its record.
+
+Owns the life of a call once it is routed: related messages go to the caller's `emit`, server->client
+requests are bridged between the eras (parked for a modern client, asked live of a legacy one), the
+per-server deadline cancels upstream too, and the reply is made the client's (task ids through the
+`TaskRouter`, the rest by `hub/rewrite.py`). Records each call's outcome: metrics, the audit line,
+and what it says about the upstream's health. Does not choose where a call goes (`hub/dispatch.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from onemcp.catalog.catalog import Catalog
+from onemcp.config.model import HubSettings
+from onemcp.hub import bridge, rewrite
+from onemcp.hub.session import ReversePending, Session
+from onemcp.hub.tasks import TaskRouter
+from onemcp.observability.metrics import Metrics
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import UpstreamTimeout
+from onemcp.protocol.jsonrpc import Message
+from onemcp.upstream.call import Call
+from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.pool import Pool
+
+audit = logging.getLogger("onemcp.audit")
+Emit = Callable[[Message], Awaitable[None]]
+CANCELLED: Message = {"cancelled": True}
+
+
+class Forwarder:
+    def __init__(
+        self,
+        catalog: Catalog,
+        pool: Pool,
+        tasks: TaskRouter,
+        parking: bridge.Parking,
+        metrics: Metrics,
+        settings: Callable[[], HubSettings],
+    ) -> None:
+        self.pool = pool
+        self.catalog = catalog
+        self.tasks = tasks
+        self.parking = parking
+        self.metrics = metrics
+        self._settings = settings
+
+    async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:
+        """Drive a forwarded call to its end: related messages to `emit`, then the reply.
+
+        Returns None when the client cancelled (a cancelled request is never answered).
+        The per-server deadline cancels upstream too.
+        """
+        rounds = 0
+        parked = False
+        started = time.perf_counter()
+        sent = time.monotonic()  # the call is on its way: what the upstream answers from now shows it alive
+        outcome = "cancelled"
+        try:
+            with anyio.move_on_after(call.timeout):
+                while True:
+                    msg, final = await call.receive()
+                    if not final:
+                        pending = self._input_request(session, msg)
+                        if pending is not None:
+                            # a legacy upstream asks a modern client: park, answer input_required
+                            parked = True
+                            outcome = "ok"
+                            return self.parking.park(conn, call, msg, pending, session.principal.key)
+                        await emit(msg)
+                        continue
+                    if msg is CANCELLED:
+                        return None
+                    outcome = "error" if "error" in msg else "ok"
+                    needed = bridge.input_required(msg)
+                    if needed is not None and not session.ephemeral and rounds < bridge.MAX_ROUNDS:
+                        # a modern upstream asks a legacy client: ask live, then retry upstream
+                        rounds += 1
+                        answers = await bridge.ask_client(session, emit, needed.get("inputRequests"))
+                        call = await conn.begin(bridge.retry_request(call, needed, answers), origin=session)
+                        session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
+                        continue
+                    return self.for_client(session, conn, call.method, msg)
+            conn.abandon(call, f"timed out after {call.timeout:g}s")
+            outcome = "timeout"
+            err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
+            return jsonrpc.error(call.downstream_id, err.to_error())
+        finally:
+            self._record(session, conn, call, outcome, started, sent)
+            if not call.done and not parked:
+                conn.abandon(call, "the client went away")
+            session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
+
+    def _record(
+        self, session: Session, conn: UpstreamConnection, call: Call, outcome: str, started: float, sent: float
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(call.method, conn.name, outcome, elapsed)
+        if audit.isEnabledFor(logging.INFO) and call.method == "tools/call":
+            tool = call.request.get("params", {}).get("name")
+            audit.info(
+                "call principal=%s server=%s tool=%s outcome=%s ms=%.1f",
+                session.principal.id,
+                conn.name,
+                tool,
+                outcome,
+                elapsed * 1000,
+            )
+        if outcome != "cancelled" and conn.owner is None:
+            if outcome == "timeout" or call.broken:
+                self.pool.judge(conn, sent)  # may say more about the call than about the upstream
+            else:
+                self.pool.record(conn, ok=True)
+
+    @staticmethod
+    def _input_request(session: Session, msg: Message) -> ReversePending | None:
+        """The pending server->client request in `msg`, when it is one for a modern client."""
+        if not session.ephemeral or "id" not in msg or "method" not in msg:
+            return None
+        return session.reverse.get(str(msg["id"]))
+
+    def for_client(self, session: Session, conn: UpstreamConnection, method: str, msg: Message) -> Message:
+        """The reply with the task ids, URIs, envelope and error codes the client knows."""
+        server = conn.name
+        msg = rewrite.for_client(
+            msg,
+            method,
+            visible_uri=functools.partial(self.catalog.visible_uri, server) if self.catalog.prefixed else None,
+            client_modern=session.ephemeral,
+            upstream_modern=conn.era == "modern",
+            max_result_bytes=self._settings().max_result_bytes,
+        )
+        result = msg.get("result")
+        if not isinstance(result, dict):
+            return msg
+        if method == "tools/call" and "task" in result:
+            self.tasks.record(server, session.id, result)
+        elif method.startswith("tasks/"):
+            msg["result"] = self.tasks.rewrite(server, result)
+        return msg

@@ -1,0 +1,104 @@
+"""An upstream's reply as the client sees it: pure functions of the reply and a few facts, no hub state.
+
+Owns the parts of a reply that the client knows differently from the upstream: resource URIs in
+`resources/read` contents, in `tools/call` content and in `prompts/get` messages (resource links and
+embedded resources), the 2026-07-28 result envelope a legacy client must not see, its error code for
+an unknown resource, and the bound on a tool result's text. Does not own task ids (`TaskRouter` keeps
+them, `hub/tasks.py`) nor which upstream answered. Every function returns a new message and leaves
+its argument untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from onemcp.auth import limits
+from onemcp.protocol.errors import INVALID_PARAMS, RESOURCE_NOT_FOUND
+from onemcp.protocol.jsonrpc import Message
+from onemcp.upstream import era
+
+VisibleUri = Callable[[str], str]
+"""An upstream's resource URI -> the URI the client knows (prefixed with the server when names are)."""
+
+
+def for_client(
+    msg: Message,
+    method: str,
+    *,
+    visible_uri: VisibleUri | None,
+    client_modern: bool,
+    upstream_modern: bool,
+    max_result_bytes: int | None = None,
+) -> Message:
+    """The reply to `method` as this client sees it.
+
+    `visible_uri` is None when URIs pass unchanged (an unprefixed hub); `max_result_bytes` bounds the
+    text of a tool's (non-task) result.
+    """
+    out = dict(msg)
+    error = out.get("error")
+    if isinstance(error, dict) and client_modern and not upstream_modern and error.get("code") == RESOURCE_NOT_FOUND:
+        out["error"] = {**error, "code": INVALID_PARAMS}  # SEP-2164: 2026-07-28's code for an unknown resource
+    result = out.get("result")
+    if not isinstance(result, dict):
+        return out
+    result = dict(result)
+    if upstream_modern and not client_modern:
+        era.legacy_result(result)  # a legacy client must not see the modern envelope (top-level keys only)
+    if method == "tools/call" and "task" not in result and max_result_bytes is not None:
+        result = truncated(result, max_result_bytes)
+    if visible_uri is not None:
+        result = with_visible_uris(method, result, visible_uri)
+    out["result"] = result
+    return out
+
+
+def truncated(result: dict[str, Any], limit: int) -> dict[str, Any]:
+    """A tool result with its text cut to `limit` bytes in all, saying so (`limits.truncate`)."""
+    content = result.get("content")
+    if not isinstance(content, list):
+        return result
+    out = {**result, "content": [dict(item) if isinstance(item, dict) else item for item in content]}
+    limits.truncate(out, limit)
+    return out
+
+
+def with_visible_uris(method: str, result: dict[str, Any], visible_uri: VisibleUri) -> dict[str, Any]:
+    """A result whose resource URIs are the ones the client knows."""
+    if method == "resources/read":
+        contents = result.get("contents")
+        if isinstance(contents, list):
+            return {**result, "contents": [visible_resource(item, visible_uri) for item in contents]}
+    elif method == "tools/call":
+        content = result.get("content")
+        if isinstance(content, list):
+            fixed = [visible_content(item, visible_uri) if isinstance(item, dict) else item for item in content]
+            return {**result, "content": fixed}
+    elif method == "prompts/get":
+        messages = result.get("messages")
+        if isinstance(messages, list):
+            return {**result, "messages": [_visible_message(item, visible_uri) for item in messages]}
+    return result
+
+
+def visible_resource(item: Any, visible_uri: VisibleUri) -> Any:
+    """A resource (contents, link or embedded) with the URI the client knows."""
+    if isinstance(item, dict) and isinstance(item.get("uri"), str):
+        return {**item, "uri": visible_uri(item["uri"])}
+    return item
+
+
+def visible_content(item: dict[str, Any], visible_uri: VisibleUri) -> dict[str, Any]:
+    """A content block: a `resource_link` or an embedded `resource` gets the visible URI."""
+    if item.get("type") == "resource_link":
+        return visible_resource(item, visible_uri)  # type: ignore[no-any-return]
+    if item.get("type") == "resource" and isinstance(item.get("resource"), dict):
+        return {**item, "resource": visible_resource(item["resource"], visible_uri)}
+    return item
+
+
+def _visible_message(item: Any, visible_uri: VisibleUri) -> Any:
+    if isinstance(item, dict) and isinstance(item.get("content"), dict):
+        return {**item, "content": visible_content(item["content"], visible_uri)}
+    return item

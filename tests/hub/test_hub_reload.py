@@ -1,0 +1,99 @@
+"""Reload planning, in-process: `Hub.apply_config` starts, stops and restarts only what changed.
+
+A restart is seen from the upstream's side: the transport factory makes a new fixture server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from onemcp.config.model import HubConfig
+from support.inprocess import InProcessHub, fixture, inprocess_hub, tool_call
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 10.0
+
+
+def config(servers: dict[str, Any]) -> HubConfig:
+    return HubConfig.model_validate({"mcpServers": servers})
+
+
+def servers_of(names: list[str]) -> set[str]:
+    return {name.split("__", 1)[0] for name in names}
+
+
+def made(h: InProcessHub) -> dict[str, int]:
+    """How many servers the factory has made for each name (a restart makes one more)."""
+    return {name: len(servers) for name, servers in h.upstreams.started.items()}
+
+
+async def test_added_removed_and_changed_servers_and_nothing_else() -> None:
+    before = {
+        "alpha": fixture("--name", "alpha", tags=["blue"]),
+        "beta": fixture("--name", "beta"),
+        "gamma": fixture("--name", "gamma"),
+        "epsilon": fixture("--name", "epsilon"),
+        "zeta": fixture("--name", "zeta"),
+    }
+    after = {
+        "alpha": fixture("--name", "alpha", tags=["red"]),  # a view field: applied in place
+        "beta": fixture("--name", "beta", "--tools", "1"),  # how it runs: restarted
+        "delta": fixture("--name", "delta"),  # new
+        "epsilon": fixture("--name", "epsilon"),  # as it was
+        "zeta": fixture("--name", "zeta", disabled=True),  # disabled: stopped
+    }  # gamma: gone
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(before) as h:
+            session = await h.session()
+            assert made(h) == dict.fromkeys(before, 1)
+            plan = await h.app.hub.apply_config(config(after))
+            assert plan == {
+                "added": ["delta"],
+                "removed": ["gamma", "zeta"],
+                "changed": ["beta"],
+                "updated": ["alpha"],
+                "unchanged": ["epsilon"],
+            }
+            await h.ready("beta")
+            await h.ready("delta")
+            assert made(h) == {"alpha": 1, "beta": 2, "gamma": 1, "epsilon": 1, "zeta": 1, "delta": 1}
+            names = await session.tools()
+            assert servers_of(names) == {"alpha", "beta", "delta", "epsilon"}
+            assert "beta__tool_0" in names  # from the restarted beta
+            for name in ("gamma__echo", "zeta__echo"):
+                assert (await session.ask("tools/call", tool_call(name, message="x")))["error"]["code"] == -32602
+                response, (modern,) = await h.client.modern("tools/call", **tool_call(name, message="x"))
+                assert response.status == 400 and modern["error"]["code"] == -32602
+            for name in ("alpha__echo", "beta__tool_0", "delta__echo"):
+                _, (modern,) = await h.client.modern("tools/call", **tool_call(name, message="x"))
+                assert "result" in modern, modern
+
+
+async def test_a_view_only_change_applies_without_a_restart_and_is_announced() -> None:
+    before = {"alpha": fixture("--name", "alpha", tags=["blue"]), "beta": fixture("--name", "beta", tags=["red"])}
+    after = {
+        "alpha": fixture("--name", "alpha", tags=["red"]),
+        "beta": fixture("--name", "beta", tags=["red"], disabledTools=["sleep"], toolAliases={"echo": "say"}),
+    }
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(before) as h:
+            reds = await h.session(query="tags=red")
+            assert servers_of(await reds.tools()) == {"beta"}
+            async with reds.listen() as stream:
+                plan = await h.app.hub.apply_config(config(after))
+                assert plan["updated"] == ["alpha", "beta"] and not plan["changed"]
+                notes = [(await stream.message())["method"] for _ in range(3)]  # alpha came into view: all its lists
+                assert sorted(notes) == [
+                    f"notifications/{kind}/list_changed" for kind in ("prompts", "resources", "tools")
+                ]
+            names = await reds.tools()
+            assert servers_of(names) == {"alpha", "beta"}
+            assert "beta__sleep" not in names and "beta__say" in names and "beta__echo" not in names
+            reply = await reds.ask("tools/call", tool_call("beta__say", message="renamed"))
+            assert reply["result"]["content"][0]["text"] == "renamed"
+            _, (modern,) = await h.client.modern("tools/list", query="tags=red")
+            assert [t["name"] for t in modern["result"]["tools"]] == names
+            assert made(h) == {"alpha": 1, "beta": 1}  # no server was restarted

@@ -1,0 +1,74 @@
+"""Result rewriting, in-process: ids, progress tokens, names and URIs as each side must see them."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from support.inprocess import fixture, inprocess_hub, tool_call
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 10.0
+SERVERS = {"alpha": fixture("--name", "alpha"), "beta": fixture("--name", "beta", "--extra-fields")}
+
+
+async def test_the_client_s_id_comes_back_and_the_upstream_sees_the_hub_s_own() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            first, second = await h.session(), await h.session()
+            for session, rid in ((first, "same"), (second, "same"), (first, 2**40)):
+                params = {**tool_call("alpha__whoami", k=1), "_meta": {"progressToken": "tok", "trace": "t1"}}
+                reply = await session.ask("tools/call", params, rid=rid)
+                assert reply["id"] == rid
+                seen = reply["result"]["structuredContent"]
+                assert seen["arguments"] == {"k": 1} and seen["meta"]["trace"] == "t1"  # other _meta passes
+                token = seen["meta"]["progressToken"]
+                assert isinstance(token, int)  # the hub's request id upstream, never a client's token
+
+
+async def test_progress_reaches_the_caller_under_its_own_token_in_both_eras() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session()
+            params = {**tool_call("beta__progress", steps=3), "_meta": {"progressToken": "mine"}}
+            async with session.call("tools/call", params, rid=41) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                messages = await response.messages()
+            *progress, reply = messages
+            assert [(m["method"], m["params"]["progressToken"], m["params"]["progress"]) for m in progress] == [
+                ("notifications/progress", "mine", step) for step in (1, 2, 3)
+            ]
+            assert reply["id"] == 41 and reply["result"]["content"][0]["text"] == "progress done"
+            _, messages = await h.client.modern(
+                "tools/call", meta={"progressToken": 7}, rid="m1", **tool_call("alpha__progress", steps=2)
+            )
+            *progress, reply = messages
+            assert [m["params"]["progressToken"] for m in progress] == [7, 7]
+            assert reply["id"] == "m1" and reply["result"]["resultType"] == "complete"
+
+
+async def test_uris_are_namespaced_in_lists_and_in_what_a_read_returns() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session()
+            listed = (await session.ask("resources/list"))["result"]["resources"]
+            assert {r["uri"] for r in listed} == {
+                f"{server}+fixture://{name}" for server in SERVERS for name in ("static", "binary")
+            }
+            templates = (await session.ask("resources/templates/list"))["result"]["resourceTemplates"]
+            assert {t["uriTemplate"] for t in templates} == {"alpha+fixture://item/{id}", "beta+fixture://item/{id}"}
+            for uri in ("beta+fixture://static", "alpha+fixture://item/42"):
+                reply = await session.ask("resources/read", {"uri": uri})
+                assert [c["uri"] for c in reply["result"]["contents"]] == [uri]
+                _, (modern,) = await h.client.modern("resources/read", uri=uri)
+                assert [c["uri"] for c in modern["result"]["contents"]] == [uri]
+
+
+async def test_fields_the_hub_does_not_know_pass_through() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session()
+            tools = {t["name"]: t for t in (await session.ask("tools/list"))["result"]["tools"]}
+            assert tools["beta__echo"]["x-vendor"] == {"k": 1} and "x-vendor" not in tools["alpha__echo"]
+            reply = await session.ask("tools/call", tool_call("beta__echo", message="m"))
+            assert reply["result"]["vendorExtra"] == 42 and reply["result"]["_meta"] == {"vendor/meta": "v"}

@@ -1,0 +1,77 @@
+"""Routing, in-process: a namespaced name or URI reaches the upstream it names, in both eras."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from support.inprocess import fixture, inprocess_hub, tool_call
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 10.0
+SERVERS = {
+    "alpha": fixture("--name", "alpha"),
+    "beta": fixture("--name", "beta", "--tools", "2"),
+    "gamma": fixture("--name", "gamma"),
+}
+
+
+async def test_each_server_s_tools_are_listed_under_its_name_in_config_order() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            names = await (await h.session()).tools()
+            assert {"alpha__echo", "beta__echo", "gamma__echo", "beta__tool_0", "beta__tool_1"} <= set(names)
+            assert not {"alpha__tool_0", "gamma__tool_0"} & set(names)  # beta's own tools stay beta's
+            assert names.index("alpha__echo") < names.index("beta__echo") < names.index("gamma__echo")
+            _, (modern,) = await h.client.modern("tools/list")
+            assert [tool["name"] for tool in modern["result"]["tools"]] == names
+
+
+async def test_a_call_reaches_the_server_its_prefix_names() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session()
+            reply = await session.ask("tools/call", tool_call("beta__add_tool", name="legacy_made"))
+            assert reply["result"]["content"][0]["text"] == "added legacy_made"
+            _, (modern,) = await h.client.modern("tools/call", **tool_call("gamma__add_tool", name="modern_made"))
+            assert modern["result"]["content"][0]["text"] == "added modern_made"
+            tools = {name: set(h.upstreams.current(name).tools) for name in SERVERS}
+            assert "legacy_made" in tools["beta"] and "modern_made" in tools["gamma"]
+            assert not {"legacy_made", "modern_made"} & tools["alpha"]
+            assert "modern_made" not in tools["beta"] and "legacy_made" not in tools["gamma"]
+
+
+async def test_an_unknown_tool_is_invalid_params_naming_it_in_both_eras() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session()
+            for name in ("alpha__nope", "delta__echo", "echo"):
+                reply = await session.ask("tools/call", tool_call(name))
+                assert reply["error"]["code"] == -32602 and name in reply["error"]["message"], reply
+                response, (modern,) = await h.client.modern("tools/call", **tool_call(name))
+                assert response.status == 400 and modern["error"]["code"] == -32602, modern
+
+
+async def test_prompts_and_resources_route_by_name_and_uri() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session()
+            got = await session.ask("prompts/get", {"name": "beta__with_args", "arguments": {"topic": "routing"}})
+            assert got["result"]["messages"][0]["content"]["text"] == "Tell me about routing."
+            read = await session.ask("resources/read", {"uri": "gamma+fixture://item/7"})
+            assert read["result"]["contents"] == [
+                {"uri": "gamma+fixture://item/7", "mimeType": "text/plain", "text": "item 7"}
+            ]
+            _, (modern,) = await h.client.modern("resources/read", uri="alpha+fixture://static")
+            assert modern["result"]["contents"][0]["text"] == "static fixture text"
+            missing = await session.ask("resources/read", {"uri": "delta+fixture://static"})
+            assert "error" in missing and "result" not in missing
+
+
+async def test_an_upstream_error_keeps_its_code_and_names_the_server() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            reply = await (await h.session()).ask("tools/call", tool_call("beta__error"))
+            assert reply["error"] == {"code": -32000, "message": "[beta] boom"}
+            _, (modern,) = await h.client.modern("tools/call", **tool_call("gamma__error"))
+            assert modern["error"]["code"] == -32000 and modern["error"]["message"] == "[gamma] boom"

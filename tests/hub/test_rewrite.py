@@ -1,0 +1,119 @@
+"""`hub/rewrite.py`: an upstream's reply as the client sees it, without a hub."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from onemcp.hub.rewrite import for_client, truncated, visible_content, with_visible_uris
+from onemcp.protocol.errors import INVALID_PARAMS, RESOURCE_NOT_FOUND
+from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.meta import SERVER_INFO
+
+
+def prefixed(uri: str) -> str:
+    return f"files+{uri}"
+
+
+def reply(result: dict[str, Any]) -> Message:
+    return {"jsonrpc": "2.0", "id": 7, "result": result}
+
+
+def legacy_to_legacy(msg: Message, method: str, **options: Any) -> Message:
+    return for_client(msg, method, client_modern=False, upstream_modern=False, **options)
+
+
+def test_resource_contents_get_visible_uris() -> None:
+    msg = reply({"contents": [{"uri": "file:///a.txt", "text": "A"}, {"blob": "no uri"}]})
+    out = legacy_to_legacy(msg, "resources/read", visible_uri=prefixed)
+    assert out["result"]["contents"] == [{"uri": "files+file:///a.txt", "text": "A"}, {"blob": "no uri"}]
+    assert out["id"] == 7
+
+
+def test_tool_content_links_and_embedded_resources_get_visible_uris() -> None:
+    content: list[Any] = [
+        {"type": "text", "text": "see"},
+        {"type": "resource_link", "uri": "file:///l", "name": "l"},
+        {"type": "resource", "resource": {"uri": "file:///e", "text": "E"}},
+        "not an object",
+    ]
+    out = with_visible_uris("tools/call", {"content": content}, prefixed)
+    assert out["content"] == [
+        {"type": "text", "text": "see"},
+        {"type": "resource_link", "uri": "files+file:///l", "name": "l"},
+        {"type": "resource", "resource": {"uri": "files+file:///e", "text": "E"}},
+        "not an object",
+    ]
+
+
+def test_prompt_messages_get_visible_uris() -> None:
+    messages = [
+        {"role": "user", "content": {"type": "resource", "resource": {"uri": "mem://x", "text": "X"}}},
+        {"role": "assistant", "content": {"type": "text", "text": "ok"}},
+    ]
+    out = legacy_to_legacy(reply({"messages": messages}), "prompts/get", visible_uri=prefixed)
+    assert out["result"]["messages"][0]["content"]["resource"]["uri"] == "files+mem://x"
+    assert out["result"]["messages"][1] == messages[1]
+
+
+def test_other_methods_and_unprefixed_hubs_leave_uris_alone() -> None:
+    result = {"contents": [{"uri": "file:///a"}]}
+    assert with_visible_uris("completion/complete", result, prefixed) is result
+    out = legacy_to_legacy(reply(result), "resources/read", visible_uri=None)
+    assert out["result"] == result
+
+
+def test_the_argument_is_never_changed() -> None:
+    msg = reply(
+        {
+            "content": [{"type": "resource_link", "uri": "u"}, {"type": "text", "text": "x" * 50}],
+            "resultType": "complete",
+        }
+    )
+    before = copy.deepcopy(msg)
+    out = for_client(
+        msg, "tools/call", visible_uri=prefixed, client_modern=False, upstream_modern=True, max_result_bytes=10
+    )
+    assert msg == before
+    assert out != before
+
+
+def test_a_legacy_client_loses_the_modern_envelope() -> None:
+    result = {"content": [], "resultType": "complete", "ttlMs": 5, "_meta": {SERVER_INFO: {"name": "up"}, "k": 1}}
+    out = for_client(reply(result), "tools/call", visible_uri=None, client_modern=False, upstream_modern=True)
+    assert out["result"] == {"content": [], "_meta": {"k": 1}}
+    kept = for_client(reply(result), "tools/call", visible_uri=None, client_modern=True, upstream_modern=True)
+    assert kept["result"] == result
+
+
+def test_unknown_resource_code_for_a_modern_client_of_a_legacy_upstream() -> None:
+    error: Message = {"jsonrpc": "2.0", "id": 1, "error": {"code": RESOURCE_NOT_FOUND, "message": "gone"}}
+    out = for_client(error, "resources/read", visible_uri=prefixed, client_modern=True, upstream_modern=False)
+    assert out["error"] == {"code": INVALID_PARAMS, "message": "gone"}
+    same = for_client(error, "resources/read", visible_uri=prefixed, client_modern=False, upstream_modern=False)
+    assert same["error"]["code"] == RESOURCE_NOT_FOUND
+
+
+def test_tool_text_is_bounded_but_not_a_task_handle() -> None:
+    long = reply({"content": [{"type": "text", "text": "abcdefghij"}], "structuredContent": {"n": 1}})
+    out = legacy_to_legacy(long, "tools/call", visible_uri=None, max_result_bytes=4)
+    texts = [item["text"] for item in out["result"]["content"]]
+    assert texts[0] == "abcd"
+    assert "6 bytes omitted" in texts[1]
+    assert "structuredContent" not in out["result"]
+    task = reply({"task": {"taskId": "t1"}, "content": [{"type": "text", "text": "abcdefghij"}]})
+    assert legacy_to_legacy(task, "tools/call", visible_uri=None, max_result_bytes=4) == task
+    listed = reply({"contents": [{"uri": "u", "text": "abcdefghij"}]})
+    assert legacy_to_legacy(listed, "resources/read", visible_uri=None, max_result_bytes=4) == listed
+
+
+def test_truncated_without_content_is_the_same_result() -> None:
+    result: dict[str, Any] = {"structuredContent": {"n": 1}}
+    assert truncated(result, 1) is result
+
+
+def test_visible_content_leaves_other_blocks() -> None:
+    image = {"type": "image", "data": "AA==", "mimeType": "image/png", "uri": "not rewritten"}
+    assert visible_content(image, prefixed) == image
+    broken = {"type": "resource", "resource": "not an object"}
+    assert visible_content(broken, prefixed) == broken

@@ -1,0 +1,37 @@
+"""`protocol/capabilities.py`: what the hub advertises, from its ready upstreams' capabilities."""
+
+from __future__ import annotations
+
+from onemcp.protocol.capabilities import advertised, merge_capabilities
+
+LISTS = {
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"listChanged": True},
+    "logging": {},
+}
+
+
+def test_lists_and_logging_always() -> None:
+    assert advertised([]) == LISTS
+
+
+def test_subscriptions_completions_and_tasks_when_an_upstream_has_them() -> None:
+    caps = advertised(
+        [
+            {"resources": {"subscribe": True}},
+            {"completions": {}, "tasks": {"list": {}}},
+            {"tasks": {"cancel": {}}, "resources": "malformed"},
+        ]
+    )
+    assert caps["resources"] == {"listChanged": True, "subscribe": True}
+    assert caps["completions"] == {}
+    assert caps["tasks"] == {"list": {}, "cancel": {}}
+
+
+def test_a_false_subscribe_is_not_advertised() -> None:
+    assert advertised([{"resources": {"subscribe": False}}]) == LISTS
+
+
+def test_merge_keeps_the_first_scalar_and_merges_objects() -> None:
+    assert merge_capabilities([{"a": 1, "b": {"x": 1}}, {"a": 2, "b": {"y": 2}}]) == {"a": 1, "b": {"x": 1, "y": 2}}

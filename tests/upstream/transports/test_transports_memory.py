@@ -1,0 +1,172 @@
+"""The in-memory transport: the lifecycle the connection and the pool rely on (open, send, close, why)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from fixtures.upstream import build_server, parse_args
+from onemcp.config.model import ServerConfig
+from onemcp.demo.memory import serve_streams
+from onemcp.protocol.jsonrpc import Message
+from onemcp.upstream.call import Call
+from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.transports import memory
+from onemcp.upstream.transports.base import TransportError
+from onemcp.upstream.transports.memory import MemoryTransport, Serve
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 5.0
+CONFIG = ServerConfig.model_validate({"command": "in-memory"})
+PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+
+
+def unexpected(msg: Message, exc: TransportError) -> None:
+    raise AssertionError(f"no request should fail here: {msg} ({exc})")
+
+
+@asynccontextmanager
+async def opened(serve: Serve, config: ServerConfig = CONFIG) -> AsyncIterator[tuple[MemoryTransport, list[Message]]]:
+    """An open transport and the list of what it delivered; closed on the way out."""
+    transport = MemoryTransport("mem", config, serve)
+    delivered: list[Message] = []
+    async with anyio.create_task_group() as tg:
+        await transport.open(tg, lambda msg, related: delivered.append(msg), unexpected)
+        try:
+            yield transport, delivered
+        finally:
+            await transport.aclose()
+            tg.cancel_scope.cancel()
+
+
+class Events:
+    """What a connection tells its owner: only the lists are kept."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, list[dict[str, Any]]] = {}
+
+    def on_state(self, conn: UpstreamConnection) -> None:
+        pass
+
+    def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
+        self.lists[kind] = items
+
+    def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
+        pass
+
+    async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
+        return None
+
+    def pending_client_request_limit(self) -> int:
+        return 8
+
+
+async def test_a_connection_handshakes_and_calls_a_demo_server_in_memory() -> None:
+    server = build_server(parse_args(["--name", "in-memory"]))
+    events = Events()
+    transport = MemoryTransport("mem", CONFIG, functools.partial(serve_streams, server))
+    conn = UpstreamConnection("mem", CONFIG, transport, events)
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run)
+            await conn.settled.wait()
+            assert conn.state == "ready", conn.last_error
+            assert conn.era == "legacy" and conn.server_info["name"] == "in-memory"
+            assert "echo" in {tool["name"] for tool in events.lists["tools"]}
+            result = await conn.request("tools/call", {"name": "echo", "arguments": {"message": "hi"}})
+            assert result["content"] == [{"type": "text", "text": "hi"}]
+            assert len(server.connections) == 1
+            tg.cancel_scope.cancel()
+    assert conn.state == "stopped" and transport.close_reason == "stopped"
+    assert not server.connections  # the server's side of the connection was closed too
+
+
+async def test_what_the_server_wrote_before_it_ended_is_delivered_before_it_is_closed() -> None:
+    async def answer_once(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        request = orjson.loads(await receive.receive())
+        await send.send(orjson.dumps({"jsonrpc": "2.0", "method": "notifications/message", "params": {}}))
+        await send.send(orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {}}))
+
+    with anyio.fail_after(DEADLINE):
+        async with opened(answer_once) as (transport, delivered):
+            await transport.send(PING, orjson.dumps(PING))
+            await transport.closed.wait()
+            assert [m.get("method") or m.get("result") for m in delivered] == ["notifications/message", {}]
+            assert transport.close_reason == "server stopped"
+            with pytest.raises(TransportError, match="server stopped"):
+                await transport.send(PING, orjson.dumps(PING))
+
+
+async def test_a_failing_server_closes_the_transport_with_its_error() -> None:
+    async def broken(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        await receive.receive()
+        raise RuntimeError("boom")
+
+    with anyio.fail_after(DEADLINE):
+        async with opened(broken) as (transport, delivered):
+            await transport.send(PING, orjson.dumps(PING))
+            await transport.closed.wait()
+            assert transport.close_reason == "server failed: RuntimeError('boom')" and not delivered
+
+
+async def test_closing_ends_the_server_s_input_and_may_be_done_twice() -> None:
+    saw_the_end = anyio.Event()
+
+    async def until_eof(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        async for _ in receive:
+            pass
+        saw_the_end.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with opened(until_eof) as (transport, _):
+            await transport.aclose()
+            assert saw_the_end.is_set()  # aclose waited for the server to finish
+            assert transport.close_reason == "stopped"
+            await transport.aclose()
+            with pytest.raises(TransportError):
+                await transport.send(PING, orjson.dumps(PING))
+
+
+async def test_a_server_that_does_not_stop_when_its_input_ends_is_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "STOP_GRACE", 0.0)
+    ended = anyio.Event()
+
+    async def stubborn(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        try:
+            await anyio.sleep_forever()  # never reads: does not notice its input ended
+        finally:
+            ended.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with opened(stubborn) as (transport, _):
+            await transport.aclose()
+            assert ended.is_set()
+
+
+async def test_a_message_over_the_size_limit_closes_the_transport_and_says_why() -> None:
+    async def too_big(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        await send.send(orjson.dumps({"jsonrpc": "2.0", "method": "x", "params": {"blob": "x" * 2048}}))
+        async for _ in receive:  # stays up until the hub ends its input
+            pass
+
+    config = ServerConfig.model_validate({"command": "in-memory", "maxResponseBytes": 1024})
+    with anyio.fail_after(DEADLINE):
+        async with opened(too_big, config) as (transport, delivered):
+            await transport.closed.wait()
+            assert transport.close_reason is not None and "maxResponseBytes (1024 bytes)" in transport.close_reason
+            assert not delivered
+
+
+async def test_sending_before_open_is_refused() -> None:
+    transport = MemoryTransport("mem", CONFIG, functools.partial(serve_streams, build_server(parse_args([]))))
+    with pytest.raises(TransportError, match="not connected"):
+        await transport.send(PING, orjson.dumps(PING))
+    await transport.aclose()
+    assert transport.closed.is_set()

@@ -69,6 +69,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "downstream/upstream_auth.py": ("tests/upstream/oauth/test_oauth_upstream.py", "the /oauth/upstream endpoints"),
     # http/
     "http/asgi.py": ("tests/downstream/test_hostile_http.py", "reading bodies and answering, under hostile HTTP"),
+    "http/routes.py": ("tests/upstream/oauth/test_oauth_upstream.py", "route names only: the callback uses them"),
     # hub/: in process over in-memory upstreams (tests/hub/), and end to end
     "hub/announcements.py": ("tests/hub/test_hub_list_changed.py", "list_changed only to whose visible list changed"),
     "hub/bridge.py": ("tests/test_bridging.py", "the four era combinations and input requests between them"),
@@ -98,6 +99,8 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "upstream/call.py": ("tests/hub/test_hub_rewriting.py", "a forwarded call's mailbox: progress, then the reply"),
     "upstream/connection.py": ("tests/test_hub_e2e.py", "the JSON-RPC peer: ids, progress, crashes, re-initialize"),
     "upstream/era.py": ("tests/test_bridging.py", "the envelope and headers of each era, in all four combinations"),
+    "upstream/liveness.py": ("tests/upstream/test_breaker_liveness.py", "the breaker asks it: its cases are there"),
+    "upstream/replies.py": ("tests/test_reverse_limits.py", "refusals of a flood of client requests are written by it"),
     "upstream/feed.py": ("tests/test_bridging.py", "opened for each modern upstream there; nothing asserts on it yet"),
     "upstream/isolation.py": ("tests/test_reverse_path.py", "isolation session/auto: whose requests go where"),
     "upstream/oauth/client.py": ("tests/upstream/oauth/test_oauth_credential.py", "one credential's life"),

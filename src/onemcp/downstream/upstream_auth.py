@@ -9,25 +9,33 @@ both are management endpoints and need the admin scope when the hub has authenti
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from onemcp.auth.gate import Gate
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
+from onemcp.http.routes import UPSTREAM_OAUTH, UPSTREAM_OAUTH_CALLBACK
 from onemcp.hub.core import Hub
-from onemcp.upstream.oauth.registry import CALLBACK_PATH, UpstreamAuth
 
-PREFIX = "/oauth/upstream"
+PREFIX = UPSTREAM_OAUTH
 audit = logging.getLogger("onemcp.audit")
 
 
-async def serve(hub: Hub, auth: UpstreamAuth, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
+class Credentials(Protocol):
+    """What these endpoints need of the hub's upstream credentials (`upstream.oauth.registry.UpstreamAuth`)."""
+
+    async def callback(self, server: str, params: dict[str, str]) -> tuple[int, str, str]: ...
+    async def forget(self, name: str) -> bool: ...
+
+
+async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
     """`auth`: the hub's own OAuth credentials with its upstreams (the one the `hub` was given)."""
     path: str = scope["path"]
     method: str = scope["method"]
-    if path.startswith(CALLBACK_PATH + "/") and method == "GET":
-        server = path.removeprefix(CALLBACK_PATH + "/")
+    if path.startswith(UPSTREAM_OAUTH_CALLBACK + "/") and method == "GET":
+        server = path.removeprefix(UPSTREAM_OAUTH_CALLBACK + "/")
         try:
             params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), max_num_fields=50))
         except ValueError:

@@ -3,9 +3,10 @@
 Owns: the handshake, hub-minted request ids and the map back to callers, progress-token
 remapping, deadlines' courtesy cancels, server-initiated requests and notifications
 (handed to the hub through callbacks; how many may wait for a client at once is capped, the
-excess refused at once), refreshing the cached lists on `list_changed`, whether the upstream
-is alive (`responsive`), and the connection's state and last error. Does not own: the bytes (a `Transport`),
-which downstream session a reverse message belongs to (the hub decides), restarts.
+excess refused at once through `replies.ReplyQueue`), refreshing the cached lists on
+`list_changed` (coalesced), and the connection's state and last error. Does not own: the bytes
+(a `Transport`), which downstream session a reverse message belongs to (the hub decides),
+whether the upstream is alive (`liveness`), restarts.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -43,6 +42,8 @@ from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
+from onemcp.upstream.liveness import Liveness
+from onemcp.upstream.replies import ReplyQueue
 from onemcp.upstream.transports.base import SessionExpired, Transport, TransportError
 
 State = Literal["starting", "ready", "failed", "stopped"]
@@ -57,8 +58,6 @@ HUB_CLIENT_CAPABILITIES: dict[str, Any] = {
 MAX_LIST_PAGES = 1000
 CANCEL_SEND_TIMEOUT = 2.0
 PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
-MAX_QUEUED_REPLIES = 4096  # pings and refusals waiting to be written to one upstream (~0.5 KB each)
-LIVENESS_TIMEOUT = 5.0  # at most (and at most `timeout`): how long a liveness ping may take
 
 
 class ConnectionEvents(Protocol):
@@ -118,9 +117,8 @@ class UpstreamConnection:
         # Server->client requests being served (each a task, held until a client answers), and
         # replies that hold nothing (pings, refusals) waiting for their writer: both bounded.
         self.reverse_open = 0
-        self._replies: deque[tuple[RequestId, Message]] = deque()
-        self._replying = False
-        self._liveness: _Liveness | None = None  # the ping in flight, shared by whoever asks
+        self.replies = ReplyQueue(self.respond, lambda: self._tg)
+        self.liveness = Liveness(self)
         self._stale: dict[str, bool] = {}  # list kind being refreshed -> changed again meanwhile
 
     # ------------------------------------------------------------------ lifecycle
@@ -547,7 +545,7 @@ class UpstreamConnection:
         if self._tg is None:
             return
         if msg["method"] == "ping":
-            self._reply_soon(msg["id"], jsonrpc.result(None, {}))
+            self.replies.put(msg["id"], jsonrpc.result(None, {}))
             return
         # Checked before anything is held for it: beyond the limit the upstream is told at once.
         limit = self.events.pending_client_request_limit()
@@ -555,7 +553,7 @@ class UpstreamConnection:
             method = msg["method"]
             hit("pending_client_requests", "upstream %s: %s refused, %d already waiting", self.name, method, limit)
             why = f"onemcp: too many requests to clients are waiting (limit {limit} for server {self.name!r})"
-            self._reply_soon(msg["id"], jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why}))
+            self.replies.put(msg["id"], jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why}))
             return
         self.reverse_open += 1
         self._tg.start_soon(self._serve_reverse, msg, self.related_call(related))
@@ -569,59 +567,9 @@ class UpstreamConnection:
         finally:
             self.reverse_open -= 1
 
-    def _reply_soon(self, upstream_id: RequestId, reply: Message) -> None:
-        """Answer a server request that holds nothing (a ping, a refusal): queued for one writer task.
-
-        The queue is bounded: beyond `MAX_QUEUED_REPLIES` the upstream is not reading what it is
-        sent, and the reply is dropped rather than held.
-        """
-        if self._tg is None or len(self._replies) >= MAX_QUEUED_REPLIES:
-            return
-        self._replies.append((upstream_id, reply))
-        if not self._replying:
-            self._replying = True
-            self._tg.start_soon(self._send_replies)
-
-    async def _send_replies(self) -> None:
-        try:
-            while self._replies:
-                await self.respond(*self._replies.popleft())
-        finally:
-            self._replying = False
-
-    # ------------------------------------------------------------------- liveness
     async def responsive(self, since: float) -> bool:
-        """Has the upstream shown it is alive since `since` (monotonic)? It answered something since,
-        or it answers a ping now within a short deadline (one ping at a time, shared)."""
-        if self.last_answered >= since:
-            return True
-        probe = self._liveness
-        if probe is None:
-            probe = self._liveness = _Liveness()
-            try:
-                probe.alive = await self._ping(min(self.config.timeout, LIVENESS_TIMEOUT))
-            finally:
-                self._liveness = None
-                probe.done.set()
-        else:
-            await probe.done.wait()
-        return probe.alive or self.last_answered >= since
-
-    async def _ping(self, deadline: float) -> bool:
-        """True when the upstream answers a ping (server/discover when modern) within `deadline`;
-        an error answer is an answer too."""
-        method = "server/discover" if self.era == "modern" else "ping"
-        call: Call | None = None
-        with anyio.move_on_after(deadline):
-            try:
-                call = await self.begin({"jsonrpc": "2.0", "id": 0, "method": method, "params": {}})
-            except UpstreamError:
-                return False  # it cannot even be sent: not connected
-            await call.result()
-            return not call.broken
-        if call is not None:
-            self.abandon(call, "liveness ping timed out")
-        return False
+        """Has the upstream shown it is alive since `since` (monotonic)? (See `Liveness`.)"""
+        return await self.liveness.responsive(since)
 
     async def drained(self) -> None:
         """Wait until no call made for a client is in flight."""
@@ -637,11 +585,3 @@ class UpstreamConnection:
     def in_flight(self) -> int:
         """Calls made for clients that are still waiting (not the hub's own, such as a listen)."""
         return sum(1 for call in self._pending.values() if call.origin is not None)
-
-
-@dataclass(eq=False, slots=True)
-class _Liveness:
-    """One liveness ping in flight; whoever asks meanwhile waits for its outcome."""
-
-    done: anyio.Event = field(default_factory=anyio.Event)
-    alive: bool = False

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from onemcp.config.model import ServerConfig
+from onemcp.http.routes import UPSTREAM_OAUTH_CALLBACK
 from onemcp.upstream.oauth import http as oauth_http
 from onemcp.upstream.oauth.client import Pending, ServerAuth, oauth_enabled
 from onemcp.upstream.oauth.http import OAuthClientError
@@ -26,7 +27,7 @@ from onemcp.upstream.oauth.store import CredentialStore
 
 log = logging.getLogger("onemcp.upstream.oauth")
 audit = logging.getLogger("onemcp.audit")
-CALLBACK_PATH = "/oauth/upstream/callback"
+CALLBACK_PATH = UPSTREAM_OAUTH_CALLBACK
 PENDING_PER_SERVER = 4
 PENDING_LIMIT = 256
 

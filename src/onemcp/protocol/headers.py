@@ -7,9 +7,10 @@ what a client sent against the body, and the CLI's modern client writes them too
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from onemcp.protocol.jsonrpc import Message
+if TYPE_CHECKING:  # the agent CLI's quick path imports this module: no orjson for a type name
+    from onemcp.protocol.jsonrpc import Message
 
 NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 SENTINEL = "=?base64?"

@@ -76,3 +76,18 @@ def test_a_stderr_flood_is_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFix
     assert HITS.counts["log_lines"] == before + 5000 - stdio.STDERR_LINES_PER_SECOND
     assert any("4900 more lines were not logged" in r.getMessage() for r in caplog.records)
     assert "stderr: after" in caplog.records[-1].getMessage()
+
+
+async def test_an_endless_list_is_cut_at_the_item_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server may page forever (1,000 pages of anything it likes): the hub keeps a bounded list."""
+    from onemcp.upstream import connection
+
+    monkeypatch.setattr(connection, "MAX_LIST_ITEMS", 20)
+    before = HITS.counts["list_items"]
+    cmd = fixture_command("--tools", "60", "--page-size", "7")
+    config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub:
+            tools = hub.app.hub.catalog.items("tools")
+    assert len(tools) == 20  # the first 20 (of 60 + the fixed tools), not all of them
+    assert HITS.counts["list_items"] == before + 1

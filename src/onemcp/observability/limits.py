@@ -35,6 +35,7 @@ NAMES = frozenset(
         "response_bytes",  # an upstream message over maxResponseBytes
         "log_lines",  # lines of a server's stderr not logged (over 100 a second per server)
         "subscriptions_per_session",  # over maxSubscriptionsPerSession (a JSON-RPC error; listen: not honoured)
+        "list_items",  # an upstream's list over 10,000 items or maxResponseBytes in all: cut
         "bad_framing",  # a request the HTTP layer refuses (501 transfer coding, absolute-form target)
     }
 )

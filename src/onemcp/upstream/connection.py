@@ -23,7 +23,7 @@ import orjson
 from anyio.abc import TaskGroup
 
 from onemcp import __version__
-from onemcp.config.model import ServerConfig
+from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import hit
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc
@@ -56,6 +56,7 @@ HUB_CLIENT_CAPABILITIES: dict[str, Any] = {
     "elicitation": {"form": {}, "url": {}},
 }
 MAX_LIST_PAGES = 1000
+MAX_LIST_ITEMS = 10_000  # of one kind from one server; the whole list is also bounded by maxResponseBytes
 CANCEL_SEND_TIMEOUT = 2.0
 PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
 
@@ -296,6 +297,7 @@ class UpstreamConnection:
         method = KINDS[kind][0]
         items: list[dict[str, Any]] = []
         cursor: Any = None
+        size, size_limit = 0, self.config.max_response_bytes or MAX_RESPONSE_BYTES  # of the whole list
         for _ in range(MAX_LIST_PAGES):
             try:
                 page = await self.request(method, {"cursor": cursor} if cursor else {})
@@ -305,7 +307,14 @@ class UpstreamConnection:
                 raise
             got = page.get(kind)
             if isinstance(got, list):
+                size += len(orjson.dumps(got))
                 items.extend(i for i in got if isinstance(i, dict))
+            if len(items) > MAX_LIST_ITEMS or size > size_limit:
+                # a server that pages without end: keep what fits, say so, stop asking
+                del items[MAX_LIST_ITEMS:]
+                why = "upstream %s: its %s list is over %d items or %d bytes: the rest is left out"
+                hit("list_items", why, self.name, kind, MAX_LIST_ITEMS, size_limit)
+                break
             cursor = page.get("nextCursor")
             if not cursor:
                 break

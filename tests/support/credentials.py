@@ -27,6 +27,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 REDIRECT = "http://127.0.0.1:9/callback"
 
 
+async def asgi_body(receive: Any) -> bytes:
+    """The whole request body an ASGI app receives."""
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
 @asynccontextmanager
 async def loopback_asgi(app: Any) -> AsyncIterator[str]:
     """A plain ASGI app served by uvicorn on a free loopback port; yields its base URL."""

@@ -16,7 +16,7 @@ import anyio
 import httpx
 import pytest
 
-from support.credentials import loopback_asgi
+from support.credentials import asgi_body, loopback_asgi
 from support.hub import HEADERS, raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -37,12 +37,7 @@ async def scripted(scope: Any, receive: Any, send: Any) -> None:
     if scope["method"] != "POST":
         await _reply(send, 405, b"")
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await asgi_body(receive)
     msg = json.loads(body)
     rid, method = msg.get("id"), msg.get("method")
     if rid is None:

@@ -23,7 +23,7 @@ import pytest
 from fixtures.launch import fixture_command, running_http_fixture
 from onemcp.config.model import ServerConfig
 from onemcp.upstream.transports.stdio import StdioTransport, _ChildProtocol
-from support.credentials import loopback_asgi
+from support.credentials import asgi_body, loopback_asgi
 from support.hub import raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -54,12 +54,7 @@ async def _pieces(send: Any, body: bytes, *, more: bool = False) -> None:
 async def scripted(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await asgi_body(receive)
     if scope["method"] != "POST":
         await send({"type": "http.response.start", "status": 405, "headers": []})
         await send({"type": "http.response.body", "body": b""})

@@ -113,11 +113,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def _count_head(self, data: bytes) -> bool:
         """Count the head bytes in `data` (up to its end, if it ends here); False: refused."""
-        seen = self._tail + data
-        ends = [i + len(end) for end in HEAD_ENDS if (i := seen.find(end)) >= 0]
-        part = len(data) if not ends else max(0, min(ends) - len(self._tail))
-        self._head_bytes += part
-        self._tail = seen[-3:]
+        # where the head ends: across the previous read's last bytes, else within this read
+        edge = self._tail + data[:3]
+        ends = [i + len(end) - len(self._tail) for end in HEAD_ENDS if (i := edge.find(end)) >= 0]
+        ends += [i + len(end) for end in HEAD_ENDS if (i := data.find(end)) >= 0]
+        self._head_bytes += max(0, min(ends)) if ends else len(data)
+        self._tail = (self._tail + data)[-3:] if len(data) < 3 else data[-3:]
         limit = self._limits.max_header_bytes
         if self._head_bytes > limit:
             hit("header_bytes", "a request's line and headers exceeded %d bytes", limit)

@@ -51,6 +51,11 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "config/paths.py": ("tests/config/test_load.py", "where mcp.json is looked for"),
     "config/presets.py": ("tests/cli/test_preset_cli.py", "presets.json, written there, honoured by a hub"),
     "config/runtime.py": ("tests/cli/test_target.py", "runtime.json, as a client command finds its hub"),
+    # search/
+    "search/meta.py": ("tests/hub/test_hub_exposure.py", "the meta-tools' arguments and results, as clients call them"),
+    "search/embed.py": ("tests/search/test_index.py", "the shipped model, through the index that uses it"),
+    "search/lexical.py": ("tests/search/test_index.py", "BM25, through the index (and the lexical-only bench)"),
+    "search/text.py": ("tests/search/test_index.py", "what of a tool is searched, through the index"),
     # demo/: the demo server is also the test suite's fixture upstream
     "demo/__main__.py": ("tests/test_fixture_upstream.py", "`python -m onemcp.demo` with the official SDK client"),
     "demo/kit.py": ("tests/test_fixture_upstream.py", "the demo/fixture servers, with the official SDK client"),

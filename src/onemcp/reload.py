@@ -82,7 +82,10 @@ class Reloader:
         """Read presets.json; a bad file keeps the presets in use (and says why)."""
         try:
             loaded = load_presets(self.presets_path)
-            self.hub.set_presets({name: entry["filter"] for name, entry in loaded.items()})
+            self.hub.set_presets(
+                {name: entry["filter"] for name, entry in loaded.items()},
+                {name: entry["exposure"] for name, entry in loaded.items() if "exposure" in entry},
+            )
         except PresetError as exc:
             self.failures += 1
             self.last_error = str(exc)

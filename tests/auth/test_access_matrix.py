@@ -111,6 +111,7 @@ class Op:
     probe: Probe
     era: str = "both"  # "legacy", "modern" or "both"
     needs: str = ""  # "tasks" or "listen": only where the entry client has it
+    label: str = ""  # what the report calls it (default: the method)
 
 
 def _visible(server: str, name: str, kind: str) -> str:
@@ -119,6 +120,33 @@ def _visible(server: str, name: str, kind: str) -> str:
 
 async def _call(c: Client, target: str) -> Any:
     return await c.request("tools/call", {"name": target, "arguments": {"message": "m"}})
+
+
+def _result_text(result: dict[str, Any]) -> str:
+    """A tool result's text; a tool error is a refusal (the meta-tools answer out-of-reach names so)."""
+    text = "".join(str(c.get("text", "")) for c in result.get("content", []) if isinstance(c, dict))
+    if result.get("isError"):
+        raise Refused(f"tool error: {text}")
+    return text
+
+
+async def _search(c: Client, target: str) -> Any:
+    """search_tools, narrowed to the target's server: the target must be among the results."""
+    server = target.split("__", 1)[0]
+    query = {"query": "echo a message back as text", "server": server, "limit": 3}
+    found = _result_text(await c.request("tools/call", {"name": "search_tools", "arguments": query}))
+    if f"{target}(" not in found:
+        raise Refused(f"not in the results: {found[:200]}")
+    return found
+
+
+async def _schema(c: Client, target: str) -> Any:
+    return _result_text(await c.request("tools/call", {"name": "get_tool_schema", "arguments": {"name": target}}))
+
+
+async def _call_through(c: Client, target: str) -> Any:
+    arguments = {"name": target, "arguments": {"message": "m"}}
+    return _result_text(await c.request("tools/call", {"name": "call_tool", "arguments": arguments}))
 
 
 async def _get(c: Client, target: str) -> Any:
@@ -171,6 +199,10 @@ def _plain(method: str, params: dict[str, Any]) -> Probe:
 
 OPS: tuple[Op, ...] = (
     Op("tools/call", "tools", ("echo", "log"), _call),
+    # the search meta-tools (callable whenever no upstream tool has their name): the same reach as lists
+    Op("tools/call", "tools", ("echo",), _search, label="search_tools"),
+    Op("tools/call", "tools", ("echo", "log"), _schema, label="get_tool_schema"),
+    Op("tools/call", "tools", ("echo", "log"), _call_through, label="call_tool"),
     Op("prompts/get", "prompts", ("simple",), _get),
     Op("resources/read", "resources", ("fixture://static", "fixture://item/7"), _read),
     Op("completion/complete", "prompts", ("with_args",), _complete),
@@ -263,7 +295,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             "oauthConsent": "auto",
             "publicUrl": RESOURCE,
         }
-        config = {"mcpServers": servers, "onemcp": {"auth": auth, "audit": "-"}}
+        config = {"mcpServers": servers, "onemcp": {"auth": auth, "audit": "-", "searchCache": False}}
         path = tmp_path / "mcp.json"
         path.write_text(json.dumps(config))
         async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
@@ -293,11 +325,12 @@ def plan(name: str, client: EntryClient, credential: str, scope: str, era: str) 
         if op.kind is None:
             yield Case(name, credential, scope, op.method, "-", admitted), op
             continue
+        label = op.label or op.method
         for server in SERVERS:
             for item in op.names:
                 kind = "resources" if op.kind == "resources" else op.kind
                 visible = _visible(server, item, kind)
-                yield Case(name, credential, scope, op.method, visible, reaches(scope, server, op.kind, item)), op
+                yield Case(name, credential, scope, label, visible, reaches(scope, server, op.kind, item)), op
 
 
 def clean(refusal: str) -> bool:

@@ -361,3 +361,25 @@ def test_cli_setup_writes_the_playbook_and_references_it_once(
 def test_cli_setup_needs_an_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cli-setup", "--dir", str(tmp_path)]) == 2
     assert "--claude and/or --codex" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- search and tokens
+def test_inspect_search_ranks_with_the_hubs_own_search(hub: HubProcess) -> None:
+    done = on(hub, "inspect", "--search", "send some text back unchanged", "--limit", "3")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(("demo__echo(", "fx__echo(")), done.stdout
+
+
+def test_inspect_search_with_a_bad_limit_fails_with_the_reason(hub: HubProcess) -> None:
+    done = on(hub, "inspect", "--search", "echo", "--limit", "99")
+    assert done.returncode == 1 and "limit" in done.stderr, done.stderr
+
+
+def test_inspect_tokens_counts_each_server_and_both_modes(hub: HubProcess) -> None:
+    done = on(hub, "inspect", "--tokens", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    servers = {row["server"]: row for row in report["servers"]}
+    assert set(servers) == {"demo", "fx"} and all(row["tokens"] > 0 for row in servers.values())
+    assert report["search"] < report["full"] and report["full"] >= sum(r["tokens"] for r in servers.values()) - 10

@@ -209,3 +209,23 @@ async def test_a_running_hub_picks_up_presets_written_by_the_cli(config_dir: Pat
                     break
                 await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
             assert names == {"b__echo", "b__add", "b__word_count"}
+            assert main(["preset", "edit", "first", "--exposure", "search"]) == 0
+            while True:
+                names = {t["name"] for t in (await modern_tools(client, url)).json()["result"]["tools"]}
+                if "search_tools" in names:
+                    break
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            assert names == {"search_tools", "get_tool_schema", "call_tool"}
+            full = {t["name"] for t in (await modern_tools(client, f"{url}&exposure=full")).json()["result"]["tools"]}
+            assert full == {"b__echo", "b__add", "b__word_count"}  # the connection's own choice wins
+
+
+def test_a_preset_exposure_is_written_shown_and_checked(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "preset", "create", "lean", "--filter", "x", "--exposure", "search")[0] == 0
+    assert presets(config_dir)["lean"] == {"filter": "x", "exposure": "search"}
+    assert json.loads(cli(capsys, "preset", "show", "lean", "--json")[1])["exposure"] == "search"
+    assert cli(capsys, "preset", "edit", "lean", "--exposure", "hub")[0] == 0
+    assert presets(config_dir)["lean"] == {"filter": "x"}
+    (config_dir / "presets.json").write_text(json.dumps({"presets": {"bad": {"filter": "x", "exposure": "lazy"}}}))
+    with pytest.raises(PresetError, match=r"presets.bad.exposure: must be one of full, search, auto"):
+        load_presets(config_dir / "presets.json")

@@ -214,3 +214,19 @@ async def test_no_hub_at_all_fails_initialize_after_the_wait(tmp_path: Path) -> 
     with anyio.fail_after(DEADLINE):
         message = await initialize_error("--url", url, "--wait", "0.5", env_dir=tmp_path)
     assert f"no onemcp hub answers at {url}" in message
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_exposure_search_through_the_proxy(hub: HubProcess, mode: str) -> None:
+    """`proxy --exposure search`: a stdio client of either era gets the meta-tools, and they work."""
+    hub.start()
+    await hub.wait_ready_async()
+    with anyio.fail_after(DEADLINE):
+        async with proxied("--url", hub.url, "--exposure", "search", env_dir=hub.config.parent, mode=mode) as c:
+            names = sorted(t.name for t in (await c.list_tools()).tools)
+            assert names == ["call_tool", "get_tool_schema", "search_tools"]
+            found = text_of(await c.call_tool("search_tools", {"query": "echo some text back", "limit": 3}))
+            assert "demo__echo(" in found, found
+            assert text_of(await c.call_tool("demo__echo", {"text": "direct"})) == "direct"
+            called = await c.call_tool("call_tool", {"name": "demo__echo", "arguments": {"text": "via"}})
+            assert text_of(called) == "via"

@@ -36,6 +36,7 @@ def clean_env(config_dir: Path) -> dict[str, str]:
     """The environment for onemcp commands: this config dir, nothing inherited that would redirect it."""
     env = {k: v for k, v in os.environ.items() if k not in ("ONEMCP_CONFIG", "ONEMCP_CONFIG_DIR")}
     env["ONEMCP_CONFIG_DIR"] = str(config_dir)
+    env["XDG_CACHE_HOME"] = str(config_dir / "cache")  # the search index's embeddings stay with the test
     return env
 
 

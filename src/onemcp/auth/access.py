@@ -23,6 +23,7 @@ from onemcp.catalog import views
 from onemcp.catalog.catalog import missing
 from onemcp.catalog.reach import Reach
 from onemcp.catalog.views import View
+from onemcp.config.model import Exposure
 from onemcp.protocol.errors import Forbidden
 
 audit = logging.getLogger("onemcp.audit")
@@ -47,6 +48,7 @@ class Access:
     granted: Reach  # what the principal's scopes reach
     viewed: frozenset[str] | None  # the servers the view lets through (None: no view)
     reach: Reach  # both together: what lists show and lookups find
+    exposure: Exposure | None = None  # how tools are shown, as the client asked (None: its preset's, else the hub's)
 
     def require(self, op: str, kind: str, server: str, original: str, visible: str) -> None:
         """Allow `op` on an existing item, or raise (NotFound / Forbidden) and audit the refusal."""
@@ -70,10 +72,11 @@ class Access:
         A preset deleted since leaves the view seeing nothing, rather than everything.
         """
         try:
-            return decide(self.principal, self.entry, self.view, tags, presets)
+            return decide(self.principal, self.entry, self.view, tags, presets, self.exposure)
         except views.ViewError:
             granted = self.principal.reach(tags)
-            return Access(self.principal, self.entry, self.view, granted, frozenset(), granted.within(frozenset()))
+            nothing = granted.within(frozenset())
+            return Access(self.principal, self.entry, self.view, granted, frozenset(), nothing, self.exposure)
 
 
 def refused(principal: Principal, entry: str, op: str, target: str, reason: str) -> None:
@@ -87,6 +90,7 @@ def decide(
     view: View | None,
     tags: Mapping[str, list[str]],
     presets: Mapping[str, str],
+    exposure: Exposure | None = None,
 ) -> Access:
     """What `principal`, through `view`, may reach; `tags` are each enabled server's tags.
 
@@ -99,4 +103,4 @@ def decide(
     if view is not None:
         current = views.preset_view(view.preset, presets) if view.preset is not None else view
         viewed = current.servers(tags)
-    return Access(principal, entry, view, granted, viewed, granted.within(viewed))
+    return Access(principal, entry, view, granted, viewed, granted.within(viewed), exposure)

@@ -209,6 +209,11 @@ class Catalog:
         view = self._views.get(kind)
         return view.items if view is not None else []
 
+    def placed(self, kind: str) -> list[tuple[Item, str, str]]:
+        """Each visible item with its server and upstream name or URI, in list order."""
+        view = self._views.get(kind)
+        return list(zip(view.items, view.owners, view.originals, strict=True)) if view is not None else []
+
     def counts(self, server: str) -> dict[str, int]:
         per = self._lists.get(server, {})
         return {kind: len(per.get(kind, [])) for kind in KINDS}

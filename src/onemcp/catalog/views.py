@@ -3,6 +3,7 @@
 `/mcp?tags=a,b` (servers with any of the tags), `/mcp?filter=<expr>` (see `filters`),
 `/mcp?preset=<name>` (a saved filter from presets.json beside mcp.json). At most one
 selector; a view applies to every list and to routing (a name outside it is unknown).
+`/mcp?exposure=full|search|auto` (with or without a selector) asks how its tools are shown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from onemcp.config.filters import AnyOf, FilterError, Node, Tag, parse
+from onemcp.config.model import EXPOSURES, Exposure
 
 SELECTORS = ("tags", "filter", "preset")
 
@@ -63,6 +65,19 @@ def from_query(query: bytes | str, presets: Mapping[str, str]) -> View | None:
     except FilterError as exc:
         raise ViewError(f"invalid {selector}: {exc}") from None
     return View(selector, value, node)
+
+
+def exposure_from_query(query: bytes | str) -> Exposure | None:
+    """The tool exposure a request's query string asks for (None: the preset's or the hub's)."""
+    text = query.decode("latin-1") if isinstance(query, bytes) else query
+    values = parse_qs(text, keep_blank_values=True).get("exposure") if text else None
+    if not values:
+        return None
+    value = values[-1]
+    for known in EXPOSURES:
+        if value == known:
+            return known
+    raise ViewError(f"unknown exposure {value!r}; expected one of {', '.join(EXPOSURES)}")
 
 
 def preset_view(name: str, presets: Mapping[str, str]) -> View:

@@ -22,7 +22,7 @@ from typing import Any
 
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
-from onemcp.cli.target import Target, TargetError, resolve, view_of
+from onemcp.cli.target import Target, TargetError, resolve, view_of, with_exposure
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol.errors import HEADER_MISMATCH
 
@@ -30,6 +30,7 @@ OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_SEPARATOR = "__"
 STDIN_WAIT = 2.0  # seconds to wait for piped arguments before taking "no arguments"
 COMMANDS = ("instructions", "inspect", "run")
+SEARCH_TOOL = "search_tools"  # the hub's meta-tool (onemcp.search.meta.SEARCH; not imported: this path stays light)
 
 
 class Failure(Exception):
@@ -51,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     inspect = sub.add_parser("inspect", parents=[hub], help="list servers, a server's tools, or a tool's schema")
     inspect.add_argument("ref", nargs="?", metavar="SERVER[/TOOL]")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--search", metavar="QUERY", help="the tools that best match what you want to do")
+    inspect.add_argument("--limit", type=int, default=5, metavar="N", help="matches --search shows (5, at most 20)")
+    inspect.add_argument("--tokens", action="store_true", help="what each server's tools cost a model, in tokens")
     run_cmd = sub.add_parser("run", parents=[hub], help="call a tool: onemcp run SERVER/TOOL --args '{...}'")
     run_cmd.add_argument("ref", metavar="SERVER/TOOL")
     run_cmd.add_argument("--args", dest="arguments", metavar="JSON", help="the arguments (default: JSON on stdin)")
@@ -65,7 +69,17 @@ def run(args: argparse.Namespace) -> int:
             with _client(target, args.timeout) as client:
                 return _run(client, target, args.ref, arguments, args.format)
         target = _target(args)
+        if args.command == "inspect" and args.search is not None:
+            if args.ref is not None or args.tokens:
+                raise Failure("--search takes no SERVER[/TOOL] and no --tokens", USAGE)
+            with _client(target, args.timeout, "search") as client:
+                return _search(client, args.search, args.limit, args.json)
         with _client(target, args.timeout) as client:
+            if args.command == "inspect" and args.tokens:
+                if args.ref is not None:
+                    raise Failure("--tokens takes no SERVER[/TOOL]", USAGE)
+                with _client(target, args.timeout, "search") as searching:
+                    return _tokens(client, searching, target, args.json)
             if args.command == "inspect":
                 return _inspect(client, target, args.ref, args.json)
             return _instructions(client, target)
@@ -88,8 +102,9 @@ def _target(args: argparse.Namespace) -> Target:
     )
 
 
-def _client(target: Target, timeout: float) -> closing[HubClient]:
-    return closing(HubClient(target.url, timeout=timeout))
+def _client(target: Target, timeout: float, exposure: str = "full") -> closing[HubClient]:
+    """A client of the hub's view; tools listed in full (what these commands show) unless asked otherwise."""
+    return closing(HubClient(with_exposure(target.url, exposure), timeout=timeout))
 
 
 # ---------------------------------------------------------------------- arguments
@@ -406,6 +421,36 @@ def first_line(text: Any) -> str:
         if line.strip():
             return line.strip()
     return ""
+
+
+# ---------------------------------------------------------------------- search and tokens
+def _search(client: HubClient, query: str, limit: int, as_json: bool) -> int:
+    """The hub's own search (the same ranking a model gets through search_tools)."""
+    result = client.request("tools/call", {"name": SEARCH_TOOL, "arguments": {"query": query, "limit": limit}})
+    if as_json:
+        return _dump(result)
+    return _print_result(result, "text")
+
+
+def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bool) -> int:
+    """Tokens (o200k) of each server's tool definitions, of the full list, and of the search-mode list."""
+    from onemcp.search.tokens import count_tokens
+
+    inv = inventory(client, target, filtered=_view_active(target))
+
+    def tokens(tools: Any) -> int:  # as the hub sends it: compact JSON
+        return count_tokens(json.dumps({"tools": tools}, separators=(",", ":"), ensure_ascii=False))
+
+    rows = [(server, len(tools), tokens(tools)) for server, tools in inv.by_server().items()]
+    full = tokens(inv.tools)
+    search = tokens(searching.request("tools/list").get("tools", []))
+    if as_json:
+        servers = [{"server": s, "tools": n, "tokens": t} for s, n, t in rows]
+        return _dump({"servers": servers, "full": full, "search": search})
+    _table(["SERVER", "TOOLS", "TOKENS"], [[s, str(n), str(t)] for s, n, t in rows])
+    saved = f" ({100 * (full - search) / full:.0f}% less)" if full else ""
+    print(f"\nfull tool list: {full} tokens; search mode: {search} tokens{saved}")
+    return OK
 
 
 # ---------------------------------------------------------------------- instructions

@@ -34,6 +34,7 @@ from onemcp.config.presets import (
 )
 
 DEFAULT_HUB_URL = "http://127.0.0.1:3050/mcp"
+EXPOSURE_CHOICES = ["full", "search", "auto"]  # config.model.EXPOSURES
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
@@ -44,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     create.add_argument("name")
     create.add_argument("--filter", required=True, metavar="EXPR", help="tag filter, e.g. 'dev or (git and !slow)'")
     create.add_argument("--description", default="", help="what the preset is for")
+    create.add_argument("--exposure", choices=EXPOSURE_CHOICES, help="tools in full, as search, or auto (the hub's)")
 
     listing = actions.add_parser("list", parents=[config], help="list the presets")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -56,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     edit.add_argument("name")
     edit.add_argument("--filter", metavar="EXPR", help="the new tag filter")
     edit.add_argument("--description", help="the new description")
+    edit.add_argument("--exposure", choices=[*EXPOSURE_CHOICES, "hub"], help="tool exposure ('hub': the hub's)")
 
     delete = actions.add_parser("delete", parents=[config], help="remove a preset")
     delete.add_argument("name")
@@ -74,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
         config_path = resolve_path(args.config)
         path = presets_path(config_path)
         if args.action == "create":
-            return _create(path, args.name, args.filter, args.description)
+            return _create(path, args.name, args.filter, args.description, args.exposure)
         if args.action == "edit":
-            return _edit(path, args.name, args.filter, args.description)
+            return _edit(path, args.name, args.filter, args.description, args.exposure)
         if args.action == "delete":
             return _delete(path, args.name)
         if args.action == "list":
@@ -124,7 +127,7 @@ def _write(path: Path, doc: Document, done: str) -> int:
     return 0
 
 
-def _create(path: Path, name: str, expr: str, description: str) -> int:
+def _create(path: Path, name: str, expr: str, description: str, exposure: str | None) -> int:
     _checked_name(name)
     check_filter(expr)
     doc = read_document(path)
@@ -133,13 +136,15 @@ def _create(path: Path, name: str, expr: str, description: str) -> int:
     entry: dict[str, Any] = {"filter": expr}
     if description:
         entry["description"] = description
+    if exposure:
+        entry["exposure"] = exposure
     presets_of(doc)[name] = entry
     return _write(path, doc, f"created preset {name!r}")
 
 
-def _edit(path: Path, name: str, expr: str | None, description: str | None) -> int:
-    if expr is None and description is None:
-        raise CommandError("nothing to change: give --filter and/or --description", USAGE_ERROR)
+def _edit(path: Path, name: str, expr: str | None, description: str | None, exposure: str | None) -> int:
+    if expr is None and description is None and exposure is None:
+        raise CommandError("nothing to change: give --filter, --description and/or --exposure", USAGE_ERROR)
     if expr is not None:
         check_filter(expr)
     doc = read_document(path)
@@ -148,6 +153,10 @@ def _edit(path: Path, name: str, expr: str | None, description: str | None) -> i
         entry["filter"] = expr
     if description is not None:
         entry["description"] = description
+    if exposure == "hub":
+        entry.pop("exposure", None)
+    elif exposure is not None:
+        entry["exposure"] = exposure
     presets_of(doc)[name] = entry
     return _write(path, doc, f"changed preset {name!r}")
 
@@ -177,7 +186,10 @@ def _list(path: Path, as_json: bool) -> int:
 
 
 def _shown(entry: dict[str, Any]) -> dict[str, str]:
-    return {"filter": str(entry.get("filter", "")), "description": str(entry.get("description", ""))}
+    shown = {"filter": str(entry.get("filter", "")), "description": str(entry.get("description", ""))}
+    if entry.get("exposure"):
+        shown["exposure"] = str(entry["exposure"])
+    return shown
 
 
 def _show(path: Path, name: str, as_json: bool) -> int:
@@ -188,6 +200,7 @@ def _show(path: Path, name: str, as_json: bool) -> int:
     print(f"name         {name}")
     print(f"filter       {entry['filter']}")
     print(f"description  {entry['description'] or '-'}")
+    print(f"exposure     {entry.get('exposure') or '(the hub default)'}")
     return 0
 
 

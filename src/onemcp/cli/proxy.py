@@ -37,7 +37,7 @@ from anyio.abc import TaskGroup
 
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.proxy_modern import ModernForwarder, is_modern
-from onemcp.cli.target import TargetError, resolve
+from onemcp.cli.target import TargetError, resolve, with_exposure
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, ProtocolError
 from onemcp.protocol.jsonrpc import Message
@@ -436,6 +436,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     view.add_argument("--filter", help="see only the servers whose tags match this expression")
     view.add_argument("--tags", help="see only the servers with any of these tags (a,b)")
     proxy.add_argument(
+        "--exposure",
+        choices=["full", "search", "auto"],
+        help="tools as full definitions, as search meta-tools, or search above the hub's token budget",
+    )
+    proxy.add_argument(
         "--wait", type=float, default=WAIT, metavar="S", help=f"how long a request waits for the hub ({WAIT:g}s)"
     )
     proxy.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -455,7 +460,8 @@ def run(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
         return 2
-    log.info("forwarding stdio to %s", target.url)
+    url = with_exposure(target.url, args.exposure)
+    log.info("forwarding stdio to %s", url)
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(Proxy(target.url, *std_streams(), wait=args.wait).run)
+        anyio.run(Proxy(url, *std_streams(), wait=args.wait).run)
     return 0

@@ -73,6 +73,16 @@ def with_view(url: str, view: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe=",!()")))
 
 
+def with_exposure(url: str, exposure: str | None) -> str:
+    """`url` asking the hub for this tool exposure (full, search, auto; None: the URL as it is)."""
+    if exposure is None:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "exposure"]
+    query.append(("exposure", exposure))
+    return urlunsplit(parts._replace(query=urlencode(query, safe=",!()")))
+
+
 def view_of(url: str) -> dict[str, str]:
     """The view selector in a hub URL's query (empty for the whole hub)."""
     return {k: v for k, v in parse_qsl(urlsplit(url).query) if k in SELECTORS}

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
 
+Exposure = Literal["full", "search", "auto"]
+EXPOSURES: tuple[Exposure, ...] = ("full", "search", "auto")
+
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 
@@ -252,6 +255,12 @@ class HubSettings(_Model):
     max_result_bytes: int | None = Field(None, alias="maxResultBytes", gt=0)
     audit: str | None = None  # where audit lines go: a file path, or "-" for the log
     limits: Limits = Field(default_factory=Limits)
+    # How tools are shown: every definition (`full`), three meta-tools to search, read and call them
+    # (`search`), or search once a view's full list is above `searchBudget` tokens (`auto`).
+    exposure: Exposure = "auto"
+    search_budget: int = Field(20_000, alias="searchBudget", gt=0)
+    # The search index's cache of tool embeddings: a directory, false for none (default: the user's cache dir).
+    search_cache: str | Literal[False] | None = Field(None, alias="searchCache")
 
     @model_validator(mode="after")
     def _separator_ok(self) -> HubSettings:

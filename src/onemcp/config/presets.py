@@ -1,6 +1,6 @@
 """presets.json: named views (a tag filter and a description), beside mcp.json.
 
-    {"presets": {"dev": {"filter": "dev or (git and !slow)", "description": "coding"}}}
+    {"presets": {"dev": {"filter": "dev or (git and !slow)", "description": "coding", "exposure": "search"}}}
 
 Owns the file format: reading it (a missing file is no presets; `"name": "<filter>"` is accepted
 as shorthand), validating names and filters with errors that say which preset and where in the
@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from onemcp.config.files import atomic_write
+from onemcp.config.model import EXPOSURES
 
 PRESETS_FILE = "presets.json"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -113,11 +114,16 @@ def validate(doc: Document, *, source: str = PRESETS_FILE) -> dict[str, dict[str
             raise PresetError(f"{where}.filter: must be a non-empty string")
         if not isinstance(description, str):
             raise PresetError(f"{where}.description: must be a string")
+        exposure = entry.get("exposure")
+        if exposure is not None and exposure not in EXPOSURES:
+            raise PresetError(f"{where}.exposure: must be one of {', '.join(EXPOSURES)}")
         try:
             check_filter(expr)
         except BadFilter as exc:
             raise BadFilter(f"{where}.filter: {exc}", expr, exc.position) from None
         out[name] = {"filter": expr, "description": description}
+        if exposure is not None:
+            out[name]["exposure"] = exposure
     return out
 
 

@@ -20,6 +20,7 @@ INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 RESOURCE_NOT_FOUND: Final = -32002
 
+
 class JsonRpcError(Exception):
     """An error answer to a request (raised by handlers, or received for a server-initiated request)."""
 

@@ -20,6 +20,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
     state = hub.state
     upstreams: dict[str, Any] = {}
     authorizations = state.authorizations(with_link=links)
+    tokens = hub.exposure.server_tokens()
     for name, slot, conn in state.upstreams():
         counts = state.list_counts(name)
         upstreams[name] = {
@@ -39,6 +40,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "protocolVersion": conn.protocol_version,
             "serverInfo": conn.server_info or None,
             "tools": counts["tools"],
+            "toolTokens": tokens.get(name, 0),
             "prompts": counts["prompts"],
             "resources": counts["resources"],
             "resourceTemplates": counts["resourceTemplates"],
@@ -65,6 +67,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
         "sessions": state.sessions(),
         "upstreams": upstreams,
         "collisions": state.collisions(),
+        "toolExposure": hub.exposure.report(hub.preset_reaches()),
     }
 
 
@@ -96,6 +99,12 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     listens = gauge("onemcp_listen_streams", "Open subscriptions/listen streams (2026-07-28 era)")
     listens.add_metric([], hub.state.listen_streams())
     yield from (sessions, listens)
+    tokens = gauge("onemcp_tool_tokens", "Tokens (o200k) of the server's tool definitions in a full list", ["server"])
+    for name, count in hub.exposure.server_tokens().items():
+        tokens.add_metric([name], count)
+    searches = counter("onemcp_tool_searches", "search_tools calls answered")
+    searches.add_metric([], hub.exposure.searches)
+    yield from (tokens, searches)
     yield from limits.HITS.metrics()
     if reloader is not None:
         reloads = counter("onemcp_config_reloads", "Config reloads, by outcome", ["outcome"])

@@ -40,7 +40,8 @@ class LegacySseEndpoint:
             return
         try:
             view = self.hub.view(scope.get("query_string", b""))
-            access = self.hub.access(principal, SSE, view)  # decided now: /messages may come before initialize
+            asked = self.hub.exposure_asked(scope.get("query_string", b""))
+            access = self.hub.access(principal, SSE, view, asked)  # decided now: /messages may come before initialize
         except views.ViewError as exc:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, str(exc)))
             return

@@ -165,7 +165,8 @@ class ModernEndpoint:
         info = meta.get(CLIENT_INFO)
         try:
             view = self.hub.view(scope.get("query_string", b""))
-            access = self.hub.access(principal, MODERN_HTTP, view)
+            asked = self.hub.exposure_asked(scope.get("query_string", b""))
+            access = self.hub.access(principal, MODERN_HTTP, view, asked)
         except views.ViewError as exc:
             await reject(400, INVALID_PARAMS, str(exc))
             return

@@ -174,7 +174,8 @@ class StreamableHttpEndpoint:
         params = msg.get("params")
         try:
             view = self.hub.view(scope.get("query_string", b""))
-            access = self.hub.access(principal, LEGACY_HTTP, view)
+            asked = self.hub.exposure_asked(scope.get("query_string", b""))
+            access = self.hub.access(principal, LEGACY_HTTP, view, asked)
         except views.ViewError as exc:
             await asgi.send_json(send, 400, jsonrpc.error(msg["id"], {"code": INVALID_REQUEST, "message": str(exc)}))
             return

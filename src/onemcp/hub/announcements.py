@@ -1,6 +1,7 @@
 """What each client was told its lists are, and `list_changed` when what it sees really changes.
 
-Owns the fingerprint of each session's (and listen stream's) visible lists, the servers' tags that
+Owns the fingerprint of each session's (and listen stream's) visible lists (as its exposure
+serves them: a search-mode tools list changes only when the mode does), the servers' tags that
 views decide on, deciding every session's access again after a config or presets change (dropping
 subscriptions that fell out of reach), and sending `notifications/*/list_changed` only to those
 whose visible list changed. Does not own the lists (the `Catalog`) nor the decision of what a
@@ -9,9 +10,9 @@ principal may reach (`auth.access`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from onemcp.catalog.catalog import Catalog
+from onemcp.auth.access import Access
 from onemcp.config.model import HubConfig
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session, SessionStore
@@ -22,9 +23,13 @@ from onemcp.protocol.methods import KINDS
 
 class Announcements:
     def __init__(
-        self, catalog: Catalog, sessions: SessionStore, listeners: set[Listener], subscriptions: Subscriptions
+        self,
+        lists: Callable[[str, Access], bytes],
+        sessions: SessionStore,
+        listeners: set[Listener],
+        subscriptions: Subscriptions,
     ) -> None:
-        self.catalog = catalog
+        self.lists = lists  # a requester's serialised list of a kind, as it would get it now
         self.sessions = sessions
         self.listeners = listeners
         self.subscriptions = subscriptions
@@ -38,8 +43,7 @@ class Announcements:
 
     def remember(self, session: Session) -> None:
         """Note what the session's lists look like now (list_changed goes out when they change)."""
-        reach = session.access.reach
-        session.seen = {kind: hash(self.catalog.result_json(kind, reach)) for kind in KINDS}
+        session.seen = {kind: hash(self.lists(kind, session.access)) for kind in KINDS}
 
     def refresh(self, config: HubConfig, presets: Mapping[str, str]) -> None:
         """Decide every session's access again (by `config`'s tags), then tell whoever's lists changed."""
@@ -64,7 +68,7 @@ class Announcements:
     def _changed_for(self, session: Session, kinds: set[str]) -> list[str]:
         methods: set[str] = set()
         for kind in kinds:
-            now = hash(self.catalog.result_json(kind, session.access.reach))
+            now = hash(self.lists(kind, session.access))
             if session.seen.get(kind) != now:
                 session.seen[kind] = now
                 methods.add(KINDS[kind][1])

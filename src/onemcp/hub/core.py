@@ -20,11 +20,13 @@ from onemcp.auth.access import Access, decide
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.catalog.catalog import Catalog, tool_rules
-from onemcp.config.model import HubConfig, Limits
+from onemcp.catalog.reach import EVERYTHING, Reach
+from onemcp.config.model import Exposure, HubConfig, Limits
 from onemcp.hub import bridge
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
 from onemcp.hub.events import UpstreamEvents
+from onemcp.hub.exposure import ToolExposure
 from onemcp.hub.forward import Emit, Forwarder
 from onemcp.hub.instructions import render_instructions
 from onemcp.hub.listeners import Listener
@@ -63,6 +65,8 @@ class Hub:
         self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
         self.catalog.set_servers(config.enabled, tool_rules(config))
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
+        self.preset_exposures: dict[str, str] = {}  # preset name -> its tool exposure, where it sets one
+        self.exposure = ToolExposure(self.catalog, lambda: self.config, lambda: self.preset_exposures)
         self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)
         HITS.interval = config.hub.limits.log_interval
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
@@ -74,10 +78,12 @@ class Hub:
         self.upstream_auth.on_authorized = self.pool.retry_now
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
         self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits)
-        self.announcements = Announcements(self.catalog, self.sessions, self.listeners, self.subscriptions)
+        self.announcements = Announcements(self.exposure.list_json, self.sessions, self.listeners, self.subscriptions)
         self.events.attach(self.pool, self.subscriptions, self.announcements)
         parts = (self.catalog, self.pool, self.tasks, self.parking)
-        self.dispatcher = Dispatcher(*parts, self.isolated, self.sessions, self.subscriptions, lambda: self.config)
+        self.dispatcher = Dispatcher(
+            *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config
+        )
         self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub)
         self.state = HubState(self.pool, self.catalog, self.sessions, self.listeners, self.isolated, self.upstream_auth)
 
@@ -101,7 +107,8 @@ class Hub:
 
     def instructions(self, access: Access) -> str:
         """A summary of the servers this requester reaches, then each one's own instructions, delimited."""
-        return render_instructions(self.config, self.catalog, self.pool, access.reach.touched())
+        search = self.exposure.mode(access) == "search"
+        return render_instructions(self.config, self.catalog, self.pool, access.reach.touched(), search=search)
 
     def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         caps = params.get("capabilities")
@@ -126,14 +133,32 @@ class Hub:
         """The view a request's query string selects (None: everything); `views.ViewError` says what is wrong."""
         return views.from_query(query, self.presets)
 
-    def access(self, principal: Principal, entry: str, view: views.View | None = None) -> Access:
-        """What `principal`, come in through `entry`, may reach through `view` (the one decision)."""
-        return decide(principal, entry, view, self.announcements.tags(self.config), self.presets)
+    def exposure_asked(self, query: bytes | str) -> Exposure | None:
+        """The tool exposure a request's query string asks for (None: its preset's or the hub's); or ViewError."""
+        return views.exposure_from_query(query)
 
-    def set_presets(self, presets: Mapping[str, str]) -> None:
-        """New presets (name -> filter): every view naming one is decided again."""
+    def access(
+        self, principal: Principal, entry: str, view: views.View | None = None, exposure: Exposure | None = None
+    ) -> Access:
+        """What `principal`, come in through `entry`, may reach through `view` (the one decision)."""
+        return decide(principal, entry, view, self.announcements.tags(self.config), self.presets, exposure)
+
+    def set_presets(self, presets: Mapping[str, str], exposures: Mapping[str, str] | None = None) -> None:
+        """New presets (name -> filter; name -> tool exposure): every view naming one is decided again."""
         self.presets = dict(presets)
+        self.preset_exposures = dict(exposures or {})
         self.refresh_views()
+
+    def preset_reaches(self) -> dict[str, Reach]:
+        """What each preset's view lets through (for reports: tokens per view)."""
+        tags = self.announcements.tags(self.config)
+        out: dict[str, Reach] = {}
+        for name in self.presets:
+            try:
+                out[name] = EVERYTHING.within(views.preset_view(name, self.presets).servers(tags))
+            except views.ViewError:
+                continue
+        return out
 
     def remember_lists(self, session: Session) -> None:
         """Note what the session's lists look like now (list_changed goes out when they change)."""
@@ -146,7 +171,7 @@ class Hub:
     async def list_result(self, kind: str, access: Access) -> bytes:
         """A complete list, serialised, as `access` sees it (once the upstreams were tried, within bounds)."""
         await self.dispatcher.until_started()
-        return self.catalog.result_json(kind, access.reach)
+        return self.exposure.list_json(kind, access)
 
     def tool_headers(self, name: str, access: Access) -> dict[str, str]:
         """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `access` reaches; of another, nothing."""

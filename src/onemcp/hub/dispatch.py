@@ -23,6 +23,7 @@ from onemcp.auth.limits import QuotaBook
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
+from onemcp.hub.exposure import ToolExposure
 from onemcp.hub.forward import CANCELLED
 from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.subscriptions import Subscriptions
@@ -55,9 +56,11 @@ class Dispatcher:
         isolated: IsolatedConnections,
         sessions: SessionStore,
         subscriptions: Subscriptions,
+        exposure: ToolExposure,
         config: Callable[[], HubConfig],
     ) -> None:
         self.catalog = catalog
+        self.exposure = exposure
         self.pool = pool
         self.isolated = isolated
         self.sessions = sessions
@@ -91,7 +94,7 @@ class Dispatcher:
             if params.get("cursor") is not None:
                 raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
             await self.until_started()
-            return jsonrpc.splice_result(msg["id"], self.catalog.result_json(kind, session.access.reach))
+            return jsonrpc.splice_result(msg["id"], self.exposure.list_json(kind, session.access))
         local = self.local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
@@ -103,6 +106,11 @@ class Dispatcher:
             call.origin, call.downstream_id = session, msg["id"]
             session.in_flight[call.downstream_id] = (conn, call)
             return conn, call
+        if method == "tools/call" and self.exposure.handles(session.access, params.get("name")):
+            await self.until_started()
+            answered = self.exposure.call(session.access, params)  # call_tool: params now name its target
+            if answered is not None:
+                return jsonrpc.result(msg["id"], answered)
         server, key, value = self._route(session, method, params)
         if key == "name" and method == "tools/call" and self.quotas.quotas:
             refused = self.quotas.charge(session.principal.id, server, value)

@@ -28,7 +28,15 @@ class _Blank(dict[str, str]):
         return ""
 
 
-def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, allowed: frozenset[str] | None) -> str:
+SEARCH_NOTE = (
+    "Tools are found by search: call `search_tools` with what you want to do, then call the tool it "
+    "names directly (or through `call_tool`); `get_tool_schema` shows a tool's full input schema."
+)
+
+
+def render_instructions(
+    config: HubConfig, catalog: Catalog, pool: Pool, allowed: frozenset[str] | None, *, search: bool = False
+) -> str:
     summary = []
     sections = []
     for name in pool.slots:
@@ -49,8 +57,10 @@ def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, allowed
         if catalog.prefixed
         else "Names are the servers' own."
     )
+    if search:
+        summary.append(SEARCH_NOTE)
     fields = {
-        "count": str(len(summary)),
+        "count": str(len(summary) - search),
         "summary": "\n".join(summary),
         "naming": naming,
         "servers": "\n\n".join(sections),

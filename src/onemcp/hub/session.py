@@ -134,9 +134,7 @@ class SessionStore:
     room, so a flood of sessions cannot push out the sessions of others.
     """
 
-    def __init__(
-        self, idle_timeout: float, limits: Limits, on_remove: Callable[[Session], None] | None = None
-    ) -> None:
+    def __init__(self, idle_timeout: float, limits: Limits, on_remove: Callable[[Session], None] | None = None) -> None:
         self.idle_timeout = idle_timeout
         self.limits = limits  # replaced on reload
         self.on_remove = on_remove

@@ -21,7 +21,6 @@ MODERN = "2026-07-28"
 HUB_MODERN_CAPABILITIES: dict[str, Any] = {}
 
 
-
 def hub_envelope() -> dict[str, Any]:
     return {
         PROTOCOL_VERSION: MODERN,

@@ -59,6 +59,7 @@ class Registry(Protocol):
     def latest_pending(self, owner: ServerAuth) -> Pending | None: ...
     def add_pending(self, state: str, pending: Pending) -> None: ...
 
+
 log = logging.getLogger("onemcp.upstream.oauth")
 REFRESH_SKEW = 60.0  # renew this long before expiry
 PENDING_TTL = 600.0

@@ -1,0 +1,168 @@
+"""The tool-search benchmark: retrieval quality, tokens per turn, latency, build time, memory.
+
+    .venv/bin/python bench/toolsearch/evaluate.py [--data DIR] [--lexical-only]
+
+`--data` is a directory like `data/`: `servers/<server>.json` ({"server", "tools": [raw MCP tool
+definitions]}) and `queries.jsonl` ({"id", "query", "expected": ["<server>/<tool>"], "style":
+"direct"|"paraphrased"}); a held-out set in that shape runs the same way. Tools are indexed
+under hub names `<server>__<tool>`, as onemcp serves them. Reports recall@1, recall@5 and MRR
+(a query counts as found at the best rank of any of its expected tools), overall and per style;
+tokens (o200k) of the full tools/list against the search-mode list plus one search result;
+search latency p50/p95 over every query; index build time cold (empty cache) and warm (from
+the disk cache); the process's RSS before and after the model and index. Timings are of this
+machine, printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def load(data: Path) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    servers = {}
+    for path in sorted((data / "servers").glob("*.json")):
+        doc = json.loads(path.read_text())
+        servers[str(doc.get("server", path.stem))] = [t for t in doc["tools"] if isinstance(t, dict)]
+    queries = [json.loads(line) for line in (data / "queries.jsonl").read_text().splitlines() if line.strip()]
+    return servers, queries
+
+
+def hub_tools(servers: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {s: [{**t, "name": f"{s}__{t['name']}"} for t in tools] for s, tools in servers.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="tool search benchmark")
+    parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument("--lexical-only", action="store_true", help="BM25 alone (no embedding model)")
+    parser.add_argument("--semantic-only", action="store_true", help="embeddings alone (no BM25)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--model", type=Path, help="a model directory other than the shipped one")
+    args = parser.parse_args()
+    servers, queries = load(args.data)
+    named = hub_tools(servers)
+    total_tools = sum(len(t) for t in named.values())
+    rss_start = rss_mb()
+
+    from onemcp.search import embed, index
+    from onemcp.search.meta import META_TOOLS, render_hits
+    from onemcp.search.tokens import count_json, count_tokens, exact
+
+    model_started = time.perf_counter()
+    model = None if args.lexical_only else embed.load(args.model) if args.model else embed.load()
+    model_s = time.perf_counter() - model_started
+    if args.semantic_only:
+        index.Bm25.scores = lambda self, query: {}  # type: ignore[method-assign,assignment]
+    with tempfile.TemporaryDirectory() as cache:
+        started = time.perf_counter()
+        idx = index.SearchIndex(Path(cache), model=model)
+        for server, tools in named.items():
+            idx.update(server, tools)
+        cold = time.perf_counter() - started
+        idx.cache.close()
+        started = time.perf_counter()
+        warm_idx = index.SearchIndex(Path(cache), model=model)
+        for server, tools in named.items():
+            warm_idx.update(server, tools)
+        warm = time.perf_counter() - started
+        assert warm_idx.embedded == 0 or model is None, warm_idx.embedded
+        warm_idx.cache.close()
+    rss_end = rss_mb()
+    count_tokens("load the tokenizer")
+    rss_tokenizer = rss_mb() - rss_end
+    EXACT = exact()
+
+    per_style: dict[str, list[tuple[int | None, float]]] = {}
+    latencies = []
+    misses = []
+    definitions = {t["name"]: t for tools in named.values() for t in tools}
+    idx.search("warm up", limit=5)
+    for q in queries:
+        wanted = {e.replace("/", "__", 1) for e in q["expected"]}
+        started = time.perf_counter()
+        hits = idx.search(q["query"], limit=20)
+        latencies.append(time.perf_counter() - started)
+        ranks = [i for i, h in enumerate(hits) if h.name in wanted]
+        rank = ranks[0] if ranks else None
+        for style in ("all", q.get("style", "direct")):
+            per_style.setdefault(style, []).append((rank, 1.0 / (rank + 1) if rank is not None else 0.0))
+        if rank is None or rank >= 5:
+            misses.append((q["id"], q["query"], sorted(wanted), [h.name for h in hits[:3]]))
+
+    full_tokens = count_json({"tools": [t for tools in named.values() for t in tools]})
+    example = idx.search(queries[0]["query"], limit=5)
+    result_text = render_hits(queries[0]["query"], [definitions[h.name] for h in example], total_tools)
+    result = {"content": [{"type": "text", "text": result_text}]}
+    search_list = count_json({"tools": META_TOOLS})
+    per_turn = search_list + count_json(result)
+    quality = {}
+    for style, rows in per_style.items():
+        n = len(rows)
+        quality[style] = {
+            "queries": n,
+            "recall@1": sum(1 for r, _ in rows if r is not None and r < 1) / n,
+            "recall@5": sum(1 for r, _ in rows if r is not None and r < 5) / n,
+            "mrr": sum(m for _, m in rows) / n,
+        }
+    ms = sorted(x * 1000 for x in latencies)
+    report = {
+        "servers": len(named),
+        "tools": total_tools,
+        "semantic": model is not None,
+        "quality": quality,
+        "tokens": {
+            "exact": EXACT,
+            "full_list": full_tokens,
+            "search_list": search_list,
+            "search_result": count_json(result),
+            "per_turn": per_turn,
+            "reduction": 1 - per_turn / full_tokens,
+        },
+        "search_ms": {"p50": statistics.median(ms), "p95": ms[int(0.95 * (len(ms) - 1))]},
+        "build_s": {"model_load": model_s, "cold": cold, "warm": warm},
+        "rss_mb": {"start": rss_start, "end": rss_end, "growth": rss_end - rss_start, "tokenizer": rss_tokenizer},
+    }
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    print(f"{report['servers']} servers, {total_tools} tools, {len(queries)} queries, semantic={model is not None}")
+    for style, q in quality.items():
+        print(
+            f"  {style:12} n={q['queries']:4}  recall@1 {q['recall@1']:.3f}  "
+            f"recall@5 {q['recall@5']:.3f}  MRR {q['mrr']:.3f}"
+        )
+    t = report["tokens"]
+    print(
+        f"tokens: full list {t['full_list']}, search list {t['search_list']} + one result {t['search_result']}"
+        f" = {t['per_turn']} per turn ({100 * t['reduction']:.1f}% less){'' if EXACT else ' (estimated)'}"
+    )
+    print(f"search: p50 {report['search_ms']['p50']:.2f} ms, p95 {report['search_ms']['p95']:.2f} ms")
+    print(f"index build: model load {model_s:.2f} s, cold {cold:.2f} s, warm {warm:.3f} s")
+    print(
+        f"RSS: {rss_start:.0f} MB -> {rss_end:.0f} MB with model and index (+{rss_end - rss_start:.0f} MB);"
+        f" the o200k token counter, loaded apart, +{rss_tokenizer:.0f} MB"
+    )
+    print(f"{len(misses)} queries not in the top 5, e.g.:")
+    for qid, text, wanted, got in misses[:12]:
+        print(f"  {qid} {text!r}: want {wanted[:2]} got {got}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Tool exposure: whether a client's tools/list shows every tool or three meta-tools to search them.
+
+Owns the decision per requester (the connection's `?exposure=`, else its preset's, else the hub's
+`exposure`; `auto` is `search` when the full list the requester would see is above
+`searchBudget` tokens), the tools list each mode serves, the search index kept in step with the
+catalog (synced lazily, per server, before each search: what changed is re-embedded, nothing
+else), token counts of lists, and answering `search_tools` / `get_tool_schema` and turning
+`call_tool` into the call it names. Does not decide what a requester may reach: every result
+and every call goes through the same `Access` as lists and routing do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from onemcp.auth.access import Access
+from onemcp.catalog.catalog import Catalog, Item
+from onemcp.catalog.reach import Reach
+from onemcp.config.model import Exposure, HubConfig
+from onemcp.protocol.errors import NotFound
+from onemcp.search import meta
+
+if TYPE_CHECKING:
+    from onemcp.search.index import SearchIndex
+
+log = logging.getLogger("onemcp.search")
+Mode = Literal["full", "search"]
+SEARCH_LIST = orjson.dumps({"tools": meta.META_TOOLS})
+MAX_COUNTED = 256  # token counts remembered (one per distinct serialised list)
+
+
+def cache_dir(config: HubConfig) -> Path | None:
+    """Where the index keeps its embeddings between runs (None: nowhere)."""
+    chosen = config.hub.search_cache
+    if chosen is False:
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "onemcp" / "search"
+
+
+def count_tokens(data: bytes | str) -> int:
+    """Tokens (o200k) of a text or a serialised list, as a model would be charged for it."""
+    from onemcp.search.tokens import count_tokens as count
+
+    return count(data.decode() if isinstance(data, bytes) else data)
+
+
+class ToolExposure:
+    def __init__(self, catalog: Catalog, config: Callable[[], HubConfig], presets: Callable[[], Mapping[str, str]]):
+        self.catalog = catalog
+        self._config = config
+        self._preset_exposures = presets  # preset name -> its exposure (presets without one: absent)
+        self._counted: dict[bytes, int] = {}
+        self._index: SearchIndex | None = None
+        self._synced: list[Item] | None = None  # the catalog's tools list the index was last synced with
+        self._servers: dict[str, list[Item]] = {}
+        self._tools: _Tools | None = None
+        self.searches = 0
+
+    # ------------------------------------------------------------------ who sees which list
+    def asked(self, access: Access) -> Exposure:
+        """The exposure a requester asked for: its connection's, else its preset's, else the hub's."""
+        if access.exposure is not None:
+            return access.exposure
+        preset = access.view.preset if access.view is not None else None
+        if preset is not None:
+            chosen = self._preset_exposures().get(preset)
+            if chosen in ("full", "search", "auto"):
+                return chosen  # type: ignore[return-value]
+        return self._config().hub.exposure
+
+    def mode(self, access: Access) -> Mode:
+        """`full` or `search` for this requester now (`auto` decided by the size of its full list)."""
+        asked = self.asked(access)
+        if asked != "auto":
+            return asked
+        full = self.catalog.result_json("tools", access.reach)
+        budget = self._config().hub.search_budget
+        return "search" if len(full) > budget and self.tokens(full) > budget else "full"  # a token is >= 1 byte
+
+    def list_json(self, kind: str, access: Access) -> bytes:
+        """The serialised list `access` sees: the catalog's, except tools in search mode."""
+        if kind == "tools" and self.mode(access) == "search":
+            return SEARCH_LIST
+        return self.catalog.result_json(kind, access.reach)
+
+    def tokens(self, data: bytes) -> int:
+        """Tokens of a serialised list (remembered: lists are rebuilt only when they change)."""
+        found = self._counted.get(data)
+        if found is None:
+            if len(self._counted) >= MAX_COUNTED:
+                self._counted.clear()
+            found = self._counted[data] = count_tokens(data)
+        return found
+
+    def reach_tokens(self, reach: Reach) -> int:
+        """Tokens of the full tools list `reach` would get."""
+        return self.tokens(self.catalog.result_json("tools", reach))
+
+    def report(self, views: Mapping[str, Reach]) -> dict[str, Any]:
+        """For /health: the default exposure, token counts of the full and search-mode lists, the index."""
+        hub = self._config().hub
+        index = self._index
+        return {
+            "exposure": hub.exposure,
+            "searchBudget": hub.search_budget,
+            "tokens": {
+                "full": self.tokens(self.catalog.result_json("tools")),
+                "search": self.tokens(SEARCH_LIST),
+                "views": {name: self.reach_tokens(reach) for name, reach in views.items()},
+            },
+            "searches": self.searches,
+            "index": None if index is None else {"tools": len(index), "semantic": index.semantic},
+        }
+
+    def server_tokens(self) -> dict[str, int]:
+        """Tokens of each server's visible tools, as a full list would carry them."""
+        return {server: self.tokens(orjson.dumps({"tools": items})) for server, items in self._by_server().items()}
+
+    # ------------------------------------------------------------------ the meta-tools
+    def handles(self, access: Access, name: object) -> bool:
+        """Is a tools/call of `name` one of the meta-tools (in search mode, or no tool of that name is in reach)?"""
+        if not isinstance(name, str) or name not in meta.NAMES:
+            return False
+        if self.mode(access) == "search":
+            return True
+        try:
+            self.catalog.resolve_name("tools", name, access.reach)
+        except NotFound:
+            return True
+        return False
+
+    def call(self, access: Access, params: dict[str, Any]) -> dict[str, Any] | None:
+        """A meta-tool call: its result, or None after rewriting `params` into the call `call_tool` names."""
+        name = params["name"]
+        arguments = params.get("arguments") or {}
+        try:
+            if not isinstance(arguments, dict):
+                raise meta.MetaArgsError(f"{name}: 'arguments' must be an object")
+            if name == meta.SEARCH:
+                return self._search(access, *meta.search_args(arguments))
+            if name == meta.SCHEMA:
+                tool = self._tool(access, meta.name_arg(name, arguments, {"name"}))
+                return meta.text_result(orjson.dumps(tool).decode())
+            target = meta.name_arg(name, arguments, {"name", "arguments"})
+            if target in meta.NAMES:
+                raise meta.MetaArgsError(f"call_tool: {target} is called directly, not through call_tool")
+            params["arguments"] = meta.call_arguments(arguments)
+            params["name"] = target
+            return None
+        except meta.MetaArgsError as exc:
+            return meta.text_result(str(exc), error=True)
+
+    def _tool(self, access: Access, name: str) -> Item:
+        """A tool's definition as listed, if `access` reaches it (else the same answer as an unknown name)."""
+        try:
+            self.catalog.resolve_name("tools", name, access.reach)
+        except NotFound:
+            raise meta.MetaArgsError(f"Tool not found: {name}; search_tools finds tools by what they do") from None
+        return self._definitions()[name]
+
+    def _search(self, access: Access, query: str, limit: int, server: str | None) -> dict[str, Any]:
+        reach = access.reach
+        if server is not None and (server not in self._by_server() or not reach.touches(server)):
+            raise meta.MetaArgsError(f"search_tools: no server {server!r} among the tools you can use")
+        index = self.index()
+        allowed = self._allowed(reach, server)
+        hits = index.search(query, limit=limit, allowed=allowed)
+        self.searches += 1
+        definitions = self._definitions()
+        tools = [definitions[h.name] for h in hits if h.name in definitions]
+        total = sum(1 for name in definitions if allowed is None or allowed(name))
+        return meta.text_result(meta.render_hits(query, tools, total))
+
+    def _allowed(self, reach: Reach, server: str | None) -> Callable[[str], bool] | None:
+        if reach.everything and server is None:
+            return None
+        owners = self._owners()
+
+        def allowed(name: str) -> bool:
+            owner = owners.get(name)
+            if owner is None or (server is not None and owner[0] != server):
+                return False
+            return reach.shows("tools", *owner)
+
+        return allowed
+
+    # ------------------------------------------------------------------ the index
+    def index(self) -> SearchIndex:
+        """The search index, in step with the catalog's tools (built on first use)."""
+        if self._index is None:
+            from onemcp.search.index import SearchIndex
+
+            self._index = SearchIndex(cache_dir(self._config()))
+            if not self._index.semantic:
+                log.warning("tool search runs on words alone: the embedding model is not installed")
+        tools = self.catalog.items("tools")
+        if self._synced is not tools:
+            now = self._by_server()
+            for gone in set(self._servers) - set(now):
+                self._index.remove(gone)
+            for server, items in now.items():
+                if self._servers.get(server) != items:
+                    self._index.update(server, items)
+            self._servers, self._synced = now, tools
+        return self._index
+
+    def _current(self) -> _Tools:
+        tools = self.catalog.items("tools")
+        if self._tools is None or self._tools.of is not tools:
+            by_server: dict[str, list[Item]] = {}
+            owners: dict[str, tuple[str, str]] = {}
+            for item, server, original in self.catalog.placed("tools"):
+                by_server.setdefault(server, []).append(item)
+                owners[str(item.get("name"))] = (server, original)
+            self._tools = _Tools(tools, by_server, {str(item.get("name")): item for item in tools}, owners)
+        return self._tools
+
+    def _by_server(self) -> dict[str, list[Item]]:
+        return self._current().by_server
+
+    def _definitions(self) -> dict[str, Item]:
+        return self._current().definitions
+
+    def _owners(self) -> dict[str, tuple[str, str]]:
+        return self._current().owners
+
+
+@dataclass(frozen=True)
+class _Tools:
+    """The catalog's visible tools, grouped for the index and looked up by hub name."""
+
+    of: list[Item]  # the catalog's list these were built from (rebuilt when it is replaced)
+    by_server: dict[str, list[Item]]
+    definitions: dict[str, Item]  # hub name -> definition as listed
+    owners: dict[str, tuple[str, str]]  # hub name -> (server, upstream name)

@@ -1,0 +1,70 @@
+"""The static embedding model: a vector per WordPiece token, a text's vector their weighted mean.
+
+The model (`data/minilm-static.npz`, 30,522 tokens x 256 dims, int8 with a scale per row) was
+distilled from all-MiniLM-L6-v2 by `scripts/distill_model.py`; `data/tokenizer.json` is that
+model's tokenizer. Encoding needs numpy and `tokenizers`, no network, and about a millisecond
+for a query. Each token's weight grows with its rank in the (frequency-ordered) vocabulary, so
+"the" and "get" count less than "timezone" (Zipf weighting, as model2vec does). `load()` is None
+when the model or its libraries are missing: search then runs on words alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("onemcp.search")
+DATA = Path(__file__).parent / "data"
+MODEL_ID = "minilm-static-256-v1"
+FIRST_WORD = 1996  # BERT's uncased vocabulary: [PAD], [unusedN], characters, then words by frequency
+MAX_TOKENS = 256
+
+
+class StaticModel:
+    def __init__(self, vectors: Any, scales: Any, tokenizer: Any) -> None:
+        import numpy as np
+
+        self._np = np
+        self.vectors = vectors  # int8, a row per token (kept quantized: 8 MB, not 31 MB of float32)
+        self.tokenizer = tokenizer
+        ranks = np.arange(len(vectors), dtype=np.float32) - FIRST_WORD
+        zipf = np.where(ranks < 0, 0.1, np.log1p(np.maximum(ranks, 0) + 1.0)).astype(np.float32)
+        self.weights = zipf * scales.astype(np.float32)  # a token's weight and its row's scale, in one
+        self.dims = int(vectors.shape[1])
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        """Unit vectors (rows) for `texts`; a text of no known token gets a zero row."""
+        np = self._np
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for row, encoding in enumerate(self.tokenizer.encode_batch(list(texts), add_special_tokens=False)):
+            ids = np.asarray(encoding.ids[:MAX_TOKENS], dtype=np.int64)
+            if len(ids) == 0:
+                continue
+            weights = self.weights[ids]
+            vector = weights @ self.vectors[ids].astype(np.float32)
+            norm = float(np.linalg.norm(vector))
+            if norm > 0:
+                out[row] = vector / norm
+        return out
+
+
+def load(data: Path = DATA) -> StaticModel | None:
+    """The shipped model, or None (lexical search only) when it or numpy/tokenizers is missing."""
+    try:
+        import numpy as np
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        log.warning("tool search without embeddings: %s", exc)
+        return None
+    try:
+        with np.load(data / "minilm-static.npz") as archive:
+            vectors, scales = archive["vectors"], archive["scales"]
+        tokenizer = Tokenizer.from_file(str(data / "tokenizer.json"))
+    except (OSError, KeyError, ValueError, Exception) as exc:  # a damaged or absent file: words alone
+        log.warning("tool search without embeddings: cannot load the model: %s", exc)
+        return None
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return StaticModel(vectors, scales, tokenizer)

@@ -1,0 +1,201 @@
+"""The search index: every tool of every server, ranked for a query by words and by meaning.
+
+Owns the indexed tools (per server, replaced as a whole by `update`, embedded only where the
+definition's hash is new), the embedding cache (in memory, and on disk in a SQLite file keyed by
+hash and model so a restart or a reload re-embeds only what changed), and the ranking: BM25 over
+the tools' fields and cosine similarity of the static embeddings, fused by reciprocal rank.
+Does not decide who may see a tool: the caller passes `allowed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from onemcp.search import embed
+from onemcp.search.lexical import Bm25
+from onemcp.search.text import fields as tool_fields
+from onemcp.search.text import words
+
+log = logging.getLogger("onemcp.search")
+RRF_K = 10.0  # reciprocal rank fusion: 1 / (k + rank); 10 beat 60 on the benchmark (bench/toolsearch)
+SEMANTIC_WEIGHT = 1.0  # the embedding ranking's share against BM25's 1.0
+CANDIDATES = 50  # each ranker's top list that is fused
+MAX_DESCRIPTION = 600  # characters of a description that are embedded
+
+
+@dataclass(frozen=True)
+class Hit:
+    name: str
+    server: str
+    score: float
+
+
+@dataclass
+class _Tool:
+    server: str
+    digest: str
+    row: int  # its row in the embedding matrix (-1: none)
+
+
+def semantic_text(fields: Mapping[str, str]) -> str:
+    """What of a tool is embedded: its name as words, title, description, parameter names."""
+    name = " ".join(words(fields["name"]))
+    return f"{name}. {fields['title']}. {fields['description'][:MAX_DESCRIPTION]} {fields['params'][:120]}"
+
+
+class EmbeddingCache:
+    """hash -> vector, in a SQLite file (None: memory only)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self._db: sqlite3.Connection | None = None
+        if directory is None:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(directory / "embeddings.sqlite3", isolation_level=None)
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("tool search: no embedding cache on disk (%s): %s", directory, exc)
+            self._db = None
+
+    def get(self, keys: Sequence[str]) -> dict[str, bytes]:
+        if self._db is None or not keys:
+            return {}
+        found: dict[str, bytes] = {}
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk)
+                found.update((str(k), bytes(v)) for k, v in rows)
+        except sqlite3.Error as exc:
+            log.warning("tool search: embedding cache unreadable: %s", exc)
+        return found
+
+    def put(self, items: Mapping[str, bytes]) -> None:
+        if self._db is None or not items:
+            return
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", list(items.items()))
+        except sqlite3.Error as exc:
+            log.warning("tool search: embedding cache not written: %s", exc)
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+
+
+class SearchIndex:
+    def __init__(self, cache_dir: Path | None = None, *, model: embed.StaticModel | bool | None = True) -> None:
+        """`model`: True loads the shipped model; None or False searches words alone."""
+        self.model = embed.load() if model is True else (model or None)
+        self.cache = EmbeddingCache(cache_dir if self.model is not None else None)
+        self.lexical = Bm25()
+        self._tools: dict[str, _Tool] = {}
+        self._servers: dict[str, list[str]] = {}
+        self._memory: dict[str, Any] = {}  # digest -> vector
+        self._matrix: Any = None
+        self._names: list[str] = []
+        self.embedded = 0  # texts the model encoded (not found in a cache)
+
+    @property
+    def semantic(self) -> bool:
+        return self.model is not None
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def update(self, server: str, tools: Sequence[Mapping[str, Any]], about: str = "") -> None:
+        """Replace `server`'s tools; only definitions whose hash is new are embedded."""
+        self.remove(server)
+        pending: dict[str, str] = {}  # digest -> text to embed
+        names: list[str] = []
+        for tool in tools:
+            name = str(tool.get("name", ""))
+            if not name or name in self._tools:
+                continue
+            fields = tool_fields(server, tool, about)
+            digest = hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+            self.lexical.add(name, fields)
+            self._tools[name] = _Tool(server, digest, -1)
+            names.append(name)
+            if self.model is not None and digest not in self._memory:
+                pending[digest] = semantic_text(fields)
+        self._servers[server] = names
+        if pending:
+            self._embed(pending)
+        self._matrix = None
+
+    def _embed(self, pending: dict[str, str]) -> None:
+        import numpy as np
+
+        assert self.model is not None
+        keys = {digest: f"{embed.MODEL_ID}:{digest}" for digest in pending}
+        cached = self.cache.get(list(keys.values()))
+        missing = [d for d in pending if keys[d] not in cached]
+        for digest in pending:
+            if keys[digest] in cached:
+                self._memory[digest] = np.frombuffer(cached[keys[digest]], dtype=np.float32)
+        if missing:
+            vectors = self.model.encode([pending[d] for d in missing])
+            self.embedded += len(missing)
+            fresh = {}
+            for digest, vector in zip(missing, vectors, strict=True):
+                self._memory[digest] = vector
+                fresh[keys[digest]] = vector.astype(np.float32).tobytes()
+            self.cache.put(fresh)
+
+    def remove(self, server: str) -> None:
+        for name in self._servers.pop(server, []):
+            self._tools.pop(name, None)
+            self.lexical.remove(name)
+        self._matrix = None
+
+    def _semantic_matrix(self) -> Any:
+        if self._matrix is None:
+            import numpy as np
+
+            self._names = list(self._tools)
+            assert self.model is not None
+            rows = [self._memory.get(self._tools[n].digest) for n in self._names]
+            zero = np.zeros(self.model.dims, dtype=np.float32)
+            self._matrix = np.stack([r if r is not None else zero for r in rows]) if rows else None
+        return self._matrix
+
+    def search(self, query: str, *, limit: int = 5, allowed: Callable[[str], bool] | None = None) -> list[Hit]:
+        """The best `limit` tools for `query` among those `allowed` (None: all)."""
+        query = query[:2000]
+        fused: dict[str, float] = {}
+        lexical = self.lexical.scores(query)
+        ranked = sorted((n for n in lexical if allowed is None or allowed(n)), key=lambda n: -lexical[n])
+        for rank, name in enumerate(ranked[:CANDIDATES]):
+            fused[name] = fused.get(name, 0.0) + 1.0 / (RRF_K + rank)
+        if self.model is not None and self._tools:
+            import numpy as np
+
+            matrix = self._semantic_matrix()
+            similarity = matrix @ self.model.encode([query])[0]
+            order = np.argsort(-similarity)
+            taken = 0
+            for i in order:
+                name = self._names[int(i)]
+                if allowed is not None and not allowed(name):
+                    continue
+                fused[name] = fused.get(name, 0.0) + SEMANTIC_WEIGHT / (RRF_K + taken)
+                taken += 1
+                if taken >= CANDIDATES:
+                    break
+        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [Hit(name, self._tools[name].server, score) for name, score in best]

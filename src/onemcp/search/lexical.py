@@ -1,0 +1,62 @@
+"""BM25 over tool fields: each field's terms counted with its own weight.
+
+Owns the term statistics of the indexed tools and scoring a query against them (Okapi BM25,
+k1 1.2, b 0.75, term frequencies weighted per field: a word of the name counts more than a
+word of a parameter's description). Tools are added and removed one by one; the postings are
+rebuilt lazily, on the first search after a change. Does not embed or fuse (`index`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+
+from onemcp.search.text import terms
+
+FIELD_WEIGHTS = {"name": 3.0, "title": 2.0, "description": 1.0, "params": 0.6, "server": 1.5}
+K1, B = 1.2, 0.75
+
+
+class Bm25:
+    def __init__(self) -> None:
+        self._docs: dict[str, tuple[Counter[str], float]] = {}  # name -> (weighted tf, length)
+        self._postings: dict[str, list[tuple[str, float]]] | None = None
+        self._average = 1.0
+
+    def add(self, name: str, fields: Mapping[str, str]) -> None:
+        tf: Counter[str] = Counter()
+        for field, text in fields.items():
+            weight = FIELD_WEIGHTS.get(field, 1.0)
+            for term in terms(text):
+                tf[term] += weight  # type: ignore[assignment]
+        self._docs[name] = (tf, sum(tf.values()) or 1.0)
+        self._postings = None
+
+    def remove(self, name: str) -> None:
+        if self._docs.pop(name, None) is not None:
+            self._postings = None
+
+    def _build(self) -> dict[str, list[tuple[str, float]]]:
+        postings: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for name, (tf, _) in self._docs.items():
+            for term, count in tf.items():
+                postings[term].append((name, count))
+        self._average = sum(length for _, length in self._docs.values()) / max(1, len(self._docs))
+        self._postings = dict(postings)
+        return self._postings
+
+    def scores(self, query: str) -> dict[str, float]:
+        """BM25 score of every tool sharing a term with `query` (others: absent, i.e. 0)."""
+        postings = self._postings if self._postings is not None else self._build()
+        n = len(self._docs)
+        out: dict[str, float] = defaultdict(float)
+        for term in set(terms(query)):
+            hits = postings.get(term)
+            if not hits:
+                continue
+            idf = math.log(1 + (n - len(hits) + 0.5) / (len(hits) + 0.5))
+            for name, count in hits:
+                length = self._docs[name][1]
+                out[name] += idf * count * (K1 + 1) / (count + K1 * (1 - B + B * length / self._average))
+        return out

@@ -1,0 +1,152 @@
+"""The search-mode tool list: three meta-tools, their arguments, and the compact text they answer.
+
+In search exposure a client sees these three tools instead of every upstream tool: find tools by
+a plain-language request, read one tool's full definition, call one tool by name. Owns their
+definitions (as a client lists them), checking their arguments (`MetaArgsError`, which the hub
+answers as a tool error the model can correct), and the compact rendering of search hits: one
+line per tool, `name(params) - first sentence of the description`. Does not rank (`index`),
+authorize or route (the hub).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+SEARCH, SCHEMA, CALL = "search_tools", "get_tool_schema", "call_tool"
+NAMES = frozenset({SEARCH, SCHEMA, CALL})
+MAX_QUERY = 1000  # characters of a search request
+MAX_LIMIT = 20
+DEFAULT_LIMIT = 5
+LINE = 160  # characters of a hit's description
+
+META_TOOLS: list[dict[str, Any]] = [
+    {
+        "name": SEARCH,
+        "title": "Search tools",
+        "description": (
+            "Find the tools for a task among every connected server's tools. Describe what you want "
+            "to do in plain words; returns the best matches as `name(parameters) - description`."
+        ),
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "what you want to do, in plain words"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": "matches (5)"},
+                "server": {"type": "string", "description": "only this server's tools"},
+            },
+            "required": ["query"],
+        },
+        "annotations": {"readOnlyHint": True, "openWorldHint": False},
+    },
+    {
+        "name": SCHEMA,
+        "title": "Get tool schema",
+        "description": "The full definition (input schema) of a tool found by search_tools.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"name": {"type": "string", "description": "the tool's name"}},
+            "required": ["name"],
+        },
+        "annotations": {"readOnlyHint": True, "openWorldHint": False},
+    },
+    {
+        "name": CALL,
+        "title": "Call tool",
+        "description": "Call a tool found by search_tools (tools may also be called directly by name).",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "description": "the tool's name"},
+                "arguments": {"type": "object", "description": "the tool's arguments"},
+            },
+            "required": ["name"],
+        },
+    },
+]
+
+
+class MetaArgsError(ValueError):
+    """A meta-tool's arguments cannot be used; the message says how to fix them."""
+
+
+def search_args(arguments: Mapping[str, Any]) -> tuple[str, int, str | None]:
+    """(query, limit, server) of a search_tools call."""
+    _no_unknown(SEARCH, arguments, {"query", "limit", "server"})
+    query = arguments.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise MetaArgsError("search_tools: 'query' must be a non-empty string saying what you want to do")
+    if len(query) > MAX_QUERY:
+        raise MetaArgsError(f"search_tools: 'query' is {len(query)} characters; at most {MAX_QUERY}")
+    limit = arguments.get("limit", DEFAULT_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise MetaArgsError(f"search_tools: 'limit' must be an integer from 1 to {MAX_LIMIT}")
+    server = arguments.get("server")
+    if server is not None and not isinstance(server, str):
+        raise MetaArgsError("search_tools: 'server' must be a string")
+    return query.strip(), limit, server or None
+
+
+def name_arg(tool: str, arguments: Mapping[str, Any], allowed: set[str]) -> str:
+    """The `name` argument of get_tool_schema / call_tool."""
+    _no_unknown(tool, arguments, allowed)
+    name = arguments.get("name")
+    if not isinstance(name, str) or not name:
+        raise MetaArgsError(f"{tool}: 'name' must be a tool name from search_tools")
+    return name
+
+
+def call_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    args = arguments.get("arguments", {})
+    if args is None:
+        return {}
+    if not isinstance(args, dict):
+        raise MetaArgsError("call_tool: 'arguments' must be an object")
+    return args
+
+
+def _no_unknown(tool: str, arguments: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(arguments) - allowed)
+    if unknown:
+        raise MetaArgsError(f"{tool}: unknown argument(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+
+
+def one_line(text: str, width: int = LINE) -> str:
+    """The first sentence or line of a description, at most `width` characters."""
+    text = " ".join(text.split())
+    for end in (". ", "\n"):
+        cut = text.find(end)
+        if 0 < cut < width:
+            return text[: cut + 1].strip()
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def signature(tool: Mapping[str, Any]) -> str:
+    """`name(a: string, b?: integer)`: the tool's parameters, optional ones marked `?`."""
+    schema = tool.get("inputSchema")
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    required = schema.get("required", []) if isinstance(schema, dict) else []
+    params = []
+    if isinstance(props, dict):
+        for key, spec in props.items():
+            kind = spec.get("type", "any") if isinstance(spec, dict) else "any"
+            if isinstance(kind, list):
+                kind = "|".join(str(k) for k in kind)
+            params.append(f"{key}{'' if key in required else '?'}: {kind}")
+    return f"{tool.get('name', '')}({', '.join(params)})"
+
+
+def render_hits(query: str, tools: Sequence[Mapping[str, Any]], total: int) -> str:
+    """The text of a search result: one line per tool, best first, then how to go on."""
+    if not tools:
+        return f"No tool matches {query!r} among {total} tools. Try other words, or no 'server'."
+    lines = [f"{signature(t)} - {one_line(str(t.get('description') or t.get('title') or ''))}" for t in tools]
+    lines.append(f"({len(tools)} of {total} tools. Call one by name; {SCHEMA} shows its full schema.)")
+    return "\n".join(lines)
+
+
+def text_result(text: str, *, error: bool = False) -> dict[str, Any]:
+    result: dict[str, Any] = {"content": [{"type": "text", "text": text}]}
+    if error:
+        result["isError"] = True
+    return result

@@ -1,0 +1,134 @@
+"""What of a tool definition is searched, and how text becomes words.
+
+Owns the searchable text of a tool (its name split into words, title, description, parameter
+names and descriptions, its server) and the word rules both rankers share: lowercase, split
+snake_case / camelCase / kebab-case / dotted names, drop a short list of stopwords, and strip
+common English suffixes so "files", "filed" and "filing" meet. Pure functions, no state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "so",
+        "some",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "up",
+        "us",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
+MAX_PARAM_TEXT = 400  # characters of parameter descriptions a tool contributes
+
+
+def words(text: str) -> list[str]:
+    """Lowercased words of `text`, identifiers split (`getFileInfo` -> get, file, info)."""
+    out: list[str] = []
+    for raw in _WORD.findall(_CAMEL.sub(" ", text)):
+        out.append(raw.lower())
+    return out
+
+
+def stem(word: str) -> str:
+    """A light suffix strip (no dictionary): enough for plurals and verb forms to meet."""
+    if len(word) <= 3 or word.isdigit():
+        return word
+    if word.endswith(("ies", "ied")) and len(word) > 4:
+        return word[:-3] + "y"
+    for suffix in ("ations", "ation", "ings", "ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+                word = word[:-1]  # running -> run
+            break
+    else:
+        if word.endswith("es") and word[:-2].endswith(("s", "x", "z", "ch", "sh")):
+            word = word[:-2]
+        elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            word = word[:-1]
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
+
+
+def terms(text: str) -> list[str]:
+    """The lexical terms of `text`: words without stopwords, stemmed."""
+    return [stem(w) for w in words(text) if w not in STOPWORDS]
+
+
+def fields(server: str, tool: Mapping[str, Any], about: str = "") -> dict[str, str]:
+    """The searchable fields of a tool: name, title, description, params, server."""
+    name = str(tool.get("name", ""))
+    schema = tool.get("inputSchema")
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    names: list[str] = []
+    described: list[str] = []
+    if isinstance(props, dict):
+        for key, spec in props.items():
+            names.append(str(key))
+            if isinstance(spec, dict) and isinstance(spec.get("description"), str):
+                described.append(spec["description"])
+    annotations = tool.get("annotations")
+    title = tool.get("title") or (annotations.get("title") if isinstance(annotations, dict) else None) or ""
+    return {
+        "name": name,
+        "title": str(title),
+        "description": str(tool.get("description") or ""),
+        "params": " ".join(names) + " " + " ".join(described)[:MAX_PARAM_TEXT],
+        "server": f"{server} {about}".strip(),
+    }

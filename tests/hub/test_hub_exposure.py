@@ -1,0 +1,212 @@
+"""Tool exposure, in-process: full lists or search meta-tools, chosen per hub, preset and connection, both eras.
+
+Covers what a client sees (the list, the instructions), that search results, schemas and calls obey
+the requester's view exactly as lists and routing do, that the index follows the catalog (a tool
+added upstream, a server removed by a reload), and bad input to the meta-tools and the selector.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+import pytest
+
+from onemcp.config.model import HubConfig
+from onemcp.search import meta
+from support.inprocess import InProcessHub, fixture, inprocess_hub, tool_call
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 20.0
+SERVERS = {
+    "alpha": fixture("--name", "alpha", tags=["red"]),
+    "beta": fixture("--name", "beta", "--tools", "3", tags=["blue"]),
+}
+NO_CACHE: dict[str, Any] = {"searchCache": False}
+META = sorted(meta.NAMES)
+
+
+def text(reply: dict[str, Any]) -> str:
+    assert "result" in reply, reply
+    return str(reply["result"]["content"][0]["text"])
+
+
+def search(query: str, **more: Any) -> dict[str, Any]:
+    return tool_call(meta.SEARCH, query=query, **more)
+
+
+def hit_names(found: str) -> list[str]:
+    """The tool names of a search result, best first."""
+    return [line.split("(", 1)[0] for line in found.splitlines() if "(" in line and not line.startswith("(")]
+
+
+async def modern_call(h: InProcessHub, query: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response, (reply,) = await h.client.modern("tools/call", query=query, **params)
+    return response.status, reply
+
+
+async def test_search_mode_lists_three_meta_tools_and_finds_calls_and_describes_tools() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            session = await h.session(query="exposure=search")
+            assert sorted(await session.tools()) == META
+            found = hit_names(text(await session.ask("tools/call", search("echo a message back", limit=3))))
+            assert found and found[0] in ("alpha__echo", "beta__echo"), found
+            schema = text(await session.ask("tools/call", tool_call(meta.SCHEMA, name="alpha__echo")))
+            assert '"inputSchema"' in schema and '"message"' in schema
+            through = await session.ask(
+                "tools/call", tool_call(meta.CALL, name="alpha__echo", arguments={"message": "via call_tool"})
+            )
+            assert text(through) == "via call_tool"
+            direct = await session.ask("tools/call", tool_call("beta__echo", message="by name"))
+            assert text(direct) == "by name"  # a tool found by search is callable by its hub name too
+            init = await h.session(query="exposure=search")
+            assert init  # and full mode stays the default for a small hub:
+            assert "alpha__echo" in await (await h.session()).tools()
+
+
+async def test_search_mode_serves_2026_requests_too() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            _, (listed,) = await h.client.modern("tools/list", query="exposure=search")
+            assert sorted(t["name"] for t in listed["result"]["tools"]) == META
+            status, reply = await modern_call(h, "exposure=search", search("generated tool 2", limit=5))
+            assert status == 200 and "beta__tool_2" in hit_names(text(reply))
+            status, reply = await modern_call(
+                h, "exposure=search", tool_call(meta.CALL, name="alpha__echo", arguments={"message": "m"})
+            )
+            assert status == 200 and text(reply) == "m"
+            _, (everything,) = await h.client.modern("tools/list")
+            assert "alpha__echo" in {t["name"] for t in everything["result"]["tools"]}
+
+
+async def test_an_unknown_exposure_is_refused_in_both_eras() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+            headers = {"accept": "application/json", "content-type": "application/json"}
+            response, (reply,) = await h.client.request("POST", query="exposure=lazy", headers=headers, body=body)
+            assert response.status == 400 and "exposure" in reply["error"]["message"], reply
+            response, (reply,) = await h.client.modern("tools/list", query="exposure=")
+            assert response.status == 400 and "full, search, auto" in reply["error"]["message"], reply
+
+
+async def test_auto_searches_once_the_full_list_is_over_the_budget() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "searchBudget": 100}) as h:
+            assert sorted(await (await h.session()).tools()) == META
+            assert "alpha__echo" in await (await h.session(query="exposure=full")).tools()
+            small = urlencode({"filter": "red", "exposure": "auto"})
+            assert sorted(await (await h.session(query=small)).tools()) == META  # alpha alone is > 100 tokens
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "searchBudget": 1_000_000}) as h:
+            assert "alpha__echo" in await (await h.session()).tools()
+
+
+async def test_the_hub_default_and_a_preset_choose_and_the_connection_overrides() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:
+            assert sorted(await (await h.session()).tools()) == META
+            h.app.hub.set_presets({"plain": "red", "lean": "blue"}, {"plain": "full"})
+            assert await (await h.session(query="preset=plain")).tools() == [
+                n for n in await (await h.session(query="exposure=full&preset=plain")).tools()
+            ]
+            assert "alpha__echo" in await (await h.session(query="preset=plain")).tools()
+            assert sorted(await (await h.session(query="preset=lean")).tools()) == META  # no exposure: the hub's
+            assert sorted(await (await h.session(query="preset=plain&exposure=search")).tools()) == META
+
+
+async def test_search_schema_and_call_obey_the_view() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            query = urlencode({"tags": "red", "exposure": "search"})
+            session = await h.session(query=query)
+            found = hit_names(text(await session.ask("tools/call", search("generated tool echoes its arguments"))))
+            assert found and all(name.startswith("alpha__") for name in found), found
+            refused = await session.ask("tools/call", tool_call(meta.SCHEMA, name="beta__tool_1"))
+            assert refused["result"]["isError"] is True and "not found" in text(refused)
+            outside = tool_call(meta.CALL, name="beta__echo", arguments={"message": "x"})
+            called = await session.ask("tools/call", outside)
+            assert called["error"]["code"] == -32602, called  # outside the view: no such tool, as when called directly
+            by_server = await session.ask("tools/call", search("echo", server="beta"))
+            assert by_server["result"]["isError"] is True
+            status, reply = await modern_call(h, query, tool_call(meta.CALL, name="beta__echo", arguments={}))
+            assert status == 400 and reply["error"]["code"] == -32602
+
+
+async def test_the_index_follows_upstream_changes_and_reloads() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            session = await h.session(query="exposure=search")
+            full = await h.session()
+            before = hit_names(text(await session.ask("tools/call", search("quaternion gyroscope", limit=20))))
+            assert "alpha__quaternion_gyroscope" not in before
+            added = await session.ask("tools/call", tool_call("alpha__add_tool", name="quaternion_gyroscope"))
+            assert "result" in added, added
+            with anyio.fail_after(5):
+                while "alpha__quaternion_gyroscope" not in await full.tools():
+                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
+            after = hit_names(text(await session.ask("tools/call", search("quaternion gyroscope", limit=3))))
+            assert after[0] == "alpha__quaternion_gyroscope", after
+            config = HubConfig.model_validate({"mcpServers": {"beta": SERVERS["beta"]}, "onemcp": NO_CACHE})
+            await h.app.hub.apply_config(config)
+            gone = hit_names(text(await session.ask("tools/call", search("echo a message", limit=20))))
+            assert gone and all(name.startswith("beta") or "__" not in name for name in gone), gone
+
+
+async def test_a_search_mode_session_hears_no_tools_list_changed_for_upstream_changes() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            session = await h.session(query="exposure=search")
+            before = dict(session_seen(h))
+            await session.ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
+            with anyio.fail_after(5):
+                while "alpha__newcomer" not in await (await h.session(query="exposure=full")).tools():
+                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
+            assert session_seen(h) == before  # its tools list (the meta-tools) did not change
+
+
+def session_seen(h: InProcessHub) -> dict[str, dict[str, int]]:
+    return {s.id: dict(s.seen) for s in h.app.hub.sessions if s.access.exposure == "search"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        ({"query": ""}, "non-empty"),
+        ({"query": "   "}, "non-empty"),
+        ({"query": "x" * (meta.MAX_QUERY + 1)}, "at most"),
+        ({"query": "echo", "limit": 0}, "limit"),
+        ({"query": "echo", "limit": "5"}, "limit"),
+        ({"query": "echo", "colour": "red"}, "unknown argument"),
+        ({}, "non-empty"),
+    ],
+)
+async def test_bad_search_arguments_get_a_tool_error_that_says_why(arguments: dict[str, Any], complaint: str) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            session = await h.session(query="exposure=search")
+            reply = await session.ask("tools/call", {"name": meta.SEARCH, "arguments": arguments})
+            assert reply["result"]["isError"] is True and complaint in text(reply), reply
+
+
+async def test_instructions_and_health_report_search_and_tokens() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            body = {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
+            }
+            headers = {"accept": "application/json", "content-type": "application/json"}
+            _, (searching,) = await h.client.request("POST", query="exposure=search", headers=headers, body=body)
+            _, (full,) = await h.client.request("POST", headers=headers, body=body)
+            assert meta.SEARCH in searching["result"]["instructions"]
+            assert meta.SEARCH not in full["result"]["instructions"]
+            from onemcp.downstream.health import health
+
+            report = health(h.app.hub)
+            assert report["upstreams"]["alpha"]["toolTokens"] > 100
+            exposure = report["toolExposure"]
+            assert exposure["exposure"] == "auto" and exposure["tokens"]["search"] < exposure["tokens"]["full"]

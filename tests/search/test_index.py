@@ -1,0 +1,94 @@
+"""The search index: ranking, incremental updates, the disk cache, `allowed`, the lexical fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onemcp.search import embed
+from onemcp.search.index import SearchIndex
+from onemcp.search.text import stem, words
+
+TIME = [
+    {"name": "time__get_current_time", "description": "Get current time in a specific timezone",
+     "inputSchema": {"type": "object", "properties": {"timezone": {"type": "string"}}}},
+    {"name": "time__convert_time", "description": "Convert time between timezones",
+     "inputSchema": {"type": "object", "properties": {"time": {"type": "string"}}}},
+]  # fmt: skip
+FILES = [
+    {"name": "fs__read_file", "description": "Read the complete contents of a file from the file system."},
+    {"name": "fs__list_directory", "description": "Get a detailed listing of all files and directories in a path."},
+    {"name": "fs__move_file", "description": "Move or rename files and directories."},
+]
+MAIL = [{"name": "mail__send_email", "description": "Send an email message to one or more recipients."}]
+
+
+def build(cache: Path | None = None, model: Any = True) -> SearchIndex:
+    index = SearchIndex(cache, model=model)
+    index.update("time", TIME)
+    index.update("fs", FILES)
+    index.update("mail", MAIL)
+    return index
+
+
+def names(index: SearchIndex, query: str, **kw: Any) -> list[str]:
+    return [hit.name for hit in index.search(query, **kw)]
+
+
+def test_the_shipped_model_loads_and_ranks_by_words_and_by_meaning() -> None:
+    index = build()
+    assert index.semantic and len(index) == 6
+    assert names(index, "current time in Tokyo")[0] == "time__get_current_time"
+    assert names(index, "show me what is inside this document")[0] == "fs__read_file"
+    assert names(index, "rename a folder")[0] == "fs__move_file"
+    assert names(index, "write to my colleague")[0] == "mail__send_email"  # no word in common: meaning alone
+
+
+def test_only_new_definitions_are_embedded_and_the_disk_cache_serves_a_restart(tmp_path: Path) -> None:
+    index = build(tmp_path)
+    assert index.embedded == 6
+    index.update("fs", FILES)  # unchanged
+    assert index.embedded == 6
+    index.update("fs", [*FILES[:2], {**FILES[2], "description": "Move a file somewhere else."}])
+    assert index.embedded == 7  # just the changed one
+    index.cache.close()
+    again = build(tmp_path)
+    assert again.embedded == 0  # the old and the new definition were both cached
+    again.cache.close()
+    third = build(tmp_path)
+    assert third.embedded == 0  # a restart embeds nothing
+    third.cache.close()
+
+
+def test_allowed_and_remove_decide_what_is_found() -> None:
+    index = build()
+    found = names(index, "file", limit=10, allowed=lambda name: not name.startswith("fs__"))
+    assert found and not any(name.startswith("fs__") for name in found)
+    index.remove("fs")
+    assert len(index) == 3 and not any(name.startswith("fs__") for name in names(index, "read a file", limit=10))
+
+
+def test_without_the_model_search_runs_on_words(tmp_path: Path) -> None:
+    assert embed.load(tmp_path) is None  # no model files here
+    index = build(model=None)
+    assert not index.semantic
+    assert names(index, "convert timezones")[0] == "time__convert_time"
+    assert names(index, "") == [] and names(index, "zzzz qqqq") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("getFileInfo", ["get", "file", "info"]),
+        ("list_directory", ["list", "directory"]),
+        ("git-diff.v2", ["git", "diff", "v2"]),
+    ],
+)
+def test_identifiers_split_into_words(text: str, expected: list[str]) -> None:
+    assert words(text) == expected
+
+
+def test_stemming_meets_word_forms() -> None:
+    assert stem("files") == stem("file") and stem("listing") == stem("list") and stem("queries") == "query"

@@ -1,0 +1,60 @@
+"""Search exposure end to end: the official SDK client, legacy and 2026-07-28, a real upstream from PyPI.
+
+The hub runs on a loopback port in front of `mcp-server-time` (a real server) and our fixture;
+the client asks for `?exposure=search`, finds a tool by a request in a user's words, reads its
+schema and calls it both ways, by its hub name and through `call_tool`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+
+from fixtures.launch import fixture_command
+from support.hub import running_hub
+from support.real_servers import time_stdio_command
+
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
+DEADLINE = 60.0
+
+
+def servers() -> dict[str, Any]:
+    time_server = time_stdio_command()
+    cmd = fixture_command()
+    return {
+        "time": {"command": time_server[0], "args": [*time_server[1:], "--local-timezone", "UTC"]},
+        "fx": {"command": cmd[0], "args": cmd[1:]},
+    }
+
+
+def text_of(result: types.CallToolResult) -> str:
+    item = result.content[0]
+    assert isinstance(item, types.TextContent)
+    return item.text
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_the_sdk_client_searches_and_calls_in_both_eras(mode: Literal["legacy", "2026-07-28"]) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers(), "onemcp": {"searchCache": False}}) as hub:
+            async with Client(f"{hub.url}?exposure=search", mode=mode, cache=None) as client:
+                listed = sorted(t.name for t in (await client.list_tools()).tools)
+                assert listed == ["call_tool", "get_tool_schema", "search_tools"]
+                found = text_of(await client.call_tool("search_tools", {"query": "current time in Tokyo", "limit": 3}))
+                assert "time__get_current_time(timezone: string)" in found, found
+                schema = text_of(await client.call_tool("get_tool_schema", {"name": "time__get_current_time"}))
+                assert "timezone" in schema
+                direct = await client.call_tool("time__get_current_time", {"timezone": "Asia/Tokyo"})
+                assert "Asia/Tokyo" in text_of(direct)
+                routed = await client.call_tool(
+                    "call_tool", {"name": "time__get_current_time", "arguments": {"timezone": "Europe/Paris"}}
+                )
+                assert "Europe/Paris" in text_of(routed)
+                bad = await client.call_tool("search_tools", {"query": ""})
+                assert bad.is_error
+            async with Client(hub.url, mode=mode, cache=None) as client:
+                assert "time__get_current_time" in {t.name for t in (await client.list_tools()).tools}

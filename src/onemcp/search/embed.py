@@ -1,11 +1,12 @@
 """The static embedding model: a vector per WordPiece token, a text's vector their weighted mean.
 
 The model (`data/minilm-static.npz`, 30,522 tokens x 256 dims, int8 with a scale per row) was
-distilled from all-MiniLM-L6-v2 by `scripts/distill_model.py`; `data/tokenizer.json` is that
-model's tokenizer. Encoding needs numpy and `tokenizers`, no network, and about a millisecond
-for a query. Each token's weight grows with its rank in the (frequency-ordered) vocabulary, so
-"the" and "get" count less than "timezone" (Zipf weighting, as model2vec does). `load()` is None
-when the model or its libraries are missing: search then runs on words alone.
+distilled from all-MiniLM-L6-v2 and tuned to mimic its sentence embeddings of 120,000 package
+summaries by `scripts/distill_model.py`; `data/tokenizer.json` is that model's tokenizer.
+Encoding needs numpy and `tokenizers`, no network, and well under a millisecond for a query.
+Each token's weight grows with its rank in the (frequency-ordered) vocabulary, so "the" and
+"get" count less than "timezone" (Zipf weighting, as model2vec does). `load()` is None when the
+model or its libraries are missing: search then runs on words alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 log = logging.getLogger("onemcp.search")
 DATA = Path(__file__).parent / "data"
-MODEL_ID = "minilm-static-256-v1"
+MODEL_ID = "minilm-tuned-256-v2"  # in every cache key: change it with the model or with what is embedded
 FIRST_WORD = 1996  # BERT's uncased vocabulary: [PAD], [unusedN], characters, then words by frequency
 MAX_TOKENS = 256
 

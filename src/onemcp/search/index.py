@@ -29,7 +29,9 @@ log = logging.getLogger("onemcp.search")
 RRF_K = 10.0  # reciprocal rank fusion: 1 / (k + rank); 10 beat 60 on the benchmark (bench/toolsearch)
 SEMANTIC_WEIGHT = 1.0  # the embedding ranking's share against BM25's 1.0
 CANDIDATES = 50  # each ranker's top list that is fused
-MAX_DESCRIPTION = 600  # characters of a description that are embedded
+# Characters of a description that are embedded: a mean of token vectors blurs with length, and
+# the start of a description says what the tool does (200 beat 600 and parameters, see RESULTS.md).
+MAX_DESCRIPTION = 200
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,9 @@ class _Tool:
 
 
 def semantic_text(fields: Mapping[str, str]) -> str:
-    """What of a tool is embedded: its name as words, title, description, parameter names."""
+    """What of a tool is embedded: its name as words, title, the start of its description."""
     name = " ".join(words(fields["name"]))
-    return f"{name}. {fields['title']}. {fields['description'][:MAX_DESCRIPTION]} {fields['params'][:120]}"
+    return f"{name}. {fields['title']}. {fields['description'][:MAX_DESCRIPTION]}"
 
 
 class EmbeddingCache:

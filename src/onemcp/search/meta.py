@@ -141,7 +141,10 @@ def render_hits(query: str, tools: Sequence[Mapping[str, Any]], total: int) -> s
     if not tools:
         return f"No tool matches {query!r} among {total} tools. Try other words, or no 'server'."
     lines = [f"{signature(t)} - {one_line(str(t.get('description') or t.get('title') or ''))}" for t in tools]
-    lines.append(f"({len(tools)} of {total} tools. Call one by name; {SCHEMA} shows its full schema.)")
+    lines.append(
+        f"({len(tools)} of {total} tools. Call one by name; {SCHEMA} shows its full schema;"
+        " not here? search again in other words.)"
+    )
     return "\n".join(lines)
 
 

@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--lexical-only", action="store_true", help="BM25 alone (no embedding model)")
     parser.add_argument("--semantic-only", action="store_true", help="embeddings alone (no BM25)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--misses", type=int, default=12, help="how many misses to print")
     parser.add_argument("--model", type=Path, help="a model directory other than the shipped one")
     args = parser.parse_args()
     servers, queries = load(args.data)
@@ -160,7 +161,7 @@ def main() -> None:
         f" the o200k token counter, loaded apart, +{rss_tokenizer:.0f} MB"
     )
     print(f"{len(misses)} queries not in the top 5, e.g.:")
-    for qid, text, wanted, got in misses[:12]:
+    for qid, text, wanted, got in misses[: args.misses]:
         print(f"  {qid} {text!r}: want {wanted[:2]} got {got}")
 
 

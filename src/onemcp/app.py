@@ -17,6 +17,7 @@ import anyio
 import uvicorn
 
 from onemcp.auth.gate import PRM_PATH, Gate
+from onemcp.config import context
 from onemcp.config.model import HubConfig
 from onemcp.downstream import upstream_auth
 from onemcp.downstream.health import health, ready, state_metrics
@@ -57,6 +58,11 @@ class OneMcpApp:
         self.upstream_auth = UpstreamAuth(config_dir, base.removesuffix("/mcp") if base else None)
         self.metrics = Metrics()
         self.hub = Hub(config, self.upstream_auth, transports, metrics=self.metrics)
+        if config_path is not None:
+            try:  # template contexts signed with it are trusted to render templates (onemcp proxy, the agent CLI)
+                self.hub.context_secret = context.ensure_secret(config_path)
+            except OSError as exc:
+                log.warning("no template context key (%s): only credentials with scope 'templates' may send one", exc)
         self.bind_host = bind_host
         self._guard_settings = config.hub
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)

@@ -83,14 +83,20 @@ async def _hold_sse(base: str, events: list[str], *, task_status: TaskStatus[str
         httpx.AsyncClient(timeout=None) as http,
         http.stream("GET", f"{base}/sse", headers={"accept": "text/event-stream"}) as stream,
     ):
-        lines = stream.aiter_lines()
-        async for line in lines:
-            if line.startswith("data: ") and "session_id=" in line:
-                task_status.started(line.split("session_id=", 1)[1].strip())
-                break
-        async for line in lines:
-            if line.startswith("data: "):
-                events.append(line[6:])
+        # lines end at CR/LF only, as SSE says (httpx's aiter_lines also splits at U+2028 and the like,
+        # which JSON strings may hold unescaped)
+        buffer, started = b"", False
+        async for chunk in stream.aiter_bytes():
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.rstrip(b"\r").decode()
+                if not line.startswith("data: "):
+                    continue
+                if not started and "session_id=" in line:
+                    task_status.started(line.split("session_id=", 1)[1].strip())
+                    started = True
+                elif started:
+                    events.append(line[6:])
 
 
 @pytest.fixture(scope="module")

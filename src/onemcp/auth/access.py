@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
@@ -49,6 +50,9 @@ class Access:
     viewed: frozenset[str] | None  # the servers the view lets through (None: no view)
     reach: Reach  # both together: what lists show and lookups find
     exposure: Exposure | None = None  # how tools are shown, as the client asked (None: its preset's, else the hub's)
+    # the client's template context as it came (see `config.context`), and whether it may render templates
+    context: Mapping[str, Any] | None = None
+    trusted: bool = False
 
     def require(self, op: str, kind: str, server: str, original: str, visible: str) -> None:
         """Allow `op` on an existing item, or raise (NotFound / Forbidden) and audit the refusal."""
@@ -72,11 +76,21 @@ class Access:
         A preset deleted since leaves the view seeing nothing, rather than everything.
         """
         try:
-            return decide(self.principal, self.entry, self.view, tags, presets, self.exposure)
+            fresh = decide(self.principal, self.entry, self.view, tags, presets, self.exposure)
         except views.ViewError:
             granted = self.principal.reach(tags)
-            nothing = granted.within(frozenset())
-            return Access(self.principal, self.entry, self.view, granted, frozenset(), nothing, self.exposure)
+            fresh = Access(self.principal, self.entry, self.view, granted, frozenset(), granted.within(frozenset()))
+        return replace(
+            fresh,
+            reach=fresh.reach.bound(self.reach.instances),
+            exposure=self.exposure,
+            context=self.context,
+            trusted=self.trusted,
+        )
+
+    def bound(self, instances: frozenset[str]) -> Access:
+        """The same decision with these template instances bound to the requester."""
+        return replace(self, reach=self.reach.bound(instances))
 
 
 def refused(principal: Principal, entry: str, op: str, target: str, reason: str) -> None:

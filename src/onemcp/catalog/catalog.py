@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from onemcp.catalog import repair
-from onemcp.catalog.reach import EVERYTHING, Reach
-from onemcp.config.model import HubConfig
+from onemcp.catalog.reach import EVERYTHING, INSTANCE_MARK, Reach
+from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.protocol.errors import NotFound
 from onemcp.protocol.methods import KINDS
 from onemcp.protocol.names import NameCodec, PrefixMode
@@ -86,6 +86,8 @@ class Catalog:
         self.codec = codec
         self.mode = mode
         self._order: list[str] = []
+        self._names: set[str] = set()  # the prefixes in use: servers' and templates' names
+        self.has_instances = False  # then no requester sees the whole list
         self._overrides: dict[str, Overrides] = {}
         self._lists: dict[str, dict[str, list[Item]]] = {}
         self._views: dict[str, _View] = {}
@@ -100,12 +102,18 @@ class Catalog:
             return True
         if self.mode is PrefixMode.NEVER:
             return False
-        return len(self._order) > 1
+        return len(self._names) > 1
 
-    def set_servers(self, enabled: Iterable[str], overrides: Mapping[str, Overrides] | None = None) -> set[str]:
-        """Set the enabled servers (config order) and their tool overrides; the kinds that changed."""
+    def set_servers(
+        self, enabled: Iterable[str], overrides: Mapping[str, Overrides] | None = None, templates: Iterable[str] = ()
+    ) -> set[str]:
+        """Set the enabled servers (config order, then running template instances), their tool
+        overrides, and the template names (they count for prefixing before any instance runs);
+        returns the kinds that changed."""
         self._order = list(enabled)
         self._overrides = dict(overrides or {})
+        self._names = {shown_as(server) for server in self._order} | set(templates)
+        self.has_instances = any(INSTANCE_MARK in server for server in self._order)
         for gone in set(self._lists) - set(self._order):
             del self._lists[gone]
         return self._rebuild(set(KINDS))
@@ -156,10 +164,11 @@ class Catalog:
         collisions.clear()
         for server in self._order:
             rules = self._overrides.get(server) if kind == "tools" else None
+            prefix = shown_as(server)
             for item in self._lists.get(server, {}).get(kind, []):
                 if uri_key is not None:
                     original = str(item.get(uri_key, ""))
-                    visible = self.codec.uri(server, original, prefixed=prefixed)
+                    visible = self.codec.uri(prefix, original, prefixed=prefixed)
                 else:
                     original = str(item.get("name", ""))
                     shown = original
@@ -167,7 +176,7 @@ class Catalog:
                         if not rules.exposes(original):
                             continue
                         shown = rules.aliases.get(original, original)
-                    visible = self.codec.name(server, shown, prefixed=prefixed)
+                    visible = self.codec.name(prefix, shown, prefixed=prefixed)
                 if visible != original:
                     item = {**item, (uri_key or "name"): visible}
                 if rules is not None and original in rules.descriptions:
@@ -176,7 +185,8 @@ class Catalog:
                 view.candidates.setdefault(visible, []).append((server, original))
                 if visible in view.reverse:
                     owner = view.reverse[visible][0]
-                    collisions.append(f"{kind[:-1]} {visible!r} of {server!r} hidden by {owner!r}")
+                    if owner == server or shown_as(owner) != prefix:  # two instances of a template: no collision
+                        collisions.append(f"{kind[:-1]} {visible!r} of {server!r} hidden by {owner!r}")
                     continue
                 view.reverse[visible] = (server, original)
                 view.items.append(item)
@@ -191,7 +201,7 @@ class Catalog:
         view = self._views.get(kind)
         if view is None:
             return orjson.dumps({kind: []})
-        if reach.everything:
+        if reach.everything and not self.has_instances:
             return view.result_json
         cached = view.filtered.get(reach)
         if cached is None:
@@ -266,7 +276,12 @@ class Catalog:
         return list(dict.fromkeys(found))
 
     def visible_uri(self, server: str, uri: str) -> str:
-        return self.codec.uri(server, uri, prefixed=self.prefixed)
+        return self.codec.uri(shown_as(server), uri, prefixed=self.prefixed)
+
+
+def shown_as(server: str) -> str:
+    """The name a server's items are prefixed with: its own, or a template instance's template's."""
+    return server.partition(INSTANCE_MARK)[0]
 
 
 def missing(kind: str, visible: str) -> NotFound:
@@ -278,8 +293,9 @@ def missing(kind: str, visible: str) -> NotFound:
     return NotFound(f"Resource not found: {visible}", data={"uri": visible})
 
 
-def tool_rules(config: HubConfig) -> dict[str, Overrides]:
-    """Each enabled server's tool rules, from its config."""
+def tool_rules(config: HubConfig, instances: Mapping[str, ServerConfig] | None = None) -> dict[str, Overrides]:
+    """Each enabled server's (and each template instance's) tool rules, from its config."""
+    servers = {**config.enabled, **(instances or {})}
     return {
         name: Overrides(
             disabled=frozenset(server.disabled_tools),
@@ -287,5 +303,5 @@ def tool_rules(config: HubConfig) -> dict[str, Overrides]:
             aliases=dict(server.tool_aliases),
             descriptions=dict(server.tool_descriptions),
         )
-        for name, server in config.enabled.items()
+        for name, server in servers.items()
     }

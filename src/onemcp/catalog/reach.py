@@ -1,7 +1,9 @@
 """Reach: which part of the catalog one requester may see, as plain data the catalog can filter by.
 
 Owns the shape of the answer only: whole servers, plus single tools of servers not granted
-whole. Who gets which reach (scopes, views) is decided in `onemcp.auth.access`; the catalog
+whole, plus the template instances bound to this requester (`<template>@<hash>`: an instance is
+seen only by those bound to it, and then as its template would be: by the template's name and
+by its own rendered tags). Who gets which reach (scopes, views) is decided in `onemcp.auth.access`; the catalog
 only applies it to lists and lookups. Hashable, so filtered lists are cached per reach.
 """
 
@@ -14,19 +16,33 @@ from dataclasses import dataclass
 class Reach:
     servers: frozenset[str] | None = None  # servers seen whole (None: every server)
     tools: frozenset[tuple[str, str]] = frozenset()  # (server, upstream tool name) granted one by one
+    instances: frozenset[str] = frozenset()  # template instances bound to the requester
 
     @property
     def everything(self) -> bool:
-        return self.servers is None
+        """Every server, and no template instance (those are seen only by whoever is bound to one)."""
+        return self.servers is None and not self.instances
 
     def shows(self, kind: str, server: str, original: str) -> bool:
         """Is this item (its server, its upstream name or URI) within reach?"""
+        template, at, _ = server.partition(INSTANCE_MARK)
+        if at:
+            if server not in self.instances:
+                return False
+            if self.servers is None or server in self.servers or template in self.servers:
+                return True
+            return kind == "tools" and ((template, original) in self.tools or (server, original) in self.tools)
         if self.servers is None or server in self.servers:
             return True
         return kind == "tools" and (server, original) in self.tools
 
     def touches(self, server: str) -> bool:
         """Does it reach anything of `server`?"""
+        template, at, _ = server.partition(INSTANCE_MARK)
+        if at:
+            if server not in self.instances:
+                return False
+            server = template
         if self.servers is None or server in self.servers:
             return True
         return any(owner == server for owner, _ in self.tools)
@@ -35,14 +51,21 @@ class Reach:
         """Every server it reaches something of (None: all)."""
         if self.servers is None:
             return None
-        return self.servers | {owner for owner, _ in self.tools}
+        return self.servers | {owner for owner, _ in self.tools} | {i for i in self.instances if self.touches(i)}
 
     def within(self, servers: frozenset[str] | None) -> Reach:
         """This reach cut down to `servers` (a view's choice; None leaves it whole)."""
         if servers is None:
             return self
         mine = servers if self.servers is None else self.servers & servers
-        return Reach(mine, frozenset(t for t in self.tools if t[0] in servers))
+        return Reach(mine, frozenset(t for t in self.tools if t[0] in servers), self.instances)
+
+    def bound(self, instances: frozenset[str]) -> Reach:
+        """This reach with these template instances bound (replacing any bound before)."""
+        return Reach(self.servers, self.tools, instances)
+
+
+INSTANCE_MARK = "@"  # in `<template>@<hash>`; no server or template name may contain it
 
 
 EVERYTHING = Reach()

@@ -23,6 +23,7 @@ from typing import Any
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import Target, TargetError, resolve, view_of, with_exposure
+from onemcp.config.context import local_signer
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol.errors import HEADER_MISMATCH
 
@@ -104,7 +105,9 @@ def _target(args: argparse.Namespace) -> Target:
 
 def _client(target: Target, timeout: float, exposure: str = "full") -> closing[HubClient]:
     """A client of the hub's view; tools listed in full (what these commands show) unless asked otherwise."""
-    return closing(HubClient(with_exposure(target.url, exposure), timeout=timeout))
+    signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
+    context = signer.headers if signer is not None else None
+    return closing(HubClient(with_exposure(target.url, exposure), timeout=timeout, context=context))
 
 
 # ---------------------------------------------------------------------- arguments

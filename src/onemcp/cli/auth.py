@@ -30,7 +30,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     create = actions.add_parser("create", parents=[config], help="make a key (printed once)")
     create.add_argument("--name", default="key", help="what the key is for")
     create.add_argument(
-        "--scope", action="append", default=[], help="mcp (default), admin, server:<name>, tag:<tag>, tool:<s>/<t>"
+        "--scope",
+        action="append",
+        default=[],
+        help="mcp (default), admin, templates (unsigned template contexts), server:<n>, tag:<t>, tool:<s>/<t>",
     )
     create.add_argument("--expires", help="lifetime such as 90d, 12h or 2w (default: never)")
     actions.add_parser("list", parents=[config], help="the keys (never their secrets)")

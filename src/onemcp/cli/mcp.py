@@ -316,4 +316,18 @@ def _status(args: argparse.Namespace) -> int:
     ]
     print()
     _print_table(["NAME", "STATE", "TRANSPORT", "TOOLS", "ERROR"], rows)
+    instances: list[dict[str, Any]] = health.get("instances") or []
+    if instances:
+        print()
+        rows = [
+            [
+                str(i.get("id")),
+                str((i.get("context") or {}).get("project") or "-"),
+                str((i.get("context") or {}).get("client") or "-"),
+                str(i.get("sessions")),
+                f"{i.get('idleSeconds')}s",
+            ]
+            for i in instances
+        ]
+        _print_table(["INSTANCE", "PROJECT", "CLIENT", "SESSIONS", "IDLE"], rows)
     return 0

@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,6 +39,7 @@ from anyio.abc import TaskGroup
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.proxy_modern import ModernForwarder, is_modern
 from onemcp.cli.target import TargetError, resolve, with_exposure
+from onemcp.config.context import Signer, local_signer
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, ProtocolError
 from onemcp.protocol.jsonrpc import Message
@@ -375,8 +377,11 @@ class HubSession:
 class Proxy:
     """Reads the client's messages from stdin, answers on stdout, through one `HubSession`."""
 
-    def __init__(self, url: str, read_line: ReadLine, write: Write, wait: float = WAIT) -> None:
+    def __init__(
+        self, url: str, read_line: ReadLine, write: Write, wait: float = WAIT, signer: Signer | None = None
+    ) -> None:
         self.url = url
+        self.signer = signer  # the project's template context, signed afresh on each request
         self.wait = wait
         self._read_line = read_line
         self._write = write
@@ -390,8 +395,15 @@ class Proxy:
         timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT)
         token = os.environ.get(TOKEN_ENV, "").strip()
         auth = {"authorization": f"Bearer {token}"} if token else {}
+        signer = self.signer
+
+        async def sign(request: httpx.Request) -> None:
+            if signer is not None:
+                request.headers.update(signer.headers())
+
+        hooks: dict[str, list[Any]] = {"request": [sign]}
         async with (
-            httpx.AsyncClient(timeout=timeout, trust_env=False, headers=auth) as http,
+            httpx.AsyncClient(timeout=timeout, trust_env=False, headers=auth, event_hooks=hooks) as http,
             anyio.create_task_group() as tg,
         ):
             hub = HubSession(self.url, http, self.send, self.wait)
@@ -463,5 +475,6 @@ def run(args: argparse.Namespace) -> int:
     url = with_exposure(target.url, args.exposure)
     log.info("forwarding stdio to %s", url)
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(Proxy(url, *std_streams(), wait=args.wait).run)
+        signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
+        anyio.run(Proxy(url, *std_streams(), wait=args.wait, signer=signer).run)
     return 0

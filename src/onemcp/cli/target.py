@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from onemcp.config.context import find_rc
 from onemcp.config.paths import resolve_path
 from onemcp.config.runtime import NoHub, read_runtime
 
-RC_NAME = ".onemcprc"
 SELECTORS = ("preset", "filter", "tags")
 
 
@@ -28,15 +28,6 @@ class TargetError(Exception):
 class Target(NamedTuple):  # not a dataclass: `dataclasses` costs `onemcp run` 5 ms of imports
     url: str  # the MCP endpoint, view query included
     config: Path | None  # the hub's mcp.json, when known (it predicts tool naming)
-
-
-def find_rc(start: Path) -> Path | None:
-    """The nearest `.onemcprc` in `start` or a parent directory."""
-    for folder in (start, *start.parents):
-        candidate = folder / RC_NAME
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def read_rc(path: Path) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from onemcp.config import jinja
 from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
 
 Exposure = Literal["full", "search", "auto"]
@@ -147,6 +148,43 @@ class ServerConfig(_Model):
         return "sse" if self.type == "sse" else "http"
 
 
+class TemplateOptions(_Model):
+    """How instances of a template server are made and kept (the `template` key of an `mcpTemplates` entry)."""
+
+    # true: sessions whose context renders the same config share one instance; false: one per session
+    shareable: bool = True
+    max_instances: int | None = Field(None, alias="maxInstances", ge=1)  # of this template, at once
+    # an instance no session has used for this long is stopped
+    idle_timeout: Seconds = Field(300.0, alias="idleTimeout")
+
+
+class ServerTemplate(ServerConfig):
+    """An `mcpTemplates` entry: a server whose string fields are rendered from a client's context.
+
+    Validated here with its template text as it stands (so a `url` must start with http:// or
+    https:// before any `{{ }}`); `config.templates` renders it into a `ServerConfig` per context.
+    """
+
+    disabled: bool | str = False  # type: ignore[assignment]  # a template may decide it: "{{ project.environment == 'prod' }}"
+    template: TemplateOptions = Field(default_factory=TemplateOptions)
+
+    # The fields rendered from a context (every other field is taken as written).
+    RENDERED: ClassVar[tuple[str, ...]] = ("command", "args", "env", "cwd", "url", "headers", "disabled", "tags")
+
+    def texts(self) -> list[tuple[str, str]]:
+        """(field path, text) of every rendered string, e.g. ("args[2]", "{{ project.path }}")."""
+        out: list[tuple[str, str]] = []
+        for field in self.RENDERED:
+            value = getattr(self, field)
+            if isinstance(value, str):
+                out.append((field, value))
+            elif isinstance(value, list):
+                out.extend((f"{field}[{i}]", v) for i, v in enumerate(value))
+            elif isinstance(value, dict):
+                out.extend((f"{field}.{k}", v) for k, v in value.items())
+        return out
+
+
 class JwtSettings(_Model):
     """Access tokens from an external authorization server, checked against its JWKS."""
 
@@ -230,6 +268,8 @@ class Limits(_Model):
     max_pending_client_requests_per_session: int = Field(32, alias="maxPendingClientRequestsPerSession", ge=1)
     # one upstream message (an HTTP body, one SSE event, one stdio line); a server may set its own
     max_response_bytes: int = Field(MAX_RESPONSE_BYTES, alias="maxResponseBytes", ge=1024)
+    # running template server instances, all templates together; beyond, a new context is refused
+    max_template_instances: int = Field(64, alias="maxTemplateInstances", ge=1, le=10_000)
     # warnings about the same limit are written at most once per this many seconds (with a count)
     log_interval: Seconds = Field(10.0, alias="logInterval")
 
@@ -272,6 +312,7 @@ class HubSettings(_Model):
 
 class HubConfig(_Model):
     servers: dict[str, ServerConfig] = Field(default_factory=dict, alias="mcpServers")
+    templates: dict[str, ServerTemplate] = Field(default_factory=dict, alias="mcpTemplates")
     hub: HubSettings = Field(default_factory=HubSettings, alias="onemcp")
 
     @model_validator(mode="after")
@@ -280,6 +321,22 @@ class HubConfig(_Model):
             problem = server_name_problem(name, self.hub.separator)
             if problem:
                 raise ValueError(f"mcpServers.{name}: server name {name!r} {problem}")
+        for name in self.templates:
+            problem = server_name_problem(name, self.hub.separator)
+            if problem:
+                raise ValueError(f"mcpTemplates.{name}: template name {name!r} {problem}")
+            if name in self.servers:
+                raise ValueError(f"mcpTemplates.{name}: {name!r} is also a server in mcpServers; names are shared")
+        return self
+
+    @model_validator(mode="after")
+    def _templates_parse(self) -> HubConfig:
+        for name, template in self.templates.items():
+            for path, text in template.texts():
+                try:
+                    jinja.compiled(text)
+                except jinja.SyntaxProblem as exc:
+                    raise ValueError(f"mcpTemplates.{name}.{path}: {exc}") from None
         return self
 
     @model_validator(mode="after")
@@ -289,6 +346,9 @@ class HubConfig(_Model):
         for name, server in self.servers.items():
             if server.max_response_bytes is None:
                 self.servers[name] = server.model_copy(update={"max_response_bytes": limit})
+        for name, template in self.templates.items():
+            if template.max_response_bytes is None:
+                self.templates[name] = template.model_copy(update={"max_response_bytes": limit})
         return self
 
     @property

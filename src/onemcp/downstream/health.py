@@ -68,6 +68,11 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
         "upstreams": upstreams,
         "collisions": state.collisions(),
         "toolExposure": hub.exposure.report(hub.preset_reaches()),
+        "templates": {
+            name: {"transport": t.transport, "shareable": t.template.shareable}
+            for name, t in hub.config.templates.items()
+        },
+        "instances": hub.instances.report(),
     }
 
 
@@ -105,6 +110,13 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     searches = counter("onemcp_tool_searches", "search_tools calls answered")
     searches.add_metric([], hub.exposure.searches)
     yield from (tokens, searches)
+    instances = gauge("onemcp_template_instances", "Running instances of a template server", ["template"])
+    running: dict[str, int] = {name: 0 for name in hub.config.templates}
+    for instance in hub.instances.running():
+        running[instance.template] = running.get(instance.template, 0) + 1
+    for name, count in running.items():
+        instances.add_metric([name], count)
+    yield instances
     yield from limits.HITS.metrics()
     if reloader is not None:
         reloads = counter("onemcp_config_reloads", "Config reloads, by outcome", ["outcome"])

@@ -14,7 +14,7 @@ from anyio.abc import TaskGroup
 
 from onemcp.auth.access import SSE, refused
 from onemcp.auth.principal import Principal
-from onemcp.catalog import views
+from onemcp.downstream import requester
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.streamable import RETRY_LATER, stream_outbox
 from onemcp.http import asgi
@@ -38,12 +38,10 @@ class LegacySseEndpoint:
         if scope["method"] != "GET":
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET")])
             return
-        try:
-            view = self.hub.view(scope.get("query_string", b""))
-            asked = self.hub.exposure_asked(scope.get("query_string", b""))
-            access = self.hub.access(principal, SSE, view, asked)  # decided now: /messages may come before initialize
-        except views.ViewError as exc:
-            await asgi.send_json(send, 400, error_body(INVALID_REQUEST, str(exc)))
+        try:  # decided now: /messages may come before initialize
+            access = requester.decide(self.hub, scope, principal, SSE)
+        except requester.Refused as exc:
+            await asgi.send_json(send, exc.status, error_body(INVALID_REQUEST, exc.message))
             return
         try:
             session = self.hub.create_session("sse", access)
@@ -86,8 +84,12 @@ class LegacySseEndpoint:
                 log.info("client notification %s failed: %s", method, exc)
         elif method == "initialize":
             params = msg.get("params")
-            result = self.hub.initialize(session, params if isinstance(params, dict) else {})
-            session.post(jsonrpc.result(msg["id"], result))
+            try:
+                result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+            except HubError as exc:  # a template that does not render for the client's context
+                session.post(jsonrpc.error(msg["id"], exc.to_error()))
+            else:
+                session.post(jsonrpc.result(msg["id"], result))
         elif self.tg is not None:
             self.tg.start_soon(self._answer, session, msg)
         await asgi.send_empty(send, 202)

@@ -21,7 +21,7 @@ import orjson
 from onemcp.auth.access import MODERN_HTTP, Access
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
-from onemcp.catalog import views
+from onemcp.downstream import requester
 from onemcp.downstream.exchange import answer, forbidden_scope
 from onemcp.downstream.listen import serve_listener
 from onemcp.http import asgi
@@ -37,6 +37,7 @@ from onemcp.protocol.errors import (
     METHOD_NOT_FOUND,
     MISSING_CLIENT_CAPABILITY,
     UNSUPPORTED_VERSION,
+    HubError,
 )
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, PROTOCOL_VERSION, SERVER_INFO
@@ -164,11 +165,9 @@ class ModernEndpoint:
             return
         info = meta.get(CLIENT_INFO)
         try:
-            view = self.hub.view(scope.get("query_string", b""))
-            asked = self.hub.exposure_asked(scope.get("query_string", b""))
-            access = self.hub.access(principal, MODERN_HTTP, view, asked)
-        except views.ViewError as exc:
-            await reject(400, INVALID_PARAMS, str(exc))
+            access = requester.decide(self.hub, scope, principal, MODERN_HTTP)
+        except requester.Refused as exc:
+            await reject(exc.status, INVALID_PARAMS, exc.message)
             return
         if method == "tools/call":
             problem = self._param_headers_problem(scope, params, access)
@@ -186,6 +185,11 @@ class ModernEndpoint:
             log_level=level,
             ephemeral=True,
         )
+        try:
+            self.hub.bind_templates(session)
+        except HubError as exc:  # a template that does not render for the client's context
+            await reject(400, INVALID_PARAMS, exc.message)
+            return
         if method == "subscriptions/listen":
             self.hub.remember_lists(session)
         await self._dispatch(scope, session, msg, method, params, receive, send)

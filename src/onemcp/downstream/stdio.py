@@ -15,12 +15,14 @@ to finish, then the hub (and its upstreams) stop.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
 
 from onemcp.auth.access import STDIO
 from onemcp.auth.principal import Principal
+from onemcp.config import context
 from onemcp.downstream.exchange import answer
 from onemcp.hub.core import Hub
 from onemcp.hub.session import Session
@@ -47,7 +49,9 @@ class StdioServer:
         self._write = write
         self._lock = anyio.Lock()
         # the principal is the process's: the local operator, or $ONEMCP_TOKEN's when the config needs auth
-        self.session: Session = hub.create_session("stdio", hub.access(principal, STDIO))
+        # the operator started this hub for the directory it runs in: that project renders templates
+        local = {"project": context.project(Path.cwd())}
+        self.session: Session = hub.create_session("stdio", hub.access(principal, STDIO, context=local, trusted=True))
 
     async def send(self, msg: Message | bytes) -> None:
         data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
@@ -104,7 +108,11 @@ class StdioServer:
             return
         if method == "initialize":
             params = msg.get("params")
-            result = self.hub.initialize(self.session, params if isinstance(params, dict) else {})
+            try:
+                result = self.hub.initialize(self.session, params if isinstance(params, dict) else {})
+            except HubError as exc:  # a template that does not render for this project
+                await self.send(jsonrpc.error(msg["id"], exc.to_error()))
+                return
             await self.send(jsonrpc.result(msg["id"], result))
             return
         requests.start_soon(self._answer, msg)

@@ -15,7 +15,7 @@ import anyio
 from onemcp.auth.access import LEGACY_HTTP, refused
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
-from onemcp.catalog import views
+from onemcp.downstream import requester
 from onemcp.downstream.exchange import answer, forbidden_scope
 from onemcp.downstream.modern import ModernEndpoint, supported_error
 from onemcp.http import asgi
@@ -173,18 +173,22 @@ class StreamableHttpEndpoint:
     async def _initialize(self, scope: Scope, msg: Message, send: Send, principal: Principal) -> None:
         params = msg.get("params")
         try:
-            view = self.hub.view(scope.get("query_string", b""))
-            asked = self.hub.exposure_asked(scope.get("query_string", b""))
-            access = self.hub.access(principal, LEGACY_HTTP, view, asked)
-        except views.ViewError as exc:
-            await asgi.send_json(send, 400, jsonrpc.error(msg["id"], {"code": INVALID_REQUEST, "message": str(exc)}))
+            access = requester.decide(self.hub, scope, principal, LEGACY_HTTP)
+        except requester.Refused as exc:
+            error = {"code": INVALID_REQUEST, "message": exc.message}
+            await asgi.send_json(send, exc.status, jsonrpc.error(msg["id"], error))
             return
         try:
             session = self.hub.create_session("streamable-http", access)
         except LimitReached as exc:
             await asgi.send_json(send, exc.status, jsonrpc.error(msg["id"], exc.to_error()), RETRY_LATER)
             return
-        result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+        try:
+            result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+        except HubError as exc:  # a template that does not render for the client's context
+            self.hub.end_session(session.id)
+            await asgi.send_json(send, 400, jsonrpc.error(msg["id"], exc.to_error()))
+            return
         await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
 
     async def _request(self, scope: Scope, session: Session, msg: Message, can_stream: bool, send: Send) -> None:

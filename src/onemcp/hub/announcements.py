@@ -28,18 +28,21 @@ class Announcements:
         sessions: SessionStore,
         listeners: set[Listener],
         subscriptions: Subscriptions,
+        instance_tags: Callable[[], dict[str, list[str]]] = dict,
     ) -> None:
         self.lists = lists  # a requester's serialised list of a kind, as it would get it now
         self.sessions = sessions
         self.listeners = listeners
         self.subscriptions = subscriptions
         self._tags: tuple[HubConfig | None, dict[str, list[str]]] = (None, {})  # per config: server -> tags
+        self.instance_tags = instance_tags  # each template instance's rendered tags
 
     def tags(self, config: HubConfig) -> dict[str, list[str]]:
-        """Each enabled server's tags in `config` (what views by tag decide on)."""
+        """Each enabled server's tags in `config`, and each template instance's (what views by tag decide on)."""
         if self._tags[0] is not config:
             self._tags = (config, {name: server.tags for name, server in config.enabled.items()})
-        return self._tags[1]
+        extra = self.instance_tags()
+        return {**self._tags[1], **extra} if extra else self._tags[1]
 
     def remember(self, session: Session) -> None:
         """Note what the session's lists look like now (list_changed goes out when they change)."""

@@ -10,7 +10,9 @@ hub in `events` and `reverse`, reload planning in `plan`. Does not own any wire.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -28,6 +30,7 @@ from onemcp.hub.dispatch import Dispatcher
 from onemcp.hub.events import UpstreamEvents
 from onemcp.hub.exposure import ToolExposure
 from onemcp.hub.forward import Emit, Forwarder
+from onemcp.hub.instances import Instance, TemplateInstances
 from onemcp.hub.instructions import render_instructions
 from onemcp.hub.listeners import Listener
 from onemcp.hub.plan import plan
@@ -39,6 +42,7 @@ from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.limits import HITS
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol.capabilities import advertised
+from onemcp.protocol.errors import HubError
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
@@ -48,6 +52,8 @@ from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.pool import Pool
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
+
+log = logging.getLogger("onemcp.hub")
 
 
 class Hub:
@@ -63,8 +69,12 @@ class Hub:
         self.upstream_auth = upstream_auth or UpstreamAuth(None, None)  # the hub's own, never a client's token
         self.metrics = metrics if metrics is not None else Metrics()
         self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
-        self.catalog.set_servers(config.enabled, tool_rules(config))
+        self.instances = TemplateInstances(
+            lambda: self.config.templates, lambda: self.limits, self._start_instance, self._stop_instance
+        )
+        self._place_servers()
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
+        self.context_secret: bytes | None = None  # signs template contexts (context.key beside mcp.json)
         self.preset_exposures: dict[str, str] = {}  # preset name -> its tool exposure, where it sets one
         self.exposure = ToolExposure(self.catalog, lambda: self.config, lambda: self.preset_exposures)
         self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)
@@ -78,7 +88,9 @@ class Hub:
         self.upstream_auth.on_authorized = self.pool.retry_now
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
         self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits)
-        self.announcements = Announcements(self.exposure.list_json, self.sessions, self.listeners, self.subscriptions)
+        self.announcements = Announcements(
+            self.exposure.list_json, self.sessions, self.listeners, self.subscriptions, self.instances.tags
+        )
         self.events.attach(self.pool, self.subscriptions, self.announcements)
         parts = (self.catalog, self.pool, self.tasks, self.parking)
         self.dispatcher = Dispatcher(
@@ -116,6 +128,7 @@ class Hub:
         session.protocol_version = negotiate(params.get("protocolVersion"))
         session.client_capabilities = caps if isinstance(caps, dict) else {}
         session.client_info = info if isinstance(info, dict) else {}
+        self.bind_templates(session)
         self.remember_lists(session)
         return {
             "protocolVersion": session.protocol_version,
@@ -138,10 +151,30 @@ class Hub:
         return views.exposure_from_query(query)
 
     def access(
-        self, principal: Principal, entry: str, view: views.View | None = None, exposure: Exposure | None = None
+        self,
+        principal: Principal,
+        entry: str,
+        view: views.View | None = None,
+        exposure: Exposure | None = None,
+        context: Mapping[str, Any] | None = None,
+        *,
+        trusted: bool = False,
     ) -> Access:
-        """What `principal`, come in through `entry`, may reach through `view` (the one decision)."""
-        return decide(principal, entry, view, self.announcements.tags(self.config), self.presets, exposure)
+        """What `principal`, come in through `entry`, may reach through `view` (the one decision);
+        `context` is its template context, `trusted` when it may render templates (`config.context`)."""
+        access = decide(principal, entry, view, self.announcements.tags(self.config), self.presets, exposure)
+        if context is None and not trusted:
+            return access
+        return replace(access, context=context, trusted=trusted)
+
+    def bind_templates(self, session: Session) -> None:
+        """Bind the session to the template instances its context renders (InvalidParams: a field does
+        not render); they start on its first list or call."""
+        era = "modern" if session.ephemeral else "legacy"
+        ids = self.instances.bind(session.access, session.id, session.client_info, era)
+        if ids != session.access.reach.instances:
+            tags = self.announcements.tags(self.config)
+            session.access = session.access.bound(ids).rebuilt(tags, self.presets)
 
     def set_presets(self, presets: Mapping[str, str], exposures: Mapping[str, str] | None = None) -> None:
         """New presets (name -> filter; name -> tool exposure): every view naming one is decided again."""
@@ -171,6 +204,8 @@ class Hub:
     async def list_result(self, kind: str, access: Access) -> bytes:
         """A complete list, serialised, as `access` sees it (once the upstreams were tried, within bounds)."""
         await self.dispatcher.until_started()
+        if access.reach.instances:
+            await self.instances.ensure(access.reach.instances)
         return self.exposure.list_json(kind, access)
 
     def tool_headers(self, name: str, access: Access) -> dict[str, str]:
@@ -191,10 +226,13 @@ class Hub:
     def _session_gone(self, session: Session) -> None:
         """Called for every session that ends (DELETE, expiry, dropped /sse stream)."""
         self.isolated.close_session(session.id)
+        self.instances.release(session.id)
         self.subscriptions.forget(session.id)
 
     async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
         """A downstream request: its reply, a pre-serialised reply, or a Call to drive (`complete`)."""
+        if session.access.reach.instances:
+            await self.instances.ensure(session.access.reach.instances)
         return await self.dispatcher.dispatch(session, msg)
 
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:
@@ -235,6 +273,7 @@ class Hub:
         Removed servers' calls get the pool's drain bound; list_changed only for lists that changed.
         """
         change = plan(self.config, new)
+        old_templates = self.config.templates
         self.config = new
         if change.settings:
             self.catalog.codec = NameCodec(new.hub.separator)
@@ -243,8 +282,9 @@ class Hub:
             self.sessions.limits = new.hub.limits
             HITS.interval = new.hub.limits.log_interval
         # What each client may reach changes now, not once the removed servers' calls drained.
-        self.catalog.set_servers(new.enabled, tool_rules(new))
+        self._place_servers()
         self.refresh_views()  # announces what each client sees change
+        await self._reload_templates(old_templates)
         stopping = [*change.removed, *change.restarted]
         for name in stopping:
             self.isolated.close_server(name)
@@ -257,6 +297,61 @@ class Hub:
             self.pool.add(name, new.enabled[name])
         return change.report()
 
+    # ============================================================ template instances
+    def _place_servers(self) -> set[str]:
+        """Tell the catalog the servers in order (config, then running instances); the kinds that changed."""
+        running = {i.id: i.config for i in self.instances.running()}
+        order = [*self.config.enabled, *running]
+        return self.catalog.set_servers(order, tool_rules(self.config, running), self.config.templates)
+
+    async def _start_instance(self, instance: Instance) -> bool:
+        """Supervise a new instance like any server and wait (its startupTimeout) until it was tried."""
+        self.announcements.announce(self._place_servers())
+        self.pool.add(instance.id, instance.config)
+        conn = self.pool.get(instance.id)
+        if conn is None:
+            return False
+        with anyio.move_on_after(instance.config.startup_timeout):
+            await conn.settled.wait()
+        return conn.state == "ready"
+
+    async def _stop_instance(self, instance: Instance) -> None:
+        self.isolated.close_server(instance.id)
+        self.announcements.announce(self._place_servers())
+        await self.pool.remove(instance.id)
+
+    async def _reload_templates(self, old: Mapping[str, Any]) -> None:
+        """Templates changed: every session is bound again; an instance whose template changed and that
+        no session renders any more stops, and the sessions' new instances start."""
+        if old == self.config.templates:
+            return
+        for instance in self.instances.instances.values():
+            instance.sessions.clear()
+        for session in list(self.sessions):
+            if session.access.trusted:
+                try:
+                    self.bind_templates(session)
+                except HubError as exc:
+                    log.warning("session %s: after the reload, %s", session.id, exc)
+                    session.access = session.access.bound(frozenset())
+        unchanged = {name for name, t in self.config.templates.items() if old.get(name) == t}
+        await self.instances.retire(lambda i: bool(i.sessions) or i.template in unchanged)
+        self.refresh_views()
+        wanted = {i for s in self.sessions for i in s.access.reach.instances}
+        if wanted and self.events.tg is not None:
+            self.events.tg.start_soon(self._ensure_quietly, frozenset(wanted))
+
+    async def _ensure_quietly(self, ids: frozenset[str]) -> None:
+        try:
+            await self.instances.ensure(ids)
+        except HubError as exc:
+            log.warning("template instances after a reload: %s", exc)
+
+    async def _reap_instances(self) -> None:
+        while True:
+            await anyio.sleep(self.instances.interval())
+            await self.instances.reap()
+
     # ============================================================ lifecycle
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -265,6 +360,7 @@ class Hub:
                 await tg.start(self.pool.run)
                 await tg.start(self.isolated.run)
                 tg.start_soon(self._expire_sessions)
+                tg.start_soon(self._reap_instances)
                 task_status.started()
         finally:
             self.sessions.close_all()  # the sessions' queues end with the hub

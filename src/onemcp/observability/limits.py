@@ -37,6 +37,7 @@ NAMES = frozenset(
         "subscriptions_per_session",  # over maxSubscriptionsPerSession (a JSON-RPC error; listen: not honoured)
         "list_items",  # an upstream's list over 10,000 items or maxResponseBytes in all: cut
         "bad_framing",  # a request the HTTP layer refuses (501 transfer coding, absolute-form target)
+        "template_instances",  # a new template instance over maxInstances (429) or maxTemplateInstances (503)
     }
 )
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import secrets
 import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from http.cookiejar import Cookie
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import InvalidToken
 from onemcp.auth.server.app import OAuthServer
 from onemcp.http.asgi import Receive, Scope, Send, send_json
+from support.audit import audit_lines
 
 pytestmark = pytest.mark.anyio
 
@@ -688,33 +688,6 @@ def browser(oauth: Harness, base_url: str = ISSUER) -> Harness:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=oauth.server.app), base_url=base_url),
         oauth.clock,
     )
-
-
-class LineCollector(logging.Handler):
-    """Keeps each record's message in `lines`."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__()
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@contextmanager
-def audit_lines() -> Iterator[list[str]]:
-    """The audit logger's lines while inside (whatever an earlier test configured for it)."""
-    logger = logging.getLogger("onemcp.audit")
-    lines: list[str] = []
-    handler = LineCollector(lines)
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def approve(oauth: Harness, fields: dict[str, str], **extra: str) -> httpx.Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,7 +46,9 @@ class RpcError(Exception):
 class HubClient:
     """Requests to one hub endpoint over one keep-alive connection."""
 
-    def __init__(self, url: str, *, timeout: float = 300.0) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 300.0, context: Callable[[], dict[str, str]] | None = None
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise HubUnreachable(f"not an http(s) URL: {url!r}")
@@ -57,6 +60,7 @@ class HubClient:
         self._ids = itertools.count(1)
         token = os.environ.get(TOKEN_ENV, "").strip()
         self._auth = {"authorization": f"Bearer {token}"} if token else {}
+        self._context = context  # the signed template context headers, made afresh per request
 
     def close(self) -> None:
         self._conn.close()
@@ -83,6 +87,8 @@ class HubClient:
         if method in ("tools/call", "prompts/get", "resources/read") and isinstance(name, str):
             sent["mcp-name"] = encode_header(name)
         sent.update(self._auth)
+        if self._context is not None:
+            sent.update(self._context())
         sent.update(headers or {})
         payload = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": body}).encode()
         reply = self._exchange("POST", self.path, payload, sent, rid)

@@ -1,0 +1,45 @@
+"""The template language of `mcpTemplates`: Jinja2's sandboxed environment, and nothing else.
+
+Owns the one environment (sandboxed: no attribute access to internals, no imports, no file
+loading; undefined names are errors, not empty strings), compiling a field's text once, and
+recognising the Handlebars forms of 1MCP's templates so the error says how to write them here.
+Does not know the config's shape (`model` validates, `templates` renders whole entries).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+# 1MCP's Handlebars blocks and helpers, and what they are in Jinja
+_HANDLEBARS = re.compile(r"\{\{\s*([#/^]|else\s*\}\}|\{)")
+HANDLEBARS_HINT = (
+    "this looks like a Handlebars template (1MCP); here templates are Jinja: "
+    "{{#if project.git}}...{{else}}...{{/if}} is {% if project.git %}...{% else %}...{% endif %}, "
+    "{{#each xs}}{{this}}{{/each}} is {% for x in xs %}{{ x }}{% endfor %}, "
+    "and {{{raw}}} is {{ raw }}; {{project.path}} is the same in both"
+)
+
+
+class SyntaxProblem(Exception):
+    """A field's text is not a template this hub can render (the message says why)."""
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+@functools.lru_cache(maxsize=1024)
+def compiled(text: str) -> Template:
+    """The compiled template of `text` (cached: the same text renders for many contexts)."""
+    if _HANDLEBARS.search(text):
+        raise SyntaxProblem(HANDLEBARS_HINT)
+    try:
+        return ENV.from_string(text)
+    except TemplateSyntaxError as exc:
+        raise SyntaxProblem(f"template syntax error: {exc.message}") from None

@@ -1,0 +1,54 @@
+"""Who is asking, as the HTTP front doors decide it: the view, the tool exposure and the template context.
+
+Owns reading a request's selectors (query string) and its template context (the `Onemcp-Context`
+headers, `config.context`) into one `Access` through `Hub.access`, and the refusals that come
+with them: an unknown view or exposure (400), a context that does not verify or that this
+principal may not send (403, audited). Does not decide what the access reaches (`auth.access`).
+"""
+
+from __future__ import annotations
+
+from onemcp.auth.access import Access, refused
+from onemcp.auth.principal import Principal
+from onemcp.catalog import views
+from onemcp.config import context as wire
+from onemcp.http import asgi
+from onemcp.http.asgi import Scope
+from onemcp.hub.core import Hub
+
+TEMPLATES_SCOPE = "templates"  # a credential holding it may send an unsigned template context
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Access:
+    """The requester's access (Refused: why not, with the HTTP status)."""
+    query = scope.get("query_string", b"")
+    try:
+        view = hub.view(query)
+        asked = hub.exposure_asked(query)
+    except views.ViewError as exc:
+        raise Refused(400, str(exc)) from None
+    value = asgi.header(scope, wire.HEADER.encode())
+    if value is None:
+        return hub.access(principal, entry, view, asked)
+    signature = asgi.header(scope, wire.SIGNATURE_HEADER.encode())
+    try:
+        context, signed = wire.decode(value, signature, hub.context_secret)
+    except wire.ContextError as exc:
+        refused(principal, entry, "context", "templates", str(exc))
+        raise Refused(403, str(exc)) from None
+    allowed = principal.kind != "anonymous" and TEMPLATES_SCOPE in principal.scopes
+    if not (signed or allowed):
+        reason = (
+            "a template context must be signed with this hub's key (context.key beside mcp.json: "
+            "`onemcp proxy` and the agent CLI do this) or come with a credential holding scope 'templates'"
+        )
+        refused(principal, entry, "context", "templates", "unsigned context")
+        raise Refused(403, reason)
+    return hub.access(principal, entry, view, asked, context, trusted=True)

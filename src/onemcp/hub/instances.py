@@ -1,0 +1,236 @@
+"""Template server instances: which ones a requester is bound to, starting them on demand, reaping idle ones.
+
+Owns the instances of every `mcpTemplates` entry, each keyed by template + the hash of the config
+it rendered to (`<template>@<hash>`; a per-session template's hash covers the session too), so
+requesters whose contexts render the same config share one. Binding renders every template for a
+requester's context (only a trusted context renders any: `Access.trusted`); `ensure` starts the
+bound instances that are not running (within `maxInstances` and the hub-wide
+`maxTemplateInstances`) and waits, bounded, until each was tried; an instance no live session is
+bound to and nobody used for its template's `idleTimeout` is stopped. Starting and stopping are
+the hub's (`start`/`stop` callbacks: the pool supervises an instance like any server, the catalog
+lists it). Does not decide what a requester may see of an instance (`Reach`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from onemcp.auth.access import Access
+from onemcp.catalog.reach import INSTANCE_MARK
+from onemcp.config.model import Limits, ServerConfig, ServerTemplate
+from onemcp.config.templates import TemplateError, digest, render
+from onemcp.observability.limits import hit
+from onemcp.protocol.errors import InvalidParams, LimitReached
+
+log = logging.getLogger("onemcp.templates")
+audit = logging.getLogger("onemcp.audit")
+
+
+@dataclass
+class Instance:
+    id: str  # <template>@<hash>
+    template: str
+    config: ServerConfig
+    shareable: bool
+    summary: dict[str, str]  # what it was rendered for (project path and name, client), for reports
+    sessions: set[str] = field(default_factory=set)  # live sessions bound to it
+    last_used: float = field(default_factory=time.monotonic)
+    running: bool = False
+    started_at: float | None = None
+    start_seconds: float | None = None  # from start to tried (ready or failed), the last time
+
+
+def context_of(access: Access, session_id: str, client_info: Mapping[str, Any], era: str) -> dict[str, Any]:
+    """The values a template renders from: project.*, client.*, session.*, transport.*, user.*."""
+    sent = dict(access.context or {})
+    sent_project = sent.get("project")
+    project: dict[str, Any] = sent_project if isinstance(sent_project, dict) else {}
+    principal = access.principal
+    return {
+        "project": {"custom": {}, "environment": "", "git": {}, **project},
+        "client": {k: str(client_info.get(k) or "") for k in ("name", "version", "title")},
+        "session": {"id": str(sent.get("session") or session_id)},
+        "transport": {"entry": access.entry, "era": era},
+        "user": {"id": principal.id, "kind": principal.kind, "scopes": sorted(principal.scopes)},
+    }
+
+
+class TemplateInstances:
+    def __init__(
+        self,
+        templates: Callable[[], Mapping[str, ServerTemplate]],
+        limits: Callable[[], Limits],
+        start: Callable[[Instance], Awaitable[bool]],
+        stop: Callable[[Instance], Awaitable[None]],
+    ) -> None:
+        self.templates = templates
+        self.limits = limits
+        self._start = start  # adds it to the pool and catalog and waits until it was tried: ready?
+        self._stop = stop
+        self.instances: dict[str, Instance] = {}
+        self._starting: dict[str, anyio.Event] = {}
+
+    # ------------------------------------------------------------------ binding
+    def bind(self, access: Access, session_id: str, client_info: Mapping[str, Any], era: str) -> frozenset[str]:
+        """The instances `access`'s context renders to (none for an untrusted one); InvalidParams names a
+        field that does not render. A session id binds the session to them until `release`."""
+        templates = self.templates()
+        if not access.trusted or not templates:
+            return frozenset()
+        context = context_of(access, session_id, client_info, era)
+        bound: set[str] = set()
+        for name, template in templates.items():
+            try:
+                config = render(name, template, context)
+            except TemplateError as exc:
+                log.warning("template %s for principal %s: %s", name, access.principal.id, exc)
+                raise InvalidParams(f"cannot render template server {name!r}: {exc}") from None
+            if config.disabled:
+                continue
+            key = digest(config)
+            if not template.template.shareable:
+                key = hashlib.sha256(f"{key}:{context['session']['id']}".encode()).hexdigest()
+            instance_id = f"{name}{INSTANCE_MARK}{key[:12]}"
+            instance = self.instances.get(instance_id)
+            if instance is None:
+                project = context["project"]
+                summary = {
+                    "project": str(project.get("path", "")),
+                    "name": str(project.get("name", "")),
+                    "client": context["client"]["name"],
+                }
+                instance = Instance(instance_id, name, config, template.template.shareable, summary)
+                self.instances[instance_id] = instance
+            if not session_id.startswith("modern-"):
+                instance.sessions.add(session_id)
+            instance.last_used = time.monotonic()
+            bound.add(instance_id)
+        return frozenset(bound)
+
+    def release(self, session_id: str) -> None:
+        """A session ended: it holds its instances no more (they idle out after their `idleTimeout`)."""
+        now = time.monotonic()
+        for instance in self.instances.values():
+            if session_id in instance.sessions:
+                instance.sessions.discard(session_id)
+                instance.last_used = now
+
+    def tags(self) -> dict[str, list[str]]:
+        """Each known instance's rendered tags (views and scopes by tag decide on them)."""
+        return {i.id: i.config.tags for i in self.instances.values()}
+
+    def running(self) -> list[Instance]:
+        return [i for i in self.instances.values() if i.running]
+
+    # ------------------------------------------------------------------ running
+    async def ensure(self, ids: Iterable[str]) -> None:
+        """Start every instance in `ids` that is not running, and wait (bounded) until each was tried.
+
+        LimitReached when a template's `maxInstances` or the hub's `maxTemplateInstances` is reached.
+        """
+        now = time.monotonic()
+        waiting = []
+        for instance_id in ids:
+            instance = self.instances.get(instance_id)
+            if instance is None:
+                continue
+            instance.last_used = now
+            if instance.running:
+                continue
+            started = self._starting.get(instance_id)
+            if started is None:
+                self._check_caps(instance)
+                started = self._starting[instance_id] = anyio.Event()
+                instance.running = True
+                instance.started_at = time.monotonic()
+                try:
+                    await self._start(instance)
+                finally:
+                    instance.start_seconds = time.monotonic() - instance.started_at
+                    del self._starting[instance_id]
+                    started.set()
+            else:
+                waiting.append(started)
+        for event in waiting:
+            await event.wait()
+
+    def _check_caps(self, instance: Instance) -> None:
+        template = self.templates().get(instance.template)
+        cap = template.template.max_instances if template is not None else None
+        mine = sum(1 for i in self.instances.values() if i.running and i.template == instance.template)
+        if cap is not None and mine >= cap:
+            hit("template_instances", "template %s has %d instances running (maxInstances)", instance.template, cap)
+            audit.info("template refused template=%s instance=%s reason=maxInstances", instance.template, instance.id)
+            raise LimitReached(
+                "maxInstances",
+                f"template server {instance.template!r} already runs {cap} instances (its maxInstances); "
+                "end a session that uses another, or raise maxInstances",
+                429,
+            )
+        hub_cap = self.limits().max_template_instances
+        if len(self.running()) >= hub_cap:
+            hit("template_instances", "%d template instances running (maxTemplateInstances)", hub_cap)
+            raise LimitReached(
+                "maxTemplateInstances",
+                f"the hub already runs {hub_cap} template server instances (onemcp.limits.maxTemplateInstances)",
+                503,
+            )
+
+    async def reap(self, now: float | None = None) -> list[str]:
+        """Stop the running instances nobody is bound to and nobody used for their idleTimeout."""
+        now = time.monotonic() if now is None else now
+        templates = self.templates()
+        gone = []
+        for instance in list(self.instances.values()):
+            template = templates.get(instance.template)
+            idle = template.template.idle_timeout if template is not None else 0.0
+            if instance.sessions or instance.id in self._starting or now - instance.last_used < idle:
+                continue
+            del self.instances[instance.id]
+            if instance.running:
+                instance.running = False
+                log.info("template instance %s idle for %.0fs: stopped", instance.id, now - instance.last_used)
+                await self._stop(instance)
+            gone.append(instance.id)
+        return gone
+
+    async def retire(self, keep: Callable[[Instance], bool]) -> list[str]:
+        """Stop and forget the instances `keep` rejects (a reload changed or removed their template)."""
+        gone = []
+        for instance in list(self.instances.values()):
+            if keep(instance):
+                continue
+            del self.instances[instance.id]
+            if instance.running:
+                instance.running = False
+                await self._stop(instance)
+            gone.append(instance.id)
+        return gone
+
+    def interval(self) -> float:
+        """How often idle instances are looked for: a quarter of the shortest idleTimeout, 50 ms to 30 s."""
+        timeouts = [t.template.idle_timeout for t in self.templates().values()]
+        return max(0.05, min(30.0, min(timeouts, default=120.0) / 4))
+
+    def report(self) -> list[dict[str, Any]]:
+        """Each known instance, for /health and `mcp status`."""
+        return [
+            {
+                "id": i.id,
+                "template": i.template,
+                "running": i.running,
+                "shareable": i.shareable,
+                "sessions": len(i.sessions),
+                "idleSeconds": round(time.monotonic() - i.last_used, 1),
+                "startSeconds": None if i.start_seconds is None else round(i.start_seconds, 3),
+                "context": i.summary,
+            }
+            for i in self.instances.values()
+        ]

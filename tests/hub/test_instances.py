@@ -1,0 +1,117 @@
+"""Template instances: binding by context, sharing by rendered config, caps, reaping, retiring."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import anyio
+import pytest
+
+from onemcp.auth.access import LEGACY_HTTP, decide
+from onemcp.auth.principal import ANONYMOUS, Principal
+from onemcp.catalog.reach import Reach
+from onemcp.config.model import HubConfig, Limits
+from onemcp.hub.instances import Instance, TemplateInstances
+from onemcp.protocol.errors import InvalidParams, LimitReached
+
+pytestmark = pytest.mark.anyio
+
+
+def templates(**options: Any) -> HubConfig:
+    return HubConfig.model_validate(
+        {"mcpTemplates": {"mem": {"command": "srv", "args": ["{{ project.path }}"], "template": options}}}
+    )
+
+
+class Harness:
+    def __init__(self, config: HubConfig, limits: Limits | None = None) -> None:
+        self.config = config
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+        self.instances = TemplateInstances(
+            lambda: self.config.templates, lambda: limits or Limits(), self.start, self.stop
+        )
+
+    async def start(self, instance: Instance) -> bool:
+        self.started.append(instance.id)
+        return True
+
+    async def stop(self, instance: Instance) -> None:
+        self.stopped.append(instance.id)
+
+    def bind(
+        self, path: str, session: str = "s1", *, trusted: bool = True, principal: Principal = ANONYMOUS
+    ) -> frozenset[str]:
+        access = decide(principal, LEGACY_HTTP, None, {}, {})
+        access = replace(access, context={"project": {"path": path}}, trusted=trusted)
+        return self.instances.bind(access, session, {"name": "client"}, "legacy")
+
+
+def test_only_a_trusted_context_binds() -> None:
+    h = Harness(templates())
+    assert h.bind("/a", trusted=False) == frozenset()
+    (bound,) = h.bind("/a")
+    assert bound.startswith("mem@") and h.instances.instances[bound].summary["project"] == "/a"
+
+
+def test_same_rendering_shares_and_per_session_does_not() -> None:
+    shared = Harness(templates())
+    assert shared.bind("/a", "s1") == shared.bind("/a", "s2") != shared.bind("/b", "s3")
+    assert shared.instances.instances[next(iter(shared.bind("/a", "s1")))].sessions == {"s1", "s2"}
+    own = Harness(templates(shareable=False))
+    assert own.bind("/a", "s1") != own.bind("/a", "s2")
+
+
+def test_a_field_that_does_not_render_is_invalid_params() -> None:
+    h = Harness(HubConfig.model_validate({"mcpTemplates": {"mem": {"command": "srv", "args": ["{{ project.nope }}"]}}}))
+    with pytest.raises(InvalidParams, match=r"mcpTemplates\.mem\.args\[0\]"):
+        h.bind("/a")
+
+
+async def test_ensure_starts_once_and_caps_refuse() -> None:
+    h = Harness(templates(maxInstances=1))
+    a = h.bind("/a")
+    async with anyio.create_task_group() as tg:  # concurrent first lists start it once
+        tg.start_soon(h.instances.ensure, a)
+        tg.start_soon(h.instances.ensure, a)
+    assert h.started == sorted(a)
+    with pytest.raises(LimitReached, match="maxInstances") as refused:
+        await h.instances.ensure(h.bind("/b", "s2"))
+    assert refused.value.status == 429
+    hub_wide = Harness(templates(), Limits(maxTemplateInstances=1))
+    await hub_wide.instances.ensure(hub_wide.bind("/a"))
+    with pytest.raises(LimitReached, match="maxTemplateInstances"):
+        await hub_wide.instances.ensure(hub_wide.bind("/b", "s2"))
+
+
+async def test_reap_stops_only_unheld_idle_instances() -> None:
+    h = Harness(templates(idleTimeout=10))
+    a, b = h.bind("/a", "s1"), h.bind("/b", "s2")
+    await h.instances.ensure(a | b)
+    h.instances.release("s1")
+    now = h.instances.instances[next(iter(a))].last_used
+    assert await h.instances.reap(now + 5) == []  # not idle long enough
+    assert await h.instances.reap(now + 11) == sorted(a)  # b is still held by s2
+    assert h.stopped == sorted(a) and set(h.instances.instances) == set(b)
+
+
+async def test_retire_stops_what_the_predicate_rejects() -> None:
+    h = Harness(templates())
+    a = h.bind("/a")
+    await h.instances.ensure(a)
+    assert await h.instances.retire(lambda i: False) == sorted(a)
+    assert h.stopped == sorted(a) and not h.instances.instances
+
+
+def test_reach_shows_an_instance_only_to_those_bound() -> None:
+    everyone = Reach()
+    assert everyone.everything and not everyone.shows("tools", "mem@abc", "read")
+    bound = Reach().bound(frozenset({"mem@abc"}))
+    assert not bound.everything  # the catalog filters: another instance of mem is not this one
+    assert bound.shows("tools", "mem@abc", "read") and not bound.shows("tools", "mem@def", "read")
+    scoped = Reach(frozenset({"mem"}), instances=frozenset({"mem@abc"}))  # scope server:mem covers its instances
+    assert scoped.shows("tools", "mem@abc", "read") and scoped.touches("mem@abc")
+    narrow = Reach(frozenset(), frozenset({("mem", "read")}), frozenset({"mem@abc"}))
+    assert narrow.shows("tools", "mem@abc", "read") and not narrow.shows("tools", "mem@abc", "write")
+    assert not Reach(frozenset({"other"}), instances=frozenset({"mem@abc"})).shows("tools", "mem@abc", "read")

@@ -1,0 +1,237 @@
+"""Template servers end to end: real `server-memory` instances per project, the official SDK client in both eras.
+
+A hub on a loopback port with a `memory` template whose memory file lives in the client's
+project (`{{ project.path }}/memory.jsonl`) and the fixture as a static server. Contexts are
+signed with the hub's own key the way `onemcp proxy` and the agent CLI sign them. Checks: two
+projects, two instances and two files; the same project shares one; per-session instances are
+isolated; idle instances are reaped; `maxInstances` refuses clearly; forged and unsigned contexts
+are refused over HTTP and see static servers only without a context; a template that does not
+render names the field; a reload restarts only instances whose rendered config changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import httpx
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from onemcp.config.context import SIGNATURE_HEADER, Signer, encode, project
+from onemcp.config.model import HubConfig
+from support.audit import audit_lines
+from support.hub import HEADERS, INIT, RunningHub, running_hub
+from support.real_servers import memory_stdio_command
+
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
+DEADLINE = 90.0
+Mode = Literal["legacy", "2026-07-28"]
+
+
+def memory_template(**options: Any) -> dict[str, Any]:
+    cmd = memory_stdio_command()
+    return {
+        "command": cmd[0],
+        "args": cmd[1:],
+        "env": {"MEMORY_FILE_PATH": "{{ project.path }}/memory.jsonl"},
+        "template": options,
+    }
+
+
+def config(templates: dict[str, Any]) -> dict[str, Any]:
+    fx = fixture_command()
+    return {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}, "mcpTemplates": templates}
+
+
+@asynccontextmanager
+async def hub_with(tmp_path: Path, templates: dict[str, Any]) -> AsyncIterator[RunningHub]:
+    path = tmp_path / "hub" / "mcp.json"
+    path.parent.mkdir()
+    doc = config(templates)
+    path.write_text(json.dumps(doc))
+    async with running_hub(doc, config_path=path) as hub:
+        yield hub
+
+
+def context_headers(hub: RunningHub, folder: Path) -> dict[str, str]:
+    secret = hub.app.hub.context_secret
+    assert secret is not None
+    return Signer({"project": project(folder)}, secret).headers()
+
+
+@asynccontextmanager
+async def client(hub: RunningHub, folder: Path, mode: Mode = "legacy") -> AsyncIterator[Client]:
+    async with httpx2.AsyncClient(headers=context_headers(hub, folder)) as http:
+        async with Client(streamable_http_client(hub.url, http_client=http), mode=mode, cache=None) as c:
+            yield c
+
+
+def text_of(result: types.CallToolResult) -> str:
+    item = result.content[0]
+    assert isinstance(item, types.TextContent)
+    return item.text
+
+
+async def remember(c: Client, name: str) -> None:
+    entity = {"name": name, "entityType": "person", "observations": [f"{name} was here"]}
+    result = await c.call_tool("memory__create_entities", {"entities": [entity]})
+    assert not result.is_error, result
+
+
+def project_dir(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_two_projects_get_two_instances_and_one_project_shares_one(tmp_path: Path, mode: Mode) -> None:
+    a, b = project_dir(tmp_path, "alpha"), project_dir(tmp_path, "beta")
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"memory": memory_template()}) as hub:
+            async with client(hub, a, mode) as in_a, client(hub, b, mode) as in_b:
+                names = {t.name for t in (await in_a.list_tools()).tools}
+                assert {"memory__create_entities", "fx__echo"} <= names
+                await remember(in_a, "Ada")
+                await remember(in_b, "Bob")
+                async with client(hub, a, mode) as again_in_a:
+                    graph = text_of(await again_in_a.call_tool("memory__read_graph", {}))
+                    assert "Ada" in graph and "Bob" not in graph
+            running = hub.app.hub.instances.running()
+            assert sorted(i.summary["name"] for i in running) == ["alpha", "beta"]  # two, not three
+            assert "Ada" in (a / "memory.jsonl").read_text() and "Bob" not in (a / "memory.jsonl").read_text()
+            assert "Bob" in (b / "memory.jsonl").read_text() and "Ada" not in (b / "memory.jsonl").read_text()
+            async with httpx.AsyncClient() as http:
+                health = (await http.get(f"{hub.base}/health")).json()
+            assert {i["context"]["name"] for i in health["instances"]} == {"alpha", "beta"}
+            assert all(i["running"] and i["startSeconds"] is not None for i in health["instances"])
+
+
+async def test_per_session_instances_are_isolated(tmp_path: Path) -> None:
+    a = project_dir(tmp_path, "alpha")
+    template = memory_template(shareable=False)
+    template["env"] = {"MEMORY_FILE_PATH": "{{ project.path }}/{{ session.id }}.jsonl"}
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"memory": template}) as hub:
+            async with client(hub, a) as one, client(hub, a) as two:
+                await remember(one, "Ada")
+                await remember(two, "Bob")
+                first = text_of(await one.call_tool("memory__read_graph", {}))
+                second = text_of(await two.call_tool("memory__read_graph", {}))
+                assert "Ada" in first and "Bob" not in first
+                assert "Bob" in second and "Ada" not in second
+                assert len(hub.app.hub.instances.running()) == 2
+
+
+async def test_an_idle_instance_is_reaped(tmp_path: Path) -> None:
+    a = project_dir(tmp_path, "alpha")
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"memory": memory_template(idleTimeout=0.2)}) as hub:
+            async with client(hub, a) as c:
+                await remember(c, "Ada")
+                assert len(hub.app.hub.instances.running()) == 1
+            # the session ended (the client sent DELETE): nobody holds the instance, it idles out
+            while hub.app.hub.instances.instances:
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            assert not any("@" in name for name in hub.app.hub.pool.slots)
+            async with client(hub, a) as c:  # and comes back on demand, with its file
+                assert "Ada" in text_of(await c.call_tool("memory__read_graph", {}))
+
+
+async def test_max_instances_refuses_with_a_clear_error(tmp_path: Path) -> None:
+    a, b = project_dir(tmp_path, "alpha"), project_dir(tmp_path, "beta")
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"memory": memory_template(maxInstances=1)}) as hub:
+            async with client(hub, a) as in_a:
+                await remember(in_a, "Ada")
+                async with client(hub, b) as in_b:
+                    with pytest.raises(MCPError, match="maxInstances") as refused:
+                        await in_b.list_tools()
+                    assert "'memory' already runs 1 instances" in str(refused.value)
+            assert len(hub.app.hub.instances.running()) == 1
+
+
+async def raw_initialize(hub: RunningHub, headers: dict[str, str]) -> httpx.Response:
+    async with httpx.AsyncClient() as http:
+        return await http.post(hub.url, json=INIT, headers={**HEADERS, **headers})
+
+
+async def test_forged_and_unsigned_contexts_are_refused_over_http(tmp_path: Path) -> None:
+    a = project_dir(tmp_path, "alpha")
+    evil = {"project": {"path": "/etc"}}
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"memory": memory_template()}) as hub:
+            forged = encode(evil, b"not the hub's key, but long enough to sign with")
+            with audit_lines() as lines:
+                r = await raw_initialize(hub, forged)
+            assert r.status_code == 403 and "does not verify" in r.text
+            assert any("auth denied" in line and "op=context" in line for line in lines), lines
+            unsigned = encode(evil, None)
+            r = await raw_initialize(hub, unsigned)
+            assert r.status_code == 403 and "must be signed" in r.text
+            tampered = context_headers(hub, a)
+            tampered[SIGNATURE_HEADER] = tampered[SIGNATURE_HEADER][::-1]
+            assert (await raw_initialize(hub, tampered)).status_code == 403
+            # no context: the static servers only, no instance started
+            async with Client(hub.url, mode="legacy", cache=None) as plain:
+                names = {t.name for t in (await plain.list_tools()).tools}
+            assert "fx__echo" in names and not any(n.startswith("memory__") for n in names)
+            assert not hub.app.hub.instances.instances
+
+
+async def test_a_template_that_does_not_render_names_the_field(tmp_path: Path) -> None:
+    a = project_dir(tmp_path, "alpha")
+    fx = fixture_command()
+    template = {"command": fx[0], "args": [*fx[1:], "--name", "{{ project.custom.database }}"]}
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"db": template}) as hub:
+            r = await raw_initialize(hub, context_headers(hub, a))
+            assert r.status_code == 400
+            message = r.json()["error"]["message"]
+            assert f"mcpTemplates.db.args[{len(fx)}]" in message and "database" in message, message
+            (a / ".onemcprc").write_text(json.dumps({"context": {"database": "orders"}}))
+            r = await raw_initialize(hub, context_headers(hub, a))
+            assert r.status_code == 200, r.text
+
+
+def pids_by_project(hub: RunningHub) -> dict[str, int]:
+    out = {}
+    for instance in hub.app.hub.instances.running():
+        conn = hub.app.hub.pool.get(instance.id)
+        assert conn is not None
+        out[instance.summary["name"]] = getattr(conn.transport, "pid", 0)
+    return out
+
+
+async def test_editing_a_template_restarts_only_the_instances_whose_config_changed(tmp_path: Path) -> None:
+    a, b = project_dir(tmp_path, "alpha"), project_dir(tmp_path, "beta")
+    fx = fixture_command()
+    before = {"command": fx[0], "args": [*fx[1:], "--name", "{{ project.name }}"], "env": {"MARK": ""}}
+    after = {**before, "env": {"MARK": "{{ 'v2' if project.name == 'beta' else '' }}"}}
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": before}) as hub:
+            async with client(hub, a) as in_a, client(hub, b) as in_b:
+                await in_a.list_tools()
+                await in_b.list_tools()
+                pids = pids_by_project(hub)
+                await hub.app.hub.apply_config(HubConfig.model_validate(config({"fxt": after})))
+                while len(hub.app.hub.instances.running()) != 2 or any(
+                    hub.app.hub.pool.get(i.id) is None or hub.app.hub.pool.get(i.id).state != "ready"  # type: ignore[union-attr]
+                    for i in hub.app.hub.instances.running()
+                ):
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+                now = pids_by_project(hub)
+                assert now["alpha"] == pids["alpha"]  # rendered the same: untouched
+                assert now["beta"] != pids["beta"]  # rendered differently: a new process
+                result = await in_b.call_tool("fxt__echo", {"message": "still here"})
+                assert text_of(result) == "still here"

@@ -235,3 +235,46 @@ async def test_editing_a_template_restarts_only_the_instances_whose_config_chang
                 assert now["beta"] != pids["beta"]  # rendered differently: a new process
                 result = await in_b.call_tool("fxt__echo", {"message": "still here"})
                 assert text_of(result) == "still here"
+
+
+async def test_views_tool_rules_search_and_metrics_apply_to_instances(tmp_path: Path) -> None:
+    a = project_dir(tmp_path, "alpha")
+    fx = fixture_command()
+    template = {
+        "command": fx[0],
+        "args": [*fx[1:], "--name", "{{ project.name }}"],
+        "tags": ["team", "{{ project.environment }}"],
+        "toolAliases": {"echo": "say"},
+        "disabledTools": ["echo_args"],
+    }
+    (a / ".onemcprc").write_text(json.dumps({"environment": "staging"}))
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": template}) as hub:
+            headers = context_headers(hub, a)
+            async with httpx2.AsyncClient(headers=headers) as http:
+
+                async def names(query: str) -> set[str]:
+                    url = f"{hub.url}?{query}" if query else hub.url
+                    async with Client(streamable_http_client(url, http_client=http), mode="legacy", cache=None) as c:
+                        return {t.name for t in (await c.list_tools()).tools}
+
+                everything = await names("")
+                assert "fxt__say" in everything and "fxt__echo" not in everything  # the alias
+                assert not any(n.startswith("fxt__echo_args") for n in everything)  # disabledTools
+                assert "fxt__say" in await names("tags=staging")  # the rendered tag
+                assert not any(n.startswith("fxt__") for n in await names("tags=prod"))
+                url = f"{hub.url}?exposure=search"
+                async with Client(streamable_http_client(url, http_client=http), mode="legacy", cache=None) as c:
+                    found = text_of(await c.call_tool("search_tools", {"query": "echo a message back", "limit": 10}))
+                    assert "fxt__say" in found
+            # a client without a context finds none of it, by list or by search
+            async with Client(f"{hub.url}?exposure=search", mode="legacy", cache=None) as plain:
+                found = text_of(await plain.call_tool("search_tools", {"query": "echo a message back", "limit": 10}))
+                assert "fxt__" not in found
+                with pytest.raises(MCPError, match="Tool not found: fxt__say"):
+                    await plain.call_tool("call_tool", {"name": "fxt__say", "arguments": {"message": "x"}})
+                with pytest.raises(MCPError, match="Tool not found: fxt__say"):
+                    await plain.call_tool("fxt__say", {"message": "x"})
+            async with httpx.AsyncClient() as http_plain:
+                metrics = (await http_plain.get(f"{hub.base}/metrics")).text
+            assert 'onemcp_template_instances{template="fxt"} 1.0' in metrics

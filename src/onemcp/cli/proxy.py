@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -476,5 +477,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("forwarding stdio to %s", url)
     with contextlib.suppress(KeyboardInterrupt):
         signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
+        if signer is not None:  # names this proxy's run: per-session templates serve its 2026-07-28 requests too
+            signer.context["session"] = f"proxy-{secrets.token_hex(8)}"
         anyio.run(Proxy(url, *std_streams(), wait=args.wait, signer=signer).run)
     return 0

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from onemcp.auth.access import Access
-from onemcp.catalog.catalog import Catalog, Item
-from onemcp.catalog.reach import Reach
+from onemcp.catalog.catalog import Catalog, Item, shown_as
+from onemcp.catalog.reach import INSTANCE_MARK, Reach
 from onemcp.config.model import Exposure, HubConfig
 from onemcp.protocol.errors import NotFound
 from onemcp.search import meta
@@ -182,14 +182,18 @@ class ToolExposure:
         return meta.text_result(meta.render_hits(query, tools, total))
 
     def _allowed(self, reach: Reach, server: str | None) -> Callable[[str], bool] | None:
-        if reach.everything and server is None:
+        if reach.everything and server is None and not self.catalog.has_instances:
             return None
         owners = self._owners()
+        mine = {shown_as(i): i for i in reach.instances}  # template -> the instance bound to this requester
 
         def allowed(name: str) -> bool:
             owner = owners.get(name)
             if owner is None or (server is not None and owner[0] != server):
                 return False
+            if INSTANCE_MARK in owner[0]:  # indexed from one instance: the requester's own answers for it
+                own = mine.get(shown_as(owner[0]))
+                return own is not None and reach.shows("tools", own, owner[1])
             return reach.shows("tools", *owner)
 
         return allowed

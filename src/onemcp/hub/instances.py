@@ -50,13 +50,15 @@ class Instance:
 def context_of(access: Access, session_id: str, client_info: Mapping[str, Any], era: str) -> dict[str, Any]:
     """The values a template renders from: project.*, client.*, session.*, transport.*, user.*."""
     sent = dict(access.context or {})
+    # a 2026-07-28 request has no session of its own: only one its client names (signed) counts
+    session = sent.get("session") or (session_id if era == "legacy" else "")
     sent_project = sent.get("project")
     project: dict[str, Any] = sent_project if isinstance(sent_project, dict) else {}
     principal = access.principal
     return {
         "project": {"custom": {}, "environment": "", "git": {}, **project},
         "client": {k: str(client_info.get(k) or "") for k in ("name", "version", "title")},
-        "session": {"id": str(sent.get("session") or session_id)},
+        "session": {"id": str(session)},
         "transport": {"entry": access.entry, "era": era},
         "user": {"id": principal.id, "kind": principal.kind, "scopes": sorted(principal.scopes)},
     }
@@ -96,6 +98,8 @@ class TemplateInstances:
                 continue
             key = digest(config)
             if not template.template.shareable:
+                if not context["session"]["id"]:
+                    continue  # per session, but no session: a 2026-07-28 request whose client names none
                 key = hashlib.sha256(f"{key}:{context['session']['id']}".encode()).hexdigest()
             instance_id = f"{name}{INSTANCE_MARK}{key[:12]}"
             instance = self.instances.get(instance_id)
@@ -108,7 +112,7 @@ class TemplateInstances:
                 }
                 instance = Instance(instance_id, name, config, template.template.shareable, summary)
                 self.instances[instance_id] = instance
-            if not session_id.startswith("modern-"):
+            if era == "legacy":  # a session holds its instances until it ends; a 2026-07-28 request uses them
                 instance.sessions.add(session_id)
             instance.last_used = time.monotonic()
             bound.add(instance_id)

@@ -43,7 +43,8 @@ def render_instructions(
         if allowed is not None and name not in allowed:
             continue
         conn = pool.get(name)
-        server = config.servers.get(name)
+        slot = pool.slots.get(name)
+        server = config.servers.get(name) or (slot.config if slot is not None else None)  # or a template instance
         if conn is None or server is None:
             continue
         counts = catalog.counts(name)

@@ -240,9 +240,10 @@ async def framing(hub: Hub, args: argparse.Namespace) -> str:
         b"POST http://evil.example/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
-    return f"TE gzip,chunked: {(await raw(hub.port, te)).decode()}; absolute-form evil host: " + (
-        await raw(hub.port, absolute)
-    ).decode()
+    return (
+        f"TE gzip,chunked: {(await raw(hub.port, te)).decode()}; absolute-form evil host: "
+        + (await raw(hub.port, absolute)).decode()
+    )
 
 
 ATTACKS: dict[str, Callable[[Hub, argparse.Namespace], Awaitable[str]]] = {

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from onemcp.cli.target import TargetError, find_rc, read_rc, resolve, view_of, with_view
+from onemcp.cli.target import TargetError, read_rc, resolve, view_of, with_view
+from onemcp.config.context import find_rc
 
 
 @pytest.fixture

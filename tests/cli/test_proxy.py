@@ -230,3 +230,42 @@ async def test_exposure_search_through_the_proxy(hub: HubProcess, mode: str) -> 
             assert text_of(await c.call_tool("demo__echo", {"text": "direct"})) == "direct"
             called = await c.call_tool("call_tool", {"name": "demo__echo", "arguments": {"text": "via"}})
             assert text_of(called) == "via"
+
+
+async def test_the_proxy_sends_its_project_so_each_project_gets_its_instance(tmp_path: Path) -> None:
+    """The proxy signs the project of the directory it runs in: a template renders per project."""
+    hub_dir = tmp_path / "hub"
+    hub_dir.mkdir()
+    config = {
+        "mcpServers": {"demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"]}},
+        "mcpTemplates": {
+            "mine": {"command": sys.executable, "args": ["-m", "onemcp.demo"], "env": {"AT": "{{ project.path }}"}}
+        },
+    }
+    path = hub_dir / "mcp.json"
+    path.write_text(json.dumps(config))
+    process = HubProcess(path, port=free_port())
+    alpha, beta = tmp_path / "alpha", tmp_path / "beta"
+    alpha.mkdir()
+    beta.mkdir()
+    try:
+        process.start()
+        await process.wait_ready_async()
+        with anyio.fail_after(DEADLINE):
+            for project in (alpha, beta, alpha):
+                async with proxied(cwd=project, env_dir=hub_dir) as c:  # the hub from runtime.json: its key
+                    assert "mine__echo" in {t.name for t in (await c.list_tools()).tools}
+                    assert text_of(await c.call_tool("mine__echo", {"text": "hi"})) == "hi"
+            health = json.loads(await anyio.to_thread.run_sync(fetch, f"{process.base}/health"))
+            assert sorted(i["context"]["name"] for i in health["instances"]) == ["alpha", "beta"]
+            async with proxied("--url", process.url, env_dir=tmp_path) as c:  # no key to sign with: no context
+                assert not any(t.name.startswith("mine__") for t in (await c.list_tools()).tools)
+    finally:
+        process.stop()
+
+
+def fetch(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback, the test's own hub)
+        return str(response.read().decode())

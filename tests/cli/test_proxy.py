@@ -267,5 +267,5 @@ async def test_the_proxy_sends_its_project_so_each_project_gets_its_instance(tmp
 def fetch(url: str) -> str:
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback, the test's own hub)
+    with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())

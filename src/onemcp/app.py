@@ -16,6 +16,10 @@ from typing import Any
 import anyio
 import uvicorn
 
+from onemcp.admin.api import PREFIX as API_PREFIX
+from onemcp.admin.api import AdminApi
+from onemcp.admin.console import PREFIX as CONSOLE_PREFIX
+from onemcp.admin.console import Console
 from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.config import context
 from onemcp.config.model import HubConfig
@@ -73,6 +77,8 @@ class OneMcpApp:
         if self.reloader is not None:
             self.reloader.load_presets()
         self.metrics.add_state(lambda: state_metrics(self.hub, self.reloader))
+        self.api = AdminApi(self.hub, self.gate, self.reloader, config_path)
+        self.console = Console(self.api, bind_host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -125,8 +131,16 @@ class OneMcpApp:
             if not guard.origin_ok(asgi.header(scope, b"origin")):
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
                 return
+            if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+                await self.api(scope, receive, send)
+                return
+            if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+                await self.console(scope, receive, send)
+                return
             if path not in ("/mcp", "/mcp/", "/sse", "/messages", "/messages/"):
-                await asgi.send_json(send, 404, {"error": "not found", "endpoints": ["/mcp", "/sse", "/health"]})
+                await asgi.send_json(
+                    send, 404, {"error": "not found", "endpoints": ["/mcp", "/sse", "/health", "/api/v1", "/ui"]}
+                )
                 return
             # every MCP entry gets the admitted principal as an argument: none can run without one
             principal = await self.gate.admit(scope, send)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from onemcp.auth.principal import Principal
+from onemcp.auth.principal import ADMIN, OPERATOR, Principal
 from onemcp.catalog import views
 from onemcp.catalog.catalog import missing
 from onemcp.catalog.reach import Reach
@@ -35,7 +35,8 @@ LEGACY_HTTP = "mcp"  # POST/GET/DELETE /mcp, 2024-11-05 .. 2025-11-25 sessions
 MODERN_HTTP = "mcp-2026"  # POST /mcp, 2026-07-28 stateless requests
 SSE = "sse"  # GET /sse + POST /messages
 STDIO = "stdio"  # onemcp serve --transport stdio
-ENTRIES = (LEGACY_HTTP, MODERN_HTTP, SSE, STDIO)
+ADMIN_API = "admin"  # /api/v1 and the console at /ui: an operator trying a tool
+ENTRIES = (LEGACY_HTTP, MODERN_HTTP, SSE, STDIO, ADMIN_API)
 
 # Operations the decision is asked about (the kinds of thing a principal may do to an item).
 LIST, CALL, READ, GET, COMPLETE, SUBSCRIBE = "list", "call", "read", "get", "complete", "subscribe"
@@ -91,6 +92,19 @@ class Access:
     def bound(self, instances: frozenset[str]) -> Access:
         """The same decision with these template instances bound to the requester."""
         return replace(self, reach=self.reach.bound(instances))
+
+
+def operator_needs(principal: Principal, change: bool) -> str | None:
+    """May `principal` use the operator surfaces (admin API, console, TUI)? None, or the scope it lacks.
+
+    Viewing needs `admin` or the read-only `operator` scope; any change (restart, config, presets,
+    calling a tool) needs `admin`.
+    """
+    if principal.is_admin:
+        return None
+    if not change and OPERATOR in principal.scopes:
+        return None
+    return ADMIN if change else OPERATOR
 
 
 def refused(principal: Principal, entry: str, op: str, target: str, reason: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,9 @@ class Gate:
                 return principal
         raise InvalidToken("unknown token")
 
-    async def admit(self, scope: Scope, send: Send, *, admin: bool = False) -> Principal | None:
+    async def admit(
+        self, scope: Scope, send: Send, *, admin: bool = False, check: Callable[[Principal], str | None] | None = None
+    ) -> Principal | None:
         """The request's principal; None when it was refused (and the answer already sent)."""
         path = scope.get("path", "")
         entry = entry_of(scope)
@@ -144,7 +147,10 @@ class Gate:
             headers = [(b"www-authenticate", self.challenge(scope, error=error))]
             await asgi.send_json(send, 401, {"error": error or "unauthorized", "error_description": reason}, headers)
             return None
-        needed = ADMIN if admin and not principal.is_admin else BASE if not principal.may_enter else None
+        if check is not None:  # the caller's own rule (the operator surfaces: `access.operator_needs`)
+            needed = check(principal)
+        else:
+            needed = ADMIN if admin and not principal.is_admin else BASE if not principal.may_enter else None
         if needed is not None:
             who = principal.id
             audit.info("auth denied principal=%s entry=%s path=%s reason=needs scope %s", who, entry, path, needed)

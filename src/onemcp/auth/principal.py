@@ -20,6 +20,7 @@ from typing import Protocol
 from onemcp.catalog.reach import EVERYTHING, Reach
 
 ADMIN = "admin"
+OPERATOR = "operator"  # read-only use of the operator surfaces (admin API, console, TUI)
 BASE = "mcp"
 NARROWING = ("server:", "tag:", "tool:")
 

@@ -39,10 +39,11 @@ from onemcp.hub.session import Entry, Session, SessionStore
 from onemcp.hub.state import HubState
 from onemcp.hub.subscriptions import Subscriptions
 from onemcp.hub.tasks import TaskRouter
+from onemcp.observability.events import EventBus
 from onemcp.observability.limits import HITS
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol.capabilities import advertised
-from onemcp.protocol.errors import HubError
+from onemcp.protocol.errors import HubError, NotFound
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
@@ -83,7 +84,8 @@ class Hub:
         self.tasks = TaskRouter(self.catalog)
         self.parking = bridge.Parking()
         self.reverse = ReversePath(self.sessions, self.catalog, self.tasks, self.listeners, lambda: self.limits)
-        self.events = UpstreamEvents(self.catalog, self.reverse, lambda: self.limits)
+        self.bus = EventBus()  # calls, state changes and log lines, for the console, the TUI and the API
+        self.events = UpstreamEvents(self.catalog, self.reverse, lambda: self.limits, self.bus)
         self.pool = Pool(config, self.events, self.upstream_auth, transports)
         self.upstream_auth.on_authorized = self.pool.retry_now
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
@@ -96,7 +98,7 @@ class Hub:
         self.dispatcher = Dispatcher(
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config
         )
-        self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub)
+        self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub, self.bus)
         self.state = HubState(self.pool, self.catalog, self.sessions, self.listeners, self.isolated, self.upstream_auth)
 
     @property
@@ -296,6 +298,18 @@ class Hub:
         for name in [*change.restarted, *change.added]:
             self.pool.add(name, new.enabled[name])
         return change.report()
+
+    async def restart_server(self, name: str) -> None:
+        """Stop a server (its calls get the pool's drain bound) and start it again; NotFound if there is none."""
+        instance = self.instances.instances.get(name)
+        running = instance.config if instance is not None and instance.running else None
+        config = self.config.enabled.get(name) or running
+        if config is None:
+            raise NotFound(f"no enabled server {name!r}")
+        self.isolated.close_server(name)
+        await self.pool.remove(name)
+        self.announcements.announce(self.catalog.drop(name))
+        self.pool.add(name, config)
 
     # ============================================================ template instances
     def _place_servers(self) -> set[str]:

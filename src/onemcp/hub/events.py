@@ -19,6 +19,7 @@ from onemcp.config.model import Limits
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.reverse import ReversePath
 from onemcp.hub.subscriptions import Subscriptions
+from onemcp.observability.events import EventBus
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
@@ -31,7 +32,10 @@ class UpstreamEvents:
     subscriptions: Subscriptions
     announcements: Announcements
 
-    def __init__(self, catalog: Catalog, reverse: ReversePath, limits: Callable[[], Limits]) -> None:
+    def __init__(
+        self, catalog: Catalog, reverse: ReversePath, limits: Callable[[], Limits], bus: EventBus | None = None
+    ) -> None:
+        self.bus = bus if bus is not None else EventBus()
         self.catalog = catalog
         self.reverse = reverse
         self._limits = limits
@@ -45,6 +49,8 @@ class UpstreamEvents:
     def on_state(self, conn: UpstreamConnection) -> None:
         if conn.owner is not None or not self.pool.is_current(conn):
             return  # a session's own connection, or one a reload replaced: not the catalog's
+        if self.bus.active:
+            self.bus.publish("state", server=conn.name, state=conn.state, error=conn.last_error)
         if conn.state != "ready" and not self.pool.any_ready(conn.name):
             self.announcements.announce(self.catalog.drop(conn.name))
         if conn.state == "ready" and self.tg is not None:

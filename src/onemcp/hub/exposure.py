@@ -122,6 +122,10 @@ class ToolExposure:
             "index": None if index is None else {"tools": len(index), "semantic": index.semantic},
         }
 
+    def tool_tokens(self, item: Item) -> int:
+        """Tokens (o200k) one tool's definition costs in a full list (not remembered: one per tool)."""
+        return count_tokens(orjson.dumps(item))
+
     def server_tokens(self) -> dict[str, int]:
         """Tokens of each server's visible tools, as a full list would carry them."""
         return {server: self.tokens(orjson.dumps({"tools": items})) for server, items in self._by_server().items()}

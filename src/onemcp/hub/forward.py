@@ -13,6 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
@@ -21,6 +22,7 @@ from onemcp.config.model import HubSettings
 from onemcp.hub import bridge, rewrite
 from onemcp.hub.session import ReversePending, Session
 from onemcp.hub.tasks import TaskRouter
+from onemcp.observability.events import EventBus
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import UpstreamTimeout
@@ -43,7 +45,9 @@ class Forwarder:
         parking: bridge.Parking,
         metrics: Metrics,
         settings: Callable[[], HubSettings],
+        bus: EventBus | None = None,
     ) -> None:
+        self.bus = bus if bus is not None else EventBus()  # the live event stream (console, TUI)
         self.pool = pool
         self.catalog = catalog
         self.tasks = tasks
@@ -102,6 +106,8 @@ class Forwarder:
     ) -> None:
         elapsed = time.perf_counter() - started
         self.metrics.observe(call.method, conn.name, outcome, elapsed)
+        if self.bus.active:  # nobody watching: nothing more on the call path
+            self._publish(session, conn, call, outcome, elapsed)
         if audit.isEnabledFor(logging.INFO) and call.method == "tools/call":
             tool = call.request.get("params", {}).get("name")
             audit.info(
@@ -117,6 +123,24 @@ class Forwarder:
                 self.pool.judge(conn, sent)  # may say more about the call than about the upstream
             else:
                 self.pool.record(conn, ok=True)
+
+    def _publish(self, session: Session, conn: UpstreamConnection, call: Call, outcome: str, elapsed: float) -> None:
+        params = call.request.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        fields: dict[str, Any] = {}
+        if self.bus.with_payloads and isinstance(params, dict):
+            fields["arguments"] = params.get("arguments")
+        self.bus.publish(
+            "call",
+            method=call.method,
+            server=conn.name,
+            tool=name if isinstance(name, str) else None,
+            principal=session.principal.id,
+            entry=session.access.entry,
+            outcome=outcome,
+            ms=round(elapsed * 1000, 2),
+            **fields,
+        )
 
     @staticmethod
     def _input_request(session: Session, msg: Message) -> ReversePending | None:

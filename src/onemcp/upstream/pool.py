@@ -251,6 +251,10 @@ class Pool:
                     await slot.wake.wait()
                 slot.next_attempt = None
                 slot.restarts += 1
+                old_tail = getattr(slot.conn.transport, "stderr_tail", None)
                 slot.conn = self._connection(slot.name, slot.config, slot.server_config or slot.config)
+                new_tail = getattr(slot.conn.transport, "stderr_tail", None)
+                if old_tail and new_tail is not None:  # why the last one died stays readable
+                    new_tail.extend(old_tail)
                 slot.status = "running"
                 self.events.on_state(slot.conn)

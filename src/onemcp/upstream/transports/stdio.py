@@ -10,6 +10,7 @@ forwarding hot path.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ctypes
 import os
 import signal
@@ -66,6 +67,7 @@ INHERITED_ENV = (
 STOP_GRACE = 2.0
 PR_SET_PDEATHSIG = 1
 WRITE_HIGH_WATER = 1024 * 1024
+STDERR_TAIL = 40  # the last lines of a server's stderr kept for /api/v1/servers (across restarts)
 STDERR_LINES_PER_SECOND = 100  # of one server's stderr written to the hub's log; the rest counted
 
 
@@ -162,7 +164,9 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
                 self._err_window, self._err_logged, self._err_dropped = now, 0, 0
             if self._err_logged < STDERR_LINES_PER_SECOND:
                 self._err_logged += 1
-                self.owner.log.info("stderr: %s", line.decode(errors="replace").rstrip())
+                text = line.decode(errors="replace").rstrip()
+                self.owner.stderr_tail.append(text[:1000])
+                self.owner.log.info("stderr: %s", text)
             else:
                 self._err_dropped += 1
 
@@ -176,6 +180,7 @@ class StdioTransport(Transport):
 
     def __init__(self, name: str, config: ServerConfig) -> None:
         super().__init__(name, config)
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)  # for the operator
         self._proc: asyncio.SubprocessTransport | None = None
         self._protocol: _ChildProtocol | None = None
         self._stdin: asyncio.WriteTransport | None = None

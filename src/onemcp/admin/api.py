@@ -1,0 +1,502 @@
+"""The admin REST API under /api/v1: what the hub is doing, and the operator's actions on it.
+
+Owns the routes (listed once in `ROUTES`, from which the OpenAPI document is made), reading
+and answering JSON, and the audit line of every change. Who may do what is the one operator
+decision (`auth.access.operator_needs`: viewing needs `admin` or `operator`, changing needs
+`admin`), asked through the gate like `/mcp` and `/metrics`; a browser's unsafe request also
+needs the console's CSRF token (`admin.console`). Config edits go through `config.edit` as
+`onemcp mcp ...` does (validated, atomic, backed up) and are applied by the reloader at once;
+presets through `config.presets` as `onemcp preset ...` does. Does not render pages (`console`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from onemcp import __version__
+from onemcp.auth.access import ADMIN_API, operator_needs
+from onemcp.auth.gate import Gate
+from onemcp.auth.principal import Principal
+from onemcp.config import presets as preset_files
+from onemcp.config.edit import EditError, add_server, edit_config, remove_server, set_disabled
+from onemcp.config.load import ConfigError
+from onemcp.downstream.exchange import answer
+from onemcp.downstream.health import health
+from onemcp.http import asgi
+from onemcp.http.asgi import Receive, Scope, Send
+from onemcp.hub.core import Hub
+from onemcp.hub.session import Session
+from onemcp.protocol import jsonrpc, sse
+from onemcp.protocol.errors import HubError
+from onemcp.reload import Reloader
+
+PREFIX = "/api/v1"
+MAX_BODY = 1024 * 1024
+audit = logging.getLogger("onemcp.audit")
+log = logging.getLogger("onemcp.admin")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Request:
+    scope: Scope
+    receive: Receive
+    principal: Principal
+    params: dict[str, str]
+
+    @property
+    def query(self) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+
+    async def json(self) -> dict[str, Any]:
+        try:
+            raw = await asgi.read_body(self.receive, MAX_BODY)
+        except asgi.BodyTooLarge:
+            raise ApiError(413, f"the body is larger than {MAX_BODY} bytes") from None
+        if not raw.strip():
+            return {}
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"the body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        return doc
+
+
+Handler = Callable[["AdminApi", Request], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str  # /servers/{name}
+    summary: str
+    change: bool  # needs admin (else admin or operator)
+    handler: Handler
+    stream: bool = False  # answers with a stream of its own (`events`)
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
+
+
+def rss_mib() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+class AdminApi:
+    def __init__(self, hub: Hub, gate: Gate, reloader: Reloader | None, config_path: Path | None) -> None:
+        self.hub = hub
+        self.gate = gate
+        self.reloader = reloader
+        self.config_path = config_path
+        self.started = time.time()
+        self._ids = itertools.count(1)
+        # the console's: its CSRF check, and a logged-in browser's key as the credential
+        self.csrf_ok: Callable[[Scope], bool] = lambda scope: True
+        self.with_login: Callable[[Scope], Scope] = lambda scope: scope
+
+    # ------------------------------------------------------------------ dispatch
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"][len(PREFIX) :].rstrip("/") or "/"
+        method = scope["method"]
+        found = [(r, m) for r in ROUTES if (m := r.regex.match(path))]
+        if not found:
+            await asgi.send_json(
+                send, 404, {"error": f"no such endpoint: {scope['path']}", "see": f"{PREFIX}/openapi.json"}
+            )
+            return
+        match = next(((r, m) for r, m in found if r.method == method), None)
+        if match is None:
+            allow = ", ".join(sorted({r.method for r, _ in found}))
+            await asgi.send_json(send, 405, {"error": f"{method} not allowed here"}, [(b"allow", allow.encode())])
+            return
+        route, m = match
+        scope = self.with_login(scope)
+        principal = await self.gate.admit(scope, send, check=lambda p: operator_needs(p, route.change))
+        if principal is None:
+            return
+        if route.change and not self.csrf_ok(scope):
+            audit.info("auth denied principal=%s entry=admin path=%s reason=csrf", principal.id, scope["path"])
+            await asgi.send_json(send, 403, {"error": "missing or wrong CSRF token (x-onemcp-csrf)"})
+            return
+        request = Request(scope, receive, principal, m.groupdict())
+        if route.stream:
+            await self.events(request, send)
+            return
+        try:
+            doc = await route.handler(self, request)
+        except ApiError as exc:
+            await asgi.send_json(send, exc.status, {"error": exc.message})
+            return
+        except HubError as exc:
+            await asgi.send_json(send, 404 if exc.code == -32002 else 400, {"error": exc.message})
+            return
+        await asgi.send_json(send, 200, doc)
+
+    def _audit(self, request: Request, action: str, target: str, outcome: str = "ok") -> None:
+        self.audit_change(request.principal.id, action, target, outcome)
+
+    @staticmethod
+    def audit_change(who: str, action: str, target: str, outcome: str = "ok") -> None:
+        audit.info("admin principal=%s action=%s target=%s outcome=%s", who, action, target, outcome)
+
+    @staticmethod
+    def audit_refusal(who: str, reason: str) -> None:
+        audit.info("auth denied principal=%s entry=admin reason=%s", who, reason)
+
+    # ------------------------------------------------------------------ the hub
+    async def summary(self, request: Request) -> dict[str, Any]:
+        state = self.hub.state
+        states = state.states()
+        return {
+            "version": __version__,
+            "uptimeSeconds": round(time.time() - self.started, 1),
+            "memoryMiB": rss_mib(),
+            "pid": os.getpid(),
+            "sessions": state.sessions(),
+            "listenStreams": state.listen_streams(),
+            "config": str(self.config_path) if self.config_path else None,
+            "reload": self.reloader.status() if self.reloader is not None else None,
+            "servers": {s: sum(1 for v in states.values() if v == s) for s in sorted(set(states.values()))},
+            "instances": len(self.hub.instances.running()),
+            "events": {"watchers": self.hub.bus.active, "dropped": self.hub.bus.dropped},
+        }
+
+    async def openapi(self, request: Request) -> dict[str, Any]:
+        return openapi_document()
+
+    # ------------------------------------------------------------------ servers
+    def _servers(self) -> dict[str, dict[str, Any]]:
+        doc = health(self.hub, links=not self.gate.required)
+        out: dict[str, dict[str, Any]] = {}
+        for name, entry in doc["upstreams"].items():
+            conn = self.hub.pool.get(name)
+            tail = getattr(conn.transport, "stderr_tail", None) if conn is not None else None
+            era = conn.era if conn is not None else None
+            out[name] = {"name": name, **entry, "era": era, "stderrTail": list(tail or [])}
+        return out
+
+    async def servers(self, request: Request) -> dict[str, Any]:
+        return {"servers": list(self._servers().values())}
+
+    async def server(self, request: Request) -> dict[str, Any]:
+        name = request.params["name"]
+        found = self._servers().get(name)
+        if found is None:
+            raise ApiError(404, f"no server {name!r}")
+        tools = [item.get("name") for item, owner, _ in self.hub.catalog.placed("tools") if owner == name]
+        errors = [e for e in self.hub.bus.recent if e.get("server") == name and e.get("outcome", "ok") != "ok"]
+        return {**found, "toolNames": tools, "recentErrors": errors[-20:]}
+
+    async def restart(self, request: Request) -> dict[str, Any]:
+        name = request.params["name"]
+        await self.hub.restart_server(name)
+        self._audit(request, "restart", name)
+        return {"restarted": name}
+
+    def _config_path(self) -> Path:
+        if self.config_path is None or self.reloader is None:
+            raise ApiError(409, "this hub was not started from a config file: nothing to edit")
+        return self.config_path
+
+    async def _edit(
+        self, request: Request, action: str, name: str, change: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        path = self._config_path()
+        try:
+            result = edit_config(path, change, env=dict(os.environ))
+        except (EditError, ConfigError) as exc:
+            self._audit(request, action, name, "refused")
+            raise ApiError(400, f"not changed: {exc}") from None
+        except OSError as exc:
+            raise ApiError(500, f"cannot write {path}: {exc.strerror or exc}") from None
+        assert self.reloader is not None
+        applied = await self.reloader.reload() if result.changed else True
+        self._audit(request, action, name)
+        return {
+            "changed": result.changed,
+            "applied": applied,
+            "backup": str(result.backup) if result.backup else None,
+            "reload": self.reloader.status(),
+        }
+
+    async def add(self, request: Request) -> dict[str, Any]:
+        body = await request.json()
+        name, entry = body.get("name"), body.get("server")
+        if not isinstance(name, str) or not isinstance(entry, dict):
+            raise ApiError(400, 'expected {"name": "...", "server": {"command": ...} or {"url": ...}}')
+        replace = bool(body.get("replace", False))
+        return await self._edit(request, "add", name, lambda doc: add_server(doc, name, entry, replace=replace))
+
+    async def remove(self, request: Request) -> dict[str, Any]:
+        name = request.params["name"]
+        return await self._edit(request, "remove", name, lambda doc: remove_server(doc, name))
+
+    async def enable(self, request: Request) -> dict[str, Any]:
+        name = request.params["name"]
+        return await self._edit(request, "enable", name, lambda doc: set_disabled(doc, name, False))
+
+    async def disable(self, request: Request) -> dict[str, Any]:
+        name = request.params["name"]
+        return await self._edit(request, "disable", name, lambda doc: set_disabled(doc, name, True))
+
+    async def reload(self, request: Request) -> dict[str, Any]:
+        if self.reloader is None:
+            raise ApiError(409, "this hub was not started from a config file: nothing to reload")
+        ok = await self.reloader.reload()
+        self._audit(request, "reload", str(self.config_path), "ok" if ok else "refused")
+        return {"applied": ok, "reload": self.reloader.status()}
+
+    # ------------------------------------------------------------------ tools
+    async def tools(self, request: Request) -> dict[str, Any]:
+        query = request.query
+        server, text = query.get("server"), query.get("q", "").strip()
+        limit = min(max(int(query.get("limit", "50") or 50), 1), 1000) if query.get("limit", "50").isdigit() else 50
+        placed = [(item, owner) for item, owner, _ in self.hub.catalog.placed("tools") if server in (None, owner)]
+        tokens = self.hub.exposure.tool_tokens
+        if text:
+            index = self.hub.exposure.index()
+            wanted = {owner for _, owner in placed} if server else None
+            hits = index.search(
+                text, limit=limit, allowed=(lambda n: index_server(index, n) in wanted) if wanted else None
+            )
+            by_name = {str(item.get("name")): (item, owner) for item, owner in placed}
+            placed = [by_name[h.name] for h in hits if h.name in by_name]
+        items = [
+            {
+                "name": item.get("name"),
+                "server": owner,
+                "title": item.get("title"),
+                "description": item.get("description"),
+                "inputSchema": item.get("inputSchema"),
+                "tokens": tokens(item),
+            }
+            for item, owner in placed[:limit]
+        ]
+        return {"tools": items, "total": len(placed)}
+
+    async def call(self, request: Request) -> dict[str, Any]:
+        name = request.params["name"]
+        body = await request.json()
+        arguments = body.get("arguments", {})
+        if not isinstance(arguments, dict):
+            raise ApiError(400, "arguments must be an object")
+        access = self.hub.access(request.principal, ADMIN_API)
+        session = Session(
+            access=access,
+            id=f"admin-{next(self._ids)}",
+            transport="modern",
+            protocol_version="2025-11-25",
+            client_info={"name": "onemcp-console", "version": __version__},
+            initialized=True,
+            ephemeral=True,
+        )
+        msg: jsonrpc.Message = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        }
+        started = time.perf_counter()
+
+        async def emit(_: jsonrpc.Message) -> None:
+            return None
+
+        reply = await answer(self.hub, session, msg, emit)
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        self._audit(request, "call", name, "ok" if reply is not None and "error" not in str(reply)[:200] else "error")
+        if reply is None:
+            raise ApiError(504, "the call was cancelled")
+        doc = orjson.loads(reply) if isinstance(reply, bytes) else reply
+        if "error" in doc:
+            return {"error": doc["error"], "ms": ms}
+        return {"result": doc.get("result"), "ms": ms}
+
+    # ------------------------------------------------------------------ sessions
+    async def sessions(self, request: Request) -> dict[str, Any]:
+        now = time.monotonic()
+        out = []
+        for session in self.hub.sessions:
+            view = session.access.view
+            out.append(
+                {
+                    "id": session.id[:8],
+                    "transport": session.transport,
+                    "protocolVersion": session.protocol_version,
+                    "client": session.client_info,
+                    "principal": session.access.principal.id,
+                    "view": None if view is None else repr(view),
+                    "idleSeconds": round(now - session.last_seen, 1),
+                    "instances": sorted(session.access.reach.instances),
+                }
+            )
+        return {"sessions": out}
+
+    # ------------------------------------------------------------------ presets
+    def _presets_path(self) -> Path:
+        return preset_files.presets_path(self._config_path())
+
+    async def presets(self, request: Request) -> dict[str, Any]:
+        if self.config_path is None:
+            return {"presets": {name: {"filter": f} for name, f in self.hub.presets.items()}}
+        try:
+            return {"presets": preset_files.load_presets(self._presets_path())}
+        except preset_files.PresetError as exc:
+            raise ApiError(500, str(exc)) from None
+
+    async def put_preset(self, request: Request) -> dict[str, Any]:
+        name = request.params["name"]
+        body = await request.json()
+        problem = preset_files.name_problem(name)
+        if problem:
+            raise ApiError(400, f"preset name {name!r}: {problem}")
+        entry = {k: v for k, v in body.items() if k in ("filter", "description", "exposure") and v not in (None, "")}
+        unknown = sorted(set(body) - {"filter", "description", "exposure"})
+        if unknown:
+            raise ApiError(400, f"unknown field(s): {', '.join(unknown)}; a preset has filter, description, exposure")
+        path = self._presets_path()
+        try:
+            doc = preset_files.read_document(path)
+            preset_files.presets_of(doc)[name] = entry
+            preset_files.save(path, doc)
+        except preset_files.PresetError as exc:
+            self._audit(request, "preset-save", name, "refused")
+            raise ApiError(400, str(exc)) from None
+        assert self.reloader is not None
+        self.reloader.load_presets()
+        self._audit(request, "preset-save", name)
+        return {"saved": name, "preset": entry}
+
+    async def delete_preset(self, request: Request) -> dict[str, Any]:
+        name = request.params["name"]
+        path = self._presets_path()
+        doc = preset_files.read_document(path)
+        if name not in preset_files.presets_of(doc):
+            raise ApiError(404, f"no preset {name!r}")
+        del preset_files.presets_of(doc)[name]
+        preset_files.save(path, doc)
+        assert self.reloader is not None
+        self.reloader.load_presets()
+        self._audit(request, "preset-delete", name)
+        return {"deleted": name}
+
+    # ------------------------------------------------------------------ events
+    async def payloads(self, request: Request) -> dict[str, Any]:
+        body = await request.json()
+        on = body.get("on")
+        if not isinstance(on, bool):
+            raise ApiError(400, 'expected {"on": true} or {"on": false}')
+        self.hub.bus.with_payloads = on
+        self._audit(request, "event-payloads", "on" if on else "off")
+        return {"withPayloads": on}
+
+    async def events(self, request: Request, send: Send) -> None:
+        """Server-sent events: every call, state change and log line from now on (recent ones first)."""
+        await asgi.start_sse(send)
+        with self.hub.bus.watch() as events:
+            async with anyio.create_task_group() as tg:
+
+                async def pump() -> None:
+                    async for event in events:
+                        await asgi.sse_chunk(send, sse.encode(orjson.dumps(event), event=str(event["kind"])))
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(pump)
+                await asgi.until_disconnect(request.receive, tg.cancel_scope)
+                tg.cancel_scope.cancel()
+
+
+def index_server(index: Any, name: str) -> str:
+    tool = index._tools.get(name)
+    return str(tool.server) if tool is not None else ""
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", "The hub: version, uptime, memory, sessions, config and reload state", False, AdminApi.summary),
+    Route("GET", "/openapi.json", "This API as an OpenAPI 3.1 document", False, AdminApi.openapi),
+    Route(
+        "GET",
+        "/servers",
+        "Every server: state, transport, era, pid, restarts, breaker, counts, tokens, stderr",
+        False,
+        AdminApi.servers,
+    ),
+    Route("POST", "/servers", "Add a server to mcp.json ({name, server, replace?}) and apply it", True, AdminApi.add),
+    Route("GET", "/servers/{name}", "One server, with its tool names and recent failed calls", False, AdminApi.server),
+    Route("DELETE", "/servers/{name}", "Remove a server from mcp.json and apply it", True, AdminApi.remove),
+    Route("POST", "/servers/{name}/restart", "Stop a server and start it again", True, AdminApi.restart),
+    Route("POST", "/servers/{name}/enable", "Enable a server in mcp.json and apply it", True, AdminApi.enable),
+    Route("POST", "/servers/{name}/disable", "Disable a server in mcp.json and apply it", True, AdminApi.disable),
+    Route("GET", "/tools", "Tools (?q= searches, ?server=, ?limit=) with schema and token cost", False, AdminApi.tools),
+    Route("POST", "/tools/{name}/call", "Call a tool ({arguments}) as the operator", True, AdminApi.call),
+    Route("GET", "/sessions", "Live sessions: client, principal, view, idle time", False, AdminApi.sessions),
+    Route("GET", "/presets", "The presets (presets.json beside mcp.json)", False, AdminApi.presets),
+    Route(
+        "PUT",
+        "/presets/{name}",
+        "Create or replace a preset ({filter, description?, exposure?})",
+        True,
+        AdminApi.put_preset,
+    ),
+    Route("DELETE", "/presets/{name}", "Delete a preset", True, AdminApi.delete_preset),
+    Route("POST", "/reload", "Read mcp.json again and apply it", True, AdminApi.reload),
+    Route(
+        "GET", "/events", "Server-sent events: calls, state changes, log lines", False, AdminApi.summary, stream=True
+    ),
+    Route("POST", "/events/payloads", "Include call arguments in events ({on})", True, AdminApi.payloads),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        params = re.findall(r"\{(\w+)\}", route.pattern)
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "security": [{"bearer": ["admin"]}] if route.change else [{"bearer": ["operator"]}, {"bearer": ["admin"]}],
+            "responses": {
+                "200": {"description": "OK (JSON)"},
+                "401": {"description": "no credential"},
+                "403": {"description": "lacks the scope, or the CSRF token"},
+            },
+        }
+        if params:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+            ]
+        if route.pattern == "/events":
+            operation["responses"]["200"] = {"description": "text/event-stream: call, state and log events"}
+        paths.setdefault(PREFIX + (route.pattern if route.pattern != "/" else ""), {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "onemcp admin API", "version": __version__},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": paths,
+    }

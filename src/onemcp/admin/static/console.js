@@ -1,0 +1,238 @@
+// onemcp console: draws the tabs from the admin API (/api/v1) and its event stream. No framework,
+// no build step, nothing fetched from anywhere but the hub.
+"use strict";
+(function () {
+  const API = "/api/v1";
+  const csrf = document.querySelector('meta[name="csrf"]').content;
+  const app = document.getElementById("app");
+  const state = { tab: "overview", server: null, calls: [], logs: [], stats: {}, servers: [], tool: null };
+  const BUCKET = 5000, BUCKETS = 36;
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "onclick" || k === "onsubmit" || k === "oninput") node[k] = v;
+      else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  async function api(method, path, body) {
+    const headers = { accept: "application/json" };
+    if (method !== "GET") { headers["x-onemcp-csrf"] = csrf; headers["content-type"] = "application/json"; }
+    const response = await fetch(API + path, {
+      method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 401) { location.href = "/ui/login"; throw new Error("signed out"); }
+    const doc = await response.json().catch(() => ({ error: "HTTP " + response.status }));
+    if (!response.ok) throw new Error(doc.error || "HTTP " + response.status);
+    return doc;
+  }
+
+  // ------------------------------------------------------------------ live events
+  function bucketOf(t) { return Math.floor(t / BUCKET); }
+  function record(event) {
+    if (event.kind === "call") {
+      state.calls.unshift(event);
+      state.calls.length = Math.min(state.calls.length, 500);
+      const s = state.stats[event.server] || (state.stats[event.server] = {});
+      const b = bucketOf(event.at * 1000);
+      const cell = s[b] || (s[b] = { n: 0, ms: 0, errors: 0 });
+      cell.n += 1; cell.ms += event.ms; if (event.outcome !== "ok") cell.errors += 1;
+    } else if (event.kind === "log") {
+      state.logs.unshift(event);
+      state.logs.length = Math.min(state.logs.length, 1000);
+    } else if (event.kind === "state") {
+      refreshServers();
+    }
+  }
+  function listen() {
+    const source = new EventSource(API + "/events", { withCredentials: true });
+    for (const kind of ["call", "log", "state"]) {
+      source.addEventListener(kind, (m) => { record(JSON.parse(m.data)); if (state.tab === "calls" || state.tab === "logs") draw(); });
+    }
+  }
+  function series(server, pick) {
+    const now = bucketOf(Date.now());
+    const s = state.stats[server] || {};
+    const out = [];
+    for (let b = now - BUCKETS + 1; b <= now; b++) out.push(pick(s[b] || { n: 0, ms: 0, errors: 0 }));
+    return out;
+  }
+  function spark(values, label) {
+    const max = Math.max(1, ...values);
+    const w = 120, h = 24;
+    const points = values.map((v, i) => `${(i * w) / (values.length - 1)},${h - (v / max) * (h - 2) - 1}`).join(" ");
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`); svg.setAttribute("class", "spark"); svg.setAttribute("aria-label", label);
+    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    line.setAttribute("points", points);
+    svg.append(line);
+    return svg;
+  }
+
+  // ------------------------------------------------------------------ tabs
+  const TABS = [["overview", "Overview"], ["tools", "Tools"], ["calls", "Calls"], ["logs", "Logs"], ["presets", "Presets"]];
+  function nav() {
+    return el("nav", {}, el("strong", {}, "onemcp"),
+      TABS.map(([id, label]) => el("button", { class: state.tab === id ? "tab on" : "tab", "data-testid": "tab-" + id,
+        onclick: () => { state.tab = id; state.server = null; draw(); } }, label)),
+      el("form", { method: "post", action: "/ui/logout", class: "logout" }));
+  }
+  function badge(s) { return el("span", { class: "badge " + s }, s); }
+
+  function overview() {
+    const rows = state.servers.map((s) => el("tr", { "data-testid": "server-" + s.name },
+      el("td", {}, el("a", { href: "#", onclick: (e) => { e.preventDefault(); state.server = s.name; state.tab = "server"; draw(); } }, s.name)),
+      el("td", {}, badge(s.state)), el("td", {}, s.transport || ""), el("td", {}, s.tools ?? "-"),
+      el("td", {}, s.toolTokens ?? "-"), el("td", {}, s.restarts ?? 0),
+      el("td", {}, spark(series(s.name, (c) => c.n / (BUCKET / 1000)), "requests per second")),
+      el("td", {}, spark(series(s.name, (c) => (c.n ? c.ms / c.n : 0)), "latency ms")),
+      el("td", { class: "error" }, s.lastError || "")));
+    return el("section", {}, el("h2", {}, "Servers"),
+      el("table", {}, el("thead", {}, el("tr", {}, ["Server", "State", "Transport", "Tools", "Tokens", "Restarts", "Requests/s (3 min)", "Latency", "Last error"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)));
+  }
+
+  async function serverPage() {
+    const box = el("section", { "data-testid": "server-page" }, el("p", {}, "Loading…"));
+    try {
+      const s = await api("GET", "/servers/" + encodeURIComponent(state.server));
+      const act = (what) => async () => {
+        try { await api("POST", `/servers/${encodeURIComponent(s.name)}/${what}`); note(`${what}: ${s.name}`); }
+        catch (e) { note(e.message, true); }
+        setTimeout(() => { refreshServers(); draw(); }, 300);
+      };
+      box.replaceChildren(
+        el("h2", {}, s.name, " ", badge(s.state)),
+        el("div", { class: "actions" },
+          el("button", { onclick: act("restart"), "data-testid": "restart" }, "Restart"),
+          el("button", { onclick: act("enable") }, "Enable"), el("button", { onclick: act("disable") }, "Disable")),
+        el("dl", {}, [["Transport", s.transport], ["Era", s.era], ["Protocol", s.protocolVersion], ["PID", s.pid],
+          ["Restarts", s.restarts], ["Breaker", s.breaker], ["Tools", s.tools], ["Tokens", s.toolTokens],
+          ["Last error", s.lastError]].map(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "-")])),
+        el("h3", {}, "Tools"), el("p", {}, (s.toolNames || []).join(", ") || "none"),
+        el("h3", {}, "Recent failed calls"),
+        el("ul", {}, (s.recentErrors || []).map((e) => el("li", {}, `${e.tool || e.method}: ${e.outcome} (${e.ms} ms)`))),
+        el("h3", {}, "stderr (last lines)"), el("pre", { "data-testid": "stderr" }, (s.stderrTail || []).join("\n") || "(nothing)"));
+    } catch (e) { box.replaceChildren(el("p", { class: "error" }, e.message)); }
+    return box;
+  }
+
+  function field(name, spec, required) {
+    const type = spec.type;
+    const label = `${name}${required ? " *" : ""}${spec.description ? " – " + spec.description : ""}`;
+    let input;
+    if (type === "boolean") input = el("input", { type: "checkbox", name, "data-kind": "boolean" });
+    else if (type === "integer" || type === "number") input = el("input", { type: "number", name, "data-kind": type, step: type === "integer" ? "1" : "any" });
+    else if (type === "string" && Array.isArray(spec.enum)) input = el("select", { name, "data-kind": "string" }, el("option", { value: "" }, ""), spec.enum.map((v) => el("option", { value: v }, v)));
+    else if (type === "string") input = el("input", { type: "text", name, "data-kind": "string" });
+    else input = el("textarea", { name, "data-kind": "json", placeholder: "JSON" });
+    return el("label", { class: "field" }, el("span", {}, label), input);
+  }
+  function readForm(form) {
+    const args = {};
+    for (const input of form.querySelectorAll("[data-kind]")) {
+      const kind = input.dataset.kind;
+      if (kind === "boolean") { if (input.checked) args[input.name] = true; continue; }
+      if (input.value === "") continue;
+      if (kind === "integer" || kind === "number") args[input.name] = Number(input.value);
+      else if (kind === "json") args[input.name] = JSON.parse(input.value);
+      else args[input.name] = input.value;
+    }
+    return args;
+  }
+  function tools() {
+    const results = el("div", { class: "toolresults" });
+    const detail = el("div", { class: "tooldetail" });
+    async function search(q) {
+      try {
+        const doc = await api("GET", "/tools?limit=50&q=" + encodeURIComponent(q));
+        results.replaceChildren(el("p", {}, `${doc.tools.length} of ${doc.total}`),
+          el("ul", {}, doc.tools.map((t) => el("li", {}, el("a", { href: "#", "data-testid": "tool-" + t.name,
+            onclick: (e) => { e.preventDefault(); showTool(t); } }, t.name), ` (${t.tokens ?? "?"} tokens) `, (t.description || "").slice(0, 120)))));
+      } catch (e) { results.replaceChildren(el("p", { class: "error" }, e.message)); }
+    }
+    function showTool(t) {
+      const schema = t.inputSchema || {};
+      const required = new Set(schema.required || []);
+      const out = el("pre", { "data-testid": "call-result" });
+      const form = el("form", { "data-testid": "call-form", onsubmit: async (e) => {
+        e.preventDefault();
+        out.textContent = "calling…";
+        try {
+          const doc = await api("POST", `/tools/${encodeURIComponent(t.name)}/call`, { arguments: readForm(form) });
+          out.textContent = JSON.stringify(doc.result ?? doc.error, null, 2) + `\n(${doc.ms} ms)`;
+        } catch (err) { out.textContent = "error: " + err.message; }
+      } }, Object.entries(schema.properties || {}).map(([name, spec]) => field(name, spec || {}, required.has(name))),
+        el("button", { type: "submit", "data-testid": "call" }, "Call"));
+      detail.replaceChildren(el("h3", {}, t.name), el("p", {}, t.description || ""), form, out);
+    }
+    const box = el("input", { type: "search", placeholder: "What do you want to do?", "data-testid": "tool-search",
+      oninput: (e) => search(e.target.value) });
+    search("");
+    return el("section", {}, el("h2", {}, "Tools"), box, el("div", { class: "split" }, results, detail));
+  }
+
+  function calls() {
+    return el("section", {}, el("h2", {}, "Calls (live)"),
+      el("table", { "data-testid": "calls" }, el("thead", {}, el("tr", {}, ["Time", "Server", "Tool", "Principal", "ms", "Outcome"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, state.calls.slice(0, 200).map((c) => el("tr", {},
+          el("td", {}, new Date(c.at * 1000).toLocaleTimeString()), el("td", {}, c.server), el("td", {}, c.tool || c.method),
+          el("td", {}, c.principal), el("td", {}, c.ms), el("td", {}, badge(c.outcome)))))));
+  }
+  function logs() {
+    const filter = el("input", { type: "search", placeholder: "filter", oninput: () => draw() });
+    return el("section", {}, el("h2", {}, "Logs (live)"),
+      el("pre", { class: "logs", "data-testid": "logs" }, state.logs.slice(0, 500).map((l) =>
+        `${new Date(l.at * 1000).toLocaleTimeString()} ${l.level} ${l.logger}: ${l.message}`).join("\n")), filter);
+  }
+  async function presets() {
+    const box = el("section", {}, el("h2", {}, "Presets"));
+    let doc = { presets: {} };
+    try { doc = await api("GET", "/presets"); } catch (e) { box.append(el("p", { class: "error" }, e.message)); }
+    const msg = el("p", { "data-testid": "preset-message" });
+    const form = el("form", { "data-testid": "preset-form", onsubmit: async (e) => {
+      e.preventDefault();
+      const data = Object.fromEntries(new FormData(form).entries());
+      const name = data.name; delete data.name;
+      try { await api("PUT", "/presets/" + encodeURIComponent(name), data); msg.textContent = "saved " + name; draw(); }
+      catch (err) { msg.textContent = "error: " + err.message; }
+    } }, el("input", { name: "name", placeholder: "name", "data-testid": "preset-name" }),
+      el("input", { name: "filter", placeholder: "filter (e.g. dev and not slow)", "data-testid": "preset-filter" }),
+      el("input", { name: "description", placeholder: "description" }),
+      el("select", { name: "exposure" }, ["", "full", "search", "auto"].map((v) => el("option", { value: v }, v || "hub's exposure"))),
+      el("button", { type: "submit", "data-testid": "preset-save" }, "Save"));
+    box.append(el("table", {}, el("tbody", {}, Object.entries(doc.presets).map(([name, p]) => el("tr", { "data-testid": "preset-" + name },
+      el("td", {}, name), el("td", {}, p.filter), el("td", {}, p.description || ""), el("td", {}, p.exposure || ""),
+      el("td", {}, el("button", { onclick: async () => { try { await api("DELETE", "/presets/" + encodeURIComponent(name)); draw(); } catch (e) { msg.textContent = e.message; } } }, "Delete")))))),
+      form, msg);
+    return box;
+  }
+
+  let noteTimer = null;
+  function note(text, bad) {
+    let n = document.getElementById("note");
+    if (!n) { n = el("div", { id: "note" }); document.body.append(n); }
+    n.textContent = text; n.className = bad ? "bad" : "";
+    clearTimeout(noteTimer); noteTimer = setTimeout(() => { n.textContent = ""; }, 4000);
+  }
+
+  async function refreshServers() {
+    try { state.servers = (await api("GET", "/servers")).servers; } catch (e) { note(e.message, true); }
+    if (state.tab === "overview") draw();
+  }
+  async function draw() {
+    const view = state.tab === "overview" ? overview() : state.tab === "server" ? await serverPage()
+      : state.tab === "tools" ? (state.toolsView || (state.toolsView = tools())) : state.tab === "calls" ? calls()
+      : state.tab === "logs" ? logs() : await presets();
+    app.replaceChildren(nav(), el("main", {}, view));
+  }
+  listen();
+  refreshServers().then(draw);
+  setInterval(refreshServers, 3000);
+})();

@@ -1,0 +1,84 @@
+"""The live event stream: calls, state changes and log lines, for whoever is watching (console, TUI, API).
+
+Owns the watchers (each a bounded queue: a slow watcher loses its newest events, counted, and
+never slows a call) and publishing. Publishing costs one attribute read when nobody watches
+(`EventBus.active`), so the call path is unchanged without watchers. Log lines reach the bus
+through a handler that is attached only while someone watches. Never carries a call's arguments
+or results unless the operator turned `withPayloads` on. Does not know HTTP (`admin` serves it).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+Event = dict[str, Any]
+QUEUE = 1024  # events held for one watcher
+RECENT = 200  # events kept for a watcher that just arrived
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._watchers: set[MemoryObjectSendStream[Event]] = set()
+        self._ids = itertools.count(1)
+        self.recent: collections.deque[Event] = collections.deque(maxlen=RECENT)
+        self.dropped = 0
+        self.with_payloads = False
+        self._handler = _LogHandler(self)
+
+    @property
+    def active(self) -> bool:
+        """Is anyone watching? (Publishers check this first: nothing is built for nobody.)"""
+        return bool(self._watchers)
+
+    def publish(self, kind: str, **fields: Any) -> None:
+        event: Event = {"id": next(self._ids), "at": round(time.time(), 3), "kind": kind, **fields}
+        self.recent.append(event)
+        for watcher in list(self._watchers):
+            try:
+                watcher.send_nowait(event)
+            except anyio.WouldBlock:
+                self.dropped += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._watchers.discard(watcher)
+
+    @contextmanager
+    def watch(self) -> Iterator[MemoryObjectReceiveStream[Event]]:
+        """A stream of the events from now on (the recent ones first), while inside."""
+        send, receive = anyio.create_memory_object_stream[Event](QUEUE)
+        for event in list(self.recent)[-QUEUE // 2 :]:
+            send.send_nowait(event)
+        if not self._watchers:
+            logging.getLogger("onemcp").addHandler(self._handler)
+        self._watchers.add(send)
+        try:
+            yield receive
+        finally:
+            self._watchers.discard(send)
+            send.close()
+            receive.close()
+            if not self._watchers:
+                logging.getLogger("onemcp").removeHandler(self._handler)
+
+
+class _LogHandler(logging.Handler):
+    """Log lines of `onemcp.*` (info and above) onto the bus, while someone watches."""
+
+    def __init__(self, bus: EventBus) -> None:
+        super().__init__(logging.INFO)
+        self.bus = bus
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not break the caller
+            message = str(record.msg)
+        self.bus.publish("log", level=record.levelname.lower(), logger=record.name, message=message[:2000])

@@ -1,0 +1,182 @@
+"""The admin REST API: every endpoint for every kind of caller, and what each action really does.
+
+A hub on a loopback port with a config file (so edits and presets have somewhere to go) and two
+fixture servers. With `auth.apiKeys` on, callers are: an admin key, an `operator` (read-only)
+key, an `mcp`-only key, and no credential; without auth, the loopback operator (anonymous).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from fixtures.launch import fixture_command
+from onemcp.admin.api import ROUTES
+from onemcp.auth.keys import KeyStore
+from support.audit import audit_lines
+from support.hub import RunningHub, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 60.0
+
+
+def config(auth: bool) -> dict[str, Any]:
+    fx = fixture_command()
+    doc: dict[str, Any] = {
+        "mcpServers": {
+            "alpha": {"command": fx[0], "args": [*fx[1:], "--name", "alpha"], "tags": ["a"]},
+            "beta": {"command": fx[0], "args": [*fx[1:], "--name", "beta"]},
+        }
+    }
+    if auth:
+        doc["onemcp"] = {"auth": {"apiKeys": True}}
+    return doc
+
+
+@asynccontextmanager
+async def hub_at(tmp_path: Path, *, auth: bool) -> AsyncIterator[tuple[RunningHub, dict[str, str]]]:
+    path = tmp_path / "mcp.json"
+    doc = config(auth)
+    path.write_text(json.dumps(doc))
+    keys: dict[str, str] = {}
+    if auth:
+        store = KeyStore(tmp_path / "keys.db")
+        keys = {
+            "admin": store.create("admin", ["admin"]),
+            "operator": store.create("op", ["operator"]),
+            "mcp": store.create("user", ["mcp"]),
+        }
+    async with running_hub(doc, config_path=path) as hub:
+        yield hub, keys
+
+
+def bearer(key: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"} if key else {}
+
+
+# (method, path, body) that is safe to send to every route: each reaches its handler
+def sample(method: str, pattern: str) -> tuple[str, str, Any]:
+    path = pattern.replace("{name}", "gamma" if method == "DELETE" else "alpha")  # gamma: the one POST added
+    if pattern == "/tools/{name}/call":
+        path = "/tools/alpha__echo/call"
+        return method, path, {"arguments": {"message": "hi"}}
+    if pattern == "/presets/{name}":
+        return method, "/presets/team", {"filter": "a"} if method == "PUT" else None
+    if pattern == "/servers" and method == "POST":
+        fx = fixture_command()
+        return method, path, {"name": "gamma", "server": {"command": fx[0], "args": fx[1:]}}
+    if pattern == "/events/payloads":
+        return method, path, {"on": False}
+    return method, path, None
+
+
+@pytest.mark.parametrize("caller", ["admin", "operator", "mcp", "none"])
+async def test_every_endpoint_for_every_caller(tmp_path: Path, caller: str) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_at(tmp_path, auth=True) as (hub, keys), httpx.AsyncClient(timeout=30) as http:
+            for route in ROUTES:
+                if route.stream:
+                    continue
+                method, path, body = sample(route.method, route.pattern)
+                r = await http.request(method, f"{hub.base}/api/v1{path}", json=body, headers=bearer(keys.get(caller)))
+                if caller == "none":
+                    assert r.status_code == 401, (route, r.text)
+                elif caller == "mcp" or (caller == "operator" and route.change):
+                    assert r.status_code == 403, (route, r.text)
+                    assert r.json()["scope"] == ("admin" if route.change else "operator")
+                else:
+                    assert r.status_code == 200, (route.method, path, r.text)
+
+
+async def test_without_auth_the_loopback_operator_may_do_everything(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_at(tmp_path, auth=False) as (hub, _), httpx.AsyncClient(timeout=30) as http:
+            for route in ROUTES:
+                if route.stream:
+                    continue
+                method, path, body = sample(route.method, route.pattern)
+                r = await http.request(method, f"{hub.base}/api/v1{path}", json=body)
+                assert r.status_code == 200, (route.method, path, r.text)
+
+
+async def test_what_the_actions_do(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with (
+            hub_at(tmp_path, auth=False) as (hub, _),
+            httpx.AsyncClient(timeout=30, base_url=f"{hub.base}/api/v1") as http,
+        ):
+            summary = (await http.get("/")).json()
+            assert summary["servers"] == {"ready": 2} and summary["memoryMiB"] > 0
+            servers = {s["name"]: s for s in (await http.get("/servers")).json()["servers"]}
+            assert servers["alpha"]["state"] == "ready" and servers["alpha"]["toolTokens"] > 0
+            pid = servers["alpha"]["pid"]
+            # restart: a new process, ready again
+            with audit_lines() as lines:
+                assert (await http.post("/servers/alpha/restart")).status_code == 200
+            assert any("action=restart target=alpha" in line for line in lines)
+            while (s := (await http.get("/servers/alpha")).json())["state"] != "ready" or s["pid"] == pid:
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            # tools: search, schema, tokens; call one
+            found = (await http.get("/tools", params={"q": "echo a message", "server": "beta"})).json()
+            assert found["tools"] and all(t["server"] == "beta" for t in found["tools"])
+            assert found["tools"][0]["inputSchema"]["type"] == "object" and found["tools"][0]["tokens"] > 0
+            called = (await http.post("/tools/beta__echo/call", json={"arguments": {"message": "hello"}})).json()
+            assert called["result"]["content"][0]["text"] == "hello"
+            missing = (await http.post("/tools/beta__nope/call", json={"arguments": {}})).json()
+            assert "not found" in missing["error"]["message"]
+            # config edits through the CLI's code path: file changed, backed up, applied
+            assert (await http.post("/servers/beta/disable")).json()["applied"] is True
+            assert json.loads((tmp_path / "mcp.json").read_text())["mcpServers"]["beta"]["disabled"] is True
+            assert list((tmp_path / "backups").iterdir())
+            assert (await http.get("/servers")).json()["servers"][1]["state"] == "disabled"
+            bad = await http.post("/servers", json={"name": "bad name!", "server": {"command": "x"}})
+            assert bad.status_code == 400 and "not changed" in bad.json()["error"]
+            # presets: the CLI's validation
+            assert (await http.put("/presets/team", json={"filter": "a", "exposure": "search"})).status_code == 200
+            assert hub.app.hub.presets == {"team": "a"}
+            wrong = await http.put("/presets/team", json={"filter": "a and ("})
+            assert wrong.status_code == 400 and "invalid filter" in wrong.json()["error"]
+            unknown = await http.put("/presets/team", json={"filter": "a", "colour": "red"})
+            assert unknown.status_code == 400 and "colour" in unknown.json()["error"]
+            assert (await http.delete("/presets/team")).status_code == 200 and hub.app.hub.presets == {}
+            # errors are clear
+            assert (await http.get("/servers/nope")).status_code == 404
+            assert (await http.get("/nope")).status_code == 404
+            assert (await http.delete("/")).status_code == 405
+            assert (await http.post("/servers", content=b"{not json")).status_code == 400
+            doc = (await http.get("/openapi.json")).json()
+            assert doc["openapi"] == "3.1.0" and "/api/v1/servers/{name}/restart" in doc["paths"]
+
+
+async def test_the_event_stream_carries_calls_without_arguments(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with hub_at(tmp_path, auth=False) as (hub, _), httpx.AsyncClient(timeout=30) as http:
+            assert not hub.app.hub.bus.active  # nobody watching: the call path publishes nothing
+            seen: list[dict[str, Any]] = []
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    async with http.stream("GET", f"{hub.base}/api/v1/events") as r:
+                        async for line in r.aiter_lines():
+                            if line.startswith("data: "):
+                                event = json.loads(line[6:])
+                                if event["kind"] == "call":
+                                    seen.append(event)
+                                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                while not hub.app.hub.bus.active:
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                await http.post(f"{hub.base}/api/v1/tools/alpha__echo/call", json={"arguments": {"message": "secret"}})
+            (call,) = seen
+            assert call["server"] == "alpha" and call["tool"] == "echo" and call["outcome"] == "ok"
+            assert "secret" not in json.dumps(call) and "arguments" not in call
+            while hub.app.hub.bus.active:
+                await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the watcher left)

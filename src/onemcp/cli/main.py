@@ -28,6 +28,7 @@ COMMANDS = {
     "inspect": "onemcp.cli.agent",
     "run": "onemcp.cli.agent",
     "cli-setup": "onemcp.cli.playbook",
+    "tui": "onemcp.cli.tui",
 }
 
 

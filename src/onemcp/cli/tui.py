@@ -1,0 +1,301 @@
+"""`onemcp tui`: the hub in the terminal (Textual), through the admin API, local or remote.
+
+Owns the command (which hub: `--url`, else the running hub's runtime.json; `$ONEMCP_TOKEN` as
+the credential) and the app: tabs Overview (per-server request-rate sparklines, a readiness
+gauge), Servers (restart, enable, disable), Tools (search, call with JSON arguments), Requests
+(live, from the event stream) and Logs (live, filtered); keyboard shortcuts in the footer.
+Textual is imported only when the command runs. Does not talk MCP: only `/api/v1`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict, deque
+from typing import Any
+
+from onemcp.cli.client.rpc import TOKEN_ENV
+from onemcp.cli.target import TargetError, resolve
+
+BUCKET = 5.0  # seconds per sparkline bar
+BARS = 36
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
+    tui = sub.add_parser("tui", parents=[config], help="watch and steer the running hub in the terminal")
+    tui.add_argument("--url", help="the hub's MCP or base URL (default: the running hub's runtime.json)")
+
+
+def base_url(url: str) -> str:
+    """The hub's base URL from its /mcp endpoint (or a base URL as it is)."""
+    url = url.split("?", 1)[0].rstrip("/")
+    return url[: -len("/mcp")] if url.endswith("/mcp") else url
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        target = resolve(config_flag=args.config, url=args.url)
+    except TargetError as exc:
+        print(f"onemcp: {exc}", file=sys.stderr)
+        return 2
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    make_app(base_url(target.url), token).run()
+    return 0
+
+
+class Stats:
+    """Calls per server in 5-second buckets, for the sparklines."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, dict[int, int]] = defaultdict(dict)
+
+    def add(self, server: str, at: float) -> None:
+        bucket = int(at // BUCKET)
+        per = self.buckets[server]
+        per[bucket] = per.get(bucket, 0) + 1
+        for old in [b for b in per if b < bucket - BARS]:
+            del per[old]
+
+    def series(self, server: str, now: float | None = None) -> list[float]:
+        last = int((time.time() if now is None else now) // BUCKET)
+        per = self.buckets.get(server, {})
+        return [per.get(b, 0) / BUCKET for b in range(last - BARS + 1, last + 1)]
+
+
+def make_app(base: str, token: str | None) -> Any:
+    """The Textual app for the hub at `base` (imports Textual)."""
+    import httpx
+    from textual import on, work
+    from textual.app import App, ComposeResult
+    from textual.binding import Binding
+    from textual.containers import Horizontal, VerticalScroll
+    from textual.widgets import (
+        DataTable,
+        Footer,
+        Header,
+        Input,
+        Label,
+        ProgressBar,
+        RichLog,
+        Sparkline,
+        Static,
+        TabbedContent,
+        TabPane,
+    )
+
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+
+    class HubTui(App[None]):
+        TITLE = "onemcp"
+        CSS = """
+        .spark-row { height: 3; }
+        .spark-row Label { width: 24; }
+        .spark-row Sparkline { width: 1fr; }
+        #status { height: 3; }
+        """
+        BINDINGS = [
+            Binding("1", "show('overview')", "Overview"),
+            Binding("2", "show('servers')", "Servers"),
+            Binding("3", "show('tools')", "Tools"),
+            Binding("4", "show('requests')", "Requests"),
+            Binding("5", "show('logs')", "Logs"),
+            Binding("r", "server('restart')", "Restart"),
+            Binding("e", "server('enable')", "Enable"),
+            Binding("d", "server('disable')", "Disable"),
+            Binding("q", "quit", "Quit"),
+        ]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.http = httpx.AsyncClient(base_url=f"{base}/api/v1", headers=headers, timeout=30)
+            self.stats = Stats()
+            self.servers: list[dict[str, Any]] = []
+            self.requests: deque[dict[str, Any]] = deque(maxlen=500)
+            self.tool_names: list[str] = []
+
+        def compose(self) -> ComposeResult:
+            yield Header()
+            with TabbedContent(initial="overview"):
+                with TabPane("Overview", id="overview"):
+                    yield Static("", id="status")
+                    yield ProgressBar(total=1, show_eta=False, id="ready")
+                    yield VerticalScroll(id="sparks")
+                with TabPane("Servers", id="servers"):
+                    yield DataTable(id="server-table", cursor_type="row")
+                    yield Static("", id="server-detail")
+                with TabPane("Tools", id="tools"):
+                    yield Input(placeholder="search tools (what do you want to do?)", id="tool-search")
+                    yield DataTable(id="tool-table", cursor_type="row")
+                    yield Input(
+                        placeholder='arguments as JSON, Enter calls the selected tool: {"message": "hi"}',
+                        id="tool-args",
+                    )
+                    yield RichLog(id="tool-result", wrap=True)
+                with TabPane("Requests", id="requests"):
+                    yield DataTable(id="request-table")
+                with TabPane("Logs", id="logs"):
+                    yield Input(placeholder="filter", id="log-filter")
+                    yield RichLog(id="log", wrap=True, max_lines=2000)
+            yield Footer()
+
+        async def on_mount(self) -> None:
+            self.query_one("#server-table", DataTable).add_columns(
+                "server", "state", "transport", "tools", "tokens", "restarts", "last error"
+            )
+            self.query_one("#tool-table", DataTable).add_columns("tool", "tokens", "description")
+            self.query_one("#request-table", DataTable).add_columns(
+                "time", "server", "tool", "principal", "ms", "outcome"
+            )
+            await self.refresh_servers()
+            self.set_interval(2.0, self.refresh_servers)
+            self.watch_events()
+            await self.search_tools("")
+
+        async def on_unmount(self) -> None:
+            await self.http.aclose()
+
+        def action_show(self, tab: str) -> None:
+            self.query_one(TabbedContent).active = tab
+
+        async def refresh_servers(self) -> None:
+            try:
+                self.servers = (await self.http.get("/servers")).json()["servers"]
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                self.query_one("#status", Static).update(f"hub unreachable at {base}: {exc}")
+                return
+            table = self.query_one("#server-table", DataTable)
+            keep = table.cursor_row
+            table.clear()
+            for s in self.servers:
+                error = (s.get("lastError") or "")[:60]
+                row = (
+                    s["name"],
+                    s.get("state"),
+                    s.get("transport"),
+                    s.get("tools", "-"),
+                    s.get("toolTokens", "-"),
+                    s.get("restarts", 0),
+                    error,
+                )
+                table.add_row(*[str(c) for c in row], key=s["name"])
+            if self.servers:
+                table.move_cursor(row=min(keep, len(self.servers) - 1))
+            ready = sum(1 for s in self.servers if s.get("state") == "ready")
+            self.query_one("#status", Static).update(f"{base}: {ready} of {len(self.servers)} servers ready")
+            bar = self.query_one("#ready", ProgressBar)
+            bar.update(total=max(1, len(self.servers)), progress=ready)
+            await self.draw_sparks()
+
+        async def draw_sparks(self) -> None:
+            box = self.query_one("#sparks", VerticalScroll)
+            names = [s["name"] for s in self.servers]
+            rows = {row.id: row for row in box.query(".spark-row")}
+            for name in names:
+                row_id = "spark-" + "".join(c if c.isalnum() else "_" for c in name)
+                if row_id not in rows:
+                    await box.mount(
+                        Horizontal(
+                            Label(name),
+                            Sparkline(self.stats.series(name), summary_function=max),
+                            classes="spark-row",
+                            id=row_id,
+                        )
+                    )
+                else:
+                    rows[row_id].query_one(Sparkline).data = self.stats.series(name)
+
+        def selected_server(self) -> str | None:
+            table = self.query_one("#server-table", DataTable)
+            if not self.servers or table.cursor_row < 0:
+                return None
+            return str(table.get_row_at(table.cursor_row)[0])
+
+        async def action_server(self, what: str) -> None:
+            name = self.selected_server()
+            if name is None:
+                return
+            r = await self.http.post(f"/servers/{name}/{what}")
+            doc = r.json()
+            self.notify(
+                f"{what} {name}: {'done' if r.status_code == 200 else doc.get('error')}",
+                severity="information" if r.status_code == 200 else "error",
+            )
+            await self.refresh_servers()
+
+        @on(DataTable.RowHighlighted, "#server-table")
+        def show_server(self, event: DataTable.RowHighlighted) -> None:
+            name = str(event.row_key.value) if event.row_key is not None else None
+            found = next((s for s in self.servers if s["name"] == name), None)
+            if found is not None:
+                tail = "\n".join(found.get("stderrTail") or [])[-1500:]
+                head = f"{name}: {found.get('state')}  pid {found.get('pid')}  era {found.get('era')}"
+                self.query_one("#server-detail", Static).update(f"{head}\n{found.get('lastError') or ''}\n{tail}")
+
+        @on(Input.Changed, "#tool-search")
+        async def typed(self, event: Input.Changed) -> None:
+            await self.search_tools(event.value)
+
+        async def search_tools(self, text: str) -> None:
+            try:
+                tools = (await self.http.get("/tools", params={"q": text, "limit": "100"})).json()["tools"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return
+            table = self.query_one("#tool-table", DataTable)
+            table.clear()
+            self.tool_names = [t["name"] for t in tools]
+            for t in tools:
+                table.add_row(t["name"], str(t.get("tokens")), (t.get("description") or "")[:80], key=t["name"])
+
+        @on(Input.Submitted, "#tool-args")
+        async def call_tool(self, event: Input.Submitted) -> None:
+            table = self.query_one("#tool-table", DataTable)
+            out = self.query_one("#tool-result", RichLog)
+            if not self.tool_names or table.cursor_row < 0:
+                out.write("choose a tool first")
+                return
+            name = str(table.get_row_at(table.cursor_row)[0])
+            try:
+                arguments = json.loads(event.value or "{}")
+            except ValueError as exc:
+                out.write(f"not JSON: {exc}")
+                return
+            doc = (await self.http.post(f"/tools/{name}/call", json={"arguments": arguments})).json()
+            out.write(f"{name}: " + json.dumps(doc.get("result", doc.get("error", doc)), indent=1)[:4000])
+
+        @work(exclusive=True, group="events")
+        async def watch_events(self) -> None:
+            while True:
+                try:
+                    async with self.http.stream("GET", "/events", timeout=None) as r:
+                        async for line in r.aiter_lines():
+                            if line.startswith("data: "):
+                                self.take_event(json.loads(line[6:]))
+                except (httpx.HTTPError, ValueError):
+                    pass
+                import anyio
+
+                await anyio.sleep(1.0)  # the hub went away: try again
+
+        def take_event(self, event: dict[str, Any]) -> None:
+            if event.get("kind") == "call":
+                self.stats.add(str(event.get("server")), float(event.get("at", time.time())))
+                table = self.query_one("#request-table", DataTable)
+                when = time.strftime("%H:%M:%S", time.localtime(float(event.get("at", 0))))
+                table.add_row(
+                    when,
+                    str(event.get("server")),
+                    str(event.get("tool") or event.get("method")),
+                    str(event.get("principal")),
+                    str(event.get("ms")),
+                    str(event.get("outcome")),
+                )
+            elif event.get("kind") == "log":
+                text = f"{event.get('level')} {event.get('logger')}: {event.get('message')}"
+                wanted = self.query_one("#log-filter", Input).value.strip().lower()
+                if not wanted or wanted in text.lower():
+                    self.query_one("#log", RichLog).write(text)
+
+    return HubTui()

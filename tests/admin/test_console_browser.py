@@ -1,0 +1,135 @@
+"""The web console in a real browser: Debian's chromium driven by Playwright (no downloaded browser).
+
+A hub on a loopback port with two fixture servers (one that fails at start, so there is a broken
+server to look at) and API keys on. The test signs in with an admin key, clicks through the
+overview, restarts a server and watches it come back, calls a tool from the form generated from
+its input schema, edits a preset, and checks that a change without the CSRF token is refused and
+that the page without the cookie sends you to the login. Screenshots of each page are saved in
+`$ONEMCP_ARTIFACTS` (default: the test's tmp dir); `docs/console/` holds current ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from fixtures.launch import fixture_command
+from onemcp.auth.keys import KeyStore
+from support.hub import running_hub
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian's chromium not installed"),
+]
+DEADLINE = 120.0
+
+
+def config() -> dict[str, Any]:
+    fx = fixture_command()
+    return {
+        "mcpServers": {
+            "alpha": {"command": fx[0], "args": [*fx[1:], "--name", "alpha"]},
+            "broken": {"command": fx[0], "args": [*fx[1:], "--crash-on-start"]},
+        },
+        "onemcp": {"auth": {"apiKeys": True}},
+    }
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Iterator[Path]:
+    folder = Path(os.environ.get("ONEMCP_ARTIFACTS", tmp_path / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+
+
+async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    path = tmp_path / "mcp.json"
+    doc = config()
+    path.write_text(json.dumps(doc))
+    admin = KeyStore(tmp_path / "keys.db").create("admin", ["admin"])
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc, config_path=path) as hub, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                # no cookie: the login page; a wrong key: refused
+                await page.goto(f"{hub.base}/ui/")
+                assert page.url.endswith("/ui/login")
+                await page.fill("input[name=key]", "omk_wrong_key")
+                await page.click("button[type=submit]")
+                await expect(page.locator(".error")).to_contain_text("Not signed in")
+                await page.screenshot(path=artifacts / "login.png")
+                await page.fill("input[name=key]", admin)
+                await page.click("button[type=submit]")
+                # the overview: both servers, the broken one failed with its error
+                await expect(page.get_by_test_id("server-alpha")).to_contain_text("ready")
+                await expect(page.get_by_test_id("server-broken")).to_contain_text("failed")
+                await page.screenshot(path=artifacts / "overview.png")
+                # the broken server's page says why it broke (its stderr)
+                await page.get_by_test_id("server-broken").get_by_role("link").click()
+                await expect(page.get_by_test_id("stderr")).not_to_have_text("(nothing)")
+                await page.screenshot(path=artifacts / "server-broken.png")
+                # restart alpha and watch it come back
+                await page.get_by_test_id("tab-overview").click()
+                await page.get_by_test_id("server-alpha").get_by_role("link").click()
+                conn = hub.app.hub.pool.get("alpha")
+                assert conn is not None
+                pid = getattr(conn.transport, "pid", None)
+                await page.get_by_test_id("restart").click()
+                while True:
+                    conn = hub.app.hub.pool.get("alpha")
+                    if conn is not None and conn.state == "ready" and getattr(conn.transport, "pid", None) != pid:
+                        break
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+                await page.get_by_test_id("tab-overview").click()
+                await expect(page.get_by_test_id("server-alpha")).to_contain_text("ready")
+                # find a tool and call it from the generated form
+                await page.get_by_test_id("tab-tools").click()
+                await page.get_by_test_id("tool-search").fill("echo a message")
+                await page.get_by_test_id("tool-alpha__echo").click()
+                await page.get_by_test_id("call-form").locator("input[name=message]").fill("from the browser")
+                await page.get_by_test_id("call").click()
+                await expect(page.get_by_test_id("call-result")).to_contain_text("from the browser")
+                await page.screenshot(path=artifacts / "tools.png")
+                # the live calls view shows it
+                await page.get_by_test_id("tab-calls").click()
+                await expect(page.get_by_test_id("calls")).to_contain_text("echo")
+                await page.screenshot(path=artifacts / "calls.png")
+                # edit a preset
+                await page.get_by_test_id("tab-presets").click()
+                await page.get_by_test_id("preset-name").fill("team")
+                await page.get_by_test_id("preset-filter").fill("alpha")
+                await page.get_by_test_id("preset-save").click()
+                await expect(page.get_by_test_id("preset-team")).to_contain_text("alpha")
+                assert hub.app.hub.presets == {"team": "alpha"}
+                await page.screenshot(path=artifacts / "presets.png")
+                await page.get_by_test_id("tab-logs").click()
+                await page.screenshot(path=artifacts / "logs.png")
+                # a change without the CSRF token is refused, even with the cookie
+                status = await page.evaluate(
+                    "fetch('/api/v1/servers/alpha/restart', {method: 'POST', credentials: 'same-origin'}).then(r => r.status)"
+                )
+                assert status == 403
+                with_token = await page.evaluate(
+                    """fetch('/api/v1/reload', {method: 'POST', credentials: 'same-origin',
+                        headers: {'x-onemcp-csrf': document.querySelector('meta[name=csrf]').content}}).then(r => r.status)"""
+                )
+                assert with_token == 200
+                # another browser context (no cookie): the API says 401, the page sends it to the login
+                other = await browser.new_page()
+                await other.goto(f"{hub.base}/ui/")
+                assert other.url.endswith("/ui/login")
+                status = await other.evaluate("fetch('/api/v1/servers').then(r => r.status)")
+                assert status == 401
+            finally:
+                await browser.close()

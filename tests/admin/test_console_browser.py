@@ -27,7 +27,9 @@ from support.hub import running_hub
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian's chromium not installed"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian's chromium not installed"
+    ),
 ]
 DEADLINE = 120.0
 
@@ -116,13 +118,13 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
                 await page.get_by_test_id("tab-logs").click()
                 await page.screenshot(path=artifacts / "logs.png")
                 # a change without the CSRF token is refused, even with the cookie
-                status = await page.evaluate(
-                    "fetch('/api/v1/servers/alpha/restart', {method: 'POST', credentials: 'same-origin'}).then(r => r.status)"
-                )
+                no_token = "fetch('/api/v1/servers/alpha/restart', {method: 'POST', credentials: 'same-origin'})"
+                status = await page.evaluate(no_token + ".then(r => r.status)")
                 assert status == 403
                 with_token = await page.evaluate(
                     """fetch('/api/v1/reload', {method: 'POST', credentials: 'same-origin',
-                        headers: {'x-onemcp-csrf': document.querySelector('meta[name=csrf]').content}}).then(r => r.status)"""
+                        headers: {'x-onemcp-csrf': document.querySelector('meta[name=csrf]').content}})
+                        .then(r => r.status)"""
                 )
                 assert with_token == 200
                 # another browser context (no cookie): the API says 401, the page sends it to the login

@@ -425,7 +425,14 @@ class AdminApi:
 
                 async def pump() -> None:
                     async for event in events:
-                        await asgi.sse_chunk(send, sse.encode(orjson.dumps(event), event=str(event["kind"])))
+                        batch = [event]
+                        while len(batch) < 256:  # what queued meanwhile goes out in one write
+                            try:
+                                batch.append(events.receive_nowait())
+                            except anyio.WouldBlock:
+                                break
+                        chunk = b"".join(sse.encode(orjson.dumps(e), event=str(e["kind"])) for e in batch)
+                        await asgi.sse_chunk(send, chunk)
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(pump)

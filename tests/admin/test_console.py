@@ -135,3 +135,39 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
                 assert status == 401
             finally:
                 await browser.close()
+
+
+async def test_login_cookie_and_csrf_over_plain_http(tmp_path: Path) -> None:
+    """The same rules without a browser: the cookie stands for the key; changes need the page's token."""
+    import re
+
+    import httpx
+
+    path = tmp_path / "mcp.json"
+    doc = config()
+    path.write_text(json.dumps(doc))
+    store = KeyStore(tmp_path / "keys.db")
+    admin, user = store.create("admin", ["admin"]), store.create("user", ["mcp"])
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc, config_path=path) as hub, httpx.AsyncClient(base_url=hub.base) as http:
+            r = await http.get("/ui/")
+            assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+            r = await http.post("/ui/login", data={"key": user})
+            assert r.status_code == 403 and "neither admin nor operator" in r.text
+            r = await http.post("/ui/login", data={"key": admin})
+            assert r.status_code == 303
+            cookie = r.headers["set-cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and admin not in cookie
+            page = (await http.get("/ui/")).text
+            found = re.search(r'name="csrf" content="([^"]+)"', page)
+            assert found is not None
+            csrf = found.group(1)
+            assert (await http.get("/api/v1/servers")).status_code == 200  # the cookie is the credential
+            browser = {"origin": hub.base, "sec-fetch-site": "same-origin"}
+            assert (await http.post("/api/v1/reload", headers=browser)).status_code == 403
+            assert (await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": "guess"})).status_code == 403
+            assert (await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": csrf})).status_code == 200
+            store.revoke(admin.split("_")[1])  # revoking the key ends the console session
+            assert (await http.get("/api/v1/servers")).status_code == 401
+            assert (await http.get("/ui/static/console.js")).status_code == 200
+            assert (await http.get("/ui/static/../api.py")).status_code == 404

@@ -1,0 +1,45 @@
+"""The event bus: nothing for nobody, bounded queues for watchers, log lines only while watched."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import pytest
+
+from onemcp.observability.events import QUEUE, EventBus
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_watchers_get_events_and_recent_history() -> None:
+    bus = EventBus()
+    assert not bus.active
+    bus.publish("call", server="a")  # nobody watching: kept as history only
+    with bus.watch() as events:
+        assert bus.active
+        bus.publish("state", server="a", state="ready")
+        first, second = await events.receive(), await events.receive()
+        assert (first["kind"], second["kind"]) == ("call", "state") and second["id"] > first["id"]
+    assert not bus.active
+
+
+async def test_a_slow_watcher_loses_its_newest_and_counts_them() -> None:
+    bus = EventBus()
+    with bus.watch():
+        for i in range(QUEUE + 10):
+            bus.publish("call", n=i)
+    assert bus.dropped == 10
+
+
+async def test_log_lines_only_while_watched() -> None:
+    bus = EventBus()
+    logger = logging.getLogger("onemcp.test-events")
+    logger.setLevel(logging.INFO)
+    with bus.watch() as events:
+        logger.info("hello %s", "there")
+        with anyio.fail_after(5):
+            event = await events.receive()
+        assert event["kind"] == "log" and event["message"] == "hello there"
+    logger.info("not watched")
+    assert [e for e in bus.recent if e.get("message") == "not watched"] == []

@@ -52,6 +52,7 @@ async def hub_at(tmp_path: Path, *, auth: bool) -> AsyncIterator[tuple[RunningHu
             "admin": store.create("admin", ["admin"]),
             "operator": store.create("op", ["operator"]),
             "mcp": store.create("user", ["mcp"]),
+            "narrow": store.create("narrow", ["server:alpha", "tool:beta/echo"]),
         }
     async with running_hub(doc, config_path=path) as hub:
         yield hub, keys
@@ -77,7 +78,7 @@ def sample(method: str, pattern: str) -> tuple[str, str, Any]:
     return method, path, None
 
 
-@pytest.mark.parametrize("caller", ["admin", "operator", "mcp", "none"])
+@pytest.mark.parametrize("caller", ["admin", "operator", "mcp", "narrow", "none"])
 async def test_every_endpoint_for_every_caller(tmp_path: Path, caller: str) -> None:
     with anyio.fail_after(DEADLINE):
         async with hub_at(tmp_path, auth=True) as (hub, keys), httpx.AsyncClient(timeout=30) as http:
@@ -88,7 +89,7 @@ async def test_every_endpoint_for_every_caller(tmp_path: Path, caller: str) -> N
                 r = await http.request(method, f"{hub.base}/api/v1{path}", json=body, headers=bearer(keys.get(caller)))
                 if caller == "none":
                     assert r.status_code == 401, (route, r.text)
-                elif caller == "mcp" or (caller == "operator" and route.change):
+                elif caller in ("mcp", "narrow") or (caller == "operator" and route.change):
                     assert r.status_code == 403, (route, r.text)
                     assert r.json()["scope"] == ("admin" if route.change else "operator")
                 else:

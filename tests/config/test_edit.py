@@ -30,7 +30,7 @@ from onemcp.config.load import ConfigError
 
 ORIGINAL = """{
     "$schema": "https://example.com/mcp.schema.json",
-    "onemcp": {"instructions": "be nice", "futureKnob": 3},
+    "onemcp": {"instructions": "be nice"},
     "mcpServers": {
         "git": {
             "command": "uvx",
@@ -39,8 +39,7 @@ ORIGINAL = """{
             "autoApprove": ["git_status"]
         },
         "web": {"type": "http", "url": "https://example.com/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}}
-    },
-    "zzzUserNotes": "keep me"
+    }
 }
 """
 
@@ -60,21 +59,20 @@ def doc_of(path: Path) -> Any:
     return orjson.loads(path.read_bytes())
 
 
-def test_edit_keeps_unknown_keys_order_and_var_references(config: Path) -> None:
+def test_edit_keeps_other_clients_keys_order_and_var_references(config: Path) -> None:
     result = edit_config(
         config, lambda d: add_server(d, "time", {"command": "uvx", "args": ["mcp-server-time"]}), env=ENV
     )
 
     assert result.changed
     doc = doc_of(config)
-    assert list(doc) == ["$schema", "onemcp", "mcpServers", "zzzUserNotes"]
-    assert doc["onemcp"] == {"instructions": "be nice", "futureKnob": 3}
+    assert list(doc) == ["$schema", "onemcp", "mcpServers"]
+    assert doc["onemcp"] == {"instructions": "be nice"}
     assert list(doc["mcpServers"]) == ["git", "web", "time"]
     assert doc["mcpServers"]["git"]["args"][-1] == "${REPO}"  # written raw, not expanded
     assert doc["mcpServers"]["git"]["env"] == {"GIT_TOKEN": "${GIT_TOKEN:-none}"}
     assert doc["mcpServers"]["git"]["autoApprove"] == ["git_status"]
     assert doc["mcpServers"]["web"]["headers"]["Authorization"] == "Bearer ${TOKEN}"
-    assert doc["zzzUserNotes"] == "keep me"
     # The config the edit validated is the expanded one the hub will see.
     assert result.config.servers["git"].args[-1] == "/src/repo"
 

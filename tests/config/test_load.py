@@ -76,21 +76,36 @@ def test_vscode_servers_key_is_accepted() -> None:
     assert config.servers["fs"].command == "npx"
 
 
-def test_mcpservers_wins_over_servers() -> None:
-    config = parse({"mcpServers": {"a": {"command": "x"}}, "servers": {"b": {"command": "y"}}})
-    assert list(config.servers) == ["a"]
+def test_mcpservers_and_servers_together_is_an_error() -> None:
+    message = error_of({"mcpServers": {"a": {"command": "x"}}, "servers": {"b": {"command": "y"}}})
+    assert "servers: unknown key 'servers'; did you mean 'mcpServers'?" in message
 
 
-def test_unknown_per_server_keys_are_ignored() -> None:
+def test_other_clients_server_keys_are_dropped() -> None:
     config = parse(
         {
+            "$schema": "https://example.com/schema.json",
             "mcpServers": {
                 "git": {"command": "x", "autoApprove": ["status"], "alwaysAllow": [], "description": "d"},
             },
-            "someOtherTool": {"setting": 1},
         }
     )
     assert config.servers["git"].command == "x"
+
+
+def test_unknown_keys_are_refused_with_what_was_meant() -> None:
+    message = error_of(
+        {
+            "mcpServers": {"git": {"comand": "x", "enviroment": {}}},
+            "onemcp": {"prefixmode": "always", "limits": {"maxSesions": 3}},
+            "someOtherTool": {"setting": 1},
+        }
+    )
+    assert "mcpServers.git.comand: unknown key 'comand'; did you mean 'command'?" in message
+    assert "mcpServers.git.enviroment: unknown key 'enviroment'" in message
+    assert "onemcp.prefixmode: unknown key 'prefixmode'; did you mean 'prefixMode'?" in message
+    assert "onemcp.limits.maxSesions: unknown key 'maxSesions'; did you mean 'maxSessions'?" in message
+    assert "someOtherTool: unknown key 'someOtherTool' (known here: mcpServers, mcpTemplates, onemcp)" in message
 
 
 def test_disabled_servers_are_not_enabled() -> None:
@@ -256,8 +271,9 @@ def test_process_environment_is_used_by_default(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_substitute_leaves_non_strings_and_plain_text() -> None:
-    doc = {"n": 1, "b": True, "z": None, "s": "no vars $HOME {X} $", "l": [1, "${A}"]}
-    assert substitute(doc, {"A": "a"}) == {"n": 1, "b": True, "z": None, "s": "no vars $HOME {X} $", "l": [1, "a"]}
+    doc = {"n": 1, "b": True, "z": None, "s": "no vars $1 {X} ^a$ $", "l": [1, "${A}", "$A/b"]}
+    want = {"n": 1, "b": True, "z": None, "s": "no vars $1 {X} ^a$ $", "l": [1, "a", "a/b"]}
+    assert substitute(doc, {"A": "a"}) == want
 
 
 def test_substitute_is_not_recursive() -> None:

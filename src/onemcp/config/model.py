@@ -20,8 +20,9 @@ Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 
 class _Model(BaseModel):
-    # Other tools add their own keys (autoApprove, alwaysAllow, ...): ignore, don't reject.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    # An unknown key is an error ("did you mean"); other clients' own keys are dropped before
+    # validation (`compat.FOREIGN_SERVER_KEYS`).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 class UpstreamOAuth(_Model):

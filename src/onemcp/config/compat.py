@@ -1,0 +1,96 @@
+"""Other tools' config shapes, mapped to ours where they map cleanly and refused where they do not.
+
+Owns the document-level rewrites before validation: VS Code's `servers` key, keys other MCP
+clients write into a server entry for themselves (ignored, listed in `FOREIGN_SERVER_KEYS`),
+the `["K=V"]` env list form, and 1MCP's settings (`serverDefaults`, `requestTimeout` and
+`connectionTimeout` in milliseconds, `timeout` in milliseconds in a 1MCP file, `restartOnExit`,
+`inheritParentEnv`, `envFilter`). Every refusal says how to write the setting here. Returns
+the problems found (all of them); does not validate what remains (`model`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Keys other clients keep in a server entry for their own use: not ours, not an error.
+FOREIGN_SERVER_KEYS = frozenset({"autoApprove", "alwaysAllow", "description", "notes", "transportType", "icon"})
+# Top-level keys that are not ours but belong in such a file: for editors, and VS Code's prompts.
+FOREIGN_TOP_KEYS = ("$schema", "inputs")
+ONE_MCP_KEYS = frozenset({"requestTimeout", "connectionTimeout", "restartOnExit", "inheritParentEnv", "envFilter"})
+TIMEOUT_HINT_ABOVE = 3600  # a `timeout` above this many seconds is most likely milliseconds
+
+
+def normalise(doc: dict[str, Any]) -> list[str]:
+    """Rewrite `doc` in place into this hub's shape; the problems that cannot be mapped."""
+    problems: list[str] = []
+    if "mcpServers" not in doc and isinstance(doc.get("servers"), dict):
+        doc["mcpServers"] = doc.pop("servers")  # VS Code's spelling
+    servers = doc.get("mcpServers")
+    defaults = doc.pop("serverDefaults", None)
+    one_mcp = defaults is not None or (
+        isinstance(servers, dict) and any(isinstance(s, dict) and ONE_MCP_KEYS & set(s) for s in servers.values())
+    )
+    if defaults is not None and not isinstance(defaults, dict):
+        problems.append("serverDefaults: must be an object of server settings")
+        defaults = None
+    for section in ("mcpServers", "mcpTemplates"):
+        entries = doc.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for name, entry in entries.items():
+            if not isinstance(entry, dict):
+                continue
+            if defaults:
+                for key, value in defaults.items():
+                    entry.setdefault(key, value)
+            problems += _server(f"{section}.{name}", entry, one_mcp=one_mcp)
+    return problems
+
+
+def _server(where: str, entry: dict[str, Any], *, one_mcp: bool) -> list[str]:
+    problems: list[str] = []
+    for key in FOREIGN_SERVER_KEYS & set(entry):
+        del entry[key]
+    env = entry.get("env")
+    if isinstance(env, list):  # ["KEY=value", ...]
+        mapped: dict[str, Any] = {}
+        for i, item in enumerate(env):
+            if not isinstance(item, str) or "=" not in item:
+                problems.append(f'{where}.env[{i}]: expected "NAME=value" (or write env as an object)')
+                continue
+            key, _, value = item.partition("=")
+            mapped[key] = value
+        entry["env"] = mapped
+    timeout = entry.get("timeout")
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        if one_mcp:
+            entry["timeout"] = timeout / 1000  # 1MCP: milliseconds
+        elif timeout > TIMEOUT_HINT_ABOVE:
+            problems.append(
+                f"{where}.timeout: {timeout:g} seconds is over an hour; timeouts here are in seconds "
+                f"(1MCP's are milliseconds: {timeout:g} ms is {timeout / 1000:g})"
+            )
+    for key, target in (("requestTimeout", "timeout"), ("connectionTimeout", "startupTimeout")):
+        value = entry.pop(key, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            problems.append(f"{where}.{key}: must be a positive number of milliseconds")
+        else:
+            entry.setdefault(target, value / 1000)
+    restart = entry.pop("restartOnExit", None)
+    if restart is False:
+        problems.append(
+            f"{where}.restartOnExit: onemcp always restarts a server that exits (with backoff); remove the key, "
+            'or set "disabled": true to not run it'
+        )
+    inherit = entry.pop("inheritParentEnv", None)
+    if inherit is True:
+        problems.append(
+            f"{where}.inheritParentEnv: a server gets a short allow-list of variables (PATH, HOME, locale, proxies) "
+            'plus its env; pass what it needs explicitly: "env": {"NAME": "${NAME}"}'
+        )
+    if "envFilter" in entry:
+        del entry["envFilter"]
+        problems.append(f'{where}.envFilter: list the variables to pass in env instead: "env": {{"NAME": "${{NAME}}"}}')
+    return problems

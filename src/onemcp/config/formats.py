@@ -1,0 +1,92 @@
+"""Config files in three formats: JSON (with comments: JSONC), YAML and TOML, chosen by extension.
+
+Owns turning a file's bytes into one plain document (dicts, lists, strings, numbers, booleans)
+with the same rules everywhere: a key written twice in one object is an error (JSON and YAML
+would silently keep the last), and errors say the line. Does not validate the document (`model`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+FORMATS = {".json": "json", ".jsonc": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+
+
+class FormatError(Exception):
+    """The file is not a document of its format (the message says where)."""
+
+
+def format_of(path: Path | str) -> str:
+    return FORMATS.get(Path(path).suffix.lower(), "json")
+
+
+def parse(raw: bytes, fmt: str = "json") -> Any:
+    text = raw.decode("utf-8-sig", errors="strict") if raw else ""
+    if fmt == "yaml":
+        return _yaml(text)
+    if fmt == "toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise FormatError(f"not valid TOML: {exc}") from None
+    return _json(text)
+
+
+# ----------------------------------------------------------------------------- JSON / JSONC
+_JSONC = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/|,(?=\s*[}\]])', re.DOTALL)
+
+
+def strip_jsonc(text: str) -> str:
+    """`text` without // and /* */ comments and trailing commas (strings untouched; lines kept)."""
+
+    def keep(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token.startswith('"'):
+            return token
+        return "\n" * token.count("\n") if token.startswith("/") else ""
+
+    return _JSONC.sub(keep, text)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise FormatError(f"the key {key!r} is written twice in one object (the second would silently win)")
+        out[key] = value
+    return out
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(strip_jsonc(text), object_pairs_hook=_pairs)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+
+
+# ----------------------------------------------------------------------------- YAML
+def _yaml(text: str) -> Any:
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):  # type: ignore[misc]
+        pass
+
+    def mapping(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in out:
+                line = key_node.start_mark.line + 1
+                raise FormatError(f"the key {key!r} is written twice in one mapping (line {line})")
+            out[key] = loader.construct_object(value_node, deep=True)
+        return out
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    try:
+        return yaml.load(text, Loader=StrictLoader)
+    except yaml.YAMLError as exc:
+        raise FormatError(f"not valid YAML: {exc}") from None

@@ -1,0 +1,63 @@
+"""Other tools' configs: what maps cleanly is accepted, the rest is refused with how to write it here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from onemcp.config.load import ConfigError, environment, load_config, parse_config
+from onemcp.config.model import HubConfig
+
+
+def parse(text: str, **env: str) -> HubConfig:
+    return parse_config(text.encode(), source="mcp.json", env=env)
+
+
+def test_one_mcp_settings_that_map_cleanly() -> None:
+    config = parse(
+        """{"serverDefaults": {"requestTimeout": 45000, "connectionTimeout": 10000, "restartOnExit": true},
+            "mcpServers": {"a": {"command": "x", "timeout": 20000, "env": ["A=1", "B=two=2"]},
+                           "b": {"command": "y", "inheritParentEnv": false}}}"""
+    )
+    a, b = config.servers["a"], config.servers["b"]
+    assert a.timeout == 20 and a.startup_timeout == 10  # 1MCP's milliseconds, converted
+    assert b.timeout == 45  # from serverDefaults.requestTimeout
+    assert a.env == {"A": "1", "B": "two=2"}
+
+
+def test_one_mcp_settings_that_do_not_map_are_refused_all_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(
+            """{"mcpServers": {"a": {"command": "x", "restartOnExit": false, "inheritParentEnv": true,
+                                     "envFilter": ["A*"], "env": ["nope"]}}}"""
+        )
+    problems = info.value.problems
+    assert any("restartOnExit: onemcp always restarts" in p for p in problems)
+    assert any("inheritParentEnv" in p and '"env": {"NAME": "${NAME}"}' in p for p in problems)
+    assert any("envFilter" in p for p in problems)
+    assert any('env[0]: expected "NAME=value"' in p for p in problems)
+
+
+def test_a_timeout_that_looks_like_milliseconds_is_refused_outside_a_one_mcp_file() -> None:
+    with pytest.raises(ConfigError, match=r"timeout: 30000 seconds is over an hour.*30000 ms is 30"):
+        parse('{"mcpServers": {"a": {"command": "x", "timeout": 30000}}}')
+
+
+def test_every_missing_variable_is_reported_and_dollar_names_work() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse('{"mcpServers": {"a": {"command": "$CMD", "env": {"T": "${API_TOKEN}", "U": "${USER_KEY}"}}}}')
+    text = str(info.value)
+    assert "${CMD}" in text and "${API_TOKEN}" in text and "${USER_KEY}" in text
+    config = parse('{"mcpServers": {"a": {"command": "$CMD", "args": ["^x$", "$1"]}}}', CMD="run")
+    assert config.servers["a"].command == "run" and config.servers["a"].args == ["^x$", "$1"]
+
+
+def test_a_dot_env_beside_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text('# keys\nexport API_TOKEN="from-dotenv"\nOTHER=x\n')
+    path = tmp_path / "mcp.json"
+    path.write_text('{"mcpServers": {"a": {"command": "x", "env": {"T": "${API_TOKEN}", "O": "$OTHER"}}}}')
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    monkeypatch.setenv("OTHER", "from-the-process")  # the process wins over .env
+    assert load_config(path).servers["a"].env == {"T": "from-dotenv", "O": "from-the-process"}
+    assert environment(tmp_path / "elsewhere" / "mcp.json")["OTHER"] == "from-the-process"

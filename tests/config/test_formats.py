@@ -1,0 +1,91 @@
+"""One config, three formats: JSON (with comments), YAML and TOML give the same model and the same errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from onemcp.config.formats import FormatError, format_of, parse, strip_jsonc
+from onemcp.config.load import ConfigError, load_config
+
+SAME = {
+    "mcp.json": """{
+  // a comment
+  "mcpServers": {
+    "time": {"command": "uvx", "args": ["mcp-server-time"], "timeout": 30, "tags": ["util"],},
+  },
+  "onemcp": {"prefixMode": "always"}
+}""",
+    "mcp.yaml": """# a comment
+mcpServers:
+  time:
+    command: uvx
+    args: [mcp-server-time]
+    timeout: 30
+    tags: [util]
+onemcp:
+  prefixMode: always
+""",
+    "mcp.toml": """# a comment
+[mcpServers.time]
+command = "uvx"
+args = ["mcp-server-time"]
+timeout = 30
+tags = ["util"]
+
+[onemcp]
+prefixMode = "always"
+""",
+}
+
+DUPLICATE = {
+    "mcp.json": '{"mcpServers": {"time": {"command": "a"}, "time": {"command": "b"}}}',
+    "mcp.yaml": "mcpServers:\n  time: {command: a}\n  time: {command: b}\n",
+    "mcp.toml": '[mcpServers.time]\ncommand = "a"\n[mcpServers.time]\ncommand = "b"\n',
+}
+
+TYPO = {
+    "mcp.json": '{"mcpServers": {"time": {"comand": "uvx"}}}',
+    "mcp.yaml": "mcpServers:\n  time:\n    comand: uvx\n",
+    "mcp.toml": '[mcpServers.time]\ncomand = "uvx"\n',
+}
+
+
+@pytest.mark.parametrize("name", list(SAME))
+def test_the_same_config_in_each_format(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text(SAME[name])
+    config = load_config(path)
+    assert config.servers["time"].args == ["mcp-server-time"] and config.servers["time"].timeout == 30
+    assert config.servers["time"].tags == ["util"] and config.hub.prefix_mode.value == "always"
+
+
+@pytest.mark.parametrize("name", list(DUPLICATE))
+def test_a_key_written_twice_is_refused_in_each_format(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text(DUPLICATE[name])
+    with pytest.raises(ConfigError, match="time"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", list(TYPO))
+def test_a_typo_says_what_was_meant_in_each_format(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text(TYPO[name])
+    with pytest.raises(ConfigError, match="unknown key 'comand'; did you mean 'command'"):
+        load_config(path)
+
+
+def test_jsonc_keeps_strings_and_lines() -> None:
+    text = '{"a": "http://x//y", /* two\nlines */ "b": [1,],}'
+    assert parse(text.encode()) == {"a": "http://x//y", "b": [1]}
+    assert strip_jsonc(text).count("\n") == 1  # line numbers in errors stay right
+    with pytest.raises(FormatError, match=r"line 2"):
+        parse(b'{"a": 1,\n "b": }')
+
+
+def test_format_by_extension() -> None:
+    assert [format_of(p) for p in ("a.json", "a.JSONC", "a.yml", "a.yaml", "a.toml", "a")] == [
+        "json", "json", "yaml", "yaml", "toml", "json",
+    ]  # fmt: skip

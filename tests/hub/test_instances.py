@@ -79,7 +79,7 @@ async def test_ensure_starts_once_and_caps_refuse() -> None:
     with pytest.raises(LimitReached, match="maxInstances") as refused:
         await h.instances.ensure(h.bind("/b", "s2"))
     assert refused.value.status == 429
-    hub_wide = Harness(templates(), Limits(maxTemplateInstances=1))
+    hub_wide = Harness(templates(), Limits.model_validate({"maxTemplateInstances": 1}))
     await hub_wide.instances.ensure(hub_wide.bind("/a"))
     with pytest.raises(LimitReached, match="maxTemplateInstances"):
         await hub_wide.instances.ensure(hub_wide.bind("/b", "s2"))

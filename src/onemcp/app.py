@@ -21,7 +21,7 @@ from onemcp.admin.api import AdminApi
 from onemcp.admin.console import PREFIX as CONSOLE_PREFIX
 from onemcp.admin.console import Console
 from onemcp.auth.gate import PRM_PATH, Gate
-from onemcp.config import context
+from onemcp.config import context, schema
 from onemcp.config.model import HubConfig
 from onemcp.downstream import upstream_auth
 from onemcp.downstream.health import health, ready, state_metrics
@@ -110,6 +110,9 @@ class OneMcpApp:
                 return
             if path.startswith("/health"):
                 await self._health(path, send)
+                return
+            if path == schema.SERVED_PATH:  # the config's JSON Schema, for editors
+                await asgi.send_bytes(send, 200, schema.SCHEMA_FILE.read_bytes(), b"application/schema+json")
                 return
             if path.startswith(PRM_PATH):
                 await asgi.send_json(send, 200, self.gate.metadata(scope))

@@ -29,6 +29,8 @@ COMMANDS = {
     "run": "onemcp.cli.agent",
     "cli-setup": "onemcp.cli.playbook",
     "tui": "onemcp.cli.tui",
+    "validate": "onemcp.cli.configure",
+    "config": "onemcp.cli.configure",
 }
 
 

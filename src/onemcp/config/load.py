@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from onemcp.config import compat, formats
+from onemcp.config import compat, formats, schema
 from onemcp.config.model import HubConfig
 from onemcp.config.paths import config_dir as config_dir  # re-exported: callers import them from here
 from onemcp.config.paths import resolve_path as resolve_path
@@ -48,6 +48,7 @@ TRANSIENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EA
 def starter_config() -> dict[str, Any]:
     """A config that works offline on a fresh machine: the bundled demo and mcp-server-time."""
     return {
+        "$schema": schema.uri(),
         "mcpServers": {
             "demo": {
                 "command": sys.executable,

@@ -1,0 +1,81 @@
+"""`onemcp validate` and `onemcp config init|schema`, run in-process against real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from onemcp.cli.configure import TEMPLATES
+from onemcp.cli.main import main
+from onemcp.config import formats, schema
+from onemcp.config.load import load_config
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_validate_reports_every_problem_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "a": {"comand": "x"},
+                    "b": {"command": "surely-not-installed-onemcp"},
+                    "c": {"url": "http://[::1"},
+                    "d": {"command": "x", "env": {"T": "${NOT_SET_ONE}", "U": "${NOT_SET_TWO}"}},
+                }
+            }
+        )
+    )
+    code, out, _ = cli(capsys, "validate", str(path))
+    assert code == 1
+    assert "mcpServers.a.comand: unknown key 'comand'; did you mean 'command'?" in out
+    assert "mcpServers.b.command: 'surely-not-installed-onemcp' is not installed" in out
+    assert "mcpServers.c.url" in out
+    assert "${NOT_SET_ONE}" in out and "${NOT_SET_TWO}" in out
+    code, out, _ = cli(capsys, "validate", str(path), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["valid"] is False and len(report["problems"]) >= 5
+
+
+def test_validate_a_good_file_and_a_missing_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mcp.yaml"
+    path.write_text("mcpServers:\n  py:\n    command: python3\n")
+    code, out, _ = cli(capsys, "validate", str(path))
+    assert (code, out.strip()) == (0, f"{path}: valid (1 server(s), 0 template(s))")
+    code, _, err = cli(capsys, "validate", str(tmp_path / "nope.json"))
+    assert code == 2 and "cannot read" in err
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_init_templates_load_and_match_the_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], template: str
+) -> None:
+    path = tmp_path / "cfg" / "mcp.json"
+    code, out, _ = cli(capsys, "config", "--config", str(path), "init", "--template", template)
+    assert code == 0 and "wrote" in out
+    assert "//" in path.read_text()  # commented
+    config = load_config(path)
+    assert "time" in config.servers
+    doc = formats.parse(path.read_bytes())
+    jsonschema.validate(doc, schema.generate())
+    assert doc["$schema"] == schema.uri()
+    code, _, err = cli(capsys, "config", "--config", str(path), "init")
+    assert code == 2 and "--force" in err
+
+
+def test_the_shipped_schema_is_current_and_catches_typos(capsys: pytest.CaptureFixture[str]) -> None:
+    regenerate = "onemcp config schema > src/onemcp/config/mcp.schema.json"
+    assert schema.SCHEMA_FILE.read_text() == schema.text(), regenerate
+    code, out, _ = cli(capsys, "config", "schema")
+    assert code == 0 and json.loads(out)["title"] == "onemcp mcp.json"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"mcpServers": {"a": {"comand": "x"}}}, schema.generate())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from types import ModuleType
 
 from onemcp import __version__
@@ -31,6 +32,13 @@ COMMANDS = {
     "tui": "onemcp.cli.tui",
     "validate": "onemcp.cli.configure",
     "config": "onemcp.cli.configure",
+    "start": "onemcp.cli.daemon",
+    "stop": "onemcp.cli.daemon",
+    "restart": "onemcp.cli.daemon",
+    "status": "onemcp.cli.daemon",
+    "logs": "onemcp.cli.daemon",
+    "wait": "onemcp.cli.daemon",
+    "service": "onemcp.cli.daemon",
 }
 
 
@@ -53,6 +61,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
+    serve.add_argument("--log-file", help="log to this file (rotated at 10 MiB, 3 kept) instead of stderr")
 
 
 def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
@@ -91,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             return serve_stdio(args.config, args.log_level, args.log_format)
         from onemcp.cli.serve import serve
 
-        return serve(args.config, args.host, args.port, args.log_level, args.log_format, args.allow_open_network)
+        log_file = Path(args.log_file) if args.log_file else None
+        return serve(
+            args.config, args.host, args.port, args.log_level, args.log_format, args.allow_open_network, log_file
+        )
     module = modules[COMMANDS[args.command]]
     if args.command == "mcp":
         return int(module.run(args, trailing))

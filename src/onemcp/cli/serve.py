@@ -67,6 +67,24 @@ def _config(config_flag: str | None) -> tuple[Path, HubConfig] | int:
     return path, config
 
 
+LOCK_FILE = "hub.lock"  # beside mcp.json: one HTTP hub per config directory
+
+
+def hub_lock(path: Path) -> int | None:
+    """Hold the config directory's hub lock for this process's life: its fd, or None when another hub has it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.set_inheritable(fd, False)
+    return fd
+
+
 def serve(
     config_flag: str | None,
     host: str,
@@ -74,12 +92,23 @@ def serve(
     log_level: str,
     log_format: str = "text",
     allow_open_network: bool = False,
+    log_file: Path | None = None,
 ) -> int:
-    logs.configure(log_level, log_format)
+    logs.configure(log_level, log_format, log_file)
     loaded = _config(config_flag)
     if isinstance(loaded, int):
         return loaded
     path, config = loaded
+    if hub_lock(path) is None:
+        from onemcp.config.runtime import NoHub, read_runtime
+
+        try:
+            running = read_runtime(path)
+            where = f" (pid {running.get('pid')}, {running.get('url')})"
+        except NoHub:
+            where = ""
+        print(f"onemcp: a hub is already running for {path.parent}{where}; `onemcp stop` ends it", file=sys.stderr)
+        return 2
     if not is_loopback(host.strip("[]")) and not config.hub.auth.required:
         if not allow_open_network:
             print(

@@ -8,9 +8,11 @@ in the message and its arguments before any handler formats the record.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -71,8 +73,20 @@ class JsonFormatter(logging.Formatter):
 REDACTOR = Redactor()
 
 
-def configure(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+LOG_FILE_BYTES = 10 * 1024 * 1024  # a log file is rotated at this size, 3 old ones kept
+LOG_FILE_BACKUPS = 3
+
+
+def configure(level: str, fmt: str, file: Path | None = None) -> None:
+    """Log lines to stderr, or to `file` (rotated at 10 MiB, 3 kept: `onemcp start` runs the hub so)."""
+    handler: logging.Handler
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

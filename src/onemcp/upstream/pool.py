@@ -134,8 +134,23 @@ class Pool:
         return all(m.conn.state != "starting" or m.restarts for s in self.slots.values() for m in s.members)
 
     def note_state(self) -> None:
-        if self.all_tried():
+        if not self.tried.is_set() and self.all_tried():
             self.tried.set()
+            log.info("every server was tried: %s", self.summary())
+
+    def summary(self) -> str:
+        """ "3 ready, 1 failed: fetch (process exited with code 1)" """
+        states: dict[str, int] = {}
+        failed = []
+        for name, slot in self.slots.items():
+            state = slot.conn.state
+            states[state] = states.get(state, 0) + 1
+            if state == "failed":
+                failed.append(
+                    f"{name} ({(slot.conn.last_error or '').splitlines()[0][:100] if slot.conn.last_error else '?'})"
+                )
+        text = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no servers"
+        return text + (f": {', '.join(failed)}" if failed else "")
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:

@@ -1,0 +1,271 @@
+"""`onemcp start|stop|restart|status|logs|wait|service`: the hub as a background service.
+
+Owns running `onemcp serve` detached (its own session, output to `onemcp.log` beside the
+config, rotated at 10 MiB), knowing whether it runs (`runtime.json`, whose pid is checked: a
+stale file is no hub; `hub.lock` held by the serving process makes a second hub for the same
+config directory refuse to start), stopping it gracefully (SIGTERM, then SIGKILL after the
+grace), waiting for readiness, the log's tail, and a systemd user unit. Stdlib only. Exit
+codes for scripts: `status` 0 ready, 1 running but not ready or degraded, 3 not running;
+`wait` 0 ready, 1 not within the timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from onemcp.config.paths import resolve_path
+from onemcp.config.runtime import NoHub, alive, read_runtime, runtime_path
+
+LOG_FILE = "onemcp.log"
+NOT_RUNNING = 3
+UNIT = """[Unit]
+Description=onemcp, one MCP hub for every client
+After=network.target
+
+[Service]
+ExecStart={python} -m onemcp serve --config {config} --port {port}
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
+    start = sub.add_parser("start", parents=[config], help="run the hub in the background")
+    for p in (start, sub.add_parser("restart", parents=[config], help="stop the background hub, start it again")):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=3050, help="0 picks a free one (default 3050)")
+        p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to be ready (60)")
+        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    stop = sub.add_parser("stop", parents=[config], help="stop the background hub (gracefully)")
+    stop.add_argument("--timeout", type=float, default=15.0, help="seconds before it is killed (15)")
+    status = sub.add_parser("status", parents=[config], help="is the hub running and ready? (exit 0, 1 or 3)")
+    status.add_argument("--json", action="store_true")
+    logs = sub.add_parser("logs", parents=[config], help="the background hub's log")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    wait = sub.add_parser("wait", parents=[config], help="block until the hub is ready (exit 0) or --timeout (1)")
+    wait.add_argument("--timeout", type=float, default=60.0)
+    service = sub.add_parser("service", parents=[config], help="a systemd user unit for the hub")
+    service.add_argument("action", choices=["install", "print"])
+    service.add_argument("--port", type=int, default=3050)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = resolve_path(args.config)
+    try:
+        if args.command == "start":
+            return start(path, args.host, args.port, args.timeout, args.log_level)
+        if args.command == "stop":
+            return stop(path, args.timeout)
+        if args.command == "restart":
+            stop(path, 15.0)
+            return start(path, args.host, args.port, args.timeout, args.log_level)
+        if args.command == "status":
+            return status(path, as_json=args.json)
+        if args.command == "logs":
+            return logs(path, args.lines, follow=args.follow)
+        if args.command == "wait":
+            return wait(path, args.timeout)
+        return service(path, args.action, args.port)
+    except KeyboardInterrupt:
+        return 130
+
+
+# ----------------------------------------------------------------------------- state
+def running(path: Path) -> dict[str, Any] | None:
+    """runtime.json of the hub serving `path`, or None (a file naming a dead pid is removed)."""
+    try:
+        return read_runtime(path)
+    except NoHub:
+        runtime = runtime_path(path)
+        try:
+            pid = json.loads(runtime.read_bytes()).get("pid")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if isinstance(pid, int) and not alive(pid):
+            runtime.unlink(missing_ok=True)  # stale: the hub died without cleaning up
+        return None
+
+
+def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read())
+        except ValueError:
+            return exc.code, None
+    except (OSError, ValueError):
+        return 0, None
+
+
+def base_of(url: str) -> str:
+    return url.split("?", 1)[0].removesuffix("/mcp")
+
+
+def summary(health: dict[str, Any]) -> str:
+    """ "3 servers: 2 ready, 1 failed: fetch (exited with code 1)" """
+    ups: dict[str, Any] = health.get("upstreams") or {}
+    states: dict[str, int] = {}
+    for u in ups.values():
+        states[u.get("state", "?")] = states.get(u.get("state", "?"), 0) + 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    failed = [
+        f"{name} ({(u.get('lastError') or '').splitlines()[0][:80]})"
+        for name, u in ups.items()
+        if u.get("state") == "failed"
+    ]
+    text = f"{len(ups)} server(s): {counts or 'none'}"
+    return text + (f"; failed: {', '.join(failed)}" if failed else "")
+
+
+# ----------------------------------------------------------------------------- commands
+def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> int:
+    found = running(path)
+    if found is not None:
+        print(f"onemcp: already running at {found['url']} (pid {found.get('pid')})")
+        return 0
+    log = path.parent / LOG_FILE
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(path), "--host", host, "--port", str(port)]
+    argv += ["--log-level", log_level, "--log-file", str(log)]
+    with log.open("ab") as out:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            print(f"onemcp: the hub exited at start (code {child.returncode}); its log:", file=sys.stderr)
+            tail(log, 15, sys.stderr)
+            return 1
+        found = running(path)
+        if found is not None and found.get("pid") == child.pid:
+            code, _ = fetch(f"{base_of(found['url'])}/health/ready")
+            if code == 200:
+                _, health = fetch(f"{base_of(found['url'])}/health")
+                print(f"onemcp: started at {found['url']} (pid {child.pid}, log {log})")
+                print(f"onemcp: {summary(health or {})}")
+                return 0
+        time.sleep(0.1)
+    print(f"onemcp: started (pid {child.pid}) but not ready within {timeout:g}s; see `onemcp logs`", file=sys.stderr)
+    return 1
+
+
+def stop(path: Path, timeout: float) -> int:
+    found = running(path)
+    if found is None:
+        print("onemcp: not running")
+        return 0
+    pid = int(found["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            print(f"onemcp: stopped (pid {pid})")
+            return 0
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    runtime_path(path).unlink(missing_ok=True)
+    print(f"onemcp: killed (pid {pid}: not stopped within {timeout:g}s)")
+    return 0
+
+
+def status(path: Path, *, as_json: bool) -> int:
+    found = running(path)
+    if found is None:
+        if as_json:
+            print(json.dumps({"running": False}))
+        else:
+            print("onemcp: not running")
+        return NOT_RUNNING
+    code, health = fetch(f"{base_of(found['url'])}/health")
+    ready, _ = fetch(f"{base_of(found['url'])}/health/ready")
+    ok = ready == 200 and isinstance(health, dict) and health.get("status") == "ok"
+    if as_json:
+        print(
+            json.dumps(
+                {"running": True, "ready": ready == 200, "url": found["url"], "pid": found.get("pid"), "health": health}
+            )
+        )
+    else:
+        state = health.get("status") if isinstance(health, dict) else f"no answer (HTTP {code})"
+        print(f"onemcp: running at {found['url']} (pid {found.get('pid')}), {state}")
+        if isinstance(health, dict):
+            print(f"onemcp: {summary(health)}")
+    return 0 if ok else 1
+
+
+def tail(log: Path, lines: int, out: Any = None) -> None:
+    out = out or sys.stdout
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        print(f"onemcp: no log at {log}", file=sys.stderr)
+        return
+    for line in text.splitlines()[-lines:]:
+        print(line, file=out)
+
+
+def logs(path: Path, lines: int, *, follow: bool) -> int:
+    log = path.parent / LOG_FILE
+    if not log.exists():
+        print(f"onemcp: no log at {log} (the hub logs there when started with `onemcp start`)", file=sys.stderr)
+        return 1
+    tail(log, lines)
+    if not follow:
+        return 0
+    position, inode = log.stat().st_size, log.stat().st_ino
+    while True:
+        time.sleep(0.25)
+        try:
+            stat = log.stat()
+        except OSError:
+            continue
+        if stat.st_ino != inode or stat.st_size < position:  # rotated
+            position, inode = 0, stat.st_ino
+        if stat.st_size > position:
+            with log.open("rb") as f:
+                f.seek(position)
+                sys.stdout.write(f.read().decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+                position = f.tell()
+
+
+def wait(path: Path, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = running(path)
+        if found is not None and fetch(f"{base_of(found['url'])}/health/ready")[0] == 200:
+            print(f"onemcp: ready at {found['url']}")
+            return 0
+        time.sleep(0.1)
+    print(f"onemcp: not ready within {timeout:g}s", file=sys.stderr)
+    return 1
+
+
+def service(path: Path, action: str, port: int) -> int:
+    unit = UNIT.format(python=sys.executable, config=path, port=port)
+    if action == "print":
+        sys.stdout.write(unit)
+        return 0
+    target = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "systemd" / "user" / "onemcp.service"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(unit)
+    print(f"onemcp: wrote {target}")
+    print("onemcp: enable it with: systemctl --user daemon-reload && systemctl --user enable --now onemcp")
+    return 0

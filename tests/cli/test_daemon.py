@@ -1,0 +1,90 @@
+"""`onemcp start|stop|restart|status|logs|wait|service` as a user runs them: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures.launch import fixture_command
+from onemcp.config.runtime import alive
+from support.hub_process import clean_env
+
+TIMEOUT = 90
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Iterator[Path]:
+    fx = fixture_command()
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}}))
+    yield tmp_path
+    onemcp(tmp_path, "stop", "--timeout", "5")  # whatever a failed test left running
+    runtime = tmp_path / "runtime.json"
+    if runtime.exists():
+        pid = json.loads(runtime.read_text()).get("pid")
+        if isinstance(pid, int) and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def onemcp(config_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "onemcp", *args],
+        env=clean_env(config_dir),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_start_status_wait_logs_stop(config_dir: Path) -> None:
+    assert onemcp(config_dir, "status").returncode == 3  # not running
+    started = onemcp(config_dir, "start", "--port", "0")
+    assert started.returncode == 0, started.stderr
+    assert "started at http://127.0.0.1:" in started.stdout and "1 server(s): 1 ready" in started.stdout
+    runtime = json.loads((config_dir / "runtime.json").read_text())
+    status = onemcp(config_dir, "status")
+    assert status.returncode == 0 and f"pid {runtime['pid']}" in status.stdout
+    assert json.loads(onemcp(config_dir, "status", "--json").stdout)["ready"] is True
+    assert onemcp(config_dir, "wait", "--timeout", "10").returncode == 0
+    again = onemcp(config_dir, "start", "--port", "0")  # a duplicate start: the same hub, nothing new
+    assert again.returncode == 0 and "already running" in again.stdout
+    direct = onemcp(config_dir, "serve", "--port", "0")  # a second hub for the same directory: refused
+    assert direct.returncode == 2 and "already running" in direct.stderr
+    logs = onemcp(config_dir, "logs", "-n", "20")
+    assert logs.returncode == 0 and "every server was tried: 1 ready" in logs.stdout, logs.stdout
+    stopped = onemcp(config_dir, "stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert not alive(runtime["pid"])
+    assert onemcp(config_dir, "status").returncode == 3
+    assert "not running" in onemcp(config_dir, "stop").stdout
+
+
+def test_a_stale_runtime_file_is_no_hub(config_dir: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (config_dir / "runtime.json").write_text(json.dumps({"url": "http://127.0.0.1:9/mcp", "pid": dead.pid}))
+    status = onemcp(config_dir, "status")
+    assert status.returncode == 3 and not (config_dir / "runtime.json").exists()
+    restarted = onemcp(config_dir, "restart", "--port", "0")
+    assert restarted.returncode == 0, restarted.stderr
+    assert onemcp(config_dir, "stop").returncode == 0
+
+
+def test_a_hub_that_cannot_start_says_why(config_dir: Path) -> None:
+    (config_dir / "mcp.json").write_text('{"mcpServers": {"fx": {"comand": "x"}}}')
+    started = onemcp(config_dir, "start", "--port", "0")
+    assert started.returncode == 1 and "did you mean 'command'" in started.stderr
+    assert onemcp(config_dir, "wait", "--timeout", "0.5").returncode == 1
+
+
+def test_service_unit(config_dir: Path) -> None:
+    unit = onemcp(config_dir, "service", "print", "--port", "3051")
+    assert unit.returncode == 0 and f"--config {config_dir / 'mcp.json'} --port 3051" in unit.stdout
+    assert "Restart=on-failure" in unit.stdout

@@ -60,6 +60,8 @@ async def test_two_upstreams_one_down_namespaced_and_routed() -> None:
             assert text_of(await c.call_tool("beta__echo", {"message": "b"})) == "b"
             state = hub.app.hub.pool.connections["broken"]
             assert state.state == "failed" and state.last_error
+            # why it broke, from its own stderr, is in the error every report shows
+            assert "its stderr ended: fixture: crashing on start as requested" in state.last_error
 
 
 async def test_unknown_tool_is_invalid_params_naming_it() -> None:

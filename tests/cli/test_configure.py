@@ -79,3 +79,21 @@ def test_the_shipped_schema_is_current_and_catches_typos(capsys: pytest.CaptureF
     assert code == 0 and json.loads(out)["title"] == "onemcp mcp.json"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"mcpServers": {"a": {"comand": "x"}}}, schema.generate())
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`onemcp config schema | head -1`: the reader is gone before the command writes a byte."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onemcp", "config", "schema"], stdout=write_end, stderr=subprocess.PIPE
+    )
+    os.close(write_end)
+    os.close(read_end)  # the command takes far longer to start than this
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=30) == 0 and "Error" not in err, err

@@ -727,7 +727,10 @@ async def test_content_length_over_the_limit_is_413_without_reading_the_body(
         async with await anyio.connect_tcp("127.0.0.1", target.port) as stream:
             await stream.send(post_head(path, headers, f"Content-Length: {length}".encode()))
             status, body = await read_response(stream)  # no body was sent: the answer comes from the header
-    assert status == 413 and orjson.loads(body)["error"]["message"] == f"Request body larger than {LIMIT} bytes"
+    assert (
+        status == 413
+        and orjson.loads(body)["error"]["message"] == f"Request body larger than {LIMIT} bytes (onemcp.maxBodyBytes)"
+    )
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern", "messages"])

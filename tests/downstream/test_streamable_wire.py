@@ -189,6 +189,10 @@ async def test_health_endpoints() -> None:
             assert doc["upstreams"]["a"]["state"] == "ready" and doc["upstreams"]["a"]["tools"] > 5
             assert doc["upstreams"]["dead"]["state"] == "failed"
             assert "command not found" in doc["upstreams"]["dead"]["lastError"]
+            while doc["upstreams"]["dead"]["supervisor"] != "command-not-found":  # not retried: nothing would change
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+                doc = (await http.get(f"{hub.base}/health")).json()
+            assert doc["upstreams"]["dead"]["nextAttempt"] is None and doc["upstreams"]["dead"]["restarts"] == 0
             assert doc["upstreams"]["off"]["state"] == "disabled"
             assert (await http.get(f"{hub.base}/health/live")).status_code == 200
             assert (await http.get(f"{hub.base}/health/ready")).status_code == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -105,9 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             args.config, args.host, args.port, args.log_level, args.log_format, args.allow_open_network, log_file
         )
     module = modules[COMMANDS[args.command]]
-    if args.command == "mcp":
-        return int(module.run(args, trailing))
-    return int(module.run(args))
+    try:
+        if args.command == "mcp":
+            return int(module.run(args, trailing))
+        return int(module.run(args))
+    except BrokenPipeError:  # `onemcp ... | head`: the reader left; no traceback, and none at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

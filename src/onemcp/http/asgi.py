@@ -106,7 +106,9 @@ async def read_message(scope: Scope, receive: Receive, send: Send, limit: int) -
             raise BodyTooLarge
         return jsonrpc.parse(await read_body(receive, limit))
     except BodyTooLarge:
-        await send_json(send, 413, error_body(INVALID_REQUEST, f"Request body larger than {limit} bytes"))
+        await send_json(
+            send, 413, error_body(INVALID_REQUEST, f"Request body larger than {limit} bytes (onemcp.maxBodyBytes)")
+        )
     except ProtocolError as exc:
         await send_json(send, 400, jsonrpc.error(None, exc.to_error()))
     except ClientGone:

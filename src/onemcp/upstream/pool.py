@@ -13,6 +13,7 @@ life (`judge`).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -40,7 +41,7 @@ BLOCKED_WAIT = 3600.0  # waiting for an operator to authorize: woken by the call
 
 
 # what the supervisor is doing with a server
-SlotStatus = Literal["running", "restarting", "crash-looping", "needs-authorization", "stopping"]
+SlotStatus = Literal["running", "restarting", "crash-looping", "needs-authorization", "command-not-found", "stopping"]
 
 
 @dataclass(eq=False)
@@ -243,7 +244,11 @@ class Pool:
                 while slot.recent and now - slot.recent[0] > BUDGET_WINDOW:
                     slot.recent.popleft()
                 credential = getattr(slot.conn.transport, "auth", None)
-                if credential is not None and credential.blocked:
+                if (slot.conn.last_error or "").removeprefix(f"[{slot.name}] ").startswith("command not found"):
+                    # retrying cannot help: wait for the config to change (a reload restarts it) or an operator
+                    slot.status, wait, delay = "command-not-found", math.inf, BACKOFF_FIRST
+                    slot.recent.clear()
+                elif credential is not None and credential.blocked:
                     # an operator must authorize the hub; retrying sooner would only be refused
                     slot.status, wait, delay = "needs-authorization", BLOCKED_WAIT, BACKOFF_FIRST
                     slot.recent.clear()
@@ -253,14 +258,14 @@ class Pool:
                     slot.status, wait = "restarting", delay * random.uniform(0.8, 1.2)
                     delay = min(delay * 2, BACKOFF_MAX)
                 log.warning(
-                    "upstream %s stopped after %.1fs (%s); %s, next attempt in %.1fs",
+                    "upstream %s stopped after %.1fs (%s); %s, %s",
                     slot.name,
                     now - started,
                     slot.conn.last_error,
                     slot.status,
-                    wait,
+                    f"next attempt in {wait:.1f}s" if wait != math.inf else "waiting for a config change",
                 )
-                slot.next_attempt = time.time() + wait
+                slot.next_attempt = time.time() + wait if wait != math.inf else None
                 slot.wake = anyio.Event()
                 with anyio.move_on_after(wait):
                     await slot.wake.wait()

@@ -217,7 +217,9 @@ class StdioTransport(Transport):
 
     def child_exited(self) -> None:
         code = self._proc.get_returncode() if self._proc is not None else None
-        self._mark_closed(f"process exited with code {code}")
+        last = next((line for line in reversed(self.stderr_tail) if line.strip()), None)
+        said = f"; its stderr ended: {last.strip()[:300]}" if last else ""  # "API_KEY is not set" is the why
+        self._mark_closed(f"process exited with code {code}{said}")
 
     def stop(self, reason: str) -> None:
         """Kill the child; `reason` (not its exit code) is what the connection and its callers see."""

@@ -278,3 +278,17 @@ async def test_views_tool_rules_search_and_metrics_apply_to_instances(tmp_path: 
             async with httpx.AsyncClient() as http_plain:
                 metrics = (await http_plain.get(f"{hub.base}/metrics")).text
             assert 'onemcp_template_instances{template="fxt"} 1.0' in metrics
+
+
+async def test_the_context_key_is_made_only_when_there_are_templates(tmp_path: Path) -> None:
+    path = tmp_path / "hub" / "mcp.json"
+    path.parent.mkdir()
+    doc = config({})
+    del doc["mcpTemplates"]
+    path.write_text(json.dumps(doc))
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc, config_path=path) as hub:
+            assert hub.app.hub.context_secret is None and not (path.parent / "context.key").exists()
+            fx = fixture_command()
+            await hub.app.hub.apply_config(HubConfig.model_validate(config({"t": {"command": fx[0], "args": fx[1:]}})))
+            assert hub.app.hub.context_secret is not None and (path.parent / "context.key").exists()

@@ -63,10 +63,11 @@ class OneMcpApp:
         self.metrics = Metrics()
         self.hub = Hub(config, self.upstream_auth, transports, metrics=self.metrics)
         if config_path is not None:
-            try:  # template contexts signed with it are trusted to render templates (onemcp proxy, the agent CLI)
-                self.hub.context_secret = context.ensure_secret(config_path)
-            except OSError as exc:
-                log.warning("no template context key (%s): only credentials with scope 'templates' may send one", exc)
+            # template contexts signed with it render templates (onemcp proxy, the agent CLI): made when the
+            # config has templates (at start or by a reload), not before
+            self.hub.context_secret_maker = lambda: self._context_secret(config_path)
+            if config.templates:
+                self.hub.context_secret = self._context_secret(config_path)
         self.bind_host = bind_host
         self._guard_settings = config.hub
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
@@ -79,6 +80,14 @@ class OneMcpApp:
         self.metrics.add_state(lambda: state_metrics(self.hub, self.reloader))
         self.api = AdminApi(self.hub, self.gate, self.reloader, config_path)
         self.console = Console(self.api, bind_host)
+
+    @staticmethod
+    def _context_secret(config_path: Path) -> bytes | None:
+        try:
+            return context.ensure_secret(config_path)
+        except OSError as exc:
+            log.warning("no template context key (%s): only credentials with scope 'templates' may send one", exc)
+            return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

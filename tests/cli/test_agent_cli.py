@@ -126,6 +126,14 @@ def test_unknown_tool_names_the_server_and_how_to_look(hub: HubProcess) -> None:
     assert "no tool 'nope' on server 'demo'" in done.stderr and "onemcp inspect demo" in done.stderr
 
 
+def test_an_unknown_server_or_a_typo_says_what_there_is(hub: HubProcess) -> None:
+    nosuch = on(hub, "run", "nosuch/echo")
+    assert nosuch.returncode == 1 and "no server 'nosuch' in this hub's view" in nosuch.stderr
+    assert "demo" in nosuch.stderr
+    typo = on(hub, "run", "demo/ech", "--args", '{"text": "x"}')
+    assert typo.returncode == 1 and "did you mean 'echo'?" in typo.stderr
+
+
 def test_view_flags_limit_what_run_reaches(hub: HubProcess) -> None:
     assert on(hub, "run", "fx/echo", "--args", '{"message": "x"}', "--tags", "fx").returncode == 0
     outside = on(hub, "run", "demo/echo", "--args", '{"text": "x"}', "--tags", "fx")

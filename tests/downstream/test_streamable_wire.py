@@ -207,6 +207,21 @@ async def test_ready_is_503_until_upstreams_were_tried() -> None:
             assert r.status_code == 503 and r.json()["upstreams"]["slow"] == "starting"
 
 
+async def test_a_server_that_never_answers_says_why_through_its_retries() -> None:
+    cmd = fixture_command("--hang-on-start")
+    cfg = {"mcpServers": {"slow": {"command": cmd[0], "args": cmd[1:], "startupTimeout": 0.3}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(cfg, wait=False) as hub, httpx.AsyncClient() as http:
+            while True:  # the second attempt is starting: the first one's failure is still shown
+                doc = (await http.get(f"{hub.base}/health")).json()
+                slow = doc["upstreams"]["slow"]
+                if slow["state"] == "starting" and slow["restarts"] >= 1:
+                    break
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            assert doc["status"] == "degraded"
+            assert slow["lastError"].startswith("did not start within 0.3s (attempt ")
+
+
 def sse_events(lines: list[str]) -> list[tuple[str | None, dict[str, Any]]]:
     """(event id, message) for every data event in raw SSE lines."""
     out: list[tuple[str | None, dict[str, Any]]] = []

@@ -13,6 +13,7 @@ Exit codes: 0 done; 1 the tool, the hub or the connection reported an error (mes
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -271,9 +272,15 @@ def _call(
                 if exc.code == HEADER_MISMATCH and "Mcp-Param" in exc.message:
                     return _call_with_param_headers(client, params)
                 raise
+    if server is not None and inv.servers and server not in inv.servers:
+        close = difflib.get_close_matches(server, list(inv.servers), n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else f" (servers: {', '.join(sorted(inv.servers))})"
+        raise Failure(f"no server {server!r} in this hub's view{guess}")
     where = f" on server {server!r}" if server is not None else ""
     hint = f"`onemcp inspect {server}`" if server is not None else "`onemcp inspect`"
-    raise Failure(f"no tool {tool!r}{where} in this hub's view; {hint} lists what there is")
+    close = difflib.get_close_matches(tool, [str(t.get("name")).split("__")[-1] for t in inv.tools], n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    raise Failure(f"no tool {tool!r}{where} in this hub's view{guess}; {hint} lists what there is")
 
 
 def _not_found(exc: RpcError) -> bool:

@@ -48,15 +48,15 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "inFlight": conn.in_flight,
             "isolation": conn.config.isolation,
             "sessionConnections": state.session_connections(name),
-            "lastError": conn.last_error,
+            "lastError": conn.last_error or (slot.last_failure if conn.state != "ready" else None),
             "authorization": authorizations.get(name),
         }
     for name, server in hub.config.servers.items():
         if server.disabled:
             upstreams[name] = {"state": "disabled", "transport": server.transport}
     states = list(state.states().values())
-    if any(s == "starting" for s in states):
-        status = "starting"
+    if any(s == "starting" for s in states) and not hub.pool.tried.is_set():
+        status = "starting"  # the first attempts; a server still starting after that is a degraded hub
     elif all(s == "ready" for s in states):
         status = "ok"
     else:

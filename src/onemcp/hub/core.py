@@ -11,7 +11,7 @@ hub in `events` and `reverse`, reload planning in `plan`. Does not own any wire.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -76,6 +76,7 @@ class Hub:
         self._place_servers()
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
         self.context_secret: bytes | None = None  # signs template contexts (context.key beside mcp.json)
+        self.context_secret_maker: Callable[[], bytes | None] | None = None  # makes it when templates appear
         self.preset_exposures: dict[str, str] = {}  # preset name -> its tool exposure, where it sets one
         self.exposure = ToolExposure(self.catalog, lambda: self.config, lambda: self.preset_exposures)
         self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)
@@ -277,6 +278,8 @@ class Hub:
         change = plan(self.config, new)
         old_templates = self.config.templates
         self.config = new
+        if new.templates and self.context_secret is None and self.context_secret_maker is not None:
+            self.context_secret = self.context_secret_maker()
         if change.settings:
             self.catalog.codec = NameCodec(new.hub.separator)
             self.catalog.mode = new.hub.prefix_mode

@@ -61,6 +61,8 @@ class Slot:
     replicas: list[Slot] = field(default_factory=list)  # further URLs of the same server
     turn: int = 0  # round-robin position
     server_config: ServerConfig | None = None  # the server's own config (a replica's has its own URL)
+    # why the last attempt failed, kept while the next one starts: "did not start within 30s (attempt 3, ...)"
+    last_failure: str | None = None
 
     @property
     def members(self) -> list[Slot]:
@@ -266,6 +268,8 @@ class Pool:
                     f"next attempt in {wait:.1f}s" if wait != math.inf else "waiting for a config change",
                 )
                 slot.next_attempt = time.time() + wait if wait != math.inf else None
+                upcoming = f", next in {wait:.0f}s" if wait != math.inf else ", waiting for a config change"
+                slot.last_failure = f"{slot.conn.last_error} (attempt {slot.restarts + 1}{upcoming})"
                 slot.wake = anyio.Event()
                 with anyio.move_on_after(wait):
                     await slot.wake.wait()

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from onemcp.config import formats
 from onemcp.config.files import atomic_write, backup
 from onemcp.config.load import ConfigError, parse_config
 from onemcp.config.model import HubConfig
@@ -83,10 +84,12 @@ def read_document(path: Path) -> Document:
 
 
 def _decode(raw: bytes, path: Path) -> Document:
+    if formats.format_of(path) != "json":
+        raise ConfigError(f"{path}: onemcp edits JSON configs; edit this one by hand (`onemcp validate` checks it)")
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+        doc = formats.parse(raw, "json")  # comments are read (a rewritten file keeps none: see backups/)
+    except (formats.FormatError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: the top level must be a JSON object")
     return doc

@@ -12,6 +12,7 @@ import pytest
 
 from onemcp.cli.main import main
 from onemcp.config.load import load_config
+from onemcp.integrations.apps import onemcp_command
 
 DATA = Path(__file__).with_name("data")
 # data file -> where the app keeps it (under the fake home, or "project/" for the current directory)
@@ -223,7 +224,7 @@ def test_point_to_vs_code_settings_with_comments_is_refused(
 @pytest.mark.parametrize(
     ("app", "data", "hub_entry"),
     [
-        ("claude-desktop", "claude_desktop_config.json", {"command": "onemcp", "args": ["proxy"]}),
+        ("claude-desktop", "claude_desktop_config.json", {"command": onemcp_command(), "args": ["proxy"]}),
         ("cursor", "cursor_mcp.json", {"url": "http://127.0.0.1:3050/mcp"}),
         ("windsurf", "windsurf_mcp_config.json", {"serverUrl": "http://127.0.0.1:3050/mcp"}),
         ("vscode", "vscode_mcp.json", {"type": "http", "url": "http://127.0.0.1:3050/mcp"}),

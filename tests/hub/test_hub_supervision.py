@@ -5,7 +5,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from fixtures.launch import fixture_command
 from onemcp.upstream import pool
+from support.hub import running_hub
 from support.inprocess import fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -29,3 +31,22 @@ async def test_a_crashed_upstream_fails_its_call_and_comes_back(monkeypatch: pyt
             again = await session.ask("tools/call", tool_call("alpha__echo", message="back"))
             assert again["result"]["content"][0]["text"] == "back"
             assert len(h.upstreams.started["alpha"]) == 2 and len(h.upstreams.started["beta"]) == 1
+
+
+async def test_the_same_failure_again_and_again_is_logged_less_and_less(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crash loop says its failure at the 1st, 2nd, 4th... time, with the count, not every time."""
+    monkeypatch.setattr(pool, "BACKOFF_FIRST", 0.0)
+    monkeypatch.setattr(pool, "BACKOFF_MAX", 0.0)
+    monkeypatch.setattr(pool, "RESTART_BUDGET", 1000)  # not crash-looping's long wait
+    caplog.set_level("WARNING", logger="onemcp.pool")
+    crash = fixture_command("--crash-on-start")  # a real process: the in-memory fixture cannot exit
+    with anyio.fail_after(60):
+        async with running_hub({"mcpServers": {"dead": {"command": crash[0], "args": crash[1:]}}}, wait=False) as h:
+            slot = h.app.hub.pool.slots["dead"]
+            while slot.restarts < 8:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    said = [r.getMessage() for r in caplog.records if "upstream dead stopped" in r.getMessage()]
+    assert 3 <= len(said) <= 5, said  # 1, 2, 4, 8 of 8+ failures
+    assert "[2 times in a row]" in said[1] and "[4 times in a row]" in said[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from onemcp.integrations.apps import APPS, Where
+from onemcp.integrations.apps import APPS, Where, onemcp_command
 from onemcp.integrations.redirect import (
     BEFORE_RESTORE,
     POINT_TO_HUB,
@@ -55,7 +55,7 @@ def test_project_files_are_never_rewritten(where: Where) -> None:
 def test_claude_desktop_gets_the_stdio_proxy(where: Where) -> None:
     write(where.home / ".config" / "Claude" / "claude_desktop_config.json", '{"mcpServers": {}}')
     [rewrite] = plan_redirect(APPS["claude-desktop"], where, URL)
-    assert orjson.loads(rewrite.after)["mcpServers"] == {"onemcp": {"command": "onemcp", "args": ["proxy"]}}
+    assert orjson.loads(rewrite.after)["mcpServers"] == {"onemcp": {"command": onemcp_command(), "args": ["proxy"]}}
     [other] = plan_redirect(APPS["claude-desktop"], where, "http://127.0.0.1:9999/mcp")
     assert orjson.loads(other.after)["mcpServers"]["onemcp"]["args"] == ["proxy", "--url", "http://127.0.0.1:9999/mcp"]
 
@@ -161,3 +161,10 @@ def test_restore_deletes_a_file_the_redirect_created_and_keeps_binary_bytes(wher
     windsurf.write_text("{}")
     restore(saved, root)
     assert windsurf.read_bytes() == odd
+
+
+def test_the_proxy_entry_names_onemcp_by_its_absolute_path() -> None:
+    """A desktop app's PATH is short: a bare `onemcp` would not start."""
+    from pathlib import Path
+
+    assert Path(onemcp_command()).is_absolute() and Path(onemcp_command()).name == "onemcp"

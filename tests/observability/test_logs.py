@@ -7,7 +7,7 @@ import json
 import logging
 
 from onemcp.config.model import HubConfig
-from onemcp.observability.logs import JsonFormatter, Redactor
+from onemcp.observability.logs import REDACTOR, JsonFormatter, Redactor
 
 
 def capture(redactor: Redactor, formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
@@ -51,3 +51,10 @@ def test_json_lines() -> None:
     logger.info("hello %s", "world")
     doc = json.loads(out.getvalue().strip())
     assert doc["message"] == "hello world" and doc["level"] == "info" and doc["time"].endswith("Z")
+
+
+def test_a_missing_token_variable_is_named_not_masked() -> None:
+    """`onemcp` reports which *_TOKEN variable is unset; masking must not eat the message."""
+    message = "mcpServers.gh.env.GITHUB_TOKEN: environment variable ${GITHUB_TOKEN} is not set"
+    assert REDACTOR.scrub(message) == message
+    assert REDACTOR.scrub("retrying with token=abcdef123") == "retrying with token=***"

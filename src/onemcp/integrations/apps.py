@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tomllib
 from collections.abc import Callable
@@ -299,7 +300,16 @@ def _claude_code_sources(where: Where) -> list[Source]:
 def _proxy_entry(url: str) -> dict[str, Any]:
     """Claude Desktop only starts stdio servers: it reaches the hub through `onemcp proxy`."""
     args = ["proxy"] if url == DEFAULT_HUB_URL else ["proxy", "--url", url]
-    return {"command": "onemcp", "args": args}
+    return {"command": onemcp_command(), "args": args}
+
+
+def onemcp_command() -> str:
+    """This onemcp's absolute path: an app started from a desktop session has a short PATH."""
+    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if here is not None and here.name == "onemcp" and here.is_file():
+        return str(here)
+    found = shutil.which("onemcp") or shutil.which("onemcp", path=str(Path(sys.executable).parent))
+    return str(Path(found).resolve()) if found else "onemcp"
 
 
 APPS: dict[str, App] = {

@@ -20,7 +20,10 @@ import orjson
 from onemcp.config.model import HubConfig
 
 TOKEN = re.compile(
-    r"(?i)(authorization:\s*(?:bearer\s+|basic\s+)?|bearer\s+|token[=:]\s*|api[_-]?key[=:]\s*)([^\s,;\"']+)"
+    # `token=`/`api_key:` as a parameter, not the tail of a variable's name ("env.GITHUB_TOKEN: environment
+    # variable ... is not set" names what is missing; the values themselves are masked by `secrets`)
+    r"(?i)(authorization:\s*(?:bearer\s+|basic\s+)?|bearer\s+|(?<![A-Za-z0-9_])token[=:]\s*"
+    r"|(?<![A-Za-z0-9_])api[_-]?key[=:]\s*)([^\s,;\"']+)"
 )
 MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
 

@@ -63,6 +63,8 @@ class Slot:
     server_config: ServerConfig | None = None  # the server's own config (a replica's has its own URL)
     # why the last attempt failed, kept while the next one starts: "did not start within 30s (attempt 3, ...)"
     last_failure: str | None = None
+    last_error: str | None = None  # the failure last logged, and how many times in a row it happened
+    repeats: int = 0
 
     @property
     def members(self) -> list[Slot]:
@@ -259,14 +261,19 @@ class Pool:
                 else:
                     slot.status, wait = "restarting", delay * random.uniform(0.8, 1.2)
                     delay = min(delay * 2, BACKOFF_MAX)
-                log.warning(
-                    "upstream %s stopped after %.1fs (%s); %s, %s",
-                    slot.name,
-                    now - started,
-                    slot.conn.last_error,
-                    slot.status,
-                    f"next attempt in {wait:.1f}s" if wait != math.inf else "waiting for a config change",
-                )
+                # the same failure again and again: said at the 1st, 2nd, 4th, 8th... time, with the count
+                slot.repeats = slot.repeats + 1 if slot.conn.last_error == slot.last_error else 1
+                slot.last_error = slot.conn.last_error
+                if slot.repeats & (slot.repeats - 1) == 0:
+                    log.warning(
+                        "upstream %s stopped after %.1fs (%s)%s; %s, %s",
+                        slot.name,
+                        now - started,
+                        slot.conn.last_error,
+                        f" [{slot.repeats} times in a row]" if slot.repeats > 1 else "",
+                        slot.status,
+                        f"next attempt in {wait:.1f}s" if wait != math.inf else "waiting for a config change",
+                    )
                 slot.next_attempt = time.time() + wait if wait != math.inf else None
                 upcoming = f", next in {wait:.0f}s" if wait != math.inf else ", waiting for a config change"
                 slot.last_failure = f"{slot.conn.last_error} (attempt {slot.restarts + 1}{upcoming})"

@@ -109,6 +109,7 @@ def test_discover_with_no_apps_installed(tmp_path: Path, capsys: pytest.CaptureF
     code, out, _ = cli(capsys, "app", "discover")
     assert code == 0
     assert out.count("no config found") == 6
+    assert f"(looked at {tmp_path}" in out  # the paths it checked, so a user can see where it looked
 
 
 # ---------------------------------------------------------------------- import

@@ -99,9 +99,12 @@ def _discover(args: argparse.Namespace) -> int:
         print(f"{app.label} ({app.name})")
         present = [r for r in reports if r.exists]
         if not present:
-            print("  no config found")
+            checked = ", ".join(dict.fromkeys(str(r.source.path) for r in reports))
+            print(f"  no config found (looked at {checked})")
         for report in present:
-            print(f"  {report.source.label}: {report.error or f'{len(report.servers)} server(s)'}")
+            print(
+                f"  {report.source.label} ({report.source.path}): {report.error or f'{len(report.servers)} server(s)'}"
+            )
             width = max((len(s.name) for s in report.servers), default=0)
             for server in report.servers:
                 print(f"    {server.name.ljust(width)}  {_target(server)}")

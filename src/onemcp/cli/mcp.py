@@ -55,10 +55,17 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     Done before argparse, which would otherwise read the server's own options (``-y``, a later
     ``--``) as ours.
     """
+    trailing = None
     if argv[:2] == ["mcp", "add"] and "--" in argv:
         cut = argv.index("--")
-        return argv[:cut], argv[cut + 1 :]
-    return argv, None
+        argv, trailing = argv[:cut], argv[cut + 1 :]
+    if argv[:2] == ["mcp", "add"]:  # `--arg --repository`: a value that starts with a dash is still the value
+        joined: list[str] = []
+        items = iter(argv)
+        for item in items:
+            joined.append(f"--arg={next(items, '')}" if item == "--arg" else item)
+        argv = joined
+    return argv, trailing
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:

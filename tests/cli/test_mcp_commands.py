@@ -71,8 +71,8 @@ def test_add_with_the_command_after_double_dash(config_dir: Path, capsys: pytest
 
 
 def test_an_arg_that_starts_with_a_dash(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = cli(capsys, "mcp", "add", "git", "--command", "uvx", "--arg", "mcp-server-git", "--arg", "--repository",
-                       "--arg", "/src/app")  # fmt: skip
+    code, _, err = cli(capsys, "mcp", "add", "git", "--command", "uvx", "--arg", "mcp-server-git",
+                       "--arg", "--repository", "--arg", "/src/app")  # fmt: skip
     assert code == 0, err
     assert servers(config_dir)["git"]["args"] == ["mcp-server-git", "--repository", "/src/app"]
 

@@ -57,3 +57,23 @@ def test_the_hub_keeps_going_in_memory_when_the_store_is_unusable(
     assert auth.store.load("remote") == {"x": 1}
     assert not (tmp_path / "upstream-auth.db").exists()
     auth.close()
+
+
+@pytest.mark.anyio
+async def test_a_hub_without_oauth_writes_no_key_and_no_database(tmp_path: Path) -> None:
+    """An HTTP upstream reads what is stored; nothing stored means no files are made to say so."""
+    import json
+    import os
+
+    import anyio
+
+    from fixtures.launch import fixture_command
+    from support.hub import running_hub
+
+    fx = fixture_command()
+    doc = {"mcpServers": {"a": {"command": fx[0], "args": fx[1:]}, "h": {"url": "http://127.0.0.1:9/mcp"}}}
+    (tmp_path / "mcp.json").write_text(json.dumps(doc))
+    with anyio.fail_after(30):
+        async with running_hub(doc, config_path=tmp_path / "mcp.json") as hub:
+            assert hub.app.hub.pool.get("h") is not None
+    assert sorted(os.listdir(tmp_path)) == ["mcp.json"]

@@ -54,6 +54,7 @@ class Registry(Protocol):
 
     @property
     def store(self) -> CredentialStore: ...
+    def has_store(self) -> bool: ...
     def http(self) -> httpx.AsyncClient: ...
     def callback_url(self, server: str) -> str | None: ...
     def latest_pending(self, owner: ServerAuth) -> Pending | None: ...
@@ -126,6 +127,8 @@ class ServerAuth:
 
     # ---------------------------------------------------------------- persistence
     def _stored(self) -> dict[str, Any] | None:
+        if not self.owner.has_store():
+            return None  # nothing was ever stored here: no key file, no database for a hub without OAuth
         doc = self.owner.store.load(self.name)
         return doc if doc is not None and doc.get("url") == self.url else None
 

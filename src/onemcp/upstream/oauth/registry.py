@@ -52,6 +52,10 @@ class UpstreamAuth:
                 self._store = CredentialStore(None)
         return self._store
 
+    def has_store(self) -> bool:
+        """Is there anything stored to read? (Reading never creates the key or the database: only a save does.)"""
+        return self._store is not None or self.config_dir is None or (self.config_dir / "upstream-auth.db").exists()
+
     def http(self) -> httpx.AsyncClient:
         return oauth_http.client()
 

@@ -117,3 +117,15 @@ def test_visible_content_leaves_other_blocks() -> None:
     assert visible_content(image, prefixed) == image
     broken = {"type": "resource", "resource": "not an object"}
     assert visible_content(broken, prefixed) == broken
+
+
+def test_an_error_naming_a_resource_names_the_clients_uri() -> None:
+    """'Resource not found: file:///x' from upstream `fs` reads 'fs+file:///x' to the client who asked for that."""
+    upstream = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32002, "message": "Resource not found: file:///x",
+                                                      "data": {"uri": "file:///x"}}}  # fmt: skip
+    out = for_client(upstream, "resources/read", visible_uri=lambda u: f"fs+{u}", client_modern=False,
+                     upstream_modern=False)  # fmt: skip
+    assert out["error"]["message"] == "Resource not found: fs+file:///x"
+    assert out["error"]["data"] == {"uri": "fs+file:///x"}
+    plain = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "boom"}}
+    assert for_client(plain, "tools/call", visible_uri=lambda u: u, client_modern=False, upstream_modern=False) == plain

@@ -39,7 +39,9 @@ def for_client(
     out = dict(msg)
     error = out.get("error")
     if isinstance(error, dict) and client_modern and not upstream_modern and error.get("code") == RESOURCE_NOT_FOUND:
-        out["error"] = {**error, "code": INVALID_PARAMS}  # SEP-2164: 2026-07-28's code for an unknown resource
+        out["error"] = error = {**error, "code": INVALID_PARAMS}  # SEP-2164: 2026-07-28's code for an unknown resource
+    if isinstance(error, dict) and visible_uri is not None:
+        out["error"] = visible_error(error, visible_uri)
     result = out.get("result")
     if not isinstance(result, dict):
         return out
@@ -62,6 +64,20 @@ def truncated(result: dict[str, Any], limit: int) -> dict[str, Any]:
     out = {**result, "content": [dict(item) if isinstance(item, dict) else item for item in content]}
     limits.truncate(out, limit)
     return out
+
+
+def visible_error(error: dict[str, Any], visible_uri: VisibleUri) -> dict[str, Any]:
+    """An error naming a resource (`data.uri`, as "resource not found" does) names the URI the client knows."""
+    data = error.get("data")
+    uri = data.get("uri") if isinstance(data, dict) else None
+    if not isinstance(uri, str) or not uri:
+        return error
+    shown = visible_uri(uri)
+    message = error.get("message")
+    fixed = {**error, "data": {**data, "uri": shown}}  # type: ignore[dict-item]
+    if isinstance(message, str) and shown != uri:
+        fixed["message"] = message.replace(uri, shown) if shown not in message else message
+    return fixed
 
 
 def with_visible_uris(method: str, result: dict[str, Any], visible_uri: VisibleUri) -> dict[str, Any]:

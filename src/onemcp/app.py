@@ -32,6 +32,7 @@ from onemcp.http import server as http11
 from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.http.guard import Guard
 from onemcp.hub.core import Hub
+from onemcp.hub.saved import SavedSessions
 from onemcp.observability import logs
 from onemcp.observability.metrics import CONTENT_TYPE, Metrics
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
@@ -63,6 +64,7 @@ class OneMcpApp:
         self.metrics = Metrics()
         self.hub = Hub(config, self.upstream_auth, transports, metrics=self.metrics)
         if config_path is not None:
+            self.hub.saved = SavedSessions(config_path.parent)  # legacy sessions survive a restart
             # template contexts signed with it render templates (onemcp proxy, the agent CLI): made when the
             # config has templates (at start or by a reload), not before
             self.hub.context_secret_maker = lambda: self._context_secret(config_path)
@@ -219,6 +221,7 @@ class OneMcpApp:
         for hook in self.on_shutdown:
             hook()
         self.upstream_auth.close()
+        self.hub.saved.close()
         await send({"type": "lifespan.shutdown.complete"})
 
 

@@ -56,6 +56,7 @@ class Access:
     # the client's template context as it came (see `config.context`), and whether it may render templates
     context: Mapping[str, Any] | None = None
     trusted: bool = False
+    query: str = ""  # the query string that chose the view and exposure (a revived session chooses again)
 
     def require(self, op: str, kind: str, server: str, original: str, visible: str) -> None:
         """Allow `op` on an existing item, or raise (NotFound / Forbidden) and audit the refusal."""
@@ -89,6 +90,7 @@ class Access:
             exposure=self.exposure,
             context=self.context,
             trusted=self.trusted,
+            query=self.query,
         )
 
     def bound(self, instances: frozenset[str]) -> Access:

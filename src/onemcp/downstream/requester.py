@@ -8,6 +8,8 @@ principal may not send (403, audited). Does not decide what the access reaches (
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from onemcp.auth.access import Access, refused
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
@@ -34,9 +36,10 @@ def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Access:
         asked = hub.exposure_asked(query)
     except views.ViewError as exc:
         raise Refused(400, str(exc)) from None
+    text = query.decode("latin-1") if isinstance(query, bytes) else str(query)
     value = asgi.header(scope, wire.HEADER.encode())
     if value is None:
-        return hub.access(principal, entry, view, asked)
+        return replace(hub.access(principal, entry, view, asked), query=text)
     signature = asgi.header(scope, wire.SIGNATURE_HEADER.encode())
     try:
         context, signed = wire.decode(value, signature, hub.context_secret)
@@ -51,4 +54,4 @@ def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Access:
         )
         refused(principal, entry, "context", "templates", "unsigned context")
         raise Refused(403, reason)
-    return hub.access(principal, entry, view, asked, context, trusted=True)
+    return replace(hub.access(principal, entry, view, asked, context, trusted=True), query=text)

@@ -35,6 +35,7 @@ from onemcp.hub.instructions import render_instructions
 from onemcp.hub.listeners import Listener
 from onemcp.hub.plan import plan
 from onemcp.hub.reverse import ReversePath
+from onemcp.hub.saved import SavedSessions
 from onemcp.hub.session import Entry, Session, SessionStore
 from onemcp.hub.state import HubState
 from onemcp.hub.subscriptions import Subscriptions
@@ -55,6 +56,8 @@ from onemcp.upstream.pool import Pool
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
 
 log = logging.getLogger("onemcp.hub")
+# what changes a saved session: written after these (never on ordinary calls)
+SAVED_ON = frozenset({"logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
 
 
 class Hub:
@@ -77,6 +80,7 @@ class Hub:
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
         self.context_secret: bytes | None = None  # signs template contexts (context.key beside mcp.json)
         self.context_secret_maker: Callable[[], bytes | None] | None = None  # makes it when templates appear
+        self.saved = SavedSessions(None)  # legacy sessions that survive a restart (the app gives it a file)
         self.preset_exposures: dict[str, str] = {}  # preset name -> its tool exposure, where it sets one
         self.exposure = ToolExposure(self.catalog, lambda: self.config, lambda: self.preset_exposures)
         self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)
@@ -133,6 +137,7 @@ class Hub:
         session.client_info = info if isinstance(info, dict) else {}
         self.bind_templates(session)
         self.remember_lists(session)
+        self.save_session(session)
         return {
             "protocolVersion": session.protocol_version,
             "capabilities": self.capabilities(),
@@ -226,17 +231,80 @@ class Hub:
     def end_session(self, session_id: str) -> bool:
         return self.sessions.remove(session_id) is not None
 
+    # ============================================================ sessions that survive a restart
+    def save_session(self, session: Session) -> None:
+        """Write what the session needs to go on after a restart (Streamable HTTP sessions only: an /sse
+        session lives and dies with its stream, stdio with its process)."""
+        if session.transport != "streamable-http" or not self.saved.enabled:
+            return
+        access = session.access
+        self.saved.save(
+            session.id,
+            {
+                "principal": access.principal.key,
+                "entry": access.entry,
+                "query": access.query,
+                "context": dict(access.context) if access.context is not None else None,
+                "trusted": access.trusted,
+                "protocolVersion": session.protocol_version,
+                "capabilities": session.client_capabilities,
+                "clientInfo": session.client_info,
+                "logLevel": session.log_level,
+                "initialized": session.initialized,
+                "subscriptions": sorted(session.subscriptions),
+            },
+        )
+
+    def revive_session(self, session_id: str, principal: Principal) -> Session | None:
+        """A session this hub (or an earlier run of it) saved, made live again for the principal it
+        belongs to; None when there is none, it expired, or it is someone else's."""
+        doc = self.saved.load(session_id, self.config.hub.session_idle_timeout)
+        if doc is None or doc.get("principal") != principal.key:
+            return None
+        try:
+            query = str(doc.get("query") or "")
+            access = self.access(
+                principal,
+                str(doc.get("entry")),
+                self.view(query),
+                self.exposure_asked(query),
+                doc.get("context"),
+                trusted=bool(doc.get("trusted")),
+            )
+            session = self.sessions.create("streamable-http", replace(access, query=query), session_id)
+        except (views.ViewError, HubError, ValueError) as exc:
+            log.info("session %s not revived: %s", session_id[:8], exc)
+            return None
+        session.protocol_version = str(doc.get("protocolVersion") or "")
+        session.client_capabilities = dict(doc.get("capabilities") or {})
+        session.client_info = dict(doc.get("clientInfo") or {})
+        session.log_level = doc.get("logLevel")
+        session.initialized = bool(doc.get("initialized"))
+        try:
+            self.bind_templates(session)
+        except HubError as exc:
+            log.info("session %s revived without its template servers: %s", session_id[:8], exc)
+        self.remember_lists(session)
+        keys = [(str(k[0]), str(k[1])) for k in doc.get("subscriptions") or [] if isinstance(k, list) and len(k) == 2]
+        self.subscriptions.restore(session, keys)
+        log.info("session %s revived (saved before a restart)", session_id[:8])
+        return session
+
     def _session_gone(self, session: Session) -> None:
         """Called for every session that ends (DELETE, expiry, dropped /sse stream)."""
         self.isolated.close_session(session.id)
         self.instances.release(session.id)
+        self.saved.delete(session.id)
         self.subscriptions.forget(session.id)
 
     async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
         """A downstream request: its reply, a pre-serialised reply, or a Call to drive (`complete`)."""
         if session.access.reach.instances:
             await self.instances.ensure(session.access.reach.instances)
-        return await self.dispatcher.dispatch(session, msg)
+        outcome = await self.dispatcher.dispatch(session, msg)
+        if msg.get("method") in SAVED_ON:
+            self.save_session(session)
+        return outcome
 
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:
         """Drive a forwarded call to its end: related messages to `emit`, then the reply (None: cancelled)."""
@@ -244,6 +312,8 @@ class Hub:
 
     async def on_client_notification(self, session: Session, msg: Message) -> None:
         await self.dispatcher.notification(session, msg)
+        if msg.get("method") == "notifications/initialized":
+            self.save_session(session)
 
     def on_client_response(self, session: Session, msg: Message) -> None:
         self.reverse.reply(session, msg)
@@ -374,6 +444,7 @@ class Hub:
         try:
             async with anyio.create_task_group() as tg:
                 self.events.tg = tg
+                self.subscriptions.tg = tg
                 await tg.start(self.pool.run)
                 await tg.start(self.isolated.run)
                 tg.start_soon(self._expire_sessions)
@@ -388,3 +459,6 @@ class Hub:
             await anyio.sleep(interval)
             self.sessions.expire_idle()
             self.parking.expire()
+            if self.saved.enabled:  # last-seen times in one batch, here rather than on every call
+                self.saved.seen([s.id for s in self.sessions if s.transport == "streamable-http"])
+                self.saved.purge(self.config.hub.session_idle_timeout)

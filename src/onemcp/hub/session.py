@@ -141,7 +141,7 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._per_principal: Counter[str] = Counter()
 
-    def create(self, transport: Entry, access: Access) -> Session:
+    def create(self, transport: Entry, access: Access, session_id: str | None = None) -> Session:
         key = access.principal.id
         if len(self._sessions) >= self.limits.max_sessions:
             self.expire_idle()
@@ -158,7 +158,10 @@ class SessionStore:
                 429,
             )
         session = Session(
-            id=secrets.token_hex(16), transport=transport, access=access, queue_size=self.limits.max_queued_messages
+            id=session_id or secrets.token_hex(16),
+            transport=transport,
+            access=access,
+            queue_size=self.limits.max_queued_messages,
         )
         self._sessions[session.id] = session
         self._per_principal[key] += 1

@@ -35,6 +35,7 @@ class Subscriptions:
         self.pool = pool
         self._limits = limits
         self._subscribers: dict[Key, set[str]] = {}  # -> ids of the sessions subscribed to it
+        self.tg: anyio.abc.TaskGroup | None = None  # the hub's, while it runs (restored subscriptions)
 
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
@@ -73,6 +74,18 @@ class Subscriptions:
             conn = ready(self.pool, server)
             await conn.unsubscribe_resource(original, params)
         return {}
+
+    def restore(self, session: Session, keys: list[Key]) -> None:
+        """A revived session's subscriptions: held again; a server that is (re)starting is asked when it is
+        ready (`held`), one that is ready already is asked now."""
+        for key in keys:
+            subscribers = self._subscribers.setdefault(key, set())
+            first = not subscribers
+            subscribers.add(session.id)
+            session.subscriptions.add(key)
+            conn = self.pool.get(key[0])
+            if first and conn is not None and conn.state == "ready" and self.tg is not None:
+                self.tg.start_soon(self.resubscribe, conn, [key[1]])
 
     async def subscribe_each(self, session: Session, uris: list[str]) -> None:
         """Subscribe to each of `uris`; one that fails is logged and left out."""

@@ -32,7 +32,7 @@ from onemcp.http import server as http11
 from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.http.guard import Guard
 from onemcp.hub.core import Hub
-from onemcp.hub.saved import SavedSessions
+from onemcp.hub.saved import open_store
 from onemcp.observability import logs
 from onemcp.observability.metrics import CONTENT_TYPE, Metrics
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
@@ -64,7 +64,8 @@ class OneMcpApp:
         self.metrics = Metrics()
         self.hub = Hub(config, self.upstream_auth, transports, metrics=self.metrics)
         if config_path is not None:
-            self.hub.saved = SavedSessions(config_path.parent)  # legacy sessions survive a restart
+            # legacy sessions survive a restart: in sessions.db beside the config, or in a Redis replicas share
+            self.hub.saved = open_store(config.hub.session_store, config_path.parent, config.hub.session_idle_timeout)
             # template contexts signed with it render templates (onemcp proxy, the agent CLI): made when the
             # config has templates (at start or by a reload), not before
             self.hub.context_secret_maker = lambda: self._context_secret(config_path)
@@ -73,6 +74,8 @@ class OneMcpApp:
         self.bind_host = bind_host
         self._guard_settings = config.hub
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
+        if config_path is None and config.hub.session_store.startswith(("redis://", "rediss://", "unix://")):
+            self.hub.saved = open_store(config.hub.session_store, None, config.hub.session_idle_timeout)
         self.mcp = StreamableHttpEndpoint(self.hub, self.gate)
         self.legacy = LegacySseEndpoint(self.hub)
         self.on_shutdown: list[Callable[[], None]] = []  # e.g. removing runtime.json

@@ -302,6 +302,16 @@ class HubSettings(_Model):
     search_budget: int = Field(20_000, alias="searchBudget", gt=0)
     # The search index's cache of tool embeddings: a directory, false for none (default: the user's cache dir).
     search_cache: str | Literal[False] | None = Field(None, alias="searchCache")
+    # Where legacy sessions are kept so they survive a restart: "sqlite" (sessions.db beside mcp.json, the
+    # default), "off", or a Redis URL (redis://host:6379/0) that replicas of this hub share.
+    session_store: str = Field("sqlite", alias="sessionStore")
+
+    @field_validator("session_store")
+    @classmethod
+    def _store_ok(cls, value: str) -> str:
+        if value not in ("sqlite", "off") and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError('must be "sqlite", "off" or a Redis URL (redis://host:6379/0)')
+        return value
 
     @model_validator(mode="after")
     def _separator_ok(self) -> HubSettings:

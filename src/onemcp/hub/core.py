@@ -35,7 +35,7 @@ from onemcp.hub.instructions import render_instructions
 from onemcp.hub.listeners import Listener
 from onemcp.hub.plan import plan
 from onemcp.hub.reverse import ReversePath
-from onemcp.hub.saved import SavedSessions
+from onemcp.hub.saved import SavedSessions, SessionRecords
 from onemcp.hub.session import Entry, Session, SessionStore
 from onemcp.hub.state import HubState
 from onemcp.hub.subscriptions import Subscriptions
@@ -80,7 +80,7 @@ class Hub:
         self.presets: dict[str, str] = {}  # preset name -> filter (presets.json beside mcp.json)
         self.context_secret: bytes | None = None  # signs template contexts (context.key beside mcp.json)
         self.context_secret_maker: Callable[[], bytes | None] | None = None  # makes it when templates appear
-        self.saved = SavedSessions(None)  # legacy sessions that survive a restart (the app gives it a file)
+        self.saved: SessionRecords = SavedSessions(None)  # sessions that survive a restart (the app opens a store)
         self.preset_exposures: dict[str, str] = {}  # preset name -> its tool exposure, where it sets one
         self.exposure = ToolExposure(self.catalog, lambda: self.config, lambda: self.preset_exposures)
         self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)

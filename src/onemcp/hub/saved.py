@@ -1,6 +1,8 @@
-"""Sessions that survive a restart: what a legacy session needs to go on, saved beside the config.
+"""Sessions that survive a restart: what a legacy session needs to go on, in a store outside the process.
 
-Owns one SQLite file (`sessions.db` beside mcp.json, owner-only): per session id, a JSON record
+Owns the two stores behind one interface (`SessionRecords`): the embedded default, one SQLite file
+(`sessions.db` beside mcp.json, owner-only), and Redis (`onemcp.sessionStore: "redis://..."`),
+which hub replicas share so any of them continues any session. Per session id, a JSON record
 of what the session was made with and has since changed (the principal it belongs to, the entry
 and view it came through, its template context, protocol version, client info and capabilities,
 log level, resource subscriptions) and when it was last seen. Written when one of those changes
@@ -19,10 +21,22 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("onemcp.sessions")
 FILE = "sessions.db"
+REDIS_PREFIX = "onemcp:session:"
+
+
+class SessionRecords(Protocol):
+    @property
+    def enabled(self) -> bool: ...
+    def save(self, session_id: str, doc: dict[str, Any]) -> None: ...
+    def seen(self, session_ids: Iterable[str]) -> None: ...
+    def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None: ...
+    def delete(self, session_id: str) -> None: ...
+    def purge(self, idle_timeout: float) -> None: ...
+    def close(self) -> None: ...
 
 
 class SavedSessions:
@@ -99,3 +113,74 @@ class SavedSessions:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+
+
+class RedisSessions:
+    """Session records in Redis, shared by every replica; Redis expires a record after the idle timeout.
+
+    Calls are short (a key each, a 1 s socket deadline) and happen only when a session is made, changes,
+    or once per expiry round; a Redis that does not answer costs that session its survival, never a call.
+    """
+
+    def __init__(self, url: str, idle_timeout: float) -> None:
+        import redis
+
+        self.idle_timeout = idle_timeout
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    def _ttl(self) -> int:
+        return max(1, int(self.idle_timeout + 0.999))
+
+    def save(self, session_id: str, doc: dict[str, Any]) -> None:
+        try:
+            self._redis.set(REDIS_PREFIX + session_id, json.dumps(doc), ex=self._ttl())
+        except self._errors as exc:
+            log.warning("session %s not saved in Redis: %s", session_id[:8], exc)
+
+    def seen(self, session_ids: Iterable[str]) -> None:
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for sid in session_ids:
+                    pipe.expire(REDIS_PREFIX + sid, self._ttl())
+                pipe.execute()
+        except self._errors as exc:
+            log.warning("session times not saved in Redis: %s", exc)
+
+    def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
+        try:
+            raw = self._redis.get(REDIS_PREFIX + session_id)
+        except self._errors as exc:
+            log.warning("session %s not read from Redis: %s", session_id[:8], exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def delete(self, session_id: str) -> None:
+        with contextlib.suppress(*self._errors):
+            self._redis.delete(REDIS_PREFIX + session_id)
+
+    def purge(self, idle_timeout: float) -> None:
+        self.idle_timeout = idle_timeout  # Redis expires records itself
+
+    def close(self) -> None:
+        with contextlib.suppress(*self._errors):
+            self._redis.close()
+
+
+def open_store(setting: str | None, directory: Path | None, idle_timeout: float) -> SessionRecords:
+    """The store `onemcp.sessionStore` names: "sqlite" (default: beside the config), "off", or a redis:// URL."""
+    if setting == "off":
+        return SavedSessions(None)
+    if setting is not None and setting.startswith(("redis://", "rediss://", "unix://")):
+        return RedisSessions(setting, idle_timeout)
+    return SavedSessions(directory)

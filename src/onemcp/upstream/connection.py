@@ -212,7 +212,7 @@ class UpstreamConnection:
                     call.downstream_id,
                     {
                         "code": UPSTREAM_UNAVAILABLE,
-                        "message": f"[{self.name}] upstream closed: {unprefixed(self.name, reason)}",
+                        "message": f"[{self.name}] upstream closed: {reason.removeprefix(f'[{self.name}] ')}",
                     },
                 )
             )
@@ -597,8 +597,3 @@ class UpstreamConnection:
     def in_flight(self) -> int:
         """Calls made for clients that are still waiting (not the hub's own, such as a listen)."""
         return sum(1 for call in self._pending.values() if call.origin is not None)
-
-
-def unprefixed(name: str, text: str) -> str:
-    """`text` without a leading "[name] " (the server's name is said once, not twice)."""
-    return text.removeprefix(f"[{name}] ")

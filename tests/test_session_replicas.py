@@ -8,9 +8,6 @@ config and `sessionStore: redis://...`, as replicas behind a load balancer would
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,48 +17,19 @@ import pytest
 
 from fixtures.launch import fixture_command
 from support.hub import HEADERS, INIT, running_hub
+from support.services import REDIS, redis_server
 
-REDIS = shutil.which("redis-server")
-pytestmark = [pytest.mark.anyio, pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed")]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"),
+]
 DEADLINE = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    assert REDIS is not None
-    port = free_port()
-    process = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port, socket_connect_timeout=0.2)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                import time
-
-                time.sleep(0.05)  # allowed-sleep: polling with a deadline (redis-server starting)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with redis_server() as url:
+        yield url
 
 
 def config(redis_url: str) -> dict[str, Any]:

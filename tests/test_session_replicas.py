@@ -65,3 +65,31 @@ async def test_a_session_made_on_one_replica_continues_on_another(redis_url: str
             store.close()
             r = await http.post(two.url, json={**call, "id": 3}, headers={**headers, "mcp-session-id": "f" * 32})
             assert r.status_code == 404
+
+
+async def test_a_quota_is_one_quota_across_replicas(redis_url: str) -> None:
+    doc = config(redis_url)
+    doc["onemcp"]["auth"] = {"quotas": [{"tool": "fx/echo", "calls": 3, "window": 60}]}
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub(doc) as one,
+            running_hub(doc) as two,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            texts = []
+            for i, hub in enumerate([one, two, one, two]):
+                r = await http.post(hub.url, json=INIT, headers=HEADERS)
+                headers = {
+                    **HEADERS,
+                    "mcp-session-id": r.headers["mcp-session-id"],
+                    "mcp-protocol-version": "2025-11-25",
+                }
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "method": "tools/call",
+                    "params": {"name": "echo", "arguments": {"message": "q"}},
+                }
+                texts.append((await http.post(hub.url, json=call, headers=headers)).text)
+            assert all("Quota exceeded" not in t for t in texts[:3]), texts
+            assert "Quota exceeded for fx/echo: at most 3 calls per 60s" in texts[3], texts[3]

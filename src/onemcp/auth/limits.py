@@ -8,12 +8,16 @@ the configured size has its text cut, with a marker saying how much was left out
 from __future__ import annotations
 
 import fnmatch
+import logging
 import math
+import secrets
 import time
 from collections import deque
 from typing import Any
 
 from onemcp.config.model import Quota
+
+log = logging.getLogger("onemcp.quotas")
 
 
 class QuotaBook:
@@ -38,6 +42,54 @@ class QuotaBook:
         for index, _ in hits:
             self._calls[(principal, index)].append(now)
         return None
+
+
+class RedisQuotaBook(QuotaBook):
+    """The same quotas counted in Redis, so replicas of a hub share them (a sliding window per principal and
+    quota, as a sorted set of call times; one short script per quota that applies to a call)."""
+
+    CHECK = """
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+    if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+      return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+    end
+    return false
+    """
+
+    def __init__(self, quotas: list[Quota], url: str) -> None:
+        import redis
+
+        super().__init__(quotas)
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._check: Any = self._redis.register_script(self.CHECK)
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+
+    def charge(self, principal: str, server: str, tool: str) -> str | None:
+        now = time.time()
+        hits = [(i, q) for i, q in enumerate(self.quotas) if fnmatch.fnmatchcase(f"{server}/{tool}", q.tool)]
+        try:
+            for index, quota in hits:
+                oldest = self._check(keys=[self._key(principal, index)], args=[now, quota.window, quota.calls])
+                if oldest is not None:
+                    retry = math.ceil(quota.window - (now - float(oldest)))
+                    return (
+                        f"Quota exceeded for {server}/{tool}: at most {quota.calls} calls per {quota.window:g}s. "
+                        f"Retry in {max(retry, 1)}s."
+                    )
+            with self._redis.pipeline(transaction=False) as pipe:
+                for index, quota in hits:
+                    key = self._key(principal, index)
+                    pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
+                    pipe.expire(key, max(1, math.ceil(quota.window)))
+                pipe.execute()
+        except self._errors as exc:  # Redis away: count here, as one process would
+            log.warning("quotas counted in this process only (Redis: %s)", exc)
+            return super().charge(principal, server, tool)
+        return None
+
+    @staticmethod
+    def _key(principal: str, index: int) -> str:
+        return f"onemcp:quota:{index}:{principal}"
 
 
 def refusal(text: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import anyio
 
 from onemcp import __version__
 from onemcp.auth.access import Access, decide
+from onemcp.auth.limits import RedisQuotaBook
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.catalog.catalog import Catalog, tool_rules
@@ -104,6 +105,9 @@ class Hub:
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config
         )
         self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub, self.bus)
+        store = config.hub.session_store
+        if config.hub.auth.quotas and store.startswith(("redis://", "rediss://", "unix://")):
+            self.dispatcher.quotas = RedisQuotaBook(config.hub.auth.quotas, store)  # replicas share the counts
         self.state = HubState(self.pool, self.catalog, self.sessions, self.listeners, self.isolated, self.upstream_auth)
 
     @property

@@ -13,8 +13,10 @@ from onemcp.hub.saved import FILE, SavedSessions
 
 def test_save_load_delete_and_expiry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     saved = SavedSessions(tmp_path)
-    assert saved.enabled and stat.S_IMODE((tmp_path / FILE).stat().st_mode) == 0o600
+    assert saved.enabled and not (tmp_path / FILE).exists()  # made by the first save, not before
+    assert saved.load("a" * 32, idle_timeout=60) is None and not (tmp_path / FILE).exists()
     saved.save("a" * 32, {"principal": "anonymous mcp", "logLevel": "debug"})
+    assert stat.S_IMODE((tmp_path / FILE).stat().st_mode) == 0o600
     assert saved.load("a" * 32, idle_timeout=60) == {"principal": "anonymous mcp", "logLevel": "debug"}
     assert saved.load("b" * 32, idle_timeout=60) is None
     later = time.time() + 120

@@ -42,52 +42,60 @@ class SessionRecords(Protocol):
 class SavedSessions:
     def __init__(self, directory: Path | None) -> None:
         self._db: sqlite3.Connection | None = None
-        if directory is None:
-            return
-        path = directory / FILE
+        self._path = directory / FILE if directory is not None else None
+        self._broken = directory is not None and directory.exists() and not directory.is_dir()
+
+    def _open(self, create: bool) -> sqlite3.Connection | None:
+        """The database, opened on first use (made by the first save: a hub nobody used writes no file)."""
+        if self._db is not None or self._path is None or self._broken:
+            return self._db
+        if not create and not self._path.exists():
+            return None
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, seen REAL, doc TEXT)")
         except (OSError, sqlite3.Error) as exc:
-            log.warning("sessions will not survive a restart: cannot use %s: %s", path, exc)
+            log.warning("sessions will not survive a restart: cannot use %s: %s", self._path, exc)
+            self._broken = True
             self._db = None
+        return self._db
 
     @property
     def enabled(self) -> bool:
-        return self._db is not None
+        return self._path is not None and not self._broken
 
     def save(self, session_id: str, doc: dict[str, Any]) -> None:
-        if self._db is None:
+        db = self._open(create=True)
+        if db is None:
             return
         try:
-            self._db.execute(
-                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", (session_id, time.time(), json.dumps(doc))
-            )
+            db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", (session_id, time.time(), json.dumps(doc)))
         except sqlite3.Error as exc:
             log.warning("session %s not saved: %s", session_id[:8], exc)
 
     def seen(self, session_ids: Iterable[str]) -> None:
         """These sessions were used lately (one transaction for all)."""
-        if self._db is None:
+        db = self._open(create=False)
+        if db is None:
             return
         now = time.time()
         try:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany("UPDATE sessions SET seen = ? WHERE id = ?", [(now, sid) for sid in session_ids])
+            with db:
+                db.execute("BEGIN")
+                db.executemany("UPDATE sessions SET seen = ? WHERE id = ?", [(now, sid) for sid in session_ids])
         except sqlite3.Error as exc:
             log.warning("session times not saved: %s", exc)
 
     def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
         """The record of a session seen within `idle_timeout` seconds, else None."""
-        if self._db is None:
+        db = self._open(create=False)
+        if db is None:
             return None
         try:
-            row = self._db.execute("SELECT seen, doc FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            row = db.execute("SELECT seen, doc FROM sessions WHERE id = ?", (session_id,)).fetchone()
         except sqlite3.Error:
             return None
         if row is None or time.time() - float(row[0]) > idle_timeout:
@@ -99,14 +107,16 @@ class SavedSessions:
         return doc if isinstance(doc, dict) else None
 
     def delete(self, session_id: str) -> None:
-        if self._db is not None:
+        db = self._open(create=False)
+        if db is not None:
             with contextlib.suppress(sqlite3.Error):
-                self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+                db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def purge(self, idle_timeout: float) -> None:
-        if self._db is not None:
+        db = self._open(create=False)
+        if db is not None:
             with contextlib.suppress(sqlite3.Error):
-                self._db.execute("DELETE FROM sessions WHERE seen < ?", (time.time() - idle_timeout,))
+                db.execute("DELETE FROM sessions WHERE seen < ?", (time.time() - idle_timeout,))
 
     def close(self) -> None:
         if self._db is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rawhttp import McpSession
-from run import ECHO, PY, Procs, cpu_ns, hub_argv, wait_healthy, write_config
+from run import ECHO, PY, Procs, cpu_ns, hub_argv, wait_healthy
 
 LUA = """wrk.method = "POST"
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%(tool)s","arguments":{"text":"%(text)s"}}}'
@@ -83,7 +83,10 @@ async def main() -> None:
         procs = Procs(tmp)
         try:
             echo = procs.spawn("echo-http", [PY, ECHO, "--http"], ready_prefix="LISTENING ")
-            cfg = write_config(tmp / "hub.json", {"http": {"url": echo.url}, "stdio": {"command": PY, "args": [ECHO]}})
+            cfg = tmp / "hub.json"
+            servers = {"http": {"url": echo.url}, "stdio": {"command": PY, "args": [ECHO]}}
+            limits = {"maxSessions": args.idle + 100, "maxSessionsPerPrincipal": args.idle + 100}
+            cfg.write_text(json.dumps({"mcpServers": servers, "onemcp": {"prefixMode": "always", "limits": limits}}))
             hub = procs.spawn("hub", hub_argv(cfg, None, None), ready_prefix="onemcp: listening on ")
             wait_healthy(hub, 2)
             targets = {

@@ -210,3 +210,29 @@ async def test_instructions_and_health_report_search_and_tokens() -> None:
             assert report["upstreams"]["alpha"]["toolTokens"] > 100
             exposure = report["toolExposure"]
             assert exposure["exposure"] == "auto" and exposure["tokens"]["search"] < exposure["tokens"]["full"]
+
+
+async def test_the_transformer_vectors_are_computed_in_the_background_and_follow_changes() -> None:
+    from onemcp.downstream.health import health
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            session = await h.session(query="exposure=search")
+            assert health(h.app.hub)["toolExposure"]["index"] is None  # built by the first search, not before
+            first = hit_names(text(await session.ask("tools/call", search("echo a message back", limit=3))))
+            assert first, first  # answered at once, by words and the static model
+            await h.app.hub.exposure.transformer_settled()
+            index = health(h.app.hub)["toolExposure"]["index"]
+            assert index["transformer"] == "ready" and index["tools"] >= 5, index
+            assert h.app.hub.exposure.index().deep_embedded == index["tools"]  # off the event loop, by the worker
+            added = await session.ask("tools/call", tool_call("alpha__add_tool", name="barometric_altimeter"))
+            assert "result" in added, added
+            full = await h.session()
+            with anyio.fail_after(5):
+                while "alpha__barometric_altimeter" not in await full.tools():
+                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
+            found = hit_names(text(await session.ask("tools/call", search("barometric altimeter", limit=3))))
+            assert found[0] == "alpha__barometric_altimeter", found
+            await h.app.hub.exposure.transformer_settled()
+            assert health(h.app.hub)["toolExposure"]["index"]["transformer"] == "ready"
+            assert h.app.hub.exposure.index().deep_embedded == index["tools"] + 1  # only the new tool was encoded

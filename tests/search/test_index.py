@@ -25,8 +25,14 @@ FILES = [
 MAIL = [{"name": "mail__send_email", "description": "Send an email message to one or more recipients."}]
 
 
-def build(cache: Path | None = None, model: Any = True) -> SearchIndex:
-    index = SearchIndex(cache, model=model)
+GIT = [
+    {"name": "git__git_stash", "description": "Stash the changes in a dirty working directory away"},
+    {"name": "git__git_checkout", "description": "Switches branches"},
+]
+
+
+def build(cache: Path | None = None, model: Any = True, transformer: Any = True) -> SearchIndex:
+    index = SearchIndex(cache, model=model, transformer=transformer)
     index.update("time", TIME)
     index.update("fs", FILES)
     index.update("mail", MAIL)
@@ -72,10 +78,65 @@ def test_allowed_and_remove_decide_what_is_found() -> None:
 
 def test_without_the_model_search_runs_on_words(tmp_path: Path) -> None:
     assert embed.load(tmp_path) is None  # no model files here
-    index = build(model=None)
+    index = build(model=None, transformer=None)
     assert not index.semantic
     assert names(index, "convert timezones")[0] == "time__convert_time"
     assert names(index, "") == [] and names(index, "zzzz qqqq") == []
+
+
+# Requests in the user's words where the transformer puts the right tool first and BM25 with the
+# static model does not (checked both ways below, so the test shows what the transformer adds).
+PARAPHRASED = [
+    ("what hour is it for my colleague in Osaka", "time__get_current_time"),
+    ("put my unfinished edits aside for now", "git__git_stash"),
+    ("is it morning yet in Sydney", "time__get_current_time"),
+    ("give the report folder a better title", "fs__move_file"),
+]
+
+
+def test_the_transformer_ranks_once_every_tool_has_its_vector() -> None:
+    index = build()
+    index.update("git", GIT)
+    assert index.transformer is not None and not index.deep_ready and index.deep_pending() == 8
+    before = {query: names(index, query)[0] for query, _ in PARAPHRASED}  # BM25 and the static model meanwhile
+    batch = index.deep_batch(5)
+    assert len(batch) == 5 and all(isinstance(text, str) and text for _, text in batch)
+    index.deep_install([digest for digest, _ in batch], index.transformer.encode([text for _, text in batch]))
+    assert index.deep_pending() == 3 and not index.deep_ready  # no mixed ranking: all tools or none
+    index.fill_deep()
+    assert index.deep_ready and index.deep_embedded == 8
+    for query, expected in PARAPHRASED:
+        assert names(index, query)[0] == expected, query
+        assert before[query] != expected, query
+    index.update("mail", [{**MAIL[0], "description": "Send a message by email."}])
+    assert not index.deep_ready and index.deep_pending() == 1  # only the changed definition waits
+
+
+def test_transformer_vectors_are_cached_and_a_restart_encodes_nothing(tmp_path: Path) -> None:
+    index = build(tmp_path)
+    index.fill_deep()
+    assert index.deep_embedded == 6
+    index.cache.close()
+    again = build(tmp_path)
+    assert again.deep_ready and again.deep_embedded == 0 and again.deep_batch() == []
+    again.cache.close()
+
+
+def test_a_server_removed_before_its_vectors_leaves_nothing_to_encode() -> None:
+    index = build()
+    index.update("git", GIT)
+    index.remove("git")
+    index.remove("fs")
+    assert {text.split(".")[0] for _, text in index.deep_batch(100)} == {
+        "time get current time",
+        "time convert time",
+        "mail send email",
+    }
+
+
+def test_without_any_model_nothing_waits_for_vectors() -> None:
+    index = build(model=None, transformer=None)
+    assert index.deep_pending() == 0 and not index.deep_ready and index.deep_batch() == []
 
 
 @pytest.mark.parametrize(

@@ -453,6 +453,7 @@ class Hub:
                 await tg.start(self.isolated.run)
                 tg.start_soon(self._expire_sessions)
                 tg.start_soon(self._reap_instances)
+                tg.start_soon(self.exposure.run_transformer)
                 task_status.started()
         finally:
             self.sessions.close_all()  # the sessions' queues end with the hub

@@ -4,9 +4,11 @@ Owns the decision per requester (the connection's `?exposure=`, else its preset'
 `exposure`; `auto` is `search` when the full list the requester would see is above
 `searchBudget` tokens), the tools list each mode serves, the search index kept in step with the
 catalog (synced lazily, per server, before each search: what changed is re-embedded, nothing
-else), token counts of lists, and answering `search_tools` / `get_tool_schema` and turning
-`call_tool` into the call it names. Does not decide what a requester may reach: every result
-and every call goes through the same `Access` as lists and routing do.
+else; the transformer's vectors of new tools computed by `run_transformer` on a worker thread,
+searches ranking without them meanwhile), token counts of lists, and answering `search_tools` /
+`get_tool_schema` and turning `call_tool` into the call it names. Does not decide what a
+requester may reach: every result and every call goes through the same `Access` as lists and
+routing do.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 import orjson
 
 from onemcp.auth.access import Access
@@ -64,6 +67,8 @@ class ToolExposure:
         self._synced: list[Item] | None = None  # the catalog's tools list the index was last synced with
         self._servers: dict[str, list[Item]] = {}
         self._tools: _Tools | None = None
+        self._wake: anyio.Event | None = None  # set when the index has texts for the transformer
+        self._drained: anyio.Event | None = None  # set when the worker has encoded all it was woken for
         self.searches = 0
 
     # ------------------------------------------------------------------ who sees which list
@@ -119,8 +124,14 @@ class ToolExposure:
                 "views": {name: self.reach_tokens(reach) for name, reach in views.items()},
             },
             "searches": self.searches,
-            "index": None if index is None else {"tools": len(index), "semantic": index.semantic},
+            "index": None if index is None else self._index_report(index),
         }
+
+    @staticmethod
+    def _index_report(index: SearchIndex) -> dict[str, Any]:
+        pending = index.deep_pending()
+        transformer = "off" if index.transformer is None else "ready" if index.deep_ready else f"{pending} pending"
+        return {"tools": len(index), "semantic": index.semantic, "transformer": transformer}
 
     def tool_tokens(self, item: Item) -> int:
         """Tokens (o200k) one tool's definition costs in a full list (not remembered: one per tool)."""
@@ -220,7 +231,33 @@ class ToolExposure:
                 if self._servers.get(server) != items:
                     self._index.update(server, items)
             self._servers, self._synced = now, tools
+            if self._wake is not None and self._index.deep_pending():
+                self._wake.set()
         return self._index
+
+    async def run_transformer(self) -> None:
+        """Encode new tools for the transformer, a batch at a time on a worker thread, for as long as the hub runs."""
+        from onemcp.search import deep
+
+        self._wake, self._drained = anyio.Event(), anyio.Event()
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            index = self._index
+            encoder = index.transformer if index is not None else None
+            if index is not None and encoder is not None:
+                while batch := index.deep_batch():
+                    vectors = await anyio.to_thread.run_sync(encoder.encode, [text for _, text in batch])
+                    index.deep_install([digest for digest, _ in batch], vectors)
+                await anyio.to_thread.run_sync(deep.release_memory)
+                log.info("tool search: the transformer ranks %d tools", len(index))
+            drained, self._drained = self._drained, anyio.Event()
+            drained.set()
+
+    async def transformer_settled(self) -> None:
+        """Return once every indexed tool has its transformer vector (tests wait on it, with a deadline)."""
+        while self._index is not None and self._index.deep_pending() and self._drained is not None:
+            await self._drained.wait()
 
     def _current(self) -> _Tools:
         tools = self.catalog.items("tools")

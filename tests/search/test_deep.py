@@ -43,8 +43,8 @@ def test_a_damaged_model_file_is_refused_and_search_goes_on_without_it(
         file.seek(4096)
         file.write(bytes([byte[0] ^ 0xFF]))
     with caplog.at_level(logging.WARNING, logger="onemcp.search"):
-        assert deep.load_from(damaged, deep.DATA / "tokenizer.json") is None
-        assert deep.load_from(tmp_path / "absent.onnx", deep.DATA / "tokenizer.json") is None
+        assert deep.load_from(damaged, deep.TOKENIZER_FILE) is None
+        assert deep.load_from(tmp_path / "absent.onnx", deep.TOKENIZER_FILE) is None
     assert "not the expected file" in caplog.text and "absent.onnx is missing" in caplog.text
 
 

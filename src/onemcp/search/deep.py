@@ -30,6 +30,7 @@ from onemcp.search.embed import DATA
 log = logging.getLogger("onemcp.search")
 MODEL_ID = "minilm-l6-qint8-v1"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
+TOKENIZER_FILE = DATA / "tokenizer.json"  # the static model's: the same WordPiece vocabulary
 MODEL_SHA256 = "9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454"
 MAX_TOKENS = 128  # a tool's text is cut to its first 200 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
@@ -89,7 +90,7 @@ def load() -> DeepModel | None:
     """The transformer (one per process), or None when it cannot or should not run."""
     if os.environ.get("ONEMCP_SEARCH_DEEP", "1") == "0":
         return None
-    return load_from(MODEL_FILE, DATA / "tokenizer.json")
+    return load_from(MODEL_FILE, TOKENIZER_FILE)
 
 
 def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:

@@ -32,6 +32,7 @@ from onemcp.http import server as http11
 from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.http.guard import Guard
 from onemcp.hub.core import Hub
+from onemcp.hub.pins import Pins
 from onemcp.hub.saved import open_store
 from onemcp.observability import logs
 from onemcp.observability.metrics import CONTENT_TYPE, Metrics
@@ -66,6 +67,8 @@ class OneMcpApp:
         if config_path is not None:
             # legacy sessions survive a restart: in sessions.db beside the config, or in a Redis replicas share
             self.hub.saved = open_store(config.hub.session_store, config_path.parent, config.hub.session_idle_timeout)
+            # tool definitions as first seen or last approved: a changed one is withheld until approved
+            self.hub.pins = Pins(config_path.parent)
             # template contexts signed with it render templates (onemcp proxy, the agent CLI): made when the
             # config has templates (at start or by a reload), not before
             self.hub.context_secret_maker = lambda: self._context_secret(config_path)

@@ -65,6 +65,7 @@ def bearer(key: str | None) -> dict[str, str]:
 # (method, path, body) that is safe to send to every route: each reaches its handler
 def sample(method: str, pattern: str) -> tuple[str, str, Any]:
     path = pattern.replace("{name}", "gamma" if method == "DELETE" else "alpha")  # gamma: the one POST added
+    path = path.replace("{server}", "alpha").replace("{tool}", "echo")  # pins: approving what did not change is 200
     if pattern == "/tools/{name}/call":
         path = "/tools/alpha__echo/call"
         return method, path, {"arguments": {"message": "hi"}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,24 @@ def test_key_create_list_revoke(
         anyio.run(store.verify, key)
     assert main(["auth", "key", "revoke", key_id]) == 1
     assert main(["auth", "key", "create", "--expires", "soon"]) == 2
+
+
+def test_key_scopes_and_roles_are_checked_when_the_key_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    roles = {"viewer": {"scopes": ["operator"]}, "dev": {"inherits": ["viewer"], "scopes": ["mcp"]}}
+    (tmp_path / "mcp.json").write_text(json.dumps({"onemcp": {"auth": {"apiKeys": True, "roles": roles}}}))
+    assert main(["auth", "key", "create", "--role", "dev", "--scope", "tag:ci"]) == 0
+    key = capsys.readouterr().out.strip()
+    principal = anyio.run(KeyStore(tmp_path / "keys.db").verify, key)
+    assert principal is not None and principal.scopes == frozenset({"role:dev", "tag:ci"})  # the gate expands it
+    assert main(["auth", "key", "create", "--role", "admin"]) == 2
+    assert "--role 'admin': no such role in onemcp.auth.roles (roles: viewer, dev)" in capsys.readouterr().err
+    assert main(["auth", "key", "create", "--scope", "server"]) == 2  # a typo of server:<name>
+    assert "--scope unknown scope 'server'" in capsys.readouterr().err
+    assert len(KeyStore(tmp_path / "keys.db").list()) == 1  # nothing made by the refused ones
 
 
 def test_serving_a_network_address_without_auth_is_refused(tmp_path: Path) -> None:

@@ -236,3 +236,20 @@ async def test_the_transformer_vectors_are_computed_in_the_background_and_follow
             await h.app.hub.exposure.transformer_settled()
             assert health(h.app.hub)["toolExposure"]["index"]["transformer"] == "ready"
             assert h.app.hub.exposure.index().deep_embedded == index["tools"] + 1  # only the new tool was encoded
+
+
+async def test_a_hub_that_serves_search_builds_its_index_before_the_first_search() -> None:
+    from onemcp.downstream.health import health
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:
+            await h.app.hub.pool.tried.wait()
+            with anyio.fail_after(5):
+                while health(h.app.hub)["toolExposure"]["index"] is None:
+                    await anyio.sleep(0.01)  # allowed-sleep: the warm-up task runs right after every server was tried
+            await h.app.hub.exposure.transformer_settled()
+            assert health(h.app.hub)["toolExposure"]["index"]["transformer"] == "ready"
+            assert h.app.hub.exposure.searches == 0  # nobody searched yet
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:  # auto, and a list far under the budget: nothing built
+            await h.app.hub.pool.tried.wait()
+            assert not h.app.hub.exposure.search_likely()

@@ -274,6 +274,37 @@ class AdminApi:
         self._audit(request, "reload", str(self.config_path), "ok" if ok else "refused")
         return {"applied": ok, "reload": self.reloader.status()}
 
+    # ------------------------------------------------------------------ pinned tool definitions
+    async def pins(self, request: Request) -> dict[str, Any]:
+        return {
+            "mode": self.hub.config.hub.pin_tool_definitions,
+            "changed": [
+                {**change.as_json(), "mode": self.hub.pin_mode(change.server)} for change in self.hub.pins.changes()
+            ],
+        }
+
+    async def approve(self, request: Request) -> dict[str, Any]:
+        server, tool = request.params["server"], request.params.get("tool")
+        body = await request.json()
+        unknown = set(body) - {"tools"}
+        if unknown:
+            raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}; expected: tools")
+        tools = [tool] if tool is not None else body.get("tools")
+        if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, str) for t in tools)):
+            raise ApiError(400, "'tools' must be a list of tool names")
+        known = set(self.hub.config.servers) | set(self.hub.config.templates)
+        if server not in known:
+            raise ApiError(404, f"no server {server!r} in the config")
+        pending = {c.tool for c in self.hub.pins.changes() if c.server == server}
+        unchanged = sorted(set(tools or ()) - pending)
+        approved = self.hub.approve_tools(server, tools)
+        for name in approved:
+            self._audit(request, "approve", f"{server}/{name}")
+        return {
+            "approved": [f"{server}/{name}" for name in approved],
+            "unchanged": [f"{server}/{t}" for t in unchanged],
+        }
+
     # ------------------------------------------------------------------ tools
     async def tools(self, request: Request) -> dict[str, Any]:
         query = request.query
@@ -474,6 +505,11 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("DELETE", "/presets/{name}", "Delete a preset", True, AdminApi.delete_preset),
     Route("POST", "/reload", "Read mcp.json again and apply it", True, AdminApi.reload),
+    Route("GET", "/pins", "Tools whose definition changed since approved, with a diff each", False, AdminApi.pins),
+    Route(
+        "POST", "/pins/{server}/approve", "Approve a server's changed tools (all, or {tools})", True, AdminApi.approve
+    ),
+    Route("POST", "/pins/{server}/{tool}/approve", "Approve one tool's changed definition", True, AdminApi.approve),
     Route(
         "GET", "/events", "Server-sent events: calls, state changes, log lines", False, AdminApi.summary, stream=True
     ),

@@ -20,6 +20,7 @@ from typing import Any
 from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
+from onemcp.auth.roles import Roles
 from onemcp.config.model import AuthSettings
 from onemcp.http import asgi
 from onemcp.http.asgi import Scope, Send
@@ -89,6 +90,7 @@ class Gate:
             )
             self.verifiers.append(self.oauth)
             self.issuers.append(base)
+        self.roles = Roles(settings.roles, settings.client_roles)  # role:<name> scopes become the role's scopes
         limit = settings.rate_limit
         self.limiter = RateLimiter(limit.requests_per_minute, limit.burst) if limit is not None else None
 
@@ -121,7 +123,7 @@ class Gate:
         for verifier in self.verifiers:
             principal = await verifier.verify(token)
             if principal is not None:
-                return principal
+                return self.roles.resolve(principal)
         raise InvalidToken("unknown token")
 
     async def admit(

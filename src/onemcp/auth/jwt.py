@@ -45,6 +45,10 @@ class JwtVerifier:
             raise InvalidToken(str(exc)) from None
         scope = claims.get("scope", claims.get("scp"))  # `scp`: a list, or a string like `scope` (Azure AD)
         scopes = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else []
+        if self.settings.roles_claim is not None:  # the caller's roles, as role:<name> scopes the gate expands
+            roles = claims.get(self.settings.roles_claim)
+            named = [roles] if isinstance(roles, str) else roles if isinstance(roles, list) else []
+            scopes = [*scopes, *(f"role:{r}" for r in named if isinstance(r, str))]
         return Principal(
             f"jwt:{claims['iss']}#{claims['sub']}",
             frozenset(str(s) for s in scopes),

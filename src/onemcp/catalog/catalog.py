@@ -94,6 +94,7 @@ class Catalog:
         self._templates: list[tuple[re.Pattern[str], str, str]] = []
         self.collisions: dict[str, list[str]] = {}
         self.repairs: dict[str, repair.Report] = {}  # server -> tools mended or withheld
+        self.withheld: dict[str, set[str]] = {}  # server -> tools its pins withhold (hub/pins.py), for a clear error
 
     # ----------------------------------------------------------------- configuration
     @property
@@ -228,11 +229,36 @@ class Catalog:
         per = self._lists.get(server, {})
         return {kind: len(per.get(kind, [])) for kind in KINDS}
 
+    def has_lists(self, server: str) -> bool:
+        """Does the catalog hold lists of `server` now (it is ready)?"""
+        return server in self._lists
+
+    def _withheld(self, kind: str, visible: str) -> NotFound | None:
+        """The error for a tool withheld by its pin (its definition changed, not approved), if `visible` is one."""
+        if kind != "tools":
+            return None
+        for server, tools in self.withheld.items():
+            rules = self._overrides.get(server)
+            for tool in tools:
+                shown = rules.aliases.get(tool, tool) if rules is not None else tool
+                if (
+                    server in self._order
+                    and self.codec.name(shown_as(server), shown, prefixed=self.prefixed) == visible
+                ):
+                    return NotFound(
+                        f"Tool withheld: {visible}: its definition changed since it was approved; an operator"
+                        f" reviews and approves it with `onemcp mcp approve {shown_as(server)}/{tool}`",
+                        data={"withheld": True},
+                    )
+        return None
+
     def locate_name(self, kind: str, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
         """(server, upstream name) of a visible tool or prompt name: of the servers that have it, the
         first within `reach`, else the first (for the caller to refuse); NotFound when none has it."""
         view = self._views.get(kind)
         found = view.candidates.get(visible) if view is not None else None
+        if not found and self.withheld and (withheld := self._withheld(kind, visible)) is not None:
+            raise withheld
         if not found and not self.prefixed and len(self._order) == 1:
             return self._order[0], visible  # one server, names its own: it answers for names it lacks too
         if not found:

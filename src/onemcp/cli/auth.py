@@ -16,7 +16,8 @@ import sys
 import time
 
 from onemcp.auth.keys import KeyStore
-from onemcp.config.load import resolve_path
+from onemcp.config.load import ConfigError, load_config, resolve_path
+from onemcp.config.model import scope_problem
 
 DURATION = re.compile(r"^(\d+)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -34,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
         action="append",
         default=[],
         help="mcp (default), admin, templates (unsigned template contexts), server:<n>, tag:<t>, tool:<s>/<t>",
+    )
+    create.add_argument(
+        "--role", action="append", default=[], help="a role of onemcp.auth.roles (repeatable): its scopes"
     )
     create.add_argument("--expires", help="lifetime such as 90d, 12h or 2w (default: never)")
     actions.add_parser("list", parents=[config], help="the keys (never their secrets)")
@@ -69,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
                 )
                 return 2
             expires = time.time() + int(m.group(1)) * UNITS[m.group(2)]
-        key = store.create(args.name, args.scope or ["mcp"], expires)
+        problem = _scopes_problem(args)
+        if problem is not None:
+            print(f"onemcp: {problem}", file=sys.stderr)
+            return 2
+        scopes = [*args.scope, *(f"role:{r}" for r in args.role)]
+        key = store.create(args.name, scopes or ["mcp"], expires)
         print(key)
         print("onemcp: keep it now: only its hash is stored", file=sys.stderr)
         return 0
@@ -86,3 +95,21 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"onemcp: key {args.id} revoked")
     return 0
+
+
+def _scopes_problem(args: argparse.Namespace) -> str | None:
+    """Why the requested scopes or roles cannot make a key (None: they can)."""
+    for scope in args.scope:
+        if (problem := scope_problem(scope)) is not None:
+            return f"--scope {problem}"
+    if not args.role:
+        return None
+    try:
+        roles = load_config(resolve_path(args.config)).hub.auth.roles
+    except ConfigError as exc:
+        return f"--role needs the config's onemcp.auth.roles, and the config does not load: {exc}"
+    for role in args.role:
+        if role not in roles:
+            known = ", ".join(roles) or "none defined"
+            return f"--role {role!r}: no such role in onemcp.auth.roles (roles: {known})"
+    return None

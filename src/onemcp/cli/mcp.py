@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from onemcp.cli import pins
 from onemcp.config.edit import (
     BadName,
     Document,
@@ -100,6 +101,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     status = actions.add_parser("status", parents=[config], help="ask the running hub about its servers")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--url", help="the hub's URL (default: from runtime.json beside the config)")
+    pins.add_parsers(actions, config)
 
 
 def run(args: argparse.Namespace, command: list[str] | None) -> int:
@@ -121,6 +123,8 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
             return _list(args)
         if args.action == "status":
             return _status(args)
+        if args.action in ("pins", "approve"):
+            return pins.run(args)
     except CommandError as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
         return exc.code

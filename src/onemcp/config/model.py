@@ -6,6 +6,7 @@ substitution and error formatting live in `load`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,6 +15,7 @@ from onemcp.config import jinja
 from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
 
 Exposure = Literal["full", "search", "auto"]
+PinMode = Literal["withhold", "report", "off"]
 EXPOSURES: tuple[Exposure, ...] = ("full", "search", "auto")
 
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
@@ -63,6 +65,7 @@ class ServerConfig(_Model):
     # What only shapes what clients see of the server: changed, it applies without a restart.
     VIEW_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"tags", "disabled_tools", "enabled_tools", "tool_aliases", "tool_descriptions", "instructions"}
+        | {"pin_tool_definitions"}
     )
 
     def same_connection(self, other: ServerConfig) -> bool:
@@ -91,6 +94,8 @@ class ServerConfig(_Model):
     tool_aliases: dict[str, str] = Field({}, alias="toolAliases")  # upstream name -> shown name
     tool_descriptions: dict[str, str] = Field({}, alias="toolDescriptions")
     instructions: str | None = None  # replaces the server's own instructions in the hub's
+    # This server's tool definitions changed since approved: withheld, reported, or not checked (default: the hub's).
+    pin_tool_definitions: PinMode | None = Field(None, alias="pinToolDefinitions")
     timeout: Seconds = Field(60.0, description="deadline for each request to this server")
     # "session": each downstream session gets its own upstream connection (started on its
     # first call, closed with it), so server->client requests and logs are never ambiguous.
@@ -194,6 +199,8 @@ class JwtSettings(_Model):
     audience: str | None = None  # default: the hub's resource URL (RFC 8707)
     leeway: float = Field(60.0, ge=0, le=3600)
     algorithms: list[str] = ["RS256", "ES256", "EdDSA"]
+    # A claim naming the caller's roles (`onemcp.auth.roles`): a string or a list, e.g. "roles" or "groups".
+    roles_claim: str | None = Field(None, alias="rolesClaim")
 
 
 class RateLimit(_Model):
@@ -207,6 +214,36 @@ class Quota(_Model):
     tool: str  # "<server>/<tool>", "<server>/*" or "*"
     calls: int = Field(ge=1)
     window: Seconds
+
+
+_SCOPE = re.compile(r"^(mcp|admin|operator|templates|(server|tag|role):[^\s/]+|tool:[^\s/]+/[^\s]+)$")
+
+
+def scope_problem(scope: str) -> str | None:
+    """Why `scope` is not one of the hub's scopes (None: it is)."""
+    if _SCOPE.match(scope):
+        return None
+    return (
+        f"unknown scope {scope!r}: expected mcp, admin, operator, templates, server:<name>, tag:<tag>,"
+        " tool:<server>/<tool> or role:<role>"
+    )
+
+
+class Role(_Model):
+    """A named bundle of scopes; `inherits` adds other roles' scopes (a developer is also a viewer)."""
+
+    scopes: list[str] = []
+    inherits: list[str] = []
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes_ok(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if scope.startswith("role:"):
+                raise ValueError(f"{scope!r}: a role takes another's scopes with inherits: [{scope[5:]!r}]")
+            if (problem := scope_problem(scope)) is not None:
+                raise ValueError(problem)
+        return value
 
 
 class AuthSettings(_Model):
@@ -225,6 +262,33 @@ class AuthSettings(_Model):
     public_url: str | None = Field(None, alias="publicUrl")  # the canonical /mcp URL (resource)
     rate_limit: RateLimit | None = Field(None, alias="rateLimit")
     quotas: list[Quota] = []
+    # Named scope bundles, granted by a credential's `role:<name>` scope (API keys: `--role`), by the
+    # JWT claim `jwt.rolesClaim`, or to every token the built-in OAuth server issues a client (`clientRoles`).
+    roles: dict[str, Role] = {}
+    client_roles: dict[str, list[str]] = Field({}, alias="clientRoles")  # OAuth client_id -> role names
+
+    @model_validator(mode="after")
+    def _roles_ok(self) -> AuthSettings:
+        for name, role in self.roles.items():
+            for parent in role.inherits:
+                if parent not in self.roles:
+                    raise ValueError(f"roles.{name}.inherits: no role {parent!r} (roles: {', '.join(self.roles)})")
+        for name in self.roles:  # a cycle would grant nothing sensible: refuse it
+            seen: list[str] = []
+            stack = [(name, [name])]
+            while stack:
+                current, path = stack.pop()
+                for parent in self.roles[current].inherits:
+                    if parent == name:
+                        raise ValueError(f"roles: inheritance cycle {' -> '.join([*path, parent])}")
+                    if parent not in seen:
+                        seen.append(parent)
+                        stack.append((parent, [*path, parent]))
+        for client, names in self.client_roles.items():
+            for role_name in names:
+                if role_name not in self.roles:
+                    raise ValueError(f"clientRoles.{client}: no role {role_name!r}")
+        return self
 
     @property
     def required(self) -> bool:
@@ -305,6 +369,9 @@ class HubSettings(_Model):
     # Where legacy sessions are kept so they survive a restart: "sqlite" (sessions.db beside mcp.json, the
     # default), "off", or a Redis URL (redis://host:6379/0) that replicas of this hub share.
     session_store: str = Field("sqlite", alias="sessionStore")
+    # A tool whose definition changed since it was first seen or last approved (pins.db beside mcp.json):
+    # withheld from clients until an operator approves it (`onemcp mcp approve`), only reported, or not checked.
+    pin_tool_definitions: PinMode = Field("withhold", alias="pinToolDefinitions")
 
     @field_validator("session_store")
     @classmethod

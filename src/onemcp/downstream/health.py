@@ -45,6 +45,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "resources": counts["resources"],
             "resourceTemplates": counts["resourceTemplates"],
             "toolRepairs": state.tool_repairs(name),
+            "withheldTools": sorted(hub.catalog.withheld.get(name, ())),
             "inFlight": conn.in_flight,
             "isolation": conn.config.isolation,
             "sessionConnections": state.session_connections(name),
@@ -73,6 +74,13 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             for name, t in hub.config.templates.items()
         },
         "instances": hub.instances.report(),
+        "pins": {
+            "mode": hub.config.hub.pin_tool_definitions,
+            "changed": [
+                {"server": c.server, "tool": c.tool, "seenAt": c.seen_at, "mode": hub.pin_mode(c.server)}
+                for c in hub.pins.changes()
+            ],
+        },
     }
 
 
@@ -91,14 +99,16 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     unauthorized = gauge(
         "onemcp_upstream_needs_authorization", "1 when an operator must authorize the hub with the upstream", ["server"]
     )
+    withheld = gauge("onemcp_tools_withheld", "Tools withheld: their definition changed, not yet approved", ["server"])
     for name, slot, _ in hub.state.upstreams():
+        withheld.add_metric([name], float(len(hub.catalog.withheld.get(name, ()))))
         up.add_metric([name, slot.conn.transport.kind], 1.0 if slot.conn.state == "ready" else 0.0)
         in_flight.add_metric([name], slot.conn.in_flight)
         restarts.add_metric([name], slot.restarts)
         looping.add_metric([name], 1.0 if slot.status == "crash-looping" else 0.0)
         breaker.add_metric([name], 0.0 if slot.breaker.state == "closed" else 1.0)
         unauthorized.add_metric([name], 1.0 if slot.status == "needs-authorization" else 0.0)
-    yield from (up, in_flight, restarts, looping, breaker, unauthorized)
+    yield from (up, in_flight, restarts, looping, breaker, unauthorized, withheld)
     sessions = gauge("onemcp_sessions", "Live sessions (2025-11-25 era and older)")
     sessions.add_metric([], hub.state.sessions())
     listens = gauge("onemcp_listen_streams", "Open subscriptions/listen streams (2026-07-28 era)")

@@ -22,9 +22,9 @@ from onemcp.auth.access import Access, decide
 from onemcp.auth.limits import RedisQuotaBook
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
-from onemcp.catalog.catalog import Catalog, tool_rules
+from onemcp.catalog.catalog import Catalog, shown_as, tool_rules
 from onemcp.catalog.reach import EVERYTHING, Reach
-from onemcp.config.model import Exposure, HubConfig, Limits
+from onemcp.config.model import Exposure, HubConfig, Limits, PinMode
 from onemcp.hub import bridge
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
@@ -34,6 +34,7 @@ from onemcp.hub.forward import Emit, Forwarder
 from onemcp.hub.instances import Instance, TemplateInstances
 from onemcp.hub.instructions import render_instructions
 from onemcp.hub.listeners import Listener
+from onemcp.hub.pins import Pins
 from onemcp.hub.plan import plan
 from onemcp.hub.reverse import ReversePath
 from onemcp.hub.saved import SavedSessions, SessionRecords
@@ -100,6 +101,8 @@ class Hub:
             self.exposure.list_json, self.sessions, self.listeners, self.subscriptions, self.instances.tags
         )
         self.events.attach(self.pool, self.subscriptions, self.announcements)
+        self.pins = Pins(None)  # tool definitions as approved (the app keeps them in pins.db beside mcp.json)
+        self.events.screen = self._screen_tools
         parts = (self.catalog, self.pool, self.tasks, self.parking)
         self.dispatcher = Dispatcher(
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config
@@ -374,7 +377,38 @@ class Hub:
             self.announcements.announce(self.catalog.drop(name))  # its lists come back from the new connection
         for name in [*change.restarted, *change.added]:
             self.pool.add(name, new.enabled[name])
+        self.rescreen()  # pinToolDefinitions may have changed
         return change.report()
+
+    # ============================================================ pinned tool definitions
+    def pin_mode(self, server: str) -> PinMode:
+        """The server's `pinToolDefinitions` (a template instance: its template's), else the hub's."""
+        own = self.config.servers.get(server) or self.config.templates.get(shown_as(server))
+        chosen = own.pin_tool_definitions if own is not None else None
+        return chosen or self.config.hub.pin_tool_definitions
+
+    def _screen_tools(self, server: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        mode = self.pin_mode(server)
+        passed = self.pins.screen(server, items, mode)
+        withheld = self.pins.withheld(server, mode)
+        if withheld:
+            self.catalog.withheld[server] = withheld
+        else:
+            self.catalog.withheld.pop(server, None)
+        return passed
+
+    def rescreen(self, servers: set[str] | None = None) -> None:
+        """Screen the servers' last tools lists again (after an approval or a reload) and announce changes."""
+        for server, raw in list(self.pins.raw.items()):
+            wanted = (servers is None or shown_as(server) in servers) and self.catalog.has_lists(server)
+            if wanted and self.catalog.update(server, "tools", self._screen_tools(server, raw)):
+                self.announcements.announce({"tools"})
+
+    def approve_tools(self, server: str, tools: list[str] | None = None) -> list[str]:
+        """Approve the changed definitions of `server`'s tools (all, or `tools`): clients see them again."""
+        approved = self.pins.approve(server, tools)
+        self.rescreen({server})
+        return approved
 
     async def restart_server(self, name: str) -> None:
         """Stop a server (its calls get the pool's drain bound) and start it again; NotFound if there is none."""
@@ -454,9 +488,16 @@ class Hub:
                 tg.start_soon(self._expire_sessions)
                 tg.start_soon(self._reap_instances)
                 tg.start_soon(self.exposure.run_transformer)
+                tg.start_soon(self._warm_search)
                 task_status.started()
         finally:
             self.sessions.close_all()  # the sessions' queues end with the hub
+
+    async def _warm_search(self) -> None:
+        """Build the search index once every server was tried, if clients are likely to search."""
+        await self.pool.tried.wait()
+        if self.exposure.search_likely():
+            self.exposure.index()
 
     async def _expire_sessions(self) -> None:
         interval = max(0.05, min(60.0, self.config.hub.session_idle_timeout / 2))

@@ -40,6 +40,8 @@ class UpstreamEvents:
         self.reverse = reverse
         self._limits = limits
         self.tg: TaskGroup | None = None  # the hub's own tasks (resubscribing after a restart), while it runs
+        # a server's tools list before the catalog sees it: the hub's pins pass, record or withhold each tool
+        self.screen: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda server, items: items
 
     def attach(self, pool: Pool, subscriptions: Subscriptions, announcements: Announcements) -> None:
         self.pool = pool
@@ -60,7 +62,11 @@ class UpstreamEvents:
         self.pool.note_state()
 
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
-        if conn.owner is None and self.pool.is_current(conn) and self.catalog.update(conn.name, kind, items):
+        if conn.owner is not None or not self.pool.is_current(conn):
+            return
+        if kind == "tools":
+            items = self.screen(conn.name, items)
+        if self.catalog.update(conn.name, kind, items):
             self.announcements.announce({kind})
 
     def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:

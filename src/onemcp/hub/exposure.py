@@ -235,6 +235,14 @@ class ToolExposure:
                 self._wake.set()
         return self._index
 
+    def search_likely(self) -> bool:
+        """Will some client likely search? (The hub's or a preset's exposure is `search`, or `auto` with a
+        full list at least four bytes per token of budget: the index is then built before the first search.)"""
+        hub = self._config().hub
+        if hub.exposure == "search" or "search" in self._preset_exposures().values():
+            return True
+        return hub.exposure == "auto" and len(self.catalog.result_json("tools")) > 4 * hub.search_budget
+
     async def run_transformer(self) -> None:
         """Encode new tools for the transformer, a batch at a time on a worker thread, for as long as the hub runs."""
         from onemcp.search import deep

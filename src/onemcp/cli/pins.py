@@ -1,0 +1,128 @@
+"""`onemcp mcp pins` and `onemcp mcp approve`: review and approve tools whose definitions changed.
+
+Talks to the running hub's admin API (`/api/v1/pins`, with `$ONEMCP_TOKEN` when the hub has auth)
+so the approval takes effect at once; with no hub running it reads and writes `pins.db` beside the
+config, which the hub reads when it starts. Owns the commands' arguments and output, nothing of
+the pinning itself (`hub/pins.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from onemcp.config.load import resolve_path
+from onemcp.config.runtime import NoHub, read_runtime
+
+TIMEOUT = 10.0
+
+
+class PinsError(Exception):
+    pass
+
+
+def add_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
+    listing = actions.add_parser("pins", parents=[config], help="tools whose definition changed since approved")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    approve = actions.add_parser("approve", parents=[config], help="approve a changed tool definition")
+    approve.add_argument(
+        "targets", nargs="+", metavar="SERVER[/TOOL]", help="a tool, or every changed tool of a server"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve_path(args.config)
+    try:
+        base = _hub(config)
+        if args.action == "pins":
+            return _list(base, config, args.json)
+        return _approve(base, config, args.targets)
+    except PinsError as exc:
+        print(f"onemcp: {exc}", file=sys.stderr)
+        return 1
+
+
+def _hub(config: Path) -> str | None:
+    try:
+        url = str(read_runtime(config)["url"])
+    except NoHub:
+        return None
+    return url.rstrip("/").removesuffix("/mcp").removesuffix("/sse")
+
+
+def _api(base: str, method: str, path: str) -> dict[str, Any]:
+    import httpx
+
+    token = os.environ.get("ONEMCP_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+            response = client.request(method, f"{base}/api/v1{path}", headers=headers)
+    except httpx.HTTPError as exc:
+        raise PinsError(f"no hub answers at {base}: {exc}") from None
+    try:
+        doc: dict[str, Any] = response.json()
+    except ValueError:
+        doc = {}
+    if response.status_code in (401, 403):
+        need = "admin" if method == "POST" else "operator or admin"
+        raise PinsError(f"the hub refused ({response.status_code}): set ONEMCP_TOKEN to a key with scope {need}")
+    if response.status_code != 200:
+        raise PinsError(str(doc.get("error") or f"{base}/api/v1{path} answered HTTP {response.status_code}"))
+    return doc
+
+
+def _list(base: str | None, config: Path, as_json: bool) -> int:
+    if base is not None:
+        changed = _api(base, "GET", "/pins")["changed"]
+    else:
+        from onemcp.hub.pins import Pins
+
+        pins = Pins(config.parent)
+        changed = [change.as_json() for change in pins.changes()]
+        pins.close()
+    if as_json:
+        sys.stdout.write(orjson.dumps({"changed": changed}, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if not changed:
+        print("no tool definition changed since it was approved")
+        return 0
+    for change in changed:
+        print(f"{change['server']}/{change['tool']} changed since it was approved:")
+        print(change["diff"])
+        print()
+    print("approve with: onemcp mcp approve SERVER/TOOL (or SERVER for all of its tools)")
+    return 0
+
+
+def _approve(base: str | None, config: Path, targets: list[str]) -> int:
+    approved: list[str] = []
+    for target in targets:
+        server, _, tool = target.partition("/")
+        if not server:
+            raise PinsError(f"not SERVER or SERVER/TOOL: {target!r}")
+        if base is not None:
+            path = f"/pins/{server}/{tool}/approve" if tool else f"/pins/{server}/approve"
+            done = _api(base, "POST", path)["approved"]
+            if not done:
+                raise PinsError(f"no changed definition to approve for {target}")
+            approved += done
+            continue
+        from onemcp.hub.pins import Pins
+
+        pins = Pins(config.parent)
+        try:
+            pending = {c.tool for c in pins.changes() if c.server == server}
+            if (tool and tool not in pending) or not pending:
+                raise PinsError(f"no changed definition to approve for {target}")
+            approved += [f"{server}/{name}" for name in pins.approve(server, [tool] if tool else None)]
+        finally:
+            pins.close()
+    for name in approved:
+        print(f"approved {name}{'' if base else ' (the hub uses it when it starts)'}")
+    return 0

@@ -59,6 +59,26 @@ class UpstreamOAuth(_Model):
         return self
 
 
+class Sandbox(_Model):
+    """Limits and isolation for a stdio server (upstream/sandbox.py); over a limit it is stopped, not restarted."""
+
+    memory_mb: int | None = Field(None, alias="memoryMB", gt=0)  # resident memory of it and its children
+    cpu_seconds: int | None = Field(None, alias="cpuSeconds", gt=0)  # CPU time of the process (RLIMIT_CPU)
+    open_files: int | None = Field(None, alias="openFiles", gt=0)  # RLIMIT_NOFILE
+    processes: int | None = Field(None, gt=0)  # processes it may have (itself included)
+    user: str | None = None  # run as this user (the hub must be root)
+    # bubblewrap: read-only filesystem but for cwd, `writable` and a private /tmp; `network: false` cuts it off
+    isolate: bool = False
+    network: bool = True
+    writable: list[str] = []
+
+    @model_validator(mode="after")
+    def _isolation_ok(self) -> Sandbox:
+        if not self.isolate and (not self.network or self.writable):
+            raise ValueError("'network' and 'writable' apply with 'isolate': true (bubblewrap)")
+        return self
+
+
 class ServerConfig(_Model):
     """One upstream: a stdio command or an HTTP URL."""
 
@@ -94,6 +114,7 @@ class ServerConfig(_Model):
     tool_aliases: dict[str, str] = Field({}, alias="toolAliases")  # upstream name -> shown name
     tool_descriptions: dict[str, str] = Field({}, alias="toolDescriptions")
     instructions: str | None = None  # replaces the server's own instructions in the hub's
+    sandbox: Sandbox | None = None  # stdio: memory, CPU, files, processes, user, bubblewrap
     # This server's tool definitions changed since approved: withheld, reported, or not checked (default: the hub's).
     pin_tool_definitions: PinMode | None = Field(None, alias="pinToolDefinitions")
     timeout: Seconds = Field(60.0, description="deadline for each request to this server")
@@ -140,6 +161,8 @@ class ServerConfig(_Model):
             raise ValueError("has both 'command' and 'url'; pick one")
         if self.replicas and self.url is None:
             raise ValueError("'replicas' needs a 'url' (replicas are HTTP servers)")
+        if self.sandbox is not None and self.command is None:
+            raise ValueError("'sandbox' is for stdio servers (a 'command'); an HTTP server runs elsewhere")
         if self.url is not None:
             if self.type == "stdio":
                 raise ValueError("'type' is 'stdio' but a 'url' is given")

@@ -492,6 +492,7 @@ class Hub:
                 task_status.started()
         finally:
             self.sessions.close_all()  # the sessions' queues end with the hub
+            self.pins.close()
 
     async def _warm_search(self) -> None:
         """Build the search index once every server was tried, if clients are likely to search."""

@@ -27,6 +27,7 @@ from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.upstream.breaker import Breaker
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection
 from onemcp.upstream.oauth.registry import UpstreamAuth
+from onemcp.upstream.sandbox import OVER_LIMIT
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
 
 log = logging.getLogger("onemcp.pool")
@@ -41,7 +42,9 @@ BLOCKED_WAIT = 3600.0  # waiting for an operator to authorize: woken by the call
 
 
 # what the supervisor is doing with a server
-SlotStatus = Literal["running", "restarting", "crash-looping", "needs-authorization", "command-not-found", "stopping"]
+SlotStatus = Literal[
+    "running", "restarting", "crash-looping", "needs-authorization", "command-not-found", "over-limit", "stopping"
+]
 
 
 @dataclass(eq=False)
@@ -251,6 +254,10 @@ class Pool:
                 if (slot.conn.last_error or "").removeprefix(f"[{slot.name}] ").startswith("command not found"):
                     # retrying cannot help: wait for the config to change (a reload restarts it) or an operator
                     slot.status, wait, delay = "command-not-found", math.inf, BACKOFF_FIRST
+                    slot.recent.clear()
+                elif OVER_LIMIT in (slot.conn.last_error or ""):
+                    # it would only run into its sandbox limit again: an operator restarts it, or a reload
+                    slot.status, wait, delay = "over-limit", math.inf, BACKOFF_FIRST
                     slot.recent.clear()
                 elif credential is not None and credential.blocked:
                     # an operator must authorize the hub; retrying sooner would only be refused

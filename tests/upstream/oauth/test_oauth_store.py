@@ -76,4 +76,4 @@ async def test_a_hub_without_oauth_writes_no_key_and_no_database(tmp_path: Path)
     with anyio.fail_after(30):
         async with running_hub(doc, config_path=tmp_path / "mcp.json") as hub:
             assert hub.app.hub.pool.get("h") is not None
-    assert sorted(os.listdir(tmp_path)) == ["mcp.json"]
+    assert sorted(os.listdir(tmp_path)) == ["mcp.json", "pins.db"]  # pins.db: the tools as first seen

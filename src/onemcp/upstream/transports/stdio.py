@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
 import os
 import signal
@@ -22,9 +23,10 @@ import anyio
 import orjson
 from anyio.abc import TaskGroup
 
-from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
+from onemcp.config.model import MAX_RESPONSE_BYTES, Sandbox, ServerConfig
 from onemcp.observability.limits import count, hit
 from onemcp.protocol.jsonrpc import Message
+from onemcp.upstream import sandbox
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
 
 # What a child inherits from the hub unless the config sets it: enough to find programs
@@ -193,15 +195,21 @@ class StdioTransport(Transport):
         assert self.config.command is not None
         loop = asyncio.get_running_loop()
         protocol = _ChildProtocol(self, deliver)
+        box = self.config.sandbox
+        try:
+            command = sandbox.argv(box, self.config.command, self.config.args, self.config.cwd)
+            setup = sandbox.preexec(box, die_with_parent)
+            env = sandbox.child_env_for(box, child_env(self.config.env))
+        except sandbox.SandboxError as exc:
+            raise TransportError(str(exc)) from None
         try:
             proc, _ = await loop.subprocess_exec(
                 lambda: protocol,
-                self.config.command,
-                *self.config.args,
-                env=child_env(self.config.env),
+                *command,
+                env=env,
                 cwd=self.config.cwd,
                 start_new_session=True,
-                preexec_fn=die_with_parent,
+                preexec_fn=setup,
             )
         except FileNotFoundError:
             raise TransportError(f"command not found: {self.config.command}") from None
@@ -214,9 +222,26 @@ class StdioTransport(Transport):
         self._stdin = cast(asyncio.WriteTransport, proc.get_pipe_transport(0))
         if proc.get_returncode() is not None:
             self.child_exited()
+        elif box is not None and sandbox.watched(box):
+            tg.start_soon(self._watch, box, proc.get_pid())
+
+    async def _watch(self, box: Sandbox, pid: int) -> None:
+        """Stop the child once it (with everything it started) is over its memory or process limit."""
+        while not self.closed.is_set():
+            reason = sandbox.over(box, await anyio.to_thread.run_sync(sandbox.usage, pid))
+            if reason is not None:
+                self.stderr_tail.append(f"[onemcp] {reason}")
+                self.stop(reason)
+                return
+            with anyio.move_on_after(sandbox.POLL):
+                await self.closed.wait()
 
     def child_exited(self) -> None:
         code = self._proc.get_returncode() if self._proc is not None else None
+        limit = sandbox.exit_reason(self.config.sandbox, code)
+        if limit is not None:
+            self._mark_closed(limit)
+            return
         last = next((line for line in reversed(self.stderr_tail) if line.strip()), None)
         said = f"; its stderr ended: {last.strip()[:300]}" if last else ""  # "API_KEY is not set" is the why
         self._mark_closed(f"process exited with code {code}{said}")
@@ -226,6 +251,9 @@ class StdioTransport(Transport):
         self._mark_closed(reason)
         if self._proc is not None and self._proc.get_returncode() is None:
             self._proc.kill()
+        if self._proc is not None and self.config.sandbox is not None:  # and whatever it started
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.get_pid(), signal.SIGKILL)
 
     async def send(self, message: Message, body: bytes) -> None:
         stdin = self._stdin

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
+import httpx
 import pytest
 from mcp import Client
 
-from fixtures.launch import running_http_fixture
-from support.hub import running_hub
+from fixtures.launch import fixture_command, running_http_fixture
+from support.hub import RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
 
@@ -45,3 +48,63 @@ async def test_replicas_balance_stick_and_survive_one_down() -> None:
                         assert not (await a.call_tool("echo", {"message": "a"})).is_error
                         assert not (await b.call_tool("echo", {"message": "b"})).is_error
                     assert "echo" in {t.name for t in (await a.list_tools()).tools}  # the catalog stayed
+
+
+def stdio(*args: str, **extra: Any) -> dict[str, Any]:
+    cmd = fixture_command(*args)
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+async def replicas(hub: RunningHub, name: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        found: list[dict[str, Any]] = (await http.get(f"{hub.base}/health")).json()["upstreams"][name]["replicas"]
+        return found
+
+
+async def test_stdio_replicas_are_processes_of_one_command_balanced_by_weight() -> None:
+    servers = {"w": stdio(replicas=3, weights=[2, 1, 1]), "h": stdio(replicas=3, balance="consistent-hash")}
+    servers["h"]["hashKey"] = "argument:message"
+    with anyio.fail_after(60):
+        async with running_hub({"mcpServers": servers}) as hub, Client(hub.url, cache=None) as modern:
+            members = await replicas(hub, "w")
+            assert len({m["pid"] for m in members}) == 3 and all(m["state"] == "ready" for m in members)
+            for _ in range(8):  # 2026-07-28 requests: no session to stick to, each call is balanced
+                assert not (await modern.call_tool("w__echo", {"message": "x"})).is_error
+            assert [m["calls"] for m in await replicas(hub, "w")] == [4, 2, 2]
+            for key in ("alice", "bob", "carol"):
+                for _ in range(3):
+                    await modern.call_tool("h__echo", {"message": key})
+            calls = [m["calls"] for m in await replicas(hub, "h")]
+            assert sum(calls) == 9 and all(c % 3 == 0 for c in calls), calls  # each key always on one process
+            async with httpx.AsyncClient() as http:
+                metrics = (await http.get(f"{hub.base}/metrics")).text
+            assert 'onemcp_upstream_replica_calls_total{replica="#0",server="w"} 4.0' in metrics
+
+
+async def test_an_active_probe_takes_a_replica_out_and_brings_it_back() -> None:
+    probe = {"path": "/health", "interval": 0.05, "timeout": 2, "healthyThreshold": 2, "unhealthyThreshold": 2}
+    with anyio.fail_after(60):
+        async with running_http_fixture() as first, running_http_fixture() as second:
+            config = {"mcpServers": {"r": {"url": first, "replicas": [second], "probe": probe}}}
+            async with running_hub(config) as hub, Client(hub.url, cache=None) as modern, httpx.AsyncClient() as http:
+                origin = first.removesuffix("/mcp")
+                with anyio.fail_after(10):
+                    while [m["probe"] for m in await replicas(hub, "r")] != ["up", "up"]:
+                        await anyio.sleep(0.02)  # allowed-sleep: polling /health with a deadline
+                await http.post(f"{origin}/health/sick")  # the MCP endpoint still answers; its health says no
+                with anyio.fail_after(10):
+                    while (await replicas(hub, "r"))[0]["probe"] != "down":
+                        await anyio.sleep(0.02)  # allowed-sleep: polling /health with a deadline
+                before = [m["calls"] for m in await replicas(hub, "r")]
+                for _ in range(6):
+                    assert not (await modern.call_tool("echo", {"message": "x"})).is_error
+                after = [m["calls"] for m in await replicas(hub, "r")]
+                assert after[0] == before[0] and after[1] == before[1] + 6  # none to the replica that is out
+                await http.post(f"{origin}/health/heal")
+                with anyio.fail_after(10):
+                    while (await replicas(hub, "r"))[0]["probe"] != "up":
+                        await anyio.sleep(0.02)  # allowed-sleep: polling /health with a deadline
+                for _ in range(6):
+                    await modern.call_tool("echo", {"message": "x"})
+                again = [m["calls"] for m in await replicas(hub, "r")]
+                assert again[0] == after[0] + 3 and again[1] == after[1] + 3  # back in the rotation

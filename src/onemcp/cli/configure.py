@@ -63,8 +63,9 @@ def checks(doc: Any) -> list[str]:
                 found = shutil.which(command, path=os.environ.get("PATH"))
                 if found is None and not (os.sep in command and Path(command).exists()):
                     problems.append(f"{section}.{name}.command: {command!r} is not installed (not on PATH)")
+            replicas = server.get("replicas")
             urls = [("url", server.get("url"))] + [
-                (f"replicas[{i}]", u) for i, u in enumerate(server.get("replicas") or [])
+                (f"replicas[{i}]", u) for i, u in enumerate(replicas if isinstance(replicas, list) else [])
             ]
             for field, url in urls:
                 if not isinstance(url, str) or "{{" in url or "$" in url:

@@ -59,6 +59,17 @@ class UpstreamOAuth(_Model):
         return self
 
 
+class Probe(_Model):
+    """Active health checks of an HTTP server's URLs: GET `path` on each; out after `unhealthyThreshold`
+    failures in a row, back after `healthyThreshold` successes."""
+
+    path: str = Field("/", pattern=r"^/")  # on the URL's origin; any answer below 500 counts as up
+    interval: float = Field(5.0, gt=0, le=3600)
+    timeout: float = Field(2.0, gt=0, le=300)
+    healthy_threshold: int = Field(2, alias="healthyThreshold", ge=1, le=100)
+    unhealthy_threshold: int = Field(3, alias="unhealthyThreshold", ge=1, le=100)
+
+
 class Sandbox(_Model):
     """Limits and isolation for a stdio server (upstream/sandbox.py); over a limit it is stopped, not restarted."""
 
@@ -102,10 +113,15 @@ class ServerConfig(_Model):
     # OAuth for a protected HTTP upstream: on by default (used when the server answers 401);
     # false turns it off, an object pre-registers a client or fixes the scopes.
     oauth: bool | UpstreamOAuth = True
-    # More URLs serving the same server: calls are balanced over the healthy ones, a session
-    # sticks to one, a failing one is ejected (breaker, supervisor) and probed back.
-    replicas: list[str] = []
-    balance: Literal["round-robin", "least-in-flight"] = "round-robin"
+    # More of the same server: further URLs (HTTP), or how many processes of the command to run (stdio).
+    # Calls are balanced over the healthy ones, a session sticks to one, a failing one is ejected
+    # (breaker, supervisor, `probe`) and taken back once healthy.
+    replicas: list[str] | int = []
+    balance: Literal["round-robin", "least-in-flight", "random", "weighted-random", "consistent-hash"] = "round-robin"
+    weights: list[float] = []  # one per member (the url or command first, then each replica): share of calls
+    # consistent-hash: what a call is hashed by: its "session", its "principal", or "argument:<name>" of a tool call
+    hash_key: str = Field("session", alias="hashKey", pattern=r"^(session|principal|argument:.+)$")
+    probe: Probe | None = None  # HTTP: active health probes of each URL
     disabled: bool = False
     tags: list[str] = []
     # Tool rules (hot-reloadable): hide some, show only some, rename, re-describe.
@@ -147,11 +163,22 @@ class ServerConfig(_Model):
 
     @field_validator("replicas")
     @classmethod
-    def _http_urls(cls, urls: list[str]) -> list[str]:
+    def _http_urls(cls, urls: list[str] | int) -> list[str] | int:
+        if isinstance(urls, int):
+            if not 1 <= urls <= 64:
+                raise ValueError("a number of processes from 1 to 64 (stdio), or a list of URLs (HTTP)")
+            return urls
         for url in urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} must start with http:// or https://")
         return urls
+
+    @property
+    def members(self) -> int:
+        """How many connections serve this server: its URL and each replica URL, or N processes."""
+        if isinstance(self.replicas, int):
+            return self.replicas
+        return 1 + len(self.replicas) if self.url is not None else 1
 
     @model_validator(mode="after")
     def _one_transport(self) -> ServerConfig:
@@ -159,8 +186,16 @@ class ServerConfig(_Model):
             raise ValueError("needs either 'command' (stdio) or 'url' (HTTP)")
         if self.command is not None and self.url is not None:
             raise ValueError("has both 'command' and 'url'; pick one")
-        if self.replicas and self.url is None:
-            raise ValueError("'replicas' needs a 'url' (replicas are HTTP servers)")
+        if isinstance(self.replicas, list) and self.replicas and self.url is None:
+            raise ValueError("'replicas' of a stdio server is a number of processes; URLs are for an HTTP 'url'")
+        if isinstance(self.replicas, int) and self.command is None:
+            raise ValueError("'replicas' of an HTTP server is a list of URLs; a number is for a stdio 'command'")
+        if self.weights and len(self.weights) != self.members:
+            raise ValueError(f"'weights' needs one weight per member ({self.members}: the server, then each replica)")
+        if any(w <= 0 for w in self.weights):
+            raise ValueError("'weights' must be positive")
+        if self.probe is not None and self.url is None:
+            raise ValueError("'probe' is for HTTP servers (a 'url')")
         if self.sandbox is not None and self.command is None:
             raise ValueError("'sandbox' is for stdio servers (a 'command'); an HTTP server runs elsewhere")
         if self.url is not None:

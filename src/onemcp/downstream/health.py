@@ -29,11 +29,21 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "restarts": slot.restarts,
             "breaker": slot.breaker.state,
             "replicas": [
-                {"url": m.config.url, "state": m.conn.state, "inFlight": m.conn.in_flight, "breaker": m.breaker.state}
-                for m in slot.members
+                {
+                    "url": m.config.url,
+                    "pid": getattr(m.conn.transport, "pid", None),
+                    "state": m.conn.state,
+                    "inFlight": m.conn.in_flight,
+                    "breaker": m.breaker.state,
+                    "probe": None if slot.config.probe is None else "up" if m.probe_ok else "down",
+                    "weight": slot.balancer.weights[i] if slot.balancer is not None else 1.0,
+                    "calls": m.picks,
+                }
+                for i, m in enumerate(slot.members)
             ]
             if slot.replicas
             else None,
+            "balance": slot.config.balance if slot.replicas else None,
             "pid": getattr(conn.transport, "pid", None),
             "nextAttempt": slot.next_attempt,
             "transport": conn.transport.kind,
@@ -99,16 +109,27 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     unauthorized = gauge(
         "onemcp_upstream_needs_authorization", "1 when an operator must authorize the hub with the upstream", ["server"]
     )
+    replica_up = gauge(
+        "onemcp_upstream_replica_up",
+        "1 when the replica is ready, its breaker closed and its probe up",
+        ["server", "replica"],
+    )
+    replica_calls = counter("onemcp_upstream_replica_calls", "Calls balanced to the replica", ["server", "replica"])
     withheld = gauge("onemcp_tools_withheld", "Tools withheld: their definition changed, not yet approved", ["server"])
     for name, slot, _ in hub.state.upstreams():
         withheld.add_metric([name], float(len(hub.catalog.withheld.get(name, ()))))
+        for index, member in enumerate(slot.members if slot.replicas else ()):
+            replica = member.config.url or f"#{index}"
+            ok = member.conn.state == "ready" and member.breaker.state != "open" and member.probe_ok
+            replica_up.add_metric([name, replica], 1.0 if ok else 0.0)
+            replica_calls.add_metric([name, replica], member.picks)
         up.add_metric([name, slot.conn.transport.kind], 1.0 if slot.conn.state == "ready" else 0.0)
         in_flight.add_metric([name], slot.conn.in_flight)
         restarts.add_metric([name], slot.restarts)
         looping.add_metric([name], 1.0 if slot.status == "crash-looping" else 0.0)
         breaker.add_metric([name], 0.0 if slot.breaker.state == "closed" else 1.0)
         unauthorized.add_metric([name], 1.0 if slot.status == "needs-authorization" else 0.0)
-    yield from (up, in_flight, restarts, looping, breaker, unauthorized, withheld)
+    yield from (up, in_flight, restarts, looping, breaker, unauthorized, withheld, replica_up, replica_calls)
     sessions = gauge("onemcp_sessions", "Live sessions (2025-11-25 era and older)")
     sessions.add_metric([], hub.state.sessions())
     listens = gauge("onemcp_listen_streams", "Open subscriptions/listen streams (2026-07-28 era)")

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
+
+import orjson
 
 from onemcp.config.model import ServerConfig
 from onemcp.hub.session import Session
@@ -24,11 +27,29 @@ LEGACY_COMPANION = ""  # the key of the shared legacy-era connection to a dual-e
 REVERSE_KINDS = ("sampling", "elicitation", "roots")  # client capabilities a server->client request needs
 
 
-def ready(pool: Pool, server: str, session: Session | None = None) -> UpstreamConnection:
+def hash_key(setting: str, session: Session | None, params: Mapping[str, Any] | None) -> str:
+    """What a call is hashed by for `balance: consistent-hash` (`hashKey`): session, principal or an argument."""
+    if setting.startswith("argument:"):
+        arguments = (params or {}).get("arguments")
+        value = arguments.get(setting[9:]) if isinstance(arguments, dict) else None
+        return value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    if session is None:
+        return ""
+    if setting == "session" and not session.ephemeral:
+        return session.id
+    return session.principal.id  # "principal", or a 2026-07-28 request (it has no session)
+
+
+def ready(
+    pool: Pool, server: str, session: Session | None = None, params: Mapping[str, Any] | None = None
+) -> UpstreamConnection:
     """A connection to `server` that may take a call now (a balanced replica, sticky per session)."""
     pins = session.replica_pins if session is not None and not session.ephemeral else None
     slot = pool.slots.get(server)
-    member = pool.pick(server, pins)
+    key = None
+    if slot is not None and slot.replicas and slot.config.balance == "consistent-hash":
+        key = hash_key(slot.config.hash_key, session, params)
+    member = pool.pick(server, pins, key)
     if member is not None and member.breaker.allow():
         return member.conn
     if slot is None:
@@ -46,7 +67,12 @@ def ready(pool: Pool, server: str, session: Session | None = None) -> UpstreamCo
 
 
 async def for_session(
-    pool: Pool, isolated: IsolatedConnections, servers: Mapping[str, ServerConfig], session: Session, server: str
+    pool: Pool,
+    isolated: IsolatedConnections,
+    servers: Mapping[str, ServerConfig],
+    session: Session,
+    server: str,
+    params: Mapping[str, Any] | None = None,
 ) -> UpstreamConnection:
     """The shared connection, or the session's own for `isolation: session` servers.
 
@@ -55,7 +81,7 @@ async def for_session(
     sampling, elicitation or roots): such a server's tools that ask with a server->client request
     have no back-channel in 2026-07-28.
     """
-    conn = ready(pool, server, session)
+    conn = ready(pool, server, session, params)
     asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
     legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral and asks_back
     config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config

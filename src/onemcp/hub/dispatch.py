@@ -118,7 +118,7 @@ class Dispatcher:
                 session.access.refused(CALL, f"{server}/{value}", "quota exceeded")
                 return jsonrpc.result(msg["id"], limits.refusal(refused))
         config = self._config()
-        conn = await connections.for_session(self.pool, self.isolated, config.servers, session, server)
+        conn = await connections.for_session(self.pool, self.isolated, config.servers, session, server, params)
         if key == "name":
             params["name"] = value
         elif key == "uri":

@@ -19,11 +19,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from onemcp.config.model import HubConfig, ServerConfig
+from onemcp.config.model import HubConfig, Probe, ServerConfig
+from onemcp.upstream.balance import Balancer
 from onemcp.upstream.breaker import Breaker
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection
 from onemcp.upstream.oauth.registry import UpstreamAuth
@@ -62,7 +64,10 @@ class Slot:
     wake: anyio.Event = field(default_factory=anyio.Event)
     breaker: Breaker = field(default_factory=Breaker)
     replicas: list[Slot] = field(default_factory=list)  # further URLs of the same server
-    turn: int = 0  # round-robin position
+    balancer: Balancer | None = None  # the first member's: spreads calls over all (upstream/balance.py)
+    probe_ok: bool = True  # the active health probe's verdict (HTTP `probe`); a member out of it takes no calls
+    probe_streak: int = 0  # probes in a row that disagree with `probe_ok`
+    picks: int = 0  # calls this member was chosen for
     server_config: ServerConfig | None = None  # the server's own config (a replica's has its own URL)
     # why the last attempt failed, kept while the next one starts: "did not start within 30s (attempt 3, ...)"
     last_failure: str | None = None
@@ -117,24 +122,28 @@ class Pool:
         slot = self.slots.get(name)
         return slot is not None and any(m.conn.state == "ready" for m in slot.members)
 
-    def pick(self, name: str, pins: dict[str, int] | None = None) -> Slot | None:
-        """A ready replica of `name` whose breaker lets a call through (sticky per `pins`)."""
+    def pick(self, name: str, pins: dict[str, int] | None = None, key: str | None = None) -> Slot | None:
+        """A ready replica of `name` whose breaker and probe let a call through (sticky per `pins`;
+        with consistent-hash, the one `key` hashes to)."""
         slot = self.slots.get(name)
         if slot is None:
             return None
         members = slot.members
-        healthy = [i for i, m in enumerate(members) if m.conn.state == "ready" and m.breaker.state != "open"]
+        healthy = [
+            i for i, m in enumerate(members) if m.conn.state == "ready" and m.breaker.state != "open" and m.probe_ok
+        ]
         if not healthy:
             return None
-        if pins is not None and pins.get(name) in healthy:
+        hashed = slot.config.balance == "consistent-hash"
+        if pins is not None and not hashed and pins.get(name) in healthy:
             index = pins[name]
-        elif slot.config.balance == "least-in-flight":
-            index = min(healthy, key=lambda i: members[i].conn.in_flight)
+        elif slot.balancer is not None:
+            index = slot.balancer.pick(healthy, lambda i: members[i].conn.in_flight, key)
         else:
-            slot.turn += 1
-            index = healthy[slot.turn % len(healthy)]
-        if pins is not None and len(members) > 1:
+            index = healthy[0]
+        if pins is not None and len(members) > 1 and not hashed:
             pins[name] = index
+        members[index].picks += 1
         return members[index]
 
     def all_tried(self) -> bool:
@@ -176,7 +185,10 @@ class Pool:
     def add(self, name: str, config: ServerConfig) -> None:
         """Start supervising a server (a new one, or a changed one after `remove`)."""
         assert self._tg is not None, "the pool is not running"
-        urls = [config.url, *config.replicas] if config.url is not None else [None]
+        if config.url is not None:
+            urls: list[str | None] = [config.url, *(config.replicas if isinstance(config.replicas, list) else [])]
+        else:
+            urls = [None] * config.members  # stdio: N processes of the command
         members = []
         for url in urls:
             own = config if url == config.url else config.model_copy(update={"url": url})
@@ -185,9 +197,13 @@ class Pool:
             members.append(member)
         slot = members[0]
         slot.replicas = members[1:]
+        ids = [url or f"{name}#{i}" for i, url in enumerate(urls)]
+        slot.balancer = Balancer(config.balance, ids, config.weights or None)
         self.slots[name] = slot
         for member in members:
             self._tg.start_soon(self._supervise, member)
+            if config.probe is not None and member.config.url is not None:
+                self._tg.start_soon(self._probe, member, config.probe)
 
     async def remove(self, name: str, *, drain: float = DRAIN_SECONDS) -> None:
         """Stop a server: in-flight calls get `drain` seconds to finish, then it is stopped."""
@@ -234,6 +250,30 @@ class Pool:
         if slot is not None:
             for member in slot.members:
                 member.wake.set()
+
+    async def _probe(self, member: Slot, probe: Probe) -> None:
+        """GET `probe.path` on the member's origin every `interval`: out after `unhealthyThreshold`
+        failures in a row, back after `healthyThreshold` successes (any answer below 500 is a success)."""
+        import httpx
+
+        assert member.config.url is not None
+        parts = urlsplit(member.config.url)
+        target = f"{parts.scheme}://{parts.netloc}{probe.path}"
+        async with httpx.AsyncClient(timeout=probe.timeout, trust_env=False) as client:
+            while member.status != "stopping":
+                try:
+                    up = (await client.get(target)).status_code < 500
+                except httpx.HTTPError:
+                    up = False
+                member.probe_streak = 0 if up == member.probe_ok else member.probe_streak + 1
+                needed = probe.healthy_threshold if not member.probe_ok else probe.unhealthy_threshold
+                if member.probe_streak >= needed:
+                    member.probe_ok, member.probe_streak = up, 0
+                    log.warning(
+                        "upstream %s replica %s: probe %s", member.name, member.config.url, "up" if up else "down"
+                    )
+                    self.events.on_state(member.conn)
+                await anyio.sleep(probe.interval)
 
     async def _supervise(self, slot: Slot) -> None:
         delay = BACKOFF_FIRST

@@ -40,6 +40,7 @@ from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
 from onemcp.reload import Reloader
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
+from onemcp.upstream.user_secrets import UserSecrets
 
 log = logging.getLogger("onemcp.app")
 
@@ -69,6 +70,8 @@ class OneMcpApp:
             self.hub.saved = open_store(config.hub.session_store, config_path.parent, config.hub.session_idle_timeout)
             # tool definitions as first seen or last approved: a changed one is withheld until approved
             self.hub.pins = Pins(config_path.parent)
+            # each principal's own values for `${user:NAME}` in a server's env or headers (made on the first set)
+            self.hub.user_secrets = self.hub.dispatcher.user_secrets = UserSecrets(config_path.parent)
             # template contexts signed with it render templates (onemcp proxy, the agent CLI): made when the
             # config has templates (at start or by a reload), not before
             self.hub.context_secret_maker = lambda: self._context_secret(config_path)

@@ -19,6 +19,7 @@ from onemcp.auth.keys import KeyStore
 from onemcp.config.load import ConfigError, load_config, resolve_path
 from onemcp.config.model import scope_problem
 
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION = re.compile(r"^(\d+)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -55,9 +56,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     logout.add_argument("server")
     for step in (steps.choices["list"], login, logout):
         step.add_argument("--url", help="the hub's /mcp URL (default: the running hub's)")
+    secret = kinds.add_parser("secret", help="each user's own values for ${user:NAME} in a server's env or headers")
+    verbs = secret.add_subparsers(dest="action", required=True)
+    put = verbs.add_parser("set", parents=[config], help="store a principal's value (read from stdin)")
+    put.add_argument("principal", help="as the audit log names it: key:<id>, jwt:<iss>#<sub>, oauth:<client>")
+    put.add_argument("name")
+    verbs.add_parser("list", parents=[config], help="who has which values (never the values)")
+    drop = verbs.add_parser("delete", parents=[config], help="forget a principal's value")
+    drop.add_argument("principal")
+    drop.add_argument("name")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "secret":
+        return _secret(args)
     if args.kind == "upstream":
         from onemcp.cli.upstream_login import run_upstream
 
@@ -113,3 +125,35 @@ def _scopes_problem(args: argparse.Namespace) -> str | None:
             known = ", ".join(roles) or "none defined"
             return f"--role {role!r}: no such role in onemcp.auth.roles (roles: {known})"
     return None
+
+
+def _secret(args: argparse.Namespace) -> int:
+    """`onemcp auth secret set|list|delete`: the store a running hub reads on each new connection."""
+    from onemcp.upstream.user_secrets import UserSecrets
+
+    store = UserSecrets(resolve_path(args.config).parent)
+    try:
+        if args.action == "set":
+            if not NAME.match(args.name):
+                print(f"onemcp: {args.name!r} is not a NAME of ${{user:NAME}} (letters, digits, _)", file=sys.stderr)
+                return 2
+            value = sys.stdin.readline().rstrip("\n")
+            if not value:
+                print(
+                    'onemcp: no value on stdin (e.g. printf %s "$TOKEN" | onemcp auth secret set ...)', file=sys.stderr
+                )
+                return 2
+            store.set(args.principal, args.name, value)
+            print(f"stored {args.name} for {args.principal}")
+            return 0
+        if args.action == "list":
+            for principal, name, updated in store.listing():
+                print(f"{principal}  {name}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(updated))}")
+            return 0
+        if store.delete(args.principal, args.name):
+            print(f"deleted {args.name} of {args.principal}")
+            return 0
+        print(f"onemcp: no {args.name} stored for {args.principal}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()

@@ -18,9 +18,11 @@ import orjson
 from onemcp.config.model import ServerConfig
 from onemcp.hub.session import Session
 from onemcp.protocol.errors import UpstreamUnavailable
+from onemcp.upstream import user_secrets
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.pool import Pool
+from onemcp.upstream.user_secrets import UserSecrets
 
 log = logging.getLogger("onemcp.hub")
 LEGACY_COMPANION = ""  # the key of the shared legacy-era connection to a dual-era upstream
@@ -73,6 +75,7 @@ async def for_session(
     session: Session,
     server: str,
     params: Mapping[str, Any] | None = None,
+    secrets: UserSecrets | None = None,
 ) -> UpstreamConnection:
     """The shared connection, or the session's own for `isolation: session` servers.
 
@@ -82,6 +85,9 @@ async def for_session(
     have no back-channel in 2026-07-28.
     """
     conn = ready(pool, server, session, params)
+    own = servers.get(server)
+    if secrets is not None and own is not None and user_secrets.per_user(own):
+        return await _users_own(isolated, secrets, own, conn, session, server)
     asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
     legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral and asks_back
     config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
@@ -95,3 +101,26 @@ async def for_session(
             log.warning("upstream %s: no legacy-era connection (%s); bridging legacy clients", server, exc)
             conn.speaks_legacy = False
     return conn
+
+
+async def _users_own(
+    isolated: IsolatedConnections,
+    secrets: UserSecrets,
+    own: ServerConfig,
+    conn: UpstreamConnection,
+    session: Session,
+    server: str,
+) -> UpstreamConnection:
+    """The principal's own connection to a server whose config takes `${user:NAME}` values: made with its
+    values (at the balanced replica's URL), shared by its sessions, never by another principal's."""
+    principal = session.principal.id
+    try:
+        config = user_secrets.render(own.model_copy(update={"url": conn.config.url}), secrets.values(principal))
+    except user_secrets.MissingSecrets as exc:
+        names = ", ".join(exc.names)
+        raise UpstreamUnavailable(
+            server,
+            f"it needs your own {names}, and none is stored for you ({principal}): an operator sets it with"
+            f" `onemcp auth secret set '{principal}' {exc.names[0]}`",
+        ) from None
+    return await isolated.get(f"user:{principal}", None, server, config, config)

@@ -56,6 +56,7 @@ from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.pool import Pool
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
+from onemcp.upstream.user_secrets import UserSecrets
 
 log = logging.getLogger("onemcp.hub")
 # what changes a saved session: written after these (never on ordinary calls)
@@ -102,12 +103,14 @@ class Hub:
         )
         self.events.attach(self.pool, self.subscriptions, self.announcements)
         self.pins = Pins(None)  # tool definitions as approved (the app keeps them in pins.db beside mcp.json)
+        self.user_secrets = UserSecrets(None)  # `${user:NAME}` values per principal (the app: user-secrets.db)
         self.events.screen = self._screen_tools
         parts = (self.catalog, self.pool, self.tasks, self.parking)
         self.dispatcher = Dispatcher(
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config
         )
         self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub, self.bus)
+        self.dispatcher.user_secrets = self.user_secrets
         store = config.hub.session_store
         if config.hub.auth.quotas and store.startswith(("redis://", "rediss://", "unix://")):
             self.dispatcher.quotas = RedisQuotaBook(config.hub.auth.quotas, store)  # replicas share the counts
@@ -493,6 +496,7 @@ class Hub:
         finally:
             self.sessions.close_all()  # the sessions' queues end with the hub
             self.pins.close()
+            self.user_secrets.close()
 
     async def _warm_search(self) -> None:
         """Build the search index once every server was tried, if clients are likely to search."""
@@ -506,6 +510,7 @@ class Hub:
             await anyio.sleep(interval)
             self.sessions.expire_idle()
             self.parking.expire()
+            self.isolated.close_idle("user:", self.config.hub.session_idle_timeout)
             if self.saved.enabled:  # last-seen times in one batch, here rather than on every call
                 self.saved.seen([s.id for s in self.sessions if s.transport == "streamable-http"])
                 self.saved.purge(self.config.hub.session_idle_timeout)

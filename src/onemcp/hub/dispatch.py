@@ -37,6 +37,7 @@ from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.pool import Pool
+from onemcp.upstream.user_secrets import UserSecrets
 
 log = logging.getLogger("onemcp.hub")
 Local = Callable[[Session, dict[str, Any]], Awaitable[Any]]
@@ -68,6 +69,7 @@ class Dispatcher:
         self.parking = parking
         self._config = config
         self.quotas = QuotaBook(config().hub.auth.quotas)
+        self.user_secrets: UserSecrets | None = None  # each principal's values for `${user:NAME}` (the hub's)
         self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
         self.local: dict[str, Local] = {
             "ping": self._ping,
@@ -118,7 +120,9 @@ class Dispatcher:
                 session.access.refused(CALL, f"{server}/{value}", "quota exceeded")
                 return jsonrpc.result(msg["id"], limits.refusal(refused))
         config = self._config()
-        conn = await connections.for_session(self.pool, self.isolated, config.servers, session, server, params)
+        conn = await connections.for_session(
+            self.pool, self.isolated, config.servers, session, server, params, self.user_secrets
+        )
         if key == "name":
             params["name"] = value
         elif key == "uri":

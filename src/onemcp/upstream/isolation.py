@@ -9,6 +9,8 @@ feeds the catalog (lists are the same for everyone).
 
 from __future__ import annotations
 
+import time
+
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
@@ -28,6 +30,7 @@ class IsolatedConnections:
         self.transports = transports
         self.events = events
         self._conns: dict[tuple[str, str], tuple[UpstreamConnection, anyio.CancelScope]] = {}
+        self._used: dict[tuple[str, str], float] = {}  # last use of each (per-principal ones are reaped idle)
         self._tg: TaskGroup | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -47,6 +50,7 @@ class IsolatedConnections:
         """The session's own connection to `name` (at `config`'s URL, perhaps a replica's; `server`: the
         server's own config, whose credential it carries), started (and awaited) on first use."""
         key = (session_id, name)
+        self._used[key] = time.monotonic()
         entry = self._conns.get(key)
         if entry is None:
             if self._tg is None:
@@ -70,7 +74,14 @@ class IsolatedConnections:
         with scope:
             await conn.run()
 
+    def close_idle(self, prefix: str, idle: float) -> None:
+        """Close the connections keyed `prefix...` (a principal's own) unused for `idle` seconds."""
+        now = time.monotonic()
+        for key in [k for k in self._conns if k[0].startswith(prefix) and now - self._used.get(k, now) > idle]:
+            self._close(key)
+
     def _close(self, key: tuple[str, str]) -> None:
+        self._used.pop(key, None)
         entry = self._conns.pop(key, None)
         if entry is not None:
             entry[1].cancel()

@@ -25,6 +25,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from onemcp.config.model import HubConfig, Probe, ServerConfig
+from onemcp.upstream import user_secrets
 from onemcp.upstream.balance import Balancer
 from onemcp.upstream.breaker import Breaker
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection
@@ -179,7 +180,10 @@ class Pool:
             await anyio.sleep_forever()
 
     def _connection(self, name: str, config: ServerConfig, server: ServerConfig) -> UpstreamConnection:
-        """A connection to `config` (a replica's URL, or the server's own) with the server's credential."""
+        """A connection to `config` (a replica's URL, or the server's own) with the server's credential;
+        `${user:NAME}` values are left at their defaults: this one lists tools for everyone."""
+        if user_secrets.per_user(server):
+            config, server = user_secrets.render(config, None), user_secrets.render(server, None)
         return UpstreamConnection(name, config, self.transports(name, config, self.auth, server), self.events)
 
     def add(self, name: str, config: ServerConfig) -> None:

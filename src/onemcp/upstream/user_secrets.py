@@ -1,0 +1,135 @@
+"""Per-user upstream credentials: each principal's own values for a server's `${user:NAME}` placeholders.
+
+Owns the store (`user-secrets.db` beside mcp.json, each value Fernet-encrypted with the key the
+upstream OAuth store uses: `ONEMCP_SECRET_KEY` or `secret.key`; made on the first `set`, never by
+reading) and the rendering of a server's config for one principal: every `${user:NAME}` in `env`
+and `headers` values becomes that principal's NAME, and a config the principal lacks a value for is
+refused with the names missing. The shared connection (the one that lists tools for the catalog)
+gets each placeholder's default (`${user:NAME:-default}`) or nothing: a header left empty is dropped.
+Does not decide which connection a call uses (`hub/connections.py`): a server with placeholders
+gets one connection per principal, never shared between two.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from onemcp.config.model import ServerConfig
+from onemcp.config.sqlite import open_store
+from onemcp.upstream.oauth.store import load_key
+
+FILE = "user-secrets.db"
+PLACEHOLDER = re.compile(r"\$\{user:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+SCHEMA = (
+    "create table if not exists secrets (principal text not null, name text not null, value blob not null,"
+    " updated real not null, primary key (principal, name))"
+)
+
+
+class MissingSecrets(Exception):
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def per_user(config: ServerConfig) -> bool:
+    """Does the server take per-user values? (A substring test: this is asked on every call.)"""
+    return any("${user:" in v for v in config.env.values()) or any("${user:" in v for v in config.headers.values())
+
+
+def needs(config: ServerConfig) -> list[str]:
+    """The names of `${user:NAME}` placeholders in the server's env and header values."""
+    found: list[str] = []
+    for value in [*config.env.values(), *config.headers.values()]:
+        for match in PLACEHOLDER.finditer(value):
+            if match.group(1) not in found:
+                found.append(match.group(1))
+    return found
+
+
+def render(config: ServerConfig, values: dict[str, str] | None) -> ServerConfig:
+    """`config` with each placeholder replaced: by `values` (one principal's; missing ones raise
+    MissingSecrets), or with `values` None, by its default or nothing (the shared connection)."""
+    missing: list[str] = []
+
+    def fill(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if values is None:
+            return default or ""
+        if name not in values:
+            missing.append(name)
+            return ""
+        return values[name]
+
+    env = {k: PLACEHOLDER.sub(fill, v) for k, v in config.env.items()}
+    headers = {k: PLACEHOLDER.sub(fill, v) for k, v in config.headers.items()}
+    if missing:
+        raise MissingSecrets(sorted(set(missing)))
+    headers = {k: v for k, v in headers.items() if v.strip() and not v.strip().endswith(("Bearer", "Basic"))}
+    return config.model_copy(update={"env": env, "headers": headers})
+
+
+class UserSecrets:
+    def __init__(self, config_dir: Path | None) -> None:
+        self._dir = config_dir
+        self._db: sqlite3.Connection | None = None
+        self._fernet: Fernet | None = None
+        self._lock = threading.Lock()
+
+    def _open(self, create: bool) -> sqlite3.Connection | None:
+        if self._db is None:
+            path = self._dir / FILE if self._dir is not None else None
+            if path is not None and not create and not path.exists():
+                return None
+            self._fernet = Fernet(load_key(self._dir))
+            self._db = open_store(path if path is not None else ":memory:", SCHEMA)
+        return self._db
+
+    def set(self, principal: str, name: str, value: str) -> None:
+        db = self._open(create=True)
+        assert db is not None and self._fernet is not None
+        blob = self._fernet.encrypt(value.encode())
+        with self._lock:
+            db.execute("insert or replace into secrets values (?, ?, ?, ?)", (principal, name, blob, time.time()))
+
+    def delete(self, principal: str, name: str) -> bool:
+        db = self._open(create=False)
+        if db is None:
+            return False
+        with self._lock:
+            return db.execute("delete from secrets where principal = ? and name = ?", (principal, name)).rowcount > 0
+
+    def values(self, principal: str) -> dict[str, str]:
+        """The principal's values (those that decrypt: another key reads as unset)."""
+        db = self._open(create=False)
+        if db is None:
+            return {}
+        assert self._fernet is not None
+        with self._lock:
+            rows = db.execute("select name, value from secrets where principal = ?", (principal,)).fetchall()
+        out: dict[str, str] = {}
+        for name, blob in rows:
+            try:
+                out[name] = self._fernet.decrypt(blob).decode()
+            except InvalidToken:
+                continue
+        return out
+
+    def listing(self) -> list[tuple[str, str, float]]:
+        """(principal, name, updated) of every value; never the values."""
+        db = self._open(create=False)
+        if db is None:
+            return []
+        with self._lock:
+            return [(p, n, u) for p, n, u in db.execute("select principal, name, updated from secrets order by 1, 2")]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

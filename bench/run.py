@@ -7,6 +7,8 @@ Targets, interleaved round-robin so machine noise hits all of them alike:
   direct     client -> HTTP echo upstream
   hub-http   client -> hub -> the same HTTP echo upstream      (tool http__echo)
   hub-stdio  client -> hub -> stdio echo upstream (hub's child) (tool stdio__echo)
+  hub-fleet  (asked for with --targets) the same, with replicas: 2, weights, least-in-flight,
+             a sandbox (memory/process watch, rlimits) and pinned tool definitions
 plus tools/list of 200 tools: one HTTP upstream with 200 tools vs a hub with 10 stdio
 upstreams x 20 tools. See bench/README.md for what every number means.
 """
@@ -318,6 +320,9 @@ def summarize(st: Stats) -> dict[str, Any]:
 
 # ====================================================================== setup
 def write_config(path: Path, servers: dict[str, Any]) -> Path:
+    """Each hub's config in a folder of its own: a config folder holds one running hub (hub.lock)."""
+    path = path.parent / path.stem / path.name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"mcpServers": servers, "onemcp": {"prefixMode": "always"}}, indent=2))
     return path
 
@@ -547,6 +552,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     {"hub": [hub.pid], "upstream": [stdio_child]},
                 ),
             ]
+            if "hub-fleet" in wanted:  # the same stdio echo with issue 19's fleet features all switched on
+                fleet = {
+                    **stdio_echo,
+                    "replicas": 2,
+                    "weights": [2, 1],
+                    "balance": "least-in-flight",
+                    "sandbox": {"memoryMB": 512, "processes": 16, "cpuSeconds": 86400, "openFiles": 1024},
+                    "pinToolDefinitions": "withhold",
+                }
+                hub3 = procs.spawn(
+                    "hub-fleet",
+                    hub_argv(write_config(tmp / "hub3.json", {"stdio": fleet}), None, None),
+                    ready_prefix="onemcp: listening on ",
+                )
+                wait_healthy(hub3, 1)
+                calls.append(
+                    Target(
+                        "hub-fleet",
+                        hub3.url,
+                        "tools/call",
+                        {"name": "stdio__echo", "arguments": args.arguments},
+                        {"hub": [hub3.pid], "upstream": children_of(hub3.pid)},
+                    )
+                )
             calls = [t for t in calls if t.name in wanted]
             lists: list[Target] = []
             if args.tools_list:

@@ -31,7 +31,9 @@ from onemcp.search.text import words
 log = logging.getLogger("onemcp.search")
 RRF_K = 10.0  # reciprocal rank fusion: 1 / (k + rank); 10 beat 60 on the benchmark (bench/toolsearch)
 SEMANTIC_WEIGHT = 1.0  # the static embeddings' share against BM25's 1.0, before the transformer is ready
-# Once every tool has a transformer vector: BM25 1.0, static 0.5, transformer 1.5 (RESULTS.md).
+# Once every tool has a transformer vector: BM25 0.5, static 0.5, transformer 1.5 (RESULTS.md): words
+# count less, since a request in the user's own words shares none with its tool and BM25 ranks noise.
+FUSED_LEXICAL_WEIGHT = 0.5
 FUSED_STATIC_WEIGHT = 0.5
 DEEP_WEIGHT = 1.5
 CANDIDATES = 50  # each ranker's top list that is fused
@@ -262,8 +264,9 @@ class SearchIndex:
         fused: dict[str, float] = {}
         lexical = self.lexical.scores(query)
         ranked = sorted((n for n in lexical if allowed is None or allowed(n)), key=lambda n: -lexical[n])
+        words_weight = FUSED_LEXICAL_WEIGHT if self.transformer is not None and self.deep_ready else 1.0
         for rank, name in enumerate(ranked[:CANDIDATES]):
-            fused[name] = fused.get(name, 0.0) + 1.0 / (RRF_K + rank)
+            fused[name] = fused.get(name, 0.0) + words_weight / (RRF_K + rank)
         if self._tools and (self.model is not None or self.transformer is not None):
             matrix = self._semantic_matrix() if self.model is not None else None
             if matrix is None:

@@ -51,11 +51,16 @@ class UpstreamOAuth(_Model):
     signing_algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = Field("ES256", alias="signingAlgorithm")
     # DPoP-bound tokens (RFC 9449) when the authorization server offers them; false: Bearer only
     dpop: bool = True
+    # Each principal authorizes the hub with the upstream once, for itself: its calls carry its own
+    # tokens on a connection of its own. The hub's own authorization (the operator's) lists tools.
+    per_user: bool = Field(False, alias="perUser")
 
     @model_validator(mode="after")
     def _machine_needs_credentials(self) -> UpstreamOAuth:
         if self.grant == "client_credentials" and not (self.client_id and (self.client_secret or self.private_key)):
             raise ValueError("grant 'client_credentials' needs clientId and clientSecret or privateKey")
+        if self.per_user and self.grant == "client_credentials":
+            raise ValueError("'perUser' needs people who authorize (grant authorization_code), not a machine client")
         return self
 
 

@@ -9,13 +9,14 @@ connections: the `Pool` and `IsolatedConnections` do.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from onemcp.config.model import ServerConfig
+from onemcp.config.model import ServerConfig, UpstreamOAuth
 from onemcp.hub.session import Session
 from onemcp.protocol.errors import UpstreamUnavailable
 from onemcp.upstream import user_secrets
@@ -86,6 +87,8 @@ async def for_session(
     """
     conn = ready(pool, server, session, params)
     own = servers.get(server)
+    if own is not None and isinstance(own.oauth, UpstreamOAuth) and own.oauth.per_user:
+        return await _users_oauth(isolated, own, conn, session, server)
     if secrets is not None and own is not None and user_secrets.per_user(own):
         return await _users_own(isolated, secrets, own, conn, session, server)
     asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
@@ -101,6 +104,32 @@ async def for_session(
             log.warning("upstream %s: no legacy-era connection (%s); bridging legacy clients", server, exc)
             conn.speaks_legacy = False
     return conn
+
+
+def per_user_credential(server: str, principal: str) -> str:
+    """The name a principal's own OAuth credential with `server` is kept (and called back) under."""
+    return f"{server}~{hashlib.sha256(principal.encode()).hexdigest()[:16]}"
+
+
+async def _users_oauth(
+    isolated: IsolatedConnections, own: ServerConfig, conn: UpstreamConnection, session: Session, server: str
+) -> UpstreamConnection:
+    """The principal's own connection to a `perUser` OAuth server, carrying the tokens it authorized;
+    when it has none yet, the error hands it its own authorization link."""
+    principal = session.principal.id
+    credential = per_user_credential(server, principal)
+    try:
+        return await isolated.get(f"user:{principal}", None, server, conn.config, own, credential)
+    except UpstreamUnavailable:
+        mine = isolated.auth.servers.get(credential) if isolated.auth is not None else None
+        link = mine.authorize_link() if mine is not None and mine.blocked else None
+        if link is None:
+            raise
+        raise UpstreamUnavailable(
+            server,
+            f"each user authorizes onemcp with {server} once, and you ({principal}) have not yet: open {link}"
+            " and call again",
+        ) from None
 
 
 async def _users_own(

@@ -46,18 +46,19 @@ class IsolatedConnections:
         name: str,
         config: ServerConfig,
         server: ServerConfig | None = None,
+        credential: str | None = None,
     ) -> UpstreamConnection:
         """The session's own connection to `name` (at `config`'s URL, perhaps a replica's; `server`: the
-        server's own config, whose credential it carries), started (and awaited) on first use."""
+        server's own config, whose credential it carries: the server's, or the one named `credential`,
+        a principal's own), started (and awaited) on first use."""
         key = (session_id, name)
         self._used[key] = time.monotonic()
         entry = self._conns.get(key)
         if entry is None:
             if self._tg is None:
                 raise UpstreamUnavailable(name, "the hub is not running")
-            conn = UpstreamConnection(
-                name, config, self.transports(name, config, self.auth, server), self.events, owner=owner
-            )
+            transport = self.transports(credential or name, config, self.auth, server)
+            conn = UpstreamConnection(name, config, transport, self.events, owner=owner)
             scope = anyio.CancelScope()
             self._conns[key] = (conn, scope)
             self._tg.start_soon(self._run, conn, scope)

@@ -1,0 +1,103 @@
+"""Per-user upstream OAuth: each principal authorizes the hub with a protected upstream once, for itself.
+
+A real protected upstream (a onemcp hub with its OAuth server, auto consent, in front of a fixture)
+and a hub with API keys whose server has `oauth: {"perUser": true}`. The operator authorizes the
+hub's own connection (it lists the tools); alice's first call is refused with her own
+authorization link, she follows it, and her calls then carry her own tokens on her own
+connection; bob does the same and gets other tokens. Neither user's call ever rides the
+operator's credential or the other's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from onemcp.auth.keys import KeyStore
+from onemcp.hub.connections import per_user_credential
+from support.hub import HEADERS, INIT, RunningHub, running_hub
+from upstream.oauth.test_oauth_upstream import hub_file, protected_upstream
+
+pytestmark = pytest.mark.anyio
+
+
+async def echo(http: httpx.AsyncClient, hub: RunningHub, key: str, text: str) -> dict[str, Any]:
+    auth = {"authorization": f"Bearer {key}"}
+    r = await http.post(hub.url, json=INIT, headers={**HEADERS, **auth})
+    assert r.status_code == 200, r.text
+    h = {**HEADERS, **auth, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    params = {"name": "echo", "arguments": {"message": text}}
+    doc: dict[str, Any] = (
+        await http.post(hub.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}, headers=h)
+    ).json()
+    return doc
+
+
+async def authorize(http: httpx.AsyncClient, link: str, callback: str) -> None:
+    """The person's browser: the (auto-approving) authorization page redirects to the hub's callback."""
+    r = await http.get(link)
+    assert r.status_code == 302, r.text
+    assert f"/oauth/upstream/callback/{callback}?" in r.headers["location"]
+    page = await http.get(r.headers["location"])
+    assert page.status_code == 200, page.text
+
+
+async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) -> None:
+    with anyio.fail_after(120):
+        async with protected_upstream(tmp_path) as upstream:
+            config = {
+                "mcpServers": {"remote": {"url": upstream.url, "oauth": {"perUser": True}}},
+                "onemcp": {"auth": {"apiKeys": True}},
+            }
+            path = hub_file(tmp_path, config)
+            keys = KeyStore(tmp_path / "hub" / "keys.db")
+            admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
+            ids = {k: f"key:{k.split('_')[1]}" for k in (alice, bob)}
+            async with httpx.AsyncClient(timeout=30) as http, running_hub(config, config_path=path) as hub:
+                listing = f"{hub.base}/oauth/upstream"
+                with anyio.fail_after(30):
+                    while not (
+                        link := (await http.get(listing, headers={"authorization": f"Bearer {admin}"}))
+                        .json()["upstreams"]
+                        .get("remote", {})
+                        .get("authorizeUrl")
+                    ):
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                await authorize(http, link, "remote")  # the operator: the hub's own connection, for the tool list
+                with anyio.fail_after(30):
+                    while hub.app.hub.pool.get("remote").state != "ready":  # type: ignore[union-attr]
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+
+                refused = await echo(http, hub, alice, "hello")
+                message = refused.get("error", {}).get("message", "")
+                assert "each user authorizes onemcp with remote once" in message and ids[alice] in message, refused
+                alices_link = message.split("open ", 1)[1].split(" and call again", 1)[0]
+                assert "code_challenge" in alices_link
+                await authorize(http, alices_link, per_user_credential("remote", ids[alice]))
+                done = await echo(http, hub, alice, "as alice")
+                assert done["result"]["content"][0]["text"] == "as alice", done
+
+                refused = await echo(http, hub, bob, "hello")
+                bobs_link = refused["error"]["message"].split("open ", 1)[1].split(" and call again", 1)[0]
+                assert bobs_link != alices_link
+                await authorize(http, bobs_link, per_user_credential("remote", ids[bob]))
+                assert (await echo(http, hub, bob, "as bob"))["result"]["content"][0]["text"] == "as bob"
+
+                registry = hub.app.hub.upstream_auth.servers
+                tokens = {
+                    name: registry[name].tokens.access_token  # type: ignore[union-attr]
+                    for name in (
+                        "remote",
+                        per_user_credential("remote", ids[alice]),
+                        per_user_credential("remote", ids[bob]),
+                    )
+                }
+                assert len(set(tokens.values())) == 3  # the operator's, alice's and bob's: three credentials
+                assert (await echo(http, hub, alice, "again"))["result"]["content"][0]["text"] == "again"
+                health = (await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {admin}"})).json()
+                assert json.dumps(health).count("~") == 0  # users' own credentials are not listed as upstreams

@@ -128,3 +128,27 @@ async def test_each_role_grants_exactly_its_scopes_over_keys_and_jwts(tmp_path: 
                 assert (await http.get(api, headers={"authorization": f"Bearer {reader}"})).status_code == 403
                 r = await http.post(hub.url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {viewer}"})
                 assert r.status_code == 403
+
+
+@pytest.mark.anyio
+async def test_an_oauth_clients_roles_reach_every_token_it_was_issued(tmp_path: Path) -> None:
+    from support.credentials import oauth_token
+
+    resource = "http://hub.test/mcp"
+    servers = {"alpha": stdio(), "beta": stdio()}
+    auth: dict[str, Any] = {"oauth": True, "oauthConsent": "auto", "publicUrl": resource, "roles": ROLES}
+    path = tmp_path / "mcp.json"
+    with anyio.fail_after(DEADLINE):
+        config = {"mcpServers": servers, "onemcp": {"auth": auth}}
+        path.write_text(json.dumps(config))
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=20) as http:
+            issued = await oauth_token(http, hub.base, resource, ["mcp"])
+            token, client = str(issued["access_token"]), str(issued["client_id"])
+            everything = await listed(http, hub, token)
+            assert any(n.startswith("beta__") for n in everything)  # no role yet: scope mcp sees all
+        # the operator gives that client the reader role (roles apply when the hub starts)
+        config = {"mcpServers": servers, "onemcp": {"auth": {**auth, "clientRoles": {client: ["reader"]}}}}
+        path.write_text(json.dumps(config))
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=20) as http:
+            narrowed = await listed(http, hub, token)  # the same token, issued before
+            assert narrowed and all(n.startswith("alpha__") for n in narrowed), narrowed

@@ -143,6 +143,9 @@ async def _users_own(
     """The principal's own connection to a server whose config takes `${user:NAME}` values: made with its
     values (at the balanced replica's URL), shared by its sessions, never by another principal's."""
     principal = session.principal.id
+    running = isolated.ready(f"user:{principal}", server)
+    if running is not None:  # its values were read when it was made: not on every call
+        return running
     try:
         config = user_secrets.render(own.model_copy(update={"url": conn.config.url}), secrets.values(principal))
     except user_secrets.MissingSecrets as exc:

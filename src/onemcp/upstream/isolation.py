@@ -71,6 +71,14 @@ class IsolatedConnections:
             raise UpstreamUnavailable(name, f"the session's own connection is {conn.state}: {conn.last_error}")
         return conn
 
+    def ready(self, session_id: str, name: str) -> UpstreamConnection | None:
+        """The connection `get` would return, if it is there and ready (no config needed to ask)."""
+        entry = self._conns.get((session_id, name))
+        if entry is None or entry[0].state != "ready":
+            return None
+        self._used[(session_id, name)] = time.monotonic()
+        return entry[0]
+
     async def _run(self, conn: UpstreamConnection, scope: anyio.CancelScope) -> None:
         with scope:
             await conn.run()

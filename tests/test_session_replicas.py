@@ -7,8 +7,10 @@ config and `sessionStore: redis://...`, as replicas behind a load balancer would
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from fixtures.launch import fixture_command
+from onemcp.auth.keys import KeyStore
 from support.hub import HEADERS, INIT, running_hub
 from support.services import REDIS, redis_server
 
@@ -93,3 +96,21 @@ async def test_a_quota_is_one_quota_across_replicas(redis_url: str) -> None:
                 texts.append((await http.post(hub.url, json=call, headers=headers)).text)
             assert all("Quota exceeded" not in t for t in texts[:3]), texts
             assert "Quota exceeded for fx/echo: at most 3 calls per 60s" in texts[3], texts[3]
+
+
+async def test_the_request_rate_is_one_bucket_across_replicas(redis_url: str, tmp_path: Path) -> None:
+    doc = config(redis_url)
+    doc["onemcp"]["auth"] = {"apiKeys": True, "rateLimit": {"requestsPerMinute": 1, "burst": 4}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(doc))
+    key = KeyStore(tmp_path / "keys.db").create("k", ["mcp"])
+    auth = {**HEADERS, "authorization": f"Bearer {key}"}
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub(doc, config_path=path) as one,
+            running_hub(doc, config_path=path) as two,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            statuses = [(await http.post(hub.url, json=INIT, headers=auth)).status_code for hub in (one, two) * 3]
+            # a burst of 4 between both replicas, not 4 on each: the 5th and 6th are refused wherever they land
+            assert statuses == [200, 200, 200, 200, 429, 429], statuses

@@ -21,6 +21,7 @@ from onemcp.admin.api import AdminApi
 from onemcp.admin.console import PREFIX as CONSOLE_PREFIX
 from onemcp.admin.console import Console
 from onemcp.auth.gate import PRM_PATH, Gate
+from onemcp.auth.limits import RedisRateLimiter
 from onemcp.config import context, schema
 from onemcp.config.model import HubConfig
 from onemcp.downstream import upstream_auth
@@ -59,6 +60,14 @@ class OneMcpApp:
         self.config_path = config_path
         config_dir = config_path.parent if config_path is not None else None
         self.gate = Gate(config.hub.auth, config_dir, public_url, bind_host, config.hub.allowed_hosts)
+        limit, store = config.hub.auth.rate_limit, config.hub.session_store
+        if (
+            limit is not None
+            and self.gate.limiter is not None
+            and store.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            # replicas sharing a Redis share one request rate per principal
+            self.gate.limiter = RedisRateLimiter(limit.requests_per_minute, limit.burst, store, self.gate.limiter)
         logs.configure_audit(config.hub.audit)
         base = config.hub.auth.public_url or public_url
         # the hub's own OAuth credentials with its upstreams, and its metrics: the app's, lent to the hub

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
 from onemcp.auth.keys import KeyStore
@@ -31,8 +31,13 @@ audit = logging.getLogger("onemcp.audit")
 PRM_PATH = "/.well-known/oauth-protected-resource"
 
 
+class Limiter(Protocol):
+    def take(self, who: str) -> float: ...
+
+
 class RateLimiter:
-    """A token bucket per principal: `per_minute` sustained, `burst` at once."""
+    """A token bucket per principal: `per_minute` sustained, `burst` at once (per process; replicas
+    sharing a Redis use `auth.limits.RedisRateLimiter`)."""
 
     def __init__(self, per_minute: float, burst: int) -> None:
         self.rate = per_minute / 60.0
@@ -92,7 +97,9 @@ class Gate:
             self.issuers.append(base)
         self.roles = Roles(settings.roles, settings.client_roles)  # role:<name> scopes become the role's scopes
         limit = settings.rate_limit
-        self.limiter = RateLimiter(limit.requests_per_minute, limit.burst) if limit is not None else None
+        self.limiter: Limiter | None = (
+            RateLimiter(limit.requests_per_minute, limit.burst) if limit is not None else None
+        )
 
     def resource(self, scope: Scope) -> str:
         """The hub's canonical resource URI (RFC 8707): configured, or from the request."""

@@ -1,8 +1,10 @@
-"""Per-principal tool quotas and the result size limit: limits a model can read and act on.
+"""Per-principal tool quotas, the request rate shared by replicas, and the result size limit.
 
 A quota over its budget answers the call with a tool error (isError) that says the limit
 and when to retry, instead of an HTTP error the model never sees. A result larger than
-the configured size has its text cut, with a marker saying how much was left out.
+the configured size has its text cut, with a marker saying how much was left out. With a
+Redis session store, quotas (`RedisQuotaBook`) and the gate's request rate (`RedisRateLimiter`)
+are counted in Redis, so replicas of a hub enforce one limit between them.
 """
 
 from __future__ import annotations
@@ -90,6 +92,42 @@ class RedisQuotaBook(QuotaBook):
     @staticmethod
     def _key(principal: str, index: int) -> str:
         return f"onemcp:quota:{index}:{principal}"
+
+
+class RedisRateLimiter:
+    """The gate's token bucket per principal (`requestsPerMinute` sustained, `burst` at once), kept in Redis
+    so replicas share it: one script reads, refills and takes from a hash per principal."""
+
+    TAKE = """
+    local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+    local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+    local tokens = tonumber(bucket[1]) or burst
+    local at = tonumber(bucket[2]) or now
+    tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+    local wait = 0
+    if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+    redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+    return tostring(wait)
+    """
+
+    def __init__(self, per_minute: float, burst: int, url: str, local: Any) -> None:
+        import redis
+
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._local = local  # the per-process bucket, while Redis cannot be reached
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._take: Any = self._redis.register_script(self.TAKE)
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+
+    def take(self, who: str) -> float:
+        """0 when allowed; otherwise the seconds to wait."""
+        try:
+            return float(self._take(keys=[f"onemcp:rate:{who}"], args=[self.rate, self.burst, time.time()]))
+        except self._errors as exc:
+            log.warning("request rate counted in this process only (Redis: %s)", exc)
+            return float(self._local.take(who))
 
 
 def refusal(text: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from onemcp.search.embed import DATA
+from onemcp.search.embed import DATA, shared_tokenizer
 
 log = logging.getLogger("onemcp.search")
 MODEL_ID = "minilm-l6-qint8-v1"  # in every cache key: change it with the model or with what is embedded
@@ -58,15 +58,15 @@ class DeepModel:
         out = np.zeros((len(texts), DIMS), dtype=np.float32)
         if not texts:
             return out
-        encodings = self._tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        encodings = [_cut(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
         for start in range(0, len(order), BATCH):
             rows = order[start : start + BATCH]
-            width = max(len(encodings[i].ids) for i in rows)
+            width = max(len(encodings[i]) for i in rows)
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros_like(ids)
             for r, i in enumerate(rows):
-                tokens = encodings[i].ids
+                tokens = encodings[i]
                 ids[r, : len(tokens)] = tokens
                 mask[r, : len(tokens)] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
@@ -85,6 +85,11 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _cut(ids: list[int]) -> list[int]:
+    """At most MAX_TOKENS ids, the closing [SEP] kept (the shared tokenizer does not truncate)."""
+    return ids if len(ids) <= MAX_TOKENS else [*ids[: MAX_TOKENS - 1], ids[-1]]
+
+
 @functools.cache
 def load() -> DeepModel | None:
     """The transformer (one per process), or None when it cannot or should not run."""
@@ -96,7 +101,7 @@ def load() -> DeepModel | None:
 def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:
     try:
         import onnxruntime
-        from tokenizers import Tokenizer
+        import tokenizers  # noqa: F401 - present, or search goes on without the transformer
     except ImportError as exc:
         log.warning("tool search without the transformer: %s", exc)
         return None
@@ -115,10 +120,8 @@ def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:
         options.log_severity_level = 3
         options.enable_cpu_mem_arena = False  # activations go back to the allocator after each batch
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        tokenizer = shared_tokenizer(str(tokenizer_file))
     except Exception as exc:  # a damaged model or tokenizer: words and the static model still search
         log.warning("tool search without the transformer: cannot load %s: %s", path, exc)
         return None
-    tokenizer.enable_truncation(MAX_TOKENS)
-    tokenizer.no_padding()
     return DeepModel(session, tokenizer)

@@ -11,6 +11,7 @@ model or its libraries are missing: search then runs on words alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,17 +56,26 @@ def load(data: Path = DATA) -> StaticModel | None:
     """The shipped model, or None (lexical search only) when it or numpy/tokenizers is missing."""
     try:
         import numpy as np
-        from tokenizers import Tokenizer
+        import tokenizers  # noqa: F401 - present, or search runs on words alone
     except ImportError as exc:
         log.warning("tool search without embeddings: %s", exc)
         return None
     try:
         with np.load(data / "minilm-static.npz") as archive:
             vectors, scales = archive["vectors"], archive["scales"]
-        tokenizer = Tokenizer.from_file(str(data / "tokenizer.json"))
+        tokenizer = shared_tokenizer(str(data / "tokenizer.json"))
     except (OSError, KeyError, ValueError, Exception) as exc:  # a damaged or absent file: words alone
         log.warning("tool search without embeddings: cannot load the model: %s", exc)
         return None
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
     return StaticModel(vectors, scales, tokenizer)
+
+
+@functools.cache
+def shared_tokenizer(path: str) -> Any:
+    """The WordPiece tokenizer at `path`, loaded once per process (both models use it: ~9 MB each time)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(path)
+    tokenizer.no_truncation()  # each model cuts to its own length
+    tokenizer.no_padding()
+    return tokenizer

@@ -99,8 +99,8 @@ def main() -> int:
         if set(q) != {"id", "query", "expected", "style"}:
             errors.append(f"{qid}: keys must be id, query, expected, style; got {sorted(q)}")
             continue
-        if not re.fullmatch(r"q\d{3,}", str(qid)):
-            errors.append(f"{qid}: id must look like q001")
+        if not re.fullmatch(r"[qb]\d{3,}", str(qid)):  # b: the blind set (queries-blind.jsonl)
+            errors.append(f"{qid}: id must look like q001 (or b001 in the blind set)")
         if not isinstance(q["query"], str) or not q["query"].strip():
             errors.append(f"{qid}: empty query")
         if not isinstance(q["expected"], list) or not q["expected"] or len(set(q["expected"])) != len(q["expected"]):

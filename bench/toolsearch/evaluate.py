@@ -35,12 +35,13 @@ def rss_mb() -> float:
     return 0.0
 
 
-def load(data: Path) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+def load(data: Path, queries_file: Path | None = None) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     servers = {}
     for path in sorted((data / "servers").glob("*.json")):
         doc = json.loads(path.read_text())
         servers[str(doc.get("server", path.stem))] = [t for t in doc["tools"] if isinstance(t, dict)]
-    queries = [json.loads(line) for line in (data / "queries.jsonl").read_text().splitlines() if line.strip()]
+    text = (queries_file or data / "queries.jsonl").read_text()
+    queries = [json.loads(line) for line in text.splitlines() if line.strip()]
     return servers, queries
 
 
@@ -51,6 +52,9 @@ def hub_tools(servers: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description="tool search benchmark")
     parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument(
+        "--queries", type=Path, help="another queries file over the same servers (data/queries-blind.jsonl)"
+    )
     parser.add_argument("--lexical-only", action="store_true", help="BM25 alone (no embedding model)")
     parser.add_argument("--semantic-only", action="store_true", help="embeddings alone (no BM25)")
     parser.add_argument("--static-only", action="store_true", help="BM25 and the static model (no transformer)")
@@ -58,7 +62,7 @@ def main() -> None:
     parser.add_argument("--misses", type=int, default=12, help="how many misses to print")
     parser.add_argument("--model", type=Path, help="a model directory other than the shipped one")
     args = parser.parse_args()
-    servers, queries = load(args.data)
+    servers, queries = load(args.data, args.queries)
     named = hub_tools(servers)
     total_tools = sum(len(t) for t in named.values())
     rss_start = rss_mb()

@@ -203,14 +203,18 @@ class StdioTransport(Transport):
         except sandbox.SandboxError as exc:
             raise TransportError(str(exc)) from None
         try:
-            proc, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                *command,
-                env=env,
-                cwd=self.config.cwd,
-                start_new_session=True,
-                preexec_fn=setup,
-            )
+            # Shielded: cancelled halfway, asyncio kills the child but its wait for the exit is cancelled
+            # too, and the unreaped child leaks. Spawning is quick; a cancel lands right after, and
+            # `aclose` then stops the child it knows about.
+            with anyio.CancelScope(shield=True):
+                proc, _ = await loop.subprocess_exec(
+                    lambda: protocol,
+                    *command,
+                    env=env,
+                    cwd=self.config.cwd,
+                    start_new_session=True,
+                    preexec_fn=setup,
+                )
         except FileNotFoundError:
             raise TransportError(f"command not found: {self.config.command}") from None
         except PermissionError:

@@ -89,8 +89,11 @@ class OneMcpApp:
         self.bind_host = bind_host
         self._guard_settings = config.hub
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
-        if config_path is None and config.hub.session_store.startswith(("redis://", "rediss://", "unix://")):
-            self.hub.saved = open_store(config.hub.session_store, None, config.hub.session_idle_timeout)
+        if config.hub.session_store.startswith(("redis://", "rediss://", "unix://")):
+            if config_path is None:
+                self.hub.saved = open_store(config.hub.session_store, None, config.hub.session_idle_timeout)
+            # replicas on one Redis: server->client messages, client answers and parked calls reach the right one
+            self.hub.share_with_replicas(config.hub.session_store)
         self.mcp = StreamableHttpEndpoint(self.hub, self.gate)
         self.legacy = LegacySseEndpoint(self.hub)
         self.on_shutdown: list[Callable[[], None]] = []  # e.g. removing runtime.json

@@ -242,11 +242,11 @@ class StreamableHttpEndpoint:
             text = f"Conflict: this session already has {cap} GET stream(s) open (maxStreamsPerSession)"
             await asgi.send_json(send, 409, error_body(INVALID_REQUEST, text))
             return
-        session.streams_open += 1
+        session.stream_opened()
         try:
             await self._stream(session, asgi.header(scope, b"last-event-id"), receive, send)
         finally:
-            session.streams_open -= 1
+            session.stream_closed()
 
     async def _stream(self, session: Session, last: str | None, receive: Receive, send: Send) -> None:
         found = session.streams.find(last) if last else None

@@ -126,6 +126,11 @@ class Parking:
     def __init__(self) -> None:
         self._key = secrets.token_bytes(32)
         self._parked: dict[str, Parked] = {}
+        self.tag = ""  # this replica's, in the states it signs (`replicas`: another replica resumes it here)
+
+    def share_key(self, key: bytes) -> None:
+        """Sign with `key`, which every replica has (a state signed by one verifies on all)."""
+        self._key = key
 
     def _sign(self, body: bytes) -> str:
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()[:32]
@@ -134,7 +139,10 @@ class Parking:
         """Keep `call` waiting; the input-required reply that asks the client instead."""
         handle = secrets.token_hex(8)
         expires = time.time() + PARK_SECONDS
-        body = base64.urlsafe_b64encode(orjson.dumps({"h": handle, "e": int(expires)}))
+        doc: dict[str, Any] = {"h": handle, "e": int(expires)}
+        if self.tag:
+            doc["r"] = self.tag
+        body = base64.urlsafe_b64encode(orjson.dumps(doc))
         state = STATE_PREFIX + body.decode() + "." + self._sign(body)
         key = str(ask["id"])
         call.parked = True
@@ -147,8 +155,8 @@ class Parking:
     def owns(state: object) -> bool:
         return isinstance(state, str) and state.startswith(STATE_PREFIX)
 
-    def resume(self, state: str, method: str, answers: object, principal: str) -> Parked:
-        """Hand the client's answer to the waiting upstream; the parked call, to drive on."""
+    def _open(self, state: str) -> dict[str, Any]:
+        """The signed document in a state (InvalidParams if it was not signed with this hub's key)."""
         body, _, signature = state[len(STATE_PREFIX) :].rpartition(".")
         if not body or not hmac.compare_digest(signature, self._sign(body.encode())):
             raise InvalidParams("requestState was not issued by this hub or was altered")
@@ -156,6 +164,15 @@ class Parking:
             doc = orjson.loads(base64.urlsafe_b64decode(body.encode()))
         except (ValueError, orjson.JSONDecodeError):
             raise InvalidParams("requestState is malformed") from None
+        if not isinstance(doc, dict):
+            raise InvalidParams("requestState is malformed")
+        return doc
+
+    def replica(self, state: str) -> str:
+        """The replica whose call a (genuine) state resumes: "" for a hub that runs alone."""
+        return str(self._open(state).get("r", ""))
+
+    def _mine(self, doc: dict[str, Any], principal: str) -> Parked | None:
         handle = str(doc.get("h"))
         parked = self._parked.get(handle)
         if parked is not None and parked.owner != principal:
@@ -164,9 +181,24 @@ class Parking:
                 principal.split(" ", 1)[0],
                 handle,
             )
-            parked = None  # as if it did not exist; the owner may still resume it
-        else:
-            self._parked.pop(handle, None)
+            return None  # as if it did not exist; the owner may still resume it
+        return parked
+
+    def origin(self, state: str, principal: str) -> Session | None:
+        """The session of the call a state resumes, if it is parked here and `principal`'s (for `replicas`)."""
+        try:
+            parked = self._mine(self._open(state), principal)
+        except InvalidParams:
+            return None
+        origin = parked.call.origin if parked is not None else None
+        return origin if isinstance(origin, Session) else None
+
+    def resume(self, state: str, method: str, answers: object, principal: str) -> Parked:
+        """Hand the client's answer to the waiting upstream; the parked call, to drive on."""
+        doc = self._open(state)
+        parked = self._mine(doc, principal)
+        if parked is not None:
+            self._parked.pop(str(doc.get("h")), None)
         if parked is None or time.time() > float(doc.get("e", 0)):
             raise InvalidParams("requestState has expired (or was already used); call again from the start")
         if parked.call.method != method:

@@ -36,6 +36,8 @@ from onemcp.hub.instructions import render_instructions
 from onemcp.hub.listeners import Listener
 from onemcp.hub.pins import Pins
 from onemcp.hub.plan import plan
+from onemcp.hub.relay import RedisRelay
+from onemcp.hub.replicas import Replicas
 from onemcp.hub.reverse import ReversePath
 from onemcp.hub.saved import SavedSessions, SessionRecords
 from onemcp.hub.session import Entry, Session, SessionStore
@@ -45,8 +47,9 @@ from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.events import EventBus
 from onemcp.observability.limits import HITS
 from onemcp.observability.metrics import Metrics
+from onemcp.protocol import jsonrpc
 from onemcp.protocol.capabilities import advertised
-from onemcp.protocol.errors import HubError, NotFound
+from onemcp.protocol.errors import INTERNAL_ERROR, HubError, NotFound
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
@@ -115,6 +118,18 @@ class Hub:
         if config.hub.auth.quotas and store.startswith(("redis://", "rediss://", "unix://")):
             self.dispatcher.quotas = RedisQuotaBook(config.hub.auth.quotas, store)  # replicas share the counts
         self.state = HubState(self.pool, self.catalog, self.sessions, self.listeners, self.isolated, self.upstream_auth)
+        self.replicas: Replicas | None = None  # the other replicas sharing a Redis (`share_with_replicas`)
+
+    def share_with_replicas(self, url: str) -> None:
+        """Replicas on this Redis carry each other's messages for sessions and parked calls (before `run`)."""
+        self.replicas = Replicas(
+            RedisRelay(url),
+            self.sessions,
+            self.parking,
+            resume_here=self._resume_here,
+            reply_here=self.reverse.reply,
+            notify_here=self._notified_elsewhere,
+        )
 
     @property
     def limits(self) -> Limits:
@@ -311,6 +326,14 @@ class Hub:
         """A downstream request: its reply, a pre-serialised reply, or a Call to drive (`complete`)."""
         if session.access.reach.instances:
             await self.instances.ensure(session.access.reach.instances)
+        if self.replicas is not None:
+            params = msg.get("params")
+            state = params.get("requestState") if isinstance(params, dict) else None
+            if self.parking.owns(state):
+                assert isinstance(state, str)
+                owner = self.parking.replica(state)
+                if owner and owner != self.replicas.tag:  # parked on another replica: resumed there
+                    return await self.replicas.resume(owner, session, msg)
         outcome = await self.dispatcher.dispatch(session, msg)
         if msg.get("method") in SAVED_ON:
             self.save_session(session)
@@ -321,12 +344,44 @@ class Hub:
         return await self.forwarder.complete(session, conn, call, emit)
 
     async def on_client_notification(self, session: Session, msg: Message) -> None:
+        if self.replicas is not None:
+            self.replicas.client_notification(session, msg)
         await self.dispatcher.notification(session, msg)
         if msg.get("method") == "notifications/initialized":
             self.save_session(session)
 
     def on_client_response(self, session: Session, msg: Message) -> None:
-        self.reverse.reply(session, msg)
+        if self.replicas is None or not self.replicas.client_response(session, msg):
+            self.reverse.reply(session, msg)
+
+    async def _notified_elsewhere(self, session: Session | None, msg: Message) -> None:
+        """A client's notification another replica passed on (a cancellation or a roots change)."""
+        if session is not None:
+            await self.dispatcher.notification(session, msg)
+        elif msg.get("method") == "notifications/roots/list_changed":
+            await self.dispatcher.roots_changed()
+
+    async def _resume_here(self, session: Session, msg: Message) -> Message:
+        """Another replica's request resuming a call parked here: driven to its reply (progress is not carried).
+
+        The replicas' own boundary: what would reach a client as an error is sent back as one.
+        """
+        rid = msg.get("id")
+        try:
+            outcome = await self.dispatch(session, msg)
+            if isinstance(outcome, tuple):
+                conn, call = outcome
+                reply = await self.complete(session, conn, call, _ignore)
+                if reply is None:
+                    return jsonrpc.error(rid, {"code": -32800, "message": "Request cancelled"})
+                return reply
+            return jsonrpc.loads(outcome) if isinstance(outcome, bytes) else outcome
+        except HubError as exc:
+            return jsonrpc.error(rid, exc.to_error())
+        except Exception:
+            log.exception("internal error while resuming %s for another replica", msg.get("method"))
+            why = "Internal error in onemcp (see the hub's log)"
+            return jsonrpc.error(rid, {"code": INTERNAL_ERROR, "message": why})
 
     # ============================================================ listen streams (2026-07-28)
     def can_subscribe(self, session: Session, uri: str) -> bool:
@@ -488,6 +543,8 @@ class Hub:
                 self.subscriptions.tg = tg
                 await tg.start(self.pool.run)
                 await tg.start(self.isolated.run)
+                if self.replicas is not None:
+                    await tg.start(self.replicas.run)
                 tg.start_soon(self._expire_sessions)
                 tg.start_soon(self._reap_instances)
                 tg.start_soon(self.exposure.run_transformer)
@@ -514,3 +571,7 @@ class Hub:
             if self.saved.enabled:  # last-seen times in one batch, here rather than on every call
                 self.saved.seen([s.id for s in self.sessions if s.transport == "streamable-http"])
                 self.saved.purge(self.config.hub.session_idle_timeout)
+
+
+async def _ignore(msg: Message) -> None:
+    """Where a call resumed for another replica sends its progress and logs: nowhere."""

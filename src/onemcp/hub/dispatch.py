@@ -260,9 +260,13 @@ class Dispatcher:
                 conn.abandon(call, str(params.get("reason") or "cancelled by the client"))
                 call.finish(CANCELLED)
         elif method == "notifications/roots/list_changed":
-            for conn in self.pool.connections.values():
-                if conn.state == "ready":
-                    try:
-                        await conn.notify("notifications/roots/list_changed")
-                    except HubError as exc:
-                        log.info("roots/list_changed to %s failed: %s", conn.name, exc)
+            await self.roots_changed()
+
+    async def roots_changed(self) -> None:
+        """A client's roots changed: every ready upstream is told."""
+        for conn in self.pool.connections.values():
+            if conn.state == "ready":
+                try:
+                    await conn.notify("notifications/roots/list_changed")
+                except HubError as exc:
+                    log.info("roots/list_changed to %s failed: %s", conn.name, exc)

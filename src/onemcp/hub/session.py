@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -32,6 +32,17 @@ from onemcp.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("onemcp.session")
 OUTBOX_SIZE = 1024
+
+
+class Elsewhere(Protocol):
+    """The other hub replicas, as a session sees them (`hub.replicas`); None on a hub that runs alone."""
+
+    @property
+    def tag(self) -> str: ...  # this replica's, in the ids of the requests it sends clients
+
+    def listening(self, session_id: str) -> bool: ...
+    def carry(self, session: Session, msg: Message) -> bool: ...
+    def stream(self, session: Session, opened: bool) -> None: ...
 
 
 # the transport a session came in through ("modern": one 2026-07-28 request's context)
@@ -74,6 +85,7 @@ class Session:
     ephemeral: bool = False
     queue_size: int = OUTBOX_SIZE  # messages the outbox holds (onemcp.limits.maxQueuedMessages)
     streams_open: int = 0  # GET streams (Streamable HTTP) reading the outbox now
+    elsewhere: Elsewhere | None = None  # other replicas: one of them may hold the GET stream
 
     def __post_init__(self) -> None:
         if not self.ephemeral:
@@ -83,7 +95,9 @@ class Session:
     def listening(self) -> bool:
         """Would a message posted now reach the client soon? (A Streamable HTTP session without a
         GET stream may never open one: most clients do not.)"""
-        return self.transport != "streamable-http" or self.streams_open > 0
+        if self.transport != "streamable-http" or self.streams_open > 0:
+            return True
+        return self.elsewhere is not None and self.elsewhere.listening(self.id)
 
     @property
     def principal(self) -> Principal:
@@ -94,6 +108,14 @@ class Session:
 
     def post(self, msg: Message) -> None:
         """Queue a message for the session's standalone stream; drop (and say so) when full."""
+        if self.closed or self._outbox_send is None:
+            return
+        if not self.streams_open and self.elsewhere is not None and self.elsewhere.carry(self, msg):
+            return  # to the replica that holds this session's GET stream
+        self.post_here(msg)
+
+    def post_here(self, msg: Message) -> None:
+        """Queue a message for this replica's GET stream of the session, whatever other replicas hold."""
         if self.closed or self._outbox_send is None:
             return
         try:
@@ -112,7 +134,19 @@ class Session:
             return True
 
     def new_reverse_id(self) -> str:
+        if self.elsewhere is not None:  # unique across replicas, and the answer finds its way back
+            return f"onemcp-{self.elsewhere.tag}-{next(self._reverse_ids)}"
         return f"onemcp-{next(self._reverse_ids)}"
+
+    def stream_opened(self) -> None:
+        self.streams_open += 1
+        if self.streams_open == 1 and self.elsewhere is not None:
+            self.elsewhere.stream(self, True)
+
+    def stream_closed(self) -> None:
+        self.streams_open -= 1
+        if self.streams_open == 0 and self.elsewhere is not None:
+            self.elsewhere.stream(self, False)
 
     def close(self) -> None:
         self.closed = True
@@ -138,6 +172,7 @@ class SessionStore:
         self.idle_timeout = idle_timeout
         self.limits = limits  # replaced on reload
         self.on_remove = on_remove
+        self.elsewhere: Elsewhere | None = None  # the other replicas, when there are
         self._sessions: dict[str, Session] = {}
         self._per_principal: Counter[str] = Counter()
 
@@ -163,6 +198,8 @@ class SessionStore:
             access=access,
             queue_size=self.limits.max_queued_messages,
         )
+        if transport == "streamable-http":
+            session.elsewhere = self.elsewhere
         self._sessions[session.id] = session
         self._per_principal[key] += 1
         return session

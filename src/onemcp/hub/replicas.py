@@ -1,0 +1,173 @@
+"""What crosses hub replicas that share a Redis (`onemcp.sessionStore: "redis://..."`), and what each does with it.
+
+Replicas behind a load balancer share legacy sessions (`saved`), but a client's GET stream, a call's
+reply stream and a parked 2026-07-28 call each live in one process. Owns, on top of `relay`:
+
+* where each session's GET stream is: the replica holding one announces it (and again every
+  `ANNOUNCE_EVERY` s, for replicas that start later); others forget it `FORGET_AFTER` s after the last word;
+* a session's unsolicited messages (server->client requests, logs, resource updates) posted on a
+  replica without its GET stream go to the replica with it (`carry`); list_changed does not: that
+  replica sees the same upstream changes itself. If nobody heard, the message stays here;
+* a client's answer to a request another replica sent it (its id names that replica) goes back there;
+* a client's cancellation of a request not in flight here, and a roots change, go to every replica;
+* a `requestState` of a call parked on another replica is resumed there (`resume`), the key that signs
+  requestStates being one all replicas share.
+
+Does not own the wire to Redis (`relay`) or what a session is (`session`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from onemcp.hub.bridge import Parking
+from onemcp.hub.relay import RedisRelay
+from onemcp.hub.session import Session, SessionStore
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_PARAMS
+from onemcp.protocol.jsonrpc import Message
+
+log = logging.getLogger("onemcp.replicas")
+ANNOUNCE_EVERY = 10.0
+FORGET_AFTER = 30.0
+RESUME_TIMEOUT = 660.0  # a resumed call runs to its end on the replica that parked it
+ResumeHere = Callable[[Session, Message], Awaitable[Message]]
+
+
+class Replicas:
+    def __init__(
+        self,
+        relay: RedisRelay,
+        sessions: SessionStore,
+        parking: Parking,
+        *,
+        resume_here: ResumeHere,
+        reply_here: Callable[[Session, Message], None],
+        notify_here: Callable[[Session | None, Message], Awaitable[None]],
+    ) -> None:
+        self.relay = relay
+        self.sessions = sessions
+        self.parking = parking
+        self._resume_here = resume_here
+        self._reply_here = reply_here
+        self._notify_here = notify_here
+        self._local: set[str] = set()  # sessions whose GET stream is on this replica
+        self._remote: dict[str, tuple[str, float]] = {}  # session id -> (replica holding its stream, until)
+        relay.on_message = self._received
+        parking.tag = relay.tag
+        sessions.elsewhere = self
+
+    @property
+    def tag(self) -> str:
+        return self.relay.tag
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.relay.run)
+            key = await self.relay.shared_secret("requestState")
+            if key is not None:
+                self.parking.share_key(key)
+            task_status.started()
+            while True:
+                await anyio.sleep(ANNOUNCE_EVERY)
+                if self._local:
+                    self.relay.broadcast({"k": "streams", "sids": sorted(self._local)})
+                now = time.monotonic()
+                for sid in [s for s, (_, until) in self._remote.items() if until < now]:
+                    del self._remote[sid]
+
+    # ------------------------------------------------------------------ what a session asks
+    def listening(self, session_id: str) -> bool:
+        entry = self._remote.get(session_id)
+        return entry is not None and entry[1] > time.monotonic() and self.relay.up
+
+    def carry(self, session: Session, msg: Message) -> bool:
+        entry = self._remote.get(session.id)
+        if entry is None or entry[1] <= time.monotonic() or not self.relay.up:
+            return False
+        if str(msg.get("method", "")).endswith("/list_changed"):
+            return True  # the replica with the stream learns of the change from its own upstreams
+        doc = {"k": "push", "sid": session.id, "msg": msg}
+        return self.relay.send(entry[0], doc, missed=lambda: session.post_here(msg))
+
+    def stream(self, session: Session, opened: bool) -> None:
+        if opened:
+            self._local.add(session.id)
+        else:
+            self._local.discard(session.id)
+        self.relay.broadcast({"k": "stream", "sid": session.id, "open": opened})
+
+    # ------------------------------------------------------------------ what a client sends
+    def client_response(self, session: Session, msg: Message) -> bool:
+        """True if the answer belongs to a request another replica sent (it was sent there)."""
+        rid = msg.get("id")
+        if not isinstance(rid, str) or rid in session.reverse or not rid.startswith("onemcp-"):
+            return False
+        owner = rid.split("-")[1] if rid.count("-") == 2 else None
+        if owner is None or owner == self.tag:
+            return False
+        return self.relay.send(owner, {"k": "reply", "sid": session.id, "msg": msg})
+
+    def client_notification(self, session: Session, msg: Message) -> None:
+        """Before it is handled here: what other replicas must hear of it too."""
+        method = msg.get("method")
+        if method == "notifications/roots/list_changed":
+            self.relay.broadcast({"k": "notify", "msg": msg})
+        elif method == "notifications/cancelled":
+            params = msg.get("params")
+            rid = params.get("requestId") if isinstance(params, dict) else None
+            if isinstance(rid, str | int) and rid not in session.in_flight:
+                self.relay.broadcast({"k": "notify", "sid": session.id, "msg": msg})
+
+    async def resume(self, owner: str, session: Session, msg: Message) -> Message:
+        """The reply to a call parked on replica `owner`, resumed there with this request's answers."""
+        asked = {"k": "resume", "principal": session.principal.key, "msg": msg}
+        reply = (await self.relay.ask(owner, asked, RESUME_TIMEOUT)).get("reply")
+        if not isinstance(reply, dict):
+            why = f"replica {owner} answered nothing"
+            return jsonrpc.error(msg.get("id"), {"code": INTERNAL_ERROR, "message": why})
+        return reply
+
+    # ------------------------------------------------------------------ what other replicas send
+    async def _received(self, doc: dict[str, Any]) -> None:
+        kind, sender = doc.get("k"), str(doc.get("from"))
+        sid, msg = doc.get("sid"), doc.get("msg")
+        until = time.monotonic() + FORGET_AFTER
+        if kind == "stream" and isinstance(sid, str):
+            if doc.get("open"):
+                self._remote[sid] = (sender, until)
+            elif self._remote.get(sid, ("",))[0] == sender:
+                del self._remote[sid]
+        elif kind == "streams" and isinstance(doc.get("sids"), list):
+            for one in doc["sids"]:
+                if isinstance(one, str):
+                    self._remote[one] = (sender, until)
+        elif not isinstance(msg, dict):
+            log.info("replica %s: a %r message from %s without a message, ignored", self.tag, kind, sender)
+        elif kind == "resume":
+            self.relay.answer(doc, {"reply": await self._resume(str(doc.get("principal")), msg)})
+        else:
+            session = self.sessions.get(sid) if isinstance(sid, str) else None
+            if kind == "push" and session is not None and session.streams_open:
+                session.post_here(msg)
+            elif kind == "reply" and session is not None:
+                self._reply_here(session, msg)
+            elif kind == "notify" and (session is not None or sid is None):
+                await self._notify_here(session, msg)
+            else:
+                log.debug("replica %s: %r for session %s not live here, dropped", self.tag, kind, str(sid)[:8])
+
+    async def _resume(self, principal: str, msg: Message) -> Message:
+        params = msg.get("params")
+        state = params.get("requestState") if isinstance(params, dict) else None
+        session = self.parking.origin(state, principal) if isinstance(state, str) else None
+        if session is None:
+            why = "requestState has expired (or was already used); call again from the start"
+            return jsonrpc.error(msg.get("id"), {"code": INVALID_PARAMS, "message": why})
+        return await self._resume_here(session, msg)

@@ -1,0 +1,197 @@
+"""Two hub replicas on one real Redis, a client's requests spread over both: what must cross, crosses.
+
+Each hub runs in this process on its own port with its own stdio upstream (as replicas do), the same
+config and `sessionStore: redis://...`. A real SDK client whose every HTTP request goes to the next
+replica in turn (as a round-robin balancer without stickiness sends them) answers an upstream's
+sampling and roots requests, and, as a 2026-07-28 client, resumes a parked call on the other replica.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client import ClientRequestContext
+from mcp.client.streamable_http import streamable_http_client
+
+from fixtures.launch import fixture_command
+from support.hub import HEADERS, INIT, RunningHub, running_hub
+from support.services import REDIS, redis_server
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"),
+]
+DEADLINE = 60.0
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+def config(redis_url: str) -> dict[str, Any]:
+    fx = fixture_command()
+    return {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}, "onemcp": {"sessionStore": redis_url}}
+
+
+@asynccontextmanager
+async def two_replicas(redis_url: str) -> AsyncIterator[tuple[RunningHub, RunningHub]]:
+    async with running_hub(config(redis_url)) as one, running_hub(config(redis_url)) as two:
+        for hub in (one, two):
+            replicas = hub.app.hub.replicas
+            assert replicas is not None
+            with anyio.fail_after(10):
+                while not replicas.relay.up:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (subscribing)
+        yield one, two
+
+
+class RoundRobin(httpx2.AsyncBaseTransport):
+    """Each request to the next replica in turn: no stickiness at all."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.turn = 0
+        self.served: list[tuple[int, str]] = []  # (port, method) of each request
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        port = self.ports[self.turn % len(self.ports)]
+        self.turn += 1
+        self.served.append((port, request.method))
+        request.url = request.url.copy_with(port=port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def sample(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="word"), model="m")
+
+
+async def roots(context: ClientRequestContext) -> types.ListRootsResult:
+    return types.ListRootsResult(roots=[types.Root(uri="file:///srv", name="srv")])
+
+
+def text_of(result: types.CallToolResult) -> str:
+    item = result.content[0]
+    assert isinstance(item, types.TextContent)
+    return item.text
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_client_spread_over_replicas_answers_its_upstreams_requests(redis_url: str, mode: str) -> None:
+    """Legacy: the answer to a sampling request lands on the other replica and goes back to the one
+    whose call asked. 2026-07-28 (auto): the retry with the requestState lands on the other replica,
+    which has the call resumed on the replica that parked it."""
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two):
+            ports = [httpx.URL(one.url).port or 0, httpx.URL(two.url).port or 0]
+            balancer = RoundRobin(ports)
+            async with (
+                httpx2.AsyncClient(transport=balancer, timeout=30) as http,
+                Client(
+                    streamable_http_client(one.url, http_client=http),
+                    mode=mode,
+                    cache=None,
+                    sampling_callback=sample,
+                    list_roots_callback=roots,
+                ) as c,
+            ):
+                for _ in range(3):  # the call and its answer land on different replicas at least once
+                    assert "word" in text_of(await c.call_tool("sample", {"prompt": "p"}))
+                    assert "file:///srv" in text_of(await c.call_tool("roots", {}))
+            assert {port for port, _ in balancer.served} == set(ports)
+
+
+async def open_stream(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+    async with http.stream("GET", url, headers={**headers, "accept": "text/event-stream"}) as r:
+        assert r.status_code == 200
+        async for line in r.aiter_lines():
+            if line.startswith("data:") and line[5:].strip():
+                yield json.loads(line[5:])
+
+
+async def legacy_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
+    r = await http.post(url, json=INIT, headers=HEADERS)
+    headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
+
+
+async def test_a_message_for_a_session_reaches_the_replica_that_holds_its_stream(redis_url: str) -> None:
+    """The GET stream is on one; a call on two makes two's upstream log after its reply (related to
+    nothing): two passes the log to one, whose stream carries it."""
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await legacy_session(http, one.url)
+            sid = headers["mcp-session-id"]
+            got: list[dict[str, Any]] = []
+            arrived = anyio.Event()
+
+            async def read() -> None:
+                async for msg in open_stream(http, one.url, headers):
+                    got.append(msg)
+                    arrived.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                replicas = two.app.hub.replicas
+                assert replicas is not None
+                with anyio.fail_after(10):
+                    while not replicas.listening(sid):  # two heard that one holds the stream
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "log", "arguments": {"message": "from two", "detached": True}},
+                }
+                r = await http.post(two.url, json=call, headers=headers)
+                assert "logging" in r.text
+                await arrived.wait()
+                tg.cancel_scope.cancel()
+            assert got[0]["method"] == "notifications/message"
+            assert got[0]["params"]["data"] == "from two"
+
+
+async def test_a_cancellation_reaches_the_replica_running_the_call(redis_url: str) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await legacy_session(http, one.url)
+            sid = headers["mcp-session-id"]
+            call = {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {"name": "sleep", "arguments": {"seconds": 30}},
+            }
+            done = anyio.Event()
+
+            async def slow_call() -> None:
+                await http.post(two.url, json=call, headers=headers)
+                done.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(slow_call)
+                with anyio.fail_after(10):
+                    while (session := two.app.hub.find_session(sid)) is None or 7 not in session.in_flight:
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}
+                r = await http.post(one.url, json=cancel, headers=headers)
+                assert r.status_code == 202
+                with anyio.fail_after(10):  # not the 30 s the upstream would sleep
+                    await done.wait()
+            assert session is not None and 7 not in session.in_flight

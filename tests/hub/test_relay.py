@@ -1,0 +1,163 @@
+"""The relay between replicas over a real redis-server: sends, broadcasts, asks, shared secrets, and failing fast."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from onemcp.hub.relay import RedisRelay, RelayError
+from support.services import REDIS, free_port, redis_server
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"),
+]
+DEADLINE = 20.0
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.docs: list[dict[str, Any]] = []
+        self.arrived = anyio.Event()
+
+    async def __call__(self, doc: dict[str, Any]) -> None:
+        self.docs.append(doc)
+        self.arrived.set()
+
+    async def next(self) -> dict[str, Any]:
+        await self.arrived.wait()
+        self.arrived = anyio.Event()
+        return self.docs.pop(0)
+
+
+@asynccontextmanager
+async def running(relay: RedisRelay) -> AsyncIterator[RedisRelay]:
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.run)
+        try:
+            yield relay
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def test_a_message_reaches_the_replica_named_and_a_broadcast_every_other(redis_url: str) -> None:
+    a_in, b_in = Inbox(), Inbox()
+    a, b = RedisRelay(redis_url, "aaaa"), RedisRelay(redis_url, "bbbb")
+    a.on_message, b.on_message = a_in, b_in
+    with anyio.fail_after(DEADLINE):
+        async with running(a), running(b):
+            assert a.up and b.up
+            assert b.send("aaaa", {"k": "push", "n": 1})
+            doc = await a_in.next()
+            assert doc == {"k": "push", "n": 1, "from": "bbbb"}
+            assert a.broadcast({"k": "stream", "n": 2})
+            doc = await b_in.next()
+            assert doc["n"] == 2 and doc["from"] == "aaaa"
+            assert b.send("bbbb", {"k": "self", "n": 3})  # its own channel: what it sent itself is not heard
+            assert a.send("bbbb", {"k": "push", "n": 4})
+            doc = await b_in.next()
+            assert doc["n"] == 4, doc
+            assert not a_in.docs  # a heard neither its broadcast nor b's message to b
+
+
+async def test_an_ask_gets_the_answer_of_the_replica_asked(redis_url: str) -> None:
+    b = RedisRelay(redis_url, "bbbb")
+
+    async def answering(doc: dict[str, Any]) -> None:
+        b.answer(doc, {"reply": doc["n"] * 2})
+
+    b.on_message = answering
+    a = RedisRelay(redis_url, "aaaa")
+    with anyio.fail_after(DEADLINE):
+        async with running(a), running(b):
+            answers = []
+            async with anyio.create_task_group() as tg:
+
+                async def ask(n: int) -> None:
+                    answers.append((n, (await a.ask("bbbb", {"k": "resume", "n": n}, 10))["reply"]))
+
+                for n in range(5):
+                    tg.start_soon(ask, n)
+            assert sorted(answers) == [(n, 2 * n) for n in range(5)]  # each ask got its own answer
+
+
+async def test_asking_a_replica_that_is_not_there_fails_at_once(redis_url: str) -> None:
+    a = RedisRelay(redis_url, "aaaa")
+    with anyio.fail_after(DEADLINE):
+        async with running(a):
+            with pytest.raises(RelayError, match="replica zzzz is gone"):
+                await a.ask("zzzz", {"k": "resume"}, 600)
+
+
+async def test_an_ask_fails_when_the_replica_asked_goes_away_before_answering(redis_url: str) -> None:
+    b = RedisRelay(redis_url, "bbbb")
+    asked = anyio.Event()
+
+    async def silent(doc: dict[str, Any]) -> None:
+        asked.set()
+
+    b.on_message = silent
+    a = RedisRelay(redis_url, "aaaa")
+    with anyio.fail_after(DEADLINE):
+        async with running(a):
+            async with anyio.create_task_group() as tg:
+                scope = anyio.CancelScope()
+
+                async def replica_b() -> None:
+                    with scope:
+                        async with running(b):
+                            await anyio.sleep_forever()
+
+                tg.start_soon(replica_b)
+                with anyio.fail_after(5):
+                    while not b.up:
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+                async def stop_b_once_asked() -> None:
+                    await asked.wait()
+                    scope.cancel()  # b stops (as a killed replica would) without answering
+
+                tg.start_soon(stop_b_once_asked)
+                with pytest.raises(RelayError, match="replica bbbb went away before it answered"):
+                    await a.ask("bbbb", {"k": "resume"}, 600)
+
+
+async def test_a_message_nobody_hears_comes_back_to_its_sender(redis_url: str) -> None:
+    a = RedisRelay(redis_url, "aaaa")
+    missed = anyio.Event()
+    with anyio.fail_after(DEADLINE):
+        async with running(a):
+            assert a.send("nobody", {"k": "push"}, missed=missed.set)
+            await missed.wait()
+
+
+async def test_replicas_share_one_secret(redis_url: str) -> None:
+    a, b = RedisRelay(redis_url, "aaaa"), RedisRelay(redis_url, "bbbb")
+    with anyio.fail_after(DEADLINE):
+        async with running(a), running(b):
+            one, two = await a.shared_secret("requestState"), await b.shared_secret("requestState")
+            assert one is not None and len(one) == 32 and one == two
+            assert await a.shared_secret("other") != one
+
+
+async def test_without_redis_nothing_crosses_and_asks_fail_clearly() -> None:
+    a = RedisRelay(f"redis://127.0.0.1:{free_port()}/0", "aaaa")  # nothing listens there
+    with anyio.fail_after(DEADLINE):
+        async with running(a):  # starts anyway: a hub must not wait for Redis
+            assert not a.up
+            assert not a.send("bbbb", {"k": "push"})
+            assert not a.broadcast({"k": "stream"})
+            with pytest.raises(RelayError, match="no connection to Redis"):
+                await a.ask("bbbb", {"k": "resume"}, 600)
+            assert await a.shared_secret("requestState") is None

@@ -13,9 +13,9 @@ noise hits them alike:
 * `nginx-2`: nginx round-robin over two hubs on the same Redis: every request may land on either
   replica, so the session lives on both (revived from Redis on the first request each sees).
 
-Reports requests/s, wrk's p50, and CPU microseconds per request of each hub (per replica), of
-nginx and of redis-server (schedstat during the run). Every process is stopped by its PID;
-everything is on 127.0.0.1. Printed, never asserted.
+Reports requests/s, wrk's p50, and CPU microseconds per request (schedstat during the run) of
+each hub (per replica, its stdio child included), of nginx (its worker included) and of
+redis-server. Every process is stopped by its PID; everything is on 127.0.0.1. Printed, never asserted.
 """
 
 from __future__ import annotations
@@ -80,6 +80,15 @@ def wait_port(port: int, proc: Proc, deadline: float = 10.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"{proc.name} did not listen on {port}")
+
+
+def family_cpu_ns(pid: int) -> int:
+    """CPU of a process and its children (nginx's work is done by its worker)."""
+    total = cpu_ns(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        total += sum(cpu_ns(int(child)) for child in children)
+    return total
 
 
 def start_hub(procs: Procs, tmp: Path, name: str, store: str | None) -> Proc:
@@ -151,11 +160,10 @@ async def main() -> None:
                     for name in order[r % len(order) :] + order[: r % len(order)]:
                         url, hubs, front = targets[name]
                         watched = [h.pid for h in hubs] + [redis.pid] + ([front.pid] if front else [])
-                        before = [cpu_ns(pid) for pid in watched]
+                        before = [family_cpu_ns(pid) for pid in watched]
                         rps, p50, total, errors = parse_wrk(run_wrk(url, luas[name], c, args.duration))
-                        used = [
-                            (cpu_ns(pid) - b) / max(1, total) / 1000 for pid, b in zip(watched, before, strict=True)
-                        ]
+                        spent = zip(watched, before, strict=True)
+                        used = [(family_cpu_ns(pid) - b) / max(1, total) / 1000 for pid, b in spent]
                         runs[name][c].append(
                             {
                                 "rps": rps,

@@ -110,6 +110,7 @@ async def main() -> None:
             for _ in range(args.idle):
                 s = McpSession(hub.url)
                 await s.open()
+                s.close()  # an idle session holds no connection (a GET stream would be one more)
                 sessions.append(s)
             idle_kib = (rss_kib(hub.pid) - before) / max(1, args.idle)
             idle_rss = before / 1024

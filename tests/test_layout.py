@@ -23,7 +23,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     # auth/
     "auth/access.py": ("tests/auth/test_access_matrix.py", "the one access decision, entry x credential x scope x op"),
     "auth/jwt.py": ("tests/auth/test_gate.py", "JWTs from a JWKS as the gate checks them (test_jwt_matrix)"),
-    "auth/keys.py": ("tests/auth/test_gate.py", "API keys as the gate checks them; `onemcp auth key` in cli/"),
     "auth/limits.py": ("tests/auth/test_gate.py", "quotas and the result size bound, over the wire"),
     "auth/principal.py": ("tests/auth/test_gate.py", "who a request is, as the gate admits it"),
     "auth/server/clients.py": ("tests/auth/server/test_server_app.py", "registration and metadata-document clients"),

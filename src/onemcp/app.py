@@ -59,8 +59,10 @@ class OneMcpApp:
         self.config = config
         self.config_path = config_path
         config_dir = config_path.parent if config_path is not None else None
-        self.gate = Gate(config.hub.auth, config_dir, public_url, bind_host, config.hub.allowed_hosts)
-        limit, store = config.hub.auth.rate_limit, config.hub.session_store
+        store = config.hub.session_store
+        shared = store if store.startswith(("redis://", "rediss://", "unix://")) else None
+        self.gate = Gate(config.hub.auth, config_dir, public_url, bind_host, config.hub.allowed_hosts, shared)
+        limit = config.hub.auth.rate_limit
         if (
             limit is not None
             and self.gate.limiter is not None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
-from onemcp.auth.keys import KeyStore
+from onemcp.auth.keys import open_keys
 from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
 from onemcp.auth.roles import Roles
 from onemcp.config.model import AuthSettings
@@ -64,11 +64,13 @@ class Gate:
         public_url: str | None,
         bind_host: str = "127.0.0.1",
         allowed_hosts: list[str] | None = None,
+        shared_store: str | None = None,
     ) -> None:
         self.settings = settings
         self.required = settings.required
         self.public_url = settings.public_url or public_url
-        self.keys = KeyStore(config_dir / "keys.db") if settings.api_keys and config_dir is not None else None
+        # API keys: keys.db beside the config, or (`shared_store`: the replicas' Redis) kept there for all replicas
+        self.keys = open_keys(config_dir, shared_store) if settings.api_keys and config_dir is not None else None
         self.verifiers: list[Verifier] = []
         if self.keys is not None:
             self.verifiers.append(self.keys)

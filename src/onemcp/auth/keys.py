@@ -2,23 +2,32 @@
 
 A key reads `omk_<id>_<secret>`; the store keeps the id, a SHA-256 of the secret (keys are
 random and long, so a slow hash adds nothing), the scopes, the expiry and revocation.
-The plain key is shown once, when it is made. SQLite, one small file beside mcp.json.
+The plain key is shown once, when it is made. SQLite, one small file beside mcp.json; or, for hub
+replicas that share a Redis (`onemcp.sessionStore: "redis://..."`), Redis (`RedisKeyStore`), so a key
+made or revoked through any replica's config holds on all of them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
+
+import anyio.to_thread
 
 from onemcp.auth.principal import BASE, InvalidToken, Principal
 from onemcp.config.sqlite import open_store
 
+log = logging.getLogger("onemcp.auth")
 PREFIX = "omk_"
+REDIS_PREFIX = "onemcp:apikey:"
+CACHE_SECONDS = 5.0  # a replica checks a key in Redis again after this long: the most a revocation waits
 SCHEMA = """
 create table if not exists api_keys (
     id text primary key,
@@ -44,6 +53,33 @@ class KeyInfo:
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Keys(Protocol):
+    """What the gate, the OAuth server's operator check and the CLI need of a key store."""
+
+    def create(self, name: str, scopes: list[str], expires: float | None = None) -> str: ...
+    def list(self) -> list[KeyInfo]: ...
+    def revoke(self, key_id: str) -> bool: ...
+    async def verify(self, token: str) -> Principal | None: ...
+
+
+def _split(token: str) -> tuple[str, str] | None:
+    if not token.startswith(PREFIX):
+        return None
+    key_id, _, secret = token[len(PREFIX) :].partition("_")
+    return key_id, secret
+
+
+def _principal(key_id: str, secret: str, row: tuple[Any, ...]) -> Principal:
+    """The key's principal, if `row` (secret_hash, scopes, expires, revoked, name) admits `secret`."""
+    if not hmac.compare_digest(row[0], _hash(secret)):
+        raise InvalidToken("unknown API key")
+    if row[3] is not None:
+        raise InvalidToken("the API key was revoked")
+    if row[2] is not None and row[2] < time.time():
+        raise InvalidToken("the API key has expired")
+    return Principal(f"key:{key_id}", frozenset(row[1].split()), kind="key", expires=row[2], labels={"name": row[4]})
 
 
 class KeyStore:
@@ -80,19 +116,115 @@ class KeyStore:
         )
         return cur.rowcount > 0
 
-    async def verify(self, token: str) -> Principal | None:
-        if not token.startswith(PREFIX):
-            return None
-        key_id, _, secret = token[len(PREFIX) :].partition("_")
+    def row(self, key_id: str) -> tuple[Any, ...] | None:
+        """(secret_hash, scopes, expires, revoked, name) of a key, or None."""
         query = "select secret_hash, scopes, expires, revoked, name from api_keys where id = ?"
         rows = self._conn().execute(query, (key_id,)).fetchall()  # (fetchone would pin an old WAL snapshot)
-        row = rows[0] if rows else None
-        if row is None or not hmac.compare_digest(row[0], _hash(secret)):
+        return tuple(rows[0]) if rows else None
+
+    async def verify(self, token: str) -> Principal | None:
+        parts = _split(token)
+        if parts is None:
+            return None
+        row = self.row(parts[0])
+        if row is None:
             raise InvalidToken("unknown API key")
-        if row[3] is not None:
-            raise InvalidToken("the API key was revoked")
-        if row[2] is not None and row[2] < time.time():
-            raise InvalidToken("the API key has expired")
-        return Principal(
-            f"key:{key_id}", frozenset(row[1].split()), kind="key", expires=row[2], labels={"name": row[4]}
-        )
+        return _principal(*parts, row)
+
+
+class RedisKeyStore:
+    """API keys in the Redis replicas share, one hash per key; keys of the local `keys.db` still count.
+
+    A key is made and revoked in Redis; a replica checks a key there at most every `CACHE_SECONDS`
+    (a revocation reaches every replica within that), so the call path rarely waits on Redis. While
+    Redis cannot be reached, a key checked before is still judged by what was last read, and any
+    other is refused with that reason.
+    """
+
+    def __init__(self, url: str, local: KeyStore | None) -> None:
+        import redis
+
+        self.local = local
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._sync: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._cache: dict[str, tuple[float, tuple[Any, ...] | None]] = {}
+
+    def create(self, name: str, scopes: list[str], expires: float | None = None) -> str:
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        fields = {"name": name, "hash": _hash(secret), "scopes": " ".join(scopes or [BASE]), "created": time.time()}
+        if expires is not None:
+            fields["expires"] = expires
+        try:
+            self._sync.hset(REDIS_PREFIX + key_id, mapping=fields)
+        except self._errors as exc:
+            raise OSError(f"the API key store (Redis) cannot be reached: {exc}") from None
+        return f"{PREFIX}{key_id}_{secret}"
+
+    def list(self) -> list[KeyInfo]:
+        infos = self.local.list() if self.local is not None else []
+        try:
+            for name in self._sync.scan_iter(match=REDIS_PREFIX + "*", count=500):
+                key_id = name.decode().removeprefix(REDIS_PREFIX)
+                row = self._row(self._sync.hgetall(name))
+                if row is not None:
+                    infos.append(KeyInfo(key_id, row[4], row[1].split(), row[5] or 0.0, row[2], row[3]))
+        except self._errors as exc:
+            raise OSError(f"the API key store (Redis) cannot be reached: {exc}") from None
+        return sorted(infos, key=lambda info: info.created)
+
+    def revoke(self, key_id: str) -> bool:
+        name = REDIS_PREFIX + key_id
+        self._cache.pop(key_id, None)
+        try:
+            if self._sync.hexists(name, "hash"):
+                return bool(self._sync.hsetnx(name, "revoked", time.time()))
+        except self._errors as exc:
+            raise OSError(f"the API key store (Redis) cannot be reached: {exc}") from None
+        return self.local.revoke(key_id) if self.local is not None else False
+
+    @staticmethod
+    def _row(doc: dict[bytes, bytes]) -> tuple[Any, ...] | None:
+        if b"hash" not in doc:
+            return None
+
+        def number(field: bytes) -> float | None:
+            return float(doc[field]) if field in doc else None
+
+        text = {k.decode(): v.decode() for k, v in doc.items()}
+        return (text["hash"], text["scopes"], number(b"expires"), number(b"revoked"), text["name"], number(b"created"))
+
+    async def verify(self, token: str) -> Principal | None:
+        parts = _split(token)
+        if parts is None:
+            return None
+        key_id = parts[0]
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        row = cached[1] if cached is not None else None
+        if cached is None or now - cached[0] > CACHE_SECONDS:
+            try:
+                # on a thread (whatever loop runs this), and only every CACHE_SECONDS per key
+                row = self._row(await anyio.to_thread.run_sync(self._sync.hgetall, REDIS_PREFIX + key_id))
+            except self._errors as exc:
+                if cached is None:
+                    log.warning("API key %s not checked: Redis cannot be reached (%s)", key_id, exc)
+                    raise InvalidToken("the API key store (Redis) cannot be reached") from None
+            else:
+                if row is not None:
+                    if len(self._cache) >= 10_000:
+                        self._cache.clear()
+                    self._cache[key_id] = (now, row)
+        if row is None and self.local is not None:
+            row = self.local.row(key_id)
+        if row is None:
+            raise InvalidToken("unknown API key")
+        return _principal(*parts, row[:5])
+
+
+def open_keys(directory: Path, shared: str | None = None) -> Keys:
+    """The key store beside the config; with `shared` (a redis:// URL of the session store), the replicas' one."""
+    local = KeyStore(directory / "keys.db")
+    if shared is not None and shared.startswith(("redis://", "rediss://", "unix://")):
+        return RedisKeyStore(shared, local if local.path.exists() else None)
+    return local

@@ -14,8 +14,9 @@ import argparse
 import re
 import sys
 import time
+from pathlib import Path
 
-from onemcp.auth.keys import KeyStore
+from onemcp.auth.keys import Keys, open_keys
 from onemcp.config.load import ConfigError, load_config, resolve_path
 from onemcp.config.model import scope_problem
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         from onemcp.cli.upstream_login import run_upstream
 
         return run_upstream(args)
-    store = KeyStore(resolve_path(args.config).parent / "keys.db")
+    store = _key_store(resolve_path(args.config))
     if args.action == "create":
         expires = None
         if args.expires:
@@ -107,6 +108,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"onemcp: key {args.id} revoked")
     return 0
+
+
+def _key_store(path: Path) -> Keys:
+    """keys.db beside the config; the replicas' Redis when the config names one as its session store."""
+    shared = None
+    if path.exists():
+        try:
+            shared = load_config(path).hub.session_store
+        except ConfigError:
+            shared = None  # a config that does not load keeps its keys beside it
+    return open_keys(path.parent, shared)
 
 
 def _scopes_problem(args: argparse.Namespace) -> str | None:

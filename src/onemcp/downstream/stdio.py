@@ -124,7 +124,8 @@ class StdioServer:
 
     async def _copy_outbox(self) -> None:
         outbox = self.session.outbox
-        assert outbox is not None
+        if outbox is None:  # the session ended
+            return
         async for msg in outbox:
             await self.send(msg)
 

@@ -40,8 +40,11 @@ async def stream_outbox(session: Session, receive: Receive, send: Send, stream: 
     With `stream`, events are numbered and kept for replay (Streamable HTTP); without it
     they are plain (the legacy HTTP+SSE transport has no resumption).
     """
-    assert session.outbox is not None
     outbox = session.outbox
+    if outbox is None:  # the session ended meanwhile
+        with contextlib.suppress(OSError):
+            await asgi.end_stream(send)
+        return
     async with anyio.create_task_group() as tg:
         tg.start_soon(asgi.until_disconnect, receive, tg.cancel_scope)
         try:

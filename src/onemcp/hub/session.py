@@ -78,7 +78,7 @@ class Session:
     replica_pins: dict[str, int] = field(default_factory=dict)  # server -> the replica it sticks to
     seen: dict[str, int] = field(default_factory=dict)  # list kind -> hash of what it was told
     _outbox_send: MemoryObjectSendStream[Message] | None = None
-    outbox: MemoryObjectReceiveStream[Message] | None = None
+    _outbox: MemoryObjectReceiveStream[Message] | None = None
     _reverse_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 1 << 62)))
     # A modern (2026-07-28) request's context: it lives for one request and has no stream
     # of its own, so unrelated messages have nowhere to go.
@@ -87,9 +87,13 @@ class Session:
     streams_open: int = 0  # GET streams (Streamable HTTP) reading the outbox now
     elsewhere: Elsewhere | None = None  # other replicas: one of them may hold the GET stream
 
-    def __post_init__(self) -> None:
-        if not self.ephemeral:
-            self._outbox_send, self.outbox = anyio.create_memory_object_stream[Message](self.queue_size)
+    @property
+    def outbox(self) -> MemoryObjectReceiveStream[Message] | None:
+        """The queue behind the session's standalone stream: made on first use (most sessions never
+        have one: an idle session stays small), never for a modern request's context."""
+        if self._outbox is None and not self.ephemeral and not self.closed:
+            self._outbox_send, self._outbox = anyio.create_memory_object_stream[Message](self.queue_size)
+        return self._outbox
 
     @property
     def listening(self) -> bool:
@@ -108,7 +112,7 @@ class Session:
 
     def post(self, msg: Message) -> None:
         """Queue a message for the session's standalone stream; drop (and say so) when full."""
-        if self.closed or self._outbox_send is None:
+        if self.closed or self.ephemeral:
             return
         if not self.streams_open and self.elsewhere is not None and self.elsewhere.carry(self, msg):
             return  # to the replica that holds this session's GET stream
@@ -116,7 +120,7 @@ class Session:
 
     def post_here(self, msg: Message) -> None:
         """Queue a message for this replica's GET stream of the session, whatever other replicas hold."""
-        if self.closed or self._outbox_send is None:
+        if self.closed or self.outbox is None or self._outbox_send is None:
             return
         try:
             self._outbox_send.send_nowait(msg)
@@ -157,8 +161,8 @@ class Session:
             pending.done.set()
         if self._outbox_send is not None:
             self._outbox_send.close()
-        if self.outbox is not None:
-            self.outbox.close()  # a reader still on it gets ClosedResourceError; what was queued is dropped
+        if self._outbox is not None:
+            self._outbox.close()  # a reader still on it gets ClosedResourceError; what was queued is dropped
 
 
 class SessionStore:

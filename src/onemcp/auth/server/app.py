@@ -30,7 +30,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 import orjson
 
-from onemcp.auth.keys import KeyStore
+from onemcp.auth.keys import Keys, KeyStore
 from onemcp.auth.principal import Principal
 from onemcp.auth.server.authorize import (
     OPERATOR_ATTEMPTS,
@@ -103,7 +103,7 @@ class OAuthServer:
         scopes_supported: list[str],
         consent: Literal["page", "auto"] = "page",
         operator: OperatorPolicy = "loopback",
-        keys: KeyStore | None = None,
+        keys: Keys | None = None,
         allow_insecure_loopback_metadata: bool = False,
         access_token_ttl: float = 15 * 60,
         refresh_token_ttl: float = 30 * 86400,

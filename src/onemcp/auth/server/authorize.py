@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from onemcp.auth.keys import KeyStore
+from onemcp.auth.keys import Keys
 from onemcp.auth.principal import ADMIN, BASE, InvalidToken
 from onemcp.auth.server.grants import Clock, OAuthError, check_resource
 from onemcp.auth.server.store import ClientRecord
@@ -196,7 +196,7 @@ class OperatorCheck:
     valid: revoke it, let it expire or take `admin` from it, and every cookie it earned is refused.
     """
 
-    def __init__(self, keys: KeyStore, clock: Clock) -> None:
+    def __init__(self, keys: Keys, clock: Clock) -> None:
         self.keys = keys
         self.clock = clock
         self._secret = secrets.token_bytes(32)

@@ -114,6 +114,11 @@ async def test_a_client_spread_over_replicas_answers_its_upstreams_requests(redi
                     assert "word" in text_of(await c.call_tool("sample", {"prompt": "p"}))
                     assert "file:///srv" in text_of(await c.call_tool("roots", {}))
             assert {port for port, _ in balancer.served} == set(ports)
+            async with httpx.AsyncClient() as plain:
+                reports = [(await plain.get(f"{hub.base}/health")).json()["replicas"] for hub in (one, two)]
+            assert all(r["redis"] == "connected" for r in reports)
+            crossed = "received reply" if mode == "legacy" else "received resume"  # what the relay carried
+            assert sum(r["messages"].get(crossed, 0) for r in reports) >= 1, reports
 
 
 async def open_stream(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:

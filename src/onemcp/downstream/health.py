@@ -72,7 +72,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
         status = "ok"
     else:
         status = "degraded"
-    return {
+    doc: dict[str, Any] = {
         "status": status,
         "version": hub.server_info()["version"],
         "sessions": state.sessions(),
@@ -92,6 +92,9 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             ],
         },
     }
+    if hub.replicas is not None:  # replicas sharing a Redis: this one, and what crossed to and from the others
+        doc["replicas"] = hub.replicas.report()
+    return doc
 
 
 def ready(hub: Hub) -> tuple[bool, dict[str, Any]]:

@@ -9,7 +9,7 @@ session (the oldest finished streams are forgotten first).
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 
 import anyio
 
@@ -66,7 +66,7 @@ class StreamStore:
     """A session's resumable streams."""
 
     def __init__(self) -> None:
-        self._streams: OrderedDict[str, OutStream] = OrderedDict()
+        self._streams: dict[str, OutStream] = {}  # oldest first (a plain dict: every session has one)
         self._next = 0
 
     def open(self, prefix: str) -> OutStream:
@@ -86,5 +86,5 @@ class StreamStore:
         stream = self._streams.get(sid) if sep else None
         if stream is None or not (seq.isascii() and seq.isdigit()):
             return None
-        self._streams.move_to_end(sid)
+        self._streams[sid] = self._streams.pop(sid)  # the newest now
         return stream, int(seq)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,6 +60,7 @@ class Replicas:
         self._notify_here = notify_here
         self._local: set[str] = set()  # sessions whose GET stream is on this replica
         self._remote: dict[str, tuple[str, float]] = {}  # session id -> (replica holding its stream, until)
+        self.counts: Counter[str] = Counter()  # messages by direction and kind, for /health
         relay.on_message = self._received
         parking.tag = relay.tag
         sessions.elsewhere = self
@@ -82,6 +84,17 @@ class Replicas:
                 for sid in [s for s, (_, until) in self._remote.items() if until < now]:
                     del self._remote[sid]
 
+    def report(self) -> dict[str, Any]:
+        """For /health: this replica, its link to the others, and what crossed."""
+        now = time.monotonic()
+        return {
+            "replica": self.tag,
+            "redis": "connected" if self.relay.up else "unreachable",
+            "streamsHere": len(self._local),
+            "streamsElsewhere": sum(1 for _, until in self._remote.values() if until > now),
+            "messages": dict(sorted(self.counts.items())),
+        }
+
     # ------------------------------------------------------------------ what a session asks
     def listening(self, session_id: str) -> bool:
         entry = self._remote.get(session_id)
@@ -94,6 +107,7 @@ class Replicas:
         if str(msg.get("method", "")).endswith("/list_changed"):
             return True  # the replica with the stream learns of the change from its own upstreams
         doc = {"k": "push", "sid": session.id, "msg": msg}
+        self.counts["sent push"] += 1
         return self.relay.send(entry[0], doc, missed=lambda: session.post_here(msg))
 
     def stream(self, session: Session, opened: bool) -> None:
@@ -112,22 +126,26 @@ class Replicas:
         owner = rid.split("-")[1] if rid.count("-") == 2 else None
         if owner is None or owner == self.tag:
             return False
+        self.counts["sent reply"] += 1
         return self.relay.send(owner, {"k": "reply", "sid": session.id, "msg": msg})
 
     def client_notification(self, session: Session, msg: Message) -> None:
         """Before it is handled here: what other replicas must hear of it too."""
         method = msg.get("method")
         if method == "notifications/roots/list_changed":
+            self.counts["sent notify"] += 1
             self.relay.broadcast({"k": "notify", "msg": msg})
         elif method == "notifications/cancelled":
             params = msg.get("params")
             rid = params.get("requestId") if isinstance(params, dict) else None
             if isinstance(rid, str | int) and rid not in session.in_flight:
+                self.counts["sent notify"] += 1
                 self.relay.broadcast({"k": "notify", "sid": session.id, "msg": msg})
 
     async def resume(self, owner: str, session: Session, msg: Message) -> Message:
         """The reply to a call parked on replica `owner`, resumed there with this request's answers."""
         asked = {"k": "resume", "principal": session.principal.key, "msg": msg}
+        self.counts["sent resume"] += 1
         reply = (await self.relay.ask(owner, asked, RESUME_TIMEOUT)).get("reply")
         if not isinstance(reply, dict):
             why = f"replica {owner} answered nothing"
@@ -137,6 +155,8 @@ class Replicas:
     # ------------------------------------------------------------------ what other replicas send
     async def _received(self, doc: dict[str, Any]) -> None:
         kind, sender = doc.get("k"), str(doc.get("from"))
+        if kind not in ("stream", "streams"):
+            self.counts[f"received {kind}"] += 1
         sid, msg = doc.get("sid"), doc.get("msg")
         until = time.monotonic() + FORGET_AFTER
         if kind == "stream" and isinstance(sid, str):

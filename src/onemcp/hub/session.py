@@ -69,7 +69,8 @@ class Session:
     client_info: dict[str, Any] = field(default_factory=dict)
     initialized: bool = False
     log_level: str | None = None
-    subscriptions: set[tuple[str, str]] = field(default_factory=set)  # (server, upstream URI)
+    # (server, upstream URI), as the keys of a dict: an empty one is a third the size of an empty set
+    subscriptions: dict[tuple[str, str], None] = field(default_factory=dict)
     in_flight: dict[RequestId, tuple[UpstreamConnection, Call]] = field(default_factory=dict)
     reverse: dict[str, ReversePending] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
@@ -79,7 +80,7 @@ class Session:
     seen: dict[str, int] = field(default_factory=dict)  # list kind -> hash of what it was told
     _outbox_send: MemoryObjectSendStream[Message] | None = None
     _outbox: MemoryObjectReceiveStream[Message] | None = None
-    _reverse_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 1 << 62)))
+    _reverse_count: int = 0  # requests the hub sent this client
     # A modern (2026-07-28) request's context: it lives for one request and has no stream
     # of its own, so unrelated messages have nowhere to go.
     ephemeral: bool = False
@@ -138,9 +139,10 @@ class Session:
             return True
 
     def new_reverse_id(self) -> str:
+        self._reverse_count += 1
         if self.elsewhere is not None:  # unique across replicas, and the answer finds its way back
-            return f"onemcp-{self.elsewhere.tag}-{next(self._reverse_ids)}"
-        return f"onemcp-{next(self._reverse_ids)}"
+            return f"onemcp-{self.elsewhere.tag}-{self._reverse_count}"
+        return f"onemcp-{self._reverse_count}"
 
     def stream_opened(self) -> None:
         self.streams_open += 1

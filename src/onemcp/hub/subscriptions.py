@@ -60,13 +60,13 @@ class Subscriptions:
         if not subscribers:
             await conn.subscribe_resource(original, params)
         subscribers.add(session.id)
-        session.subscriptions.add((server, original))
+        session.subscriptions[(server, original)] = None
         return {}
 
     async def unsubscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         """`resources/unsubscribe`: upstream only when the last subscriber goes."""
         server, original = self._locate(session, "resources/unsubscribe", params)
-        session.subscriptions.discard((server, original))
+        session.subscriptions.pop((server, original), None)
         subscribers = self._subscribers.get((server, original), set())
         subscribers.discard(session.id)
         if not subscribers:
@@ -82,7 +82,7 @@ class Subscriptions:
             subscribers = self._subscribers.setdefault(key, set())
             first = not subscribers
             subscribers.add(session.id)
-            session.subscriptions.add(key)
+            session.subscriptions[key] = None
             conn = self.pool.get(key[0])
             if first and conn is not None and conn.state == "ready" and self.tg is not None:
                 self.tg.start_soon(self.resubscribe, conn, [key[1]])
@@ -112,7 +112,7 @@ class Subscriptions:
 
     def drop(self, session: Session, key: Key) -> None:
         """The session's reach no longer shows this resource: its updates stop."""
-        session.subscriptions.discard(key)
+        session.subscriptions.pop(key, None)
         self._subscribers.get(key, set()).discard(session.id)
 
     def forget(self, session_id: str) -> None:

@@ -114,3 +114,36 @@ async def test_the_request_rate_is_one_bucket_across_replicas(redis_url: str, tm
             statuses = [(await http.post(hub.url, json=INIT, headers=auth)).status_code for hub in (one, two) * 3]
             # a burst of 4 between both replicas, not 4 on each: the 5th and 6th are refused wherever they land
             assert statuses == [200, 200, 200, 200, 429, 429], statuses
+
+
+async def test_a_preset_made_on_one_replica_reaches_the_others(redis_url: str, tmp_path: Path) -> None:
+    """Each replica has its own config folder; a preset written beside one's config reaches the other's
+    presets.json and view, and a replica that starts later takes the replicas' presets from Redis."""
+    from onemcp.config.presets import load_presets, save
+
+    doc = config(redis_url)
+    paths = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        paths.append(tmp_path / name / "mcp.json")
+        paths[-1].write_text(json.dumps(doc))
+    save(tmp_path / "b" / "presets.json", {"presets": {"old": {"filter": "fx"}}})  # b's own, before Redis had any
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc, config_path=paths[0]) as a, running_hub(doc, config_path=paths[1]) as b:
+            with anyio.fail_after(10):
+                while "old" not in a.app.hub.presets:  # the first replica with presets shared b's
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+            save(tmp_path / "a" / "presets.json", {"presets": {"dev": {"filter": "fx", "description": "d"}}})
+            with anyio.fail_after(15):
+                while "dev" not in b.app.hub.presets:
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+            assert set(b.app.hub.presets) == {"dev"}  # a's file replaced the set: "old" went with it
+            assert set(load_presets(tmp_path / "b" / "presets.json")) == {"dev"}
+            async with httpx.AsyncClient() as http:
+                r = await http.get(f"{b.base}/health")
+            assert r.json()["replicas"]["messages"].get("received presets", 0) >= 1
+        async with running_hub(doc, config_path=paths[2]) as c:  # started later, its folder without presets
+            with anyio.fail_after(10):
+                while "dev" not in c.app.hub.presets:
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+            assert load_presets(tmp_path / "c" / "presets.json")["dev"]["description"] == "d"

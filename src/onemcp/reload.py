@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from onemcp.config.load import ConfigError, load_config
-from onemcp.config.presets import PresetError, load_presets
+from onemcp.config.presets import PresetError, load_presets, read_document, save
 from onemcp.hub.core import Hub
 from onemcp.observability.logs import REDACTOR
 
@@ -43,6 +43,8 @@ class Reloader:
         self.restart_needed: list[str] = []
         self._lock = anyio.Lock()
         self._retry = anyio.Event()  # set: a reload failed for a passing reason (see _retry_failed)
+        if hub.replicas is not None:  # replicas on one Redis: the others' presets are written here
+            hub.replicas.write_presets = self._write_presets
 
     async def reload(self) -> bool:
         """Load, validate and apply the file; False (and the reason kept) when it is refused."""
@@ -91,7 +93,17 @@ class Reloader:
             self.last_error = str(exc)
             log.error("presets change refused, keeping the presets in use: %s", exc)
             return False
+        if self.hub.replicas is not None:  # replicas on one Redis: a change here reaches the others
+            self.hub.replicas.presets_loaded(loaded)
         return True
+
+    def _write_presets(self, presets: dict[str, Any]) -> None:
+        """The replicas' presets into this replica's presets.json, and in use (at start, before the watch)."""
+        doc = read_document(self.presets_path)
+        doc["presets"] = presets
+        save(self.presets_path, doc)
+        log.info("presets from the other replicas written to %s", self.presets_path)
+        self.load_presets()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:

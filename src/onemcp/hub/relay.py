@@ -205,6 +205,40 @@ class RedisRelay:
         if isinstance(asker, str) and isinstance(corr, str):
             self._enqueue(self.channel(asker), {**doc, "k": "answer", "re": corr}, None)
 
+    def spawn(self, work: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+        """Run `work` in the relay's task group (from synchronous code); False when the relay is not running."""
+        if self._tg is None or not self.up:
+            return False
+        self._tg.start_soon(self._handle_work, work, args)
+        return True
+
+    async def _handle_work(self, work: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        try:
+            await work(*args)
+        except Exception:
+            log.exception("replica %s: %s failed", self.tag, getattr(work, "__name__", work))
+
+    async def get(self, key: str) -> bytes | None:
+        """A value every replica reads (None: absent, or Redis cannot be reached)."""
+        from redis.exceptions import RedisError
+
+        try:
+            value = await self._redis.get(key)
+        except (RedisError, OSError) as exc:
+            log.warning("replica %s: %s not read from Redis: %s", self.tag, key, exc)
+            return None
+        return bytes(value) if value is not None else None
+
+    async def put(self, key: str, value: bytes) -> bool:
+        from redis.exceptions import RedisError
+
+        try:
+            await self._redis.set(key, value)
+        except (RedisError, OSError) as exc:
+            log.warning("replica %s: %s not written to Redis: %s", self.tag, key, exc)
+            return False
+        return True
+
     async def shared_secret(self, name: str) -> bytes | None:
         """A 32-byte secret every replica on this Redis shares (made by whichever asks first); None if unreachable."""
         from redis.exceptions import RedisError

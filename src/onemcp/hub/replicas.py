@@ -11,7 +11,10 @@ reply stream and a parked 2026-07-28 call each live in one process. Owns, on top
 * a client's answer to a request another replica sent it (its id names that replica) goes back there;
 * a client's cancellation of a request not in flight here, and a roots change, go to every replica;
 * a `requestState` of a call parked on another replica is resumed there (`resume`), the key that signs
-  requestStates being one all replicas share.
+  requestStates being one all replicas share;
+* presets: the ones a replica loads from its presets.json after a change there are kept in Redis and
+  written to every other replica's presets.json (whose own reload applies them). At start, Redis's
+  win over the file; with none in Redis yet, the file's are shared.
 
 Does not own the wire to Redis (`relay`) or what a session is (`session`).
 """
@@ -26,6 +29,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import orjson
 
 from onemcp.hub.bridge import Parking
 from onemcp.hub.relay import RedisRelay
@@ -38,6 +42,7 @@ log = logging.getLogger("onemcp.replicas")
 ANNOUNCE_EVERY = 10.0
 FORGET_AFTER = 30.0
 RESUME_TIMEOUT = 660.0  # a resumed call runs to its end on the replica that parked it
+PRESETS_KEY = "onemcp:presets"
 ResumeHere = Callable[[Session, Message], Awaitable[Message]]
 
 
@@ -61,6 +66,9 @@ class Replicas:
         self._local: set[str] = set()  # sessions whose GET stream is on this replica
         self._remote: dict[str, tuple[str, float]] = {}  # session id -> (replica holding its stream, until)
         self.counts: Counter[str] = Counter()  # messages by direction and kind, for /health
+        # presets: the reloader writes the replicas' presets to this replica's presets.json with it
+        self.write_presets: Callable[[dict[str, Any]], None] | None = None
+        self._presets: bytes | None = None  # the presets last loaded here or taken from the others
         relay.on_message = self._received
         parking.tag = relay.tag
         sessions.elsewhere = self
@@ -75,6 +83,9 @@ class Replicas:
             key = await self.relay.shared_secret("requestState")
             if key is not None:
                 self.parking.share_key(key)
+            if not await self._take_presets() and self._presets not in (None, b"{}"):
+                assert self._presets is not None
+                await self._share_presets(self._presets)  # the first replica with presets on this Redis
             task_status.started()
             while True:
                 await anyio.sleep(ANNOUNCE_EVERY)
@@ -116,6 +127,33 @@ class Replicas:
         else:
             self._local.discard(session.id)
         self.relay.broadcast({"k": "stream", "sid": session.id, "open": opened})
+
+    # ------------------------------------------------------------------ presets
+    def presets_loaded(self, presets: dict[str, Any]) -> None:
+        """The presets this replica's file holds now: shared with the others unless they came from them."""
+        raw = orjson.dumps(presets, option=orjson.OPT_SORT_KEYS)
+        if raw == self._presets:
+            return
+        self._presets = raw
+        self.relay.spawn(self._share_presets, raw)
+
+    async def _share_presets(self, raw: bytes) -> None:
+        if await self.relay.put(PRESETS_KEY, raw):
+            self.counts["sent presets"] += 1
+            self.relay.broadcast({"k": "presets"})
+
+    async def _take_presets(self) -> bool:
+        """Apply the presets in Redis if they differ from this replica's; False if Redis has none."""
+        raw = await self.relay.get(PRESETS_KEY)
+        if raw is None:
+            return False
+        if raw != self._presets and self.write_presets is not None:
+            self._presets = raw
+            try:
+                self.write_presets(orjson.loads(raw))
+            except Exception as exc:  # a file that cannot be written: this replica keeps its own
+                log.error("replica %s: the replicas' presets not applied: %s", self.tag, exc)
+        return True
 
     # ------------------------------------------------------------------ what a client sends
     def client_response(self, session: Session, msg: Message) -> bool:
@@ -168,6 +206,8 @@ class Replicas:
             for one in doc["sids"]:
                 if isinstance(one, str):
                     self._remote[one] = (sender, until)
+        elif kind == "presets":
+            await self._take_presets()
         elif not isinstance(msg, dict):
             log.info("replica %s: a %r message from %s without a message, ignored", self.tag, kind, sender)
         elif kind == "resume":

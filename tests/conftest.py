@@ -1,12 +1,22 @@
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
+
+from support.services import redis_server
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (stopped by its PID): its URL."""
+    with redis_server() as url:
+        yield url
 
 
 # CI runs the property tests on a fixed sequence of examples (still thousands of them), so that a

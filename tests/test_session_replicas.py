@@ -8,8 +8,6 @@ config and `sessionStore: redis://...`, as replicas behind a load balancer would
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +18,13 @@ import pytest
 from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from support.hub import HEADERS, INIT, running_hub
-from support.services import REDIS, redis_server
+from support.services import NEEDS_REDIS
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"),
+    NEEDS_REDIS,
 ]
 DEADLINE = 60.0
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 def config(redis_url: str) -> dict[str, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -17,15 +15,9 @@ from onemcp.auth.keys import KeyStore, RedisKeyStore, open_keys
 from onemcp.auth.principal import InvalidToken
 from onemcp.cli.main import main
 from support.hub import HEADERS, INIT, running_hub
-from support.services import REDIS, free_port, redis_server
+from support.services import NEEDS_REDIS, free_port
 
-pytestmark = pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed")
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
+pytestmark = NEEDS_REDIS
 
 
 def test_a_key_made_through_one_replica_holds_on_another_until_revoked(

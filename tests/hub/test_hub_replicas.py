@@ -9,8 +9,7 @@ sampling and roots requests, and, as a 2026-07-28 client, resumes a parked call 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,19 +24,13 @@ from mcp.client.streamable_http import streamable_http_client
 
 from fixtures.launch import fixture_command
 from support.hub import HEADERS, INIT, RunningHub, running_hub
-from support.services import REDIS, redis_server
+from support.services import NEEDS_REDIS
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"),
+    NEEDS_REDIS,
 ]
 DEADLINE = 60.0
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 def config(redis_url: str) -> dict[str, Any]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,19 +10,13 @@ import anyio
 import pytest
 
 from onemcp.hub.relay import RedisRelay, RelayError
-from support.services import REDIS, free_port, redis_server
+from support.services import NEEDS_REDIS, free_port
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"),
+    NEEDS_REDIS,
 ]
 DEADLINE = 20.0
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 class Inbox:

@@ -6,6 +6,7 @@ file outside the test's directory) and is terminated, then killed, by its own PI
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 REDIS = shutil.which("redis-server")
+# a test that needs redis-server: skipped where it is missing, except in CI (scripts/test installs it)
+NEEDS_REDIS = pytest.mark.skipif(REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed")
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 

@@ -4,17 +4,17 @@ Owns the one environment (sandboxed: no attribute access to internals, no import
 loading; undefined names are errors, not empty strings), compiling a field's text once, and
 recognising the Handlebars forms of 1MCP's templates so the error says how to write them here.
 Does not know the config's shape (`model` validates, `templates` renders whole entries).
+Jinja2 is loaded with the first template compiled: a config without templates never pays for it.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 # 1MCP's Handlebars blocks and helpers, and what they are in Jinja
 _HANDLEBARS = re.compile(r"\{\{\s*([#/^]|else\s*\}\}|\{)")
@@ -24,6 +24,22 @@ HANDLEBARS_HINT = (
     "{{#each xs}}{{this}}{{/each}} is {% for x in xs %}{{ x }}{% endfor %}, "
     "and {{{raw}}} is {{ raw }}; {{project.path}} is the same in both"
 )
+
+
+@functools.cache
+def environment() -> Any:
+    """The one sandboxed environment."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def render_errors() -> tuple[type[Exception], ...]:
+    """What rendering a compiled template may raise for a context (undefined names, sandbox refusals)."""
+    from jinja2 import TemplateError
+
+    return (TemplateError,)
 
 
 class SyntaxProblem(Exception):
@@ -39,7 +55,10 @@ def compiled(text: str) -> Template:
     """The compiled template of `text` (cached: the same text renders for many contexts)."""
     if _HANDLEBARS.search(text):
         raise SyntaxProblem(HANDLEBARS_HINT)
+    from jinja2 import TemplateSyntaxError
+
     try:
-        return ENV.from_string(text)
+        template: Template = environment().from_string(text)
+        return template
     except TemplateSyntaxError as exc:
         raise SyntaxProblem(f"template syntax error: {exc.message}") from None

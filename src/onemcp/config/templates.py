@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from jinja2 import TemplateError as JinjaError
 from pydantic import ValidationError
 
 from onemcp.config import jinja
@@ -34,8 +33,9 @@ def _render(name: str, path: str, text: str, context: Mapping[str, Any]) -> str:
         out = jinja.compiled(text).render(context)
     except jinja.SyntaxProblem as exc:
         raise TemplateError(f"mcpTemplates.{name}.{path}: {exc}") from None
-    except JinjaError as exc:  # undefined names, sandbox refusals
-        raise TemplateError(f"mcpTemplates.{name}.{path}: {exc.message or type(exc).__name__}") from None
+    except jinja.render_errors() as exc:  # undefined names, sandbox refusals
+        message = getattr(exc, "message", None)
+        raise TemplateError(f"mcpTemplates.{name}.{path}: {message or type(exc).__name__}") from None
     except (ArithmeticError, TypeError, ValueError) as exc:
         raise TemplateError(f"mcpTemplates.{name}.{path}: {exc}") from None
     if len(out) > MAX_RENDERED:

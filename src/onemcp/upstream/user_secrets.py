@@ -17,12 +17,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING
 
 from onemcp.config.model import ServerConfig
 from onemcp.config.sqlite import open_store
-from onemcp.upstream.oauth.store import load_key
+
+if TYPE_CHECKING:  # loaded with the store, on first use: a hub without user secrets never loads it
+    from cryptography.fernet import Fernet
 
 FILE = "user-secrets.db"
 PLACEHOLDER = re.compile(r"\$\{user:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -87,6 +88,10 @@ class UserSecrets:
             path = self._dir / FILE if self._dir is not None else None
             if path is not None and not create and not path.exists():
                 return None
+            from cryptography.fernet import Fernet
+
+            from onemcp.upstream.oauth.store import load_key
+
             self._fernet = Fernet(load_key(self._dir))
             self._db = open_store(path if path is not None else ":memory:", SCHEMA)
         return self._db
@@ -111,6 +116,8 @@ class UserSecrets:
         if db is None:
             return {}
         assert self._fernet is not None
+        from cryptography.fernet import InvalidToken
+
         with self._lock:
             rows = db.execute("select name, value from secrets where principal = ?", (principal,)).fetchall()
         out: dict[str, str] = {}

@@ -89,13 +89,6 @@ class Pending:
     resource: str
 
 
-def oauth_enabled(config: ServerConfig) -> bool:
-    """HTTP upstreams may use OAuth unless turned off or given an Authorization header of their own."""
-    if config.transport == "stdio" or config.oauth is False:
-        return False
-    return not any(k.lower() == "authorization" for k in config.headers)
-
-
 class ServerAuth:
     """One upstream's OAuth credential."""
 

@@ -15,21 +15,29 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from onemcp.config.model import ServerConfig
 from onemcp.http.routes import UPSTREAM_OAUTH_CALLBACK
-from onemcp.upstream.oauth import http as oauth_http
-from onemcp.upstream.oauth.client import Pending, ServerAuth, oauth_enabled
-from onemcp.upstream.oauth.http import OAuthClientError
-from onemcp.upstream.oauth.store import CredentialStore
+
+if TYPE_CHECKING:  # imported where used: a hub none of whose upstreams uses OAuth never loads httpx, jwt or Fernet
+    import httpx
+
+    from onemcp.upstream.oauth.client import Pending, ServerAuth
+    from onemcp.upstream.oauth.store import CredentialStore
 
 log = logging.getLogger("onemcp.upstream.oauth")
 audit = logging.getLogger("onemcp.audit")
 CALLBACK_PATH = UPSTREAM_OAUTH_CALLBACK
 PENDING_PER_SERVER = 4
 PENDING_LIMIT = 256
+
+
+def oauth_enabled(config: ServerConfig) -> bool:
+    """HTTP upstreams may use OAuth unless turned off or given an Authorization header of their own."""
+    if config.transport == "stdio" or config.oauth is False:
+        return False
+    return not any(k.lower() == "authorization" for k in config.headers)
 
 
 class UpstreamAuth:
@@ -44,6 +52,8 @@ class UpstreamAuth:
     @property
     def store(self) -> CredentialStore:
         if self._store is None:  # made on first use: no key file for hubs that never need one
+            from onemcp.upstream.oauth.store import CredentialStore
+
             try:
                 self._store = CredentialStore(self.config_dir)
             except (OSError, sqlite3.Error) as exc:
@@ -57,6 +67,8 @@ class UpstreamAuth:
         return self._store is not None or self.config_dir is None or (self.config_dir / "upstream-auth.db").exists()
 
     def http(self) -> httpx.AsyncClient:
+        from onemcp.upstream.oauth import http as oauth_http
+
         return oauth_http.client()
 
     def callback_url(self, server: str) -> str | None:
@@ -66,6 +78,8 @@ class UpstreamAuth:
         """The server's credential (`config`: the server's own, also for its replicas)."""
         if not oauth_enabled(config):
             return None
+        from onemcp.upstream.oauth.client import ServerAuth
+
         current = self.servers.get(name)
         if current is None or current.config.url != config.url or current.config.oauth != config.oauth:
             if current is not None:
@@ -109,6 +123,8 @@ class UpstreamAuth:
             )
             audit.info("upstream authorization refused server=%s error=%.100s", owner.name, params["error"])
             return 400, "Authorization refused", owner.detail
+        from onemcp.upstream.oauth.http import OAuthClientError
+
         code = params.get("code")
         if not code:
             return 400, "No authorization code", "The authorization server sent no code."

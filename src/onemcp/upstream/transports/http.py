@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -26,7 +26,6 @@ from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
-from onemcp.upstream.oauth.client import ServerAuth
 from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
 from onemcp.upstream.transports.h1 import H1Exchange, Pool, UpstreamHttpError
 
@@ -36,6 +35,9 @@ ERROR_BODY_MAX = 4096  # of a non-2xx body: enough for a JSON-RPC error with dat
 ERROR_LINE_MAX = 200  # of its text in an error message
 RESUME_ATTEMPTS = 5  # GETs that resume one request's broken reply stream
 RESUME_WAIT_MAX_MS = 5000  # the longest `retry:` honoured before resuming
+
+if TYPE_CHECKING:  # only as a type: the OAuth client loads when a server uses OAuth
+    from onemcp.upstream.oauth.client import ServerAuth
 
 
 def base_headers(config: ServerConfig) -> dict[str, str]:

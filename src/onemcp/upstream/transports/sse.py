@@ -7,6 +7,7 @@ The hub's own OAuth token for this upstream, when it has one, rides on both.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -15,10 +16,12 @@ from anyio.abc import TaskGroup
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.oauth.client import ServerAuth
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
 from onemcp.upstream.transports.h1 import Pool, UpstreamHttpError
 from onemcp.upstream.transports.http import EventSink, StreamExchange, base_headers, make_pool
+
+if TYPE_CHECKING:  # only as a type: the OAuth client loads when a server uses OAuth
+    from onemcp.upstream.oauth.client import ServerAuth
 
 
 class SseTransport(Transport):

@@ -193,3 +193,33 @@ async def test_a_cancellation_reaches_the_replica_running_the_call(redis_url: st
                 with anyio.fail_after(10):  # not the 30 s the upstream would sleep
                     await done.wait()
             assert session is not None and 7 not in session.in_flight
+
+
+async def test_what_waited_for_a_stream_goes_to_the_replica_where_one_opens(redis_url: str) -> None:
+    """No GET stream anywhere: a resource update for the session waits on two. When the client opens
+    its GET stream on one, two hands the update over and it arrives there."""
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await legacy_session(http, one.url)
+            sid = headers["mcp-session-id"]
+            uri = "fixture://static"
+            subscribe = {"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": uri}}
+            assert "error" not in (await http.post(two.url, json=subscribe, headers=headers)).text
+            touch = {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "touch", "arguments": {"uri": uri}},
+            }
+            assert "error" not in (await http.post(two.url, json=touch, headers=headers)).text
+            session = two.app.hub.find_session(sid)
+            assert session is not None
+            with anyio.fail_after(10):  # the update reached two's session, with no stream to carry it
+                while session.outbox is None or session.outbox.statistics().current_buffer_used == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            got: list[dict[str, Any]] = []
+            async for msg in open_stream(http, one.url, headers):
+                got.append(msg)
+                break
+            assert got[0]["method"] == "notifications/resources/updated"
+            assert got[0]["params"]["uri"] == uri

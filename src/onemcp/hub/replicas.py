@@ -7,7 +7,8 @@ reply stream and a parked 2026-07-28 call each live in one process. Owns, on top
   `ANNOUNCE_EVERY` s, for replicas that start later); others forget it `FORGET_AFTER` s after the last word;
 * a session's unsolicited messages (server->client requests, logs, resource updates) posted on a
   replica without its GET stream go to the replica with it (`carry`); list_changed does not: that
-  replica sees the same upstream changes itself. If nobody heard, the message stays here;
+  replica sees the same upstream changes itself. If nobody heard, the message stays here, and
+  what waits here goes to the replica where the session's next GET stream opens;
 * a client's answer to a request another replica sent it (its id names that replica) goes back there;
 * a client's cancellation of a request not in flight here, and a roots change, go to every replica;
 * a `requestState` of a call parked on another replica is resumed there (`resume`), the key that signs
@@ -128,6 +129,15 @@ class Replicas:
             self._local.discard(session.id)
         self.relay.broadcast({"k": "stream", "sid": session.id, "open": opened})
 
+    def _hand_over(self, sid: str) -> None:
+        """A GET stream opened on another replica: what waits here for one goes there (in order)."""
+        session = self.sessions.get(sid)
+        if session is None or session.streams_open:
+            return
+        for msg in session.take_queued():
+            if not self.carry(session, msg):
+                session.post_here(msg)
+
     # ------------------------------------------------------------------ presets
     def presets_loaded(self, presets: dict[str, Any]) -> None:
         """The presets this replica's file holds now: shared with the others unless they came from them."""
@@ -200,6 +210,7 @@ class Replicas:
         if kind == "stream" and isinstance(sid, str):
             if doc.get("open"):
                 self._remote[sid] = (sender, until)
+                self._hand_over(sid)
             elif self._remote.get(sid, ("",))[0] == sender:
                 del self._remote[sid]
         elif kind == "streams" and isinstance(doc.get("sids"), list):

@@ -130,6 +130,17 @@ class Session:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
 
+    def take_queued(self) -> list[Message]:
+        """What waits in the outbox for a GET stream, taken out (for a stream opened on another replica)."""
+        taken: list[Message] = []
+        if self._outbox is not None and not self.closed:
+            while True:
+                try:
+                    taken.append(self._outbox.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    return taken
+        return taken
+
     def wants_log(self, level: object) -> bool:
         if self.log_level is None:
             return not self.ephemeral  # modern clients get logs only when they ask for a level

@@ -81,20 +81,26 @@ class Replicas:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(self.relay.run)
-            key = await self.relay.shared_secret("requestState")
-            if key is not None:
-                self.parking.share_key(key)
+            shared = await self._share_key()
             if not await self._take_presets() and self._presets not in (None, b"{}"):
                 assert self._presets is not None
                 await self._share_presets(self._presets)  # the first replica with presets on this Redis
             task_status.started()
             while True:
                 await anyio.sleep(ANNOUNCE_EVERY)
+                if not shared and self.relay.up:  # Redis was away at start: sign as the others do from now on
+                    shared = await self._share_key()
                 if self._local:
                     self.relay.broadcast({"k": "streams", "sids": sorted(self._local)})
                 now = time.monotonic()
                 for sid in [s for s, (_, until) in self._remote.items() if until < now]:
                     del self._remote[sid]
+
+    async def _share_key(self) -> bool:
+        key = await self.relay.shared_secret("requestState")
+        if key is not None:
+            self.parking.share_key(key)
+        return key is not None
 
     def report(self) -> dict[str, Any]:
         """For /health: this replica, its link to the others, and what crossed."""

@@ -108,6 +108,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         # a server's stderr is logged at most STDERR_LINES_PER_SECOND lines a second; the rest counted
         self._err_window, self._err_logged, self._err_dropped = 0.0, 0, 0
         self.exited = asyncio.Event()
+        self._process: asyncio.SubprocessTransport | None = None
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
@@ -172,9 +173,14 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             else:
                 self._err_dropped += 1
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._process = cast(asyncio.SubprocessTransport, transport)
+
     def process_exited(self) -> None:
         self.exited.set()
-        self.owner.child_exited()
+        # the code from the process's own transport: a child that exits at once may do so before the
+        # spawn returned it to the owner
+        self.owner.child_exited(self._process.get_returncode() if self._process is not None else None)
 
 
 class StdioTransport(Transport):
@@ -240,8 +246,9 @@ class StdioTransport(Transport):
             with anyio.move_on_after(sandbox.POLL):
                 await self.closed.wait()
 
-    def child_exited(self) -> None:
-        code = self._proc.get_returncode() if self._proc is not None else None
+    def child_exited(self, code: int | None = None) -> None:
+        if code is None and self._proc is not None:
+            code = self._proc.get_returncode()
         limit = sandbox.exit_reason(self.config.sandbox, code)
         if limit is not None:
             self._mark_closed(limit)

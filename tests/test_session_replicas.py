@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 
-from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from support.hub import HEADERS, INIT, running_hub
-from support.services import NEEDS_REDIS
+from support.services import NEEDS_REDIS, replica_config
 
 pytestmark = [
     pytest.mark.anyio,
@@ -27,18 +25,13 @@ pytestmark = [
 DEADLINE = 60.0
 
 
-def config(redis_url: str) -> dict[str, Any]:
-    fx = fixture_command()
-    return {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}, "onemcp": {"sessionStore": redis_url}}
-
-
 async def test_a_session_made_on_one_replica_continues_on_another(redis_url: str) -> None:
     import redis
 
     with anyio.fail_after(DEADLINE):
         async with (
-            running_hub(config(redis_url)) as one,
-            running_hub(config(redis_url)) as two,
+            running_hub(replica_config(redis_url)) as one,
+            running_hub(replica_config(redis_url)) as two,
             httpx.AsyncClient(timeout=30) as http,
         ):
             r = await http.post(one.url, json=INIT, headers=HEADERS)
@@ -63,7 +56,7 @@ async def test_a_session_made_on_one_replica_continues_on_another(redis_url: str
 
 
 async def test_a_quota_is_one_quota_across_replicas(redis_url: str) -> None:
-    doc = config(redis_url)
+    doc = replica_config(redis_url)
     doc["onemcp"]["auth"] = {"quotas": [{"tool": "fx/echo", "calls": 3, "window": 60}]}
     with anyio.fail_after(DEADLINE):
         async with (
@@ -91,7 +84,7 @@ async def test_a_quota_is_one_quota_across_replicas(redis_url: str) -> None:
 
 
 async def test_the_request_rate_is_one_bucket_across_replicas(redis_url: str, tmp_path: Path) -> None:
-    doc = config(redis_url)
+    doc = replica_config(redis_url)
     doc["onemcp"]["auth"] = {"apiKeys": True, "rateLimit": {"requestsPerMinute": 1, "burst": 4}}
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps(doc))
@@ -113,7 +106,7 @@ async def test_a_preset_made_on_one_replica_reaches_the_others(redis_url: str, t
     presets.json and view, and a replica that starts later takes the replicas' presets from Redis."""
     from onemcp.config.presets import load_presets, save
 
-    doc = config(redis_url)
+    doc = replica_config(redis_url)
     paths = []
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()

@@ -59,17 +59,12 @@ class OneMcpApp:
         self.config = config
         self.config_path = config_path
         config_dir = config_path.parent if config_path is not None else None
-        store = config.hub.session_store
-        shared = store if store.startswith(("redis://", "rediss://", "unix://")) else None
+        shared = config.hub.shared_store  # the Redis replicas share, if any
         self.gate = Gate(config.hub.auth, config_dir, public_url, bind_host, config.hub.allowed_hosts, shared)
         limit = config.hub.auth.rate_limit
-        if (
-            limit is not None
-            and self.gate.limiter is not None
-            and store.startswith(("redis://", "rediss://", "unix://"))
-        ):
+        if limit is not None and self.gate.limiter is not None and shared is not None:
             # replicas sharing a Redis share one request rate per principal
-            self.gate.limiter = RedisRateLimiter(limit.requests_per_minute, limit.burst, store, self.gate.limiter)
+            self.gate.limiter = RedisRateLimiter(limit.requests_per_minute, limit.burst, shared, self.gate.limiter)
         logs.configure_audit(config.hub.audit)
         base = config.hub.auth.public_url or public_url
         # the hub's own OAuth credentials with its upstreams, and its metrics: the app's, lent to the hub
@@ -91,11 +86,11 @@ class OneMcpApp:
         self.bind_host = bind_host
         self._guard_settings = config.hub
         self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
-        if config.hub.session_store.startswith(("redis://", "rediss://", "unix://")):
+        if shared is not None:
             if config_path is None:
-                self.hub.saved = open_store(config.hub.session_store, None, config.hub.session_idle_timeout)
+                self.hub.saved = open_store(shared, None, config.hub.session_idle_timeout)
             # replicas on one Redis: server->client messages, client answers and parked calls reach the right one
-            self.hub.share_with_replicas(config.hub.session_store)
+            self.hub.share_with_replicas(shared)
         self.mcp = StreamableHttpEndpoint(self.hub, self.gate)
         self.legacy = LegacySseEndpoint(self.hub)
         self.on_shutdown: list[Callable[[], None]] = []  # e.g. removing runtime.json

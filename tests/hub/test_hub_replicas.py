@@ -22,9 +22,8 @@ from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
-from fixtures.launch import fixture_command
 from support.hub import HEADERS, INIT, RunningHub, running_hub
-from support.services import NEEDS_REDIS
+from support.services import NEEDS_REDIS, replica_config
 
 pytestmark = [
     pytest.mark.anyio,
@@ -33,14 +32,9 @@ pytestmark = [
 DEADLINE = 60.0
 
 
-def config(redis_url: str) -> dict[str, Any]:
-    fx = fixture_command()
-    return {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}, "onemcp": {"sessionStore": redis_url}}
-
-
 @asynccontextmanager
 async def two_replicas(redis_url: str) -> AsyncIterator[tuple[RunningHub, RunningHub]]:
-    async with running_hub(config(redis_url)) as one, running_hub(config(redis_url)) as two:
+    async with running_hub(replica_config(redis_url)) as one, running_hub(replica_config(redis_url)) as two:
         for hub in (one, two):
             replicas = hub.app.hub.replicas
             assert replicas is not None

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +120,11 @@ http {{
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(process)
+
+
+def replica_config(redis_url: str) -> dict[str, Any]:
+    """A hub config for replicas on one Redis: the fixture server, and the Redis as the session store."""
+    from fixtures.launch import fixture_command
+
+    fx = fixture_command()
+    return {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}, "onemcp": {"sessionStore": redis_url}}

@@ -223,8 +223,8 @@ class RedisKeyStore:
 
 
 def open_keys(directory: Path, shared: str | None = None) -> Keys:
-    """The key store beside the config; with `shared` (a redis:// URL of the session store), the replicas' one."""
+    """The key store beside the config; with `shared` (the Redis URL replicas share), the replicas' one."""
     local = KeyStore(directory / "keys.db")
-    if shared is not None and shared.startswith(("redis://", "rediss://", "unix://")):
+    if shared is not None:
         return RedisKeyStore(shared, local if local.path.exists() else None)
     return local

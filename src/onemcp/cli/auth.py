@@ -115,7 +115,7 @@ def _key_store(path: Path) -> Keys:
     shared = None
     if path.exists():
         try:
-            shared = load_config(path).hub.session_store
+            shared = load_config(path).hub.shared_store
         except ConfigError:
             shared = None  # a config that does not load keeps its keys beside it
     return open_keys(path.parent, shared)

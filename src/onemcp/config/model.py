@@ -402,6 +402,9 @@ class Limits(_Model):
     log_interval: Seconds = Field(10.0, alias="logInterval")
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # a sessionStore naming a Redis
+
+
 class HubSettings(_Model):
     """The hub's own knobs (the `onemcp` key of mcp.json)."""
 
@@ -436,10 +439,15 @@ class HubSettings(_Model):
     # withheld from clients until an operator approves it (`onemcp mcp approve`), only reported, or not checked.
     pin_tool_definitions: PinMode = Field("withhold", alias="pinToolDefinitions")
 
+    @property
+    def shared_store(self) -> str | None:
+        """The Redis URL replicas share, when the session store is one (else None)."""
+        return self.session_store if self.session_store.startswith(REDIS_SCHEMES) else None
+
     @field_validator("session_store")
     @classmethod
     def _store_ok(cls, value: str) -> str:
-        if value not in ("sqlite", "off") and not value.startswith(("redis://", "rediss://", "unix://")):
+        if value not in ("sqlite", "off") and not value.startswith(REDIS_SCHEMES):
             raise ValueError('must be "sqlite", "off" or a Redis URL (redis://host:6379/0)')
         return value
 

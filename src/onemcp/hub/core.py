@@ -114,8 +114,8 @@ class Hub:
         )
         self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub, self.bus)
         self.dispatcher.user_secrets = self.user_secrets
-        store = config.hub.session_store
-        if config.hub.auth.quotas and store.startswith(("redis://", "rediss://", "unix://")):
+        store = config.hub.shared_store
+        if config.hub.auth.quotas and store is not None:
             self.dispatcher.quotas = RedisQuotaBook(config.hub.auth.quotas, store)  # replicas share the counts
         self.state = HubState(self.pool, self.catalog, self.sessions, self.listeners, self.isolated, self.upstream_auth)
         self.replicas: Replicas | None = None  # the other replicas sharing a Redis (`share_with_replicas`)

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from onemcp.config.model import REDIS_SCHEMES
+
 log = logging.getLogger("onemcp.sessions")
 FILE = "sessions.db"
 REDIS_PREFIX = "onemcp:session:"
@@ -191,6 +193,6 @@ def open_store(setting: str | None, directory: Path | None, idle_timeout: float)
     """The store `onemcp.sessionStore` names: "sqlite" (default: beside the config), "off", or a redis:// URL."""
     if setting == "off":
         return SavedSessions(None)
-    if setting is not None and setting.startswith(("redis://", "rediss://", "unix://")):
+    if setting is not None and setting.startswith(REDIS_SCHEMES):
         return RedisSessions(setting, idle_timeout)
     return SavedSessions(directory)

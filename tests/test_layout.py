@@ -29,6 +29,10 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "auth/server/consent.py": ("tests/auth/server/test_server_app.py", "the consent page and its operator key"),
     "auth/server/grants.py": ("tests/auth/server/test_server_app.py", "PKCE codes, token rotation, reuse, revocation"),
     "auth/server/store.py": ("tests/auth/server/test_server_app.py", "the state behind the grants"),
+    "auth/server/shared.py": (
+        "tests/auth/server/test_server_app.py",
+        "every server test runs over SQLite and over Redis; two servers on one Redis honour each other",
+    ),
     # catalog/
     "catalog/reach.py": ("tests/catalog/test_views.py", "what a view and a principal's scopes let a requester see"),
     # cli/: each command end to end, in-process or as a subprocess

@@ -94,6 +94,7 @@ class Gate:
                 consent=settings.oauth_consent,
                 operator=operator_policy(settings.oauth_operator, bind_host, settings.public_url, allowed_hosts),
                 keys=self.keys,
+                shared=shared_store,  # replicas: clients, codes, tokens and consent pages in their Redis
             )
             self.verifiers.append(self.oauth)
             self.issuers.append(base)

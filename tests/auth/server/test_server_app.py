@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx
 import pytest
+import redis
 import uvicorn
 
 from onemcp.auth.keys import KeyStore
@@ -27,6 +28,7 @@ from onemcp.auth.principal import InvalidToken
 from onemcp.auth.server.app import OAuthServer
 from onemcp.http.asgi import Receive, Scope, Send, send_json
 from support.audit import audit_lines
+from support.services import NEEDS_REDIS, redis_server
 
 pytestmark = pytest.mark.anyio
 
@@ -113,14 +115,31 @@ class Harness:
             return False
 
 
+@pytest.fixture(scope="module")
+def shared_redis() -> Iterator[str]:
+    """One redis-server for this file's runs over the replicas' store (flushed before each test)."""
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=NEEDS_REDIS)])
+def state(request: pytest.FixtureRequest) -> str | None:
+    """Every test of the server runs over both stores: SQLite (one hub) and the Redis replicas share."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("shared_redis")
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+def make(tmp_path: Path, state: str | None) -> Iterator[Callable[..., Harness]]:
     made: list[tuple[OAuthServer, httpx.AsyncClient]] = []
 
     def factory(**options: Any) -> Harness:
         clock = Clock()
         issuer = options.pop("issuer", ISSUER)
-        options = {"scopes_supported": ["mcp", "admin"], "consent": "auto", "clock": clock, **options}
+        options = {"scopes_supported": ["mcp", "admin"], "consent": "auto", "clock": clock, "shared": state, **options}
         server = OAuthServer(tmp_path / "oauth.db", issuer, f"{issuer}/mcp", **options)
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=issuer)
         made.append((server, http))
@@ -380,11 +399,15 @@ async def test_resource_must_be_the_hub(oauth: Harness) -> None:
     assert r.status_code == 400 and r.json()["error"] == "invalid_target"
 
 
-async def test_tokens_for_another_resource_do_not_verify(make: Callable[..., Harness], tmp_path: Path) -> None:
+async def test_tokens_for_another_resource_do_not_verify(
+    make: Callable[..., Harness], tmp_path: Path, state: str | None
+) -> None:
     oauth = make()
     client_id = (await oauth.register())["client_id"]
     tokens = await oauth.tokens(client_id)
-    other = OAuthServer(tmp_path / "oauth.db", ISSUER, "http://127.0.0.1:9/elsewhere", scopes_supported=["mcp"])
+    other = OAuthServer(
+        tmp_path / "oauth.db", ISSUER, "http://127.0.0.1:9/elsewhere", scopes_supported=["mcp"], shared=state
+    )
     try:
         with pytest.raises(InvalidToken, match="another resource"):
             await other.verify(tokens["access_token"])
@@ -1186,3 +1209,100 @@ async def test_an_unreadable_key_store_refuses_rather_than_fails(
 async def test_redirect_uris_with_control_characters_are_refused(oauth: Harness, uri: str) -> None:
     r = await oauth.http.post("/oauth/register", json={"redirect_uris": [uri], "token_endpoint_auth_method": "none"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_redirect_uri"
+
+
+# ------------------------------------------------ replicas sharing one Redis
+def replica(server: OAuthServer, browser_of: Harness) -> Harness:
+    """`server` reached by the same browser (its cookies) as `browser_of`: a load balancer's next pick."""
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=server.app),
+        base_url=str(browser_of.http.base_url),
+        cookies=browser_of.http.cookies.jar,
+    )
+    return Harness(server, http, browser_of.clock)
+
+
+@NEEDS_REDIS
+async def test_replicas_sharing_redis_honour_each_others_clients_pages_codes_tokens_and_revocations(
+    shared_redis: str, tmp_path: Path
+) -> None:
+    redis.Redis.from_url(shared_redis).flushdb()
+    keys = KeyStore(tmp_path / "keys.db")  # one key store for both (as RedisKeyStore is across replicas)
+    options: dict[str, Any] = {"scopes_supported": ["mcp", "admin"], "consent": "page", "operator": "key"}
+    clock = Clock()
+    issuer = "http://hub.example"  # not loopback: the operator cookie is set
+    a = OAuthServer(
+        tmp_path / "a" / "oauth.db", issuer, f"{issuer}/mcp", keys=keys, clock=clock, shared=shared_redis, **options
+    )
+    b = OAuthServer(
+        tmp_path / "b" / "oauth.db", issuer, f"{issuer}/mcp", keys=keys, clock=clock, shared=shared_redis, **options
+    )
+    on_a = Harness(a, httpx.AsyncClient(transport=httpx.ASGITransport(app=a.app), base_url=issuer), clock)
+    on_b = replica(b, on_a)
+    try:
+        client_id = (await on_a.register())["client_id"]  # registered through A
+        verifier, challenge = pkce()
+        r = await on_b.authorize(client_id, challenge, scope="mcp admin")  # B knows the client
+        assert r.status_code == 200 and "operator_key" in r.text
+        fields = fields_of(r)
+        admin = keys.create("operator", ["admin"])
+        r = await approve(on_a, fields, operator_key=admin)  # the page B showed, answered on A
+        assert r.status_code == 303, r.text
+        assert operator_cookie(on_a) is not None
+        code = query(r.headers["location"])["code"]
+        exchange = {"code": code, "redirect_uri": REDIRECT, "client_id": client_id, "code_verifier": verifier}
+        r = await on_b.token(grant_type="authorization_code", **exchange)  # A's code, redeemed on B
+        assert r.status_code == 200, r.text
+        tokens = r.json()
+        assert await on_a.valid(tokens["access_token"]) and await on_b.valid(tokens["access_token"])
+        r = await on_a.token(grant_type="authorization_code", **exchange)  # replayed on A: the grant dies
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+        assert not await on_b.valid(tokens["access_token"])
+
+        # a second authorization, approved on B by the cookie A set (the replicas share its key)
+        verifier, challenge = pkce()
+        r = await on_b.authorize(client_id, challenge, scope="mcp")
+        assert r.status_code == 200 and "Approving as the operator key" in r.text
+        r = await approve(on_b, fields_of(r))
+        assert r.status_code == 303, r.text
+        code = query(r.headers["location"])["code"]
+        exchange = {"code": code, "redirect_uri": REDIRECT, "client_id": client_id, "code_verifier": verifier}
+        tokens = (await on_a.token(grant_type="authorization_code", **exchange)).json()
+        fresh = (await on_b.refresh(client_id, tokens["refresh_token"])).json()  # A's refresh token, rotated on B
+        assert await on_a.valid(fresh["access_token"])
+        r = await on_a.refresh(client_id, tokens["refresh_token"])  # the spent one again, on A
+        assert r.status_code == 400 and "already used" in r.json()["error_description"]
+        assert not await on_b.valid(fresh["access_token"])  # the whole family, on every replica
+    finally:
+        for harness in (on_a, on_b):
+            await harness.http.aclose()
+        a.close()
+        b.close()
+
+
+@NEEDS_REDIS
+async def test_without_redis_the_server_answers_503_and_tokens_do_not_verify(tmp_path: Path) -> None:
+    with redis_server() as url:
+        server = OAuthServer(
+            tmp_path / "oauth.db", ISSUER, RESOURCE, scopes_supported=["mcp"], consent="auto", shared=url
+        )
+        oauth = Harness(
+            server, httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER), Clock()
+        )
+        client_id = (await oauth.register())["client_id"]
+        tokens = await oauth.tokens(client_id)
+        assert await oauth.valid(tokens["access_token"])
+    try:  # redis-server stopped
+        r = await oauth.http.post(
+            "/oauth/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+        )
+        assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+        r = await oauth.refresh(client_id, tokens["refresh_token"])
+        assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+        with pytest.raises(InvalidToken, match="cannot be reached"):
+            await server.verify(tokens["access_token"])
+        r = await oauth.authorize(client_id, pkce()[1])
+        assert r.status_code == 503
+    finally:
+        await oauth.http.aclose()
+        server.close()

@@ -25,13 +25,14 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote_plus, urlsplit
 
+import anyio.to_thread
 import orjson
 
 from onemcp.auth.keys import Keys, KeyStore
-from onemcp.auth.principal import Principal
+from onemcp.auth.principal import InvalidToken, Principal
 from onemcp.auth.server.authorize import (
     OPERATOR_ATTEMPTS,
     OPERATOR_TTL,
@@ -40,6 +41,7 @@ from onemcp.auth.server.authorize import (
     Operator,
     OperatorCheck,
     OperatorPolicy,
+    Pending,
     PendingConsent,
     PendingConsents,
     check_request,
@@ -57,7 +59,7 @@ from onemcp.auth.server.clients import (
 )
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
 from onemcp.auth.server.grants import Clock, Grants, Lifetimes, OAuthError, canonical_resource
-from onemcp.auth.server.store import ClientRecord, OAuthStore, digest
+from onemcp.auth.server.store import ClientRecord, OAuthState, OAuthStore, digest
 from onemcp.http.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -91,6 +93,7 @@ PREFLIGHT = [
 ]
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+T = TypeVar("T")
 
 
 class OAuthServer:
@@ -109,6 +112,7 @@ class OAuthServer:
         refresh_token_ttl: float = 30 * 86400,
         code_ttl: float = 60,
         clock: Clock = time.time,
+        shared: str | None = None,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.resource = canonical_resource(resource)
@@ -116,12 +120,34 @@ class OAuthServer:
         self.consent = consent
         self.allow_insecure_loopback_metadata = allow_insecure_loopback_metadata
         self.clock = clock
-        self.store = OAuthStore(store_path)
+        # `shared`: the Redis hub replicas share, so that any replica honours what another issued
+        self.shared = shared
+        self.store: OAuthState
+        self._pending: Pending
+        secret: Callable[[], bytes] | None = None
+        if shared is not None:
+            from onemcp.auth.server import shared as redis_state
+
+            client = redis_state.connect(shared)
+            self.store = redis_state.RedisOAuthStore(client, clock)
+            self._pending = redis_state.RedisPendingConsents(client)
+            self._unavailable: tuple[type[Exception], ...] = redis_state.ERRORS
+
+            def secret() -> bytes:
+                try:
+                    return redis_state.operator_secret(client)
+                except redis_state.ERRORS:
+                    raise NotOperator("the shared store (Redis) cannot be reached") from None
+        else:
+            self.store = OAuthStore(store_path)
+            self._pending = PendingConsents()
+            self._unavailable = ()
         self.grants = Grants(self.store, self.resource, Lifetimes(access_token_ttl, refresh_token_ttl, code_ttl), clock)
-        self._pending = PendingConsents()
         # policy "key": approving needs an admin API key (from `keys`, by default keys.db beside the store)
         self.operators = (
-            OperatorCheck(keys or KeyStore(store_path.with_name("keys.db")), clock) if operator == "key" else None
+            OperatorCheck(keys or KeyStore(store_path.with_name("keys.db")), clock, secret)
+            if operator == "key"
+            else None
         )
         base = self._base = urlsplit(self.issuer).path.rstrip("/")
         self.paths = {name: f"{base}/oauth/{name}" for name in ("authorize", "token", "register", "revoke")}
@@ -180,7 +206,23 @@ class OAuthServer:
             await send_json(send, 405, {"error": "method_not_allowed"}, [(b"allow", allow)])
         else:
             with contextlib.suppress(ClientGone):  # nobody left to answer
-                await handler(scope, receive, send)
+                try:
+                    await handler(scope, receive, send)
+                except OAuthError as exc:  # the shared store could not be reached (see `_io`)
+                    await self._error(send, exc, [*CORS, *NO_STORE])
+
+    async def _io(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` on the state: inline over SQLite (short, local); over the shared Redis on a worker
+        thread, so a slow Redis never stalls the event loop, and an unreachable one is a 503."""
+        if self.shared is None:
+            return call(*args)
+        try:
+            return await anyio.to_thread.run_sync(call, *args)
+        except self._unavailable as exc:
+            audit.warning("oauth state unavailable: %s", exc)
+            raise OAuthError(
+                "temporarily_unavailable", "the authorization server's store cannot be reached", 503
+            ) from None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -194,22 +236,27 @@ class OAuthServer:
 
         Raises `InvalidToken` for one of ours that is unknown, expired, revoked or for another resource.
         """
-        return self.grants.principal(token)
+        if self.shared is None:
+            return self.grants.principal(token)
+        try:
+            return await self._io(self.grants.principal, token)
+        except OAuthError:
+            raise InvalidToken("the token store (Redis) cannot be reached") from None
 
     # --------------------------------------------------------------- clients
     async def client(self, client_id: str) -> ClientRecord | None:
         """A registered client, or a metadata-document client (fetched, or from a fresh cache)."""
         if not is_metadata_url(client_id, allow_insecure_loopback=self.allow_insecure_loopback_metadata):
-            record = self.store.client(client_id)
+            record = await self._io(self.store.client, client_id)
             return record if record is not None and record.source == "dcr" else None
         now = self.clock()
-        cached = self.store.client(client_id)
+        cached = await self._io(self.store.client, client_id)
         if cached is not None and cached.source == "cimd" and now - cached.fetched < METADATA_CACHE_TTL:
             return cached
         meta = await fetch_metadata_document(client_id, allow_insecure_loopback=self.allow_insecure_loopback_metadata)
         record = ClientRecord(client_id, None, meta, "cimd", cached.issued if cached else now, now)
-        if cached is not None or self.store.count_clients("cimd") < MAX_CLIENTS:
-            self.store.put_client(record)
+        if cached is not None or await self._io(self.store.count_clients, "cimd") < MAX_CLIENTS:
+            await self._io(self.store.put_client, record)
         return record
 
     async def _register(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -221,7 +268,7 @@ class OAuthServer:
             except orjson.JSONDecodeError:
                 raise ClientMetadataError("invalid_client_metadata", "the body must be JSON") from None
             meta = registration_metadata(doc)
-            if self.store.count_clients("dcr") >= MAX_CLIENTS:
+            if await self._io(self.store.count_clients, "dcr") >= MAX_CLIENTS:
                 raise ClientMetadataError("invalid_client_metadata", "this server registers no more clients")
         except ClientMetadataError as exc:
             await send_json(send, 400, {"error": exc.error, "error_description": exc.description}, CORS)
@@ -232,7 +279,7 @@ class OAuthServer:
         now = self.clock()
         client_id = secrets.token_urlsafe(18)
         secret = None if meta["token_endpoint_auth_method"] == "none" else secrets.token_urlsafe(32)
-        self.store.put_client(ClientRecord(client_id, secret and digest(secret), meta, "dcr", now, now))
+        await self._io(self.store.put_client, ClientRecord(client_id, secret and digest(secret), meta, "dcr", now, now))
         reply: dict[str, Any] = {"client_id": client_id, "client_id_issued_at": int(now), **meta}
         if secret is not None:
             reply |= {"client_secret": secret, "client_secret_expires_at": 0}
@@ -289,7 +336,12 @@ class OAuthServer:
         if self.consent == "auto":
             await self._answer(send, request, approved=True, status=302, operator="auto")
             return
-        await self._show_consent(scope, send, *self._pending.add(request, self.clock()))
+        try:
+            shown = await self._io(self._pending.add, request, self.clock())
+        except OverflowError as exc:
+            await self._refuse(scope, send, str(exc))
+            return
+        await self._show_consent(scope, send, *shown)
 
     async def _show_consent(
         self, scope: Scope, send: Send, request_id: str, pending: PendingConsent, *, error: str | None = None
@@ -299,7 +351,7 @@ class OAuthServer:
         headers = [*PAGE_HEADERS, (b"set-cookie", self._csrf_cookie(scope, request_id, pending).encode())]
         remembered = None
         if self.operators is not None:
-            remembered, stale = self._remembered(scope)
+            remembered, stale = await self._remembered(scope)
             if stale:
                 headers.append((b"set-cookie", self._operator_cookie(scope, None).encode()))
         client = pending.request.client
@@ -328,14 +380,14 @@ class OAuthServer:
             return
         request_id = params.get("request_id", "")
         now = self.clock()
-        pending = self._pending.get(request_id, now)
+        pending = await self._io(self._pending.get, request_id, now)
         if pending is None:
             await self._refuse(scope, send, "This authorization request expired or was already answered.")
             return
         if not posted_here(scope, self.issuer):
             # a page of another origin (another port on this host, a sibling subdomain) posting a form it
             # prepared: the browser would send the operator cookie along (it is same-site)
-            self._pending.take(request_id, now)
+            await self._io(self._pending.take, request_id, now)
             audit.info("auth denied path=%s reason=consent posted from another origin", scope.get("path", ""))
             await self._refuse(scope, send, "The consent form was posted from another site; start again.")
             return
@@ -343,7 +395,7 @@ class OAuthServer:
         cookie = cookies(scope).get(self._cookie(request_id), "")
         cookie_ok = hmac.compare_digest(cookie.encode(), pending.csrf.encode())
         if not (form_ok and cookie_ok):
-            self._pending.take(request_id, now)  # a forged answer ends the request too
+            await self._io(self._pending.take, request_id, now)  # a forged answer ends the request too
             await self._refuse(scope, send, "The consent form failed its CSRF check; start again from the application.")
             return
         approved = params.get("decision") == "approve"
@@ -351,7 +403,7 @@ class OAuthServer:
         operator = "loopback"
         if approved and self.operators is None and forwarded(scope):
             # "loopback" trusts whoever reaches the page; through a proxy that is anyone the proxy serves
-            self._pending.take(request_id, now)
+            await self._io(self._pending.take, request_id, now)
             audit.info("auth denied path=%s reason=loopback operator policy behind a proxy", scope.get("path", ""))
             await self._refuse(
                 scope, send, 'This request came through a proxy: set "oauthOperator": "key" to approve from afar.'
@@ -375,7 +427,8 @@ class OAuthServer:
             if proven.cookie is not None and not is_loopback(urlsplit(self.issuer).hostname or ""):
                 # not on a loopback issuer: the cookie would reach every port of this host, other servers' too
                 set_cookies.append(self._operator_cookie(scope, proven.cookie))
-        if self._pending.take(request_id, now) is not pending:  # answered (or refused) meanwhile
+        taken = await self._io(self._pending.take, request_id, now)
+        if taken is None or taken.csrf != pending.csrf:  # answered (or refused) meanwhile, here or elsewhere
             await self._refuse(scope, send, "This authorization request expired or was already answered.")
             return
         await self._answer(send, pending.request, approved=approved, status=303, cookies=set_cookies, operator=operator)
@@ -385,19 +438,19 @@ class OAuthServer:
         assert self.operators is not None
         if typed:
             return await self.operators.typed(typed)
-        remembered, stale = self._remembered(scope)
+        remembered, stale = await self._remembered(scope)
         if remembered is not None:
             return remembered
         raise NotOperator(stale or "no operator key given")
 
-    def _remembered(self, scope: Scope) -> tuple[Operator | None, str | None]:
+    async def _remembered(self, scope: Scope) -> tuple[Operator | None, str | None]:
         """The operator this browser's cookie names; or why a cookie it sent is not good (None: it sent none)."""
         assert self.operators is not None
         value = cookies(scope).get(OPERATOR_COOKIE)
         if not value:
             return None, None
         try:
-            return self.operators.remembered(value), None
+            return await self._io(self.operators.remembered, value), None
         except NotOperator as exc:
             return None, str(exc)
 
@@ -406,7 +459,7 @@ class OAuthServer:
     ) -> None:
         """An approval without a valid operator key: the page again with a fresh CSRF token, or, after
         OPERATOR_ATTEMPTS of them, the request dropped. The audit line says why; never the key."""
-        again = self._pending.refuse(request_id, self.clock())
+        again = await self._io(self._pending.refuse, request_id, self.clock())
         client_id = pending.request.client.client_id
         audit.info(
             "auth denied path=%s reason=operator: %s client=%s request=%s refused=%d/%d",
@@ -450,8 +503,13 @@ class OAuthServer:
         """Send the browser back to the client with a code, or with access_denied."""
         client_id = request.client.client_id
         if approved:
-            code = self.grants.mint_code(
-                client_id, request.redirect_uri, request.redirect_explicit, request.challenge, request.scopes
+            code = await self._io(
+                self.grants.mint_code,
+                client_id,
+                request.redirect_uri,
+                request.redirect_explicit,
+                request.challenge,
+                request.scopes,
             )
             params: dict[str, str | None] = {"code": code, "state": request.state, "iss": self.issuer}
             audit.info(
@@ -501,9 +559,9 @@ class OAuthServer:
             client = await self._authenticate(scope, params)
             grant_type = params.get("grant_type")
             if grant_type == "authorization_code":
-                reply = self.grants.exchange_code(client, params)
+                reply = await self._io(self.grants.exchange_code, client, params)
             elif grant_type == "refresh_token":
-                reply = self.grants.refresh(client, params)
+                reply = await self._io(self.grants.refresh, client, params)
             elif grant_type is None:
                 raise OAuthError("invalid_request", "grant_type is required")
             else:
@@ -560,7 +618,11 @@ class OAuthServer:
         except OAuthError as exc:
             await self._error(send, exc, [*CORS, *NO_STORE])
             return
-        self.grants.revoke(token, None if client is None else client.client_id)
+        try:
+            await self._io(self.grants.revoke, token, None if client is None else client.client_id)
+        except OAuthError as exc:
+            await self._error(send, exc, [*CORS, *NO_STORE])
+            return
         await send_empty(send, 200, [*CORS, *NO_STORE])
 
     # --------------------------------------------------------------- plumbing

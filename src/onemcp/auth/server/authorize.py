@@ -18,8 +18,9 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from onemcp.auth.keys import Keys
@@ -128,6 +129,15 @@ def check_request(
     return AuthorizationRequest(client, redirect_uri, explicit, params.get("state"), challenge, scopes)
 
 
+class Pending(Protocol):
+    """Consent pages awaiting an answer: `PendingConsents` (this process) or `shared.RedisPendingConsents`."""
+
+    def add(self, request: AuthorizationRequest, now: float) -> tuple[str, PendingConsent]: ...
+    def get(self, request_id: str, now: float) -> PendingConsent | None: ...
+    def take(self, request_id: str, now: float) -> PendingConsent | None: ...
+    def refuse(self, request_id: str, now: float) -> PendingConsent | None: ...
+
+
 class PendingConsents:
     """Consent pages shown and not yet answered: each answerable once, within PENDING_TTL."""
 
@@ -192,14 +202,16 @@ class OperatorCheck:
     """Is the person answering a consent page the hub's operator? An API key with the admin scope says so.
 
     A typed key earns a cookie value: its key id and an expiry, HMAC-signed with a secret of this
-    process (a restart asks for the key again). The cookie stands for the key only while the key is
+    process (a restart asks for the key again), or, for hub replicas, the one secret they share
+    (`secret`, asked for once, on first use). The cookie stands for the key only while the key is
     valid: revoke it, let it expire or take `admin` from it, and every cookie it earned is refused.
     """
 
-    def __init__(self, keys: Keys, clock: Clock) -> None:
+    def __init__(self, keys: Keys, clock: Clock, secret: Callable[[], bytes] | None = None) -> None:
         self.keys = keys
         self.clock = clock
-        self._secret = secrets.token_bytes(32)
+        self._source = secret
+        self._secret = b"" if secret is not None else secrets.token_bytes(32)
 
     async def typed(self, key: str) -> Operator:
         """The operator `key` proves, with the cookie value to remember it by; else NotOperator."""
@@ -241,5 +253,7 @@ class OperatorCheck:
         return Operator(info.id, info.name)
 
     def _mac(self, body: str) -> str:
+        if not self._secret and self._source is not None:
+            self._secret = self._source()
         mac = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from onemcp.auth.principal import InvalidToken, Principal
-from onemcp.auth.server.store import ClientRecord, CodeGrant, OAuthStore, Token, digest
+from onemcp.auth.server.store import ClientRecord, CodeGrant, OAuthState, Token, digest
 
 audit = logging.getLogger("onemcp.audit")
 
@@ -70,7 +70,7 @@ def check_resource(given: str | None, expected: str) -> None:
 
 
 class Grants:
-    def __init__(self, store: OAuthStore, resource: str, lifetimes: Lifetimes, clock: Clock) -> None:
+    def __init__(self, store: OAuthState, resource: str, lifetimes: Lifetimes, clock: Clock) -> None:
         self.store = store
         self.resource = resource  # canonical
         self.lifetimes = lifetimes

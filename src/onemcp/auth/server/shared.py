@@ -1,0 +1,287 @@
+"""The built-in authorization server's state in the Redis that hub replicas share.
+
+Owns the Redis form of what `store` keeps in SQLite (clients, codes, grant families, access and
+refresh tokens, revocations), of the consent pages awaiting an answer (`PendingConsents`), and of
+the secret that signs the operator cookie, so that a client registered, a consent page shown, a
+code minted or a token issued through one replica is honoured by every other, and a revocation
+anywhere holds everywhere. Owns no policy: `grants` and `oauth_server` decide, as they do over
+SQLite.
+
+Keys live under `onemcp:oauth:`. Everything that expires carries a Redis TTL (its expiry plus the
+same grace SQLite's purge keeps, to recognise replays), so nothing needs purging. The checks that
+must not race across replicas (a code redeemed once, a refresh token rotated once, a family revoked
+once) are single Redis commands or scripts. Calls are synchronous and short; `oauth_server` runs
+them on a worker thread so a slow Redis never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any, Literal
+
+import orjson
+
+from onemcp.auth.server.authorize import (
+    OPERATOR_ATTEMPTS,
+    PENDING_LIMIT,
+    PENDING_TTL,
+    AuthorizationRequest,
+    PendingConsent,
+)
+from onemcp.auth.server.grants import Clock
+from onemcp.auth.server.store import ClientRecord, CodeGrant, Grant, Token
+
+PREFIX = "onemcp:oauth:"
+GRACE = 86400.0  # kept this long after expiry, as SQLite's purge does: a replay is recognised, not unknown
+OPERATOR_SECRET = PREFIX + "operator-secret"
+
+# A code: its grant once, however many replicas redeem it at once (the used count says who was first).
+REDEEM = """
+if redis.call('exists', KEYS[1]) == 0 then return false end
+local used = redis.call('hincrby', KEYS[1], 'used', 1)
+return {redis.call('hget', KEYS[1], 'grant'), used, redis.call('hget', KEYS[1], 'family') or ''}
+"""
+# Set a field on an existing hash only if unset (rotated, revoked); 1 when this call set it.
+MARK = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+return redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2])
+"""
+# A token with its family's revocation, in one round trip.
+TOKEN = """
+local fields = redis.call('hgetall', KEYS[1])
+if #fields == 0 then return false end
+local family = redis.call('hget', KEYS[1], 'family')
+fields[#fields + 1] = 'family_revoked'
+fields[#fields + 1] = redis.call('hget', ARGV[1] .. family, 'revoked') or ''
+return fields
+"""
+
+
+def _client_doc(client: ClientRecord) -> bytes:
+    return orjson.dumps(
+        [client.client_id, client.secret_hash, client.metadata, client.source, client.issued, client.fetched]
+    )
+
+
+def _client(doc: bytes) -> ClientRecord:
+    client_id, secret_hash, metadata, source, issued, fetched = orjson.loads(doc)
+    return ClientRecord(client_id, secret_hash, metadata, source, issued, fetched)
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    import redis
+
+    return (redis.RedisError, OSError)
+
+
+ERRORS = _errors()  # what a call raises when Redis cannot be reached or answer
+
+
+def connect(url: str) -> Any:
+    """A synchronous client of the shared Redis, failing within a second when it cannot be reached."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+
+class RedisOAuthStore:
+    """`store.OAuthStore`'s operations, on the shared Redis."""
+
+    def __init__(self, client: Any, clock: Clock) -> None:
+        self._redis = client
+        self.clock = clock  # the server's: TTLs are counted from its now, so a test clock works too
+        self._redeem = client.register_script(REDEEM)
+        self._mark = client.register_script(MARK)
+        self._token = client.register_script(TOKEN)
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def _ttl(self, expires: float) -> int:
+        return max(1, math.ceil(expires - self.clock() + GRACE))
+
+    # ------------------------------------------------------------------ clients
+    def put_client(self, client: ClientRecord) -> None:
+        pipe = self._redis.pipeline()
+        pipe.set(f"{PREFIX}client:{client.client_id}", _client_doc(client))
+        pipe.sadd(f"{PREFIX}clients:{client.source}", client.client_id)
+        pipe.execute()
+
+    def client(self, client_id: str) -> ClientRecord | None:
+        doc = self._redis.get(f"{PREFIX}client:{client_id}")
+        return None if doc is None else _client(doc)
+
+    def count_clients(self, source: Literal["dcr", "cimd"]) -> int:
+        return int(self._redis.scard(f"{PREFIX}clients:{source}"))
+
+    # -------------------------------------------------------------------- codes
+    def add_code(self, code_hash: str, grant: CodeGrant) -> None:
+        fields = (grant.client_id, grant.redirect_uri, grant.redirect_explicit, grant.challenge, grant.scopes)
+        doc = orjson.dumps([*fields, grant.resource, grant.expires])
+        key = f"{PREFIX}code:{code_hash}"
+        pipe = self._redis.pipeline()
+        pipe.hset(key, mapping={"grant": doc, "used": 0})
+        pipe.expire(key, self._ttl(grant.expires))
+        pipe.execute()
+
+    def redeem_code(self, code_hash: str) -> CodeGrant | None:
+        found = self._redeem(keys=[f"{PREFIX}code:{code_hash}"])
+        if not found:
+            return None
+        doc, used, family = found
+        client_id, redirect_uri, explicit, challenge, scopes, resource, expires = orjson.loads(doc)
+        return CodeGrant(
+            client_id,
+            redirect_uri,
+            explicit,
+            challenge,
+            tuple(scopes),
+            resource,
+            expires,
+            int(used) > 1,
+            family.decode() or None,
+        )
+
+    def bind_code(self, code_hash: str, family: str) -> None:
+        self._mark(keys=[f"{PREFIX}code:{code_hash}"], args=["family", family])
+
+    # ------------------------------------------------------------------- tokens
+    def issue(
+        self, family: str, client_id: str, resource: str, now: float, access: Token, refresh: Token | None
+    ) -> None:
+        family_key = f"{PREFIX}family:{family}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hsetnx(family_key, "client_id", client_id)
+        pipe.hsetnx(family_key, "created", now)
+        last = access.expires
+        for kind, token in (("access", access), ("refresh", refresh)):
+            if token is None:
+                continue
+            key = f"{PREFIX}{kind}:{token.hash}"
+            fields = {"family": family, "client_id": client_id, "scopes": " ".join(token.scopes)}
+            pipe.hset(key, mapping=fields | {"resource": resource, "expires": token.expires})
+            pipe.expire(key, self._ttl(token.expires))
+            last = max(last, token.expires)
+        pipe.expire(family_key, self._ttl(last))  # each rotation issues later tokens, so this only grows
+        pipe.execute()
+
+    def _grant(self, kind: str, token_hash: str) -> Grant | None:
+        found = self._token(keys=[f"{PREFIX}{kind}:{token_hash}"], args=[f"{PREFIX}family:"])
+        if not found:
+            return None
+        doc = {found[i].decode(): found[i + 1].decode() for i in range(0, len(found), 2)}
+        revoked = bool(doc["family_revoked"]) or (kind == "access" and "revoked" in doc)
+        return Grant(
+            doc["family"],
+            doc["client_id"],
+            tuple(doc["scopes"].split()),
+            doc["resource"],
+            float(doc["expires"]),
+            revoked,
+            "rotated" in doc,
+        )
+
+    def access_token(self, token_hash: str) -> Grant | None:
+        return self._grant("access", token_hash)
+
+    def refresh_token(self, token_hash: str) -> Grant | None:
+        return self._grant("refresh", token_hash)
+
+    def rotate(self, token_hash: str, now: float) -> bool:
+        return bool(self._mark(keys=[f"{PREFIX}refresh:{token_hash}"], args=["rotated", now]))
+
+    # -------------------------------------------------------------- revocation
+    def revoke_family(self, family: str, now: float) -> None:
+        self._mark(keys=[f"{PREFIX}family:{family}"], args=["revoked", now])
+
+    def revoke_access(self, token_hash: str, now: float) -> None:
+        self._mark(keys=[f"{PREFIX}access:{token_hash}"], args=["revoked", now])
+
+    def purge(self, now: float, grace: float = GRACE) -> None:
+        """Nothing to do: every key expires by its own TTL."""
+
+
+class RedisPendingConsents:
+    """`authorize.PendingConsents` on the shared Redis: the page shown by one replica, answered on another.
+
+    Each entry expires with its Redis TTL. The bound on entries is a rate (PENDING_LIMIT new pages a
+    minute across the replicas), so at most ten minutes' worth are ever held.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._redis = client
+
+    @staticmethod
+    def _key(request_id: str) -> str:
+        return f"{PREFIX}consent:{request_id}"
+
+    @staticmethod
+    def _doc(pending: PendingConsent) -> bytes:
+        request = pending.request
+        return orjson.dumps(
+            {
+                "client": orjson.loads(_client_doc(request.client)),
+                "redirect_uri": request.redirect_uri,
+                "explicit": request.redirect_explicit,
+                "state": request.state,
+                "challenge": request.challenge,
+                "scopes": request.scopes,
+                "csrf": pending.csrf,
+                "expires": pending.expires,
+                "refused": pending.refused,
+            }
+        )
+
+    @staticmethod
+    def _pending(raw: bytes | None, now: float) -> PendingConsent | None:
+        if raw is None:
+            return None
+        doc = orjson.loads(raw)
+        request = AuthorizationRequest(
+            _client(orjson.dumps(doc["client"])),
+            doc["redirect_uri"],
+            doc["explicit"],
+            doc["state"],
+            doc["challenge"],
+            tuple(doc["scopes"]),
+        )
+        pending = PendingConsent(request, doc["csrf"], doc["expires"], doc["refused"])
+        return pending if pending.expires > now else None
+
+    def add(self, request: AuthorizationRequest, now: float) -> tuple[str, PendingConsent]:
+        window = f"{PREFIX}consents:{int(now // 60)}"
+        pipe = self._redis.pipeline()
+        pipe.incr(window)
+        pipe.expire(window, 120)
+        if int(pipe.execute()[0]) > PENDING_LIMIT:
+            raise OverflowError("too many authorization requests are awaiting consent; try again in a minute")
+        request_id, csrf = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
+        pending = PendingConsent(request, csrf, now + PENDING_TTL)
+        self._redis.set(self._key(request_id), self._doc(pending), ex=int(PENDING_TTL))
+        return request_id, pending
+
+    def get(self, request_id: str, now: float) -> PendingConsent | None:
+        return self._pending(self._redis.get(self._key(request_id)), now)
+
+    def take(self, request_id: str, now: float) -> PendingConsent | None:
+        return self._pending(self._redis.getdel(self._key(request_id)), now)
+
+    def refuse(self, request_id: str, now: float) -> PendingConsent | None:
+        pending = self.get(request_id, now)
+        if pending is None:
+            return None
+        if pending.refused + 1 >= OPERATOR_ATTEMPTS:
+            self._redis.delete(self._key(request_id))
+            return None
+        again = PendingConsent(pending.request, secrets.token_urlsafe(32), pending.expires, pending.refused + 1)
+        if not self._redis.set(self._key(request_id), self._doc(again), keepttl=True, xx=True):
+            return None  # taken meanwhile (answered on another replica)
+        return again
+
+
+def operator_secret(client: Any) -> bytes:
+    """The key that signs operator cookies, the same on every replica (made by the first to ask)."""
+    client.set(OPERATOR_SECRET, secrets.token_bytes(32), nx=True)
+    secret: bytes = client.get(OPERATOR_SECRET)
+    return secret

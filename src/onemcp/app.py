@@ -68,7 +68,8 @@ class OneMcpApp:
         logs.configure_audit(config.hub.audit)
         base = config.hub.auth.public_url or public_url
         # the hub's own OAuth credentials with its upstreams, and its metrics: the app's, lent to the hub
-        self.upstream_auth = UpstreamAuth(config_dir, base.removesuffix("/mcp") if base else None)
+        # replicas on one Redis keep upstream tokens (and authorization links) there
+        self.upstream_auth = UpstreamAuth(config_dir, base.removesuffix("/mcp") if base else None, shared)
         self.metrics = Metrics()
         self.hub = Hub(config, self.upstream_auth, transports, metrics=self.metrics)
         if config_path is not None:

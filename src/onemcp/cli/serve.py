@@ -163,7 +163,7 @@ def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text
 
     async def main() -> None:
         # stored upstream OAuth tokens are used (and refreshed); authorizing needs the HTTP hub's callback
-        hub = Hub(config, UpstreamAuth(path.parent, None))
+        hub = Hub(config, UpstreamAuth(path.parent, None, config.hub.shared_store))
         reloader = Reloader(hub, path)
         reloader.load_presets()
         await StdioServer(hub, principal, *std_streams(), reloader=reloader).run()

@@ -130,6 +130,24 @@ class Hub:
             reply_here=self.reverse.reply,
             notify_here=self._notified_elsewhere,
         )
+        replicas = self.replicas
+        retry = self.pool.retry_now
+
+        def authorized(server: str) -> None:
+            retry(server)
+            replicas.upstream_authorized(server)
+
+        self.upstream_auth.on_authorized = authorized
+        self.upstream_auth.on_forgotten = replicas.upstream_forgotten
+        replicas.authorized_here = self._authorized_elsewhere
+        replicas.forgotten_here = self.upstream_auth.forgotten_elsewhere
+
+    def _authorized_elsewhere(self, server: str) -> None:
+        """Another replica finished `server`'s authorization: its tokens are in the shared store."""
+        credential = self.upstream_auth.servers.get(server)
+        if credential is not None:
+            credential.load()
+        self.pool.retry_now(server)
 
     @property
     def limits(self) -> Limits:

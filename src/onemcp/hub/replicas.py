@@ -70,6 +70,9 @@ class Replicas:
         # presets: the reloader writes the replicas' presets to this replica's presets.json with it
         self.write_presets: Callable[[dict[str, Any]], None] | None = None
         self._presets: bytes | None = None  # the presets last loaded here or taken from the others
+        # an upstream authorized through another replica (the tokens are in Redis): take them, reconnect
+        self.authorized_here: Callable[[str], None] = lambda server: None
+        self.forgotten_here: Callable[[str], Awaitable[None]] | None = None  # logged out through another
         relay.on_message = self._received
         parking.tag = relay.tag
         sessions.elsewhere = self
@@ -171,6 +174,14 @@ class Replicas:
                 log.error("replica %s: the replicas' presets not applied: %s", self.tag, exc)
         return True
 
+    def upstream_authorized(self, server: str) -> None:
+        """An operator authorized `server` through this replica: the others take its tokens now."""
+        self.relay.broadcast({"k": "authorized", "server": server})
+
+    def upstream_forgotten(self, server: str) -> None:
+        """An operator logged `server` out through this replica: the others drop its tokens too."""
+        self.relay.broadcast({"k": "forgotten", "server": server})
+
     # ------------------------------------------------------------------ what a client sends
     def client_response(self, session: Session, msg: Message) -> bool:
         """True if the answer belongs to a request another replica sent (it was sent there)."""
@@ -225,6 +236,11 @@ class Replicas:
                     self._remote[one] = (sender, until)
         elif kind == "presets":
             await self._take_presets()
+        elif kind == "authorized" and isinstance(doc.get("server"), str):
+            self.authorized_here(doc["server"])
+        elif kind == "forgotten" and isinstance(doc.get("server"), str):
+            if self.forgotten_here is not None:
+                await self.forgotten_here(doc["server"])
         elif not isinstance(msg, dict):
             log.info("replica %s: a %r message from %s without a message, ignored", self.tag, kind, sender)
         elif kind == "resume":

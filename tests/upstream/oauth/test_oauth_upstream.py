@@ -30,6 +30,7 @@ from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from onemcp.cli.main import main
 from support.hub import RunningHub, running_hub
+from support.services import NEEDS_REDIS
 
 pytestmark = pytest.mark.anyio
 
@@ -231,3 +232,46 @@ async def test_cli_login_list_logout(tmp_path: Path, capsys: pytest.CaptureFixtu
                 await wait_for(hub, http, "remote", "needs-authorization")
                 code = await anyio.to_thread.run_sync(main, ["auth", "upstream", "login", "nope", "--url", hub.url])
                 assert code == 1 and "has not asked for OAuth" in capsys.readouterr().err
+
+
+@NEEDS_REDIS
+async def test_replicas_share_an_upstream_authorization_through_redis(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link is handed out by replica A, its callback lands on replica B (the load balancer's pick):
+    B finishes the flow, A takes the tokens from Redis and connects; a logout through B reaches A."""
+    monkeypatch.setenv("ONEMCP_SECRET_KEY", "one passphrase for every replica")
+    with anyio.fail_after(120):
+        async with protected_upstream(tmp_path) as upstream:
+            config = {"mcpServers": {"remote": {"url": upstream.url}}, "onemcp": {"sessionStore": redis_url}}
+            paths = []
+            for name in ("a", "b"):
+                (tmp_path / name).mkdir()
+                paths.append(tmp_path / name / "mcp.json")
+                paths[-1].write_text(json.dumps(config))
+            async with (
+                httpx.AsyncClient() as http,
+                running_hub(config, config_path=paths[0]) as a,
+                running_hub(config, config_path=paths[1]) as b,
+            ):
+                await wait_for(a, http, "remote", "needs-authorization")
+                link = (await upstream_health(a, http, "remote"))["authorization"]["authorizeUrl"]
+                r = await http.get(link)
+                assert r.status_code == 302, r.text
+                callback = r.headers["location"]
+                assert callback.startswith(f"{a.base}/oauth/upstream/callback/remote?")
+                page = await http.get(b.base + callback.removeprefix(a.base))  # B never made this link
+                assert page.status_code == 200 and "remote is authorized" in page.text, page.text
+                await wait_for(b, http, "remote", "ready")
+                await wait_for(a, http, "remote", "ready")  # told by B, tokens from Redis
+                assert await echo(a, "via a") == "via a" and await echo(b, "via b") == "via b"
+                replay = await http.get(a.base + callback.removeprefix(a.base))  # spent on B: spent for A too
+                assert replay.status_code == 400
+                assert not (tmp_path / "a" / "upstream-auth.db").exists()  # in Redis, encrypted, not in files
+
+                r = await http.delete(f"{b.base}/oauth/upstream/remote")
+                assert r.status_code == 200 and r.json()["forgotten"] is True
+                credential = a.app.hub.upstream_auth.servers["remote"]
+                with anyio.fail_after(10):
+                    while credential.tokens is not None:
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline

@@ -44,7 +44,7 @@ from onemcp.upstream.oauth.flow import (
     register,
 )
 from onemcp.upstream.oauth.http import DEADLINE, OAuthClientError
-from onemcp.upstream.oauth.store import CredentialStore
+from onemcp.upstream.oauth.store import Credentials
 
 
 class Registry(Protocol):
@@ -53,7 +53,7 @@ class Registry(Protocol):
     callback_base: str | None
 
     @property
-    def store(self) -> CredentialStore: ...
+    def store(self) -> Credentials: ...
     def has_store(self) -> bool: ...
     def http(self) -> httpx.AsyncClient: ...
     def callback_url(self, server: str) -> str | None: ...

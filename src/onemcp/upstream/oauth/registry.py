@@ -5,7 +5,9 @@ settings are unchanged; replicas share their server's), the credential store (ma
 use), the hub's callback URLs (one per upstream, `/oauth/upstream/callback/<server>`, so a
 response can only finish a flow of the server it was made for: a mix-up defence), the bounded
 table of pending links (each single-use, bound to the credential object that made it, expiring
-after ten minutes), and the callback itself. `on_authorized` wakes the pool.
+after ten minutes), and the callback itself. `on_authorized` wakes the pool. Replicas sharing a
+Redis (`shared`) keep the credentials there, and each link too: the callback may reach any
+replica, which finishes the flow with its own credential object for that server.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:  # imported where used: a hub none of whose upstreams uses OAu
     import httpx
 
     from onemcp.upstream.oauth.client import Pending, ServerAuth
-    from onemcp.upstream.oauth.store import CredentialStore
+    from onemcp.upstream.oauth.store import Credentials
 
 log = logging.getLogger("onemcp.upstream.oauth")
 audit = logging.getLogger("onemcp.audit")
@@ -41,21 +43,26 @@ def oauth_enabled(config: ServerConfig) -> bool:
 
 
 class UpstreamAuth:
-    def __init__(self, config_dir: Path | None, callback_base: str | None) -> None:
+    def __init__(self, config_dir: Path | None, callback_base: str | None, shared: str | None = None) -> None:
         self.config_dir = config_dir
         self.callback_base = callback_base.rstrip("/") if callback_base else None
-        self._store: CredentialStore | None = None
+        self.shared = shared  # the Redis hub replicas share, if any
+        self._store: Credentials | None = None
         self.servers: dict[str, ServerAuth] = {}
         self._pending: dict[str, Pending] = {}
         self.on_authorized: Callable[[str], None] = lambda name: None
+        self.on_forgotten: Callable[[str], None] = lambda name: None  # replicas: the others forget it too
 
     @property
-    def store(self) -> CredentialStore:
+    def store(self) -> Credentials:
         if self._store is None:  # made on first use: no key file for hubs that never need one
-            from onemcp.upstream.oauth.store import CredentialStore
+            from onemcp.upstream.oauth.store import CredentialStore, RedisCredentialStore
 
             try:
-                self._store = CredentialStore(self.config_dir)
+                if self.shared is not None:
+                    self._store = RedisCredentialStore(self.shared, self.config_dir)
+                else:
+                    self._store = CredentialStore(self.config_dir)
             except (OSError, sqlite3.Error) as exc:
                 # keep serving: tokens then live in memory only, until the file is fixed
                 log.error("upstream credentials cannot be stored (%s); keeping them in memory only", exc)
@@ -64,7 +71,9 @@ class UpstreamAuth:
 
     def has_store(self) -> bool:
         """Is there anything stored to read? (Reading never creates the key or the database: only a save does.)"""
-        return self._store is not None or self.config_dir is None or (self.config_dir / "upstream-auth.db").exists()
+        if self._store is not None or self.config_dir is None or self.shared is not None:
+            return True
+        return (self.config_dir / "upstream-auth.db").exists()
 
     def http(self) -> httpx.AsyncClient:
         from onemcp.upstream.oauth import http as oauth_http
@@ -104,6 +113,60 @@ class UpstreamAuth:
         while len(self._pending) >= PENDING_LIMIT:
             del self._pending[next(iter(self._pending))]
         self._pending[state] = pending
+        from onemcp.upstream.oauth.store import RedisCredentialStore
+
+        store = self.store
+        if isinstance(store, RedisCredentialStore):  # replicas: the callback may come back to another one
+            doc = {
+                "server": pending.owner.name,
+                "serverUrl": pending.owner.url,
+                "verifier": pending.verifier,
+                "scope": pending.scope,
+                "url": pending.url,
+                "expires": pending.expires,
+                "metadata": pending.metadata,
+                "registration": pending.registration.to_doc(),
+                "resource": pending.resource,
+            }
+            store.put_link(state, doc, pending.expires - now)
+
+    async def _shared_link(self, server: str, state: str, mine: Pending | None) -> Pending | None:
+        """A link handed out by any replica (this one's, `mine`, included: it is then spent for all), as a
+        Pending of this replica's credential for `server`; None when it was spent or never made, or the
+        server differs here. While Redis cannot say, a link of this replica's still works here."""
+        import anyio.to_thread
+
+        from onemcp.upstream.oauth.client import Pending
+        from onemcp.upstream.oauth.flow import Registration
+        from onemcp.upstream.oauth.store import RedisCredentialStore
+
+        store = self.store
+        if not isinstance(store, RedisCredentialStore) or not state:
+            return mine
+        try:
+            doc = await anyio.to_thread.run_sync(store.take_link, state)
+        except store.errors as exc:
+            log.error("cannot read the replicas' authorization links (%s); only this replica's work", exc)
+            return mine
+        if mine is not None:
+            return mine if doc is not None else None  # spent through another replica
+        owner = self.servers.get(server)
+        if doc is None or owner is None or doc.get("server") != server or doc.get("serverUrl") != owner.url:
+            return None
+        try:
+            return Pending(
+                owner,
+                str(doc["verifier"]),
+                doc.get("scope"),
+                str(doc["url"]),
+                float(doc["expires"]),
+                dict(doc["metadata"]),
+                Registration.from_doc(doc["registration"]),
+                str(doc["resource"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("a shared authorization link for %s is unreadable (%s)", server, exc)
+            return None
 
     def _drop_pending(self, owner: ServerAuth) -> None:
         for key in [k for k, p in self._pending.items() if p.owner is owner]:
@@ -111,7 +174,10 @@ class UpstreamAuth:
 
     async def callback(self, server: str, params: dict[str, str]) -> tuple[int, str, str]:
         """Handle an authorization response for `server`: (HTTP status, page title, detail)."""
-        pending = self._pending.pop(params.get("state", ""), None)
+        state = params.get("state", "")
+        pending = self._pending.pop(state, None)
+        if self.shared is not None:
+            pending = await self._shared_link(server, state, pending)
         if pending is None or pending.expires <= time.time() or pending.owner.name != server:
             return 400, "Unknown or expired authorization", "Start again from /health or `onemcp auth upstream login`."
         owner = pending.owner
@@ -149,7 +215,15 @@ class UpstreamAuth:
         if server is not None:
             await server.forget()
             self._drop_pending(server)
+        self.on_forgotten(name)
         return self.store.delete(name)
+
+    async def forgotten_elsewhere(self, name: str) -> None:
+        """Another replica logged `name` out (and deleted what was stored): drop what this one holds."""
+        server = self.servers.get(name)
+        if server is not None:
+            await server.forget()
+            self._drop_pending(server)
 
     def close(self) -> None:
         if self._store is not None:

@@ -10,6 +10,12 @@ everything lives in memory.
 Several hubs may share one config directory (an HTTP hub and the stdio hubs editors start), and
 a refresh token is single-use: `exclusive` is a lock across processes (a lock file) under which
 a credential is re-read, refreshed and written back, so two hubs never spend the same token.
+
+Hub replicas on several machines share a Redis instead (`RedisCredentialStore`): the same
+encrypted documents in one hash, `exclusive` as a Redis lock with an expiry, and the pending
+authorization links, so that the callback may reach any replica. The documents are encrypted with
+the same key as above: replicas must share `ONEMCP_SECRET_KEY` (or one `secret.key`), or each
+reads the others' documents as empty and asks for authorization again.
 """
 
 from __future__ import annotations
@@ -157,3 +163,109 @@ class CredentialStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+CREDENTIALS_KEY = "onemcp:upstream-auth"
+LOCK_PREFIX = "onemcp:upstream-auth:lock:"
+LINK_PREFIX = "onemcp:upstream-auth:link:"
+LOCK_TTL = 60.0  # a replica that dies holding the lock holds it no longer than this
+UNLOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class RedisCredentialStore:
+    """`CredentialStore` on the Redis hub replicas share (reads and writes are short: inline, one second
+    at most when Redis is away, which reads as nothing stored, as a broken file does)."""
+
+    def __init__(self, url: str, config_dir: Path | None) -> None:
+        import redis
+
+        self._fernet = Fernet(load_key(config_dir))
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._unlock = self._redis.register_script(UNLOCK)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, server: str) -> AsyncIterator[None]:
+        """`server`'s credential, held by one replica at a time; waits up to LOCK_WAIT, then goes on unlocked."""
+        name, token = LOCK_PREFIX + server, os.urandom(12).hex()
+        held = False
+        deadline = time.monotonic() + LOCK_WAIT
+        while not held:
+            try:
+                held = bool(await anyio.to_thread.run_sync(self._take_lock, name, token))
+            except self._errors as exc:
+                log.warning("the replicas' lock for %s cannot be taken (%s); going on", server, exc)
+                break
+            if not held:
+                if time.monotonic() > deadline:
+                    log.warning("%s is held by another replica for over %gs; going on", name, LOCK_WAIT)
+                    break
+                await anyio.sleep(0.05)
+        try:
+            yield
+        finally:
+            if held:
+                with anyio.CancelScope(shield=True), contextlib.suppress(*self._errors):
+                    await anyio.to_thread.run_sync(lambda: self._unlock(keys=[name], args=[token]))
+
+    def _take_lock(self, name: str, token: str) -> bool:
+        return bool(self._redis.set(name, token, nx=True, px=int(LOCK_TTL * 1000)))
+
+    def _decrypt(self, what: str, blob: bytes) -> dict[str, Any] | None:
+        try:
+            doc = orjson.loads(self._fernet.decrypt(blob))
+        except (InvalidToken, orjson.JSONDecodeError):
+            log.warning("stored %s cannot be decrypted (another ONEMCP_SECRET_KEY?): authorize again", what)
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def load(self, server: str) -> dict[str, Any] | None:
+        try:
+            blob = self._redis.hget(CREDENTIALS_KEY, server)
+        except self._errors as exc:
+            log.error("cannot read stored credentials for %s from Redis: %s", server, exc)
+            return None
+        return None if blob is None else self._decrypt(f"credentials for {server}", blob)
+
+    def save(self, server: str, doc: dict[str, Any]) -> None:
+        try:
+            self._redis.hset(CREDENTIALS_KEY, server, self._fernet.encrypt(orjson.dumps(doc)))
+        except self._errors as exc:  # the credential still works in memory
+            log.error("cannot store credentials for %s in Redis: %s", server, exc)
+
+    def delete(self, server: str) -> bool:
+        try:
+            return bool(self._redis.hdel(CREDENTIALS_KEY, server))
+        except self._errors as exc:
+            log.error("cannot delete stored credentials for %s from Redis: %s", server, exc)
+            return False
+
+    def servers(self) -> list[str]:
+        return sorted(name.decode() for name in self._redis.hkeys(CREDENTIALS_KEY))
+
+    # ------------------------------------------------------ pending authorization links
+    def put_link(self, state: str, doc: dict[str, Any], ttl: float) -> None:
+        """An authorization link handed out here, for the replica its callback reaches."""
+        try:
+            self._redis.set(LINK_PREFIX + state, self._fernet.encrypt(orjson.dumps(doc)), ex=max(1, int(ttl)))
+        except self._errors as exc:  # the callback still works if it comes back to this replica
+            log.error("cannot share the authorization link with the other replicas: %s", exc)
+
+    def take_link(self, state: str) -> dict[str, Any] | None:
+        """A link another replica (or this one) handed out, usable once (None: spent, expired or never
+        made). Raises `errors` when Redis cannot say."""
+        blob = self._redis.getdel(LINK_PREFIX + state)
+        return None if blob is None else self._decrypt("authorization link", blob)
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        return self._errors
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+Credentials = CredentialStore | RedisCredentialStore  # one hub (or hubs on one config directory) | replicas

@@ -1,6 +1,7 @@
 """Where it breaks as work grows: throughput, added latency and hub CPU per call at 1, 8, 64, 256 connections.
 
     .venv/bin/python bench/scale.py [--duration 5] [--connections 1,8,64,256] [--idle 2000]
+    .venv/bin/python bench/scale.py --pyspy 8    # where the hub's CPU goes under wrk at 8 connections
 
 The load comes from `wrk` (Debian's package; a C client, so the client is not the bottleneck) with
 a Lua script POSTing `tools/call` on one legacy session per target. Targets, side by side in one
@@ -69,12 +70,52 @@ def run_wrk(url: str, lua: Path, connections: int, duration: float) -> str:
     return done.stdout
 
 
+LAYERS = (  # where a sampled stack's innermost frame lives -> the layer it is charged to
+    ("uvicorn/", "HTTP server (uvicorn's httptools protocol, response writes)"),
+    ("onemcp/http/", "HTTP server (onemcp's limits on the wire)"),
+    ("onemcp/downstream/", "MCP endpoint (sessions, JSON-RPC in and out)"),
+    ("onemcp/app.py", "the app's routing and guards"),
+    ("onemcp/auth/", "the gate"),
+    ("onemcp/hub/", "hub: dispatch, forwarding, metrics"),
+    ("onemcp/upstream/", "upstream connection and stdio transport"),
+    ("onemcp/", "onemcp, other"),
+    ("anyio/", "anyio"),
+    ("runners.py", "the event loop itself (uvloop, in C: polling, socket reads, callbacks)"),
+    ("asyncio/", "asyncio (Python part)"),
+)
+
+
+def print_profile(raw: Path) -> None:
+    """Share of samples per layer (by innermost frame) and the busiest functions (py-spy raw format)."""
+    from collections import Counter
+
+    layers: Counter[str] = Counter()
+    functions: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n, leaf = int(count), stack.split(";")[-1]
+        total += n
+        functions[leaf.split(" (")[0] + " (" + leaf.rsplit("/", 1)[-1]] += n
+        where = next((name for prefix, name in LAYERS if prefix in leaf), "the event loop and C code (syscalls)")
+        layers[where] += n
+    print(f"{total} samples; by layer (innermost frame):")
+    for name, n in layers.most_common():
+        print(f"  {100 * n / total:5.1f}%  {name}")
+    print("busiest lines:")
+    for name, n in functions.most_common(15):
+        print(f"  {100 * n / total:5.1f}%  {name}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (5)")
     parser.add_argument("--connections", default="1,8,64,256")
     parser.add_argument("--idle", type=int, default=2000, help="idle legacy sessions for the memory figure (2000)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--pyspy", type=int, metavar="CONNS", help="only profile hub-stdio under wrk (py-spy)")
     args = parser.parse_args()
     counts = [int(c) for c in args.connections.split(",")]
     results: dict[str, dict[int, dict[str, float]]] = {}
@@ -94,6 +135,19 @@ async def main() -> None:
                 "hub-http": (hub.url, "http__echo", hub.pid),
                 "hub-stdio": (hub.url, "stdio__echo", hub.pid),
             }
+            if args.pyspy:
+                lua = tmp / "profile.lua"
+                lua.write_text(LUA % {"tool": "stdio__echo", "text": "x" * 64, "sid": await session_id(hub.url)})
+                run_wrk(hub.url, lua, 8, 1.0)  # warm up
+                raw = tmp / "pyspy.txt"
+                argv = [str(Path(PY).with_name("py-spy")), "record", "--pid", str(hub.pid), "--rate", "500"]
+                argv += ["--nonblocking", "--format", "raw", "--output", str(raw), "--duration", f"{args.duration:g}"]
+                spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                rps = parse_wrk(run_wrk(hub.url, lua, args.pyspy, args.duration))[0]
+                spy.wait(timeout=args.duration + 30)
+                print(f"hub-stdio under wrk, {args.pyspy} connections: {rps:.0f} req/s while sampled (slowed by it)")
+                print_profile(raw)
+                return
             for name, (url, tool, pid) in targets.items():
                 lua = tmp / f"{name}.lua"
                 lua.write_text(LUA % {"tool": tool, "text": "x" * 64, "sid": await session_id(url)})

@@ -142,9 +142,9 @@ async def main() -> None:
                 raw = tmp / "pyspy.txt"
                 argv = [str(Path(PY).with_name("py-spy")), "record", "--pid", str(hub.pid), "--rate", "500"]
                 argv += ["--nonblocking", "--format", "raw", "--output", str(raw), "--duration", f"{args.duration:g}"]
-                spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                spy = procs.spawn("py-spy", argv)
                 rps = parse_wrk(run_wrk(hub.url, lua, args.pyspy, args.duration))[0]
-                spy.wait(timeout=args.duration + 30)
+                spy.popen.wait(timeout=args.duration + 30)
                 print(f"hub-stdio under wrk, {args.pyspy} connections: {rps:.0f} req/s while sampled (slowed by it)")
                 print_profile(raw)
                 return

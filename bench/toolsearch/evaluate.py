@@ -61,8 +61,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--misses", type=int, default=12, help="how many misses to print")
     parser.add_argument("--model", type=Path, help="a model directory other than the shipped one")
+    parser.add_argument("--tools", type=int, help="index only the first servers, up to this many tools (~700)")
     args = parser.parse_args()
     servers, queries = load(args.data, args.queries)
+    if args.tools:
+        kept: dict[str, list[dict[str, Any]]] = {}
+        for server, tools in servers.items():
+            if sum(len(t) for t in kept.values()) + len(tools) > args.tools:
+                break
+            kept[server] = tools
+        servers = kept
+        queries = [q for q in queries if all(e.split("/", 1)[0] in kept for e in q["expected"])]
     named = hub_tools(servers)
     total_tools = sum(len(t) for t in named.values())
     rss_start = rss_mb()
@@ -172,7 +181,7 @@ def main() -> None:
     print(f"search: p50 {report['search_ms']['p50']:.2f} ms, p95 {report['search_ms']['p95']:.2f} ms")
     print(
         f"index build: models load {model_s:.2f} s, cold {cold:.2f} s (searchable),"
-        f" transformer vectors {cold_deep:.2f} s more (one thread), warm {warm:.3f} s"
+        f" transformer vectors {cold_deep:.2f} s more ({deep.WORKERS} threads), warm {warm:.3f} s"
     )
     print(
         f"RSS: {rss_start:.0f} MB -> {rss_end:.0f} MB with model and index (+{rss_end - rss_start:.0f} MB);"

@@ -23,6 +23,16 @@ def test_the_shipped_transformer_loads_and_encodes_unit_vectors() -> None:
     assert model.encode([]).shape == (0, deep.DIMS)
 
 
+def test_spread_over_threads_the_vectors_are_the_same_in_the_same_order() -> None:
+    model = deep.load()
+    assert model is not None
+    texts = [f"tool number {i}: {word} the {thing}" for i, (word, thing) in enumerate(zip("ab" * 9, "xyz" * 6))]
+    spread = deep.encode_spread(model, texts, workers=2)
+    assert spread.shape == (len(texts), deep.DIMS)
+    assert np.array_equal(spread, model.encode(texts))  # concurrent runs of one session, identical vectors
+    assert np.array_equal(deep.encode_spread(model, texts[:3], workers=2), model.encode(texts[:3]))  # too few: one
+
+
 def test_meaning_not_words_decides_closeness() -> None:
     model = deep.load()
     assert model is not None

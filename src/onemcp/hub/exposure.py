@@ -37,6 +37,7 @@ log = logging.getLogger("onemcp.search")
 Mode = Literal["full", "search"]
 SEARCH_LIST = orjson.dumps({"tools": meta.META_TOOLS})
 MAX_COUNTED = 256  # token counts remembered (one per distinct serialised list)
+SPREAD_FROM = 64  # tools waiting for the transformer from which their encoding takes every core it may
 
 
 def cache_dir(config: HubConfig) -> Path | None:
@@ -254,8 +255,11 @@ class ToolExposure:
             index = self._index
             encoder = index.transformer if index is not None else None
             if index is not None and encoder is not None:
-                while batch := index.deep_batch():
-                    vectors = await anyio.to_thread.run_sync(encoder.encode, [text for _, text in batch])
+                # many at once (a start, a big server added): both cores; a few: one, the other serves
+                workers = deep.WORKERS if index.deep_pending() >= SPREAD_FROM else 1
+                while batch := index.deep_batch(16 * workers):
+                    texts = [text for _, text in batch]
+                    vectors = await anyio.to_thread.run_sync(deep.encode_spread, encoder, texts, workers)
                     index.deep_install([digest for digest, _ in batch], vectors)
                 await anyio.to_thread.run_sync(deep.release_memory)
                 log.info("tool search: the transformer ranks %d tools", len(index))

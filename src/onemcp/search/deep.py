@@ -37,6 +37,9 @@ MAX_TOKENS = 128  # a tool's text is cut to its first 200 characters of descript
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).
 BATCH = 1
 DIMS = 384
+# Runs at once: each is one thread (one core). A cold build of many tools uses two (both cores for
+# a few seconds at start); a query waits at most for one run of a batch.
+WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
 class DeepModel:
@@ -50,7 +53,7 @@ class DeepModel:
         self._np = np
         self._session = session
         self._tokenizer = tokenizer
-        self._lock = threading.Lock()  # one run at a time: queries and background batches share one thread's worth
+        self._runs = threading.BoundedSemaphore(WORKERS)  # onnxruntime sessions take concurrent runs
 
     def encode(self, texts: Sequence[str]) -> Any:
         """Unit vectors (rows) for `texts`, batched by length so padding stays small."""
@@ -70,13 +73,33 @@ class DeepModel:
                 ids[r, : len(tokens)] = tokens
                 mask[r, : len(tokens)] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            with self._lock:
+            with self._runs:
                 hidden = self._session.run(None, feeds)[0]
             summed = (hidden * mask[..., None]).sum(axis=1)
             vectors = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             out[rows] = vectors / np.maximum(norms, 1e-12)
         return out
+
+
+def encode_spread(model: DeepModel, texts: Sequence[str], workers: int = WORKERS) -> Any:
+    """`model.encode(texts)` over `workers` threads at once (the same vectors, sooner on several cores)."""
+    import numpy as np
+
+    if workers <= 1 or len(texts) < 2 * workers:
+        return model.encode(texts)
+    step = -(-len(texts) // workers)
+    parts = list(_pool().map(model.encode, [texts[i : i + step] for i in range(0, len(texts), step)]))
+    return np.vstack(parts)
+
+
+@functools.cache
+def _pool() -> Any:
+    """The threads `encode_spread` runs on, for the life of the process: the same few threads every
+    time, so glibc keeps a malloc arena for each of them rather than one per short-lived thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(WORKERS, thread_name_prefix="onemcp-encode")
 
 
 def release_memory() -> None:

@@ -229,7 +229,7 @@ class SearchIndex:
         """Encode every pending text here and now (the CLI's and the benchmark's way)."""
         assert self.transformer is not None
         while batch := self.deep_batch(256):
-            self.deep_install([d for d, _ in batch], self.transformer.encode([t for _, t in batch]))
+            self.deep_install([d for d, _ in batch], deep.encode_spread(self.transformer, [t for _, t in batch]))
         deep.release_memory()
 
     def remove(self, server: str) -> None:

@@ -26,7 +26,9 @@ def test_the_shipped_transformer_loads_and_encodes_unit_vectors() -> None:
 def test_spread_over_threads_the_vectors_are_the_same_in_the_same_order() -> None:
     model = deep.load()
     assert model is not None
-    texts = [f"tool number {i}: {word} the {thing}" for i, (word, thing) in enumerate(zip("ab" * 9, "xyz" * 6))]
+    texts = [
+        f"tool number {i}: {word} the {thing}" for i, (word, thing) in enumerate(zip("ab" * 9, "xyz" * 6, strict=True))
+    ]
     spread = deep.encode_spread(model, texts, workers=2)
     assert spread.shape == (len(texts), deep.DIMS)
     assert np.array_equal(spread, model.encode(texts))  # concurrent runs of one session, identical vectors

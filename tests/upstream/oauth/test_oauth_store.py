@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 from pathlib import Path
 
+import anyio
 import pytest
+import redis
 
-from onemcp.upstream.oauth.store import KEY_ENV, CredentialStore
+from onemcp.upstream.oauth.store import KEY_ENV, CredentialStore, RedisCredentialStore
+from support.services import NEEDS_REDIS
 
 
 def test_round_trip_encrypted_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,3 +81,44 @@ async def test_a_hub_without_oauth_writes_no_key_and_no_database(tmp_path: Path)
         async with running_hub(doc, config_path=tmp_path / "mcp.json") as hub:
             assert hub.app.hub.pool.get("h") is not None
     assert sorted(os.listdir(tmp_path)) == ["mcp.json", "pins.db"]  # pins.db: the tools as first seen
+
+
+@NEEDS_REDIS
+@pytest.mark.anyio
+async def test_replicas_share_credentials_links_and_the_refresh_lock_in_redis(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "the replicas' passphrase")
+    one, two = RedisCredentialStore(redis_url, tmp_path / "one"), RedisCredentialStore(redis_url, tmp_path / "two")
+    one.save("remote", {"tokens": {"access_token": "secret-access-token"}})
+    assert two.load("remote") == {"tokens": {"access_token": "secret-access-token"}}
+    assert two.servers() == ["remote"]
+    raw = redis.Redis.from_url(redis_url).hget("onemcp:upstream-auth", "remote")
+    assert raw is not None and b"secret-access-token" not in raw  # encrypted in Redis too
+    one.put_link("state-1", {"verifier": "v"}, 60)
+    assert two.take_link("state-1") == {"verifier": "v"} and one.take_link("state-1") is None  # spent for all
+
+    order: list[str] = []
+
+    async def refresh(store: RedisCredentialStore, name: str) -> None:
+        async with store.exclusive("remote"):
+            order.append(f"{name} in")
+            await anyio.sleep(0.1)  # allowed-sleep: holding the lock while the other waits for it
+            order.append(f"{name} out")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(refresh, one, "one")
+        await anyio.sleep(0.02)  # allowed-sleep: let one take the lock first
+        tg.start_soon(refresh, two, "two")
+    assert order == ["one in", "one out", "two in", "two out"]  # never both at once
+
+    assert two.delete("remote") and one.load("remote") is None
+    monkeypatch.delenv(KEY_ENV)
+    (tmp_path / "three").mkdir()
+    with caplog.at_level(logging.WARNING, "onemcp.upstream.oauth"):
+        lonely = RedisCredentialStore(redis_url, tmp_path / "three")
+    assert "set ONEMCP_SECRET_KEY" in caplog.text  # a replica with its own key file is told why others fail
+    one.save("remote", {"x": 1})
+    assert lonely.load("remote") is None  # another key: read as nothing, authorize again
+    for store in (one, two, lonely):
+        store.close()

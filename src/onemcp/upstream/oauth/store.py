@@ -183,6 +183,12 @@ class RedisCredentialStore:
         import redis
 
         self._fernet = Fernet(load_key(config_dir))
+        if not os.environ.get(KEY_ENV):
+            log.warning(
+                "upstream credentials in the replicas' Redis are encrypted with this replica's secret.key:"
+                " set %s (the same on every replica) for the others to read them",
+                KEY_ENV,
+            )
         self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
         self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._unlock = self._redis.register_script(UNLOCK)

@@ -95,12 +95,13 @@ async def test_memory_and_forks_over_the_limit_stop_the_server_with_the_reason(t
             assert not (await c.call_tool("calm__spawn", {"count": 2})).is_error
             pid = (await health(hub))["upstreams"]["forks"]["pid"]
             with pytest.raises(Exception):  # noqa: B017 - the call dies with its server, whatever the error class
-                await c.call_tool("hog__hog", {"mb": 400})
+                await c.call_tool("hog__hog", {"mb": 400, "hold": 60})  # answered only if never stopped
             entry = await stopped(hub, "hog")
             assert "over its sandbox limit: memory" in entry["lastError"], entry
             assert "sandbox.memoryMB 120" in entry["lastError"] and entry["state"] != "ready"
             with pytest.raises(Exception):  # noqa: B017
-                await c.call_tool("forks__spawn", {"count": 6})
+                # held until the watch stops the server (within POLL of the spawns; 60 s: a loaded machine)
+                await c.call_tool("forks__spawn", {"count": 6, "hold": 60})
             entry = await stopped(hub, "forks")
             assert "processes > sandbox.processes 3" in entry["lastError"], entry
             with anyio.fail_after(5):

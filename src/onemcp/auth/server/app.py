@@ -58,7 +58,7 @@ from onemcp.auth.server.clients import (
     registration_metadata,
 )
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
-from onemcp.auth.server.grants import Clock, Grants, Lifetimes, OAuthError, canonical_resource
+from onemcp.auth.server.grants import ACCESS_PREFIX, Clock, Grants, Lifetimes, OAuthError, canonical_resource
 from onemcp.auth.server.store import ClientRecord, OAuthState, OAuthStore, digest
 from onemcp.http.asgi import (
     BodyTooLarge,
@@ -80,6 +80,8 @@ audit = logging.getLogger("onemcp.audit")
 
 BODY_LIMIT = 64 * 1024
 METADATA_CACHE_TTL = 600.0  # seconds a fetched client metadata document is trusted
+VERIFY_CACHE_SECONDS = 5.0  # replicas: the most a revocation through another replica takes to hold here
+VERIFY_CACHE_SIZE = 10_000
 MAX_CLIENTS = 10_000  # registered (and, separately, cached metadata-document) clients
 FORM = "application/x-www-form-urlencoded"
 OPERATOR_COOKIE = "onemcp_operator"
@@ -122,6 +124,7 @@ class OAuthServer:
         self.clock = clock
         # `shared`: the Redis hub replicas share, so that any replica honours what another issued
         self.shared = shared
+        self._verified: dict[str, tuple[float, Principal]] = {}  # replicas: token digest -> (checked, principal)
         self.store: OAuthState
         self._pending: Pending
         secret: Callable[[], bytes] | None = None
@@ -210,6 +213,9 @@ class OAuthServer:
                     await handler(scope, receive, send)
                 except OAuthError as exc:  # the shared store could not be reached (see `_io`)
                     await self._error(send, exc, [*CORS, *NO_STORE])
+                finally:
+                    if handler in (self._token, self._revoke):
+                        self._verified.clear()  # a revocation or a replay's may have happened
 
     async def _io(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` on the state: inline over SQLite (short, local); over the shared Redis on a worker
@@ -238,10 +244,24 @@ class OAuthServer:
         """
         if self.shared is None:
             return self.grants.principal(token)
+        if not token.startswith(ACCESS_PREFIX):
+            return None
+        # replicas: a token checked in Redis is trusted here for VERIFY_CACHE_SECONDS (the call path
+        # then rarely waits on Redis); a revocation through this replica forgets every such check at once
+        key, now = digest(token), time.monotonic()
+        seen = self._verified.get(key)
+        fresh = seen is not None and now - seen[0] < VERIFY_CACHE_SECONDS
+        if seen is not None and fresh and (seen[1].expires is None or seen[1].expires > self.clock()):
+            return seen[1]
         try:
-            return await self._io(self.grants.principal, token)
+            principal = await self._io(self.grants.principal, token)
         except OAuthError:
             raise InvalidToken("the token store (Redis) cannot be reached") from None
+        if principal is not None:
+            if len(self._verified) >= VERIFY_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[key] = (now, principal)
+        return principal
 
     # --------------------------------------------------------------- clients
     async def client(self, client_id: str) -> ClientRecord | None:

@@ -29,7 +29,7 @@ from onemcp.hub import bridge
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
 from onemcp.hub.events import UpstreamEvents
-from onemcp.hub.exposure import ToolExposure
+from onemcp.hub.exposure import ToolExposure, release_counter
 from onemcp.hub.forward import Emit, Forwarder
 from onemcp.hub.instances import Instance, TemplateInstances
 from onemcp.hub.instructions import render_instructions
@@ -585,6 +585,7 @@ class Hub:
             await anyio.sleep(interval)
             self.sessions.expire_idle()
             self.parking.expire()
+            release_counter()  # the token counter's vocabulary, once /health stopped asking
             self.isolated.close_idle("user:", self.config.hub.session_idle_timeout)
             if self.saved.enabled:  # last-seen times in one batch, here rather than on every call
                 self.saved.seen([s.id for s in self.sessions if s.transport == "streamable-http"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,12 @@ def count_tokens(data: bytes | str) -> int:
     from onemcp.search.tokens import count_tokens as count
 
     return count(data.decode() if isinstance(data, bytes) else data)
+
+
+def release_counter() -> bool:
+    """Give back the token counter's vocabulary (~64 MB) if nothing was counted for a while."""
+    tokens = sys.modules.get("onemcp.search.tokens")  # never loaded: nothing to give back
+    return tokens is not None and bool(tokens.release_if_idle())
 
 
 class ToolExposure:

@@ -25,7 +25,7 @@ import uvicorn
 
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import InvalidToken
-from onemcp.auth.server import app as server_app
+from onemcp.auth.server import shared as shared_state
 from onemcp.auth.server.app import OAuthServer
 from onemcp.http.asgi import Receive, Scope, Send, send_json
 from support.audit import audit_lines
@@ -1260,7 +1260,7 @@ async def test_replicas_sharing_redis_honour_each_others_clients_pages_codes_tok
         assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
         assert not await on_a.valid(tokens["access_token"])  # at once where it happened
         assert await on_b.valid(tokens["access_token"])  # B checked it less than VERIFY_CACHE_SECONDS ago
-        monkeypatch.setattr(server_app, "VERIFY_CACHE_SECONDS", 0.0)  # ... that long passed
+        monkeypatch.setattr(shared_state, "VERIFY_CACHE_SECONDS", 0.0)  # ... that long passed
         assert not await on_b.valid(tokens["access_token"])
 
         # a second authorization, approved on B by the cookie A set (the replicas share its key)

@@ -80,8 +80,6 @@ audit = logging.getLogger("onemcp.audit")
 
 BODY_LIMIT = 64 * 1024
 METADATA_CACHE_TTL = 600.0  # seconds a fetched client metadata document is trusted
-VERIFY_CACHE_SECONDS = 5.0  # replicas: the most a revocation through another replica takes to hold here
-VERIFY_CACHE_SIZE = 10_000
 MAX_CLIENTS = 10_000  # registered (and, separately, cached metadata-document) clients
 FORM = "application/x-www-form-urlencoded"
 OPERATOR_COOKIE = "onemcp_operator"
@@ -124,27 +122,20 @@ class OAuthServer:
         self.clock = clock
         # `shared`: the Redis hub replicas share, so that any replica honours what another issued
         self.shared = shared
-        self._verified: dict[str, tuple[float, Principal]] = {}  # replicas: token digest -> (checked, principal)
         self.store: OAuthState
         self._pending: Pending
         secret: Callable[[], bytes] | None = None
+        self._unavailable: tuple[type[Exception], ...] = ()
         if shared is not None:
             from onemcp.auth.server import shared as redis_state
 
-            client = redis_state.connect(shared)
-            self.store = redis_state.RedisOAuthStore(client, clock)
-            self._pending = redis_state.RedisPendingConsents(client)
-            self._unavailable: tuple[type[Exception], ...] = redis_state.ERRORS
-
-            def secret() -> bytes:
-                try:
-                    return redis_state.operator_secret(client)
-                except redis_state.ERRORS:
-                    raise NotOperator("the shared store (Redis) cannot be reached") from None
+            state = redis_state.open_state(shared, clock)
+            self.store, self._pending, secret = state.store, state.pending, state.operator_secret
+            self._unavailable = redis_state.ERRORS
+            self._checked = redis_state.CheckedTokens(clock)
         else:
             self.store = OAuthStore(store_path)
             self._pending = PendingConsents()
-            self._unavailable = ()
         self.grants = Grants(self.store, self.resource, Lifetimes(access_token_ttl, refresh_token_ttl, code_ttl), clock)
         # policy "key": approving needs an admin API key (from `keys`, by default keys.db beside the store)
         self.operators = (
@@ -214,8 +205,8 @@ class OAuthServer:
                 except OAuthError as exc:  # the shared store could not be reached (see `_io`)
                     await self._error(send, exc, [*CORS, *NO_STORE])
                 finally:
-                    if handler in (self._token, self._revoke):
-                        self._verified.clear()  # a revocation or a replay's may have happened
+                    if self.shared is not None and handler in (self._token, self._revoke):
+                        self._checked.clear()  # a revocation (or a replay's) may have happened here
 
     async def _io(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` on the state: inline over SQLite (short, local); over the shared Redis on a worker
@@ -246,21 +237,16 @@ class OAuthServer:
             return self.grants.principal(token)
         if not token.startswith(ACCESS_PREFIX):
             return None
-        # replicas: a token checked in Redis is trusted here for VERIFY_CACHE_SECONDS (the call path
-        # then rarely waits on Redis); a revocation through this replica forgets every such check at once
-        key, now = digest(token), time.monotonic()
-        seen = self._verified.get(key)
-        fresh = seen is not None and now - seen[0] < VERIFY_CACHE_SECONDS
-        if seen is not None and fresh and (seen[1].expires is None or seen[1].expires > self.clock()):
-            return seen[1]
+        key = digest(token)
+        principal = self._checked.get(key)  # replicas: checked in Redis a moment ago
+        if principal is not None:
+            return principal
         try:
             principal = await self._io(self.grants.principal, token)
         except OAuthError:
             raise InvalidToken("the token store (Redis) cannot be reached") from None
         if principal is not None:
-            if len(self._verified) >= VERIFY_CACHE_SIZE:
-                self._verified.clear()
-            self._verified[key] = (now, principal)
+            self._checked.put(key, principal)
         return principal
 
     # --------------------------------------------------------------- clients

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
+from onemcp.auth.principal import Principal
 from onemcp.auth.server.authorize import (
     OPERATOR_ATTEMPTS,
     PENDING_LIMIT,
     PENDING_TTL,
     AuthorizationRequest,
+    NotOperator,
     PendingConsent,
 )
 from onemcp.auth.server.grants import Clock
@@ -34,6 +39,8 @@ from onemcp.auth.server.store import ClientRecord, CodeGrant, Grant, Token
 
 PREFIX = "onemcp:oauth:"
 GRACE = 86400.0  # kept this long after expiry, as SQLite's purge does: a replay is recognised, not unknown
+VERIFY_CACHE_SECONDS = 5.0  # a token checked in Redis is trusted this long by the replica that checked it
+VERIFY_CACHE_SIZE = 10_000
 OPERATOR_SECRET = PREFIX + "operator-secret"
 
 # A code: its grant once, however many replicas redeem it at once (the used count says who was first).
@@ -285,3 +292,51 @@ def operator_secret(client: Any) -> bytes:
     client.set(OPERATOR_SECRET, secrets.token_bytes(32), nx=True)
     secret: bytes = client.get(OPERATOR_SECRET)
     return secret
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """What the server keeps in the replicas' Redis: its grants' store, the consent pages awaiting an
+    answer, and how to get the operator cookie's key (NotOperator while Redis cannot be reached)."""
+
+    store: RedisOAuthStore
+    pending: RedisPendingConsents
+    operator_secret: Callable[[], bytes]
+
+
+def open_state(url: str, clock: Clock) -> SharedState:
+    """The server's state on the Redis at `url` (nothing is asked of Redis before the first use)."""
+    client = connect(url)
+
+    def secret() -> bytes:
+        try:
+            return operator_secret(client)
+        except ERRORS:
+            raise NotOperator("the shared store (Redis) cannot be reached") from None
+
+    return SharedState(RedisOAuthStore(client, clock), RedisPendingConsents(client), secret)
+
+
+class CheckedTokens:
+    """Access tokens this replica checked in Redis, trusted for VERIFY_CACHE_SECONDS (so the call path
+    rarely waits on Redis) while unexpired. A revocation through another replica holds here within
+    that; `clear` (after this replica's own token and revocation requests) makes one here hold at once."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._checked: dict[str, tuple[float, Principal]] = {}  # token digest -> (when, principal)
+
+    def get(self, key: str) -> Principal | None:
+        seen = self._checked.get(key)
+        if seen is None or time.monotonic() - seen[0] >= VERIFY_CACHE_SECONDS:
+            return None
+        expires = seen[1].expires
+        return seen[1] if expires is None or expires > self.clock() else None
+
+    def put(self, key: str, principal: Principal) -> None:
+        if len(self._checked) >= VERIFY_CACHE_SIZE:
+            self._checked.clear()
+        self._checked[key] = (time.monotonic(), principal)
+
+    def clear(self) -> None:
+        self._checked.clear()

@@ -26,6 +26,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "auth/limits.py": ("tests/auth/test_gate.py", "quotas and the result size bound, over the wire"),
     "auth/principal.py": ("tests/auth/test_gate.py", "who a request is, as the gate admits it"),
     "auth/server/clients.py": ("tests/auth/server/test_server_app.py", "registration and metadata-document clients"),
+    "auth/server/directory.py": ("tests/auth/server/test_server_app.py", "client lookup and authentication"),
     "auth/server/consent.py": ("tests/auth/server/test_server_app.py", "the consent page and its operator key"),
     "auth/server/grants.py": ("tests/auth/server/test_server_app.py", "PKCE codes, token rotation, reuse, revocation"),
     "auth/server/store.py": ("tests/auth/server/test_server_app.py", "the state behind the grants"),

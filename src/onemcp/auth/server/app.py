@@ -4,11 +4,10 @@ Owns the endpoints: RFC 8414 metadata (also at the OIDC discovery paths), RFC 75
 the authorization endpoint (request checks, the consent page and its CSRF cookie, or "auto"
 consent; with operator policy "key", the operator key field, its refusals, and the signed cookie
 that remembers an operator's browser), the token endpoint with client authentication, RFC 7009
-revocation; the lookup of clients (registered, or Client ID Metadata Documents fetched and
-cached); and `verify`, the `Verifier` the gate asks about bearer tokens. The rules live in
-`oauth_authorize` (requests, and who may approve), `oauth_grants` (codes and tokens) and
-`oauth_clients` (client metadata); storage in `store`; pages in `oauth_consent`. The
-resource-server side (401s, RFC 9728 metadata, scopes at call time) is the gate's.
+revocation; and `verify`, the `Verifier` the gate asks about bearer tokens. Rules live in
+`authorize` (requests, who may approve), `grants` (codes, tokens), `clients` (metadata) and
+`directory` (which client asks); state in `store` (or `shared`, for replicas); pages in
+`consent`. The resource-server side (401s, RFC 9728 metadata, call-time scopes) is the gate's.
 
 Errors: an `OAuthError` becomes an RFC 6749 §5.2 JSON reply at the token, registration and
 revocation endpoints; at the authorization endpoint it becomes a redirect with `error=` once
@@ -17,7 +16,6 @@ client and redirect URI are trusted, and a 400 page (or JSON, by Accept) before 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hmac
 import logging
@@ -26,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 import orjson
@@ -52,12 +50,11 @@ from onemcp.auth.server.clients import (
     AUTH_METHODS,
     GRANT_TYPES,
     ClientMetadataError,
-    fetch_metadata_document,
-    is_metadata_url,
     redirect_uri_matches,
     registration_metadata,
 )
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
+from onemcp.auth.server.directory import MAX_CLIENTS, ClientDirectory
 from onemcp.auth.server.grants import ACCESS_PREFIX, Clock, Grants, Lifetimes, OAuthError, canonical_resource
 from onemcp.auth.server.store import ClientRecord, OAuthState, OAuthStore, digest
 from onemcp.http.asgi import (
@@ -79,8 +76,6 @@ from onemcp.http.guard import is_loopback
 audit = logging.getLogger("onemcp.audit")
 
 BODY_LIMIT = 64 * 1024
-METADATA_CACHE_TTL = 600.0  # seconds a fetched client metadata document is trusted
-MAX_CLIENTS = 10_000  # registered (and, separately, cached metadata-document) clients
 FORM = "application/x-www-form-urlencoded"
 OPERATOR_COOKIE = "onemcp_operator"
 NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
@@ -118,7 +113,6 @@ class OAuthServer:
         self.resource = canonical_resource(resource)
         self.scopes_supported = list(scopes_supported)
         self.consent = consent
-        self.allow_insecure_loopback_metadata = allow_insecure_loopback_metadata
         self.clock = clock
         # `shared`: the Redis hub replicas share, so that any replica honours what another issued
         self.shared = shared
@@ -136,6 +130,9 @@ class OAuthServer:
         else:
             self.store = OAuthStore(store_path)
             self._pending = PendingConsents()
+        self.clients = ClientDirectory(
+            self.store, self._io, clock, allow_insecure_loopback_metadata=allow_insecure_loopback_metadata
+        )
         self.grants = Grants(self.store, self.resource, Lifetimes(access_token_ttl, refresh_token_ttl, code_ttl), clock)
         # policy "key": approving needs an admin API key (from `keys`, by default keys.db beside the store)
         self.operators = (
@@ -208,6 +205,8 @@ class OAuthServer:
                     if self.shared is not None and handler in (self._token, self._revoke):
                         self._checked.clear()  # a revocation (or a replay's) may have happened here
 
+    __call__ = app
+
     async def _io(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` on the state: inline over SQLite (short, local); over the shared Redis on a worker
         thread, so a slow Redis never stalls the event loop, and an unreachable one is a 503."""
@@ -220,9 +219,6 @@ class OAuthServer:
             raise OAuthError(
                 "temporarily_unavailable", "the authorization server's store cannot be reached", 503
             ) from None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
 
     async def _metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, self.metadata(), [*CORS, (b"cache-control", b"max-age=300")])
@@ -250,21 +246,6 @@ class OAuthServer:
         return principal
 
     # --------------------------------------------------------------- clients
-    async def client(self, client_id: str) -> ClientRecord | None:
-        """A registered client, or a metadata-document client (fetched, or from a fresh cache)."""
-        if not is_metadata_url(client_id, allow_insecure_loopback=self.allow_insecure_loopback_metadata):
-            record = await self._io(self.store.client, client_id)
-            return record if record is not None and record.source == "dcr" else None
-        now = self.clock()
-        cached = await self._io(self.store.client, client_id)
-        if cached is not None and cached.source == "cimd" and now - cached.fetched < METADATA_CACHE_TTL:
-            return cached
-        meta = await fetch_metadata_document(client_id, allow_insecure_loopback=self.allow_insecure_loopback_metadata)
-        record = ClientRecord(client_id, None, meta, "cimd", cached.issued if cached else now, now)
-        if cached is not None or await self._io(self.store.count_clients, "cimd") < MAX_CLIENTS:
-            await self._io(self.store.put_client, record)
-        return record
-
     async def _register(self, scope: Scope, receive: Receive, send: Send) -> None:
         """RFC 7591 dynamic client registration."""
         try:
@@ -305,7 +286,7 @@ class OAuthServer:
             await self._refuse(scope, send, "client_id is missing or given twice")
             return
         try:
-            client = await self.client(client_id)
+            client = await self.clients.client(client_id)
         except ClientMetadataError as exc:
             await self._refuse(scope, send, exc.description)
             return
@@ -562,7 +543,7 @@ class OAuthServer:
                 raise OAuthError("invalid_request", f"parameters given twice: {', '.join(sorted(repeated))}")
             if "resource" in repeated:
                 raise OAuthError("invalid_target", f"this server issues tokens only for {self.resource}")
-            client = await self._authenticate(scope, params)
+            client = await self.clients.authenticate(header(scope, b"authorization") or "", params)
             grant_type = params.get("grant_type")
             if grant_type == "authorization_code":
                 reply = await self._io(self.grants.exchange_code, client, params)
@@ -580,37 +561,6 @@ class OAuthServer:
             return
         await send_json(send, 200, reply, [*CORS, *NO_STORE])
 
-    async def _authenticate(self, scope: Scope, params: dict[str, str]) -> ClientRecord:
-        """The client making a token or revocation request, authenticated by its registered method."""
-        client_id, secret = params.get("client_id"), params.get("client_secret")
-        authorization = header(scope, b"authorization") or ""
-        if authorization.lower().startswith("basic "):
-            if secret is not None:
-                raise OAuthError("invalid_request", "use one client authentication method, not two")
-            try:
-                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-            except ValueError:
-                raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
-            basic_id, _, basic_secret = decoded.partition(":")
-            basic_id, secret = unquote_plus(basic_id), unquote_plus(basic_secret) or None
-            if client_id is not None and client_id != basic_id:
-                raise OAuthError("invalid_client", "client_id differs from the Basic credentials", 401)
-            client_id = basic_id
-        if not client_id:
-            raise OAuthError("invalid_client", "client_id is required", 401)
-        try:
-            client = await self.client(client_id)
-        except ClientMetadataError as exc:
-            raise OAuthError("invalid_client", exc.description, 401) from None
-        if client is None:
-            raise OAuthError("invalid_client", "unknown client", 401)
-        if client.secret_hash is None:
-            if secret is not None:
-                raise OAuthError("invalid_client", "this client is public: it has no secret", 401)
-        elif secret is None or not hmac.compare_digest(digest(secret), client.secret_hash):
-            raise OAuthError("invalid_client", "client authentication failed", 401)
-        return client
-
     # ------------------------------------------------------------ revocation
     async def _revoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         """RFC 7009: 200 whether or not the token was known; a refresh token takes its grant with it."""
@@ -619,8 +569,9 @@ class OAuthServer:
             token = params.get("token")
             if token is None:
                 raise OAuthError("invalid_request", "token is required")
-            presented = "client_id" in params or (header(scope, b"authorization") or "").lower().startswith("basic ")
-            client = await self._authenticate(scope, params) if presented else None
+            authorization = header(scope, b"authorization") or ""
+            presented = "client_id" in params or authorization.lower().startswith("basic ")
+            client = await self.clients.authenticate(authorization, params) if presented else None
         except OAuthError as exc:
             await self._error(send, exc, [*CORS, *NO_STORE])
             return

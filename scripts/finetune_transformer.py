@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--train", type=Path, nargs="*", help="training files (default: data/train/*.jsonl)")
     parser.add_argument("--servers", type=Path, default=DATA / "servers")
     parser.add_argument("--exclude-servers", default="", help="comma-separated servers left out of training")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--seed", type=int, default=13)

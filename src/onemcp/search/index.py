@@ -31,11 +31,14 @@ from onemcp.search.text import words
 log = logging.getLogger("onemcp.search")
 RRF_K = 10.0  # reciprocal rank fusion: 1 / (k + rank); 10 beat 60 on the benchmark (bench/toolsearch)
 SEMANTIC_WEIGHT = 1.0  # the static embeddings' share against BM25's 1.0, before the transformer is ready
-# Once every tool has a transformer vector: BM25 0.5, static 0.5, transformer 1.5 (RESULTS.md): words
-# count less, since a request in the user's own words shares none with its tool and BM25 ranks noise.
-FUSED_LEXICAL_WEIGHT = 0.5
+# Once every tool has a transformer vector: BM25 0.25, static 0.5, transformer 2.0, k 5 (RESULTS.md,
+# chosen on servers the transformer was not trained on, in two folds): words count least, since a
+# request in the user's own words shares none with its tool and BM25 ranks noise; a smaller k lets
+# the transformer's first place count.
+FUSED_RRF_K = 5.0
+FUSED_LEXICAL_WEIGHT = 0.25
 FUSED_STATIC_WEIGHT = 0.5
-DEEP_WEIGHT = 1.5
+DEEP_WEIGHT = 2.0
 CANDIDATES = 50  # each ranker's top list that is fused
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
 # the start of a description says what the tool does (200 beat 600 and parameters, see RESULTS.md).
@@ -264,9 +267,11 @@ class SearchIndex:
         fused: dict[str, float] = {}
         lexical = self.lexical.scores(query)
         ranked = sorted((n for n in lexical if allowed is None or allowed(n)), key=lambda n: -lexical[n])
-        words_weight = FUSED_LEXICAL_WEIGHT if self.transformer is not None and self.deep_ready else 1.0
+        deep_ready = self.transformer is not None and self.deep_ready
+        words_weight = FUSED_LEXICAL_WEIGHT if deep_ready else 1.0
+        k = FUSED_RRF_K if deep_ready else RRF_K
         for rank, name in enumerate(ranked[:CANDIDATES]):
-            fused[name] = fused.get(name, 0.0) + words_weight / (RRF_K + rank)
+            fused[name] = fused.get(name, 0.0) + words_weight / (k + rank)
         if self._tools and (self.model is not None or self.transformer is not None):
             matrix = self._semantic_matrix() if self.model is not None else None
             if matrix is None:
@@ -274,15 +279,20 @@ class SearchIndex:
             deep_matrix = self._transformer_matrix() if self.transformer is not None else None
             if deep_matrix is not None:
                 assert self.transformer is not None
-                self._fuse(fused, deep_matrix @ self.transformer.encode([query])[0], DEEP_WEIGHT, allowed)
+                self._fuse(fused, deep_matrix @ self.transformer.encode([query])[0], DEEP_WEIGHT, k, allowed)
             if self.model is not None and matrix is not None:
                 weight = FUSED_STATIC_WEIGHT if deep_matrix is not None else SEMANTIC_WEIGHT
-                self._fuse(fused, matrix @ self.model.encode([query])[0], weight, allowed)
+                self._fuse(fused, matrix @ self.model.encode([query])[0], weight, k, allowed)
         best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return [Hit(name, self._tools[name].server, score) for name, score in best]
 
     def _fuse(
-        self, fused: dict[str, float], similarity: Any, weight: float, allowed: Callable[[str], bool] | None
+        self,
+        fused: dict[str, float],
+        similarity: Any,
+        weight: float,
+        k: float,
+        allowed: Callable[[str], bool] | None,
     ) -> None:
         """Add one embedding ranking's reciprocal ranks (its best CANDIDATES allowed tools) to `fused`."""
         import numpy as np
@@ -292,7 +302,7 @@ class SearchIndex:
             name = self._names[int(i)]
             if allowed is not None and not allowed(name):
                 continue
-            fused[name] = fused.get(name, 0.0) + weight / (RRF_K + taken)
+            fused[name] = fused.get(name, 0.0) + weight / (k + taken)
             taken += 1
             if taken >= CANDIDATES:
                 break

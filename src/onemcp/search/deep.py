@@ -29,10 +29,10 @@ from typing import Any
 from onemcp.search.embed import DATA, shared_tokenizer
 
 log = logging.getLogger("onemcp.search")
-MODEL_ID = "minilm-l6-tools-qint8-v4"  # in every cache key: change it with the model or with what is embedded
+MODEL_ID = "minilm-l6-tools-qint8-v5"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
 TOKENIZER_FILE = DATA / "tokenizer.json"  # the static model's: the same WordPiece vocabulary
-MODEL_SHA256 = "5e625bbbfee024d598db82ebc121550f939d480bcebf951d6213a07e0fdb8919"
+MODEL_SHA256 = "c735c74c07fcd204fc80b988a44a6c3c8223a1641730d31ad0bc664cbec43638"
 MAX_TOKENS = 128  # a tool's text is cut to its first 200 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).

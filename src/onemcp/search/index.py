@@ -267,7 +267,7 @@ class SearchIndex:
         fused: dict[str, float] = {}
         lexical = self.lexical.scores(query)
         ranked = sorted((n for n in lexical if allowed is None or allowed(n)), key=lambda n: -lexical[n])
-        deep_ready = self.transformer is not None and self.deep_ready
+        deep_ready = self.deep_ready  # the same fusion for all three rankings: one decision
         words_weight = FUSED_LEXICAL_WEIGHT if deep_ready else 1.0
         k = FUSED_RRF_K if deep_ready else RRF_K
         for rank, name in enumerate(ranked[:CANDIDATES]):
@@ -281,7 +281,7 @@ class SearchIndex:
                 assert self.transformer is not None
                 self._fuse(fused, deep_matrix @ self.transformer.encode([query])[0], DEEP_WEIGHT, k, allowed)
             if self.model is not None and matrix is not None:
-                weight = FUSED_STATIC_WEIGHT if deep_matrix is not None else SEMANTIC_WEIGHT
+                weight = FUSED_STATIC_WEIGHT if deep_ready else SEMANTIC_WEIGHT
                 self._fuse(fused, matrix @ self.model.encode([query])[0], weight, k, allowed)
         best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return [Hit(name, self._tools[name].server, score) for name, score in best]

@@ -58,3 +58,31 @@ async def test_the_sdk_client_searches_and_calls_in_both_eras(mode: Literal["leg
                 assert bad.is_error
             async with Client(hub.url, mode=mode, cache=None) as client:
                 assert "time__get_current_time" in {t.name for t in (await client.list_tools()).tools}
+
+
+async def test_a_server_is_found_by_the_kind_of_product_its_handshake_names(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two servers with the same tools and names that say nothing ("a", "b"): the one whose serverInfo
+    names a product known as a crash tracker answers a request for the crash tracker."""
+    from onemcp.search import kinds
+
+    path = tmp_path / "kinds.toml"
+    path.write_text('[zorblat]\nnames = ["zorblat"]\nkind = "error tracking, crash reports, exceptions"\n')
+    monkeypatch.setattr(kinds, "KINDS_FILE", path)
+    kinds.gazetteer.cache_clear()
+    cmd = fixture_command()
+    config = {
+        "mcpServers": {
+            "a": {"command": cmd[0], "args": [*cmd[1:], "--name", "quillo"]},
+            "b": {"command": cmd[0], "args": [*cmd[1:], "--name", "Zorblat MCP"]},
+        },
+        "onemcp": {"searchCache": False},
+    }
+    try:
+        with anyio.fail_after(DEADLINE):
+            async with running_hub(config) as hub, Client(f"{hub.url}?exposure=search", cache=None) as client:
+                found = text_of(await client.call_tool("search_tools", {"query": "echo into the crash tracker"}))
+                assert found.index("b__echo") < found.index("a__echo"), found
+    finally:
+        kinds.gazetteer.cache_clear()

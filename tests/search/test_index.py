@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from onemcp.search import embed
+from onemcp.search import embed, kinds
 from onemcp.search.index import SearchIndex
 from onemcp.search.text import stem, words
 
@@ -29,6 +29,15 @@ GIT = [
     {"name": "git__git_stash", "description": "Stash the changes in a dirty working directory away"},
     {"name": "git__git_checkout", "description": "Switches branches"},
 ]
+
+
+@pytest.fixture(autouse=True)
+def no_kinds(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """No product kinds here: the counts below are of tool texts (kinds: test_kinds.py)."""
+    monkeypatch.setattr(kinds, "KINDS_FILE", tmp_path_factory.mktemp("kinds") / "absent.toml")
+    kinds.gazetteer.cache_clear()
+    yield
+    kinds.gazetteer.cache_clear()
 
 
 def build(cache: Path | None = None, model: Any = True, transformer: Any = True) -> SearchIndex:

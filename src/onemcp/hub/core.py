@@ -88,7 +88,9 @@ class Hub:
         self.context_secret_maker: Callable[[], bytes | None] | None = None  # makes it when templates appear
         self.saved: SessionRecords = SavedSessions(None)  # sessions that survive a restart (the app opens a store)
         self.preset_exposures: dict[str, str] = {}  # preset name -> its tool exposure, where it sets one
-        self.exposure = ToolExposure(self.catalog, lambda: self.config, lambda: self.preset_exposures)
+        self.exposure = ToolExposure(
+            self.catalog, lambda: self.config, lambda: self.preset_exposures, self._reported_identity
+        )
         self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)
         HITS.interval = config.hub.limits.log_interval
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
@@ -162,6 +164,12 @@ class Hub:
     # ============================================================ identity
     def server_info(self) -> dict[str, Any]:
         return {"name": "onemcp", "title": "onemcp hub", "version": __version__}
+
+    def _reported_identity(self, server: str) -> str:
+        """The name and title `server` reported at its handshake ("" before one)."""
+        conn = self.pool.get(server)
+        info = conn.server_info if conn is not None else {}
+        return " ".join(str(info[key]) for key in ("name", "title") if isinstance(info.get(key), str))
 
     def capabilities(self) -> dict[str, Any]:
         """What the hub really serves: lists always (relaying list_changed), the rest if routed."""

@@ -66,8 +66,15 @@ def release_counter() -> bool:
 
 
 class ToolExposure:
-    def __init__(self, catalog: Catalog, config: Callable[[], HubConfig], presets: Callable[[], Mapping[str, str]]):
+    def __init__(
+        self,
+        catalog: Catalog,
+        config: Callable[[], HubConfig],
+        presets: Callable[[], Mapping[str, str]],
+        identity: Callable[[str], str] = lambda server: "",
+    ):
         self.catalog = catalog
+        self._identity = identity  # server -> the name and title it reports (the index reads products in it)
         self._config = config
         self._preset_exposures = presets  # preset name -> its exposure (presets without one: absent)
         self._counted: dict[bytes, int] = {}
@@ -237,7 +244,7 @@ class ToolExposure:
                 self._index.remove(gone)
             for server, items in now.items():
                 if self._servers.get(server) != items:
-                    self._index.update(server, items)
+                    self._index.update(server, items, about=self._identity(server))
             self._servers, self._synced = now, tools
             if self._wake is not None and self._index.deep_pending():
                 self._wake.set()

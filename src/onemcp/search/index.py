@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from onemcp.search import deep, embed
+from onemcp.search.kinds import kind_text, server_products
 from onemcp.search.lexical import Bm25
 from onemcp.search.text import fields as tool_fields
 from onemcp.search.text import words
@@ -39,6 +40,10 @@ FUSED_RRF_K = 5.0
 FUSED_LEXICAL_WEIGHT = 0.25
 FUSED_STATIC_WEIGHT = 0.5
 DEEP_WEIGHT = 2.0
+# A tool's embedding is moved toward its server's kind words ("error tracking, crash reports" for
+# Sentry, kinds.py) by this share: a request names the kind of product, rarely the brand. Embedded
+# once per server, not in each tool's text (that doubled the transformer's build time).
+KIND_WEIGHT = 0.5
 CANDIDATES = 50  # each ranker's top list that is fused
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
 # the start of a description says what the tool does (200 beat 600 and parameters, see RESULTS.md).
@@ -133,6 +138,7 @@ class SearchIndex:
         self._deep: dict[str, Any] = {}  # digest -> transformer vector
         self._deep_todo: dict[str, str] = {}  # digest -> text still to encode
         self._deep_matrix: Any = None
+        self._kinds: dict[str, str] = {}  # server -> digest of its kind words (kinds.py), where it has any
         self.deep_embedded = 0  # texts the transformer encoded (not found in a cache)
 
     @property
@@ -147,13 +153,16 @@ class SearchIndex:
         self.remove(server)
         pending: dict[str, str] = {}  # digest -> text to embed
         names: list[str] = []
+        kind = kind_text(server_products(server, tools, about))
+        if kind:
+            self._kind_of(server, kind, pending)
         for tool in tools:
             name = str(tool.get("name", ""))
             if not name or name in self._tools:
                 continue
             fields = tool_fields(server, tool, about)
             digest = hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
-            self.lexical.add(name, fields)
+            self.lexical.add(name, {**fields, "kind": kind})
             self._tools[name] = _Tool(server, digest, -1)
             names.append(name)
             if self.model is not None and digest not in self._memory:
@@ -166,6 +175,15 @@ class SearchIndex:
         if self._deep_todo:
             self._deep_from_cache()
         self._matrix = self._deep_matrix = None
+
+    def _kind_of(self, server: str, kind: str, pending: dict[str, str]) -> None:
+        """Note `server`'s kind words; their vectors are embedded like a tool's text (once per kind)."""
+        digest = hashlib.sha256(b"kind\0" + kind.encode()).hexdigest()
+        self._kinds[server] = digest
+        if self.model is not None and digest not in self._memory:
+            pending[digest] = kind
+        if self.transformer is not None and digest not in self._deep:
+            self._deep_todo[digest] = kind
 
     def _embed(self, pending: dict[str, str]) -> None:
         import numpy as np
@@ -201,7 +219,8 @@ class SearchIndex:
         """Tools of the index still without a transformer vector."""
         if self.transformer is None:
             return 0
-        return sum(1 for tool in self._tools.values() if tool.digest not in self._deep)
+        kinds = sum(1 for digest in set(self._kinds.values()) if digest not in self._deep)
+        return kinds + sum(1 for tool in self._tools.values() if tool.digest not in self._deep)
 
     @property
     def deep_ready(self) -> bool:
@@ -210,7 +229,7 @@ class SearchIndex:
 
     def deep_batch(self, size: int = 16) -> list[tuple[str, str]]:
         """Up to `size` (digest, text) pairs still to encode, of tools that are indexed now."""
-        live = {tool.digest for tool in self._tools.values()}
+        live = {tool.digest for tool in self._tools.values()} | set(self._kinds.values())
         for digest in [d for d in self._deep_todo if d not in live]:
             del self._deep_todo[digest]  # its tool left before it was encoded
         return list(self._deep_todo.items())[:size]
@@ -236,6 +255,7 @@ class SearchIndex:
         deep.release_memory()
 
     def remove(self, server: str) -> None:
+        self._kinds.pop(server, None)
         for name in self._servers.pop(server, []):
             self._tools.pop(name, None)
             self.lexical.remove(name)
@@ -247,9 +267,9 @@ class SearchIndex:
 
             self._names = list(self._tools)
             assert self.model is not None
-            rows = [self._memory.get(self._tools[n].digest) for n in self._names]
             zero = np.zeros(self.model.dims, dtype=np.float32)
-            self._matrix = np.stack([r if r is not None else zero for r in rows]) if rows else None
+            rows = [self._vector(self._memory, n, zero) for n in self._names]
+            self._matrix = np.stack(rows) if rows else None
             self._deep_matrix = None  # rows in the same order as the names
         return self._matrix
 
@@ -258,8 +278,23 @@ class SearchIndex:
         if self._deep_matrix is None and self.deep_ready:
             import numpy as np
 
-            self._deep_matrix = np.stack([self._deep[self._tools[n].digest] for n in self._names])
+            zero = np.zeros(deep.DIMS, dtype=np.float32)
+            self._deep_matrix = np.stack([self._vector(self._deep, n, zero) for n in self._names])
         return self._deep_matrix
+
+    def _vector(self, vectors: Mapping[str, Any], name: str, zero: Any) -> Any:
+        """Tool `name`'s row: its vector plus KIND_WEIGHT times its server's kind vector, unit length."""
+        import numpy as np
+
+        tool = self._tools[name]
+        own = vectors.get(tool.digest)
+        if own is None:
+            return zero
+        kind = vectors.get(self._kinds.get(tool.server, ""))
+        if kind is None:
+            return own
+        mixed = own + KIND_WEIGHT * kind
+        return mixed / max(float(np.linalg.norm(mixed)), 1e-12)
 
     def search(self, query: str, *, limit: int = 5, allowed: Callable[[str], bool] | None = None) -> list[Hit]:
         """The best `limit` tools for `query` among those `allowed` (None: all)."""

@@ -14,13 +14,14 @@ from onemcp.search.index import SearchIndex
 
 @pytest.fixture
 def small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A gazetteer of four products instead of the shipped one."""
+    """A gazetteer of five products instead of the shipped one."""
     path = tmp_path / "kinds.toml"
     path.write_text(
         '[sentry]\nnames = ["sentry"]\nkind = "error tracking, crash reports"\n'
         '[google-maps]\nnames = ["google maps"]\nkind = "maps, places, directions"\n'
         '[stripe]\nnames = ["stripe"]\nkind = "payments, billing, invoices"\n'
         '[zorblat]\nnames = ["zorblat"]\nkind = "error tracking, crash reports, exceptions"\n'
+        '[zorblat-vault]\nnames = ["vaultz"]\nkind = "secrets, passwords, credentials"\n'
     )
     monkeypatch.setattr(kinds, "KINDS_FILE", path)
     kinds.gazetteer.cache_clear()
@@ -131,3 +132,12 @@ def test_whichever_server_has_the_kind_words_is_found(
         assert [index.search(query)[0].server for query in QUERIES] == [tracker] * len(QUERIES)
     finally:
         kinds.gazetteer.cache_clear()
+
+
+@pytest.mark.usefixtures("small")
+def test_a_tool_named_for_a_product_of_its_own_gets_that_kind_first() -> None:
+    index = SearchIndex(None, transformer=False)
+    index.update("zorblat", [*unknown("zorblat"), {"name": "zorblat__vaultz_read", "description": "Read an entry."}])
+    index.update("quillo", [{"name": "quillo__read_entry", "description": "Read an entry."}])
+    assert index.embedded == 6  # four tool texts, the server's kind, and the vault tool's own kind
+    assert index.search("read a stored password")[0].name == "zorblat__vaultz_read"

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from onemcp.search import deep, embed
-from onemcp.search.kinds import kind_text, server_products
+from onemcp.search.kinds import kind_text, products, server_products
 from onemcp.search.lexical import Bm25
 from onemcp.search.text import fields as tool_fields
 from onemcp.search.text import words
@@ -40,10 +40,12 @@ FUSED_RRF_K = 5.0
 FUSED_LEXICAL_WEIGHT = 0.25
 FUSED_STATIC_WEIGHT = 0.5
 DEEP_WEIGHT = 2.0
-# A tool's embedding is moved toward its server's kind words ("error tracking, crash reports" for
-# Sentry, kinds.py) by this share: a request names the kind of product, rarely the brand. Embedded
-# once per server, not in each tool's text (that doubled the transformer's build time).
+# A tool's embedding is moved toward its kind words ("error tracking, crash reports" for Sentry's
+# tools, kinds.py) by this share: a request names the kind of product, rarely the brand. Embedded
+# once per distinct kind (about one per server), not in each tool's text (that doubled the
+# transformer's build time).
 KIND_WEIGHT = 0.5
+MOST_KINDS = 3  # products whose kind words a tool gets: those its own name names, then its server's
 CANDIDATES = 50  # each ranker's top list that is fused
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
 # the start of a description says what the tool does (200 beat 600 and parameters, see RESULTS.md).
@@ -62,6 +64,7 @@ class _Tool:
     server: str
     digest: str
     row: int  # its row in the embedding matrix (-1: none)
+    kind: str = ""  # digest of its kind words (kinds.py), "" if it has none
 
 
 def semantic_text(fields: Mapping[str, str]) -> str:
@@ -138,7 +141,6 @@ class SearchIndex:
         self._deep: dict[str, Any] = {}  # digest -> transformer vector
         self._deep_todo: dict[str, str] = {}  # digest -> text still to encode
         self._deep_matrix: Any = None
-        self._kinds: dict[str, str] = {}  # server -> digest of its kind words (kinds.py), where it has any
         self.deep_embedded = 0  # texts the transformer encoded (not found in a cache)
 
     @property
@@ -153,17 +155,17 @@ class SearchIndex:
         self.remove(server)
         pending: dict[str, str] = {}  # digest -> text to embed
         names: list[str] = []
-        kind = kind_text(server_products(server, tools, about))
-        if kind:
-            self._kind_of(server, kind, pending)
+        own = server_products(server, tools, about)
         for tool in tools:
             name = str(tool.get("name", ""))
             if not name or name in self._tools:
                 continue
             fields = tool_fields(server, tool, about)
             digest = hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+            named = [p for p in products(name) if p not in own]  # a product of its own: cloudflare__r2_get_object
+            kind = kind_text([*named, *own][:MOST_KINDS])
             self.lexical.add(name, {**fields, "kind": kind})
-            self._tools[name] = _Tool(server, digest, -1)
+            self._tools[name] = _Tool(server, digest, -1, self._kind_of(kind, pending) if kind else "")
             names.append(name)
             if self.model is not None and digest not in self._memory:
                 pending[digest] = semantic_text(fields)
@@ -176,14 +178,14 @@ class SearchIndex:
             self._deep_from_cache()
         self._matrix = self._deep_matrix = None
 
-    def _kind_of(self, server: str, kind: str, pending: dict[str, str]) -> None:
-        """Note `server`'s kind words; their vectors are embedded like a tool's text (once per kind)."""
+    def _kind_of(self, kind: str, pending: dict[str, str]) -> str:
+        """The digest of `kind` (words); its vectors are embedded like a tool's text, once per kind."""
         digest = hashlib.sha256(b"kind\0" + kind.encode()).hexdigest()
-        self._kinds[server] = digest
         if self.model is not None and digest not in self._memory:
             pending[digest] = kind
         if self.transformer is not None and digest not in self._deep:
             self._deep_todo[digest] = kind
+        return digest
 
     def _embed(self, pending: dict[str, str]) -> None:
         import numpy as np
@@ -219,8 +221,8 @@ class SearchIndex:
         """Tools of the index still without a transformer vector."""
         if self.transformer is None:
             return 0
-        kinds = sum(1 for digest in set(self._kinds.values()) if digest not in self._deep)
-        return kinds + sum(1 for tool in self._tools.values() if tool.digest not in self._deep)
+        kinds = {tool.kind for tool in self._tools.values() if tool.kind and tool.kind not in self._deep}
+        return len(kinds) + sum(1 for tool in self._tools.values() if tool.digest not in self._deep)
 
     @property
     def deep_ready(self) -> bool:
@@ -229,7 +231,7 @@ class SearchIndex:
 
     def deep_batch(self, size: int = 16) -> list[tuple[str, str]]:
         """Up to `size` (digest, text) pairs still to encode, of tools that are indexed now."""
-        live = {tool.digest for tool in self._tools.values()} | set(self._kinds.values())
+        live = {tool.digest for tool in self._tools.values()} | {tool.kind for tool in self._tools.values()}
         for digest in [d for d in self._deep_todo if d not in live]:
             del self._deep_todo[digest]  # its tool left before it was encoded
         return list(self._deep_todo.items())[:size]
@@ -255,7 +257,6 @@ class SearchIndex:
         deep.release_memory()
 
     def remove(self, server: str) -> None:
-        self._kinds.pop(server, None)
         for name in self._servers.pop(server, []):
             self._tools.pop(name, None)
             self.lexical.remove(name)
@@ -283,14 +284,14 @@ class SearchIndex:
         return self._deep_matrix
 
     def _vector(self, vectors: Mapping[str, Any], name: str, zero: Any) -> Any:
-        """Tool `name`'s row: its vector plus KIND_WEIGHT times its server's kind vector, unit length."""
+        """Tool `name`'s row: its vector plus KIND_WEIGHT times its kind's vector, unit length."""
         import numpy as np
 
         tool = self._tools[name]
         own = vectors.get(tool.digest)
         if own is None:
             return zero
-        kind = vectors.get(self._kinds.get(tool.server, ""))
+        kind = vectors.get(tool.kind)
         if kind is None:
             return own
         mixed = own + KIND_WEIGHT * kind

@@ -16,7 +16,7 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from onemcp.search.embed import DATA
 
@@ -27,45 +27,53 @@ SHARE = 0.3  # a product named in this share of a server's tool texts (and in tw
 MOST = 3  # products per server, at most
 
 
+class Gazetteer(NamedTuple):
+    names: dict[tuple[str, ...], str]  # name (as words) -> product
+    starts: dict[str, list[int]]  # first word of a name -> the names' lengths in words, longest first
+    kinds: dict[str, str]  # product -> its kind words
+
+
 @functools.cache
-def gazetteer() -> dict[tuple[str, ...], tuple[str, str]]:
-    """Name (as words) -> (product, kind); empty when the file is missing or damaged."""
+def gazetteer() -> Gazetteer:
+    """The shipped gazetteer; empty when the file is missing or damaged."""
+    names: dict[tuple[str, ...], str] = {}
+    kinds: dict[str, str] = {}
     try:
         with KINDS_FILE.open("rb") as file:
             data = tomllib.load(file)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         log.warning("tool search without product kinds: %s", exc)
-        return {}
-    out: dict[tuple[str, ...], tuple[str, str]] = {}
+        data = {}
     for product, entry in data.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
             continue
+        kinds[product] = entry["kind"]
         for name in entry.get("names", []):
             key = tuple(_WORD.findall(str(name).lower()))
             if key:
-                out[key] = (product, entry["kind"])
-    return out
+                names[key] = product
+    starts: dict[str, set[int]] = {}
+    for key in names:
+        starts.setdefault(key[0], set()).add(len(key))
+    return Gazetteer(names, {word: sorted(sizes, reverse=True) for word, sizes in starts.items()}, kinds)
 
 
 def products(text: str) -> list[str]:
-    """The products `text` names, in order of first mention (each once)."""
-    table = gazetteer()
-    if not table:
-        return []
-    longest = max(len(key) for key in table)
+    """The products `text` names, in order of first mention (each once), longest name first."""
+    names, starts, _ = gazetteer()
     tokens = _WORD.findall(text.lower())
     found: list[str] = []
     i = 0
     while i < len(tokens):
-        for size in range(min(longest, len(tokens) - i), 0, -1):
-            hit = table.get(tuple(tokens[i : i + size]))
-            if hit is not None:
-                if hit[0] not in found:
-                    found.append(hit[0])
-                i += size
+        step = 1
+        for size in starts.get(tokens[i], ()):
+            product = names.get(tuple(tokens[i : i + size]))
+            if product is not None:
+                if product not in found:
+                    found.append(product)
+                step = size
                 break
-        else:
-            i += 1
+        i += step
     return found
 
 
@@ -82,5 +90,5 @@ def server_products(server: str, tools: Sequence[Mapping[str, Any]], about: str 
 
 def kind_text(names: Iterable[str]) -> str:
     """The kind words of `names` (products), joined."""
-    kinds = {product: kind for product, kind in gazetteer().values()}
+    kinds = gazetteer().kinds
     return "; ".join(kinds[n] for n in names if n in kinds)

@@ -4,7 +4,9 @@ Owns the indexed tools (per server, replaced as a whole by `update`, embedded on
 definition's hash is new), the embedding cache (in memory, and on disk in a SQLite file keyed by
 hash and model so a restart or a reload re-embeds only what changed), and the ranking: BM25 over
 the tools' fields, cosine similarity of the static embeddings and, once every tool has one, of
-the transformer's (`deep.py`), fused by reciprocal rank. Transformer vectors are not computed
+the transformer's (`deep.py`), fused by reciprocal rank. A tool's vectors are moved toward the
+kind words of its products (`kinds.py`: "crm, contacts, deals" for HubSpot's tools), embedded once
+per kind, and BM25 indexes those words too. Transformer vectors are not computed
 here: `deep_batch` hands out texts still to embed, the caller encodes them where it likes (the
 hub: a worker thread) and gives them back through `deep_install`; `fill_deep` does it inline.
 Does not decide who may see a tool: the caller passes `allowed`.

@@ -35,7 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from onemcp.search.index import semantic_text  # noqa: E402
+from onemcp.search.index import KIND_WEIGHT, semantic_text  # noqa: E402
+from onemcp.search.kinds import tool_kinds  # noqa: E402
 from onemcp.search.text import fields  # noqa: E402
 
 DATA = ROOT / "bench" / "toolsearch" / "data"
@@ -44,14 +45,19 @@ MAX_TOKENS = 128
 SCALE = 20.0
 
 
-def tool_texts(servers_dir: Path) -> dict[str, str]:
-    """label ("server/tool") -> the text the index embeds for it."""
+def tool_texts(servers_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """label ("server/tool") -> the text the index embeds for it, and -> its kind words (if any)."""
     texts: dict[str, str] = {}
+    kinds: dict[str, str] = {}
     for path in sorted(servers_dir.glob("*.json")):
         record = json.loads(path.read_text())
-        for tool in record["tools"]:
-            texts[f"{record['server']}/{tool['name']}"] = semantic_text(fields(record["server"], tool))
-    return texts
+        server = record["server"]
+        named = [{**tool, "name": f"{server}__{tool['name']}"} for tool in record["tools"]]  # as the hub names them
+        for tool, kind in zip(record["tools"], tool_kinds(server, named), strict=True):
+            texts[f"{server}/{tool['name']}"] = semantic_text(fields(server, tool))
+            if kind:
+                kinds[f"{server}/{tool['name']}"] = kind
+    return texts, kinds
 
 
 def load_pairs(files: list[Path], texts: dict[str, str], excluded: set[str]) -> list[tuple[str, str]]:
@@ -108,7 +114,7 @@ class Encoder:
         return torch.nn.functional.normalize(pooled, dim=-1)
 
 
-def train(pairs: list[tuple[str, str]], texts: dict[str, str], opts: argparse.Namespace) -> Any:
+def train(pairs: list[tuple[str, str]], texts: dict[str, str], kinds: dict[str, str], opts: argparse.Namespace) -> Any:
     import torch
     from transformers import BertModel
 
@@ -142,6 +148,15 @@ def train(pairs: list[tuple[str, str]], texts: dict[str, str], opts: argparse.Na
             docs = labels + sorted(set(negatives))
             q = encode(queries)
             d = encode([texts[label] for label in docs])
+            if opts.kinds:  # as the index ranks: a tool's vector plus KIND_WEIGHT times its kind's
+                with_kind = [i for i, label in enumerate(docs) if label in kinds]
+                if with_kind:
+                    unique = sorted({kinds[docs[i]] for i in with_kind})
+                    k = encode(unique)
+                    rows = torch.tensor(with_kind)
+                    picks = torch.tensor([unique.index(kinds[docs[i]]) for i in with_kind])
+                    d = d.index_add(0, rows, KIND_WEIGHT * k[picks])
+                    d = torch.nn.functional.normalize(d, dim=-1)
             logits = SCALE * q @ d.T
             target = torch.arange(len(queries))
             loss = torch.nn.functional.cross_entropy(logits, target)
@@ -227,6 +242,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--no-hard", dest="hard", action="store_false", help="no same-server negatives")
     parser.add_argument("--symmetric", action="store_true", help="also rank requests for each tool text")
+    parser.add_argument("--kinds", action="store_true", help="train on tool vectors moved toward their kind words")
     parser.add_argument("--out", type=Path, required=True)
     opts = parser.parse_args()
     import torch
@@ -235,7 +251,7 @@ def main() -> None:
     files = opts.train or sorted((DATA / "train").glob("*.jsonl"))
     if opts.epochs == 0:
         files = []
-    texts = tool_texts(opts.servers)
+    texts, kinds = tool_texts(opts.servers)
     excluded = {s for s in opts.exclude_servers.split(",") if s}
     pairs = load_pairs(files, texts, excluded)
     print(f"{len(pairs)} training pairs from {len(files)} files, {len(excluded)} servers left out", flush=True)
@@ -244,7 +260,7 @@ def main() -> None:
 
         model = BertModel.from_pretrained(str(model_dir())).eval()
     else:
-        model = train(pairs, texts, opts)
+        model = train(pairs, texts, kinds if opts.kinds else {}, opts)
     export(model, opts.out)
 
 

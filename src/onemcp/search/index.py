@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from onemcp.search import deep, embed
-from onemcp.search.kinds import kind_text, products, server_products
+from onemcp.search.kinds import tool_kinds
 from onemcp.search.lexical import Bm25
 from onemcp.search.text import fields as tool_fields
 from onemcp.search.text import words
@@ -47,7 +47,6 @@ DEEP_WEIGHT = 2.0
 # once per distinct kind (about one per server), not in each tool's text (that doubled the
 # transformer's build time).
 KIND_WEIGHT = 0.5
-MOST_KINDS = 3  # products whose kind words a tool gets: those its own name names, then its server's
 CANDIDATES = 50  # each ranker's top list that is fused
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
 # the start of a description says what the tool does (200 beat 600 and parameters, see RESULTS.md).
@@ -157,15 +156,12 @@ class SearchIndex:
         self.remove(server)
         pending: dict[str, str] = {}  # digest -> text to embed
         names: list[str] = []
-        own = server_products(server, tools, about)
-        for tool in tools:
+        for tool, kind in zip(tools, tool_kinds(server, tools, about), strict=True):
             name = str(tool.get("name", ""))
             if not name or name in self._tools:
                 continue
             fields = tool_fields(server, tool, about)
             digest = hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
-            named = [p for p in products(name) if p not in own]  # a product of its own: cloudflare__r2_get_object
-            kind = kind_text([*named, *own][:MOST_KINDS])
             self.lexical.add(name, {**fields, "kind": kind})
             self._tools[name] = _Tool(server, digest, -1, self._kind_of(kind, pending) if kind else "")
             names.append(name)

@@ -24,7 +24,7 @@ log = logging.getLogger("onemcp.search")
 KINDS_FILE = DATA / "kinds.toml"
 _WORD = re.compile(r"[a-z0-9]+")
 SHARE = 0.3  # a product named in this share of a server's tool texts (and in two at least) is its own
-MOST = 3  # products per server, at most
+MOST = 3  # products per server, and per tool, at most
 
 
 class Gazetteer(NamedTuple):
@@ -92,3 +92,13 @@ def kind_text(names: Iterable[str]) -> str:
     """The kind words of `names` (products), joined."""
     kinds = gazetteer().kinds
     return "; ".join(kinds[n] for n in names if n in kinds)
+
+
+def tool_kinds(server: str, tools: Sequence[Mapping[str, Any]], about: str = "") -> list[str]:
+    """The kind words of each of `tools` ("" for none): the products its own name names, then its server's."""
+    own = server_products(server, tools, about)
+    out = []
+    for tool in tools:
+        named = [p for p in products(str(tool.get("name", ""))) if p not in own]  # cloudflare__r2_get_object
+        out.append(kind_text([*named, *own][:MOST]))
+    return out

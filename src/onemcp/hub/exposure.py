@@ -33,6 +33,7 @@ from onemcp.search import meta
 
 if TYPE_CHECKING:
     from onemcp.search.index import SearchIndex
+    from onemcp.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("onemcp.search")
 Mode = Literal["full", "search"]
@@ -50,6 +51,13 @@ def cache_dir(config: HubConfig) -> Path | None:
         return Path(chosen).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "onemcp" / "search"
+
+
+def reported_name(conn: UpstreamConnection | None) -> str:
+    """The name and title an upstream reported at its handshake ("" before one): the index reads
+    product names in it (search/kinds.py)."""
+    info = conn.server_info if conn is not None else {}
+    return " ".join(str(info[key]) for key in ("name", "title") if isinstance(info.get(key), str))
 
 
 def count_tokens(data: bytes | str) -> int:

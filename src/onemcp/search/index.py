@@ -216,7 +216,7 @@ class SearchIndex:
 
     # ------------------------------------------------------------------ transformer vectors
     def deep_pending(self) -> int:
-        """Tools of the index still without a transformer vector."""
+        """Texts still without a transformer vector: tools of the index, and their kinds."""
         if self.transformer is None:
             return 0
         kinds = {tool.kind for tool in self._tools.values() if tool.kind and tool.kind not in self._deep}

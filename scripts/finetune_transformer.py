@@ -74,14 +74,16 @@ def load_pairs(files: list[Path], texts: dict[str, str], excluded: set[str]) -> 
     return pairs
 
 
-def mine(pairs: list[tuple[str, str]], texts: dict[str, str], excluded: set[str], top: int) -> dict[str, list[str]]:
+def mine(
+    pairs: list[tuple[str, str]], texts: dict[str, str], servers_dir: Path, excluded: set[str], top: int
+) -> dict[str, list[str]]:
     """request -> the `top` wrong tools BM25 and the static model rank highest for it (training servers
     only; a tool of another server with the same name as a right one is not counted wrong)."""
     from onemcp.search.index import SearchIndex
 
     index = SearchIndex(None, transformer=False)
     by_server: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted((DATA / "servers").glob("*.json")):
+    for path in sorted(servers_dir.glob("*.json")):
         record = json.loads(path.read_text())
         if record["server"] not in excluded:
             by_server[record["server"]] = [{**t, "name": f"{record['server']}__{t['name']}"} for t in record["tools"]]
@@ -185,15 +187,13 @@ def train(
             docs = labels + sorted(set(negatives))
             q = encode(queries)
             d = encode([texts[label] for label in docs])
-            if opts.kinds:  # as the index ranks: a tool's vector plus KIND_WEIGHT times its kind's
-                with_kind = [i for i, label in enumerate(docs) if label in kinds]
-                if with_kind:
-                    unique = sorted({kinds[docs[i]] for i in with_kind})
-                    k = encode(unique)
-                    rows = torch.tensor(with_kind)
-                    picks = torch.tensor([unique.index(kinds[docs[i]]) for i in with_kind])
-                    d = d.index_add(0, rows, KIND_WEIGHT * k[picks])
-                    d = torch.nn.functional.normalize(d, dim=-1)
+            with_kind = [i for i, label in enumerate(docs) if label in kinds]  # none unless --kinds
+            if with_kind:  # as the index ranks: a tool's vector plus KIND_WEIGHT times its kind's
+                unique = sorted({kinds[docs[i]] for i in with_kind})
+                k = encode(unique)
+                rows = torch.tensor(with_kind)
+                picks = torch.tensor([unique.index(kinds[docs[i]]) for i in with_kind])
+                d = torch.nn.functional.normalize(d.index_add(0, rows, KIND_WEIGHT * k[picks]), dim=-1)
             logits = SCALE * q @ d.T
             target = torch.arange(len(queries))
             loss = torch.nn.functional.cross_entropy(logits, target)
@@ -298,7 +298,7 @@ def main() -> None:
 
         model = BertModel.from_pretrained(str(model_dir())).eval()
     else:
-        mined = mine(pairs, texts, excluded, opts.mined) if opts.mined else {}
+        mined = mine(pairs, texts, opts.servers, excluded, opts.mined) if opts.mined else {}
         model = train(pairs, texts, kinds if opts.kinds else {}, mined, opts)
     export(model, opts.out)
 

@@ -79,7 +79,7 @@ def products(text: str) -> list[str]:
 
 def server_products(server: str, tools: Sequence[Mapping[str, Any]], about: str = "") -> list[str]:
     """A server's products: named by it (its name, `about`), then those most of its tools name."""
-    own = products(f"{server.replace('-', ' ').replace('_', ' ')} {about}")
+    own = products(f"{server} {about}")
     counts: Counter[str] = Counter()
     for tool in tools:
         counts.update(set(products(f"{tool.get('name', '')} {tool.get('description') or ''}")))

@@ -60,8 +60,9 @@ async def test_the_sdk_client_searches_and_calls_in_both_eras(mode: Literal["leg
                 assert "time__get_current_time" in {t.name for t in (await client.list_tools()).tools}
 
 
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_a_server_is_found_by_the_kind_of_product_its_handshake_names(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    mode: Literal["legacy", "2026-07-28"], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two servers with the same tools and names that say nothing ("a", "b"): the one whose serverInfo
     names a product known as a crash tracker answers a request for the crash tracker."""
@@ -81,7 +82,10 @@ async def test_a_server_is_found_by_the_kind_of_product_its_handshake_names(
     }
     try:
         with anyio.fail_after(DEADLINE):
-            async with running_hub(config) as hub, Client(f"{hub.url}?exposure=search", cache=None) as client:
+            async with (
+                running_hub(config) as hub,
+                Client(f"{hub.url}?exposure=search", mode=mode, cache=None) as client,
+            ):
                 found = text_of(await client.call_tool("search_tools", {"query": "echo into the crash tracker"}))
                 assert found.index("b__echo") < found.index("a__echo"), found
     finally:

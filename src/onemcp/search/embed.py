@@ -2,8 +2,8 @@
 
 The model (`data/minilm-static.npz`, 30,522 tokens x 256 dims, int8 with a scale per row) was
 distilled from all-MiniLM-L6-v2 and tuned to mimic its sentence embeddings of 120,000 package
-summaries by `scripts/distill_model.py`; `data/tokenizer.json` is that model's tokenizer.
-Encoding needs numpy and `tokenizers`, no network, and well under a millisecond for a query.
+summaries by `scripts/distill_model.py`; `data/tokenizer.json` holds that model's vocabulary,
+read by `wordpiece.py`. Encoding needs numpy, no network, and well under a millisecond for a query.
 Each token's weight grows with its rank in the (frequency-ordered) vocabulary, so "the" and
 "get" count less than "timezone" (Zipf weighting, as model2vec does). `load()` is None when the
 model or its libraries are missing: search then runs on words alone.
@@ -11,11 +11,12 @@ model or its libraries are missing: search then runs on words alone.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from onemcp.search import wordpiece
 
 log = logging.getLogger("onemcp.search")
 DATA = Path(__file__).parent / "data"
@@ -25,7 +26,7 @@ MAX_TOKENS = 256
 
 
 class StaticModel:
-    def __init__(self, vectors: Any, scales: Any, tokenizer: Any) -> None:
+    def __init__(self, vectors: Any, scales: Any, tokenizer: wordpiece.WordPiece) -> None:
         import numpy as np
 
         self._np = np
@@ -40,8 +41,8 @@ class StaticModel:
         """Unit vectors (rows) for `texts`; a text of no known token gets a zero row."""
         np = self._np
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
-        for row, encoding in enumerate(self.tokenizer.encode_batch(list(texts), add_special_tokens=False)):
-            ids = np.asarray(encoding.ids[:MAX_TOKENS], dtype=np.int64)
+        for row, text in enumerate(texts):
+            ids = np.asarray(self.tokenizer.encode(text, special=False)[:MAX_TOKENS], dtype=np.int64)
             if len(ids) == 0:
                 continue
             weights = self.weights[ids]
@@ -53,29 +54,17 @@ class StaticModel:
 
 
 def load(data: Path = DATA) -> StaticModel | None:
-    """The shipped model, or None (lexical search only) when it or numpy/tokenizers is missing."""
+    """The shipped model, or None (lexical search only) when it or numpy is missing."""
     try:
         import numpy as np
-        import tokenizers  # noqa: F401 - present, or search runs on words alone
     except ImportError as exc:
         log.warning("tool search without embeddings: %s", exc)
         return None
     try:
         with np.load(data / "minilm-static.npz") as archive:
             vectors, scales = archive["vectors"], archive["scales"]
-        tokenizer = shared_tokenizer(str(data / "tokenizer.json"))
+        tokenizer = wordpiece.load(data / "tokenizer.json")
     except (OSError, KeyError, ValueError, Exception) as exc:  # a damaged or absent file: words alone
         log.warning("tool search without embeddings: cannot load the model: %s", exc)
         return None
     return StaticModel(vectors, scales, tokenizer)
-
-
-@functools.cache
-def shared_tokenizer(path: str) -> Any:
-    """The WordPiece tokenizer at `path`, loaded once per process (both models use it: ~9 MB each time)."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(path)
-    tokenizer.no_truncation()  # each model cuts to its own length
-    tokenizer.no_padding()
-    return tokenizer

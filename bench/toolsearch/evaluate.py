@@ -9,13 +9,15 @@ under hub names `<server>__<tool>`, as onemcp serves them. Reports recall@1, rec
 (a query counts as found at the best rank of any of its expected tools), overall and per style;
 tokens (o200k) of the full tools/list against the search-mode list plus one search result;
 search latency p50/p95 over every query; index build time cold (empty cache) and warm (from
-the disk cache); the process's RSS before and after the model and index. Timings are of this
-machine, printed, never asserted.
+the disk cache); the process's RSS before and after the model and index, the process being a
+hub's: the modules `onemcp serve` imports are loaded first, so the growth is what search adds to
+a running hub. Timings are of this machine, printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import tempfile
@@ -58,6 +60,9 @@ def main() -> None:
     parser.add_argument("--lexical-only", action="store_true", help="BM25 alone (no embedding model)")
     parser.add_argument("--semantic-only", action="store_true", help="embeddings alone (no BM25)")
     parser.add_argument("--static-only", action="store_true", help="BM25 and the static model (no transformer)")
+    parser.add_argument(
+        "--with-static", action="store_true", help="the static model in the fusion beside the transformer (not shipped)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--misses", type=int, default=12, help="how many misses to print")
     parser.add_argument("--model", type=Path, help="a model directory other than the shipped one")
@@ -74,6 +79,9 @@ def main() -> None:
         queries = [q for q in queries if all(e.split("/", 1)[0] in kept for e in q["expected"])]
     named = hub_tools(servers)
     total_tools = sum(len(t) for t in named.values())
+    for module in ("onemcp.cli.main", "onemcp.http.server", "onemcp.hub.core"):
+        importlib.import_module(module)  # a hub process's modules first: the RSS baseline is a hub without search
+
     rss_start = rss_mb()
 
     from onemcp.search import deep, embed, index
@@ -81,8 +89,10 @@ def main() -> None:
     from onemcp.search.tokens import count_json, count_tokens, exact
 
     model_started = time.perf_counter()
-    model = None if args.lexical_only else embed.load(args.model) if args.model else embed.load()
     transformer = None if args.lexical_only or args.static_only else deep.load()
+    # as the hub: the static model only where the transformer is not (index.SearchIndex)
+    static = not args.lexical_only and (transformer is None or args.with_static)
+    model = (embed.load(args.model) if args.model else embed.load()) if static else None
     model_s = time.perf_counter() - model_started
     if args.semantic_only:
         index.Bm25.scores = lambda self, query: {}  # type: ignore[method-assign,assignment]
@@ -91,7 +101,7 @@ def main() -> None:
         idx = index.SearchIndex(Path(cache), model=model, transformer=transformer)
         for server, tools in named.items():
             idx.update(server, tools)
-        cold = time.perf_counter() - started  # searchable from here: BM25 and the static model
+        cold = time.perf_counter() - started  # searchable from here: BM25 (and static model, if no transformer)
         started = time.perf_counter()
         if transformer is not None:
             idx.fill_deep()  # in the hub, a worker thread does this while searches use the static ranking

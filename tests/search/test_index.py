@@ -52,8 +52,24 @@ def names(index: SearchIndex, query: str, **kw: Any) -> list[str]:
     return [hit.name for hit in index.search(query, **kw)]
 
 
-def test_the_shipped_model_loads_and_ranks_by_words_and_by_meaning() -> None:
+def test_the_static_model_is_loaded_only_without_the_transformer() -> None:
+    both = build()
+    assert both.transformer is not None and both.model is None  # the transformer ranks: no static model
+    alone = build(transformer=False)
+    assert alone.transformer is None and alone.model is not None
+
+
+def test_until_the_transformer_ranks_words_alone_rank() -> None:
     index = build()
+    assert not index.deep_ready
+    assert names(index, "current time in Tokyo")[0] == "time__get_current_time"
+    assert names(index, "write to my colleague") == []  # no word in common, and no model ranks yet
+    index.fill_deep()
+    assert names(index, "write to my colleague")[0] == "mail__send_email"
+
+
+def test_the_shipped_static_model_loads_and_ranks_by_words_and_by_meaning() -> None:
+    index = build(transformer=False)
     assert index.semantic and len(index) == 6
     assert names(index, "current time in Tokyo")[0] == "time__get_current_time"
     assert names(index, "show me what is inside this document")[0] == "fs__read_file"
@@ -62,23 +78,24 @@ def test_the_shipped_model_loads_and_ranks_by_words_and_by_meaning() -> None:
 
 
 def test_only_new_definitions_are_embedded_and_the_disk_cache_serves_a_restart(tmp_path: Path) -> None:
-    index = build(tmp_path)
+    index = build(tmp_path, transformer=False)
     assert index.embedded == 6
     index.update("fs", FILES)  # unchanged
     assert index.embedded == 6
     index.update("fs", [*FILES[:2], {**FILES[2], "description": "Move a file somewhere else."}])
     assert index.embedded == 7  # just the changed one
     index.cache.close()
-    again = build(tmp_path)
+    again = build(tmp_path, transformer=False)
     assert again.embedded == 0  # the old and the new definition were both cached
     again.cache.close()
-    third = build(tmp_path)
+    third = build(tmp_path, transformer=False)
     assert third.embedded == 0  # a restart embeds nothing
     third.cache.close()
 
 
 def test_allowed_and_remove_decide_what_is_found() -> None:
     index = build()
+    index.fill_deep()  # every ranking, words and meaning, answers to `allowed`
     found = names(index, "file", limit=10, allowed=lambda name: not name.startswith("fs__"))
     assert found and not any(name.startswith("fs__") for name in found)
     index.remove("fs")
@@ -107,7 +124,9 @@ def test_the_transformer_ranks_once_every_tool_has_its_vector() -> None:
     index = build()
     index.update("git", GIT)
     assert index.transformer is not None and not index.deep_ready and index.deep_pending() == 8
-    before = {query: names(index, query)[0] for query, _ in PARAPHRASED}  # BM25 and the static model meanwhile
+    static = build(transformer=False)
+    static.update("git", GIT)
+    before = {query: names(static, query)[0] for query, _ in PARAPHRASED}  # BM25 and the static model
     batch = index.deep_batch(5)
     assert len(batch) == 5 and all(isinstance(text, str) and text for _, text in batch)
     index.deep_install([digest for digest, _ in batch], index.transformer.encode([text for _, text in batch]))

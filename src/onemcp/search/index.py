@@ -3,8 +3,9 @@
 Owns the indexed tools (per server, replaced as a whole by `update`, embedded only where the
 definition's hash is new), the embedding cache (in memory, and on disk in a SQLite file keyed by
 hash and model so a restart or a reload re-embeds only what changed), and the ranking: BM25 over
-the tools' fields, cosine similarity of the static embeddings and, once every tool has one, of
-the transformer's (`deep.py`), fused by reciprocal rank. A tool's vectors are moved toward the
+the tools' fields and cosine similarity of the transformer's vectors (`deep.py`) once every tool
+has one, or, where the transformer cannot run, of the static model's (`embed.py`), fused by
+reciprocal rank. A tool's vectors are moved toward the
 kind words of its products (`kinds.py`: "crm, contacts, deals" for HubSpot's tools), embedded once
 per kind, and BM25 indexes those words too. Transformer vectors are not computed
 here: `deep_batch` hands out texts still to embed, the caller encodes them where it likes (the
@@ -33,11 +34,12 @@ from onemcp.search.text import words
 
 log = logging.getLogger("onemcp.search")
 RRF_K = 10.0  # reciprocal rank fusion: 1 / (k + rank); 10 beat 60 on the benchmark (bench/toolsearch)
-SEMANTIC_WEIGHT = 1.0  # the static embeddings' share against BM25's 1.0, before the transformer is ready
-# Once every tool has a transformer vector: BM25 0.25, static 0.5, transformer 2.0, k 5 (RESULTS.md,
-# chosen on servers the transformer was not trained on, in two folds): words count least, since a
-# request in the user's own words shares none with its tool and BM25 ranks noise; a smaller k lets
-# the transformer's first place count.
+SEMANTIC_WEIGHT = 1.0  # the static embeddings' share against BM25's 1.0, without the transformer
+# Once every tool has a transformer vector: BM25 0.25, transformer 2.0, k 5 (RESULTS.md, chosen on
+# servers the transformer was not trained on, in two folds): words count least, since a request in
+# the user's own words shares none with its tool and BM25 ranks noise; a smaller k lets the
+# transformer's first place count. The static model ranks beside them (0.5) only when a caller
+# passes both models: by default it is not loaded where the transformer runs (`SearchIndex`).
 FUSED_RRF_K = 5.0
 FUSED_LEXICAL_WEIGHT = 0.25
 FUSED_STATIC_WEIGHT = 0.5
@@ -127,9 +129,15 @@ class SearchIndex:
         model: embed.StaticModel | bool | None = True,
         transformer: deep.DeepModel | bool | None = True,
     ) -> None:
-        """`model`, `transformer`: True loads the shipped one; None or False goes without it."""
-        self.model = embed.load() if model is True else (model or None)
+        """`model`, `transformer`: True loads the shipped one; None or False goes without it. The static
+        model is loaded for True only when the transformer is not there: once the transformer ranks, the
+        static ranking adds nothing measurable (RESULTS.md) and costs ~10 MB; until it ranks (a first
+        cold start: a second or two; a reload: the new tools' few milliseconds), words alone rank."""
         self.transformer = deep.load() if transformer is True else (transformer or None)
+        if model is True:
+            self.model = embed.load() if self.transformer is None else None
+        else:
+            self.model = model or None
         semantic = self.model is not None or self.transformer is not None
         self.cache = EmbeddingCache(cache_dir if semantic else None)
         self.lexical = Bm25()

@@ -42,6 +42,7 @@ DIMS = 384
 # Runs at once: each is one thread (one core). A cold build of many tools uses two (both cores for
 # a few seconds at start); a query waits at most for one run of a batch.
 WORKERS = max(1, min(2, os.cpu_count() or 1))
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
 
 class DeepModel:
@@ -104,6 +105,17 @@ def _pool() -> Any:
     return ThreadPoolExecutor(WORKERS, thread_name_prefix="onemcp-encode")
 
 
+def share_one_arena() -> None:
+    """Make threads allocate from the main malloc arena (glibc's M_ARENA_MAX 1), for the whole process.
+
+    glibc gives each thread that allocates its own arena, and an encoding thread's keeps a few MB
+    touched after the transformer's runs, which `malloc_trim` cannot return: ~4 MB of RSS per
+    encoding thread at 700 tools. The hub's threads are few and mostly idle (one event loop), so
+    sharing one arena costs no measurable time (bench/toolsearch/RESULTS.md). Elsewhere a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 1)
+
+
 def release_memory() -> None:
     """Give the allocator's free pages back after a run of batches (glibc keeps ~50 MB of them)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -138,6 +150,7 @@ def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:
         if digest != MODEL_SHA256:
             log.warning("tool search without the transformer: %s is not the expected file (sha256)", path)
             return None
+        share_one_arena()  # before the encoding threads first allocate
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # leave the other core to the hub's traffic
         options.inter_op_num_threads = 1

@@ -86,6 +86,7 @@ class EmbeddingCache:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(directory / "embeddings.sqlite3", isolation_level=None)
+            self._db.execute("PRAGMA cache_size = -256")  # KiB: vectors are read once, kept in memory above
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             log.warning("tool search: no embedding cache on disk (%s): %s", directory, exc)

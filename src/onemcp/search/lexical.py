@@ -9,6 +9,8 @@ rebuilt lazily, on the first search after a change. Does not embed or fuse (`ind
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 
@@ -21,7 +23,8 @@ K1, B = 1.2, 0.75
 class Bm25:
     def __init__(self) -> None:
         self._docs: dict[str, tuple[Counter[str], float]] = {}  # name -> (weighted tf, length)
-        self._postings: dict[str, list[tuple[str, float]]] | None = None
+        # term -> (names, weighted tfs): two flat sequences, not a tuple per posting (a third of the memory)
+        self._postings: dict[str, tuple[list[str], array[float]]] | None = None
         self._average = 1.0
 
     def add(self, name: str, fields: Mapping[str, str]) -> None:
@@ -29,7 +32,7 @@ class Bm25:
         for field, text in fields.items():
             weight = FIELD_WEIGHTS.get(field, 1.0)
             for term in terms(text):
-                tf[term] += weight  # type: ignore[assignment]
+                tf[sys.intern(term)] += weight  # type: ignore[assignment]  # one string per term, shared
         self._docs[name] = (tf, sum(tf.values()) or 1.0)
         self._postings = None
 
@@ -37,11 +40,13 @@ class Bm25:
         if self._docs.pop(name, None) is not None:
             self._postings = None
 
-    def _build(self) -> dict[str, list[tuple[str, float]]]:
-        postings: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    def _build(self) -> dict[str, tuple[list[str], array[float]]]:
+        postings: dict[str, tuple[list[str], array[float]]] = defaultdict(lambda: ([], array("d")))
         for name, (tf, _) in self._docs.items():
             for term, count in tf.items():
-                postings[term].append((name, count))
+                names, counts = postings[term]
+                names.append(name)
+                counts.append(count)
         self._average = sum(length for _, length in self._docs.values()) / max(1, len(self._docs))
         self._postings = dict(postings)
         return self._postings
@@ -55,8 +60,9 @@ class Bm25:
             hits = postings.get(term)
             if not hits:
                 continue
-            idf = math.log(1 + (n - len(hits) + 0.5) / (len(hits) + 0.5))
-            for name, count in hits:
+            names, counts = hits
+            idf = math.log(1 + (n - len(names) + 0.5) / (len(names) + 0.5))
+            for name, count in zip(names, counts, strict=True):
                 length = self._docs[name][1]
                 out[name] += idf * count * (K1 + 1) / (count + K1 * (1 - B + B * length / self._average))
         return out

@@ -5,11 +5,11 @@ definition's hash is new), the embedding cache (in memory, and on disk in a SQLi
 hash and model so a restart or a reload re-embeds only what changed), and the ranking: BM25 over
 the tools' fields and cosine similarity of the transformer's vectors (`deep.py`) once every tool
 has one, or, where the transformer cannot run, of the static model's (`embed.py`), fused by
-reciprocal rank. A tool's vectors are moved toward the
-kind words of its products (`kinds.py`: "crm, contacts, deals" for HubSpot's tools), embedded once
-per kind, and BM25 indexes those words too. Transformer vectors are not computed
-here: `deep_batch` hands out texts still to embed, the caller encodes them where it likes (the
-hub: a worker thread) and gives them back through `deep_install`; `fill_deep` does it inline.
+reciprocal rank. A tool's vectors are moved toward the kind words of its products (`kinds.py`:
+"crm, contacts, deals" for HubSpot's tools), embedded once per kind, and BM25 indexes those words
+too. Transformer vectors are not computed here: `deep_batch` hands out texts still to embed, the
+caller encodes them where it likes (the hub: a worker thread) and gives them back through
+`deep_install`; `fill_deep` does it inline.
 Does not decide who may see a tool: the caller passes `allowed`.
 """
 

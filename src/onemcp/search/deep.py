@@ -30,10 +30,10 @@ from onemcp.search import wordpiece
 from onemcp.search.embed import DATA
 
 log = logging.getLogger("onemcp.search")
-MODEL_ID = "minilm-l6-tools-qint8-v5"  # in every cache key: change it with the model or with what is embedded
+MODEL_ID = "minilm-l6-tools-qint8-v6"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
 TOKENIZER_FILE = DATA / "tokenizer.json"  # the static model's: the same WordPiece vocabulary
-MODEL_SHA256 = "c735c74c07fcd204fc80b988a44a6c3c8223a1641730d31ad0bc664cbec43638"
+MODEL_SHA256 = "91841f15db092d5360d870c45404d34c788c34a40d61feb32d2e5a4303dc9853"
 MAX_TOKENS = 128  # a tool's text is cut to its first 200 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).

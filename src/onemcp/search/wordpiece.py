@@ -91,11 +91,8 @@ def load(path: Path) -> WordPiece:
 
 
 def _normalize(text: str) -> str:
-    if text.isascii():
-        if text.isprintable():
-            return text.lower()
-        text = "".join(_clean(c) for c in text)
-        return text.lower()
+    if text.isascii() and text.isprintable():
+        return text.lower()  # nothing to clean, no accents, no final sigma
     text = "".join(_clean(c) for c in text)
     text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
     return "".join(c.lower() for c in text)  # one by one: str.lower() makes a final sigma 'ς'

@@ -169,6 +169,8 @@ def main() -> None:
     np.savez_compressed(buffer, vectors=quantized, scales=scale.astype(np.float32).ravel())
     (args.out / "minilm-static.npz").write_bytes(buffer.getvalue())
     (args.out / "tokenizer.json").write_bytes(raw)
+    words = sorted(vocab, key=vocab.__getitem__)  # the same vocabulary, one word per line (wordpiece.py)
+    (args.out / "vocab.txt").write_text("".join(f"{word}\n" for word in words), encoding="utf-8")
     print(f"{len(rows)} tokens x {args.dims} dims in {time.perf_counter() - started:.0f} s -> {args.out}")
 
 

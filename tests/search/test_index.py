@@ -113,7 +113,7 @@ def test_without_the_model_search_runs_on_words(tmp_path: Path) -> None:
 # Requests in the user's words where the transformer puts the right tool first and BM25 with the
 # static model does not (checked both ways below, so the test shows what the transformer adds).
 PARAPHRASED = [
-    ("what hour is it for my colleague in Osaka", "time__get_current_time"),
+    ("is it already evening for people in Osaka", "time__get_current_time"),
     ("put my unfinished edits aside for now", "git__git_stash"),
     ("is it morning yet in Sydney", "time__get_current_time"),
     ("give the report folder a better title", "fs__move_file"),

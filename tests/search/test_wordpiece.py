@@ -11,7 +11,8 @@ import pytest
 from onemcp.search import wordpiece
 from onemcp.search.embed import DATA
 
-VOCAB = DATA / "tokenizer.json"
+VOCAB = DATA / "vocab.txt"
+TOKENIZER = DATA / "tokenizer.json"  # what the models were trained with (`tokenizers`)
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "toolsearch" / "data"
 # Blocks whose characters' categories have not changed across the Unicode versions of Python's
 # unicodedata and of the `tokenizers` package's tables (newer additions may differ: see wordpiece.py).
@@ -58,14 +59,55 @@ def test_known_ids() -> None:
 
 
 def test_a_word_with_no_pieces_is_unknown() -> None:
-    tokenizer = wordpiece.WordPiece({"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "ab": 3, "##c": 4})
+    tokenizer = wordpiece.WordPiece(wordpiece.Vocabulary.of({"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "ab": 3, "##c": 4}))
     assert tokenizer.encode("abc ab", special=False) == [3, 4, 3]
     assert tokenizer.encode("abd ab", special=False) == [0, 3]  # "d" is no piece: the whole word
 
 
+def test_the_vocabulary_file_is_the_trained_tokenizers() -> None:
+    config = json.loads(TOKENIZER.read_text())
+    assert config["model"]["type"] == "WordPiece"
+    assert config["model"]["continuing_subword_prefix"] == "##"
+    assert config["model"]["max_input_chars_per_word"] == wordpiece.MAX_WORD
+    assert config["model"]["unk_token"] == wordpiece.UNK
+    assert config["normalizer"] == {
+        "type": "BertNormalizer",
+        "clean_text": True,
+        "handle_chinese_chars": True,
+        "strip_accents": None,
+        "lowercase": True,
+    }
+    trained = config["model"]["vocab"]
+    lines = VOCAB.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == ""
+    assert dict(zip(lines[:-1], range(len(lines) - 1), strict=True)) == trained
+    vocab = wordpiece.load(VOCAB)._vocab
+    assert len(vocab) == len(trained)
+    assert all(vocab.get(word) == id_ for word, id_ in trained.items())
+
+
+def test_lookups_of_words_not_in_the_vocabulary_find_nothing() -> None:
+    vocab = wordpiece.Vocabulary.of({"[UNK]": 0, "a": 1, "ab": 2, "é": 3})
+    assert [vocab.get(w) for w in ("a", "ab", "é", "b", "", "abc", "e", "[unk]")] == [
+        1,
+        2,
+        3,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    with pytest.raises(ValueError, match=r"0 \.\. n - 1"):
+        wordpiece.Vocabulary.of({"a": 1})
+
+
 def test_not_a_wordpiece_vocabulary(tmp_path: Path) -> None:
-    path = tmp_path / "tokenizer.json"
-    path.write_text(json.dumps({"model": {"type": "BPE", "vocab": {}}}))
+    path = tmp_path / "vocab.txt"
+    path.write_text("[PAD]\n[CLS]\n[SEP]\n")  # no [UNK]
+    with pytest.raises(ValueError, match="WordPiece"):
+        wordpiece.load(path)
+    path.write_bytes(b"[UNK]\n\xff\n")
     with pytest.raises(ValueError, match="WordPiece"):
         wordpiece.load(path)
 
@@ -86,7 +128,7 @@ def _texts() -> list[str]:
 def test_same_ids_as_the_tokenizers_package() -> None:
     """Id for id with the Rust tokenizer the models were trained with, on every tool text and request."""
     tokenizers = pytest.importorskip("tokenizers")
-    reference = tokenizers.Tokenizer.from_file(str(VOCAB))
+    reference = tokenizers.Tokenizer.from_file(str(TOKENIZER))
     reference.no_padding()
     reference.no_truncation()
     ours = wordpiece.load(VOCAB)

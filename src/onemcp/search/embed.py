@@ -2,7 +2,7 @@
 
 The model (`data/minilm-static.npz`, 30,522 tokens x 256 dims, int8 with a scale per row) was
 distilled from all-MiniLM-L6-v2 and tuned to mimic its sentence embeddings of 120,000 package
-summaries by `scripts/distill_model.py`; `data/tokenizer.json` holds that model's vocabulary,
+summaries by `scripts/distill_model.py`; `data/vocab.txt` holds that model's vocabulary,
 read by `wordpiece.py`. Encoding needs numpy, no network, and well under a millisecond for a query.
 Each token's weight grows with its rank in the (frequency-ordered) vocabulary, so "the" and
 "get" count less than "timezone" (Zipf weighting, as model2vec does). `load()` is None when the
@@ -63,7 +63,7 @@ def load(data: Path = DATA) -> StaticModel | None:
     try:
         with np.load(data / "minilm-static.npz") as archive:
             vectors, scales = archive["vectors"], archive["scales"]
-        tokenizer = wordpiece.load(data / "tokenizer.json")
+        tokenizer = wordpiece.load(data / "vocab.txt")
     except (OSError, KeyError, ValueError, Exception) as exc:  # a damaged or absent file: words alone
         log.warning("tool search without embeddings: cannot load the model: %s", exc)
         return None

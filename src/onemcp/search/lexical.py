@@ -22,7 +22,8 @@ K1, B = 1.2, 0.75
 
 class Bm25:
     def __init__(self) -> None:
-        self._docs: dict[str, tuple[Counter[str], float]] = {}  # name -> (weighted tf, length)
+        # name -> (terms, their weighted tfs, length): flat, not a Counter per tool (half the memory)
+        self._docs: dict[str, tuple[tuple[str, ...], array[float], float]] = {}
         # term -> (names, weighted tfs): two flat sequences, not a tuple per posting (a third of the memory)
         self._postings: dict[str, tuple[list[str], array[float]]] | None = None
         self._average = 1.0
@@ -33,7 +34,7 @@ class Bm25:
             weight = FIELD_WEIGHTS.get(field, 1.0)
             for term in terms(text):
                 tf[sys.intern(term)] += weight  # type: ignore[assignment]  # one string per term, shared
-        self._docs[name] = (tf, sum(tf.values()) or 1.0)
+        self._docs[name] = (tuple(tf), array("d", tf.values()), sum(tf.values()) or 1.0)
         self._postings = None
 
     def remove(self, name: str) -> None:
@@ -42,12 +43,12 @@ class Bm25:
 
     def _build(self) -> dict[str, tuple[list[str], array[float]]]:
         postings: dict[str, tuple[list[str], array[float]]] = defaultdict(lambda: ([], array("d")))
-        for name, (tf, _) in self._docs.items():
-            for term, count in tf.items():
+        for name, (doc_terms, tfs, _) in self._docs.items():
+            for term, count in zip(doc_terms, tfs, strict=True):
                 names, counts = postings[term]
                 names.append(name)
                 counts.append(count)
-        self._average = sum(length for _, length in self._docs.values()) / max(1, len(self._docs))
+        self._average = sum(length for _, _, length in self._docs.values()) / max(1, len(self._docs))
         self._postings = dict(postings)
         return self._postings
 
@@ -63,6 +64,6 @@ class Bm25:
             names, counts = hits
             idf = math.log(1 + (n - len(names) + 0.5) / (len(names) + 0.5))
             for name, count in zip(names, counts, strict=True):
-                length = self._docs[name][1]
+                length = self._docs[name][2]
                 out[name] += idf * count * (K1 + 1) / (count + K1 * (1 - B + B * length / self._average))
         return out

@@ -2,10 +2,12 @@
 
 Both models (`embed.py`, `deep.py`) were trained on ids from the `tokenizers` package loading
 `data/tokenizer.json` (BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]). This module
-gives the same ids, rule for rule, from the same file, and costs about 3 MB of memory where the
-Rust tokenizer costs about 13 MB (its import and its two 30,522-word tables): a quarter of the
-search's memory budget (bench/toolsearch/RESULTS.md). `tests/search/test_wordpiece.py` compares
-the two, id for id, when `tokenizers` is installed. Owns text to ids, nothing else.
+gives the same ids, rule for rule, from that file's vocabulary written one word per line
+(`data/vocab.txt`), and costs under 1 MB of memory where the Rust tokenizer costs about 13 MB
+(its import and its two 30,522-word tables) and a Python dict about 3.5 MB (`Vocabulary`).
+`tests/search/test_wordpiece.py` checks that the two files hold the same vocabulary and settings,
+and compares the ids with `tokenizers`', id for id, when that package is installed. Owns text to
+ids, nothing else.
 
 The rules, in order: drop NUL, U+FFFD and control, format and private-use characters (tab, CR
 and LF are whitespace), whitespace to a space; spaces around CJK ideographs; NFD and no nonspacing
@@ -17,13 +19,15 @@ split or is longer than 100 characters.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import unicodedata
+from array import array
+from collections.abc import Mapping
 from pathlib import Path
 
-import orjson
-
 MAX_WORD = 100  # characters: a longer word is [UNK] (the vocabulary's max_input_chars_per_word)
+UNK = "[UNK]"
 _CJK = (
     (0x4E00, 0x9FFF),
     (0x3400, 0x4DBF),
@@ -38,12 +42,66 @@ _DROPPED = frozenset(("Cc", "Cf", "Co", "Cs"))  # control, format, private use, 
 _ASCII_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
+class Vocabulary:
+    """word -> id over a vocabulary file's bytes (UTF-8, one word per line, the id its line number).
+
+    Kept as four flat buffers: the file, where each line starts, the words' hashes sorted and their
+    ids in that order; a lookup bisects the hashes (in C) and confirms the word in the file. A dict
+    of the 30,522 words costs about 3.5 MB (a str and an int object each, and its tables), this
+    0.7 MB, and no word objects are made at load beyond one at a time. Python's str hash is per
+    process, so the order is computed at load (about 20 ms)."""
+
+    def __init__(self, lines: bytes) -> None:
+        import numpy as np
+
+        count = lines.count(b"\n")
+        self._file = lines
+        self._starts = array("i", [0])
+        hashes = np.empty(count, dtype=np.int64)
+        start = 0
+        for i in range(count):
+            end = lines.index(b"\n", start)
+            hashes[i] = hash(lines[start:end].decode())
+            start = end + 1
+            self._starts.append(start)
+        order = np.argsort(hashes, kind="stable")
+        self._hashes = array("q", hashes[order].tobytes())
+        self._ids = array("i", order.astype(np.int32).tobytes())
+
+    @classmethod
+    def of(cls, words: Mapping[str, int]) -> Vocabulary:
+        """From word -> id, the ids 0 .. len - 1."""
+        ordered = sorted(words, key=words.__getitem__)
+        if [words[word] for word in ordered] != list(range(len(ordered))):
+            raise ValueError("vocabulary ids are not 0 .. n - 1")
+        return cls("".join(f"{word}\n" for word in ordered).encode())
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def get(self, word: str) -> int | None:
+        h = hash(word)
+        i = bisect.bisect_left(self._hashes, h)
+        while i < len(self._hashes) and self._hashes[i] == h:  # equal hashes: the words decide
+            id_ = self._ids[i]
+            if self._file[self._starts[id_] : self._starts[id_ + 1] - 1] == word.encode():
+                return id_
+            i += 1
+        return None
+
+    def __getitem__(self, word: str) -> int:
+        found = self.get(word)
+        if found is None:
+            raise KeyError(word)
+        return found
+
+
 class WordPiece:
     """Token ids for texts, from a WordPiece vocabulary (word -> id)."""
 
-    def __init__(self, vocab: dict[str, int], unk: str = "[UNK]") -> None:
+    def __init__(self, vocab: Vocabulary) -> None:
         self._vocab = vocab
-        self._unk = vocab[unk]
+        self._unk = vocab[UNK]
         self.cls = vocab["[CLS]"]
         self.sep = vocab["[SEP]"]
         self._pieces = functools.lru_cache(maxsize=16384)(self._split)
@@ -80,14 +138,11 @@ class WordPiece:
 
 @functools.cache
 def load(path: Path) -> WordPiece:
-    """The tokenizer whose vocabulary is in `path` (a `tokenizers` JSON file), once per process."""
-    config = orjson.loads(path.read_bytes())
-    model = config["model"]
-    if model.get("type") != "WordPiece" or model.get("continuing_subword_prefix", "##") != "##":
-        raise ValueError(f"{path}: not a WordPiece vocabulary with '##' continuations")
-    if int(model.get("max_input_chars_per_word", MAX_WORD)) != MAX_WORD:
-        raise ValueError(f"{path}: max_input_chars_per_word is not {MAX_WORD}")
-    return WordPiece({str(k): int(v) for k, v in model["vocab"].items()}, str(model.get("unk_token", "[UNK]")))
+    """The tokenizer of the vocabulary file `path` (vocab.txt: one word per line), once per process."""
+    try:
+        return WordPiece(Vocabulary(path.read_bytes()))
+    except (KeyError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a BERT WordPiece vocabulary: {exc}") from exc
 
 
 def _normalize(text: str) -> str:

@@ -8,7 +8,8 @@ evaluation sets (`queries.jsonl`, `queries-blind.jsonl`). They are about the eva
 (`data/servers/`) and about more real servers collected for training only (`data/train-servers/`,
 whose tools are never in the evaluation's catalog): more kinds of tool and of description than
 the evaluation has, so the model learns the task rather than our servers. A tool's text is exactly what the index
-embeds (`onemcp.search.index.semantic_text`).
+embeds (`onemcp.search.index.semantic_text`). (The shipped model, v7, was trained when that text held 200
+characters of the description; it holds 140 now, which ranks as well: bench/toolsearch/RESULTS.md.)
 
 Training: in-batch negatives (each request against every tool text in its batch, one positive)
 plus, for each request, one sibling tool of the same server as a harder negative; cosine times

@@ -31,11 +31,11 @@ from onemcp.search import wordpiece
 from onemcp.search.embed import DATA
 
 log = logging.getLogger("onemcp.search")
-MODEL_ID = "minilm-l6-tools-qint8-v7"  # in every cache key: change it with the model or with what is embedded
+MODEL_ID = "minilm-l6-tools-qint8-v7-d140"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
 TOKENIZER_FILE = DATA / "vocab.txt"  # the static model's: the same WordPiece vocabulary
 MODEL_SHA256 = "7a8806eabb3857343baa0e297d337347b3c4c1b0959d78d62f90e47c3d35806e"
-MAX_TOKENS = 128  # a tool's text is cut to its first 200 characters of description: well within
+MAX_TOKENS = 128  # a tool's text is cut to its first 140 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).
 BATCH = 1

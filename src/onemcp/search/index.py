@@ -51,8 +51,10 @@ DEEP_WEIGHT = 2.0
 KIND_WEIGHT = 0.5
 CANDIDATES = 50  # each ranker's top list that is fused
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
-# the start of a description says what the tool does (200 beat 600 and parameters, see RESULTS.md).
-MAX_DESCRIPTION = 200
+# the start of a description says what the tool does (200 beat 600 and parameters; 140 ranks as well
+# as 200 within a request or two and encodes a sixth faster, 1.5-1.75 s against 1.9-2.1 s at 700
+# tools: see RESULTS.md). A change here changes every vector: bump deep.MODEL_ID with it.
+MAX_DESCRIPTION = 140
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
@@ -33,6 +34,7 @@ pytestmark = [
 CLIENTS = 3
 CALLS = 40
 DEADLINE = 180.0
+CALL_DEADLINE = 60.0  # a call the SDK never answers (its transport died silently) fails, not hangs
 
 
 @pytest.fixture
@@ -61,23 +63,34 @@ def replicas(tmp_path: Path) -> Iterator[tuple[list[HubProcess], str]]:
 async def test_killing_one_of_three_replicas_loses_no_session(replicas: tuple[list[HubProcess], str]) -> None:
     hubs, url = replicas
     failures: list[str] = []
+    reconnects: list[str] = []
     done = [0] * CLIENTS
     killed = anyio.Event()
 
     async def client(n: int) -> None:
-        async with Client(url, mode="legacy", cache=None) as c:
-            for i in range(CALLS):
-                if n == 0 and i == CALLS // 3:
-                    assert hubs[0].process is not None
-                    hubs[0].process.send_signal(signal.SIGKILL)  # mid-run, while the others call too
-                    killed.set()
-                try:
-                    result = await c.call_tool("echo", {"message": f"{n}-{i}"})
-                    item = result.content[0]
-                    assert isinstance(item, types.TextContent) and item.text == f"{n}-{i}"
-                    done[n] += 1
-                except MCPError as exc:
-                    failures.append(f"client {n} call {i}: {exc}")
+        i = 0
+        while i < CALLS:
+            try:
+                async with Client(url, mode="legacy", cache=None) as c:
+                    while i < CALLS:
+                        if n == 0 and i == CALLS // 3 and not killed.is_set():
+                            assert hubs[0].process is not None
+                            hubs[0].process.send_signal(signal.SIGKILL)  # mid-run, while the others call too
+                            killed.set()
+                        try:
+                            with anyio.fail_after(CALL_DEADLINE):
+                                result = await c.call_tool("echo", {"message": f"{n}-{i}"})
+                            item = result.content[0]
+                            assert isinstance(item, types.TextContent) and item.text == f"{n}-{i}"
+                            done[n] += 1
+                        except MCPError as exc:
+                            failures.append(f"client {n} call {i}: {exc}")
+                        i += 1
+            except Exception as exc:  # the SDK's transport gave up: see below
+                if not killed.is_set() or not _transport_failure(exc):
+                    raise
+                reconnects.append(f"client {n} call {i}: {exc!r}")
+                i += 1  # the call cut off is lost; the client goes on in a new session
 
     with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
@@ -91,5 +104,15 @@ async def test_killing_one_of_three_replicas_loses_no_session(replicas: tuple[li
     revived = sum((h.config.parent / "hub.log").read_text().count("revived") for h in hubs[1:])
     assert revived >= 1  # the other replicas carried sessions they had not made
     # a call cut off by the dead replica is an error to its client (nginx answers 502; the SDK says
-    # "Server returned an error response"), never a hang and never the next call's failure
-    assert len(failures) <= CLIENTS, failures
+    # "Server returned an error response"), never a hang and never the next call's failure. If the
+    # replica died between writing a reply's headers and its body, nginx passes on the headers and
+    # then cuts the body: the SDK (1.x) catches that as no error and closes its transport, so that
+    # client alone starts a new session (the hub kept the old one; the SDK does not resume it).
+    assert len(failures) + len(reconnects) <= CLIENTS, (failures, reconnects)
+
+
+def _transport_failure(exc: BaseException) -> bool:
+    """Is `exc` (or every exception in its group) the SDK's HTTP client failing, or a call's deadline?"""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_transport_failure(e) for e in exc.exceptions)
+    return isinstance(exc, httpx2.TransportError | TimeoutError)

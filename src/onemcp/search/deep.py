@@ -31,10 +31,10 @@ from onemcp.search import wordpiece
 from onemcp.search.embed import DATA
 
 log = logging.getLogger("onemcp.search")
-MODEL_ID = "minilm-l6-tools-qint8-v7-d140"  # in every cache key: change it with the model or with what is embedded
+MODEL_ID = "minilm-l6-tools-qint8-v8-d140"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
 TOKENIZER_FILE = DATA / "vocab.txt"  # the static model's: the same WordPiece vocabulary
-MODEL_SHA256 = "7a8806eabb3857343baa0e297d337347b3c4c1b0959d78d62f90e47c3d35806e"
+MODEL_SHA256 = "13449c589372b4048d30dc4a2901aaf0446fcd17ae2414219cdfa4e772d6855d"
 MAX_TOKENS = 128  # a tool's text is cut to its first 140 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).
@@ -92,9 +92,13 @@ def encode_spread(model: DeepModel, texts: Sequence[str], workers: int = WORKERS
 
     if workers <= 1 or len(texts) < 2 * workers:
         return model.encode(texts)
-    step = -(-len(texts) // workers)
-    parts = list(_pool().map(model.encode, [texts[i : i + step] for i in range(0, len(texts), step)]))
-    return np.vstack(parts)
+    # longest first, dealt round: each thread gets as many tokens as the others, so none waits idle
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    shares = [order[w::workers] for w in range(workers)]
+    out = np.zeros((len(texts), DIMS), dtype=np.float32)
+    for share, vectors in zip(shares, _pool().map(model.encode, [[texts[i] for i in s] for s in shares]), strict=True):
+        out[share] = vectors
+    return out
 
 
 @functools.cache

@@ -141,3 +141,24 @@ def test_a_tool_named_for_a_product_of_its_own_gets_that_kind_first() -> None:
     index.update("quillo", [{"name": "quillo__read_entry", "description": "Read an entry."}])
     assert index.embedded == 6  # four tool texts, the server's kind, and the vault tool's own kind
     assert index.search("read a stored password")[0].name == "zorblat__vaultz_read"
+
+
+@pytest.mark.usefixtures("small")
+def test_a_request_that_names_a_product_ranks_that_products_tools_first() -> None:
+    """The transformer does not know a brand it never saw ("zorblat"); naming it still decides."""
+    index = SearchIndex(None, model=False, transformer=True)
+    index.update("tracker", [
+        {"name": "tracker__search_issues", "description": "Search issues by text across projects."},
+        {"name": "tracker__list_issues", "description": "List the issues of a project."},
+    ])  # fmt: skip
+    index.update("jira", [
+        {"name": "jira__search_issues", "description": "Search issues with JQL."},
+        {"name": "jira__search_issue_text", "description": "Search the text of issues."},
+    ])  # fmt: skip
+    index.update("zorblat", [
+        {"name": "zorblat__find_problems", "description": "Look up problems."},
+        {"name": "zorblat__resolve", "description": "Mark a problem resolved."},
+    ])  # fmt: skip
+    index.fill_deep()
+    assert {hit.server for hit in index.search("zorblat: search issues", limit=2)} == {"zorblat"}
+    assert index.search("search issues")[0].server != "zorblat"  # no product named: no lift

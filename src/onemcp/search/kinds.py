@@ -94,11 +94,16 @@ def kind_text(names: Iterable[str]) -> str:
     return "; ".join(kinds[n] for n in names if n in kinds)
 
 
-def tool_kinds(server: str, tools: Sequence[Mapping[str, Any]], about: str = "") -> list[str]:
-    """The kind words of each of `tools` ("" for none): the products its own name names, then its server's."""
+def tool_products(server: str, tools: Sequence[Mapping[str, Any]], about: str = "") -> list[list[str]]:
+    """The products of each of `tools`: those its own name names, then its server's (MOST at most)."""
     own = server_products(server, tools, about)
     out = []
     for tool in tools:
         named = [p for p in products(str(tool.get("name", ""))) if p not in own]  # cloudflare__r2_get_object
-        out.append(kind_text([*named, *own][:MOST]))
+        out.append([*named, *own][:MOST])
     return out
+
+
+def tool_kinds(server: str, tools: Sequence[Mapping[str, Any]], about: str = "") -> list[str]:
+    """The kind words of each of `tools` ("" for none): the products its own name names, then its server's."""
+    return [kind_text(names) for names in tool_products(server, tools, about)]

@@ -53,8 +53,8 @@ KIND_WEIGHT = 0.5
 # (kinds.py finds the names in the request and in each server): one more ranking of those tools, in
 # their fused order, at this weight. The transformer does not know a brand it was not trained on,
 # and BM25's server field counts for little once the transformer ranks. On servers left out of
-# training it moved recall@1 up by two of 159 requests and recall@5 by none (0.5; 1.0 and 2.0: one
-# more in the top 5, two fewer first): RESULTS.md, session 11.
+# training it put two more of 159 requests first and moved recall@5 by none (1.0 and 2.0: one more
+# in the top 5, none more first): RESULTS.md, session 11.
 MENTION_WEIGHT = 0.5
 CANDIDATES = 50  # each ranker's top list that is fused
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and

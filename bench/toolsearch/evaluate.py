@@ -17,6 +17,7 @@ a running hub. Timings are of this machine, printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import statistics
@@ -47,6 +48,11 @@ def load(data: Path, queries_file: Path | None = None) -> tuple[dict[str, list[d
     return servers, queries
 
 
+def fold_servers(path: Path) -> set[str]:
+    """The servers a fold leaves out of training: names separated by commas, spaces or new lines; # comments."""
+    return {name for line in path.read_text().splitlines() for name in line.split("#")[0].replace(",", " ").split()}
+
+
 def hub_tools(servers: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     return {s: [{**t, "name": f"{s}__{t['name']}"} for t in tools] for s, tools in servers.items()}
 
@@ -67,8 +73,25 @@ def main() -> None:
     parser.add_argument("--misses", type=int, default=12, help="how many misses to print")
     parser.add_argument("--model", type=Path, help="a model directory other than the shipped one")
     parser.add_argument("--tools", type=int, help="index only the first servers, up to this many tools (~700)")
+    parser.add_argument(
+        "--transformer",
+        type=Path,
+        help="an ONNX transformer other than the shipped one (a fold model; not checked by sha256)",
+    )
+    parser.add_argument(
+        "--held",
+        type=Path,
+        help="a fold file (data/fold-33.txt): score only the requests all of whose tools are on its servers;"
+        " every server is still indexed",
+    )
     args = parser.parse_args()
     servers, queries = load(args.data, args.queries)
+    if args.held:
+        held = fold_servers(args.held)
+        unknown = held - servers.keys()
+        if unknown:
+            parser.error(f"--held names servers not in {args.data / 'servers'}: {', '.join(sorted(unknown))}")
+        queries = [q for q in queries if all(e.split("/", 1)[0] in held for e in q["expected"])]
     if args.tools:
         kept: dict[str, list[dict[str, Any]]] = {}
         for server, tools in servers.items():
@@ -89,7 +112,16 @@ def main() -> None:
     from onemcp.search.tokens import count_json, count_tokens, exact
 
     model_started = time.perf_counter()
-    transformer = None if args.lexical_only or args.static_only else deep.load()
+    if args.lexical_only or args.static_only:
+        transformer = None
+    elif args.transformer:
+        with args.transformer.open("rb") as file:
+            deep.MODEL_SHA256 = hashlib.file_digest(file, "sha256").hexdigest()  # this file, not the shipped one
+        transformer = deep.load_from(args.transformer, deep.TOKENIZER_FILE)
+        if transformer is None:
+            parser.error(f"cannot load the transformer {args.transformer}")
+    else:
+        transformer = deep.load()
     # as the hub: the static model only where the transformer is not (index.SearchIndex)
     static = not args.lexical_only and (transformer is None or args.with_static)
     model = (embed.load(args.model) if args.model else embed.load()) if static else None

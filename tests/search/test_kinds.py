@@ -145,7 +145,9 @@ def test_a_tool_named_for_a_product_of_its_own_gets_that_kind_first() -> None:
 
 @pytest.mark.usefixtures("small")
 def test_a_request_that_names_a_product_ranks_that_products_tools_first() -> None:
-    """The transformer does not know a brand it never saw ("zorblat"); naming it still decides."""
+    """The transformer does not know a brand it never saw ("zorblat"); naming it still lifts its tools
+    from the bottom of the six (fifth and sixth without the name) to the top, the first of them first.
+    (With transformer v9 one Jira tool whose name is the request's words ranks between the two.)"""
     index = SearchIndex(None, model=False, transformer=True)
     index.update("tracker", [
         {"name": "tracker__search_issues", "description": "Search issues by text across projects."},
@@ -160,5 +162,7 @@ def test_a_request_that_names_a_product_ranks_that_products_tools_first() -> Non
         {"name": "zorblat__resolve", "description": "Mark a problem resolved."},
     ])  # fmt: skip
     index.fill_deep()
-    assert {hit.server for hit in index.search("zorblat: search issues", limit=2)} == {"zorblat"}
+    named = [hit.server for hit in index.search("zorblat: search issues", limit=3)]
+    assert named[0] == "zorblat" and named.count("zorblat") == 2, named
+    assert {hit.server for hit in index.search("search issues in zorblat", limit=2)} == {"zorblat"}
     assert index.search("search issues")[0].server != "zorblat"  # no product named: no lift

@@ -32,10 +32,10 @@ from onemcp.search import wordpiece
 from onemcp.search.embed import DATA
 
 log = logging.getLogger("onemcp.search")
-MODEL_ID = "minilm-l6-tools-qint8-v8-d140"  # in every cache key: change it with the model or with what is embedded
+MODEL_ID = "minilm-l6-tools-qint8-v9-d140"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
 TOKENIZER_FILE = DATA / "vocab.txt"  # the static model's: the same WordPiece vocabulary
-MODEL_SHA256 = "13449c589372b4048d30dc4a2901aaf0446fcd17ae2414219cdfa4e772d6855d"
+MODEL_SHA256 = "d73390043bca6794a9ae986d1beb303b4e7ed358811bfd9bd4141886e56b2f20"
 MAX_TOKENS = 128  # a tool's text is cut to its first 140 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).

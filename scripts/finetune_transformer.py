@@ -398,10 +398,14 @@ def main() -> None:
     if opts.epochs == 0:
         files = []
     texts, kinds = tool_texts(opts.servers)
-    excluded = {s for s in opts.exclude_servers.split(",") if s}
     if opts.exclude_servers.startswith("@"):  # one per line or comma-separated, # comments
         lines = Path(opts.exclude_servers[1:]).read_text().splitlines()
         excluded = {name for line in lines for name in line.split("#")[0].replace(",", " ").split()}
+    else:
+        excluded = {s for s in opts.exclude_servers.split(",") if s}
+    unknown = excluded - {label.split("/", 1)[0] for label in texts}
+    if unknown:
+        parser.error(f"--exclude-servers names servers no folder has: {', '.join(sorted(unknown))}")
     pairs = load_pairs(files, texts, excluded)
     print(f"{len(pairs)} training pairs from {len(files)} files, {len(excluded)} servers left out", flush=True)
     if opts.epochs == 0:

@@ -116,8 +116,8 @@ def main() -> None:
         transformer = None
     elif args.transformer:
         with args.transformer.open("rb") as file:
-            deep.MODEL_SHA256 = hashlib.file_digest(file, "sha256").hexdigest()  # this file, not the shipped one
-        transformer = deep.load_from(args.transformer, deep.TOKENIZER_FILE)
+            digest = hashlib.file_digest(file, "sha256").hexdigest()  # this file, not the shipped one
+        transformer = deep.load_from(args.transformer, deep.TOKENIZER_FILE, sha256=digest)
         if transformer is None:
             parser.error(f"cannot load the transformer {args.transformer}")
     else:

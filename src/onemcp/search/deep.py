@@ -141,7 +141,8 @@ def load() -> DeepModel | None:
     return load_from(MODEL_FILE, TOKENIZER_FILE)
 
 
-def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:
+def load_from(path: Path, tokenizer_file: Path, sha256: str | None = None) -> DeepModel | None:
+    """The model at `path` if its sha256 is `sha256` (default: the shipped model's), else None."""
     try:
         import onnxruntime
     except ImportError as exc:
@@ -153,7 +154,7 @@ def load_from(path: Path, tokenizer_file: Path) -> DeepModel | None:
     try:
         with path.open("rb") as file:
             digest = hashlib.file_digest(file, "sha256").hexdigest()
-        if digest != MODEL_SHA256:
+        if digest != (sha256 or MODEL_SHA256):
             log.warning("tool search without the transformer: %s is not the expected file (sha256)", path)
             return None
         share_one_arena()  # before the encoding threads first allocate

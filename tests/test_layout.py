@@ -57,7 +57,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "config/presets.py": ("tests/cli/test_preset_cli.py", "presets.json, written there, honoured by a hub"),
     "config/runtime.py": ("tests/cli/test_target.py", "runtime.json, as a client command finds its hub"),
     # search/
-    "search/meta.py": ("tests/hub/test_hub_exposure.py", "the meta-tools' arguments and results, as clients call them"),
     "search/embed.py": ("tests/search/test_index.py", "the shipped model, through the index that uses it"),
     "search/lexical.py": ("tests/search/test_index.py", "BM25, through the index (and the lexical-only bench)"),
     "search/text.py": ("tests/search/test_index.py", "what of a tool is searched, through the index"),

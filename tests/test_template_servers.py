@@ -280,6 +280,47 @@ async def test_views_tool_rules_search_and_metrics_apply_to_instances(tmp_path: 
             assert 'onemcp_template_instances{template="fxt"} 1.0' in metrics
 
 
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_search_shows_each_project_its_own_instance(tmp_path: Path, mode: Mode) -> None:
+    """Two instances of one template list one name each with their own text: search, schemas and
+    `server=` answer each project from its own instance, never the other's (a leak between projects)."""
+    a, b = project_dir(tmp_path, "alpha"), project_dir(tmp_path, "beta")
+    fx = fixture_command()
+    template = {
+        "command": fx[0],
+        "args": [
+            *fx[1:],
+            "--echo-description",
+            "Echo for project {{ project.name }} only.",
+            "--tools",
+            "{{ 3 if project.name == 'alpha' else 1 }}",
+        ],
+        "template": {"shareable": True},
+        "pinToolDefinitions": "off",  # the instances' texts differ by design
+    }
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": template}) as hub:
+            async with client(hub, a, mode) as in_a:
+                assert "fxt__tool_2" in {t.name for t in (await in_a.list_tools()).tools}  # alpha's instance first
+            headers = context_headers(hub, b)
+            async with httpx2.AsyncClient(headers=headers) as http:
+                async with Client(streamable_http_client(hub.url, http_client=http), mode=mode, cache=None) as full:
+                    listed = {t.name for t in (await full.list_tools()).tools}
+                url = f"{hub.url}?exposure=search"
+                async with Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as c:
+                    found = text_of(
+                        await c.call_tool("search_tools", {"query": "echo a message for project", "limit": 20})
+                    )
+                    assert "Echo for project beta only." in found and "alpha" not in found
+                    assert "fxt__tool_0" in found and "fxt__tool_1" not in found and "fxt__tool_2" not in found
+                    assert f"of {len(listed)} tools" in found  # the total is beta's list, not alpha's
+                    schema = text_of(await c.call_tool("get_tool_schema", {"name": "fxt__echo"}))
+                    assert "project beta" in schema and "alpha" not in schema
+                    by_server = {"query": "echo", "server": "fxt", "limit": 20}
+                    found = text_of(await c.call_tool("search_tools", by_server))
+                    assert "fxt__echo" in found and "fxt__tool_1" not in found
+
+
 async def test_the_context_key_is_made_only_when_there_are_templates(tmp_path: Path) -> None:
     path = tmp_path / "hub" / "mcp.json"
     path.parent.mkdir()

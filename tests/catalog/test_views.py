@@ -98,6 +98,11 @@ async def test_bad_selectors_are_400() -> None:
                 ("tags=a&filter=b", "conflicting"),
                 ("filter=dev%20and", "position 7"),
                 ("preset=nope", "unknown preset"),
+                ("tags=", "needs a value"),  # blank selects nothing, never everything
+                ("filter=", "needs a value"),
+                ("preset=", "needs a value"),
+                ("tags=a&tags=b", "given 2 times"),  # which one would win is a guess
+                ("exposure=bogus&exposure=search", "given 2 times"),
             ):
                 r = await http.post(f"{hub.url}?{query}", json=INIT, headers=HEADERS)
                 assert r.status_code == 400 and text in r.json()["error"]["message"], query

@@ -384,6 +384,11 @@ def test_inspect_search_with_a_bad_limit_fails_with_the_reason(hub: HubProcess) 
     assert done.returncode == 1 and "limit" in done.stderr, done.stderr
 
 
+def test_inspect_limit_without_search_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "--limit", "3"]) == 2  # before any hub is asked: nothing accepted silently
+    assert "--limit goes with --search" in capsys.readouterr().err
+
+
 def test_inspect_tokens_counts_each_server_and_both_modes(hub: HubProcess) -> None:
     done = on(hub, "inspect", "--tokens", "--json")
     assert done.returncode == 0, done.stderr

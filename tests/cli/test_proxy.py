@@ -24,7 +24,7 @@ DEADLINE = 90.0
 
 
 def write_config(directory: Path) -> Path:
-    cmd = fixture_command()
+    cmd = fixture_command("--header-tool")  # fx__lookup: an argument a 2026-07-28 request mirrors in a header
     servers = {
         "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"], "tags": ["demo"]},
         "fx": {"command": cmd[0], "args": cmd[1:], "tags": ["fx"]},
@@ -230,6 +230,10 @@ async def test_exposure_search_through_the_proxy(hub: HubProcess, mode: str) -> 
             assert text_of(await c.call_tool("demo__echo", {"text": "direct"})) == "direct"
             called = await c.call_tool("call_tool", {"name": "demo__echo", "arguments": {"text": "via"}})
             assert text_of(called) == "via"
+            # a tool the search-mode list lacks, with an x-mcp-header argument, called directly: the proxy
+            # learns its headers from get_tool_schema (a 2026-07-28 request without them is refused)
+            looked_up = await c.call_tool("fx__lookup", {"account": "acme"})
+            assert not looked_up.is_error and "acme" in text_of(looked_up)
 
 
 async def test_the_proxy_sends_its_project_so_each_project_gets_its_instance(tmp_path: Path) -> None:

@@ -156,6 +156,24 @@ def test_bad_timeout_names_the_field() -> None:
     assert "mcpServers.git.timeout" in message
 
 
+@pytest.mark.parametrize(
+    ("doc", "path"),
+    [
+        ({"mcpServers": {"git": {"command": "x", "timeout": True}}}, "mcpServers.git.timeout"),
+        ({"onemcp": {"searchBudget": True}}, "onemcp.searchBudget"),
+        ({"onemcp": {"limits": {"maxSessions": False}}}, "onemcp.limits.maxSessions"),
+        ({"onemcp": {"searchCache": ""}}, "onemcp.searchCache"),
+    ],
+)
+def test_true_for_a_number_and_a_blank_cache_directory_are_refused(doc: dict[str, Any], path: str) -> None:
+    assert path in error_of(doc)
+
+
+def test_a_number_from_a_variable_is_still_a_number() -> None:
+    config = parse({"onemcp": {"searchBudget": "${BUDGET}"}}, env={"BUDGET": "5000"})
+    assert config.hub.search_budget == 5000
+
+
 def test_bad_prefix_mode_names_the_field() -> None:
     message = error_of({"onemcp": {"prefixMode": "sometimes"}})
     assert "onemcp.prefixMode" in message

@@ -134,6 +134,56 @@ async def test_search_schema_and_call_obey_the_view() -> None:
             assert status == 400 and reply["error"]["code"] == -32602
 
 
+@pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
+async def test_one_name_on_two_servers_searches_as_the_requester_lists_it(era: str) -> None:
+    """prefixMode never: `echo` is alpha's for everyone who reaches alpha and beta's for a view of beta
+    alone; search, schema, totals and `server=` answer from the requester's own list, never the other's."""
+    servers = {
+        "alpha": fixture("--name", "alpha", "--echo-description", "ALPHA SECRET echo.", tags=["red"]),
+        "beta": fixture("--name", "beta", "--echo-description", "BETA echo.", "--tools", "2", tags=["blue"]),
+    }
+    query = urlencode({"tags": "blue", "exposure": "search"})
+
+    async def ask(h: InProcessHub, params: dict[str, Any]) -> str:
+        if era == "legacy":
+            return text(await (await h.session(query=query)).ask("tools/call", params))
+        return text((await modern_call(h, query, params))[1])
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(servers, {**NO_CACHE, "prefixMode": "never"}) as h:
+            listed = await (await h.session(query="tags=blue")).tools()
+            found = await ask(h, search("echo a message back", limit=20))
+            assert "echo(message: string) - BETA echo." in found and "ALPHA" not in found, found
+            assert f"of {len(listed)} tools" in found
+            schema = await ask(h, tool_call(meta.SCHEMA, name="echo"))
+            assert "BETA echo." in schema and "ALPHA" not in schema
+            assert "BETA echo." in await ask(h, search("echo", server="beta", limit=20))
+            everyone = text(await (await h.session(query="exposure=search")).ask("tools/call", search("echo back")))
+            assert "ALPHA SECRET echo." in everyone and "BETA" not in everyone  # one echo per list: alpha's
+
+
+async def test_meta_tool_names_stay_the_meta_tools_on_a_hub_of_one_unprefixed_server() -> None:
+    """One server, names unprefixed: an unknown name is not found (not the server's to answer), an
+    upstream tool named like a meta-tool is neither found nor described in search mode (calling it
+    reaches the meta-tool), and in full mode the meta-tools answer by their names."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"solo": fixture("--name", "solo")}, NO_CACHE) as h:
+            full = await h.session()
+            schema = text(await full.ask("tools/call", tool_call(meta.SCHEMA, name="echo")))
+            assert '"inputSchema"' in schema  # not forwarded to the upstream as a tool of its own
+            session = await h.session(query="exposure=search")
+            missing = await session.ask("tools/call", tool_call(meta.SCHEMA, name="nonexistent"))
+            assert missing["result"]["isError"] is True and "not found" in text(missing), missing
+            await session.ask("tools/call", tool_call(meta.CALL, name="add_tool", arguments={"name": meta.SEARCH}))
+            with anyio.fail_after(DEADLINE):
+                while meta.SEARCH not in await full.tools():
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            found = text(await session.ask("tools/call", search("added at runtime", limit=20)))
+            assert f"{meta.SEARCH}(" not in found, found
+            described = await session.ask("tools/call", tool_call(meta.SCHEMA, name=meta.SEARCH))
+            assert described["result"]["isError"] is True
+
+
 async def test_the_index_follows_upstream_changes_and_reloads() -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, NO_CACHE) as h:
@@ -180,9 +230,11 @@ def session_seen(h: InProcessHub) -> dict[str, dict[str, int]]:
         ({"query": "echo", "limit": "5"}, "limit"),
         ({"query": "echo", "colour": "red"}, "unknown argument"),
         ({}, "non-empty"),
+        (0, "must be an object"),  # not taken for {}: a falsy non-object is as wrong as any other
+        (False, "must be an object"),
     ],
 )
-async def test_bad_search_arguments_get_a_tool_error_that_says_why(arguments: dict[str, Any], complaint: str) -> None:
+async def test_bad_search_arguments_get_a_tool_error_that_says_why(arguments: Any, complaint: str) -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, NO_CACHE) as h:
             session = await h.session(query="exposure=search")

@@ -313,13 +313,8 @@ class AdminApi:
         placed = [(item, owner) for item, owner, _ in self.hub.catalog.placed("tools") if server in (None, owner)]
         tokens = self.hub.exposure.tool_tokens
         if text:
-            index = self.hub.exposure.index()
-            wanted = {owner for _, owner in placed} if server else None
-            hits = index.search(
-                text, limit=limit, allowed=(lambda n: index_server(index, n) in wanted) if wanted else None
-            )
-            by_name = {str(item.get("name")): (item, owner) for item, owner in placed}
-            placed = [by_name[h.name] for h in hits if h.name in by_name]
+            exposure = self.hub.exposure
+            placed = exposure.find(text, limit, exposure.placed_allowed(server))[0]
         items = [
             {
                 "name": item.get("name"),
@@ -469,11 +464,6 @@ class AdminApi:
                 tg.start_soon(pump)
                 await asgi.until_disconnect(request.receive, tg.cancel_scope)
                 tg.cancel_scope.cancel()
-
-
-def index_server(index: Any, name: str) -> str:
-    tool = index._tools.get(name)
-    return str(tool.server) if tool is not None else ""
 
 
 ROUTES: tuple[Route, ...] = (

@@ -225,6 +225,20 @@ class Catalog:
         view = self._views.get(kind)
         return list(zip(view.items, view.owners, view.originals, strict=True)) if view is not None else []
 
+    def entries(self, kind: str) -> list[tuple[Item, str, str, str]]:
+        """Every item with its server, upstream name and visible name, those a name shared with an
+        earlier server hides included (a requester who does not reach that server sees them), in
+        config order. The list is replaced, never changed, when the catalog changes."""
+        view = self._views.get(kind)
+        return view.entries if view is not None else []
+
+    def seen_as(self, kind: str, visible: str, reach: Reach) -> tuple[str, str] | None:
+        """(server, upstream name) of the item `reach` sees under a visible tool or prompt name (the
+        first server that has it within reach, as its list shows), or None when it sees none."""
+        view = self._views.get(kind)
+        found = view.candidates.get(visible, ()) if view is not None else ()
+        return next((c for c in found if reach.shows(kind, *c)), None)
+
     def counts(self, server: str) -> dict[str, int]:
         per = self._lists.get(server, {})
         return {kind: len(per.get(kind, [])) for kind in KINDS}

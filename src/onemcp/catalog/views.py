@@ -42,12 +42,14 @@ def from_query(query: bytes | str, presets: Mapping[str, str]) -> View | None:
     text = query.decode("latin-1") if isinstance(query, bytes) else query
     if not text:
         return None
-    found = {k: v[-1] for k, v in parse_qs(text).items() if k in SELECTORS}
+    found = {k: _one(k, v) for k, v in parse_qs(text, keep_blank_values=True).items() if k in SELECTORS}
     if not found:
         return None
     if len(found) > 1:
         raise ViewError(f"conflicting view selectors: {', '.join(sorted(found))}; use one of tags, filter, preset")
     selector, value = next(iter(found.items()))
+    if not value.strip():  # an empty selector would otherwise select everything: never fail open
+        raise ViewError(f"{selector}= needs a value")
     try:
         if selector == "tags":
             names = [t.strip() for t in value.split(",") if t.strip()]
@@ -73,11 +75,18 @@ def exposure_from_query(query: bytes | str) -> Exposure | None:
     values = parse_qs(text, keep_blank_values=True).get("exposure") if text else None
     if not values:
         return None
-    value = values[-1]
+    value = _one("exposure", values)
     for known in EXPOSURES:
         if value == known:
             return known
     raise ViewError(f"unknown exposure {value!r}; expected one of {', '.join(EXPOSURES)}")
+
+
+def _one(name: str, values: list[str]) -> str:
+    """The one value of a selector given once (twice, which would win is a guess: a 400)."""
+    if len(values) > 1:
+        raise ViewError(f"{name}= is given {len(values)} times; give it once")
+    return values[0]
 
 
 def preset_view(name: str, presets: Mapping[str, str]) -> View:

@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     inspect.add_argument("ref", nargs="?", metavar="SERVER[/TOOL]")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--search", metavar="QUERY", help="the tools that best match what you want to do")
-    inspect.add_argument("--limit", type=int, default=5, metavar="N", help="matches --search shows (5, at most 20)")
+    inspect.add_argument("--limit", type=int, metavar="N", help="matches --search shows (5, at most 20)")
     inspect.add_argument("--tokens", action="store_true", help="what each server's tools cost a model, in tokens")
     run_cmd = sub.add_parser("run", parents=[hub], help="call a tool: onemcp run SERVER/TOOL --args '{...}'")
     run_cmd.add_argument("ref", metavar="SERVER/TOOL")
@@ -70,12 +70,14 @@ def run(args: argparse.Namespace) -> int:
             target = _target(args)
             with _client(target, args.timeout) as client:
                 return _run(client, target, args.ref, arguments, args.format)
+        if args.command == "inspect" and args.search is None and args.limit is not None:
+            raise Failure("--limit goes with --search", USAGE)
         target = _target(args)
         if args.command == "inspect" and args.search is not None:
             if args.ref is not None or args.tokens:
                 raise Failure("--search takes no SERVER[/TOOL] and no --tokens", USAGE)
             with _client(target, args.timeout, "search") as client:
-                return _search(client, args.search, args.limit, args.json)
+                return _search(client, args.search, 5 if args.limit is None else args.limit, args.json)
         with _client(target, args.timeout) as client:
             if args.command == "inspect" and args.tokens:
                 if args.ref is not None:

@@ -25,6 +25,7 @@ from onemcp.protocol.errors import HEADER_MISMATCH, UPSTREAM_UNAVAILABLE
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.meta import PROTOCOL_VERSION
 from onemcp.protocol.versions import MODERN_VERSIONS
+from onemcp.search import meta as meta_tools
 from onemcp.upstream import era
 
 log = logging.getLogger("onemcp.proxy")
@@ -48,6 +49,7 @@ class ModernForwarder:
         self.reply_of = reply_of  # a non-JSON-RPC HTTP answer (401, 403, 502) as the client's error reply
         self._in_flight: dict[Any, anyio.CancelScope] = {}
         self._param_names: dict[str, dict[str, str]] | None = None  # tool -> {argument: header}
+        self._known: set[str] = set()  # tools whose annotations were learnt (none or some)
 
     def cancel(self, request_id: Any) -> bool:
         """Close the stream of an in-flight request (False: not one of ours)."""
@@ -109,7 +111,8 @@ class ModernForwarder:
         params = msg.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
         version = meta.get(PROTOCOL_VERSION) if isinstance(meta, dict) else None
-        names = await self._annotations() if msg.get("method") == "tools/call" else {}
+        tool = params.get("name") if isinstance(params, dict) else None
+        names = await self._annotations(tool) if msg.get("method") == "tools/call" else {}
         return {
             "accept": "application/json, text/event-stream",
             "content-type": "application/json",
@@ -117,18 +120,42 @@ class ModernForwarder:
             **mcp_headers.request_headers(msg, names),
         }
 
-    async def _annotations(self) -> dict[str, dict[str, str]]:
-        """Which tool arguments travel as `Mcp-Param-*` headers (from the hub's tools list, cached)."""
+    async def _annotations(self, tool: object) -> dict[str, dict[str, str]]:
+        """Which tool arguments travel as `Mcp-Param-*` headers: learnt from the hub's tools list, and
+        for a tool that list lacks (search exposure lists only the meta-tools), from its
+        get_tool_schema; remembered until the list changes."""
         if self._param_names is None:
-            listing = {"jsonrpc": "2.0", "id": "onemcp-proxy-tools", "method": "tools/list",
-                       "params": {"_meta": era.hub_envelope()}}  # fmt: skip
-            headers = {"accept": "application/json", "content-type": "application/json",
-                       "mcp-protocol-version": era.MODERN, "mcp-method": "tools/list"}  # fmt: skip
+            result = await self._ask("tools/list", {})
+            tools = result.get("tools") if isinstance(result, dict) else None
+            tools = tools if isinstance(tools, list) else []
+            self._param_names = mcp_headers.header_params(tools)
+            self._known = {str(t.get("name")) for t in tools if isinstance(t, dict)} | meta_tools.NAMES
+        if isinstance(tool, str) and tool not in self._known:
+            self._known.add(tool)  # asked once: a tool the hub does not know stays unknown
+            result = await self._ask("tools/call", {"name": meta_tools.SCHEMA, "arguments": {"name": tool}})
+            content = result.get("content") if isinstance(result, dict) and not result.get("isError") else None
             try:
-                response = await self.http.post(self.url, content=jsonrpc.dumps(listing), headers=headers)
-                result = orjson.loads(response.content).get("result") or {}
-                tools = result.get("tools") if isinstance(result, dict) else None
-            except (httpx.TransportError, orjson.JSONDecodeError, AttributeError):
-                tools = None
-            self._param_names = mcp_headers.header_params(tools) if isinstance(tools, list) else {}
+                definition = orjson.loads(content[0]["text"]) if isinstance(content, list) and content else None
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                definition = None
+            if isinstance(definition, dict):
+                self._param_names.update(mcp_headers.header_params([definition]))
         return self._param_names
+
+    async def _ask(self, method: str, params: dict[str, Any]) -> Any:
+        """One request of the proxy's own to the hub: its result, or None."""
+        message = {
+            "jsonrpc": "2.0",
+            "id": "onemcp-proxy",
+            "method": method,
+            "params": {**params, "_meta": era.hub_envelope()},
+        }
+        headers = {"accept": "application/json", "content-type": "application/json",
+                   "mcp-protocol-version": era.MODERN, "mcp-method": method}  # fmt: skip
+        if "name" in params:
+            headers["mcp-name"] = str(params["name"])
+        try:
+            response = await self.http.post(self.url, content=jsonrpc.dumps(message), headers=headers)
+            return orjson.loads(response.content).get("result")
+        except (httpx.TransportError, orjson.JSONDecodeError, AttributeError):
+            return None

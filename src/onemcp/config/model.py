@@ -7,9 +7,9 @@ substitution and error formatting live in `load`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from onemcp.config import jinja
 from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
@@ -25,6 +25,23 @@ class _Model(BaseModel):
     # An unknown key is an error ("did you mean"); other clients' own keys are dropped before
     # validation (`compat.FOREIGN_SERVER_KEYS`).
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_truth_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """`true` where a number belongs is a mistake, not 1 (pydantic would take it). A string of
+        digits still is a number: ${VAR} substitution leaves every value a string."""
+        if isinstance(value, bool) and info.field_name is not None:
+            kinds = _kinds(cls.model_fields[info.field_name].annotation)
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError("expected a number, not true or false")
+        return value
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The plain types an annotation admits (`int | None` -> {int, NoneType})."""
+    args = get_args(annotation)
+    return set().union(*(_kinds(a) for a in args)) if args else {annotation}
 
 
 class UpstreamOAuth(_Model):
@@ -443,6 +460,13 @@ class HubSettings(_Model):
     def shared_store(self) -> str | None:
         """The Redis URL replicas share, when the session store is one (else None)."""
         return self.session_store if self.session_store.startswith(REDIS_SCHEMES) else None
+
+    @field_validator("search_cache")
+    @classmethod
+    def _cache_named(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
+        if value is not None and value is not False and not value.strip():
+            raise ValueError("must be a directory, or false for none (leave it out for the default)")
+        return value
 
     @field_validator("session_store")
     @classmethod

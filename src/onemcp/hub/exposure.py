@@ -13,6 +13,7 @@ routing do.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -26,9 +27,8 @@ import orjson
 
 from onemcp.auth.access import Access
 from onemcp.catalog.catalog import Catalog, Item, shown_as
-from onemcp.catalog.reach import INSTANCE_MARK, Reach
+from onemcp.catalog.reach import Reach
 from onemcp.config.model import Exposure, HubConfig
-from onemcp.protocol.errors import NotFound
 from onemcp.search import meta
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ log = logging.getLogger("onemcp.search")
 Mode = Literal["full", "search"]
 SEARCH_LIST = orjson.dumps({"tools": meta.META_TOOLS})
 MAX_COUNTED = 256  # token counts remembered (one per distinct serialised list)
+MAX_SEEN = 256  # requesters' sets of visible tools kept (one per distinct reach and server searched)
 SPREAD_FROM = 64  # tools waiting for the transformer from which their encoding takes every core it may
 
 
@@ -161,26 +162,24 @@ class ToolExposure:
         return count_tokens(orjson.dumps(item))
 
     def server_tokens(self) -> dict[str, int]:
-        """Tokens of each server's visible tools, as a full list would carry them."""
-        return {server: self.tokens(orjson.dumps({"tools": items})) for server, items in self._by_server().items()}
+        """Tokens of each server's tools that a full list shows to all, as it would carry them."""
+        placed: dict[str, list[Item]] = {}
+        for item, server, _ in self.catalog.placed("tools"):
+            placed.setdefault(server, []).append(item)
+        return {server: self.tokens(orjson.dumps({"tools": items})) for server, items in placed.items()}
 
     # ------------------------------------------------------------------ the meta-tools
     def handles(self, access: Access, name: object) -> bool:
         """Is a tools/call of `name` one of the meta-tools (in search mode, or no tool of that name is in reach)?"""
         if not isinstance(name, str) or name not in meta.NAMES:
             return False
-        if self.mode(access) == "search":
-            return True
-        try:
-            self.catalog.resolve_name("tools", name, access.reach)
-        except NotFound:
-            return True
-        return False
+        return self.mode(access) == "search" or self.catalog.seen_as("tools", name, access.reach) is None
 
     def call(self, access: Access, params: dict[str, Any]) -> dict[str, Any] | None:
         """A meta-tool call: its result, or None after rewriting `params` into the call `call_tool` names."""
         name = params["name"]
-        arguments = params.get("arguments") or {}
+        arguments = params.get("arguments")
+        arguments = {} if arguments is None else arguments
         try:
             if not isinstance(arguments, dict):
                 raise meta.MetaArgsError(f"{name}: 'arguments' must be an object")
@@ -199,42 +198,59 @@ class ToolExposure:
             return meta.text_result(str(exc), error=True)
 
     def _tool(self, access: Access, name: str) -> Item:
-        """A tool's definition as listed, if `access` reaches it (else the same answer as an unknown name)."""
-        try:
-            self.catalog.resolve_name("tools", name, access.reach)
-        except NotFound:
-            raise meta.MetaArgsError(f"Tool not found: {name}; search_tools finds tools by what they do") from None
-        return self._definitions()[name]
+        """A tool's definition as `access`'s list shows it (else the same answer as an unknown name)."""
+        seen = None if name in meta.NAMES else self.catalog.seen_as("tools", name, access.reach)
+        definition = None if seen is None else self._definitions().get(entry_key(seen[0], name))
+        if definition is None:  # a meta-tool's name is the meta-tool's here: an upstream tool of that name is not
+            raise meta.MetaArgsError(f"Tool not found: {name}; search_tools finds tools by what they do")
+        return definition
 
     def _search(self, access: Access, query: str, limit: int, server: str | None) -> dict[str, Any]:
         reach = access.reach
-        if server is not None and (server not in self._by_server() or not reach.touches(server)):
+        if server is not None and not any(shown_as(s) == server and reach.touches(s) for s in self._by_server()):
             raise meta.MetaArgsError(f"search_tools: no server {server!r} among the tools you can use")
-        index = self.index()
         allowed = self._allowed(reach, server)
-        hits = index.search(query, limit=limit, allowed=allowed)
+        tools, total = self.find(query, limit, allowed)
         self.searches += 1
-        definitions = self._definitions()
-        tools = [definitions[h.name] for h in hits if h.name in definitions]
-        total = sum(1 for name in definitions if allowed is None or allowed(name))
-        return meta.text_result(meta.render_hits(query, tools, total))
+        return meta.text_result(meta.render_hits(query, [item for item, _ in tools], total))
 
-    def _allowed(self, reach: Reach, server: str | None) -> Callable[[str], bool] | None:
-        if reach.everything and server is None and not self.catalog.has_instances:
-            return None
-        owners = self._owners()
-        mine = {shown_as(i): i for i in reach.instances}  # template -> the instance bound to this requester
+    def find(self, query: str, limit: int, allowed: frozenset[str]) -> tuple[list[tuple[Item, str]], int]:
+        """The best `limit` tools for `query` among the entries (keys) in `allowed`, each with its
+        server, and how many `allowed` holds."""
+        hits = self.index().search(query, limit=limit, allowed=allowed.__contains__)
+        current = self._current()
+        return [(current.definitions[h.name], current.owners[h.name][0]) for h in hits], len(allowed)
 
-        def allowed(name: str) -> bool:
-            owner = owners.get(name)
-            if owner is None or (server is not None and owner[0] != server):
-                return False
-            if INSTANCE_MARK in owner[0]:  # indexed from one instance: the requester's own answers for it
-                own = mine.get(shown_as(owner[0]))
-                return own is not None and reach.shows("tools", own, owner[1])
-            return reach.shows("tools", *owner)
+    def _allowed(self, reach: Reach, server: str | None) -> frozenset[str]:
+        """The entries (by key) a requester with `reach` sees in its full list, of `server` if given:
+        of the entries with one visible name, the first within reach, as its list shows; never a
+        meta-tool's name (the meta-tool's). Kept per reach until the catalog changes."""
+        current = self._current()
+        found = current.seen.get((reach, server))
+        if found is None:
+            if reach.everything and not self.catalog.has_instances:
+                found = frozenset(
+                    k for k in current.placed if server is None or shown_as(current.owners[k][0]) == server
+                )
+            else:
+                seen_as = functools.partial(self.catalog.seen_as, "tools", reach=reach)
+                found = frozenset(
+                    key
+                    for key, (owner, original, visible) in current.owners.items()
+                    if visible not in meta.NAMES
+                    and (server is None or shown_as(owner) == server)
+                    and seen_as(visible) == (owner, original)
+                )
+            if len(current.seen) >= MAX_SEEN:
+                current.seen.clear()  # many distinct principals: rebuild on demand rather than grow
+            current.seen[(reach, server)] = found
+        return found
 
-        return allowed
+    def placed_allowed(self, server: str | None) -> frozenset[str]:
+        """The first entry of each name (template instances' included), of `server` if given: what the
+        operator's tool list shows (admin API)."""
+        current = self._current()
+        return frozenset(k for k in current.placed if server is None or current.owners[k][0] == server)
 
     # ------------------------------------------------------------------ the index
     def index(self) -> SearchIndex:
@@ -250,9 +266,10 @@ class ToolExposure:
             now = self._by_server()
             for gone in set(self._servers) - set(now):
                 self._index.remove(gone)
+            keys = self._current().keys
             for server, items in now.items():
                 if self._servers.get(server) != items:
-                    self._index.update(server, items, about=self._identity(server))
+                    self._index.update(server, items, about=self._identity(server), keys=keys[server])
             self._servers, self._synced = now, tools
             if self._wake is not None and self._index.deep_pending():
                 self._wake.set()
@@ -294,14 +311,19 @@ class ToolExposure:
             await self._drained.wait()
 
     def _current(self) -> _Tools:
-        tools = self.catalog.items("tools")
+        tools = self.catalog.entries("tools")
         if self._tools is None or self._tools.of is not tools:
-            by_server: dict[str, list[Item]] = {}
-            owners: dict[str, tuple[str, str]] = {}
-            for item, server, original in self.catalog.placed("tools"):
-                by_server.setdefault(server, []).append(item)
-                owners[str(item.get("name"))] = (server, original)
-            self._tools = _Tools(tools, by_server, {str(item.get("name")): item for item in tools}, owners)
+            current = _Tools(tools, {}, {}, {}, {}, set(), {})
+            for item, server, original, visible in tools:
+                key = entry_key(server, visible)
+                current.by_server.setdefault(server, []).append(item)
+                current.keys.setdefault(server, []).append(key)
+                current.definitions[key] = item
+                current.owners[key] = (server, original, visible)
+            for item, server, _ in self.catalog.placed("tools"):  # the first entry of each name
+                if (visible := str(item.get("name"))) not in meta.NAMES:
+                    current.placed.add(entry_key(server, visible))
+            self._tools = current
         return self._tools
 
     def _by_server(self) -> dict[str, list[Item]]:
@@ -310,15 +332,24 @@ class ToolExposure:
     def _definitions(self) -> dict[str, Item]:
         return self._current().definitions
 
-    def _owners(self) -> dict[str, tuple[str, str]]:
+    def _owners(self) -> dict[str, tuple[str, str, str]]:
         return self._current().owners
+
+
+def entry_key(server: str, visible: str) -> str:
+    """What the index knows one catalog entry by: a visible name can be several servers' (template
+    instances, prefixMode never), and each requester sees the one its reach selects."""
+    return f"{server}\0{visible}"
 
 
 @dataclass(frozen=True)
 class _Tools:
-    """The catalog's visible tools, grouped for the index and looked up by hub name."""
+    """Every tool entry of the catalog (hidden ones included), grouped for the index and looked up by key."""
 
-    of: list[Item]  # the catalog's list these were built from (rebuilt when it is replaced)
-    by_server: dict[str, list[Item]]
-    definitions: dict[str, Item]  # hub name -> definition as listed
-    owners: dict[str, tuple[str, str]]  # hub name -> (server, upstream name)
+    of: list[tuple[Item, str, str, str]]  # the catalog's entries these were built from (rebuilt when replaced)
+    by_server: dict[str, list[Item]]  # server -> its entries' definitions, as listed
+    keys: dict[str, list[str]]  # server -> its entries' keys, in the same order
+    definitions: dict[str, Item]  # key -> definition as listed
+    owners: dict[str, tuple[str, str, str]]  # key -> (server, upstream name, visible name)
+    placed: set[str]  # the first entry's key of each name (without instances: what all see), no meta names
+    seen: dict[tuple[Reach, str | None], frozenset[str]]  # (reach, server) -> the keys it sees (`_allowed`)

@@ -170,13 +170,17 @@ class SearchIndex:
     def __len__(self) -> int:
         return len(self._tools)
 
-    def update(self, server: str, tools: Sequence[Mapping[str, Any]], about: str = "") -> None:
-        """Replace `server`'s tools; only definitions whose hash is new are embedded."""
+    def update(
+        self, server: str, tools: Sequence[Mapping[str, Any]], about: str = "", keys: Sequence[str] | None = None
+    ) -> None:
+        """Replace `server`'s tools; only definitions whose hash is new are embedded. `keys`: what each
+        tool is known by in hits and `allowed` (default: its name; the hub's are unique where names
+        are not: one name on several servers or template instances)."""
         self.remove(server)
         pending: dict[str, str] = {}  # digest -> text to embed
         names: list[str] = []
-        for tool, named in zip(tools, tool_products(server, tools, about), strict=True):
-            name = str(tool.get("name", ""))
+        keyed = keys if keys is not None else [str(tool.get("name", "")) for tool in tools]
+        for tool, named, name in zip(tools, tool_products(server, tools, about), keyed, strict=True):
             kind = kind_text(named)
             if not name or name in self._tools:
                 continue

@@ -125,7 +125,8 @@ def signature(tool: Mapping[str, Any]) -> str:
     """`name(a: string, b?: integer)`: the tool's parameters, optional ones marked `?`."""
     schema = tool.get("inputSchema")
     props = schema.get("properties") if isinstance(schema, dict) else None
-    required = schema.get("required", []) if isinstance(schema, dict) else []
+    required = schema.get("required") if isinstance(schema, dict) else None
+    required = required if isinstance(required, list) else []  # an upstream's malformed schema: none marked
     params = []
     if isinstance(props, dict):
         for key, spec in props.items():

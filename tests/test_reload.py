@@ -191,6 +191,10 @@ async def test_an_auth_change_waits_for_a_restart_and_says_so(tmp_path: Path) ->
             # still open (the running hub keeps its start-up settings), as the health says
             r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
             assert r.status_code != 401
+            write(path, {"a": stdio()}, auth={"apiKeys": True}, searchCache="elsewhere")  # read once at start too
+            assert await reloader.reload()
+            needed = (await http.get(f"{hub.base}/health")).json()["config"]["restartNeeded"]
+            assert needed == ["onemcp.auth", "onemcp.searchCache"]
             write(path, {"a": stdio()})  # back as it started: nothing waits any more
             assert await reloader.reload()
             assert (await http.get(f"{hub.base}/health")).json()["config"]["restartNeeded"] == []

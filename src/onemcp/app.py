@@ -95,6 +95,10 @@ class OneMcpApp:
         self.mcp = StreamableHttpEndpoint(self.hub, self.gate)
         self.legacy = LegacySseEndpoint(self.hub)
         self.on_shutdown: list[Callable[[], None]] = []  # e.g. removing runtime.json
+        # The hub's tasks ended on an internal error while serving: the process is no use any more and
+        # says so (/health/live 503), and the server stops (HubServer) for a supervisor to restart it.
+        self.failed: str | None = None
+        self.on_failure: list[Callable[[], None]] = []
         self.reloader = Reloader(self.hub, config_path) if config_path is not None else None
         if self.reloader is not None:
             self.reloader.load_presets()
@@ -202,7 +206,8 @@ class OneMcpApp:
                     doc["status"] = "degraded"
             await asgi.send_json(send, 200, doc)
         elif path == "/health/live":
-            await asgi.send_json(send, 200, {"live": True})
+            live = self.failed is None
+            await asgi.send_json(send, 200 if live else 503, {"live": live, **({} if live else {"error": self.failed})})
         elif path == "/health/ready":
             ok, doc = ready(self.hub)
             await asgi.send_json(send, 200 if ok else 503, doc)
@@ -234,6 +239,10 @@ class OneMcpApp:
                 tg.cancel_scope.cancel()
         except Exception as exc:
             log.exception("the hub stopped on an internal error")
+            if started:
+                self.failed = f"the hub stopped on an internal error: {exc!r}"
+                for hook in self.on_failure:
+                    hook()
             kind = "shutdown" if started else "startup"
             await send({"type": f"lifespan.{kind}.failed", "message": str(exc)})
             return
@@ -245,7 +254,13 @@ class OneMcpApp:
 
 
 class HubServer(uvicorn.Server):
-    """uvicorn, letting the hub end its streams gracefully before uvicorn waits for them to close."""
+    """uvicorn, letting the hub end its streams gracefully before uvicorn waits for them to close, and
+    stopping when the hub failed while serving (uvicorn alone would go on answering with a dead hub)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        if isinstance(config.app, OneMcpApp):
+            config.app.on_failure.append(lambda: setattr(self, "should_exit", True))
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         app = self.config.app

@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from onemcp.config.load import ConfigError, load_config
+from onemcp.config.model import HubConfig
 from onemcp.config.presets import PresetError, load_presets, read_document, save
 from onemcp.hub.core import Hub
 from onemcp.observability.logs import REDACTOR
@@ -38,8 +39,8 @@ class Reloader:
         self.last_error: str | None = None
         self.last_reload: float | None = None
         self.last_changes: dict[str, list[str]] = {}
-        # settings read once at start (who may come in): a change to them waits for a restart
-        self._started_auth = hub.config.hub.auth
+        # settings read once at start (who may come in, where search keeps its vectors): a change waits for a restart
+        self._started = self._read_once(hub.config)
         self.restart_needed: list[str] = []
         self._lock = anyio.Lock()
         self._retry = anyio.Event()  # set: a reload failed for a passing reason (see _retry_failed)
@@ -65,16 +66,20 @@ class Reloader:
                 return True
             REDACTOR.use(new)
             self.last_changes = await self.hub.apply_config(new)
-            needed = ["onemcp.auth"] if new.hub.auth != self._started_auth else []
-            if needed and not self.restart_needed:
-                log.warning(
-                    "onemcp.auth changed: it takes effect when the hub restarts (the running hub keeps the old)"
-                )
+            now = self._read_once(new)
+            needed = [key for key, value in now.items() if value != self._started[key]]
+            for key in sorted(set(needed) - set(self.restart_needed)):
+                log.warning("%s changed: it takes effect when the hub restarts (the running hub keeps the old)", key)
             self.restart_needed = needed
             self.reloads += 1
             self.last_reload = time.time()
             log.info("config reloaded: %s", {k: v for k, v in self.last_changes.items() if v and k != "unchanged"})
             return True
+
+    @staticmethod
+    def _read_once(config: HubConfig) -> dict[str, object]:
+        """The settings the hub reads only at start, by config key."""
+        return {"onemcp.auth": config.hub.auth, "onemcp.searchCache": config.hub.search_cache}
 
     @property
     def presets_path(self) -> Path:

@@ -169,6 +169,15 @@ def test_true_for_a_number_and_a_blank_cache_directory_are_refused(doc: dict[str
     assert path in error_of(doc)
 
 
+def test_relative_paths_in_the_file_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "hub" / "mcp.json"
+    path.parent.mkdir()
+    path.write_text('{"onemcp": {"searchCache": "cache", "instructionsFile": "notes.md"}}')
+    config = load_config(path)
+    assert config.hub.search_cache == str(path.parent / "cache")
+    assert config.hub.instructions_file == str(path.parent / "notes.md")
+
+
 def test_a_number_from_a_variable_is_still_a_number() -> None:
     config = parse({"onemcp": {"searchBudget": "${BUDGET}"}}, env={"BUDGET": "5000"})
     assert config.hub.search_budget == 5000

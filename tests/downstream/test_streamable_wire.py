@@ -294,3 +294,56 @@ async def test_get_stream_is_primed_and_resumable() -> None:
                         break
             (event_id, msg), *_ = sse_events(got)
             assert msg["method"] == "notifications/tools/list_changed" and event_id != last_id
+
+
+async def test_a_hub_that_fails_while_serving_is_not_live_and_stops_its_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task of the hub ending on an internal error leaves no process that looks healthy with a dead
+    hub inside: /health/live says 503 and the server is told to stop, for a supervisor to restart it."""
+    from onemcp.app import HubServer, OneMcpApp
+    from onemcp.config.model import HubConfig
+    from onemcp.hub.core import Hub
+
+    go = anyio.Event()
+
+    async def broken(self: Hub) -> None:
+        await go.wait()
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(Hub, "_reap_instances", broken)
+    app = OneMcpApp(HubConfig.model_validate({"mcpServers": {}}))
+    server = HubServer(app.server_config())
+    to_app, inbox = anyio.create_memory_object_stream[Any](10)
+    outbox, from_app = anyio.create_memory_object_stream[Any](10)
+
+    async def lifespan() -> None:
+        async def send(message: Any) -> None:
+            await outbox.send(message)
+
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.receive, send)
+
+    async def live() -> tuple[int, dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "method": "GET", "path": "/health/live", "raw_path": b"/health/live",
+                 "query_string": b"", "headers": [(b"host", b"127.0.0.1")]}  # fmt: skip
+        await app(scope, receive, send)
+        return sent[0]["status"], orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+    with anyio.fail_after(DEADLINE):
+        async with to_app, inbox, outbox, from_app, anyio.create_task_group() as tg:
+            tg.start_soon(lifespan)
+            await to_app.send({"type": "lifespan.startup"})
+            assert (await from_app.receive())["type"] == "lifespan.startup.complete"
+            assert await live() == (200, {"live": True})
+            assert not server.should_exit
+            go.set()
+            assert (await from_app.receive())["type"] == "lifespan.shutdown.failed"
+            status, doc = await live()
+            assert status == 503 and doc["live"] is False and "injected" in doc["error"]
+            assert server.should_exit

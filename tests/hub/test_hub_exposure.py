@@ -262,6 +262,18 @@ async def test_instructions_and_health_report_search_and_tokens() -> None:
             assert report["upstreams"]["alpha"]["toolTokens"] > 100
             exposure = report["toolExposure"]
             assert exposure["exposure"] == "auto" and exposure["tokens"]["search"] < exposure["tokens"]["full"]
+            metrics = h.app.metrics.render().decode()
+            alpha = next(line for line in metrics.splitlines() if line.startswith('onemcp_tool_tokens{server="alpha"}'))
+            assert float(alpha.split()[-1]) == report["upstreams"]["alpha"]["toolTokens"]
+
+
+async def test_a_server_without_tools_counts_zero_tokens_in_health_and_metrics() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({**SERVERS, "dead": fixture(enabledTools=["none_of_its"])}, NO_CACHE) as h:
+            from onemcp.downstream.health import health
+
+            assert health(h.app.hub)["upstreams"]["dead"]["toolTokens"] == 0
+            assert 'onemcp_tool_tokens{server="dead"} 0.0' in h.app.metrics.render().decode()
 
 
 async def test_the_transformer_vectors_are_computed_in_the_background_and_follow_changes() -> None:

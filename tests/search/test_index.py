@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,40 @@ def test_transformer_vectors_are_cached_and_a_restart_encodes_nothing(tmp_path: 
     again = build(tmp_path)
     assert again.deep_ready and again.deep_embedded == 0 and again.deep_batch() == []
     again.cache.close()
+
+
+@pytest.mark.parametrize("damage", [b"\x01\x02\x03", b"\x00" * 100])  # not float32s; float32s, too few
+def test_a_damaged_cached_vector_is_encoded_again_not_trusted(tmp_path: Path, damage: bytes) -> None:
+    index = build(tmp_path)
+    index.fill_deep()
+    index.cache.close()
+    db = sqlite3.connect(tmp_path / "embeddings.sqlite3")
+    with db:
+        db.execute("UPDATE vectors SET vector = ? WHERE rowid = (SELECT MIN(rowid) FROM vectors)", (damage,))
+    db.close()
+    again = build(tmp_path)
+    assert again.deep_embedded == 0 and again.deep_pending() == 1  # that one only, in the encoding queue
+    again.fill_deep()
+    assert again.deep_ready and names(again, "what time is it in Tokyo")[0] == "time__get_current_time"
+    again.cache.close()
+    healed = build(tmp_path)  # and its row was replaced
+    assert healed.deep_ready and healed.deep_embedded == 0
+    healed.cache.close()
+
+
+def test_a_cache_another_process_holds_locked_still_lets_search_work(tmp_path: Path) -> None:
+    build(tmp_path).cache.close()
+    holder = sqlite3.connect(tmp_path / "embeddings.sqlite3", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # neither read nor written by anyone else until it ends
+    try:
+        index = build(tmp_path)  # reads fail at once: everything is encoded (and not written)
+        assert index.deep_pending() == 6
+        index.fill_deep()
+        assert index.deep_ready and names(index, "send an email")[0] == "mail__send_email"
+        index.cache.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_a_server_removed_before_its_vectors_leaves_nothing_to_encode() -> None:

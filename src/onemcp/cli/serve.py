@@ -138,6 +138,9 @@ def serve(
             server.run(sockets=[sock])
     finally:
         remove_runtime(runtime)
+    if app.failed is not None:
+        print(f"onemcp: {app.failed}", file=sys.stderr)
+        return 1
     print("onemcp: stopped", file=sys.stderr)
     return 0
 

@@ -156,10 +156,13 @@ def load_config(path: Path) -> HubConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", transient=exc.errno in TRANSIENT_ERRNOS) from None
     config = parse_config(raw, source=str(path), env=environment(path), fmt=formats.format_of(path))
-    template = config.hub.instructions_file
-    if template and not Path(template).expanduser().is_absolute():
-        absolute = str(path.parent / template)
-        config = config.model_copy(update={"hub": config.hub.model_copy(update={"instructions_file": absolute})})
+    relative = {}  # paths in the file are relative to the file, not to where the hub was started
+    for field in ("instructions_file", "search_cache"):
+        value = getattr(config.hub, field)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            relative[field] = str(path.parent / value)
+    if relative:
+        config = config.model_copy(update={"hub": config.hub.model_copy(update=relative)})
     return config
 
 

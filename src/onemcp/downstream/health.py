@@ -139,8 +139,9 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     listens.add_metric([], hub.state.listen_streams())
     yield from (sessions, listens)
     tokens = gauge("onemcp_tool_tokens", "Tokens (o200k) of the server's tool definitions in a full list", ["server"])
-    for name, count in hub.exposure.server_tokens().items():
-        tokens.add_metric([name], count)
+    counted = hub.exposure.server_tokens()
+    for name, _, _ in hub.state.upstreams():  # every server, as /health reports them: one with no tools is 0
+        tokens.add_metric([name], counted.get(name, 0))
     searches = counter("onemcp_tool_searches", "search_tools calls answered")
     searches.add_metric([], hub.exposure.searches)
     yield from (tokens, searches)

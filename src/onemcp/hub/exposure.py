@@ -138,7 +138,7 @@ class ToolExposure:
     def report(self, views: Mapping[str, Reach]) -> dict[str, Any]:
         """For /health: the default exposure, token counts of the full and search-mode lists, the index."""
         hub = self._config().hub
-        index = self._index
+        index = self.index() if self._index is not None else None  # in step with the catalog, once built
         return {
             "exposure": hub.exposure,
             "searchBudget": hub.search_budget,
@@ -212,7 +212,7 @@ class ToolExposure:
         allowed = self._allowed(reach, server)
         tools, total = self.find(query, limit, allowed)
         self.searches += 1
-        return meta.text_result(meta.render_hits(query, [item for item, _ in tools], total))
+        return meta.text_result(meta.render_hits(query, [item for item, _ in tools], total, server))
 
     def find(self, query: str, limit: int, allowed: frozenset[str]) -> tuple[list[tuple[Item, str]], int]:
         """The best `limit` tools for `query` among the entries (keys) in `allowed`, each with its
@@ -275,6 +275,15 @@ class ToolExposure:
                 self._wake.set()
         return self._index
 
+    def warm(self) -> None:
+        """Build the index now if clients are likely to search (the hub calls it once every server was
+        tried). A failure is logged, not raised: the hub serves on, and the first search tries again."""
+        if self.search_likely():
+            try:
+                self.index()
+            except Exception:  # the top of a background task: logged with its traceback
+                log.exception("tool search: the index could not be built ahead of the first search")
+
     def search_likely(self) -> bool:
         """Will some client likely search? (The hub's or a preset's exposure is `search`, or `auto` with a
         full list at least four bytes per token of budget: the index is then built before the first search.)"""
@@ -296,12 +305,17 @@ class ToolExposure:
             if index is not None and encoder is not None:
                 # many at once (a start, a big server added): both cores; a few: one, the other serves
                 workers = deep.WORKERS if index.deep_pending() >= SPREAD_FROM else 1
-                while batch := index.deep_batch(16 * workers):
-                    texts = [text for _, text in batch]
-                    vectors = await anyio.to_thread.run_sync(deep.encode_spread, encoder, texts, workers)
-                    index.deep_install([digest for digest, _ in batch], vectors)
+                try:
+                    while batch := index.deep_batch(16 * workers):
+                        texts = [text for _, text in batch]
+                        vectors = await anyio.to_thread.run_sync(deep.encode_spread, encoder, texts, workers)
+                        index.deep_install([digest for digest, _ in batch], vectors)
+                except Exception:  # the top of a background task: search goes on by words, the hub serves on
+                    log.exception("tool search: the transformer failed; searches rank by words from now on")
+                    index.transformer = None
                 await anyio.to_thread.run_sync(deep.release_memory)
-                log.info("tool search: the transformer ranks %d tools", len(index))
+                if index.transformer is not None:
+                    log.info("tool search: the transformer ranks %d tools", len(index))
             drained, self._drained = self._drained, anyio.Event()
             drained.set()
 

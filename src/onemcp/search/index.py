@@ -57,6 +57,7 @@ KIND_WEIGHT = 0.5
 # in the top 5, none more first): RESULTS.md, session 11.
 MENTION_WEIGHT = 0.5
 CANDIDATES = 50  # each ranker's top list that is fused
+LOCK_WAIT = 0.05  # seconds the embedding cache waits for a lock another process holds
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
 # the start of a description says what the tool does (200 beat 600 and parameters; 140 ranks as well
 # as 200 within a request or two and encodes a sixth faster, 1.5-1.75 s against 1.9-2.1 s at 700
@@ -91,29 +92,41 @@ class EmbeddingCache:
 
     def __init__(self, directory: Path | None) -> None:
         self._db: sqlite3.Connection | None = None
+        self._warned: set[str] = set()
         if directory is None:
             return
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(directory / "embeddings.sqlite3", isolation_level=None)
+            # read and written on the event loop: a file another process holds locked is skipped at
+            # once (vectors encoded again, or not kept), never waited on for sqlite's default 5 s
+            self._db = sqlite3.connect(directory / "embeddings.sqlite3", isolation_level=None, timeout=LOCK_WAIT)
             self._db.execute("PRAGMA cache_size = -256")  # KiB: vectors are read once, kept in memory above
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             log.warning("tool search: no embedding cache on disk (%s): %s", directory, exc)
             self._db = None
 
-    def get(self, keys: Sequence[str]) -> dict[str, bytes]:
+    def get(self, keys: Sequence[str], dims: int) -> dict[str, bytes]:
+        """The cached vectors of `keys` that are `dims` float32 values (a row of another length, from
+        a damaged or foreign file, is left out: that text is encoded again and its row replaced)."""
         if self._db is None or not keys:
             return {}
         found: dict[str, bytes] = {}
+        damaged = 0
         try:
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk)
-                found.update((str(k), bytes(v)) for k, v in rows)
+                for key, vector in rows:
+                    if isinstance(vector, bytes) and len(vector) == 4 * dims:
+                        found[str(key)] = vector
+                    else:
+                        damaged += 1
         except sqlite3.Error as exc:
-            log.warning("tool search: embedding cache unreadable: %s", exc)
+            self._warn("unreadable", exc)
+        if damaged:
+            self._warn("damaged", f"{damaged} vector(s) of the wrong size, encoded again")
         return found
 
     def put(self, items: Mapping[str, bytes]) -> None:
@@ -124,7 +137,13 @@ class EmbeddingCache:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", list(items.items()))
         except sqlite3.Error as exc:
-            log.warning("tool search: embedding cache not written: %s", exc)
+            self._warn("not written", exc)
+
+    def _warn(self, what: str, why: object) -> None:
+        """Log a cache problem once per kind (a locked or read-only file fails every batch alike)."""
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning("tool search: embedding cache %s: %s", what, why)
 
     def close(self) -> None:
         if self._db is not None:
@@ -214,7 +233,7 @@ class SearchIndex:
 
         assert self.model is not None
         keys = {digest: f"{embed.MODEL_ID}:{digest}" for digest in pending}
-        cached = self.cache.get(list(keys.values()))
+        cached = self.cache.get(list(keys.values()), self.model.dims)
         missing = [d for d in pending if keys[d] not in cached]
         for digest in pending:
             if keys[digest] in cached:
@@ -232,7 +251,7 @@ class SearchIndex:
         import numpy as np
 
         keys = {digest: f"{deep.MODEL_ID}:{digest}" for digest in self._deep_todo}
-        cached = self.cache.get(list(keys.values()))
+        cached = self.cache.get(list(keys.values()), deep.DIMS)
         for digest, key in keys.items():
             if key in cached:
                 self._deep[digest] = np.frombuffer(cached[key], dtype=np.float32)

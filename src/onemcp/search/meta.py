@@ -137,10 +137,11 @@ def signature(tool: Mapping[str, Any]) -> str:
     return f"{tool.get('name', '')}({', '.join(params)})"
 
 
-def render_hits(query: str, tools: Sequence[Mapping[str, Any]], total: int) -> str:
+def render_hits(query: str, tools: Sequence[Mapping[str, Any]], total: int, server: str | None = None) -> str:
     """The text of a search result: one line per tool, best first, then how to go on."""
     if not tools:
-        return f"No tool matches {query!r} among {total} tools. Try other words, or no 'server'."
+        hint = " Try other words, or no 'server'." if server else " Try other words."
+        return f"No tool matches {query!r} among {total} tools{f' of {server}' if server else ''}.{hint}"
     lines = [f"{signature(t)} - {one_line(str(t.get('description') or t.get('title') or ''))}" for t in tools]
     lines.append(
         f"({len(tools)} of {total} tools. Call one by name; {SCHEMA} shows its full schema;"

@@ -160,6 +160,10 @@ async def test_one_name_on_two_servers_searches_as_the_requester_lists_it(era: s
             assert "BETA echo." in await ask(h, search("echo", server="beta", limit=20))
             everyone = text(await (await h.session(query="exposure=search")).ask("tools/call", search("echo back")))
             assert "ALPHA SECRET echo." in everyone and "BETA" not in everyone  # one echo per list: alpha's
+            from onemcp.downstream.health import health
+
+            upstreams = health(h.app.hub)["upstreams"]  # beta's tools cost what its own list carries: more
+            assert upstreams["beta"]["toolTokens"] > upstreams["alpha"]["toolTokens"]  # tools than alpha's
 
 
 async def test_meta_tool_names_stay_the_meta_tools_on_a_hub_of_one_unprefixed_server() -> None:

@@ -162,11 +162,9 @@ class ToolExposure:
         return count_tokens(orjson.dumps(item))
 
     def server_tokens(self) -> dict[str, int]:
-        """Tokens of each server's tools that a full list shows to all, as it would carry them."""
-        placed: dict[str, list[Item]] = {}
-        for item, server, _ in self.catalog.placed("tools"):
-            placed.setdefault(server, []).append(item)
-        return {server: self.tokens(orjson.dumps({"tools": items})) for server, items in placed.items()}
+        """Tokens of each server's tools as a full list of it would carry them (a tool another server's
+        of the same name hides from everyone's list is counted: a view of this server shows it)."""
+        return {server: self.tokens(orjson.dumps({"tools": items})) for server, items in self._by_server().items()}
 
     # ------------------------------------------------------------------ the meta-tools
     def handles(self, access: Access, name: object) -> bool:

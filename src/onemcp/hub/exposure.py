@@ -344,9 +344,6 @@ class ToolExposure:
     def _definitions(self) -> dict[str, Item]:
         return self._current().definitions
 
-    def _owners(self) -> dict[str, tuple[str, str, str]]:
-        return self._current().owners
-
 
 def entry_key(server: str, visible: str) -> str:
     """What the index knows one catalog entry by: a visible name can be several servers' (template

@@ -39,10 +39,10 @@ def write_config(directory: Path, entries: dict[str, Any]) -> Path:
 
 
 @asynccontextmanager
-async def stdio_hub(config: Path, **options: Any) -> AsyncIterator[Client]:
+async def stdio_hub(config: Path, *flags: str, **options: Any) -> AsyncIterator[Client]:
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "onemcp", "serve", "--transport", "stdio", "--config", str(config)],
+        args=["-m", "onemcp", "serve", "--transport", "stdio", "--config", str(config), *flags],
         env=clean_env(config.parent),
     )
     async with Client(params, mode="legacy", cache=None, **options) as client:
@@ -166,3 +166,49 @@ async def test_bad_config_exits_2_with_the_reason(tmp_path: Path) -> None:
         )
     assert done.returncode == 2 and done.stdout == b""
     assert b"must start with http:// or https://" in done.stderr
+
+
+async def test_flags_choose_the_stdio_clients_view_and_exposure(tmp_path: Path) -> None:
+    """What /mcp?tags=, ?preset= and ?exposure= choose over HTTP, the serve flags choose for stdio."""
+    entries = servers()
+    entries["demo"]["tags"] = ["web"]
+    path = write_config(tmp_path, entries)
+    (tmp_path / "presets.json").write_text(json.dumps({"presets": {"only-fx": {"filter": "!web"}}}))
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(path, "--tags", "web") as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "demo__echo" in names and not any(n.startswith("fx__") for n in names), names
+            with pytest.raises(MCPError):
+                await c.call_tool("fx__echo", {"message": "out of view"})
+        async with stdio_hub(path, "--exposure", "search", "--tags", "web") as c:
+            assert sorted(t.name for t in (await c.list_tools()).tools) == ["call_tool", "get_tool_schema", "search_tools"]
+            found = text_of(await c.call_tool("search_tools", {"query": "echo a message back", "limit": 20}))
+            assert "demo__echo(" in found and "fx__" not in found, found
+            assert text_of(await c.call_tool("demo__echo", {"text": "by name"})) == "by name"
+        async with stdio_hub(path, "--preset", "only-fx") as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "fx__echo" in names and not any(n.startswith("demo__") for n in names), names
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (["--preset", "nope"], b"nope"),
+        (["--tags", ""], b"tags"),
+        (["--exposure", "everything"], b"invalid choice"),
+        (["--tags", "a", "--preset", "p"], b"not allowed with"),
+        (["--transport", "http", "--tags", "web"], b"--tags is for --transport stdio"),
+    ],
+)
+async def test_a_bad_or_misplaced_view_flag_is_refused(tmp_path: Path, flags: list[str], complaint: bytes) -> None:
+    path = write_config(tmp_path, servers())
+    transport = [] if "--transport" in flags else ["--transport", "stdio"]
+    with anyio.fail_after(DEADLINE):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "onemcp", "serve", *transport, "--config", str(path), *flags],
+            input=b"",
+            env=clean_env(tmp_path),
+            check=False,
+        )
+    assert done.returncode == 2 and done.stdout == b"", done
+    assert complaint in done.stderr, done.stderr

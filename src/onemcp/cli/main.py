@@ -60,6 +60,15 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         choices=["http", "stdio"],
         help="http: serve /mcp on --host/--port (default); stdio: one client on stdin/stdout",
     )
+    view = serve.add_mutually_exclusive_group()  # what /mcp?preset=|filter=|tags= choose over HTTP
+    view.add_argument("--preset", help="stdio only: the client sees only the servers of this preset")
+    view.add_argument("--filter", help="stdio only: the client sees only the servers whose tags match this expression")
+    view.add_argument("--tags", help="stdio only: the client sees only the servers with any of these tags (a,b)")
+    serve.add_argument(
+        "--exposure",
+        choices=["full", "search", "auto"],
+        help="stdio only: tools as full definitions, as search meta-tools, or search above the token budget",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
     serve.add_argument("--log-file", help="log to this file (rotated at 10 MiB, 3 kept) instead of stderr")
@@ -95,10 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser(first)
     args = parser.parse_args(argv)
     if args.command == "serve":
+        selectors = {k: v for k in ("preset", "filter", "tags", "exposure") if (v := getattr(args, k)) is not None}
         if args.transport == "stdio":
             from onemcp.cli.serve import serve_stdio
 
-            return serve_stdio(args.config, args.log_level, args.log_format)
+            return serve_stdio(args.config, args.log_level, args.log_format, selectors)
+        if selectors:
+            parser.error(
+                f"--{next(iter(selectors))} is for --transport stdio: over HTTP each client chooses its own "
+                "view and exposure (/mcp?preset=NAME, ?tags=, ?filter=, ?exposure=)"
+            )
         from onemcp.cli.serve import serve
 
         log_file = Path(args.log_file) if args.log_file else None

@@ -7,13 +7,16 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlencode
 
 import anyio
 import orjson
 
 from onemcp.app import HubServer, OneMcpApp
 from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
+from onemcp.catalog.views import ViewError
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
 from onemcp.config.model import HubConfig
 from onemcp.http.guard import is_loopback
@@ -145,8 +148,11 @@ def serve(
     return 0
 
 
-def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text") -> int:
-    """The hub for one client on stdin/stdout (stdout carries only JSON-RPC; logs go to stderr)."""
+def serve_stdio(
+    config_flag: str | None, log_level: str, log_format: str = "text", selectors: Mapping[str, str] | None = None
+) -> int:
+    """The hub for one client on stdin/stdout (stdout carries only JSON-RPC; logs go to stderr).
+    `selectors` (preset, filter, tags, exposure) choose the client's view as /mcp's query string does."""
     from onemcp.downstream.stdio import StdioServer
     from onemcp.hub.core import Hub
     from onemcp.protocol.stdio import std_streams
@@ -164,15 +170,27 @@ def serve_stdio(config_flag: str | None, log_level: str, log_format: str = "text
         return 2
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path} on stdio", file=sys.stderr)
 
+    query = urlencode(selectors or {}, safe=",!()")
+    refusal: list[str] = []
+
     async def main() -> None:
         # stored upstream OAuth tokens are used (and refreshed); authorizing needs the HTTP hub's callback
         hub = Hub(config, UpstreamAuth(path.parent, None, config.hub.shared_store))
         reloader = Reloader(hub, path)
         reloader.load_presets()
-        await StdioServer(hub, principal, *std_streams(), reloader=reloader).run()
+        try:  # the same reading (and the same refusals) as the query string of /mcp
+            view, exposure = hub.view(query), hub.exposure_asked(query)
+        except ViewError as exc:
+            refusal.append(str(exc))
+            return
+        server = StdioServer(hub, principal, *std_streams(), reloader=reloader, view=view, exposure=exposure)
+        await server.run()
 
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(main)
+    if refusal:
+        print(f"onemcp: {refusal[0]}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -22,7 +22,9 @@ from anyio.abc import TaskGroup
 
 from onemcp.auth.access import STDIO
 from onemcp.auth.principal import Principal
+from onemcp.catalog.views import View
 from onemcp.config import context
+from onemcp.config.model import Exposure
 from onemcp.downstream.exchange import answer
 from onemcp.hub.core import Hub
 from onemcp.hub.session import Session
@@ -41,7 +43,14 @@ class StdioServer:
     """One client session of `hub` over a line reader and writer."""
 
     def __init__(
-        self, hub: Hub, principal: Principal, read_line: ReadLine, write: Write, reloader: Reloader | None = None
+        self,
+        hub: Hub,
+        principal: Principal,
+        read_line: ReadLine,
+        write: Write,
+        reloader: Reloader | None = None,
+        view: View | None = None,
+        exposure: Exposure | None = None,
     ) -> None:
         self.hub = hub
         self.reloader = reloader
@@ -51,7 +60,8 @@ class StdioServer:
         # the principal is the process's: the local operator, or $ONEMCP_TOKEN's when the config needs auth
         # the operator started this hub for the directory it runs in: that project renders templates
         local = {"project": context.project(Path.cwd())}
-        self.session: Session = hub.create_session("stdio", hub.access(principal, STDIO, context=local, trusted=True))
+        access = hub.access(principal, STDIO, view, exposure, context=local, trusted=True)
+        self.session: Session = hub.create_session("stdio", access)
 
     async def send(self, msg: Message | bytes) -> None:
         data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)

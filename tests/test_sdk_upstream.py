@@ -1,6 +1,7 @@
 """The hub against an upstream the official SDK implements (`fixtures/sdk_upstream.py`), as a matrix.
 
-Upstream transport (stdio, Streamable HTTP shared and per-session, legacy HTTP+SSE) x client era
+Upstream transport (stdio, Streamable HTTP shared and per-session, legacy HTTP+SSE) x upstream era
+(the SDK speaks 2026-07-28 over stdio and HTTP, and legacy when told to or over SSE) x client era
 (legacy, 2026-07-28, the SDK's own client) x way of calling (by hub name in full exposure, by hub
 name in search exposure, through `call_tool`): every result and error must be what the same SDK
 client gets calling the upstream directly (text, structured content, several items, a large
@@ -68,7 +69,9 @@ async def upstreams() -> AsyncIterator[dict[str, Any]]:
         sse = await stack.enter_async_context(running_http_fixture("--sse", command=SDK_UPSTREAM))
         yield {
             "st": {"command": SDK_UPSTREAM[0], "args": SDK_UPSTREAM[1:]},
+            "sl": {"command": SDK_UPSTREAM[0], "args": SDK_UPSTREAM[1:], "protocol": "legacy"},
             "ht": {"url": http},
+            "hl": {"url": http, "protocol": "legacy"},
             "hs": {"url": http, "isolation": "session"},  # a connection of its own for each client session
             "ss": {"url": sse, "type": "sse"},
         }

@@ -60,15 +60,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         choices=["http", "stdio"],
         help="http: serve /mcp on --host/--port (default); stdio: one client on stdin/stdout",
     )
-    view = serve.add_mutually_exclusive_group()  # what /mcp?preset=|filter=|tags= choose over HTTP
-    view.add_argument("--preset", help="stdio only: the client sees only the servers of this preset")
-    view.add_argument("--filter", help="stdio only: the client sees only the servers whose tags match this expression")
-    view.add_argument("--tags", help="stdio only: the client sees only the servers with any of these tags (a,b)")
-    serve.add_argument(
-        "--exposure",
-        choices=["full", "search", "auto"],
-        help="stdio only: tools as full definitions, as search meta-tools, or search above the token budget",
-    )
+    from onemcp.cli.target import add_view_flags
+
+    add_view_flags(serve, "stdio only: ")  # over HTTP each client chooses with /mcp's query string
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
     serve.add_argument("--log-file", help="log to this file (rotated at 10 MiB, 3 kept) instead of stderr")

@@ -39,7 +39,7 @@ from anyio.abc import TaskGroup
 
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.proxy_modern import ModernForwarder, is_modern
-from onemcp.cli.target import TargetError, resolve, with_exposure
+from onemcp.cli.target import TargetError, add_view_flags, resolve, with_exposure
 from onemcp.config.context import Signer, local_signer
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, ProtocolError
@@ -444,15 +444,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
         "proxy", parents=[config], help="a stdio MCP server that forwards to a running hub (for stdio-only clients)"
     )
     proxy.add_argument("--url", help=f"the hub's MCP endpoint (default: .onemcprc, runtime.json, else {DEFAULT_URL})")
-    view = proxy.add_mutually_exclusive_group()
-    view.add_argument("--preset", help="see only the servers of this preset")
-    view.add_argument("--filter", help="see only the servers whose tags match this expression")
-    view.add_argument("--tags", help="see only the servers with any of these tags (a,b)")
-    proxy.add_argument(
-        "--exposure",
-        choices=["full", "search", "auto"],
-        help="tools as full definitions, as search meta-tools, or search above the hub's token budget",
-    )
+    add_view_flags(proxy)
     proxy.add_argument(
         "--wait", type=float, default=WAIT, metavar="S", help=f"how long a request waits for the hub ({WAIT:g}s)"
     )

@@ -9,6 +9,7 @@ on every call. Does not talk to the hub.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -62,6 +63,19 @@ def with_view(url: str, view: dict[str, str]) -> str:
     query.extend(view.items())
     # `+` (and) must be escaped: a query string reads a bare `+` as a space
     return urlunsplit(parts._replace(query=urlencode(query, safe=",!()")))
+
+
+def add_view_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """--preset / --filter / --tags (one of them) and --exposure: what /mcp's query string chooses."""
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--preset", help=f"{note}see only the servers of this preset")
+    view.add_argument("--filter", help=f"{note}see only the servers whose tags match this expression")
+    view.add_argument("--tags", help=f"{note}see only the servers with any of these tags (a,b)")
+    parser.add_argument(
+        "--exposure",
+        choices=["full", "search", "auto"],
+        help=f"{note}tools as full definitions, as search meta-tools, or search above the hub's token budget",
+    )
 
 
 def with_exposure(url: str, exposure: str | None) -> str:

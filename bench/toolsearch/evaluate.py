@@ -86,6 +86,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     servers, queries = load(args.data, args.queries)
+    known = {f"{server}/{tool['name']}" for server, tools in servers.items() for tool in tools}
+    unlabelled = [q.get("id", "?") for q in queries if not q.get("expected")]
+    mislabelled = sorted({e for q in queries for e in q.get("expected") or [] if e not in known})
+    if unlabelled or mislabelled:  # a label no tool has would count as a miss, silently
+        parser.error(
+            f"queries without 'expected': {', '.join(unlabelled[:10]) or 'none'}; labels that name no tool in "
+            f"{args.data / 'servers'} (server/tool): {', '.join(mislabelled[:10]) or 'none'}"
+        )
     if args.held:
         held = fold_servers(args.held)
         unknown = held - servers.keys()

@@ -113,7 +113,12 @@ class Dispatcher:
             answered = self.exposure.call(session.access, params)  # call_tool: params now name its target
             if answered is not None:
                 return jsonrpc.result(msg["id"], answered)
-        server, key, value = self._route(session, method, params)
+            try:
+                server, key, value = self._route(session, method, params)
+            except NotFound as exc:  # call_tool's `name` argument is wrong: a tool error the model can correct
+                return jsonrpc.result(msg["id"], self.exposure.unknown(exc))
+        else:
+            server, key, value = self._route(session, method, params)
         if key == "name" and method == "tools/call" and self.quotas.quotas:
             refused = self.quotas.charge(session.principal.id, server, value)
             if refused is not None:

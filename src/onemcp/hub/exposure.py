@@ -29,6 +29,7 @@ from onemcp.auth.access import Access
 from onemcp.catalog.catalog import Catalog, Item, shown_as
 from onemcp.catalog.reach import Reach
 from onemcp.config.model import Exposure, HubConfig
+from onemcp.protocol.errors import NotFound
 from onemcp.search import meta
 
 if TYPE_CHECKING:
@@ -194,6 +195,11 @@ class ToolExposure:
             return None
         except meta.MetaArgsError as exc:
             return meta.text_result(str(exc), error=True)
+
+    @staticmethod
+    def unknown(exc: NotFound) -> dict[str, Any]:
+        """call_tool's answer for a name its caller does not reach (as get_tool_schema's: a tool error)."""
+        return meta.text_result(f"{exc.message}; search_tools finds tools by what they do", error=True)
 
     def _tool(self, access: Access, name: str) -> Item:
         """A tool's definition as `access`'s list shows it (else the same answer as an unknown name)."""

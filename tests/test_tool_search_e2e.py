@@ -14,7 +14,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
-from fixtures.launch import fixture_command
+from fixtures.launch import fixture_command, running_http_fixture
 from support.hub import running_hub
 from support.real_servers import time_stdio_command
 
@@ -90,3 +90,27 @@ async def test_a_server_is_found_by_the_kind_of_product_its_handshake_names(
                 assert found.index("b__echo") < found.index("a__echo"), found
     finally:
         kinds.gazetteer.cache_clear()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_client_giving_up_on_call_tool_cancels_the_upstream_call(
+    mode: Literal["legacy", "2026-07-28"],
+) -> None:
+    """Cancellation crosses `call_tool` as it crosses a direct call, over stdio and Streamable HTTP."""
+    cmd = fixture_command()
+    with anyio.fail_after(DEADLINE):
+        async with running_http_fixture() as url:
+            config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}, "fh": {"url": url}}}
+            async with (
+                running_hub({**config, "onemcp": {"searchCache": False}}) as hub,
+                Client(f"{hub.url}?exposure=search", mode=mode, cache=None) as client,
+            ):
+                for server in ("fx", "fh"):
+                    sleeping = {"name": f"{server}__sleep", "arguments": {"seconds": 30}}
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(client.call_tool, "call_tool", sleeping)
+                        while (await client.call_tool(f"{server}__running", {})).structured_content != {"running": 1}:
+                            await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline (the call started)
+                        tg.cancel_scope.cancel()  # the SDK client sends notifications/cancelled
+                    while (await client.call_tool(f"{server}__running", {})).structured_content != {"running": 0}:
+                        await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline (the upstream stopped it)

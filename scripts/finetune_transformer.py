@@ -209,7 +209,7 @@ def train(
                     negatives.append(rng.choice(confusable))
             docs = labels + sorted(set(negatives))
             q = encode(queries)
-            d = encode([texts[label] for label in docs])
+            d = encode([_perturbed(texts[label], rng, opts.text_drop) for label in docs])
             with_kind = [i for i, label in enumerate(docs) if label in kinds]  # none unless --kinds
             if with_kind:  # as the index ranks: a tool's vector plus KIND_WEIGHT times its kind's
                 unique = sorted({kinds[docs[i]] for i in with_kind})
@@ -232,6 +232,15 @@ def train(
                 print(f"epoch {epoch + 1} step {step}/{total} loss {loss.item():.3f}", flush=True)
     model.eval()
     return model
+
+
+def _perturbed(text: str, rng: random.Random, chance: float) -> str:
+    """With probability `chance`, `text` with each word after the tool's name dropped with probability
+    0.3 (the name kept): the model may not lean on any one word of a description."""
+    if chance <= 0 or rng.random() >= chance:
+        return text
+    name, sep, rest = text.partition(". ")
+    return name + sep + " ".join(w for w in rest.split() if rng.random() >= 0.3)
 
 
 def _batches(pairs: list[tuple[str, str]], size: int) -> list[list[tuple[str, str]]]:
@@ -377,6 +386,7 @@ def main() -> None:
     parser.add_argument("--no-hard", dest="hard", action="store_false", help="no same-server negatives")
     parser.add_argument("--symmetric", action="store_true", help="also rank requests for each tool text")
     parser.add_argument("--mined", type=int, default=0, help="also one of the N tools words rank highest, wrongly")
+    parser.add_argument("--text-drop", type=float, default=0.0, help="share of tool texts shown with words dropped")
     parser.add_argument("--kinds", action="store_true", help="train on tool vectors moved toward their kind words")
     parser.add_argument("--pack", type=Path, help="only pack this quantized model's word embeddings to 4 bits")
     parser.add_argument(

@@ -181,7 +181,11 @@ async def test_flags_choose_the_stdio_clients_view_and_exposure(tmp_path: Path) 
             with pytest.raises(MCPError):
                 await c.call_tool("fx__echo", {"message": "out of view"})
         async with stdio_hub(path, "--exposure", "search", "--tags", "web") as c:
-            assert sorted(t.name for t in (await c.list_tools()).tools) == ["call_tool", "get_tool_schema", "search_tools"]
+            assert sorted(t.name for t in (await c.list_tools()).tools) == [
+                "call_tool",
+                "get_tool_schema",
+                "search_tools",
+            ]
             found = text_of(await c.call_tool("search_tools", {"query": "echo a message back", "limit": 20}))
             assert "demo__echo(" in found and "fx__" not in found, found
             assert text_of(await c.call_tool("demo__echo", {"text": "by name"})) == "by name"

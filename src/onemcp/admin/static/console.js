@@ -105,7 +105,7 @@
       const act = (what) => async () => {
         try { await api("POST", `/servers/${encodeURIComponent(s.name)}/${what}`); note(`${what}: ${s.name}`); }
         catch (e) { note(e.message, true); }
-        setTimeout(() => { refreshServers(); draw(); }, 300);
+        setTimeout(() => { refreshServers(); if (state.tab === "server") draw(); }, 300);
       };
       box.replaceChildren(
         el("h2", {}, s.name, " ", badge(s.state)),
@@ -227,9 +227,12 @@
     if (state.tab === "overview") draw();
   }
   async function draw() {
-    const view = state.tab === "overview" ? overview() : state.tab === "server" ? await serverPage()
-      : state.tab === "tools" ? (state.toolsView || (state.toolsView = tools())) : state.tab === "calls" ? calls()
-      : state.tab === "logs" ? logs() : await presets();
+    const tab = state.tab, server = state.server;
+    const view = tab === "overview" ? overview() : tab === "server" ? await serverPage()
+      : tab === "tools" ? (state.toolsView || (state.toolsView = tools())) : tab === "calls" ? calls()
+      : tab === "logs" ? logs() : await presets();
+    if (tab !== state.tab || server !== state.server) return;  // the user went elsewhere while this page loaded: theirs is drawn
+    if (view === state.toolsView && app.contains(view)) return;  // in place already: moving it would drop the focus and what is being typed
     app.replaceChildren(nav(), el("main", {}, view));
   }
   listen();

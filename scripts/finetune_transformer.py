@@ -181,13 +181,15 @@ def train(
     rng = random.Random(opts.seed)
     model = BertModel.from_pretrained(str(model_dir()))
     model.train()
+    if opts.freeze_words:  # words seen in training would otherwise drift from the ones only unseen servers use
+        model.embeddings.word_embeddings.weight.requires_grad_(False)
     encode = Encoder(model)
     siblings: dict[str, list[str]] = {}
     for label in texts:
         siblings.setdefault(label.split("/", 1)[0], []).append(label)
     steps_per_epoch = max(1, len(pairs) // opts.batch)
     total = steps_per_epoch * opts.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr, weight_decay=0.01)
     warmup = max(1, total // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
@@ -387,6 +389,7 @@ def main() -> None:
     parser.add_argument("--symmetric", action="store_true", help="also rank requests for each tool text")
     parser.add_argument("--mined", type=int, default=0, help="also one of the N tools words rank highest, wrongly")
     parser.add_argument("--text-drop", type=float, default=0.0, help="share of tool texts shown with words dropped")
+    parser.add_argument("--freeze-words", action="store_true", help="keep the word-embedding table as published")
     parser.add_argument("--kinds", action="store_true", help="train on tool vectors moved toward their kind words")
     parser.add_argument("--pack", type=Path, help="only pack this quantized model's word embeddings to 4 bits")
     parser.add_argument(

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from fixtures.launch import fixture_command
@@ -396,3 +397,27 @@ def test_inspect_tokens_counts_each_server_and_both_modes(hub: HubProcess) -> No
     servers = {row["server"]: row for row in report["servers"]}
     assert set(servers) == {"demo", "fx"} and all(row["tokens"] > 0 for row in servers.values())
     assert report["search"] < report["full"] and report["full"] >= sum(r["tokens"] for r in servers.values()) - 10
+
+
+def test_an_unprefixed_hub_of_several_servers_is_counted_per_server(tmp_path: Path) -> None:
+    """prefixMode never: the names carry no server, so the per-server figures come from /health."""
+    config = write_config(tmp_path / "never", {"demo": demo(), "fx": fixture()})
+    doc = json.loads(config.read_text())
+    config.write_text(json.dumps({**doc, "onemcp": {"prefixMode": "never"}}))
+    never = HubProcess(config)
+    try:
+        never.start()
+        never.wait_ready()
+        health = httpx.get(f"{never.base}/health", timeout=EXIT_DEADLINE).json()["upstreams"]
+        listed = json.loads(onemcp("inspect", "--json", config_dir=config.parent).stdout)
+        assert {r["server"]: r["tools"] for r in listed} == {s: health[s]["tools"] for s in ("demo", "fx")}
+        report = json.loads(onemcp("inspect", "--tokens", "--json", config_dir=config.parent).stdout)
+        rows = {r["server"]: (r["tools"], r["tokens"]) for r in report["servers"]}
+        assert rows == {s: (health[s]["tools"], health[s]["toolTokens"]) for s in ("demo", "fx")}
+        assert all(tokens > 0 for _, tokens in rows.values())
+        one = onemcp("inspect", "demo", config_dir=config.parent)
+        assert one.returncode == 1 and "prefixMode never" in one.stderr
+        done = onemcp("run", "echo", "--args", '{"text": "bare"}', config_dir=config.parent)
+        assert (done.returncode, done.stdout) == (0, "bare\n"), done.stderr
+    finally:
+        never.stop()

@@ -33,6 +33,7 @@ DEFAULT_SEPARATOR = "__"
 STDIN_WAIT = 2.0  # seconds to wait for piped arguments before taking "no arguments"
 COMMANDS = ("instructions", "inspect", "run")
 SEARCH_TOOL = "search_tools"  # the hub's meta-tool (onemcp.search.meta.SEARCH; not imported: this path stays light)
+UNATTRIBUTED = "?"  # tools whose names do not say their server (prefixMode never, several servers)
 
 
 class Failure(Exception):
@@ -192,7 +193,7 @@ class Inventory:
     def by_server(self) -> dict[str, list[dict[str, Any]]]:
         groups: dict[str, list[dict[str, Any]]] = {}
         for tool in self.tools:
-            groups.setdefault(self.owner(str(tool.get("name"))) or "?", []).append(tool)
+            groups.setdefault(self.owner(str(tool.get("name"))) or UNATTRIBUTED, []).append(tool)
         return groups
 
     def short(self, server: str, tool: dict[str, Any]) -> str:
@@ -229,6 +230,13 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
 
 def _view_active(target: Target) -> bool:
     return bool(view_of(target.url))
+
+
+def _health_counts(inv: Inventory, target: Target) -> bool:
+    """Do /health's per-server figures stand for this listing? When the names carry no server
+    (prefixMode never, several servers) and no view filters the list, they are the same tools."""
+    known = all("toolTokens" in h or h.get("state") == "disabled" for h in inv.servers.values())
+    return UNATTRIBUTED in inv.by_server() and not _view_active(target) and bool(inv.servers) and known
 
 
 # ---------------------------------------------------------------------- run
@@ -343,12 +351,17 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
     inv = inventory(client, target, filtered=_view_active(target))
     groups = inv.by_server()
     if ref is None:
+        by_health = _health_counts(inv, target)
         rows: list[dict[str, Any]] = [
-            {"server": name, "tools": len(groups.get(name, [])), "state": str(h.get("state", "?"))}
+            {
+                "server": name,
+                "tools": int(h.get("tools", 0)) if by_health else len(groups.get(name, [])),
+                "state": str(h.get("state", "?")),
+            }
             for name, h in inv.servers.items()
         ]
-        if "?" in groups:
-            rows.append({"server": "?", "tools": len(groups["?"]), "state": "-"})
+        if UNATTRIBUTED in groups and not by_health:
+            rows.append({"server": UNATTRIBUTED, "tools": len(groups[UNATTRIBUTED]), "state": "-"})
         if as_json:
             return _dump(rows)
         if not rows:
@@ -362,6 +375,11 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
         known = ", ".join(inv.servers) or "none"
         raise Failure(f"no server {server!r} in this hub's view (servers: {known})")
     tools = groups.get(server, [])
+    if not tools and UNATTRIBUTED in groups:
+        raise Failure(
+            f"this hub's tool names do not say their server (prefixMode never), so {server!r}'s cannot be told"
+            f" apart; `onemcp inspect --search QUERY` or `onemcp run TOOL` work by tool name"
+        )
     if not slash:
         rows = [
             {"tool": inv.short(server, t), "name": t.get("name"), "description": first_line(t.get("description"))}
@@ -453,7 +471,10 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
     def tokens(tools: Any) -> int:  # as the hub sends it: compact JSON
         return count_tokens(json.dumps({"tools": tools}, separators=(",", ":"), ensure_ascii=False))
 
-    rows = [(server, len(tools), tokens(tools)) for server, tools in inv.by_server().items()]
+    groups = inv.by_server()
+    rows = [(server, len(tools), tokens(tools)) for server, tools in groups.items()]
+    if _health_counts(inv, target):  # the hub's own per-server count, over the same compact JSON
+        rows = [(s, int(h.get("tools", 0)), int(h.get("toolTokens", 0))) for s, h in inv.servers.items()]
     full = tokens(inv.tools)
     search = tokens(searching.request("tools/list").get("tools", []))
     if as_json:
@@ -475,12 +496,14 @@ def _instructions(client: HubClient, target: Target) -> int:
     print(f"## Servers on this hub{f' (view: {view})' if view else ''}\n")
     if not inv.servers and not groups:
         print("(none)")
+    by_health = _health_counts(inv, target)
     for name, h in inv.servers.items():
         state = h.get("state")
         note = f", {state}" if state not in (None, "ready") else ""
-        print(f"- {name}: {len(groups.get(name, []))} tool(s){note}")
-    if "?" in groups:
-        print(f"- (server unknown): {len(groups['?'])} tool(s)")
+        count = int(h.get("tools", 0)) if by_health else len(groups.get(name, []))
+        print(f"- {name}: {count} tool(s){note}")
+    if UNATTRIBUTED in groups and not by_health:
+        print(f"- (server unknown): {len(groups[UNATTRIBUTED])} tool(s)")
     hub_text = str(discovered.get("instructions") or "").strip()
     if hub_text:
         print(f"\n## The hub's instructions\n\n{hub_text}")

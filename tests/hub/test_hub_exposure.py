@@ -323,3 +323,36 @@ async def test_a_hub_that_serves_search_builds_its_index_before_the_first_search
         async with inprocess_hub(SERVERS, NO_CACHE) as h:  # auto, and a list far under the budget: nothing built
             await h.app.hub.pool.tried.wait()
             assert not h.app.hub.exposure.search_likely()
+
+
+async def test_a_search_encodes_its_query_off_the_event_loop() -> None:
+    """While one search's query is being encoded (held here), the hub answers other requests."""
+    import threading
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:
+            session = await h.session()
+            assert hit_names(text(await session.ask("tools/call", search("echo a message back"))))  # builds it
+            await h.app.hub.exposure.transformer_settled()
+            model = h.app.hub.exposure.index().transformer
+            assert model is not None
+            entered, release = threading.Event(), threading.Event()
+            encode = model.encode
+
+            def held(texts: list[str]) -> Any:
+                entered.set()
+                assert release.wait(DEADLINE)  # a loop waiting here never answers the list below
+                return encode(texts)
+
+            model.encode = held  # type: ignore[method-assign]
+            found: list[str] = []
+
+            async def searching() -> None:
+                found.extend(hit_names(text(await session.ask("tools/call", search("echo a message back")))))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(searching)
+                await anyio.to_thread.run_sync(entered.wait, DEADLINE)
+                assert sorted(await (await h.session()).tools()) == META  # served while the search encodes
+                release.set()
+            assert found and found[0].endswith("__echo"), found

@@ -110,7 +110,7 @@ class Dispatcher:
             return conn, call
         if method == "tools/call" and self.exposure.handles(session.access, params.get("name")):
             await self.until_started()
-            answered = self.exposure.call(session.access, params)  # call_tool: params now name its target
+            answered = await self.exposure.call(session.access, params)  # call_tool: params now name its target
             if answered is not None:
                 return jsonrpc.result(msg["id"], answered)
             try:

@@ -174,7 +174,7 @@ class ToolExposure:
             return False
         return self.mode(access) == "search" or self.catalog.seen_as("tools", name, access.reach) is None
 
-    def call(self, access: Access, params: dict[str, Any]) -> dict[str, Any] | None:
+    async def call(self, access: Access, params: dict[str, Any]) -> dict[str, Any] | None:
         """A meta-tool call: its result, or None after rewriting `params` into the call `call_tool` names."""
         name = params["name"]
         arguments = params.get("arguments")
@@ -183,7 +183,7 @@ class ToolExposure:
             if not isinstance(arguments, dict):
                 raise meta.MetaArgsError(f"{name}: 'arguments' must be an object")
             if name == meta.SEARCH:
-                return self._search(access, *meta.search_args(arguments))
+                return await self._search(access, *meta.search_args(arguments))
             if name == meta.SCHEMA:
                 tool = self._tool(access, meta.name_arg(name, arguments, {"name"}))
                 return meta.text_result(orjson.dumps(tool).decode())
@@ -209,19 +209,24 @@ class ToolExposure:
             raise meta.MetaArgsError(f"Tool not found: {name}; search_tools finds tools by what they do")
         return definition
 
-    def _search(self, access: Access, query: str, limit: int, server: str | None) -> dict[str, Any]:
+    async def _search(self, access: Access, query: str, limit: int, server: str | None) -> dict[str, Any]:
         reach = access.reach
         if server is not None and not any(shown_as(s) == server and reach.touches(s) for s in self._by_server()):
             raise meta.MetaArgsError(f"search_tools: no server {server!r} among the tools you can use")
-        allowed = self._allowed(reach, server)
-        tools, total = self.find(query, limit, allowed)
+        # the query's encoding (most of a search's few ms) on a worker thread: the loop serves others meanwhile
+        encode = self.index().query_encoder()
+        vector = None if encode is None else await anyio.to_thread.run_sync(encode, query)
+        allowed = self._allowed(reach, server)  # after the wait: the catalog as it is now
+        tools, total = self.find(query, limit, allowed, vector)
         self.searches += 1
         return meta.text_result(meta.render_hits(query, [item for item, _ in tools], total, server))
 
-    def find(self, query: str, limit: int, allowed: frozenset[str]) -> tuple[list[tuple[Item, str]], int]:
+    def find(
+        self, query: str, limit: int, allowed: frozenset[str], vector: Any = None
+    ) -> tuple[list[tuple[Item, str]], int]:
         """The best `limit` tools for `query` among the entries (keys) in `allowed`, each with its
-        server, and how many `allowed` holds."""
-        hits = self.index().search(query, limit=limit, allowed=allowed.__contains__)
+        server, and how many `allowed` holds. `vector`: the query's, if already encoded."""
+        hits = self.index().search(query, limit=limit, allowed=allowed.__contains__, vector=vector)
         current = self._current()
         return [(current.definitions[h.name], current.owners[h.name][0]) for h in hits], len(allowed)
 

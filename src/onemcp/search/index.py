@@ -16,6 +16,7 @@ Does not decide who may see a tool: the caller passes `allowed`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import sqlite3
@@ -57,12 +58,17 @@ KIND_WEIGHT = 0.5
 # in the top 5, none more first): RESULTS.md, session 11.
 MENTION_WEIGHT = 0.5
 CANDIDATES = 50  # each ranker's top list that is fused
+MAX_QUERY = 2000  # characters of a query that are ranked, whoever asks (search_tools refuses over 1000)
 LOCK_WAIT = 0.05  # seconds the embedding cache waits for a lock another process holds
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
 # the start of a description says what the tool does (200 beat 600 and parameters; 140 ranks as well
 # as 200 within a request or two and encodes a sixth faster, 1.5-1.75 s against 1.9-2.1 s at 700
 # tools: see RESULTS.md). A change here changes every vector: bump deep.MODEL_ID with it.
 MAX_DESCRIPTION = 140
+
+
+def _encode_query(model: deep.DeepModel, query: str) -> Any:
+    return model.encode([query[:MAX_QUERY]])[0]
 
 
 @dataclass(frozen=True)
@@ -338,9 +344,20 @@ class SearchIndex:
         mixed = own + KIND_WEIGHT * kind
         return mixed / max(float(np.linalg.norm(mixed)), 1e-12)
 
-    def search(self, query: str, *, limit: int = 5, allowed: Callable[[str], bool] | None = None) -> list[Hit]:
-        """The best `limit` tools for `query` among those `allowed` (None: all)."""
-        query = query[:2000]
+    def query_encoder(self) -> Callable[[str], Any] | None:
+        """What encodes a query for `search(vector=)` while the transformer ranks (else None): the costly
+        part of a search, about 2 ms. It holds the model alone, not the index, so it may run on a worker
+        thread while the index changes; ask for it where the index is changed (the event loop)."""
+        if self.transformer is None or not self.deep_ready:
+            return None
+        return functools.partial(_encode_query, self.transformer)
+
+    def search(
+        self, query: str, *, limit: int = 5, allowed: Callable[[str], bool] | None = None, vector: Any = None
+    ) -> list[Hit]:
+        """The best `limit` tools for `query` among those `allowed` (None: all). `vector`: the query's
+        transformer vector if the caller computed it (`query_vector`); else it is encoded here."""
+        query = query[:MAX_QUERY]
         fused: dict[str, float] = {}
         lexical = self.lexical.scores(query)
         ranked = sorted((n for n in lexical if allowed is None or allowed(n)), key=lambda n: -lexical[n])
@@ -356,7 +373,9 @@ class SearchIndex:
             deep_matrix = self._transformer_matrix() if self.transformer is not None else None
             if deep_matrix is not None:
                 assert self.transformer is not None
-                self._fuse(fused, deep_matrix @ self.transformer.encode([query])[0], DEEP_WEIGHT, k, allowed)
+                if vector is None:
+                    vector = self.transformer.encode([query])[0]
+                self._fuse(fused, deep_matrix @ vector, DEEP_WEIGHT, k, allowed)
             if self.model is not None and matrix is not None:
                 weight = FUSED_STATIC_WEIGHT if deep_ready else SEMANTIC_WEIGHT
                 self._fuse(fused, matrix @ self.model.encode([query])[0], weight, k, allowed)

@@ -7,6 +7,7 @@ added upstream, a server removed by a reload), and bad input to the meta-tools a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -339,7 +340,7 @@ async def test_a_search_encodes_its_query_off_the_event_loop() -> None:
             entered, release = threading.Event(), threading.Event()
             encode = model.encode
 
-            def held(texts: list[str]) -> Any:
+            def held(texts: Sequence[str]) -> Any:
                 entered.set()
                 assert release.wait(DEADLINE)  # a loop waiting here never answers the list below
                 return encode(texts)

@@ -314,7 +314,8 @@ class AdminApi:
         tokens = self.hub.exposure.tool_tokens
         if text:
             exposure = self.hub.exposure
-            placed = exposure.find(text, limit, exposure.placed_allowed(server))[0]
+            vector = await exposure.query_vector(text)
+            placed = exposure.find(text, limit, exposure.placed_allowed(server), vector)[0]
         items = [
             {
                 "name": item.get("name"),

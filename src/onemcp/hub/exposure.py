@@ -213,13 +213,17 @@ class ToolExposure:
         reach = access.reach
         if server is not None and not any(shown_as(s) == server and reach.touches(s) for s in self._by_server()):
             raise meta.MetaArgsError(f"search_tools: no server {server!r} among the tools you can use")
-        # the query's encoding (most of a search's few ms) on a worker thread: the loop serves others meanwhile
-        encode = self.index().query_encoder()
-        vector = None if encode is None else await anyio.to_thread.run_sync(encode, query)
+        vector = await self.query_vector(query)
         allowed = self._allowed(reach, server)  # after the wait: the catalog as it is now
         tools, total = self.find(query, limit, allowed, vector)
         self.searches += 1
         return meta.text_result(meta.render_hits(query, [item for item, _ in tools], total, server))
+
+    async def query_vector(self, query: str) -> Any:
+        """The query's transformer vector for `find`, encoded on a worker thread (most of a search's few
+        ms: the loop serves other requests meanwhile); None while the transformer does not rank."""
+        encode = self.index().query_encoder()
+        return None if encode is None else await anyio.to_thread.run_sync(encode, query)
 
     def find(
         self, query: str, limit: int, allowed: frozenset[str], vector: Any = None

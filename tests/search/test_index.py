@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,10 @@ def test_transformer_vectors_are_cached_and_a_restart_encodes_nothing(tmp_path: 
     again = build(tmp_path)
     assert again.deep_ready and again.deep_embedded == 0 and again.deep_batch() == []
     again.cache.close()
+    # written ahead to a log, synced at checkpoints: a batch's commit (on the hub's event loop) waits
+    # for no fsync (~0.2 ms against 10-25 ms here)
+    with contextlib.closing(sqlite3.connect(tmp_path / "embeddings.sqlite3")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 @pytest.mark.parametrize("damage", [b"\x01\x02\x03", b"\x00" * 100])  # not float32s; float32s, too few

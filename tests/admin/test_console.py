@@ -95,8 +95,32 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
                     await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
                 await page.get_by_test_id("tab-overview").click()
                 await expect(page.get_by_test_id("server-alpha")).to_contain_text("ready")
-                # find a tool and call it from the generated form
+                # a slow answer to an earlier search does not replace a later one's: the first search
+                # (everything, as the tab opens) is held until the user's own was answered and drawn
+                held, release = anyio.Event(), anyio.Event()
+
+                async def hold(route: Any) -> None:
+                    held.set()
+                    await release.wait()
+                    await route.continue_()
+
+                def everything(url: str) -> bool:
+                    return "/tools?" in url and url.endswith("q=")
+
+                await page.route(everything, hold)
                 await page.get_by_test_id("tab-tools").click()
+                await held.wait()
+                first = page.locator(".toolresults a").first
+                await page.get_by_test_id("tool-search").fill("sleep asynchronously, then answer")
+                await expect(first).to_have_attribute("data-testid", "tool-alpha__sleep")
+                async with page.expect_request_finished(lambda r: r.url.endswith("q=")):
+                    release.set()
+                # the page parses it next: a pause in the page, so a wrongly drawn list would be seen (a
+                # slower machine could only hide the bug, never fail a good page)
+                await page.evaluate("() => new Promise((r) => setTimeout(r, 50))")
+                await expect(first).to_have_attribute("data-testid", "tool-alpha__sleep")
+                await page.unroute(everything)
+                # find a tool and call it from the generated form
                 await page.get_by_test_id("tool-search").fill("echo a message")
                 await page.get_by_test_id("tool-alpha__echo").click()
                 await page.get_by_test_id("call-form").locator("input[name=message]").fill("from the browser")

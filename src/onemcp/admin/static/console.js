@@ -149,13 +149,16 @@
   function tools() {
     const results = el("div", { class: "toolresults" });
     const detail = el("div", { class: "tooldetail" });
+    let asked = 0;  // answers can arrive out of order: only the latest question's is drawn
     async function search(q) {
+      const mine = ++asked;
       try {
         const doc = await api("GET", "/tools?limit=50&q=" + encodeURIComponent(q));
+        if (mine !== asked) return;
         results.replaceChildren(el("p", {}, `${doc.tools.length} of ${doc.total}`),
           el("ul", {}, doc.tools.map((t) => el("li", {}, el("a", { href: "#", "data-testid": "tool-" + t.name,
             onclick: (e) => { e.preventDefault(); showTool(t); } }, t.name), ` (${t.tokens ?? "?"} tokens) `, (t.description || "").slice(0, 120)))));
-      } catch (e) { results.replaceChildren(el("p", { class: "error" }, e.message)); }
+      } catch (e) { if (mine === asked) results.replaceChildren(el("p", { class: "error" }, e.message)); }
     }
     function showTool(t) {
       const schema = t.inputSchema || {};

@@ -163,6 +163,7 @@ class OneMcpApp:
                 return
             if path == "/metrics":
                 if await self.gate.admit(scope, send, admin=True) is not None:
+                    await self.hub.exposure.ready_to_report({})  # per-server token gauges
                     await asgi.send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
                 return
             if not guard.origin_ok(asgi.header(scope, b"origin")):
@@ -199,6 +200,7 @@ class OneMcpApp:
     async def _health(self, path: str, send: Send) -> None:
         if path == "/health":
             # the link only where nobody else can follow it: one who could would authorize as themselves
+            await self.hub.exposure.ready_to_report(self.hub.preset_reaches())
             doc = health(self.hub, links=not self.gate.required)
             if self.reloader is not None:
                 doc["config"] = self.reloader.status()

@@ -357,3 +357,45 @@ async def test_a_search_encodes_its_query_off_the_event_loop() -> None:
                 assert sorted(await (await h.session()).tools()) == META  # served while the search encodes
                 release.set()
             assert found and found[0].endswith("__echo"), found
+
+
+async def test_the_token_counter_is_loaded_off_the_event_loop_when_lists_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An `auto` session's mode rests on a token count; after a quiet minute the counter's vocabulary
+    (~0.4 s to load) is given back. A list change then loads it on a worker thread (held here) while
+    the hub answers other requests, and the change is announced once it is loaded."""
+    import threading
+
+    import quicktok
+
+    from onemcp.search import tokens
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "searchBudget": 50}) as h:
+            auto = await h.session()  # auto (the default), every list over 50 tokens
+            assert sorted(await auto.tools()) == META
+            full = await h.session(query="exposure=full")
+            assert "alpha__echo" in await full.tools()
+            assert tokens.release_if_idle(now=float("inf"))  # as after a quiet minute
+            entered, release = threading.Event(), threading.Event()
+            loading_on: list[threading.Thread] = []
+            real = quicktok.Tokenizer
+
+            def held(*args: Any) -> Any:
+                loading_on.append(threading.current_thread())
+                entered.set()
+                assert release.wait(DEADLINE)  # on the event loop, this would stop the list below
+                return real(*args)
+
+            monkeypatch.setattr(quicktok, "Tokenizer", held)
+            assert "result" in await full.ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
+            await anyio.to_thread.run_sync(entered.wait, DEADLINE)
+            assert "alpha__newcomer" in await full.tools()  # served while the vocabulary loads
+            seen = dict(h.app.hub.sessions.get(full.id).seen)  # type: ignore[union-attr]
+            release.set()
+            with anyio.fail_after(5):  # then the change goes out, counted exactly
+                while h.app.hub.sessions.get(full.id).seen == seen:  # type: ignore[union-attr]
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert loading_on and loading_on[0] is not threading.main_thread() and tokens.loaded()
+            assert sorted(await auto.tools()) == META

@@ -193,7 +193,8 @@ class AdminApi:
         return openapi_document()
 
     # ------------------------------------------------------------------ servers
-    def _servers(self) -> dict[str, dict[str, Any]]:
+    async def _servers(self) -> dict[str, dict[str, Any]]:
+        await self.hub.exposure.ready_to_report(self.hub.preset_reaches())
         doc = health(self.hub, links=not self.gate.required)
         out: dict[str, dict[str, Any]] = {}
         for name, entry in doc["upstreams"].items():
@@ -204,11 +205,11 @@ class AdminApi:
         return out
 
     async def servers(self, request: Request) -> dict[str, Any]:
-        return {"servers": list(self._servers().values())}
+        return {"servers": list((await self._servers()).values())}
 
     async def server(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
-        found = self._servers().get(name)
+        found = (await self._servers()).get(name)
         if found is None:
             raise ApiError(404, f"no server {name!r}")
         tools = [item.get("name") for item, owner, _ in self.hub.catalog.placed("tools") if owner == name]

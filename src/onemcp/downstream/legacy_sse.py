@@ -85,7 +85,7 @@ class LegacySseEndpoint:
         elif method == "initialize":
             params = msg.get("params")
             try:
-                result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+                result = await self.hub.initialize(session, params if isinstance(params, dict) else {})
             except HubError as exc:  # a template that does not render for the client's context
                 session.post(jsonrpc.error(msg["id"], exc.to_error()))
             else:

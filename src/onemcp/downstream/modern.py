@@ -207,7 +207,7 @@ class ModernEndpoint:
     ) -> None:
         rid = msg["id"]
         if method == "server/discover":
-            await asgi.send_json(send, 200, jsonrpc.result(rid, self.discover(session)))
+            await asgi.send_json(send, 200, jsonrpc.result(rid, await self.discover(session)))
             return
         kind = KIND_BY_METHOD.get(method)
         if kind is not None:
@@ -245,7 +245,8 @@ class ModernEndpoint:
                 return f"Mcp-Param-{header} does not match argument {prop!r}"
         return None
 
-    def discover(self, session: Session) -> dict[str, Any]:
+    async def discover(self, session: Session) -> dict[str, Any]:
+        await self.hub.exposure.ready_to_count([session.access])  # its instructions may rest on a count
         caps = self.hub.capabilities()
         caps.pop("tasks", None)  # an extension in 2026-07-28, not served to modern clients yet
         caps["resources"]["subscribe"] = True  # resourceSubscriptions on subscriptions/listen

@@ -119,7 +119,7 @@ class StdioServer:
         if method == "initialize":
             params = msg.get("params")
             try:
-                result = self.hub.initialize(self.session, params if isinstance(params, dict) else {})
+                result = await self.hub.initialize(self.session, params if isinstance(params, dict) else {})
             except HubError as exc:  # a template that does not render for this project
                 await self.send(jsonrpc.error(msg["id"], exc.to_error()))
                 return

@@ -189,7 +189,7 @@ class StreamableHttpEndpoint:
             await asgi.send_json(send, exc.status, jsonrpc.error(msg["id"], exc.to_error()), RETRY_LATER)
             return
         try:
-            result = self.hub.initialize(session, params if isinstance(params, dict) else {})
+            result = await self.hub.initialize(session, params if isinstance(params, dict) else {})
         except HubError as exc:  # a template that does not render for the client's context
             self.hub.end_session(session.id)
             await asgi.send_json(send, 400, jsonrpc.error(msg["id"], exc.to_error()))

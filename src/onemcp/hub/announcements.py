@@ -10,7 +10,10 @@ principal may reach (`auth.access`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import anyio
 
 from onemcp.auth.access import Access
 from onemcp.config.model import HubConfig
@@ -19,6 +22,8 @@ from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.subscriptions import Subscriptions
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.methods import KINDS
+
+log = logging.getLogger("onemcp.hub")
 
 
 class Announcements:
@@ -36,6 +41,11 @@ class Announcements:
         self.subscriptions = subscriptions
         self._tags: tuple[HubConfig | None, dict[str, list[str]]] = (None, {})  # per config: server -> tags
         self.instance_tags = instance_tags  # each template instance's rendered tags
+        # awaited before a fan-out, with the requesters about to be compared (the hub: load the token
+        # counter off the event loop if an `auto` requester's mode rests on a count)
+        self.before: Callable[[list[Access]], Awaitable[None]] | None = None
+        self._pending: set[str] = set()
+        self._wake: anyio.Event | None = None  # set by `run`: announcements go out from its task
 
     def tags(self, config: HubConfig) -> dict[str, list[str]]:
         """Each enabled server's tags in `config`, and each template instance's (what views by tag decide on)."""
@@ -58,7 +68,33 @@ class Announcements:
         self.announce(set(KINDS))
 
     def announce(self, kinds: set[str]) -> None:
-        """list_changed for these kinds, only to those whose visible list really changed."""
+        """list_changed for these kinds, only to those whose visible list really changed: from `run`'s
+        task once it runs (right after, changes in a row merged), else here and now."""
+        if self._wake is None:
+            self._fan_out(kinds)
+        elif kinds:
+            self._pending |= kinds
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Send the announcements, for as long as the hub runs (`before` is awaited ahead of each)."""
+        self._wake = anyio.Event()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                try:
+                    if self.before is not None:
+                        sessions = [*self.sessions, *(listener.session for listener in self.listeners)]
+                        await self.before([session.access for session in sessions])
+                    kinds, self._pending = self._pending, set()
+                    self._fan_out(kinds)
+                except Exception:  # the top of a background task: logged, the next change announces again
+                    log.exception("list_changed announcements failed")
+        finally:
+            self._wake = None
+
+    def _fan_out(self, kinds: set[str]) -> None:
         for session in self.sessions:
             if session.initialized:
                 for method in self._changed_for(session, kinds):

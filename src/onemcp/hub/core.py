@@ -106,6 +106,7 @@ class Hub:
         self.announcements = Announcements(
             self.exposure.list_json, self.sessions, self.listeners, self.subscriptions, self.instances.tags
         )
+        self.announcements.before = self.exposure.ready_to_count
         self.events.attach(self.pool, self.subscriptions, self.announcements)
         self.pins = Pins(None)  # tool definitions as approved (the app keeps them in pins.db beside mcp.json)
         self.user_secrets = UserSecrets(None)  # `${user:NAME}` values per principal (the app: user-secrets.db)
@@ -174,7 +175,8 @@ class Hub:
         search = self.exposure.mode(access) == "search"
         return render_instructions(self.config, self.catalog, self.pool, access.reach.touched(), search=search)
 
-    def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    async def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        await self.exposure.ready_to_count([session.access])  # its instructions may rest on a count
         caps = params.get("capabilities")
         info = params.get("clientInfo")
         session.protocol_version = negotiate(params.get("protocolVersion"))
@@ -259,7 +261,7 @@ class Hub:
         await self.dispatcher.until_started()
         if access.reach.instances:
             await self.instances.ensure(access.reach.instances)
-        return self.exposure.list_json(kind, access)
+        return await self.exposure.served_list(kind, access)
 
     def tool_headers(self, name: str, access: Access) -> dict[str, str]:
         """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `access` reaches; of another, nothing."""
@@ -568,6 +570,7 @@ class Hub:
                 tg.start_soon(self._expire_sessions)
                 tg.start_soon(self._reap_instances)
                 tg.start_soon(self.exposure.run_transformer)
+                tg.start_soon(self.announcements.run)
                 tg.start_soon(self._warm_search)
                 task_status.started()
         finally:

@@ -96,7 +96,7 @@ class Dispatcher:
             if params.get("cursor") is not None:
                 raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
             await self.until_started()
-            return jsonrpc.splice_result(msg["id"], self.exposure.list_json(kind, session.access))
+            return jsonrpc.splice_result(msg["id"], await self.exposure.served_list(kind, session.access))
         local = self.local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))

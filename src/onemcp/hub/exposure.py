@@ -17,8 +17,8 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -69,6 +69,15 @@ def count_tokens(data: bytes | str) -> int:
     return count(data.decode() if isinstance(data, bytes) else data)
 
 
+async def load_counter() -> None:
+    """Load the token counter's vocabulary on a worker thread unless it is in memory (about 0.4 s,
+    which a count on the event loop would make every client wait)."""
+    from onemcp.search import tokens
+
+    if tokens.exact() and not tokens.loaded():
+        await anyio.to_thread.run_sync(tokens.load)
+
+
 def release_counter() -> bool:
     """Give back the token counter's vocabulary (~64 MB) if nothing was counted for a while."""
     tokens = sys.modules.get("onemcp.search.tokens")  # never loaded: nothing to give back
@@ -116,6 +125,26 @@ class ToolExposure:
         full = self.catalog.result_json("tools", access.reach)
         budget = self._config().hub.search_budget
         return "search" if len(full) > budget and self.tokens(full) > budget else "full"  # a token is >= 1 byte
+
+    def needs_count(self, access: Access) -> bool:
+        """Would deciding `access`'s mode now count tokens not counted yet (`auto`, a list over the
+        budget in bytes, not remembered)?"""
+        if self.asked(access) != "auto":
+            return False
+        full = self.catalog.result_json("tools", access.reach)
+        return len(full) > self._config().hub.search_budget and full not in self._counted
+
+    async def ready_to_count(self, accesses: Iterable[Access]) -> None:
+        """Before modes are decided for these requesters: if one needs a count, the vocabulary is
+        loaded off the event loop first (`load_counter`)."""
+        if any(self.needs_count(access) for access in accesses):
+            await load_counter()
+
+    async def served_list(self, kind: str, access: Access) -> bytes:
+        """`list_json`, for a request: a count it needs is prepared off the event loop first."""
+        if kind == "tools":
+            await self.ready_to_count([access])
+        return self.list_json(kind, access)
 
     def list_json(self, kind: str, access: Access) -> bytes:
         """The serialised list `access` sees: the catalog's, except tools in search mode."""
@@ -165,7 +194,19 @@ class ToolExposure:
     def server_tokens(self) -> dict[str, int]:
         """Tokens of each server's tools as a full list of it would carry them (a tool another server's
         of the same name hides from everyone's list is counted: a view of this server shows it)."""
-        return {server: self.tokens(orjson.dumps({"tools": items})) for server, items in self._by_server().items()}
+        current = self._current()
+        if len(current.server_tokens) < len(current.by_server):
+            counted = {s: self.tokens(orjson.dumps({"tools": i})) for s, i in current.by_server.items()}
+            current.server_tokens.update(counted)
+        return current.server_tokens
+
+    async def ready_to_report(self, views: Mapping[str, Reach]) -> None:
+        """Before /health or /metrics: if a list they count was not counted yet, the vocabulary is
+        loaded off the event loop first (`load_counter`)."""
+        lists = [self.catalog.result_json("tools"), *(self.catalog.result_json("tools", r) for r in views.values())]
+        current = self._current()
+        if len(current.server_tokens) < len(current.by_server) or any(d not in self._counted for d in lists):
+            await load_counter()
 
     # ------------------------------------------------------------------ the meta-tools
     def handles(self, access: Access, name: object) -> bool:
@@ -377,3 +418,4 @@ class _Tools:
     owners: dict[str, tuple[str, str, str]]  # key -> (server, upstream name, visible name)
     placed: set[str]  # the first entry's key of each name (without instances: what all see), no meta names
     seen: dict[tuple[Reach, str | None], frozenset[str]]  # (reach, server) -> the keys it sees (`_allowed`)
+    server_tokens: dict[str, int] = field(default_factory=dict)  # server -> tokens of its tools (once asked)

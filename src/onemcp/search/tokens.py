@@ -37,6 +37,12 @@ def _encoding() -> Any:
         return _held
 
 
+def load() -> None:
+    """Have the vocabulary in memory (about 0.4 s when it is not): run on a worker thread, so that the
+    first count on the hub's event loop does not hold every client for that long."""
+    _encoding()
+
+
 def exact() -> bool:
     """Are counts exact o200k counts (else estimates)?"""
     return importlib.util.find_spec("quicktok") is not None

@@ -183,6 +183,8 @@ def train(
     model.train()
     if opts.freeze_words:  # words seen in training would otherwise drift from the ones only unseen servers use
         model.embeddings.word_embeddings.weight.requires_grad_(False)
+    for layer in model.encoder.layer[: opts.freeze_layers]:  # the lower layers as published
+        layer.requires_grad_(False)
     encode = Encoder(model)
     siblings: dict[str, list[str]] = {}
     for label in texts:
@@ -390,6 +392,7 @@ def main() -> None:
     parser.add_argument("--mined", type=int, default=0, help="also one of the N tools words rank highest, wrongly")
     parser.add_argument("--text-drop", type=float, default=0.0, help="share of tool texts shown with words dropped")
     parser.add_argument("--freeze-words", action="store_true", help="keep the word-embedding table as published")
+    parser.add_argument("--freeze-layers", type=int, default=0, help="keep the first N layers as published")
     parser.add_argument("--kinds", action="store_true", help="train on tool vectors moved toward their kind words")
     parser.add_argument("--pack", type=Path, help="only pack this quantized model's word embeddings to 4 bits")
     parser.add_argument(

@@ -399,3 +399,36 @@ async def test_the_token_counter_is_loaded_off_the_event_loop_when_lists_change(
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             assert loading_on and loading_on[0] is not threading.main_thread() and tokens.loaded()
             assert sorted(await auto.tools()) == META
+
+
+async def test_the_index_is_first_built_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first build (the models loaded, every tool indexed: ~0.4 s at 1,000 tools) runs on a worker
+    thread: held here, the hub answers another client meanwhile, then the search it held answers."""
+    import threading
+
+    from onemcp.search.index import SearchIndex
+
+    entered, release = threading.Event(), threading.Event()
+    update = SearchIndex.update
+
+    def held(self: SearchIndex, *args: Any, **kw: Any) -> None:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(DEADLINE)  # on the event loop, this would stop the list below
+        update(self, *args, **kw)
+
+    monkeypatch.setattr(SearchIndex, "update", held)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            searching, other = await h.session(query="exposure=search"), await h.session()
+            found: list[str] = []
+
+            async def search_it() -> None:
+                found.extend(hit_names(text(await searching.ask("tools/call", search("echo a message back")))))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(search_it)
+                await anyio.to_thread.run_sync(entered.wait, DEADLINE)
+                assert "alpha__echo" in await other.tools()  # served while the index is built
+                release.set()
+            assert found and found[0].endswith("__echo"), found

@@ -581,7 +581,7 @@ class Hub:
     async def _warm_search(self) -> None:
         """Build the search index once every server was tried, if clients are likely to search."""
         await self.pool.tried.wait()
-        self.exposure.warm()
+        await self.exposure.warm()
 
     async def _expire_sessions(self) -> None:
         interval = max(0.05, min(60.0, self.config.hub.session_idle_timeout / 2))

@@ -102,6 +102,7 @@ class ToolExposure:
         self._servers: dict[str, list[Item]] = {}
         self._tools: _Tools | None = None
         self._wake: anyio.Event | None = None  # set when the index has texts for the transformer
+        self._building: anyio.Event | None = None  # while `ready_index` builds the index on a thread
         self._drained: anyio.Event | None = None  # set when the worker has encoded all it was woken for
         self.searches = 0
 
@@ -263,7 +264,7 @@ class ToolExposure:
     async def query_vector(self, query: str) -> Any:
         """The query's transformer vector for `find`, encoded on a worker thread (most of a search's few
         ms: the loop serves other requests meanwhile); None while the transformer does not rank."""
-        encode = self.index().query_encoder()
+        encode = (await self.ready_index()).query_encoder()
         return None if encode is None else await anyio.to_thread.run_sync(encode, query)
 
     def find(
@@ -308,13 +309,10 @@ class ToolExposure:
 
     # ------------------------------------------------------------------ the index
     def index(self) -> SearchIndex:
-        """The search index, in step with the catalog's tools (built on first use)."""
+        """The search index, in step with the catalog's tools (built here on first use: `ready_index`
+        builds it on a worker thread instead)."""
         if self._index is None:
-            from onemcp.search.index import SearchIndex
-
-            self._index = SearchIndex(cache_dir(self._config()))
-            if not self._index.semantic:
-                log.warning("tool search runs on words alone: the embedding model is not installed")
+            self._index = _new_index(cache_dir(self._config()))
         tools = self.catalog.items("tools")
         if self._synced is not tools:
             now = self._by_server()
@@ -329,12 +327,35 @@ class ToolExposure:
                 self._wake.set()
         return self._index
 
-    def warm(self) -> None:
+    async def ready_index(self) -> SearchIndex:
+        """`index()`, its first build (loading the models, indexing every tool: about 0.4 s at 1,000
+        tools) done on a worker thread while the event loop serves on; callers meanwhile wait for it."""
+        if self._index is None:
+            if self._building is None:
+                self._building = anyio.Event()
+                try:
+                    tools = self.catalog.items("tools")
+                    now, keys = self._by_server(), self._current().keys
+                    snapshot = [(s, items, self._identity(s), keys[s]) for s, items in now.items()]
+                    with anyio.CancelScope(shield=True):  # a caller giving up does not waste the build
+                        built = await anyio.to_thread.run_sync(_built_index, cache_dir(self._config()), snapshot)
+                    if self._index is None:  # else built in line meanwhile (a caller that could not wait)
+                        self._index, self._servers, self._synced = built, now, tools
+                        if self._wake is not None and built.deep_pending():
+                            self._wake.set()  # the transformer's vectors, on the worker
+                finally:
+                    self._building.set()
+                    self._building = None
+            else:
+                await self._building.wait()
+        return self.index()  # and in step with whatever changed meanwhile
+
+    async def warm(self) -> None:
         """Build the index now if clients are likely to search (the hub calls it once every server was
         tried). A failure is logged, not raised: the hub serves on, and the first search tries again."""
         if self.search_likely():
             try:
-                self.index()
+                await self.ready_index()
             except Exception:  # the top of a background task: logged with its traceback
                 log.exception("tool search: the index could not be built ahead of the first search")
 
@@ -399,6 +420,23 @@ class ToolExposure:
 
     def _definitions(self) -> dict[str, Item]:
         return self._current().definitions
+
+
+def _new_index(directory: Path | None) -> SearchIndex:
+    from onemcp.search.index import SearchIndex
+
+    index = SearchIndex(directory)
+    if not index.semantic:
+        log.warning("tool search runs on words alone: the embedding model is not installed")
+    return index
+
+
+def _built_index(directory: Path | None, servers: list[tuple[str, list[Item], str, list[str]]]) -> SearchIndex:
+    """A new index of these servers' tools (on a worker thread: nothing else holds it yet)."""
+    index = _new_index(directory)
+    for server, items, about, keys in servers:
+        index.update(server, items, about=about, keys=keys)
+    return index
 
 
 def entry_key(server: str, visible: str) -> str:

@@ -105,7 +105,10 @@ class EmbeddingCache:
             directory.mkdir(parents=True, exist_ok=True)
             # read and written on the event loop: a file another process holds locked is skipped at
             # once (vectors encoded again, or not kept), never waited on for sqlite's default 5 s
-            self._db = sqlite3.connect(directory / "embeddings.sqlite3", isolation_level=None, timeout=LOCK_WAIT)
+            # opened where the index is built (a worker thread, in the hub), used where it is kept: one at a time
+            self._db = sqlite3.connect(
+                directory / "embeddings.sqlite3", isolation_level=None, timeout=LOCK_WAIT, check_same_thread=False
+            )
             self._db.execute("PRAGMA cache_size = -256")  # KiB: vectors are read once, kept in memory above
             with contextlib.suppress(sqlite3.Error):  # a read-only file keeps its mode, and is still read
                 # a write-ahead log, synced at checkpoints only: a batch's commit on the loop takes ~0.2 ms,

@@ -343,6 +343,8 @@ class ToolExposure:
                         self._index, self._servers, self._synced = built, now, tools
                         if self._wake is not None and built.deep_pending():
                             self._wake.set()  # the transformer's vectors, on the worker
+                    else:
+                        built.cache.close()
                 finally:
                     self._building.set()
                     self._building = None

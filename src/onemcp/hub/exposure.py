@@ -42,6 +42,7 @@ SEARCH_LIST = orjson.dumps({"tools": meta.META_TOOLS})
 MAX_COUNTED = 256  # token counts remembered (one per distinct serialised list)
 MAX_SEEN = 256  # requesters' sets of visible tools kept (one per distinct reach and server searched)
 SPREAD_FROM = 64  # tools waiting for the transformer from which their encoding takes every core it may
+QUERY_THREADS = 2  # worker threads that encode queries (the model runs two at once: deep.WORKERS)
 
 
 def cache_dir(config: HubConfig) -> Path | None:
@@ -103,6 +104,7 @@ class ToolExposure:
         self._tools: _Tools | None = None
         self._wake: anyio.Event | None = None  # set when the index has texts for the transformer
         self._building: anyio.Event | None = None  # while `ready_index` builds the index on a thread
+        self._encoding: anyio.CapacityLimiter | None = None  # the worker threads queries are encoded on
         self._drained: anyio.Event | None = None  # set when the worker has encoded all it was woken for
         self.searches = 0
 
@@ -265,7 +267,11 @@ class ToolExposure:
         """The query's transformer vector for `find`, encoded on a worker thread (most of a search's few
         ms: the loop serves other requests meanwhile); None while the transformer does not rank."""
         encode = (await self.ready_index()).query_encoder()
-        return None if encode is None else await anyio.to_thread.run_sync(encode, query)
+        if encode is None:
+            return None
+        if self._encoding is None:  # a flood of searches waits here, not in the threads everything else shares
+            self._encoding = anyio.CapacityLimiter(QUERY_THREADS)
+        return await anyio.to_thread.run_sync(encode, query, limiter=self._encoding)
 
     def find(
         self, query: str, limit: int, allowed: frozenset[str], vector: Any = None

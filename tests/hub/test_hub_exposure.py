@@ -7,7 +7,8 @@ added upstream, a server removed by a reload), and bad input to the meta-tools a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,7 +17,7 @@ import pytest
 
 from onemcp.config.model import HubConfig
 from onemcp.search import meta
-from support.inprocess import InProcessHub, fixture, inprocess_hub, tool_call
+from support.inprocess import InProcessHub, LegacySession, fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
@@ -223,6 +224,29 @@ async def test_a_search_mode_session_hears_no_tools_list_changed_for_upstream_ch
             assert session_seen(h) == before  # its tools list (the meta-tools) did not change
 
 
+async def held_search(
+    session: LegacySession,
+    entered: threading.Event,
+    release: threading.Event,
+    meanwhile: Callable[[], Awaitable[None]],
+) -> list[str]:
+    """A search whose work the test holds on its thread (`entered` once there, until `release`):
+    `meanwhile` runs while it waits; then the search's hits, best first."""
+    found: list[str] = []
+
+    async def searching() -> None:
+        found.extend(hit_names(text(await session.ask("tools/call", search("echo a message back")))))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(searching)
+        await anyio.to_thread.run_sync(entered.wait, DEADLINE)
+        try:
+            await meanwhile()
+        finally:
+            release.set()
+    return found
+
+
 def session_seen(h: InProcessHub) -> dict[str, dict[str, int]]:
     return {s.id: dict(s.seen) for s in h.app.hub.sessions if s.access.exposure == "search"}
 
@@ -328,8 +352,6 @@ async def test_a_hub_that_serves_search_builds_its_index_before_the_first_search
 
 async def test_a_search_encodes_its_query_off_the_event_loop() -> None:
     """While one search's query is being encoded (held here), the hub answers other requests."""
-    import threading
-
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:
             session = await h.session()
@@ -346,20 +368,13 @@ async def test_a_search_encodes_its_query_off_the_event_loop() -> None:
                 return encode(texts)
 
             model.encode = held  # type: ignore[method-assign]
-            found: list[str] = []
 
-            async def searching() -> None:
-                found.extend(hit_names(text(await session.ask("tools/call", search("echo a message back")))))
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(searching)
-                await anyio.to_thread.run_sync(entered.wait, DEADLINE)
+            async def meanwhile() -> None:
                 # on threads of its own: a flood of searches does not take the ones the rest of the hub uses
-                try:
-                    assert anyio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
-                    assert sorted(await (await h.session()).tools()) == META  # served while the search encodes
-                finally:
-                    release.set()
+                assert anyio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
+                assert sorted(await (await h.session()).tools()) == META  # served while the search encodes
+
+            found = await held_search(session, entered, release, meanwhile)
             assert found and found[0].endswith("__echo"), found
 
 
@@ -369,8 +384,6 @@ async def test_the_token_counter_is_loaded_off_the_event_loop_when_lists_change(
     """An `auto` session's mode rests on a token count; after a quiet minute the counter's vocabulary
     (~0.4 s to load) is given back. A list change then loads it on a worker thread (held here) while
     the hub answers other requests, and the change is announced once it is loaded."""
-    import threading
-
     import quicktok
 
     from onemcp.search import tokens
@@ -408,8 +421,6 @@ async def test_the_token_counter_is_loaded_off_the_event_loop_when_lists_change(
 async def test_the_index_is_first_built_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first build (the models loaded, every tool indexed: ~0.4 s at 1,000 tools) runs on a worker
     thread: held here, the hub answers another client meanwhile, then the search it held answers."""
-    import threading
-
     from onemcp.search.index import SearchIndex
 
     entered, release = threading.Event(), threading.Event()
@@ -425,14 +436,9 @@ async def test_the_index_is_first_built_off_the_event_loop(monkeypatch: pytest.M
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, NO_CACHE) as h:
             searching, other = await h.session(query="exposure=search"), await h.session()
-            found: list[str] = []
 
-            async def search_it() -> None:
-                found.extend(hit_names(text(await searching.ask("tools/call", search("echo a message back")))))
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(search_it)
-                await anyio.to_thread.run_sync(entered.wait, DEADLINE)
+            async def meanwhile() -> None:
                 assert "alpha__echo" in await other.tools()  # served while the index is built
-                release.set()
+
+            found = await held_search(searching, entered, release, meanwhile)
             assert found and found[0].endswith("__echo"), found

@@ -471,10 +471,10 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
     def tokens(tools: Any) -> int:  # as the hub sends it: compact JSON
         return count_tokens(json.dumps({"tools": tools}, separators=(",", ":"), ensure_ascii=False))
 
-    groups = inv.by_server()
-    rows = [(server, len(tools), tokens(tools)) for server, tools in groups.items()]
     if _health_counts(inv, target):  # the hub's own per-server count, over the same compact JSON
         rows = [(s, int(h.get("tools", 0)), int(h.get("toolTokens", 0))) for s, h in inv.servers.items()]
+    else:
+        rows = [(server, len(tools), tokens(tools)) for server, tools in inv.by_server().items()]
     full = tokens(inv.tools)
     search = tokens(searching.request("tools/list").get("tools", []))
     if as_json:

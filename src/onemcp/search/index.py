@@ -382,7 +382,7 @@ class SearchIndex:
             if deep_matrix is not None:
                 assert self.transformer is not None
                 if vector is None:
-                    vector = self.transformer.encode([query])[0]
+                    vector = _encode_query(self.transformer, query)
                 self._fuse(fused, deep_matrix @ vector, DEEP_WEIGHT, k, allowed)
             if self.model is not None and matrix is not None:
                 weight = FUSED_STATIC_WEIGHT if deep_ready else SEMANTIC_WEIGHT

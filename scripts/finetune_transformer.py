@@ -395,6 +395,10 @@ def main() -> None:
     parser.add_argument("--freeze-layers", type=int, default=0, help="keep the first N layers as published")
     parser.add_argument("--kinds", action="store_true", help="train on tool vectors moved toward their kind words")
     parser.add_argument("--pack", type=Path, help="only pack this quantized model's word embeddings to 4 bits")
+    parser.add_argument("--save-state", type=Path, help="also save the fine-tuned float weights (torch) here")
+    parser.add_argument(
+        "--soup", type=Path, nargs="+", help="no training: average these saved weights (a model soup), then export"
+    )
     parser.add_argument(
         "--alpha",
         type=float,
@@ -424,16 +428,35 @@ def main() -> None:
         parser.error(f"--exclude-servers names servers no folder has: {', '.join(sorted(unknown))}")
     pairs = load_pairs(files, texts, excluded)
     print(f"{len(pairs)} training pairs from {len(files)} files, {len(excluded)} servers left out", flush=True)
-    if opts.epochs == 0:
+    if opts.soup:
+        model = soup(opts.soup)
+    elif opts.epochs == 0:
         from transformers import BertModel
 
         model = BertModel.from_pretrained(str(model_dir())).eval()
     else:
         mined = mine(pairs, texts, opts.servers, excluded, opts.mined) if opts.mined else {}
         model = train(pairs, texts, kinds if opts.kinds else {}, mined, opts)
+        if opts.save_state:
+            torch.save(model.state_dict(), opts.save_state)
     for n, alpha in enumerate(opts.alpha):
         out = opts.out if n == 0 else opts.out.with_name(f"{opts.out.stem}-alpha{alpha:g}{opts.out.suffix}")
-        export(model if alpha == 1 or opts.epochs == 0 else interpolated(model, alpha), out)
+        export(model if alpha == 1 or (opts.epochs == 0 and not opts.soup) else interpolated(model, alpha), out)
+
+
+def soup(states: list[Path]) -> Any:
+    """The published network with the mean of these saved fine-tuned weights (runs of other seeds)."""
+    import torch
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(str(model_dir())).eval()
+    loaded = [torch.load(path) for path in states]
+    state = model.state_dict()
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            state[name] = sum(s[name] for s in loaded) / len(loaded)
+    model.load_state_dict(state)
+    return model
 
 
 def interpolated(model: Any, alpha: float) -> Any:

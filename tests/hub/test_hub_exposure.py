@@ -229,13 +229,14 @@ async def held_search(
     entered: threading.Event,
     release: threading.Event,
     meanwhile: Callable[[], Awaitable[None]],
+    query: str = "echo a message back",
 ) -> list[str]:
     """A search whose work the test holds on its thread (`entered` once there, until `release`):
     `meanwhile` runs while it waits; then the search's hits, best first."""
     found: list[str] = []
 
     async def searching() -> None:
-        found.extend(hit_names(text(await session.ask("tools/call", search("echo a message back")))))
+        found.extend(hit_names(text(await session.ask("tools/call", search(query)))))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(searching)
@@ -442,3 +443,90 @@ async def test_the_index_is_first_built_off_the_event_loop(monkeypatch: pytest.M
 
             found = await held_search(searching, entered, release, meanwhile)
             assert found and found[0].endswith("__echo"), found
+
+
+@pytest.mark.parametrize("work", ["prepare", "_settled"])
+async def test_a_changed_server_is_indexed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch, work: str) -> None:
+    """After an upstream's tools change, the next search reads that server's tools (`prepare`: ~0.2 ms
+    a tool) and builds what ranking needs (`_settled`: BM25's postings, the vector matrix; 10-30 ms at
+    1,000 tools) on a worker thread: held there, the hub answers another client meanwhile, and the
+    search then finds the new tool."""
+    from onemcp.search import index as search_index
+
+    entered, release, armed = threading.Event(), threading.Event(), threading.Event()
+    ran_on: list[threading.Thread] = []
+    real = getattr(search_index, work)
+
+    def held(*args: Any, **kw: Any) -> Any:
+        if armed.is_set() and not entered.is_set():
+            ran_on.append(threading.current_thread())
+            entered.set()
+            assert release.wait(DEADLINE)  # on the event loop, this would stop the list below
+        return real(*args, **kw)
+
+    monkeypatch.setattr(search_index, work, held)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:
+            session, full = await h.session(), await h.session(query="exposure=full")
+            assert hit_names(text(await session.ask("tools/call", search("echo a message back"))))  # built
+            await h.app.hub.exposure.transformer_settled()
+            added = await session.ask("tools/call", tool_call("alpha__add_tool", name="quaternion_gyroscope"))
+            assert "result" in added, added
+            with anyio.fail_after(5):
+                while "alpha__quaternion_gyroscope" not in await full.tools():
+                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
+            armed.set()
+
+            async def meanwhile() -> None:
+                assert "alpha__quaternion_gyroscope" in await full.tools()  # served while the index changes
+
+            found = await held_search(session, entered, release, meanwhile, "quaternion gyroscope")
+            assert found and found[0] == "alpha__quaternion_gyroscope", found
+            assert ran_on and ran_on[0] is not threading.main_thread()
+
+
+async def test_a_first_request_that_is_a_meta_tool_call_loads_the_counter_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 2026 client's first request may be `tools/call search_tools`, with no list or discover
+    before it: whether an `auto` requester may call the meta-tools rests on a count of its list, and
+    a list that changed since the last count needs the counter's vocabulary (~0.4 s to load, given
+    back after a quiet minute). It is loaded on a worker thread (held here) while the hub serves on."""
+    import quicktok
+
+    from onemcp.search import tokens
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "searchBudget": 50}) as h:
+            full = await h.session(query="exposure=full")  # no `auto` session: nothing counts on a change
+            assert "result" in await full.ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
+            with anyio.fail_after(5):
+                while "alpha__newcomer" not in await full.tools():
+                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
+            tokens.release_if_idle(now=float("inf"))  # as after a quiet minute
+            entered, release = threading.Event(), threading.Event()
+            loading_on: list[threading.Thread] = []
+            real = quicktok.Tokenizer
+
+            def held(*args: Any) -> Any:
+                loading_on.append(threading.current_thread())
+                entered.set()
+                assert release.wait(DEADLINE)  # on the event loop, this would stop the list below
+                return real(*args)
+
+            monkeypatch.setattr(quicktok, "Tokenizer", held)
+            replies: list[tuple[int, dict[str, Any]]] = []
+
+            async def calling() -> None:
+                replies.append(await modern_call(h, "", search("echo a message back")))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(calling)
+                await anyio.to_thread.run_sync(entered.wait, DEADLINE)
+                try:
+                    assert "alpha__newcomer" in await full.tools()  # served while the vocabulary loads
+                finally:
+                    release.set()
+            ((status, reply),) = replies
+            assert status == 200 and hit_names(text(reply))[0].endswith("__echo"), reply
+            assert loading_on and loading_on[0] is not threading.main_thread()

@@ -33,7 +33,7 @@ from onemcp.protocol.errors import NotFound
 from onemcp.search import meta
 
 if TYPE_CHECKING:
-    from onemcp.search.index import SearchIndex
+    from onemcp.search.index import Prepared, SearchIndex
     from onemcp.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("onemcp.search")
@@ -210,6 +210,8 @@ class ToolExposure:
         current = self._current()
         if len(current.server_tokens) < len(current.by_server) or any(d not in self._counted for d in lists):
             await load_counter()
+        if self._index is not None:  # the report's index figures, in step, without a change read on the loop
+            await self.ready_index()
 
     # ------------------------------------------------------------------ the meta-tools
     def handles(self, access: Access, name: object) -> bool:
@@ -271,7 +273,9 @@ class ToolExposure:
             return None
         if self._encoding is None:  # a flood of searches waits here, not in the threads everything else shares
             self._encoding = anyio.CapacityLimiter(QUERY_THREADS)
-        return await anyio.to_thread.run_sync(encode, query, limiter=self._encoding)
+        vector = await anyio.to_thread.run_sync(encode, query, limiter=self._encoding)
+        await self.ready_index()  # a change meanwhile is read off the loop too, not by `find`
+        return vector
 
     def find(
         self, query: str, limit: int, allowed: frozenset[str], vector: Any = None
@@ -315,27 +319,38 @@ class ToolExposure:
 
     # ------------------------------------------------------------------ the index
     def index(self) -> SearchIndex:
-        """The search index, in step with the catalog's tools (built here on first use: `ready_index`
-        builds it on a worker thread instead)."""
+        """The search index, in step with the catalog's tools, changed here and now if it is not (on
+        the event loop: `ready_index` reads the changed servers' tools on a worker thread instead)."""
         if self._index is None:
             self._index = _new_index(cache_dir(self._config()))
-        tools = self.catalog.items("tools")
-        if self._synced is not tools:
-            now = self._by_server()
-            for gone in set(self._servers) - set(now):
-                self._index.remove(gone)
-            keys = self._current().keys
-            for server, items in now.items():
-                if self._servers.get(server) != items:
-                    self._index.update(server, items, about=self._identity(server), keys=keys[server])
-            self._servers, self._synced = now, tools
-            if self._wake is not None and self._index.deep_pending():
-                self._wake.set()
+        if self._synced is not self.catalog.items("tools"):
+            gone, changed, now, tools = self._changes()
+            self._install(gone, _prepared(changed), now, tools)
         return self._index
 
+    def _changes(self) -> tuple[set[str], list[tuple[str, list[Item], str, list[str]]], dict[str, list[Item]], Any]:
+        """What the index lacks now: the servers gone, the changed servers' (server, tools, identity,
+        keys) for `prepare`, and what to remember once installed (the tools by server, the list)."""
+        tools = self.catalog.items("tools")
+        now, keys = self._by_server(), self._current().keys
+        changed = [(s, items, self._identity(s), keys[s]) for s, items in now.items() if self._servers.get(s) != items]
+        return set(self._servers) - set(now), changed, now, tools
+
+    def _install(self, gone: set[str], prepared: list[Prepared], now: dict[str, list[Item]], tools: Any) -> None:
+        assert self._index is not None
+        for server in gone:
+            self._index.remove(server)
+        for ready in prepared:
+            self._index.install(ready)
+        self._servers, self._synced = now, tools
+        if self._wake is not None and self._index.deep_pending():
+            self._wake.set()
+
     async def ready_index(self) -> SearchIndex:
-        """`index()`, its first build (loading the models, indexing every tool: about 0.4 s at 1,000
-        tools) done on a worker thread while the event loop serves on; callers meanwhile wait for it."""
+        """`index()` with the costly parts on worker threads while the event loop serves on (callers
+        meanwhile wait): the first build (loading the models, indexing every tool: about 0.4 s at
+        1,000 tools), reading the tools of servers that changed since (about 0.2 ms a tool), and
+        what a search builds first after a change (BM25's postings, the vector matrices)."""
         if self._index is None:
             if self._building is None:
                 self._building = anyio.Event()
@@ -356,7 +371,27 @@ class ToolExposure:
                     self._building = None
             else:
                 await self._building.wait()
-        return self.index()  # and in step with whatever changed meanwhile
+        while self._synced is not self.catalog.items("tools"):  # changed since: read on a worker thread
+            if self._building is not None:
+                await self._building.wait()  # one change at a time; then look again
+                continue
+            self._building = anyio.Event()
+            try:
+                gone, changed, now, tools = self._changes()
+                with anyio.CancelScope(shield=True):
+                    prepared = await anyio.to_thread.run_sync(_prepared, changed)
+                self._install(gone, prepared, now, tools)
+            finally:
+                self._building.set()
+                self._building = None
+        await self._settle()
+        return self.index()  # in step with anything that changed in the last instant
+
+    async def _settle(self) -> None:
+        """Build what the next search would build first (BM25's postings, the vector matrices: 10-30 ms
+        at 1,000 tools) on a worker thread."""
+        if self._index is not None and (work := self._index.settling()) is not None:
+            self._index.settle(await anyio.to_thread.run_sync(work))
 
     async def warm(self) -> None:
         """Build the index now if clients are likely to search (the hub calls it once every server was
@@ -399,6 +434,7 @@ class ToolExposure:
                 await anyio.to_thread.run_sync(deep.release_memory)
                 if index.transformer is not None:
                     log.info("tool search: the transformer ranks %d tools", len(index))
+                    await self._settle()  # the new vectors' matrix, before a search needs it
             drained, self._drained = self._drained, anyio.Event()
             drained.set()
 
@@ -444,7 +480,16 @@ def _built_index(directory: Path | None, servers: list[tuple[str, list[Item], st
     index = _new_index(directory)
     for server, items, about, keys in servers:
         index.update(server, items, about=about, keys=keys)
+    if (work := index.settling()) is not None:
+        index.settle(work())
     return index
+
+
+def _prepared(changed: list[tuple[str, list[Item], str, list[str]]]) -> list[Prepared]:
+    """`prepare` for each changed server (on a worker thread: it reads only its arguments)."""
+    from onemcp.search.index import prepare
+
+    return [prepare(*args) for args in changed]
 
 
 def entry_key(server: str, visible: str) -> str:

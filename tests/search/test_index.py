@@ -142,6 +142,32 @@ def test_the_transformer_ranks_once_every_tool_has_its_vector() -> None:
     assert not index.deep_ready and index.deep_pending() == 1  # only the changed definition waits
 
 
+@pytest.mark.parametrize("transformer", [True, False])
+def test_what_a_search_builds_first_can_be_built_elsewhere_and_is_dropped_if_stale(transformer: bool) -> None:
+    """`settling` hands out the postings and matrices to build on another thread; `settle` installs
+    them only if the index did not change meanwhile, and searches rank exactly as if built in line."""
+    inline, index = build(transformer=transformer), build(transformer=transformer)
+    for built in (inline, index):
+        if transformer:
+            built.fill_deep()
+    work = index.settling()
+    assert work is not None
+    index.settle(work())
+    assert index.lexical.built and index.settling() is None  # nothing left for the next search to build
+    for query in ("what time is it in Tokyo", "list the files in a folder", "email the team"):
+        assert index.search(query) == inline.search(query), query
+    stale = index.settling()
+    assert stale is None
+    index.update("git", GIT)  # a change between the snapshot and `settle`
+    stale = index.settling()
+    assert stale is not None
+    result = stale()
+    index.update("mail", [])
+    index.settle(result)  # built from tools the index no longer has: dropped
+    assert not index.lexical.built
+    assert "mail__send_email" not in names(index, "send an email message", limit=10)
+
+
 def test_transformer_vectors_are_cached_and_a_restart_encodes_nothing(tmp_path: Path) -> None:
     index = build(tmp_path)
     index.fill_deep()

@@ -112,7 +112,8 @@ class Prepared:
 class Settled:
     """What `SearchIndex.settling`'s function built, for `settle`."""
 
-    generation: int  # the index's when the snapshot was taken
+    tools_generation: int  # the index's when the snapshot was taken (`SearchIndex.tools_generation`)
+    generation: int  # (`SearchIndex.generation`)
     postings: tuple[Postings, float] | None
     names: list[str]  # the matrices' rows
     static: Any
@@ -162,6 +163,7 @@ def _matrix(tools: Mapping[str, _Tool], vectors: Mapping[str, Any], names: Seque
 
 
 def _settled(
+    tools_generation: int,
     generation: int,
     lexical: dict[str, Document] | None,
     tools: dict[str, _Tool],
@@ -172,6 +174,7 @@ def _settled(
     """`SearchIndex.settling`'s work, on snapshots (any thread)."""
     names = list(tools)
     return Settled(
+        tools_generation,
         generation,
         None if lexical is None else postings(lexical),
         names,
@@ -287,7 +290,8 @@ class SearchIndex:
         self._deep: dict[str, Any] = {}  # digest -> transformer vector
         self._deep_todo: dict[str, str] = {}  # digest -> text still to encode
         self._deep_matrix: Any = None
-        self.generation = 0  # counts changes to the tools and their vectors (`settling`)
+        self.tools_generation = 0  # counts changes to the tools (`settling`)
+        self.generation = 0  # counts changes to the tools and to their vectors
         self.deep_embedded = 0  # texts the transformer encoded (not found in a cache)
 
     @property
@@ -332,6 +336,7 @@ class SearchIndex:
     def _changed(self) -> None:
         """The tools or their vectors changed: what searches build from them is built again."""
         self._matrix = self._deep_matrix = None
+        self.tools_generation += 1
         self.generation += 1
 
     def _kind_of(self, kind: str, pending: dict[str, str]) -> str:
@@ -434,15 +439,18 @@ class SearchIndex:
         memory = dict(self._memory) if static else None
         vectors = dict(self._deep) if transformer else None
         dims = self.model.dims if self.model is not None else deep.DIMS
-        return functools.partial(_settled, self.generation, lexical, tools, memory, vectors, dims)
+        generations = (self.tools_generation, self.generation)
+        return functools.partial(_settled, *generations, lexical, tools, memory, vectors, dims)
 
     def settle(self, settled: Settled) -> None:
         """Install what `settling`'s function built, unless the index changed since (then a search
         builds it, or a later `settling`)."""
+        if settled.tools_generation != self.tools_generation:
+            return
+        if settled.postings is not None:  # new vectors meanwhile do not change the words
+            self.lexical.adopt(settled.postings)
         if settled.generation != self.generation:
             return
-        if settled.postings is not None:
-            self.lexical.adopt(settled.postings)
         if settled.static is not None or settled.transformer is not None:
             # nothing changed since the snapshot: a matrix kept meanwhile has the same rows, in this order
             self._names = settled.names

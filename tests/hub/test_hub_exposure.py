@@ -379,14 +379,31 @@ async def test_a_search_encodes_its_query_off_the_event_loop() -> None:
             assert found and found[0].endswith("__echo"), found
 
 
+def held_vocabulary(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event, list[threading.Thread]]:
+    """The counter's next vocabulary load, held on its thread (`entered` once there, until `release`);
+    the threads it ran on."""
+    import quicktok
+
+    entered, release = threading.Event(), threading.Event()
+    loading_on: list[threading.Thread] = []
+    real = quicktok.Tokenizer
+
+    def held(*args: Any) -> Any:
+        loading_on.append(threading.current_thread())
+        entered.set()
+        assert release.wait(DEADLINE)  # on the event loop, this would stop what the test asks meanwhile
+        return real(*args)
+
+    monkeypatch.setattr(quicktok, "Tokenizer", held)
+    return entered, release, loading_on
+
+
 async def test_the_token_counter_is_loaded_off_the_event_loop_when_lists_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An `auto` session's mode rests on a token count; after a quiet minute the counter's vocabulary
     (~0.4 s to load) is given back. A list change then loads it on a worker thread (held here) while
     the hub answers other requests, and the change is announced once it is loaded."""
-    import quicktok
-
     from onemcp.search import tokens
 
     with anyio.fail_after(DEADLINE):
@@ -396,17 +413,7 @@ async def test_the_token_counter_is_loaded_off_the_event_loop_when_lists_change(
             full = await h.session(query="exposure=full")
             assert "alpha__echo" in await full.tools()
             assert tokens.release_if_idle(now=float("inf"))  # as after a quiet minute
-            entered, release = threading.Event(), threading.Event()
-            loading_on: list[threading.Thread] = []
-            real = quicktok.Tokenizer
-
-            def held(*args: Any) -> Any:
-                loading_on.append(threading.current_thread())
-                entered.set()
-                assert release.wait(DEADLINE)  # on the event loop, this would stop the list below
-                return real(*args)
-
-            monkeypatch.setattr(quicktok, "Tokenizer", held)
+            entered, release, loading_on = held_vocabulary(monkeypatch)
             assert "result" in await full.ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
             await anyio.to_thread.run_sync(entered.wait, DEADLINE)
             assert "alpha__newcomer" in await full.tools()  # served while the vocabulary loads
@@ -492,8 +499,6 @@ async def test_a_first_request_that_is_a_meta_tool_call_loads_the_counter_off_th
     before it: whether an `auto` requester may call the meta-tools rests on a count of its list, and
     a list that changed since the last count needs the counter's vocabulary (~0.4 s to load, given
     back after a quiet minute). It is loaded on a worker thread (held here) while the hub serves on."""
-    import quicktok
-
     from onemcp.search import tokens
 
     with anyio.fail_after(DEADLINE):
@@ -504,17 +509,7 @@ async def test_a_first_request_that_is_a_meta_tool_call_loads_the_counter_off_th
                 while "alpha__newcomer" not in await full.tools():
                     await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
             tokens.release_if_idle(now=float("inf"))  # as after a quiet minute
-            entered, release = threading.Event(), threading.Event()
-            loading_on: list[threading.Thread] = []
-            real = quicktok.Tokenizer
-
-            def held(*args: Any) -> Any:
-                loading_on.append(threading.current_thread())
-                entered.set()
-                assert release.wait(DEADLINE)  # on the event loop, this would stop the list below
-                return real(*args)
-
-            monkeypatch.setattr(quicktok, "Tokenizer", held)
+            entered, release, loading_on = held_vocabulary(monkeypatch)
             replies: list[tuple[int, dict[str, Any]]] = []
 
             async def calling() -> None:

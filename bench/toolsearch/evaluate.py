@@ -177,6 +177,7 @@ def main() -> None:
         if rank is None or rank >= 5:
             misses.append((q["id"], q["query"], sorted(wanted), [h.name for h in hits[:3]]))
 
+    change_ms = change_on_loop(idx, named)
     full_tokens = count_json({"tools": [t for tools in named.values() for t in tools]})
     example = idx.search(queries[0]["query"], limit=5)
     result_text = render_hits(queries[0]["query"], [definitions[h.name] for h in example], total_tools)
@@ -209,6 +210,7 @@ def main() -> None:
         },
         "search_ms": {"p50": statistics.median(ms), "p95": ms[int(0.95 * (len(ms) - 1))]},
         "build_s": {"model_load": model_s, "cold": cold, "cold_transformer": cold_deep, "warm": warm},
+        "change_ms": change_ms,
         "rss_mb": {"start": rss_start, "end": rss_end, "growth": rss_end - rss_start, "tokenizer": rss_tokenizer},
     }
     if args.json:
@@ -234,12 +236,50 @@ def main() -> None:
         f" transformer vectors {cold_deep:.2f} s more ({deep.WORKERS} threads), warm {warm:.3f} s"
     )
     print(
+        f"one server's change ({change_ms['tools']} tools), median of 5: {change_ms['inline']:.1f} ms if indexed"
+        f" in line, {change_ms['loop']:.1f} ms on the event loop as the hub does it (the rest on a worker thread)"
+    )
+    print(
         f"RSS: {rss_start:.0f} MB -> {rss_end:.0f} MB with model and index (+{rss_end - rss_start:.0f} MB);"
         f" the o200k token counter, loaded apart, +{rss_tokenizer:.0f} MB"
     )
     print(f"{len(misses)} queries not in the top 5, e.g.:")
     for qid, text, wanted, got in misses[: args.misses]:
         print(f"  {qid} {text!r}: want {wanted[:2]} got {got}")
+
+
+def change_on_loop(idx: Any, named: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """The time one server's new tools list costs where the index lives, for the biggest server: in
+    line (`update`, then what the next search builds first) against the hub's way (`prepare` and the
+    builds on a worker thread; `install`, the snapshot for `settling` and `settle` on the event loop).
+    Median of 5 of each; every vector is cached by then, so nothing is encoded."""
+    from onemcp.search import index
+
+    server = max(named, key=lambda s: len(named[s]))
+    encode = idx.query_encoder()
+    vector = encode("warm up") if encode is not None else None  # as the hub: encoded on a worker thread
+    inline, loop = [], []
+    for _ in range(5):
+        started = time.perf_counter()
+        idx.update(server, named[server])
+        idx.search("warm up", limit=5, vector=vector)  # with what the first search after a change builds
+        inline.append(time.perf_counter() - started)
+        prepared = index.prepare(server, named[server])  # a worker thread's
+        started = time.perf_counter()
+        idx.install(prepared)
+        work = idx.settling()
+        on_loop = time.perf_counter() - started
+        settled = work() if work is not None else None  # a worker thread's
+        started = time.perf_counter()
+        if settled is not None:
+            idx.settle(settled)
+        idx.search("warm up", limit=5, vector=vector)  # then a search as any other
+        loop.append(on_loop + time.perf_counter() - started)
+    return {
+        "tools": len(named[server]),
+        "inline": 1000 * statistics.median(inline),
+        "loop": 1000 * statistics.median(loop),
+    }
 
 
 if __name__ == "__main__":

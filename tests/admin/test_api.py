@@ -129,6 +129,16 @@ async def test_what_the_actions_do(tmp_path: Path) -> None:
             found = (await http.get("/tools", params={"q": "echo a message", "server": "beta"})).json()
             assert found["tools"] and all(t["server"] == "beta" for t in found["tools"])
             assert found["tools"][0]["inputSchema"]["type"] == "object" and found["tools"][0]["tokens"] > 0
+            for params, status, complaint in (
+                ({"limit": "many"}, 400, "limit"),
+                ({"limit": "0"}, 400, "limit"),
+                ({"limit": "1001"}, 400, "limit"),
+                ({"query": "echo"}, 400, "unknown parameter(s): query"),
+                ({"q": "echo", "server": "gamma"}, 404, "no server 'gamma'"),
+            ):
+                refused = await http.get("/tools", params=params)
+                assert refused.status_code == status and complaint in refused.json()["error"], (params, refused.text)
+            assert len((await http.get("/tools", params={"limit": "1"})).json()["tools"]) == 1
             called = (await http.post("/tools/beta__echo/call", json={"arguments": {"message": "hello"}})).json()
             assert called["result"]["content"][0]["text"] == "hello"
             missing = (await http.post("/tools/beta__nope/call", json={"arguments": {}})).json()

@@ -43,6 +43,8 @@ from onemcp.reload import Reloader
 
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024
+TOOLS_QUERY = ("q", "server", "limit")  # GET /tools
+MAX_LIMIT = 1000  # tools in one answer of GET /tools
 audit = logging.getLogger("onemcp.audit")
 log = logging.getLogger("onemcp.admin")
 
@@ -309,9 +311,19 @@ class AdminApi:
     # ------------------------------------------------------------------ tools
     async def tools(self, request: Request) -> dict[str, Any]:
         query = request.query
-        server, text = query.get("server"), query.get("q", "").strip()
-        limit = min(max(int(query.get("limit", "50") or 50), 1), 1000) if query.get("limit", "50").isdigit() else 50
-        placed = [(item, owner) for item, owner, _ in self.hub.catalog.placed("tools") if server in (None, owner)]
+        unknown = set(query).difference(TOOLS_QUERY)
+        if unknown:
+            raise ApiError(
+                400, f"unknown parameter(s): {', '.join(sorted(unknown))}; expected: {', '.join(TOOLS_QUERY)}"
+            )
+        server, text, limit_text = query.get("server"), query.get("q", "").strip(), query.get("limit", "50")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+            raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit_text!r}")
+        limit = int(limit_text)
+        every = self.hub.catalog.placed("tools")
+        if server is not None and server not in {owner for _, owner, _ in every} | set(self.hub.config.servers):
+            raise ApiError(404, f"no server {server!r}")
+        placed = [(item, owner) for item, owner, _ in every if server in (None, owner)]
         tokens = self.hub.exposure.tool_tokens
         if text:
             exposure = self.hub.exposure

@@ -108,6 +108,40 @@ async def test_bad_selectors_are_400() -> None:
                 assert r.status_code == 400 and text in r.json()["error"]["message"], query
 
 
+MODERN_LIST = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/list",
+    "params": {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    },
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("entry", ["legacy", "modern", "sse"])
+async def test_an_unknown_query_parameter_is_a_400_at_every_http_entry(entry: str) -> None:
+    """A misspelt selector (`tag=` for `tags=`) would select every tool if ignored: it fails closed."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": SERVERS}) as hub, httpx.AsyncClient() as http:
+            for query in ("tag=net", "tags=net&colour=red"):
+                if entry == "sse":
+                    r = await http.get(f"{hub.base}/sse?{query}", headers={"accept": "text/event-stream"})
+                elif entry == "modern":
+                    headers = {**HEADERS, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/list"}
+                    r = await http.post(f"{hub.url}?{query}", json=MODERN_LIST, headers=headers)
+                else:
+                    r = await http.post(f"{hub.url}?{query}", json=INIT, headers=HEADERS)
+                assert r.status_code == 400, (query, r.text)
+                assert "unknown query parameter(s)" in r.json()["error"]["message"], r.text
+            if entry != "sse":  # the selectors it knows still work
+                r = await http.post(f"{hub.url}?tags=net&exposure=full", json=INIT, headers=HEADERS)
+                assert r.status_code == 200, r.text
+
+
 @pytest.mark.anyio
 async def test_editing_a_preset_tells_only_its_sessions(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"

@@ -16,6 +16,7 @@ from onemcp.config.filters import AnyOf, FilterError, Node, Tag, parse
 from onemcp.config.model import EXPOSURES, Exposure
 
 SELECTORS = ("tags", "filter", "preset")
+PARAMETERS = (*SELECTORS, "exposure")  # what an MCP endpoint's query string may hold
 
 
 class ViewError(ValueError):
@@ -35,6 +36,17 @@ class View:
     def servers(self, tags: Mapping[str, list[str]]) -> frozenset[str]:
         """The servers (by name) this view lets through, given each server's tags."""
         return frozenset(name for name, own in tags.items() if self.node.matches(frozenset(own)))
+
+
+def check_query(query: bytes | str) -> None:
+    """Refuse a query string with a parameter no MCP endpoint takes (ViewError): a misspelt selector
+    (`?tag=red`) would otherwise select every tool, failing open."""
+    text = query.decode("latin-1") if isinstance(query, bytes) else query
+    unknown = sorted(set(parse_qs(text, keep_blank_values=True)) - set(PARAMETERS)) if text else []
+    if unknown:
+        raise ViewError(
+            f"unknown query parameter(s): {', '.join(unknown)}; the MCP endpoint takes {', '.join(PARAMETERS)}"
+        )
 
 
 def from_query(query: bytes | str, presets: Mapping[str, str]) -> View | None:

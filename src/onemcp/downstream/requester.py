@@ -32,6 +32,7 @@ def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Access:
     """The requester's access (Refused: why not, with the HTTP status)."""
     query = scope.get("query_string", b"")
     try:
+        views.check_query(query)
         view = hub.view(query)
         asked = hub.exposure_asked(query)
     except views.ViewError as exc:

@@ -168,8 +168,8 @@ def _settled(
     lexical: dict[str, Document] | None,
     tools: dict[str, _Tool],
     memory: dict[str, Any] | None,
+    static_dims: int,
     vectors: dict[str, Any] | None,
-    dims: int,
 ) -> Settled:
     """`SearchIndex.settling`'s work, on snapshots (any thread)."""
     names = list(tools)
@@ -178,8 +178,8 @@ def _settled(
         generation,
         None if lexical is None else postings(lexical),
         names,
-        None if memory is None else _matrix(tools, memory, names, dims),
-        None if vectors is None else _matrix(tools, vectors, names, dims),
+        None if memory is None else _matrix(tools, memory, names, static_dims),
+        None if vectors is None else _matrix(tools, vectors, names, deep.DIMS),
     )
 
 
@@ -438,9 +438,9 @@ class SearchIndex:
         tools = dict(self._tools)
         memory = dict(self._memory) if static else None
         vectors = dict(self._deep) if transformer else None
-        dims = self.model.dims if self.model is not None else deep.DIMS
+        dims = self.model.dims if self.model is not None else 0
         generations = (self.tools_generation, self.generation)
-        return functools.partial(_settled, *generations, lexical, tools, memory, vectors, dims)
+        return functools.partial(_settled, *generations, lexical, tools, memory, dims, vectors)
 
     def settle(self, settled: Settled) -> None:
         """Install what `settling`'s function built, unless the index changed since (then a search

@@ -525,3 +525,21 @@ async def test_a_first_request_that_is_a_meta_tool_call_loads_the_counter_off_th
             ((status, reply),) = replies
             assert status == 200 and hit_names(text(reply))[0].endswith("__echo"), reply
             assert loading_on and loading_on[0] is not threading.main_thread()
+
+
+async def test_a_catalog_that_never_settles_does_not_hold_a_search_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changes are read off the loop a few rounds per search; a catalog that changes every instant
+    (here: a new tools list each time it is asked) is then read in line, and the search answers."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:
+            session = await h.session()
+            assert hit_names(text(await session.ask("tools/call", search("echo a message back"))))
+            catalog = h.app.hub.exposure.catalog
+            items = catalog.items
+
+            def restless(kind: str) -> Any:
+                return list(items(kind)) if kind == "tools" else items(kind)
+
+            monkeypatch.setattr(catalog, "items", restless)
+            found = hit_names(text(await session.ask("tools/call", search("echo a message back"))))
+            assert found and found[0].endswith("__echo"), found

@@ -43,6 +43,7 @@ MAX_COUNTED = 256  # token counts remembered (one per distinct serialised list)
 MAX_SEEN = 256  # requesters' sets of visible tools kept (one per distinct reach and server searched)
 SPREAD_FROM = 64  # tools waiting for the transformer from which their encoding takes every core it may
 QUERY_THREADS = 2  # worker threads that encode queries (the model runs two at once: deep.WORKERS)
+SYNC_ROUNDS = 4  # changes read off the loop per search: a catalog changing all the time is then read in line
 
 
 def cache_dir(config: HubConfig) -> Path | None:
@@ -371,7 +372,9 @@ class ToolExposure:
                     self._building = None
             else:
                 await self._building.wait()
-        while self._synced is not self.catalog.items("tools"):  # changed since: read on a worker thread
+        for _ in range(SYNC_ROUNDS):  # changed since: read on a worker thread
+            if self._synced is self.catalog.items("tools"):
+                break
             if self._building is not None:
                 await self._building.wait()  # one change at a time; then look again
                 continue
@@ -385,7 +388,7 @@ class ToolExposure:
                 self._building.set()
                 self._building = None
         await self._settle()
-        return self.index()  # in step with anything that changed in the last instant
+        return self.index()  # in step with anything that changed in the last instant (or all along)
 
     async def _settle(self) -> None:
         """Build what the next search would build first (BM25's postings, the vector matrices: 10-30 ms

@@ -108,9 +108,7 @@ class Dispatcher:
             call.origin, call.downstream_id = session, msg["id"]
             session.in_flight[call.downstream_id] = (conn, call)
             return conn, call
-        if method == "tools/call":
-            await self.exposure.ready_to_count([session.access])  # an `auto` mode may rest on a count
-        if method == "tools/call" and self.exposure.handles(session.access, params.get("name")):
+        if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):
             await self.until_started()
             answered = await self.exposure.call(session.access, params)  # call_tool: params now name its target
             if answered is not None:

@@ -215,10 +215,12 @@ class ToolExposure:
             await self.ready_index()
 
     # ------------------------------------------------------------------ the meta-tools
-    def handles(self, access: Access, name: object) -> bool:
-        """Is a tools/call of `name` one of the meta-tools (in search mode, or no tool of that name is in reach)?"""
+    async def handles(self, access: Access, name: object) -> bool:
+        """Is a tools/call of `name` one of the meta-tools (in search mode, or no tool of that name is in
+        reach)? An `auto` mode may rest on a count: prepared off the event loop first (`ready_to_count`)."""
         if not isinstance(name, str) or name not in meta.NAMES:
             return False
+        await self.ready_to_count([access])
         return self.mode(access) == "search" or self.catalog.seen_as("tools", name, access.reach) is None
 
     async def call(self, access: Access, params: dict[str, Any]) -> dict[str, Any] | None:

@@ -318,7 +318,7 @@ class SearchIndex:
         for entry in prepared.entries:
             if entry.name in self._tools:
                 continue
-            self.lexical.add_document(entry.name, entry.document)
+            self.lexical.add(entry.name, entry.document)
             kind = self._kind_of(entry.kind, pending) if entry.kind else ""
             self._tools[entry.name] = _Tool(server, entry.digest, kind, entry.products)
             names.append(entry.name)

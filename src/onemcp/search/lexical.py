@@ -55,10 +55,8 @@ class Bm25:
         self._postings: Postings | None = None
         self._average = 1.0
 
-    def add(self, name: str, fields: Mapping[str, str]) -> None:
-        self.add_document(name, document(fields))
-
-    def add_document(self, name: str, doc: Document) -> None:
+    def add(self, name: str, doc: Document) -> None:
+        """Index a tool by its `document`."""
         self._docs[name] = doc
         self._postings = None
 

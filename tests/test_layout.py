@@ -87,7 +87,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "hub/dispatch.py": ("tests/hub/test_hub_routing.py", "routing by name and URI, unknown names, upstream errors"),
     "hub/events.py": ("tests/hub/test_hub_supervision.py", "a connection's state and lists reaching the catalog"),
     "hub/forward.py": ("tests/hub/test_hub_rewriting.py", "ids, progress and results of a forwarded call"),
-    "hub/instructions.py": ("tests/catalog/test_views.py", "instructions summarise the view (test_instructions_...)"),
     "hub/listeners.py": ("tests/downstream/test_modern.py", "listen streams: tagged list_changed, the graceful end"),
     "hub/replay.py": ("tests/downstream/test_streamable_wire.py", "resumable SSE streams, Last-Event-ID"),
     "hub/state.py": ("tests/downstream/test_streamable_wire.py", "what /health reports of the running hub"),
@@ -120,7 +119,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "upstream/pool.py": ("tests/upstream/test_replicas.py", "slots, replicas, balancing"),
     "upstream/transports/base.py": ("tests/upstream/transports/test_transports_memory.py", "the Transport contract"),
     "upstream/transports/factory.py": ("tests/hub/test_hub_routing.py", "built with an in-memory factory"),
-    "upstream/transports/h1.py": ("tests/upstream/test_http_errors.py", "the HTTP/1.1 client"),
     "upstream/transports/http.py": ("tests/upstream/test_http_errors.py", "Streamable HTTP upstreams"),
     "upstream/transports/sse.py": ("tests/upstream/test_limits.py", "HTTP+SSE upstreams, their limits"),
 }

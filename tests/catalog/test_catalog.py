@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from onemcp.catalog.catalog import Catalog
+from onemcp.catalog.catalog import Catalog, Overrides
+from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.protocol.errors import INVALID_PARAMS, NotFound
 from onemcp.protocol.methods import KIND_BY_METHOD
 from onemcp.protocol.names import NameCodec, PrefixMode
@@ -320,6 +321,53 @@ def test_resolve_name_before_any_list_is_not_found() -> None:
     catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
     with pytest.raises(NotFound):
         catalog.resolve_name("tools", "x")
+
+
+def test_a_single_server_answers_for_unlisted_names_but_not_for_tools_its_rules_hide() -> None:
+    """One unprefixed server may be asked for a tool it did not list (some serve more than they list),
+    but not for one the operator disabled, left out of enabledTools, or renamed (its old name)."""
+    rules = Overrides(disabled=frozenset({"crash"}), aliases={"identity": "whoami"})
+    catalog = Catalog(NameCodec(), PrefixMode.CONDITIONAL)
+    catalog.set_servers(["solo"], {"solo": rules})
+    catalog.update("solo", "tools", tools("echo", "crash", "identity"))
+    assert names(catalog) == ["echo", "whoami"]
+    assert catalog.resolve_name("tools", "whoami") == ("solo", "identity")
+    assert catalog.resolve_name("tools", "unlisted") == ("solo", "unlisted")
+    for hidden in ("crash", "identity"):
+        with pytest.raises(NotFound):
+            catalog.resolve_name("tools", hidden)
+    only = Catalog(NameCodec(), PrefixMode.NEVER)
+    only.set_servers(["solo"], {"solo": Overrides(enabled=frozenset({"echo"}))})
+    only.update("solo", "tools", tools("echo", "other"))
+    with pytest.raises(NotFound):
+        only.resolve_name("tools", "other")
+    assert only.resolve_name("tools", "echo") == ("solo", "echo")
+
+
+def test_a_withheld_tool_is_named_only_to_those_who_reach_its_server() -> None:
+    """ "Tool withheld" says the tool exists: to a requester outside its server, it is "not found"."""
+    catalog = make(PrefixMode.ALWAYS, "a", "b")
+    catalog.update("a", "tools", tools("t"))
+    catalog.update("b", "tools", tools("echo"))
+    catalog.withheld = {"b": {"changed"}}
+    with pytest.raises(NotFound, match="Tool withheld"):
+        catalog.resolve_name("tools", "b__changed")
+    for reach in (Reach(frozenset({"a"})), Reach(frozenset(), frozenset({("b", "echo")}))):
+        with pytest.raises(NotFound) as info:
+            catalog.resolve_name("tools", "b__changed", reach)
+        assert "withheld" not in info.value.message and info.value.data is None
+    with pytest.raises(NotFound, match="Tool withheld"):
+        catalog.resolve_name("tools", "b__changed", Reach(frozenset({"b"})))
+
+
+def test_shown_counts_are_what_a_reach_lists() -> None:
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["a", "b"], {"a": Overrides(disabled=frozenset({"off"}))})
+    catalog.update("a", "tools", tools("t", "u", "off"))
+    catalog.update("b", "tools", tools("x", "y"))
+    catalog.update("b", "prompts", [{"name": "p"}])
+    assert catalog.shown_counts(EVERYTHING) == {"a": {"tools": 2, "prompts": 0}, "b": {"tools": 2, "prompts": 1}}
+    assert catalog.shown_counts(Reach(frozenset(), frozenset({("b", "x")}))) == {"b": {"tools": 1, "prompts": 0}}
 
 
 def test_resolve_listed_uri_prefixed() -> None:

@@ -13,6 +13,7 @@ from mcp import Client
 
 from fixtures.launch import fixture_command
 from onemcp.catalog import repair
+from onemcp.protocol.headers import header_params
 from support.hub import running_hub
 
 
@@ -33,6 +34,29 @@ def test_missing_types_are_mended_and_hopeless_schemas_withheld() -> None:
     assert kept[0] is items[0] and "type" not in items[1]["inputSchema"]  # copies, not edits of the upstream's
     assert set(report.repaired) == {"untyped", "bare", "out"}
     assert set(report.withheld) == {"stringy", "listy", "#6"}
+
+
+def test_tools_with_invalid_header_annotations_are_withheld() -> None:
+    """The spec: a client drops a tool whose x-mcp-header annotations are invalid. A name with CR LF
+    would put the upstream's own header lines into the hub's requests to it; one outside latin-1
+    could not be written at all."""
+
+    def tool(name: str, **props: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "inputSchema": {"type": "object", "properties": props}}
+
+    items = [
+        tool("ok", region={"type": "string", "x-mcp-header": "Region"}, n={"type": "integer"}),
+        tool("crlf", a={"type": "string", "x-mcp-header": "A\r\nX-Injected: 1"}),
+        tool("unicode", a={"type": "string", "x-mcp-header": "Région"}),
+        tool("empty", a={"type": "string", "x-mcp-header": ""}),
+        tool("twice", a={"type": "string", "x-mcp-header": "Acct"}, b={"type": "string", "x-mcp-header": "acct"}),
+        tool("objecty", a={"type": "object", "x-mcp-header": "Blob"}),
+        tool("numbered", a={"type": "string", "x-mcp-header": 7}),
+    ]
+    kept, report = repair.tools(items)
+    assert [t["name"] for t in kept] == ["ok"]
+    assert set(report.withheld) == {"crlf", "unicode", "empty", "twice", "objecty", "numbered"}
+    assert header_params(items) == {"ok": {"region": "Region"}}  # what the transport would send
 
 
 @pytest.mark.anyio

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from fixtures.launch import fixture_command
+from onemcp.hub import replay
 from support.hub import HEADERS, INIT, raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -347,3 +348,37 @@ async def test_a_hub_that_fails_while_serving_is_not_live_and_stops_its_server(m
             status, doc = await live()
             assert status == 503 and doc["live"] is False and "injected" in doc["error"]
             assert server.should_exit
+
+
+def test_events_kept_for_replay_are_bounded_in_bytes_not_only_in_number() -> None:
+    """A message may be megabytes: a session keeps at most replay.MAX_BYTES of events to replay,
+    the oldest forgotten first, but never the newest event of a live stream (one may be following it)."""
+    store = replay.StreamStore()
+    big = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "x" * (1024 * 1024)}}
+    done = store.open("r")
+    done.add(big)
+    done.finish()
+    live = store.open("g")
+    for _ in range(3 * replay.MAX_BYTES // (1024 * 1024)):
+        live.add(big)
+    assert store.bytes <= replay.MAX_BYTES
+    assert store.bytes == sum(len(e) for s in (done, live) for _, e in s.events)
+    assert not done.events and live.after(live.seq - 1)  # the finished stream went first; the newest stays
+    huge = store.open("r")
+    huge.add({**big, "params": {"data": "y" * (2 * replay.MAX_BYTES)}})
+    assert len(huge.events) == 1 and len(live.events) == 1  # over the budget: each live stream keeps its newest
+
+
+async def test_a_session_keeps_a_bounded_client_declaration() -> None:
+    """Each session holds (and saves) its client's capabilities and clientInfo: a client that sends
+    megabytes of them is refused at initialize, and holds no session."""
+    from onemcp.hub.core import MAX_CLIENT_STATE
+
+    bulky = {**INIT["params"], "capabilities": {"experimental": {"x": "y" * MAX_CLIENT_STATE}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            r = await http.post(hub.url, json={**INIT, "params": bulky}, headers=HEADERS)
+            assert r.json()["error"]["code"] == -32602 and str(MAX_CLIENT_STATE) in r.json()["error"]["message"]
+            assert "mcp-session-id" not in r.headers and len(hub.app.hub.sessions) == 0
+            headers = await raw_session(http, hub.url)  # a usual declaration is taken
+            assert (await http.post(hub.url, json=req("ping"), headers=headers)).status_code == 200

@@ -243,12 +243,25 @@ class Catalog:
         per = self._lists.get(server, {})
         return {kind: len(per.get(kind, [])) for kind in KINDS}
 
+    def shown_counts(self, reach: Reach, kinds: tuple[str, ...] = ("tools", "prompts")) -> dict[str, dict[str, int]]:
+        """server -> kind -> how many of its items `reach`'s lists show (rules and scopes applied)."""
+        out: dict[str, dict[str, int]] = {}
+        for kind in kinds:
+            taken: set[str] = set()
+            for _, owner, original, visible in self.entries(kind):
+                if visible not in taken and reach.shows(kind, owner, original):
+                    taken.add(visible)
+                    per = out.setdefault(owner, dict.fromkeys(kinds, 0))
+                    per[kind] += 1
+        return out
+
     def has_lists(self, server: str) -> bool:
         """Does the catalog hold lists of `server` now (it is ready)?"""
         return server in self._lists
 
-    def _withheld(self, kind: str, visible: str) -> NotFound | None:
-        """The error for a tool withheld by its pin (its definition changed, not approved), if `visible` is one."""
+    def _withheld(self, kind: str, visible: str, reach: Reach) -> NotFound | None:
+        """The error for a tool withheld by its pin (its definition changed, not approved), if `visible` is
+        one that `reach` would see (else the caller says "not found": nothing about other servers leaks)."""
         if kind != "tools":
             return None
         for server, tools in self.withheld.items():
@@ -258,6 +271,7 @@ class Catalog:
                 if (
                     server in self._order
                     and self.codec.name(shown_as(server), shown, prefixed=self.prefixed) == visible
+                    and reach.shows(kind, server, tool)
                 ):
                     return NotFound(
                         f"Tool withheld: {visible}: its definition changed since it was approved; an operator"
@@ -266,14 +280,20 @@ class Catalog:
                     )
         return None
 
+    def _unlisted(self, kind: str, name: str) -> bool:
+        """May the one server be asked for `name`, a tool or prompt it did not list? Not a tool its rules
+        hide: disabled, outside enabledTools, or renamed (its old name is not exposed)."""
+        rules = self._overrides.get(self._order[0]) if kind == "tools" else None
+        return rules is None or (rules.exposes(name) and name not in rules.aliases)
+
     def locate_name(self, kind: str, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
         """(server, upstream name) of a visible tool or prompt name: of the servers that have it, the
         first within `reach`, else the first (for the caller to refuse); NotFound when none has it."""
         view = self._views.get(kind)
         found = view.candidates.get(visible) if view is not None else None
-        if not found and self.withheld and (withheld := self._withheld(kind, visible)) is not None:
+        if not found and self.withheld and (withheld := self._withheld(kind, visible, reach)) is not None:
             raise withheld
-        if not found and not self.prefixed and len(self._order) == 1:
+        if not found and not self.prefixed and len(self._order) == 1 and self._unlisted(kind, visible):
             return self._order[0], visible  # one server, names its own: it answers for names it lacks too
         if not found:
             raise missing(kind, visible)

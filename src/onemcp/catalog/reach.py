@@ -47,11 +47,9 @@ class Reach:
             return True
         return any(owner == server for owner, _ in self.tools)
 
-    def touched(self) -> frozenset[str] | None:
-        """Every server it reaches something of (None: all)."""
-        if self.servers is None:
-            return None
-        return self.servers | {owner for owner, _ in self.tools} | {i for i in self.instances if self.touches(i)}
+    def whole(self, server: str) -> bool:
+        """Does it reach all of `server` (its prompts, resources and instructions), not some tools only?"""
+        return self.shows("prompts", server, "")
 
     def within(self, servers: frozenset[str] | None) -> Reach:
         """This reach cut down to `servers` (a view's choice; None leaves it whole)."""

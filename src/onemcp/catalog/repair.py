@@ -4,14 +4,17 @@ Owns one rule set, applied to each upstream's tools list before it joins the agg
 that one server's bad definition cannot make a strict client (the official SDKs validate every
 tool) reject the whole list of every server. Repaired: an `inputSchema` without `type` (or
 without any schema) becomes `type: object`, as the spec requires of a tool's input; the same for
-an `outputSchema` without `type`. Withheld: a tool without a string name, or whose schema is not
-an object schema at all. Both are reported per server (`/health`), never silently.
+an `outputSchema` without `type`. Withheld: a tool without a string name, whose schema is not
+an object schema at all, or whose `x-mcp-header` annotations are invalid (the spec has clients
+drop it). Both are reported per server (`/health`), never silently.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from onemcp.protocol.headers import header_problem
 
 Item = dict[str, Any]
 
@@ -50,6 +53,10 @@ def tools(items: list[Item]) -> tuple[list[Item], Report]:
         name = tool.get("name") if isinstance(tool, dict) else None
         if not isinstance(name, str) or not name:
             report.withheld[f"#{index}"] = "no name"
+            continue
+        problem = header_problem(tool)
+        if problem is not None:
+            report.withheld[name] = problem
             continue
         fixed = tool
         for key, required in (("inputSchema", True), ("outputSchema", False)):

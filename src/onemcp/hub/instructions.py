@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from onemcp.catalog.catalog import Catalog
+from onemcp.catalog.reach import Reach
 from onemcp.config.model import HubConfig
 from onemcp.upstream.pool import Pool
 
@@ -34,24 +35,25 @@ SEARCH_NOTE = (
 )
 
 
-def render_instructions(
-    config: HubConfig, catalog: Catalog, pool: Pool, allowed: frozenset[str] | None, *, search: bool = False
-) -> str:
+def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, reach: Reach, *, search: bool = False) -> str:
+    """As `reach` sees the hub: the servers it touches, with the counts its lists show; a server's own
+    instructions only where it reaches the server whole (a `tool:` grant is that tool, not its server)."""
     summary = []
     sections = []
+    shown = catalog.shown_counts(reach)
     for name in pool.slots:
-        if allowed is not None and name not in allowed:
+        if not reach.touches(name):
             continue
         conn = pool.get(name)
         slot = pool.slots.get(name)
         server = config.servers.get(name) or (slot.config if slot is not None else None)  # or a template instance
         if conn is None or server is None:
             continue
-        counts = catalog.counts(name)
+        counts = shown.get(name, {"tools": 0, "prompts": 0})
         title = conn.server_info.get("title") or conn.server_info.get("name") or name
         summary.append(f"- {name}: {title} ({conn.state}; {counts['tools']} tools, {counts['prompts']} prompts)")
         text = server.instructions if server.instructions is not None else conn.instructions
-        if text:
+        if text and reach.whole(name):
             sections.append(f'<server name="{name}">\n{text.strip()}\n</server>')
     naming = (
         f"Tool and prompt names are `<server>{catalog.codec.separator}<name>`; resource URIs are `<server>+<uri>`."

@@ -3,8 +3,10 @@
 Each SSE stream the hub opens for a session (a POST's reply stream, a GET stream) gets a
 short id; its events get ids ``<stream>-<n>``. A client reconnects with GET and
 ``Last-Event-ID`` and gets the events after that one, then the stream carries on.
-Memory is bounded: at most `MAX_EVENTS` events per stream and `MAX_STREAMS` streams per
-session (the oldest finished streams are forgotten first).
+Memory is bounded: at most `MAX_EVENTS` events per stream, `MAX_STREAMS` streams per
+session (the oldest finished streams are forgotten first) and `MAX_BYTES` of events per session
+(the oldest events are forgotten first: a message may be megabytes, so counting is not enough).
+An event is always sent live; only what a reconnecting client could replay is bounded.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ from onemcp.protocol.jsonrpc import Message
 
 MAX_EVENTS = 512
 MAX_STREAMS = 32
+MAX_BYTES = 8 * 1024 * 1024
 RETRY_MS = 1000
 
 
 class OutStream:
     """One SSE stream's numbered events."""
 
-    def __init__(self, stream_id: str) -> None:
+    def __init__(self, stream_id: str, store: StreamStore | None = None) -> None:
         self.id = stream_id
         self.seq = 0
-        self.events: deque[tuple[int, bytes]] = deque(maxlen=MAX_EVENTS)
+        self.events: deque[tuple[int, bytes]] = deque()
+        self.store = store  # whose byte budget the events count against
         self.done = False
         self._wake: anyio.Event | None = None
 
@@ -39,9 +43,18 @@ class OutStream:
         self.seq += 1
         data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
         event = sse.encode(data, event="message", event_id=f"{self.id}-{self.seq}")
+        if len(self.events) >= MAX_EVENTS:
+            self.forget_oldest()
         self.events.append((self.seq, event))
+        if self.store is not None:
+            self.store.retained(len(event))
         self._notify()
         return event
+
+    def forget_oldest(self) -> None:
+        _, event = self.events.popleft()
+        if self.store is not None:
+            self.store.bytes -= len(event)
 
     def finish(self) -> None:
         self.done = True
@@ -68,17 +81,30 @@ class StreamStore:
     def __init__(self) -> None:
         self._streams: dict[str, OutStream] = {}  # oldest first (a plain dict: every session has one)
         self._next = 0
+        self.bytes = 0  # of the events kept for replay, all streams
 
     def open(self, prefix: str) -> OutStream:
         self._next += 1
-        stream = OutStream(f"{prefix}{self._next}")
+        stream = OutStream(f"{prefix}{self._next}", self)
         self._streams[stream.id] = stream
         if len(self._streams) > MAX_STREAMS:
             for sid, old in list(self._streams.items()):
                 if old.done or sid.startswith("g"):
                     del self._streams[sid]
+                    self.bytes -= sum(len(event) for _, event in old.events)
                     break
         return stream
+
+    def retained(self, size: int) -> None:
+        """`size` more bytes are kept: forget the oldest events (oldest streams first) past MAX_BYTES,
+        but not the newest event of a live stream (a client following it has yet to read it)."""
+        self.bytes += size
+        for stream in list(self._streams.values()):
+            keep = 0 if stream.done else 1
+            while self.bytes > MAX_BYTES and len(stream.events) > keep:
+                stream.forget_oldest()
+            if self.bytes <= MAX_BYTES:
+                return
 
     def find(self, last_event_id: str) -> tuple[OutStream, int] | None:
         """The stream a Last-Event-ID belongs to, and the position after which to replay."""

@@ -7,6 +7,7 @@ what a client sent against the body, and the CLI's modern client writes them too
 from __future__ import annotations
 
 import base64
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the agent CLI's quick path imports this module: no orjson for a type name
@@ -56,13 +57,39 @@ def render_param(value: object) -> str | None:
     return None
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP field name (RFC 9110 token)
+
+
+def header_problem(tool: dict[str, Any]) -> str | None:
+    """Why a tool's `x-mcp-header` annotations are invalid, or None. A client must drop such a tool:
+    a name that is not an HTTP token could not be sent (or would inject a header), and an object or
+    array argument has no header form."""
+    schema = tool.get("inputSchema")
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict):
+        return None
+    seen: set[str] = set()
+    for prop, spec in props.items():
+        if not isinstance(spec, dict) or "x-mcp-header" not in spec:
+            continue
+        name = spec["x-mcp-header"]
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            return f"x-mcp-header of {prop!r} is not an HTTP header name: {str(name)[:40]!r}"
+        if name.lower() in seen:
+            return f"x-mcp-header {name!r} names two arguments"
+        seen.add(name.lower())
+        if spec.get("type") in ("object", "array"):
+            return f"x-mcp-header on {prop!r}, an argument of type {spec['type']}"
+    return None
+
+
 def header_params(tools: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """tool name -> {argument: header name} from the tools' `x-mcp-header` annotations."""
+    """tool name -> {argument: header name} from the tools' valid `x-mcp-header` annotations."""
     out: dict[str, dict[str, str]] = {}
     for tool in tools:
         schema = tool.get("inputSchema")
         props = schema.get("properties") if isinstance(schema, dict) else None
-        if not isinstance(props, dict):
+        if not isinstance(props, dict) or header_problem(tool) is not None:
             continue
         annotated = {
             prop: spec["x-mcp-header"]

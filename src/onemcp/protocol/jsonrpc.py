@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import orjson
 
-from onemcp.protocol.errors import InvalidRequest, ParseError
+from onemcp.protocol.errors import INTERNAL_ERROR, InvalidParams, InvalidRequest, ParseError
 
 Message = dict[str, Any]
 RequestId = int | str
@@ -19,9 +19,49 @@ Kind = Literal["request", "notification", "response"]
 
 loads = orjson.loads
 
+# Levels of nesting a message may have. orjson reads up to 1023 but writes at most 254, so a
+# message between the two would be taken in and then fail wherever the hub writes it (a reply, a
+# replayed event, a saved session); the margin covers the few levels the hub wraps around some.
+MAX_DEPTH = 200
+_WRITABLE = 254  # orjson's own limit when writing
+
+
+class TooDeep(ValueError):
+    """A message nests deeper than MAX_DEPTH levels."""
+
 
 def dumps(message: Any) -> bytes:
     return orjson.dumps(message)
+
+
+def too_deep(raw: bytes | str, value: Any) -> bool:
+    """Does `value` (parsed from `raw`) nest deeper than MAX_DEPTH? Nearly free for a message with
+    few brackets (counted in C); else one serialisation with the margin wrapped around it."""
+    brackets = raw.count(b"{") + raw.count(b"[") if isinstance(raw, bytes) else raw.count("{") + raw.count("[")
+    if brackets <= MAX_DEPTH:
+        return False
+    wrapped = value
+    for _ in range(_WRITABLE - MAX_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except TypeError:  # orjson's "Recursion limit reached"
+        return True
+    return False
+
+
+def load_bounded(raw: bytes | str, source: str) -> Any:
+    """An upstream's message, parsed (orjson.JSONDecodeError if it is not JSON). One that nests
+    deeper than MAX_DEPTH comes back as an error reply to its request if it is a reply (so the call
+    ends with a reason, not a timeout); anything else raises TooDeep."""
+    value = orjson.loads(raw)
+    if not too_deep(raw, value):
+        return value
+    rid = value.get("id") if isinstance(value, dict) and "method" not in value else None
+    if isinstance(rid, int | str) and not isinstance(rid, bool):
+        why = f"{source} sent a reply that nests deeper than {MAX_DEPTH} levels; it cannot be forwarded"
+        return error(rid, {"code": INTERNAL_ERROR, "message": why})
+    raise TooDeep(f"nests deeper than {MAX_DEPTH} levels")
 
 
 def parse(body: bytes) -> Message:
@@ -33,6 +73,8 @@ def parse(body: bytes) -> Message:
     if not isinstance(msg, dict):
         raise InvalidRequest("Invalid Request: expected a single JSON-RPC object")
     classify(msg)
+    if too_deep(body, msg):
+        raise InvalidParams(f"Invalid params: the message nests deeper than {MAX_DEPTH} levels")
     return msg
 
 

@@ -21,6 +21,11 @@ from urllib.parse import urlsplit
 
 import httptools
 
+# A response's status line and headers: as the hub's own server bounds a request's (maxHeaderBytes'
+# default, and its header count). Beyond them the response is refused, not buffered.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+
 
 class UpstreamHttpError(Exception):
     """Connecting, writing or reading failed, or the response was not valid HTTP/1.1."""
@@ -57,6 +62,8 @@ class _Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self._headers: dict[str, str] = {}
         self._headers_done = False
+        self._head_bytes = 0  # of the current response's head, read so far
+        self._header_count = 0
         self._delimited = False  # the body has a length or is chunked (not read-until-close)
         self._close_after = False
 
@@ -68,6 +75,20 @@ class _Connection(asyncio.Protocol):
         if self._parser is None:
             return  # bytes nobody asked for: the connection is not reusable
         try:
+            if not self._headers_done:
+                room = MAX_HEAD_BYTES - self._head_bytes
+                if len(data) > room:  # the head must end within its budget; the rest may be body
+                    self._parser.feed_data(data[:room])
+                    self._head_bytes = MAX_HEAD_BYTES
+                    if not self._headers_done:
+                        self._fail(
+                            UpstreamHttpError(f"{self.pool.origin}'s response headers exceed {MAX_HEAD_BYTES} bytes")
+                        )
+                        return
+                    if self._parser is not None:
+                        self._parser.feed_data(data[room:])
+                    return
+                self._head_bytes += len(data)
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, UpstreamHttpError):  # raised by the exchange: it stops here
@@ -86,6 +107,9 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks ----------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > MAX_HEADERS:
+            raise UpstreamHttpError(f"{self.pool.origin}'s response has more than {MAX_HEADERS} headers")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         self._headers[key] = text
@@ -116,6 +140,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._headers = {}
         self._headers_done = False
+        self._head_bytes = self._header_count = 0
         self._delimited = False
         self._close_after = False
         self.transport.write(data)

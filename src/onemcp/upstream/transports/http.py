@@ -23,7 +23,7 @@ from onemcp import __version__
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import hit
 from onemcp.protocol import headers as mcp_headers
-from onemcp.protocol import sse
+from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
@@ -92,8 +92,9 @@ class AuthRejected(TransportError):
 class EventSink:
     """Turns SSE events into messages for `deliver`; remembers where a stream may be resumed."""
 
-    def __init__(self, deliver: Deliver, related: Any, log: logging.Logger) -> None:
+    def __init__(self, deliver: Deliver, related: Any, log: logging.Logger, source: str = "the upstream") -> None:
         self.deliver = deliver
+        self.source = source  # who sends the events, as errors name it
         self.related = related
         self.log = log
         self.last_id: str | None = None  # the last event id seen (Last-Event-ID to resume after)
@@ -108,9 +109,12 @@ class EventSink:
         if ev.event != "message" or not ev.data:
             return
         try:
-            msg = orjson.loads(ev.data)
+            msg = jsonrpc.load_bounded(ev.data, self.source)
         except orjson.JSONDecodeError:
             self.log.warning("non-JSON SSE event ignored: %.200r", ev.data)
+            return
+        except jsonrpc.TooDeep as exc:
+            self.log.warning("an SSE event was ignored: it %s", exc)
             return
         if isinstance(msg, dict):
             if self.related is not None and msg.get("id") == self.related and "method" not in msg:
@@ -130,6 +134,8 @@ def rpc_error(raw: bytes, request_id: Any) -> Message | None:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+    if jsonrpc.too_deep(raw, doc):
+        return None  # said as the status and the body's first line instead
     if not isinstance(doc, dict) or not isinstance(doc.get("error"), dict):
         return None
     if doc.get("id") not in (request_id, None) or not isinstance(doc["error"].get("code"), int):
@@ -173,7 +179,7 @@ class PostExchange(H1Exchange):
             self.t.session_id = headers.get("mcp-session-id")
         if headers.get("content-type", "").startswith("text/event-stream"):
             self.decoder = sse.Decoder(self.t.limit)
-            self.sink = EventSink(self.t.deliver, self.msg.get("id"), self.t.log)
+            self.sink = EventSink(self.t.deliver, self.msg.get("id"), self.t.log, f"upstream {self.t.name}")
         elif (length := headers.get("content-length", "")).isdigit() and int(length) > self.t.limit:
             raise too_large(self.t.name, self.t.limit)  # refused before a byte of it is read
 
@@ -395,9 +401,12 @@ class StreamableHttpTransport(Transport):
 
     def deliver_body(self, raw: bytes) -> None:
         try:
-            doc: Any = orjson.loads(raw)
+            doc: Any = jsonrpc.load_bounded(raw, f"upstream {self.name}")
         except orjson.JSONDecodeError:
             self.log.warning("non-JSON response body ignored: %.200r", raw)
+            return
+        except jsonrpc.TooDeep as exc:
+            self.log.warning("a response body was ignored: it %s", exc)
             return
         for msg in doc if isinstance(doc, list) else [doc]:
             if isinstance(msg, dict):
@@ -449,7 +458,8 @@ class StreamableHttpTransport(Transport):
             while not self.closed.is_set() and self._pool is not None:
                 if self.auth is not None:
                     await self.auth.ensure_fresh()
-                exchange = StreamExchange(EventSink(self.deliver, None, self.log), self.limit, self.name)
+                sink = EventSink(self.deliver, None, self.log, f"upstream {self.name}")
+                exchange = StreamExchange(sink, self.limit, self.name)
                 headers = self._headers("text/event-stream", method="GET")
                 try:
                     conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)

@@ -17,6 +17,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup, TaskStat
 
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import hit
+from onemcp.protocol import jsonrpc
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
 
@@ -76,9 +77,12 @@ class MemoryTransport(Transport):
                     self._mark_closed(f"stopped: a message exceeded maxResponseBytes ({limit} bytes)")
                     return
                 try:
-                    msg = orjson.loads(body)
+                    msg = jsonrpc.load_bounded(body, f"upstream {self.name}")
                 except orjson.JSONDecodeError:
                     self.log.warning("non-JSON message ignored: %.200r", body)
+                    continue
+                except jsonrpc.TooDeep as exc:
+                    self.log.warning("a message was ignored: it %s", exc)
                     continue
                 if isinstance(msg, dict):
                     deliver(msg, None)

@@ -42,7 +42,7 @@ class SseTransport(Transport):
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)
-        self._sink = EventSink(deliver, None, self.log)
+        self._sink = EventSink(deliver, None, self.log, f"upstream {self.name}")
         tg.start_soon(self._stream, self._pool)
         await self._endpoint_seen.wait()
         if self.endpoint is None:

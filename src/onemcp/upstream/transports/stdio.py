@@ -25,6 +25,7 @@ from anyio.abc import TaskGroup
 
 from onemcp.config.model import MAX_RESPONSE_BYTES, Sandbox, ServerConfig
 from onemcp.observability.limits import count, hit
+from onemcp.protocol import jsonrpc
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import sandbox
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
@@ -132,9 +133,12 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             if not line.strip():
                 continue
             try:
-                msg = orjson.loads(line)
+                msg = jsonrpc.load_bounded(line, f"upstream {self.owner.name}")
             except orjson.JSONDecodeError:
                 self.owner.log.warning("non-JSON line on stdout ignored: %.200r", line)
+                continue
+            except jsonrpc.TooDeep as exc:
+                self.owner.log.warning("a message on stdout was ignored: it %s", exc)
                 continue
             if isinstance(msg, dict):
                 self.deliver(msg, None)

@@ -1,0 +1,55 @@
+"""The instructions as one requester sees them: its servers, its counts, whole servers' own text only."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from onemcp.catalog.catalog import Catalog, Overrides
+from onemcp.catalog.reach import EVERYTHING, Reach
+from onemcp.config.model import HubConfig
+from onemcp.hub.instructions import render_instructions
+from onemcp.protocol.names import NameCodec, PrefixMode
+
+INSTANCE = "proj@dc51ebd5c679"
+
+
+def tools(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "inputSchema": {"type": "object"}} for n in names]
+
+
+def setup() -> tuple[HubConfig, Catalog, Any]:
+    server = {"command": "true"}
+    config = HubConfig.model_validate(
+        {"mcpServers": {"a": {**server, "disabledTools": ["off"]}, "b": {**server, "instructions": "B-SECRET"}}}
+    )
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["a", "b", INSTANCE], {"a": Overrides(disabled=frozenset({"off"}))})
+    catalog.update("a", "tools", tools("t", "u", "off"))
+    catalog.update("b", "tools", tools("echo", "other"))
+    catalog.update(INSTANCE, "tools", tools("x"))
+
+    def conn(name: str) -> Any:
+        return SimpleNamespace(server_info={"name": f"{name}-product"}, state="ready", instructions=f"{name} says hi")
+
+    slots = {name: SimpleNamespace(config=config.servers["a"]) for name in ("a", "b", INSTANCE)}
+    pool = SimpleNamespace(slots=slots, get=conn)
+    return config, catalog, pool
+
+
+def test_an_instance_shows_only_to_whoever_is_bound_to_it() -> None:
+    config, catalog, pool = setup()
+    text = render_instructions(config, catalog, pool, EVERYTHING)
+    assert "proj" not in text and "2 MCP server(s)" in text
+    bound = render_instructions(config, catalog, pool, EVERYTHING.bound(frozenset({INSTANCE})))
+    assert f"- {INSTANCE}:" in bound and "3 MCP server(s)" in bound
+
+
+def test_counts_are_what_the_lists_show_and_a_tool_grant_does_not_open_its_server() -> None:
+    config, catalog, pool = setup()
+    text = render_instructions(config, catalog, pool, EVERYTHING)
+    assert "- a: a-product (ready; 2 tools, 0 prompts)" in text  # "off" is disabled: not counted
+    assert "B-SECRET" in text
+    one_tool = render_instructions(config, catalog, pool, Reach(frozenset(), frozenset({("b", "echo")})))
+    assert "- b: b-product (ready; 1 tools, 0 prompts)" in one_tool
+    assert "- a:" not in one_tool and "B-SECRET" not in one_tool and "1 MCP server(s)" in one_tool

@@ -1,0 +1,72 @@
+"""The upstream HTTP/1.1 client's bounds on a response's head: bytes and header count (h1.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from onemcp.upstream.transports import h1
+
+pytestmark = pytest.mark.anyio
+
+
+class Collect(h1.H1Exchange):
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.status = 0
+        self.body = b""
+        self.error: h1.UpstreamHttpError | None = None
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+
+    def on_body(self, chunk: bytes) -> None:
+        self.body += chunk
+
+    def on_end(self) -> None:
+        self.done.set()
+
+    def on_error(self, error: h1.UpstreamHttpError) -> None:
+        self.error = error
+        self.done.set()
+
+
+async def exchange(response: bytes) -> Collect:
+    """One GET to a server that answers `response` in one write, then stays open."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):  # the client may close on a response it refuses
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(response)
+            await writer.drain()
+            await reader.read()  # until the client closes
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = h1.Pool(f"http://127.0.0.1:{port}/mcp")
+    got = Collect()
+    try:
+        await pool.send(b"GET", b"/mcp", {}, b"", got)
+        async with asyncio.timeout(10):
+            await got.done.wait()
+    finally:
+        pool.close()
+        server.close()
+    return got
+
+
+async def test_a_response_head_past_its_bounds_is_refused_not_buffered() -> None:
+    huge = b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * (2 * h1.MAX_HEAD_BYTES) + b"\r\ncontent-length: 0\r\n\r\n"
+    got = await exchange(huge)
+    assert got.error is not None and f"exceed {h1.MAX_HEAD_BYTES} bytes" in str(got.error)
+    many = b"".join(b"x-%d: v\r\n" % i for i in range(h1.MAX_HEADERS + 1))
+    got = await exchange(b"HTTP/1.1 200 OK\r\n" + many + b"content-length: 0\r\n\r\n")
+    assert got.error is not None and f"more than {h1.MAX_HEADERS} headers" in str(got.error)
+
+
+async def test_a_small_head_with_a_large_body_in_one_read_is_whole() -> None:
+    body = b"b" * (4 * h1.MAX_HEAD_BYTES)
+    got = await exchange(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    assert got.error is None and got.status == 200 and got.body == body

@@ -1,4 +1,5 @@
-"""Upstream messages nested deeper than the hub can write (orjson reads 1023 levels, writes 254).
+"""Upstream messages nested deeper than the hub can write (orjson reads 1023 levels, writes 254),
+or holding more objects and arrays than the hub will parse (each costs it 56 bytes or more).
 
 A server written here by hand (the fixtures serialise with orjson, which cannot write such a
 message) sends them on stdio: a reply, a notification during a call, and its initialize result.
@@ -42,10 +43,13 @@ for line in sys.stdin:
         info = '"serverInfo":{"name":"deep","version":"0"}'
         send(head + '{"protocolVersion":"2025-11-25","capabilities":' + caps + "," + info + "}}")
     elif method == "tools/list":
-        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("deep_result", "deep_log", "plain")]
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("deep_result", "deep_log", "plain", "many")]
         send(head + json.dumps({"tools": tools}) + "}")
     elif method == "tools/call":
         name = msg["params"]["name"]
+        if name == "many":
+            send(head + '{"content":[],"structuredContent":{"v":[' + "{}," * MANY + '{}]}}}')
+            continue
         if name == "deep_result":
             send(head + '{"content":[],"structuredContent":{"v":' + DEEP + '}}}')
             continue
@@ -54,7 +58,7 @@ for line in sys.stdin:
         send(head + json.dumps({"content": [{"type": "text", "text": "plain " + name}]}) + "}")
     else:
         send(head + "{}}")
-""".replace("DEPTH", str(DEPTH))
+""".replace("DEPTH", str(DEPTH)).replace("MANY", str(jsonrpc.MAX_CONTAINERS))
 
 
 def servers(tmp_path: Path, *extra: str) -> dict[str, Any]:
@@ -83,6 +87,9 @@ async def test_a_reply_or_notification_too_deep_is_refused_alone(tmp_path: Path,
                     await c.call_tool("deep__deep_result", {})
                 assert f"nests deeper than {jsonrpc.MAX_DEPTH} levels" in err.value.error.message
                 assert "internal error" not in err.value.error.message.lower()
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("deep__many", {})  # a reply: refused before it is parsed, by its id
+                assert f"more than {jsonrpc.MAX_CONTAINERS} objects and arrays" in err.value.error.message
                 # the deep log line is dropped; the call it came with is answered
                 assert text(await c.call_tool("deep__deep_log", {})) == "plain deep_log"
                 assert text(await c.call_tool("deep__plain", {})) == "plain plain"

@@ -7,6 +7,7 @@ This module owns the envelope rules only, not what any MCP method means.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import orjson
@@ -24,21 +25,36 @@ loads = orjson.loads
 # replayed event, a saved session); the margin covers the few levels the hub wraps around some.
 MAX_DEPTH = 200
 _WRITABLE = 254  # orjson's own limit when writing
+# Objects and arrays in one upstream message. Parsed, each costs 56-64 bytes or more, so 60 MB of
+# `[{},{},...]` (under maxResponseBytes) grew the hub by 2 GB; text grows about 5 times. A million
+# is far beyond real results (a 100,000-row table of objects is 100,000).
+MAX_CONTAINERS = 1_000_000
 
 
 class TooDeep(ValueError):
-    """A message nests deeper than MAX_DEPTH levels."""
+    """A message nests deeper than MAX_DEPTH levels, or holds more than MAX_CONTAINERS objects and arrays."""
 
 
 def dumps(message: Any) -> bytes:
     return orjson.dumps(message)
 
 
+# The id of a reply as SDKs write one ({"jsonrpc":"2.0","id":..,"result"|"error"...): anchored at the
+# start, so an "id" inside the result cannot be taken for it. Read before parsing an outsize reply.
+_REPLY_HEAD = re.compile(
+    rb'\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*,\s*"(?:result|error)"'
+)
+
+
+def _brackets(raw: bytes | str) -> int:
+    """Opening brackets in `raw` (counted in C): at least its objects and arrays, and its depth."""
+    return raw.count(b"{") + raw.count(b"[") if isinstance(raw, bytes) else raw.count("{") + raw.count("[")
+
+
 def too_deep(raw: bytes | str, value: Any) -> bool:
     """Does `value` (parsed from `raw`) nest deeper than MAX_DEPTH? Nearly free for a message with
-    few brackets (counted in C); else one serialisation with the margin wrapped around it."""
-    brackets = raw.count(b"{") + raw.count(b"[") if isinstance(raw, bytes) else raw.count("{") + raw.count("[")
-    if brackets <= MAX_DEPTH:
+    few brackets; else one serialisation with the margin wrapped around it."""
+    if _brackets(raw) <= MAX_DEPTH:
         return False
     wrapped = value
     for _ in range(_WRITABLE - MAX_DEPTH):
@@ -54,6 +70,13 @@ def load_bounded(raw: bytes | str, source: str) -> Any:
     """An upstream's message, parsed (orjson.JSONDecodeError if it is not JSON). One that nests
     deeper than MAX_DEPTH comes back as an error reply to its request if it is a reply (so the call
     ends with a reason, not a timeout); anything else raises TooDeep."""
+    if _brackets(raw) > MAX_CONTAINERS:  # counted before parsing: the parse is what costs the memory
+        what = f"holds more than {MAX_CONTAINERS} objects and arrays"
+        found = _REPLY_HEAD.match(raw[:256].encode() if isinstance(raw, str) else raw[:256])
+        if found is None:
+            raise TooDeep(what)
+        rid: Any = orjson.loads(found.group(1))
+        return error(rid, {"code": INTERNAL_ERROR, "message": f"{source} sent a reply that {what}; not forwarded"})
     value = orjson.loads(raw)
     if not too_deep(raw, value):
         return value

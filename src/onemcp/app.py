@@ -20,6 +20,7 @@ from onemcp.admin.api import PREFIX as API_PREFIX
 from onemcp.admin.api import AdminApi
 from onemcp.admin.console import PREFIX as CONSOLE_PREFIX
 from onemcp.admin.console import Console
+from onemcp.auth.access import operator_needs
 from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.auth.limits import RedisRateLimiter
 from onemcp.config import context, schema
@@ -143,7 +144,10 @@ class OneMcpApp:
                 await asgi.send_json(send, 421, error_body(INVALID_REQUEST, "Invalid Host header"))
                 return
             if path.startswith("/health"):
-                await self._health(path, send)
+                # servers, instances and what they were rendered for, pins, token counts: the operator's
+                # view (as the admin API's), not every client's; the probes above stay open
+                if await self.gate.admit(scope, send, check=lambda p: operator_needs(p, False)) is not None:
+                    await self._health(path, send)
                 return
             if path == schema.SERVED_PATH:  # the config's JSON Schema, for editors
                 await asgi.send_bytes(send, 200, schema.SCHEMA_FILE.read_bytes(), b"application/schema+json")

@@ -113,8 +113,14 @@ async def test_api_keys_matrix(tmp_path: Path) -> None:
             stolen = {**g, "authorization": f"Bearer {full}"}
             r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 9, "method": "ping"}, headers=stolen)
             assert r.status_code == 404
-            # health stays open; metrics need admin
-            assert (await http.get(f"{hub.base}/health")).status_code == 200
+            # the probes stay open; /health (every server, instances, pins) is the operator's; metrics need admin
+            for probe in ("/health/live", "/health/ready"):
+                assert (await http.get(f"{hub.base}{probe}")).status_code == 200
+            assert (await http.get(f"{hub.base}/health")).status_code == 401
+            r = await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {full}"})
+            assert r.status_code == 403 and 'scope="operator"' in r.headers["www-authenticate"]
+            r = await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {admin}"})
+            assert r.status_code == 200 and set(r.json()["upstreams"]) == {"web", "git"}
             r = await http.get(f"{hub.base}/metrics", headers={"authorization": f"Bearer {full}"})
             assert r.status_code == 403 and "insufficient_scope" in r.headers["www-authenticate"]
             r = await http.get(f"{hub.base}/metrics", headers={"authorization": f"Bearer {admin}"})

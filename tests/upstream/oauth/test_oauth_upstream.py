@@ -60,8 +60,10 @@ def hub_file(tmp_path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-async def upstream_health(hub: RunningHub, http: httpx.AsyncClient, name: str) -> dict[str, Any]:
-    r = await http.get(f"{hub.base}/health")
+async def upstream_health(
+    hub: RunningHub, http: httpx.AsyncClient, name: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    r = await http.get(f"{hub.base}/health", headers=headers)
     doc: dict[str, Any] = r.json()["upstreams"][name]
     return doc
 
@@ -171,7 +173,7 @@ async def test_hub_authorizes_itself_with_a_protected_upstream(tmp_path: Path) -
 
 
 async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
-    """With auth on the hub, /health names the CLI command; the link needs an admin credential."""
+    """With auth on the hub, /health (the operator's) names the CLI command; the link needs an admin credential."""
     with anyio.fail_after(90):
         async with protected_upstream(tmp_path) as upstream:
             admin = KeyStore(tmp_path / "hub" / "keys.db").create("ops", ["admin"], None)
@@ -180,7 +182,8 @@ async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
             async with httpx.AsyncClient() as http, running_hub(config, config_path=hub_path) as hub:
                 with anyio.fail_after(30):
                     while True:
-                        auth = (await upstream_health(hub, http, "remote")).get("authorization") or {}
+                        doc = await upstream_health(hub, http, "remote", {"authorization": f"Bearer {admin}"})
+                        auth = doc.get("authorization") or {}
                         if auth.get("state") == "required":
                             break
                         await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline

@@ -98,6 +98,12 @@ async def test_bad_bodies_get_clear_errors() -> None:
             assert r.status_code == 413
             r = await http.post(hub.url, content=b"ping", headers={**headers, "content-type": "text/plain"})
             assert r.status_code == 415
+            for ctype in ("application/jsonx", "application/json; charset=latin1"):  # a prefix is not the type
+                r = await http.post(hub.url, json=req("ping"), headers={**headers, "content-type": ctype})
+                assert r.status_code == 415, ctype
+            for ctype in ("Application/JSON", 'application/json; charset="UTF-8"'):
+                r = await http.post(hub.url, json=req("ping"), headers={**headers, "content-type": ctype})
+                assert r.status_code == 200, ctype
             r = await http.post(hub.url, json=req("no/such/method"), headers=headers)
             assert r.status_code == 200 and r.json()["error"]["code"] == -32601
             r = await http.post(hub.url, json=req("tools/call", name=5), headers=headers)

@@ -137,10 +137,16 @@ class StreamableHttpEndpoint:
                 send, 406, error_body(INVALID_REQUEST, "Not Acceptable: accept application/json and text/event-stream")
             )
             return
-        ctype = asgi.header(scope, b"content-type") or ""
-        if not ctype.startswith("application/json"):
+        media, _, parameters = (asgi.header(scope, b"content-type") or "").partition(";")
+        charset = next(
+            (v for k, _, v in (p.partition("=") for p in parameters.split(";")) if k.strip().lower() == "charset"),
+            "utf-8",
+        )
+        if media.strip().lower() != "application/json" or charset.strip().strip('"').lower() not in ("utf-8", "utf8"):
             await asgi.send_json(
-                send, 415, error_body(INVALID_REQUEST, "Unsupported Media Type: the body must be application/json")
+                send,
+                415,
+                error_body(INVALID_REQUEST, "Unsupported Media Type: the body must be application/json (UTF-8)"),
             )
             return
         msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)

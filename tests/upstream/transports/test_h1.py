@@ -36,12 +36,20 @@ class Collect(h1.H1Exchange):
 async def exchange(response: bytes) -> Collect:
     """One GET to a server that answers `response` in one write, then stays open."""
 
+    served = asyncio.Event()
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):  # the client may close on a response it refuses
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(response)
-            await writer.drain()
-            await reader.read()  # until the client closes
+        try:
+            with contextlib.suppress(ConnectionError):  # the client may close on a response it refuses
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(response)
+                await writer.drain()
+                await reader.read()  # until the client closes
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            served.set()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -54,6 +62,9 @@ async def exchange(response: bytes) -> Collect:
     finally:
         pool.close()
         server.close()
+        async with asyncio.timeout(10):
+            await served.wait()
+            await server.wait_closed()
     return got
 
 

@@ -21,6 +21,7 @@ from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command, running_http_fixture, stop_process
+from support.results import text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -49,12 +50,6 @@ async def fixture_client(transport: str, *args: str, **client_options: Any) -> A
         target: Any = sse_client(url) if transport == "sse" else url
         async with Client(target, mode="legacy", cache=None, **client_options) as client:
             yield client
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -17,6 +17,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command, running_http_fixture
 from support.hub import RunningHub, running_hub
+from support.results import text_of
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
@@ -25,12 +26,6 @@ DEADLINE = 30.0
 def stdio(*args: str, **extra: Any) -> dict[str, Any]:
     cmd = fixture_command(*args)
     return {"command": cmd[0], "args": cmd[1:], **extra}
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 @asynccontextmanager

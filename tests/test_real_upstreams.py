@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -23,6 +22,7 @@ from support.real_servers import (
     running_everything_http,
     time_stdio_command,
 )
+from support.results import text_of
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 60.0
@@ -30,12 +30,6 @@ DEADLINE = 60.0
 
 def entry(cmd: list[str], **extra: Any) -> dict[str, Any]:
     return {"command": cmd[0], "args": cmd[1:], **extra}
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 async def test_time_and_everything_stdio_and_a_dead_server() -> None:

@@ -20,7 +20,6 @@ from typing import Any, Literal
 import anyio
 import httpx
 import httpx2
-import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -32,6 +31,7 @@ from onemcp.config.model import HubConfig
 from support.audit import audit_lines
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.real_servers import memory_stdio_command
+from support.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 DEADLINE = 90.0
@@ -74,12 +74,6 @@ async def client(hub: RunningHub, folder: Path, mode: Mode = "legacy") -> AsyncI
     async with httpx2.AsyncClient(headers=context_headers(hub, folder)) as http:
         async with Client(streamable_http_client(hub.url, http_client=http), mode=mode, cache=None) as c:
             yield c
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 async def remember(c: Client, name: str) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import anyio
-import mcp_types as types
 import pytest
 from mcp import Client
 
 from fixtures.launch import fixture_command, running_http_fixture
 from support.hub import running_hub
 from support.real_servers import time_stdio_command
+from support.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 DEADLINE = 60.0
@@ -29,12 +29,6 @@ def servers() -> dict[str, Any]:
         "time": {"command": time_server[0], "args": [*time_server[1:], "--local-timezone", "UTC"]},
         "fx": {"command": cmd[0], "args": cmd[1:]},
     }
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

@@ -18,6 +18,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from support.hub_process import HubProcess, clean_env, free_port
+from support.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 DEADLINE = 90.0
@@ -76,12 +77,6 @@ async def initialize_error(*args: str, env_dir: Path) -> str:
             raise
         return found.error.message
     raise AssertionError("initialize succeeded")
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 async def test_forwards_lists_calls_and_server_requests(hub: HubProcess) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 import anyio
 import httpx
-import mcp_types as types
 import orjson
 import pytest
 from mcp import Client
@@ -15,6 +14,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from support.hub import running_hub
+from support.results import text_of
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
@@ -24,12 +24,6 @@ V = "2026-07-28"
 def config() -> dict[str, Any]:
     cmd = fixture_command()
     return {"mcpServers": {"a": {"command": cmd[0], "args": cmd[1:]}, "b": {"command": cmd[0], "args": cmd[1:]}}}
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 def modern(method: str, rid: Any = 1, meta: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:

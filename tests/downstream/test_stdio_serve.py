@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from support.hub_process import clean_env
+from support.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 DEADLINE = 60.0
@@ -47,12 +48,6 @@ async def stdio_hub(config: Path, *flags: str, **options: Any) -> AsyncIterator[
     )
     async with Client(params, mode="legacy", cache=None, **options) as client:
         yield client
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 async def test_lists_are_complete_from_the_first_request_and_calls_work(tmp_path: Path) -> None:

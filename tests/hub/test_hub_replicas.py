@@ -23,6 +23,7 @@ from mcp.client import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from support.hub import HEADERS, INIT, RunningHub, running_hub
+from support.results import text_of
 from support.services import NEEDS_REDIS, replica_config
 
 pytestmark = [
@@ -70,12 +71,6 @@ async def sample(context: ClientRequestContext, params: types.CreateMessageReque
 
 async def roots(context: ClientRequestContext) -> types.ListRootsResult:
     return types.ListRootsResult(roots=[types.Root(uri="file:///srv", name="srv")])
-
-
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

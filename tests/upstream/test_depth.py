@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -21,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 from fixtures.launch import fixture_command
 from onemcp.protocol import jsonrpc
 from support.hub import running_hub
+from support.results import text_of
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
@@ -71,12 +71,6 @@ def servers(tmp_path: Path, *extra: str) -> dict[str, Any]:
     }
 
 
-def text(result: types.CallToolResult) -> str:
-    first = result.content[0]
-    assert isinstance(first, types.TextContent)
-    return first.text
-
-
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_a_reply_or_notification_too_deep_is_refused_alone(tmp_path: Path, mode: str) -> None:
     assert DEPTH > jsonrpc.MAX_DEPTH
@@ -91,9 +85,9 @@ async def test_a_reply_or_notification_too_deep_is_refused_alone(tmp_path: Path,
                     await c.call_tool("deep__many", {})  # a reply: refused before it is parsed, by its id
                 assert f"more than {jsonrpc.MAX_CONTAINERS} objects and arrays" in err.value.error.message
                 # the deep log line is dropped; the call it came with is answered
-                assert text(await c.call_tool("deep__deep_log", {})) == "plain deep_log"
-                assert text(await c.call_tool("deep__plain", {})) == "plain plain"
-                assert text(await c.call_tool("fx__echo", {"message": "still here"})) == "still here"
+                assert text_of(await c.call_tool("deep__deep_log", {})) == "plain deep_log"
+                assert text_of(await c.call_tool("deep__plain", {})) == "plain plain"
+                assert text_of(await c.call_tool("fx__echo", {"message": "still here"})) == "still here"
 
 
 async def test_an_initialize_result_too_deep_fails_that_server_only(tmp_path: Path) -> None:

@@ -204,7 +204,7 @@ async def test_what_waited_for_a_stream_goes_to_the_replica_where_one_opens(redi
             session = two.app.hub.find_session(sid)
             assert session is not None
             with anyio.fail_after(10):  # the update reached two's session, with no stream to carry it
-                while session.outbox is None or session.outbox.statistics().current_buffer_used == 0:
+                while session.outbox is None or session.outbox.queued() == 0:
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             got: list[dict[str, Any]] = []
             async for msg in open_stream(http, one.url, headers):

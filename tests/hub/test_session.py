@@ -42,7 +42,27 @@ def test_a_full_queue_drops_newest_with_one_warning_per_interval(caplog: pytest.
             session.post({"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": i}})
     assert HITS.counts["queued_messages"] == before + 2000  # each drop is counted ...
     assert len(caplog.records) <= 1  # ... but not each one written to the log
-    assert session.outbox is not None and session.outbox.statistics().current_buffer_used == OUTBOX_SIZE
+    assert session.outbox is not None and session.outbox.queued() == OUTBOX_SIZE
+    session.close()
+
+
+async def test_the_queue_is_bounded_in_bytes_and_gives_them_back_as_it_is_read() -> None:
+    """1,024 messages of a megabyte would be a gigabyte: the queue holds OUTBOX_BYTES at most."""
+    from onemcp.hub.session import OUTBOX_BYTES
+
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    session = Session(id="b" * 32, transport="streamable-http", access=access)
+    big = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "x" * (1024 * 1024)}}
+    for _ in range(3 * OUTBOX_BYTES // (1024 * 1024)):
+        session.post(big)
+    outbox = session.outbox
+    assert outbox is not None and 0 < session.queued_bytes <= OUTBOX_BYTES
+    assert outbox.queued() == OUTBOX_BYTES // (1024 * 1024 + 100)
+    while outbox.queued():
+        assert (await outbox.receive())["params"] == big["params"]
+    assert session.queued_bytes == 0
+    session.post(big)  # room again
+    assert outbox.queued() == 1
     session.close()
 
 
@@ -71,7 +91,7 @@ async def test_upstream_logs_reach_listening_sessions_and_are_not_queued_for_the
             sessions = {s.id: s for s in hub.app.hub.sessions}
             for headers in idle:
                 outbox = sessions[headers["mcp-session-id"]].outbox
-                assert outbox is not None and outbox.statistics().current_buffer_used == 0
+                assert outbox is not None and outbox.queued() == 0
 
 
 async def _listen(

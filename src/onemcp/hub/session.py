@@ -24,6 +24,7 @@ from onemcp.auth.principal import Principal
 from onemcp.config.model import Limits
 from onemcp.hub.replay import StreamStore
 from onemcp.observability.limits import hit
+from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import LimitReached
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.methods import LOG_LEVELS
@@ -32,6 +33,43 @@ from onemcp.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("onemcp.session")
 OUTBOX_SIZE = 1024
+# Bytes (serialised) the outbox may hold besides its count: a message may be megabytes, and a
+# client that opens a stream and never reads it must not make the hub hold 1,024 of them.
+OUTBOX_BYTES = 16 * 1024 * 1024
+
+
+class Outbox:
+    """The receiving end of a session's outbox: messages in order, their bytes given back as read."""
+
+    def __init__(self, stream: MemoryObjectReceiveStream[tuple[Message, int]], session: Session) -> None:
+        self._stream = stream
+        self._session = session
+
+    def _taken(self, item: tuple[Message, int]) -> Message:
+        self._session.queued_bytes -= item[1]
+        return item[0]
+
+    async def receive(self) -> Message:
+        return self._taken(await self._stream.receive())
+
+    def receive_nowait(self) -> Message:
+        return self._taken(self._stream.receive_nowait())
+
+    def __aiter__(self) -> Outbox:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    def queued(self) -> int:
+        """Messages waiting in it."""
+        return self._stream.statistics().current_buffer_used
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 class Elsewhere(Protocol):
@@ -78,8 +116,9 @@ class Session:
     streams: StreamStore = field(default_factory=StreamStore)
     replica_pins: dict[str, int] = field(default_factory=dict)  # server -> the replica it sticks to
     seen: dict[str, int] = field(default_factory=dict)  # list kind -> hash of what it was told
-    _outbox_send: MemoryObjectSendStream[Message] | None = None
-    _outbox: MemoryObjectReceiveStream[Message] | None = None
+    _outbox_send: MemoryObjectSendStream[tuple[Message, int]] | None = None
+    _outbox: Outbox | None = None
+    queued_bytes: int = 0  # of the messages in the outbox, serialised
     _reverse_count: int = 0  # requests the hub sent this client
     # A modern (2026-07-28) request's context: it lives for one request and has no stream
     # of its own, so unrelated messages have nowhere to go.
@@ -89,11 +128,12 @@ class Session:
     elsewhere: Elsewhere | None = None  # other replicas: one of them may hold the GET stream
 
     @property
-    def outbox(self) -> MemoryObjectReceiveStream[Message] | None:
+    def outbox(self) -> Outbox | None:
         """The queue behind the session's standalone stream: made on first use (most sessions never
         have one: an idle session stays small), never for a modern request's context."""
         if self._outbox is None and not self.ephemeral and not self.closed:
-            self._outbox_send, self._outbox = anyio.create_memory_object_stream[Message](self.queue_size)
+            self._outbox_send, receiving = anyio.create_memory_object_stream[tuple[Message, int]](self.queue_size)
+            self._outbox = Outbox(receiving, self)
         return self._outbox
 
     @property
@@ -124,7 +164,22 @@ class Session:
         if self.closed or self.outbox is None or self._outbox_send is None:
             return
         try:
-            self._outbox_send.send_nowait(msg)
+            size = len(jsonrpc.dumps(msg))
+        except (TypeError, ValueError):
+            log.warning("session %s: a message that cannot be serialised was dropped", self.id[:8])
+            return
+        if self.queued_bytes + size > OUTBOX_BYTES and self.queued_bytes:
+            hit(
+                "queued_messages",
+                "session %s: outbound queue over %d bytes, dropped %s",
+                self.id[:8],
+                OUTBOX_BYTES,
+                msg.get("method"),
+            )
+            return
+        try:
+            self._outbox_send.send_nowait((msg, size))
+            self.queued_bytes += size
         except anyio.WouldBlock:
             hit("queued_messages", "session %s: outbound queue full, dropped %s", self.id[:8], msg.get("method"))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):

@@ -378,7 +378,7 @@ def test_events_kept_for_replay_are_bounded_in_bytes_not_only_in_number() -> Non
 async def test_a_session_keeps_a_bounded_client_declaration() -> None:
     """Each session holds (and saves) its client's capabilities and clientInfo: a client that sends
     megabytes of them is refused at initialize, and holds no session."""
-    from onemcp.hub.core import MAX_CLIENT_STATE
+    from onemcp.hub.session import MAX_CLIENT_STATE
 
     bulky = {**INIT["params"], "capabilities": {"experimental": {"x": "y" * MAX_CLIENT_STATE}}}
     with anyio.fail_after(DEADLINE):

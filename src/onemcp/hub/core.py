@@ -40,7 +40,7 @@ from onemcp.hub.relay import RedisRelay
 from onemcp.hub.replicas import Replicas
 from onemcp.hub.reverse import ReversePath
 from onemcp.hub.saved import SavedSessions, SessionRecords
-from onemcp.hub.session import Entry, Session, SessionStore
+from onemcp.hub.session import Entry, Session, SessionStore, declaration
 from onemcp.hub.state import HubState
 from onemcp.hub.subscriptions import Subscriptions
 from onemcp.hub.tasks import TaskRouter
@@ -49,7 +49,7 @@ from onemcp.observability.limits import HITS
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.capabilities import advertised
-from onemcp.protocol.errors import INTERNAL_ERROR, HubError, InvalidParams, NotFound
+from onemcp.protocol.errors import INTERNAL_ERROR, HubError, NotFound
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
@@ -63,9 +63,6 @@ from onemcp.upstream.user_secrets import UserSecrets
 
 log = logging.getLogger("onemcp.hub")
 # what changes a saved session: written after these (never on ordinary calls)
-# What a session keeps of its client's initialize (capabilities and clientInfo, serialised): real
-# clients send a few hundred bytes; without a bound each session could hold a whole request body.
-MAX_CLIENT_STATE = 64 * 1024
 SAVED_ON = frozenset({"logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
 
 
@@ -180,17 +177,8 @@ class Hub:
 
     async def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         await self.exposure.ready_to_count([session.access])  # its instructions may rest on a count
-        caps = params.get("capabilities")
-        info = params.get("clientInfo")
-        kept = len(jsonrpc.dumps(caps)) + len(jsonrpc.dumps(info))  # held for the session's life, and saved
-        if kept > MAX_CLIENT_STATE:
-            raise InvalidParams(
-                f"Invalid params: capabilities and clientInfo take {kept} bytes; a session keeps at most"
-                f" {MAX_CLIENT_STATE}"
-            )
         session.protocol_version = negotiate(params.get("protocolVersion"))
-        session.client_capabilities = caps if isinstance(caps, dict) else {}
-        session.client_info = info if isinstance(info, dict) else {}
+        session.client_capabilities, session.client_info = declaration(params)
         self.bind_templates(session)
         self.remember_lists(session)
         self.save_session(session)

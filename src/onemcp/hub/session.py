@@ -25,7 +25,7 @@ from onemcp.config.model import Limits
 from onemcp.hub.replay import StreamStore
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import LimitReached
+from onemcp.protocol.errors import InvalidParams, LimitReached
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.methods import LOG_LEVELS
 from onemcp.upstream.call import Call
@@ -36,6 +36,23 @@ OUTBOX_SIZE = 1024
 # Bytes (serialised) the outbox may hold besides its count: a message may be megabytes, and a
 # client that opens a stream and never reads it must not make the hub hold 1,024 of them.
 OUTBOX_BYTES = 16 * 1024 * 1024
+
+
+# What a session keeps of its client's initialize (capabilities and clientInfo, serialised): real
+# clients send a few hundred bytes; without a bound each session could hold a whole request body.
+MAX_CLIENT_STATE = 64 * 1024
+
+
+def declaration(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The capabilities and clientInfo an initialize declares ({} for what is not an object), which
+    the session holds for its life and saves: InvalidParams past MAX_CLIENT_STATE bytes."""
+    caps, info = params.get("capabilities"), params.get("clientInfo")
+    kept = len(jsonrpc.dumps(caps)) + len(jsonrpc.dumps(info))
+    if kept > MAX_CLIENT_STATE:
+        raise InvalidParams(
+            f"Invalid params: capabilities and clientInfo take {kept} bytes; a session keeps at most {MAX_CLIENT_STATE}"
+        )
+    return caps if isinstance(caps, dict) else {}, info if isinstance(info, dict) else {}
 
 
 class Outbox:

@@ -92,6 +92,7 @@ class StreamStore:
                 if old.done or sid.startswith("g"):
                     del self._streams[sid]
                     self.bytes -= sum(len(event) for _, event in old.events)
+                    old.store = None  # a GET stream may still be written: no longer this budget's
                     break
         return stream
 

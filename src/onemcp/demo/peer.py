@@ -105,6 +105,7 @@ class Connection:
         self.client_info: JsonObject | None = None
         self.log_level: str | None = None
         self.subscriptions: set[str] = set()
+        self.heard: dict[str, int] = {}  # notification method -> how many this connection received
         self.closed = False
         self._next_id = 0
         server.connections.add(self)
@@ -161,6 +162,7 @@ class Connection:
         await reply(response)
 
     def _on_notification(self, method: str, params: JsonObject) -> None:
+        self.heard[method] = self.heard.get(method, 0) + 1
         if method == "notifications/cancelled":
             task = self.in_flight.pop(params.get("requestId"), None)  # type: ignore[arg-type]
             if task is not None:

@@ -247,9 +247,8 @@ class ModernEndpoint:
 
     async def discover(self, session: Session) -> dict[str, Any]:
         await self.hub.exposure.ready_to_count([session.access])  # its instructions may rest on a count
-        caps = self.hub.capabilities()
+        caps = self.hub.capabilities(session.access)
         caps.pop("tasks", None)  # an extension in 2026-07-28, not served to modern clients yet
-        caps["resources"]["subscribe"] = True  # resourceSubscriptions on subscriptions/listen
         return {
             "resultType": "complete",
             "supportedVersions": [*MODERN_VERSIONS, *LEGACY_VERSIONS],

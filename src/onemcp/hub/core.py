@@ -103,6 +103,7 @@ class Hub:
         self.upstream_auth.on_authorized = self.pool.retry_now
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
         self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits)
+        self.reverse.hears = self.subscriptions.hears
         self.announcements = Announcements(
             self.exposure.list_json, self.sessions, self.listeners, self.subscriptions, self.instances.tags
         )
@@ -166,9 +167,12 @@ class Hub:
     def server_info(self) -> dict[str, Any]:
         return {"name": "onemcp", "title": "onemcp hub", "version": __version__}
 
-    def capabilities(self) -> dict[str, Any]:
-        """What the hub really serves: lists always (relaying list_changed), the rest if routed."""
-        return advertised([c.capabilities for c in self.pool.connections.values() if c.state == "ready"])
+    def capabilities(self, access: Access) -> dict[str, Any]:
+        """What the hub really serves this requester: lists always (relaying list_changed), the rest if
+        a ready upstream it reaches has them."""
+        reach = access.reach
+        ready = [c for c in self.pool.connections.values() if c.state == "ready" and reach.touches(c.name)]
+        return advertised([c.capabilities for c in ready])
 
     def instructions(self, access: Access) -> str:
         """A summary of the servers this requester reaches, then each one's own instructions, delimited."""
@@ -184,7 +188,7 @@ class Hub:
         self.save_session(session)
         return {
             "protocolVersion": session.protocol_version,
-            "capabilities": self.capabilities(),
+            "capabilities": self.capabilities(session.access),
             "serverInfo": self.server_info(),
             "instructions": self.instructions(session.access),
         }
@@ -378,7 +382,7 @@ class Hub:
         if session is not None:
             await self.dispatcher.notification(session, msg)
         elif msg.get("method") == "notifications/roots/list_changed":
-            await self.dispatcher.roots_changed()
+            await self.dispatcher.roots_changed(None)
 
     async def _resume_here(self, session: Session, msg: Message) -> Message:
         """Another replica's request resuming a call parked here: driven to its reply (progress is not carried).

@@ -71,6 +71,8 @@ class Dispatcher:
         self.quotas = QuotaBook(config().hub.auth.quotas)
         self.user_secrets: UserSecrets | None = None  # each principal's values for `${user:NAME}` (the hub's)
         self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
+        self.subscriptions = subscriptions
+        subscriptions.route = self.connection
         self.local: dict[str, Local] = {
             "ping": self._ping,
             "logging/setLevel": self._set_level,
@@ -124,10 +126,7 @@ class Dispatcher:
             if refused is not None:
                 session.access.refused(CALL, f"{server}/{value}", "quota exceeded")
                 return jsonrpc.result(msg["id"], limits.refusal(refused))
-        config = self._config()
-        conn = await connections.for_session(
-            self.pool, self.isolated, config.servers, session, server, params, self.user_secrets
-        )
+        conn = await self.connection(session, server, params)
         if key == "name":
             params["name"] = value
         elif key == "uri":
@@ -139,6 +138,16 @@ class Dispatcher:
         call = await conn.begin(msg, origin=session)
         session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
         return conn, call
+
+    async def connection(
+        self, session: Session, server: str, params: dict[str, Any] | None = None
+    ) -> UpstreamConnection:
+        """The connection the session's call to `server` goes to; its subscriptions there follow it."""
+        servers, secrets = self._config().servers, self.user_secrets
+        conn = await connections.for_session(self.pool, self.isolated, servers, session, server, params, secrets)
+        if session.subscriptions:
+            await self.subscriptions.follow(session, server, conn)
+        return conn
 
     def tool_headers(self, name: str, access: Access) -> dict[str, str]:
         """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `access` reaches; of another, nothing."""
@@ -265,13 +274,16 @@ class Dispatcher:
                 conn.abandon(call, str(params.get("reason") or "cancelled by the client"))
                 call.finish(CANCELLED)
         elif method == "notifications/roots/list_changed":
-            await self.roots_changed()
+            await self.roots_changed(session)
 
-    async def roots_changed(self) -> None:
-        """A client's roots changed: every ready upstream is told."""
-        for conn in self.pool.connections.values():
-            if conn.state == "ready":
-                try:
-                    await conn.notify("notifications/roots/list_changed")
-                except HubError as exc:
-                    log.info("roots/list_changed to %s failed: %s", conn.name, exc)
+    async def roots_changed(self, session: Session | None) -> None:
+        """A client's roots changed: every ready shared upstream connection is told, and the connections its
+        calls may go to besides (its own, the legacy-era companions, its principal's own)."""
+        targets = [conn for conn in self.pool.connections.values() if conn.state == "ready"]
+        if session is not None:
+            targets += self.isolated.held_by(session.id, connections.LEGACY_COMPANION, f"user:{session.principal.id}")
+        for conn in targets:
+            try:
+                await conn.notify("notifications/roots/list_changed")
+            except HubError as exc:
+                log.info("roots/list_changed to %s failed: %s", conn.name, exc)

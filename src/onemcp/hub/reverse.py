@@ -51,6 +51,10 @@ class ReversePath:
         self._requests: dict[tuple[int, RequestId], tuple[Session, str]] = {}
         # client-visible elicitationId -> (session, upstream's elicitationId)
         self._elicitations: dict[str, tuple[Session, str]] = {}
+        # is the session subscribed to (server, upstream URI) on this connection? (the hub's `Subscriptions`)
+        self.hears: Callable[[Session, UpstreamConnection, tuple[str, str]], bool] = lambda s, _, k: (
+            k in s.subscriptions
+        )
 
     # ------------------------------------------------------------------ requests
     def _target(
@@ -182,11 +186,11 @@ class ReversePath:
                 key = (conn.name, uri)  # by server and upstream URI: equal URIs of two servers never mix
                 out = {**msg, "params": {**params, "uri": self.catalog.visible_uri(conn.name, uri)}}
                 for session in self.sessions:
-                    if key in session.subscriptions and session.access.reach.shows("resources", *key):
+                    if self.hears(session, conn, key) and session.access.reach.shows("resources", *key):
                         session.post(out)
                 for listener in self.listeners:
                     held = listener.session
-                    if key in held.subscriptions and held.access.reach.shows("resources", *key):
+                    if self.hears(held, conn, key) and held.access.reach.shows("resources", *key):
                         listener.post(out)
         elif method == "notifications/cancelled":
             self._cancelled(conn, params)

@@ -124,8 +124,8 @@ class Session:
     client_info: dict[str, Any] = field(default_factory=dict)
     initialized: bool = False
     log_level: str | None = None
-    # (server, upstream URI), as the keys of a dict: an empty one is a third the size of an empty set
-    subscriptions: dict[tuple[str, str], None] = field(default_factory=dict)
+    # (server, upstream URI) -> the connection it is held on: None for the shared ones (`Subscriptions`)
+    subscriptions: dict[tuple[str, str], UpstreamConnection | None] = field(default_factory=dict)
     in_flight: dict[RequestId, tuple[UpstreamConnection, Call]] = field(default_factory=dict)
     reverse: dict[str, ReversePending] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)

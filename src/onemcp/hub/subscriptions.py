@@ -1,16 +1,20 @@
-"""Resource subscriptions: which sessions hold which upstream resource, one upstream subscription each.
+"""Resource subscriptions: which sessions hold which upstream resource, and on which connection.
 
-Owns the subscriber map ((server, upstream URI) -> session ids): the first subscriber subscribes
-upstream and the last one out unsubscribes, the per-session cap, forgetting a session that ended or
-whose reach no longer shows a resource, and subscribing again when a connection (re)starts. Does
-not own delivering `notifications/resources/updated` (the reverse path, by `Session.subscriptions`).
+Owns the subscriber maps: for the shared connections, (server, upstream URI) -> session ids (the
+first subscriber subscribes upstream and the last one out unsubscribes); for a connection that is
+not the pool's (a session's own, the legacy-era companion, a principal's own), the same per
+connection, so that a session hears the updates of the connection its calls go to, as it would
+directly. Also the per-session cap, refusing servers that take no subscriptions, following a
+session onto a new connection of its own, forgetting a session that ended or whose reach no longer
+shows a resource, and subscribing again when a connection (re)starts. Does not own delivering
+`notifications/resources/updated` (the reverse path asks `hears`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -21,12 +25,18 @@ from onemcp.config.model import Limits
 from onemcp.hub.connections import ready
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
-from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, NotFound
+from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, MethodNotFound, NotFound
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
 
 log = logging.getLogger("onemcp.hub")
 Key = tuple[str, str]  # (server, upstream URI)
+Route = Callable[[Session, str], Awaitable[UpstreamConnection]]  # the connection a session's calls to a server go to
+
+
+def takes_subscriptions(conn: UpstreamConnection | None) -> bool:
+    caps = conn.capabilities.get("resources") if conn is not None else None
+    return isinstance(caps, dict) and bool(caps.get("subscribe"))
 
 
 class Subscriptions:
@@ -35,6 +45,9 @@ class Subscriptions:
         self.pool = pool
         self._limits = limits
         self._subscribers: dict[Key, set[str]] = {}  # -> ids of the sessions subscribed to it
+        # (a connection not the pool's, upstream URI) -> ids of the sessions subscribed on it
+        self._own: dict[tuple[UpstreamConnection, str], set[str]] = {}
+        self.route: Route = lambda session, server: self._shared(server)  # the dispatcher's (for_session)
         self.tg: anyio.abc.TaskGroup | None = None  # the hub's, while it runs (restored subscriptions)
 
     def can_subscribe(self, session: Session, uri: str) -> bool:
@@ -44,36 +57,101 @@ class Subscriptions:
             session.access.require(SUBSCRIBE, "resources", server, original, uri)
         except NotFound:
             return False
-        conn = self.pool.get(server)
-        caps = conn.capabilities.get("resources") if conn is not None else None
-        return isinstance(caps, dict) and bool(caps.get("subscribe"))
+        return takes_subscriptions(self.pool.get(server))
 
     async def subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        """`resources/subscribe`: upstream only for the first subscriber."""
+        """`resources/subscribe`, on the connection the session's calls to that server go to: upstream only
+        for its first subscriber there. A server that takes no subscriptions says -32601, as it would."""
         server, original = self._locate(session, "resources/subscribe", params)
+        key = (server, original)
         cap = self._limits().max_subscriptions_per_session
-        if (server, original) not in session.subscriptions and len(session.subscriptions) >= cap:
+        if key not in session.subscriptions and len(session.subscriptions) >= cap:
             hit("subscriptions_per_session", "session %s has %d subscriptions: refused another", session.id[:8], cap)
             raise LimitReached("subscriptions_per_session", f"too many resource subscriptions (limit {cap})", 429)
-        conn = ready(self.pool, server)
-        subscribers = self._subscribers.setdefault((server, original), set())
-        if not subscribers:
-            await conn.subscribe_resource(original, params)
-        subscribers.add(session.id)
-        session.subscriptions[(server, original)] = None
+        conn = await self.route(session, server)
+        if not takes_subscriptions(conn):
+            raise MethodNotFound(f"[{server}] resources/subscribe: this server takes no resource subscriptions")
+        await self._hold(session, key, conn, params)
         return {}
 
     async def unsubscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        """`resources/unsubscribe`: upstream only when the last subscriber goes."""
+        """`resources/unsubscribe`: upstream only when the last subscriber on its connection goes."""
         server, original = self._locate(session, "resources/unsubscribe", params)
-        session.subscriptions.pop((server, original), None)
-        subscribers = self._subscribers.get((server, original), set())
-        subscribers.discard(session.id)
-        if not subscribers:
-            self._subscribers.pop((server, original), None)
-            conn = ready(self.pool, server)
-            await conn.unsubscribe_resource(original, params)
+        key = (server, original)
+        holder = session.subscriptions.pop(key, None)
+        await self._release(session.id, key, holder, params)
         return {}
+
+    async def follow(self, session: Session, server: str, conn: UpstreamConnection) -> None:
+        """The session's calls to `server` go to `conn`: its subscriptions there move with them (its calls
+        moved to a connection of its own, or that one was replaced). Quiet: a failure is logged."""
+        home = self._home(conn)
+        for key in [k for k, held in session.subscriptions.items() if k[0] == server and held is not home]:
+            params = {"uri": key[1]}
+            try:
+                await self._hold(session, key, conn, params)
+            except HubError as exc:
+                log.info("moving the subscription to %s on %s failed: %s", key[1], server, exc)
+
+    def hears(self, session: Session, conn: UpstreamConnection, key: Key) -> bool:
+        """Is `session` subscribed to `key` on `conn` (its own one, or a shared one)?"""
+        if key not in session.subscriptions:
+            return False
+        held = session.subscriptions[key]
+        return held is conn if held is not None else self._home(conn) is None
+
+    def _home(self, conn: UpstreamConnection) -> UpstreamConnection | None:
+        """Where a subscription on `conn` is kept: None for the pool's connections (and for a 2026-07-28
+        connection, whose updates come on the shared change feed), else `conn` itself."""
+        return None if conn.era == "modern" or self.pool.is_current(conn) else conn
+
+    async def _shared(self, server: str) -> UpstreamConnection:
+        return ready(self.pool, server)
+
+    async def _hold(self, session: Session, key: Key, conn: UpstreamConnection, params: dict[str, Any]) -> None:
+        """Subscribe `session` to `key` on `conn` (upstream only for its first subscriber there), then let go
+        of where it held it before, if elsewhere."""
+        home = self._home(conn)
+        before = session.subscriptions.get(key, home)
+        if home is None:
+            if not self.pool.is_current(conn):  # a 2026-07-28 one of its own: the shared feed carries updates
+                conn = ready(self.pool, key[0])
+            subscribers = self._subscribers.setdefault(key, set())
+        else:
+            subscribers = self._own.setdefault((home, key[1]), set())
+        if not subscribers:
+            try:
+                await conn.subscribe_resource(key[1], params)
+            except BaseException:
+                self._forget_empty(key, home)
+                raise
+        subscribers.add(session.id)
+        session.subscriptions[key] = home
+        if before is not home:
+            with contextlib.suppress(HubError):
+                await self._release(session.id, key, before, {"uri": key[1]})
+
+    async def _release(
+        self, session_id: str, key: Key, held: UpstreamConnection | None, params: dict[str, Any]
+    ) -> None:
+        """`session_id` no longer holds `key` where it `held` it: upstream unsubscribed when it was the last."""
+        subscribers = self._subscribers.get(key) if held is None else self._own.get((held, key[1]))
+        if subscribers is None:
+            return
+        subscribers.discard(session_id)
+        if subscribers:
+            return
+        self._forget_empty(key, held)
+        conn = ready(self.pool, key[0]) if held is None else held
+        if held is None or held.state == "ready":
+            await conn.unsubscribe_resource(key[1], params)
+
+    def _forget_empty(self, key: Key, held: UpstreamConnection | None) -> None:
+        if held is None:
+            if not self._subscribers.get(key, True):
+                del self._subscribers[key]
+        elif not self._own.get((held, key[1]), True):
+            del self._own[(held, key[1])]
 
     def restore(self, session: Session, keys: list[Key]) -> None:
         """A revived session's subscriptions: held again; a server that is (re)starting is asked when it is
@@ -82,7 +160,7 @@ class Subscriptions:
             subscribers = self._subscribers.setdefault(key, set())
             first = not subscribers
             subscribers.add(session.id)
-            session.subscriptions[key] = None
+            session.subscriptions[key] = None  # the shared connections', until its calls go elsewhere (`follow`)
             conn = self.pool.get(key[0])
             if first and conn is not None and conn.state == "ready" and self.tg is not None:
                 self.tg.start_soon(self.resubscribe, conn, [key[1]])
@@ -112,15 +190,19 @@ class Subscriptions:
 
     def drop(self, session: Session, key: Key) -> None:
         """The session's reach no longer shows this resource: its updates stop."""
-        session.subscriptions.pop(key, None)
-        self._subscribers.get(key, set()).discard(session.id)
+        held = session.subscriptions.pop(key, None)
+        subscribers = self._subscribers.get(key) if held is None else self._own.get((held, key[1]))
+        if subscribers is not None:
+            subscribers.discard(session.id)
+            self._forget_empty(key, held)
 
     def forget(self, session_id: str) -> None:
         """A session ended: it holds nothing any more."""
-        for key, subscribers in list(self._subscribers.items()):
-            subscribers.discard(session_id)
-            if not subscribers:
-                del self._subscribers[key]
+        for table in (self._subscribers, self._own):
+            for entry, subscribers in list(table.items()):
+                subscribers.discard(session_id)
+                if not subscribers:
+                    del table[entry]  # type: ignore[arg-type]
 
     def held(self, server: str) -> list[str]:
         """The upstream URIs of `server` some session is still subscribed to."""

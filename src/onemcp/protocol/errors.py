@@ -108,6 +108,16 @@ class UpstreamError(HubError):
         self.server = server
 
 
+class UpstreamReplied(UpstreamError):
+    """The upstream answered one of the hub's own requests with a JSON-RPC error: its code and data kept."""
+
+    def __init__(self, server: str, method: str, error: dict[str, Any]) -> None:
+        code = error.get("code")
+        super().__init__(server, f"{method} failed: {error.get('message')} ({code})", data=error.get("data"))
+        if isinstance(code, int) and not isinstance(code, bool):
+            self.code = code
+
+
 class UpstreamUnavailable(UpstreamError):
     code = UPSTREAM_UNAVAILABLE
 

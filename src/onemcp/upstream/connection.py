@@ -33,6 +33,7 @@ from onemcp.protocol.errors import (
     UPSTREAM_UNAVAILABLE,
     InvalidParams,
     UpstreamError,
+    UpstreamReplied,
     UpstreamTimeout,
 )
 from onemcp.protocol.jsonrpc import Message, RequestId
@@ -473,8 +474,7 @@ class UpstreamConnection:
             self.abandon(call, "timeout")
             raise UpstreamTimeout(self.name, f"{method} timed out after {self.config.timeout:g}s") from None
         if "error" in reply:
-            err = reply["error"] if isinstance(reply["error"], dict) else {}
-            raise UpstreamError(self.name, f"{method} failed: {err.get('message')} ({err.get('code')})")
+            raise UpstreamReplied(self.name, method, reply["error"] if isinstance(reply["error"], dict) else {})
         res = reply.get("result")
         return res if isinstance(res, dict) else {}
 

@@ -54,6 +54,10 @@ class IsolatedConnections:
         key = (session_id, name)
         self._used[key] = time.monotonic()
         entry = self._conns.get(key)
+        if entry is not None and entry[0].state in ("failed", "stopped"):  # it died since: a new one takes over
+            self._close(key)
+            self._used[key] = time.monotonic()
+            entry = None
         if entry is None:
             if self._tg is None:
                 raise UpstreamUnavailable(name, "the hub is not running")
@@ -78,6 +82,10 @@ class IsolatedConnections:
             return None
         self._used[(session_id, name)] = time.monotonic()
         return entry[0]
+
+    def held_by(self, *owners: str) -> list[UpstreamConnection]:
+        """The ready connections kept for any of `owners` (a session id, a `user:` principal, ...)."""
+        return [conn for (owner, _), (conn, _) in self._conns.items() if owner in owners and conn.state == "ready"]
 
     async def _run(self, conn: UpstreamConnection, scope: anyio.CancelScope) -> None:
         with scope:

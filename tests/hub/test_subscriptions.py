@@ -1,0 +1,178 @@
+"""Resource subscriptions are held where the session's calls go, and only servers that take them are asked.
+
+The matrix the protocol-transparency audit found holes in: a legacy client whose calls go over a
+connection of its own (`isolation: session`, or `auto` once the server asked a client something)
+must hear the updates of that connection, before and after its calls moved there; its
+`roots/list_changed` must reach that connection too; and a server without subscriptions answers
+as it would directly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import mcp_types as types
+import orjson
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client import ClientRequestContext
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from support.hub import running_hub
+from support.inprocess import modern_request
+from support.results import text_of
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),  # resources/subscribe
+]
+DEADLINE = 30.0
+STATIC = "fixture://static"  # as the upstream knows it
+VISIBLE = "demo+fixture://static"  # as the hub shows it (prefixed by its server)
+SDK_UPSTREAM = [sys.executable, str(Path(__file__).parents[1] / "fixtures" / "sdk_upstream.py")]
+
+
+def stdio(**extra: Any) -> dict[str, Any]:
+    cmd = fixture_command()
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+async def sampling(
+    context: ClientRequestContext, params: types.CreateMessageRequestParams
+) -> types.CreateMessageResult:
+    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="ok"), model="m")
+
+
+class Updates:
+    """The `notifications/resources/updated` a client heard."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self.heard = anyio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.uris.append(str(message.params.uri))
+            self.heard.set()
+
+
+@pytest.mark.parametrize("isolation", ["auto", "session"])
+@pytest.mark.parametrize("subscribe_first", [False, True])
+async def test_updates_come_from_the_connection_the_sessions_calls_go_to(isolation: str, subscribe_first: bool) -> None:
+    """`subscribe_first`: subscribed while its calls still went to the shared connection (under auto)."""
+    updates = Updates()
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(isolation=isolation), "other": stdio()}}) as hub:
+            async with Client(
+                hub.url, mode="legacy", cache=None, sampling_callback=sampling, message_handler=updates
+            ) as c:
+                if subscribe_first:
+                    await c.subscribe_resource(VISIBLE)
+                assert '"ok"' in text_of(await c.call_tool("demo__sample", {}))  # the server asks a client
+                if not subscribe_first:
+                    await c.subscribe_resource(VISIBLE)
+                # calls now go over the session's own connection (auto: the server asked a client once)
+                assert text_of(await c.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"
+                assert hub.app.hub.isolated.count("demo") == 1
+                await updates.heard.wait()
+                assert updates.uris == [VISIBLE]
+                await c.unsubscribe_resource(VISIBLE)
+                assert text_of(await c.call_tool("demo__touch", {"uri": STATIC})) == f"not subscribed: {STATIC}"
+
+
+async def test_an_update_on_one_sessions_own_connection_reaches_that_session_only() -> None:
+    mine, theirs = Updates(), Updates()
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(isolation="session"), "other": stdio()}}) as hub:
+            async with (
+                Client(hub.url, mode="legacy", cache=None, sampling_callback=sampling, message_handler=mine) as a,
+                Client(hub.url, mode="legacy", cache=None, sampling_callback=sampling, message_handler=theirs) as b,
+            ):
+                await a.subscribe_resource(VISIBLE)
+                await b.subscribe_resource(VISIBLE)
+                assert text_of(await a.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"
+                await mine.heard.wait()
+                assert text_of(await b.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"
+                await theirs.heard.wait()
+                await a.send_ping()  # anything still on its way to a has arrived by now
+                assert mine.uris == [VISIBLE] and theirs.uris == [VISIBLE]
+
+
+async def test_a_new_own_connection_is_subscribed_again() -> None:
+    """The session's own connection died and a new one took over: the subscription follows."""
+    updates = Updates()
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(isolation="session"), "other": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=updates) as c:
+                await c.subscribe_resource(VISIBLE)
+                session = next(iter(hub.app.hub.sessions))
+                first = hub.app.hub.isolated.ready(session.id, "demo")
+                assert first is not None
+                await first.transport.aclose()
+                while first.state == "ready":
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                assert text_of(await c.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"
+                assert hub.app.hub.isolated.ready(session.id, "demo") is not first
+                await updates.heard.wait()
+
+
+async def test_roots_changed_reaches_the_sessions_own_connection() -> None:
+    roots = [types.Root(uri="file:///one", name="one")]
+
+    async def list_roots(context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=roots)
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(isolation="session"), "other": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, list_roots_callback=list_roots) as c:
+                assert "file:///one" in text_of(await c.call_tool("demo__roots", {}))
+                await c.send_roots_list_changed()
+                await c.send_ping()  # the notification was handled before the ping's answer
+                for server in ("demo", "other"):  # its own connection, and the shared one as before
+                    seen = orjson.loads(text_of(await c.call_tool(f"{server}__whoami", {})))
+                    assert seen["heard"].get("notifications/roots/list_changed") == 1, server
+
+
+@pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
+async def test_subscribing_where_the_server_takes_no_subscriptions_fails_as_it_does_directly(era: str) -> None:
+    """The SDK's own server declares no `resources.subscribe` and answers -32601: so does the hub."""
+    direct = StdioServerParameters(command=SDK_UPSTREAM[0], args=SDK_UPSTREAM[1:])
+    with anyio.fail_after(DEADLINE):
+        async with Client(direct, mode="legacy", cache=None) as c:
+            with pytest.raises(MCPError) as plain:
+                await c.subscribe_resource("sdk://note")
+        servers = {"sdk": {"command": SDK_UPSTREAM[0], "args": SDK_UPSTREAM[1:], "protocol": "legacy"}}
+        async with running_hub({"mcpServers": {**servers, "other": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None) as c:
+                listed = [str(r.uri) for r in (await c.list_resources()).resources]
+                assert "sdk+sdk://note" in listed
+                with pytest.raises(MCPError) as via_hub:
+                    await c.subscribe_resource("sdk+sdk://note")
+                assert text_of(await c.call_tool("other__echo", {"message": "still fine"})) == "still fine"
+    assert plain.value.error.code == via_hub.value.error.code == -32601
+
+
+async def advertised(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The resources capability the hub offers in each era: (server/discover, initialize)."""
+    headers, body = modern_request("server/discover")
+    async with httpx.AsyncClient(timeout=DEADLINE) as http:
+        discovered = (await http.post(url, json=body, headers=headers)).json()["result"]["capabilities"]
+    async with Client(url, mode="legacy", cache=None) as c:
+        initialized = c.server_capabilities.model_dump(by_alias=True, exclude_none=True)
+    return discovered["resources"], initialized["resources"]
+
+
+async def test_both_eras_offer_subscriptions_only_when_an_upstream_takes_them() -> None:
+    with anyio.fail_after(DEADLINE):
+        # legacy: in 2026-07-28 the SDK's server takes subscriptions (on subscriptions/listen)
+        servers = {"sdk": {"command": SDK_UPSTREAM[0], "args": SDK_UPSTREAM[1:], "protocol": "legacy"}}
+        async with running_hub({"mcpServers": servers}) as hub:
+            assert await advertised(hub.url) == ({"listChanged": True}, {"listChanged": True})
+        async with running_hub({"mcpServers": {**servers, "demo": stdio()}}) as hub:
+            with_subscribe = {"listChanged": True, "subscribe": True}
+            assert await advertised(hub.url) == (with_subscribe, with_subscribe)

@@ -275,6 +275,38 @@ async def test_subscriptions_out_of_reach_after_a_reload_stop_delivering(tmp_pat
             assert any(m.get("method") == "notifications/resources/updated" for m in _drain(watcher))
 
 
+async def test_a_limited_sessions_log_level_and_roots_reach_only_its_servers(tmp_path: Path) -> None:
+    """Upstream state a session may change (log level, roots) changes only on the servers it reaches."""
+    with anyio.fail_after(60):
+        async with tagged_hub(tmp_path) as t:
+            hub, http = t.hub, t.http
+            admin = await _legacy(http, hub.url, t.keys.create("ops", ["admin"]), {})
+            blue = await _legacy(http, hub.url, t.keys.create("blue", ["tag:blue"]), {"roots": {}})
+            body = {"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "debug"}}
+            assert "result" in (await http.post(hub.url, json=body, headers=blue)).json()
+            roots = {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}
+            assert (await http.post(hub.url, json=roots, headers=blue)).status_code == 202
+
+            async def seen(tool: str) -> dict[str, Any]:
+                reply = (await http.post(hub.url, json=_call(tool), headers=admin)).json()
+                return dict(json.loads(reply["result"]["content"][0]["text"]))
+
+            demo, time = await seen("demo__whoami"), await seen("time__whoami")
+            assert demo["logLevel"] == "debug" and demo["heard"].get("notifications/roots/list_changed") == 1
+            assert time["logLevel"] is None and "notifications/roots/list_changed" not in time["heard"]
+
+
+async def test_a_revived_session_keeps_only_the_subscriptions_its_access_still_allows(tmp_path: Path) -> None:
+    with anyio.fail_after(60):
+        async with tagged_hub(tmp_path) as t:
+            blue = await _legacy(t.http, t.hub.url, t.keys.create("blue", ["tag:blue"]), {})
+            session = t.hub.app.hub.sessions.get(blue["mcp-session-id"])
+            assert session is not None
+            # as saved before a restart, when its key still reached `time` too
+            t.hub.app.hub.subscriptions.restore(session, [("time", "fixture://static"), ("demo", "fixture://static")])
+            assert list(session.subscriptions) == [("demo", "fixture://static")]
+
+
 async def test_prefix_mode_never_a_name_of_two_servers_is_the_one_in_reach(tmp_path: Path) -> None:
     with anyio.fail_after(60):
         async with tagged_hub(tmp_path, prefixMode="never") as t:

@@ -235,18 +235,28 @@ class Dispatcher:
             shown = reprlib.repr(level)
             raise InvalidParams(f"logging/setLevel: unknown level {shown}; expected one of {', '.join(LOG_LEVELS)}")
         session.log_level = str(level)
-        # Upstream connections are shared: ask for the most verbose level any session wants,
-        # and filter per session on the way back.
-        wanted = min((LOG_LEVELS.index(s.log_level) for s in self.sessions if s.log_level), default=0)
+        # Shared upstream connections: each is asked for the most verbose level a session reaching it
+        # wants, and lines are filtered per session on the way back. Only the servers this session
+        # reaches are asked again; its own connections get its own level.
+        reach = session.access.reach
         targets = [
-            c
-            for c in self.pool.connections.values()
-            if c.state == "ready" and c.era == "legacy" and "logging" in c.capabilities
-        ]  # modern upstreams get the level in each request's _meta
+            (c, self._wanted(c.name))
+            for c in [*self.pool.connections.values(), *self.isolated.held_by(connections.LEGACY_COMPANION)]
+            if reach.touches(c.name)
+        ]
+        targets += [(c, LOG_LEVELS.index(str(level))) for c in self.isolated.held_by(session.id)]
         async with anyio.create_task_group() as tg:
-            for conn in targets:
-                tg.start_soon(self._quiet_request, conn, "logging/setLevel", {"level": LOG_LEVELS[wanted]})
+            for conn, wanted in targets:
+                if conn.state == "ready" and conn.era == "legacy" and "logging" in conn.capabilities:
+                    # modern upstreams get the level in each request's _meta
+                    tg.start_soon(self._quiet_request, conn, "logging/setLevel", {"level": LOG_LEVELS[wanted]})
         return {}
+
+    def _wanted(self, server: str) -> int:
+        """The most verbose log level a session reaching `server` asked for (as an index of LOG_LEVELS)."""
+        sessions = [s for s in self.sessions if s.log_level and s.access.reach.touches(server)]
+        levels = [LOG_LEVELS.index(str(s.log_level)) for s in sessions]
+        return min(levels, default=LOG_LEVELS.index("info"))
 
     async def _tasks_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         """Every upstream's tasks that this session created (one complete page)."""
@@ -280,7 +290,8 @@ class Dispatcher:
         """A client's roots changed: every ready shared upstream connection is told, and the connections its
         calls may go to besides (its own, the legacy-era companions, its principal's own)."""
         targets = [conn for conn in self.pool.connections.values() if conn.state == "ready"]
-        if session is not None:
+        if session is not None:  # the servers its calls may reach: another client's servers keep their roots
+            targets = [conn for conn in targets if session.access.reach.touches(conn.name)]
             targets += self.isolated.held_by(session.id, connections.LEGACY_COMPANION, f"user:{session.principal.id}")
         for conn in targets:
             try:

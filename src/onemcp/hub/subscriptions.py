@@ -155,8 +155,11 @@ class Subscriptions:
 
     def restore(self, session: Session, keys: list[Key]) -> None:
         """A revived session's subscriptions: held again; a server that is (re)starting is asked when it is
-        ready (`held`), one that is ready already is asked now."""
+        ready (`held`), one that is ready already is asked now. One its access no longer allows stays gone."""
         for key in keys:
+            if not session.access.reach.shows("resources", *key):
+                log.info("session %s: %s on %s is out of its reach now: not restored", session.id[:8], *key[::-1])
+                continue
             subscribers = self._subscribers.setdefault(key, set())
             first = not subscribers
             subscribers.add(session.id)

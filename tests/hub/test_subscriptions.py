@@ -176,3 +176,29 @@ async def test_both_eras_offer_subscriptions_only_when_an_upstream_takes_them() 
         async with running_hub({"mcpServers": {**servers, "demo": stdio()}}) as hub:
             with_subscribe = {"listChanged": True, "subscribe": True}
             assert await advertised(hub.url) == (with_subscribe, with_subscribe)
+
+
+async def test_a_dual_era_servers_legacy_companion_holds_the_subscription_and_hears_the_roots() -> None:
+    """A legacy client that can be asked back calls a dual-era server over the legacy-era companion
+    connection: its subscription and its roots changes must reach that connection, not only the
+    2026-07-28 one the catalog uses."""
+    updates = Updates()
+
+    async def list_roots(context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///srv", name="srv")])
+
+    dual = {"command": sys.executable, "args": [str(Path(__file__).parents[1] / "fixtures" / "modern_server.py")]}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"dual": dual, "other": stdio()}}) as hub:
+            assert hub.app.hub.pool.connections["dual"].era == "modern"
+            async with Client(
+                hub.url, mode="legacy", cache=None, list_roots_callback=list_roots, message_handler=updates
+            ) as c:
+                await c.subscribe_resource("dual+modern://note")
+                touched = text_of(await c.call_tool("dual__touch", {"uri": "modern://note"}))
+                assert touched == "touched modern://note"
+                await updates.heard.wait()
+                assert updates.uris == ["dual+modern://note"]
+                await c.send_roots_list_changed()
+                await c.send_ping()
+                assert text_of(await c.call_tool("dual__heard", {})) == "1"

@@ -1,5 +1,6 @@
 """Upstream messages nested deeper than the hub can write (orjson reads 1023 levels, writes 254),
-or holding more objects and arrays than the hub will parse (each costs it 56 bytes or more).
+holding more objects and arrays than the hub will parse (each costs it 56 bytes or more), or
+answering with a result that is not an object (no client could read it).
 
 A server written here by hand (the fixtures serialise with orjson, which cannot write such a
 message) sends them on stdio: a reply, a notification during a call, and its initialize result.
@@ -43,12 +44,16 @@ for line in sys.stdin:
         info = '"serverInfo":{"name":"deep","version":"0"}'
         send(head + '{"protocolVersion":"2025-11-25","capabilities":' + caps + "," + info + "}}")
     elif method == "tools/list":
-        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("deep_result", "deep_log", "plain", "many")]
+        names = ("deep_result", "deep_log", "plain", "many", "array_result", "null_result")
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in names]
         send(head + json.dumps({"tools": tools}) + "}")
     elif method == "tools/call":
         name = msg["params"]["name"]
         if name == "many":
             send(head + '{"content":[],"structuredContent":{"v":[' + "{}," * MANY + '{}]}}}')
+            continue
+        if name in ("array_result", "null_result"):
+            send(head + ("[1,2]" if name == "array_result" else "null") + "}")
             continue
         if name == "deep_result":
             send(head + '{"content":[],"structuredContent":{"v":' + DEEP + '}}}')
@@ -97,3 +102,18 @@ async def test_an_initialize_result_too_deep_fails_that_server_only(tmp_path: Pa
                 async with Client(hub.url, mode=mode, cache=None) as c:
                     names = {t.name for t in (await c.list_tools()).tools}
                     assert "fx__echo" in names and not any(n.startswith("deep__") for n in names)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_result_that_is_not_an_object_is_a_clear_error(tmp_path: Path, mode: str) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers(tmp_path)}) as hub:
+            async with Client(hub.url, mode=mode, cache=None) as c:
+                for tool, kind in (("array_result", "an array"), ("null_result", "null")):
+                    with pytest.raises(MCPError) as err:
+                        await c.call_tool(f"deep__{tool}", {})
+                    assert (
+                        err.value.error.message
+                        == f"[deep] the server answered tools/call with {kind}, not a result object"
+                    )
+                assert text_of(await c.call_tool("deep__plain", {})) == "plain plain"

@@ -127,6 +127,8 @@ class Dispatcher:
                 session.access.refused(CALL, f"{server}/{value}", "quota exceeded")
                 return jsonrpc.result(msg["id"], limits.refusal(refused))
         conn = await self.connection(session, server, params)
+        if conn.era == "legacy" and params.get("requestState") is not None:  # not this hub's (`owns`), not theirs
+            raise InvalidParams("requestState was not issued by this hub, and a legacy-era server issues none")
         if key == "name":
             params["name"] = value
         elif key == "uri":

@@ -25,7 +25,7 @@ from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.events import EventBus
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import UpstreamTimeout
+from onemcp.protocol.errors import UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
@@ -33,6 +33,8 @@ from onemcp.upstream.pool import Pool
 
 audit = logging.getLogger("onemcp.audit")
 Emit = Callable[[Message], Awaitable[None]]
+JSON_KINDS: dict[type, str] = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+JSON_KINDS[type(None)] = "null"
 CANCELLED: Message = {"cancelled": True}
 
 
@@ -162,7 +164,12 @@ class Forwarder:
         )
         result = msg.get("result")
         if not isinstance(result, dict):
-            return msg
+            if "error" in msg:
+                return msg
+            # no client could read it: said once, clearly, rather than passed on as it came
+            sent = JSON_KINDS.get(type(result), "something else") if "result" in msg else "no result"
+            err = UpstreamError(server, f"the server answered {method} with {sent}, not a result object")
+            return jsonrpc.error(msg.get("id"), err.to_error())
         if method == "tools/call" and "task" in result:
             self.tasks.record(server, session.id, result)
         elif method.startswith("tasks/"):

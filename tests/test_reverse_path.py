@@ -147,6 +147,21 @@ async def test_isolation_session_gives_each_session_its_own_connection() -> None
             assert hub.app.hub.pool.connections["iso"].state == "ready"  # the shared one feeds the catalog
 
 
+async def test_isolation_session_gives_modern_calls_their_principals_connection_not_one_each() -> None:
+    """A 2026-07-28 request has no session: its calls share one connection of its principal's, which
+    closes when idle, rather than leaving a new upstream process behind for every request."""
+    with anyio.fail_after(DEADLINE):
+        servers = {"iso": stdio(isolation="session"), "other": stdio()}
+        async with running_hub({"mcpServers": servers}) as hub:
+            async with Client(hub.url, mode="2026-07-28", cache=None) as c:
+                for n in range(4):
+                    assert text_of(await c.call_tool("iso__echo", {"message": str(n)})) == str(n)
+            assert hub.app.hub.isolated.count("iso") == 1
+            hub.app.hub.isolated.close_idle("user:", 0)  # what the hub's sweep does after sessionIdleTimeout
+            while hub.app.hub.isolated.count("iso"):
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+
 async def test_roots_and_elicitation_are_forwarded() -> None:
     async def roots(context: ClientRequestContext) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[types.Root(uri="file:///work", name="work")])

@@ -68,7 +68,8 @@ class Subscriptions:
         if key not in session.subscriptions and len(session.subscriptions) >= cap:
             hit("subscriptions_per_session", "session %s has %d subscriptions: refused another", session.id[:8], cap)
             raise LimitReached("subscriptions_per_session", f"too many resource subscriptions (limit {cap})", 429)
-        conn = await self.route(session, server)
+        # a listen stream's are held on the shared connection (a 2026-07-28 caller's own one is reaped idle)
+        conn = ready(self.pool, server) if session.ephemeral else await self.route(session, server)
         if not takes_subscriptions(conn):
             raise MethodNotFound(f"[{server}] resources/subscribe: this server takes no resource subscriptions")
         await self._hold(session, key, conn, params)

@@ -90,7 +90,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "hub/listeners.py": ("tests/downstream/test_modern.py", "listen streams: tagged list_changed, the graceful end"),
     "hub/replay.py": ("tests/downstream/test_streamable_wire.py", "resumable SSE streams, Last-Event-ID"),
     "hub/state.py": ("tests/downstream/test_streamable_wire.py", "what /health reports of the running hub"),
-    "hub/subscriptions.py": ("tests/hub/test_session.py", "the per-session cap; listen's in downstream/test_modern"),
     "hub/tasks.py": ("tests/test_tasks.py", "task-augmented calls and tasks/* through the hub"),
     # integrations/
     "integrations/jsonc.py": ("tests/integrations/test_apps.py", "how other apps' JSONC configs are read"),

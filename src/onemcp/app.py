@@ -216,6 +216,8 @@ class OneMcpApp:
             await asgi.send_json(send, 200 if live else 503, {"live": live, **({} if live else {"error": self.failed})})
         elif path == "/health/ready":
             ok, doc = ready(self.hub)
+            if self.gate.required:  # an open probe: with auth on, which servers run is the operator's (/health)
+                doc.pop("upstreams", None)
             await asgi.send_json(send, 200 if ok else 503, doc)
         else:
             await asgi.send_json(send, 404, {"error": "not found"})

@@ -307,6 +307,26 @@ async def test_a_revived_session_keeps_only_the_subscriptions_its_access_still_a
             assert list(session.subscriptions) == [("demo", "fixture://static")]
 
 
+async def test_completing_a_hidden_servers_resource_says_what_a_missing_one_does(tmp_path: Path) -> None:
+    """`time` is out of the blue key's reach, `zzz` does not exist: nothing tells them apart."""
+    with anyio.fail_after(60):
+        async with tagged_hub(tmp_path) as t:
+            key = t.keys.create("blue", ["tag:blue"])
+            blue = await _legacy(t.http, t.hub.url, key, {})
+            errors: dict[str, Any] = {}
+            for server in ("time", "zzz"):
+                uri = f"{server}+fixture://item/{{id}}"
+                params = {"ref": {"type": "ref/resource", "uri": uri}, "argument": {"name": "id", "value": ""}}
+                body = {"jsonrpc": "2.0", "id": 2, "method": "completion/complete", "params": params}
+                legacy = (await t.http.post(t.hub.url, json=body, headers=blue)).json()["error"]
+                body, headers = modern(key, "completion/complete", params)
+                reply = await t.http.post(t.hub.url, json=body, headers=headers)
+                both = [legacy, reply.json()["error"], reply.status_code]
+                errors[server] = json.loads(json.dumps(both).replace(server, "S"))
+            assert errors["time"] == errors["zzz"]
+            assert "Resource not found" in errors["zzz"][0]["message"]
+
+
 async def test_prefix_mode_never_a_name_of_two_servers_is_the_one_in_reach(tmp_path: Path) -> None:
     with anyio.fail_after(60):
         async with tagged_hub(tmp_path, prefixMode="never") as t:

@@ -116,6 +116,7 @@ async def test_api_keys_matrix(tmp_path: Path) -> None:
             # the probes stay open; /health (every server, instances, pins) is the operator's; metrics need admin
             for probe in ("/health/live", "/health/ready"):
                 assert (await http.get(f"{hub.base}{probe}")).status_code == 200
+            assert (await http.get(f"{hub.base}/health/ready")).json() == {"ready": True}  # naming no server
             assert (await http.get(f"{hub.base}/health")).status_code == 401
             r = await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {full}"})
             assert r.status_code == 403 and 'scope="operator"' in r.headers["www-authenticate"]

@@ -20,7 +20,7 @@ import anyio
 from onemcp.auth import limits
 from onemcp.auth.access import CALL, COMPLETE, GET, READ, Access
 from onemcp.auth.limits import QuotaBook
-from onemcp.catalog.catalog import Catalog
+from onemcp.catalog.catalog import Catalog, missing
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
 from onemcp.hub.exposure import ToolExposure
@@ -198,8 +198,11 @@ class Dispatcher:
                 access.require(COMPLETE, "prompts", server, original, ref["name"])
                 return server, "ref.name", original
             if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
-                server, original = self._resolve_template(ref["uri"], access)
-                access.require(COMPLETE, "resourceTemplates", server, original, ref["uri"])
+                try:
+                    server, original = self._resolve_template(ref["uri"], access)
+                    access.require(COMPLETE, "resourceTemplates", server, original, ref["uri"])
+                except NotFound:  # out of reach or not there: one answer, naming neither
+                    raise missing("resources", ref["uri"]) from None
                 return server, "ref.uri", original
             raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
         # tasks/get, tasks/result, tasks/cancel: a task this session made, of a server still in reach

@@ -66,6 +66,41 @@ async def test_the_queue_is_bounded_in_bytes_and_gives_them_back_as_it_is_read()
     session.close()
 
 
+async def test_all_sessions_queues_together_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each session under its own bound, but many of them: the process's total is bounded too."""
+    from onemcp.hub import session as sessions
+
+    monkeypatch.setattr(sessions, "OUTBOX_TOTAL_BYTES", 5 * 1024 * 1024)
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    big = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "x" * (1024 * 1024)}}
+    start = sessions.QueuedBytes.used
+    many = [Session(id=f"{n:032d}", transport="streamable-http", access=access) for n in range(4)]
+    for session in many:
+        for _ in range(3):
+            session.post(big)
+    held = [session.outbox.queued() if session.outbox is not None else 0 for session in many]
+    assert sum(held) == 4 and held[0] == 3 and sessions.QueuedBytes.used - start < 5 * 1024 * 1024
+    for session in many:
+        session.close()  # what they held is given back
+    assert sessions.QueuedBytes.used == start
+
+
+async def test_a_json_only_call_does_not_queue_its_notifications_for_a_stream_nobody_reads() -> None:
+    cmd = fixture_command()
+    config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            headers = {**await raw_session(http, hub.url), "accept": "application/json"}
+            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            call["params"] = {"name": "fx__log", "arguments": {"count": 5, "message": "x" * 10_000}}
+            assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+            call["params"] = {"name": "fx__progress", "arguments": {"steps": 5}}
+            call["params"]["_meta"] = {"progressToken": "p"}
+            assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+            session = next(s for s in hub.app.hub.sessions if s.id == headers["mcp-session-id"])
+            assert session.queued_bytes == 0
+
+
 async def test_upstream_logs_reach_listening_sessions_and_are_not_queued_for_the_others() -> None:
     cmd = fixture_command()
     config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}

@@ -210,8 +210,9 @@ class StreamableHttpEndpoint:
 
         async def emit(related: Message) -> None:
             nonlocal stream
-            if not can_stream:
-                session.post(related)
+            if not can_stream:  # JSON only: on the GET stream, if the client reads one (requests wait for one)
+                if "id" in related or session.listening:
+                    session.post(related)
                 return
             if stream is None:
                 stream = session.streams.open("p")

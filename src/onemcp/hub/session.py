@@ -36,6 +36,17 @@ OUTBOX_SIZE = 1024
 # Bytes (serialised) the outbox may hold besides its count: a message may be megabytes, and a
 # client that opens a stream and never reads it must not make the hub hold 1,024 of them.
 OUTBOX_BYTES = 16 * 1024 * 1024
+# ... and all sessions' outboxes together: without it, many sessions each under their own bound
+# (a client needs only open GET streams it never reads) could still hold gigabytes.
+OUTBOX_TOTAL_BYTES = 256 * 1024 * 1024
+
+
+class QueuedBytes:
+    """The bytes queued in every session's outbox of this process (against OUTBOX_TOTAL_BYTES)."""
+
+    used = 0
+
+
 
 
 # What a session keeps of its client's initialize (capabilities and clientInfo, serialised): real
@@ -64,6 +75,7 @@ class Outbox:
 
     def _taken(self, item: tuple[Message, int]) -> Message:
         self._session.queued_bytes -= item[1]
+        QueuedBytes.used -= item[1]
         return item[0]
 
     async def receive(self) -> Message:
@@ -194,9 +206,19 @@ class Session:
                 msg.get("method"),
             )
             return
+        if QueuedBytes.used + size > OUTBOX_TOTAL_BYTES and QueuedBytes.used:
+            hit(
+                "queued_messages",
+                "session %s: the sessions' outbound queues hold over %d bytes together, dropped %s",
+                self.id[:8],
+                OUTBOX_TOTAL_BYTES,
+                msg.get("method"),
+            )
+            return
         try:
             self._outbox_send.send_nowait((msg, size))
             self.queued_bytes += size
+            QueuedBytes.used += size
         except anyio.WouldBlock:
             hit("queued_messages", "session %s: outbound queue full, dropped %s", self.id[:8], msg.get("method"))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -248,6 +270,8 @@ class Session:
             self._outbox_send.close()
         if self._outbox is not None:
             self._outbox.close()  # a reader still on it gets ClosedResourceError; what was queued is dropped
+        QueuedBytes.used -= self.queued_bytes
+        self.queued_bytes = 0
 
 
 class SessionStore:

@@ -91,11 +91,11 @@ async def test_a_json_only_call_does_not_queue_its_notifications_for_a_stream_no
     with anyio.fail_after(DEADLINE):
         async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
             headers = {**await raw_session(http, hub.url), "accept": "application/json"}
-            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            call: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
             call["params"] = {"name": "fx__log", "arguments": {"count": 5, "message": "x" * 10_000}}
             assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
-            call["params"] = {"name": "fx__progress", "arguments": {"steps": 5}}
-            call["params"]["_meta"] = {"progressToken": "p"}
+            progress = {"name": "fx__progress", "arguments": {"steps": 5}, "_meta": {"progressToken": "p"}}
+            call["params"] = progress
             assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
             session = next(s for s in hub.app.hub.sessions if s.id == headers["mcp-session-id"])
             assert session.queued_bytes == 0

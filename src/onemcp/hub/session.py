@@ -47,8 +47,6 @@ class QueuedBytes:
     used = 0
 
 
-
-
 # What a session keeps of its client's initialize (capabilities and clientInfo, serialised): real
 # clients send a few hundred bytes; without a bound each session could hold a whole request body.
 MAX_CLIENT_STATE = 64 * 1024

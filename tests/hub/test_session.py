@@ -20,6 +20,7 @@ from onemcp.auth.access import LEGACY_HTTP, decide
 from onemcp.auth.principal import ANONYMOUS
 from onemcp.hub.session import OUTBOX_SIZE, Session
 from onemcp.observability.limits import HITS
+from onemcp.protocol.errors import LimitReached
 from support.hub import RunningHub, raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -168,3 +169,21 @@ async def test_resource_subscriptions_per_session_are_capped() -> None:
             assert "result" in await subscribe(f"{item}0")  # again: not a new one
             session = next(s for s in hub.app.hub.sessions if s.id == headers["mcp-session-id"])
             assert len(session.subscriptions) == 3
+
+
+def test_at_its_cap_a_principal_s_stalest_idle_session_makes_room() -> None:
+    """Without auth every client is one principal: its cap must not lock every client out."""
+    from onemcp.config.model import Limits
+    from onemcp.hub.session import EVICT_IDLE, SessionStore
+
+    store = SessionStore(1800, Limits.model_validate({"maxSessionsPerPrincipal": 3}))
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    first, second, third = (store.create("streamable-http", access) for _ in range(3))
+    with pytest.raises(LimitReached):  # all three seen just now: none is taken away
+        store.create("streamable-http", access)
+    first.last_seen -= EVICT_IDLE + 1
+    second.last_seen -= EVICT_IDLE + 2
+    second.streams_open = 1  # reading its GET stream: in use, however long unseen
+    fourth = store.create("streamable-http", access)
+    assert store.get(first.id) is None and first.closed
+    assert {s.id for s in store} == {second.id, third.id, fourth.id}

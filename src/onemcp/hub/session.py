@@ -50,6 +50,7 @@ class QueuedBytes:
 # What a session keeps of its client's initialize (capabilities and clientInfo, serialised): real
 # clients send a few hundred bytes; without a bound each session could hold a whole request body.
 MAX_CLIENT_STATE = 64 * 1024
+EVICT_IDLE = 60.0  # a session unseen this long may end to make room for its principal's new one
 
 
 def declaration(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -275,8 +276,11 @@ class Session:
 class SessionStore:
     """Live sessions by id, with idle expiry and caps (hub-wide and per principal).
 
-    At a cap a new session is refused (`LimitReached`); live ones are never evicted to make
-    room, so a flood of sessions cannot push out the sessions of others.
+    At the hub-wide cap a new session is refused (`LimitReached`): live ones are never evicted to
+    make room, so a flood of sessions cannot push out the sessions of others. At a principal's cap
+    its own stalest session unseen for EVICT_IDLE seconds (no stream open, no call in flight) makes
+    room; only when it has none is the new one refused. (Without auth every client is one principal:
+    a refusal would lock every client out until sessions expired.)
     """
 
     def __init__(self, idle_timeout: float, limits: Limits, on_remove: Callable[[Session], None] | None = None) -> None:
@@ -296,6 +300,8 @@ class SessionStore:
             hit("sessions", "%d sessions live (maxSessions): refused a new one", cap)
             raise LimitReached("sessions", f"too many sessions (limit {cap}); try again later", 503)
         cap = self.limits.max_sessions_per_principal
+        if self._per_principal[key] >= cap:
+            self._evict_stalest(key)
         if self._per_principal[key] >= cap:
             hit("sessions_per_principal", "principal %s has %d sessions: refused a new one", access.principal.id, cap)
             raise LimitReached(
@@ -342,6 +348,19 @@ class SessionStore:
             session.close()
         self._sessions.clear()
         self._per_principal.clear()
+
+    def _evict_stalest(self, key: str) -> None:
+        """Room for one more of principal `key`'s sessions: its stalest idle one ends, if any is."""
+        now = time.monotonic()
+        idle = [
+            s
+            for s in self._sessions.values()
+            if s.principal.id == key and not s.streams_open and not s.in_flight and now - s.last_seen >= EVICT_IDLE
+        ]
+        if idle:
+            stalest = min(idle, key=lambda s: s.last_seen)
+            hit("sessions_per_principal", "principal %s at its session cap: ended its stalest idle session", key)
+            self.remove(stalest.id)
 
     def expire_idle(self) -> int:
         now = time.monotonic()

@@ -10,6 +10,7 @@ request still gets its answer.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
@@ -176,6 +177,44 @@ async def test_a_keepalive_connection_gets_a_second_request_served(hub: RunningH
                 reply = await read_head(stream)
             assert status_of(reply) == 400
             await _drain_body(stream, reply)
+
+
+async def test_pipelined_requests_are_read_only_as_fast_as_they_are_answered(hub: RunningHub) -> None:
+    """A client that pipelines requests and never reads the answers: reading pauses (it was ~130 MB of
+    queued requests per connection)."""
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    request = head("Content-Type: application/json", f"Content-Length: {len(body)}") + body
+    burst, bursts = request * 200, 300  # 60,000 requests, about 8 MB
+
+    def flood() -> tuple[socket.socket, int]:
+        sock = socket.create_connection(("127.0.0.1", _port(hub)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(1.0)  # the hub stopped reading: the send buffers are full
+        sent = 0
+        try:
+            for _ in range(bursts):
+                sock.sendall(burst)
+                sent += 1
+        except TimeoutError:
+            pass
+        return sock, sent
+
+    deepest = 0
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:  # the hub's queue of pipelined requests, while the flood lasts
+            nonlocal deepest
+            while True:
+                depths = [len(p.pipeline) for p in hub.server.server_state.connections]
+                deepest = max([deepest, *depths])
+                await anyio.sleep(0.005)  # allowed-sleep: sampling while the flood runs
+
+        tg.start_soon(watch)
+        sock, sent = await anyio.to_thread.run_sync(flood)
+        tg.cancel_scope.cancel()
+    sock.close()
+    assert sent < bursts and 0 < deepest < 5000, (sent, deepest)  # 16, and what one read held
+    await ping_ok(hub)
 
 
 # ------------------------------------------------------------------------------------------ connections

@@ -26,6 +26,7 @@ from onemcp.observability.limits import hit
 
 CONNECTION_CAP = 10_000  # the default cap is never above this, whatever the fd limit
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+MAX_PIPELINED = 16  # requests a connection may have waiting behind the one being answered before reading pauses
 LINGER = 2.0  # seconds a refused connection's further input is read and dropped before it is closed
 
 
@@ -149,6 +150,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if not self.parser.should_upgrade() and self._has_body():
             self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_timed_out)
+
+    def on_response_complete(self) -> None:
+        # uvicorn resumes reading after every response, and one read may hold a thousand pipelined
+        # requests: a client that sends without reading would grow the queue without end.
+        super().on_response_complete()
+        if len(self.pipeline) >= MAX_PIPELINED:
+            self.flow.pause_reading()
 
     def on_message_complete(self) -> None:
         if self._body_timer is not None:

@@ -127,3 +127,16 @@ def test_splice_result_equals_serialised_result(rid: int | str | None) -> None:
 
 def test_dumps_is_compact_bytes() -> None:
     assert jsonrpc.dumps({"a": [1, 2]}) == b'{"a":[1,2]}'
+
+
+def test_a_request_of_too_many_objects_and_arrays_is_refused_before_it_is_parsed() -> None:
+    many = b"[]," * jsonrpc.MAX_REQUEST_CONTAINERS
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":[' + many + b"[]]}}"
+    with pytest.raises(InvalidRequest, match="more than 200000 objects and arrays"):
+        jsonrpc.parse(body)
+    # brackets inside strings are text, however many (a JSON document sent as an argument)
+    text = orjson.dumps({"t": '[{"k": "\\"]"},' * jsonrpc.MAX_REQUEST_CONTAINERS})
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"w","arguments":' + text + b"}}"
+    assert jsonrpc.parse(body)["params"]["arguments"] == orjson.loads(text)
+    at_most = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":[' + many[: -3 * 4] + b"[]]}}"
+    assert len(jsonrpc.parse(at_most)["params"]["x"]) == jsonrpc.MAX_REQUEST_CONTAINERS - 3  # and 3 around them

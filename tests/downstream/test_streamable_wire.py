@@ -356,6 +356,16 @@ async def test_a_hub_that_fails_while_serving_is_not_live_and_stops_its_server(m
             assert server.should_exit
 
 
+def test_a_last_event_id_of_thousands_of_digits_finds_nothing_and_breaks_nothing() -> None:
+    """Python refuses to read an int of more than 4,300 digits: that was a 500 and a traceback."""
+    store = replay.StreamStore()
+    stream = store.open("g")
+    stream.add({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})
+    assert stream.priming().startswith(b"id: g1-0\n")
+    assert store.find("g1-0") is not None
+    assert store.find("g1-" + "9" * 5000) is None
+
+
 def test_events_kept_for_replay_are_bounded_in_bytes_not_only_in_number() -> None:
     """A message may be megabytes: a session keeps at most replay.MAX_BYTES of events to replay,
     the oldest forgotten first, but never the newest event of a live stream (one may be following it)."""

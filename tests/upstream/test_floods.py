@@ -78,6 +78,18 @@ def test_a_stderr_flood_is_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFix
     assert "stderr: after" in caplog.records[-1].getMessage()
 
 
+def test_stderr_without_newlines_is_logged_a_few_kilobytes_a_line(caplog: pytest.LogCaptureFixture) -> None:
+    """1 MB writes with no newline were logged whole, 216 KiB a record: 273 MB of log in 20 s."""
+    transport = stdio.StdioTransport("noisy", ServerConfig(command="true"))
+    protocol = stdio._ChildProtocol(transport, lambda msg, related: None)
+    with caplog.at_level(logging.INFO):
+        for _ in range(20):
+            protocol.pipe_data_received(2, b"E" * 1_000_000)
+    records = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stderr: E")]
+    assert len(records) == 20 and all(len(m) < stdio.STDERR_LINE_BYTES + 100 for m in records)
+    assert records[0].endswith("bytes in all)")
+
+
 async def test_an_endless_list_is_cut_at_the_item_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """A server may page forever (1,000 pages of anything it likes): the hub keeps a bounded list."""
     from onemcp.upstream import connection

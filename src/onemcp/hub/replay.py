@@ -111,7 +111,7 @@ class StreamStore:
         """The stream a Last-Event-ID belongs to, and the position after which to replay."""
         sid, sep, seq = last_event_id.strip().rpartition("-")
         stream = self._streams.get(sid) if sep else None
-        if stream is None or not (seq.isascii() and seq.isdigit()):
+        if stream is None or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:  # no event count has more
             return None
         self._streams[sid] = self._streams.pop(sid)  # the newest now
         return stream, int(seq)

@@ -72,6 +72,7 @@ PR_SET_PDEATHSIG = 1
 WRITE_HIGH_WATER = 1024 * 1024
 STDERR_TAIL = 40  # the last lines of a server's stderr kept for /api/v1/servers (across restarts)
 STDERR_LINES_PER_SECOND = 100  # of one server's stderr written to the hub's log; the rest counted
+STDERR_LINE_BYTES = 4096  # of one stderr line, logged (100 lines a second: 400 KB a second at most)
 
 
 def die_with_parent() -> None:
@@ -171,7 +172,9 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
                 self._err_window, self._err_logged, self._err_dropped = now, 0, 0
             if self._err_logged < STDERR_LINES_PER_SECOND:
                 self._err_logged += 1
-                text = line.decode(errors="replace").rstrip()
+                text = line[:STDERR_LINE_BYTES].decode(errors="replace").rstrip()
+                if len(line) > STDERR_LINE_BYTES:  # a line of megabytes (or none at all) logs its start
+                    text += f" ... ({len(line)} bytes in all)"
                 self.owner.stderr_tail.append(text[:1000])
                 self.owner.log.info("stderr: %s", text)
             else:

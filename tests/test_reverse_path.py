@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -223,3 +224,16 @@ async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> No
                 while not outcome:
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
     assert outcome == ["cancelled"]
+
+
+@pytest.mark.parametrize("isolation", ["auto", "session"])
+async def test_a_sessions_own_connection_is_told_its_log_level(isolation: str) -> None:
+    """The level was set before the session had a connection of its own: that one is told it too."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"one": stdio(isolation=isolation), "two": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=sampler("A", Barrier(1), [])) as c:
+                await c.set_logging_level("error")
+                assert '"from A"' in text_of(await c.call_tool("one__sample", {}))  # auto: its own from now on
+                seen = json.loads(text_of(await c.call_tool("one__whoami", {})))
+                assert hub.app.hub.isolated.count("one") == 1
+                assert seen["logLevel"] == "error"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import reprlib
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -70,6 +71,7 @@ class Dispatcher:
         self._config = config
         self.quotas = QuotaBook(config().hub.auth.quotas)
         self.user_secrets: UserSecrets | None = None  # each principal's values for `${user:NAME}` (the hub's)
+        self._levels: weakref.WeakKeyDictionary[UpstreamConnection, str] = weakref.WeakKeyDictionary()  # told
         self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
         self.subscriptions = subscriptions
         subscriptions.route = self.connection
@@ -149,6 +151,8 @@ class Dispatcher:
         conn = await connections.for_session(self.pool, self.isolated, servers, session, server, params, secrets)
         if session.subscriptions:
             await self.subscriptions.follow(session, server, conn)
+        if not self.pool.is_current(conn):  # one made after the log level was set is told it too
+            await self._tell_level(conn, self._level_of(conn))
         return conn
 
     def tool_headers(self, name: str, access: Access) -> dict[str, str]:
@@ -244,18 +248,31 @@ class Dispatcher:
         # wants, and lines are filtered per session on the way back. Only the servers this session
         # reaches are asked again; its own connections get its own level.
         reach = session.access.reach
-        targets = [
-            (c, self._wanted(c.name))
-            for c in [*self.pool.connections.values(), *self.isolated.held_by(connections.LEGACY_COMPANION)]
-            if reach.touches(c.name)
-        ]
-        targets += [(c, LOG_LEVELS.index(str(level))) for c in self.isolated.held_by(session.id)]
+        shared = [*self.pool.connections.values(), *self.isolated.held_by(connections.LEGACY_COMPANION)]
+        shared += self.isolated.held_by(f"user:{session.principal.id}")
+        targets = [c for c in shared if reach.touches(c.name)] + self.isolated.held_by(session.id)
         async with anyio.create_task_group() as tg:
-            for conn, wanted in targets:
-                if conn.state == "ready" and conn.era == "legacy" and "logging" in conn.capabilities:
-                    # modern upstreams get the level in each request's _meta
-                    tg.start_soon(self._quiet_request, conn, "logging/setLevel", {"level": LOG_LEVELS[wanted]})
+            for conn in targets:
+                tg.start_soon(self._tell_level, conn, self._level_of(conn), True)
         return {}
+
+    def _level_of(self, conn: UpstreamConnection) -> str | None:
+        """The log level `conn` should send at: its session's (a session's own), else the most verbose a
+        session reaching its server asked for; None while none asked."""
+        if isinstance(conn.owner, Session):
+            return conn.owner.log_level
+        if not any(s.log_level for s in self.sessions):
+            return None
+        return LOG_LEVELS[self._wanted(conn.name)]
+
+    async def _tell_level(self, conn: UpstreamConnection, level: str | None, again: bool = False) -> None:
+        """`logging/setLevel` to a legacy-era upstream that logs, unless it was told that level already
+        (`again`: tell it anyway). Modern upstreams get the level in each request's _meta."""
+        if level is None or (not again and self._levels.get(conn) == level):
+            return
+        if conn.state == "ready" and conn.era == "legacy" and "logging" in conn.capabilities:
+            self._levels[conn] = level
+            await self._quiet_request(conn, "logging/setLevel", {"level": level})
 
     def _wanted(self, server: str) -> int:
         """The most verbose log level a session reaching `server` asked for (as an index of LOG_LEVELS)."""

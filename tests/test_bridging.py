@@ -106,6 +106,22 @@ async def test_requests_of_a_legacy_upstream_reach_both_kinds_of_client(mode: st
                 assert "word" in text_of(await c.call_tool("l__sample", {}))
 
 
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_progress_after_a_parked_call_resumes_reaches_the_retry(mode: str) -> None:
+    """The retry is a new request with its own progress token: the resumed call reports under it."""
+    seen: list[float] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(value)
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"l": legacy_fixture(), "m": modern_fixture()}}) as hub:
+            async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:
+                result = await c.call_tool("l__sample", {"progress": True}, progress_callback=progress)
+                assert "word" in text_of(result)
+    assert seen == [1.0]
+
+
 async def test_tampered_or_unknown_request_state_is_refused() -> None:
     import httpx
 

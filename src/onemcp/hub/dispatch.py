@@ -110,6 +110,8 @@ class Dispatcher:
             )
             conn, call = parked.conn, parked.call
             call.origin, call.downstream_id = session, msg["id"]
+            meta = params.get("_meta")
+            call.progress_token = meta.get("progressToken") if isinstance(meta, dict) else None  # the retry's own
             session.in_flight[call.downstream_id] = (conn, call)
             return conn, call
         if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):

@@ -237,3 +237,26 @@ async def test_a_sessions_own_connection_is_told_its_log_level(isolation: str) -
                 seen = json.loads(text_of(await c.call_tool("one__whoami", {})))
                 assert hub.app.hub.isolated.count("one") == 1
                 assert seen["logLevel"] == "error"
+
+
+async def test_a_url_elicitation_required_error_is_completed_to_the_client_that_got_it() -> None:
+    """-32042 names URL elicitations the user must finish: their ids are namespaced like those of
+    `elicitation/create`, and `notifications/elicitation/complete` for them reaches this client."""
+    completed: list[str] = []
+    done = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+            done.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=on_message) as c:
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("a__elicit", {"mode": "url_required"})
+                assert err.value.error.code == -32042
+                assert isinstance(err.value.error.data, dict)
+                assert [e["elicitationId"] for e in err.value.error.data["elicitations"]] == ["a:e7"]
+                await done.wait()
+    assert completed == ["a:e7"]

@@ -103,7 +103,6 @@ class Hub:
         self.upstream_auth.on_authorized = self.pool.retry_now
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
         self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits)
-        self.reverse.hears = self.subscriptions.hears
         self.announcements = Announcements(
             self.exposure.list_json, self.sessions, self.listeners, self.subscriptions, self.instances.tags
         )
@@ -117,6 +116,7 @@ class Hub:
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config
         )
         self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub, self.bus)
+        self.reverse.hears, self.forwarder.url_required = self.subscriptions.hears, self.reverse.url_required
         self.dispatcher.user_secrets = self.user_secrets
         store = config.hub.shared_store
         if config.hub.auth.quotas and store is not None:
@@ -449,10 +449,9 @@ class Hub:
         self.refresh_views()  # announces what each client sees change
         await self._reload_templates(old_templates)
         stopping = [*change.removed, *change.restarted]
-        for name in stopping:
-            self.isolated.close_server(name)
         async with anyio.create_task_group() as tg:
             for name in stopping:
+                self.isolated.close_server(name)
                 tg.start_soon(self.pool.remove, name)
         for name in change.restarted:
             self.announcements.announce(self.catalog.drop(name))  # its lists come back from the new connection

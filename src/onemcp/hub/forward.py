@@ -25,7 +25,7 @@ from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.events import EventBus
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import UpstreamError, UpstreamTimeout
+from onemcp.protocol.errors import URL_ELICITATION_REQUIRED, UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
@@ -56,6 +56,10 @@ class Forwarder:
         self.parking = parking
         self.metrics = metrics
         self._settings = settings
+        # a -32042 error as the client knows it (the reverse path expects its elicitations' completion)
+        self.url_required: Callable[[UpstreamConnection, Session, dict[str, Any]], dict[str, Any]] = (
+            lambda conn, session, error: error
+        )
 
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:
         """Drive a forwarded call to its end: related messages to `emit`, then the reply.
@@ -164,6 +168,9 @@ class Forwarder:
         )
         result = msg.get("result")
         if not isinstance(result, dict):
+            error = msg.get("error")
+            if isinstance(error, dict) and error.get("code") == URL_ELICITATION_REQUIRED:
+                msg["error"] = self.url_required(conn, session, error)
             if "error" in msg:
                 return msg
             # no client could read it: said once, clearly, rather than passed on as it came

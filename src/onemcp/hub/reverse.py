@@ -22,7 +22,13 @@ from onemcp.hub.session import ReversePending, Session, SessionStore
 from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.limits import count, hit
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY, UPSTREAM_TIMEOUT
+from onemcp.protocol.errors import (
+    INTERNAL_ERROR,
+    METHOD_NOT_FOUND,
+    MISSING_CLIENT_CAPABILITY,
+    UPSTREAM_TIMEOUT,
+    URL_ELICITATION_REQUIRED,
+)
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.methods import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
@@ -166,12 +172,34 @@ class ReversePath:
         if msg.get("method") == "elicitation/create" and isinstance(params, dict):
             upstream_eid = params.get("elicitationId")
             if isinstance(upstream_eid, str):
-                visible = f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
-                if len(self._elicitations) >= MAX_ELICITATIONS:
-                    self._elicitations.pop(next(iter(self._elicitations)))
-                self._elicitations[visible] = (session, upstream_eid)
-                return {**msg, "params": {**params, "elicitationId": visible}}
+                return {**msg, "params": {**params, "elicitationId": self._expect(conn, session, upstream_eid)}}
         return dict(msg)
+
+    def _expect(self, conn: UpstreamConnection, session: Session, upstream_eid: str) -> str:
+        """A URL-mode elicitation the session was asked for: its `elicitation/complete` will reach it
+        (the oldest of MAX_ELICITATIONS is forgotten). The id the client knows."""
+        visible = f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
+        if len(self._elicitations) >= MAX_ELICITATIONS:
+            self._elicitations.pop(next(iter(self._elicitations)))
+        self._elicitations[visible] = (session, upstream_eid)
+        return visible
+
+    def url_required(self, conn: UpstreamConnection, session: Session, error: dict[str, Any]) -> dict[str, Any]:
+        """A -32042 error (URL elicitations required) as the client knows it: each elicitation's id
+        namespaced and expected, so that its `notifications/elicitation/complete` reaches this client."""
+        data = error.get("data")
+        if not isinstance(data, dict) or error.get("code") != URL_ELICITATION_REQUIRED or session.ephemeral:
+            return error
+        asked = data.get("elicitations")
+        if not isinstance(asked, list):
+            return error
+        shown = [
+            {**item, "elicitationId": self._expect(conn, session, item["elicitationId"])}
+            if isinstance(item, dict) and isinstance(item.get("elicitationId"), str)
+            else item
+            for item in asked
+        ]
+        return {**error, "data": {**data, "elicitations": shown}}
 
     # ------------------------------------------------------------- notifications
     def notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:

@@ -37,6 +37,7 @@ RESOURCE_NOT_FOUND = -32002  # 2025-11-25 only
 HEADER_MISMATCH = -32020  # an Mcp-* header disagrees with the body
 MISSING_CLIENT_CAPABILITY = -32021  # the call needs a client capability the request did not declare
 UNSUPPORTED_VERSION = -32022  # MCP-Protocol-Version not supported (data.supported lists them)
+URL_ELICITATION_REQUIRED = -32042  # a tool needs the user to visit URL(s) first: data.elicitations
 FORBIDDEN = -32003  # the principal's scopes do not cover the call (HTTP 403, step-up)
 
 

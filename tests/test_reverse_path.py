@@ -31,6 +31,19 @@ def text_of(result: types.CallToolResult) -> str:
     return item.text
 
 
+class Completions:
+    """The ids of the `notifications/elicitation/complete` a client heard (`done` once one came)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.done = anyio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            self.ids.append(message.params.elicitation_id)
+            self.done.set()
+
+
 class Barrier:
     """Lets n sampling callbacks answer only once all n are waiting (so they truly overlap)."""
 
@@ -175,8 +188,7 @@ async def test_roots_and_elicitation_are_forwarded() -> None:
 
 async def test_form_and_url_elicitation_with_completion() -> None:
     asked: list[types.ElicitRequestParams] = []
-    completed: list[str] = []
-    done = anyio.Event()
+    completed = Completions()
 
     async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params)
@@ -184,21 +196,16 @@ async def test_form_and_url_elicitation_with_completion() -> None:
             return types.ElicitResult(action="accept")
         return types.ElicitResult(action="accept", content={"colour": "teal"})
 
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ElicitCompleteNotification):
-            completed.append(message.params.elicitation_id)
-            done.set()
-
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
             async with Client(
-                hub.url, mode="legacy", cache=None, elicitation_callback=elicit, message_handler=on_message
+                hub.url, mode="legacy", cache=None, elicitation_callback=elicit, message_handler=completed
             ) as c:
                 assert "teal" in text_of(await c.call_tool("a__elicit", {"mode": "form"}))
                 assert "accept" in text_of(await c.call_tool("b__elicit", {"mode": "url"}))
-                await done.wait()
+                await completed.done.wait()
     assert isinstance(asked[1], types.ElicitRequestURLParams)
-    assert asked[1].elicitation_id == "b:e1" == completed[0]  # namespaced: ids of two upstreams cannot collide
+    assert asked[1].elicitation_id == "b:e1" == completed.ids[0]  # namespaced: ids of two upstreams cannot collide
 
 
 async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> None:
@@ -242,21 +249,14 @@ async def test_a_sessions_own_connection_is_told_its_log_level(isolation: str) -
 async def test_a_url_elicitation_required_error_is_completed_to_the_client_that_got_it() -> None:
     """-32042 names URL elicitations the user must finish: their ids are namespaced like those of
     `elicitation/create`, and `notifications/elicitation/complete` for them reaches this client."""
-    completed: list[str] = []
-    done = anyio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ElicitCompleteNotification):
-            completed.append(message.params.elicitation_id)
-            done.set()
-
+    completed = Completions()
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
-            async with Client(hub.url, mode="legacy", cache=None, message_handler=on_message) as c:
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=completed) as c:
                 with pytest.raises(MCPError) as err:
                     await c.call_tool("a__elicit", {"mode": "url_required"})
                 assert err.value.error.code == -32042
                 assert isinstance(err.value.error.data, dict)
                 assert [e["elicitationId"] for e in err.value.error.data["elicitations"]] == ["a:e7"]
-                await done.wait()
-    assert completed == ["a:e7"]
+                await completed.done.wait()
+    assert completed.ids == ["a:e7"]

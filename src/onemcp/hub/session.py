@@ -196,23 +196,8 @@ class Session:
         except (TypeError, ValueError):
             log.warning("session %s: a message that cannot be serialised was dropped", self.id[:8])
             return
-        if self.queued_bytes + size > OUTBOX_BYTES and self.queued_bytes:
-            hit(
-                "queued_messages",
-                "session %s: outbound queue over %d bytes, dropped %s",
-                self.id[:8],
-                OUTBOX_BYTES,
-                msg.get("method"),
-            )
-            return
-        if QueuedBytes.used + size > OUTBOX_TOTAL_BYTES and QueuedBytes.used:
-            hit(
-                "queued_messages",
-                "session %s: the sessions' outbound queues hold over %d bytes together, dropped %s",
-                self.id[:8],
-                OUTBOX_TOTAL_BYTES,
-                msg.get("method"),
-            )
+        if (full := self._full(size)) is not None:
+            hit("queued_messages", "session %s: %s, dropped %s", self.id[:8], full, msg.get("method"))
             return
         try:
             self._outbox_send.send_nowait((msg, size))
@@ -222,6 +207,14 @@ class Session:
             hit("queued_messages", "session %s: outbound queue full, dropped %s", self.id[:8], msg.get("method"))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
+
+    def _full(self, size: int) -> str | None:
+        """Why `size` more bytes may not be queued now (None: they may; a message alone always may)."""
+        if self.queued_bytes and self.queued_bytes + size > OUTBOX_BYTES:
+            return f"outbound queue over {OUTBOX_BYTES} bytes"
+        if QueuedBytes.used and QueuedBytes.used + size > OUTBOX_TOTAL_BYTES:
+            return f"all sessions' outbound queues over {OUTBOX_TOTAL_BYTES} bytes together"
+        return None
 
     def take_queued(self) -> list[Message]:
         """What waits in the outbox for a GET stream, taken out (for a stream opened on another replica)."""

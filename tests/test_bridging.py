@@ -111,13 +111,13 @@ async def test_progress_after_a_parked_call_resumes_reaches_the_retry(mode: str)
     """The retry is a new request with its own progress token: the resumed call reports under it."""
     seen: list[float] = []
 
-    async def progress(value: float, total: float | None, message: str | None) -> None:
-        seen.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
 
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"l": legacy_fixture(), "m": modern_fixture()}}) as hub:
             async with Client(hub.url, mode=mode, cache=None, **CALLBACKS) as c:
-                result = await c.call_tool("l__sample", {"progress": True}, progress_callback=progress)
+                result = await c.call_tool("l__sample", {"progress": True}, progress_callback=on_progress)
                 assert "word" in text_of(result)
     assert seen == [1.0]
 

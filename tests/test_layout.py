@@ -118,7 +118,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "upstream/pool.py": ("tests/upstream/test_replicas.py", "slots, replicas, balancing"),
     "upstream/transports/base.py": ("tests/upstream/transports/test_transports_memory.py", "the Transport contract"),
     "upstream/transports/factory.py": ("tests/hub/test_hub_routing.py", "built with an in-memory factory"),
-    "upstream/transports/http.py": ("tests/upstream/test_http_errors.py", "Streamable HTTP upstreams"),
     "upstream/transports/sse.py": ("tests/upstream/test_limits.py", "HTTP+SSE upstreams, their limits"),
 }
 

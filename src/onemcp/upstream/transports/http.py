@@ -5,7 +5,10 @@ MCP-Protocol-Version header, JSON or SSE response bodies (parsed as they arrive,
 event loop's callbacks), the standalone GET stream for server notifications, and
 reporting an expired session (404) so the connection can re-initialize, and carrying the
 hub's own OAuth token for this upstream (refreshed before expiry; a 401 is recovered from once,
-by refresh, before the request fails). Never forwards a downstream client's credentials: the
+by refresh, before the request fails). A request's exchange that ends without its reply (a redirect,
+a body that is not JSON, a reply stream that ends early) fails it at once, saying which; an abandoned
+request's connection is closed (at once in the modern era, where that is the cancellation; in the
+legacy era once notifications/cancelled has gone). Never forwards a downstream client's credentials: the
 only headers sent are this server's own config and the hub's own token.
 """
 
@@ -143,6 +146,23 @@ def rpc_error(raw: bytes, request_id: Any) -> Message | None:
     return {"jsonrpc": "2.0", "id": request_id, "error": doc["error"]}
 
 
+NOT_JSON = "the server's reply is not valid JSON"
+NO_REPLY = "the server's JSON body holds no reply to this request"
+
+
+def drop(exchange: PostExchange | StreamExchange) -> None:
+    """Give up on an exchange: close its connection, if that still carries it; wake its waiter.
+
+    An exchange that has ended is left alone: its connection went back to the pool and may be
+    carrying another by now. A stream's waiter (a resume) is woken, to stop.
+    """
+    conn = exchange.conn
+    if conn is not None and conn.exchange is exchange:
+        conn.abort()
+    if isinstance(exchange, StreamExchange):
+        exchange.done.set()
+
+
 class PostExchange(H1Exchange):
     """One POSTed message: its reply (JSON or SSE) is delivered, its failure reported."""
 
@@ -164,6 +184,13 @@ class PostExchange(H1Exchange):
         self.error: TransportError | None = None
         self.done = anyio.Event() if awaited else None
         self.conn_key: Any = None
+        self.conn: Any = None  # the connection carrying it (a request's: to close it if it is abandoned)
+        self.content_type = ""  # of a body that is not an event stream
+
+    @property
+    def label(self) -> str:
+        """What an error names this message by: its method (a response to the server has none)."""
+        return str(self.msg.get("method") or "a response to the server")
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.status = status
@@ -175,12 +202,19 @@ class PostExchange(H1Exchange):
                 self.challenge = headers.get("www-authenticate")
                 self.nonce = headers.get("dpop-nonce")
             return
+        if status >= 300:  # it says nothing of our message: no reply will come
+            self.t.log.info("POST %s: HTTP %d to %r", self.t.url, status, headers.get("location"))
+            self.error = TransportError(f"{self.label}: the server answered HTTP {status} (redirects are not followed)")
+            return
         if self.msg.get("method") == "initialize":
             self.t.session_id = headers.get("mcp-session-id")
-        if headers.get("content-type", "").startswith("text/event-stream"):
+        content_type = headers.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
             self.decoder = sse.Decoder(self.t.limit)
             self.sink = EventSink(self.t.deliver, self.msg.get("id"), self.t.log, f"upstream {self.t.name}")
-        elif (length := headers.get("content-length", "")).isdigit() and int(length) > self.t.limit:
+            return
+        self.content_type = content_type
+        if (length := headers.get("content-length", "")).isdigit() and int(length) > self.t.limit:
             raise too_large(self.t.name, self.t.limit)  # refused before a byte of it is read
 
     def on_body(self, chunk: bytes) -> None:
@@ -188,10 +222,10 @@ class PostExchange(H1Exchange):
             feed(self.decoder, chunk, self.sink, self.t.name)
             return
         self.size += len(chunk)
-        if self.status < 400 and self.size > self.t.limit:
+        if self.status < 300 and self.size > self.t.limit:
             self.body = []
             raise too_large(self.t.name, self.t.limit)
-        if self.status < 400 or self.size - len(chunk) < ERROR_BODY_MAX:
+        if self.status < 300 or self.size - len(chunk) < ERROR_BODY_MAX:
             self.body.append(chunk)
 
     def on_end(self) -> None:
@@ -212,11 +246,35 @@ class PostExchange(H1Exchange):
             last = self.decoder.close()
             if last is not None:
                 self.sink(last)
-            if self.is_request and not self.t.modern and not self.sink.answered and self.sink.last_id is not None:
-                self.t.resume(self.msg, self.sink)  # the server closed the stream early (SSE polling)
+            if self.is_request and not self.sink.answered:
+                self._stream_ended(self.sink)
+        elif self.error is None and self.is_request and self.status != 202:
+            self._read_reply(b"".join(self.body))
         elif self.error is None and self.body and self.status != 202:
             self.t.deliver_body(b"".join(self.body))
         self._settle()
+
+    def _stream_ended(self, sink: EventSink) -> None:
+        """A request's reply stream ended before its reply: resume it (legacy SSE polling) or fail it."""
+        if not self.t.modern and sink.last_id is not None:
+            self.t.resume(self.msg, sink)  # the server closed the stream early, and said where to resume
+        else:
+            self.error = TransportError(f"{self.label}: the reply stream ended before the reply")
+
+    def _read_reply(self, raw: bytes) -> None:
+        """Deliver a request's JSON reply; without one for this request, fail it saying what came instead."""
+        why: str | None
+        if not raw:
+            why = f"the server answered HTTP {self.status} with no reply"
+        elif (why := self.t.deliver_body(raw, self.msg["id"])) is None:
+            return
+        elif why == NO_REPLY and (reply := rpc_error(raw, self.msg["id"])) is not None:
+            self.t.deliver(reply, None)  # an error sent before its id was read (id null) is still the answer
+            return
+        elif why == NOT_JSON and "json" not in self.content_type:
+            shown = self.content_type.partition(";")[0].strip() or "none"
+            why = f"the server answered with content-type {shown}, not JSON or an event stream"
+        self.error = TransportError(f"{self.label}: {why}")
 
     def on_error(self, error: UpstreamHttpError) -> None:
         self.t.log.info("POST %s failed: %s", self.t.url, error)
@@ -247,6 +305,7 @@ class StreamExchange(H1Exchange):
         self.challenge: str | None = None  # WWW-Authenticate of a 401/403
         self.nonce: str | None = None  # and its DPoP-Nonce
         self.done = anyio.Event()
+        self.conn: Any = None  # a resumed reply stream's connection (to close it if its call is abandoned)
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.status = status
@@ -285,7 +344,10 @@ class StreamableHttpTransport(Transport):
         self._pool: Pool | None = None
         self._tg: TaskGroup | None = None
         self._get_scope: anyio.CancelScope | None = None
-        self._requests: dict[Any, Any] = {}  # request id -> its HTTP connection (to abort it)
+        # request id -> the exchange its reply comes on (its POST, or a GET resuming its stream)
+        self._requests: dict[Any, PostExchange | StreamExchange] = {}
+        # legacy era: abandoned requests' exchanges, closed once notifications/cancelled has gone
+        self._abandoned: dict[Any, PostExchange | StreamExchange] = {}
         self._reauthorizing: set[Any] = set()  # refused requests waiting for a new token
         # The handshake's POST was refused as a method the URL does not take (404/405): an old
         # HTTP+SSE server, maybe (the spec's backwards-compatible probe then tries GET + SSE).
@@ -322,17 +384,45 @@ class StreamableHttpTransport(Transport):
         return self.protocol_version == era.MODERN
 
     def cancel(self, request_id: int) -> bool:
+        """Stop waiting for a request's reply: True when closing its stream was the cancellation.
+
+        Modern era: closing the stream is the cancellation. Legacy era: it is not, so the caller
+        sends notifications/cancelled, and `send` closes the stream once that has gone.
+        """
         if request_id in self._reauthorizing:
             # refused (401) and waiting for a new token: the upstream never saw it, so it is never resent
             self._reauthorizing.discard(request_id)
             return True
-        conn = self._requests.pop(request_id, None)
-        if conn is None or not self.modern:
+        exchange = self._requests.pop(request_id, None)
+        if exchange is None:
             return False
-        conn.abort()
-        return True
+        if self.modern:
+            drop(exchange)
+            return True
+        self._abandoned[request_id] = exchange
+        return False
 
     async def send(self, message: Message, body: bytes, *, retry: bool = True) -> None:
+        if self._abandoned and message.get("method") == "notifications/cancelled":
+            await self._send_cancelled(message, body)
+        else:
+            await self._post(message, body, retry=retry)
+
+    async def _send_cancelled(self, message: Message, body: bytes) -> None:
+        """Tell the server a request was cancelled, then close that request's stream (legacy era).
+
+        Closed even when telling fails or is given up on: the connection is never left open.
+        """
+        params = message.get("params")
+        rid = params.get("requestId") if isinstance(params, dict) else None
+        exchange = self._abandoned.pop(rid, None)
+        try:
+            await self._post(message, body)
+        finally:
+            if exchange is not None:
+                drop(exchange)
+
+    async def _post(self, message: Message, body: bytes, *, retry: bool = True) -> None:
         pool = self._pool
         if pool is None or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
@@ -350,17 +440,18 @@ class StreamableHttpTransport(Transport):
         except UpstreamHttpError as exc:
             self.log.info("POST %s failed: %s", self.url, exc)
             raise TransportError(f"POST failed: {exc}") from None
+        exchange.conn = conn
         if exchange.done is None:
-            self._requests[message["id"]] = conn
+            self._requests[message["id"]] = exchange
             exchange.conn_key = message["id"]
             return  # a request: the reply is delivered when it comes
         try:
             await exchange.done.wait()
         except BaseException:
-            conn.abort()
+            drop(exchange)
             raise
         if isinstance(exchange.error, AuthRejected) and retry and await self._recover(exchange.error):
-            await self.send(message, body, retry=False)
+            await self._post(message, body, retry=False)
             return
         if exchange.error is not None:
             raise exchange.error
@@ -399,18 +490,24 @@ class StreamableHttpTransport(Transport):
         if error.status == 401 and self.auth.tokens is None:
             self.abort(f"authorization required: {self.auth.explain()}")
 
-    def deliver_body(self, raw: bytes) -> None:
+    def deliver_body(self, raw: bytes, request_id: Any = None) -> str | None:
+        """Deliver the messages of a JSON body. Returns why it holds no reply to `request_id`
+        (NOT_JSON, NO_REPLY, or why it was refused); None when it does, or when none was awaited."""
         try:
             doc: Any = jsonrpc.load_bounded(raw, f"upstream {self.name}")
         except orjson.JSONDecodeError:
             self.log.warning("non-JSON response body ignored: %.200r", raw)
-            return
+            return NOT_JSON
         except jsonrpc.TooDeep as exc:
             self.log.warning("a response body was ignored: it %s", exc)
-            return
+            return f"the server's JSON body was refused: it {exc}"
+        answered = request_id is None
         for msg in doc if isinstance(doc, list) else [doc]:
             if isinstance(msg, dict):
+                if not answered and msg.get("id") == request_id and "method" not in msg:
+                    answered = True  # read before delivering: the connection rewrites the id
                 self.deliver(msg, None)
+        return None if answered else NO_REPLY
 
     def resume(self, msg: Message, sink: EventSink) -> None:
         """A request's reply stream ended before its response: GET it again after its last event."""
@@ -429,13 +526,14 @@ class StreamableHttpTransport(Transport):
             except UpstreamHttpError as exc:
                 self.fail(msg, TransportError(f"the reply stream broke and could not be resumed: {exc}"))
                 return
-            self._requests[msg["id"]] = conn  # cancelling the call closes this stream
+            exchange.conn = conn
+            self._requests[msg["id"]] = exchange  # abandoning the call closes this stream
             try:
                 await exchange.done.wait()
             finally:
-                conn.abort()
-                self._requests.pop(msg["id"], None)
-            if sink.answered:
+                drop(exchange)
+                abandoned = self._requests.pop(msg["id"], None) is not exchange
+            if sink.answered or abandoned:
                 return
             if exchange.refused is not None:  # resuming would only send it again
                 self.fail(msg, TransportError(str(exchange.refused)))
@@ -466,10 +564,11 @@ class StreamableHttpTransport(Transport):
                 except UpstreamHttpError as exc:
                     self.log.debug("GET stream failed: %s", exc)
                 else:
+                    exchange.conn = conn
                     try:
                         await exchange.done.wait()
                     finally:
-                        conn.abort()
+                        drop(exchange)  # cancelled: closed; ended: its connection is the pool's again
                     auth = self.auth if exchange.status == 401 and not renewed else None
                     used = headers.get("authorization")
                     if auth is not None and await auth.recover(401, exchange.challenge, used, exchange.nonce):

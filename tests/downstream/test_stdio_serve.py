@@ -1,4 +1,8 @@
-"""`onemcp serve --transport stdio`: the hub for one client on stdin/stdout, driven by the SDK's stdio client."""
+"""`onemcp serve --transport stdio`: the hub for one client on stdin/stdout, driven by the SDK's stdio client.
+
+Both eras: a legacy client (`mode="legacy"`, the handshake) and a 2026-07-28 one (`mode="2026-07-28"`:
+`server/discover`, then every request with its own `_meta` envelope) on the same entry.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,10 @@ from support.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 DEADLINE = 60.0
+MODERN = "2026-07-28"
+MODERN_FIXTURE = str(Path(__file__).resolve().parents[1] / "fixtures" / "modern_server.py")
+ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 
 
 def servers() -> dict[str, Any]:
@@ -39,14 +47,15 @@ def write_config(directory: Path, entries: dict[str, Any]) -> Path:
     return path
 
 
+def hub_argv(config: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "onemcp", "serve", "--transport", "stdio", "--config", str(config), *flags]
+
+
 @asynccontextmanager
-async def stdio_hub(config: Path, *flags: str, **options: Any) -> AsyncIterator[Client]:
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "onemcp", "serve", "--transport", "stdio", "--config", str(config), *flags],
-        env=clean_env(config.parent),
-    )
-    async with Client(params, mode="legacy", cache=None, **options) as client:
+async def stdio_hub(config: Path, *flags: str, mode: str = "legacy", **options: Any) -> AsyncIterator[Client]:
+    argv = hub_argv(config, *flags)
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=clean_env(config.parent))
+    async with Client(params, mode=mode, cache=None, **options) as client:
         yield client
 
 
@@ -211,3 +220,165 @@ async def test_a_bad_or_misplaced_view_flag_is_refused(tmp_path: Path, flags: li
         )
     assert done.returncode == 2 and done.stdout == b"", done
     assert complaint in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------ the 2026-07-28 era on the same entry
+
+
+async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+    return types.ElicitResult(action="accept", content={"colour": "teal"})
+
+
+async def sample(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="word"), model="m")
+
+
+@pytest.mark.parametrize("mode", [MODERN, "auto"])
+async def test_a_2026_client_discovers_lists_and_calls_tools(tmp_path: Path, mode: str) -> None:
+    """`auto` probes server/discover and stays in the 2026-07-28 era; a pinned client asks it itself."""
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(write_config(tmp_path, servers()), mode=mode) as c:
+            assert c.protocol_version == MODERN
+            discovered = types.DiscoverResult.model_validate(await c.session.send_discover(MODERN))
+            assert MODERN in discovered.supported_versions and discovered.capabilities.tools is not None
+            assert discovered.meta is not None and discovered.meta[SERVER_INFO]["name"] == "onemcp"
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert {"demo__echo", "demo__add", "fx__echo", "fx__progress"} <= names
+            result = await c.call_tool("demo__echo", {"text": "modern over stdio"})
+            assert text_of(result) == "modern over stdio" and not result.is_error
+            failed = await c.call_tool("fx__fail", {})
+            assert failed.is_error and text_of(failed) == "failed on purpose"
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("nope__x", {})
+            assert "Tool not found: nope__x" in err.value.error.message
+
+
+async def test_a_2026_clients_progress_arrives_before_its_reply(tmp_path: Path) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(write_config(tmp_path, servers()), mode=MODERN) as c:
+            result = await c.call_tool("fx__progress", {"steps": 3}, progress_callback=on_progress)
+            assert text_of(result) == "progress done"
+            assert seen == [1.0, 2.0, 3.0]  # request-scoped, written before the reply
+
+
+async def test_a_2026_client_cancelling_a_call_cancels_it_upstream(tmp_path: Path) -> None:
+    """The era's cancellation on stdio is `notifications/cancelled`: the upstream call is cancelled too."""
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(write_config(tmp_path, servers()), mode=MODERN) as c:
+
+            async def running() -> str:
+                return text_of(await c.call_tool("fx__running", {}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(c.call_tool, "fx__sleep", {"seconds": 3600})  # outlives the test unless cancelled
+                while await running() != "1":  # the call reached the upstream
+                    pass
+                tg.cancel_scope.cancel()  # the SDK client sends notifications/cancelled
+            while await running() != "0":
+                pass
+
+
+async def test_a_legacy_upstream_asks_a_2026_client_through_input_required(tmp_path: Path) -> None:
+    """The legacy upstream's live requests become input_required results; the SDK client answers them
+    with its callbacks and retries, and the parked upstream call finishes."""
+    entries = {**servers(), "m": {"command": sys.executable, "args": [MODERN_FIXTURE], "protocol": "legacy"}}
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(
+            write_config(tmp_path, entries), mode=MODERN, elicitation_callback=elicit, sampling_callback=sample
+        ) as c:
+            assert "word" in text_of(await c.call_tool("fx__sample", {"prompt": "hi"}))
+            elicited = json.loads(text_of(await c.call_tool("fx__elicit", {})))
+            assert elicited == {"action": "accept", "content": {"colour": "teal"}}
+            colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
+            assert colour["content"] == {"colour": "teal"}
+
+
+async def test_a_dual_era_upstream_passes_input_required_through_to_a_2026_client(tmp_path: Path) -> None:
+    entries = {"m": {"command": sys.executable, "args": [MODERN_FIXTURE]}}
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(
+            write_config(tmp_path, entries), mode=MODERN, elicitation_callback=elicit, sampling_callback=sample
+        ) as c:
+            assert {"echo", "ask_colour", "ask_sample"} <= {t.name for t in (await c.list_tools()).tools}
+            assert json.loads(text_of(await c.call_tool("echo", {"x": [1, 2]}))) == {"x": [1, 2]}
+            colour = json.loads(text_of(await c.call_tool("ask_colour", {})))
+            assert colour == {"action": "accept", "content": {"colour": "teal"}}
+            sampled = json.loads(text_of(await c.call_tool("ask_sample", {})))
+            assert sampled["content"]["text"] == "word"
+
+
+async def test_a_2026_clients_listen_feed_carries_list_changed(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"demo": servers()["demo"]})
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(config, mode=MODERN) as c:
+            async with c.listen(tools_list_changed=True) as feed:
+                write_config(tmp_path, servers())  # the hub watches its config in stdio mode too
+                async for event in feed:
+                    assert type(event).__name__ == "ToolsListChanged"
+                    if "fx__echo" in {t.name for t in (await c.list_tools()).tools}:
+                        break
+                else:
+                    raise AssertionError("the feed ended before the new tools were listed")
+            # the feed was cancelled; the entry goes on serving
+            assert text_of(await c.call_tool("demo__echo", {"text": "after"})) == "after"
+
+
+async def test_both_eras_on_one_stdio_hub_message_by_message(tmp_path: Path) -> None:
+    """A raw client: legacy and 2026-07-28 requests interleaved, the modern one's shape and refusals,
+    and a cancelled modern call that is never answered."""
+    config = write_config(tmp_path, servers())
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+         "params": {"name": "demo__echo", "arguments": {"text": "m"}, "_meta": ENVELOPE}},
+        {"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+         "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+         "params": {"name": "demo__echo", "arguments": {"text": "l"}}},
+        {"jsonrpc": "2.0", "id": 4, "method": "ping", "params": {"_meta": ENVELOPE}},
+        {"jsonrpc": "2.0", "id": 5, "method": "logging/setLevel", "params": {"level": "info", "_meta": ENVELOPE}},
+        {"jsonrpc": "2.0", "id": 6, "method": "resources/subscribe", "params": {"uri": "x://y", "_meta": ENVELOPE}},
+        {"jsonrpc": "2.0", "id": 7, "method": "tools/list",
+         "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}},
+        {"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+         "params": {"name": "fx__sleep", "arguments": {"seconds": 30}, "_meta": ENVELOPE}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 8}},
+        {"jsonrpc": "2.0", "id": 9, "method": "ping"},
+    ]  # fmt: skip
+    replies: dict[Any, dict[str, Any]] = {}
+    buffered = b""
+
+    def take(chunk: bytes) -> None:
+        nonlocal buffered
+        *complete, buffered = (buffered + chunk).split(b"\n")
+        for raw in complete:
+            reply = json.loads(raw)  # stdout carries nothing but JSON-RPC
+            replies[reply.get("id")] = reply
+
+    with anyio.fail_after(DEADLINE):
+        async with await anyio.open_process(
+            hub_argv(config), env=clean_env(tmp_path), stderr=subprocess.DEVNULL
+        ) as hub:
+            assert hub.stdin is not None and hub.stdout is not None
+            await hub.stdin.send("".join(json.dumps(line) + "\n" for line in lines).encode())
+            while not {1, 2, 3, 4, 5, 6, 7, 9} <= replies.keys():
+                take(await hub.stdout.receive())
+            await hub.stdin.aclose()  # end of input: the process ends
+            async for chunk in hub.stdout:
+                take(chunk)
+            assert await hub.wait() == 0
+    modern = replies[1]["result"]
+    assert modern["content"] == [{"type": "text", "text": "m"}]
+    assert modern["resultType"] == "complete" and modern["_meta"][SERVER_INFO]["name"] == "onemcp"
+    assert replies[2]["result"]["protocolVersion"] == "2025-06-18"
+    assert replies[3]["result"] == {"content": [{"type": "text", "text": "l"}]}  # legacy: as it was
+    for rid, method in ((4, "ping"), (5, "logging/setLevel"), (6, "resources/subscribe")):
+        assert replies[rid]["error"] == {"code": -32601, "message": f"Method not found: {method}"}
+    assert replies[7]["error"]["code"] == -32602 and "clientCapabilities" in replies[7]["error"]["message"]
+    assert 8 not in replies  # cancelled: never answered
+    assert replies[9]["result"] == {}

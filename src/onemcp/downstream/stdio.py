@@ -1,36 +1,45 @@
-"""The hub served over stdio: one client, newline-delimited JSON-RPC on stdin/stdout (legacy era).
+"""The hub served over stdio: one client, newline-delimited JSON-RPC on stdin/stdout, in both eras.
 
 Owns the stdio wire: reading one message per line, writing each message as one line (writes
 serialised), the single session that lives as long as the process, requests answered
 concurrently (several may be in flight), and the session's queued messages (list_changed, logs,
-server->client requests) copied to stdout. What a message means is the hub's; turning failures
-into JSON-RPC errors is `exchange.answer`'s. Logs go to stderr, never here.
+server->client requests) copied to stdout. The era is chosen message by message: a request whose
+`params._meta` names a 2026-07-28 protocol version (or `server/discover`) is a stateless request,
+answered as POST /mcp answers it (`stateless.py`: its own one-request session, under the same
+access as the legacy session), its progress and logs written before its reply, cancelled by
+`notifications/cancelled`; anything else is the legacy session's. What a message means is the
+hub's; turning failures into JSON-RPC errors is `exchange.answer`'s. Logs go to stderr, never here.
 
 Start-up differs from HTTP, where the hub runs long before clients come: here the client starts
 the hub, so its first message waits (up to `READY_WAIT`) until every upstream was tried.
-Shutdown follows the client: end of stdin stops reading, in-flight requests get `DRAIN` seconds
-to finish, then the hub (and its upstreams) stop.
+Shutdown follows the client: end of stdin stops reading, open listen feeds end gracefully (their
+request's result), in-flight requests get `DRAIN` seconds to finish, then the hub (and its
+upstreams) stop.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from onemcp.auth.access import STDIO
+from onemcp.auth.access import STDIO, Access
 from onemcp.auth.principal import Principal
 from onemcp.catalog.views import View
 from onemcp.config import context
 from onemcp.config.model import Exposure
+from onemcp.downstream import stateless
 from onemcp.downstream.exchange import answer
+from onemcp.downstream.listen import relay_listener
 from onemcp.hub.core import Hub
+from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import HubError, ProtocolError
-from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.errors import INTERNAL_ERROR, HubError, ProtocolError
+from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.stdio import ReadLine, Write
 from onemcp.reload import Reloader
 
@@ -58,10 +67,20 @@ class StdioServer:
         self._write = write
         self._lock = anyio.Lock()
         # the principal is the process's: the local operator, or $ONEMCP_TOKEN's when the config needs auth
+        self._principal = principal
+        self._view = view
+        self._exposure = exposure
         # the operator started this hub for the directory it runs in: that project renders templates
-        local = {"project": context.project(Path.cwd())}
-        access = hub.access(principal, STDIO, view, exposure, context=local, trusted=True)
-        self.session: Session = hub.create_session("stdio", access)
+        self._context = {"project": context.project(Path.cwd())}
+        self.session: Session = hub.create_session("stdio", self.access())
+        self.modern = stateless.ModernRequests(hub, "stdio-modern")
+        self._modern_in_flight: dict[RequestId, anyio.CancelScope] = {}  # 2026-07-28 requests, by id
+        self._listeners: set[Listener] = set()
+
+    def access(self) -> Access:
+        """What the stdio client reaches, decided as for every entry point: the legacy session and each
+        2026-07-28 request alike."""
+        return self.hub.access(self._principal, STDIO, self._view, self._exposure, context=self._context, trusted=True)
 
     async def send(self, msg: Message | bytes) -> None:
         data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
@@ -93,6 +112,8 @@ class StdioServer:
                     while line := await self._read_line():
                         if line.strip():
                             await self._handle(line, requests)
+                    for listener in list(self._listeners):
+                        listener.finish()  # nobody will cancel them now: their result ends them
                     requests.cancel_scope.deadline = anyio.current_time() + DRAIN
                 tg.cancel_scope.cancel()
         finally:
@@ -111,10 +132,17 @@ class StdioServer:
                 self.hub.on_client_response(self.session, msg)
             return
         if "id" not in msg:
+            if method == "notifications/cancelled" and self._cancel_modern(msg.get("params")):
+                return
             try:
                 await self.hub.on_client_notification(self.session, msg)
             except HubError as exc:
                 log.info("client notification %s failed: %s", method, exc)
+            return
+        if stateless.claims_modern(msg):
+            scope = anyio.CancelScope()  # known before the next line is read: a cancellation finds it
+            self._modern_in_flight[msg["id"]] = scope
+            requests.start_soon(self._answer_modern, msg, scope)
             return
         if method == "initialize":
             params = msg.get("params")
@@ -131,6 +159,63 @@ class StdioServer:
         reply = await answer(self.hub, self.session, msg, self.send)
         if reply is not None:
             await self.send(reply)
+
+    async def _answer_modern(self, msg: Message, scope: anyio.CancelScope) -> None:
+        """A 2026-07-28 request, as POST /mcp answers it; once cancelled, nothing more is written for it."""
+        rid = msg["id"]
+        try:
+            with scope:
+                reply = await self._modern_reply(msg)
+                if reply is not None:
+                    await self.send(reply)
+        finally:
+            if self._modern_in_flight.get(rid) is scope:
+                del self._modern_in_flight[rid]
+
+    async def _modern_reply(self, msg: Message) -> Message | bytes | None:
+        """Its checks, its one-request session under the stdio entry's access, then its answer (None: a
+        listen feed that was cancelled); every failure is the request's error reply (this task's boundary)."""
+        rid = msg["id"]
+        method = str(msg["method"])
+        params = msg.get("params")
+        try:
+            meta = stateless.envelope(params)
+            assert isinstance(params, dict)
+            stateless.check_version(meta)
+            stateless.check_method(method)
+            stateless.check_params(params)
+            session = self.modern.session(self.access(), meta)
+            if method == "subscriptions/listen":
+                await self._listen(session, rid, params)
+                return None
+            if self.modern.is_local(method):
+                return await self.modern.local(session, rid, method, params)
+            return await self.modern.routed(session, msg, self.send)
+        except HubError as exc:
+            return jsonrpc.error(rid, exc.to_error())
+        except Exception:
+            log.exception("internal error while answering %s", method)
+            return jsonrpc.error(
+                rid, {"code": INTERNAL_ERROR, "message": "Internal error in onemcp (see the hub's log)"}
+            )
+
+    async def _listen(self, session: Session, rid: RequestId, params: dict[str, Any]) -> None:
+        """The acknowledgement, then the feed, as lines; the hub's finishing it writes its result."""
+        listener = self.modern.listener(session, rid, params)
+        self._listeners.add(listener)
+        try:
+            await relay_listener(self.hub, listener, self.hub.server_info(), self.send)
+        finally:
+            self._listeners.discard(listener)
+
+    def _cancel_modern(self, params: object) -> bool:
+        """Cancel a 2026-07-28 request in flight (False: not one of them, so the legacy session's)."""
+        rid = params.get("requestId") if isinstance(params, dict) else None
+        scope = self._modern_in_flight.get(rid) if isinstance(rid, str | int) else None
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
 
     async def _copy_outbox(self) -> None:
         outbox = self.session.outbox

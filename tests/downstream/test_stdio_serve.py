@@ -158,6 +158,28 @@ async def test_stdout_carries_only_json_rpc_and_eof_ends_the_process(tmp_path: P
     assert b"on stdio" in done.stderr
 
 
+async def test_a_line_over_the_body_limit_is_refused_without_being_held(tmp_path: Path) -> None:
+    """A message is held at most `maxBodyBytes` (its rest is read and dropped): one of 400 MB without
+    a newline had grown the hub to 859 MB. The next message is answered as usual."""
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"demo": servers()["demo"]}, "onemcp": {"maxBodyBytes": 65536}}))
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+            "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}  # fmt: skip
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    huge = b'{"jsonrpc": "2.0", "id": 9, "method": "ping", "params": {"x": "' + b"a" * 3_000_000 + b'"}}\n'
+    payload = json.dumps(init).encode() + b"\n" + huge + json.dumps(ping).encode() + b"\n"
+    with anyio.fail_after(DEADLINE):
+        done = await anyio.run_process(
+            hub_argv(path), input=payload, env=clean_env(tmp_path), check=False, stderr=subprocess.DEVNULL
+        )
+    assert done.returncode == 0
+    replies = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    refused = [r for r in replies if r.get("id") is None]
+    assert len(refused) == 1 and refused[0]["error"]["code"] == -32600
+    assert "at most 65536" in refused[0]["error"]["message"]
+    assert {r.get("id") for r in replies} == {1, 2, None}
+
+
 async def test_bad_config_exits_2_with_the_reason(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps({"mcpServers": {"x": {"url": "ftp://nope"}}}))

@@ -42,10 +42,11 @@ from onemcp.cli.proxy_modern import ModernForwarder, is_modern
 from onemcp.cli.target import TargetError, add_view_flags, resolve, with_exposure
 from onemcp.config.context import Signer, local_signer
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, ProtocolError
+from onemcp.protocol.errors import INVALID_REQUEST, UPSTREAM_UNAVAILABLE, ProtocolError
 from onemcp.protocol.jsonrpc import Message
-from onemcp.protocol.stdio import ReadLine, Write, std_streams
+from onemcp.protocol.stdio import ReadLine, Write, each_line, std_streams
 
+MAX_LINE = 64 * 1024 * 1024  # bytes of one client message held (the hub's own bound is 4 MiB by default)
 log = logging.getLogger("onemcp.proxy")
 DEFAULT_URL = "http://127.0.0.1:3050/mcp"
 CONNECT_TIMEOUT = 5.0
@@ -410,11 +411,13 @@ class Proxy:
             hub = HubSession(self.url, http, self.send, self.wait)
             modern = ModernForwarder(self.url, http, self.send, HubSession._reply_of)
             await tg.start(hub.run)
-            while line := await self._read_line():
-                if line.strip():
-                    await self._handle(hub, modern, line, tg)
+            async for line in each_line(self._read_line, self._refuse_line):
+                await self._handle(hub, modern, line, tg)
             await hub.close()
             tg.cancel_scope.cancel()
+
+    async def _refuse_line(self, why: str) -> None:
+        await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
 
     async def _handle(self, hub: HubSession, modern: ModernForwarder, line: bytes, tg: TaskGroup) -> None:
         try:
@@ -471,5 +474,5 @@ def run(args: argparse.Namespace) -> int:
         signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
         if signer is not None:  # names this proxy's run: per-session templates serve its 2026-07-28 requests too
             signer.context["session"] = f"proxy-{secrets.token_hex(8)}"
-        anyio.run(Proxy(url, *std_streams(), wait=args.wait, signer=signer).run)
+        anyio.run(Proxy(url, *std_streams(MAX_LINE), wait=args.wait, signer=signer).run)
     return 0

@@ -183,7 +183,8 @@ def serve_stdio(
         except ViewError as exc:
             refusal.append(str(exc))
             return
-        server = StdioServer(hub, principal, *std_streams(), reloader=reloader, view=view, exposure=exposure)
+        streams = std_streams(config.hub.max_body_bytes)  # a line is a message: POST's bound
+        server = StdioServer(hub, principal, *streams, reloader=reloader, view=view, exposure=exposure)
         await server.run()
 
     with contextlib.suppress(KeyboardInterrupt):

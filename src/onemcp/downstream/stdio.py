@@ -38,9 +38,9 @@ from onemcp.hub.core import Hub
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, HubError, ProtocolError
+from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, HubError, ProtocolError
 from onemcp.protocol.jsonrpc import Message, RequestId
-from onemcp.protocol.stdio import ReadLine, Write
+from onemcp.protocol.stdio import ReadLine, Write, each_line
 from onemcp.reload import Reloader
 
 log = logging.getLogger("onemcp.downstream.stdio")
@@ -109,15 +109,17 @@ class StdioServer:
                 with anyio.move_on_after(READY_WAIT):
                     await self.hub.until_tried()
                 async with anyio.create_task_group() as requests:
-                    while line := await self._read_line():
-                        if line.strip():
-                            await self._handle(line, requests)
+                    async for line in each_line(self._read_line, self._refuse_line):
+                        await self._handle(line, requests)
                     for listener in list(self._listeners):
                         listener.finish()  # nobody will cancel them now: their result ends them
                     requests.cancel_scope.deadline = anyio.current_time() + DRAIN
                 tg.cancel_scope.cancel()
         finally:
             self.hub.end_session(self.session.id)
+
+    async def _refuse_line(self, why: str) -> None:
+        await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
 
     async def _handle(self, line: bytes, requests: TaskGroup) -> None:
         try:

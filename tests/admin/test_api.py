@@ -167,6 +167,38 @@ async def test_what_the_actions_do(tmp_path: Path) -> None:
             assert doc["openapi"] == "3.1.0" and "/api/v1/servers/{name}/restart" in doc["paths"]
 
 
+async def test_a_body_that_says_what_the_route_does_not_take_is_refused(tmp_path: Path) -> None:
+    """Nothing is accepted silently: an unknown field, a `replace` that is not a boolean, a body on a
+    route that takes none, a new ${VAR} the hub's environment does not set (the hub could not load it)."""
+    fx = fixture_command()
+    entry = {"command": fx[0], "args": fx[1:]}
+    with anyio.fail_after(DEADLINE):
+        async with (
+            hub_at(tmp_path, auth=False) as (hub, _),
+            httpx.AsyncClient(timeout=30, base_url=f"{hub.base}/api/v1") as http,
+        ):
+            before = (tmp_path / "mcp.json").read_bytes()
+            for method, route, body, complaint in (
+                ("POST", "/servers", {"name": "n1", "server": entry, "bogus": 1}, "unknown field(s): bogus"),
+                ("POST", "/servers", {"name": "alpha", "server": entry, "replace": "yes"}, "'replace' must be"),
+                ("POST", "/servers/beta/disable", {"now": True}, "unknown field(s): now"),
+                ("POST", "/servers/alpha/restart", {"hard": True}, "unknown field(s): hard"),
+                ("POST", "/reload", {"force": True}, "unknown field(s): force"),
+                ("POST", "/tools/beta__echo/call", {"arguments": {}, "bogus": 1}, "unknown field(s): bogus"),
+                ("POST", "/events/payloads", {"on": True, "bogus": 1}, "unknown field(s): bogus"),
+                (
+                    "POST",
+                    "/servers",
+                    {"name": "n4", "server": {**entry, "env": {"A": "${ONEMCP_AUDIT_UNSET}"}}},
+                    "ONEMCP_AUDIT_UNSET is not set",
+                ),
+            ):
+                refused = await http.request(method, route, json=body)
+                assert refused.status_code == 400 and complaint in refused.json()["error"], (route, refused.text)
+            assert (tmp_path / "mcp.json").read_bytes() == before  # nothing was written
+            assert hub.app.hub.config.servers["beta"].disabled is False
+
+
 async def test_the_event_stream_carries_calls_without_arguments(tmp_path: Path) -> None:
     with anyio.fail_after(DEADLINE):
         async with hub_at(tmp_path, auth=False) as (hub, _), httpx.AsyncClient(timeout=30) as http:

@@ -69,7 +69,8 @@ class Request:
 
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
 
-    async def json(self) -> dict[str, Any]:
+    async def json(self, *fields: str) -> dict[str, Any]:
+        """The body, a JSON object ({} when empty) holding no field but `fields`; else 400."""
         try:
             raw = await asgi.read_body(self.receive, MAX_BODY)
         except asgi.BodyTooLarge:
@@ -82,6 +83,10 @@ class Request:
             raise ApiError(400, f"the body is not JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ApiError(400, "the body must be a JSON object")
+        unknown = set(doc) - set(fields)
+        if unknown:
+            expected = ", ".join(fields) or "no body"
+            raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}; expected: {expected}")
         return doc
 
 
@@ -220,6 +225,7 @@ class AdminApi:
 
     async def restart(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
+        await request.json()
         await self.hub.restart_server(name)
         self._audit(request, "restart", name)
         return {"restarted": name}
@@ -234,7 +240,7 @@ class AdminApi:
     ) -> dict[str, Any]:
         path = self._config_path()
         try:
-            result = edit_config(path, change, env=dict(os.environ))
+            result = edit_config(path, change, env=dict(os.environ), running=True)
         except (EditError, ConfigError) as exc:
             self._audit(request, action, name, "refused")
             raise ApiError(400, f"not changed: {exc}") from None
@@ -251,26 +257,31 @@ class AdminApi:
         }
 
     async def add(self, request: Request) -> dict[str, Any]:
-        body = await request.json()
-        name, entry = body.get("name"), body.get("server")
+        body = await request.json("name", "server", "replace")
+        name, entry, replace = body.get("name"), body.get("server"), body.get("replace", False)
         if not isinstance(name, str) or not isinstance(entry, dict):
             raise ApiError(400, 'expected {"name": "...", "server": {"command": ...} or {"url": ...}}')
-        replace = bool(body.get("replace", False))
+        if not isinstance(replace, bool):
+            raise ApiError(400, "'replace' must be true or false")
         return await self._edit(request, "add", name, lambda doc: add_server(doc, name, entry, replace=replace))
 
     async def remove(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
+        await request.json()  # takes no body: one that says something is refused, not ignored
         return await self._edit(request, "remove", name, lambda doc: remove_server(doc, name))
 
     async def enable(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
+        await request.json()  # takes no body: one that says something is refused, not ignored
         return await self._edit(request, "enable", name, lambda doc: set_disabled(doc, name, False))
 
     async def disable(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
+        await request.json()  # takes no body: one that says something is refused, not ignored
         return await self._edit(request, "disable", name, lambda doc: set_disabled(doc, name, True))
 
     async def reload(self, request: Request) -> dict[str, Any]:
+        await request.json()
         if self.reloader is None:
             raise ApiError(409, "this hub was not started from a config file: nothing to reload")
         ok = await self.reloader.reload()
@@ -288,10 +299,7 @@ class AdminApi:
 
     async def approve(self, request: Request) -> dict[str, Any]:
         server, tool = request.params["server"], request.params.get("tool")
-        body = await request.json()
-        unknown = set(body) - {"tools"}
-        if unknown:
-            raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}; expected: tools")
+        body = await request.json("tools")
         tools = [tool] if tool is not None else body.get("tools")
         if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, str) for t in tools)):
             raise ApiError(400, "'tools' must be a list of tool names")
@@ -344,7 +352,7 @@ class AdminApi:
 
     async def call(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
-        body = await request.json()
+        body = await request.json("arguments")
         arguments = body.get("arguments", {})
         if not isinstance(arguments, dict):
             raise ApiError(400, "arguments must be an object")
@@ -413,14 +421,11 @@ class AdminApi:
 
     async def put_preset(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
-        body = await request.json()
+        body = await request.json("filter", "description", "exposure")
         problem = preset_files.name_problem(name)
         if problem:
             raise ApiError(400, f"preset name {name!r}: {problem}")
         entry = {k: v for k, v in body.items() if k in ("filter", "description", "exposure") and v not in (None, "")}
-        unknown = sorted(set(body) - {"filter", "description", "exposure"})
-        if unknown:
-            raise ApiError(400, f"unknown field(s): {', '.join(unknown)}; a preset has filter, description, exposure")
         path = self._presets_path()
         try:
             doc = preset_files.read_document(path)
@@ -449,7 +454,7 @@ class AdminApi:
 
     # ------------------------------------------------------------------ events
     async def payloads(self, request: Request) -> dict[str, Any]:
-        body = await request.json()
+        body = await request.json("on")
         on = body.get("on")
         if not isinstance(on, bool):
             raise ApiError(400, 'expected {"on": true} or {"on": false}')

@@ -198,12 +198,15 @@ def edit_config(
     *,
     env: dict[str, str],
     keep: int = BACKUPS_KEPT,
+    running: bool = False,
 ) -> EditResult:
     """Apply `change` to the document in `path` and write it back if it still loads.
 
     Nothing is written when `change` raises, when the result does not validate (`ConfigError`,
-    file untouched), or when the document did not change. Otherwise the previous file is copied
-    into `backups/` beside it (newest `keep` kept) and the new one replaces it atomically.
+    file untouched; `running`: the edit of a running hub, which must load it now, so a new
+    ``${VAR}`` that `env` does not set is refused too), or when the document did not change.
+    Otherwise the previous file is copied into `backups/` beside it (newest `keep` kept) and the new
+    one replaces it atomically.
     """
     try:
         original = path.read_bytes()
@@ -216,6 +219,8 @@ def edit_config(
     change(doc)
     config, unset = validate(doc, source=str(path), env=env)
     unset = tuple(name for name in unset if name not in _bare_vars(before))
+    if running and unset:
+        raise ConfigError(f"{', '.join(unset)} is not set in the hub's environment, so the hub could not load it")
     if doc == before and original:
         return EditResult(path, changed=False, config=config, unset=unset)
     try:

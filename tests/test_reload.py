@@ -195,6 +195,10 @@ async def test_an_auth_change_waits_for_a_restart_and_says_so(tmp_path: Path) ->
             assert await reloader.reload()
             needed = (await http.get(f"{hub.base}/health")).json()["config"]["restartNeeded"]
             assert needed == ["onemcp.auth", "onemcp.searchCache"]
+            write(path, {"a": stdio()}, audit=str(tmp_path / "audit.log"), sessionStore="off")  # opened at start
+            assert await reloader.reload()
+            needed = (await http.get(f"{hub.base}/health")).json()["config"]["restartNeeded"]
+            assert needed == ["onemcp.audit", "onemcp.sessionStore"]
             write(path, {"a": stdio()})  # back as it started: nothing waits any more
             assert await reloader.reload()
             assert (await http.get(f"{hub.base}/health")).json()["config"]["restartNeeded"] == []

@@ -79,7 +79,13 @@ class Reloader:
     @staticmethod
     def _read_once(config: HubConfig) -> dict[str, object]:
         """The settings the hub reads only at start, by config key."""
-        return {"onemcp.auth": config.hub.auth, "onemcp.searchCache": config.hub.search_cache}
+        hub = config.hub
+        return {
+            "onemcp.auth": hub.auth,
+            "onemcp.searchCache": hub.search_cache,
+            "onemcp.audit": hub.audit,  # the audit log is opened at start (app.py)
+            "onemcp.sessionStore": hub.session_store,  # and the store of sessions that survive a restart
+        }
 
     @property
     def presets_path(self) -> Path:

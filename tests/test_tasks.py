@@ -60,6 +60,14 @@ async def test_task_lifecycle_through_the_hub() -> None:
             assert r.json()["error"]["code"] == -32602 and task["taskId"] in r.json()["error"]["message"]
             r = await http.post(hub.url, json=req("tasks/list"), headers=other)
             assert r.json()["result"]["tasks"] == []
+            # bad params say what is wrong, not "None"
+            for method, params, complaint in (
+                ("tasks/get", {}, "params.taskId must be a string"),
+                ("tasks/list", {"cursor": 5}, "Invalid cursor"),
+                ("logging/setLevel", {}, "params.level is missing"),
+            ):
+                error = (await http.post(hub.url, json=req(method, **params), headers=other)).json()["error"]
+                assert error["code"] == -32602 and complaint in error["message"], error
 
 
 async def test_tasks_not_advertised_without_an_upstream_that_serves_them() -> None:

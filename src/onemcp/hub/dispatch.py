@@ -242,6 +242,8 @@ class Dispatcher:
 
     async def _set_level(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         level = params.get("level")
+        if "level" not in params:
+            raise InvalidParams(f"logging/setLevel: params.level is missing; expected one of {', '.join(LOG_LEVELS)}")
         if level not in LOG_LEVELS:
             shown = reprlib.repr(level)
             raise InvalidParams(f"logging/setLevel: unknown level {shown}; expected one of {', '.join(LOG_LEVELS)}")
@@ -284,6 +286,8 @@ class Dispatcher:
 
     async def _tasks_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         """Every upstream's tasks that this session created (one complete page)."""
+        if params.get("cursor") is not None:
+            raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
         return {"tasks": await self.tasks.list_for(session.id, self.pool.connections.values())}
 
     @staticmethod

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from onemcp.catalog.catalog import Catalog
-from onemcp.protocol.errors import HubError, NotFound
+from onemcp.protocol.errors import HubError, InvalidParams, NotFound
 
 if TYPE_CHECKING:
     from onemcp.upstream.connection import UpstreamConnection
@@ -52,7 +52,9 @@ class TaskRouter:
 
     def resolve(self, session_id: str, visible: object) -> tuple[str, str]:
         """(server, upstream task id) for a task this session may see."""
-        entry = self._tasks.get(visible) if isinstance(visible, str) else None
+        if not isinstance(visible, str):
+            raise InvalidParams("params.taskId must be a string")
+        entry = self._tasks.get(visible)
         if entry is None or entry[2] != session_id:
             raise NotFound(f"Task not found: {visible}")
         return entry[0], entry[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import anyio
@@ -188,6 +189,7 @@ async def test_idle_sessions_expire() -> None:
 async def test_health_endpoints() -> None:
     cfg = config()
     cfg["mcpServers"]["dead"] = {"command": "/nonexistent/onemcp-test-binary"}
+    cfg["mcpServers"]["lost"] = {"command": sys.executable, "cwd": "/nonexistent/onemcp-test-dir"}
     cfg["mcpServers"]["off"] = {"command": "whatever", "disabled": True}
     with anyio.fail_after(DEADLINE):
         async with running_hub(cfg) as hub, httpx.AsyncClient() as http:
@@ -196,6 +198,9 @@ async def test_health_endpoints() -> None:
             assert doc["upstreams"]["a"]["state"] == "ready" and doc["upstreams"]["a"]["tools"] > 5
             assert doc["upstreams"]["dead"]["state"] == "failed"
             assert "command not found" in doc["upstreams"]["dead"]["lastError"]
+            assert doc["upstreams"]["lost"]["lastError"].endswith(
+                "working directory not found: /nonexistent/onemcp-test-dir"
+            )
             while doc["upstreams"]["dead"]["supervisor"] != "command-not-found":  # not retried: nothing would change
                 await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
                 doc = (await http.get(f"{hub.base}/health")).json()

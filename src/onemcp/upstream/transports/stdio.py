@@ -229,6 +229,9 @@ class StdioTransport(Transport):
                     preexec_fn=setup,
                 )
         except FileNotFoundError:
+            cwd = self.config.cwd
+            if cwd is not None and not await anyio.Path(cwd).is_dir():  # the spawn says the same of a missing cwd
+                raise TransportError(f"working directory not found: {cwd}") from None
             raise TransportError(f"command not found: {self.config.command}") from None
         except PermissionError:
             raise TransportError(f"command not executable: {self.config.command}") from None

@@ -380,9 +380,10 @@ def test_inspect_search_ranks_with_the_hubs_own_search(hub: HubProcess) -> None:
     assert first.startswith(("demo__echo(", "fx__echo(")), done.stdout
 
 
-def test_inspect_search_with_a_bad_limit_fails_with_the_reason(hub: HubProcess) -> None:
-    done = on(hub, "inspect", "--search", "echo", "--limit", "99")
-    assert done.returncode == 1 and "limit" in done.stderr, done.stderr
+def test_inspect_search_with_a_bad_limit_is_a_usage_error(hub: HubProcess) -> None:
+    done = on(hub, "inspect", "--search", "echo", "--limit", "99")  # refused before the hub is asked
+    assert done.returncode == 2, done.stderr
+    assert "argument --limit: expected a whole number from 1 to 20, not '99'" in done.stderr
 
 
 def test_inspect_limit_without_search_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

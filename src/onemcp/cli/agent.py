@@ -21,6 +21,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import Target, TargetError, resolve, view_of, with_exposure
@@ -32,6 +33,7 @@ OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_SEPARATOR = "__"
 STDIN_WAIT = 2.0  # seconds to wait for piped arguments before taking "no arguments"
 COMMANDS = ("instructions", "inspect", "run")
+SEARCH_LIMIT = 20  # search_tools' largest `limit` (onemcp.search.meta.MAX_LIMIT; not imported either)
 SEARCH_TOOL = "search_tools"  # the hub's meta-tool (onemcp.search.meta.SEARCH; not imported: this path stays light)
 UNATTRIBUTED = "?"  # tools whose names do not say their server (prefixMode never, several servers)
 
@@ -49,14 +51,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     view.add_argument("--preset", help="see only the servers of this preset")
     view.add_argument("--filter", help="see only the servers whose tags match this expression")
     view.add_argument("--tags", help="see only the servers with any of these tags (a,b)")
-    hub.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up after S seconds (300)")
+    hub.add_argument(
+        "--timeout", type=argtypes.seconds, default=300.0, metavar="S", help="give up after S seconds (300)"
+    )
 
     sub.add_parser("instructions", parents=[hub], help="how a coding agent uses onemcp, and the servers available now")
     inspect = sub.add_parser("inspect", parents=[hub], help="list servers, a server's tools, or a tool's schema")
     inspect.add_argument("ref", nargs="?", metavar="SERVER[/TOOL]")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--search", metavar="QUERY", help="the tools that best match what you want to do")
-    inspect.add_argument("--limit", type=int, metavar="N", help="matches --search shows (5, at most 20)")
+    inspect.add_argument(
+        "--limit",
+        type=argtypes.count(1, SEARCH_LIMIT),
+        metavar="N",
+        help=f"matches --search shows (5, at most {SEARCH_LIMIT})",
+    )
     inspect.add_argument("--tokens", action="store_true", help="what each server's tools cost a model, in tokens")
     run_cmd = sub.add_parser("run", parents=[hub], help="call a tool: onemcp run SERVER/TOOL --args '{...}'")
     run_cmd.add_argument("ref", metavar="SERVER/TOOL")
@@ -67,10 +76,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
-            arguments = read_arguments(args.arguments)  # before connecting: bad input is exit 2
+            check_ref(args.ref)  # before connecting: a bad request is exit 2 whether or not a hub runs
+            arguments = read_arguments(args.arguments)
             target = _target(args)
             with _client(target, args.timeout) as client:
                 return _run(client, target, args.ref, arguments, args.format)
+        if args.command == "inspect" and args.ref is not None and not args.ref.strip():
+            raise Failure("an empty SERVER[/TOOL]: name a server (`onemcp inspect` lists them)", USAGE)
         if args.command == "inspect" and args.search is None and args.limit is not None:
             raise Failure("--limit goes with --search", USAGE)
         target = _target(args)
@@ -240,10 +252,18 @@ def _health_counts(inv: Inventory, target: Target) -> bool:
 
 
 # ---------------------------------------------------------------------- run
-def _run(client: HubClient, target: Target, ref: str, arguments: dict[str, Any], fmt: str) -> int:
+def check_ref(ref: str) -> None:
+    """A `run` reference: SERVER/TOOL or the hub's own tool name, never empty (else exit 2)."""
+    if not ref.strip():
+        raise Failure("no tool given: expected SERVER/TOOL (or the hub's own tool name)", USAGE)
     server, slash, tool = ref.partition("/")
     if slash and (not server or not tool):
         raise Failure(f"{ref!r}: expected SERVER/TOOL (or the hub's own tool name)", USAGE)
+
+
+def _run(client: HubClient, target: Target, ref: str, arguments: dict[str, Any], fmt: str) -> int:
+    check_ref(ref)
+    server, slash, tool = ref.partition("/")
     naming = Naming.from_config(target.config)
     if not slash:
         candidates = [ref]

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from onemcp.auth.keys import Keys, open_keys
+from onemcp.cli import argtypes
 from onemcp.config.load import ConfigError, load_config, resolve_path
 from onemcp.config.model import scope_problem
 
@@ -52,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     login.add_argument("server")
     login.add_argument("--open", action="store_true", help="open the link in a browser")
     login.add_argument("--no-wait", dest="wait", action="store_false", help="print the link and return")
-    login.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
+    login.add_argument("--timeout", type=argtypes.seconds, default=600.0, help="seconds to wait (default 600)")
     logout = steps.add_parser("logout", parents=[config], help="forget the hub's tokens for an upstream")
     logout.add_argument("server")
     for step in (steps.choices["list"], login, logout):

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from onemcp.cli import argtypes
 from onemcp.config.paths import resolve_path
 from onemcp.config.runtime import NoHub, alive, read_runtime, runtime_path
 
@@ -46,21 +47,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     start = sub.add_parser("start", parents=[config], help="run the hub in the background")
     for p in (start, sub.add_parser("restart", parents=[config], help="stop the background hub, start it again")):
         p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=3050, help="0 picks a free one (default 3050)")
-        p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to be ready (60)")
+        p.add_argument("--port", type=argtypes.port, default=3050, help="0 picks a free one (default 3050)")
+        p.add_argument("--timeout", type=argtypes.seconds, default=60.0, help="seconds to wait for it to be ready (60)")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     stop = sub.add_parser("stop", parents=[config], help="stop the background hub (gracefully)")
-    stop.add_argument("--timeout", type=float, default=15.0, help="seconds before it is killed (15)")
+    stop.add_argument("--timeout", type=argtypes.seconds, default=15.0, help="seconds before it is killed (15)")
     status = sub.add_parser("status", parents=[config], help="is the hub running and ready? (exit 0, 1 or 3)")
     status.add_argument("--json", action="store_true")
     logs = sub.add_parser("logs", parents=[config], help="the background hub's log")
-    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-n", "--lines", type=argtypes.count(0), default=50, help="how many of the last lines (50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     wait = sub.add_parser("wait", parents=[config], help="block until the hub is ready (exit 0) or --timeout (1)")
-    wait.add_argument("--timeout", type=float, default=60.0)
+    wait.add_argument("--timeout", type=argtypes.seconds, default=60.0, help="seconds to wait (60)")
     service = sub.add_parser("service", parents=[config], help="a systemd user unit for the hub")
     service.add_argument("action", choices=["install", "print"])
-    service.add_argument("--port", type=int, default=3050)
+    service.add_argument("--port", type=argtypes.port, default=3050)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,7 +218,7 @@ def tail(log: Path, lines: int, out: Any = None) -> None:
     except OSError:
         print(f"onemcp: no log at {log}", file=sys.stderr)
         return
-    for line in text.splitlines()[-lines:]:
+    for line in text.splitlines()[-lines:] if lines else []:  # [-0:] would be every line
         print(line, file=out)
 
 

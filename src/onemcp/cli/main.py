@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from onemcp import __version__
+from onemcp.cli import argtypes
 
 CONFIG_HELP = "path to mcp.json (default: $ONEMCP_CONFIG or ~/.config/onemcp/mcp.json)"
 # command -> the module that owns it ("" for `serve`, whose parser is here)
@@ -53,7 +54,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="serve a non-loopback address with no authentication (dangerous)",
     )
-    serve.add_argument("--port", type=int, default=3050, help="port to bind; 0 picks a free one (default 3050)")
+    serve.add_argument(
+        "--port", type=argtypes.port, default=3050, help="port to bind; 0 picks a free one (default 3050)"
+    )
     serve.add_argument(
         "--transport",
         default="http",

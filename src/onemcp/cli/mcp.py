@@ -134,7 +134,23 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
 # ---------------------------------------------------------------------- editing
 def _add(args: argparse.Namespace, command: list[str] | None) -> int:
     entry = server_entry(args, command)
-    return _edit(args, f"added {args.name!r}", lambda doc: add_server(doc, args.name, entry))
+    code = _edit(args, f"added {args.name!r}", lambda doc: add_server(doc, args.name, entry))
+    _warn_if_not_installed(args.name, entry)
+    return code
+
+
+def _warn_if_not_installed(name: str, entry: dict[str, Any]) -> None:
+    """What `onemcp validate` would report of the new entry beyond the model (a command not on PATH).
+
+    A warning, not a failure: the hub may run with another PATH (a service, a container), or the
+    command be installed next; the entry is valid and written, as an unset ${VAR} is.
+    """
+    from onemcp.cli.configure import checks
+
+    for problem in checks({"mcpServers": {name: entry}}):
+        print(
+            f"onemcp: warning: {problem}; the hub cannot start {name!r} until it is on the hub's PATH", file=sys.stderr
+        )
 
 
 def server_entry(args: argparse.Namespace, command: list[str] | None) -> dict[str, Any]:

@@ -20,10 +20,13 @@ from onemcp.config.load import resolve_path
 from onemcp.config.runtime import NoHub, read_runtime
 
 TIMEOUT = 10.0
+USAGE = 2  # a malformed request (exit 1: it cannot be done)
 
 
 class PinsError(Exception):
-    pass
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def add_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         return _approve(base, config, args.targets)
     except PinsError as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
-        return 1
+        return exc.code
 
 
 def _hub(config: Path) -> str | None:
@@ -100,12 +103,38 @@ def _list(base: str | None, config: Path, as_json: bool) -> int:
     return 0
 
 
+def configured(config: Path) -> list[str] | None:
+    """The servers and templates (whose instances share their pins) in the config; None when unreadable."""
+    from onemcp.config import formats
+
+    try:
+        doc = formats.parse(config.read_bytes(), formats.format_of(config))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, formats.FormatError):
+        return None  # the hub (or the pins themselves) will say what there is
+    if not isinstance(doc, dict):
+        return None
+    names: list[str] = []
+    for section in ("mcpServers", "servers", "mcpTemplates"):
+        entries = doc.get(section)
+        if isinstance(entries, dict):
+            names += [str(name) for name in entries if str(name) not in names]
+    return names
+
+
 def _approve(base: str | None, config: Path, targets: list[str]) -> int:
     approved: list[str] = []
+    known = configured(config)
+    for target in targets:  # every target checked before any is approved
+        server, slash, tool = target.partition("/")
+        if not server or (slash and not tool):
+            raise PinsError(f"not SERVER or SERVER/TOOL: {target!r}", USAGE)
+        if known is not None and server not in known:
+            listed = f"configured: {', '.join(known)}" if known else "none configured"
+            raise PinsError(f"no server {server!r} in {config} ({listed})")
     for target in targets:
         server, _, tool = target.partition("/")
-        if not server:
-            raise PinsError(f"not SERVER or SERVER/TOOL: {target!r}")
         if base is not None:
             path = f"/pins/{server}/{tool}/approve" if tool else f"/pins/{server}/approve"
             done = _api(base, "POST", path)["approved"]

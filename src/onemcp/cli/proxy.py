@@ -37,6 +37,7 @@ import httpx
 import orjson
 from anyio.abc import TaskGroup
 
+from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.proxy_modern import ModernForwarder, is_modern
 from onemcp.cli.target import TargetError, add_view_flags, resolve, with_exposure
@@ -449,7 +450,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     proxy.add_argument("--url", help=f"the hub's MCP endpoint (default: .onemcprc, runtime.json, else {DEFAULT_URL})")
     add_view_flags(proxy)
     proxy.add_argument(
-        "--wait", type=float, default=WAIT, metavar="S", help=f"how long a request waits for the hub ({WAIT:g}s)"
+        "--wait",
+        type=argtypes.seconds,
+        default=WAIT,
+        metavar="S",
+        help=f"how long a request waits for the hub ({WAIT:g}s)",
     )
     proxy.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 

@@ -1,0 +1,56 @@
+"""Checked `type=` functions for the command line's numeric flags.
+
+A bad value is argparse's usual one-line usage error (exit 2) naming the flag and the range it
+takes, before the command does anything: never a traceback, a silent no-op or a false "no hub
+answers". Stdlib only: `onemcp run` imports this on every call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+MAX_PORT = 65_535
+MAX_SECONDS = 86_400.0  # a day, as the config's own `Seconds` (onemcp.config.model; not imported: kept light)
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (pick a free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to {MAX_PORT} (0 picks a free one), not {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration: a finite number of seconds greater than 0 and at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds greater than 0 and at most {MAX_SECONDS:g}, not {text!r}"
+        )
+    return value
+
+
+def count(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number from `low` (to `high`, when given)."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {span}, not {text!r}")
+        return value
+
+    check.__name__ = "count"
+    return check

@@ -14,7 +14,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp.catalog import views
 from onemcp.config.filters import FilterError, parse
+from onemcp.config.model import HubConfig
 from support.hub import HEADERS, INIT, running_hub
 
 DEADLINE = 30.0
@@ -103,6 +105,10 @@ async def test_bad_selectors_are_400() -> None:
                 ("preset=", "needs a value"),
                 ("tags=a&tags=b", "given 2 times"),  # which one would win is a guess
                 ("exposure=bogus&exposure=search", "given 2 times"),
+                # a tag no server has would be an empty view: a typo says so (the tags in use listed)
+                ("tags=vsc", "no server has the tag(s) 'vsc'; the tags in use: dev, net, prod, vcs"),
+                ("tags=dev,DEV", "no server has the tag(s) 'DEV'"),
+                ("filter=dev%20and%20!nightly", "'nightly'"),
             ):
                 r = await http.post(f"{hub.url}?{query}", json=INIT, headers=HEADERS)
                 assert r.status_code == 400 and text in r.json()["error"]["message"], query
@@ -209,3 +215,18 @@ async def test_instructions_summarise_the_view() -> None:
             async with Client(hub.url, mode="legacy", cache=None) as c:
                 text = c.instructions or ""
                 assert "Fetch pages politely." in text and "2 MCP server(s)" in text
+
+
+def test_a_template_that_renders_its_tags_lets_any_tag_be_named() -> None:
+    """Its instances' tags are known only once rendered: no tag can be called unknown ahead of them."""
+    plain = HubConfig.model_validate({"mcpServers": {"web": {"command": "x", "tags": ["net"]}}})
+    assert views.known_tags(plain) == frozenset({"net"})
+    with pytest.raises(views.ViewError, match="'nope'"):
+        views.from_query("tags=nope", {}, views.known_tags(plain))
+    assert views.from_query("preset=p", {"p": "nope"}, views.known_tags(plain)) is not None  # the operator's
+    templated = {"web": {"command": "x", "tags": ["net"]}}
+    rendered = HubConfig.model_validate(
+        {"mcpServers": templated, "templates": {"t": {"command": "x", "tags": ["{{project.name}}"]}}}
+    )
+    assert views.known_tags(rendered) is None
+    assert views.from_query("tags=anything", {}, None) is not None

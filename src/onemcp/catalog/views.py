@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from onemcp.config.filters import AnyOf, FilterError, Node, Tag, parse
-from onemcp.config.model import EXPOSURES, Exposure
+from onemcp.config.filters import AnyOf, FilterError, Node, Not, Tag, parse
+from onemcp.config.model import EXPOSURES, Exposure, HubConfig
 
 SELECTORS = ("tags", "filter", "preset")
 PARAMETERS = (*SELECTORS, "exposure")  # what an MCP endpoint's query string may hold
@@ -49,8 +49,24 @@ def check_query(query: bytes | str) -> None:
         )
 
 
-def from_query(query: bytes | str, presets: Mapping[str, str]) -> View | None:
-    """The view a request's query string selects, or None for everything."""
+def known_tags(config: HubConfig) -> frozenset[str] | None:
+    """The tags a view may name: its servers' and templates' (None: any, as a template renders its own)."""
+    tags = {t for s in config.servers.values() for t in s.tags}
+    tags |= {t for tpl in config.templates.values() for t in tpl.tags}
+    return None if any("{" in t for t in tags) else frozenset(tags)
+
+
+def _named(node: Node) -> set[str]:
+    if isinstance(node, Tag):
+        return {node.name}
+    if isinstance(node, Not):
+        return _named(node.inner)
+    return set().union(*(_named(part) for part in node.parts))
+
+
+def from_query(query: bytes | str, presets: Mapping[str, str], known: frozenset[str] | None = None) -> View | None:
+    """The view a request's query string selects, or None for everything. A `tags` or `filter` that
+    names a tag no server has (`known`) is a ViewError: a typo would otherwise be an empty view."""
     text = query.decode("latin-1") if isinstance(query, bytes) else query
     if not text:
         return None
@@ -73,11 +89,15 @@ def from_query(query: bytes | str, presets: Mapping[str, str]) -> View | None:
         else:
             expr = presets.get(value)
             if expr is None:
-                known = f"; presets: {', '.join(sorted(presets))}" if presets else ""
-                raise ViewError(f"unknown preset {value!r}{known}")
+                listed = f"; presets: {', '.join(sorted(presets))}" if presets else ""
+                raise ViewError(f"unknown preset {value!r}{listed}")
             node = parse(expr)
     except FilterError as exc:
         raise ViewError(f"invalid {selector}: {exc}") from None
+    unknown = sorted(_named(node) - known) if known is not None and selector != "preset" else []
+    if unknown:
+        shown = ", ".join(sorted(known or ())) or "none"
+        raise ViewError(f"no server has the tag(s) {', '.join(map(repr, unknown))}; the tags in use: {shown}")
     return View(selector, value, node)
 
 

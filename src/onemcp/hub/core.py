@@ -200,7 +200,7 @@ class Hub:
     # ============================================================ who sees what
     def view(self, query: bytes | str) -> views.View | None:
         """The view a request's query string selects (None: everything); `views.ViewError` says what is wrong."""
-        return views.from_query(query, self.presets)
+        return views.from_query(query, self.presets, views.known_tags(self.config))
 
     def exposure_asked(self, query: bytes | str) -> Exposure | None:
         """The tool exposure a request's query string asks for (None: its preset's or the hub's); or ViewError."""

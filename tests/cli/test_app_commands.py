@@ -81,7 +81,7 @@ def test_discover_lists_every_app(machine: Machine, capsys: pytest.CaptureFixtur
         assert label in out
     assert "brave.search  stdio  npx -y @modelcontextprotocol/server-brave-search" in out
     assert "remote-docs  http   https://docs.example.com/mcp" in out
-    assert "note: ${input:perplexity-key} is filled in by the editor at run time" in out
+    assert "note: ${input:perplexity-key} (the editor asks for it) is read from the hub's environment" in out
     assert "ghp_example" not in out  # env values are not echoed
 
 

@@ -89,3 +89,23 @@ def test_format_by_extension() -> None:
     assert [format_of(p) for p in ("a.json", "a.JSONC", "a.yml", "a.yaml", "a.toml", "a")] == [
         "json", "json", "yaml", "yaml", "toml", "json",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"mcpServers": {}, // x\n}',
+        '{"mcpServers": {}, /* y */ }',
+        '{"mcpServers": {}, /* y */ // z\n /* w\n */ }',
+        '{"mcpServers": {"a": {"command": "x", "args": ["a", // one\n]}}}',
+    ],
+)
+def test_a_trailing_comma_before_a_comment_is_valid_jsonc(text: str) -> None:
+    assert parse(text.encode())["mcpServers"] is not None
+
+
+def test_strings_with_comment_marks_and_commas_stay_as_written() -> None:
+    text = '{"a": "x,}", "b": "//,]", "c": "/* ,} */", "d": [",]", // c\n],}'
+    assert parse(text.encode()) == {"a": "x,}", "b": "//,]", "c": "/* ,} */", "d": [",]"]}
+    with pytest.raises(FormatError, match="not valid JSON"):
+        parse(b'{"a": 1, // x\n "b"}')

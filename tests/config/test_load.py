@@ -388,3 +388,153 @@ def test_load_config_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}: mcpServers.git")
+
+
+# ------------------------------------------------------- nothing accepted silently (audit)
+FORMS = "${NAME}, ${NAME:-default} or $NAME"
+
+
+def problems_of(doc: Any) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(doc)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("text", ["${NOPE", "${NOPE:default}", "${NOPE-default}", "${NOPE:=x}", "${ HOME }", "${}"])
+def test_a_malformed_reference_is_an_error_naming_the_field_and_the_forms(text: str) -> None:
+    message = error_of({"mcpServers": {"a": {"command": "x", "args": ["ok", f"pre-{text}"]}}}, env={"HOME": "/h"})
+    assert f"mcpServers.a.args[1]: {text!r} is not a variable reference; write {FORMS}" in message
+
+
+def test_a_default_holding_another_reference_is_an_error() -> None:
+    message = error_of({"mcpServers": {"a": {"command": "x", "env": {"K": "${A:-${B}}"}}}})
+    assert "mcpServers.a.env.K: the default of ${A:-...} cannot hold another ${...}" in message
+
+
+def test_every_documented_reference_form_still_works() -> None:
+    env = {"HOME": "/h", "T": "t"}
+    config = parse(
+        {
+            "mcpServers": {
+                "a": {
+                    "command": "$HOME/bin/x",
+                    "args": ["${HOME}", "${UNSET:-d}", "${UNSET:-}", "$1 ^a$ {X} $ 100$"],
+                    "env": {"K": "${user:GITHUB_TOKEN}", "T": "${T}"},
+                },
+                "b": {"url": "https://x/mcp", "headers": {"A": "Bearer ${user:TOK}", "X": "${user:TEAM:-platform}"}},
+            }
+        },
+        env=env,
+    )
+    assert config.servers["a"].command == "/h/bin/x"
+    assert config.servers["a"].args == ["/h", "d", "", "$1 ^a$ {X} $ 100$"]
+    assert config.servers["a"].env == {"K": "${user:GITHUB_TOKEN}", "T": "t"}
+    assert config.servers["b"].headers == {"A": "Bearer ${user:TOK}", "X": "${user:TEAM:-platform}"}
+
+
+def test_a_per_user_value_outside_env_and_headers_is_an_error() -> None:
+    message = error_of({"mcpServers": {"a": {"command": "x", "args": ["--token", "${user:TOK}"]}}})
+    assert "mcpServers.a.args[1]: ${user:TOK} is a caller's own value and works only in a server's env and headers" in (
+        message
+    )
+
+
+@pytest.mark.parametrize("tag", ["a b", "", "and", "OR", "x,y", "(p)", "!z", "-lead"])
+def test_a_tag_no_filter_can_name_is_refused(tag: str) -> None:
+    message = error_of({"mcpServers": {"a": {"command": "x", "tags": ["ok", tag]}}})
+    assert f"mcpServers.a.tags: no filter could name {tag!r} (a tag is letters, digits" in message
+    message = error_of({"mcpTemplates": {"t": {"command": "x", "tags": [tag]}}})
+    assert f"mcpTemplates.t.tags: no filter could name {tag!r}" in message
+
+
+def test_tags_the_filter_language_can_name_are_accepted() -> None:
+    tags = ["util", "a-b", "team:web/x.y_1", "Nota", "android"]
+    assert parse({"mcpServers": {"a": {"command": "x", "tags": tags}}}).servers["a"].tags == tags
+
+
+@pytest.mark.parametrize("tool", ["garbage", "/x", "a/", "*/echo", "a b/x", "a/x y", ""])
+def test_a_quota_pattern_that_matches_no_call_is_refused(tool: str) -> None:
+    message = error_of({"onemcp": {"auth": {"quotas": [{"tool": tool, "calls": 1, "window": 60}]}}})
+    assert f'onemcp.auth.quotas.0.tool: {tool!r} matches no call: write "<server>/<tool>"' in message
+
+
+def test_documented_quota_patterns_are_accepted() -> None:
+    quotas = [{"tool": t, "calls": 1, "window": 60} for t in ("*", "git/*", "git/read_*", "web-2/fetch")]
+    config = parse({"onemcp": {"auth": {"quotas": quotas}}})
+    assert [q.tool for q in config.hub.auth.quotas] == ["*", "git/*", "git/read_*", "web-2/fetch"]
+
+
+@pytest.mark.parametrize(
+    ("oauth", "want"),
+    [
+        ({"clientID": "x"}, "mcpServers.a.oauth.clientID: unknown key 'clientID'; did you mean 'clientId'?"),
+        ({"zzz": 1}, "mcpServers.a.oauth.zzz: unknown key 'zzz' (known here: authMethod, clientId,"),
+        ({"grant": "client_credentials"}, "mcpServers.a.oauth: grant 'client_credentials' needs clientId"),
+        ([1], "mcpServers.a.oauth: expected true or false, or an object"),
+    ],
+)
+def test_an_oauth_error_reads_as_the_users_path(oauth: Any, want: str) -> None:
+    [problem] = problems_of({"mcpServers": {"a": {"url": "https://x/mcp", "oauth": oauth}}})
+    assert problem.startswith(want)
+    assert "bool" not in problem and "function-after" not in problem and "UpstreamOAuth" not in problem
+
+
+@pytest.mark.parametrize(
+    ("doc", "want"),
+    [
+        ({"onemcp": {"searchCache": True}}, "onemcp.searchCache: expected a string, or false"),
+        ({"mcpServers": {"a": {"url": "https://x/mcp", "replicas": "x"}}}, "mcpServers.a.replicas: expected a list"),
+        ({"mcpTemplates": {"t": {"command": "x", "disabled": 3}}}, "mcpTemplates.t.disabled: expected true or false"),
+    ],
+)
+def test_a_field_of_several_kinds_says_which_kinds_fit(doc: dict[str, Any], want: str) -> None:
+    [problem] = problems_of(doc)
+    assert problem.startswith(want)
+    assert "literal[" not in problem and ".str" not in problem and ".int" not in problem
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", " nan "])  # as text: JSON NaN below
+def test_a_number_that_is_not_finite_is_refused(value: Any) -> None:
+    message = error_of({"mcpServers": {"a": {"command": "x", "timeout": value}}})
+    assert message == "mcp.json: mcpServers.a.timeout: must be a finite number (not NaN or infinity)"
+    message = error_of(
+        {"mcpServers": {"a": {"url": "https://x/mcp", "replicas": ["https://y/mcp"], "weights": [1, value]}}}
+    )
+    assert "mcpServers.a.weights: must be a finite number" in message
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_written_in_json_is_refused(number: bytes) -> None:
+    with pytest.raises(ConfigError, match="timeout: must be a finite number"):
+        parse_config(b'{"mcpServers": {"a": {"command": "x", "timeout": %s}}}' % number, source="mcp.json", env={})
+
+
+@pytest.mark.parametrize("command", ["", "   "])
+def test_an_empty_command_is_refused(command: str) -> None:
+    assert "mcpServers.a.command: must name a program (it is empty)" in error_of(
+        {"mcpServers": {"a": {"command": command}}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("http://exa mple.com/mcp", "contains a space"),
+        ("http://example.com/m\tcp", "contains a space"),
+        ("http:///mcp", "has no host"),
+        ("https://x:99999/mcp", "does not parse: Port out of range"),
+        ("https://x:port/mcp", "does not parse"),
+        ("https://exa<mple/mcp", "is not a host name"),
+    ],
+)
+def test_a_url_that_does_not_parse_is_refused(url: str, fragment: str) -> None:
+    message = error_of({"mcpServers": {"a": {"url": url}}})
+    assert "mcpServers.a.url: does not parse" in message and fragment in message
+    message = error_of({"mcpServers": {"a": {"url": "https://ok/mcp", "replicas": [url]}}})
+    assert f"mcpServers.a.replicas: {url!r}: does not parse" in message
+
+
+def test_urls_that_parse_are_accepted() -> None:
+    urls = ["http://127.0.0.1:9000/sse", "https://[::1]:8443/mcp", "https://user:pw@h.example/mcp?a=b#c", "http://h"]
+    for url in urls:
+        assert parse({"mcpServers": {"a": {"url": url}}}).servers["a"].url == url

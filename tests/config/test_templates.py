@@ -94,3 +94,17 @@ def test_handlebars_is_refused_with_the_jinja_spelling() -> None:
 def test_bad_templates_are_refused_at_load(doc: bytes, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(doc, source="m")
+
+
+def test_a_template_tag_or_url_is_checked_once_rendered() -> None:
+    config = parse_config(
+        b'{"mcpTemplates": {"t": {"url": "https://{{ project.name }}/mcp", "tags": ["{{ project.name }}"]}}}',
+        source="mcp.json",
+        env={},
+    )
+    with pytest.raises(TemplateError, match=r"mcpTemplates\.t\.url: rendered, does not parse"):
+        render("t", config.templates["t"], CONTEXT)  # "my project" has a space
+    tagged = template(tags=["{{ project.name }}"])
+    with pytest.raises(TemplateError, match=r"mcpTemplates\.t\.tags: rendered, no filter could name 'my project'"):
+        render("t", tagged, CONTEXT)
+    assert render("t", template(tags=["{{ project.environment }}"]), CONTEXT).tags == ["dev"]

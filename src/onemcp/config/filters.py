@@ -148,6 +148,15 @@ class _Parser:
         raise FilterError(f"expected a tag, 'not' or '(' but found {what}", pos)
 
 
+TAG_RULE = "a tag is letters, digits and '_ . : /' ('-' after the first character), and not 'and', 'or' or 'not'"
+
+
+def is_tag(text: str) -> bool:
+    """Can a filter name `text` as a tag? (One TAG token of the grammar, not a keyword.)"""
+    m = TOKEN.fullmatch(text)
+    return m is not None and m.group("word") == text and text.lower() not in KEYWORDS
+
+
 def parse(text: str) -> Node:
     """The parsed filter; FilterError (with .position) when it is not one."""
     return _Parser(text).parse()

@@ -37,7 +37,8 @@ def parse(raw: bytes, fmt: str = "json") -> Any:
 
 
 # ----------------------------------------------------------------------------- JSON / JSONC
-_JSONC = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/|,(?=\s*[}\]])', re.DOTALL)
+# A trailing comma is one followed by the closing bracket, with only blanks and comments between.
+_JSONC = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/|,(?=(?:\s|//[^\n]*|/\*.*?\*/)*[}\]])', re.DOTALL)
 
 
 def strip_jsonc(text: str) -> str:

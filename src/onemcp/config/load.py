@@ -25,8 +25,12 @@ from onemcp.config.model import HubConfig
 from onemcp.config.paths import config_dir as config_dir  # re-exported: callers import them from here
 from onemcp.config.paths import resolve_path as resolve_path
 
-# ${NAME}, ${NAME:-default}, and $NAME (a name must start with a letter or '_': "$1" and "^a$" stay as they are)
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# ${NAME}, ${NAME:-default}, and $NAME (a name must start with a letter or '_': "$1" and "^a$" stay as they are);
+# ${user:NAME} and ${user:NAME:-default}, a caller's own value (upstream/user_secrets), are left for the hub;
+# any other "${" is a mistake (last alternative), never passed on as written.
+_VAR = re.compile(rf"\$\{{({_NAME})(?::-([^}}]*))?\}}|\$({_NAME})|(\$\{{user:{_NAME}(?::-[^}}]*)?\}})|\$\{{")
+FORMS = "${NAME}, ${NAME:-default} or $NAME (and ${user:NAME}, ${user:NAME:-default} in a server's env and headers)"
 
 
 class ConfigError(Exception):
@@ -75,33 +79,64 @@ def substitute(value: Any, env: dict[str, str], where: str = "", missing: list[s
     """Replace ${VAR}, ${VAR:-default} and $VAR in every string of a parsed document.
 
     Every variable that is not set (and has no default) is added to `missing` as
-    "<path>: environment variable ${NAME} is not set"; without `missing`, the first raises.
+    "<path>: environment variable ${NAME} is not set", and so is every "${" that is none of the
+    accepted forms (`FORMS`; ${user:NAME} only in a server's env and headers values); without
+    `missing`, the first raises.
     """
     found: list[str] = [] if missing is None else missing
-    out = _substitute(value, env, where, found)
+    out = _substitute(value, env, tuple(where.split(".")) if where else (), found)
     if missing is None and found:
         raise ConfigError(found[0])
     return out
 
 
-def _substitute(value: Any, env: dict[str, str], where: str, missing: list[str]) -> Any:
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def _per_user_field(path: tuple[str | int, ...]) -> bool:
+    """Is `path` a value of a server's (or template's) env or headers, where ${user:NAME} is filled in?"""
+    return len(path) == 4 and path[0] in ("mcpServers", "mcpTemplates") and path[2] in ("env", "headers")
+
+
+def _substitute(value: Any, env: dict[str, str], path: tuple[str | int, ...], missing: list[str]) -> Any:
     if isinstance(value, str):
+        where = _dotted(path)
 
         def repl(m: re.Match[str]) -> str:
+            if m.group(4) is not None:  # ${user:NAME}: the hub fills it in per caller
+                if not _per_user_field(path):
+                    missing.append(
+                        f"{where}: {m.group(0)} is a caller's own value and works only in a server's"
+                        " env and headers values"
+                    )
+                return m.group(0)
             name = m.group(1) or m.group(3)
+            if name is None:  # "${" of no accepted form
+                end = value.find("}", m.start())
+                written = value[m.start() : end + 1 if end != -1 else len(value)]
+                written = written if len(written) <= 40 else written[:40] + "..."
+                missing.append(f"{where}: {written!r} is not a variable reference; write {FORMS}")
+                return m.group(0)
             default = m.group(2)
+            if default is not None and "${" in default:
+                missing.append(f"{where}: the default of ${{{name}:-...}} cannot hold another ${{...}}; write {FORMS}")
+                return m.group(0)
             if name in env:
                 return env[name]
             if default is not None:
                 return default
-            missing.append(f"{where or '<root>'}: environment variable ${{{name}}} is not set")
+            missing.append(f"{where}: environment variable ${{{name}}} is not set")
             return m.group(0)
 
         return _VAR.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, env, f"{where}.{k}" if where else str(k), missing) for k, v in value.items()}
+        return {k: _substitute(v, env, (*path, str(k)), missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, env, f"{where}[{i}]", missing) for i, v in enumerate(value)]
+        return [_substitute(v, env, (*path, i), missing) for i, v in enumerate(value)]
     return value
 
 
@@ -167,15 +202,121 @@ def load_config(path: Path) -> HubConfig:
 
 
 def describe(exc: ValidationError) -> list[str]:
-    """Each validation error as "<path>: <message>"; an unknown key with the likely intended one."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
+    """Each validation error as "<path>: <message>"; an unknown key with the likely intended one.
+
+    The path is the user's: pydantic's names for the alternatives of a field that takes several
+    kinds (`bool`, `str`, `function-after[...]`, `literal[...]`) are dropped. Of such a field's
+    alternatives only the one the value got into is reported (an object's unknown key, not
+    "should be a valid boolean"); when it got into none, one "expected X or Y" says what fits.
+    """
+    parts: list[str] = []
+    errors = exc.errors()
+    cleaned = [_user_loc(err["loc"]) for err in errors]
+    unions: dict[tuple[str | int, ...], list[int]] = {}  # a field of several kinds -> its errors
+    for i, (_, union) in enumerate(cleaned):
+        if union is not None:
+            unions.setdefault(union[0], []).append(i)
+    skip: set[int] = set()
+    summary: dict[int, str] = {}  # the first error of a union none of whose kinds fit -> "expected ..."
+    for indexes in unions.values():
+        inside = [i for i in indexes if not _wrong_kind(errors[i], cleaned[i][1])]
+        if inside:
+            skip.update(i for i in indexes if i not in inside)
+        else:
+            branches = [union[1] for i in indexes if (union := cleaned[i][1]) is not None]
+            kinds = list(dict.fromkeys(_kind_name(b) for b in branches))
+            summary[indexes[0]] = "expected " + ", or ".join(k for k in kinds if k)
+            skip.update(indexes[1:])
+    for i, err in enumerate(errors):
+        if i in skip:
+            continue
+        loc_parts = cleaned[i][0]
+        loc = ".".join(str(p) for p in loc_parts)
+        msg = summary.get(i) or err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = unknown_key(err["loc"])
+            msg = unknown_key(loc_parts)
         parts.append(f"{loc}: {msg}" if loc else msg)
     return parts
+
+
+# Where pydantic's loc names the alternative of a union: (the field's path, the alternative's
+# annotation, the position of its name in the loc).
+_Union = tuple[tuple[str | int, ...], Any, int]
+
+
+def _user_loc(loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], _Union | None]:
+    """`loc` without pydantic's alternative names, and the first union it went through (None: none)."""
+    out: list[str | int] = []
+    union: _Union | None = None
+    model: Any = HubConfig
+    for position, part in enumerate(loc):
+        model = _unwrap(model)
+        args = [a for a in typing.get_args(model) if a is not type(None)]
+        if typing.get_origin(model) in (typing.Union, types.UnionType) and len(args) > 1:
+            branch = next((a for a in args if _is_kind(a, str(part))), None)
+            if branch is not None:  # `part` names the alternative: not the user's
+                if union is None:
+                    union = (tuple(out), branch, position)
+                model = branch
+                continue
+        out.append(part)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+            model = field.annotation if field is not None else Any
+        elif typing.get_origin(model) in (dict, list) and typing.get_args(model):
+            model = typing.get_args(model)[-1]
+        else:
+            model = Any
+    return tuple(out), union
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X` of `Annotated[X, ...]` and of `X | None`."""
+    while True:
+        if typing.get_origin(annotation) is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+            annotation = args[0]
+            continue
+        return annotation
+
+
+def _is_kind(annotation: Any, tag: str) -> bool:
+    """Is `tag` pydantic's name for the alternative `annotation` of a union?"""
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return tag == annotation.__name__ or tag.endswith((f", {annotation.__name__}]", f"[{annotation.__name__}]"))
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return tag.startswith("literal[")
+    if origin is not None:
+        return tag.startswith(f"{getattr(origin, '__name__', origin)}[")
+    return isinstance(annotation, type) and tag == annotation.__name__
+
+
+def _wrong_kind(err: Any, union: _Union | None) -> bool:
+    """Did this alternative of a union refuse the value for being of another kind altogether?"""
+    kind = str(err["type"])
+    at_field = union is not None and len(err["loc"]) == union[2] + 1
+    return at_field and (kind.endswith(("_type", "_parsing")) or kind == "literal_error")
+
+
+def _kind_name(annotation: Any) -> str:
+    """The alternative `annotation` of a union in the user's words."""
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "an object"
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " or ".join(orjson.dumps(v).decode() for v in typing.get_args(annotation))
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "an object"
+    names = {bool: "true or false", str: "a string", int: "a whole number", float: "a number"}
+    return names.get(annotation, str(annotation))
 
 
 def unknown_key(loc: tuple[str | int, ...]) -> str:

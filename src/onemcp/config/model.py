@@ -6,12 +6,14 @@ substitution and error formatting live in `load`.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, ClassVar, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from onemcp.config import jinja
+from onemcp.config import filters, jinja
 from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
 
 Exposure = Literal["full", "search", "auto"]
@@ -30,12 +32,35 @@ class _Model(BaseModel):
     @classmethod
     def _no_truth_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         """`true` where a number belongs is a mistake, not 1 (pydantic would take it). A string of
-        digits still is a number: ${VAR} substitution leaves every value a string."""
-        if isinstance(value, bool) and info.field_name is not None:
-            kinds = _kinds(cls.model_fields[info.field_name].annotation)
-            if kinds & {int, float} and bool not in kinds:
-                raise ValueError("expected a number, not true or false")
+        digits still is a number: ${VAR} substitution leaves every value a string. NaN and the
+        infinities are no numbers either (pydantic would take them, and compare them to the bounds)."""
+        if info.field_name is None:
+            return value
+        kinds = _kinds(cls.model_fields[info.field_name].annotation)
+        if not kinds & {int, float}:
+            return value
+        if isinstance(value, bool) and bool not in kinds:
+            raise ValueError("expected a number, not true or false")
+        if any(_not_finite(v, str in kinds) for v in _scalars(value)):
+            raise ValueError("must be a finite number (not NaN or infinity)")
         return value
+
+
+def _scalars(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _not_finite(value: Any, text_allowed: bool) -> bool:
+    """Is `value` NaN or an infinity, written as a number or (where a number belongs) as text?
+    JSON's NaN/Infinity, YAML's .nan/.inf, TOML's nan/inf and the strings "nan"/"inf" all parse."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, str) and not text_allowed:
+        try:
+            return not math.isfinite(float(value))
+        except ValueError:
+            return False
+    return False
 
 
 def _kinds(annotation: Any) -> set[Any]:
@@ -112,6 +137,26 @@ class Sandbox(_Model):
         return self
 
 
+_HOST = re.compile(r"^[A-Za-z0-9._~%!$&'()*+,;=-]+$")
+
+
+def url_problem(url: str) -> str | None:
+    """Why an http(s) URL does not parse (None: it does): blanks, no host, a bad host or port."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "does not parse: it contains a space or a control character"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as exc:
+        return f"does not parse: {exc}"
+    host = parts.hostname
+    if not host:
+        return "does not parse: it has no host"
+    if not parts.netloc.rpartition("@")[2].startswith("[") and not _HOST.match(host):
+        return f"does not parse: {host!r} is not a host name"
+    return None
+
+
 class ServerConfig(_Model):
     """One upstream: a stdio command or an HTTP URL."""
 
@@ -181,6 +226,8 @@ class ServerConfig(_Model):
     def _http_url(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if url is not None and (problem := cls._url_problem(url)):
+            raise ValueError(problem)
         return url
 
     @field_validator("replicas")
@@ -193,7 +240,34 @@ class ServerConfig(_Model):
         for url in urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} must start with http:// or https://")
+            if problem := cls._url_problem(url):
+                raise ValueError(f"{url!r}: {problem}")
         return urls
+
+    @classmethod
+    def _url_problem(cls, url: str) -> str | None:
+        """Why an http(s) URL does not parse (None: it does)."""
+        return url_problem(url)
+
+    @field_validator("command")
+    @classmethod
+    def _command_named(cls, command: str | None) -> str | None:
+        if command is not None and not command.strip():
+            raise ValueError("must name a program (it is empty)")
+        return command
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_ok(cls, tags: list[str]) -> list[str]:
+        bad = [t for t in tags if not cls._rendered_later(t) and not filters.is_tag(t)]
+        if bad:
+            raise ValueError(f"no filter could name {', '.join(map(repr, bad))} ({filters.TAG_RULE})")
+        return tags
+
+    @classmethod
+    def _rendered_later(cls, text: str) -> bool:
+        """Is `text` a template, checked once rendered? (Only in an `mcpTemplates` entry.)"""
+        return False
 
     @property
     def members(self) -> int:
@@ -257,6 +331,14 @@ class ServerTemplate(ServerConfig):
     # The fields rendered from a context (every other field is taken as written).
     RENDERED: ClassVar[tuple[str, ...]] = ("command", "args", "env", "cwd", "url", "headers", "disabled", "tags")
 
+    @classmethod
+    def _rendered_later(cls, text: str) -> bool:
+        return jinja.is_template(text)
+
+    @classmethod
+    def _url_problem(cls, url: str) -> str | None:
+        return None if jinja.is_template(url) else url_problem(url)
+
     def texts(self) -> list[tuple[str, str]]:
         """(field path, text) of every rendered string, e.g. ("args[2]", "{{ project.path }}")."""
         out: list[tuple[str, str]] = []
@@ -294,6 +376,20 @@ class Quota(_Model):
     tool: str  # "<server>/<tool>", "<server>/*" or "*"
     calls: int = Field(ge=1)
     window: Seconds
+
+    @field_validator("tool")
+    @classmethod
+    def _pattern_ok(cls, tool: str) -> str:
+        """The pattern is matched against "<server>/<tool>": one that is not of that shape never matches."""
+        if tool != "*" and not _QUOTA_TOOL.match(tool):
+            raise ValueError(
+                f'{tool!r} matches no call: write "<server>/<tool>" (the tool may be a glob such as'
+                ' "read_*"), "<server>/*" or "*"'
+            )
+        return tool
+
+
+_QUOTA_TOOL = re.compile(r"^[A-Za-z0-9_-]+/\S+$")  # a server name, '/', a tool name or glob
 
 
 _SCOPE = re.compile(r"^(mcp|admin|operator|templates|(server|tag|role):[^\s/]+|tool:[^\s/]+/[^\s]+)$")

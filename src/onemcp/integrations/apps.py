@@ -230,7 +230,12 @@ def translate_editor(raw: dict[str, Any], source: Source, where: Where) -> tuple
             return str(where.home)
         if kind == "workspaceFolder" and folder is not None:
             return str(folder)
-        inputs.add(m.group(0))
+        if kind == "input" and arg:  # the editor asks for it; the hub reads it from its environment
+            name = re.sub(r"\W", "_", arg).upper()
+            name = name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
+            inputs.add(f"{m.group(0)} (the editor asks for it) is read from the hub's environment as ${{{name}}}")
+            return f"${{{name}}}"
+        inputs.add(f"{m.group(0)} is filled in by the editor at run time; set a value after import")
         return m.group(0)
 
     def walk(value: Any) -> Any:
@@ -243,8 +248,7 @@ def translate_editor(raw: dict[str, Any], source: Source, where: Where) -> tuple
         return value
 
     entry = walk(entry)
-    if inputs:
-        notes.append(f"{', '.join(sorted(inputs))} is filled in by the editor at run time; set a value after import")
+    notes.extend(sorted(inputs))
     return entry, notes
 
 

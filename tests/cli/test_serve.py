@@ -133,6 +133,12 @@ def child_pids(pid: int) -> set[int]:
     return found
 
 
+def sockets_of(pid: int) -> set[str]:
+    """The sockets `pid` holds open, as /proc names them ("socket:[inode]")."""
+    links = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    return {link for link in links if link.startswith("socket:")}
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -159,6 +165,10 @@ async def test_sigterm_shuts_down_and_stops_upstream_children(tmp_path: Path) ->
             await get_until(client, f"http://127.0.0.1:{port}/health/ready", READY_DEADLINE)
         children = child_pids(process.pid)
         assert len(children) == 2  # the demo and time upstreams
+        # ... which do not hold the hub's listening socket: one that did would keep the port after the hub
+        listening = sockets_of(process.pid)
+        for child in children:
+            assert not (sockets_of(child) & listening), child
         process.terminate()
         with anyio.fail_after(EXIT_DEADLINE):
             code = await process.wait()

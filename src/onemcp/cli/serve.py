@@ -32,7 +32,7 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    sock.set_inheritable(True)
+    sock.set_inheritable(False)  # never a child's: an upstream holding it would keep the port after the hub
     return sock
 
 

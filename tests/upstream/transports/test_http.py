@@ -27,9 +27,9 @@ import pytest
 from onemcp.config.model import ServerConfig
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
-from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.transports.http import StreamableHttpTransport
+from support.events import Events
 from support.hub import raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -213,25 +213,6 @@ async def hostile(modern: bool = False) -> AsyncIterator[Hostile]:
         await up.stop()
         with anyio.fail_after(DEADLINE):
             await server.wait_closed()
-
-
-class Events:
-    """What a connection tells its owner: nothing is kept."""
-
-    def on_state(self, conn: UpstreamConnection) -> None:
-        pass
-
-    def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
-        pass
-
-    def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
-        pass
-
-    async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
-        return None
-
-    def pending_client_request_limit(self) -> int:
-        return 8
 
 
 @asynccontextmanager

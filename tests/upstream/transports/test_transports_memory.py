@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import orjson
@@ -16,11 +15,11 @@ from fixtures.upstream import build_server, parse_args
 from onemcp.config.model import ServerConfig
 from onemcp.demo.memory import serve_streams
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.transports import memory
 from onemcp.upstream.transports.base import TransportError
 from onemcp.upstream.transports.memory import MemoryTransport, Serve
+from support.events import Events
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 5.0
@@ -44,28 +43,6 @@ async def opened(serve: Serve, config: ServerConfig = CONFIG) -> AsyncIterator[t
         finally:
             await transport.aclose()
             tg.cancel_scope.cancel()
-
-
-class Events:
-    """What a connection tells its owner: only the lists are kept."""
-
-    def __init__(self) -> None:
-        self.lists: dict[str, list[dict[str, Any]]] = {}
-
-    def on_state(self, conn: UpstreamConnection) -> None:
-        pass
-
-    def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
-        self.lists[kind] = items
-
-    def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
-        pass
-
-    async def on_server_request(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> Message | None:
-        return None
-
-    def pending_client_request_limit(self) -> int:
-        return 8
 
 
 async def test_a_connection_handshakes_and_calls_a_demo_server_in_memory() -> None:

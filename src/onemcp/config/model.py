@@ -6,14 +6,12 @@ substitution and error formatting live in `load`.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Any, ClassVar, Literal, get_args
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from onemcp.config import filters, jinja
+from onemcp.config import filters, jinja, values
 from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
 
 Exposure = Literal["full", "search", "auto"]
@@ -41,26 +39,9 @@ class _Model(BaseModel):
             return value
         if isinstance(value, bool) and bool not in kinds:
             raise ValueError("expected a number, not true or false")
-        if any(_not_finite(v, str in kinds) for v in _scalars(value)):
+        if any(values.not_finite(v, str in kinds) for v in values.scalars(value)):
             raise ValueError("must be a finite number (not NaN or infinity)")
         return value
-
-
-def _scalars(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _not_finite(value: Any, text_allowed: bool) -> bool:
-    """Is `value` NaN or an infinity, written as a number or (where a number belongs) as text?
-    JSON's NaN/Infinity, YAML's .nan/.inf, TOML's nan/inf and the strings "nan"/"inf" all parse."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, str) and not text_allowed:
-        try:
-            return not math.isfinite(float(value))
-        except ValueError:
-            return False
-    return False
 
 
 def _kinds(annotation: Any) -> set[Any]:
@@ -135,26 +116,6 @@ class Sandbox(_Model):
         if not self.isolate and (not self.network or self.writable):
             raise ValueError("'network' and 'writable' apply with 'isolate': true (bubblewrap)")
         return self
-
-
-_HOST = re.compile(r"^[A-Za-z0-9._~%!$&'()*+,;=-]+$")
-
-
-def url_problem(url: str) -> str | None:
-    """Why an http(s) URL does not parse (None: it does): blanks, no host, a bad host or port."""
-    if any(c.isspace() or not c.isprintable() for c in url):
-        return "does not parse: it contains a space or a control character"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError as exc:
-        return f"does not parse: {exc}"
-    host = parts.hostname
-    if not host:
-        return "does not parse: it has no host"
-    if not parts.netloc.rpartition("@")[2].startswith("[") and not _HOST.match(host):
-        return f"does not parse: {host!r} is not a host name"
-    return None
 
 
 class ServerConfig(_Model):
@@ -247,7 +208,7 @@ class ServerConfig(_Model):
     @classmethod
     def _url_problem(cls, url: str) -> str | None:
         """Why an http(s) URL does not parse (None: it does)."""
-        return url_problem(url)
+        return values.url_problem(url)
 
     @field_validator("command")
     @classmethod
@@ -337,7 +298,7 @@ class ServerTemplate(ServerConfig):
 
     @classmethod
     def _url_problem(cls, url: str) -> str | None:
-        return None if jinja.is_template(url) else url_problem(url)
+        return None if jinja.is_template(url) else values.url_problem(url)
 
     def texts(self) -> list[tuple[str, str]]:
         """(field path, text) of every rendered string, e.g. ("args[2]", "{{ project.path }}")."""

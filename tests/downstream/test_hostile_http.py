@@ -519,6 +519,22 @@ async def test_random_posts_to_messages(
         assert doc.get("jsonrpc") == "2.0" and ("method" in doc or "result" in doc or "error" in doc), doc
 
 
+async def test_messages_takes_session_id_only_and_a_json_body(target: Target) -> None:
+    """As POST /mcp does: an unknown query parameter is a 400, a body not said to be JSON a 415."""
+    ping = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    base = f"{target.hub.base}/messages?session_id={target.sse_session}"
+    with anyio.fail_after(DEADLINE):
+        for url, headers, status in (
+            (f"{base}&foo=1", HEADERS, 400),
+            (f"{base}&session_id=zzz", HEADERS, 400),
+            (base, {**HEADERS, "content-type": "text/plain"}, 415),
+            (base, {**HEADERS, "content-type": "application/json; charset=latin1"}, 415),
+            (base, HEADERS, 202),
+        ):
+            answer = await send(target, "POST", url, ping, dict(headers))
+            assert answer.status == status, (url, headers, answer.status, answer.body)
+
+
 # -------------------------------------------------------------------------------- random GET streams
 queries = st.one_of(
     st.just(""),

@@ -16,7 +16,7 @@ from onemcp.auth.access import SSE, refused
 from onemcp.auth.principal import Principal
 from onemcp.downstream import requester
 from onemcp.downstream.exchange import answer
-from onemcp.downstream.streamable import RETRY_LATER, stream_outbox
+from onemcp.downstream.streamable import NOT_JSON, RETRY_LATER, stream_outbox
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.hub.core import Hub
@@ -61,7 +61,12 @@ class LegacySseEndpoint:
         if scope["method"] != "POST":
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"POST")])
             return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        unknown = sorted(set(query) - {"session_id", "sessionId"})
+        if unknown or sum(len(v) for v in query.values()) > 1:
+            why = f"unknown query parameter(s): {', '.join(unknown)}" if unknown else "session_id given more than once"
+            await asgi.send_json(send, 400, error_body(INVALID_REQUEST, f"{why}; /messages takes session_id only"))
+            return
         sid = (query.get("session_id") or query.get("sessionId") or [None])[0]
         session = self.hub.find_session(sid) if sid else None
         if session is not None and session.principal.key != principal.key:
@@ -69,6 +74,9 @@ class LegacySseEndpoint:
             session = None
         if session is None or session.transport != "sse":
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
+            return
+        if not asgi.json_body(scope):
+            await asgi.send_json(send, 415, error_body(INVALID_REQUEST, NOT_JSON))
             return
         msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)
         if msg is None:

@@ -31,6 +31,7 @@ from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
 
 log = logging.getLogger("onemcp.downstream")
 KEEPALIVE = 15.0
+NOT_JSON = "Unsupported Media Type: the body must be application/json (UTF-8)"
 RETRY_LATER = [(b"retry-after", b"5")]
 
 
@@ -137,17 +138,8 @@ class StreamableHttpEndpoint:
                 send, 406, error_body(INVALID_REQUEST, "Not Acceptable: accept application/json and text/event-stream")
             )
             return
-        media, _, parameters = (asgi.header(scope, b"content-type") or "").partition(";")
-        charset = next(
-            (v for k, _, v in (p.partition("=") for p in parameters.split(";")) if k.strip().lower() == "charset"),
-            "utf-8",
-        )
-        if media.strip().lower() != "application/json" or charset.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            await asgi.send_json(
-                send,
-                415,
-                error_body(INVALID_REQUEST, "Unsupported Media Type: the body must be application/json (UTF-8)"),
-            )
+        if not asgi.json_body(scope):
+            await asgi.send_json(send, 415, error_body(INVALID_REQUEST, NOT_JSON))
             return
         msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)
         if msg is None:

@@ -98,6 +98,16 @@ def error_body(code: int, message: str) -> dict[str, Any]:
     return jsonrpc.error(None, {"code": code, "message": message})
 
 
+def json_body(scope: Scope) -> bool:
+    """Does the request say its body is JSON: exactly application/json, UTF-8 if a charset is given?"""
+    media, _, parameters = (header(scope, b"content-type") or "").partition(";")
+    charset = next(
+        (v for k, _, v in (p.partition("=") for p in parameters.split(";")) if k.strip().lower() == "charset"),
+        "utf-8",
+    )
+    return media.strip().lower() == "application/json" and charset.strip().strip('"').lower() in ("utf-8", "utf8")
+
+
 async def read_message(scope: Scope, receive: Receive, send: Send, limit: int) -> jsonrpc.Message | None:
     """The request's JSON-RPC message; None when it could not be read (the error reply was sent)."""
     length = header(scope, b"content-length")

@@ -15,6 +15,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from support.hub import RunningHub, running_hub
+from support.results import Heard, text_of
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
@@ -25,23 +26,9 @@ def stdio(**extra: Any) -> dict[str, Any]:
     return {"command": cmd[0], "args": cmd[1:], **extra}
 
 
-def text_of(result: types.CallToolResult) -> str:
-    item = result.content[0]
-    assert isinstance(item, types.TextContent)
-    return item.text
-
-
-class Completions:
-    """The ids of the `notifications/elicitation/complete` a client heard (`done` once one came)."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.done = anyio.Event()
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, types.ElicitCompleteNotification):
-            self.ids.append(message.params.elicitation_id)
-            self.done.set()
+def completions() -> Heard:
+    """What a client hears of `notifications/elicitation/complete`: the elicitation ids."""
+    return Heard(types.ElicitCompleteNotification, lambda n: n.params.elicitation_id)
 
 
 class Barrier:
@@ -188,7 +175,7 @@ async def test_roots_and_elicitation_are_forwarded() -> None:
 
 async def test_form_and_url_elicitation_with_completion() -> None:
     asked: list[types.ElicitRequestParams] = []
-    completed = Completions()
+    completed = completions()
 
     async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params)
@@ -203,9 +190,9 @@ async def test_form_and_url_elicitation_with_completion() -> None:
             ) as c:
                 assert "teal" in text_of(await c.call_tool("a__elicit", {"mode": "form"}))
                 assert "accept" in text_of(await c.call_tool("b__elicit", {"mode": "url"}))
-                await completed.done.wait()
+                await completed.came.wait()
     assert isinstance(asked[1], types.ElicitRequestURLParams)
-    assert asked[1].elicitation_id == "b:e1" == completed.ids[0]  # namespaced: ids of two upstreams cannot collide
+    assert asked[1].elicitation_id == "b:e1" == completed.values[0]  # namespaced: ids of two upstreams cannot collide
 
 
 async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> None:
@@ -249,7 +236,7 @@ async def test_a_sessions_own_connection_is_told_its_log_level(isolation: str) -
 async def test_a_url_elicitation_required_error_is_completed_to_the_client_that_got_it() -> None:
     """-32042 names URL elicitations the user must finish: their ids are namespaced like those of
     `elicitation/create`, and `notifications/elicitation/complete` for them reaches this client."""
-    completed = Completions()
+    completed = completions()
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
             async with Client(hub.url, mode="legacy", cache=None, message_handler=completed) as c:
@@ -258,5 +245,5 @@ async def test_a_url_elicitation_required_error_is_completed_to_the_client_that_
                 assert err.value.error.code == -32042
                 assert isinstance(err.value.error.data, dict)
                 assert [e["elicitationId"] for e in err.value.error.data["elicitations"]] == ["a:e7"]
-                await completed.done.wait()
-    assert completed.ids == ["a:e7"]
+                await completed.came.wait()
+    assert completed.values == ["a:e7"]

@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 from fixtures.launch import fixture_command
 from support.hub import running_hub
 from support.inprocess import modern_request
-from support.results import text_of
+from support.results import Heard, text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -48,28 +48,20 @@ async def sampling(
     return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="ok"), model="m")
 
 
-class Updates:
-    """The `notifications/resources/updated` a client heard."""
-
-    def __init__(self) -> None:
-        self.uris: list[str] = []
-        self.heard = anyio.Event()
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, types.ResourceUpdatedNotification):
-            self.uris.append(str(message.params.uri))
-            self.heard.set()
+def updates() -> Heard:
+    """What a client hears of `notifications/resources/updated`: the URIs."""
+    return Heard(types.ResourceUpdatedNotification, lambda n: str(n.params.uri))
 
 
 @pytest.mark.parametrize("isolation", ["auto", "session"])
 @pytest.mark.parametrize("subscribe_first", [False, True])
 async def test_updates_come_from_the_connection_the_sessions_calls_go_to(isolation: str, subscribe_first: bool) -> None:
     """`subscribe_first`: subscribed while its calls still went to the shared connection (under auto)."""
-    updates = Updates()
+    heard = updates()
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"demo": stdio(isolation=isolation), "other": stdio()}}) as hub:
             async with Client(
-                hub.url, mode="legacy", cache=None, sampling_callback=sampling, message_handler=updates
+                hub.url, mode="legacy", cache=None, sampling_callback=sampling, message_handler=heard
             ) as c:
                 if subscribe_first:
                     await c.subscribe_resource(VISIBLE)
@@ -79,14 +71,14 @@ async def test_updates_come_from_the_connection_the_sessions_calls_go_to(isolati
                 # calls now go over the session's own connection (auto: the server asked a client once)
                 assert text_of(await c.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"
                 assert hub.app.hub.isolated.count("demo") == 1
-                await updates.heard.wait()
-                assert updates.uris == [VISIBLE]
+                await heard.came.wait()
+                assert heard.values == [VISIBLE]
                 await c.unsubscribe_resource(VISIBLE)
                 assert text_of(await c.call_tool("demo__touch", {"uri": STATIC})) == f"not subscribed: {STATIC}"
 
 
 async def test_an_update_on_one_sessions_own_connection_reaches_that_session_only() -> None:
-    mine, theirs = Updates(), Updates()
+    mine, theirs = updates(), updates()
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"demo": stdio(isolation="session"), "other": stdio()}}) as hub:
             async with (
@@ -96,19 +88,19 @@ async def test_an_update_on_one_sessions_own_connection_reaches_that_session_onl
                 await a.subscribe_resource(VISIBLE)
                 await b.subscribe_resource(VISIBLE)
                 assert text_of(await a.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"
-                await mine.heard.wait()
+                await mine.came.wait()
                 assert text_of(await b.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"
-                await theirs.heard.wait()
+                await theirs.came.wait()
                 await a.send_ping()  # anything still on its way to a has arrived by now
-                assert mine.uris == [VISIBLE] and theirs.uris == [VISIBLE]
+                assert mine.values == [VISIBLE] and theirs.values == [VISIBLE]
 
 
 async def test_a_new_own_connection_is_subscribed_again() -> None:
     """The session's own connection died and a new one took over: the subscription follows."""
-    updates = Updates()
+    heard = updates()
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"demo": stdio(isolation="session"), "other": stdio()}}) as hub:
-            async with Client(hub.url, mode="legacy", cache=None, message_handler=updates) as c:
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=heard) as c:
                 await c.subscribe_resource(VISIBLE)
                 session = next(iter(hub.app.hub.sessions))
                 first = hub.app.hub.isolated.ready(session.id, "demo")
@@ -118,7 +110,7 @@ async def test_a_new_own_connection_is_subscribed_again() -> None:
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
                 assert text_of(await c.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"
                 assert hub.app.hub.isolated.ready(session.id, "demo") is not first
-                await updates.heard.wait()
+                await heard.came.wait()
 
 
 async def test_roots_changed_reaches_the_sessions_own_connection() -> None:
@@ -182,7 +174,7 @@ async def test_a_dual_era_servers_legacy_companion_holds_the_subscription_and_he
     """A legacy client that can be asked back calls a dual-era server over the legacy-era companion
     connection: its subscription and its roots changes must reach that connection, not only the
     2026-07-28 one the catalog uses."""
-    updates = Updates()
+    heard = updates()
 
     async def list_roots(context: ClientRequestContext) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[types.Root(uri="file:///srv", name="srv")])
@@ -192,13 +184,13 @@ async def test_a_dual_era_servers_legacy_companion_holds_the_subscription_and_he
         async with running_hub({"mcpServers": {"dual": dual, "other": stdio()}}) as hub:
             assert hub.app.hub.pool.connections["dual"].era == "modern"
             async with Client(
-                hub.url, mode="legacy", cache=None, list_roots_callback=list_roots, message_handler=updates
+                hub.url, mode="legacy", cache=None, list_roots_callback=list_roots, message_handler=heard
             ) as c:
                 await c.subscribe_resource("dual+modern://note")
                 touched = text_of(await c.call_tool("dual__touch", {"uri": "modern://note"}))
                 assert touched == "touched modern://note"
-                await updates.heard.wait()
-                assert updates.uris == ["dual+modern://note"]
+                await heard.came.wait()
+                assert heard.values == ["dual+modern://note"]
                 await c.send_roots_list_changed()
                 await c.send_ping()
                 assert text_of(await c.call_tool("dual__heard", {})) == "1"

@@ -173,9 +173,32 @@ def test_relative_paths_in_the_file_are_relative_to_the_file(tmp_path: Path) -> 
     path = tmp_path / "hub" / "mcp.json"
     path.parent.mkdir()
     path.write_text('{"onemcp": {"searchCache": "cache", "instructionsFile": "notes.md"}}')
+    (path.parent / "notes.md").write_text("{count} servers: {summary}")
     config = load_config(path)
     assert config.hub.search_cache == str(path.parent / "cache")
     assert config.hub.instructions_file == str(path.parent / "notes.md")
+
+
+@pytest.mark.parametrize("template", ["{count} and {servres}", "{0}", "{count.real}"])
+def test_an_instructions_template_naming_no_field_is_refused(template: str) -> None:
+    message = error_of({"onemcp": {"instructions": template}})
+    assert "onemcp.instructions" in message and "is not a field" in message and "{summary}" in message
+
+
+def test_instructions_without_fields_or_with_stray_braces_are_text() -> None:
+    for text in ("Use the tools.", 'Send {"a": 1', "{{literal}} and {count}"):
+        assert parse({"onemcp": {"instructions": text}}).hub.instructions == text
+
+
+@pytest.mark.parametrize(("body", "fragment"), [("{servers} {nope}", "{nope} is not a field"), (None, "cannot read")])
+def test_an_instructions_file_is_checked_when_the_config_loads(tmp_path: Path, body: str | None, fragment: str) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"onemcp": {"instructionsFile": "notes.md"}}')
+    if body is not None:
+        (tmp_path / "notes.md").write_text(body)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "onemcp.instructionsFile" in str(caught.value) and fragment in str(caught.value)
 
 
 def test_a_number_from_a_variable_is_still_a_number() -> None:
@@ -206,6 +229,10 @@ def test_bad_url_scheme_names_the_url_field() -> None:
         ({"command": "x", "url": "http://h/mcp"}, "both"),
         ({"url": "http://h/mcp", "type": "stdio"}, "stdio"),
         ({"command": "x", "type": "http"}, "no 'url'"),
+        ({"url": "http://h/mcp", "env": {"K": "v"}}, "'env': for a stdio 'command'"),
+        ({"url": "http://h/mcp", "args": ["-v"], "cwd": "/srv"}, "'args', 'cwd': for a stdio"),
+        ({"command": "x", "headers": {"Authorization": "Bearer t"}}, "a stdio server gets 'env'"),
+        ({"command": "x", "oauth": {"clientId": "c"}}, "'oauth' are for HTTP servers"),
     ],
 )
 def test_transport_rules(server: dict[str, Any], fragment: str) -> None:

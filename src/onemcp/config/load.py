@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from onemcp.config import compat, formats, schema
+from onemcp.config import compat, formats, schema, values
 from onemcp.config.model import HubConfig
 from onemcp.config.paths import config_dir as config_dir  # re-exported: callers import them from here
 from onemcp.config.paths import resolve_path as resolve_path
@@ -198,7 +198,19 @@ def load_config(path: Path) -> HubConfig:
             relative[field] = str(path.parent / value)
     if relative:
         config = config.model_copy(update={"hub": config.hub.model_copy(update=relative)})
+    if config.hub.instructions_file:
+        _check_instructions_file(path, Path(config.hub.instructions_file).expanduser())
     return config
+
+
+def _check_instructions_file(path: Path, template: Path) -> None:
+    """The instructions template must read and name only the hub's fields (it is read again at each render)."""
+    try:
+        problem = values.template_problem(template.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"cannot read {template}: {getattr(exc, 'strerror', None) or exc}"
+    if problem:
+        raise ConfigError(f"{path}: onemcp.instructionsFile: {problem}")
 
 
 def describe(exc: ValidationError) -> list[str]:

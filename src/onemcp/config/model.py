@@ -258,6 +258,10 @@ class ServerConfig(_Model):
         if self.url is not None:
             if self.type == "stdio":
                 raise ValueError("'type' is 'stdio' but a 'url' is given")
+            if stray := [key for key in ("args", "env", "cwd") if getattr(self, key)]:
+                raise ValueError(f"{', '.join(map(repr, stray))}: for a stdio 'command'; an HTTP server runs elsewhere")
+        elif self.headers or isinstance(self.oauth, UpstreamOAuth):
+            raise ValueError("'headers' and 'oauth' are for HTTP servers (a 'url'); a stdio server gets 'env'")
         elif self.type not in (None, "stdio"):
             raise ValueError(f"'type' is {self.type!r} but no 'url' is given")
         return self
@@ -517,6 +521,13 @@ class HubSettings(_Model):
     def shared_store(self) -> str | None:
         """The Redis URL replicas share, when the session store is one (else None)."""
         return self.session_store if self.session_store.startswith(REDIS_SCHEMES) else None
+
+    @field_validator("instructions")
+    @classmethod
+    def _template_ok(cls, value: str | None) -> str | None:
+        if value is not None and (problem := values.template_problem(value)):
+            raise ValueError(problem)
+        return value
 
     @field_validator("search_cache")
     @classmethod

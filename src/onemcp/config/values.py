@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,3 +48,20 @@ def url_problem(url: str) -> str | None:
     if not parts.netloc.rpartition("@")[2].startswith("[") and not _HOST.match(host):
         return f"does not parse: {host!r} is not a host name"
     return None
+
+
+INSTRUCTION_FIELDS = ("count", "naming", "summary", "servers")
+
+
+def template_problem(text: str) -> str | None:
+    """Why an instructions template names a field the hub does not fill (None: it names none).
+    Text with a stray brace is not a template and is used as written, so it has no problem."""
+    try:
+        named = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError:
+        return None
+    unknown = [name for name in named if name not in INSTRUCTION_FIELDS]
+    if not unknown:
+        return None
+    fields = ", ".join(f"{{{name}}}" for name in INSTRUCTION_FIELDS)
+    return f"{{{unknown[0]}}} is not a field of the template: it has {fields} (write {{{{ and }}}} for a brace)"

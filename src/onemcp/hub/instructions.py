@@ -22,13 +22,6 @@ DEFAULT_INSTRUCTIONS = """This is onemcp, a hub serving {count} MCP server(s) as
 {servers}"""
 
 
-class _Blank(dict[str, str]):
-    """format_map that leaves unknown {fields} of a custom template empty."""
-
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
 SEARCH_NOTE = (
     "Tools are found by search: call `search_tools` with what you want to do, then call the tool it "
     "names directly (or through `call_tool`); `get_tool_schema` shows a tool's full input schema."
@@ -76,6 +69,6 @@ def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, reach: 
         except OSError as exc:
             log.warning("instructions template unreadable, using the default: %s", exc)
     try:
-        return template.format_map(_Blank(fields)).strip()
-    except (ValueError, IndexError):
+        return template.format_map(fields).strip()
+    except (ValueError, IndexError, KeyError):
         return template.strip()  # not a template (stray braces): used as it is

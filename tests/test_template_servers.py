@@ -54,10 +54,12 @@ def config(templates: dict[str, Any]) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def hub_with(tmp_path: Path, templates: dict[str, Any]) -> AsyncIterator[RunningHub]:
+async def hub_with(
+    tmp_path: Path, templates: dict[str, Any], settings: dict[str, Any] | None = None
+) -> AsyncIterator[RunningHub]:
     path = tmp_path / "hub" / "mcp.json"
     path.parent.mkdir()
-    doc = config(templates)
+    doc = {**config(templates), "onemcp": settings or {}}
     path.write_text(json.dumps(doc))
     async with running_hub(doc, config_path=path) as hub:
         yield hub
@@ -140,6 +142,17 @@ async def test_an_idle_instance_is_reaped(tmp_path: Path) -> None:
             assert not any("@" in name for name in hub.app.hub.pool.slots)
             async with client(hub, a) as c:  # and comes back on demand, with its file
                 assert "Ada" in text_of(await c.call_tool("memory__read_graph", {}))
+
+
+async def test_a_quota_on_a_template_counts_its_instances_calls(tmp_path: Path) -> None:
+    fx = fixture_command()
+    quotas = [{"tool": "fxt/echo", "calls": 2, "window": 3600}]
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": {"command": fx[0], "args": fx[1:]}}, {"auth": {"quotas": quotas}}) as hub:
+            async with client(hub, project_dir(tmp_path, "alpha")) as c:
+                results = [await c.call_tool("fxt__echo", {"message": "q"}) for _ in range(3)]
+    assert [r.is_error for r in results] == [False, False, True]
+    assert "Quota exceeded for fxt/echo" in text_of(results[2])
 
 
 async def test_max_instances_refuses_with_a_clear_error(tmp_path: Path) -> None:

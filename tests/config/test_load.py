@@ -487,8 +487,25 @@ def test_a_quota_pattern_that_matches_no_call_is_refused(tool: str) -> None:
 
 def test_documented_quota_patterns_are_accepted() -> None:
     quotas = [{"tool": t, "calls": 1, "window": 60} for t in ("*", "git/*", "git/read_*", "web-2/fetch")]
-    config = parse({"onemcp": {"auth": {"quotas": quotas}}})
+    servers = {"git": {"command": "git-mcp"}}
+    config = parse(
+        {
+            "mcpServers": servers,
+            "mcpTemplates": {"web-2": {"url": "http://h/mcp"}},
+            "onemcp": {"auth": {"quotas": quotas}},
+        }
+    )
     assert [q.tool for q in config.hub.auth.quotas] == ["*", "git/*", "git/read_*", "web-2/fetch"]
+
+
+def test_a_quota_for_no_server_is_refused() -> None:
+    message = error_of(
+        {
+            "mcpServers": {"git": {"command": "g"}},
+            "onemcp": {"auth": {"quotas": [{"tool": "gti/*", "calls": 1, "window": 60}]}},
+        }
+    )
+    assert "onemcp.auth.quotas.0.tool: no server or template is named 'gti'" in message
 
 
 @pytest.mark.parametrize(

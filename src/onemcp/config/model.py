@@ -568,6 +568,9 @@ class HubConfig(_Model):
                 raise ValueError(f"mcpTemplates.{name}: template name {name!r} {problem}")
             if name in self.servers:
                 raise ValueError(f"mcpTemplates.{name}: {name!r} is also a server in mcpServers; names are shared")
+        for i, quota in enumerate(self.hub.auth.quotas):
+            if (server := quota.tool.partition("/")[0]) not in {*self.servers, *self.templates, "*"}:
+                raise ValueError(f"onemcp.auth.quotas.{i}.tool: no server or template is named {server!r}")
         return self
 
     @model_validator(mode="after")

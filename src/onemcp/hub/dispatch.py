@@ -21,7 +21,7 @@ import anyio
 from onemcp.auth import limits
 from onemcp.auth.access import CALL, COMPLETE, GET, READ, Access
 from onemcp.auth.limits import QuotaBook
-from onemcp.catalog.catalog import Catalog, missing
+from onemcp.catalog.catalog import Catalog, missing, shown_as
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
 from onemcp.hub.exposure import ToolExposure
@@ -126,9 +126,10 @@ class Dispatcher:
         else:
             server, key, value = self._route(session, method, params)
         if key == "name" and method == "tools/call" and self.quotas.quotas:
-            refused = self.quotas.charge(session.principal.id, server, value)
+            counted = shown_as(server)  # a template's quota counts its instances' calls
+            refused = self.quotas.charge(session.principal.id, counted, value)
             if refused is not None:
-                session.access.refused(CALL, f"{server}/{value}", "quota exceeded")
+                session.access.refused(CALL, f"{counted}/{value}", "quota exceeded")
                 return jsonrpc.result(msg["id"], limits.refusal(refused))
         conn = await self.connection(session, server, params)
         if conn.era == "legacy" and params.get("requestState") is not None:  # not this hub's (`owns`), not theirs

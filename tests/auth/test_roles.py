@@ -22,7 +22,8 @@ from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import Principal
 from onemcp.auth.roles import Roles, expand
-from onemcp.config.model import HubConfig, Role
+from onemcp.config.auth_settings import Role
+from onemcp.config.model import HubConfig
 from support.credentials import JwtIssuer, jwks_server
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 

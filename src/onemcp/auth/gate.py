@@ -21,7 +21,7 @@ from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
 from onemcp.auth.keys import open_keys
 from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
 from onemcp.auth.roles import Roles
-from onemcp.config.model import AuthSettings
+from onemcp.config.auth_settings import AuthSettings
 from onemcp.http import asgi
 from onemcp.http.asgi import Scope, Send
 from onemcp.protocol.versions import MODERN_VERSIONS

@@ -15,7 +15,7 @@ import anyio
 import jwt as pyjwt
 
 from onemcp.auth.principal import InvalidToken, Principal
-from onemcp.config.model import JwtSettings
+from onemcp.config.auth_settings import JwtSettings
 
 log = logging.getLogger("onemcp.auth")
 

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from typing import Any
 
-from onemcp.config.model import Quota
+from onemcp.config.auth_settings import Quota
 
 log = logging.getLogger("onemcp.quotas")
 

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 
 from onemcp.auth.principal import Principal
-from onemcp.config.model import Role
+from onemcp.config.auth_settings import Role
 
 audit = logging.getLogger("onemcp.audit")
 PREFIX = "role:"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from onemcp.auth.keys import Keys, open_keys
 from onemcp.cli import argtypes
+from onemcp.config.auth_settings import scope_problem
 from onemcp.config.load import ConfigError, load_config, resolve_path
-from onemcp.config.model import scope_problem
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION = re.compile(r"^(\d+)([smhdw])$")

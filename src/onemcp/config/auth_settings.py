@@ -1,0 +1,133 @@
+"""The `onemcp.auth` settings of mcp.json: API keys, JWT, the built-in OAuth server, roles, limits.
+
+Owns their validation only (scopes, roles and their inheritance, quota patterns, JWT algorithms and
+the JWKS URL); what a credential may do is decided in `onemcp.auth`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from onemcp.config.base import Seconds
+from onemcp.config.base import StrictModel as _Model
+
+
+class JwtSettings(_Model):
+    """Access tokens from an external authorization server, checked against its JWKS."""
+
+    jwks_url: str = Field(alias="jwksUrl")
+    issuer: str
+    audience: str | None = None  # default: the hub's resource URL (RFC 8707)
+    leeway: float = Field(60.0, ge=0, le=3600)
+    algorithms: list[str] = ["RS256", "ES256", "EdDSA"]
+    # A claim naming the caller's roles (`onemcp.auth.roles`): a string or a list, e.g. "roles" or "groups".
+    roles_claim: str | None = Field(None, alias="rolesClaim")
+
+
+class RateLimit(_Model):
+    requests_per_minute: float = Field(alias="requestsPerMinute", gt=0)
+    burst: int = Field(20, ge=1)
+
+
+class Quota(_Model):
+    """At most `calls` calls per `window` seconds per principal to tools matching `tool`."""
+
+    tool: str  # "<server>/<tool>", "<server>/*" or "*"
+    calls: int = Field(ge=1)
+    window: Seconds
+
+    @field_validator("tool")
+    @classmethod
+    def _pattern_ok(cls, tool: str) -> str:
+        """The pattern is matched against "<server>/<tool>": one that is not of that shape never matches."""
+        if tool != "*" and not _QUOTA_TOOL.match(tool):
+            raise ValueError(
+                f'{tool!r} matches no call: write "<server>/<tool>" (the tool may be a glob such as'
+                ' "read_*"), "<server>/*" or "*"'
+            )
+        return tool
+
+
+_QUOTA_TOOL = re.compile(r"^[A-Za-z0-9_-]+/\S+$")  # a server name, '/', a tool name or glob
+
+
+_SCOPE = re.compile(r"^(mcp|admin|operator|templates|(server|tag|role):[^\s/]+|tool:[^\s/]+/[^\s]+)$")
+
+
+def scope_problem(scope: str) -> str | None:
+    """Why `scope` is not one of the hub's scopes (None: it is)."""
+    if _SCOPE.match(scope):
+        return None
+    return (
+        f"unknown scope {scope!r}: expected mcp, admin, operator, templates, server:<name>, tag:<tag>,"
+        " tool:<server>/<tool> or role:<role>"
+    )
+
+
+class Role(_Model):
+    """A named bundle of scopes; `inherits` adds other roles' scopes (a developer is also a viewer)."""
+
+    scopes: list[str] = []
+    inherits: list[str] = []
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes_ok(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if scope.startswith("role:"):
+                raise ValueError(f"{scope!r}: a role takes another's scopes with inherits: [{scope[5:]!r}]")
+            if (problem := scope_problem(scope)) is not None:
+                raise ValueError(problem)
+        return value
+
+
+class AuthSettings(_Model):
+    """Who may use the hub. With nothing here the hub is open (and only allowed on loopback)."""
+
+    api_keys: bool = Field(False, alias="apiKeys")  # keys made with `onemcp auth key create`
+    jwt: JwtSettings | None = None
+    oauth: bool = False  # the built-in OAuth 2.1 authorization server
+    # "page": the operator approves each authorization in the browser; "auto": approve at once
+    # (only for a hub nobody else can reach)
+    oauth_consent: Literal["page", "auto"] = Field("page", alias="oauthConsent")
+    # Who may click Approve on the consent page. "loopback": whoever reaches it (safe when only this
+    # machine can); "key": whoever types an API key with the admin scope (remembered per browser for
+    # 12 h). Unset: "loopback" on a loopback bind (and a loopback publicUrl, if any), else "key".
+    oauth_operator: Literal["loopback", "key"] | None = Field(None, alias="oauthOperator")
+    public_url: str | None = Field(None, alias="publicUrl")  # the canonical /mcp URL (resource)
+    rate_limit: RateLimit | None = Field(None, alias="rateLimit")
+    quotas: list[Quota] = []
+    # Named scope bundles, granted by a credential's `role:<name>` scope (API keys: `--role`), by the
+    # JWT claim `jwt.rolesClaim`, or to every token the built-in OAuth server issues a client (`clientRoles`).
+    roles: dict[str, Role] = {}
+    client_roles: dict[str, list[str]] = Field({}, alias="clientRoles")  # OAuth client_id -> role names
+
+    @model_validator(mode="after")
+    def _roles_ok(self) -> AuthSettings:
+        for name, role in self.roles.items():
+            for parent in role.inherits:
+                if parent not in self.roles:
+                    raise ValueError(f"roles.{name}.inherits: no role {parent!r} (roles: {', '.join(self.roles)})")
+        for name in self.roles:  # a cycle would grant nothing sensible: refuse it
+            seen: list[str] = []
+            stack = [(name, [name])]
+            while stack:
+                current, path = stack.pop()
+                for parent in self.roles[current].inherits:
+                    if parent == name:
+                        raise ValueError(f"roles: inheritance cycle {' -> '.join([*path, parent])}")
+                    if parent not in seen:
+                        seen.append(parent)
+                        stack.append((parent, [*path, parent]))
+        for client, names in self.client_roles.items():
+            for role_name in names:
+                if role_name not in self.roles:
+                    raise ValueError(f"clientRoles.{client}: no role {role_name!r}")
+        return self
+
+    @property
+    def required(self) -> bool:
+        return self.api_keys or self.jwt is not None or self.oauth

@@ -1,0 +1,44 @@
+"""The base of every mcp.json model: unknown keys refused, no `true` or NaN where a number belongs.
+
+Boundary: the shared model class and the `Seconds` type; the settings themselves live in `model`
+and `auth_settings`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from onemcp.config import values
+
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class StrictModel(BaseModel):
+    # An unknown key is an error ("did you mean"); other clients' own keys are dropped before
+    # validation (`compat.FOREIGN_SERVER_KEYS`).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_truth_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """`true` where a number belongs is a mistake, not 1 (pydantic would take it). A string of
+        digits still is a number: ${VAR} substitution leaves every value a string. NaN and the
+        infinities are no numbers either (pydantic would take them, and compare them to the bounds)."""
+        if info.field_name is None:
+            return value
+        kinds = _kinds(cls.model_fields[info.field_name].annotation)
+        if not kinds & {int, float}:
+            return value
+        if isinstance(value, bool) and bool not in kinds:
+            raise ValueError("expected a number, not true or false")
+        if any(values.not_finite(v, str in kinds) for v in values.scalars(value)):
+            raise ValueError("must be a finite number (not NaN or infinity)")
+        return value
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The plain types an annotation admits (`int | None` -> {int, NoneType})."""
+    args = get_args(annotation)
+    return set().union(*(_kinds(a) for a in args)) if args else {annotation}

@@ -582,3 +582,26 @@ def test_urls_that_parse_are_accepted() -> None:
     urls = ["http://127.0.0.1:9000/sse", "https://[::1]:8443/mcp", "https://user:pw@h.example/mcp?a=b#c", "http://h"]
     for url in urls:
         assert parse({"mcpServers": {"a": {"url": url}}}).servers["a"].url == url
+
+
+@pytest.mark.parametrize(
+    ("jwt", "fragment"),
+    [
+        ({"algorithms": ["HS256"]}, "'HS256' is not a public-key signature algorithm"),
+        ({"algorithms": ["none"]}, "'none' is not a public-key"),
+        ({"algorithms": []}, "name at least one of RS256"),
+        ({"jwksUrl": "ftp://idp/jwks"}, "must start with https://"),
+        ({"jwksUrl": "https://idp .test/jwks"}, "does not parse"),
+        ({"jwksUrl": "http://idp.test/jwks"}, "use https://"),
+    ],
+)
+def test_jwt_settings_that_could_not_verify_safely_are_refused(jwt: dict[str, Any], fragment: str) -> None:
+    settings = {"jwksUrl": "https://idp.test/jwks", "issuer": "https://idp.test", **jwt}
+    message = error_of({"onemcp": {"auth": {"jwt": settings}}})
+    assert "onemcp.auth.jwt." in message and fragment in message
+
+
+def test_every_public_key_algorithm_is_accepted() -> None:
+    algorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES256K", "ES384", "ES512", "EdDSA"]
+    settings = {"jwksUrl": "http://127.0.0.1:9/jwks", "issuer": "i", "algorithms": algorithms}
+    assert parse({"onemcp": {"auth": {"jwt": settings}}}).hub.auth.jwt is not None

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from onemcp.config import values
 from onemcp.config.base import Seconds
 from onemcp.config.base import StrictModel as _Model
+
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES256K", "ES384", "ES512", "EdDSA")
 
 
 class JwtSettings(_Model):
@@ -25,6 +29,31 @@ class JwtSettings(_Model):
     algorithms: list[str] = ["RS256", "ES256", "EdDSA"]
     # A claim naming the caller's roles (`onemcp.auth.roles`): a string or a list, e.g. "roles" or "groups".
     roles_claim: str | None = Field(None, alias="rolesClaim")
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_url_ok(cls, url: str) -> str:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (http:// only on this machine)")
+        if problem := values.url_problem(url):
+            raise ValueError(problem)
+        if url.startswith("http://") and urlsplit(url).hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError("keys fetched over plain http could be swapped on the way: use https://")
+        return url
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms_ok(cls, algorithms: list[str]) -> list[str]:
+        """Public-key algorithms only: a JWKS publishes the keys that verify, so a shared secret there
+        (HS256) would let anyone sign; `none` signs nothing."""
+        if not algorithms:
+            raise ValueError(f"name at least one of {', '.join(JWT_ALGORITHMS)}")
+        for name in algorithms:
+            if name not in JWT_ALGORITHMS:
+                raise ValueError(
+                    f"{name!r} is not a public-key signature algorithm: one of {', '.join(JWT_ALGORITHMS)}"
+                )
+        return algorithms
 
 
 class RateLimit(_Model):

@@ -168,6 +168,25 @@ def test_unset_variables_do_not_block_an_edit_but_are_reported_when_new(config: 
     assert doc_of(config)["mcpServers"]["api"]["url"] == "${API_URL}"
 
 
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"url": "https://h:${PORT}/mcp"},
+        {"url": "${BASE}/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}},
+        {"command": "x", "timeout": "${SECONDS}"},
+    ],
+)
+def test_an_unset_variable_gets_a_stand_in_that_fits_where_it_stands(config: Path, server: dict[str, Any]) -> None:
+    result = edit_config(config, lambda d: add_server(d, "api", server), env={})
+    assert result.changed and result.unset
+    assert doc_of(config)["mcpServers"]["api"] == server  # written as given
+
+
+def test_an_edit_that_fits_no_stand_in_names_the_field(config: Path) -> None:
+    with pytest.raises(ConfigError, match=r"mcpServers\.api\.url"):
+        edit_config(config, lambda d: add_server(d, "api", {"url": "ftp://${HOST}/mcp"}), env={})
+
+
 def test_a_file_changed_during_the_edit_is_not_overwritten(config: Path) -> None:
     def racing_change(doc: Document) -> None:
         config.write_text('{"mcpServers": {}}')  # another writer gets in between read and replace

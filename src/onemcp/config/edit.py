@@ -162,10 +162,39 @@ def _unknown(name: str, servers: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------- the edit cycle
 def validate(doc: Document, *, source: str, env: dict[str, str]) -> tuple[HubConfig, tuple[str, ...]]:
-    """Load `doc` as the hub would; unset ``${VAR}``s without a default get `PLACEHOLDER`."""
-    unset = sorted(_bare_vars(doc) - set(env))
-    config = parse_config(orjson.dumps(doc), source=source, env=env | dict.fromkeys(unset, PLACEHOLDER))
-    return config, tuple(unset)
+    """Load `doc` as the hub would; each unset ``${VAR}`` without a default gets a stand-in that fits
+    where it stands: `PLACEHOLDER` where a value starts with it (a URL), "1" inside a value (a port,
+    a token after "Bearer "); a whole value is tried as a URL, then as a number."""
+    unset = set(_bare_vars(doc)) - set(env)
+    if not unset:
+        return parse_config(orjson.dumps(doc), source=source, env=env), ()
+    try:
+        config = parse_config(orjson.dumps(_stand_in(doc, unset, PLACEHOLDER)), source=source, env=env)
+    except ConfigError as as_url:
+        try:
+            config = parse_config(orjson.dumps(_stand_in(doc, unset, "1")), source=source, env=env)
+        except ConfigError:
+            raise as_url from None
+    return config, tuple(sorted(unset))
+
+
+def _stand_in(value: Any, unset: set[str], whole: str) -> Any:
+    """`value` with each unset ``${VAR}`` replaced: by `whole` where it is the whole string."""
+    if isinstance(value, dict):
+        return {k: _stand_in(v, unset, whole) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stand_in(v, unset, whole) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(1) not in unset:
+            return match.group(0)
+        if match.start() == 0:
+            return whole if match.end() == len(value) else PLACEHOLDER
+        return "1"
+
+    return _BARE_VAR.sub(one, value)
 
 
 def _bare_vars(value: Any) -> set[str]:

@@ -96,6 +96,8 @@ async def test_a_rewritten_tool_is_withheld_in_both_eras_until_approved(tmp_path
                 assert (await api(hub, "POST", "/pins/nosuch/approve")).status_code == 404
                 nothing = (await api(hub, "POST", "/pins/fx/sleep/approve")).json()
                 assert nothing == {"approved": [], "unchanged": ["fx/sleep"]}
+                nosuch = await api(hub, "POST", "/pins/fx/nosuch/approve")
+                assert nosuch.status_code == 404 and "no tool named 'nosuch'" in nosuch.json()["error"]
                 # approved through the CLI, which goes through the running hub's API: the hub serves it at once
                 done = await anyio.run_process([*CLI, "approve", "fx/echo", "--config", str(config)], check=False)
                 assert done.returncode == 0 and done.stdout.strip() == b"approved fx/echo", done

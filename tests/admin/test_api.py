@@ -139,6 +139,9 @@ async def test_what_the_actions_do(tmp_path: Path) -> None:
                 refused = await http.get("/tools", params=params)
                 assert refused.status_code == status and complaint in refused.json()["error"], (params, refused.text)
             assert len((await http.get("/tools", params={"limit": "1"})).json()["tools"]) == 1
+            for path in ("/servers", "/servers/alpha", "/sessions", "/pins", "/presets"):
+                refused = await http.get(path, params={"server": "beta"})  # a filter these routes do not have
+                assert refused.status_code == 400 and "expected: none" in refused.json()["error"], (path, refused.text)
             called = (await http.post("/tools/beta__echo/call", json={"arguments": {"message": "hello"}})).json()
             assert called["result"]["content"][0]["text"] == "hello"
             missing = (await http.post("/tools/beta__nope/call", json={"arguments": {}})).json()

@@ -28,6 +28,7 @@ from onemcp import __version__
 from onemcp.auth.access import ADMIN_API, operator_needs
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
+from onemcp.catalog.catalog import shown_as
 from onemcp.config import presets as preset_files
 from onemcp.config.edit import EditError, add_server, edit_config, remove_server, set_disabled
 from onemcp.config.load import ConfigError
@@ -101,6 +102,7 @@ class Route:
     change: bool  # needs admin (else admin or operator)
     handler: Handler
     stream: bool = False  # answers with a stream of its own (`events`)
+    query: tuple[str, ...] = ()  # the query parameters it takes (another one is a 400)
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -154,6 +156,12 @@ class AdminApi:
             await asgi.send_json(send, 403, {"error": "missing or wrong CSRF token (x-onemcp-csrf)"})
             return
         request = Request(scope, receive, principal, m.groupdict())
+        if unknown := sorted(set(request.query).difference(route.query)):
+            expected = ", ".join(route.query) or "none"
+            await asgi.send_json(
+                send, 400, {"error": f"unknown parameter(s): {', '.join(unknown)}; expected: {expected}"}
+            )
+            return
         if route.stream:
             await self.events(request, send)
             return
@@ -307,6 +315,9 @@ class AdminApi:
         if server not in known:
             raise ApiError(404, f"no server {server!r} in the config")
         pending = {c.tool for c in self.hub.pins.changes() if c.server == server}
+        listed = {original for _, owner, original, _ in self.hub.catalog.entries("tools") if shown_as(owner) == server}
+        if listed and (nosuch := sorted(set(tools or ()) - pending - listed)):
+            raise ApiError(404, f"server {server!r} has no tool named {', '.join(map(repr, nosuch))}")
         unchanged = sorted(set(tools or ()) - pending)
         approved = self.hub.approve_tools(server, tools)
         for name in approved:
@@ -319,11 +330,6 @@ class AdminApi:
     # ------------------------------------------------------------------ tools
     async def tools(self, request: Request) -> dict[str, Any]:
         query = request.query
-        unknown = set(query).difference(TOOLS_QUERY)
-        if unknown:
-            raise ApiError(
-                400, f"unknown parameter(s): {', '.join(sorted(unknown))}; expected: {', '.join(TOOLS_QUERY)}"
-            )
         server, text, limit_text = query.get("server"), query.get("q", "").strip(), query.get("limit", "50")
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
             raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit_text!r}")
@@ -501,7 +507,14 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/servers/{name}/restart", "Stop a server and start it again", True, AdminApi.restart),
     Route("POST", "/servers/{name}/enable", "Enable a server in mcp.json and apply it", True, AdminApi.enable),
     Route("POST", "/servers/{name}/disable", "Disable a server in mcp.json and apply it", True, AdminApi.disable),
-    Route("GET", "/tools", "Tools (?q= searches, ?server=, ?limit=) with schema and token cost", False, AdminApi.tools),
+    Route(
+        "GET",
+        "/tools",
+        "Tools (?q= searches, ?server=, ?limit=) with schema and token cost",
+        False,
+        AdminApi.tools,
+        query=TOOLS_QUERY,
+    ),
     Route("POST", "/tools/{name}/call", "Call a tool ({arguments}) as the operator", True, AdminApi.call),
     Route("GET", "/sessions", "Live sessions: client, principal, view, idle time", False, AdminApi.sessions),
     Route("GET", "/presets", "The presets (presets.json beside mcp.json)", False, AdminApi.presets),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -486,3 +487,25 @@ def test_kind_by_method() -> None:
         "resources/list": "resources",
         "resources/templates/list": "resourceTemplates",
     }
+
+
+def test_tool_rules_naming_no_listed_tool_are_noted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    rules = Overrides(
+        disabled=frozenset({"crash", "crsh"}),
+        enabled=frozenset({"echo", "crash", "ehco"}),
+        aliases={"identity": "whoami", "idnetity": "me"},
+        descriptions={"echo": "says it back", "gone": "x"},
+    )
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["solo", "plain"], {"solo": rules})
+    assert catalog.unmatched == {"solo": [], "plain": []}  # no list yet: nothing to compare with
+    with caplog.at_level(logging.WARNING, logger="onemcp.catalog"):
+        catalog.update("solo", "tools", tools("echo", "crash", "identity"))
+        catalog.update("plain", "tools", tools("echo"))
+        catalog.update("solo", "tools", tools("echo", "crash", "identity", "extra"))  # the same rules unmatched
+    expected = ["disabledTools: crsh", "enabledTools: ehco", "toolAliases: idnetity", "toolDescriptions: gone"]
+    assert catalog.unmatched == {"solo": expected, "plain": []}
+    logged = [r.getMessage() for r in caplog.records if "name no tool" in r.getMessage()]
+    assert logged == [f"upstream solo: tool rules name no tool it lists: {'; '.join(expected)}"]
+    catalog.update("solo", "tools", tools("echo", "crash", "crsh", "ehco", "identity", "idnetity", "gone"))
+    assert catalog.unmatched["solo"] == []

@@ -64,7 +64,7 @@ async def test_a_strict_client_lists_every_server_despite_one_with_bad_schemas()
     bad = fixture_command("--bad-schemas")
     servers = {
         "bad": {"command": bad[0], "args": bad[1:]},
-        "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"]},
+        "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"], "disabledTools": ["ehco"]},
     }
     with anyio.fail_after(30):
         async with running_hub({"mcpServers": servers}) as hub:
@@ -76,4 +76,6 @@ async def test_a_strict_client_lists_every_server_despite_one_with_bad_schemas()
             repairs = doc["upstreams"]["bad"]["toolRepairs"]
             assert "untyped" in repairs["repaired"] and "stringy" in repairs["withheld"]
             assert doc["upstreams"]["demo"]["toolRepairs"] is None
+            assert doc["upstreams"]["demo"]["unmatchedToolRules"] == ["disabledTools: ehco"]  # a typo, shown
+            assert doc["upstreams"]["bad"]["unmatchedToolRules"] is None
             assert json.dumps(doc)  # serialisable

@@ -40,6 +40,16 @@ class Overrides:
     def exposes(self, name: str) -> bool:
         return name not in self.disabled and (self.enabled is None or name in self.enabled)
 
+    def unmatched(self, names: set[str]) -> list[str]:
+        """The rules that name a tool not in `names` (a typo, or a tool the server dropped), as config keys."""
+        named = {
+            "disabledTools": self.disabled,
+            "enabledTools": self.enabled or (),
+            "toolAliases": self.aliases,
+            "toolDescriptions": self.descriptions,
+        }
+        return [f"{key}: {tool}" for key, tools in named.items() for tool in sorted(set(tools) - names)]
+
 
 MAX_FILTERED = 256  # filtered lists kept per kind (one per distinct reach in use)
 
@@ -95,6 +105,7 @@ class Catalog:
         self.collisions: dict[str, list[str]] = {}
         self.repairs: dict[str, repair.Report] = {}  # server -> tools mended or withheld
         self.withheld: dict[str, set[str]] = {}  # server -> tools its pins withhold (hub/pins.py), for a clear error
+        self.unmatched: dict[str, list[str]] = {}  # server -> its tool rules that name no tool it lists
 
     # ----------------------------------------------------------------- configuration
     @property
@@ -149,6 +160,8 @@ class Catalog:
             if old is None or old.result_json != view.result_json:
                 changed.add(kind)
             self._views[kind] = view
+        if "tools" in kinds:
+            self._check_rules()
         if "resourceTemplates" in kinds:
             self._templates = [
                 (_template_regex(str(t.get("uriTemplate", ""))), server, str(t.get("uriTemplate", "")))
@@ -156,6 +169,16 @@ class Catalog:
                 for t in self._lists.get(server, {}).get("resourceTemplates", [])
             ]
         return changed
+
+    def _check_rules(self) -> None:
+        """Note (and log, once per change) each server's tool rules that name no tool it lists."""
+        before, self.unmatched = self.unmatched, {}
+        for server in self._order:
+            tools, rules = self._lists.get(server, {}).get("tools"), self._overrides.get(server)
+            found = rules.unmatched({str(t.get("name", "")) for t in tools}) if tools is not None and rules else []
+            if found and found != before.get(server):
+                log.warning("upstream %s: tool rules name no tool it lists: %s", server, "; ".join(found))
+            self.unmatched[server] = found
 
     def _build(self, kind: str) -> _View:
         view = _View()

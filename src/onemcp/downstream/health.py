@@ -55,6 +55,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "resources": counts["resources"],
             "resourceTemplates": counts["resourceTemplates"],
             "toolRepairs": state.tool_repairs(name),
+            "unmatchedToolRules": hub.catalog.unmatched.get(name) or None,
             "withheldTools": sorted(hub.catalog.withheld.get(name, ())),
             "inFlight": conn.in_flight,
             "isolation": conn.config.isolation,

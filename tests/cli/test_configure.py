@@ -72,6 +72,12 @@ def test_init_templates_load_and_match_the_schema(
     assert code == 2 and "--force" in err
 
 
+def test_init_takes_config_after_the_action_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "after" / "mcp.json"
+    code, out, _ = cli(capsys, "config", "init", "--config", str(path))
+    assert code == 0 and str(path) in out and load_config(path).servers
+
+
 def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
     """`onemcp config schema | head -1`: the reader is gone before the command writes a byte."""
     import os

@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     cfg = sub.add_parser("config", parents=[config], help="start a config, or print its JSON Schema")
     actions = cfg.add_subparsers(dest="config_action", required=True)
     init = actions.add_parser("init", help="write a commented starting config")
+    # `config init --config F` as well as `config --config F init` (unset here, the first one's value stays)
+    init.add_argument("--config", default=argparse.SUPPRESS, help="the file to write (as `config --config`)")
     init.add_argument("--template", choices=sorted(TEMPLATES), default="solo", help="solo (default), team or server")
     init.add_argument("--force", action="store_true", help="replace an existing file")
     actions.add_parser("schema", help="print the config's JSON Schema")

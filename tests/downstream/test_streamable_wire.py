@@ -71,6 +71,19 @@ async def test_initialize_negotiates_version_and_advertises_capabilities() -> No
             init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2099-01-01"}}
             r = await http.post(hub.url, json=init, headers=HEADERS)
             assert r.json()["result"]["protocolVersion"] == "2025-11-25"
+            sessions = len(hub.app.hub.sessions)
+            for field, value, complaint in (
+                ("protocolVersion", 20251125, "protocolVersion, a string"),
+                ("protocolVersion", None, "protocolVersion, a string"),
+                ("capabilities", "all", "capabilities must be an object"),
+                ("clientInfo", ["me"], "clientInfo must be an object"),
+            ):
+                init = {**INIT, "params": {**INIT["params"], field: value}}
+                r = await http.post(hub.url, json=init, headers=HEADERS)
+                error = r.json()["error"]
+                assert error["code"] == -32602 and complaint in error["message"], (field, value, r.text)
+                assert "mcp-session-id" not in r.headers
+            assert len(hub.app.hub.sessions) == sessions  # no session left behind
 
 
 async def test_origin_and_host_validation() -> None:

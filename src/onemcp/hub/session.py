@@ -54,9 +54,15 @@ EVICT_IDLE = 60.0  # a session unseen this long may end to make room for its pri
 
 
 def declaration(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The capabilities and clientInfo an initialize declares ({} for what is not an object), which
-    the session holds for its life and saves: InvalidParams past MAX_CLIENT_STATE bytes."""
+    """The capabilities and clientInfo an initialize declares ({} for none), which the session holds
+    for its life and saves: InvalidParams past MAX_CLIENT_STATE bytes, or when the fields have the
+    wrong type (protocolVersion a string, as the SDKs' own servers require; the other two objects)."""
     caps, info = params.get("capabilities"), params.get("clientInfo")
+    if not isinstance(params.get("protocolVersion"), str):
+        raise InvalidParams("Invalid params: initialize needs protocolVersion, a string such as '2025-11-25'")
+    for name, value in (("capabilities", caps), ("clientInfo", info)):
+        if value is not None and not isinstance(value, dict):
+            raise InvalidParams(f"Invalid params: initialize's {name} must be an object")
     kept = len(jsonrpc.dumps(caps)) + len(jsonrpc.dumps(info))
     if kept > MAX_CLIENT_STATE:
         raise InvalidParams(

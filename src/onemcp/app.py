@@ -38,6 +38,7 @@ from onemcp.hub.pins import Pins
 from onemcp.hub.saved import open_store
 from onemcp.observability import logs
 from onemcp.observability.metrics import CONTENT_TYPE, Metrics
+from onemcp.observability.redact import REDACTOR
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
 from onemcp.reload import Reloader
 from onemcp.upstream.oauth.registry import UpstreamAuth
@@ -67,6 +68,7 @@ class OneMcpApp:
             # replicas sharing a Redis share one request rate per principal
             self.gate.limiter = RedisRateLimiter(limit.requests_per_minute, limit.burst, shared, self.gate.limiter)
         logs.configure_audit(config.hub.audit)
+        REDACTOR.use(config)  # (again, for an app made without `onemcp serve`: tests, embedders)
         base = config.hub.auth.public_url or public_url
         # the hub's own OAuth credentials with its upstreams, and its metrics: the app's, lent to the hub
         # replicas on one Redis keep upstream tokens (and authorization links) there

@@ -22,7 +22,7 @@ from onemcp.config.load import ConfigError, load_config
 from onemcp.config.model import HubConfig
 from onemcp.config.presets import PresetError, load_presets, read_document, save
 from onemcp.hub.core import Hub
-from onemcp.observability.logs import REDACTOR
+from onemcp.observability.redact import REDACTOR
 
 log = logging.getLogger("onemcp.reload")
 DEBOUNCE_MS = 300

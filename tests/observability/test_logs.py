@@ -7,7 +7,8 @@ import json
 import logging
 
 from onemcp.config.model import HubConfig
-from onemcp.observability.logs import REDACTOR, JsonFormatter, Redactor
+from onemcp.observability.logs import JsonFormatter
+from onemcp.observability.redact import REDACTOR, Redactor
 
 
 def capture(redactor: Redactor, formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:

@@ -38,6 +38,7 @@ from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.hub.core import Hub
 from onemcp.hub.session import Session
+from onemcp.observability.redact import REDACTOR
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import HubError
 from onemcp.reload import Reloader
@@ -216,7 +217,7 @@ class AdminApi:
             conn = self.hub.pool.get(name)
             tail = getattr(conn.transport, "stderr_tail", None) if conn is not None else None
             era = conn.era if conn is not None else None
-            out[name] = {"name": name, **entry, "era": era, "stderrTail": list(tail or [])}
+            out[name] = {"name": name, **entry, "era": era, "stderrTail": [REDACTOR.shown(line) for line in tail or ()]}
         return out
 
     async def servers(self, request: Request) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from onemcp.config.model import HubConfig
 from onemcp.http.guard import is_loopback
 from onemcp.http.server import raise_fd_limit
 from onemcp.observability import logs
+from onemcp.observability.redact import REDACTOR
 
 audit = logging.getLogger("onemcp.audit")
 
@@ -66,7 +67,7 @@ def _config(config_flag: str | None) -> tuple[Path, HubConfig] | int:
     except ConfigError as exc:
         print(f"onemcp: invalid config: {exc}", file=sys.stderr)
         return 2
-    logs.REDACTOR.use(config)
+    REDACTOR.use(config)
     return path, config
 
 

@@ -27,6 +27,7 @@ from onemcp.catalog.reach import INSTANCE_MARK
 from onemcp.config.model import Limits, ServerConfig, ServerTemplate
 from onemcp.config.templates import TemplateError, digest, render
 from onemcp.observability.limits import hit
+from onemcp.observability.redact import REDACTOR
 from onemcp.protocol.errors import InvalidParams, LimitReached
 
 log = logging.getLogger("onemcp.templates")
@@ -112,6 +113,7 @@ class TemplateInstances:
                 }
                 instance = Instance(instance_id, name, config, template.template.shareable, summary)
                 self.instances[instance_id] = instance
+                REDACTOR.add([*config.env.values(), *config.headers.values()])  # masked like a server's
             if era == "legacy":  # a session holds its instances until it ends; a 2026-07-28 request uses them
                 instance.sessions.add(session_id)
             instance.last_used = time.monotonic()

@@ -20,6 +20,8 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from onemcp.observability.redact import REDACTOR
+
 Event = dict[str, Any]
 QUEUE = 1024  # events held for one watcher
 RECENT = 200  # events kept for a watcher that just arrived
@@ -81,4 +83,5 @@ class _LogHandler(logging.Handler):
             message = record.getMessage()
         except Exception:  # a bad format string must not break the caller
             message = str(record.msg)
-        self.bus.publish("log", level=record.levelname.lower(), logger=record.name, message=message[:2000])
+        shown = REDACTOR.shown(message)  # this handler sits above the root's, whose filter it would miss
+        self.bus.publish("log", level=record.levelname.lower(), logger=record.name, message=shown[:2000])

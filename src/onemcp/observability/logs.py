@@ -1,15 +1,14 @@
 """Logging set-up: text or JSON lines, and secrets redacted from every record.
 
-Secrets are the values the config hands to upstreams (env values, header values) plus
-anything shaped like a bearer token or an API key parameter; they are replaced by `***`
-in the message and its arguments before any handler formats the record.
+Each handler filters through `redact.REDACTOR`: the values the config hands to upstreams and
+anything shaped like a credential become `***`, and control characters are escaped, in the
+message and its arguments before the record is formatted (`redact.py` says what counts).
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,47 +16,7 @@ from typing import Any
 
 import orjson
 
-from onemcp.config.model import HubConfig
-
-TOKEN = re.compile(
-    # `token=`/`api_key:` as a parameter, not the tail of a variable's name ("env.GITHUB_TOKEN: environment
-    # variable ... is not set" names what is missing; the values themselves are masked by `secrets`)
-    r"(?i)(authorization:\s*(?:bearer\s+|basic\s+)?|bearer\s+|(?<![A-Za-z0-9_])token[=:]\s*"
-    r"|(?<![A-Za-z0-9_])api[_-]?key[=:]\s*)([^\s,;\"']+)"
-)
-MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
-
-
-class Redactor(logging.Filter):
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: list[str] = []
-
-    def use(self, config: HubConfig) -> None:
-        values = {
-            value
-            for server in config.servers.values()
-            for value in [*server.env.values(), *server.headers.values()]
-            if len(value) >= MIN_SECRET
-        }
-        self.secrets = sorted(values, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return TOKEN.sub(r"\1***", text)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = self.scrub(message)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.scrub(record.exc_text)
-        if clean != message or record.args:
-            record.msg, record.args = clean, None
-        return True
+from onemcp.observability.redact import REDACTOR
 
 
 class JsonFormatter(logging.Formatter):
@@ -71,9 +30,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             doc["exception"] = record.exc_text
         return orjson.dumps(doc).decode()
-
-
-REDACTOR = Redactor()
 
 
 LOG_FILE_BYTES = 10 * 1024 * 1024  # a log file is rotated at this size, 3 old ones kept

@@ -25,6 +25,7 @@ from anyio.abc import TaskGroup
 from onemcp import __version__
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import hit
+from onemcp.observability.redact import REDACTOR
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
@@ -175,7 +176,7 @@ class UpstreamConnection:
     def _set_failed(self, error: str) -> None:
         if self.state == "failed":
             return
-        self.last_error = error
+        self.last_error = REDACTOR.shown(error)  # /health, the admin API and clients' errors show it
         log.warning("upstream %s failed: %s", self.name, error)
         self._set_state("failed")
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from onemcp.config.model import ServerConfig
 from onemcp.config.sqlite import open_store
+from onemcp.observability.redact import REDACTOR
 
 if TYPE_CHECKING:  # loaded with the store, on first use: a hub without user secrets never loads it
     from cryptography.fernet import Fernet
@@ -73,6 +74,8 @@ def render(config: ServerConfig, values: dict[str, str] | None) -> ServerConfig:
     if missing:
         raise MissingSecrets(sorted(set(missing)))
     headers = {k: v for k, v in headers.items() if v.strip() and not v.strip().endswith(("Bearer", "Basic"))}
+    if values:
+        REDACTOR.add(values.values())  # a principal's values are masked wherever the server's are
     return config.model_copy(update={"env": env, "headers": headers})
 
 

@@ -14,6 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
+from onemcp.observability.redact import display_url
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
@@ -76,7 +77,7 @@ class SseTransport(Transport):
                 try:
                     conn = await pool.send(b"GET", Pool.target(self.url), headers, b"", exchange)
                 except UpstreamHttpError as exc:
-                    self._mark_closed(f"GET {self.url} failed: {exc}")
+                    self._mark_closed(f"GET {display_url(self.url)} failed: {exc}")
                     return
                 try:
                     await exchange.done.wait()

@@ -1,0 +1,109 @@
+"""Secrets kept out of every text the hub shows: log lines, /health, the admin API, client errors.
+
+Secrets are the values the config hands to upstreams (env and header values, of servers and of the
+template instances rendered for clients), anything shaped like a credential (a bearer token, an API
+key or token parameter, a password in a URL), and control characters that would let one log line
+pass for several. `REDACTOR` is the process's one instance: the log handlers filter through it, and
+the upstream transports scrub what they say about a failure (a stderr line, a URL) with it before
+any of that reaches a client or an operator. Does not decide what a surface shows; only how.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from onemcp.config.model import HubConfig
+
+TOKEN = re.compile(
+    # `token=`/`api_key:` as a parameter, not the tail of a variable's name ("env.GITHUB_TOKEN: environment
+    # variable ... is not set" names what is missing; the values themselves are masked by `secrets`);
+    # `access_token=`, `client_secret=`, `password=` as query or form parameters; a bearer value (not
+    # the word "token" of "no bearer token")
+    r"(?i)(authorization:\s*(?:bearer\s+|basic\s+)?|bearer\s+(?!token\b)|(?<![A-Za-z0-9_])token[=:]\s*"
+    r"|(?<![A-Za-z0-9_])api[_-]?key[=:]\s*"
+    r"|(?<![A-Za-z0-9])[A-Za-z0-9]*_?(?:token|secret|password|passwd|apikey|api_key|signature|sig)=)"
+    r"([^\s,;\"'&]+)"
+)
+URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)(@)")
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
+MAX_SECRETS = 10_000  # values kept from rendered template instances (their own are few)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return repr(match.group(0))[1:-1]
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (`\\n`, `\\r`, `\\x1b`): one line, no terminal codes."""
+    return CONTROL.sub(_escaped, text)
+
+
+def display_url(url: str) -> str:
+    """A URL as shown outside the config: scheme, host, port and path; no user, password or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "(a URL that does not parse)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _literal(value: str) -> bool:
+    return len(value) >= MIN_SECRET and "{{" not in value and "{%" not in value
+
+
+class Redactor(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+        self._configured: set[str] = set()
+        self._rendered: set[str] = set()
+
+    def use(self, config: HubConfig) -> None:
+        """The secrets of this config: its servers' and templates' env and header values (a template's
+        written ones; what it renders for a client comes through `add`)."""
+        entries = [*config.servers.values(), *config.templates.values()]
+        self._configured = {v for s in entries for v in [*s.env.values(), *s.headers.values()] if _literal(v)}
+        self._update()
+
+    def add(self, values: Iterable[str]) -> None:
+        """More secrets: a template instance's rendered env and header values."""
+        fresh = {v for v in values if _literal(v)} - self._rendered - self._configured
+        if fresh and len(self._rendered) < MAX_SECRETS:
+            self._rendered |= fresh
+            self._update()
+
+    def _update(self) -> None:
+        self.secrets = sorted(self._configured | self._rendered, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """`text` without the known secrets and credential-shaped values (each becomes ***)."""
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return URL_PASSWORD.sub(r"\1***\3", TOKEN.sub(r"\1***", text))
+
+    def shown(self, text: str) -> str:
+        """`text` as a surface outside the log shows it: scrubbed, and on one line."""
+        return one_line(self.scrub(text))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.shown(message)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        return True
+
+
+REDACTOR = Redactor()

@@ -1,0 +1,126 @@
+"""Redaction: config secrets, credential-shaped values and control characters, in the log and on every
+surface outside it (client errors, /health, the admin API, the event stream)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+
+from onemcp.config.model import HubConfig
+from onemcp.observability.events import EventBus
+from onemcp.observability.redact import REDACTOR, Redactor, display_url, one_line
+from support.hub import running_hub
+
+
+def test_credentials_in_urls_and_parameters_are_masked() -> None:
+    scrub = Redactor().scrub
+    line = "POST http://alice:hunter2pass@127.0.0.1:9/mcp?access_token=argsecret-B&x=1 failed; client_secret=s3cr3tval"
+    clean = scrub(line)
+    assert "hunter2pass" not in clean and "argsecret-B" not in clean and "s3cr3tval" not in clean
+    assert "http://alice:***@127.0.0.1:9/mcp?access_token=***&x=1" in clean
+    assert scrub("auth denied reason=no bearer token") == "auth denied reason=no bearer token"
+    assert scrub("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
+
+
+def test_control_characters_are_escaped_onto_one_line() -> None:
+    assert (
+        one_line("job 1\r2026 WARNING forged\n\x1b[8mhidden\tok") == "job 1\\r2026 WARNING forged\\n\\x1b[8mhidden\tok"
+    )
+    assert Redactor().shown("a\nb") == "a\\nb"
+
+
+def test_template_values_and_rendered_instances_are_secrets() -> None:
+    config = HubConfig.model_validate(
+        {
+            "mcpTemplates": {
+                "tp": {"command": "x", "env": {"KEY": "tplsecret-literal-7777", "DIR": "{{ project.path }}/data"}}
+            }
+        }
+    )
+    redactor = Redactor()
+    redactor.use(config)
+    assert redactor.scrub("key tplsecret-literal-7777") == "key ***"
+    assert "{{ project.path }}/data" not in redactor.secrets  # a template is not a value
+    redactor.add(["rendered-9999-value", "short"])
+    assert redactor.scrub("rendered-9999-value and short") == "*** and short"
+    redactor.use(config)  # a reload keeps what instances rendered
+    assert redactor.scrub("rendered-9999-value") == "***"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://carol:pw99@host:8080/mcp?token=t777", "http://host:8080/mcp"),
+        ("https://[::1]/sse#frag", "https://[::1]/sse"),
+        ("http://h:99999/x", "(a URL that does not parse)"),
+    ],
+)
+def test_display_url_has_no_user_password_or_query(url: str, shown: str) -> None:
+    assert display_url(url) == shown
+
+
+def test_the_event_stream_log_lines_are_scrubbed() -> None:
+    bus = EventBus()
+    REDACTOR.add(["evsecret-12345"])
+    with bus.watch() as events:
+        logging.getLogger("onemcp.test").warning("stderr: key evsecret-12345\r\x1b[2K forged")
+        seen: list[dict[str, Any]] = []
+        while True:
+            try:
+                seen.append(events.receive_nowait())
+            except anyio.WouldBlock:
+                break
+    messages = [e["message"] for e in seen if e.get("kind") == "log"]
+    assert messages == ["stderr: key ***\\r\\x1b[2K forged"]
+
+
+@pytest.mark.anyio
+async def test_secrets_in_a_failing_upstream_reach_no_client_and_no_report() -> None:
+    leak = "import os, sys; sys.stderr.write('cannot use key ' + os.environ['FAILSEC'] + '\\n'); sys.exit(1)"
+    servers = {
+        "bad": {"command": sys.executable, "args": ["-c", leak], "env": {"FAILSEC": "failsecret-CCCC3333"}},
+        "old": {"url": "http://eve:ssepass123@127.0.0.1:9/sse?token=ssetoken999", "type": "sse"},
+    }
+    secrets = ("failsecret-CCCC3333", "ssepass123", "ssetoken999")
+    with anyio.fail_after(60):
+        async with running_hub({"mcpServers": servers}) as hub:
+            pool = hub.app.hub.pool
+            while "cannot use key" not in (said := pool.connections["bad"].last_error or ""):
+                await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the server fails, is restarted)
+            assert "cannot use key ***" in said  # its stderr, as /health, the API and clients would get it
+            while "sse failed" not in (said := pool.connections["old"].last_error or ""):
+                await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+            assert "GET http://127.0.0.1:9/sse failed" in said
+            async with Client(hub.url, mode="legacy", cache=None) as client:
+                errors = []
+                for name in ("bad__x", "old__x"):
+                    with pytest.raises(Exception) as caught:
+                        await client.call_tool(name, {})
+                    errors.append(str(caught.value))
+            async with httpx.AsyncClient() as http:
+                health = (await http.get(f"{hub.base}/health")).text
+                servers_api = (await http.get(f"{hub.base}/api/v1/servers")).text
+    assert "[bad] server is" in errors[0] and "[old] server is" in errors[1], errors
+    for text in (*errors, health, servers_api):
+        assert not any(secret in text for secret in secrets), text
+
+
+def test_a_log_line_cannot_pass_for_two() -> None:
+    """A client's path (percent-decoded) or an upstream's stderr with a newline and a forged audit line."""
+    import io
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(Redactor())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("test-redact-forging")
+    logger.handlers[:], logger.propagate = [handler], False
+    forged = "/health\n2026-12-05 INFO onemcp.audit: call tool=delete_everything outcome=ok\x1b[2K"
+    logger.warning("auth denied path=%s", forged)
+    assert out.getvalue().count("\n") == 1 and "\\n2026-12-05 INFO onemcp.audit" in out.getvalue()

@@ -1,14 +1,26 @@
 """JWT access tokens from an external authorization server, validated against its JWKS.
 
-Checks the signature (keys from the JWKS URL, cached, fetched off the event loop), the
-issuer, the audience (the hub's resource URL by default: RFC 8707, a token for another
-resource is refused), expiry and not-before with a clock-skew leeway. Scopes come from
-the `scope` claim (space-separated) or `scp` (a list).
+Checks the signature (keys from the JWKS URL), the issuer, the audience (the hub's resource URL
+by default: RFC 8707, a token for another resource is refused), expiry and not-before with a
+clock-skew leeway. Scopes come from the `scope` claim (space-separated) or `scp` (a list); roles
+only from `rolesClaim` (a `role:` scope in `scope` is dropped: an IdP may let clients ask for any
+scope string).
+
+The key set (`KeySet`) is the hub's own cache, not PyJWT's: it is fetched again every
+`KEYS_TTL` seconds (a key the IdP withdrew stops verifying by then), once for all waiting
+requests, off the event loop; an unknown `kid` fetches it early, at most every `REFETCH_EVERY`
+seconds; a fetch that fails is not retried for `RETRY_AFTER` seconds (requests meanwhile fail
+at once, not each after the fetch's timeout), and the last good set keeps verifying until
+`STALE_LIMIT`.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import time
+import urllib.request
 from typing import Any
 
 import anyio
@@ -19,32 +31,97 @@ from onemcp.config.auth_settings import JwtSettings
 
 log = logging.getLogger("onemcp.auth")
 
+KEYS_TTL = 300.0  # seconds a fetched key set is used before it is fetched again
+REFETCH_EVERY = 30.0  # an unknown kid fetches the set early, at most this often
+RETRY_AFTER = 10.0  # after a failed fetch, no other is tried for this long
+STALE_LIMIT = 3600.0  # a set older than this is not used even when the IdP cannot be reached
+FETCH_TIMEOUT = 5.0
+MAX_JWKS_BYTES = 1024 * 1024
+
+
+def _fetch(url: str) -> dict[str, pyjwt.PyJWK]:
+    """The JWKS at `url`: kid -> key (keys without a kid, or of a type PyJWT cannot use, left out)."""
+    request = urllib.request.Request(url, headers={"accept": "application/json", "user-agent": "onemcp"})
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (http(s) only: config)
+        body = response.read(MAX_JWKS_BYTES + 1)
+    if len(body) > MAX_JWKS_BYTES:
+        raise ValueError(f"the JWKS is larger than {MAX_JWKS_BYTES} bytes")
+    doc = json.loads(body)
+    keys: dict[str, pyjwt.PyJWK] = {}
+    for entry in doc.get("keys", []) if isinstance(doc, dict) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+            continue
+        try:
+            keys[entry["kid"]] = pyjwt.PyJWK(entry)
+        except (pyjwt.PyJWTError, ValueError, TypeError, KeyError):
+            continue  # a key of another use or type (an encryption key, an unsupported curve)
+    return keys
+
+
+class KeySet:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.keys: dict[str, pyjwt.PyJWK] = {}
+        self.fetched = float("-inf")  # when the set now held was fetched (monotonic)
+        self.tried = float("-inf")  # when a fetch was last started
+        self.failed = float("-inf")  # when a fetch last failed
+        self._lock = anyio.Lock()
+
+    async def key(self, kid: str) -> pyjwt.PyJWK:
+        now = time.monotonic()
+        due = now - self.fetched >= KEYS_TTL or (kid not in self.keys and now - self.tried >= REFETCH_EVERY)
+        if due and now - self.failed >= RETRY_AFTER:
+            await self._refresh(now)
+        key = self.keys.get(kid) if time.monotonic() - self.fetched < STALE_LIMIT else None
+        if key is None:
+            raise InvalidToken(f"no signing key {kid!r} in the issuer's key set")
+        return key
+
+    async def _refresh(self, asked: float) -> None:
+        async with self._lock:  # one fetch for every request waiting on it
+            if self.tried >= asked or time.monotonic() - self.failed < RETRY_AFTER:
+                return  # fetched (or failed) while this one waited
+            self.tried = time.monotonic()
+            try:
+                keys = await anyio.to_thread.run_sync(_fetch, self.url, abandon_on_cancel=True)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self.failed = time.monotonic()
+                log.warning("JWKS %s could not be fetched (the last good keys stay in use): %s", self.url, exc)
+                return
+            self.keys, self.fetched = keys, time.monotonic()
+
 
 class JwtVerifier:
     def __init__(self, settings: JwtSettings, resource: str) -> None:
         self.settings = settings
         self.audience = settings.audience or resource
-        self._jwks = pyjwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300, timeout=10)
+        self.keys = KeySet(settings.jwks_url)
 
     async def verify(self, token: str) -> Principal | None:
         if token.count(".") != 2:
             return None  # not a JWT: another verifier's
         try:
-            key = await anyio.to_thread.run_sync(self._jwks.get_signing_key_from_jwt, token)
+            kid = pyjwt.get_unverified_header(token).get("kid")
+            if not isinstance(kid, str):
+                raise InvalidToken("the token names no signing key (kid)")
+            key = await self.keys.key(kid)
             claims: dict[str, Any] = pyjwt.decode(
                 token,
-                key.key,
+                key,  # the PyJWK: PyJWT then refuses a token whose alg does not fit the key's type
                 algorithms=self.settings.algorithms,
                 audience=self.audience,
                 issuer=self.settings.issuer,
                 leeway=self.settings.leeway,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except (pyjwt.PyJWTError, pyjwt.PyJWKClientError) as exc:
+        except (pyjwt.PyJWTError, InvalidToken, ValueError, TypeError) as exc:
             log.info("JWT refused: %s", exc)
             raise InvalidToken(str(exc)) from None
+        if not isinstance(claims["sub"], str) or not claims["sub"]:
+            raise InvalidToken("the token's sub is empty")
         scope = claims.get("scope", claims.get("scp"))  # `scp`: a list, or a string like `scope` (Azure AD)
         scopes = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else []
+        scopes = [s for s in scopes if not (isinstance(s, str) and s.startswith("role:"))]  # roles: rolesClaim only
         if self.settings.roles_claim is not None:  # the caller's roles, as role:<name> scopes the gate expands
             roles = claims.get(self.settings.roles_claim)
             named = [roles] if isinstance(roles, str) else roles if isinstance(roles, list) else []

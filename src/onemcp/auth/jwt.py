@@ -42,7 +42,7 @@ MAX_JWKS_BYTES = 1024 * 1024
 def _fetch(url: str) -> dict[str, pyjwt.PyJWK]:
     """The JWKS at `url`: kid -> key (keys without a kid, or of a type PyJWT cannot use, left out)."""
     request = urllib.request.Request(url, headers={"accept": "application/json", "user-agent": "onemcp"})
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (http(s) only: config)
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
         body = response.read(MAX_JWKS_BYTES + 1)
     if len(body) > MAX_JWKS_BYTES:
         raise ValueError(f"the JWKS is larger than {MAX_JWKS_BYTES} bytes")

@@ -435,6 +435,9 @@ async def test_loopback_redirect_may_use_any_port(oauth: Harness) -> None:
     assert r.headers["location"].startswith("http://127.0.0.1:49152/callback?code=")
     r = await oauth.authorize(client_id, challenge, redirect_uri="http://127.0.0.1:49152/elsewhere")
     assert r.status_code == 400
+    for sneaky in ("http://evil.test\\@127.0.0.1:9999/callback", "http://evil.test@127.0.0.1:9999/callback"):
+        r = await oauth.authorize(client_id, challenge, redirect_uri=sneaky)  # a browser would go to evil.test
+        assert r.status_code == 400 and "location" not in r.headers, sneaky
 
 
 async def test_single_registered_redirect_may_be_omitted(oauth: Harness) -> None:

@@ -71,6 +71,8 @@ def redirect_uri_matches(registered: list[str], requested: str) -> bool:
     """Exact string match, except that a loopback IP redirect URI may name any port (RFC 8252 §7.3)."""
     if requested in registered:
         return True
+    if redirect_uri_problem(requested) is not None:
+        return False  # `http://evil.test\@127.0.0.1:9/cb`: a browser goes to evil.test, urlsplit to 127.0.0.1
     try:
         want = urlsplit(requested)
         if want.scheme != "http" or want.hostname not in LOOPBACK_IPS or "#" in requested:

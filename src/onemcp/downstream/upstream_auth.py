@@ -2,8 +2,9 @@
 
 `GET /oauth/upstream/callback/<server>` receives authorization responses (a browser page, open like any
 redirect URI: the single-use `state` is what authenticates it). `GET /oauth/upstream` lists every
-upstream credential with its authorization link, and `DELETE /oauth/upstream/<server>` logs out:
-both are management endpoints and need the admin scope when the hub has authentication.
+upstream credential with its authorization link, and `DELETE /oauth/upstream/<server>` logs out
+(its users' own credentials too; `<server>~<id>` only one user's): both are management endpoints
+and need the admin scope when the hub has authentication.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: 
         await asgi.send_json(send, 200, {"upstreams": hub.state.authorizations(with_link=True)})
         return
     name = path.removeprefix(PREFIX + "/")
-    if method == "DELETE" and name in hub.config.servers:
+    if method == "DELETE" and name.partition("~")[0] in hub.config.servers:  # a server, or one user's credential
         forgot = await auth.forget(name)
         audit.info("upstream logout server=%s principal=%s forgotten=%s", name, principal.id, forgot)
         await asgi.send_json(send, 200, {"server": name, "forgotten": forgot})

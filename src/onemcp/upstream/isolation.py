@@ -31,7 +31,10 @@ class IsolatedConnections:
         self.events = events
         self._conns: dict[tuple[str, str], tuple[UpstreamConnection, anyio.CancelScope]] = {}
         self._used: dict[tuple[str, str], float] = {}  # last use of each (per-principal ones are reaped idle)
+        self._credentials: dict[tuple[str, str], str] = {}  # the OAuth credential each one carries
         self._tg: TaskGroup | None = None
+        if auth is not None:  # a credential logged out: the connections carrying it close (the next call asks anew)
+            auth.dropped.append(self.close_credential)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -65,6 +68,7 @@ class IsolatedConnections:
             conn = UpstreamConnection(name, config, transport, self.events, owner=owner)
             scope = anyio.CancelScope()
             self._conns[key] = (conn, scope)
+            self._credentials[key] = credential or name
             self._tg.start_soon(self._run, conn, scope)
         else:
             conn = entry[0]
@@ -99,12 +103,18 @@ class IsolatedConnections:
 
     def _close(self, key: tuple[str, str]) -> None:
         self._used.pop(key, None)
+        self._credentials.pop(key, None)
         entry = self._conns.pop(key, None)
         if entry is not None:
             entry[1].cancel()
 
     def close_session(self, session_id: str) -> None:
         for key in [k for k in self._conns if k[0] == session_id]:
+            self._close(key)
+
+    def close_credential(self, credential: str) -> None:
+        """Close the connections carrying the OAuth credential `credential` (it was logged out)."""
+        for key in [k for k, named in self._credentials.items() if named == credential]:
             self._close(key)
 
     def close_server(self, name: str) -> None:

@@ -101,3 +101,16 @@ async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) 
                 assert (await echo(http, hub, alice, "again"))["result"]["content"][0]["text"] == "again"
                 health = (await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {admin}"})).json()
                 assert json.dumps(health).count("~") == 0  # users' own credentials are not listed as upstreams
+
+                # the operator revokes bob's own grant alone, then logs the server out: everyone's goes
+                as_admin = {"authorization": f"Bearer {admin}"}
+                bobs = per_user_credential("remote", ids[bob])
+                r = await http.delete(f"{listing}/{bobs}", headers=as_admin)
+                assert r.status_code == 200 and r.json()["forgotten"] is True
+                assert "each user authorizes" in (await echo(http, hub, bob, "x"))["error"]["message"]
+                assert (await echo(http, hub, alice, "still"))["result"]["content"][0]["text"] == "still"
+                r = await http.delete(f"{listing}/remote", headers=as_admin)
+                assert r.status_code == 200 and r.json()["forgotten"] is True
+                alices = per_user_credential("remote", ids[alice])
+                assert alices not in hub.app.hub.upstream_auth.store.servers()
+                assert (await http.delete(f"{listing}/nosuch~0", headers=as_admin)).status_code == 404

@@ -52,6 +52,7 @@ class UpstreamAuth:
         self._pending: dict[str, Pending] = {}
         self.on_authorized: Callable[[str], None] = lambda name: None
         self.on_forgotten: Callable[[str], None] = lambda name: None  # replicas: the others forget it too
+        self.dropped: list[Callable[[str], None]] = []  # told of each credential forgotten (here or elsewhere)
 
     @property
     def store(self) -> Credentials:
@@ -210,13 +211,22 @@ class UpstreamAuth:
         return 200, f"{owner.name} is authorized", "onemcp connects to it now. You can close this tab."
 
     async def forget(self, name: str) -> bool:
-        """Log out: drop the tokens (and registration) for `name`."""
-        server = self.servers.get(name)
-        if server is not None:
-            await server.forget()
-            self._drop_pending(server)
-        self.on_forgotten(name)
-        return self.store.delete(name)
+        """Log out: drop the tokens (and registration) for `name`; a server's name drops its users'
+        own credentials too (`<server>~<principal hash>`, `perUser`), one user's name only theirs."""
+        names = [name]
+        if "~" not in name:
+            names += sorted({n for n in [*self.servers, *self.store.servers()] if n.startswith(f"{name}~")})
+        forgot = False
+        for each in names:
+            server = self.servers.get(each)
+            if server is not None:
+                await server.forget()
+                self._drop_pending(server)
+            self.on_forgotten(each)
+            forgot = self.store.delete(each) or forgot
+            for told in self.dropped:
+                told(each)
+        return forgot
 
     async def forgotten_elsewhere(self, name: str) -> None:
         """Another replica logged `name` out (and deleted what was stored): drop what this one holds."""
@@ -224,6 +234,8 @@ class UpstreamAuth:
         if server is not None:
             await server.forget()
             self._drop_pending(server)
+        for told in self.dropped:
+            told(name)
 
     def close(self) -> None:
         if self._store is not None:

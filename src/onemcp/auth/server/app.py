@@ -76,6 +76,7 @@ from onemcp.http.guard import is_loopback
 audit = logging.getLogger("onemcp.audit")
 
 BODY_LIMIT = 64 * 1024
+UNUSED_CLIENT_AGE = 600.0  # at the registration cap, a client this old that never got a code makes room
 FORM = "application/x-www-form-urlencoded"
 OPERATOR_COOKIE = "onemcp_operator"
 NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
@@ -255,7 +256,9 @@ class OAuthServer:
             except orjson.JSONDecodeError:
                 raise ClientMetadataError("invalid_client_metadata", "the body must be JSON") from None
             meta = registration_metadata(doc)
-            if await self._io(self.store.count_clients, "dcr") >= MAX_CLIENTS:
+            if await self._io(self.store.count_clients, "dcr") >= MAX_CLIENTS and not await self._io(
+                self.store.evict_unused_client, self.clock() - UNUSED_CLIENT_AGE
+            ):
                 raise ClientMetadataError("invalid_client_metadata", "this server registers no more clients")
         except ClientMetadataError as exc:
             await send_json(send, 400, {"error": exc.error, "error_description": exc.description}, CORS)

@@ -208,6 +208,10 @@ class RedisOAuthStore:
     def purge(self, now: float, grace: float = GRACE) -> None:
         """Nothing to do: every key expires by its own TTL."""
 
+    def evict_unused_client(self, issued_before: float) -> bool:
+        """Not done with Redis (which client is unused is not indexed there): registration stays refused."""
+        return False
+
 
 class RedisPendingConsents:
     """`authorize.PendingConsents` on the shared Redis: the page shown by one replica, answered on another.

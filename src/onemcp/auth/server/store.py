@@ -161,6 +161,16 @@ class OAuthState(Protocol):
     def revoke_family(self, family: str, now: float) -> None: ...
     def revoke_access(self, token_hash: str, now: float) -> None: ...
     def purge(self, now: float, grace: float = 86400.0) -> None: ...
+    def evict_unused_client(self, issued_before: float) -> bool: ...
+
+
+# dynamically registered clients issued before ? that never got a code (or a code that was purged,
+# with no token family left): anyone may register, so a flood of registrations must not fill the table
+_UNUSED = (
+    "select client_id from clients c where source = 'dcr' and issued < ?"
+    " and not exists (select 1 from codes where client_id = c.client_id)"
+    " and not exists (select 1 from families where client_id = c.client_id) order by issued"
+)
 
 
 class OAuthStore:
@@ -202,6 +212,12 @@ class OAuthStore:
         with self._lock:
             (count,) = self._db.execute("select count(*) from clients where source = ?", (source,)).fetchone()
         return int(count)
+
+    def evict_unused_client(self, issued_before: float) -> bool:
+        """Forget the oldest registered client issued before then that never got a code (room for a new one)."""
+        with self._lock:
+            gone = self._db.execute(f"delete from clients where client_id = ({_UNUSED} limit 1)", (issued_before,))
+        return gone.rowcount > 0
 
     # -------------------------------------------------------------------- codes
     def add_code(self, code_hash: str, grant: CodeGrant) -> None:
@@ -315,6 +331,7 @@ class OAuthStore:
             self._db.execute("delete from codes where expires < ?", (cutoff,))
             self._db.execute("delete from access_tokens where expires < ?", (cutoff,))
             self._db.execute("delete from refresh_tokens where expires < ?", (cutoff,))
+            self._db.execute(f"delete from clients where client_id in ({_UNUSED})", (cutoff,))
             self._db.execute(
                 "delete from families where created < ? and family not in (select family from access_tokens)"
                 " and family not in (select family from refresh_tokens)",

@@ -190,6 +190,7 @@ class OneMcpApp:
             principal = await self.gate.admit(scope, send)
             if principal is None:
                 return
+            receive = self.gate.guarded(scope, principal, receive)  # a stream ends when its credential does
             if path == "/mcp" or path == "/mcp/":
                 await self.mcp(scope, receive, send, principal)
             elif path == "/sse":

@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fixtures.launch import fixture_command
+from onemcp.auth import gate as gate_module
 from onemcp.auth.keys import KeyStore
 from support.credentials import jwks_server
 from support.hub import HEADERS, INIT, RunningHub, running_hub
@@ -218,3 +219,42 @@ async def test_jwt_matrix(tmp_path: Path) -> None:
                     await http.post(hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=h)
                 ).json()
                 assert {t["name"].split("__")[0] for t in listed["result"]["tools"]} == {"web"}
+
+
+async def test_an_open_stream_ends_when_its_key_is_revoked_or_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GET stream (legacy /mcp, /sse) was admitted once: it must not outlive the credential."""
+    monkeypatch.setattr(gate_module, "RECHECK", 0.1)
+    with anyio.fail_after(DEADLINE):
+        async with keyed_hub(tmp_path) as (hub, keys), httpx.AsyncClient(timeout=None) as http:
+            revoked, expiring = keys.create("r", ["mcp"]), keys.create("e", ["mcp"], time.time() + 1)
+            kept = keys.create("k", ["mcp"])
+            streams = {}
+            async with anyio.create_task_group() as tg:
+
+                async def hold(name: str, key: str, path: str) -> None:
+                    if path == "/mcp":
+                        headers = {**(await session(http, hub, key)), "accept": "text/event-stream"}
+                    else:
+                        headers = {"authorization": f"Bearer {key}", "accept": "text/event-stream"}
+                    async with http.stream("GET", f"{hub.base}{path}", headers=headers) as r:
+                        assert r.status_code == 200
+                        streams[name] = "open"
+                        async for _ in r.aiter_bytes():
+                            pass
+                    streams[name] = "ended"
+
+                for name, key, path in (
+                    ("revoked", revoked, "/mcp"),
+                    ("expiring", expiring, "/sse"),
+                    ("kept", kept, "/mcp"),
+                ):
+                    tg.start_soon(hold, name, key, path)
+                while len(streams) < 3:
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the streams open)
+                keys.revoke(revoked.split("_")[1])
+                while streams["revoked"] != "ended" or streams["expiring"] != "ended":
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the checks end them)
+                assert streams["kept"] == "open"
+                tg.cancel_scope.cancel()

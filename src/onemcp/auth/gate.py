@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol
+
+import anyio
 
 from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
 from onemcp.auth.keys import open_keys
@@ -23,12 +25,13 @@ from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principa
 from onemcp.auth.roles import Roles
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.http import asgi
-from onemcp.http.asgi import Scope, Send
+from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.protocol.versions import MODERN_VERSIONS
 
 log = logging.getLogger("onemcp.auth")
 audit = logging.getLogger("onemcp.audit")
 PRM_PATH = "/.well-known/oauth-protected-resource"
+RECHECK = 30.0  # seconds between checks that a long-lived request's credential still holds
 
 
 class Limiter(Protocol):
@@ -178,6 +181,43 @@ class Gate:
                 return None
         audit.debug("auth allowed principal=%s entry=%s path=%s", principal.id, entry, path)
         return principal
+
+    async def holds(self, scope: Scope, principal: Principal) -> bool:
+        """Does the request's credential still stand for `principal` (not revoked, not expired, the
+        same scopes)? Asked of long-lived streams, whose credential was checked when they opened."""
+        if not self.required:
+            return True
+        if principal.expires is not None and time.time() >= principal.expires:
+            return False
+        scheme, _, token = (asgi.header(scope, b"authorization") or "").partition(" ")
+        try:
+            return scheme.lower() == "bearer" and (await self.verify(token.strip())).key == principal.key
+        except InvalidToken:
+            return False
+
+    def guarded(self, scope: Scope, principal: Principal, receive: Receive) -> Receive:
+        """`receive` that reports a disconnect once the credential no longer holds (checked every
+        RECHECK seconds while the request waits on its client, and at its expiry): a stream held
+        open on a revoked API key, or an expired token, ends within that time."""
+        if not self.required:
+            return receive
+
+        async def checked() -> MutableMapping[str, Any]:
+            while True:
+                wait = RECHECK
+                if principal.expires is not None:
+                    wait = min(wait, max(0.0, principal.expires - time.time()) + 0.01)
+                with anyio.move_on_after(wait):
+                    return await receive()
+                if not await self.holds(scope, principal):
+                    audit.info(
+                        "auth ended principal=%s path=%s reason=credential revoked or expired",
+                        principal.id,
+                        scope.get("path", ""),
+                    )
+                    return {"type": "http.disconnect"}
+
+        return checked
 
     async def forbid(self, scope: Scope, send: Send, needed: str, reply: dict[str, Any]) -> None:
         """The Forbidden `reply` as a 403 insufficient_scope with the step-up challenge for `needed`."""

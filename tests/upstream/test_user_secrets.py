@@ -117,3 +117,11 @@ async def test_two_users_reach_one_server_each_with_their_own_token(tmp_path: Pa
             message = json.dumps(refused)
             assert "error" in refused and "GH_TOKEN" in message and "onemcp auth secret set" in message, refused
             assert os.environ.get("FIXTURE_TOKEN") is None
+            # the operator rotates alice's value (another process writes the store): her next call
+            # runs on a new process with it; deleted, her calls are refused, not served with the old one
+            assert cli(path, "set", ids["alice"], "GH_TOKEN", stdin="alice-rotated\n").returncode == 0
+            rotated, rotated_pid = answer(await call(http, hub, alice))
+            assert rotated == "alice-rotated" and rotated_pid != a_pid
+            assert answer(await call(http, hub, bob)) == ("bob-token", b_pid)  # bob's values did not change
+            assert cli(path, "delete", ids["alice"], "GH_TOKEN").returncode == 0
+            assert "GH_TOKEN" in json.dumps(await call(http, hub, alice))

@@ -147,9 +147,10 @@ async def _users_own(
     """The principal's own connection to a server whose config takes `${user:NAME}` values: made with its
     values (at the balanced replica's URL), shared by its sessions, never by another principal's."""
     principal = session.principal.id
-    running = isolated.ready(f"user:{principal}", server)
-    if running is not None:  # its values were read when it was made: not on every call
-        return running
+    owner, version = f"user:{principal}", secrets.version()
+    running = isolated.ready(owner, server)
+    if running is not None and isolated.stamp(owner, server) == version:
+        return running  # no value changed since it was made (or checked)
     try:
         config = user_secrets.render(own.model_copy(update={"url": conn.config.url}), secrets.values(principal))
     except user_secrets.MissingSecrets as exc:
@@ -159,4 +160,11 @@ async def _users_own(
             f"it needs your own {names}, and none is stored for you ({principal}): an operator sets it with"
             f" `onemcp auth secret set '{principal}' {exc.names[0]}`",
         ) from None
-    return await isolated.get(f"user:{principal}", None, server, config, config)
+    if running is not None and (running.config.env, running.config.headers) == (config.env, config.headers):
+        isolated.stamp(owner, server, version)
+        return running
+    if running is not None:  # a value changed (set, replaced or deleted): its next connection carries it
+        isolated.close_owned(owner, server)
+    fresh = await isolated.get(owner, None, server, config, config)
+    isolated.stamp(owner, server, version)
+    return fresh

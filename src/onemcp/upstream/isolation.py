@@ -32,6 +32,7 @@ class IsolatedConnections:
         self._conns: dict[tuple[str, str], tuple[UpstreamConnection, anyio.CancelScope]] = {}
         self._used: dict[tuple[str, str], float] = {}  # last use of each (per-principal ones are reaped idle)
         self._credentials: dict[tuple[str, str], str] = {}  # the OAuth credential each one carries
+        self._stamps: dict[tuple[str, str], object] = {}  # what each was made from, as its caller noted it
         self._tg: TaskGroup | None = None
         if auth is not None:  # a credential logged out: the connections carrying it close (the next call asks anew)
             auth.dropped.append(self.close_credential)
@@ -104,6 +105,7 @@ class IsolatedConnections:
     def _close(self, key: tuple[str, str]) -> None:
         self._used.pop(key, None)
         self._credentials.pop(key, None)
+        self._stamps.pop(key, None)
         entry = self._conns.pop(key, None)
         if entry is not None:
             entry[1].cancel()
@@ -111,6 +113,16 @@ class IsolatedConnections:
     def close_session(self, session_id: str) -> None:
         for key in [k for k in self._conns if k[0] == session_id]:
             self._close(key)
+
+    def stamp(self, owner: str, name: str, version: object = None) -> object:
+        """What the caller noted with this connection (a version of what it was made from), or note it."""
+        if version is not None and (owner, name) in self._conns:
+            self._stamps[(owner, name)] = version
+        return self._stamps.get((owner, name))
+
+    def close_owned(self, owner: str, name: str) -> None:
+        """Close `owner`'s connection to `name` (made from values that changed)."""
+        self._close((owner, name))
 
     def close_credential(self, credential: str) -> None:
         """Close the connections carrying the OAuth credential `credential` (it was logged out)."""

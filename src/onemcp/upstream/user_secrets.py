@@ -85,6 +85,7 @@ class UserSecrets:
         self._db: sqlite3.Connection | None = None
         self._fernet: Fernet | None = None
         self._lock = threading.Lock()
+        self._writes = 0  # this process's own changes (SQLite's data_version counts only other connections')
 
     def _open(self, create: bool) -> sqlite3.Connection | None:
         if self._db is None:
@@ -105,13 +106,25 @@ class UserSecrets:
         blob = self._fernet.encrypt(value.encode())
         with self._lock:
             db.execute("insert or replace into secrets values (?, ?, ?, ?)", (principal, name, blob, time.time()))
+            self._writes += 1
 
     def delete(self, principal: str, name: str) -> bool:
         db = self._open(create=False)
         if db is None:
             return False
         with self._lock:
+            self._writes += 1
             return db.execute("delete from secrets where principal = ? and name = ?", (principal, name)).rowcount > 0
+
+    def version(self) -> tuple[int, int]:
+        """Changes when any value changes, here or in another process (`onemcp auth secret set`): a few
+        microseconds, so a principal's running connection can be checked against it on every call."""
+        db = self._open(create=False)
+        if db is None:
+            return (0, self._writes)
+        with self._lock:
+            (changes,) = db.execute("pragma data_version").fetchone()
+        return (int(changes), self._writes)
 
     def values(self, principal: str) -> dict[str, str]:
         """The principal's values (those that decrypt: another key reads as unset)."""

@@ -22,7 +22,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "app.py": ("tests/downstream/test_streamable_wire.py", "routes, Host/Origin checks, admission, over raw HTTP"),
     # auth/
     "auth/access.py": ("tests/auth/test_access_matrix.py", "the one access decision, entry x credential x scope x op"),
-    "auth/jwt.py": ("tests/auth/test_gate.py", "JWTs from a JWKS as the gate checks them (test_jwt_matrix)"),
     "auth/limits.py": ("tests/auth/test_gate.py", "quotas and the result size bound, over the wire"),
     "auth/principal.py": ("tests/auth/test_gate.py", "who a request is, as the gate admits it"),
     "auth/server/clients.py": ("tests/auth/server/test_server_app.py", "registration and metadata-document clients"),
@@ -50,6 +49,8 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "cli/proxy_modern.py": ("tests/cli/test_proxy.py", "the proxy's 2026-07-28 path, through the SDK's stdio client"),
     "cli/upstream_login.py": ("tests/upstream/oauth/test_oauth_upstream.py", "`onemcp upstream login/list/logout`"),
     # config/
+    "config/auth_settings.py": ("tests/config/test_load.py", "JWT, roles, quotas and scopes as a config loads them"),
+    "config/base.py": ("tests/config/test_load.py", "unknown keys, true and NaN for numbers, through every model"),
     "config/files.py": ("tests/config/test_edit.py", "atomic replace and backups, under every config edit"),
     "config/filters.py": ("tests/catalog/test_views.py", "the filter language, through the views it selects"),
     "config/model.py": ("tests/config/test_load.py", "the schema, through loading and its error paths"),

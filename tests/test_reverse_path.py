@@ -6,12 +6,14 @@ import json
 from typing import Any
 
 import anyio
+import httpx
 import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.client.session import SamplingFnT
 from mcp.shared.exceptions import MCPError
+from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.launch import fixture_command
 from support.hub import RunningHub, running_hub
@@ -161,6 +163,31 @@ async def test_isolation_session_gives_modern_calls_their_principals_connection_
             hub.app.hub.isolated.close_idle("user:", 0)  # what the hub's sweep does after sessionIdleTimeout
             while hub.app.hub.isolated.count("iso"):
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+
+@pytest.mark.parametrize("isolation", ["auto", "session"])
+async def test_calls_on_a_sessions_own_connection_count_as_in_flight(isolation: str) -> None:
+    """/health and /metrics, read while the upstream waits on the client, see the call: on the shared
+    connection (auto, before its split) and on the session's own (session, and auto after)."""
+    seen: list[tuple[int, float]] = []
+
+    async def sampling(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        async with httpx.AsyncClient() as http:  # the call that asked is in flight until this answers
+            health = (await http.get(f"{hub.base}/health")).json()["upstreams"]["one"]
+            metrics = text_string_to_metric_families((await http.get(f"{hub.base}/metrics")).text)
+        gauge = next(f for f in metrics if f.name == "onemcp_upstream_in_flight")
+        seen.append((health["inFlight"], next(s.value for s in gauge.samples if s.labels["server"] == "one")))
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="hi"), model="m")
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"one": stdio(isolation=isolation), "two": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=sampling) as c:
+                for _ in range(2):
+                    await c.call_tool("one__sample", {})
+                assert hub.app.hub.isolated.count("one") == 1  # the second call went over the session's own
+    assert seen == [(1, 1.0), (1, 1.0)]
 
 
 async def test_roots_and_elicitation_are_forwarded() -> None:

@@ -24,6 +24,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.launch import fixture_command
 from onemcp.config.context import SIGNATURE_HEADER, Signer, encode, project
@@ -340,3 +341,27 @@ async def test_the_context_key_is_made_only_when_there_are_templates(tmp_path: P
             fx = fixture_command()
             await hub.app.hub.apply_config(HubConfig.model_validate(config({"t": {"command": fx[0], "args": fx[1:]}})))
             assert hub.app.hub.context_secret is not None and (path.parent / "context.key").exists()
+
+
+async def test_metrics_count_an_instances_calls_under_its_template(tmp_path: Path) -> None:
+    """Every instance that ever ran would otherwise leave its own request series behind for good."""
+    fx = fixture_command()
+    template = {"command": fx[0], "args": [*fx[1:], "--name", "{{ project.name }}"]}  # one instance per project
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": template}) as hub:
+            for name in ("alpha", "beta"):
+                async with client(hub, project_dir(tmp_path, name)) as c:
+                    assert text_of(await c.call_tool("fxt__echo", {"message": name})) == name
+            assert len(hub.app.hub.instances.running()) == 2
+            async with httpx.AsyncClient() as http:
+                metrics = (await http.get(f"{hub.base}/metrics")).text
+    counted = {
+        (sample.name, sample.labels["server"], sample.labels.get("outcome")): sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name in ("onemcp_upstream_requests", "onemcp_upstream_request_duration_seconds")
+        for sample in family.samples
+        if "server" in sample.labels
+    }
+    assert {server for _, server, _ in counted} == {"fxt"}  # no `fxt@<hash>` series
+    assert counted[("onemcp_upstream_requests_total", "fxt", "ok")] == 2
+    assert counted[("onemcp_upstream_request_duration_seconds_count", "fxt", None)] == 2

@@ -32,10 +32,11 @@ def config_dir(tmp_path: Path) -> Iterator[Path]:
             os.kill(pid, signal.SIGKILL)
 
 
-def onemcp(config_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def onemcp(config_dir: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in clean_env(config_dir).items() if k != "ONEMCP_TOKEN"}  # only the test's own
     return subprocess.run(
         [sys.executable, "-m", "onemcp", *args],
-        env=clean_env(config_dir),
+        env=env if token is None else {**env, "ONEMCP_TOKEN": token},
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -64,6 +65,31 @@ def test_start_status_wait_logs_stop(config_dir: Path) -> None:
     assert not alive(runtime["pid"])
     assert onemcp(config_dir, "status").returncode == 3
     assert "not running" in onemcp(config_dir, "stop").stdout
+
+
+def test_status_of_a_hub_with_auth_reads_health_with_the_token(config_dir: Path) -> None:
+    doc = json.loads((config_dir / "mcp.json").read_text())
+    (config_dir / "mcp.json").write_text(json.dumps({**doc, "onemcp": {"auth": {"apiKeys": True}}}))
+    keys = {
+        scope: onemcp(config_dir, "auth", "key", "create", "--name", scope, "--scope", scope).stdout.strip()
+        for scope in ("operator", "admin", "mcp")
+    }
+    started = onemcp(config_dir, "start", "--port", "0", token=keys["operator"])
+    assert started.returncode == 0 and "1 server(s): 1 ready" in started.stdout, started.stdout + started.stderr
+    for scope in ("operator", "admin"):
+        status = onemcp(config_dir, "status", token=keys[scope])
+        assert status.returncode == 0 and ", ok\n" in status.stdout and "1 server(s): 1 ready" in status.stdout
+        shown = json.loads(onemcp(config_dir, "status", "--json", token=keys[scope]).stdout)
+        assert shown["health"]["upstreams"]["fx"]["state"] == "ready"
+    # still refused: said plainly, never "None" and "0 server(s)"
+    bare = onemcp(config_dir, "status")
+    assert bare.returncode == 1 and "None" not in bare.stdout and "server(s)" not in bare.stdout
+    assert "ready\n" in bare.stdout and "set $ONEMCP_TOKEN to a key with the operator or admin scope" in bare.stdout
+    weak = onemcp(config_dir, "status", token=keys["mcp"])
+    assert weak.returncode == 1 and "$ONEMCP_TOKEN lacks the operator or admin scope" in weak.stdout
+    wrong = onemcp(config_dir, "status", token="omk_not_a_key")
+    assert wrong.returncode == 1 and "the hub refused $ONEMCP_TOKEN (HTTP 401)" in wrong.stdout
+    assert onemcp(config_dir, "stop").returncode == 0
 
 
 def test_a_stale_runtime_file_is_no_hub(config_dir: Path) -> None:

@@ -4,9 +4,10 @@ Owns running `onemcp serve` detached (its own session, output to `onemcp.log` be
 config, rotated at 10 MiB), knowing whether it runs (`runtime.json`, whose pid is checked: a
 stale file is no hub; `hub.lock` held by the serving process makes a second hub for the same
 config directory refuse to start), stopping it gracefully (SIGTERM, then SIGKILL after the
-grace), waiting for readiness, the log's tail, and a systemd user unit. Stdlib only. Exit
-codes for scripts: `status` 0 ready, 1 running but not ready or degraded, 3 not running;
-`wait` 0 ready, 1 not within the timeout.
+grace), waiting for readiness, the log's tail, and a systemd user unit. /health is read with
+`$ONEMCP_TOKEN` as the bearer token (a hub with auth shows it to the operator or admin scope
+only). Stdlib only. Exit codes for scripts: `status` 0 ready, 1 running but not ready or
+degraded (or /health refused), 3 not running; `wait` 0 ready, 1 not within the timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from onemcp.cli import argtypes
+from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.paths import resolve_path
 from onemcp.config.runtime import NoHub, alive, read_runtime, runtime_path
 
@@ -102,8 +104,12 @@ def running(path: Path) -> dict[str, Any] | None:
 
 
 def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
+    """The status and JSON body of a GET of `url`, as `$ONEMCP_TOKEN` when it is set (/health needs
+    the operator or admin scope on a hub with auth); 0 and None when nothing answers."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -116,6 +122,17 @@ def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
 
 def base_of(url: str) -> str:
     return url.split("?", 1)[0].removesuffix("/mcp")
+
+
+def refusal(code: int) -> str | None:
+    """What to do when the hub refused /health (401, 403), else None."""
+    if code == 401 and not os.environ.get(TOKEN_ENV, "").strip():
+        return f"the hub requires a token for /health: set ${TOKEN_ENV} to a key with the operator or admin scope"
+    if code == 401:
+        return f"the hub refused ${TOKEN_ENV} (HTTP 401): it is not a key or token of this hub"
+    if code == 403:
+        return f"${TOKEN_ENV} lacks the operator or admin scope that /health needs (HTTP 403)"
+    return None
 
 
 def summary(health: dict[str, Any]) -> str:
@@ -158,9 +175,9 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> i
         if found is not None and found.get("pid") == child.pid:
             code, _ = fetch(f"{base_of(found['url'])}/health/ready")
             if code == 200:
-                _, health = fetch(f"{base_of(found['url'])}/health")
+                code, health = fetch(f"{base_of(found['url'])}/health")
                 print(f"onemcp: started at {found['url']} (pid {child.pid}, log {log})")
-                print(f"onemcp: {summary(health or {})}")
+                print(f"onemcp: {refusal(code) or summary(health or {})}")
                 return 0
         time.sleep(0.1)
     print(f"onemcp: started (pid {child.pid}) but not ready within {timeout:g}s; see `onemcp logs`", file=sys.stderr)
@@ -203,6 +220,9 @@ def status(path: Path, *, as_json: bool) -> int:
                 {"running": True, "ready": ready == 200, "url": found["url"], "pid": found.get("pid"), "health": health}
             )
         )
+    elif (refused := refusal(code)) is not None:  # the readiness probe is open: say that much
+        print(f"onemcp: running at {found['url']} (pid {found.get('pid')}), {'ready' if ready == 200 else 'not ready'}")
+        print(f"onemcp: {refused}")
     else:
         state = health.get("status") if isinstance(health, dict) else f"no answer (HTTP {code})"
         print(f"onemcp: running at {found['url']} (pid {found.get('pid')}), {state}")

@@ -57,7 +57,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "toolRepairs": state.tool_repairs(name),
             "unmatchedToolRules": hub.catalog.unmatched.get(name) or None,
             "withheldTools": sorted(hub.catalog.withheld.get(name, ())),
-            "inFlight": conn.in_flight,
+            "inFlight": state.in_flight(name),
             "isolation": conn.config.isolation,
             "sessionConnections": state.session_connections(name),
             "lastError": conn.last_error or (slot.last_failure if conn.state != "ready" else None),
@@ -128,7 +128,7 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
             replica_up.add_metric([name, replica], 1.0 if ok else 0.0)
             replica_calls.add_metric([name, replica], member.picks)
         up.add_metric([name, slot.conn.transport.kind], 1.0 if slot.conn.state == "ready" else 0.0)
-        in_flight.add_metric([name], slot.conn.in_flight)
+        in_flight.add_metric([name], hub.state.in_flight(name))
         restarts.add_metric([name], slot.restarts)
         looping.add_metric([name], 1.0 if slot.status == "crash-looping" else 0.0)
         breaker.add_metric([name], 0.0 if slot.breaker.state == "closed" else 1.0)

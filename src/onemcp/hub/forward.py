@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from onemcp.catalog.catalog import Catalog
+from onemcp.catalog.catalog import Catalog, shown_as
 from onemcp.config.model import HubSettings
 from onemcp.hub import bridge, rewrite
 from onemcp.hub.session import ReversePending, Session
@@ -111,7 +111,8 @@ class Forwarder:
         self, session: Session, conn: UpstreamConnection, call: Call, outcome: str, started: float, sent: float
     ) -> None:
         elapsed = time.perf_counter() - started
-        self.metrics.observe(call.method, conn.name, outcome, elapsed)
+        # a template's instances count as the template: one series per configured name, however many ran
+        self.metrics.observe(call.method, shown_as(conn.name), outcome, elapsed)
         if self.bus.active:  # nobody watching: nothing more on the call path
             self._publish(session, conn, call, outcome, elapsed)
         if audit.isEnabledFor(logging.INFO) and call.method == "tools/call":

@@ -63,6 +63,13 @@ class HubState:
         """Ready connections to `server` that one session owns."""
         return self._isolated.count(server)
 
+    def in_flight(self, server: str) -> int:
+        """Client calls waiting on `server`, over every connection to it: the shared one (each replica's)
+        and those a session or a principal holds of its own (`isolation`, per-user credentials)."""
+        slot = self._pool.slots.get(server)
+        shared = sum(member.conn.in_flight for member in slot.members) if slot is not None else 0
+        return shared + self._isolated.in_flight(server)
+
     def sessions(self) -> int:
         return len(self._sessions)
 

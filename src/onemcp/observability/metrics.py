@@ -3,7 +3,10 @@
 Counted as it happens: forwarded requests by method, server and outcome, and their
 latency. Read from live state when scraped (no bookkeeping to drift): upstream up/down,
 supervisor restarts, sessions, listen streams, config reloads. Label sets are bounded:
-methods outside the MCP method list count as "other", servers are the configured ones.
+methods outside the MCP method list count as "other"; the counted series name configured servers
+and templates (a template instance's requests count under its template's name, which the caller
+passes: instance names would leave series behind for every instance that ever ran); the series
+read at scrape time name the upstreams running then, and go with them.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class Metrics:
         self._histograms: dict[tuple[str, str], Any] = {}
 
     def observe(self, method: str, server: str, outcome: str, seconds: float) -> None:
-        """One forwarded request finished (label children are cached: this is the hot path)."""
+        """One forwarded request to `server` (a configured server's or template's name, never an
+        instance's) finished (label children are cached: this is the hot path)."""
         if method not in KNOWN_METHODS:
             method = "other"
         key = (method, server, outcome)

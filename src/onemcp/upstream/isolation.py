@@ -134,5 +134,9 @@ class IsolatedConnections:
         for key in [k for k in self._conns if k[1] == name]:
             self._close(key)
 
+    def in_flight(self, name: str) -> int:
+        """Calls waiting on `name` over the connections kept here (every owner's)."""
+        return sum(conn.in_flight for conn, _ in self._conns.values() if conn.name == name)
+
     def count(self, name: str) -> int:
         return sum(1 for (_, n), (conn, _) in self._conns.items() if n == name and conn.state == "ready")

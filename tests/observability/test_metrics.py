@@ -44,6 +44,10 @@ async def test_metrics_count_requests_and_state(tmp_path: Path) -> None:
                     await c.call_tool("a__error", {})
                 with pytest.raises(MCPError):
                     await c.call_tool("slow__sleep", {"seconds": 5})
+                assert (await c.call_tool("a__fail", {})).is_error  # reached the tool, which failed
+                for _ in range(2):
+                    with pytest.raises(MCPError):
+                        await c.call_tool("a__nosuch", {})  # answered by the hub: no such tool
                 r = await http.get(f"{hub.base}/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     got = samples(r.text)
@@ -54,7 +58,14 @@ async def test_metrics_count_requests_and_state(tmp_path: Path) -> None:
     assert value("onemcp_upstream_requests_total", method="tools/call", server="a", outcome="ok") == 2
     assert value("onemcp_upstream_requests_total", method="tools/call", server="a", outcome="error") == 1
     assert value("onemcp_upstream_requests_total", method="tools/call", server="slow", outcome="timeout") == 1
-    assert value("onemcp_upstream_request_duration_seconds_count", method="tools/call", server="a") == 3
+    assert value("onemcp_upstream_requests_total", method="tools/call", server="a", outcome="tool_error") == 1
+    assert value("onemcp_upstream_request_duration_seconds_count", method="tools/call", server="a") == 4
+    not_found = [
+        v
+        for (n, labels), v in got.items()
+        if n == "onemcp_answered_errors_total" and dict(labels)["method"] == "tools/call"
+    ]
+    assert not_found == [2]
     assert value("onemcp_upstream_up", server="a", transport="stdio") == 1
     assert value("onemcp_upstream_restarts_total", server="a") == 0
     assert value("onemcp_config_reloads_total", outcome="refused") == 0

@@ -31,9 +31,11 @@ async def answer(hub: Hub, session: Session, msg: Message, emit: Emit) -> Messag
             return await hub.complete(session, conn, call, emit)
         return outcome
     except HubError as exc:
+        hub.metrics.answered_error(msg.get("method"), exc.code)
         return jsonrpc.error(rid, exc.to_error())
     except Exception:
         log.exception("internal error while answering %s", msg.get("method"))
+        hub.metrics.answered_error(msg.get("method"), INTERNAL_ERROR)
         return jsonrpc.error(rid, {"code": INTERNAL_ERROR, "message": "Internal error in onemcp (see the hub's log)"})
 
 

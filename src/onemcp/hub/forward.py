@@ -87,7 +87,7 @@ class Forwarder:
                         continue
                     if msg is CANCELLED:
                         return None
-                    outcome = "error" if "error" in msg else "ok"
+                    outcome = "error" if "error" in msg else "tool_error" if _tool_error(msg) else "ok"
                     needed = bridge.input_required(msg)
                     if needed is not None and not session.ephemeral and rounds < bridge.MAX_ROUNDS:
                         # a modern upstream asks a legacy client: ask live, then retry upstream
@@ -183,3 +183,9 @@ class Forwarder:
         elif method.startswith("tasks/"):
             msg["result"] = self.tasks.rewrite(server, result)
         return msg
+
+
+def _tool_error(msg: Message) -> bool:
+    """A tool's result with `isError`: the call reached the tool, which failed (a success on the wire)."""
+    result = msg.get("result")
+    return isinstance(result, dict) and result.get("isError") is True

@@ -1,12 +1,13 @@
 """Prometheus metrics: what the hub counts on the hot path, and what it reads at scrape time.
 
-Counted as it happens: forwarded requests by method, server and outcome, and their
-latency. Read from live state when scraped (no bookkeeping to drift): upstream up/down,
-supervisor restarts, sessions, listen streams, config reloads. Label sets are bounded:
-methods outside the MCP method list count as "other"; the counted series name configured servers
-and templates (a template instance's requests count under its template's name, which the caller
-passes: instance names would leave series behind for every instance that ever ran); the series
-read at scrape time name the upstreams running then, and go with them.
+Counted as it happens: forwarded requests by method, server and outcome (a tool result with
+`isError` is `tool_error`), their latency, and the errors the hub answered itself. Read from
+live state when scraped (no bookkeeping to drift): upstream up/down, supervisor restarts,
+sessions, listen streams, config reloads. Label sets are bounded: methods outside the MCP method
+list count as "other"; error codes are the hub's own few; the counted series name configured
+servers and templates (a template instance's requests count under its template's name, which
+the caller passes: instance names would leave series behind for every instance that ever ran);
+the series read at scrape time name the upstreams running then, and go with them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._requests = Counter(
             "onemcp_upstream_requests",
-            "Requests forwarded to an upstream, by outcome (ok, error, timeout, cancelled)",
+            "Requests forwarded to an upstream, by outcome (ok, error, tool_error, timeout, cancelled)",
             ["method", "server", "outcome"],
             registry=self.registry,
         )
@@ -47,8 +48,20 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self._answered = Counter(
+            "onemcp_answered_errors",
+            "Requests the hub answered with an error itself, not an upstream (unknown tool, server down,"
+            " scope, limit, bad params), by method and JSON-RPC error code",
+            ["method", "code"],
+            registry=self.registry,
+        )
         self._counters: dict[tuple[str, str, str], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
+
+    def answered_error(self, method: object, code: int) -> None:
+        """A request the hub answered with error `code` itself (codes are the hub's own few)."""
+        name = method if isinstance(method, str) and method in KNOWN_METHODS else "other"
+        self._answered.labels(name, str(code)).inc()
 
     def observe(self, method: str, server: str, outcome: str, seconds: float) -> None:
         """One forwarded request to `server` (a configured server's or template's name, never an

@@ -57,10 +57,15 @@ def test_precedence_flag_then_rc_then_runtime(config_dir: Path, tmp_path: Path) 
     write_runtime(config_dir, "http://127.0.0.1:5/mcp")
     target = resolve(cwd=project)
     assert target.url == "http://127.0.0.1:5/mcp" and target.config == config_dir / "mcp.json"
-    (project / ".onemcprc").write_text(json.dumps({"url": "http://rc:2/mcp", "preset": "dev"}))
-    assert resolve(cwd=project).url == "http://rc:2/mcp?preset=dev"
-    assert resolve(cwd=project, view={"tags": "a", "preset": None}).url == "http://rc:2/mcp?tags=a"
+    (project / ".onemcprc").write_text(json.dumps({"url": "http://127.0.0.1:2/mcp", "preset": "dev"}))
+    assert resolve(cwd=project).url == "http://127.0.0.1:2/mcp?preset=dev"
+    assert resolve(cwd=project, view={"tags": "a", "preset": None}).url == "http://127.0.0.1:2/mcp?tags=a"
     assert resolve(cwd=project, url="http://flag:3/mcp").url == "http://flag:3/mcp?preset=dev"
+    for elsewhere in ("http://rc:2/mcp", "https://attacker.example/mcp"):  # a cloned repository's file
+        (project / ".onemcprc").write_text(json.dumps({"url": elsewhere}))
+        with pytest.raises(TargetError, match="not on this machine"):
+            resolve(cwd=project)  # the user's $ONEMCP_TOKEN would go there
+        assert resolve(cwd=project, url=elsewhere).url == elsewhere  # named by the user: fine
     with pytest.raises(TargetError, match="must start with http"):
         resolve(cwd=project, url="ftp://x")
 

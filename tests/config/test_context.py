@@ -28,14 +28,15 @@ def test_the_project_of_a_git_checkout(tmp_path: Path) -> None:
     (git / "refs" / "heads").mkdir(parents=True)
     (git / "HEAD").write_text("ref: refs/heads/feature/x\n")
     (git / "refs" / "heads" / "feature").mkdir()
-    (git / "refs" / "heads" / "feature" / "x").write_text("abc123\n")
+    (git / "refs" / "heads" / "feature" / "x").write_text("abc123" * 6 + "abcd\n")
     (git / "config").write_text('[core]\n\tbare = false\n[remote "origin"]\n\turl = git@example.com:me/repo.git\n')
     inner = tmp_path / "repo" / "src"
     inner.mkdir()
     (tmp_path / "repo" / ".onemcprc").write_text(json.dumps({"environment": "staging", "context": {"db": "orders"}}))
     found = project(inner)
     assert found["path"] == str((tmp_path / "repo").resolve()) and found["name"] == "repo"  # the rc file's folder
-    assert found["git"] == {"branch": "feature/x", "commit": "abc123", "remote": "git@example.com:me/repo.git"}
+    commit = "abc123" * 6 + "abcd"
+    assert found["git"] == {"branch": "feature/x", "commit": commit, "remote": "git@example.com:me/repo.git"}
     assert found["environment"] == "staging" and found["custom"] == {"db": "orders"}
 
 
@@ -77,3 +78,27 @@ def test_the_secret_is_made_once_and_owner_only(tmp_path: Path) -> None:
     assert SIGNATURE_HEADER in signer.headers()
     assert local_signer(tmp_path / "elsewhere" / "mcp.json", tmp_path) is None  # no key: no context sent
     assert local_signer(None, tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "ref: refs/heads/../../../../secret\n",  # a path out of .git: its content would become the commit
+        "ref: refs/heads/--upload-pack=touch x\nsecond line {{ 7*7 }}\n",
+        "ref: refs/heads/-x\n",
+    ],
+)
+def test_a_crafted_head_gives_no_git_context(tmp_path: Path, head: str) -> None:
+    git = tmp_path / "repo" / ".git"
+    git.mkdir(parents=True)
+    (tmp_path / "secret").write_text("the contents of a private file\n")
+    (git / "HEAD").write_text(head)
+    assert "git" not in project(tmp_path / "repo") or project(tmp_path / "repo")["git"] == {}
+
+
+def test_a_commit_that_is_not_a_commit_id_is_left_out(tmp_path: Path) -> None:
+    git = tmp_path / "repo" / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / "refs" / "heads" / "main").write_text("not a commit; rm -rf ~\n")
+    assert project(tmp_path / "repo")["git"] == {"branch": "main"}

@@ -14,7 +14,7 @@ from mcp import Client
 
 from onemcp.config.model import HubConfig
 from onemcp.observability.events import EventBus
-from onemcp.observability.redact import REDACTOR, Redactor, display_url, one_line
+from onemcp.observability.redact import REDACTOR, SECRET_NAME, Redactor, display_url, one_line, printable
 from support.hub import running_hub
 
 
@@ -124,3 +124,16 @@ def test_a_log_line_cannot_pass_for_two() -> None:
     forged = "/health\n2026-12-05 INFO onemcp.audit: call tool=delete_everything outcome=ok\x1b[2K"
     logger.warning("auth denied path=%s", forged)
     assert out.getvalue().count("\n") == 1 and "\\n2026-12-05 INFO onemcp.audit" in out.getvalue()
+
+
+def test_c1_controls_and_bidi_characters_are_escaped_and_printable_keeps_lines() -> None:
+    hostile = "a\x9b2J\x9d52;c;x\x9c b\u202eevil\u200b c\ufeff"
+    assert one_line(hostile) == "a\\x9b2J\\x9d52;c;x\\x9c b\\u202eevil\\u200b c\\ufeff"
+    assert printable("line one\nline two\x1b[8m\r") == "line one\nline two\\x1b[8m\\r"
+
+
+def test_secret_names_are_credentials_not_paths_or_client_names() -> None:
+    for name in ("GITHUB_TOKEN", "X-Api-Key", "Authorization", "DB_PASSWORD", "client_secret", "Cookie"):
+        assert SECRET_NAME.search(name), name
+    for name in ("CLIENT_NAME", "PROJECT_DIR", "MEMORY_FILE_PATH", "LOG_LEVEL", "Accept"):
+        assert not SECRET_NAME.search(name), name

@@ -19,6 +19,8 @@ from onemcp.config.context import find_rc
 from onemcp.config.paths import resolve_path
 from onemcp.config.runtime import NoHub, read_runtime
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 SELECTORS = ("preset", "filter", "tags")
 
 
@@ -113,6 +115,12 @@ def resolve(
     config: Path | None = None
     if url is None and "url" in rc:
         url = rc["url"]
+        host = urlsplit(url).hostname if isinstance(url, str) else None
+        if host not in LOOPBACK:  # a cloned repository's file must not send the user's token elsewhere
+            raise TargetError(
+                f"{rc_path} names a hub at {url!r}, not on this machine; a project file may only name a local"
+                " hub (your $ONEMCP_TOKEN is sent to it): pass --url to use that hub"
+            )
     if url is None:
         config_path = resolve_path(config_flag)
         try:

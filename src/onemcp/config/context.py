@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -46,6 +47,10 @@ def _git_dir(folder: Path) -> Path | None:
     return None
 
 
+_REF = re.compile(r"^refs/[A-Za-z0-9][A-Za-z0-9._/+@-]{0,200}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
 def _git(folder: Path) -> dict[str, str]:
     """branch, commit and remote (origin's URL) of the repository `folder` is in; {} when none."""
     git = _git_dir(folder)
@@ -56,6 +61,8 @@ def _git(folder: Path) -> dict[str, str]:
         head = (git / "HEAD").read_text().strip()
         if head.startswith("ref:"):
             ref = head[4:].strip()
+            if not _REF.match(ref) or ".." in ref or "/." in ref or "/-" in ref:
+                return {}  # not a ref git would write: a crafted HEAD (a path out of .git, an option, a new line)
             out["branch"] = ref.removeprefix("refs/heads/")
             common = git / "commondir"
             base = (git / common.read_text().strip()).resolve() if common.is_file() else git
@@ -79,6 +86,11 @@ def _git(folder: Path) -> dict[str, str]:
                     out["remote"] = line.split("=", 1)[1].strip()
     except OSError:
         pass
+    if not _COMMIT.match(out.get("commit", "")):
+        out.pop("commit", None)  # not a commit id (a ref file or packed-refs line that is something else)
+    remote = out.get("remote", "")
+    if any(not c.isprintable() for c in remote) or remote.startswith("-"):
+        out.pop("remote", None)
     return out
 
 

@@ -27,7 +27,7 @@ from onemcp.catalog.reach import INSTANCE_MARK
 from onemcp.config.model import Limits, ServerConfig, ServerTemplate
 from onemcp.config.templates import TemplateError, digest, render
 from onemcp.observability.limits import hit
-from onemcp.observability.redact import REDACTOR
+from onemcp.observability.redact import REDACTOR, SECRET_NAME
 from onemcp.protocol.errors import InvalidParams, LimitReached
 
 log = logging.getLogger("onemcp.templates")
@@ -113,7 +113,8 @@ class TemplateInstances:
                 }
                 instance = Instance(instance_id, name, config, template.template.shareable, summary)
                 self.instances[instance_id] = instance
-                REDACTOR.add([*config.env.values(), *config.headers.values()])  # masked like a server's
+                named = [*config.env.items(), *config.headers.items()]
+                REDACTOR.add(v for k, v in named if SECRET_NAME.search(k))  # masked like a server's
             if era == "legacy":  # a session holds its instances until it ends; a 2026-07-28 request uses them
                 instance.sessions.add(session_id)
             instance.last_used = time.monotonic()

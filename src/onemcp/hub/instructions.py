@@ -8,10 +8,12 @@ config's override) sit in a `<server name="...">` block.
 from __future__ import annotations
 
 import logging
+import re
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.catalog.reach import Reach
 from onemcp.config.model import HubConfig
+from onemcp.observability.redact import one_line, printable
 from onemcp.upstream.pool import Pool
 
 log = logging.getLogger("onemcp.hub")
@@ -26,6 +28,20 @@ SEARCH_NOTE = (
     "Tools are found by search: call `search_tools` with what you want to do, then call the tool it "
     "names directly (or through `call_tool`); `get_tool_schema` shows a tool's full input schema."
 )
+
+
+MAX_TITLE = 100  # characters of a server's title in the summary
+MAX_SERVER_TEXT = 16 * 1024  # characters of a server's instructions
+_TAG = re.compile(r"<(/?)(server\b)", re.IGNORECASE)
+
+
+def _contained(text: str) -> str:
+    """A server's instructions as they may stand inside its block: no tag that would close it or open
+    another's (`</server>`, `<server name="other">` become `&lt;/server>`...), no terminal codes, bounded."""
+    text = printable(text.strip())
+    if len(text) > MAX_SERVER_TEXT:
+        text = text[:MAX_SERVER_TEXT] + " [cut]"
+    return _TAG.sub(r"&lt;\1\2", text)
 
 
 def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, reach: Reach, *, search: bool = False) -> str:
@@ -43,11 +59,11 @@ def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, reach: 
         if conn is None or server is None:
             continue
         counts = shown.get(name, {"tools": 0, "prompts": 0})
-        title = conn.server_info.get("title") or conn.server_info.get("name") or name
+        title = one_line(str(conn.server_info.get("title") or conn.server_info.get("name") or name))[:MAX_TITLE]
         summary.append(f"- {name}: {title} ({conn.state}; {counts['tools']} tools, {counts['prompts']} prompts)")
         text = server.instructions if server.instructions is not None else conn.instructions
         if text and reach.whole(name):
-            sections.append(f'<server name="{name}">\n{text.strip()}\n</server>')
+            sections.append(f'<server name="{name}">\n{_contained(text)}\n</server>')
     naming = (
         f"Tool and prompt names are `<server>{catalog.codec.separator}<name>`; resource URIs are `<server>+<uri>`."
         if catalog.prefixed

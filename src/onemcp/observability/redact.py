@@ -28,7 +28,13 @@ TOKEN = re.compile(
     r"([^\s,;\"'&]+)"
 )
 URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)(@)")
-CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# C0 and C1 controls (ESC, CSI, OSC: terminal codes), DEL, and the format characters that reorder or
+# hide text on screen (bidi overrides and isolates, zero-width characters, the byte order mark)
+CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# an env or header name whose value is a credential (a rendered template value elsewhere may be a
+# client's name or a path, not to be masked in every line)
+SECRET_NAME = re.compile(r"(?i)token|secret|passw|key|auth|credential|cookie|session|private|signature")
 MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
 MAX_SECRETS = 10_000  # values kept from rendered template instances (their own are few)
 
@@ -40,6 +46,12 @@ def _escaped(match: re.Match[str]) -> str:
 def one_line(text: str) -> str:
     """`text` with its control characters escaped (`\\n`, `\\r`, `\\x1b`): one line, no terminal codes."""
     return CONTROL.sub(_escaped, text)
+
+
+def printable(text: str) -> str:
+    """`text` with its control and format characters escaped but its new lines kept: text from an
+    upstream, as a terminal or a model should read it (no terminal codes, nothing reordered)."""
+    return CONTROL_BUT_NEWLINE.sub(_escaped, text)
 
 
 def display_url(url: str) -> str:

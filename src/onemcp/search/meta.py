@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from onemcp.observability.redact import one_line as escape_controls
+
 SEARCH, SCHEMA, CALL = "search_tools", "get_tool_schema", "call_tool"
 NAMES = frozenset({SEARCH, SCHEMA, CALL})
 MAX_QUERY = 1000  # characters of a search request
 MAX_LIMIT = 20
 DEFAULT_LIMIT = 5
 LINE = 160  # characters of a hit's description
+MAX_WORD = 64  # characters of a parameter's name or type in a hit
 
 META_TOOLS: list[dict[str, Any]] = [
     {
@@ -113,7 +116,7 @@ def _no_unknown(tool: str, arguments: Mapping[str, Any], allowed: set[str]) -> N
 
 def one_line(text: str, width: int = LINE) -> str:
     """The first sentence or line of a description, at most `width` characters."""
-    text = " ".join(text.split())
+    text = escape_controls(" ".join(text.split()))  # an upstream's text: no terminal codes
     for end in (". ", "\n"):
         cut = text.find(end)
         if 0 < cut < width:
@@ -133,8 +136,15 @@ def signature(tool: Mapping[str, Any]) -> str:
             kind = spec.get("type", "any") if isinstance(spec, dict) else "any"
             if isinstance(kind, list):
                 kind = "|".join(str(k) for k in kind)
-            params.append(f"{key}{'' if key in required else '?'}: {kind}")
+            params.append(f"{_word(key)}{'' if key in required else '?'}: {_word(kind)}")
     return f"{tool.get('name', '')}({', '.join(params)})"
+
+
+def _word(text: object) -> str:
+    """A parameter's name or type as a result line shows it: one line, no terminal codes, bounded
+    (a name holding a new line would forge another hit)."""
+    shown = escape_controls(str(text))
+    return shown if len(shown) <= MAX_WORD else shown[:MAX_WORD] + "..."
 
 
 def render_hits(query: str, tools: Sequence[Mapping[str, Any]], total: int, server: str | None = None) -> str:

@@ -193,5 +193,7 @@ async def test_login_cookie_and_csrf_over_plain_http(tmp_path: Path) -> None:
             assert (await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": csrf})).status_code == 200
             store.revoke(admin.split("_")[1])  # revoking the key ends the console session
             assert (await http.get("/api/v1/servers")).status_code == 401
-            assert (await http.get("/ui/static/console.js")).status_code == 200
+            script = await http.get("/ui/static/console.js")
+            assert script.status_code == 200 and script.headers["x-content-type-options"] == "nosniff"
+            assert (await http.get("/api/v1/servers")).headers["x-content-type-options"] == "nosniff"
             assert (await http.get("/ui/static/../api.py")).status_code == 404

@@ -58,6 +58,9 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
 async def send_bytes(
     send: Send,
     status: int,
@@ -68,6 +71,8 @@ async def send_bytes(
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if extra:
         headers.extend(extra)
+    if not any(name == NOSNIFF[0] for name, _ in headers):  # a body is only ever what its type says
+        headers.append(NOSNIFF)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

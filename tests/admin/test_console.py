@@ -80,6 +80,8 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
                 # the broken server's page says why it broke (its stderr)
                 await page.get_by_test_id("server-broken").get_by_role("link").click()
                 await expect(page.get_by_test_id("stderr")).not_to_have_text("(nothing)")
+                await expect(page.locator("dl dt").first).to_have_text("Transport")  # not "[object HTMLElement]"
+                await expect(page.locator("dl")).not_to_contain_text("object HTMLElement")
                 await page.screenshot(path=artifacts / "server-broken.png")
                 # restart alpha and watch it come back
                 await page.get_by_test_id("tab-overview").click()

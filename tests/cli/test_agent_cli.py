@@ -12,11 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures.launch import fixture_command
+from fixtures.hostile import HOSTILE
+from fixtures.launch import fixture_command, hostile_command
 from onemcp.cli.agent import content_text, read_arguments, required_first
 from onemcp.cli.client.rpc import HubClient
 from onemcp.cli.main import main
 from onemcp.cli.playbook import PLAYBOOK, PLAYBOOK_FILE
+from onemcp.observability.redact import one_line
 from support.hub_process import HubProcess, clean_env
 
 EXIT_DEADLINE = 30.0  # a deadline for each command, not a measurement
@@ -271,6 +273,30 @@ def test_a_hub_that_requires_a_token(tmp_path: Path) -> None:
         keyed.stop()
 
 
+def test_run_server_tool_never_calls_another_servers_tool(tmp_path: Path) -> None:
+    """prefixMode never, evil listed first: both list `echo`, and the hub routes it to evil's. `run
+    good/echo` is refused (the names cannot say whose a tool is) rather than answered by evil."""
+    config = write_config(tmp_path / "never", {"evil": hostile(), "good": fixture()})
+    config.write_text(json.dumps({**json.loads(config.read_text()), "onemcp": {"prefixMode": "never"}}))
+    never = HubProcess(config)
+    try:
+        never.start()
+        never.wait_ready()
+        done = onemcp("run", "good/echo", "--args", '{"message": "hi"}', config_dir=config.parent)
+        assert (done.returncode, done.stdout) == (1, ""), done.stderr
+        assert "so 'echo' cannot be told to be 'good''s" in done.stderr
+        assert "the hub reports tool 'echo' of 'good' hidden by 'evil'" in done.stderr
+        assert "`onemcp run echo`" in done.stderr
+        # through --url (no mcp.json to predict the naming from) the same
+        bare = onemcp("run", "good/echo", "--args", '{"message": "hi"}', "--url", never.url, config_dir=tmp_path)
+        assert (bare.returncode, bare.stdout) == (1, "") and "cannot be told to be 'good''s" in bare.stderr
+        # the hub's own name for it calls what the hub lists under that name, as asked
+        plain = onemcp("run", "echo", "--args", '{"message": "hi"}', config_dir=config.parent)
+        assert plain.returncode == 0 and plain.stdout.startswith("evil says: hi\n"), plain.stderr
+    finally:
+        never.stop()
+
+
 # ---------------------------------------------------------------------- the client itself
 def test_client_reads_an_sse_reply_up_to_its_response(hub: HubProcess) -> None:
     client = HubClient(hub.url, timeout=EXIT_DEADLINE)
@@ -422,3 +448,115 @@ def test_an_unprefixed_hub_of_several_servers_is_counted_per_server(tmp_path: Pa
         assert (done.returncode, done.stdout) == (0, "bare\n"), done.stderr
     finally:
         never.stop()
+
+
+# ---------------------------------------------------------------------- what an upstream writes
+RAW = (b"\x1b", "\x9b".encode(), "\u202e".encode())  # ESC, the C1 CSI and a bidi override, as UTF-8
+
+
+def hostile() -> dict[str, Any]:
+    cmd = hostile_command()
+    return {"command": cmd[0], "args": cmd[1:]}
+
+
+@pytest.fixture(scope="module")
+def hostile_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """evil (the hostile fixture) and good (the plain one): tool names prefixed."""
+    config = write_config(tmp_path_factory.mktemp("hostile") / "config", {"evil": hostile(), "good": fixture()})
+    process = HubProcess(config)
+    try:
+        process.start()
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def raw_output(hub: HubProcess, *args: str) -> tuple[int, bytes, bytes]:
+    """A command's exit code and the bytes it wrote, as a terminal would receive them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "onemcp", *args],
+        env=clean_env(hub.config.parent),
+        cwd=hub.config.parent,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=EXIT_DEADLINE,
+    )
+    for stream in (done.stdout, done.stderr):
+        assert not [code for code in RAW if code in stream], stream[:2000]
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "where"),
+    [
+        (("inspect", "evil"), 0, "stdout"),
+        (("inspect", "evil/echo"), 0, "stdout"),
+        (("inspect", "--search", "echo a message", "--limit", "20"), 0, "stdout"),
+        (("run", "evil/echo", "--args", '{"message": "hi"}'), 0, "stdout"),
+        (("run", "evil/fail"), 1, "stderr"),
+        (("run", "evil/error"), 1, "stderr"),
+        (("instructions",), 0, "stdout"),
+    ],
+)
+def test_an_upstreams_terminal_codes_are_printed_escaped(
+    hostile_hub: HubProcess, args: tuple[str, ...], code: int, where: str
+) -> None:
+    returned, out, err = raw_output(hostile_hub, *args)
+    assert returned == code, err
+    shown = (out if where == "stdout" else err).decode()
+    assert "\\x1b[31mred" in shown and "\\x9b2J" in shown and "\\u202eevil" in shown, shown[:2000]
+    assert one_line(HOSTILE) in shown  # all of it, the markup as text
+
+
+def test_inspect_cuts_a_huge_description(hostile_hub: HubProcess) -> None:
+    _, out, _ = raw_output(hostile_hub, "inspect", "evil")
+    long = next(line for line in out.decode().splitlines() if line.strip().startswith("long "))
+    assert len(long) < 1000 and long.endswith(" more characters]")  # cut, with a marker
+    _, full, _ = raw_output(hostile_hub, "inspect", "evil/long")
+    assert "x" * 200_000 in full.decode()  # the tool's own page has all of it
+
+
+def test_inspect_tool_escapes_the_schema_and_its_property_names(hostile_hub: HubProcess) -> None:
+    _, out, _ = raw_output(hostile_hub, "inspect", "evil/echo")
+    text = out.decode()
+    escaped = one_line(HOSTILE)
+    assert "* message" in text and f"what to say {escaped}" in text
+    assert f"  arg{escaped}" in text and f"string{escaped}" in text  # a property's name and type
+    schema = text.split("input schema:\n", 1)[1].split("\n\nonemcp run", 1)[0]
+    assert json.loads(schema)["properties"]["message"]["description"] == f"what to say {HOSTILE}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("inspect", "evil/echo", "--json"), ("run", "evil/echo", "--args", '{"message": "hi"}', "--format", "json")],
+)
+def test_json_output_stays_exact_json(hostile_hub: HubProcess, args: tuple[str, ...]) -> None:
+    returned, out, err = raw_output(hostile_hub, *args)
+    assert returned == 0, err
+    assert HOSTILE in "\n".join(strings(json.loads(out)))  # the upstream's text, exactly
+
+
+def strings(doc: Any) -> Iterator[str]:
+    """Every string in a JSON document, keys included."""
+    if isinstance(doc, str):
+        yield doc
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            yield key
+            yield from strings(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from strings(value)
+
+
+def test_what_agent_escapes_python_calls_unprintable() -> None:
+    """`escape_line` and friends import the escaping only for a text `str.isprintable` refuses: every
+    character `redact.one_line` escapes must be one of those."""
+    from onemcp.cli.agent import escape_line, escape_text
+
+    printable = "".join(c for c in map(chr, range(0x110000)) if c.isprintable())
+    assert one_line(printable) == printable
+    assert escape_line("a\x1b[8mb\u2028c\td") == one_line("a\x1b[8mb\u2028c\td")
+    assert escape_text("one\ntwo\x9b\r") == "one\ntwo\\x9b\\r"
+    assert escape_line("é ✓ 漢字") == "é ✓ 漢字"

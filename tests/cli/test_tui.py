@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from textual.widgets import DataTable, TabbedContent
+from textual.widgets import DataTable, Static, TabbedContent
 
-from fixtures.launch import fixture_command
+from fixtures.launch import fixture_command, hostile_command
 from onemcp.cli.tui import Stats, base_url, make_app
 from support.hub import running_hub
 
@@ -42,7 +42,7 @@ async def test_tabs_restart_and_a_live_request(tmp_path: Path) -> None:
                 servers = app.query_one("#server-table", DataTable)
                 while servers.row_count == 0:
                     await pilot.pause(0.05)
-                assert servers.get_row_at(0)[:2] == ["alpha", "ready"]
+                assert [str(c) for c in servers.get_row_at(0)[:2]] == ["alpha", "ready"]  # Text cells
                 conn = hub.app.hub.pool.get("alpha")
                 assert conn is not None
                 pid = getattr(conn.transport, "pid", None)
@@ -62,10 +62,51 @@ async def test_tabs_restart_and_a_live_request(tmp_path: Path) -> None:
                 requests = app.query_one("#request-table", DataTable)
                 while requests.row_count == 0:
                     await pilot.pause(0.05)
-                assert requests.get_row_at(0)[1:3] == ["alpha", "echo"]
+                assert [str(c) for c in requests.get_row_at(0)[1:3]] == ["alpha", "echo"]
                 await pilot.press("3")
                 tools = app.query_one("#tool-table", DataTable)
                 while tools.row_count == 0:
                     await pilot.pause(0.05)
                 await pilot.press("5", "1")
                 assert app.query_one(TabbedContent).active == "overview"
+
+
+async def test_an_upstreams_markup_and_escapes_stay_text() -> None:
+    """A description, a lastError and a stderr tail full of markup and terminal codes: no MarkupError,
+    no click action, no escape code; the brackets show as the upstream wrote them."""
+    broken, evil = hostile_command("--crash"), hostile_command()
+    doc: dict[str, Any] = {
+        "mcpServers": {
+            "broken": {"command": broken[0], "args": broken[1:]},
+            "evil": {"command": evil[0], "args": evil[1:]},
+        }
+    }
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc) as hub:
+            app = make_app(hub.base, None)
+            async with app.run_test(size=(160, 48)) as pilot:
+                await pilot.press("3")
+                tools = app.query_one("#tool-table", DataTable)
+                while tools.row_count == 0:
+                    await pilot.pause(0.05)
+                await pilot.pause()  # drawn: a cell parsed as markup would raise here
+                rows = map(tools.get_row_at, range(tools.row_count))
+                cell = next(row[2] for row in rows if str(row[0]) == "evil__echo")
+                assert_text(cell)
+                await pilot.press("2")
+                servers = app.query_one("#server-table", DataTable)
+                detail = app.query_one("#server-detail", Static)
+                while "[@click" not in str(detail.visual):  # broken (the first row) has failed
+                    await pilot.pause(0.05)
+                assert_text(detail.visual)  # its lastError and stderr tail
+                assert str(servers.get_row_at(0)[0]) == "broken" and app.is_running
+
+
+def assert_text(shown: Any) -> None:
+    """`shown` (a cell, a widget's visual) says what the upstream wrote, as plain text: brackets and
+    all, escape codes escaped, no span with an action."""
+    text = str(shown)
+    assert "\x1b" not in text and "\x9b" not in text and "\u202e" not in text, text
+    assert "[/oops] [@click=app.quit]x[/] \\x1b[31mred" in text, text
+    spans = getattr(shown, "spans", [])
+    assert not [s for s in spans if "@click" in str(getattr(s, "style", ""))], spans

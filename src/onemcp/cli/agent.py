@@ -8,6 +8,10 @@ Owns the arguments, the output and the exit codes of these three commands, and h
 
 Exit codes: 0 done; 1 the tool, the hub or the connection reported an error (message on stderr);
 2 a bad request (arguments that are not a JSON object, a malformed reference).
+
+Everything an upstream wrote (tool names, descriptions, schemas, results, errors) reaches the
+terminal through `escape_line`, `escape_text` or `json_text`: no escape sequence, C1 control or
+bidi override an upstream sends is printed as such.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ COMMANDS = ("instructions", "inspect", "run")
 SEARCH_LIMIT = 20  # search_tools' largest `limit` (onemcp.search.meta.MAX_LIMIT; not imported either)
 SEARCH_TOOL = "search_tools"  # the hub's meta-tool (onemcp.search.meta.SEARCH; not imported: this path stays light)
 UNATTRIBUTED = "?"  # tools whose names do not say their server (prefixMode never, several servers)
+LINE_LIMIT = 300  # characters of an upstream's text in one line of a listing (`inspect SERVER/TOOL` shows it all)
+MESSAGE_LIMIT = 2000  # characters of an error message on stderr
 
 
 class Failure(Exception):
@@ -101,14 +107,18 @@ def run(args: argparse.Namespace) -> int:
                 return _inspect(client, target, args.ref, args.json)
             return _instructions(client, target)
     except Failure as exc:
-        print(f"onemcp: {exc}", file=sys.stderr)
+        _complain(str(exc))
         return exc.code
     except (HubUnreachable, TargetError) as exc:
-        print(f"onemcp: {exc}", file=sys.stderr)
+        _complain(str(exc))
         return FAILED
     except RpcError as exc:
-        print(f"onemcp: {exc.message} (error {exc.code})", file=sys.stderr)
+        _complain(f"{exc.message} (error {exc.code})")  # the upstream's message, passed on by the hub
         return FAILED
+
+
+def _complain(message: str) -> None:
+    print(f"onemcp: {escape_line(message, MESSAGE_LIMIT)}", file=sys.stderr)
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -159,11 +169,15 @@ def _stdin_text() -> str | None:
 
 # ---------------------------------------------------------------------- names
 class Naming:
-    """How the hub names tools: the separator, and whether it prefixes (None: unknown)."""
+    """How the hub names tools: the separator, whether it prefixes (None: unknown), and the enabled
+    servers its config lists (None: no config read)."""
 
-    def __init__(self, separator: str = DEFAULT_SEPARATOR, prefixed: bool | None = None) -> None:
+    def __init__(
+        self, separator: str = DEFAULT_SEPARATOR, prefixed: bool | None = None, servers: list[str] | None = None
+    ) -> None:
         self.separator = separator
         self.prefixed = prefixed
+        self.servers = servers
 
     @classmethod
     def from_config(cls, path: Path | None) -> Naming:
@@ -178,20 +192,27 @@ class Naming:
         hub: dict[str, Any] = settings if isinstance(settings, dict) else {}
         separator = hub.get("separator") if isinstance(hub.get("separator"), str) else DEFAULT_SEPARATOR
         servers = doc.get("mcpServers", doc.get("servers"))
-        entries = servers.values() if isinstance(servers, dict) else []
-        enabled = sum(1 for s in entries if not (isinstance(s, dict) and s.get("disabled") is True))
+        entries = servers.items() if isinstance(servers, dict) else []
+        enabled = [str(k) for k, s in entries if not (isinstance(s, dict) and s.get("disabled") is True)]
         mode = hub.get("prefixMode", "conditional")
-        prefixed = True if mode == "always" else False if mode == "never" else enabled > 1
-        return cls(separator or DEFAULT_SEPARATOR, prefixed)
+        prefixed = True if mode == "always" else False if mode == "never" else len(enabled) > 1
+        return cls(separator or DEFAULT_SEPARATOR, prefixed, enabled)
 
 
 class Inventory:
     """The hub's tools (as this view sees them) grouped by server."""
 
-    def __init__(self, naming: Naming, tools: list[dict[str, Any]], servers: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        naming: Naming,
+        tools: list[dict[str, Any]],
+        servers: dict[str, dict[str, Any]],
+        collisions: list[str] | None = None,
+    ) -> None:
         self.naming = naming
         self.tools = tools
         self.servers = servers  # name -> its /health entry
+        self.collisions = collisions or []  # /health's: "tool 'x' of 'b' hidden by 'a'"
 
     def owner(self, tool_name: str) -> str | None:
         """The server a visible tool name belongs to (None when the names do not say)."""
@@ -220,18 +241,21 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
     tools = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
     naming = Naming.from_config(target.config)
     try:
-        upstreams = client.health().get("upstreams")
+        health = client.health()
     except HubUnreachable:
-        upstreams = None  # not an onemcp hub, or /health is not reachable: infer from names
+        health = {}  # not an onemcp hub, or /health is not reachable: infer from names
+    upstreams, collisions = health.get("upstreams"), health.get("collisions")
     servers: dict[str, dict[str, Any]] = {}
     if isinstance(upstreams, dict):
         servers = {str(k): v if isinstance(v, dict) else {} for k, v in upstreams.items()}
+    elif naming.prefixed is False and naming.servers is not None:  # the names do not say; the config does
+        servers = {name: {} for name in naming.servers}
     else:
         for tool in tools:
             head, sep, _ = str(tool.get("name")).partition(naming.separator)
             if sep:
                 servers.setdefault(head, {})
-    inv = Inventory(naming, tools, servers)
+    inv = Inventory(naming, tools, servers, [str(c) for c in collisions] if isinstance(collisions, list) else [])
     if naming.prefixed is None:
         naming.prefixed = any(inv.owner(str(t.get("name"))) for t in tools) and len(servers) > 1
     if filtered:  # a view: keep the servers it lets through (those with tools in it)
@@ -266,11 +290,12 @@ def _run(client: HubClient, target: Target, ref: str, arguments: dict[str, Any],
     server, slash, tool = ref.partition("/")
     naming = Naming.from_config(target.config)
     if not slash:
-        candidates = [ref]
-    else:
-        prefixed_name = f"{server}{naming.separator}{tool}"
-        candidates = [tool, prefixed_name] if naming.prefixed is False else [prefixed_name, tool]
-    result = _call(client, target, candidates, arguments, server if slash else None, tool if slash else ref)
+        result = _call(client, target, [ref], arguments, None, ref)
+    elif naming.prefixed:  # the hub routes SERVER<sep>TOOL to SERVER: call it, look further if not found
+        result = _call(client, target, [f"{server}{naming.separator}{tool}", tool], arguments, server, tool)
+    else:  # a bare TOOL may be another server's (prefixMode never): the hub's list must show it is SERVER's
+        candidates = [tool, f"{server}{naming.separator}{tool}"]
+        result = _call(client, target, candidates, arguments, server, tool, listed_first=True)
     return _print_result(result, fmt)
 
 
@@ -281,36 +306,61 @@ def _call(
     arguments: dict[str, Any],
     server: str | None,
     tool: str,
+    *,
+    listed_first: bool = False,
 ) -> dict[str, Any]:
-    """Call the first candidate name; on "not found", pick the one the tool list has."""
+    """Call the first candidate name (unless `listed_first`); on "not found", or first when
+    `listed_first`, pick the one the tool list has: for SERVER/TOOL, only a name it shows is SERVER's."""
     params = {"name": candidates[0], "arguments": arguments}
-    try:
-        return client.request("tools/call", params)
-    except RpcError as exc:
-        if exc.code == HEADER_MISMATCH and "Mcp-Param" in exc.message:
-            return _call_with_param_headers(client, params)
-        if not _not_found(exc):
-            raise
+    if not listed_first:
+        try:
+            return _tools_call(client, params)
+        except RpcError as exc:
+            if not _not_found(exc):
+                raise
+        candidates = candidates[1:]
     inv = inventory(client, target, filtered=False)
     names = {str(t.get("name")) for t in inv.tools}
-    for name in candidates[1:]:
-        if name in names and (server is None or inv.owner(name) in (server, None)):
+    for name in candidates:
+        if name in names and (server is None or inv.owner(name) == server):
             params["name"] = name
-            try:
-                return client.request("tools/call", params)
-            except RpcError as exc:
-                if exc.code == HEADER_MISMATCH and "Mcp-Param" in exc.message:
-                    return _call_with_param_headers(client, params)
-                raise
+            return _tools_call(client, params)
     if server is not None and inv.servers and server not in inv.servers:
         close = difflib.get_close_matches(server, list(inv.servers), n=1)
         guess = f"; did you mean {close[0]!r}?" if close else f" (servers: {', '.join(sorted(inv.servers))})"
         raise Failure(f"no server {server!r} in this hub's view{guess}")
+    if server is not None:
+        _refuse_another_servers(inv, [n for n in candidates if n in names], server, tool)
     where = f" on server {server!r}" if server is not None else ""
     hint = f"`onemcp inspect {server}`" if server is not None else "`onemcp inspect`"
     close = difflib.get_close_matches(tool, [str(t.get("name")).split("__")[-1] for t in inv.tools], n=1)
     guess = f"; did you mean {close[0]!r}?" if close else ""
     raise Failure(f"no tool {tool!r}{where} in this hub's view{guess}; {hint} lists what there is")
+
+
+def _refuse_another_servers(inv: Inventory, listed: list[str], server: str, tool: str) -> None:
+    """`SERVER/TOOL` names a tool the list has, but not as SERVER's: say whose it is, or that the
+    names cannot tell (prefixMode never, several servers), rather than call another server's tool."""
+    for name in listed:
+        owner = inv.owner(name)
+        if owner is not None:
+            raise Failure(f"{server}/{tool}: the hub's tool {name!r} is server {owner!r}'s, not {server!r}'s")
+        hidden = f"tool {name!r} of {server!r} hidden by "
+        why = next((f": the hub reports {c}" for c in inv.collisions if c.startswith(hidden)), "")
+        raise Failure(
+            f"{server}/{tool}: this hub's tool names do not say their server (prefixMode never), so {name!r}"
+            f" cannot be told to be {server!r}'s{why}; `onemcp run {name}` calls whichever server's tool the"
+            f" hub lists as {name!r}"
+        )
+
+
+def _tools_call(client: HubClient, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return client.request("tools/call", params)
+    except RpcError as exc:
+        if exc.code == HEADER_MISMATCH and "Mcp-Param" in exc.message:
+            return _call_with_param_headers(client, params)
+        raise
 
 
 def _not_found(exc: RpcError) -> bool:
@@ -332,9 +382,9 @@ def _call_with_param_headers(client: HubClient, params: dict[str, Any]) -> dict[
 
 def _print_result(result: dict[str, Any], fmt: str) -> int:
     failed = result.get("isError") is True
-    text = content_text(result)
+    text = escape_text(content_text(result))  # the tool's whole text, its lines kept (an error's too)
     if fmt == "json":
-        sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(result) + "\n")
     elif not failed and text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if failed:
@@ -387,7 +437,8 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
         if not rows:
             print("no servers in this view")
             return OK
-        _table(["SERVER", "TOOLS", "STATE"], [[r["server"], str(r["tools"]), r["state"]] for r in rows])
+        cells = [[escape_line(r["server"]), str(r["tools"]), escape_line(r["state"])] for r in rows]
+        _table(["SERVER", "TOOLS", "STATE"], cells)
         print("\n`onemcp inspect SERVER` lists a server's tools.")
         return OK
     server, slash, tool = ref.partition("/")
@@ -408,11 +459,11 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
         if as_json:
             return _dump(rows)
         state = inv.servers.get(server, {}).get("state")
-        note = f" (server is {state})" if state not in (None, "ready") else ""
-        print(f"{server}: {len(rows)} tool(s){note}")
-        _table([], [[f"  {r['tool']}", str(r["description"])] for r in rows])
+        note = f" (server is {escape_line(state)})" if state not in (None, "ready") else ""
+        print(f"{escape_line(server)}: {len(rows)} tool(s){note}")
+        _table([], [[f"  {escape_line(r['tool'])}", escape_line(r["description"])] for r in rows])
         if rows:
-            print(f"\n`onemcp inspect {server}/TOOL` shows a tool's arguments.")
+            print(f"\n`onemcp inspect {escape_line(server)}/TOOL` shows a tool's arguments.")
         return OK
     found = next((t for t in tools if inv.short(server, t) == tool or t.get("name") == tool), None)
     if found is None:
@@ -424,10 +475,11 @@ def _show_tool(server: str, short: str, tool: dict[str, Any], as_json: bool) -> 
     schema = required_first(tool.get("inputSchema"))
     if as_json:
         return _dump({**tool, "inputSchema": schema})
-    print(f"{server}/{short}" + (f"  (hub name: {tool.get('name')})" if tool.get("name") != short else ""))
+    hub_name = f"  (hub name: {escape_line(tool.get('name'))})" if tool.get("name") != short else ""
+    print(f"{escape_line(server)}/{escape_line(short)}{hub_name}")
     description = str(tool.get("description") or "").strip()
     if description:
-        print(description)
+        print(escape_text(description))  # in full: the listing (`inspect SERVER`) cuts it
     found_props = schema.get("properties")
     props: dict[str, Any] = found_props if isinstance(found_props, dict) else {}
     required = set(schema.get("required") or [])
@@ -441,16 +493,23 @@ def _show_tool(server: str, short: str, tool: dict[str, Any], as_json: bool) -> 
             text = first_line(spec.get("description"))
             if "default" in spec:
                 text = f"{text} (default {json.dumps(spec['default'])})".strip()
-            rows.append([f"  {'*' if name in required else ' '} {name}", kind, text])
+            mark = "*" if name in required else " "
+            rows.append([f"  {mark} {escape_line(name)}", escape_line(kind), escape_line(text)])
         _table([], rows)
     print("\ninput schema:")
-    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    print(json_text(schema))
     if isinstance(tool.get("outputSchema"), dict):
         print("\noutput schema (structuredContent):")
-        print(json.dumps(tool["outputSchema"], indent=2, ensure_ascii=False))
-    example = {name: f"<{(props.get(name) or {}).get('type', 'value')}>" for name in props if name in required}
-    print(f"\nonemcp run {server}/{short} --args '{json.dumps(example)}'")
+        print(json_text(tool["outputSchema"]))
+    example = {name: f"<{_kind_of(props.get(name))}>" for name in props if name in required}
+    # json.dumps escapes every non-ASCII character of the names: the line is safe to print and to paste
+    print(f"\nonemcp run {escape_line(server)}/{escape_line(short)} --args '{json.dumps(example)}'")
     return OK
+
+
+def _kind_of(spec: Any) -> str:
+    kind = spec.get("type", "value") if isinstance(spec, dict) else "value"
+    return kind if isinstance(kind, str) else "value"
 
 
 def required_first(schema: Any) -> dict[str, Any]:
@@ -500,7 +559,7 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
     if as_json:
         servers = [{"server": s, "tools": n, "tokens": t} for s, n, t in rows]
         return _dump({"servers": servers, "full": full, "search": search})
-    _table(["SERVER", "TOOLS", "TOKENS"], [[s, str(n), str(t)] for s, n, t in rows])
+    _table(["SERVER", "TOOLS", "TOKENS"], [[escape_line(s), str(n), str(t)] for s, n, t in rows])
     saved = f" ({100 * (full - search) / full:.0f}% less)" if full else ""
     print(f"\nfull tool list: {full} tokens; search mode: {search} tokens{saved}")
     return OK
@@ -511,7 +570,7 @@ def _instructions(client: HubClient, target: Target) -> int:
     discovered = client.request("server/discover")
     inv = inventory(client, target, filtered=_view_active(target))
     groups = inv.by_server()
-    view = " ".join(f"{k}={v}" for k, v in view_of(target.url).items())
+    view = escape_line(" ".join(f"{k}={v}" for k, v in view_of(target.url).items()))
     print(PLAYBOOK)
     print(f"## Servers on this hub{f' (view: {view})' if view else ''}\n")
     if not inv.servers and not groups:
@@ -519,20 +578,55 @@ def _instructions(client: HubClient, target: Target) -> int:
     by_health = _health_counts(inv, target)
     for name, h in inv.servers.items():
         state = h.get("state")
-        note = f", {state}" if state not in (None, "ready") else ""
+        note = f", {escape_line(state)}" if state not in (None, "ready") else ""
         count = int(h.get("tools", 0)) if by_health else len(groups.get(name, []))
-        print(f"- {name}: {count} tool(s){note}")
+        print(f"- {escape_line(name)}: {count} tool(s){note}")
     if UNATTRIBUTED in groups and not by_health:
         print(f"- (server unknown): {len(groups[UNATTRIBUTED])} tool(s)")
     hub_text = str(discovered.get("instructions") or "").strip()
-    if hub_text:
-        print(f"\n## The hub's instructions\n\n{hub_text}")
+    if hub_text:  # the upstreams' own instructions are in it
+        print(f"\n## The hub's instructions\n\n{escape_text(hub_text)}")
     return OK
 
 
 # ---------------------------------------------------------------------- output
+# The escaping itself is `onemcp.observability.redact`'s, imported only for a text that needs it: that
+# module brings pydantic (300 ms), and `onemcp run` is started once per call. Python's `isprintable`
+# is false for every character those functions escape (controls, format characters, line and
+# paragraph separators: tests/cli/test_agent_cli.py holds the two together), so a text it
+# passes has nothing to escape.
+def escape_line(value: Any, limit: int = LINE_LIMIT) -> str:
+    """Upstream text as one line of a terminal: control and format characters escaped (`\\x1b`,
+    `\\n`, `\\u202e`), and cut after `limit` characters with a marker."""
+    text = str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}… [{len(text) - limit} more characters]"
+    if text.isprintable():
+        return text
+    from onemcp.observability.redact import one_line
+
+    return one_line(text)
+
+
+def escape_text(value: Any) -> str:
+    """Upstream text for a terminal, its lines kept: control and format characters escaped."""
+    text = str(value)
+    if text.replace("\n", "").replace("\t", "").isprintable():
+        return text
+    from onemcp.observability.redact import printable
+
+    return printable(text)
+
+
+def json_text(doc: Any) -> str:
+    """`doc` as indented JSON, exact, and safe on a terminal: JSON escapes C0 controls but not C1
+    controls or bidi overrides, so a document holding one is written with `\\u` escapes throughout."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    return text if text.replace("\n", "").isprintable() else json.dumps(doc, indent=2)
+
+
 def _dump(doc: Any) -> int:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(doc) + "\n")
     return OK
 
 

@@ -3,12 +3,14 @@
 Talks to the running hub's admin API (`/api/v1/pins`, with `$ONEMCP_TOKEN` when the hub has auth)
 so the approval takes effect at once; with no hub running it reads and writes `pins.db` beside the
 config, which the hub reads when it starts. Owns the commands' arguments and output, nothing of
-the pinning itself (`hub/pins.py`).
+the pinning itself (`hub/pins.py`). Tool names and definitions are an upstream's words: the text
+output escapes their control and format characters (`observability.redact`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ import orjson
 
 from onemcp.config.load import resolve_path
 from onemcp.config.runtime import NoHub, read_runtime
+from onemcp.observability.redact import one_line, printable
 
 TIMEOUT = 10.0
 USAGE = 2  # a malformed request (exit 1: it cannot be done)
@@ -90,17 +93,30 @@ def _list(base: str | None, config: Path, as_json: bool) -> int:
         changed = [change.as_json() for change in pins.changes()]
         pins.close()
     if as_json:
-        sys.stdout.write(orjson.dumps({"changed": changed}, option=orjson.OPT_INDENT_2).decode() + "\n")
+        text = orjson.dumps({"changed": changed}, option=orjson.OPT_INDENT_2).decode()
+        if not text.replace("\n", "").isprintable():  # orjson leaves C1 controls and bidi overrides raw
+            text = json.dumps({"changed": changed}, indent=2)  # \u escapes: the same JSON, safe on a terminal
+        sys.stdout.write(text + "\n")
         return 0
     if not changed:
         print("no tool definition changed since it was approved")
         return 0
     for change in changed:
-        print(f"{change['server']}/{change['tool']} changed since it was approved:")
-        print(change["diff"])
+        name = f"{change['server']}/{change['tool']}"
+        print(f"{one_line(name)} changed since it was approved:")
+        print(_diff_text(name, str(change["diff"])))
         print()
     print("approve with: onemcp mcp approve SERVER/TOOL (or SERVER for all of its tools)")
     return 0
+
+
+def _diff_text(name: str, diff: str) -> str:
+    """The unified diff for a terminal: its `---`/`+++` lines name the tool (one line each, however
+    the name reads), its other lines are JSON (no new line inside one) with nothing left to act on."""
+    head = f"--- {name} (approved)\n+++ {name} (now)\n"
+    if not diff.startswith(head):
+        return printable(diff)
+    return f"--- {one_line(name)} (approved)\n+++ {one_line(name)} (now)\n{printable(diff[len(head) :])}"
 
 
 def configured(config: Path) -> list[str] | None:

@@ -5,6 +5,10 @@ the credential) and the app: tabs Overview (per-server request-rate sparklines, 
 gauge), Servers (restart, enable, disable), Tools (search, call with JSON arguments), Requests
 (live, from the event stream) and Logs (live, filtered); keyboard shortcuts in the footer.
 Textual is imported only when the command runs. Does not talk MCP: only `/api/v1`.
+
+What the hub reports is partly its upstreams' words (server errors, stderr, tool names and
+descriptions, results, log lines): it reaches the screen as `rich.text.Text` (never parsed as
+markup, so `[@click=...]` stays text) with its control and format characters escaped.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.target import TargetError, resolve
+from onemcp.observability.redact import one_line, printable
 
 BUCKET = 5.0  # seconds per sparkline bar
 BARS = 36
@@ -68,10 +73,12 @@ class Stats:
 def make_app(base: str, token: str | None) -> Any:
     """The Textual app for the hub at `base` (imports Textual)."""
     import httpx
+    from rich.text import Text
     from textual import on, work
     from textual.app import App, ComposeResult
     from textual.binding import Binding
     from textual.containers import Horizontal, VerticalScroll
+    from textual.coordinate import Coordinate
     from textual.widgets import (
         DataTable,
         Footer,
@@ -87,6 +94,15 @@ def make_app(base: str, token: str | None) -> Any:
     )
 
     headers = {"authorization": f"Bearer {token}"} if token else {}
+
+    def line(value: Any, limit: int | None = None) -> Text:
+        """A value as one line of plain text: no markup, control characters escaped."""
+        text = str(value)
+        return Text(one_line(text if limit is None else text[:limit]))
+
+    def lines(value: Any) -> Text:
+        """Text of several lines (a stderr tail), each escaped."""
+        return Text(printable(str(value)))
 
     class HubTui(App[None]):
         TITLE = "onemcp"
@@ -164,13 +180,12 @@ def make_app(base: str, token: str | None) -> Any:
             try:
                 self.servers = (await self.http.get("/servers")).json()["servers"]
             except (httpx.HTTPError, ValueError, KeyError) as exc:
-                self.query_one("#status", Static).update(f"hub unreachable at {base}: {exc}")
+                self.query_one("#status", Static).update(line(f"hub unreachable at {base}: {exc}"))
                 return
             table = self.query_one("#server-table", DataTable)
             keep = table.cursor_row
             table.clear()
             for s in self.servers:
-                error = (s.get("lastError") or "")[:60]
                 row = (
                     s["name"],
                     s.get("state"),
@@ -178,13 +193,12 @@ def make_app(base: str, token: str | None) -> Any:
                     s.get("tools", "-"),
                     s.get("toolTokens", "-"),
                     s.get("restarts", 0),
-                    error,
                 )
-                table.add_row(*[str(c) for c in row], key=s["name"])
+                table.add_row(*[line(c) for c in row], line(s.get("lastError") or "", 60), key=s["name"])
             if self.servers:
                 table.move_cursor(row=min(keep, len(self.servers) - 1))
             ready = sum(1 for s in self.servers if s.get("state") == "ready")
-            self.query_one("#status", Static).update(f"{base}: {ready} of {len(self.servers)} servers ready")
+            self.query_one("#status", Static).update(line(f"{base}: {ready} of {len(self.servers)} servers ready"))
             bar = self.query_one("#ready", ProgressBar)
             bar.update(total=max(1, len(self.servers)), progress=ready)
             await self.draw_sparks()
@@ -198,7 +212,7 @@ def make_app(base: str, token: str | None) -> Any:
                 if row_id not in rows:
                     await box.mount(
                         Horizontal(
-                            Label(name),
+                            Label(line(name)),
                             Sparkline(self.stats.series(name), summary_function=max),
                             classes="spark-row",
                             id=row_id,
@@ -211,7 +225,9 @@ def make_app(base: str, token: str | None) -> Any:
             table = self.query_one("#server-table", DataTable)
             if not self.servers or table.cursor_row < 0:
                 return None
-            return str(table.get_row_at(table.cursor_row)[0])
+            # the row's key is the name as the hub has it (the cell shows it escaped)
+            key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
+            return str(key) if key is not None else None
 
         async def action_server(self, what: str) -> None:
             name = self.selected_server()
@@ -220,8 +236,9 @@ def make_app(base: str, token: str | None) -> Any:
             r = await self.http.post(f"/servers/{name}/{what}")
             doc = r.json()
             self.notify(
-                f"{what} {name}: {'done' if r.status_code == 200 else doc.get('error')}",
+                one_line(f"{what} {name}: {'done' if r.status_code == 200 else doc.get('error')}"),
                 severity="information" if r.status_code == 200 else "error",
+                markup=False,
             )
             await self.refresh_servers()
 
@@ -230,9 +247,10 @@ def make_app(base: str, token: str | None) -> Any:
             name = str(event.row_key.value) if event.row_key is not None else None
             found = next((s for s in self.servers if s["name"] == name), None)
             if found is not None:
-                tail = "\n".join(found.get("stderrTail") or [])[-1500:]
+                tail = "\n".join(one_line(str(entry)) for entry in found.get("stderrTail") or [])[-1500:]
                 head = f"{name}: {found.get('state')}  pid {found.get('pid')}  era {found.get('era')}"
-                self.query_one("#server-detail", Static).update(f"{head}\n{found.get('lastError') or ''}\n{tail}")
+                detail = Text("\n").join([line(head), line(found.get("lastError") or ""), lines(tail)])
+                self.query_one("#server-detail", Static).update(detail)
 
         @on(Input.Changed, "#tool-search")
         async def typed(self, event: Input.Changed) -> None:
@@ -247,23 +265,25 @@ def make_app(base: str, token: str | None) -> Any:
             table.clear()
             self.tool_names = [t["name"] for t in tools]
             for t in tools:
-                table.add_row(t["name"], str(t.get("tokens")), (t.get("description") or "")[:80], key=t["name"])
+                cells = (line(t["name"]), line(t.get("tokens")), line(t.get("description") or "", 80))
+                table.add_row(*cells, key=t["name"])
 
         @on(Input.Submitted, "#tool-args")
         async def call_tool(self, event: Input.Submitted) -> None:
             table = self.query_one("#tool-table", DataTable)
             out = self.query_one("#tool-result", RichLog)
             if not self.tool_names or table.cursor_row < 0:
-                out.write("choose a tool first")
+                out.write(Text("choose a tool first"))
                 return
-            name = str(table.get_row_at(table.cursor_row)[0])
+            name = str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
             try:
                 arguments = json.loads(event.value or "{}")
             except ValueError as exc:
-                out.write(f"not JSON: {exc}")
+                out.write(line(f"not JSON: {exc}"))
                 return
             doc = (await self.http.post(f"/tools/{name}/call", json={"arguments": arguments})).json()
-            out.write(f"{name}: " + json.dumps(doc.get("result", doc.get("error", doc)), indent=1)[:4000])
+            result = json.dumps(doc.get("result", doc.get("error", doc)), indent=1)[:4000]  # ASCII: \u escapes
+            out.write(lines(f"{one_line(name)}: {result}"))
 
         @work(exclusive=True, group="events")
         async def watch_events(self) -> None:
@@ -285,17 +305,17 @@ def make_app(base: str, token: str | None) -> Any:
                 table = self.query_one("#request-table", DataTable)
                 when = time.strftime("%H:%M:%S", time.localtime(float(event.get("at", 0))))
                 table.add_row(
-                    when,
-                    str(event.get("server")),
-                    str(event.get("tool") or event.get("method")),
-                    str(event.get("principal")),
-                    str(event.get("ms")),
-                    str(event.get("outcome")),
+                    line(when),
+                    line(event.get("server")),
+                    line(event.get("tool") or event.get("method")),
+                    line(event.get("principal")),
+                    line(event.get("ms")),
+                    line(event.get("outcome")),
                 )
             elif event.get("kind") == "log":
                 text = f"{event.get('level')} {event.get('logger')}: {event.get('message')}"
                 wanted = self.query_one("#log-filter", Input).value.strip().lower()
                 if not wanted or wanted in text.lower():
-                    self.query_one("#log", RichLog).write(text)
+                    self.query_one("#log", RichLog).write(line(text))
 
     return HubTui()

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from onemcp.search import deep, embed
+from onemcp.search.actions import say_text
 from onemcp.search.kinds import kind_text, products, tool_products
 from onemcp.search.lexical import Bm25, Document, Postings, document, postings
 from onemcp.search.text import fields as tool_fields
@@ -38,13 +39,15 @@ from onemcp.search.text import words
 log = logging.getLogger("onemcp.search")
 RRF_K = 10.0  # reciprocal rank fusion: 1 / (k + rank); 10 beat 60 on the benchmark (bench/toolsearch)
 SEMANTIC_WEIGHT = 1.0  # the static embeddings' share against BM25's 1.0, without the transformer
-# Once every tool has a transformer vector: BM25 0.25, transformer 2.0, k 5 (RESULTS.md, chosen on
-# servers the transformer was not trained on, in two folds): words count least, since a request in
-# the user's own words shares none with its tool and BM25 ranks noise; a smaller k lets the
-# transformer's first place count. The static model ranks beside them (0.5) only when a caller
-# passes both models: by default it is not loaded where the transformer runs (`SearchIndex`).
+# Once every tool has a transformer vector: BM25 1.0, transformer 2.0, k 5. BM25 counted 0.25 until
+# its terms held the everyday phrases of each tool's name words (actions.py): a request in the
+# user's own words shared none with its tool, and BM25 ranked noise. With those phrases, BM25 at
+# 0.75-1.5 found 5-7 more of the 160 requests about servers the transformer was not trained on than
+# at the same weight without them, and 9-11 more than before (RESULTS.md, session 20). A smaller k
+# lets the transformer's first place count. The static model ranks beside them (0.5) only when a
+# caller passes both models: by default it is not loaded where the transformer runs (`SearchIndex`).
 FUSED_RRF_K = 5.0
-FUSED_LEXICAL_WEIGHT = 0.25
+FUSED_LEXICAL_WEIGHT = 1.0
 FUSED_STATIC_WEIGHT = 0.5
 DEEP_WEIGHT = 2.0
 # A tool's embedding is moved toward its kind words ("error tracking, crash reports" for Sentry's
@@ -134,7 +137,8 @@ def prepare(
         fields = tool_fields(server, tool, about)
         digest = hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
         text = semantic_text(fields)
-        entries.append(_Entry(name, digest, kind, tuple(named), document({**fields, "kind": kind}), text))
+        say = say_text(fields["name"])  # the name's words in everyday phrases (actions.py): BM25 terms only
+        entries.append(_Entry(name, digest, kind, tuple(named), document({**fields, "kind": kind, "say": say}), text))
     return Prepared(server, tuple(entries))
 
 

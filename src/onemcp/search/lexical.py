@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from onemcp.search.text import terms
 
-FIELD_WEIGHTS = {"name": 3.0, "title": 2.0, "description": 1.0, "params": 0.6, "server": 1.5, "kind": 1.0}
+FIELD_WEIGHTS = {"name": 3.0, "title": 2.0, "description": 1.0, "params": 0.6, "server": 1.5, "kind": 1.0, "say": 1.0}
 K1, B = 1.2, 0.75
 
 

@@ -1,0 +1,53 @@
+"""What a tool's name says it does, in the words people use for it.
+
+A request says "put my half-done work aside", the tool is `git_stash`; "give PROJ-7 to Priya",
+`jira_assign_issue`; "remember that Alice works at Acme", `add_observations`. Owns the shipped
+lexicon (`data/actions.toml`: words that occur in tool names, each with everyday phrases for it;
+written from general knowledge, not from the benchmark's requests) and `say_text`, the phrases
+of a tool's name words, which the index adds to the tool's BM25 terms. Pure functions over the
+loaded file; no state. Does not rank (`index`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tomllib
+
+from onemcp.search.embed import DATA
+from onemcp.search.text import words
+
+log = logging.getLogger("onemcp.search")
+ACTIONS_FILE = DATA / "actions.toml"
+
+
+@functools.cache
+def lexicon() -> dict[str, str]:
+    """word -> its phrases; empty when the file is missing or damaged."""
+    try:
+        with ACTIONS_FILE.open("rb") as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        log.warning("tool search without action words: %s", exc)
+        return {}
+    return {word: entry["say"] for word, entry in data.items() if isinstance(entry, dict) and "say" in entry}
+
+
+def _entry(word: str, known: dict[str, str]) -> str | None:
+    """The lexicon's word for `word`: itself, or its singular (`issues`, `entities`, `branches`)."""
+    for candidate in (
+        word,
+        word[:-3] + "y" if word.endswith("ies") else "",
+        word[:-2] if word.endswith("es") else "",
+        word[:-1] if word.endswith("s") else "",
+    ):
+        if candidate and candidate in known:
+            return candidate
+    return None
+
+
+def say_text(name: str) -> str:
+    """The everyday phrases of the words of a tool's name (`git_stash` -> "put aside, shelve, ...")."""
+    known = lexicon()
+    found = [entry for word in words(name) if (entry := _entry(word, known)) is not None]
+    return "; ".join(known[entry] for entry in dict.fromkeys(found))

@@ -1,0 +1,36 @@
+"""The action words: a tool's name in everyday phrases, from the shipped lexicon."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from onemcp.search import actions
+from onemcp.search.actions import lexicon, say_text
+
+
+def test_the_shipped_lexicon_loads_and_every_entry_is_a_word_with_phrases() -> None:
+    known = lexicon()
+    assert len(known) >= 400
+    for word, say in known.items():
+        assert re.fullmatch(r"[a-z0-9]+", word), word
+        phrases = [p.strip() for p in say.split(",")]
+        assert len(phrases) >= 3 and all(phrases), word
+
+
+def test_a_tool_name_gives_its_words_phrases_plurals_and_camel_case_included() -> None:
+    assert "give to" in say_text("jira_assign_issue")
+    assert "remember that" in say_text("add_observations")  # the plural's own entry
+    assert say_text("createEntities").startswith(lexicon()["create"])  # camelCase split, first word first
+    assert say_text("git_merge") == say_text("git_merge_merge")  # each word once
+    assert say_text("xyzzy_quux") == ""
+
+
+def test_a_missing_lexicon_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(actions, "ACTIONS_FILE", actions.ACTIONS_FILE.with_name("no-such-file.toml"))
+    actions.lexicon.cache_clear()
+    try:
+        assert say_text("jira_assign_issue") == ""
+    finally:
+        actions.lexicon.cache_clear()

@@ -40,17 +40,21 @@ def write_config(directory: Path, servers: dict[str, Any]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """Two servers, so tool names are prefixed: demo (tags demo, text) and fx (tag fx)."""
-    config = write_config(tmp_path_factory.mktemp("agent") / "config", {"demo": demo(), "fx": fixture(tags=["fx"])})
-    process = HubProcess(config)
+def running(folder: Path, servers: dict[str, Any]) -> Iterator[HubProcess]:
+    """A hub process on these servers, ready, stopped afterwards (a module fixture's body)."""
+    process = HubProcess(write_config(folder / "config", servers))
     try:
         process.start()
         process.wait_ready()
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """Two servers, so tool names are prefixed: demo (tags demo, text) and fx (tag fx)."""
+    yield from running(tmp_path_factory.mktemp("agent"), {"demo": demo(), "fx": fixture(tags=["fx"])})
 
 
 def onemcp(
@@ -462,14 +466,7 @@ def hostile() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def hostile_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     """evil (the hostile fixture) and good (the plain one): tool names prefixed."""
-    config = write_config(tmp_path_factory.mktemp("hostile") / "config", {"evil": hostile(), "good": fixture()})
-    process = HubProcess(config)
-    try:
-        process.start()
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
+    yield from running(tmp_path_factory.mktemp("hostile"), {"evil": hostile(), "good": fixture()})
 
 
 def raw_output(hub: HubProcess, *args: str) -> tuple[int, bytes, bytes]:

@@ -47,6 +47,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "cli/playbook.py": ("tests/cli/test_agent_cli.py", "the playbook `cli-setup` writes"),
     "cli/preset.py": ("tests/cli/test_preset_cli.py", "`onemcp preset ...`"),
     "cli/proxy_modern.py": ("tests/cli/test_proxy.py", "the proxy's 2026-07-28 path, through the SDK's stdio client"),
+    "cli/terminal.py": ("tests/cli/test_agent_cli.py", "hostile upstream text, printed by inspect/run/instructions"),
     "cli/upstream_login.py": ("tests/upstream/oauth/test_oauth_upstream.py", "`onemcp upstream login/list/logout`"),
     # config/
     "config/auth_settings.py": ("tests/config/test_load.py", "JWT, roles, quotas and scopes as a config loads them"),

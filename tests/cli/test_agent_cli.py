@@ -550,7 +550,7 @@ def strings(doc: Any) -> Iterator[str]:
 def test_what_agent_escapes_python_calls_unprintable() -> None:
     """`escape_line` and friends import the escaping only for a text `str.isprintable` refuses: every
     character `redact.one_line` escapes must be one of those."""
-    from onemcp.cli.agent import escape_line, escape_text
+    from onemcp.cli.terminal import escape_line, escape_text
 
     printable = "".join(c for c in map(chr, range(0x110000)) if c.isprintable())
     assert one_line(printable) == printable

@@ -29,6 +29,7 @@ from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import Target, TargetError, resolve, view_of, with_exposure
+from onemcp.cli.terminal import escape_line, escape_text, json_text, table
 from onemcp.config.context import local_signer
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol.errors import HEADER_MISMATCH
@@ -40,7 +41,6 @@ COMMANDS = ("instructions", "inspect", "run")
 SEARCH_LIMIT = 20  # search_tools' largest `limit` (onemcp.search.meta.MAX_LIMIT; not imported either)
 SEARCH_TOOL = "search_tools"  # the hub's meta-tool (onemcp.search.meta.SEARCH; not imported: this path stays light)
 UNATTRIBUTED = "?"  # tools whose names do not say their server (prefixMode never, several servers)
-LINE_LIMIT = 300  # characters of an upstream's text in one line of a listing (`inspect SERVER/TOOL` shows it all)
 MESSAGE_LIMIT = 2000  # characters of an error message on stderr
 
 
@@ -438,7 +438,7 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
             print("no servers in this view")
             return OK
         cells = [[escape_line(r["server"]), str(r["tools"]), escape_line(r["state"])] for r in rows]
-        _table(["SERVER", "TOOLS", "STATE"], cells)
+        table(["SERVER", "TOOLS", "STATE"], cells)
         print("\n`onemcp inspect SERVER` lists a server's tools.")
         return OK
     server, slash, tool = ref.partition("/")
@@ -461,7 +461,7 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
         state = inv.servers.get(server, {}).get("state")
         note = f" (server is {escape_line(state)})" if state not in (None, "ready") else ""
         print(f"{escape_line(server)}: {len(rows)} tool(s){note}")
-        _table([], [[f"  {escape_line(r['tool'])}", escape_line(r["description"])] for r in rows])
+        table([], [[f"  {escape_line(r['tool'])}", escape_line(r["description"])] for r in rows])
         if rows:
             print(f"\n`onemcp inspect {escape_line(server)}/TOOL` shows a tool's arguments.")
         return OK
@@ -495,7 +495,7 @@ def _show_tool(server: str, short: str, tool: dict[str, Any], as_json: bool) -> 
                 text = f"{text} (default {json.dumps(spec['default'])})".strip()
             mark = "*" if name in required else " "
             rows.append([f"  {mark} {escape_line(name)}", escape_line(kind), escape_line(text)])
-        _table([], rows)
+        table([], rows)
     print("\ninput schema:")
     print(json_text(schema))
     if isinstance(tool.get("outputSchema"), dict):
@@ -559,7 +559,7 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
     if as_json:
         servers = [{"server": s, "tools": n, "tokens": t} for s, n, t in rows]
         return _dump({"servers": servers, "full": full, "search": search})
-    _table(["SERVER", "TOOLS", "TOKENS"], [[escape_line(s), str(n), str(t)] for s, n, t in rows])
+    table(["SERVER", "TOOLS", "TOKENS"], [[escape_line(s), str(n), str(t)] for s, n, t in rows])
     saved = f" ({100 * (full - search) / full:.0f}% less)" if full else ""
     print(f"\nfull tool list: {full} tokens; search mode: {search} tokens{saved}")
     return OK
@@ -590,50 +590,6 @@ def _instructions(client: HubClient, target: Target) -> int:
 
 
 # ---------------------------------------------------------------------- output
-# The escaping itself is `onemcp.observability.redact`'s, imported only for a text that needs it: that
-# module brings pydantic (300 ms), and `onemcp run` is started once per call. Python's `isprintable`
-# is false for every character those functions escape (controls, format characters, line and
-# paragraph separators: tests/cli/test_agent_cli.py holds the two together), so a text it
-# passes has nothing to escape.
-def escape_line(value: Any, limit: int = LINE_LIMIT) -> str:
-    """Upstream text as one line of a terminal: control and format characters escaped (`\\x1b`,
-    `\\n`, `\\u202e`), and cut after `limit` characters with a marker."""
-    text = str(value)
-    if len(text) > limit:
-        text = f"{text[:limit]}… [{len(text) - limit} more characters]"
-    if text.isprintable():
-        return text
-    from onemcp.observability.redact import one_line
-
-    return one_line(text)
-
-
-def escape_text(value: Any) -> str:
-    """Upstream text for a terminal, its lines kept: control and format characters escaped."""
-    text = str(value)
-    if text.replace("\n", "").replace("\t", "").isprintable():
-        return text
-    from onemcp.observability.redact import printable
-
-    return printable(text)
-
-
-def json_text(doc: Any) -> str:
-    """`doc` as indented JSON, exact, and safe on a terminal: JSON escapes C0 controls but not C1
-    controls or bidi overrides, so a document holding one is written with `\\u` escapes throughout."""
-    text = json.dumps(doc, indent=2, ensure_ascii=False)
-    return text if text.replace("\n", "").isprintable() else json.dumps(doc, indent=2)
-
-
 def _dump(doc: Any) -> int:
     sys.stdout.write(json_text(doc) + "\n")
     return OK
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    table = [header, *rows] if header else rows
-    if not table:
-        return
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

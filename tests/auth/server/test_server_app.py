@@ -25,7 +25,7 @@ import uvicorn
 
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import InvalidToken
-from onemcp.auth.server import app as app_module
+from onemcp.auth.server import directory as directory_module
 from onemcp.auth.server import shared as shared_state
 from onemcp.auth.server.app import OAuthServer
 from onemcp.http.asgi import Receive, Scope, Send, send_json
@@ -1322,7 +1322,7 @@ async def test_a_flood_of_registrations_makes_room_from_clients_that_never_got_a
     """Anyone may register: at the cap, the oldest client that never got a code gives way (not a used one)."""
     if state is not None:
         pytest.skip("with Redis the cap still refuses (unused clients are not indexed there)")
-    monkeypatch.setattr(app_module, "MAX_CLIENTS", 3)
+    monkeypatch.setattr(directory_module, "MAX_CLIENTS", 3)
     used = (await oauth.register())["client_id"]
     await oauth.tokens(used)
     idle = [(await oauth.register())["client_id"] for _ in range(2)]
@@ -1330,7 +1330,7 @@ async def test_a_flood_of_registrations_makes_room_from_clients_that_never_got_a
         "/oauth/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
     )
     assert r.status_code == 400 and "registers no more clients" in r.text  # all three are young
-    oauth.clock.now += app_module.UNUSED_CLIENT_AGE + 1
+    oauth.clock.now += directory_module.UNUSED_CLIENT_AGE + 1
     newer = [(await oauth.register())["client_id"] for _ in range(2)]  # each pushes out one idle client
     assert oauth.server.store.client(used) is not None
     assert all(oauth.server.store.client(c) is None for c in idle)

@@ -54,7 +54,7 @@ from onemcp.auth.server.clients import (
     registration_metadata,
 )
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
-from onemcp.auth.server.directory import MAX_CLIENTS, ClientDirectory
+from onemcp.auth.server.directory import ClientDirectory
 from onemcp.auth.server.grants import ACCESS_PREFIX, Clock, Grants, Lifetimes, OAuthError, canonical_resource
 from onemcp.auth.server.store import ClientRecord, OAuthState, OAuthStore, digest
 from onemcp.http.asgi import (
@@ -76,7 +76,6 @@ from onemcp.http.guard import is_loopback
 audit = logging.getLogger("onemcp.audit")
 
 BODY_LIMIT = 64 * 1024
-UNUSED_CLIENT_AGE = 600.0  # at the registration cap, a client this old that never got a code makes room
 FORM = "application/x-www-form-urlencoded"
 OPERATOR_COOKIE = "onemcp_operator"
 NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
@@ -256,9 +255,7 @@ class OAuthServer:
             except orjson.JSONDecodeError:
                 raise ClientMetadataError("invalid_client_metadata", "the body must be JSON") from None
             meta = registration_metadata(doc)
-            if await self._io(self.store.count_clients, "dcr") >= MAX_CLIENTS and not await self._io(
-                self.store.evict_unused_client, self.clock() - UNUSED_CLIENT_AGE
-            ):
+            if not await self.clients.room_to_register():
                 raise ClientMetadataError("invalid_client_metadata", "this server registers no more clients")
         except ClientMetadataError as exc:
             await send_json(send, 400, {"error": exc.error, "error_description": exc.description}, CORS)

@@ -22,6 +22,7 @@ from onemcp.auth.server.store import ClientRecord, OAuthState, digest
 
 METADATA_CACHE_TTL = 600.0  # seconds a fetched client metadata document is trusted
 MAX_CLIENTS = 10_000  # registered (and, separately, cached metadata-document) clients
+UNUSED_CLIENT_AGE = 600.0  # at the registration cap, a client this old that never got a code makes room
 
 Io = Callable[..., Awaitable[Any]]  # runs a store call where the server runs them (`OAuthServer._io`)
 
@@ -32,6 +33,13 @@ class ClientDirectory:
         self._io = io
         self.clock = clock
         self.allow_insecure_loopback_metadata = allow_insecure_loopback_metadata
+
+    async def room_to_register(self) -> bool:
+        """Is there room for one more registered client? At the cap, the oldest one that never got a
+        code (anyone may register: a flood must not close registration for good) gives way."""
+        if await self._io(self.store.count_clients, "dcr") < MAX_CLIENTS:
+            return True
+        return bool(await self._io(self.store.evict_unused_client, self.clock() - UNUSED_CLIENT_AGE))
 
     async def client(self, client_id: str) -> ClientRecord | None:
         """A registered client, or a metadata-document client (fetched, or from a fresh cache)."""

@@ -1,0 +1,60 @@
+"""What the command line prints of an upstream's text, safe on a terminal.
+
+Tool names, descriptions, schemas, results and errors come from upstream servers, which may send
+terminal codes (ESC, CSI, OSC), C1 controls or bidi overrides. Every such text the agent CLI prints
+goes through `escape_line` (one line, cut), `escape_text` (lines kept) or `json_text` (exact JSON);
+`table` lays escaped cells out. Does not decide what is printed (`agent.py`).
+
+The escaping itself is `onemcp.observability.redact`'s, imported only for a text that needs it: it
+brings pydantic (300 ms), and `onemcp run` is started once per call. Python's `isprintable` is
+false for every character those functions escape (controls, format characters, line and paragraph
+separators: tests/cli/test_agent_cli.py holds the two together), so a text it passes has nothing
+to escape.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+LINE_LIMIT = 300  # characters of an upstream's text in one line of a listing (`inspect SERVER/TOOL` shows it all)
+
+
+def escape_line(value: Any, limit: int = LINE_LIMIT) -> str:
+    """Upstream text as one line of a terminal: control and format characters escaped (`\\x1b`,
+    `\\n`, `\\u202e`), and cut after `limit` characters with a marker."""
+    text = str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}… [{len(text) - limit} more characters]"
+    if text.isprintable():
+        return text
+    from onemcp.observability.redact import one_line
+
+    return one_line(text)
+
+
+def escape_text(value: Any) -> str:
+    """Upstream text for a terminal, its lines kept: control and format characters escaped."""
+    text = str(value)
+    if text.replace("\n", "").replace("\t", "").isprintable():
+        return text
+    from onemcp.observability.redact import printable
+
+    return printable(text)
+
+
+def json_text(doc: Any) -> str:
+    """`doc` as indented JSON, exact, and safe on a terminal: JSON escapes C0 controls but not C1
+    controls or bidi overrides, so a document holding one is written with `\\u` escapes throughout."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    return text if text.replace("\n", "").isprintable() else json.dumps(doc, indent=2)
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    """Print `rows` (escaped already) in columns, under `header` if any."""
+    lines = [header, *rows] if header else rows
+    if not lines:
+        return
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    for row in lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -13,6 +13,7 @@ from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.launch import fixture_command
+from onemcp.observability.metrics import Metrics
 from support.hub import running_hub
 
 pytestmark = pytest.mark.anyio
@@ -73,3 +74,18 @@ async def test_metrics_count_requests_and_state(tmp_path: Path) -> None:
     # bounded labels: only configured servers, only known methods
     servers = {dict(labels).get("server") for (_, labels) in got if dict(labels).get("server")}
     assert servers == {"a", "slow"}
+
+
+def test_answered_error_codes_are_the_hubs_own_or_other() -> None:
+    """An upstream chooses the code of its answer to one of the hub's requests: it must not grow series."""
+    metrics = Metrics()
+    for code in (-32602, 7, -31999, 123456789, -32602):
+        metrics.answered_error("tools/call", code)
+    metrics.answered_error("made/up", -32601)
+    got = samples(metrics.render().decode())
+    answered = {tuple(sorted(labels)): v for (n, labels), v in got.items() if n == "onemcp_answered_errors_total"}
+    assert answered == {
+        (("code", "-32602"), ("method", "tools/call")): 2,
+        (("code", "other"), ("method", "tools/call")): 3,
+        (("code", "-32601"), ("method", "other")): 1,
+    }

@@ -20,6 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from onemcp.protocol import errors
+
 KNOWN_METHODS = frozenset(
     {
         "tools/call", "prompts/get", "resources/read", "completion/complete", "resources/subscribe",
@@ -28,6 +30,7 @@ KNOWN_METHODS = frozenset(
         "ping", "logging/setLevel", "server/discover", "subscriptions/listen",
     }
 )  # fmt: skip
+KNOWN_CODES = frozenset(v for k, v in vars(errors).items() if k.isupper() and isinstance(v, int) and v < 0)
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -59,9 +62,10 @@ class Metrics:
         self._histograms: dict[tuple[str, str], Any] = {}
 
     def answered_error(self, method: object, code: int) -> None:
-        """A request the hub answered with error `code` itself (codes are the hub's own few)."""
+        """A request the hub answered with error `code` itself: one of the hub's own codes, else "other"
+        (an upstream's answer to one of the hub's requests keeps the upstream's code, which it chooses)."""
         name = method if isinstance(method, str) and method in KNOWN_METHODS else "other"
-        self._answered.labels(name, str(code)).inc()
+        self._answered.labels(name, str(code) if code in KNOWN_CODES else "other").inc()
 
     def observe(self, method: str, server: str, outcome: str, seconds: float) -> None:
         """One forwarded request to `server` (a configured server's or template's name, never an

@@ -190,7 +190,8 @@ class OneMcpApp:
             principal = await self.gate.admit(scope, send)
             if principal is None:
                 return
-            receive = self.gate.guarded(scope, principal, receive)  # a stream ends when its credential does
+            if scope["method"] == "GET":  # a stream stays open: it ends when its credential does
+                receive = self.gate.guarded(scope, principal, receive)
             if path == "/mcp" or path == "/mcp/":
                 await self.mcp(scope, receive, send, principal)
             elif path == "/sse":

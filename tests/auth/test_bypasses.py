@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from fixtures.launch import fixture_command
+from onemcp.auth import gate as gate_module
 from onemcp.auth.keys import KeyStore
 from support.credentials import JwtIssuer, jwks_server
 from support.hub import HEADERS, RunningHub, running_hub
@@ -452,3 +454,17 @@ async def test_subscriptions_survive_a_restart_of_their_server(tmp_path: Path) -
                 await anyio.sleep(0.05)  # allowed-sleep: the resubscription is on its way
             else:
                 raise AssertionError("no resources/updated after the restart")
+
+
+async def test_a_call_admitted_before_its_key_expires_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only streams end with their credential: a 2026-07-28 call in flight when the key expires gets its
+    result (it used to be cut off: a faked disconnect, then HTTP 500)."""
+    monkeypatch.setattr(gate_module, "RECHECK", 0.1)
+    with anyio.fail_after(60):
+        async with keyed_hub(tmp_path) as (hub, keys), httpx.AsyncClient(timeout=30) as http:
+            key = keys.create("short", ["mcp"], time.time() + 1.0)
+            body, headers = modern(key, "tools/call", {"name": "time__sleep", "arguments": {"seconds": 2}})
+            r = await http.post(hub.url, json=body, headers=headers)
+            assert r.status_code == 200 and "error" not in r.json(), r.text

@@ -183,12 +183,10 @@ class Gate:
         return principal
 
     async def holds(self, scope: Scope, principal: Principal) -> bool:
-        """Does the request's credential still stand for `principal` (not revoked, not expired, the
-        same scopes)? Asked of long-lived streams, whose credential was checked when they opened."""
+        """Does the request's credential still stand for `principal` (not revoked, not expired as its
+        verifier judges, leeway included; the same scopes)? Asked of streams, checked when they opened."""
         if not self.required:
             return True
-        if principal.expires is not None and time.time() >= principal.expires:
-            return False
         scheme, _, token = (asgi.header(scope, b"authorization") or "").partition(" ")
         try:
             return scheme.lower() == "bearer" and (await self.verify(token.strip())).key == principal.key
@@ -198,15 +196,16 @@ class Gate:
     def guarded(self, scope: Scope, principal: Principal, receive: Receive) -> Receive:
         """`receive` that reports a disconnect once the credential no longer holds (checked every
         RECHECK seconds while the request waits on its client, and at its expiry): a stream held
-        open on a revoked API key, or an expired token, ends within that time."""
+        open on a revoked API key, or an expired token, ends within that time. For streams only (a
+        GET, a listen request): a call whose credential was valid when it came is answered."""
         if not self.required:
             return receive
 
         async def checked() -> MutableMapping[str, Any]:
             while True:
-                wait = RECHECK
-                if principal.expires is not None:
-                    wait = min(wait, max(0.0, principal.expires - time.time()) + 0.01)
+                wait, left = RECHECK, (principal.expires or 0.0) - time.time()
+                if 0.0 < left < wait:  # at its expiry (the verifier says whether a leeway still admits it)
+                    wait = left + 0.01
                 with anyio.move_on_after(wait):
                     return await receive()
                 if not await self.holds(scope, principal):

@@ -150,7 +150,8 @@ class ModernEndpoint:
     ) -> None:
         rid = msg["id"]
         if method == "subscriptions/listen":
-            await self._listen(session, rid, params, receive, send)
+            # a listen stream stays open: it ends when its credential does (a call is answered whatever)
+            await self._listen(session, rid, params, self.gate.guarded(scope, session.principal, receive), send)
         elif self.requests.is_local(method):
             reply = await self.requests.local(session, rid, method, params)
             if isinstance(reply, bytes):

@@ -26,6 +26,16 @@ def test_one_mcp_settings_that_map_cleanly() -> None:
     assert a.env == {"A": "1", "B": "two=2"}
 
 
+def test_one_mcp_server_defaults_apply_to_the_servers_of_their_transport() -> None:
+    """1MCP's serverDefaults may hold env (for commands) and headers (for URLs): each applies where it can."""
+    config = parse(
+        """{"serverDefaults": {"env": {"LOG": "debug"}, "headers": {"X-Team": "core"}},
+            "mcpServers": {"fs": {"command": "x"}, "remote": {"url": "https://r.example/mcp"}}}"""
+    )
+    assert config.servers["fs"].env == {"LOG": "debug"} and config.servers["fs"].headers == {}
+    assert config.servers["remote"].headers == {"X-Team": "core"} and config.servers["remote"].env == {}
+
+
 def test_one_mcp_settings_that_do_not_map_are_refused_all_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         parse(

@@ -16,6 +16,8 @@ from typing import Any
 FOREIGN_SERVER_KEYS = frozenset({"autoApprove", "alwaysAllow", "description", "notes", "transportType", "icon"})
 # Top-level keys that are not ours but belong in such a file: for editors, and VS Code's prompts.
 FOREIGN_TOP_KEYS = ("$schema", "inputs")
+STDIO_ONLY = frozenset({"env", "args", "cwd", "inheritParentEnv", "envFilter"})  # serverDefaults for a command
+URL_ONLY = frozenset({"headers", "oauth"})  # serverDefaults for a url
 ONE_MCP_KEYS = frozenset({"requestTimeout", "connectionTimeout", "restartOnExit", "inheritParentEnv", "envFilter"})
 TIMEOUT_HINT_ABOVE = 3600  # a `timeout` above this many seconds is most likely milliseconds
 
@@ -41,8 +43,10 @@ def normalise(doc: dict[str, Any]) -> list[str]:
             if not isinstance(entry, dict):
                 continue
             if defaults:
+                stdio = "command" in entry  # a default of the other transport does not apply (1MCP ignores it)
                 for key, value in defaults.items():
-                    entry.setdefault(key, value)
+                    if key not in (URL_ONLY if stdio else STDIO_ONLY):
+                        entry.setdefault(key, value)
             problems += _server(f"{section}.{name}", entry, one_mcp=one_mcp)
     return problems
 

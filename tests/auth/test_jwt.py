@@ -126,3 +126,67 @@ async def test_roles_come_from_the_roles_claim_only() -> None:
             assert principal is not None and principal.scopes == frozenset({"mcp", "role:dev"})
             assert (await check.verify(token(key, "k1"))) is not None
     assert fetches[0] == 1  # the set is fetched once and kept
+
+
+async def test_a_jwk_without_alg_verifies_every_allowed_algorithm_of_its_type() -> None:
+    """Azure AD-style key sets name no alg: a PS256 or RS512 token must verify with an RSA key."""
+    key, jwk = rsa_key("k1")
+    del jwk["alg"]
+    with anyio.fail_after(30):
+        async with issuer([jwk]) as (url, _):
+            check = verifier(url, algorithms=["RS256", "RS512", "PS256"])
+            for algorithm in ("RS256", "RS512", "PS256"):
+                assert (await check.verify(token(key, "k1", algorithm=algorithm))) is not None, algorithm
+            with pytest.raises(InvalidToken):
+                await check.verify(token(key, "k1", algorithm="RS384"))  # not in the configured list
+
+
+async def test_a_fetch_whose_caller_left_still_answers_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    key, jwk = rsa_key("k1")
+    release = anyio.Event()
+    calls = [0]
+
+    def slow(url: str) -> dict[str, Any]:
+        calls[0] += 1
+        anyio.from_thread.run(release.wait)
+        return {"k1": jwk}
+
+    monkeypatch.setattr(verifier_module, "_fetch", slow)
+    check = verifier("https://issuer.test/jwks.json")
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            leaver = anyio.CancelScope()
+
+            async def first() -> None:
+                with leaver:
+                    await check.verify(token(key, "k1"))
+
+            tg.start_soon(first)
+            while calls[0] == 0:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the fetch starts)
+            result: list[Any] = []
+
+            async def second() -> None:
+                result.append(await check.verify(token(key, "k1")))
+
+            tg.start_soon(second)
+            leaver.cancel()  # the request that started the fetch goes away
+            release.set()
+        assert result and result[0] is not None and calls[0] == 1
+
+
+async def test_a_malformed_key_set_is_refused_and_not_fetched_again_at_once() -> None:
+    key, _ = rsa_key("k1")
+    with anyio.fail_after(30):
+        for doc in ({"keys": None}, [1, 2], {"keys": [{"kid": "k1", "kty": "nope"}]}):
+
+            async def app(scope: Any, receive: Any, send: Any, body: bytes = json.dumps(doc).encode()) -> None:
+                if scope["type"] == "http":
+                    await send({"type": "http.response.start", "status": 200, "headers": []})
+                    await send({"type": "http.response.body", "body": body})
+
+            async with loopback_asgi(app) as base:
+                check = verifier(f"{base}/jwks.json")
+                for _ in range(2):
+                    with pytest.raises(InvalidToken):
+                        await check.verify(token(key, "k1"))

@@ -39,35 +39,45 @@ FETCH_TIMEOUT = 5.0
 MAX_JWKS_BYTES = 1024 * 1024
 
 
-def _fetch(url: str) -> dict[str, pyjwt.PyJWK]:
-    """The JWKS at `url`: kid -> key (keys without a kid, or of a type PyJWT cannot use, left out)."""
+def _fetch(url: str) -> dict[str, dict[str, Any]]:
+    """The JWKS at `url`: kid -> its JWK (keys without a kid, or of a type PyJWT cannot use, left out)."""
     request = urllib.request.Request(url, headers={"accept": "application/json", "user-agent": "onemcp"})
     with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
         body = response.read(MAX_JWKS_BYTES + 1)
     if len(body) > MAX_JWKS_BYTES:
         raise ValueError(f"the JWKS is larger than {MAX_JWKS_BYTES} bytes")
     doc = json.loads(body)
-    keys: dict[str, pyjwt.PyJWK] = {}
-    for entry in doc.get("keys", []) if isinstance(doc, dict) else []:
+    entries = doc.get("keys") if isinstance(doc, dict) else None
+    keys: dict[str, dict[str, Any]] = {}
+    for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
             continue
         try:
-            keys[entry["kid"]] = pyjwt.PyJWK(entry)
+            pyjwt.PyJWK(entry)  # usable at all (its own alg, or the type's default)
         except (pyjwt.PyJWTError, ValueError, TypeError, KeyError):
             continue  # a key of another use or type (an encryption key, an unsupported curve)
+        keys[entry["kid"]] = entry
     return keys
+
+
+def signing_key(jwk: dict[str, Any], alg: object) -> pyjwt.PyJWK:
+    """The key of `jwk` for a token signed with `alg`: a JWK that names no alg (as Azure AD's) takes the
+    token's, if it fits the key's type; PyJWT then refuses a token whose alg does not fit its key."""
+    if "alg" in jwk or not isinstance(alg, str):
+        return pyjwt.PyJWK(jwk)
+    return pyjwt.PyJWK(jwk, algorithm=alg)
 
 
 class KeySet:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.keys: dict[str, pyjwt.PyJWK] = {}
+        self.keys: dict[str, dict[str, Any]] = {}
         self.fetched = float("-inf")  # when the set now held was fetched (monotonic)
         self.tried = float("-inf")  # when a fetch was last started
         self.failed = float("-inf")  # when a fetch last failed
         self._lock = anyio.Lock()
 
-    async def key(self, kid: str) -> pyjwt.PyJWK:
+    async def key(self, kid: str) -> dict[str, Any]:
         now = time.monotonic()
         due = now - self.fetched >= KEYS_TTL or (kid not in self.keys and now - self.tried >= REFETCH_EVERY)
         if due and now - self.failed >= RETRY_AFTER:
@@ -79,16 +89,17 @@ class KeySet:
 
     async def _refresh(self, asked: float) -> None:
         async with self._lock:  # one fetch for every request waiting on it
-            if self.tried >= asked or time.monotonic() - self.failed < RETRY_AFTER:
-                return  # fetched (or failed) while this one waited
+            if self.fetched >= asked or self.failed >= asked:
+                return  # a fetch that ended while this one waited answered it too
             self.tried = time.monotonic()
-            try:
-                keys = await anyio.to_thread.run_sync(_fetch, self.url, abandon_on_cancel=True)
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                self.failed = time.monotonic()
-                log.warning("JWKS %s could not be fetched (the last good keys stay in use): %s", self.url, exc)
-                return
-            self.keys, self.fetched = keys, time.monotonic()
+            with anyio.CancelScope(shield=True):  # its waiters need its end even if its own caller left
+                try:
+                    keys = await anyio.to_thread.run_sync(_fetch, self.url)  # FETCH_TIMEOUT bounds it
+                except (OSError, ValueError, TypeError, RecursionError, http.client.HTTPException) as exc:
+                    self.failed = time.monotonic()
+                    log.warning("JWKS %s could not be fetched (the last good keys stay in use): %s", self.url, exc)
+                    return
+                self.keys, self.fetched = keys, time.monotonic()
 
 
 class JwtVerifier:
@@ -101,13 +112,14 @@ class JwtVerifier:
         if token.count(".") != 2:
             return None  # not a JWT: another verifier's
         try:
-            kid = pyjwt.get_unverified_header(token).get("kid")
+            header = pyjwt.get_unverified_header(token)
+            kid = header.get("kid")
             if not isinstance(kid, str):
                 raise InvalidToken("the token names no signing key (kid)")
-            key = await self.keys.key(kid)
+            key = signing_key(await self.keys.key(kid), header.get("alg"))
             claims: dict[str, Any] = pyjwt.decode(
                 token,
-                key,  # the PyJWK: PyJWT then refuses a token whose alg does not fit the key's type
+                key,  # a PyJWK: PyJWT then refuses a token whose alg does not fit the key's type
                 algorithms=self.settings.algorithms,
                 audience=self.audience,
                 issuer=self.settings.issuer,

@@ -8,7 +8,6 @@ config's override) sit in a `<server name="...">` block.
 from __future__ import annotations
 
 import logging
-import re
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.catalog.reach import Reach
@@ -32,16 +31,13 @@ SEARCH_NOTE = (
 
 MAX_TITLE = 100  # characters of a server's title in the summary
 MAX_SERVER_TEXT = 16 * 1024  # characters of a server's instructions
-_TAG = re.compile(r"<(/?)(server\b)", re.IGNORECASE)
-
-
-def _contained(text: str) -> str:
-    """A server's instructions as they may stand inside its block: no tag that would close it or open
-    another's (`</server>`, `<server name="other">` become `&lt;/server>`...), no terminal codes, bounded."""
+def _contained(text: str, limit: int = MAX_SERVER_TEXT) -> str:
+    """A server's text as it may stand in the hub's: no tag at all (every `<` is written `&lt;`, so
+    neither `</server>` nor `< /server>` closes its block or opens another's), no terminal codes, bounded."""
     text = printable(text.strip())
-    if len(text) > MAX_SERVER_TEXT:
-        text = text[:MAX_SERVER_TEXT] + " [cut]"
-    return _TAG.sub(r"&lt;\1\2", text)
+    if len(text) > limit:
+        text = text[:limit] + " [cut]"
+    return text.replace("<", "&lt;")
 
 
 def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, reach: Reach, *, search: bool = False) -> str:
@@ -59,7 +55,8 @@ def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, reach: 
         if conn is None or server is None:
             continue
         counts = shown.get(name, {"tools": 0, "prompts": 0})
-        title = one_line(str(conn.server_info.get("title") or conn.server_info.get("name") or name))[:MAX_TITLE]
+        title = _contained(str(conn.server_info.get("title") or conn.server_info.get("name") or name), MAX_TITLE)
+        title = one_line(title)
         summary.append(f"- {name}: {title} ({conn.state}; {counts['tools']} tools, {counts['prompts']} prompts)")
         text = server.instructions if server.instructions is not None else conn.instructions
         if text and reach.whole(name):

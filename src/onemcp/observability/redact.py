@@ -29,9 +29,11 @@ TOKEN = re.compile(
 )
 URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)(@)")
 # C0 and C1 controls (ESC, CSI, OSC: terminal codes), DEL, and the format characters that reorder or
-# hide text on screen (bidi overrides and isolates, zero-width characters, the byte order mark)
-CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# hide text on screen (bidi marks, overrides and isolates, zero-width characters and joiners, the byte
+# order mark, and the tag characters a model reads but a person does not see)
+_FORMAT = "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f"
+CONTROL = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_FORMAT}]")
+CONTROL_BUT_NEWLINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")
 # an env or header name whose value is a credential (a rendered template value elsewhere may be a
 # client's name or a path, not to be masked in every line)
 SECRET_NAME = re.compile(r"(?i)token|secret|passw|key|auth|credential|cookie|session|private|signature")

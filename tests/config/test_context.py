@@ -102,3 +102,11 @@ def test_a_commit_that_is_not_a_commit_id_is_left_out(tmp_path: Path) -> None:
     (git / "HEAD").write_text("ref: refs/heads/main\n")
     (git / "refs" / "heads" / "main").write_text("not a commit; rm -rf ~\n")
     assert project(tmp_path / "repo")["git"] == {"branch": "main"}
+
+
+@pytest.mark.parametrize("branch", ["feat/\u00fcmlaut", "fix(ui)", "JIRA-1#2", "a,b", "release/v1.2"])
+def test_a_branch_git_would_write_is_the_branch(tmp_path: Path, branch: str) -> None:
+    git = tmp_path / "repo" / ".git"
+    git.mkdir(parents=True)
+    (git / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    assert project(tmp_path / "repo")["git"] == {"branch": branch}

@@ -179,14 +179,14 @@ def test_relative_paths_in_the_file_are_relative_to_the_file(tmp_path: Path) -> 
     assert config.hub.instructions_file == str(path.parent / "notes.md")
 
 
-@pytest.mark.parametrize("template", ["{count} and {servres}", "{0}", "{count.real}"])
+@pytest.mark.parametrize("template", ["{count} and {servres}", "{Count}", "{count.real}"])
 def test_an_instructions_template_naming_no_field_is_refused(template: str) -> None:
     message = error_of({"onemcp": {"instructions": template}})
     assert "onemcp.instructions" in message and "is not a field" in message and "{summary}" in message
 
 
 def test_instructions_without_fields_or_with_stray_braces_are_text() -> None:
-    for text in ("Use the tools.", 'Send {"a": 1', "{{literal}} and {count}"):
+    for text in ("Use the tools.", 'Send {"a": 1', "{{literal}} and {count}", "a set is {} or {0}"):
         assert parse({"onemcp": {"instructions": text}}).hub.instructions == text
 
 

@@ -47,7 +47,9 @@ def _git_dir(folder: Path) -> Path | None:
     return None
 
 
-_REF = re.compile(r"^refs/[A-Za-z0-9][A-Za-z0-9._/+@-]{0,200}$")
+# what `git check-ref-format` refuses: controls, space, ~ ^ : ? * [ \, "..", "@{", a leading "-" or
+# "." in a component, ".lock" (checked with the rest in `_git`); anything else is a branch git writes
+_REF = re.compile(r"^refs/[^\x00-\x20\x7f~^:?*\[\\-][^\x00-\x20\x7f~^:?*\[\\]{0,250}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -61,7 +63,7 @@ def _git(folder: Path) -> dict[str, str]:
         head = (git / "HEAD").read_text().strip()
         if head.startswith("ref:"):
             ref = head[4:].strip()
-            if not _REF.match(ref) or ".." in ref or "/." in ref or "/-" in ref:
+            if not _REF.match(ref) or any(bad in ref for bad in ("..", "/.", "/-", "@{", ".lock/", "//")):
                 return {}  # not a ref git would write: a crafted HEAD (a path out of .git, an option, a new line)
             out["branch"] = ref.removeprefix("refs/heads/")
             common = git / "commondir"

@@ -60,6 +60,8 @@ def template_problem(text: str) -> str | None:
         named = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
     except ValueError:
         return None
+    if any(name == "" or name.isdigit() for name in named):
+        return None  # `{}`, `{0}`: not a template either, used as written (as `render_instructions` does)
     unknown = [name for name in named if name not in INSTRUCTION_FIELDS]
     if not unknown:
         return None

@@ -166,5 +166,8 @@ async def _users_own(
     if running is not None:  # a value changed (set, replaced or deleted): its next connection carries it
         isolated.close_owned(owner, server)
     fresh = await isolated.get(owner, None, server, config, config)
+    if (fresh.config.env, fresh.config.headers) != (config.env, config.headers):  # one still starting, made
+        isolated.close_owned(owner, server)  # from the old values by another call: this one's are newer
+        fresh = await isolated.get(owner, None, server, config, config)
     isolated.stamp(owner, server, version)
     return fresh

@@ -74,3 +74,9 @@ def test_a_runtime_file_of_an_exited_hub_is_no_hub(config_dir: Path, tmp_path: P
     write_runtime(config_dir, "http://127.0.0.1:5/mcp", pid=2**22 + 12345)  # above the default pid_max
     with pytest.raises(TargetError, match="which has exited"):
         resolve(cwd=tmp_path)
+
+
+def test_an_rc_url_that_does_not_parse_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ".onemcprc").write_text(json.dumps({"url": "http://[::1"}))
+    with pytest.raises(TargetError, match="does not parse"):
+        resolve(cwd=tmp_path)

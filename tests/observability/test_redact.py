@@ -13,6 +13,7 @@ import pytest
 from mcp import Client
 
 from onemcp.config.model import HubConfig
+from onemcp.observability import redact as redact_module
 from onemcp.observability.events import EventBus
 from onemcp.observability.redact import REDACTOR, SECRET_NAME, Redactor, display_url, one_line, printable
 from support.hub import running_hub
@@ -137,3 +138,19 @@ def test_secret_names_are_credentials_not_paths_or_client_names() -> None:
         assert SECRET_NAME.search(name), name
     for name in ("CLIENT_NAME", "PROJECT_DIR", "MEMORY_FILE_PATH", "LOG_LEVEL", "Accept"):
         assert not SECRET_NAME.search(name), name
+
+
+def test_url_credentials_up_to_the_last_at_and_tokens_as_users_and_not_principals() -> None:
+    scrub = Redactor().scrub
+    assert scrub("postgres://user:p@ss@host/db") == "postgres://user:***@host/db"
+    assert scrub("https://ghp_abcdefghijklmnop1234@github.com/x") == "https://***@github.com/x"
+    audit = "call principal=jwt:https://idp:8443#alice@corp.com tool=x"
+    assert scrub(audit) == audit  # who called stays readable
+
+
+def test_past_the_cap_the_oldest_rendered_secrets_give_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redact_module, "MAX_SECRETS", 2)
+    redactor = Redactor()
+    redactor.add(["first-secret", "second-secret"])
+    redactor.add(["third-secret"])
+    assert redactor.scrub("first-secret second-secret third-secret") == "first-secret *** ***"

@@ -115,7 +115,10 @@ def resolve(
     config: Path | None = None
     if url is None and "url" in rc:
         url = rc["url"]
-        host = urlsplit(url).hostname if isinstance(url, str) else None
+        try:
+            host = urlsplit(url).hostname if isinstance(url, str) else None
+        except ValueError:
+            raise TargetError(f"{rc_path}: its url {url!r} does not parse") from None
         if host not in LOOPBACK:  # a cloned repository's file must not send the user's token elsewhere
             raise TargetError(
                 f"{rc_path} names a hub at {url!r}, not on this machine; a project file may only name a local"

@@ -27,7 +27,11 @@ TOKEN = re.compile(
     r"|(?<![A-Za-z0-9])[A-Za-z0-9]*_?(?:token|secret|password|passwd|apikey|api_key|signature|sig)=)"
     r"([^\s,;\"'&]+)"
 )
-URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)(@)")
+# the password of a URL's userinfo, up to its last "@" (a password may hold one; "#", "?" and "/" end
+# the authority, so "jwt:https://idp:8443#alice@corp" is no URL password), or a userinfo that is a
+# long token alone (https://ghp_...@github.com)
+URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@#?]*:)([^/\s#?]*)(@)")
+URL_TOKEN = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/\s:@#?]{16,})(@)")
 # C0 and C1 controls (ESC, CSI, OSC: terminal codes), DEL, and the format characters that reorder or
 # hide text on screen (bidi marks, overrides and isolates, zero-width characters and joiners, the byte
 # order mark, and the tag characters a model reads but a person does not see)
@@ -38,7 +42,7 @@ CONTROL_BUT_NEWLINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")
 # client's name or a path, not to be masked in every line)
 SECRET_NAME = re.compile(r"(?i)token|secret|passw|key|auth|credential|cookie|session|private|signature")
 MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
-MAX_SECRETS = 10_000  # values kept from rendered template instances (their own are few)
+MAX_SECRETS = 10_000  # values kept from rendered template instances and principals (the newest)
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -78,7 +82,7 @@ class Redactor(logging.Filter):
         super().__init__()
         self.secrets: list[str] = []
         self._configured: set[str] = set()
-        self._rendered: set[str] = set()
+        self._rendered: dict[str, None] = {}  # in the order added (the oldest go first past MAX_SECRETS)
 
     def use(self, config: HubConfig) -> None:
         """The secrets of this config: its servers' and templates' env and header values (a template's
@@ -88,21 +92,27 @@ class Redactor(logging.Filter):
         self._update()
 
     def add(self, values: Iterable[str]) -> None:
-        """More secrets: a template instance's rendered env and header values."""
-        fresh = {v for v in values if _literal(v)} - self._rendered - self._configured
-        if fresh and len(self._rendered) < MAX_SECRETS:
-            self._rendered |= fresh
-            self._update()
+        """More secrets: a template instance's rendered env and header values, a principal's own values
+        (the newest MAX_SECRETS of them: the oldest are forgotten first)."""
+        fresh = [v for v in dict.fromkeys(values) if _literal(v) and v not in self._configured]
+        if not fresh or all(v in self._rendered for v in fresh):
+            return
+        for value in fresh:
+            self._rendered.pop(value, None)
+            self._rendered[value] = None
+        while len(self._rendered) > MAX_SECRETS:
+            del self._rendered[next(iter(self._rendered))]
+        self._update()
 
     def _update(self) -> None:
-        self.secrets = sorted(self._configured | self._rendered, key=len, reverse=True)
+        self.secrets = sorted(self._configured | self._rendered.keys(), key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         """`text` without the known secrets and credential-shaped values (each becomes ***)."""
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        return URL_PASSWORD.sub(r"\1***\3", TOKEN.sub(r"\1***", text))
+        return URL_TOKEN.sub(r"\1***\3", URL_PASSWORD.sub(r"\1***\3", TOKEN.sub(r"\1***", text)))
 
     def shown(self, text: str) -> str:
         """`text` as a surface outside the log shows it: scrubbed, and on one line."""

@@ -31,6 +31,8 @@ SEARCH_NOTE = (
 
 MAX_TITLE = 100  # characters of a server's title in the summary
 MAX_SERVER_TEXT = 16 * 1024  # characters of a server's instructions
+
+
 def _contained(text: str, limit: int = MAX_SERVER_TEXT) -> str:
     """A server's text as it may stand in the hub's: no tag at all (every `<` is written `&lt;`, so
     neither `</server>` nor `< /server>` closes its block or opens another's), no terminal codes, bounded."""

@@ -174,6 +174,7 @@ def test_unset_variables_do_not_block_an_edit_but_are_reported_when_new(config: 
         {"url": "https://h:${PORT}/mcp"},
         {"url": "${BASE}/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}},
         {"command": "x", "timeout": "${SECONDS}"},
+        {"url": "${MCP_URL}", "timeout": "${TIMEOUT}", "headers": {"K": "${KEY}"}},  # a URL and a number at once
     ],
 )
 def test_an_unset_variable_gets_a_stand_in_that_fits_where_it_stands(config: Path, server: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ class StrictModel(BaseModel):
         infinities are no numbers either (pydantic would take them, and compare them to the bounds)."""
         if info.field_name is None:
             return value
-        kinds = _kinds(cls.model_fields[info.field_name].annotation)
+        kinds = kinds_of(cls.model_fields[info.field_name].annotation)
         if not kinds & {int, float}:
             return value
         if isinstance(value, bool) and bool not in kinds:
@@ -38,7 +38,7 @@ class StrictModel(BaseModel):
         return value
 
 
-def _kinds(annotation: Any) -> set[Any]:
+def kinds_of(annotation: Any) -> set[Any]:
     """The plain types an annotation admits (`int | None` -> {int, NoneType})."""
     args = get_args(annotation)
-    return set().union(*(_kinds(a) for a in args)) if args else {annotation}
+    return set().union(*(kinds_of(a) for a in args)) if args else {annotation}

@@ -19,6 +19,7 @@ Errors::
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -27,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from onemcp.config import formats
+from onemcp.config.base import kinds_of
 from onemcp.config.files import atomic_write, backup
 from onemcp.config.load import ConfigError, parse_config
 from onemcp.config.model import HubConfig
@@ -163,36 +166,48 @@ def _unknown(name: str, servers: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- the edit cycle
 def validate(doc: Document, *, source: str, env: dict[str, str]) -> tuple[HubConfig, tuple[str, ...]]:
     """Load `doc` as the hub would; each unset ``${VAR}`` without a default gets a stand-in that fits
-    where it stands: `PLACEHOLDER` where a value starts with it (a URL), "1" inside a value (a port,
-    a token after "Bearer "); a whole value is tried as a URL, then as a number."""
+    where it stands: a whole value "1" in a field that takes a number, else `PLACEHOLDER` (a URL);
+    `PLACEHOLDER` where a value starts with it; "1" inside a value (a port, a token after "Bearer ")."""
     unset = set(_bare_vars(doc)) - set(env)
-    if not unset:
-        return parse_config(orjson.dumps(doc), source=source, env=env), ()
-    try:
-        config = parse_config(orjson.dumps(_stand_in(doc, unset, PLACEHOLDER)), source=source, env=env)
-    except ConfigError as as_url:
-        try:
-            config = parse_config(orjson.dumps(_stand_in(doc, unset, "1")), source=source, env=env)
-        except ConfigError:
-            raise as_url from None
+    config = parse_config(orjson.dumps(_stand_in(doc, unset, "") if unset else doc), source=source, env=env)
     return config, tuple(sorted(unset))
 
 
-def _stand_in(value: Any, unset: set[str], whole: str) -> Any:
-    """`value` with each unset ``${VAR}`` replaced: by `whole` where it is the whole string."""
+@functools.cache
+def _numeric_fields() -> frozenset[str]:
+    """The config keys (names and aliases, at any depth) whose value is a number."""
+    found: set[str] = set()
+    seen: set[type] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            kinds = kinds_of(field.annotation)
+            if kinds & {int, float}:
+                found.update({name, field.alias or name})
+            for kind in kinds:
+                if isinstance(kind, type) and issubclass(kind, BaseModel) and kind not in seen:
+                    walk(kind)
+
+    walk(HubConfig)
+    return frozenset(found)
+
+
+def _stand_in(value: Any, unset: set[str], key: str) -> Any:
+    """`value` (at config key `key`) with each unset ``${VAR}`` replaced by a stand-in that fits."""
     if isinstance(value, dict):
-        return {k: _stand_in(v, unset, whole) for k, v in value.items()}
+        return {k: _stand_in(v, unset, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_stand_in(v, unset, whole) for v in value]
+        return [_stand_in(v, unset, key) for v in value]
     if not isinstance(value, str) or "${" not in value:
         return value
 
     def one(match: re.Match[str]) -> str:
         if match.group(1) not in unset:
             return match.group(0)
-        if match.start() == 0:
-            return whole if match.end() == len(value) else PLACEHOLDER
-        return "1"
+        if match.start() == 0 and match.end() == len(value) and key in _numeric_fields():
+            return "1"
+        return PLACEHOLDER if match.start() == 0 else "1"
 
     return _BARE_VAR.sub(one, value)
 

@@ -30,6 +30,8 @@ TOKEN = re.compile(
 # the password of a URL's userinfo, up to its last "@" (a password may hold one; "#", "?" and "/" end
 # the authority, so "jwt:https://idp:8443#alice@corp" is no URL password), or a userinfo that is a
 # long token alone (https://ghp_...@github.com)
+# a text holds none of these: TOKEN cannot match it
+TOKEN_WORDS = ("authorization", "bearer", "token", "api_key", "api-key", "apikey", "secret", "passw", "sig")
 URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@#?]*:)([^/\s#?]*)(@)")
 URL_TOKEN = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/\s:@#?]{16,})(@)")
 # C0 and C1 controls (ESC, CSI, OSC: terminal codes), DEL, and the format characters that reorder or
@@ -112,7 +114,12 @@ class Redactor(logging.Filter):
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        return URL_TOKEN.sub(r"\1***\3", URL_PASSWORD.sub(r"\1***\3", TOKEN.sub(r"\1***", text)))
+        lower = text.lower()  # the patterns run only where one could match (an audit line per call: ~1 us)
+        if any(word in lower for word in TOKEN_WORDS):
+            text = TOKEN.sub(r"\1***", text)
+        if "://" in text:
+            text = URL_TOKEN.sub(r"\1***\3", URL_PASSWORD.sub(r"\1***\3", text))
+        return text
 
     def shown(self, text: str) -> str:
         """`text` as a surface outside the log shows it: scrubbed, and on one line."""

@@ -48,6 +48,18 @@ def load(data: Path, queries_file: Path | None = None) -> tuple[dict[str, list[d
     return servers, queries
 
 
+def reported_names(data: Path) -> dict[str, str]:
+    """Each server's reported name and title (`server_info`), which the hub gives the index as `about`
+    (hub/exposure.reported_name): product names in it count as the server's own (search/kinds.py)."""
+    out = {}
+    for path in sorted((data / "servers").glob("*.json")):
+        doc = json.loads(path.read_text())
+        info = doc.get("server_info") if isinstance(doc.get("server_info"), dict) else {}
+        said = " ".join(str(info[key]) for key in ("name", "title") if isinstance(info.get(key), str))
+        out[str(doc.get("server", path.stem))] = said
+    return out
+
+
 def fold_servers(path: Path) -> set[str]:
     """The servers a fold leaves out of training: names separated by commas, spaces or new lines; # comments."""
     return {name for line in path.read_text().splitlines() for name in line.split("#")[0].replace(",", " ").split()}
@@ -109,6 +121,7 @@ def main() -> None:
         servers = kept
         queries = [q for q in queries if all(e.split("/", 1)[0] in kept for e in q["expected"])]
     named = hub_tools(servers)
+    about = reported_names(args.data)
     total_tools = sum(len(t) for t in named.values())
     for module in ("onemcp.cli.main", "onemcp.http.server", "onemcp.hub.core"):
         importlib.import_module(module)  # a hub process's modules first: the RSS baseline is a hub without search
@@ -140,7 +153,7 @@ def main() -> None:
         started = time.perf_counter()
         idx = index.SearchIndex(Path(cache), model=model, transformer=transformer)
         for server, tools in named.items():
-            idx.update(server, tools)
+            idx.update(server, tools, about=about.get(server, ""))
         cold = time.perf_counter() - started  # searchable from here: BM25 (and static model, if no transformer)
         started = time.perf_counter()
         if transformer is not None:
@@ -150,7 +163,7 @@ def main() -> None:
         started = time.perf_counter()
         warm_idx = index.SearchIndex(Path(cache), model=model, transformer=transformer)
         for server, tools in named.items():
-            warm_idx.update(server, tools)
+            warm_idx.update(server, tools, about=about.get(server, ""))
         warm = time.perf_counter() - started
         assert warm_idx.embedded == 0 or model is None, warm_idx.embedded
         assert transformer is None or warm_idx.deep_ready, warm_idx.deep_pending()
@@ -177,7 +190,8 @@ def main() -> None:
         if rank is None or rank >= 5:
             misses.append((q["id"], q["query"], sorted(wanted), [h.name for h in hits[:3]]))
 
-    change_ms = change_on_loop(idx, named)
+    biggest = max(named, key=lambda s: len(named[s]))
+    change_ms = change_on_loop(idx, named, about.get(biggest, ""))
     full_tokens = count_json({"tools": [t for tools in named.values() for t in tools]})
     example = idx.search(queries[0]["query"], limit=5)
     result_text = render_hits(queries[0]["query"], [definitions[h.name] for h in example], total_tools)
@@ -248,7 +262,7 @@ def main() -> None:
         print(f"  {qid} {text!r}: want {wanted[:2]} got {got}")
 
 
-def change_on_loop(idx: Any, named: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+def change_on_loop(idx: Any, named: dict[str, list[dict[str, Any]]], about: str = "") -> dict[str, float]:
     """The time one server's new tools list costs where the index lives, for the biggest server: in
     line (`update`, then what the next search builds first) against the hub's way (`prepare` and the
     builds on a worker thread; `install`, the snapshot for `settling` and `settle` on the event loop).
@@ -261,10 +275,10 @@ def change_on_loop(idx: Any, named: dict[str, list[dict[str, Any]]]) -> dict[str
     inline, loop = [], []
     for _ in range(5):
         started = time.perf_counter()
-        idx.update(server, named[server])
+        idx.update(server, named[server], about=about)
         idx.search("warm up", limit=5, vector=vector)  # with what the first search after a change builds
         inline.append(time.perf_counter() - started)
-        prepared = index.prepare(server, named[server])  # a worker thread's
+        prepared = index.prepare(server, named[server], about)  # a worker thread's
         started = time.perf_counter()
         idx.install(prepared)
         work = idx.settling()

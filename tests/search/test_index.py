@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from onemcp.search import embed, kinds
+from onemcp.search import index as index_module
 from onemcp.search.index import SearchIndex
 from onemcp.search.text import stem, words
 
@@ -118,9 +119,10 @@ PARAPHRASED = [
     ("is it already evening for people in Osaka", "time__get_current_time"),
     ("is it morning yet in Sydney", "time__get_current_time"),
 ]
-# ... one it ranks second: "folder" is an action word of list_directory, and words weigh half as much as
-# meaning since the action words came (RESULTS.md, session 20: requests move both ways, more up than down)
-SECOND = [("give the report folder a better title", "fs__move_file")]
+# ... and one the request's action words bring up (`actions.expanded`: "report" says document and
+# filing): `move_file` passes `list_directory`, which BM25 puts first ("folder" is an action word of
+# directory) and which led the fused ranking too before the request had its second vector (session 21)
+EXPANDED = [("give the report folder a better title", "fs__move_file")]
 # ... and one the words find too, through the action words of the tool's name (stash: "put aside")
 BY_ACTION_WORDS = [("put my unfinished edits aside for now", "git__git_stash")]
 
@@ -131,7 +133,7 @@ def test_the_transformer_ranks_once_every_tool_has_its_vector() -> None:
     assert index.transformer is not None and not index.deep_ready and index.deep_pending() == 8
     static = build(transformer=False)
     static.update("git", GIT)
-    before = {query: names(static, query)[0] for query, _ in PARAPHRASED + SECOND}  # BM25 and the static model
+    before = {query: names(static, query)[0] for query, _ in PARAPHRASED + EXPANDED}  # BM25 and the static model
     batch = index.deep_batch(5)
     assert len(batch) == 5 and all(isinstance(text, str) and text for _, text in batch)
     index.deep_install([digest for digest, _ in batch], index.transformer.encode([text for _, text in batch]))
@@ -141,15 +143,32 @@ def test_the_transformer_ranks_once_every_tool_has_its_vector() -> None:
     for query, expected in PARAPHRASED:
         assert names(index, query)[0] == expected, query
         assert before[query] != expected, query
-    for query, expected in SECOND:
-        assert names(index, query)[1] == expected and before[query] != expected, query
+    words_only = build(model=None, transformer=None)
+    words_only.update("git", GIT)
+    for query, expected in EXPANDED:
+        assert names(index, query)[0] == expected and before[query] != expected, query
+        assert names(words_only, query)[0] == "fs__list_directory", query
     for query, expected in BY_ACTION_WORDS:
         assert names(index, query)[0] == expected == names(static, query)[0], query
-        words_only = build(model=None, transformer=None)
-        words_only.update("git", GIT)
         assert names(words_only, query)[0] == expected, query  # BM25 alone: the phrases are its terms
     index.update("mail", [{**MAIL[0], "description": "Send a message by email."}])
     assert not index.deep_ready and index.deep_pending() == 1  # only the changed definition waits
+
+
+def test_the_request_with_its_action_words_is_a_second_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = build()
+    index.update("git", GIT)
+    index.fill_deep()
+    query, expected = EXPANDED[0]
+    encode = index.query_encoder()
+    assert encode is not None
+    vectors = encode(query)
+    assert vectors.shape == (2, 384) and float(vectors[0] @ vectors[1]) < 0.99  # it said more
+    assert names(index, query, vector=vectors)[0] == expected == names(index, query)[0]
+    plain = encode("zzzz qqqq")  # no phrase of the lexicon: its one vector, twice
+    assert (plain[0] == plain[1]).all()
+    monkeypatch.setattr(index_module, "EXPANDED_WEIGHT", 0.0)
+    assert names(index, query)[0] != expected  # without the second vector, list_directory leads
 
 
 @pytest.mark.parametrize("transformer", [True, False])

@@ -269,7 +269,7 @@ class ToolExposure:
         return meta.text_result(meta.render_hits(query, [item for item, _ in tools], total, server))
 
     async def query_vector(self, query: str) -> Any:
-        """The query's transformer vector for `find`, encoded on a worker thread (most of a search's few
+        """The query's transformer vectors for `find`, encoded on a worker thread (most of a search's few
         ms: the loop serves other requests meanwhile); None while the transformer does not rank."""
         encode = (await self.ready_index()).query_encoder()
         if encode is None:

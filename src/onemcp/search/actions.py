@@ -4,14 +4,17 @@ A request says "put my half-done work aside", the tool is `git_stash`; "give PRO
 `jira_assign_issue`; "remember that Alice works at Acme", `add_observations`. Owns the shipped
 lexicon (`data/actions.toml`: words that occur in tool names, each with everyday phrases for it;
 written from general knowledge, not from the benchmark's requests) and `say_text`, the phrases
-of a tool's name words, which the index adds to the tool's BM25 terms. Pure functions over the
-loaded file; no state. Does not rank (`index`).
+of a tool's name words, which the index adds to the tool's BM25 terms, and `expanded`, a request
+with the words whose phrases it uses ("hand over PROJ-7 to Priya (assign deliver transfer
+recipient)"), which the index encodes
+as a second query vector. Pure functions over the loaded file; no state. Does not rank (`index`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import tomllib
 
 from onemcp.search.embed import DATA
@@ -19,6 +22,8 @@ from onemcp.search.text import words
 
 log = logging.getLogger("onemcp.search")
 ACTIONS_FILE = DATA / "actions.toml"
+MAX_PHRASE = 4  # words of the longest phrase looked for in a request (a few phrases are longer)
+_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 @functools.cache
@@ -51,3 +56,38 @@ def say_text(name: str) -> str:
     known = lexicon()
     found = [entry for word in words(name) if (entry := _entry(word, known)) is not None]
     return "; ".join(known[entry] for entry in dict.fromkeys(found))
+
+
+@functools.cache
+def _phrases() -> dict[tuple[str, ...], tuple[str, ...]]:
+    """phrase (as words) -> the lexicon words it is a phrase of, sorted."""
+    found: dict[tuple[str, ...], set[str]] = {}
+    for word, said in lexicon().items():
+        for phrase in said.split(","):
+            key = tuple(_TOKEN.findall(phrase.lower()))
+            if key:
+                found.setdefault(key, set()).add(word)
+    return {key: tuple(sorted(words)) for key, words in found.items()}
+
+
+def said_words(query: str) -> list[str]:
+    """The lexicon words whose phrases `query` uses, in the order it uses them, without those it
+    already says: "put aside my edits" -> place, set, write ("put"), reserve, stash ("put aside").
+    Every phrase of one to MAX_PHRASE words that occurs in it, word for word, counts: a word of many
+    senses brings them all, and the ranking, not this, sorts them out."""
+    phrases = _phrases()
+    tokens = _TOKEN.findall(query.lower())
+    present = set(tokens)
+    out: dict[str, None] = {}
+    for start in range(len(tokens)):
+        for size in range(1, min(MAX_PHRASE, len(tokens) - start) + 1):
+            for word in phrases.get(tuple(tokens[start : start + size]), ()):
+                if word not in present:
+                    out[word] = None
+    return list(out)
+
+
+def expanded(query: str) -> str:
+    """`query` with the lexicon words its phrases stand for, in brackets (itself if none)."""
+    said = said_words(query)
+    return f"{query} ({' '.join(said)})" if said else query

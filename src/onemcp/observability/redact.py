@@ -45,6 +45,10 @@ CONTROL_BUT_NEWLINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")
 SECRET_NAME = re.compile(r"(?i)token|secret|passw|key|auth|credential|cookie|session|private|signature")
 MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
 MAX_SECRETS = 10_000  # values kept from rendered template instances and principals (the newest)
+# From this many secrets a text is read once, MIN_SECRET characters at a time, for the secrets starting
+# there (~10 us for a log line with 2,000 secrets), rather than searched for each secret in turn
+# (~0.05 us a secret: 107 us with 2,000; faster below this many)
+BY_PREFIX = 64
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -85,6 +89,7 @@ class Redactor(logging.Filter):
         self.secrets: list[str] = []
         self._configured: set[str] = set()
         self._rendered: dict[str, None] = {}  # in the order added (the oldest go first past MAX_SECRETS)
+        self._prefixes: dict[str, list[str]] = {}  # first MIN_SECRET characters -> secrets (BY_PREFIX and up)
 
     def use(self, config: HubConfig) -> None:
         """The secrets of this config: its servers' and templates' env and header values (a template's
@@ -108,10 +113,22 @@ class Redactor(logging.Filter):
 
     def _update(self) -> None:
         self.secrets = sorted(self._configured | self._rendered.keys(), key=len, reverse=True)
+        self._prefixes = {}
+        if len(self.secrets) >= BY_PREFIX:
+            for secret in self.secrets:  # longest first, as replaced
+                self._prefixes.setdefault(secret[:MIN_SECRET], []).append(secret)
+
+    def _present(self, text: str) -> list[str]:
+        """The secrets that may occur in `text`, longest first (every one, or those starting somewhere)."""
+        if not self._prefixes:
+            return self.secrets
+        prefixes = self._prefixes
+        found = {s for i in range(len(text) - MIN_SECRET + 1) for s in prefixes.get(text[i : i + MIN_SECRET], ())}
+        return sorted(found, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         """`text` without the known secrets and credential-shaped values (each becomes ***)."""
-        for secret in self.secrets:
+        for secret in self._present(text):
             if secret in text:
                 text = text.replace(secret, "***")
         lower = text.lower()  # the patterns run only where one could match (an audit line per call: ~1 us)

@@ -167,6 +167,9 @@ def test_the_request_with_its_action_words_is_a_second_vector(monkeypatch: pytes
     assert names(index, query, vector=vectors)[0] == expected == names(index, query)[0]
     plain = encode("zzzz qqqq")  # no phrase of the lexicon: its one vector, twice
     assert (plain[0] == plain[1]).all()
+    long = encode("hand over the report " * 40)  # its own tokens fill the run: the added words would be cut
+    assert (long[0] == long[1]).all()
+    assert names(index, query, vector=vectors[0])[0] == names(index, query, vector=vectors[[0, 0]])[0]  # one row
     monkeypatch.setattr(index_module, "EXPANDED_WEIGHT", 0.0)
     assert names(index, query)[0] != expected  # without the second vector, list_directory leads
 

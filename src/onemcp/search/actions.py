@@ -6,8 +6,8 @@ lexicon (`data/actions.toml`: words that occur in tool names, each with everyday
 written from general knowledge, not from the benchmark's requests) and `say_text`, the phrases
 of a tool's name words, which the index adds to the tool's BM25 terms, and `expanded`, a request
 with the words whose phrases it uses ("hand over PROJ-7 to Priya (assign deliver transfer
-recipient)"), which the index encodes
-as a second query vector. Pure functions over the loaded file; no state. Does not rank (`index`).
+recipient)"), which the index encodes as a second query vector. Pure functions over the loaded
+file; no state. Does not rank (`index`).
 """
 
 from __future__ import annotations

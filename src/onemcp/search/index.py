@@ -531,8 +531,11 @@ class SearchIndex:
                     vector = _encode_query(self.transformer, query)
                 rows = np.atleast_2d(vector)  # one vector (a caller's own) ranks twice, as a request with no phrase
                 # one product per vector: a matrix times a transposed pair took ~2.8 ms, two of these ~0.03 ms
-                self._fuse(fused, deep_matrix @ rows[0], DEEP_WEIGHT, k, allowed)
-                self._fuse(fused, deep_matrix @ rows[-1], EXPANDED_WEIGHT, k, allowed)
+                if np.array_equal(rows[0], rows[-1]):  # no action words: one ranking, both weights
+                    self._fuse(fused, deep_matrix @ rows[0], DEEP_WEIGHT + EXPANDED_WEIGHT, k, allowed)
+                else:
+                    self._fuse(fused, deep_matrix @ rows[0], DEEP_WEIGHT, k, allowed)
+                    self._fuse(fused, deep_matrix @ rows[-1], EXPANDED_WEIGHT, k, allowed)
             if self.model is not None and matrix is not None:
                 weight = FUSED_STATIC_WEIGHT if deep_ready else SEMANTIC_WEIGHT
                 self._fuse(fused, matrix @ self.model.encode([query])[0], weight, k, allowed)

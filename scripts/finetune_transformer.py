@@ -7,7 +7,9 @@ Apache-2.0, as safetensors). The training pairs are requests written for this pu
 evaluation sets (`queries.jsonl`, `queries-blind.jsonl`). They are about the evaluation's servers
 (`data/servers/`) and about more real servers collected for training only (`data/train-servers/`,
 whose tools are never in the evaluation's catalog): more kinds of tool and of description than
-the evaluation has, so the model learns the task rather than our servers. A tool's text is exactly what the index
+the evaluation has, so the model learns the task rather than our servers. One file is generated, not
+written: `data/train/synthetic.jsonl` (`scripts/synthesize_requests.py`: tool names with their
+words said as the lexicon's phrases). A tool's text is exactly what the index
 embeds (`onemcp.search.index.semantic_text`). (The shipped model, v7, was trained when that text held 200
 characters of the description; it holds 140 now, which ranks as well: bench/toolsearch/RESULTS.md.)
 

@@ -27,12 +27,21 @@ def test_a_tool_name_gives_its_words_phrases_plurals_and_camel_case_included() -
     assert say_text("xyzzy_quux") == ""
 
 
+def test_a_word_gives_its_phrases_one_by_one_its_plural_too() -> None:
+    assert actions.phrases_of("stash")[:2] == ["put aside", "save for later"]
+    assert actions.phrases_of("records") == actions.phrases_of("record")
+    assert "log entry" in actions.phrases_of("record")
+    assert all(phrase and phrase == phrase.strip() for phrase in actions.phrases_of("record"))
+    assert actions.phrases_of("xyzzy") == []
+
+
 def test_a_missing_lexicon_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(actions, "ACTIONS_FILE", actions.ACTIONS_FILE.with_name("no-such-file.toml"))
     actions.lexicon.cache_clear()
     actions._phrases.cache_clear()
     try:
         assert say_text("jira_assign_issue") == ""
+        assert actions.phrases_of("stash") == []
         assert actions.expanded("hand over PROJ-7 to Priya") == "hand over PROJ-7 to Priya"
     finally:
         actions.lexicon.cache_clear()

@@ -51,6 +51,13 @@ def _entry(word: str, known: dict[str, str]) -> str | None:
     return None
 
 
+def phrases_of(word: str) -> list[str]:
+    """The lexicon's phrases for `word` (or its singular), in the file's order; empty if it has none."""
+    known = lexicon()
+    entry = _entry(word, known)
+    return [phrase.strip() for phrase in known[entry].split(",") if phrase.strip()] if entry else []
+
+
 def say_text(name: str) -> str:
     """The everyday phrases of the words of a tool's name (`git_stash` -> "put aside, shelve, ...")."""
     known = lexicon()

@@ -3,7 +3,7 @@
 For every collected tool (`bench/toolsearch/data/servers/` and `train-servers/`) whose name has at
 least one word of the shipped lexicon (`onemcp/search/data/actions.toml`), one request: the name's
 words in order, each lexicon word replaced by one of its everyday phrases chosen at random (seeded),
-the others kept. `git_stash` -> "git put aside"; `list_records` -> "list log entry". The requests
+the others kept: `git_stash` -> "git save for later", `list_records` -> "list log entry". The requests
 read badly on purpose: they teach the model the lexicon's phrases in the place of the words a tool
 is named with, for servers and phrasings the hand-written training requests never cover. They use
 no evaluation request and no description, only names and the lexicon.
@@ -40,10 +40,8 @@ def synthesize(folders: list[Path], seed: int) -> list[dict[str, object]]:
     for folder in folders:
         for path in sorted(folder.glob("*.json")):
             record = json.loads(path.read_text())
-            server = record.get("server", path.stem)
+            server = record["server"]
             for tool in record["tools"]:
-                if not isinstance(tool, dict) or not tool.get("name"):
-                    continue
                 name_words = words(tool["name"])
                 said = [phrases_of(word) for word in name_words]
                 if not any(said):

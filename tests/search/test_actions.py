@@ -31,8 +31,12 @@ def test_a_word_gives_its_phrases_one_by_one_its_plural_too() -> None:
     assert actions.phrases_of("stash")[:2] == ["put aside", "save for later"]
     assert actions.phrases_of("records") == actions.phrases_of("record")
     assert "log entry" in actions.phrases_of("record")
-    assert all(phrase and phrase == phrase.strip() for phrase in actions.phrases_of("record"))
     assert actions.phrases_of("xyzzy") == []
+
+
+def test_a_word_s_phrases_are_stripped_and_empty_ones_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(actions, "lexicon", lambda: {"zap": " blast away, , zero out ,"})
+    assert actions.phrases_of("zaps") == ["blast away", "zero out"]
 
 
 def test_a_missing_lexicon_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,5 +56,6 @@ def test_a_request_is_expanded_with_the_words_its_phrases_stand_for() -> None:
     assert actions.said_words("put aside my edits") == ["place", "set", "write", "reserve", "stash"]
     assert actions.expanded("hand over PROJ-7 to Priya").startswith("hand over PROJ-7 to Priya (assign ")
     assert "stash" not in actions.said_words("stash my edits, put aside")  # said already
+    assert "verify" in actions.said_words("double-check the totals")  # "double-check": the words double, check
     assert actions.expanded("zzzz qqqq") == "zzzz qqqq"  # nothing to add: itself
     assert "stash" not in actions.said_words("put my edits aside")  # a phrase counts word for word only

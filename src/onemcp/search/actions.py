@@ -68,14 +68,15 @@ def say_text(name: str) -> str:
 @functools.cache
 def _phrases() -> dict[str, tuple[str, ...]]:
     """phrase (its words joined by one space) -> the lexicon words it is a phrase of, sorted.
-    Keyed by one string, not a tuple of words: the table stays in memory for the hub's life, and a
-    string a phrase is half the size (about 1.5 MB for 6,700 phrases against 3.1)."""
-    found: dict[str, list[str]] = {}
-    for word, said in lexicon().items():
-        for phrase in said.split(","):
+    Keyed by one string, not a tuple of word strings: the table stays in memory for the hub's
+    life, and the hub's RSS grew by 1.5 MB for its 6,717 phrases this way against 3.1 MB with
+    tuples (after `malloc_trim`, at 688 tools; live objects 1.0 MB against 1.7 MB)."""
+    found: dict[str, set[str]] = {}
+    for word in lexicon():
+        for phrase in phrases_of(word):
             key = " ".join(_TOKEN.findall(phrase.lower()))
-            if key and word not in found.setdefault(key, []):
-                found[key].append(word)
+            if key:
+                found.setdefault(key, set()).add(word)
     return {key: tuple(sorted(words)) for key, words in found.items()}
 
 

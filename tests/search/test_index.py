@@ -119,10 +119,11 @@ PARAPHRASED = [
     ("is it already evening for people in Osaka", "time__get_current_time"),
     ("is it morning yet in Sydney", "time__get_current_time"),
 ]
-# ... and one the request's action words bring up (`actions.expanded`: "report" says document and
-# filing): `move_file` passes `list_directory`, which BM25 puts first ("folder" is an action word of
-# directory) and which led the fused ranking too before the request had its second vector (session 21)
-EXPANDED = [("give the report folder a better title", "fs__move_file")]
+# ... and one the request's action words bring up (`actions.expanded`: "retitle" says rename):
+# `move_file` passes `list_directory`, which BM25 puts first ("folder" is an action word of directory)
+# and which leads the fused ranking too without the request's second vector. (Until v10, session 22:
+# "give the report folder a better title"; v10 ranks it list_directory first either way.)
+EXPANDED = [("retitle the quarterly report folder", "fs__move_file")]
 # ... and one the words find too, through the action words of the tool's name (stash: "put aside")
 BY_ACTION_WORDS = [("put my unfinished edits aside for now", "git__git_stash")]
 

@@ -33,10 +33,10 @@ from onemcp.search import wordpiece
 from onemcp.search.embed import DATA
 
 log = logging.getLogger("onemcp.search")
-MODEL_ID = "minilm-l6-tools-qint8-v9-d140"  # in every cache key: change it with the model or with what is embedded
+MODEL_ID = "minilm-l6-tools-qint8-v10-d140"  # in every cache key: change it with the model or with what is embedded
 MODEL_FILE = DATA / "minilm-l6-qint8.onnx"
 TOKENIZER_FILE = DATA / "vocab.txt"  # the static model's: the same WordPiece vocabulary
-MODEL_SHA256 = "d73390043bca6794a9ae986d1beb303b4e7ed358811bfd9bd4141886e56b2f20"
+MODEL_SHA256 = "b0b99d649d130fbb6772da3a93fd3a1d4e87443e57efc96002228fc7366ce837"
 MAX_TOKENS = 128  # a tool's text is cut to its first 140 characters of description: well within
 # Texts per run: dynamic quantization scales activations by the whole batch, so a text is
 # encoded alone to get the same vector every time (about 15% slower than batches of 8).

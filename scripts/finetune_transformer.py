@@ -191,6 +191,9 @@ def train(
     siblings: dict[str, list[str]] = {}
     for label in texts:
         siblings.setdefault(label.split("/", 1)[0], []).append(label)
+    right: dict[str, set[str]] = {}  # a request asked of two tools: neither is a negative for it
+    for query, label in pairs:
+        right.setdefault(query, set()).add(label)
     steps_per_epoch = max(1, len(pairs) // opts.batch)
     total = steps_per_epoch * opts.epochs
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr, weight_decay=0.01)
@@ -207,7 +210,7 @@ def train(
             labels = [label for _, label in batch]
             negatives = []
             for query, label in batch:
-                others = [s for s in siblings[label.split("/", 1)[0]] if s not in labels]
+                others = [s for s in siblings[label.split("/", 1)[0]] if s not in labels and s not in right[query]]
                 if others and opts.hard:
                     negatives.append(rng.choice(others))
                 confusable = [s for s in mined.get(query, []) if s not in labels]
@@ -224,6 +227,10 @@ def train(
                 picks = torch.tensor([unique.index(kinds[docs[i]]) for i in with_kind])
                 d = torch.nn.functional.normalize(d.index_add(0, rows, KIND_WEIGHT * k[picks]), dim=-1)
             logits = SCALE * q @ d.T
+            for i, query in enumerate(queries):  # another request's tool that is right for this one too
+                for j, label in enumerate(docs):
+                    if j != i and label in right[query]:
+                        logits[i, j] = float("-inf")
             target = torch.arange(len(queries))
             loss = torch.nn.functional.cross_entropy(logits, target)
             if opts.symmetric:
@@ -250,16 +257,20 @@ def _perturbed(text: str, rng: random.Random, chance: float) -> str:
 
 
 def _batches(pairs: list[tuple[str, str]], size: int) -> list[list[tuple[str, str]]]:
-    """Batches in which no tool appears twice (a duplicate positive would be its own false negative)."""
+    """Batches in which no tool and no request text appears twice: a tool twice would be its own
+    false negative, and one text asked of two tools (the synthetic "list grid" of three
+    `list_tables`) would be told each of them is wrong."""
     batches: list[list[tuple[str, str]]] = []
     pending = list(pairs)
     while pending:
-        seen: set[str] = set()
+        seen_tools: set[str] = set()
+        seen_queries: set[str] = set()
         batch, rest = [], []
         for pair in pending:
-            if len(batch) < size and pair[1] not in seen:
+            if len(batch) < size and pair[1] not in seen_tools and pair[0] not in seen_queries:
                 batch.append(pair)
-                seen.add(pair[1])
+                seen_tools.add(pair[1])
+                seen_queries.add(pair[0])
             else:
                 rest.append(pair)
         batches.append(batch)

@@ -13,7 +13,7 @@ Run by a maintainer when the lexicon or the collected servers change, before
 run with `--exclude-servers` drops the requests about the servers it leaves out, as for any file):
 
     python scripts/synthesize_requests.py            # writes bench/toolsearch/data/train/synthetic.jsonl
-    python scripts/synthesize_requests.py --out F --seed 21
+    python scripts/synthesize_requests.py --out F --seed 21 --per-tool 2   # two different ones a tool
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from onemcp.search.text import words  # noqa: E402
 DATA = ROOT / "bench" / "toolsearch" / "data"
 
 
-def synthesize(folders: list[Path], seed: int) -> list[dict[str, object]]:
-    """One request per tool with a lexicon word in its name, in file and tool order."""
+def synthesize(folders: list[Path], seed: int, per_tool: int = 1) -> list[dict[str, object]]:
+    """Up to `per_tool` different requests per tool with a lexicon word in its name, in file and
+    tool order (fewer when its words have fewer ways to be said: a few draws more, then it stops)."""
     rng = random.Random(seed)
     found: list[dict[str, object]] = []
     for folder in folders:
@@ -46,10 +47,17 @@ def synthesize(folders: list[Path], seed: int) -> list[dict[str, object]]:
                 said = [phrases_of(word) for word in name_words]
                 if not any(said):
                     continue
-                query = " ".join(
-                    rng.choice(choices) if choices else word for word, choices in zip(name_words, said, strict=True)
-                )
-                found.append({"query": query, "expected": [f"{server}/{tool['name']}"], "style": "synthetic"})
+                queries: list[str] = []
+                for _ in range(per_tool + 2 * (per_tool - 1)):
+                    query = " ".join(
+                        rng.choice(choices) if choices else word for word, choices in zip(name_words, said, strict=True)
+                    )
+                    if query not in queries:
+                        queries.append(query)
+                    if len(queries) == per_tool:
+                        break
+                label = [f"{server}/{tool['name']}"]
+                found.extend({"query": query, "expected": label, "style": "synthetic"} for query in queries)
     return found
 
 
@@ -57,8 +65,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DATA / "train" / "synthetic.jsonl")
     parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--per-tool", type=int, default=1, help="different requests per tool, at most")
     opts = parser.parse_args()
-    found = synthesize([DATA / "servers", DATA / "train-servers"], opts.seed)
+    if opts.per_tool < 1:
+        parser.error("--per-tool must be at least 1")
+    found = synthesize([DATA / "servers", DATA / "train-servers"], opts.seed, opts.per_tool)
     opts.out.write_text("".join(json.dumps(request) + "\n" for request in found))
     print(f"{len(found)} synthetic requests -> {opts.out}")
 

@@ -13,9 +13,10 @@ words said as the lexicon's phrases). A tool's text is exactly what the index
 embeds (`onemcp.search.index.semantic_text`). (The shipped model, v7, was trained when that text held 200
 characters of the description; it holds 140 now, which ranks as well: bench/toolsearch/RESULTS.md.)
 
-Training: in-batch negatives (each request against every tool text in its batch, one positive)
-plus, for each request, one sibling tool of the same server as a harder negative; cosine times
-SCALE, cross-entropy. The result is exported to ONNX (inputs and output as the shipped model) and
+Training: in-batch negatives (each request against every tool text in its batch, one positive;
+another tool in the batch that is right for the request too is masked, not counted wrong) plus,
+for each request, one sibling tool of the same server, not one of its right tools, as a harder
+negative; cosine times SCALE, cross-entropy. The result is exported to ONNX (inputs and output as the shipped model) and
 quantized dynamically (`MatMulInteger`: int8 weights with a scale per output channel, activations
 quantized per run); then the word-embedding table (30,522 x 384, the biggest single weight) is
 packed from those 8 bits to 4 in blocks of 32 with a scale each (`GatherBlockQuantized`), which
@@ -227,7 +228,7 @@ def train(
                 picks = torch.tensor([unique.index(kinds[docs[i]]) for i in with_kind])
                 d = torch.nn.functional.normalize(d.index_add(0, rows, KIND_WEIGHT * k[picks]), dim=-1)
             logits = SCALE * q @ d.T
-            for i, query in enumerate(queries):  # another request's tool that is right for this one too
+            for i, query in enumerate(queries):  # any other tool in the batch that is right for it too
                 for j, label in enumerate(docs):
                     if j != i and label in right[query]:
                         logits[i, j] = float("-inf")
@@ -258,8 +259,8 @@ def _perturbed(text: str, rng: random.Random, chance: float) -> str:
 
 def _batches(pairs: list[tuple[str, str]], size: int) -> list[list[tuple[str, str]]]:
     """Batches in which no tool and no request text appears twice: a tool twice would be its own
-    false negative, and one text asked of two tools (the synthetic "list grid" of three
-    `list_tables`) would be told each of them is wrong."""
+    false negative. One text asked of two tools (the synthetic "list grid" of three `list_tables`)
+    is masked in `train` anyway; apart, each of its pairs has a batch of other tools to rank."""
     batches: list[list[tuple[str, str]]] = []
     pending = list(pairs)
     while pending:

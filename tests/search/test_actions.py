@@ -17,7 +17,7 @@ def test_the_shipped_lexicon_loads_and_every_entry_is_a_word_with_phrases() -> N
         assert re.fullmatch(r"[a-z0-9]+", word), word
         phrases = [p.strip() for p in say.split(",")]
         assert len(phrases) >= 3 and all(phrases), word
-        assert len(set(phrases)) == len(phrases), word  # a phrase twice would be drawn twice as often
+        assert len(set(phrases)) == len(phrases), word  # twice, a phrase weighs double in BM25 and in draws
 
 
 def test_a_tool_name_gives_its_words_phrases_plurals_and_camel_case_included() -> None:

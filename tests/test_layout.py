@@ -79,6 +79,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "downstream/stdio.py": ("tests/downstream/test_stdio_serve.py", "`serve --transport stdio`, SDK stdio client"),
     "downstream/streamable.py": ("tests/downstream/test_streamable_wire.py", "the /mcp wire as raw HTTP sees it"),
     "downstream/upstream_auth.py": ("tests/upstream/oauth/test_oauth_upstream.py", "the /oauth/upstream endpoints"),
+    "downstream/user_link.py": ("tests/upstream/oauth/test_oauth_per_user.py", "a user's sign-in for their own link"),
     # http/
     "http/asgi.py": ("tests/downstream/test_hostile_http.py", "reading bodies and answering, under hostile HTTP"),
     "http/routes.py": ("tests/upstream/oauth/test_oauth_upstream.py", "route names only: the callback uses them"),

@@ -1,7 +1,8 @@
 """HTTP endpoints for the hub's own OAuth with its upstreams.
 
 `GET /oauth/upstream/callback/<server>` receives authorization responses (a browser page, open like any
-redirect URI: the single-use `state` is what authenticates it). `GET /oauth/upstream` lists every
+redirect URI: the single-use `state` is what authenticates it; a user's own flow also needs the
+cookie set where it began, `/oauth/upstream/start/...`, served by `user_link`). `GET /oauth/upstream` lists every
 upstream credential with its authorization link, and `DELETE /oauth/upstream/<server>` logs out
 (its users' own credentials too; `<server>~<id>` only one user's): both are management endpoints
 and need the admin scope when the hub has authentication.
@@ -15,9 +16,10 @@ from urllib.parse import parse_qsl
 
 from onemcp.auth.gate import Gate
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page
+from onemcp.downstream import user_link
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
-from onemcp.http.routes import UPSTREAM_OAUTH, UPSTREAM_OAUTH_CALLBACK
+from onemcp.http.routes import UPSTREAM_OAUTH, UPSTREAM_OAUTH_CALLBACK, UPSTREAM_OAUTH_START
 from onemcp.hub.core import Hub
 
 PREFIX = UPSTREAM_OAUTH
@@ -27,8 +29,11 @@ audit = logging.getLogger("onemcp.audit")
 class Credentials(Protocol):
     """What these endpoints need of the hub's upstream credentials (`upstream.oauth.registry.UpstreamAuth`)."""
 
-    async def callback(self, server: str, params: dict[str, str]) -> tuple[int, str, str]: ...
+    async def callback(
+        self, server: str, params: dict[str, str], browser: str | None = None
+    ) -> tuple[int, str, str]: ...
     async def forget(self, name: str) -> bool: ...
+    def user_link(self, credential: str, browser: str) -> str | None: ...
 
 
 async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
@@ -42,8 +47,11 @@ async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: 
         except ValueError:
             status, title, detail = 400, "Bad request", "Too many parameters."
         else:
-            status, title, detail = await auth.callback(server, params)
+            status, title, detail = await auth.callback(server, params, asgi.cookies(scope).get(user_link.LINK_COOKIE))
         await asgi.send_bytes(send, status, error_page(title, detail), HTML, PAGE_HEADERS)
+        return
+    if path.startswith(UPSTREAM_OAUTH_START + "/"):  # a user signs in to authorize their own credential
+        await user_link.serve(hub, auth, gate, scope, receive, send)
         return
     principal = await gate.admit(scope, send, admin=True)
     if principal is None:

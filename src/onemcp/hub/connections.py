@@ -125,14 +125,15 @@ async def _users_oauth(
     try:
         return await isolated.get(f"user:{principal}", None, server, conn.config, own, credential)
     except UpstreamUnavailable:
-        mine = isolated.auth.servers.get(credential) if isolated.auth is not None else None
-        link = mine.authorize_link() if mine is not None and mine.blocked else None
-        if link is None:
+        auth = isolated.auth
+        mine = auth.servers.get(credential) if auth is not None else None
+        link = auth.start_url(credential) if auth is not None and mine is not None and mine.blocked else None
+        if link is None or mine is None or not mine.linkable:
             raise
         raise UpstreamUnavailable(
             server,
             f"each user authorizes onemcp with {server} once, and you ({principal}) have not yet: open {link}"
-            " and call again",
+            " in your browser, sign in with the key your client uses, and call again",
         ) from None
 
 

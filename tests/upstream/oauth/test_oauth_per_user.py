@@ -5,12 +5,15 @@ and a hub with API keys whose server has `oauth: {"perUser": true}`. The operato
 hub's own connection (it lists the tools); alice's first call is refused with her own
 authorization link, she follows it, and her calls then carry her own tokens on her own
 connection; bob does the same and gets other tokens. Neither user's call ever rides the
-operator's credential or the other's.
+operator's credential or the other's. A user's link is bound to them: it asks for their key, and
+the authorization can be finished only in the browser that gave it; a forwarded link, another
+user's key, the upstream's page opened elsewhere, or a form posted without its cookie get nowhere.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,25 @@ async def authorize(http: httpx.AsyncClient, link: str, callback: str) -> None:
     assert page.status_code == 200, page.text
 
 
+def link_in(message: str) -> str:
+    return message.split("open ", 1)[1].split(" in your browser", 1)[0]
+
+
+async def sign_in(http: httpx.AsyncClient, link: str, key: str) -> httpx.Response:
+    """The person's browser opens their link (the hub's sign-in form) and posts their key."""
+    form = await http.get(link)
+    assert form.status_code == 200 and "name=key" in form.text, form.text
+    csrf = re.search(r'name=csrf value="([^"]+)"', form.text)
+    assert csrf is not None
+    return await http.post(link, data={"csrf": csrf.group(1), "key": key})
+
+
+async def authorize_as(http: httpx.AsyncClient, link: str, key: str, callback: str) -> None:
+    r = await sign_in(http, link, key)
+    assert r.status_code == 303 and "code_challenge" in r.headers["location"], r.text
+    await authorize(http, r.headers["location"], callback)
+
+
 async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) -> None:
     with anyio.fail_after(120):
         async with protected_upstream(tmp_path) as upstream:
@@ -76,16 +98,16 @@ async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) 
                 refused = await echo(http, hub, alice, "hello")
                 message = refused.get("error", {}).get("message", "")
                 assert "each user authorizes onemcp with remote once" in message and ids[alice] in message, refused
-                alices_link = message.split("open ", 1)[1].split(" and call again", 1)[0]
-                assert "code_challenge" in alices_link
-                await authorize(http, alices_link, per_user_credential("remote", ids[alice]))
+                alices_link = link_in(message)
+                assert alices_link == f"{hub.base}/oauth/upstream/start/{per_user_credential('remote', ids[alice])}"
+                await authorize_as(http, alices_link, alice, per_user_credential("remote", ids[alice]))
                 done = await echo(http, hub, alice, "as alice")
                 assert done["result"]["content"][0]["text"] == "as alice", done
 
                 refused = await echo(http, hub, bob, "hello")
-                bobs_link = refused["error"]["message"].split("open ", 1)[1].split(" and call again", 1)[0]
+                bobs_link = link_in(refused["error"]["message"])
                 assert bobs_link != alices_link
-                await authorize(http, bobs_link, per_user_credential("remote", ids[bob]))
+                await authorize_as(http, bobs_link, bob, per_user_credential("remote", ids[bob]))
                 assert (await echo(http, hub, bob, "as bob"))["result"]["content"][0]["text"] == "as bob"
 
                 registry = hub.app.hub.upstream_auth.servers
@@ -114,3 +136,67 @@ async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) 
                 alices = per_user_credential("remote", ids[alice])
                 assert alices not in hub.app.hub.upstream_auth.store.servers()
                 assert (await http.delete(f"{listing}/nosuch~0", headers=as_admin)).status_code == 404
+
+
+async def test_a_users_link_works_only_for_them_and_only_in_the_browser_that_signed_in(tmp_path: Path) -> None:
+    with anyio.fail_after(120):
+        async with protected_upstream(tmp_path) as upstream:
+            config = {
+                "mcpServers": {"remote": {"url": upstream.url, "oauth": {"perUser": True}}},
+                "onemcp": {"auth": {"apiKeys": True}},
+            }
+            path = hub_file(tmp_path, config)
+            keys = KeyStore(tmp_path / "hub" / "keys.db")
+            admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
+            alices = per_user_credential("remote", f"key:{alice.split('_')[1]}")
+            async with (
+                httpx.AsyncClient(timeout=30) as http,
+                httpx.AsyncClient(timeout=30) as bobs_browser,
+                httpx.AsyncClient(timeout=30) as other_browser,
+                running_hub(config, config_path=path) as hub,
+            ):
+                with anyio.fail_after(30):
+                    while not (
+                        link := (
+                            await http.get(f"{hub.base}/oauth/upstream", headers={"authorization": f"Bearer {admin}"})
+                        )
+                        .json()["upstreams"]
+                        .get("remote", {})
+                        .get("authorizeUrl")
+                    ):
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                await authorize(http, link, "remote")
+                with anyio.fail_after(30):
+                    while hub.app.hub.pool.get("remote").state != "ready":  # type: ignore[union-attr]
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                alices_link = link_in((await echo(http, hub, alice, "x"))["error"]["message"])
+
+                # forwarded to bob: his own key does not open alice's authorization
+                r = await sign_in(bobs_browser, alices_link, bob)
+                assert r.status_code == 403 and "made for another onemcp user" in r.text, r.text
+                # nor does no key, or a made-up one
+                assert (await sign_in(bobs_browser, alices_link, "omk_nosuch_key")).status_code == 403
+                # a form posted without the page's cookie (another site's page, say) is refused, her key or not
+                form = await other_browser.get(alices_link)
+                csrf = re.search(r'name=csrf value="([^"]+)"', form.text)
+                assert csrf is not None
+                other_browser.cookies.clear()
+                r = await other_browser.post(alices_link, data={"csrf": csrf.group(1), "key": alice})
+                assert r.status_code == 403 and "expired" in r.text
+
+                # alice signs in, and the upstream's page she is sent to is opened in another browser
+                r = await sign_in(http, alices_link, alice)
+                assert r.status_code == 303
+                lured = await other_browser.get(r.headers["location"])
+                assert lured.status_code == 302
+                page = await other_browser.get(lured.headers["location"])
+                assert page.status_code == 403 and "another browser" in page.text, page.text
+                assert "each user authorizes" in (await echo(http, hub, alice, "x"))["error"]["message"]
+                assert hub.app.hub.upstream_auth.servers[alices].tokens is None
+
+                # her own browser, signed in again, finishes it
+                await authorize_as(http, alices_link, alice, alices)
+                assert (await echo(http, hub, alice, "mine"))["result"]["content"][0]["text"] == "mine"
+                # a link naming no perUser server is no page at all
+                assert (await http.get(f"{hub.base}/oauth/upstream/start/remote")).status_code == 404
+                assert (await http.get(f"{hub.base}/oauth/upstream/start/nosuch~0")).status_code == 404

@@ -113,5 +113,10 @@ def posted_here(scope: Scope, issuer: str) -> bool:
     return origin in (f"{ours.scheme}://{ours.netloc}", here)
 
 
+def page(title: str, body: str) -> bytes:
+    """Another page of the hub's, in the same frame (`body`: HTML whose every interpolated value is escaped)."""
+    return _page(title, body)
+
+
 def error_page(title: str, detail: str) -> bytes:
     return _page(title, f"<h1>{escape(title)}</h1><p>{escape(detail)}</p>")

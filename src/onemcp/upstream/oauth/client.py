@@ -87,6 +87,7 @@ class Pending:
     metadata: dict[str, Any]
     registration: Registration
     resource: str
+    browser: str | None = None  # a user's own link: the hash of the cookie its browser must bring back
 
 
 class ServerAuth:
@@ -432,12 +433,18 @@ class ServerAuth:
             return reg  # bound to this issuer and callback: still good
         return await register(client, self.metadata, redirect_uri=redirect, scope=self.scope)
 
-    def authorize_link(self) -> str | None:
-        """A link for the operator, reused while it has more than a minute to live."""
-        if self.state != "required" or self.metadata is None or self.registration is None:
+    @property
+    def linkable(self) -> bool:
+        """Can an authorization link be made now (authorization needed, the server discovered and registered)?"""
+        return self.state == "required" and self.metadata is not None and self.registration is not None
+
+    def authorize_link(self, browser: str | None = None) -> str | None:
+        """A link for the operator, reused while it has more than a minute to live; with `browser`
+        (the hash of a cookie set in the browser that follows it), a new link only that browser can finish."""
+        if not self.linkable or self.metadata is None or self.registration is None:
             return None
         now = time.time()
-        current = self.owner.latest_pending(self)
+        current = self.owner.latest_pending(self) if browser is None else None
         if current is not None and current.expires - 60 > now and current.scope == self.scope:
             return current.url
         verifier, challenge = pkce_pair()
@@ -446,7 +453,7 @@ class ServerAuth:
             self.metadata, self.registration, state=state, challenge=challenge, resource=self.resource, scope=self.scope
         )
         pending = Pending(
-            self, verifier, self.scope, url, now + PENDING_TTL, self.metadata, self.registration, self.resource
+            self, verifier, self.scope, url, now + PENDING_TTL, self.metadata, self.registration, self.resource, browser
         )
         self.owner.add_pending(state, pending)
         return url

@@ -5,13 +5,19 @@ settings are unchanged; replicas share their server's), the credential store (ma
 use), the hub's callback URLs (one per upstream, `/oauth/upstream/callback/<server>`, so a
 response can only finish a flow of the server it was made for: a mix-up defence), the bounded
 table of pending links (each single-use, bound to the credential object that made it, expiring
-after ten minutes), and the callback itself. `on_authorized` wakes the pool. Replicas sharing a
+after ten minutes), and the callback itself. A user's own credential (`<server>~<principal hash>`,
+`perUser`) is authorized only through a link bound to one browser: the user signs in at
+`/oauth/upstream/start/<credential>` (`downstream.user_link`), which sets a cookie and makes the link,
+and the callback refuses a browser without that cookie, so a link forwarded (or lured to) anyone
+else cannot tie their upstream account to this principal. `on_authorized` wakes the pool. Replicas sharing a
 Redis (`shared`) keep the credentials there, and each link too: the callback may reach any
 replica, which finishes the flow with its own credential object for that server.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import sqlite3
 import time
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from onemcp.config.model import ServerConfig
-from onemcp.http.routes import UPSTREAM_OAUTH_CALLBACK
+from onemcp.http.routes import UPSTREAM_OAUTH_CALLBACK, UPSTREAM_OAUTH_START
 
 if TYPE_CHECKING:  # imported where used: a hub none of whose upstreams uses OAuth never loads httpx, jwt or Fernet
     import httpx
@@ -84,6 +90,16 @@ class UpstreamAuth:
     def callback_url(self, server: str) -> str | None:
         return f"{self.callback_base}{CALLBACK_PATH}/{server}" if self.callback_base else None
 
+    def start_url(self, credential: str) -> str | None:
+        """Where a user signs in to authorize their own credential (`<server>~<principal hash>`)."""
+        return f"{self.callback_base}{UPSTREAM_OAUTH_START}/{credential}" if self.callback_base else None
+
+    def user_link(self, credential: str, browser: str) -> str | None:
+        """A new authorization link for a user's own credential that only the browser holding the
+        cookie `browser` can finish; None when it cannot be authorized now (never called, or no need)."""
+        mine = self.servers.get(credential)
+        return mine.authorize_link(browser_hash(browser)) if mine is not None and "~" in credential else None
+
     def for_server(self, name: str, config: ServerConfig) -> ServerAuth | None:
         """The server's credential (`config`: the server's own, also for its replicas)."""
         if not oauth_enabled(config):
@@ -101,7 +117,7 @@ class UpstreamAuth:
 
     # ---------------------------------------------------------------- pending links
     def latest_pending(self, owner: ServerAuth) -> Pending | None:
-        mine = [p for p in self._pending.values() if p.owner is owner]
+        mine = [p for p in self._pending.values() if p.owner is owner and p.browser is None]
         return mine[-1] if mine else None
 
     def add_pending(self, state: str, pending: Pending) -> None:
@@ -128,6 +144,7 @@ class UpstreamAuth:
                 "metadata": pending.metadata,
                 "registration": pending.registration.to_doc(),
                 "resource": pending.resource,
+                "browser": pending.browser,
             }
             store.put_link(state, doc, pending.expires - now)
 
@@ -164,6 +181,7 @@ class UpstreamAuth:
                 dict(doc["metadata"]),
                 Registration.from_doc(doc["registration"]),
                 str(doc["resource"]),
+                doc.get("browser"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("a shared authorization link for %s is unreadable (%s)", server, exc)
@@ -173,8 +191,9 @@ class UpstreamAuth:
         for key in [k for k, p in self._pending.items() if p.owner is owner]:
             del self._pending[key]
 
-    async def callback(self, server: str, params: dict[str, str]) -> tuple[int, str, str]:
-        """Handle an authorization response for `server`: (HTTP status, page title, detail)."""
+    async def callback(self, server: str, params: dict[str, str], browser: str | None = None) -> tuple[int, str, str]:
+        """Handle an authorization response for `server`: (HTTP status, page title, detail). `browser`:
+        the cookie the browser brought back, which a user's own link must match."""
         state = params.get("state", "")
         pending = self._pending.pop(state, None)
         if self.shared is not None:
@@ -182,6 +201,15 @@ class UpstreamAuth:
         if pending is None or pending.expires <= time.time() or pending.owner.name != server:
             return 400, "Unknown or expired authorization", "Start again from /health or `onemcp auth upstream login`."
         owner = pending.owner
+        bound = "~" in owner.name or pending.browser is not None  # a user's own: only the browser that signed in
+        if bound and not _same_browser(pending.browser, browser):
+            audit.info("upstream authorization refused server=%s reason=another browser", owner.name)
+            return (
+                403,
+                "Started in another browser",
+                "This authorization can only be finished in the browser that signed in to onemcp for it. "
+                "Open the link your own MCP client gave you, sign in, and authorize there.",
+            )
         if self.servers.get(owner.name) is not owner:
             return 400, "The server changed", f"{owner.name}'s configuration changed since this link was made."
         if "error" in params:
@@ -240,3 +268,12 @@ class UpstreamAuth:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def _same_browser(expected: str | None, cookie: str | None) -> bool:
+    return expected is not None and cookie is not None and hmac.compare_digest(expected, browser_hash(cookie))
+
+
+def browser_hash(cookie: str) -> str:
+    """What a pending link keeps of the cookie its browser must bring back (never the cookie itself)."""
+    return hashlib.sha256(cookie.encode()).hexdigest()

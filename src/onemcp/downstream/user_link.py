@@ -1,0 +1,133 @@
+"""Where a user signs in to authorize onemcp with a `perUser` upstream for themselves.
+
+`GET /oauth/upstream/start/<server>~<principal hash>` is the link a user's first call hands them:
+a form asking for the key their MCP client uses (none on a hub without auth). `POST` checks that
+the form came from this page (a SameSite=Strict CSRF cookie and its token, and the Origin), that
+the key is valid, and that it is the principal the link was made for; only then does it make an
+authorization link, set the cookie the callback will ask for (`LINK_COOKIE`, scoped to that
+credential's callback path) and send the browser to the upstream's authorization page. So a link
+forwarded to someone else, or the upstream's page opened in another browser, cannot tie another
+person's upstream account to this principal. Owns these pages and cookies; the links, the check of
+the cookie and the flow itself are `upstream.oauth.registry`'s.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from html import escape
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+from onemcp.auth.gate import Gate
+from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
+from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page, page, posted_here
+from onemcp.config.model import UpstreamOAuth
+from onemcp.http import asgi
+from onemcp.http.asgi import Receive, Scope, Send
+from onemcp.http.routes import UPSTREAM_OAUTH_CALLBACK, UPSTREAM_OAUTH_START
+from onemcp.hub.connections import per_user_credential
+from onemcp.hub.core import Hub
+
+LINK_COOKIE = "onemcp_upstream_link"
+CSRF_COOKIE = "onemcp_link_csrf"
+LIFETIME = 600  # seconds: as long as the authorization link it leads to
+audit = logging.getLogger("onemcp.audit")
+
+
+class Links(Protocol):
+    """What this page needs of the hub's upstream credentials (`upstream.oauth.registry.UpstreamAuth`)."""
+
+    def user_link(self, credential: str, browser: str) -> str | None: ...
+
+
+async def serve(hub: Hub, links: Links, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
+    credential = scope["path"].removeprefix(UPSTREAM_OAUTH_START + "/")
+    server, _, _ = credential.partition("~")
+    own = hub.config.servers.get(server)
+    if "~" not in credential or own is None or not isinstance(own.oauth, UpstreamOAuth) or not own.oauth.per_user:
+        await _answer(send, 404, error_page("No such authorization", "This link names no server users authorize."))
+        return
+    if scope["method"] == "GET":
+        await _form(scope, send, server, ask_key=gate.required)
+        return
+    if scope["method"] != "POST":
+        await _answer(send, 405, error_page("Method not allowed", "Open the link, then use its form."))
+        return
+    try:
+        form = dict(parse_qsl((await asgi.read_body(receive, 16 * 1024)).decode("latin-1"), max_num_fields=10))
+    except (asgi.BodyTooLarge, ValueError):
+        await _form(scope, send, server, ask_key=gate.required, error="That was not a key.", status=413)
+        return
+    sent, expected = form.get("csrf", ""), asgi.cookies(scope).get(CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(sent, expected) or not posted_here(scope, gate.resource(scope)):
+        audit.info("upstream user authorization refused server=%s reason=form not from this page", server)
+        await _form(scope, send, server, ask_key=gate.required, error="The form expired: try again.", status=403)
+        return
+    principal = await _principal(gate, form.get("key", "").strip())
+    if principal is None:
+        audit.info("upstream user authorization refused server=%s principal=- reason=invalid key", server)
+        await _form(scope, send, server, ask_key=True, error="Not signed in: unknown or invalid key.", status=403)
+        return
+    if per_user_credential(server, principal.id) != credential:
+        audit.info(
+            "upstream user authorization refused server=%s principal=%s reason=another's link", server, principal.id
+        )
+        detail = "This link was made for another onemcp user. Open the link your own MCP client gave you."
+        await _form(scope, send, server, ask_key=gate.required, error=detail, status=403)
+        return
+    browser = secrets.token_urlsafe(32)
+    link = links.user_link(credential, browser)
+    if link is None:
+        detail = f"onemcp needs no authorization from you with {server} now: call it again from your client."
+        await _answer(send, 409, error_page("Nothing to authorize", detail))
+        return
+    audit.info("upstream user authorization started server=%s principal=%s", server, principal.id)
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    cookie = (  # Lax: it must come back on the authorization server's redirect, a top-level GET from another site
+        f"{LINK_COOKIE}={browser}; HttpOnly; SameSite=Lax; Path={UPSTREAM_OAUTH_CALLBACK}/{credential}; "
+        f"Max-Age={LIFETIME}{secure}"
+    )
+    headers = [(b"location", link.encode()), (b"cache-control", b"no-store"), (b"set-cookie", cookie.encode())]
+    await asgi.send_bytes(send, 303, b"", b"text/plain", headers)
+
+
+async def _principal(gate: Gate, key: str) -> Principal | None:
+    if not gate.required:
+        return ANONYMOUS
+    try:
+        return await gate.verify(key) if key else None
+    except InvalidToken:
+        return None
+
+
+async def _form(scope: Scope, send: Send, server: str, *, ask_key: bool, error: str = "", status: int = 200) -> None:
+    """The sign-in form, with a new CSRF token in its cookie."""
+    csrf = secrets.token_urlsafe(24)
+    field = (
+        "<label>The API key (or token) your MCP client uses for onemcp"
+        "<input type=password name=key autocomplete=off autofocus required></label>"
+        if ask_key
+        else ""
+    )
+    body = (
+        f"<h1>Authorize onemcp with <strong>{escape(server)}</strong> for yourself</h1>"
+        "<p class=note>onemcp will use your own account with this server for your calls, and for nobody "
+        "else's. To make sure of that, sign in with the key your client uses; a link someone else sent you "
+        "will not work with your key.</p>"
+        + (f"<p class=error>{escape(error)}</p>" if error else "")
+        + f'<form method=post><input type=hidden name=csrf value="{escape(csrf)}">{field}'
+        "<button type=submit>Continue to the server's authorization page</button></form>"
+    )
+    path = scope["path"]
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    cookie = f"{CSRF_COOKIE}={csrf}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={LIFETIME}{secure}"
+    await _answer(send, status, page("Authorize for yourself", body), cookie)
+
+
+async def _answer(send: Send, status: int, body: bytes, cookie: str | None = None) -> None:
+    headers = list(PAGE_HEADERS)
+    if cookie is not None:
+        headers.append((b"set-cookie", cookie.encode()))
+    await asgi.send_bytes(send, status, body, HTML, headers)

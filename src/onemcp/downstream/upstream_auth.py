@@ -34,6 +34,8 @@ class Credentials(Protocol):
     ) -> tuple[int, str, str]: ...
     async def forget(self, name: str) -> bool: ...
     def user_link(self, credential: str, browser: str) -> str | None: ...
+    def start_url(self, credential: str) -> str | None: ...
+    def callback_url(self, server: str) -> str | None: ...
 
 
 async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,7 +49,8 @@ async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: 
         except ValueError:
             status, title, detail = 400, "Bad request", "Too many parameters."
         else:
-            status, title, detail = await auth.callback(server, params, asgi.cookies(scope).get(user_link.LINK_COOKIE))
+            browser = asgi.cookies(scope).get(user_link.link_cookie(auth, server)[0]) if "~" in server else None
+            status, title, detail = await auth.callback(server, params, browser)
         await asgi.send_bytes(send, status, error_page(title, detail), HTML, PAGE_HEADERS)
         return
     if path.startswith(UPSTREAM_OAUTH_START + "/"):  # a user signs in to authorize their own credential

@@ -4,7 +4,8 @@
 a form asking for the key their MCP client uses (none on a hub without auth). `POST` checks that
 the form came from this page (a SameSite=Strict CSRF cookie and its token, and the Origin), that
 the key is valid, and that it is the principal the link was made for; only then does it make an
-authorization link, set the cookie the callback will ask for (`LINK_COOKIE`, scoped to that
+authorization link, set the cookie the callback will ask for (`link_cookie`: one per credential;
+on an https hub a `__Host-` cookie, which a sibling domain cannot plant; on http scoped to the
 credential's callback path) and send the browser to the upstream's authorization page. So a link
 forwarded to someone else, or the upstream's page opened in another browser, cannot tie another
 person's upstream account to this principal. Owns these pages and cookies; the links, the check of
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from html import escape
 from typing import Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
@@ -26,12 +28,12 @@ from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page, page, pos
 from onemcp.config.model import UpstreamOAuth
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
-from onemcp.http.routes import UPSTREAM_OAUTH_CALLBACK, UPSTREAM_OAUTH_START
+from onemcp.http.routes import UPSTREAM_OAUTH_START
 from onemcp.hub.connections import per_user_credential
 from onemcp.hub.core import Hub
 
-LINK_COOKIE = "onemcp_upstream_link"
 CSRF_COOKIE = "onemcp_link_csrf"
+CREDENTIAL = re.compile(r"[A-Za-z0-9_-]+~[0-9a-f]{16}")  # `hub.connections.per_user_credential`'s names
 LIFETIME = 600  # seconds: as long as the authorization link it leads to
 audit = logging.getLogger("onemcp.audit")
 
@@ -40,55 +42,80 @@ class Links(Protocol):
     """What this page needs of the hub's upstream credentials (`upstream.oauth.registry.UpstreamAuth`)."""
 
     def user_link(self, credential: str, browser: str) -> str | None: ...
+    def start_url(self, credential: str) -> str | None: ...
+    def callback_url(self, server: str) -> str | None: ...
+
+
+def link_cookie(links: Links, credential: str) -> tuple[str, str]:
+    """The name of the cookie a credential's callback asks for, and its attributes (the public URL's
+    scheme and path: behind a proxy the hub's routes are not the browser's)."""
+    callback = urlsplit(links.callback_url(credential) or "")
+    tail = credential.rpartition("~")[2]
+    if callback.scheme == "https":  # no Domain, Path=/, Secure: only this host can set it
+        return f"__Host-onemcp_link_{tail}", "HttpOnly; SameSite=Lax; Path=/; Secure"
+    return f"onemcp_link_{tail}", f"HttpOnly; SameSite=Lax; Path={callback.path}"
 
 
 async def serve(hub: Hub, links: Links, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
     credential = scope["path"].removeprefix(UPSTREAM_OAUTH_START + "/")
     server, _, _ = credential.partition("~")
     own = hub.config.servers.get(server)
-    if "~" not in credential or own is None or not isinstance(own.oauth, UpstreamOAuth) or not own.oauth.per_user:
+    if (
+        not CREDENTIAL.fullmatch(credential)
+        or own is None
+        or not isinstance(own.oauth, UpstreamOAuth)
+        or not own.oauth.per_user
+    ):
         await _answer(send, 404, error_page("No such authorization", "This link names no server users authorize."))
         return
+    start = urlsplit(links.start_url(credential) or "")
+    csrf_path = start.path or scope["path"]
+    csrf_secure = "; Secure" if start.scheme == "https" else ""
+    ask_key = gate.required
+
+    async def form(error: str = "", status: int = 200) -> None:
+        await _form(send, server, csrf_path + csrf_secure, ask_key=ask_key, error=error, status=status)
+
     if scope["method"] == "GET":
-        await _form(scope, send, server, ask_key=gate.required)
+        await form()
         return
     if scope["method"] != "POST":
         await _answer(send, 405, error_page("Method not allowed", "Open the link, then use its form."))
         return
     try:
-        form = dict(parse_qsl((await asgi.read_body(receive, 16 * 1024)).decode("latin-1"), max_num_fields=10))
-    except (asgi.BodyTooLarge, ValueError):
-        await _form(scope, send, server, ask_key=gate.required, error="That was not a key.", status=413)
+        fields = dict(parse_qsl((await asgi.read_body(receive, 16 * 1024)).decode("latin-1"), max_num_fields=10))
+    except asgi.BodyTooLarge:
+        await form("That was not a key.", 413)
         return
-    sent, expected = form.get("csrf", ""), asgi.cookies(scope).get(CSRF_COOKIE, "")
+    except ValueError:
+        await form("That was not this page's form.", 400)
+        return
+    sent, expected = fields.get("csrf", "").encode(), asgi.cookies(scope).get(CSRF_COOKIE, "").encode()
     if not expected or not hmac.compare_digest(sent, expected) or not posted_here(scope, gate.resource(scope)):
         audit.info("upstream user authorization refused server=%s reason=form not from this page", server)
-        await _form(scope, send, server, ask_key=gate.required, error="The form expired: try again.", status=403)
+        await form("The form expired: try again.", 403)
         return
-    principal = await _principal(gate, form.get("key", "").strip())
+    principal = await _principal(gate, fields.get("key", "").strip())
     if principal is None:
         audit.info("upstream user authorization refused server=%s principal=- reason=invalid key", server)
-        await _form(scope, send, server, ask_key=True, error="Not signed in: unknown or invalid key.", status=403)
+        await form("Not signed in: unknown or invalid key.", 403)
         return
     if per_user_credential(server, principal.id) != credential:
         audit.info(
             "upstream user authorization refused server=%s principal=%s reason=another's link", server, principal.id
         )
-        detail = "This link was made for another onemcp user. Open the link your own MCP client gave you."
-        await _form(scope, send, server, ask_key=gate.required, error=detail, status=403)
+        await form("This link was made for another onemcp user. Open the link your own MCP client gave you.", 403)
         return
     browser = secrets.token_urlsafe(32)
     link = links.user_link(credential, browser)
-    if link is None:
-        detail = f"onemcp needs no authorization from you with {server} now: call it again from your client."
-        await _answer(send, 409, error_page("Nothing to authorize", detail))
+    if link is None:  # authorized meanwhile, or this replica has not seen the principal's call
+        detail = f"This hub has no authorization of yours with {server} waiting: call it from your client again."
+        await _answer(send, 409, error_page("Nothing to authorize here", detail))
         return
     audit.info("upstream user authorization started server=%s principal=%s", server, principal.id)
-    secure = "; Secure" if scope.get("scheme") == "https" else ""
-    cookie = (  # Lax: it must come back on the authorization server's redirect, a top-level GET from another site
-        f"{LINK_COOKIE}={browser}; HttpOnly; SameSite=Lax; Path={UPSTREAM_OAUTH_CALLBACK}/{credential}; "
-        f"Max-Age={LIFETIME}{secure}"
-    )
+    name, attributes = link_cookie(links, credential)
+    # Lax: it must come back on the authorization server's redirect, a top-level GET from another site
+    cookie = f"{name}={browser}; {attributes}; Max-Age={LIFETIME}"
     headers = [(b"location", link.encode()), (b"cache-control", b"no-store"), (b"set-cookie", cookie.encode())]
     await asgi.send_bytes(send, 303, b"", b"text/plain", headers)
 
@@ -102,8 +129,8 @@ async def _principal(gate: Gate, key: str) -> Principal | None:
         return None
 
 
-async def _form(scope: Scope, send: Send, server: str, *, ask_key: bool, error: str = "", status: int = 200) -> None:
-    """The sign-in form, with a new CSRF token in its cookie."""
+async def _form(send: Send, server: str, path: str, *, ask_key: bool, error: str, status: int) -> None:
+    """The sign-in form, with a new CSRF token in its cookie (`path`: its Path and any more attributes)."""
     csrf = secrets.token_urlsafe(24)
     field = (
         "<label>The API key (or token) your MCP client uses for onemcp"
@@ -120,9 +147,7 @@ async def _form(scope: Scope, send: Send, server: str, *, ask_key: bool, error: 
         + f'<form method=post><input type=hidden name=csrf value="{escape(csrf)}">{field}'
         "<button type=submit>Continue to the server's authorization page</button></form>"
     )
-    path = scope["path"]
-    secure = "; Secure" if scope.get("scheme") == "https" else ""
-    cookie = f"{CSRF_COOKIE}={csrf}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={LIFETIME}{secure}"
+    cookie = f"{CSRF_COOKIE}={csrf}; HttpOnly; SameSite=Strict; Max-Age={LIFETIME}; Path={path}"
     await _answer(send, status, page("Authorize for yourself", body), cookie)
 
 

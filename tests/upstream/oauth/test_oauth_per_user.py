@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from onemcp.auth.keys import KeyStore
+from onemcp.downstream.user_link import link_cookie
 from onemcp.hub.connections import per_user_credential
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from upstream.oauth.test_oauth_upstream import hub_file, protected_upstream
@@ -175,21 +176,51 @@ async def test_a_users_link_works_only_for_them_and_only_in_the_browser_that_sig
                 r = await sign_in(bobs_browser, alices_link, bob)
                 assert r.status_code == 403 and "made for another onemcp user" in r.text, r.text
                 # nor does no key, or a made-up one
-                assert (await sign_in(bobs_browser, alices_link, "omk_nosuch_key")).status_code == 403
-                # a form posted without the page's cookie (another site's page, say) is refused, her key or not
+                for key in ("", "omk_nosuch_key"):
+                    r = await sign_in(bobs_browser, alices_link, key)
+                    assert r.status_code == 403 and "Not signed in" in r.text, r.text
+                # the form's cookie: Strict, HttpOnly, only for this page
                 form = await other_browser.get(alices_link)
+                start_path = f"/oauth/upstream/start/{alices}"
+                assert f"HttpOnly; SameSite=Strict; Max-Age=600; Path={start_path}" in form.headers["set-cookie"]
                 csrf = re.search(r'name=csrf value="([^"]+)"', form.text)
                 assert csrf is not None
+                token = csrf.group(1)
+                # posted from another site's page (the browser says so), with a wrong or garbled token, or
+                # without the page's cookie: refused, her key or not, and never an error page
+                for headers, data in (
+                    ({"origin": "https://evil.example"}, {"csrf": token, "key": alice}),
+                    ({"sec-fetch-site": "cross-site"}, {"csrf": token, "key": alice}),
+                    ({}, {"csrf": token + "x", "key": alice}),
+                    ({}, {"csrf": "\u00ff", "key": alice}),
+                ):
+                    r = await other_browser.post(alices_link, data=data, headers=headers)
+                    assert r.status_code == 403 and "expired" in r.text, (headers, r.text)
                 other_browser.cookies.clear()
-                r = await other_browser.post(alices_link, data={"csrf": csrf.group(1), "key": alice})
+                r = await other_browser.post(alices_link, data={"csrf": token, "key": alice})
                 assert r.status_code == 403 and "expired" in r.text
 
-                # alice signs in, and the upstream's page she is sent to is opened in another browser
-                r = await sign_in(http, alices_link, alice)
-                assert r.status_code == 303
-                lured = await other_browser.get(r.headers["location"])
-                assert lured.status_code == 302
-                page = await other_browser.get(lured.headers["location"])
+                # alice signs in, and the upstream's page she is sent to is opened in another browser,
+                # with no cookie or with one of its own
+                callback_path = f"/oauth/upstream/callback/{alices}"
+                for planted in (None, "not-hers"):
+                    r = await sign_in(http, alices_link, alice)
+                    assert r.status_code == 303
+                    name = f"onemcp_link_{alices.rpartition('~')[2]}"
+                    assert r.headers["set-cookie"].startswith(f"{name}=")
+                    assert f"HttpOnly; SameSite=Lax; Path={callback_path}; Max-Age=600" in r.headers["set-cookie"]
+                    other_browser.cookies.clear()
+                    if planted is not None:
+                        other_browser.cookies.set(name, planted, path=callback_path)
+                    lured = await other_browser.get(r.headers["location"])
+                    assert lured.status_code == 302
+                    page = await other_browser.get(lured.headers["location"])
+                    assert page.status_code == 403 and "another browser" in page.text, page.text
+                # a link of hers not made through the sign-in (no browser bound to it) cannot finish either
+                unbound = hub.app.hub.upstream_auth.servers[alices].authorize_link()
+                assert unbound is not None
+                lured = await http.get(unbound)
+                page = await http.get(lured.headers["location"])
                 assert page.status_code == 403 and "another browser" in page.text, page.text
                 assert "each user authorizes" in (await echo(http, hub, alice, "x"))["error"]["message"]
                 assert hub.app.hub.upstream_auth.servers[alices].tokens is None
@@ -200,3 +231,35 @@ async def test_a_users_link_works_only_for_them_and_only_in_the_browser_that_sig
                 # a link naming no perUser server is no page at all
                 assert (await http.get(f"{hub.base}/oauth/upstream/start/remote")).status_code == 404
                 assert (await http.get(f"{hub.base}/oauth/upstream/start/nosuch~0")).status_code == 404
+                injected = await http.get(f"{hub.base}/oauth/upstream/start/{alices}x; Path=/; SameSite=None")
+                assert injected.status_code == 404 and "set-cookie" not in injected.headers
+                # authorized now: a sign-in finds nothing to do
+                r = await sign_in(http, alices_link, alice)
+                assert r.status_code == 409 and "call it from your client again" in r.text
+
+
+class _Links:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def user_link(self, credential: str, browser: str) -> str | None:
+        return None
+
+    def start_url(self, credential: str) -> str | None:
+        return f"{self.base}/oauth/upstream/start/{credential}"
+
+    def callback_url(self, server: str) -> str | None:
+        return f"{self.base}/oauth/upstream/callback/{server}"
+
+
+def test_the_link_cookie_follows_the_public_url() -> None:
+    # https: a __Host- cookie, which no sibling domain can plant; one name per credential
+    assert link_cookie(_Links("https://hub.example"), "remote~0123456789abcdef") == (
+        "__Host-onemcp_link_0123456789abcdef",
+        "HttpOnly; SameSite=Lax; Path=/; Secure",
+    )
+    # behind a proxy that strips /hub: the browser's path, not the hub's route
+    assert link_cookie(_Links("http://hub.example/hub"), "remote~0123456789abcdef") == (
+        "onemcp_link_0123456789abcdef",
+        "HttpOnly; SameSite=Lax; Path=/hub/oauth/upstream/callback/remote~0123456789abcdef",
+    )

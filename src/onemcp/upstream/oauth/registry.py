@@ -199,7 +199,12 @@ class UpstreamAuth:
         if self.shared is not None:
             pending = await self._shared_link(server, state, pending)
         if pending is None or pending.expires <= time.time() or pending.owner.name != server:
-            return 400, "Unknown or expired authorization", "Start again from /health or `onemcp auth upstream login`."
+            again = (
+                "Call the server from your MCP client again for a new link."
+                if "~" in server
+                else "Start again from /health or `onemcp auth upstream login`."
+            )
+            return 400, "Unknown or expired authorization", again
         owner = pending.owner
         bound = "~" in owner.name or pending.browser is not None  # a user's own: only the browser that signed in
         if bound and not _same_browser(pending.browser, browser):
@@ -236,7 +241,9 @@ class UpstreamAuth:
         log.info("upstream %s: authorized (scope %s)", owner.name, scope)
         audit.info("upstream authorized server=%s issuer=%s scope=%s", owner.name, issuer, scope)
         self.on_authorized(owner.name)
-        return 200, f"{owner.name} is authorized", "onemcp connects to it now. You can close this tab."
+        server, _, user = owner.name.partition("~")
+        title = f"{server} is authorized for you" if user else f"{server} is authorized"
+        return 200, title, "onemcp connects to it now. You can close this tab."
 
     async def forget(self, name: str) -> bool:
         """Log out: drop the tokens (and registration) for `name`; a server's name drops its users'

@@ -22,8 +22,10 @@ import httpx
 import pytest
 
 from onemcp.auth.keys import KeyStore
+from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.downstream.user_link import link_cookie
 from onemcp.hub.connections import per_user_credential
+from support.entries import CLIENTS, Refused, Target, first_refusal
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from upstream.oauth.test_oauth_upstream import hub_file, protected_upstream
 
@@ -263,3 +265,56 @@ def test_the_link_cookie_follows_the_public_url() -> None:
         "onemcp_link_0123456789abcdef",
         "HttpOnly; SameSite=Lax; Path=/hub/oauth/upstream/callback/remote~0123456789abcdef",
     )
+
+
+async def test_every_entry_point_calls_with_the_callers_own_authorization(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The matrix: each entry point (both eras, /sse, stdio, proxy, agent CLI) x a user who authorized
+    (her own tokens answer) and one who did not (his own link, nothing sent upstream)."""
+    with anyio.fail_after(180):
+        async with protected_upstream(tmp_path) as upstream:
+            config = {
+                "mcpServers": {"remote": {"url": upstream.url, "oauth": {"perUser": True}}},
+                "onemcp": {"auth": {"apiKeys": True}},
+            }
+            path = hub_file(tmp_path, config)
+            keys = KeyStore(tmp_path / "hub" / "keys.db")
+            admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
+            bobs = per_user_credential("remote", f"key:{bob.split('_')[1]}")
+            async with httpx.AsyncClient(timeout=30) as http, running_hub(config, config_path=path) as hub:
+                with anyio.fail_after(30):
+                    while not (
+                        link := (
+                            await http.get(f"{hub.base}/oauth/upstream", headers={"authorization": f"Bearer {admin}"})
+                        )
+                        .json()["upstreams"]
+                        .get("remote", {})
+                        .get("authorizeUrl")
+                    ):
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                await authorize(http, link, "remote")
+                with anyio.fail_after(30):
+                    while hub.app.hub.pool.get("remote").state != "ready":  # type: ignore[union-attr]
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                alices = per_user_credential("remote", f"key:{alice.split('_')[1]}")
+                alices_link = link_in((await echo(http, hub, alice, "x"))["error"]["message"])
+                await authorize_as(http, alices_link, alice, alices)
+
+                outcomes: dict[tuple[str, str], str] = {}
+                for name, spec in CLIENTS.items():
+                    for who, key in (("alice", alice), ("bob", bob)):
+                        monkeypatch.setenv(TOKEN_ENV, key)  # where the CLI, proxy and stdio serve read it
+                        try:
+                            async with first_refusal(), spec.connect(Target(hub, path, http, key)) as client:
+                                params = {"name": "echo", "arguments": {"message": f"{name} as {who}"}}
+                                result = await client.request("tools/call", params)
+                                outcomes[name, who] = result["content"][0]["text"]
+                        except Refused as exc:
+                            outcomes[name, who] = exc.how
+                for name in CLIENTS:
+                    assert outcomes[name, "alice"] == f"{name} as alice", (name, outcomes[name, "alice"])
+                    refusal = outcomes[name, "bob"]
+                    assert f"/oauth/upstream/start/{bobs}" in refusal and "Internal" not in refusal, (name, refusal)
+                # bob's calls never got a token of anyone's: he has none, and the upstream saw only alice
+                assert hub.app.hub.upstream_auth.servers[bobs].tokens is None

@@ -53,6 +53,22 @@ async def authorize(http: httpx.AsyncClient, link: str, callback: str) -> None:
     assert page.status_code == 200, page.text
 
 
+async def operator_authorizes(http: httpx.AsyncClient, hub: RunningHub, admin: str) -> None:
+    """The operator follows the hub's own link (from the admin listing) and the server comes up."""
+    with anyio.fail_after(30):
+        while not (
+            link := (await http.get(f"{hub.base}/oauth/upstream", headers={"authorization": f"Bearer {admin}"}))
+            .json()["upstreams"]
+            .get("remote", {})
+            .get("authorizeUrl")
+        ):
+            await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+    await authorize(http, link, "remote")
+    with anyio.fail_after(30):
+        while hub.app.hub.pool.get("remote").state != "ready":  # type: ignore[union-attr]
+            await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+
+
 def link_in(message: str) -> str:
     return message.split("open ", 1)[1].split(" in your browser", 1)[0]
 
@@ -85,18 +101,7 @@ async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) 
             ids = {k: f"key:{k.split('_')[1]}" for k in (alice, bob)}
             async with httpx.AsyncClient(timeout=30) as http, running_hub(config, config_path=path) as hub:
                 listing = f"{hub.base}/oauth/upstream"
-                with anyio.fail_after(30):
-                    while not (
-                        link := (await http.get(listing, headers={"authorization": f"Bearer {admin}"}))
-                        .json()["upstreams"]
-                        .get("remote", {})
-                        .get("authorizeUrl")
-                    ):
-                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
-                await authorize(http, link, "remote")  # the operator: the hub's own connection, for the tool list
-                with anyio.fail_after(30):
-                    while hub.app.hub.pool.get("remote").state != "ready":  # type: ignore[union-attr]
-                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                await operator_authorizes(http, hub, admin)  # the hub's own connection, for the tool list
 
                 refused = await echo(http, hub, alice, "hello")
                 message = refused.get("error", {}).get("message", "")
@@ -158,20 +163,7 @@ async def test_a_users_link_works_only_for_them_and_only_in_the_browser_that_sig
                 httpx.AsyncClient(timeout=30) as other_browser,
                 running_hub(config, config_path=path) as hub,
             ):
-                with anyio.fail_after(30):
-                    while not (
-                        link := (
-                            await http.get(f"{hub.base}/oauth/upstream", headers={"authorization": f"Bearer {admin}"})
-                        )
-                        .json()["upstreams"]
-                        .get("remote", {})
-                        .get("authorizeUrl")
-                    ):
-                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
-                await authorize(http, link, "remote")
-                with anyio.fail_after(30):
-                    while hub.app.hub.pool.get("remote").state != "ready":  # type: ignore[union-attr]
-                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                await operator_authorizes(http, hub, admin)
                 alices_link = link_in((await echo(http, hub, alice, "x"))["error"]["message"])
 
                 # forwarded to bob: his own key does not open alice's authorization
@@ -283,20 +275,7 @@ async def test_every_entry_point_calls_with_the_callers_own_authorization(
             admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
             bobs = per_user_credential("remote", f"key:{bob.split('_')[1]}")
             async with httpx.AsyncClient(timeout=30) as http, running_hub(config, config_path=path) as hub:
-                with anyio.fail_after(30):
-                    while not (
-                        link := (
-                            await http.get(f"{hub.base}/oauth/upstream", headers={"authorization": f"Bearer {admin}"})
-                        )
-                        .json()["upstreams"]
-                        .get("remote", {})
-                        .get("authorizeUrl")
-                    ):
-                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
-                await authorize(http, link, "remote")
-                with anyio.fail_after(30):
-                    while hub.app.hub.pool.get("remote").state != "ready":  # type: ignore[union-attr]
-                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                await operator_authorizes(http, hub, admin)
                 alices = per_user_credential("remote", f"key:{alice.split('_')[1]}")
                 alices_link = link_in((await echo(http, hub, alice, "x"))["error"]["message"])
                 await authorize_as(http, alices_link, alice, alices)

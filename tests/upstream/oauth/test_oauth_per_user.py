@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,34 @@ async def authorize(http: httpx.AsyncClient, link: str, callback: str) -> None:
     assert page.status_code == 200, page.text
 
 
+@dataclass
+class World:
+    """A protected upstream, a hub with API keys whose server has `perUser` OAuth, authorized by
+    its operator (the hub's own connection is up); alice and bob have authorized nothing yet."""
+
+    hub: RunningHub
+    path: Path
+    http: httpx.AsyncClient
+    admin: str
+    alice: str
+    bob: str
+
+
+@asynccontextmanager
+async def per_user_hub(tmp_path: Path) -> AsyncIterator[World]:
+    async with protected_upstream(tmp_path) as upstream:
+        config = {
+            "mcpServers": {"remote": {"url": upstream.url, "oauth": {"perUser": True}}},
+            "onemcp": {"auth": {"apiKeys": True}},
+        }
+        path = hub_file(tmp_path, config)
+        keys = KeyStore(tmp_path / "hub" / "keys.db")
+        admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
+        async with httpx.AsyncClient(timeout=30) as http, running_hub(config, config_path=path) as hub:
+            await operator_authorizes(http, hub, admin)  # the hub's own connection, for the tool list
+            yield World(hub, path, http, admin, alice, bob)
+
+
 async def operator_authorizes(http: httpx.AsyncClient, hub: RunningHub, admin: str) -> None:
     """The operator follows the hub's own link (from the admin listing) and the server comes up."""
     with anyio.fail_after(30):
@@ -90,80 +121,60 @@ async def authorize_as(http: httpx.AsyncClient, link: str, key: str, callback: s
 
 async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) -> None:
     with anyio.fail_after(120):
-        async with protected_upstream(tmp_path) as upstream:
-            config = {
-                "mcpServers": {"remote": {"url": upstream.url, "oauth": {"perUser": True}}},
-                "onemcp": {"auth": {"apiKeys": True}},
-            }
-            path = hub_file(tmp_path, config)
-            keys = KeyStore(tmp_path / "hub" / "keys.db")
-            admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
+        async with per_user_hub(tmp_path) as w:
+            hub, http, admin, alice, bob = w.hub, w.http, w.admin, w.alice, w.bob
             ids = {k: f"key:{k.split('_')[1]}" for k in (alice, bob)}
-            async with httpx.AsyncClient(timeout=30) as http, running_hub(config, config_path=path) as hub:
-                listing = f"{hub.base}/oauth/upstream"
-                await operator_authorizes(http, hub, admin)  # the hub's own connection, for the tool list
+            listing = f"{hub.base}/oauth/upstream"
 
-                refused = await echo(http, hub, alice, "hello")
-                message = refused.get("error", {}).get("message", "")
-                assert "each user authorizes onemcp with remote once" in message and ids[alice] in message, refused
-                alices_link = link_in(message)
-                assert alices_link == f"{hub.base}/oauth/upstream/start/{per_user_credential('remote', ids[alice])}"
-                await authorize_as(http, alices_link, alice, per_user_credential("remote", ids[alice]))
-                done = await echo(http, hub, alice, "as alice")
-                assert done["result"]["content"][0]["text"] == "as alice", done
+            refused = await echo(http, hub, alice, "hello")
+            message = refused.get("error", {}).get("message", "")
+            assert "each user authorizes onemcp with remote once" in message and ids[alice] in message, refused
+            alices_link = link_in(message)
+            assert alices_link == f"{hub.base}/oauth/upstream/start/{per_user_credential('remote', ids[alice])}"
+            await authorize_as(http, alices_link, alice, per_user_credential("remote", ids[alice]))
+            done = await echo(http, hub, alice, "as alice")
+            assert done["result"]["content"][0]["text"] == "as alice", done
 
-                refused = await echo(http, hub, bob, "hello")
-                bobs_link = link_in(refused["error"]["message"])
-                assert bobs_link != alices_link
-                await authorize_as(http, bobs_link, bob, per_user_credential("remote", ids[bob]))
-                assert (await echo(http, hub, bob, "as bob"))["result"]["content"][0]["text"] == "as bob"
+            refused = await echo(http, hub, bob, "hello")
+            bobs_link = link_in(refused["error"]["message"])
+            assert bobs_link != alices_link
+            await authorize_as(http, bobs_link, bob, per_user_credential("remote", ids[bob]))
+            assert (await echo(http, hub, bob, "as bob"))["result"]["content"][0]["text"] == "as bob"
 
-                registry = hub.app.hub.upstream_auth.servers
-                tokens = {
-                    name: registry[name].tokens.access_token  # type: ignore[union-attr]
-                    for name in (
-                        "remote",
-                        per_user_credential("remote", ids[alice]),
-                        per_user_credential("remote", ids[bob]),
-                    )
-                }
-                assert len(set(tokens.values())) == 3  # the operator's, alice's and bob's: three credentials
-                assert (await echo(http, hub, alice, "again"))["result"]["content"][0]["text"] == "again"
-                health = (await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {admin}"})).json()
-                assert json.dumps(health).count("~") == 0  # users' own credentials are not listed as upstreams
+            registry = hub.app.hub.upstream_auth.servers
+            tokens = {
+                name: registry[name].tokens.access_token  # type: ignore[union-attr]
+                for name in (
+                    "remote",
+                    per_user_credential("remote", ids[alice]),
+                    per_user_credential("remote", ids[bob]),
+                )
+            }
+            assert len(set(tokens.values())) == 3  # the operator's, alice's and bob's: three credentials
+            assert (await echo(http, hub, alice, "again"))["result"]["content"][0]["text"] == "again"
+            health = (await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {admin}"})).json()
+            assert json.dumps(health).count("~") == 0  # users' own credentials are not listed as upstreams
 
-                # the operator revokes bob's own grant alone, then logs the server out: everyone's goes
-                as_admin = {"authorization": f"Bearer {admin}"}
-                bobs = per_user_credential("remote", ids[bob])
-                r = await http.delete(f"{listing}/{bobs}", headers=as_admin)
-                assert r.status_code == 200 and r.json()["forgotten"] is True
-                assert "each user authorizes" in (await echo(http, hub, bob, "x"))["error"]["message"]
-                assert (await echo(http, hub, alice, "still"))["result"]["content"][0]["text"] == "still"
-                r = await http.delete(f"{listing}/remote", headers=as_admin)
-                assert r.status_code == 200 and r.json()["forgotten"] is True
-                alices = per_user_credential("remote", ids[alice])
-                assert alices not in hub.app.hub.upstream_auth.store.servers()
-                assert (await http.delete(f"{listing}/nosuch~0", headers=as_admin)).status_code == 404
+            # the operator revokes bob's own grant alone, then logs the server out: everyone's goes
+            as_admin = {"authorization": f"Bearer {admin}"}
+            bobs = per_user_credential("remote", ids[bob])
+            r = await http.delete(f"{listing}/{bobs}", headers=as_admin)
+            assert r.status_code == 200 and r.json()["forgotten"] is True
+            assert "each user authorizes" in (await echo(http, hub, bob, "x"))["error"]["message"]
+            assert (await echo(http, hub, alice, "still"))["result"]["content"][0]["text"] == "still"
+            r = await http.delete(f"{listing}/remote", headers=as_admin)
+            assert r.status_code == 200 and r.json()["forgotten"] is True
+            alices = per_user_credential("remote", ids[alice])
+            assert alices not in hub.app.hub.upstream_auth.store.servers()
+            assert (await http.delete(f"{listing}/nosuch~0", headers=as_admin)).status_code == 404
 
 
 async def test_a_users_link_works_only_for_them_and_only_in_the_browser_that_signed_in(tmp_path: Path) -> None:
     with anyio.fail_after(120):
-        async with protected_upstream(tmp_path) as upstream:
-            config = {
-                "mcpServers": {"remote": {"url": upstream.url, "oauth": {"perUser": True}}},
-                "onemcp": {"auth": {"apiKeys": True}},
-            }
-            path = hub_file(tmp_path, config)
-            keys = KeyStore(tmp_path / "hub" / "keys.db")
-            admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
+        async with per_user_hub(tmp_path) as w:
+            hub, http, alice, bob = w.hub, w.http, w.alice, w.bob
             alices = per_user_credential("remote", f"key:{alice.split('_')[1]}")
-            async with (
-                httpx.AsyncClient(timeout=30) as http,
-                httpx.AsyncClient(timeout=30) as bobs_browser,
-                httpx.AsyncClient(timeout=30) as other_browser,
-                running_hub(config, config_path=path) as hub,
-            ):
-                await operator_authorizes(http, hub, admin)
+            async with httpx.AsyncClient(timeout=30) as bobs_browser, httpx.AsyncClient(timeout=30) as other_browser:
                 alices_link = link_in((await echo(http, hub, alice, "x"))["error"]["message"])
 
                 # forwarded to bob: his own key does not open alice's authorization
@@ -265,35 +276,27 @@ async def test_every_entry_point_calls_with_the_callers_own_authorization(
     """The matrix: each entry point (both eras, /sse, stdio, proxy, agent CLI) x a user who authorized
     (her own tokens answer) and one who did not (his own link, nothing sent upstream)."""
     with anyio.fail_after(180):
-        async with protected_upstream(tmp_path) as upstream:
-            config = {
-                "mcpServers": {"remote": {"url": upstream.url, "oauth": {"perUser": True}}},
-                "onemcp": {"auth": {"apiKeys": True}},
-            }
-            path = hub_file(tmp_path, config)
-            keys = KeyStore(tmp_path / "hub" / "keys.db")
-            admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
+        async with per_user_hub(tmp_path) as w:
+            hub, path, http, alice, bob = w.hub, w.path, w.http, w.alice, w.bob
             bobs = per_user_credential("remote", f"key:{bob.split('_')[1]}")
-            async with httpx.AsyncClient(timeout=30) as http, running_hub(config, config_path=path) as hub:
-                await operator_authorizes(http, hub, admin)
-                alices = per_user_credential("remote", f"key:{alice.split('_')[1]}")
-                alices_link = link_in((await echo(http, hub, alice, "x"))["error"]["message"])
-                await authorize_as(http, alices_link, alice, alices)
+            alices = per_user_credential("remote", f"key:{alice.split('_')[1]}")
+            alices_link = link_in((await echo(http, hub, alice, "x"))["error"]["message"])
+            await authorize_as(http, alices_link, alice, alices)
 
-                outcomes: dict[tuple[str, str], str] = {}
-                for name, spec in CLIENTS.items():
-                    for who, key in (("alice", alice), ("bob", bob)):
-                        monkeypatch.setenv(TOKEN_ENV, key)  # where the CLI, proxy and stdio serve read it
-                        try:
-                            async with first_refusal(), spec.connect(Target(hub, path, http, key)) as client:
-                                params = {"name": "echo", "arguments": {"message": f"{name} as {who}"}}
-                                result = await client.request("tools/call", params)
-                                outcomes[name, who] = result["content"][0]["text"]
-                        except Refused as exc:
-                            outcomes[name, who] = exc.how
-                for name in CLIENTS:
-                    assert outcomes[name, "alice"] == f"{name} as alice", (name, outcomes[name, "alice"])
-                    refusal = outcomes[name, "bob"]
-                    assert f"/oauth/upstream/start/{bobs}" in refusal and "Internal" not in refusal, (name, refusal)
-                # bob's calls never got a token of anyone's: he has none, and the upstream saw only alice
-                assert hub.app.hub.upstream_auth.servers[bobs].tokens is None
+            outcomes: dict[tuple[str, str], str] = {}
+            for name, spec in CLIENTS.items():
+                for who, key in (("alice", alice), ("bob", bob)):
+                    monkeypatch.setenv(TOKEN_ENV, key)  # where the CLI, proxy and stdio serve read it
+                    try:
+                        async with first_refusal(), spec.connect(Target(hub, path, http, key)) as client:
+                            params = {"name": "echo", "arguments": {"message": f"{name} as {who}"}}
+                            result = await client.request("tools/call", params)
+                            outcomes[name, who] = result["content"][0]["text"]
+                    except Refused as exc:
+                        outcomes[name, who] = exc.how
+            for name in CLIENTS:
+                assert outcomes[name, "alice"] == f"{name} as alice", (name, outcomes[name, "alice"])
+                refusal = outcomes[name, "bob"]
+                assert f"/oauth/upstream/start/{bobs}" in refusal and "Internal" not in refusal, (name, refusal)
+            # bob's calls never got a token of anyone's: he has none, and the upstream saw only alice
+            assert hub.app.hub.upstream_auth.servers[bobs].tokens is None

@@ -2,7 +2,8 @@
 
 Routes: /mcp (Streamable HTTP), /sse + /messages (legacy HTTP+SSE), /health,
 /health/live, /health/ready, /metrics, the built-in authorization server's (/oauth/...,
-well-known metadata) and the hub's own upstream OAuth (/oauth/upstream...). Everything else is 404.
+well-known metadata), the hub's own upstream OAuth (/oauth/upstream...) and a caller's own upstream
+values (/me/secrets). Everything else is 404.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.auth.limits import RedisRateLimiter
 from onemcp.config import context, schema
 from onemcp.config.model import HubConfig
-from onemcp.downstream import upstream_auth
+from onemcp.downstream import my_secrets, upstream_auth
 from onemcp.downstream.health import health, ready, state_metrics
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
 from onemcp.downstream.streamable import StreamableHttpEndpoint
@@ -178,12 +179,17 @@ class OneMcpApp:
             if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 await self.api(scope, receive, send)
                 return
+            if path == my_secrets.PREFIX or path.startswith(my_secrets.PREFIX + "/"):
+                await my_secrets.serve(self.hub, self.gate, scope, receive, send)
+                return
             if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
                 await self.console(scope, receive, send)
                 return
             if path not in ("/mcp", "/mcp/", "/sse", "/messages", "/messages/"):
                 await asgi.send_json(
-                    send, 404, {"error": "not found", "endpoints": ["/mcp", "/sse", "/health", "/api/v1", "/ui"]}
+                    send,
+                    404,
+                    {"error": "not found", "endpoints": ["/mcp", "/sse", "/health", "/api/v1", "/ui", "/me/secrets"]},
                 )
                 return
             # every MCP entry gets the admitted principal as an argument: none can run without one

@@ -3,6 +3,9 @@
 Keys are kept hashed in keys.db beside mcp.json; the plain key is printed once, at creation. A
 running hub with `"auth": {"apiKeys": true}` accepts it at once (it reads the same file).
 
+`secret set|list|delete` keep each principal's `${user:NAME}` values (the operator's, in the store
+file); `secret mine ...` are a user's own, through the running hub (`cli.my_secrets`).
+
 `upstream list|login|logout` talk to the running hub's admin endpoint (/oauth/upstream), with
 `$ONEMCP_TOKEN` as the bearer token when the hub needs one: `login` prints the authorization link
 for an upstream (and opens a browser with --open), then waits until the hub is authorized.
@@ -67,9 +70,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     drop = verbs.add_parser("delete", parents=[config], help="forget a principal's value")
     drop.add_argument("principal")
     drop.add_argument("name")
+    mine = verbs.add_parser("mine", help="your own values, kept through the running hub ($ONEMCP_TOKEN is you)")
+    own = mine.add_subparsers(dest="step", required=True)
+    own.add_parser("list", parents=[config], help="the names your servers take, and which you have set")
+    own_set = own.add_parser("set", parents=[config], help="store your value for NAME (read from stdin)")
+    own_set.add_argument("name")
+    own_drop = own.add_parser("delete", parents=[config], help="forget your value for NAME")
+    own_drop.add_argument("name")
+    for step in own.choices.values():
+        step.add_argument("--url", help="the hub's /mcp URL (default: the running hub's)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "secret" and args.action == "mine":
+        from onemcp.cli import my_secrets
+
+        return my_secrets.run(args)
     if args.kind == "secret":
         return _secret(args)
     if args.kind == "upstream":

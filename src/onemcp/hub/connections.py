@@ -3,8 +3,9 @@
 Owns the choice: a ready, balanced replica (sticky per session) whose breaker lets the call through,
 the session's own connection for `isolation: session` servers (or `auto` ones that ask clients back),
 and the shared legacy-era companion of a dual-era upstream for legacy clients that can be asked
-back. Says why when none may take it (removed, not ready, circuit open). Does not own the
-connections: the `Pool` and `IsolatedConnections` do.
+back. Says why when none may take it (removed, not ready, circuit open), and which `${user:NAME}`
+values a principal's servers take. Does not own the connections: the `Pool` and
+`IsolatedConnections` do.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from onemcp.auth.principal import Principal
 from onemcp.config.model import ServerConfig, UpstreamOAuth
 from onemcp.hub.session import Session
 from onemcp.protocol.errors import UpstreamUnavailable
@@ -108,6 +110,18 @@ async def for_session(
             log.warning("upstream %s: no legacy-era connection (%s); bridging legacy clients", server, exc)
             conn.speaks_legacy = False
     return conn
+
+
+def user_secret_names(servers: Mapping[str, ServerConfig], principal: Principal) -> dict[str, list[str]]:
+    """Each `${user:NAME}` an enabled server the principal's scopes reach takes, with those servers."""
+    enabled = {name: own for name, own in servers.items() if not own.disabled}
+    reach = principal.reach({name: own.tags for name, own in enabled.items()})
+    names: dict[str, list[str]] = {}
+    for server, own in sorted(enabled.items()):
+        if reach.touches(server):
+            for name in user_secrets.needs(own):
+                names.setdefault(name, []).append(server)
+    return names
 
 
 def per_user_credential(server: str, principal: str) -> str:

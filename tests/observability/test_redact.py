@@ -171,3 +171,19 @@ def test_many_secrets_are_found_where_they_start_and_mask_as_few_do(count: int) 
         expected = expected.replace(secret, "***")
     assert redactor.scrub(text) == expected
     assert "nested-secre e value-0 f" in expected and expected.endswith("***")
+
+
+def test_a_principals_own_values_replace_its_last_and_never_hide_who_did_it() -> None:
+    redactor = Redactor()
+    redactor.add(["alice-first-value-0001"], owner="key:aaaaaaaaaaaa")
+    redactor.add(["bob-own-value-00000002"], owner="key:bbbbbbbbbbbb")
+    assert redactor.scrub("x alice-first-value-0001 bob-own-value-00000002") == "x *** ***"
+    redactor.add(["alice-second-value-002"], owner="key:aaaaaaaaaaaa")  # she changed hers: only the new one
+    assert redactor.scrub("alice-first-value-0001 alice-second-value-002") == "alice-first-value-0001 ***"
+    assert "bob-own-value-00000002" in redactor.secrets  # bob's stay
+    # a value chosen to be someone's id masks everything but the audit line's principal field
+    redactor.add(["key:bbbbbbbbbbbb"], owner="key:aaaaaaaaaaaa")
+    line = "auth denied principal=key:bbbbbbbbbbbb entry=mcp target=key:bbbbbbbbbbbb"
+    assert redactor.scrub(line) == "auth denied principal=key:bbbbbbbbbbbb entry=mcp target=***"
+    redactor.add([], owner="key:aaaaaaaaaaaa")  # all of hers deleted: none of hers is masked any more
+    assert redactor.scrub("key:bbbbbbbbbbbb") == "key:bbbbbbbbbbbb"

@@ -1,15 +1,17 @@
 """`onemcp auth secret mine list|set|delete`: a user keeps their own `${user:NAME}` values on the hub.
 
 Talks to the running hub's `/me/secrets` with `$ONEMCP_TOKEN` (the user's own key or token: the
-values are that principal's). `set` reads the value from stdin, so it stays out of the shell's
-history and the process list. Does not touch the store file (the operator's `onemcp auth secret
-set|list|delete` do, for any principal).
+values are that principal's). `set` reads the value from stdin (or asks for it, not echoed, on a
+terminal), so it stays out of the shell's history and the process list. Does not touch the store
+file (the operator's `onemcp auth secret set|list|delete` do, for any principal).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import re
 import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +20,8 @@ import httpx
 
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.target import TargetError, resolve
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class MineError(Exception):
@@ -37,6 +41,9 @@ def _answer(r: httpx.Response) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.step != "list" and not NAME.fullmatch(args.name):
+        print(f"onemcp: {args.name!r} is not a NAME of ${{user:NAME}} (letters, digits, _)", file=sys.stderr)
+        return 2
     token = os.environ.get(TOKEN_ENV)
     headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
@@ -53,15 +60,18 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{name:<24} {state:<28} {', '.join(info.get('servers') or [])}")
                 return 0
             if args.step == "set":
-                value = sys.stdin.readline().rstrip("\r\n")
+                prompt = f"your value for {args.name} (not shown): "
+                value = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
                 if not value:
                     raise MineError('no value on stdin (e.g. printf %s "$TOKEN" | onemcp auth secret mine set NAME)')
                 doc = _answer(http.put(f"{mine}/{args.name}", json={"value": value}))
                 print(f"stored {args.name} (used by {', '.join(doc.get('servers') or [])})")
                 return 0
             doc = _answer(http.delete(f"{mine}/{args.name}"))
-            print(f"deleted {args.name}" if doc.get("forgotten") else f"onemcp: no {args.name} of yours was stored")
-            return 0 if doc.get("forgotten") else 1
+            if not doc.get("forgotten"):
+                raise MineError(f"no {args.name} of yours was stored")
+            print(f"deleted {args.name}")
+            return 0
     except (MineError, TargetError) as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
         return 1

@@ -3,9 +3,9 @@
 Owns the choice: a ready, balanced replica (sticky per session) whose breaker lets the call through,
 the session's own connection for `isolation: session` servers (or `auto` ones that ask clients back),
 and the shared legacy-era companion of a dual-era upstream for legacy clients that can be asked
-back. Says why when none may take it (removed, not ready, circuit open), and which `${user:NAME}`
-values a principal's servers take. Does not own the connections: the `Pool` and
-`IsolatedConnections` do.
+back; a principal's own connections (its `${user:NAME}` values, its own OAuth tokens), and which
+values they take. Says why when none may take it (removed, not ready, circuit open). Does not own
+the connections: the `Pool` and `IsolatedConnections` do.
 """
 
 from __future__ import annotations
@@ -112,16 +112,11 @@ async def for_session(
     return conn
 
 
-def user_secret_names(servers: Mapping[str, ServerConfig], principal: Principal) -> dict[str, list[str]]:
-    """Each `${user:NAME}` an enabled server the principal's scopes reach takes, with those servers."""
-    enabled = {name: own for name, own in servers.items() if not own.disabled}
+def user_values(enabled: Mapping[str, ServerConfig], principal: Principal) -> dict[str, list[str]]:
+    """The `${user:NAME}` values the principal's own connections would take: the names of the
+    enabled servers its scopes reach, with those servers."""
     reach = principal.reach({name: own.tags for name, own in enabled.items()})
-    names: dict[str, list[str]] = {}
-    for server, own in sorted(enabled.items()):
-        if reach.touches(server):
-            for name in user_secrets.needs(own):
-                names.setdefault(name, []).append(server)
-    return names
+    return user_secrets.taken({name: own for name, own in enabled.items() if reach.touches(name)})
 
 
 def per_user_credential(server: str, principal: str) -> str:
@@ -167,13 +162,16 @@ async def _users_own(
     if running is not None and isolated.stamp(owner, server) == version:
         return running  # no value changed since it was made (or checked)
     try:
-        config = user_secrets.render(own.model_copy(update={"url": conn.config.url}), secrets.values(principal))
+        config = user_secrets.render(
+            own.model_copy(update={"url": conn.config.url}), secrets.values(principal), principal
+        )
     except user_secrets.MissingSecrets as exc:
         names = ", ".join(exc.names)
         raise UpstreamUnavailable(
             server,
-            f"it needs your own {names}, and none is stored for you ({principal}): an operator sets it with"
-            f" `onemcp auth secret set '{principal}' {exc.names[0]}`",
+            f"it needs your own {names}, and none is stored for you ({principal}): set it yourself with"
+            f" `onemcp auth secret mine set {exc.names[0]}` (PUT /me/secrets/{exc.names[0]}), or an operator"
+            f" with `onemcp auth secret set '{principal}' {exc.names[0]}`",
         ) from None
     if running is not None and (running.config.env, running.config.headers) == (config.env, config.headers):
         isolated.stamp(owner, server, version)

@@ -16,6 +16,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,8 +56,17 @@ def needs(config: ServerConfig) -> list[str]:
     return found
 
 
-def render(config: ServerConfig, values: dict[str, str] | None) -> ServerConfig:
-    """`config` with each placeholder replaced: by `values` (one principal's; missing ones raise
+def taken(servers: Mapping[str, ServerConfig]) -> dict[str, list[str]]:
+    """Each placeholder name these servers take, with the servers that take it (in name order)."""
+    names: dict[str, list[str]] = {}
+    for server, config in sorted(servers.items()):
+        for name in needs(config):
+            names.setdefault(name, []).append(server)
+    return names
+
+
+def render(config: ServerConfig, values: dict[str, str] | None, owner: str | None = None) -> ServerConfig:
+    """`config` with each placeholder replaced: by `values` (`owner`'s; missing ones raise
     MissingSecrets), or with `values` None, by its default or nothing (the shared connection)."""
     missing: list[str] = []
 
@@ -75,7 +85,7 @@ def render(config: ServerConfig, values: dict[str, str] | None) -> ServerConfig:
         raise MissingSecrets(sorted(set(missing)))
     headers = {k: v for k, v in headers.items() if v.strip() and not v.strip().endswith(("Bearer", "Basic"))}
     if values:
-        REDACTOR.add(values.values())  # a principal's values are masked wherever the server's are
+        REDACTOR.add(values.values(), owner)  # a principal's values are masked wherever the server's are
     return config.model_copy(update={"env": env, "headers": headers})
 
 
@@ -144,13 +154,15 @@ class UserSecrets:
                 continue
         return out
 
-    def listing(self) -> list[tuple[str, str, float]]:
-        """(principal, name, updated) of every value; never the values."""
+    def listing(self, principal: str | None = None) -> list[tuple[str, str, float]]:
+        """(principal, name, updated) of every value (or `principal`'s); never the values."""
         db = self._open(create=False)
         if db is None:
             return []
+        where, args = ("where principal = ?", (principal,)) if principal is not None else ("", ())
         with self._lock:
-            return [(p, n, u) for p, n, u in db.execute("select principal, name, updated from secrets order by 1, 2")]
+            rows = db.execute(f"select principal, name, updated from secrets {where} order by 1, 2", args)
+            return [(p, n, u) for p, n, u in rows]
 
     def close(self) -> None:
         if self._db is not None:

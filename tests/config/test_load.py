@@ -464,6 +464,8 @@ def test_a_per_user_value_outside_env_and_headers_is_an_error() -> None:
     assert "mcpServers.a.args[1]: ${user:TOK} is a caller's own value and works only in a server's env and headers" in (
         message
     )
+    template = {"mcpTemplates": {"t": {"command": "x", "env": {"TOKEN": "${user:TOK}"}}}}
+    assert "mcpTemplates.t.env.TOKEN: ${user:TOK} is a caller's own value" in error_of(template)
 
 
 @pytest.mark.parametrize("tag", ["a b", "", "and", "OR", "x,y", "(p)", "!z", "-lead"])

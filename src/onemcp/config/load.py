@@ -98,8 +98,9 @@ def _dotted(path: tuple[str | int, ...]) -> str:
 
 
 def _per_user_field(path: tuple[str | int, ...]) -> bool:
-    """Is `path` a value of a server's (or template's) env or headers, where ${user:NAME} is filled in?"""
-    return len(path) == 4 and path[0] in ("mcpServers", "mcpTemplates") and path[2] in ("env", "headers")
+    """Is `path` a value of a server's env or headers, where ${user:NAME} is filled in? (Not a template's:
+    its instances are not made per caller, so the placeholder would only ever get its default.)"""
+    return len(path) == 4 and path[0] == "mcpServers" and path[2] in ("env", "headers")
 
 
 def _substitute(value: Any, env: dict[str, str], path: tuple[str | int, ...], missing: list[str]) -> Any:

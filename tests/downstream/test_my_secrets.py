@@ -114,6 +114,12 @@ async def test_a_user_sets_their_own_value_and_only_theirs(
             assert await anyio.to_thread.run_sync(main, [*cli, "delete", "GH_TOKEN", "--url", hub.url]) == 0
             assert "GH_TOKEN" in json.dumps(await call(http, hub, alice))  # forgotten: refused again
             assert await anyio.to_thread.run_sync(main, [*cli, "delete", "GH_TOKEN", "--url", hub.url]) == 1
+            # a name that is no NAME never leaves the CLI (it would be a path on the hub)
+            assert main([*cli, "delete", "../../api/v1/servers/gh/restart", "--url", hub.url]) == 2
+            # ... and on the wire it is refused, its audit line naming no forged field
+            r = await http.put(f"{mine}/x%20principal=key:bob", json={"value": "x" * 20}, headers=auth(alice))
+            assert r.status_code == 404
+            assert "principal=key:bob" not in caplog.text and "(not a NAME)" in caplog.text
 
 
 async def test_a_principal_that_stands_for_everyone_may_not_choose_for_all(tmp_path: Path) -> None:

@@ -187,3 +187,13 @@ def test_a_principals_own_values_replace_its_last_and_never_hide_who_did_it() ->
     assert redactor.scrub(line) == "auth denied principal=key:bbbbbbbbbbbb entry=mcp target=***"
     redactor.add([], owner="key:aaaaaaaaaaaa")  # all of hers deleted: none of hers is masked any more
     assert redactor.scrub("key:bbbbbbbbbbbb") == "key:bbbbbbbbbbbb"
+
+
+def test_a_configured_secret_holding_principal_is_masked_whole() -> None:
+    jdbc = "jdbc:hive2://h:10000/db;principal=hive/_HOST@EX.COM;ssl=true;trustStorePassword=hunter2hunter2"
+    redactor = Redactor()
+    redactor.use(HubConfig.model_validate({"mcpServers": {"hive": {"command": "x", "env": {"URL": jdbc}}}}))
+    assert redactor.scrub(f"connect {jdbc} failed") == "connect *** failed"
+    redactor.add(["chosen-value-0123456789"], owner="key:aaaaaaaaaaaa")
+    shown = redactor.scrub(f"stderr: {jdbc} principal=chosen-value-0123456789 and chosen-value-0123456789")
+    assert shown == "stderr: *** principal=chosen-value-0123456789 and ***"

@@ -33,7 +33,8 @@ def _answer(r: httpx.Response) -> dict[str, Any]:
         doc = r.json()
     except ValueError:
         raise MineError(f"the hub answered HTTP {r.status_code} without JSON: is that an onemcp hub?") from None
-    if r.status_code in (401, 403):
+    said = doc.get("error") if isinstance(doc, dict) else None
+    if r.status_code in (401, 403) and not said:
         raise MineError(f"the hub refused: HTTP {r.status_code}; set ${TOKEN_ENV} to your own key or token")
     if r.status_code != 200 or not isinstance(doc, dict):
         raise MineError(str(doc.get("error") if isinstance(doc, dict) else doc))
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
         parts = urlsplit(resolve(config_flag=args.config, url=args.url).url)
-        mine = urlunsplit((parts.scheme, parts.netloc, "/me/secrets", "", ""))
+        prefix = parts.path.rstrip("/").removesuffix("/mcp")  # a hub served under a path prefix
+        mine = urlunsplit((parts.scheme, parts.netloc, f"{prefix}/me/secrets", "", ""))
         with httpx.Client(headers=headers, timeout=10.0) as http:
             if args.step == "list":
                 doc = _answer(http.get(mine))
@@ -77,4 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except httpx.HTTPError as exc:
         print(f"onemcp: cannot reach the hub: {exc}", file=sys.stderr)
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        print("\nonemcp: no value given", file=sys.stderr)
         return 1

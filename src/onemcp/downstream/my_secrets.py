@@ -64,7 +64,8 @@ async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send
             )
             return
         if not NAME.fullmatch(name) or (name not in names and (method == "PUT" or name not in stored)):
-            refused(principal, "me", method.lower(), f"${{user:{name[:64]}}}", "no server in its scopes takes it")
+            said = f"${{user:{name}}}" if NAME.fullmatch(name) and len(name) <= 64 else "(not a NAME)"
+            refused(principal, "me", method.lower(), said, "no server in its scopes takes it")
             known = ", ".join(sorted(names)) or "none"
             await asgi.send_json(
                 send, 404, {"error": f"no server you reach takes ${{user:{name[:64]}}}; yours: {known}"}

@@ -50,10 +50,10 @@ def link_cookie(links: Links, credential: str) -> tuple[str, str]:
     """The name of the cookie a credential's callback asks for, and its attributes (the public URL's
     scheme and path: behind a proxy the hub's routes are not the browser's)."""
     callback = urlsplit(links.callback_url(credential) or "")
-    tail = credential.rpartition("~")[2]
+    name = "onemcp_link_" + credential.replace("~", "_")  # a server's name and the principal's hash
     if callback.scheme == "https":  # no Domain, Path=/, Secure: only this host can set it
-        return f"__Host-onemcp_link_{tail}", "HttpOnly; SameSite=Lax; Path=/; Secure"
-    return f"onemcp_link_{tail}", f"HttpOnly; SameSite=Lax; Path={callback.path}"
+        return f"__Host-{name}", "HttpOnly; SameSite=Lax; Path=/; Secure"
+    return name, f"HttpOnly; SameSite=Lax; Path={callback.path}"
 
 
 async def serve(hub: Hub, links: Links, gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:

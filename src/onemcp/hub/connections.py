@@ -166,12 +166,16 @@ async def _users_own(
             own.model_copy(update={"url": conn.config.url}), secrets.values(principal), principal
         )
     except user_secrets.MissingSecrets as exc:
-        names = ", ".join(exc.names)
+        names, first = ", ".join(exc.names), exc.names[0]
+        yourself = (  # a principal of several people may not choose for all (`downstream.my_secrets`)
+            f" set it yourself with `onemcp auth secret mine set {first}` (PUT /me/secrets/{first}), or"
+            if session.principal.kind not in ("oauth", "anonymous")
+            else ""
+        )
         raise UpstreamUnavailable(
             server,
-            f"it needs your own {names}, and none is stored for you ({principal}): set it yourself with"
-            f" `onemcp auth secret mine set {exc.names[0]}` (PUT /me/secrets/{exc.names[0]}), or an operator"
-            f" with `onemcp auth secret set '{principal}' {exc.names[0]}`",
+            f"it needs your own {names}, and none is stored for you ({principal}):{yourself} an operator sets"
+            f" it with `onemcp auth secret set '{principal}' {first}`",
         ) from None
     if running is not None and (running.config.env, running.config.headers) == (config.env, config.headers):
         isolated.stamp(owner, server, version)

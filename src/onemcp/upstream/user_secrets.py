@@ -99,6 +99,12 @@ class UserSecrets:
 
     def _open(self, create: bool) -> sqlite3.Connection | None:
         if self._db is None:
+            with self._lock:  # two first uses at once (the endpoint's threads): one opens, one key is made
+                return self._open_locked(create)
+        return self._db
+
+    def _open_locked(self, create: bool) -> sqlite3.Connection | None:
+        if self._db is None:
             path = self._dir / FILE if self._dir is not None else None
             if path is not None and not create and not path.exists():
                 return None

@@ -211,7 +211,7 @@ async def test_a_users_link_works_only_for_them_and_only_in_the_browser_that_sig
                 for planted in (None, "not-hers"):
                     r = await sign_in(http, alices_link, alice)
                     assert r.status_code == 303
-                    name = f"onemcp_link_{alices.rpartition('~')[2]}"
+                    name = f"onemcp_link_{alices.replace('~', '_')}"
                     assert r.headers["set-cookie"].startswith(f"{name}=")
                     assert f"HttpOnly; SameSite=Lax; Path={callback_path}; Max-Age=600" in r.headers["set-cookie"]
                     other_browser.cookies.clear()
@@ -258,14 +258,16 @@ class _Links:
 
 
 def test_the_link_cookie_follows_the_public_url() -> None:
-    # https: a __Host- cookie, which no sibling domain can plant; one name per credential
+    # https: a __Host- cookie, which no sibling domain can plant; one name per credential (a user's
+    # links to two servers are two cookies)
     assert link_cookie(_Links("https://hub.example"), "remote~0123456789abcdef") == (
-        "__Host-onemcp_link_0123456789abcdef",
+        "__Host-onemcp_link_remote_0123456789abcdef",
         "HttpOnly; SameSite=Lax; Path=/; Secure",
     )
+    assert link_cookie(_Links("https://hub.example"), "other~0123456789abcdef")[0].endswith("_other_0123456789abcdef")
     # behind a proxy that strips /hub: the browser's path, not the hub's route
     assert link_cookie(_Links("http://hub.example/hub"), "remote~0123456789abcdef") == (
-        "onemcp_link_0123456789abcdef",
+        "onemcp_link_remote_0123456789abcdef",
         "HttpOnly; SameSite=Lax; Path=/hub/oauth/upstream/callback/remote~0123456789abcdef",
     )
 

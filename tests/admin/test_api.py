@@ -76,7 +76,14 @@ def sample(method: str, pattern: str) -> tuple[str, str, Any]:
         return method, path, {"name": "gamma", "server": {"command": fx[0], "args": fx[1:]}}
     if pattern == "/events/payloads":
         return method, path, {"on": False}
+    if pattern == "/user-secrets" and method == "DELETE":  # the value `seeded` stores
+        return method, f"{path}?principal=key:seeded&name=SEEDED", None
     return method, path, None
+
+
+def seeded(hub: RunningHub) -> None:
+    """A principal's value for DELETE /user-secrets to forget."""
+    hub.app.hub.user_secrets.set("key:seeded", "SEEDED", "seeded-value-0123456789")
 
 
 @pytest.mark.parametrize("caller", ["admin", "operator", "mcp", "narrow", "none"])
@@ -87,6 +94,7 @@ async def test_every_endpoint_for_every_caller(tmp_path: Path, caller: str) -> N
                 if route.stream:
                     continue
                 method, path, body = sample(route.method, route.pattern)
+                seeded(hub)
                 r = await http.request(method, f"{hub.base}/api/v1{path}", json=body, headers=bearer(keys.get(caller)))
                 if caller == "none":
                     assert r.status_code == 401, (route, r.text)
@@ -104,6 +112,7 @@ async def test_without_auth_the_loopback_operator_may_do_everything(tmp_path: Pa
                 if route.stream:
                     continue
                 method, path, body = sample(route.method, route.pattern)
+                seeded(hub)
                 r = await http.request(method, f"{hub.base}/api/v1{path}", json=body)
                 assert r.status_code == 200, (route.method, path, r.text)
 

@@ -25,6 +25,8 @@ import anyio
 import orjson
 
 from onemcp import __version__
+from onemcp.admin import user_values
+from onemcp.admin.errors import ApiError
 from onemcp.auth.access import ADMIN_API, operator_needs
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
@@ -49,13 +51,6 @@ TOOLS_QUERY = ("q", "server", "limit")  # GET /tools
 MAX_LIMIT = 1000  # tools in one answer of GET /tools
 audit = logging.getLogger("onemcp.audit")
 log = logging.getLogger("onemcp.admin")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
@@ -537,6 +532,15 @@ ROUTES: tuple[Route, ...] = (
         "GET", "/events", "Server-sent events: calls, state changes, log lines", False, AdminApi.summary, stream=True
     ),
     Route("POST", "/events/payloads", "Include call arguments in events ({on})", True, AdminApi.payloads),
+    Route("GET", "/user-secrets", "Who has which ${user:NAME} value, when (never a value)", False, user_values.listing),
+    Route(
+        "DELETE",
+        "/user-secrets",
+        "Forget one principal's value (?principal=&name=)",
+        True,
+        user_values.forget,
+        query=user_values.FORGET_QUERY,
+    ),
 )
 
 

@@ -1,0 +1,66 @@
+"""The admin API's view of each principal's own `${user:NAME}` values (`/api/v1/user-secrets`).
+
+`GET` lists who has which name stored, when, and which enabled servers take it, never a value
+(the `operator` scope may look); `DELETE ?principal=&name=` forgets one (the `admin` scope), as
+`onemcp auth secret delete` does on the hub's machine. The principal's next call then has none.
+Owns these two handlers; routing, scopes, CSRF and the audit line are `admin.api`'s, the store
+`upstream.user_secrets`'s.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import anyio.to_thread
+
+from onemcp.admin.errors import ApiError
+from onemcp.auth.principal import Principal
+from onemcp.hub.core import Hub
+from onemcp.upstream import user_secrets
+
+FORGET_QUERY = ("principal", "name")
+
+
+class Api(Protocol):
+    """What these handlers use of `admin.api.AdminApi`."""
+
+    hub: Hub
+
+    def audit_change(self, who: str, action: str, target: str, outcome: str = "ok") -> None: ...
+
+
+class Request(Protocol):
+    """What these handlers use of `admin.api.Request`."""
+
+    principal: Principal
+
+    @property
+    def query(self) -> dict[str, str]: ...
+
+
+async def listing(api: Api, request: Request) -> dict[str, Any]:
+    rows = await anyio.to_thread.run_sync(api.hub.user_secrets.listing)
+    taken = user_secrets.taken(api.hub.config.enabled)
+    return {
+        "values": [
+            {
+                "principal": principal,
+                "name": name,
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated)),
+                "servers": taken.get(name, []),
+            }
+            for principal, name, updated in rows
+        ],
+        "names": taken,
+    }
+
+
+async def forget(api: Api, request: Request) -> dict[str, Any]:
+    principal, name = (request.query.get(field, "").strip() for field in FORGET_QUERY)
+    if not principal or not name:
+        raise ApiError(400, "name the value: ?principal=<as the audit log names it>&name=<NAME>")
+    if not await anyio.to_thread.run_sync(api.hub.user_secrets.delete, principal, name):
+        raise ApiError(404, f"no {name} is stored for {principal}")
+    api.audit_change(request.principal.id, "user-secret-delete", f"{principal}/{name}")
+    return {"principal": principal, "name": name, "forgotten": True}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ async def test_the_operator_lists_and_an_admin_forgets_a_users_value(
             mine = f"{hub.base}/me/secrets/GH_TOKEN"
             r = await http.put(mine, json={"value": value}, headers={"authorization": f"Bearer {alice}"})
             assert r.status_code == 200
-            assert answer(await call(http, hub, alice))[0] == value
+            got, pid = answer(await call(http, hub, alice))
+            assert got == value
 
             api = f"{hub.base}/api/v1/user-secrets"
             listed = await http.get(api, headers={"authorization": f"Bearer {operator}"})
@@ -60,9 +62,34 @@ async def test_the_operator_lists_and_an_admin_forgets_a_users_value(
             assert (await http.delete(api, params={"principal": alice_id}, headers=as_admin)).status_code == 400
             r = await http.delete(api, params={**query, "other": "x"}, headers=as_admin)
             assert r.status_code == 400  # a query parameter the route does not take
+            r = await http.request("DELETE", api, params=query, headers=as_admin, content=b'{"x": 1}')
+            assert r.status_code == 400  # a body this route does not take is refused, not ignored
             r = await http.delete(api, params=query, headers=as_admin)
             assert r.status_code == 200 and r.json()["forgotten"] is True
             assert "action=user-secret-delete" in caplog.text and value not in caplog.text
             assert (await http.delete(api, params=query, headers=as_admin)).status_code == 404
             assert "GH_TOKEN" in json.dumps(await call(http, hub, alice))  # she has none now
+            with anyio.fail_after(10):  # and the process made from the deleted value is gone
+                while gone(pid) is False:
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
             assert (await http.get(api, headers=as_admin)).json()["values"] == []
+
+            # the document names the route's query parameters; a store that cannot be read is a 503
+            spec = (await http.get(f"{hub.base}/api/v1/openapi.json", headers=as_admin)).json()
+            named = [p["name"] for p in spec["paths"]["/api/v1/user-secrets"]["delete"]["parameters"]]
+            assert named == ["principal", "name"]
+
+            def broken() -> list[tuple[str, str, float]]:
+                raise sqlite3.DatabaseError("file is not a database")
+
+            hub.app.hub.user_secrets.listing = broken  # type: ignore[method-assign]
+            r = await http.get(api, headers=as_admin)
+            assert r.status_code == 503 and "DatabaseError" in r.json()["error"]
+
+
+def gone(pid: str) -> bool:
+    """Has the process exited (no longer there, or a zombie waiting for its parent)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

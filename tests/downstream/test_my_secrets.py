@@ -83,6 +83,7 @@ async def test_a_user_sets_their_own_value_and_only_theirs(
                 (b'{"value": 7}', 400, "nothing else"),
                 (b'{"value": ""}', 400, "one credential"),
                 (b'{"value": "short-value"}', 400, "one credential"),
+                (b'{"value": "key:3f2a9c1d7e4b0000"}', 400, "principal's id"),
                 (b'{"value": "two lines of a value\\nsecond"}', 400, "one credential"),
                 (b'{"value": "with a space in the value"}', 400, "one credential"),
                 (b'{"value": "tab\\tin-a-value-0123456789"}', 400, "one credential"),

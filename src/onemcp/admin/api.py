@@ -557,10 +557,10 @@ def openapi_document() -> dict[str, Any]:
                 "403": {"description": "lacks the scope, or the CSRF token"},
             },
         }
-        if params:
-            operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
-            ]
+        parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+        parameters += [{"name": q, "in": "query", "schema": {"type": "string"}} for q in route.query]
+        if parameters:
+            operation["parameters"] = parameters
         if route.pattern == "/events":
             operation["responses"]["200"] = {"description": "text/event-stream: call, state and log events"}
         paths.setdefault(PREFIX + (route.pattern if route.pattern != "/" else ""), {})[route.method.lower()] = operation

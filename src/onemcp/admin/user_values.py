@@ -9,8 +9,11 @@ Owns these two handlers; routing, scopes, CSRF and the audit line are `admin.api
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import anyio.to_thread
 
@@ -20,6 +23,8 @@ from onemcp.hub.core import Hub
 from onemcp.upstream import user_secrets
 
 FORGET_QUERY = ("principal", "name")
+log = logging.getLogger("onemcp.admin")
+T = TypeVar("T")
 
 
 class Api(Protocol):
@@ -38,9 +43,20 @@ class Request(Protocol):
     @property
     def query(self) -> dict[str, str]: ...
 
+    async def json(self, *fields: str) -> dict[str, Any]: ...
+
+
+async def _store(work: Callable[..., T], *args: str) -> T:
+    """The store's answer, off the event loop; a store that cannot be read is a 503, not a traceback."""
+    try:
+        return await anyio.to_thread.run_sync(work, *args)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("user secrets: the store cannot be used (%s)", exc)
+        raise ApiError(503, f"the hub cannot read its user values now: {type(exc).__name__}") from None
+
 
 async def listing(api: Api, request: Request) -> dict[str, Any]:
-    rows = await anyio.to_thread.run_sync(api.hub.user_secrets.listing)
+    rows = await _store(api.hub.user_secrets.listing)
     taken = user_secrets.taken(api.hub.config.enabled)
     return {
         "values": [
@@ -57,10 +73,11 @@ async def listing(api: Api, request: Request) -> dict[str, Any]:
 
 
 async def forget(api: Api, request: Request) -> dict[str, Any]:
+    await request.json()  # no body: one sent is refused, not ignored
     principal, name = (request.query.get(field, "").strip() for field in FORGET_QUERY)
     if not principal or not name:
         raise ApiError(400, "name the value: ?principal=<as the audit log names it>&name=<NAME>")
-    if not await anyio.to_thread.run_sync(api.hub.user_secrets.delete, principal, name):
+    if not await _store(api.hub.user_secrets.delete, principal, name):
         raise ApiError(404, f"no {name} is stored for {principal}")
     api.audit_change(request.principal.id, "user-secret-delete", f"{principal}/{name}")
     return {"principal": principal, "name": name, "forgotten": True}

@@ -37,6 +37,8 @@ MIN_VALUE, MAX_VALUE = 16, 8 * 1024
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 VALUE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what a header and an env var both carry
 SHARED = ("oauth", "anonymous")  # principals that stand for more than one person
+# an id's shape (`key:<id>` is 16 characters): such a value would mask who did what in the audit log
+IDS = ("key:", "jwt:", "oauth:", "anonymous")
 audit = logging.getLogger("onemcp.audit")
 log = logging.getLogger("onemcp.http")
 
@@ -119,6 +121,8 @@ async def _value(receive: Receive) -> tuple[str | None, int, str]:
     value: str = doc["value"]
     if len(value) > MAX_VALUE:
         return None, 413, f"too large: a value is at most {MAX_VALUE} characters"
+    if value.startswith(IDS):
+        return None, 400, "a value cannot look like a principal's id (key:, jwt:, oauth:)"
     if len(value) < MIN_VALUE or not VALUE.fullmatch(value):
         return (
             None,

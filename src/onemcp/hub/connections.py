@@ -166,6 +166,8 @@ async def _users_own(
             own.model_copy(update={"url": conn.config.url}), secrets.values(principal), principal
         )
     except user_secrets.MissingSecrets as exc:
+        if running is not None:  # made from a value deleted since: it must not keep running with it
+            isolated.close_owned(owner, server)
         names, first = ", ".join(exc.names), exc.names[0]
         yourself = (  # a principal of several people may not choose for all (`downstream.my_secrets`)
             f" set it yourself with `onemcp auth secret mine set {first}` (PUT /me/secrets/{first}), or"

@@ -79,7 +79,7 @@ async def test_the_operator_lists_and_an_admin_forgets_a_users_value(
             named = [p["name"] for p in spec["paths"]["/api/v1/user-secrets"]["delete"]["parameters"]]
             assert named == ["principal", "name"]
 
-            def broken() -> list[tuple[str, str, float]]:
+            def broken(principal: str | None = None) -> list[tuple[str, str, float]]:
                 raise sqlite3.DatabaseError("file is not a database")
 
             hub.app.hub.user_secrets.listing = broken  # type: ignore[method-assign]

@@ -17,10 +17,9 @@ import anyio
 import httpx
 import pytest
 
-from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from support.hub import running_hub
-from upstream.test_user_secrets import answer, call
+from upstream.test_user_secrets import answer, call, gh_hub_config
 
 pytestmark = pytest.mark.anyio
 
@@ -29,11 +28,7 @@ async def test_the_operator_lists_and_an_admin_forgets_a_users_value(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="onemcp.audit")
-    fx = fixture_command("--env-tool")
-    server = {"command": fx[0], "args": fx[1:], "env": {"FIXTURE_TOKEN": "${user:GH_TOKEN}"}}
-    config = {"mcpServers": {"gh": server}, "onemcp": {"auth": {"apiKeys": True}, "audit": "-"}}
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
+    config, path = gh_hub_config(tmp_path)
     keys = KeyStore(tmp_path / "keys.db")
     admin, operator, alice = (keys.create(n, [s]) for n, s in (("a", "admin"), ("o", "operator"), ("u", "mcp")))
     alice_id = f"key:{alice.split('_')[1]}"

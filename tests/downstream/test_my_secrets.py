@@ -18,12 +18,11 @@ import anyio
 import httpx
 import pytest
 
-from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.main import main
 from support.hub import running_hub
-from upstream.test_user_secrets import answer, call
+from upstream.test_user_secrets import answer, call, gh_hub_config
 
 pytestmark = pytest.mark.anyio
 
@@ -35,11 +34,7 @@ async def test_a_user_sets_their_own_value_and_only_theirs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="onemcp.audit")
-    fx = fixture_command("--env-tool")
-    server = {"command": fx[0], "args": fx[1:], "env": {"FIXTURE_TOKEN": "${user:GH_TOKEN}"}}
-    config = {"mcpServers": {"gh": server}, "onemcp": {"auth": {"apiKeys": True}, "audit": "-"}}
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
+    config, path = gh_hub_config(tmp_path)
     keys = KeyStore(tmp_path / "keys.db")
     alice, bob = keys.create("alice", ["mcp"]), keys.create("bob", ["mcp"])
     narrow = keys.create("narrow", ["server:elsewhere"])
@@ -124,11 +119,7 @@ async def test_a_user_sets_their_own_value_and_only_theirs(
 
 
 async def test_a_principal_that_stands_for_everyone_may_not_choose_for_all(tmp_path: Path) -> None:
-    fx = fixture_command("--env-tool")
-    server = {"command": fx[0], "args": fx[1:], "env": {"FIXTURE_TOKEN": "${user:GH_TOKEN}"}}
-    config = {"mcpServers": {"gh": server}}  # no auth: every caller is the one anonymous principal
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
+    config, path = gh_hub_config(tmp_path, auth=False)  # no auth: every caller is the one anonymous principal
     with anyio.fail_after(60):
         async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=30) as http:
             mine = f"{hub.base}/me/secrets"

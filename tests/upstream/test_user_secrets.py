@@ -84,6 +84,19 @@ async def call(http: httpx.AsyncClient, hub: RunningHub, key: str, *, modern: bo
     return doc
 
 
+def gh_hub_config(tmp_path: Path, *, auth: bool = True) -> tuple[dict[str, Any], Path]:
+    """A hub whose one server `gh` (a stdio fixture with a getenv tool) takes `${user:GH_TOKEN}` as its
+    FIXTURE_TOKEN; with API keys and audit lines in the log, or without auth. Written to mcp.json."""
+    fx = fixture_command("--env-tool")
+    server = {"command": fx[0], "args": fx[1:], "env": {"FIXTURE_TOKEN": "${user:GH_TOKEN}"}}
+    config: dict[str, Any] = {"mcpServers": {"gh": server}}
+    if auth:
+        config["onemcp"] = {"auth": {"apiKeys": True}, "audit": "-"}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    return config, path
+
+
 def answer(doc: dict[str, Any]) -> tuple[str, str]:
     value, pid = doc["result"]["content"][0]["text"].rsplit(" pid=", 1)
     return value, pid

@@ -49,6 +49,9 @@ async def test_the_operator_lists_and_an_admin_forgets_a_users_value(
                 (alice_id, "GH_TOKEN", ["gh"])
             ]
             assert doc["names"] == {"GH_TOKEN": ["gh"]}
+            for blank in ("?x=", "?x"):  # a parameter the route does not take is refused, even blank
+                r = await http.get(api + blank, headers={"authorization": f"Bearer {operator}"})
+                assert r.status_code == 400 and "unknown parameter" in r.text, r.text
 
             query = {"principal": alice_id, "name": "GH_TOKEN"}
             as_operator = await http.delete(api, params=query, headers={"authorization": f"Bearer {operator}"})

@@ -62,9 +62,10 @@ class Request:
 
     @property
     def query(self) -> dict[str, str]:
+        """The query's parameters, blank ones too (`?server=` is a parameter, though empty)."""
         from urllib.parse import parse_qsl
 
-        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
 
     async def json(self, *fields: str) -> dict[str, Any]:
         """The body, a JSON object ({} when empty) holding no field but `fields`; else 400."""

@@ -49,6 +49,12 @@ class Principal:
         return not self.is_admin and any(s.startswith(NARROWING) for s in self.scopes)
 
     @property
+    def shared(self) -> bool:
+        """Does it stand for more than one person (one built-in OAuth client's users, every caller of a
+        hub without auth)? Such a principal may not choose per-user values for all of them."""
+        return self.kind in ("oauth", "anonymous")
+
+    @property
     def may_enter(self) -> bool:
         """Does it hold any scope of this hub? (None at all: it may not use the hub.)"""
         return any(s in (BASE, ADMIN) or s.startswith(NARROWING) for s in self.scopes)

@@ -36,7 +36,6 @@ PREFIX = "/me/secrets"
 MIN_VALUE, MAX_VALUE = 16, 8 * 1024
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 VALUE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what a header and an env var both carry
-SHARED = ("oauth", "anonymous")  # principals that stand for more than one person
 # an id's shape (`key:<id>` is 16 characters): such a value would mask who did what in the audit log
 IDS = ("key:", "jwt:", "oauth:", "anonymous")
 audit = logging.getLogger("onemcp.audit")
@@ -59,7 +58,7 @@ async def serve(hub: Hub, gate: Gate, scope: Scope, receive: Receive, send: Send
         if not name:
             await asgi.send_json(send, 200, _listing(principal, names, stored))
             return
-        if principal.kind in SHARED:
+        if principal.shared:
             detail = "every caller of this hub" if principal.kind == "anonymous" else "everyone using this client"
             await asgi.send_json(
                 send, 403, {"error": f"{principal.id} is {detail}: one may not choose for all; an operator sets it"}

@@ -136,8 +136,9 @@ async def _users_oauth(
     except UpstreamUnavailable:
         auth = isolated.auth
         mine = auth.servers.get(credential) if auth is not None else None
-        link = auth.start_url(credential) if auth is not None and mine is not None and mine.blocked else None
-        if link is None or mine is None or not mine.linkable:
+        usable = auth is not None and mine is not None and mine.blocked and mine.linkable
+        link = auth.start_url(credential) if usable and auth is not None else None
+        if link is None:
             raise
         raise UpstreamUnavailable(
             server,
@@ -171,7 +172,7 @@ async def _users_own(
         names, first = ", ".join(exc.names), exc.names[0]
         yourself = (  # a principal of several people may not choose for all (`downstream.my_secrets`)
             f" set it yourself with `onemcp auth secret mine set {first}` (PUT /me/secrets/{first}), or"
-            if session.principal.kind not in ("oauth", "anonymous")
+            if not session.principal.shared
             else ""
         )
         raise UpstreamUnavailable(

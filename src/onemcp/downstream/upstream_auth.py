@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from onemcp.auth.gate import Gate
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page
+from onemcp.config.model import ServerConfig
 from onemcp.downstream import user_link
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
@@ -30,10 +31,10 @@ class Credentials(Protocol):
     """What these endpoints need of the hub's upstream credentials (`upstream.oauth.registry.UpstreamAuth`)."""
 
     async def callback(
-        self, server: str, params: dict[str, str], browser: str | None = None
+        self, server: str, params: dict[str, str], browser: str | None = None, config: ServerConfig | None = None
     ) -> tuple[int, str, str]: ...
     async def forget(self, name: str) -> bool: ...
-    def user_link(self, credential: str, browser: str) -> str | None: ...
+    def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None: ...
     def start_url(self, credential: str) -> str | None: ...
     def callback_url(self, server: str) -> str | None: ...
 
@@ -49,8 +50,11 @@ async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: 
         except ValueError:
             status, title, detail = 400, "Bad request", "Too many parameters."
         else:
-            browser = asgi.cookies(scope).get(user_link.link_cookie(auth, server)[0]) if "~" in server else None
-            status, title, detail = await auth.callback(server, params, browser)
+            browser, own = None, None
+            if "~" in server:  # a user's own: the cookie where it began, and the server's config (replicas)
+                browser = asgi.cookies(scope).get(user_link.link_cookie(auth, server)[0])
+                own = hub.config.servers.get(server.partition("~")[0])
+            status, title, detail = await auth.callback(server, params, browser, own)
         await asgi.send_bytes(send, status, error_page(title, detail), HTML, PAGE_HEADERS)
         return
     if path.startswith(UPSTREAM_OAUTH_START + "/"):  # a user signs in to authorize their own credential

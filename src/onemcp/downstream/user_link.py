@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page, page, posted_here
-from onemcp.config.model import UpstreamOAuth
+from onemcp.config.model import ServerConfig, UpstreamOAuth
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.http.routes import UPSTREAM_OAUTH_START
@@ -41,7 +41,7 @@ audit = logging.getLogger("onemcp.audit")
 class Links(Protocol):
     """What this page needs of the hub's upstream credentials (`upstream.oauth.registry.UpstreamAuth`)."""
 
-    def user_link(self, credential: str, browser: str) -> str | None: ...
+    def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None: ...
     def start_url(self, credential: str) -> str | None: ...
     def callback_url(self, server: str) -> str | None: ...
 
@@ -107,8 +107,8 @@ async def serve(hub: Hub, links: Links, gate: Gate, scope: Scope, receive: Recei
         await form("This link was made for another onemcp user. Open the link your own MCP client gave you.", 403)
         return
     browser = secrets.token_urlsafe(32)
-    link = links.user_link(credential, browser)
-    if link is None:  # authorized meanwhile, or this replica has not seen the principal's call
+    link = links.user_link(credential, browser, own)
+    if link is None:  # authorized meanwhile, or no replica has seen the principal's call
         detail = f"This hub has no authorization of yours with {server} waiting: call it from your client again."
         await _answer(send, 409, error_page("Nothing to authorize here", detail))
         return

@@ -24,12 +24,14 @@ import anyio
 import httpx
 import pytest
 
-from onemcp.auth.keys import KeyStore
+from onemcp.auth.keys import KeyStore, open_keys
 from onemcp.cli.client.rpc import TOKEN_ENV
+from onemcp.config.model import ServerConfig
 from onemcp.downstream.user_link import link_cookie
 from onemcp.hub.connections import per_user_credential
 from support.entries import CLIENTS, Refused, Target, first_refusal
 from support.hub import HEADERS, INIT, RunningHub, running_hub
+from support.services import NEEDS_REDIS
 from upstream.oauth.test_oauth_upstream import hub_file, protected_upstream
 
 pytestmark = pytest.mark.anyio
@@ -247,7 +249,7 @@ class _Links:
     def __init__(self, base: str) -> None:
         self.base = base
 
-    def user_link(self, credential: str, browser: str) -> str | None:
+    def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None:
         return None
 
     def start_url(self, credential: str) -> str | None:
@@ -302,3 +304,60 @@ async def test_every_entry_point_calls_with_the_callers_own_authorization(
                 assert f"/oauth/upstream/start/{bobs}" in refusal and "Internal" not in refusal, (name, refusal)
             # bob's calls never got a token of anyone's: he has none, and the upstream saw only alice
             assert hub.app.hub.upstream_auth.servers[bobs].tokens is None
+
+
+@NEEDS_REDIS
+async def test_a_users_sign_in_and_callback_may_reach_any_replica(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas on one Redis behind a balancer without sticky routing: alice's call reached A, her
+    sign-in B (which never saw a call of hers) and her callback A; bob's call and sign-in reached A,
+    his callback B. Each then calls through either replica with their own tokens."""
+    monkeypatch.setenv("ONEMCP_SECRET_KEY", "one passphrase for every replica")
+    with anyio.fail_after(150):
+        async with protected_upstream(tmp_path) as upstream:
+            config = {
+                "mcpServers": {"remote": {"url": upstream.url, "oauth": {"perUser": True}}},
+                "onemcp": {"auth": {"apiKeys": True}, "sessionStore": redis_url},
+            }
+            paths = []
+            for name in ("a", "b"):
+                (tmp_path / name).mkdir()
+                paths.append(tmp_path / name / "mcp.json")
+                paths[-1].write_text(json.dumps(config))
+            keys = open_keys(tmp_path / "a", redis_url)  # in Redis: every replica knows them
+            admin, alice, bob = (keys.create(n, [s]) for n, s in (("op", "admin"), ("a", "mcp"), ("b", "mcp")))
+            alices, bobs = (per_user_credential("remote", f"key:{k.split('_')[1]}") for k in (alice, bob))
+            async with (
+                httpx.AsyncClient(timeout=30) as http,
+                running_hub(config, config_path=paths[0]) as a,
+                running_hub(config, config_path=paths[1]) as b,
+            ):
+                await operator_authorizes(http, a, admin)
+                with anyio.fail_after(30):
+                    while b.app.hub.pool.get("remote").state != "ready":  # type: ignore[union-attr]
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+
+                link = link_in((await echo(http, a, alice, "x"))["error"]["message"])
+                assert alices not in b.app.hub.upstream_auth.servers  # B has not seen her
+                await authorize_as(http, b.base + link.removeprefix(a.base), alice, alices)  # callback: A's
+
+                link = link_in((await echo(http, a, bob, "x"))["error"]["message"])
+                r = await sign_in(http, link, bob)
+                assert r.status_code == 303, r.text
+                r = await http.get(r.headers["location"])  # the upstream's page sends the browser back
+                assert r.status_code == 302 and r.headers["location"].startswith(a.base), r.text
+                assert bobs not in b.app.hub.upstream_auth.servers
+                page = await http.get(b.base + r.headers["location"].removeprefix(a.base))  # to B
+                assert page.status_code == 200 and "remote is authorized for you" in page.text, page.text
+
+                for hub in (a, b):
+                    for who, key in (("alice", alice), ("bob", bob)):
+                        done = await echo(http, hub, key, f"{who} via {hub.base}")
+                        assert done["result"]["content"][0]["text"] == f"{who} via {hub.base}", done
+                tokens = {
+                    hub.app.hub.upstream_auth.servers[name].tokens.access_token  # type: ignore[union-attr]
+                    for hub in (a, b)
+                    for name in (alices, bobs)
+                }
+                assert len(tokens) == 2  # one each, the same on both replicas

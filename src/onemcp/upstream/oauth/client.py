@@ -154,12 +154,25 @@ class ServerAuth:
             self._authorized()
         return True
 
+    def adopt(self) -> bool:
+        """A user's own credential that another replica's call prepared (discovered and registered,
+        kept in the shared store): ready to hand out links here too. False when nothing was prepared."""
+        doc = self._stored()
+        if doc is None or self.metadata is None or self.registration is None:
+            return False
+        if self.scope is None and isinstance(doc.get("scope"), str):
+            self.scope = doc["scope"]  # what that replica's challenge asked for
+        if self.tokens is None:
+            self.state, self.detail = "required", f"authorize at {self.metadata.get('issuer')}"
+        return True
+
     def _save(self) -> None:
         self._persisted = True
         self.owner.store.save(
             self.name,
             {
                 "url": self.url,
+                "scope": self.scope,
                 "resource": self.resource,
                 "metadata": self.metadata,
                 "pinned": self.pinned,

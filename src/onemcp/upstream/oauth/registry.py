@@ -11,7 +11,8 @@ after ten minutes), and the callback itself. A user's own credential (`<server>~
 and the callback refuses a browser without that cookie, so a link forwarded (or lured to) anyone
 else cannot tie their upstream account to this principal. `on_authorized` wakes the pool. Replicas sharing a
 Redis (`shared`) keep the credentials there, and each link too: the callback may reach any
-replica, which finishes the flow with its own credential object for that server.
+replica, which finishes the flow with its own credential object for that server (for a user's own,
+one it takes from the store if no call of theirs came to it: `user_credential`).
 """
 
 from __future__ import annotations
@@ -94,11 +95,27 @@ class UpstreamAuth:
         """Where a user signs in to authorize their own credential (`<server>~<principal hash>`)."""
         return f"{self.callback_base}{UPSTREAM_OAUTH_START}/{credential}" if self.callback_base else None
 
-    def user_link(self, credential: str, browser: str) -> str | None:
-        """A new authorization link for a user's own credential that only the browser holding the
-        cookie `browser` can finish; None when it cannot be authorized now (never called, or no need)."""
+    def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None:
+        """A new authorization link for a user's own credential (`config`: its server's) that only the
+        browser holding the cookie `browser` can finish; None when it cannot be authorized now (never
+        called, or no need)."""
+        mine = self.user_credential(credential, config) if "~" in credential else None
+        return mine.authorize_link(browser_hash(browser)) if mine is not None else None
+
+    def user_credential(self, credential: str, config: ServerConfig) -> ServerAuth | None:
+        """A user's own credential here: the one their calls made on this replica, or else (replicas
+        on one Redis) the one another replica's call prepared, read from the shared store, so that
+        the sign-in page and the callback may reach any replica. None when neither is there."""
         mine = self.servers.get(credential)
-        return mine.authorize_link(browser_hash(browser)) if mine is not None and "~" in credential else None
+        if mine is not None or self.shared is None or not oauth_enabled(config):
+            return mine
+        from onemcp.upstream.oauth.client import ServerAuth
+
+        made = ServerAuth(self, credential, config)
+        if not made.adopt():
+            return None  # no call of theirs was prepared anywhere: nothing to authorize
+        self.servers[credential] = made
+        return made
 
     def for_server(self, name: str, config: ServerConfig) -> ServerAuth | None:
         """The server's credential (`config`: the server's own, also for its replicas)."""
@@ -148,10 +165,13 @@ class UpstreamAuth:
             }
             store.put_link(state, doc, pending.expires - now)
 
-    async def _shared_link(self, server: str, state: str, mine: Pending | None) -> Pending | None:
+    async def _shared_link(
+        self, server: str, state: str, mine: Pending | None, config: ServerConfig | None
+    ) -> Pending | None:
         """A link handed out by any replica (this one's, `mine`, included: it is then spent for all), as a
-        Pending of this replica's credential for `server`; None when it was spent or never made, or the
-        server differs here. While Redis cannot say, a link of this replica's still works here."""
+        Pending of this replica's credential for `server` (a user's own is taken from the store with
+        `config`, its server's, if no call of theirs came here); None when it was spent or never made, or
+        the server differs here. While Redis cannot say, a link of this replica's still works here."""
         import anyio.to_thread
 
         from onemcp.upstream.oauth.client import Pending
@@ -169,6 +189,8 @@ class UpstreamAuth:
         if mine is not None:
             return mine if doc is not None else None  # spent through another replica
         owner = self.servers.get(server)
+        if owner is None and config is not None and doc is not None and doc.get("server") == server:
+            owner = self.user_credential(server, config)  # a user's, prepared by another replica's call
         if doc is None or owner is None or doc.get("server") != server or doc.get("serverUrl") != owner.url:
             return None
         try:
@@ -191,13 +213,16 @@ class UpstreamAuth:
         for key in [k for k, p in self._pending.items() if p.owner is owner]:
             del self._pending[key]
 
-    async def callback(self, server: str, params: dict[str, str], browser: str | None = None) -> tuple[int, str, str]:
+    async def callback(
+        self, server: str, params: dict[str, str], browser: str | None = None, config: ServerConfig | None = None
+    ) -> tuple[int, str, str]:
         """Handle an authorization response for `server`: (HTTP status, page title, detail). `browser`:
-        the cookie the browser brought back, which a user's own link must match."""
+        the cookie the browser brought back, which a user's own link must match; `config`: the server's,
+        for a user's own credential that another replica prepared."""
         state = params.get("state", "")
         pending = self._pending.pop(state, None)
         if self.shared is not None:
-            pending = await self._shared_link(server, state, pending)
+            pending = await self._shared_link(server, state, pending, config)
         if pending is None or pending.expires <= time.time() or pending.owner.name != server:
             again = (
                 "Call the server from your MCP client again for a new link."

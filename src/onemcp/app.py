@@ -26,7 +26,7 @@ from onemcp.auth.gate import PRM_PATH, Gate
 from onemcp.auth.limits import RedisRateLimiter
 from onemcp.config import context, schema
 from onemcp.config.model import HubConfig
-from onemcp.downstream import my_secrets, upstream_auth
+from onemcp.downstream import my_secrets, my_secrets_page, upstream_auth
 from onemcp.downstream.health import health, ready, state_metrics
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
 from onemcp.downstream.streamable import StreamableHttpEndpoint
@@ -90,7 +90,8 @@ class OneMcpApp:
                 self.hub.context_secret = self._context_secret(config_path)
         self.bind_host = bind_host
         self._guard_settings = config.hub
-        self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts)
+        self._public_url = base  # the hub's own pages are served from its origin
+        self._guard = Guard(bind_host, config.hub.allowed_origins, config.hub.allowed_hosts, base)
         if shared is not None:
             if config_path is None:
                 self.hub.saved = open_store(shared, None, config.hub.session_idle_timeout)
@@ -131,7 +132,7 @@ class OneMcpApp:
         settings = self.hub.config.hub
         if settings is not self._guard_settings:
             self._guard_settings = settings
-            self._guard = Guard(self.bind_host, settings.allowed_origins, settings.allowed_hosts)
+            self._guard = Guard(self.bind_host, settings.allowed_origins, settings.allowed_hosts, self._public_url)
         return self._guard
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,6 +180,9 @@ class OneMcpApp:
             if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 await self.api(scope, receive, send)
                 return
+            if path in my_secrets_page.PATHS:  # the page for people; the endpoint below does the work
+                await my_secrets_page.serve(ask_key=self.gate.required, send=send, method=scope["method"])
+                return
             if path == my_secrets.PREFIX or path.startswith(my_secrets.PREFIX + "/"):
                 await my_secrets.serve(self.hub, self.gate, scope, receive, send)
                 return
@@ -189,7 +193,10 @@ class OneMcpApp:
                 await asgi.send_json(
                     send,
                     404,
-                    {"error": "not found", "endpoints": ["/mcp", "/sse", "/health", "/api/v1", "/ui", "/me/secrets"]},
+                    {
+                        "error": "not found",
+                        "endpoints": ["/mcp", "/sse", "/health", "/api/v1", "/ui", "/me", "/me/secrets"],
+                    },
                 )
                 return
             # every MCP entry gets the admitted principal as an argument: none can run without one

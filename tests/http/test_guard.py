@@ -134,3 +134,14 @@ def test_is_loopback() -> None:
     assert is_loopback("localhost")
     assert not is_loopback("10.0.0.1")
     assert not is_loopback("")
+
+
+def test_the_hubs_own_public_origin_is_allowed() -> None:
+    """A browser on the hub's own pages (console, a user's pages) behind its public name sends that
+    origin on every change: allowed without listing it; another origin, scheme or port is not."""
+    guard = Guard("0.0.0.0", [], [], "https://Hub.Example/prefix/mcp")
+    assert guard.origin_ok("https://hub.example")
+    assert not guard.origin_ok("http://hub.example")
+    assert not guard.origin_ok("https://hub.example:8443")
+    assert not guard.origin_ok("https://evil.example")
+    assert not Guard("0.0.0.0", [], []).origin_ok("https://hub.example")

@@ -34,15 +34,16 @@ class RunningHub:
 
 @asynccontextmanager
 async def running_hub(
-    config: dict[str, Any], *, wait: bool = True, config_path: Path | None = None
+    config: dict[str, Any], *, wait: bool = True, config_path: Path | None = None, public_host: str = "127.0.0.1"
 ) -> AsyncIterator[RunningHub]:
-    """The hub on a free loopback port; with `config_path` it also watches that file."""
+    """The hub on a free loopback port; with `config_path` it also watches that file. `public_host`:
+    the name in its public URL (a browser mapped to loopback may reach it by another name)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    public = f"http://127.0.0.1:{port}/mcp"
+    public = f"http://{public_host}:{port}/mcp"
     app = OneMcpApp(HubConfig.model_validate(config), config_path=config_path, public_url=public)
     server = HubServer(app.server_config())
     async with anyio.create_task_group() as tg:

@@ -30,10 +30,26 @@ def _hostname(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def origin_of(url: str) -> str | None:
+    """`scheme://host[:port]` of a URL, lowercased (what a browser sends as Origin for a page there)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else None
+
+
 class Guard:
-    def __init__(self, bind_host: str, allowed_origins: list[str], allowed_hosts: list[str]) -> None:
+    def __init__(
+        self, bind_host: str, allowed_origins: list[str], allowed_hosts: list[str], public_url: str | None = None
+    ) -> None:
+        """`public_url`: where browsers reach this hub; its own pages (the console, a user's pages) are
+        served from there, so that origin is allowed without being listed."""
         self.check_host = is_loopback(bind_host)
         self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        own = origin_of(public_url) if public_url else None
+        if own is not None:
+            self.allowed_origins.add(own)
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
         self._seen: dict[tuple[str, str | None], bool] = {}  # header values repeat: remember verdicts
 

@@ -185,6 +185,10 @@ def test_a_principals_own_values_replace_its_last_and_never_hide_who_did_it() ->
     redactor.add(["key:bbbbbbbbbbbb"], owner="key:aaaaaaaaaaaa")
     line = "auth denied principal=key:bbbbbbbbbbbb entry=mcp target=key:bbbbbbbbbbbb"
     assert redactor.scrub(line) == "auth denied principal=key:bbbbbbbbbbbb entry=mcp target=***"
+    # nor what was done: a value chosen to be a tool's name leaves the audit line's server and tool
+    redactor.add(["create_pull_request"], owner="key:aaaaaaaaaaaa")
+    line = "call principal=key:bbbbbbbbbbbb server=github tool=create_pull_request outcome=ok arg=create_pull_request"
+    assert redactor.scrub(line) == line.removesuffix("create_pull_request") + "***"
     redactor.add([], owner="key:aaaaaaaaaaaa")  # all of hers deleted: none of hers is masked any more
     assert redactor.scrub("key:bbbbbbbbbbbb") == "key:bbbbbbbbbbbb"
 

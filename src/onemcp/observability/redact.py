@@ -45,8 +45,9 @@ CONTROL_BUT_NEWLINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")
 SECRET_NAME = re.compile(r"(?i)token|secret|passw|key|auth|credential|cookie|session|private|signature")
 MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
 MAX_SECRETS = 10_000  # values kept from rendered template instances and principals (the newest)
-# who did it: an audit line's principal field is never masked by a value someone chose for themselves
-_WHO = re.compile(r"((?:^|(?<=\s))principal=\S+)")
+# who did what: an audit line's principal, server and tool fields are never masked by a value someone
+# chose for themselves (names the hub's config and its upstreams give, never a user's secret)
+_WHO = re.compile(r"((?:^|(?<=\s))(?:principal|server|tool)=\S+)")
 # From this many secrets a text is read once, MIN_SECRET characters at a time, for the secrets starting
 # there (~10 us for a log line, whatever their number), rather than searched for each secret in turn
 # (~0.04 us a secret on a log line: 8 us with 200, 79 us with 2,000). Below it the search in turn wins:
@@ -154,12 +155,12 @@ class Redactor(logging.Filter):
 
     def scrub(self, text: str) -> str:
         """`text` without the known secrets and credential-shaped values (each becomes ***). A principal's
-        own values are not masked inside an audit line's `principal=` field: no one can hide who did
-        something by choosing a value for themselves."""
+        own values are not masked inside an audit line's `principal=`, `server=` or `tool=` field: no
+        one can hide who did what by choosing a value for themselves."""
         chosen: list[str] = []
         for secret in self._present(text):
             if secret in text:
-                if secret in self._owned_all and "principal=" in text:
+                if secret in self._owned_all and ("principal=" in text or "server=" in text or "tool=" in text):
                     chosen.append(secret)
                 else:
                     text = text.replace(secret, "***")

@@ -15,6 +15,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from onemcp.catalog import views
+from onemcp.catalog.reach import Reach
 from onemcp.config.filters import FilterError, parse
 from onemcp.config.model import HubConfig
 from support.hub import HEADERS, INIT, running_hub
@@ -230,3 +231,18 @@ def test_a_template_that_renders_its_tags_lets_any_tag_be_named() -> None:
     )
     assert views.known_tags(rendered) is None
     assert views.from_query("tags=anything", {}, None) is not None
+
+
+def test_a_view_keeps_what_a_scope_grants_of_a_template() -> None:
+    """A scope names a template (`fz`), a view its instances (`fz@<hash>`, by their rendered tags):
+    the requester sees the instances the view selects, whole or the granted tool, and no other."""
+    bound = frozenset({"fz@abc", "fz@def"})
+    view = frozenset({"fz@abc", "time"})
+    whole = Reach(frozenset({"fz"}), frozenset(), bound).within(view)
+    assert whole.shows("tools", "fz@abc", "echo") and whole.shows("prompts", "fz@abc", "")
+    assert not whole.shows("tools", "fz@def", "echo")  # an instance the view did not select
+    assert not whole.shows("tools", "time", "now")  # a server the scope did not grant
+    one = Reach(frozenset(), frozenset({("fz", "echo")}), bound).within(view)
+    assert one.shows("tools", "fz@abc", "echo")
+    assert not one.shows("tools", "fz@abc", "other") and not one.shows("tools", "fz@def", "echo")
+    assert Reach(None, frozenset(), bound).within(view).shows("tools", "fz@abc", "echo")

@@ -17,6 +17,7 @@ from onemcp.search.meta import MAX_LIMIT
 DEADLINE = 30.0  # seconds a command that should fail at once gets to do so
 SECONDS = "expected a number of seconds greater than 0 and at most 86400"
 PORT = "expected a port from 0 to 65535 (0 picks a free one)"
+VIEW = "expected a preset, a tag expression or tags a,b (a view is never blank)"
 
 
 def onemcp(config_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -67,6 +68,12 @@ def config_dir(tmp_path: Path) -> Path:
         (["logs", "-n", "-2"], "-n/--lines", "expected a whole number of at least 0"),
         (["inspect", "--search", "q", "--limit", "0"], "--limit", f"expected a whole number from 1 to {MAX_LIMIT}"),
         (["inspect", "--search", "q", "--limit", "21"], "--limit", f"expected a whole number from 1 to {MAX_LIMIT}"),
+        # a blank view would select every server: a view fails closed, as /mcp?tags= does
+        (["inspect", "--tags", ""], "--tags", VIEW),
+        (["run", "demo/echo", "--args", "{}", "--filter", " "], "--filter", VIEW),
+        (["instructions", "--preset", ""], "--preset", VIEW),
+        (["proxy", "--tags", ""], "--tags", VIEW),
+        (["serve", "--transport", "stdio", "--filter", ""], "--filter", VIEW),
     ],
 )
 def test_a_bad_numeric_flag_is_a_usage_error(config_dir: Path, argv: list[str], flag: str, expected: str) -> None:

@@ -60,7 +60,7 @@ async def test_a_person_keeps_their_value_on_the_page(tmp_path: Path) -> None:
 
                 await page.fill("input[name=key]", "omk_wrong_0123456789")
                 await page.click("#signin button")
-                await expect(page.locator("#say")).to_contain_text("nvalid")  # the gate's own words
+                await expect(page.locator("#say")).to_contain_text("unknown API key")  # the gate's own words
 
                 await page.fill("input[name=key]", alice)
                 await page.click("#signin button")
@@ -101,3 +101,24 @@ async def test_the_page_answers_only_get() -> None:
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200]
     assert b"Show my values" in body and b"name=key" not in body  # no key field on a hub without auth
+
+
+@NEEDS_CHROMIUM
+async def test_on_a_hub_without_auth_the_page_only_lists(tmp_path: Path) -> None:
+    """Everyone is one principal there: the names are listed with why only an operator sets them."""
+    from playwright.async_api import async_playwright, expect
+
+    config, path = gh_hub_config(tmp_path, auth=False)
+    with anyio.fail_after(120):
+        async with running_hub(config, config_path=path) as hub, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{hub.base}/me")
+                assert await page.locator("input[name=key]").count() == 0
+                await page.click("#signin button")
+                await expect(page.locator("#values")).to_contain_text("stands for several people")
+                await expect(page.locator("form.value")).to_contain_text("not set; taken by gh")
+                assert await page.locator("form.value button").count() == 0
+            finally:
+                await browser.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onemcp.http.guard import Guard, is_loopback
+from onemcp.http.guard import Guard, is_loopback, origin_of
 
 
 def loopback_guard(origins: list[str] | None = None, hosts: list[str] | None = None) -> Guard:
@@ -145,3 +145,24 @@ def test_the_hubs_own_public_origin_is_allowed() -> None:
     assert not guard.origin_ok("https://hub.example:8443")
     assert not guard.origin_ok("https://evil.example")
     assert not Guard("0.0.0.0", [], []).origin_ok("https://hub.example")
+
+
+@pytest.mark.parametrize(
+    ("public", "origin"),
+    [
+        ("https://hub.example:443/mcp", "https://hub.example"),
+        ("http://hub.example:80", "http://hub.example"),
+        ("http://hub.example:8080/x", "http://hub.example:8080"),
+        ("https://user:pw@hub.example/mcp", "https://hub.example"),
+        ("https://[2001:db8::1]:8443/mcp", "https://[2001:db8::1]:8443"),
+        ("https://bücher.example/mcp", "https://xn--bcher-kva.example"),
+    ],
+)
+def test_the_public_origin_is_what_browsers_send(public: str, origin: str) -> None:
+    assert origin_of(public) == origin
+    assert Guard("0.0.0.0", [], [], public).origin_ok(origin)
+
+
+@pytest.mark.parametrize("public", ["ftp://hub.example", "hub.example", "https://", "http://[::1"])
+def test_a_public_url_that_is_no_web_origin_allows_nothing_more(public: str) -> None:
+    assert origin_of(public) is None

@@ -55,8 +55,19 @@ class Reach:
         """This reach cut down to `servers` (a view's choice; None leaves it whole)."""
         if servers is None:
             return self
-        mine = servers if self.servers is None else self.servers & servers
-        return Reach(mine, frozenset(t for t in self.tools if t[0] in servers), self.instances)
+        # a view names a template's instances (`<template>@<hash>`, by their rendered tags), a scope the
+        # template: what the scope grants of a template, the view's instances of it keep
+        instances: dict[str, list[str]] = {}
+        for name in servers:
+            template, at, _ = name.partition(INSTANCE_MARK)
+            if at:
+                instances.setdefault(template, []).append(name)
+        mine = servers
+        if self.servers is not None:
+            mine = self.servers & servers | {i for t in self.servers for i in instances.get(t, ())}
+        tools = {t for t in self.tools if t[0] in servers}
+        tools |= {(i, tool) for owner, tool in self.tools for i in instances.get(owner, ())}
+        return Reach(frozenset(mine), frozenset(tools), self.instances)
 
     def bound(self, instances: frozenset[str]) -> Reach:
         """This reach with these template instances bound (replacing any bound before)."""

@@ -54,9 +54,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     hub = argparse.ArgumentParser(add_help=False, parents=[config])
     hub.add_argument("--url", help="the hub's MCP endpoint (default: .onemcprc, else the running hub's runtime.json)")
     view = hub.add_mutually_exclusive_group()
-    view.add_argument("--preset", help="see only the servers of this preset")
-    view.add_argument("--filter", help="see only the servers whose tags match this expression")
-    view.add_argument("--tags", help="see only the servers with any of these tags (a,b)")
+    view.add_argument("--preset", type=argtypes.selector, help="see only the servers of this preset")
+    view.add_argument("--filter", type=argtypes.selector, help="see only the servers whose tags match this expression")
+    view.add_argument("--tags", type=argtypes.selector, help="see only the servers with any of these tags (a,b)")
     hub.add_argument(
         "--timeout", type=argtypes.seconds, default=300.0, metavar="S", help="give up after S seconds (300)"
     )

@@ -1,4 +1,4 @@
-"""Checked `type=` functions for the command line's numeric flags.
+"""Checked `type=` functions for the command line's numeric flags and view selectors.
 
 A bad value is argparse's usual one-line usage error (exit 2) naming the flag and the range it
 takes, before the command does anything: never a traceback, a silent no-op or a false "no hub
@@ -54,3 +54,13 @@ def count(low: int, high: int | None = None) -> Callable[[str], int]:
 
     check.__name__ = "count"
     return check
+
+
+def selector(text: str) -> str:
+    """A view selector's value (a preset, a tag expression, tags a,b): never blank, which would
+    select every server (a view fails closed, as `/mcp?tags=` does)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected a preset, a tag expression or tags a,b (a view is never blank), not {text!r}"
+        )
+    return text

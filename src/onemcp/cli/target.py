@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from onemcp.cli import argtypes
 from onemcp.config.context import find_rc
 from onemcp.config.paths import resolve_path
 from onemcp.config.runtime import NoHub, read_runtime
@@ -70,9 +71,11 @@ def with_view(url: str, view: dict[str, str]) -> str:
 def add_view_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
     """--preset / --filter / --tags (one of them) and --exposure: what /mcp's query string chooses."""
     view = parser.add_mutually_exclusive_group()
-    view.add_argument("--preset", help=f"{note}see only the servers of this preset")
-    view.add_argument("--filter", help=f"{note}see only the servers whose tags match this expression")
-    view.add_argument("--tags", help=f"{note}see only the servers with any of these tags (a,b)")
+    view.add_argument("--preset", type=argtypes.selector, help=f"{note}see only the servers of this preset")
+    view.add_argument(
+        "--filter", type=argtypes.selector, help=f"{note}see only the servers whose tags match this expression"
+    )
+    view.add_argument("--tags", type=argtypes.selector, help=f"{note}see only the servers with any of these tags (a,b)")
     parser.add_argument(
         "--exposure",
         choices=["full", "search", "auto"],
@@ -107,7 +110,10 @@ def resolve(
 
     With `default_url`, no running hub is no error: that URL is used (a proxy waits for the hub).
     """
-    chosen = {k: v for k, v in (view or {}).items() if v}
+    chosen = {k: v for k, v in (view or {}).items() if v is not None}
+    blank = [k for k, v in chosen.items() if not v.strip()]
+    if blank:  # it would select every server: a view fails closed
+        raise TargetError(f"--{blank[0]} needs a value (a blank view would show every server)")
     rc_path = find_rc(cwd or Path.cwd())
     rc = read_rc(rc_path) if rc_path is not None else {}
     if not chosen:

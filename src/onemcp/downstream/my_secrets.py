@@ -96,6 +96,7 @@ def _listing(principal: Principal, names: dict[str, list[str]], stored: dict[str
     shown = {**{n: [] for n in stored}, **names}  # a value kept for a server since gone is listed too
     return {
         "principal": principal.id,
+        "shared": principal.shared,  # stands for several people: only an operator sets its values
         "names": {
             name: {
                 "servers": servers,

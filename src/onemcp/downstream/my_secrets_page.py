@@ -34,22 +34,34 @@ SCRIPT = r"""
     return e;
   };
   const tell = (text, bad) => { say.textContent = text; say.className = bad ? "error" : "note"; };
+  // the endpoint's {"error": "..."}, the gate's OAuth error, or a JSON-RPC error object of the hub's
+  const why = (doc, status) => (typeof doc.error === "string" ? (doc.error_description || doc.error)
+    : (doc.error && doc.error.message) || ("refused: HTTP " + status));
   async function call(method, path, body) {
     const headers = {};
     if (askKey) headers.authorization = "Bearer " + key;
     if (body !== undefined) headers["content-type"] = "application/json";
-    const r = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-                                  credentials: "omit", cache: "no-store"});
+    let r;
+    try {
+      r = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+                             credentials: "omit", cache: "no-store"});
+    } catch (e) {
+      return [0, {error: "the hub cannot be reached: " + e.message}];
+    }
     let doc = {};
-    try { doc = await r.json(); } catch (e) { doc = {error: "the hub answered " + r.status}; }
+    try { doc = await r.json(); } catch (e) { doc = {error: "the hub answered HTTP " + r.status}; }
     return [r.status, doc];
   }
   async function show() {
     const [status, doc] = await call("GET", endpoint);
     list.replaceChildren();
-    if (status !== 200) { tell(doc.error || doc.error_description || ("refused: " + status), true); return false; }
+    if (status !== 200) { tell(why(doc, status), true); return false; }
     const names = Object.entries(doc.names || {});
     list.append(el("p", "Signed in as " + doc.principal + ".", "note"));
+    if (doc.shared) {
+      list.append(el("p", doc.principal + " stands for several people here, so only an operator sets its values "
+                          + "(`onemcp auth secret set`): they are listed, not changed, on this page.", "note"));
+    }
     if (!names.length) list.append(el("p", "No server you reach takes a value of yours."));
     for (const [name, info] of names) {
       const row = el("form", undefined, "value");
@@ -62,13 +74,13 @@ SCRIPT = r"""
       input.setAttribute("aria-label", "new value for " + name);
       const save = el("button", "Save");
       save.type = "submit";
-      if (info.servers.length) row.append(input, save);
-      if (info.set) {
+      if (info.servers.length && !doc.shared) row.append(input, save);
+      if (info.set && !doc.shared) {
         const forget = el("button", "Forget");
         forget.type = "button";
         forget.addEventListener("click", async () => {
           const [s, d] = await call("DELETE", endpoint + "/" + encodeURIComponent(name));
-          if (await show()) tell(s === 200 ? name + " forgotten." : (d.error || "refused: " + s), s !== 200);
+          if (await show()) tell(s === 200 ? name + " forgotten." : why(d, s), s !== 200);
         });
         row.append(forget);
       }
@@ -77,7 +89,7 @@ SCRIPT = r"""
         const [s, d] = await call("PUT", endpoint + "/" + encodeURIComponent(name), {value: input.value});
         input.value = "";
         if (s === 200) { if (await show()) tell(name + " saved: your next call uses it.", false); }
-        else tell(d.error || ("refused: " + s), true);
+        else tell(why(d, s), true);
       });
       list.append(row);
     }
@@ -108,9 +120,11 @@ async def serve(*, ask_key: bool, send: Send, method: str) -> None:
     body = (
         "<h1>Your values for onemcp's servers</h1>"
         "<p class=note>Some servers run with a credential of your own (a token, an API key) that only your "
-        "calls use. Set it here; it is kept encrypted by the hub and never shown again. The key you sign in "
-        "with stays in this tab only.</p>"
-        f'<form id=signin data-ask-key="{int(ask_key)}">{field}<button type=submit>Show my values</button></form>'
+        "calls use. Set it here; it is kept encrypted by the hub and never shown again. The page keeps the key "
+        "you sign in with in this tab's memory only (your browser may offer to remember it, as for any "
+        "password field).</p>"
+        f'<form id=signin method=post data-ask-key="{int(ask_key)}">{field}'
+        "<button type=submit>Show my values</button></form>"
         "<p id=say class=note role=status></p><div id=values></div>"
         f'<script nonce="{escape(nonce)}">{SCRIPT}</script>'
     )

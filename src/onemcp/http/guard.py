@@ -31,12 +31,21 @@ def _hostname(value: str) -> str:
 
 
 def origin_of(url: str) -> str | None:
-    """`scheme://host[:port]` of a URL, lowercased (what a browser sends as Origin for a page there)."""
+    """The Origin a browser sends for a page at `url`: `scheme://host[:port]`, lowercased, without
+    userinfo or the scheme's default port, the host in its ASCII (punycode) form."""
     try:
         parts = urlsplit(url.strip())
-    except ValueError:
+        host, port = parts.hostname, parts.port
+        if parts.scheme not in ("http", "https") or not host:
+            return None
+        if ":" in host:
+            host = f"[{host}]"  # IPv6, as browsers write it
+        elif not host.isascii():
+            host = host.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
         return None
-    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else None
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 class Guard:

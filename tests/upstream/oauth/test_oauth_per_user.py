@@ -312,7 +312,8 @@ async def test_a_users_sign_in_and_callback_may_reach_any_replica(
 ) -> None:
     """Replicas on one Redis behind a balancer without sticky routing: alice's call reached A, her
     sign-in B (which never saw a call of hers) and her callback A; bob's call and sign-in reached A,
-    his callback B. Each then calls through either replica with their own tokens."""
+    his callback B. Each then calls through either replica with their own tokens. Her grant revoked
+    and asked for again through A, her sign-in on B (which holds her old credential) works too."""
     monkeypatch.setenv("ONEMCP_SECRET_KEY", "one passphrase for every replica")
     with anyio.fail_after(150):
         async with protected_upstream(tmp_path) as upstream:
@@ -361,3 +362,11 @@ async def test_a_users_sign_in_and_callback_may_reach_any_replica(
                     for name in (alices, bobs)
                 }
                 assert len(tokens) == 2  # one each, the same on both replicas
+
+                # her grant revoked through A: B, which holds her old credential, follows what A prepares next
+                as_admin = {"authorization": f"Bearer {admin}"}
+                assert (await http.delete(f"{a.base}/oauth/upstream/{alices}", headers=as_admin)).status_code == 200
+                link = link_in((await echo(http, a, alice, "x"))["error"]["message"])
+                await authorize_as(http, b.base + link.removeprefix(a.base), alice, alices)
+                done = await echo(http, b, alice, "back via b")
+                assert done["result"]["content"][0]["text"] == "back via b", done

@@ -126,10 +126,10 @@ class ServerAuth:
         doc = self.owner.store.load(self.name)
         return doc if doc is not None and doc.get("url") == self.url else None
 
-    def load(self) -> bool:
-        """Take what is stored (another hub on this config directory may have written it); False when
-        nothing is. The state changes only when tokens appear where there were none."""
-        doc = self._stored()
+    def load(self, doc: dict[str, Any] | None = None) -> bool:
+        """Take what is stored (another hub on this config directory may have written it; `doc`: as just
+        read); False when nothing is. The state changes only when tokens appear where there were none."""
+        doc = doc if doc is not None else self._stored()
         if doc is None:
             return False
         had = self.tokens
@@ -155,12 +155,13 @@ class ServerAuth:
         return True
 
     def adopt(self) -> bool:
-        """A user's own credential that another replica's call prepared (discovered and registered,
-        kept in the shared store): ready to hand out links here too. False when nothing was prepared."""
+        """A user's own credential as the shared store has it now (another replica's call discovered the
+        server and registered, or logged it out): if it was prepared and holds no tokens, ready to hand
+        out links here too. False when nothing was prepared."""
         doc = self._stored()
-        if doc is None or self.metadata is None or self.registration is None:
+        if doc is None or not self.load(doc) or self.metadata is None or self.registration is None:
             return False
-        if self.scope is None and isinstance(doc.get("scope"), str):
+        if isinstance(doc.get("scope"), str) and (self.scope is None or self.tokens is None):
             self.scope = doc["scope"]  # what that replica's challenge asked for
         if self.tokens is None:
             self.state, self.detail = "required", f"authorize at {self.metadata.get('issuer')}"

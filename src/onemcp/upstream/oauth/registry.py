@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onemcp.config.model import ServerConfig
+from onemcp.config.model import ServerConfig, UpstreamOAuth
 from onemcp.http.routes import UPSTREAM_OAUTH_CALLBACK, UPSTREAM_OAUTH_START
 
 if TYPE_CHECKING:  # imported where used: a hub none of whose upstreams uses OAuth never loads httpx, jwt or Fernet
@@ -103,17 +103,27 @@ class UpstreamAuth:
         return mine.authorize_link(browser_hash(browser)) if mine is not None else None
 
     def user_credential(self, credential: str, config: ServerConfig) -> ServerAuth | None:
-        """A user's own credential here: the one their calls made on this replica, or else (replicas
-        on one Redis) the one another replica's call prepared, read from the shared store, so that
-        the sign-in page and the callback may reach any replica. None when neither is there."""
+        """A user's own credential here (`config`: its `perUser` server's): the one their calls made on
+        this replica, or (replicas on one Redis) as another replica's call prepared it, read from the
+        shared store (again, while this replica's cannot hand out a link: it may have been prepared,
+        or logged out, elsewhere since), so that the sign-in page and the callback may reach any
+        replica. None when there is nothing to authorize."""
+        if not isinstance(config.oauth, UpstreamOAuth) or not config.oauth.per_user or not oauth_enabled(config):
+            return None
         mine = self.servers.get(credential)
-        if mine is not None or self.shared is None or not oauth_enabled(config):
+        if self.shared is None:
+            return mine
+        if mine is not None and mine.config.url == config.url and mine.config.oauth == config.oauth:
+            if not mine.linkable:
+                mine.adopt()
             return mine
         from onemcp.upstream.oauth.client import ServerAuth
 
         made = ServerAuth(self, credential, config)
         if not made.adopt():
             return None  # no call of theirs was prepared anywhere: nothing to authorize
+        if mine is not None:  # made for the server's config before a reload: its links end
+            self._drop_pending(mine)
         self.servers[credential] = made
         return made
 

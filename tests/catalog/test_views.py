@@ -150,6 +150,35 @@ async def test_an_unknown_query_parameter_is_a_400_at_every_http_entry(entry: st
 
 
 @pytest.mark.anyio
+async def test_a_sessions_view_is_chosen_once() -> None:
+    """Requests on a legacy session may repeat its query (in any order) or leave it out; another view,
+    another exposure or an unknown parameter is a 400, never served under the session's view."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": SERVERS}) as hub, httpx.AsyncClient() as http:
+            r = await http.post(f"{hub.url}?tags=net&exposure=full", json=INIT, headers=HEADERS)
+            assert r.status_code == 200, r.text
+            h = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            for same in ("?tags=net&exposure=full", "?exposure=full&tags=net", ""):
+                r = await http.post(f"{hub.url}{same}", json=listing, headers=h)
+                assert r.status_code == 200 and {t["name"].split("__")[0] for t in r.json()["result"]["tools"]} == {
+                    "web"
+                }, (same, r.text)
+            for other, said in (
+                ("?tags=dev", "another view or exposure needs a new session"),
+                ("?tags=net&exposure=search", "another view or exposure needs a new session"),
+                ("?tags=net&colour=red", "unknown query parameter(s)"),
+            ):
+                r = await http.post(f"{hub.url}{other}", json=listing, headers=h)
+                assert r.status_code == 400 and said in r.json()["error"]["message"], (other, r.text)
+                r = await http.get(f"{hub.url}{other}", headers={**h, "accept": "text/event-stream"})
+                assert r.status_code == 400, (other, r.text)
+            r = await http.delete(f"{hub.url}?tags=dev", headers=h)
+            assert r.status_code == 400
+            assert (await http.delete(hub.url, headers=h)).status_code == 200
+
+
+@pytest.mark.anyio
 async def test_editing_a_preset_tells_only_its_sessions(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps({"mcpServers": SERVERS}))

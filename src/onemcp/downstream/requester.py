@@ -9,6 +9,7 @@ principal may not send (403, audited). Does not decide what the access reaches (
 from __future__ import annotations
 
 from dataclasses import replace
+from urllib.parse import parse_qsl
 
 from onemcp.auth.access import Access, refused
 from onemcp.auth.principal import Principal
@@ -56,3 +57,18 @@ def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Access:
         refused(principal, entry, "context", "templates", "unsigned context")
         raise Refused(403, reason)
     return replace(hub.access(principal, entry, view, asked, context, trusted=True), query=text)
+
+
+def other_view(scope: Scope, chosen: str) -> str | None:
+    """Why a request on a session cannot carry its query string (None: it may): the session's view and
+    exposure were chosen by `chosen` at initialize; a request may repeat that query or leave it out."""
+    query = scope.get("query_string", b"")
+    text = query.decode("latin-1") if isinstance(query, bytes) else str(query)
+    if not text or sorted(parse_qsl(text, keep_blank_values=True)) == sorted(parse_qsl(chosen, keep_blank_values=True)):
+        return None
+    try:
+        views.check_query(query)
+    except views.ViewError as exc:
+        return f"Bad Request: {exc}"
+    was = f"?{chosen}" if chosen else "no query"
+    return f"Bad Request: this session was made with {was}; another view or exposure needs a new session"

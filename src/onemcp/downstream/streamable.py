@@ -128,6 +128,10 @@ class StreamableHttpEndpoint:
             text = "Session not found (it ended or expired); initialize a new one"
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, text))
             return None
+        other = requester.other_view(scope, session.access.query)
+        if other is not None:  # a session's view is chosen once, at initialize: never served another silently
+            await asgi.send_json(send, 400, error_body(INVALID_REQUEST, other))
+            return None
         session.touch()
         return session
 

@@ -14,8 +14,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp import reload as reload_module
 from onemcp.upstream.transports.stdio import StdioTransport
-from support.hub import RunningHub, running_hub
+from support.hub import HEADERS, INIT, RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 60.0
@@ -235,3 +236,31 @@ async def test_an_edit_made_while_out_of_file_descriptors_is_applied_once_they_a
 
 async def _configured(hub: RunningHub, server: str) -> bool:
     return server in hub.app.hub.config.servers
+
+
+async def test_an_edit_that_would_break_the_reader_keeps_the_hub_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path Python cannot expand is a refused edit like any other; and should a reader ever fail in
+    a way nobody foresaw, the edit is refused the same way: the hub never ends over a config edit."""
+    path = tmp_path / "mcp.json"
+    config = write(path, {"a": stdio()})
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
+            reloader = hub.app.reloader
+            assert reloader is not None
+            write(path, {"a": stdio(), "b": stdio()}, instructionsFile="~nosuchuser0123/x.txt")
+            assert not await reloader.reload()
+            doc = (await http.get(f"{hub.base}/health")).json()
+            assert doc["status"] == "degraded" and "instructionsFile" in doc["config"]["lastError"], doc["config"]
+
+            def broken(_: Path) -> None:
+                raise RuntimeError("a reader's bug")
+
+            monkeypatch.setattr(reload_module, "load_config", broken)
+            assert not await reloader.reload()
+            assert (
+                "RuntimeError: a reader's bug" in (await http.get(f"{hub.base}/health")).json()["config"]["lastError"]
+            )
+            r = await http.post(hub.url, json=INIT, headers=HEADERS)
+            assert r.status_code == 200 and set(hub.app.hub.config.servers) == {"a"}  # the running config serves

@@ -61,6 +61,11 @@ class Reloader:
                 else:
                     log.error("config change refused, keeping the running config: %s", exc)
                 return False
+            except Exception as exc:  # a reader's bug must not end the hub: the running config stays
+                self.failures += 1
+                self.last_error = f"{self.path}: the config could not be read ({type(exc).__name__}: {exc})"
+                log.exception("config change refused, keeping the running config")
+                return False
             self.last_error = None
             if new == self.hub.config:
                 return True

@@ -607,3 +607,44 @@ def test_every_public_key_algorithm_is_accepted() -> None:
     algorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES256K", "ES384", "ES512", "EdDSA"]
     settings = {"jwksUrl": "http://127.0.0.1:9/jwks", "issuer": "i", "algorithms": algorithms}
     assert parse({"onemcp": {"auth": {"jwt": settings}}}).hub.auth.jwt is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        (
+            "mcp.json",
+            '{"onemcp": {"instructionsFile": "~nosuchuser0123/x.txt"}}',
+            "onemcp.instructionsFile: cannot use",
+        ),
+        ("mcp.json", '{"onemcp": {"searchCache": "a\\u0000b"}}', "cannot hold a NUL"),
+        ("mcp.json", '{"onemcp": ' + "[" * 1000 + "]" * 1000 + "}", "nested too deeply"),
+        (
+            "mcp.json",
+            '{"mcpServers": {"a": {"command": "x", "env": ' + '{"k":' * 100 + '"v"' + "}" * 100 + "}}}",
+            "deeply",
+        ),
+        (
+            "mcp.yaml",
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+            + "mcpServers: {s: {command: x, args: *i}}\n",
+            "YAML aliases",
+        ),
+        (
+            "mcp.json",
+            '{"mcpTemplates": {"t": {"command": "x", "args": ["{{ ' + "(" * 3000 + "1" + ")" * 3000 + ' }}"]}}}',
+            "nested too deeply",
+        ),
+    ],
+)
+def test_a_config_that_would_break_its_reader_is_refused_clearly(
+    tmp_path: Path, name: str, text: str, said: str
+) -> None:
+    """A path Python cannot expand, nesting past any parser's depth, or a few hundred bytes of YAML
+    aliases that expand to billions of values: a ConfigError naming it (a running hub keeps its
+    config), never an exception that would end the hub, nor a minute of work."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=said):
+        load_config(path)

@@ -147,12 +147,17 @@ def parse_config(raw: bytes, *, source: str, env: dict[str, str] | None = None, 
         doc = formats.parse(raw, fmt)
     except (formats.FormatError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: {exc}", problems=[str(exc)]) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: {DEEP}", problems=[DEEP]) from None
     if doc is None and fmt != "json":
         doc = {}  # an empty YAML file
     if not isinstance(doc, dict):
         raise ConfigError(
             f"{source}: the top level must be an object (a mapping)", problems=["the top level must be an object"]
         )
+    shape = _shape_problem(doc)
+    if shape is not None:
+        raise ConfigError(f"{source}: {shape}", problems=[shape])
     for key in compat.FOREIGN_TOP_KEYS:
         doc.pop(key, None)
     problems = compat.normalise(doc)
@@ -162,9 +167,35 @@ def parse_config(raw: bytes, *, source: str, env: dict[str, str] | None = None, 
         config = HubConfig.model_validate(doc)
     except ValidationError as exc:
         problems += describe(exc)
+    except RecursionError:  # a template expression nested past what its parser can follow
+        problems.append("a template expression is nested too deeply")
     if problems or config is None:
         raise ConfigError(f"{source}: {'; '.join(problems)}", problems=problems)
     return config
+
+
+DEEP = "nested too deeply (a config is at most 64 levels deep)"
+MAX_DEPTH = 64
+MAX_VALUES = 200_000  # a YAML file's aliases can make a few hundred bytes into billions of values
+
+
+def _shape_problem(doc: dict[str, Any]) -> str | None:
+    """Why a parsed document cannot be a config before anything walks it recursively: nested deeper
+    than MAX_DEPTH, or more than MAX_VALUES values once its YAML aliases are followed."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return f"more than {MAX_VALUES:,} values (YAML aliases that repeat each other?)"
+        if depth > MAX_DEPTH:
+            return DEEP
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+    return None
 
 
 def environment(path: Path) -> dict[str, str]:
@@ -193,9 +224,17 @@ def load_config(path: Path) -> HubConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", transient=exc.errno in TRANSIENT_ERRNOS) from None
     config = parse_config(raw, source=str(path), env=environment(path), fmt=formats.format_of(path))
     relative = {}  # paths in the file are relative to the file, not to where the hub was started
-    for field in ("instructions_file", "search_cache"):
+    for field, key in (("instructions_file", "instructionsFile"), ("search_cache", "searchCache")):
         value = getattr(config.hub, field)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        if not isinstance(value, str) or not value:
+            continue
+        try:
+            absolute = Path(value).expanduser().is_absolute()
+            if "\0" in value:
+                raise ValueError("a path cannot hold a NUL character")
+        except (RuntimeError, ValueError) as exc:  # ~user that does not exist, no home directory
+            raise ConfigError(f"{path}: onemcp.{key}: cannot use {value[:200]!r}: {exc}") from None
+        if not absolute:
             relative[field] = str(path.parent / value)
     if relative:
         config = config.model_copy(update={"hub": config.hub.model_copy(update=relative)})

@@ -91,3 +91,27 @@ async def test_the_sdk_client_carries_on_across_a_restart(hub: HubProcess) -> No
             await hub.wait_ready_async()
             result = await client.call_tool("fx__echo", {"message": "two"})
             assert isinstance(result.content[0], types.TextContent) and result.content[0].text == "two"
+
+
+@pytest.mark.anyio
+async def test_an_ended_session_is_never_saved_again(tmp_path: Path) -> None:
+    """A request of a session still running when the session ends (a slow `logging/setLevel`, say)
+    saves it on its way out: an ended session must stay ended (404), not be revived from that save."""
+    from support.hub import running_hub
+
+    path = tmp_path / "mcp.json"
+    fx = fixture_command()
+    config = {"mcpServers": {"a": {"command": fx[0], "args": fx[1:]}}}
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(30):
+        async with running_hub(config, config_path=path) as running, httpx.AsyncClient() as http:
+            r = await http.post(running.url, json=INIT, headers=HEADERS)
+            sid = r.headers["mcp-session-id"]
+            hub = running.app.hub
+            session = hub.find_session(sid)
+            assert session is not None
+            headers = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
+            assert (await http.delete(running.url, headers=headers)).status_code == 200
+            hub.save_session(session)  # what the slow request does when it returns
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            assert (await http.post(running.url, json=ping, headers=headers)).status_code == 404

@@ -962,3 +962,50 @@ async def test_read_message_with_a_non_ascii_content_length() -> None:
     with anyio.fail_after(DEADLINE):
         assert await asgi.read_message(scope, receive, record, LIMIT) is None
     assert sent[0]["status"] == 400
+
+
+async def test_ending_a_session_ends_its_calls_requests_at_once(target: Target) -> None:
+    """DELETE with a call in flight: the upstream is told, and the call's own request ends now (empty,
+    as a cancelled one), not at the server's deadline with a timeout that never happened."""
+    conn = target.hub.app.hub.pool.connections["a"]
+    headers = await raw_session(target.http, target.hub.url)
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "sleep", "arguments": {"seconds": 50}},
+    }
+    replies: list[httpx.Response] = []
+
+    async def long_call() -> None:
+        replies.append(await target.http.post(target.hub.url, json=call, headers=headers))
+
+    with anyio.fail_after(DEADLINE):  # far below the 50 s call and the 60 s deadline: a hang fails here
+        async with anyio.create_task_group() as tg:
+            before = conn.in_flight
+            tg.start_soon(long_call)
+            while conn.in_flight == before:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert (await target.http.delete(target.hub.url, headers=headers)).status_code == 200
+    assert "timed out" not in replies[0].text and "result" not in replies[0].text, replies[0].text
+
+
+async def test_a_cancel_whose_id_is_true_cancels_nothing(target: Target) -> None:
+    """JSON `true` is not the request whose id is 1."""
+    conn = target.hub.app.hub.pool.connections["a"]
+    headers = await raw_session(target.http, target.hub.url)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "sleep", "arguments": {"seconds": 1}}}
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": True}}
+    replies: list[httpx.Response] = []
+
+    async def one_call() -> None:
+        replies.append(await target.http.post(target.hub.url, json=call, headers=headers))
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            before = conn.in_flight
+            tg.start_soon(one_call)
+            while conn.in_flight == before:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert (await target.http.post(target.hub.url, json=cancel, headers=headers)).status_code == 202
+    assert replies[0].json()["result"]["content"], replies[0].text

@@ -282,8 +282,8 @@ class Hub:
     # ============================================================ sessions that survive a restart
     def save_session(self, session: Session) -> None:
         """Write what the session needs to go on after a restart (Streamable HTTP sessions only: an /sse
-        session lives and dies with its stream, stdio with its process)."""
-        if session.transport != "streamable-http" or not self.saved.enabled:
+        session lives and dies with its stream, stdio with its process; an ended one never comes back)."""
+        if session.transport != "streamable-http" or not self.saved.enabled or session.closed:
             return
         access = session.access
         self.saved.save(

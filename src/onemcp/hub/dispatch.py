@@ -25,7 +25,6 @@ from onemcp.catalog.catalog import Catalog, missing, shown_as
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
 from onemcp.hub.exposure import ToolExposure
-from onemcp.hub.forward import CANCELLED
 from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.subscriptions import Subscriptions
 from onemcp.hub.tasks import TaskRouter
@@ -34,7 +33,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import HubError, InvalidParams, MethodNotFound, NotFound, UpstreamUnavailable
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
-from onemcp.upstream.call import Call
+from onemcp.upstream.call import CANCELLED, Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.pool import Pool
@@ -307,6 +306,7 @@ class Dispatcher:
             session.initialized = True
         elif method == "notifications/cancelled":
             rid = params.get("requestId")
+            rid = None if isinstance(rid, bool) else rid  # JSON true is not request 1
             entry = session.in_flight.pop(rid, None) if isinstance(rid, str | int) else None
             if entry is not None:
                 conn, call = entry

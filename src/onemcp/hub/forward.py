@@ -27,7 +27,7 @@ from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import URL_ELICITATION_REQUIRED, UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.call import Call
+from onemcp.upstream.call import CANCELLED, Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
 
@@ -35,7 +35,6 @@ audit = logging.getLogger("onemcp.audit")
 Emit = Callable[[Message], Awaitable[None]]
 JSON_KINDS: dict[type, str] = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 JSON_KINDS[type(None)] = "null"
-CANCELLED: Message = {"cancelled": True}
 
 
 class Forwarder:

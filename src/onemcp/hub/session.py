@@ -28,7 +28,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import InvalidParams, LimitReached
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.methods import LOG_LEVELS
-from onemcp.upstream.call import Call
+from onemcp.upstream.call import CANCELLED, Call
 from onemcp.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("onemcp.session")
@@ -261,6 +261,7 @@ class Session:
         self.closed = True
         for conn, call in list(self.in_flight.values()):
             conn.abandon(call, "session closed")
+            call.finish(CANCELLED)  # its request ends now, not at the upstream's deadline
         self.in_flight.clear()
         for pending in self.reverse.values():
             pending.done.set()

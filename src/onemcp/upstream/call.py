@@ -26,6 +26,11 @@ class Requester(Protocol):
     id: str
 
 
+CANCELLED: Message = {"cancelled": True}
+"""What a call is finished with when nobody is to be answered any more (the client cancelled it, or its
+session ended): the downstream request ends without a reply, at once."""
+
+
 @dataclass(eq=False, slots=True)
 class Call:
     server: str

@@ -103,3 +103,26 @@ async def test_an_endless_list_is_cut_at_the_item_limit(monkeypatch: pytest.Monk
             tools = hub.app.hub.catalog.items("tools")
     assert len(tools) == 20  # the first 20 (of 60 + the fixed tools), not all of them
     assert HITS.counts["list_items"] == before + 1
+
+
+async def test_a_change_announced_during_the_first_lists_is_listed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that announces `tools/list_changed` while the hub is still making its first lists
+    (it registers tools as its backend comes up): once ready, the hub lists them again."""
+    refreshes: list[tuple[str, str]] = []
+    real = UpstreamConnection.refresh
+
+    async def announcing(self: UpstreamConnection, kind: str) -> None:
+        await real(self, kind)
+        refreshes.append((kind, self.state))
+        if kind == "tools" and self.state == "starting":  # as if the server said so right after its answer
+            self._on_notification({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"},
+                                  "notifications/tools/list_changed", None)  # fmt: skip
+
+    monkeypatch.setattr(UpstreamConnection, "refresh", announcing)
+    cmd = fixture_command()
+    config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config):
+            while ("tools", "ready") not in refreshes:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the fix's re-list)
+    assert refreshes.count(("tools", "starting")) == 1

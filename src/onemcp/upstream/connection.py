@@ -44,7 +44,7 @@ from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
-from onemcp.upstream.liveness import Liveness
+from onemcp.upstream.liveness import Liveness, keepalive
 from onemcp.upstream.replies import ReplyQueue
 from onemcp.upstream.transports.base import SessionExpired, Transport, TransportError
 
@@ -123,6 +123,7 @@ class UpstreamConnection:
         self.replies = ReplyQueue(self.respond, lambda: self._tg)
         self.liveness = Liveness(self)
         self._stale: dict[str, bool] = {}  # list kind being refreshed -> changed again meanwhile
+        self._early: set[str] = set()  # list kinds changed before the connection was ready
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -147,10 +148,12 @@ class UpstreamConnection:
                     self._set_failed(str(exc))
                 else:
                     self._set_state("ready")
+                    while self._early:
+                        self._refresh_soon(self._early.pop())
                     if self.era == "modern" and self.owner is None:
                         tg.start_soon(self.feed.run)
                     if self.config.ping_interval is not None:
-                        tg.start_soon(self._keepalive, self.config.ping_interval)
+                        tg.start_soon(keepalive, self, self.config.ping_interval)
                     await self.transport.closed.wait()
                     self._set_failed(self.transport.close_reason or "connection closed")
                 tg.cancel_scope.cancel()
@@ -326,22 +329,6 @@ class UpstreamConnection:
         if kind == "tools":
             self.transport.param_names = mcp_headers.header_params(items)
         self.events.on_list(self, kind, items)
-
-    async def _keepalive(self, interval: float) -> None:
-        """Ping an idle upstream (server/discover for a modern one); recycle it if it is silent."""
-        while True:
-            await anyio.sleep(max(0.0, interval - (time.monotonic() - self.last_heard)))
-            if time.monotonic() - self.last_heard < interval:
-                continue
-            method = "server/discover" if self.era == "modern" else "ping"
-            try:
-                await self.request(method, {})
-            except UpstreamTimeout:
-                log.warning("upstream %s did not answer %s: recycling it", self.name, method)
-                self.transport.abort(f"stopped answering {method} within {self.config.timeout:g}s")
-                return
-            except UpstreamError:
-                pass  # an error is an answer: it is alive
 
     async def subscribe_resource(self, uri: str, params: dict[str, Any]) -> None:
         """Ask for updates of one resource: a request (legacy) or the change feed's filter (modern)."""
@@ -546,11 +533,12 @@ class UpstreamConnection:
             return
         if method.endswith("/list_changed") and method != "notifications/roots/list_changed":
             kind = method.removeprefix("notifications/").removesuffix("/list_changed")
-            kinds = ["resources", "resourceTemplates"] if kind == "resources" else [kind]
+            kinds = [k for k in (["resources", "resourceTemplates"] if kind == "resources" else [kind]) if k in KINDS]
             if self._tg is not None and self.state == "ready":
                 for k in kinds:
-                    if k in KINDS:
-                        self._refresh_soon(k)
+                    self._refresh_soon(k)
+            else:
+                self._early.update(kinds)  # announced during the first lists: listed again once ready
             return
         self.events.on_notification(self, msg, self.related_call(related))
 

@@ -1,4 +1,5 @@
-"""Is an upstream alive? The evidence the circuit breaker weighs before it counts a failed call.
+"""Is an upstream alive? The evidence the circuit breaker weighs before it counts a failed call,
+and the keepalive that recycles an idle upstream which stopped answering (`pingInterval`).
 
 Owns the question and its one ping: the upstream answered something since a given moment, or
 it answers a ping (`server/discover` for a 2026-07-28 upstream) within min(timeout, 5 s) now.
@@ -8,16 +9,19 @@ decides what the answer means) or the connection it pings.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 
 from onemcp.config.model import ServerConfig
-from onemcp.protocol.errors import UpstreamError
+from onemcp.protocol.errors import UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.call import Call, Requester
 
+log = logging.getLogger("onemcp.upstream")
 LIVENESS_TIMEOUT = 5.0  # at most (and at most the server's `timeout`): how long a liveness ping may take
 
 
@@ -77,3 +81,32 @@ class Liveness:
         if call is not None:
             self.conn.abandon(call, "liveness ping timed out")
         return False
+
+
+class Idle(Protocol):
+    """What the keepalive needs of its connection."""
+
+    name: str
+    config: ServerConfig
+    era: str
+    last_heard: float  # monotonic time the upstream last sent anything
+    transport: Any  # what `abort` recycles
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+
+async def keepalive(conn: Idle, interval: float) -> None:
+    """Ping an idle upstream (server/discover for a modern one); recycle it if it is silent."""
+    while True:
+        await anyio.sleep(max(0.0, interval - (time.monotonic() - conn.last_heard)))
+        if time.monotonic() - conn.last_heard < interval:
+            continue
+        method = "server/discover" if conn.era == "modern" else "ping"
+        try:
+            await conn.request(method, {})
+        except UpstreamTimeout:
+            log.warning("upstream %s did not answer %s: recycling it", conn.name, method)
+            conn.transport.abort(f"stopped answering {method} within {conn.config.timeout:g}s")
+            return
+        except UpstreamError:
+            pass  # an error is an answer: it is alive

@@ -264,3 +264,29 @@ async def test_an_edit_that_would_break_the_reader_keeps_the_hub_serving(
             )
             r = await http.post(hub.url, json=INIT, headers=HEADERS)
             assert r.status_code == 200 and set(hub.app.hub.config.servers) == {"a"}  # the running config serves
+
+
+async def test_each_file_keeps_its_own_error(tmp_path: Path) -> None:
+    """A bad presets.json is reported until a good one is read (not for as long as the hub runs), and
+    a good mcp.json edit does not hide it."""
+    path = tmp_path / "mcp.json"
+    config = write(path, {"a": stdio(tags=["dev"])})
+    presets = tmp_path / "presets.json"
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub:
+            reloader = hub.app.reloader
+            assert reloader is not None
+            presets.write_text(json.dumps({"presets": {"dev": {"filter": "dev and ("}}}))
+            assert not reloader.load_presets()
+            assert "presets.json" in (reloader.last_error or "")
+            presets.write_text(json.dumps({"presets": {"dev": {"filter": "dev"}}}))
+            assert reloader.load_presets() and reloader.last_error is None
+            presets.write_text(json.dumps({"presets": {"dev": {"filter": "dev and ("}}}))
+            assert not reloader.load_presets()
+            write(path, {"a": stdio(tags=["dev"]), "b": stdio()})
+            assert await reloader.reload()
+            assert "presets.json" in (reloader.last_error or "")  # still wrong: still said
+            write(path, {"a": stdio(tags=["dev"])}, prefixMode="bogus")
+            assert not await reloader.reload()
+            said = reloader.last_error or ""
+            assert "prefixMode" in said and "presets.json" in said  # both, each for its own file

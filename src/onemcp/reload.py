@@ -36,7 +36,8 @@ class Reloader:
         self.path = path
         self.reloads = 0
         self.failures = 0
-        self.last_error: str | None = None
+        self.config_error: str | None = None  # why the last mcp.json was refused, until a good one is read
+        self.presets_error: str | None = None  # the same for presets.json: each file's own
         self.last_reload: float | None = None
         self.last_changes: dict[str, list[str]] = {}
         # settings read once at start (who may come in, where search keeps its vectors): a change waits for a restart
@@ -54,7 +55,7 @@ class Reloader:
                 new = load_config(self.path)
             except ConfigError as exc:
                 self.failures += 1
-                self.last_error = str(exc)
+                self.config_error = str(exc)
                 if exc.transient:
                     self._retry.set()  # the file may be fine: read it again once this passes
                     log.error("config change not read yet, retrying: %s", exc)
@@ -63,10 +64,10 @@ class Reloader:
                 return False
             except Exception as exc:  # a reader's bug must not end the hub: the running config stays
                 self.failures += 1
-                self.last_error = f"{self.path}: the config could not be read ({type(exc).__name__}: {exc})"
+                self.config_error = f"{self.path}: the config could not be read ({type(exc).__name__}: {exc})"
                 log.exception("config change refused, keeping the running config")
                 return False
-            self.last_error = None
+            self.config_error = None
             if new == self.hub.config:
                 return True
             REDACTOR.use(new)
@@ -93,6 +94,11 @@ class Reloader:
         }
 
     @property
+    def last_error(self) -> str | None:
+        """What is wrong with the files as they are now (mcp.json's, then presets.json's), if anything."""
+        return "; ".join(e for e in (self.config_error, self.presets_error) if e) or None
+
+    @property
     def presets_path(self) -> Path:
         return self.path.parent / PRESETS
 
@@ -106,9 +112,10 @@ class Reloader:
             )
         except PresetError as exc:
             self.failures += 1
-            self.last_error = str(exc)
+            self.presets_error = str(exc)
             log.error("presets change refused, keeping the presets in use: %s", exc)
             return False
+        self.presets_error = None
         if self.hub.replicas is not None:  # replicas on one Redis: a change here reaches the others
             self.hub.replicas.presets_loaded(loaded)
         return True

@@ -344,3 +344,19 @@ def test_pins_prints_a_hostile_name_and_definition_escaped(config_dir: Path) -> 
     assert now.startswith('+  "description": "v2 [/oops] [@click=app.quit]x[/] \\u001b[31mred\\u001b[0m')
     assert "\\x9b2J \\u202eevil" in now  # orjson leaves these to us
     assert orjson.loads(as_json.stdout)["changed"][0]["tool"] == name  # exact JSON
+
+
+def test_edits_see_the_variables_the_hub_sees(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A `$TOKEN` (either spelling) that the `.env` beside the config sets: the hub loads the file,
+    so every edit does too, whichever server it touches; unset, it is named, and the edit still goes in."""
+    config_dir.mkdir()
+    doc = {"mcpServers": {"t": {"command": "x", "env": {"MY_TOKEN": "$TOKEN", "B": "${TOKEN}"}}, "u": {"command": "y"}}}
+    (config_dir / "mcp.json").write_bytes(orjson.dumps(doc))
+    (config_dir / ".env").write_text("TOKEN=abc\n")
+    code, _, err = cli(capsys, "mcp", "disable", "u")
+    assert code == 0 and "not set" not in err, err
+    assert servers(config_dir)["u"]["disabled"] is True
+    (config_dir / ".env").unlink()
+    code, _, err = cli(capsys, "mcp", "enable", "u")
+    assert code == 0 and "not changed" not in err, err
+    assert "disabled" not in servers(config_dir)["u"]

@@ -54,6 +54,16 @@ def test_a_timeout_that_looks_like_milliseconds_is_refused_outside_a_one_mcp_fil
         parse('{"mcpServers": {"a": {"command": "x", "timeout": 30000}}}')
 
 
+def test_a_timeout_in_seconds_is_never_read_as_milliseconds_in_a_mixed_file() -> None:
+    """An entry pasted from a 1MCP config makes the file 1MCP's (milliseconds): another entry's
+    `timeout: 2` would silently become 2 ms. It is refused, naming what made the file 1MCP's."""
+    with pytest.raises(ConfigError, match=r"time\.timeout: 2 would be 2 ms.*mcpServers\.other\.connectionTimeout"):
+        parse(
+            '{"mcpServers": {"time": {"command": "x", "timeout": 2},'
+            ' "other": {"command": "y", "connectionTimeout": 20000}}}'
+        )
+
+
 def test_every_missing_variable_is_reported_and_dollar_names_work() -> None:
     with pytest.raises(ConfigError) as info:
         parse('{"mcpServers": {"a": {"command": "$CMD", "env": {"T": "${API_TOKEN}", "U": "${USER_KEY}"}}}}')

@@ -33,7 +33,7 @@ from onemcp.auth.principal import Principal
 from onemcp.catalog.catalog import shown_as
 from onemcp.config import presets as preset_files
 from onemcp.config.edit import EditError, add_server, edit_config, remove_server, set_disabled
-from onemcp.config.load import ConfigError
+from onemcp.config.load import ConfigError, environment
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.health import health
 from onemcp.http import asgi
@@ -245,7 +245,7 @@ class AdminApi:
     ) -> dict[str, Any]:
         path = self._config_path()
         try:
-            result = edit_config(path, change, env=dict(os.environ), running=True)
+            result = edit_config(path, change, env=environment(path), running=True)
         except (EditError, ConfigError) as exc:
             self._audit(request, action, name, "refused")
             raise ApiError(400, f"not changed: {exc}") from None

@@ -9,7 +9,6 @@ undoing that) is `config.redirect`. Exit 2 for a bad request, 1 when something w
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import orjson
 
 from onemcp.cli.mcp import FAILED, USAGE_ERROR, CommandError, describe, running_hub
 from onemcp.config.edit import EditError, edit_config, read_document
-from onemcp.config.load import ConfigError, resolve_path
+from onemcp.config.load import ConfigError, environment, resolve_path
 from onemcp.integrations.apps import APPS, DEFAULT_HUB_URL, App, FoundServer, SourceReport, Where, discover
 from onemcp.integrations.importing import Action, Planned, apply_plan, plan_import
 from onemcp.integrations.redirect import (
@@ -160,7 +159,7 @@ def _import(args: argparse.Namespace) -> int:
     path = resolve_path(args.config)
     try:
         doc = read_document(path)
-        plan = plan_import(found, doc, env=dict(os.environ), prefix=args.prefix, force=args.force)
+        plan = plan_import(found, doc, env=environment(path), prefix=args.prefix, force=args.force)
     except (ConfigError, EditError) as exc:
         raise CommandError(str(exc), USAGE_ERROR) from None
     _show_plan(app, path, plan)
@@ -189,7 +188,7 @@ def _import(args: argparse.Namespace) -> int:
 
     if writes:
         try:
-            result = edit_config(path, lambda d: apply_plan(d, plan), env=dict(os.environ))
+            result = edit_config(path, lambda d: apply_plan(d, plan), env=environment(path))
         except ConfigError as exc:
             raise CommandError(f"not changed: {exc}", USAGE_ERROR) from None
         except (EditError, OSError) as exc:

@@ -11,7 +11,6 @@ arguments, a change that would not load), exit 1 when the request is fine but ca
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from onemcp.config.edit import (
     set_disabled,
     validate,
 )
-from onemcp.config.load import ConfigError, resolve_path
+from onemcp.config.load import ConfigError, environment, resolve_path
 from onemcp.config.runtime import NoHub, read_runtime
 
 USAGE_ERROR = 2
@@ -214,7 +213,7 @@ def _edit(
     if must_exist and not path.exists():
         raise CommandError(f"no config file at {path}")
     try:
-        result = edit_config(path, change, env=dict(os.environ))
+        result = edit_config(path, change, env=environment(path))
     except BadName as exc:
         raise CommandError(str(exc), USAGE_ERROR) from None
     except EditError as exc:
@@ -280,7 +279,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _warn_if_invalid(doc: Document, path: Path) -> None:
     try:
-        validate(doc, source=str(path), env=dict(os.environ))
+        validate(doc, source=str(path), env=environment(path))
     except ConfigError as exc:
         print(f"onemcp: warning: the hub cannot load this config: {exc}", file=sys.stderr)
 

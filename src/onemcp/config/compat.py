@@ -20,6 +20,7 @@ STDIO_ONLY = frozenset({"env", "args", "cwd", "inheritParentEnv", "envFilter"}) 
 URL_ONLY = frozenset({"headers", "oauth"})  # serverDefaults for a url
 ONE_MCP_KEYS = frozenset({"requestTimeout", "connectionTimeout", "restartOnExit", "inheritParentEnv", "envFilter"})
 TIMEOUT_HINT_ABOVE = 3600  # a `timeout` above this many seconds is most likely milliseconds
+ONE_SECOND_MS = 1000  # a 1MCP `timeout` below this (milliseconds) is most likely seconds: never taken silently
 
 
 def normalise(doc: dict[str, Any]) -> list[str]:
@@ -29,9 +30,10 @@ def normalise(doc: dict[str, Any]) -> list[str]:
         doc["mcpServers"] = doc.pop("servers")  # VS Code's spelling
     servers = doc.get("mcpServers")
     defaults = doc.pop("serverDefaults", None)
-    one_mcp = defaults is not None or (
-        isinstance(servers, dict) and any(isinstance(s, dict) and ONE_MCP_KEYS & set(s) for s in servers.values())
-    )
+    one_mcp = "serverDefaults" if defaults is not None else None  # why the file reads as 1MCP's (ms timeouts)
+    for name, entry in servers.items() if isinstance(servers, dict) else ():
+        if isinstance(entry, dict) and ONE_MCP_KEYS & set(entry) and one_mcp is None:
+            one_mcp = f"mcpServers.{name}.{sorted(ONE_MCP_KEYS & set(entry))[0]}"
     if defaults is not None and not isinstance(defaults, dict):
         problems.append("serverDefaults: must be an object of server settings")
         defaults = None
@@ -51,7 +53,8 @@ def normalise(doc: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _server(where: str, entry: dict[str, Any], *, one_mcp: bool) -> list[str]:
+def _server(where: str, entry: dict[str, Any], *, one_mcp: str | None) -> list[str]:
+    """`one_mcp`: what makes the file a 1MCP config (its `timeout`s are milliseconds), if anything."""
     problems: list[str] = []
     for key in FOREIGN_SERVER_KEYS & set(entry):
         del entry[key]
@@ -67,7 +70,13 @@ def _server(where: str, entry: dict[str, Any], *, one_mcp: bool) -> list[str]:
         entry["env"] = mapped
     timeout = entry.get("timeout")
     if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        if one_mcp:
+        if one_mcp and timeout < ONE_SECOND_MS:  # seconds, most likely, in a file that also has 1MCP's keys
+            problems.append(
+                f"{where}.timeout: {timeout:g} would be {timeout:g} ms: this file reads as a 1MCP config ({one_mcp}), "
+                "whose timeouts are milliseconds; write the seconds as requestTimeout in milliseconds "
+                f"({timeout * 1000:g}), or drop the 1MCP keys"
+            )
+        elif one_mcp:
             entry["timeout"] = timeout / 1000  # 1MCP: milliseconds
         elif timeout > TIMEOUT_HINT_ABOVE:
             problems.append(

@@ -267,6 +267,13 @@ def test_port_in_use_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_an_audit_log_that_cannot_be_opened_is_refused_before_listening(tmp_path: Path) -> None:
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}, "onemcp": {"audit": "/nonexistent/dir/a.log"}}))
+    result = run_cli("serve", "--port", "0", env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "listening" not in result.stdout, result.stdout
+    assert "onemcp.audit: cannot open /nonexistent/dir/a.log" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_version_flag(tmp_path: Path) -> None:
     result = run_cli("--version", env=hub_env(tmp_path), cwd=tmp_path)
     assert result.returncode == 0

@@ -648,3 +648,31 @@ def test_a_config_that_would_break_its_reader_is_refused_clearly(
     path.write_text(text)
     with pytest.raises(ConfigError, match=said):
         load_config(path)
+
+
+def test_the_audit_log_is_beside_the_config_when_relative(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"onemcp": {"audit": "audit.log"}}')
+    assert load_config(path).hub.audit == str(tmp_path / "audit.log")
+    path.write_text('{"onemcp": {"audit": "-"}}')
+    assert load_config(path).hub.audit == "-"
+    path.write_text('{"onemcp": {"audit": ""}}')
+    with pytest.raises(ConfigError, match=r"onemcp\.audit: empty"):
+        load_config(path)
+
+
+def test_a_directory_with_a_yaml_or_toml_config_uses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from onemcp.config.paths import other_configs
+
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    assert resolve_path(None) == tmp_path / "mcp.json"  # none yet: where a starter is written
+    (tmp_path / "mcp.toml").write_text('[mcpServers.t]\ncommand = "x"\n')
+    assert resolve_path(None) == tmp_path / "mcp.toml"
+    assert set(load_config(resolve_path(None)).servers) == {"t"}
+    (tmp_path / "mcp.yaml").write_text("mcpServers: {y: {command: x}}\n")
+    assert resolve_path(None) == tmp_path / "mcp.yaml" and other_configs(tmp_path / "mcp.yaml") == [
+        tmp_path / "mcp.toml"
+    ]
+    (tmp_path / "mcp.json").write_text("{}")
+    assert resolve_path(None) == tmp_path / "mcp.json"

@@ -19,6 +19,7 @@ from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
 from onemcp.catalog.views import ViewError
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
 from onemcp.config.model import HubConfig
+from onemcp.config.paths import other_configs
 from onemcp.http.guard import is_loopback
 from onemcp.http.server import raise_fd_limit
 from onemcp.observability import logs
@@ -124,12 +125,19 @@ def serve(
             return 2
         print(f"onemcp: WARNING: serving {host} WITHOUT AUTHENTICATION", file=sys.stderr)
     try:
+        logs.configure_audit(config.hub.audit)  # opened before anything says it listens (the app opens it again)
+    except OSError as exc:
+        print(f"onemcp: {path}: onemcp.audit: cannot open {config.hub.audit}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
         sock = _bind(host, port)
     except OSError as exc:
         print(f"onemcp: cannot bind {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
+    for other in other_configs(path):
+        print(f"onemcp: warning: {other} is not read: {path} is the config (remove one of them)", file=sys.stderr)
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
     app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")

@@ -224,9 +224,13 @@ def load_config(path: Path) -> HubConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", transient=exc.errno in TRANSIENT_ERRNOS) from None
     config = parse_config(raw, source=str(path), env=environment(path), fmt=formats.format_of(path))
     relative = {}  # paths in the file are relative to the file, not to where the hub was started
-    for field, key in (("instructions_file", "instructionsFile"), ("search_cache", "searchCache")):
+    if config.hub.audit == "":
+        raise ConfigError(
+            f'{path}: onemcp.audit: empty; a file path (beside mcp.json when relative), or "-" for the log'
+        )
+    for field, key in (("instructions_file", "instructionsFile"), ("search_cache", "searchCache"), ("audit", "audit")):
         value = getattr(config.hub, field)
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or value == "-":
             continue
         try:
             absolute = Path(value).expanduser().is_absolute()

@@ -44,13 +44,19 @@ for line in sys.stdin:
         info = '"serverInfo":{"name":"deep","version":"0"}'
         send(head + '{"protocolVersion":"2025-11-25","capabilities":' + caps + "," + info + "}}")
     elif method == "tools/list":
-        names = ("deep_result", "deep_log", "plain", "many", "array_result", "null_result")
+        names = ("deep_result", "deep_log", "plain", "many", "array_result", "null_result", "string_error",
+                 "codeless_error", "error_and_result")
         tools = [{"name": n, "inputSchema": {"type": "object"}} for n in names]
         send(head + json.dumps({"tools": tools}) + "}")
     elif method == "tools/call":
         name = msg["params"]["name"]
         if name == "many":
             send(head + '{"content":[],"structuredContent":{"v":[' + "{}," * MANY + '{}]}}}')
+            continue
+        bad = {"string_error": '"boom"', "codeless_error": '{"message":"no code"}',
+               "error_and_result": '{"code":-32000,"message":"both"},"result":{"content":[]}'}
+        if name in bad:
+            send('{"jsonrpc":"2.0","id":' + json.dumps(rid) + ',"error":' + bad[name] + "}")
             continue
         if name in ("array_result", "null_result"):
             send(head + ("[1,2]" if name == "array_result" else "null") + "}")
@@ -116,4 +122,23 @@ async def test_a_result_that_is_not_an_object_is_a_clear_error(tmp_path: Path, m
                         err.value.error.message
                         == f"[deep] the server answered tools/call with {kind}, not a result object"
                     )
+                assert text_of(await c.call_tool("deep__plain", {})) == "plain plain"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_an_error_that_is_not_an_error_object_is_a_clear_error(tmp_path: Path, mode: str) -> None:
+    """A string, an error without a code, an error beside a result: no client could read them as
+    they came (the SDK fails to parse the reply); the client is told which server sent what."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers(tmp_path)}) as hub:
+            async with Client(hub.url, mode=mode, cache=None) as c:
+                for tool, shown in (
+                    ("string_error", "'boom'"),
+                    ("codeless_error", "{'message': '[deep] no code'}"),  # labelled as it came in
+                    ("error_and_result", "{'code': -32000, 'message': '[deep] both'}"),
+                ):
+                    with pytest.raises(MCPError) as err:
+                        await c.call_tool(f"deep__{tool}", {})
+                    said = err.value.error.message
+                    assert said == f"[deep] the server answered tools/call with a malformed error: {shown}", said
                 assert text_of(await c.call_tool("deep__plain", {})) == "plain plain"

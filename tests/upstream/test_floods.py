@@ -71,6 +71,7 @@ def test_a_stderr_flood_is_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFix
         protocol.pipe_data_received(2, b"".join(b"line %d\n" % i for i in range(5000)))
         logged = sum("stderr: line" in r.getMessage() for r in caplog.records)
         assert logged == stdio.STDERR_LINES_PER_SECOND
+        assert transport.stderr_tail[-1] == "line 4999"  # the tail keeps the last lines, logged or not
         protocol._err_window -= 1.0  # a second later: the next line is logged, and the rest counted
         protocol.pipe_data_received(2, b"after\n")
     assert HITS.counts["log_lines"] == before + 5000 - stdio.STDERR_LINES_PER_SECOND

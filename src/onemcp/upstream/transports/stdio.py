@@ -166,24 +166,29 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         for line in lines:
             now = time.monotonic()
             if now - self._err_window >= 1.0:
-                if self._err_dropped:
-                    count("log_lines", self._err_dropped)
-                    self.owner.log.warning("stderr: %d more lines were not logged (flood)", self._err_dropped)
-                self._err_window, self._err_logged, self._err_dropped = now, 0, 0
+                self._flush_dropped()
+                self._err_window, self._err_logged = now, 0
+            text = line[:STDERR_LINE_BYTES].decode(errors="replace").rstrip()
+            if len(line) > STDERR_LINE_BYTES:  # a line of megabytes (or none at all) logs its start
+                text += f" ... ({len(line)} bytes in all)"
+            self.owner.stderr_tail.append(text[:1000])  # every line: the last ones say why it died
             if self._err_logged < STDERR_LINES_PER_SECOND:
                 self._err_logged += 1
-                text = line[:STDERR_LINE_BYTES].decode(errors="replace").rstrip()
-                if len(line) > STDERR_LINE_BYTES:  # a line of megabytes (or none at all) logs its start
-                    text += f" ... ({len(line)} bytes in all)"
-                self.owner.stderr_tail.append(text[:1000])
                 self.owner.log.info("stderr: %s", text)
             else:
                 self._err_dropped += 1
+
+    def _flush_dropped(self) -> None:
+        if self._err_dropped:
+            count("log_lines", self._err_dropped)
+            self.owner.log.warning("stderr: %d more lines were not logged (flood)", self._err_dropped)
+            self._err_dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._process = cast(asyncio.SubprocessTransport, transport)
 
     def process_exited(self) -> None:
+        self._flush_dropped()  # a flood that ended with the process is still counted
         self.exited.set()
         # the code from the process's own transport: a child that exits at once may do so before the
         # spawn returned it to the owner

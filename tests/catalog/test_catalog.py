@@ -170,11 +170,12 @@ def test_every_hidden_item_is_reported() -> None:
     assert (visible, hidden) == (1, 2)
 
 
-def test_sanitisation_collision_is_reported() -> None:
+def test_a_sanitised_name_that_another_has_gets_a_digest_unprefixed_too() -> None:
     catalog = make(PrefixMode.NEVER, "a")
     catalog.update("a", "tools", tools("a_b", "a.b"))
-    assert names(catalog) == ["a_b"]
-    assert len(catalog.collisions["tools"]) == 1
+    first, second = names(catalog)
+    assert first == "a_b" and second.startswith("a_b_") and len(second) == len("a_b_") + 8
+    assert catalog.resolve_name("tools", second) == ("a", "a.b") and catalog.collisions["tools"] == []
 
 
 def test_resource_uri_collision_is_reported() -> None:
@@ -509,3 +510,17 @@ def test_tool_rules_naming_no_listed_tool_are_noted_and_logged_once(caplog: pyte
     assert logged == [f"upstream solo: tool rules name no tool it lists: {'; '.join(expected)}"]
     catalog.update("solo", "tools", tools("echo", "crash", "crsh", "ehco", "identity", "idnetity", "gone"))
     assert catalog.unmatched["solo"] == []
+
+
+@pytest.mark.parametrize("order", [("a.b", "a_b", "a/b"), ("a_b", "a/b", "a.b")])
+def test_names_sanitised_into_anothers_stay_reachable(order: tuple[str, ...]) -> None:
+    """`a.b`, `a_b` and `a/b` are three tools (all valid names): the one shown as it is keeps its
+    name, the sanitised ones are told apart by a digest, and each routes to its own tool."""
+    catalog = make(PrefixMode.ALWAYS, "col")
+    catalog.update("col", "tools", tools(*order))
+    shown = names(catalog)
+    assert len(shown) == 3 and "col__a_b" in shown
+    assert catalog.resolve_name("tools", "col__a_b") == ("col", "a_b")
+    others = {catalog.resolve_name("tools", name)[1] for name in shown if name != "col__a_b"}
+    assert others == {"a.b", "a/b"}
+    assert catalog.collisions.get("tools") == []

@@ -189,7 +189,9 @@ class Catalog:
         for server in self._order:
             rules = self._overrides.get(server) if kind == "tools" else None
             prefix = shown_as(server)
-            for item in self._lists.get(server, {}).get(kind, []):
+            listed = self._lists.get(server, {}).get(kind, [])
+            plain = set() if uri_key is not None else self._plain_names(prefix, listed, rules)
+            for item in listed:
                 if uri_key is not None:
                     original = str(item.get(uri_key, ""))
                     visible = self.codec.uri(prefix, original, prefixed=prefixed)
@@ -201,6 +203,10 @@ class Catalog:
                             continue
                         shown = rules.aliases.get(original, original)
                     visible = self.codec.name(prefix, shown, prefixed=prefixed)
+                    if (visible in plain or visible in view.reverse) and not self.codec.plain(
+                        prefix, shown, prefixed=prefixed
+                    ):  # sanitised into a name another has: told apart by a digest, both reachable
+                        visible = self.codec.hashed(prefix, shown, prefixed=prefixed)
                 if visible != original:
                     item = {**item, (uri_key or "name"): visible}
                 if rules is not None and original in rules.descriptions:
@@ -218,6 +224,16 @@ class Catalog:
                 view.originals.append(original)
         view.result_json = orjson.dumps({kind: view.items})
         return view
+
+    def _plain_names(self, prefix: str, listed: list[dict[str, Any]], rules: Overrides | None) -> set[str]:
+        """The names of a server's list shown as they are (nothing sanitised): they keep their name."""
+        plain = set()
+        for item in listed:
+            shown = str(item.get("name", ""))
+            shown = rules.aliases.get(shown, shown) if rules is not None else shown
+            if self.codec.plain(prefix, shown, prefixed=self.prefixed):
+                plain.add(self.codec.name(prefix, shown, prefixed=self.prefixed))
+        return plain
 
     # ----------------------------------------------------------------------- queries
     def result_json(self, kind: str, reach: Reach = EVERYTHING) -> bytes:

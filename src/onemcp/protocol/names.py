@@ -70,9 +70,19 @@ class NameCodec:
         clean = _BAD_CHARS.sub("_", full) or "_"
         if len(clean) <= TOOL_NAME_MAX and clean != full:
             return clean
-        # Too long: keep a readable head and a digest of the whole original for uniqueness.
+        return self.hashed(server, name, prefixed=prefixed)  # too long
+
+    def hashed(self, server: str, name: str, *, prefixed: bool) -> str:
+        """The name as a readable head and a digest of the whole original: for one too long, or one
+        whose sanitised form another name of the list already is (`a.b` beside `a_b`)."""
+        full = f"{server}{self.separator}{name}" if prefixed else name
+        clean = _BAD_CHARS.sub("_", full) or "_"
         digest = hashlib.sha256(full.encode()).hexdigest()[:8]
         return f"{clean[: TOOL_NAME_MAX - 9]}_{digest}"
+
+    def plain(self, server: str, name: str, *, prefixed: bool) -> bool:
+        """Is the name shown as it is (prefixed), nothing sanitised or shortened?"""
+        return _TOOL_NAME_OK.match(f"{server}{self.separator}{name}" if prefixed else name) is not None
 
     def split_name(self, visible: str) -> tuple[str, str] | None:
         """Server and upstream name of a prefixed, unsanitised name (no map needed)."""

@@ -46,6 +46,7 @@ from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
 from onemcp.upstream.user_secrets import UserSecrets
 
+GUARDED = frozenset({b"host", b"origin"})  # headers the guard judges: one of each, or none
 log = logging.getLogger("onemcp.app")
 
 
@@ -142,6 +143,11 @@ class OneMcpApp:
                 await self._health(path, send)
                 return
             guard = self.guard
+            twice = asgi.repeated(scope, GUARDED)
+            if twice is not None:
+                text = f"Bad Request: more than one {twice.decode().title()} header"
+                await asgi.send_json(send, 400, error_body(INVALID_REQUEST, text))
+                return
             # Host before anything else: a DNS-rebound page must read neither /health (authorization
             # links) nor the consent page
             if not guard.host_ok(asgi.header(scope, b"host")):

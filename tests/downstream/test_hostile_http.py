@@ -16,6 +16,7 @@ regression tests at the end, one per bug found (all fixed).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,7 @@ from fixtures.launch import fixture_command
 from onemcp.http import asgi
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import ProtocolError
-from support.hub import HEADERS, RunningHub, raw_session, running_hub
+from support.hub import HEADERS, INIT, RunningHub, raw_session, running_hub
 from support.raw import raw_exchange, read_response, status_of
 
 pytestmark = pytest.mark.anyio
@@ -1009,3 +1010,24 @@ async def test_a_cancel_whose_id_is_true_cancels_nothing(target: Target) -> None
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             assert (await target.http.post(target.hub.url, json=cancel, headers=headers)).status_code == 202
     assert replies[0].json()["result"]["content"], replies[0].text
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("origin: https://evil.example", "origin: http://127.0.0.1"), ("host: evil.example", "host: 127.0.0.1")],
+)
+async def test_a_guarded_header_sent_twice_is_refused(target: Target, first: str, second: str) -> None:
+    """The guard judges one Host and one Origin: sent twice, a foreign one first, neither is taken."""
+    port = int(target.hub.base.rsplit(":", 1)[1])
+    body = json.dumps(INIT).encode()  # would open a session, were either header taken
+    headers = [*([] if first.startswith("host") else ["host: 127.0.0.1"]), first, second]
+    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{h}\r\n" for h in headers)
+    head += f"content-type: application/json\r\naccept: application/json\r\ncontent-length: {len(body)}\r\n"
+    with anyio.fail_after(DEADLINE):
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(head.encode() + b"connection: close\r\n\r\n" + body)
+            raw = b""
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while True:
+                    raw += await stream.receive()
+    assert raw.startswith(b"HTTP/1.1 400") and b"more than one" in raw and b"mcp-session-id" not in raw.lower(), raw

@@ -42,6 +42,19 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
+def repeated(scope: Scope, names: frozenset[bytes]) -> bytes | None:
+    """The first of `names` the request carries more than once (one request, one Host: RFC 9112 3.2;
+    a check of one of several values would pass whichever the checker reads), or None."""
+    seen: set[bytes] = set()
+    key: bytes
+    for key, _ in scope["headers"]:
+        if key in names:
+            if key in seen:
+                return key
+            seen.add(key)
+    return None
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0

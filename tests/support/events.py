@@ -29,3 +29,6 @@ class Events:
 
     def pending_client_request_limit(self) -> int:
         return 8
+
+    def own_connection_limit(self) -> int:
+        return 8

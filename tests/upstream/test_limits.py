@@ -210,3 +210,33 @@ def test_stdio_line_assembly_costs_linear_allocation() -> None:
     protocol.pipe_data_received(1, chunks[-1])
     assert len(delivered) == 1 and len(delivered[0]["result"]["text"]) == size
     assert growing < size, f"{growing / size:.0f}x the line's size allocated while it grew: quadratic"
+
+
+async def test_a_servers_own_connections_are_bounded() -> None:
+    """`isolation: session` makes one connection (a process) per client session: at
+    `maxOwnConnections` the stalest idle one closes to make room, and with none idle the call is
+    refused with the limit's name, never a process more."""
+    fx = fixture_command()
+    config = {
+        "mcpServers": {"own": {"command": fx[0], "args": fx[1:], "isolation": "session"}},
+        "onemcp": {"limits": {"maxOwnConnections": 2}},
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "x"}},
+    }
+    with anyio.fail_after(30):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
+            isolated = hub.app.hub.isolated
+            sessions = [await raw_session(http, hub.url) for _ in range(3)]
+            for headers in sessions[:2]:
+                assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+            refused = (await http.post(hub.url, json=call, headers=sessions[2])).json()
+            assert refused["error"]["data"] == {"limit": "own_connections"}, refused
+            assert len(isolated._conns) == 2
+            first = next(iter(isolated._conns))
+            isolated._used[first] -= 120  # unused for two minutes: it may make room
+            assert "result" in (await http.post(hub.url, json=call, headers=sessions[2])).json()
+            assert len(isolated._conns) == 2 and first not in isolated._conns

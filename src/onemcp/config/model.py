@@ -327,6 +327,10 @@ class Limits(_Model):
     max_pending_client_requests_per_session: int = Field(32, alias="maxPendingClientRequestsPerSession", ge=1)
     # one upstream message (an HTTP body, one SSE event, one stdio line); a server may set its own
     max_response_bytes: int = Field(MAX_RESPONSE_BYTES, alias="maxResponseBytes", ge=1024)
+    # a server's own connections (one per client session that can be asked, `isolation`, or per
+    # principal with its own credentials): each may be a process; beyond, the stalest idle one closes,
+    # else the call is refused
+    max_own_connections: int = Field(256, alias="maxOwnConnections", ge=1, le=100_000)
     # running template server instances, all templates together; beyond, a new context is refused
     max_template_instances: int = Field(64, alias="maxTemplateInstances", ge=1, le=10_000)
     # warnings about the same limit are written at most once per this many seconds (with a count)

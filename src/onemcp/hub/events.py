@@ -77,3 +77,6 @@ class UpstreamEvents:
 
     def pending_client_request_limit(self) -> int:
         return self._limits().max_pending_client_requests
+
+    def own_connection_limit(self) -> int:
+        return self._limits().max_own_connections

@@ -29,6 +29,7 @@ NAMES = frozenset(
         "sessions",  # over maxSessions (503)
         "sessions_per_principal",  # over maxSessionsPerPrincipal (429)
         "streams_per_session",  # over maxStreamsPerSession (409)
+        "own_connections",  # a server at maxOwnConnections, none idle: the call refused (503)
         "queued_messages",  # a session's queue full: message dropped
         "unheard_logs",  # a log line for a Streamable HTTP session with no GET stream open: not queued
         "pending_client_requests",  # over maxPendingClientRequests(PerSession): upstream told at once

@@ -76,6 +76,10 @@ class ConnectionEvents(Protocol):
         """How many server->client requests one connection may have open (read at each request)."""
         ...
 
+    def own_connection_limit(self) -> int:
+        """How many own connections (per session or principal) one server may have (`upstream.isolation`)."""
+        ...
+
 
 class UpstreamConnection:
     def __init__(

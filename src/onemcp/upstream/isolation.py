@@ -1,10 +1,10 @@
-"""Per-session upstream connections, for servers configured with `isolation: session`.
+"""Per-session upstream connections (`isolation`), and per-principal ones (a user's own credentials).
 
 A shared stdio connection cannot always tell which client a server->client request or a
 log line belongs to. An isolated server gets one connection per downstream session,
 started on the session's first call to it and closed when the session ends; everything
 the upstream sends on it belongs to that session. The shared connection still exists and
-feeds the catalog (lists are the same for everyone).
+feeds the catalog (lists are the same for everyone). A server has at most `maxOwnConnections`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from onemcp.config.model import ServerConfig
-from onemcp.protocol.errors import UpstreamUnavailable
+from onemcp.observability.limits import hit
+from onemcp.protocol.errors import LimitReached, UpstreamUnavailable
 from onemcp.upstream.call import Requester
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
+
+STALE = 60.0  # seconds unused before a connection may be closed to make room for another
 
 
 class IsolatedConnections:
@@ -65,6 +68,7 @@ class IsolatedConnections:
         if entry is None:
             if self._tg is None:
                 raise UpstreamUnavailable(name, "the hub is not running")
+            self._make_room(name)
             transport = self.transports(credential or name, config, self.auth, server)
             conn = UpstreamConnection(name, config, transport, self.events, owner=owner)
             scope = anyio.CancelScope()
@@ -87,6 +91,22 @@ class IsolatedConnections:
             return None
         self._used[(session_id, name)] = time.monotonic()
         return entry[0]
+
+    def _make_room(self, name: str) -> None:
+        """At `maxOwnConnections` for `name`: close its stalest connection that no call uses and nobody
+        used for a minute; with none, LimitReached (each may be a process: never unbounded)."""
+        limit = self.events.own_connection_limit()
+        mine = [key for key in self._conns if key[1] == name]
+        if len(mine) < limit:
+            return
+        now = time.monotonic()
+        idle = [k for k in mine if not self._conns[k][0].in_flight and now - self._used.get(k, now) > STALE]
+        if idle:
+            self._close(min(idle, key=lambda k: self._used.get(k, now)))
+            return
+        why = f"{name} has {len(mine)} own connections (one per client session or user), the limit"
+        hit("own_connections", "upstream %s: %s", name, why)
+        raise LimitReached("own_connections", f"[{name}] {why}; try again later", 503)
 
     def held_by(self, *owners: str) -> list[UpstreamConnection]:
         """The ready connections kept for any of `owners` (a session id, a `user:` principal, ...)."""

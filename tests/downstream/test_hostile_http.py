@@ -1031,3 +1031,13 @@ async def test_a_guarded_header_sent_twice_is_refused(target: Target, first: str
                 while True:
                     raw += await stream.receive()
     assert raw.startswith(b"HTTP/1.1 400") and b"more than one" in raw and b"mcp-session-id" not in raw.lower(), raw
+
+
+async def test_an_sse_session_is_not_served_or_ended_through_mcp(target: Target) -> None:
+    headers = {**target.legacy, "mcp-session-id": target.sse_session, "mcp-protocol-version": "2025-11-25"}
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    with anyio.fail_after(DEADLINE):
+        assert (await target.http.post(target.hub.url, json=ping, headers=headers)).status_code == 404
+        assert (await target.http.delete(target.hub.url, headers=headers)).status_code == 404
+        url = f"{target.hub.base}/messages?session_id={target.sse_session}"
+        assert (await target.http.post(url, json=ping, headers=dict(HEADERS))).status_code == 202  # still open

@@ -119,6 +119,8 @@ class StreamableHttpEndpoint:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"))
             return None
         session = self.hub.find_session(sid)
+        if session is not None and session.transport != "streamable-http":
+            session = None  # an /sse or stdio session is not this endpoint's to serve or end
         if session is not None and session.principal.key != principal.key:
             refused(principal, LEGACY_HTTP, "session", sid[:8], "the session of another principal")
             session = None

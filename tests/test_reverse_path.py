@@ -274,3 +274,31 @@ async def test_a_url_elicitation_required_error_is_completed_to_the_client_that_
                 assert [e["elicitationId"] for e in err.value.error.data["elicitations"]] == ["a:e7"]
                 await completed.came.wait()
     assert completed.values == ["a:e7"]
+
+
+@pytest.mark.parametrize("bad", [{"result": "not an object"}, {"error": "not an object"}, {"result": {}, "error": {}}])
+async def test_a_clients_malformed_answer_ends_the_upstreams_request(bad: dict[str, Any]) -> None:
+    """The upstream could not read it either: it gets an error naming what was wrong at once, and
+    the call ends with the upstream's reaction, not a timeout a minute later."""
+    from support.hub import HEADERS, INIT
+
+    init = {**INIT, "params": {**INIT["params"], "capabilities": {"sampling": {}}}}
+    with anyio.fail_after(DEADLINE):  # below the server's 60 s deadline: the old hang fails here
+        async with running_hub({"mcpServers": {"fx": stdio()}}) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            r = await http.post(hub.url, json=init, headers=HEADERS)
+            h = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "sample", "arguments": {}}}
+            final: list[dict[str, Any]] = []
+            async with http.stream("POST", hub.url, json=call, headers=h) as stream:
+                async for line in stream.aiter_lines():
+                    if not line.startswith("data:") or not line[5:].strip():
+                        continue  # (the priming event has no data)
+                    event = json.loads(line[5:])
+                    if event.get("method") == "sampling/createMessage":
+                        answer = {"jsonrpc": "2.0", "id": event["id"], **bad}
+                        assert (await http.post(hub.url, json=answer, headers=h)).status_code == 202
+                    elif event.get("id") == 5:
+                        final.append(event)
+                        break
+    said = json.dumps(final)
+    assert final and "the client answered with" in said and "timed out" not in said, said

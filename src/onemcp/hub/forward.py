@@ -158,7 +158,7 @@ class Forwarder:
     def for_client(self, session: Session, conn: UpstreamConnection, method: str, msg: Message) -> Message:
         """The reply with the task ids, URIs, envelope and error codes the client knows."""
         server = conn.name
-        if "error" in msg and not _well_formed_error(msg):  # no client could read it either
+        if "error" in msg and jsonrpc.malformed_response(msg):  # no client could read it either
             err = UpstreamError(server, f"the server answered {method} with a malformed error: {msg['error']!r:.200}")
             return jsonrpc.error(msg.get("id"), err.to_error())
         msg = rewrite.for_client(
@@ -185,15 +185,6 @@ class Forwarder:
         elif method.startswith("tasks/"):
             msg["result"] = self.tasks.rewrite(server, result)
         return msg
-
-
-def _well_formed_error(msg: Message) -> bool:
-    """A JSON-RPC error object (an integer code, a string message) and no result beside it."""
-    error = msg.get("error")
-    if not isinstance(error, dict) or "result" in msg:
-        return False
-    code = error.get("code")
-    return isinstance(code, int) and not isinstance(code, bool) and isinstance(error.get("message"), str)
 
 
 def _tool_error(msg: Message) -> bool:

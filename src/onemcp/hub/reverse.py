@@ -164,6 +164,10 @@ class ReversePath:
         """A client's reply to a request the hub sent it: the waiting request has its answer."""
         pending = session.reverse.pop(str(msg.get("id")), None)
         if pending is not None:
+            wrong = jsonrpc.malformed_response(msg)
+            if wrong is not None:  # the upstream could not read it either: it is told, not left waiting
+                err = {"code": INTERNAL_ERROR, "message": f"onemcp: the client answered with {wrong}"}
+                msg = jsonrpc.error(msg.get("id"), err)
             pending.reply = msg
             pending.done.set()
 

@@ -136,6 +136,20 @@ def classify(msg: Message) -> Kind:
     raise InvalidRequest("Invalid Request: neither a request, a notification nor a response")
 
 
+def malformed_response(msg: Message) -> str | None:
+    """What makes a response unreadable to whoever asked, or None: exactly one of `result` (an
+    object, as every MCP result is) and `error` (an integer `code` and a string `message`)."""
+    if ("result" in msg) == ("error" in msg):
+        return "both a result and an error" if "result" in msg else "neither a result nor an error"
+    if "result" in msg:
+        return None if isinstance(msg["result"], dict) else "a result that is not an object"
+    error = msg["error"]
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool) and isinstance(error.get("message"), str):
+        return None
+    return "an error that is not an error object (an integer code, a string message)"
+
+
 def result(rid: RequestId | None, value: Any) -> Message:
     return {"jsonrpc": "2.0", "id": rid, "result": value}
 

@@ -557,3 +557,28 @@ def test_what_agent_escapes_python_calls_unprintable() -> None:
     assert escape_line("a\x1b[8mb\u2028c\td") == one_line("a\x1b[8mb\u2028c\td")
     assert escape_text("one\ntwo\x9b\r") == "one\ntwo\\x9b\\r"
     assert escape_line("é ✓ 漢字") == "é ✓ 漢字"
+
+
+def test_a_template_server_is_addressed_by_its_name(tmp_path: Path) -> None:
+    """One static server and one template: the hub prefixes (two names), and `run fz/echo` is the
+    template's tool, listed under the template's name, never under the static server's."""
+    config = write_config(tmp_path / "tpl", {"demo": demo()})
+    doc = json.loads(config.read_text())
+    doc["mcpTemplates"] = {"fz": {**fixture(), "env": {"PROJECT": "{{ project.path }}"}}}
+    config.write_text(json.dumps(doc))
+    project = tmp_path / "project"
+    project.mkdir()
+    process = HubProcess(config)
+    try:
+        process.start()
+        process.wait_ready()
+        done = onemcp(
+            "run", "fz/echo", "--args", '{"message": "from the template"}', config_dir=config.parent, cwd=project
+        )
+        assert (done.returncode, done.stdout) == (0, "from the template\n"), done.stderr
+        listed = json.loads(onemcp("inspect", "--json", config_dir=config.parent, cwd=project).stdout)
+        assert {row["server"] for row in listed} >= {"demo", "fz"}, listed
+        mine = json.loads(onemcp("inspect", "fz", "--json", config_dir=config.parent, cwd=project).stdout)
+        assert "echo" in [row["tool"] for row in mine] and "word_count" not in [row["tool"] for row in mine]
+    finally:
+        process.stop()

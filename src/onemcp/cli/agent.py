@@ -191,8 +191,11 @@ class Naming:
         settings = doc.get("onemcp")
         hub: dict[str, Any] = settings if isinstance(settings, dict) else {}
         separator = hub.get("separator") if isinstance(hub.get("separator"), str) else DEFAULT_SEPARATOR
-        servers = doc.get("mcpServers", doc.get("servers"))
-        entries = servers.items() if isinstance(servers, dict) else []
+        servers, templates = doc.get("mcpServers", doc.get("servers")), doc.get("mcpTemplates")
+        entries = [
+            *(servers.items() if isinstance(servers, dict) else []),
+            *(templates.items() if isinstance(templates, dict) else []),
+        ]  # a template's tools are named by the template, as a server's (the hub counts both)
         enabled = [str(k) for k, s in entries if not (isinstance(s, dict) and s.get("disabled") is True)]
         mode = hub.get("prefixMode", "conditional")
         prefixed = True if mode == "always" else False if mode == "never" else len(enabled) > 1
@@ -247,7 +250,8 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
     upstreams, collisions = health.get("upstreams"), health.get("collisions")
     servers: dict[str, dict[str, Any]] = {}
     if isinstance(upstreams, dict):
-        servers = {str(k): v if isinstance(v, dict) else {} for k, v in upstreams.items()}
+        for key, value in upstreams.items():  # a template's instance (`<template>@<hash>`) by the template's name
+            servers.setdefault(str(key).partition("@")[0], value if isinstance(value, dict) else {})
     elif naming.prefixed is False and naming.servers is not None:  # the names do not say; the config does
         servers = {name: {} for name in naming.servers}
     else:

@@ -36,6 +36,9 @@ def test_key_create_list_revoke(
         anyio.run(store.verify, key)
     assert main(["auth", "key", "revoke", key_id]) == 1
     assert main(["auth", "key", "create", "--expires", "soon"]) == 2
+    for never_usable in ("0s", "99999999999999999w", "101000d"):  # already expired, or past any date
+        assert main(["auth", "key", "create", "--expires", never_usable]) == 2
+    assert main(["auth", "key", "list"]) == 0  # and the listing still reads every key
 
 
 def test_key_scopes_and_roles_are_checked_when_the_key_is_made(

@@ -110,7 +110,12 @@ def test_a_hub_that_cannot_start_says_why(config_dir: Path) -> None:
     assert onemcp(config_dir, "wait", "--timeout", "0.5").returncode == 1
 
 
-def test_service_unit(config_dir: Path) -> None:
+def test_service_unit(config_dir: Path, tmp_path: Path) -> None:
     unit = onemcp(config_dir, "service", "print", "--port", "3051")
-    assert unit.returncode == 0 and f"--config {config_dir / 'mcp.json'} --port 3051" in unit.stdout
+    assert unit.returncode == 0 and f'--config "{config_dir / "mcp.json"}" --port 3051' in unit.stdout
     assert "Restart=on-failure" in unit.stdout
+    # a path with a space, a % and a $: one argument, taken literally by systemd
+    odd = tmp_path / "my $HOME 100%"
+    odd.mkdir()
+    unit = onemcp(odd, "service", "print", "--port", "3051")
+    assert f'--config "{tmp_path}/my $$HOME 100%%/mcp.json" --port 3051' in unit.stdout, unit.stdout

@@ -25,7 +25,8 @@ from onemcp.config.auth_settings import scope_problem
 from onemcp.config.load import ConfigError, load_config, resolve_path
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DURATION = re.compile(r"^(\d+)([smhdw])$")
+DURATION = re.compile(r"^(\d{1,12})([smhdw])$")
+MAX_LIFETIME = 100 * 365 * 86400  # seconds: beyond, a date the platform cannot show
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -97,12 +98,15 @@ def run(args: argparse.Namespace) -> int:
         expires = None
         if args.expires:
             m = DURATION.match(args.expires)
-            if m is None:
+            lifetime = int(m.group(1)) * UNITS[m.group(2)] if m is not None else 0
+            if not 0 < lifetime <= MAX_LIFETIME:
                 print(
-                    f"onemcp: --expires {args.expires!r}: use a number and s, m, h, d or w (e.g. 90d)", file=sys.stderr
+                    f"onemcp: --expires {args.expires!r}: use a number and s, m, h, d or w (e.g. 90d), "
+                    "more than 0 and at most 100 years (leave it out for a key that never expires)",
+                    file=sys.stderr,
                 )
                 return 2
-            expires = time.time() + int(m.group(1)) * UNITS[m.group(2)]
+            expires = time.time() + lifetime
         problem = _scopes_problem(args)
         if problem is not None:
             print(f"onemcp: {problem}", file=sys.stderr)

@@ -279,8 +279,15 @@ def wait(path: Path, timeout: float) -> int:
     return 1
 
 
+def _unit_arg(value: str) -> str:
+    """One ExecStart argument as systemd reads it: quoted (a space does not split it), with its
+    backslashes, quotes, `%` specifiers and `$` variables taken literally."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
+
+
 def service(path: Path, action: str, port: int) -> int:
-    unit = UNIT.format(python=sys.executable, config=path, port=port)
+    unit = UNIT.format(python=_unit_arg(sys.executable), config=_unit_arg(str(path.absolute())), port=port)
     if action == "print":
         sys.stdout.write(unit)
         return 0

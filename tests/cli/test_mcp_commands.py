@@ -360,3 +360,10 @@ def test_edits_see_the_variables_the_hub_sees(config_dir: Path, capsys: pytest.C
     code, _, err = cli(capsys, "mcp", "enable", "u")
     assert code == 0 and "not changed" not in err, err
     assert "disabled" not in servers(config_dir)["u"]
+
+
+def test_an_arg_flag_with_no_value_is_a_usage_error(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["mcp", "add", "x", "--command", "ls", "--arg"])
+    assert done.value.code == 2 and "expected one argument" in capsys.readouterr().err
+    assert not (config_dir / "mcp.json").exists()  # nothing written

@@ -43,6 +43,15 @@ def test_disabled_may_be_decided_by_the_context() -> None:
     assert render("t", t, {**CONTEXT, "project": {**CONTEXT["project"], "environment": "prod"}}).disabled is True
 
 
+def test_disabled_is_a_boolean_or_renders_one() -> None:
+    """A plain word ("fasle") would have disabled the template without a word: refused at load; a
+    template that renders something other than a boolean word is an error naming the field."""
+    with pytest.raises(ConfigError, match="disabled: expected true or false"):
+        parse_config(b'{"mcpTemplates": {"t": {"command": "srv", "disabled": "fasle"}}}', source="mcp.json")
+    with pytest.raises(TemplateError, match=r"t\.disabled: rendered 'dev', expected true or false"):
+        render("t", template(disabled="{{ project.environment }}"), CONTEXT)
+
+
 def test_a_missing_value_names_the_field() -> None:
     t = template(args=["a", "{{ project.custom.missing }}"])
     with pytest.raises(TemplateError, match=r"mcpTemplates\.t\.args\[1\]: .*missing"):

@@ -63,7 +63,11 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
         joined: list[str] = []
         items = iter(argv)
         for item in items:
-            joined.append(f"--arg={next(items, '')}" if item == "--arg" else item)
+            if item != "--arg":
+                joined.append(item)
+                continue
+            value = next(items, None)  # none after the last: left as it is, argparse says it expects one
+            joined.append("--arg" if value is None else f"--arg={value}")
         argv = joined
     return argv, trailing
 

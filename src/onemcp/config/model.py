@@ -267,6 +267,14 @@ class ServerTemplate(ServerConfig):
     # The fields rendered from a context (every other field is taken as written).
     RENDERED: ClassVar[tuple[str, ...]] = ("command", "args", "env", "cwd", "url", "headers", "disabled", "tags")
 
+    @field_validator("disabled")
+    @classmethod
+    def _disabled_decided(cls, value: bool | str) -> bool | str:
+        """A boolean, or a template that renders one: a plain word ("fasle") would disable it unsaid."""
+        if isinstance(value, str) and not jinja.is_template(value):
+            raise ValueError(f"expected true or false, or a template ({{{{ ... }}}}) that renders one, not {value!r}")
+        return value
+
     @classmethod
     def _rendered_later(cls, text: str) -> bool:
         return jinja.is_template(text)

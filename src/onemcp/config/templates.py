@@ -43,8 +43,15 @@ def _render(name: str, path: str, text: str, context: Mapping[str, Any]) -> str:
     return out
 
 
-def _truthy(text: str) -> bool:
-    return text.strip().lower() not in ("", "false", "0", "no", "off", "none")
+TRUE, FALSE = ("true", "1", "yes", "on"), ("", "false", "0", "no", "off", "none")
+
+
+def _truthy(name: str, text: str) -> bool:
+    """A rendered `disabled`: a boolean word, else TemplateError (an unknown word never disables unsaid)."""
+    word = text.strip().lower()
+    if word not in TRUE + FALSE:
+        raise TemplateError(f"mcpTemplates.{name}.disabled: rendered {text[:80]!r}, expected true or false")
+    return word in TRUE
 
 
 def render(name: str, template: ServerTemplate, context: Mapping[str, Any]) -> ServerConfig:
@@ -61,7 +68,7 @@ def render(name: str, template: ServerTemplate, context: Mapping[str, Any]) -> S
         else:
             doc[field] = value
     if isinstance(doc["disabled"], str):
-        doc["disabled"] = _truthy(doc["disabled"])
+        doc["disabled"] = _truthy(name, doc["disabled"])
     doc["tags"] = [t for t in doc["tags"] if t.strip()]  # a tag that renders empty is no tag
     doc["args"] = list(doc["args"])
     try:

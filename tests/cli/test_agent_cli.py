@@ -582,3 +582,18 @@ def test_a_template_server_is_addressed_by_its_name(tmp_path: Path) -> None:
         assert "echo" in [row["tool"] for row in mine] and "word_count" not in [row["tool"] for row in mine]
     finally:
         process.stop()
+
+
+def test_a_tool_of_a_server_that_is_down_says_so(tmp_path: Path) -> None:
+    """Not "no tool X; did you mean X?": its tools are not listed because the server failed."""
+    broken = {"command": fixture_command()[0], "args": [*fixture_command()[1:], "--crash-on-start"]}
+    process = HubProcess(write_config(tmp_path / "down", {"demo": demo(), "broken": broken}))
+    try:
+        process.start()
+        process.wait_ready()
+        done = onemcp("run", "broken/echo", "--args", '{"message": "x"}', config_dir=process.config.parent)
+        said = done.stderr
+        assert done.returncode == 1 and ("server 'broken' is " in said or "[broken] server is " in said), said
+        assert "did you mean" not in said
+    finally:
+        process.stop()

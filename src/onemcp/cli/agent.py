@@ -337,7 +337,12 @@ def _call(
         _refuse_another_servers(inv, [n for n in candidates if n in names], server, tool)
     where = f" on server {server!r}" if server is not None else ""
     hint = f"`onemcp inspect {server}`" if server is not None else "`onemcp inspect`"
-    close = difflib.get_close_matches(tool, [str(t.get("name")).split("__")[-1] for t in inv.tools], n=1)
+    health = inv.servers.get(server, {}) if server is not None else {}
+    if health.get("state") not in (None, "ready"):  # its tools are not listed because it is down
+        said = f": {health['lastError']}" if health.get("lastError") else ""
+        raise Failure(f"server {server!r} is {health['state']}{said}; `onemcp status` or /health says more")
+    shown = [inv.short(inv.owner(n) or "", t) for t in inv.tools if (n := str(t.get("name")))]
+    close = [c for c in difflib.get_close_matches(tool, shown, n=2) if c != tool][:1]
     guess = f"; did you mean {close[0]!r}?" if close else ""
     raise Failure(f"no tool {tool!r}{where} in this hub's view{guess}; {hint} lists what there is")
 

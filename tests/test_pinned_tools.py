@@ -78,6 +78,9 @@ async def test_a_rewritten_tool_is_withheld_in_both_eras_until_approved(tmp_path
                         await c.call_tool("echo", {"message": "hi"})
                     assert "Tool withheld: echo" in str(refused.value), refused.value
                     assert "onemcp mcp approve fx/echo" in str(refused.value)
+                async with Client(f"{hub.url}?exposure=search", mode="legacy", cache=None) as searching:
+                    schema = await searching.call_tool("get_tool_schema", {"name": "echo"})  # as a call says
+                    assert schema.is_error and "Tool withheld: echo" in str(schema.content), schema.content
 
                 health = (await get(hub, "/health")).json()
                 assert health["upstreams"]["fx"]["withheldTools"] == ["echo"]

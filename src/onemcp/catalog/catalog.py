@@ -298,6 +298,10 @@ class Catalog:
         """Does the catalog hold lists of `server` now (it is ready)?"""
         return server in self._lists
 
+    def withheld_error(self, visible: str, reach: Reach) -> NotFound | None:
+        """The error for a tool `reach` would see but its pin withholds (None: not such a tool)."""
+        return self._withheld("tools", visible, reach) if self.withheld else None
+
     def _withheld(self, kind: str, visible: str, reach: Reach) -> NotFound | None:
         """The error for a tool withheld by its pin (its definition changed, not approved), if `visible` is
         one that `reach` would see (else the caller says "not found": nothing about other servers leaks)."""

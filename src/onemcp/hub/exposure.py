@@ -255,6 +255,9 @@ class ToolExposure:
         seen = None if name in meta.NAMES else self.catalog.seen_as("tools", name, access.reach)
         definition = None if seen is None else self._definitions().get(entry_key(seen[0], name))
         if definition is None:  # a meta-tool's name is the meta-tool's here: an upstream tool of that name is not
+            withheld = None if name in meta.NAMES else self.catalog.withheld_error(name, access.reach)
+            if withheld is not None:  # as a call of it says: changed since approved
+                raise meta.MetaArgsError(withheld.message)
             raise meta.MetaArgsError(f"Tool not found: {name}; search_tools finds tools by what they do")
         return definition
 

@@ -229,3 +229,13 @@ def test_a_preset_exposure_is_written_shown_and_checked(config_dir: Path, capsys
     (config_dir / "presets.json").write_text(json.dumps({"presets": {"bad": {"filter": "x", "exposure": "lazy"}}}))
     with pytest.raises(PresetError, match=r"presets.bad.exposure: must be one of full, search, auto"):
         load_presets(config_dir / "presets.json")
+
+
+def test_a_filter_naming_a_tag_no_server_has_is_said(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Kept (a server may come with it later), but a typo does not pass unsaid as an empty view."""
+    config_dir.mkdir(exist_ok=True)
+    (config_dir / "mcp.json").write_text('{"mcpServers": {"t": {"command": "x", "tags": ["util"]}}}')
+    code, _, err = cli(capsys, "preset", "create", "typo", "--filter", "utill or util")
+    assert code == 0 and "warning: no server has the tag(s) 'utill' (in use: util)" in err, err
+    code, _, err = cli(capsys, "preset", "edit", "typo", "--filter", "util")
+    assert code == 0 and "warning" not in err

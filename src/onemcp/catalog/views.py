@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from onemcp.config.filters import AnyOf, FilterError, Node, Not, Tag, parse
+from onemcp.config.filters import AnyOf, FilterError, Node, Tag, parse, tags_named
 from onemcp.config.model import EXPOSURES, Exposure, HubConfig
 
 SELECTORS = ("tags", "filter", "preset")
@@ -56,14 +56,6 @@ def known_tags(config: HubConfig) -> frozenset[str] | None:
     return None if any("{" in t for t in tags) else frozenset(tags)
 
 
-def _named(node: Node) -> set[str]:
-    if isinstance(node, Tag):
-        return {node.name}
-    if isinstance(node, Not):
-        return _named(node.inner)
-    return set().union(*(_named(part) for part in node.parts))
-
-
 def from_query(query: bytes | str, presets: Mapping[str, str], known: frozenset[str] | None = None) -> View | None:
     """The view a request's query string selects, or None for everything. A `tags` or `filter` that
     names a tag no server has (`known`) is a ViewError: a typo would otherwise be an empty view."""
@@ -94,7 +86,7 @@ def from_query(query: bytes | str, presets: Mapping[str, str], known: frozenset[
             node = parse(expr)
     except FilterError as exc:
         raise ViewError(f"invalid {selector}: {exc}") from None
-    unknown = sorted(_named(node) - known) if known is not None and selector != "preset" else []
+    unknown = sorted(tags_named(node) - known) if known is not None and selector != "preset" else []
     if unknown:
         shown = ", ".join(sorted(known or ())) or "none"
         raise ViewError(f"no server has the tag(s) {', '.join(map(repr, unknown))}; the tags in use: {shown}")

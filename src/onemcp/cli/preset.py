@@ -77,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
         config_path = resolve_path(args.config)
         path = presets_path(config_path)
         if args.action == "create":
-            return _create(path, args.name, args.filter, args.description, args.exposure)
+            return _create(path, args.name, args.filter, args.description, args.exposure, config_path)
         if args.action == "edit":
-            return _edit(path, args.name, args.filter, args.description, args.exposure)
+            return _edit(path, args.name, args.filter, args.description, args.exposure, config_path)
         if args.action == "delete":
             return _delete(path, args.name)
         if args.action == "list":
@@ -127,7 +127,7 @@ def _write(path: Path, doc: Document, done: str) -> int:
     return 0
 
 
-def _create(path: Path, name: str, expr: str, description: str, exposure: str | None) -> int:
+def _create(path: Path, name: str, expr: str, description: str, exposure: str | None, config: Path) -> int:
     _checked_name(name)
     check_filter(expr)
     doc = read_document(path)
@@ -139,10 +139,11 @@ def _create(path: Path, name: str, expr: str, description: str, exposure: str | 
     if exposure:
         entry["exposure"] = exposure
     presets_of(doc)[name] = entry
+    _warn_unknown_tags(config, expr)
     return _write(path, doc, f"created preset {name!r}")
 
 
-def _edit(path: Path, name: str, expr: str | None, description: str | None, exposure: str | None) -> int:
+def _edit(path: Path, name: str, expr: str | None, description: str | None, exposure: str | None, config: Path) -> int:
     if expr is None and description is None and exposure is None:
         raise CommandError("nothing to change: give --filter, --description and/or --exposure", USAGE_ERROR)
     if expr is not None:
@@ -158,7 +159,33 @@ def _edit(path: Path, name: str, expr: str | None, description: str | None, expo
     elif exposure is not None:
         entry["exposure"] = exposure
     presets_of(doc)[name] = entry
+    if expr is not None:
+        _warn_unknown_tags(config, expr)
     return _write(path, doc, f"changed preset {name!r}")
+
+
+def _warn_unknown_tags(config: Path, expr: str) -> None:
+    """A filter naming a tag no server of the config has: most likely a typo (the preset is kept, for
+    servers still to come, but said so)."""
+    from onemcp.config.edit import EditError, servers_of
+    from onemcp.config.edit import read_document as read_config
+    from onemcp.config.filters import parse, tags_named
+    from onemcp.config.load import ConfigError
+
+    if not config.exists():
+        return  # no config to compare with
+    try:
+        servers = servers_of(read_config(config))
+    except (ConfigError, EditError, OSError):
+        return  # no config to compare with
+    known = {str(t) for raw in servers.values() for t in describe(raw)["tags"]}
+    unknown = sorted(tags_named(parse(expr)) - known)
+    if unknown:
+        shown = ", ".join(sorted(known)) or "none"
+        print(
+            f"onemcp: warning: no server has the tag(s) {', '.join(map(repr, unknown))} (in use: {shown})",
+            file=sys.stderr,
+        )
 
 
 def _delete(path: Path, name: str) -> int:

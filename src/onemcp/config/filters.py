@@ -151,6 +151,15 @@ class _Parser:
 TAG_RULE = "a tag is letters, digits and '_ . : /' ('-' after the first character), and not 'and', 'or' or 'not'"
 
 
+def tags_named(node: Node) -> set[str]:
+    """Every tag the expression names (to tell a typo from a tag no server has yet)."""
+    if isinstance(node, Tag):
+        return {node.name}
+    if isinstance(node, Not):
+        return tags_named(node.inner)
+    return set().union(*(tags_named(part) for part in node.parts))
+
+
 def is_tag(text: str) -> bool:
     """Can a filter name `text` as a tag? (One TAG token of the grammar, not a keyword.)"""
     m = TOKEN.fullmatch(text)

@@ -245,16 +245,19 @@ async def test_an_open_stream_ends_when_its_key_is_revoked_or_expires(
                             pass
                     streams[name] = "ended"
 
+                watcher = keys.create("w", ["operator"])  # the admin API's event stream: the same rule
                 for name, key, path in (
                     ("revoked", revoked, "/mcp"),
                     ("expiring", expiring, "/sse"),
                     ("kept", kept, "/mcp"),
+                    ("events", watcher, "/api/v1/events"),
                 ):
                     tg.start_soon(hold, name, key, path)
-                while len(streams) < 3:
+                while len(streams) < 4:
                     await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the streams open)
                 keys.revoke(revoked.split("_")[1])
-                while streams["revoked"] != "ended" or streams["expiring"] != "ended":
+                keys.revoke(watcher.split("_")[1])
+                while any(streams[n] != "ended" for n in ("revoked", "expiring", "events")):
                     await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the checks end them)
                 assert streams["kept"] == "open"
                 tg.cancel_scope.cancel()

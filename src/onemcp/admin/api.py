@@ -11,6 +11,7 @@ presets through `config.presets` as `onemcp preset ...` does. Does not render pa
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -159,8 +160,9 @@ class AdminApi:
                 send, 400, {"error": f"unknown parameter(s): {', '.join(unknown)}; expected: {expected}"}
             )
             return
-        if route.stream:
-            await self.events(request, send)
+        if route.stream:  # it stays open: it ends when its credential does (checked again as /mcp's streams)
+            guarded = Request(scope, self.gate.guarded(scope, principal, receive), principal, m.groupdict())
+            await self.events(guarded, send)
             return
         try:
             doc = await route.handler(self, request)
@@ -486,6 +488,8 @@ class AdminApi:
                 tg.start_soon(pump)
                 await asgi.until_disconnect(request.receive, tg.cancel_scope)
                 tg.cancel_scope.cancel()
+        with contextlib.suppress(OSError, asgi.ClientGone):  # ended here (its credential did): said so
+            await asgi.end_stream(send)
 
 
 ROUTES: tuple[Route, ...] = (

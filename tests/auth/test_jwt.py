@@ -139,6 +139,11 @@ async def test_a_jwk_without_alg_verifies_every_allowed_algorithm_of_its_type() 
                 assert (await check.verify(token(key, "k1", algorithm=algorithm))) is not None, algorithm
             with pytest.raises(InvalidToken):
                 await check.verify(token(key, "k1", algorithm="RS384"))  # not in the configured list
+            # alg "none" against a key that names no alg: refused (it was a NotImplementedError, a 500)
+            unsigned = jwt.encode({"sub": "x", "iss": "i", "aud": "a", "exp": 9999999999}, "", algorithm="none",
+                                  headers={"kid": "k1"})  # fmt: skip
+            with pytest.raises(InvalidToken, match="alg 'none' is not one this hub accepts"):
+                await check.verify(unsigned)
 
 
 async def test_a_fetch_whose_caller_left_still_answers_the_others(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,10 +113,12 @@ class JwtVerifier:
             return None  # not a JWT: another verifier's
         try:
             header = pyjwt.get_unverified_header(token)
-            kid = header.get("kid")
+            kid, alg = header.get("kid"), header.get("alg")
+            if alg not in self.settings.algorithms:  # never "none", nor one the key set could be misread with
+                raise InvalidToken(f"the token's alg {str(alg)[:20]!r} is not one this hub accepts")
             if not isinstance(kid, str):
                 raise InvalidToken("the token names no signing key (kid)")
-            key = signing_key(await self.keys.key(kid), header.get("alg"))
+            key = signing_key(await self.keys.key(kid), alg)
             claims: dict[str, Any] = pyjwt.decode(
                 token,
                 key,  # a PyJWK: PyJWT then refuses a token whose alg does not fit the key's type
@@ -126,7 +128,7 @@ class JwtVerifier:
                 leeway=self.settings.leeway,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except (pyjwt.PyJWTError, InvalidToken, ValueError, TypeError) as exc:
+        except (pyjwt.PyJWTError, InvalidToken, ValueError, TypeError, NotImplementedError) as exc:
             log.info("JWT refused: %s", exc)
             raise InvalidToken(str(exc)) from None
         if not isinstance(claims["sub"], str) or not claims["sub"]:

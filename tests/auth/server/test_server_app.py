@@ -1338,3 +1338,22 @@ async def test_a_flood_of_registrations_makes_room_from_clients_that_never_got_a
     oauth.clock.now += 86400 * 2
     oauth.server.store.purge(oauth.clock.now)  # a day after, unused registrations are forgotten anyway
     assert all(oauth.server.store.client(c) is None for c in newer) and oauth.server.store.client(used) is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://2130706433/client.json",  # 127.0.0.1 as one number
+        "https://0x7f000001/client.json",
+        "https://127.1/client.json",
+        "https://0177.0.0.1/client.json",  # octal: httpx would not even parse it (it was a 500)
+        "https://0/client.json",
+    ],
+)
+def test_a_metadata_document_url_naming_an_address_another_way_is_refused(url: str) -> None:
+    from onemcp.auth.server.clients import metadata_url_problem
+
+    assert metadata_url_problem(url, allow_insecure_loopback=False) == (
+        "a client_id URL names its host by name or as a dotted IPv4 address"
+    )
+    assert metadata_url_problem("https://client.example/meta.json", allow_insecure_loopback=False) is None

@@ -13,6 +13,7 @@ Errors: `ClientMetadataError(error, description)`; `error` is an RFC 7591 §3.2.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -152,6 +153,9 @@ def is_metadata_url(client_id: str, *, allow_insecure_loopback: bool = False) ->
     )
 
 
+_NUMERIC_HOST = re.compile(r"(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}", re.IGNORECASE)
+
+
 def metadata_url_problem(url: str, *, allow_insecure_loopback: bool) -> str | None:
     """Why the server will not fetch `url` as a client metadata document; None when it will."""
     try:
@@ -173,6 +177,8 @@ def metadata_url_problem(url: str, *, allow_insecure_loopback: bool) -> str | No
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
+        if _NUMERIC_HOST.fullmatch(host):  # 2130706433, 0x7f000001, 127.1, 0177.0.0.1: an IPv4 written otherwise
+            return "a client_id URL names its host by name or as a dotted IPv4 address"
         return None
     if not address.is_global:  # no fetching of private addresses by IP (names are not resolved here)
         return "a client_id URL may not name a private address"
@@ -199,7 +205,7 @@ async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = F
                         raise ClientMetadataError("invalid_client", f"{url} is larger than {METADATA_LIMIT} bytes")
     except TimeoutError:
         raise ClientMetadataError("invalid_client", f"{url} did not answer in {METADATA_TIMEOUT:g}s") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ClientMetadataError("invalid_client", f"{url} could not be fetched: {exc}") from None
     try:
         doc = orjson.loads(body)

@@ -90,7 +90,7 @@ class ModernEndpoint:
         if method is None:
             await reject(400, -32600, "Invalid Request: clients do not send responses in 2026-07-28")
             return
-        if header_value(asgi.header(scope, b"mcp-method")) != method:
+        if (asgi.header(scope, b"mcp-method") or "").strip() != method:  # plain: only names and params take base64
             await reject(400, HEADER_MISMATCH, f"Mcp-Method header does not match the body's method {method!r}")
             return
         if "id" not in msg:

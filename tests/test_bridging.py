@@ -156,6 +156,18 @@ async def test_tampered_or_unknown_request_state_is_refused() -> None:
                     headers=headers("tools/call", "m__ask_colour"),
                 )
                 assert r.json()["error"]["code"] == -32602 and "requestState" in r.json()["error"]["message"]
+            # the state names its call: another tool (even of another server) or another method is refused,
+            # and the state stays good for the retry it was given for
+            for method, name, said in (
+                ("tools/call", "l__echo", "requestState belongs to another call"),
+                ("prompts/get", "l__simple", "requestState belongs to a tools/call call"),
+            ):
+                r = await http.post(
+                    hub.url,
+                    json=modern(method, meta=caps, name=name, arguments={}, inputResponses=answer, requestState=state),
+                    headers=headers(method, name),
+                )
+                assert r.json()["error"]["code"] == -32602 and said in r.json()["error"]["message"], r.text
             done = await http.post(
                 hub.url,
                 json=modern(
@@ -272,3 +284,36 @@ async def test_a_legacy_client_keeps_the_back_channel_of_a_dual_era_upstream(tra
                     assert sampled["content"]["text"] == "word"
                     colour = json.loads(text_of(await c.call_tool("m__ask_colour", {})))
                     assert colour["content"] == {"colour": "teal"}
+
+
+async def test_a_request_state_come_back_too_late_ends_its_parked_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upstream's call waited for an answer that will never come: it is ended, not left in flight."""
+    import time
+
+    import httpx
+
+    from downstream.test_modern import headers, modern
+    from onemcp.hub import bridge
+
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub({"mcpServers": {"m": modern_fixture(protocol="legacy")}}) as hub,
+            httpx.AsyncClient() as http,
+        ):
+            caps: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
+            ask = modern("tools/call", meta=caps, name="ask_colour", arguments={})
+            result = (await http.post(hub.url, json=ask, headers=headers("tools/call", "ask_colour"))).json()["result"]
+            (key,) = result["inputRequests"]
+            conn = hub.app.hub.pool.get("m")
+            assert conn is not None and conn.in_flight == 1
+            later = time.time() + 3600
+            monkeypatch.setattr(bridge.time, "time", lambda: later)
+            retry = modern(
+                "tools/call", meta=caps, name="ask_colour", arguments={},
+                inputResponses={key: {"action": "accept", "content": {"colour": "red"}}},
+                requestState=result["requestState"],
+            )  # fmt: skip
+            r = await http.post(hub.url, json=retry, headers=headers("tools/call", "ask_colour"))
+            assert r.json()["error"]["code"] == -32602 and "expired" in r.json()["error"]["message"]
+            while conn.in_flight:
+                await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the upstream is told)

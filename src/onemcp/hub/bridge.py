@@ -193,16 +193,28 @@ class Parking:
         origin = parked.call.origin if parked is not None else None
         return origin if isinstance(origin, Session) else None
 
-    def resume(self, state: str, method: str, answers: object, principal: str) -> Parked:
-        """Hand the client's answer to the waiting upstream; the parked call, to drive on."""
+    def resume(
+        self, state: str, method: str, answers: object, principal: str, target: tuple[str, str, str] | None = None
+    ) -> Parked:
+        """Hand the client's answer to the waiting upstream; the parked call, to drive on. `target`: what
+        the retry names, as routed (server, param, upstream value): it must be the parked call's. A
+        retry that names another call leaves the state usable; an expired one ends the parked call."""
         doc = self._open(state)
         parked = self._mine(doc, principal)
-        if parked is not None:
+        if parked is None:
+            raise InvalidParams("requestState has expired (or was already used); call again from the start")
+        if time.time() > float(doc.get("e", 0)):
             self._parked.pop(str(doc.get("h")), None)
-        if parked is None or time.time() > float(doc.get("e", 0)):
+            self._abandon(parked, "the client came back after its requestState expired")
             raise InvalidParams("requestState has expired (or was already used); call again from the start")
         if parked.call.method != method:
             raise InvalidParams(f"requestState belongs to a {parked.call.method} call, not {method}")
+        if target is not None:
+            server, param, value = target
+            sent = parked.call.request.get("params")
+            if server != parked.call.server or not isinstance(sent, dict) or sent.get(param) != value:
+                raise InvalidParams("requestState belongs to another call: retry the call it was given for")
+        self._parked.pop(str(doc.get("h")), None)
         answer = answers.get(parked.key) if isinstance(answers, dict) else None
         if not isinstance(answer, dict):
             self._abandon(parked, "the client sent no answer for the input request")

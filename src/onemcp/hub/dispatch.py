@@ -104,8 +104,9 @@ class Dispatcher:
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
         if self.parking.owns(params.get("requestState")):
+            target = self._route(session, method, params) if method in ROUTED else None  # still its to make
             parked = self.parking.resume(
-                params["requestState"], method, params.get("inputResponses"), session.principal.key
+                params["requestState"], method, params.get("inputResponses"), session.principal.key, target
             )
             conn, call = parked.conn, parked.call
             call.origin, call.downstream_id = session, msg["id"]

@@ -8,6 +8,7 @@ key, an `mcp`-only key, and no credential; without auth, the loopback operator (
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from support.audit import audit_lines
 from support.hub import RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
+MODERN_FIXTURE = str(Path(__file__).resolve().parents[1] / "fixtures" / "modern_server.py")
 DEADLINE = 60.0
 
 
@@ -236,3 +238,41 @@ async def test_the_event_stream_carries_calls_without_arguments(tmp_path: Path) 
             assert "secret" not in json.dumps(call) and "arguments" not in call
             while hub.app.hub.bus.active:
                 await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the watcher left)
+
+
+async def test_a_tool_of_a_2026_upstream_is_called_from_the_api(tmp_path: Path) -> None:
+    """A call from the API (the console, the TUI) to a 2026-07-28 upstream carries the envelope that
+    era needs, as any client's call does (it was refused for missing params._meta)."""
+    doc = {"mcpServers": {"m": {"command": sys.executable, "args": [MODERN_FIXTURE]}}}
+    (tmp_path / "mcp.json").write_text(json.dumps(doc))
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub(doc, config_path=tmp_path / "mcp.json") as hub,
+            httpx.AsyncClient(timeout=30, base_url=f"{hub.base}/api/v1") as http,
+        ):
+            assert hub.app.hub.pool.connections["m"].era == "modern"
+            called = (await http.post("/tools/echo/call", json={"arguments": {"word": "hi"}})).json()
+            assert "result" in called and "hi" in json.dumps(called["result"]), called
+
+
+async def test_odd_inputs_get_their_status_not_a_500(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with (
+            hub_at(tmp_path, auth=False) as (hub, _),
+            httpx.AsyncClient(timeout=30, base_url=f"{hub.base}/api/v1") as http,
+        ):
+            r = await http.get("/tools", params={"limit": "²"})  # a digit to str.isdigit, not to int()
+            assert r.status_code == 400 and "limit" in r.json()["error"]
+            for method, path in (
+                ("DELETE", "/servers/nosuch"),
+                ("POST", "/servers/nosuch/enable"),
+                ("POST", "/servers/nosuch/disable"),
+                ("POST", "/servers/nosuch/restart"),
+            ):
+                r = await http.request(method, path)
+                assert r.status_code == 404 and "nosuch" in r.json()["error"], (method, path, r.text)
+            (tmp_path / "presets.json").write_text("{ half written")
+            r = await http.delete("/presets/zz")
+            assert r.status_code == 400 and "presets.json" in r.json()["error"], r.text
+            r = await http.get(f"{hub.base}/ui/static/%00.js")
+            assert r.status_code == 404

@@ -33,7 +33,7 @@ from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
 from onemcp.catalog.catalog import shown_as
 from onemcp.config import presets as preset_files
-from onemcp.config.edit import EditError, add_server, edit_config, remove_server, set_disabled
+from onemcp.config.edit import EditError, NoSuchServer, add_server, edit_config, remove_server, set_disabled
 from onemcp.config.load import ConfigError, environment
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.health import health
@@ -42,12 +42,14 @@ from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.hub.core import Hub
 from onemcp.hub.session import Session
 from onemcp.observability.redact import REDACTOR
-from onemcp.protocol import jsonrpc, sse
+from onemcp.protocol import jsonrpc, meta, sse
 from onemcp.protocol.errors import HubError
+from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.reload import Reloader
 
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024
+CONSOLE = {"name": "onemcp-console", "version": __version__}  # who calls a tool through this API
 TOOLS_QUERY = ("q", "server", "limit")  # GET /tools
 MAX_LIMIT = 1000  # tools in one answer of GET /tools
 audit = logging.getLogger("onemcp.audit")
@@ -233,6 +235,8 @@ class AdminApi:
     async def restart(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
         await request.json()
+        if name not in self.hub.config.servers:
+            raise ApiError(404, f"no server {name!r}")
         await self.hub.restart_server(name)
         self._audit(request, "restart", name)
         return {"restarted": name}
@@ -250,7 +254,7 @@ class AdminApi:
             result = edit_config(path, change, env=environment(path), running=True)
         except (EditError, ConfigError) as exc:
             self._audit(request, action, name, "refused")
-            raise ApiError(400, f"not changed: {exc}") from None
+            raise ApiError(404 if isinstance(exc, NoSuchServer) else 400, f"not changed: {exc}") from None
         except OSError as exc:
             raise ApiError(500, f"cannot write {path}: {exc.strerror or exc}") from None
         assert self.reloader is not None
@@ -330,7 +334,7 @@ class AdminApi:
     async def tools(self, request: Request) -> dict[str, Any]:
         query = request.query
         server, text, limit_text = query.get("server"), query.get("q", "").strip(), query.get("limit", "50")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_LIMIT:
             raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit_text!r}")
         limit = int(limit_text)
         every = self.hub.catalog.placed("tools")
@@ -367,7 +371,7 @@ class AdminApi:
             id=f"admin-{next(self._ids)}",
             transport="modern",
             protocol_version="2025-11-25",
-            client_info={"name": "onemcp-console", "version": __version__},
+            client_info=CONSOLE,
             initialized=True,
             ephemeral=True,
         )
@@ -375,7 +379,16 @@ class AdminApi:
             "jsonrpc": "2.0",
             "id": 1,
             "method": "tools/call",
-            "params": {"name": name, "arguments": arguments},
+            # as a 2026-07-28 client's call: its envelope, which a modern upstream needs (it asks nothing back)
+            "params": {
+                "name": name,
+                "arguments": arguments,
+                "_meta": {
+                    meta.PROTOCOL_VERSION: MODERN_VERSIONS[-1],
+                    meta.CLIENT_CAPABILITIES: {},
+                    meta.CLIENT_INFO: CONSOLE,
+                },
+            },
         }
         started = time.perf_counter()
 
@@ -447,11 +460,14 @@ class AdminApi:
     async def delete_preset(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
         path = self._presets_path()
-        doc = preset_files.read_document(path)
-        if name not in preset_files.presets_of(doc):
-            raise ApiError(404, f"no preset {name!r}")
-        del preset_files.presets_of(doc)[name]
-        preset_files.save(path, doc)
+        try:
+            doc = preset_files.read_document(path)
+            if name not in preset_files.presets_of(doc):
+                raise ApiError(404, f"no preset {name!r}")
+            del preset_files.presets_of(doc)[name]
+            preset_files.save(path, doc)
+        except preset_files.PresetError as exc:  # presets.json is being edited, or broken: said, not a 500
+            raise ApiError(400, str(exc)) from None
         assert self.reloader is not None
         self.reloader.load_presets()
         self._audit(request, "preset-delete", name)

@@ -155,7 +155,10 @@ class Console:
         await asgi.send_bytes(send, 303, b"", b"text/plain", headers)
 
     async def _static(self, name: str, send: Send) -> None:
-        target = (STATIC / name).resolve()
+        try:
+            target = (STATIC / name).resolve()
+        except (ValueError, OSError):  # a NUL in the name, say
+            target = STATIC
         if target.parent != STATIC.resolve() or not target.is_file() or target.suffix not in TYPES:
             await asgi.send_json(send, 404, {"error": "no such file"})
             return

@@ -404,3 +404,22 @@ async def test_both_eras_on_one_stdio_hub_message_by_message(tmp_path: Path) -> 
     assert replies[7]["error"]["code"] == -32602 and "clientCapabilities" in replies[7]["error"]["message"]
     assert 8 not in replies  # cancelled: never answered
     assert replies[9]["result"] == {}
+
+
+async def test_a_token_for_a_resource_needs_the_hubs_url_on_stdio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JWT or OAuth token names the resource it is for; a hub on stdio has no URL to compare it
+    with, so without publicUrl (or jwt.audience) it is refused, never checked against a guess."""
+    from onemcp.cli.client.rpc import TOKEN_ENV
+    from onemcp.cli.serve import stdio_principal
+    from onemcp.config.model import HubConfig
+
+    jwt = {"issuer": "https://idp.example", "jwksUrl": "https://idp.example/jwks.json"}
+    config = HubConfig.model_validate({"onemcp": {"auth": {"apiKeys": True, "jwt": jwt}}})
+    monkeypatch.setenv(TOKEN_ENV, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+    said = await stdio_principal(config, tmp_path / "mcp.json")
+    assert isinstance(said, str) and "set onemcp.auth.publicUrl" in said
+    monkeypatch.setenv(TOKEN_ENV, "omk_abcdef012345_notakey")  # an API key is the hub's own: checked as ever
+    said = await stdio_principal(config, tmp_path / "mcp.json")
+    assert isinstance(said, str) and "publicUrl" not in said and "refused" in said

@@ -208,6 +208,7 @@ async def stdio_principal(config: HubConfig, path: Path) -> Principal | str:
     """Who the stdio client is: the local operator, or, when the config requires auth, the
     principal of `$ONEMCP_TOKEN` (the same credentials and scopes as over HTTP); else why not."""
     from onemcp.auth.gate import Gate
+    from onemcp.auth.keys import PREFIX as KEY_PREFIX
     from onemcp.cli.client.rpc import TOKEN_ENV
 
     gate = Gate(config.hub.auth, path.parent, None)
@@ -216,6 +217,14 @@ async def stdio_principal(config: HubConfig, path: Path) -> Principal | str:
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
         return f"this config requires auth (onemcp.auth): set ${TOKEN_ENV} to an API key or token for stdio"
+    auth = config.hub.auth
+    if not token.startswith(KEY_PREFIX) and auth.public_url is None and not (auth.jwt and auth.jwt.audience):
+        # a token is for a resource (RFC 8707), and a hub on stdio has no URL to be one by: it would check
+        # the audience against a guess, refusing tokens made for this hub and taking others'
+        return (
+            f"${TOKEN_ENV} looks like a JWT or OAuth token, which is checked against the resource it was issued "
+            "for: set onemcp.auth.publicUrl (the hub's URL) or auth.jwt.audience, or use an API key on stdio"
+        )
     try:
         principal = await gate.verify(token)
     except InvalidToken as exc:

@@ -92,6 +92,9 @@ def connect(url: str) -> Any:
     return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
 
 
+PURGE_BATCH = 1000  # unused registered clients forgotten by one purge
+UNUSED = f"{PREFIX}clients:unused"  # registered clients that never got a code, by when they registered
+
 class RedisOAuthStore:
     """`store.OAuthStore`'s operations, on the shared Redis."""
 
@@ -113,6 +116,8 @@ class RedisOAuthStore:
         pipe = self._redis.pipeline()
         pipe.set(f"{PREFIX}client:{client.client_id}", _client_doc(client))
         pipe.sadd(f"{PREFIX}clients:{client.source}", client.client_id)
+        if client.source == "dcr":  # unused until it gets a code: the oldest such gives way at the cap
+            pipe.zadd(UNUSED, {client.client_id: client.issued}, nx=True)
         pipe.execute()
 
     def client(self, client_id: str) -> ClientRecord | None:
@@ -128,6 +133,7 @@ class RedisOAuthStore:
         doc = orjson.dumps([*fields, grant.resource, grant.expires])
         key = f"{PREFIX}code:{code_hash}"
         pipe = self._redis.pipeline()
+        pipe.zrem(UNUSED, grant.client_id)  # used now: never evicted to make room
         pipe.hset(key, mapping={"grant": doc, "used": 0})
         pipe.expire(key, self._ttl(grant.expires))
         pipe.execute()
@@ -206,10 +212,26 @@ class RedisOAuthStore:
         self._mark(keys=[f"{PREFIX}access:{token_hash}"], args=["revoked", now])
 
     def purge(self, now: float, grace: float = GRACE) -> None:
-        """Nothing to do: every key expires by its own TTL."""
+        """Every key expires by its own TTL, but a registered client: one that never got a code is
+        forgotten `grace` after it registered, as in SQLite (a bounded number a call)."""
+        for _ in range(PURGE_BATCH):
+            if not self.evict_unused_client(now - grace):
+                break
 
     def evict_unused_client(self, issued_before: float) -> bool:
-        """Not done with Redis (which client is unused is not indexed there): registration stays refused."""
+        """Forget the oldest registered client issued before then that never got a code (room for a new
+        one: a flood of registrations must not close registration for good)."""
+        for _ in range(3):  # another replica may take the oldest meanwhile: then the next one
+            oldest = self._redis.zrangebyscore(UNUSED, "-inf", issued_before, start=0, num=1)
+            if not oldest:
+                return False
+            client_id = oldest[0].decode() if isinstance(oldest[0], bytes) else str(oldest[0])
+            if self._redis.zrem(UNUSED, client_id):  # this replica's to forget
+                pipe = self._redis.pipeline()
+                pipe.delete(f"{PREFIX}client:{client_id}")
+                pipe.srem(f"{PREFIX}clients:dcr", client_id)
+                pipe.execute()
+                return True
         return False
 
 

@@ -58,18 +58,21 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
     path = tmp_path / "mcp.json"
     doc = config()
     path.write_text(json.dumps(doc))
-    admin = KeyStore(tmp_path / "keys.db").create("admin", ["admin"])
+    store = KeyStore(tmp_path / "keys.db")
+    admin, user = store.create("admin", ["admin"]), store.create("user", ["mcp"])
     with anyio.fail_after(DEADLINE):
         async with running_hub(doc, config_path=path) as hub, async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
-                # no cookie: the login page; a wrong key: refused
+                # no key in this tab: the sign-in form; a wrong key, or one without operator: refused
                 await page.goto(f"{hub.base}/ui/")
-                assert page.url.endswith("/ui/login")
                 await page.fill("input[name=key]", "omk_wrong_key")
                 await page.click("button[type=submit]")
                 await expect(page.locator(".error")).to_contain_text("Not signed in")
+                await page.fill("input[name=key]", user)
+                await page.click("button[type=submit]")
+                await expect(page.locator(".error")).to_contain_text("neither admin nor operator")
                 await page.screenshot(path=artifacts / "login.png")
                 await page.fill("input[name=key]", admin)
                 await page.click("button[type=submit]")
@@ -143,28 +146,31 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
                 await page.screenshot(path=artifacts / "presets.png")
                 await page.get_by_test_id("tab-logs").click()
                 await page.screenshot(path=artifacts / "logs.png")
-                # a change without the CSRF token is refused, even with the cookie
-                no_token = "fetch('/api/v1/servers/alpha/restart', {method: 'POST', credentials: 'same-origin'})"
-                status = await page.evaluate(no_token + ".then(r => r.status)")
-                assert status == 403
-                with_token = await page.evaluate(
-                    """fetch('/api/v1/reload', {method: 'POST', credentials: 'same-origin',
-                        headers: {'x-onemcp-csrf': document.querySelector('meta[name=csrf]').content}})
-                        .then(r => r.status)"""
+                # the key is in this tab's sessionStorage, never in a cookie (a host's cookies reach every
+                # port: another local server would get it)
+                assert await page.context.cookies() == []
+                assert await page.evaluate("sessionStorage.getItem('onemcp-console-key')") == admin
+                # without the key nothing is answered, whatever the page: the API wants the bearer key
+                status = await page.evaluate(
+                    "fetch('/api/v1/servers/alpha/restart', {method: 'POST'}).then(r => r.status)"
                 )
-                assert with_token == 200
-                # another browser context (no cookie): the API says 401, the page sends it to the login
+                assert status == 401
+                # another tab (another browser context): signs in again
                 other = await browser.new_page()
                 await other.goto(f"{hub.base}/ui/")
-                assert other.url.endswith("/ui/login")
-                status = await other.evaluate("fetch('/api/v1/servers').then(r => r.status)")
-                assert status == 401
+                await expect(other.locator("input[name=key]")).to_be_visible()
+                # revoking the key signs the console out at its next request
+                store.revoke(admin.split("_")[1])
+                await page.get_by_test_id("tab-overview").click()
+                await expect(page.locator("main.login .error")).to_contain_text("Signed out", timeout=10_000)
+                assert await page.evaluate("sessionStorage.getItem('onemcp-console-key')") is None
             finally:
                 await browser.close()
 
 
-async def test_login_cookie_and_csrf_over_plain_http(tmp_path: Path) -> None:
-    """The same rules without a browser: the cookie stands for the key; changes need the page's token."""
+async def test_the_page_and_csrf_over_plain_http(tmp_path: Path) -> None:
+    """The same rules without a browser: the page needs no key (the key is the API's to check, on every
+    request); a hub without auth asks browsers' changes for the page's token."""
     import re
 
     import httpx
@@ -173,29 +179,38 @@ async def test_login_cookie_and_csrf_over_plain_http(tmp_path: Path) -> None:
     doc = config()
     path.write_text(json.dumps(doc))
     store = KeyStore(tmp_path / "keys.db")
-    admin, user = store.create("admin", ["admin"]), store.create("user", ["mcp"])
+    admin = store.create("admin", ["admin"])
     with anyio.fail_after(DEADLINE):
         async with running_hub(doc, config_path=path) as hub, httpx.AsyncClient(base_url=hub.base) as http:
             r = await http.get("/ui/")
-            assert r.status_code == 303 and r.headers["location"] == "/ui/login"
-            r = await http.post("/ui/login", data={"key": user})
-            assert r.status_code == 403 and "neither admin nor operator" in r.text
-            r = await http.post("/ui/login", data={"key": admin})
-            assert r.status_code == 303
-            cookie = r.headers["set-cookie"]
-            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and admin not in cookie
-            page = (await http.get("/ui/")).text
-            found = re.search(r'name="csrf" content="([^"]+)"', page)
-            assert found is not None
-            csrf = found.group(1)
-            assert (await http.get("/api/v1/servers")).status_code == 200  # the cookie is the credential
-            browser = {"origin": hub.base, "sec-fetch-site": "same-origin"}
-            assert (await http.post("/api/v1/reload", headers=browser)).status_code == 403
-            assert (await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": "guess"})).status_code == 403
-            assert (await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": csrf})).status_code == 200
-            store.revoke(admin.split("_")[1])  # revoking the key ends the console session
+            assert r.status_code == 200 and 'name="auth" content="key"' in r.text and "set-cookie" not in r.headers
+            assert re.search(r'name="csrf" content=""', r.text)  # a hub with auth: no token to hand out
+            r = await http.get("/ui/login")  # the old sign-in address: the page
+            assert r.status_code == 303 and r.headers["location"] == "/ui/"
+            assert (await http.post("/ui/login", data={"key": admin})).status_code == 404  # no form posts a key
             assert (await http.get("/api/v1/servers")).status_code == 401
+            bearer = {"authorization": f"Bearer {admin}"}
+            browser = {"origin": hub.base, "sec-fetch-site": "same-origin"}
+            assert (await http.post("/api/v1/reload", headers={**browser, **bearer})).status_code == 200
+            store.revoke(admin.split("_")[1])  # revoking the key ends the console's access
+            assert (await http.get("/api/v1/servers", headers=bearer)).status_code == 401
             script = await http.get("/ui/static/console.js")
             assert script.status_code == 200 and script.headers["x-content-type-options"] == "nosniff"
             assert (await http.get("/api/v1/servers")).headers["x-content-type-options"] == "nosniff"
             assert (await http.get("/ui/static/../api.py")).status_code == 404
+    open_doc = {"mcpServers": config()["mcpServers"]}
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "mcp.json").write_text(json.dumps(open_doc))
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub(open_doc, config_path=tmp_path / "open" / "mcp.json") as hub,
+            httpx.AsyncClient(base_url=hub.base) as http,
+        ):
+            page = (await http.get("/ui/")).text
+            found = re.search(r'name="csrf" content="([^"]+)"', page)
+            assert found is not None and 'name="auth" content="none"' in page
+            browser = {"origin": hub.base, "sec-fetch-site": "same-origin"}
+            assert (await http.post("/api/v1/reload", headers=browser)).status_code == 403
+            assert (await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": "guess"})).status_code == 403
+            ok = await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": found.group(1)})
+            assert ok.status_code == 200

@@ -4,6 +4,10 @@
 (function () {
   const API = "/api/v1";
   const csrf = document.querySelector('meta[name="csrf"]').content;
+  const needsKey = document.querySelector('meta[name="auth"]').content === "key";
+  const KEY = "onemcp-console-key";  // in this tab's sessionStorage only: no cookie reaches other ports or sites
+  let key = sessionStorage.getItem(KEY) || "";
+  let listening = null;  // the event stream's AbortController
   const app = document.getElementById("app");
   const state = { tab: "overview", server: null, calls: [], logs: [], stats: {}, servers: [], tool: null };
   const BUCKET = 5000, BUCKETS = 36;
@@ -21,16 +25,48 @@
     return node;
   }
 
+  function authorized(headers) {
+    if (key) headers.authorization = "Bearer " + key;
+    return headers;
+  }
   async function api(method, path, body) {
-    const headers = { accept: "application/json" };
-    if (method !== "GET") { headers["x-onemcp-csrf"] = csrf; headers["content-type"] = "application/json"; }
+    const headers = authorized({ accept: "application/json" });
+    if (method !== "GET") { headers["content-type"] = "application/json"; if (csrf) headers["x-onemcp-csrf"] = csrf; }
     const response = await fetch(API + path, {
-      method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers, credentials: "omit", body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (response.status === 401) { location.href = "/ui/login"; throw new Error("signed out"); }
+    if (response.status === 401 && needsKey) { signOut("Signed out: the key is no longer accepted."); throw new Error("signed out"); }
     const doc = await response.json().catch(() => ({ error: "HTTP " + response.status }));
-    if (!response.ok) throw new Error(doc.error || "HTTP " + response.status);
+    if (!response.ok) throw new Error(doc.error_description || doc.error || "HTTP " + response.status);
     return doc;
+  }
+
+  // ------------------------------------------------------------------ signing in (the key stays in this tab)
+  function signIn(error) {
+    const input = el("input", { type: "password", name: "key", autocomplete: "off", autofocus: true });
+    const form = el("form", { class: "login", onsubmit: async (e) => {
+      e.preventDefault();
+      key = input.value.trim();
+      input.value = "";
+      const response = await fetch(API + "/", { headers: authorized({ accept: "application/json" }), credentials: "omit" });
+      if (!response.ok) {
+        const doc = await response.json().catch(() => ({}));
+        key = "";
+        const why = response.status === 403 ? "the key has neither admin nor operator scope" : (doc.error_description || "unknown or invalid key");
+        signIn("Not signed in: " + why + ".");
+        return;
+      }
+      sessionStorage.setItem(KEY, key);
+      start();
+    } }, el("label", {}, "API key (admin or operator scope)", input), el("button", { type: "submit" }, "Sign in"));
+    app.replaceChildren(el("main", { class: "login" }, el("h1", {}, "onemcp"), form, el("p", { class: "error" }, error || "")));
+  }
+  function signOut(why) {
+    key = "";
+    sessionStorage.removeItem(KEY);
+    if (listening) { listening.abort(); listening = null; }
+    clearInterval(refresher);
+    signIn(why);
   }
 
   // ------------------------------------------------------------------ live events
@@ -50,10 +86,33 @@
       refreshServers();
     }
   }
-  function listen() {
-    const source = new EventSource(API + "/events", { withCredentials: true });
-    for (const kind of ["call", "log", "state"]) {
-      source.addEventListener(kind, (m) => { record(JSON.parse(m.data)); if (state.tab === "calls" || state.tab === "logs") draw(); });
+  async function listen() {
+    // fetch, not EventSource: it can carry the key; reconnects after a pause, as EventSource would
+    const controller = listening = new AbortController();
+    while (listening === controller) {
+      try {
+        const response = await fetch(API + "/events", { headers: authorized({ accept: "text/event-stream" }), credentials: "omit", signal: controller.signal });
+        if (response.status === 401 && needsKey) { signOut("Signed out: the key is no longer accepted."); return; }
+        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let cut;
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+            const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
+            if (!data) continue;
+            record(JSON.parse(data));
+            if (state.tab === "calls" || state.tab === "logs") draw();
+          }
+        }
+      } catch (e) {
+        if (controller.signal.aborted) return;
+      }
+      await new Promise((r) => setTimeout(r, 3000));
     }
   }
   function series(server, pick) {
@@ -81,7 +140,7 @@
     return el("nav", {}, el("strong", {}, "onemcp"),
       TABS.map(([id, label]) => el("button", { class: state.tab === id ? "tab on" : "tab", "data-testid": "tab-" + id,
         onclick: () => { state.tab = id; state.server = null; draw(); } }, label)),
-      el("form", { method: "post", action: "/ui/logout", class: "logout" }));
+      needsKey ? el("button", { class: "logout", "data-testid": "sign-out", onclick: () => signOut("Signed out.") }, "Sign out") : null);
   }
   function badge(s) { return el("span", { class: "badge " + s }, s); }
 
@@ -230,15 +289,22 @@
     if (state.tab === "overview") draw();
   }
   async function draw() {
+    if (needsKey && !key) return;  // signed out: the sign-in form stays
     const tab = state.tab, server = state.server;
     const view = tab === "overview" ? overview() : tab === "server" ? await serverPage()
       : tab === "tools" ? (state.toolsView || (state.toolsView = tools())) : tab === "calls" ? calls()
       : tab === "logs" ? logs() : await presets();
+    if (needsKey && !key) return;  // signed out while this page loaded
     if (tab !== state.tab || server !== state.server) return;  // the user went elsewhere while this page loaded: theirs is drawn
     if (view === state.toolsView && app.contains(view)) return;  // in place already: moving it would drop the focus and what is being typed
     app.replaceChildren(nav(), el("main", {}, view));
   }
-  listen();
-  refreshServers().then(draw);
-  setInterval(refreshServers, 3000);
+  let refresher = null;
+  function start() {
+    listen();
+    refreshServers().then(draw);
+    clearInterval(refresher);
+    refresher = setInterval(refreshServers, 3000);
+  }
+  if (needsKey && !key) signIn(""); else start();
 })();

@@ -95,6 +95,7 @@ def connect(url: str) -> Any:
 PURGE_BATCH = 1000  # unused registered clients forgotten by one purge
 UNUSED = f"{PREFIX}clients:unused"  # registered clients that never got a code, by when they registered
 
+
 class RedisOAuthStore:
     """`store.OAuthStore`'s operations, on the shared Redis."""
 

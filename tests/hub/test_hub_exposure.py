@@ -545,3 +545,18 @@ async def test_a_catalog_that_never_settles_does_not_hold_a_search_forever(monke
             monkeypatch.setattr(catalog, "items", restless)
             found = hit_names(text(await session.ask("tools/call", search("echo a message back"))))
             assert found and found[0].endswith("__echo"), found
+
+
+async def test_remembered_token_counts_hold_bounded_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counts are keyed by the serialised lists: 300 changes of a 2.8 MB list held 1.2 GB."""
+    from onemcp.hub import exposure as exposure_module
+
+    monkeypatch.setattr(exposure_module, "count_tokens", len)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            exposure = h.app.hub.exposure
+            big = 3 * 1024 * 1024
+            for i in range(20):
+                assert exposure.tokens(b"%d" % i + b" " * big) == big + len(b"%d" % i)
+                held = sum(len(k) for k in exposure._counted)
+                assert held <= exposure_module.MAX_COUNTED_BYTES, (i, held)

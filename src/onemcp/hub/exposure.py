@@ -40,6 +40,7 @@ log = logging.getLogger("onemcp.search")
 Mode = Literal["full", "search"]
 SEARCH_LIST = orjson.dumps({"tools": meta.META_TOOLS})
 MAX_COUNTED = 256  # token counts remembered (one per distinct serialised list)
+MAX_COUNTED_BYTES = 16 * 1024 * 1024  # ... and the lists they are keyed by, held at most (2,000 tools: 2.8 MB a list)
 MAX_SEEN = 256  # requesters' sets of visible tools kept (one per distinct reach and server searched)
 SPREAD_FROM = 64  # tools waiting for the transformer from which their encoding takes every core it may
 QUERY_THREADS = 2  # worker threads that encode queries (the model runs two at once: deep.WORKERS)
@@ -99,6 +100,7 @@ class ToolExposure:
         self._config = config
         self._preset_exposures = presets  # preset name -> its exposure (presets without one: absent)
         self._counted: dict[bytes, int] = {}
+        self._counted_bytes = 0  # the lists held as its keys
         self._index: SearchIndex | None = None
         self._synced: list[Item] | None = None  # the catalog's tools list the index was last synced with
         self._servers: dict[str, list[Item]] = {}
@@ -160,9 +162,11 @@ class ToolExposure:
         """Tokens of a serialised list (remembered: lists are rebuilt only when they change)."""
         found = self._counted.get(data)
         if found is None:
-            if len(self._counted) >= MAX_COUNTED:
-                self._counted.clear()
+            if len(self._counted) >= MAX_COUNTED or self._counted_bytes + len(data) > MAX_COUNTED_BYTES:
+                self._counted.clear()  # the lists are the keys: bounded by their bytes, not only their number
+                self._counted_bytes = 0
             found = self._counted[data] = count_tokens(data)
+            self._counted_bytes += len(data)
         return found
 
     def reach_tokens(self, reach: Reach) -> int:

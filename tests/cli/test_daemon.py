@@ -103,6 +103,22 @@ def test_a_stale_runtime_file_is_no_hub(config_dir: Path) -> None:
     assert onemcp(config_dir, "stop").returncode == 0
 
 
+def test_a_runtime_file_whose_pid_was_reused_is_no_hub(config_dir: Path) -> None:
+    """The hub was killed; its pid now belongs to another process (here: one of ours). `stop` must not
+    signal it, `status` must not call it a hub: the directory's hub lock says no hub holds it."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (config_dir / "runtime.json").write_text(json.dumps({"url": "http://127.0.0.1:9/mcp", "pid": other.pid}))
+        assert onemcp(config_dir, "status").returncode == 3
+        (config_dir / "runtime.json").write_text(json.dumps({"url": "http://127.0.0.1:9/mcp", "pid": other.pid}))
+        stopped = onemcp(config_dir, "stop")
+        assert stopped.returncode == 0 and "not running" in stopped.stdout, stopped.stdout
+        assert other.poll() is None  # still alive: never signalled
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_hub_that_cannot_start_says_why(config_dir: Path) -> None:
     (config_dir / "mcp.json").write_text('{"mcpServers": {"fx": {"comand": "x"}}}')
     started = onemcp(config_dir, "start", "--port", "0")

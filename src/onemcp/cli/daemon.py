@@ -27,7 +27,7 @@ from typing import Any
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.paths import resolve_path
-from onemcp.config.runtime import NoHub, alive, read_runtime, runtime_path
+from onemcp.config.runtime import NoHub, alive, locked, read_runtime, runtime_path
 
 LOG_FILE = "onemcp.log"
 NOT_RUNNING = 3
@@ -89,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- state
 def running(path: Path) -> dict[str, Any] | None:
-    """runtime.json of the hub serving `path`, or None (a file naming a dead pid is removed)."""
+    """runtime.json of the hub serving `path`, or None (a file naming a dead pid, or a pid that no longer
+    holds the directory's hub lock, is removed: what stops or waits on a hub must not take another
+    process that got a killed hub's pid for it)."""
     try:
-        return read_runtime(path)
+        found = read_runtime(path)
     except NoHub:
         runtime = runtime_path(path)
         try:
@@ -101,6 +103,10 @@ def running(path: Path) -> dict[str, Any] | None:
         if isinstance(pid, int) and not alive(pid):
             runtime.unlink(missing_ok=True)  # stale: the hub died without cleaning up
         return None
+    if not locked(path):  # the pid lives, but is no hub of this directory's any more
+        runtime_path(path).unlink(missing_ok=True)
+        return None
+    return found
 
 
 def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:

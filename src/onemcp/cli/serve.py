@@ -20,6 +20,7 @@ from onemcp.catalog.views import ViewError
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
 from onemcp.config.model import HubConfig
 from onemcp.config.paths import other_configs
+from onemcp.config.runtime import LOCK_FILE
 from onemcp.http.guard import is_loopback
 from onemcp.http.server import raise_fd_limit
 from onemcp.observability import logs
@@ -70,9 +71,6 @@ def _config(config_flag: str | None) -> tuple[Path, HubConfig] | int:
         return 2
     REDACTOR.use(config)
     return path, config
-
-
-LOCK_FILE = "hub.lock"  # beside mcp.json: one HTTP hub per config directory
 
 
 def hub_lock(path: Path) -> int | None:

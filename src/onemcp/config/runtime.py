@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 RUNTIME = "runtime.json"
+LOCK_FILE = "hub.lock"  # beside mcp.json: one HTTP hub per config directory holds it for its life
 HINT = "start one with `onemcp serve`"
 
 
@@ -38,6 +39,28 @@ def read_runtime(config_path: Path) -> dict[str, Any]:
     if isinstance(pid, int) and not alive(pid):
         raise NoHub(f"no hub is running ({runtime} names pid {pid}, which has exited); {HINT}")
     return doc
+
+
+def locked(config_path: Path) -> bool:
+    """Does a hub hold this config directory's lock (`cli.serve.hub_lock`)? A `runtime.json` outlives a
+    killed hub, and its pid may be another process's by now: the lock ends with the hub."""
+    try:
+        import fcntl
+    except ImportError:  # not posix: the pid check (and the HTTP answer) decide
+        return True
+    try:
+        fd = os.open(config_path.parent / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False  # never made: no hub ever held it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # held
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def alive(pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from fixtures.launch import stop_process
+from fixtures.launch import fixture_command, stop_process
 from onemcp.config.load import load_config
 
 pytestmark = pytest.mark.anyio
@@ -182,6 +183,39 @@ async def test_sigterm_shuts_down_and_stops_upstream_children(tmp_path: Path) ->
     finally:
         await stop_process(process)
     assert "Traceback" not in stderr_path.read_text(errors="replace")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+async def test_a_server_started_through_a_wrapper_stops_with_it(tmp_path: Path) -> None:
+    """`sh -c "server; ..."`: the server is the wrapper's child, not the hub's. Stopping the hub stops
+    the wrapper's whole process group, the server with it (only the wrapper was signalled)."""
+    fx = " ".join(shlex.quote(part) for part in fixture_command("--stubborn"))  # ignores SIGTERM and EOF
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "mcp.json").write_bytes(
+        orjson.dumps({"mcpServers": {"wrapped": {"command": "sh", "args": ["-c", f"{fx}; true"]}}})
+    )
+    process = await anyio.open_process(
+        [sys.executable, "-m", "onemcp", "serve", "--port", "0"],
+        env=hub_env(config),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port = await read_listening_port(process)
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            await get_until(client, f"http://127.0.0.1:{port}/health/ready", READY_DEADLINE)
+        (wrapper,) = child_pids(process.pid)
+        (server,) = child_pids(wrapper)
+        process.terminate()
+        with anyio.fail_after(EXIT_DEADLINE):
+            await process.wait()
+            while alive(server):
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+    finally:
+        await stop_process(process)
 
 
 async def test_ctrl_c_exits_0_after_a_clean_shutdown(tmp_path: Path) -> None:

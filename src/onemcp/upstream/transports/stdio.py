@@ -86,6 +86,19 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _signal_group(pid: int, sig: int) -> bool:
+    """Signal the process group a child leads (each runs in its own session); False when none of it is
+    left (or the platform has no process groups)."""
+    killpg = getattr(os, "killpg", None)
+    if killpg is None:
+        return False
+    try:
+        killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k in INHERITED_ENV if (v := os.environ.get(k)) is not None}
     env.update(extra)
@@ -277,9 +290,8 @@ class StdioTransport(Transport):
         self._mark_closed(reason)
         if self._proc is not None and self._proc.get_returncode() is None:
             self._proc.kill()
-        if self._proc is not None and self.config.sandbox is not None:  # and whatever it started
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.get_pid(), signal.SIGKILL)
+        if self._proc is not None:  # and whatever it started (a shell wrapper's server): its own group
+            _signal_group(self._proc.get_pid(), signal.SIGKILL)
 
     async def send(self, message: Message, body: bytes) -> None:
         stdin = self._stdin
@@ -310,15 +322,16 @@ class StdioTransport(Transport):
         with anyio.CancelScope(shield=True):
             if stdin is not None:
                 stdin.close()
-            for step in (None, proc.terminate, proc.kill):
+            pid = proc.get_pid()
+            for step in (None, signal.SIGTERM, signal.SIGKILL):
                 if proc.get_returncode() is not None:
                     break
-                if step is not None:
-                    try:
-                        step()
-                    except ProcessLookupError:
-                        break
+                # to its group: a wrapper (`sh -c ...`) and the server it started
+                if step is not None and not _signal_group(pid, step):
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(step)
                 with anyio.move_on_after(STOP_GRACE):
                     await protocol.exited.wait()
+            _signal_group(pid, signal.SIGKILL)  # what of its group outlived it (ignored SIGTERM, detached)
             proc.close()
         self._mark_closed("stopped")

@@ -423,3 +423,32 @@ async def test_a_token_for_a_resource_needs_the_hubs_url_on_stdio(
     monkeypatch.setenv(TOKEN_ENV, "omk_abcdef012345_notakey")  # an API key is the hub's own: checked as ever
     said = await stdio_principal(config, tmp_path / "mcp.json")
     assert isinstance(said, str) and "publicUrl" not in said and "refused" in said
+
+
+@pytest.mark.parametrize("command", ["serve", "proxy"])
+async def test_ctrl_c_ends_a_stdio_command_whose_client_keeps_stdin_open(tmp_path: Path, command: str) -> None:
+    """SIGINT with stdin still open (a terminal): the process ends, 130, without waiting for a line
+    (a reader blocked on stdin held the interpreter's exit until the client wrote or closed it)."""
+    import signal
+
+    from support.hub import running_hub
+
+    path = tmp_path / "mcp.json"
+    config = {"mcpServers": {"demo": servers()["demo"]}}
+    path.write_text(json.dumps(config))
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+            "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}  # fmt: skip
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub:
+            argv = hub_argv(path) if command == "serve" else [sys.executable, "-m", "onemcp", "proxy", "--url", hub.url]
+            process = await anyio.open_process(argv, env=clean_env(tmp_path), stderr=subprocess.DEVNULL)
+            try:
+                assert process.stdin is not None and process.stdout is not None
+                await process.stdin.send((json.dumps(init) + "\n").encode())  # started: it answers
+                assert b'"id":1' in (await process.stdout.receive()).replace(b" ", b"")
+                process.send_signal(signal.SIGINT)
+                assert await process.wait() == 130
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()

@@ -9,6 +9,7 @@ unknown command): `onemcp run` is started once per tool call, and the hub's own 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -91,6 +92,22 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, d
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit code. Run as the process (`argv` None), a command that served on stdin ends
+    the process itself once done: a read still blocked on stdin (a worker thread) would otherwise hold
+    the interpreter's exit until the client wrote a line or closed it (Ctrl-C seemed to do nothing)."""
+    code = _command(argv)
+    if argv is None and sys.argv[1:2] in (["proxy"], ["serve"]) and STDIO_SERVED:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+STDIO_SERVED: list[bool] = []  # set once a command served MCP on this process's stdin
+
+
+def _command(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv[0] if argv else None
     trailing: list[str] | None = None
@@ -105,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.transport == "stdio":
             from onemcp.cli.serve import serve_stdio
 
+            STDIO_SERVED.append(True)
             return serve_stdio(args.config, args.log_level, args.log_format, selectors)
         if selectors:
             parser.error(
@@ -118,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             args.config, args.host, args.port, args.log_level, args.log_format, args.allow_open_network, log_file
         )
     module = modules[COMMANDS[args.command]]
+    if args.command == "proxy":
+        STDIO_SERVED.append(True)
     try:
         if args.command == "mcp":
             return int(module.run(args, trailing))

@@ -194,8 +194,10 @@ def serve_stdio(
         server = StdioServer(hub, principal, *streams, reloader=reloader, view=view, exposure=exposure)
         await server.run()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         anyio.run(main)
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C, as the shell reports it
     if refusal:
         print(f"onemcp: {refusal[0]}", file=sys.stderr)
         return 2

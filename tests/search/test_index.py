@@ -280,3 +280,14 @@ def test_identifiers_split_into_words(text: str, expected: list[str]) -> None:
 
 def test_stemming_meets_word_forms() -> None:
     assert stem("files") == stem("file") and stem("listing") == stem("list") and stem("queries") == "query"
+
+
+def test_a_server_whose_tools_keep_changing_does_not_grow_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vectors of definitions no tool has any more are dropped once they outnumber the live ones
+    (10,000 were held for 50 tools after 200 versions)."""
+    monkeypatch.setattr(index_module, "KEEP_UNUSED", 4)
+    index = build(transformer=False)
+    for version in range(30):
+        index.update("fs", [{**tool, "description": f"{tool['description']} v{version}"} for tool in FILES])
+        assert len(index._memory) <= 2 * len(index) + 4 + len(FILES), (version, len(index._memory))
+    assert names(index, "move a file")  # still ranks

@@ -140,6 +140,9 @@ class Settled:
     transformer: Any
 
 
+KEEP_UNUSED = 256  # vectors of definitions no tool has any more, kept before they are dropped
+
+
 def prepare(
     server: str, tools: Sequence[Mapping[str, Any]], about: str = "", keys: Sequence[str] | None = None
 ) -> Prepared:
@@ -359,6 +362,18 @@ class SearchIndex:
         self._matrix = self._deep_matrix = None
         self.tools_generation += 1
         self.generation += 1
+        self._forget_unused()
+
+    def _forget_unused(self) -> None:
+        """Vectors of definitions no tool has any more (a tool changed, a server left) are dropped once
+        they outnumber the live ones: a server whose tools keep changing must not grow the index."""
+        held = max(len(self._memory), len(self._deep))
+        if held <= 2 * len(self._tools) + KEEP_UNUSED:
+            return  # a few kept: a definition that comes back (a restart, a reload) needs no encoding
+        live = {tool.digest for tool in self._tools.values()} | {tool.kind for tool in self._tools.values()}
+        for vectors in (self._memory, self._deep):
+            for digest in [d for d in vectors if d not in live]:
+                del vectors[digest]
 
     def _kind_of(self, kind: str, pending: dict[str, str]) -> str:
         """The digest of `kind` (words); its vectors are embedded like a tool's text, once per kind."""

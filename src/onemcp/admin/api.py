@@ -40,6 +40,7 @@ from onemcp.downstream.health import health
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.hub.core import Hub
+from onemcp.hub.exposure import load_counter
 from onemcp.hub.session import Session
 from onemcp.observability.redact import REDACTOR
 from onemcp.protocol import jsonrpc, meta, sse
@@ -339,6 +340,7 @@ class AdminApi:
         if server is not None and server not in {owner for _, owner, _ in every} | set(self.hub.config.servers):
             raise ApiError(404, f"no server {server!r}")
         placed = [(item, owner) for item, owner, _ in every if server in (None, owner)]
+        await load_counter()  # each tool's count: the vocabulary loaded off the event loop, not on it
         tokens = self.hub.exposure.tool_tokens
         if text:
             exposure = self.hub.exposure

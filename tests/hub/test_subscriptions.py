@@ -194,3 +194,31 @@ async def test_a_dual_era_servers_legacy_companion_holds_the_subscription_and_he
                 await c.send_roots_list_changed()
                 await c.send_ping()
                 assert text_of(await c.call_tool("dual__heard", {})) == "1"
+
+
+async def test_a_legacy_client_never_sees_the_id_of_the_hubs_own_listen() -> None:
+    """An update a 2026-07-28 upstream sends on the hub's own listen stream carries that stream's
+    subscriptionId: the hub's, a 2026-07-28 key; a legacy session gets the update without it."""
+    from onemcp.hub.connections import LEGACY_COMPANION
+
+    metas: list[Any] = []
+    heard = Heard(types.ResourceUpdatedNotification, lambda n: metas.append(n.params.meta) or str(n.params.uri))
+
+    async def list_roots(context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[])
+
+    dual = {"command": sys.executable, "args": [str(Path(__file__).parents[1] / "fixtures" / "modern_server.py")]}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"dual": dual, "other": stdio()}}) as hub:
+            async with Client(
+                hub.url, mode="legacy", cache=None, list_roots_callback=list_roots, message_handler=heard
+            ) as c:
+                await c.subscribe_resource("dual+modern://note")  # held on the legacy-era companion
+                conn = hub.app.hub.isolated.ready(LEGACY_COMPANION, "dual")
+                assert conn is not None
+                meta = {"io.modelcontextprotocol/subscriptionId": 35, "kept": 1}
+                update = {"jsonrpc": "2.0", "method": "notifications/resources/updated",
+                          "params": {"uri": "modern://note", "_meta": meta}}  # fmt: skip
+                hub.app.hub.reverse.notification(conn, update, None)  # as a listen stream delivers one
+                await heard.came.wait()
+    assert heard.values == ["dual+modern://note"] and metas == [{"kept": 1}], metas

@@ -30,6 +30,7 @@ from onemcp.protocol.errors import (
     URL_ELICITATION_REQUIRED,
 )
 from onemcp.protocol.jsonrpc import Message, RequestId
+from onemcp.protocol.meta import SUBSCRIPTION_ID
 from onemcp.protocol.methods import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
@@ -216,7 +217,12 @@ class ReversePath:
             uri = params.get("uri")
             if isinstance(uri, str):
                 key = (conn.name, uri)  # by server and upstream URI: equal URIs of two servers never mix
-                out = {**msg, "params": {**params, "uri": self.catalog.visible_uri(conn.name, uri)}}
+                shown = {**params, "uri": self.catalog.visible_uri(conn.name, uri)}
+                meta = params.get("_meta")
+                if isinstance(meta, dict) and SUBSCRIPTION_ID in meta:  # the hub's own listen's id: not theirs
+                    rest = {k: v for k, v in meta.items() if k != SUBSCRIPTION_ID}
+                    shown = {k: v for k, v in shown.items() if k != "_meta"} | ({"_meta": rest} if rest else {})
+                out = {**msg, "params": shown}
                 for session in self.sessions:
                     if self.hears(session, conn, key) and session.access.reach.shows("resources", *key):
                         session.post(out)

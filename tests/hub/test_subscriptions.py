@@ -202,7 +202,12 @@ async def test_a_legacy_client_never_sees_the_id_of_the_hubs_own_listen() -> Non
     from onemcp.hub.connections import LEGACY_COMPANION
 
     metas: list[Any] = []
-    heard = Heard(types.ResourceUpdatedNotification, lambda n: metas.append(n.params.meta) or str(n.params.uri))
+
+    def seen(n: types.ResourceUpdatedNotification) -> str:
+        metas.append(n.params.meta)
+        return str(n.params.uri)
+
+    heard = Heard(types.ResourceUpdatedNotification, seen)
 
     async def list_roots(context: ClientRequestContext) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[])

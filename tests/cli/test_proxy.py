@@ -268,3 +268,32 @@ def fetch(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
+
+
+async def test_requests_out_when_the_client_closes_its_end_are_still_answered(hub: HubProcess) -> None:
+    """A client that writes its requests and closes stdin (a script, a pipe): the answers still come,
+    as `serve --transport stdio` gives them (they were dropped)."""
+    hub.start()
+    await hub.wait_ready_async()
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+            "capabilities": {}, "clientInfo": {"name": "pipe", "version": "0"}}}  # fmt: skip
+    lines = [
+        init,
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "fx__sleep", "arguments": {"seconds": 1}},
+        },
+    ]
+    payload = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    with anyio.fail_after(DEADLINE):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "onemcp", "proxy", "--url", hub.url],
+            input=payload,
+            env=clean_env(hub.config.parent),
+            check=False,
+        )
+    replies = {r.get("id"): r for r in map(json.loads, done.stdout.decode().splitlines())}
+    assert "result" in replies.get(2, {}), done.stdout

@@ -53,6 +53,7 @@ DEFAULT_URL = "http://127.0.0.1:3050/mcp"
 CONNECT_TIMEOUT = 5.0
 WAIT = 30.0  # how long a request (or initialize) waits for the hub to come back before it gets an error
 BACKOFF = (0.05, 2.0)  # first and longest pause between reconnection attempts
+DRAIN = 5.0  # at the end of input, how long requests still out may take to be answered
 ATTEMPTS = 3  # POSTs of one request (a retry only when the previous one never reached the hub)
 LIST_CHANGED = (
     "notifications/tools/list_changed",
@@ -389,6 +390,21 @@ class Proxy:
         self._read_line = read_line
         self._write = write
         self._lock = anyio.Lock()
+        self._busy = 0  # requests forwarded and not answered yet
+        self._idle = anyio.Event()  # set while none is
+        self._idle.set()
+
+    async def _forward(self, handler: Callable[[Message], Awaitable[None]], msg: Message) -> None:
+        """One request, counted: at the end of input those still out are answered (as `serve
+        --transport stdio` does), not dropped."""
+        self._busy += 1
+        self._idle = anyio.Event() if self._busy == 1 else self._idle
+        try:
+            await handler(msg)
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
 
     async def send(self, msg: Message) -> None:
         async with self._lock:
@@ -414,6 +430,8 @@ class Proxy:
             await tg.start(hub.run)
             async for line in each_line(self._read_line, self._refuse_line):
                 await self._handle(hub, modern, line, tg)
+            with anyio.move_on_after(DRAIN):  # the client closed its end: what it asked is still answered
+                await self._idle.wait()
             await hub.close()
             tg.cancel_scope.cancel()
 
@@ -427,7 +445,7 @@ class Proxy:
             await self.send(jsonrpc.error(None, exc.to_error()))
             return
         if "method" in msg and "id" in msg and is_modern(msg):
-            tg.start_soon(modern.request, msg)  # 2026-07-28: stateless, one POST each
+            tg.start_soon(self._forward, modern.request, msg)  # 2026-07-28: stateless, one POST each
             return
         params = msg.get("params")
         cancelled = msg.get("method") == "notifications/cancelled" and isinstance(params, dict)
@@ -437,7 +455,7 @@ class Proxy:
             if msg["method"] == "initialize":
                 await hub.initialize(msg)  # in line: nothing else may go out before the session exists
             else:
-                tg.start_soon(hub.request, msg)
+                tg.start_soon(self._forward, hub.request, msg)
         else:
             await hub.notify(msg)  # in line: keeps notifications in the client's order
 

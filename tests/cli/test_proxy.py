@@ -163,11 +163,13 @@ async def test_survives_a_hub_restart_on_the_same_port(hub: HubProcess) -> None:
             assert text_of(await c.call_tool("demo__echo", {"text": "after"})) == "after"
 
 
-async def test_a_call_during_the_restart_waits_for_the_new_hub(hub: HubProcess) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_call_during_the_restart_waits_for_the_new_hub(hub: HubProcess, mode: str) -> None:
+    """In either era (a 2026-07-28 request failed at once while the hub was away)."""
     hub.start()
     await hub.wait_ready_async()
     with anyio.fail_after(DEADLINE):
-        async with proxied("--url", hub.url, env_dir=hub.config.parent) as c:
+        async with proxied("--url", hub.url, env_dir=hub.config.parent, mode=mode) as c:
             await c.list_tools()
             await anyio.to_thread.run_sync(hub.stop)
             results: list[str] = []

@@ -426,7 +426,7 @@ class Proxy:
             anyio.create_task_group() as tg,
         ):
             hub = HubSession(self.url, http, self.send, self.wait)
-            modern = ModernForwarder(self.url, http, self.send, HubSession._reply_of)
+            modern = ModernForwarder(self.url, http, self.send, HubSession._reply_of, self.wait)
             await tg.start(hub.run)
             async for line in each_line(self._read_line, self._refuse_line):
                 await self._handle(hub, modern, line, tg)

@@ -41,9 +41,20 @@ def is_modern(msg: Message) -> bool:
     return isinstance(meta, dict) and meta.get(PROTOCOL_VERSION) in MODERN_VERSIONS
 
 
+RETRY = (0.05, 2.0)  # first and longest pause while waiting for the hub to listen
+
+
 class ModernForwarder:
-    def __init__(self, url: str, http: httpx.AsyncClient, write: Callable[[Message], Awaitable[None]], reply_of: Reply):
+    def __init__(
+        self,
+        url: str,
+        http: httpx.AsyncClient,
+        write: Callable[[Message], Awaitable[None]],
+        reply_of: Reply,
+        wait: float = 0.0,
+    ):
         self.url = url
+        self.wait = wait  # how long a request waits for a hub that is not listening (restarting, starting)
         self.http = http
         self.write = write
         self.reply_of = reply_of  # a non-JSON-RPC HTTP answer (401, 403, 502) as the client's error reply
@@ -65,7 +76,7 @@ class ModernForwarder:
             self._in_flight[rid] = scope
             try:
                 for attempt in (1, 2):
-                    reply = await self._post(msg)
+                    reply = await self._post_waiting(msg)
                     if reply is None:
                         return  # streamed to the client already
                     if attempt == 1 and self._stale_headers(msg, reply):
@@ -79,6 +90,28 @@ class ModernForwarder:
             finally:
                 self._in_flight.pop(rid, None)
         # cancelled by the client: a cancelled request is never answered
+
+    async def _post_waiting(self, msg: Message) -> Message | None:
+        """`_post`, retried while nothing listens at the hub's address (never once a request went out),
+        up to `wait`: a 2026-07-28 request waits for a restarting hub as a legacy one does."""
+        delay, deadline = RETRY[0], anyio.current_time() + self.wait
+        away = False
+        while True:
+            try:
+                if away and not await self._ready():
+                    raise httpx.ConnectError("the hub is starting")  # back, but not every upstream tried yet
+                return await self._post(msg)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if anyio.current_time() + delay > deadline:
+                    raise
+                away = True
+                await anyio.sleep(delay)
+                delay = min(delay * 2, RETRY[1])
+
+    async def _ready(self) -> bool:
+        """Has the hub tried all its upstreams (`/health/ready` not 503)? A server without it: yes."""
+        ready = self.url.split("?", 1)[0].rstrip("/").removesuffix("/mcp") + "/health/ready"
+        return (await self.http.get(ready)).status_code != 503
 
     def _stale_headers(self, msg: Message, reply: Message) -> bool:
         err = reply.get("error")

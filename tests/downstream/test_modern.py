@@ -160,6 +160,11 @@ async def test_modern_wire_errors() -> None:
             call = modern("tools/call", name="a__echo", arguments={"message": "x"})
             r = await post(call, headers("tools/call", "=?base64?YV9fZWNobw==?="))
             assert r.status_code == 200 and r.json()["result"]["content"][0]["text"] == "x"
+            # one status per error code, whether the hub answers it itself or routes it (a list, a listen)
+            r = await post(modern("tools/list", cursor="nope"), headers("tools/list"))
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32602, r.text
+            r = await post(modern("subscriptions/listen"), headers("subscriptions/listen"))
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32602, r.text
             # ... in Mcp-Name and Mcp-Param-*; Mcp-Method is sent plain (a gateway filters on it as written)
             method_b64 = headers("tools/call", "a__echo", **{"mcp-method": "=?base64?dG9vbHMvY2FsbA==?="})
             r = await post(call, method_b64)

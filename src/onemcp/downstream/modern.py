@@ -156,8 +156,8 @@ class ModernEndpoint:
             reply = await self.requests.local(session, rid, method, params)
             if isinstance(reply, bytes):
                 await asgi.send_bytes(send, 200, reply)
-            else:
-                await asgi.send_json(send, 200, reply)
+            else:  # an error has its status, as a routed request's does (one status per error code)
+                await asgi.send_json(send, error_status(reply), reply)
         else:
             await self._call(scope, session, msg, receive, send)
 
@@ -213,6 +213,7 @@ class ModernEndpoint:
         try:
             listener = self.requests.listener(session, rid, params)
         except HubError as exc:
-            await asgi.send_json(send, 200, jsonrpc.error(rid, exc.to_error()))
+            refused = jsonrpc.error(rid, exc.to_error())
+            await asgi.send_json(send, error_status(refused), refused)
             return
         await serve_listener(self.hub, listener, receive, send, self.hub.server_info())

@@ -74,6 +74,7 @@ def config_dir(tmp_path: Path) -> Path:
         (["instructions", "--preset", ""], "--preset", VIEW),
         (["proxy", "--tags", ""], "--tags", VIEW),
         (["serve", "--transport", "stdio", "--filter", ""], "--filter", VIEW),
+        (["inspect", "--search", " "], "--search", "expected what you want to do, in words"),
     ],
 )
 def test_a_bad_numeric_flag_is_a_usage_error(config_dir: Path, argv: list[str], flag: str, expected: str) -> None:

@@ -260,6 +260,7 @@ def session_seen(h: InProcessHub) -> dict[str, dict[str, int]]:
         ({"query": "x" * (meta.MAX_QUERY + 1)}, "at most"),
         ({"query": "echo", "limit": 0}, "limit"),
         ({"query": "echo", "limit": "5"}, "limit"),
+        ({"query": "echo", "limit": 2.5}, "limit"),  # (2.0 is 2: an integer in JSON's one number type)
         ({"query": "echo", "colour": "red"}, "unknown argument"),
         ({"query": "echo", "server": ""}, "a server's name"),  # blank is not "every server": a view fails closed
         ({"query": "echo", "server": 7}, "a server's name"),

@@ -65,7 +65,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     inspect = sub.add_parser("inspect", parents=[hub], help="list servers, a server's tools, or a tool's schema")
     inspect.add_argument("ref", nargs="?", metavar="SERVER[/TOOL]")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.add_argument("--search", metavar="QUERY", help="the tools that best match what you want to do")
+    inspect.add_argument(
+        "--search", metavar="QUERY", type=argtypes.query, help="the tools that best match what you want to do"
+    )
     inspect.add_argument(
         "--limit",
         type=argtypes.count(1, SEARCH_LIMIT),

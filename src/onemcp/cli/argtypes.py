@@ -64,3 +64,10 @@ def selector(text: str) -> str:
             f"expected a preset, a tag expression or tags a,b (a view is never blank), not {text!r}"
         )
     return text
+
+
+def query(text: str) -> str:
+    """A search: what the user wants to do, in words (never blank)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected what you want to do, in words, not {text!r}")
+    return text

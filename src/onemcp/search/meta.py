@@ -82,6 +82,8 @@ def search_args(arguments: Mapping[str, Any]) -> tuple[str, int, str | None]:
     if len(query) > MAX_QUERY:
         raise MetaArgsError(f"search_tools: 'query' is {len(query)} characters; at most {MAX_QUERY}")
     limit = arguments.get("limit", DEFAULT_LIMIT)
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)  # 2.0 is the integer 2 (JSON has one number type; the schema says integer)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise MetaArgsError(f"search_tools: 'limit' must be an integer from 1 to {MAX_LIMIT}")
     server = arguments.get("server")

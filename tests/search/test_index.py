@@ -215,7 +215,10 @@ def test_transformer_vectors_are_cached_and_a_restart_encodes_nothing(tmp_path: 
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-@pytest.mark.parametrize("damage", [b"\x01\x02\x03", b"\x00" * 100])  # not float32s; float32s, too few
+@pytest.mark.parametrize(
+    "damage",
+    [b"\x01\x02\x03", b"\x00" * 100, b"\x00\x00\xc0\x7f" * 384],  # not float32s; too few; the right number, all NaN
+)
 def test_a_damaged_cached_vector_is_encoded_again_not_trusted(tmp_path: Path, damage: bytes) -> None:
     index = build(tmp_path)
     index.fill_deep()

@@ -213,6 +213,13 @@ def semantic_text(fields: Mapping[str, str]) -> str:
     return f"{name}. {fields['title']}. {fields['description'][:MAX_DESCRIPTION]}"
 
 
+def _finite(vector: bytes) -> bool:
+    """Are the float32 values all finite? A NaN or an infinity would keep that tool out of every ranking."""
+    import numpy as np
+
+    return bool(np.isfinite(np.frombuffer(vector, dtype=np.float32)).all())
+
+
 class EmbeddingCache:
     """hash -> vector, in a SQLite file (None: memory only)."""
 
@@ -253,14 +260,14 @@ class EmbeddingCache:
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk)
                 for key, vector in rows:
-                    if isinstance(vector, bytes) and len(vector) == 4 * dims:
+                    if isinstance(vector, bytes) and len(vector) == 4 * dims and _finite(vector):
                         found[str(key)] = vector
                     else:
                         damaged += 1
         except sqlite3.Error as exc:
             self._warn("unreadable", exc)
         if damaged:
-            self._warn("damaged", f"{damaged} vector(s) of the wrong size, encoded again")
+            self._warn("damaged", f"{damaged} vector(s) of the wrong size or not finite, encoded again")
         return found
 
     def put(self, items: Mapping[str, bytes]) -> None:

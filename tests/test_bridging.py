@@ -316,3 +316,32 @@ async def test_a_request_state_come_back_too_late_ends_its_parked_call(monkeypat
             assert r.json()["error"]["code"] == -32602 and "expired" in r.json()["error"]["message"]
             while conn.in_flight:
                 await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the upstream is told)
+
+
+async def test_a_request_state_retried_through_call_tool_resumes_its_call() -> None:
+    """Search exposure: the client calls `call_tool`, which names the tool; the retry does the same,
+    and must resume the call it was given for (it was refused as 'another call')."""
+    import httpx
+
+    from downstream.test_modern import headers, modern
+
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub({"mcpServers": {"m": modern_fixture(protocol="legacy")}}) as hub,
+            httpx.AsyncClient() as http,
+        ):
+            url = hub.url + "?exposure=search"
+            caps: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
+            args = {"name": "ask_colour", "arguments": {}}
+            ask = modern("tools/call", meta=caps, name="call_tool", arguments=args)
+            first = await http.post(url, json=ask, headers=headers("tools/call", "call_tool"))
+            result = first.json()["result"]
+            assert result["resultType"] == "input_required", first.text
+            (key,) = result["inputRequests"]
+            retry = modern(
+                "tools/call", meta=caps, name="call_tool", arguments=args,
+                inputResponses={key: {"action": "accept", "content": {"colour": "red"}}},
+                requestState=result["requestState"],
+            )  # fmt: skip
+            r = await http.post(url, json=retry, headers=headers("tools/call", "call_tool"))
+            assert "red" in r.text, r.text

@@ -365,3 +365,20 @@ async def test_metrics_count_an_instances_calls_under_its_template(tmp_path: Pat
     assert {server for _, server, _ in counted} == {"fxt"}  # no `fxt@<hash>` series
     assert counted[("onemcp_upstream_requests_total", "fxt", "ok")] == 2
     assert counted[("onemcp_upstream_request_duration_seconds_count", "fxt", None)] == 2
+
+
+async def test_a_running_instance_is_restarted_from_the_admin_api(tmp_path: Path) -> None:
+    """The console's Restart on an instance's page: a 200, not 'no server' (only configured names counted)."""
+    import httpx
+
+    a = project_dir(tmp_path, "alpha")
+    fx = fixture_command()
+    tpl = {"command": fx[0], "args": [*fx[1:], "--name", "{{ project.name }}"]}
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": tpl}) as hub, client(hub, a) as in_a:
+            await in_a.list_tools()
+            (instance,) = hub.app.hub.instances.running()
+            async with httpx.AsyncClient(base_url=f"{hub.base}/api/v1", timeout=30) as http:
+                r = await http.post(f"/servers/{instance.id}/restart")
+                assert r.status_code == 200, r.text
+                assert (await http.post("/servers/fxt@nosuch/restart")).status_code == 404

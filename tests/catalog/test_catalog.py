@@ -524,3 +524,22 @@ def test_names_sanitised_into_anothers_stay_reachable(order: tuple[str, ...]) ->
     others = {catalog.resolve_name("tools", name)[1] for name in shown if name != "col__a_b"}
     assert others == {"a.b", "a/b"}
     assert catalog.collisions.get("tools") == []
+
+
+def test_each_instance_of_a_template_shows_a_sanitised_name_alike() -> None:
+    """Two instances of one template list `get.weather`: each user sees `t__get_weather`, whatever
+    other instances run (a digest for the later ones made a user's tool name depend on others')."""
+    catalog = make(PrefixMode.ALWAYS, "t@aaa", "t@bbb")
+    catalog.update("t@aaa", "tools", tools("get.weather"))
+    catalog.update("t@bbb", "tools", tools("get.weather"))
+    alice = Reach(frozenset({"t"}), frozenset(), frozenset({"t@aaa"}))
+    bob = Reach(frozenset({"t"}), frozenset(), frozenset({"t@bbb"}))
+    assert catalog.result_json("tools", alice) == catalog.result_json("tools", bob)
+    assert b'"t__get_weather"' in catalog.result_json("tools", bob)
+
+
+def test_a_hidden_tools_name_forces_no_digest_on_its_neighbour() -> None:
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["s"], {"s": Overrides(disabled=frozenset({"a_b"}))})
+    catalog.update("s", "tools", tools("a_b", "a.b"))
+    assert names(catalog) == ["s__a_b"] and catalog.resolve_name("tools", "s__a_b") == ("s", "a.b")

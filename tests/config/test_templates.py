@@ -48,6 +48,9 @@ def test_disabled_is_a_boolean_or_renders_one() -> None:
     template that renders something other than a boolean word is an error naming the field."""
     with pytest.raises(ConfigError, match="disabled: expected true or false"):
         parse_config(b'{"mcpTemplates": {"t": {"command": "srv", "disabled": "fasle"}}}', source="mcp.json")
+    toggled = b'{"mcpTemplates": {"t": {"command": "srv", "disabled": "${OFF}"}}}'  # an env-driven switch
+    assert parse_config(toggled, source="mcp.json", env={"OFF": "false"}).templates["t"].disabled is False
+    assert parse_config(toggled, source="mcp.json", env={"OFF": "true"}).templates["t"].disabled is True
     with pytest.raises(TemplateError, match=r"t\.disabled: rendered 'dev', expected true or false"):
         render("t", template(disabled="{{ project.environment }}"), CONTEXT)
 

@@ -294,3 +294,15 @@ def test_a_server_whose_tools_keep_changing_does_not_grow_the_index(monkeypatch:
         index.update("fs", [{**tool, "description": f"{tool['description']} v{version}"} for tool in FILES])
         assert len(index._memory) <= 2 * len(index) + 4 + len(FILES), (version, len(index._memory))
     assert names(index, "move a file")  # still ranks
+
+
+def test_a_change_of_a_big_server_keeps_the_vectors_of_its_unchanged_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's list changes (one tool more): its other tools keep their vectors (they were all
+    dropped, then encoded again, while it was out of the index for the replacement)."""
+    monkeypatch.setattr(index_module, "KEEP_UNUSED", 4)
+    index = build(transformer=False)
+    many = [{"name": f"tool_{i}", "description": f"Does thing number {i}."} for i in range(40)]
+    index.update("big", many)
+    before = index.embedded
+    index.update("big", [*many, {"name": "tool_new", "description": "Does a new thing."}])
+    assert index.embedded == before + 1

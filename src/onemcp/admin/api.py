@@ -44,7 +44,7 @@ from onemcp.hub.exposure import load_counter
 from onemcp.hub.session import Session
 from onemcp.observability.redact import REDACTOR
 from onemcp.protocol import jsonrpc, meta, sse
-from onemcp.protocol.errors import HubError
+from onemcp.protocol.errors import HubError, NotFound
 from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.reload import Reloader
 
@@ -234,9 +234,11 @@ class AdminApi:
     async def restart(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
         await request.json()
-        if name not in self.hub.config.servers:
-            raise ApiError(404, f"no server {name!r}")
-        await self.hub.restart_server(name)
+        try:
+            await self.hub.restart_server(name)  # a configured server, or a running template instance
+        except NotFound as exc:
+            known = name in self.hub.config.servers  # (a disabled one: there is nothing running to restart)
+            raise ApiError(400 if known else 404, exc.message) from None
         self._audit(request, "restart", name)
         return {"restarted": name}
 

@@ -203,9 +203,9 @@ class Catalog:
                             continue
                         shown = rules.aliases.get(original, original)
                     visible = self.codec.name(prefix, shown, prefixed=prefixed)
-                    if (visible in plain or visible in view.reverse) and not self.codec.plain(
-                        prefix, shown, prefixed=prefixed
-                    ):  # sanitised into a name another has: told apart by a digest, both reachable
+                    taken = visible in plain or view.reverse.get(visible, ("",))[0] == server
+                    if taken and not self.codec.plain(prefix, shown, prefixed=prefixed):
+                        # sanitised into a name another tool of this server has: a digest tells them apart
                         visible = self.codec.hashed(prefix, shown, prefixed=prefixed)
                 if visible != original:
                     item = {**item, (uri_key or "name"): visible}
@@ -230,6 +230,8 @@ class Catalog:
         plain = set()
         for item in listed:
             shown = str(item.get("name", ""))
+            if rules is not None and not rules.exposes(shown):
+                continue  # hidden: its name is nobody's
             shown = rules.aliases.get(shown, shown) if rules is not None else shown
             if self.codec.plain(prefix, shown, prefixed=self.prefixed):
                 plain.add(self.codec.name(prefix, shown, prefixed=self.prefixed))

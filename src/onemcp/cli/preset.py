@@ -175,10 +175,16 @@ def _warn_unknown_tags(config: Path, expr: str) -> None:
     if not config.exists():
         return  # no config to compare with
     try:
-        servers = servers_of(read_config(config))
+        doc = read_config(config)
+        servers = servers_of(doc)
     except (ConfigError, EditError, OSError):
         return  # no config to compare with
-    known = {str(t) for raw in servers.values() for t in describe(raw)["tags"]}
+    templates = doc.get("mcpTemplates")
+    entries = [*servers.values(), *(templates.values() if isinstance(templates, dict) else [])]
+    tags = [str(t) for raw in entries for t in (raw.get("tags") or []) if isinstance(raw, dict)]
+    if any("{{" in t or "{%" in t for t in tags):
+        return  # a template's tag is rendered per client: any may exist
+    known = set(tags)
     unknown = sorted(tags_named(parse(expr)) - known)
     if unknown:
         shown = ", ".join(sorted(known)) or "none"

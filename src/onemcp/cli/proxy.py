@@ -493,10 +493,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     url = with_exposure(target.url, args.exposure)
     log.info("forwarding stdio to %s", url)
-    signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
-    if signer is not None:  # names this proxy's run: per-session templates serve its 2026-07-28 requests too
-        signer.context["session"] = f"proxy-{secrets.token_hex(8)}"
     try:
+        signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
+        if signer is not None:  # names this proxy's run: per-session templates serve its 2026-07-28 requests too
+            signer.context["session"] = f"proxy-{secrets.token_hex(8)}"
         anyio.run(Proxy(url, *std_streams(MAX_LINE), wait=args.wait, signer=signer).run)
     except KeyboardInterrupt:
         return 130  # Ctrl-C, as the shell reports it

@@ -19,7 +19,7 @@ from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
 from onemcp.catalog.views import ViewError
 from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
 from onemcp.config.model import HubConfig
-from onemcp.config.paths import other_configs
+from onemcp.config.paths import NAMES, other_configs
 from onemcp.config.runtime import LOCK_FILE
 from onemcp.http.guard import is_loopback
 from onemcp.http.server import raise_fd_limit
@@ -134,7 +134,7 @@ def serve(
         return 2
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    for other in other_configs(path):
+    for other in other_configs(path) if path.name in NAMES else ():  # (a file named by the user is theirs)
         print(f"onemcp: warning: {other} is not read: {path} is the config (remove one of them)", file=sys.stderr)
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)

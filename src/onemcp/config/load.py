@@ -233,13 +233,12 @@ def load_config(path: Path) -> HubConfig:
         if not isinstance(value, str) or not value or value == "-":
             continue
         try:
-            absolute = Path(value).expanduser().is_absolute()
+            expanded = Path(value).expanduser()
             if "\0" in value:
                 raise ValueError("a path cannot hold a NUL character")
         except (RuntimeError, ValueError) as exc:  # ~user that does not exist, no home directory
             raise ConfigError(f"{path}: onemcp.{key}: cannot use {value[:200]!r}: {exc}") from None
-        if not absolute:
-            relative[field] = str(path.parent / value)
+        relative[field] = str(expanded if expanded.is_absolute() else path.parent / expanded)  # ~ expanded too
     if relative:
         config = config.model_copy(update={"hub": config.hub.model_copy(update=relative)})
     if config.hub.instructions_file:

@@ -272,6 +272,11 @@ class ServerTemplate(ServerConfig):
     def _disabled_decided(cls, value: bool | str) -> bool | str:
         """A boolean, or a template that renders one: a plain word ("fasle") would disable it unsaid."""
         if isinstance(value, str) and not jinja.is_template(value):
+            word = value.strip().lower()  # "${OFF}" reaches here as the variable's text
+            if word in ("true", "1", "yes", "on"):
+                return True
+            if word in ("", "false", "0", "no", "off", "none"):
+                return False
             raise ValueError(f"expected true or false, or a template ({{{{ ... }}}}) that renders one, not {value!r}")
         return value
 

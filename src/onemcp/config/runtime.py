@@ -50,8 +50,10 @@ def locked(config_path: Path) -> bool:
         return True
     try:
         fd = os.open(config_path.parent / LOCK_FILE, os.O_RDONLY)
-    except OSError:
+    except FileNotFoundError:
         return False  # never made: no hub ever held it
+    except OSError:
+        return True  # another user's (0600): cannot say, so the pid (and the HTTP answer) decide
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:

@@ -212,6 +212,9 @@ class Parking:
         if target is not None:
             server, param, value = target
             sent = parked.call.request.get("params")
+            if isinstance(sent, dict) and param.startswith("ref."):  # a completion's: inside its ref
+                ref = sent.get("ref")
+                sent, param = (ref if isinstance(ref, dict) else {}), param.removeprefix("ref.")
             if server != parked.call.server or not isinstance(sent, dict) or sent.get(param) != value:
                 raise InvalidParams("requestState belongs to another call: retry the call it was given for")
         self._parked.pop(str(doc.get("h")), None)

@@ -104,6 +104,8 @@ class Dispatcher:
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
         if self.parking.owns(params.get("requestState")):
+            if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):
+                await self.exposure.call(session.access, params)  # a call_tool retry: params now name its target
             target = self._route(session, method, params) if method in ROUTED else None  # still its to make
             parked = self.parking.resume(
                 params["requestState"], method, params.get("inputResponses"), session.principal.key, target

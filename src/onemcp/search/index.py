@@ -343,7 +343,7 @@ class SearchIndex:
     def install(self, prepared: Prepared) -> None:
         """Replace a server's tools by those `prepare` read (cheap: the costly part was `prepare`)."""
         server = prepared.server
-        self.remove(server)
+        self._drop(server)  # (its vectors stay: most of its definitions come back in a moment)
         pending: dict[str, str] = {}  # digest -> text to embed
         names: list[str] = []
         for entry in prepared.entries:
@@ -462,10 +462,13 @@ class SearchIndex:
         deep.release_memory()
 
     def remove(self, server: str) -> None:
+        self._drop(server)
+        self._changed()
+
+    def _drop(self, server: str) -> None:
         for name in self._servers.pop(server, []):
             self._tools.pop(name, None)
             self.lexical.remove(name)
-        self._changed()
 
     # ------------------------------------------------------------------ what searches build first
     def settling(self) -> Callable[[], Settled] | None:

@@ -87,9 +87,9 @@ def search_args(arguments: Mapping[str, Any]) -> tuple[str, int, str | None]:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise MetaArgsError(f"search_tools: 'limit' must be an integer from 1 to {MAX_LIMIT}")
     server = arguments.get("server")
-    if server is not None and (not isinstance(server, str) or not server.strip()):
+    if server is not None and not isinstance(server, str):
         raise MetaArgsError("search_tools: 'server' must be a server's name (leave it out to search every server)")
-    return query.strip(), limit, server
+    return query.strip(), limit, server.strip() or None if server is not None else None  # "": as left out
 
 
 def name_arg(tool: str, arguments: Mapping[str, Any], allowed: set[str]) -> str:

@@ -59,16 +59,15 @@ class IsolatedConnections:
         server's own config, whose credential it carries: the server's, or the one named `credential`,
         a principal's own), started (and awaited) on first use."""
         key = (session_id, name)
-        self._used[key] = time.monotonic()
         entry = self._conns.get(key)
         if entry is not None and entry[0].state in ("failed", "stopped"):  # it died since: a new one takes over
             self._close(key)
-            self._used[key] = time.monotonic()
             entry = None
         if entry is None:
             if self._tg is None:
                 raise UpstreamUnavailable(name, "the hub is not running")
             self._make_room(name)
+            self._used[key] = time.monotonic()
             transport = self.transports(credential or name, config, self.auth, server)
             conn = UpstreamConnection(name, config, transport, self.events, owner=owner)
             scope = anyio.CancelScope()
@@ -77,6 +76,7 @@ class IsolatedConnections:
             self._tg.start_soon(self._run, conn, scope)
         else:
             conn = entry[0]
+            self._used[key] = time.monotonic()
         with anyio.move_on_after(config.startup_timeout):
             await conn.settled.wait()
         if conn.state != "ready":
@@ -100,7 +100,8 @@ class IsolatedConnections:
         if len(mine) < limit:
             return
         now = time.monotonic()
-        idle = [k for k in mine if not self._conns[k][0].in_flight and now - self._used.get(k, now) > STALE]
+        dead = [k for k in mine if self._conns[k][0].state in ("failed", "stopped")]
+        idle = dead or [k for k in mine if not self._conns[k][0].in_flight and now - self._used.get(k, now) > STALE]
         if idle:
             self._close(min(idle, key=lambda k: self._used.get(k, now)))
             return

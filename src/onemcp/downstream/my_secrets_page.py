@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from html import escape
 
-from onemcp.auth.server.consent import HTML, PAGE_HEADERS, page
+from onemcp.auth.server.consent import HTML, KEY_FIELD, PAGE_HEADERS, page
 from onemcp.http import asgi
 from onemcp.http.asgi import Send
 
@@ -111,12 +111,7 @@ async def serve(*, ask_key: bool, send: Send, method: str) -> None:
         await asgi.send_bytes(send, 405, b"use GET\n", b"text/plain", [(b"allow", b"GET, HEAD")])
         return
     nonce = secrets.token_urlsafe(18)
-    field = (
-        "<label>The API key (or token) your MCP client uses for onemcp"
-        "<input type=password name=key autocomplete=off autofocus required></label>"
-        if ask_key
-        else ""
-    )
+    field = KEY_FIELD if ask_key else ""
     body = (
         "<h1>Your values for onemcp's servers</h1>"
         "<p class=note>Some servers run with a credential of your own (a token, an API key) that only your "

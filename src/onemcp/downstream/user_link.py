@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
-from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page, page, posted_here
+from onemcp.auth.server.consent import HTML, KEY_FIELD, PAGE_HEADERS, error_page, page, posted_here
 from onemcp.config.model import ServerConfig, UpstreamOAuth
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
@@ -132,12 +132,7 @@ async def _principal(gate: Gate, key: str) -> Principal | None:
 async def _form(send: Send, server: str, path: str, *, ask_key: bool, error: str, status: int) -> None:
     """The sign-in form, with a new CSRF token in its cookie (`path`: its Path and any more attributes)."""
     csrf = secrets.token_urlsafe(24)
-    field = (
-        "<label>The API key (or token) your MCP client uses for onemcp"
-        "<input type=password name=key autocomplete=off autofocus required></label>"
-        if ask_key
-        else ""
-    )
+    field = KEY_FIELD if ask_key else ""
     body = (
         f"<h1>Authorize onemcp with <strong>{escape(server)}</strong> for yourself</h1>"
         "<p class=note>onemcp will use your own account with this server for your calls, and for nobody "

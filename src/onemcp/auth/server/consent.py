@@ -23,6 +23,11 @@ PAGE_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
 ]
 HTML = b"text/html; charset=utf-8"
+# a person's own key, typed on one of the hub's pages (a user's link, their values)
+KEY_FIELD = (
+    "<label>The API key (or token) your MCP client uses for onemcp"
+    "<input type=password name=key autocomplete=off autofocus required></label>"
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto; padding: 0 1rem; color: #222; }

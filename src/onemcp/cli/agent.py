@@ -9,9 +9,8 @@ Owns the arguments, the output and the exit codes of these three commands, and h
 Exit codes: 0 done; 1 the tool, the hub or the connection reported an error (message on stderr);
 2 a bad request (arguments that are not a JSON object, a malformed reference).
 
-Everything an upstream wrote (tool names, descriptions, schemas, results, errors) reaches the
-terminal through `escape_line`, `escape_text` or `json_text`: no escape sequence, C1 control or
-bidi override an upstream sends is printed as such.
+Everything an upstream wrote (names, descriptions, schemas, results, errors) reaches the terminal
+through `escape_line`, `escape_text` or `json_text`: no escape sequence, C1 control or bidi override.
 """
 
 from __future__ import annotations
@@ -193,11 +192,8 @@ class Naming:
         settings = doc.get("onemcp")
         hub: dict[str, Any] = settings if isinstance(settings, dict) else {}
         separator = hub.get("separator") if isinstance(hub.get("separator"), str) else DEFAULT_SEPARATOR
-        servers, templates = doc.get("mcpServers", doc.get("servers")), doc.get("mcpTemplates")
-        entries = [
-            *(servers.items() if isinstance(servers, dict) else []),
-            *(templates.items() if isinstance(templates, dict) else []),
-        ]  # a template's tools are named by the template, as a server's (the hub counts both)
+        groups = (doc.get("mcpServers", doc.get("servers")), doc.get("mcpTemplates"))  # a template names tools too
+        entries = [entry for group in groups if isinstance(group, dict) for entry in group.items()]
         enabled = [str(k) for k, s in entries if not (isinstance(s, dict) and s.get("disabled") is True)]
         mode = hub.get("prefixMode", "conditional")
         prefixed = True if mode == "always" else False if mode == "never" else len(enabled) > 1
@@ -252,8 +248,8 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
     upstreams, collisions = health.get("upstreams"), health.get("collisions")
     servers: dict[str, dict[str, Any]] = {}
     if isinstance(upstreams, dict):
-        for key, value in upstreams.items():  # a template's instance (`<template>@<hash>`) by the template's name
-            servers.setdefault(str(key).partition("@")[0], value if isinstance(value, dict) else {})
+        # a template's instance (`<template>@<hash>`) by the template's name
+        servers = {str(k).partition("@")[0]: v if isinstance(v, dict) else {} for k, v in upstreams.items()}
     elif naming.prefixed is False and naming.servers is not None:  # the names do not say; the config does
         servers = {name: {} for name in naming.servers}
     else:
@@ -270,15 +266,11 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
     return inv
 
 
-def _view_active(target: Target) -> bool:
-    return bool(view_of(target.url))
-
-
 def _health_counts(inv: Inventory, target: Target) -> bool:
     """Do /health's per-server figures stand for this listing? When the names carry no server
     (prefixMode never, several servers) and no view filters the list, they are the same tools."""
     known = all("toolTokens" in h or h.get("state") == "disabled" for h in inv.servers.values())
-    return UNATTRIBUTED in inv.by_server() and not _view_active(target) and bool(inv.servers) and known
+    return UNATTRIBUTED in inv.by_server() and not bool(view_of(target.url)) and bool(inv.servers) and known
 
 
 # ---------------------------------------------------------------------- run
@@ -341,8 +333,8 @@ def _call(
     hint = f"`onemcp inspect {server}`" if server is not None else "`onemcp inspect`"
     health = inv.servers.get(server, {}) if server is not None else {}
     if health.get("state") not in (None, "ready"):  # its tools are not listed because it is down
-        said = f": {health['lastError']}" if health.get("lastError") else ""
-        raise Failure(f"server {server!r} is {health['state']}{said}; `onemcp status` or /health says more")
+        said = f"{health['state']}: {health.get('lastError')}" if health.get("lastError") else health["state"]
+        raise Failure(f"server {server!r} is {said}; `onemcp status` or /health says more")
     shown = [inv.short(inv.owner(n) or "", t) for t in inv.tools if (n := str(t.get("name")))]
     close = [c for c in difflib.get_close_matches(tool, shown, n=2) if c != tool][:1]
     guess = f"; did you mean {close[0]!r}?" if close else ""
@@ -429,7 +421,7 @@ def content_text(result: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------- inspect
 def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) -> int:
-    inv = inventory(client, target, filtered=_view_active(target))
+    inv = inventory(client, target, filtered=bool(view_of(target.url)))
     groups = inv.by_server()
     if ref is None:
         by_health = _health_counts(inv, target)
@@ -556,7 +548,7 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
     """Tokens (o200k) of each server's tool definitions, of the full list, and of the search-mode list."""
     from onemcp.search.tokens import count_tokens
 
-    inv = inventory(client, target, filtered=_view_active(target))
+    inv = inventory(client, target, filtered=bool(view_of(target.url)))
 
     def tokens(tools: Any) -> int:  # as the hub sends it: compact JSON
         return count_tokens(json.dumps({"tools": tools}, separators=(",", ":"), ensure_ascii=False))
@@ -579,7 +571,7 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
 # ---------------------------------------------------------------------- instructions
 def _instructions(client: HubClient, target: Target) -> int:
     discovered = client.request("server/discover")
-    inv = inventory(client, target, filtered=_view_active(target))
+    inv = inventory(client, target, filtered=bool(view_of(target.url)))
     groups = inv.by_server()
     view = escape_line(" ".join(f"{k}={v}" for k, v in view_of(target.url).items()))
     print(PLAYBOOK)

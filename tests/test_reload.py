@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from onemcp import reload as reload_module
+from onemcp.reload import Reloader
 from onemcp.upstream.transports.stdio import StdioTransport
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 
@@ -177,14 +180,19 @@ async def test_killing_an_upstream_under_load_fails_only_its_calls(tmp_path: Pat
     assert all("[victim]" in message or "victim" in message for message in victim.failed)
 
 
+@asynccontextmanager
+async def reloading(path: Path, servers: dict[str, Any]) -> AsyncIterator[tuple[RunningHub, Reloader]]:
+    """A hub on `servers`, written to `path`, and the reloader that reads its edits."""
+    async with running_hub(write(path, servers), config_path=path) as hub:
+        assert hub.app.reloader is not None
+        yield hub, hub.app.reloader
+
+
 async def test_an_auth_change_waits_for_a_restart_and_says_so(tmp_path: Path) -> None:
     """Who may come in is fixed at start: a reload that changes it is reported, not half-applied."""
     path = tmp_path / "mcp.json"
-    config = write(path, {"a": stdio()})
     with anyio.fail_after(DEADLINE):
-        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
-            reloader = hub.app.reloader
-            assert reloader is not None
+        async with reloading(path, {"a": stdio()}) as (hub, reloader), httpx.AsyncClient() as http:
             write(path, {"a": stdio()}, auth={"apiKeys": True})
             assert await reloader.reload()
             doc = (await http.get(f"{hub.base}/health")).json()
@@ -244,11 +252,8 @@ async def test_an_edit_that_would_break_the_reader_keeps_the_hub_serving(
     """A path Python cannot expand is a refused edit like any other; and should a reader ever fail in
     a way nobody foresaw, the edit is refused the same way: the hub never ends over a config edit."""
     path = tmp_path / "mcp.json"
-    config = write(path, {"a": stdio()})
     with anyio.fail_after(DEADLINE):
-        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient() as http:
-            reloader = hub.app.reloader
-            assert reloader is not None
+        async with reloading(path, {"a": stdio()}) as (hub, reloader), httpx.AsyncClient() as http:
             write(path, {"a": stdio(), "b": stdio()}, instructionsFile="~nosuchuser0123/x.txt")
             assert not await reloader.reload()
             doc = (await http.get(f"{hub.base}/health")).json()
@@ -270,12 +275,9 @@ async def test_each_file_keeps_its_own_error(tmp_path: Path) -> None:
     """A bad presets.json is reported until a good one is read (not for as long as the hub runs), and
     a good mcp.json edit does not hide it."""
     path = tmp_path / "mcp.json"
-    config = write(path, {"a": stdio(tags=["dev"])})
     presets = tmp_path / "presets.json"
     with anyio.fail_after(DEADLINE):
-        async with running_hub(config, config_path=path) as hub:
-            reloader = hub.app.reloader
-            assert reloader is not None
+        async with reloading(path, {"a": stdio(tags=["dev"])}) as (_, reloader):
             presets.write_text(json.dumps({"presets": {"dev": {"filter": "dev and ("}}}))
             assert not reloader.load_presets()
             assert "presets.json" in (reloader.last_error or "")

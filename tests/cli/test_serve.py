@@ -50,6 +50,18 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
+async def serving(tmp_path: Path, config_dir: Path, stderr: Any) -> Process:
+    """`onemcp serve --port 0` on `config_dir`, its stdout a pipe (the listening line)."""
+    return await anyio.open_process(
+        [sys.executable, "-m", "onemcp", "serve", "--port", "0"],
+        env=hub_env(config_dir),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
+
+
 async def read_listening_port(process: Process) -> int:
     assert process.stdout is not None
     lines = BufferedByteReceiveStream(process.stdout)
@@ -82,14 +94,7 @@ async def test_serve_writes_starter_config_and_becomes_ready(tmp_path: Path) -> 
     config_dir = tmp_path / "config"
     stderr_path = tmp_path / "stderr.log"
     with stderr_path.open("wb") as stderr:
-        process = await anyio.open_process(
-            [sys.executable, "-m", "onemcp", "serve", "--port", "0"],
-            env=hub_env(config_dir),
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
+        process = await serving(tmp_path, config_dir, stderr)
     try:
         port = await read_listening_port(process)
         assert port > 0
@@ -152,14 +157,7 @@ def alive(pid: int) -> bool:
 async def test_sigterm_shuts_down_and_stops_upstream_children(tmp_path: Path) -> None:
     stderr_path = tmp_path / "stderr.log"
     with stderr_path.open("wb") as stderr:
-        process = await anyio.open_process(
-            [sys.executable, "-m", "onemcp", "serve", "--port", "0"],
-            env=hub_env(tmp_path / "config"),
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
+        process = await serving(tmp_path, tmp_path / "config", stderr)
     try:
         port = await read_listening_port(process)
         async with httpx.AsyncClient(timeout=10.0) as client:
@@ -195,14 +193,7 @@ async def test_a_server_started_through_a_wrapper_stops_with_it(tmp_path: Path) 
     (config / "mcp.json").write_bytes(
         orjson.dumps({"mcpServers": {"wrapped": {"command": "sh", "args": ["-c", f"{fx}; true"]}}})
     )
-    process = await anyio.open_process(
-        [sys.executable, "-m", "onemcp", "serve", "--port", "0"],
-        env=hub_env(config),
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    process = await serving(tmp_path, config, subprocess.DEVNULL)
     try:
         port = await read_listening_port(process)
         async with httpx.AsyncClient(timeout=10.0) as client:

@@ -397,8 +397,9 @@ class Proxy:
     async def _forward(self, handler: Callable[[Message], Awaitable[None]], msg: Message) -> None:
         """One request, counted: at the end of input those still out are answered (as `serve
         --transport stdio` does), not dropped."""
+        if not self._busy:
+            self._idle = anyio.Event()
         self._busy += 1
-        self._idle = anyio.Event() if self._busy == 1 else self._idle
         try:
             await handler(msg)
         finally:

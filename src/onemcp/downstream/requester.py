@@ -64,7 +64,9 @@ def other_view(scope: Scope, chosen: str) -> str | None:
     exposure were chosen by `chosen` at initialize; a request may repeat that query or leave it out."""
     query = scope.get("query_string", b"")
     text = query.decode("latin-1") if isinstance(query, bytes) else str(query)
-    if not text or sorted(parse_qsl(text, keep_blank_values=True)) == sorted(parse_qsl(chosen, keep_blank_values=True)):
+    if not text or text == chosen:  # as a client sends it: the same URL each time (or none)
+        return None
+    if sorted(parse_qsl(text, keep_blank_values=True)) == sorted(parse_qsl(chosen, keep_blank_values=True)):
         return None
     try:
         views.check_query(query)

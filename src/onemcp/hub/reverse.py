@@ -220,8 +220,9 @@ class ReversePath:
                 shown = {**params, "uri": self.catalog.visible_uri(conn.name, uri)}
                 meta = params.get("_meta")
                 if isinstance(meta, dict) and SUBSCRIPTION_ID in meta:  # the hub's own listen's id: not theirs
-                    rest = {k: v for k, v in meta.items() if k != SUBSCRIPTION_ID}
-                    shown = {k: v for k, v in shown.items() if k != "_meta"} | ({"_meta": rest} if rest else {})
+                    shown["_meta"] = {k: v for k, v in meta.items() if k != SUBSCRIPTION_ID}
+                    if not shown["_meta"]:
+                        del shown["_meta"]
                 out = {**msg, "params": shown}
                 for session in self.sessions:
                     if self.hears(session, conn, key) and session.access.reach.shows("resources", *key):

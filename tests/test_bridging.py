@@ -122,6 +122,38 @@ async def test_progress_after_a_parked_call_resumes_reaches_the_retry(mode: str)
     assert seen == [1.0]
 
 
+async def test_a_server_that_never_stops_asking_ends_in_an_error_a_legacy_client_can_read() -> None:
+    """After `MAX_ROUNDS` rounds of answers a legacy client gets a JSON-RPC error, not the modern
+    upstream's input_required result, which its era cannot read."""
+    from onemcp.hub import bridge
+
+    asked: list[int] = []
+
+    async def counted(context: ClientRequestContext) -> types.ListRootsResult:
+        asked.append(1)
+        return await roots(context)
+
+    with anyio.fail_after(DEADLINE):
+        servers = {"m": modern_fixture(protocol="modern"), "l": legacy_fixture()}
+        async with running_hub({"mcpServers": servers}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, list_roots_callback=counted) as c:
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("m__ask_forever", {})
+    assert "still asked for input after 8 rounds" in err.value.error.message, asked
+    assert len(asked) == bridge.MAX_ROUNDS
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_onemcp_behind_a_onemcp_keeps_its_own_request_state(mode: str) -> None:
+    """The inner hub parks its legacy call and signs an `onemcp1.` state; the outer hub, which did
+    not sign it, passes it back to the inner one untouched (it used to refuse it as altered)."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"l": legacy_fixture()}}) as inner:
+            async with running_hub({"mcpServers": {"inner": {"url": inner.url}}}) as outer:
+                async with Client(outer.url, mode=mode, cache=None, **CALLBACKS) as c:
+                    assert "word" in text_of(await c.call_tool("sample", {}))
+
+
 async def test_tampered_or_unknown_request_state_is_refused() -> None:
     import httpx
 

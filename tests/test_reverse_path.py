@@ -276,6 +276,28 @@ async def test_a_url_elicitation_required_error_is_completed_to_the_client_that_
     assert completed.values == ["a:e7"]
 
 
+async def test_a_url_elicitation_required_error_reaches_a_2026_client_as_input_required() -> None:
+    """-32042 is a 2025-11-25 code that 2026-07-28 forbids: that client is asked for the URL visit
+    in its era's way (input_required), and its retry runs the call again; without the URL
+    capability it gets -32021, which names it."""
+    visits: list[str] = []
+
+    async def visit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        assert isinstance(params, types.ElicitRequestURLParams)
+        visits.append(params.url)
+        return types.ElicitResult(action="accept")
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
+            async with Client(hub.url, mode="2026-07-28", cache=None) as c:  # no elicitation capability
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("b__elicit", {"mode": "url_once"})  # b's one ask, spent here
+                assert err.value.error.code == -32021, err.value.error
+            async with Client(hub.url, mode="2026-07-28", cache=None, elicitation_callback=visit) as c:
+                assert text_of(await c.call_tool("a__elicit", {"mode": "url_once"})) == "authorized"
+    assert visits == ["https://example.com/authorize"]
+
+
 @pytest.mark.parametrize("bad", [{"result": "not an object"}, {"error": "not an object"}, {"result": {}, "error": {}}])
 async def test_a_clients_malformed_answer_ends_the_upstreams_request(bad: dict[str, Any]) -> None:
     """The upstream could not read it either: it gets an error naming what was wrong at once, and

@@ -208,3 +208,25 @@ async def test_closing_the_reply_stream_cancels_the_call_upstream() -> None:
                 if r.json()["result"]["content"][0]["text"] == "0":
                     break
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+
+@pytest.mark.parametrize(
+    ("value", "shown", "same"),
+    [
+        (42, "42", True),
+        (42, "42.0", True),  # streamable-http.mdx: compared as numbers
+        (42.0, "42", True),
+        (1e21, "1000000000000000000000", True),
+        (0.1, "0.1", True),
+        (42, "43", False),
+        (42, "forty-two", False),
+        (42, "NaN", False),
+        (True, "true", True),
+        (True, "1", False),
+        ("42", "42.0", False),  # a string argument is compared as written
+    ],
+)
+def test_a_param_header_mirrors_its_argument_numbers_by_value(value: object, shown: str, same: bool) -> None:
+    from onemcp.protocol import headers as mcp_headers
+
+    assert mcp_headers.matches_param(value, shown) is same

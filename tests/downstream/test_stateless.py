@@ -99,6 +99,31 @@ def test_a_reply_gets_the_eras_shape() -> None:
     assert "ttlMs" not in call["result"] and call["result"]["resultType"] == "complete"
 
 
+@pytest.mark.parametrize(
+    ("upstream", "shown"),
+    [
+        ({"ttlMs": 123456, "cacheScope": "public"}, {"ttlMs": 123456, "cacheScope": "private"}),
+        ({"ttlMs": -5, "cacheScope": "everyone"}, {"ttlMs": 0, "cacheScope": "private"}),
+        ({"ttlMs": True}, {"ttlMs": 0, "cacheScope": "private"}),
+        ({"ttlMs": 1.5}, {"ttlMs": 0, "cacheScope": "private"}),
+    ],
+)
+def test_a_reads_caching_hints_are_valid_and_private_whatever_the_upstream_said(
+    upstream: dict[str, Any], shown: dict[str, Any]
+) -> None:
+    """caching.mdx: `ttlMs` >= 0, `cacheScope` public or private; the hub adds who may read what."""
+    requests = stateless.ModernRequests(Hub(HubConfig.model_validate({})), "t")
+    read = requests.decorate("resources/read", {"jsonrpc": "2.0", "id": 1, "result": {"contents": [], **upstream}})
+    assert {k: read["result"][k] for k in ("ttlMs", "cacheScope")} == shown
+
+
+def test_an_input_required_result_carries_no_caching_hints() -> None:
+    requests = stateless.ModernRequests(Hub(HubConfig.model_validate({})), "t")
+    interim = {"resultType": "input_required", "inputRequests": {}, "requestState": "s", "ttlMs": 5}
+    read = requests.decorate("resources/read", {"jsonrpc": "2.0", "id": 1, "result": interim})
+    assert not {"ttlMs", "cacheScope"} & set(read["result"])
+
+
 @pytest.mark.anyio
 async def test_only_progress_and_logs_go_before_a_reply() -> None:
     seen: list[Message] = []

@@ -560,3 +560,20 @@ async def test_remembered_token_counts_hold_bounded_bytes(monkeypatch: pytest.Mo
                 assert exposure.tokens(b"%d" % i + b" " * big) == big + len(b"%d" % i)
                 held = sum(len(k) for k in exposure._counted)
                 assert held <= exposure_module.MAX_COUNTED_BYTES, (i, held)
+
+
+def test_the_embedding_cache_directory_is_the_one_the_hub_started_with(tmp_path: Any) -> None:
+    """README: `searchCache` is read at start; a reload that changes it waits for a restart, even when
+    no search had built the index before the reload."""
+    from onemcp.catalog.catalog import Catalog
+    from onemcp.hub.exposure import ToolExposure
+    from onemcp.protocol.names import NameCodec, PrefixMode
+
+    def config(cache: str) -> HubConfig:
+        return HubConfig.model_validate({"mcpServers": {}, "onemcp": {"searchCache": str(tmp_path / cache)}})
+
+    current = config("at-start")
+    exposure = ToolExposure(Catalog(NameCodec("__"), PrefixMode.ALWAYS), lambda: current, dict)
+    current = config("after-reload")  # a reload, before any search
+    exposure.index()
+    assert (tmp_path / "at-start").is_dir() and not (tmp_path / "after-reload").exists()

@@ -176,10 +176,12 @@ class ModernEndpoint:
                 if raw is not None:
                     return f"Mcp-Param-{header} is set but argument {prop!r} is absent"
                 continue
-            expected = mcp_headers.render_param(value)
             if raw is None:
                 return f"Mcp-Param-{header} is missing for argument {prop!r}"
-            if expected is not None and header_value(raw) != expected:
+            shown = header_value(raw)
+            if mcp_headers.render_param(value) is not None and (
+                shown is None or not mcp_headers.matches_param(value, shown)
+            ):
                 return f"Mcp-Param-{header} does not match argument {prop!r}"
         return None
 

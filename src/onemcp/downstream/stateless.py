@@ -206,9 +206,14 @@ class ModernRequests:
             result.setdefault("resultType", "complete")
             meta = result.get("_meta")
             result["_meta"] = {**(meta if isinstance(meta, dict) else {}), SERVER_INFO: self.hub.server_info()}
-            if method in CACHED:
-                result.setdefault("ttlMs", TTL_MS)
-                result.setdefault("cacheScope", CACHE_SCOPE)
+            if result["resultType"] == "input_required":  # interim: not cacheable, no hints (caching.mdx)
+                result.pop("ttlMs", None)
+                result.pop("cacheScope", None)
+            elif method in CACHED:
+                ttl = result.get("ttlMs")  # an upstream's own, when valid: the content is theirs
+                valid = isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0
+                result["ttlMs"] = ttl if valid else TTL_MS
+                result["cacheScope"] = CACHE_SCOPE  # never public: what one requester may read, another may not
         return reply
 
     def listener(self, session: Session, rid: RequestId, params: dict[str, Any]) -> Listener:

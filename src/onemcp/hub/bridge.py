@@ -12,6 +12,10 @@ requests. Four cases:
   unanswered), answers the client input_required with a signed `requestState`, and the
   client's retry answers the parked request and resumes the call (`Parking`);
 * legacy client, legacy upstream: requests are forwarded (see `reverse`).
+
+A legacy upstream may also refuse a call with -32042 (the user must visit URLs first), a code
+2026-07-28 forbids: a modern client gets an input_required result asking for those URL visits
+instead, and its retry runs the call again (`Parking.ask_urls` / `rerun`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import orjson
 
 from onemcp.hub.session import ReversePending, Session
-from onemcp.protocol.errors import HubError, InvalidParams, InvalidRequest
+from onemcp.protocol.errors import MISSING_CLIENT_CAPABILITY, HubError, InvalidParams, InvalidRequest
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
@@ -151,9 +155,64 @@ class Parking:
         result = {"resultType": INPUT_REQUIRED, "inputRequests": {key: request}, "requestState": state}
         return {"jsonrpc": "2.0", "id": call.downstream_id, "result": result}
 
-    @staticmethod
-    def owns(state: object) -> bool:
-        return isinstance(state, str) and state.startswith(STATE_PREFIX)
+    def ask_urls(self, session: Session, msg: Message) -> Message:
+        """A -32042 error (URLs the user must visit first) as a 2026-07-28 client can take it: an
+        input_required result asking for each visit, whose retry runs the call again (`rerun`)."""
+        error = msg["error"]
+        data = error.get("data")
+        asked = data.get("elicitations") if isinstance(data, dict) else None
+        visits = [
+            {"mode": "url", "url": item["url"], "message": str(item.get("message") or error.get("message") or "")}
+            for item in (asked if isinstance(asked, list) else [])
+            if isinstance(item, dict) and isinstance(item.get("url"), str)
+        ]
+        if not visits:
+            why = f"{error.get('message')} (the server asked for URL elicitations but named no URL)"
+            return {"jsonrpc": "2.0", "id": msg.get("id"), "error": {"code": -32603, "message": why}}
+        capability = session.client_capabilities.get("elicitation")
+        if not isinstance(capability, dict) or "url" not in capability:
+            why = "the server needs the user to open a URL, and this client did not declare URL elicitation"
+            needed: dict[str, Any] = {"elicitation": {"url": {}}}
+            missing = {"code": MISSING_CLIENT_CAPABILITY, "message": why, "data": {"requiredCapabilities": needed}}
+            return {"jsonrpc": "2.0", "id": msg.get("id"), "error": missing}
+        keys = [f"url-{n}" for n in range(len(visits))]
+        body = base64.urlsafe_b64encode(orjson.dumps({"u": keys, "e": int(time.time() + PARK_SECONDS)}))
+        state = STATE_PREFIX + body.decode() + "." + self._sign(body)
+        requests = {
+            key: {"method": "elicitation/create", "params": visit} for key, visit in zip(keys, visits, strict=True)
+        }
+        result = {"resultType": INPUT_REQUIRED, "inputRequests": requests, "requestState": state}
+        return {"jsonrpc": "2.0", "id": msg.get("id"), "result": result}
+
+    def rerun(self, state: str, answers: object) -> bool:
+        """Whether `state` (this hub's) asked for URL visits: then the retry is the call again, as
+        if new. InvalidParams when the user did not accept them all, or the state has expired."""
+        doc = self._open(state)
+        keys = doc.get("u")
+        if not isinstance(keys, list):
+            return False  # a parked call's
+        if time.time() > float(doc.get("e", 0)):
+            raise InvalidParams("requestState has expired; call again from the start")
+        given = answers if isinstance(answers, dict) else {}
+        for key in keys:
+            answer = given.get(key)
+            action = answer.get("action") if isinstance(answer, dict) else None
+            if action != "accept":
+                why = "has no answer" if action is None else f"was answered {action!r}"
+                raise InvalidParams(f"the URL visit {key!r} {why}: the server cannot go on without it")
+        return True
+
+    def owns(self, state: object) -> bool:
+        """Whether `state` is one this hub (or a replica sharing its key) signed. Another onemcp's
+        state has the same prefix: behind this hub it passes through to that upstream untouched,
+        like any upstream's own state."""
+        if not isinstance(state, str) or not state.startswith(STATE_PREFIX):
+            return False
+        try:
+            self._open(state)
+        except InvalidParams:
+            return False
+        return True
 
     def _open(self, state: str) -> dict[str, Any]:
         """The signed document in a state (InvalidParams if it was not signed with this hub's key)."""

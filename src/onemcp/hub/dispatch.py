@@ -103,6 +103,11 @@ class Dispatcher:
         local = self.local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
+        if self.parking.owns(params.get("requestState")) and self.parking.rerun(
+            params["requestState"], params.get("inputResponses")
+        ):
+            del params["requestState"]  # the URLs were visited: the call again, as new
+            params.pop("inputResponses", None)
         if self.parking.owns(params.get("requestState")):
             if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):
                 await self.exposure.call(session.access, params)  # a call_tool retry: params now name its target

@@ -98,6 +98,7 @@ class ToolExposure:
         self.catalog = catalog
         self._identity = identity  # server -> the name and title it reports (the index reads products in it)
         self._config = config
+        self._cache = cache_dir(config())  # read at start, as README says: a reload changing it waits for a restart
         self._preset_exposures = presets  # preset name -> its exposure (presets without one: absent)
         self._counted: dict[bytes, int] = {}
         self._counted_bytes = 0  # the lists held as its keys
@@ -332,7 +333,7 @@ class ToolExposure:
         """The search index, in step with the catalog's tools, changed here and now if it is not (on
         the event loop: `ready_index` reads the changed servers' tools on a worker thread instead)."""
         if self._index is None:
-            self._index = _new_index(cache_dir(self._config()))
+            self._index = _new_index(self._cache)
         if self._synced is not self.catalog.items("tools"):
             gone, changed, now, tools = self._changes()
             self._install(gone, _prepared(changed), now, tools)
@@ -369,7 +370,7 @@ class ToolExposure:
                     now, keys = self._by_server(), self._current().keys
                     snapshot = [(s, items, self._identity(s), keys[s]) for s, items in now.items()]
                     with anyio.CancelScope(shield=True):  # a caller giving up does not waste the build
-                        built = await anyio.to_thread.run_sync(_built_index, cache_dir(self._config()), snapshot)
+                        built = await anyio.to_thread.run_sync(_built_index, self._cache, snapshot)
                     if self._index is None:  # else built in line meanwhile (a caller that could not wait)
                         self._index, self._servers, self._synced = built, now, tools
                         if self._wake is not None and built.deep_pending():

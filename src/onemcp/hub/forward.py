@@ -88,7 +88,10 @@ class Forwarder:
                         return None
                     outcome = "error" if "error" in msg else "tool_error" if _tool_error(msg) else "ok"
                     needed = bridge.input_required(msg)
-                    if needed is not None and not session.ephemeral and rounds < bridge.MAX_ROUNDS:
+                    if needed is not None and not session.ephemeral and rounds == bridge.MAX_ROUNDS:
+                        why = f"{call.method} still asked for input after {rounds} rounds of answers"
+                        return jsonrpc.error(call.downstream_id, UpstreamError(conn.name, why).to_error())
+                    if needed is not None and not session.ephemeral:
                         # a modern upstream asks a legacy client: ask live, then retry upstream
                         rounds += 1
                         answers = await bridge.ask_client(session, emit, needed.get("inputRequests"))
@@ -173,6 +176,8 @@ class Forwarder:
         if not isinstance(result, dict):
             error = msg.get("error")
             if isinstance(error, dict) and error.get("code") == URL_ELICITATION_REQUIRED:
+                if session.ephemeral:  # a code 2026-07-28 forbids: its way to ask instead
+                    return self.parking.ask_urls(session, msg)
                 msg["error"] = self.url_required(conn, session, error)
             if "error" in msg:
                 return msg

@@ -7,6 +7,7 @@ what a client sent against the body, and the CLI's modern client writes them too
 from __future__ import annotations
 
 import base64
+import decimal
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,18 @@ def render_param(value: object) -> str | None:
     if isinstance(value, str):
         return value
     return None
+
+
+def matches_param(value: object, shown: str) -> bool:
+    """Whether a `Mcp-Param-*` header (decoded) mirrors argument `value`. Numbers are compared as
+    numbers (streamable-http.mdx: `42.0` and `42` are equal; a client may write `1e+21`)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            sent, said = decimal.Decimal(repr(value)), decimal.Decimal(shown.strip())
+        except decimal.InvalidOperation:
+            return False
+        return sent.is_finite() and said.is_finite() and sent == said
+    return render_param(value) == shown
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP field name (RFC 9110 token)

@@ -22,6 +22,7 @@ MAX_LIMIT = 20
 DEFAULT_LIMIT = 5
 LINE = 160  # characters of a hit's description
 MAX_WORD = 64  # characters of a parameter's name or type in a hit
+MAX_PARAMS = 8  # parameters a hit lists (required ones first); get_tool_schema has the rest
 
 META_TOOLS: list[dict[str, Any]] = [
     {
@@ -127,18 +128,27 @@ def one_line(text: str, width: int = LINE) -> str:
 
 
 def signature(tool: Mapping[str, Any]) -> str:
-    """`name(a: string, b?: integer)`: the tool's parameters, optional ones marked `?`."""
+    """`name(a: string, b?: integer)`: the tool's parameters, optional ones marked `?`.
+
+    At most `MAX_PARAMS` are listed, required ones before optional ones, in the schema's order;
+    the rest are counted (`+K more`), so a tool with hundreds of parameters keeps one short line.
+    """
     schema = tool.get("inputSchema")
     props = schema.get("properties") if isinstance(schema, dict) else None
     required = schema.get("required") if isinstance(schema, dict) else None
-    required = required if isinstance(required, list) else []  # an upstream's malformed schema: none marked
+    needed = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+    keys = list(props) if isinstance(props, dict) else []  # an upstream's malformed schema: none listed
+    shown = set(sorted(keys, key=lambda k: k not in needed)[:MAX_PARAMS])
     params = []
-    if isinstance(props, dict):
-        for key, spec in props.items():
+    for key in keys:
+        if key in shown:
+            spec = props[key] if isinstance(props, dict) else None
             kind = spec.get("type", "any") if isinstance(spec, dict) else "any"
             if isinstance(kind, list):
                 kind = "|".join(str(k) for k in kind)
-            params.append(f"{_word(key)}{'' if key in required else '?'}: {_word(kind)}")
+            params.append(f"{_word(key)}{'' if key in needed else '?'}: {_word(kind)}")
+    if len(keys) > len(shown):
+        params.append(f"+{len(keys) - len(shown)} more")
     return f"{tool.get('name', '')}({', '.join(params)})"
 
 

@@ -404,8 +404,8 @@ async def send(t: Target, method: str, url: str, body: bytes | None, headers: di
 def sent_message(body: bytes | None) -> jsonrpc.Message | None:
     try:
         return jsonrpc.parse(body or b"")
-    except ProtocolError:
-        return None
+    except ProtocolError as exc:  # refused; a request whose id was read is refused under it
+        return None if exc.rid is None else {"jsonrpc": "2.0", "id": exc.rid, "method": "(refused)"}
 
 
 def check_rpc(doc: Any, sent: jsonrpc.Message | None) -> None:

@@ -422,3 +422,39 @@ async def test_a_session_keeps_a_bounded_client_declaration() -> None:
             assert "mcp-session-id" not in r.headers and len(hub.app.hub.sessions) == 0
             headers = await raw_session(http, hub.url)  # a usual declaration is taken
             assert (await http.post(hub.url, json=req("ping"), headers=headers)).status_code == 200
+
+
+@pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
+@pytest.mark.parametrize(
+    ("accept", "reply_type"),
+    [
+        ("application/json", "application/json"),  # progress cannot come first: the reply alone, as JSON
+        ("application/*", "application/json"),  # a media range that covers JSON (RFC 9110 12.5.1)
+        ("text/event-stream", "text/event-stream"),  # the reply on a stream, the one type it takes
+        ("text/event-stream, application/json;q=0", "text/event-stream"),
+        ("image/png", None),  # neither: 406
+    ],
+)
+async def test_a_reply_comes_in_a_type_the_client_accepts(era: str, accept: str, reply_type: str | None) -> None:
+    from downstream.test_modern import headers as modern_headers
+    from downstream.test_modern import modern
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=None) as http:
+            meta = {"progressToken": "tok-1"}
+            if era == "legacy":
+                sent = {**await raw_session(http, hub.url), "accept": accept}
+                call = req("tools/call", name="a__progress", arguments={}, _meta=meta)
+            else:
+                sent = modern_headers("tools/call", "a__progress", accept=accept)
+                call = modern("tools/call", 7, meta=meta, name="a__progress", arguments={})
+            r = await http.post(hub.url, json=call, headers=sent)
+            if reply_type is None:
+                assert r.status_code == 406, r.text
+                return
+            assert r.status_code == 200 and r.headers["content-type"].startswith(reply_type), (r.headers, r.text)
+            if reply_type == "application/json":
+                assert r.json()["id"] == 7 and "result" in r.json()
+            else:
+                events = [m for _, m in sse_events(r.text.splitlines())]
+                assert events[-1]["id"] == 7 and "result" in events[-1]

@@ -11,6 +11,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
     INVALID_REQUEST,
     PARSE_ERROR,
+    InvalidParams,
     InvalidRequest,
     ParseError,
     ProtocolError,
@@ -140,3 +141,21 @@ def test_a_request_of_too_many_objects_and_arrays_is_refused_before_it_is_parsed
     assert jsonrpc.parse(body)["params"]["arguments"] == orjson.loads(text)
     at_most = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":[' + many[: -3 * 4] + b"[]]}}"
     assert len(jsonrpc.parse(at_most)["params"]["x"]) == jsonrpc.MAX_REQUEST_CONTAINERS - 3  # and 3 around them
+
+
+@pytest.mark.parametrize("rid", [b"1e3", b"1.0", b"18446744073709551616", b"-9223372036854775809"])
+def test_an_integer_id_the_hub_cannot_echo_is_refused_for_what_it_is(rid: bytes) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        jsonrpc.parse(b'{"jsonrpc":"2.0","id":' + rid + b',"method":"ping"}')
+    assert "64 bits" in info.value.message and jsonrpc.refusal(info.value)["id"] is None
+
+
+def test_a_too_deep_request_is_refused_under_its_own_id_at_any_depth() -> None:
+    """JSON-RPC 2.0 §5: the id is null only when it could not be read. Past the parser's own limit
+    it cannot be, but the answer is the same "too deep"."""
+    for depth, rid in ((210, 7), (2000, None)):
+        body = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"a":' + b"[" * depth + b"]" * depth + b"}}"
+        with pytest.raises(InvalidParams) as info:
+            jsonrpc.parse(body)
+        assert "nests deeper than" in info.value.message
+        assert jsonrpc.refusal(info.value) == {"jsonrpc": "2.0", "id": rid, "error": info.value.to_error()}

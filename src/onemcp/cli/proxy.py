@@ -443,7 +443,7 @@ class Proxy:
         try:
             msg = jsonrpc.parse(line)  # the same envelope rules as /mcp
         except ProtocolError as exc:
-            await self.send(jsonrpc.error(None, exc.to_error()))
+            await self.send(jsonrpc.refusal(exc))
             return
         if "method" in msg and "id" in msg and is_modern(msg):
             tg.start_soon(self._forward, modern.request, msg)  # 2026-07-28: stateless, one POST each

@@ -186,11 +186,16 @@ class ModernEndpoint:
         return None
 
     async def _call(self, scope: Scope, session: Session, msg: Message, receive: Receive, send: Send) -> None:
-        """A routed request. Closing its reply stream cancels it (upstream too)."""
+        """A routed request. Closing its reply stream cancels it (upstream too). Progress and logs
+        go first on an SSE stream, when the client takes one (a JSON-only client gets the reply alone);
+        a client that takes only SSE gets the reply on one too."""
         streaming = False
+        takes_json, takes_sse = asgi.accepted(scope)
 
         async def emit(related: Message) -> None:
             nonlocal streaming
+            if not takes_sse:
+                return  # nowhere to put it: 2026-07-28 has no other stream for a request's notifications
             if not streaming:
                 await asgi.start_sse(send)
                 streaming = True
@@ -203,6 +208,9 @@ class ModernEndpoint:
             tg.cancel_scope.cancel()
         if reply is None:
             return  # the client closed the stream: cancelled, nothing more is sent
+        if not streaming and not takes_json and forbidden_scope(reply) is None:
+            await asgi.start_sse(send)
+            streaming = True
         if streaming:
             await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(reply), event="message"))
             await asgi.end_stream(send)

@@ -125,7 +125,7 @@ class StdioServer:
         try:
             msg = jsonrpc.parse(line)  # the same envelope rules as /mcp
         except ProtocolError as exc:
-            await self.send(jsonrpc.error(None, exc.to_error()))
+            await self.send(jsonrpc.refusal(exc))
             return
         self.session.touch()
         method = msg.get("method")

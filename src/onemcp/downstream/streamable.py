@@ -138,8 +138,8 @@ class StreamableHttpEndpoint:
         return session
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        accept = asgi.header(scope, b"accept") or ""
-        if accept and not any(t in accept for t in ("application/json", "text/event-stream", "*/*")):
+        takes_json, takes_sse = asgi.accepted(scope)
+        if not (takes_json or takes_sse):
             await asgi.send_json(
                 send, 406, error_body(INVALID_REQUEST, "Not Acceptable: accept application/json and text/event-stream")
             )
@@ -177,7 +177,7 @@ class StreamableHttpEndpoint:
                     log.info("client notification %s failed: %s", method, exc)
             await asgi.send_empty(send, 202)
             return
-        await self._request(scope, session, msg, "text/event-stream" in accept or not accept, send)
+        await self._request(scope, session, msg, takes_sse, send, sse_only=not takes_json)
 
     async def _initialize(self, scope: Scope, msg: Message, send: Send, principal: Principal) -> None:
         params = msg.get("params")
@@ -200,30 +200,39 @@ class StreamableHttpEndpoint:
             return
         await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
 
-    async def _request(self, scope: Scope, session: Session, msg: Message, can_stream: bool, send: Send) -> None:
-        # The reply is JSON unless something related must go out first; then it becomes a
-        # resumable SSE stream. A client that drops it can GET it back with Last-Event-ID
-        # (the call is not cancelled: writes to a gone client are dropped, events are kept).
+    async def _request(
+        self, scope: Scope, session: Session, msg: Message, can_stream: bool, send: Send, *, sse_only: bool = False
+    ) -> None:
+        # The reply is JSON unless something related must go out first (or the client takes only
+        # SSE); then it is a resumable SSE stream. A client that drops it can GET it back with
+        # Last-Event-ID (the call is not cancelled: writes to a gone client are dropped, events are kept).
         stream: OutStream | None = None
 
-        async def emit(related: Message) -> None:
+        async def opened() -> OutStream:
             nonlocal stream
-            if not can_stream:  # JSON only: on the GET stream, if the client reads one (requests wait for one)
-                if "id" in related or session.listening:
-                    session.post(related)
-                return
             if stream is None:
                 stream = session.streams.open("p")
                 await asgi.start_sse(send)
                 await asgi.sse_chunk(send, stream.priming())
-            await asgi.sse_chunk(send, stream.add(related))
+            return stream
+
+        async def emit(related: Message) -> None:
+            if not can_stream:  # JSON only: on the GET stream, if the client reads one (requests wait for one)
+                if "id" in related or session.listening:
+                    session.post(related)
+                return
+            await asgi.sse_chunk(send, (await opened()).add(related))
 
         reply = await answer(self.hub, session, msg, emit)
+        if sse_only and reply is not None and (isinstance(reply, bytes) or forbidden_scope(reply) is None):
+            await opened()  # the reply in the one type the client takes (a 403 challenge stays one)
         if stream is not None:
             if reply is not None:
                 await asgi.sse_chunk(send, stream.add(reply))
             stream.finish()
             await asgi.end_stream(send)
+        elif reply is None and not can_stream:
+            await asgi.send_empty(send, 202)  # cancelled: never answered (and the client takes no stream)
         elif reply is None:
             await asgi.start_sse(send)  # cancelled: the stream ends without a reply
             await asgi.end_stream(send)
@@ -235,8 +244,7 @@ class StreamableHttpEndpoint:
             await asgi.send_json(send, 200, reply)
 
     async def _get(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        accept = asgi.header(scope, b"accept") or ""
-        if "text/event-stream" not in accept:
+        if not asgi.header(scope, b"accept") or not asgi.accepted(scope)[1]:
             await asgi.send_json(
                 send, 406, error_body(INVALID_REQUEST, "Not Acceptable: the GET stream needs Accept: text/event-stream")
             )

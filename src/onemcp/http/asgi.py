@@ -42,6 +42,22 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
+def accepted(scope: Scope) -> tuple[bool, bool]:
+    """(JSON, SSE): which of the two reply types the request's Accept header takes (RFC 9110 12.5.1:
+    media ranges such as `application/*` and `*/*` count, `q=0` refuses). No header takes both."""
+    accept = header(scope, b"accept")
+    if accept is None or not accept.strip():
+        return True, True
+    json = sse = False
+    for item in accept.split(","):
+        kind, *params = (part.strip().lower() for part in item.split(";"))
+        if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
+            continue
+        json = json or kind in ("application/json", "application/*", "*/*")
+        sse = sse or kind in ("text/event-stream", "text/*", "*/*")
+    return json, sse
+
+
 def repeated(scope: Scope, names: frozenset[bytes]) -> bytes | None:
     """The first of `names` the request carries more than once (one request, one Host: RFC 9112 3.2;
     a check of one of several values would pass whichever the checker reads), or None."""
@@ -138,7 +154,7 @@ async def read_message(scope: Scope, receive: Receive, send: Send, limit: int) -
             send, 413, error_body(INVALID_REQUEST, f"Request body larger than {limit} bytes (onemcp.maxBodyBytes)")
         )
     except ProtocolError as exc:
-        await send_json(send, 400, jsonrpc.error(None, exc.to_error()))
+        await send_json(send, 400, jsonrpc.refusal(exc))
     except ClientGone:
         pass
     return None

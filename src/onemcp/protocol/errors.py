@@ -58,6 +58,7 @@ class HubError(Exception):
 
 class ProtocolError(HubError):
     code = INVALID_REQUEST
+    rid: str | int | None = None  # the request's id, when it was read before the message was refused
 
 
 class ParseError(ProtocolError):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
-from onemcp.protocol.errors import INTERNAL_ERROR, InvalidParams, InvalidRequest, ParseError
+from onemcp.protocol.errors import INTERNAL_ERROR, InvalidParams, InvalidRequest, ParseError, ProtocolError
 
 Message = dict[str, Any]
 RequestId = int | str
@@ -98,16 +98,27 @@ def parse(body: bytes) -> Message:
         raise InvalidRequest(
             f"Invalid Request: the message holds more than {MAX_REQUEST_CONTAINERS} objects and arrays"
         )
+    deep = f"Invalid params: the message nests deeper than {MAX_DEPTH} levels"
     try:
         msg = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) and _brackets(body) > MAX_DEPTH:  # past the parser's own limit: as deep, no id
+            raise InvalidParams(deep) from None
         raise ParseError(f"Parse error: {exc}") from None
     if not isinstance(msg, dict):
         raise InvalidRequest("Invalid Request: expected a single JSON-RPC object")
     classify(msg)
     if too_deep(body, msg):
-        raise InvalidParams(f"Invalid params: the message nests deeper than {MAX_DEPTH} levels")
+        refused = InvalidParams(deep)
+        if "method" in msg:  # a request's id was read: its error says whose it is
+            refused.rid = msg.get("id")
+        raise refused
     return msg
+
+
+def refusal(exc: ProtocolError) -> Message:
+    """The error reply to a message `parse` refused: its id when one was read, else null."""
+    return error(exc.rid, exc.to_error())
 
 
 def classify(msg: Message) -> Kind:
@@ -125,6 +136,11 @@ def classify(msg: Message) -> Kind:
         if not has_id:
             return "notification"
         rid = msg["id"]
+        if isinstance(rid, float):  # orjson reads 1e3, 1.0 and integers past 64 bits as floats
+            raise InvalidRequest(
+                'Invalid Request: a number "id" must be an integer of at most 64 bits, written without'
+                " a fraction or an exponent (or send a string)"
+            )
         if isinstance(rid, bool) or not isinstance(rid, int | str):
             raise InvalidRequest('Invalid Request: "id" must be a string or an integer')
         return "request"

@@ -324,3 +324,28 @@ async def test_a_clients_malformed_answer_ends_the_upstreams_request(bad: dict[s
                         break
     said = json.dumps(final)
     assert final and "the client answered with" in said and "timed out" not in said, said
+
+
+async def test_an_upstreams_withdrawn_request_is_withdrawn_where_it_was_asked() -> None:
+    """The sampling request went out on the call's POST stream: its notifications/cancelled goes
+    there too (a client with no GET stream open used to never hear of it)."""
+    from support.hub import HEADERS, INIT
+
+    init = {**INIT, "params": {**INIT["params"], "capabilities": {"sampling": {}}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"fx": stdio()}}) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            r = await http.post(hub.url, json=init, headers=HEADERS)
+            h = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            params = {"name": "sample_withdrawn", "arguments": {"after": 0.2}}
+            call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}
+            seen: list[dict[str, Any]] = []
+            async with http.stream("POST", hub.url, json=call, headers=h) as stream:  # no GET stream at all
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:") and line[5:].strip():
+                        seen.append(json.loads(line[5:]))
+                        if seen[-1].get("id") == 5:
+                            break
+    asked, withdrawn, final = seen
+    assert asked["method"] == "sampling/createMessage", seen
+    assert withdrawn["method"] == "notifications/cancelled" and withdrawn["params"]["requestId"] == asked["id"]
+    assert final["result"]["content"][0]["text"] == "withdrawn"

@@ -36,6 +36,14 @@ def test_missing_types_are_mended_and_hopeless_schemas_withheld() -> None:
     assert set(report.withheld) == {"stringy", "listy", "#6"}
 
 
+def test_a_name_listed_twice_keeps_its_first_definition_and_says_so() -> None:
+    first = {"name": "dup", "description": "first", "inputSchema": {"type": "object"}}
+    other = {"name": "x", "inputSchema": {"type": "object"}}
+    kept, report = repair.tools([first, {**first, "description": "second"}, other])
+    assert kept == [first, other]
+    assert report.withheld == {"dup (#1)": "the server lists this name twice: its first definition is shown"}
+
+
 def test_tools_with_invalid_header_annotations_are_withheld() -> None:
     """The spec: a client drops a tool whose x-mcp-header annotations are invalid. A name with CR LF
     would put the upstream's own header lines into the hub's requests to it; one outside latin-1

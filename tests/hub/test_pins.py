@@ -36,6 +36,15 @@ def test_first_seen_is_pinned_and_a_change_is_withheld_until_approved(caplog: py
     assert pins.changes() == [] and pins.withheld("fx", "withhold") == set()
 
 
+def test_a_name_listed_twice_in_one_list_is_no_change(caplog: pytest.LogCaptureFixture) -> None:
+    """The second entry is not compared with the first as if the server had changed it (the catalog
+    keeps the first and reports the duplicate, catalog/repair.py)."""
+    pins = Pins(None)
+    with caplog.at_level(logging.WARNING, logger="onemcp.pins"):
+        assert names(pins.screen("fx", [ECHO, HOSTILE, SLEEP], "withhold")) == ["echo", "echo", "sleep"]
+    assert pins.changes() == [] and pins.withheld("fx", "withhold") == set() and "changed" not in caplog.text
+
+
 def test_report_passes_a_change_on_and_off_records_nothing() -> None:
     pins = Pins(None)
     pins.screen("fx", [ECHO], "report")

@@ -49,11 +49,16 @@ def tools(items: list[Item]) -> tuple[list[Item], Report]:
     """The tools a strict client accepts (mended copies where needed), and what was done."""
     report = Report()
     out: list[Item] = []
+    names: set[str] = set()
     for index, tool in enumerate(items):
         name = tool.get("name") if isinstance(tool, dict) else None
         if not isinstance(name, str) or not name:
             report.withheld[f"#{index}"] = "no name"
             continue
+        if name in names:  # names SHOULD be unique within a server: the first definition is the one shown
+            report.withheld[f"{name} (#{index})"] = "the server lists this name twice: its first definition is shown"
+            continue
+        names.add(name)
         problem = header_problem(tool)
         if problem is not None:
             report.withheld[name] = problem

@@ -128,8 +128,13 @@ class Pins:
         new_pins: list[tuple[Any, ...]] = []
         new_changes: list[tuple[Any, ...]] = []
         passed: list[Item] = []
+        seen: set[str] = set()
         for tool in tools:
             name = str(tool.get("name", ""))
+            if name in seen:  # listed twice in one list: not a change (the catalog keeps the first, says so)
+                passed.append(tool)
+                continue
+            seen.add(name)
             key = (owner, name)
             sha = digest(tool)
             pinned = pins.get(key)

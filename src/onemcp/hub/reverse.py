@@ -55,7 +55,8 @@ class ReversePath:
         self.listeners = listeners
         self.limits = limits  # the hub's current onemcp.limits (a reload may change them)
         # (id of the upstream connection, the upstream's request id) -> (session, hub id)
-        self._requests: dict[tuple[int, RequestId], tuple[Session, str]] = {}
+        # (connection, upstream id) -> the session asked, its id there, the call it went out on (if any)
+        self._requests: dict[tuple[int, RequestId], tuple[Session, str, Call | None]] = {}
         # client-visible elicitationId -> (session, upstream's elicitationId)
         self._elicitations: dict[str, tuple[Session, str]] = {}
         # is the session subscribed to (server, upstream URI) on this connection? (the hub's `Subscriptions`)
@@ -140,10 +141,11 @@ class ReversePath:
         pending = ReversePending()
         session.reverse[rid] = pending
         key = (id(conn), msg["id"])
-        self._requests[key] = (session, rid)
+        related = call if call is not None and not call.done else None
+        self._requests[key] = (session, rid, related)
         try:
-            if call is not None and not call.done:
-                call.push(out)
+            if related is not None:
+                related.push(out)
             else:
                 session.post(out)
             # A modern client answers by calling again; its parked call expires on its own.
@@ -272,8 +274,12 @@ class ReversePath:
         entry = self._requests.pop((id(conn), rid), None) if isinstance(rid, str | int) else None
         if entry is None:
             return
-        session, rid = entry
-        session.post(jsonrpc.notification("notifications/cancelled", {**params, "requestId": rid}))
+        session, rid, related = entry
+        told = jsonrpc.notification("notifications/cancelled", {**params, "requestId": rid})
+        if related is not None and not related.done:
+            related.push(told)  # where the request went: the call's stream (a client may have no GET stream)
+        else:
+            session.post(told)
         pending = session.reverse.pop(rid, None)
         if pending is not None:
             pending.cancelled = True

@@ -287,6 +287,9 @@ async def test_a_url_elicitation_required_error_reaches_a_2026_client_as_input_r
         visits.append(params.url)
         return types.ElicitResult(action="accept")
 
+    async def decline(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
             async with Client(hub.url, mode="2026-07-28", cache=None) as c:  # no elicitation capability
@@ -295,6 +298,10 @@ async def test_a_url_elicitation_required_error_reaches_a_2026_client_as_input_r
                 assert err.value.error.code == -32021, err.value.error
             async with Client(hub.url, mode="2026-07-28", cache=None, elicitation_callback=visit) as c:
                 assert text_of(await c.call_tool("a__elicit", {"mode": "url_once"})) == "authorized"
+            async with Client(hub.url, mode="2026-07-28", cache=None, elicitation_callback=decline) as c:
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("a__elicit", {"mode": "url_required"})
+                assert err.value.error.code == -32602 and "answered 'decline'" in err.value.error.message
     assert visits == ["https://example.com/authorize"]
 
 

@@ -103,24 +103,11 @@ class Dispatcher:
         local = self.local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
-        if self.parking.owns(params.get("requestState")) and self.parking.rerun(
-            params["requestState"], params.get("inputResponses")
-        ):
-            del params["requestState"]  # the URLs were visited: the call again, as new
-            params.pop("inputResponses", None)
         if self.parking.owns(params.get("requestState")):
-            if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):
-                await self.exposure.call(session.access, params)  # a call_tool retry: params now name its target
-            target = self._route(session, method, params) if method in ROUTED else None  # still its to make
-            parked = self.parking.resume(
-                params["requestState"], method, params.get("inputResponses"), session.principal.key, target
-            )
-            conn, call = parked.conn, parked.call
-            call.origin, call.downstream_id = session, msg["id"]
-            meta = params.get("_meta")
-            call.progress_token = meta.get("progressToken") if isinstance(meta, dict) else None  # the retry's own
-            session.in_flight[call.downstream_id] = (conn, call)
-            return conn, call
+            if not self.parking.rerun(params["requestState"], params.get("inputResponses")):
+                return await self._resume(session, msg, method, params)
+            del params["requestState"]  # the URLs it asked for were visited: the call again, as new
+            params.pop("inputResponses", None)
         if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):
             await self.until_started()
             answered = await self.exposure.call(session.access, params)  # call_tool: params now name its target
@@ -178,6 +165,23 @@ class Dispatcher:
         except NotFound:
             return {}
         return annotated
+
+    async def _resume(
+        self, session: Session, msg: Message, method: str, params: dict[str, Any]
+    ) -> tuple[UpstreamConnection, Call]:
+        """A retry that answers a call this hub parked (`bridge.Parking`): that call, driven on."""
+        if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):
+            await self.exposure.call(session.access, params)  # a call_tool retry: params now name its target
+        target = self._route(session, method, params) if method in ROUTED else None  # still its to make
+        parked = self.parking.resume(
+            params["requestState"], method, params.get("inputResponses"), session.principal.key, target
+        )
+        conn, call = parked.conn, parked.call
+        call.origin, call.downstream_id = session, msg["id"]
+        meta = params.get("_meta")
+        call.progress_token = meta.get("progressToken") if isinstance(meta, dict) else None  # the retry's own
+        session.in_flight[call.downstream_id] = (conn, call)
+        return conn, call
 
     def _route(self, session: Session, method: str, params: dict[str, Any]) -> tuple[str, str, str]:
         """(server, the param to rewrite, its upstream value); every lookup asks the session's access."""

@@ -133,7 +133,7 @@ async def test_search_schema_and_call_obey_the_view() -> None:
             direct = await session.ask("tools/call", tool_call("beta__echo", message="x"))
             assert direct["error"]["code"] == -32602, direct  # called directly: no such tool, a protocol error
             by_server = await session.ask("tools/call", search("echo", server="beta"))
-            assert by_server["result"]["isError"] is True
+            assert by_server["result"]["isError"] is True and "no server 'beta' among" in text(by_server)
             status, reply = await modern_call(h, query, tool_call(meta.CALL, name="beta__echo", arguments={}))
             assert status == 200 and reply["result"]["isError"] is True, reply
 
@@ -308,6 +308,9 @@ async def test_a_server_without_tools_counts_zero_tokens_in_health_and_metrics()
 
             assert health(h.app.hub)["upstreams"]["dead"]["toolTokens"] == 0
             assert 'onemcp_tool_tokens{server="dead"} 0.0' in h.app.metrics.render().decode()
+            session = await h.session(query="exposure=search")  # its name is right: why it finds nothing is said
+            found = await session.ask("tools/call", search("echo", server="dead"))
+            assert found["result"]["isError"] is True and "server 'dead' lists no tools now" in text(found), found
 
 
 async def test_the_transformer_vectors_are_computed_in_the_background_and_follow_changes() -> None:
@@ -351,6 +354,12 @@ async def test_a_hub_that_serves_search_builds_its_index_before_the_first_search
         async with inprocess_hub(SERVERS, NO_CACHE) as h:  # auto, and a list far under the budget: nothing built
             await h.app.hub.pool.tried.wait()
             assert not h.app.hub.exposure.search_likely()
+            # a preset with search (a presets.json edit), then: built ahead of the first search too
+            h.app.hub.set_presets({"finder": "tag:red"}, {"finder": "search"})
+            with anyio.fail_after(5):
+                while health(h.app.hub)["toolExposure"]["index"] is None:
+                    await anyio.sleep(0.01)  # allowed-sleep: the warm-up task wakes on the change
+            assert h.app.hub.exposure.searches == 0
 
 
 async def test_a_search_encodes_its_query_off_the_event_loop() -> None:

@@ -256,6 +256,7 @@ class Hub:
     def refresh_views(self) -> None:
         """After a config or presets change: decide every session's access again, tell whoever's lists changed."""
         self.announcements.refresh(self.config, self.presets)
+        self.exposure.rewarm()  # search may have become likely (a preset or the hub's exposure)
 
     async def list_result(self, kind: str, access: Access) -> bytes:
         """A complete list, serialised, as `access` sees it (once the upstreams were tried, within bounds)."""
@@ -444,8 +445,7 @@ class Hub:
             self.sessions.idle_timeout = new.hub.session_idle_timeout
             self.sessions.limits = new.hub.limits
             HITS.interval = new.hub.limits.log_interval
-        # What each client may reach changes now, not once the removed servers' calls drained.
-        self._place_servers()
+        self._place_servers()  # what each client may reach changes now, not once removed servers' calls drained
         self.refresh_views()  # announces what each client sees change
         await self._reload_templates(old_templates)
         stopping = [*change.removed, *change.restarted]
@@ -579,9 +579,9 @@ class Hub:
             self.user_secrets.close()
 
     async def _warm_search(self) -> None:
-        """Build the search index once every server was tried, if clients are likely to search."""
+        """Build the search index once every server was tried (and after changes) if clients are likely to search."""
         await self.pool.tried.wait()
-        await self.exposure.warm()
+        await self.exposure.warming()
 
     async def _expire_sessions(self) -> None:
         interval = max(0.05, min(60.0, self.config.hub.session_idle_timeout / 2))

@@ -110,6 +110,7 @@ class ToolExposure:
         self._building: anyio.Event | None = None  # while `ready_index` builds the index on a thread
         self._encoding: anyio.CapacityLimiter | None = None  # the worker threads queries are encoded on
         self._drained: anyio.Event | None = None  # set when the worker has encoded all it was woken for
+        self._rewarm: anyio.Event | None = None  # set when a change may make search likely (`warming`)
         self.searches = 0
 
     # ------------------------------------------------------------------ who sees which list
@@ -269,6 +270,10 @@ class ToolExposure:
     async def _search(self, access: Access, query: str, limit: int, server: str | None) -> dict[str, Any]:
         reach = access.reach
         if server is not None and not any(shown_as(s) == server and reach.touches(s) for s in self._by_server()):
+            config = self._config()
+            if (server in config.servers or server in config.templates) and reach.touches(server):
+                why = "lists no tools now (it may be starting, disabled or failing: /health says which)"
+                raise meta.MetaArgsError(f"search_tools: server {server!r} {why}")
             raise meta.MetaArgsError(f"search_tools: no server {server!r} among the tools you can use")
         vector = await self.query_vector(query)
         allowed = self._allowed(reach, server)  # after the wait: the catalog as it is now
@@ -414,6 +419,19 @@ class ToolExposure:
                 await self.ready_index()
             except Exception:  # the top of a background task: logged with its traceback
                 log.exception("tool search: the index could not be built ahead of the first search")
+
+    def rewarm(self) -> None:
+        """Views or exposures changed (a reload, new presets): `warming` builds the index now if
+        clients became likely to search."""
+        if self._rewarm is not None:
+            self._rewarm.set()
+
+    async def warming(self) -> None:
+        """`warm` now (every server was tried), and again after each `rewarm`, for as long as the hub runs."""
+        while True:
+            self._rewarm = anyio.Event()
+            await self.warm()
+            await self._rewarm.wait()
 
     def search_likely(self) -> bool:
         """Will some client likely search? (The hub's or a preset's exposure is `search`, or `auto` with a

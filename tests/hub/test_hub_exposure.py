@@ -586,3 +586,42 @@ def test_the_embedding_cache_directory_is_the_one_the_hub_started_with(tmp_path:
     current = config("after-reload")  # a reload, before any search
     exposure.index()
     assert (tmp_path / "at-start").is_dir() and not (tmp_path / "after-reload").exists()
+
+
+async def test_a_search_waiting_on_a_failed_first_build_builds_the_index_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The failed build's caller gets its error; one that waited on it builds again (it hit an
+    internal assertion before)."""
+    from onemcp.catalog.catalog import Catalog
+    from onemcp.hub import exposure as module
+    from onemcp.protocol.names import NameCodec, PrefixMode
+
+    real, release, calls = module._built_index, threading.Event(), []
+
+    def first_fails(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(DEADLINE)
+            raise RuntimeError("boom")
+        return real(*args)
+
+    monkeypatch.setattr(module, "_built_index", first_fails)
+    config = HubConfig.model_validate({"mcpServers": {}, "onemcp": NO_CACHE})
+    exposure = module.ToolExposure(Catalog(NameCodec("__"), PrefixMode.ALWAYS), lambda: config, dict)
+    outcomes: list[object] = []
+
+    async def search() -> None:
+        try:
+            outcomes.append(await exposure.ready_index())
+        except RuntimeError as exc:
+            outcomes.append(exc)
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(search)
+            await anyio.wait_all_tasks_blocked()  # the first is building (on its thread)
+            tg.start_soon(search)
+            await anyio.wait_all_tasks_blocked()  # the second waits for that build
+            release.set()
+    assert isinstance(outcomes[0], RuntimeError) and outcomes[1] is exposure.index() and len(calls) == 2

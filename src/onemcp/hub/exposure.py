@@ -387,6 +387,8 @@ class ToolExposure:
                     self._building = None
             else:
                 await self._building.wait()
+                if self._index is None:  # that build failed: this caller tries (and says why, if it fails too)
+                    return await self.ready_index()
         for _ in range(SYNC_ROUNDS):  # changed since: read on a worker thread
             if self._synced is self.catalog.items("tools"):
                 break

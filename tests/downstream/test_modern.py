@@ -84,6 +84,9 @@ async def test_listen_ends_with_its_result_when_the_hub_stops() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub(config()) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
             body = modern("subscriptions/listen", rid="L1", notifications={"toolsListChanged": True})
+            json_only = headers("subscriptions/listen", accept="application/json")  # a stream it does not take
+            refused = await http.post(hub.url, json=body, headers=json_only)
+            assert refused.status_code == 406 and refused.json()["id"] == "L1", refused.text
             async with http.stream("POST", hub.url, json=body, headers=headers("subscriptions/listen")) as r:
                 assert r.status_code == 200
                 async for line in r.aiter_lines():

@@ -33,6 +33,7 @@ from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     MISSING_CLIENT_CAPABILITY,
     UNSUPPORTED_VERSION,
     HubError,
@@ -110,6 +111,9 @@ class ModernEndpoint:
             stateless.check_method(method)
         except HubError as exc:
             await reject(404, exc.code, exc.message)
+            return
+        if method == "subscriptions/listen" and not asgi.accepted(scope)[1]:
+            await reject(406, INVALID_REQUEST, "Not Acceptable: subscriptions/listen answers on a text/event-stream")
             return
         field = mcp_headers.NAMED.get(method)
         if field is not None and header_value(asgi.header(scope, b"mcp-name")) != params.get(field):

@@ -59,6 +59,27 @@ def test_key_scopes_and_roles_are_checked_when_the_key_is_made(
     assert len(KeyStore(tmp_path / "keys.db").list()) == 1  # nothing made by the refused ones
 
 
+def test_a_scope_naming_nothing_in_the_config_is_said_when_the_key_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Made (the server may come later), but not silently: a typo would make a key that sees nothing."""
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    servers = {"git": {"command": "git-mcp", "tags": ["code"]}}
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}}}))
+    assert (
+        main(["auth", "key", "create", "--scope", "server:git", "--scope", "tool:git/log", "--scope", "tag:code"]) == 0
+    )
+    assert "warning" not in capsys.readouterr().err
+    assert (
+        main(["auth", "key", "create", "--scope", "server:gti", "--scope", "tool:gti/log", "--scope", "tag:cod"]) == 0
+    )
+    said = capsys.readouterr().err
+    assert "--scope server:gti: no server 'gti' in the config yet" in said
+    assert "--scope tool:gti/log: no server 'gti'" in said and "--scope tag:cod: no tag of any server 'cod'" in said
+    assert len(KeyStore(tmp_path / "keys.db").list()) == 2
+
+
 def test_serving_a_network_address_without_auth_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "mcp.json"
     config.write_text('{"mcpServers": {}}')

@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"onemcp: {problem}", file=sys.stderr)
             return 2
+        for warning in _unmatched_scopes(args):
+            print(f"onemcp: warning: {warning}", file=sys.stderr)
         scopes = [*args.scope, *(f"role:{r}" for r in args.role)]
         key = store.create(args.name, scopes or ["mcp"], expires)
         print(key)
@@ -158,6 +160,25 @@ def _scopes_problem(args: argparse.Namespace) -> str | None:
             known = ", ".join(roles) or "none defined"
             return f"--role {role!r}: no such role in onemcp.auth.roles (roles: {known})"
     return None
+
+
+def _unmatched_scopes(args: argparse.Namespace) -> list[str]:
+    """The `server:`, `tool:` and `tag:` scopes that name nothing in the config now (said, not refused:
+    the server may be added later; a typo would otherwise make a key that silently sees nothing)."""
+    try:
+        config = load_config(resolve_path(args.config))
+    except ConfigError:
+        return []  # nothing to compare with (a config that does not load is said elsewhere)
+    servers = {*config.servers, *config.templates}
+    tags = {t for server in [*config.servers.values(), *config.templates.values()] for t in server.tags}
+    unmatched = []
+    for scope in args.scope:
+        kind, _, target = scope.partition(":")
+        name = target.partition("/")[0]
+        if (kind in ("server", "tool") and name not in servers) or (kind == "tag" and target not in tags):
+            what = "tag of any server" if kind == "tag" else "server"
+            unmatched.append(f"--scope {scope}: no {what} {(target if kind == 'tag' else name)!r} in the config yet")
+    return unmatched
 
 
 def _secret(args: argparse.Namespace) -> int:

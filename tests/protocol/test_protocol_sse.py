@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from onemcp.protocol.sse import Event, decode, encode
+from onemcp.protocol.sse import Decoder, Event, decode, encode
 
 pytestmark = pytest.mark.anyio
 
@@ -109,3 +109,13 @@ async def test_encode_then_decode_round_trips() -> None:
         Event(event="message", data='{"jsonrpc":"2.0"}', id="7"),
         Event(event="endpoint", data="/messages"),
     ]
+
+
+@pytest.mark.parametrize("cut", range(38))
+async def test_bytes_fed_in_any_two_pieces_frame_cr_crlf_and_lf_lines_alike_and_drop_a_bom(cut: int) -> None:
+    """The SSE spec ends a line with CR LF, LF or CR alone, and ignores a leading byte order mark:
+    a CR LF split between two reads is one line end, not two (which would end an event early)."""
+    stream = b"\xef\xbb\xbfdata: a\r\ndata: b\rid: 7\r\r\ndata: c\n\n"
+    decoder = Decoder()
+    events = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
+    assert [(e.data, e.id) for e in events] == [("a\nb", "7"), ("c", None)]

@@ -39,6 +39,9 @@ class TooLarge(Exception):
         self.events = events  # the events the same chunk completed before it
 
 
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: a stream may begin with it
+
+
 class Decoder:
     """Incremental decoder: feed bytes as they arrive, get the completed events.
 
@@ -48,7 +51,7 @@ class Decoder:
     instead, and the stream should then be dropped (the decoder is mid-event).
     """
 
-    __slots__ = ("_data", "_ev", "_held", "_line", "_line_size", "limit")
+    __slots__ = ("_cr", "_data", "_ev", "_held", "_line", "_line_size", "_started", "limit")
 
     def __init__(self, limit: int | None = None) -> None:
         self.limit = limit
@@ -57,8 +60,23 @@ class Decoder:
         self._held = 0  # bytes of the current event's completed lines
         self._ev = Event()
         self._data: list[str] = []
+        self._started = False  # a stream's first bytes may carry a byte order mark, which is dropped
+        self._cr = False  # the last chunk ended with CR: a LF opening the next one ends no second line
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if not self._started:
+            chunk = self._line.pop() + chunk if self._line else chunk  # a mark's first bytes, held
+            if len(chunk) < len(BOM) and BOM.startswith(chunk):
+                if chunk:
+                    self._line.append(chunk)
+                return []
+            self._started = True
+            chunk = chunk.removeprefix(BOM)
+        if self._cr or b"\r" in chunk:  # CR LF, and CR alone, end lines too (the SSE spec's three)
+            if self._cr and chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+            self._cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         parts = chunk.split(b"\n")
         tail = parts.pop()
         if parts and self._line:

@@ -1,4 +1,4 @@
-"""The upstream HTTP/1.1 client's bounds on a response's head: bytes and header count (h1.py)."""
+"""The upstream HTTP/1.1 client (h1.py): bounds on a response head, interim responses, idle connections."""
 
 from __future__ import annotations
 
@@ -81,3 +81,54 @@ async def test_a_small_head_with_a_large_body_in_one_read_is_whole() -> None:
     body = b"b" * (4 * h1.MAX_HEAD_BYTES)
     got = await exchange(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
     assert got.error is None and got.status == 200 and got.body == body
+
+
+@pytest.mark.parametrize(("keep_alive", "within"), [(b"", h1.MAX_IDLE_SECONDS), (b"keep-alive: timeout=2\r\n", 1.0)])
+async def test_an_idle_connection_the_server_may_be_closing_is_not_reused(keep_alive: bytes, within: float) -> None:
+    """uvicorn closes an idle keep-alive connection after 5 s: a request written as it closes fails
+    with nothing to show for it, so one idle that long (or past the server's own timeout) is not reused."""
+    connections: list[asyncio.Event] = []  # one per connection made, set when its handler ends
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ended = asyncio.Event()
+        connections.append(ended)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\n" + keep_alive + b"content-length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+        ended.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    pool = h1.Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp")
+
+    async def get() -> h1._Connection:
+        got = Collect()
+        conn = await pool.send(b"GET", b"/mcp", {}, b"", got)
+        async with asyncio.timeout(10):
+            await got.done.wait()
+        assert got.error is None and got.body == b"ok"
+        return conn
+
+    try:
+        first = await get()
+        assert first.reuse_within == within
+        assert await get() is first  # fresh: reused
+        first.idle_since -= within  # as if idle that long (no sleeping in a test)
+        assert await get() is not first and first.transport is not None and first.transport.is_closing()
+        assert len(connections) == 2
+    finally:
+        pool.close()
+        async with asyncio.timeout(10):
+            for ended in connections:
+                await ended.wait()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_interim_response_is_skipped_for_the_final_one() -> None:
+    """A 103 Early Hints (or 100 Continue) comes before the response: it is not the response."""
+    early = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+    got = await exchange(early + b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    assert got.error is None and got.status == 200 and got.body == b"ok"

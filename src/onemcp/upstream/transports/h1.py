@@ -25,6 +25,10 @@ import httptools
 # default, and its header count). Beyond them the response is refused, not buffered.
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
+# An idle connection older than this is not reused: a server closes idle ones on its own clock
+# (uvicorn after 5 s), and a request written as it closes fails with nothing to show for it. A
+# response's `Keep-Alive: timeout=N` shortens it to a second under N.
+MAX_IDLE_SECONDS = 4.0
 
 
 class UpstreamHttpError(Exception):
@@ -66,6 +70,9 @@ class _Connection(asyncio.Protocol):
         self._header_count = 0
         self._delimited = False  # the body has a length or is chunked (not read-until-close)
         self._close_after = False
+        self._interim = False  # the head being read is a 1xx one
+        self.idle_since = 0.0  # loop time it was last released
+        self.reuse_within = MAX_IDLE_SECONDS  # the server's keep-alive bound, as its last response said
 
     # asyncio.Protocol ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,10 +124,16 @@ class _Connection(asyncio.Protocol):
             self._delimited = True
         elif key == "connection" and "close" in text.lower():
             self._close_after = True
+        elif key == "keep-alive":
+            self.reuse_within = min(MAX_IDLE_SECONDS, _keep_alive_timeout(text) - 1.0)
 
     def on_headers_complete(self) -> None:
-        self._headers_done = True
         assert self._parser is not None
+        if 100 <= self._parser.get_status_code() < 200:  # interim (100 Continue, 103 Early Hints): the
+            self._interim = True  # response follows it on this connection, in the same parser
+            self._headers, self._header_count, self._delimited = {}, 0, False
+            return
+        self._headers_done = True
         if self._parser.get_http_version() != "1.1":
             self._close_after = True
         if self.exchange is not None:
@@ -131,6 +144,9 @@ class _Connection(asyncio.Protocol):
             self.exchange.on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         self._finish()
 
     # ---------------------------------------------------------------------------
@@ -142,7 +158,7 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._head_bytes = self._header_count = 0
         self._delimited = False
-        self._close_after = False
+        self._close_after = self._interim = False
         self.transport.write(data)
 
     def abort(self) -> None:
@@ -215,11 +231,16 @@ class Pool:
         if self._closed:
             raise UpstreamHttpError("the client is closed")
         data = self.encode(method, target, headers, body)
+        now = asyncio.get_running_loop().time()
         while self._idle:
             conn = self._idle.pop()
-            if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
-                conn.start(data, exchange)
-                return conn
+            if conn.lost or conn.transport is None or conn.transport.is_closing():
+                continue
+            if now - conn.idle_since >= conn.reuse_within:  # the server may be closing it right now
+                conn.close()
+                continue
+            conn.start(data, exchange)
+            return conn
         conn = await self._connect()
         conn.start(data, exchange)
         return conn
@@ -243,6 +264,7 @@ class Pool:
         if self._closed or len(self._idle) >= self.max_idle:
             conn.close()
         else:
+            conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
 
     def forget(self, conn: _Connection) -> None:
@@ -255,3 +277,15 @@ class Pool:
         conns, self._open = self._open, set()
         for conn in conns:
             conn.close()
+
+
+def _keep_alive_timeout(value: str) -> float:
+    """The `timeout=N` of a Keep-Alive header (RFC 2068 19.7.1), else the default bound."""
+    for part in value.split(","):
+        name, _, number = part.strip().partition("=")
+        if name.strip().lower() == "timeout":
+            try:
+                return max(0.0, float(number.strip()))
+            except ValueError:
+                break
+    return MAX_IDLE_SECONDS + 1.0

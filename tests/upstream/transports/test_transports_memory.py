@@ -65,6 +65,33 @@ async def test_a_connection_handshakes_and_calls_a_demo_server_in_memory() -> No
     assert not server.connections  # the server's side of the connection was closed too
 
 
+async def test_a_server_that_echoes_ids_as_text_is_answered_not_timed_out() -> None:
+    """A JSON-RPC slip ("7" for 7) some servers make: the answer is the call's (it waited out the
+    server's whole timeout, then said "timed out")."""
+
+    async def textual_ids(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        results = {
+            "initialize": {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "t"}},
+            "tools/list": {"tools": []},
+            "tools/call": {"content": [{"type": "text", "text": "answered"}]},
+        }
+        async for raw in receive:
+            request = orjson.loads(raw)
+            if "id" in request:
+                answer = {"jsonrpc": "2.0", "id": str(request["id"]), "result": results.get(request["method"], {})}
+                await send.send(orjson.dumps(answer))
+
+    conn = UpstreamConnection("mem", CONFIG, MemoryTransport("mem", CONFIG, textual_ids), Events())
+    with anyio.fail_after(DEADLINE):  # far under the server's 60 s deadline
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run)
+            await conn.settled.wait()
+            assert conn.state == "ready", conn.last_error
+            result = await conn.request("tools/call", {"name": "any", "arguments": {}})
+            assert result["content"][0]["text"] == "answered"
+            tg.cancel_scope.cancel()
+
+
 async def test_what_the_server_wrote_before_it_ended_is_delivered_before_it_is_closed() -> None:
     async def answer_once(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
         request = orjson.loads(await receive.receive())

@@ -5,6 +5,7 @@ Plain ASGI (no framework on the hot path): one function per response shape.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -48,6 +49,11 @@ def accepted(scope: Scope) -> tuple[bool, bool]:
     accept = header(scope, b"accept")
     if accept is None or not accept.strip():
         return True, True
+    return _accepted(accept) if len(accept) <= 200 else _accepted.__wrapped__(accept)  # only short ones kept
+
+
+@functools.lru_cache(maxsize=64)  # a client sends the same header every time: read once
+def _accepted(accept: str) -> tuple[bool, bool]:
     json = sse = False
     for item in accept.split(","):
         kind, *params = (part.strip().lower() for part in item.split(";"))

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from onemcp.hub.session import ReversePending, Session
-from onemcp.protocol.errors import MISSING_CLIENT_CAPABILITY, HubError, InvalidParams, InvalidRequest
+from onemcp.protocol.errors import INTERNAL_ERROR, MISSING_CLIENT_CAPABILITY, HubError, InvalidParams, InvalidRequest
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
@@ -168,7 +168,7 @@ class Parking:
         ]
         if not visits:
             why = f"{error.get('message')} (the server asked for URL elicitations but named no URL)"
-            return {"jsonrpc": "2.0", "id": msg.get("id"), "error": {"code": -32603, "message": why}}
+            return {"jsonrpc": "2.0", "id": msg.get("id"), "error": {"code": INTERNAL_ERROR, "message": why}}
         capability = session.client_capabilities.get("elicitation")
         if not isinstance(capability, dict) or "url" not in capability:
             why = "the server needs the user to open a URL, and this client did not declare URL elicitation"

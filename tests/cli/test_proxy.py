@@ -183,6 +183,35 @@ async def test_a_call_during_the_restart_waits_for_the_new_hub(hub: HubProcess, 
             assert results == ["patient"]
 
 
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_hub_restarted_at_another_port_is_followed_through_runtime_json(tmp_path: Path, mode: str) -> None:
+    """No --url: the proxy found the hub in runtime.json, and finds it there again when the hub comes back
+    at another port (`onemcp restart --port 0`). It kept asking the old port until the client restarted it."""
+    process = HubProcess(write_config(tmp_path), port=free_port())
+    relisted = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            relisted.set()
+
+    try:
+        process.start()
+        await process.wait_ready_async()
+        with anyio.fail_after(DEADLINE):
+            async with proxied(cwd=tmp_path, env_dir=tmp_path, mode=mode, message_handler=on_message) as c:
+                assert text_of(await c.call_tool("demo__echo", {"text": "before"})) == "before"
+                await anyio.to_thread.run_sync(process.stop)
+                old = process.port
+                while process.port == old:
+                    process.port = free_port()
+                await anyio.to_thread.run_sync(process.start)  # runtime.json names the new port
+                if mode == "legacy":
+                    await relisted.wait()  # re-initialized at the new address
+                assert text_of(await c.call_tool("demo__echo", {"text": "after"})) == "after"
+    finally:
+        process.stop()
+
+
 async def test_view_from_flags_and_from_the_project_rc_file(hub: HubProcess, tmp_path: Path) -> None:
     hub.start()
     await hub.wait_ready_async()

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from onemcp.cli.target import TargetError, read_rc, resolve, view_of, with_view
+from onemcp.cli.serve import hub_lock
+from onemcp.cli.target import Endpoint, TargetError, read_rc, resolve, view_of, with_view
 from onemcp.config.context import find_rc
 
 
@@ -53,12 +54,14 @@ def test_precedence_flag_then_rc_then_runtime(config_dir: Path, tmp_path: Path) 
     project.mkdir()
     with pytest.raises(TargetError, match="no hub is running"):
         resolve(cwd=project)
-    assert resolve(cwd=project, default_url="http://d:1/mcp").url == "http://d:1/mcp"
+    assert resolve(cwd=project, default_url="http://d:1/mcp")[::2] == ("http://d:1/mcp", "default")
     write_runtime(config_dir, "http://127.0.0.1:5/mcp")
     target = resolve(cwd=project)
     assert target.url == "http://127.0.0.1:5/mcp" and target.config == config_dir / "mcp.json"
+    assert target.source == "runtime"
     (project / ".onemcprc").write_text(json.dumps({"url": "http://127.0.0.1:2/mcp", "preset": "dev"}))
-    assert resolve(cwd=project).url == "http://127.0.0.1:2/mcp?preset=dev"
+    assert resolve(cwd=project)[::2] == ("http://127.0.0.1:2/mcp?preset=dev", "rc")
+    assert resolve(cwd=project, url="http://127.0.0.1:3/mcp").source == "flag"
     assert resolve(cwd=project, view={"tags": "a", "preset": None}).url == "http://127.0.0.1:2/mcp?tags=a"
     assert resolve(cwd=project, url="http://flag:3/mcp").url == "http://flag:3/mcp?preset=dev"
     for elsewhere in ("http://rc:2/mcp", "https://attacker.example/mcp"):  # a cloned repository's file
@@ -80,3 +83,24 @@ def test_an_rc_url_that_does_not_parse_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / ".onemcprc").write_text(json.dumps({"url": "http://[::1"}))
     with pytest.raises(TargetError, match="does not parse"):
         resolve(cwd=tmp_path)
+
+
+def test_an_endpoint_from_runtime_json_follows_the_hub_to_its_new_address(config_dir: Path) -> None:
+    """A proxy outlives hub restarts: where runtime.json gave the URL, it is read again (the view kept)."""
+    config = config_dir / "mcp.json"
+    endpoint = Endpoint("http://127.0.0.1:5/mcp?preset=dev&exposure=search", config)
+    assert not endpoint.moved()  # no runtime.json (between a stop and a start): the last address is kept
+    lock = hub_lock(config)
+    assert lock is not None
+    try:
+        write_runtime(config_dir, "http://127.0.0.1:5/mcp")
+        assert not endpoint.moved()
+        write_runtime(config_dir, "http://127.0.0.1:6/mcp")
+        assert endpoint.moved() and endpoint.url == "http://127.0.0.1:6/mcp?preset=dev&exposure=search"
+        assert not endpoint.moved()
+        fixed = Endpoint("http://127.0.0.1:5/mcp")  # named by --url or .onemcprc: never moves
+        assert not fixed.moved() and fixed.url == "http://127.0.0.1:5/mcp"
+    finally:
+        os.close(lock)
+    write_runtime(config_dir, "http://127.0.0.1:7/mcp")  # a file no hub holds the lock for: not followed
+    assert not endpoint.moved() and endpoint.url.startswith("http://127.0.0.1:6/")

@@ -24,6 +24,7 @@ from onemcp.auth import access
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.proxy import Proxy
 from onemcp.cli.serve import stdio_principal
+from onemcp.cli.target import Endpoint
 from onemcp.downstream.stdio import StdioServer
 from support.hub import HEADERS, RunningHub
 
@@ -344,7 +345,7 @@ async def stdio(t: Target) -> AsyncIterator[Client]:
 async def proxy(t: Target) -> AsyncIterator[Client]:
     """`onemcp proxy` (token from $ONEMCP_TOKEN) bridging a stdio client to the hub's /mcp."""
     client = LineClient()
-    bridge = Proxy(t.hub.url, client.read_line, client.write, wait=5.0)
+    bridge = Proxy(Endpoint(t.hub.url), client.read_line, client.write, wait=5.0)
     try:
         async with first_refusal(), anyio.create_task_group() as tg:
             tg.start_soon(bridge.run)

@@ -16,7 +16,9 @@ lists changed so it fetches them again. A request whose POST never reached the h
 the new session; one that was cut off mid-reply gets an error (it may have run).
 
 The hub and view come from flags, else the nearest `.onemcprc`, else runtime.json, else the
-default URL (the hub may start after the proxy); a token for a hub that requires one comes from
+default URL (the hub may start after the proxy); a URL from runtime.json (or the default) is not
+fixed: whenever the hub stops answering the file is read again, so a hub restarted at another
+address is followed (`target.Endpoint`). A token for a hub that requires one comes from
 `$ONEMCP_TOKEN`. Logs go to stderr; stdout carries JSON-RPC only.
 """
 
@@ -40,8 +42,9 @@ from anyio.abc import TaskGroup
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.proxy_modern import ModernForwarder, is_modern
-from onemcp.cli.target import TargetError, add_view_flags, resolve, with_exposure
+from onemcp.cli.target import Endpoint, TargetError, add_view_flags, resolve, with_exposure
 from onemcp.config.context import Signer, local_signer
+from onemcp.config.paths import resolve_path
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, UPSTREAM_UNAVAILABLE, ProtocolError
 from onemcp.protocol.jsonrpc import Message
@@ -76,9 +79,9 @@ class HubSession:
     """The proxy's one legacy-era session with the hub: opened, used, lost and re-opened."""
 
     def __init__(
-        self, url: str, http: httpx.AsyncClient, write: Callable[[Message], Awaitable[None]], wait: float = WAIT
+        self, hub: Endpoint, http: httpx.AsyncClient, write: Callable[[Message], Awaitable[None]], wait: float = WAIT
     ) -> None:
-        self.url = url
+        self.hub = hub  # where it is (it may move: a restart at another port)
         self.http = http
         self.write = write
         self.wait = wait
@@ -92,6 +95,15 @@ class HubSession:
         self._changed = anyio.Event()  # set (and replaced) whenever the session comes or goes
         self._lost = anyio.Event()
         self._tg: TaskGroup | None = None
+
+    @property
+    def url(self) -> str:
+        return self.hub.url
+
+    def _moved(self) -> None:
+        """Read runtime.json again before trying to reach the hub (it may listen elsewhere now)."""
+        if self.hub.moved():
+            log.warning("the hub is at %s now (runtime.json)", self.hub.url)
 
     # ---------------------------------------------------------------- state
     def _announce(self) -> None:
@@ -215,6 +227,7 @@ class HubSession:
                     log.info("waiting for the hub: %s", exc)
                     await anyio.sleep(delay)
                     delay = min(delay * 2, BACKOFF[1])
+                    self._moved()
         reply = next((r for r in replies if r.get("id") == msg.get("id")), None)
         if reply is None and replies and "error" in replies[-1]:
             reply = {**replies[-1], "id": msg.get("id")}  # refused before the hub read the id (a bad view)
@@ -324,6 +337,7 @@ class HubSession:
                     log.info("hub not back yet (attempt %d): %s", attempt, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, BACKOFF[1])
+                self._moved()
                 continue
             log.warning("reconnected to the hub at %s (new session)", self.url)
             for method in LIST_CHANGED:
@@ -382,9 +396,9 @@ class Proxy:
     """Reads the client's messages from stdin, answers on stdout, through one `HubSession`."""
 
     def __init__(
-        self, url: str, read_line: ReadLine, write: Write, wait: float = WAIT, signer: Signer | None = None
+        self, hub: Endpoint, read_line: ReadLine, write: Write, wait: float = WAIT, signer: Signer | None = None
     ) -> None:
-        self.url = url
+        self.hub = hub
         self.signer = signer  # the project's template context, signed afresh on each request
         self.wait = wait
         self._read_line = read_line
@@ -426,8 +440,8 @@ class Proxy:
             httpx.AsyncClient(timeout=timeout, trust_env=False, headers=auth, event_hooks=hooks) as http,
             anyio.create_task_group() as tg,
         ):
-            hub = HubSession(self.url, http, self.send, self.wait)
-            modern = ModernForwarder(self.url, http, self.send, HubSession._reply_of, self.wait)
+            hub = HubSession(self.hub, http, self.send, self.wait)
+            modern = ModernForwarder(self.hub, http, self.send, HubSession._reply_of, self.wait)
             await tg.start(hub.run)
             async for line in each_line(self._read_line, self._refuse_line):
                 await self._handle(hub, modern, line, tg)
@@ -494,11 +508,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     url = with_exposure(target.url, args.exposure)
     log.info("forwarding stdio to %s", url)
+    # a URL runtime.json gave (or the default, none running) is followed when the hub moves
+    hub = Endpoint(url, resolve_path(args.config) if target.source in ("runtime", "default") else None)
     try:
         signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
         if signer is not None:  # names this proxy's run: per-session templates serve its 2026-07-28 requests too
             signer.context["session"] = f"proxy-{secrets.token_hex(8)}"
-        anyio.run(Proxy(url, *std_streams(MAX_LINE), wait=args.wait, signer=signer).run)
+        anyio.run(Proxy(hub, *std_streams(MAX_LINE), wait=args.wait, signer=signer).run)
     except KeyboardInterrupt:
         return 130  # Ctrl-C, as the shell reports it
     return 0

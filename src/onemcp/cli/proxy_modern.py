@@ -19,6 +19,7 @@ import anyio
 import httpx
 import orjson
 
+from onemcp.cli.target import Endpoint
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import HEADER_MISMATCH, UPSTREAM_UNAVAILABLE
@@ -47,13 +48,13 @@ RETRY = (0.05, 2.0)  # first and longest pause while waiting for the hub to list
 class ModernForwarder:
     def __init__(
         self,
-        url: str,
+        hub: Endpoint,
         http: httpx.AsyncClient,
         write: Callable[[Message], Awaitable[None]],
         reply_of: Reply,
         wait: float = 0.0,
     ):
-        self.url = url
+        self.hub = hub  # where it is (it may move: a restart at another port, runtime.json says)
         self.wait = wait  # how long a request waits for a hub that is not listening (restarting, starting)
         self.http = http
         self.write = write
@@ -85,7 +86,7 @@ class ModernForwarder:
                     await self.write(reply)
                     return
             except httpx.TransportError as exc:
-                text = f"no onemcp hub answers at {self.url}: {exc!r}"
+                text = f"no onemcp hub answers at {self.hub.url}: {exc!r}"
                 await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             finally:
                 self._in_flight.pop(rid, None)
@@ -102,6 +103,10 @@ class ModernForwarder:
                     raise httpx.ConnectError("the hub is starting")  # back, but not every upstream tried yet
                 return await self._post(msg)
             except (httpx.ConnectError, httpx.ConnectTimeout):
+                if self.hub.moved():  # restarted elsewhere: try there at once (once it is ready)
+                    log.warning("the hub is at %s now (runtime.json)", self.hub.url)
+                    away = True
+                    continue
                 if anyio.current_time() + delay > deadline:
                     raise
                 away = True
@@ -110,7 +115,7 @@ class ModernForwarder:
 
     async def _ready(self) -> bool:
         """Has the hub tried all its upstreams (`/health/ready` not 503)? A server without it: yes."""
-        ready = self.url.split("?", 1)[0].rstrip("/").removesuffix("/mcp") + "/health/ready"
+        ready = self.hub.url.split("?", 1)[0].rstrip("/").removesuffix("/mcp") + "/health/ready"
         return (await self.http.get(ready)).status_code != 503
 
     def _stale_headers(self, msg: Message, reply: Message) -> bool:
@@ -120,7 +125,7 @@ class ModernForwarder:
     async def _post(self, msg: Message) -> Message | None:
         """POST one request; its reply when it came as one JSON body, None when streamed to stdout."""
         headers = await self._headers(msg)
-        async with self.http.stream("POST", self.url, content=jsonrpc.dumps(msg), headers=headers) as response:
+        async with self.http.stream("POST", self.hub.url, content=jsonrpc.dumps(msg), headers=headers) as response:
             ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "text/event-stream":
                 return self.reply_of(msg, response.status_code, await response.aread())
@@ -188,7 +193,7 @@ class ModernForwarder:
         if "name" in params:
             headers["mcp-name"] = str(params["name"])
         try:
-            response = await self.http.post(self.url, content=jsonrpc.dumps(message), headers=headers)
+            response = await self.http.post(self.hub.url, content=jsonrpc.dumps(message), headers=headers)
             return orjson.loads(response.content).get("result")
         except (httpx.TransportError, orjson.JSONDecodeError, AttributeError):
             return None

@@ -4,7 +4,8 @@ Owns the lookup order shared by `run`, `inspect`, `instructions` and `proxy`: a 
 the nearest project `.onemcprc` (found by walking up from the working directory), then
 `runtime.json` beside the config (the hub `onemcp serve` started). The view is one selector
 (`preset`, `filter` or `tags`), appended to the URL's query. Stdlib only: `onemcp run` does this
-on every call. Does not talk to the hub.
+on every call. Does not talk to the hub. A long-lived client (`proxy`) keeps an `Endpoint`, which
+follows runtime.json to a hub restarted at another address when the URL came from there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from onemcp.cli import argtypes
 from onemcp.config.context import find_rc
 from onemcp.config.paths import resolve_path
-from onemcp.config.runtime import NoHub, read_runtime
+from onemcp.config.runtime import NoHub, locked, read_runtime
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -32,6 +33,7 @@ class TargetError(Exception):
 class Target(NamedTuple):  # not a dataclass: `dataclasses` costs `onemcp run` 5 ms of imports
     url: str  # the MCP endpoint, view query included
     config: Path | None  # the hub's mcp.json, when known (it predicts tool naming)
+    source: str = "flag"  # where the URL came from: "flag", "rc", "runtime" or "default" (none running)
 
 
 def read_rc(path: Path) -> dict[str, str]:
@@ -119,6 +121,7 @@ def resolve(
     if not chosen:
         chosen = {k: rc[k] for k in SELECTORS if k in rc}
     config: Path | None = None
+    source = "flag" if url is not None else "rc"
     if url is None and "url" in rc:
         url = rc["url"]
         try:
@@ -134,14 +137,49 @@ def resolve(
         config_path = resolve_path(config_flag)
         try:
             runtime = read_runtime(config_path)
+            source = "runtime"
         except NoHub as exc:
             if default_url is None:
                 raise TargetError(str(exc)) from None
             runtime = {"url": default_url, "config": str(config_path)}
+            source = "default"
         url = str(runtime["url"])
         config = Path(runtime["config"]) if isinstance(runtime.get("config"), str) else config_path
     elif config_flag:
         config = resolve_path(config_flag)
     if not url.startswith(("http://", "https://")):
         raise TargetError(f"the hub URL must start with http:// or https://, not {url!r}")
-    return Target(with_view(url, chosen), config)
+    return Target(with_view(url, chosen), config, source)
+
+
+class Endpoint:
+    """The hub URL a long-lived client uses, view and exposure query included.
+
+    Fixed when it was named (`--url`, `.onemcprc`); when it came from runtime.json (or is the default
+    because no hub was running), `moved()` reads that file again, so a hub restarted at another
+    address (`onemcp restart --port 0`) is followed. While no hub holds the file (between a stop and a
+    start) the last address is kept: the default URL may be another directory's hub.
+    """
+
+    def __init__(self, url: str, runtime: Path | None = None) -> None:
+        self.url = url
+        self._config = runtime  # the mcp.json whose runtime.json to follow; None: the URL is fixed
+
+    def moved(self) -> bool:
+        """Has the hub moved to another URL (runtime.json says so now)? If so, `url` is the new one."""
+        if self._config is None:
+            return False
+        try:
+            found = read_runtime(self._config)
+        except NoHub:
+            return False
+        if not locked(self._config):  # a killed hub's file, whose pid lives on in another process
+            return False
+        new = urlsplit(str(found["url"]))
+        if not new.scheme.startswith("http"):
+            return False
+        url = urlunsplit(new._replace(query=urlsplit(self.url).query))
+        if url == self.url:
+            return False
+        self.url = url
+        return True

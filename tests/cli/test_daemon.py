@@ -67,6 +67,17 @@ def test_start_status_wait_logs_stop(config_dir: Path) -> None:
     assert "not running" in onemcp(config_dir, "stop").stdout
 
 
+def test_restart_brings_the_hub_back_at_its_address(config_dir: Path) -> None:
+    """A hub started with --port N comes back at N (it came back at 3050: its clients lost it)."""
+    assert onemcp(config_dir, "start", "--port", "0").returncode == 0
+    before = json.loads((config_dir / "runtime.json").read_text())
+    restarted = onemcp(config_dir, "restart")
+    assert restarted.returncode == 0 and f"started at {before['url']} " in restarted.stdout, restarted.stdout
+    after = json.loads((config_dir / "runtime.json").read_text())
+    assert after["url"] == before["url"] and after["pid"] != before["pid"]
+    assert onemcp(config_dir, "stop").returncode == 0
+
+
 def test_status_of_a_hub_with_auth_reads_health_with_the_token(config_dir: Path) -> None:
     doc = json.loads((config_dir / "mcp.json").read_text())
     (config_dir / "mcp.json").write_text(json.dumps({**doc, "onemcp": {"auth": {"apiKeys": True}}}))

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
@@ -31,6 +32,7 @@ from onemcp.config.runtime import NoHub, alive, locked, read_runtime, runtime_pa
 
 LOG_FILE = "onemcp.log"
 NOT_RUNNING = 3
+HOST, PORT = "127.0.0.1", 3050
 UNIT = """[Unit]
 Description=onemcp, one MCP hub for every client
 After=network.target
@@ -47,9 +49,15 @@ WantedBy=default.target
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
     start = sub.add_parser("start", parents=[config], help="run the hub in the background")
-    for p in (start, sub.add_parser("restart", parents=[config], help="stop the background hub, start it again")):
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=argtypes.port, default=3050, help="0 picks a free one (default 3050)")
+    restart = sub.add_parser("restart", parents=[config], help="stop the background hub, start it again")
+    start.add_argument("--host", default=HOST, help=f"the address to bind (default {HOST})")
+    start.add_argument("--port", type=argtypes.port, default=PORT, help=f"0 picks a free one (default {PORT})")
+    # None: where the running hub listens (a hub started with --port N comes back at N)
+    restart.add_argument("--host", help=f"the address to bind (default: the running hub's, else {HOST})")
+    restart.add_argument(
+        "--port", type=argtypes.port, help=f"0 picks a free one (default: the running hub's, else {PORT})"
+    )
+    for p in (start, restart):
         p.add_argument("--timeout", type=argtypes.seconds, default=60.0, help="seconds to wait for it to be ready (60)")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     stop = sub.add_parser("stop", parents=[config], help="stop the background hub (gracefully)")
@@ -74,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "stop":
             return stop(path, args.timeout)
         if args.command == "restart":
+            host, port = address(running(path), args.host, args.port)
             stop(path, 15.0)
-            return start(path, args.host, args.port, args.timeout, args.log_level)
+            return start(path, host, port, args.timeout, args.log_level)
         if args.command == "status":
             return status(path, as_json=args.json)
         if args.command == "logs":
@@ -107,6 +116,21 @@ def running(path: Path) -> dict[str, Any] | None:
         runtime_path(path).unlink(missing_ok=True)
         return None
     return found
+
+
+def address(found: dict[str, Any] | None, host: str | None, port: int | None) -> tuple[str, int]:
+    """Where a restarted hub listens: the flags, else where the running hub listens (a hub started
+    with --port N comes back at N, not at the default), else the defaults."""
+    old_host, old_port = None, None
+    if found is not None:
+        try:
+            where = urlsplit(str(found["url"]))
+            old_host, old_port = where.hostname, where.port
+        except ValueError:  # a hand-edited runtime.json: the defaults
+            pass
+    if port is None:
+        port = PORT if old_port is None else old_port
+    return host or old_host or HOST, port
 
 
 def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:

@@ -301,30 +301,46 @@ def fetch(url: str) -> str:
         return str(response.read().decode())
 
 
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+        "capabilities": {}, "clientInfo": {"name": "pipe", "version": "0"}}}  # fmt: skip
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def call(rid: str | int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+
+async def piped(hub: HubProcess, lines: list[dict[str, Any]], *args: str) -> dict[Any, dict[str, Any]]:
+    """The proxy's replies, by id, to `lines` written at once to its stdin, which then closes (a script)."""
+    payload = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    with anyio.fail_after(DEADLINE):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "onemcp", "proxy", "--url", hub.url, *args],
+            input=payload,
+            env=clean_env(hub.config.parent),
+            check=False,
+        )
+    return {r.get("id"): r for r in map(json.loads, done.stdout.decode().splitlines())}
+
+
 async def test_requests_out_when_the_client_closes_its_end_are_still_answered(hub: HubProcess) -> None:
     """A client that writes its requests and closes stdin (a script, a pipe): the answers still come,
     as `serve --transport stdio` gives them (they were dropped)."""
     hub.start()
     await hub.wait_ready_async()
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
-            "capabilities": {}, "clientInfo": {"name": "pipe", "version": "0"}}}  # fmt: skip
-    lines = [
-        init,
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "fx__sleep", "arguments": {"seconds": 1}},
-        },
-    ]
-    payload = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    with anyio.fail_after(DEADLINE):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "onemcp", "proxy", "--url", hub.url],
-            input=payload,
-            env=clean_env(hub.config.parent),
-            check=False,
-        )
-    replies = {r.get("id"): r for r in map(json.loads, done.stdout.decode().splitlines())}
-    assert "result" in replies.get(2, {}), done.stdout
+    replies = await piped(hub, [INIT, INITIALIZED, call(2, "fx__sleep", {"seconds": 1})])
+    assert "result" in replies.get(2, {}), replies
+
+
+async def test_a_request_before_initialize_is_refused_at_once(hub: HubProcess) -> None:
+    """It waited --wait (30 s) for a session that never comes, then blamed the hub; `ping` is answered."""
+    hub.start()
+    await hub.wait_ready_async()
+    early = {"jsonrpc": "2.0", "id": "early", "method": "tools/list"}
+    ping = {"jsonrpc": "2.0", "id": "ping", "method": "ping"}
+    late = {"jsonrpc": "2.0", "id": "late", "method": "tools/list"}
+    replies = await piped(hub, [early, ping, INIT, INITIALIZED, late])
+    assert replies["early"]["error"]["code"] == -32600, replies["early"]
+    assert "send initialize first" in replies["early"]["error"]["message"]
+    assert replies["ping"]["result"] == {}
+    assert "demo__echo" in {t["name"] for t in replies["late"]["result"]["tools"]}

@@ -64,6 +64,7 @@ LIST_CHANGED = (
     "notifications/resources/list_changed",
 )
 LEGACY_VERSION = "2025-11-25"
+NOT_INITIALIZED = "not initialized: send initialize first (its parameters open the proxy's session with the hub)"
 READY_WAIT = 15.0  # how long a (re)connection waits for the hub's upstreams before going ahead anyway
 
 
@@ -255,8 +256,14 @@ class HubSession:
 
     async def request(self, msg: Message) -> None:
         """Forward a request; its reply stream's messages go to the client as they come."""
-        self._remember(msg)
         rid = msg.get("id")
+        if self.init_request is None:  # no session comes without the client's initialize: say so now
+            if msg.get("method") == "ping":  # allowed before initialize, and answered by any peer
+                await self.write(jsonrpc.result(rid, {}))
+            else:
+                await self.write(jsonrpc.error(rid, {"code": INVALID_REQUEST, "message": NOT_INITIALIZED}))
+            return
+        self._remember(msg)
         reason = f"no onemcp hub answers at {self.url}"
         for _ in range(ATTEMPTS):
             try:

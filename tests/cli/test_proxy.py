@@ -344,3 +344,17 @@ async def test_a_request_before_initialize_is_refused_at_once(hub: HubProcess) -
     assert "send initialize first" in replies["early"]["error"]["message"]
     assert replies["ping"]["result"] == {}
     assert "demo__echo" in {t["name"] for t in replies["late"]["result"]["tools"]}
+
+
+async def test_a_request_the_hub_refuses_unread_is_answered_under_its_id(hub: HubProcess) -> None:
+    """A body over the hub's limit gets HTTP 413 with "id": null (the hub never read it); the proxy knows
+    the id, and the client waits for that id: the error came back as "id": null."""
+    hub.start()
+    await hub.wait_ready_async()
+    text = "x" * (4 * 1024 * 1024 + 1)  # over maxBodyBytes (4 MiB by default)
+    modern = call("big-2026", "demo__echo", {"text": text})
+    modern["params"]["_meta"] = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+    replies = await piped(hub, [INIT, INITIALIZED, call("big", "demo__echo", {"text": text}), modern])
+    for rid in ("big", "big-2026"):
+        assert replies[rid]["error"]["code"] == -32600 and "larger than" in replies[rid]["error"]["message"]
+    assert None not in replies

@@ -168,6 +168,9 @@ class HubSession:
         except orjson.JSONDecodeError:
             doc = None
         if isinstance(doc, dict) and ("result" in doc or isinstance(doc.get("error"), dict)):
+            if doc.get("id") is None and msg.get("id") is not None:
+                # refused before the hub read the message (a body over its limit): the client waits for its id
+                doc = {**doc, "id": msg["id"]}
             return doc
         text = body.decode(errors="replace").strip()[:200]
         if status == 401:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -358,3 +360,30 @@ async def test_a_request_the_hub_refuses_unread_is_answered_under_its_id(hub: Hu
     for rid in ("big", "big-2026"):
         assert replies[rid]["error"]["code"] == -32600 and "larger than" in replies[rid]["error"]["message"]
     assert None not in replies
+
+
+async def test_a_client_gone_from_stdout_ends_the_proxy_quietly(hub: HubProcess) -> None:
+    """Nobody reads stdout any more: replies are dropped, and the proxy ends with stdin, exit 0 and no
+    traceback (it printed an ExceptionGroup ending in BrokenPipeError and exited 1)."""
+    hub.start()
+    await hub.wait_ready_async()
+    payload = "".join(json.dumps(m) + "\n" for m in (INIT, INITIALIZED, {"jsonrpc": "2.0", "id": 2, "method": "ping"}))
+
+    def blind() -> subprocess.CompletedProcess[bytes]:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the client stopped reading
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "onemcp", "proxy", "--url", hub.url],
+                input=payload.encode(),
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                env=clean_env(hub.config.parent),
+                timeout=DEADLINE,
+                check=False,
+            )
+        finally:
+            os.close(write_end)
+
+    done = await anyio.to_thread.run_sync(blind)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()

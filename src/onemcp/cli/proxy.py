@@ -433,7 +433,10 @@ class Proxy:
 
     async def send(self, msg: Message) -> None:
         async with self._lock:
-            await self._write(jsonrpc.dumps(msg) + b"\n")
+            try:
+                await self._write(jsonrpc.dumps(msg) + b"\n")
+            except (OSError, ValueError):  # the client's end of stdout is gone: as `serve --transport stdio`
+                log.info("stdout is closed; dropping %s", msg.get("method") or f"the reply to {msg.get('id')!r}")
 
     async def run(self) -> None:
         timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT)

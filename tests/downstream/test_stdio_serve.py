@@ -452,3 +452,60 @@ async def test_ctrl_c_ends_a_stdio_command_whose_client_keeps_stdin_open(tmp_pat
                 if process.returncode is None:
                     process.kill()
                     await process.wait()
+
+
+@pytest.mark.parametrize("command", ["serve", "proxy"])
+async def test_sigterm_ends_a_stdio_command_as_end_of_input_does(tmp_path: Path, command: str) -> None:
+    """SIGTERM, how a client ends a stdio server: the call in flight is still answered, then the upstreams
+    are closed (the stdio hub's: its wrapper records that the server ended by itself, not killed) or the
+    hub session is ended (the proxy's). It killed both at once: no answer, upstreams SIGKILLed."""
+    import shlex
+    import signal
+    from contextlib import AsyncExitStack
+
+    from support.hub import running_hub
+
+    marker = tmp_path / "ended"
+    fx = " ".join(shlex.quote(part) for part in fixture_command())
+    wrapped = {"command": "sh", "args": ["-c", f'{fx}; echo "ended $?" > {shlex.quote(str(marker))}']}
+    config = {"mcpServers": {"fx": wrapped}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+            "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}  # fmt: skip
+    # (the one server's tools are not prefixed)
+    slow = {"name": "progress", "arguments": {"steps": 2, "pause": 1}, "_meta": {"progressToken": "p"}}
+    lines = [init, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+             {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": slow}]  # fmt: skip
+    seen: list[dict[str, Any]] = []
+    buffered = b""
+    signalled = False
+    code: int | None = None
+    with anyio.fail_after(DEADLINE):
+        async with AsyncExitStack() as stack:
+            argv = hub_argv(path)
+            if command == "proxy":
+                hub = await stack.enter_async_context(running_hub(config))
+                argv = [sys.executable, "-m", "onemcp", "proxy", "--url", hub.url]
+            process = await anyio.open_process(argv, env=clean_env(tmp_path), stderr=subprocess.DEVNULL)
+            try:
+                assert process.stdin is not None and process.stdout is not None
+                await process.stdin.send("".join(json.dumps(line) + "\n" for line in lines).encode())
+                async for chunk in process.stdout:
+                    *complete, buffered = (buffered + chunk).split(b"\n")
+                    seen.extend(json.loads(raw) for raw in complete)
+                    if not signalled and any(m.get("method") == "notifications/progress" for m in seen):
+                        process.send_signal(signal.SIGTERM)  # the call has reached the upstream: it is in flight
+                        signalled = True
+                code = await process.wait()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                await process.aclose()
+            replies = {m.get("id"): m for m in seen if "id" in m}
+            assert replies.get(2, {}).get("result", {}).get("content") == [{"type": "text", "text": "progress done"}]
+            if command == "proxy":
+                assert len(hub.app.hub.sessions) == 0  # the proxy ended its session on the way out
+    if command == "serve":
+        assert marker.exists() and marker.read_text().strip() == "ended 0"  # closed by EOF (SIGKILL: no marker)
+    assert code == 128 + signal.SIGTERM  # as a shell reports it

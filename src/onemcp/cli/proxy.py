@@ -13,7 +13,8 @@ session, the proxy reconnects with backoff, waits (bounded) for the hub's upstre
 re-initializes with the client's original params,
 replays what the session had set (log level, resource subscriptions), and tells the client its
 lists changed so it fetches them again. A request whose POST never reached the hub is retried on
-the new session; one that was cut off mid-reply gets an error (it may have run).
+the new session; one that was cut off mid-reply gets an error (it may have run). The end of
+stdin, SIGTERM and SIGHUP end it alike: requests still out are answered, then the session is ended.
 
 The hub and view come from flags, else the nearest `.onemcprc`, else runtime.json, else the
 default URL (the hub may start after the proxy); a URL from runtime.json (or the default) is not
@@ -48,7 +49,7 @@ from onemcp.config.paths import resolve_path
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, UPSTREAM_UNAVAILABLE, ProtocolError
 from onemcp.protocol.jsonrpc import Message
-from onemcp.protocol.stdio import ReadLine, Write, each_line, std_streams
+from onemcp.protocol.stdio import Input, ReadLine, Write, each_line, std_streams, until_terminated
 
 MAX_LINE = 64 * 1024 * 1024  # bytes of one client message held (the hub's own bound is 4 MiB by default)
 log = logging.getLogger("onemcp.proxy")
@@ -411,7 +412,7 @@ class Proxy:
         self.hub = hub
         self.signer = signer  # the project's template context, signed afresh on each request
         self.wait = wait
-        self._read_line = read_line
+        self._input = Input(read_line)
         self._write = write
         self._lock = anyio.Lock()
         self._busy = 0  # requests forwarded and not answered yet
@@ -430,6 +431,10 @@ class Proxy:
             self._busy -= 1
             if not self._busy:
                 self._idle.set()
+
+    def stop(self) -> None:
+        """End as at end of input (SIGTERM, SIGHUP): requests still out are answered, the hub session ended."""
+        self._input.stop()
 
     async def send(self, msg: Message) -> None:
         async with self._lock:
@@ -456,7 +461,7 @@ class Proxy:
             hub = HubSession(self.hub, http, self.send, self.wait)
             modern = ModernForwarder(self.hub, http, self.send, HubSession._reply_of, self.wait)
             await tg.start(hub.run)
-            async for line in each_line(self._read_line, self._refuse_line):
+            async for line in each_line(self._input, self._refuse_line):
                 await self._handle(hub, modern, line, tg)
             with anyio.move_on_after(DRAIN):  # the client closed its end: what it asked is still answered
                 await self._idle.wait()
@@ -527,7 +532,9 @@ def run(args: argparse.Namespace) -> int:
         signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
         if signer is not None:  # names this proxy's run: per-session templates serve its 2026-07-28 requests too
             signer.context["session"] = f"proxy-{secrets.token_hex(8)}"
-        anyio.run(Proxy(hub, *std_streams(MAX_LINE), wait=args.wait, signer=signer).run)
+        proxy = Proxy(hub, *std_streams(MAX_LINE), wait=args.wait, signer=signer)
+        # SIGTERM (how clients end a stdio server) or SIGHUP ends it as EOF does: the hub session is ended
+        code = anyio.run(until_terminated, proxy.run, proxy.stop)
     except KeyboardInterrupt:
         return 130  # Ctrl-C, as the shell reports it
-    return 0
+    return code or 0

@@ -162,7 +162,7 @@ def serve_stdio(
     `selectors` (preset, filter, tags, exposure) choose the client's view as /mcp's query string does."""
     from onemcp.downstream.stdio import StdioServer
     from onemcp.hub.core import Hub
-    from onemcp.protocol.stdio import std_streams
+    from onemcp.protocol.stdio import std_streams, until_terminated
     from onemcp.reload import Reloader
     from onemcp.upstream.oauth.registry import UpstreamAuth
 
@@ -179,6 +179,7 @@ def serve_stdio(
 
     query = urlencode(selectors or {}, safe=",!()")
     refusal: list[str] = []
+    signalled: list[int] = []
 
     async def main() -> None:
         # stored upstream OAuth tokens are used (and refreshed); authorizing needs the HTTP hub's callback
@@ -192,7 +193,10 @@ def serve_stdio(
             return
         streams = std_streams(config.hub.max_body_bytes)  # a line is a message: POST's bound
         server = StdioServer(hub, principal, *streams, reloader=reloader, view=view, exposure=exposure)
-        await server.run()
+        # SIGTERM (how clients end a stdio server) ends the session as EOF does, not the process at once
+        code = await until_terminated(server.run, server.stop)
+        if code is not None:
+            signalled.append(code)
 
     try:
         anyio.run(main)
@@ -201,7 +205,7 @@ def serve_stdio(
     if refusal:
         print(f"onemcp: {refusal[0]}", file=sys.stderr)
         return 2
-    return 0
+    return signalled[0] if signalled else 0
 
 
 async def stdio_principal(config: HubConfig, path: Path) -> Principal | str:

@@ -12,9 +12,9 @@ hub's; turning failures into JSON-RPC errors is `exchange.answer`'s. Logs go to 
 
 Start-up differs from HTTP, where the hub runs long before clients come: here the client starts
 the hub, so its first message waits (up to `READY_WAIT`) until every upstream was tried.
-Shutdown follows the client: end of stdin stops reading, open listen feeds end gracefully (their
-request's result), in-flight requests get `DRAIN` seconds to finish, then the hub (and its
-upstreams) stop.
+Shutdown follows the client: end of stdin (or `stop()`, which `serve --transport stdio` calls on
+SIGTERM or SIGHUP) stops reading, open listen feeds end gracefully (their request's result),
+in-flight requests get `DRAIN` seconds to finish, then the hub (and its upstreams) stop.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, HubError, ProtocolError
 from onemcp.protocol.jsonrpc import Message, RequestId
-from onemcp.protocol.stdio import ReadLine, Write, each_line
+from onemcp.protocol.stdio import Input, ReadLine, Write, each_line
 from onemcp.reload import Reloader
 
 log = logging.getLogger("onemcp.downstream.stdio")
@@ -63,7 +63,7 @@ class StdioServer:
     ) -> None:
         self.hub = hub
         self.reloader = reloader
-        self._read_line = read_line
+        self._input = Input(read_line)
         self._write = write
         self._lock = anyio.Lock()
         # the principal is the process's: the local operator, or $ONEMCP_TOKEN's when the config needs auth
@@ -90,6 +90,10 @@ class StdioServer:
             except (OSError, ValueError):
                 log.info("stdout is closed; dropping %s", "a reply" if isinstance(msg, bytes) else msg.get("method"))
 
+    def stop(self) -> None:
+        """End the session as end of input does: no more reading, in-flight requests answered (SIGTERM)."""
+        self._input.stop()
+
     async def run(self) -> None:
         """Run the hub (and its config watcher) and serve the client until its stdin ends."""
         async with anyio.create_task_group() as tg:
@@ -109,7 +113,7 @@ class StdioServer:
                 with anyio.move_on_after(READY_WAIT):
                     await self.hub.until_tried()
                 async with anyio.create_task_group() as requests:
-                    async for line in each_line(self._read_line, self._refuse_line):
+                    async for line in each_line(self._input, self._refuse_line):
                         await self._handle(line, requests)
                     for listener in list(self._listeners):
                         listener.finish()  # nobody will cancel them now: their result ends them

@@ -3,15 +3,22 @@
 Owns the blocking-pipe plumbing that `serve --transport stdio` and `proxy` share: each read and
 write runs in a worker thread (pipes cannot be awaited portably), a read blocked on an idle pipe
 is abandoned on cancellation so shutdown is never held up, and every write is flushed at once.
-Serialising writes and framing messages is the caller's.
+Also how such a session ends other than by end of input: `Input.stop()` ends the reading as EOF
+does, and `until_terminated` calls it on SIGTERM or SIGHUP (what a client, a supervisor or a closing
+terminal sends), so a signal takes the same graceful path (in-flight requests answered, upstreams
+or the hub session closed) instead of killing the process. Serialising writes and framing
+messages is the caller's.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
+from anyio.abc import TaskStatus
 
 ReadLine = Callable[[], Awaitable[bytes]]  # b"" at end of input
 Write = Callable[[bytes], Awaitable[None]]
@@ -62,3 +69,51 @@ async def each_line(read_line: ReadLine, refuse: Callable[[str], Awaitable[None]
             return
         if line.strip():
             yield line
+
+
+class Input:
+    """A line reader that `stop()` ends as end of input does: a read blocked on the pipe is abandoned
+    (a line that arrives after `stop()` is not read)."""
+
+    def __init__(self, read_line: ReadLine) -> None:
+        self._read_line = read_line
+        self._stopped = False
+        self._reading: anyio.CancelScope | None = None  # made in the event loop, by the read
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._reading is not None:
+            self._reading.cancel()
+
+    async def __call__(self) -> bytes:
+        if not self._stopped:
+            with anyio.CancelScope() as self._reading:
+                return await self._read_line()
+        return b""
+
+
+TERMINATING = (signal.SIGTERM, signal.SIGHUP) if os.name == "posix" else ()
+
+
+async def until_terminated(run: Callable[[], Awaitable[None]], stop: Callable[[], None]) -> int | None:
+    """`run()` a stdio session, with SIGTERM and SIGHUP as its graceful end: the first calls `stop`
+    (the session ends as at end of input), a second cancels `run` (no more waiting). Returns the exit
+    status a signal calls for (128 + its number, as a shell reports it), else None."""
+    signalled: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def watch(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            with anyio.open_signal_receiver(*TERMINATING) as signals:
+                task_status.started()
+                async for signum in signals:
+                    if signalled:
+                        tg.cancel_scope.cancel()
+                        return
+                    signalled.append(int(signum))
+                    stop()
+
+        if TERMINATING:  # not posix: the default actions stay
+            await tg.start(watch)
+        await run()
+        tg.cancel_scope.cancel()
+    return 128 + signalled[0] if signalled else None

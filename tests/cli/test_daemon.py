@@ -78,6 +78,22 @@ def test_restart_brings_the_hub_back_at_its_address(config_dir: Path) -> None:
     assert onemcp(config_dir, "stop").returncode == 0
 
 
+def test_two_starts_at_once_both_report_the_one_hub(config_dir: Path) -> None:
+    """Both find no hub and spawn one; the second `serve` is refused the directory's lock. Its `start`
+    said "the hub exited at start (code 2)" and failed; the hub that won is the one, already running."""
+    env = {k: v for k, v in clean_env(config_dir).items() if k != "ONEMCP_TOKEN"}
+    argv = [sys.executable, "-m", "onemcp", "start", "--port", "0"]
+    starts = [
+        subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    said = [start.communicate(timeout=TIMEOUT) for start in starts]
+    assert [start.returncode for start in starts] == [0, 0], said
+    url = json.loads((config_dir / "runtime.json").read_text())["url"]
+    outs = sorted(out.decode() for out, _ in said)
+    assert outs[0].startswith(f"onemcp: already running at {url} ") and f"started at {url} " in outs[1], outs
+
+
 def test_status_of_a_hub_with_auth_reads_health_with_the_token(config_dir: Path) -> None:
     doc = json.loads((config_dir / "mcp.json").read_text())
     (config_dir / "mcp.json").write_text(json.dumps({**doc, "onemcp": {"auth": {"apiKeys": True}}}))

@@ -197,11 +197,15 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> i
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if child.poll() is not None:
+        exited = child.poll() is not None
+        if exited and not (child.returncode == 2 and locked(path)):  # 2 and the lock held: see below
             print(f"onemcp: the hub exited at start (code {child.returncode}); its log:", file=sys.stderr)
             tail(log, 15, sys.stderr)
             return 1
         found = running(path)
+        if exited and found is not None:  # refused the lock: a `start` at the same time won, its hub is the one
+            print(f"onemcp: already running at {found['url']} (pid {found.get('pid')})")
+            return 0
         if found is not None and found.get("pid") == child.pid:
             code, _ = fetch(f"{base_of(found['url'])}/health/ready")
             if code == 200:
@@ -210,6 +214,9 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> i
                 print(f"onemcp: {refusal(code) or summary(health or {})}")
                 return 0
         time.sleep(0.1)
+    if child.poll() is not None:
+        print(f"onemcp: another hub holds {path.parent}'s lock but wrote no runtime.json in time", file=sys.stderr)
+        return 1
     print(f"onemcp: started (pid {child.pid}) but not ready within {timeout:g}s; see `onemcp logs`", file=sys.stderr)
     return 1
 

@@ -103,7 +103,7 @@ class HubSession:
         return self.hub.url
 
     def _moved(self) -> None:
-        """Read runtime.json again before trying to reach the hub (it may listen elsewhere now)."""
+        """Read runtime.json again before each attempt to reach the hub (it may listen elsewhere now)."""
         if self.hub.moved():
             log.warning("the hub is at %s now (runtime.json)", self.hub.url)
 
@@ -224,6 +224,7 @@ class HubSession:
         delay = BACKOFF[0]
         with anyio.move_on_after(self.wait):
             while True:
+                self._moved()
                 try:
                     await self.until_ready()
                     sid = await self.post(msg, None, self._collect(replies))
@@ -232,7 +233,6 @@ class HubSession:
                     log.info("waiting for the hub: %s", exc)
                     await anyio.sleep(delay)
                     delay = min(delay * 2, BACKOFF[1])
-                    self._moved()
         reply = next((r for r in replies if r.get("id") == msg.get("id")), None)
         if reply is None and replies and "error" in replies[-1]:
             reply = {**replies[-1], "id": msg.get("id")}  # refused before the hub read the id (a bad view)
@@ -341,6 +341,7 @@ class HubSession:
         attempt = 0
         while True:
             attempt += 1
+            self._moved()
             try:
                 await self._reinitialize()
             except (SessionGone, CutOff, ValueError) as exc:
@@ -348,7 +349,6 @@ class HubSession:
                     log.info("hub not back yet (attempt %d): %s", attempt, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, BACKOFF[1])
-                self._moved()
                 continue
             log.warning("reconnected to the hub at %s (new session)", self.url)
             for method in LIST_CHANGED:

@@ -105,6 +105,31 @@ async def test_auto_searches_once_the_full_list_is_over_the_budget() -> None:
             assert "alpha__echo" in await (await h.session()).tools()
 
 
+async def test_auto_counts_each_list_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deciding `auto` counts a view's list (~10 ms for 2.7 MB): on a worker thread, once per list, for a
+    session's start and for a change many views see alike."""
+    from onemcp.hub import exposure as module
+
+    real, counted_on = module.count_tokens, []
+
+    def recorded(data: bytes | str) -> int:
+        counted_on.append(threading.current_thread())
+        return real(data)
+
+    monkeypatch.setattr(module, "count_tokens", recorded)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "searchBudget": 100}) as h:
+            sessions = [await h.session(query=urlencode({"filter": tag})) for tag in ("red", "blue", "red")]
+            for session in sessions:
+                assert sorted(await session.tools()) == META
+            before = len(counted_on)
+            assert "result" in await sessions[0].ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
+            with anyio.fail_after(5):
+                while len(counted_on) == before:
+                    await anyio.sleep(0.01)  # allowed-sleep: the change's announcement counts the new list
+            assert len(counted_on) >= 3 and threading.main_thread() not in counted_on, counted_on
+
+
 async def test_the_hub_default_and_a_preset_choose_and_the_connection_overrides() -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:

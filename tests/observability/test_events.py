@@ -43,3 +43,15 @@ async def test_log_lines_only_while_watched() -> None:
         assert event["kind"] == "log" and event["message"] == "hello there"
     logger.info("not watched")
     assert [e for e in bus.recent if e.get("message") == "not watched"] == []
+
+
+async def test_payloads_turned_off_are_not_replayed_to_a_new_watcher() -> None:
+    bus = EventBus()
+    bus.with_payloads = True
+    bus.publish("call", server="a", arguments={"password": "hunter2"})
+    bus.with_payloads = False
+    bus.publish("call", server="a")
+    with bus.watch() as events:
+        replayed = [await events.receive(), await events.receive()]
+    assert [e["kind"] for e in replayed] == ["call", "call"]
+    assert all("arguments" not in e for e in replayed) and "hunter2" not in repr(list(bus.recent))

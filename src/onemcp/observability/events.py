@@ -4,7 +4,8 @@ Owns the watchers (each a bounded queue: a slow watcher loses its newest events,
 never slows a call) and publishing. Publishing costs one attribute read when nobody watches
 (`EventBus.active`), so the call path is unchanged without watchers. Log lines reach the bus
 through a handler that is attached only while someone watches. Never carries a call's arguments
-or results unless the operator turned `withPayloads` on. Does not know HTTP (`admin` serves it).
+or results unless the operator turned `withPayloads` on; turning it off drops the arguments from the
+history kept, so no later watcher is handed them. Does not know HTTP (`admin` serves it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from onemcp.observability.redact import REDACTOR
 Event = dict[str, Any]
 QUEUE = 1024  # events held for one watcher
 RECENT = 200  # events kept for a watcher that just arrived
+PAYLOAD = "arguments"  # the field of a `call` event that only `withPayloads` adds
 
 
 class EventBus:
@@ -33,8 +35,20 @@ class EventBus:
         self._ids = itertools.count(1)
         self.recent: collections.deque[Event] = collections.deque(maxlen=RECENT)
         self.dropped = 0
-        self.with_payloads = False
+        self._with_payloads = False
         self._handler = _LogHandler(self)
+
+    @property
+    def with_payloads(self) -> bool:
+        """Do `call` events carry the call's arguments? (Off by default.)"""
+        return self._with_payloads
+
+    @with_payloads.setter
+    def with_payloads(self, on: bool) -> None:
+        self._with_payloads = on
+        if not on:  # what was captured while on is not replayed to whoever watches next
+            for event in self.recent:
+                event.pop(PAYLOAD, None)
 
     @property
     def active(self) -> bool:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from textual.widgets import DataTable, Static, TabbedContent
+from textual.widgets import DataTable, Input, RichLog, Static, TabbedContent
 
 from fixtures.launch import fixture_command, hostile_command
 from onemcp.cli.tui import Stats, base_url, make_app
@@ -69,6 +70,39 @@ async def test_tabs_restart_and_a_live_request(tmp_path: Path) -> None:
                     await pilot.pause(0.05)
                 await pilot.press("5", "1")
                 assert app.query_one(TabbedContent).active == "overview"
+
+
+async def test_a_hub_gone_is_said_and_the_tui_keeps_running() -> None:
+    """A restart and a tool call that find the hub unreachable (it restarts, it crashed) are shown as
+    errors; the TUI stays up (it used to exit 1 on the ConnectError)."""
+    fx = fixture_command()
+    doc: dict[str, Any] = {"mcpServers": {"alpha": {"command": fx[0], "args": fx[1:]}}}
+    with socket.socket() as dead, anyio.fail_after(DEADLINE):
+        dead.bind(("127.0.0.1", 0))  # bound, never listening: a connection is refused at once
+        async with running_hub(doc) as hub:
+            app = make_app(hub.base, None)
+            async with app.run_test(size=(160, 48)) as pilot:
+                await pilot.press("3")
+                tools = app.query_one("#tool-table", DataTable)
+                servers = app.query_one("#server-table", DataTable)
+                while tools.row_count == 0 or servers.row_count == 0:
+                    await pilot.pause(0.05)
+                live, app.http = app.http, httpx.AsyncClient(base_url=f"http://127.0.0.1:{dead.getsockname()[1]}")
+                await live.aclose()
+                app.query_one("#tool-args", Input).focus()
+                await pilot.press("enter")  # call the selected tool with {}
+                result = app.query_one("#tool-result", RichLog)
+                while not result.lines and app.is_running:  # (it used to crash here)
+                    await pilot.pause(0.05)
+                assert "hub unreachable" in " ".join(str(line.text) for line in result.lines)
+                await pilot.press("2")
+                servers.focus()  # not the arguments' input: "r" is a key, not a letter typed
+                await pilot.press("r")  # restart the selected server
+                while not app._notifications and app.is_running:
+                    await pilot.pause(0.05)
+                (shown,) = app._notifications
+                assert "restart alpha: hub unreachable" in str(shown.message) and shown.severity == "error"
+                assert app.is_running
 
 
 async def test_an_upstreams_markup_and_escapes_stay_text() -> None:

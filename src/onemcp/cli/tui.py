@@ -233,14 +233,27 @@ def make_app(base: str, token: str | None) -> Any:
             name = self.selected_server()
             if name is None:
                 return
-            r = await self.http.post(f"/servers/{name}/{what}")
-            doc = r.json()
+            status, doc = await self.post(f"/servers/{name}/{what}")
             self.notify(
-                one_line(f"{what} {name}: {'done' if r.status_code == 200 else doc.get('error')}"),
-                severity="information" if r.status_code == 200 else "error",
+                one_line(f"{what} {name}: {'done' if status == 200 else doc.get('error')}"),
+                severity="information" if status == 200 else "error",
                 markup=False,
             )
             await self.refresh_servers()
+
+        async def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+            """The hub's status and JSON answer; a hub that is gone or answers no JSON is an error to show,
+            not the end of the TUI (it may be restarting)."""
+            try:
+                r = await self.http.post(path, json=body)
+                doc = r.json()
+            except httpx.HTTPError as exc:
+                return 0, {"error": f"hub unreachable at {base}: {str(exc) or type(exc).__name__}"}
+            except ValueError:
+                return r.status_code, {"error": f"the hub answered {r.status_code} without JSON"}
+            if not isinstance(doc, dict):
+                return r.status_code, {"error": f"the hub answered {r.status_code} with {type(doc).__name__}"}
+            return r.status_code, doc
 
         @on(DataTable.RowHighlighted, "#server-table")
         def show_server(self, event: DataTable.RowHighlighted) -> None:
@@ -281,7 +294,7 @@ def make_app(base: str, token: str | None) -> Any:
             except ValueError as exc:
                 out.write(line(f"not JSON: {exc}"))
                 return
-            doc = (await self.http.post(f"/tools/{name}/call", json={"arguments": arguments})).json()
+            _, doc = await self.post(f"/tools/{name}/call", {"arguments": arguments})
             result = json.dumps(doc.get("result", doc.get("error", doc)), indent=1)[:4000]  # ASCII: \u escapes
             out.write(lines(f"{one_line(name)}: {result}"))
 

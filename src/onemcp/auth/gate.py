@@ -83,6 +83,7 @@ class Gate:
 
             self.verifiers.append(JwtVerifier(settings.jwt, self.resource({})))
             self.issuers.append(settings.jwt.issuer)
+        self.roles = Roles(settings.roles, settings.client_roles)  # role:<name> scopes become the role's scopes
         self.oauth: Any = None
         if settings.oauth and config_dir is not None:
             from onemcp.auth.server.app import OAuthServer
@@ -97,11 +98,11 @@ class Gate:
                 consent=settings.oauth_consent,
                 operator=operator_policy(settings.oauth_operator, bind_host, settings.public_url, allowed_hosts),
                 keys=self.keys,
+                resolve=self.roles.resolve,  # an operator key's admin may come from a role, as everywhere
                 shared=shared_store,  # replicas: clients, codes, tokens and consent pages in their Redis
             )
             self.verifiers.append(self.oauth)
             self.issuers.append(base)
-        self.roles = Roles(settings.roles, settings.client_roles)  # role:<name> scopes become the role's scopes
         limit = settings.rate_limit
         self.limiter: Limiter | None = (
             RateLimiter(limit.requests_per_minute, limit.burst) if limit is not None else None

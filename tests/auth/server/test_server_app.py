@@ -23,11 +23,13 @@ import pytest
 import redis
 import uvicorn
 
+from onemcp.auth.gate import Gate
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import InvalidToken
 from onemcp.auth.server import directory as directory_module
 from onemcp.auth.server import shared as shared_state
 from onemcp.auth.server.app import OAuthServer
+from onemcp.config.auth_settings import AuthSettings
 from onemcp.http.asgi import Receive, Scope, Send, send_json
 from support.audit import audit_lines
 from support.services import NEEDS_REDIS, redis_server
@@ -810,6 +812,35 @@ async def test_operator_key_is_needed_to_approve(keyed: tuple[Harness, KeyStore]
     assert "Max-Age=43200" in cookie and "Path=/oauth/authorize" in cookie
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
     assert admin.split("_", 2)[2] not in cookie  # omk_<id>_<secret>: the secret is never in it
+
+
+async def test_admin_held_through_a_role_may_approve(tmp_path: Path, state: str | None) -> None:
+    """The operator check resolves roles as the gate does everywhere: a key made with `--role boss`
+    (boss = admin) approves, typed or remembered by its cookie; one whose role grants `operator` does not."""
+    settings = AuthSettings.model_validate(
+        {
+            "apiKeys": True,
+            "oauth": True,
+            "oauthOperator": "key",
+            "publicUrl": "http://hub.example/mcp",  # not loopback: the operator cookie is set
+            "roles": {"boss": {"scopes": ["admin"]}, "viewer": {"scopes": ["operator"]}},
+        }
+    )
+    gate = Gate(settings, tmp_path, None, shared_store=state)
+    assert gate.keys is not None
+    boss, viewer = gate.keys.create("boss", ["role:boss"]), gate.keys.create("viewer", ["role:viewer"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate.oauth.app), base_url="http://hub.example") as h:
+        oauth = Harness(gate.oauth, h, Clock())
+        client_id = (await oauth.register())["client_id"]
+        fields, _ = await consent_form(oauth, client_id, pkce()[1])
+        refused = await approve(oauth, fields, operator_key=viewer)
+        assert refused.status_code == 403 and "Attempts left: 4." in refused.text
+        approved = await approve(oauth, fields_of(refused), operator_key=boss)
+        assert approved.status_code == 303 and "code" in query(approved.headers["location"]), approved.text
+        fields, page = await consent_form(oauth, client_id, pkce()[1])  # the browser remembers the boss key
+        assert "operator_key" not in page.text and "<code>boss</code>" in page.text
+        assert (await approve(oauth, fields)).status_code == 303
+    gate.oauth.close()
 
 
 async def test_an_old_csrf_token_does_not_outlive_a_refusal(keyed: tuple[Harness, KeyStore]) -> None:

@@ -102,6 +102,7 @@ class OAuthServer:
         consent: Literal["page", "auto"] = "page",
         operator: OperatorPolicy = "loopback",
         keys: Keys | None = None,
+        resolve: Callable[[Principal], Principal] | None = None,
         allow_insecure_loopback_metadata: bool = False,
         access_token_ttl: float = 15 * 60,
         refresh_token_ttl: float = 30 * 86400,
@@ -135,11 +136,8 @@ class OAuthServer:
         )
         self.grants = Grants(self.store, self.resource, Lifetimes(access_token_ttl, refresh_token_ttl, code_ttl), clock)
         # policy "key": approving needs an admin API key (from `keys`, by default keys.db beside the store)
-        self.operators = (
-            OperatorCheck(keys or KeyStore(store_path.with_name("keys.db")), clock, secret)
-            if operator == "key"
-            else None
-        )
+        keys = keys or KeyStore(store_path.with_name("keys.db"))  # (opened on first use)
+        self.operators = OperatorCheck(keys, clock, secret, resolve) if operator == "key" else None
         base = self._base = urlsplit(self.issuer).path.rstrip("/")
         self.paths = {name: f"{base}/oauth/{name}" for name in ("authorize", "token", "register", "revoke")}
         metadata_paths = {

@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from onemcp.auth.keys import Keys
-from onemcp.auth.principal import ADMIN, BASE, InvalidToken
+from onemcp.auth.principal import BASE, InvalidToken, Principal
 from onemcp.auth.server.grants import Clock, OAuthError, check_resource
 from onemcp.auth.server.store import ClientRecord
 from onemcp.http.guard import is_loopback
@@ -205,11 +205,19 @@ class OperatorCheck:
     process (a restart asks for the key again), or, for hub replicas, the one secret they share
     (`secret`, asked for once, on first use). The cookie stands for the key only while the key is
     valid: revoke it, let it expire or take `admin` from it, and every cookie it earned is refused.
+    `admin` held through a role counts (`resolve`: the gate's `Roles.resolve`, as on every entry point).
     """
 
-    def __init__(self, keys: Keys, clock: Clock, secret: Callable[[], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        keys: Keys,
+        clock: Clock,
+        secret: Callable[[], bytes] | None = None,
+        resolve: Callable[[Principal], Principal] | None = None,
+    ) -> None:
         self.keys = keys
         self.clock = clock
+        self.resolve = resolve or (lambda principal: principal)
         self._source = secret
         self._secret = b"" if secret is not None else secrets.token_bytes(32)
 
@@ -223,7 +231,7 @@ class OperatorCheck:
             raise NotOperator("the key store cannot be read") from None
         if principal is None:
             raise NotOperator("not an API key")
-        if not principal.is_admin:
+        if not self.resolve(principal).is_admin:
             raise NotOperator("the API key lacks the admin scope")
         key_id = principal.id.removeprefix("key:")
         body = f"{key_id}.{int(self.clock() + OPERATOR_TTL)}"
@@ -248,7 +256,7 @@ class OperatorCheck:
             raise NotOperator("the operator cookie's API key was revoked")
         if info.expires is not None and info.expires < time.time():  # the key store's own clock
             raise NotOperator("the operator cookie's API key has expired")
-        if ADMIN not in info.scopes:
+        if not self.resolve(Principal(f"key:{info.id}", frozenset(info.scopes), kind="key")).is_admin:
             raise NotOperator("the operator cookie's API key lacks the admin scope")
         return Operator(info.id, info.name)
 

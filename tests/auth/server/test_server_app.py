@@ -26,6 +26,7 @@ import uvicorn
 from onemcp.auth.gate import Gate
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import InvalidToken
+from onemcp.auth.server import authorize as authorize_module
 from onemcp.auth.server import directory as directory_module
 from onemcp.auth.server import shared as shared_state
 from onemcp.auth.server.app import OAuthServer
@@ -697,6 +698,48 @@ async def test_consent_page_expires(make: Callable[..., Harness]) -> None:
     oauth.clock.now += 601
     r = await oauth.http.post("/oauth/authorize", data={**fields, "decision": "approve"})
     assert r.status_code == 400
+
+
+async def test_a_flood_of_authorization_requests_cannot_cancel_or_block_the_operators_page(
+    make: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unauthenticated GETs of /oauth/authorize used to evict the oldest pending consent (the operator's)
+    at 1,000. Now one address holds at most PER_SOURCE pages, the table PENDING_LIMIT, and a request
+    beyond either is a 429 with Retry-After: a page already shown is never dropped (both stores)."""
+    for module in (authorize_module, shared_state):  # small bounds, the same rules
+        monkeypatch.setattr(module, "PER_SOURCE", 5)
+        monkeypatch.setattr(module, "PENDING_LIMIT", 12)
+    oauth = make(consent="page")
+    client_id = (await oauth.register())["client_id"]
+    fields, _ = await consent_form(oauth, client_id, pkce()[1])  # the operator's page, from 127.0.0.1
+
+    def at(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=oauth.server.app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url=ISSUER)
+
+    flooders = [Harness(oauth.server, at(f"203.0.113.{n}"), oauth.clock) for n in range(3)]
+    challenge = pkce()[1]
+    statuses = [(await flooders[0].authorize(client_id, challenge)).status_code for _ in range(7)]
+    assert statuses == [200] * 5 + [429] * 2
+    refused = await flooders[0].http.get(
+        "/oauth/authorize",
+        params={"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT}
+        | {"code_challenge": challenge, "code_challenge_method": "S256"},
+        headers={"accept": "application/json"},
+    )
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"] == "temporarily_unavailable"
+    assert "authorization requests from this address" in refused.json()["error_description"]
+    # other addresses fill the rest (1 + 5 + 5 + 1 = 12); then the table is full for everyone, said so
+    assert [(await f.authorize(client_id, challenge)).status_code for f in flooders[1:] for _ in range(5)] == [
+        200
+    ] * 6 + [429] * 4
+    full = await oauth.authorize(client_id, challenge)
+    assert full.status_code == 429 and "authorization requests" in full.text and "retry-after" in full.headers
+    r = await approve(oauth, fields)  # the operator's page, shown before the flood, still answers
+    assert r.status_code == 303 and "code" in query(r.headers["location"])
+    for flooder in flooders:
+        await flooder.http.aclose()
 
 
 # ------------------------------------------------ consent page: the operator key

@@ -42,6 +42,7 @@ from onemcp.auth.server.authorize import (
     Pending,
     PendingConsent,
     PendingConsents,
+    TooManyPending,
     check_request,
     parse_params,
     with_params,
@@ -321,10 +322,10 @@ class OAuthServer:
         if self.consent == "auto":
             await self._answer(send, request, approved=True, status=302, operator="auto")
             return
-        try:
-            shown = await self._io(self._pending.add, request, self.clock())
-        except OverflowError as exc:
-            await self._refuse(scope, send, str(exc))
+        try:  # (bounded per address: a flood from one place cannot cancel or block the operator's page)
+            shown = await self._io(self._pending.add, request, self.clock(), (scope.get("client") or ("",))[0])
+        except TooManyPending as exc:
+            await self._refuse(scope, send, str(exc), str(exc.retry_after))
             return
         await self._show_consent(scope, send, *shown)
 
@@ -525,13 +526,14 @@ class OAuthServer:
         https = scope.get("scheme") == "https" or self.issuer.startswith("https://")
         return f"Path={self.paths['authorize']}; HttpOnly; SameSite=Strict{'; Secure' if https else ''}"
 
-    async def _refuse(self, scope: Scope, send: Send, detail: str) -> None:
-        """400 for an authorization request that cannot be sent back to the client."""
-        accept = header(scope, b"accept") or ""
-        if "application/json" in accept and "text/html" not in accept:
-            await send_json(send, 400, {"error": "invalid_request", "error_description": detail}, NO_STORE)
+    async def _refuse(self, scope: Scope, send: Send, detail: str, retry: str | None = None) -> None:
+        """400 for an authorization request that cannot be sent back to the client; 429 (`retry`: Retry-After)."""
+        status, error = (400, "invalid_request") if retry is None else (429, "temporarily_unavailable")
+        extra = [] if retry is None else [(b"retry-after", retry.encode())]
+        if "application/json" in (accept := header(scope, b"accept") or "") and "text/html" not in accept:
+            await send_json(send, status, {"error": error, "error_description": detail}, [*NO_STORE, *extra])
         else:
-            await send_bytes(send, 400, error_page("Authorization failed", detail), HTML, PAGE_HEADERS)
+            await send_bytes(send, status, error_page("Authorization failed", detail), HTML, [*PAGE_HEADERS, *extra])
 
     # ----------------------------------------------------------------- token
     async def _token(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,7 +4,8 @@ Owns what makes an authorization request acceptable once its client and redirect
 trusted (response_type=code, PKCE S256 required, the hub as `resource`, known scopes), the
 parameter parsing shared with the token endpoint, building the redirect back to the client,
 the bounded, expiring table of consent pages shown but not yet answered (with the count of
-approvals refused on each), and the operator policy: which bind is trusted as it is, and the
+approvals refused on each; full, or full for one address, it refuses a new page and never drops
+one shown, so a flood cannot cancel the operator's), and the operator policy: which bind is trusted as it is, and the
 check of an operator's admin API key or of the signed cookie that remembers it. No HTTP I/O
 here (`oauth_server` reads requests, sends pages and sets cookies).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import sqlite3
@@ -31,6 +33,7 @@ from onemcp.http.guard import is_loopback
 
 MAX_PARAMS = 100
 PENDING_LIMIT = 1000  # consent pages awaiting an answer
+PER_SOURCE = 100  # of those, asked for from one address (a flood from one place cannot fill the table)
 PENDING_TTL = 600.0
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url(sha256), unpadded
 OPERATOR_ATTEMPTS = 5  # approvals of one consent page refused for want of the operator key, then it is dropped
@@ -58,6 +61,7 @@ class PendingConsent:
     csrf: str
     expires: float
     refused: int = 0  # approvals refused so far (no valid operator key)
+    source: str = ""  # the address that asked for the page
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,14 @@ class Operator:
     key_id: str
     name: str
     cookie: str | None = None  # the cookie value that remembers a key typed just now
+
+
+class TooManyPending(Exception):
+    """No room for another consent page now: for the requester's address, or at all (a 429)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))  # seconds until there may be room
+        super().__init__(f"{message}; try again in {self.retry_after} s")
 
 
 class NotOperator(Exception):
@@ -132,7 +144,7 @@ def check_request(
 class Pending(Protocol):
     """Consent pages awaiting an answer: `PendingConsents` (this process) or `shared.RedisPendingConsents`."""
 
-    def add(self, request: AuthorizationRequest, now: float) -> tuple[str, PendingConsent]: ...
+    def add(self, request: AuthorizationRequest, now: float, source: str) -> tuple[str, PendingConsent]: ...
     def get(self, request_id: str, now: float) -> PendingConsent | None: ...
     def take(self, request_id: str, now: float) -> PendingConsent | None: ...
     def refuse(self, request_id: str, now: float) -> PendingConsent | None: ...
@@ -144,14 +156,19 @@ class PendingConsents:
     def __init__(self) -> None:
         self._pending: dict[str, PendingConsent] = {}
 
-    def add(self, request: AuthorizationRequest, now: float) -> tuple[str, PendingConsent]:
-        """Remember `request`; its request id, and the entry (with its CSRF token)."""
+    def add(self, request: AuthorizationRequest, now: float, source: str) -> tuple[str, PendingConsent]:
+        """Remember `request`, asked for from `source`; its request id, and the entry (with its CSRF token).
+        TooManyPending when `source` holds PER_SOURCE pages or the table PENDING_LIMIT: no page is dropped."""
         for rid in [rid for rid, p in self._pending.items() if p.expires <= now]:
             del self._pending[rid]
-        while len(self._pending) >= PENDING_LIMIT:
-            del self._pending[next(iter(self._pending))]  # the oldest
+        own = [p.expires for p in self._pending.values() if p.source == source]
+        if len(own) >= PER_SOURCE:
+            raise TooManyPending(f"{PER_SOURCE} authorization requests from this address await consent", own[0] - now)
+        if len(self._pending) >= PENDING_LIMIT:
+            oldest = next(iter(self._pending.values())).expires
+            raise TooManyPending(f"{PENDING_LIMIT} authorization requests await consent", oldest - now)
         request_id, csrf = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
-        pending = self._pending[request_id] = PendingConsent(request, csrf, now + PENDING_TTL)
+        pending = self._pending[request_id] = PendingConsent(request, csrf, now + PENDING_TTL, source=source)
         return request_id, pending
 
     def get(self, request_id: str, now: float) -> PendingConsent | None:

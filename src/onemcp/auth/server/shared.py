@@ -30,9 +30,11 @@ from onemcp.auth.server.authorize import (
     OPERATOR_ATTEMPTS,
     PENDING_LIMIT,
     PENDING_TTL,
+    PER_SOURCE,
     AuthorizationRequest,
     NotOperator,
     PendingConsent,
+    TooManyPending,
 )
 from onemcp.auth.server.grants import Clock
 from onemcp.auth.server.store import ClientRecord, CodeGrant, Grant, Token
@@ -239,8 +241,9 @@ class RedisOAuthStore:
 class RedisPendingConsents:
     """`authorize.PendingConsents` on the shared Redis: the page shown by one replica, answered on another.
 
-    Each entry expires with its Redis TTL. The bound on entries is a rate (PENDING_LIMIT new pages a
-    minute across the replicas), so at most ten minutes' worth are ever held.
+    Each entry expires with its Redis TTL. The bound on entries is a rate across the replicas: PER_SOURCE
+    new pages a minute from one address, PENDING_LIMIT from all, so at most ten minutes' worth are ever
+    held. A request beyond either is refused (TooManyPending) until the minute ends; no page is dropped.
     """
 
     def __init__(self, client: Any) -> None:
@@ -283,15 +286,20 @@ class RedisPendingConsents:
         pending = PendingConsent(request, doc["csrf"], doc["expires"], doc["refused"])
         return pending if pending.expires > now else None
 
-    def add(self, request: AuthorizationRequest, now: float) -> tuple[str, PendingConsent]:
-        window = f"{PREFIX}consents:{int(now // 60)}"
-        pipe = self._redis.pipeline()
-        pipe.incr(window)
-        pipe.expire(window, 120)
-        if int(pipe.execute()[0]) > PENDING_LIMIT:
-            raise OverflowError("too many authorization requests are awaiting consent; try again in a minute")
+    def add(self, request: AuthorizationRequest, now: float, source: str) -> tuple[str, PendingConsent]:
+        window, rest = f"{PREFIX}consents:{int(now // 60)}", 60 - now % 60
+        # one address's requests first: those refused for it never count against everyone's
+        for counter, limit, whose in (
+            (f"{window}:{source}", PER_SOURCE, " from this address"),
+            (window, PENDING_LIMIT, ""),
+        ):
+            pipe = self._redis.pipeline()
+            pipe.incr(counter)
+            pipe.expire(counter, 120)
+            if int(pipe.execute()[0]) > limit:
+                raise TooManyPending(f"{limit} authorization requests{whose} this minute await consent", rest)
         request_id, csrf = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
-        pending = PendingConsent(request, csrf, now + PENDING_TTL)
+        pending = PendingConsent(request, csrf, now + PENDING_TTL, source=source)
         self._redis.set(self._key(request_id), self._doc(pending), ex=int(PENDING_TTL))
         return request_id, pending
 

@@ -17,6 +17,7 @@ from onemcp.search.meta import MAX_LIMIT
 DEADLINE = 30.0  # seconds a command that should fail at once gets to do so
 SECONDS = "expected a number of seconds greater than 0 and at most 86400"
 PORT = "expected a port from 0 to 65535 (0 picks a free one)"
+TIMEOUT = "expected a number of seconds greater than 0 and at most 3600"  # a server's request deadline
 VIEW = "expected a preset, a tag expression or tags a,b (a view is never blank)"
 
 
@@ -65,6 +66,12 @@ def config_dir(tmp_path: Path) -> Path:
         (["start", "--timeout", "0"], "--timeout", SECONDS),
         (["stop", "--timeout", "nan"], "--timeout", SECONDS),
         (["auth", "upstream", "login", "gh", "--timeout", "-1"], "--timeout", SECONDS),
+        (
+            ["mcp", "add", "a", "--command", "ls", "--timeout", "7200"],
+            "--timeout",
+            TIMEOUT,
+        ),  # (was taken, then refused)
+        (["mcp", "add", "a", "--command", "ls", "--timeout", "0"], "--timeout", TIMEOUT),
         (["logs", "-n", "-2"], "-n/--lines", "expected a whole number of at least 0"),
         (["inspect", "--search", "q", "--limit", "0"], "--limit", f"expected a whole number from 1 to {MAX_LIMIT}"),
         (["inspect", "--search", "q", "--limit", "21"], "--limit", f"expected a whole number from 1 to {MAX_LIMIT}"),
@@ -101,6 +108,13 @@ def test_ports_in_range_are_taken(text: str, value: int) -> None:
 @pytest.mark.parametrize(("text", "value"), [("0.5", 0.5), ("300", 300.0), ("86400", 86400.0)])
 def test_seconds_in_range_are_taken(text: str, value: float) -> None:
     assert argtypes.seconds(text) == value
+
+
+def test_a_servers_timeout_is_the_configs() -> None:
+    """`mcp add --timeout` takes what mcp.json takes: at most an hour (more is most likely milliseconds)."""
+    from onemcp.config.base import TIMEOUT_MAX
+
+    assert argtypes.MAX_TIMEOUT == TIMEOUT_MAX and argtypes.request_timeout("3600") == 3600.0
 
 
 def test_logs_n_0_prints_no_line(config_dir: Path) -> None:

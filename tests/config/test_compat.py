@@ -54,6 +54,29 @@ def test_a_timeout_that_looks_like_milliseconds_is_refused_outside_a_one_mcp_fil
         parse('{"mcpServers": {"a": {"command": "x", "timeout": 30000}}}')
 
 
+def test_a_timeout_over_an_hour_is_refused_however_it_is_written() -> None:
+    """A number, a string and a ${VAR} alike (the string used to pass): one problem each, the hint once."""
+    for written in ("7200", '"7200"', '"${T}"'):
+        with pytest.raises(ConfigError) as info:
+            parse(f'{{"mcpServers": {{"a": {{"command": "x", "timeout": {written}}}}}}}', T="7200")
+        assert len(info.value.problems) == 1 and "timeout" in info.value.problems[0], (written, info.value.problems)
+    assert parse('{"mcpServers": {"a": {"command": "x", "timeout": "${T}"}}}', T="3600").servers["a"].timeout == 3600
+
+
+def test_a_variable_in_a_one_mcp_millisecond_setting_is_milliseconds_too() -> None:
+    """In a 1MCP file `"timeout": "${T}"` used to be read as seconds (30000 s) while 30000 was 30 s, and
+    `"requestTimeout": "${T}"` was refused: a variable converts as the number it holds would."""
+    config = parse(
+        """{"serverDefaults": {}, "mcpServers": {"a": {"command": "x", "timeout": 30000},
+            "b": {"command": "x", "timeout": "${T}"}, "c": {"command": "x", "requestTimeout": "${T}"}}}""",
+        T="30000",
+    )
+    assert [config.servers[n].timeout for n in "abc"] == [30, 30, 30]
+    with pytest.raises(ConfigError) as info:
+        parse('{"serverDefaults": {}, "mcpServers": {"b": {"command": "x", "timeout": "${UNSET_T}"}}}')
+    assert info.value.problems.count("mcpServers.b.timeout: environment variable ${UNSET_T} is not set") == 1
+
+
 def test_a_timeout_in_seconds_is_never_read_as_milliseconds_in_a_mixed_file() -> None:
     """An entry pasted from a 1MCP config makes the file 1MCP's (milliseconds): another entry's
     `timeout: 2` would silently become 2 ms. It is refused, naming what made the file 1MCP's."""

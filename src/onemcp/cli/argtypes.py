@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 MAX_PORT = 65_535
 MAX_SECONDS = 86_400.0  # a day, as the config's own `Seconds` (onemcp.config.model; not imported: kept light)
+MAX_TIMEOUT = 3_600.0  # a server's `timeout`, as the config's own (onemcp.config.base.TIMEOUT_MAX)
 
 
 def port(text: str) -> int:
@@ -26,17 +27,22 @@ def port(text: str) -> int:
     return value
 
 
-def seconds(text: str) -> float:
-    """A duration: a finite number of seconds greater than 0 and at most a day."""
+def seconds(text: str, most: float = MAX_SECONDS) -> float:
+    """A duration: a finite number of seconds greater than 0 and at most a day (or `most`)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+    if not (math.isfinite(value) and 0 < value <= most):
         raise argparse.ArgumentTypeError(
-            f"expected a number of seconds greater than 0 and at most {MAX_SECONDS:g}, not {text!r}"
+            f"expected a number of seconds greater than 0 and at most {most:g}, not {text!r}"
         )
     return value
+
+
+def request_timeout(text: str) -> float:
+    """A server's `timeout`: seconds, at most an hour, as the config takes it (onemcp.config.base.TIMEOUT_MAX)."""
+    return seconds(text, MAX_TIMEOUT)
 
 
 def count(low: int, high: int | None = None) -> Callable[[str], int]:

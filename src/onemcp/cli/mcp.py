@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from onemcp.cli import pins
+from onemcp.cli import argtypes, pins
 from onemcp.config.edit import (
     BadName,
     Document,
@@ -91,7 +91,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     add.add_argument("--type", choices=["http", "sse"], help="HTTP transport (default http)")
     add.add_argument("--header", action="append", default=[], metavar="'K: V'", help="HTTP header (repeatable)")
     add.add_argument("--tag", action="append", default=[], dest="tags", metavar="T", help="tag (repeatable)")
-    add.add_argument("--timeout", type=float, metavar="S", help="deadline in seconds for each request")
+    add.add_argument(
+        "--timeout", type=argtypes.request_timeout, metavar="S", help="deadline in seconds for each request (<= 3600)"
+    )
     add.add_argument("--disabled", action="store_true", help="add it switched off")
 
     for name, text in (("remove", "remove a server"), ("enable", "switch a server on"), ("disable", "switch it off")):

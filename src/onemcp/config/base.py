@@ -1,6 +1,6 @@
 """The base of every mcp.json model: unknown keys refused, no `true` or NaN where a number belongs.
 
-Boundary: the shared model class and the `Seconds` type; the settings themselves live in `model`
+Boundary: the shared model class and the `Seconds` types; the settings themselves live in `model`
 and `auth_settings`.
 """
 
@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from onemcp.config import values
 
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
+# A server's `timeout` (each request's deadline): at most an hour, however it is written (a number, a
+# string, a ${VAR}): a larger one is most likely milliseconds (1MCP's unit), so it is refused, not waited.
+TIMEOUT_MAX = 3_600
+RequestSeconds = Annotated[float, Field(gt=0, le=TIMEOUT_MAX)]
 
 
 class StrictModel(BaseModel):

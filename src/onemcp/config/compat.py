@@ -3,14 +3,18 @@
 Owns the document-level rewrites before validation: VS Code's `servers` key, keys other MCP
 clients write into a server entry for themselves (ignored, listed in `FOREIGN_SERVER_KEYS`),
 the `["K=V"]` env list form, and 1MCP's settings (`serverDefaults`, `requestTimeout` and
-`connectionTimeout` in milliseconds, `timeout` in milliseconds in a 1MCP file, `restartOnExit`,
-`inheritParentEnv`, `envFilter`). Every refusal says how to write the setting here. Returns
-the problems found (all of them); does not validate what remains (`model`).
+`connectionTimeout` in milliseconds, `timeout` in milliseconds in a 1MCP file, a ${VAR} in those
+too, `restartOnExit`, `inheritParentEnv`, `envFilter`). Every refusal says how to write the setting
+here. Returns the problems found (all of them); does not validate what remains (`model`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
+
+from onemcp.config.base import TIMEOUT_MAX
 
 # Keys other clients keep in a server entry for their own use: not ours, not an error.
 FOREIGN_SERVER_KEYS = frozenset({"autoApprove", "alwaysAllow", "description", "notes", "transportType", "icon"})
@@ -19,12 +23,15 @@ FOREIGN_TOP_KEYS = ("$schema", "inputs")
 STDIO_ONLY = frozenset({"env", "args", "cwd", "inheritParentEnv", "envFilter"})  # serverDefaults for a command
 URL_ONLY = frozenset({"headers", "oauth"})  # serverDefaults for a url
 ONE_MCP_KEYS = frozenset({"requestTimeout", "connectionTimeout", "restartOnExit", "inheritParentEnv", "envFilter"})
-TIMEOUT_HINT_ABOVE = 3600  # a `timeout` above this many seconds is most likely milliseconds
+TIMEOUT_HINT_ABOVE = TIMEOUT_MAX  # a `timeout` above this many seconds is most likely milliseconds
+MS_KEYS = ("timeout", "requestTimeout", "connectionTimeout")  # milliseconds in a 1MCP file
+Resolve = Callable[[str, str], str]  # (a string value, where it is) -> the value with its ${VAR}s filled in
 ONE_SECOND_MS = 1000  # a 1MCP `timeout` below this (milliseconds) is most likely seconds: never taken silently
 
 
-def normalise(doc: dict[str, Any]) -> list[str]:
-    """Rewrite `doc` in place into this hub's shape; the problems that cannot be mapped."""
+def normalise(doc: dict[str, Any], resolve: Resolve | None = None) -> list[str]:
+    """Rewrite `doc` in place into this hub's shape; the problems that cannot be mapped. `resolve` fills in
+    the ${VAR}s of a 1MCP file's millisecond values first, so that `"${T}"` converts as the number would."""
     problems: list[str] = []
     if "mcpServers" not in doc and isinstance(doc.get("servers"), dict):
         doc["mcpServers"] = doc.pop("servers")  # VS Code's spelling
@@ -49,8 +56,20 @@ def normalise(doc: dict[str, Any]) -> list[str]:
                 for key, value in defaults.items():
                     if key not in (URL_ONLY if stdio else STDIO_ONLY):
                         entry.setdefault(key, value)
+            if one_mcp and resolve is not None:  # a ${VAR} in milliseconds converts as the number would
+                for key in MS_KEYS:
+                    if isinstance(entry.get(key), str):
+                        entry[key] = _number(resolve(entry[key], f"{section}.{name}.{key}"))
             problems += _server(f"{section}.{name}", entry, one_mcp=one_mcp)
     return problems
+
+
+def _number(text: str) -> float | str:
+    """A millisecond value written as a string (after its ${VAR}s): its number, else the text (refused later)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _server(where: str, entry: dict[str, Any], *, one_mcp: str | None) -> list[str]:
@@ -78,11 +97,12 @@ def _server(where: str, entry: dict[str, Any], *, one_mcp: str | None) -> list[s
             )
         elif one_mcp:
             entry["timeout"] = timeout / 1000  # 1MCP: milliseconds
-        elif timeout > TIMEOUT_HINT_ABOVE:
+        elif TIMEOUT_HINT_ABOVE < timeout < math.inf:  # (NaN and infinity: the model's "finite number")
             problems.append(
-                f"{where}.timeout: {timeout:g} seconds is over an hour; timeouts here are in seconds "
-                f"(1MCP's are milliseconds: {timeout:g} ms is {timeout / 1000:g})"
+                f"{where}.timeout: {timeout:g} seconds is over an hour (at most {TIMEOUT_MAX}); timeouts here are"
+                f" in seconds (1MCP's are milliseconds: {timeout:g} ms is {timeout / 1000:g})"
             )
+            del entry["timeout"]  # said once, here (the model would refuse it again, without the hint)
     for key, target in (("requestTimeout", "timeout"), ("connectionTimeout", "startupTimeout")):
         value = entry.pop(key, None)
         if value is None:

@@ -160,8 +160,10 @@ def parse_config(raw: bytes, *, source: str, env: dict[str, str] | None = None, 
         raise ConfigError(f"{source}: {shape}", problems=[shape])
     for key in compat.FOREIGN_TOP_KEYS:
         doc.pop(key, None)
-    problems = compat.normalise(doc)
-    doc = substitute(doc, dict(os.environ) if env is None else env, missing=problems)
+    env = dict(os.environ) if env is None else env
+    problems: list[str] = []
+    problems += compat.normalise(doc, lambda value, where: substitute(value, env, where, problems))
+    doc = substitute(doc, env, missing=problems)
     config: HubConfig | None = None
     try:
         config = HubConfig.model_validate(doc)
@@ -170,6 +172,7 @@ def parse_config(raw: bytes, *, source: str, env: dict[str, str] | None = None, 
     except RecursionError:  # a template expression nested past what its parser can follow
         problems.append("a template expression is nested too deeply")
     if problems or config is None:
+        problems = list(dict.fromkeys(problems))  # (a ${VAR} compat filled in early is missed only once)
         raise ConfigError(f"{source}: {'; '.join(problems)}", problems=problems)
     return config
 

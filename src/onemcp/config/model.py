@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from onemcp.config import filters, jinja, values
 from onemcp.config.auth_settings import AuthSettings
-from onemcp.config.base import Seconds
+from onemcp.config.base import RequestSeconds, Seconds
 from onemcp.config.base import StrictModel as _Model
 from onemcp.protocol.names import DEFAULT_SEPARATOR, PrefixMode, separator_problem, server_name_problem
 
@@ -132,7 +132,7 @@ class ServerConfig(_Model):
     sandbox: Sandbox | None = None  # stdio: memory, CPU, files, processes, user, bubblewrap
     # This server's tool definitions changed since approved: withheld, reported, or not checked (default: the hub's).
     pin_tool_definitions: PinMode | None = Field(None, alias="pinToolDefinitions")
-    timeout: Seconds = Field(60.0, description="deadline for each request to this server")
+    timeout: RequestSeconds = Field(60.0, description="deadline for each request to this server (at most 3600)")
     # "session": each downstream session gets its own upstream connection (started on its
     # first call, closed with it), so server->client requests and logs are never ambiguous.
     # "auto": shared until the server asks a client something (sampling, elicitation, roots);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import jsonschema
@@ -63,6 +64,7 @@ def test_init_templates_load_and_match_the_schema(
     code, out, _ = cli(capsys, "config", "--config", str(path), "init", "--template", template)
     assert code == 0 and "wrote" in out
     assert "//" in path.read_text()  # commented
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # owner-only, as every config onemcp writes (was 0644)
     config = load_config(path)
     assert "time" in config.servers
     doc = formats.parse(path.read_bytes())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -392,6 +393,7 @@ def test_write_starter_produces_a_config_that_parses(tmp_path: Path) -> None:
     assert all(s.transport == "stdio" for s in config.enabled.values())
     assert orjson.loads(path.read_bytes()) == starter_config()
     assert [p.name for p in path.parent.iterdir()] == ["mcp.json"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a config may come to hold tokens: owner-only
 
 
 def test_write_starter_overwrites_atomically(tmp_path: Path) -> None:

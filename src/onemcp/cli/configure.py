@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp.config import formats, schema
+from onemcp.config.files import atomic_write
 from onemcp.config.load import ConfigError, environment, parse_config, resolve_path
 from onemcp.config.model import HubConfig
 
@@ -186,7 +187,6 @@ def init(path: Path, template: str, *, force: bool) -> int:
         return 2
     text = TEMPLATES[template] % {"schema": schema.uri(), "python": sys.executable}
     parse_config(text.encode(), source=f"the {template} template", env={**os.environ, "HOME": str(Path.home())})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write(path, text.encode())  # a new config may hold tokens: owner-only, as every config written
     print(f"onemcp: wrote the {template} starting config to {path}; check it with `onemcp validate`")
     return 0

@@ -21,6 +21,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from onemcp.config import compat, formats, schema, values
+from onemcp.config.files import atomic_write
 from onemcp.config.model import HubConfig
 from onemcp.config.paths import config_dir as config_dir  # re-exported: callers import them from here
 from onemcp.config.paths import resolve_path as resolve_path
@@ -69,10 +70,8 @@ def starter_config() -> dict[str, Any]:
 
 
 def write_starter(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(orjson.dumps(starter_config(), option=orjson.OPT_INDENT_2) + b"\n")
-    tmp.replace(path)
+    """The starter config at `path`: atomically, and owner-only (`files.NEW_FILE_MODE`) as a new config."""
+    atomic_write(path, orjson.dumps(starter_config(), option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def substitute(value: Any, env: dict[str, str], where: str = "", missing: list[str] | None = None) -> Any:

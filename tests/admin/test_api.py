@@ -179,6 +179,11 @@ async def test_what_the_actions_do(tmp_path: Path) -> None:
             assert (await http.post("/servers", content=b"{not json")).status_code == 400
             doc = (await http.get("/openapi.json")).json()
             assert doc["openapi"] == "3.1.0" and "/api/v1/servers/{name}/restart" in doc["paths"]
+            added = doc["paths"]["/api/v1/servers"]["post"]["requestBody"]  # the bodies are described (were not)
+            assert added["required"] and added["content"]["application/json"]["schema"]["required"] == [
+                "name",
+                "server",
+            ]
 
 
 async def test_a_body_that_says_what_the_route_does_not_take_is_refused(tmp_path: Path) -> None:

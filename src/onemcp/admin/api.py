@@ -1,6 +1,7 @@
 """The admin REST API under /api/v1: what the hub is doing, and the operator's actions on it.
 
-Owns the routes (listed once in `ROUTES`, from which the OpenAPI document is made), reading
+Owns the routes (listed once in `ROUTES`, from which the OpenAPI document is made; each route's
+body is an `admin.schema.Body`, checked and documented from that one definition), reading
 and answering JSON, and the audit line of every change. Who may do what is the one operator
 decision (`auth.access.operator_needs`: viewing needs `admin` or `operator`, changing needs
 `admin`), asked through the gate like `/mcp` and `/metrics`; a browser's unsafe request also
@@ -26,7 +27,7 @@ import anyio
 import orjson
 
 from onemcp import __version__
-from onemcp.admin import user_values
+from onemcp.admin import schema, user_values
 from onemcp.admin.errors import ApiError
 from onemcp.auth.access import ADMIN_API, operator_needs
 from onemcp.auth.gate import Gate
@@ -63,6 +64,7 @@ class Request:
     receive: Receive
     principal: Principal
     params: dict[str, str]
+    body: schema.Body = schema.NO_BODY  # what the route takes
 
     @property
     def query(self) -> dict[str, str]:
@@ -71,8 +73,8 @@ class Request:
 
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
 
-    async def json(self, *fields: str) -> dict[str, Any]:
-        """The body, a JSON object ({} when empty) holding no field but `fields`; else 400."""
+    async def json(self) -> dict[str, Any]:
+        """The body, a JSON object ({} when empty) that is the route's `Body`; else 400."""
         try:
             raw = await asgi.read_body(self.receive, MAX_BODY)
         except asgi.BodyTooLarge:
@@ -85,11 +87,7 @@ class Request:
             raise ApiError(400, f"the body is not JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ApiError(400, "the body must be a JSON object")
-        unknown = set(doc) - set(fields)
-        if unknown:
-            expected = ", ".join(fields) or "no body"
-            raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}; expected: {expected}")
-        return doc
+        return self.body.check(doc)
 
 
 Handler = Callable[["AdminApi", Request], Awaitable[Any]]
@@ -104,6 +102,7 @@ class Route:
     handler: Handler
     stream: bool = False  # answers with a stream of its own (`events`)
     query: tuple[str, ...] = ()  # the query parameters it takes (another one is a 400)
+    body: schema.Body = schema.NO_BODY  # the body it takes (NO_BODY: one that says something is a 400)
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -154,7 +153,7 @@ class AdminApi:
             audit.info("auth denied principal=%s entry=admin path=%s reason=csrf", principal.id, scope["path"])
             await asgi.send_json(send, 403, {"error": "missing or wrong CSRF token (x-onemcp-csrf)"})
             return
-        request = Request(scope, receive, principal, m.groupdict())
+        request = Request(scope, receive, principal, m.groupdict(), route.body)
         if unknown := sorted(set(request.query).difference(route.query)):
             expected = ", ".join(route.query) or "none"
             await asgi.send_json(
@@ -205,7 +204,7 @@ class AdminApi:
         }
 
     async def openapi(self, request: Request) -> dict[str, Any]:
-        return openapi_document()
+        return schema.openapi(ROUTES, PREFIX, __version__)
 
     # ------------------------------------------------------------------ servers
     async def _servers(self) -> dict[str, dict[str, Any]]:
@@ -269,12 +268,8 @@ class AdminApi:
         }
 
     async def add(self, request: Request) -> dict[str, Any]:
-        body = await request.json("name", "server", "replace")
-        name, entry, replace = body.get("name"), body.get("server"), body.get("replace", False)
-        if not isinstance(name, str) or not isinstance(entry, dict):
-            raise ApiError(400, 'expected {"name": "...", "server": {"command": ...} or {"url": ...}}')
-        if not isinstance(replace, bool):
-            raise ApiError(400, "'replace' must be true or false")
+        body = await request.json()  # (schema.ADD_SERVER: name and server given, replace a boolean)
+        name, entry, replace = body["name"], body["server"], body.get("replace", False)
         return await self._edit(request, "add", name, lambda doc: add_server(doc, name, entry, replace=replace))
 
     async def remove(self, request: Request) -> dict[str, Any]:
@@ -311,10 +306,8 @@ class AdminApi:
 
     async def approve(self, request: Request) -> dict[str, Any]:
         server, tool = request.params["server"], request.params.get("tool")
-        body = await request.json("tools")
+        body = await request.json()  # (schema.APPROVE: tools, a list of names, or none)
         tools = [tool] if tool is not None else body.get("tools")
-        if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, str) for t in tools)):
-            raise ApiError(400, "'tools' must be a list of tool names")
         known = set(self.hub.config.servers) | set(self.hub.config.templates)
         if server not in known:
             raise ApiError(404, f"no server {server!r} in the config")
@@ -363,10 +356,7 @@ class AdminApi:
 
     async def call(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
-        body = await request.json("arguments")
-        arguments = body.get("arguments", {})
-        if not isinstance(arguments, dict):
-            raise ApiError(400, "arguments must be an object")
+        arguments = (await request.json()).get("arguments", {})  # (schema.CALL: an object)
         access = self.hub.access(request.principal, ADMIN_API)
         session = Session(
             access=access,
@@ -441,7 +431,7 @@ class AdminApi:
 
     async def put_preset(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
-        body = await request.json("filter", "description", "exposure")
+        body = await request.json()  # (schema.PRESET)
         problem = preset_files.name_problem(name)
         if problem:
             raise ApiError(400, f"preset name {name!r}: {problem}")
@@ -477,10 +467,7 @@ class AdminApi:
 
     # ------------------------------------------------------------------ events
     async def payloads(self, request: Request) -> dict[str, Any]:
-        body = await request.json("on")
-        on = body.get("on")
-        if not isinstance(on, bool):
-            raise ApiError(400, 'expected {"on": true} or {"on": false}')
+        on = (await request.json())["on"]  # (schema.PAYLOADS: a boolean)
         self.hub.bus.with_payloads = on
         self._audit(request, "event-payloads", "on" if on else "off")
         return {"withPayloads": on}
@@ -520,7 +507,14 @@ ROUTES: tuple[Route, ...] = (
         False,
         AdminApi.servers,
     ),
-    Route("POST", "/servers", "Add a server to mcp.json ({name, server, replace?}) and apply it", True, AdminApi.add),
+    Route(
+        "POST",
+        "/servers",
+        "Add a server to mcp.json ({name, server, replace?}) and apply it",
+        True,
+        AdminApi.add,
+        body=schema.ADD_SERVER,
+    ),
     Route("GET", "/servers/{name}", "One server, with its tool names and recent failed calls", False, AdminApi.server),
     Route("DELETE", "/servers/{name}", "Remove a server from mcp.json and apply it", True, AdminApi.remove),
     Route("POST", "/servers/{name}/restart", "Stop a server and start it again", True, AdminApi.restart),
@@ -534,7 +528,9 @@ ROUTES: tuple[Route, ...] = (
         AdminApi.tools,
         query=TOOLS_QUERY,
     ),
-    Route("POST", "/tools/{name}/call", "Call a tool ({arguments}) as the operator", True, AdminApi.call),
+    Route(
+        "POST", "/tools/{name}/call", "Call a tool ({arguments}) as the operator", True, AdminApi.call, body=schema.CALL
+    ),
     Route("GET", "/sessions", "Live sessions: client, principal, view, idle time", False, AdminApi.sessions),
     Route("GET", "/presets", "The presets (presets.json beside mcp.json)", False, AdminApi.presets),
     Route(
@@ -543,18 +539,31 @@ ROUTES: tuple[Route, ...] = (
         "Create or replace a preset ({filter, description?, exposure?})",
         True,
         AdminApi.put_preset,
+        body=schema.PRESET,
     ),
     Route("DELETE", "/presets/{name}", "Delete a preset", True, AdminApi.delete_preset),
     Route("POST", "/reload", "Read mcp.json again and apply it", True, AdminApi.reload),
     Route("GET", "/pins", "Tools whose definition changed since approved, with a diff each", False, AdminApi.pins),
     Route(
-        "POST", "/pins/{server}/approve", "Approve a server's changed tools (all, or {tools})", True, AdminApi.approve
+        "POST",
+        "/pins/{server}/approve",
+        "Approve a server's changed tools (all, or {tools})",
+        True,
+        AdminApi.approve,
+        body=schema.APPROVE,
     ),
     Route("POST", "/pins/{server}/{tool}/approve", "Approve one tool's changed definition", True, AdminApi.approve),
     Route(
         "GET", "/events", "Server-sent events: calls, state changes, log lines", False, AdminApi.summary, stream=True
     ),
-    Route("POST", "/events/payloads", "Include call arguments in events ({on})", True, AdminApi.payloads),
+    Route(
+        "POST",
+        "/events/payloads",
+        "Include call arguments in events ({on})",
+        True,
+        AdminApi.payloads,
+        body=schema.PAYLOADS,
+    ),
     Route("GET", "/user-secrets", "Who has which ${user:NAME} value, when (never a value)", False, user_values.listing),
     Route(
         "DELETE",
@@ -565,31 +574,3 @@ ROUTES: tuple[Route, ...] = (
         query=user_values.FORGET_QUERY,
     ),
 )
-
-
-def openapi_document() -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
-        params = re.findall(r"\{(\w+)\}", route.pattern)
-        operation: dict[str, Any] = {
-            "summary": route.summary,
-            "security": [{"bearer": ["admin"]}] if route.change else [{"bearer": ["operator"]}, {"bearer": ["admin"]}],
-            "responses": {
-                "200": {"description": "OK (JSON)"},
-                "401": {"description": "no credential"},
-                "403": {"description": "lacks the scope, or the CSRF token"},
-            },
-        }
-        parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
-        parameters += [{"name": q, "in": "query", "schema": {"type": "string"}} for q in route.query]
-        if parameters:
-            operation["parameters"] = parameters
-        if route.pattern == "/events":
-            operation["responses"]["200"] = {"description": "text/event-stream: call, state and log events"}
-        paths.setdefault(PREFIX + (route.pattern if route.pattern != "/" else ""), {})[route.method.lower()] = operation
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "onemcp admin API", "version": __version__},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "paths": paths,
-    }

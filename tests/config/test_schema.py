@@ -11,6 +11,7 @@ import pytest
 
 from onemcp.cli.main import main
 from onemcp.config import schema
+from onemcp.config.load import ConfigError, parse_config
 from support.hub import running_hub
 
 
@@ -31,3 +32,34 @@ async def test_the_hub_serves_it() -> None:
             r = await http.get(f"{hub.base}{schema.SERVED_PATH}")
     assert r.status_code == 200 and r.headers["content-type"] == "application/schema+json"
     assert json.loads(r.content) == schema.generate()
+
+
+SERVER = {"command": "x"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "taken"),
+    [
+        ({"mcpServers": {"a": {**SERVER, "autoApprove": ["t"], "alwaysAllow": []}}}, True),  # other clients' keys
+        ({"servers": {"a": SERVER}, "inputs": [{"id": "k"}]}, True),  # VS Code's
+        ({"mcpServers": {"a": {**SERVER, "env": ["A=1", "B=2"]}}}, True),  # 1MCP's env list
+        ({"serverDefaults": {}, "mcpServers": {"a": {**SERVER, "requestTimeout": 30000}}}, True),
+        ({"mcpServers": {"a": {**SERVER, "restartOnExit": True}}}, True),
+        ({"mcpServers": {"a": {**SERVER, "timeout": "${T}", "disabled": "false"}}}, True),  # strings: ${VAR}
+        ({"mcpServers": {"a": {**SERVER, "timeout": 7200}}}, False),  # over an hour (the schema said valid)
+        ({"mcpServers": {"a": {**SERVER, "restartOnExit": False}}}, False),
+        ({"mcpServers": {"a": {**SERVER, "env": {"A": 1}}}}, False),
+        ({"mcpServers": {"a": {"comand": "x"}}}, False),
+        ({"mcpServers": {}, "servers": {}}, False),
+    ],
+)
+def test_the_schema_and_the_loader_agree(doc: dict[str, object], taken: bool) -> None:
+    """An editor following `$schema` flags what the hub refuses and nothing it takes (it used to flag
+    other clients' keys, VS Code's servers and inputs, 1MCP's forms and strings for numbers)."""
+    try:
+        parse_config(json.dumps(doc).encode(), source="mcp.json", env={"T": "30"})
+        loaded = True
+    except ConfigError:
+        loaded = False
+    assert loaded is taken
+    assert jsonschema.Draft202012Validator(schema.generate()).is_valid(doc) is taken

@@ -1,6 +1,7 @@
 """The JSON Schema of the config, made from the model, shipped in the package, named by `$schema`.
 
-Owns generating the schema (`HubConfig`'s, with `$schema` allowed at the top), the shipped copy
+Owns generating the schema (`HubConfig`'s, with `$schema` allowed at the top and what `compat` maps
+before validation, so the editor and the loader agree), the shipped copy
 (`mcp.schema.json` beside this module: a test keeps it equal to the generated one) and the URI
 written configs name so editors complete and check them. The hub also serves it at
 `/schema/mcp.json`.
@@ -12,18 +13,54 @@ import json
 from pathlib import Path
 from typing import Any
 
+from onemcp.config.compat import FOREIGN_SERVER_KEYS
 from onemcp.config.model import HubConfig
 
 SCHEMA_FILE = Path(__file__).with_name("mcp.schema.json")
 SERVED_PATH = "/schema/mcp.json"
 
 
+# A string where a number or a boolean belongs: ${VAR} substitution makes every value a string, and the
+# loader reads "60" or "true" as the number or boolean (its range is then the loader's to check).
+AS_STRING = {"type": "string", "description": "a ${VAR}, or the value written as a string"}
+MS = {"type": "number", "exclusiveMinimum": 0, "description": "1MCP's, in milliseconds (converted)"}
+
+
 def generate() -> dict[str, Any]:
-    doc = HubConfig.model_json_schema(by_alias=True, mode="validation")
+    """The model's schema, with what the loader also takes before validating (`compat`): VS Code's `servers`
+    and `inputs`, other clients' own keys in an entry, 1MCP's settings and `["K=V"]` env lists, strings for
+    numbers and booleans. So an editor flags what the hub refuses, and no config the hub takes."""
+    doc: dict[str, Any] = _lenient(HubConfig.model_json_schema(by_alias=True, mode="validation"))
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     doc["title"] = "onemcp mcp.json"
-    doc.setdefault("properties", {})["$schema"] = {"type": "string", "description": "this schema, for editors"}
+    top = doc.setdefault("properties", {})
+    top["$schema"] = {"type": "string", "description": "this schema, for editors"}
+    top["servers"] = {**top["mcpServers"], "title": "Servers", "description": "VS Code's name for mcpServers"}
+    top["inputs"] = {"type": "array", "description": "VS Code's prompts for values (not used by onemcp)"}
+    top["serverDefaults"] = {"type": "object", "description": "1MCP's settings for every server"}
+    doc["not"] = {"required": ["mcpServers", "servers"]}  # one or the other
+    for entry in (doc["$defs"]["ServerConfig"], doc["$defs"]["ServerTemplate"]):
+        fields = entry["properties"]
+        fields.update({key: {"description": "another client's own key (ignored)"} for key in FOREIGN_SERVER_KEYS})
+        fields.update({"requestTimeout": MS, "connectionTimeout": MS})
+        fields["restartOnExit"] = {"const": True, "description": "1MCP's; onemcp always restarts (false is refused)"}
+        fields["inheritParentEnv"] = {"const": False, "description": "1MCP's; true is refused: pass variables in env"}
+        listed = {"type": "array", "items": {"type": "string", "pattern": "="}, "description": '["NAME=value", ...]'}
+        fields["env"] = {"anyOf": [fields["env"], listed]}
     return doc
+
+
+def _lenient(node: Any) -> Any:
+    """`node` with every number or boolean also taking a string (`AS_STRING`)."""
+    if isinstance(node, list):
+        return [_lenient(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _lenient(value) for key, value in node.items()}
+    if node.get("type") in ("number", "integer", "boolean"):
+        kept = {key: node.pop(key) for key in ("title", "description", "default") if key in node}
+        return {**kept, "anyOf": [node, AS_STRING]}
+    return node
 
 
 def text() -> str:

@@ -156,6 +156,22 @@ async def test_a_quota_on_a_template_counts_its_instances_calls(tmp_path: Path) 
     assert "Quota exceeded for fxt/echo" in text_of(results[2])
 
 
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_an_instances_template_uris_are_read_under_the_templates_name(tmp_path: Path, mode: Mode) -> None:
+    """`fxt+fixture://item/3`, expanded from the instance's listed resource template, is read from the
+    requester's own instance (it was "Resource not found": only listed URIs had a candidate)."""
+    fx = fixture_command()
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": {"command": fx[0], "args": fx[1:]}}) as hub:
+            async with client(hub, project_dir(tmp_path, "alpha"), mode) as c:
+                templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
+                assert "fxt+fixture://item/{id}" in templates
+                read = await c.read_resource("fxt+fixture://item/3")
+                assert [getattr(r, "text", None) for r in read.contents] == ["item 3"]
+                if mode == "legacy":
+                    await c.subscribe_resource("fxt+fixture://item/3")
+
+
 async def test_max_instances_refuses_with_a_clear_error(tmp_path: Path) -> None:
     a, b = project_dir(tmp_path, "alpha"), project_dir(tmp_path, "beta")
     with anyio.fail_after(DEADLINE):

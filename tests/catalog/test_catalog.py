@@ -543,3 +543,17 @@ def test_a_hidden_tools_name_forces_no_digest_on_its_neighbour() -> None:
     catalog.set_servers(["s"], {"s": Overrides(disabled=frozenset({"a_b"}))})
     catalog.update("s", "tools", tools("a_b", "a.b"))
     assert names(catalog) == ["s__a_b"] and catalog.resolve_name("tools", "s__a_b") == ("s", "a.b")
+
+
+def test_an_instances_unlisted_uri_routes_to_the_requesters_own_instance() -> None:
+    """`t+mem://item/3` (expanded from the instance's template, or handed out in its tool results) is
+    read from the requester's instance of `t`; another requester's instance is never a candidate."""
+    catalog = make(PrefixMode.ALWAYS, "s", "t@aaa", "t@bbb")
+    for server in ("t@aaa", "t@bbb"):
+        catalog.update(server, "resourceTemplates", [{"uriTemplate": "mem://item/{id}", "name": "item"}])
+    alice = Reach(None, frozenset(), frozenset({"t@aaa"}))
+    bob = Reach(None, frozenset(), frozenset({"t@bbb"}))
+    assert catalog.resolve_uri("t+mem://item/3", alice) == ("t@aaa", "mem://item/3")
+    assert catalog.resolve_uri("t+mem://item/3", bob) == ("t@bbb", "mem://item/3")
+    with pytest.raises(NotFound, match="Resource not found"):
+        catalog.resolve_uri("t+mem://item/3", EVERYTHING)  # bound to no instance of `t`

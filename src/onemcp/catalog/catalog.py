@@ -354,7 +354,7 @@ class Catalog:
     def locate_uri(self, visible: str, reach: Reach = EVERYTHING) -> tuple[str, str]:
         """(server, upstream URI) for a visible resource URI, listed or template-matched: the first
         candidate within `reach`, else the first; NotFound when no server could have it."""
-        found = self._uri_candidates(visible)
+        found = self._uri_candidates(visible, reach)
         if not found:
             raise missing("resources", visible)
         return next((c for c in found if reach.shows("resources", *c)), found[0])
@@ -366,13 +366,17 @@ class Catalog:
             raise missing("resources", visible)
         return hit
 
-    def _uri_candidates(self, visible: str) -> list[tuple[str, str]]:
+    def _uri_candidates(self, visible: str, reach: Reach) -> list[tuple[str, str]]:
         view = self._views.get("resources")
         found = list(view.candidates.get(visible, [])) if view is not None else []
         if self.prefixed:
             split = self.codec.split_uri(visible)
             if split is not None and split[0] in self._order and split not in found:
                 found.append(split)
+            elif split is not None and split[0] in self._names:
+                # a template's name: the requester's own instance of it (the prefix its URIs are shown with)
+                mine = [s for s in self._order if s in reach.instances and shown_as(s) == split[0]]
+                found += [(server, split[1]) for server in mine if (server, split[1]) not in found]
         else:
             found += [(server, visible) for pattern, server, _ in self._templates if pattern.match(visible)]
             with_resources = [s for s in self._order if self._lists.get(s, {}).get("resources")]

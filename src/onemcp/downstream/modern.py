@@ -37,6 +37,7 @@ from onemcp.protocol.errors import (
     MISSING_CLIENT_CAPABILITY,
     UNSUPPORTED_VERSION,
     HubError,
+    refusal_status,
 )
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.meta import PROTOCOL_VERSION
@@ -66,7 +67,9 @@ ERROR_STATUS = {-32700: 400, -32600: 400, -32602: 400, -32601: 404, HEADER_MISMA
 def error_status(reply: Message) -> int:
     err = reply.get("error")
     code = err.get("code") if isinstance(err, dict) else None
-    return ERROR_STATUS.get(code, 200) if isinstance(code, int) else 200
+    if not isinstance(code, int):
+        return 200
+    return ERROR_STATUS.get(code) or refusal_status(reply) or 200
 
 
 class ModernEndpoint:

@@ -23,7 +23,7 @@ from onemcp.hub.forward import Emit
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import UNSUPPORTED_VERSION, InvalidParams, MethodNotFound, ProtocolError
+from onemcp.protocol.errors import UNSUPPORTED_VERSION, HubError, InvalidParams, MethodNotFound, ProtocolError
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, PROTOCOL_VERSION, SERVER_INFO
 from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
@@ -182,7 +182,10 @@ class ModernRequests:
         if params.get("cursor") is not None:
             err = {"code": InvalidParams.code, "message": "Invalid cursor: this hub returns complete lists in one page"}
             return jsonrpc.error(rid, err)
-        body = await self.hub.list_result(kind, session.access)
+        try:
+            body = await self.hub.list_result(kind, session.access)
+        except HubError as exc:  # a template instance it needs may not start (maxInstances): a JSON-RPC error
+            return jsonrpc.error(rid, exc.to_error())
         return jsonrpc.splice_result(rid, body[:-1] + self._list_suffix)
 
     @staticmethod

@@ -25,7 +25,7 @@ from onemcp.hub.replay import OutStream
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached
+from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached, refusal_status
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS
 
@@ -240,6 +240,8 @@ class StreamableHttpEndpoint:
             await asgi.send_bytes(send, 200, reply)
         elif (needed := forbidden_scope(reply)) is not None:
             await self.gate.forbid(scope, send, needed, reply)
+        elif (status := refusal_status(reply)) is not None:  # an instance it needs may not start
+            await asgi.send_json(send, status, reply, RETRY_LATER)
         else:
             await asgi.send_json(send, 200, reply)
 

@@ -28,7 +28,7 @@ from onemcp.config.model import Limits, ServerConfig, ServerTemplate
 from onemcp.config.templates import TemplateError, digest, render
 from onemcp.observability.limits import hit
 from onemcp.observability.redact import REDACTOR, SECRET_NAME
-from onemcp.protocol.errors import InvalidParams, LimitReached
+from onemcp.protocol.errors import INSTANCE_LIMIT_STATUS, InvalidParams, LimitReached
 
 log = logging.getLogger("onemcp.templates")
 audit = logging.getLogger("onemcp.audit")
@@ -179,7 +179,7 @@ class TemplateInstances:
                 "maxInstances",
                 f"template server {instance.template!r} already runs {cap} instances (its maxInstances); "
                 "end a session that uses another, or raise maxInstances",
-                429,
+                INSTANCE_LIMIT_STATUS["maxInstances"],
             )
         hub_cap = self.limits().max_template_instances
         if len(self.running()) >= hub_cap:
@@ -187,7 +187,7 @@ class TemplateInstances:
             raise LimitReached(
                 "maxTemplateInstances",
                 f"the hub already runs {hub_cap} template server instances (onemcp.limits.maxTemplateInstances)",
-                503,
+                INSTANCE_LIMIT_STATUS["maxTemplateInstances"],
             )
 
     async def reap(self, now: float | None = None) -> list[str]:

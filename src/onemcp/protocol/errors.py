@@ -102,6 +102,20 @@ class LimitReached(HubError):
         self.status = status
 
 
+# The HTTP status of a request refused because a template instance it needs may not start (the
+# limit's name is the error's `data.limit`): both eras answer it with this status, not 200.
+INSTANCE_LIMIT_STATUS = {"maxInstances": 429, "maxTemplateInstances": 503}
+
+
+def refusal_status(reply: dict[str, Any]) -> int | None:
+    """The HTTP status of a JSON-RPC error reply that an instance limit refused (else None)."""
+    err = reply.get("error")
+    if not isinstance(err, dict) or err.get("code") != LimitReached.code or not isinstance(err.get("data"), dict):
+        return None
+    limit = err["data"].get("limit")
+    return INSTANCE_LIMIT_STATUS.get(limit) if isinstance(limit, str) else None
+
+
 class UpstreamError(HubError):
     code = INTERNAL_ERROR
 

@@ -95,3 +95,28 @@ async def test_a_list_that_needs_an_instance_past_max_instances_is_refused_with_
             assert_refused(r, 3)
             assert r.headers["retry-after"] == "5"
             assert len(hub.app.hub.instances.running()) == 1
+
+
+async def test_only_the_requests_that_need_the_refused_instance_fail(tmp_path: Path) -> None:
+    """A ping and calls to a static server go on; a call to the template's tool is refused with 429."""
+    echo: dict[str, Any] = {"name": "fx__echo", "arguments": {"message": "still here"}}
+    refused: dict[str, Any] = {"name": "fxt__echo", "arguments": {"message": "no instance"}}
+    with anyio.fail_after(DEADLINE):
+        async with capped_hub(tmp_path) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            alpha, beta = context_of(hub, tmp_path, "alpha"), context_of(hub, tmp_path, "beta")
+            assert (await modern(http, hub, alpha, "tools/list")).status_code == 200  # the one instance
+            headers = await legacy_session(http, hub, beta)
+
+            async def legacy(rid: int, method: str, **params: Any) -> httpx.Response:
+                body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+                return await http.post(hub.url, json=body, headers=headers)
+
+            r = await legacy(2, "ping")
+            assert r.status_code == 200 and r.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
+            r = await legacy(3, "tools/call", **echo)
+            assert r.status_code == 200 and r.json()["result"]["content"][0]["text"] == "still here", r.text
+            assert_refused(await legacy(4, "tools/call", **refused), 4)
+            r = await modern(http, hub, beta, "tools/call", **echo)
+            assert r.status_code == 200 and r.json()["result"]["content"][0]["text"] == "still here", r.text
+            assert_refused(await modern(http, hub, beta, "tools/call", rid=5, **refused), 5)
+            assert len(hub.app.hub.instances.running()) == 1

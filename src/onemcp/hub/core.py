@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import anyio
@@ -348,8 +349,6 @@ class Hub:
 
     async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
         """A downstream request: its reply, a pre-serialised reply, or a Call to drive (`complete`)."""
-        if session.access.reach.instances:
-            await self.instances.ensure(session.access.reach.instances)
         if self.replicas is not None:
             params = msg.get("params")
             state = params.get("requestState") if isinstance(params, dict) else None
@@ -358,7 +357,8 @@ class Hub:
                 owner = self.parking.replica(state)
                 if owner and owner != self.replicas.tag:  # parked on another replica: resumed there
                     return await self.replicas.resume(owner, session, msg)
-        outcome = await self.dispatcher.dispatch(session, msg)
+        run = partial(self.dispatcher.dispatch, session, msg)  # once the instances it may need were started
+        outcome = await self.instances.serving(session.access.reach.instances, msg, self.catalog, run)
         if msg.get("method") in SAVED_ON:
             self.save_session(session)
         return outcome

@@ -18,20 +18,38 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from onemcp.auth.access import Access
+from onemcp.catalog.catalog import Catalog
 from onemcp.catalog.reach import INSTANCE_MARK
 from onemcp.config.model import Limits, ServerConfig, ServerTemplate
 from onemcp.config.templates import TemplateError, digest, render
 from onemcp.observability.limits import hit
 from onemcp.observability.redact import REDACTOR, SECRET_NAME
-from onemcp.protocol.errors import INSTANCE_LIMIT_STATUS, InvalidParams, LimitReached
+from onemcp.protocol.errors import INSTANCE_LIMIT_STATUS, InvalidParams, LimitReached, NotFound
+from onemcp.protocol.methods import KIND_BY_METHOD
 
 log = logging.getLogger("onemcp.templates")
 audit = logging.getLogger("onemcp.audit")
+T = TypeVar("T")
+# requests a template instance may answer (by name, URI or task id); the rest (ping, logging/setLevel,
+# tasks/list, ...) are answered without starting any instance
+NAMED = frozenset(
+    {
+        "tools/call",
+        "prompts/get",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "completion/complete",
+        "tasks/get",
+        "tasks/result",
+        "tasks/cancel",
+    }
+)
 
 
 @dataclass
@@ -168,6 +186,34 @@ class TemplateInstances:
         for event in waiting:
             await event.wait()
 
+    async def serving(
+        self, ids: frozenset[str], msg: Mapping[str, Any], catalog: Catalog, run: Callable[[], Awaitable[T]]
+    ) -> T:
+        """`run` a request once the bound instances it may need were started (`ensure`).
+
+        An instance that may not start (a cap) fails only the requests that need it: a list (it would
+        lack that template's items), or a request by a name or URI of that template that nothing else
+        answers; a ping, a call to a static server or to another template's instance goes on.
+        """
+        method, params = msg.get("method"), msg.get("params")
+        if not ids or (method not in NAMED and method not in KIND_BY_METHOD):
+            return await run()
+        refused: dict[str, LimitReached] = {}
+        for instance_id in sorted(ids):
+            try:
+                await self.ensure([instance_id])
+            except LimitReached as exc:
+                refused.setdefault(instance_id.partition(INSTANCE_MARK)[0], exc)
+        if refused and method in KIND_BY_METHOD:
+            raise next(iter(refused.values()))
+        try:
+            return await run()
+        except NotFound:
+            template = _named_template(catalog, params, refused)
+            if template is None:
+                raise
+            raise refused[template] from None
+
     def _check_caps(self, instance: Instance) -> None:
         template = self.templates().get(instance.template)
         cap = template.template.max_instances if template is not None else None
@@ -241,3 +287,20 @@ class TemplateInstances:
             }
             for i in self.instances.values()
         ]
+
+
+def _named_template(catalog: Catalog, params: Any, refused: Mapping[str, LimitReached]) -> str | None:
+    """The refused template a request's name or URI may be of (with unprefixed names: any refused one)."""
+    if not refused:
+        return None
+    if not catalog.prefixed:
+        return next(iter(refused))
+    params = params if isinstance(params, dict) else {}
+    ref = params.get("ref") if isinstance(params.get("ref"), dict) else {}
+    for key, value in (("name", params.get("name")), ("uri", params.get("uri")), *ref.items()):
+        if not isinstance(value, str) or key not in ("name", "uri"):
+            continue
+        split = catalog.codec.split_uri(value) if key == "uri" else catalog.codec.split_name(value)
+        if split is not None and split[0] in refused:
+            return split[0]
+    return None

@@ -557,3 +557,17 @@ def test_an_instances_unlisted_uri_routes_to_the_requesters_own_instance() -> No
     assert catalog.resolve_uri("t+mem://item/3", bob) == ("t@bbb", "mem://item/3")
     with pytest.raises(NotFound, match="Resource not found"):
         catalog.resolve_uri("t+mem://item/3", EVERYTHING)  # bound to no instance of `t`
+
+
+def test_a_tool_withheld_from_ones_own_instance_says_withheld_though_another_instance_lists_it() -> None:
+    """Instances whose definitions differ by context: the pin passes the first, withholds the second.
+    The second's requester hears "Tool withheld", not "not found" (the first's is a candidate too)."""
+    catalog = make(PrefixMode.ALWAYS, "t@aaa", "t@bbb")
+    catalog.update("t@aaa", "tools", tools("echo"))
+    catalog.withheld = {"t@bbb": {"echo"}}
+    alice = Reach(None, frozenset(), frozenset({"t@aaa"}))
+    bob = Reach(None, frozenset(), frozenset({"t@bbb"}))
+    assert catalog.resolve_name("tools", "t__echo", alice) == ("t@aaa", "echo")
+    with pytest.raises(NotFound, match="Tool withheld: t__echo") as info:
+        catalog.locate_name("tools", "t__echo", bob)
+    assert "onemcp mcp approve t/echo" in info.value.message

@@ -336,7 +336,9 @@ class Catalog:
         first within `reach`, else the first (for the caller to refuse); NotFound when none has it."""
         view = self._views.get(kind)
         found = view.candidates.get(visible) if view is not None else None
-        if not found and self.withheld and (withheld := self._withheld(kind, visible, reach)) is not None:
+        # none within reach: maybe its pin withholds the requester's own (another instance of a template lists it)
+        seen = found is not None and any(reach.shows(kind, *c) for c in found)
+        if not seen and self.withheld and (withheld := self._withheld(kind, visible, reach)) is not None:
             raise withheld
         if not found and not self.prefixed and len(self._order) == 1 and self._unlisted(kind, visible):
             return self._order[0], visible  # one server, names its own: it answers for names it lacks too

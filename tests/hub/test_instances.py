@@ -115,3 +115,15 @@ def test_reach_shows_an_instance_only_to_those_bound() -> None:
     narrow = Reach(frozenset(), frozenset({("mem", "read")}), frozenset({"mem@abc"}))
     assert narrow.shows("tools", "mem@abc", "read") and not narrow.shows("tools", "mem@abc", "write")
     assert not Reach(frozenset({"other"}), instances=frozenset({"mem@abc"})).shows("tools", "mem@abc", "read")
+
+
+async def test_reap_keeps_an_instance_an_open_listen_holds() -> None:
+    """A 2026-07-28 `subscriptions/listen` holds no session: the instances it uses are passed as `held`."""
+    h = Harness(templates(idleTimeout=10))
+    a = h.bind("/a", "s1")
+    await h.instances.ensure(a)
+    h.instances.release("s1")
+    now = h.instances.instances[next(iter(a))].last_used
+    assert await h.instances.reap(now + 11, held=a) == []  # the listen is open
+    assert await h.instances.reap(now + 15) == []  # idle from when it was last held
+    assert await h.instances.reap(now + 22) == sorted(a)

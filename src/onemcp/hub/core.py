@@ -555,7 +555,7 @@ class Hub:
     async def _reap_instances(self) -> None:
         while True:
             await anyio.sleep(self.instances.interval())
-            await self.instances.reap()
+            await self.instances.reap(held={i for ln in self.listeners for i in ln.session.access.reach.instances})
 
     # ============================================================ lifecycle
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

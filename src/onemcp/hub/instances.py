@@ -236,14 +236,19 @@ class TemplateInstances:
                 INSTANCE_LIMIT_STATUS["maxTemplateInstances"],
             )
 
-    async def reap(self, now: float | None = None) -> list[str]:
-        """Stop the running instances nobody is bound to and nobody used for their idleTimeout."""
+    async def reap(self, now: float | None = None, held: Iterable[str] = ()) -> list[str]:
+        """Stop the running instances nobody is bound to and nobody used for their idleTimeout; those in
+        `held` (an open 2026-07-28 `subscriptions/listen` uses them: it is no session) are in use."""
         now = time.monotonic() if now is None else now
+        held = set(held)
         templates = self.templates()
         gone = []
         for instance in list(self.instances.values()):
             template = templates.get(instance.template)
             idle = template.template.idle_timeout if template is not None else 0.0
+            if instance.id in held:
+                instance.last_used = now  # idle from when the listen ends
+                continue
             if instance.sessions or instance.id in self._starting or now - instance.last_used < idle:
                 continue
             del self.instances[instance.id]

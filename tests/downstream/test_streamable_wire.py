@@ -57,6 +57,24 @@ async def test_protocol_version_header_is_validated() -> None:
             assert r.status_code == 200
 
 
+async def test_a_client_that_comes_while_upstreams_start_is_told_what_they_serve() -> None:
+    """`initialize` and `server/discover` wait for the upstreams as a first list does (`firstListWait`):
+    a client that came at once was told for good that subscriptions and completions did not exist."""
+    from downstream.test_modern import headers as modern_headers
+    from downstream.test_modern import modern
+
+    cmd = fixture_command()
+    late = {"command": "sh", "args": ["-c", 'sleep 0.5; exec "$0" "$@"', *cmd]}  # slow to start (in its own process)
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": late}}, wait=False) as hub, httpx.AsyncClient() as http:
+            caps = (await http.post(hub.url, json=INIT, headers=HEADERS)).json()["result"]["capabilities"]
+            assert caps["resources"].get("subscribe") is True and "completions" in caps, caps
+        async with running_hub({"mcpServers": {"a": late}}, wait=False) as hub, httpx.AsyncClient() as http:
+            r = await http.post(hub.url, json=modern("server/discover"), headers=modern_headers("server/discover"))
+            caps = r.json()["result"]["capabilities"]
+            assert caps["resources"].get("subscribe") is True and "completions" in caps, caps
+
+
 async def test_initialize_negotiates_version_and_advertises_capabilities() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub(config()) as hub, httpx.AsyncClient() as http:

@@ -161,6 +161,8 @@ class ModernRequests:
         return session
 
     async def discover(self, session: Session) -> dict[str, Any]:
+        await self.hub.dispatcher.until_started()  # its capabilities rest on the upstreams tried, as lists do
+        await self.hub.instances.ready(session.access.reach.instances)  # ... and on its template instances
         await self.hub.exposure.ready_to_count([session.access])  # its instructions may rest on a count
         caps = self.hub.capabilities(session.access)
         caps.pop("tasks", None)  # an extension in 2026-07-28, not served to modern clients yet

@@ -63,8 +63,9 @@ from onemcp.upstream.transports.factory import TransportFactory, make_transport
 from onemcp.upstream.user_secrets import UserSecrets
 
 log = logging.getLogger("onemcp.hub")
-# what changes a saved session: written after these (never on ordinary calls)
-SAVED_ON = frozenset({"logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+SAVED_ON = frozenset(
+    {"logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+)  # what changes a saved session
 
 
 class Hub:
@@ -127,7 +128,7 @@ class Hub:
 
     def share_with_replicas(self, url: str) -> None:
         """Replicas on this Redis carry each other's messages for sessions and parked calls (before `run`)."""
-        self.replicas = Replicas(
+        self.replicas = replicas = Replicas(
             RedisRelay(url),
             self.sessions,
             self.parking,
@@ -135,11 +136,9 @@ class Hub:
             reply_here=self.reverse.reply,
             notify_here=self._notified_elsewhere,
         )
-        replicas = self.replicas
-        retry = self.pool.retry_now
 
         def authorized(server: str) -> None:
-            retry(server)
+            self.pool.retry_now(server)
             replicas.upstream_authorized(server)
 
         self.upstream_auth.on_authorized = authorized
@@ -169,8 +168,7 @@ class Hub:
         return {"name": "onemcp", "title": "onemcp hub", "version": __version__}
 
     def capabilities(self, access: Access) -> dict[str, Any]:
-        """What the hub really serves this requester: lists always (relaying list_changed), the rest if
-        a ready upstream it reaches has them."""
+        """What the hub serves this requester: lists always, the rest if a ready upstream it reaches has them."""
         reach = access.reach
         ready = [c for c in self.pool.connections.values() if c.state == "ready" and reach.touches(c.name)]
         return advertised([c.capabilities for c in ready])
@@ -181,10 +179,12 @@ class Hub:
         return render_instructions(self.config, self.catalog, self.pool, access.reach, search=search)
 
     async def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        await self.exposure.ready_to_count([session.access])  # its instructions may rest on a count
         session.protocol_version = negotiate(params.get("protocolVersion"))
         session.client_capabilities, session.client_info = declaration(params)
         self.bind_templates(session)
+        await self.dispatcher.until_started()  # its capabilities rest on the upstreams tried, as lists do
+        await self.instances.ready(session.access.reach.instances)  # ... and on its template instances
+        await self.exposure.ready_to_count([session.access])  # its instructions may rest on a count
         self.remember_lists(session)
         self.save_session(session)
         return {

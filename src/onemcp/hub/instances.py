@@ -13,6 +13,7 @@ lists it). Does not decide what a requester may see of an instance (`Reach`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -185,6 +186,13 @@ class TemplateInstances:
                 waiting.append(started)
         for event in waiting:
             await event.wait()
+
+    async def ready(self, ids: Iterable[str]) -> None:
+        """`ensure` each, as far as each may start: a requester's capabilities rest on its instances;
+        one at its cap is said by the requests that need it (`serving`), not here."""
+        for instance_id in ids:
+            with contextlib.suppress(LimitReached):
+                await self.ensure([instance_id])
 
     async def serving(
         self, ids: frozenset[str], msg: Mapping[str, Any], catalog: Catalog, run: Callable[[], Awaitable[T]]

@@ -75,3 +75,75 @@ async def test_tasks_not_advertised_without_an_upstream_that_serves_them() -> No
         async with running_hub({"mcpServers": {"a": stdio()}}) as hub, httpx.AsyncClient() as http:
             init = (await http.post(hub.url, json=INIT, headers=HEADERS)).json()
             assert "tasks" not in init["result"]["capabilities"]
+
+
+async def _status(stream: httpx.Response) -> dict[str, Any]:
+    """The next notifications/tasks/status on a session's GET stream."""
+    async for line in stream.aiter_lines():
+        if line.startswith("data: ") and line[6:].strip():
+            note = orjson.loads(line[6:])
+            if note.get("method") == "notifications/tasks/status":
+                return note["params"]  # type: ignore[no-any-return]
+    raise AssertionError("the stream ended")
+
+
+async def test_equal_task_ids_of_two_sessions_connections_stay_each_sessions_own() -> None:
+    # isolation "session": a process per session, and both number their tasks task-1
+    config = {"mcpServers": {"a": {**stdio("--seq-tasks"), "isolation": "session"}, "b": stdio()}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            one, two = await raw_session(http, hub.url), await raw_session(http, hub.url)
+            get = {"accept": "text/event-stream"}
+            async with (
+                http.stream("GET", hub.url, headers={**one, **get}) as stream_one,
+                http.stream("GET", hub.url, headers={**two, **get}) as stream_two,
+            ):
+                ids = []
+                for headers, seconds in ((one, 0.1), (two, 0.2)):
+                    call = req("tools/call", name="a__sleep", arguments={"seconds": seconds}, task={"ttl": 60000})
+                    created = (await http.post(hub.url, json=call, headers=headers)).json()
+                    ids.append(created["result"]["task"]["taskId"])
+                assert ids == ["a:task-1", "a:task-1"]  # equal ids, two tasks
+                for headers, seconds in ((one, 0.1), (two, 0.2)):
+                    got = (await http.post(hub.url, json=req("tasks/get", taskId="a:task-1"), headers=headers)).json()
+                    assert got["result"]["taskId"] == "a:task-1", got
+                    result = await http.post(hub.url, json=req("tasks/result", taskId="a:task-1"), headers=headers)
+                    assert result.json()["result"]["content"][0]["text"] == f"slept {seconds}"
+                    listed = await http.post(hub.url, json=req("tasks/list"), headers=headers)
+                    assert [t["taskId"] for t in listed.json()["result"]["tasks"]] == ["a:task-1"]  # its own (F3)
+                # each is told of its own task's end (before, both were told to the second session)
+                assert (await _status(stream_one))["status"] == "completed"
+                assert (await _status(stream_two))["status"] == "completed"
+
+
+async def test_tasks_list_has_the_tasks_of_a_sessions_own_connection() -> None:
+    config = {"mcpServers": {"a": {**stdio("--tasks"), "isolation": "session"}, "b": stdio()}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            call = req("tools/call", name="a__sleep", arguments={"seconds": 0}, task={"ttl": 60000})
+            task = (await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]
+            listed = await http.post(hub.url, json=req("tasks/list"), headers=headers)
+            assert [t["taskId"] for t in listed.json()["result"]["tasks"]] == [task["taskId"]]
+
+
+async def test_one_session_given_equal_ids_by_two_unprefixed_servers_keeps_both_tasks() -> None:
+    # prefixMode never: a's and b's ids are both task-1, unprefixed; lookup is a's alone, getenv b's alone
+    config = {
+        "mcpServers": {"a": stdio("--seq-tasks", "--header-tool"), "b": stdio("--seq-tasks", "--env-tool")},
+        "onemcp": {"prefixMode": "never"},
+    }
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            ids = []
+            for name, arguments in (("lookup", {"account": "acct-a"}), ("getenv", {"name": "HOME"})):
+                call = req("tools/call", name=name, arguments=arguments, task={"ttl": 60000})
+                ids.append((await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]["taskId"])
+            assert ids == ["task-1", "task-1~2"]
+            result = await http.post(hub.url, json=req("tasks/result", taskId="task-1"), headers=headers)
+            assert "acct-a" in result.json()["result"]["content"][0]["text"]
+            result = await http.post(hub.url, json=req("tasks/result", taskId="task-1~2"), headers=headers)
+            assert "acct-a" not in result.json()["result"]["content"][0]["text"]
+            listed = await http.post(hub.url, json=req("tasks/list"), headers=headers)
+            assert sorted(t["taskId"] for t in listed.json()["result"]["tasks"]) == ids

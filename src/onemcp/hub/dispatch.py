@@ -125,7 +125,10 @@ class Dispatcher:
             if refused is not None:
                 session.access.refused(CALL, f"{counted}/{value}", "quota exceeded")
                 return jsonrpc.result(msg["id"], limits.refusal(refused))
-        conn = await self.connection(session, server, params)
+        if key == "taskId":  # to the connection that created it: another one's equal id is another task
+            conn = self.tasks.connection(session.id, params.get("taskId"))
+        else:
+            conn = await self.connection(session, server, params)
         if conn.era == "legacy" and params.get("requestState") is not None:  # not this hub's (`owns`), not theirs
             raise InvalidParams("requestState was not issued by this hub, and a legacy-era server issues none")
         if key == "name":
@@ -224,7 +227,8 @@ class Dispatcher:
                 return server, "ref.uri", original
             raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
         # tasks/get, tasks/result, tasks/cancel: a task this session made, of a server still in reach
-        server, upstream_id = self.tasks.resolve(session.id, params.get("taskId"))
+        task = self.tasks.resolve(session.id, params.get("taskId"))
+        server, upstream_id = task.server, task.upstream_id
         if not access.reach.touches(server):  # its scopes or view changed since the call
             access.refused(method, f"{server}/task", "outside the principal's scopes")
             raise NotFound(f"Task not found: {params.get('taskId')}")
@@ -300,7 +304,7 @@ class Dispatcher:
         """Every upstream's tasks that this session created (one complete page)."""
         if params.get("cursor") is not None:
             raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
-        return {"tasks": await self.tasks.list_for(session.id, self.pool.connections.values())}
+        return {"tasks": await self.tasks.list_for(session.id)}
 
     @staticmethod
     async def _quiet_request(conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:

@@ -186,9 +186,9 @@ class Forwarder:
             err = UpstreamError(server, f"the server answered {method} with {sent}, not a result object")
             return jsonrpc.error(msg.get("id"), err.to_error())
         if method == "tools/call" and "task" in result:
-            self.tasks.record(server, session.id, result)
+            self.tasks.record(conn, session.id, result)
         elif method.startswith("tasks/"):
-            msg["result"] = self.tasks.rewrite(server, result)
+            msg["result"] = self.tasks.rewrite(conn, result)
         return msg
 
 

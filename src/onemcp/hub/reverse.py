@@ -238,10 +238,10 @@ class ReversePath:
         elif method == "notifications/elicitation/complete":
             self._elicitation_complete(conn, msg, params)
         elif method == "notifications/tasks/status":
-            owner = self.tasks.owner(conn.name, params.get("taskId"))
+            owner = self.tasks.owner(conn, params.get("taskId"))
             task_session = self.sessions.get(owner[0]) if owner is not None else None
             if task_session is not None:
-                task_session.post({**msg, "params": self.tasks.rewrite(conn.name, params)})
+                task_session.post({**msg, "params": self.tasks.rewrite(conn, params)})
         elif call is not None and isinstance(call.origin, Session):
             call.push(msg)
         elif isinstance(conn.owner, Session):

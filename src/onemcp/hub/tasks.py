@@ -1,23 +1,26 @@
-"""Tasks (2025-11-25, experimental): which upstream and session own a task, and the ids clients see.
+"""Tasks (2025-11-25, experimental): which connection and session own a task, and the ids clients see.
 
 A task-augmented tools/call answers with a task handle; from then on tasks/get, tasks/result
-and tasks/cancel name the task by id, so the hub keeps `visible id -> (server, upstream id,
-session)` and rewrites ids both ways. With prefixed names the visible id is
-``<server>:<id>`` so two upstreams' ids cannot collide. Bounded: the oldest entries go
-first beyond `MAX_TASKS`.
+and tasks/cancel name the task by id, so the hub keeps `(session, visible id) -> (connection,
+upstream id)` and rewrites ids both ways. A task belongs to the connection that created it:
+two connections to one server (`isolation: session`, replicas) or two servers with unprefixed
+names may mint the same id, and neither must see or be told of the other's task. With prefixed
+names the visible id is ``<server>:<id>``; one session given two equal ids gets ``~2``, ``~3``…
+on the later ones. Bounded: the oldest entries go first beyond `MAX_TASKS`.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from onemcp.catalog.catalog import Catalog
-from onemcp.protocol.errors import HubError, InvalidParams, NotFound
+from onemcp.protocol.errors import HubError, InvalidParams, NotFound, UpstreamUnavailable
 
 if TYPE_CHECKING:
     from onemcp.upstream.connection import UpstreamConnection
@@ -28,61 +31,98 @@ MAX_TASKS = 10_000
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 
 
+@dataclass(frozen=True)
+class Task:
+    """One task an upstream connection created for a session."""
+
+    conn: weakref.ref[UpstreamConnection]
+    server: str
+    upstream_id: str
+    session_id: str
+    visible: str
+
+
 class TaskRouter:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._tasks: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
-        self._visible: dict[tuple[str, str], str] = {}
+        self._tasks: OrderedDict[tuple[str, str], Task] = OrderedDict()  # (session id, visible id)
+        self._by_conn: weakref.WeakKeyDictionary[UpstreamConnection, dict[str, Task]] = weakref.WeakKeyDictionary()
 
     def _visible_id(self, server: str, upstream_id: str) -> str:
         return f"{server}:{upstream_id}" if self.catalog.prefixed else upstream_id
 
-    def record(self, server: str, session_id: str, result: dict[str, Any]) -> None:
-        """Remember a task an upstream created for a session; its id in `result` becomes the visible one."""
+    def record(self, conn: UpstreamConnection, session_id: str, result: dict[str, Any]) -> None:
+        """Remember a task `conn` created for a session; its id in `result` becomes the visible one."""
         task = result.get("task")
         if not isinstance(task, dict) or not isinstance(task.get("taskId"), str):
             return
-        visible = self._visible_id(server, task["taskId"])
-        self._tasks[visible] = (server, task["taskId"], session_id)
-        self._visible[(server, task["taskId"])] = visible
+        upstream_id: str = task["taskId"]
+        known = self._by_conn.setdefault(conn, {})
+        stale = known.pop(upstream_id, None)  # the same connection minted it again: the old one is gone
+        if stale is not None:
+            self._tasks.pop((stale.session_id, stale.visible), None)
+        base = visible = self._visible_id(conn.name, upstream_id)
+        n = 1
+        while (session_id, visible) in self._tasks:  # this session's task of another connection has it
+            n += 1
+            visible = f"{base}~{n}"
+        entry = Task(weakref.ref(conn), conn.name, upstream_id, session_id, visible)
+        self._tasks[(session_id, visible)] = known[upstream_id] = entry
         while len(self._tasks) > MAX_TASKS:
-            _, (old_server, old_id, _) = self._tasks.popitem(last=False)
-            self._visible.pop((old_server, old_id), None)
+            _, old = self._tasks.popitem(last=False)
+            owner = old.conn()
+            if owner is not None:
+                self._by_conn.get(owner, {}).pop(old.upstream_id, None)
         result["task"] = {**task, "taskId": visible}
 
-    def resolve(self, session_id: str, visible: object) -> tuple[str, str]:
-        """(server, upstream task id) for a task this session may see."""
+    def resolve(self, session_id: str, visible: object) -> Task:
+        """A task this session may see, by the id it knows."""
         if not isinstance(visible, str):
             raise InvalidParams("params.taskId must be a string")
-        entry = self._tasks.get(visible)
-        if entry is None or entry[2] != session_id:
+        entry = self._tasks.get((session_id, visible))
+        if entry is None:
             raise NotFound(f"Task not found: {visible}")
-        return entry[0], entry[1]
+        return entry
 
-    def owner(self, server: str, upstream_id: object) -> tuple[str, str] | None:
-        """(session id, visible id) of an upstream's task, if the hub knows it."""
-        visible = self._visible.get((server, upstream_id)) if isinstance(upstream_id, str) else None
-        if visible is None:
-            return None
-        return self._tasks[visible][2], visible
+    def connection(self, session_id: str, visible: object) -> UpstreamConnection:
+        """The connection that created the session's task: its tasks/* go there and nowhere else."""
+        entry = self.resolve(session_id, visible)
+        conn = entry.conn()
+        if conn is None or conn.state != "ready":
+            state = "closed" if conn is None else conn.state
+            raise UpstreamUnavailable(entry.server, f"the connection task {entry.visible} ran on is {state}")
+        return conn
 
-    def rewrite(self, server: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """A task object, task result or status notification params, with visible ids."""
+    def owner(self, conn: UpstreamConnection, upstream_id: object) -> tuple[str, str] | None:
+        """(session id, visible id) of a task `conn` created, if the hub knows it."""
+        entry = self._by_conn.get(conn, {}).get(upstream_id) if isinstance(upstream_id, str) else None
+        return None if entry is None else (entry.session_id, entry.visible)
+
+    def _shown(self, conn: UpstreamConnection, upstream_id: str) -> str:
+        entry = self._by_conn.get(conn, {}).get(upstream_id)
+        return entry.visible if entry is not None else self._visible_id(conn.name, upstream_id)
+
+    def rewrite(self, conn: UpstreamConnection, obj: dict[str, Any]) -> dict[str, Any]:
+        """A task object, task result or status notification params from `conn`, with visible ids."""
         out = dict(obj)
         tid = out.get("taskId")
         if isinstance(tid, str):
-            out["taskId"] = self._visible.get((server, tid), self._visible_id(server, tid))
+            out["taskId"] = self._shown(conn, tid)
         meta = out.get("_meta")
         if isinstance(meta, dict) and isinstance(meta.get(RELATED_TASK), dict):
             related = meta[RELATED_TASK]
             if isinstance(related.get("taskId"), str):
-                fixed = self._visible.get((server, related["taskId"]), self._visible_id(server, related["taskId"]))
-                out["_meta"] = {**meta, RELATED_TASK: {**related, "taskId": fixed}}
+                out["_meta"] = {**meta, RELATED_TASK: {**related, "taskId": self._shown(conn, related["taskId"])}}
         return out
 
-    async def list_for(self, session_id: str, connections: Iterable[UpstreamConnection]) -> list[dict[str, Any]]:
-        """Ask every ready upstream that lists tasks; keep this session's, with visible ids."""
-        targets = [c for c in connections if c.state == "ready" and "list" in (c.capabilities.get("tasks") or {})]
+    async def list_for(self, session_id: str) -> list[dict[str, Any]]:
+        """Ask each ready connection this session's tasks run on, if it lists tasks; keep this session's."""
+        held = (entry.conn() for entry in self._tasks.values() if entry.session_id == session_id)
+        targets = {
+            conn
+            for conn in held
+            if conn is not None and conn.state == "ready" and "list" in (conn.capabilities.get("tasks") or {})
+        }
         found: list[dict[str, Any]] = []
 
         async def one(conn: UpstreamConnection) -> None:
@@ -92,19 +132,19 @@ class TaskRouter:
                 log.info("tasks/list to %s failed: %s", conn.name, exc)
                 return
             tasks = listed.get("tasks")
-            found.extend(self.session_tasks(session_id, conn.name, tasks if isinstance(tasks, list) else []))
+            found.extend(self.session_tasks(session_id, conn, tasks if isinstance(tasks, list) else []))
 
         async with anyio.create_task_group() as tg:
             for conn in targets:
                 tg.start_soon(one, conn)
         return found
 
-    def session_tasks(self, session_id: str, server: str, listed: list[Any]) -> list[dict[str, Any]]:
-        """The entries of an upstream's tasks/list that belong to this session, with visible ids."""
+    def session_tasks(self, session_id: str, conn: UpstreamConnection, listed: list[Any]) -> list[dict[str, Any]]:
+        """The entries of a connection's tasks/list that belong to this session, with visible ids."""
         out = []
         for task in listed:
             if isinstance(task, dict):
-                owner = self.owner(server, task.get("taskId"))
+                owner = self.owner(conn, task.get("taskId"))
                 if owner is not None and owner[0] == session_id:
                     out.append({**task, "taskId": owner[1]})
         return out

@@ -129,3 +129,14 @@ def test_an_error_naming_a_resource_names_the_clients_uri() -> None:
     assert out["error"]["data"] == {"uri": "fs+file:///x"}
     plain = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "boom"}}
     assert for_client(plain, "tools/call", visible_uri=lambda u: u, client_modern=False, upstream_modern=False) == plain
+
+
+def test_a_tasks_result_is_a_tool_result_with_visible_uris_and_bounded_text() -> None:
+    # what tasks/result carries is the task-augmented tools/call's result: rewritten as a direct call's
+    content = [{"type": "text", "text": "x" * 500}, {"type": "resource_link", "uri": "mem://shared", "name": "s"}]
+    out = legacy_to_legacy(reply({"content": content}), "tasks/result", visible_uri=prefixed, max_result_bytes=100)
+    direct = legacy_to_legacy(reply({"content": content}), "tools/call", visible_uri=prefixed, max_result_bytes=100)
+    assert out == direct
+    shown = out["result"]["content"]
+    assert {"type": "resource_link", "uri": "files+mem://shared", "name": "s"} in shown
+    assert len(shown[0]["text"]) == 100 and "truncated" in shown[-1]["text"]

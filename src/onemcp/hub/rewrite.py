@@ -1,9 +1,10 @@
 """An upstream's reply as the client sees it: pure functions of the reply and a few facts, no hub state.
 
 Owns the parts of a reply that the client knows differently from the upstream: resource URIs in
-`resources/read` contents, in `tools/call` content and in `prompts/get` messages (resource links and
-embedded resources), the 2026-07-28 result envelope a legacy client must not see, its error code for
-an unknown resource, and the bound on a tool result's text. Does not own task ids (`TaskRouter` keeps
+`resources/read` contents, in a tool's result (`tools/call`, or `tasks/result` of a task-augmented
+call) and in `prompts/get` messages (resource links and embedded resources), the 2026-07-28 result
+envelope a legacy client must not see, its error code for an unknown resource, and the bound on a
+tool result's text (either way it comes). Does not own task ids (`TaskRouter` keeps
 them, `hub/tasks.py`) nor which upstream answered. Every function returns a new message and leaves
 its argument untouched.
 """
@@ -18,6 +19,7 @@ from onemcp.protocol.errors import INVALID_PARAMS, RESOURCE_NOT_FOUND
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 
+TOOL_RESULTS = frozenset({"tools/call", "tasks/result"})  # a CallToolResult: a task the hub made is a tool call's
 VisibleUri = Callable[[str], str]
 """An upstream's resource URI -> the URI the client knows (prefixed with the server when names are)."""
 
@@ -34,7 +36,7 @@ def for_client(
     """The reply to `method` as this client sees it.
 
     `visible_uri` is None when URIs pass unchanged (an unprefixed hub); `max_result_bytes` bounds the
-    text of a tool's (non-task) result.
+    text of a tool's result (`tools/call` or `tasks/result`; a task handle has none).
     """
     out = dict(msg)
     error = out.get("error")
@@ -48,7 +50,7 @@ def for_client(
     result = dict(result)
     if upstream_modern and not client_modern:
         era.legacy_result(result)  # a legacy client must not see the modern envelope (top-level keys only)
-    if method == "tools/call" and "task" not in result and max_result_bytes is not None:
+    if method in TOOL_RESULTS and "task" not in result and max_result_bytes is not None:
         result = truncated(result, max_result_bytes)
     if visible_uri is not None:
         result = with_visible_uris(method, result, visible_uri)
@@ -86,7 +88,7 @@ def with_visible_uris(method: str, result: dict[str, Any], visible_uri: VisibleU
         contents = result.get("contents")
         if isinstance(contents, list):
             return {**result, "contents": [visible_resource(item, visible_uri) for item in contents]}
-    elif method == "tools/call":
+    elif method in TOOL_RESULTS:
         content = result.get("content")
         if isinstance(content, list):
             fixed = [visible_content(item, visible_uri) if isinstance(item, dict) else item for item in content]

@@ -11,6 +11,7 @@ import pytest
 
 from fixtures.launch import fixture_command
 from support.hub import HEADERS, INIT, raw_session, running_hub
+from support.inprocess import fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
@@ -147,3 +148,13 @@ async def test_one_session_given_equal_ids_by_two_unprefixed_servers_keeps_both_
             assert "acct-a" not in result.json()["result"]["content"][0]["text"]
             listed = await http.post(hub.url, json=req("tasks/list"), headers=headers)
             assert sorted(t["taskId"] for t in listed.json()["result"]["tasks"]) == ids
+
+
+async def test_a_2026_07_28_clients_task_param_is_not_passed_on() -> None:
+    # tasks/* is not served in 2026-07-28: a task handle would be one it can never follow, so the call runs
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            _, (reply,) = await h.client.modern("tools/call", **tool_call("a__echo", message="hi"), task={"ttl": 60000})
+            result = reply["result"]
+            assert "task" not in result and result["content"] == [{"type": "text", "text": "hi"}], reply
+            assert result["resultType"] == "complete"

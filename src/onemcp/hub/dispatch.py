@@ -131,6 +131,10 @@ class Dispatcher:
             conn = await self.connection(session, server, params)
         if conn.era == "legacy" and params.get("requestState") is not None:  # not this hub's (`owns`), not theirs
             raise InvalidParams("requestState was not issued by this hub, and a legacy-era server issues none")
+        if session.ephemeral and method == "tools/call":
+            # tasks are not served in 2026-07-28 (an extension, not offered): a task handle would be one
+            # the client can never follow, so the call runs as if not augmented, as a server without tasks does
+            params.pop("task", None)
         if key == "name":
             params["name"] = value
         elif key == "uri":

@@ -261,6 +261,28 @@ async def test_editing_a_template_restarts_only_the_instances_whose_config_chang
                 assert text_of(result) == "still here"
 
 
+async def test_a_reload_that_replaces_an_instance_keeps_the_sessions_subscriptions(tmp_path: Path) -> None:
+    """The session's new instance is asked for the updates it held on the old one (they were
+    dropped silently: the new process said "not subscribed")."""
+    fx = fixture_command()
+    before = {"command": fx[0], "args": fx[1:], "env": {"MARK": ""}}
+    after = {**before, "env": {"MARK": "v2"}}
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": before}) as hub, client(hub, project_dir(tmp_path, "alpha")) as c:
+            await c.subscribe_resource("fxt+fixture://item/3")
+            assert text_of(await c.call_tool("fxt__touch", {"uri": "fixture://item/3"})) == "touched fixture://item/3"
+            (old,) = hub.app.hub.instances.running()
+            await hub.app.hub.apply_config(HubConfig.model_validate(config({"fxt": after})))
+            said = ""
+            while said != "touched fixture://item/3":  # the new instance starts, then is asked again
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+                try:
+                    said = text_of(await c.call_tool("fxt__touch", {"uri": "fixture://item/3"}))
+                except MCPError:
+                    continue  # its tools are back once it is ready
+            assert [i.id for i in hub.app.hub.instances.running()] != [old.id]
+
+
 async def test_views_tool_rules_search_and_metrics_apply_to_instances(tmp_path: Path) -> None:
     a = project_dir(tmp_path, "alpha")
     fx = fixture_command()

@@ -110,8 +110,7 @@ class Hub:
         )
         self.announcements.before = self.exposure.ready_to_count
         self.events.attach(self.pool, self.subscriptions, self.announcements)
-        self.pins = Pins(None)  # tool definitions as approved (the app keeps them in pins.db beside mcp.json)
-        self.user_secrets = UserSecrets(None)  # `${user:NAME}` values per principal (the app: user-secrets.db)
+        self.pins, self.user_secrets = Pins(None), UserSecrets(None)  # the app opens pins.db, user-secrets.db
         self.events.screen = self._screen_tools
         parts = (self.catalog, self.pool, self.tasks, self.parking)
         self.dispatcher = Dispatcher(
@@ -539,6 +538,7 @@ class Hub:
                 except HubError as exc:
                     log.warning("session %s: after the reload, %s", session.id, exc)
                     session.access = session.access.bound(frozenset())
+                self.subscriptions.rebind(session)  # what it held on its old instances moves to the new ones
         unchanged = {name for name, t in self.config.templates.items() if old.get(name) == t}
         await self.instances.retire(lambda i: bool(i.sessions) or i.template in unchanged)
         self.refresh_views()

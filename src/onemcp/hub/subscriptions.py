@@ -20,7 +20,8 @@ from typing import Any
 import anyio
 
 from onemcp.auth.access import SUBSCRIBE
-from onemcp.catalog.catalog import Catalog
+from onemcp.catalog.catalog import Catalog, shown_as
+from onemcp.catalog.reach import INSTANCE_MARK
 from onemcp.config.model import Limits
 from onemcp.hub.connections import ready
 from onemcp.hub.session import Session
@@ -168,6 +169,21 @@ class Subscriptions:
             conn = self.pool.get(key[0])
             if first and conn is not None and conn.state == "ready" and self.tg is not None:
                 self.tg.start_soon(self.resubscribe, conn, [key[1]])
+
+    def rebind(self, session: Session) -> None:
+        """The session's template instances changed (a reload rendered new ones): what it held on an
+        instance it no longer has moves to its instance of the same template now (asked there at once
+        if that one is ready, else when it is)."""
+        bound = session.access.reach.instances
+        now = {shown_as(instance): instance for instance in bound}
+        moved = []
+        for key in list(session.subscriptions):
+            if INSTANCE_MARK in key[0] and key[0] not in bound:
+                self.drop(session, key)
+                if shown_as(key[0]) in now:
+                    moved.append((now[shown_as(key[0])], key[1]))
+        if moved:
+            self.restore(session, moved)
 
     async def subscribe_each(self, session: Session, uris: list[str]) -> None:
         """Subscribe to each of `uris`; one that fails is logged and left out."""

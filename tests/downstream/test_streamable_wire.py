@@ -476,3 +476,24 @@ async def test_a_reply_comes_in_a_type_the_client_accepts(era: str, accept: str,
             else:
                 events = [m for _, m in sse_events(r.text.splitlines())]
                 assert events[-1]["id"] == 7 and "result" in events[-1]
+
+
+async def test_a_client_that_takes_only_sse_gets_every_reply_as_an_event() -> None:
+    """Not only routed calls: `initialize`, the lists and `server/discover`, which the hub answers
+    itself, come as one event on a stream too (a review found them JSON)."""
+    from downstream.test_modern import headers as modern_headers
+    from downstream.test_modern import modern
+
+    sse_only = "text/event-stream"
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            replies = [await http.post(hub.url, json=INIT, headers={**HEADERS, "accept": sse_only})]
+            session = {**HEADERS, "accept": sse_only, "mcp-session-id": replies[0].headers["mcp-session-id"]}
+            replies.append(await http.post(hub.url, json=req("tools/list"), headers=session))
+            for method in ("server/discover", "tools/list"):
+                body, sent = modern(method, 7), modern_headers(method, accept=sse_only)
+                replies.append(await http.post(hub.url, json=body, headers=sent))
+    for r in replies:
+        assert r.status_code == 200 and r.headers["content-type"].startswith(sse_only), (r.headers, r.text)
+        events = [m for _, m in sse_events(r.text.splitlines())]
+        assert "result" in events[-1], events

@@ -45,6 +45,16 @@ def test_a_name_listed_twice_in_one_list_is_no_change(caplog: pytest.LogCaptureF
     assert pins.changes() == [] and pins.withheld("fx", "withhold") == set() and "changed" not in caplog.text
 
 
+def test_a_changed_tool_listed_twice_is_withheld_twice() -> None:
+    """A duplicate shares its first entry's fate: listing a changed definition twice must not get
+    the second copy past the pin (a review found it served while /health said withheld)."""
+    pins = Pins(None)
+    pins.screen("fx", [ECHO], "withhold")  # approved (first seen)
+    assert pins.screen("fx", [HOSTILE, HOSTILE, SLEEP], "withhold") == [SLEEP]
+    assert pins.withheld("fx", "withhold") == {"echo"}
+    assert names(pins.screen("fx", [ECHO, HOSTILE], "withhold")) == ["echo", "echo"]  # the approved one first
+
+
 def test_report_passes_a_change_on_and_off_records_nothing() -> None:
     pins = Pins(None)
     pins.screen("fx", [ECHO], "report")

@@ -119,3 +119,9 @@ async def test_bytes_fed_in_any_two_pieces_frame_cr_crlf_and_lf_lines_alike_and_
     decoder = Decoder()
     events = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
     assert [(e.data, e.id) for e in events] == [("a\nb", "7"), ("c", None)]
+
+
+async def test_an_empty_read_between_cr_and_lf_does_not_end_a_line_twice() -> None:
+    decoder = Decoder()
+    events = [e for chunk in (b"data: a\r", b"", b"\ndata: b\r\n\r\n") for e in decoder.feed(chunk)]
+    assert [e.data for e in events] == ["a\nb"]

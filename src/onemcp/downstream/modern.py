@@ -161,8 +161,8 @@ class ModernEndpoint:
             await self._listen(session, rid, params, self.gate.guarded(scope, session.principal, receive), send)
         elif self.requests.is_local(method):
             reply = await self.requests.local(session, rid, method, params)
-            if isinstance(reply, bytes):
-                await asgi.send_bytes(send, 200, reply)
+            if isinstance(reply, bytes) or "error" not in reply:
+                await asgi.send_result(send, scope, reply if isinstance(reply, bytes) else jsonrpc.dumps(reply))
             else:  # an error has its status, as a routed request's does (one status per error code)
                 await asgi.send_json(send, error_status(reply), reply)
         else:

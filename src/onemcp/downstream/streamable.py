@@ -198,7 +198,8 @@ class StreamableHttpEndpoint:
             self.hub.end_session(session.id)
             await asgi.send_json(send, 400, jsonrpc.error(msg["id"], exc.to_error()))
             return
-        await asgi.send_json(send, 200, jsonrpc.result(msg["id"], result), [(b"mcp-session-id", session.id.encode())])
+        reply = jsonrpc.dumps(jsonrpc.result(msg["id"], result))
+        await asgi.send_result(send, scope, reply, [(b"mcp-session-id", session.id.encode())])
 
     async def _request(
         self, scope: Scope, session: Session, msg: Message, can_stream: bool, send: Send, *, sse_only: bool = False

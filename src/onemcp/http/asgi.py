@@ -116,6 +116,17 @@ async def send_json(send: Send, status: int, doc: Any, extra: list[tuple[bytes, 
     await send_bytes(send, status, orjson.dumps(doc), JSON, extra)
 
 
+async def send_result(send: Send, scope: Scope, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A 200 JSON-RPC reply in a type the request accepts: JSON, or (a client that takes only SSE)
+    one event on a stream that then ends."""
+    if accepted(scope)[0]:
+        await send_bytes(send, 200, body, JSON, extra)
+    else:
+        await start_sse(send, extra)
+        await sse_chunk(send, b"event: message\ndata: " + body + b"\n\n")
+        await end_stream(send)
+
+
 async def send_empty(send: Send, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status, "headers": extra or []})
     await send({"type": "http.response.body", "body": b""})

@@ -128,13 +128,14 @@ class Pins:
         new_pins: list[tuple[Any, ...]] = []
         new_changes: list[tuple[Any, ...]] = []
         passed: list[Item] = []
-        seen: set[str] = set()
+        first: dict[str, bool] = {}  # name -> whether its first entry in this list passed
         for tool in tools:
             name = str(tool.get("name", ""))
-            if name in seen:  # listed twice in one list: not a change (the catalog keeps the first, says so)
-                passed.append(tool)
+            if name in first:  # listed twice in one list: not a change; it shares its first entry's fate
+                if first[name]:
+                    passed.append(tool)  # the catalog keeps the first and reports this one
                 continue
-            seen.add(name)
+            first[name] = True
             key = (owner, name)
             sha = digest(tool)
             pinned = pins.get(key)
@@ -166,6 +167,8 @@ class Pins:
                 )
             if mode == "report":
                 passed.append(tool)
+            else:
+                first[name] = False
         self._write("insert or replace into pins values (?, ?, ?, ?, ?)", new_pins)
         self._write("insert or replace into changes values (?, ?, ?, ?, ?)", new_changes)
         return passed

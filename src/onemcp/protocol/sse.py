@@ -72,6 +72,8 @@ class Decoder:
                 return []
             self._started = True
             chunk = chunk.removeprefix(BOM)
+        if not chunk:
+            return []  # nothing read (and a CR before it still waits for its LF)
         if self._cr or b"\r" in chunk:  # CR LF, and CR alone, end lines too (the SSE spec's three)
             if self._cr and chunk.startswith(b"\n"):
                 chunk = chunk[1:]

@@ -501,7 +501,7 @@ class UpstreamConnection:
     def _on_response(self, msg: Message) -> None:
         self.last_answered = time.monotonic()
         rid = msg.get("id")
-        if isinstance(rid, str) and rid.isdecimal() and rid.isascii():
+        if isinstance(rid, str) and len(rid) <= 19 and rid.isdecimal() and rid.isascii():
             rid = int(rid)  # a server that echoes ids as text ("7" for 7): its answer, not a minute's wait
         call = self._pending.pop(rid, None) if isinstance(rid, int) and not isinstance(rid, bool) else None
         if call is None:

@@ -13,7 +13,6 @@ lists it). Does not decide what a requester may see of an instance (`Reach`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
@@ -187,12 +186,17 @@ class TemplateInstances:
         for event in waiting:
             await event.wait()
 
-    async def ready(self, ids: Iterable[str]) -> None:
+    async def ready(self, ids: Iterable[str]) -> dict[str, LimitReached]:
         """`ensure` each, as far as each may start: a requester's capabilities rest on its instances;
-        one at its cap is said by the requests that need it (`serving`), not here."""
-        for instance_id in ids:
-            with contextlib.suppress(LimitReached):
+        one at its cap is said by the requests that need it (`serving`), not here. The refusals, by
+        template."""
+        refused: dict[str, LimitReached] = {}
+        for instance_id in sorted(ids):
+            try:
                 await self.ensure([instance_id])
+            except LimitReached as exc:
+                refused.setdefault(instance_id.partition(INSTANCE_MARK)[0], exc)
+        return refused
 
     async def serving(
         self, ids: frozenset[str], msg: Mapping[str, Any], catalog: Catalog, run: Callable[[], Awaitable[T]]
@@ -206,12 +210,7 @@ class TemplateInstances:
         method, params = msg.get("method"), msg.get("params")
         if not ids or (method not in NAMED and method not in KIND_BY_METHOD):
             return await run()
-        refused: dict[str, LimitReached] = {}
-        for instance_id in sorted(ids):
-            try:
-                await self.ensure([instance_id])
-            except LimitReached as exc:
-                refused.setdefault(instance_id.partition(INSTANCE_MARK)[0], exc)
+        refused = await self.ready(ids)
         if refused and method in KIND_BY_METHOD:
             raise next(iter(refused.values()))
         try:

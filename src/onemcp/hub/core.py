@@ -26,7 +26,7 @@ from onemcp.catalog import views
 from onemcp.catalog.catalog import Catalog, shown_as, tool_rules
 from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import Exposure, HubConfig, Limits, PinMode
-from onemcp.hub import bridge
+from onemcp.hub import bridge, records
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
 from onemcp.hub.events import UpstreamEvents
@@ -286,23 +286,7 @@ class Hub:
         session lives and dies with its stream, stdio with its process; an ended one never comes back)."""
         if session.transport != "streamable-http" or not self.saved.enabled or session.closed:
             return
-        access = session.access
-        self.saved.save(
-            session.id,
-            {
-                "principal": access.principal.key,
-                "entry": access.entry,
-                "query": access.query,
-                "context": dict(access.context) if access.context is not None else None,
-                "trusted": access.trusted,
-                "protocolVersion": session.protocol_version,
-                "capabilities": session.client_capabilities,
-                "clientInfo": session.client_info,
-                "logLevel": session.log_level,
-                "initialized": session.initialized,
-                "subscriptions": sorted(session.subscriptions),
-            },
-        )
+        self.saved.save(session.id, records.record_of(session))
 
     def revive_session(self, session_id: str, principal: Principal) -> Session | None:
         """A session this hub (or an earlier run of it) saved, made live again for the principal it
@@ -324,17 +308,12 @@ class Hub:
         except (views.ViewError, HubError, ValueError) as exc:
             log.info("session %s not revived: %s", session_id[:8], exc)
             return None
-        session.protocol_version = str(doc.get("protocolVersion") or "")
-        session.client_capabilities = dict(doc.get("capabilities") or {})
-        session.client_info = dict(doc.get("clientInfo") or {})
-        session.log_level = doc.get("logLevel")
-        session.initialized = bool(doc.get("initialized"))
+        keys = records.restore(session, doc)
         try:
             self.bind_templates(session)
         except HubError as exc:
             log.info("session %s revived without its template servers: %s", session_id[:8], exc)
         self.remember_lists(session)
-        keys = [(str(k[0]), str(k[1])) for k in doc.get("subscriptions") or [] if isinstance(k, list) and len(k) == 2]
         self.subscriptions.restore(session, keys)
         log.info("session %s revived (saved before a restart)", session_id[:8])
         return session

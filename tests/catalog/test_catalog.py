@@ -571,3 +571,25 @@ def test_a_tool_withheld_from_ones_own_instance_says_withheld_though_another_ins
     with pytest.raises(NotFound, match="Tool withheld: t__echo") as info:
         catalog.locate_name("tools", "t__echo", bob)
     assert "onemcp mcp approve t/echo" in info.value.message
+
+
+def test_a_web_address_is_shown_as_it_is_and_routed_by_the_lists() -> None:
+    # the spec has a client fetch http(s) resources itself: a prefix would make the address unfetchable
+    catalog = make(PrefixMode.ALWAYS, "docs", "api", "files")
+    catalog.update("docs", "resources", [{"uri": "https://docs.example/a", "name": "a"}])
+    catalog.update("api", "resourceTemplates", [{"uriTemplate": "HTTPS://api.example/items/{id}", "name": "i"}])
+    catalog.update("files", "resources", [{"uri": "file:///x", "name": "x"}])
+    assert uris(catalog) == ["https://docs.example/a", "files+file:///x"]
+    assert uris(catalog, "resourceTemplates") == ["HTTPS://api.example/items/{id}"]
+    assert catalog.visible_uri("files", "http://example.com/linked") == "http://example.com/linked"
+    assert catalog.resolve_uri("https://docs.example/a") == ("docs", "https://docs.example/a")
+    assert catalog.resolve_uri("HTTPS://api.example/items/7") == ("api", "HTTPS://api.example/items/7")
+    assert catalog.resolve_uri("files+file:///x") == ("files", "file:///x")
+    # an address only a tool result named: two servers with resources could have it, so neither is guessed
+    with pytest.raises(NotFound):
+        catalog.resolve_uri("https://elsewhere.example/b")
+    # within a reach of one server that has resources, that one
+    only_docs = Reach(servers=frozenset({"docs"}))
+    assert catalog.resolve_uri("https://elsewhere.example/b", only_docs) == ("docs", "https://elsewhere.example/b")
+    with pytest.raises(NotFound):
+        catalog.resolve_uri("https://docs.example/a", Reach(servers=frozenset({"files"})))

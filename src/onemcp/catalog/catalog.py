@@ -22,7 +22,7 @@ from onemcp.catalog.reach import EVERYTHING, INSTANCE_MARK, Reach
 from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.protocol.errors import NotFound
 from onemcp.protocol.methods import KINDS
-from onemcp.protocol.names import NameCodec, PrefixMode
+from onemcp.protocol.names import NameCodec, PrefixMode, is_web
 
 Item = dict[str, Any]
 log = logging.getLogger("onemcp.catalog")
@@ -371,7 +371,13 @@ class Catalog:
     def _uri_candidates(self, visible: str, reach: Reach) -> list[tuple[str, str]]:
         view = self._views.get("resources")
         found = list(view.candidates.get(visible, [])) if view is not None else []
-        if self.prefixed:
+        if self.prefixed and is_web(visible):
+            found += [(server, visible) for pattern, server, _ in self._templates if pattern.match(visible)]
+            if not found:  # a web address only a result named: the one server in reach that has resources
+                with_resources = [s for s in self._order if self._lists.get(s, {}).get("resources") is not None]
+                mine = [s for s in with_resources if reach.shows("resources", s, visible)]
+                found += [(mine[0], visible)] if len(mine) == 1 else []
+        elif self.prefixed:
             split = self.codec.split_uri(visible)
             if split is not None and split[0] in self._order and split not in found:
                 found.append(split)

@@ -19,6 +19,9 @@ TOOL_NAME_MAX = 64
 _TOOL_NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 URI_SEPARATOR = "+"
+# a web address is shown as it is: the spec has clients fetch http(s) resources themselves, and a prefix
+# would make the address unfetchable (the catalog routes a read of one by the lists and templates)
+_WEB = re.compile(r"^https?://", re.IGNORECASE)
 DEFAULT_SEPARATOR = "__"
 
 
@@ -93,7 +96,7 @@ class NameCodec:
 
     @staticmethod
     def uri(server: str, uri: str, *, prefixed: bool) -> str:
-        return f"{server}{URI_SEPARATOR}{uri}" if prefixed else uri
+        return f"{server}{URI_SEPARATOR}{uri}" if prefixed and not is_web(uri) else uri
 
     @staticmethod
     def split_uri(visible: str) -> tuple[str, str] | None:
@@ -101,3 +104,8 @@ class NameCodec:
         if not sep or not rest or ":" in server or "/" in server:
             return None
         return server, rest
+
+
+def is_web(uri: str) -> bool:
+    """An http(s) URI: a web address, shown to clients as it is (never prefixed)."""
+    return _WEB.match(uri) is not None

@@ -1413,6 +1413,39 @@ async def test_a_flood_of_registrations_makes_room_from_clients_that_never_got_a
     assert all(oauth.server.store.client(c) is None for c in newer) and oauth.server.store.client(used) is not None
 
 
+async def test_clients_registered_before_redis_indexed_unused_ones_give_way_too(
+    make: Callable[..., Harness], state: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients a Redis store registered before it indexed the unused ones (`clients:unused`) were never
+    evicted nor forgotten: the first eviction after the upgrade indexes those that never got a code."""
+    if state is None:
+        pytest.skip("SQLite finds unused clients by query: it has no index to miss")
+    raw = redis.Redis.from_url(state)
+    monkeypatch.setattr(directory_module, "MAX_CLIENTS", 3)
+    before = make()  # a replica of before the index
+    used = (await before.register())["client_id"]
+    await before.tokens(used)
+    coded = (await before.register())["client_id"]  # a code it has not redeemed yet
+    assert (await before.authorize(coded, pkce()[1])).status_code == 302
+    idle = (await before.register())["client_id"]
+    raw.delete(shared_state.UNUSED, shared_state.INDEXED)  # as that store left them
+    oauth = make()  # upgraded
+    oauth.clock.now += directory_module.UNUSED_CLIENT_AGE + 1
+    register = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+    r = await oauth.http.post("/oauth/register", json=register)
+    assert r.status_code == 201, r.text  # the idle one gave way
+    store = oauth.server.store
+    assert store.client(idle) is None
+    assert store.client(used) is not None and store.client(coded) is not None
+    r = await oauth.http.post("/oauth/register", json=register)
+    assert r.status_code == 400  # the new one is young, the others got a code: none gives way
+    assert raw.zscore(shared_state.UNUSED, used) is None and raw.zscore(shared_state.UNUSED, coded) is None
+    # done once per Redis: another replica does not scan again (an entry it would have found stays out)
+    raw.sadd("onemcp:oauth:clients:dcr", "unindexed")
+    assert make().server.store.evict_unused_client(oauth.clock.now - 1) is False
+    assert raw.zscore(shared_state.UNUSED, "unindexed") is None
+
+
 @pytest.mark.parametrize(
     "url",
     [

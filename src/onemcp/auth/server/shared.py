@@ -96,6 +96,9 @@ def connect(url: str) -> Any:
 
 PURGE_BATCH = 1000  # unused registered clients forgotten by one purge
 UNUSED = f"{PREFIX}clients:unused"  # registered clients that never got a code, by when they registered
+# set once every client registered before UNUSED existed has been looked at (`_index_unindexed`)
+INDEXED = f"{PREFIX}clients:unused:indexed"
+SCAN_BATCH = 500
 
 
 class RedisOAuthStore:
@@ -107,6 +110,7 @@ class RedisOAuthStore:
         self._redeem = client.register_script(REDEEM)
         self._mark = client.register_script(MARK)
         self._token = client.register_script(TOKEN)
+        self._indexed = False  # this replica saw INDEXED set (or set it)
 
     def close(self) -> None:
         self._redis.close()
@@ -224,6 +228,7 @@ class RedisOAuthStore:
     def evict_unused_client(self, issued_before: float) -> bool:
         """Forget the oldest registered client issued before then that never got a code (room for a new
         one: a flood of registrations must not close registration for good)."""
+        self._index_unindexed()
         for _ in range(3):  # another replica may take the oldest meanwhile: then the next one
             oldest = self._redis.zrangebyscore(UNUSED, "-inf", issued_before, start=0, num=1)
             if not oldest:
@@ -236,6 +241,59 @@ class RedisOAuthStore:
                 pipe.execute()
                 return True
         return False
+
+    def _index_unindexed(self) -> None:
+        """Once per Redis: put in UNUSED the registered clients that predate it and never got a code (as
+        SQLite judges: no code and no grant family of theirs left), so that they too give way and are
+        forgotten. Each replica asks whether that was done once; two doing it at once do no harm."""
+        if self._indexed:
+            return
+        if self._redis.exists(INDEXED):
+            self._indexed = True
+            return
+        candidates = self._unindexed_clients()
+        if candidates:
+            self._redis.zadd(UNUSED, candidates, nx=True)
+            # one that got its first code while this looked is used: add_code's ZREM ran before the
+            # ZADD above, so look again and take those out
+            if used := set(candidates) & self._clients_with_grants():
+                self._redis.zrem(UNUSED, *used)
+        self._redis.set(INDEXED, 1)
+        self._indexed = True
+
+    def _unindexed_clients(self) -> dict[str, float]:
+        """Registered clients not in UNUSED, none of whose codes or grant families is left: id -> issued."""
+        ids: list[str] = []
+        for raw in self._redis.sscan_iter(f"{PREFIX}clients:dcr", count=SCAN_BATCH):
+            ids.append(raw.decode() if isinstance(raw, bytes) else str(raw))
+        used = self._clients_with_grants()
+        ids = [client_id for client_id in ids if client_id not in used]
+        found: dict[str, float] = {}
+        for start in range(0, len(ids), SCAN_BATCH):
+            batch = ids[start : start + SCAN_BATCH]
+            pipe = self._redis.pipeline(transaction=False)
+            for client_id in batch:
+                pipe.zscore(UNUSED, client_id)
+                pipe.get(f"{PREFIX}client:{client_id}")
+            answers = pipe.execute()
+            for client_id, score, doc in zip(batch, answers[::2], answers[1::2], strict=True):
+                if score is None:  # (a record gone missing: issued long ago, so it goes first)
+                    found[client_id] = 0.0 if doc is None else float(_client(doc).issued)
+        return found
+
+    def _clients_with_grants(self) -> set[str]:
+        """The clients a code or a grant family is left of (a scan of those keys)."""
+        used: set[str] = set()
+        for pattern, read in ((f"{PREFIX}code:*", "grant"), (f"{PREFIX}family:*", "client_id")):
+            keys = list(self._redis.scan_iter(match=pattern, count=SCAN_BATCH))
+            for start in range(0, len(keys), SCAN_BATCH):
+                pipe = self._redis.pipeline(transaction=False)
+                for key in keys[start : start + SCAN_BATCH]:
+                    pipe.hget(key, read)
+                for value in pipe.execute():
+                    if value is not None:  # a code's grant is a document, its client first
+                        used.add(orjson.loads(value)[0] if read == "grant" else value.decode())
+        return used
 
 
 class RedisPendingConsents:

@@ -22,7 +22,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "app.py": ("tests/downstream/test_streamable_wire.py", "routes, Host/Origin checks, admission, over raw HTTP"),
     # auth/
     "auth/access.py": ("tests/auth/test_access_matrix.py", "the one access decision, entry x credential x scope x op"),
-    "auth/limits.py": ("tests/auth/test_gate.py", "quotas and the result size bound, over the wire"),
     "auth/principal.py": ("tests/auth/test_gate.py", "who a request is, as the gate admits it"),
     "auth/server/clients.py": ("tests/auth/server/test_server_app.py", "registration and metadata-document clients"),
     "auth/server/directory.py": ("tests/auth/server/test_server_app.py", "client lookup and authentication"),

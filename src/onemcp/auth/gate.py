@@ -35,7 +35,7 @@ RECHECK = 30.0  # seconds between checks that a long-lived request's credential 
 
 
 class Limiter(Protocol):
-    def take(self, who: str) -> float: ...
+    async def take(self, who: str) -> float: ...
 
 
 class RateLimiter:
@@ -47,7 +47,7 @@ class RateLimiter:
         self.burst = float(burst)
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def take(self, who: str) -> float:
+    async def take(self, who: str) -> float:
         """0 when allowed; otherwise the seconds to wait."""
         now = time.monotonic()
         tokens, last = self._buckets.get(who, (self.burst, now))
@@ -174,7 +174,7 @@ class Gate:
             await asgi.send_json(send, 403, {"error": "insufficient_scope", "scope": needed}, headers)
             return None
         if self.limiter is not None:
-            wait = self.limiter.take(principal.id)
+            wait = await self.limiter.take(principal.id)
             if wait > 0:
                 audit.info("rate limited principal=%s entry=%s path=%s", principal.id, entry, path)
                 headers = [(b"retry-after", str(math.ceil(wait)).encode())]

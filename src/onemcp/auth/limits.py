@@ -4,7 +4,8 @@ A quota over its budget answers the call with a tool error (isError) that says t
 and when to retry, instead of an HTTP error the model never sees. A result larger than
 the configured size has its text cut, with a marker saying how much was left out. With a
 Redis session store, quotas (`RedisQuotaBook`) and the gate's request rate (`RedisRateLimiter`)
-are counted in Redis, so replicas of a hub enforce one limit between them.
+are counted in Redis, so replicas of a hub enforce one limit between them; Redis is asked on a worker
+thread, so a slow one never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from collections import deque
 from typing import Any
 
+import anyio.to_thread
+
 from onemcp.config.auth_settings import Quota
 
 log = logging.getLogger("onemcp.quotas")
@@ -27,8 +30,11 @@ class QuotaBook:
         self.quotas = quotas
         self._calls: dict[tuple[str, int], deque[float]] = {}
 
-    def charge(self, principal: str, server: str, tool: str) -> str | None:
+    async def charge(self, principal: str, server: str, tool: str) -> str | None:
         """Count a call; the refusal text when a quota is spent (then nothing is counted)."""
+        return self._charge_here(principal, server, tool)
+
+    def _charge_here(self, principal: str, server: str, tool: str) -> str | None:
         now = time.monotonic()
         hits = [(i, q) for i, q in enumerate(self.quotas) if fnmatch.fnmatchcase(f"{server}/{tool}", q.tool)]
         for index, quota in hits:
@@ -66,27 +72,32 @@ class RedisQuotaBook(QuotaBook):
         self._check: Any = self._redis.register_script(self.CHECK)
         self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
 
-    def charge(self, principal: str, server: str, tool: str) -> str | None:
-        now = time.time()
-        hits = [(i, q) for i, q in enumerate(self.quotas) if fnmatch.fnmatchcase(f"{server}/{tool}", q.tool)]
+    async def charge(self, principal: str, server: str, tool: str) -> str | None:
+        """As `QuotaBook.charge`, counted in Redis on a worker thread (a slow Redis never stalls the event
+        loop); while Redis cannot be reached, counted in this process."""
         try:
-            for index, quota in hits:
-                oldest = self._check(keys=[self._key(principal, index)], args=[now, quota.window, quota.calls])
-                if oldest is not None:
-                    retry = math.ceil(quota.window - (now - float(oldest)))
-                    return (
-                        f"Quota exceeded for {server}/{tool}: at most {quota.calls} calls per {quota.window:g}s. "
-                        f"Retry in {max(retry, 1)}s."
-                    )
-            with self._redis.pipeline(transaction=False) as pipe:
-                for index, quota in hits:
-                    key = self._key(principal, index)
-                    pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
-                    pipe.expire(key, max(1, math.ceil(quota.window)))
-                pipe.execute()
+            return await anyio.to_thread.run_sync(self._charge_in_redis, principal, server, tool)
         except self._errors as exc:  # Redis away: count here, as one process would
             log.warning("quotas counted in this process only (Redis: %s)", exc)
-            return super().charge(principal, server, tool)
+            return self._charge_here(principal, server, tool)
+
+    def _charge_in_redis(self, principal: str, server: str, tool: str) -> str | None:
+        now = time.time()
+        hits = [(i, q) for i, q in enumerate(self.quotas) if fnmatch.fnmatchcase(f"{server}/{tool}", q.tool)]
+        for index, quota in hits:
+            oldest = self._check(keys=[self._key(principal, index)], args=[now, quota.window, quota.calls])
+            if oldest is not None:
+                retry = math.ceil(quota.window - (now - float(oldest)))
+                return (
+                    f"Quota exceeded for {server}/{tool}: at most {quota.calls} calls per {quota.window:g}s. "
+                    f"Retry in {max(retry, 1)}s."
+                )
+        with self._redis.pipeline(transaction=False) as pipe:
+            for index, quota in hits:
+                key = self._key(principal, index)
+                pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
+                pipe.expire(key, max(1, math.ceil(quota.window)))
+            pipe.execute()
         return None
 
     @staticmethod
@@ -121,13 +132,17 @@ class RedisRateLimiter:
         self._take: Any = self._redis.register_script(self.TAKE)
         self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
 
-    def take(self, who: str) -> float:
-        """0 when allowed; otherwise the seconds to wait."""
+    async def take(self, who: str) -> float:
+        """0 when allowed; otherwise the seconds to wait. Asked of Redis on a worker thread (a slow Redis
+        never stalls the event loop); while Redis cannot be reached, counted in this process."""
         try:
-            return float(self._take(keys=[f"onemcp:rate:{who}"], args=[self.rate, self.burst, time.time()]))
+            return await anyio.to_thread.run_sync(self._take_in_redis, who)
         except self._errors as exc:
             log.warning("request rate counted in this process only (Redis: %s)", exc)
-            return float(self._local.take(who))
+            return float(await self._local.take(who))
+
+    def _take_in_redis(self, who: str) -> float:
+        return float(self._take(keys=[f"onemcp:rate:{who}"], args=[self.rate, self.burst, time.time()]))
 
 
 def refusal(text: str) -> dict[str, Any]:

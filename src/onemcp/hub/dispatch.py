@@ -121,7 +121,7 @@ class Dispatcher:
             server, key, value = self._route(session, method, params)
         if key == "name" and method == "tools/call" and self.quotas.quotas:
             counted = shown_as(server)  # a template's quota counts its instances' calls
-            refused = self.quotas.charge(session.principal.id, counted, value)
+            refused = await self.quotas.charge(session.principal.id, counted, value)
             if refused is not None:
                 session.access.refused(CALL, f"{counted}/{value}", "quota exceeded")
                 return jsonrpc.result(msg["id"], limits.refusal(refused))

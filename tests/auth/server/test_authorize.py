@@ -1,11 +1,20 @@
-"""The authorization endpoint's rules that need no HTTP: who may approve a consent page by default."""
+"""The authorization endpoint's rules that need no HTTP: who may approve a consent page by default, and
+the operator check's key (from the replicas' Redis, off the event loop)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
 import pytest
 
-from onemcp.auth.server.authorize import operator_policy
+from onemcp.auth.keys import KeyStore
+from onemcp.auth.server.authorize import OperatorCheck, operator_policy
+from onemcp.auth.server.shared import open_state
 from onemcp.config.model import HubConfig
+from support.held_redis import held_redis
 
 
 @pytest.mark.parametrize("bind_host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
@@ -42,3 +51,27 @@ def test_allowed_hosts_elsewhere_ask_for_the_key() -> None:
     """A loopback bind behind a reverse proxy that keeps the public Host (allowedHosts names it)."""
     assert operator_policy(None, "127.0.0.1", None, ["hub.example.com"]) == "key"
     assert operator_policy(None, "127.0.0.1", None, ["localhost:3050", "127.0.0.1"]) == "loopback"
+
+
+@pytest.mark.anyio
+async def test_a_slow_redis_does_not_stall_the_loop_while_the_operator_cookie_key_is_read(tmp_path: Path) -> None:
+    """Replicas sign the operator cookie with a key kept in Redis, read when a key is first typed: on a
+    worker thread, so the loop goes on meanwhile (on the loop, it timed out and refused the operator)."""
+    keys = KeyStore(tmp_path / "keys.db")
+    typed = keys.create("ops", ["admin"])
+    with held_redis({"GET": b"$32\r\n" + b"k" * 32 + b"\r\n"}) as stub:
+        check = OperatorCheck(keys, time.time, open_state(stub.url, time.time).operator_secret)
+        seen = []
+
+        async def type_key() -> None:
+            seen.append(await check.typed(typed))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(type_key)
+                await anyio.to_thread.run_sync(stub.received.wait)
+                assert not seen  # the loop runs while Redis holds the answer
+                stub.release.set()
+    assert stub.commands == ["SET", "GET"]
+    cookie = seen[0].cookie
+    assert cookie is not None and check.remembered(cookie).key_id == seen[0].key_id

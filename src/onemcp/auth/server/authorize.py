@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import anyio.to_thread
+
 from onemcp.auth.keys import Keys
 from onemcp.auth.principal import BASE, InvalidToken, Principal
 from onemcp.auth.server.grants import Clock, OAuthError, check_resource
@@ -250,6 +252,8 @@ class OperatorCheck:
             raise NotOperator("not an API key")
         if not self.resolve(principal).is_admin:
             raise NotOperator("the API key lacks the admin scope")
+        if not self._secret and self._source is not None:  # replicas: from Redis, off the event loop
+            self._secret = await anyio.to_thread.run_sync(self._source)
         key_id = principal.id.removeprefix("key:")
         body = f"{key_id}.{int(self.clock() + OPERATOR_TTL)}"
         return Operator(key_id, principal.labels.get("name", key_id), f"{body}.{self._mac(body)}")

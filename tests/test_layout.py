@@ -38,6 +38,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "cli/agent.py": ("tests/cli/test_agent_cli.py", "`instructions`, `inspect`, `run`, `cli-setup` against a real hub"),
     "cli/app.py": ("tests/cli/test_app_commands.py", "`onemcp app ...`"),
     "admin/errors.py": ("tests/admin/test_api.py", "the API's error, answered by every route"),
+    "admin/routing.py": ("tests/admin/test_api.py", "routes and requests: every endpoint, every caller"),
     "cli/auth.py": ("tests/cli/test_auth_cli.py", "`onemcp auth key ...`"),
     "cli/my_secrets.py": ("tests/downstream/test_my_secrets.py", "`auth secret mine` against the endpoint it calls"),
     "cli/pins.py": ("tests/test_pinned_tools.py", "`onemcp mcp pins` and `approve` with no hub running, end to end"),

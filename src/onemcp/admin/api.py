@@ -16,10 +16,8 @@ import contextlib
 import itertools
 import logging
 import os
-import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +27,9 @@ import orjson
 from onemcp import __version__
 from onemcp.admin import schema, user_values
 from onemcp.admin.errors import ApiError
+from onemcp.admin.routing import Request, Route
 from onemcp.auth.access import ADMIN_API, operator_needs
 from onemcp.auth.gate import Gate
-from onemcp.auth.principal import Principal
 from onemcp.catalog.catalog import shown_as
 from onemcp.config import presets as preset_files
 from onemcp.config.edit import EditError, NoSuchServer, add_server, edit_config, remove_server, set_disabled
@@ -50,63 +48,11 @@ from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.reload import Reloader
 
 PREFIX = "/api/v1"
-MAX_BODY = 1024 * 1024
 CONSOLE = {"name": "onemcp-console", "version": __version__}  # who calls a tool through this API
 TOOLS_QUERY = ("q", "server", "limit")  # GET /tools
 MAX_LIMIT = 1000  # tools in one answer of GET /tools
 audit = logging.getLogger("onemcp.audit")
 log = logging.getLogger("onemcp.admin")
-
-
-@dataclass
-class Request:
-    scope: Scope
-    receive: Receive
-    principal: Principal
-    params: dict[str, str]
-    body: schema.Body = schema.NO_BODY  # what the route takes
-
-    @property
-    def query(self) -> dict[str, str]:
-        """The query's parameters, blank ones too (`?server=` is a parameter, though empty)."""
-        from urllib.parse import parse_qsl
-
-        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-
-    async def json(self) -> dict[str, Any]:
-        """The body, a JSON object ({} when empty) that is the route's `Body`; else 400."""
-        try:
-            raw = await asgi.read_body(self.receive, MAX_BODY)
-        except asgi.BodyTooLarge:
-            raise ApiError(413, f"the body is larger than {MAX_BODY} bytes") from None
-        if not raw.strip():
-            return {}
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, f"the body is not JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        return self.body.check(doc)
-
-
-Handler = Callable[["AdminApi", Request], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: str  # /servers/{name}
-    summary: str
-    change: bool  # needs admin (else admin or operator)
-    handler: Handler
-    stream: bool = False  # answers with a stream of its own (`events`)
-    query: tuple[str, ...] = ()  # the query parameters it takes (another one is a 400)
-    body: schema.Body = schema.NO_BODY  # the body it takes (NO_BODY: one that says something is a 400)
-
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
 
 
 def rss_mib() -> float:
@@ -204,7 +150,9 @@ class AdminApi:
         }
 
     async def openapi(self, request: Request) -> dict[str, Any]:
-        return schema.openapi(ROUTES, PREFIX, __version__)
+        """The document of this hub's API: 401/403 when it takes credentials, 429 when it limits the rate."""
+        rate_limited = self.gate.limiter is not None
+        return schema.openapi(ROUTES, PREFIX, __version__, auth=self.gate.required, rate_limited=rate_limited)
 
     # ------------------------------------------------------------------ servers
     async def _servers(self) -> dict[str, dict[str, Any]]:
@@ -451,6 +399,7 @@ class AdminApi:
 
     async def delete_preset(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]
+        await request.json()  # takes no body: one that says something is refused, not ignored
         path = self._presets_path()
         try:
             doc = preset_files.read_document(path)
@@ -514,12 +463,41 @@ ROUTES: tuple[Route, ...] = (
         True,
         AdminApi.add,
         body=schema.ADD_SERVER,
+        fails=(409, 500),
     ),
-    Route("GET", "/servers/{name}", "One server, with its tool names and recent failed calls", False, AdminApi.server),
-    Route("DELETE", "/servers/{name}", "Remove a server from mcp.json and apply it", True, AdminApi.remove),
-    Route("POST", "/servers/{name}/restart", "Stop a server and start it again", True, AdminApi.restart),
-    Route("POST", "/servers/{name}/enable", "Enable a server in mcp.json and apply it", True, AdminApi.enable),
-    Route("POST", "/servers/{name}/disable", "Disable a server in mcp.json and apply it", True, AdminApi.disable),
+    Route(
+        "GET",
+        "/servers/{name}",
+        "One server, with its tool names and recent failed calls",
+        False,
+        AdminApi.server,
+        fails=(404,),
+    ),
+    Route(
+        "DELETE",
+        "/servers/{name}",
+        "Remove a server from mcp.json and apply it",
+        True,
+        AdminApi.remove,
+        fails=(404, 409, 500),
+    ),
+    Route("POST", "/servers/{name}/restart", "Stop a server and start it again", True, AdminApi.restart, fails=(404,)),
+    Route(
+        "POST",
+        "/servers/{name}/enable",
+        "Enable a server in mcp.json and apply it",
+        True,
+        AdminApi.enable,
+        fails=(404, 409, 500),
+    ),
+    Route(
+        "POST",
+        "/servers/{name}/disable",
+        "Disable a server in mcp.json and apply it",
+        True,
+        AdminApi.disable,
+        fails=(404, 409, 500),
+    ),
     Route(
         "GET",
         "/tools",
@@ -527,12 +505,19 @@ ROUTES: tuple[Route, ...] = (
         False,
         AdminApi.tools,
         query=TOOLS_QUERY,
+        fails=(404,),
     ),
     Route(
-        "POST", "/tools/{name}/call", "Call a tool ({arguments}) as the operator", True, AdminApi.call, body=schema.CALL
+        "POST",
+        "/tools/{name}/call",
+        "Call a tool ({arguments}) as the operator",
+        True,
+        AdminApi.call,
+        body=schema.CALL,
+        fails=(504,),
     ),
     Route("GET", "/sessions", "Live sessions: client, principal, view, idle time", False, AdminApi.sessions),
-    Route("GET", "/presets", "The presets (presets.json beside mcp.json)", False, AdminApi.presets),
+    Route("GET", "/presets", "The presets (presets.json beside mcp.json)", False, AdminApi.presets, fails=(500,)),
     Route(
         "PUT",
         "/presets/{name}",
@@ -540,9 +525,10 @@ ROUTES: tuple[Route, ...] = (
         True,
         AdminApi.put_preset,
         body=schema.PRESET,
+        fails=(409,),
     ),
-    Route("DELETE", "/presets/{name}", "Delete a preset", True, AdminApi.delete_preset),
-    Route("POST", "/reload", "Read mcp.json again and apply it", True, AdminApi.reload),
+    Route("DELETE", "/presets/{name}", "Delete a preset", True, AdminApi.delete_preset, fails=(404, 409)),
+    Route("POST", "/reload", "Read mcp.json again and apply it", True, AdminApi.reload, fails=(409,)),
     Route("GET", "/pins", "Tools whose definition changed since approved, with a diff each", False, AdminApi.pins),
     Route(
         "POST",
@@ -551,8 +537,16 @@ ROUTES: tuple[Route, ...] = (
         True,
         AdminApi.approve,
         body=schema.APPROVE,
+        fails=(404,),
     ),
-    Route("POST", "/pins/{server}/{tool}/approve", "Approve one tool's changed definition", True, AdminApi.approve),
+    Route(
+        "POST",
+        "/pins/{server}/{tool}/approve",
+        "Approve one tool's changed definition",
+        True,
+        AdminApi.approve,
+        fails=(404,),
+    ),
     Route(
         "GET", "/events", "Server-sent events: calls, state changes, log lines", False, AdminApi.summary, stream=True
     ),
@@ -564,7 +558,14 @@ ROUTES: tuple[Route, ...] = (
         AdminApi.payloads,
         body=schema.PAYLOADS,
     ),
-    Route("GET", "/user-secrets", "Who has which ${user:NAME} value, when (never a value)", False, user_values.listing),
+    Route(
+        "GET",
+        "/user-secrets",
+        "Who has which ${user:NAME} value, when (never a value)",
+        False,
+        user_values.listing,
+        fails=(503,),
+    ),
     Route(
         "DELETE",
         "/user-secrets",
@@ -572,5 +573,7 @@ ROUTES: tuple[Route, ...] = (
         True,
         user_values.forget,
         query=user_values.FORGET_QUERY,
+        query_required=True,
+        fails=(404, 503),
     ),
 )

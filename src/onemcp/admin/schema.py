@@ -18,6 +18,7 @@ from onemcp.admin.errors import ApiError
 from onemcp.config.model import EXPOSURES
 
 STRINGS = {"type": "array", "items": {"type": "string"}}
+MAX_BODY = 1024 * 1024  # bytes of a request body, at most
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,36 @@ APPROVE = Body(
 PAYLOADS = Body({"on": Field({"type": "boolean"}, 'expected {"on": true} or {"on": false}', required=True)})
 
 
+# Every error is `{"error": "..."}` (`admin.api`'s ApiError, the dispatcher's refusals); the gate's own
+# refusals (401, 403, 429) add a field each, named here.
+ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "what was refused, and why"},
+        "error_description": {"type": "string", "description": "401: why the credential was not taken"},
+        "scope": {"type": "string", "description": "403 from the gate: the scope the credential lacks"},
+        "retry_after": {"type": "integer", "description": "429: seconds to wait (also in Retry-After)"},
+    },
+    "required": ["error"],
+}
+# What each status means, wherever an operation answers it.
+STATUSES: dict[int, str] = {
+    400: "not a request this operation takes: an unknown query parameter, a body it does not take, a wrong value",
+    401: "no credential, or one the hub does not take",
+    403: "the credential lacks the scope",
+    404: "no such name (a server, tool, preset or stored value)",
+    409: "this hub was not started from a config file: nothing to edit",
+    413: f"the body is larger than {MAX_BODY} bytes",
+    429: "this principal's request rate (rateLimit) is spent: retry after Retry-After seconds",
+    500: "the config or presets file cannot be read or written",
+    503: "the store of user values cannot be read now",
+    504: "the call was cancelled before it was answered",
+}
+CSRF = "a browser's change without the console's CSRF token (x-onemcp-csrf)"
+
+
 class Route(Protocol):
-    """What the document reads of `admin.api.Route`."""
+    """What the document reads of `admin.routing.Route`."""
 
     @property
     def method(self) -> str: ...
@@ -123,24 +152,70 @@ class Route(Protocol):
     @property
     def query(self) -> tuple[str, ...]: ...
     @property
+    def query_required(self) -> bool: ...
+    @property
     def body(self) -> Body: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def fails(self) -> tuple[int, ...]: ...
 
 
-def openapi(routes: Iterable[Route], prefix: str, version: str) -> dict[str, Any]:
+def statuses(route: Route, *, auth: bool, rate_limited: bool) -> dict[int, str]:
+    """Every status `route` answers on a hub with (or without) `auth` and a `rateLimit`, with its meaning.
+
+    Every route: 400 for a query parameter it does not take; with auth, 401 and 403 (the gate), with a
+    rate limit 429. A change reads its body (one it does not take is a 400, a large one a 413) and, from a
+    browser, needs the CSRF token (403). Then what its handler refuses (`route.fails`)."""
+    found = {400} | set(route.fails)
+    if auth:
+        found |= {401, 403}
+    if rate_limited:
+        found.add(429)
+    if route.change:
+        found |= {403, 413}
+    said = {status: STATUSES[status] for status in sorted(found)}
+    if route.change:
+        said[403] = f"{STATUSES[403]}, or {CSRF}" if auth else CSRF
+    return said
+
+
+def _response(status: int, description: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if status == 429:
+        answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}
+    return answer
+
+
+def openapi(
+    routes: Iterable[Route], prefix: str, version: str, *, auth: bool = True, rate_limited: bool = True
+) -> dict[str, Any]:
+    """The document of `routes` as a hub with (`auth`) or without credentials, and with a rate limit
+    (`rate_limited`) or none, answers them (by default: every status any hub may answer)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         params = re.findall(r"\{(\w+)\}", route.pattern)
-        operation: dict[str, Any] = {
-            "summary": route.summary,
-            "security": [{"bearer": ["admin"]}] if route.change else [{"bearer": ["operator"]}, {"bearer": ["admin"]}],
-            "responses": {
-                "200": {"description": "OK (JSON)"},
-                "401": {"description": "no credential"},
-                "403": {"description": "lacks the scope, or the CSRF token"},
-            },
-        }
+        ok = (
+            {"text/event-stream": {"schema": {"type": "string"}}}
+            if route.stream
+            else {"application/json": {"schema": {"type": "object"}}}
+        )
+        description = "text/event-stream: call, state and log events" if route.stream else "OK"
+        responses: dict[str, Any] = {"200": {"description": description, "content": ok}}
+        for status, meaning in statuses(route, auth=auth, rate_limited=rate_limited).items():
+            responses[str(status)] = _response(status, meaning)
+        operation: dict[str, Any] = {"summary": route.summary, "responses": responses}
+        if auth:
+            needs = [{"bearer": ["admin"]}] if route.change else [{"bearer": ["operator"]}, {"bearer": ["admin"]}]
+            operation["security"] = needs
         parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
-        parameters += [{"name": q, "in": "query", "schema": {"type": "string"}} for q in route.query]
+        parameters += [
+            {"name": q, "in": "query", "required": route.query_required, "schema": {"type": "string"}}
+            for q in route.query
+        ]
         if parameters:
             operation["parameters"] = parameters
         if route.body.fields:
@@ -149,13 +224,13 @@ def openapi(routes: Iterable[Route], prefix: str, version: str) -> dict[str, Any
                 "required": bool(body.get("required")),
                 "content": {"application/json": {"schema": body}},
             }
-            operation["responses"]["400"] = {"description": "the body is not one this operation takes"}
-        if route.pattern == "/events":
-            operation["responses"]["200"] = {"description": "text/event-stream: call, state and log events"}
         paths.setdefault(prefix + (route.pattern if route.pattern != "/" else ""), {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "onemcp admin API", "version": version},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": ERROR},
+        },
         "paths": paths,
     }

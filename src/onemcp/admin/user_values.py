@@ -36,7 +36,7 @@ class Api(Protocol):
 
 
 class Request(Protocol):
-    """What these handlers use of `admin.api.Request`."""
+    """What these handlers use of `admin.routing.Request`."""
 
     principal: Principal
 

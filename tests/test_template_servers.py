@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -420,3 +420,58 @@ async def test_a_running_instance_is_restarted_from_the_admin_api(tmp_path: Path
                 r = await http.post(f"/servers/{instance.id}/restart")
                 assert r.status_code == 200, r.text
                 assert (await http.post("/servers/fxt@nosuch/restart")).status_code == 404
+
+
+async def touched_once_ready(c: Client, uri: str) -> None:
+    """Touch `uri` on the instance until it is back and says it was touched (its subscriber heard it)."""
+    said = ""
+    while said != f"touched {uri}":
+        await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+        try:
+            said = text_of(await c.call_tool("fxt__touch", {"uri": uri}))
+        except MCPError:
+            continue  # its tools are back once it is ready
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_an_instance_restarted_after_a_crash_is_asked_again_for_the_subscriptions(
+    tmp_path: Path, mode: Mode
+) -> None:
+    fx = fixture_command()
+    uri = "fixture://item/3"
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": {"command": fx[0], "args": fx[1:]}}) as hub:
+            async with client(hub, project_dir(tmp_path, "alpha"), mode) as c, AsyncExitStack() as stack:
+                if mode == "legacy":
+                    await c.subscribe_resource(f"fxt+{uri}")
+                else:
+                    sub = await stack.enter_async_context(c.listen(resource_subscriptions=[f"fxt+{uri}"]))
+                    assert sub.honored.resource_subscriptions == [f"fxt+{uri}"]
+                assert text_of(await c.call_tool("fxt__touch", {"uri": uri})) == f"touched {uri}"
+                (instance,) = hub.app.hub.instances.running()
+                before = hub.app.hub.pool.get(instance.id)
+                with pytest.raises(MCPError):
+                    await c.call_tool("fxt__crash", {})
+                while hub.app.hub.pool.get(instance.id) is before:
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+                await touched_once_ready(c, uri)
+
+
+async def test_a_listen_opened_after_its_instance_was_reaped_starts_it_and_is_heard(tmp_path: Path) -> None:
+    """A 2026-07-28 request holds no instance: reaped at idleTimeout, it starts again for the listen that
+    needs it (its URI was not honoured: the instance was not running when the listen came)."""
+    fx = fixture_command()
+    uri = "fixture://item/3"
+    template = {"command": fx[0], "args": fx[1:], "template": {"idleTimeout": 0.2}}
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": template}) as hub:
+            async with client(hub, project_dir(tmp_path, "alpha"), "2026-07-28") as c:
+                assert text_of(await c.call_tool("fxt__echo", {"message": "up"})) == "up"
+                while hub.app.hub.instances.instances:
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+                async with c.listen(resource_subscriptions=[f"fxt+{uri}"]) as sub:
+                    assert sub.honored.resource_subscriptions == [f"fxt+{uri}"]
+                    assert text_of(await c.call_tool("fxt__touch", {"uri": uri})) == f"touched {uri}"
+                    async for event in sub:
+                        assert getattr(event, "uri", None) == f"fxt+{uri}", event
+                        break

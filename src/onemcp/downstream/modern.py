@@ -228,7 +228,7 @@ class ModernEndpoint:
 
     async def _listen(self, session: Session, rid: Any, params: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
-            listener = self.requests.listener(session, rid, params)
+            listener = await self.requests.listener(session, rid, params)
         except HubError as exc:
             refused = jsonrpc.error(rid, exc.to_error())
             await asgi.send_json(send, error_status(refused), refused)

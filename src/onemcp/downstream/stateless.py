@@ -221,11 +221,15 @@ class ModernRequests:
                 result["cacheScope"] = CACHE_SCOPE  # never public: what one requester may read, another may not
         return reply
 
-    def listener(self, session: Session, rid: RequestId, params: dict[str, Any]) -> Listener:
-        """The hub's side of a `subscriptions/listen` (InvalidParams: it asks for nothing)."""
+    async def listener(self, session: Session, rid: RequestId, params: dict[str, Any]) -> Listener:
+        """The hub's side of a `subscriptions/listen` (InvalidParams: it asks for nothing), once the upstreams
+        and template instances its subscriptions are on were started, as for `server/discover` (a URI of an
+        instance not running yet was not honoured)."""
         wanted = params.get("notifications")
         if not isinstance(wanted, dict):
             raise InvalidParams("subscriptions/listen needs params.notifications")
+        await self.hub.dispatcher.until_started()
+        await self.hub.instances.ready(session.access.reach.instances)
         self.hub.remember_lists(session)
         return Listener.create(
             rid, wanted, session, self.hub.can_subscribe, self.hub.limits.max_subscriptions_per_session

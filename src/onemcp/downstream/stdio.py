@@ -207,7 +207,7 @@ class StdioServer:
 
     async def _listen(self, session: Session, rid: RequestId, params: dict[str, Any]) -> None:
         """The acknowledgement, then the feed, as lines; the hub's finishing it writes its result."""
-        listener = self.modern.listener(session, rid, params)
+        listener = await self.modern.listener(session, rid, params)
         self._listeners.add(listener)
         try:
             await relay_listener(self.hub, listener, self.hub.server_info(), self.send)

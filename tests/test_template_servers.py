@@ -261,26 +261,38 @@ async def test_editing_a_template_restarts_only_the_instances_whose_config_chang
                 assert text_of(result) == "still here"
 
 
-async def test_a_reload_that_replaces_an_instance_keeps_the_sessions_subscriptions(tmp_path: Path) -> None:
-    """The session's new instance is asked for the updates it held on the old one (they were
-    dropped silently: the new process said "not subscribed")."""
+async def touched_once_ready(c: Client, uri: str) -> None:
+    """Touch `uri` on the instance until it is back and says it was touched (its subscriber heard it)."""
+    said = ""
+    while said != f"touched {uri}":
+        await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+        try:
+            said = text_of(await c.call_tool("fxt__touch", {"uri": uri}))
+        except MCPError:
+            continue  # its tools are back once it is ready
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_reload_that_replaces_an_instance_keeps_the_sessions_subscriptions(tmp_path: Path, mode: Mode) -> None:
+    """The session's (or open listen's) new instance is asked for the updates it held on the old one
+    (they were dropped silently: the new process said "not subscribed")."""
     fx = fixture_command()
+    uri = "fixture://item/3"
     before = {"command": fx[0], "args": fx[1:], "env": {"MARK": ""}}
     after = {**before, "env": {"MARK": "v2"}}
     with anyio.fail_after(DEADLINE):
-        async with hub_with(tmp_path, {"fxt": before}) as hub, client(hub, project_dir(tmp_path, "alpha")) as c:
-            await c.subscribe_resource("fxt+fixture://item/3")
-            assert text_of(await c.call_tool("fxt__touch", {"uri": "fixture://item/3"})) == "touched fixture://item/3"
-            (old,) = hub.app.hub.instances.running()
-            await hub.app.hub.apply_config(HubConfig.model_validate(config({"fxt": after})))
-            said = ""
-            while said != "touched fixture://item/3":  # the new instance starts, then is asked again
-                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
-                try:
-                    said = text_of(await c.call_tool("fxt__touch", {"uri": "fixture://item/3"}))
-                except MCPError:
-                    continue  # its tools are back once it is ready
-            assert [i.id for i in hub.app.hub.instances.running()] != [old.id]
+        async with hub_with(tmp_path, {"fxt": before}) as hub:
+            async with client(hub, project_dir(tmp_path, "alpha"), mode) as c, AsyncExitStack() as stack:
+                if mode == "legacy":
+                    await c.subscribe_resource(f"fxt+{uri}")
+                else:
+                    sub = await stack.enter_async_context(c.listen(resource_subscriptions=[f"fxt+{uri}"]))
+                    assert sub.honored.resource_subscriptions == [f"fxt+{uri}"]
+                assert text_of(await c.call_tool("fxt__touch", {"uri": uri})) == f"touched {uri}"
+                (old,) = hub.app.hub.instances.running()
+                await hub.app.hub.apply_config(HubConfig.model_validate(config({"fxt": after})))
+                await touched_once_ready(c, uri)  # the new instance starts, then is asked again
+                assert [i.id for i in hub.app.hub.instances.running()] != [old.id]
 
 
 async def test_views_tool_rules_search_and_metrics_apply_to_instances(tmp_path: Path) -> None:
@@ -420,17 +432,6 @@ async def test_a_running_instance_is_restarted_from_the_admin_api(tmp_path: Path
                 r = await http.post(f"/servers/{instance.id}/restart")
                 assert r.status_code == 200, r.text
                 assert (await http.post("/servers/fxt@nosuch/restart")).status_code == 404
-
-
-async def touched_once_ready(c: Client, uri: str) -> None:
-    """Touch `uri` on the instance until it is back and says it was touched (its subscriber heard it)."""
-    said = ""
-    while said != f"touched {uri}":
-        await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
-        try:
-            said = text_of(await c.call_tool("fxt__touch", {"uri": uri}))
-        except MCPError:
-            continue  # its tools are back once it is ready
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

@@ -504,13 +504,13 @@ class Hub:
         await self.pool.remove(instance.id)
 
     async def _reload_templates(self, old: Mapping[str, Any]) -> None:
-        """Templates changed: every session is bound again; an instance whose template changed and that
-        no session renders any more stops, and the sessions' new instances start."""
+        """Templates changed: sessions and listens bound again; changed instances none holds stop, new ones start."""
         if old == self.config.templates:
             return
         for instance in self.instances.instances.values():
             instance.sessions.clear()
-        for session in list(self.sessions):
+        requesters = [*self.sessions, *(listener.session for listener in self.listeners)]
+        for session in requesters:
             if session.access.trusted:
                 try:
                     self.bind_templates(session)
@@ -519,9 +519,9 @@ class Hub:
                     session.access = session.access.bound(frozenset())
                 self.subscriptions.rebind(session)  # what it held on its old instances moves to the new ones
         unchanged = {name for name, t in self.config.templates.items() if old.get(name) == t}
-        await self.instances.retire(lambda i: bool(i.sessions) or i.template in unchanged)
+        wanted = {i for s in requesters for i in s.access.reach.instances}  # a listen's are in no i.sessions
+        await self.instances.retire(lambda i: i.id in wanted or i.template in unchanged)
         self.refresh_views()
-        wanted = {i for s in self.sessions for i in s.access.reach.instances}
         if wanted and self.events.tg is not None:
             self.events.tg.start_soon(self._ensure_quietly, frozenset(wanted))
 

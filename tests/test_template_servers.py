@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ import anyio
 import httpx
 import httpx2
 import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -73,9 +75,9 @@ def context_headers(hub: RunningHub, folder: Path) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def client(hub: RunningHub, folder: Path, mode: Mode = "legacy") -> AsyncIterator[Client]:
+async def client(hub: RunningHub, folder: Path, mode: Mode = "legacy", **options: Any) -> AsyncIterator[Client]:
     async with httpx2.AsyncClient(headers=context_headers(hub, folder)) as http:
-        async with Client(streamable_http_client(hub.url, http_client=http), mode=mode, cache=None) as c:
+        async with Client(streamable_http_client(hub.url, http_client=http), mode=mode, cache=None, **options) as c:
             yield c
 
 
@@ -476,3 +478,66 @@ async def test_a_listen_opened_after_its_instance_was_reaped_starts_it_and_is_he
                     async for event in sub:
                         assert getattr(event, "uri", None) == f"fxt+{uri}", event
                         break
+
+
+async def listen_raw(hub: RunningHub, folder: Path, send: MemoryObjectSendStream[str], **wanted: Any) -> None:
+    """A 2026-07-28 listen read as it comes off the wire (the SDK merges events not yet consumed): each
+    notification's method to `send`."""
+    method, version = "subscriptions/listen", "2026-07-28"
+    meta = {"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {"jsonrpc": "2.0", "id": "L1", "method": method, "params": {"notifications": wanted, "_meta": meta}}
+    headers = {**HEADERS, **context_headers(hub, folder), "mcp-protocol-version": version, "mcp-method": method}
+    async with httpx.AsyncClient(timeout=DEADLINE) as http:
+        async with http.stream("POST", hub.url, json=body, headers=headers) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    await send.send(json.loads(line[5:]).get("method", ""))
+
+
+async def until_updated(heard: MemoryObjectReceiveStream[str]) -> list[str]:
+    """The notifications heard before the next resources/updated (a marker: it queues behind them)."""
+    got: list[str] = []
+    async for method in heard:
+        if method == "notifications/resources/updated":
+            return got
+        got.append(method)
+    raise AssertionError(f"the stream ended after {got}")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_reload_that_replaces_an_instance_says_list_changed_once_per_changed_list(
+    tmp_path: Path, mode: Mode
+) -> None:
+    """The old instance's lists go, then each of the new one's comes: one tools/list_changed (its tools
+    differ), none for its prompts and resources (the same). It was 7 notifications to one session."""
+    fx = fixture_command()
+    before = {"command": fx[0], "args": fx[1:]}
+    after = {**before, "args": [*fx[1:], "--tools", "1"]}  # a tool more; the same prompts and resources
+    marker = "fixture://item/1"  # on the static server: its resources/updated follows what was said before
+    folder = project_dir(tmp_path, "alpha")
+    send, heard = anyio.create_memory_object_stream[str](100)
+
+    async def handler(msg: Any) -> None:
+        method = getattr(getattr(msg, "root", msg), "method", None)
+        if isinstance(method, str) and method != "notifications/message":
+            await send.send(method)
+
+    with anyio.fail_after(DEADLINE), send, heard:
+        async with hub_with(tmp_path, {"fxt": before}) as hub, anyio.create_task_group() as tg:
+            async with client(hub, folder, mode, message_handler=handler) as c:
+                if mode == "legacy":
+                    await c.subscribe_resource(f"fx+{marker}")
+                else:
+                    lists = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
+                    tg.start_soon(
+                        partial(listen_raw, hub, folder, send, **lists, resourceSubscriptions=[f"fx+{marker}"])
+                    )
+                    assert await heard.receive() == "notifications/subscriptions/acknowledged"
+                await c.call_tool("fx__touch", {"uri": marker})
+                await until_updated(heard)  # whatever came before the reload
+                await hub.app.hub.apply_config(HubConfig.model_validate(config({"fxt": after})))
+                first = await heard.receive()  # said once the new instance was tried
+                await c.call_tool("fx__touch", {"uri": marker})
+                assert [first, *await until_updated(heard)] == ["notifications/tools/list_changed"]
+                assert "fxt__tool_0" in {t.name for t in (await c.list_tools()).tools}
+            tg.cancel_scope.cancel()

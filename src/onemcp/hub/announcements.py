@@ -46,6 +46,7 @@ class Announcements:
         self.before: Callable[[list[Access]], Awaitable[None]] | None = None
         self._pending: set[str] = set()
         self._wake: anyio.Event | None = None  # set by `run`: announcements go out from its task
+        self._holds = 0  # while above 0, announcements gather (`hold`)
 
     def tags(self, config: HubConfig) -> dict[str, list[str]]:
         """Each enabled server's tags in `config`, and each template instance's (what views by tag decide on)."""
@@ -69,12 +70,31 @@ class Announcements:
 
     def announce(self, kinds: set[str]) -> None:
         """list_changed for these kinds, only to those whose visible list really changed: from `run`'s
-        task once it runs (right after, changes in a row merged), else here and now."""
+        task once it runs (right after, changes in a row merged), else here and now; while held, later."""
+        self._pending |= kinds
+        if self._holds or not self._pending:
+            return
         if self._wake is None:
+            kinds, self._pending = self._pending, set()
             self._fan_out(kinds)
-        elif kinds:
-            self._pending |= kinds
+        else:
             self._wake.set()
+
+    def hold(self) -> Callable[[], None]:
+        """Gather announcements until the returned `release` is called (it counts once): a change made in
+        steps (a reload replacing template instances: the old ones' lists go, then each of the new ones'
+        comes) is announced once, for the lists that differ in the end."""
+        self._holds += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._holds -= 1
+                self.announce(set())
+
+        return release
 
     async def run(self) -> None:
         """Send the announcements, for as long as the hub runs (`before` is awaited ahead of each)."""
@@ -83,6 +103,8 @@ class Announcements:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
+                if self._holds:
+                    continue  # the last release wakes it again
                 try:
                     if self.before is not None:
                         sessions = [*self.sessions, *(listener.session for listener in self.listeners)]

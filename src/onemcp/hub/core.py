@@ -520,16 +520,15 @@ class Hub:
                 self.subscriptions.rebind(session)  # what it held on its old instances moves to the new ones
         unchanged = {name for name, t in self.config.templates.items() if old.get(name) == t}
         wanted = {i for s in requesters for i in s.access.reach.instances}  # a listen's are in no i.sessions
-        await self.instances.retire(lambda i: i.id in wanted or i.template in unchanged)
-        self.refresh_views()
-        if wanted and self.events.tg is not None:
-            self.events.tg.start_soon(self._ensure_quietly, frozenset(wanted))
-
-    async def _ensure_quietly(self, ids: frozenset[str]) -> None:
+        release = self.announcements.hold()  # the old instances' lists go, the new ones' come: announced once
         try:
-            await self.instances.ensure(ids)
-        except HubError as exc:
-            log.warning("template instances after a reload: %s", exc)
+            await self.instances.retire(lambda i: i.id in wanted or i.template in unchanged)
+        finally:
+            self.refresh_views()
+            if wanted and self.events.tg is not None:  # released once they were tried (or were refused)
+                self.events.tg.start_soon(self.instances.ensure_quietly, frozenset(wanted), release)
+            else:
+                release()
 
     async def _reap_instances(self) -> None:
         while True:

@@ -29,7 +29,7 @@ from onemcp.config.model import Limits, ServerConfig, ServerTemplate
 from onemcp.config.templates import TemplateError, digest, render
 from onemcp.observability.limits import hit
 from onemcp.observability.redact import REDACTOR, SECRET_NAME
-from onemcp.protocol.errors import INSTANCE_LIMIT_STATUS, InvalidParams, LimitReached, NotFound
+from onemcp.protocol.errors import INSTANCE_LIMIT_STATUS, HubError, InvalidParams, LimitReached, NotFound
 from onemcp.protocol.methods import KIND_BY_METHOD
 
 log = logging.getLogger("onemcp.templates")
@@ -185,6 +185,15 @@ class TemplateInstances:
                 waiting.append(started)
         for event in waiting:
             await event.wait()
+
+    async def ensure_quietly(self, ids: Iterable[str], done: Callable[[], None]) -> None:
+        """`ensure` in the background (a reload's new instances): a refusal is logged; `done` is called after."""
+        try:
+            await self.ensure(ids)
+        except HubError as exc:
+            log.warning("template instances after a reload: %s", exc)
+        finally:
+            done()
 
     async def ready(self, ids: Iterable[str]) -> dict[str, LimitReached]:
         """`ensure` each, as far as each may start: a requester's capabilities rest on its instances;

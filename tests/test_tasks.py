@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from fixtures.launch import fixture_command
+from onemcp.hub import tasks
 from support.hub import HEADERS, INIT, raw_session, running_hub
 from support.inprocess import fixture, inprocess_hub, tool_call
 
@@ -158,3 +159,54 @@ async def test_a_2026_07_28_clients_task_param_is_not_passed_on() -> None:
             result = reply["result"]
             assert "task" not in result and result["content"] == [{"type": "text", "text": "hi"}], reply
             assert result["resultType"] == "complete"
+
+
+async def test_a_task_whose_connection_closed_is_a_clear_error_not_a_hang() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            s = await h.session()
+            created = await s.ask("tools/call", {**tool_call("a__sleep", seconds=600), "task": {"ttl": 60000}})
+            tid = created["result"]["task"]["taskId"]
+            conn = h.app.hub.pool.get("a")
+            assert conn is not None
+            waited: list[dict[str, Any]] = []
+            async with anyio.create_task_group() as tg:
+
+                async def result() -> None:
+                    waited.append(await s.ask("tasks/result", {"taskId": tid}))
+
+                tg.start_soon(result)
+                while not conn.in_flight:  # tasks/result waits upstream for the task's end
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                crashed = await s.ask("tools/call", tool_call("a__crash"))
+            assert "error" in crashed
+            (pending,) = waited  # the wait ends with the connection
+            assert pending["error"] == {"code": -32000, "message": "[a] upstream closed: server stopped"}, pending
+            while h.app.hub.pool.get("a") is conn:
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            await h.ready("a")  # restarted: a new connection, which knows nothing of the task
+            for method in ("tasks/get", "tasks/result", "tasks/cancel"):
+                reply = await s.ask(method, {"taskId": tid})
+                error = reply["error"]
+                lost = f"[a] task {tid} is lost: the connection it ran on closed (server stopped); call the tool again"
+                assert error == {"code": -32000, "message": lost}, (method, error)
+
+
+async def test_past_max_tasks_the_oldest_is_forgotten_and_its_id_is_not_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "MAX_TASKS", 2)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            s = await h.session()
+            ids = []
+            for n in range(3):
+                created = await s.ask("tools/call", {**tool_call("a__echo", message=f"m{n}"), "task": {"ttl": 60000}})
+                ids.append(created["result"]["task"]["taskId"])
+            oldest, *kept = ids
+            for method in ("tasks/get", "tasks/result", "tasks/cancel"):
+                error = (await s.ask(method, {"taskId": oldest}))["error"]
+                assert error == {"code": -32602, "message": f"Task not found: {oldest}"}, (method, error)
+            for n, tid in enumerate(kept, 1):
+                result = (await s.ask("tasks/result", {"taskId": tid}))["result"]
+                assert result["content"] == [{"type": "text", "text": f"m{n}"}], result
+            listed = (await s.ask("tasks/list"))["result"]["tasks"]
+            assert sorted(t["taskId"] for t in listed) == sorted(kept)

@@ -88,9 +88,10 @@ class TaskRouter:
         """The connection that created the session's task: its tasks/* go there and nowhere else."""
         entry = self.resolve(session_id, visible)
         conn = entry.conn()
-        if conn is None or conn.state != "ready":
-            state = "closed" if conn is None else conn.state
-            raise UpstreamUnavailable(entry.server, f"the connection task {entry.visible} ran on is {state}")
+        if conn is None or conn.state != "ready":  # a connection that closed never comes back (a restart is a new one)
+            why = f" ({conn.last_error})" if conn is not None and conn.last_error else ""
+            lost = f"task {entry.visible} is lost: the connection it ran on closed{why}; call the tool again"
+            raise UpstreamUnavailable(entry.server, lost)
         return conn
 
     def owner(self, conn: UpstreamConnection, upstream_id: object) -> tuple[str, str] | None:

@@ -212,3 +212,42 @@ async def test_what_waited_for_a_stream_goes_to_the_replica_where_one_opens(redi
                 break
             assert got[0]["method"] == "notifications/resources/updated"
             assert got[0]["params"]["uri"] == uri
+
+
+async def test_a_task_is_followed_to_the_replica_that_made_it(redis_url: str) -> None:
+    """A task runs on the upstream connection of the replica whose call made it: tasks/get, result and
+    cancel that land on another replica are answered there (they were 'Task not found')."""
+    config = replica_config(redis_url)
+    config["mcpServers"]["fx"]["args"].append("--tasks")
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub(config) as one,
+            running_hub(config) as two,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            for hub in (one, two):
+                replicas = hub.app.hub.replicas
+                assert replicas is not None
+                while not replicas.relay.up:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (subscribing)
+            headers = await legacy_session(http, one.url)
+
+            async def ask(url: str, method: str, **params: Any) -> dict[str, Any]:
+                body = {"jsonrpc": "2.0", "id": 9, "method": method, "params": params}
+                return (await http.post(url, json=body, headers=headers)).json()  # type: ignore[no-any-return]
+
+            quick = await ask(one.url, "tools/call", name="sleep", arguments={"seconds": 0.1}, task={"ttl": 60000})
+            slow = await ask(one.url, "tools/call", name="sleep", arguments={"seconds": 30}, task={"ttl": 60000})
+            quick_id, slow_id = quick["result"]["task"]["taskId"], slow["result"]["task"]["taskId"]
+            assert (await ask(two.url, "tasks/get", taskId=quick_id))["result"]["taskId"] == quick_id
+            result = (await ask(two.url, "tasks/result", taskId=quick_id))["result"]
+            assert result["content"][0]["text"] == "slept 0.1", result
+            cancelled = (await ask(two.url, "tasks/cancel", taskId=slow_id))["result"]
+            assert cancelled["taskId"] == slow_id and cancelled["status"] == "cancelled", cancelled
+            # an id naming no replica: not found, on either; one naming a replica that is gone says so
+            for url in (one.url, two.url):
+                error = (await ask(url, "tasks/get", taskId=f"{quick_id}x"))["error"]
+                assert error["code"] == -32602 and "Task not found" in error["message"], error
+            gone = quick_id.rpartition("@")[0] + "@00000000"
+            error = (await ask(two.url, "tasks/get", taskId=gone))["error"]
+            assert "replica 00000000 is gone" in error["message"], error

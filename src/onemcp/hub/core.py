@@ -131,6 +131,7 @@ class Hub:
             RedisRelay(url),
             self.sessions,
             self.parking,
+            self.tasks,
             resume_here=self._resume_here,
             reply_here=self.reverse.reply,
             notify_here=self._notified_elsewhere,
@@ -327,14 +328,9 @@ class Hub:
 
     async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
         """A downstream request: its reply, a pre-serialised reply, or a Call to drive (`complete`)."""
-        if self.replicas is not None:
-            params = msg.get("params")
-            state = params.get("requestState") if isinstance(params, dict) else None
-            if self.parking.owns(state):
-                assert isinstance(state, str)
-                owner = self.parking.replica(state)
-                if owner and owner != self.replicas.tag:  # parked on another replica: resumed there
-                    return await self.replicas.resume(owner, session, msg)
+        if self.replicas is not None and (elsewhere := self.replicas.elsewhere(msg)) is not None:
+            kind, owner = elsewhere  # a call parked on another replica, or a task made there: answered there
+            return await self.replicas.resume(owner, session, msg, kind)
         run = partial(self.dispatcher.dispatch, session, msg)  # once the instances it may need were started
         outcome = await self.instances.serving(session.access.reach.instances, msg, self.catalog, run)
         if msg.get("method") in SAVED_ON:

@@ -12,7 +12,8 @@ reply stream and a parked 2026-07-28 call each live in one process. Owns, on top
 * a client's answer to a request another replica sent it (its id names that replica) goes back there;
 * a client's cancellation of a request not in flight here, and a roots change, go to every replica;
 * a `requestState` of a call parked on another replica is resumed there (`resume`), the key that signs
-  requestStates being one all replicas share;
+  requestStates being one all replicas share; tasks/get|result|cancel of a task another replica's
+  call made (its id names that replica) are answered there;
 * presets: the ones a replica loads from its presets.json after a change there are kept in Redis and
   written to every other replica's presets.json (whose own reload applies them). At start, Redis's
   win over the file; with none in Redis yet, the file's are shared.
@@ -35,8 +36,9 @@ import orjson
 from onemcp.hub.bridge import Parking
 from onemcp.hub.relay import RedisRelay
 from onemcp.hub.session import Session, SessionStore
+from onemcp.hub.tasks import TaskRouter
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_PARAMS
+from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, NotFound
 from onemcp.protocol.jsonrpc import Message
 
 log = logging.getLogger("onemcp.replicas")
@@ -44,6 +46,7 @@ ANNOUNCE_EVERY = 10.0
 FORGET_AFTER = 30.0
 RESUME_TIMEOUT = 660.0  # a resumed call runs to its end on the replica that parked it
 PRESETS_KEY = "onemcp:presets"
+TASK_METHODS = frozenset({"tasks/get", "tasks/result", "tasks/cancel"})
 ResumeHere = Callable[[Session, Message], Awaitable[Message]]
 
 
@@ -53,6 +56,7 @@ class Replicas:
         relay: RedisRelay,
         sessions: SessionStore,
         parking: Parking,
+        tasks: TaskRouter,
         *,
         resume_here: ResumeHere,
         reply_here: Callable[[Session, Message], None],
@@ -74,7 +78,8 @@ class Replicas:
         self.authorized_here: Callable[[str], None] = lambda server: None
         self.forgotten_here: Callable[[str], Awaitable[None]] | None = None  # logged out through another
         relay.on_message = self._received
-        parking.tag = relay.tag
+        parking.tag = tasks.tag = relay.tag
+        self.tasks = tasks
         sessions.elsewhere = self
 
     @property
@@ -207,9 +212,23 @@ class Replicas:
                 self.counts["sent notify"] += 1
                 self.relay.broadcast({"k": "notify", "sid": session.id, "msg": msg})
 
-    async def resume(self, owner: str, session: Session, msg: Message) -> Message:
-        """The reply to a call parked on replica `owner`, resumed there with this request's answers."""
-        asked = {"k": "resume", "principal": session.principal.key, "msg": msg}
+    def elsewhere(self, msg: Message) -> tuple[str, str] | None:
+        """(kind, replica) of a request another replica answers: "resume" a call parked there (its
+        requestState says where), or "task" for tasks/* of a task made there (its id says); else None."""
+        params = msg.get("params")
+        params = params if isinstance(params, dict) else {}
+        state = params.get("requestState")
+        if self.parking.owns(state):
+            assert isinstance(state, str)
+            owner = self.parking.replica(state)
+            return ("resume", owner) if owner and owner != self.tag else None
+        owner = self.tasks.made_on(params.get("taskId")) if msg.get("method") in TASK_METHODS else ""
+        return ("task", owner) if owner else None
+
+    async def resume(self, owner: str, session: Session, msg: Message, kind: str = "resume") -> Message:
+        """The reply to a call parked on replica `owner`, resumed there with this request's answers (or,
+        `kind` "task", to tasks/* of a task made there, for this session)."""
+        asked = {"k": kind, "principal": session.principal.key, "sid": session.id, "msg": msg}
         self.counts["sent resume"] += 1
         reply = (await self.relay.ask(owner, asked, RESUME_TIMEOUT)).get("reply")
         if not isinstance(reply, dict):
@@ -245,6 +264,8 @@ class Replicas:
             log.info("replica %s: a %r message from %s without a message, ignored", self.tag, kind, sender)
         elif kind == "resume":
             self.relay.answer(doc, {"reply": await self._resume(str(doc.get("principal")), msg)})
+        elif kind == "task":
+            self.relay.answer(doc, {"reply": await self._task(str(sid), str(doc.get("principal")), msg)})
         else:
             session = self.sessions.get(sid) if isinstance(sid, str) else None
             if kind == "push" and session is not None and session.streams_open:
@@ -255,6 +276,15 @@ class Replicas:
                 await self._notify_here(session, msg)
             else:
                 log.debug("replica %s: %r for session %s not live here, dropped", self.tag, kind, str(sid)[:8])
+
+    async def _task(self, sid: str, principal: str, msg: Message) -> Message:
+        """tasks/* another replica passed on, for a task made here: answered as the session's own request."""
+        session = self.sessions.get(sid)
+        if session is None or session.principal.key != principal:  # not live here: its tasks are gone
+            params = msg.get("params")
+            task = params.get("taskId") if isinstance(params, dict) else None
+            return jsonrpc.error(msg.get("id"), NotFound(f"Task not found: {task}").to_error())
+        return await self._resume_here(session, msg)
 
     async def _resume(self, principal: str, msg: Message) -> Message:
         params = msg.get("params")

@@ -6,12 +6,14 @@ upstream id)` and rewrites ids both ways. A task belongs to the connection that 
 two connections to one server (`isolation: session`, replicas) or two servers with unprefixed
 names may mint the same id, and neither must see or be told of the other's task. With prefixed
 names the visible id is ``<server>:<id>``; one session given two equal ids gets ``~2``, ``~3``…
-on the later ones. Bounded: the oldest entries go first beyond `MAX_TASKS`.
+on the later ones; replicas sharing a Redis add ``@<replica>`` (`made_on`: another replica's
+tasks/* go there). Bounded: the oldest entries go first beyond `MAX_TASKS`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ log = logging.getLogger("onemcp.tasks")
 
 MAX_TASKS = 10_000
 RELATED_TASK = "io.modelcontextprotocol/related-task"
+MADE_ON = re.compile(r"@([0-9a-f]{8})$")  # the replica whose call made a task, at the end of its visible id
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class TaskRouter:
         self.catalog = catalog
         self._tasks: OrderedDict[tuple[str, str], Task] = OrderedDict()  # (session id, visible id)
         self._by_conn: weakref.WeakKeyDictionary[UpstreamConnection, dict[str, Task]] = weakref.WeakKeyDictionary()
+        self.tag = ""  # this replica's (`replicas`): the ids it shows end with @tag, so that another finds it
 
     def _visible_id(self, server: str, upstream_id: str) -> str:
         return f"{server}:{upstream_id}" if self.catalog.prefixed else upstream_id
@@ -61,11 +65,12 @@ class TaskRouter:
         stale = known.pop(upstream_id, None)  # the same connection minted it again: the old one is gone
         if stale is not None:
             self._tasks.pop((stale.session_id, stale.visible), None)
-        base = visible = self._visible_id(conn.name, upstream_id)
-        n = 1
+        base = self._visible_id(conn.name, upstream_id)
+        made_here = f"@{self.tag}" if self.tag else ""
+        visible, n = base + made_here, 1
         while (session_id, visible) in self._tasks:  # this session's task of another connection has it
             n += 1
-            visible = f"{base}~{n}"
+            visible = f"{base}~{n}{made_here}"
         entry = Task(weakref.ref(conn), conn.name, upstream_id, session_id, visible)
         self._tasks[(session_id, visible)] = known[upstream_id] = entry
         while len(self._tasks) > MAX_TASKS:
@@ -74,6 +79,11 @@ class TaskRouter:
             if owner is not None:
                 self._by_conn.get(owner, {}).pop(old.upstream_id, None)
         result["task"] = {**task, "taskId": visible}
+
+    def made_on(self, visible: object) -> str:
+        """The other replica whose call made the task `visible` names ("": this one's, or none named)."""
+        found = MADE_ON.search(visible) if self.tag and isinstance(visible, str) else None
+        return found.group(1) if found is not None and found.group(1) != self.tag else ""
 
     def resolve(self, session_id: str, visible: object) -> Task:
         """A task this session may see, by the id it knows."""

@@ -217,6 +217,7 @@ class StdioTransport(Transport):
         self._proc: asyncio.SubprocessTransport | None = None
         self._protocol: _ChildProtocol | None = None
         self._stdin: asyncio.WriteTransport | None = None
+        self._waiting = anyio.Lock()  # writers waiting for a child slow to read its stdin, one at a time
 
     @property
     def pid(self) -> int | None:
@@ -297,19 +298,25 @@ class StdioTransport(Transport):
         stdin = self._stdin
         if stdin is None or stdin.is_closing() or self.closed.is_set():
             raise TransportError(self.close_reason or "not connected")
-        # A synchronous write: the pipe transport buffers what the child has not read yet.
-        stdin.write(body + b"\n")
-        if stdin.get_write_buffer_size() > WRITE_HIGH_WATER:
-            await self._drain()
+        if stdin.get_write_buffer_size() <= WRITE_HIGH_WATER and not self._waiting.locked():
+            stdin.write(body + b"\n")  # synchronous: the pipe transport buffers what the child has not read yet
+            return
+        await self._send_when_read(body)
 
-    async def _drain(self) -> None:
-        """Wait, up to the server's timeout, for a child that is slow to read its stdin."""
+    async def _send_when_read(self, body: bytes) -> None:
+        """Write once a child slow to read its stdin has read enough, one waiting writer at a time, up to
+        the server's timeout. A body is written only when there is room: one that gave up never is, so
+        what the hub buffers for a child that stopped reading is bounded (high water plus one body)."""
         try:
             with anyio.fail_after(self.config.timeout):
-                while self._stdin is not None and self._stdin.get_write_buffer_size() > WRITE_HIGH_WATER:
-                    if self.closed.is_set():
+                async with self._waiting:
+                    while (stdin := self._stdin) is not None and stdin.get_write_buffer_size() > WRITE_HIGH_WATER:
+                        if self.closed.is_set():
+                            break
+                        await anyio.sleep(0.01)
+                    if stdin is None or stdin.is_closing() or self.closed.is_set():
                         raise TransportError(self.close_reason or "closed")
-                    await anyio.sleep(0.01)
+                    stdin.write(body + b"\n")
         except TimeoutError:
             raise TransportError("the server is not reading its input") from None
 

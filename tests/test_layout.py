@@ -76,7 +76,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     # downstream/: each front door over its wire
     "downstream/exchange.py": ("tests/test_hub_e2e.py", "the error boundary: unknown tools, errors, deadlines"),
     "downstream/health.py": ("tests/downstream/test_streamable_wire.py", "/health, /health/live, /health/ready"),
-    "downstream/legacy_sse.py": ("tests/test_hub_e2e.py", "/sse and /messages with the SDK client"),
     "downstream/listen.py": ("tests/downstream/test_modern.py", "subscriptions/listen on the wire"),
     "downstream/stdio.py": ("tests/downstream/test_stdio_serve.py", "`serve --transport stdio`, SDK stdio client"),
     "downstream/streamable.py": ("tests/downstream/test_streamable_wire.py", "the /mcp wire as raw HTTP sees it"),

@@ -2,12 +2,15 @@
 
 The GET stream carries everything for its session (replies included); POSTs only say 202.
 Requests are answered in tasks owned by the app's task group, so a slow call never
-blocks the POST that carried it.
+blocks the POST that carried it; a session has at most MAX_CALLS of them (a POST beyond is
+refused: nothing else bounds them, as the 202 comes at once), and their replies wait for room in
+the session's queue rather than being dropped from it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from urllib.parse import parse_qs
 
 from anyio.abc import TaskGroup
@@ -21,11 +24,13 @@ from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.hub.core import Hub
 from onemcp.hub.session import Session
+from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached
 from onemcp.protocol.jsonrpc import Message
 
 log = logging.getLogger("onemcp.downstream")
+MAX_CALLS = 256  # requests of one /sse session being answered at once
 
 
 class LegacySseEndpoint:
@@ -33,6 +38,7 @@ class LegacySseEndpoint:
         self.hub = hub
         self.messages_path = messages_path
         self.tg: TaskGroup | None = None  # set by the app's lifespan
+        self._calls: Counter[str] = Counter()  # session id -> its requests being answered
 
     async def stream(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         if scope["method"] != "GET":
@@ -95,17 +101,32 @@ class LegacySseEndpoint:
             try:
                 result = await self.hub.initialize(session, params if isinstance(params, dict) else {})
             except HubError as exc:  # a template that does not render for the client's context
-                session.post(jsonrpc.error(msg["id"], exc.to_error()))
+                await session.deliver(jsonrpc.error(msg["id"], exc.to_error()))
             else:
-                session.post(jsonrpc.result(msg["id"], result))
+                await session.deliver(jsonrpc.result(msg["id"], result))
         elif self.tg is not None:
+            if self._calls[session.id] >= MAX_CALLS:
+                hit("calls_per_session", "session %s has %d requests in flight: refused one", session.id[:8], MAX_CALLS)
+                why = f"too many requests in flight on this session (limit {MAX_CALLS}); wait for replies first"
+                refusal = LimitReached("calls_per_session", why, 429)
+                await asgi.send_json(send, 429, jsonrpc.error(msg["id"], refusal.to_error()), RETRY_LATER)
+                return
+            self._calls[session.id] += 1
             self.tg.start_soon(self._answer, session, msg)
         await asgi.send_empty(send, 202)
 
     async def _answer(self, session: Session, msg: Message) -> None:
         async def emit(related: Message) -> None:
-            session.post(related)
+            if "id" in related:  # a request the call waits on: never dropped
+                await session.deliver(related)
+            else:
+                session.post(related)
 
-        reply = await answer(self.hub, session, msg, emit)
-        if reply is not None:
-            session.post(jsonrpc.loads(reply) if isinstance(reply, bytes) else reply)
+        try:
+            reply = await answer(self.hub, session, msg, emit)
+            if reply is not None:
+                await session.deliver(jsonrpc.loads(reply) if isinstance(reply, bytes) else reply)
+        finally:
+            self._calls[session.id] -= 1
+            if self._calls[session.id] <= 0:
+                del self._calls[session.id]

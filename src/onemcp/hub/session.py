@@ -214,6 +214,30 @@ class Session:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
 
+    async def deliver(self, msg: Message) -> None:
+        """Queue a message that must not be lost (a reply, or a request a call waits on): it waits
+        for room in the queue's count while the client reads, and is never refused for bytes (what
+        may wait so is bounded by the calls in flight; the reply is held by its call anyway)."""
+        if self.closed or self.outbox is None or self._outbox_send is None:
+            return
+        try:
+            size = len(jsonrpc.dumps(msg))
+        except (TypeError, ValueError):
+            log.warning("session %s: a message that cannot be serialised was dropped", self.id[:8])
+            return
+        self.queued_bytes += size  # charged from now: the reader gives it back when it takes it
+        QueuedBytes.used += size
+        sent = False
+        try:
+            await self._outbox_send.send((msg, size))
+            sent = True
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        finally:
+            if not sent and not self.closed:  # never queued (close() gave back all it charged)
+                self.queued_bytes -= size
+                QueuedBytes.used -= size
+
     def _full(self, size: int) -> str | None:
         """Why `size` more bytes may not be queued now (None: they may; a message alone always may)."""
         if self.queued_bytes and self.queued_bytes + size > OUTBOX_BYTES:

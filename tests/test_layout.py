@@ -108,7 +108,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "protocol/stdio.py": ("tests/downstream/test_stdio_serve.py", "this process's stdin/stdout, in stdio subprocesses"),
     "protocol/versions.py": ("tests/downstream/test_streamable_wire.py", "negotiation and the version header"),
     # upstream/
-    "upstream/call.py": ("tests/hub/test_hub_rewriting.py", "a forwarded call's mailbox: progress, then the reply"),
     "upstream/connection.py": ("tests/test_hub_e2e.py", "the JSON-RPC peer: ids, progress, crashes, re-initialize"),
     "upstream/era.py": ("tests/test_bridging.py", "the envelope and headers of each era, in all four combinations"),
     "upstream/liveness.py": ("tests/upstream/test_breaker_liveness.py", "the breaker asks it: its cases are there"),

@@ -93,7 +93,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "hub/events.py": ("tests/hub/test_hub_supervision.py", "a connection's state and lists reaching the catalog"),
     "hub/forward.py": ("tests/hub/test_hub_rewriting.py", "ids, progress and results of a forwarded call"),
     "hub/listeners.py": ("tests/downstream/test_modern.py", "listen streams: tagged list_changed, the graceful end"),
-    "hub/replay.py": ("tests/downstream/test_streamable_wire.py", "resumable SSE streams, Last-Event-ID"),
     "hub/state.py": ("tests/downstream/test_streamable_wire.py", "what /health reports of the running hub"),
     "hub/tasks.py": ("tests/test_tasks.py", "task-augmented calls and tasks/* through the hub"),
     # integrations/

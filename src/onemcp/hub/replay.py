@@ -4,9 +4,10 @@ Each SSE stream the hub opens for a session (a POST's reply stream, a GET stream
 short id; its events get ids ``<stream>-<n>``. A client reconnects with GET and
 ``Last-Event-ID`` and gets the events after that one, then the stream carries on.
 Memory is bounded: at most `MAX_EVENTS` events per stream, `MAX_STREAMS` streams per
-session (the oldest finished streams are forgotten first) and `MAX_BYTES` of events per session
-(the oldest events are forgotten first: a message may be megabytes, so counting is not enough).
-An event is always sent live; only what a reconnecting client could replay is bounded.
+session (the oldest finished streams are forgotten first, then the oldest live reply streams, a
+GET stream last; a forgotten live stream keeps only its newest event) and `MAX_BYTES` of events
+per session (the oldest events are forgotten first: a message may be megabytes, so counting is
+not enough). An event is always sent live; only what a reconnecting client could replay is bounded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class OutStream:
         self.events: deque[tuple[int, bytes]] = deque()
         self.store = store  # whose byte budget the events count against
         self.done = False
+        self.forgotten = False  # no longer findable: keeps only its newest event, outside any budget
         self._wake: anyio.Event | None = None
 
     def priming(self) -> bytes:
@@ -43,7 +45,9 @@ class OutStream:
         self.seq += 1
         data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
         event = sse.encode(data, event="message", event_id=f"{self.id}-{self.seq}")
-        if len(self.events) >= MAX_EVENTS:
+        if self.forgotten:
+            self.events.clear()  # nobody can resume it any more; a follower already on it reads the newest
+        elif len(self.events) >= MAX_EVENTS:
             self.forget_oldest()
         self.events.append((self.seq, event))
         if self.store is not None:
@@ -88,13 +92,27 @@ class StreamStore:
         stream = OutStream(f"{prefix}{self._next}", self)
         self._streams[stream.id] = stream
         if len(self._streams) > MAX_STREAMS:
-            for sid, old in list(self._streams.items()):
-                if old.done or sid.startswith("g"):
-                    del self._streams[sid]
-                    self.bytes -= sum(len(event) for _, event in old.events)
-                    old.store = None  # a GET stream may still be written: no longer this budget's
-                    break
+            self._forget(self._victim())
         return stream
+
+    def _victim(self) -> OutStream:
+        """The stream to forget: the oldest finished one, else the oldest live reply stream, else
+        the oldest (a GET stream is the session's own: a client reading it may yet resume it)."""
+        streams = list(self._streams.values())
+        for wanted in (lambda s: s.done, lambda s: not s.id.startswith("g")):
+            found = next((s for s in streams if wanted(s)), None)
+            if found is not None:
+                return found
+        return streams[0]
+
+    def _forget(self, old: OutStream) -> None:
+        del self._streams[old.id]
+        self.bytes -= sum(len(event) for _, event in old.events)
+        old.store = None  # no longer this budget's ...
+        if not old.done:  # ... and still written: it keeps its newest event only
+            old.forgotten = True
+            while len(old.events) > 1:
+                old.events.popleft()
 
     def retained(self, size: int) -> None:
         """`size` more bytes are kept: forget the oldest events (oldest streams first) past MAX_BYTES,

@@ -1,0 +1,50 @@
+"""A session's resumable streams past MAX_STREAMS (hunt-limits F3): the live GET stream was forgotten
+before finished ones, and from then on kept up to 512 events outside the byte budget (600 MiB held
+while its client read normally). The wire (Last-Event-ID) is in tests/downstream/test_streamable_wire.py."""
+
+from __future__ import annotations
+
+from onemcp.hub import replay
+from onemcp.hub.replay import MAX_BYTES, MAX_STREAMS, StreamStore
+
+MIB = 1024 * 1024
+BIG = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "x" * MIB}}
+
+
+def test_finished_streams_are_forgotten_before_a_live_get_stream() -> None:
+    store = StreamStore()
+    live = store.open("g")
+    live.add(BIG)
+    for _ in range(MAX_STREAMS + 8):  # calls whose replies were SSE streams, each finished
+        reply = store.open("p")
+        reply.add({"jsonrpc": "2.0", "id": 1, "result": {}})
+        reply.finish()
+    found = store.find(f"{live.id}-0")
+    assert found is not None and found[0] is live  # before: forgotten, a reconnect could not resume it
+    assert live.store is store
+    for _ in range(3 * MAX_BYTES // MIB):  # and its events stay within the session's budget
+        live.add(BIG)
+    assert store.bytes <= MAX_BYTES
+
+
+def test_live_reply_streams_go_before_the_get_stream_and_keep_only_their_newest_event() -> None:
+    store = StreamStore()
+    live = store.open("g")
+    calls = [store.open("p") for _ in range(MAX_STREAMS)]  # all live: the oldest reply stream goes
+    assert store.find(f"{live.id}-0") is not None and store.find(f"{calls[0].id}-0") is None
+    forgotten = calls[0]
+    for _ in range(40):  # still written (its call goes on), but nobody can resume it
+        forgotten.add(BIG)
+    assert forgotten.store is None and len(forgotten.events) == 1  # before: up to 512 events, no budget
+    assert forgotten.after(forgotten.seq - 1)  # a follower already on it still gets the newest
+
+
+def test_a_session_of_get_streams_only_forgets_the_oldest_and_bounds_it() -> None:
+    store = StreamStore()
+    first = store.open("g")
+    for _ in range(MAX_STREAMS):
+        store.open("g")
+    assert store.find(f"{first.id}-0") is None
+    for _ in range(replay.MAX_EVENTS):
+        first.add(BIG)
+    assert len(first.events) == 1

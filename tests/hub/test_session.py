@@ -25,6 +25,7 @@ from support.hub import RunningHub, raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
+MIB = 1024 * 1024
 IDLE = 30  # sessions that never open a GET stream
 LINES = 40  # log lines the upstream sends, related to no call
 
@@ -68,21 +69,53 @@ async def test_the_queue_is_bounded_in_bytes_and_gives_them_back_as_it_is_read()
 
 
 async def test_all_sessions_queues_together_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each session under its own bound, but many of them: the process's total is bounded too."""
+    """Each session under its own bound, but many of them: the process's total is bounded too (past
+    the budget only sessions over their share lose messages; at twice the budget, every session)."""
     from onemcp.hub import session as sessions
 
     monkeypatch.setattr(sessions, "OUTBOX_TOTAL_BYTES", 5 * 1024 * 1024)
     access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
-    big = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "x" * (1024 * 1024)}}
-    start = sessions.QueuedBytes.used
-    many = [Session(id=f"{n:032d}", transport="streamable-http", access=access) for n in range(4)]
+    start, holders = sessions.QueuedBytes.used, sessions.QueuedBytes.holders
+    many = [Session(id=f"{n:032d}", transport="streamable-http", access=access) for n in range(8)]
     for session in many:
-        for _ in range(3):
-            session.post(big)
+        for _ in range(3):  # each message its own (nothing shared)
+            session.post({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "x" * MIB}})
     held = [session.outbox.queued() if session.outbox is not None else 0 for session in many]
-    assert sum(held) == 4 and held[0] == 3 and sessions.QueuedBytes.used - start < 5 * 1024 * 1024
+    # past 5 MiB a session over its share loses messages, one holding nothing may hold one; at 10 MiB all do
+    assert held == [3, 2, 1, 1, 1, 1, 0, 0] and 0 < sessions.QueuedBytes.used - start <= 10 * MIB
+    assert sessions.QueuedBytes.holders == holders + 6
     for session in many:
         session.close()  # what they held is given back
+    assert (sessions.QueuedBytes.used, sessions.QueuedBytes.holders) == (start, holders)
+
+
+async def test_sessions_that_never_read_do_not_starve_one_that_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hunt-limits F7: 20 sessions with a GET stream they never read filled the hub-wide budget with
+    the upstream's log lines (one message, charged once per queue), and then the session that read
+    its stream got 16 of 60: past the budget every session's messages were dropped alike."""
+    from onemcp.hub import session as sessions
+
+    monkeypatch.setattr(sessions, "OUTBOX_TOTAL_BYTES", 8 * MIB)
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    start = sessions.QueuedBytes.used
+    stuck = [Session(id=f"s{n:031d}", transport="streamable-http", access=access) for n in range(20)]
+    good = Session(id="g" * 32, transport="streamable-http", access=access)
+    assert good.outbox is not None
+    received = 0
+    for n in range(30):
+        line = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": n, "data": "x" * MIB}}
+        for session in [*stuck, good]:  # one object for all, as an upstream's log line is
+            session.post(line)
+        if n == 0:
+            assert sessions.QueuedBytes.used - start < 2 * MIB  # charged once, not 21 times
+        while good.outbox.queued():
+            assert (await good.outbox.receive())["params"]["n"] == received
+            received += 1
+        assert sessions.QueuedBytes.used - start <= 2 * 8 * MIB
+    assert received == 30  # before: none (the 20 took the budget with the first line)
+    assert all(0 < s.queued_bytes <= 9 * MIB for s in stuck)  # they keep what fitted, no more
+    for session in [*stuck, good]:
+        session.close()
     assert sessions.QueuedBytes.used == start
 
 

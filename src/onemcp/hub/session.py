@@ -37,14 +37,52 @@ OUTBOX_SIZE = 1024
 # client that opens a stream and never reads it must not make the hub hold 1,024 of them.
 OUTBOX_BYTES = 16 * 1024 * 1024
 # ... and all sessions' outboxes together: without it, many sessions each under their own bound
-# (a client needs only open GET streams it never reads) could still hold gigabytes.
+# (a client needs only open GET streams it never reads) could still hold gigabytes. Past it only a
+# session holding more than its share (the budget over the sessions holding any) loses messages, so
+# sessions that never read cannot starve those that do; twice the budget refuses everyone.
 OUTBOX_TOTAL_BYTES = 256 * 1024 * 1024
 
 
 class QueuedBytes:
-    """The bytes queued in every session's outbox of this process (against OUTBOX_TOTAL_BYTES)."""
+    """The bytes queued in every session's outbox of this process (against OUTBOX_TOTAL_BYTES). A
+    message queued for many sessions (a broadcast log line, a list_changed) is one object in
+    memory: it is charged here once, however many queues hold it."""
 
     used = 0
+    holders = 0  # sessions with something queued
+    _shared: dict[int, tuple[Message, int, int]] = {}  # id(message) -> (message, size, queues holding it)
+
+    @classmethod
+    def size(cls, msg: Message) -> int:
+        """Its serialised size (known without serialising again while a queue holds it)."""
+        entry = cls._shared.get(id(msg))
+        return entry[1] if entry is not None and entry[0] is msg else len(jsonrpc.dumps(msg))
+
+    @classmethod
+    def holds(cls, msg: Message) -> bool:
+        """Is this very message queued (for some session) already?"""
+        entry = cls._shared.get(id(msg))
+        return entry is not None and entry[0] is msg
+
+    @classmethod
+    def charge(cls, msg: Message, size: int) -> None:
+        entry = cls._shared.get(id(msg))
+        if entry is not None and entry[0] is msg:
+            cls._shared[id(msg)] = (msg, entry[1], entry[2] + 1)
+        else:
+            cls._shared[id(msg)] = (msg, size, 1)
+            cls.used += size
+
+    @classmethod
+    def release(cls, msg: Message) -> None:
+        entry = cls._shared.get(id(msg))
+        if entry is None or entry[0] is not msg:
+            return
+        if entry[2] > 1:
+            cls._shared[id(msg)] = (msg, entry[1], entry[2] - 1)
+        else:
+            del cls._shared[id(msg)]
+            cls.used -= entry[1]
 
 
 # What a session keeps of its client's initialize (capabilities and clientInfo, serialised): real
@@ -79,8 +117,8 @@ class Outbox:
         self._session = session
 
     def _taken(self, item: tuple[Message, int]) -> Message:
-        self._session.queued_bytes -= item[1]
-        QueuedBytes.used -= item[1]
+        self._session.held(-item[1])
+        QueuedBytes.release(item[0])
         return item[0]
 
     async def receive(self) -> Message:
@@ -198,17 +236,17 @@ class Session:
         if self.closed or self.outbox is None or self._outbox_send is None:
             return
         try:
-            size = len(jsonrpc.dumps(msg))
+            size = QueuedBytes.size(msg)
         except (TypeError, ValueError):
             log.warning("session %s: a message that cannot be serialised was dropped", self.id[:8])
             return
-        if (full := self._full(size)) is not None:
+        if (full := self._full(msg, size)) is not None:
             hit("queued_messages", "session %s: %s, dropped %s", self.id[:8], full, msg.get("method"))
             return
         try:
             self._outbox_send.send_nowait((msg, size))
-            self.queued_bytes += size
-            QueuedBytes.used += size
+            self.held(size)
+            QueuedBytes.charge(msg, size)
         except anyio.WouldBlock:
             hit("queued_messages", "session %s: outbound queue full, dropped %s", self.id[:8], msg.get("method"))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -221,12 +259,12 @@ class Session:
         if self.closed or self.outbox is None or self._outbox_send is None:
             return
         try:
-            size = len(jsonrpc.dumps(msg))
+            size = QueuedBytes.size(msg)
         except (TypeError, ValueError):
             log.warning("session %s: a message that cannot be serialised was dropped", self.id[:8])
             return
-        self.queued_bytes += size  # charged from now: the reader gives it back when it takes it
-        QueuedBytes.used += size
+        self.held(size)  # charged from now: the reader gives it back when it takes it
+        QueuedBytes.charge(msg, size)
         sent = False
         try:
             await self._outbox_send.send((msg, size))
@@ -234,16 +272,30 @@ class Session:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         finally:
-            if not sent and not self.closed:  # never queued (close() gave back all it charged)
-                self.queued_bytes -= size
-                QueuedBytes.used -= size
+            if not sent:  # never queued
+                QueuedBytes.release(msg)
+                if not self.closed:  # (close() gave back all this session had charged)
+                    self.held(-size)
 
-    def _full(self, size: int) -> str | None:
+    def held(self, delta: int) -> None:
+        """`delta` more bytes queued for this session (negative: taken or given back)."""
+        before = self.queued_bytes
+        self.queued_bytes += delta
+        QueuedBytes.holders += (self.queued_bytes > 0) - (before > 0)
+
+    def _full(self, msg: Message, size: int) -> str | None:
         """Why `size` more bytes may not be queued now (None: they may; a message alone always may)."""
         if self.queued_bytes and self.queued_bytes + size > OUTBOX_BYTES:
             return f"outbound queue over {OUTBOX_BYTES} bytes"
-        if QueuedBytes.used and QueuedBytes.used + size > OUTBOX_TOTAL_BYTES:
-            return f"all sessions' outbound queues over {OUTBOX_TOTAL_BYTES} bytes together"
+        if QueuedBytes.holds(msg):
+            return None  # held already for other sessions: queuing it here costs nothing more
+        if not QueuedBytes.used or QueuedBytes.used + size <= OUTBOX_TOTAL_BYTES:
+            return None
+        if QueuedBytes.used + size > 2 * OUTBOX_TOTAL_BYTES:
+            return f"all sessions' outbound queues over {2 * OUTBOX_TOTAL_BYTES} bytes together"
+        share = OUTBOX_TOTAL_BYTES // (QueuedBytes.holders + (self.queued_bytes == 0))
+        if self.queued_bytes and self.queued_bytes + size > share:  # past the budget: those over their share pay
+            return f"all sessions' outbound queues over {OUTBOX_TOTAL_BYTES} bytes, this one over its share ({share})"
         return None
 
     def take_queued(self) -> list[Message]:
@@ -292,9 +344,13 @@ class Session:
         if self._outbox_send is not None:
             self._outbox_send.close()
         if self._outbox is not None:
-            self._outbox.close()  # a reader still on it gets ClosedResourceError; what was queued is dropped
-        QueuedBytes.used -= self.queued_bytes
-        self.queued_bytes = 0
+            while True:  # what was queued is dropped, and given back
+                try:
+                    self._outbox.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+            self._outbox.close()  # a reader still on it gets ClosedResourceError
+        self.held(-self.queued_bytes)  # what deliveries still waiting had charged
 
 
 class SessionStore:

@@ -220,3 +220,22 @@ def test_at_its_cap_a_principal_s_stalest_idle_session_makes_room() -> None:
     fourth = store.create("streamable-http", access)
     assert store.get(first.id) is None and first.closed
     assert {s.id for s in store} == {second.id, third.id, fourth.id}
+
+
+async def test_deliveries_waiting_for_room_end_when_the_session_does_and_give_their_bytes_back() -> None:
+    from onemcp.hub import session as sessions
+
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    start, holders = sessions.QueuedBytes.used, sessions.QueuedBytes.holders
+    session = Session(id="w" * 32, transport="sse", access=access, queue_size=16)
+    for n in range(16):
+        session.post({"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": n}})
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            for rid in range(3):
+                tg.start_soon(session.deliver, {"jsonrpc": "2.0", "id": rid, "result": {}})
+            await anyio.wait_all_tasks_blocked()
+            assert session.queued_bytes > 0
+            session.close()  # the waiting ones return
+    assert (sessions.QueuedBytes.used, sessions.QueuedBytes.holders) == (start, holders)
+    assert session.queued_bytes == 0

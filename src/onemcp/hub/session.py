@@ -341,14 +341,15 @@ class Session:
         self.in_flight.clear()
         for pending in self.reverse.values():
             pending.done.set()
-        if self._outbox_send is not None:
-            self._outbox_send.close()
         if self._outbox is not None:
-            while True:  # what was queued is dropped, and given back
+            while True:  # what was queued is dropped and given back (deliveries waiting too: they end)
                 try:
                     self._outbox.receive_nowait()
                 except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                     break
+        if self._outbox_send is not None:
+            self._outbox_send.close()
+        if self._outbox is not None:
             self._outbox.close()  # a reader still on it gets ClosedResourceError
         self.held(-self.queued_bytes)  # what deliveries still waiting had charged
 

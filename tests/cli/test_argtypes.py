@@ -143,6 +143,13 @@ def test_inspect_an_empty_ref_is_a_usage_error(config_dir: Path) -> None:
     assert done.stderr.startswith("onemcp: an empty SERVER[/TOOL]")
 
 
+@pytest.mark.parametrize("ref", ["echo/", "/echo"])
+def test_inspect_a_malformed_ref_is_a_usage_error_with_no_hub_running(config_dir: Path, ref: str) -> None:
+    """As `run`'s: an empty SERVER or TOOL half is exit 2 before connecting (it said "no tool ''", exit 1)."""
+    done = onemcp(config_dir, "inspect", ref)
+    assert (done.returncode, done.stderr) == (2, f"onemcp: {ref!r}: expected SERVER[/TOOL]\n")
+
+
 def test_approve_an_unknown_server_says_there_is_no_such_server(config_dir: Path) -> None:
     (config_dir / "mcp.json").write_text(
         json.dumps(

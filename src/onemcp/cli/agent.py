@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 return _run(client, target, args.ref, arguments, args.format)
         if args.command == "inspect" and args.ref is not None and not args.ref.strip():
             raise Failure("an empty SERVER[/TOOL]: name a server (`onemcp inspect` lists them)", USAGE)
+        if args.command == "inspect" and args.ref is not None:
+            check_ref(args.ref, "SERVER[/TOOL]")  # as `run`'s: `time/` and `/tool` are exit 2, before connecting
         if args.command == "inspect" and args.search is None and args.limit is not None:
             raise Failure("--limit goes with --search", USAGE)
         target = _target(args)
@@ -274,13 +276,13 @@ def _health_counts(inv: Inventory, target: Target) -> bool:
 
 
 # ---------------------------------------------------------------------- run
-def check_ref(ref: str) -> None:
-    """A `run` reference: SERVER/TOOL or the hub's own tool name, never empty (else exit 2)."""
+def check_ref(ref: str, shape: str = "SERVER/TOOL (or the hub's own tool name)") -> None:
+    """A `run` (or `inspect`) reference: SERVER/TOOL, never empty, no empty half (else exit 2)."""
     if not ref.strip():
-        raise Failure("no tool given: expected SERVER/TOOL (or the hub's own tool name)", USAGE)
+        raise Failure(f"no tool given: expected {shape}", USAGE)
     server, slash, tool = ref.partition("/")
     if slash and (not server or not tool):
-        raise Failure(f"{ref!r}: expected SERVER/TOOL (or the hub's own tool name)", USAGE)
+        raise Failure(f"{ref!r}: expected {shape}", USAGE)
 
 
 def _run(client: HubClient, target: Target, ref: str, arguments: dict[str, Any], fmt: str) -> int:

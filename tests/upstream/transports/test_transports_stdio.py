@@ -1,15 +1,50 @@
-"""The environment a stdio upstream is started with: an allow-list plus the config's env."""
+"""The environment a stdio upstream is started with: an allow-list plus the config's env; the end of its stdout."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from onemcp.config.model import ServerConfig
 from onemcp.upstream.transports.base import TransportError
-from onemcp.upstream.transports.stdio import INHERITED_ENV, WRITE_HIGH_WATER, StdioTransport, child_env
+from onemcp.upstream.transports.stdio import (
+    INHERITED_ENV,
+    STDOUT_CLOSED,
+    WRITE_HIGH_WATER,
+    StdioTransport,
+    child_env,
+)
+from support.hub import raw_session, running_hub
+
+# A stdio server whose `close_stdout` tool closes its stdout and lives on (a writer thread that died, a
+# wrapper whose child went away) until its stdin ends; `pid` says which process answers.
+MUTE_AFTER_CALL = """
+import json, os, sys
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\\n"); sys.stdout.flush()
+def text(t):
+    return {"content": [{"type": "text", "text": t}]}
+for line in sys.stdin:
+    m = json.loads(line); mid = m.get("id"); method = m.get("method")
+    if method == "initialize":
+        info = {"name": "mute", "version": "1"}
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": info}
+        send({"jsonrpc": "2.0", "id": mid, "result": hello})
+    elif method == "tools/list":
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("close_stdout", "pid")]
+        send({"jsonrpc": "2.0", "id": mid, "result": {"tools": tools}})
+    elif method == "tools/call" and m["params"]["name"] == "close_stdout":
+        sys.stdout.close(); os.close(1)
+    elif method == "tools/call":
+        send({"jsonrpc": "2.0", "id": mid, "result": text(str(os.getpid()))})
+    elif mid is not None:
+        send({"jsonrpc": "2.0", "id": mid, "result": {}})
+"""
 
 
 def test_secrets_are_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,3 +126,41 @@ async def test_a_child_that_stops_reading_makes_writers_wait_not_the_hub_buffer(
                 assert refused and set(refused) == {"the server is not reading its input"}
             finally:
                 await transport.aclose()
+
+
+def call(name: str, rid: int) -> dict[str, object]:
+    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": {}}}
+
+
+@pytest.mark.anyio
+async def test_stdout_closed_by_a_living_server_fails_its_calls_at_once_and_it_is_restarted(tmp_path: Path) -> None:
+    """hunt-ops F5: the call waited its whole `timeout` (60 s here) and /health said ready throughout."""
+    script = tmp_path / "mute.py"
+    script.write_text(MUTE_AFTER_CALL)
+    server = {"command": sys.executable, "args": [str(script)], "timeout": 60}
+    with anyio.fail_after(20):
+        async with running_hub({"mcpServers": {"s": server}}) as hub, httpx.AsyncClient(timeout=60) as http:
+            session = await raw_session(http, hub.url)
+            first = (await http.post(hub.url, json=call("pid", 2), headers=session)).json()
+            old = int(first["result"]["content"][0]["text"])
+            r = await http.post(hub.url, json=call("close_stdout", 3), headers=session)
+            assert r.json()["error"]["message"] == f"[s] upstream closed: {STDOUT_CLOSED}"
+            health = (await http.get(f"{hub.base}/health")).json()["upstreams"]["s"]
+            assert health["lastError"].startswith(STDOUT_CLOSED)  # then "(attempt 1, next in ...)"
+            while hub.app.hub.pool.connections["s"].state != "ready":
+                await anyio.sleep(0.02)  # allowed-sleep: polling for the restart, within fail_after
+            again = (await http.post(hub.url, json=call("pid", 4), headers=session)).json()
+            assert int(again["result"]["content"][0]["text"]) != old
+            with pytest.raises(ProcessLookupError):  # the mute one was stopped (and reaped) before the restart
+                os.kill(old, 0)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_closes_stdout_at_start_fails_at_once_not_after_its_startup_timeout() -> None:
+    server = {"command": "sh", "args": ["-c", "exec 1>&-; exec sleep 1000"], "startupTimeout": 60}
+    with anyio.fail_after(20):
+        async with running_hub({"mcpServers": {"s": server}}) as hub:
+            conn = hub.app.hub.pool.connections["s"]
+            while conn.last_error is None:
+                await anyio.sleep(0.02)  # allowed-sleep: polling for the failure, within fail_after
+            assert STDOUT_CLOSED in conn.last_error

@@ -73,6 +73,10 @@ WRITE_HIGH_WATER = 1024 * 1024
 STDERR_TAIL = 40  # the last lines of a server's stderr kept for /api/v1/servers (across restarts)
 STDERR_LINES_PER_SECOND = 100  # of one server's stderr written to the hub's log; the rest counted
 STDERR_LINE_BYTES = 4096  # of one stderr line, logged (100 lines a second: 400 KB a second at most)
+# A child that exits closes its stdout first: its exit, arriving within this, says why (code, stderr);
+# past it, the end of stdout alone ends the connection (the process lives on, mute).
+STDOUT_EOF_GRACE = 1.0
+STDOUT_CLOSED = "stdout closed while the process was still running"
 
 
 def die_with_parent() -> None:
@@ -124,12 +128,24 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self._err_window, self._err_logged, self._err_dropped = 0.0, 0, 0
         self.exited = asyncio.Event()
         self._process: asyncio.SubprocessTransport | None = None
+        self._eof: asyncio.TimerHandle | None = None
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
             self._stdout(data)
         else:
             self._stderr(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        """The end of stdout is the end of the conversation, as for any MCP client: nothing the server
+        says can arrive any more. Unless the child's exit follows at once (it says why), close."""
+        if fd == 1 and not self.exited.is_set():
+            self._eof = asyncio.get_running_loop().call_later(STDOUT_EOF_GRACE, self._stdout_closed)
+
+    def _stdout_closed(self) -> None:
+        if not self.exited.is_set():
+            self.owner.log.warning("%s: stopping it", STDOUT_CLOSED)
+            self.owner.abort(STDOUT_CLOSED)  # the connection fails its calls; `aclose` stops the process group
 
     def _stdout(self, data: bytes) -> None:
         if self._refused:
@@ -203,6 +219,8 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         self._flush_dropped()  # a flood that ended with the process is still counted
         self.exited.set()
+        if self._eof is not None:
+            self._eof.cancel()
         # the code from the process's own transport: a child that exits at once may do so before the
         # spawn returned it to the owner
         self.owner.child_exited(self._process.get_returncode() if self._process is not None else None)

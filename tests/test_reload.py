@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -292,3 +293,72 @@ async def test_each_file_keeps_its_own_error(tmp_path: Path) -> None:
             assert not await reloader.reload()
             said = reloader.last_error or ""
             assert "prefixMode" in said and "presets.json" in said  # both, each for its own file
+
+
+def disabled(n: int) -> str:
+    return json.dumps({"mcpServers": {f"s{n}": {"command": "true", "disabled": True}}})
+
+
+async def reloads_on(reloader: Reloader, edit: Any) -> None:
+    """Edit (again, each a new version, until the watch has seen one) and wait for the reload."""
+    before, n = reloader.reloads, 0
+    while reloader.reloads == before:
+        n += 1
+        edit(n)
+        for _ in range(40):
+            if reloader.reloads != before:
+                return
+            await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+
+
+async def test_a_symlinked_config_is_watched_where_it_leads(tmp_path: Path) -> None:
+    """hunt-ops F4: a dotfiles-style link was never reloaded (only its folder was watched, by name)."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "dotfiles").mkdir()
+    target, link = tmp_path / "dotfiles" / "mcp.json", tmp_path / "conf" / "mcp.json"
+    target.write_text(disabled(0))
+    link.symlink_to(Path("..") / "dotfiles" / "mcp.json")
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(json.loads(disabled(0)), config_path=link) as hub:
+            reloader = hub.app.reloader
+            assert reloader is not None
+            await reloads_on(reloader, lambda n: target.write_text(disabled(n)))  # edited in place
+            await reloads_on(reloader, lambda n: write(target, {f"t{n}": {"command": "true", "disabled": True}}))
+            other = tmp_path / "dotfiles" / "other.json"
+            other.write_text(disabled(100))
+
+            def repoint(n: int) -> None:  # the link itself now leads elsewhere (atomically)
+                other.write_text(disabled(100 + n))
+                (tmp_path / "conf" / "new").symlink_to(other)
+                (tmp_path / "conf" / "new").replace(link)
+
+            await reloads_on(reloader, repoint)
+            assert "s101" in hub.app.hub.config.servers
+            await reloads_on(reloader, lambda n: other.write_text(disabled(200 + n)))  # watched there now
+
+
+async def test_a_configmap_swap_is_reloaded(tmp_path: Path) -> None:
+    """Kubernetes mounts mcp.json -> ..data/mcp.json, ..data -> ..<timestamp>/, and swaps ..data atomically."""
+    mount = tmp_path / "mount"
+    (mount / "..v1").mkdir(parents=True)
+    (mount / "..v1" / "mcp.json").write_text(disabled(0))
+    (mount / "..data").symlink_to("..v1")
+    (mount / "mcp.json").symlink_to(Path("..data") / "mcp.json")
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(json.loads(disabled(0)), config_path=mount / "mcp.json") as hub:
+            reloader = hub.app.reloader
+            assert reloader is not None
+            versions = ["..v1"]
+
+            def swap(_: int) -> None:
+                version = f"..v{len(versions) + 1}"
+                (mount / version).mkdir()
+                (mount / version / "mcp.json").write_text(disabled(len(versions)))
+                (mount / "..data_tmp").symlink_to(version)
+                (mount / "..data_tmp").replace(mount / "..data")
+                shutil.rmtree(mount / versions[-1])
+                versions.append(version)
+
+            await reloads_on(reloader, swap)
+            await reloads_on(reloader, swap)  # the second swap too: the watch followed the first
+            assert hub.app.hub.config.servers.keys() == {f"s{len(versions) - 1}"}

@@ -8,7 +8,9 @@ version arrives. What changes is applied by `Hub.apply_config`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -136,21 +138,49 @@ class Reloader:
                 tg.start_soon(self._on_sighup)
             task_status.started()
 
+    def _absolute(self) -> Path:
+        return Path(os.path.abspath(self.path))  # not resolved: the link is what is watched
+
+    def _watched(self) -> dict[str, set[str]]:
+        """Folder -> the names in it whose change can change what `path` reads: mcp.json and presets.json,
+        and for a symlinked mcp.json the link's first step (a ConfigMap's `..data`) and the file it ends at."""
+        path = self._absolute()
+        watched = {str(path.parent): {path.name, PRESETS}}
+        if path.is_symlink():
+            with contextlib.suppress(OSError):
+                step = Path(os.readlink(path))
+                if not step.is_absolute() and len(step.parts) > 1:
+                    watched[str(path.parent)].add(step.parts[0])
+            target = path.resolve()
+            watched.setdefault(str(target.parent), set()).add(target.name)
+        return {folder: names for folder, names in watched.items() if os.path.isdir(folder)}
+
     async def _watch(self) -> None:
+        """Reload on a change to mcp.json (or what its symlink leads to), and on the link itself changing:
+        then the folders are looked up again (a dotfiles link, a Kubernetes ConfigMap's atomic swap)."""
         from watchfiles import awatch  # imported here: only a running hub watches
 
-        folder, name = self.path.parent, self.path.name
+        here = str(self._absolute().parent)
+        while True:
+            watched = self._watched()
 
-        def ours(_: object, path: str) -> bool:
-            return Path(path).name in (name, PRESETS)
+            def ours(_: object, path: str, watched: dict[str, set[str]] = watched) -> bool:
+                found = Path(path)
+                return found.name in watched.get(str(found.parent), ())
 
-        # rust_timeout: how often the watcher thread looks up, so that a shutdown is not held for 5 s
-        async for changes in awatch(folder, watch_filter=ours, debounce=DEBOUNCE_MS, recursive=False, rust_timeout=300):
-            changed = {Path(path).name for _, path in changes}
-            if name in changed:
-                await self.reload()
-            if PRESETS in changed:
-                self.load_presets()  # every view naming a preset is decided again
+            # rust_timeout: how often the watcher thread looks up, so that a shutdown is not held for 5 s
+            async for changes in awatch(
+                *watched, watch_filter=ours, debounce=DEBOUNCE_MS, recursive=False, rust_timeout=300
+            ):
+                changed = {Path(path) for _, path in changes}
+                if any(found.name != PRESETS or str(found.parent) != here for found in changed):
+                    await self.reload()  # mcp.json, or the link's step or target: reading it again tells
+                if any(found.name == PRESETS and str(found.parent) == here for found in changed):
+                    self.load_presets()  # every view naming a preset is decided again
+                if self._watched() != watched:
+                    break  # the link leads elsewhere now: watch there
+            else:
+                return  # the watch ended by itself (as it did before links were followed)
 
     async def _retry_failed(self) -> None:
         """Read the file again, backing off, after a reload failed for a passing reason (EMFILE...):

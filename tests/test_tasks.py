@@ -11,6 +11,7 @@ import pytest
 
 from fixtures.launch import fixture_command
 from onemcp.hub import tasks
+from onemcp.protocol.errors import NotFound
 from support.hub import HEADERS, INIT, raw_session, running_hub
 from support.inprocess import fixture, inprocess_hub, tool_call
 
@@ -210,3 +211,39 @@ async def test_past_max_tasks_the_oldest_is_forgotten_and_its_id_is_not_found(mo
                 assert result["content"] == [{"type": "text", "text": f"m{n}"}], result
             listed = (await s.ask("tasks/list"))["result"]["tasks"]
             assert sorted(t["taskId"] for t in listed) == sorted(kept)
+
+
+async def test_one_sessions_tasks_never_push_out_anothers_and_an_ended_sessions_are_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hunt-limits F6: one hub-wide FIFO let a client that started MAX_TASKS tasks make every other
+    session's live task 'Task not found' (and its status notifications go nowhere); entries of ended
+    sessions stayed until pushed out."""
+    monkeypatch.setattr(tasks, "MAX_SESSION_TASKS", 2)
+    monkeypatch.setattr(tasks, "MAX_TASKS", 4)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            router, conn = h.app.hub.tasks, h.app.hub.pool.get("a")
+            assert conn is not None
+
+            async def start(s: Any, message: str) -> str:
+                created = await s.ask("tools/call", {**tool_call("a__echo", message=message), "task": {"ttl": 60000}})
+                return str(created["result"]["task"]["taskId"])
+
+            victim, flooder, other = await h.session(), await h.session(), await h.session()
+            kept = await start(victim, "victim")
+            flooded = [await start(flooder, f"f{n}") for n in range(5)]  # beyond its bound: its own oldest go
+            for tid in flooded[:3]:
+                assert (await flooder.ask("tasks/get", {"taskId": tid}))["error"]["message"] == f"Task not found: {tid}"
+            theirs = [await start(other, f"o{n}") for n in range(2)]  # 5 in all, over MAX_TASKS: the busiest pays
+            assert (await flooder.ask("tasks/get", {"taskId": flooded[3]}))["error"]["code"] == -32602
+            for s, tid, text in ((victim, kept, "victim"), (flooder, flooded[4], "f4"), (other, theirs[1], "o1")):
+                result = (await s.ask("tasks/result", {"taskId": tid}))["result"]
+                assert result["content"] == [{"type": "text", "text": text}], result
+            upstream_id = router.resolve(victim.id, kept).upstream_id
+            assert router.owner(conn, upstream_id) == (victim.id, kept)
+            response, _ = await h.client.request("DELETE", headers=victim.headers())
+            assert response.status in (200, 204)
+            assert router.owner(conn, upstream_id) is None  # its status notifications have no one to go to
+            with pytest.raises(NotFound):
+                router.resolve(victim.id, kept)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from onemcp.hub import reverse
+from onemcp.hub.session import Session
 from support.inprocess import Json, fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -106,3 +108,35 @@ async def test_a_modern_client_without_the_capability_is_told_which_one() -> Non
         async with inprocess_hub(SERVERS) as h:
             _, (reply,) = await h.client.modern("tools/call", **tool_call("beta__sample"))
             assert reply["error"]["code"] == -32021 and "sampling" in reply["error"]["message"], reply
+
+
+async def test_url_elicitations_are_bounded_per_session_and_forgotten_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hunt-limits F6: MAX_ELICITATIONS was one hub-wide FIFO: one client's elicitations made another's
+    `notifications/elicitation/complete` undeliverable, and an ended session's stayed until pushed out."""
+    monkeypatch.setattr(reverse, "MAX_SESSION_ELICITATIONS", 2)
+    monkeypatch.setattr(reverse, "MAX_ELICITATIONS", 4)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            hub, conn = h.app.hub, h.app.hub.pool.get("alpha")
+            assert conn is not None
+            victim, flooder, other = [hub.sessions.get((await h.session()).id) for _ in range(3)]
+            assert victim is not None and flooder is not None and other is not None
+
+            def ask(session: Session, *ids: str) -> None:
+                items = [{"mode": "url", "elicitationId": i, "url": "https://example.com/"} for i in ids]
+                hub.reverse.url_required(
+                    conn, session, {"code": -32042, "message": "go", "data": {"elicitations": items}}
+                )
+
+            def waiting() -> set[str]:
+                return set(hub.reverse._elicitations)
+
+            ask(victim, "v")
+            ask(flooder, *(f"f{n}" for n in range(5)))  # beyond its bound: its own oldest are forgotten
+            assert waiting() == {"alpha:v", "alpha:f3", "alpha:f4"}
+            ask(other, "o1", "o2")  # over the hub-wide bound: the session waiting on the most gives way
+            assert waiting() == {"alpha:v", "alpha:f4", "alpha:o1", "alpha:o2"}
+            hub.end_session(victim.id)
+            assert waiting() == {"alpha:f4", "alpha:o1", "alpha:o2"}

@@ -325,6 +325,8 @@ class Hub:
         self.instances.release(session.id)
         self.saved.delete(session.id)
         self.subscriptions.forget(session.id)
+        self.tasks.forget_session(session.id)
+        self.reverse.forget_session(session)
 
     async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
         """A downstream request: its reply, a pre-serialised reply, or a Call to drive (`complete`)."""

@@ -10,6 +10,7 @@ forward path or any wire.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,8 @@ from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("onemcp.reverse")
-MAX_ELICITATIONS = 1024
+MAX_ELICITATIONS = 1024  # hub-wide: beyond it the session waiting on the most loses its oldest
+MAX_SESSION_ELICITATIONS = 64  # one session's: beyond it its own oldest is forgotten, never another's
 PARKED_PATIENCE = 660.0  # longer than bridge.PARK_SECONDS, which expires parked calls first
 
 
@@ -184,12 +186,19 @@ class ReversePath:
 
     def _expect(self, conn: UpstreamConnection, session: Session, upstream_eid: str) -> str:
         """A URL-mode elicitation the session was asked for: its `elicitation/complete` will reach it
-        (the oldest of MAX_ELICITATIONS is forgotten). The id the client knows."""
+        (bounded: see MAX_SESSION_ELICITATIONS, MAX_ELICITATIONS). The id the client knows."""
         visible = f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
-        if len(self._elicitations) >= MAX_ELICITATIONS:
-            self._elicitations.pop(next(iter(self._elicitations)))
+        self._elicitations.pop(visible, None)  # asked again: it is the newest
+        waiting = Counter(s.id for s, _ in self._elicitations.values())
+        if waiting[session.id] >= MAX_SESSION_ELICITATIONS or len(self._elicitations) >= MAX_ELICITATIONS:
+            loser = session.id if waiting[session.id] >= MAX_SESSION_ELICITATIONS else waiting.most_common(1)[0][0]
+            self._elicitations.pop(next(v for v, (s, _) in self._elicitations.items() if s.id == loser))
         self._elicitations[visible] = (session, upstream_eid)
         return visible
+
+    def forget_session(self, session: Session) -> None:
+        """The session ended: the completions it waited for go nowhere (and leave room for others')."""
+        self._elicitations = {v: entry for v, entry in self._elicitations.items() if entry[0] is not session}
 
     def url_required(self, conn: UpstreamConnection, session: Session, error: dict[str, Any]) -> dict[str, Any]:
         """A -32042 error (URL elicitations required) as the client knows it: each elicitation's id

@@ -7,7 +7,9 @@ two connections to one server (`isolation: session`, replicas) or two servers wi
 names may mint the same id, and neither must see or be told of the other's task. With prefixed
 names the visible id is ``<server>:<id>``; one session given two equal ids gets ``~2``, ``~3``…
 on the later ones; replicas sharing a Redis add ``@<replica>`` (`made_on`: another replica's
-tasks/* go there). Bounded: the oldest entries go first beyond `MAX_TASKS`.
+tasks/* go there). Bounded per session (beyond `MAX_SESSION_TASKS` a session's own oldest go, never
+another session's) and hub-wide (beyond `MAX_TASKS` the session holding the most loses its oldest); a
+session's tasks are forgotten when it ends.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("onemcp.tasks")
 
-MAX_TASKS = 10_000
+MAX_TASKS = 10_000  # hub-wide: beyond it the session holding the most loses its oldest
+MAX_SESSION_TASKS = 1_000  # one session's: beyond it its own oldest go
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 MADE_ON = re.compile(r"@([0-9a-f]{8})$")  # the replica whose call made a task, at the end of its visible id
 
@@ -48,7 +51,8 @@ class Task:
 class TaskRouter:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._tasks: OrderedDict[tuple[str, str], Task] = OrderedDict()  # (session id, visible id)
+        self._tasks: dict[str, OrderedDict[str, Task]] = {}  # session id -> visible id -> task, oldest first
+        self._count = 0  # tasks held, all sessions
         self._by_conn: weakref.WeakKeyDictionary[UpstreamConnection, dict[str, Task]] = weakref.WeakKeyDictionary()
         self.tag = ""  # this replica's (`replicas`): the ids it shows end with @tag, so that another finds it
 
@@ -62,23 +66,49 @@ class TaskRouter:
             return
         upstream_id: str = task["taskId"]
         known = self._by_conn.setdefault(conn, {})
-        stale = known.pop(upstream_id, None)  # the same connection minted it again: the old one is gone
+        stale = known.get(upstream_id)  # the same connection minted it again: the old one is gone
         if stale is not None:
-            self._tasks.pop((stale.session_id, stale.visible), None)
+            self._forget(stale.session_id, stale.visible)
         base = self._visible_id(conn.name, upstream_id)
         made_here = f"@{self.tag}" if self.tag else ""
         visible, n = base + made_here, 1
-        while (session_id, visible) in self._tasks:  # this session's task of another connection has it
+        mine = self._tasks.setdefault(session_id, OrderedDict())
+        while visible in mine:  # this session's task of another connection has it
             n += 1
             visible = f"{base}~{n}{made_here}"
         entry = Task(weakref.ref(conn), conn.name, upstream_id, session_id, visible)
-        self._tasks[(session_id, visible)] = known[upstream_id] = entry
-        while len(self._tasks) > MAX_TASKS:
-            _, old = self._tasks.popitem(last=False)
-            owner = old.conn()
-            if owner is not None:
-                self._by_conn.get(owner, {}).pop(old.upstream_id, None)
+        mine[visible] = known[upstream_id] = entry
+        self._count += 1
+        if len(mine) > MAX_SESSION_TASKS:
+            self._forget(session_id, next(iter(mine)))
+        while self._count > MAX_TASKS:  # one session's tasks never push out another's while it holds more
+            busiest = max(self._tasks, key=lambda held: len(self._tasks[held]))
+            self._forget(busiest, next(iter(self._tasks[busiest])))
         result["task"] = {**task, "taskId": visible}
+
+    def _forget(self, session_id: str, visible: str) -> None:
+        mine = self._tasks.get(session_id)
+        entry = mine.pop(visible, None) if mine is not None else None
+        if mine is None or entry is None:
+            return
+        self._count -= 1
+        if not mine:
+            del self._tasks[session_id]
+        self._unroute(entry)
+
+    def _unroute(self, entry: Task) -> None:
+        owner = entry.conn()
+        known = self._by_conn.get(owner) if owner is not None else None
+        if known is not None and known.get(entry.upstream_id) is entry:
+            del known[entry.upstream_id]
+
+    def forget_session(self, session_id: str) -> None:
+        """The session ended: its tasks are no one's any more (their status goes nowhere; room for others)."""
+        mine = self._tasks.pop(session_id, None)
+        if mine is not None:
+            self._count -= len(mine)
+            for entry in mine.values():
+                self._unroute(entry)
 
     def made_on(self, visible: object) -> str:
         """The other replica whose call made the task `visible` names ("": this one's, or none named)."""
@@ -89,7 +119,8 @@ class TaskRouter:
         """A task this session may see, by the id it knows."""
         if not isinstance(visible, str):
             raise InvalidParams("params.taskId must be a string")
-        entry = self._tasks.get((session_id, visible))
+        mine = self._tasks.get(session_id)
+        entry = mine.get(visible) if mine is not None else None
         if entry is None:
             raise NotFound(f"Task not found: {visible}")
         return entry
@@ -128,7 +159,7 @@ class TaskRouter:
 
     async def list_for(self, session_id: str) -> list[dict[str, Any]]:
         """Ask each ready connection this session's tasks run on, if it lists tasks; keep this session's."""
-        held = (entry.conn() for entry in self._tasks.values() if entry.session_id == session_id)
+        held = (entry.conn() for entry in self._tasks.get(session_id, OrderedDict()).values())
         targets = {
             conn
             for conn in held

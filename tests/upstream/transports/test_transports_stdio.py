@@ -164,3 +164,16 @@ async def test_a_server_that_closes_stdout_at_start_fails_at_once_not_after_its_
             while conn.last_error is None:
                 await anyio.sleep(0.02)  # allowed-sleep: polling for the failure, within fail_after
             assert STDOUT_CLOSED in conn.last_error
+
+
+@pytest.mark.anyio
+async def test_a_server_slow_to_exit_after_closing_its_output_is_reported_by_its_exit() -> None:
+    """Both its stdout and stderr ended: it is exiting (atexit handlers, a loaded machine), and its exit
+    code and last stderr line say why, not the end of its stdout."""
+    slow_exit = "echo 'API_KEY is not set' >&2; exec 1>&- 2>&-; sleep 1.5; exit 3"
+    with anyio.fail_after(20):
+        async with running_hub({"mcpServers": {"s": {"command": "sh", "args": ["-c", slow_exit]}}}) as hub:
+            conn = hub.app.hub.pool.connections["s"]
+            while conn.last_error is None:
+                await anyio.sleep(0.02)  # allowed-sleep: polling for the failure, within fail_after
+            assert conn.last_error == "[s] process exited with code 3; its stderr ended: API_KEY is not set"

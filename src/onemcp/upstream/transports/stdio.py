@@ -74,7 +74,8 @@ STDERR_TAIL = 40  # the last lines of a server's stderr kept for /api/v1/servers
 STDERR_LINES_PER_SECOND = 100  # of one server's stderr written to the hub's log; the rest counted
 STDERR_LINE_BYTES = 4096  # of one stderr line, logged (100 lines a second: 400 KB a second at most)
 # A child that exits closes its stdout first: its exit, arriving within this, says why (code, stderr);
-# past it, the end of stdout alone ends the connection (the process lives on, mute).
+# past it, the end of stdout alone ends the connection (the process lives on, mute). One whose stderr
+# ended too is most likely exiting (a slow exit: atexit handlers, a loaded machine): it gets STOP_GRACE more.
 STDOUT_EOF_GRACE = 1.0
 STDOUT_CLOSED = "stdout closed while the process was still running"
 
@@ -129,6 +130,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self.exited = asyncio.Event()
         self._process: asyncio.SubprocessTransport | None = None
         self._eof: asyncio.TimerHandle | None = None
+        self._stderr_open = True
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
@@ -139,11 +141,15 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         """The end of stdout is the end of the conversation, as for any MCP client: nothing the server
         says can arrive any more. Unless the child's exit follows at once (it says why), close."""
-        if fd == 1 and not self.exited.is_set():
-            self._eof = asyncio.get_running_loop().call_later(STDOUT_EOF_GRACE, self._stdout_closed)
+        if fd == 2:
+            self._stderr_open = False
+        elif fd == 1 and not self.exited.is_set():
+            self._eof = asyncio.get_running_loop().call_later(STDOUT_EOF_GRACE, self._stdout_closed, True)
 
-    def _stdout_closed(self) -> None:
-        if not self.exited.is_set():
+    def _stdout_closed(self, first: bool) -> None:
+        if first and not self._stderr_open and not self.exited.is_set():
+            self._eof = asyncio.get_running_loop().call_later(STOP_GRACE, self._stdout_closed, False)
+        elif not self.exited.is_set():
             self.owner.log.warning("%s: stopping it", STDOUT_CLOSED)
             self.owner.abort(STDOUT_CLOSED)  # the connection fails its calls; `aclose` stops the process group
 

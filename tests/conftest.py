@@ -4,12 +4,20 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
+from onemcp.config import redis_link
 from support.services import redis_server
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _trusted_redis() -> Iterator[None]:
+    """Each test starts with no Redis breaker open (they are per URL, and a test's port may come again)."""
+    yield
+    redis_link.forget_breakers()
 
 
 @pytest.fixture

@@ -53,3 +53,18 @@ async def test_a_slow_redis_does_not_stall_the_loop_while_it_counts_a_quota() ->
         book = RedisQuotaBook([quota], stub.url)
         refused = await while_held(stub, lambda: book.charge("key:a", "fx", "echo"))
     assert refused is not None and refused.startswith("Quota exceeded for fx/echo")
+
+
+async def test_after_a_redis_failure_the_rate_is_counted_here_without_asking_redis() -> None:
+    """Redis failed: the request is counted in this process; so are the next ones, at once, for a few
+    seconds (Redis, which would now hold its answer, is not asked)."""
+    with held_redis({"EVALSHA": b"-ERR down\r\n", "EVAL": b"-ERR down\r\n"}) as stub:
+        limiter = RedisRateLimiter(60, 2, stub.url, RateLimiter(60, 2))
+        stub.release.set()
+        with anyio.fail_after(20):
+            assert await limiter.take("key:a") == 0  # Redis failed: counted here (the first of a burst of 2)
+            asked = list(stub.commands)
+            stub.release.clear()
+            assert await limiter.take("key:a") == 0  # the second, here, at once
+            assert await limiter.take("key:a") > 0  # the third waits: this process's bucket is empty
+        assert stub.commands == asked

@@ -5,45 +5,113 @@ from __future__ import annotations
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
-from onemcp.hub.saved import FILE, SavedSessions
+from onemcp.auth.gate import RateLimiter
+from onemcp.hub.saved import FILE, RedisSessions, SavedSessions
+from support.held_redis import held_redis
+
+pytestmark = pytest.mark.anyio
 
 
-def test_save_load_delete_and_expiry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_save_load_delete_and_expiry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     saved = SavedSessions(tmp_path)
     assert saved.enabled and not (tmp_path / FILE).exists()  # made by the first save, not before
-    assert saved.load("a" * 32, idle_timeout=60) is None and not (tmp_path / FILE).exists()
+    assert await saved.load("a" * 32, idle_timeout=60) is None and not (tmp_path / FILE).exists()
     saved.save("a" * 32, {"principal": "anonymous mcp", "logLevel": "debug"})
     assert stat.S_IMODE((tmp_path / FILE).stat().st_mode) == 0o600
-    assert saved.load("a" * 32, idle_timeout=60) == {"principal": "anonymous mcp", "logLevel": "debug"}
-    assert saved.load("b" * 32, idle_timeout=60) is None
+    assert await saved.load("a" * 32, idle_timeout=60) == {"principal": "anonymous mcp", "logLevel": "debug"}
+    assert await saved.load("b" * 32, idle_timeout=60) is None
     later = time.time() + 120
     monkeypatch.setattr(time, "time", lambda: later)
-    assert saved.load("a" * 32, idle_timeout=60) is None  # idle longer than the timeout: not revived
+    assert await saved.load("a" * 32, idle_timeout=60) is None  # idle longer than the timeout: not revived
     saved.seen(["a" * 32])  # ...unless it was seen lately
-    assert saved.load("a" * 32, idle_timeout=60) is not None
+    assert await saved.load("a" * 32, idle_timeout=60) is not None
     saved.delete("a" * 32)
-    assert saved.load("a" * 32, idle_timeout=60) is None
+    assert await saved.load("a" * 32, idle_timeout=60) is None
     saved.close()
 
 
-def test_purge_drops_only_the_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_purge_drops_only_the_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     saved = SavedSessions(tmp_path)
     saved.save("old", {})
     later = time.time() + 100
     monkeypatch.setattr(time, "time", lambda: later)
     saved.save("new", {})
     saved.purge(idle_timeout=50)
-    assert saved.load("old", 1000) is None and saved.load("new", 1000) == {}
+    assert await saved.load("old", 1000) is None and await saved.load("new", 1000) == {}
 
 
-def test_without_a_usable_directory_nothing_is_saved(tmp_path: Path) -> None:
+async def test_without_a_usable_directory_nothing_is_saved(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     saved = SavedSessions(blocker)
     assert not saved.enabled
     saved.save("x", {})
-    assert saved.load("x", 60) is None
+    assert await saved.load("x", 60) is None
     assert not SavedSessions(None).enabled
+
+
+async def test_redis_records_are_read_and_written_off_the_event_loop() -> None:
+    """A Redis that holds its answers: the loop goes on (an unrelated request) while a session is read
+    and while its record is written; the record then comes from Redis."""
+    with held_redis({"GET": b'$23\r\n{"principal": "anyone"}\r\n'}) as stub:
+        store = RedisSessions(stub.url, 60)
+        loaded: list[Any] = []
+
+        async def revive() -> None:
+            loaded.append(await store.load("a" * 32, 60))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(revive)
+                await anyio.to_thread.run_sync(stub.received.wait)
+                assert await RateLimiter(60, 1).take("someone else") == 0  # the unrelated request, meanwhile
+                assert not loaded  # still waiting on Redis
+                stub.release.set()
+            assert loaded == [{"principal": "anyone"}]
+            stub.release.clear()
+            stub.received.clear()
+            store.save("a" * 32, {"principal": "anyone"})  # handed to the writer thread: returns at once
+            store.delete("b" * 32)
+            await anyio.to_thread.run_sync(stub.received.wait)
+            flushed = anyio.Event()
+
+            async def flush() -> None:
+                await store.flush()
+                flushed.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flush)
+                assert await RateLimiter(60, 1).take("someone else") == 0
+                assert not flushed.is_set()  # the writes wait on Redis; the loop does not
+                stub.release.set()
+        assert stub.commands == ["GET", "SET", "DEL"]  # in the order they were made
+        store.close()
+
+
+async def test_after_a_redis_failure_the_next_requests_do_not_wait_on_redis() -> None:
+    """A Redis that failed: for a few seconds a revive is not tried (None at once) and writes are dropped,
+    without asking Redis (which would hold them), then Redis is asked again."""
+    with held_redis({"GET": b"-ERR down\r\n"}) as stub:
+        store = RedisSessions(stub.url, 60)
+        stub.release.set()
+        with anyio.fail_after(20):
+            assert await store.load("a" * 32, 60) is None  # Redis failed: the breaker opens
+            stub.release.clear()  # from now on an asked Redis would hold its answer
+            assert store.breaker.open
+            for _ in range(5):
+                assert await store.load("a" * 32, 60) is None  # not asked: no wait
+            store.save("a" * 32, {})
+            await store.flush()
+        assert stub.commands == ["GET"]
+        later = time.monotonic() + 60
+        store.breaker.clock = lambda: later  # the pause is over: the next read asks Redis again
+        stub.release.set()
+        with anyio.fail_after(20):
+            assert await store.load("a" * 32, 60) is None
+        assert stub.commands == ["GET", "GET"]
+        store.close()

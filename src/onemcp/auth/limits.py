@@ -5,7 +5,8 @@ and when to retry, instead of an HTTP error the model never sees. A result large
 the configured size has its text cut, with a marker saying how much was left out. With a
 Redis session store, quotas (`RedisQuotaBook`) and the gate's request rate (`RedisRateLimiter`)
 are counted in Redis, so replicas of a hub enforce one limit between them; Redis is asked on a worker
-thread, so a slow one never stalls the event loop.
+thread, so a slow one never stalls the event loop, and through the Redis link's breaker: after a failure
+each replica counts on its own for a few seconds without asking Redis (`config/redis_link.py`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import time
 from collections import deque
 from typing import Any
 
-import anyio.to_thread
-
+from onemcp.config import redis_link
 from onemcp.config.auth_settings import Quota
 
 log = logging.getLogger("onemcp.quotas")
@@ -65,20 +65,20 @@ class RedisQuotaBook(QuotaBook):
     """
 
     def __init__(self, quotas: list[Quota], url: str) -> None:
-        import redis
-
         super().__init__(quotas)
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._redis: Any = redis_link.client(url)
         self._check: Any = self._redis.register_script(self.CHECK)
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._errors = redis_link.errors()
+        self._breaker = redis_link.breaker(url)
 
     async def charge(self, principal: str, server: str, tool: str) -> str | None:
         """As `QuotaBook.charge`, counted in Redis on a worker thread (a slow Redis never stalls the event
-        loop); while Redis cannot be reached, counted in this process."""
+        loop); while Redis cannot be reached (or failed a moment ago), counted in this process."""
         try:
-            return await anyio.to_thread.run_sync(self._charge_in_redis, principal, server, tool)
+            return await self._breaker.call(self._charge_in_redis, principal, server, tool)
         except self._errors as exc:  # Redis away: count here, as one process would
-            log.warning("quotas counted in this process only (Redis: %s)", exc)
+            if not isinstance(exc, redis_link.RedisSkipped):
+                log.warning("quotas counted in this process only (Redis: %s)", exc)
             return self._charge_here(principal, server, tool)
 
     def _charge_in_redis(self, principal: str, server: str, tool: str) -> str | None:
@@ -123,22 +123,23 @@ class RedisRateLimiter:
     """
 
     def __init__(self, per_minute: float, burst: int, url: str, local: Any) -> None:
-        import redis
-
         self.rate = per_minute / 60.0
         self.burst = float(burst)
         self._local = local  # the per-process bucket, while Redis cannot be reached
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._redis: Any = redis_link.client(url)
         self._take: Any = self._redis.register_script(self.TAKE)
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._errors = redis_link.errors()
+        self._breaker = redis_link.breaker(url)
 
     async def take(self, who: str) -> float:
         """0 when allowed; otherwise the seconds to wait. Asked of Redis on a worker thread (a slow Redis
-        never stalls the event loop); while Redis cannot be reached, counted in this process."""
+        never stalls the event loop); while Redis cannot be reached (or failed a moment ago: the breaker
+        is open, Redis is not asked), counted in this process."""
         try:
-            return await anyio.to_thread.run_sync(self._take_in_redis, who)
+            return await self._breaker.call(self._take_in_redis, who)
         except self._errors as exc:
-            log.warning("request rate counted in this process only (Redis: %s)", exc)
+            if not isinstance(exc, redis_link.RedisSkipped):
+                log.warning("request rate counted in this process only (Redis: %s)", exc)
             return float(await self._local.take(who))
 
     def _take_in_redis(self, who: str) -> float:

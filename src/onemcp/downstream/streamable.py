@@ -125,7 +125,7 @@ class StreamableHttpEndpoint:
             refused(principal, LEGACY_HTTP, "session", sid[:8], "the session of another principal")
             session = None
         elif session is None:
-            session = self.hub.revive_session(sid, principal)  # saved before a restart of the hub
+            session = await self.hub.revive_session(sid, principal)  # saved before a restart of the hub
         if session is None:
             text = "Session not found (it ended or expired); initialize a new one"
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, text))

@@ -187,6 +187,7 @@ class Hub:
         await self.exposure.ready_to_count([session.access])  # its instructions may rest on a count
         self.remember_lists(session)
         self.save_session(session)
+        await self.saved.flush()  # written before the answer: the next request may reach another replica
         return {
             "protocolVersion": session.protocol_version,
             "capabilities": self.capabilities(session.access),
@@ -289,10 +290,12 @@ class Hub:
             return
         self.saved.save(session.id, records.record_of(session))
 
-    def revive_session(self, session_id: str, principal: Principal) -> Session | None:
+    async def revive_session(self, session_id: str, principal: Principal) -> Session | None:
         """A session this hub (or an earlier run of it) saved, made live again for the principal it
         belongs to; None when there is none, it expired, or it is someone else's."""
-        doc = self.saved.load(session_id, self.config.hub.session_idle_timeout)
+        doc = await self.saved.load(session_id, self.config.hub.session_idle_timeout)
+        if (live := self.sessions.get(session_id)) is not None:  # revived meanwhile, by a request beside this
+            return live if live.principal.key == principal.key and live.transport == "streamable-http" else None
         if doc is None or doc.get("principal") != principal.key:
             return None
         try:

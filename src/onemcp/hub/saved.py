@@ -17,17 +17,23 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio.to_thread
+
+from onemcp.config import redis_link
 from onemcp.config.model import REDIS_SCHEMES
 
 log = logging.getLogger("onemcp.sessions")
 FILE = "sessions.db"
 REDIS_PREFIX = "onemcp:session:"
+FLUSH_LIMIT = 5.0  # seconds `flush` (and closing) waits for the writes before it, at most
 
 
 class SessionRecords(Protocol):
@@ -35,7 +41,8 @@ class SessionRecords(Protocol):
     def enabled(self) -> bool: ...
     def save(self, session_id: str, doc: dict[str, Any]) -> None: ...
     def seen(self, session_ids: Iterable[str]) -> None: ...
-    def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None: ...
+    async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None: ...
+    async def flush(self) -> None: ...
     def delete(self, session_id: str) -> None: ...
     def purge(self, idle_timeout: float) -> None: ...
     def close(self) -> None: ...
@@ -91,7 +98,10 @@ class SavedSessions:
         except sqlite3.Error as exc:
             log.warning("session times not saved: %s", exc)
 
-    def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
+    async def flush(self) -> None:
+        """Writes are done when made (a local file)."""
+
+    async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
         """The record of a session seen within `idle_timeout` seconds, else None."""
         db = self._open(create=False)
         if db is None:
@@ -130,16 +140,22 @@ class SavedSessions:
 class RedisSessions:
     """Session records in Redis, shared by every replica; Redis expires a record after the idle timeout.
 
-    Calls are short (a key each, a 1 s socket deadline) and happen only when a session is made, changes,
-    or once per expiry round; a Redis that does not answer costs that session its survival, never a call.
+    Never on the event loop: a record is read on a worker thread, and writes (save, last-seen times,
+    delete) go, in the order they were made, to one writer thread; `flush` waits for those made so far.
+    All go through the Redis link's breaker: after a failure Redis is skipped for a few seconds (a
+    session is then not revived, a write is dropped), so a Redis that does not answer costs a session
+    its survival, never a call, and a dead one costs one request its 1 s deadline, not each.
     """
 
-    def __init__(self, url: str, idle_timeout: float) -> None:
-        import redis
+    MAX_PENDING = 10_000  # writes waiting for the writer thread; beyond, dropped (Redis cannot keep up)
 
+    def __init__(self, url: str, idle_timeout: float) -> None:
         self.idle_timeout = idle_timeout
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._errors = redis_link.errors()
+        self._redis: Any = redis_link.client(url)
+        self.breaker = redis_link.breaker(url)
+        self._writes: queue.Queue[Callable[[], None] | threading.Event | None] = queue.Queue(self.MAX_PENDING)
+        self._writer: threading.Thread | None = None
 
     @property
     def enabled(self) -> bool:
@@ -148,26 +164,56 @@ class RedisSessions:
     def _ttl(self) -> int:
         return max(1, int(self.idle_timeout + 0.999))
 
-    def save(self, session_id: str, doc: dict[str, Any]) -> None:
+    def _write(self, job: Callable[[], None] | threading.Event | None) -> None:
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_all, name="onemcp-session-writes", daemon=True)
+            self._writer.start()
         try:
-            self._redis.set(REDIS_PREFIX + session_id, json.dumps(doc), ex=self._ttl())
-        except self._errors as exc:
-            log.warning("session %s not saved in Redis: %s", session_id[:8], exc)
+            self._writes.put_nowait(job)
+        except queue.Full:
+            log.warning("session record not written to Redis: %d writes already wait", self.MAX_PENDING)
+
+    def _write_all(self) -> None:
+        """The writer thread: each write in turn, through the breaker."""
+        while (job := self._writes.get()) is not None:
+            if isinstance(job, threading.Event):
+                job.set()
+                continue
+            try:
+                self.breaker.run(job)
+            except redis_link.RedisSkipped:
+                pass  # Redis failed a moment ago (and that was said): dropped
+            except self._errors as exc:
+                log.warning("session records not written to Redis: %s", exc)
+
+    def save(self, session_id: str, doc: dict[str, Any]) -> None:
+        data = json.dumps(doc)
+        self._write(lambda: self._redis.set(REDIS_PREFIX + session_id, data, ex=self._ttl()))
 
     def seen(self, session_ids: Iterable[str]) -> None:
-        try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                for sid in session_ids:
-                    pipe.expire(REDIS_PREFIX + sid, self._ttl())
-                pipe.execute()
-        except self._errors as exc:
-            log.warning("session times not saved in Redis: %s", exc)
+        keys = [REDIS_PREFIX + sid for sid in session_ids]
 
-    def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
+        def expire() -> None:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.expire(key, self._ttl())
+                pipe.execute()
+
+        self._write(expire)
+
+    async def flush(self) -> None:
+        """Wait until the writes made so far are done (or dropped)."""
+        done = threading.Event()
+        self._write(done)
+        if self._writer is not None and self._writer.is_alive():
+            await anyio.to_thread.run_sync(done.wait, FLUSH_LIMIT)
+
+    async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
         try:
-            raw = self._redis.get(REDIS_PREFIX + session_id)
+            raw = await self.breaker.call(self._redis.get, REDIS_PREFIX + session_id)
         except self._errors as exc:
-            log.warning("session %s not read from Redis: %s", session_id[:8], exc)
+            if not isinstance(exc, redis_link.RedisSkipped):  # (a skip was said when Redis failed)
+                log.warning("session %s not read from Redis: %s", session_id[:8], exc)
             return None
         if raw is None:
             return None
@@ -178,13 +224,17 @@ class RedisSessions:
         return doc if isinstance(doc, dict) else None
 
     def delete(self, session_id: str) -> None:
-        with contextlib.suppress(*self._errors):
-            self._redis.delete(REDIS_PREFIX + session_id)
+        self._write(lambda: self._redis.delete(REDIS_PREFIX + session_id))
 
     def purge(self, idle_timeout: float) -> None:
         self.idle_timeout = idle_timeout  # Redis expires records itself
 
     def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(queue.Full):
+                self._writes.put_nowait(None)
+            self._writer.join(FLUSH_LIMIT)
+            self._writer = None
         with contextlib.suppress(*self._errors):
             self._redis.close()
 

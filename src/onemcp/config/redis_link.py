@@ -1,0 +1,122 @@
+"""The link to the replicas' Redis that the session store and the shared limits use: a client with a
+short deadline, and a circuit breaker per Redis URL.
+
+Boundary: owns only the client settings and the breaker; what is stored is its users'. A user asks Redis
+through `Breaker.call` on a worker thread (a slow Redis never stalls the event loop). After a failure the
+breaker is open for `PAUSE` seconds: its users then skip Redis at once (`RedisSkipped`) and do what they
+do without it (count in this process, do not revive), so a Redis that is down costs one request its
+1 s deadline, not every request. Then one call tries Redis again (the others still skip until it answers);
+its success closes the breaker. The breaker is shared by everything that names the same URL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+T = TypeVar("T")
+PAUSE = 5.0  # seconds Redis is skipped after a failure
+DEADLINE = 1.0  # seconds a connect or an answer may take
+
+
+class RedisSkipped(Exception):
+    """Redis failed lately: not asked (the breaker is open)."""
+
+
+def client(url: str) -> Any:
+    """A redis-py client (thread-safe, pooled) for `url`, with the short deadline."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=DEADLINE, socket_connect_timeout=DEADLINE)
+
+
+def errors() -> tuple[type[Exception], ...]:
+    """What a failing Redis raises (and `RedisSkipped`, a Redis not asked)."""
+    import redis
+
+    return (redis.RedisError, OSError, RedisSkipped)
+
+
+class Breaker:
+    def __init__(self, pause: float = PAUSE, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pause = pause
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0  # while the clock is before this, Redis is skipped
+        self._failed = False  # the last answer was a failure
+        self._probing = False  # a call is trying Redis again after the pause
+
+    @property
+    def open(self) -> bool:
+        with self._lock:
+            return self._failed and (self._probing or self.clock() < self._until)
+
+    def _admit(self) -> bool:
+        """Whether a call may ask Redis now (after the pause, the first one probes)."""
+        with self._lock:
+            if not self._failed:
+                return True
+            if self._probing or self.clock() < self._until:
+                return False
+            self._probing = True
+            return True
+
+    def _settle(self, ok: bool) -> None:
+        with self._lock:
+            self._probing = False
+            self._failed = not ok
+            if not ok:
+                self._until = self.clock() + self.pause
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` (blocking, for a worker thread), unless the breaker is open (`RedisSkipped`)."""
+        if not self._admit():
+            raise RedisSkipped("Redis failed in the last few seconds; not asked")
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            self._after(exc)
+            raise
+        self._settle(ok=True)
+        return result
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on a worker thread, unless the breaker is open (then `RedisSkipped` at once)."""
+        if not self._admit():
+            raise RedisSkipped("Redis failed in the last few seconds; not asked")
+        try:
+            result = await anyio.to_thread.run_sync(fn, *args)
+        except BaseException as exc:
+            self._after(exc)
+            raise
+        self._settle(ok=True)
+        return result
+
+    def _after(self, exc: BaseException) -> None:
+        """A call ended in `exc`: a Redis failure opens the breaker; anything else (a cancelled wait)
+        leaves it as it was, but ends a probe."""
+        if isinstance(exc, errors()):
+            self._settle(ok=False)
+        else:
+            with self._lock:
+                self._probing = False
+
+
+_BREAKERS: dict[str, Breaker] = {}
+_BREAKERS_LOCK = threading.Lock()
+
+
+def breaker(url: str) -> Breaker:
+    """The breaker of the Redis at `url`, shared by all its users in this process."""
+    with _BREAKERS_LOCK:
+        return _BREAKERS.setdefault(url, Breaker())
+
+
+def forget_breakers() -> None:
+    """Every Redis trusted again (tests: a port, and so a URL, may come again for another Redis)."""
+    with _BREAKERS_LOCK:
+        _BREAKERS.clear()

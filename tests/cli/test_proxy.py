@@ -19,6 +19,10 @@ from mcp.client import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp.cli.proxy import Proxy
+from onemcp.cli.target import Endpoint
+from support.credentials import asgi_body, loopback_asgi
+from support.entries import LineClient
 from support.hub_process import HubProcess, clean_env, free_port
 from support.results import text_of
 
@@ -387,3 +391,90 @@ async def test_a_client_gone_from_stdout_ends_the_proxy_quietly(hub: HubProcess)
 
     done = await anyio.to_thread.run_sync(blind)
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()
+
+
+class HeldHub:
+    """A stand-in hub on a loopback port: its calls' replies and its answers to notifications are held
+    (an open SSE stream, an unanswered POST) until `release`; initialize and ping are answered at once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.all_calls = anyio.Event()
+        self.expected = 0
+        self.cancelled: list[Any] = []
+        self.cancel_seen = anyio.Event()
+        self.release = anyio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] != "POST":
+            await send({"type": "http.response.start", "status": 405, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        msg = json.loads(await asgi_body(receive))
+        method = msg.get("method")
+        if method == "tools/call":
+            self.calls += 1
+            if self.calls == self.expected:
+                self.all_calls.set()
+            sse = [(b"content-type", b"text/event-stream")]
+            await send({"type": "http.response.start", "status": 200, "headers": sse})
+            await send({"type": "http.response.body", "body": b": held\n\n", "more_body": True})
+            await self.release.wait()
+            reply = {"jsonrpc": "2.0", "id": msg["id"], "result": {"content": []}}
+            await send({"type": "http.response.body", "body": f"data: {json.dumps(reply)}\n\n".encode()})
+            return
+        if "id" not in msg:  # a notification: taken, and answered only at the end
+            if method == "notifications/cancelled":
+                self.cancelled.append(msg["params"]["requestId"])
+                self.cancel_seen.set()
+                await self.release.wait()
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        result: dict[str, Any] = {}
+        if method == "initialize":
+            result = {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "serverInfo": {"name": "held", "version": "1"},
+            }
+        headers = [(b"content-type", b"application/json"), (b"mcp-session-id", b"s" * 32)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}).encode(),
+            }
+        )
+
+
+async def test_more_calls_in_flight_than_a_connection_pool_then_a_cancel_and_a_ping_go_at_once() -> None:
+    """120 calls the hub holds (each holds a connection): a cancel, then a ping, still reach the hub at
+    once, and the ping is answered, while the cancel's own POST is held too (the proxy wedged at ~99
+    calls: its pool of 100 was full, and it read no more of stdin until a notification was POSTed)."""
+    held = HeldHub()
+    held.expected = 120
+    client = LineClient()
+    async with loopback_asgi(held) as base, anyio.create_task_group() as tg:
+        bridge = Proxy(Endpoint(f"{base}/mcp"), client.read_line, client.write, wait=5.0)
+        tg.start_soon(bridge.run)
+        with anyio.fail_after(30):
+            await client.initialize()
+            waiting = {rid: client.replies.expect(rid) for rid in range(100, 100 + held.expected)}
+            for rid in waiting:
+                await client.send(call(rid, "slow", {}))
+            await held.all_calls.wait()  # every call reached the hub: none waits for a connection
+            await client.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 105}})
+            pong = client.replies.expect(99)
+            await client.send({"jsonrpc": "2.0", "id": 99, "method": "ping"})
+            assert (await pong())["result"] == {}  # answered while the calls and the cancel's POST are held
+            await held.cancel_seen.wait()
+            assert held.cancelled == [105]
+            held.release.set()
+            for wait in waiting.values():
+                assert "result" in await wait()
+            client.to_server.close()
+        tg.cancel_scope.cancel()
+    client.close()

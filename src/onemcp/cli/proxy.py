@@ -39,6 +39,7 @@ import anyio
 import httpx
 import orjson
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
@@ -58,6 +59,10 @@ CONNECT_TIMEOUT = 5.0
 WAIT = 30.0  # how long a request (or initialize) waits for the hub to come back before it gets an error
 BACKOFF = (0.05, 2.0)  # first and longest pause between reconnection attempts
 DRAIN = 5.0  # at the end of input, how long requests still out may take to be answered
+# every call holds a connection to the hub for its whole reply: no bound of the proxy's own (httpx's default
+# of 100 made the 101st request, and each notification behind it, wait for a call to end)
+POOL = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+NOTES_QUEUE = 10_000  # the client's notifications and answers waiting to be POSTed; beyond, its reading waits
 ATTEMPTS = 3  # POSTs of one request (a retry only when the previous one never reached the hub)
 LIST_CHANGED = (
     "notifications/tools/list_changed",
@@ -454,24 +459,46 @@ class Proxy:
                 request.headers.update(signer.headers())
 
         hooks: dict[str, list[Any]] = {"request": [sign]}
+        notes, to_post = anyio.create_memory_object_stream[Message](NOTES_QUEUE)
+        posted = anyio.Event()
         async with (
-            httpx.AsyncClient(timeout=timeout, trust_env=False, headers=auth, event_hooks=hooks) as http,
+            httpx.AsyncClient(timeout=timeout, trust_env=False, headers=auth, event_hooks=hooks, limits=POOL) as http,
             anyio.create_task_group() as tg,
         ):
             hub = HubSession(self.hub, http, self.send, self.wait)
             modern = ModernForwarder(self.hub, http, self.send, HubSession._reply_of, self.wait)
             await tg.start(hub.run)
-            async for line in each_line(self._input, self._refuse_line):
-                await self._handle(hub, modern, line, tg)
+            tg.start_soon(self._post_notes, hub, to_post, posted)
+            async with notes:
+                async for line in each_line(self._input, self._refuse_line):
+                    await self._handle(hub, modern, line, tg, notes)
             with anyio.move_on_after(DRAIN):  # the client closed its end: what it asked is still answered
                 await self._idle.wait()
+                await posted.wait()
             await hub.close()
             tg.cancel_scope.cancel()
+
+    @staticmethod
+    async def _post_notes(hub: HubSession, to_post: MemoryObjectReceiveStream[Message], posted: anyio.Event) -> None:
+        """The client's notifications and answers, POSTed one after another in its order, beside the
+        reading of stdin (which a slow POST, or a hub slow to take one, must never hold up: a cancel or
+        a ping behind it would wait for it)."""
+        async with to_post:
+            async for msg in to_post:
+                await hub.notify(msg)
+        posted.set()
 
     async def _refuse_line(self, why: str) -> None:
         await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
 
-    async def _handle(self, hub: HubSession, modern: ModernForwarder, line: bytes, tg: TaskGroup) -> None:
+    async def _handle(
+        self,
+        hub: HubSession,
+        modern: ModernForwarder,
+        line: bytes,
+        tg: TaskGroup,
+        notes: MemoryObjectSendStream[Message],
+    ) -> None:
         try:
             msg = jsonrpc.parse(line)  # the same envelope rules as /mcp
         except ProtocolError as exc:
@@ -489,8 +516,10 @@ class Proxy:
                 await hub.initialize(msg)  # in line: nothing else may go out before the session exists
             else:
                 tg.start_soon(self._forward, hub.request, msg)
+        elif msg.get("method") == "notifications/initialized":
+            await hub.notify(msg)  # in line: the session is ready before the requests after it are sent
         else:
-            await hub.notify(msg)  # in line: keeps notifications in the client's order
+            await notes.send(msg)  # in the client's order, by `_post_notes`, never holding up this loop
 
 
 # ---------------------------------------------------------------------- command

@@ -10,6 +10,7 @@ request still gets its answer.
 
 from __future__ import annotations
 
+import resource
 import socket
 from collections.abc import AsyncIterator
 from typing import TypedDict
@@ -20,6 +21,8 @@ import pytest
 from anyio.abc import SocketStream
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from onemcp.config.model import Limits as LimitsConfig
+from onemcp.http.server import connection_cap
 from onemcp.observability.limits import HITS
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.raw import raw_exchange, read_head, status_of
@@ -318,3 +321,13 @@ async def _drain_body(stream: SocketStream, data: bytes) -> None:
     length = next(int(x.split(b":")[1]) for x in head_part.split(b"\r\n") if x.lower().startswith(b"content-length"))
     while len(body) < length:
         body += await stream.receive()
+
+
+def test_the_default_connection_cap_leaves_fds_for_the_upstream_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, maxConnections is a third of the fd limit: each call to an HTTP upstream holds a socket
+    there too (at ¾, calls under the cap failed with 'Too many open files'); a set one is kept."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1024))
+    assert connection_cap(LimitsConfig()) == 341
+    assert connection_cap(LimitsConfig.model_validate({"maxConnections": 900})) == 900
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (30, 30))
+    assert connection_cap(LimitsConfig()) == 16  # never fewer

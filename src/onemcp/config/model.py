@@ -321,7 +321,7 @@ class Limits(_Model):
     header_timeout: Seconds = Field(10.0, alias="headerTimeout")
     body_timeout: Seconds = Field(30.0, alias="bodyTimeout")
     # open client connections; beyond, a new one gets 503 and is closed at once
-    # (unset: three quarters of the file descriptors the process may open, at most 10,000)
+    # (unset: a third of the file descriptors the process may open, at most 10,000)
     max_connections: int | None = Field(None, alias="maxConnections", ge=1)
     # sessions (2025-11-25 era and older, all entries): a new one beyond gets 503 (hub-wide) or
     # 429 (per principal); existing sessions are never evicted to make room

@@ -48,13 +48,14 @@ def raise_fd_limit() -> int:
 
 
 def connection_cap(limits: Limits) -> int:
-    """Open connections allowed: the configured cap, else three quarters of the fd limit."""
+    """Open connections allowed: the configured cap, else a third of the fd limit (a call a connection
+    carries to an HTTP upstream holds a socket there too, and stdio upstreams, files and logs need fds)."""
     if limits.max_connections is not None:
         return limits.max_connections
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return CONNECTION_CAP
-    return max(16, min(CONNECTION_CAP, soft * 3 // 4))
+    return max(16, min(CONNECTION_CAP, soft // 3))
 
 
 def _response(status: int, reason: str, text: str) -> bytes:

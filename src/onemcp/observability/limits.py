@@ -30,6 +30,7 @@ NAMES = frozenset(
         "sessions_per_principal",  # over maxSessionsPerPrincipal (429)
         "streams_per_session",  # over maxStreamsPerSession (409)
         "own_connections",  # a server at maxOwnConnections, none idle: the call refused (503)
+        "file_descriptors",  # no fd left for a socket to an HTTP upstream (EMFILE): the call refused (-32000)
         "queued_messages",  # a session's queue full: message dropped
         "related_messages",  # a call's progress/log messages over 256 or 16 MiB for a slow client: dropped
         "calls_per_session",  # a legacy /sse session with MAX_CALLS calls in flight: the POST refused (429)

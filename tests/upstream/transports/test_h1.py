@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 
 import pytest
 
+from onemcp.observability.limits import HITS
 from onemcp.upstream.transports import h1
 
 pytestmark = pytest.mark.anyio
@@ -132,3 +135,26 @@ async def test_an_interim_response_is_skipped_for_the_final_one() -> None:
     early = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
     got = await exchange(early + b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     assert got.error is None and got.status == 200 and got.body == b"ok"
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE])
+async def test_no_file_descriptor_left_to_connect_is_a_limit_of_the_hub(
+    code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE/ENFILE on connect is the hub's own limit: `NoDescriptors`, whose refusal is -32000 with
+    data.limit, and is counted as a limit hit (not 'cannot connect', a failure of the upstream)."""
+
+    async def no_fds(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", no_fds)
+    counted = HITS.counts["file_descriptors"]
+    pool = h1.Pool("http://127.0.0.1:9/mcp")
+    with pytest.raises(h1.NoDescriptors) as caught:
+        await pool.send(b"GET", b"/mcp", {}, b"", Collect())
+    refusal = caught.value.refusal("web").to_error()
+    assert refusal["code"] == -32000 and refusal["data"] == {"limit": "file_descriptors"}
+    assert refusal["message"].startswith("[web] the hub has no file descriptor left to connect to 127.0.0.1:9")
+    assert HITS.counts["file_descriptors"] == counted + 1
+    assert h1.UpstreamHttpError("refused").refusal("web") is None  # any other failure stays the upstream's
+    pool.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 from onemcp.config.model import ServerConfig
+from onemcp.protocol.errors import LimitReached
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.connection import UpstreamConnection
@@ -311,3 +313,28 @@ async def test_an_exchange_without_the_reply_fails_the_call_at_once_saying_why(t
                 r = await http.post(hub.url, json={**tool_call("plain"), "id": 8}, headers=legacy)
                 assert r.json()["result"]["content"] == [{"type": "text", "text": "ok"}]
             assert hub.app.hub.pool.connections["s"].state == "ready"
+
+
+async def test_no_file_descriptor_for_a_call_is_a_limit_error_and_the_upstream_stays_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call whose POST cannot get a socket (EMFILE) is refused with the hub's limit error (-32000,
+    data.limit), not the upstream's failure: the connection stays ready and the next call goes through."""
+    async with hostile() as up, connected(up, "legacy") as conn:
+        loop = asyncio.get_running_loop()
+
+        async def no_fds(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        pool = conn.transport._pool  # type: ignore[attr-defined]
+        while pool._idle:  # no idle connection to reuse: the call needs a new socket
+            pool._idle.pop().close()
+        monkeypatch.setattr(loop, "create_connection", no_fds)
+        with pytest.raises(LimitReached) as caught:
+            await conn.begin(tool_call("echo"))
+        error = caught.value.to_error()
+        assert error["code"] == -32000 and error["data"] == {"limit": "file_descriptors"}
+        assert error["message"].startswith("[s] the hub has no file descriptor left to connect to")
+        monkeypatch.undo()
+        assert conn.state == "ready"
+        assert (await conn.request("ping")) == {}

@@ -14,12 +14,16 @@ it runs under the asyncio backend that uvicorn already requires.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections.abc import Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from onemcp.observability.limits import hit
+from onemcp.protocol.errors import LimitReached
 
 # A response's status line and headers: as the hub's own server bounds a request's (maxHeaderBytes'
 # default, and its header count). Beyond them the response is refused, not buffered.
@@ -33,6 +37,18 @@ MAX_IDLE_SECONDS = 4.0
 
 class UpstreamHttpError(Exception):
     """Connecting, writing or reading failed, or the response was not valid HTTP/1.1."""
+
+    def refusal(self, upstream: str) -> LimitReached | None:
+        """What the hub's client is told instead of a transport failure, when this is a hub limit."""
+        return None
+
+
+class NoDescriptors(UpstreamHttpError):
+    """The hub has no file descriptor left for a socket (EMFILE, ENFILE): a limit of the hub's own,
+    not a failure of the upstream."""
+
+    def refusal(self, upstream: str) -> LimitReached:
+        return LimitReached("file_descriptors", f"[{upstream}] {self}; try again later", 503)
 
 
 class H1Exchange:
@@ -255,6 +271,9 @@ class Pool:
         except TimeoutError:
             raise UpstreamHttpError(f"connecting to {self.origin} timed out") from None
         except (OSError, ssl.SSLError) as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                hit("file_descriptors", "no file descriptor left to connect to %s", self.origin)
+                raise NoDescriptors(f"the hub has no file descriptor left to connect to {self.origin}") from None
             raise UpstreamHttpError(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
         protocol.transport = transport  # uvloop may call connection_made later
         self._open.add(protocol)

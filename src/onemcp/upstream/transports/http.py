@@ -439,7 +439,7 @@ class StreamableHttpTransport(Transport):
             conn = await pool.send(b"POST", self._target, headers, body, exchange)
         except UpstreamHttpError as exc:
             self.log.info("POST %s failed: %s", self.url, exc)
-            raise TransportError(f"POST failed: {exc}") from None
+            raise exc.refusal(self.name) or TransportError(f"POST failed: {exc}") from None
         exchange.conn = conn
         if exchange.done is None:
             self._requests[message["id"]] = exchange

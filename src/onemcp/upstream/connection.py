@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections.abc import Awaitable
 from typing import Any, Literal, Protocol
@@ -226,10 +227,10 @@ class UpstreamConnection:
                 )
             )
 
-    async def _handshake(self) -> None:
-        """Find the upstream's era (probe server/discover unless told) and open the conversation."""
+    async def _handshake(self, limit: float = math.inf) -> None:
+        """Find the era (probe server/discover unless told), open the conversation; `limit` per request."""
         wanted = "legacy" if self.transport.kind == "sse" else self.config.protocol
-        if wanted != "legacy" and await self._discover(required=wanted == "modern"):
+        if wanted != "legacy" and await self._discover(limit, required=wanted == "modern"):
             return
         self.era = "legacy"
         self.transport.protocol_version = None
@@ -240,6 +241,7 @@ class UpstreamConnection:
                 "capabilities": HUB_CLIENT_CAPABILITIES,
                 "clientInfo": {"name": "onemcp", "version": __version__},
             },
+            limit=limit,
         )
         version = result.get("protocolVersion")
         if version not in LEGACY_VERSIONS:
@@ -249,7 +251,7 @@ class UpstreamConnection:
         self._identity(result, result.get("serverInfo"))
         await self.notify("notifications/initialized")
 
-    async def _discover(self, *, required: bool) -> bool:
+    async def _discover(self, limit: float, *, required: bool) -> bool:
         """True when the upstream speaks 2026-07-28 (it answered server/discover)."""
         self.era = "modern"
         self.transport.protocol_version = era.MODERN
@@ -258,7 +260,7 @@ class UpstreamConnection:
             # probe must not be given up on early: a slow starter would then refuse the
             # initialize that follows. Half the start-up budget, the rest for initialize.
             with anyio.fail_after(self.config.startup_timeout * (1.0 if required else PROBE_SHARE)):
-                result = await self.request("server/discover", {})
+                result = await self.request("server/discover", {}, limit=limit)
         except (UpstreamError, TimeoutError) as exc:
             if required:
                 raise UpstreamError(self.name, f"server/discover failed: {exc}") from None
@@ -288,7 +290,7 @@ class UpstreamConnection:
             log.info("upstream %s: session expired, re-initializing", self.name)
             self.transport.reset_session()
             self.transport.protocol_version = None
-            await self._handshake()
+            await self._handshake(self.config.startup_timeout)
 
     # ---------------------------------------------------------------------- lists
     def kinds(self) -> list[str]:
@@ -453,18 +455,22 @@ class UpstreamConnection:
             with contextlib.suppress(UpstreamError):
                 await self._send(note)
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The hub's own request (handshake, lists): result dict, or UpstreamError."""
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, *, limit: float | None = None
+    ) -> dict[str, Any]:
+        """The hub's own request (handshake, lists): result dict, or UpstreamError. Bounded by `limit`
+        when given (math.inf: by the caller's deadline only: the handshake's `startupTimeout`), else `timeout`."""
         msg: Message = {"jsonrpc": "2.0", "id": 0, "method": method}
         if params is not None:
             msg["params"] = params
+        limit = self.config.timeout if limit is None else limit
         call = await self.begin(msg)
         try:
-            with anyio.fail_after(self.config.timeout):
+            with anyio.fail_after(limit):
                 reply = await call.result()
         except TimeoutError:
             self.abandon(call, "timeout")
-            raise UpstreamTimeout(self.name, f"{method} timed out after {self.config.timeout:g}s") from None
+            raise UpstreamTimeout(self.name, f"{method} timed out after {limit:g}s") from None
         if "error" in reply:
             raise UpstreamReplied(self.name, method, reply["error"] if isinstance(reply["error"], dict) else {})
         res = reply.get("result")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import orjson
@@ -176,3 +177,42 @@ async def test_sending_before_open_is_refused() -> None:
         await transport.send(PING, orjson.dumps(PING))
     await transport.aclose()
     assert transport.closed.is_set()
+
+
+@pytest.mark.parametrize("speaks", ["2026-07-28", "2025-11-25"])
+async def test_a_server_slower_to_start_than_its_timeout_starts_within_its_startup_timeout(speaks: str) -> None:
+    """The handshake has `startupTimeout`, not the per-request `timeout`: a slow starter (an npx download)
+    with a short `timeout` crash-looped. A dual-era server picks its era from the first message it reads,
+    so a probe given up on made it refuse the initialize that followed (-32022; hunt-ops F5)."""
+    config = ServerConfig.model_validate({"command": "in-memory", "timeout": 0.05, "startupTimeout": DEADLINE})
+
+    async def slow_starter(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        await anyio.sleep(0.3)  # starting up: reads nothing yet, for longer than `timeout`
+        chosen: str | None = None
+        async for body in receive:
+            request = orjson.loads(body)
+            method = request.get("method")
+            reply: dict[str, Any] | None = None
+            if method == "server/discover":
+                chosen = chosen or "discover"
+                if speaks == "2026-07-28":
+                    reply = {"result": {"supportedVersions": [speaks], "capabilities": {}}}
+                else:
+                    reply = {"error": {"code": -32601, "message": "Method not found"}}
+            elif method == "initialize":
+                if speaks == "2026-07-28" and chosen == "discover":
+                    reply = {"error": {"code": -32022, "message": "serving 2026-07-28: initialize is not accepted"}}
+                else:
+                    chosen = "initialize"
+                    reply = {"result": {"protocolVersion": speaks, "capabilities": {}, "serverInfo": {"name": "s"}}}
+            if reply is not None and "id" in request:
+                await send.send(orjson.dumps({"jsonrpc": "2.0", "id": request["id"], **reply}))
+
+    conn = UpstreamConnection("mem", config, MemoryTransport("mem", config, slow_starter), Events())
+    with anyio.fail_after(DEADLINE * 2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run)
+            await conn.settled.wait()
+            assert conn.state == "ready", conn.last_error
+            assert conn.protocol_version == speaks
+            tg.cancel_scope.cancel()

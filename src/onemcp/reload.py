@@ -33,9 +33,10 @@ RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between attempts to read a config 
 
 
 class Reloader:
-    def __init__(self, hub: Hub, path: Path) -> None:
+    def __init__(self, hub: Hub, path: Path, *, sighup: bool = True) -> None:
         self.hub = hub
         self.path = path
+        self.sighup = sighup  # False where SIGHUP ends the process (stdio serve): one handler per signal
         self.reloads = 0
         self.failures = 0
         self.config_error: str | None = None  # why the last mcp.json was refused, until a good one is read
@@ -134,7 +135,7 @@ class Reloader:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch)
             tg.start_soon(self._retry_failed)
-            if sys.platform != "win32":
+            if sys.platform != "win32" and self.sighup:
                 tg.start_soon(self._on_sighup)
             task_status.started()
 

@@ -454,11 +454,13 @@ async def test_ctrl_c_ends_a_stdio_command_whose_client_keeps_stdin_open(tmp_pat
                     await process.wait()
 
 
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("command", ["serve", "proxy"])
-async def test_sigterm_ends_a_stdio_command_as_end_of_input_does(tmp_path: Path, command: str) -> None:
+async def test_sigterm_ends_a_stdio_command_as_end_of_input_does(tmp_path: Path, command: str, signame: str) -> None:
     """SIGTERM, how a client ends a stdio server: the call in flight is still answered, then the upstreams
     are closed (the stdio hub's: its wrapper records that the server ended by itself, not killed) or the
-    hub session is ended (the proxy's). It killed both at once: no answer, upstreams SIGKILLed."""
+    hub session is ended (the proxy's). It killed both at once: no answer, upstreams SIGKILLed.
+    SIGHUP (a closing terminal) the same: the stdio hub's config reloader took it, and it ran on (hunt-ops F6)."""
     import shlex
     import signal
     from contextlib import AsyncExitStack
@@ -495,7 +497,7 @@ async def test_sigterm_ends_a_stdio_command_as_end_of_input_does(tmp_path: Path,
                     *complete, buffered = (buffered + chunk).split(b"\n")
                     seen.extend(json.loads(raw) for raw in complete)
                     if not signalled and any(m.get("method") == "notifications/progress" for m in seen):
-                        process.send_signal(signal.SIGTERM)  # the call has reached the upstream: it is in flight
+                        process.send_signal(getattr(signal, signame))  # the call has reached the upstream: in flight
                         signalled = True
                 code = await process.wait()
             finally:
@@ -508,4 +510,4 @@ async def test_sigterm_ends_a_stdio_command_as_end_of_input_does(tmp_path: Path,
                 assert len(hub.app.hub.sessions) == 0  # the proxy ended its session on the way out
     if command == "serve":
         assert marker.exists() and marker.read_text().strip() == "ended 0"  # closed by EOF (SIGKILL: no marker)
-    assert code == 128 + signal.SIGTERM  # as a shell reports it
+    assert code == 128 + getattr(signal, signame)  # as a shell reports it

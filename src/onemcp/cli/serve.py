@@ -184,7 +184,7 @@ def serve_stdio(
     async def main() -> None:
         # stored upstream OAuth tokens are used (and refreshed); authorizing needs the HTTP hub's callback
         hub = Hub(config, UpstreamAuth(path.parent, None, config.hub.shared_store))
-        reloader = Reloader(hub, path)
+        reloader = Reloader(hub, path, sighup=False)  # SIGHUP ends a stdio session (until_terminated)
         reloader.load_presets()
         try:  # the same reading (and the same refusals) as the query string of /mcp
             view, exposure = hub.view(query), hub.exposure_asked(query)

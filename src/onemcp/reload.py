@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from onemcp.config.files import locked
 from onemcp.config.load import ConfigError, load_config
 from onemcp.config.model import HubConfig
 from onemcp.config.presets import PresetError, load_presets, read_document, save
@@ -125,9 +126,10 @@ class Reloader:
 
     def _write_presets(self, presets: dict[str, Any]) -> None:
         """The replicas' presets into this replica's presets.json, and in use (at start, before the watch)."""
-        doc = read_document(self.presets_path)
-        doc["presets"] = presets
-        save(self.presets_path, doc)
+        with locked(self.presets_path):  # as `onemcp preset` edits it
+            doc = read_document(self.presets_path)
+            doc["presets"] = presets
+            save(self.presets_path, doc)
         log.info("presets from the other replicas written to %s", self.presets_path)
         self.load_presets()
 

@@ -239,3 +239,25 @@ def test_a_filter_naming_a_tag_no_server_has_is_said(config_dir: Path, capsys: p
     assert code == 0 and "warning: no server has the tag(s) 'utill' (in use: util)" in err, err
     code, _, err = cli(capsys, "preset", "edit", "typo", "--filter", "util")
     assert code == 0 and "warning" not in err
+
+
+def test_concurrent_creates_take_turns_and_none_is_lost(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Parallel `onemcp preset create`s each said "created" while one preset was missing: each read the
+    file and wrote its own version over the others' (hunt-ops F8). With the lock every one applies."""
+    import threading
+
+    names = [f"p{t}_{i}" for t in range(6) for i in range(6)]
+    codes: list[int] = []
+
+    def creator(mine: list[str]) -> None:
+        codes.extend(main(["preset", "create", name, "--filter", "util"]) for name in mine)
+
+    threads = [threading.Thread(target=creator, args=([n for n in names if n.startswith(f"p{t}_")],)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert "Traceback" not in capsys.readouterr().err
+    assert codes == [0] * len(names)
+    assert set(presets(config_dir)) == set(names)

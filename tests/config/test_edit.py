@@ -229,3 +229,39 @@ def test_a_symlinked_config_stays_a_symlink(tmp_path: Path) -> None:
 def test_render_copies_tab_indentation_and_keeps_non_ascii() -> None:
     out = render({"a": {"b": "café"}}, b'{\n\t"a": 1\n}\n')
     assert out == '{\n\t"a": {\n\t\t"b": "café"\n\t}\n}\n'.encode()
+
+
+def test_concurrent_edits_take_turns_and_none_is_lost(config: Path) -> None:
+    """Parallel `onemcp mcp add`s (coding agents run commands in parallel) each said "added" while
+    only some servers were left: each read the file, passed the changed-on-disk check, and wrote its
+    own version over the others' (hunt-ops F8). With the lock they take turns: every edit applies."""
+    import threading
+
+    names = [f"s{t}_{i}" for t in range(6) for i in range(8)]
+    failed: list[BaseException] = []
+
+    def adder(mine: list[str]) -> None:
+        for name in mine:
+            try:
+                edit_config(config, partial(add_server, name=name, entry={"command": "x"}), env=ENV)
+            except BaseException as exc:
+                failed.append(exc)
+
+    threads = [threading.Thread(target=adder, args=([n for n in names if n.startswith(f"s{t}_")],)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failed == []  # not even "changed while it was being edited": they waited for each other
+    assert set(names) <= set(doc_of(config)["mcpServers"])
+
+
+def test_an_edit_waits_for_the_lock_a_bounded_time_then_says_so(config: Path) -> None:
+    from onemcp.config.files import locked
+
+    with locked(config), pytest.raises(OSError, match=r"another edit of mcp\.json still holds its lock"):
+        with locked(config, wait=0):
+            pass
+    with locked(config, wait=0):  # released: taken at once
+        pass

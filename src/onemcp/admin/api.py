@@ -33,6 +33,7 @@ from onemcp.auth.gate import Gate
 from onemcp.catalog.catalog import shown_as
 from onemcp.config import presets as preset_files
 from onemcp.config.edit import EditError, NoSuchServer, add_server, edit_config, remove_server, set_disabled
+from onemcp.config.files import locked
 from onemcp.config.load import ConfigError, environment
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.health import health
@@ -386,12 +387,15 @@ class AdminApi:
         entry = {k: v for k, v in body.items() if k in ("filter", "description", "exposure") and v not in (None, "")}
         path = self._presets_path()
         try:
-            doc = preset_files.read_document(path)
-            preset_files.presets_of(doc)[name] = entry
-            preset_files.save(path, doc)
+            with locked(path):  # concurrent edits (the CLI's too) take turns
+                doc = preset_files.read_document(path)
+                preset_files.presets_of(doc)[name] = entry
+                preset_files.save(path, doc)
         except preset_files.PresetError as exc:
             self._audit(request, "preset-save", name, "refused")
             raise ApiError(400, str(exc)) from None
+        except OSError as exc:  # another edit held the lock too long, the directory is read-only...
+            raise ApiError(500, f"cannot write {path}: {exc.strerror or exc}") from None
         assert self.reloader is not None
         self.reloader.load_presets()
         self._audit(request, "preset-save", name)
@@ -402,13 +406,16 @@ class AdminApi:
         await request.json()  # takes no body: one that says something is refused, not ignored
         path = self._presets_path()
         try:
-            doc = preset_files.read_document(path)
-            if name not in preset_files.presets_of(doc):
-                raise ApiError(404, f"no preset {name!r}")
-            del preset_files.presets_of(doc)[name]
-            preset_files.save(path, doc)
+            with locked(path):
+                doc = preset_files.read_document(path)
+                if name not in preset_files.presets_of(doc):
+                    raise ApiError(404, f"no preset {name!r}")
+                del preset_files.presets_of(doc)[name]
+                preset_files.save(path, doc)
         except preset_files.PresetError as exc:  # presets.json is being edited, or broken: said, not a 500
             raise ApiError(400, str(exc)) from None
+        except OSError as exc:
+            raise ApiError(500, f"cannot write {path}: {exc.strerror or exc}") from None
         assert self.reloader is not None
         self.reloader.load_presets()
         self._audit(request, "preset-delete", name)

@@ -11,7 +11,9 @@ shows where): exit 2 for a bad request (invalid name or filter), 1 when it canno
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +21,7 @@ from urllib.parse import quote
 import orjson
 
 from onemcp.cli.mcp import FAILED, USAGE_ERROR, CommandError, describe, running_hub
+from onemcp.config.files import locked
 from onemcp.config.load import resolve_path
 from onemcp.config.presets import (
     BadFilter,
@@ -76,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         config_path = resolve_path(args.config)
         path = presets_path(config_path)
-        if args.action == "create":
-            return _create(path, args.name, args.filter, args.description, args.exposure, config_path)
-        if args.action == "edit":
-            return _edit(path, args.name, args.filter, args.description, args.exposure, config_path)
-        if args.action == "delete":
-            return _delete(path, args.name)
+        if args.action in ("create", "edit", "delete"):
+            with _locked(path):  # read, change, write: concurrent edits take turns
+                if args.action == "create":
+                    return _create(path, args.name, args.filter, args.description, args.exposure, config_path)
+                if args.action == "edit":
+                    return _edit(path, args.name, args.filter, args.description, args.exposure, config_path)
+                return _delete(path, args.name)
         if args.action == "list":
             return _list(path, args.json)
         if args.action == "show":
@@ -116,6 +120,16 @@ def _existing(doc: Document, name: str, path: Path) -> dict[str, Any]:
         known = ", ".join(presets_of(doc)) or "none"
         raise CommandError(f"no preset {name!r} in {path} (presets: {known})")
     return entry_of(doc, name)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(path))
+        except OSError as exc:
+            raise CommandError(f"cannot edit {path}: {exc.strerror or exc}; nothing written, try again") from None
+        yield
 
 
 def _write(path: Path, doc: Document, done: str) -> int:

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from onemcp.config import formats
 from onemcp.config.base import kinds_of
-from onemcp.config.files import atomic_write, backup
+from onemcp.config.files import atomic_write, backup, locked
 from onemcp.config.load import ConfigError, parse_config
 from onemcp.config.model import HubConfig
 from onemcp.protocol.names import DEFAULT_SEPARATOR, server_name_problem
@@ -251,8 +251,16 @@ def edit_config(
     file untouched; `running`: the edit of a running hub, which must load it now, so a new
     ``${VAR}`` that `env` does not set is refused too), or when the document did not change.
     Otherwise the previous file is copied into `backups/` beside it (newest `keep` kept) and the new
-    one replaces it atomically.
+    one replaces it atomically. Concurrent edits (two `onemcp mcp add`, the admin API) take turns
+    (`files.locked`); a writer that takes no lock (an editor) is caught as `ChangedOnDisk`.
     """
+    with locked(path):
+        return _edit_config(path, change, env=env, keep=keep, running=running)
+
+
+def _edit_config(
+    path: Path, change: Callable[[Document], None], *, env: dict[str, str], keep: int, running: bool
+) -> EditResult:
     try:
         original = path.read_bytes()
     except FileNotFoundError:

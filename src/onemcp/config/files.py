@@ -7,13 +7,18 @@ Owns bytes on disk only; it knows nothing about JSON, TOML or what the files mea
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 NEW_FILE_MODE = 0o600  # a new config may hold tokens: readable by its owner only
+LOCK_WAIT = 10.0  # seconds an edit waits for another one to finish before it gives up
 _STAMP = "%Y%m%dT%H%M%S_%fZ"
 
 
@@ -49,6 +54,37 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of `path`: editors that take it run one after
+    the other (two that both read the old file would each write their own change over the other's).
+
+    The lock is `fcntl.flock` on `.<name>.lock` beside the file (its symlink's target), left in place:
+    removing it would let a third editor lock a new file while the second holds the old one. Waits up
+    to `wait` seconds, then raises OSError (EWOULDBLOCK) saying so. No lock on Windows."""
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    target = path.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, NEW_FILE_MODE)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise OSError(errno.EWOULDBLOCK, f"another edit of {target.name} still holds its lock") from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def timestamp(now: datetime | None = None) -> str:

@@ -108,3 +108,22 @@ async def test_an_active_probe_takes_a_replica_out_and_brings_it_back() -> None:
                     await modern.call_tool("echo", {"message": "x"})
                 again = [m["calls"] for m in await replicas(hub, "r")]
                 assert again[0] == after[0] + 3 and again[1] == after[1] + 3  # back in the rotation
+
+
+async def test_replica_urls_are_shown_without_their_credentials() -> None:
+    """/metrics labels and /health's replicas[].url showed a URL's password and `api_key=`/`token=` values
+    raw (Prometheus keeps label values; the log scrubs them; hunt-ops F9): scheme, host, port and path
+    only, and `#<index>` for replicas those leave alike."""
+    primary = "http://user:s3cretpw@127.0.0.1:1/mcp?api_key=SECRETKEY1"
+    config = {"mcpServers": {"r": {"url": primary, "replicas": ["http://127.0.0.1:1/mcp?token=SECRETKEY2"]}}}
+    with anyio.fail_after(60):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=10) as http:
+            health = (await http.get(f"{hub.base}/health")).text
+            metrics = (await http.get(f"{hub.base}/metrics")).text
+            assert [m["url"] for m in await replicas(hub, "r")] == [
+                "http://127.0.0.1:1/mcp",
+                "http://127.0.0.1:1/mcp#1",
+            ]
+    for text in (health, metrics):
+        assert not any(secret in text for secret in ("s3cretpw", "SECRETKEY1", "SECRETKEY2")), text
+    assert 'onemcp_upstream_replica_up{replica="http://127.0.0.1:1/mcp#1",server="r"} 0.0' in metrics

@@ -10,6 +10,7 @@ from prometheus_client.core import Metric
 from onemcp.hub.core import Hub
 from onemcp.observability import limits
 from onemcp.observability.metrics import counter, gauge
+from onemcp.observability.redact import display_url
 
 if TYPE_CHECKING:
     from onemcp.reload import Reloader
@@ -23,6 +24,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
     tokens = hub.exposure.server_tokens()
     for name, slot, conn in state.upstreams():
         counts = state.list_counts(name)
+        shown = replica_names([m.config.url for m in slot.members])
         upstreams[name] = {
             "state": conn.state,
             "supervisor": slot.status,
@@ -30,7 +32,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "breaker": slot.breaker.state,
             "replicas": [
                 {
-                    "url": m.config.url,
+                    "url": shown[i] if m.config.url else None,
                     "pid": getattr(m.conn.transport, "pid", None),
                     "state": m.conn.state,
                     "inFlight": m.conn.in_flight,
@@ -103,6 +105,16 @@ def ready(hub: Hub) -> tuple[bool, dict[str, Any]]:
     return tried, {"ready": tried, "upstreams": hub.state.states()}
 
 
+def replica_names(urls: list[str | None]) -> list[str]:
+    """How /health and /metrics name a server's replicas: the URL without user, password or query
+    (they may hold credentials; the log scrubs them too), `#<index>` for a process or a repeated one."""
+    names: list[str] = []
+    for index, url in enumerate(urls):
+        shown = display_url(url) if url else ""
+        names.append(shown if shown and shown not in names else f"{shown}#{index}")
+    return names
+
+
 def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     """Gauges and counters read from live state when /metrics is scraped."""
     up = gauge("onemcp_upstream_up", "1 when the upstream is connected and ready", ["server", "transport"])
@@ -122,8 +134,8 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     withheld = gauge("onemcp_tools_withheld", "Tools withheld: their definition changed, not yet approved", ["server"])
     for name, slot, _ in hub.state.upstreams():
         withheld.add_metric([name], float(len(hub.catalog.withheld.get(name, ()))))
-        for index, member in enumerate(slot.members if slot.replicas else ()):
-            replica = member.config.url or f"#{index}"
+        members = slot.members if slot.replicas else []
+        for member, replica in zip(members, replica_names([m.config.url for m in members]), strict=True):
             ok = member.conn.state == "ready" and member.breaker.state != "open" and member.probe_ok
             replica_up.add_metric([name, replica], 1.0 if ok else 0.0)
             replica_calls.add_metric([name, replica], member.picks)

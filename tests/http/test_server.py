@@ -199,8 +199,8 @@ async def test_pipelined_requests_are_read_only_as_fast_as_they_are_answered(hub
             for _ in range(bursts):
                 sock.sendall(burst)
                 sent += 1
-        except TimeoutError:
-            pass
+        except (TimeoutError, ConnectionResetError, BrokenPipeError):
+            pass  # the hub stopped reading (or, on a loaded machine, gave the connection up): either way bounded
         return sock, sent
 
     deepest = 0

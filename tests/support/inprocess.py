@@ -51,13 +51,15 @@ def tool_call(tool: str, /, **arguments: Any) -> Json:
 class FixtureUpstreams:
     """The hub's transport factory: every connection gets a fresh fixture server (as a new process would).
 
-    In memory, the fixture's `crash` tool ends only its own server (not the test process), and
-    `freeze` (which blocks the event loop) is not offered.
+    In memory, the fixture's `crash` tool ends only its own server (not the test process),
+    `freeze` (which blocks the event loop) is not offered, and `hold` answers when the test sets `let_go`.
     """
 
     def __init__(self) -> None:
         self.started: dict[str, list[McpServer]] = {}  # by server name, oldest first (sessions' own too)
         self.made = anyio.Event()  # set when the next transport is made (then replaced)
+        self.let_go = anyio.Event()  # ends every `hold` call
+        self.live: dict[str, int] = {}  # by server name: how many of its servers are being served now
 
     def __call__(
         self, name: str, config: ServerConfig, auth: UpstreamAuth | None = None, server: ServerConfig | None = None
@@ -72,12 +74,21 @@ class FixtureUpstreams:
             await anyio.sleep_forever()  # a crashed server answers nothing: ending it cancels this
             raise AssertionError("unreachable")
 
+        async def hold(call: Call, args: Json) -> Json:
+            await self.let_go.wait()
+            return {"content": [{"type": "text", "text": "let go"}]}
+
         upstream.add_tool(Tool("crash", "End this in-memory server (it never answers this call).", crash))
+        upstream.add_tool(Tool("hold", "Answer once the test lets go (`let_go`).", hold))
         del upstream.tools["freeze"]
 
         async def serve(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
-            with scope:
-                await serve_streams(upstream, receive, send)
+            self.live[name] = self.live.get(name, 0) + 1
+            try:
+                with scope:
+                    await serve_streams(upstream, receive, send)
+            finally:
+                self.live[name] -= 1
 
         self.made.set()
         self.made = anyio.Event()

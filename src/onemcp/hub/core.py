@@ -25,7 +25,7 @@ from onemcp.auth.principal import Principal
 from onemcp.catalog import views
 from onemcp.catalog.catalog import Catalog, shown_as, tool_rules
 from onemcp.catalog.reach import EVERYTHING, Reach
-from onemcp.config.model import Exposure, HubConfig, Limits, PinMode
+from onemcp.config.model import Exposure, HubConfig, Limits, PinMode, ServerConfig
 from onemcp.hub import bridge, records
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
@@ -427,15 +427,13 @@ class Hub:
         self._place_servers()  # what each client may reach changes now, not once removed servers' calls drained
         self.refresh_views()  # announces what each client sees change
         await self._reload_templates(old_templates)
-        stopping = [*change.removed, *change.restarted]
-        async with anyio.create_task_group() as tg:
-            for name in stopping:
-                self.isolated.close_server(name)
-                tg.start_soon(self.pool.remove, name)
-        for name in change.restarted:
-            self.announcements.announce(self.catalog.drop(name))  # its lists come back from the new connection
-        for name in [*change.restarted, *change.added]:
-            self.pool.add(name, new.enabled[name])
+        for name in [*change.removed, *change.restarted]:
+            self.isolated.close_server(name)
+        async with anyio.create_task_group() as tg:  # one stop/start per server at a time (a restart may be on)
+            for name in [*change.removed, *change.restarted, *change.added]:
+                tg.start_soon(
+                    partial(self.pool.restart, name, partial(self._wanted, name), force=False, on_stopped=self._dropped)
+                )
         self.rescreen()  # pinToolDefinitions may have changed
         return change.report()
 
@@ -471,15 +469,21 @@ class Hub:
 
     async def restart_server(self, name: str) -> None:
         """Stop a server (its calls get the pool's drain bound) and start it again; NotFound if there is none."""
-        instance = self.instances.instances.get(name)
-        running = instance.config if instance is not None and instance.running else None
-        config = self.config.enabled.get(name) or running
-        if config is None:
+        if self._wanted(name) is None:
             raise NotFound(f"no enabled server {name!r}")
         self.isolated.close_server(name)
-        await self.pool.remove(name)
+        if not await self.pool.restart(name, partial(self._wanted, name), on_stopped=self._dropped):
+            raise NotFound(f"server {name!r} was removed from the config while it restarted: not started again")
+
+    def _wanted(self, name: str) -> ServerConfig | None:
+        """What `name` should run with now: its enabled config, or its running template instance's; None."""
+        instance = self.instances.instances.get(name)
+        running = instance.config if instance is not None and instance.running else None
+        return self.config.enabled.get(name) or running
+
+    def _dropped(self, name: str) -> None:
+        """A server stopped to start again: its lists come back from the new connection."""
         self.announcements.announce(self.catalog.drop(name))
-        self.pool.add(name, config)
 
     # ============================================================ template instances
     def _place_servers(self) -> set[str]:

@@ -587,7 +587,8 @@ class UpstreamConnection:
     async def drained(self) -> None:
         """Wait until no call made for a client is in flight."""
         while self.in_flight:
-            self._idle = anyio.Event()
+            if self._idle is None or self._idle.is_set():  # one event for every waiter
+                self._idle = anyio.Event()
             await self._idle.wait()
 
     def _settled(self) -> None:

@@ -17,6 +17,7 @@ import math
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -92,6 +93,7 @@ class Pool:
         self.auth = auth
         self.transports = transports
         self.slots: dict[str, Slot] = {}
+        self._changing: dict[str, anyio.Lock] = {}  # one stop/start of a server at a time (`restart`)
         self._initial = dict(config.enabled)
         self._tg: TaskGroup | None = None
         self.tried = anyio.Event()
@@ -203,6 +205,9 @@ class Pool:
         slot.replicas = members[1:]
         ids = [url or f"{name}#{i}" for i, url in enumerate(urls)]
         slot.balancer = Balancer(config.balance, ids, config.weights or None)
+        replaced = self.slots.get(name)
+        if replaced is not None:  # never two supervised connections for one name: the one there stops now
+            self._stop(replaced)
         self.slots[name] = slot
         for member in members:
             self._tg.start_soon(self._supervise, member)
@@ -219,9 +224,50 @@ class Pool:
         with anyio.move_on_after(drain):
             for member in slot.members:
                 await member.conn.drained()
-        del self.slots[name]
+        if self.slots.get(name) is slot:  # not the one someone else started meanwhile
+            del self.slots[name]
+        self._stop(slot)
+
+    @staticmethod
+    def _stop(slot: Slot) -> None:
         for member in slot.members:
+            member.status = "stopping"
             member.scope.cancel()
+
+    def busy(self, name: str) -> bool:
+        """Is `name` running, stopping, or being restarted?"""
+        return name in self.slots or name in self._changing
+
+    async def restart(
+        self,
+        name: str,
+        wanted: Callable[[], ServerConfig | None],
+        *,
+        force: bool = True,
+        on_stopped: Callable[[str], None] | None = None,
+    ) -> bool:
+        """Bring `name` to what `wanted()` (its config now, None when it has none) says, one change at a
+        time per server. Its slot stops (calls get the drain bound) when `force`d, gone from `wanted`, or
+        changed in how it connects; it then starts with what `wanted()` says *after* the drain (a reload
+        may have changed or removed it meanwhile), `on_stopped` first. True when it runs afterwards."""
+        lock = self._changing.setdefault(name, anyio.Lock())
+        try:
+            async with lock:
+                slot, config = self.slots.get(name), wanted()
+                stale = slot is not None and (
+                    config is None or not (slot.server_config or slot.config).same_connection(config)
+                )
+                if slot is not None and (force or stale):
+                    await self.remove(name)
+                    if on_stopped is not None:
+                        on_stopped(name)
+                config = wanted()
+                if config is not None and name not in self.slots:
+                    self.add(name, config)
+                return config is not None
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting and self._changing.get(name) is lock:
+                del self._changing[name]
 
     def record(self, conn: UpstreamConnection, *, ok: bool) -> None:
         """A call on `conn` finished: feed its replica's breaker."""

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import orjson
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import hit
@@ -37,13 +38,15 @@ class MemoryTransport(Transport):
         self._server = anyio.CancelScope()  # the server's task: cancelled, as a process is killed
         self._stopped = anyio.Event()  # set when the server's task has ended
         self._exit: str | None = None  # how it ended
+        self._untaken: list[MemoryObjectReceiveStream[bytes] | MemoryObjectSendStream[bytes]] = []
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         to_server, server_input = anyio.create_memory_object_stream[bytes](BUFFER)
         server_output, from_server = anyio.create_memory_object_stream[bytes](BUFFER)
-        await tg.start(self._run_server, server_input, server_output)
-        tg.start_soon(self._read, from_server, deliver)
+        self._untaken = [server_input, server_output, from_server]  # `aclose` closes them if no task took them
         self._to_server = to_server
+        await tg.start(self._run_server, server_input, server_output)
+        await tg.start(self._read, from_server, deliver)
 
     async def _run_server(
         self,
@@ -53,6 +56,7 @@ class MemoryTransport(Transport):
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         reason = "stopped"  # cancelled: with the connection, or by `aclose`
+        self._untaken = [end for end in self._untaken if end is not receive and end is not send]
         try:
             task_status.started()  # from now on its end is always signalled
             with self._server:
@@ -68,9 +72,17 @@ class MemoryTransport(Transport):
                 await send.aclose()
             self._stopped.set()
 
-    async def _read(self, stream: ObjectReceiveStream[bytes], deliver: Deliver) -> None:
+    async def _read(
+        self,
+        stream: ObjectReceiveStream[bytes],
+        deliver: Deliver,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         limit = self.config.max_response_bytes or MAX_RESPONSE_BYTES
+        self._untaken = [end for end in self._untaken if end is not stream]
         async with stream:
+            task_status.started()
             async for body in stream:
                 if len(body) > limit:
                     hit("response_bytes", "upstream %s sent a message over %d bytes", self.name, limit)
@@ -106,6 +118,9 @@ class MemoryTransport(Transport):
     async def aclose(self) -> None:
         self._mark_closed("stopped")
         stream, self._to_server = self._to_server, None
+        untaken, self._untaken = self._untaken, []
+        for end in untaken:  # stopped while it was being opened: no task owns these ends
+            end.close()
         if stream is None:
             return
         with anyio.CancelScope(shield=True):

@@ -1,0 +1,123 @@
+"""Restarts and reloads of one server at once, in-process: one connection per server at any time.
+
+A call held open by the fixture's `hold` tool (answered when the test sets `let_go`) keeps a
+server draining while the other change comes in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from onemcp.config.model import HubConfig
+from onemcp.protocol.errors import NotFound
+from support.inprocess import InProcessHub, LegacySession, fixture, inprocess_hub, tool_call
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 10.0
+SERVERS = {"alpha": fixture("--name", "alpha"), "beta": fixture("--name", "beta")}
+
+
+def config(servers: dict[str, Any]) -> HubConfig:
+    return HubConfig.model_validate({"mcpServers": servers})
+
+
+async def until(predicate: Callable[[], object]) -> None:
+    """Wait until `predicate()` holds; everything else runs meanwhile (no timing)."""
+    while not predicate():
+        await anyio.wait_all_tasks_blocked()
+
+
+class Held:
+    """A `beta__hold` call in flight, and the outcomes of what runs beside it."""
+
+    def __init__(self, h: InProcessHub, session: LegacySession) -> None:
+        self.h, self.session = h, session
+        self.replies: list[dict[str, Any]] = []
+        self.restarts: list[str] = []
+
+    async def call(self) -> None:
+        self.replies.append(await self.session.ask("tools/call", tool_call("beta__hold")))
+
+    async def restart(self) -> None:
+        try:
+            await self.h.app.hub.restart_server("beta")
+            self.restarts.append("restarted")
+        except NotFound as exc:
+            self.restarts.append(exc.message)
+
+    async def reload(self, servers: dict[str, Any]) -> None:
+        await self.h.app.hub.apply_config(config(servers))
+
+
+async def holding(h: InProcessHub, tg: anyio.abc.TaskGroup) -> Held:
+    held = Held(h, await h.session())
+    tg.start_soon(held.call)
+    await until(lambda: (conn := h.app.hub.pool.get("beta")) is not None and conn.in_flight)
+    return held
+
+
+async def draining(h: InProcessHub) -> None:
+    await until(lambda: h.app.hub.pool.slots["beta"].status == "stopping")
+
+
+def made(h: InProcessHub) -> int:
+    return len(h.upstreams.started["beta"])
+
+
+async def test_a_restart_of_a_server_a_reload_removes_meanwhile_does_not_start_it_again() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            async with anyio.create_task_group() as tg:
+                held = await holding(h, tg)
+                tg.start_soon(held.restart)
+                await draining(h)
+                tg.start_soon(held.reload, {"alpha": SERVERS["alpha"]})
+                await until(lambda: "beta" not in h.app.hub.config.servers)
+                await anyio.wait_all_tasks_blocked()
+                h.upstreams.let_go.set()
+            assert held.restarts == ["server 'beta' was removed from the config while it restarted: not started again"]
+            assert held.replies[0]["result"]["content"][0]["text"] == "let go"  # the call drained
+            assert "beta" not in h.app.hub.pool.slots and made(h) == 1
+            await until(lambda: h.upstreams.live["beta"] == 0)
+
+
+async def test_a_restart_racing_a_reload_that_changes_the_server_leaves_one_connection_with_the_new_config() -> None:
+    changed = fixture("--name", "beta", "--tools", "1")
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            async with anyio.create_task_group() as tg:
+                held = await holding(h, tg)
+                tg.start_soon(held.restart)
+                await draining(h)
+                tg.start_soon(held.reload, {"alpha": SERVERS["alpha"], "beta": changed})
+                await anyio.wait_all_tasks_blocked()
+                h.upstreams.let_go.set()
+            assert held.restarts == ["restarted"]
+            assert made(h) == 2  # started once more, with the config the reload brought
+            assert h.app.hub.pool.slots["beta"].config.args == changed["args"]
+            await h.ready("beta")
+            await until(lambda: h.upstreams.live["beta"] == 1)
+            await h.app.hub.apply_config(config({"alpha": SERVERS["alpha"]}))  # and removing it stops it
+            await until(lambda: h.upstreams.live["beta"] == 0)
+
+
+async def test_two_restarts_at_once_run_one_after_the_other() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            async with anyio.create_task_group() as tg:
+                held = await holding(h, tg)
+                tg.start_soon(held.restart)
+                await draining(h)
+                tg.start_soon(held.restart)  # a double click
+                await anyio.wait_all_tasks_blocked()
+                h.upstreams.let_go.set()
+            assert held.restarts == ["restarted", "restarted"]
+            assert made(h) == 3
+            await h.ready("beta")
+            await until(lambda: h.upstreams.live["beta"] == 1)
+            await h.app.hub.apply_config(config({"alpha": SERVERS["alpha"]}))
+            await until(lambda: h.upstreams.live["beta"] == 0 and "beta" not in h.app.hub.pool.slots)

@@ -121,3 +121,19 @@ async def test_two_restarts_at_once_run_one_after_the_other() -> None:
             await until(lambda: h.upstreams.live["beta"] == 1)
             await h.app.hub.apply_config(config({"alpha": SERVERS["alpha"]}))
             await until(lambda: h.upstreams.live["beta"] == 0 and "beta" not in h.app.hub.pool.slots)
+
+
+async def test_a_reload_does_not_wait_for_a_removed_server_s_calls_to_drain() -> None:
+    gamma = fixture("--name", "gamma")
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            async with anyio.create_task_group() as tg:
+                held = await holding(h, tg)
+                await held.reload({"alpha": SERVERS["alpha"]})  # returns while beta's call is still in flight
+                await draining(h)  # /health shows it as "stopping" meanwhile
+                await held.reload({"alpha": SERVERS["alpha"], "gamma": gamma})  # the next edit applies
+                await h.ready("gamma")  # started at once
+                assert not held.replies
+                h.upstreams.let_go.set()
+            assert held.replies[0]["result"]["content"][0]["text"] == "let go"
+            await until(lambda: "beta" not in h.app.hub.pool.slots and h.upstreams.live["beta"] == 0)

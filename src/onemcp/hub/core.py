@@ -411,7 +411,8 @@ class Hub:
     async def apply_config(self, new: HubConfig) -> dict[str, list[str]]:
         """Carry out `plan(old, new)` for a new (already validated) config: only what changed is touched.
 
-        Removed servers' calls get the pool's drain bound; list_changed only for lists that changed.
+        Removed and restarted servers' calls get the pool's drain bound, in the background (the next
+        reload does not wait for it); added servers start at once; list_changed only for lists that changed.
         """
         change = plan(self.config, new)
         old_templates = self.config.templates
@@ -429,11 +430,11 @@ class Hub:
         await self._reload_templates(old_templates)
         for name in [*change.removed, *change.restarted]:
             self.isolated.close_server(name)
-        async with anyio.create_task_group() as tg:  # one stop/start per server at a time (a restart may be on)
-            for name in [*change.removed, *change.restarted, *change.added]:
-                tg.start_soon(
-                    partial(self.pool.restart, name, partial(self._wanted, name), force=False, on_stopped=self._dropped)
-                )
+        for name in [*change.removed, *change.restarted, *change.added]:
+            if name in change.added and not self.pool.busy(name):
+                self.pool.add(name, new.enabled[name])  # at once
+            else:  # in the background, one change per server at a time: calls drain while later edits apply
+                self.pool.restart_soon(name, partial(self._wanted, name), on_stopped=self._dropped)
         self.rescreen()  # pinToolDefinitions may have changed
         return change.report()
 

@@ -238,6 +238,21 @@ class Pool:
         """Is `name` running, stopping, or being restarted?"""
         return name in self.slots or name in self._changing
 
+    def restart_soon(
+        self, name: str, wanted: Callable[[], ServerConfig | None], on_stopped: Callable[[str], None] | None = None
+    ) -> None:
+        """`restart` (unforced) in the background: a reload does not wait for a removed server's drain."""
+        assert self._tg is not None, "the pool is not running"
+        self._tg.start_soon(self._restart_quietly, name, wanted, on_stopped)
+
+    async def _restart_quietly(
+        self, name: str, wanted: Callable[[], ServerConfig | None], on_stopped: Callable[[str], None] | None
+    ) -> None:
+        try:
+            await self.restart(name, wanted, force=False, on_stopped=on_stopped)
+        except Exception:  # the boundary: one server's change never takes the hub down
+            log.exception("upstream %s: the reload's change failed", name)
+
     async def restart(
         self,
         name: str,

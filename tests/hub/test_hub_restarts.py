@@ -14,6 +14,7 @@ import pytest
 
 from onemcp.config.model import HubConfig
 from onemcp.protocol.errors import NotFound
+from onemcp.upstream import pool
 from support.inprocess import InProcessHub, LegacySession, fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -137,3 +138,23 @@ async def test_a_reload_does_not_wait_for_a_removed_server_s_calls_to_drain() ->
                 h.upstreams.let_go.set()
             assert held.replies[0]["result"]["content"][0]["text"] == "let go"
             await until(lambda: "beta" not in h.app.hub.pool.slots and h.upstreams.live["beta"] == 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "told"),
+    [
+        ({"alpha": SERVERS["alpha"]}, "[beta] removed from the config by a reload"),
+        ({**SERVERS, "beta": fixture("--name", "beta", "--tools", "1")}, "[beta] restarting after a config change"),
+        (None, "[beta] restarting (an operator asked)"),
+    ],
+)
+async def test_a_call_cut_off_by_a_stop_hears_why(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, Any] | None, told: str
+) -> None:
+    monkeypatch.setattr(pool, "DRAIN_SECONDS", 0.0)  # the drain bound is over at once
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            async with anyio.create_task_group() as tg:
+                held = await holding(h, tg)
+                await (held.restart() if change is None else held.reload(change))
+            assert held.replies[0]["error"] == {"code": -32000, "message": told}

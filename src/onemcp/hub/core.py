@@ -473,7 +473,8 @@ class Hub:
         if self._wanted(name) is None:
             raise NotFound(f"no enabled server {name!r}")
         self.isolated.close_server(name)
-        if not await self.pool.restart(name, partial(self._wanted, name), on_stopped=self._dropped):
+        wanted, why = partial(self._wanted, name), "restarting (an operator asked)"
+        if not await self.pool.restart(name, wanted, reason=why, on_stopped=self._dropped):
             raise NotFound(f"server {name!r} was removed from the config while it restarted: not started again")
 
     def _wanted(self, name: str) -> ServerConfig | None:
@@ -507,7 +508,7 @@ class Hub:
     async def _stop_instance(self, instance: Instance) -> None:
         self.isolated.close_server(instance.id)
         self.announcements.announce(self._place_servers())
-        await self.pool.remove(instance.id)
+        await self.pool.remove(instance.id, reason="template instance stopped")
 
     async def _reload_templates(self, old: Mapping[str, Any]) -> None:
         """Templates changed: sessions and listens bound again; changed instances none holds stop, new ones start."""

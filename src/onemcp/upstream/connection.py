@@ -167,7 +167,7 @@ class UpstreamConnection:
             self._set_failed(f"internal error: {exc!r}")
         finally:
             self._tg = None
-            self._fail_pending(self.last_error or "connection closed")
+            self.fail_pending(self.last_error or "connection closed")
             with anyio.CancelScope(shield=True):
                 await self.transport.aclose()
             if self.state not in ("failed",):
@@ -210,10 +210,12 @@ class UpstreamConnection:
 
     async def _watch_transport(self) -> None:
         await self.transport.closed.wait()
-        self._fail_pending(self.transport.close_reason or "connection closed")
+        self.fail_pending(self.transport.close_reason or "connection closed")
 
-    def _fail_pending(self, reason: str) -> None:
+    def fail_pending(self, reason: str, *, closed: bool = True) -> None:
+        """Calls in flight end: the connection closed (`reason` says why), or the hub stops it (`reason` says so)."""
         pending, self._pending = self._pending, {}
+        told = reason.removeprefix(f"[{self.name}] ")
         self._settled()
         for call in pending.values():
             call.broken = True
@@ -222,7 +224,7 @@ class UpstreamConnection:
                     call.downstream_id,
                     {
                         "code": UPSTREAM_UNAVAILABLE,
-                        "message": f"[{self.name}] upstream closed: {reason.removeprefix(f'[{self.name}] ')}",
+                        "message": f"[{self.name}] {'upstream closed: ' if closed else ''}{told}",
                     },
                 )
             )

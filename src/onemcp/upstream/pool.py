@@ -42,6 +42,7 @@ BACKOFF_MAX = 30.0
 CRASH_LOOP_WAIT = 300.0
 STABLE_AFTER = 30.0  # ready this long: the backoff starts over
 DRAIN_SECONDS = 10.0
+REMOVED, CHANGED = "removed from the config by a reload", "restarting after a config change"  # what calls cut off hear
 BLOCKED_WAIT = 3600.0  # waiting for an operator to authorize: woken by the callback
 
 
@@ -207,15 +208,16 @@ class Pool:
         slot.balancer = Balancer(config.balance, ids, config.weights or None)
         replaced = self.slots.get(name)
         if replaced is not None:  # never two supervised connections for one name: the one there stops now
-            self._stop(replaced)
+            self._stop(replaced, "replaced by a new start")
         self.slots[name] = slot
         for member in members:
             self._tg.start_soon(self._supervise, member)
             if config.probe is not None and member.config.url is not None:
                 self._tg.start_soon(self._probe, member, config.probe)
 
-    async def remove(self, name: str, *, drain: float = DRAIN_SECONDS) -> None:
-        """Stop a server: in-flight calls get `drain` seconds to finish, then it is stopped."""
+    async def remove(self, name: str, *, drain: float | None = None, reason: str = "stopped by the hub") -> None:
+        """Stop a server: in-flight calls get `drain` seconds (`DRAIN_SECONDS`) to finish, then end with `reason`."""
+        drain = DRAIN_SECONDS if drain is None else drain
         slot = self.slots.get(name)
         if slot is None:
             return
@@ -226,12 +228,13 @@ class Pool:
                 await member.conn.drained()
         if self.slots.get(name) is slot:  # not the one someone else started meanwhile
             del self.slots[name]
-        self._stop(slot)
+        self._stop(slot, reason)
 
     @staticmethod
-    def _stop(slot: Slot) -> None:
+    def _stop(slot: Slot, reason: str) -> None:
         for member in slot.members:
             member.status = "stopping"
+            member.conn.fail_pending(reason, closed=False)  # a clear error, not "connection closed"
             member.scope.cancel()
 
     def busy(self, name: str) -> bool:
@@ -259,12 +262,14 @@ class Pool:
         wanted: Callable[[], ServerConfig | None],
         *,
         force: bool = True,
+        reason: str | None = None,
         on_stopped: Callable[[str], None] | None = None,
     ) -> bool:
         """Bring `name` to what `wanted()` (its config now, None when it has none) says, one change at a
         time per server. Its slot stops (calls get the drain bound) when `force`d, gone from `wanted`, or
         changed in how it connects; it then starts with what `wanted()` says *after* the drain (a reload
-        may have changed or removed it meanwhile), `on_stopped` first. True when it runs afterwards."""
+        may have changed or removed it meanwhile), `on_stopped` first. True when it runs afterwards.
+        Calls cut off by the drain bound hear `reason` (default: a reload's `REMOVED` or `CHANGED`)."""
         lock = self._changing.setdefault(name, anyio.Lock())
         try:
             async with lock:
@@ -273,7 +278,7 @@ class Pool:
                     config is None or not (slot.server_config or slot.config).same_connection(config)
                 )
                 if slot is not None and (force or stale):
-                    await self.remove(name)
+                    await self.remove(name, reason=reason or (REMOVED if config is None else CHANGED))
                     if on_stopped is not None:
                         on_stopped(name)
                 config = wanted()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ from onemcp.upstream.user_secrets import UserSecrets
 
 GUARDED = frozenset({b"host", b"origin"})  # headers the guard judges: one of each, or none
 log = logging.getLogger("onemcp.app")
+SHUTTING_DOWN = "the hub is shutting down"  # what a call still running after the shutdown grace hears
+FINISH = 1.0  # after the grace: for those calls' errors to be written before uvicorn cancels what is left
 
 
 class OneMcpApp:
@@ -285,16 +288,33 @@ class OneMcpApp:
 
 
 class HubServer(uvicorn.Server):
-    """uvicorn, letting the hub end its streams gracefully before uvicorn waits for them to close, and
-    stopping when the hub failed while serving (uvicorn alone would go on answering with a dead hub)."""
+    """uvicorn, letting the hub end its streams gracefully before uvicorn waits for them to close, ending
+    the calls still running after the grace with a JSON-RPC error (uvicorn would cancel them: a bare 500
+    and a traceback), and stopping when the hub failed while serving (uvicorn alone would go on
+    answering with a dead hub)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
+        self.grace: float | None = config.timeout_graceful_shutdown
         if isinstance(config.app, OneMcpApp):
             config.app.on_failure.append(lambda: setattr(self, "should_exit", True))
+            if self.grace is not None:  # uvicorn's own cancel comes later: the hub's errors are written first
+                config.timeout_graceful_shutdown = math.ceil(self.grace + FINISH)
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         app = self.config.app
-        if isinstance(app, OneMcpApp):
-            app.begin_shutdown()
-        await super().shutdown(sockets)
+        if not isinstance(app, OneMcpApp) or self.grace is None:
+            await super().shutdown(sockets)
+            return
+        app.begin_shutdown()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._cut_off, app, self.grace)
+            await super().shutdown(sockets)
+            tg.cancel_scope.cancel()
+
+    @staticmethod
+    async def _cut_off(app: OneMcpApp, grace: float) -> None:
+        await anyio.sleep(grace)
+        cut = app.hub.cut_off_calls(SHUTTING_DOWN)
+        if cut:
+            log.warning("%d call(s) still running after the %gs grace: ended (%s)", cut, grace, SHUTTING_DOWN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,10 @@ import httpx
 import pytest
 
 from fixtures.launch import fixture_command, stop_process
+from onemcp.app import HubServer, OneMcpApp
+from onemcp.config.model import HubConfig
 from support.hub import HEADERS, raw_session
+from support.inprocess import BOTH, FixtureUpstreams, fixture, modern_request, tool_call
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 60.0
@@ -104,3 +108,41 @@ async def test_sigkill_of_the_hub_takes_its_children_along(tmp_path: Path) -> No
                 await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
         finally:
             await stop_process(process)
+
+
+async def test_a_call_still_running_after_the_grace_gets_a_json_rpc_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Not uvicorn's bare 500 text/plain and a traceback: the hub ends the call, in the transport's type."""
+    upstreams = FixtureUpstreams()
+    app = OneMcpApp(
+        HubConfig.model_validate({"mcpServers": {"slow": fixture(), "other": fixture()}}), transports=upstreams
+    )
+    server = HubServer(app.server_config(timeout_graceful_shutdown=0))  # the grace is over at once
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    answers: dict[str, httpx.Response] = {}
+
+    async def call(accept: str) -> None:
+        headers, body = modern_request("tools/call", **tool_call("slow__hold"))
+        async with httpx.AsyncClient(timeout=DEADLINE) as http:
+            answers[accept] = await http.post(f"{base}/mcp", headers={**headers, "accept": accept}, json=body)
+
+    with anyio.fail_after(DEADLINE), sock:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            await app.hub.pool.tried.wait()
+            tg.start_soon(call, "application/json")
+            tg.start_soon(call, BOTH)
+            conn = app.hub.pool.get("slow")
+            while conn is None or conn.in_flight < 2:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                conn = app.hub.pool.get("slow")
+            server.should_exit = True
+    for accept, response in answers.items():
+        assert response.headers["content-type"].startswith(accept.split(",")[0]), response.headers
+        *_, last = (line for line in response.text.splitlines() if line.startswith(("{", "data: ")))
+        error = json.loads(last.removeprefix("data: "))["error"]
+        assert error == {"code": -32000, "message": "[slow] the hub is shutting down"}
+    assert "Exception in ASGI application" not in caplog.text
+    assert "1 call(s) still running" not in caplog.text and "2 call(s) still running" in caplog.text

@@ -487,6 +487,14 @@ class Hub:
         """A server stopped to start again: its lists come back from the new connection."""
         self.announcements.announce(self.catalog.drop(name))
 
+    def cut_off_calls(self, reason: str) -> int:
+        """End every call waiting on an upstream now, with `reason` (the hub is stopping); how many there were."""
+        conns = [*(m.conn for slot in self.pool.slots.values() for m in slot.members), *self.isolated.connections()]
+        cut = sum(conn.in_flight for conn in conns)
+        for conn in conns:
+            conn.fail_pending(reason, closed=False)
+        return cut
+
     # ============================================================ template instances
     def _place_servers(self) -> set[str]:
         """Tell the catalog the servers in order (config, then running instances); the kinds that changed."""

@@ -109,6 +109,9 @@ class IsolatedConnections:
         hit("own_connections", "upstream %s: %s", name, why)
         raise LimitReached("own_connections", f"[{name}] {why}; try again later", 503)
 
+    def connections(self) -> list[UpstreamConnection]:
+        return [conn for conn, _ in self._conns.values()]
+
     def held_by(self, *owners: str) -> list[UpstreamConnection]:
         """The ready connections kept for any of `owners` (a session id, a `user:` principal, ...)."""
         return [conn for (owner, _), (conn, _) in self._conns.items() if owner in owners and conn.state == "ready"]

@@ -303,10 +303,11 @@ class HubServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         app = self.config.app
+        if isinstance(app, OneMcpApp):
+            app.begin_shutdown()
         if not isinstance(app, OneMcpApp) or self.grace is None:
             await super().shutdown(sockets)
             return
-        app.begin_shutdown()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._cut_off, app, self.grace)
             await super().shutdown(sockets)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import anyio
 
 from onemcp.config.model import ServerConfig
-from onemcp.protocol.errors import UpstreamError, UpstreamTimeout
+from onemcp.protocol.errors import UpstreamError, UpstreamReplied, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.call import Call, Requester
 
@@ -96,17 +96,25 @@ class Idle(Protocol):
 
 
 async def keepalive(conn: Idle, interval: float) -> None:
-    """Ping an idle upstream (server/discover for a modern one); recycle it if it is silent."""
+    """Ping an idle upstream (server/discover for a modern one) at most once per `interval`; recycle
+    it when it is silent, or when the ping cannot be carried (the server cannot be reached)."""
+    pinged = float("-inf")  # when the last ping went: the next waits an interval, whatever it got
     while True:
-        await anyio.sleep(max(0.0, interval - (time.monotonic() - conn.last_heard)))
+        await anyio.sleep(max(0.0, interval - (time.monotonic() - max(conn.last_heard, pinged))))
         if time.monotonic() - conn.last_heard < interval:
             continue
         method = "server/discover" if conn.era == "modern" else "ping"
+        pinged = time.monotonic()
         try:
             await conn.request(method, {})
         except UpstreamTimeout:
             log.warning("upstream %s did not answer %s: recycling it", conn.name, method)
             conn.transport.abort(f"stopped answering {method} within {conn.config.timeout:g}s")
             return
-        except UpstreamError:
+        except UpstreamReplied:
             pass  # an error is an answer: it is alive
+        except UpstreamError as exc:  # not even sent: the connection is dead (a server that cannot be reached)
+            reason = str(exc).removeprefix(f"[{conn.name}] ")
+            log.warning("upstream %s: %s could not be sent (%s): recycling it", conn.name, method, reason)
+            conn.transport.abort(reason)
+            return

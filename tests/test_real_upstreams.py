@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -80,6 +82,25 @@ async def test_everything_over_streamable_http_with_time_over_stdio() -> None:
                         progress_callback=on_progress,
                     )
                     assert not long.is_error
+
+
+async def test_everything_over_streamable_http_restarted_on_the_same_port_is_used_again() -> None:
+    """It answers the hub's old session id with 400 "Bad Request: No valid session ID provided" (not the
+    spec's 404): the hub starts a new session and the call goes through (it failed for ever; hunt-ops F2)."""
+    with anyio.fail_after(DEADLINE):
+        async with AsyncExitStack() as stack:
+            first = AsyncExitStack()
+            stack.push_async_callback(first.aclose)
+            url = await first.enter_async_context(running_everything_http())
+            hub = await stack.enter_async_context(
+                running_hub({"onemcp": {"prefixMode": "always"}, "mcpServers": {"everything": {"url": url}}})
+            )
+            c = await stack.enter_async_context(Client(hub.url, mode="legacy", cache=None))
+            assert text_of(await c.call_tool("everything__echo", {"message": "before"})) == "Echo: before"
+            await first.aclose()  # the server stops, and starts again on the same port
+            await stack.enter_async_context(running_everything_http(port=urlsplit(url).port))
+            assert text_of(await c.call_tool("everything__echo", {"message": "after"})) == "Echo: after"
+            assert hub.app.hub.pool.connections["everything"].state == "ready"
 
 
 async def test_memory_and_git(tmp_path: Path) -> None:

@@ -167,18 +167,20 @@ async def _stop(process: Process) -> None:
 
 
 @asynccontextmanager
-async def running_everything_http(*, startup_timeout: float = 30.0) -> AsyncIterator[str]:
-    """Run server-everything in ``streamableHttp`` mode on a free loopback port.
+async def running_everything_http(*, startup_timeout: float = 30.0, port: int | None = None) -> AsyncIterator[str]:
+    """Run server-everything in ``streamableHttp`` mode on a free loopback port (or on `port`: a restart).
 
     Yields the MCP endpoint URL, ``http://127.0.0.1:<port>/mcp``; the server is stopped on exit.
-    If another process grabs the chosen port before the server binds it, a new port is tried.
+    If another process grabs the chosen port before the server binds it, a new port is tried
+    (not when `port` was given).
     """
     entry = _npm_entry(_EVERYTHING_ENTRY)
     command = [node_binary(), "--require", str(BIND_LOOPBACK_PRELOAD), entry, "streamableHttp"]
     # The server logs every request to stdout; a file (not a pipe nobody reads) can't fill up and block it.
     with tempfile.TemporaryFile(prefix="server-everything-") as log:
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            port = free_loopback_port()
+        attempts = 1 if port is not None else _PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            chosen = port or free_loopback_port()
             log.seek(0)
             log.truncate()
             process = await anyio.open_process(
@@ -186,17 +188,17 @@ async def running_everything_http(*, startup_timeout: float = 30.0) -> AsyncIter
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PORT": str(port)},
+                env={**os.environ, "PORT": str(chosen)},
                 cwd=str(NPM_DIR),
             )
             try:
                 try:
-                    await _wait_until_listening(process, port, log, startup_timeout)
+                    await _wait_until_listening(process, chosen, log, startup_timeout)
                 except _PortTakenError:
-                    if attempt == _PORT_ATTEMPTS:
+                    if attempt == attempts:
                         raise
                     continue
-                yield f"http://{LOOPBACK_HOST}:{port}/mcp"
+                yield f"http://{LOOPBACK_HOST}:{chosen}/mcp"
                 return
             finally:
                 await _stop(process)

@@ -53,14 +53,12 @@ State = Literal["starting", "ready", "failed", "stopped"]
 log = logging.getLogger("onemcp.upstream")
 
 # What the hub tells upstreams it can do: it forwards these to clients that can.
-HUB_CLIENT_CAPABILITIES: dict[str, Any] = {
-    "roots": {"listChanged": True},
-    "sampling": {},
-    "elicitation": {"form": {}, "url": {}},
-}
+HUB_CLIENT_CAPABILITIES: dict[str, Any] = {"roots": {"listChanged": True}, "sampling": {}}
+HUB_CLIENT_CAPABILITIES["elicitation"] = {"form": {}, "url": {}}
 MAX_LIST_PAGES = 1000
 MAX_LIST_ITEMS = 10_000  # of one kind from one server; the whole list is also bounded by maxResponseBytes
 CANCEL_SEND_TIMEOUT = 2.0
+HANDSHAKE = ("server/discover", "initialize", "notifications/initialized")
 PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
 
 
@@ -219,15 +217,8 @@ class UpstreamConnection:
         self._settled()
         for call in pending.values():
             call.broken = True
-            call.finish(
-                jsonrpc.error(
-                    call.downstream_id,
-                    {
-                        "code": UPSTREAM_UNAVAILABLE,
-                        "message": f"[{self.name}] {'upstream closed: ' if closed else ''}{told}",
-                    },
-                )
-            )
+            why = f"[{self.name}] {'upstream closed: ' if closed else ''}{told}"
+            call.finish(jsonrpc.error(call.downstream_id, {"code": UPSTREAM_UNAVAILABLE, "message": why}))
 
     async def _handshake(self, limit: float = math.inf) -> None:
         """Find the era (probe server/discover unless told), open the conversation; `limit` per request."""
@@ -432,9 +423,15 @@ class UpstreamConnection:
             raise InvalidParams(
                 "the request cannot be forwarded: it nests too deeply or holds non-JSON values"
             ) from None
+        handshake = msg.get("method") in HANDSHAKE
+        if self._reinit_lock.locked() and not handshake:
+            async with self._reinit_lock:  # a new session is being made: this goes in it, not before
+                pass
         try:
             await self.transport.send(msg, body)
         except SessionExpired as expired:
+            if handshake:  # never a new session from within the handshake
+                raise UpstreamError(self.name, str(expired)) from None
             await self._reinitialize(expired.session)
             try:
                 await self.transport.send(msg, body)
@@ -460,11 +457,9 @@ class UpstreamConnection:
     async def request(
         self, method: str, params: dict[str, Any] | None = None, *, limit: float | None = None
     ) -> dict[str, Any]:
-        """The hub's own request (handshake, lists): result dict, or UpstreamError. Bounded by `limit`
-        when given (math.inf: by the caller's deadline only: the handshake's `startupTimeout`), else `timeout`."""
-        msg: Message = {"jsonrpc": "2.0", "id": 0, "method": method}
-        if params is not None:
-            msg["params"] = params
+        """The hub's own request (handshake, lists): result, or UpstreamError; within `limit` (inf: the
+        caller's deadline only, the handshake's `startupTimeout`), else `timeout`."""
+        msg: Message = {"jsonrpc": "2.0", "id": 0, "method": method} | ({} if params is None else {"params": params})
         limit = self.config.timeout if limit is None else limit
         call = await self.begin(msg)
         try:

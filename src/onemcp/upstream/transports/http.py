@@ -2,8 +2,9 @@
 
 Owns the HTTP conversation with one upstream URL: session id capture and echo, the
 MCP-Protocol-Version header, JSON or SSE response bodies (parsed as they arrive, in the
-event loop's callbacks), the standalone GET stream for server notifications, and
-reporting an expired session (404) so the connection can re-initialize, and carrying the
+event loop's callbacks), the standalone GET stream for server notifications,
+reporting an expired session (404, or a 400 that says so: http_status.py) so the connection can
+re-initialize, declaring itself dead when the server cannot be reached, and carrying the
 hub's own OAuth token for this upstream (refreshed before expiry; a 401 is recovered from once,
 by refresh, before the request fails). A request's exchange that ends without its reply (a redirect,
 a body that is not JSON, a reply stream that ends early) fails it at once, saying which; an abandoned
@@ -25,17 +26,17 @@ from anyio.abc import TaskGroup
 from onemcp import __version__
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import hit
+from onemcp.observability.redact import display_url
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
 from onemcp.upstream.transports.h1 import H1Exchange, Pool, UpstreamHttpError
+from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, one_line, rpc_error, session_gone
 
 GET_RETRY_MAX = 30.0
 ACCEPT_BOTH = "application/json, text/event-stream"
-ERROR_BODY_MAX = 4096  # of a non-2xx body: enough for a JSON-RPC error with data
-ERROR_LINE_MAX = 200  # of its text in an error message
 RESUME_ATTEMPTS = 5  # GETs that resume one request's broken reply stream
 RESUME_WAIT_MAX_MS = 5000  # the longest `retry:` honoured before resuming
 
@@ -125,27 +126,6 @@ class EventSink:
             self.deliver(msg, self.related)
 
 
-def one_line(raw: bytes) -> str:
-    """An upstream's error body as one short line (HTML pages and stack traces included)."""
-    text = " ".join(raw.decode(errors="replace").split())
-    return text if len(text) <= ERROR_LINE_MAX else text[: ERROR_LINE_MAX - 3] + "..."
-
-
-def rpc_error(raw: bytes, request_id: Any) -> Message | None:
-    """The JSON-RPC error response to `request_id` in a non-2xx body, if that is what it is."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if jsonrpc.too_deep(raw, doc):
-        return None  # said as the status and the body's first line instead
-    if not isinstance(doc, dict) or not isinstance(doc.get("error"), dict):
-        return None
-    if doc.get("id") not in (request_id, None) or not isinstance(doc["error"].get("code"), int):
-        return None
-    return {"jsonrpc": "2.0", "id": request_id, "error": doc["error"]}
-
-
 NOT_JSON = "the server's reply is not valid JSON"
 NO_REPLY = "the server's JSON body holds no reply to this request"
 
@@ -202,7 +182,9 @@ class PostExchange(H1Exchange):
                 self.challenge = headers.get("www-authenticate")
                 self.nonce = headers.get("dpop-nonce")
             return
-        if status >= 300:  # it says nothing of our message: no reply will come
+        if status < 300:
+            self.t.link_failed = False  # it is reached again
+        elif status < 400:  # it says nothing of our message: no reply will come
             self.t.log.info("POST %s: HTTP %d to %r", self.t.url, status, headers.get("location"))
             self.error = TransportError(f"{self.label}: the server answered HTTP {status} (redirects are not followed)")
             return
@@ -234,7 +216,9 @@ class PostExchange(H1Exchange):
             message = f"HTTP {self.status}: {one_line(raw)}"  # the client sees it: no URL, one line
             if self.status in (404, 405) and self.msg.get("method") in ("initialize", "server/discover"):
                 self.t.handshake_refused = self.status
-            if self.t.auth is not None and (self.status == 401 or (self.status == 403 and self.challenge)):
+            if session_gone(self.status, raw, self.session, after_failure=self.t.link_failed):
+                self.error = SessionExpired(f"the upstream no longer knows our session ({message})", self.session)
+            elif self.t.auth is not None and (self.status == 401 or (self.status == 403 and self.challenge)):
                 self.error = AuthRejected(message, self.status, self.challenge, self.authorization, self.nonce)
             elif self.is_request and (reply := rpc_error(raw, self.msg["id"])) is not None:
                 # the upstream's own JSON-RPC error (2026-07-28 carries them on 400/404): it passes as is
@@ -278,6 +262,7 @@ class PostExchange(H1Exchange):
 
     def on_error(self, error: UpstreamHttpError) -> None:
         self.t.log.info("POST %s failed: %s", self.t.url, error)
+        self.t.link_failed = not isinstance(error, TooLarge)  # the server may be going away
         self.error = TransportError(str(error) if isinstance(error, TooLarge) else f"POST failed: {error}")
         self._settle()
 
@@ -352,6 +337,7 @@ class StreamableHttpTransport(Transport):
         # The handshake's POST was refused as a method the URL does not take (404/405): an old
         # HTTP+SSE server, maybe (the spec's backwards-compatible probe then tries GET + SSE).
         self.handshake_refused: int | None = None
+        self.link_failed = False  # a connection to the server broke since it last answered 2xx
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)
@@ -437,9 +423,12 @@ class StreamableHttpTransport(Transport):
         exchange.authorization = headers.get("authorization")
         try:
             conn = await pool.send(b"POST", self._target, headers, body, exchange)
-        except UpstreamHttpError as exc:
+        except UpstreamHttpError as exc:  # the server cannot be reached: this connection is dead
             self.log.info("POST %s failed: %s", self.url, exc)
-            raise exc.refusal(self.name) or TransportError(f"POST failed: {exc}") from None
+            if (refused := exc.refusal(self.name)) is not None:  # no fd of our own: not the server's fault
+                raise refused from None
+            self.abort(f"POST {display_url(self.url)} failed: {exc}")  # the supervisor reconnects, backing off
+            raise TransportError(f"POST failed: {exc}") from None
         exchange.conn = conn
         if exchange.done is None:
             self._requests[message["id"]] = exchange

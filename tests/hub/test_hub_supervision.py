@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import anyio
 import pytest
 
@@ -50,3 +52,27 @@ async def test_the_same_failure_again_and_again_is_logged_less_and_less(
     said = [r.getMessage() for r in caplog.records if "upstream dead stopped" in r.getMessage()]
     assert 3 <= len(said) <= 5, said  # 1, 2, 4, 8 of 8+ failures
     assert "[2 times in a row]" in said[1] and "[4 times in a row]" in said[2]
+
+
+async def test_a_remote_server_that_cannot_be_reached_keeps_its_backoff_not_crash_looping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the restart budget a process that keeps dying waits 5 minutes; a remote server that is
+    only down keeps retrying on the (at most 30 s) backoff, so it is back soon after it is."""
+    monkeypatch.setattr(pool, "BACKOFF_FIRST", 0.0)
+    monkeypatch.setattr(pool, "BACKOFF_MAX", 0.0)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    crash = fixture_command("--crash-on-start")
+    servers = {
+        "remote": {"url": f"http://127.0.0.1:{port}/mcp"},
+        "dying": {"command": crash[0], "args": crash[1:]},
+    }
+    with anyio.fail_after(60):
+        async with running_hub({"mcpServers": servers}, wait=False) as h:
+            remote, dying = h.app.hub.pool.slots["remote"], h.app.hub.pool.slots["dying"]
+            while remote.restarts <= pool.RESTART_BUDGET + 2 or dying.status != "crash-looping":
+                assert remote.status != "crash-looping"
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert remote.status in ("running", "restarting")  # trying again, or about to

@@ -374,7 +374,9 @@ class Pool:
                     # an operator must authorize the hub; retrying sooner would only be refused
                     slot.status, wait, delay = "needs-authorization", BLOCKED_WAIT, BACKOFF_FIRST
                     slot.recent.clear()
-                elif len(slot.recent) > RESTART_BUDGET:
+                elif len(slot.recent) > RESTART_BUDGET and slot.conn.config.url is None:
+                    # a process that keeps dying; a remote server that cannot be reached is only down:
+                    # it keeps the backoff (at most 30 s), so it is back soon after the server is
                     slot.status, wait = "crash-looping", CRASH_LOOP_WAIT
                 else:
                     slot.status, wait = "restarting", delay * random.uniform(0.8, 1.2)

@@ -233,18 +233,14 @@ class Session:
 
     def post_here(self, msg: Message) -> None:
         """Queue a message for this replica's GET stream of the session, whatever other replicas hold."""
-        if self.closed or self.outbox is None or self._outbox_send is None:
+        if (measured := self._measured(msg)) is None:
             return
-        try:
-            size = QueuedBytes.size(msg)
-        except (TypeError, ValueError):
-            log.warning("session %s: a message that cannot be serialised was dropped", self.id[:8])
-            return
+        size, outbox = measured
         if (full := self._full(msg, size)) is not None:
             hit("queued_messages", "session %s: %s, dropped %s", self.id[:8], full, msg.get("method"))
             return
         try:
-            self._outbox_send.send_nowait((msg, size))
+            outbox.send_nowait((msg, size))
             self.held(size)
             QueuedBytes.charge(msg, size)
         except anyio.WouldBlock:
@@ -256,18 +252,14 @@ class Session:
         """Queue a message that must not be lost (a reply, or a request a call waits on): it waits
         for room in the queue's count while the client reads, and is never refused for bytes (what
         may wait so is bounded by the calls in flight; the reply is held by its call anyway)."""
-        if self.closed or self.outbox is None or self._outbox_send is None:
+        if (measured := self._measured(msg)) is None:
             return
-        try:
-            size = QueuedBytes.size(msg)
-        except (TypeError, ValueError):
-            log.warning("session %s: a message that cannot be serialised was dropped", self.id[:8])
-            return
+        size, outbox = measured
         self.held(size)  # charged from now: the reader gives it back when it takes it
         QueuedBytes.charge(msg, size)
         sent = False
         try:
-            await self._outbox_send.send((msg, size))
+            await outbox.send((msg, size))
             sent = True
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
@@ -276,6 +268,17 @@ class Session:
                 QueuedBytes.release(msg)
                 if not self.closed:  # (close() gave back all this session had charged)
                     self.held(-size)
+
+    def _measured(self, msg: Message) -> tuple[int, MemoryObjectSendStream[tuple[Message, int]]] | None:
+        """The message's size and the queue to put it in, or None: the session is closed, or the
+        message cannot be serialised."""
+        if self.closed or self.outbox is None or self._outbox_send is None:
+            return None
+        try:
+            return QueuedBytes.size(msg), self._outbox_send
+        except (TypeError, ValueError):
+            log.warning("session %s: a message that cannot be serialised was dropped", self.id[:8])
+            return None
 
     def held(self, delta: int) -> None:
         """`delta` more bytes queued for this session (negative: taken or given back)."""

@@ -14,7 +14,8 @@ import pytest
 
 from fixtures.hostile import HOSTILE
 from fixtures.launch import fixture_command, hostile_command
-from onemcp.cli.agent import content_text, read_arguments, required_first
+from onemcp.cli.agent import read_arguments
+from onemcp.cli.agent_output import content_text
 from onemcp.cli.client.rpc import HubClient
 from onemcp.cli.main import main
 from onemcp.cli.playbook import PLAYBOOK, PLAYBOOK_FILE
@@ -326,30 +327,6 @@ def test_the_run_path_imports_nothing_heavy() -> None:
 
 
 # ---------------------------------------------------------------------- pure parts
-def test_required_arguments_come_first() -> None:
-    schema = {"type": "object", "properties": {"x": {}, "y": {}, "z": {}}, "required": ["z", "y"]}
-    assert list(required_first(schema)["properties"]) == ["y", "z", "x"]
-    assert required_first(None) == {"type": "object"}
-
-
-def test_content_text_names_what_is_not_text() -> None:
-    result = {
-        "content": [
-            {"type": "text", "text": "a"},
-            {"type": "image", "data": "AAAA", "mimeType": "image/png"},
-            {"type": "resource", "resource": {"uri": "x://y", "text": "inline"}},
-            {"type": "resource_link", "uri": "x://z", "name": "z"},
-        ]
-    }
-    assert content_text(result).splitlines() == [
-        "a",
-        "[image: image/png, about 3 bytes; --format json has the data]",
-        "inline",
-        "[resource link: x://z z]",
-    ]
-    assert content_text({"content": [], "structuredContent": {"n": 1}}) == '{\n  "n": 1\n}'
-
-
 def test_arguments_text() -> None:
     assert read_arguments('{"a": 1}') == {"a": 1}
     assert read_arguments("  ") == {}

@@ -1,6 +1,6 @@
 """`onemcp instructions`, `inspect` and `run`: a running hub's tools, for coding agents in a shell.
 
-Owns the arguments, the output and the exit codes of these three commands, and how a
+Owns the arguments and the exit codes of these three commands (what they print is `agent_output`'s), and how a
 `SERVER/TOOL` reference becomes the name the hub knows (`SERVER<sep>TOOL` when the hub prefixes,
 `TOOL` when it does not: predicted from mcp.json, confirmed by the hub's answer). The wire is
 `rpc` (one stateless POST per request); which hub and view is `target`. Imports stay light:
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from onemcp.cli import argtypes
+from onemcp.cli.agent_output import dump, first_line, print_result, show_tool
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import Target, TargetError, resolve, view_of, with_exposure
-from onemcp.cli.terminal import escape_line, escape_text, json_text, table
+from onemcp.cli.terminal import escape_line, escape_text, table
 from onemcp.config.context import local_signer
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol.errors import HEADER_MISMATCH
@@ -296,7 +297,7 @@ def _run(client: HubClient, target: Target, ref: str, arguments: dict[str, Any],
     else:  # a bare TOOL may be another server's (prefixMode never): the hub's list must show it is SERVER's
         candidates = [tool, f"{server}{naming.separator}{tool}"]
         result = _call(client, target, candidates, arguments, server, tool, listed_first=True)
-    return _print_result(result, fmt)
+    return OK if print_result(result, fmt) else FAILED
 
 
 def _call(
@@ -385,42 +386,6 @@ def _call_with_param_headers(client: HubClient, params: dict[str, Any]) -> dict[
     return client.request("tools/call", params, headers=headers)
 
 
-def _print_result(result: dict[str, Any], fmt: str) -> int:
-    failed = result.get("isError") is True
-    text = escape_text(content_text(result))  # the tool's whole text, its lines kept (an error's too)
-    if fmt == "json":
-        sys.stdout.write(json_text(result) + "\n")
-    elif not failed and text:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    if failed:
-        print(f"onemcp: the tool reported an error: {text or '(no message)'}", file=sys.stderr)
-        return FAILED
-    return OK
-
-
-def content_text(result: dict[str, Any]) -> str:
-    """What a person reads of a tool result: its text, with other content named."""
-    parts: list[str] = []
-    content = result.get("content")
-    for item in content if isinstance(content, list) else []:
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if kind == "text":
-            parts.append(str(item.get("text", "")))
-        elif kind in ("image", "audio"):
-            size = len(str(item.get("data", ""))) * 3 // 4
-            parts.append(f"[{kind}: {item.get('mimeType', '?')}, about {size} bytes; --format json has the data]")
-        elif kind == "resource_link":
-            parts.append(f"[resource link: {item.get('uri')}{' ' + str(item['name']) if item.get('name') else ''}]")
-        elif kind == "resource" and isinstance(item.get("resource"), dict):
-            res = item["resource"]
-            parts.append(str(res["text"]) if "text" in res else f"[resource: {res.get('uri')} (binary)]")
-    if not parts and "structuredContent" in result:
-        parts.append(json.dumps(result["structuredContent"], indent=2, ensure_ascii=False))
-    return "\n".join(parts)
-
-
 # ---------------------------------------------------------------------- inspect
 def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) -> int:
     inv = inventory(client, target, filtered=bool(view_of(target.url)))
@@ -438,7 +403,8 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
         if UNATTRIBUTED in groups and not by_health:
             rows.append({"server": UNATTRIBUTED, "tools": len(groups[UNATTRIBUTED]), "state": "-"})
         if as_json:
-            return _dump(rows)
+            dump(rows)
+            return OK
         if not rows:
             print("no servers in this view")
             return OK
@@ -462,7 +428,8 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
             for t in tools
         ]
         if as_json:
-            return _dump(rows)
+            dump(rows)
+            return OK
         state = inv.servers.get(server, {}).get("state")
         note = f" (server is {escape_line(state)})" if state not in (None, "ready") else ""
         print(f"{escape_line(server)}: {len(rows)} tool(s){note}")
@@ -473,68 +440,8 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
     found = next((t for t in tools if inv.short(server, t) == tool or t.get("name") == tool), None)
     if found is None:
         raise Failure(f"no tool {tool!r} on server {server!r}; `onemcp inspect {server}` lists its tools")
-    return _show_tool(server, inv.short(server, found), found, as_json)
-
-
-def _show_tool(server: str, short: str, tool: dict[str, Any], as_json: bool) -> int:
-    schema = required_first(tool.get("inputSchema"))
-    if as_json:
-        return _dump({**tool, "inputSchema": schema})
-    hub_name = f"  (hub name: {escape_line(tool.get('name'))})" if tool.get("name") != short else ""
-    print(f"{escape_line(server)}/{escape_line(short)}{hub_name}")
-    description = str(tool.get("description") or "").strip()
-    if description:
-        print(escape_text(description))  # in full: the listing (`inspect SERVER`) cuts it
-    found_props = schema.get("properties")
-    props: dict[str, Any] = found_props if isinstance(found_props, dict) else {}
-    required = set(schema.get("required") or [])
-    if props:
-        print("\narguments (* = required):")
-        rows = []
-        for name, spec in props.items():
-            spec = spec if isinstance(spec, dict) else {}
-            kind = spec.get("type", "any")
-            kind = "|".join(map(str, kind)) if isinstance(kind, list) else str(kind)
-            text = first_line(spec.get("description"))
-            if "default" in spec:
-                text = f"{text} (default {json.dumps(spec['default'])})".strip()
-            mark = "*" if name in required else " "
-            rows.append([f"  {mark} {escape_line(name)}", escape_line(kind), escape_line(text)])
-        table([], rows)
-    print("\ninput schema:")
-    print(json_text(schema))
-    if isinstance(tool.get("outputSchema"), dict):
-        print("\noutput schema (structuredContent):")
-        print(json_text(tool["outputSchema"]))
-    example = {name: f"<{_kind_of(props.get(name))}>" for name in props if name in required}
-    # json.dumps escapes every non-ASCII character of the names: the line is safe to print and to paste
-    print(f"\nonemcp run {escape_line(server)}/{escape_line(short)} --args '{json.dumps(example)}'")
+    show_tool(server, inv.short(server, found), found, as_json)
     return OK
-
-
-def _kind_of(spec: Any) -> str:
-    kind = spec.get("type", "value") if isinstance(spec, dict) else "value"
-    return kind if isinstance(kind, str) else "value"
-
-
-def required_first(schema: Any) -> dict[str, Any]:
-    """The schema with its required properties listed first (order otherwise kept)."""
-    if not isinstance(schema, dict):
-        return {"type": "object"}
-    props = schema.get("properties")
-    required = schema.get("required")
-    if not isinstance(props, dict) or not isinstance(required, list):
-        return schema
-    ordered = {k: v for k, v in props.items() if k in required}
-    ordered.update((k, v) for k, v in props.items() if k not in required)
-    return {**schema, "properties": ordered}
-
-
-def first_line(text: Any) -> str:
-    for line in str(text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 # ---------------------------------------------------------------------- search and tokens
@@ -542,8 +449,9 @@ def _search(client: HubClient, query: str, limit: int, as_json: bool) -> int:
     """The hub's own search (the same ranking a model gets through search_tools)."""
     result = client.request("tools/call", {"name": SEARCH_TOOL, "arguments": {"query": query, "limit": limit}})
     if as_json:
-        return _dump(result)
-    return _print_result(result, "text")
+        dump(result)
+        return OK
+    return OK if print_result(result, "text") else FAILED
 
 
 def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bool) -> int:
@@ -563,7 +471,8 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
     search = tokens(searching.request("tools/list").get("tools", []))
     if as_json:
         servers = [{"server": s, "tools": n, "tokens": t} for s, n, t in rows]
-        return _dump({"servers": servers, "full": full, "search": search})
+        dump({"servers": servers, "full": full, "search": search})
+        return OK
     table(["SERVER", "TOOLS", "TOKENS"], [[escape_line(s), str(n), str(t)] for s, n, t in rows])
     saved = f" ({100 * (full - search) / full:.0f}% less)" if full else ""
     print(f"\nfull tool list: {full} tokens; search mode: {search} tokens{saved}")
@@ -591,10 +500,4 @@ def _instructions(client: HubClient, target: Target) -> int:
     hub_text = str(discovered.get("instructions") or "").strip()
     if hub_text:  # the upstreams' own instructions are in it
         print(f"\n## The hub's instructions\n\n{escape_text(hub_text)}")
-    return OK
-
-
-# ---------------------------------------------------------------------- output
-def _dump(doc: Any) -> int:
-    sys.stdout.write(json_text(doc) + "\n")
     return OK

@@ -1,0 +1,70 @@
+"""What the agent commands print: results, a tool in full (onemcp.cli.agent_output)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from onemcp.cli.agent_output import content_text, first_line, print_result, required_first, show_tool
+
+
+def test_required_arguments_come_first() -> None:
+    schema = {"type": "object", "properties": {"x": {}, "y": {}, "z": {}}, "required": ["z", "y"]}
+    assert list(required_first(schema)["properties"]) == ["y", "z", "x"]
+    assert required_first(None) == {"type": "object"}
+
+
+def test_content_text_names_what_is_not_text() -> None:
+    result = {
+        "content": [
+            {"type": "text", "text": "a"},
+            {"type": "image", "data": "AAAA", "mimeType": "image/png"},
+            {"type": "resource", "resource": {"uri": "x://y", "text": "inline"}},
+            {"type": "resource_link", "uri": "x://z", "name": "z"},
+        ]
+    }
+    assert content_text(result).splitlines() == [
+        "a",
+        "[image: image/png, about 3 bytes; --format json has the data]",
+        "inline",
+        "[resource link: x://z z]",
+    ]
+    assert content_text({"content": [], "structuredContent": {"n": 1}}) == '{\n  "n": 1\n}'
+
+
+def test_first_line_skips_blank_lines() -> None:
+    assert first_line("\n  \n  Reads a file.  \nMore.") == "Reads a file."
+    assert first_line(None) == ""
+
+
+def test_a_tool_error_goes_to_stderr_and_reports_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    failed = {"isError": True, "content": [{"type": "text", "text": "no such file\x1b[31m"}]}
+    assert print_result(failed, "text") is False
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("onemcp: the tool reported an error: no such file")
+    assert "\x1b" not in err  # an upstream's escape sequence never reaches the terminal
+    assert print_result({"content": [{"type": "text", "text": "ok"}]}, "json") is True
+    assert json.loads(capsys.readouterr().out) == {"content": [{"type": "text", "text": "ok"}]}
+
+
+def test_a_tool_in_full_ends_with_a_run_line_for_its_required_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    tool = {
+        "name": "fs__read_file",
+        "description": "Read a file.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"encoding": {"type": "string", "default": "utf-8"}, "path": {"type": "string"}},
+            "required": ["path"],
+        },
+    }
+    show_tool("fs", "read_file", tool, as_json=False)
+    out = capsys.readouterr().out
+    assert "fs/read_file  (hub name: fs__read_file)" in out
+    assert out.index("* path") < out.index("encoding")  # required first
+    assert '(default "utf-8")' in out
+    assert out.rstrip().splitlines()[-1] == 'onemcp run fs/read_file --args \'{"path": "<string>"}\''
+    show_tool("fs", "read_file", tool, as_json=True)
+    shown = json.loads(capsys.readouterr().out)
+    assert list(shown["inputSchema"]["properties"]) == ["path", "encoding"]

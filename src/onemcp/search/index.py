@@ -1,8 +1,8 @@
 """The search index: every tool of every server, ranked for a query by words and by meaning.
 
 Owns the indexed tools (per server, replaced as a whole by `update`, embedded only where the
-definition's hash is new), the embedding cache (in memory, and on disk in a SQLite file keyed by
-hash and model so a restart or a reload re-embeds only what changed), and the ranking: BM25 over
+definition's hash is new), the vectors in memory (on disk: `cache.py`, keyed by hash and model so a
+restart or a reload re-embeds only what changed), and the ranking: BM25 over
 the tools' fields and cosine similarity of the transformer's vectors (`deep.py`) once every tool
 has one, or, where the transformer cannot run, of the static model's (`embed.py`), fused by
 reciprocal rank. A tool's vectors are moved toward the kind words of its products (`kinds.py`:
@@ -17,11 +17,9 @@ installs it. Does not decide who may see a tool: the caller passes `allowed`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import orjson
 
 from onemcp.search import deep, embed
 from onemcp.search.actions import expanded, say_text
+from onemcp.search.cache import EmbeddingCache
 from onemcp.search.kinds import kind_text, products, tool_products
 from onemcp.search.lexical import Bm25, Document, Postings, document, postings
 from onemcp.search.text import fields as tool_fields
@@ -72,7 +71,6 @@ KIND_WEIGHT = 0.5
 MENTION_WEIGHT = 0.5
 CANDIDATES = 50  # each ranker's top list that is fused
 MAX_QUERY = 2000  # characters of a query that are ranked, whoever asks (search_tools refuses over 1000)
-LOCK_WAIT = 0.05  # seconds the embedding cache waits for a lock another process holds
 # Characters of a description that are embedded: a mean of token vectors blurs with length, and
 # the start of a description says what the tool does (200 beat 600 and parameters; 140 ranks as well
 # as 200 within a request or two and encodes a sixth faster, 1.5-1.75 s against 1.9-2.1 s at 700
@@ -211,85 +209,6 @@ def semantic_text(fields: Mapping[str, str]) -> str:
     """What of a tool is embedded: its name as words, title, the start of its description."""
     name = " ".join(words(fields["name"]))
     return f"{name}. {fields['title']}. {fields['description'][:MAX_DESCRIPTION]}"
-
-
-def _finite(vector: bytes) -> bool:
-    """Are the float32 values all finite? A NaN or an infinity would keep that tool out of every ranking."""
-    import numpy as np
-
-    return bool(np.isfinite(np.frombuffer(vector, dtype=np.float32)).all())
-
-
-class EmbeddingCache:
-    """hash -> vector, in a SQLite file (None: memory only)."""
-
-    def __init__(self, directory: Path | None) -> None:
-        self._db: sqlite3.Connection | None = None
-        self._warned: set[str] = set()
-        if directory is None:
-            return
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            # read and written on the event loop: a file another process holds locked is skipped at
-            # once (vectors encoded again, or not kept), never waited on for sqlite's default 5 s
-            # opened where the index is built (a worker thread, in the hub), used where it is kept: one at a time
-            self._db = sqlite3.connect(
-                directory / "embeddings.sqlite3", isolation_level=None, timeout=LOCK_WAIT, check_same_thread=False
-            )
-            self._db.execute("PRAGMA cache_size = -256")  # KiB: vectors are read once, kept in memory above
-            with contextlib.suppress(sqlite3.Error):  # a read-only file keeps its mode, and is still read
-                # a write-ahead log, synced at checkpoints only: a batch's commit on the loop takes ~0.2 ms,
-                # not a 10-25 ms fsync; a crash loses at most the last vectors (encoded again), never the file
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("tool search: no embedding cache on disk (%s): %s", directory, exc)
-            self._db = None
-
-    def get(self, keys: Sequence[str], dims: int) -> dict[str, bytes]:
-        """The cached vectors of `keys` that are `dims` float32 values (a row of another length, from
-        a damaged or foreign file, is left out: that text is encoded again and its row replaced)."""
-        if self._db is None or not keys:
-            return {}
-        found: dict[str, bytes] = {}
-        damaged = 0
-        try:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start : start + 500])
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk)
-                for key, vector in rows:
-                    if isinstance(vector, bytes) and len(vector) == 4 * dims and _finite(vector):
-                        found[str(key)] = vector
-                    else:
-                        damaged += 1
-        except sqlite3.Error as exc:
-            self._warn("unreadable", exc)
-        if damaged:
-            self._warn("damaged", f"{damaged} vector(s) of the wrong size or not finite, encoded again")
-        return found
-
-    def put(self, items: Mapping[str, bytes]) -> None:
-        if self._db is None or not items:
-            return
-        try:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", list(items.items()))
-        except sqlite3.Error as exc:
-            self._warn("not written", exc)
-
-    def _warn(self, what: str, why: object) -> None:
-        """Log a cache problem once per kind (a locked or read-only file fails every batch alike)."""
-        if what not in self._warned:
-            self._warned.add(what)
-            log.warning("tool search: embedding cache %s: %s", what, why)
-
-    def close(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
 
 
 class SearchIndex:

@@ -63,3 +63,17 @@ async def test_a_failed_probe_opens_it_again_and_other_errors_do_not() -> None:
 def test_one_breaker_per_redis() -> None:
     assert redis_link.breaker("redis://a:1/0") is redis_link.breaker("redis://a:1/0")
     assert redis_link.breaker("redis://a:1/0") is not redis_link.breaker("redis://b:1/0")
+
+
+def test_a_writer_writes_in_order_and_drops_while_redis_failed() -> None:
+    done: list[int] = []
+    now = [0.0]
+    writer = redis_link.Writer(Breaker(pause=5, clock=lambda: now[0]), "a test write")
+    writer.put(lambda: done.append(1))
+    writer.put(fail)  # Redis fails: the breaker opens
+    writer.put(lambda: done.append(2))  # skipped: dropped
+    writer.close()
+    now[0] = 6.0
+    writer.put(lambda: done.append(3))  # (a new thread after close)
+    writer.close()
+    assert done == [1, 3]

@@ -11,6 +11,8 @@ its success closes the breaker. The breaker is shared by everything that names t
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 T = TypeVar("T")
+log = logging.getLogger("onemcp.redis")
 PAUSE = 5.0  # seconds Redis is skipped after a failure
 DEADLINE = 1.0  # seconds a connect or an answer may take
 
@@ -104,6 +107,49 @@ class Breaker:
         else:
             with self._lock:
                 self._probing = False
+
+
+class Writer:
+    """Writes nobody waits for (`put`: a blocking callable), done in the order they were put by one
+    thread of their own through `breaker`; when `limit` already wait, or Redis failed, one is dropped
+    (and said, with `what`)."""
+
+    def __init__(self, breaker: Breaker, what: str, limit: int = 1_000) -> None:
+        self.breaker = breaker
+        self.what = what
+        self._jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(limit)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, job: Callable[[], object]) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"onemcp-redis-{self.what}", daemon=True)
+                self._thread.start()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            log.warning("%s not written to Redis: %d writes already wait", self.what, self._jobs.maxsize)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                self.breaker.run(job)
+            except RedisSkipped:
+                log.warning("%s not written to Redis: it failed in the last few seconds", self.what)
+            except errors() as exc:
+                log.warning("%s not written to Redis: %s", self.what, exc)
+
+    def close(self, wait: float = 5.0) -> None:
+        """Stop after the writes already put (waits `wait` seconds at most)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            try:
+                self._jobs.put(None, timeout=wait)
+            except queue.Full:
+                return
+            thread.join(wait)
 
 
 _BREAKERS: dict[str, Breaker] = {}

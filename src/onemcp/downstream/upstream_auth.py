@@ -34,7 +34,7 @@ class Credentials(Protocol):
         self, server: str, params: dict[str, str], browser: str | None = None, config: ServerConfig | None = None
     ) -> tuple[int, str, str]: ...
     async def forget(self, name: str) -> bool: ...
-    def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None: ...
+    async def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None: ...
     def start_url(self, credential: str) -> str | None: ...
     def callback_url(self, server: str) -> str | None: ...
 
@@ -68,7 +68,12 @@ async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: 
         return
     name = path.removeprefix(PREFIX + "/")
     if method == "DELETE" and name.partition("~")[0] in hub.config.servers:  # a server, or one user's credential
-        forgot = await auth.forget(name)
+        try:
+            forgot = await auth.forget(name)
+        except ConnectionError as exc:  # the replicas' Redis: logged out here, not yet in the store
+            audit.info("upstream logout server=%s principal=%s failed: %s", name, principal.id, exc)
+            await asgi.send_json(send, 503, {"error": f"{exc}: try again", "server": name})
+            return
         audit.info("upstream logout server=%s principal=%s forgotten=%s", name, principal.id, forgot)
         await asgi.send_json(send, 200, {"server": name, "forgotten": forgot})
         return

@@ -41,7 +41,7 @@ audit = logging.getLogger("onemcp.audit")
 class Links(Protocol):
     """What this page needs of the hub's upstream credentials (`upstream.oauth.registry.UpstreamAuth`)."""
 
-    def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None: ...
+    async def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None: ...
     def start_url(self, credential: str) -> str | None: ...
     def callback_url(self, server: str) -> str | None: ...
 
@@ -107,7 +107,7 @@ async def serve(hub: Hub, links: Links, gate: Gate, scope: Scope, receive: Recei
         await form("This link was made for another onemcp user. Open the link your own MCP client gave you.", 403)
         return
     browser = secrets.token_urlsafe(32)
-    link = links.user_link(credential, browser, own)
+    link = await links.user_link(credential, browser, own)
     if link is None:  # authorized meanwhile, or no replica has seen the principal's call
         detail = f"This hub has no authorization of yours with {server} waiting: call it from your client again."
         await _answer(send, 409, error_page("Nothing to authorize here", detail))

@@ -150,7 +150,7 @@ class Hub:
         """Another replica finished `server`'s authorization: its tokens are in the shared store."""
         credential = self.upstream_auth.servers.get(server)
         if credential is not None:
-            credential.load()
+            credential.reread()
         self.pool.retry_now(server)
 
     @property

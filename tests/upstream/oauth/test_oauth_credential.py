@@ -217,7 +217,7 @@ async def test_a_logout_wins_over_a_refresh_under_way() -> None:
         logout = tg.start_soon(auth.forget, "up")
         del logout
         release.set()
-    assert cred.tokens is None and auth.store.load("up") is None
+    assert cred.tokens is None and await auth.store.read("up") is None
 
 
 @pytest.mark.parametrize(
@@ -261,7 +261,7 @@ async def test_a_logout_on_one_hub_holds_for_another_sharing_the_directory(tmp_p
     before = len(servers.to("as.example", "/token"))
     await other.ensure_fresh()
     assert len(servers.to("as.example", "/token")) == before  # the logged-out refresh token is not spent
-    assert other.tokens is None and stdio_hub.store.load("up") is None
+    assert other.tokens is None and await stdio_hub.store.read("up") is None
     http_hub.close()
     stdio_hub.close()
 

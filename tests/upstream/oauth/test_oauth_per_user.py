@@ -167,7 +167,7 @@ async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) 
             r = await http.delete(f"{listing}/remote", headers=as_admin)
             assert r.status_code == 200 and r.json()["forgotten"] is True
             alices = per_user_credential("remote", ids[alice])
-            assert alices not in hub.app.hub.upstream_auth.store.servers()
+            assert alices not in await hub.app.hub.upstream_auth.store.names()
             assert (await http.delete(f"{listing}/nosuch~0", headers=as_admin)).status_code == 404
 
 
@@ -249,7 +249,7 @@ class _Links:
     def __init__(self, base: str) -> None:
         self.base = base
 
-    def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None:
+    async def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None:
         return None
 
     def start_url(self, credential: str) -> str | None:

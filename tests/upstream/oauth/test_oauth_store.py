@@ -1,17 +1,28 @@
-"""The upstream credential store: encrypted at rest, private files, a wrong key reads as nothing."""
+"""The upstream credential store: encrypted at rest, private files, a wrong key reads as nothing; on the
+replicas' Redis, never asked on the event loop, and a Redis that does not answer is said."""
 
 from __future__ import annotations
 
 import logging
 import stat
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.to_thread
+import orjson
 import pytest
 import redis
+from cryptography.fernet import Fernet
 
-from onemcp.upstream.oauth.store import KEY_ENV, CredentialStore, RedisCredentialStore
+from onemcp.auth.gate import RateLimiter
+from onemcp.config.model import ServerConfig
+from onemcp.upstream.oauth.registry import UpstreamAuth
+from onemcp.upstream.oauth.store import KEY_ENV, CredentialStore, CredentialsUnavailable, RedisCredentialStore, load_key
+from support.held_redis import HeldRedis, held_redis
 from support.services import NEEDS_REDIS
+
+UP = "https://up.example/mcp"
 
 
 def test_round_trip_encrypted_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +60,8 @@ def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
         CredentialStore(tmp_path)
 
 
-def test_the_hub_keeps_going_in_memory_when_the_store_is_unusable(
+@pytest.mark.anyio
+async def test_the_hub_keeps_going_in_memory_when_the_store_is_unusable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from onemcp.upstream.oauth.registry import UpstreamAuth
@@ -57,8 +69,8 @@ def test_the_hub_keeps_going_in_memory_when_the_store_is_unusable(
     monkeypatch.delenv(KEY_ENV, raising=False)
     (tmp_path / "secret.key").write_text("not a key")
     auth = UpstreamAuth(tmp_path, "http://127.0.0.1:1")
-    auth.store.save("remote", {"x": 1})
-    assert auth.store.load("remote") == {"x": 1}
+    await auth.store.write("remote", {"x": 1})
+    assert await auth.store.read("remote") == {"x": 1}
     assert not (tmp_path / "upstream-auth.db").exists()
     auth.close()
 
@@ -90,13 +102,17 @@ async def test_replicas_share_credentials_links_and_the_refresh_lock_in_redis(
 ) -> None:
     monkeypatch.setenv(KEY_ENV, "the replicas' passphrase")
     one, two = RedisCredentialStore(redis_url, tmp_path / "one"), RedisCredentialStore(redis_url, tmp_path / "two")
-    one.save("remote", {"tokens": {"access_token": "secret-access-token"}})
-    assert two.load("remote") == {"tokens": {"access_token": "secret-access-token"}}
-    assert two.servers() == ["remote"]
+    await one.write("remote", {"tokens": {"access_token": "secret-access-token"}})
+    assert await two.read("remote") == {"tokens": {"access_token": "secret-access-token"}}
+    assert await two.names() == ["remote"]
     raw = redis.Redis.from_url(redis_url).hget("onemcp:upstream-auth", "remote")
     assert raw is not None and b"secret-access-token" not in raw  # encrypted in Redis too
     one.put_link("state-1", {"verifier": "v"}, 60)
-    assert two.take_link("state-1") == {"verifier": "v"} and one.take_link("state-1") is None  # spent for all
+    one.close()  # after the link is written (by a thread of its own)
+    one = RedisCredentialStore(redis_url, tmp_path / "one")
+    assert (
+        await two.take_link("state-1") == {"verifier": "v"} and await one.take_link("state-1") is None
+    )  # spent for all
 
     order: list[str] = []
 
@@ -112,13 +128,73 @@ async def test_replicas_share_credentials_links_and_the_refresh_lock_in_redis(
         tg.start_soon(refresh, two, "two")
     assert order == ["one in", "one out", "two in", "two out"]  # never both at once
 
-    assert two.delete("remote") and one.load("remote") is None
+    assert await two.remove("remote") and await one.read("remote") is None
     monkeypatch.delenv(KEY_ENV)
     (tmp_path / "three").mkdir()
     with caplog.at_level(logging.WARNING, "onemcp.upstream.oauth"):
         lonely = RedisCredentialStore(redis_url, tmp_path / "three")
     assert "set ONEMCP_SECRET_KEY" in caplog.text  # a replica with its own key file is told why others fail
-    one.save("remote", {"x": 1})
-    assert lonely.load("remote") is None  # another key: read as nothing, authorize again
+    await one.write("remote", {"x": 1})
+    assert await lonely.read("remote") is None  # another key: read as nothing, authorize again
     for store in (one, two, lonely):
         store.close()
+
+
+def stored(doc: dict[str, Any]) -> bytes:
+    """`doc` as the replicas' Redis answers it (a RESP bulk string), encrypted with ONEMCP_SECRET_KEY."""
+    blob = Fernet(load_key(None)).encrypt(orjson.dumps(doc))
+    return b"$%d\r\n%s\r\n" % (len(blob), blob)
+
+
+async def unrelated_work(stub: HeldRedis) -> None:
+    """Once Redis holds a command: the event loop still answers something else (an in-process rate check)."""
+    await anyio.to_thread.run_sync(stub.received.wait)
+    assert await RateLimiter(60, 1).take("someone else") == 0
+
+
+@pytest.mark.anyio
+async def test_a_credential_is_read_from_redis_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Making a connection's credential asks nothing of Redis; its first request reads the stored tokens
+    on a worker thread while the loop goes on; a renewal's lock, read and write are off the loop too."""
+    monkeypatch.setenv(KEY_ENV, "the replicas' passphrase")
+    doc = {"url": UP, "metadata": {"issuer": "https://as.example"}, "tokens": {"access_token": "AT1"}}
+    with held_redis({"HGET": stored(doc)}) as stub:
+        auth = UpstreamAuth(tmp_path, "http://127.0.0.1:3050", stub.url)
+        cred = auth.for_server("up", ServerConfig.model_validate({"url": UP}))
+        assert cred is not None and not stub.commands  # (it was read here, on the event loop)
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cred.ensure_fresh)
+                await unrelated_work(stub)
+                assert cred.header is None  # still waiting on Redis
+                stub.release.set()
+        assert cred.header == "Bearer AT1" and cred.state == "authorized"
+        assert stub.commands == ["HGET"]
+        auth.close()
+
+
+@pytest.mark.anyio
+async def test_a_redis_that_does_not_answer_fails_the_credential_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis holds every answer: the first read gives up after its deadline while the loop goes on; then
+    Redis is skipped: a refused request is told the store cannot be reached (not sent to authorize again),
+    a logout says so, an authorization link is handed out at once."""
+    monkeypatch.setenv(KEY_ENV, "the replicas' passphrase")
+    with held_redis() as stub:
+        auth = UpstreamAuth(tmp_path, "http://127.0.0.1:3050", stub.url)
+        cred = auth.for_server("up", ServerConfig.model_validate({"url": UP}))
+        assert cred is not None
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cred.ensure_fresh)
+                await unrelated_work(stub)
+            assert cred.header is None and not cred.blocked
+            assert not await cred.recover(401, None, None)  # Redis skipped: at once
+            assert "credential store (Redis) cannot be reached" in cred.explain()
+            with pytest.raises(CredentialsUnavailable):
+                await auth.forget("up")
+        assert stub.commands == ["HGET"]  # asked once; skipped since
+        auth.close()

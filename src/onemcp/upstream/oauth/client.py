@@ -44,7 +44,7 @@ from onemcp.upstream.oauth.flow import (
     register,
 )
 from onemcp.upstream.oauth.http import DEADLINE, OAuthClientError
-from onemcp.upstream.oauth.store import Credentials
+from onemcp.upstream.oauth.store import Credentials, CredentialStore, CredentialsUnavailable
 
 
 class Registry(Protocol):
@@ -117,20 +117,41 @@ class ServerAuth:
         self._failed_at = -RETRY_AFTER_ERROR  # monotonic time of the last failed exchange
         self._persisted = False  # stored (or read from the store) at least once
         self._lock = anyio.Lock()
-        self.load()
+        self._unread = False  # the store is to be read before the next request (`ensure_fresh`)
+        self.reread()
 
     # ---------------------------------------------------------------- persistence
-    def _stored(self) -> dict[str, Any] | None:
+    def reread(self) -> None:
+        """Take what is stored again (another hub on this config directory, or another replica, may have
+        written it): at once from a local file, before the next request from the replicas' Redis (never
+        on the event loop)."""
         if not self.owner.has_store():
-            return None  # nothing was ever stored here: no key file, no database for a hub without OAuth
-        doc = self.owner.store.load(self.name)
-        return doc if doc is not None and doc.get("url") == self.url else None
+            return  # nothing was ever stored here: no key file, no database for a hub without OAuth
+        store = self.owner.store
+        if isinstance(store, CredentialStore):
+            self.take(store.load(self.name))
+        else:
+            self._unread = True
 
-    def load(self, doc: dict[str, Any] | None = None) -> bool:
-        """Take what is stored (another hub on this config directory may have written it; `doc`: as just
-        read); False when nothing is. The state changes only when tokens appear where there were none."""
-        doc = doc if doc is not None else self._stored()
-        if doc is None:
+    async def _stored(self) -> dict[str, Any] | None:
+        """What is stored for this credential (raises `CredentialsUnavailable` when the store cannot say)."""
+        if not self.owner.has_store():
+            return None
+        doc = await self.owner.store.read(self.name)
+        self._unread = False
+        return doc
+
+    async def load(self) -> bool | None:
+        """Take what is stored: False when nothing is, None when the store cannot say now (nothing changes)."""
+        try:
+            return self.take(await self._stored())
+        except CredentialsUnavailable:
+            return None
+
+    def take(self, doc: dict[str, Any] | None) -> bool:
+        """Take `doc`, as read from the store (another hub or replica may have written it); False when it
+        is nothing of this server's. The state changes only when tokens appear where there were none."""
+        if doc is None or doc.get("url") != self.url:
             return False
         had = self.tokens
         try:
@@ -154,12 +175,15 @@ class ServerAuth:
             self._authorized()
         return True
 
-    def adopt(self) -> bool:
+    async def adopt(self) -> bool:
         """A user's own credential as the shared store has it now (another replica's call discovered the
         server and registered, or logged it out): if it was prepared and holds no tokens, ready to hand
-        out links here too. False when nothing was prepared."""
-        doc = self._stored()
-        if doc is None or not self.load(doc) or self.metadata is None or self.registration is None:
+        out links here too. False when nothing was prepared (or the store cannot say now)."""
+        try:
+            doc = await self._stored()
+        except CredentialsUnavailable:
+            return False
+        if doc is None or not self.take(doc) or self.metadata is None or self.registration is None:
             return False
         if isinstance(doc.get("scope"), str) and (self.scope is None or self.tokens is None):
             self.scope = doc["scope"]  # what that replica's challenge asked for
@@ -167,9 +191,9 @@ class ServerAuth:
             self.state, self.detail = "required", f"authorize at {self.metadata.get('issuer')}"
         return True
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
         self._persisted = True
-        self.owner.store.save(
+        await self.owner.store.write(
             self.name,
             {
                 "url": self.url,
@@ -225,10 +249,14 @@ class ServerAuth:
     @property
     def blocked(self) -> bool:
         """No token and an operator must act: the supervisor waits instead of retrying."""
-        return self.tokens is None and self.state == "required"
+        return self.tokens is None and self.state == "required" and not self._unread
 
     async def ensure_fresh(self) -> None:
-        """Renew a token about to expire; cheap when it is not."""
+        """Read the store if it is to be (`reread`), and renew a token about to expire; cheap when neither."""
+        if self._unread:
+            async with self._lock:
+                if self._unread:
+                    await self.load()
         tokens = self.tokens
         if tokens is None or tokens.expires_at is None or tokens.expires_at - REFRESH_SKEW > time.time():
             return
@@ -253,6 +281,9 @@ class ServerAuth:
                 if challenge.error == "insufficient_scope":
                     await self._step_up(challenge)
                 return False
+            if self._unread and await self.load() is None:  # the replicas' Redis cannot say what is stored
+                self._failed("the replicas' credential store (Redis) cannot be reached")
+                return False
             if self.header is not None and self.header != used:
                 return True  # renewed meanwhile (by another request, or the operator)
             if self.state in ("required", "preparing") and self.tokens is None:
@@ -266,7 +297,7 @@ class ServerAuth:
                 if outcome == "unavailable" or self.machine:
                     return False  # kept what it has; tried again later
             self._set_tokens(None)
-            self._save()
+            await self._save()
             await self._prepare(challenge)
             return False
 
@@ -280,7 +311,7 @@ class ServerAuth:
             async with self.owner.store.exclusive(self.name):
                 generation = self.generation
                 persisted = self._persisted
-                if not self.load() and persisted and not self.machine:
+                if await self.load() is False and persisted and not self.machine:
                     self._set_tokens(None)  # another hub logged out: so did this one
                 if self.tokens is not None and (stale is None or self.tokens.access_token != stale.access_token):
                     self._authorized()
@@ -304,7 +335,7 @@ class ServerAuth:
                         # the refresh token is dead (the access token may live on a little): never again
                         if stale is not None and self.tokens is not None and generation == self.generation:
                             self._set_tokens(dataclasses.replace(stale, refresh_token=None))
-                            self._save()
+                            await self._save()
                         return "rejected"
                     self._failed(str(exc))
                     return "rejected" if self.machine else "unavailable"
@@ -316,7 +347,7 @@ class ServerAuth:
                     return "rejected"  # logged out meanwhile
                 self._set_tokens(new)
                 self._authorized()
-                self._save()
+                await self._save()
                 log.info("upstream %s: access token renewed", self.name)
                 return "renewed"
         if scope.cancelled_caught:
@@ -422,7 +453,7 @@ class ServerAuth:
         except Exception as exc:  # never left "preparing": it would never be prepared again
             self._failed(f"internal error preparing OAuth: {exc!r}")
             raise
-        self._save()
+        await self._save()
         self.state = "required"
         issuer = self.metadata.get("issuer") if self.metadata else None
         self.detail = f"more scope needed: {self.scope}" if step_up else f"authorize at {issuer}"
@@ -499,7 +530,7 @@ class ServerAuth:
                 self._set_tokens(tokens)
                 self.step_ups = 0
                 self.state, self.detail = "authorized", None
-                self._save()
+                await self._save()
 
     async def forget(self) -> None:
         """Log out: tokens, registration and pin gone (work under way is dropped when it finishes)."""

@@ -95,14 +95,14 @@ class UpstreamAuth:
         """Where a user signs in to authorize their own credential (`<server>~<principal hash>`)."""
         return f"{self.callback_base}{UPSTREAM_OAUTH_START}/{credential}" if self.callback_base else None
 
-    def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None:
+    async def user_link(self, credential: str, browser: str, config: ServerConfig) -> str | None:
         """A new authorization link for a user's own credential (`config`: its server's) that only the
         browser holding the cookie `browser` can finish; None when it cannot be authorized now (never
         called, or no need)."""
-        mine = self.user_credential(credential, config) if "~" in credential else None
+        mine = await self.user_credential(credential, config) if "~" in credential else None
         return mine.authorize_link(browser_hash(browser)) if mine is not None else None
 
-    def user_credential(self, credential: str, config: ServerConfig) -> ServerAuth | None:
+    async def user_credential(self, credential: str, config: ServerConfig) -> ServerAuth | None:
         """A user's own credential here (`config`: its `perUser` server's): the one their calls made on
         this replica, or (replicas on one Redis) as another replica's call prepared it, read from the
         shared store (again, while this replica's cannot hand out a link: it may have been prepared,
@@ -115,12 +115,12 @@ class UpstreamAuth:
             return mine
         if mine is not None and mine.config.url == config.url and mine.config.oauth == config.oauth:
             if not mine.linkable:
-                mine.adopt()
+                await mine.adopt()
             return mine
         from onemcp.upstream.oauth.client import ServerAuth
 
         made = ServerAuth(self, credential, config)
-        if not made.adopt():
+        if not await made.adopt():
             return None  # no call of theirs was prepared anywhere: nothing to authorize
         if mine is not None:  # made for the server's config before a reload: its links end
             self._drop_pending(mine)
@@ -139,7 +139,7 @@ class UpstreamAuth:
                 self._drop_pending(current)
             current = self.servers[name] = ServerAuth(self, name, config)
         elif current.tokens is None:
-            current.load()  # another hub on the same config may have been authorized meanwhile
+            current.reread()  # another hub on the same config may have been authorized meanwhile
         return current
 
     # ---------------------------------------------------------------- pending links
@@ -182,25 +182,23 @@ class UpstreamAuth:
         Pending of this replica's credential for `server` (a user's own is taken from the store with
         `config`, its server's, if no call of theirs came here); None when it was spent or never made, or
         the server differs here. While Redis cannot say, a link of this replica's still works here."""
-        import anyio.to_thread
-
         from onemcp.upstream.oauth.client import Pending
         from onemcp.upstream.oauth.flow import Registration
-        from onemcp.upstream.oauth.store import RedisCredentialStore
+        from onemcp.upstream.oauth.store import CredentialsUnavailable, RedisCredentialStore
 
         store = self.store
         if not isinstance(store, RedisCredentialStore) or not state:
             return mine
         try:
-            doc = await anyio.to_thread.run_sync(store.take_link, state)
-        except store.errors as exc:
-            log.error("cannot read the replicas' authorization links (%s); only this replica's work", exc)
+            doc = await store.take_link(state)
+        except CredentialsUnavailable:
+            log.error("cannot read the replicas' authorization links; only this replica's work")
             return mine
         if mine is not None:
             return mine if doc is not None else None  # spent through another replica
         owner = self.servers.get(server)
         if owner is None and config is not None and doc is not None and doc.get("server") == server:
-            owner = self.user_credential(server, config)  # a user's, prepared by another replica's call
+            owner = await self.user_credential(server, config)  # a user's, prepared by another replica's call
         if doc is None or owner is None or doc.get("server") != server or doc.get("serverUrl") != owner.url:
             return None
         try:
@@ -285,7 +283,7 @@ class UpstreamAuth:
         own credentials too (`<server>~<principal hash>`, `perUser`), one user's name only theirs."""
         names = [name]
         if "~" not in name:
-            names += sorted({n for n in [*self.servers, *self.store.servers()] if n.startswith(f"{name}~")})
+            names += sorted({n for n in [*self.servers, *await self.store.names()] if n.startswith(f"{name}~")})
         forgot = False
         for each in names:
             server = self.servers.get(each)
@@ -293,7 +291,7 @@ class UpstreamAuth:
                 await server.forget()
                 self._drop_pending(server)
             self.on_forgotten(each)
-            forgot = self.store.delete(each) or forgot
+            forgot = await self.store.remove(each) or forgot
             for told in self.dropped:
                 told(each)
         return forgot

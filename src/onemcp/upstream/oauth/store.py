@@ -28,14 +28,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
+from onemcp.config import redis_link
 from onemcp.config.sqlite import open_store
 
 try:
@@ -47,6 +48,7 @@ log = logging.getLogger("onemcp.upstream.oauth")
 KEY_ENV = "ONEMCP_SECRET_KEY"
 KDF_SALT = b"onemcp upstream credentials v1"
 LOCK_WAIT = 30.0
+T = TypeVar("T")
 
 
 def _private_file(path: Path) -> None:
@@ -80,7 +82,15 @@ def load_key(config_dir: Path | None) -> bytes:
     return key
 
 
+class CredentialsUnavailable(ConnectionError):
+    """The store cannot say now (the replicas' Redis cannot be reached): what is held in memory stays."""
+
+
 class CredentialStore:
+    """Credentials in a local file: short, so asked inline (`local`), also from the event loop."""
+
+    local = True
+
     def __init__(self, config_dir: Path | None) -> None:
         self._fernet = Fernet(load_key(config_dir))
         self._lock = threading.Lock()
@@ -160,6 +170,18 @@ class CredentialStore:
         with self._lock:
             return [r[0] for r in self._db.execute("select server from credentials order by server")]
 
+    async def read(self, server: str) -> dict[str, Any] | None:
+        return self.load(server)
+
+    async def write(self, server: str, doc: dict[str, Any]) -> None:
+        self.save(server, doc)
+
+    async def remove(self, server: str) -> bool:
+        return self.delete(server)
+
+    async def names(self) -> list[str]:
+        return self.servers()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -176,12 +198,14 @@ return 0
 
 
 class RedisCredentialStore:
-    """`CredentialStore` on the Redis hub replicas share (reads and writes are short: inline, one second
-    at most when Redis is away, which reads as nothing stored, as a broken file does)."""
+    """`CredentialStore` on the Redis hub replicas share. Never on the event loop: each read, write and
+    lock is asked on a worker thread (a link handed out is written by a thread of its own), through the
+    Redis link's breaker: a Redis that does not answer costs one request its 1 s deadline, then is
+    skipped for a few seconds (`CredentialsUnavailable`, a credential kept as it is in memory)."""
+
+    local = False
 
     def __init__(self, url: str, config_dir: Path | None) -> None:
-        import redis
-
         self._fernet = Fernet(load_key(config_dir))
         if not os.environ.get(KEY_ENV):
             log.warning(
@@ -189,9 +213,20 @@ class RedisCredentialStore:
                 " set %s (the same on every replica) for the others to read them",
                 KEY_ENV,
             )
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._errors = redis_link.errors()
+        self._redis: Any = redis_link.client(url)
         self._unlock = self._redis.register_script(UNLOCK)
+        self._breaker = redis_link.breaker(url)
+        self._links = redis_link.Writer(self._breaker, "an authorization link for the other replicas")
+
+    async def _ask(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on a worker thread through the breaker; `CredentialsUnavailable` when Redis cannot say."""
+        try:
+            return await self._breaker.call(fn, *args)
+        except self._errors as exc:
+            if not isinstance(exc, redis_link.RedisSkipped):
+                log.error("cannot %s in Redis: %s", what, exc)
+            raise CredentialsUnavailable(f"the replicas' credential store (Redis) cannot be reached: {exc}") from None
 
     @contextlib.asynccontextmanager
     async def exclusive(self, server: str) -> AsyncIterator[None]:
@@ -201,9 +236,9 @@ class RedisCredentialStore:
         deadline = time.monotonic() + LOCK_WAIT
         while not held:
             try:
-                held = bool(await anyio.to_thread.run_sync(self._take_lock, name, token))
-            except self._errors as exc:
-                log.warning("the replicas' lock for %s cannot be taken (%s); going on", server, exc)
+                held = await self._ask(f"take the lock of {server}", self._take_lock, name, token)
+            except CredentialsUnavailable:
+                log.warning("the replicas' lock for %s cannot be taken; going on", server)
                 break
             if not held:
                 if time.monotonic() > deadline:
@@ -213,9 +248,9 @@ class RedisCredentialStore:
         try:
             yield
         finally:
-            if held:
-                with anyio.CancelScope(shield=True), contextlib.suppress(*self._errors):
-                    await anyio.to_thread.run_sync(lambda: self._unlock(keys=[name], args=[token]))
+            if held:  # (if Redis cannot be asked, the lock expires after LOCK_TTL)
+                with anyio.CancelScope(shield=True), contextlib.suppress(CredentialsUnavailable):
+                    await self._ask(f"release the lock of {server}", lambda: self._unlock(keys=[name], args=[token]))
 
     def _take_lock(self, name: str, token: str) -> bool:
         return bool(self._redis.set(name, token, nx=True, px=int(LOCK_TTL * 1000)))
@@ -228,50 +263,40 @@ class RedisCredentialStore:
             return None
         return doc if isinstance(doc, dict) else None
 
-    def load(self, server: str) -> dict[str, Any] | None:
-        try:
-            blob = self._redis.hget(CREDENTIALS_KEY, server)
-        except self._errors as exc:
-            log.error("cannot read stored credentials for %s from Redis: %s", server, exc)
-            return None
+    async def read(self, server: str) -> dict[str, Any] | None:
+        blob = await self._ask(f"read the credentials of {server}", self._redis.hget, CREDENTIALS_KEY, server)
         return None if blob is None else self._decrypt(f"credentials for {server}", blob)
 
-    def save(self, server: str, doc: dict[str, Any]) -> None:
-        try:
-            self._redis.hset(CREDENTIALS_KEY, server, self._fernet.encrypt(orjson.dumps(doc)))
-        except self._errors as exc:  # the credential still works in memory
-            log.error("cannot store credentials for %s in Redis: %s", server, exc)
+    async def write(self, server: str, doc: dict[str, Any]) -> None:
+        blob = self._fernet.encrypt(orjson.dumps(doc))
+        with contextlib.suppress(CredentialsUnavailable):  # the credential still works in memory
+            await self._ask(f"store the credentials of {server}", self._redis.hset, CREDENTIALS_KEY, server, blob)
 
-    def delete(self, server: str) -> bool:
-        try:
-            return bool(self._redis.hdel(CREDENTIALS_KEY, server))
-        except self._errors as exc:
-            log.error("cannot delete stored credentials for %s from Redis: %s", server, exc)
-            return False
+    async def remove(self, server: str) -> bool:
+        return bool(await self._ask(f"delete the credentials of {server}", self._redis.hdel, CREDENTIALS_KEY, server))
 
-    def servers(self) -> list[str]:
-        return sorted(name.decode() for name in self._redis.hkeys(CREDENTIALS_KEY))
+    async def names(self) -> list[str]:
+        return sorted(
+            name.decode() for name in await self._ask("list the credentials", self._redis.hkeys, CREDENTIALS_KEY)
+        )
 
     # ------------------------------------------------------ pending authorization links
     def put_link(self, state: str, doc: dict[str, Any], ttl: float) -> None:
-        """An authorization link handed out here, for the replica its callback reaches."""
-        try:
-            self._redis.set(LINK_PREFIX + state, self._fernet.encrypt(orjson.dumps(doc)), ex=max(1, int(ttl)))
-        except self._errors as exc:  # the callback still works if it comes back to this replica
-            log.error("cannot share the authorization link with the other replicas: %s", exc)
+        """An authorization link handed out here, for the replica its callback reaches (written by a thread
+        of its own; if Redis cannot take it, the callback still works when it comes back to this replica)."""
+        blob = self._fernet.encrypt(orjson.dumps(doc))
+        self._links.put(lambda: self._redis.set(LINK_PREFIX + state, blob, ex=max(1, int(ttl))))
 
-    def take_link(self, state: str) -> dict[str, Any] | None:
+    async def take_link(self, state: str) -> dict[str, Any] | None:
         """A link another replica (or this one) handed out, usable once (None: spent, expired or never
-        made). Raises `errors` when Redis cannot say."""
-        blob = self._redis.getdel(LINK_PREFIX + state)
+        made). Raises `CredentialsUnavailable` when Redis cannot say."""
+        blob = await self._ask("read the authorization links", self._redis.getdel, LINK_PREFIX + state)
         return None if blob is None else self._decrypt("authorization link", blob)
 
-    @property
-    def errors(self) -> tuple[type[Exception], ...]:
-        return self._errors
-
     def close(self) -> None:
-        self._redis.close()
+        self._links.close()
+        with contextlib.suppress(*self._errors):
+            self._redis.close()
 
 
 Credentials = CredentialStore | RedisCredentialStore  # one hub (or hubs on one config directory) | replicas

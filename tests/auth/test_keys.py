@@ -6,14 +6,17 @@ import json
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
 from fixtures.launch import fixture_command
 from onemcp.auth import keys as keys_module
+from onemcp.auth.gate import RateLimiter
 from onemcp.auth.keys import KeyStore, RedisKeyStore, open_keys
 from onemcp.auth.principal import InvalidToken
 from onemcp.cli.main import main
+from support.held_redis import held_redis
 from support.hub import HEADERS, INIT, running_hub
 from support.services import NEEDS_REDIS, free_port
 
@@ -98,3 +101,29 @@ async def test_a_key_made_with_the_cli_for_one_replica_opens_the_other(
             assert r.status_code == 401
     assert main(["auth", "key", "list", "--config", str(paths[1])]) == 0
     assert "ops" in capsys.readouterr().out
+
+
+@pytest.mark.anyio
+async def test_a_redis_that_does_not_answer_is_asked_once_then_skipped_for_a_while() -> None:
+    """Redis holds every answer: a key is checked on a worker thread while the loop goes on, and refused
+    with the reason when Redis's deadline passes; for a few seconds other keys are refused so at once,
+    Redis not asked (the Redis link's breaker)."""
+    with held_redis() as stub:
+        store = RedisKeyStore(stub.url, None)
+        refused: list[str] = []
+
+        async def check() -> None:
+            with pytest.raises(InvalidToken) as caught:
+                await store.verify("omk_aaaaaaaaaaaa_secret")
+            refused.append(str(caught.value))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(check)
+                await anyio.to_thread.run_sync(stub.received.wait)
+                assert await RateLimiter(60, 1).take("someone else") == 0  # the unrelated request, meanwhile
+                assert not refused
+            assert refused == ["the API key store (Redis) cannot be reached"]
+            with pytest.raises(InvalidToken, match=r"the API key store \(Redis\) cannot be reached"):
+                await store.verify("omk_bbbbbbbbbbbb_secret")
+        assert stub.commands == ["HGETALL"]  # the second key: not asked

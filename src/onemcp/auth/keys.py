@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import anyio.to_thread
-
 from onemcp.auth.principal import BASE, InvalidToken, Principal
+from onemcp.config import redis_link
 from onemcp.config.sqlite import open_store
 
 log = logging.getLogger("onemcp.auth")
@@ -142,11 +141,10 @@ class RedisKeyStore:
     """
 
     def __init__(self, url: str, local: KeyStore | None) -> None:
-        import redis
-
         self.local = local
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
-        self._sync: Any = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._errors = redis_link.errors()
+        self._sync: Any = redis_link.client(url)
+        self._breaker = redis_link.breaker(url)
         self._cache: dict[str, tuple[float, tuple[Any, ...] | None]] = {}
 
     def create(self, name: str, scopes: list[str], expires: float | None = None) -> str:
@@ -204,11 +202,13 @@ class RedisKeyStore:
         row = cached[1] if cached is not None else None
         if cached is None or now - cached[0] > CACHE_SECONDS:
             try:
-                # on a thread (whatever loop runs this), and only every CACHE_SECONDS per key
-                row = self._row(await anyio.to_thread.run_sync(self._sync.hgetall, REDIS_PREFIX + key_id))
+                # on a thread (whatever loop runs this), only every CACHE_SECONDS per key, and not for a few
+                # seconds after Redis failed (the Redis link's breaker)
+                row = self._row(await self._breaker.call(self._sync.hgetall, REDIS_PREFIX + key_id))
             except self._errors as exc:
                 if cached is None:
-                    log.warning("API key %s not checked: Redis cannot be reached (%s)", key_id, exc)
+                    if not isinstance(exc, redis_link.RedisSkipped):
+                        log.warning("API key %s not checked: Redis cannot be reached (%s)", key_id, exc)
                     raise InvalidToken("the API key store (Redis) cannot be reached") from None
             else:
                 if row is not None:

@@ -23,7 +23,7 @@ import pytest
 import redis
 import uvicorn
 
-from onemcp.auth.gate import Gate
+from onemcp.auth.gate import Gate, RateLimiter
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import InvalidToken
 from onemcp.auth.server import authorize as authorize_module
@@ -33,6 +33,7 @@ from onemcp.auth.server.app import OAuthServer
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.http.asgi import Receive, Scope, Send, send_json
 from support.audit import audit_lines
+from support.held_redis import held_redis
 from support.services import NEEDS_REDIS, redis_server
 
 pytestmark = pytest.mark.anyio
@@ -1463,3 +1464,33 @@ def test_a_metadata_document_url_naming_an_address_another_way_is_refused(url: s
         "a client_id URL names its host by name or as a dotted IPv4 address"
     )
     assert metadata_url_problem("https://client.example/meta.json", allow_insecure_loopback=False) is None
+
+
+async def test_a_redis_that_does_not_answer_is_asked_once_then_skipped_for_a_while(tmp_path: Path) -> None:
+    """The shared store holds every answer: a token is checked on a worker thread while the loop goes on,
+    and refused with the reason at Redis's deadline; for a few seconds the next requests are answered at
+    once (503 temporarily_unavailable, a token refused), Redis not asked (the Redis link's breaker)."""
+    with held_redis() as stub:
+        server = OAuthServer(tmp_path / "oauth.db", ISSUER, f"{ISSUER}/mcp", scopes_supported=["mcp"], shared=stub.url)
+        refused: list[str] = []
+
+        async def check() -> None:
+            with pytest.raises(InvalidToken) as caught:
+                await server.verify("omat_" + "a" * 43)
+            refused.append(str(caught.value))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(check)
+                await anyio.to_thread.run_sync(stub.received.wait)
+                assert await RateLimiter(60, 1).take("someone else") == 0  # the unrelated request, meanwhile
+                assert not refused
+            assert refused == ["the token store (Redis) cannot be reached"]
+            asked = list(stub.commands)
+            with pytest.raises(InvalidToken, match=r"the token store \(Redis\) cannot be reached"):
+                await server.verify("omat_" + "b" * 43)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER) as http:
+                r = await http.post("/oauth/register", json={"redirect_uris": ["http://127.0.0.1:9/cb"]})
+            assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+        assert stub.commands == asked  # not asked again
+        server.close()

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-import anyio.to_thread
 import orjson
 
 from onemcp.auth.keys import Keys, KeyStore
@@ -58,6 +57,7 @@ from onemcp.auth.server.consent import HTML, PAGE_HEADERS, consent_page, error_p
 from onemcp.auth.server.directory import ClientDirectory
 from onemcp.auth.server.grants import ACCESS_PREFIX, Clock, Grants, Lifetimes, OAuthError, canonical_resource
 from onemcp.auth.server.store import ClientRecord, OAuthState, OAuthStore, digest
+from onemcp.config import redis_link
 from onemcp.http.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -121,13 +121,12 @@ class OAuthServer:
         self.store: OAuthState
         self._pending: Pending
         secret: Callable[[], bytes] | None = None
-        self._unavailable: tuple[type[Exception], ...] = ()
         if shared is not None:
             from onemcp.auth.server import shared as redis_state
 
             state = redis_state.open_state(shared, clock)
             self.store, self._pending, secret = state.store, state.pending, state.operator_secret
-            self._unavailable = redis_state.ERRORS
+            self._breaker = redis_link.breaker(shared)
             self._checked = redis_state.CheckedTokens(clock)
         else:
             self.store = OAuthStore(store_path)
@@ -207,14 +206,15 @@ class OAuthServer:
     __call__ = app
 
     async def _io(self, call: Callable[..., T], *args: Any) -> T:
-        """`call(*args)` on the state: inline over SQLite (short, local); over the shared Redis on a worker
-        thread, so a slow Redis never stalls the event loop, and an unreachable one is a 503."""
+        """`call(*args)` on the state: inline over SQLite (short, local); over the shared Redis on a worker thread
+        through the Redis link's breaker (a slow Redis never stalls the event loop; an unreachable one: 503)."""
         if self.shared is None:
             return call(*args)
         try:
-            return await anyio.to_thread.run_sync(call, *args)
-        except self._unavailable as exc:
-            audit.warning("oauth state unavailable: %s", exc)
+            return await self._breaker.call(call, *args)
+        except redis_link.errors() as exc:
+            if not isinstance(exc, redis_link.RedisSkipped):  # (a skip was said when Redis failed)
+                audit.warning("oauth state unavailable: %s", exc)
             raise OAuthError(
                 "temporarily_unavailable", "the authorization server's store cannot be reached", 503
             ) from None

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from fixtures.launch import fixture_command
+from onemcp.config.model import HubConfig
 from onemcp.hub import replay
 from support.hub import HEADERS, INIT, raw_session, running_hub
 
@@ -248,6 +249,33 @@ async def test_ready_is_503_until_upstreams_were_tried() -> None:
         async with running_hub(cfg, wait=False) as hub, httpx.AsyncClient() as http:
             r = await http.get(f"{hub.base}/health/ready")
             assert r.status_code == 503 and r.json()["upstreams"]["slow"] == "starting"
+
+
+async def test_ready_stays_200_while_a_server_added_changed_or_restarted_later_starts() -> None:
+    """Only the start-up waits: a server a reload adds or changes, or an operator restarts, later shows as
+    starting while the hub stays ready (replicas reading one edit would otherwise all drop out at once)."""
+    hang = fixture_command("--hang-on-start")
+    slow = {"command": hang[0], "args": hang[1:], "startupTimeout": 30}
+    cfg = config()
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(cfg) as hub, httpx.AsyncClient() as http:
+            pool = hub.app.hub.pool
+
+            async def ready_while_starting(name: str) -> None:
+                while (conn := pool.get(name)) is None or conn.state != "starting":  # a change: in the background
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                r = await http.get(f"{hub.base}/health/ready")
+                assert (r.status_code, r.json()["ready"], r.json()["upstreams"][name]) == (200, True, "starting")
+
+            cfg["mcpServers"]["slow"] = slow  # added
+            await hub.app.hub.apply_config(HubConfig.model_validate(cfg))
+            await ready_while_starting("slow")
+            cfg["mcpServers"]["a"] = slow  # changed
+            await hub.app.hub.apply_config(HubConfig.model_validate(cfg))
+            await ready_while_starting("a")
+            await hub.app.hub.restart_server("slow")  # restarted: a new connection, never tried
+            await ready_while_starting("slow")
+            assert (await http.get(f"{hub.base}/health")).json()["status"] == "degraded"
 
 
 async def test_a_server_that_never_answers_says_why_through_its_retries() -> None:

@@ -101,8 +101,11 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
 
 
 def ready(hub: Hub) -> tuple[bool, dict[str, Any]]:
-    tried = hub.state.all_tried()
-    return tried, {"ready": tried, "upstreams": hub.state.states()}
+    """Ready once the start-up tried every upstream, and from then on. A server a reload adds or changes, or
+    an operator restarts, shows as `starting` meanwhile but does not make the hub unready: replicas behind
+    a balancer read the same edit at once, and would all drop out together (the servers that worked too)."""
+    started = hub.state.started()
+    return started, {"ready": started, "upstreams": hub.state.states()}
 
 
 def replica_names(urls: list[str | None]) -> list[str]:

@@ -44,9 +44,10 @@ class HubState:
         """Each running upstream's connection state."""
         return {name: conn.state for name, conn in self._pool.connections.items()}
 
-    def all_tried(self) -> bool:
-        """Has every upstream (every replica too) been tried at least once?"""
-        return self._pool.all_tried()
+    def started(self) -> bool:
+        """Did the start-up try every upstream (every replica too) once? Stays true: a server added,
+        changed or restarted later is not waited for."""
+        return self._pool.tried.is_set()
 
     def list_counts(self, server: str) -> dict[str, int]:
         return self._catalog.counts(server)

@@ -229,6 +229,7 @@ class Pool:
         if self.slots.get(name) is slot:  # not the one someone else started meanwhile
             del self.slots[name]
         self._stop(slot, reason)
+        self.note_state()  # the start-up may have waited only for this one
 
     @staticmethod
     def _stop(slot: Slot, reason: str) -> None:

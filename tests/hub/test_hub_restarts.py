@@ -57,7 +57,7 @@ class Held:
 async def holding(h: InProcessHub, tg: anyio.abc.TaskGroup) -> Held:
     held = Held(h, await h.session())
     tg.start_soon(held.call)
-    await until(lambda: (conn := h.app.hub.pool.get("beta")) is not None and conn.in_flight)
+    await until(lambda: h.app.hub.state.in_flight("beta"))  # on the shared connection, or the session's own
     return held
 
 
@@ -140,6 +140,7 @@ async def test_a_reload_does_not_wait_for_a_removed_server_s_calls_to_drain() ->
             await until(lambda: "beta" not in h.app.hub.pool.slots and h.upstreams.live["beta"] == 0)
 
 
+@pytest.mark.parametrize("isolation", ["shared", "session"])
 @pytest.mark.parametrize(
     ("change", "told"),
     [
@@ -149,12 +150,72 @@ async def test_a_reload_does_not_wait_for_a_removed_server_s_calls_to_drain() ->
     ],
 )
 async def test_a_call_cut_off_by_a_stop_hears_why(
-    monkeypatch: pytest.MonkeyPatch, change: dict[str, Any] | None, told: str
+    monkeypatch: pytest.MonkeyPatch, isolation: str, change: dict[str, Any] | None, told: str
 ) -> None:
+    """The same words on the shared connection and on a session's own (`isolation: session`)."""
     monkeypatch.setattr(pool, "DRAIN_SECONDS", 0.0)  # the drain bound is over at once
+    servers = {name: {**server, "isolation": isolation} for name, server in SERVERS.items()}
+    if change is not None:
+        change = {name: {**server, "isolation": isolation} for name, server in change.items()}
     with anyio.fail_after(DEADLINE):
-        async with inprocess_hub(SERVERS) as h:
+        async with inprocess_hub(servers) as h:
             async with anyio.create_task_group() as tg:
                 held = await holding(h, tg)
                 await (held.restart() if change is None else held.reload(change))
             assert held.replies[0]["error"] == {"code": -32000, "message": told}
+
+
+@pytest.mark.parametrize("stop", ["removed", "changed", "restarted"])
+async def test_a_call_on_a_session_s_own_connection_drains_like_a_shared_one(stop: str) -> None:
+    """`isolation: session`: a reload removing or changing the server, or an admin restart, lets the
+    call in flight on the session's own connection finish (not cut at once); the session's next call
+    meanwhile gets a new connection, and the old one closes once its call is done."""
+    servers = {name: {**server, "isolation": "session"} for name, server in SERVERS.items()}
+    changed = {**servers, "beta": {**fixture("--name", "beta", "--tools", "1"), "isolation": "session"}}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(servers) as h:
+            hub = h.app.hub
+            async with anyio.create_task_group() as tg:
+                held = await holding(h, tg)
+                own = hub.isolated.connections()
+                assert [conn.name for conn in own] == ["beta"] and own[0].in_flight == 1
+                if stop == "restarted":
+                    await held.restart()
+                else:
+                    await held.reload({"alpha": servers["alpha"]} if stop == "removed" else changed)
+                await anyio.wait_all_tasks_blocked()
+                assert not held.replies  # still in flight: not cut off
+                assert hub.state.in_flight("beta") == 1 and hub.state.session_connections("beta") == 0
+                if stop != "removed":  # the session's next call: a new connection of its own
+                    await h.ready("beta")
+                    reply = await held.session.ask("tools/call", tool_call("beta__echo", message="hi"))
+                    assert reply["result"]["content"][0]["text"] == "hi"
+                    assert hub.state.session_connections("beta") == 1 and hub.state.in_flight("beta") == 1
+                h.upstreams.let_go.set()
+            assert held.replies[0]["result"]["content"][0]["text"] == "let go"  # the call drained
+            await until(lambda: own[0] not in hub.isolated.connections())  # and its connection closed
+            assert own[0].state == "stopped" and hub.state.in_flight("beta") == 0
+
+
+async def test_a_call_on_a_principal_s_own_connection_drains_too() -> None:
+    """A 2026-07-28 call to an `isolation: session` server runs on its principal's own connection: a
+    reload removing the server lets it finish as well."""
+    servers = {name: {**server, "isolation": "session"} for name, server in SERVERS.items()}
+    replies: list[list[dict[str, Any]]] = []
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(servers) as h:
+            hub = h.app.hub
+
+            async def call() -> None:
+                replies.append((await h.client.modern("tools/call", **tool_call("beta__hold")))[1])
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                await until(lambda: hub.state.in_flight("beta"))
+                assert [conn.owner for conn in hub.isolated.connections()] == [None]  # a principal's: no session
+                await hub.apply_config(config({"alpha": servers["alpha"]}))
+                await anyio.wait_all_tasks_blocked()
+                assert not replies and hub.state.in_flight("beta") == 1
+                h.upstreams.let_go.set()
+            assert replies[0][-1]["result"]["content"][0]["text"] == "let go"
+            await until(lambda: not hub.isolated.connections())

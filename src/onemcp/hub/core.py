@@ -58,7 +58,7 @@ from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.oauth.registry import UpstreamAuth
-from onemcp.upstream.pool import Pool
+from onemcp.upstream.pool import CHANGED, REMOVED, Pool
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
 from onemcp.upstream.user_secrets import UserSecrets
 
@@ -428,8 +428,8 @@ class Hub:
         self._place_servers()  # what each client may reach changes now, not once removed servers' calls drained
         self.refresh_views()  # announces what each client sees change
         await self._reload_templates(old_templates)
-        for name in [*change.removed, *change.restarted]:
-            self.isolated.close_server(name)
+        for name in [*change.removed, *change.restarted]:  # sessions' own connections drain like the shared one
+            self.isolated.close_server(name, REMOVED if name in change.removed else CHANGED)
         for name in [*change.removed, *change.restarted, *change.added]:
             if name in change.added and not self.pool.busy(name):
                 self.pool.add(name, new.enabled[name])  # at once
@@ -472,8 +472,8 @@ class Hub:
         """Stop a server (its calls get the pool's drain bound) and start it again; NotFound if there is none."""
         if self._wanted(name) is None:
             raise NotFound(f"no enabled server {name!r}")
-        self.isolated.close_server(name)
         wanted, why = partial(self._wanted, name), "restarting (an operator asked)"
+        self.isolated.close_server(name, why)
         if not await self.pool.restart(name, wanted, reason=why, on_stopped=self._dropped):
             raise NotFound(f"server {name!r} was removed from the config while it restarted: not started again")
 
@@ -514,7 +514,7 @@ class Hub:
         return conn.state == "ready"
 
     async def _stop_instance(self, instance: Instance) -> None:
-        self.isolated.close_server(instance.id)
+        self.isolated.close_server(instance.id, "template instance stopped")
         self.announcements.announce(self._place_servers())
         await self.pool.remove(instance.id, reason="template instance stopped")
 

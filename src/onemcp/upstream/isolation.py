@@ -5,6 +5,9 @@ log line belongs to. An isolated server gets one connection per downstream sessi
 started on the session's first call to it and closed when the session ends; everything
 the upstream sends on it belongs to that session. The shared connection still exists and
 feeds the catalog (lists are the same for everyone). A server has at most `maxOwnConnections`.
+When the server is removed, reconfigured or restarted, its connections here stop as the pool's shared
+one does: calls in flight get `DRAIN_SECONDS` to finish, then end with the reason (the next call gets
+a new connection meanwhile).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from onemcp.config.model import ServerConfig
 from onemcp.observability.limits import hit
 from onemcp.protocol.errors import LimitReached, UpstreamUnavailable
+from onemcp.upstream import pool
 from onemcp.upstream.call import Requester
 from onemcp.upstream.connection import ConnectionEvents, UpstreamConnection
 from onemcp.upstream.oauth.registry import UpstreamAuth
@@ -36,6 +40,9 @@ class IsolatedConnections:
         self._used: dict[tuple[str, str], float] = {}  # last use of each (per-principal ones are reaped idle)
         self._credentials: dict[tuple[str, str], str] = {}  # the OAuth credential each one carries
         self._stamps: dict[tuple[str, str], object] = {}  # what each was made from, as its caller noted it
+        # stopped ones whose calls still run (`close_server`), with their owner: out of `_conns`, so a
+        # new call gets a new connection; not counted against `maxOwnConnections` (gone within the drain)
+        self._draining: dict[UpstreamConnection, tuple[str, anyio.CancelScope]] = {}
         self._tg: TaskGroup | None = None
         if auth is not None:  # a credential logged out: the connections carrying it close (the next call asks anew)
             auth.dropped.append(self.close_credential)
@@ -110,7 +117,8 @@ class IsolatedConnections:
         raise LimitReached("own_connections", f"[{name}] {why}; try again later", 503)
 
     def connections(self) -> list[UpstreamConnection]:
-        return [conn for conn, _ in self._conns.values()]
+        """Every connection kept here, draining ones too (the hub stopping cuts their calls off)."""
+        return [*(conn for conn, _ in self._conns.values()), *self._draining]
 
     def held_by(self, *owners: str) -> list[UpstreamConnection]:
         """The ready connections kept for any of `owners` (a session id, a `user:` principal, ...)."""
@@ -126,17 +134,25 @@ class IsolatedConnections:
         for key in [k for k in self._conns if k[0].startswith(prefix) and now - self._used.get(k, now) > idle]:
             self._close(key)
 
-    def _close(self, key: tuple[str, str]) -> None:
+    def _forget(self, key: tuple[str, str]) -> tuple[UpstreamConnection, anyio.CancelScope] | None:
         self._used.pop(key, None)
         self._credentials.pop(key, None)
         self._stamps.pop(key, None)
-        entry = self._conns.pop(key, None)
+        return self._conns.pop(key, None)
+
+    def _close(self, key: tuple[str, str]) -> None:
+        entry = self._forget(key)
         if entry is not None:
             entry[1].cancel()
 
     def close_session(self, session_id: str) -> None:
+        """The session ended: its connections close, draining ones too (nobody waits for their calls)."""
         for key in [k for k in self._conns if k[0] == session_id]:
             self._close(key)
+        for conn, (owner, scope) in list(self._draining.items()):
+            if owner == session_id:
+                del self._draining[conn]
+                scope.cancel()
 
     def stamp(self, owner: str, name: str, version: object = None) -> object:
         """What the caller noted with this connection (a version of what it was made from), or note it."""
@@ -153,14 +169,33 @@ class IsolatedConnections:
         for key in [k for k, named in self._credentials.items() if named == credential]:
             self._close(key)
 
-    def close_server(self, name: str) -> None:
-        """Close every connection to `name` (it was removed or reconfigured)."""
+    def close_server(self, name: str, reason: str = "stopped by the hub") -> None:
+        """Stop every connection to `name` (it was removed, reconfigured or restarted), as the pool stops its
+        shared one: calls in flight get `pool.DRAIN_SECONDS` to finish, then end with `reason` (in the
+        background); a connection no call uses closes at once. The next call gets a new connection."""
         for key in [k for k in self._conns if k[1] == name]:
-            self._close(key)
+            entry = self._forget(key)
+            assert entry is not None
+            conn, scope = entry
+            if conn.in_flight and self._tg is not None:
+                self._draining[conn] = (key[0], scope)
+                self._tg.start_soon(self._drain, conn, scope, reason)
+            else:
+                conn.fail_pending(reason, closed=False)  # anything else pending (the hub's own): a clear error
+                scope.cancel()
+
+    async def _drain(self, conn: UpstreamConnection, scope: anyio.CancelScope, reason: str) -> None:
+        try:
+            with anyio.move_on_after(pool.DRAIN_SECONDS):
+                await conn.drained()
+        finally:
+            if self._draining.pop(conn, None) is not None:  # not closed with its session meanwhile
+                conn.fail_pending(reason, closed=False)  # a clear error, not "connection closed"
+            scope.cancel()
 
     def in_flight(self, name: str) -> int:
-        """Calls waiting on `name` over the connections kept here (every owner's)."""
-        return sum(conn.in_flight for conn, _ in self._conns.values() if conn.name == name)
+        """Calls waiting on `name` over the connections kept here (every owner's, draining ones too)."""
+        return sum(conn.in_flight for conn in self.connections() if conn.name == name)
 
     def count(self, name: str) -> int:
         return sum(1 for (_, n), (conn, _) in self._conns.items() if n == name and conn.state == "ready")

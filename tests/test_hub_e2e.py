@@ -229,6 +229,29 @@ async def test_deadline_cancels_slow_call_with_clear_error() -> None:
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
 
 
+async def test_progress_restarts_the_deadline_up_to_max_total_timeout() -> None:
+    """`timeout` bounds the server's silence, not the call's length: a tool reporting progress more often
+    than `timeout` runs past it (a direct client with resetTimeoutOnProgress would let it), and
+    `maxTotalTimeout` still ends one that never stops."""
+
+    async def ignore(progress: float, total: float | None, message: str | None) -> None:
+        return None
+
+    servers = {
+        "chatty": stdio(timeout=1),  # 6 steps 0.25 s apart: 1.25 s in all, never 1 s without word
+        "endless": stdio(timeout=1, maxTotalTimeout=1.5),  # 40 steps: 10 s in all
+    }
+    with anyio.fail_after(DEADLINE):
+        async with hub_client(servers) as (_, c):
+            args = {"steps": 6, "pause": 0.25}
+            result = await c.call_tool("chatty__progress", args, progress_callback=ignore)
+            assert text_of(result) == "progress done"
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("endless__progress", {"steps": 40, "pause": 0.25}, progress_callback=ignore)
+            assert "[endless]" in err.value.error.message
+            assert "still running at maxTotalTimeout (1.5s)" in err.value.error.message
+
+
 async def test_upstream_crash_mid_call_gives_error_and_others_keep_serving() -> None:
     with anyio.fail_after(DEADLINE):
         async with hub_client({"doomed": stdio(), "fine": stdio()}) as (hub, c):

@@ -133,6 +133,13 @@ class ServerConfig(_Model):
     # This server's tool definitions changed since approved: withheld, reported, or not checked (default: the hub's).
     pin_tool_definitions: PinMode | None = Field(None, alias="pinToolDefinitions")
     timeout: RequestSeconds = Field(60.0, description="deadline for each request to this server (at most 3600)")
+    # `timeout` is how long the server may say nothing about a request: each progress notification,
+    # log line or question it sends about a call starts it again, up to this long since the call was sent.
+    max_total_timeout: Seconds = Field(
+        3600.0,
+        alias="maxTotalTimeout",
+        description="the longest a call may run while the server keeps reporting progress (seconds)",
+    )
     # "session": each downstream session gets its own upstream connection (started on its
     # first call, closed with it), so server->client requests and logs are never ambiguous.
     # "auto": shared until the server asks a client something (sampling, elicitation, roots);

@@ -71,11 +71,16 @@ class Forwarder:
         started = time.perf_counter()
         sent = time.monotonic()  # the call is on its way: what the upstream answers from now shows it alive
         outcome = "cancelled"
+        # `timeout` bounds the server's silence on the call: each message it sends about the call (progress,
+        # a log line, a question for the client) starts it again, up to `maxTotalTimeout` since it was sent
+        longest = max(call.timeout, conn.config.max_total_timeout)
+        ceiling = anyio.current_time() + longest
         try:
-            with anyio.move_on_after(call.timeout):
+            with anyio.move_on_after(call.timeout) as deadline:
                 while True:
                     msg, final = await call.receive()
                     if not final:
+                        deadline.deadline = min(anyio.current_time() + call.timeout, ceiling)
                         pending = self._input_request(session, msg)
                         if pending is not None:
                             # a legacy upstream asks a modern client: park, answer input_required
@@ -97,11 +102,14 @@ class Forwarder:
                         answers = await bridge.ask_client(session, emit, needed.get("inputRequests"))
                         call = await conn.begin(bridge.retry_request(call, needed, answers), origin=session)
                         session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
+                        deadline.deadline = min(anyio.current_time() + call.timeout, ceiling)  # asked again
                         continue
                     return self.for_client(session, conn, call.method, msg)
-            conn.abandon(call, f"timed out after {call.timeout:g}s")
+            quiet = anyio.current_time() < ceiling  # else it ran into maxTotalTimeout, talking all along
+            why = f"timed out after {call.timeout:g}s" if quiet else f"still running at maxTotalTimeout ({longest:g}s)"
+            conn.abandon(call, why)
             outcome = "timeout"
-            err = UpstreamTimeout(conn.name, f"{call.method} timed out after {call.timeout:g}s")
+            err = UpstreamTimeout(conn.name, f"{call.method} {why}")
             return jsonrpc.error(call.downstream_id, err.to_error())
         finally:
             self._record(session, conn, call, outcome, started, sent)

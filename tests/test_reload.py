@@ -362,3 +362,31 @@ async def test_a_configmap_swap_is_reloaded(tmp_path: Path) -> None:
             await reloads_on(reloader, swap)
             await reloads_on(reloader, swap)  # the second swap too: the watch followed the first
             assert hub.app.hub.config.servers.keys() == {f"s{len(versions) - 1}"}
+
+
+async def test_a_config_folder_removed_and_made_again_is_watched_again(tmp_path: Path) -> None:
+    """hunt-ops F7: once the config's folder was removed, the watch on it was dead: a new mcp.json in a
+    folder made again (a deploy swapping the folder, a checkout) was never applied until SIGHUP."""
+    deploy = tmp_path / "deploy"
+    conf, path = deploy / "conf", deploy / "conf" / "mcp.json"
+    conf.mkdir(parents=True)
+    path.write_text(disabled(0))
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(json.loads(disabled(0)), config_path=path) as hub:
+            reloader = hub.app.reloader
+            assert reloader is not None
+            await reloads_on(reloader, lambda n: path.write_text(disabled(n)))  # the watch stands
+            shutil.rmtree(deploy)  # two levels of folders gone
+            await until(lambda: _async(reloader.config_error is not None))  # seen, and said in /health
+            conf.mkdir(parents=True)
+            path.write_text(disabled(100))
+            await until(lambda: _async("s100" in hub.app.hub.config.servers))
+            await reloads_on(reloader, lambda n: path.write_text(disabled(200 + n)))  # and watched there again
+
+            swap = deploy / "conf.new"  # the folder swapped for another by renames
+            swap.mkdir()
+            (swap / "mcp.json").write_text(disabled(300))
+            conf.rename(deploy / "conf.old")
+            swap.rename(conf)
+            await until(lambda: _async("s300" in hub.app.hub.config.servers))
+            await reloads_on(reloader, lambda n: path.write_text(disabled(400 + n)))  # the new folder, not the old

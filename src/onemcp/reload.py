@@ -144,46 +144,77 @@ class Reloader:
     def _absolute(self) -> Path:
         return Path(os.path.abspath(self.path))  # not resolved: the link is what is watched
 
-    def _watched(self) -> dict[str, set[str]]:
-        """Folder -> the names in it whose change can change what `path` reads: mcp.json and presets.json,
-        and for a symlinked mcp.json the link's first step (a ConfigMap's `..data`) and the file it ends at."""
+    def _files(self) -> set[str]:
+        """The paths whose change is a reload: mcp.json, and for a symlinked one the link's first step
+        (a ConfigMap's `..data`) and the file it ends at."""
         path = self._absolute()
-        watched = {str(path.parent): {path.name, PRESETS}}
+        files = {path}
         if path.is_symlink():
             with contextlib.suppress(OSError):
                 step = Path(os.readlink(path))
                 if not step.is_absolute() and len(step.parts) > 1:
-                    watched[str(path.parent)].add(step.parts[0])
-            target = path.resolve()
-            watched.setdefault(str(target.parent), set()).add(target.name)
-        return {folder: names for folder, names in watched.items() if os.path.isdir(folder)}
+                    files.add(path.parent / step.parts[0])
+            files.add(path.resolve())
+        return {str(found) for found in files}
+
+    def _watched(self, files: set[str]) -> dict[str, set[str]]:
+        """Folder -> the names in it to watch: `files` and presets.json. A folder that is not there (removed
+        with the config: a deploy swapping it, a checkout) is waited for from its nearest existing ancestor,
+        by the name of the next step towards it."""
+        watched: dict[str, set[str]] = {}
+        for found in {*map(Path, files), self._absolute().parent / PRESETS}:
+            folder, name = found.parent, found.name
+            while not folder.is_dir():  # the root always is
+                folder, name = folder.parent, folder.name
+            watched.setdefault(str(folder), set()).add(name)
+        return watched
+
+    def _layout(self) -> tuple[set[str], dict[str, set[str]], dict[str, tuple[int, int] | None]]:
+        """What to watch now, with each folder's identity: a folder swapped for another of its name
+        (renamed away, a new one renamed in) is a new layout even where the names read the same."""
+        files = self._files()
+        watched = self._watched(files)
+        return files, watched, {folder: _identity(folder) for folder in watched}
 
     async def _watch(self) -> None:
-        """Reload on a change to mcp.json (or what its symlink leads to), and on the link itself changing:
-        then the folders are looked up again (a dotfiles link, a Kubernetes ConfigMap's atomic swap)."""
+        """Reload on a change to mcp.json (or what its symlink leads to). When the layout changes (the link
+        leads elsewhere, a folder on the way is removed, comes back or is swapped) the watch is set up again
+        where things are now, and once it stands the file is read (it may have been written meanwhile)."""
         from watchfiles import awatch  # imported here: only a running hub watches
 
-        here = str(self._absolute().parent)
+        presets = str(self._absolute().parent / PRESETS)
+        rebuilt = False
         while True:
-            watched = self._watched()
+            layout = self._layout()
+            files, watched, _ = layout
 
             def ours(_: object, path: str, watched: dict[str, set[str]] = watched) -> bool:
                 found = Path(path)
-                return found.name in watched.get(str(found.parent), ())
+                return path in watched or found.name in watched.get(str(found.parent), ())
 
+            standing = False  # the first yield comes once the watch stands (then every 300 ms without changes)
             # rust_timeout: how often the watcher thread looks up, so that a shutdown is not held for 5 s
             async for changes in awatch(
-                *watched, watch_filter=ours, debounce=DEBOUNCE_MS, recursive=False, rust_timeout=300
+                *watched,
+                watch_filter=ours,
+                debounce=DEBOUNCE_MS,
+                recursive=False,
+                rust_timeout=300,
+                yield_on_timeout=True,
             ):
-                changed = {Path(path) for _, path in changes}
-                if any(found.name != PRESETS or str(found.parent) != here for found in changed):
+                changed = {path for _, path in changes}
+                if not standing and rebuilt and self.path.exists():
+                    changed |= files | {presets}  # written while the watch was being set up: read it
+                if changed & files:
                     await self.reload()  # mcp.json, or the link's step or target: reading it again tells
-                if any(found.name == PRESETS and str(found.parent) == here for found in changed):
+                if presets in changed:
                     self.load_presets()  # every view naming a preset is decided again
-                if self._watched() != watched:
-                    break  # the link leads elsewhere now: watch there
+                if (changed or not standing) and self._layout() != layout:
+                    break  # watch where things are now
+                standing = True
             else:
                 return  # the watch ended by itself (as it did before links were followed)
+            rebuilt = True
 
     async def _retry_failed(self) -> None:
         """Read the file again, backing off, after a reload failed for a passing reason (EMFILE...):
@@ -213,3 +244,11 @@ class Reloader:
             "lastChanges": self.last_changes,
             "restartNeeded": self.restart_needed,
         }
+
+
+def _identity(folder: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino

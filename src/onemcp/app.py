@@ -38,10 +38,12 @@ from onemcp.http.guard import Guard
 from onemcp.hub.core import Hub
 from onemcp.hub.pins import Pins
 from onemcp.hub.saved import open_store
+from onemcp.hub.stopping import SHUTTING_DOWN
 from onemcp.observability import logs
 from onemcp.observability.metrics import CONTENT_TYPE, Metrics
 from onemcp.observability.redact import REDACTOR
-from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, UPSTREAM_UNAVAILABLE
 from onemcp.reload import Reloader
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
@@ -49,8 +51,8 @@ from onemcp.upstream.user_secrets import UserSecrets
 
 GUARDED = frozenset({b"host", b"origin"})  # headers the guard judges: one of each, or none
 log = logging.getLogger("onemcp.app")
-SHUTTING_DOWN = "the hub is shutting down"  # what a call still running after the shutdown grace hears
-FINISH = 1.0  # after the grace: for those calls' errors to be written before uvicorn cancels what is left
+FINISH = 1.0  # after the grace: for the hub to end what is still open (hub/stopping.py) before uvicorn cancels it
+MCP_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/messages", "/messages/"})
 
 
 class OneMcpApp:
@@ -140,6 +142,28 @@ class OneMcpApp:
         return self._guard
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = asgi.Response(send)
+        with self.hub.stopping.last() as cut:  # open when everything else stopped: ended below, not by uvicorn
+            await self._route(scope, receive, response.send)
+        if cut.cancelled_caught:
+            await self._cut_off(scope, response)
+
+    @staticmethod
+    async def _cut_off(scope: Scope, response: asgi.Response) -> None:
+        """End an exchange still open at the end of the shutdown grace in its own terms: a stream where it
+        is, an MCP request with its JSON-RPC error (in a type it accepts), anything else with a 503."""
+        with contextlib.suppress(OSError):
+            if response.ended:
+                return
+            if response.status is not None:
+                await asgi.end_stream(response.send)
+            elif scope["method"] == "POST" and scope["path"] in MCP_PATHS:
+                error = {"code": UPSTREAM_UNAVAILABLE, "message": SHUTTING_DOWN}
+                await asgi.send_result(response.send, scope, jsonrpc.dumps(jsonrpc.error(asgi.rpc_id(scope), error)))
+            else:
+                await asgi.send_json(response.send, 503, error_body(UPSTREAM_UNAVAILABLE, SHUTTING_DOWN))
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         try:
             if path in ("/health/live", "/health/ready"):  # probes: nothing a rebound page could use
@@ -198,7 +222,7 @@ class OneMcpApp:
             if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
                 await self.console(scope, receive, send)
                 return
-            if path not in ("/mcp", "/mcp/", "/sse", "/messages", "/messages/"):
+            if path not in MCP_PATHS:
                 await asgi.send_json(
                     send,
                     404,
@@ -316,6 +340,6 @@ class HubServer(uvicorn.Server):
     @staticmethod
     async def _cut_off(app: OneMcpApp, grace: float) -> None:
         await anyio.sleep(grace)
-        cut = app.hub.cut_off_calls(SHUTTING_DOWN)
+        cut = await app.hub.stopping.cut_off()
         if cut:
-            log.warning("%d call(s) still running after the %gs grace: ended (%s)", cut, grace, SHUTTING_DOWN)
+            log.warning("%d request(s) still being answered after the %gs grace: ended (%s)", cut, grace, SHUTTING_DOWN)

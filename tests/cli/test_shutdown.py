@@ -145,4 +145,77 @@ async def test_a_call_still_running_after_the_grace_gets_a_json_rpc_error(caplog
         error = json.loads(last.removeprefix("data: "))["error"]
         assert error == {"code": -32000, "message": "[slow] the hub is shutting down"}
     assert "Exception in ASGI application" not in caplog.text
-    assert "1 call(s) still running" not in caplog.text and "2 call(s) still running" in caplog.text
+    assert "1 request(s) still being" not in caplog.text and "2 request(s) still being answered" in caplog.text
+
+
+async def test_every_request_and_stream_still_open_after_the_grace_ends_in_its_own_terms(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """hunt-ops F4, rest: requests waiting for the start-up (in the hub's answer, on its own or behind
+    an /sse session) and the streams got uvicorn's bare 500 / a cut connection, and tracebacks."""
+    upstreams = FixtureUpstreams()
+    config = {
+        "mcpServers": {"hang": fixture("--hang-on-start", startupTimeout=60)},
+        "onemcp": {"firstListWait": 60},  # a list waits for the start-up, past the grace
+    }
+    app = OneMcpApp(HubConfig.model_validate(config), transports=upstreams)
+    server = HubServer(app.server_config(timeout_graceful_shutdown=0))  # the grace is over at once
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    answers: dict[str, httpx.Response] = {}
+    on_sse: list[str] = []
+    waiting = 0
+
+    async def modern_list(accept: str, rid: int) -> None:
+        nonlocal waiting
+        headers, body = modern_request("tools/list", rid=rid)
+        async with httpx.AsyncClient(timeout=DEADLINE) as http:
+            waiting += 1
+            answers[accept] = await http.post(f"{base}/mcp", headers={**headers, "accept": accept}, json=body)
+
+    async def initialize() -> None:
+        nonlocal waiting
+        body = {"jsonrpc": "2.0", "id": 14, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+        async with httpx.AsyncClient(timeout=DEADLINE) as http:
+            waiting += 1
+            answers["initialize"] = await http.post(f"{base}/mcp", headers=HEADERS, json=body)
+
+    async def sse_session(posted: anyio.Event) -> None:
+        async with httpx.AsyncClient(timeout=DEADLINE) as http, http.stream("GET", f"{base}/sse") as stream:
+            lines = stream.aiter_lines()
+            async for line in lines:
+                if line.startswith("data: /messages"):
+                    body = {"jsonrpc": "2.0", "id": 11, "method": "tools/list"}
+                    r = await http.post(f"{base}{line.removeprefix('data: ')}", json=body)
+                    assert r.status_code == 202
+                    posted.set()
+                    break
+            on_sse.extend([line async for line in lines if line.startswith("data: ")])  # to the stream's end
+
+    with anyio.fail_after(DEADLINE), sock:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            while not server.started:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            posted = anyio.Event()
+            tg.start_soon(sse_session, posted)
+            await posted.wait()
+            tg.start_soon(modern_list, "application/json", 12)
+            tg.start_soon(modern_list, "text/event-stream", 13)
+            tg.start_soon(initialize)
+            while waiting < 3 or app.hub.stopping.exchanges < 4:  # the requests reached the hub, the stream open
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            server.should_exit = True
+    error = {"code": -32000, "message": "the hub is shutting down"}
+    heard = [json.loads(line.removeprefix("data: ")) for line in on_sse]
+    assert heard == [{"jsonrpc": "2.0", "id": 11, "error": error}]  # the reply, then the stream's end
+    assert answers["application/json"].headers["content-type"] == "application/json"
+    assert answers["application/json"].json() == {"jsonrpc": "2.0", "id": 12, "error": error}
+    assert answers["text/event-stream"].headers["content-type"] == "text/event-stream"
+    event = next(line for line in answers["text/event-stream"].text.splitlines() if line.startswith("data: "))
+    assert json.loads(event.removeprefix("data: ")) == {"jsonrpc": "2.0", "id": 13, "error": error}
+    assert answers["initialize"].json() == {"jsonrpc": "2.0", "id": 14, "error": error}
+    assert "Exception in ASGI application" not in caplog.text and "Traceback" not in caplog.text
+    assert "timeout graceful shutdown exceeded" not in caplog.text

@@ -22,12 +22,17 @@ from mcp.client import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp.auth.principal import ANONYMOUS
+from onemcp.downstream import stdio as stdio_module
+from onemcp.downstream.stdio import StdioServer
 from support.hub_process import clean_env
+from support.inprocess import fixture, inprocess_hub, tool_call
 from support.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 DEADLINE = 60.0
 MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
 MODERN_FIXTURE = str(Path(__file__).resolve().parents[1] / "fixtures" / "modern_server.py")
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
 SERVER_INFO = "io.modelcontextprotocol/serverInfo"
@@ -511,3 +516,39 @@ async def test_sigterm_ends_a_stdio_command_as_end_of_input_does(tmp_path: Path,
     if command == "serve":
         assert marker.exists() and marker.read_text().strip() == "ended 0"  # closed by EOF (SIGKILL: no marker)
     assert code == 128 + getattr(signal, signame)  # as a shell reports it
+
+
+async def test_a_call_still_running_when_the_drain_ends_is_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hunt-ops F4: stdin closed (or SIGTERM) with a call running past the drain: it was cancelled, and the
+    client never got a reply for it."""
+    monkeypatch.setattr(stdio_module, "DRAIN", 0.0)  # the drain is over at once
+    to_hub, from_client = anyio.create_memory_object_stream[bytes](8)
+    lines: list[dict[str, Any]] = []
+
+    async def read_line() -> bytes:
+        try:
+            return await from_client.receive()
+        except anyio.EndOfStream:
+            return b""
+
+    async def write(data: bytes) -> None:
+        lines.append(json.loads(data))
+
+    async def send(msg: dict[str, Any]) -> None:
+        await to_hub.send(json.dumps(msg).encode() + b"\n")
+
+    with anyio.fail_after(DEADLINE), to_hub, from_client:
+        async with inprocess_hub({"slow": fixture()}) as hub:
+            server = StdioServer(hub.app.hub, ANONYMOUS, read_line, write)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve)
+                await send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": LEGACY}})
+                await send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+                await send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": tool_call("hold")})
+                conn = hub.app.hub.pool.get("slow")
+                while (conn is None or conn.in_flight == 0) and not lines[1:]:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                    conn = hub.app.hub.pool.get("slow")
+                to_hub.close()  # end of input
+    error = {"code": -32000, "message": "[slow] the hub is shutting down"}
+    assert [line for line in lines if line.get("id") == 2] == [{"jsonrpc": "2.0", "id": 2, "error": error}]

@@ -123,9 +123,10 @@ class LegacySseEndpoint:
                 session.post(related)
 
         try:
-            reply = await answer(self.hub, session, msg, emit)
-            if reply is not None:
-                await session.deliver(jsonrpc.loads(reply) if isinstance(reply, bytes) else reply)
+            with self.hub.stopping.replying():  # at the end of the shutdown grace, the stream ends after it
+                reply = await answer(self.hub, session, msg, emit)
+                if reply is not None:
+                    await session.deliver(jsonrpc.loads(reply) if isinstance(reply, bytes) else reply)
         finally:
             self._calls[session.id] -= 1
             if self._calls[session.id] <= 0:

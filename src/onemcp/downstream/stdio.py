@@ -14,7 +14,8 @@ Start-up differs from HTTP, where the hub runs long before clients come: here th
 the hub, so its first message waits (up to `READY_WAIT`) until every upstream was tried.
 Shutdown follows the client: end of stdin (or `stop()`, which `serve --transport stdio` calls on
 SIGTERM or SIGHUP) stops reading, open listen feeds end gracefully (their request's result),
-in-flight requests get `DRAIN` seconds to finish, then the hub (and its upstreams) stop.
+in-flight requests get `DRAIN` seconds to finish (then each still running is answered 'the hub is
+shutting down'), then the hub (and its upstreams) stop.
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ from onemcp.hub.core import Hub
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, HubError, ProtocolError
+from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, UPSTREAM_UNAVAILABLE, HubError, ProtocolError
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.stdio import Input, ReadLine, Write, each_line
 from onemcp.reload import Reloader
 
 log = logging.getLogger("onemcp.downstream.stdio")
 DRAIN = 5.0
+FINISH = 1.0  # after DRAIN: for the requests cut off to write their errors before they are cancelled
 READY_WAIT = 10.0  # longest the first message waits for every upstream to have been tried
 
 
@@ -117,10 +119,19 @@ class StdioServer:
                         await self._handle(line, requests)
                     for listener in list(self._listeners):
                         listener.finish()  # nobody will cancel them now: their result ends them
-                    requests.cancel_scope.deadline = anyio.current_time() + DRAIN
+                    tg.start_soon(self._cut_off)  # beside the requests, not one of them: it ends with the session
+                    requests.cancel_scope.deadline = anyio.current_time() + DRAIN + FINISH  # what even that left
                 tg.cancel_scope.cancel()
         finally:
             self.hub.end_session(self.session.id)
+
+    async def _cut_off(self) -> None:
+        """After the grace, what is still being answered is answered 'the hub is shutting down' (it was
+        cancelled without a reply)."""
+        await anyio.sleep(DRAIN)
+        cut = await self.hub.stopping.cut_off()
+        if cut:
+            log.warning("%d request(s) still being answered after the %gs grace: ended", cut, DRAIN)
 
     async def _refuse_line(self, why: str) -> None:
         await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
@@ -194,8 +205,10 @@ class StdioServer:
             if method == "subscriptions/listen":
                 await self._listen(session, rid, params)
                 return None
-            if self.modern.is_local(method):
-                return await self.modern.local(session, rid, method, params)
+            if self.modern.is_local(method):  # server/discover and lists may wait for the start-up
+                with self.hub.stopping.bound() as bound:
+                    return await self.modern.local(session, rid, method, params)
+                return jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": bound.reason})
             return await self.modern.routed(session, msg, self.send)
         except HubError as exc:
             return jsonrpc.error(rid, exc.to_error())

@@ -96,6 +96,28 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
+class Response:
+    """What a response has sent so far: the hub may have to end it itself (at the end of the shutdown grace)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status: int | None = None  # once started
+        self.ended = False
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.ended = True
+        await self._send(message)
+
+
+def rpc_id(scope: Scope) -> jsonrpc.RequestId | None:
+    """The id of the JSON-RPC request the exchange carries, once its body was read (`read_message`)."""
+    found: jsonrpc.RequestId | None = scope.get("onemcp.rpc_id")
+    return found
+
+
 async def send_bytes(
     send: Send,
     status: int,
@@ -165,7 +187,9 @@ async def read_message(scope: Scope, receive: Receive, send: Send, limit: int) -
     try:
         if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
             raise BodyTooLarge
-        return jsonrpc.parse(await read_body(receive, limit))
+        msg = jsonrpc.parse(await read_body(receive, limit))
+        scope["onemcp.rpc_id"] = msg.get("id")
+        return msg
     except BodyTooLarge:
         await send_json(
             send, 413, error_body(INVALID_REQUEST, f"Request body larger than {limit} bytes (onemcp.maxBodyBytes)")

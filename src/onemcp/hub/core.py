@@ -43,6 +43,7 @@ from onemcp.hub.reverse import ReversePath
 from onemcp.hub.saved import SavedSessions, SessionRecords
 from onemcp.hub.session import Entry, Session, SessionStore, declaration
 from onemcp.hub.state import HubState
+from onemcp.hub.stopping import Stopping
 from onemcp.hub.subscriptions import Subscriptions
 from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.events import EventBus
@@ -98,6 +99,7 @@ class Hub:
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
         self.tasks = TaskRouter(self.catalog)
         self.parking = bridge.Parking()
+        self.stopping = Stopping(self.cut_off_calls, lambda: self.sessions)  # the end of the shutdown grace
         self.reverse = ReversePath(self.sessions, self.catalog, self.tasks, self.listeners, lambda: self.limits)
         self.bus = EventBus()  # calls, state changes and log lines, for the console, the TUI and the API
         self.events = UpstreamEvents(self.catalog, self.reverse, lambda: self.limits, self.bus)
@@ -492,7 +494,7 @@ class Hub:
         conns = [*(m.conn for slot in self.pool.slots.values() for m in slot.members), *self.isolated.connections()]
         cut = sum(conn.in_flight for conn in conns)
         for conn in conns:
-            conn.fail_pending(reason, closed=False)
+            conn.fail_pending(reason, closed=False, keep_own=True)
         return cut
 
     # ============================================================ template instances

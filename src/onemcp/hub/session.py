@@ -336,6 +336,11 @@ class Session:
         if self.streams_open == 0 and self.elsewhere is not None:
             self.elsewhere.stream(self, False)
 
+    def end_streams(self) -> None:
+        """The hub is stopping: its streams send what is queued, then end (a message posted later goes nowhere)."""
+        if self._outbox_send is not None:
+            self._outbox_send.close()
+
     def close(self) -> None:
         self.closed = True
         for conn, call in list(self.in_flight.values()):

@@ -210,9 +210,11 @@ class UpstreamConnection:
         await self.transport.closed.wait()
         self.fail_pending(self.transport.close_reason or "connection closed")
 
-    def fail_pending(self, reason: str, *, closed: bool = True) -> None:
-        """Calls in flight end: the connection closed (`reason` says why), or the hub stops it (`reason` says so)."""
-        pending, self._pending = self._pending, {}
+    def fail_pending(self, reason: str, *, closed: bool = True, keep_own: bool = False) -> None:
+        """Calls in flight end: the connection closed (`reason` says why), or the hub stops it (`reason` says so);
+        `keep_own`: only those made for clients (the hub is stopping: its own handshake ends with it, not failed)."""
+        pending = {rid: call for rid, call in self._pending.items() if call.origin is not None or not keep_own}
+        self._pending = {rid: call for rid, call in self._pending.items() if rid not in pending}
         told = reason.removeprefix(f"[{self.name}] ")
         self._settled()
         for call in pending.values():

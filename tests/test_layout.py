@@ -5,6 +5,7 @@ their base name (tests/ holds no `__init__.py`), so base names must be unique ac
 have a module of the same name, the mirror may carry its package's name too (`src/onemcp/protocol/sse.py` ->
 `tests/protocol/test_protocol_sse.py`). A module tested through another way in (end to end, over the wire, as
 part of a bigger unit) is listed in `COVERED_ELSEWHERE` with that test and why. `__init__.py` files hold no code.
+No module is longer than MAX_MODULE_LINES.
 """
 
 from __future__ import annotations
@@ -167,3 +168,12 @@ def test_test_file_names_are_unique() -> None:
     names = Counter(p.name for p in TESTS.rglob("test_*.py") if "npm" not in p.relative_to(TESTS).parts)
     twice = sorted(name for name, n in names.items() if n > 1)
     assert not twice, f"pytest imports test files by base name; these are not unique: {twice}"
+
+
+MAX_MODULE_LINES = 600  # style.md: past ~600 lines a module is usually two concepts; move one out first
+
+
+def test_no_module_is_two_concepts_long() -> None:
+    sizes = {str(p.relative_to(SRC)): len(p.read_text(encoding="utf-8").splitlines()) for p in SRC.rglob("*.py")}
+    too_long = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not too_long, f"over {MAX_MODULE_LINES} lines (split a concept out): {too_long}"

@@ -111,6 +111,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     # upstream/
     "upstream/connection.py": ("tests/test_hub_e2e.py", "the JSON-RPC peer: ids, progress, crashes, re-initialize"),
     "upstream/era.py": ("tests/test_bridging.py", "the envelope and headers of each era, in all four combinations"),
+    "upstream/lists.py": ("tests/upstream/test_floods.py", "paging and its bounds: an endless list is cut"),
     "upstream/replies.py": ("tests/test_reverse_limits.py", "refusals of a flood of client requests are written by it"),
     "upstream/feed.py": ("tests/test_bridging.py", "opened for each modern upstream there; nothing asserts on it yet"),
     "upstream/isolation.py": ("tests/test_reverse_path.py", "isolation session/auto: whose requests go where"),

@@ -93,9 +93,9 @@ def test_stderr_without_newlines_is_logged_a_few_kilobytes_a_line(caplog: pytest
 
 async def test_an_endless_list_is_cut_at_the_item_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """A server may page forever (1,000 pages of anything it likes): the hub keeps a bounded list."""
-    from onemcp.upstream import connection
+    from onemcp.upstream import lists
 
-    monkeypatch.setattr(connection, "MAX_LIST_ITEMS", 20)
+    monkeypatch.setattr(lists, "MAX_LIST_ITEMS", 20)
     before = HITS.counts["list_items"]
     cmd = fixture_command("--tools", "60", "--page-size", "7")
     config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}

@@ -31,7 +31,6 @@ from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
     INTERNAL_ERROR,
-    METHOD_NOT_FOUND,
     UPSTREAM_UNAVAILABLE,
     InvalidParams,
     UpstreamError,
@@ -45,6 +44,7 @@ from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
+from onemcp.upstream.lists import read_list
 from onemcp.upstream.liveness import Liveness, keepalive
 from onemcp.upstream.replies import ReplyQueue
 from onemcp.upstream.transports.base import SessionExpired, Transport, TransportError
@@ -55,8 +55,6 @@ log = logging.getLogger("onemcp.upstream")
 # What the hub tells upstreams it can do: it forwards these to clients that can.
 HUB_CLIENT_CAPABILITIES: dict[str, Any] = {"roots": {"listChanged": True}, "sampling": {}}
 HUB_CLIENT_CAPABILITIES["elicitation"] = {"form": {}, "url": {}}
-MAX_LIST_PAGES = 1000
-MAX_LIST_ITEMS = 10_000  # of one kind from one server; the whole list is also bounded by maxResponseBytes
 CANCEL_SEND_TIMEOUT = 2.0
 HANDSHAKE = ("server/discover", "initialize", "notifications/initialized")
 PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
@@ -303,30 +301,8 @@ class UpstreamConnection:
             await self.refresh(kind)
 
     async def refresh(self, kind: str) -> None:
-        method = KINDS[kind][0]
-        items: list[dict[str, Any]] = []
-        cursor: Any = None
-        size, size_limit = 0, self.config.max_response_bytes or MAX_RESPONSE_BYTES  # of the whole list
-        for _ in range(MAX_LIST_PAGES):
-            try:
-                page = await self.request(method, {"cursor": cursor} if cursor else {})
-            except UpstreamError as exc:
-                if kind == "resourceTemplates" and f"({METHOD_NOT_FOUND})" in str(exc):
-                    break
-                raise
-            got = page.get(kind)
-            if isinstance(got, list):
-                size += len(orjson.dumps(got))
-                items.extend(i for i in got if isinstance(i, dict))
-            if len(items) > MAX_LIST_ITEMS or size > size_limit:
-                # a server that pages without end: keep what fits, say so, stop asking
-                del items[MAX_LIST_ITEMS:]
-                why = "upstream %s: its %s list is over %d items or %d bytes: the rest is left out"
-                hit("list_items", why, self.name, kind, MAX_LIST_ITEMS, size_limit)
-                break
-            cursor = page.get("nextCursor")
-            if not cursor:
-                break
+        size_limit = self.config.max_response_bytes or MAX_RESPONSE_BYTES
+        items = await read_list(self.request, self.name, kind, size_limit)
         if kind == "tools":
             self.transport.param_names = mcp_headers.header_params(items)
         self.events.on_list(self, kind, items)

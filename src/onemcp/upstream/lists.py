@@ -1,0 +1,52 @@
+"""Reading one of an upstream's lists (tools, prompts, resources, resource templates) whole.
+
+Owns paging through a list and its bounds: at most `MAX_LIST_PAGES` pages, `MAX_LIST_ITEMS`
+items and `size_limit` bytes of one kind from one server (a server that pages without end
+keeps what fits, and the limit hit is counted). Does not own when a list is read (the
+connection: after its handshake, on list_changed, after a new session) or where it goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from onemcp.observability.limits import hit
+from onemcp.protocol.errors import METHOD_NOT_FOUND, UpstreamError
+from onemcp.protocol.methods import KINDS
+
+MAX_LIST_PAGES = 1000
+MAX_LIST_ITEMS = 10_000  # of one kind from one server; the whole list is also bounded by maxResponseBytes
+
+Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def read_list(request: Request, server: str, kind: str, size_limit: int) -> list[dict[str, Any]]:
+    """Every page of `kind` that fits the bounds; UpstreamError when a page cannot be had."""
+    method = KINDS[kind][0]
+    items: list[dict[str, Any]] = []
+    cursor: Any = None
+    size = 0  # of the whole list
+    for _ in range(MAX_LIST_PAGES):
+        try:
+            page = await request(method, {"cursor": cursor} if cursor else {})
+        except UpstreamError as exc:
+            if kind == "resourceTemplates" and f"({METHOD_NOT_FOUND})" in str(exc):
+                break
+            raise
+        got = page.get(kind)
+        if isinstance(got, list):
+            size += len(orjson.dumps(got))
+            items.extend(i for i in got if isinstance(i, dict))
+        if len(items) > MAX_LIST_ITEMS or size > size_limit:
+            # a server that pages without end: keep what fits, say so, stop asking
+            del items[MAX_LIST_ITEMS:]
+            why = "upstream %s: its %s list is over %d items or %d bytes: the rest is left out"
+            hit("list_items", why, server, kind, MAX_LIST_ITEMS, size_limit)
+            break
+        cursor = page.get("nextCursor")
+        if not cursor:
+            break
+    return items

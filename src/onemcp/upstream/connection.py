@@ -4,7 +4,7 @@ Owns: the handshake, hub-minted request ids and the map back to callers, progres
 remapping, deadlines' courtesy cancels, server-initiated requests and notifications
 (handed to the hub through callbacks; how many may wait for a client at once is capped, the
 excess refused at once through `replies.ReplyQueue`), refreshing the cached lists on
-`list_changed` (coalesced), and the connection's state and last error. Does not own: the bytes
+`list_changed` (coalesced) and after a new session, and the connection's state and last error. Does not own: the bytes
 (a `Transport`), which downstream session a reverse message belongs to (the hub decides),
 whether the upstream is alive (`liveness`), restarts.
 """
@@ -281,9 +281,16 @@ class UpstreamConnection:
             if getattr(self.transport, "session_id", None) != stale_session:
                 return  # somebody else already did it
             log.info("upstream %s: session expired, re-initializing", self.name)
+            listed = self.kinds()
             self.transport.reset_session()
             self.transport.protocol_version = None
             await self._handshake(self.config.startup_timeout)
+        if self.owner is None:  # a new session is a new server instance: what it offers may have changed
+            for kind in listed:
+                if kind not in self.kinds():
+                    self.events.on_list(self, kind, [])  # it no longer offers them
+            for kind in self.kinds():
+                self._refresh_soon(kind)  # in the background, after the lock (its requests wait for it)
 
     # ---------------------------------------------------------------------- lists
     def kinds(self) -> list[str]:

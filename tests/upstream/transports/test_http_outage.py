@@ -5,7 +5,8 @@
   nothing is sent in a loop; back on the same port, a fresh session is made and calls work.
 - Restarted between two requests: it answers the hub's old session id as the reference SDK
   servers do, 400 "Bad Request: No valid session ID provided" (the spec says 404); the hub starts a
-  new session and the call goes through. A 400 that is the server's answer to a request is
+  new session and the call goes through. A new session is a new server instance: its lists are read
+  again, and clients are told when they changed. A 400 that is the server's answer to a request is
   passed on as it is, with no new session.
 
 The upstream is a raw asyncio server on 127.0.0.1 (port 0, then the same port again).
@@ -23,7 +24,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, types
 from mcp.shared.exceptions import MCPError
 
 from support.hub import RunningHub, running_hub
@@ -52,6 +53,8 @@ class Stub:
         self.sessions: set[str] = set()
         self.initializes = 0
         self.plain_400 = False
+        self.tools = ["echo", "bad", "die"]  # what tools/list answers (a restart may change it)
+        self.lists = 0  # tools/list requests answered
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -106,7 +109,8 @@ class Stub:
         if rid is None:
             return response(b"202 Accepted")
         if method == "tools/list":
-            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "bad", "die")]
+            self.lists += 1
+            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in self.tools]
             return response(b"200 OK", {"jsonrpc": "2.0", "id": rid, "result": {"tools": tools}})
         tool = msg.get("params", {}).get("name")
         if method == "tools/call" and tool == "die":
@@ -210,3 +214,53 @@ async def test_a_400_answering_the_request_is_passed_on_without_a_new_session() 
             assert err.value.error.message == "[s] Invalid arguments: message is required"
             assert text_of(await c.call_tool("s__echo", {})) == "ok"
         assert up.initializes == 1
+
+
+async def test_a_new_session_after_a_restart_lists_the_tools_again_and_announces_a_change() -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with stub() as up, running_hub(config(up)) as hub:
+        async with Client(hub.url, mode="legacy", cache=None, message_handler=on_message) as c:
+            assert text_of(await c.call_tool("s__echo", {})) == "ok"
+            await up.stop()
+            up.tools = ["echo", "fresh"]  # the restarted server offers other tools, and says nothing
+            await up.start()
+            with anyio.fail_after(DEADLINE):
+                assert text_of(await c.call_tool("s__echo", {})) == "ok"  # in a new session
+                await changed.wait()
+            assert {t.name for t in (await c.list_tools()).tools} == {"s__echo", "s__fresh"}
+        assert up.initializes == 2 and up.lists == 2
+
+
+async def test_a_new_session_with_the_same_tools_is_listed_again_and_nothing_is_announced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with stub() as up, running_hub(config(up)) as hub:
+        listed, announced = anyio.Event(), list[set[str]]()
+        events, announcements = hub.app.hub.events, hub.app.hub.announcements
+        on_list, announce = events.on_list, announcements.announce
+
+        def spy_list(conn: Any, kind: str, items: list[dict[str, Any]]) -> None:
+            on_list(conn, kind, items)  # announces (synchronously) if the list changed
+            listed.set()
+
+        def spy_announce(kinds: set[str]) -> None:
+            announced.append(kinds)
+            announce(kinds)
+
+        monkeypatch.setattr(events, "on_list", spy_list)
+        monkeypatch.setattr(announcements, "announce", spy_announce)
+        async with Client(hub.url, mode="legacy", cache=None) as c:
+            assert text_of(await c.call_tool("s__echo", {})) == "ok"
+            await up.stop()
+            await up.start()
+            with anyio.fail_after(DEADLINE):
+                assert text_of(await c.call_tool("s__echo", {})) == "ok"
+                await listed.wait()
+            assert announced == []
+            assert {t.name for t in (await c.list_tools()).tools} == {"s__echo", "s__bad", "s__die"}
+        assert up.initializes == 2 and up.lists == 2

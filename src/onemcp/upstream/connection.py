@@ -177,9 +177,14 @@ class UpstreamConnection:
             self.settled.set()
         self.events.on_state(self)
 
+    def _untagged(self, error: object) -> str:
+        """An error's text without this server's "[name] ": the message it goes into names the server once."""
+        return str(error).removeprefix(f"[{self.name}] ")
+
     def _set_failed(self, error: str) -> None:
         if self.state == "failed":
             return
+        error = self._untagged(error)  # "[name] server is failed (...)", not "[name] ... ([name] ...)"
         self.last_error = REDACTOR.shown(error)  # /health, the admin API and clients' errors show it
         log.warning("upstream %s failed: %s", self.name, error)
         self._set_state("failed")
@@ -201,7 +206,8 @@ class UpstreamConnection:
             await self.transport.open(tg, self._deliver, self._transport_failed)
             await self._handshake()
         except (TransportError, UpstreamError) as exc:
-            raise TransportError(f"POST refused (HTTP {refused}), and no HTTP+SSE server either: {exc}") from None
+            why = self._untagged(exc)
+            raise TransportError(f"POST refused (HTTP {refused}), and no HTTP+SSE server either: {why}") from None
         return True
 
     async def _watch_transport(self) -> None:
@@ -213,7 +219,7 @@ class UpstreamConnection:
         `keep_own`: only those made for clients (the hub is stopping: its own handshake ends with it, not failed)."""
         pending = {rid: call for rid, call in self._pending.items() if call.origin is not None or not keep_own}
         self._pending = {rid: call for rid, call in self._pending.items() if rid not in pending}
-        told = reason.removeprefix(f"[{self.name}] ")
+        told = self._untagged(reason)
         self._settled()
         for call in pending.values():
             call.broken = True
@@ -256,7 +262,7 @@ class UpstreamConnection:
                 result = await self.request("server/discover", {}, limit=limit)
         except (UpstreamError, TimeoutError) as exc:
             if required:
-                raise UpstreamError(self.name, f"server/discover failed: {exc}") from None
+                raise UpstreamError(self.name, f"server/discover failed: {self._untagged(exc)}") from None
             log.debug("upstream %s: not 2026-07-28 (%s); using initialize", self.name, exc)
             return False
         versions = result.get("supportedVersions")

@@ -362,7 +362,7 @@ class Pool:
                 while slot.recent and now - slot.recent[0] > BUDGET_WINDOW:
                     slot.recent.popleft()
                 credential = getattr(slot.conn.transport, "auth", None)
-                error = (slot.conn.last_error or "").removeprefix(f"[{slot.name}] ")
+                error = slot.conn.last_error or ""
                 if error.startswith(("command not found", "working directory not found")):
                     # retrying cannot help: wait for the config to change (a reload restarts it) or an operator
                     slot.status, wait, delay = "command-not-found", math.inf, BACKOFF_FIRST

@@ -264,3 +264,23 @@ async def test_a_new_session_with_the_same_tools_is_listed_again_and_nothing_is_
             assert announced == []
             assert {t.name for t in (await c.list_tools()).tools} == {"s__echo", "s__bad", "s__die"}
         assert up.initializes == 2 and up.lists == 2
+
+
+async def test_a_restarting_server_is_named_once_in_its_error() -> None:
+    """A reconnect whose handshake fails stores why without the server's "[s] " (the error adds it once)."""
+    async with stub() as up, running_hub(config(up, pingInterval=None)) as hub:
+        first = hub.app.hub.pool.connections["s"]
+        async with Client(hub.url, mode="legacy", cache=None) as c:
+            await up.stop()
+            with pytest.raises(MCPError):
+                await c.call_tool("s__echo", {})
+            with anyio.fail_after(DEADLINE):  # the supervisor's reconnect: its handshake cannot reach it
+                while (conn := hub.app.hub.pool.connections["s"]) is first or conn.state != "failed":
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("s__echo", {})
+        port = up.port
+        why = f"cannot connect to 127.0.0.1:{port}: Connect call failed ('127.0.0.1', {port})"
+        assert conn.last_error == f"POST http://127.0.0.1:{port}/mcp failed: {why}"
+        said = err.value.error.message
+        assert said == f"[s] server is restarting ({conn.last_error}); its tools return when it is back"

@@ -176,4 +176,4 @@ async def test_a_server_slow_to_exit_after_closing_its_output_is_reported_by_its
             conn = hub.app.hub.pool.connections["s"]
             while conn.last_error is None:
                 await anyio.sleep(0.02)  # allowed-sleep: polling for the failure, within fail_after
-            assert conn.last_error == "[s] process exited with code 3; its stderr ended: API_KEY is not set"
+            assert conn.last_error == "process exited with code 3; its stderr ended: API_KEY is not set"

@@ -17,12 +17,14 @@ from onemcp.upstream.transports.stdio import (
     STDOUT_CLOSED,
     WRITE_HIGH_WATER,
     StdioTransport,
+    _ChildProtocol,
     child_env,
 )
 from support.hub import raw_session, running_hub
 
 # A stdio server whose `close_stdout` tool closes its stdout and lives on (a writer thread that died, a
-# wrapper whose child went away) until its stdin ends; `pid` says which process answers.
+# wrapper whose child went away) until its stdin ends; `pid` says which process answers; `last_word`
+# answers without a newline, then closes its stdout (a server's final reply as it exits).
 MUTE_AFTER_CALL = """
 import json, os, sys
 def send(m):
@@ -36,9 +38,12 @@ for line in sys.stdin:
         hello = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": info}
         send({"jsonrpc": "2.0", "id": mid, "result": hello})
     elif method == "tools/list":
-        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("close_stdout", "pid")]
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("close_stdout", "pid", "last_word")]
         send({"jsonrpc": "2.0", "id": mid, "result": {"tools": tools}})
     elif method == "tools/call" and m["params"]["name"] == "close_stdout":
+        sys.stdout.close(); os.close(1)
+    elif method == "tools/call" and m["params"]["name"] == "last_word":
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": mid, "result": text("bye")})); sys.stdout.flush()
         sys.stdout.close(); os.close(1)
     elif method == "tools/call":
         send({"jsonrpc": "2.0", "id": mid, "result": text(str(os.getpid()))})
@@ -153,6 +158,33 @@ async def test_stdout_closed_by_a_living_server_fails_its_calls_at_once_and_it_i
             assert int(again["result"]["content"][0]["text"]) != old
             with pytest.raises(ProcessLookupError):  # the mute one was stopped (and reaped) before the restart
                 os.kill(old, 0)
+
+
+@pytest.mark.anyio
+async def test_a_last_reply_without_a_newline_at_the_end_of_stdout_is_delivered(tmp_path: Path) -> None:
+    """The reader waited for a '\\n' that never came: the reply was dropped and the call failed."""
+    script = tmp_path / "mute.py"
+    script.write_text(MUTE_AFTER_CALL)
+    server = {"command": sys.executable, "args": [str(script)], "timeout": 60}
+    with anyio.fail_after(20):
+        async with running_hub({"mcpServers": {"s": server}}) as hub, httpx.AsyncClient(timeout=60) as http:
+            session = await raw_session(http, hub.url)
+            r = await http.post(hub.url, json=call("last_word", 2), headers=session)
+            assert r.json()["result"]["content"][0]["text"] == "bye"
+
+
+@pytest.mark.anyio
+async def test_an_unfinished_line_at_the_end_of_stdout_that_is_not_json_is_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport = StdioTransport("s", ServerConfig(command="true"))
+    got: list[object] = []
+    protocol = _ChildProtocol(transport, lambda msg, related: got.append(msg))
+    protocol.pipe_data_received(1, b'{"jsonrpc": "2.0", "method": "a"}\n{"jsonrpc": "2.0", "meth')
+    protocol.pipe_connection_lost(1, None)
+    protocol.process_exited()  # as the child exits: no timer left behind
+    assert got == [{"jsonrpc": "2.0", "method": "a"}]
+    assert "non-JSON line on stdout ignored" in caplog.text
 
 
 @pytest.mark.anyio

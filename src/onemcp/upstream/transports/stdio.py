@@ -143,8 +143,17 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         says can arrive any more. Unless the child's exit follows at once (it says why), close."""
         if fd == 2:
             self._stderr_open = False
-        elif fd == 1 and not self.exited.is_set():
-            self._eof = asyncio.get_running_loop().call_later(STDOUT_EOF_GRACE, self._stdout_closed, True)
+        elif fd == 1:
+            self._last_line()
+            if not self.exited.is_set():
+                self._eof = asyncio.get_running_loop().call_later(STDOUT_EOF_GRACE, self._stdout_closed, True)
+
+    def _last_line(self) -> None:
+        """The end of stdout ends its last line too: a server's final reply, written without a newline
+        as it exits, is still its reply."""
+        if self._out and not self._refused:
+            line, self._out, self._out_size = b"".join(self._out), [], 0
+            self._line(line)
 
     def _stdout_closed(self, first: bool) -> None:
         if first and not self._stderr_open and not self.exited.is_set():
@@ -166,25 +175,29 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             if len(line) > self.limit:
                 self._refuse()
                 return
-            if not line.strip():
-                continue
-            try:
-                msg = jsonrpc.load_bounded(line, f"upstream {self.owner.name}")
-            except orjson.JSONDecodeError:
-                self.owner.log.warning("non-JSON line on stdout ignored: %.200r", line)
-                continue
-            except jsonrpc.TooDeep as exc:
-                self.owner.log.warning("a message on stdout was ignored: it %s", exc)
-                continue
-            if isinstance(msg, dict):
-                self.deliver(msg, None)
-            else:
-                self.owner.log.warning("non-object JSON on stdout ignored: %.200r", line)
+            self._line(line)
         if tail:
             self._out.append(tail)
             self._out_size += len(tail)
             if self._out_size > self.limit:
                 self._refuse()
+
+    def _line(self, line: bytes) -> None:
+        """One line of stdout (within the limit): its message is delivered; anything else is logged."""
+        if not line.strip():
+            return
+        try:
+            msg = jsonrpc.load_bounded(line, f"upstream {self.owner.name}")
+        except orjson.JSONDecodeError:
+            self.owner.log.warning("non-JSON line on stdout ignored: %.200r", line)
+            return
+        except jsonrpc.TooDeep as exc:
+            self.owner.log.warning("a message on stdout was ignored: it %s", exc)
+            return
+        if isinstance(msg, dict):
+            self.deliver(msg, None)
+        else:
+            self.owner.log.warning("non-object JSON on stdout ignored: %.200r", line)
 
     def _refuse(self) -> None:
         """A message passed the limit: drop what is held and stop the child, saying why."""

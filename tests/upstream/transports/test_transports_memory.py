@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -180,14 +181,28 @@ async def test_sending_before_open_is_refused() -> None:
 
 
 @pytest.mark.parametrize("speaks", ["2026-07-28", "2025-11-25"])
-async def test_a_server_slower_to_start_than_its_timeout_starts_within_its_startup_timeout(speaks: str) -> None:
+async def test_a_server_slower_to_start_than_its_timeout_starts_within_its_startup_timeout(
+    speaks: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The handshake has `startupTimeout`, not the per-request `timeout`: a slow starter (an npx download)
     with a short `timeout` crash-looped. A dual-era server picks its era from the first message it reads,
-    so a probe given up on made it refuse the initialize that followed (-32022; hunt-ops F5)."""
-    config = ServerConfig.model_validate({"command": "in-memory", "timeout": 0.05, "startupTimeout": DEADLINE})
+    so a probe given up on made it refuse the initialize that followed (-32022; hunt-ops F5).
+
+    Its slowness takes no wall-clock time: before each of its replies, the event loop's clock (what every
+    deadline is measured on) moves past `timeout` while the hub waits; under `startupTimeout` in all."""
+    config = ServerConfig.model_validate({"command": "in-memory", "timeout": 0.5, "startupTimeout": 60.0})
+    loop = asyncio.get_running_loop()
+    real_time, skipped = loop.time, 0.0
+    monkeypatch.setattr(loop, "time", lambda: real_time() + skipped)
+
+    async def slowly() -> None:
+        nonlocal skipped
+        await anyio.wait_all_tasks_blocked()  # the hub waits for the reply
+        skipped += 1.0  # the server takes longer than `timeout`
+        await anyio.wait_all_tasks_blocked()  # a wait bounded by `timeout` has given up by now
 
     async def slow_starter(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
-        await anyio.sleep(0.3)  # starting up: reads nothing yet, for longer than `timeout`
+        await slowly()  # starting up: reads nothing yet
         chosen: str | None = None
         async for body in receive:
             request = orjson.loads(body)
@@ -206,6 +221,7 @@ async def test_a_server_slower_to_start_than_its_timeout_starts_within_its_start
                     chosen = "initialize"
                     reply = {"result": {"protocolVersion": speaks, "capabilities": {}, "serverInfo": {"name": "s"}}}
             if reply is not None and "id" in request:
+                await slowly()
                 await send.send(orjson.dumps({"jsonrpc": "2.0", "id": request["id"], **reply}))
 
     conn = UpstreamConnection("mem", config, MemoryTransport("mem", config, slow_starter), Events())

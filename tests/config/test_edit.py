@@ -265,3 +265,18 @@ def test_an_edit_waits_for_the_lock_a_bounded_time_then_says_so(config: Path) ->
             pass
     with locked(config, wait=0):  # released: taken at once
         pass
+
+
+def test_one_try_at_a_lock_takes_it_or_says_it_is_held(tmp_path: Path) -> None:
+    """`try_lock` is the one try that `locked` (a thread's wait) and the credential store (a task's) repeat."""
+    from onemcp.config.files import try_lock
+
+    path = tmp_path / ".lock"
+    first, second = (os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for _ in range(2))
+    try:
+        assert try_lock(first) and try_lock(first)  # held, and held again by its own holder
+        assert not try_lock(second)  # another open file of it waits
+        os.close(first)  # releases it
+        assert try_lock(second)
+    finally:
+        os.close(second)

@@ -56,6 +56,19 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
         raise
 
 
+def try_lock(fd: int) -> bool:
+    """One try, without waiting, at an exclusive `fcntl.flock` of the open file `fd`: True when it holds
+    the lock now (until it is closed), False while another holds it. Waiting between tries is the
+    caller's (a thread sleeps, a task awaits). POSIX only."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def locked(path: Path, *, wait: float = LOCK_WAIT) -> Iterator[None]:
     """Hold an exclusive lock for a read-modify-write of `path`: editors that take it run one after
@@ -67,21 +80,15 @@ def locked(path: Path, *, wait: float = LOCK_WAIT) -> Iterator[None]:
     if sys.platform == "win32":
         yield
         return
-    import fcntl
-
     target = path.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, NEW_FILE_MODE)
     try:
         deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise OSError(errno.EWOULDBLOCK, f"another edit of {target.name} still holds its lock") from None
-                time.sleep(0.01)
+        while not try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise OSError(errno.EWOULDBLOCK, f"another edit of {target.name} still holds its lock")
+            time.sleep(0.01)
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -198,3 +198,39 @@ async def test_a_redis_that_does_not_answer_fails_the_credential_clearly(
                 await auth.forget("up")
         assert stub.commands == ["HGET"]  # asked once; skipped since
         auth.close()
+
+
+@pytest.mark.anyio
+async def test_a_credential_is_held_by_one_store_of_a_config_directory_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hubs on one config directory: the second refresh of a server's credential waits for the first."""
+    monkeypatch.setenv(KEY_ENV, "one passphrase")
+    one, two = CredentialStore(tmp_path), CredentialStore(tmp_path)
+    order: list[str] = []
+    held, release = anyio.Event(), anyio.Event()
+
+    async def first() -> None:
+        async with one.exclusive("remote"):
+            order.append("one in")
+            held.set()
+            await release.wait()
+            order.append("one out")
+
+    async def second() -> None:
+        async with two.exclusive("remote"):
+            order.append("two in")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            await held.wait()
+            tg.start_soon(second)
+            await anyio.wait_all_tasks_blocked()  # the second is waiting for the lock
+            assert order == ["one in"]
+            async with two.exclusive("other"):  # another server's credential is not held up
+                order.append("other")
+            release.set()
+    assert order == ["one in", "other", "one out", "two in"]
+    one.close()
+    two.close()

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,12 +38,8 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
 from onemcp.config import redis_link
+from onemcp.config.files import try_lock
 from onemcp.config.sqlite import open_store
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: one hub per config directory
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("onemcp.upstream.oauth")
 KEY_ENV = "ONEMCP_SECRET_KEY"
@@ -109,7 +106,7 @@ class CredentialStore:
     async def exclusive(self, server: str) -> AsyncIterator[None]:
         """`server`'s credential, held by one process at a time (a POSIX lock file per server, so one
         slow authorization server holds up no other); waits up to LOCK_WAIT, then goes on unlocked."""
-        if self._locks is None or fcntl is None:
+        if self._locks is None or sys.platform == "win32":  # not POSIX: one hub per config directory
             yield
             return
         self._locks.mkdir(mode=0o700, exist_ok=True)
@@ -117,15 +114,11 @@ class CredentialStore:
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             deadline = time.monotonic() + LOCK_WAIT
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            while not try_lock(fd):
+                if time.monotonic() > deadline:
+                    log.warning("%s is held by another hub for over %gs; going on", path, LOCK_WAIT)
                     break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        log.warning("%s is held by another hub for over %gs; going on", path, LOCK_WAIT)
-                        break
-                    await anyio.sleep(0.05)
+                await anyio.sleep(0.05)
             yield
         finally:
             os.close(fd)  # releases the lock

@@ -1,15 +1,19 @@
 """A forwarded call's mailbox: related messages for a client that does not read are bounded in
 bytes as well as in number (hunt-limits F1: 256 progress messages of 2 MiB made one call hold half a
-gigabyte), and what a call waits on is never dropped. The end-to-end order (progress, then the
+gigabyte), and over all calls (fairly: calls that are not read cannot starve those that are), and
+what a call waits on is never dropped. The end-to-end order (progress, then the
 reply) is in tests/hub/test_hub_rewriting.py."""
 
 from __future__ import annotations
+
+import gc
 
 import anyio
 import pytest
 
 from onemcp.observability.limits import HITS
-from onemcp.upstream.call import MAX_RELATED, MAX_RELATED_BYTES, Call
+from onemcp.upstream import call as call_module
+from onemcp.upstream.call import MAX_RELATED, MAX_RELATED_BYTES, Call, RelatedBytes
 
 pytestmark = pytest.mark.anyio
 MIB = 1024 * 1024
@@ -57,3 +61,63 @@ async def test_one_message_alone_is_never_refused_for_its_size_and_reading_makes
     for n in range(MAX_RELATED + 10):
         call.push(progress(n, 10))
     assert len(call._queue) == MAX_RELATED  # the count bound holds as before
+
+
+@pytest.fixture
+def budget(monkeypatch: pytest.MonkeyPatch) -> int:
+    """All calls' budget cut to 8 MiB, counted from nothing (calls of other tests are gone first)."""
+    gc.collect()
+    monkeypatch.setattr(RelatedBytes, "used", 0)
+    monkeypatch.setattr(RelatedBytes, "holders", 0)
+    monkeypatch.setattr(call_module, "RELATED_TOTAL_BYTES", 8 * MIB)
+    return 8 * MIB
+
+
+async def test_calls_that_are_not_read_hold_a_bounded_total_and_cannot_starve_another(budget: int) -> None:
+    """Many calls each under their own 16 MiB could hold gigabytes together; past the budget only a call
+    over its share (the budget over the calls holding any) loses messages."""
+    before = HITS.counts["related_messages"]
+    quarter = MIB // 4
+    stuck = [Call(server="up", hub_id=n, downstream_id=n, timeout=60) for n in range(3)]
+    for n in range(40):
+        for call in stuck:
+            call.push(progress(n, quarter))
+    assert all(call.held < MAX_RELATED_BYTES for call in stuck)  # under their own bound, not the total's
+    assert budget - quarter < RelatedBytes.used <= budget + quarter  # was 30 MiB
+    assert RelatedBytes.holders == 3
+    assert HITS.counts["related_messages"] > before  # each drop is counted
+    read = Call(server="up", hub_id=9, downstream_id=9, timeout=60)
+    for n in range(40):
+        read.push(progress(n, quarter))  # its share of the budget (a quarter of it), though the budget is spent
+        for call in stuck:
+            call.push(progress(99, quarter))  # over their share: dropped
+    assert budget // 4 - 2 * quarter < read.held <= budget // 4
+    assert all(call._queue[-1][0]["params"]["progress"] != 99 for call in stuck)
+    with anyio.fail_after(5):
+        await read.receive()  # its reader makes room for more
+    read.push(progress(40, quarter))
+    assert read._queue[-1][0]["params"]["progress"] == 40
+    request = {"jsonrpc": "2.0", "id": "onemcp-1", "method": "sampling/createMessage", "params": {}}
+    stuck[0].push(request)  # what a call waits on is never dropped
+    assert stuck[0]._queue[-1][0] is request
+
+
+async def test_twice_the_budget_refuses_every_call(budget: int) -> None:
+    calls = [Call(server="up", hub_id=n, downstream_id=n, timeout=60) for n in range(20)]
+    for call in calls:
+        call.push(progress(0))  # one each: a message alone is always taken, below twice the budget
+    assert RelatedBytes.used <= 2 * budget + MIB
+    assert any(not call._queue for call in calls)
+
+
+async def test_a_call_dropped_with_messages_queued_gives_their_bytes_back(budget: int) -> None:
+    call = Call(server="up", hub_id=1, downstream_id=7, timeout=60)
+    for n in range(3):
+        call.push(progress(n))
+    assert RelatedBytes.used == call.held > 3 * MIB and RelatedBytes.holders == 1
+    with anyio.fail_after(5):
+        await call.receive()
+    assert RelatedBytes.used == call.held
+    del call  # its client went away: nobody reads the rest
+    gc.collect()
+    assert RelatedBytes.used == 0 and RelatedBytes.holders == 0

@@ -32,7 +32,7 @@ NAMES = frozenset(
         "own_connections",  # a server at maxOwnConnections, none idle: the call refused (503)
         "file_descriptors",  # no fd left for a socket to an HTTP upstream (EMFILE): the call refused (-32000)
         "queued_messages",  # a session's queue full: message dropped
-        "related_messages",  # a call's progress/log messages over 256 or 16 MiB for a slow client: dropped
+        "related_messages",  # a call's progress/log over 256 or 16 MiB (all calls': 256 MiB, fairly): dropped
         "calls_per_session",  # a legacy /sse session with MAX_CALLS calls in flight: the POST refused (429)
         "unheard_logs",  # a log line for a Streamable HTTP session with no GET stream open: not queued
         "pending_client_requests",  # over maxPendingClientRequests(PerSession): upstream told at once

@@ -2,13 +2,14 @@
 
 The upstream side pushes related messages (progress, logs, server requests) and finally
 the response; the downstream side receives them in order. Related messages are bounded in
-number and in bytes (oldest kept, newest dropped and counted when a slow client falls behind);
-the final response, and the requests (and their cancellations) a call waits on, are never
-dropped: those are bounded where they are made (maxPendingClientRequests).
+number and in bytes, per call and over all calls (oldest kept, newest dropped and counted when a
+slow client falls behind); the final response, and the requests (and their cancellations) a call
+waits on, are never dropped: those are bounded where they are made (maxPendingClientRequests).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +24,43 @@ MAX_RELATED = 256
 # ... and their bytes (serialised): each may be up to maxResponseBytes, and 256 progress messages
 # of 2 MiB for a client that does not read had made one call hold half a gigabyte.
 MAX_RELATED_BYTES = 16 * 1024 * 1024
+# ... and all calls' together (this process): without it, many calls each under their own bound (a
+# client need only make calls and not read their progress) could still hold gigabytes. As for the
+# sessions' outbound queues: past it only a call holding more than its share (the budget over the
+# calls holding any) loses messages, so calls that are not read cannot starve those that are; twice
+# the budget, every call does.
+RELATED_TOTAL_BYTES = 256 * 1024 * 1024
+
+
+class Charge:
+    """The bytes one call has queued, as charged to `RelatedBytes`."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+class RelatedBytes:
+    """The bytes of related messages queued in every call of this process (against RELATED_TOTAL_BYTES).
+
+    A call's reader gives back what it takes; a call dropped with messages still queued (its client
+    went away, its deadline passed) gives back the rest as it is freed, so what is charged is what
+    live calls hold."""
+
+    used = 0
+    holders = 0  # calls with something queued
+
+    @classmethod
+    def change(cls, charge: Charge, delta: int) -> None:
+        before = charge.bytes
+        charge.bytes += delta
+        cls.used += delta
+        cls.holders += (charge.bytes > 0) - (before > 0)
+
+    @classmethod
+    def release(cls, charge: Charge) -> None:
+        cls.change(charge, -charge.bytes)
 
 
 def _kept(msg: Message) -> bool:
@@ -43,7 +81,7 @@ CANCELLED: Message = {"cancelled": True}
 session ended): the downstream request ends without a reply, at once."""
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Call:
     server: str
     hub_id: int
@@ -56,13 +94,18 @@ class Call:
     broken: bool = False  # finished by the hub because the upstream could not carry it
     parked: bool = False  # waiting for a modern client to come back with input (bridge)
     _queue: deque[tuple[Message, int]] = field(default_factory=deque)  # with each one's size
-    held: int = 0  # bytes of the related messages queued
+    _charge: Charge | None = None  # the bytes queued (made with the first one)
     _final: Message | None = None
     _wake: anyio.Event | None = None  # created only when the receiver has to wait
 
     @property
     def done(self) -> bool:
         return self._final is not None
+
+    @property
+    def held(self) -> int:
+        """Bytes of the related messages queued."""
+        return self._charge.bytes if self._charge is not None else 0
 
     def push(self, msg: Message) -> None:
         if self._final is not None:
@@ -71,15 +114,32 @@ class Call:
             size = len(jsonrpc.dumps(msg))
         except (TypeError, ValueError):
             size = 0  # it fails, and says so, where it is written
-        over = len(self._queue) >= MAX_RELATED or self.held + size > MAX_RELATED_BYTES
-        if self._queue and over and not _kept(msg):
-            why = f"{len(self._queue)} messages, {self.held} bytes queued for a slow client"
+        if not _kept(msg) and (why := self._full(size)) is not None:
             hit("related_messages", "a call to %s: %s, dropped %s", self.server, why, msg.get("method"))
             return
         self._queue.append((msg, size))
-        self.held += size
+        if self._charge is None:
+            self._charge = Charge()
+            weakref.finalize(self, RelatedBytes.release, self._charge)  # what a dropped call still holds
+        RelatedBytes.change(self._charge, size)
         if self._wake is not None:
             self._wake.set()
+
+    def _full(self, size: int) -> str | None:
+        """Why `size` more bytes may not be queued now (None: they may; a message alone may, below twice
+        the budget of all calls)."""
+        held = self.held
+        if self._queue and (len(self._queue) >= MAX_RELATED or held + size > MAX_RELATED_BYTES):
+            return f"{len(self._queue)} messages, {held} bytes queued for a slow client"
+        used = RelatedBytes.used
+        if not used or used + size <= RELATED_TOTAL_BYTES:
+            return None
+        if used + size > 2 * RELATED_TOTAL_BYTES:
+            return f"all calls' related messages over {2 * RELATED_TOTAL_BYTES} bytes together"
+        share = RELATED_TOTAL_BYTES // (RelatedBytes.holders + (held == 0))
+        if held and held + size > share:  # past the budget: those over their share pay
+            return f"all calls' related messages over {RELATED_TOTAL_BYTES} bytes, this one over its share ({share})"
+        return None
 
     def finish(self, msg: Message) -> None:
         if self._final is None:
@@ -92,7 +152,8 @@ class Call:
         while True:
             if self._queue:
                 msg, size = self._queue.popleft()
-                self.held -= size
+                if self._charge is not None:
+                    RelatedBytes.change(self._charge, -size)
                 return msg, False
             if self._final is not None:
                 return self._final, True

@@ -4,9 +4,13 @@ Owns one rule set, applied to each upstream's tools list before it joins the agg
 that one server's bad definition cannot make a strict client (the official SDKs validate every
 tool) reject the whole list of every server. Repaired: an `inputSchema` without `type` (or
 without any schema) becomes `type: object`, as the spec requires of a tool's input; the same for
-an `outputSchema` without `type`. Withheld: a tool without a string name, whose schema is not
-an object schema at all, or whose `x-mcp-header` annotations are invalid (the spec has clients
-drop it). Both are reported per server (`/health`), never silently.
+an `outputSchema` without `type`; an optional field of the wrong type (a `title` or `description`
+that is not a string, `annotations`, `execution`, `icons` or `_meta` not shaped as the spec says)
+is dropped, or only its bad entries (an icon, an annotation hint). Withheld: a tool without a
+string name, whose schema is not an object schema at all or has `properties`, `required` or
+`$schema` of the wrong type (what the arguments are cannot be told), or whose `x-mcp-header`
+annotations are invalid (the spec has clients drop it). Both are reported per server (`/health`),
+never silently. A JSON null stands for an absent optional field, as the SDKs read it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,30 @@ class Report:
         return {"repaired": self.repaired, "withheld": self.withheld}
 
 
+HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
+TASK_SUPPORT = ("forbidden", "optional", "required")
+THEMES = ("dark", "light")
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _shape_problem(schema: Item, key: str) -> str | None:
+    """Why a schema's own keywords are not what the spec types them as, or None."""
+    properties = schema.get("properties")
+    if properties is not None and not (
+        isinstance(properties, dict) and all(isinstance(v, dict | bool) for v in properties.values())
+    ):
+        return f"{key}.properties is not an object of schemas"
+    required = schema.get("required")
+    if required is not None and not _strings(required):
+        return f"{key}.required is not a list of strings"
+    if schema.get("$schema") is not None and not isinstance(schema["$schema"], str):
+        return f"{key}.$schema is not a string"
+    return None
+
+
 def _schema(tool: Item, key: str, required: bool) -> tuple[Item | None, str | None, str | None]:
     """(the schema to show, what was mended, why it cannot be shown)."""
     schema = tool.get(key)
@@ -37,12 +65,64 @@ def _schema(tool: Item, key: str, required: bool) -> tuple[Item | None, str | No
         return ({"type": "object"}, f"{key} missing: type object", None) if required else (None, None, None)
     if not isinstance(schema, dict):
         return None, None, f"{key} is not a JSON object"
+    problem = _shape_problem(schema, key)
+    if problem is not None:
+        return None, None, problem
     kind = schema.get("type")
     if kind == "object":
         return schema, None, None
     if kind is None:
         return {"type": "object", **schema}, f"{key} without type: type object", None
     return None, None, f"{key} has type {kind!r}, not object"
+
+
+def _icon_ok(icon: Any) -> bool:
+    return (
+        isinstance(icon, dict)
+        and isinstance(icon.get("src"), str)
+        and (icon.get("mimeType") is None or isinstance(icon["mimeType"], str))
+        and (icon.get("sizes") is None or _strings(icon["sizes"]))
+        and icon.get("theme") in (None, *THEMES)
+    )
+
+
+def _fields(tool: Item) -> tuple[Item, list[str]]:
+    """The tool with its mistyped optional fields (or their bad entries) dropped, and what was dropped."""
+    fixed = dict(tool)
+    mended: list[str] = []
+    for key in ("title", "description"):
+        if fixed.get(key) is not None and not isinstance(fixed[key], str):
+            mended.append(f"{key} is not a string: dropped")
+            del fixed[key]
+    if fixed.get("_meta") is not None and not isinstance(fixed["_meta"], dict):
+        mended.append("_meta is not an object: dropped")
+        del fixed["_meta"]
+    notes = fixed.get("annotations")
+    if notes is not None:
+        if not isinstance(notes, dict):
+            mended.append("annotations is not an object: dropped")
+            del fixed["annotations"]
+        else:
+            bad = [k for k in HINTS if notes.get(k) is not None and not isinstance(notes[k], bool)]
+            bad += ["title"] if notes.get("title") is not None and not isinstance(notes["title"], str) else []
+            if bad:
+                mended.append(f"annotations {', '.join(bad)} of the wrong type: dropped")
+                fixed["annotations"] = {k: v for k, v in notes.items() if k not in bad}
+    execution = fixed.get("execution")
+    if execution is not None and not (
+        isinstance(execution, dict) and execution.get("taskSupport") in (None, *TASK_SUPPORT)
+    ):
+        mended.append("execution is not an object with a known taskSupport: dropped")
+        del fixed["execution"]
+    icons = fixed.get("icons")
+    if icons is not None:
+        if not isinstance(icons, list):
+            mended.append("icons is not a list: dropped")
+            del fixed["icons"]
+        elif not all(_icon_ok(icon) for icon in icons):
+            mended.append("icons without a string src or with mistyped fields: dropped")
+            fixed["icons"] = [icon for icon in icons if _icon_ok(icon)]
+    return (fixed, mended) if mended else (tool, [])
 
 
 def tools(items: list[Item]) -> tuple[list[Item], Report]:
@@ -63,7 +143,7 @@ def tools(items: list[Item]) -> tuple[list[Item], Report]:
         if problem is not None:
             report.withheld[name] = problem
             continue
-        fixed = tool
+        fixed, notes = _fields(tool)
         for key, required in (("inputSchema", True), ("outputSchema", False)):
             schema, mended, refused = _schema(fixed, key, required)
             if refused is not None:
@@ -71,7 +151,9 @@ def tools(items: list[Item]) -> tuple[list[Item], Report]:
                 break
             if mended is not None:
                 fixed = {**fixed, key: schema}
-                report.repaired[name] = "; ".join(filter(None, (report.repaired.get(name), mended)))
+                notes.append(mended)
         else:
+            if notes:
+                report.repaired[name] = "; ".join(notes)
             out.append(fixed)
     return out, report

@@ -12,7 +12,6 @@ presets through `config.presets` as `onemcp preset ...` does. Does not render pa
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
@@ -21,11 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import orjson
 
 from onemcp import __version__
-from onemcp.admin import schema, user_values
+from onemcp.admin import event_stream, schema, user_values
 from onemcp.admin.errors import ApiError
 from onemcp.admin.routing import Request, Route
 from onemcp.auth.access import ADMIN_API, operator_needs
@@ -43,7 +41,7 @@ from onemcp.hub.core import Hub
 from onemcp.hub.exposure import load_counter
 from onemcp.hub.session import Session
 from onemcp.observability.redact import REDACTOR
-from onemcp.protocol import jsonrpc, meta, sse
+from onemcp.protocol import jsonrpc, meta
 from onemcp.protocol.errors import HubError, NotFound
 from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.reload import Reloader
@@ -430,27 +428,7 @@ class AdminApi:
 
     async def events(self, request: Request, send: Send) -> None:
         """Server-sent events: every call, state change and log line from now on (recent ones first)."""
-        await asgi.start_sse(send)
-        with self.hub.bus.watch() as events:
-            async with anyio.create_task_group() as tg:
-
-                async def pump() -> None:
-                    async for event in events:
-                        batch = [event]
-                        while len(batch) < 256:  # what queued meanwhile goes out in one write
-                            try:
-                                batch.append(events.receive_nowait())
-                            except anyio.WouldBlock:
-                                break
-                        chunk = b"".join(sse.encode(orjson.dumps(e), event=str(e["kind"])) for e in batch)
-                        await asgi.sse_chunk(send, chunk)
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(pump)
-                await asgi.until_disconnect(request.receive, tg.cancel_scope)
-                tg.cancel_scope.cancel()
-        with contextlib.suppress(OSError, asgi.ClientGone):  # ended here (its credential did): said so
-            await asgi.end_stream(send)
+        await event_stream.serve(self.hub.bus, request, send)
 
 
 ROUTES: tuple[Route, ...] = (

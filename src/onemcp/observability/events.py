@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ class EventBus:
     def __init__(self) -> None:
         self._watchers: set[MemoryObjectSendStream[Event]] = set()
         self._ids = itertools.count(1)
+        self.epoch = secrets.token_hex(4)  # this process's: event ids count again from 1 after a restart
         self.recent: collections.deque[Event] = collections.deque(maxlen=RECENT)
         self.dropped = 0
         self._with_payloads = False
@@ -67,10 +69,10 @@ class EventBus:
                 self._watchers.discard(watcher)
 
     @contextmanager
-    def watch(self) -> Iterator[MemoryObjectReceiveStream[Event]]:
-        """A stream of the events from now on (the recent ones first), while inside."""
+    def watch(self, after: int = 0) -> Iterator[MemoryObjectReceiveStream[Event]]:
+        """A stream of the events from now on (the recent ones after id `after` first), while inside."""
         send, receive = anyio.create_memory_object_stream[Event](QUEUE)
-        for event in list(self.recent)[-QUEUE // 2 :]:
+        for event in [e for e in self.recent if e["id"] > after][-QUEUE // 2 :]:
             send.send_nowait(event)
         if not self._watchers:
             logging.getLogger("onemcp").addHandler(self._handler)

@@ -67,6 +67,14 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
                 # no key in this tab: the sign-in form; a wrong key, or one without operator: refused
                 await page.goto(f"{hub.base}/ui/")
+                # the hub cannot be reached: said so (it was no feedback at all, and an unhandled rejection)
+                unreachable = f"{hub.base}/api/v1/"
+                await page.route(unreachable, lambda route: route.abort())
+                await page.fill("input[name=key]", admin)
+                await page.click("button[type=submit]")
+                await expect(page.locator(".error")).to_contain_text("the hub cannot be reached")
+                assert await page.evaluate("sessionStorage.getItem('onemcp-console-key')") is None
+                await page.unroute(unreachable)
                 await page.fill("input[name=key]", "omk_wrong_key")
                 await page.click("button[type=submit]")
                 await expect(page.locator(".error")).to_contain_text("Not signed in")
@@ -214,3 +222,92 @@ async def test_the_page_and_csrf_over_plain_http(tmp_path: Path) -> None:
             assert (await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": "guess"})).status_code == 403
             ok = await http.post("/api/v1/reload", headers={**browser, "x-onemcp-csrf": found.group(1)})
             assert ok.status_code == 200
+
+
+async def test_the_console_keeps_working_through_what_a_live_hub_does(tmp_path: Path) -> None:
+    """Hunt s28, on a hub without auth: a tool entry the page cannot read, a description with no
+    place to break, the CSRF token of a hub that restarted, an event stream that was cut, the Logs
+    filter, a server disabled while its tools are listed and a preset name the URL cannot carry."""
+    from playwright.async_api import Route, async_playwright, expect
+
+    fx = fixture_command()
+    servers = {
+        "alpha": {"command": fx[0], "args": [*fx[1:], "--name", "alpha"]},
+        "beta": {"command": fx[0], "args": [*fx[1:], "--name", "beta", "--echo-description", "W" * 3000]},
+    }
+    doc = {"mcpServers": servers}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(doc))
+
+    async def spoil(route: Route) -> None:  # one entry the page cannot take at face value, before a good one
+        odd = {"name": "odd", "description": {"x": 1}, "tokens": [], "inputSchema": {"required": 5, "properties": 1}}
+        good = {"name": "alpha__echo", "description": "Echo", "inputSchema": {"type": "object"}}
+        await route.fulfill(json={"tools": [odd, good], "total": 2})
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc, config_path=path) as hub, async_playwright() as pw:
+            import httpx
+
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                await page.route("**/api/v1/tools?*", spoil)
+                await page.goto(f"{hub.base}/ui/")
+                await expect(page.get_by_test_id("server-beta")).to_contain_text("ready")
+                # Tools: the bad entry is drawn as text; every other one can still be found
+                await page.get_by_test_id("tab-tools").click()
+                await page.get_by_test_id("tool-search").fill("echo a message")
+                await expect(page.get_by_test_id("tool-alpha__echo")).to_be_visible()
+                await page.get_by_test_id("tool-odd").click()
+                await expect(page.locator(".tooldetail")).to_contain_text('{"x":1}')
+                await page.unroute("**/api/v1/tools?*", spoil)
+                # a 3000-character word in a description does not push the form off the screen
+                await page.get_by_test_id("tool-search").fill("echo")
+                await page.get_by_test_id("tool-beta__echo").click()
+                width = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert width <= 0, width
+                # the hub restarted (a new CSRF token): the call still goes through, with the page's new token
+                hub.app.console._open_csrf = "after-a-restart"
+                await page.get_by_test_id("call-form").locator("input[name=message]").fill("after restart")
+                await page.get_by_test_id("call").click()
+                await expect(page.get_by_test_id("call-result")).to_contain_text("after restart")
+                # a server disabled while its tools are listed: the list is asked again
+                await expect(page.get_by_test_id("tool-beta__echo")).to_be_visible()
+                async with httpx.AsyncClient(base_url=f"{hub.base}/api/v1") as http:
+                    assert (await http.post("/servers/beta/disable")).status_code == 200
+                await expect(page.get_by_test_id("tool-beta__echo")).to_have_count(0)
+                await expect(page.get_by_test_id("tool-echo")).to_be_visible()  # one server left: no prefix
+                # the event stream is cut (a proxy's timeout): after the reconnect, no call is shown twice
+                await page.get_by_test_id("tab-calls").click()
+                rows = page.get_by_test_id("calls").locator("tbody tr")
+                await expect(rows).to_have_count(1)
+                bus = hub.app.hub.bus
+                cut = set(bus._watchers)
+                for watcher in cut:  # the stream ends, as when a proxy in between drops it
+                    watcher.close()
+                while not set(bus._watchers) - cut:
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline (the page reconnects in 3 s)
+                async with httpx.AsyncClient(base_url=f"{hub.base}/api/v1") as http:
+                    await http.post("/tools/echo/call", json={"arguments": {"message": "again"}})
+                await expect(rows).to_have_count(2)
+                await page.evaluate("() => new Promise((r) => setTimeout(r, 100))")  # a replay would be drawn by now
+                await expect(rows).to_have_count(2)
+                # Logs: the filter filters, and what is typed stays while lines arrive
+                await page.get_by_test_id("tab-logs").click()
+                bus.publish("log", level="info", logger="t", message="needle one")
+                bus.publish("log", level="info", logger="t", message="haystack two")
+                await expect(page.get_by_test_id("logs")).to_contain_text("haystack two")
+                await page.get_by_test_id("log-filter").fill("needle")
+                await expect(page.get_by_test_id("logs")).not_to_contain_text("haystack")
+                bus.publish("log", level="info", logger="t", message="needle three")
+                await expect(page.get_by_test_id("logs")).to_contain_text("needle three")
+                await expect(page.get_by_test_id("log-filter")).to_have_value("needle")
+                await expect(page.get_by_test_id("logs")).not_to_contain_text("haystack")
+                # a preset name the API refuses: its rule, not a routing error
+                await page.get_by_test_id("tab-presets").click()
+                await page.get_by_test_id("preset-name").fill("x/y")
+                await page.get_by_test_id("preset-filter").fill("alpha")
+                await page.get_by_test_id("preset-save").click()
+                await expect(page.get_by_test_id("preset-message")).to_contain_text("a preset name is 1-64 letters")
+            finally:
+                await browser.close()

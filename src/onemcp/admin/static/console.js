@@ -3,11 +3,12 @@
 "use strict";
 (function () {
   const API = "/api/v1";
-  const csrf = document.querySelector('meta[name="csrf"]').content;
+  let csrf = document.querySelector('meta[name="csrf"]').content;  // this hub process's: a restart makes another
   const needsKey = document.querySelector('meta[name="auth"]').content === "key";
   const KEY = "onemcp-console-key";  // in this tab's sessionStorage only: no cookie reaches other ports or sites
   let key = sessionStorage.getItem(KEY) || "";
   let listening = null;  // the event stream's AbortController
+  let lastEventId = "";  // the last event's SSE id: a reconnect asks only for what came after it
   const app = document.getElementById("app");
   const state = { tab: "overview", server: null, calls: [], logs: [], stats: {}, servers: [], tool: null };
   const BUCKET = 5000, BUCKETS = 36;
@@ -29,7 +30,13 @@
     if (key) headers.authorization = "Bearer " + key;
     return headers;
   }
-  async function api(method, path, body) {
+  async function freshCsrf() {
+    // the hub restarted since this page loaded (a token is one process's): the page it serves now has the new one
+    const page = await (await fetch(location.pathname, { credentials: "omit" })).text();
+    const meta = new DOMParser().parseFromString(page, "text/html").querySelector('meta[name="csrf"]');
+    return meta ? meta.content : "";
+  }
+  async function api(method, path, body, retried) {
     const headers = authorized({ accept: "application/json" });
     if (method !== "GET") { headers["content-type"] = "application/json"; if (csrf) headers["x-onemcp-csrf"] = csrf; }
     const response = await fetch(API + path, {
@@ -37,8 +44,16 @@
     });
     if (response.status === 401 && needsKey) { signOut("Signed out: the key is no longer accepted."); throw new Error("signed out"); }
     const doc = await response.json().catch(() => ({ error: "HTTP " + response.status }));
+    if (response.status === 403 && String(doc.error).includes("CSRF")) {
+      const fresh = retried ? "" : await freshCsrf().catch(() => "");
+      if (fresh && fresh !== csrf) { csrf = fresh; return api(method, path, body, true); }
+      throw new Error("the hub refused this page's CSRF token (did it restart?): reload this page");
+    }
     if (!response.ok) throw new Error(doc.error_description || doc.error || "HTTP " + response.status);
     return doc;
+  }
+  function str(value) {  // an upstream's text as text, whatever JSON it really sent
+    return typeof value === "string" ? value : value === null || value === undefined ? "" : JSON.stringify(value);
   }
 
   // ------------------------------------------------------------------ signing in (the key stays in this tab)
@@ -48,7 +63,14 @@
       e.preventDefault();
       key = input.value.trim();
       input.value = "";
-      const response = await fetch(API + "/", { headers: authorized({ accept: "application/json" }), credentials: "omit" });
+      let response;
+      try {
+        response = await fetch(API + "/", { headers: authorized({ accept: "application/json" }), credentials: "omit" });
+      } catch (err) {
+        key = "";
+        signIn("Not signed in: the hub cannot be reached (" + err.message + ").");
+        return;
+      }
       if (!response.ok) {
         const doc = await response.json().catch(() => ({}));
         key = "";
@@ -91,7 +113,9 @@
     const controller = listening = new AbortController();
     while (listening === controller) {
       try {
-        const response = await fetch(API + "/events", { headers: authorized({ accept: "text/event-stream" }), credentials: "omit", signal: controller.signal });
+        const headers = authorized({ accept: "text/event-stream" });
+        if (lastEventId) headers["last-event-id"] = lastEventId;
+        const response = await fetch(API + "/events", { headers, credentials: "omit", signal: controller.signal });
         if (response.status === 401 && needsKey) { signOut("Signed out: the key is no longer accepted."); return; }
         if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -102,11 +126,13 @@
           buffer += value;
           let cut;
           while ((cut = buffer.indexOf("\n\n")) >= 0) {
-            const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
-            const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
-            if (!data) continue;
+            const lines = buffer.slice(0, cut).split("\n"); buffer = buffer.slice(cut + 2);
+            const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
+            if (!data) continue;  // a keep-alive comment
+            const id = lines.find((l) => l.startsWith("id:"));
+            if (id) lastEventId = id.slice(3).trim();
             record(JSON.parse(data));
-            if (state.tab === "calls" || state.tab === "logs") draw();
+            if (state.view && state.view.update && (state.tab === "calls" || state.tab === "logs")) state.view.update();
           }
         }
       } catch (e) {
@@ -184,7 +210,7 @@
 
   function field(name, spec, required) {
     const type = spec.type;
-    const label = `${name}${required ? " *" : ""}${spec.description ? " – " + spec.description : ""}`;
+    const label = `${name}${required ? " *" : ""}${spec.description ? " – " + str(spec.description) : ""}`;
     let input;
     if (type === "boolean") input = el("input", { type: "checkbox", name, "data-kind": "boolean" });
     else if (type === "integer" || type === "number") input = el("input", { type: "number", name, "data-kind": type, step: type === "integer" ? "1" : "any" });
@@ -215,13 +241,14 @@
         const doc = await api("GET", "/tools?limit=50&q=" + encodeURIComponent(q));
         if (mine !== asked) return;
         results.replaceChildren(el("p", {}, `${doc.tools.length} of ${doc.total}`),
-          el("ul", {}, doc.tools.map((t) => el("li", {}, el("a", { href: "#", "data-testid": "tool-" + t.name,
-            onclick: (e) => { e.preventDefault(); showTool(t); } }, t.name), ` (${t.tokens ?? "?"} tokens) `, (t.description || "").slice(0, 120)))));
+          el("ul", {}, doc.tools.map((t) => el("li", {}, el("a", { href: "#", "data-testid": "tool-" + str(t.name),
+            onclick: (e) => { e.preventDefault(); showTool(t); } }, str(t.name)), ` (${str(t.tokens) || "?"} tokens) `, str(t.description).slice(0, 120)))));
       } catch (e) { if (mine === asked) results.replaceChildren(el("p", { class: "error" }, e.message)); }
     }
     function showTool(t) {
-      const schema = t.inputSchema || {};
-      const required = new Set(schema.required || []);
+      const schema = t.inputSchema && typeof t.inputSchema === "object" ? t.inputSchema : {};
+      const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+      const properties = schema.properties && typeof schema.properties === "object" ? schema.properties : {};
       const out = el("pre", { "data-testid": "call-result" });
       const form = el("form", { "data-testid": "call-form", onsubmit: async (e) => {
         e.preventDefault();
@@ -230,28 +257,46 @@
           const doc = await api("POST", `/tools/${encodeURIComponent(t.name)}/call`, { arguments: readForm(form) });
           out.textContent = JSON.stringify(doc.result ?? doc.error, null, 2) + `\n(${doc.ms} ms)`;
         } catch (err) { out.textContent = "error: " + err.message; }
-      } }, Object.entries(schema.properties || {}).map(([name, spec]) => field(name, spec || {}, required.has(name))),
+      } }, Object.entries(properties).map(([name, spec]) => field(name, spec && typeof spec === "object" ? spec : {}, required.has(name))),
         el("button", { type: "submit", "data-testid": "call" }, "Call"));
-      detail.replaceChildren(el("h3", {}, t.name), el("p", {}, t.description || ""), form, out);
+      detail.replaceChildren(el("h3", {}, str(t.name)), el("p", {}, str(t.description)), form, out);
     }
     const box = el("input", { type: "search", placeholder: "What do you want to do?", "data-testid": "tool-search",
       oninput: (e) => search(e.target.value) });
     search("");
-    return el("section", {}, el("h2", {}, "Tools"), box, el("div", { class: "split" }, results, detail));
+    const view = el("section", {}, el("h2", {}, "Tools"), box, el("div", { class: "split" }, results, detail));
+    view.update = () => search(box.value);  // the servers changed, or the tab is shown again: ask again
+    return view;
   }
 
+  // the live tabs: drawn once, then `update` refills their rows as events arrive (a selection, the filter being typed stay)
+  function toolsTab() {  // built once (what is typed stays); asked again when shown again: the tools may have changed meanwhile
+    if (!state.toolsView) return (state.toolsView = tools());
+    if (!app.contains(state.toolsView)) state.toolsView.update();
+    return state.toolsView;
+  }
   function calls() {
-    return el("section", {}, el("h2", {}, "Calls (live)"),
-      el("table", { "data-testid": "calls" }, el("thead", {}, el("tr", {}, ["Time", "Server", "Tool", "Principal", "ms", "Outcome"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, state.calls.slice(0, 200).map((c) => el("tr", {},
-          el("td", {}, new Date(c.at * 1000).toLocaleTimeString()), el("td", {}, c.server), el("td", {}, c.tool || c.method),
-          el("td", {}, c.principal), el("td", {}, c.ms), el("td", {}, badge(c.outcome)))))));
+    const body = el("tbody");
+    const view = el("section", {}, el("h2", {}, "Calls (live)"),
+      el("table", { "data-testid": "calls" }, el("thead", {}, el("tr", {}, ["Time", "Server", "Tool", "Principal", "ms", "Outcome"].map((h) => el("th", {}, h)))), body));
+    view.update = () => body.replaceChildren(...state.calls.slice(0, 200).map((c) => el("tr", {},
+      el("td", {}, new Date(c.at * 1000).toLocaleTimeString()), el("td", {}, c.server), el("td", {}, c.tool || c.method),
+      el("td", {}, c.principal), el("td", {}, c.ms), el("td", {}, badge(c.outcome)))));
+    view.update();
+    return view;
   }
   function logs() {
-    const filter = el("input", { type: "search", placeholder: "filter", oninput: () => draw() });
-    return el("section", {}, el("h2", {}, "Logs (live)"),
-      el("pre", { class: "logs", "data-testid": "logs" }, state.logs.slice(0, 500).map((l) =>
-        `${new Date(l.at * 1000).toLocaleTimeString()} ${l.level} ${l.logger}: ${l.message}`).join("\n")), filter);
+    const pre = el("pre", { class: "logs", "data-testid": "logs" });
+    const filter = el("input", { type: "search", placeholder: "filter", value: state.logFilter || "", "data-testid": "log-filter",
+      oninput: () => { state.logFilter = filter.value; view.update(); } });
+    const view = el("section", {}, el("h2", {}, "Logs (live)"), filter, pre);
+    view.update = () => {
+      const wanted = (state.logFilter || "").toLowerCase();
+      pre.textContent = state.logs.map((l) => `${new Date(l.at * 1000).toLocaleTimeString()} ${l.level} ${l.logger}: ${l.message}`)
+        .filter((line) => !wanted || line.toLowerCase().includes(wanted)).slice(0, 500).join("\n");
+    };
+    view.update();
+    return view;
   }
   async function presets() {
     const box = el("section", {}, el("h2", {}, "Presets"));
@@ -262,6 +307,10 @@
       e.preventDefault();
       const data = Object.fromEntries(new FormData(form).entries());
       const name = data.name; delete data.name;
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) {  // the API's rule (config/presets.py): else the URL would not even reach it
+        msg.textContent = "error: a preset name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit";
+        return;
+      }
       try { await api("PUT", "/presets/" + encodeURIComponent(name), data); msg.textContent = "saved " + name; draw(); }
       catch (err) { msg.textContent = "error: " + err.message; }
     } }, el("input", { name: "name", placeholder: "name", "data-testid": "preset-name" }),
@@ -284,19 +333,24 @@
     clearTimeout(noteTimer); noteTimer = setTimeout(() => { n.textContent = ""; }, 4000);
   }
 
+  let serversSeen = "";
   async function refreshServers() {
     try { state.servers = (await api("GET", "/servers")).servers; } catch (e) { note(e.message, true); }
+    const seen = JSON.stringify(state.servers.map((s) => [s.name, s.state, s.tools]));
+    if (seen !== serversSeen && state.toolsView && state.tab === "tools") state.toolsView.update();  // their tools changed
+    serversSeen = seen;
     if (state.tab === "overview") draw();
   }
   async function draw() {
     if (needsKey && !key) return;  // signed out: the sign-in form stays
     const tab = state.tab, server = state.server;
     const view = tab === "overview" ? overview() : tab === "server" ? await serverPage()
-      : tab === "tools" ? (state.toolsView || (state.toolsView = tools())) : tab === "calls" ? calls()
+      : tab === "tools" ? toolsTab() : tab === "calls" ? calls()
       : tab === "logs" ? logs() : await presets();
     if (needsKey && !key) return;  // signed out while this page loaded
     if (tab !== state.tab || server !== state.server) return;  // the user went elsewhere while this page loaded: theirs is drawn
     if (view === state.toolsView && app.contains(view)) return;  // in place already: moving it would drop the focus and what is being typed
+    state.view = view;
     app.replaceChildren(nav(), el("main", {}, view));
   }
   let refresher = null;

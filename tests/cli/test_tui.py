@@ -13,7 +13,8 @@ import pytest
 from textual.widgets import DataTable, Input, RichLog, Static, TabbedContent
 
 from fixtures.launch import fixture_command, hostile_command
-from onemcp.cli.tui import Stats, base_url, make_app
+from onemcp.auth.keys import KeyStore
+from onemcp.cli.tui import REQUESTS, Stats, base_url, make_app, refusal
 from support.hub import running_hub
 
 pytestmark = pytest.mark.anyio
@@ -144,3 +145,81 @@ def assert_text(shown: Any) -> None:
     assert "[/oops] [@click=app.quit]x[/] \\x1b[31mred" in text, text
     spans = getattr(shown, "spans", [])
     assert not [s for s in spans if "@click" in str(getattr(s, "style", ""))], spans
+
+
+def test_a_refused_credential_is_named_not_unreachable() -> None:
+    assert refusal(200, {}, True) is None and refusal(500, None, True) is None
+    assert (
+        refusal(401, {"error": "invalid_token"}, True) == "the hub refused the token in $ONEMCP_TOKEN (invalid_token)"
+    )
+    assert "set $ONEMCP_TOKEN" in str(refusal(401, None, False))
+    assert "lacks the operator or admin scope (insufficient_scope)" in str(
+        refusal(403, {"error": "insufficient_scope"}, True)
+    )
+
+
+async def test_a_wrong_or_narrow_token_is_said_and_the_stream_is_not_hammered(tmp_path: Path) -> None:
+    """A 401 or 403 was shown as "hub unreachable at URL: 'servers'" and the event stream was asked
+    again every second for ever (hunt s28 F6)."""
+    fx = fixture_command()
+    doc: dict[str, Any] = {
+        "mcpServers": {"alpha": {"command": fx[0], "args": fx[1:]}},
+        "onemcp": {"auth": {"apiKeys": True}},
+    }
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(doc))
+    narrow = KeyStore(tmp_path / "keys.db").create("user", ["mcp"])
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc, config_path=path) as hub:
+            for token, said in (
+                ("omk_wrong_key", "the hub refused the token in $ONEMCP_TOKEN"),
+                (narrow, "lacks the operator"),
+            ):
+                app = make_app(hub.base, token)
+                async with app.run_test(size=(160, 48)) as pilot:
+                    status = app.query_one("#status", Static)
+                    while said not in str(status.visual):
+                        await pilot.pause(0.05)
+                    assert "unreachable" not in str(status.visual)
+                    while app.refused is None or app.workers:  # the stream's worker gave up: no retry each second
+                        await pilot.pause(0.05)
+                    await pilot.press("3")
+                    result = app.query_one("#tool-result", RichLog)
+                    while not result.lines:  # written while its tab was hidden: drawn once shown
+                        await pilot.pause(0.05)
+                    assert said in " ".join(str(line.text) for line in result.lines)  # the Tools search says it too
+
+
+async def test_requests_are_capped_and_a_cut_stream_does_not_repeat_them(tmp_path: Path) -> None:
+    """The Requests table grew for as long as the TUI ran, and each reconnect of the event stream
+    added the replayed history again (hunt s28 F5, F3)."""
+    fx = fixture_command()
+    doc: dict[str, Any] = {"mcpServers": {"alpha": {"command": fx[0], "args": fx[1:]}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc) as hub, httpx.AsyncClient(base_url=f"{hub.base}/api/v1") as http:
+            app = make_app(hub.base, None)
+            async with app.run_test(size=(160, 48)) as pilot:
+                requests = app.query_one("#request-table", DataTable)
+                bus = hub.app.hub.bus
+                while not bus.active:
+                    await pilot.pause(0.05)
+                for _ in range(2):
+                    await http.post("/tools/echo/call", json={"arguments": {"message": "x"}})
+                while requests.row_count < 2:
+                    await pilot.pause(0.05)
+                cut = set(bus._watchers)
+                for watcher in cut:  # the stream ends, as when a proxy in between drops it
+                    watcher.close()
+                while not set(bus._watchers) - cut:
+                    await pilot.pause(0.05)  # the TUI reconnects after a second
+                await http.post("/tools/echo/call", json={"arguments": {"message": "x"}})
+                while requests.row_count < 3:
+                    await pilot.pause(0.05)
+                await pilot.pause(0.2)  # a replay would have been drawn by now
+                assert requests.row_count == 3
+                for n in range(REQUESTS + 10):
+                    app.take_event(
+                        {"kind": "call", "at": 1.0, "server": "s", "tool": f"t{n}", "ms": 1, "outcome": "ok"}
+                    )
+                assert requests.row_count == REQUESTS
+                assert str(requests.get_row_at(REQUESTS - 1)[2]) == f"t{REQUESTS + 9}"  # the newest kept

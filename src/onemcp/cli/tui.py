@@ -27,6 +27,7 @@ from onemcp.observability.redact import one_line, printable
 
 BUCKET = 5.0  # seconds per sparkline bar
 BARS = 36
+REQUESTS = 500  # rows the Requests table keeps (the oldest go first)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
@@ -51,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class Refused(Exception):
+    """The hub answered, and refused the credential (what to tell the operator is the message)."""
+
+
 class Stats:
     """Calls per server in 5-second buckets, for the sparklines."""
 
@@ -68,6 +73,18 @@ class Stats:
         last = int((time.time() if now is None else now) // BUCKET)
         per = self.buckets.get(server, {})
         return [per.get(b, 0) / BUCKET for b in range(last - BARS + 1, last + 1)]
+
+
+def refusal(status: int, doc: Any, has_token: bool) -> str | None:
+    """What to say when the hub refused the credential (401, 403), else None: it is no "unreachable"."""
+    if status not in (401, 403):
+        return None
+    error = (doc.get("error") if isinstance(doc, dict) else None) or f"HTTP {status}"
+    if status == 403:
+        return f"the hub refused the token: it lacks the operator or admin scope ({error})"
+    if not has_token:
+        return f"the hub wants a token: set ${TOKEN_ENV} to a key with the operator or admin scope ({error})"
+    return f"the hub refused the token in ${TOKEN_ENV} ({error})"
 
 
 def make_app(base: str, token: str | None) -> Any:
@@ -129,7 +146,9 @@ def make_app(base: str, token: str | None) -> Any:
             self.http = httpx.AsyncClient(base_url=f"{base}/api/v1", headers=headers, timeout=30)
             self.stats = Stats()
             self.servers: list[dict[str, Any]] = []
-            self.requests: deque[dict[str, Any]] = deque(maxlen=500)
+            self.request_rows: deque[Any] = deque()  # the Requests table's row keys, oldest first
+            self.last_event_id = ""  # the event stream's: a reconnect is replayed only what came after it
+            self.refused: str | None = None  # why the hub refused the token, while it does
             self.tool_names: list[str] = []
 
         def compose(self) -> ComposeResult:
@@ -176,12 +195,33 @@ def make_app(base: str, token: str | None) -> Any:
         def action_show(self, tab: str) -> None:
             self.query_one(TabbedContent).active = tab
 
+        async def get(self, path: str, **params: str) -> Any:
+            """The hub's JSON answer to a GET; `Refused` when it refused the token (a ValueError: no JSON)."""
+            r = await self.http.get(path, params=params)
+            try:
+                doc = r.json()
+            except ValueError:
+                doc = None
+            why = refusal(r.status_code, doc, token is not None)
+            if why is not None:
+                raise Refused(why)
+            if doc is None:
+                raise ValueError(f"the hub answered {r.status_code} without JSON")
+            return doc
+
         async def refresh_servers(self) -> None:
             try:
-                self.servers = (await self.http.get("/servers")).json()["servers"]
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                self.servers = (await self.get("/servers"))["servers"]
+            except Refused as exc:
+                self.refused = str(exc)
+                self.query_one("#status", Static).update(line(f"{base}: {exc}"))
+                return
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 self.query_one("#status", Static).update(line(f"hub unreachable at {base}: {exc}"))
                 return
+            if self.refused is not None:  # accepted again (a new key, a fixed scope): watch again
+                self.refused = None
+                self.watch_events()
             table = self.query_one("#server-table", DataTable)
             keep = table.cursor_row
             table.clear()
@@ -271,8 +311,11 @@ def make_app(base: str, token: str | None) -> Any:
 
         async def search_tools(self, text: str) -> None:
             try:
-                tools = (await self.http.get("/tools", params={"q": text, "limit": "100"})).json()["tools"]
-            except (httpx.HTTPError, ValueError, KeyError):
+                tools = (await self.get("/tools", q=text, limit="100"))["tools"]
+            except Refused as exc:
+                self.query_one("#tool-result", RichLog).write(line(str(exc)))
+                return
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 return
             table = self.query_one("#tool-table", DataTable)
             table.clear()
@@ -300,16 +343,22 @@ def make_app(base: str, token: str | None) -> Any:
 
         @work(exclusive=True, group="events")
         async def watch_events(self) -> None:
+            import anyio
+
             while True:
                 try:
-                    async with self.http.stream("GET", "/events", timeout=None) as r:
-                        async for line in r.aiter_lines():
-                            if line.startswith("data: "):
-                                self.take_event(json.loads(line[6:]))
+                    resume = {"last-event-id": self.last_event_id} if self.last_event_id else {}
+                    async with self.http.stream("GET", "/events", timeout=None, headers=resume) as r:
+                        if r.status_code in (401, 403):  # not worth asking again each second: refresh_servers
+                            self.refused = refusal(r.status_code, None, token is not None)  # restarts this
+                            return
+                        async for text in r.aiter_lines():
+                            if text.startswith("id: "):
+                                self.last_event_id = text[4:].strip()
+                            elif text.startswith("data: "):
+                                self.take_event(json.loads(text[6:]))
                 except (httpx.HTTPError, ValueError):
                     pass
-                import anyio
-
                 await anyio.sleep(1.0)  # the hub went away: try again
 
         def take_event(self, event: dict[str, Any]) -> None:
@@ -317,7 +366,7 @@ def make_app(base: str, token: str | None) -> Any:
                 self.stats.add(str(event.get("server")), float(event.get("at", time.time())))
                 table = self.query_one("#request-table", DataTable)
                 when = time.strftime("%H:%M:%S", time.localtime(float(event.get("at", 0))))
-                table.add_row(
+                row = table.add_row(
                     line(when),
                     line(event.get("server")),
                     line(event.get("tool") or event.get("method")),
@@ -325,6 +374,9 @@ def make_app(base: str, token: str | None) -> Any:
                     line(event.get("ms")),
                     line(event.get("outcome")),
                 )
+                self.request_rows.append(row)
+                while len(self.request_rows) > REQUESTS:
+                    table.remove_row(self.request_rows.popleft())
             elif event.get("kind") == "log":
                 text = f"{event.get('level')} {event.get('logger')}: {event.get('message')}"
                 wanted = self.query_one("#log-filter", Input).value.strip().lower()

@@ -31,7 +31,7 @@ from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
 from onemcp.hub.events import UpstreamEvents
 from onemcp.hub.exposure import ToolExposure, release_counter, reported_name
-from onemcp.hub.forward import Emit, Forwarder
+from onemcp.hub.forward import Emit, Forwarder, answer_for_replica
 from onemcp.hub.instances import Instance, TemplateInstances
 from onemcp.hub.instructions import render_instructions
 from onemcp.hub.listeners import Listener
@@ -49,9 +49,8 @@ from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.events import EventBus
 from onemcp.observability.limits import HITS
 from onemcp.observability.metrics import Metrics
-from onemcp.protocol import jsonrpc
 from onemcp.protocol.capabilities import advertised
-from onemcp.protocol.errors import INTERNAL_ERROR, HubError, NotFound
+from onemcp.protocol.errors import HubError, NotFound
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
@@ -134,7 +133,7 @@ class Hub:
             self.sessions,
             self.parking,
             self.tasks,
-            resume_here=self._resume_here,
+            resume_here=partial(answer_for_replica, self.dispatch, self.complete),
             reply_here=self.reverse.reply,
             notify_here=self._notified_elsewhere,
         )
@@ -366,28 +365,6 @@ class Hub:
         elif msg.get("method") == "notifications/roots/list_changed":
             await self.dispatcher.roots_changed(None)
 
-    async def _resume_here(self, session: Session, msg: Message) -> Message:
-        """Another replica's request resuming a call parked here: driven to its reply (progress is not carried).
-
-        The replicas' own boundary: what would reach a client as an error is sent back as one.
-        """
-        rid = msg.get("id")
-        try:
-            outcome = await self.dispatch(session, msg)
-            if isinstance(outcome, tuple):
-                conn, call = outcome
-                reply = await self.complete(session, conn, call, _ignore)
-                if reply is None:
-                    return jsonrpc.error(rid, {"code": -32800, "message": "Request cancelled"})
-                return reply
-            return jsonrpc.loads(outcome) if isinstance(outcome, bytes) else outcome
-        except HubError as exc:
-            return jsonrpc.error(rid, exc.to_error())
-        except Exception:
-            log.exception("internal error while resuming %s for another replica", msg.get("method"))
-            why = "Internal error in onemcp (see the hub's log)"
-            return jsonrpc.error(rid, {"code": INTERNAL_ERROR, "message": why})
-
     # ============================================================ listen streams (2026-07-28)
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
@@ -589,7 +566,3 @@ class Hub:
             if self.saved.enabled:  # last-seen times in one batch, here rather than on every call
                 self.saved.seen([s.id for s in self.sessions if s.transport == "streamable-http"])
                 self.saved.purge(self.config.hub.session_idle_timeout)
-
-
-async def _ignore(msg: Message) -> None:
-    """Where a call resumed for another replica sends its progress and logs: nowhere."""

@@ -4,7 +4,8 @@ Owns the life of a call once it is routed: related messages go to the caller's `
 requests are bridged between the eras (parked for a modern client, asked live of a legacy one), the
 per-server deadline cancels upstream too, and the reply is made the client's (task ids through the
 `TaskRouter`, the rest by `hub/rewrite.py`). Records each call's outcome: metrics, the audit line,
-and what it says about the upstream's health. Does not choose where a call goes (`hub/dispatch.py`).
+and what it says about the upstream's health. Also drives another replica's request to its reply
+(`answer_for_replica`). Does not choose where a call goes (`hub/dispatch.py`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.events import PAYLOAD, EventBus
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import URL_ELICITATION_REQUIRED, UpstreamError, UpstreamTimeout
+from onemcp.protocol.errors import INTERNAL_ERROR, URL_ELICITATION_REQUIRED, HubError, UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.call import CANCELLED, Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
 
 audit = logging.getLogger("onemcp.audit")
+log = logging.getLogger("onemcp.hub")
 Emit = Callable[[Message], Awaitable[None]]
 JSON_KINDS: dict[type, str] = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 JSON_KINDS[type(None)] = "null"
@@ -204,3 +206,35 @@ def _tool_error(msg: Message) -> bool:
     """A tool's result with `isError`: the call reached the tool, which failed (a success on the wire)."""
     result = msg.get("result")
     return isinstance(result, dict) and result.get("isError") is True
+
+
+Dispatch = Callable[[Session, Message], Awaitable[Message | bytes | tuple[UpstreamConnection, Call]]]
+Complete = Callable[[Session, UpstreamConnection, Call, Emit], Awaitable[Message | None]]
+
+
+async def answer_for_replica(dispatch: Dispatch, complete: Complete, session: Session, msg: Message) -> Message:
+    """Another replica's request (resuming a call parked here, or tasks/* of a task made here), driven
+    to its reply by the hub's `dispatch` and `complete`; its progress and logs are not carried.
+
+    The replicas' own boundary: what would reach a client as an error is sent back as one.
+    """
+    rid = msg.get("id")
+    try:
+        outcome = await dispatch(session, msg)
+        if isinstance(outcome, tuple):
+            conn, call = outcome
+            reply = await complete(session, conn, call, _nowhere)
+            if reply is None:
+                return jsonrpc.error(rid, {"code": -32800, "message": "Request cancelled"})
+            return reply
+        return jsonrpc.loads(outcome) if isinstance(outcome, bytes) else outcome
+    except HubError as exc:
+        return jsonrpc.error(rid, exc.to_error())
+    except Exception:
+        log.exception("internal error while resuming %s for another replica", msg.get("method"))
+        why = "Internal error in onemcp (see the hub's log)"
+        return jsonrpc.error(rid, {"code": INTERNAL_ERROR, "message": why})
+
+
+async def _nowhere(msg: Message) -> None:
+    """Where a call resumed for another replica sends its progress and logs."""

@@ -8,14 +8,19 @@ config and `sessionStore: redis://...`, as replicas behind a load balancer would
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 from onemcp.auth.keys import KeyStore
-from support.hub import HEADERS, INIT, running_hub
+from onemcp.hub import records
+from onemcp.hub.session import EVICT_IDLE
+from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.services import NEEDS_REDIS, replica_config
 
 pytestmark = [
@@ -132,3 +137,116 @@ async def test_a_preset_made_on_one_replica_reaches_the_others(redis_url: str, t
                 while "dev" not in c.app.hub.presets:
                     await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
             assert load_presets(tmp_path / "c" / "presets.json")["dev"]["description"] == "d"
+
+
+async def _until(done: Callable[[], bool], what: str) -> None:
+    """Wait (a deadline, no fixed sleep) until another replica acted on what crossed Redis."""
+    with anyio.move_on_after(10):
+        while not done():
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (a pub/sub message crossing)
+    assert done(), f"not within 10 s: {what}"
+
+
+@asynccontextmanager
+async def _replicas(doc: dict[str, Any], count: int) -> AsyncIterator[list[RunningHub]]:
+    async with AsyncExitStack() as stack:
+        hubs = [await stack.enter_async_context(running_hub(doc)) for _ in range(count)]
+        for hub in hubs:
+            replicas = hub.app.hub.replicas
+            assert replicas is not None
+            await _until(lambda r=replicas: r.relay.up, "subscribed")  # type: ignore[misc]
+        yield hubs
+
+
+async def _session_on(http: httpx.AsyncClient, hub: RunningHub) -> dict[str, str]:
+    r = await http.post(hub.url, json=INIT, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    r = await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    assert r.status_code == 202
+    return headers
+
+
+def _ping(n: int) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": n, "method": "ping"}
+
+
+async def test_a_replica_forgetting_its_copy_leaves_the_session_to_the_others(redis_url: str) -> None:
+    """A copy expired or evicted on one replica is forgotten there only: the shared record stays, and the
+    session goes on wherever its next request lands (it ends by its TTL, or by its client's DELETE)."""
+    doc = replica_config(redis_url)
+    doc["onemcp"]["limits"] = {"maxSessionsPerPrincipal": 1}
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(doc, 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            sid = headers["mcp-session-id"]
+            assert (await http.post(two.url, json=_ping(2), headers=headers)).status_code == 200
+            copy = one.app.hub.find_session(sid)
+            assert copy is not None
+            copy.last_seen -= one.app.hub.sessions.idle_timeout + 1  # unused on one for the idle timeout
+            assert one.app.hub.sessions.expire_idle() == 1
+            await one.app.hub.saved.flush()
+            assert (await http.post(one.url, json=_ping(3), headers=headers)).status_code == 200  # revived
+            copy = one.app.hub.find_session(sid)
+            assert copy is not None
+            copy.last_seen -= EVICT_IDLE + 1  # ... and unseen there for a minute: room for the principal's next
+            await _session_on(http, one)
+            assert one.app.hub.find_session(sid) is None  # evicted from one
+            await one.app.hub.saved.flush()
+            two.app.hub.sessions.forget(sid)  # two forgets its copy too: the session lives in Redis alone
+            assert (await http.post(two.url, json=_ping(4), headers=headers)).status_code == 200
+
+
+async def test_a_copy_over_the_principals_cap_is_refused_for_now_not_lost(redis_url: str) -> None:
+    """A replica with no room for the principal's session answers 429 (try later), not 404 (start over)."""
+    doc = replica_config(redis_url)
+    doc["onemcp"]["limits"] = {"maxSessionsPerPrincipal": 1}
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(doc, 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            first = await _session_on(http, one)
+            await _session_on(http, two)  # the principal's one session on two, in use
+            r = await http.post(two.url, json=_ping(2), headers=first)
+            assert r.status_code == 429, r.text
+            assert r.json()["error"]["data"] == {"limit": "sessions_per_principal"}
+            assert (await http.post(one.url, json=_ping(3), headers=first)).status_code == 200
+
+
+async def test_a_delete_through_one_replica_ends_the_session_on_every_replica(redis_url: str) -> None:
+    """The client's DELETE lands on one replica: the others drop their copies and end its GET stream,
+    every replica answers 404 from then on, and a stale copy's late write does not bring it back."""
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            sid = headers["mcp-session-id"]
+            assert (await http.post(two.url, json=_ping(2), headers=headers)).status_code == 200
+            copy = one.app.hub.find_session(sid)
+            assert copy is not None
+            stale = records.record_of(copy)
+            async with http.stream("GET", one.url, headers={**headers, "accept": "text/event-stream"}) as stream:
+                assert stream.status_code == 200
+                await _until(lambda: copy.streams_open == 1, "the GET stream open")
+                assert (await http.delete(two.url, headers=headers)).status_code == 200
+                async for _ in stream.aiter_bytes():  # the stream on one ends with the session
+                    pass
+            await _until(lambda: one.app.hub.find_session(sid) is None, "one dropped its copy")
+            for n, hub in enumerate((one, two)):
+                assert (await http.post(hub.url, json=_ping(10 + n), headers=headers)).status_code == 404
+            one.app.hub.saved.save(sid, stale)  # a copy that had not heard of the end writes its record
+            await one.app.hub.saved.flush()
+            for n, hub in enumerate((one, two)):
+                assert (await http.post(hub.url, json=_ping(20 + n), headers=headers)).status_code == 404
+
+
+async def test_sessions_made_and_deleted_round_robin_do_not_fill_the_replicas(redis_url: str) -> None:
+    """Each session made on one replica, used on the other, ended through either: no copy is left behind,
+    so the replicas' maxSessions is never reached by sessions their clients ended."""
+    doc = replica_config(redis_url)
+    doc["onemcp"]["limits"] = {"maxSessions": 3}
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(doc, 2) as hubs, httpx.AsyncClient(timeout=30) as http:
+            for n in range(9):
+                made, used = hubs[n % 2], hubs[(n + 1) % 2]
+                headers = await _session_on(http, made)  # a 503 here: the copies of ended sessions filled it
+                assert (await http.post(used.url, json=_ping(n), headers=headers)).status_code == 200
+                assert (await http.delete(hubs[n // 2 % 2].url, headers=headers)).status_code == 200
+                await _until(lambda: all(len(h.app.hub.sessions) == 0 for h in hubs), "every copy dropped")

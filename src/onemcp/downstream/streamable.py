@@ -125,7 +125,11 @@ class StreamableHttpEndpoint:
             refused(principal, LEGACY_HTTP, "session", sid[:8], "the session of another principal")
             session = None
         elif session is None:
-            session = await self.hub.revive_session(sid, principal)  # saved before a restart of the hub
+            try:  # saved before a restart of the hub, or made on another replica
+                session = await self.hub.revive_session(sid, principal)
+            except LimitReached as exc:  # it exists, but there is no room for it here now
+                await asgi.send_json(send, exc.status, jsonrpc.error(None, exc.to_error()), RETRY_LATER)
+                return None
         if session is None:
             text = "Session not found (it ended or expired); initialize a new one"
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, text))

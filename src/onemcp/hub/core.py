@@ -11,6 +11,7 @@ hub in `events` and `reverse`, reload planning in `plan`. Does not own any wire.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
@@ -50,7 +51,7 @@ from onemcp.observability.events import EventBus
 from onemcp.observability.limits import HITS
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol.capabilities import advertised
-from onemcp.protocol.errors import HubError, NotFound
+from onemcp.protocol.errors import HubError, LimitReached, NotFound
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
@@ -310,6 +311,8 @@ class Hub:
                 trusted=bool(doc.get("trusted")),
             )
             session = self.sessions.create("streamable-http", replace(access, query=query), session_id)
+        except LimitReached:
+            raise  # the session exists; this replica has no room for its copy now: not a 404
         except (views.ViewError, HubError, ValueError) as exc:
             log.info("session %s not revived: %s", session_id[:8], exc)
             return None
@@ -323,11 +326,15 @@ class Hub:
         log.info("session %s revived (saved before a restart)", session_id[:8])
         return session
 
-    def _session_gone(self, session: Session) -> None:
-        """Called for every session that ends (DELETE, expiry, dropped /sse stream)."""
+    def _session_gone(self, session: Session, ended: bool) -> None:
+        """A session `ended` (DELETE, a dropped /sse stream), or this process forgot its copy (idle, evicted,
+        ended on another replica): a shared record outlives a copy (it ends by its TTL or the session's end)."""
         self.isolated.close_session(session.id)
         self.instances.release(session.id)
-        self.saved.delete(session.id)
+        if ended or not self.saved.shared:
+            self.saved.delete(session.id)
+        if ended and self.replicas is not None:  # the copies on the other replicas end with it
+            self.replicas.session_ended(session)
         self.subscriptions.forget(session.id)
         self.tasks.forget_session(session.id)
         self.reverse.forget_session(session)
@@ -557,12 +564,16 @@ class Hub:
 
     async def _expire_sessions(self) -> None:
         interval = max(0.05, min(60.0, self.config.hub.session_idle_timeout / 2))
+        since = time.monotonic()
         while True:
             await anyio.sleep(interval)
+            now = time.monotonic()
             self.sessions.expire_idle()
             self.parking.expire()
             release_counter()  # the token counter's vocabulary, once /health stopped asking
             self.isolated.close_idle("user:", self.config.hub.session_idle_timeout)
-            if self.saved.enabled:  # last-seen times in one batch, here rather than on every call
-                self.saved.seen([s.id for s in self.sessions if s.transport == "streamable-http"])
+            if self.saved.enabled:  # last-seen times of the sessions used since, in one batch (not on every call)
+                used = [s for s in self.sessions if s.last_seen >= since or s.in_flight or s.streams_open]
+                self.saved.seen([s.id for s in used if s.transport == "streamable-http"])
                 self.saved.purge(self.config.hub.session_idle_timeout)
+            since = now

@@ -11,6 +11,9 @@ reply stream and a parked 2026-07-28 call each live in one process. Owns, on top
   what waits here goes to the replica where the session's next GET stream opens;
 * a client's answer to a request another replica sent it (its id names that replica) goes back there;
 * a client's cancellation of a request not in flight here, and a roots change, go to every replica;
+* a session's end (its client's DELETE) goes to every replica, which drops its copy (its streams end):
+  after a DELETE the session is not found on any replica. A copy forgotten here (idle, evicted) is
+  not announced: the session may be live elsewhere;
 * a `requestState` of a call parked on another replica is resumed there (`resume`), the key that signs
   requestStates being one all replicas share; tasks/get|result|cancel of a task another replica's
   call made (its id names that replica) are answered there;
@@ -187,6 +190,13 @@ class Replicas:
         """An operator logged `server` out through this replica: the others drop its tokens too."""
         self.relay.broadcast({"k": "forgotten", "server": server})
 
+    # ------------------------------------------------------------------ a session's end
+    def session_ended(self, session: Session) -> None:
+        """Its client ended the session through this replica: the others drop their copies."""
+        if session.transport == "streamable-http":
+            self.counts["sent ended"] += 1
+            self.relay.broadcast({"k": "ended", "sid": session.id})
+
     # ------------------------------------------------------------------ what a client sends
     def client_response(self, session: Session, msg: Message) -> bool:
         """True if the answer belongs to a request another replica sent (it was sent there)."""
@@ -253,6 +263,8 @@ class Replicas:
             for one in doc["sids"]:
                 if isinstance(one, str):
                     self._remote[one] = (sender, until)
+        elif kind == "ended" and isinstance(sid, str):
+            self.sessions.forget(sid)  # ended there: its record is gone, and its copy here with it
         elif kind == "presets":
             await self._take_presets()
         elif kind == "authorized" and isinstance(doc.get("server"), str):

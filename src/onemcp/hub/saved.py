@@ -9,6 +9,11 @@ log level, resource subscriptions) and when it was last seen. Written when one o
 and, for the last-seen times, in one batch per expiry round; never on the call path. A record
 older than the idle timeout is not revived and is purged. The hub rebuilds a `Session` from a
 record (`Hub.revive_session`); this module only stores and reads. Does not store credentials.
+
+A shared store (`shared`: Redis) outlives any one process's copy of a session: a replica that forgets
+its copy leaves the record to its TTL, and only the session's end deletes it. An ended session's record
+becomes a tombstone for the idle timeout, which a save does not overwrite (a replica that has not yet
+heard of the end cannot write the session back).
 """
 
 from __future__ import annotations
@@ -34,11 +39,20 @@ log = logging.getLogger("onemcp.sessions")
 FILE = "sessions.db"
 REDIS_PREFIX = "onemcp:session:"
 FLUSH_LIMIT = 5.0  # seconds `flush` (and closing) waits for the writes before it, at most
+ENDED = b"ended"  # an ended session's record in Redis, for the idle timeout (a tombstone)
+# a record is written unless its session ended (atomically: the end may come from another replica)
+SAVE_UNLESS_ENDED = """
+if redis.call('get', KEYS[1]) == ARGV[3] then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
 
 
 class SessionRecords(Protocol):
     @property
     def enabled(self) -> bool: ...
+    @property
+    def shared(self) -> bool: ...  # other processes (replicas) read and write the same records
     def save(self, session_id: str, doc: dict[str, Any]) -> None: ...
     def seen(self, session_ids: Iterable[str]) -> None: ...
     async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None: ...
@@ -75,6 +89,10 @@ class SavedSessions:
     @property
     def enabled(self) -> bool:
         return self._path is not None and not self._broken
+
+    @property
+    def shared(self) -> bool:
+        return False  # one hub's: its copy of a session is the session
 
     def save(self, session_id: str, doc: dict[str, Any]) -> None:
         db = self._open(create=True)
@@ -161,6 +179,10 @@ class RedisSessions:
     def enabled(self) -> bool:
         return True
 
+    @property
+    def shared(self) -> bool:
+        return True
+
     def _ttl(self) -> int:
         return max(1, int(self.idle_timeout + 0.999))
 
@@ -188,7 +210,8 @@ class RedisSessions:
 
     def save(self, session_id: str, doc: dict[str, Any]) -> None:
         data = json.dumps(doc)
-        self._write(lambda: self._redis.set(REDIS_PREFIX + session_id, data, ex=self._ttl()))
+        key = REDIS_PREFIX + session_id
+        self._write(lambda: self._redis.eval(SAVE_UNLESS_ENDED, 1, key, data, self._ttl(), ENDED))
 
     def seen(self, session_ids: Iterable[str]) -> None:
         keys = [REDIS_PREFIX + sid for sid in session_ids]
@@ -215,7 +238,7 @@ class RedisSessions:
             if not isinstance(exc, redis_link.RedisSkipped):  # (a skip was said when Redis failed)
                 log.warning("session %s not read from Redis: %s", session_id[:8], exc)
             return None
-        if raw is None:
+        if raw is None or raw == ENDED:
             return None
         try:
             doc = json.loads(raw)
@@ -224,7 +247,8 @@ class RedisSessions:
         return doc if isinstance(doc, dict) else None
 
     def delete(self, session_id: str) -> None:
-        self._write(lambda: self._redis.delete(REDIS_PREFIX + session_id))
+        """The session ended: its record becomes a tombstone that expires after the idle timeout."""
+        self._write(lambda: self._redis.set(REDIS_PREFIX + session_id, ENDED, ex=self._ttl()))
 
     def purge(self, idle_timeout: float) -> None:
         self.idle_timeout = idle_timeout  # Redis expires records itself

@@ -370,9 +370,18 @@ class SessionStore:
     its own stalest session unseen for EVICT_IDLE seconds (no stream open, no call in flight) makes
     room; only when it has none is the new one refused. (Without auth every client is one principal:
     a refusal would lock every client out until sessions expired.)
+
+    A session leaves in one of two ways, and `on_remove` is told which: it *ends* (its client's DELETE,
+    a dropped /sse stream, a failed initialize: `remove`), or this process *forgets* its copy (idle
+    expiry, eviction, another replica's end: `forget`), which, with replicas, may be live elsewhere.
+    With replicas the caps count this process's copies: a copy unseen here for EVICT_IDLE seconds
+    makes room as above, and forgetting it costs its session nothing (the next request for it here
+    revives it from the shared record).
     """
 
-    def __init__(self, idle_timeout: float, limits: Limits, on_remove: Callable[[Session], None] | None = None) -> None:
+    def __init__(
+        self, idle_timeout: float, limits: Limits, on_remove: Callable[[Session, bool], None] | None = None
+    ) -> None:
         self.idle_timeout = idle_timeout
         self.limits = limits  # replaced on reload
         self.on_remove = on_remove
@@ -415,11 +424,19 @@ class SessionStore:
         if session is None:
             return None
         if time.monotonic() - session.last_seen > self.idle_timeout:
-            self.remove(session_id)
+            self.forget(session_id)
             return None
         return session
 
     def remove(self, session_id: str) -> Session | None:
+        """The session ends (its client ended it, or it cannot go on): everywhere."""
+        return self._drop(session_id, ended=True)
+
+    def forget(self, session_id: str) -> Session | None:
+        """This process's copy of the session goes (idle here, evicted, or ended on another replica)."""
+        return self._drop(session_id, ended=False)
+
+    def _drop(self, session_id: str, *, ended: bool) -> Session | None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
             key = session.principal.id
@@ -428,7 +445,7 @@ class SessionStore:
                 del self._per_principal[key]
             session.close()
             if self.on_remove is not None:
-                self.on_remove(session)
+                self.on_remove(session, ended)
         return session
 
     def close_all(self) -> None:
@@ -449,13 +466,13 @@ class SessionStore:
         if idle:
             stalest = min(idle, key=lambda s: s.last_seen)
             hit("sessions_per_principal", "principal %s at its session cap: ended its stalest idle session", key)
-            self.remove(stalest.id)
+            self.forget(stalest.id)
 
     def expire_idle(self) -> int:
         now = time.monotonic()
         stale = [sid for sid, s in self._sessions.items() if now - s.last_seen > self.idle_timeout]
         for sid in stale:
-            self.remove(sid)
+            self.forget(sid)
         return len(stale)
 
     def __iter__(self) -> Iterator[Session]:

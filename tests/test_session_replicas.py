@@ -139,6 +139,13 @@ async def test_a_preset_made_on_one_replica_reaches_the_others(redis_url: str, t
             assert load_presets(tmp_path / "c" / "presets.json")["dev"]["description"] == "d"
 
 
+def _messages(r: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON-RPC messages of a POST's answer, JSON or SSE."""
+    if not r.headers.get("content-type", "").startswith("text/event-stream"):
+        return [r.json()]
+    return [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+
+
 async def _until(done: Callable[[], bool], what: str) -> None:
     """Wait (a deadline, no fixed sleep) until another replica acted on what crossed Redis."""
     with anyio.move_on_after(10):
@@ -250,3 +257,54 @@ async def test_sessions_made_and_deleted_round_robin_do_not_fill_the_replicas(re
                 assert (await http.post(used.url, json=_ping(n), headers=headers)).status_code == 200
                 assert (await http.delete(hubs[n // 2 % 2].url, headers=headers)).status_code == 200
                 await _until(lambda: all(len(h.app.hub.sessions) == 0 for h in hubs), "every copy dropped")
+
+
+async def test_log_level_and_subscriptions_set_through_one_replica_reach_the_sessions_copies(redis_url: str) -> None:
+    """setLevel and resources/(un)subscribe through one replica: the session's live copy on the other
+    takes them (its upstream is told), as deployment.md promises; the record keeps the latest."""
+    import redis
+
+    log_call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "log", "arguments": {"message": "INFO"}}}
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            sid = headers["mcp-session-id"]
+            assert (await http.post(two.url, json=_ping(2), headers=headers)).status_code == 200
+            copy = two.app.hub.find_session(sid)
+            assert copy is not None
+            level = {"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": "error"}}
+            assert (await http.post(one.url, json=level, headers=headers)).status_code == 200
+            await _until(lambda: copy.log_level == "error", "two took the level")
+            answer = _messages(await http.post(two.url, json={**log_call, "id": 4}, headers=headers))
+            assert [m.get("method") for m in answer] == [None], answer  # the reply only: no info line
+
+            subscribe = {
+                "jsonrpc": "2.0",
+                "id": 5,
+                "method": "resources/subscribe",
+                "params": {"uri": "fixture://static"},
+            }
+            assert (await http.post(one.url, json=subscribe, headers=headers)).status_code == 200
+            await _until(lambda: bool(copy.subscriptions), "two took the subscription")
+            touch = {
+                "jsonrpc": "2.0",
+                "method": "tools/call",
+                "params": {"name": "touch", "arguments": {"uri": "fixture://static"}},
+            }
+            answer = _messages(await http.post(two.url, json={**touch, "id": 6}, headers=headers))
+            assert "touched fixture://static" in json.dumps(answer[-1]), answer  # two's upstream was subscribed
+
+            unsubscribe = {**subscribe, "id": 7, "method": "resources/unsubscribe"}
+            assert (await http.post(two.url, json=unsubscribe, headers=headers)).status_code == 200
+            first = one.app.hub.find_session(sid)
+            assert first is not None
+            await _until(lambda: not first.subscriptions, "one let go of it")
+            answer = _messages(await http.post(one.url, json={**touch, "id": 8}, headers=headers))
+            assert "not subscribed: fixture://static" in json.dumps(answer[-1]), answer
+            await two.app.hub.saved.flush()
+            store = redis.Redis.from_url(redis_url)
+            raw = store.get(f"onemcp:session:{sid}")
+            store.close()
+            assert isinstance(raw, bytes)
+            saved = json.loads(raw)
+            assert saved["logLevel"] == "error" and saved["subscriptions"] == []

@@ -146,6 +146,7 @@ class Hub:
         self.upstream_auth.on_authorized = authorized
         self.upstream_auth.on_forgotten = replicas.upstream_forgotten
         replicas.authorized_here = self._authorized_elsewhere
+        replicas.changed_here = self.dispatcher.adopt
         replicas.forgotten_here = self.upstream_auth.forgotten_elsewhere
 
     def _authorized_elsewhere(self, server: str) -> None:
@@ -348,6 +349,8 @@ class Hub:
         outcome = await self.instances.serving(session.access.reach.instances, msg, self.catalog, run)
         if msg.get("method") in SAVED_ON:
             self.save_session(session)
+            if self.replicas is not None:  # the session's copies on the other replicas change with it
+                self.replicas.session_changed(session)
         return outcome
 
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:

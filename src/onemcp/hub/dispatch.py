@@ -280,6 +280,16 @@ class Dispatcher:
                 tg.start_soon(self._tell_level, conn, self._level_of(conn), True)
         return {}
 
+    async def adopt(self, session: Session, level: object, subscriptions: list[tuple[str, str]]) -> None:
+        """Another replica changed this session's log level or subscriptions: this copy takes the change,
+        its upstreams told as if the client had asked here (what fails here is logged, not answered)."""
+        if isinstance(level, str) and level != session.log_level:
+            try:
+                await self._set_level(session, {"level": level})
+            except HubError as exc:
+                log.info("session %s: the log level set on another replica not taken: %s", session.id[:8], exc)
+        await self.subscriptions.match(session, subscriptions)
+
     def _level_of(self, conn: UpstreamConnection) -> str | None:
         """The log level `conn` should send at: its session's (a session's own), else the most verbose a
         session reaching its server asked for; None while none asked."""

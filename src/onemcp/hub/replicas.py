@@ -14,6 +14,10 @@ reply stream and a parked 2026-07-28 call each live in one process. Owns, on top
 * a session's end (its client's DELETE) goes to every replica, which drops its copy (its streams end):
   after a DELETE the session is not found on any replica. A copy forgotten here (idle, evicted) is
   not announced: the session may be live elsewhere;
+* a change of a session's log level or resource subscriptions goes to every replica, whose copy of
+  the session (if it has one live) takes it: the level is told to its upstreams and the subscriptions
+  held on them, as if the client had asked there. A replica that revives the session later reads both
+  from its record;
 * a `requestState` of a call parked on another replica is resumed there (`resume`), the key that signs
   requestStates being one all replicas share; tasks/get|result|cancel of a task another replica's
   call made (its id names that replica) are answered there;
@@ -80,6 +84,8 @@ class Replicas:
         # an upstream authorized through another replica (the tokens are in Redis): take them, reconnect
         self.authorized_here: Callable[[str], None] = lambda server: None
         self.forgotten_here: Callable[[str], Awaitable[None]] | None = None  # logged out through another
+        # another replica changed a session's log level or subscriptions: (session, level, subscriptions)
+        self.changed_here: Callable[[Session, object, list[tuple[str, str]]], Awaitable[None]] | None = None
         relay.on_message = self._received
         parking.tag = tasks.tag = relay.tag
         self.tasks = tasks
@@ -190,12 +196,30 @@ class Replicas:
         """An operator logged `server` out through this replica: the others drop its tokens too."""
         self.relay.broadcast({"k": "forgotten", "server": server})
 
-    # ------------------------------------------------------------------ a session's end
+    # ------------------------------------------------------------------ a session's end and state
     def session_ended(self, session: Session) -> None:
         """Its client ended the session through this replica: the others drop their copies."""
         if session.transport == "streamable-http":
             self.counts["sent ended"] += 1
             self.relay.broadcast({"k": "ended", "sid": session.id})
+
+    def session_changed(self, session: Session) -> None:
+        """Its log level or subscriptions changed through this replica: the others' copies take the change."""
+        self.counts["sent changed"] += 1
+        kept = sorted(session.subscriptions)
+        self.relay.broadcast({"k": "changed", "sid": session.id, "logLevel": session.log_level, "subscriptions": kept})
+
+    async def _changed(self, sid: str, doc: dict[str, Any]) -> None:
+        session = self.sessions.get(sid)
+        if session is None or self.changed_here is None:
+            return  # no copy here: one revived later reads the record
+        kept = doc.get("subscriptions")
+        keys = (
+            [(str(k[0]), str(k[1])) for k in kept if isinstance(k, list) and len(k) == 2]
+            if isinstance(kept, list)
+            else []
+        )
+        await self.changed_here(session, doc.get("logLevel"), keys)
 
     # ------------------------------------------------------------------ what a client sends
     def client_response(self, session: Session, msg: Message) -> bool:
@@ -265,6 +289,8 @@ class Replicas:
                     self._remote[one] = (sender, until)
         elif kind == "ended" and isinstance(sid, str):
             self.sessions.forget(sid)  # ended there: its record is gone, and its copy here with it
+        elif kind == "changed" and isinstance(sid, str):
+            await self._changed(sid, doc)
         elif kind == "presets":
             await self._take_presets()
         elif kind == "authorized" and isinstance(doc.get("server"), str):

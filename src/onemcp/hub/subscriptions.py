@@ -170,6 +170,26 @@ class Subscriptions:
             if first and conn is not None and conn.state == "ready" and self.tg is not None:
                 self.tg.start_soon(self.resubscribe, conn, [key[1]])
 
+    async def match(self, session: Session, keys: list[Key]) -> None:
+        """Hold exactly `keys` (another replica's copy of the session changed its subscriptions): the others
+        are let go, the new ones subscribed on the connection its calls go to. Quiet: a failure is logged."""
+        wanted = set(keys)
+        for key in [k for k in session.subscriptions if k not in wanted]:
+            try:
+                await self._release(session.id, key, session.subscriptions.pop(key), {"uri": key[1]})
+            except HubError as exc:
+                log.info("session %s: unsubscribing %s on %s failed: %s", session.id[:8], key[1], key[0], exc)
+        for key in sorted(wanted - session.subscriptions.keys()):
+            try:
+                if not session.access.reach.shows("resources", *key):
+                    raise NotFound("out of the session's reach here")
+                conn = await self.route(session, key[0])
+                if not takes_subscriptions(conn):
+                    raise MethodNotFound("this server takes no resource subscriptions")
+                await self._hold(session, key, conn, {"uri": key[1]})
+            except HubError as exc:
+                log.info("session %s: subscribing %s on %s failed: %s", session.id[:8], key[1], key[0], exc)
+
     def rebind(self, session: Session) -> None:
         """The session's template instances changed (a reload rendered new ones): what it held on an
         instance it no longer has moves to its instance of the same template now (asked there at once

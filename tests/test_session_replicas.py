@@ -308,3 +308,29 @@ async def test_log_level_and_subscriptions_set_through_one_replica_reach_the_ses
             assert isinstance(raw, bytes)
             saved = json.loads(raw)
             assert saved["logLevel"] == "error" and saved["subscriptions"] == []
+
+
+async def test_health_and_metrics_show_a_failing_redis(redis_url: str) -> None:
+    """A Redis that fails requests (hung, say) while the pub/sub link stays up: the breaker is open, the
+    replica is on its own for sessions and limits, and /health and /metrics say so."""
+    import redis
+
+    from onemcp.config import redis_link
+
+    def hung() -> None:
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 1) as (one,), httpx.AsyncClient(timeout=30) as http:
+            health = (await http.get(f"{one.base}/health")).json()
+            assert health["replicas"]["redis"] == "connected" and health["replicas"]["redisBreaker"] == "closed"
+            assert "onemcp_redis_up 1.0" in (await http.get(f"{one.base}/metrics")).text
+            breaker = redis_link.breaker(redis_url)
+            now = breaker.clock()
+            breaker.clock = lambda: now  # the pause does not end during the test
+            with pytest.raises(redis.TimeoutError):
+                breaker.run(hung)
+            health = (await http.get(f"{one.base}/health")).json()
+            assert health["replicas"]["redis"] == "failing" and health["replicas"]["redisBreaker"] == "open"
+            assert health["status"] == "degraded"
+            assert "onemcp_redis_up 0.0" in (await http.get(f"{one.base}/metrics")).text

@@ -97,6 +97,8 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
     }
     if hub.replicas is not None:  # replicas sharing a Redis: this one, and what crossed to and from the others
         doc["replicas"] = hub.replicas.report()
+        if doc["replicas"]["redis"] != "connected" and status == "ok":
+            doc["status"] = "degraded"  # sessions and limits are this replica's alone for now
     return doc
 
 
@@ -168,6 +170,12 @@ def state_metrics(hub: Hub, reloader: Reloader | None) -> Iterator[Metric]:
     for name, count in running.items():
         instances.add_metric([name], count)
     yield instances
+    if hub.replicas is not None:
+        redis = gauge(
+            "onemcp_redis_up", "1 when this replica's link to the replicas' Redis works (0: failing or unreachable)"
+        )
+        redis.add_metric([], 1.0 if hub.replicas.redis == "connected" else 0.0)
+        yield redis
     yield from limits.HITS.metrics()
     if reloader is not None:
         reloads = counter("onemcp_config_reloads", "Config reloads, by outcome", ["outcome"])

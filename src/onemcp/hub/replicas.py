@@ -40,6 +40,7 @@ import anyio
 import anyio.abc
 import orjson
 
+from onemcp.config import redis_link
 from onemcp.hub.bridge import Parking
 from onemcp.hub.relay import RedisRelay
 from onemcp.hub.session import Session, SessionStore
@@ -119,12 +120,22 @@ class Replicas:
             self.parking.share_key(key)
         return key is not None
 
+    @property
+    def redis(self) -> str:
+        """The link to Redis: "connected"; "failing" (the pub/sub link is up, but a request to Redis
+        failed in the last few seconds: its breaker is open, sessions are not revived, records not
+        written, quotas counted here alone); or "unreachable" (nothing crosses replicas)."""
+        if not self.relay.up:
+            return "unreachable"
+        return "failing" if redis_link.breaker(self.relay.url).open else "connected"
+
     def report(self) -> dict[str, Any]:
         """For /health: this replica, its link to the others, and what crossed."""
         now = time.monotonic()
         return {
             "replica": self.tag,
-            "redis": "connected" if self.relay.up else "unreachable",
+            "redis": self.redis,
+            "redisBreaker": "open" if redis_link.breaker(self.relay.url).open else "closed",
             "streamsHere": len(self._local),
             "streamsElsewhere": sum(1 for _, until in self._remote.values() if until > now),
             "messages": dict(sorted(self.counts.items())),

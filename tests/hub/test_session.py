@@ -222,6 +222,44 @@ def test_at_its_cap_a_principal_s_stalest_idle_session_makes_room() -> None:
     assert {s.id for s in store} == {second.id, third.id, fourth.id}
 
 
+def test_a_session_ended_is_told_apart_from_a_copy_forgotten() -> None:
+    """The hub deletes a shared record only for an end (DELETE): an idle or evicted copy is only forgotten."""
+    from onemcp.config.model import Limits
+    from onemcp.hub.session import EVICT_IDLE, SessionStore
+
+    gone: list[tuple[str, bool]] = []
+    store = SessionStore(
+        1800, Limits.model_validate({"maxSessionsPerPrincipal": 3}), lambda s, ended: gone.append((s.id, ended))
+    )
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    ended, idle, evicted = (store.create("streamable-http", access) for _ in range(3))
+    assert gone == [] and store.get(ended.id) is not None
+    store.remove(ended.id)
+    idle.last_seen -= 1801
+    assert store.expire_idle() == 1
+    store.create("streamable-http", access)
+    store.create("streamable-http", access)  # the principal at its cap (3)
+    evicted.last_seen -= EVICT_IDLE + 1
+    store.create("streamable-http", access)  # room made: the stalest idle copy goes
+    assert gone == [(ended.id, True), (idle.id, False), (evicted.id, False)]
+
+
+def test_the_sessions_used_since_a_moment_are_those_seen_since_or_busy_now() -> None:
+    """Whose saved last-seen time moves on in an expiry round: an idle copy's does not (with replicas,
+    the shared record then expires after the session's last use on any replica)."""
+    from onemcp.config.model import Limits
+    from onemcp.hub.session import SessionStore
+
+    store = SessionStore(1800, Limits())
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    used, streaming, idle = (store.create("streamable-http", access) for _ in range(3))
+    since = used.last_seen
+    for session in (streaming, idle):
+        session.last_seen = since - 10
+    streaming.streams_open = 1
+    assert {s.id for s in store.used_since(since)} == {used.id, streaming.id}
+
+
 async def test_deliveries_waiting_for_room_end_when_the_session_does_and_give_their_bytes_back() -> None:
     from onemcp.hub import session as sessions
 

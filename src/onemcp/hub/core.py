@@ -576,7 +576,7 @@ class Hub:
             release_counter()  # the token counter's vocabulary, once /health stopped asking
             self.isolated.close_idle("user:", self.config.hub.session_idle_timeout)
             if self.saved.enabled:  # last-seen times of the sessions used since, in one batch (not on every call)
-                used = [s for s in self.sessions if s.last_seen >= since or s.in_flight or s.streams_open]
+                used = self.sessions.used_since(since)
                 self.saved.seen([s.id for s in used if s.transport == "streamable-http"])
                 self.saved.purge(self.config.hub.session_idle_timeout)
             since = now

@@ -475,6 +475,11 @@ class SessionStore:
             self.forget(sid)
         return len(stale)
 
+    def used_since(self, since: float) -> list[Session]:
+        """The sessions used since `since` (monotonic), or using the hub now (a call in flight, a stream
+        open): the ones whose saved record's last-seen time moves on (an idle copy's does not)."""
+        return [s for s in self._sessions.values() if s.last_seen >= since or s.in_flight or s.streams_open]
+
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._sessions.values()))
 

@@ -9,6 +9,7 @@ from what `update` reports as changed).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -106,6 +107,7 @@ class Catalog:
         self.repairs: dict[str, repair.Report] = {}  # server -> tools mended or withheld
         self.withheld: dict[str, set[str]] = {}  # server -> tools its pins withhold (hub/pins.py), for a clear error
         self.unmatched: dict[str, list[str]] = {}  # server -> its tool rules that name no tool it lists
+        self.version = 0  # counts rebuilds: a copy made by `overlaid` is stale once it moved on
 
     # ----------------------------------------------------------------- configuration
     @property
@@ -152,7 +154,20 @@ class Catalog:
             return set()
         return self._rebuild({k for k, v in per.items() if v})
 
-    def _rebuild(self, kinds: set[str]) -> set[str]:
+    def overlaid(self, own: Mapping[str, Mapping[str, list[Item]]]) -> Catalog:
+        """A copy whose lists of the servers in `own` (those the catalog holds lists of) are replaced by
+        `own`'s kinds: one session's view, through its own connections to them. The same rules, names
+        and order apply; the copy is read only (it is rebuilt from the catalog when that changes)."""
+        other = copy.copy(self)
+        other._lists = {
+            server: {**kinds, **own[server]} if server in own else kinds for server, kinds in self._lists.items()
+        }
+        other._views, other.collisions, other.unmatched = {}, {}, dict(self.unmatched)
+        other._rebuild(set(KINDS), check=False)
+        return other
+
+    def _rebuild(self, kinds: set[str], check: bool = True) -> set[str]:
+        self.version += 1
         changed: set[str] = set()
         for kind in kinds:
             view = self._build(kind)
@@ -160,7 +175,7 @@ class Catalog:
             if old is None or old.result_json != view.result_json:
                 changed.add(kind)
             self._views[kind] = view
-        if "tools" in kinds:
+        if "tools" in kinds and check:
             self._check_rules()
         if "resourceTemplates" in kinds:
             self._templates = [

@@ -29,13 +29,13 @@ log = logging.getLogger("onemcp.hub")
 class Announcements:
     def __init__(
         self,
-        lists: Callable[[str, Access], bytes],
+        lists: Callable[[str, Session], bytes],
         sessions: SessionStore,
         listeners: set[Listener],
         subscriptions: Subscriptions,
         instance_tags: Callable[[], dict[str, list[str]]] = dict,
     ) -> None:
-        self.lists = lists  # a requester's serialised list of a kind, as it would get it now
+        self.lists = lists  # a session's serialised list of a kind, as it would get it now
         self.sessions = sessions
         self.listeners = listeners
         self.subscriptions = subscriptions
@@ -57,7 +57,7 @@ class Announcements:
 
     def remember(self, session: Session) -> None:
         """Note what the session's lists look like now (list_changed goes out when they change)."""
-        session.seen = {kind: hash(self.lists(kind, session.access)) for kind in KINDS}
+        session.seen = {kind: hash(self.lists(kind, session)) for kind in KINDS}
 
     def refresh(self, config: HubConfig, presets: Mapping[str, str]) -> None:
         """Decide every session's access again (by `config`'s tags), then tell whoever's lists changed."""
@@ -129,7 +129,7 @@ class Announcements:
     def _changed_for(self, session: Session, kinds: set[str]) -> list[str]:
         methods: set[str] = set()
         for kind in kinds:
-            now = hash(self.lists(kind, session.access))
+            now = hash(self.lists(kind, session))
             if session.seen.get(kind) != now:
                 session.seen[kind] = now
                 methods.add(KINDS[kind][1])

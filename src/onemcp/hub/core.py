@@ -108,12 +108,14 @@ class Hub:
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
         self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits)
         self.announcements = Announcements(
-            self.exposure.list_json, self.sessions, self.listeners, self.subscriptions, self.instances.tags
+            lambda kind, session: self.exposure.list_json(kind, session.access, session.own.catalog(self.catalog)),
+            *(self.sessions, self.listeners, self.subscriptions, self.instances.tags),
         )
         self.announcements.before = self.exposure.ready_to_count
         self.events.attach(self.pool, self.subscriptions, self.announcements)
         self.pins, self.user_secrets = Pins(None), UserSecrets(None)  # the app opens pins.db, user-secrets.db
         self.events.screen = self._screen_tools
+        self.events.screen_own = lambda server, items: self.pins.passing(server, items, self.pin_mode(server))
         parts = (self.catalog, self.pool, self.tasks, self.parking)
         self.dispatcher = Dispatcher(
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config

@@ -99,7 +99,9 @@ class Dispatcher:
             if params.get("cursor") is not None:
                 raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
             await self.until_started()
-            return jsonrpc.splice_result(msg["id"], await self.exposure.served_list(kind, session.access))
+            return jsonrpc.splice_result(
+                msg["id"], await self.exposure.served_list(kind, session.access, session.own.catalog(self.catalog))
+            )
         local = self.local.get(method)
         if local is not None:
             return jsonrpc.result(msg["id"], await local(session, params))
@@ -191,8 +193,9 @@ class Dispatcher:
         return conn, call
 
     def _route(self, session: Session, method: str, params: dict[str, Any]) -> tuple[str, str, str]:
-        """(server, the param to rewrite, its upstream value); every lookup asks the session's access."""
-        access = session.access
+        """(server, the param to rewrite, its upstream value); every lookup asks the session's access, in
+        the catalog as the session sees it (its own connections' lists, `hub/own_lists.py`)."""
+        access, catalog = session.access, session.own.catalog(self.catalog)
         if method not in ROUTED:
             raise MethodNotFound(f"Method not found: {method}")
         if method == "tools/call" or method == "prompts/get":
@@ -201,7 +204,7 @@ class Dispatcher:
                 raise InvalidParams(f"{method}: params.name must be a string")
             kind = "tools" if method == "tools/call" else "prompts"
             try:
-                server, original = self.catalog.locate_name(kind, name, access.reach)
+                server, original = catalog.locate_name(kind, name, access.reach)
             except NotFound:
                 self._explain_missing(access, name)
                 raise
@@ -211,7 +214,7 @@ class Dispatcher:
             uri = params.get("uri")
             if not isinstance(uri, str):
                 raise InvalidParams("resources/read: params.uri must be a string")
-            server, original = self.catalog.locate_uri(uri, access.reach)
+            server, original = catalog.locate_uri(uri, access.reach)
             access.require(READ, "resources", server, original, uri)
             return server, "uri", original
         if method == "completion/complete":
@@ -219,12 +222,12 @@ class Dispatcher:
             if not isinstance(ref, dict):
                 raise InvalidParams("completion/complete: params.ref must be an object")
             if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
-                server, original = self.catalog.locate_name("prompts", ref["name"], access.reach)
+                server, original = catalog.locate_name("prompts", ref["name"], access.reach)
                 access.require(COMPLETE, "prompts", server, original, ref["name"])
                 return server, "ref.name", original
             if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
                 try:
-                    server, original = self._resolve_template(ref["uri"], access)
+                    server, original = self._resolve_template(ref["uri"], access, catalog)
                     access.require(COMPLETE, "resourceTemplates", server, original, ref["uri"])
                 except NotFound:  # out of reach or not there: one answer, naming neither
                     raise missing("resources", ref["uri"]) from None
@@ -250,11 +253,12 @@ class Dispatcher:
             state = conn.state if slot.status == "running" else slot.status
             raise UpstreamUnavailable(split[0], f"server is {state}{detail}; its tools return when it is back")
 
-    def _resolve_template(self, visible: str, access: Access) -> tuple[str, str]:
+    @staticmethod
+    def _resolve_template(visible: str, access: Access, catalog: Catalog) -> tuple[str, str]:
         try:
-            return self.catalog.locate_name("resourceTemplates", visible, access.reach)
+            return catalog.locate_name("resourceTemplates", visible, access.reach)
         except NotFound:
-            return self.catalog.locate_uri(visible, access.reach)
+            return catalog.locate_uri(visible, access.reach)
 
     # ------------------------------------------------------------ answered here, or fanned out
     async def _ping(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:

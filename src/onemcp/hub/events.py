@@ -4,7 +4,8 @@ Owns the hub's side of a connection's life: a shared connection's state feeds th
 lists dropped while no replica is ready, its subscriptions asked for again once it is back) and the
 pool's bookkeeping; a new list updates the catalog and announces; notifications and server->client
 requests go to the reverse path. Connections a session owns and ones a reload replaced never touch
-the catalog. Does not own the routing of what an upstream sends (`hub/reverse.py`).
+the catalog: a session's own connection's lists are that session's view of the server
+(`hub/own_lists.py`), announced to it alone. Does not own the routing of what an upstream sends (`hub/reverse.py`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Any
 
 from anyio.abc import TaskGroup
 
+from onemcp.catalog import repair
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.reverse import ReversePath
+from onemcp.hub.session import Session
 from onemcp.hub.subscriptions import Subscriptions
 from onemcp.observability.events import EventBus
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.methods import KINDS
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
@@ -42,6 +46,8 @@ class UpstreamEvents:
         self.tg: TaskGroup | None = None  # the hub's own tasks (resubscribing after a restart), while it runs
         # a server's tools list before the catalog sees it: the hub's pins pass, record or withhold each tool
         self.screen: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda server, items: items
+        # the same for a session's own connection's list (it is not the server's list of record)
+        self.screen_own: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda server, items: items
 
     def attach(self, pool: Pool, subscriptions: Subscriptions, announcements: Announcements) -> None:
         self.pool = pool
@@ -49,6 +55,8 @@ class UpstreamEvents:
         self.announcements = announcements
 
     def on_state(self, conn: UpstreamConnection) -> None:
+        if isinstance(conn.owner, Session) and conn.state != "ready" and conn.owner.own.forget(conn):
+            self.announcements.announce(set(KINDS))  # its view of the server is the catalog's again
         if conn.owner is not None or not self.pool.is_current(conn):
             return  # a session's own connection, or one a reload replaced: not the catalog's
         if self.bus.active:
@@ -62,6 +70,12 @@ class UpstreamEvents:
         self.pool.note_state()
 
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
+        if isinstance(conn.owner, Session):
+            if kind == "tools":
+                items = repair.tools(self.screen_own(conn.name, items))[0]
+            if not conn.owner.closed and conn.owner.own.record(conn, kind, items):
+                self.announcements.announce({kind})  # only lists that really changed are announced: its own
+            return
         if conn.owner is not None or not self.pool.is_current(conn):
             return
         if kind == "tools":

@@ -152,17 +152,18 @@ class ToolExposure:
             for data in lists:
                 self._remember(data, await anyio.to_thread.run_sync(count_tokens, data))
 
-    async def served_list(self, kind: str, access: Access) -> bytes:
+    async def served_list(self, kind: str, access: Access, catalog: Catalog | None = None) -> bytes:
         """`list_json`, for a request: a count it needs is prepared off the event loop first."""
         if kind == "tools":
             await self.ready_to_count([access])
-        return self.list_json(kind, access)
+        return self.list_json(kind, access, catalog)
 
-    def list_json(self, kind: str, access: Access) -> bytes:
-        """The serialised list `access` sees: the catalog's, except tools in search mode."""
+    def list_json(self, kind: str, access: Access, catalog: Catalog | None = None) -> bytes:
+        """The serialised list `access` sees: the catalog's (or the session's view of it, `hub/own_lists.py`),
+        except tools in search mode."""
         if kind == "tools" and self.mode(access) == "search":
             return SEARCH_LIST
-        return self.catalog.result_json(kind, access.reach)
+        return (catalog or self.catalog).result_json(kind, access.reach)
 
     def tokens(self, data: bytes) -> int:
         """Tokens of a serialised list (remembered: lists are rebuilt only when they change)."""

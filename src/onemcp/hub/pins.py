@@ -173,6 +173,20 @@ class Pins:
         self._write("insert or replace into changes values (?, ?, ?, ?, ?)", new_changes)
         return passed
 
+    def passing(self, server: str, tools: list[Item], mode: PinMode) -> list[Item]:
+        """The tools of a list that is not the server's list of record (a session's own connection's) that
+        clients may see: in withhold mode, those not pinned yet or as pinned. Nothing is pinned or recorded:
+        the shared connection's list decides that (one server, one record)."""
+        if mode != "withhold":
+            return tools
+        pins = self._open()
+        owner = shown_as(server)
+        return [
+            tool
+            for tool in tools
+            if (pinned := pins.get((owner, str(tool.get("name", ""))))) is None or pinned[0] == digest(tool)
+        ]
+
     def withheld(self, server: str, mode: PinMode) -> set[str]:
         """Names of `server`'s tools withheld now (changed, not approved, in withhold mode)."""
         if mode != "withhold":

@@ -22,6 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from onemcp.auth.access import Access
 from onemcp.auth.principal import Principal
 from onemcp.config.model import Limits
+from onemcp.hub.own_lists import OwnLists
 from onemcp.hub.replay import StreamStore
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc
@@ -188,6 +189,7 @@ class Session:
     streams: StreamStore = field(default_factory=StreamStore)
     replica_pins: dict[str, int] = field(default_factory=dict)  # server -> the replica it sticks to
     seen: dict[str, int] = field(default_factory=dict)  # list kind -> hash of what it was told
+    own: OwnLists = field(default_factory=OwnLists)  # its own connections' lists (its view of those servers)
     _outbox_send: MemoryObjectSendStream[tuple[Message, int]] | None = None
     _outbox: Outbox | None = None
     queued_bytes: int = 0  # of the messages in the outbox, serialised

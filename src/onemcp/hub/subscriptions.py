@@ -54,7 +54,7 @@ class Subscriptions:
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
         try:
-            server, original = self.catalog.locate_uri(uri, session.access.reach)
+            server, original = session.own.catalog(self.catalog).locate_uri(uri, session.access.reach)
             session.access.require(SUBSCRIBE, "resources", server, original, uri)
         except NotFound:
             return False
@@ -224,7 +224,7 @@ class Subscriptions:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise InvalidParams(f"{method}: params.uri must be a string")
-        server, original = self.catalog.locate_uri(uri, session.access.reach)
+        server, original = session.own.catalog(self.catalog).locate_uri(uri, session.access.reach)
         session.access.require(SUBSCRIBE, "resources", server, original, uri)
         return server, original
 

@@ -1,0 +1,58 @@
+"""A session's own connections' lists: that session's view of those servers.
+
+A server the session has a connection of its own to (`isolation: session`, or `auto` once the server
+asked clients back) may list other tools, prompts or resources to it than to the shared connection: a
+server that registers tools per client, or after a login, or by the client's capabilities. What that
+connection lists (and lists again after its `list_changed`) is what the session's lists show of the
+server and what its calls and reads are looked up in; every other server, and every session without a
+connection of its own, keeps the catalog's. Owns those lists, per session, and the catalog copy made
+from them. Does not own the connections (`IsolatedConnections`) nor announcing (`Announcements`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from onemcp.catalog.catalog import Catalog
+from onemcp.upstream.connection import UpstreamConnection
+
+Item = dict[str, Any]
+
+
+@dataclass(eq=False)
+class OwnLists:
+    """server -> (the session's connection to it, kind -> its list), and the catalog as they make it."""
+
+    lists: dict[str, tuple[UpstreamConnection, dict[str, list[Item]]]] = field(default_factory=dict)
+    _made: tuple[int, Catalog, Catalog] | None = None  # (catalog version, catalog, its overlaid copy)
+
+    def record(self, conn: UpstreamConnection, kind: str, items: list[Item]) -> bool:
+        """Keep a list the session's connection `conn` sent; True when it differs from the one kept."""
+        held = self.lists.get(conn.name)
+        if held is None or held[0] is not conn:  # a new connection (the old one was replaced): its lists only
+            held = self.lists[conn.name] = (conn, {})
+        if held[1].get(kind) == items:
+            return False
+        held[1][kind] = items
+        self._made = None
+        return True
+
+    def forget(self, conn: UpstreamConnection) -> bool:
+        """The connection stopped (or failed): the server's catalog lists again. True if any were kept."""
+        held = self.lists.get(conn.name)
+        if held is None or held[0] is not conn:
+            return False
+        del self.lists[conn.name]
+        self._made = None
+        return True
+
+    def catalog(self, catalog: Catalog) -> Catalog:
+        """`catalog` as this session sees it: its own connections' lists in place of those servers'."""
+        if not self.lists:
+            return catalog
+        made = self._made
+        if made is None or made[1] is not catalog or made[0] != catalog.version:
+            own = {server: kinds for server, (_, kinds) in self.lists.items()}
+            made = self._made = (catalog.version, catalog, catalog.overlaid(own))
+        return made[2]

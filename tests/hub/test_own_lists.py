@@ -1,0 +1,93 @@
+"""A session's own connection's lists are that session's view of the server: what the upstream lists
+to it (and lists again after its list_changed) is what its lists show and its calls find; other
+sessions keep the shared connection's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client import ClientRequestContext
+from mcp.shared.exceptions import MCPError
+
+from fixtures.launch import fixture_command
+from onemcp.catalog.catalog import Catalog
+from onemcp.hub.own_lists import OwnLists
+from onemcp.protocol.names import NameCodec, PrefixMode
+from support.hub import running_hub
+from support.results import Heard, text_of
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+
+
+def stdio(**extra: Any) -> dict[str, Any]:
+    cmd = fixture_command()
+    return {"command": cmd[0], "args": cmd[1:], **extra}
+
+
+async def sampling(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> Any:
+    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="ok"), model="m")
+
+
+def list_changed() -> Heard:
+    return Heard(types.ToolListChangedNotification, lambda n: n.method)
+
+
+@pytest.mark.parametrize("isolation", ["session", "auto"])
+async def test_a_tool_the_upstream_adds_on_a_sessions_own_connection_is_that_sessions(isolation: str) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"iso": stdio(isolation=isolation), "other": stdio()}}) as hub:
+            heard_a, heard_b = list_changed(), list_changed()
+            async with (
+                Client(hub.url, mode="legacy", cache=None, sampling_callback=sampling, message_handler=heard_a) as a,
+                Client(hub.url, mode="legacy", cache=None, sampling_callback=sampling, message_handler=heard_b) as b,
+            ):
+                for _ in range(2):  # auto: once the server asked a client, A's next call gets its own connection
+                    assert text_of(await a.call_tool("iso__sample", {}))
+                assert hub.app.hub.isolated.count("iso") == 1
+                assert text_of(await a.call_tool("iso__add_tool", {"name": "mine"})) == "added mine"
+                await heard_a.came.wait()  # to A: its view of iso changed
+                names = {tool.name for tool in (await a.list_tools()).tools}
+                assert "iso__mine" in names and "iso__echo" in names and "other__echo" in names
+                assert text_of(await a.call_tool("iso__mine", {"x": 1})) == '{"x":1}'
+                # B (on the shared connection, or its own) neither heard of it nor sees it nor can call it
+                assert heard_b.values == []
+                assert "iso__mine" not in {tool.name for tool in (await b.list_tools()).tools}
+                with pytest.raises(MCPError, match="Tool not found: iso__mine"):
+                    await b.call_tool("iso__mine", {})
+                shared = hub.app.hub.pool.connections["iso"]
+                assert "iso__mine" not in {t["name"] for t in hub.app.hub.catalog.items("tools")}
+                assert shared.state == "ready"
+
+
+def test_own_lists_replace_that_servers_lists_of_every_kind_and_nothing_else() -> None:
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["iso", "other"])
+    for server in ("iso", "other"):
+        catalog.update(server, "tools", [{"name": "t", "inputSchema": {"type": "object"}}])
+        catalog.update(server, "prompts", [{"name": "p"}])
+        catalog.update(server, "resources", [{"uri": "file:///a", "name": "a"}])
+
+    class Conn:
+        name = "iso"
+
+    own, conn = OwnLists(), Conn()
+    assert own.catalog(catalog) is catalog  # no own connection: the catalog itself
+    assert own.record(conn, "prompts", [{"name": "q"}])  # type: ignore[arg-type]
+    assert own.record(conn, "resources", [{"uri": "file:///b", "name": "b"}])  # type: ignore[arg-type]
+    assert not own.record(conn, "prompts", [{"name": "q"}])  # type: ignore[arg-type]
+    seen = own.catalog(catalog)
+    assert [p["name"] for p in seen.items("prompts")] == ["iso__q", "other__p"]
+    assert seen.resolve_name("prompts", "iso__q") == ("iso", "q")
+    assert seen.resolve_uri("iso+file:///b") == ("iso", "file:///b")
+    assert [t["name"] for t in seen.items("tools")] == ["iso__t", "other__t"]  # not its own list: the catalog's
+    assert [p["name"] for p in catalog.items("prompts")] == ["iso__p", "other__p"]  # the catalog is untouched
+    assert own.catalog(catalog) is seen  # made once
+    catalog.update("other", "prompts", [{"name": "p2"}])
+    assert [p["name"] for p in own.catalog(catalog).items("prompts")] == ["iso__q", "other__p2"]  # made again
+    assert own.forget(conn)  # type: ignore[arg-type]
+    assert own.catalog(catalog) is catalog

@@ -159,3 +159,69 @@ def test_a_too_deep_request_is_refused_under_its_own_id_at_any_depth() -> None:
             jsonrpc.parse(body)
         assert "nests deeper than" in info.value.message
         assert jsonrpc.refusal(info.value) == {"jsonrpc": "2.0", "id": rid, "error": info.value.to_error()}
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (rb'"abc\ud83d"', "abc\ufffd"),  # a high half, cut off (JavaScript's 'abc😀'.slice(0, 4))
+        (rb'"\udc00x"', "\ufffdx"),  # a low half alone
+        (rb'"\ud83d\u0041"', "\ufffdA"),  # a high half followed by no low one
+        (rb'"\ud83d\ude00 and \ud83d"', "\U0001f600 and \ufffd"),  # a pair stays a pair
+    ],
+)
+def test_a_lone_surrogate_escape_is_read_and_can_be_written_again(raw: bytes, text: str) -> None:
+    """RFC 8259 §8.2 lets JSON text hold them; orjson refuses to read them, and to write them."""
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"s":' + raw + b"}}}"
+    msg = jsonrpc.parse(body)
+    assert msg["params"]["arguments"]["s"] == text
+    assert orjson.loads(jsonrpc.dumps(msg)) == msg
+    keyed = jsonrpc.loads(b'{"k\\ud800":[' + raw + b"]}")
+    assert keyed == {"k\ufffd": [text]}
+
+
+@pytest.mark.parametrize("body", [b'{"a":"\\ud83d", "b": NaN}', b'{"a":"\\ud83d",}', b'["\\ud83d"'])
+def test_a_lone_surrogate_does_not_let_other_faults_through(body: bytes) -> None:
+    with pytest.raises(orjson.JSONDecodeError, match="surrogate"):
+        jsonrpc.loads(body)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"result":{"content":[{"type":"text","text":"caf\xe9"}]},"jsonrpc":"2.0","id":7}',  # as JavaScript writes
+        b'{"jsonrpc":"2.0","id":7,"result":{"text":"caf\xe9"}}',
+        b'{"error":{"code":1,"message":"caf\xe9"},"jsonrpc":"2.0","id":7}',
+    ],
+)
+def test_an_unreadable_reply_answers_its_call_with_the_reason(line: bytes) -> None:
+    msg = jsonrpc.load_bounded(line, "upstream s")
+    assert msg["id"] == 7
+    assert msg["error"]["message"].startswith("upstream s sent a reply that is not valid JSON (")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"method":"sampling/createMessage","params":{"t":"\xe9"},"jsonrpc":"2.0","id":7}',  # a request: not ours
+        b'{"result":{"t":"\xe9","id":3}}',  # an id inside the result is not the reply's
+        b'{"result":{"t":"\xe9"},"id":3',  # cut short
+        b"garbage",
+    ],
+)
+def test_what_is_not_plainly_a_reply_stays_unreadable(line: bytes) -> None:
+    with pytest.raises(orjson.JSONDecodeError):
+        jsonrpc.load_bounded(line, "upstream s")
+
+
+@pytest.mark.parametrize("number", [b"19793958284654599470333", b"-9223372036854775809", b"1e400", b"1.5", b"7"])
+def test_a_message_with_a_lone_surrogate_reads_its_numbers_as_orjson_does(number: bytes) -> None:
+    """Found by the fuzzer: an id past 64 bits came back as an int that orjson cannot write (a 500)."""
+    try:
+        expected: Any = orjson.loads(number)
+    except orjson.JSONDecodeError:
+        with pytest.raises(orjson.JSONDecodeError):
+            jsonrpc.loads(b'["\\ud800",' + number + b"]")
+        return
+    assert jsonrpc.loads(b'["\\ud800",' + number + b"]") == ["\ufffd", expected]
+    jsonrpc.dumps(jsonrpc.loads(b'["\\ud800",' + number + b"]"))

@@ -7,18 +7,75 @@ This module owns the envelope rules only, not what any MCP method means.
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import re
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import orjson
 
 from onemcp.protocol.errors import INTERNAL_ERROR, InvalidParams, InvalidRequest, ParseError, ProtocolError
 
+log = logging.getLogger("onemcp.upstream")
 Message = dict[str, Any]
 RequestId = int | str
 Kind = Literal["request", "notification", "response"]
 
-loads = orjson.loads
+_LONE = re.compile("[\ud800-\udfff]")  # in text the stdlib parser made: what is left unpaired
+
+
+def loads(raw: bytes | str) -> Any:
+    """JSON text, parsed (orjson.JSONDecodeError if it is not JSON).
+
+    An escaped UTF-16 surrogate that is not half of a pair (`"abc\\ud83d"`) is legal JSON text
+    (RFC 8259 §8.2 leaves its meaning to the reader), and JavaScript peers write one whenever they
+    cut a string in the middle of an emoji; orjson refuses it, and would refuse to write it again.
+    Only then, the stdlib parser reads the message and each such half becomes U+FFFD (what a UTF-8
+    decoder makes of it): the message is forwarded, and written, like any other."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "surrogate in string" not in str(exc):  # not "is not valid UTF-8: surrogates not allowed"
+            raise
+        return _with_lone_surrogates(raw, exc)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _integer(text: str) -> int | float:
+    """As orjson reads it: an integer past 64 bits is a float."""
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else float(value)
+
+
+def _number(text: str) -> float:
+    """As orjson reads it: a number too large for a double is not JSON."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number is infinity when parsed as double")
+    return value
+
+
+def _with_lone_surrogates(raw: bytes | str, exc: orjson.JSONDecodeError) -> Any:
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_int=_integer, parse_float=_number)
+        return _mended(value)
+    except (ValueError, RecursionError):  # not JSON after all (or nested past what either reads)
+        raise exc from None
+
+
+def _mended(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_mended(item) for item in value]
+    if isinstance(value, dict):
+        return {_mended(key): _mended(item) for key, item in value.items()}
+    return value
+
 
 # Levels of nesting a message may have. orjson reads up to 1023 but writes at most 254, so a
 # message between the two would be taken in and then fail wherever the hub writes it (a reply, a
@@ -48,6 +105,18 @@ def dumps(message: Any) -> bytes:
 _REPLY_HEAD = re.compile(
     rb'\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*,\s*"(?:result|error)"'
 )
+# ... or as JavaScript writes one ({"result"|"error":..,"jsonrpc":"2.0","id":..}): the id is the last
+# member, right before the closing brace (one inside the result is followed by more closing brackets)
+_REPLY_START = re.compile(rb'\s*\{\s*"(?:result|error)"\s*:')
+_REPLY_TAIL = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*\}\s*\Z')
+
+
+def reply_id(raw: bytes) -> RequestId | None:
+    """The id of what is plainly a reply, read without parsing it (it could not be parsed), else None."""
+    found = _REPLY_HEAD.match(raw[:256])
+    if found is None and _REPLY_START.match(raw[:64]):
+        found = _REPLY_TAIL.search(raw[-256:])
+    return orjson.loads(found.group(1)) if found is not None else None
 
 
 def _brackets(raw: bytes | str) -> int:
@@ -81,7 +150,16 @@ def load_bounded(raw: bytes | str, source: str) -> Any:
             raise TooDeep(what)
         rid: Any = orjson.loads(found.group(1))
         return error(rid, {"code": INTERNAL_ERROR, "message": f"{source} sent a reply that {what}; not forwarded"})
-    value = orjson.loads(raw)
+    try:
+        value = loads(raw)
+    except orjson.JSONDecodeError as exc:
+        rid = reply_id(raw.encode(errors="replace") if isinstance(raw, str) else raw)
+        if rid is None:
+            raise
+        # the call it answers ends now, with the reason, rather than at its deadline as unanswered
+        why = f"{source} sent a reply that is not valid JSON ({exc}); not forwarded"
+        log.warning("%s: %.200r", why, raw)
+        return error(rid, {"code": INTERNAL_ERROR, "message": why})
     if not too_deep(raw, value):
         return value
     rid = value.get("id") if isinstance(value, dict) and "method" not in value else None
@@ -100,7 +178,7 @@ def parse(body: bytes) -> Message:
         )
     deep = f"Invalid params: the message nests deeper than {MAX_DEPTH} levels"
     try:
-        msg = orjson.loads(body)
+        msg = loads(body)
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc) and _brackets(body) > MAX_DEPTH:  # past the parser's own limit: as deep, no id
             raise InvalidParams(deep) from None

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from onemcp.protocol import jsonrpc
+
 log = logging.getLogger("onemcp.sse")
 
 
@@ -158,7 +160,7 @@ def message(ev: Event) -> dict[str, Any] | None:
     if not ev.data.strip():
         return None  # priming events carry only an id
     try:
-        msg = orjson.loads(ev.data)
+        msg = jsonrpc.loads(ev.data)
     except orjson.JSONDecodeError:
         log.warning("dropped an SSE event that is not JSON: %.80s", ev.data)
         return None

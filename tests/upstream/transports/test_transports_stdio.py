@@ -209,3 +209,49 @@ async def test_a_server_slow_to_exit_after_closing_its_output_is_reported_by_its
             while conn.last_error is None:
                 await anyio.sleep(0.02)  # allowed-sleep: polling for the failure, within fail_after
             assert conn.last_error == "process exited with code 3; its stderr ended: API_KEY is not set"
+
+
+# A stdio server written as JavaScript peers write: `lone` answers text cut in the middle of an emoji
+# (a lone UTF-16 surrogate escape), `latin1` a reply that is not UTF-8, `echo` what it was sent.
+JS_LIKE = """
+import json, sys
+def send(raw):
+    sys.stdout.buffer.write(raw + b"\\n"); sys.stdout.flush()
+for line in sys.stdin:
+    m = json.loads(line); mid = m.get("id"); method = m.get("method")
+    if method == "initialize":
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "js"}}
+        send(json.dumps({"result": hello, "jsonrpc": "2.0", "id": mid}).encode())
+    elif method == "tools/list":
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("lone", "latin1", "echo")]
+        send(json.dumps({"result": {"tools": tools}, "jsonrpc": "2.0", "id": mid}).encode())
+    elif method == "tools/call" and m["params"]["name"] == "lone":
+        send(b'{"result":{"content":[{"type":"text","text":"abc\\\\ud83d"}]},"jsonrpc":"2.0","id":%d}' % mid)
+    elif method == "tools/call" and m["params"]["name"] == "latin1":
+        send(b'{"result":{"content":[{"type":"text","text":"caf\\xe9"}]},"jsonrpc":"2.0","id":%d}' % mid)
+    elif method == "tools/call":
+        content = [{"type": "text", "text": json.dumps(m["params"]["arguments"])}]
+        send(json.dumps({"result": {"content": content}, "jsonrpc": "2.0", "id": mid}).encode())
+    elif mid is not None:
+        send(json.dumps({"result": {}, "jsonrpc": "2.0", "id": mid}).encode())
+"""
+
+
+@pytest.mark.anyio
+async def test_lone_surrogates_pass_both_ways_and_an_unreadable_reply_fails_its_call_at_once(tmp_path: Path) -> None:
+    """s28/e F2: the reply was dropped as not JSON and the call waited its whole `timeout`; a client's
+    request holding one was refused with -32700 and id null."""
+    script = tmp_path / "js.py"
+    script.write_text(JS_LIKE)
+    server = {"command": sys.executable, "args": [str(script)], "timeout": 60}
+    with anyio.fail_after(20):
+        async with running_hub({"mcpServers": {"s": server}}) as hub, httpx.AsyncClient(timeout=60) as http:
+            session = {**await raw_session(http, hub.url), "content-type": "application/json"}
+            got = (await http.post(hub.url, json=call("lone", 2), headers=session)).json()
+            assert got["id"] == 2 and got["result"]["content"][0]["text"] == "abc\ufffd"
+            body = b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"s":"x\\ud83d"'
+            body += b"}}}"
+            got = (await http.post(hub.url, content=body, headers=session)).json()
+            assert got["id"] == 3 and got["result"]["content"][0]["text"] == '{"s": "x\\ufffd"}'
+            got = (await http.post(hub.url, json=call("latin1", 4), headers=session)).json()
+            assert got["id"] == 4 and "sent a reply that is not valid JSON" in got["error"]["message"]

@@ -247,3 +247,42 @@ async def test_one_sessions_tasks_never_push_out_anothers_and_an_ended_sessions_
             assert router.owner(conn, upstream_id) is None  # its status notifications have no one to go to
             with pytest.raises(NotFound):
                 router.resolve(victim.id, kept)
+
+
+async def test_a_status_sent_before_the_reply_that_creates_the_task_reaches_its_session() -> None:
+    """s28/e F3: a server sends the task's first status ('working') before the reply with its handle;
+    the hub knew no owner for it yet and dropped it."""
+    config = {"mcpServers": {"a": stdio("--early-status"), "b": stdio()}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            async with http.stream("GET", hub.url, headers={**headers, "accept": "text/event-stream"}) as stream:
+                call = req("tools/call", name="a__sleep", arguments={"seconds": 0.1}, task={"ttl": 60000})
+                task = (await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]
+                heard = []
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: ") and line[6:].strip():
+                        note = orjson.loads(line[6:])
+                        if note.get("method") == "notifications/tasks/status":
+                            heard.append((note["params"]["taskId"], note["params"]["status"]))
+                            if note["params"]["status"] == "completed":
+                                break
+                assert heard == [(task["taskId"], "working"), (task["taskId"], "completed")]
+            assert not hub.app.hub.tasks._early  # handed over, none left held
+
+
+def test_held_statuses_are_bounded() -> None:
+    router = tasks.TaskRouter(None)  # type: ignore[arg-type]  # holding needs no catalog
+
+    class Conn:
+        name = "a"
+
+    conn = Conn()
+    for n in range(tasks.EARLY_STATUS + 10):
+        note = {"method": "notifications/tasks/status", "params": {"taskId": f"t{n}", "status": "working"}}
+        assert router.hold(conn, note)  # type: ignore[arg-type]
+    for _ in range(10):
+        router.hold(conn, {"params": {"taskId": "t300", "n": 1}})  # type: ignore[arg-type]
+    assert len(router._early) == tasks.EARLY_STATUS
+    assert len(router._early[(id(conn), "t300")][2]) == tasks.EARLY_PER_TASK
+    assert not router.hold(conn, {"params": {}})  # type: ignore[arg-type]

@@ -196,7 +196,8 @@ class Forwarder:
             err = UpstreamError(server, f"the server answered {method} with {sent}, not a result object")
             return jsonrpc.error(msg.get("id"), err.to_error())
         if method == "tools/call" and "task" in result:
-            self.tasks.record(conn, session.id, result)
+            for status in self.tasks.record(conn, session.id, result):  # sent before this reply: held till now
+                session.post(status)
         elif method.startswith("tasks/"):
             msg["result"] = self.tasks.rewrite(conn, result)
         return msg

@@ -251,6 +251,8 @@ class ReversePath:
             task_session = self.sessions.get(owner[0]) if owner is not None else None
             if task_session is not None:
                 task_session.post({**msg, "params": self.tasks.rewrite(conn, params)})
+            elif owner is None and not self.tasks.hold(conn, msg):  # a task whose creating reply is still to come
+                log.debug("upstream %s: a task status naming no task", conn.name)
         elif call is not None and isinstance(call.origin, Session):
             call.push(msg)
         elif isinstance(conn.owner, Session):

@@ -9,13 +9,16 @@ names the visible id is ``<server>:<id>``; one session given two equal ids gets 
 on the later ones; replicas sharing a Redis add ``@<replica>`` (`made_on`: another replica's
 tasks/* go there). Bounded per session (beyond `MAX_SESSION_TASKS` a session's own oldest go, never
 another session's) and hub-wide (beyond `MAX_TASKS` the session holding the most loses its oldest); a
-session's tasks are forgotten when it ends.
+session's tasks are forgotten when it ends. A server may send a task's first
+`notifications/tasks/status` before the reply that creates it: held (a few, for EARLY_SECONDS) until
+that reply names its session, then sent there.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,6 +37,9 @@ log = logging.getLogger("onemcp.tasks")
 MAX_TASKS = 10_000  # hub-wide: beyond it the session holding the most loses its oldest
 MAX_SESSION_TASKS = 1_000  # one session's: beyond it its own oldest go
 RELATED_TASK = "io.modelcontextprotocol/related-task"
+EARLY_STATUS = 256  # hub-wide: status notifications held for tasks whose creating reply is not in yet
+EARLY_PER_TASK = 4  # of one task: its latest
+EARLY_SECONDS = 30.0  # held at most this long (a reply that never comes, or a task the hub never records)
 MADE_ON = re.compile(r"@([0-9a-f]{8})$")  # the replica whose call made a task, at the end of its visible id
 
 
@@ -55,15 +61,43 @@ class TaskRouter:
         self._count = 0  # tasks held, all sessions
         self._by_conn: weakref.WeakKeyDictionary[UpstreamConnection, dict[str, Task]] = weakref.WeakKeyDictionary()
         self.tag = ""  # this replica's (`replicas`): the ids it shows end with @tag, so that another finds it
+        # (id of the connection, upstream task id) -> (the connection, when first held, its status notifications)
+        self._early: OrderedDict[tuple[int, str], tuple[weakref.ref[UpstreamConnection], float, list[Any]]] = (
+            OrderedDict()
+        )
 
     def _visible_id(self, server: str, upstream_id: str) -> str:
         return f"{server}:{upstream_id}" if self.catalog.prefixed else upstream_id
 
-    def record(self, conn: UpstreamConnection, session_id: str, result: dict[str, Any]) -> None:
-        """Remember a task `conn` created for a session; its id in `result` becomes the visible one."""
+    def hold(self, conn: UpstreamConnection, msg: dict[str, Any]) -> bool:
+        """Keep a status notification of a task `conn` has not been seen to create (its reply is still on the
+        way) for `record` to hand over; False when it names no task."""
+        params = msg.get("params")
+        upstream_id = params.get("taskId") if isinstance(params, dict) else None
+        if not isinstance(upstream_id, str):
+            return False
+        self._expire()
+        key = (id(conn), upstream_id)
+        entry = self._early.get(key)
+        if entry is None or entry[0]() is not conn:  # none yet (or another connection's, gone, at that address)
+            entry = self._early[key] = (weakref.ref(conn), time.monotonic(), [])
+        entry[2].append(msg)
+        del entry[2][:-EARLY_PER_TASK]
+        while len(self._early) > EARLY_STATUS:
+            self._early.popitem(last=False)
+        return True
+
+    def _expire(self) -> None:
+        deadline = time.monotonic() - EARLY_SECONDS
+        while self._early and next(iter(self._early.values()))[1] < deadline:
+            self._early.popitem(last=False)
+
+    def record(self, conn: UpstreamConnection, session_id: str, result: dict[str, Any]) -> list[dict[str, Any]]:
+        """Remember a task `conn` created for a session; its id in `result` becomes the visible one.
+        Returns the status notifications of it that came first (`hold`), with the visible id."""
         task = result.get("task")
         if not isinstance(task, dict) or not isinstance(task.get("taskId"), str):
-            return
+            return []
         upstream_id: str = task["taskId"]
         known = self._by_conn.setdefault(conn, {})
         stale = known.get(upstream_id)  # the same connection minted it again: the old one is gone
@@ -85,6 +119,10 @@ class TaskRouter:
             busiest = max(self._tasks, key=lambda held: len(self._tasks[held]))
             self._forget(busiest, next(iter(self._tasks[busiest])))
         result["task"] = {**task, "taskId": visible}
+        early = self._early.pop((id(conn), upstream_id), None) if self._early else None
+        if early is None or early[0]() is not conn:
+            return []
+        return [{**msg, "params": self.rewrite(conn, msg["params"])} for msg in early[2]]
 
     def _forget(self, session_id: str, visible: str) -> None:
         mine = self._tasks.get(session_id)

@@ -277,3 +277,51 @@ async def test_deliveries_waiting_for_room_end_when_the_session_does_and_give_th
             session.close()  # the waiting ones return
     assert (sessions.QueuedBytes.used, sessions.QueuedBytes.holders) == (start, holders)
     assert session.queued_bytes == 0
+
+
+async def test_logs_sent_while_a_get_stream_reconnects_wait_for_it() -> None:
+    """s28/e F5: a client reconnecting its GET stream (Last-Event-ID) lost every log line sent in the gap:
+    with no stream open, its session counted as not listening. Long after its stream ended, it is again."""
+    from onemcp.hub.session import RECONNECT_GRACE
+
+    cmd = fixture_command()
+    config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            caller, listener = await raw_session(http, hub.url), await raw_session(http, hub.url)
+            session = next(s for s in hub.app.hub.sessions if s.id == listener["mcp-session-id"])
+            get = {**listener, "accept": "text/event-stream"}
+            async with http.stream("GET", hub.url, headers=get) as stream:
+                assert stream.status_code == 200
+                last_id = ""
+                async for line in stream.aiter_lines():
+                    if line.startswith("id: "):
+                        last_id = line[4:]
+                        break  # the priming event: the stream is open
+            while session.streams_open:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline, for the hub to see it close
+            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            call["params"] = {"name": "fx__log", "arguments": {"count": 3, "detached": True}}
+            assert (await http.post(hub.url, json=call, headers=caller)).status_code == 200
+            outbox = session.outbox
+            assert outbox is not None
+            while outbox.queued() < 3:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline, for the detached lines
+            heard = []
+            async with http.stream("GET", hub.url, headers={**get, "last-event-id": last_id}) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: ") and line[6:].strip():
+                        heard.append(orjson.loads(line[6:])["method"])
+                        if len(heard) == 3:
+                            break
+            assert heard == ["notifications/message"] * 3
+            while session.streams_open:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert session.stream_ended is not None
+            session.stream_ended -= RECONNECT_GRACE  # long gone: not reconnecting
+            before = HITS.counts["unheard_logs"]
+            call["id"] = 2
+            assert (await http.post(hub.url, json=call, headers=caller)).status_code == 200
+            while HITS.counts["unheard_logs"] - before < 2 * 3:  # the caller's and the listener's
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert outbox.queued() == 0

@@ -90,6 +90,7 @@ class QueuedBytes:
 # clients send a few hundred bytes; without a bound each session could hold a whole request body.
 MAX_CLIENT_STATE = 64 * 1024
 EVICT_IDLE = 60.0  # a session unseen this long may end to make room for its principal's new one
+RECONNECT_GRACE = 60.0  # a GET stream closed this recently: its client is likely reconnecting (SDK backoff tops ~30 s)
 
 
 def declaration(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -199,6 +200,7 @@ class Session:
     ephemeral: bool = False
     queue_size: int = OUTBOX_SIZE  # messages the outbox holds (onemcp.limits.maxQueuedMessages)
     streams_open: int = 0  # GET streams (Streamable HTTP) reading the outbox now
+    stream_ended: float | None = None  # when its last GET stream closed (the client may be reconnecting)
     elsewhere: Elsewhere | None = None  # other replicas: one of them may hold the GET stream
 
     @property
@@ -213,8 +215,12 @@ class Session:
     @property
     def listening(self) -> bool:
         """Would a message posted now reach the client soon? (A Streamable HTTP session without a
-        GET stream may never open one: most clients do not.)"""
+        GET stream may never open one: most clients do not. One whose GET stream closed within
+        RECONNECT_GRACE is taken to be reconnecting it, with Last-Event-ID: what comes meanwhile waits in
+        its queue, bounded as ever.)"""
         if self.transport != "streamable-http" or self.streams_open > 0:
+            return True
+        if self.stream_ended is not None and time.monotonic() - self.stream_ended < RECONNECT_GRACE:
             return True
         return self.elsewhere is not None and self.elsewhere.listening(self.id)
 
@@ -335,8 +341,10 @@ class Session:
 
     def stream_closed(self) -> None:
         self.streams_open -= 1
-        if self.streams_open == 0 and self.elsewhere is not None:
-            self.elsewhere.stream(self, False)
+        if self.streams_open == 0:
+            self.stream_ended = time.monotonic()
+            if self.elsewhere is not None:
+                self.elsewhere.stream(self, False)
 
     def end_streams(self) -> None:
         """The hub is stopping: its streams send what is queued, then end (a message posted later goes nowhere)."""

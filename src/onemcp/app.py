@@ -155,10 +155,14 @@ class OneMcpApp:
         with contextlib.suppress(OSError):
             if response.ended:
                 return
+            request = scope["method"] == "POST" and scope["path"] in MCP_PATHS
+            error = {"code": UPSTREAM_UNAVAILABLE, "message": SHUTTING_DOWN}
             if response.status is not None:
+                if request and response.events:  # a request's own event stream: its reply, then its end
+                    body = jsonrpc.dumps(jsonrpc.error(asgi.rpc_id(scope), error))
+                    await asgi.sse_chunk(response.send, b"event: message\ndata: " + body + b"\n\n")
                 await asgi.end_stream(response.send)
-            elif scope["method"] == "POST" and scope["path"] in MCP_PATHS:
-                error = {"code": UPSTREAM_UNAVAILABLE, "message": SHUTTING_DOWN}
+            elif request:
                 await asgi.send_result(response.send, scope, jsonrpc.dumps(jsonrpc.error(asgi.rpc_id(scope), error)))
             else:
                 await asgi.send_json(response.send, 503, error_body(UPSTREAM_UNAVAILABLE, SHUTTING_DOWN))

@@ -334,7 +334,7 @@ class AdminApi:
         async def emit(_: jsonrpc.Message) -> None:
             return None
 
-        reply = await answer(self.hub, session, msg, emit)
+        reply = await answer(self.hub, session, msg, emit, bounded=False)  # an HTTP exchange: app.py ends it
         ms = round((time.perf_counter() - started) * 1000, 1)
         self._audit(request, "call", name, "ok" if reply is not None and "error" not in str(reply)[:200] else "error")
         if reply is None:

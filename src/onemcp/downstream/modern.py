@@ -211,7 +211,7 @@ class ModernEndpoint:
         reply: Message | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(asgi.until_disconnect, receive, tg.cancel_scope)
-            reply = await self.requests.routed(session, msg, emit)
+            reply = await self.requests.routed(session, msg, emit, bounded=False)  # an HTTP exchange: app.py ends it
             tg.cancel_scope.cancel()
         if reply is None:
             return  # the client closed the stream: cancelled, nothing more is sent

@@ -194,10 +194,10 @@ class ModernRequests:
     def is_local(method: str) -> bool:
         return method == "server/discover" or method in KIND_BY_METHOD
 
-    async def routed(self, session: Session, msg: Message, emit: Emit) -> Message:
+    async def routed(self, session: Session, msg: Message, emit: Emit, *, bounded: bool = True) -> Message:
         """The reply to a routed request (a call, a read, a prompt, a completion), in the era's shape;
         its progress and logs go to `emit` first. Cancelling the caller cancels it upstream too."""
-        reply = await answer(self.hub, session, msg, scoped(emit))
+        reply = await answer(self.hub, session, msg, scoped(emit), bounded=bounded)
         if reply is None:
             reply = jsonrpc.error(msg["id"], {"code": -32800, "message": "Request cancelled"})
         if isinstance(reply, bytes):

@@ -228,7 +228,7 @@ class StreamableHttpEndpoint:
                 return
             await asgi.sse_chunk(send, (await opened()).add(related))
 
-        reply = await answer(self.hub, session, msg, emit)
+        reply = await answer(self.hub, session, msg, emit, bounded=False)  # the exchange's end is app.py's
         if sse_only and reply is not None and (isinstance(reply, bytes) or forbidden_scope(reply) is None):
             await opened()  # the reply in the one type the client takes (a 403 challenge stays one)
         if stream is not None:

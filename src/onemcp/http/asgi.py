@@ -102,11 +102,13 @@ class Response:
     def __init__(self, send: Send) -> None:
         self._send = send
         self.status: int | None = None  # once started
+        self.events = False  # started as an event stream
         self.ended = False
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            self.events = (b"content-type", b"text/event-stream") in message.get("headers", ())
         elif message["type"] == "http.response.body" and not message.get("more_body", False):
             self.ended = True
         await self._send(message)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import anyio
 
@@ -26,16 +27,53 @@ SETTLE = 0.25  # seconds each step waits for the answers the one before it cause
 
 
 class Bound:
-    """One request being answered: cancelled at the cut-off. `server`: the upstream it waits on, if any
-    (the hub fails that call itself, which says more: that answer is waited for first)."""
+    """One request being answered (a context manager): cancelled at the cut-off. `server`: the upstream it
+    waits on, if any (the hub fails that call itself, which says more: that answer is waited for first).
+    A class, not a generator: it is on every request's path."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_stopping", "scope", "server")
+
+    def __init__(self, stopping: Stopping) -> None:
+        self._stopping = stopping
         self.scope = anyio.CancelScope()
         self.server: str | None = None
 
     @property
     def reason(self) -> str:
         return f"[{self.server}] {SHUTTING_DOWN}" if self.server else SHUTTING_DOWN
+
+    def __enter__(self) -> Bound:
+        self.scope.__enter__()
+        if self._stopping.cut:
+            self.scope.cancel()
+        self._stopping._bounds.add(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self._stopping._bounds.discard(self)
+        self._stopping.ended()
+        return self.scope.__exit__(*exc)
+
+
+class Open:
+    """One HTTP exchange (a context manager giving its cancel scope): cancelled once everything else had
+    its turn."""
+
+    __slots__ = ("_stopping", "scope")
+
+    def __init__(self, stopping: Stopping) -> None:
+        self._stopping = stopping
+        self.scope = anyio.CancelScope()
+
+    def __enter__(self) -> anyio.CancelScope:
+        self.scope.__enter__()
+        self._stopping._last.add(self.scope)
+        return self.scope
+
+    def __exit__(self, *exc: Any) -> bool:
+        self._stopping._last.discard(self.scope)
+        self._stopping.ended()
+        return self.scope.__exit__(*exc)
 
 
 class Stopping:
@@ -53,19 +91,14 @@ class Stopping:
         """HTTP exchanges open now."""
         return len(self._last)
 
-    @contextmanager
-    def bound(self) -> Iterator[Bound]:
+    def bound(self) -> Bound:
         """Around answering one request; after it, `bound.scope.cancelled_caught` says it was cut off."""
-        bound = Bound()
-        with bound.scope:
-            if self.cut:
-                bound.scope.cancel()
-            self._bounds.add(bound)
-            try:
-                yield bound
-            finally:
-                self._bounds.discard(bound)
-                self._changed.set()
+        return Bound(self)
+
+    def ended(self) -> None:
+        """Something being answered ended: the cut-off, if it is under way, may go on (no-op before it)."""
+        if self.cut:
+            self._changed.set()
 
     @contextmanager
     def replying(self) -> Iterator[None]:
@@ -76,18 +109,11 @@ class Stopping:
             yield
         finally:
             self._replying.discard(token)
-            self._changed.set()
+            self.ended()
 
-    @contextmanager
-    def last(self) -> Iterator[anyio.CancelScope]:
+    def last(self) -> Open:
         """Around one HTTP exchange: cancelled once everything else had its turn."""
-        with anyio.CancelScope() as scope:
-            self._last.add(scope)
-            try:
-                yield scope
-            finally:
-                self._last.discard(scope)
-                self._changed.set()
+        return Open(self)
 
     async def cut_off(self) -> int:
         """End what is still being answered, in order (see the module); how many requests were cut."""

@@ -73,6 +73,99 @@ def test_mistyped_optional_fields_are_dropped_and_mistyped_schema_keywords_withh
     assert report.withheld["out"] == "outputSchema.required is not a list of strings"
 
 
+def test_prompts_mistyped_optional_fields_are_dropped_and_unreadable_arguments_withheld() -> None:
+    """What the official SDK clients validate of a prompt (both eras): one mistyped prompt made
+    every server's prompts/list fail for them."""
+    arg = {"name": "a", "description": "d", "required": True, "title": "A"}
+    items: list[Any] = [
+        {"name": "fine", "title": "T", "description": "d", "arguments": [arg], "icons": [], "_meta": {}},
+        {"name": "nulls", "description": None, "arguments": None, "title": None},
+        {"name": "desc", "description": {"x": 1}},
+        {"name": "title", "title": 7},
+        {"name": "meta", "_meta": "m"},
+        {"name": "icons", "icons": [{"src": 1}, {"src": "s"}]},
+        {"name": "argfields", "arguments": [{"name": "a", "description": 5, "required": "yes", "title": []}, arg]},
+        {"name": "argsdict", "arguments": {"a": arg}},
+        {"name": "argnoname", "arguments": [{"description": "d"}]},
+        {"name": "argnumname", "arguments": [{"name": 3}]},
+        {"name": "argstring", "arguments": ["a"]},
+        {"name": 5},
+        {"name": ""},
+        "prompt",
+    ]
+    kept, report = repair.entries("prompts", items)
+    by_name = {p["name"]: p for p in kept}
+    assert list(by_name) == ["fine", "nulls", "desc", "title", "meta", "icons", "argfields"]
+    assert by_name["fine"] is items[0] and by_name["nulls"] is items[1]  # nothing to mend
+    assert "description" not in by_name["desc"] and "title" not in by_name["title"]
+    assert "_meta" not in by_name["meta"] and by_name["icons"]["icons"] == [{"src": "s"}]
+    assert by_name["argfields"]["arguments"] == [{"name": "a"}, arg]
+    assert items[6]["arguments"][0]["required"] == "yes"  # copies, not edits of the upstream's
+    assert set(report.repaired) == {"desc", "title", "meta", "icons", "argfields"}
+    assert report.repaired["argfields"] == "argument 'a': title, description, required of the wrong type: dropped"
+    assert set(report.withheld) == {"argsdict", "argnoname", "argnumname", "argstring", "#11", "#12", "#13"}
+    assert report.withheld["#13"] == "not an object"
+
+
+def test_resources_mistyped_optional_fields_are_dropped_and_mistyped_identities_withheld() -> None:
+    """What the official SDK clients validate of a resource (both eras)."""
+    notes = {"audience": ["user", "assistant"], "priority": 0.5, "lastModified": "2025-01-12T15:00:58Z"}
+    fine = {"uri": "f://a", "name": "a", "mimeType": "text/plain", "size": 3, "annotations": notes, "title": "A"}
+    items: list[Any] = [
+        fine,
+        {"uri": "f://whole", "name": "w", "size": 4.0, "mimeType": None},
+        {"uri": "f://size", "name": "s", "size": "big"},
+        {"uri": "f://half", "name": "h", "size": 1.5},
+        {"uri": "f://bool", "name": "b", "size": True},
+        {"uri": "f://mime", "name": "m", "mimeType": 3},
+        {"uri": "f://desc", "name": "d", "description": [], "title": {}},
+        {"uri": "f://notes", "name": "n", "annotations": "x"},
+        {"uri": "f://prio", "name": "p", "annotations": {"priority": 7, "audience": ["user"], "x": 1}},
+        {"uri": "f://aud", "name": "p", "annotations": {"audience": ["robot"], "lastModified": 5, "priority": True}},
+        {"uri": "f://icons", "name": "i", "icons": "i.png", "_meta": []},
+        {"uri": "f://noname"},
+        {"uri": "f://numname", "name": 1},
+        {"uri": 5, "name": "u"},
+        {"name": "nouri"},
+        {"uri": "", "name": "empty"},
+        ["f://x"],
+    ]
+    kept, report = repair.entries("resources", items)
+    by_uri = {r["uri"]: r for r in kept}
+    assert list(by_uri) == [f"f://{n}" for n in ("a", "whole", "size", "half", "bool", "mime", "desc", "notes")] + [
+        "f://prio",
+        "f://aud",
+        "f://icons",
+    ]
+    assert by_uri["f://a"] is fine and by_uri["f://whole"] is items[1]
+    assert all("size" not in by_uri[f"f://{n}"] for n in ("size", "half", "bool"))
+    assert "mimeType" not in by_uri["f://mime"] and {"description", "title"}.isdisjoint(by_uri["f://desc"])
+    assert "annotations" not in by_uri["f://notes"]
+    assert by_uri["f://prio"]["annotations"] == {"audience": ["user"], "x": 1}
+    assert by_uri["f://aud"]["annotations"] == {}
+    assert {"icons", "_meta"}.isdisjoint(by_uri["f://icons"])
+    assert set(report.repaired) == set(by_uri) - {"f://a", "f://whole"}
+    assert report.repaired["f://aud"] == "annotations audience, lastModified, priority of the wrong type: dropped"
+    assert set(report.withheld) == {"f://noname", "f://numname", "#13", "#14", "#15", "#16"}
+    assert report.withheld["f://noname"] == "name is not a string" and report.withheld["#13"] == "uri is not a string"
+
+
+def test_templates_mistyped_optional_fields_are_dropped_and_mistyped_identities_withheld() -> None:
+    items: list[Any] = [
+        {"uriTemplate": "f://{id}", "name": "fine", "mimeType": "text/plain"},
+        {"uriTemplate": "f://m/{id}", "name": "mime", "mimeType": ["text/plain"], "annotations": {"priority": -1}},
+        {"uriTemplate": ["f://{id}"], "name": "listy"},
+        {"uriTemplate": "f://n/{id}", "name": None},
+    ]
+    kept, report = repair.entries("resourceTemplates", items)
+    assert [t["name"] for t in kept] == ["fine", "mime"] and kept[0] is items[0]
+    assert kept[1] == {"uriTemplate": "f://m/{id}", "name": "mime", "annotations": {}}
+    assert report.repaired == {
+        "f://m/{id}": "annotations priority of the wrong type: dropped; mimeType is not a string: dropped"
+    }
+    assert report.withheld == {"#2": "uriTemplate is not a string", "f://n/{id}": "name is not a string"}
+
+
 def test_a_name_listed_twice_keeps_its_first_definition_and_says_so() -> None:
     first = {"name": "dup", "description": "first", "inputSchema": {"type": "object"}}
     other = {"name": "x", "inputSchema": {"type": "object"}}
@@ -130,3 +223,43 @@ async def test_a_strict_client_lists_every_server_despite_one_with_bad_schemas(m
             assert doc["upstreams"]["demo"]["unmatchedToolRules"] == ["disabledTools: ehco"]  # a typo, shown
             assert doc["upstreams"]["bad"]["unmatchedToolRules"] is None
             assert json.dumps(doc)  # serialisable
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_strict_client_lists_prompts_and_resources_despite_one_server_with_bad_ones(mode: str) -> None:
+    """The official SDK client validates every prompt, resource and template of a list, in both
+    eras: one server's mistyped entry must not make it refuse all of them."""
+    bad = fixture_command("--bad-schemas", "--name", "bad")
+    servers = {
+        "bad": {"command": bad[0], "args": bad[1:]},
+        "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"]},
+    }
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": servers}) as hub:
+            async with Client(hub.url, mode=mode, cache=None) as client:
+                prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+                resources = {r.name: r for r in (await client.list_resources()).resources}
+                templates = {t.name: t for t in (await client.list_resource_templates()).resource_templates}
+            assert {"bad__simple", "bad__odd_prompt", "bad__odd_args"} <= set(prompts)
+            assert "bad__args_dict" not in prompts and any(n.startswith("demo__") for n in prompts)
+            assert prompts["bad__odd_prompt"].description is None
+            odd_args = prompts["bad__odd_args"].arguments
+            assert odd_args is not None and [a.name for a in odd_args] == ["a"]
+            assert {"static", "odd"} <= set(resources)
+            assert resources["odd"].size is None and resources["odd"].mime_type is None
+            assert resources["odd"].annotations is not None and resources["odd"].annotations.audience == ["user"]
+            assert {"item", "odd_item"} <= set(templates) and "numbered" not in templates
+            async with httpx.AsyncClient() as http:
+                doc = (await http.get(f"{hub.base}/health")).json()
+            bad_doc = doc["upstreams"]["bad"]
+            assert set(bad_doc["promptRepairs"]["repaired"]) == {"odd_prompt", "odd_args"}
+            assert set(bad_doc["promptRepairs"]["withheld"]) == {"args_dict"}
+            assert set(bad_doc["resourceRepairs"]["repaired"]) == {"fixture://odd"}
+            assert set(bad_doc["resourceRepairs"]["withheld"]) == {"fixture://nameless"}
+            assert set(bad_doc["resourceTemplateRepairs"]["repaired"]) == {"fixture://odd/{id}"}
+            assert set(bad_doc["resourceTemplateRepairs"]["withheld"]) == {"#1"}  # uriTemplate 5
+            demo_doc = doc["upstreams"]["demo"]
+            assert (
+                demo_doc["promptRepairs"] is demo_doc["resourceRepairs"] is demo_doc["resourceTemplateRepairs"] is None
+            )

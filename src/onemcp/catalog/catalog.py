@@ -104,7 +104,7 @@ class Catalog:
         self._views: dict[str, _View] = {}
         self._templates: list[tuple[re.Pattern[str], str, str]] = []
         self.collisions: dict[str, list[str]] = {}
-        self.repairs: dict[str, repair.Report] = {}  # server -> tools mended or withheld
+        self.repairs: dict[str, dict[str, repair.Report]] = {}  # server -> kind -> entries mended or withheld
         self.withheld: dict[str, set[str]] = {}  # server -> tools its pins withhold (hub/pins.py), for a clear error
         self.unmatched: dict[str, list[str]] = {}  # server -> its tool rules that name no tool it lists
         self.version = 0  # counts rebuilds: a copy made by `overlaid` is stale once it moved on
@@ -135,11 +135,11 @@ class Catalog:
     # ----------------------------------------------------------------------- updates
     def update(self, server: str, kind: str, items: list[Item]) -> bool:
         """Replace one server's list; True when the client-visible list changed."""
-        if kind == "tools":
-            items, report = repair.tools(items)
-            if report.as_json() is not None and report != self.repairs.get(server):
-                log.warning("upstream %s: tool definitions a strict client rejects: %s", server, report.as_json())
-            self.repairs[server] = report
+        items, report = repair.tools(items) if kind == "tools" else repair.entries(kind, items)
+        repairs = self.repairs.setdefault(server, {})
+        if report.as_json() is not None and report != repairs.get(kind):
+            log.warning("upstream %s: %s a strict client rejects: %s", server, kind, report.as_json())
+        repairs[kind] = report
         per = self._lists.setdefault(server, {})
         if per.get(kind) == items:
             return False

@@ -1,7 +1,7 @@
 """A read-only view of the running hub, for the endpoints that report on it (/health, /metrics).
 
 Owns nothing and changes nothing: it reads the pool's slots and connections, the catalog's counts,
-collisions and tool repairs, the session and listen-stream counts, per-session connections and the
+collisions and list repairs, the session and listen-stream counts, per-session connections and the
 hub's upstream OAuth credentials, and hands out what the reports show. Which document or metric
 is built from it is `downstream/health.py`'s.
 """
@@ -52,9 +52,10 @@ class HubState:
     def list_counts(self, server: str) -> dict[str, int]:
         return self._catalog.counts(server)
 
-    def tool_repairs(self, server: str) -> dict[str, Any] | None:
-        repairs = self._catalog.repairs.get(server)
-        return repairs.as_json() if repairs is not None else None
+    def repairs(self, server: str, kind: str) -> dict[str, Any] | None:
+        """The entries of one of `server`'s lists (a kind) that were mended or withheld, or None."""
+        report = self._catalog.repairs.get(server, {}).get(kind)
+        return report.as_json() if report is not None else None
 
     def collisions(self) -> list[str]:
         """Names and URIs hidden by another server's equal one."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from mcp import Client
+from mcp.types import TextContent
 
+from fixtures.launch import fixture_command
+from support.hub import running_hub
 from support.inprocess import fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -72,3 +76,32 @@ async def test_fields_the_hub_does_not_know_pass_through() -> None:
             assert tools["beta__echo"]["x-vendor"] == {"k": 1} and "x-vendor" not in tools["alpha__echo"]
             reply = await session.ask("tools/call", tool_call("beta__echo", message="m"))
             assert reply["result"]["vendorExtra"] == 42 and reply["result"]["_meta"] == {"vendor/meta": "v"}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_tool_result_of_the_wrong_types_is_a_tool_error_naming_the_server(mode: str) -> None:
+    """The official SDK client validates a tool's result: a content item without a type, a text
+    that is not a string, a structuredContent that is not an object (legacy) made call_tool raise
+    a bare validation error; the hub answers a tool error that says which server and what."""
+    bad = fixture_command("--bad-schemas", "--name", "bad")
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": {"bad": {"command": bad[0], "args": bad[1:]}}}) as hub:
+            async with Client(hub.url, mode=mode, cache=None) as client:
+                said: dict[str, tuple[bool, str]] = {}
+                for kind in ("untyped", "number", "structured", "content", "error"):
+                    result = await client.call_tool("mistyped", {"kind": kind})
+                    texts = [item.text for item in result.content if isinstance(item, TextContent)]
+                    said[kind] = (bool(result.is_error), texts[0] if texts else "")
+                fine = await client.call_tool("echo", {"message": "still fine"})
+    expected = {
+        "untyped": "content[0] has no type",
+        "number": "content[0] (text) has no string text",
+        "content": "content is not a list",
+        "error": "isError is not a boolean",
+    }
+    if mode == "legacy":
+        expected["structured"] = "structuredContent is not an object"
+    else:  # 2026-07-28 types structuredContent as any JSON value: passed as it came
+        assert said.pop("structured")[0] is False
+    assert said == {k: (True, f"[bad] the server's tool result cannot be read: {v}") for k, v in expected.items()}
+    assert not fine.is_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from onemcp.hub.rewrite import for_client, truncated, visible_content, with_visible_uris
+from onemcp.hub.rewrite import for_client, tool_result_problem, truncated, visible_content, with_visible_uris
 from onemcp.protocol.errors import INVALID_PARAMS, RESOURCE_NOT_FOUND
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.meta import SERVER_INFO
@@ -140,3 +140,46 @@ def test_a_tasks_result_is_a_tool_result_with_visible_uris_and_bounded_text() ->
     shown = out["result"]["content"]
     assert {"type": "resource_link", "uri": "files+mem://shared", "name": "s"} in shown
     assert len(shown[0]["text"]) == 100 and "truncated" in shown[-1]["text"]
+
+
+def test_a_tool_result_a_strict_client_rejects_is_named_field_by_field() -> None:
+    """What the official SDK clients validate of a CallToolResult: each problem said, the rest let be."""
+    text = {"type": "text", "text": "t"}
+    link = {"type": "resource_link", "uri": "f://a", "name": "a", "size": 3, "annotations": {"priority": 0.5}}
+    embedded = {"type": "resource", "resource": {"uri": "f://a", "blob": "AA=="}}
+    image = {"type": "image", "data": "AA==", "mimeType": "image/png", "_meta": {}}
+    fine = {"content": [text, link, embedded, image], "structuredContent": {"a": 1}, "isError": False, "_meta": {}}
+    assert tool_result_problem(fine, legacy=True) is None
+    assert tool_result_problem({"resultType": "input_required", "inputRequests": {}}, legacy=False) is None
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({}, "content is missing"),
+        ({"content": "t"}, "content is not a list"),
+        ({"content": ["t"]}, "content[0] is not an object"),
+        ({"content": [text, {"text": "t"}]}, "content[1] has no type"),
+        ({"content": [{"type": "video"}]}, "content[0] has the unknown type 'video'"),
+        ({"content": [{"type": "text", "text": 5}]}, "content[0] (text) has no string text"),
+        ({"content": [{"type": "audio", "data": "AA=="}]}, "content[0] (audio) has no string mimeType"),
+        (
+            {"content": [{"type": "resource_link", "uri": 1, "name": "a"}]},
+            "content[0] (resource_link) has no string uri",
+        ),
+        ({"content": [{**link, "size": "big"}]}, "content[0] (resource_link): size is not an integer"),
+        ({"content": [{**link, "name": None}]}, "content[0] (resource_link) has no string name"),
+        (
+            {"content": [{"type": "resource", "resource": "x"}]},
+            "content[0] (resource) has no resource with a string uri",
+        ),
+        (
+            {"content": [{"type": "resource", "resource": {"uri": "f://a", "text": 1}}]},
+            "content[0] (resource) has neither a string text nor a string blob",
+        ),
+        ({"content": [{**text, "annotations": {"audience": ["bot"]}}]}, "content[0] has annotations of the wrong type"),
+        ({"content": [{**text, "annotations": []}]}, "content[0] has annotations of the wrong type"),
+        ({"content": [{**text, "_meta": 1}]}, "content[0] has a _meta that is not an object"),
+        ({"content": [], "structuredContent": [1]}, "structuredContent is not an object"),
+        ({"content": [], "isError": "yes"}, "isError is not a boolean"),
+        ({"content": [], "_meta": []}, "_meta is not an object"),
+    ]
+    for result, problem in cases:
+        assert tool_result_problem(result, legacy=True) == problem, result
+    assert tool_result_problem({"content": [], "structuredContent": [1]}, legacy=False) is None  # 2026-07-28: any JSON

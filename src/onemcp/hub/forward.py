@@ -195,7 +195,14 @@ class Forwarder:
             sent = JSON_KINDS.get(type(result), "something else") if "result" in msg else "no result"
             err = UpstreamError(server, f"the server answered {method} with {sent}, not a result object")
             return jsonrpc.error(msg.get("id"), err.to_error())
-        if method == "tools/call" and "task" in result:
+        tool_result = method in rewrite.TOOL_RESULTS and "task" not in result
+        problem = rewrite.tool_result_problem(result, legacy=not session.ephemeral) if tool_result else None
+        if problem is not None:
+            # a client that validates it would fail the call without saying why: a tool error says it
+            log.warning("upstream %s: a %s result a strict client rejects: %s", server, method, problem)
+            text = f"[{server}] the server's tool result cannot be read: {problem}"
+            msg["result"] = {"content": [{"type": "text", "text": text}], "isError": True}
+        elif method == "tools/call" and "task" in result:
             for status in self.tasks.record(conn, session.id, result):  # sent before this reply: held till now
                 session.post(status)
         elif method.startswith("tasks/"):

@@ -3,8 +3,9 @@
 Owns the parts of a reply that the client knows differently from the upstream: resource URIs in
 `resources/read` contents, in a tool's result (`tools/call`, or `tasks/result` of a task-augmented
 call) and in `prompts/get` messages (resource links and embedded resources), the 2026-07-28 result
-envelope a legacy client must not see, its error code for an unknown resource, and the bound on a
-tool result's text (either way it comes). Does not own task ids (`TaskRouter` keeps
+envelope a legacy client must not see, its error code for an unknown resource, the bound on a
+tool result's text (either way it comes), and what makes a tool result unreadable to a client that
+validates it (`tool_result_problem`). Does not own task ids (`TaskRouter` keeps
 them, `hub/tasks.py`) nor which upstream answered. Every function returns a new message and leaves
 its argument untouched.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from onemcp.auth import limits
+from onemcp.catalog import repair
 from onemcp.protocol.errors import INVALID_PARAMS, RESOURCE_NOT_FOUND
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
@@ -120,3 +122,65 @@ def _visible_message(item: Any, visible_uri: VisibleUri) -> Any:
     if isinstance(item, dict) and isinstance(item.get("content"), dict):
         return {**item, "content": visible_content(item["content"], visible_uri)}
     return item
+
+
+CONTENT_STRINGS = {  # each content block type -> its fields that must be strings (the SDKs' wire types)
+    "text": ("text",),
+    "image": ("data", "mimeType"),
+    "audio": ("data", "mimeType"),
+    "resource_link": ("uri", "name"),
+    "resource": (),
+}
+
+
+def tool_result_problem(result: dict[str, Any], *, legacy: bool) -> str | None:
+    """Why the official SDK clients would refuse this tool result (a CallToolResult), or None.
+
+    A result of the 2026-07-28 era that is not complete (it asks for input) is not one; a legacy
+    client also needs `structuredContent` to be an object (2026-07-28 allows any JSON value).
+    """
+    if result.get("resultType") not in (None, "complete"):
+        return None
+    content = result.get("content")
+    if not isinstance(content, list):
+        return "content is not a list" if content is not None else "content is missing"
+    for index, item in enumerate(content):
+        problem = _content_problem(item)
+        if problem is not None:
+            return f"content[{index}] {problem}"
+    structured = result.get("structuredContent")
+    if legacy and structured is not None and not isinstance(structured, dict):
+        return "structuredContent is not an object"
+    if result.get("isError") is not None and not isinstance(result["isError"], bool):
+        return "isError is not a boolean"
+    if result.get("_meta") is not None and not isinstance(result["_meta"], dict):
+        return "_meta is not an object"
+    return None
+
+
+def _content_problem(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return "is not an object"
+    kind = item.get("type")
+    if kind not in CONTENT_STRINGS:
+        return "has no type" if kind is None else f"has the unknown type {str(kind)[:40]!r}"
+    for key in CONTENT_STRINGS[kind]:
+        if not isinstance(item.get(key), str):
+            return f"({kind}) has no string {key}"
+    if kind == "resource":
+        inner = item.get("resource")
+        if not (isinstance(inner, dict) and isinstance(inner.get("uri"), str)):
+            return "(resource) has no resource with a string uri"
+        if not (isinstance(inner.get("text"), str) or isinstance(inner.get("blob"), str)):
+            return "(resource) has neither a string text nor a string blob"
+    if kind == "resource_link":
+        _, report = repair.entries("resources", [item])
+        mistyped = next(iter({**report.withheld, **report.repaired}.values()), None)
+        if mistyped is not None:
+            return f"(resource_link): {mistyped.replace(': dropped', '')}"
+    notes = item.get("annotations")
+    if notes is not None and (not isinstance(notes, dict) or repair.bad_annotations(notes)):
+        return "has annotations of the wrong type"
+    if item.get("_meta") is not None and not isinstance(item["_meta"], dict):
+        return "has a _meta that is not an object"
+    return None

@@ -227,7 +227,9 @@ async def test_the_page_and_csrf_over_plain_http(tmp_path: Path) -> None:
 async def test_the_console_keeps_working_through_what_a_live_hub_does(tmp_path: Path) -> None:
     """Hunt s28, on a hub without auth: a tool entry the page cannot read, a description with no
     place to break, the CSRF token of a hub that restarted, an event stream that was cut, the Logs
-    filter, a server disabled while its tools are listed and a preset name the URL cannot carry."""
+    filter, a server disabled while its tools are listed and a preset name the URL cannot carry; then
+    an upstream's bidi override shown escaped, a boolean argument sent false, an argument named
+    `__proto__` and the "saved NAME" message."""
     from playwright.async_api import Route, async_playwright, expect
 
     fx = fixture_command()
@@ -242,7 +244,15 @@ async def test_the_console_keeps_working_through_what_a_live_hub_does(tmp_path: 
     async def spoil(route: Route) -> None:  # one entry the page cannot take at face value, before a good one
         odd = {"name": "odd", "description": {"x": 1}, "tokens": [], "inputSchema": {"required": 5, "properties": 1}}
         good = {"name": "alpha__echo", "description": "Echo", "inputSchema": {"type": "object"}}
-        await route.fulfill(json={"tools": [odd, good], "total": 2})
+        properties = {"__proto__": {"type": "string"}, "flag": {"type": "boolean"}}
+        flags = {"name": "flags", "description": "report\u202eexe.txt", "inputSchema": {"properties": properties}}
+        await route.fulfill(json={"tools": [odd, flags, good], "total": 3})
+
+    sent: list[Any] = []
+
+    async def answer(route: Route) -> None:  # what the form sends; a result with a bidi override and a terminal code
+        sent.append(json.loads(route.request.post_data or "null"))
+        await route.fulfill(json={"result": {"content": [{"type": "text", "text": f"ok {len(sent)}\u202e\x1b[31m"}]}})
 
     with anyio.fail_after(DEADLINE):
         async with running_hub(doc, config_path=path) as hub, async_playwright() as pw:
@@ -260,6 +270,21 @@ async def test_the_console_keeps_working_through_what_a_live_hub_does(tmp_path: 
                 await expect(page.get_by_test_id("tool-alpha__echo")).to_be_visible()
                 await page.get_by_test_id("tool-odd").click()
                 await expect(page.locator(".tooldetail")).to_contain_text('{"x":1}')
+                # an upstream's bidi override or terminal code is shown escaped, as the TUI does, never raw
+                await page.get_by_test_id("tool-flags").click()
+                await expect(page.locator(".tooldetail")).to_contain_text("report\\u202eexe.txt")
+                await expect(page.locator(".tooldetail")).not_to_contain_text("\u202e")
+                # the form has the property named __proto__ and sends it; a boolean is unset, true or false
+                await page.route("**/api/v1/tools/flags/call", answer)
+                form = page.get_by_test_id("call-form")
+                await form.locator('input[name="__proto__"]').fill("p")
+                await form.locator("select[name=flag]").select_option("false")
+                await page.get_by_test_id("call").click()
+                await expect(page.get_by_test_id("call-result")).to_contain_text("ok 1\\u202e\\u001b[31m")
+                await form.locator("select[name=flag]").select_option("")
+                await page.get_by_test_id("call").click()
+                await expect(page.get_by_test_id("call-result")).to_contain_text("ok 2")
+                assert sent == [{"arguments": {"__proto__": "p", "flag": False}}, {"arguments": {"__proto__": "p"}}]
                 await page.unroute("**/api/v1/tools?*", spoil)
                 # a 3000-character word in a description does not push the form off the screen
                 await page.get_by_test_id("tool-search").fill("echo")
@@ -299,8 +324,8 @@ async def test_the_console_keeps_working_through_what_a_live_hub_does(tmp_path: 
                 await expect(page.get_by_test_id("logs")).to_contain_text("haystack two")
                 await page.get_by_test_id("log-filter").fill("needle")
                 await expect(page.get_by_test_id("logs")).not_to_contain_text("haystack")
-                bus.publish("log", level="info", logger="t", message="needle three")
-                await expect(page.get_by_test_id("logs")).to_contain_text("needle three")
+                bus.publish("log", level="info", logger="t", message="needle three \u2066")
+                await expect(page.get_by_test_id("logs")).to_contain_text("needle three \\u2066")
                 await expect(page.get_by_test_id("log-filter")).to_have_value("needle")
                 await expect(page.get_by_test_id("logs")).not_to_contain_text("haystack")
                 # a preset name the API refuses: its rule, not a routing error
@@ -309,5 +334,10 @@ async def test_the_console_keeps_working_through_what_a_live_hub_does(tmp_path: 
                 await page.get_by_test_id("preset-filter").fill("alpha")
                 await page.get_by_test_id("preset-save").click()
                 await expect(page.get_by_test_id("preset-message")).to_contain_text("a preset name is 1-64 letters")
+                # a saved preset says so (the redraw after saving dropped the message)
+                await page.get_by_test_id("preset-name").fill("team")
+                await page.get_by_test_id("preset-save").click()
+                await expect(page.get_by_test_id("preset-team")).to_contain_text("alpha")
+                await expect(page.get_by_test_id("preset-message")).to_have_text("saved team")
             finally:
                 await browser.close()

@@ -13,6 +13,19 @@
   const state = { tab: "overview", server: null, calls: [], logs: [], stats: {}, servers: [], tool: null };
   const BUCKET = 5000, BUCKETS = 36;
 
+  // C0 and C1 controls, DEL, and the format characters that reorder or hide text (bidi marks, overrides
+  // and isolates, zero-width characters, the byte order mark, tag characters): an upstream's text shows
+  // them escaped (\u202e), as the TUI and the CLI do (observability/redact.py's set); new lines and tabs stay
+  const HIDDEN = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u{e0000}-\u{e007f}]/gu;
+  function visible(text) {
+    return String(text).replace(HIDDEN, (c) => {
+      if (c === "\r") return "\\r";
+      const code = c.codePointAt(0);
+      return code < 0x100 ? "\\x" + code.toString(16).padStart(2, "0")
+        : code < 0x10000 ? "\\u" + code.toString(16).padStart(4, "0") : "\\U" + code.toString(16).padStart(8, "0");
+    });
+  }
+
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -21,7 +34,7 @@
     }
     for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      node.append(child instanceof Node ? child : document.createTextNode(visible(child)));
     }
     return node;
   }
@@ -212,7 +225,10 @@
     const type = spec.type;
     const label = `${name}${required ? " *" : ""}${spec.description ? " – " + str(spec.description) : ""}`;
     let input;
-    if (type === "boolean") input = el("input", { type: "checkbox", name, "data-kind": "boolean" });
+    if (type === "boolean") {  // unset, true or false: a checkbox could not send false
+      input = el("select", { name, "data-kind": "boolean" }, el("option", { value: "" }, "(unset)"),
+        el("option", { value: "true" }, "true"), el("option", { value: "false" }, "false"));
+    }
     else if (type === "integer" || type === "number") input = el("input", { type: "number", name, "data-kind": type, step: type === "integer" ? "1" : "any" });
     else if (type === "string" && Array.isArray(spec.enum)) input = el("select", { name, "data-kind": "string" }, el("option", { value: "" }, ""), spec.enum.map((v) => el("option", { value: v }, v)));
     else if (type === "string") input = el("input", { type: "text", name, "data-kind": "string" });
@@ -223,11 +239,11 @@
     const args = {};
     for (const input of form.querySelectorAll("[data-kind]")) {
       const kind = input.dataset.kind;
-      if (kind === "boolean") { if (input.checked) args[input.name] = true; continue; }
       if (input.value === "") continue;
-      if (kind === "integer" || kind === "number") args[input.name] = Number(input.value);
-      else if (kind === "json") args[input.name] = JSON.parse(input.value);
-      else args[input.name] = input.value;
+      const value = kind === "boolean" ? input.value === "true" : kind === "integer" || kind === "number" ? Number(input.value)
+        : kind === "json" ? JSON.parse(input.value) : input.value;
+      // an own property whatever the name: `args.__proto__ = v` would set the prototype (dropped from the JSON)
+      Object.defineProperty(args, input.name, { value, enumerable: true, writable: true, configurable: true });
     }
     return args;
   }
@@ -255,8 +271,8 @@
         out.textContent = "calling…";
         try {
           const doc = await api("POST", `/tools/${encodeURIComponent(t.name)}/call`, { arguments: readForm(form) });
-          out.textContent = JSON.stringify(doc.result ?? doc.error, null, 2) + `\n(${doc.ms} ms)`;
-        } catch (err) { out.textContent = "error: " + err.message; }
+          out.textContent = visible(JSON.stringify(doc.result ?? doc.error, null, 2) + `\n(${doc.ms} ms)`);
+        } catch (err) { out.textContent = visible("error: " + err.message); }
       } }, Object.entries(properties).map(([name, spec]) => field(name, spec && typeof spec === "object" ? spec : {}, required.has(name))),
         el("button", { type: "submit", "data-testid": "call" }, "Call"));
       detail.replaceChildren(el("h3", {}, str(t.name)), el("p", {}, str(t.description)), form, out);
@@ -292,8 +308,8 @@
     const view = el("section", {}, el("h2", {}, "Logs (live)"), filter, pre);
     view.update = () => {
       const wanted = (state.logFilter || "").toLowerCase();
-      pre.textContent = state.logs.map((l) => `${new Date(l.at * 1000).toLocaleTimeString()} ${l.level} ${l.logger}: ${l.message}`)
-        .filter((line) => !wanted || line.toLowerCase().includes(wanted)).slice(0, 500).join("\n");
+      pre.textContent = visible(state.logs.map((l) => `${new Date(l.at * 1000).toLocaleTimeString()} ${l.level} ${l.logger}: ${l.message}`)
+        .filter((line) => !wanted || line.toLowerCase().includes(wanted)).slice(0, 500).join("\n"));
     };
     view.update();
     return view;
@@ -302,7 +318,8 @@
     const box = el("section", {}, el("h2", {}, "Presets"));
     let doc = { presets: {} };
     try { doc = await api("GET", "/presets"); } catch (e) { box.append(el("p", { class: "error" }, e.message)); }
-    const msg = el("p", { "data-testid": "preset-message" });
+    const msg = el("p", { "data-testid": "preset-message" }, state.presetNote || "");  // "saved NAME" outlives the redraw
+    state.presetNote = "";
     const form = el("form", { "data-testid": "preset-form", onsubmit: async (e) => {
       e.preventDefault();
       const data = Object.fromEntries(new FormData(form).entries());
@@ -311,8 +328,8 @@
         msg.textContent = "error: a preset name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit";
         return;
       }
-      try { await api("PUT", "/presets/" + encodeURIComponent(name), data); msg.textContent = "saved " + name; draw(); }
-      catch (err) { msg.textContent = "error: " + err.message; }
+      try { await api("PUT", "/presets/" + encodeURIComponent(name), data); state.presetNote = "saved " + name; draw(); }
+      catch (err) { msg.textContent = visible("error: " + err.message); }
     } }, el("input", { name: "name", placeholder: "name", "data-testid": "preset-name" }),
       el("input", { name: "filter", placeholder: "filter (e.g. dev and not slow)", "data-testid": "preset-filter" }),
       el("input", { name: "description", placeholder: "description" }),
@@ -320,7 +337,7 @@
       el("button", { type: "submit", "data-testid": "preset-save" }, "Save"));
     box.append(el("table", {}, el("tbody", {}, Object.entries(doc.presets).map(([name, p]) => el("tr", { "data-testid": "preset-" + name },
       el("td", {}, name), el("td", {}, p.filter), el("td", {}, p.description || ""), el("td", {}, p.exposure || ""),
-      el("td", {}, el("button", { onclick: async () => { try { await api("DELETE", "/presets/" + encodeURIComponent(name)); draw(); } catch (e) { msg.textContent = e.message; } } }, "Delete")))))),
+      el("td", {}, el("button", { onclick: async () => { try { await api("DELETE", "/presets/" + encodeURIComponent(name)); draw(); } catch (e) { msg.textContent = visible(e.message); } } }, "Delete")))))),
       form, msg);
     return box;
   }
@@ -329,7 +346,7 @@
   function note(text, bad) {
     let n = document.getElementById("note");
     if (!n) { n = el("div", { id: "note" }); document.body.append(n); }
-    n.textContent = text; n.className = bad ? "bad" : "";
+    n.textContent = visible(text); n.className = bad ? "bad" : "";
     clearTimeout(noteTimer); noteTimer = setTimeout(() => { n.textContent = ""; }, 4000);
   }
 

@@ -93,6 +93,7 @@ async def test_a_tool_result_of_the_wrong_types_is_a_tool_error_naming_the_serve
                     texts = [item.text for item in result.content if isinstance(item, TextContent)]
                     said[kind] = (bool(result.is_error), texts[0] if texts else "")
                 fine = await client.call_tool("echo", {"message": "still fine"})
+            counted = hub.app.hub.metrics.registry
     expected = {
         "untyped": "content[0] has no type",
         "number": "content[0] (text) has no string text",
@@ -105,3 +106,5 @@ async def test_a_tool_result_of_the_wrong_types_is_a_tool_error_naming_the_serve
         assert said.pop("structured")[0] is False
     assert said == {k: (True, f"[bad] the server's tool result cannot be read: {v}") for k, v in expected.items()}
     assert not fine.is_error
+    labels = {"method": "tools/call", "server": "bad", "outcome": "tool_error"}
+    assert counted.get_sample_value("onemcp_upstream_requests_total", labels) == len(expected)  # not as successes

@@ -106,7 +106,10 @@ class Forwarder:
                         session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
                         deadline.deadline = min(anyio.current_time() + call.timeout, ceiling)  # asked again
                         continue
-                    return self.for_client(session, conn, call.method, msg)
+                    msg = self.for_client(session, conn, call.method, msg)
+                    if outcome == "ok" and _tool_error(msg):  # a result no client could read, made a tool error
+                        outcome = "tool_error"
+                    return msg
             quiet = anyio.current_time() < ceiling  # else it ran into maxTotalTimeout, talking all along
             why = f"timed out after {call.timeout:g}s" if quiet else f"still running at maxTotalTimeout ({longest:g}s)"
             conn.abandon(call, why)

@@ -148,6 +148,7 @@ def test_resources_mistyped_optional_fields_are_dropped_and_mistyped_identities_
     assert report.repaired["f://aud"] == "annotations audience, lastModified, priority of the wrong type: dropped"
     assert set(report.withheld) == {"f://noname", "f://numname", "#13", "#14", "#15", "#16"}
     assert report.withheld["f://noname"] == "name is not a string" and report.withheld["#13"] == "uri is not a string"
+    assert report.withheld["#15"] == "uri is empty" and report.withheld["#16"] == "not an object"
 
 
 def test_templates_mistyped_optional_fields_are_dropped_and_mistyped_identities_withheld() -> None:

@@ -264,7 +264,8 @@ def entries(kind: str, items: list[Item]) -> tuple[list[Item], Report]:
     for index, item in enumerate(items):
         ident = item.get(key) if isinstance(item, dict) else None
         if not isinstance(ident, str) or not ident:
-            report.withheld[f"#{index}"] = f"{key} is not a string" if isinstance(item, dict) else "not an object"
+            why = f"{key} is empty" if ident == "" else f"{key} is not a string"
+            report.withheld[f"#{index}"] = why if isinstance(item, dict) else "not an object"
             continue
         fixed, mended = dict(item), list[str]()
         refused = MENDERS[kind](fixed, mended)

@@ -15,9 +15,10 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from onemcp.catalog.catalog import Catalog
-from onemcp.hub.own_lists import OwnLists
+from onemcp.hub.own_lists import OwnLists, OwnViews
 from onemcp.protocol.names import NameCodec, PrefixMode
 from support.hub import running_hub
+from support.inprocess import fixture, inprocess_hub, modern_request, tool_call
 from support.results import Heard, text_of
 
 pytestmark = pytest.mark.anyio
@@ -91,3 +92,55 @@ def test_own_lists_replace_that_servers_lists_of_every_kind_and_nothing_else() -
     assert [p["name"] for p in own.catalog(catalog).items("prompts")] == ["iso__q", "other__p2"]  # made again
     assert own.forget(conn)  # type: ignore[arg-type]
     assert own.catalog(catalog) is catalog
+
+
+async def test_a_tool_the_upstream_adds_on_a_principals_own_connection_is_that_principals() -> None:
+    """A 2026-07-28 caller has no session: an `isolation: session` server gets one connection per principal.
+    What that connection lists is the principal's view: its listen stream hears list_changed, its next
+    tools/list shows the tool and its call finds it; the catalog (everyone else's) does not have it."""
+    servers = {"iso": fixture("--name", "iso", isolation="session"), "other": fixture("--name", "other")}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(servers) as h:
+            headers, body = modern_request("subscriptions/listen", rid="L1", notifications={"toolsListChanged": True})
+            async with h.client.open("POST", headers=headers, body=body) as stream:
+                assert (await stream.message())["method"] == "notifications/subscriptions/acknowledged"
+                _, (reply,) = await h.client.modern("tools/call", **tool_call("iso__add_tool", name="mine"))
+                assert reply["result"]["content"][0]["text"] == "added mine"
+                assert h.app.hub.isolated.held_by("user:anonymous")  # the principal's own connection took it
+                note = await stream.message()
+                assert note["method"] == "notifications/tools/list_changed"
+            _, (listed,) = await h.client.modern("tools/list")
+            names = [t["name"] for t in listed["result"]["tools"]]
+            assert "iso__mine" in names and "iso__echo" in names and "other__echo" in names
+            _, (called,) = await h.client.modern("tools/call", **tool_call("iso__mine", x=1))
+            assert called["result"]["content"][0]["text"] == '{"x":1}'
+            assert "iso__mine" not in {t["name"] for t in h.app.hub.catalog.items("tools")}  # nobody else's
+
+
+def test_a_principals_own_lists_are_under_its_sessions_own() -> None:
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["iso", "per"])
+    for server in ("iso", "per"):
+        catalog.update(server, "prompts", [{"name": "p"}])
+
+    class Conn:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    class Principal:
+        id = "alice"
+
+    class Session:
+        principal = Principal()
+        own = OwnLists()
+
+    views, per, iso = OwnViews(catalog), Conn("per"), Conn("iso")
+    session: Any = Session()
+    assert views.of(session) is catalog
+    assert views.record("alice", per, "prompts", [{"name": "mine"}])  # type: ignore[arg-type]
+    session.own.record(iso, "prompts", [{"name": "ours"}])
+    assert [p["name"] for p in views.of(session).items("prompts")] == ["iso__ours", "per__mine"]
+    assert not views.forget(iso)  # type: ignore[arg-type]  # not a principal's
+    assert views.forget(per)  # type: ignore[arg-type]
+    assert views.principals == {}  # nothing kept for a principal with no own connection left
+    assert [p["name"] for p in views.of(session).items("prompts")] == ["iso__ours", "per__p"]

@@ -185,7 +185,7 @@ class ModernRequests:
             err = {"code": InvalidParams.code, "message": "Invalid cursor: this hub returns complete lists in one page"}
             return jsonrpc.error(rid, err)
         try:
-            body = await self.hub.list_result(kind, session.access)
+            body = await self.hub.list_result(kind, session)
         except HubError as exc:  # a template instance it needs may not start (maxInstances): a JSON-RPC error
             return jsonrpc.error(rid, exc.to_error())
         return jsonrpc.splice_result(rid, body[:-1] + self._list_suffix)

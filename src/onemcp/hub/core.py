@@ -106,9 +106,10 @@ class Hub:
         self.pool = Pool(config, self.events, self.upstream_auth, transports)
         self.upstream_auth.on_authorized = self.pool.retry_now
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
-        self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits)
+        self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits, self.events.views.of)
+        self.events.principal_of = self.isolated.principal_of
         self.announcements = Announcements(
-            lambda kind, session: self.exposure.list_json(kind, session.access, session.own.catalog(self.catalog)),
+            lambda kind, session: self.exposure.list_json(kind, session.access, self.events.views.of(session)),
             *(self.sessions, self.listeners, self.subscriptions, self.instances.tags),
         )
         self.announcements.before = self.exposure.ready_to_count
@@ -265,12 +266,12 @@ class Hub:
         self.announcements.refresh(self.config, self.presets)
         self.exposure.rewarm()  # search may have become likely (a preset or the hub's exposure)
 
-    async def list_result(self, kind: str, access: Access) -> bytes:
-        """A complete list, serialised, as `access` sees it (once the upstreams were tried, within bounds)."""
+    async def list_result(self, kind: str, session: Session) -> bytes:
+        """A complete list, serialised, as `session` sees it (once the upstreams were tried, within bounds)."""
         await self.dispatcher.until_started()
-        if access.reach.instances:
-            await self.instances.ensure(access.reach.instances)
-        return await self.exposure.served_list(kind, access)
+        if session.access.reach.instances:
+            await self.instances.ensure(session.access.reach.instances)
+        return await self.exposure.served_list(kind, session.access, self.events.views.of(session))
 
     def tool_headers(self, name: str, access: Access) -> dict[str, str]:
         """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `access` reaches; of another, nothing."""

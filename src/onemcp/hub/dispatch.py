@@ -74,6 +74,7 @@ class Dispatcher:
         self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
         self.subscriptions = subscriptions
         subscriptions.route = self.connection
+        self.view = subscriptions.view  # the catalog as a session sees it (`hub/own_lists.py`)
         self.local: dict[str, Local] = {
             "ping": self._ping,
             "logging/setLevel": self._set_level,
@@ -100,7 +101,7 @@ class Dispatcher:
                 raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
             await self.until_started()
             return jsonrpc.splice_result(
-                msg["id"], await self.exposure.served_list(kind, session.access, session.own.catalog(self.catalog))
+                msg["id"], await self.exposure.served_list(kind, session.access, self.view(session))
             )
         local = self.local.get(method)
         if local is not None:
@@ -195,7 +196,7 @@ class Dispatcher:
     def _route(self, session: Session, method: str, params: dict[str, Any]) -> tuple[str, str, str]:
         """(server, the param to rewrite, its upstream value); every lookup asks the session's access, in
         the catalog as the session sees it (its own connections' lists, `hub/own_lists.py`)."""
-        access, catalog = session.access, session.own.catalog(self.catalog)
+        access, catalog = session.access, self.view(session)
         if method not in ROUTED:
             raise MethodNotFound(f"Method not found: {method}")
         if method == "tools/call" or method == "prompts/get":

@@ -3,9 +3,10 @@
 Owns the hub's side of a connection's life: a shared connection's state feeds the catalog (its
 lists dropped while no replica is ready, its subscriptions asked for again once it is back) and the
 pool's bookkeeping; a new list updates the catalog and announces; notifications and server->client
-requests go to the reverse path. Connections a session owns and ones a reload replaced never touch
-the catalog: a session's own connection's lists are that session's view of the server
-(`hub/own_lists.py`), announced to it alone. Does not own the routing of what an upstream sends (`hub/reverse.py`).
+requests go to the reverse path. Connections a session or a principal owns and ones a reload replaced
+never touch the catalog: a session's (a principal's) own connection's lists are that session's (every
+request and session of that principal's) view of the server (`hub/own_lists.py`), announced to them
+alone. Does not own the routing of what an upstream sends (`hub/reverse.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from onemcp.catalog import repair
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
 from onemcp.hub.announcements import Announcements
+from onemcp.hub.own_lists import OwnViews
 from onemcp.hub.reverse import ReversePath
 from onemcp.hub.session import Session
 from onemcp.hub.subscriptions import Subscriptions
@@ -48,6 +50,8 @@ class UpstreamEvents:
         self.screen: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda server, items: items
         # the same for a session's own connection's list (it is not the server's list of record)
         self.screen_own: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda server, items: items
+        self.views = OwnViews(catalog)  # principals' own connections' lists; the catalog each session sees
+        self.principal_of: Callable[[UpstreamConnection], str | None] = lambda conn: None  # whose own it is
 
     def attach(self, pool: Pool, subscriptions: Subscriptions, announcements: Announcements) -> None:
         self.pool = pool
@@ -57,6 +61,8 @@ class UpstreamEvents:
     def on_state(self, conn: UpstreamConnection) -> None:
         if isinstance(conn.owner, Session) and conn.state != "ready" and conn.owner.own.forget(conn):
             self.announcements.announce(set(KINDS))  # its view of the server is the catalog's again
+        elif conn.owner is None and conn.state != "ready" and self.views.forget(conn):
+            self.announcements.announce(set(KINDS))  # a principal's: the same, for its sessions and requests
         if conn.owner is not None or not self.pool.is_current(conn):
             return  # a session's own connection, or one a reload replaced: not the catalog's
         if self.bus.active:
@@ -70,11 +76,16 @@ class UpstreamEvents:
         self.pool.note_state()
 
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
-        if isinstance(conn.owner, Session):
+        principal = self.principal_of(conn) if conn.owner is None and not self.pool.is_current(conn) else None
+        if isinstance(conn.owner, Session) or principal is not None:
             if kind == "tools":
                 items = repair.tools(self.screen_own(conn.name, items))[0]
-            if not conn.owner.closed and conn.owner.own.record(conn, kind, items):
-                self.announcements.announce({kind})  # only lists that really changed are announced: its own
+            if isinstance(conn.owner, Session):
+                changed = not conn.owner.closed and conn.owner.own.record(conn, kind, items)
+            else:
+                changed = principal is not None and self.views.record(principal, conn, kind, items)
+            if changed:
+                self.announcements.announce({kind})  # only lists that really changed are announced: their own
             return
         if conn.owner is not None or not self.pool.is_current(conn):
             return

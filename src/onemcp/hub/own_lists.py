@@ -5,17 +5,31 @@ asked clients back) may list other tools, prompts or resources to it than to the
 server that registers tools per client, or after a login, or by the client's capabilities. What that
 connection lists (and lists again after its `list_changed`) is what the session's lists show of the
 server and what its calls and reads are looked up in; every other server, and every session without a
-connection of its own, keeps the catalog's. Owns those lists, per session, and the catalog copy made
+connection of its own, keeps the catalog's. A principal's own connections (`isolation: session` for a
+2026-07-28 caller, which has no session; a server taking `${user:NAME}` values or per-user OAuth) are
+the same for every request and session of that principal (`OwnViews`); a session's own lists come on
+top of its principal's. Owns those lists, per session and per principal, and the catalog copies made
 from them. Does not own the connections (`IsolatedConnections`) nor announcing (`Announcements`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from onemcp.auth.principal import Principal
 from onemcp.catalog.catalog import Catalog
 from onemcp.upstream.connection import UpstreamConnection
+
+
+class Viewer(Protocol):
+    """A session (`hub/session.py`), as its view of the catalog needs it."""
+
+    @property
+    def principal(self) -> Principal: ...
+    @property
+    def own(self) -> OwnLists: ...
+
 
 Item = dict[str, Any]
 
@@ -56,3 +70,32 @@ class OwnLists:
             own = {server: kinds for server, (_, kinds) in self.lists.items()}
             made = self._made = (catalog.version, catalog, catalog.overlaid(own))
         return made[2]
+
+
+class OwnViews:
+    """Each principal's own connections' lists (by principal id), and the catalog a session sees."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.principals: dict[str, OwnLists] = {}
+        self._holders: dict[UpstreamConnection, str] = {}  # a principal's connection -> that principal
+
+    def record(self, principal: str, conn: UpstreamConnection, kind: str, items: list[Item]) -> bool:
+        """Keep a list `principal`'s own connection `conn` sent; True when it differs from the one kept."""
+        self._holders[conn] = principal
+        return self.principals.setdefault(principal, OwnLists()).record(conn, kind, items)
+
+    def forget(self, conn: UpstreamConnection) -> bool:
+        """A principal's connection stopped (or failed): its server's catalog lists again. True if any were kept."""
+        principal = self._holders.pop(conn, None)
+        lists = self.principals.get(principal) if principal is not None else None
+        if principal is None or lists is None or not lists.forget(conn):
+            return False
+        if not lists.lists:
+            del self.principals[principal]
+        return True
+
+    def of(self, session: Viewer) -> Catalog:
+        """The catalog as `session` sees it: its principal's own lists, then its own, in place of those servers'."""
+        mine = self.principals.get(session.principal.id)
+        return session.own.catalog(self.catalog if mine is None else mine.catalog(self.catalog))

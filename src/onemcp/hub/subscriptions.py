@@ -41,8 +41,16 @@ def takes_subscriptions(conn: UpstreamConnection | None) -> bool:
 
 
 class Subscriptions:
-    def __init__(self, catalog: Catalog, pool: Pool, limits: Callable[[], Limits]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        pool: Pool,
+        limits: Callable[[], Limits],
+        view: Callable[[Session], Catalog] | None = None,
+    ) -> None:
         self.catalog = catalog
+        # the catalog as a session sees it (its own and its principal's connections' lists: `hub/own_lists.py`)
+        self.view: Callable[[Session], Catalog] = view or (lambda session: session.own.catalog(catalog))
         self.pool = pool
         self._limits = limits
         self._subscribers: dict[Key, set[str]] = {}  # -> ids of the sessions subscribed to it
@@ -54,7 +62,7 @@ class Subscriptions:
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
         try:
-            server, original = session.own.catalog(self.catalog).locate_uri(uri, session.access.reach)
+            server, original = self.view(session).locate_uri(uri, session.access.reach)
             session.access.require(SUBSCRIBE, "resources", server, original, uri)
         except NotFound:
             return False
@@ -224,7 +232,7 @@ class Subscriptions:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise InvalidParams(f"{method}: params.uri must be a string")
-        server, original = session.own.catalog(self.catalog).locate_uri(uri, session.access.reach)
+        server, original = self.view(session).locate_uri(uri, session.access.reach)
         session.access.require(SUBSCRIBE, "resources", server, original, uri)
         return server, original
 

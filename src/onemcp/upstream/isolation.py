@@ -120,6 +120,13 @@ class IsolatedConnections:
         """Every connection kept here, draining ones too (the hub stopping cuts their calls off)."""
         return [*(conn for conn, _ in self._conns.values()), *self._draining]
 
+    def principal_of(self, conn: UpstreamConnection) -> str | None:
+        """The principal whose own connection `conn` is (kept for `user:<principal>`), else None."""
+        for (owner, _), (held, _) in self._conns.items():
+            if held is conn:
+                return owner.removeprefix("user:") if owner.startswith("user:") else None
+        return None
+
     def held_by(self, *owners: str) -> list[UpstreamConnection]:
         """The ready connections kept for any of `owners` (a session id, a `user:` principal, ...)."""
         return [conn for (owner, _), (conn, _) in self._conns.items() if owner in owners and conn.state == "ready"]

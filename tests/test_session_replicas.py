@@ -244,6 +244,27 @@ async def test_a_delete_through_one_replica_ends_the_session_on_every_replica(re
                 assert (await http.post(hub.url, json=_ping(20 + n), headers=headers)).status_code == 404
 
 
+async def test_a_replica_that_missed_an_end_forgets_its_copy_at_its_next_expiry_round(redis_url: str) -> None:
+    """A replica whose pub/sub link was down when the session ended elsewhere still holds its copy: its
+    expiry round reads its copies' records in one batch and forgets those that are tombstones."""
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            sid = headers["mcp-session-id"]
+            other = await _session_on(http, one)  # a live session: kept
+            for n, used in enumerate((headers, other)):
+                assert (await http.post(two.url, json=_ping(n), headers=used)).status_code == 200
+            one.app.hub.sessions.forget(sid)
+            one.app.hub.saved.delete(sid)  # the end, as a replica writes it, but no "ended" broadcast
+            await one.app.hub.saved.flush()
+            assert two.app.hub.find_session(sid) is not None  # two did not hear of it
+            await two.app.hub.forget_ended()
+            assert two.app.hub.find_session(sid) is None
+            assert two.app.hub.find_session(other["mcp-session-id"]) is not None
+            assert (await http.post(two.url, json=_ping(5), headers=headers)).status_code == 404
+            assert (await http.post(two.url, json=_ping(6), headers=other)).status_code == 200
+
+
 async def test_sessions_made_and_deleted_round_robin_do_not_fill_the_replicas(redis_url: str) -> None:
     """Each session made on one replica, used on the other, ended through either: no copy is left behind,
     so the replicas' maxSessions is never reached by sessions their clients ended."""

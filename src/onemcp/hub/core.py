@@ -582,4 +582,11 @@ class Hub:
                 used = self.sessions.used_since(since)
                 self.saved.seen([s.id for s in used if s.transport == "streamable-http"])
                 self.saved.purge(self.config.hub.session_idle_timeout)
+                await self.forget_ended()
             since = now
+
+    async def forget_ended(self) -> None:
+        """Forget the copies here of sessions ended through another replica whose broadcast this one missed
+        (its pub/sub link was down): their records are tombstones (one batched read)."""
+        for sid in await self.saved.ended([s.id for s in self.sessions if s.transport == "streamable-http"]):
+            self.sessions.forget(sid)

@@ -13,7 +13,8 @@ record (`Hub.revive_session`); this module only stores and reads. Does not store
 A shared store (`shared`: Redis) outlives any one process's copy of a session: a replica that forgets
 its copy leaves the record to its TTL, and only the session's end deletes it. An ended session's record
 becomes a tombstone for the idle timeout, which a save does not overwrite (a replica that has not yet
-heard of the end cannot write the session back).
+heard of the end cannot write the session back). A replica that did not hear of an end (its pub/sub
+link was down) finds its copies' tombstones in one batched read per expiry round (`ended`) and forgets them.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class SessionRecords(Protocol):
     def save(self, session_id: str, doc: dict[str, Any]) -> None: ...
     def seen(self, session_ids: Iterable[str]) -> None: ...
     async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None: ...
+    async def ended(self, session_ids: list[str]) -> set[str]: ...  # of these, the ones whose record says ended
     async def flush(self) -> None: ...
     def delete(self, session_id: str) -> None: ...
     def purge(self, idle_timeout: float) -> None: ...
@@ -135,6 +137,9 @@ class SavedSessions:
         except ValueError:
             return None
         return doc if isinstance(doc, dict) else None
+
+    async def ended(self, session_ids: list[str]) -> set[str]:
+        return set()  # one hub's: a session it ended is no longer here
 
     def delete(self, session_id: str) -> None:
         db = self._open(create=False)
@@ -245,6 +250,19 @@ class RedisSessions:
         except ValueError:
             return None
         return doc if isinstance(doc, dict) else None
+
+    async def ended(self, session_ids: list[str]) -> set[str]:
+        """Of `session_ids`, those whose record is a tombstone (ended through another replica): one MGET
+        on a worker thread, through the breaker; none while Redis cannot say (the next round asks again)."""
+        if not session_ids:
+            return set()
+        try:
+            raws = await self.breaker.call(self._redis.mget, [REDIS_PREFIX + sid for sid in session_ids])
+        except self._errors as exc:
+            if not isinstance(exc, redis_link.RedisSkipped):
+                log.warning("ended sessions not read from Redis: %s", exc)
+            return set()
+        return {sid for sid, raw in zip(session_ids, raws, strict=False) if raw == ENDED}
 
     def delete(self, session_id: str) -> None:
         """The session ended: its record becomes a tombstone that expires after the idle timeout."""

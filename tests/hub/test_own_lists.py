@@ -144,3 +144,25 @@ def test_a_principals_own_lists_are_under_its_sessions_own() -> None:
     assert views.forget(per)  # type: ignore[arg-type]
     assert views.principals == {}  # nothing kept for a principal with no own connection left
     assert [p["name"] for p in views.of(session).items("prompts")] == ["iso__ours", "per__p"]
+
+
+async def test_a_tool_on_a_principals_own_connection_has_its_mcp_param_headers_checked() -> None:
+    """`x-mcp-header` of a tool only the principal's own connection lists: its `Mcp-Param-*` header is
+    required and checked as for any tool (it was unknown to the check, and the call went through without it)."""
+    with anyio.fail_after(DEADLINE):
+        servers = {"iso": fixture("--name", "iso", isolation="session"), "other": fixture("--name", "other")}
+        async with inprocess_hub(servers) as h:
+            _, (reply,) = await h.client.modern(
+                "tools/call", **tool_call("iso__add_tool", name="mine", header="Account")
+            )
+            assert "result" in reply, reply
+            assert reply["result"]["content"][0]["text"] == "added mine"
+            _, (listed,) = await h.client.modern("tools/list")
+            assert "iso__mine" in [t["name"] for t in listed["result"]["tools"]]
+            headers, body = modern_request("tools/call", **tool_call("iso__mine", account="acme"))
+            response, (refused,) = await h.client.request("POST", headers=headers, body=body)
+            assert response.status == 400 and "Mcp-Param-Account is missing" in refused["error"]["message"]
+            response, (answered,) = await h.client.request(
+                "POST", headers={**headers, "mcp-param-account": "acme"}, body=body
+            )
+            assert answered["result"]["content"][0]["text"] == '{"account":"acme"}'

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from onemcp.auth.access import MODERN_HTTP, Access
+from onemcp.auth.access import MODERN_HTTP
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
 from onemcp.downstream import requester, stateless
@@ -132,16 +132,16 @@ class ModernEndpoint:
         except requester.Refused as exc:
             await reject(exc.status, INVALID_PARAMS, exc.message)
             return
-        if method == "tools/call":
-            problem = self._param_headers_problem(scope, params, access)
-            if problem is not None:
-                await reject(400, HEADER_MISMATCH, problem)
-                return
         try:
             session = self.requests.session(access, meta)
         except HubError as exc:  # a template that does not render for the client's context
             await reject(400, INVALID_PARAMS, exc.message)
             return
+        if method == "tools/call":
+            problem = self._param_headers_problem(scope, params, session)
+            if problem is not None:
+                await reject(400, HEADER_MISMATCH, problem)
+                return
         await self._dispatch(scope, session, msg, method, params, receive, send)
 
     # ------------------------------------------------------------------ methods
@@ -168,12 +168,12 @@ class ModernEndpoint:
         else:
             await self._call(scope, session, msg, receive, send)
 
-    def _param_headers_problem(self, scope: Scope, params: dict[str, Any], access: Access) -> str | None:
+    def _param_headers_problem(self, scope: Scope, params: dict[str, Any], session: Session) -> str | None:
         """Check the `Mcp-Param-*` headers against the arguments they mirror (x-mcp-header).
 
         Only for a tool the requester reaches: of any other, nothing is said (routing says "not found").
         """
-        annotated = self.hub.tool_headers(str(params.get("name")), access)
+        annotated = self.hub.tool_headers(str(params.get("name")), session)
         arguments = params.get("arguments")
         arguments = arguments if isinstance(arguments, dict) else {}
         for prop, header in annotated.items():

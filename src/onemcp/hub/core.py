@@ -273,9 +273,9 @@ class Hub:
             await self.instances.ensure(session.access.reach.instances)
         return await self.exposure.served_list(kind, session.access, self.events.views.of(session))
 
-    def tool_headers(self, name: str, access: Access) -> dict[str, str]:
-        """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `access` reaches; of another, nothing."""
-        return self.dispatcher.tool_headers(name, access)
+    def tool_headers(self, name: str, session: Session) -> dict[str, str]:
+        """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `session` reaches; of another, nothing."""
+        return self.dispatcher.tool_headers(name, session)
 
     # ============================================================ sessions and requests
     def create_session(self, transport: Entry, access: Access) -> Session:

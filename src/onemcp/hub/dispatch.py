@@ -72,6 +72,9 @@ class Dispatcher:
         self.user_secrets: UserSecrets | None = None  # each principal's values for `${user:NAME}` (the hub's)
         self._levels: weakref.WeakKeyDictionary[UpstreamConnection, str] = weakref.WeakKeyDictionary()  # told
         self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
+        self._own_annotated: weakref.WeakKeyDictionary[Catalog, dict[str, dict[str, str]]] = (
+            weakref.WeakKeyDictionary()
+        )  # the same, of the sessions' views
         self.subscriptions = subscriptions
         subscriptions.route = self.connection
         self.view = subscriptions.view  # the catalog as a session sees it (`hub/own_lists.py`)
@@ -162,19 +165,27 @@ class Dispatcher:
             await self._tell_level(conn, self._level_of(conn))
         return conn
 
-    def tool_headers(self, name: str, access: Access) -> dict[str, str]:
-        """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `access` reaches; of another, nothing."""
-        tools = self.catalog.items("tools")
-        if self._annotated[0] is not tools:
-            self._annotated = (tools, mcp_headers.header_params(tools))
-        annotated = self._annotated[1].get(name)
-        if not annotated:
+    def tool_headers(self, name: str, session: Session) -> dict[str, str]:
+        """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `session` reaches, in the catalog as it
+        sees it (its own and its principal's connections' lists, `hub/own_lists.py`); of another, nothing."""
+        catalog = self.view(session)
+        tools = catalog.items("tools")
+        if catalog is not self.catalog:  # a session's view: its own table, made again when its view is
+            annotated = self._own_annotated.get(catalog)
+            if annotated is None:
+                annotated = self._own_annotated[catalog] = mcp_headers.header_params(tools)
+        else:
+            if self._annotated[0] is not tools:
+                self._annotated = (tools, mcp_headers.header_params(tools))
+            annotated = self._annotated[1]
+        headers = annotated.get(name)
+        if not headers:
             return {}
         try:
-            self.catalog.resolve_name("tools", name, access.reach)
+            catalog.resolve_name("tools", name, session.access.reach)
         except NotFound:
             return {}
-        return annotated
+        return headers
 
     async def _resume(
         self, session: Session, msg: Message, method: str, params: dict[str, Any]

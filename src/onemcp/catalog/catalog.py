@@ -108,6 +108,7 @@ class Catalog:
         self.withheld: dict[str, set[str]] = {}  # server -> tools its pins withhold (hub/pins.py), for a clear error
         self.unmatched: dict[str, list[str]] = {}  # server -> its tool rules that name no tool it lists
         self.version = 0  # counts rebuilds: a copy made by `overlaid` is stale once it moved on
+        self.own_tools: frozenset[str] = frozenset()  # a copy's servers whose tools are its own (`overlaid`)
 
     # ----------------------------------------------------------------- configuration
     @property
@@ -163,6 +164,8 @@ class Catalog:
             server: {**kinds, **own[server]} if server in own else kinds for server, kinds in self._lists.items()
         }
         other._views, other.collisions, other.unmatched = {}, {}, dict(self.unmatched)
+        owned = {server for server, kinds in own.items() if "tools" in kinds and server in self._lists}
+        other.own_tools = self.own_tools | owned
         other._rebuild(set(KINDS), check=False)
         return other
 

@@ -114,9 +114,11 @@ class Dispatcher:
                 return await self._resume(session, msg, method, params)
             del params["requestState"]  # the URLs it asked for were visited: the call again, as new
             params.pop("inputResponses", None)
-        if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):
+        if method == "tools/call" and await self.exposure.handles(
+            session.access, params.get("name"), self.view(session)
+        ):
             await self.until_started()
-            answered = await self.exposure.call(session.access, params)  # call_tool: params now name its target
+            answered = await self.exposure.call(session.access, params, self.view(session))  # params: its target
             if answered is not None:
                 return jsonrpc.result(msg["id"], answered)
             try:
@@ -191,8 +193,10 @@ class Dispatcher:
         self, session: Session, msg: Message, method: str, params: dict[str, Any]
     ) -> tuple[UpstreamConnection, Call]:
         """A retry that answers a call this hub parked (`bridge.Parking`): that call, driven on."""
-        if method == "tools/call" and await self.exposure.handles(session.access, params.get("name")):
-            await self.exposure.call(session.access, params)  # a call_tool retry: params now name its target
+        if method == "tools/call" and await self.exposure.handles(
+            session.access, params.get("name"), self.view(session)
+        ):
+            await self.exposure.call(session.access, params, self.view(session))  # a call_tool retry: its target
         target = self._route(session, method, params) if method in ROUTED else None  # still its to make
         parked = self.parking.resume(
             params["requestState"], method, params.get("inputResponses"), session.principal.key, target

@@ -6,19 +6,18 @@ Owns the decision per requester (the connection's `?exposure=`, else its preset'
 catalog (synced lazily, per server, before each search: what changed is re-embedded, nothing
 else; the transformer's vectors of new tools computed by `run_transformer` on a worker thread,
 searches ranking without them meanwhile), token counts of lists, and answering `search_tools` /
-`get_tool_schema` and turning `call_tool` into the call it names. Does not decide what a
-requester may reach: every result and every call goes through the same `Access` as lists and
-routing do.
+`get_tool_schema` and turning `call_tool` into the call it names, in the catalog as the session sees
+it (a view with its own connections' tools is searched with their small index, `hub/own_search.py`).
+Does not decide what a requester may reach: every result and every call goes through the same
+`Access` as lists and routing do.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +28,7 @@ from onemcp.auth.access import Access
 from onemcp.catalog.catalog import Catalog, Item, shown_as
 from onemcp.catalog.reach import Reach
 from onemcp.config.model import Exposure, HubConfig
+from onemcp.hub.own_search import OwnSearch, ToolEntries, allowed, entry_key, merged, tool_entries
 from onemcp.protocol.errors import NotFound
 from onemcp.search import meta
 
@@ -41,7 +41,6 @@ Mode = Literal["full", "search"]
 SEARCH_LIST = orjson.dumps({"tools": meta.META_TOOLS})
 MAX_COUNTED = 256  # token counts remembered (one per distinct serialised list)
 MAX_COUNTED_BYTES = 16 * 1024 * 1024  # ... and the lists they are keyed by, held at most (2,000 tools: 2.8 MB a list)
-MAX_SEEN = 256  # requesters' sets of visible tools kept (one per distinct reach and server searched)
 SPREAD_FROM = 64  # tools waiting for the transformer from which their encoding takes every core it may
 QUERY_THREADS = 2  # worker threads that encode queries (the model runs two at once: deep.WORKERS)
 SYNC_ROUNDS = 4  # changes read off the loop per search: a catalog changing all the time is then read in line
@@ -105,7 +104,8 @@ class ToolExposure:
         self._index: SearchIndex | None = None
         self._synced: list[Item] | None = None  # the catalog's tools list the index was last synced with
         self._servers: dict[str, list[Item]] = {}
-        self._tools: _Tools | None = None
+        self._tools: ToolEntries | None = None
+        self.own = OwnSearch(identity)  # sessions' views' own tools (`hub/own_search.py`)
         self._wake: anyio.Event | None = None  # set when the index has texts for the transformer
         self._building: anyio.Event | None = None  # while `ready_index` builds the index on a thread
         self._encoding: anyio.CapacityLimiter | None = None  # the worker threads queries are encoded on
@@ -229,16 +229,20 @@ class ToolExposure:
             await self.ready_index()
 
     # ------------------------------------------------------------------ the meta-tools
-    async def handles(self, access: Access, name: object) -> bool:
+    async def handles(self, access: Access, name: object, catalog: Catalog | None = None) -> bool:
         """Is a tools/call of `name` one of the meta-tools (in search mode, or no tool of that name is in
-        reach)? An `auto` mode may rest on a count: prepared off the event loop first (`ready_to_count`)."""
+        reach, in `catalog`: the session's view of it)? An `auto` mode may rest on a count: prepared off
+        the event loop first (`ready_to_count`)."""
         if not isinstance(name, str) or name not in meta.NAMES:
             return False
         await self.ready_to_count([access])
-        return self.mode(access) == "search" or self.catalog.seen_as("tools", name, access.reach) is None
+        return self.mode(access) == "search" or (catalog or self.catalog).seen_as("tools", name, access.reach) is None
 
-    async def call(self, access: Access, params: dict[str, Any]) -> dict[str, Any] | None:
-        """A meta-tool call: its result, or None after rewriting `params` into the call `call_tool` names."""
+    async def call(
+        self, access: Access, params: dict[str, Any], catalog: Catalog | None = None
+    ) -> dict[str, Any] | None:
+        """A meta-tool call: its result, or None after rewriting `params` into the call `call_tool` names.
+        `catalog`: the session's view of the catalog (`hub/own_lists.py`), which it searches and describes."""
         name = params["name"]
         arguments = params.get("arguments")
         arguments = {} if arguments is None else arguments
@@ -246,9 +250,9 @@ class ToolExposure:
             if not isinstance(arguments, dict):
                 raise meta.MetaArgsError(f"{name}: 'arguments' must be an object")
             if name == meta.SEARCH:
-                return await self._search(access, *meta.search_args(arguments))
+                return await self._search(access, *meta.search_args(arguments), catalog=catalog or self.catalog)
             if name == meta.SCHEMA:
-                tool = self._tool(access, meta.name_arg(name, arguments, {"name"}))
+                tool = self._tool(access, meta.name_arg(name, arguments, {"name"}), catalog or self.catalog)
                 return meta.text_result(orjson.dumps(tool).decode())
             target = meta.name_arg(name, arguments, {"name", "arguments"})
             if target in meta.NAMES:
@@ -264,28 +268,33 @@ class ToolExposure:
         """call_tool's answer for a name its caller does not reach (as get_tool_schema's: a tool error)."""
         return meta.text_result(f"{exc.message}; search_tools finds tools by what they do", error=True)
 
-    def _tool(self, access: Access, name: str) -> Item:
-        """A tool's definition as `access`'s list shows it (else the same answer as an unknown name)."""
-        seen = None if name in meta.NAMES else self.catalog.seen_as("tools", name, access.reach)
-        definition = None if seen is None else self._definitions().get(entry_key(seen[0], name))
+    def _tool(self, access: Access, name: str, catalog: Catalog) -> Item:
+        """A tool's definition as `access`'s list of `catalog` shows it (else the same answer as an unknown name)."""
+        seen = None if name in meta.NAMES else catalog.seen_as("tools", name, access.reach)
+        definition = None if seen is None else self._entries(catalog).definitions.get(entry_key(seen[0], name))
         if definition is None:  # a meta-tool's name is the meta-tool's here: an upstream tool of that name is not
-            withheld = None if name in meta.NAMES else self.catalog.withheld_error(name, access.reach)
+            withheld = None if name in meta.NAMES else catalog.withheld_error(name, access.reach)
             if withheld is not None:  # as a call of it says: changed since approved
                 raise meta.MetaArgsError(withheld.message)
             raise meta.MetaArgsError(f"Tool not found: {name}; search_tools finds tools by what they do")
         return definition
 
-    async def _search(self, access: Access, query: str, limit: int, server: str | None) -> dict[str, Any]:
+    async def _search(
+        self, access: Access, query: str, limit: int, server: str | None, catalog: Catalog
+    ) -> dict[str, Any]:
         reach = access.reach
-        if server is not None and not any(shown_as(s) == server and reach.touches(s) for s in self._by_server()):
+        by_server = self._entries(catalog).by_server
+        if server is not None and not any(shown_as(s) == server and reach.touches(s) for s in by_server):
             config = self._config()
             if (server in config.servers or server in config.templates) and reach.touches(server):
                 why = "lists no tools now (it may be starting, disabled or failing: /health says which)"
                 raise meta.MetaArgsError(f"search_tools: server {server!r} {why}")
             raise meta.MetaArgsError(f"search_tools: no server {server!r} among the tools you can use")
-        vector = await self.query_vector(query)
-        allowed = self._allowed(reach, server)  # after the wait: the catalog as it is now
-        tools, total = self.find(query, limit, allowed, vector)
+        if catalog is not self.catalog and catalog.own_tools:  # its own connections' tools too
+            tools, total = await self._search_view(query, limit, reach, server, catalog)
+        else:
+            vector = await self.query_vector(query)
+            tools, total = self.find(query, limit, self._allowed(reach, server), vector)  # the catalog as it is now
         self.searches += 1
         return meta.text_result(meta.render_hits(query, [item for item, _ in tools], total, server))
 
@@ -301,6 +310,25 @@ class ToolExposure:
         await self.ready_index()  # a change meanwhile is read off the loop too, not by `find`
         return vector
 
+    async def _search_view(
+        self, query: str, limit: int, reach: Reach, server: str | None, catalog: Catalog
+    ) -> tuple[list[tuple[Item, str]], int]:
+        """`find` in a session's view: its own servers' tools in their small index, the rest in the hub's."""
+        deep = (await self.ready_index()).query_encoder() is not None
+        own = await self.own.index(catalog, self.index(), deep)
+        vector = await self.query_vector(query)
+        if (vector is not None) != deep:  # the hub's index began or stopped ranking with the transformer meanwhile
+            own = await self.own.index(catalog, self.index(), vector is not None)
+        entries = self._entries(catalog)
+        seen = allowed(catalog, entries, reach, server)
+        hub = frozenset(key for key in seen if entries.owners[key][0] not in catalog.own_tools)
+        hits = merged(
+            self.index().search(query, limit=limit, allowed=hub.__contains__, vector=vector),
+            own.search(query, limit=limit, allowed=seen.__contains__, vector=vector),
+            limit,
+        )
+        return [(entries.definitions[h.name], entries.owners[h.name][0]) for h in hits], len(seen)
+
     def find(
         self, query: str, limit: int, allowed: frozenset[str], vector: Any = None
     ) -> tuple[list[tuple[Item, str]], int]:
@@ -311,29 +339,9 @@ class ToolExposure:
         return [(current.definitions[h.name], current.owners[h.name][0]) for h in hits], len(allowed)
 
     def _allowed(self, reach: Reach, server: str | None) -> frozenset[str]:
-        """The entries (by key) a requester with `reach` sees in its full list, of `server` if given:
-        of the entries with one visible name, the first within reach, as its list shows; never a
-        meta-tool's name (the meta-tool's). Kept per reach until the catalog changes."""
-        current = self._current()
-        found = current.seen.get((reach, server))
-        if found is None:
-            if reach.everything and not self.catalog.has_instances:
-                found = frozenset(
-                    k for k in current.placed if server is None or shown_as(current.owners[k][0]) == server
-                )
-            else:
-                seen_as = functools.partial(self.catalog.seen_as, "tools", reach=reach)
-                found = frozenset(
-                    key
-                    for key, (owner, original, visible) in current.owners.items()
-                    if visible not in meta.NAMES
-                    and (server is None or shown_as(owner) == server)
-                    and seen_as(visible) == (owner, original)
-                )
-            if len(current.seen) >= MAX_SEEN:
-                current.seen.clear()  # many distinct principals: rebuild on demand rather than grow
-            current.seen[(reach, server)] = found
-        return found
+        """The catalog's entries (by key) a requester with `reach` sees in its full list, of `server` if
+        given (`own_search.allowed`), kept per reach until the catalog changes."""
+        return allowed(self.catalog, self._current(), reach, server)
 
     def placed_allowed(self, server: str | None) -> frozenset[str]:
         """The first entry of each name (template instances' included), of `server` if given: what the
@@ -484,27 +492,18 @@ class ToolExposure:
         while self._index is not None and self._index.deep_pending() and self._drained is not None:
             await self._drained.wait()
 
-    def _current(self) -> _Tools:
+    def _current(self) -> ToolEntries:
         tools = self.catalog.entries("tools")
         if self._tools is None or self._tools.of is not tools:
-            current = _Tools(tools, {}, {}, {}, {}, set(), {})
-            for item, server, original, visible in tools:
-                key = entry_key(server, visible)
-                current.by_server.setdefault(server, []).append(item)
-                current.keys.setdefault(server, []).append(key)
-                current.definitions[key] = item
-                current.owners[key] = (server, original, visible)
-            for item, server, _ in self.catalog.placed("tools"):  # the first entry of each name
-                if (visible := str(item.get("name"))) not in meta.NAMES:
-                    current.placed.add(entry_key(server, visible))
-            self._tools = current
+            self._tools = tool_entries(self.catalog)
         return self._tools
+
+    def _entries(self, catalog: Catalog) -> ToolEntries:
+        """The tool entries of the catalog, or of a session's view of it (kept with the view)."""
+        return self._current() if catalog is self.catalog else self.own.entries(catalog)
 
     def _by_server(self) -> dict[str, list[Item]]:
         return self._current().by_server
-
-    def _definitions(self) -> dict[str, Item]:
-        return self._current().definitions
 
 
 def _new_index(directory: Path | None) -> SearchIndex:
@@ -531,23 +530,3 @@ def _prepared(changed: list[tuple[str, list[Item], str, list[str]]]) -> list[Pre
     from onemcp.search.index import prepare
 
     return [prepare(*args) for args in changed]
-
-
-def entry_key(server: str, visible: str) -> str:
-    """What the index knows one catalog entry by: a visible name can be several servers' (template
-    instances, prefixMode never), and each requester sees the one its reach selects."""
-    return f"{server}\0{visible}"
-
-
-@dataclass(frozen=True)
-class _Tools:
-    """Every tool entry of the catalog (hidden ones included), grouped for the index and looked up by key."""
-
-    of: list[tuple[Item, str, str, str]]  # the catalog's entries these were built from (rebuilt when replaced)
-    by_server: dict[str, list[Item]]  # server -> its entries' definitions, as listed
-    keys: dict[str, list[str]]  # server -> its entries' keys, in the same order
-    definitions: dict[str, Item]  # key -> definition as listed
-    owners: dict[str, tuple[str, str, str]]  # key -> (server, upstream name, visible name)
-    placed: set[str]  # the first entry's key of each name (without instances: what all see), no meta names
-    seen: dict[tuple[Reach, str | None], frozenset[str]]  # (reach, server) -> the keys it sees (`_allowed`)
-    server_tokens: dict[str, int] = field(default_factory=dict)  # server -> tokens of its tools (once asked)

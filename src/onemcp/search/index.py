@@ -218,11 +218,16 @@ class SearchIndex:
         *,
         model: embed.StaticModel | bool | None = True,
         transformer: deep.DeepModel | bool | None = True,
+        lender: SearchIndex | None = None,
     ) -> None:
         """`model`, `transformer`: True loads the shipped one; None or False goes without it. The static
         model is loaded for True only when the transformer is not there: once the transformer ranks, the
         static ranking adds nothing measurable (RESULTS.md) and costs ~10 MB; until it ranks (a first
-        cold start: a second or two; a reload: the new tools' few milliseconds), words alone rank."""
+        cold start: a second or two; a reload: the new tools' few milliseconds), words alone rank.
+        `lender`: an index of the same models whose vectors this one takes rather than encode a text
+        again (a session's small index of its own tools beside the hub's, `hub/own_search.py`); only
+        read, one vector at a time, so it may change meanwhile on another thread."""
+        self._lender = lender
         self.transformer = deep.load() if transformer is True else (transformer or None)
         if model is True:
             self.model = embed.load() if self.transformer is None else None
@@ -268,6 +273,7 @@ class SearchIndex:
         for entry in prepared.entries:
             if entry.name in self._tools:
                 continue
+            self._borrow(entry.digest)
             self.lexical.add(entry.name, entry.document)
             kind = self._kind_of(entry.kind, pending) if entry.kind else ""
             self._tools[entry.name] = _Tool(server, entry.digest, kind, entry.products)
@@ -304,11 +310,23 @@ class SearchIndex:
     def _kind_of(self, kind: str, pending: dict[str, str]) -> str:
         """The digest of `kind` (words); its vectors are embedded like a tool's text, once per kind."""
         digest = hashlib.sha256(b"kind\0" + kind.encode()).hexdigest()
+        self._borrow(digest)
         if self.model is not None and digest not in self._memory:
             pending[digest] = kind
         if self.transformer is not None and digest not in self._deep:
             self._deep_todo[digest] = kind
         return digest
+
+    def _borrow(self, digest: str) -> None:
+        """Take the lender's vectors of `digest` that this index lacks (its models are the same)."""
+        lender = self._lender
+        if lender is None:
+            return
+        static = self.model is not None and self.model is lender.model
+        transformer = self.transformer is not None and self.transformer is lender.transformer
+        for mine, theirs, same in ((self._memory, lender._memory, static), (self._deep, lender._deep, transformer)):
+            if same and digest not in mine and (vector := theirs.get(digest)) is not None:
+                mine[digest] = vector
 
     def _embed(self, pending: dict[str, str]) -> None:
         import numpy as np

@@ -1,0 +1,102 @@
+"""Search exposure over a session's own connection's lists: search_tools finds the tools that connection
+lists (a small index of those servers' tools beside the shared one), get_tool_schema describes them and
+call_tool calls them; other sessions find none of them."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import anyio
+import pytest
+
+from onemcp.catalog.catalog import Catalog
+from onemcp.catalog.reach import EVERYTHING
+from onemcp.hub.own_search import OwnSearch, allowed, entry_key, merged, tool_entries
+from onemcp.protocol.names import NameCodec, PrefixMode
+from onemcp.search import meta
+from onemcp.search.index import Hit, SearchIndex
+from support.inprocess import fixture, inprocess_hub, tool_call
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+SERVERS = {"iso": fixture("--name", "iso", isolation="session"), "other": fixture("--name", "other")}
+SEARCH = {"searchCache": False, "exposure": "search"}
+
+
+def text(reply: dict[str, Any]) -> str:
+    assert "result" in reply, reply
+    return str(reply["result"]["content"][0]["text"])
+
+
+def hit_names(found: str) -> list[str]:
+    return [line.split("(", 1)[0] for line in found.splitlines() if "(" in line and not line.startswith("(")]
+
+
+async def test_search_finds_describes_and_calls_a_tool_only_the_sessions_own_connection_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, SEARCH) as h:
+            events, listed = h.app.hub.events, anyio.Event()
+            on_list = events.on_list
+
+            def heard(conn: Any, kind: str, items: list[dict[str, Any]]) -> None:
+                on_list(conn, kind, items)  # in search mode no list_changed tells the client: its list is the same
+                if conn.owner is not None and any(item.get("name") == "forecast_weather" for item in items):
+                    listed.set()
+
+            monkeypatch.setattr(events, "on_list", heard)
+            mine, theirs = await h.session(), await h.session()
+            added = tool_call(meta.CALL, name="iso__add_tool", arguments={"name": "forecast_weather"})
+            assert text(await mine.ask("tools/call", added)) == "added forecast_weather"
+            await listed.wait()  # the session's own connection listed it again
+            found = hit_names(text(await mine.ask("tools/call", tool_call(meta.SEARCH, query="forecast weather"))))
+            assert found[:1] == ["iso__forecast_weather"], found
+            everything = text(await mine.ask("tools/call", tool_call(meta.SEARCH, query="echo", limit=20)))
+            assert "other__echo" in everything and "iso__echo" in everything  # the shared index's, beside it
+            schema = text(await mine.ask("tools/call", tool_call(meta.SCHEMA, name="iso__forecast_weather")))
+            assert "Added at runtime" in schema
+            through = tool_call(meta.CALL, name="iso__forecast_weather", arguments={"x": 1})
+            assert text(await mine.ask("tools/call", through)) == '{"x":1}'
+            # another session (its own connection to iso lists no such tool) finds, describes and calls none
+            others = text(await theirs.ask("tools/call", tool_call(meta.SEARCH, query="forecast weather", limit=20)))
+            assert "forecast_weather" not in others
+            refused = await theirs.ask("tools/call", tool_call(meta.SCHEMA, name="iso__forecast_weather"))
+            assert refused["result"]["isError"] is True and "Tool not found" in text(refused)
+            assert "iso__forecast_weather" not in {t["name"] for t in h.app.hub.catalog.items("tools")}
+
+
+async def test_a_views_index_holds_its_own_servers_tools_borrows_the_hubs_vectors_and_goes_with_the_view() -> None:
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["iso", "other"])
+    echo = {"name": "echo", "description": "Echo a message back.", "inputSchema": {"type": "object"}}
+    mine = {"name": "forecast", "description": "Forecast the weather of a city.", "inputSchema": {"type": "object"}}
+    for server in ("iso", "other"):
+        catalog.update(server, "tools", [echo])
+    hub = SearchIndex(None, model=False)
+    for server, items in tool_entries(catalog).by_server.items():
+        hub.update(server, items, keys=tool_entries(catalog).keys[server])
+    if hub.transformer is not None:
+        hub.fill_deep()
+    view = catalog.overlaid({"iso": {"tools": [echo, mine]}})
+    assert view.own_tools == {"iso"} and catalog.own_tools == frozenset()
+    own = OwnSearch(lambda server: "")
+    small = await own.index(view, hub, deep=hub.transformer is not None)
+    assert sorted(small._tools) == [entry_key("iso", "iso__echo"), entry_key("iso", "iso__forecast")]
+    if hub.transformer is not None:  # echo's vector is the hub's: only the tool of its own was encoded
+        assert small.deep_ready and small.deep_embedded == 1
+    assert await own.index(view, hub, deep=hub.transformer is not None) is small  # kept with the view
+    assert await own.index(view, hub, deep=False) is not small  # made again when the hub's ranking changed
+    (hit,) = small.search(
+        "weather forecast", limit=1, allowed=allowed(view, own.entries(view), EVERYTHING, None).__contains__
+    )
+    assert hit.name == entry_key("iso", "iso__forecast")
+    del view, small
+    gc.collect()
+    assert not own._views  # dropped with the view
+
+
+def test_merged_hits_rank_by_fused_score_then_key() -> None:
+    a, b, c = Hit("a", "s", 0.5), Hit("b", "t", 0.7), Hit("c", "s", 0.5)
+    assert merged([c, a], [b], 2) == [b, a]

@@ -43,7 +43,7 @@ async def test_search_finds_describes_and_calls_a_tool_only_the_sessions_own_con
 
             def heard(conn: Any, kind: str, items: list[dict[str, Any]]) -> None:
                 on_list(conn, kind, items)  # in search mode no list_changed tells the client: its list is the same
-                if conn.owner is not None and any(item.get("name") == "forecast_weather" for item in items):
+                if any(item.get("name") == "forecast_weather" for item in items):  # only an own connection lists it
                     listed.set()
 
             monkeypatch.setattr(events, "on_list", heard)
@@ -65,6 +65,35 @@ async def test_search_finds_describes_and_calls_a_tool_only_the_sessions_own_con
             refused = await theirs.ask("tools/call", tool_call(meta.SCHEMA, name="iso__forecast_weather"))
             assert refused["result"]["isError"] is True and "Tool not found" in text(refused)
             assert "iso__forecast_weather" not in {t["name"] for t in h.app.hub.catalog.items("tools")}
+
+
+async def test_a_2026_caller_searches_describes_and_calls_a_tool_only_its_principals_connection_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, SEARCH) as h:
+            events, listed = h.app.hub.events, anyio.Event()
+            on_list = events.on_list
+
+            def heard(conn: Any, kind: str, items: list[dict[str, Any]]) -> None:
+                on_list(conn, kind, items)
+                if any(item.get("name") == "forecast_weather" for item in items):
+                    listed.set()
+
+            monkeypatch.setattr(events, "on_list", heard)
+
+            async def ask(tool: str, /, **arguments: Any) -> str:
+                _, (reply,) = await h.client.modern("tools/call", **tool_call(tool, **arguments))
+                return text(reply)
+
+            assert await ask(meta.CALL, name="iso__add_tool", arguments={"name": "forecast_weather"}) == (
+                "added forecast_weather"
+            )
+            await listed.wait()
+            assert hit_names(await ask(meta.SEARCH, query="forecast weather"))[:1] == ["iso__forecast_weather"]
+            assert "Added at runtime" in await ask(meta.SCHEMA, name="iso__forecast_weather")
+            assert await ask(meta.CALL, name="iso__forecast_weather", arguments={"x": 1}) == '{"x":1}'
+            assert "iso__forecast_weather" not in {t["name"] for t in h.app.hub.catalog.items("tools")}  # its own
 
 
 async def test_a_views_index_holds_its_own_servers_tools_borrows_the_hubs_vectors_and_goes_with_the_view() -> None:

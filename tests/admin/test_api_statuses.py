@@ -142,7 +142,7 @@ async def test_every_status_a_route_answers_is_documented(tmp_path: Path, monkey
             def unwritable(*args: Any, **kwargs: Any) -> Any:
                 raise PermissionError(13, "Permission denied")
 
-            async def cancelled(*args: Any) -> None:
+            async def cancelled(*args: Any, **kwargs: Any) -> None:
                 return None
 
             def unreadable(*args: Any) -> Any:

@@ -134,8 +134,15 @@ def state(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     url: str = request.getfixturevalue("shared_redis")
-    redis.Redis.from_url(url).flushdb()
+    flush(url)
     return url
+
+
+def flush(url: str) -> None:
+    """Empty the test's Redis, closing the connection (one left to the garbage collector is an unraisable
+    ResourceWarning in whichever test happens to collect it)."""
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
 
 
 @pytest.fixture
@@ -1306,7 +1313,7 @@ def replica(server: OAuthServer, browser_of: Harness) -> Harness:
 async def test_replicas_sharing_redis_honour_each_others_clients_pages_codes_tokens_and_revocations(
     shared_redis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    redis.Redis.from_url(shared_redis).flushdb()
+    flush(shared_redis)
     keys = KeyStore(tmp_path / "keys.db")  # one key store for both (as RedisKeyStore is across replicas)
     options: dict[str, Any] = {"scopes_supported": ["mcp", "admin"], "consent": "page", "operator": "key"}
     clock = Clock()
@@ -1415,13 +1422,14 @@ async def test_a_flood_of_registrations_makes_room_from_clients_that_never_got_a
 
 
 async def test_clients_registered_before_redis_indexed_unused_ones_give_way_too(
-    make: Callable[..., Harness], state: str | None, monkeypatch: pytest.MonkeyPatch
+    make: Callable[..., Harness], state: str | None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     """Clients a Redis store registered before it indexed the unused ones (`clients:unused`) were never
     evicted nor forgotten: the first eviction after the upgrade indexes those that never got a code."""
     if state is None:
         pytest.skip("SQLite finds unused clients by query: it has no index to miss")
     raw = redis.Redis.from_url(state)
+    request.addfinalizer(raw.close)
     monkeypatch.setattr(directory_module, "MAX_CLIENTS", 3)
     before = make()  # a replica of before the index
     used = (await before.register())["client_id"]

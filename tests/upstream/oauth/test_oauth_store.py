@@ -105,7 +105,8 @@ async def test_replicas_share_credentials_links_and_the_refresh_lock_in_redis(
     await one.write("remote", {"tokens": {"access_token": "secret-access-token"}})
     assert await two.read("remote") == {"tokens": {"access_token": "secret-access-token"}}
     assert await two.names() == ["remote"]
-    raw = redis.Redis.from_url(redis_url).hget("onemcp:upstream-auth", "remote")
+    with redis.Redis.from_url(redis_url) as client:
+        raw = client.hget("onemcp:upstream-auth", "remote")
     assert raw is not None and b"secret-access-token" not in raw  # encrypted in Redis too
     one.put_link("state-1", {"verifier": "v"}, 60)
     one.close()  # after the link is written (by a thread of its own)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from mcp.types import TextContent
 
 from fixtures.launch import fixture_command
@@ -108,3 +109,39 @@ async def test_a_tool_result_of_the_wrong_types_is_a_tool_error_naming_the_serve
     assert not fine.is_error
     labels = {"method": "tools/call", "server": "bad", "outcome": "tool_error"}
     assert counted.get_sample_value("onemcp_upstream_requests_total", labels) == len(expected)  # not as successes
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_prompt_or_read_result_of_the_wrong_types_is_an_error_naming_the_server(mode: str) -> None:
+    """The official SDK client validates a prompts/get and a resources/read result: a message with
+    an untyped content, a text that is not a string, a role "system", messages or contents not a
+    list, a contents item without a uri or a string text/blob made get_prompt/read_resource raise a
+    bare validation error; the hub answers -32603 saying which server and what."""
+    bad = fixture_command("--bad-schemas", "--name", "bad")
+    said: dict[str, tuple[int, str]] = {}
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": {"bad": {"command": bad[0], "args": bad[1:]}}}) as hub:
+            async with Client(hub.url, mode=mode, cache=None) as client:
+                for kind in ("untyped", "number", "role", "messages"):
+                    with pytest.raises(MCPError) as err:
+                        await client.get_prompt("mistyped_prompt", {"kind": kind})
+                    said[f"prompt {kind}"] = (err.value.code, err.value.message)
+                for kind in ("uri", "body", "contents"):
+                    with pytest.raises(MCPError) as err:
+                        await client.read_resource(f"fixture://mistyped/{kind}")
+                    said[f"read {kind}"] = (err.value.code, err.value.message)
+                fine = await client.get_prompt("odd_args")
+                read = await client.read_resource("fixture://odd")
+    expected = {
+        "prompt untyped": "messages[0].content has no type",
+        "prompt number": "messages[0].content (text) has no string text",
+        "prompt role": "messages[0] has the role 'system', not 'user' or 'assistant'",
+        "prompt messages": "messages is not a list",
+        "read uri": "contents[0] has no string uri",
+        "read body": "contents[0] has neither a string text nor a string blob",
+        "read contents": "contents is not a list",
+    }
+    method = {"prompt": "prompts/get", "read": "resources/read"}
+    answer = "[bad] the server answered {} with a result a client cannot read: {}"
+    assert said == {k: (-32603, answer.format(method[k.split()[0]], v)) for k, v in expected.items()}
+    assert fine.messages and read.contents

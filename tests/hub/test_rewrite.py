@@ -5,7 +5,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from onemcp.hub.rewrite import for_client, tool_result_problem, truncated, visible_content, with_visible_uris
+from onemcp.hub.rewrite import (
+    for_client,
+    reply_problem,
+    tool_result_problem,
+    truncated,
+    visible_content,
+    with_visible_uris,
+)
 from onemcp.protocol.errors import INVALID_PARAMS, RESOURCE_NOT_FOUND
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.meta import SERVER_INFO
@@ -183,3 +190,52 @@ def test_a_tool_result_a_strict_client_rejects_is_named_field_by_field() -> None
     for result, problem in cases:
         assert tool_result_problem(result, legacy=True) == problem, result
     assert tool_result_problem({"content": [], "structuredContent": [1]}, legacy=False) is None  # 2026-07-28: any JSON
+
+
+def test_a_prompt_a_strict_client_rejects_is_named_field_by_field() -> None:
+    """What the official SDK clients validate of a GetPromptResult (both eras' wire types)."""
+    user = {"role": "user", "content": {"type": "text", "text": "t"}}
+    link = {"type": "resource_link", "uri": "f://a", "name": "a"}
+    fine = {"description": "d", "messages": [user, {"role": "assistant", "content": link}], "_meta": {}}
+    assert reply_problem("prompts/get", fine) is None
+    assert reply_problem("prompts/get", {"resultType": "input_required", "inputRequests": {}}) is None
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({}, "messages is missing"),
+        ({"messages": {"role": "user"}}, "messages is not a list"),
+        ({"messages": [user, "hi"]}, "messages[1] is not an object"),
+        ({"messages": [{**user, "role": "system"}]}, "messages[0] has the role 'system', not 'user' or 'assistant'"),
+        ({"messages": [{"content": user["content"]}]}, "messages[0] has no role, not 'user' or 'assistant'"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content is missing"),
+        ({"messages": [{"role": "user", "content": "t"}]}, "messages[0].content is not an object"),
+        ({"messages": [{"role": "user", "content": {"text": "t"}}]}, "messages[0].content has no type"),
+        (
+            {"messages": [{"role": "user", "content": {"type": "text", "text": 5}}]},
+            "messages[0].content (text) has no string text",
+        ),
+        ({"messages": [], "description": 5}, "description is not a string"),
+        ({"messages": [], "_meta": "m"}, "_meta is not an object"),
+    ]
+    for result, problem in cases:
+        assert reply_problem("prompts/get", result) == problem, result
+
+
+def test_a_read_resource_a_strict_client_rejects_is_named_field_by_field() -> None:
+    """What the official SDK clients validate of a ReadResourceResult (both eras' wire types)."""
+    text = {"uri": "f://a", "text": "t", "mimeType": "text/plain", "_meta": {}}
+    blob = {"uri": "f://b", "blob": "AA=="}
+    assert reply_problem("resources/read", {"contents": [text, blob], "_meta": {}}) is None
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({}, "contents is missing"),
+        ({"contents": text}, "contents is not a list"),
+        ({"contents": [text, 5]}, "contents[1] is not an object"),
+        ({"contents": [{"text": "t"}]}, "contents[0] has no string uri"),
+        ({"contents": [{"uri": 5, "text": "t"}]}, "contents[0] has no string uri"),
+        ({"contents": [{"uri": "f://a", "text": 5}]}, "contents[0] has neither a string text nor a string blob"),
+        ({"contents": [{"uri": "f://a"}]}, "contents[0] has neither a string text nor a string blob"),
+        ({"contents": [{**text, "mimeType": 3}]}, "contents[0] has a mimeType that is not a string"),
+        ({"contents": [{**blob, "_meta": []}]}, "contents[0] has a _meta that is not an object"),
+        ({"contents": [], "_meta": 1}, "_meta is not an object"),
+    ]
+    for result, problem in cases:
+        assert reply_problem("resources/read", result) == problem, result
+    assert reply_problem("tools/list", {"tools": 5}) is None  # not a reply it knows

@@ -198,6 +198,11 @@ class Forwarder:
             sent = JSON_KINDS.get(type(result), "something else") if "result" in msg else "no result"
             err = UpstreamError(server, f"the server answered {method} with {sent}, not a result object")
             return jsonrpc.error(msg.get("id"), err.to_error())
+        if method in rewrite.CHECKED_REPLIES and (problem := rewrite.reply_problem(method, result)) is not None:
+            # no error field of its own: a client that validates it would fail without saying why
+            log.warning("upstream %s: a %s result a strict client rejects: %s", server, method, problem)
+            err = UpstreamError(server, f"the server answered {method} with a result a client cannot read: {problem}")
+            return jsonrpc.error(msg.get("id"), err.to_error())
         tool_result = method in rewrite.TOOL_RESULTS and "task" not in result
         problem = rewrite.tool_result_problem(result, legacy=not session.ephemeral) if tool_result else None
         if problem is not None:

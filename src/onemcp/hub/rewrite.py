@@ -4,10 +4,10 @@ Owns the parts of a reply that the client knows differently from the upstream: r
 `resources/read` contents, in a tool's result (`tools/call`, or `tasks/result` of a task-augmented
 call) and in `prompts/get` messages (resource links and embedded resources), the 2026-07-28 result
 envelope a legacy client must not see, its error code for an unknown resource, the bound on a
-tool result's text (either way it comes), and what makes a tool result unreadable to a client that
-validates it (`tool_result_problem`). Does not own task ids (`TaskRouter` keeps
-them, `hub/tasks.py`) nor which upstream answered. Every function returns a new message and leaves
-its argument untouched.
+tool result's text (either way it comes), and what makes a tool result (`tool_result_problem`), a
+prompt or a read resource (`reply_problem`) unreadable to a client that validates it. Does not own
+task ids (`TaskRouter` keeps them, `hub/tasks.py`) nor which upstream answered. Every function
+returns a new message and leaves its argument untouched.
 """
 
 from __future__ import annotations
@@ -183,4 +183,65 @@ def _content_problem(item: Any) -> str | None:
         return "has annotations of the wrong type"
     if item.get("_meta") is not None and not isinstance(item["_meta"], dict):
         return "has a _meta that is not an object"
+    return None
+
+
+ROLES = ("user", "assistant")
+CHECKED_REPLIES = frozenset({"prompts/get", "resources/read"})  # the results `reply_problem` knows
+
+
+def reply_problem(method: str, result: dict[str, Any]) -> str | None:
+    """Why the official SDK clients would refuse this `prompts/get` or `resources/read` result, or None.
+
+    What their wire types (GetPromptResult, ReadResourceResult, both eras) require of it; a result
+    of the 2026-07-28 era that is not complete (it asks for input) is not one.
+    """
+    if result.get("resultType") not in (None, "complete"):
+        return None
+    if method == "prompts/get":
+        problem = _prompt_problem(result)
+    elif method == "resources/read":
+        problem = _read_problem(result)
+    else:  # not one it knows
+        return None
+    if problem is None and result.get("_meta") is not None and not isinstance(result["_meta"], dict):
+        return "_meta is not an object"
+    return problem
+
+
+def _prompt_problem(result: dict[str, Any]) -> str | None:
+    if result.get("description") is not None and not isinstance(result["description"], str):
+        return "description is not a string"
+    messages = result.get("messages")
+    if not isinstance(messages, list):
+        return "messages is not a list" if messages is not None else "messages is missing"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages[{index}] is not an object"
+        role = message.get("role")
+        if role not in ROLES:
+            said = "has no role" if role is None else f"has the role {str(role)[:40]!r}"
+            return f"messages[{index}] {said}, not 'user' or 'assistant'"
+        content = message.get("content")
+        problem = _content_problem(content) if content is not None else "is missing"
+        if problem is not None:
+            return f"messages[{index}].content {problem}"
+    return None
+
+
+def _read_problem(result: dict[str, Any]) -> str | None:
+    contents = result.get("contents")
+    if not isinstance(contents, list):
+        return "contents is not a list" if contents is not None else "contents is missing"
+    for index, item in enumerate(contents):
+        if not isinstance(item, dict):
+            return f"contents[{index}] is not an object"
+        if not isinstance(item.get("uri"), str):
+            return f"contents[{index}] has no string uri"
+        if not (isinstance(item.get("text"), str) or isinstance(item.get("blob"), str)):
+            return f"contents[{index}] has neither a string text nor a string blob"
+        if item.get("mimeType") is not None and not isinstance(item["mimeType"], str):
+            return f"contents[{index}] has a mimeType that is not a string"
+        if item.get("_meta") is not None and not isinstance(item["_meta"], dict):
+            return f"contents[{index}] has a _meta that is not an object"
     return None

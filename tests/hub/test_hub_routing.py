@@ -75,3 +75,24 @@ async def test_an_upstream_error_keeps_its_code_and_names_the_server() -> None:
             assert reply["error"] == {"code": -32000, "message": "[beta] boom"}
             _, (modern,) = await h.client.modern("tools/call", **tool_call("gamma__error"))
             assert modern["error"]["code"] == -32000 and modern["error"]["message"] == "[gamma] boom"
+
+
+async def test_one_unprefixed_server_answers_for_names_it_did_not_list_in_both_eras() -> None:
+    """Documented (README "Names"): with one server and names unprefixed, a name it did not list is
+    passed to it (it may serve more than it lists), so its own error answers an unknown one; a tool
+    its rules hide is the hub's -32602 "Tool not found", never passed on."""
+    solo = {"iso": fixture("--name", "iso", disabledTools=["crash"])}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(solo, {"prefixMode": "conditional"}) as h:
+            session = await h.session()
+            assert "add_tool" in await session.tools()
+            legacy = await session.ask("tools/call", tool_call("iso__add_tool", name="x"))
+            _, (modern,) = await h.client.modern("tools/call", **tool_call("iso__add_tool", name="x"))
+            for reply in (legacy, modern):
+                assert reply["error"]["code"] == -32602, reply
+                assert reply["error"]["message"].startswith("[iso] ") and "iso__add_tool" in reply["error"]["message"]
+            hidden = await session.ask("tools/call", tool_call("crash"))
+            _, (modern_hidden,) = await h.client.modern("tools/call", **tool_call("crash"))
+            for reply in (hidden, modern_hidden):
+                assert reply["error"]["code"] == -32602 and not reply["error"]["message"].startswith("[iso]"), reply
+                assert "not found" in reply["error"]["message"].lower(), reply

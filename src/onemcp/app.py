@@ -281,8 +281,14 @@ class OneMcpApp:
         return http11.server_config(self, lambda: self.hub.limits, **options)
 
     def begin_shutdown(self) -> None:
-        """The server is stopping: end long-lived streams gracefully before it waits on them."""
+        """The server is stopping: end long-lived streams gracefully before it waits on them: 2026-07-28
+        listen streams, and the GET and /sse streams of sessions with nothing being answered (the server
+        would wait the whole grace on them). A busy session's stream still carries what its requests
+        send; the cut-off at the end of the grace ends it (hub/stopping.py)."""
         self.hub.finish_listeners()
+        for session in list(self.hub.sessions):
+            if not session.in_flight and not self.legacy.answering(session.id):
+                session.end_streams()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message: dict[str, Any] = dict(await receive())

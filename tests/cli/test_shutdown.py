@@ -219,3 +219,38 @@ async def test_every_request_and_stream_still_open_after_the_grace_ends_in_its_o
     assert answers["initialize"].json() == {"jsonrpc": "2.0", "id": 14, "error": error}
     assert "Exception in ASGI application" not in caplog.text and "Traceback" not in caplog.text
     assert "timeout graceful shutdown exceeded" not in caplog.text
+
+
+async def test_idle_sessions_streams_end_at_once_not_after_the_grace() -> None:
+    """TS-SDK hunt F4: a client holding a GET stream (every TypeScript SDK client does) or an /sse stream
+    made SIGTERM wait the whole grace, then a traceback. An idle session's streams end when the shutdown
+    begins; the cut-off (the end of the grace) has not come when they do."""
+    app = OneMcpApp(HubConfig.model_validate({"mcpServers": {"fx": fixture()}}), transports=FixtureUpstreams())
+    server = HubServer(app.server_config(timeout_graceful_shutdown=120))  # far longer than this test's deadline
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    ended: list[tuple[str, bool]] = []
+    opened = anyio.Event()
+
+    async def hold(path: str, headers: dict[str, str] | None, http: httpx.AsyncClient) -> None:
+        async with http.stream("GET", f"{base}{path}", headers=headers) as stream:
+            async for line in stream.aiter_lines():
+                if path == "/sse" and line.startswith("data: /messages"):
+                    opened.set()
+        ended.append((path, app.hub.stopping.cut))
+
+    with anyio.fail_after(DEADLINE), sock:
+        async with httpx.AsyncClient(timeout=DEADLINE) as http, anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            while not server.started:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            headers = await raw_session(http, f"{base}/mcp")
+            tg.start_soon(hold, "/mcp", {**headers, "accept": "text/event-stream"}, http)
+            tg.start_soon(hold, "/sse", None, http)
+            await opened.wait()
+            while app.hub.stopping.exchanges < 2:  # both streams are open at the hub
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            server.should_exit = True
+    assert sorted(ended) == [("/mcp", False), ("/sse", False)]  # ended, before any cut-off

@@ -63,6 +63,10 @@ class LegacySseEndpoint:
         finally:
             self.hub.end_session(session.id)
 
+    def answering(self, session_id: str) -> bool:
+        """Is a request of this /sse session being answered (its reply still to go out on the stream)?"""
+        return self._calls[session_id] > 0
+
     async def message(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         if scope["method"] != "POST":
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"POST")])

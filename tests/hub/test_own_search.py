@@ -5,6 +5,7 @@ call_tool calls them; other sessions find none of them."""
 from __future__ import annotations
 
 import gc
+import threading
 from typing import Any
 
 import anyio
@@ -16,12 +17,13 @@ from onemcp.hub.own_search import OwnSearch, allowed, entry_key, merged, tool_en
 from onemcp.protocol.names import NameCodec, PrefixMode
 from onemcp.search import meta
 from onemcp.search.index import Hit, SearchIndex
-from support.inprocess import fixture, inprocess_hub, tool_call
+from support.inprocess import InProcessHub, fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
 SERVERS = {"iso": fixture("--name", "iso", isolation="session"), "other": fixture("--name", "other")}
 SEARCH = {"searchCache": False, "exposure": "search"}
+META = sorted(meta.NAMES)
 
 
 def text(reply: dict[str, Any]) -> str:
@@ -31,6 +33,12 @@ def text(reply: dict[str, Any]) -> str:
 
 def hit_names(found: str) -> list[str]:
     return [line.split("(", 1)[0] for line in found.splitlines() if "(" in line and not line.startswith("(")]
+
+
+def with_budget(h: InProcessHub, budget: int) -> None:
+    """The hub's `searchBudget` from now on (the config otherwise unchanged)."""
+    hub = h.app.hub
+    hub.config = hub.config.model_copy(update={"hub": hub.config.hub.model_copy(update={"search_budget": budget})})
 
 
 async def test_search_finds_describes_and_calls_a_tool_only_the_sessions_own_connection_lists(
@@ -94,6 +102,57 @@ async def test_a_2026_caller_searches_describes_and_calls_a_tool_only_its_princi
             assert "Added at runtime" in await ask(meta.SCHEMA, name="iso__forecast_weather")
             assert await ask(meta.CALL, name="iso__forecast_weather", arguments={"x": 1}) == '{"x":1}'
             assert "iso__forecast_weather" not in {t["name"] for t in h.app.hub.catalog.items("tools")}  # its own
+
+
+async def test_auto_decides_on_the_list_the_session_sees_and_announces_its_own_lists_crossing_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`auto` is decided by the tools list the requester gets: with a session's own connection's tools
+    (not the catalog's, which it does not see), counted off the event loop; a change of its own list
+    that crosses the budget changes that list (the meta-tools, or the full list again): list_changed."""
+    from onemcp.hub import exposure as module
+
+    real, counted_on = module.count_tokens, []
+
+    def recorded(data: bytes | str) -> int:
+        counted_on.append(threading.current_thread())
+        return real(data)
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {"searchCache": False}) as h:
+            hub, events, grown = h.app.hub, h.app.hub.events, anyio.Event()
+            on_list = events.on_list
+
+            def heard(conn: Any, kind: str, items: list[dict[str, Any]]) -> None:
+                on_list(conn, kind, items)
+                if any(item.get("name") == "grown" for item in items):  # only the session's own connection's
+                    grown.set()
+
+            monkeypatch.setattr(events, "on_list", heard)
+            mine, theirs = await h.session(), await h.session()
+            assert text(await mine.ask("tools/call", tool_call("iso__add_tool", name="grown"))) == "added grown"
+            await grown.wait()
+            session = next(s for s in hub.sessions if s.id == mine.id)
+            view = events.views.of(session)
+            shared = real(hub.catalog.result_json("tools"))
+            own = real(view.result_json("tools", session.access.reach))
+            assert own > shared
+            monkeypatch.setattr(module, "count_tokens", recorded)
+            with_budget(h, (shared + own) // 2)  # its own list is over, the catalog's is not
+            assert sorted(await mine.tools()) == META and "iso__echo" in await theirs.tools()
+            with_budget(h, own + 1)  # its own list is under again ...
+            assert "iso__grown" in await mine.tools()
+            counted_on.clear()
+            async with mine.listen() as stream:
+                added = tool_call("iso__add_tool", name="grown_again")  # ... until its own connection adds one
+                assert text(await mine.ask("tools/call", added)) == "added grown_again"
+                assert (await stream.message())["method"] == "notifications/tools/list_changed"
+                assert sorted(await mine.tools()) == META
+                assert counted_on and threading.main_thread() not in counted_on, counted_on
+                conn, kinds = session.own.lists["iso"]  # and a list of fewer tools makes it full again
+                on_list(conn, "tools", [t for t in kinds["tools"] if not str(t["name"]).startswith("grown")])
+                assert (await stream.message())["method"] == "notifications/tools/list_changed"
+                assert "iso__echo" in await mine.tools() and "iso__grown" not in await mine.tools()
 
 
 async def test_a_views_index_holds_its_own_servers_tools_borrows_the_hubs_vectors_and_goes_with_the_view() -> None:

@@ -163,14 +163,15 @@ class ModernRequests:
     async def discover(self, session: Session) -> dict[str, Any]:
         await self.hub.dispatcher.until_started()  # its capabilities rest on the upstreams tried, as lists do
         await self.hub.instances.ready(session.access.reach.instances)  # ... and on its template instances
-        await self.hub.exposure.ready_to_count([session.access])  # its instructions may rest on a count
+        view = self.hub.events.views.of(session)  # its principal's own connections' lists, if any
+        await self.hub.exposure.ready_to_count([(session.access, view)])  # its instructions may rest on a count
         caps = self.hub.capabilities(session.access)
         caps.pop("tasks", None)  # an extension in 2026-07-28, not served to modern clients yet
         return {
             "resultType": "complete",
             "supportedVersions": [*MODERN_VERSIONS, *LEGACY_VERSIONS],
             "capabilities": caps,
-            "instructions": self.hub.instructions(session.access),
+            "instructions": self.hub.instructions(session.access, view),
             "ttlMs": TTL_MS,
             "cacheScope": CACHE_SCOPE,
             "_meta": {SERVER_INFO: self.hub.server_info()},

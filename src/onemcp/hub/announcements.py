@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
-from onemcp.auth.access import Access
 from onemcp.config.model import HubConfig
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session, SessionStore
@@ -41,9 +40,9 @@ class Announcements:
         self.subscriptions = subscriptions
         self._tags: tuple[HubConfig | None, dict[str, list[str]]] = (None, {})  # per config: server -> tags
         self.instance_tags = instance_tags  # each template instance's rendered tags
-        # awaited before a fan-out, with the requesters about to be compared (the hub: load the token
-        # counter off the event loop if an `auto` requester's mode rests on a count)
-        self.before: Callable[[list[Access]], Awaitable[None]] | None = None
+        # awaited before a fan-out, with the sessions about to be compared (the hub: count off the event
+        # loop the lists, each as that session sees it, an `auto` session's mode rests on)
+        self.before: Callable[[list[Session]], Awaitable[None]] | None = None
         self._pending: set[str] = set()
         self._wake: anyio.Event | None = None  # set by `run`: announcements go out from its task
         self._holds = 0  # while above 0, announcements gather (`hold`)
@@ -108,7 +107,7 @@ class Announcements:
                 try:
                     if self.before is not None:
                         sessions = [*self.sessions, *(listener.session for listener in self.listeners)]
-                        await self.before([session.access for session in sessions])
+                        await self.before(sessions)
                     kinds, self._pending = self._pending, set()
                     self._fan_out(kinds)
                 except Exception:  # the top of a background task: logged, the next change announces again

@@ -112,7 +112,7 @@ class Hub:
             lambda kind, session: self.exposure.list_json(kind, session.access, self.events.views.of(session)),
             *(self.sessions, self.listeners, self.subscriptions, self.instances.tags),
         )
-        self.announcements.before = self.exposure.ready_to_count
+        self.announcements.before = self._ready_to_announce
         self.events.attach(self.pool, self.subscriptions, self.announcements)
         self.pins, self.user_secrets = Pins(None), UserSecrets(None)  # the app opens pins.db, user-secrets.db
         self.events.screen = self._screen_tools
@@ -179,9 +179,10 @@ class Hub:
         ready = [c for c in self.pool.connections.values() if c.state == "ready" and reach.touches(c.name)]
         return advertised([c.capabilities for c in ready])
 
-    def instructions(self, access: Access) -> str:
-        """A summary of the servers this requester reaches, then each one's own instructions, delimited."""
-        search = self.exposure.mode(access) == "search"
+    def instructions(self, access: Access, catalog: Catalog | None = None) -> str:
+        """A summary of the servers this requester reaches, then each one's own instructions, delimited
+        (`catalog`: the catalog as it sees it, whose tools list decides an `auto` exposure)."""
+        search = self.exposure.mode(access, catalog) == "search"
         return render_instructions(self.config, self.catalog, self.pool, access.reach, search=search)
 
     async def initialize(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +191,8 @@ class Hub:
         self.bind_templates(session)
         await self.dispatcher.until_started()  # its capabilities rest on the upstreams tried, as lists do
         await self.instances.ready(session.access.reach.instances)  # ... and on its template instances
-        await self.exposure.ready_to_count([session.access])  # its instructions may rest on a count
+        view = self.events.views.of(session)  # its principal's own connections' lists, if any
+        await self.exposure.ready_to_count([(session.access, view)])  # its instructions may rest on a count
         self.remember_lists(session)
         self.save_session(session)
         await self.saved.flush()  # written before the answer: the next request may reach another replica
@@ -198,7 +200,7 @@ class Hub:
             "protocolVersion": session.protocol_version,
             "capabilities": self.capabilities(session.access),
             "serverInfo": self.server_info(),
-            "instructions": self.instructions(session.access),
+            "instructions": self.instructions(session.access, view),
         }
 
     async def until_tried(self) -> None:
@@ -256,6 +258,10 @@ class Hub:
             except views.ViewError:
                 continue
         return out
+
+    async def _ready_to_announce(self, sessions: list[Session]) -> None:
+        """Before list_changed goes out: what `auto` modes rest on is counted, in each session's view."""
+        await self.exposure.ready_to_count([(session.access, self.events.views.of(session)) for session in sessions])
 
     def remember_lists(self, session: Session) -> None:
         """Note what the session's lists look like now (list_changed goes out when they change)."""

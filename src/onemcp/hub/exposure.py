@@ -125,28 +125,30 @@ class ToolExposure:
                 return chosen  # type: ignore[return-value]
         return self._config().hub.exposure
 
-    def mode(self, access: Access) -> Mode:
-        """`full` or `search` for this requester now (`auto` decided by the size of its full list)."""
+    def mode(self, access: Access, catalog: Catalog | None = None) -> Mode:
+        """`full` or `search` for this requester now (`auto` decided by the size of the full list it would
+        get of `catalog`: the session's view of the catalog, `hub/own_lists.py`, else the catalog's)."""
         asked = self.asked(access)
         if asked != "auto":
             return asked
-        full = self.catalog.result_json("tools", access.reach)
+        full = (catalog or self.catalog).result_json("tools", access.reach)
         budget = self._config().hub.search_budget
         return "search" if len(full) > budget and self.tokens(full) > budget else "full"  # a token is >= 1 byte
 
-    def needs_count(self, access: Access) -> bytes | None:
-        """The list whose tokens deciding `access`'s mode now would count, not counted yet (`auto`, a
-        list over the budget in bytes, not remembered); None when none."""
+    def needs_count(self, access: Access, catalog: Catalog | None = None) -> bytes | None:
+        """The list whose tokens deciding `access`'s mode (in `catalog`, as `mode`) now would count, not
+        counted yet (`auto`, a list over the budget in bytes, not remembered); None when none."""
         if self.asked(access) != "auto":
             return None
-        full = self.catalog.result_json("tools", access.reach)
+        full = (catalog or self.catalog).result_json("tools", access.reach)
         return full if len(full) > self._config().hub.search_budget and full not in self._counted else None
 
-    async def ready_to_count(self, accesses: Iterable[Access]) -> None:
-        """Before modes are decided for these requesters: the lists they need counted are counted off
-        the event loop (the vocabulary loaded first, `load_counter`), each distinct one once (a 2.7 MB
-        list is ~10 ms; a change seen by many views with their own lists was that many in line)."""
-        lists = {data for access in accesses if (data := self.needs_count(access)) is not None}
+    async def ready_to_count(self, requesters: Iterable[tuple[Access, Catalog | None]]) -> None:
+        """Before modes are decided for these requesters (each with the catalog as it sees it, as `mode`):
+        the lists they need counted are counted off the event loop (the vocabulary loaded first,
+        `load_counter`), each distinct one once (a 2.7 MB list is ~10 ms; a change seen by many views
+        with their own lists was that many in line)."""
+        lists = {data for access, catalog in requesters if (data := self.needs_count(access, catalog)) is not None}
         if lists:
             await load_counter()
             for data in lists:
@@ -155,13 +157,13 @@ class ToolExposure:
     async def served_list(self, kind: str, access: Access, catalog: Catalog | None = None) -> bytes:
         """`list_json`, for a request: a count it needs is prepared off the event loop first."""
         if kind == "tools":
-            await self.ready_to_count([access])
+            await self.ready_to_count([(access, catalog)])
         return self.list_json(kind, access, catalog)
 
     def list_json(self, kind: str, access: Access, catalog: Catalog | None = None) -> bytes:
         """The serialised list `access` sees: the catalog's (or the session's view of it, `hub/own_lists.py`),
-        except tools in search mode."""
-        if kind == "tools" and self.mode(access) == "search":
+        except tools in search mode (decided on that list)."""
+        if kind == "tools" and self.mode(access, catalog) == "search":
             return SEARCH_LIST
         return (catalog or self.catalog).result_json(kind, access.reach)
 
@@ -235,8 +237,9 @@ class ToolExposure:
         the event loop first (`ready_to_count`)."""
         if not isinstance(name, str) or name not in meta.NAMES:
             return False
-        await self.ready_to_count([access])
-        return self.mode(access) == "search" or (catalog or self.catalog).seen_as("tools", name, access.reach) is None
+        await self.ready_to_count([(access, catalog)])
+        seen = (catalog or self.catalog).seen_as("tools", name, access.reach)
+        return self.mode(access, catalog) == "search" or seen is None
 
     async def call(
         self, access: Access, params: dict[str, Any], catalog: Catalog | None = None

@@ -185,6 +185,40 @@ async def test_a_views_index_holds_its_own_servers_tools_borrows_the_hubs_vector
     assert not own._views  # dropped with the view
 
 
+async def test_a_view_made_again_after_a_change_elsewhere_encodes_none_of_its_own_tools_again() -> None:
+    """A view is made again whenever the catalog changes: its index re-used the vectors the last one had
+    (by definition hash), encoding only a definition no index had (it encoded every own tool again)."""
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["iso", "other"])
+    echo = {"name": "echo", "description": "Echo a message back.", "inputSchema": {"type": "object"}}
+    catalog.update("iso", "tools", [echo])
+    catalog.update("other", "tools", [echo])
+    hub = SearchIndex(None)
+    if not hub.semantic:
+        pytest.skip("no embedding model installed: nothing is encoded")
+    for server, items in tool_entries(catalog).by_server.items():
+        hub.update(server, items, keys=tool_entries(catalog).keys[server])
+    if hub.transformer is not None:
+        hub.fill_deep()
+    deep = hub.transformer is not None
+
+    def encoded(index: SearchIndex) -> int:
+        return index.deep_embedded if deep else index.embedded
+
+    mine = [{"name": f"forecast_{i}", "description": f"Forecast the weather, {i} days ahead."} for i in range(3)]
+    own = OwnSearch(lambda server: "")
+    first = await own.index(catalog.overlaid({"iso": {"tools": [echo, *mine]}}), hub, deep)
+    assert encoded(first) == 3  # its own tools (echo's vectors are the hub's)
+    catalog.update("other", "tools", [echo, {"name": "more", "description": "Another tool elsewhere."}])
+    again = await own.index(catalog.overlaid({"iso": {"tools": [echo, *mine]}}), hub, deep)
+    assert again is not first and encoded(again) == 0 and len(again) == 4
+    changed = {"name": "forecast_9", "description": "Forecast the weather, 9 days ahead."}
+    grown = await own.index(catalog.overlaid({"iso": {"tools": [echo, *mine, changed]}}), hub, deep)
+    assert encoded(grown) == 1  # the new definition alone
+    (hit,) = grown.search("weather forecast 9 days", limit=1)
+    assert hit.name == entry_key("iso", "iso__forecast_9")
+
+
 def test_merged_hits_rank_by_fused_score_then_key() -> None:
     a, b, c = Hit("a", "s", 0.5), Hit("b", "t", 0.7), Hit("c", "s", 0.5)
     assert merged([c, a], [b], 2) == [b, a]

@@ -306,3 +306,25 @@ def test_a_change_of_a_big_server_keeps_the_vectors_of_its_unchanged_tools(monke
     before = index.embedded
     index.update("big", [*many, {"name": "tool_new", "description": "Does a new thing."}])
     assert index.embedded == before + 1
+
+
+def test_an_index_keeps_another_ones_vectors_its_third_lacks_newest_last_and_lends_them() -> None:
+    """`keep` (a view's vectors kept for its next index, `hub/own_search.py`): bounded, the oldest dropped,
+    none the `besides` index has; a new index with it among its `lenders` encodes none of them."""
+    hub = SearchIndex(None, transformer=False)
+    hub.update("fs", FILES)
+    model = hub.model
+    own = SearchIndex(None, model=model, transformer=False, lenders=(hub,))
+    own.update("fs", FILES)
+    own.update("mail", MAIL)
+    own.update("git", GIT)
+    assert own.embedded == 3  # FILES' were the hub's
+    kept = SearchIndex(None, model=model, transformer=False)
+    kept.keep(own, limit=2, besides=hub)
+    assert len(kept._memory) == 2  # of MAIL's one and GIT's two, the oldest dropped
+    again = SearchIndex(None, model=model, transformer=False, lenders=(hub, kept))
+    again.update("git", GIT)
+    assert again.embedded == 0
+    other = SearchIndex(None, model=False, transformer=False)
+    other.keep(own, limit=10, besides=hub)
+    assert other._memory == {}  # another model's vectors are not kept

@@ -4,8 +4,9 @@ A session (or principal) whose own connection to a server lists tools of its own
 catalog with them (`hub/own_lists.py`). The hub's search index holds the catalog's tools, never a
 view's, and is not rebuilt per session: a view gets a small index of the tools of its own servers
 alone (`Catalog.own_tools`), built on a worker thread with the hub index's models and the vectors it
-already holds (a tool that only the session's connection lists is encoded once there), kept as long
-as the view is (weakly: a view is rebuilt whenever the catalog or its own lists change). A search
+or an earlier view's index already had (by definition hash, the last `MAX_KEPT`: a tool that only the
+session's connection lists is encoded once, not each time its view is made again), kept as long as
+the view is (weakly: a view is rebuilt whenever the catalog or its own lists change). A search
 asks both, the hub's without those servers' tools, and merges the hits by their fused score. Owns
 the entries of a catalog as search reads them (`ToolEntries`) and those small indexes; does not own
 the hub's index (`hub/exposure.py`) nor decide who sees what (`Access`, through `allowed`).
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from onemcp.search.index import Hit, SearchIndex
 
 MAX_SEEN = 256  # requesters' sets of visible tools kept per catalog (one per distinct reach and server searched)
+MAX_KEPT = 4096  # vectors of views' own tools kept (per model) for the next views' indexes (~6 MB of the transformer's)
 
 
 def entry_key(server: str, visible: str) -> str:
@@ -103,6 +105,7 @@ class OwnSearch:
     def __init__(self, identity: Callable[[str], str]) -> None:
         self._identity = identity  # server -> the name and title it reports (the index reads products in it)
         self._views: weakref.WeakKeyDictionary[Catalog, _View] = weakref.WeakKeyDictionary()
+        self._kept: SearchIndex | None = None  # of no tools: vectors views' own tools had, by definition hash
 
     def _view(self, catalog: Catalog) -> _View:
         view = self._views.get(catalog)
@@ -116,26 +119,36 @@ class OwnSearch:
 
     async def index(self, catalog: Catalog, lender: SearchIndex, deep: bool) -> SearchIndex:
         """The index of `catalog`'s own servers' tools, ranking with the transformer when `deep` (and
-        the hub index has one): built on a worker thread with `lender`'s models and vectors the first
-        time, and again if `deep` changed (the hub's index began or stopped ranking with it)."""
+        the hub index has one): built on a worker thread with `lender`'s models the first time, and
+        again if `deep` changed (the hub's index began or stopped ranking with it). A definition is
+        encoded only if neither `lender` nor an earlier view's index had its vectors (kept by hash,
+        `MAX_KEPT`): a view made again after a change elsewhere encodes nothing."""
         view = self._view(catalog)
         if view.index is not None and view.deep == deep:
             return view.index
         entries, own = view.entries, sorted(catalog.own_tools)
         servers = [(s, entries.by_server.get(s, []), self._identity(s), entries.keys.get(s, [])) for s in own]
         transformer = lender.transformer if deep else None
+        kept = self._kept
+        if kept is None or kept.model is not lender.model or kept.transformer is not lender.transformer:
+            from onemcp.search.index import SearchIndex
+
+            kept = self._kept = SearchIndex(None, model=lender.model or False, transformer=lender.transformer or False)
         with anyio.CancelScope(shield=True):  # a caller giving up does not waste the build
-            built = await anyio.to_thread.run_sync(_built, lender, transformer, servers)
+            built = await anyio.to_thread.run_sync(_built, (lender, kept), transformer, servers)
+        kept.keep(built, MAX_KEPT, besides=lender)
         view.index, view.deep = built, deep
         return built
 
 
-def _built(lender: SearchIndex, transformer: Any, servers: list[tuple[str, list[Item], str, list[str]]]) -> SearchIndex:
+def _built(
+    lenders: tuple[SearchIndex, SearchIndex], transformer: Any, servers: list[tuple[str, list[Item], str, list[str]]]
+) -> SearchIndex:
     """A small index of these servers' tools (on a worker thread: nothing else holds it yet), every
-    vector `lender` lacks encoded here."""
+    vector its `lenders` lack encoded here."""
     from onemcp.search.index import SearchIndex
 
-    index = SearchIndex(None, model=lender.model, transformer=transformer, lender=lender)
+    index = SearchIndex(None, model=lenders[0].model, transformer=transformer, lenders=lenders)
     for server, items, about, keys in servers:
         index.update(server, items, about=about, keys=keys)
     if transformer is not None:

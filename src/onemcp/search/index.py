@@ -218,16 +218,17 @@ class SearchIndex:
         *,
         model: embed.StaticModel | bool | None = True,
         transformer: deep.DeepModel | bool | None = True,
-        lender: SearchIndex | None = None,
+        lenders: Sequence[SearchIndex] = (),
     ) -> None:
         """`model`, `transformer`: True loads the shipped one; None or False goes without it. The static
         model is loaded for True only when the transformer is not there: once the transformer ranks, the
         static ranking adds nothing measurable (RESULTS.md) and costs ~10 MB; until it ranks (a first
         cold start: a second or two; a reload: the new tools' few milliseconds), words alone rank.
-        `lender`: an index of the same models whose vectors this one takes rather than encode a text
-        again (a session's small index of its own tools beside the hub's, `hub/own_search.py`); only
-        read, one vector at a time, so it may change meanwhile on another thread."""
-        self._lender = lender
+        `lenders`: indexes of the same models whose vectors this one takes rather than encode a text
+        again (a session's small index of its own tools beside the hub's, `hub/own_search.py`), the
+        first that has one; only read, one vector at a time, so they may change meanwhile on another
+        thread."""
+        self._lenders = lenders
         self.transformer = deep.load() if transformer is True else (transformer or None)
         if model is True:
             self.model = embed.load() if self.transformer is None else None
@@ -318,15 +319,34 @@ class SearchIndex:
         return digest
 
     def _borrow(self, digest: str) -> None:
-        """Take the lender's vectors of `digest` that this index lacks (its models are the same)."""
-        lender = self._lender
-        if lender is None:
-            return
-        static = self.model is not None and self.model is lender.model
-        transformer = self.transformer is not None and self.transformer is lender.transformer
-        for mine, theirs, same in ((self._memory, lender._memory, static), (self._deep, lender._deep, transformer)):
-            if same and digest not in mine and (vector := theirs.get(digest)) is not None:
-                mine[digest] = vector
+        """Take the lenders' vectors of `digest` that this index lacks (of lenders of the same models)."""
+        for lender in self._lenders:
+            static = self.model is not None and self.model is lender.model
+            transformer = self.transformer is not None and self.transformer is lender.transformer
+            for mine, theirs, same in ((self._memory, lender._memory, static), (self._deep, lender._deep, transformer)):
+                if same and digest not in mine and (vector := theirs.get(digest)) is not None:
+                    mine[digest] = vector
+
+    def keep(self, other: SearchIndex, limit: int, besides: SearchIndex) -> None:
+        """Hold `other`'s vectors (of these models) that `besides` lacks, newest last, at most `limit` of
+        each model (the oldest dropped): an index of no tools, a lender of vectors texts had."""
+        for mine, theirs, others, same in (
+            (self._memory, other._memory, besides._memory, self.model is not None and self.model is other.model),
+            (
+                self._deep,
+                other._deep,
+                besides._deep,
+                self.transformer is not None and self.transformer is other.transformer,
+            ),
+        ):
+            if not same:
+                continue
+            for digest, vector in theirs.items():
+                if digest not in others:
+                    mine.pop(digest, None)  # (now the newest)
+                    mine[digest] = vector
+            for digest in list(mine)[: max(0, len(mine) - limit)]:
+                del mine[digest]
 
     def _embed(self, pending: dict[str, str]) -> None:
         import numpy as np

@@ -13,6 +13,7 @@ import pytest
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.catalog.reach import EVERYTHING
+from onemcp.downstream.health import health
 from onemcp.hub.own_search import OwnSearch, allowed, entry_key, merged, tool_entries
 from onemcp.protocol.names import NameCodec, PrefixMode
 from onemcp.search import meta
@@ -63,6 +64,10 @@ async def test_search_finds_describes_and_calls_a_tool_only_the_sessions_own_con
             assert found[:1] == ["iso__forecast_weather"], found
             everything = text(await mine.ask("tools/call", tool_call(meta.SEARCH, query="echo", limit=20)))
             assert "other__echo" in everything and "iso__echo" in everything  # the shared index's, beside it
+            view = h.app.hub.events.views.of(next(s for s in h.app.hub.sessions if s.id == mine.id))
+            iso = [name for _, server, _, name in view.entries("tools") if server == "iso"]
+            own = health(h.app.hub)["toolExposure"]["ownIndexes"]  # its view's small index, in /health
+            assert "iso__forecast_weather" in iso and own["indexes"] == 1 and own["tools"] == len(iso), own
             schema = text(await mine.ask("tools/call", tool_call(meta.SCHEMA, name="iso__forecast_weather")))
             assert "Added at runtime" in schema
             through = tool_call(meta.CALL, name="iso__forecast_weather", arguments={"x": 1})

@@ -186,7 +186,9 @@ class ToolExposure:
         return self.tokens(self.catalog.result_json("tools", reach))
 
     def report(self, views: Mapping[str, Reach]) -> dict[str, Any]:
-        """For /health: the default exposure, token counts of the full and search-mode lists, the index."""
+        """For /health: the default exposure, token counts of the catalog's full list (whole, each preset's
+        view) and the search-mode list, the index, and the small indexes of sessions' own tools (their
+        own lists' tokens are not counted here: a count per session)."""
         hub = self._config().hub
         index = self.index() if self._index is not None else None  # in step with the catalog, once built
         return {
@@ -199,6 +201,7 @@ class ToolExposure:
             },
             "searches": self.searches,
             "index": None if index is None else self._index_report(index),
+            "ownIndexes": self.own.report(),
         }
 
     @staticmethod

@@ -113,6 +113,13 @@ class OwnSearch:
             view = self._views[catalog] = _View(tool_entries(catalog))
         return view
 
+    def report(self) -> dict[str, int]:
+        """For /health: the views' small indexes alive now, the tools they hold, the vectors kept for the
+        next ones (a walk over the live views: no counting, no encoding)."""
+        indexes = [view.index for view in list(self._views.values()) if view.index is not None]
+        kept = 0 if self._kept is None else self._kept.vectors_held()
+        return {"indexes": len(indexes), "tools": sum(len(index) for index in indexes), "keptVectors": kept}
+
     def entries(self, catalog: Catalog) -> ToolEntries:
         """A view's tool entries (made once per view)."""
         return self._view(catalog).entries

@@ -327,6 +327,10 @@ class SearchIndex:
                 if same and digest not in mine and (vector := theirs.get(digest)) is not None:
                     mine[digest] = vector
 
+    def vectors_held(self) -> int:
+        """Vectors held of the model that holds most (the live tools', and a few no tool has any more)."""
+        return max(len(self._memory), len(self._deep))
+
     def keep(self, other: SearchIndex, limit: int, besides: SearchIndex) -> None:
         """Hold `other`'s vectors (of these models) that `besides` lacks, newest last, at most `limit` of
         each model (the oldest dropped): an index of no tools, a lender of vectors texts had."""

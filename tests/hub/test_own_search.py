@@ -14,6 +14,7 @@ import pytest
 from onemcp.catalog.catalog import Catalog
 from onemcp.catalog.reach import EVERYTHING
 from onemcp.downstream.health import health
+from onemcp.hub.exposure import count_tokens
 from onemcp.hub.own_search import OwnSearch, allowed, entry_key, merged, tool_entries
 from onemcp.protocol.names import NameCodec, PrefixMode
 from onemcp.search import meta
@@ -158,6 +159,36 @@ async def test_auto_decides_on_the_list_the_session_sees_and_announces_its_own_l
                 on_list(conn, "tools", [t for t in kinds["tools"] if not str(t["name"]).startswith("grown")])
                 assert (await stream.message())["method"] == "notifications/tools/list_changed"
                 assert "iso__echo" in await mine.tools() and "iso__grown" not in await mine.tools()
+
+
+async def test_a_2026_callers_auto_exposure_and_instructions_rest_on_its_principals_own_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same for a principal's own connection (a 2026-07-28 caller under `isolation: session`): its
+    tools list and its `server/discover` instructions are search mode's once its own list is over the
+    budget, while the catalog's is not."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {"searchCache": False}) as h:
+            events, grown = h.app.hub.events, anyio.Event()
+            on_list = events.on_list
+
+            def heard(conn: Any, kind: str, items: list[dict[str, Any]]) -> None:
+                on_list(conn, kind, items)
+                if any(item.get("name") == "grown" for item in items):
+                    grown.set()
+
+            monkeypatch.setattr(events, "on_list", heard)
+            _, (added,) = await h.client.modern("tools/call", **tool_call("iso__add_tool", name="grown"))
+            assert text(added) == "added grown"
+            await grown.wait()
+            (lists,) = events.views.principals.values()
+            view = lists.catalog(h.app.hub.catalog)
+            shared, own = (count_tokens(c.result_json("tools")) for c in (h.app.hub.catalog, view))
+            with_budget(h, (shared + own) // 2)  # its own list is over, the catalog's is not
+            _, (listed,) = await h.client.modern("tools/list")
+            assert sorted(t["name"] for t in listed["result"]["tools"]) == META
+            _, (discovered,) = await h.client.modern("server/discover")
+            assert meta.SEARCH in discovered["result"]["instructions"]
 
 
 async def test_a_views_index_holds_its_own_servers_tools_borrows_the_hubs_vectors_and_goes_with_the_view() -> None:

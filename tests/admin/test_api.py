@@ -140,6 +140,9 @@ async def test_what_the_actions_do(tmp_path: Path) -> None:
             found = (await http.get("/tools", params={"q": "echo a message", "server": "beta"})).json()
             assert found["tools"] and all(t["server"] == "beta" for t in found["tools"])
             assert found["tools"][0]["inputSchema"]["type"] == "object" and found["tools"][0]["tokens"] > 0
+            beta = (await http.get("/tools", params={"server": "beta"})).json()
+            one = (await http.get("/tools", params={"q": "echo a message", "server": "beta", "limit": "1"})).json()
+            assert len(one["tools"]) == 1 and one["total"] == beta["total"] == len(beta["tools"]) > 1  # searched
             for params, status, complaint in (
                 ({"limit": "many"}, 400, "limit"),
                 ({"limit": "0"}, 400, "limit"),

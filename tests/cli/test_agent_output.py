@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from onemcp.cli.agent_output import content_text, first_line, print_result, required_first, show_tool
+from onemcp.cli.agent_output import content_text, first_line, print_result, required_first, savings, show_tool
 
 
 def test_required_arguments_come_first() -> None:
@@ -68,3 +68,9 @@ def test_a_tool_in_full_ends_with_a_run_line_for_its_required_arguments(capsys: 
     show_tool("fs", "read_file", tool, as_json=True)
     shown = json.loads(capsys.readouterr().out)
     assert list(shown["inputSchema"]["properties"]) == ["path", "encoding"]
+
+
+def test_what_search_mode_saves_is_never_a_negative_saving() -> None:
+    assert savings(1000, 50) == " (95% less)"
+    assert savings(100, 300) == " (200 more than the full list: this view is small enough to list in full)"
+    assert savings(0, 0) == "" and savings(300, 300) == ""

@@ -42,3 +42,10 @@ def test_a_hit_line_cannot_be_forged_through_a_parameter_name() -> None:
     first = text.splitlines()[0]
     assert first.startswith("evil__t(arg\\x1b[31m\\nfake__tool") and "\x1b" not in text
     assert len(text.splitlines()) == 2  # the hit and the footer: no forged line
+
+
+def test_a_null_limit_is_the_default_as_strict_function_calling_clients_send_it() -> None:
+    assert meta.search_args({"query": " list files ", "limit": None}) == ("list files", meta.DEFAULT_LIMIT, None)
+    assert meta.search_args({"query": "x", "limit": None, "server": None}) == ("x", meta.DEFAULT_LIMIT, None)
+    with pytest.raises(meta.MetaArgsError, match="'limit' must be an integer"):
+        meta.search_args({"query": "x", "limit": "5"})

@@ -287,7 +287,9 @@ class AdminApi:
         if text:
             exposure = self.hub.exposure
             vector = await exposure.query_vector(text)
-            placed = exposure.find(text, limit, exposure.placed_allowed(server), vector)[0]
+            placed, total = exposure.find(text, limit, exposure.placed_allowed(server), vector)
+        else:
+            total = len(placed)
         items = [
             {
                 "name": item.get("name"),
@@ -299,7 +301,7 @@ class AdminApi:
             }
             for item, owner in placed[:limit]
         ]
-        return {"tools": items, "total": len(placed)}
+        return {"tools": items, "total": total}  # with `q`: how many were searched, not how many were found
 
     async def call(self, request: Request) -> dict[str, Any]:
         name = request.params["name"]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from onemcp.cli import argtypes
-from onemcp.cli.agent_output import dump, first_line, print_result, show_tool
+from onemcp.cli.agent_output import dump, first_line, print_result, savings, show_tool
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import Target, TargetError, resolve, view_of, with_exposure
@@ -474,8 +474,7 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
         dump({"servers": servers, "full": full, "search": search})
         return OK
     table(["SERVER", "TOOLS", "TOKENS"], [[escape_line(s), str(n), str(t)] for s, n, t in rows])
-    saved = f" ({100 * (full - search) / full:.0f}% less)" if full else ""
-    print(f"\nfull tool list: {full} tokens; search mode: {search} tokens{saved}")
+    print(f"\nfull tool list: {full} tokens; search mode: {search} tokens{savings(full, search)}")
     return OK
 
 

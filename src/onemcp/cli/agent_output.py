@@ -117,3 +117,12 @@ def first_line(text: Any) -> str:
 def dump(doc: Any) -> None:
     """A document as indented JSON on stdout."""
     sys.stdout.write(json_text(doc) + "\n")
+
+
+def savings(full: int, search: int) -> str:
+    """What search mode saves against the full list, said for `inspect --tokens` ("" when nothing)."""
+    if full and search < full:
+        return f" ({100 * (full - search) / full:.0f}% less)"
+    if search > full:  # a small view: its full list costs less than the three meta-tools
+        return f" ({search - full} more than the full list: this view is small enough to list in full)"
+    return ""

@@ -48,7 +48,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     create.add_argument("name")
     create.add_argument("--filter", required=True, metavar="EXPR", help="tag filter, e.g. 'dev or (git and !slow)'")
     create.add_argument("--description", default="", help="what the preset is for")
-    create.add_argument("--exposure", choices=EXPOSURE_CHOICES, help="tools in full, as search, or auto (the hub's)")
+    create.add_argument(
+        "--exposure",
+        choices=EXPOSURE_CHOICES,
+        help="tools in full, as search, or auto (search over the hub's searchBudget); left out: the hub's",
+    )
 
     listing = actions.add_parser("list", parents=[config], help="list the presets")
     listing.add_argument("--json", action="store_true", help="machine-readable output")

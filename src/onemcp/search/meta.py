@@ -82,7 +82,9 @@ def search_args(arguments: Mapping[str, Any]) -> tuple[str, int, str | None]:
         raise MetaArgsError("search_tools: 'query' must be a non-empty string saying what you want to do")
     if len(query) > MAX_QUERY:
         raise MetaArgsError(f"search_tools: 'query' is {len(query)} characters; at most {MAX_QUERY}")
-    limit = arguments.get("limit", DEFAULT_LIMIT)
+    limit = arguments.get("limit")
+    if limit is None:  # left out, or null as strict function-calling clients send an unset optional field
+        limit = DEFAULT_LIMIT
     if isinstance(limit, float) and limit.is_integer():
         limit = int(limit)  # 2.0 is the integer 2 (JSON has one number type; the schema says integer)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:

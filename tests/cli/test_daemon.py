@@ -162,3 +162,31 @@ def test_service_unit(config_dir: Path, tmp_path: Path) -> None:
     odd.mkdir()
     unit = onemcp(odd, "service", "print", "--port", "3051")
     assert f'--config "{tmp_path}/my $$HOME 100%%/mcp.json" --port 3051' in unit.stdout, unit.stdout
+
+
+def test_start_in_an_empty_config_dir_writes_the_starter_config_as_serve_does(tmp_path: Path) -> None:
+    try:
+        started = onemcp(tmp_path, "start", "--port", "0")
+        assert started.returncode == 0, started.stderr
+        assert "wrote a starter config" in started.stderr and "started at" in started.stdout
+        assert "mcpServers" in json.loads((tmp_path / "mcp.json").read_text())
+    finally:
+        assert onemcp(tmp_path, "stop", "--timeout", "10").returncode == 0
+    named = tmp_path / "elsewhere" / "mcp.json"  # a missing file the user named is an error, not a starter
+    refused = onemcp(tmp_path, "start", "--config", str(named), "--port", "0")
+    assert refused.returncode == 2 and f"{named} does not exist" in refused.stderr and not named.exists()
+
+
+def test_service_install_in_an_empty_config_dir_has_a_config_to_serve(tmp_path: Path) -> None:
+    home = tmp_path / "xdg"
+    env = {**clean_env(tmp_path), "XDG_CONFIG_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "onemcp", "service", "install", "--port", "3051"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (home / "systemd" / "user" / "onemcp.service").exists() and (tmp_path / "mcp.json").exists()

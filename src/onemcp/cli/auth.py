@@ -41,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
         "--scope",
         action="append",
         default=[],
-        help="mcp (default), admin, templates (unsigned template contexts), server:<n>, tag:<t>, tool:<s>/<t>",
+        help="mcp (default), admin, operator (the console, read-only), templates (unsigned template contexts), "
+        "server:<n>, tag:<t>, tool:<s>/<t>",
     )
     create.add_argument(
         "--role", action="append", default=[], help="a role of onemcp.auth.roles (repeatable): its scopes"

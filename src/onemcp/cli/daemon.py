@@ -76,6 +76,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
 
 def run(args: argparse.Namespace) -> int:
     path = resolve_path(args.config)
+    if args.command in ("start", "restart") or (args.command == "service" and args.action == "install"):
+        refused = _config_to_run(path, args.config)
+        if refused is not None:
+            return refused
     try:
         if args.command == "start":
             return start(path, args.host, args.port, args.timeout, args.log_level)
@@ -94,6 +98,21 @@ def run(args: argparse.Namespace) -> int:
         return service(path, args.action, args.port)
     except KeyboardInterrupt:
         return 130
+
+
+def _config_to_run(path: Path, named: str | None) -> int | None:
+    """A hub about to be started (or installed as a service) needs its config: with none, the starter
+    one is written as `serve` writes it, unless a missing file was named (exit 2, before any child)."""
+    if path.exists():
+        return None
+    if named:
+        print(f"onemcp: config file {path} does not exist", file=sys.stderr)
+        return 2
+    from onemcp.config.load import write_starter  # only here: the other commands stay light
+
+    write_starter(path)
+    print(f"onemcp: no config found; wrote a starter config to {path}", file=sys.stderr)
+    return None
 
 
 # ----------------------------------------------------------------------------- state

@@ -29,6 +29,17 @@ LAYOUT = {
 }
 
 
+SET_HERE = (
+    "API_KEY",
+    "CONTEXT7_API_KEY",
+    "DOCS_TOKEN",
+    "GITHUB_TOKEN",
+    "NOTION_TOKEN",
+    "FIGMA_OAUTH_TOKEN",
+    "PERPLEXITY_KEY",
+)
+
+
 class Machine:
     """A fake user: app configs under `home`, a project as the current dir, onemcp's config dir."""
 
@@ -62,6 +73,8 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Machine:
     monkeypatch.setenv("ONEMCP_APP_HOME", str(m.home))
     monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(m.config_dir))
     monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    for name in SET_HERE:  # what the apps' configs use, set as on the user's machine (the hub needs them)
+        monkeypatch.setenv(name, "x")
     return m
 
 
@@ -331,3 +344,20 @@ def test_unknown_app_is_a_usage_error(machine: Machine, capsys: pytest.CaptureFi
         main(["app", "import", "notepad"])
     assert info.value.code == 2
     assert "invalid choice: 'notepad'" in capsys.readouterr().err
+
+
+def test_point_to_hub_waits_while_the_hub_would_refuse_a_variable_that_is_not_set(
+    machine: Machine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub refuses a config with an unset ${VAR}: pointing the app at it would lose its servers."""
+    monkeypatch.delenv("NOTION_TOKEN")
+    app_file = machine.file("cursor_mcp.json")
+    before = app_file.read_bytes()
+    code, out, err = cli(capsys, "app", "import", "cursor", "--yes", "--point-to-hub")
+    assert code == 1 and "imported" in out  # the servers are in mcp.json, for when it is set
+    assert "${NOTION_TOKEN} is not set here" in err
+    assert "not pointing Cursor at the hub: the hub refuses its config while ${NOTION_TOKEN} is not set" in err
+    assert app_file.read_bytes() == before
+    monkeypatch.setenv("NOTION_TOKEN", "x")  # set: the same command again points Cursor at the hub
+    code, out, err = cli(capsys, "app", "import", "cursor", "--yes", "--point-to-hub")
+    assert code == 0 and "Cursor now uses only the hub" in out, err

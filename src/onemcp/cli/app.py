@@ -196,6 +196,15 @@ def _import(args: argparse.Namespace) -> int:
         print(f"onemcp: imported {len(writes)} server(s) from {app.label} into {path}")
         if result.backup:
             print(f"onemcp: previous version saved as {result.backup}")
+        for name in result.unset:
+            print(f"onemcp: note: ${{{name}}} is not set here; the hub needs it in its environment", file=sys.stderr)
+        if rewrites and result.unset and not args.force:
+            # the hub refuses a config with an unset variable: the app would lose every server it had
+            unset = ", ".join(f"${{{name}}}" for name in result.unset)
+            raise CommandError(
+                f"not pointing {app.label} at the hub: the hub refuses its config while {unset} is not set; set it "
+                f"in the hub's environment or in {path.parent / '.env'}, then run this import again (--force: anyway)"
+            )
     if rewrites:
         hub_url = _hub_url(args)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from onemcp.config.formats import FormatError, format_of, parse, strip_jsonc
@@ -69,6 +70,16 @@ def test_a_key_written_twice_is_refused_in_each_format(tmp_path: Path, name: str
         load_config(path)
 
 
+def test_a_json_key_written_twice_is_said_with_its_path_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        '{"mcpServers": {\n  "time": {"command": "uvx", "args": ["x"]},\n'
+        '  // "git": {"args": []},\n  "git": {"command": "uvx", "args": ["{\\"args\\""],\n  "args": []}}}'
+    )
+    with pytest.raises(ConfigError, match=r"'args' is written twice in one object at mcpServers\.git\.args \(line 5\)"):
+        load_config(path)
+
+
 @pytest.mark.parametrize("name", list(TYPO))
 def test_a_typo_says_what_was_meant_in_each_format(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
@@ -109,3 +120,9 @@ def test_strings_with_comment_marks_and_commas_stay_as_written() -> None:
     assert parse(text.encode()) == {"a": "x,}", "b": "//,]", "c": "/* ,} */", "d": [",]"]}
     with pytest.raises(FormatError, match="not valid JSON"):
         parse(b'{"a": 1, // x\n "b"}')
+
+
+def test_a_comma_before_a_comment_holding_a_bracket_is_kept() -> None:
+    """A commented-out entry after a real one: its brackets are not the object's end."""
+    text = '{"a": 1, // "b": {"c": []},\n "d": 2, /* } */ "e": [3, /* ] */ 4,],}'
+    assert orjson.loads(strip_jsonc(text)) == {"a": 1, "d": 2, "e": [3, 4]}

@@ -37,8 +37,9 @@ def parse(raw: bytes, fmt: str = "json") -> Any:
 
 
 # ----------------------------------------------------------------------------- JSON / JSONC
-# A trailing comma is one followed by the closing bracket, with only blanks and comments between.
-_JSONC = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/|,(?=(?:\s|//[^\n]*|/\*.*?\*/)*[}\]])', re.DOTALL)
+# A trailing comma is one followed by the closing bracket, with only blanks and comments between
+# (possessive, atomic: a comment is skipped whole, never cut short or run on to a bracket inside one).
+_JSONC = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/|,(?=(?:\s|//[^\n]*+|(?>/\*.*?\*/))*[}\]])', re.DOTALL)
 
 
 def strip_jsonc(text: str) -> str:
@@ -53,20 +54,55 @@ def strip_jsonc(text: str) -> str:
     return _JSONC.sub(keep, text)
 
 
+class _Twice(Exception):
+    """A key written twice (found by the parser, which knows no position; `_where_twice` finds it)."""
+
+
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise FormatError(f"the key {key!r} is written twice in one object (the second would silently win)")
+            raise _Twice(key)
         out[key] = value
     return out
 
 
+# In valid JSON (comments gone): a string, and whether a colon follows it (then it is a key).
+_TOKEN = re.compile(r'"((?:\\.|[^"\\])*)"(\s*:)?|[{}\[\]]')
+
+
+def _where_twice(text: str) -> str:
+    """' at PATH (line N)' of the first key written twice in one object of valid JSON `text`."""
+    stack: list[tuple[set[str] | None, str]] = []  # each open object's keys so far (None: an array), its path
+    key = ""
+    for m in _TOKEN.finditer(text):
+        token = m.group(0)
+        if token in ("{", "["):
+            parent = stack[-1] if stack else None
+            where = "" if parent is None else f"{parent[1]}[]" if parent[0] is None else f"{parent[1]}.{key}"
+            stack.append((set() if token == "{" else None, where.lstrip(".")))
+        elif token in ("}", "]") and stack:
+            stack.pop()
+        elif m.group(2) and stack and (seen := stack[-1][0]) is not None:
+            key = json.loads(f'"{m.group(1)}"')
+            if key in seen:
+                path = f"{stack[-1][1]}.{key}".lstrip(".")
+                return f" at {path} (line {text.count(chr(10), 0, m.start()) + 1})"
+            seen.add(key)
+    return ""
+
+
 def _json(text: str) -> Any:
+    plain = strip_jsonc(text)
     try:
-        return json.loads(strip_jsonc(text), object_pairs_hook=_pairs)
+        return json.loads(plain, object_pairs_hook=_pairs)
     except json.JSONDecodeError as exc:
         raise FormatError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except _Twice as exc:
+        where = _where_twice(plain)
+        raise FormatError(
+            f"the key {exc.args[0]!r} is written twice in one object{where} (the second would silently win)"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- YAML

@@ -6,7 +6,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp.types import TextContent
+from mcp.types import PromptReference, TextContent
 
 from fixtures.launch import fixture_command
 from support.hub import running_hub
@@ -145,3 +145,39 @@ async def test_a_prompt_or_read_result_of_the_wrong_types_is_an_error_naming_the
     answer = "[bad] the server answered {} with a result a client cannot read: {}"
     assert said == {k: (-32603, answer.format(method[k.split()[0]], v)) for k, v in expected.items()}
     assert fine.messages and read.contents
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_completion_of_the_wrong_types_is_an_error_naming_the_server(mode: str) -> None:
+    """The official SDK client validates a completion/complete result: values not a list of strings,
+    a completion that is not an object or is missing, a _meta that is not an object made complete()
+    raise a bare validation error (a total or hasMore of the wrong type it coerces; zod does not);
+    the hub answers -32603 saying which server and what. More than the 100 values a result may hold
+    (a 2026-07-28 client refuses them) are cut to 100 with hasMore."""
+    bad = fixture_command("--bad-schemas", "--name", "bad")
+    said: dict[str, tuple[int, str]] = {}
+    ref = PromptReference(type="ref/prompt", name="mistyped_prompt")
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": {"bad": {"command": bad[0], "args": bad[1:]}}}) as hub:
+            async with Client(hub.url, mode=mode, cache=None) as client:
+                for kind in ("values", "value", "total", "more", "completion", "missing", "meta"):
+                    with pytest.raises(MCPError) as err:
+                        await client.complete(ref, {"name": "kind", "value": kind})
+                    said[kind] = (err.value.code, err.value.message)
+                many = await client.complete(ref, {"name": "kind", "value": "many"})
+                topic = PromptReference(type="ref/prompt", name="with_args")
+                fine = await client.complete(topic, {"name": "topic", "value": ""})
+    expected = {
+        "values": "completion.values is not a list",
+        "value": "completion.values[1] is not a string",
+        "total": "completion.total is not an integer",
+        "more": "completion.hasMore is not a boolean",
+        "completion": "completion is not an object",
+        "missing": "completion is missing",
+        "meta": "_meta is not an object",
+    }
+    answer = "[bad] the server answered completion/complete with a result a client cannot read: {}"
+    assert said == {k: (-32603, answer.format(v)) for k, v in expected.items()}
+    assert many.completion.values == [f"v{n}" for n in range(100)]
+    assert many.completion.has_more is True and many.completion.total == 150
+    assert fine.completion.values == []

@@ -239,3 +239,36 @@ def test_a_read_resource_a_strict_client_rejects_is_named_field_by_field() -> No
     for result, problem in cases:
         assert reply_problem("resources/read", result) == problem, result
     assert reply_problem("tools/list", {"tools": 5}) is None  # not a reply it knows
+
+
+def test_a_completion_a_strict_client_rejects_is_named_field_by_field() -> None:
+    """What the official SDK clients validate of a CompleteResult (both eras' wire types), by JSON type."""
+    fine = {"completion": {"values": ["a", "b"], "total": 2, "hasMore": False}, "_meta": {}}
+    assert reply_problem("completion/complete", fine) is None
+    assert reply_problem("completion/complete", {"completion": {"values": [], "total": None}}) is None
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({}, "completion is missing"),
+        ({"completion": ["a"]}, "completion is not an object"),
+        ({"completion": {}}, "completion.values is missing"),
+        ({"completion": {"values": "a"}}, "completion.values is not a list"),
+        ({"completion": {"values": ["a", None]}}, "completion.values[1] is not a string"),
+        ({"completion": {"values": [], "total": "3"}}, "completion.total is not an integer"),
+        ({"completion": {"values": [], "total": 2.5}}, "completion.total is not an integer"),
+        ({"completion": {"values": [], "total": True}}, "completion.total is not an integer"),
+        ({"completion": {"values": [], "hasMore": 1}}, "completion.hasMore is not a boolean"),
+        ({"completion": {"values": []}, "_meta": []}, "_meta is not an object"),
+    ]
+    for result, problem in cases:
+        assert reply_problem("completion/complete", result) == problem, result
+
+
+def test_a_completion_holds_at_most_100_values_and_says_there_are_more() -> None:
+    values = [str(n) for n in range(101)]
+    reply: Message = {"jsonrpc": "2.0", "id": 1, "result": {"completion": {"values": values, "total": 101}}}
+    before = copy.deepcopy(reply)
+    out = for_client(reply, "completion/complete", visible_uri=None, client_modern=False, upstream_modern=False)
+    assert out["result"]["completion"] == {"values": values[:100], "total": 101, "hasMore": True}
+    assert reply == before  # its argument untouched
+    hundred: Message = {"jsonrpc": "2.0", "id": 1, "result": {"completion": {"values": values[:100]}}}
+    same = for_client(hundred, "completion/complete", visible_uri=None, client_modern=False, upstream_modern=False)
+    assert same["result"] == hundred["result"]

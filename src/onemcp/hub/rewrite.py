@@ -5,9 +5,10 @@ Owns the parts of a reply that the client knows differently from the upstream: r
 call) and in `prompts/get` messages (resource links and embedded resources), the 2026-07-28 result
 envelope a legacy client must not see, its error code for an unknown resource, the bound on a
 tool result's text (either way it comes), and what makes a tool result (`tool_result_problem`), a
-prompt or a read resource (`reply_problem`) unreadable to a client that validates it. Does not own
-task ids (`TaskRouter` keeps them, `hub/tasks.py`) nor which upstream answered. Every function
-returns a new message and leaves its argument untouched.
+prompt, a read resource or a completion (`reply_problem`) unreadable to a client that validates it,
+and the bound on a completion's values. Does not own task ids (`TaskRouter` keeps them,
+`hub/tasks.py`) nor which upstream answered. Every function returns a new message and leaves its
+argument untouched.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def for_client(
         era.legacy_result(result)  # a legacy client must not see the modern envelope (top-level keys only)
     if method in TOOL_RESULTS and "task" not in result and max_result_bytes is not None:
         result = truncated(result, max_result_bytes)
+    elif method == "completion/complete":
+        result = bounded_completion(result)
     if visible_uri is not None:
         result = with_visible_uris(method, result, visible_uri)
     out["result"] = result
@@ -187,14 +190,17 @@ def _content_problem(item: Any) -> str | None:
 
 
 ROLES = ("user", "assistant")
-CHECKED_REPLIES = frozenset({"prompts/get", "resources/read"})  # the results `reply_problem` knows
+CHECKED_REPLIES = frozenset({"prompts/get", "resources/read", "completion/complete"})  # what `reply_problem` knows
+MAX_COMPLETIONS = 100  # values in one completion result (the spec's "must not exceed"; a 2026-07-28 client checks)
 
 
 def reply_problem(method: str, result: dict[str, Any]) -> str | None:
-    """Why the official SDK clients would refuse this `prompts/get` or `resources/read` result, or None.
+    """Why the official SDK clients would refuse this `prompts/get`, `resources/read` or
+    `completion/complete` result, or None.
 
-    What their wire types (GetPromptResult, ReadResourceResult, both eras) require of it; a result
-    of the 2026-07-28 era that is not complete (it asks for input) is not one.
+    What their wire types (GetPromptResult, ReadResourceResult, CompleteResult, both eras) require
+    of it, by JSON type as zod checks (pydantic lets "3" be an integer); a result of the 2026-07-28
+    era that is not complete (it asks for input) is not one.
     """
     if result.get("resultType") not in (None, "complete"):
         return None
@@ -202,6 +208,8 @@ def reply_problem(method: str, result: dict[str, Any]) -> str | None:
         problem = _prompt_problem(result)
     elif method == "resources/read":
         problem = _read_problem(result)
+    elif method == "completion/complete":
+        problem = _completion_problem(result)
     else:  # not one it knows
         return None
     if problem is None and result.get("_meta") is not None and not isinstance(result["_meta"], dict):
@@ -245,3 +253,31 @@ def _read_problem(result: dict[str, Any]) -> str | None:
         if item.get("_meta") is not None and not isinstance(item["_meta"], dict):
             return f"contents[{index}] has a _meta that is not an object"
     return None
+
+
+def _completion_problem(result: dict[str, Any]) -> str | None:
+    completion = result.get("completion")
+    if not isinstance(completion, dict):
+        return "completion is not an object" if completion is not None else "completion is missing"
+    values = completion.get("values")
+    if not isinstance(values, list):
+        return "completion.values is not a list" if values is not None else "completion.values is missing"
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            return f"completion.values[{index}] is not a string"
+    total = completion.get("total")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
+        return "completion.total is not an integer"
+    if completion.get("hasMore") is not None and not isinstance(completion["hasMore"], bool):
+        return "completion.hasMore is not a boolean"
+    return None
+
+
+def bounded_completion(result: dict[str, Any]) -> dict[str, Any]:
+    """A completion result with at most MAX_COMPLETIONS values; the rest are said to exist (`hasMore`)."""
+    completion = result.get("completion")
+    values = completion.get("values") if isinstance(completion, dict) else None
+    if not isinstance(values, list) or len(values) <= MAX_COMPLETIONS:
+        return result
+    assert isinstance(completion, dict)
+    return {**result, "completion": {**completion, "values": values[:MAX_COMPLETIONS], "hasMore": True}}

@@ -181,3 +181,46 @@ async def test_a_completion_of_the_wrong_types_is_an_error_naming_the_server(mod
     assert many.completion.values == [f"v{n}" for n in range(100)]
     assert many.completion.has_more is True and many.completion.total == 150
     assert fine.completion.values == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_2026_result_envelope_of_the_wrong_types_is_an_error_naming_the_server(mode: str) -> None:
+    """A 2026-07-28 upstream's result whose resultType is not a string, or that asks for input with
+    inputRequests not an object of elicitation/sampling/roots requests or a requestState not a
+    string, or asks it on completion/complete (which cannot), made the SDK client raise a bare
+    validation error; the hub answers a tool error or -32603 saying which server and what. A legacy
+    client is told the same at once (it was asked for nothing, 8 times, or told of a capability it
+    lacked without the server's name); it never sees resultType."""
+    bad = fixture_command("--bad-schemas", "--modern-raw", "--name", "bad")
+    said: dict[str, str] = {}
+    ref = PromptReference(type="ref/prompt", name="mistyped_prompt")
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": {"bad": {"command": bad[0], "args": bad[1:]}}}) as hub:
+            assert hub.app.hub.pool.get("bad").era == "modern"  # type: ignore[union-attr]
+            async with Client(hub.url, mode=mode, cache=None) as client:
+                for kind in ("result_type", "asks", "asks_ping", "asks_state"):
+                    result = await client.call_tool("mistyped", {"kind": kind})
+                    texts = "".join(item.text for item in result.content if isinstance(item, TextContent))
+                    said[f"call {kind}"] = texts if result.is_error else "fine"
+                for kind in ("result_type", "asks"):
+                    try:
+                        await client.complete(ref, {"name": "kind", "value": kind})
+                        said[f"complete {kind}"] = "fine"
+                    except MCPError as err:
+                        assert err.code == -32603
+                        said[f"complete {kind}"] = err.message
+                fine = await client.call_tool("echo", {"message": "still fine"})
+    called = "[bad] the server's tool result cannot be read: {}"
+    completed = "[bad] the server answered completion/complete with a result a client cannot read: {}"
+    legacy = mode == "legacy"
+    assert said == {
+        "call result_type": "fine" if legacy else called.format("resultType is not a string"),
+        "call asks": called.format("inputRequests is not an object"),
+        "call asks_ping": called.format(
+            "inputRequests['a'] is not an elicitation/create, sampling/createMessage or roots/list request"
+        ),
+        "call asks_state": called.format("requestState is not a string"),
+        "complete result_type": "fine" if legacy else completed.format("resultType is not a string"),
+        "complete asks": completed.format("resultType is 'input_required', which completion/complete cannot answer"),
+    }
+    assert not fine.is_error

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from onemcp.hub.rewrite import (
+    envelope_problem,
     for_client,
     reply_problem,
     tool_result_problem,
@@ -272,3 +273,35 @@ def test_a_completion_holds_at_most_100_values_and_says_there_are_more() -> None
     hundred: Message = {"jsonrpc": "2.0", "id": 1, "result": {"completion": {"values": values[:100]}}}
     same = for_client(hundred, "completion/complete", visible_uri=None, client_modern=False, upstream_modern=False)
     assert same["result"] == hundred["result"]
+
+
+def test_a_2026_envelope_a_strict_client_rejects_is_named() -> None:
+    """What the SDK client's 2026-07-28 result types require of resultType and an InputRequiredResult."""
+    ask = {"method": "roots/list", "params": {}}
+    asking = {"resultType": "input_required", "inputRequests": {"a": ask}, "requestState": "s"}
+    for fine in ({}, {"resultType": "complete"}, {"resultType": "an_extension's"}, asking):
+        assert envelope_problem("tools/call", fine) is None, fine
+    assert envelope_problem("prompts/get", {"resultType": "input_required"}) is None  # nothing asked, no state
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("tools/call", {"resultType": 5}, "resultType is not a string"),
+        ("completion/complete", asking, "resultType is 'input_required', which completion/complete cannot answer"),
+        ("resources/read", {**asking, "inputRequests": [ask]}, "inputRequests is not an object"),
+        (
+            "tools/call",
+            {**asking, "inputRequests": {"a": {"method": "ping"}}},
+            "inputRequests['a'] is not an elicitation/create, sampling/createMessage or roots/list request",
+        ),
+        (
+            "tools/call",
+            {**asking, "inputRequests": {"b": "roots/list"}},
+            "inputRequests['b'] is not an elicitation/create, sampling/createMessage or roots/list request",
+        ),
+        (
+            "tools/call",
+            {**asking, "inputRequests": {"a": {**ask, "params": []}}},
+            "inputRequests['a'].params is not an object",
+        ),
+        ("prompts/get", {**asking, "requestState": 7}, "requestState is not a string"),
+    ]
+    for method, result, problem in cases:
+        assert envelope_problem(method, result) == problem, result

@@ -95,9 +95,15 @@ class Forwarder:
                         return None
                     outcome = "error" if "error" in msg else "tool_error" if _tool_error(msg) else "ok"
                     needed = bridge.input_required(msg)
-                    if needed is not None and not session.ephemeral and rounds == bridge.MAX_ROUNDS:
-                        why = f"{call.method} still asked for input after {rounds} rounds of answers"
-                        return jsonrpc.error(call.downstream_id, UpstreamError(conn.name, why).to_error())
+                    if needed is not None and not session.ephemeral:
+                        unreadable = rewrite.envelope_problem(call.method, needed)
+                        if unreadable is not None:  # nothing to ask the client: said as to a modern one
+                            msg = self.for_client(session, conn, call.method, msg, unreadable)
+                            outcome = "error" if "error" in msg else "tool_error"
+                            return msg
+                        if rounds == bridge.MAX_ROUNDS:
+                            why = f"{call.method} still asked for input after {rounds} rounds of answers"
+                            return jsonrpc.error(call.downstream_id, UpstreamError(conn.name, why).to_error())
                     if needed is not None and not session.ephemeral:
                         # a modern upstream asks a legacy client: ask live, then retry upstream
                         rounds += 1
@@ -171,8 +177,11 @@ class Forwarder:
             return None
         return session.reverse.get(str(msg["id"]))
 
-    def for_client(self, session: Session, conn: UpstreamConnection, method: str, msg: Message) -> Message:
-        """The reply with the task ids, URIs, envelope and error codes the client knows."""
+    def for_client(
+        self, session: Session, conn: UpstreamConnection, method: str, msg: Message, unreadable: str | None = None
+    ) -> Message:
+        """The reply with the task ids, URIs, envelope and error codes the client knows; one no client could
+        read (`unreadable` says why, when the caller found it) answered as an error that says why."""
         server = conn.name
         if "error" in msg and jsonrpc.malformed_response(msg):  # no client could read it either
             err = UpstreamError(server, f"the server answered {method} with a malformed error: {msg['error']!r:.200}")
@@ -198,13 +207,19 @@ class Forwarder:
             sent = JSON_KINDS.get(type(result), "something else") if "result" in msg else "no result"
             err = UpstreamError(server, f"the server answered {method} with {sent}, not a result object")
             return jsonrpc.error(msg.get("id"), err.to_error())
-        if method in rewrite.CHECKED_REPLIES and (problem := rewrite.reply_problem(method, result)) is not None:
+        tool_result = method in rewrite.TOOL_RESULTS and "task" not in result
+        problem = unreadable
+        if problem is None and session.ephemeral and result.get("resultType", "complete") != "complete":
+            problem = rewrite.envelope_problem(method, result)
+        if problem is None and method in rewrite.CHECKED_REPLIES:
+            problem = rewrite.reply_problem(method, result)
+        if problem is not None and not tool_result:
             # no error field of its own: a client that validates it would fail without saying why
             log.warning("upstream %s: a %s result a strict client rejects: %s", server, method, problem)
             err = UpstreamError(server, f"the server answered {method} with a result a client cannot read: {problem}")
             return jsonrpc.error(msg.get("id"), err.to_error())
-        tool_result = method in rewrite.TOOL_RESULTS and "task" not in result
-        problem = rewrite.tool_result_problem(result, legacy=not session.ephemeral) if tool_result else None
+        if problem is None and tool_result:
+            problem = rewrite.tool_result_problem(result, legacy=not session.ephemeral)
         if problem is not None:
             # a client that validates it would fail the call without saying why: a tool error says it
             log.warning("upstream %s: a %s result a strict client rejects: %s", server, method, problem)

@@ -4,11 +4,11 @@ Owns the parts of a reply that the client knows differently from the upstream: r
 `resources/read` contents, in a tool's result (`tools/call`, or `tasks/result` of a task-augmented
 call) and in `prompts/get` messages (resource links and embedded resources), the 2026-07-28 result
 envelope a legacy client must not see, its error code for an unknown resource, the bound on a
-tool result's text (either way it comes), and what makes a tool result (`tool_result_problem`), a
-prompt, a read resource or a completion (`reply_problem`) unreadable to a client that validates it,
-and the bound on a completion's values. Does not own task ids (`TaskRouter` keeps them,
-`hub/tasks.py`) nor which upstream answered. Every function returns a new message and leaves its
-argument untouched.
+tool result's text (either way it comes) and on a completion's values, and what makes a tool result
+(`tool_result_problem`), a prompt, a read resource or a completion (`reply_problem`) or a 2026-07-28
+result's envelope (`envelope_problem`) unreadable to a client that validates it. Does not own task
+ids (`TaskRouter` keeps them, `hub/tasks.py`) nor which upstream answered. Every function returns a
+new message and leaves its argument untouched.
 """
 
 from __future__ import annotations
@@ -186,6 +186,39 @@ def _content_problem(item: Any) -> str | None:
         return "has annotations of the wrong type"
     if item.get("_meta") is not None and not isinstance(item["_meta"], dict):
         return "has a _meta that is not an object"
+    return None
+
+
+ASKING = frozenset({"tools/call", "prompts/get", "resources/read"})  # the requests a 2026-07-28 server may ask input of
+INPUT_METHODS = ("elicitation/create", "sampling/createMessage", "roots/list")  # what it may ask
+
+
+def envelope_problem(method: str, result: dict[str, Any]) -> str | None:
+    """Why a 2026-07-28 client would refuse this result's envelope, or None: a `resultType` that is
+    not a string, or an input-required result it cannot read (on a request that cannot ask for input,
+    `inputRequests` not an object of the requests a server may ask, a `requestState` not a string).
+
+    A result that is complete (or of an extension's `resultType`) is not judged here.
+    """
+    kind = result.get("resultType")
+    if kind is None or kind == "complete":
+        return None
+    if not isinstance(kind, str):
+        return "resultType is not a string"
+    if kind != "input_required":
+        return None
+    if method not in ASKING:
+        return f"resultType is 'input_required', which {method} cannot answer"
+    requests = result.get("inputRequests")
+    if requests is not None and not isinstance(requests, dict):
+        return "inputRequests is not an object"
+    for key, request in (requests or {}).items():
+        if not isinstance(request, dict) or request.get("method") not in INPUT_METHODS:
+            return f"inputRequests[{key[:40]!r}] is not an {', '.join(INPUT_METHODS[:2])} or {INPUT_METHODS[2]} request"
+        if request.get("params") is not None and not isinstance(request["params"], dict):
+            return f"inputRequests[{key[:40]!r}].params is not an object"
+    if result.get("requestState") is not None and not isinstance(result["requestState"], str):
+        return "requestState is not a string"
     return None
 
 

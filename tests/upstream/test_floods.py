@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client
 
 from fixtures.launch import fixture_command
 from onemcp.config.model import ServerConfig
@@ -127,3 +128,43 @@ async def test_a_change_announced_during_the_first_lists_is_listed_again(monkeyp
             while ("tools", "ready") not in refreshes:
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the fix's re-list)
     assert refreshes.count(("tools", "starting")) == 1
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_list_whose_next_cursor_is_not_a_string_keeps_what_was_read(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server whose nextCursor is a number, and which then refuses it as a cursor, failed its start
+    (tools/list failed: Invalid cursor) and was restarted without end; a client reaching it directly
+    refuses the page (a cursor is a string). The hub keeps the pages it read, says so, and serves
+    them; a cursor of the wrong type that the server takes back is followed as it came."""
+    bad = fixture_command("--number-cursor", "--page-size", "5", "--name", "bad")
+    with anyio.fail_after(30):
+        async with running_hub({"mcpServers": {"bad": {"command": bad[0], "args": bad[1:]}}}) as hub:
+            async with Client(hub.url, mode=mode, cache=None) as client:
+                tools = await client.list_tools()
+                prompts = await client.list_prompts()
+            conn = hub.app.hub.pool.get("bad")
+            assert conn is not None and conn.state == "ready"
+    assert len(tools.tools) == 5 and {p.name for p in prompts.prompts} == {"simple", "with_args"}  # one page, whole
+    said = [r.getMessage() for r in caplog.records if "nextCursor" in r.getMessage()]
+    assert (
+        said
+        and said[0].startswith("upstream bad: its tools list's nextCursor is not a string (18)")
+        and "left out" in said[0]
+    )
+
+
+async def test_a_next_cursor_of_another_type_that_the_server_takes_back_is_followed() -> None:
+    from onemcp.upstream.lists import read_list
+
+    asked: list[dict[str, Any]] = []
+
+    async def request(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        asked.append(params)
+        if params.get("cursor") == 1:
+            return {"tools": [{"name": "b"}]}
+        return {"tools": [{"name": "a"}], "nextCursor": 1}
+
+    assert await read_list(request, "s", "tools", 10_000) == [{"name": "a"}, {"name": "b"}]
+    assert asked == [{}, {"cursor": 1}]

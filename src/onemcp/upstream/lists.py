@@ -2,12 +2,14 @@
 
 Owns paging through a list and its bounds: at most `MAX_LIST_PAGES` pages, `MAX_LIST_ITEMS`
 items and `size_limit` bytes of one kind from one server (a server that pages without end
-keeps what fits, and the limit hit is counted). Does not own when a list is read (the
+keeps what fits, and the limit hit is counted); a `nextCursor` that is not a string is passed back as
+it came, and when the server refuses it, the pages read are kept. Does not own when a list is read (the
 connection: after its handshake, on list_changed, after a new session) or where it goes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from onemcp.observability.limits import hit
 from onemcp.protocol.errors import METHOD_NOT_FOUND, UpstreamError
 from onemcp.protocol.methods import KINDS
 
+log = logging.getLogger("onemcp.upstream")
 MAX_LIST_PAGES = 1000
 MAX_LIST_ITEMS = 10_000  # of one kind from one server; the whole list is also bounded by maxResponseBytes
 
@@ -34,6 +37,11 @@ async def read_list(request: Request, server: str, kind: str, size_limit: int) -
             page = await request(method, {"cursor": cursor} if cursor else {})
         except UpstreamError as exc:
             if kind == "resourceTemplates" and f"({METHOD_NOT_FOUND})" in str(exc):
+                break
+            if cursor is not None and not isinstance(cursor, str):
+                # a cursor is a string: the server wrote another, passed back as it came, and refused
+                why = "upstream %s: its %s list's nextCursor is not a string (%.40r) and the page it names "
+                log.warning(why + "could not be had (%s): the rest is left out", server, kind, cursor, exc)
                 break
             raise
         got = page.get(kind)

@@ -8,6 +8,7 @@ import anyio
 import httpx
 import orjson
 import pytest
+from mcp_types._v2025_11_25 import GetTaskResult, ListTasksResult
 
 from fixtures.launch import fixture_command
 from onemcp.hub import tasks
@@ -286,3 +287,41 @@ def test_held_statuses_are_bounded() -> None:
     assert len(router._early) == tasks.EARLY_STATUS
     assert len(router._early[(id(conn), "t300")][2]) == tasks.EARLY_PER_TASK
     assert not router.hold(conn, {"params": {}})  # type: ignore[arg-type]
+
+
+async def test_a_task_a_validating_client_would_refuse_is_an_error_naming_the_server() -> None:
+    """2025-11-25's Task (what the TypeScript SDK's tasks API validates; the Python SDK 2.x has none)
+    needs a string taskId, createdAt and lastUpdatedAt, a known status and a ttl that is a number or
+    null: a handle or a tasks/get or tasks/cancel answer without them was passed on as it came; the
+    hub answers -32603 saying which server and what. tasks/list withholds such an entry (logged),
+    and reads every page of each server's list (it read the first alone: a task on the second was
+    never listed)."""
+    config = {"mcpServers": {"a": stdio("--tasks", "--page-size", "1")}}
+    answer = "[a] the server answered {} with a result a client cannot read: {}"
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+
+            async def ask(method: str, **params: Any) -> dict[str, Any]:
+                reply: dict[str, Any] = (await http.post(hub.url, json=req(method, **params), headers=headers)).json()
+                return reply
+
+            def task_call(**arguments: Any) -> dict[str, Any]:
+                return {"name": "a__whoami", "arguments": arguments, "task": {"ttl": 60000}}
+
+            refused = await ask("tools/call", **task_call(mistyped_handle={"status": "running"}))
+            odd = (await ask("tools/call", **task_call(mistyped_task={"ttl": "60s"})))["result"]["task"]
+            fine = (await ask("tools/call", **task_call()))["result"]["task"]
+            got = {method: await ask(method, taskId=odd["taskId"]) for method in ("tasks/get", "tasks/cancel")}
+            listed = await ask("tasks/list")
+            fine_got = await ask("tasks/get", taskId=fine["taskId"])
+    statuses = "'working', 'input_required', 'completed', 'failed' or 'cancelled'"
+    assert refused["error"] == {
+        "code": -32603,
+        "message": answer.format("tools/call", f"task.status is 'running', not {statuses}"),
+    }
+    for method, reply in got.items():
+        assert reply["error"] == {"code": -32603, "message": answer.format(method, "ttl is not a number or null")}
+    assert [t["taskId"] for t in listed["result"]["tasks"]] == [fine["taskId"]]  # on its third page
+    GetTaskResult.model_validate(fine_got["result"])  # what the hub passes, a validating client reads
+    ListTasksResult.model_validate(listed["result"])

@@ -9,6 +9,7 @@ from onemcp.hub.rewrite import (
     envelope_problem,
     for_client,
     reply_problem,
+    task_problem,
     tool_result_problem,
     truncated,
     visible_content,
@@ -305,3 +306,29 @@ def test_a_2026_envelope_a_strict_client_rejects_is_named() -> None:
     ]
     for method, result, problem in cases:
         assert envelope_problem(method, result) == problem, result
+
+
+def test_a_task_a_strict_client_rejects_is_named_field_by_field() -> None:
+    """2025-11-25's Task: what a tasks/get or tasks/cancel result, a handle's task and a tasks/list entry must be."""
+    when = "2026-11-21T00:00:00Z"
+    task = {"taskId": "t", "status": "working", "createdAt": when, "lastUpdatedAt": when, "ttl": None}
+    assert task_problem(task) is None
+    assert task_problem({**task, "ttl": 60000, "pollInterval": 500, "statusMessage": "s"}) is None
+    assert reply_problem("tasks/get", task) is None and reply_problem("tasks/cancel", {**task, "_meta": {}}) is None
+    statuses = "'working', 'input_required', 'completed', 'failed' or 'cancelled'"
+    cases: list[tuple[Any, str]] = [
+        ({**task, "taskId": 5}, "taskId is not a string"),
+        ({k: v for k, v in task.items() if k != "lastUpdatedAt"}, "lastUpdatedAt is not a string"),
+        ({**task, "status": "running"}, f"status is 'running', not {statuses}"),
+        ({k: v for k, v in task.items() if k != "status"}, f"status is missing, not {statuses}"),
+        ({k: v for k, v in task.items() if k != "ttl"}, "ttl is missing (a number or null)"),
+        ({**task, "ttl": "60s"}, "ttl is not a number or null"),
+        ({**task, "ttl": True}, "ttl is not a number or null"),
+        ({**task, "pollInterval": "1s"}, "pollInterval is not a number"),
+        ({**task, "statusMessage": 3}, "statusMessage is not a string"),
+    ]
+    for given, problem in cases:
+        assert task_problem(given) == problem, given
+    assert task_problem({**task, "ttl": "60s"}, "task.") == "task.ttl is not a number or null"
+    assert task_problem("t", "task.") == "task is not an object"
+    assert reply_problem("tasks/get", {**task, "_meta": 1}) == "_meta is not an object"

@@ -213,6 +213,8 @@ class Forwarder:
             problem = rewrite.envelope_problem(method, result)
         if problem is None and method in rewrite.CHECKED_REPLIES:
             problem = rewrite.reply_problem(method, result)
+        elif problem is None and method == "tools/call" and "task" in result:  # a task handle
+            problem = rewrite.task_problem(result["task"], "task.")
         if problem is not None and not tool_result:
             # no error field of its own: a client that validates it would fail without saying why
             log.warning("upstream %s: a %s result a strict client rejects: %s", server, method, problem)

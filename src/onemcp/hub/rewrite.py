@@ -5,10 +5,10 @@ Owns the parts of a reply that the client knows differently from the upstream: r
 call) and in `prompts/get` messages (resource links and embedded resources), the 2026-07-28 result
 envelope a legacy client must not see, its error code for an unknown resource, the bound on a
 tool result's text (either way it comes) and on a completion's values, and what makes a tool result
-(`tool_result_problem`), a prompt, a read resource or a completion (`reply_problem`) or a 2026-07-28
-result's envelope (`envelope_problem`) unreadable to a client that validates it. Does not own task
-ids (`TaskRouter` keeps them, `hub/tasks.py`) nor which upstream answered. Every function returns a
-new message and leaves its argument untouched.
+(`tool_result_problem`), a prompt, a read resource, a completion or a task (`reply_problem`,
+`task_problem`) or a 2026-07-28 result's envelope (`envelope_problem`) unreadable to a client that
+validates it. Does not own task ids (`TaskRouter` keeps them, `hub/tasks.py`) nor which upstream
+answered. Every function returns a new message and leaves its argument untouched.
 """
 
 from __future__ import annotations
@@ -222,14 +222,47 @@ def envelope_problem(method: str, result: dict[str, Any]) -> str | None:
     return None
 
 
+TASK_STATUSES = ("working", "input_required", "completed", "failed", "cancelled")
+TASK_REPLIES = frozenset({"tasks/get", "tasks/cancel"})  # a Task (2025-11-25): GetTaskResult, CancelTaskResult
+
+
+def task_problem(task: Any, where: str = "") -> str | None:
+    """Why a client that validates a 2025-11-25 Task (a handle's `task`, a tasks/get or tasks/cancel
+    result, a tasks/list entry; the TypeScript SDK's tasks API does) would refuse it, or None.
+    `where` names it in the answer ("task.": "task.ttl is not a number or null")."""
+    if not isinstance(task, dict):
+        return f"{where.rstrip('.') or 'the task'} is not an object"
+    for key in ("taskId", "createdAt", "lastUpdatedAt"):
+        if not isinstance(task.get(key), str):
+            return f"{where}{key} is not a string"
+    status = task.get("status")
+    if status not in TASK_STATUSES:
+        said = "is missing" if status is None else f"is {str(status)[:40]!r}"
+        return f"{where}status {said}, not {', '.join(map(repr, TASK_STATUSES[:-1]))} or {TASK_STATUSES[-1]!r}"
+    if "ttl" not in task:
+        return f"{where}ttl is missing (a number or null)"
+    if task["ttl"] is not None and not _number(task["ttl"]):
+        return f"{where}ttl is not a number or null"
+    if task.get("pollInterval") is not None and not _number(task["pollInterval"]):
+        return f"{where}pollInterval is not a number"
+    if task.get("statusMessage") is not None and not isinstance(task["statusMessage"], str):
+        return f"{where}statusMessage is not a string"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 ROLES = ("user", "assistant")
-CHECKED_REPLIES = frozenset({"prompts/get", "resources/read", "completion/complete"})  # what `reply_problem` knows
+# the results `reply_problem` knows
+CHECKED_REPLIES = frozenset({"prompts/get", "resources/read", "completion/complete", *TASK_REPLIES})
 MAX_COMPLETIONS = 100  # values in one completion result (the spec's "must not exceed"; a 2026-07-28 client checks)
 
 
 def reply_problem(method: str, result: dict[str, Any]) -> str | None:
-    """Why the official SDK clients would refuse this `prompts/get`, `resources/read` or
-    `completion/complete` result, or None.
+    """Why the official SDK clients would refuse this `prompts/get`, `resources/read`,
+    `completion/complete`, `tasks/get` or `tasks/cancel` result, or None.
 
     What their wire types (GetPromptResult, ReadResourceResult, CompleteResult, both eras) require
     of it, by JSON type as zod checks (pydantic lets "3" be an integer); a result of the 2026-07-28
@@ -243,6 +276,8 @@ def reply_problem(method: str, result: dict[str, Any]) -> str | None:
         problem = _read_problem(result)
     elif method == "completion/complete":
         problem = _completion_problem(result)
+    elif method in TASK_REPLIES:
+        problem = task_problem(result)
     else:  # not one it knows
         return None
     if problem is None and result.get("_meta") is not None and not isinstance(result["_meta"], dict):

@@ -9,9 +9,10 @@ names the visible id is ``<server>:<id>``; one session given two equal ids gets 
 on the later ones; replicas sharing a Redis add ``@<replica>`` (`made_on`: another replica's
 tasks/* go there). Bounded per session (beyond `MAX_SESSION_TASKS` a session's own oldest go, never
 another session's) and hub-wide (beyond `MAX_TASKS` the session holding the most loses its oldest); a
-session's tasks are forgotten when it ends. A server may send a task's first
-`notifications/tasks/status` before the reply that creates it: held (a few, for EARLY_SECONDS) until
-that reply names its session, then sent there.
+session's tasks are forgotten when it ends. `tasks/list` reads every page of each connection's
+list (at most `LIST_PAGES`) and withholds an entry a validating client would refuse. A server may
+send a task's first `notifications/tasks/status` before the reply that creates it: held (a few, for
+EARLY_SECONDS) until that reply names its session, then sent there.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from onemcp.catalog.catalog import Catalog
+from onemcp.hub.rewrite import task_problem
 from onemcp.protocol.errors import HubError, InvalidParams, NotFound, UpstreamUnavailable
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ RELATED_TASK = "io.modelcontextprotocol/related-task"
 EARLY_STATUS = 256  # hub-wide: status notifications held for tasks whose creating reply is not in yet
 EARLY_PER_TASK = 4  # of one task: its latest
 EARLY_SECONDS = 30.0  # held at most this long (a reply that never comes, or a task the hub never records)
+LIST_PAGES = 100  # of one connection's tasks/list
 MADE_ON = re.compile(r"@([0-9a-f]{8})$")  # the replica whose call made a task, at the end of its visible id
 
 
@@ -206,13 +209,18 @@ class TaskRouter:
         found: list[dict[str, Any]] = []
 
         async def one(conn: UpstreamConnection) -> None:
-            try:
-                listed = await conn.request("tasks/list", {})
-            except HubError as exc:
-                log.info("tasks/list to %s failed: %s", conn.name, exc)
-                return
-            tasks = listed.get("tasks")
-            found.extend(self.session_tasks(session_id, conn, tasks if isinstance(tasks, list) else []))
+            cursor: object = None
+            for _ in range(LIST_PAGES):  # every page (a server that pages without end: the first LIST_PAGES)
+                try:
+                    listed = await conn.request("tasks/list", {"cursor": cursor} if cursor is not None else {})
+                except HubError as exc:
+                    log.info("tasks/list to %s failed: %s", conn.name, exc)
+                    return
+                tasks = listed.get("tasks")
+                found.extend(self.session_tasks(session_id, conn, tasks if isinstance(tasks, list) else []))
+                cursor = listed.get("nextCursor")
+                if not isinstance(cursor, str) or not cursor:
+                    return
 
         async with anyio.create_task_group() as tg:
             for conn in targets:
@@ -220,11 +228,16 @@ class TaskRouter:
         return found
 
     def session_tasks(self, session_id: str, conn: UpstreamConnection, listed: list[Any]) -> list[dict[str, Any]]:
-        """The entries of a connection's tasks/list that belong to this session, with visible ids."""
+        """The entries of a connection's tasks/list that belong to this session, with visible ids; one a
+        validating client would refuse (`rewrite.task_problem`) is withheld, logged."""
         out = []
         for task in listed:
             if isinstance(task, dict):
                 owner = self.owner(conn, task.get("taskId"))
                 if owner is not None and owner[0] == session_id:
+                    problem = task_problem(task)
+                    if problem is not None:
+                        log.warning("upstream %s: tasks/list entry %s withheld: %s", conn.name, owner[1], problem)
+                        continue
                     out.append({**task, "taskId": owner[1]})
         return out

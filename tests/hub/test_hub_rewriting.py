@@ -167,6 +167,7 @@ async def test_a_completion_of_the_wrong_types_is_an_error_naming_the_server(mod
                 many = await client.complete(ref, {"name": "kind", "value": "many"})
                 topic = PromptReference(type="ref/prompt", name="with_args")
                 fine = await client.complete(topic, {"name": "topic", "value": ""})
+            counted = hub.app.hub.metrics.registry
     expected = {
         "values": "completion.values is not a list",
         "value": "completion.values[1] is not a string",
@@ -181,6 +182,8 @@ async def test_a_completion_of_the_wrong_types_is_an_error_naming_the_server(mod
     assert many.completion.values == [f"v{n}" for n in range(100)]
     assert many.completion.has_more is True and many.completion.total == 150
     assert fine.completion.values == []
+    labels = {"method": "completion/complete", "server": "bad", "outcome": "error"}
+    assert counted.get_sample_value("onemcp_upstream_requests_total", labels) == len(expected)  # not as successes
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

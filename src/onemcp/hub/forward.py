@@ -113,7 +113,9 @@ class Forwarder:
                         deadline.deadline = min(anyio.current_time() + call.timeout, ceiling)  # asked again
                         continue
                     msg = self.for_client(session, conn, call.method, msg)
-                    if outcome == "ok" and _tool_error(msg):  # a result no client could read, made a tool error
+                    if outcome == "ok" and "error" in msg:  # a result no client could read, answered as an error
+                        outcome = "error"
+                    elif outcome == "ok" and _tool_error(msg):  # ... or made a tool error
                         outcome = "tool_error"
                     return msg
             quiet = anyio.current_time() < ceiling  # else it ran into maxTotalTimeout, talking all along

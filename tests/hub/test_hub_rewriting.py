@@ -189,8 +189,8 @@ async def test_a_completion_of_the_wrong_types_is_an_error_naming_the_server(mod
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_a_2026_result_envelope_of_the_wrong_types_is_an_error_naming_the_server(mode: str) -> None:
     """A 2026-07-28 upstream's result whose resultType is not a string, or that asks for input with
-    inputRequests not an object of elicitation/sampling/roots requests or a requestState not a
-    string, or asks it on completion/complete (which cannot), made the SDK client raise a bare
+    inputRequests not an object of elicitation/sampling/roots requests with their params or a
+    requestState not a string, or asks it on completion/complete (which cannot), made the SDK client raise a bare
     validation error; the hub answers a tool error or -32603 saying which server and what. A legacy
     client is told the same at once (it was asked for nothing, 8 times, or told of a capability it
     lacked without the server's name); it never sees resultType."""
@@ -201,7 +201,7 @@ async def test_a_2026_result_envelope_of_the_wrong_types_is_an_error_naming_the_
         async with running_hub({"mcpServers": {"bad": {"command": bad[0], "args": bad[1:]}}}) as hub:
             assert hub.app.hub.pool.get("bad").era == "modern"  # type: ignore[union-attr]
             async with Client(hub.url, mode=mode, cache=None) as client:
-                for kind in ("result_type", "asks", "asks_ping", "asks_state"):
+                for kind in ("result_type", "asks", "asks_ping", "asks_elicit", "asks_state"):
                     result = await client.call_tool("mistyped", {"kind": kind})
                     texts = "".join(item.text for item in result.content if isinstance(item, TextContent))
                     said[f"call {kind}"] = texts if result.is_error else "fine"
@@ -222,6 +222,7 @@ async def test_a_2026_result_envelope_of_the_wrong_types_is_an_error_naming_the_
         "call asks_ping": called.format(
             "inputRequests['a'] is not an elicitation/create, sampling/createMessage or roots/list request"
         ),
+        "call asks_elicit": called.format("inputRequests['a'].params is missing"),
         "call asks_state": called.format("requestState is not a string"),
         "complete result_type": "fine" if legacy else completed.format("resultType is not a string"),
         "complete asks": completed.format("resultType is 'input_required', which completion/complete cannot answer"),

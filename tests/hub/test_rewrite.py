@@ -276,12 +276,47 @@ def test_a_completion_holds_at_most_100_values_and_says_there_are_more() -> None
     assert same["result"] == hundred["result"]
 
 
+ELICIT = {"message": "m", "requestedSchema": {"type": "object", "properties": {}}}
+SAMPLE = {"messages": [{"role": "user", "content": {"type": "text", "text": "w"}}], "maxTokens": 5}
+INPUT_REQUESTS: list[tuple[dict[str, Any], str]] = [  # what the SDK client's embedded request types refuse
+    ({"method": "elicitation/create"}, "is missing"),
+    ({"method": "elicitation/create", "params": {**ELICIT, "message": 5}}, "has no string message"),
+    ({"method": "elicitation/create", "params": {"message": "m"}}, "has no requestedSchema of type object"),
+    (
+        {"method": "elicitation/create", "params": {**ELICIT, "requestedSchema": {"type": "string"}}},
+        "has no requestedSchema of type object",
+    ),
+    ({"method": "elicitation/create", "params": {"mode": "url", "message": "m"}}, "(url mode) has no string url"),
+    ({"method": "sampling/createMessage", "params": {"maxTokens": 5}}, "has no messages list"),
+    (
+        {"method": "sampling/createMessage", "params": {**SAMPLE, "messages": [{"role": "system", "content": {}}]}},
+        "messages[0] has no role 'user' or 'assistant'",
+    ),
+    (
+        {"method": "sampling/createMessage", "params": {**SAMPLE, "messages": [{"role": "user"}]}},
+        "messages[0] has no content",
+    ),
+    ({"method": "sampling/createMessage", "params": {**SAMPLE, "maxTokens": "5"}}, "has no integer maxTokens"),
+]
+
+
 def test_a_2026_envelope_a_strict_client_rejects_is_named() -> None:
     """What the SDK client's 2026-07-28 result types require of resultType and an InputRequiredResult."""
     ask = {"method": "roots/list", "params": {}}
     asking = {"resultType": "input_required", "inputRequests": {"a": ask}, "requestState": "s"}
     for fine in ({}, {"resultType": "complete"}, {"resultType": "an_extension's"}, asking):
         assert envelope_problem("tools/call", fine) is None, fine
+    url = {"mode": "url", "message": "m", "url": "https://x.example"}
+    tool_use = {**SAMPLE, "messages": [{"role": "assistant", "content": [{"type": "tool_use"}]}]}
+    for method, params in (
+        ("elicitation/create", ELICIT),
+        ("elicitation/create", url),
+        ("sampling/createMessage", SAMPLE),
+    ):
+        asked = {**asking, "inputRequests": {"a": {"method": method, "params": params}}}
+        assert envelope_problem("tools/call", asked) is None, params
+    asked = {**asking, "inputRequests": {"a": {"method": "sampling/createMessage", "params": tool_use}}}
+    assert envelope_problem("tools/call", asked) is None  # its blocks are not judged here
     assert envelope_problem("prompts/get", {"resultType": "input_required"}) is None  # nothing asked, no state
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("tools/call", {"resultType": 5}, "resultType is not a string"),
@@ -302,6 +337,10 @@ def test_a_2026_envelope_a_strict_client_rejects_is_named() -> None:
             {**asking, "inputRequests": {"a": {**ask, "params": []}}},
             "inputRequests['a'].params is not an object",
         ),
+        *[
+            ("tools/call", {**asking, "inputRequests": {"a": request}}, f"inputRequests['a'].params {problem}")
+            for request, problem in INPUT_REQUESTS
+        ],
         ("prompts/get", {**asking, "requestState": 7}, "requestState is not a string"),
     ]
     for method, result, problem in cases:

@@ -215,10 +215,42 @@ def envelope_problem(method: str, result: dict[str, Any]) -> str | None:
     for key, request in (requests or {}).items():
         if not isinstance(request, dict) or request.get("method") not in INPUT_METHODS:
             return f"inputRequests[{key[:40]!r}] is not an {', '.join(INPUT_METHODS[:2])} or {INPUT_METHODS[2]} request"
-        if request.get("params") is not None and not isinstance(request["params"], dict):
-            return f"inputRequests[{key[:40]!r}].params is not an object"
+        problem = _input_request_problem(request["method"], request.get("params"))
+        if problem is not None:
+            return f"inputRequests[{key[:40]!r}].params {problem}"
     if result.get("requestState") is not None and not isinstance(result["requestState"], str):
         return "requestState is not a string"
+    return None
+
+
+def _input_request_problem(method: str, params: Any) -> str | None:
+    """What the SDK client's ElicitRequest / CreateMessageRequest / ListRootsRequest need of their params
+    (not the blocks of a sampling message: they may be tool uses and results too)."""
+    if params is None:
+        return None if method == "roots/list" else "is missing"
+    if not isinstance(params, dict):
+        return "is not an object"
+    if method == "elicitation/create":
+        if not isinstance(params.get("message"), str):
+            return "has no string message"
+        if params.get("mode") == "url":
+            return None if isinstance(params.get("url"), str) else "(url mode) has no string url"
+        schema = params.get("requestedSchema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return "has no requestedSchema of type object"
+    elif method == "sampling/createMessage":
+        messages = params.get("messages")
+        if not isinstance(messages, list):
+            return "has no messages list"
+        for index, message in enumerate(messages):
+            content = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(message, dict) or message.get("role") not in ROLES:
+                return f"messages[{index}] has no role 'user' or 'assistant'"
+            if not isinstance(content, dict | list):
+                return f"messages[{index}] has no content"
+        tokens = params.get("maxTokens")
+        if not isinstance(tokens, int) or isinstance(tokens, bool):
+            return "has no integer maxTokens"
     return None
 
 

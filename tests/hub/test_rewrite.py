@@ -371,3 +371,11 @@ def test_a_task_a_strict_client_rejects_is_named_field_by_field() -> None:
     assert task_problem({**task, "ttl": "60s"}, "task.") == "task.ttl is not a number or null"
     assert task_problem("t", "task.") == "task is not an object"
     assert reply_problem("tasks/get", {**task, "_meta": 1}) == "_meta is not an object"
+
+
+def test_a_result_type_that_is_not_a_string_does_not_spare_the_result_its_checks() -> None:
+    """Only a result that asks for input (or an extension's) is not a plain result; a resultType 5 (a
+    legacy server's slip, which a legacy client drops unread) left the rest of the result unchecked."""
+    assert tool_result_problem({"resultType": 5, "content": "x"}, legacy=True) == "content is not a list"
+    assert reply_problem("completion/complete", {"resultType": [], "completion": []}) == "completion is not an object"
+    assert reply_problem("prompts/get", {"resultType": "input_required", "inputRequests": {}}) is None

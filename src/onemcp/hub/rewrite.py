@@ -142,7 +142,7 @@ def tool_result_problem(result: dict[str, Any], *, legacy: bool) -> str | None:
     A result of the 2026-07-28 era that is not complete (it asks for input) is not one; a legacy
     client also needs `structuredContent` to be an object (2026-07-28 allows any JSON value).
     """
-    if result.get("resultType") not in (None, "complete"):
+    if isinstance(result.get("resultType"), str) and result["resultType"] != "complete":
         return None
     content = result.get("content")
     if not isinstance(content, list):
@@ -300,7 +300,7 @@ def reply_problem(method: str, result: dict[str, Any]) -> str | None:
     of it, by JSON type as zod checks (pydantic lets "3" be an integer); a result of the 2026-07-28
     era that is not complete (it asks for input) is not one.
     """
-    if result.get("resultType") not in (None, "complete"):
+    if isinstance(result.get("resultType"), str) and result["resultType"] != "complete":
         return None
     if method == "prompts/get":
         problem = _prompt_problem(result)

@@ -325,3 +325,61 @@ async def test_logs_sent_while_a_get_stream_reconnects_wait_for_it() -> None:
             while HITS.counts["unheard_logs"] - before < 2 * 3:  # the caller's and the listener's
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             assert outbox.queued() == 0
+
+
+async def test_a_busy_session_is_not_expired_as_idle_and_its_idle_time_starts_when_its_call_ends() -> None:
+    """A call longer than sessionIdleTimeout (the client writes nothing while it runs) keeps its session,
+    as an open stream does; the hub's idle expiry cut such calls off with no reply (soak hunt s29/p F0)."""
+    import mcp_types as types
+    from mcp import Client
+    from mcp.client import ClientRequestContext
+
+    from support.results import text_of
+
+    fx = fixture_command()
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": {"command": fx[0], "args": fx[1:]}}}) as hub:
+            store = hub.app.hub.sessions
+            long_ago = store.idle_timeout + 1
+            expired: list[int] = []
+
+            async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+                (session,) = store  # mid-call: as if the call had run longer than the idle timeout
+                session.last_seen -= long_ago
+                expired.append(store.expire_idle())
+                return types.ElicitResult(action="accept", content={"colour": "teal"})
+
+            async with Client(hub.url, mode="legacy", cache=None, elicitation_callback=elicit) as c:
+                assert "teal" in text_of(await c.call_tool("elicit", {"mode": "form"}))  # one server: unprefixed
+                assert expired == [0]
+                (session,) = store
+                assert store.get(session.id) is session  # idle from the call's end, not from its request
+                assert len((await c.list_tools()).tools) > 1
+
+            # a client with no GET stream, saying nothing during a call: idle counts from the call's end
+            async with httpx.AsyncClient(timeout=DEADLINE) as http:
+                headers = await raw_session(http, hub.url)
+                (raw,) = (s for s in store if s.id == headers["mcp-session-id"])
+                async with anyio.create_task_group() as tg:
+                    done: list[int] = []
+
+                    async def call() -> None:
+                        body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call"}
+                        body["params"] = {"name": "sleep", "arguments": {"seconds": 0.3}}
+                        done.append((await http.post(hub.url, json=body, headers=headers)).status_code)
+
+                    tg.start_soon(call)
+                    while not raw.in_flight:
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                    raw.last_seen -= long_ago
+                    assert store.expire_idle() == 0
+                assert done == [200] and store.get(raw.id) is raw
+
+            # a legacy /sse session is in use while its stream is open, however long since it last wrote
+            async with httpx.AsyncClient(timeout=DEADLINE) as http, http.stream("GET", f"{hub.base}/sse") as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:"):
+                        break
+                (sse,) = (s for s in store if s.transport == "sse")
+                sse.last_seen -= long_ago
+                assert store.expire_idle() == 0 and store.get(sse.id) is sse

@@ -58,9 +58,11 @@ class LegacySseEndpoint:
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?session_id={session.id}"
         await asgi.start_sse(send)
         await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
+        session.stream_opened()  # the session's lifeline: it is not idle while open, however busy
         try:
             await stream_outbox(session, receive, send)
         finally:
+            session.stream_closed()
             self.hub.end_session(session.id)
 
     def answering(self, session_id: str) -> bool:

@@ -129,6 +129,7 @@ class Forwarder:
             if not call.done and not parked:
                 conn.abandon(call, "the client went away")
             session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
+            session.touch()  # its end is the session's last use: idle from here, not from the request
 
     def _record(
         self, session: Session, conn: UpstreamConnection, call: Call, outcome: str, started: float, sent: float

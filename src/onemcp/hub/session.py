@@ -231,6 +231,14 @@ class Session:
     def touch(self) -> None:
         self.last_seen = time.monotonic()
 
+    def idle_for(self, now: float) -> float:
+        """Seconds the session has gone unused: none while it is busy (a call in flight, a stream open:
+        its client may write nothing for an hour while a long call reports progress), else since its
+        last request, or the end of its last call or stream."""
+        if self.in_flight or self.streams_open:
+            return 0.0
+        return now - max(self.last_seen, self.stream_ended or 0.0)
+
     def post(self, msg: Message) -> None:
         """Queue a message for the session's standalone stream; drop (and say so) when full."""
         if self.closed or self.ephemeral:
@@ -433,7 +441,7 @@ class SessionStore:
         session = self._sessions.get(session_id)
         if session is None:
             return None
-        if time.monotonic() - session.last_seen > self.idle_timeout:
+        if session.idle_for(time.monotonic()) > self.idle_timeout:
             self.forget(session_id)
             return None
         return session
@@ -480,7 +488,7 @@ class SessionStore:
 
     def expire_idle(self) -> int:
         now = time.monotonic()
-        stale = [sid for sid, s in self._sessions.items() if now - s.last_seen > self.idle_timeout]
+        stale = [sid for sid, s in self._sessions.items() if s.idle_for(now) > self.idle_timeout]
         for sid in stale:
             self.forget(sid)
         return len(stale)

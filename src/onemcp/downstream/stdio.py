@@ -11,11 +11,14 @@ access as the legacy session), its progress and logs written before its reply, c
 hub's; turning failures into JSON-RPC errors is `exchange.answer`'s. Logs go to stderr, never here.
 
 Start-up differs from HTTP, where the hub runs long before clients come: here the client starts
-the hub, so its first message waits (up to `READY_WAIT`) until every upstream was tried.
-Shutdown follows the client: end of stdin (or `stop()`, which `serve --transport stdio` calls on
-SIGTERM or SIGHUP) stops reading, open listen feeds end gracefully (their request's result),
-in-flight requests get `DRAIN` seconds to finish (then each still running is answered 'the hub is
-shutting down'), then the hub (and its upstreams) stop.
+the hub, so its first message waits (up to `READY_WAIT` in all: no list waits `firstListWait` again
+after it) until every upstream was tried. Lines are read meanwhile (ahead of their handling, always),
+so a stop during that wait still finds what was sent: the wait ends at once, and a request that
+would wait for the start-up is answered 'the hub is shutting down'; end of input with nothing sent
+ends it at once too. Shutdown follows the client: end of stdin (or `stop()`, which `serve
+--transport stdio` calls on SIGTERM or SIGHUP) stops reading, open listen feeds end gracefully
+(their request's result), in-flight requests get `DRAIN` seconds to finish (then each still running
+is answered 'the hub is shutting down'), then the hub (and its upstreams) stop.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 
 from onemcp.auth.access import STDIO, Access
 from onemcp.auth.principal import Principal
@@ -48,6 +52,7 @@ log = logging.getLogger("onemcp.downstream.stdio")
 DRAIN = 5.0
 FINISH = 1.0  # after DRAIN: for the requests cut off to write their errors before they are cancelled
 READY_WAIT = 10.0  # longest the first message waits for every upstream to have been tried
+READ_AHEAD = 64  # lines read and not yet handled (all those sent during the start-up wait, up to this)
 
 
 class StdioServer:
@@ -62,8 +67,13 @@ class StdioServer:
         reloader: Reloader | None = None,
         view: View | None = None,
         exposure: Exposure | None = None,
+        ready_wait: float = READY_WAIT,
     ) -> None:
         self.hub = hub
+        self._ready_wait = ready_wait
+        self._stopped = False
+        self._sent = False  # a line came before the end of input
+        self._woken: anyio.Event | None = None  # ends the start-up wait early: a stop, or nothing sent
         self.reloader = reloader
         self._input = Input(read_line)
         self._write = write
@@ -94,6 +104,9 @@ class StdioServer:
 
     def stop(self) -> None:
         """End the session as end of input does: no more reading, in-flight requests answered (SIGTERM)."""
+        self._stopped = True
+        if self._woken is not None:
+            self._woken.set()
         self._input.stop()
 
     async def run(self) -> None:
@@ -107,15 +120,18 @@ class StdioServer:
 
     async def serve(self) -> None:
         """Serve the client on a hub that is running, until its stdin ends; then the session ends."""
+        self._woken = anyio.Event()
+        if self._stopped:
+            self._woken.set()
+        read, lines = anyio.create_memory_object_stream[bytes](READ_AHEAD)
         try:
-            async with anyio.create_task_group() as tg:
+            async with lines, read, anyio.create_task_group() as tg:
                 tg.start_soon(self._copy_outbox)
                 tg.start_soon(self._keep_alive)
-                # The client started us just now: answer its first lists complete, not empty.
-                with anyio.move_on_after(READY_WAIT):
-                    await self.hub.until_tried()
+                tg.start_soon(self._read, read)
+                await self._start_up(self._woken)
                 async with anyio.create_task_group() as requests:
-                    async for line in each_line(self._input, self._refuse_line):
+                    async for line in lines:
                         await self._handle(line, requests)
                     for listener in list(self._listeners):
                         listener.finish()  # nobody will cancel them now: their result ends them
@@ -124,6 +140,32 @@ class StdioServer:
                 tg.cancel_scope.cancel()
         finally:
             self.hub.end_session(self.session.id)
+
+    async def _read(self, lines: MemoryObjectSendStream[bytes]) -> None:
+        """Every line until the end of input, read ahead of its handling (during the start-up wait too)."""
+        async with lines:
+            async for line in each_line(self._input, self._refuse_line):
+                self._sent = True
+                await lines.send(line)
+        if not self._sent and self._woken is not None:
+            self._woken.set()  # nothing to answer: no reason to wait for the upstreams
+
+    async def _start_up(self, woken: anyio.Event) -> None:
+        """The client started us just now: its first lists are complete, not empty. Until every upstream was
+        tried, at most `ready_wait` in all (no request waits for the start-up after this), or until `woken`: a
+        stop (a request still to wait for the start-up is answered 'the hub is shutting down'), or the end
+        of input with nothing sent."""
+        with anyio.move_on_after(self._ready_wait):
+            async with anyio.create_task_group() as tg:
+
+                async def tried() -> None:
+                    await self.hub.until_tried()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(tried)
+                await woken.wait()
+                tg.cancel_scope.cancel()
+        self.hub.dispatcher.start_up_over(stopping=self._stopped)
 
     async def _cut_off(self) -> None:
         """After the grace, what is still being answered is answered 'the hub is shutting down' (it was

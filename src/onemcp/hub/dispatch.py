@@ -14,7 +14,7 @@ import logging
 import reprlib
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -26,6 +26,7 @@ from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
 from onemcp.hub.exposure import ToolExposure
 from onemcp.hub.session import Session, SessionStore
+from onemcp.hub.stopping import SHUTTING_DOWN, ShuttingDown
 from onemcp.hub.subscriptions import Subscriptions
 from onemcp.hub.tasks import TaskRouter
 from onemcp.protocol import headers as mcp_headers
@@ -75,6 +76,7 @@ class Dispatcher:
         self._own_annotated: weakref.WeakKeyDictionary[Catalog, dict[str, dict[str, str]]] = (
             weakref.WeakKeyDictionary()
         )  # the same, of the sessions' views
+        self._start_up: Literal["wait", "over", "stopping"] = "wait"  # how `until_started` waits
         self.subscriptions = subscriptions
         subscriptions.route = self.connection
         self.view = subscriptions.view  # the catalog as a session sees it (`hub/own_lists.py`)
@@ -87,10 +89,20 @@ class Dispatcher:
         }
 
     async def until_started(self) -> None:
-        """While upstreams are still starting, wait (bounded by `firstListWait`) until each was tried."""
-        if not self.pool.tried.is_set():
-            with anyio.move_on_after(self._config().hub.first_list_wait):
-                await self.pool.tried.wait()
+        """While upstreams are still starting, wait (bounded by `firstListWait`) until each was tried; once
+        `start_up_over`, not at all (stopping: the request is refused, 'the hub is shutting down')."""
+        if self.pool.tried.is_set() or self._start_up == "over":
+            return
+        if self._start_up == "stopping":
+            raise ShuttingDown(SHUTTING_DOWN)
+        with anyio.move_on_after(self._config().hub.first_list_wait):
+            await self.pool.tried.wait()
+
+    def start_up_over(self, *, stopping: bool) -> None:
+        """The start-up was waited for elsewhere (`serve --transport stdio` waits before its first answer, its
+        own bound): no request waits for it again; `stopping`: the wait was ended by a stop, so a request that
+        would wait for the start-up is answered 'the hub is shutting down' at once."""
+        self._start_up = "stopping" if stopping else "over"
 
     async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:
         """A downstream request: its reply, a pre-serialised reply, or a Call to drive."""

@@ -20,10 +20,17 @@ from typing import Any
 import anyio
 
 from onemcp.hub.session import Session
+from onemcp.protocol.errors import UPSTREAM_UNAVAILABLE, HubError
 
 log = logging.getLogger("onemcp.hub")
 SHUTTING_DOWN = "the hub is shutting down"  # what a request still being answered after the grace hears
 SETTLE = 0.25  # seconds each step waits for the answers the one before it caused
+
+
+class ShuttingDown(HubError):
+    """A request the stopping hub will not answer (-32000, `SHUTTING_DOWN`)."""
+
+    code = UPSTREAM_UNAVAILABLE
 
 
 class Bound:

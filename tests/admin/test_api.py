@@ -284,3 +284,21 @@ async def test_odd_inputs_get_their_status_not_a_500(tmp_path: Path) -> None:
             assert r.status_code == 400 and "presets.json" in r.json()["error"], r.text
             r = await http.get(f"{hub.base}/ui/static/%00.js")
             assert r.status_code == 404
+
+
+async def test_the_apis_config_edits_keep_the_files_comments(tmp_path: Path) -> None:
+    """cli hunt F6: the admin API edits mcp.json as `onemcp mcp add` does, and so dropped its comments."""
+    path = tmp_path / "mcp.json"
+    doc = config(False)
+    text = "// my hub\n" + json.dumps(doc, indent=2).replace('"mcpServers": {', '"mcpServers": {\n    // "off": {},')
+    path.write_text(text)
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub(doc, config_path=path) as hub,
+            httpx.AsyncClient(timeout=30, base_url=f"{hub.base}/api/v1") as http,
+        ):
+            added = await http.post("/servers", json={"name": "gamma", "server": doc["mcpServers"]["alpha"]})
+            assert added.status_code == 200, added.text
+            assert path.read_text().startswith('// my hub\n{\n  "mcpServers": {\n    // "off": {},\n')
+            assert (await http.delete("/servers/gamma")).status_code == 200
+    assert path.read_text() == text

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from onemcp.config import formats
 from onemcp.config.edit import (
     BACKUPS_KEPT,
     BadName,
@@ -280,3 +281,43 @@ def test_one_try_at_a_lock_takes_it_or_says_it_is_held(tmp_path: Path) -> None:
         assert try_lock(second)
     finally:
         os.close(second)
+
+
+COMMENTED = """\ufeff{
+  // my servers: "git" is off while I try the other one
+  "mcpServers": {
+    "web": {"url": "https://example.com/mcp"},  // the work one
+    // "git": {"command": "uvx", "args": ["mcp-server-git"]},
+  },
+  /* hub settings */
+  "onemcp": {"instructions": "be nice"}
+}
+"""
+
+
+def test_an_edit_keeps_every_comment_and_the_form_of_what_it_did_not_touch(tmp_path: Path) -> None:
+    """cli hunt F6: `mcp add/remove/enable/disable` (and the admin API: the same path) rewrote mcp.json
+    without a single comment, commented-out servers included."""
+    path = tmp_path / "mcp.json"
+    path.write_text(COMMENTED, encoding="utf-8")
+    comments = [line for line in COMMENTED.splitlines() if line.lstrip().startswith(("//", "/*"))]
+    steps = [
+        (partial(add_server, name="time", entry={"command": "uvx", "args": ["mcp-server-time"]}), '"time": {'),
+        (partial(set_disabled, name="web", disabled=True), '"https://example.com/mcp", "disabled": true},'),
+        (partial(set_disabled, name="web", disabled=False), '"web": {"url": "https://example.com/mcp"},  //'),
+        (partial(remove_server, name="time"), None),
+    ]
+    for change, written in steps:
+        result = edit_config(path, change, env={})
+        text = path.read_text(encoding="utf-8")
+        assert [line for line in text.splitlines() if line.lstrip().startswith(("//", "/*"))] == comments
+        assert written is None or written in text
+        assert result.config.servers.keys() == formats.parse(path.read_bytes())["mcpServers"].keys()
+    assert path.read_text(encoding="utf-8") == COMMENTED  # back where it started, byte for byte (BOM too)
+
+
+def test_a_config_without_comments_is_written_whole_as_before(config: Path) -> None:
+    edit_config(config, lambda d: set_disabled(d, "web", True), env=ENV)
+    doc = formats.parse(ORIGINAL.encode())
+    doc["mcpServers"]["web"]["disabled"] = True
+    assert config.read_bytes() == render(doc, ORIGINAL.encode())

@@ -3,7 +3,9 @@
 Owns the edit cycle for the hub's own config file: read the JSON document as written (unknown
 keys, key order and ``${VAR}`` references kept verbatim), apply a change, validate the result
 exactly as the hub would load it (`load.parse_config`), keep a timestamped backup of the
-previous file, and replace it atomically. It does not watch the file or talk to a running hub;
+previous file, and replace it atomically. A file with comments (JSONC) is changed in place, only
+where the change is (`jsonc.patch`): its comments and the formatting of the rest stay; a plain JSON
+file is written again whole, indented as it was. It does not watch the file or talk to a running hub;
 a hub notices the new file by itself.
 
 Errors::
@@ -18,9 +20,11 @@ Errors::
 
 from __future__ import annotations
 
+import codecs
 import copy
 import functools
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,13 +34,14 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from onemcp.config import formats
+from onemcp.config import formats, jsonc
 from onemcp.config.base import kinds_of
 from onemcp.config.files import atomic_write, backup, locked
 from onemcp.config.load import ConfigError, parse_config
 from onemcp.config.model import HubConfig
 from onemcp.protocol.names import DEFAULT_SEPARATOR, server_name_problem
 
+log = logging.getLogger("onemcp.config")
 Document = dict[str, Any]
 BACKUPS_KEPT = 10
 BACKUP_DIR = "backups"
@@ -91,7 +96,7 @@ def _decode(raw: bytes, path: Path) -> Document:
     if formats.format_of(path) != "json":
         raise ConfigError(f"{path}: onemcp edits JSON configs; edit this one by hand (`onemcp validate` checks it)")
     try:
-        doc = formats.parse(raw, "json")  # comments are read (a rewritten file keeps none: see backups/)
+        doc = formats.parse(raw, "json")  # comments are read (and kept by an edit: `_text_of`)
     except (formats.FormatError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(doc, dict):
@@ -233,6 +238,22 @@ def render(doc: Document, original: bytes = b"") -> bytes:
     return (json.dumps(doc, indent=indent, ensure_ascii=False) + "\n").encode()
 
 
+def _text_of(doc: Document, before: Document, original: bytes) -> bytes:
+    """The new file: a JSONC one (comments, trailing commas) edited where `doc` differs from `before`, so
+    what the user wrote stays; a plain JSON one rendered whole, as always."""
+    text = original.decode("utf-8-sig") if original else ""
+    if formats.strip_jsonc(text) == text:
+        return render(doc, original)
+    try:
+        new = jsonc.patch(text, before, doc)
+        if formats.parse(new.encode(), "json") == doc:  # read back as the hub will: else rendered whole
+            return (new if not original.startswith(codecs.BOM_UTF8) else "\ufeff" + new).encode()
+    except (jsonc.JsoncError, formats.FormatError):
+        pass
+    log.warning("could not keep the comments of the config in this edit; the previous file is in %s", BACKUP_DIR)
+    return render(doc, original)
+
+
 def backup_dir(path: Path) -> Path:
     return path.parent / BACKUP_DIR
 
@@ -283,5 +304,5 @@ def _edit_config(
     if current != original:
         raise ChangedOnDisk(f"{path} changed while it was being edited; nothing written, try again")
     saved = backup(path, backup_dir(path), keep=keep) if original else None
-    atomic_write(path, render(doc, original))
+    atomic_write(path, _text_of(doc, before, original))
     return EditResult(path, changed=True, config=config, backup=saved, unset=unset)

@@ -13,6 +13,9 @@ import pytest
 from onemcp.cli.main import main
 from onemcp.config.load import load_config
 from onemcp.integrations.apps import onemcp_command
+from onemcp.integrations.importing import ITSELF
+
+ITSELF_NOTE = f"({ITSELF})"
 
 DATA = Path(__file__).with_name("data")
 # data file -> where the app keeps it (under the fake home, or "project/" for the current directory)
@@ -361,3 +364,24 @@ def test_point_to_hub_waits_while_the_hub_would_refuse_a_variable_that_is_not_se
     monkeypatch.setenv("NOTION_TOKEN", "x")  # set: the same command again points Cursor at the hub
     code, out, err = cli(capsys, "app", "import", "cursor", "--yes", "--point-to-hub")
     assert code == 0 and "Cursor now uses only the hub" in out, err
+
+
+@pytest.mark.parametrize(
+    ("app", "data"), [("cursor", "cursor_mcp.json"), ("claude-desktop", "claude_desktop_config.json")]
+)
+def test_importing_again_after_point_to_hub_skips_the_hub_itself(
+    machine: Machine, capsys: pytest.CaptureFixture[str], app: str, data: str
+) -> None:
+    """cli hunt F7: the app's "onemcp" entry (the hub's URL, or `onemcp proxy`) was imported as an upstream of
+    the hub, which then listed every tool twice."""
+    assert cli(capsys, "app", "import", app, "--yes", "--point-to-hub")[0] == 0
+    imported = machine.servers()
+    path = machine.file(data)
+    doc = orjson.loads(path.read_bytes())
+    doc["mcpServers"]["added-later"] = {"command": "later"}  # the user adds a server in the app
+    path.write_bytes(orjson.dumps(doc))
+    code, out, _ = cli(capsys, "app", "import", app, "--yes")
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("  = onemcp "))
+    assert line.split() == ["=", "onemcp", "skip", *ITSELF_NOTE.split()]
+    assert machine.servers() == {**imported, "added-later": {"command": "later"}}

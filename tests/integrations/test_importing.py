@@ -106,3 +106,48 @@ def test_entries_that_would_not_load_are_invalid_not_imported() -> None:
     doc: Document = {}
     apply_plan(doc, plan)
     assert doc == {"mcpServers": {}}
+
+
+HUB = "http://127.0.0.1:3050/mcp"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"url": HUB},
+        {"type": "http", "url": "HTTP://localhost:3050/mcp/?preset=dev"},
+        {"url": "http://[::1]:3050/mcp"},
+        {"command": "/home/u/.local/bin/onemcp", "args": ["proxy"]},
+        {"command": "onemcp", "args": ["proxy", "--preset", "dev"]},
+        {"command": r"C:\Tools\onemcp.exe", "args": ["proxy", "--url", "http://127.0.0.1:4000/mcp"]},
+        {"command": "onemcp", "args": ["proxy", "--url=http://127.0.0.1:4000/mcp"]},
+        {"command": "/usr/bin/python3", "args": ["-m", "onemcp", "proxy"]},
+    ],
+)
+def test_the_hubs_own_entry_is_skipped_with_a_note(entry: dict[str, Any]) -> None:
+    """cli hunt F7: after --point-to-hub, importing the app again made the hub an upstream of itself."""
+    plan = plan_import(
+        [found("onemcp", entry), found("git", {"command": "g"})],
+        existing(),
+        env={},
+        hub_urls={HUB, "http://127.0.0.1:4000/mcp"},
+    )
+    assert [(p.name, p.action) for p in plan] == [("onemcp", Action.SKIP), ("git", Action.ADD)]
+    assert "the hub itself" in plan[0].reason and not plan[0].writes
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"url": "http://127.0.0.1:3051/mcp"},
+        {"url": "https://hub.example.com/mcp"},
+        {"url": "http://127.0.0.1:3050/other"},
+        {"url": "http://127.0.0.1:99999/mcp"},
+        {"command": "onemcp", "args": ["proxy", "--url", "https://hub.example.com/mcp"]},
+        {"command": "onemcp", "args": ["serve"]},
+        {"command": "npx", "args": ["proxy"]},
+    ],
+)
+def test_another_hub_or_server_is_imported(entry: dict[str, Any]) -> None:
+    plan = plan_import([found("other-hub", entry)], {}, env={})  # the default hub URL
+    assert plan[0].action != Action.SKIP and "the hub itself" not in plan[0].reason, plan  # (a bad port: invalid)

@@ -9,6 +9,7 @@ undoing that) is `config.redirect`. Exit 2 for a bad request, 1 when something w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -159,7 +160,9 @@ def _import(args: argparse.Namespace) -> int:
     path = resolve_path(args.config)
     try:
         doc = read_document(path)
-        plan = plan_import(found, doc, env=environment(path), prefix=args.prefix, force=args.force)
+        plan = plan_import(
+            found, doc, env=environment(path), prefix=args.prefix, force=args.force, hub_urls=_hub_urls(args)
+        )
     except (ConfigError, EditError) as exc:
         raise CommandError(str(exc), USAGE_ERROR) from None
     _show_plan(app, path, plan)
@@ -230,6 +233,14 @@ def _hub_url(args: argparse.Namespace) -> str:
         return str(running_hub(resolve_path(args.config))["url"])
     except CommandError:
         return DEFAULT_HUB_URL
+
+
+def _hub_urls(args: argparse.Namespace) -> set[str]:
+    """Every URL `--point-to-hub` may have written for this hub: an app's entry naming one is the hub itself."""
+    urls = {DEFAULT_HUB_URL, _hub_url(args)}
+    with contextlib.suppress(CommandError):  # no hub runs now
+        urls.add(str(running_hub(resolve_path(args.config))["url"]))
+    return urls
 
 
 def _show_plan(app: App, path: Path, plan: list[Planned]) -> None:

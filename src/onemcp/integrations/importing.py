@@ -7,22 +7,29 @@ invalid) and the renaming of names our rules reject. Pure over documents: readin
 Rules: names are sanitised to `server_name_problem`'s rules (the rename is reported); a name
 already in mcp.json with the same definition (transport, command, args, env, cwd, url,
 headers) is skipped; with a different one it is a conflict and left alone unless forced. Two
-servers of the same app that end up with one name keep the first and number the rest.
+servers of the same app that end up with one name keep the first and number the rest. The hub's
+own entry (what `--point-to-hub` wrote: the hub's URL, or `onemcp proxy` to it) is skipped: as an
+upstream of itself the hub would list every tool twice, each second copy a call through itself.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from onemcp.config.edit import Document, separator_of, servers_of, validate
 from onemcp.config.load import ConfigError
-from onemcp.integrations.apps import FoundServer
+from onemcp.integrations.apps import DEFAULT_HUB_URL, FoundServer
 from onemcp.protocol.names import server_name_problem
 
 _NAME_MAX = 32
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+ITSELF = "this is the hub itself (--point-to-hub wrote it): importing it would list every tool twice"
 
 
 class Action(StrEnum):
@@ -83,9 +90,52 @@ def definition(entry: Any) -> dict[str, Any]:
     }
 
 
+def is_hub(entry: dict[str, Any], hub_urls: Collection[str]) -> bool:
+    """Is this entry the hub itself: one of `hub_urls`, or `onemcp proxy` (to one of them, or with no --url:
+    the hub of its config directory)?"""
+    command = entry.get("command")
+    if isinstance(command, str):
+        args = [arg for arg in entry.get("args") or [] if isinstance(arg, str)]
+        program = re.split(r"[\\/]", command)[-1].lower().removesuffix(".exe")
+        if program == "onemcp" and args[:1] == ["proxy"]:
+            rest = args[1:]
+        elif program.startswith("python") and args[:3] == ["-m", "onemcp", "proxy"]:
+            rest = args[3:]
+        else:
+            return False
+        urls = [b for a, b in itertools.pairwise(rest) if a == "--url"]
+        urls += [arg.removeprefix("--url=") for arg in rest if arg.startswith("--url=")]
+        return not urls or any(_same_url(url, hub_urls) for url in urls)
+    url = entry.get("url")
+    return isinstance(url, str) and _same_url(url, hub_urls)
+
+
+def _same_url(url: str, hub_urls: Collection[str]) -> bool:
+    """`url` names one of `hub_urls` (loopback names alike, the query, case and a final / aside)."""
+
+    def key(text: str) -> tuple[str, str, int | None, str] | None:
+        try:
+            parts = urlsplit(text.strip())
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+        except ValueError:
+            return None
+        host = (parts.hostname or "").lower()
+        return parts.scheme.lower(), "loopback" if host in _LOOPBACK else host, port, parts.path.rstrip("/")
+
+    mine = key(url)
+    return mine is not None and any(mine == key(hub) for hub in hub_urls)
+
+
 def plan_import(
-    found: list[FoundServer], doc: Document, *, env: dict[str, str], prefix: str = "", force: bool = False
+    found: list[FoundServer],
+    doc: Document,
+    *,
+    env: dict[str, str],
+    prefix: str = "",
+    force: bool = False,
+    hub_urls: Collection[str] = (DEFAULT_HUB_URL,),
 ) -> list[Planned]:
+    """What to do with each found server. `hub_urls`: where this hub is reached (an entry naming it is skipped)."""
     separator = separator_of(doc)
     existing = servers_of(doc)
     taken: dict[str, FoundServer] = {}
@@ -95,6 +145,9 @@ def plan_import(
             plan.append(Planned(server, server.name, Action.INVALID, "; ".join(server.notes) or "not a server"))
             continue
         name = sanitize(prefix + server.name, separator)
+        if is_hub(server.entry, hub_urls):
+            plan.append(Planned(server, name, Action.SKIP, ITSELF))
+            continue
         if name in taken:
             first = taken[name]
             if definition(first.entry) == definition(server.entry):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 import os
 import sys
 from contextlib import closing
@@ -149,11 +150,26 @@ def read_arguments(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
         raise Failure(f"the arguments ({source}) are not valid JSON: {exc}", USAGE) from None
     if not isinstance(value, dict):
         raise Failure(f'the arguments ({source}) must be a JSON object, like \'{{"name": "value"}}\'', USAGE)
+    return value
+
+
+class NotJson(ValueError):
+    """A number JSON has no way to write, which Python's `json` reads anyway (NaN, Infinity, 1e999)."""
+
+
+def _not_json(word: str) -> Any:
+    raise NotJson(f"{word} is not a JSON value (JSON numbers are finite: no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotJson(f"{text} is out of range (a JSON number here must fit a finite double)")
     return value
 
 

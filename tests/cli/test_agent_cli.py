@@ -215,7 +215,7 @@ def test_project_rc_file_chooses_the_view(hub: HubProcess, tmp_path: Path) -> No
 def test_bad_rc_file_is_reported(hub: HubProcess, tmp_path: Path) -> None:
     (tmp_path / ".onemcprc").write_text(json.dumps({"tags": "a", "preset": "b"}))
     done = on(hub, "inspect", cwd=tmp_path)
-    assert done.returncode == 1 and "at most one of preset, filter, tags" in done.stderr
+    assert done.returncode == 2 and "at most one of preset, filter, tags" in done.stderr  # a bad request
 
 
 # ---------------------------------------------------------------------- instructions

@@ -3,6 +3,11 @@ URL or `.onemcprc`, a hub that wants a token, Ctrl-C, a stdout that is not UTF-8
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from onemcp.cli.main import main
@@ -25,3 +30,82 @@ def test_non_finite_numbers_in_args_are_not_json(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.startswith("onemcp: the arguments (--args) are not valid JSON: ") and word in err
     assert err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------- malformed hub URLs
+BAD_URLS = ["http://127.0.0.1:99999/mcp", "http://[::1/mcp", "http://127.0.0.1:abc/mcp", "http://h/m cp", "ftp://h/mcp"]
+URL_TAKERS = [
+    ["inspect", "--url"],
+    ["run", "demo/add", "--args", "{}", "--url"],
+    ["instructions", "--url"],
+    ["proxy", "--url"],
+    ["tui", "--url"],
+    ["mcp", "status", "--url"],
+    ["preset", "url", "dev", "--base"],
+    ["auth", "upstream", "list", "--url"],
+    ["auth", "secret", "mine", "list", "--url"],
+]
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty config directory and working directory: no hub, no .onemcprc."""
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.parametrize("command", URL_TAKERS, ids=lambda c: " ".join(c[:2]))
+def test_a_malformed_hub_url_is_a_usage_error(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str], command: list[str], url: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, url])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected the hub's http(s) URL" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["run", "demo/add", "--args", "{}"], ["instructions"], ["tui"]])
+def test_a_malformed_url_in_onemcprc_is_a_usage_error(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    (elsewhere / ".onemcprc").write_text(json.dumps({"url": "http://127.0.0.1:99999/mcp"}))
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "its url 'http://127.0.0.1:99999/mcp' does not parse: Port out of range" in err
+    assert err.count("\n") == 1
+
+
+def test_a_hand_edited_runtime_json_url_is_a_clear_error(elsewhere: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = elsewhere / "config"
+    config.mkdir()
+    doc = {"url": "http://[::1/mcp", "pid": os.getpid(), "config": str(config / "mcp.json")}
+    (config / "runtime.json").write_text(json.dumps(doc))
+    assert main(["inspect"]) == 1  # not the user's request: it could not be done
+    err = capsys.readouterr().err
+    assert "in runtime.json" in err and "Invalid IPv6 URL" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------- .onemcprc keys
+@pytest.mark.parametrize(
+    ("doc", "said"),
+    [
+        ({"prest": "dev"}, "unknown key 'prest'; did you mean 'preset'?"),
+        ({"preset": "dev", "enviroment": "ci"}, "unknown key 'enviroment'; did you mean 'environment'?"),
+        ({"servers": ["a"]}, "unknown key 'servers' (it takes url, preset, filter, tags, environment, context)"),
+        ({"environment": 5}, "'environment' must be a string"),
+        ({"context": "x"}, "'context' must be an object"),
+        ({"context": {"team": ["a"]}}, "'context.team' must be a string, a number or true/false"),
+    ],
+)
+def test_an_onemcprc_key_it_does_not_know_is_refused(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str], doc: dict[str, Any], said: str
+) -> None:
+    """A typo would otherwise widen the view silently (`prest` gave the whole hub)."""
+    (elsewhere / ".onemcprc").write_text(json.dumps(doc))
+    assert main(["inspect"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and str(elsewhere / ".onemcprc") in err and err.count("\n") == 1

@@ -39,11 +39,12 @@ def test_with_view_replaces_selectors_and_escapes_plus() -> None:
 def test_rc_file_is_found_walking_up_and_validated(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     rc = tmp_path / ".onemcprc"
-    rc.write_text(json.dumps({"tags": ["x", "y"], "url": "http://h:1/mcp", "other": 1}))
+    rc.write_text(json.dumps({"tags": ["x", "y"], "url": "http://h:1/mcp", "environment": "ci", "context": {"a": 1}}))
     assert find_rc(tmp_path / "a" / "b") == rc
     assert read_rc(rc) == {"url": "http://h:1/mcp", "tags": "x,y"}
     for bad, why in [("[]", "expected a JSON object"), ('{"preset": ""}', "non-empty string"),
-                     ('{"preset": "a", "filter": "b"}', "at most one"), ("{", "cannot read")]:  # fmt: skip
+                     ('{"preset": "a", "filter": "b"}', "at most one"), ("{", "cannot read"),
+                     ('{"other": 1}', "unknown key 'other'")]:  # fmt: skip
         rc.write_text(bad)
         with pytest.raises(TargetError, match=why):
             read_rc(rc)

@@ -29,7 +29,7 @@ from onemcp.cli import argtypes
 from onemcp.cli.agent_output import dump, first_line, print_result, savings, show_tool
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
-from onemcp.cli.target import Target, TargetError, resolve, view_of, with_exposure
+from onemcp.cli.target import BadTarget, Target, TargetError, resolve, view_of, with_exposure
 from onemcp.cli.terminal import escape_line, escape_text, table
 from onemcp.config.context import local_signer
 from onemcp.protocol import headers as mcp_headers
@@ -53,7 +53,11 @@ class Failure(Exception):
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
     hub = argparse.ArgumentParser(add_help=False, parents=[config])
-    hub.add_argument("--url", help="the hub's MCP endpoint (default: .onemcprc, else the running hub's runtime.json)")
+    hub.add_argument(
+        "--url",
+        type=argtypes.hub_url,
+        help="the hub's MCP endpoint (default: .onemcprc, else the running hub's runtime.json)",
+    )
     view = hub.add_mutually_exclusive_group()
     view.add_argument("--preset", type=argtypes.selector, help="see only the servers of this preset")
     view.add_argument("--filter", type=argtypes.selector, help="see only the servers whose tags match this expression")
@@ -114,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
     except Failure as exc:
         _complain(str(exc))
         return exc.code
+    except BadTarget as exc:  # a malformed URL or .onemcprc
+        _complain(str(exc))
+        return USAGE
     except (HubUnreachable, TargetError) as exc:
         _complain(str(exc))
         return FAILED

@@ -1,4 +1,4 @@
-"""Checked `type=` functions for the command line's numeric flags and view selectors.
+"""Checked `type=` functions for the command line's numeric flags, hub URLs and view selectors.
 
 A bad value is argparse's usual one-line usage error (exit 2) naming the flag and the range it
 takes, before the command does anything: never a traceback, a silent no-op or a false "no hub
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+
+from onemcp.config.values import url_problem
 
 MAX_PORT = 65_535
 MAX_SECONDS = 86_400.0  # a day, as the config's own `Seconds` (onemcp.config.model; not imported: kept light)
@@ -76,4 +78,21 @@ def query(text: str) -> str:
     """A search: what the user wants to do, in words (never blank)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected what you want to do, in words, not {text!r}")
+    return text
+
+
+def hub_url_problem(text: str) -> str | None:
+    """Why `text` is no hub URL (None: it is one): http(s), a host, a port from 0 to 65535, no blanks.
+    The config's own check of a server's `url` (onemcp.config.values, stdlib only)."""
+    if not text.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    return url_problem(text)
+
+
+def hub_url(text: str) -> str:
+    """A hub's URL (`--url`, `--base`), checked before anything runs: a malformed one is exit 2, not a
+    traceback from deep in a client."""
+    problem = hub_url_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"expected the hub's http(s) URL, but {text!r} {problem}")
     return text

@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     logout = steps.add_parser("logout", parents=[config], help="forget the hub's tokens for an upstream")
     logout.add_argument("server")
     for step in (steps.choices["list"], login, logout):
-        step.add_argument("--url", help="the hub's /mcp URL (default: the running hub's)")
+        step.add_argument("--url", type=argtypes.hub_url, help="the hub's /mcp URL (default: the running hub's)")
     secret = kinds.add_parser("secret", help="each user's own values for ${user:NAME} in a server's env or headers")
     verbs = secret.add_subparsers(dest="action", required=True)
     put = verbs.add_parser("set", parents=[config], help="store a principal's value (read from stdin)")
@@ -80,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     own_drop = own.add_parser("delete", parents=[config], help="forget your value for NAME")
     own_drop.add_argument("name")
     for step in own.choices.values():
-        step.add_argument("--url", help="the hub's /mcp URL (default: the running hub's)")
+        step.add_argument("--url", type=argtypes.hub_url, help="the hub's /mcp URL (default: the running hub's)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -105,7 +105,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
 
     status = actions.add_parser("status", parents=[config], help="ask the running hub about its servers")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--url", help="the hub's URL (default: from runtime.json beside the config)")
+    status.add_argument(
+        "--url", type=argtypes.hub_url, help="the hub's URL (default: from runtime.json beside the config)"
+    )
     pins.add_parsers(actions, config)
 
 

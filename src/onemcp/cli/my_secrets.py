@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from onemcp.cli.client.rpc import TOKEN_ENV
-from onemcp.cli.target import TargetError, resolve
+from onemcp.cli.target import BadTarget, TargetError, resolve
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     except (MineError, TargetError) as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, BadTarget) else 1
     except httpx.HTTPError as exc:
         print(f"onemcp: cannot reach the hub: {exc}", file=sys.stderr)
         return 1

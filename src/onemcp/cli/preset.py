@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import orjson
 
+from onemcp.cli import argtypes
 from onemcp.cli.mcp import FAILED, USAGE_ERROR, CommandError, describe, running_hub
 from onemcp.config.files import locked
 from onemcp.config.load import resolve_path
@@ -72,7 +73,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
 
     url = actions.add_parser("url", parents=[config], help="the hub URL that selects this preset")
     url.add_argument("name")
-    url.add_argument("--base", metavar="URL", help="the hub's URL (default: the running hub, else the default)")
+    url.add_argument(
+        "--base",
+        metavar="URL",
+        type=argtypes.hub_url,
+        help="the hub's URL (default: the running hub, else the default)",
+    )
 
     test = actions.add_parser("test", parents=[config], help="which servers in mcp.json the preset lets through")
     test.add_argument("name")

@@ -527,7 +527,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     proxy = sub.add_parser(
         "proxy", parents=[config], help="a stdio MCP server that forwards to a running hub (for stdio-only clients)"
     )
-    proxy.add_argument("--url", help=f"the hub's MCP endpoint (default: .onemcprc, runtime.json, else {DEFAULT_URL})")
+    proxy.add_argument(
+        "--url",
+        type=argtypes.hub_url,
+        help=f"the hub's MCP endpoint (default: .onemcprc, runtime.json, else {DEFAULT_URL})",
+    )
     add_view_flags(proxy)
     proxy.add_argument(
         "--wait",

@@ -11,6 +11,7 @@ follows runtime.json to a hub restarted at another address when the URL came fro
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,10 +25,15 @@ from onemcp.config.runtime import NoHub, locked, read_runtime
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 SELECTORS = ("preset", "filter", "tags")
+RC_KEYS = ("url", *SELECTORS, "environment", "context")  # what docs/command-line.md and the README document
 
 
 class TargetError(Exception):
     """No usable hub or view: the message says why."""
+
+
+class BadTarget(TargetError):
+    """What the user gave is wrong (a malformed hub URL, a bad `.onemcprc`): a bad request, exit 2."""
 
 
 class Target(NamedTuple):  # not a dataclass: `dataclasses` costs `onemcp run` 5 ms of imports
@@ -37,13 +43,29 @@ class Target(NamedTuple):  # not a dataclass: `dataclasses` costs `onemcp run` 5
 
 
 def read_rc(path: Path) -> dict[str, str]:
-    """The rc file's settings (`url`, `preset`, `filter`, `tags`), `tags` as `a,b`."""
+    """The rc file's settings (`url`, `preset`, `filter`, `tags`), `tags` as `a,b`; BadTarget for a
+    file that does not read, a key it does not know (a typo would widen the view silently) or a
+    value of the wrong type (`environment` and `context` are the template context's, read by
+    `config.context`, and checked here too)."""
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise TargetError(f"cannot read {path}: {exc}") from None
+        raise BadTarget(f"cannot read {path}: {exc}") from None
     if not isinstance(doc, dict):
-        raise TargetError(f'{path}: expected a JSON object like {{"preset": "dev"}}')
+        raise BadTarget(f'{path}: expected a JSON object like {{"preset": "dev"}}')
+    for key in doc:
+        if key not in RC_KEYS:
+            close = difflib.get_close_matches(key, RC_KEYS, n=1)
+            guess = f"; did you mean {close[0]!r}?" if close else ""
+            raise BadTarget(f"{path}: unknown key {key!r}{guess} (it takes {', '.join(RC_KEYS)})")
+    if not isinstance(doc.get("environment", ""), str):
+        raise BadTarget(f"{path}: 'environment' must be a string")
+    custom = doc.get("context", {})
+    if not isinstance(custom, dict):
+        raise BadTarget(f'{path}: \'context\' must be an object like {{"team": "web"}}')
+    for name, item in custom.items():
+        if not isinstance(item, (str, int, float, bool)):
+            raise BadTarget(f"{path}: 'context.{name}' must be a string, a number or true/false")
     out: dict[str, str] = {}
     for key in ("url", *SELECTORS):
         value: Any = doc.get(key)
@@ -52,10 +74,10 @@ def read_rc(path: Path) -> dict[str, str]:
         if key == "tags" and isinstance(value, list) and all(isinstance(t, str) for t in value):
             value = ",".join(value)
         if not isinstance(value, str) or not value.strip():
-            raise TargetError(f"{path}: {key!r} must be a non-empty string")
+            raise BadTarget(f"{path}: {key!r} must be a non-empty string")
         out[key] = value.strip()
     if sum(key in out for key in SELECTORS) > 1:
-        raise TargetError(f"{path}: give at most one of preset, filter, tags")
+        raise BadTarget(f"{path}: give at most one of preset, filter, tags")
     return out
 
 
@@ -115,7 +137,7 @@ def resolve(
     chosen = {k: v for k, v in (view or {}).items() if v is not None}
     blank = [k for k, v in chosen.items() if not v.strip()]
     if blank:  # it would select every server: a view fails closed
-        raise TargetError(f"--{blank[0]} needs a value (a blank view would show every server)")
+        raise BadTarget(f"--{blank[0]} needs a value (a blank view would show every server)")
     rc_path = find_rc(cwd or Path.cwd())
     rc = read_rc(rc_path) if rc_path is not None else {}
     if not chosen:
@@ -124,12 +146,11 @@ def resolve(
     source = "flag" if url is not None else "rc"
     if url is None and "url" in rc:
         url = rc["url"]
-        try:
-            host = urlsplit(url).hostname if isinstance(url, str) else None
-        except ValueError:
-            raise TargetError(f"{rc_path}: its url {url!r} does not parse") from None
-        if host not in LOOPBACK:  # a cloned repository's file must not send the user's token elsewhere
-            raise TargetError(
+        problem = argtypes.hub_url_problem(url)
+        if problem is not None:
+            raise BadTarget(f"{rc_path}: its url {url!r} {problem}")
+        if urlsplit(url).hostname not in LOOPBACK:  # a cloned repository's file must not send your token elsewhere
+            raise BadTarget(
                 f"{rc_path} names a hub at {url!r}, not on this machine; a project file may only name a local"
                 " hub (your $ONEMCP_TOKEN is sent to it): pass --url to use that hub"
             )
@@ -147,8 +168,11 @@ def resolve(
         config = Path(runtime["config"]) if isinstance(runtime.get("config"), str) else config_path
     elif config_flag:
         config = resolve_path(config_flag)
-    if not url.startswith(("http://", "https://")):
-        raise TargetError(f"the hub URL must start with http:// or https://, not {url!r}")
+    problem = argtypes.hub_url_problem(url)
+    if problem is not None and source == "runtime":  # not the user's request: a hand-edited file
+        raise TargetError(f"the hub URL {url!r} in runtime.json (beside {config}) {problem}")
+    if problem is not None:
+        raise BadTarget(f"the hub URL {url!r} {problem}")
     return Target(with_view(url, chosen), config, source)
 
 
@@ -175,9 +199,9 @@ class Endpoint:
             return False
         if not locked(self._config):  # a killed hub's file, whose pid lives on in another process
             return False
-        new = urlsplit(str(found["url"]))
-        if not new.scheme.startswith("http"):
+        if argtypes.hub_url_problem(str(found["url"])) is not None:  # a hand-edited file: keep the last address
             return False
+        new = urlsplit(str(found["url"]))
         url = urlunsplit(new._replace(query=urlsplit(self.url).query))
         if url == self.url:
             return False

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
+from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.target import TargetError, resolve
 from onemcp.observability.redact import one_line, printable
@@ -32,7 +33,9 @@ REQUESTS = 500  # rows the Requests table keeps (the oldest go first)
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
     tui = sub.add_parser("tui", parents=[config], help="watch and steer the running hub in the terminal")
-    tui.add_argument("--url", help="the hub's MCP or base URL (default: the running hub's runtime.json)")
+    tui.add_argument(
+        "--url", type=argtypes.hub_url, help="the hub's MCP or base URL (default: the running hub's runtime.json)"
+    )
 
 
 def base_url(url: str) -> str:

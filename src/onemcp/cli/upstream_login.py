@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from onemcp.cli.client.rpc import TOKEN_ENV
-from onemcp.cli.target import TargetError, resolve
+from onemcp.cli.target import BadTarget, TargetError, resolve
 
 POLL_SECONDS = 1.0
 
@@ -110,4 +110,4 @@ def run_upstream(args: argparse.Namespace) -> int:
             return 0
     except (LoginError, TargetError) as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, BadTarget) else 1

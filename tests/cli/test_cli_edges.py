@@ -8,9 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from onemcp.cli.main import main
+from onemcp.cli.proxy import Proxy
+from onemcp.cli.target import Endpoint
+from support.credentials import asgi_body, loopback_asgi
+from support.entries import LineClient, Refused
 
 
 # ---------------------------------------------------------------------- --args that are not JSON
@@ -109,3 +114,80 @@ def test_an_onemcprc_key_it_does_not_know_is_refused(
     assert main(["inspect"]) == 2
     err = capsys.readouterr().err
     assert said in err and str(elsewhere / ".onemcprc") in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------- a hub that wants a token
+GOOD, WEAK = "good-key", "mcp-only-key"
+
+
+async def keyed_hub(scope: Any, receive: Any, send: Any) -> None:
+    """A stand-in for a hub with auth: /health for the GOOD key only (WEAK lacks the scope), /mcp refuses all."""
+    await asgi_body(receive)
+    auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+    if scope["path"] == "/health" and auth == f"Bearer {GOOD}":
+        status, body = 200, {"status": "ok", "sessions": 0, "version": "x", "upstreams": {}}
+    elif auth == f"Bearer {WEAK}":
+        status, body = 403, {"error": "insufficient_scope", "scope": "operator"}
+    else:
+        status, body = 401, {"error": "unauthorized"}
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("token", "code", "said"),
+    [
+        (GOOD, 0, ""),
+        (None, 1, "HTTP 401: the hub requires a token for /health: set $ONEMCP_TOKEN"),
+        ("revoked", 1, "HTTP 401: the hub refused $ONEMCP_TOKEN (HTTP 401)"),
+        (WEAK, 1, "HTTP 403: $ONEMCP_TOKEN lacks the operator or admin scope"),
+    ],
+)
+async def test_mcp_status_sends_the_token(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, token: str | None, code: int,
+    said: str,
+) -> None:  # fmt: skip
+    """/health needs the operator or admin scope on a hub with auth: `mcp status` sends $ONEMCP_TOKEN, as
+    `status` does, and says a refusal as `status` does."""
+    if token is None:
+        monkeypatch.delenv("ONEMCP_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("ONEMCP_TOKEN", token)
+    async with loopback_asgi(keyed_hub) as base:
+        with anyio.fail_after(30):
+            got = await anyio.to_thread.run_sync(main, ["mcp", "status", "--url", f"{base}/mcp"])
+    out, err = capsys.readouterr()
+    assert got == code
+    if code == 0:
+        assert "status  ok, 0 session(s)" in out and err == ""
+    else:
+        assert said in err and err.count("\n") == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("token", "said"),
+    [
+        (None, "HTTP 401: the hub requires a token: set ONEMCP_TOKEN"),
+        ("revoked", "HTTP 401: the hub refused the token in ONEMCP_TOKEN"),
+    ],
+)
+async def test_the_proxy_says_a_token_was_refused(
+    monkeypatch: pytest.MonkeyPatch, token: str | None, said: str
+) -> None:
+    """A token that was set and refused is not "set ONEMCP_TOKEN" (the agent CLI and `status` say "refused")."""
+    if token is None:
+        monkeypatch.delenv("ONEMCP_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("ONEMCP_TOKEN", token)
+    client = LineClient()
+    async with loopback_asgi(keyed_hub) as base, anyio.create_task_group() as tg:
+        bridge = Proxy(Endpoint(f"{base}/mcp"), client.read_line, client.write, wait=5.0)
+        tg.start_soon(bridge.run)
+        with anyio.fail_after(30):
+            with pytest.raises(Refused, match=said):
+                await client.initialize()
+            client.to_server.close()
+        tg.cancel_scope.cancel()
+    client.close()

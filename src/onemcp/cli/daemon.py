@@ -155,8 +155,7 @@ def address(found: dict[str, Any] | None, host: str | None, port: int | None) ->
 def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
     """The status and JSON body of a GET of `url`, as `$ONEMCP_TOKEN` when it is set (/health needs
     the operator or admin scope on a hub with auth); 0 and None when nothing answers."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, headers=auth_headers())
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -167,6 +166,12 @@ def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
             return exc.code, None
     except (OSError, ValueError):
         return 0, None
+
+
+def auth_headers() -> dict[str, str]:
+    """`Authorization: Bearer $ONEMCP_TOKEN`, when it is set (none otherwise)."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def base_of(url: str) -> str:

@@ -318,15 +318,20 @@ def running_hub(config_path: Path) -> dict[str, Any]:
 def _status(args: argparse.Namespace) -> int:
     import httpx
 
+    from onemcp.cli.daemon import auth_headers, refusal
+
     runtime: dict[str, Any] = {"url": args.url} if args.url else running_hub(resolve_path(args.config))
     base = hub_base(runtime["url"])
-    try:
-        with httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False) as client:
+    try:  # /health needs the operator or admin scope on a hub with auth: $ONEMCP_TOKEN, as `onemcp status` sends it
+        with httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False, headers=auth_headers()) as client:
             response = client.get(f"{base}/health")
     except httpx.HTTPError as exc:
         raise CommandError(f"no hub answers at {base}: {exc}") from None
+    except (httpx.InvalidURL, ValueError) as exc:  # a hand-edited runtime.json (--url is checked by argparse)
+        raise CommandError(f"the hub URL {runtime['url']!r} does not parse: {exc}") from None
     if response.status_code != 200:
-        raise CommandError(f"{base}/health answered HTTP {response.status_code}")
+        said = refusal(response.status_code)
+        raise CommandError(f"{base}/health answered HTTP {response.status_code}{f': {said}' if said else ''}")
     try:
         health = response.json()
     except ValueError:

@@ -179,7 +179,9 @@ class HubSession:
                 doc = {**doc, "id": msg["id"]}
             return doc
         text = body.decode(errors="replace").strip()[:200]
-        if status == 401:
+        if status == 401 and os.environ.get(TOKEN_ENV, "").strip():  # what the proxy sends (see Proxy.run)
+            text = f"the hub refused the token in {TOKEN_ENV}: it is not a key or token of this hub (revoked?)"
+        elif status == 401:
             text = f"the hub requires a token: set {TOKEN_ENV} for `onemcp proxy` (an API key)"
         elif status == 403 and isinstance(doc, dict) and isinstance(doc.get("scope"), str):
             text = f"the token in {TOKEN_ENV} lacks the scope {doc['scope']!r}"

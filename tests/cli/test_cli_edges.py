@@ -3,14 +3,17 @@ URL or `.onemcprc`, a hub that wants a token, Ctrl-C, a stdout that is not UTF-8
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from onemcp.cli import tui
 from onemcp.cli.main import main
 from onemcp.cli.proxy import Proxy
 from onemcp.cli.target import Endpoint
@@ -191,3 +194,28 @@ async def test_the_proxy_says_a_token_was_refused(
             client.to_server.close()
         tg.cancel_scope.cancel()
     client.close()
+
+
+# ---------------------------------------------------------------------- no terminal
+@pytest.mark.parametrize("tty", [(False, False), (True, False), (False, True)])
+def test_tui_without_a_terminal_refuses(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tty: tuple[bool, bool]
+) -> None:
+    """An agent's shell (`onemcp tui </dev/null`): exit 2 and say what to use; the app never starts (it spun)."""
+    started: list[str] = []
+    monkeypatch.setattr(tui, "make_app", lambda base, token: started.append(base))
+    monkeypatch.setattr(sys, "stdin", Terminal(tty[0]))
+    monkeypatch.setattr(sys, "stdout", Terminal(tty[1]))
+    assert main(["tui", "--url", "http://127.0.0.1:9/mcp"]) == 2
+    assert started == []
+    err = capsys.readouterr().err
+    assert "onemcp tui needs an interactive terminal" in err and err.count("\n") == 1
+
+
+class Terminal(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty

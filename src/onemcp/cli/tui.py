@@ -50,9 +50,20 @@ def run(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
         return 2
+    if not _terminal():  # an agent's or a script's shell: the app would neither draw nor end (and spin a CPU)
+        print(
+            "onemcp: onemcp tui needs an interactive terminal (stdin and stdout); "
+            "`onemcp status`, `onemcp mcp status` or `onemcp inspect` say the same in text",
+            file=sys.stderr,
+        )
+        return 2
     token = os.environ.get(TOKEN_ENV, "").strip() or None
     make_app(base_url(target.url), token).run()
     return 0
+
+
+def _terminal() -> bool:
+    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout))
 
 
 class Refused(Exception):

@@ -6,19 +6,29 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from onemcp.cli import tui
+from fixtures.launch import fixture_command
+from onemcp.cli import agent, tui
+from onemcp.cli.client.rpc import HubClient
 from onemcp.cli.main import main
 from onemcp.cli.proxy import Proxy
 from onemcp.cli.target import Endpoint
 from support.credentials import asgi_body, loopback_asgi
 from support.entries import LineClient, Refused
+from support.hub_process import HubProcess, clean_env
+
+DEADLINE = 60.0  # for each wait: a deadline, not a measurement
 
 
 # ---------------------------------------------------------------------- --args that are not JSON
@@ -219,3 +229,68 @@ class Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return self.tty
+
+
+# ---------------------------------------------------------------------- Ctrl-C
+@pytest.fixture(scope="module")
+def fx_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """One server, fx (the test upstream: `sleep`, and `running` counts the calls in flight on it)."""
+    folder = tmp_path_factory.mktemp("sigint")
+    cmd = fixture_command()
+    config = folder / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}}))
+    process = HubProcess(config)
+    try:
+        process.start()
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def in_flight(client: HubClient, want: int) -> None:
+    """Wait (with a deadline) until fx has `want` other calls in flight."""
+    deadline = time.monotonic() + DEADLINE
+    while client.request("tools/call", {"name": "running", "arguments": {}})["structuredContent"]["running"] != want:
+        assert time.monotonic() < deadline, f"fx never had {want} call(s) in flight"
+        time.sleep(0.05)  # allowed-sleep: polling with a deadline
+
+
+def test_ctrl_c_during_run_cancels_the_call_and_exits_130(fx_hub: HubProcess) -> None:
+    """Ctrl-C, as a terminal sends it, while `run` waits for a tool: one line on stderr, exit 130, and the
+    hub's call is cancelled (it was a traceback, exit -2)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onemcp", "run", "fx/sleep", "--args", '{"seconds": 600}'],
+        env=clean_env(fx_hub.config.parent),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a shell's background job ignores it
+    )
+    try:
+        with closing(HubClient(fx_hub.url)) as client:
+            in_flight(client, 1)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=DEADLINE)
+            assert (process.returncode, out, err) == (130, "", "onemcp: interrupted\n")
+            in_flight(client, 0)  # the hub cancelled the upstream call when the CLI's connection closed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_ctrl_c_while_waiting_for_arguments_exits_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(agent, "_stdin_text", interrupted)
+    try:
+        code = main(["run", "fx/sleep", "--url", "http://127.0.0.1:9/mcp"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left main() (a traceback in a terminal)")
+    assert code == 130
+    assert capsys.readouterr().err == "onemcp: interrupted\n"

@@ -7,7 +7,8 @@ Owns the arguments and the exit codes of these three commands (what they print i
 `onemcp run` is started once per call, so its start-up time is the user's latency.
 
 Exit codes: 0 done; 1 the tool, the hub or the connection reported an error (message on stderr);
-2 a bad request (arguments that are not a JSON object, a malformed reference).
+2 a bad request (arguments that are not a JSON object, a malformed reference, hub URL or .onemcprc);
+130 Ctrl-C (`main` says it; the connection closes, which cancels the call on the hub).
 
 Everything an upstream wrote (names, descriptions, schemas, results, errors) reaches the terminal
 through `escape_line`, `escape_text` or `json_text`: no escape sequence, C1 control or bidi override.

@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 STDIO_SERVED: list[bool] = []  # set once a command served MCP on this process's stdin
 
 
@@ -145,6 +146,11 @@ def _command(argv: list[str] | None) -> int:
     except BrokenPipeError:  # `onemcp ... | head`: the reader left; no traceback, and none at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: the command's `with` blocks closed its connections on the way out,
+        # which cancels a call in flight on the hub (a stateless request ends with its connection)
+        with contextlib.suppress(OSError, ValueError):
+            print("onemcp: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

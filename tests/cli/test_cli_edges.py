@@ -24,6 +24,7 @@ from onemcp.cli.client.rpc import HubClient
 from onemcp.cli.main import main
 from onemcp.cli.proxy import Proxy
 from onemcp.cli.target import Endpoint
+from onemcp.cli.terminal import keep_stdout_writable
 from support.credentials import asgi_body, loopback_asgi
 from support.entries import LineClient, Refused
 from support.hub_process import HubProcess, clean_env
@@ -294,3 +295,39 @@ def test_ctrl_c_while_waiting_for_arguments_exits_130(
         pytest.fail("Ctrl-C left main() (a traceback in a terminal)")
     assert code == 130
     assert capsys.readouterr().err == "onemcp: interrupted\n"
+
+
+# ---------------------------------------------------------------------- a stdout that is not UTF-8
+WORLDLY = "café ✓ 日本 😀"
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
+def test_a_result_survives_a_stdout_that_is_not_utf8(
+    fx_hub: HubProcess, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
+    """A Windows pipe (cp1252) or a C locale: what the encoding cannot write is a JSON escape, the rest
+    as it is, exit 0 (it was a UnicodeEncodeError after the tool ran: exit 1, and an agent may run it again)."""
+    args = ["run", "echo", "--args", json.dumps({"message": WORLDLY}), "--url", fx_hub.url]
+    text = stdout_of(monkeypatch, encoding, args)
+    assert text == ("café" if encoding == "cp1252" else "caf\\u00e9") + " \\u2713 \\u65e5\\u672c \\ud83d\\ude00\n"
+    result = json.loads(stdout_of(monkeypatch, encoding, [*args, "--format", "json"]))
+    assert result["content"][0]["text"] == WORLDLY  # exact JSON: the escapes are JSON's own
+
+
+def stdout_of(monkeypatch: pytest.MonkeyPatch, encoding: str, args: list[str]) -> str:
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding=encoding, newline="\n")
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(args) == 0
+    out.flush()
+    return raw.getvalue().decode(encoding)
+
+
+def test_a_lone_surrogate_is_escaped_even_in_utf8(monkeypatch: pytest.MonkeyPatch) -> None:
+    """json.loads gives a lone surrogate for "\\ud800", which UTF-8 cannot encode either."""
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8"))
+    keep_stdout_writable()
+    sys.stdout.write("a\ud800b\n")
+    sys.stdout.flush()
+    assert raw.getvalue() == b"a\\ud800b\n"

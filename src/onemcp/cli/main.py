@@ -109,6 +109,9 @@ STDIO_SERVED: list[bool] = []  # set once a command served MCP on this process's
 
 
 def _command(argv: list[str] | None) -> int:
+    from onemcp.cli.terminal import keep_stdout_writable
+
+    keep_stdout_writable()  # a tool's output is never lost to stdout's encoding, after the tool ran
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv[0] if argv else None
     trailing: list[str] | None = None

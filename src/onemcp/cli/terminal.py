@@ -3,7 +3,9 @@
 Tool names, descriptions, schemas, results and errors come from upstream servers, which may send
 terminal codes (ESC, CSI, OSC), C1 controls or bidi overrides. Every such text the agent CLI prints
 goes through `escape_line` (one line, cut), `escape_text` (lines kept) or `json_text` (exact JSON);
-`table` lays escaped cells out. Does not decide what is printed (`agent.py`).
+`table` lays escaped cells out. `keep_stdout_writable` makes a stdout that is not UTF-8 (a Windows
+pipe, a C locale) write what it cannot encode as `\\u` escapes instead of failing. Does not decide
+what is printed (`agent.py`).
 
 The escaping itself is `onemcp.observability.redact`'s, imported only for a text that needs it: it
 brings pydantic (300 ms), and `onemcp run` is started once per call. Python's `isprintable` is
@@ -14,9 +16,14 @@ to escape.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import io
 import json
+import sys
 from typing import Any
 
+ESCAPE_ERRORS = "onemcp.jsonescape"  # the codec error handler `keep_stdout_writable` sets
 LINE_LIMIT = 300  # characters of an upstream's text in one line of a listing (`inspect SERVER/TOOL` shows it all)
 
 
@@ -58,3 +65,29 @@ def table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
     for row in lines:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def keep_stdout_writable() -> None:
+    """Characters stdout's encoding cannot write (a cp1252 pipe, an ASCII locale), and lone surrogates
+    even in UTF-8, become JSON's own escapes (`\\u2713`, astral ones as a surrogate pair) instead of a
+    UnicodeEncodeError after the tool ran. Inside JSON output they are exact JSON (they occur only in
+    strings), in text they read as the control characters `escape_text` escapes do. Its encoding is
+    kept: the reader chose it (PYTHONIOENCODING, the locale)."""
+    codecs.register_error(ESCAPE_ERRORS, _json_escape)  # the same handler again, when called again
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.reconfigure(errors=ESCAPE_ERRORS)
+
+
+def _json_escape(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out: list[str] = []
+    for char in exc.object[exc.start : exc.end]:
+        code = ord(char)
+        if code > 0xFFFF:  # JSON writes an astral character as its UTF-16 surrogate pair
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out), exc.end

@@ -105,3 +105,16 @@ def test_an_endpoint_from_runtime_json_follows_the_hub_to_its_new_address(config
         os.close(lock)
     write_runtime(config_dir, "http://127.0.0.1:7/mcp")  # a file no hub holds the lock for: not followed
     assert not endpoint.moved() and endpoint.url.startswith("http://127.0.0.1:6/")
+
+
+@pytest.mark.parametrize("url", ["http://[::1/mcp", "http://127.0.0.1:99999/mcp", "ftp://127.0.0.1:6/mcp"])
+def test_an_endpoint_keeps_its_address_when_runtime_json_names_a_malformed_url(config_dir: Path, url: str) -> None:
+    """A hand-edited runtime.json: the proxy keeps the last address (urlsplit raised inside the proxy's task group)."""
+    endpoint = Endpoint("http://127.0.0.1:5/mcp?preset=dev", config_dir / "mcp.json")
+    lock = hub_lock(config_dir / "mcp.json")
+    assert lock is not None
+    try:
+        write_runtime(config_dir, url)
+        assert not endpoint.moved() and endpoint.url == "http://127.0.0.1:5/mcp?preset=dev"
+    finally:
+        os.close(lock)

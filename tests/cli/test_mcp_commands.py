@@ -367,3 +367,26 @@ def test_an_arg_flag_with_no_value_is_a_usage_error(config_dir: Path, capsys: py
         main(["mcp", "add", "x", "--command", "ls", "--arg"])
     assert done.value.code == 2 and "expected one argument" in capsys.readouterr().err
     assert not (config_dir / "mcp.json").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("mcp.yaml", "mcpServers:\n  git:\n    command: git-mcp\n    tags: [dev]\n  time:\n    command: t\n"),
+        ("mcp.toml", '[mcpServers.git]\ncommand = "git-mcp"\ntags = ["dev"]\n[mcpServers.time]\ncommand = "t"\n'),
+    ],
+)
+def test_list_and_preset_test_read_a_yaml_or_toml_config(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], name: str, text: str
+) -> None:
+    """Commands that only read the config take every format the hub takes (they refused: 'edits JSON')."""
+    config_dir.mkdir()
+    (config_dir / name).write_text(text)
+    code, out, err = cli(capsys, "mcp", "list", "--json")
+    assert code == 0, err
+    assert [row["name"] for row in orjson.loads(out)] == ["git", "time"]
+    assert cli(capsys, "preset", "create", "dev", "--filter", "dev")[0] == 0
+    code, out, err = cli(capsys, "preset", "test", "dev")
+    assert code == 0 and f"1 of 2 server(s) in {config_dir / name} would be served" in out, err
+    code, _, err = cli(capsys, "mcp", "disable", "git")  # an edit still says it edits JSON only
+    assert code == 2 and "onemcp edits JSON configs" in err

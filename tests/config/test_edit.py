@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from onemcp.config import formats
+from onemcp.config import formats, schema
 from onemcp.config.edit import (
     BACKUPS_KEPT,
     BadName,
@@ -203,7 +203,8 @@ def test_a_missing_file_is_created_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "mcp.json"
     result = edit_config(path, lambda d: add_server(d, "demo", {"command": "x"}), env={})
     assert result.backup is None
-    assert doc_of(path) == {"mcpServers": {"demo": {"command": "x"}}}
+    # a new file names the schema, as the starter config and `config init` do (editors complete it)
+    assert doc_of(path) == {"$schema": schema.uri(), "mcpServers": {"demo": {"command": "x"}}}
     if os.name == "posix":
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 

@@ -19,7 +19,9 @@ from types import ModuleType
 from onemcp import __version__
 from onemcp.cli import argtypes
 
-CONFIG_HELP = "path to mcp.json (default: $ONEMCP_CONFIG or ~/.config/onemcp/mcp.json)"
+CONFIG_HELP = (
+    "path to mcp.json (default: $ONEMCP_CONFIG, else $ONEMCP_CONFIG_DIR/mcp.json, else ~/.config/onemcp/mcp.json)"
+)
 # command -> the module that owns it ("" for `serve`, whose parser is here)
 COMMANDS = {
     "serve": "",

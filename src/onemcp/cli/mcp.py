@@ -265,7 +265,7 @@ def _list(args: argparse.Namespace) -> int:
     if not path.exists():
         raise CommandError(f"no config file at {path} (`onemcp mcp add` or `onemcp serve` creates one)")
     try:
-        doc = read_document(path)
+        doc = read_document(path, to_edit=False)
         servers = servers_of(doc)
     except (ConfigError, EditError) as exc:
         raise CommandError(str(exc), USAGE_ERROR) from None

@@ -199,7 +199,7 @@ def _warn_unknown_tags(config: Path, expr: str) -> None:
     if not config.exists():
         return  # no config to compare with
     try:
-        doc = read_config(config)
+        doc = read_config(config, to_edit=False)
         servers = servers_of(doc)
     except (ConfigError, EditError, OSError):
         return  # no config to compare with
@@ -296,7 +296,7 @@ def _test(path: Path, config_path: Path, name: str, as_json: bool) -> int:
     if not config_path.exists():
         raise CommandError(f"no config file at {config_path}")
     try:
-        servers = servers_of(read_config(config_path))
+        servers = servers_of(read_config(config_path, to_edit=False))
     except (ConfigError, EditError) as exc:
         raise CommandError(str(exc), USAGE_ERROR) from None
     rows = []

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from onemcp.config import formats, jsonc
+from onemcp.config import formats, jsonc, schema
 from onemcp.config.base import kinds_of
 from onemcp.config.files import atomic_write, backup, locked
 from onemcp.config.load import ConfigError, parse_config
@@ -81,26 +81,28 @@ class EditResult:
     unset: tuple[str, ...] = ()  # ${VAR}s this edit brought in that are not set here (validated with a placeholder)
 
 
-def read_document(path: Path) -> Document:
-    """The raw JSON object in `path` (empty when the file does not exist)."""
+def read_document(path: Path, *, to_edit: bool = True) -> Document:
+    """The raw object in `path` (empty when the file does not exist), ${VAR}s not substituted: JSON to
+    edit; to read only (`to_edit=False`), YAML and TOML as well."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return _decode(raw, path)
+    return _decode(raw, path, to_edit)
 
 
-def _decode(raw: bytes, path: Path) -> Document:
-    if formats.format_of(path) != "json":
+def _decode(raw: bytes, path: Path, to_edit: bool = True) -> Document:
+    fmt = formats.format_of(path)
+    if to_edit and fmt != "json":
         raise ConfigError(f"{path}: onemcp edits JSON configs; edit this one by hand (`onemcp validate` checks it)")
     try:
-        doc = formats.parse(raw, "json")  # comments are read (and kept by an edit: `_text_of`)
+        doc = formats.parse(raw, fmt)  # JSON's comments are read (and kept by an edit: `_text_of`)
     except (formats.FormatError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: the top level must be a JSON object")
+        raise ConfigError(f"{path}: the top level must be an object")
     return doc
 
 
@@ -289,7 +291,7 @@ def _edit_config(
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     before = _decode(original, path) if original else {}
-    doc = copy.deepcopy(before)
+    doc = copy.deepcopy(before) if original else {"$schema": schema.uri()}  # a new file names it, as the starter's
     change(doc)
     config, unset = validate(doc, source=str(path), env=env)
     unset = tuple(name for name in unset if name not in _bare_vars(before))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -124,6 +125,28 @@ async def test_a_failing_server_closes_the_transport_with_its_error() -> None:
             assert transport.close_reason == "server failed: RuntimeError('boom')" and not delivered
 
 
+async def test_log_lines_name_their_upstream_without_a_logger_per_name(caplog: pytest.LogCaptureFixture) -> None:
+    """Each transport's lines are still `onemcp.upstream.<name>`, but no logger is made per name: `logging`
+    keeps every logger forever, and template instances (a name per session or project) and servers a
+    reload removed left one each behind (soak hunt s29/p F1, F2)."""
+
+    async def garbled(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        await send.send(b"not json")  # and ends: its transport closes once that was read
+
+    caplog.set_level(logging.WARNING, logger="onemcp.upstream")
+    loggers = len(logging.Logger.manager.loggerDict)
+    with anyio.fail_after(DEADLINE):
+        for n in range(20):
+            transport = MemoryTransport(f"fxt@{n:04x}", CONFIG, garbled)
+            async with anyio.create_task_group() as tg:
+                await transport.open(tg, lambda msg, related: None, unexpected)
+                await transport.closed.wait()
+                await transport.aclose()
+    assert len(logging.Logger.manager.loggerDict) == loggers
+    ignored = [r for r in caplog.records if r.getMessage().startswith("non-JSON message ignored")]
+    assert [r.name for r in ignored] == [f"onemcp.upstream.fxt@{n:04x}" for n in range(20)]
+
+
 async def test_closing_ends_the_server_s_input_and_may_be_done_twice() -> None:
     saw_the_end = anyio.Event()
 
@@ -232,3 +255,25 @@ async def test_a_server_slower_to_start_than_its_timeout_starts_within_its_start
             assert conn.state == "ready", conn.last_error
             assert conn.protocol_version == speaks
             tg.cancel_scope.cancel()
+
+
+async def test_a_logger_made_for_one_upstream_decides_its_level_and_names_the_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A level set on `onemcp.upstream.<name>` (a logging config, a test) still holds for that upstream
+    alone; a record names the line that logged it, not the adapter's."""
+    caplog.set_level(logging.DEBUG, logger="onemcp.upstream.chatty")
+    logging.getLogger("onemcp.upstream").setLevel(logging.WARNING)
+    try:
+        MemoryTransport("chatty", CONFIG, serve_nothing).log.debug("heard")
+        MemoryTransport("quiet", CONFIG, serve_nothing).log.info("not heard")
+    finally:
+        logging.getLogger("onemcp.upstream").setLevel(logging.NOTSET)
+    (record,) = [r for r in caplog.records if r.name.startswith("onemcp.upstream.")]
+    assert (record.name, record.getMessage()) == ("onemcp.upstream.chatty", "heard")
+    assert record.funcName == "test_a_logger_made_for_one_upstream_decides_its_level_and_names_the_caller"
+
+
+async def serve_nothing(receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+    async for _ in receive:
+        pass

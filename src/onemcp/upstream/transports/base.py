@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -22,6 +23,47 @@ Deliver = Callable[[Message, "int | str | None"], None]
 # A request the transport accepted could not be carried (HTTP error, connection lost):
 # the connection answers its caller with an error, or re-initializes on SessionExpired.
 Fail = Callable[[Message, "TransportError"], None]
+
+UPSTREAM = "onemcp.upstream"
+SERVER = "onemcp_server"  # the attribute of a log record that names its upstream (`ServerLog`)
+
+
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """An upstream's log lines, named `onemcp.upstream.<its name>` as the log and the event stream show
+    them, through the one `onemcp.upstream` logger, unless a logger of that name was made (a logging
+    config or a test set its level): then through that one. Never a logger per name: `logging` keeps
+    every logger it ever made, and a template instance (a new name per project or per session) or a
+    server a reload removed would leave one behind for as long as the process runs."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__(logging.getLogger(UPSTREAM), {SERVER: server})
+        self.own_name = f"{UPSTREAM}.{server}"
+
+    def _named(self) -> logging.Logger | None:
+        named = logging.Logger.manager.loggerDict.get(self.own_name)  # looked up, not made
+        return named if isinstance(named, logging.Logger) else None
+
+    def isEnabledFor(self, level: int) -> bool:
+        return (self._named() or self.logger).isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # the caller's line, not this one's
+        named = self._named()
+        if named is not None:
+            named.log(level, msg, *args, **kwargs)
+        else:
+            self.logger.log(level, msg, *args, **{**kwargs, "extra": self.extra})
+
+
+def _name_record(record: logging.LogRecord) -> bool:
+    """A `ServerLog` line is named after its server before any handler sees it."""
+    server = record.__dict__.get(SERVER)
+    if isinstance(server, str):
+        record.name = f"{UPSTREAM}.{server}"
+    return True
+
+
+logging.getLogger(UPSTREAM).addFilter(_name_record)
 
 
 class TransportError(Exception):
@@ -42,7 +84,7 @@ class Transport(ABC):
     def __init__(self, name: str, config: ServerConfig) -> None:
         self.name = name
         self.config = config
-        self.log = logging.getLogger(f"onemcp.upstream.{name}")
+        self.log = ServerLog(name)
         self.closed = anyio.Event()
         self.close_reason: str | None = None
         # Set by the connection after the handshake; HTTP sends it as a header.

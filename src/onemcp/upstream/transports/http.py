@@ -15,7 +15,6 @@ only headers sent are this server's own config and the hub's own token.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
-from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
+from onemcp.upstream.transports.base import Deliver, Fail, ServerLog, SessionExpired, Transport, TransportError
 from onemcp.upstream.transports.h1 import H1Exchange, Pool, UpstreamHttpError
 from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, one_line, rpc_error, session_gone
 
@@ -96,7 +95,7 @@ class AuthRejected(TransportError):
 class EventSink:
     """Turns SSE events into messages for `deliver`; remembers where a stream may be resumed."""
 
-    def __init__(self, deliver: Deliver, related: Any, log: logging.Logger, source: str = "the upstream") -> None:
+    def __init__(self, deliver: Deliver, related: Any, log: ServerLog, source: str = "the upstream") -> None:
         self.deliver = deliver
         self.source = source  # who sends the events, as errors name it
         self.related = related

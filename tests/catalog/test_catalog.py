@@ -229,6 +229,23 @@ def test_update_hidden_by_collision_returns_false() -> None:
     assert catalog.update("b", "tools", tools("dup")) is False
 
 
+def test_a_server_no_longer_placed_leaves_nothing_behind_and_its_owner_is_told() -> None:
+    """A removed server's or a stopped instance's repairs report and withheld tools stayed for good (a
+    template instance is placed off, never dropped: soak hunt s29/p F1); `forgotten` hears each one
+    whose lists go, so what the hub keeps beside them (its last tools list for pins) goes too."""
+    catalog = make(PrefixMode.ALWAYS, "a", "b@1", "b@2")
+    told: list[str] = []
+    catalog.forgotten = told.append
+    for server in ("a", "b@1", "b@2"):
+        catalog.update(server, "tools", tools("t", "t"))  # listed twice: a repair is reported
+        catalog.withheld[server] = {"t"}
+    catalog.set_servers(["a", "b@2"])
+    assert set(catalog.repairs) == set(catalog.withheld) == {"a", "b@2"} and told == ["b@1"]
+    assert not catalog.has_lists("b@1")
+    assert catalog.drop("b@2") == {"tools"} and told == ["b@1", "b@2"]
+    assert set(catalog.repairs) == {"a"}
+
+
 def test_update_of_unknown_server_is_invisible() -> None:
     catalog = make(PrefixMode.ALWAYS, "a")
     assert catalog.update("ghost", "tools", tools("t")) is False

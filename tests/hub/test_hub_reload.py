@@ -5,6 +5,7 @@ A restart is seen from the upstream's side: the transport factory makes a new fi
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -97,3 +98,24 @@ async def test_a_view_only_change_applies_without_a_restart_and_is_announced() -
             _, (modern,) = await h.client.modern("tools/list", query="tags=red")
             assert [t["name"] for t in modern["result"]["tools"]] == names
             assert made(h) == {"alpha": 1, "beta": 1}  # no server was restarted
+
+
+async def test_a_removed_server_leaves_no_tools_list_repairs_or_logger_behind() -> None:
+    """Its last tools list (kept for screening again), its repairs report and a logger each stayed for as
+    long as the hub ran, per server ever removed (soak hunt s29/p F2). Its pins stay: trust on first use
+    outlives a remove and re-add (docs/pinned-tools.md)."""
+    kept = {"a": fixture("--name", "a")}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(kept) as h:
+            hub = h.app.hub
+            loggers = len(logging.Logger.manager.loggerDict)
+            for n in range(5):
+                await hub.apply_config(config({**kept, f"gone{n}": fixture("--name", f"gone{n}", "--tools", "3")}))
+                await h.ready(f"gone{n}")
+                assert f"gone{n}" in hub.pins.raw and f"gone{n}" in hub.catalog.repairs
+                if n == 0:
+                    echo = next(t for t in hub.pins.raw["gone0"] if t["name"] == "echo")
+                await hub.apply_config(config(kept))
+            assert set(hub.pins.raw) == {"a"} and set(hub.catalog.repairs) == {"a"}
+            assert len(logging.Logger.manager.loggerDict) == loggers
+            assert hub.pins.passing("gone0", [{**echo, "description": "changed"}], "withhold") == []  # still pinned

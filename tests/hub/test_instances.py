@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import replace
 from typing import Any
 
 import anyio
 import pytest
 
+from onemcp.app import OneMcpApp
 from onemcp.auth.access import LEGACY_HTTP, decide
 from onemcp.auth.principal import ANONYMOUS, Principal
 from onemcp.catalog.reach import Reach
+from onemcp.config.context import Signer
 from onemcp.config.model import HubConfig, Limits
 from onemcp.hub.instances import Instance, TemplateInstances
 from onemcp.protocol.errors import InvalidParams, LimitReached
+from support.inprocess import AsgiClient, FixtureUpstreams, lifespan, modern_request
 
 pytestmark = pytest.mark.anyio
 
@@ -127,3 +132,28 @@ async def test_reap_keeps_an_instance_an_open_listen_holds() -> None:
     assert await h.instances.reap(now + 11, held=a) == []  # the listen is open
     assert await h.instances.reap(now + 15) == []  # idle from when it was last held
     assert await h.instances.reap(now + 22) == sorted(a)
+
+
+async def test_a_reaped_instance_leaves_no_tools_list_repairs_or_logger_behind() -> None:
+    """In a hub: each instance ever started kept its last tools list (pins), its repairs report and a logger
+    for as long as the hub ran (~29 kB each: soak hunt s29/p F1); reaped, nothing of it stays."""
+    doc = {
+        "mcpServers": {"a": {"command": "fixture", "args": ["--name", "a"]}},
+        "mcpTemplates": {"fxt": {"command": "fixture", "args": ["--tools", "3"], "env": {"P": "{{ project.name }}"}}},
+    }
+    app = OneMcpApp(HubConfig.model_validate(doc), transports=FixtureUpstreams())
+    hub = app.hub
+    hub.context_secret = b"k" * 32
+    with anyio.fail_after(10):
+        async with lifespan(app):
+            await hub.pool.tried.wait()
+            loggers = len(logging.Logger.manager.loggerDict)
+            for n in range(6):  # one project each: an instance each
+                headers, body = modern_request("tools/list")
+                context = Signer({"project": {"path": f"/p/{n}", "name": f"p{n}"}}, hub.context_secret)
+                _, (reply,) = await AsgiClient(app).request("POST", headers={**headers, **context.headers()}, body=body)
+                assert "fxt__tool_0" in {t["name"] for t in reply["result"]["tools"]}
+            assert len(hub.instances.running()) == 6 and len(hub.pins.raw) == 7
+            assert len(await hub.instances.reap(time.monotonic() + 3600)) == 6
+            assert set(hub.pins.raw) == set(hub.catalog.repairs) == {"a"}
+            assert len(logging.Logger.manager.loggerDict) == loggers

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,7 @@ class Catalog:
         self.unmatched: dict[str, list[str]] = {}  # server -> its tool rules that name no tool it lists
         self.version = 0  # counts rebuilds: a copy made by `overlaid` is stale once it moved on
         self.own_tools: frozenset[str] = frozenset()  # a copy's servers whose tools are its own (`overlaid`)
+        self.forgotten: Callable[[str], None] = lambda server: None  # told when a server's lists go (its pins')
 
     # ----------------------------------------------------------------- configuration
     @property
@@ -129,8 +130,9 @@ class Catalog:
         self._overrides = dict(overrides or {})
         self._names = {shown_as(server) for server in self._order} | set(templates)
         self.has_instances = any(INSTANCE_MARK in server for server in self._order)
-        for gone in set(self._lists) - set(self._order):
-            del self._lists[gone]
+        for gone in {*self._lists, *self.repairs, *self.withheld} - set(self._order):
+            self._forget(gone)
+            self.withheld.pop(gone, None)
         return self._rebuild(set(KINDS))
 
     # ----------------------------------------------------------------------- updates
@@ -149,11 +151,17 @@ class Catalog:
 
     def drop(self, server: str) -> set[str]:
         """Forget a server's lists (it stopped or failed); returns the changed kinds."""
-        per = self._lists.pop(server, None)
-        self.repairs.pop(server, None)
+        per = self._forget(server)
         if not per:
             return set()
         return self._rebuild({k for k, v in per.items() if v})
+
+    def _forget(self, server: str) -> dict[str, list[Item]] | None:
+        """What is kept of a server's lists goes with them (a server removed, an instance stopped, or one
+        that stopped or failed); its lists, if there were any."""
+        self.repairs.pop(server, None)
+        self.forgotten(server)
+        return self._lists.pop(server, None)
 
     def overlaid(self, own: Mapping[str, Mapping[str, list[Item]]]) -> Catalog:
         """A copy whose lists of the servers in `own` (those the catalog holds lists of) are replaced by

@@ -117,6 +117,7 @@ class Hub:
         self.pins, self.user_secrets = Pins(None), UserSecrets(None)  # the app opens pins.db, user-secrets.db
         self.events.screen = self._screen_tools
         self.events.screen_own = lambda server, items: self.pins.passing(server, items, self.pin_mode(server))
+        self.catalog.forgotten = lambda server: self.pins.forget(server)  # the app may replace self.pins
         parts = (self.catalog, self.pool, self.tasks, self.parking)
         self.dispatcher = Dispatcher(
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config

@@ -187,6 +187,12 @@ class Pins:
             if (pinned := pins.get((owner, str(tool.get("name", ""))))) is None or pinned[0] == digest(tool)
         ]
 
+    def forget(self, server: str) -> None:
+        """The server's lists went (it was removed, stopped or failed; an instance was reaped): its last
+        list is not kept for screening again. Its pins stay (trust on first use outlives a remove and
+        re-add; an instance's are its template's)."""
+        self.raw.pop(server, None)
+
     def withheld(self, server: str, mode: PinMode) -> set[str]:
         """Names of `server`'s tools withheld now (changed, not approved, in withhold mode)."""
         if mode != "withhold":

@@ -156,6 +156,39 @@ def test_the_transformer_ranks_once_every_tool_has_its_vector() -> None:
     assert not index.deep_ready and index.deep_pending() == 1  # only the changed definition waits
 
 
+def test_what_waits_for_the_transformer_is_counted_once_per_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every search asks whether the transformer ranks (`deep_ready`): a count walks every tool, so it is
+    counted again only after the tools or their vectors changed, and stays right through each change."""
+    index = build()
+    assert index.transformer is not None
+    counts: list[int] = []
+    count = index._count_pending
+
+    def counted() -> int:
+        counts.append(count())
+        return counts[-1]
+
+    monkeypatch.setattr(index, "_count_pending", counted)
+    index.update("git", GIT)
+    assert index.deep_pending() == 8 and index.deep_pending() == 8 and not index.deep_ready
+    assert counts == [8]  # asked three times, counted once
+    batch = index.deep_batch(5)
+    index.deep_install([digest for digest, _ in batch], index.transformer.encode([text for _, text in batch]))
+    assert index.deep_pending() == 3 and counts == [8, 3]
+    index.fill_deep()
+    for query, _ in PARAPHRASED:
+        assert index.deep_ready and names(index, query)
+    assert counts == [8, 3, 0]
+    index.update("mail", [{**MAIL[0], "description": "Send a message by email."}])
+    assert index.deep_pending() == 1 and counts == [8, 3, 0, 1]
+    index.remove("mail")
+    assert index.deep_ready and counts == [8, 3, 0, 1, 0]
+    lender = build()
+    lender.update("git", GIT)
+    index.keep(lender, 4, besides=build(transformer=False))  # 4 vectors kept of 8: not a new generation
+    assert index.deep_pending() == 4 and counts[-1] == 4 and len(counts) == 6
+
+
 def test_the_request_with_its_action_words_is_a_second_vector(monkeypatch: pytest.MonkeyPatch) -> None:
     index = build()
     index.update("git", GIT)

@@ -249,6 +249,7 @@ class SearchIndex:
         self.tools_generation = 0  # counts changes to the tools (`settling`)
         self.generation = 0  # counts changes to the tools and to their vectors
         self.deep_embedded = 0  # texts the transformer encoded (not found in a cache)
+        self._pending = (-1, 0)  # (generation, `deep_pending` then)
 
     @property
     def semantic(self) -> bool:
@@ -351,6 +352,7 @@ class SearchIndex:
                     mine[digest] = vector
             for digest in list(mine)[: max(0, len(mine) - limit)]:
                 del mine[digest]
+        self._pending = (-1, 0)  # (its vectors changed, not its generation)
 
     def _embed(self, pending: dict[str, str]) -> None:
         import numpy as np
@@ -383,9 +385,15 @@ class SearchIndex:
 
     # ------------------------------------------------------------------ transformer vectors
     def deep_pending(self) -> int:
-        """Texts still without a transformer vector: tools of the index, and their kinds."""
+        """Texts still without a transformer vector: tools of the index, and their kinds (counted once a
+        generation: every search asks, through `deep_ready`, and a count walks every tool)."""
         if self.transformer is None:
             return 0
+        if self._pending[0] != self.generation:
+            self._pending = (self.generation, self._count_pending())
+        return self._pending[1]
+
+    def _count_pending(self) -> int:
         kinds = {tool.kind for tool in self._tools.values() if tool.kind and tool.kind not in self._deep}
         return len(kinds) + sum(1 for tool in self._tools.values() if tool.digest not in self._deep)
 

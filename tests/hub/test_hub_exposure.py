@@ -415,6 +415,31 @@ async def test_a_search_encodes_its_query_off_the_event_loop() -> None:
             assert found and found[0].endswith("__echo"), found
 
 
+async def test_searches_give_the_allocators_free_pages_back_once_they_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transformer's runs free their activations to glibc, which keeps the pages unless asked: after a
+    burst of searches (a quiet spell of `trim_after` seconds) the hub asks (not only after builds)."""
+    from onemcp.search import deep
+
+    released: list[str] = []
+    monkeypatch.setattr(deep, "release_memory", lambda: released.append(threading.current_thread().name))
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:
+            exposure = h.app.hub.exposure
+            exposure.trim_after = 0.0
+            session = await h.session()
+            await exposure.ready_index()  # built ahead (exposure search): its vectors end with one release
+            await exposure.transformer_settled()
+            while not released:
+                await anyio.sleep(0.01)  # allowed-sleep: the build's release, on the transformer's worker
+            assert exposure.index().query_encoder() is not None
+            released.clear()
+            for query in ("echo a message back", "add two numbers"):
+                assert hit_names(text(await session.ask("tools/call", search(query))))
+            while not released:
+                await anyio.sleep(0.01)  # allowed-sleep: the quiet spell (0 s here), then the release on a thread
+            assert released[0] != threading.main_thread().name  # off the event loop
+
+
 def held_vocabulary(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event, list[threading.Thread]]:
     """The counter's next vocabulary load, held on its thread (`entered` once there, until `release`);
     the threads it ran on."""

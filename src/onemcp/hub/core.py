@@ -562,6 +562,7 @@ class Hub:
                 tg.start_soon(self._expire_sessions)
                 tg.start_soon(self._reap_instances)
                 tg.start_soon(self.exposure.run_transformer)
+                tg.start_soon(self.exposure.trim_after_searches)
                 tg.start_soon(self.announcements.run)
                 tg.start_soon(self._warm_search)
                 task_status.started()

@@ -309,3 +309,26 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli(env=hub_env(tmp_path), cwd=tmp_path)
     assert result.returncode == 2
     assert "usage" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("command", ["serve", "serve_stdio"])
+def test_serving_binds_threads_to_one_malloc_arena_before_anything_else(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """glibc gives a thread that allocates an arena of its own for good, and the M_ARENA_MAX setting binds
+    only threads that allocate after it: any client may search (?exposure=search), so both ways of serving
+    set it first, before logging or the config is touched (the transformer's load set it too late)."""
+    from onemcp.cli import serve as serve_module
+    from onemcp.observability import logs
+    from onemcp.search import deep
+
+    done: list[str] = []
+    monkeypatch.setattr(deep, "share_one_arena", lambda: done.append("arena"))
+    monkeypatch.setattr(logs, "configure", lambda *args: done.append("logs"))
+    missing = str(tmp_path / "nope.json")
+    code = (
+        serve_module.serve(missing, "127.0.0.1", 0, "info")
+        if command == "serve"
+        else serve_module.serve_stdio(missing, "info")
+    )
+    assert code == 2 and done == ["arena", "logs"], (code, done)

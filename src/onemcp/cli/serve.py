@@ -25,6 +25,7 @@ from onemcp.http.guard import is_loopback
 from onemcp.http.server import raise_fd_limit
 from onemcp.observability import logs
 from onemcp.observability.redact import REDACTOR
+from onemcp.search import deep
 
 audit = logging.getLogger("onemcp.audit")
 
@@ -97,6 +98,7 @@ def serve(
     allow_open_network: bool = False,
     log_file: Path | None = None,
 ) -> int:
+    deep.share_one_arena()  # first: any client may search (?exposure=search), and a thread's arena is for good
     logs.configure(log_level, log_format, log_file)
     loaded = _config(config_flag)
     if isinstance(loaded, int):
@@ -166,6 +168,7 @@ def serve_stdio(
     from onemcp.reload import Reloader
     from onemcp.upstream.oauth.registry import UpstreamAuth
 
+    deep.share_one_arena()  # first, as `serve`
     logs.configure(log_level, log_format)
     loaded = _config(config_flag)
     if isinstance(loaded, int):

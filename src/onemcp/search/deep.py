@@ -122,7 +122,10 @@ def share_one_arena() -> None:
     glibc gives each thread that allocates its own arena, and an encoding thread's keeps a few MB
     touched after the transformer's runs, which `malloc_trim` cannot return: ~4 MB of RSS per
     encoding thread at 700 tools. The hub's threads are few and mostly idle (one event loop), so
-    sharing one arena costs no measurable time (bench/toolsearch/RESULTS.md). Elsewhere a no-op."""
+    sharing one arena costs no measurable time (bench/toolsearch/RESULTS.md). Elsewhere a no-op.
+    It binds only threads that have not allocated yet (glibc keeps a thread's arena, and hands a
+    finished thread's to the next new one): `onemcp serve` calls it first thing, before any thread
+    runs; `load` calls it too, for other processes (the CLI, the benchmarks)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 1)
 

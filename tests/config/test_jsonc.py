@@ -70,6 +70,20 @@ def test_removing_a_server_takes_its_line_and_the_comma_before_it() -> None:
     assert formats.parse(gone.encode())["mcpServers"] == {}
 
 
+@pytest.mark.parametrize("after", [" /* added by hand */\n  }", " }"])
+def test_comment_lines_before_a_last_member_that_does_not_end_its_line_stay(after: str) -> None:
+    """Review hunt s29/z F1: the cut ran from the comma before, taking the comment lines between."""
+    text = (
+        '{\n  "servers": {\n    "time": {"command": "t"},\n    // "fetch": {"command": "uvx"},   (off)\n'
+        '    // "memory": {"command": "npx"},\n    "git": {"command": "g"}' + after + "\n}\n"
+    )
+    out = edited(text, lambda d: d["servers"].pop("git"))
+    assert comments(out) == comments(text)
+    assert ("added by hand" in out) == ("added by hand" in after)
+    off = '{\n  "git": {\n    "command": "g",\n    // "args": ["--repository", "/src"],\n    "disabled": true }\n}\n'
+    assert comments(edited(off, lambda d: d["git"].pop("disabled"))) == comments(off)  # `mcp enable git`
+
+
 def test_an_object_of_comments_only_gets_its_first_member_before_them() -> None:
     out = edited(STARTER, lambda d: d["mcpTemplates"].update(m={"command": "y"}))
     assert '"mcpTemplates": {\n    "m": {\n      "command": "y"\n    }\n    // "memory"' in out

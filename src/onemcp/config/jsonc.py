@@ -230,7 +230,12 @@ def _cut(edits: _Edits, members: list[Member], member: Member) -> None:
     elif member.comma is None and index > 0:  # ', "b": 2}': from the comma before it (cut apart, if kept)
         comma = members[index - 1].comma
         assert comma is not None
-        edits.put(comma + 1, member.value.end, "")
+        if text[comma + 1 : member.key_start].strip():  # comments between them stay: the comma goes alone
+            edits.put(comma, comma + 1, "")
+            own_line = _starts_line(text, member.key_start)
+            edits.put(_line_start(text, member.key_start) if own_line else member.key_start, member.value.end, "")
+        else:
+            edits.put(comma + 1, member.value.end, "")
     else:
         while end < len(text) and text[end] in " \t":
             end += 1

@@ -98,7 +98,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "hub/state.py": ("tests/downstream/test_streamable_wire.py", "what /health reports of the running hub"),
     "hub/tasks.py": ("tests/test_tasks.py", "task-augmented calls and tasks/* through the hub"),
     # integrations/
-    "integrations/jsonc.py": ("tests/integrations/test_apps.py", "how other apps' JSONC configs are read"),
     # observability/
     "observability/limits.py": ("tests/hub/test_session.py", "limit counters and rate-limited warnings under floods"),
     # protocol/: vocabulary, exercised by every test of the wire

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from onemcp.config.formats import is_plain_json, strip_jsonc
 from onemcp.integrations.apps import (
     APPS,
     Format,
@@ -17,7 +19,6 @@ from onemcp.integrations.apps import (
     translate_editor,
     translate_json,
 )
-from onemcp.integrations.jsonc import is_plain_json, strip_jsonc
 
 
 def where(tmp_path: Path, platform: str = "linux") -> Where:
@@ -155,10 +156,10 @@ def test_codex_tables_translate(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- JSONC
 def test_jsonc_comments_and_trailing_commas_are_removed_outside_strings() -> None:
     text = '{\n  // a comment\n  "url": "http://x/y", /* block */ "a": [1, 2,],\n  "s": "not // a comment",\n}\n'
-    assert strip_jsonc(text) == '{\n  \n  "url": "http://x/y",   "a": [1, 2],\n  "s": "not // a comment"\n}\n'
+    assert json.loads(strip_jsonc(text)) == {"url": "http://x/y", "a": [1, 2], "s": "not // a comment"}
     assert not is_plain_json(text)
     assert is_plain_json('{"a": "b // c", "d": "e\\" /* f"}')
 
 
 def test_trailing_comma_before_a_comment_and_brace() -> None:
-    assert strip_jsonc('{"a": 1, // last\n}') == '{"a": 1 \n}'
+    assert json.loads(strip_jsonc('{"a": 1, // last\n}')) == {"a": 1}

@@ -54,6 +54,11 @@ def strip_jsonc(text: str) -> str:
     return _JSONC.sub(keep, text)
 
 
+def is_plain_json(text: str) -> bool:
+    """True when `text` has no comments or trailing commas, so rewriting it whole loses nothing."""
+    return strip_jsonc(text) == text
+
+
 class _Twice(Exception):
     """A key written twice (found by the parser, which knows no position; `_where_twice` finds it)."""
 

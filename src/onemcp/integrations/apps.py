@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from onemcp.integrations.jsonc import strip_jsonc
+from onemcp.config.formats import strip_jsonc
 
 DEFAULT_HUB_URL = "http://127.0.0.1:3050/mcp"
 HUB_SERVER_NAME = "onemcp"

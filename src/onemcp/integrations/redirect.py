@@ -25,6 +25,7 @@ import orjson
 
 from onemcp.config.edit import render
 from onemcp.config.files import atomic_write, file_mode, stamped, unique_path
+from onemcp.config.formats import is_plain_json
 from onemcp.integrations.apps import (
     HUB_SERVER_NAME,
     App,
@@ -35,7 +36,6 @@ from onemcp.integrations.apps import (
     parse_document,
     servers_at,
 )
-from onemcp.integrations.jsonc import is_plain_json
 
 POINT_TO_HUB = "point-to-hub"
 BEFORE_RESTORE = "before-restore"

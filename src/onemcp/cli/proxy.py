@@ -14,7 +14,9 @@ re-initializes with the client's original params,
 replays what the session had set (log level, resource subscriptions), and tells the client its
 lists changed so it fetches them again. A request whose POST never reached the hub is retried on
 the new session; one that was cut off mid-reply gets an error (it may have run). The end of
-stdin, SIGTERM and SIGHUP end it alike: requests still out are answered, then the session is ended.
+stdin, SIGTERM and SIGHUP end it alike: requests still out get `DRAIN` seconds, then each one the hub has
+not answered is answered -32000 (as `serve --transport stdio` does; a signal also ends at once any
+wait for the hub, answering the requests in it), then the session is ended.
 
 The hub and view come from flags, else the nearest `.onemcprc`, else runtime.json, else the
 default URL (the hub may start after the proxy); a URL from runtime.json (or the default) is not
@@ -37,13 +39,12 @@ from typing import Any
 
 import anyio
 import httpx
-import orjson
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
-from onemcp.cli.proxy_modern import ModernForwarder, is_modern
+from onemcp.cli.proxy_modern import STOPPING, Halted, ModernForwarder, is_modern, pause, reply_of
 from onemcp.cli.target import Endpoint, TargetError, add_view_flags, resolve, with_exposure
 from onemcp.config.context import Signer, local_signer
 from onemcp.config.paths import resolve_path
@@ -72,6 +73,7 @@ LIST_CHANGED = (
 LEGACY_VERSION = "2025-11-25"
 NOT_INITIALIZED = "not initialized: send initialize first (its parameters open the proxy's session with the hub)"
 READY_WAIT = 15.0  # how long a (re)connection waits for the hub's upstreams before going ahead anyway
+Deliver = Callable[[Message], Awaitable[None]]  # where messages go (stdout, or a list)
 
 
 class SessionGone(Exception):
@@ -85,13 +87,12 @@ class CutOff(Exception):
 class HubSession:
     """The proxy's one legacy-era session with the hub: opened, used, lost and re-opened."""
 
-    def __init__(
-        self, hub: Endpoint, http: httpx.AsyncClient, write: Callable[[Message], Awaitable[None]], wait: float = WAIT
-    ) -> None:
+    def __init__(self, hub: Endpoint, http: httpx.AsyncClient, write: Deliver, wait: float, halt: anyio.Event) -> None:
         self.hub = hub  # where it is (it may move: a restart at another port)
         self.http = http
         self.write = write
         self.wait = wait
+        self.halt = halt  # the proxy is stopping: no request waits for the hub any more
         self.init_request: Message | None = None  # the client's, replayed on every re-initialize
         self.client_initialized = False
         self.session_id: str | None = None
@@ -118,10 +119,12 @@ class HubSession:
         changed.set()
 
     async def live_session(self, wait: float) -> str:
-        """The current session id, waiting up to `wait` seconds for one; TimeoutError if none."""
+        """The current session id, waiting up to `wait` seconds for one; TimeoutError if none (Halted: stopping)."""
         with anyio.fail_after(wait):
             while self.session_id is None:
-                await self._changed.wait()
+                if self.halt.is_set():
+                    raise Halted
+                await self._changed.wait()  # `run` announces the halt too
         return self.session_id
 
     def lost(self, session_id: str) -> None:
@@ -144,7 +147,7 @@ class HubSession:
         return out
 
     # ---------------------------------------------------------------- wire
-    async def post(self, msg: Message, session_id: str | None, deliver: Callable[[Message], Awaitable[None]]) -> str:
+    async def post(self, msg: Message, session_id: str | None, deliver: Deliver) -> str:
         """POST one message; each message of the reply goes to `deliver`. Returns the session id header."""
         headers = self.headers(session_id)
         if session_id is None:
@@ -159,7 +162,7 @@ class HubSession:
                     await self._read_events(response, deliver)
                 elif response.status_code != 202 and is_request:
                     body = await response.aread()
-                    await deliver(self._reply_of(msg, response.status_code, body))
+                    await deliver(reply_of(msg, response.status_code, body))
                 return str(response.headers.get("mcp-session-id", ""))
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise SessionGone(f"no hub answers at {self.url}: {exc}") from None
@@ -167,27 +170,7 @@ class HubSession:
             # It reached the hub (or may have): a call that may have run is not sent twice.
             raise CutOff(f"the connection to the hub broke: {exc!r}") from None
 
-    @staticmethod
-    def _reply_of(msg: Message, status: int, body: bytes) -> Message:
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            doc = None
-        if isinstance(doc, dict) and ("result" in doc or isinstance(doc.get("error"), dict)):
-            if doc.get("id") is None and msg.get("id") is not None:
-                # refused before the hub read the message (a body over its limit): the client waits for its id
-                doc = {**doc, "id": msg["id"]}
-            return doc
-        text = body.decode(errors="replace").strip()[:200]
-        if status == 401 and os.environ.get(TOKEN_ENV, "").strip():  # what the proxy sends (see Proxy.run)
-            text = f"the hub refused the token in {TOKEN_ENV}: it is not a key or token of this hub (revoked?)"
-        elif status == 401:
-            text = f"the hub requires a token: set {TOKEN_ENV} for `onemcp proxy` (an API key)"
-        elif status == 403 and isinstance(doc, dict) and isinstance(doc.get("scope"), str):
-            text = f"the token in {TOKEN_ENV} lacks the scope {doc['scope']!r}"
-        return jsonrpc.error(msg.get("id"), {"code": UPSTREAM_UNAVAILABLE, "message": f"hub: HTTP {status}: {text}"})
-
-    async def _read_events(self, response: httpx.Response, deliver: Callable[[Message], Awaitable[None]]) -> None:
+    async def _read_events(self, response: httpx.Response, deliver: Deliver) -> None:
         decoder = sse.Decoder()
         async for chunk in response.aiter_bytes():
             for event in decoder.feed(chunk):
@@ -197,7 +180,7 @@ class HubSession:
             await self._deliver_event(last, deliver)
 
     @staticmethod
-    async def _deliver_event(event: sse.Event, deliver: Callable[[Message], Awaitable[None]]) -> None:
+    async def _deliver_event(event: sse.Event, deliver: Deliver) -> None:
         msg = sse.message(event)
         if msg is not None:
             await deliver(msg)
@@ -219,7 +202,7 @@ class HubSession:
                     return
                 if response.status_code != 503:
                     return
-                await anyio.sleep(delay)
+                await pause(self.halt, delay)
                 delay = min(delay * 2, BACKOFF[1])
 
     # ---------------------------------------------------------------- from the client
@@ -228,23 +211,26 @@ class HubSession:
         self.init_request = msg
         self.client_initialized = False
         replies: list[Message] = []
-        delay = BACKOFF[0]
+        delay, sid = BACKOFF[0], ""  # (a reply cut off after the hub answered it has no session id)
+        text = f"no onemcp hub answers at {self.url} (start one with `onemcp serve`)"
         with anyio.move_on_after(self.wait):
-            while True:
-                self._moved()
-                try:
-                    await self.until_ready()
-                    sid = await self.post(msg, None, self._collect(replies))
-                    break
-                except (SessionGone, CutOff) as exc:
-                    log.info("waiting for the hub: %s", exc)
-                    await anyio.sleep(delay)
+            try:
+                while True:
+                    self._moved()
+                    try:
+                        await self.until_ready()
+                        sid = await self.post(msg, None, self._collect(replies))
+                        break
+                    except (SessionGone, CutOff) as exc:
+                        log.info("waiting for the hub: %s", exc)
+                    await pause(self.halt, delay)
                     delay = min(delay * 2, BACKOFF[1])
+            except Halted:  # SIGTERM while waiting for the hub: answered now, not after --wait
+                text = f"{STOPPING}: {text}"
         reply = next((r for r in replies if r.get("id") == msg.get("id")), None)
         if reply is None and replies and "error" in replies[-1]:
             reply = {**replies[-1], "id": msg.get("id")}  # refused before the hub read the id (a bad view)
         if reply is None:
-            text = f"no onemcp hub answers at {self.url} (start one with `onemcp serve`)"
             await self.write(jsonrpc.error(msg.get("id"), {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             return
         if "result" in reply and sid:
@@ -259,7 +245,7 @@ class HubSession:
         self._announce()
 
     @staticmethod
-    def _collect(into: list[Message]) -> Callable[[Message], Awaitable[None]]:
+    def _collect(into: list[Message]) -> Deliver:
         async def deliver(msg: Message) -> None:
             into.append(msg)
 
@@ -280,6 +266,9 @@ class HubSession:
             try:
                 sid = await self.live_session(self.wait)
             except TimeoutError:
+                break
+            except Halted:  # SIGTERM while it waited for the hub (to come back): answered now
+                reason = f"{STOPPING}: {reason}"
                 break
             try:
                 await self.post(msg, sid, self.write)
@@ -337,11 +326,16 @@ class HubSession:
         """Re-establish the session whenever it is lost (after the client's first initialize)."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            tg.start_soon(self._on_halt)
             task_status.started()
             while True:
                 await self._lost.wait()
                 self._lost = anyio.Event()  # the next loss is the next session's
                 await self._reconnect()
+
+    async def _on_halt(self) -> None:
+        await self.halt.wait()
+        self._announce()  # a request waiting for a session sees the halt
 
     async def _reconnect(self) -> None:
         delay = BACKOFF[0]
@@ -414,37 +408,66 @@ class Proxy:
     """Reads the client's messages from stdin, answers on stdout, through one `HubSession`."""
 
     def __init__(
-        self, hub: Endpoint, read_line: ReadLine, write: Write, wait: float = WAIT, signer: Signer | None = None
-    ) -> None:
+        self, hub: Endpoint, read_line: ReadLine, write: Write, wait: float = WAIT, signer: Signer | None = None, *,
+        drain: float = DRAIN,
+    ) -> None:  # fmt: skip
         self.hub = hub
         self.signer = signer  # the project's template context, signed afresh on each request
         self.wait = wait
+        self.drain = drain
+        self.halt = anyio.Event()  # stopped by a signal: requests waiting for the hub are answered at once
         self._input = Input(read_line)
         self._write = write
         self._lock = anyio.Lock()
-        self._busy = 0  # requests forwarded and not answered yet
+        self._out: dict[str | int, anyio.CancelScope] = {}  # requests forwarded and not answered yet
         self._idle = anyio.Event()  # set while none is
         self._idle.set()
 
-    async def _forward(self, handler: Callable[[Message], Awaitable[None]], msg: Message) -> None:
-        """One request, counted: at the end of input those still out are answered (as `serve
-        --transport stdio` does), not dropped."""
-        if not self._busy:
+    def _start(self, tg: TaskGroup, handler: Deliver, msg: Message) -> None:
+        """Forward one request, counted before the next line is read: at the end those still out are answered."""
+        rid, scope = msg["id"], anyio.CancelScope()
+        if not self._out:
             self._idle = anyio.Event()
-        self._busy += 1
+        self._out[rid] = scope
+        tg.start_soon(self._forward, handler, msg, scope)
+
+    async def _forward(self, handler: Deliver, msg: Message, scope: anyio.CancelScope) -> None:
         try:
-            await handler(msg)
-        finally:
-            self._busy -= 1
-            if not self._busy:
+            with scope:
+                await handler(msg)
+        finally:  # ended unanswered (cancelled by the client, a stream the hub ended): nothing to answer
+            if self._out.get(msg["id"]) is scope:
+                del self._out[msg["id"]]
+            if not self._out:
                 self._idle.set()
 
+    async def _cut_off(self) -> None:
+        """After the grace: each request forwarded and still not answered is ended and answered -32000,
+        once (as `serve --transport stdio` answers it), whatever its era."""
+        if not self._out:
+            return
+        log.warning("%d request(s) not answered by the hub after the %gs grace: ended", len(self._out), self.drain)
+        for scope in list(self._out.values()):
+            scope.cancel()
+        for rid in list(self._out):
+            text = f"{STOPPING}: the hub had not answered"
+            await self.send(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}), cut=True)
+
     def stop(self) -> None:
-        """End as at end of input (SIGTERM, SIGHUP): requests still out are answered, the hub session ended."""
+        """End as at end of input (SIGTERM, SIGHUP): requests still out are answered, the hub session
+        ended; a request still waiting for the hub (to start, or come back) is answered at once."""
+        self.halt.set()
         self._input.stop()
 
-    async def send(self, msg: Message) -> None:
+    async def send(self, msg: Message, *, cut: bool = False) -> None:
+        """Write one message; a reply marks its request answered (`cut`: written only if it was not)."""
+        rid = msg.get("id")
         async with self._lock:
+            if "method" not in msg and isinstance(rid, str | int):
+                if self._out.pop(rid, None) is None and cut:
+                    return
+                if not self._out:
+                    self._idle.set()
             try:
                 await self._write(jsonrpc.dumps(msg) + b"\n")
             except (OSError, ValueError):  # the client's end of stdout is gone: as `serve --transport stdio`
@@ -467,16 +490,17 @@ class Proxy:
             httpx.AsyncClient(timeout=timeout, trust_env=False, headers=auth, event_hooks=hooks, limits=POOL) as http,
             anyio.create_task_group() as tg,
         ):
-            hub = HubSession(self.hub, http, self.send, self.wait)
-            modern = ModernForwarder(self.hub, http, self.send, HubSession._reply_of, self.wait)
+            hub = HubSession(self.hub, http, self.send, self.wait, self.halt)
+            modern = ModernForwarder(self.hub, http, self.send, reply_of, self.wait, self.halt)
             await tg.start(hub.run)
             tg.start_soon(self._post_notes, hub, to_post, posted)
             async with notes:
                 async for line in each_line(self._input, self._refuse_line):
                     await self._handle(hub, modern, line, tg, notes)
-            with anyio.move_on_after(DRAIN):  # the client closed its end: what it asked is still answered
+            with anyio.move_on_after(self.drain):  # the client closed its end: what it asked is still answered
                 await self._idle.wait()
                 await posted.wait()
+            await self._cut_off()
             await hub.close()
             tg.cancel_scope.cancel()
 
@@ -507,7 +531,7 @@ class Proxy:
             await self.send(jsonrpc.refusal(exc))
             return
         if "method" in msg and "id" in msg and is_modern(msg):
-            tg.start_soon(self._forward, modern.request, msg)  # 2026-07-28: stateless, one POST each
+            self._start(tg, modern.request, msg)  # 2026-07-28: stateless, one POST each
             return
         params = msg.get("params")
         cancelled = msg.get("method") == "notifications/cancelled" and isinstance(params, dict)
@@ -517,7 +541,7 @@ class Proxy:
             if msg["method"] == "initialize":
                 await hub.initialize(msg)  # in line: nothing else may go out before the session exists
             else:
-                tg.start_soon(self._forward, hub.request, msg)
+                self._start(tg, hub.request, msg)
         elif msg.get("method") == "notifications/initialized":
             await hub.notify(msg)  # in line: the session is ready before the requests after it are sent
         else:
@@ -540,7 +564,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
         type=argtypes.seconds,
         default=WAIT,
         metavar="S",
-        help=f"how long a request waits for the hub ({WAIT:g}s)",
+        help=f"how long initialize, and each request, waits for a hub to answer ({WAIT:g}s)",
     )
     proxy.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 

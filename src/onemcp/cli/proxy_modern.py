@@ -6,12 +6,15 @@ headers HTTP adds and stdio lacks (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Na
 `Mcp-Param-*` of tools that annotate arguments, learnt from the hub's tools list); everything on
 the reply stream (progress, logs, a `subscriptions/listen` feed) goes to stdout as it comes; a
 `notifications/cancelled` closes the request's stream, which is the era's cancellation. No
-session and no handshake. The legacy path (`proxy.HubSession`) is untouched by it.
+session and no handshake. The legacy path (`proxy.HubSession`) is untouched by it; what both paths
+share is here: a hub's HTTP answer as the client's reply (`reply_of`), and the proxy's stop ending
+every wait for the hub at once (`Halted`, `pause`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +22,7 @@ import anyio
 import httpx
 import orjson
 
+from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.target import Endpoint
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
@@ -43,6 +47,41 @@ def is_modern(msg: Message) -> bool:
 
 
 RETRY = (0.05, 2.0)  # first and longest pause while waiting for the hub to listen
+STOPPING = "onemcp proxy is shutting down"  # what a request the proxy will not see answered hears (-32000)
+
+
+class Halted(Exception):
+    """The proxy is stopping (SIGTERM, SIGHUP): a request still waiting for the hub waits no more."""
+
+
+async def pause(halt: anyio.Event, seconds: float) -> None:
+    """A pause between attempts to reach the hub, which the proxy's stop ends at once (Halted)."""
+    with anyio.move_on_after(seconds):
+        await halt.wait()
+    if halt.is_set():
+        raise Halted
+
+
+def reply_of(msg: Message, status: int, body: bytes) -> Message:
+    """The hub's answer to one POSTed request as the client's reply: its JSON-RPC body, or (an HTTP
+    refusal: 401, 403, 502) an error that says why, under the request's id (both eras)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict) and ("result" in doc or isinstance(doc.get("error"), dict)):
+        if doc.get("id") is None and msg.get("id") is not None:
+            # refused before the hub read the message (a body over its limit): the client waits for its id
+            doc = {**doc, "id": msg["id"]}
+        return doc
+    text = body.decode(errors="replace").strip()[:200]
+    if status == 401 and os.environ.get(TOKEN_ENV, "").strip():  # what the proxy sends (see Proxy.run)
+        text = f"the hub refused the token in {TOKEN_ENV}: it is not a key or token of this hub (revoked?)"
+    elif status == 401:
+        text = f"the hub requires a token: set {TOKEN_ENV} for `onemcp proxy` (an API key)"
+    elif status == 403 and isinstance(doc, dict) and isinstance(doc.get("scope"), str):
+        text = f"the token in {TOKEN_ENV} lacks the scope {doc['scope']!r}"
+    return jsonrpc.error(msg.get("id"), {"code": UPSTREAM_UNAVAILABLE, "message": f"hub: HTTP {status}: {text}"})
 
 
 class ModernForwarder:
@@ -52,10 +91,12 @@ class ModernForwarder:
         http: httpx.AsyncClient,
         write: Callable[[Message], Awaitable[None]],
         reply_of: Reply,
-        wait: float = 0.0,
+        wait: float,
+        halt: anyio.Event,
     ):
         self.hub = hub  # where it is (it may move: a restart at another port, runtime.json says)
         self.wait = wait  # how long a request waits for a hub that is not listening (restarting, starting)
+        self.halt = halt  # set when the proxy stops: no request waits for the hub after it
         self.http = http
         self.write = write
         self.reply_of = reply_of  # a non-JSON-RPC HTTP answer (401, 403, 502) as the client's error reply
@@ -88,6 +129,9 @@ class ModernForwarder:
             except httpx.TransportError as exc:
                 text = f"no onemcp hub answers at {self.hub.url}: {exc!r}"
                 await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
+            except Halted:
+                text = f"{STOPPING}: no onemcp hub answered at {self.hub.url}"
+                await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             finally:
                 self._in_flight.pop(rid, None)
         # cancelled by the client: a cancelled request is never answered
@@ -110,7 +154,7 @@ class ModernForwarder:
                 if anyio.current_time() + delay > deadline:
                     raise
                 away = True
-                await anyio.sleep(delay)
+                await pause(self.halt, delay)
                 delay = min(delay * 2, RETRY[1])
 
     async def _ready(self) -> bool:

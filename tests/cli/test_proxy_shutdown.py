@@ -233,3 +233,20 @@ async def test_sigterm_while_a_request_waits_for_the_hub_to_come_back_answers_it
                 proxy.stop()
                 await ended()
     assert_cut_off(client, "list")
+
+
+async def test_a_request_after_a_failed_initialize_is_refused_at_once(client: Client) -> None:
+    """The hub refused the initialize, so no session will come: the next request is refused at once
+    (-32600 not initialized; it waited all of --wait for a session, then blamed the hub)."""
+    hub = StandIn(gone=True)
+    hub.refused.set()  # every initialize is refused
+    with anyio.fail_after(DEADLINE):
+        async with loopback_asgi(hub) as base:
+            proxy = Proxy(Endpoint(f"{base}/mcp"), client.read_line, client.write, wait=NEVER)
+            async with running(proxy) as ended:
+                await client.send(INIT, request("list", "tools/list"))
+                await client.until(lambda: bool(client.replies("list")))
+                client.to_proxy.close()
+                await ended()
+    assert "HTTP 500" in client.replies("init")[0]["error"]["message"]
+    assert client.replies("list")[0]["error"]["code"] == -32600, client.out

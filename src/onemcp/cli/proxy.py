@@ -208,7 +208,6 @@ class HubSession:
     # ---------------------------------------------------------------- from the client
     async def initialize(self, msg: Message) -> None:
         """The client's initialize: open the session (waiting for the hub a while), answer with the hub's reply."""
-        self.init_request = msg
         self.client_initialized = False
         replies: list[Message] = []
         delay, sid = BACKOFF[0], ""  # (a reply cut off after the hub answered it has no session id)
@@ -233,8 +232,10 @@ class HubSession:
         if reply is None:
             await self.write(jsonrpc.error(msg.get("id"), {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             return
-        if "result" in reply and sid:
-            self._opened(sid, reply["result"])
+        if "result" in reply:  # requests may follow (refused before: no session could come for them)
+            self.init_request = msg
+            if sid:
+                self._opened(sid, reply["result"])
         await self.write(reply)
 
     def _opened(self, session_id: str, result: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+import uvicorn
 
 from onemcp.cli.proxy import Proxy
 from onemcp.cli.proxy_modern import STOPPING
@@ -250,3 +251,29 @@ async def test_a_request_after_a_failed_initialize_is_refused_at_once(client: Cl
                 await ended()
     assert "HTTP 500" in client.replies("init")[0]["error"]["message"]
     assert client.replies("list")[0]["error"]["code"] == -32600, client.out
+
+
+async def test_requests_sent_while_initialize_waits_for_the_hub_are_answered_once_it_comes(client: Client) -> None:
+    """A desktop client starts the proxy before the hub: its initialize waits (--wait), the requests
+    behind it stay in the pipe, and once a hub listens they are all answered, initialize first."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound, not listening: refused, as an address no hub has taken yet
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    server = uvicorn.Server(uvicorn.Config(StandIn(), log_level="warning", lifespan="off"))
+    proxy = Proxy(Endpoint(url), client.read_line, client.write, wait=NEVER)
+    try:
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg, running(proxy) as ended:
+                await client.send(INIT, INITIALIZED, request("a", "tools/list"), request("b", "ping"))
+                await client.until(lambda: client.read >= 1)  # initialize is waiting for a hub
+                assert client.out == [] and client.read == 1  # nothing answered, nothing else read yet
+                sock.listen(16)
+                tg.start_soon(server.serve, [sock])
+                await client.until(lambda: bool(client.replies("a") and client.replies("b")))
+                client.to_proxy.close()
+                await ended()
+                server.should_exit = True
+    finally:
+        sock.close()
+    assert client.out[0]["id"] == "init" and "result" in client.out[0]
+    assert all("result" in client.replies(rid)[0] for rid in ("a", "b")), client.out

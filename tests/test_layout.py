@@ -95,6 +95,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "hub/forward.py": ("tests/hub/test_hub_rewriting.py", "ids, progress and results of a forwarded call"),
     "hub/listeners.py": ("tests/downstream/test_modern.py", "listen streams: tagged list_changed, the graceful end"),
     "hub/stopping.py": ("tests/cli/test_shutdown.py", "the end of the shutdown grace: each request and stream"),
+    "hub/revival.py": ("tests/test_session_survival.py", "a saved session revived after a restart, for its owner only"),
     "hub/state.py": ("tests/downstream/test_streamable_wire.py", "what /health reports of the running hub"),
     "hub/tasks.py": ("tests/test_tasks.py", "task-augmented calls and tasks/* through the hub"),
     # integrations/

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from onemcp.config.model import HubConfig
+from onemcp.demo.kit import Tool
 from support.inprocess import InProcessHub, fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -119,3 +120,37 @@ async def test_a_removed_server_leaves_no_tools_list_repairs_or_logger_behind() 
             assert set(hub.pins.raw) == {"a"} and set(hub.catalog.repairs) == {"a"}
             assert len(logging.Logger.manager.loggerDict) == loggers
             assert hub.pins.passing("gone0", [{**echo, "description": "changed"}], "withhold") == []  # still pinned
+
+
+async def test_a_removed_server_that_lists_again_while_its_calls_drain_is_not_taken_back() -> None:
+    """A removed server (or a stopped template instance) keeps answering its calls for the drain bound; a
+    tools list it sends meanwhile was put back in the catalog and the pins, unplaced, kept until the next
+    change (for an instance: never dropped at the end)."""
+    kept = {"a": fixture("--name", "a")}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({**kept, "gone": fixture("--name", "gone")}) as h:
+            hub, session = h.app.hub, await h.session()
+            listed = anyio.Event()
+            on_list = hub.events.on_list
+
+            def heard(conn: Any, kind: str, items: list[dict[str, Any]]) -> None:
+                on_list(conn, kind, items)
+                if conn.name == "gone" and any(t["name"] == "late" for t in items):
+                    listed.set()
+
+            hub.events.on_list = heard  # type: ignore[method-assign]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.ask, "tools/call", tool_call("gone__hold"))  # drains until let go
+                conn = hub.pool.get("gone")
+                assert conn is not None
+                while conn.in_flight == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                await hub.apply_config(config(kept))
+                assert not hub.catalog.has_lists("gone") and "gone" not in hub.pins.raw
+                server = h.upstreams.current("gone")
+                server.add_tool(Tool("late", "Added while its calls drain.", server.tools["echo"].handler))
+                await server.broadcast("notifications/tools/list_changed")
+                await listed.wait()
+                assert not hub.catalog.has_lists("gone") and "gone" not in hub.pins.raw
+                assert "gone__late" not in await session.tools()
+                h.upstreams.let_go.set()

@@ -97,6 +97,7 @@ class Catalog:
         self.codec = codec
         self.mode = mode
         self._order: list[str] = []
+        self._placed: frozenset[str] = frozenset()  # the servers of `_order`
         self._names: set[str] = set()  # the prefixes in use: servers' and templates' names
         self.has_instances = False  # then no requester sees the whole list
         self._overrides: dict[str, Overrides] = {}
@@ -127,6 +128,7 @@ class Catalog:
         overrides, and the template names (they count for prefixing before any instance runs);
         returns the kinds that changed."""
         self._order = list(enabled)
+        self._placed = frozenset(self._order)
         self._overrides = dict(overrides or {})
         self._names = {shown_as(server) for server in self._order} | set(templates)
         self.has_instances = any(INSTANCE_MARK in server for server in self._order)
@@ -321,6 +323,10 @@ class Catalog:
                     per = out.setdefault(owner, dict.fromkeys(kinds, 0))
                     per[kind] += 1
         return out
+
+    def serves(self, server: str) -> bool:
+        """Is `server` one whose lists the catalog serves (enabled, or a running instance)?"""
+        return server in self._placed
 
     def has_lists(self, server: str) -> bool:
         """Does the catalog hold lists of `server` now (it is ready)?"""

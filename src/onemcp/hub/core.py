@@ -27,7 +27,7 @@ from onemcp.catalog import views
 from onemcp.catalog.catalog import Catalog, shown_as, tool_rules
 from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import Exposure, HubConfig, Limits, PinMode, ServerConfig
-from onemcp.hub import bridge, records
+from onemcp.hub import bridge, records, revival
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
 from onemcp.hub.events import UpstreamEvents
@@ -51,7 +51,7 @@ from onemcp.observability.events import EventBus
 from onemcp.observability.limits import HITS
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol.capabilities import advertised
-from onemcp.protocol.errors import HubError, LimitReached, NotFound
+from onemcp.protocol.errors import HubError, NotFound
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import NameCodec
 from onemcp.protocol.versions import negotiate
@@ -305,37 +305,8 @@ class Hub:
 
     async def revive_session(self, session_id: str, principal: Principal) -> Session | None:
         """A session this hub (or an earlier run of it) saved, made live again for the principal it
-        belongs to; None when there is none, it expired, or it is someone else's."""
-        doc = await self.saved.load(session_id, self.config.hub.session_idle_timeout)
-        if (live := self.sessions.get(session_id)) is not None:  # revived meanwhile, by a request beside this
-            return live if live.principal.key == principal.key and live.transport == "streamable-http" else None
-        if doc is None or doc.get("principal") != principal.key:
-            return None
-        try:
-            query = str(doc.get("query") or "")
-            access = self.access(
-                principal,
-                str(doc.get("entry")),
-                self.view(query),
-                self.exposure_asked(query),
-                doc.get("context"),
-                trusted=bool(doc.get("trusted")),
-            )
-            session = self.sessions.create("streamable-http", replace(access, query=query), session_id)
-        except LimitReached:
-            raise  # the session exists; this replica has no room for its copy now: not a 404
-        except (views.ViewError, HubError, ValueError) as exc:
-            log.info("session %s not revived: %s", session_id[:8], exc)
-            return None
-        keys = records.restore(session, doc)
-        try:
-            self.bind_templates(session)
-        except HubError as exc:
-            log.info("session %s revived without its template servers: %s", session_id[:8], exc)
-        self.remember_lists(session)
-        self.subscriptions.restore(session, keys)
-        log.info("session %s revived (saved before a restart)", session_id[:8])
-        return session
+        belongs to; None when there is none, it expired, or it is someone else's (`revival`)."""
+        return await revival.revive(self, session_id, principal)
 
     def _session_gone(self, session: Session, ended: bool) -> None:
         """A session `ended` (DELETE, a dropped /sse stream), or this process forgot its copy (idle, evicted,

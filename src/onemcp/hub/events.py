@@ -87,8 +87,8 @@ class UpstreamEvents:
             if changed:
                 self.announcements.announce({kind})  # only lists that really changed are announced: their own
             return
-        if conn.owner is not None or not self.pool.is_current(conn):
-            return
+        if conn.owner is not None or not self.pool.is_current(conn) or not self.catalog.serves(conn.name):
+            return  # not the catalog's, or no longer placed (removed, or a stopped instance, draining its calls)
         if kind == "tools":
             items = self.screen(conn.name, items)
         if self.catalog.update(conn.name, kind, items):

@@ -4,7 +4,7 @@ revived session gets back from it.
 Owns only the record's shape (a JSON object): which fields of a `Session` and its `Access` go in,
 and how they are read back, untrusted (the store may hold a record of an older version). Storing
 records is `saved.py`'s; rebuilding the session's access and binding its servers is the hub's
-(`Hub.revive_session`).
+(`revival.py`).
 """
 
 from __future__ import annotations

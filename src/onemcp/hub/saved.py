@@ -8,7 +8,7 @@ and view it came through, its template context, protocol version, client info an
 log level, resource subscriptions) and when it was last seen. Written when one of those changes
 and, for the last-seen times, in one batch per expiry round; never on the call path. A record
 older than the idle timeout is not revived and is purged. The hub rebuilds a `Session` from a
-record (`Hub.revive_session`); this module only stores and reads. Does not store credentials.
+record (`revival.py`); this module only stores and reads. Does not store credentials.
 
 A shared store (`shared`: Redis) outlives any one process's copy of a session: a replica that forgets
 its copy leaves the record to its TTL, and only the session's end deletes it. An ended session's record

@@ -237,7 +237,8 @@ class Session:
         last request, or the end of its last call or stream."""
         if self.in_flight or self.streams_open:
             return 0.0
-        return now - max(self.last_seen, self.stream_ended or 0.0)
+        ended = self.stream_ended
+        return now - (self.last_seen if ended is None else max(self.last_seen, ended))
 
     def post(self, msg: Message) -> None:
         """Queue a message for the session's standalone stream; drop (and say so) when full."""

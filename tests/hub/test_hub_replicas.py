@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import httpx2
 import mcp_types as types
@@ -22,6 +23,7 @@ from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
+from onemcp.config.model import HubConfig
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.results import text_of
 from support.services import NEEDS_REDIS, replica_config
@@ -251,3 +253,31 @@ async def test_a_task_is_followed_to_the_replica_that_made_it(redis_url: str) ->
             gone = quick_id.rpartition("@")[0] + "@00000000"
             error = (await ask(two.url, "tasks/get", taskId=gone))["error"]
             assert "replica 00000000 is gone" in error["message"], error
+
+
+async def test_a_hub_starts_on_a_hung_redis_within_its_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replicas' start asked Redis for the shared secret and the presets with the relay's 5 s reads and
+    no bound of its own: a hung Redis held the hub's start (10 s with redis-py's timeouts; for good with a
+    Redis that answers nothing at all, as here)."""
+    from onemcp.hub import replicas as replicas_module
+    from onemcp.hub.core import Hub
+    from onemcp.hub.relay import RedisRelay
+
+    async def hang(*_: Any) -> Any:
+        await anyio.sleep_forever()
+
+    async def relay_run(self: RedisRelay, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()  # the pub/sub link "up": what hangs is every request
+        await anyio.sleep_forever()
+
+    monkeypatch.setattr(replicas_module, "START_PATIENCE", 0.2, raising=False)
+    monkeypatch.setattr(RedisRelay, "run", relay_run)
+    monkeypatch.setattr(RedisRelay, "shared_secret", hang)
+    monkeypatch.setattr(RedisRelay, "get", hang)
+    hub = Hub(HubConfig.model_validate({"mcpServers": {}}))
+    hub.share_with_replicas("redis://127.0.0.1:1/0")
+    assert hub.replicas is not None
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.replicas.run)
+            tg.cancel_scope.cancel()

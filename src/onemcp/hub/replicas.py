@@ -54,6 +54,7 @@ ANNOUNCE_EVERY = 10.0
 FORGET_AFTER = 30.0
 RESUME_TIMEOUT = 660.0  # a resumed call runs to its end on the replica that parked it
 PRESETS_KEY = "onemcp:presets"
+START_PATIENCE = 2 * redis_link.DEADLINE  # what the start waits for the shared secret and presets (each read: 5 s)
 TASK_METHODS = frozenset({"tasks/get", "tasks/result", "tasks/cancel"})
 ResumeHere = Callable[[Session, Message], Awaitable[Message]]
 
@@ -99,10 +100,12 @@ class Replicas:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(self.relay.run)
-            shared = await self._share_key()
-            if not await self._take_presets() and self._presets not in (None, b"{}"):
-                assert self._presets is not None
-                await self._share_presets(self._presets)  # the first replica with presets on this Redis
+            shared = False
+            with anyio.move_on_after(START_PATIENCE):  # a hung Redis: the hub starts without them, and signs later
+                shared = await self._share_key()
+                if not await self._take_presets() and self._presets not in (None, b"{}"):
+                    assert self._presets is not None
+                    await self._share_presets(self._presets)  # the first replica with presets on this Redis
             task_status.started()
             while True:
                 await anyio.sleep(ANNOUNCE_EVERY)

@@ -131,7 +131,7 @@ async def test_url_elicitations_are_bounded_per_session_and_forgotten_when_it_en
                 )
 
             def waiting() -> set[str]:
-                return set(hub.reverse._elicitations)
+                return {visible for _, visible in hub.reverse._elicitations.values()}
 
             ask(victim, "v")
             ask(flooder, *(f"f{n}" for n in range(5)))  # beyond its bound: its own oldest are forgotten
@@ -140,3 +140,32 @@ async def test_url_elicitations_are_bounded_per_session_and_forgotten_when_it_en
             assert waiting() == {"alpha:v", "alpha:f4", "alpha:o1", "alpha:o2"}
             hub.end_session(victim.id)
             assert waiting() == {"alpha:f4", "alpha:o1", "alpha:o2"}
+
+
+async def test_a_url_elicitations_completion_reaches_only_the_session_its_connection_asked() -> None:
+    """hunt-auth F1: completions were looked up by the id the client sees (`alpha:e1`), which two
+    connections of one server (`isolation: session`) mint alike: the second client's wait took the
+    first's place, so the first client's completion went to the second client and its own to no one."""
+    servers = {"alpha": fixture("--name", "alpha", isolation="session"), "beta": fixture("--name", "beta")}
+    capabilities: Json = {"elicitation": {"form": {}, "url": {}}}
+    answer: Json = {"action": "accept"}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(servers) as h:
+            first, second = await h.session(capabilities=capabilities), await h.session(capabilities=capabilities)
+            async with (
+                first.listen() as first_stream,
+                second.listen() as second_stream,
+                first.call("tools/call", tool_call("alpha__elicit", mode="url"), rid=1) as first_call,
+                second.call("tools/call", tool_call("alpha__elicit", mode="url"), rid=2) as second_call,
+            ):
+                first_ask, second_ask = await first_call.message(), await second_call.message()
+                assert first_ask["params"]["elicitationId"] == second_ask["params"]["elicitationId"] == "alpha:e1"
+                assert await first.post({"jsonrpc": "2.0", "id": first_ask["id"], "result": answer}) == 202
+                assert (await first_call.message())["result"]["structuredContent"] == answer
+                done = await first_stream.message()  # the first connection's completion: the first client's
+                assert done["method"] == "notifications/elicitation/complete"
+                assert done["params"]["elicitationId"] == "alpha:e1"
+                assert await second.post({"jsonrpc": "2.0", "id": second_ask["id"], "result": answer}) == 202
+                assert (await second_call.message())["result"]["structuredContent"] == answer
+                assert (await second_stream.message())["params"]["elicitationId"] == "alpha:e1"  # its own, once
+            assert h.app.hub.reverse._elicitations == {}

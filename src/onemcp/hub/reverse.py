@@ -59,8 +59,9 @@ class ReversePath:
         # (id of the upstream connection, the upstream's request id) -> (session, hub id)
         # (connection, upstream id) -> the session asked, its id there, the call it went out on (if any)
         self._requests: dict[tuple[int, RequestId], tuple[Session, str, Call | None]] = {}
-        # client-visible elicitationId -> (session, upstream's elicitationId)
-        self._elicitations: dict[str, tuple[Session, str]] = {}
+        # (the connection that asked, its elicitationId) -> (the session asked, the id that client knows):
+        # two connections (`isolation`, per-principal ones) may mint the same id for two clients
+        self._elicitations: dict[tuple[UpstreamConnection, str], tuple[Session, str]] = {}
         # is the session subscribed to (server, upstream URI) on this connection? (the hub's `Subscriptions`)
         self.hears: Callable[[Session, UpstreamConnection, tuple[str, str]], bool] = lambda s, _, k: (
             k in s.subscriptions
@@ -188,12 +189,13 @@ class ReversePath:
         """A URL-mode elicitation the session was asked for: its `elicitation/complete` will reach it
         (bounded: see MAX_SESSION_ELICITATIONS, MAX_ELICITATIONS). The id the client knows."""
         visible = f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
-        self._elicitations.pop(visible, None)  # asked again: it is the newest
+        key = (conn, upstream_eid)
+        self._elicitations.pop(key, None)  # asked again: it is the newest
         waiting = Counter(s.id for s, _ in self._elicitations.values())
         if waiting[session.id] >= MAX_SESSION_ELICITATIONS or len(self._elicitations) >= MAX_ELICITATIONS:
             loser = session.id if waiting[session.id] >= MAX_SESSION_ELICITATIONS else waiting.most_common(1)[0][0]
-            self._elicitations.pop(next(v for v, (s, _) in self._elicitations.items() if s.id == loser))
-        self._elicitations[visible] = (session, upstream_eid)
+            self._elicitations.pop(next(k for k, (s, _) in self._elicitations.items() if s.id == loser))
+        self._elicitations[key] = (session, visible)
         return visible
 
     def forget_session(self, session: Session) -> None:
@@ -298,7 +300,8 @@ class ReversePath:
 
     def _elicitation_complete(self, conn: UpstreamConnection, msg: Message, params: dict[str, Any]) -> None:
         upstream_eid = params.get("elicitationId")
-        visible = f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
-        entry = self._elicitations.pop(visible, None) if isinstance(visible, str) else None
+        # only the session this connection asked: another's may know the same id from a connection of its own
+        entry = self._elicitations.pop((conn, upstream_eid), None) if isinstance(upstream_eid, str) else None
         if entry is not None:
-            entry[0].post({**msg, "params": {**params, "elicitationId": visible}})
+            session, visible = entry
+            session.post({**msg, "params": {**params, "elicitationId": visible}})

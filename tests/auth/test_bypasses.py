@@ -366,6 +366,21 @@ async def test_a_session_is_bound_to_its_credentials_scopes_not_only_its_subject
             assert "result" in r.json()
 
 
+async def test_a_subject_holding_a_space_cannot_pass_for_another_with_more_scopes() -> None:
+    """hunt-auth F3: a session was bound to "<id> <sorted scopes>", so sub "alice server:demo" with
+    scope server:time read as sub "alice" with server:demo and server:time: that token, given the
+    other's session id, used `demo` there, which its own scopes do not grant."""
+    with anyio.fail_after(60):
+        async with jwt_hub() as (hub, http, issuer):
+            victim = await _legacy(http, hub.url, issuer.token(["server:time", "server:demo"], subject="alice"), {})
+            token = issuer.token(["server:time"], subject="alice server:demo")
+            other = {**victim, "authorization": f"Bearer {token}"}
+            r = await http.post(hub.url, json=_call("demo__echo", message="m"), headers=other)
+            assert r.status_code == 404 and "result" not in r.text
+            r = await http.post(hub.url, json=_call("demo__echo", message="m"), headers=victim)
+            assert "result" in r.json()
+
+
 async def test_a_modern_header_check_says_nothing_of_a_tool_out_of_reach(tmp_path: Path) -> None:
     cmd = fixture_command("--header-tool")
     servers = {"time": _stdio(), "demo": {"command": cmd[0], "args": cmd[1:]}}

@@ -36,8 +36,9 @@ class Principal:
     @property
     def key(self) -> str:
         """Who, with which scopes: what a session or a parked call is bound to. A token of the same
-        subject with other scopes (a narrower one, say) is another requester."""
-        return f"{self.id} {' '.join(sorted(self.scopes))}"
+        subject with other scopes (a narrower one, say) is another requester. A space or `%` inside the
+        id or a scope (a JWT's `sub` may hold one) is escaped, so no id and scopes read as another's."""
+        return " ".join(_escaped(part) for part in (self.id, *sorted(self.scopes)))
 
     @property
     def is_admin(self) -> bool:
@@ -73,6 +74,10 @@ class Principal:
                 if sep and server not in whole:
                     single.add((server, tool))
         return Reach(frozenset(whole), frozenset(single))
+
+
+def _escaped(part: str) -> str:
+    return part.replace("%", "%25").replace(" ", "%20")
 
 
 ANONYMOUS = Principal("anonymous", frozenset({BASE, ADMIN}), kind="anonymous")

@@ -6,11 +6,21 @@ asked through an input_required result and answers by calling again.
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
 import anyio
+import httpx
 import pytest
 
+from fixtures.launch import fixture_command
+from onemcp.auth.keys import KeyStore
 from onemcp.hub import reverse
 from onemcp.hub.session import Session
+from support.hub import HEADERS, raw_session, running_hub
 from support.inprocess import Json, fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -169,3 +179,60 @@ async def test_a_url_elicitations_completion_reaches_only_the_session_its_connec
                 assert (await second_call.message())["result"]["structuredContent"] == answer
                 assert (await second_stream.message())["params"]["elicitationId"] == "alpha:e1"  # its own, once
             assert h.app.hub.reverse._elicitations == {}
+
+
+@asynccontextmanager
+async def heard(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+    """A session's GET stream, open: each message it carries, in order."""
+    send, receive = anyio.create_memory_object_stream[Json](100)
+    opened = anyio.Event()
+
+    async def read() -> None:
+        async with http.stream("GET", url, headers={**headers, "accept": "text/event-stream"}) as r:
+            opened.set()
+            async for line in r.aiter_lines():
+                if line.startswith("data:") and line[5:].strip():
+                    await send.send(json.loads(line[5:]))
+
+    async with send, receive, anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await opened.wait()
+        yield receive
+        tg.cancel_scope.cancel()
+
+
+async def test_a_principals_own_connection_is_heard_only_by_that_principals_sessions(tmp_path: Path) -> None:
+    """hunt-auth F4: a log line that a principal's own connection (a server taking `${user:TOKEN}`, run
+    with that principal's value) sent outside any call went to every session reaching the server, other
+    principals' too; so would a server->client request have, with no call in flight."""
+    alpha, beta = fixture_command("--name", "alpha"), fixture_command("--name", "beta")
+    servers = {
+        "alpha": {"command": alpha[0], "args": alpha[1:], "env": {"SECRET": "${user:TOKEN}"}},
+        "beta": {"command": beta[0], "args": beta[1:]},
+    }
+    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}, "searchCache": False}}
+    (tmp_path / "mcp.json").write_text(json.dumps(config))
+    keys = KeyStore(tmp_path / "keys.db")
+    owner, other = keys.create("owner", ["mcp"]), keys.create("other", ["mcp"])
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=tmp_path / "mcp.json") as hub, httpx.AsyncClient(timeout=30) as http:
+            sessions = []
+            for key in (owner, other):
+                bearer = {"authorization": f"Bearer {key}"}
+                value = {"value": f"{key[:20]}-value-of-its-own"}
+                assert (await http.put(f"{hub.base}/me/secrets/TOKEN", json=value, headers=bearer)).status_code == 200
+                http.headers.update(bearer)
+                sessions.append({**await raw_session(http, hub.url), **bearer})
+            http.headers.pop("authorization")
+            mine, theirs = sessions
+
+            async def log(headers: dict[str, str], tool: str, message: str) -> None:
+                call = {"name": tool, "arguments": {"detached": True, "message": message}}
+                body = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": call}
+                assert "result" in (await http.post(hub.url, json=body, headers={**HEADERS, **headers})).json()
+
+            async with heard(http, hub.url, mine) as my_stream, heard(http, hub.url, theirs) as their_stream:
+                await log(mine, "alpha__log", "the owner's own")  # on the owner's own connection, after the reply
+                assert (await my_stream.receive())["params"]["data"] == "the owner's own"
+                await log(theirs, "beta__log", "shared")  # a shared connection: heard by both
+                assert (await their_stream.receive())["params"]["data"] == "shared"  # and nothing before it

@@ -66,6 +66,9 @@ class ReversePath:
         self.hears: Callable[[Session, UpstreamConnection, tuple[str, str]], bool] = lambda s, _, k: (
             k in s.subscriptions
         )
+        # whose own connection a connection is (the hub's `IsolatedConnections.principal_of`): a principal's
+        # own connection runs with its values or tokens, and only its sessions hear from it or are asked
+        self.principal_of: Callable[[UpstreamConnection], str | None] = lambda conn: None
 
     # ------------------------------------------------------------------ requests
     def _target(
@@ -78,7 +81,7 @@ class ReversePath:
             return conn.owner, None  # an isolated connection serves exactly one session
         candidates = [
             s
-            for s in self.sessions
+            for s in self._audience(conn)
             if s.initialized and needed in s.client_capabilities and s.access.reach.touches(conn.name)
         ]
         callers = conn.origins()
@@ -270,7 +273,7 @@ class ReversePath:
             if call.origin.wants_log(level):
                 call.push(msg)
             return
-        owners = [conn.owner] if isinstance(conn.owner, Session) else list(self.sessions)
+        owners = [conn.owner] if isinstance(conn.owner, Session) else self._audience(conn)
         unheard = 0
         for session in owners:
             if session.initialized and session.wants_log(level) and session.access.reach.touches(conn.name):
@@ -280,6 +283,12 @@ class ReversePath:
                     unheard += 1  # no stream to carry it: queued, it would only pile up (and go stale)
         if unheard:
             count("unheard_logs", unheard)
+
+    def _audience(self, conn: UpstreamConnection) -> list[Session]:
+        """The sessions that may hear from (or be asked by) a connection no one session owns: every one for
+        a shared connection, only its principal's for a principal's own."""
+        principal = self.principal_of(conn)
+        return [s for s in self.sessions if principal is None or s.principal.id == principal]
 
     def _cancelled(self, conn: UpstreamConnection, params: dict[str, Any]) -> None:
         """The upstream gave up on one of its requests to a client: tell that client, stop waiting."""

@@ -48,3 +48,30 @@ def test_a_session_of_get_streams_only_forgets_the_oldest_and_bounds_it() -> Non
     for _ in range(replay.MAX_EVENTS):
         first.add(BIG)
     assert len(first.events) == 1
+
+
+def test_the_sessions_of_a_hub_keep_at_most_the_total_budget_for_replay_the_busiest_forgetting_first() -> None:
+    """Hunt B (limits): each session kept up to 8 MiB of events for replay and nothing bounded them together:
+    300 sessions of one anonymous client, each given three 3 MB tool results as SSE, grew the hub by 2.2 GB
+    (1,000 sessions per principal: 8 GB), held until the sessions expired."""
+    budget = replay.ReplayBudget(limit=16 * MIB)
+    quiet = StreamStore(budget)
+    small = quiet.open("p")
+    small.add({"jsonrpc": "2.0", "id": 1, "result": {}})
+    small.finish()
+    stores = [StreamStore(budget) for _ in range(8)]
+    for store in stores:
+        for _ in range(6):  # 6 MiB each: within a session's own MAX_BYTES, 48 MiB in all
+            reply = store.open("p")
+            reply.add(BIG)
+            reply.finish()
+    assert budget.bytes <= budget.limit
+    assert budget.bytes == sum(s.bytes for s in [quiet, *stores])
+    assert small.events and quiet in budget.holders  # the session that keeps little keeps it
+    assert max(s.bytes for s in stores) <= budget.limit // len(budget.holders) + 2 * MIB
+    live = stores[0].open("g")
+    live.add({**BIG, "params": {"data": "y" * (budget.limit + MIB)}})  # one event over the whole budget
+    assert len(live.events) == 1  # a live stream's newest event is never forgotten
+    for store in stores:
+        store.close()  # sessions end: what they kept no longer counts
+    assert budget.bytes == quiet.bytes and budget.holders == {quiet}

@@ -260,6 +260,24 @@ def test_the_sessions_used_since_a_moment_are_those_seen_since_or_busy_now() -> 
     assert {s.id for s in store.used_since(since)} == {used.id, streaming.id}
 
 
+def test_a_hub_s_sessions_share_one_replay_budget_and_an_ended_session_gives_its_bytes_back() -> None:
+    """Hunt B (limits): what sessions keep for replay is bounded for all of them together (hub.replay)."""
+    from onemcp.config.model import Limits
+    from onemcp.hub.session import SessionStore
+
+    store = SessionStore(1800, Limits())
+    access = decide(ANONYMOUS, LEGACY_HTTP, None, {}, {})
+    kept, ended = (store.create("streamable-http", access) for _ in range(2))
+    assert kept.streams.budget is store.replay and ended.streams.budget is store.replay
+    for session in (kept, ended):
+        reply = session.streams.open("p")
+        reply.add({"jsonrpc": "2.0", "id": 1, "result": {"data": "x" * 1000}})
+        reply.finish()
+    assert store.replay.bytes == kept.streams.bytes + ended.streams.bytes > 2000
+    store.remove(ended.id)
+    assert store.replay.bytes == kept.streams.bytes and store.replay.holders == {kept.streams}
+
+
 async def test_deliveries_waiting_for_room_end_when_the_session_does_and_give_their_bytes_back() -> None:
     from onemcp.hub import session as sessions
 

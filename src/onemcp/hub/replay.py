@@ -7,7 +7,9 @@ Memory is bounded: at most `MAX_EVENTS` events per stream, `MAX_STREAMS` streams
 session (the oldest finished streams are forgotten first, then the oldest live reply streams, a
 GET stream last; a forgotten live stream keeps only its newest event) and `MAX_BYTES` of events
 per session (the oldest events are forgotten first: a message may be megabytes, so counting is
-not enough). An event is always sent live; only what a reconnecting client could replay is bounded.
+not enough), and `TOTAL_BYTES` for all the sessions of a hub together (`ReplayBudget`: past it
+the session holding the most forgets its oldest events first, so sessions that keep little keep
+theirs). An event is always sent live; only what a reconnecting client could replay is bounded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from onemcp.protocol.jsonrpc import Message
 MAX_EVENTS = 512
 MAX_STREAMS = 32
 MAX_BYTES = 8 * 1024 * 1024
+# all sessions' events together: 8 MiB each would let 1,000 sessions of one client hold 8 GB
+TOTAL_BYTES = 256 * 1024 * 1024
 RETRY_MS = 1000
 
 
@@ -58,7 +62,7 @@ class OutStream:
     def forget_oldest(self) -> None:
         _, event = self.events.popleft()
         if self.store is not None:
-            self.store.bytes -= len(event)
+            self.store.held(-len(event))
 
     def finish(self) -> None:
         self.done = True
@@ -79,13 +83,52 @@ class OutStream:
         return self._wake
 
 
+class ReplayBudget:
+    """The bytes every session of one hub keeps for replay, together (at most `limit`)."""
+
+    def __init__(self, limit: int = TOTAL_BYTES) -> None:
+        self.limit = limit
+        self.bytes = 0
+        self.holders: set[StreamStore] = set()  # the stores keeping any
+
+    def over(self, adding: StreamStore) -> None:
+        """Past the limit: `adding` first forgets down to its share (no search: the steady state when
+        every session keeps its share), then the store keeping the most does, until within it."""
+        if self.bytes <= self.limit:
+            return
+        adding.trim(self.limit // max(1, len(self.holders)))
+        while self.bytes > self.limit:
+            busiest = max(self.holders, key=lambda store: store.bytes)
+            if not busiest.trim(self.limit // len(self.holders)):
+                return  # only live streams' newest events are left: those are never forgotten
+
+
 class StreamStore:
     """A session's resumable streams."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: ReplayBudget | None = None) -> None:
         self._streams: dict[str, OutStream] = {}  # oldest first (a plain dict: every session has one)
         self._next = 0
         self.bytes = 0  # of the events kept for replay, all streams
+        self.budget = budget  # the hub's, shared with its other sessions (None: this store alone)
+
+    def held(self, delta: int) -> None:
+        """`delta` more bytes kept (negative: forgotten), here and in the hub's budget."""
+        before = self.bytes
+        self.bytes += delta
+        if self.budget is not None:
+            self.budget.bytes += delta
+            if self.bytes > 0 and before <= 0:
+                self.budget.holders.add(self)
+            elif self.bytes <= 0 < before:
+                self.budget.holders.discard(self)
+
+    def close(self) -> None:
+        """The session ended: what it kept no longer counts against the hub's budget."""
+        self.held(-self.bytes)
+        for stream in self._streams.values():
+            stream.store = None
+        self._streams.clear()
 
     def open(self, prefix: str) -> OutStream:
         self._next += 1
@@ -107,7 +150,7 @@ class StreamStore:
 
     def _forget(self, old: OutStream) -> None:
         del self._streams[old.id]
-        self.bytes -= sum(len(event) for _, event in old.events)
+        self.held(-sum(len(event) for _, event in old.events))
         old.store = None  # no longer this budget's ...
         if not old.done:  # ... and still written: it keeps its newest event only
             old.forgotten = True
@@ -117,13 +160,22 @@ class StreamStore:
     def retained(self, size: int) -> None:
         """`size` more bytes are kept: forget the oldest events (oldest streams first) past MAX_BYTES,
         but not the newest event of a live stream (a client following it has yet to read it)."""
-        self.bytes += size
+        self.held(size)
+        self.trim(MAX_BYTES)
+        if self.budget is not None:
+            self.budget.over(self)
+
+    def trim(self, target: int) -> bool:
+        """Forget the oldest events (oldest streams first) until at most `target` bytes are kept, but not
+        the newest event of a live stream (a client following it has yet to read it). Forgot any?"""
+        before = self.bytes
         for stream in list(self._streams.values()):
+            if self.bytes <= target:
+                break
             keep = 0 if stream.done else 1
-            while self.bytes > MAX_BYTES and len(stream.events) > keep:
+            while self.bytes > target and len(stream.events) > keep:
                 stream.forget_oldest()
-            if self.bytes <= MAX_BYTES:
-                return
+        return self.bytes < before
 
     def find(self, last_event_id: str) -> tuple[OutStream, int] | None:
         """The stream a Last-Event-ID belongs to, and the position after which to replay."""

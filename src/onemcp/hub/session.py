@@ -23,7 +23,7 @@ from onemcp.auth.access import Access
 from onemcp.auth.principal import Principal
 from onemcp.config.model import Limits
 from onemcp.hub.own_lists import OwnLists
-from onemcp.hub.replay import StreamStore
+from onemcp.hub.replay import ReplayBudget, StreamStore
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import InvalidParams, LimitReached
@@ -379,6 +379,7 @@ class Session:
         if self._outbox is not None:
             self._outbox.close()  # a reader still on it gets ClosedResourceError
         self.held(-self.queued_bytes)  # what deliveries still waiting had charged
+        self.streams.close()  # what it kept for replay no longer counts against the hub's budget
 
 
 class SessionStore:
@@ -407,6 +408,7 @@ class SessionStore:
         self.elsewhere: Elsewhere | None = None  # the other replicas, when there are
         self._sessions: dict[str, Session] = {}
         self._per_principal: Counter[str] = Counter()
+        self.replay = ReplayBudget()  # the bytes all its sessions keep for replay, together
 
     def create(self, transport: Entry, access: Access, session_id: str | None = None) -> Session:
         key = access.principal.id
@@ -431,6 +433,7 @@ class SessionStore:
             transport=transport,
             access=access,
             queue_size=self.limits.max_queued_messages,
+            streams=StreamStore(self.replay),
         )
         if transport == "streamable-http":
             session.elsewhere = self.elsewhere

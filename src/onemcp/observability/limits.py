@@ -37,7 +37,7 @@ NAMES = frozenset(
         "unheard_logs",  # a log line for a Streamable HTTP session with no GET stream open: not queued
         "pending_client_requests",  # over maxPendingClientRequests(PerSession): upstream told at once
         "response_bytes",  # an upstream message over maxResponseBytes
-        "log_lines",  # lines of a server's stderr not logged (over 100 a second per server)
+        "log_lines",  # a server's stderr lines (over 100 a second) or ignored messages (over 10) not logged
         "subscriptions_per_session",  # over maxSubscriptionsPerSession (a JSON-RPC error; listen: not honoured)
         "list_items",  # an upstream's list over 10,000 items or maxResponseBytes in all: cut
         "bad_framing",  # a request the HTTP layer refuses (501 transfer coding, absolute-form target)

@@ -26,11 +26,14 @@ import httpx
 import pytest
 
 from onemcp.config.model import ServerConfig
+from onemcp.observability.limits import HITS
+from onemcp.protocol import sse
 from onemcp.protocol.errors import LimitReached
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.connection import UpstreamConnection
-from onemcp.upstream.transports.http import StreamableHttpTransport
+from onemcp.upstream.transports.base import IGNORED_PER_SECOND, ServerLog
+from onemcp.upstream.transports.http import EventSink, StreamableHttpTransport
 from support.events import Events
 from support.hub import raw_session, running_hub
 
@@ -338,3 +341,20 @@ async def test_no_file_descriptor_for_a_call_is_a_limit_error_and_the_upstream_s
         monkeypatch.undo()
         assert conn.state == "ready"
         assert (await conn.request("ping")) == {}
+
+
+def test_a_flood_of_events_that_are_not_json_writes_a_few_warnings_not_one_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hunt B (limits): an SSE stream (legacy SSE or Streamable HTTP) of 100,000 non-JSON events wrote
+    100,000 warnings and held the hub's event loop 8.7 s: every other client's calls waited."""
+    got: list[Message] = []
+    sink = EventSink(lambda msg, related: got.append(msg), None, ServerLog("s"))
+    before = HITS.counts["log_lines"]
+    for n in range(10_000):
+        sink(sse.Event(data=f"not json {n}"))
+    sink(sse.Event(data='{"jsonrpc": "2.0", "method": "a"}'))
+    assert got == [{"jsonrpc": "2.0", "method": "a"}]
+    warned = [r for r in caplog.records if "ignored" in r.getMessage()]
+    assert 0 < len(warned) <= 5 * (IGNORED_PER_SECOND + 1)
+    assert HITS.counts["log_lines"] - before >= 10_000 - len(warned)

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from onemcp.config.model import ServerConfig
-from onemcp.upstream.transports.base import TransportError
+from onemcp.observability.limits import HITS
+from onemcp.upstream.transports.base import IGNORED_PER_SECOND, TransportError
 from onemcp.upstream.transports.stdio import (
     INHERITED_ENV,
     STDOUT_CLOSED,
@@ -255,3 +256,23 @@ async def test_lone_surrogates_pass_both_ways_and_an_unreadable_reply_fails_its_
             assert got["id"] == 3 and got["result"]["content"][0]["text"] == '{"s": "x\\ufffd"}'
             got = (await http.post(hub.url, json=call("latin1", 4), headers=session)).json()
             assert got["id"] == 4 and "sent a reply that is not valid JSON" in got["error"]["message"]
+
+
+def test_a_flood_of_lines_that_are_not_json_writes_a_few_warnings_not_one_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hunt B (limits): each non-JSON stdout line was a warning, unthrottled (stderr's are at most 100 a
+    second): a server printing 100,000 banner lines wrote 12 MB of log in 5 s, rotating the hub's history
+    away, and held the event loop 1.5 s for every other client. Now a few, then counted."""
+    transport = StdioTransport("s", ServerConfig(command="true"))
+    got: list[object] = []
+    protocol = _ChildProtocol(transport, lambda msg, related: got.append(msg))
+    before = HITS.counts["log_lines"]
+    flood = 10_000
+    protocol.pipe_data_received(1, b"".join(b"banner %d\n" % n for n in range(flood)))
+    protocol.pipe_data_received(1, b'[1]\n{"jsonrpc": "2.0", "method": "a"}\n')
+    assert got == [{"jsonrpc": "2.0", "method": "a"}]  # what is JSON still arrives
+    warned = [r for r in caplog.records if "ignored" in r.getMessage()]
+    assert 0 < len(warned) <= 5 * (IGNORED_PER_SECOND + 1)  # a few a second, whatever the machine's speed
+    assert any("not logged" in r.getMessage() for r in warned)
+    assert HITS.counts["log_lines"] - before >= flood - len(warned)

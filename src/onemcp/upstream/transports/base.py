@@ -9,6 +9,7 @@ request whose stream they arrived on, when the wire says so (HTTP SSE responses)
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from onemcp.config.model import ServerConfig
+from onemcp.observability.limits import count
 from onemcp.protocol.jsonrpc import Message
 
 Deliver = Callable[[Message, "int | str | None"], None]
@@ -26,6 +28,7 @@ Fail = Callable[[Message, "TransportError"], None]
 
 UPSTREAM = "onemcp.upstream"
 SERVER = "onemcp_server"  # the attribute of a log record that names its upstream (`ServerLog`)
+IGNORED_PER_SECOND = 10  # warnings about a server's messages that were ignored (not JSON, too deep), a second
 
 
 class ServerLog(logging.LoggerAdapter[logging.Logger]):
@@ -38,6 +41,23 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
     def __init__(self, server: str) -> None:
         super().__init__(logging.getLogger(UPSTREAM), {SERVER: server})
         self.own_name = f"{UPSTREAM}.{server}"
+        self._ignored_window, self._ignored_logged = 0.0, 0
+
+    def ignored(self, msg: str, *args: object) -> None:
+        """Warn of a message the server sent that was ignored (a line that is not JSON, an event nested too
+        deep), at most IGNORED_PER_SECOND a second: a server that writes a banner line a hundred thousand
+        times must not fill (and rotate away) the hub's log, nor hold its event loop for seconds writing
+        it. The rest are counted as `log_lines`, and the first one over says so."""
+        now = time.monotonic()
+        if now - self._ignored_window >= 1.0:
+            self._ignored_window, self._ignored_logged = now, 0
+        self._ignored_logged += 1
+        if self._ignored_logged <= IGNORED_PER_SECOND:
+            self.warning(msg, *args, stacklevel=2)
+            return
+        count("log_lines")
+        if self._ignored_logged == IGNORED_PER_SECOND + 1:
+            self.warning("more ignored messages this second are counted (log_lines), not logged", stacklevel=2)
 
     def _named(self) -> logging.Logger | None:
         named = logging.Logger.manager.loggerDict.get(self.own_name)  # looked up, not made

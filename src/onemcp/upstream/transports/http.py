@@ -114,10 +114,10 @@ class EventSink:
         try:
             msg = jsonrpc.load_bounded(ev.data, self.source)
         except orjson.JSONDecodeError:
-            self.log.warning("non-JSON SSE event ignored: %.200r", ev.data)
+            self.log.ignored("non-JSON SSE event ignored: %.200r", ev.data)
             return
         except jsonrpc.TooDeep as exc:
-            self.log.warning("an SSE event was ignored: it %s", exc)
+            self.log.ignored("an SSE event was ignored: it %s", exc)
             return
         if isinstance(msg, dict):
             if self.related is not None and msg.get("id") == self.related and "method" not in msg:
@@ -484,10 +484,10 @@ class StreamableHttpTransport(Transport):
         try:
             doc: Any = jsonrpc.load_bounded(raw, f"upstream {self.name}")
         except orjson.JSONDecodeError:
-            self.log.warning("non-JSON response body ignored: %.200r", raw)
+            self.log.ignored("non-JSON response body ignored: %.200r", raw)
             return NOT_JSON
         except jsonrpc.TooDeep as exc:
-            self.log.warning("a response body was ignored: it %s", exc)
+            self.log.ignored("a response body was ignored: it %s", exc)
             return f"the server's JSON body was refused: it {exc}"
         answered = request_id is None
         for msg in doc if isinstance(doc, list) else [doc]:

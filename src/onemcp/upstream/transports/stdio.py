@@ -189,15 +189,15 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         try:
             msg = jsonrpc.load_bounded(line, f"upstream {self.owner.name}")
         except orjson.JSONDecodeError:
-            self.owner.log.warning("non-JSON line on stdout ignored: %.200r", line)
+            self.owner.log.ignored("non-JSON line on stdout ignored: %.200r", line)
             return
         except jsonrpc.TooDeep as exc:
-            self.owner.log.warning("a message on stdout was ignored: it %s", exc)
+            self.owner.log.ignored("a message on stdout was ignored: it %s", exc)
             return
         if isinstance(msg, dict):
             self.deliver(msg, None)
         else:
-            self.owner.log.warning("non-object JSON on stdout ignored: %.200r", line)
+            self.owner.log.ignored("non-object JSON on stdout ignored: %.200r", line)
 
     def _refuse(self) -> None:
         """A message passed the limit: drop what is held and stop the child, saying why."""

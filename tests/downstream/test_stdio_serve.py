@@ -552,3 +552,70 @@ async def test_a_call_still_running_when_the_drain_ends_is_answered(monkeypatch:
                 to_hub.close()  # end of input
     error = {"code": -32000, "message": "[slow] the hub is shutting down"}
     assert [line for line in lines if line.get("id") == 2] == [{"jsonrpc": "2.0", "id": 2, "error": error}]
+
+
+async def test_requests_past_the_cap_in_flight_are_refused_at_once_in_both_eras(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hunt B (limits): every request read from stdin became a task, without bound (an /sse session has 256):
+    20,000 slow calls written at once grew the hub from 50 to 253 MB. Past MAX_CALLS in flight a request is
+    refused at once, -32000 with data.limit, and once replies come the client is served again."""
+    monkeypatch.setattr(stdio_module, "MAX_CALLS", 3)
+    to_hub, from_client = anyio.create_memory_object_stream[bytes](64)
+    lines: list[dict[str, Any]] = []
+    arrived = anyio.Event()
+
+    async def read_line() -> bytes:
+        try:
+            return await from_client.receive()
+        except anyio.EndOfStream:
+            return b""
+
+    async def write(data: bytes) -> None:
+        lines.append(json.loads(data))
+        arrived.set()
+
+    async def send(msg: dict[str, Any]) -> None:
+        await to_hub.send(json.dumps(msg).encode() + b"\n")
+
+    def replies(rid: object) -> list[dict[str, Any]]:
+        return [line for line in lines if line.get("id") == rid]
+
+    async def until_replied(*rids: object) -> None:
+        nonlocal arrived
+        while not all(replies(rid) for rid in rids):
+            await arrived.wait()
+            arrived = anyio.Event()
+
+    def legacy(rid: int, tool: str, **arguments: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": tool_call(tool, **arguments)}
+
+    def modern(rid: int, tool: str) -> dict[str, Any]:
+        return {**legacy(rid, tool, message="x"), "params": {**tool_call(tool, message="x"), "_meta": ENVELOPE}}
+
+    with anyio.fail_after(DEADLINE), to_hub, from_client:
+        async with inprocess_hub({"slow": fixture()}) as hub:
+            server = StdioServer(hub.app.hub, ANONYMOUS, read_line, write)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve)
+                await send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": LEGACY}})
+                await send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+                await send(legacy(2, "hold"))
+                await send(modern(3, "hold"))
+                await send(legacy(4, "hold"))
+                await send(legacy(5, "echo", message="x"))
+                await send(modern(6, "echo"))
+                await until_replied(5, 6)
+                for rid in (5, 6):
+                    [refused] = replies(rid)
+                    assert refused["error"]["code"] == -32000 and refused["error"]["data"] == {
+                        "limit": "calls_per_session"
+                    }
+                    assert "too many requests in flight" in refused["error"]["message"]
+                assert not replies(2) and not replies(3) and not replies(4)  # still held, not refused
+                hub.upstreams.let_go.set()
+                await until_replied(2, 3, 4)
+                await send(legacy(7, "echo", message="x"))
+                await until_replied(7)
+                assert text_of(types.CallToolResult.model_validate(replies(7)[0]["result"])) == "x"
+                to_hub.close()

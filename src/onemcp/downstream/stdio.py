@@ -42,8 +42,16 @@ from onemcp.downstream.listen import relay_listener
 from onemcp.hub.core import Hub
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session
+from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, UPSTREAM_UNAVAILABLE, HubError, ProtocolError
+from onemcp.protocol.errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    UPSTREAM_UNAVAILABLE,
+    HubError,
+    LimitReached,
+    ProtocolError,
+)
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.stdio import Input, ReadLine, Write, each_line
 from onemcp.reload import Reloader
@@ -53,6 +61,7 @@ DRAIN = 5.0
 FINISH = 1.0  # after DRAIN: for the requests cut off to write their errors before they are cancelled
 READY_WAIT = 10.0  # longest the first message waits for every upstream to have been tried
 READ_AHEAD = 64  # lines read and not yet handled (all those sent during the start-up wait, up to this)
+MAX_CALLS = 256  # requests being answered at once, both eras (as for an /sse session); beyond, refused at once
 
 
 class StdioServer:
@@ -88,6 +97,7 @@ class StdioServer:
         self.modern = stateless.ModernRequests(hub, "stdio-modern")
         self._modern_in_flight: dict[RequestId, anyio.CancelScope] = {}  # 2026-07-28 requests, by id
         self._listeners: set[Listener] = set()
+        self._calls = 0  # requests being answered (MAX_CALLS)
 
     def access(self) -> Access:
         """What the stdio client reaches, decided as for every entry point: the legacy session and each
@@ -198,7 +208,11 @@ class StdioServer:
             except HubError as exc:
                 log.info("client notification %s failed: %s", method, exc)
             return
+        if method != "initialize" and self._calls >= MAX_CALLS:
+            await self._refuse_busy(msg["id"])
+            return
         if stateless.claims_modern(msg):
+            self._calls += 1
             scope = anyio.CancelScope()  # known before the next line is read: a cancellation finds it
             self._modern_in_flight[msg["id"]] = scope
             requests.start_soon(self._answer_modern, msg, scope)
@@ -212,12 +226,23 @@ class StdioServer:
                 return
             await self.send(jsonrpc.result(msg["id"], result))
             return
+        self._calls += 1
         requests.start_soon(self._answer, msg)
 
+    async def _refuse_busy(self, rid: RequestId) -> None:
+        """Each request in flight holds a task and its call's state (20,000 slow calls: 200 MB more): past
+        MAX_CALLS one is refused at once, as an /sse session's POST is, and the client may send it again."""
+        hit("calls_per_session", "stdio session has %d requests in flight: refused one", MAX_CALLS)
+        why = f"too many requests in flight on this session (limit {MAX_CALLS}); wait for replies first"
+        await self.send(jsonrpc.error(rid, LimitReached("calls_per_session", why, 429).to_error()))
+
     async def _answer(self, msg: Message) -> None:
-        reply = await answer(self.hub, self.session, msg, self.send)
-        if reply is not None:
-            await self.send(reply)
+        try:
+            reply = await answer(self.hub, self.session, msg, self.send)
+            if reply is not None:
+                await self.send(reply)
+        finally:
+            self._calls -= 1
 
     async def _answer_modern(self, msg: Message, scope: anyio.CancelScope) -> None:
         """A 2026-07-28 request, as POST /mcp answers it; once cancelled, nothing more is written for it."""
@@ -228,6 +253,7 @@ class StdioServer:
                 if reply is not None:
                     await self.send(reply)
         finally:
+            self._calls -= 1
             if self._modern_in_flight.get(rid) is scope:
                 del self._modern_in_flight[rid]
 

@@ -33,7 +33,7 @@ NAMES = frozenset(
         "file_descriptors",  # no fd left for a socket to an HTTP upstream (EMFILE): the call refused (-32000)
         "queued_messages",  # a session's queue full: message dropped
         "related_messages",  # a call's progress/log over 256 or 16 MiB (all calls': 256 MiB, fairly): dropped
-        "calls_per_session",  # a legacy /sse session with MAX_CALLS calls in flight: the POST refused (429)
+        "calls_per_session",  # an /sse (429) or stdio session with MAX_CALLS calls in flight: refused
         "unheard_logs",  # a log line for a Streamable HTTP session with no GET stream open: not queued
         "pending_client_requests",  # over maxPendingClientRequests(PerSession): upstream told at once
         "response_bytes",  # an upstream message over maxResponseBytes

@@ -21,6 +21,7 @@ import pytest
 from fixtures.launch import fixture_command
 from onemcp.admin.api import ROUTES
 from onemcp.auth.keys import KeyStore
+from onemcp.observability.events import MAX_PAYLOAD
 from support.audit import audit_lines
 from support.hub import RunningHub, running_hub
 
@@ -246,6 +247,39 @@ async def test_the_event_stream_carries_calls_without_arguments(tmp_path: Path) 
             assert "secret" not in json.dumps(call) and "arguments" not in call
             while hub.app.hub.bus.active:
                 await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the watcher left)
+
+
+async def test_call_events_with_payloads_carry_at_most_max_payload_bytes_of_arguments(tmp_path: Path) -> None:
+    """Hunt B (limits): with payloads on, each `call` event held the call's whole arguments, in the history (200)
+    and in each watcher's queue (1,024): 800 calls of 2 MB from any `mcp` client, with a watcher that did not
+    read, grew the hub to 1.6 GB (5 GB at the 4 MiB body limit), held after the watcher left."""
+    big = "x" * (4 * MAX_PAYLOAD)
+    with anyio.fail_after(DEADLINE):
+        async with hub_at(tmp_path, auth=False) as (hub, _), httpx.AsyncClient(timeout=30) as http:
+            r = await http.post(f"{hub.base}/api/v1/events/payloads", json={"on": True})
+            assert r.status_code == 200
+            seen: list[dict[str, Any]] = []
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    async with http.stream("GET", f"{hub.base}/api/v1/events") as r:
+                        async for line in r.aiter_lines():
+                            if line.startswith("data: ") and (event := json.loads(line[6:]))["kind"] == "call":
+                                seen.append(event)
+                                if len(seen) == 2:
+                                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                while not hub.app.hub.bus.active:
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+                for message in ("small", big):
+                    call = {"arguments": {"message": message}}
+                    assert (await http.post(f"{hub.base}/api/v1/tools/alpha__echo/call", json=call)).status_code == 200
+            small, cut = seen
+            assert small["arguments"] == {"message": "small"}  # as sent
+            assert cut["arguments"]["truncated"] is True and cut["arguments"]["bytes"] > 4 * MAX_PAYLOAD
+            assert len(json.dumps(cut["arguments"])) < MAX_PAYLOAD + 200
+            assert all(len(json.dumps(e)) < 2 * MAX_PAYLOAD for e in hub.app.hub.bus.recent)
 
 
 async def test_a_tool_of_a_2026_upstream_is_called_from_the_api(tmp_path: Path) -> None:

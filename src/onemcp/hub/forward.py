@@ -23,7 +23,7 @@ from onemcp.config.model import HubSettings
 from onemcp.hub import bridge, rewrite
 from onemcp.hub.session import ReversePending, Session
 from onemcp.hub.tasks import TaskRouter
-from onemcp.observability.events import PAYLOAD, EventBus
+from onemcp.observability.events import PAYLOAD, EventBus, payload
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR, URL_ELICITATION_REQUIRED, HubError, UpstreamError, UpstreamTimeout
@@ -160,7 +160,7 @@ class Forwarder:
         name = params.get("name") if isinstance(params, dict) else None
         fields: dict[str, Any] = {}
         if self.bus.with_payloads and isinstance(params, dict):
-            fields[PAYLOAD] = params.get("arguments")
+            fields[PAYLOAD] = payload(params.get("arguments"))
         self.bus.publish(
             "call",
             method=call.method,

@@ -4,8 +4,9 @@ Owns the watchers (each a bounded queue: a slow watcher loses its newest events,
 never slows a call) and publishing. Publishing costs one attribute read when nobody watches
 (`EventBus.active`), so the call path is unchanged without watchers. Log lines reach the bus
 through a handler that is attached only while someone watches. Never carries a call's arguments
-or results unless the operator turned `withPayloads` on; turning it off drops the arguments from the
-history kept, so no later watcher is handed them. Does not know HTTP (`admin` serves it).
+or results unless the operator turned `withPayloads` on (and then at most `MAX_PAYLOAD` bytes of them:
+`payload`); turning it off drops the arguments from the history kept, so no later watcher is handed
+them. Does not know HTTP (`admin` serves it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
+import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from onemcp.observability.redact import REDACTOR
@@ -28,6 +30,20 @@ Event = dict[str, Any]
 QUEUE = 1024  # events held for one watcher
 RECENT = 200  # events kept for a watcher that just arrived
 PAYLOAD = "arguments"  # the field of a `call` event that only `withPayloads` adds
+MAX_PAYLOAD = 16 * 1024  # bytes of a call's arguments (serialised) a `call` event carries
+
+
+def payload(arguments: object) -> object:
+    """A call's arguments as its `call` event carries them: as sent up to MAX_PAYLOAD bytes (serialised), else
+    their size and their first MAX_PAYLOAD bytes as text. The history and each watcher's queue hold events
+    (1,224 of them): whole, any client's 4 MiB arguments held 5 GB for a watcher that did not read."""
+    try:
+        data = orjson.dumps(arguments)
+    except TypeError:  # not JSON (a caller in-process): nothing to show
+        return None
+    if len(data) <= MAX_PAYLOAD:
+        return arguments
+    return {"truncated": True, "bytes": len(data), "start": data[:MAX_PAYLOAD].decode(errors="ignore")}
 
 
 class EventBus:

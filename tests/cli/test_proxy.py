@@ -19,6 +19,7 @@ from mcp.client import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp.cli import proxy as proxy_module
 from onemcp.cli.proxy import Proxy
 from onemcp.cli.target import Endpoint
 from support.credentials import asgi_body, loopback_asgi
@@ -475,6 +476,40 @@ async def test_more_calls_in_flight_than_a_connection_pool_then_a_cancel_and_a_p
             held.release.set()
             for wait in waiting.values():
                 assert "result" in await wait()
+            client.to_server.close()
+        tg.cancel_scope.cancel()
+    client.close()
+
+
+async def test_requests_past_the_cap_out_at_once_are_refused_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hunt B (limits): every request read became a POST of its own, without bound: 20,000 slow calls written
+    at once held 2,000 of the hub's connections (which every client shares) and grew the proxy to 135 MB.
+    Past MAX_OUT unanswered a request is refused at once (as `serve --transport stdio` does), and once
+    replies come the client is served again."""
+    monkeypatch.setattr(proxy_module, "MAX_OUT", 3)
+    held = HeldHub()
+    held.expected = 3
+    client = LineClient()
+    async with loopback_asgi(held) as base, anyio.create_task_group() as tg:
+        bridge = Proxy(Endpoint(f"{base}/mcp"), client.read_line, client.write, wait=5.0)
+        tg.start_soon(bridge.run)
+        with anyio.fail_after(30):
+            await client.initialize()
+            waiting = {rid: client.replies.expect(rid) for rid in range(100, 100 + held.expected)}
+            for rid in waiting:
+                await client.send(call(rid, "slow", {}))
+            await held.all_calls.wait()
+            refused = client.replies.expect(200)
+            await client.send(call(200, "slow", {}))
+            error = (await refused())["error"]
+            assert error["code"] == -32000 and error["data"] == {"limit": "calls_per_session"}
+            assert held.calls == 3  # never sent to the hub
+            held.release.set()
+            for wait in waiting.values():
+                assert "result" in await wait()
+            again = client.replies.expect(201)
+            await client.send(call(201, "slow", {}))
+            assert "result" in await again()
             client.to_server.close()
         tg.cancel_scope.cancel()
     client.close()

@@ -44,7 +44,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
-from onemcp.cli.proxy_modern import STOPPING, Halted, ModernForwarder, is_modern, pause, reply_of
+from onemcp.cli.proxy_modern import MAX_OUT, STOPPING, Halted, ModernForwarder, busy, is_modern, pause, reply_of
 from onemcp.cli.target import Endpoint, TargetError, add_view_flags, resolve, with_exposure
 from onemcp.config.context import Signer, local_signer
 from onemcp.config.paths import resolve_path
@@ -424,9 +424,12 @@ class Proxy:
         self._idle = anyio.Event()  # set while none is
         self._idle.set()
 
-    def _start(self, tg: TaskGroup, handler: Deliver, msg: Message) -> None:
-        """Forward one request, counted before the next line is read: at the end those still out are answered."""
+    async def _start(self, tg: TaskGroup, handler: Deliver, msg: Message) -> None:
+        """Forward one request, counted before the next line is read: at the end those still out are answered.
+        Past MAX_OUT still out it is refused at once (`busy`)."""
         rid, scope = msg["id"], anyio.CancelScope()
+        if len(self._out) >= MAX_OUT:
+            return await self.send(busy(rid))
         if not self._out:
             self._idle = anyio.Event()
         self._out[rid] = scope
@@ -519,20 +522,16 @@ class Proxy:
         await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
 
     async def _handle(
-        self,
-        hub: HubSession,
-        modern: ModernForwarder,
-        line: bytes,
-        tg: TaskGroup,
+        self, hub: HubSession, modern: ModernForwarder, line: bytes, tg: TaskGroup,
         notes: MemoryObjectSendStream[Message],
-    ) -> None:
+    ) -> None:  # fmt: skip
         try:
             msg = jsonrpc.parse(line)  # the same envelope rules as /mcp
         except ProtocolError as exc:
             await self.send(jsonrpc.refusal(exc))
             return
         if "method" in msg and "id" in msg and is_modern(msg):
-            self._start(tg, modern.request, msg)  # 2026-07-28: stateless, one POST each
+            await self._start(tg, modern.request, msg)  # 2026-07-28: stateless, one POST each
             return
         params = msg.get("params")
         cancelled = msg.get("method") == "notifications/cancelled" and isinstance(params, dict)
@@ -542,7 +541,7 @@ class Proxy:
             if msg["method"] == "initialize":
                 await hub.initialize(msg)  # in line: nothing else may go out before the session exists
             else:
-                self._start(tg, hub.request, msg)
+                await self._start(tg, hub.request, msg)
         elif msg.get("method") == "notifications/initialized":
             await hub.notify(msg)  # in line: the session is ready before the requests after it are sent
         else:

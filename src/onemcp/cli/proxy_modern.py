@@ -27,7 +27,7 @@ from onemcp.cli.target import Endpoint
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import HEADER_MISMATCH, UPSTREAM_UNAVAILABLE
-from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.meta import PROTOCOL_VERSION
 from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.search import meta as meta_tools
@@ -48,6 +48,15 @@ def is_modern(msg: Message) -> bool:
 
 RETRY = (0.05, 2.0)  # first and longest pause while waiting for the hub to listen
 STOPPING = "onemcp proxy is shutting down"  # what a request the proxy will not see answered hears (-32000)
+MAX_OUT = 256  # requests forwarded and not answered yet (each holds a connection to the hub); beyond, refused
+
+
+def busy(rid: RequestId) -> Message:
+    """The answer to a request past MAX_OUT: refused at once, as `serve --transport stdio` refuses it, and
+    the client may send it again once replies come (20,000 written at once had taken 2,000 of the hub's
+    connections, which all its clients share, and grown the proxy without bound)."""
+    why = f"too many requests in flight on this session (limit {MAX_OUT}); wait for replies first"
+    return jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": why, "data": {"limit": "calls_per_session"}})
 
 
 class Halted(Exception):

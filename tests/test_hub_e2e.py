@@ -215,6 +215,20 @@ async def test_list_changed_from_upstream_reaches_client_and_list_updates() -> N
             assert "a__fresh" in names
 
 
+async def test_a_list_right_after_a_call_that_changed_it_is_fresh() -> None:
+    """A server that announces list_changed before it answers the call that changed its list (adding a
+    tool, a resource) is listed again before the call's answer goes out: a client that lists at once
+    sees the change, as it would directly (it saw the old list: the refresh came after the answer)."""
+    with anyio.fail_after(DEADLINE):
+        # shared, and the session's own connection (isolation: session), whose lists are the session's view
+        slow = ("--slow-relist", "0.5")  # the list read again after list_changed comes 0.5 s late
+        async with hub_client({"a": stdio(*slow), "s": stdio(*slow, isolation="session")}) as (_, c):
+            for server in ("a", "s"):
+                for name in ("fresh", "fresher", "freshest"):
+                    await c.call_tool(f"{server}__add_tool", {"name": name})
+                    assert f"{server}__{name}" in {t.name for t in (await c.list_tools()).tools}
+
+
 async def test_deadline_cancels_slow_call_with_clear_error() -> None:
     with anyio.fail_after(DEADLINE):
         async with hub_client({"slow": stdio(timeout=0.5), "other": stdio()}) as (hub, c):

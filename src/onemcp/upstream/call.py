@@ -1,7 +1,8 @@
 """One forwarded request in flight: the mailbox between an upstream reader and a downstream writer.
 
 The upstream side pushes related messages (progress, logs, server requests) and finally
-the response; the downstream side receives them in order. Related messages are bounded in
+the response; the downstream side receives them in order. A response waits (at most `RELIST_WAIT`)
+for the lists the server said had changed while the call was in flight to be read again. Related messages are bounded in
 number and in bytes, per call and over all calls (oldest kept, newest dropped and counted when a
 slow client falls behind); the final response, and the requests (and their cancellations) a call
 waits on, are never dropped: those are bounded where they are made (maxPendingClientRequests).
@@ -30,6 +31,8 @@ MAX_RELATED_BYTES = 16 * 1024 * 1024
 # calls holding any) loses messages, so calls that are not read cannot starve those that are; twice
 # the budget, every call does.
 RELATED_TOTAL_BYTES = 256 * 1024 * 1024
+# The longest a response waits for a list the server said changed during the call to be read again.
+RELIST_WAIT = 5.0
 
 
 class Charge:
@@ -97,6 +100,7 @@ class Call:
     _charge: Charge | None = None  # the bytes queued (made with the first one)
     _final: Message | None = None
     _wake: anyio.Event | None = None  # created only when the receiver has to wait
+    after: list[anyio.Event] = field(default_factory=list)  # lists being read again: answered once done
 
     @property
     def done(self) -> bool:
@@ -156,6 +160,11 @@ class Call:
                     RelatedBytes.change(self._charge, -size)
                 return msg, False
             if self._final is not None:
+                if self.after:
+                    with anyio.move_on_after(RELIST_WAIT):
+                        for relisted in self.after:
+                            await relisted.wait()
+                    self.after.clear()
                 return self._final, True
             self._wake = anyio.Event()
             await self._wake.wait()

@@ -44,7 +44,7 @@ from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
-from onemcp.upstream.lists import read_list
+from onemcp.upstream.lists import Relist, read_list
 from onemcp.upstream.liveness import Liveness, keepalive
 from onemcp.upstream.replies import ReplyQueue
 from onemcp.upstream.transports.base import SessionExpired, Transport, TransportError
@@ -123,7 +123,7 @@ class UpstreamConnection:
         self.reverse_open = 0
         self.replies = ReplyQueue(self.respond, lambda: self._tg)
         self.liveness = Liveness(self)
-        self._stale: dict[str, bool] = {}  # list kind being refreshed -> changed again meanwhile
+        self._stale: dict[str, Relist] = {}  # list kinds being read again after list_changed
         self._early: set[str] = set()  # list kinds changed before the connection was ready
 
     # ------------------------------------------------------------------ lifecycle
@@ -337,24 +337,25 @@ class UpstreamConnection:
         """Refresh `kind` after a list_changed: at most one refresh per kind runs, and changes
         announced meanwhile make one more after it (a flood of list_changed costs two lists)."""
         if kind in self._stale:
-            self._stale[kind] = True
-            return
-        if self._tg is not None:
-            self._stale[kind] = False
+            self._stale[kind].again = True
+        elif self._tg is not None:
+            self._stale[kind] = Relist()
             self._tg.start_soon(self._refresh_quietly, kind)
 
     async def _refresh_quietly(self, kind: str) -> None:
+        relist = self._stale[kind]
         try:
             while True:
                 try:
                     await self.refresh(kind)
                 except UpstreamError as exc:
                     log.warning("upstream %s: refreshing %s failed: %s", self.name, kind, exc)
-                if not self._stale.get(kind):
+                if not relist.again:
                     break
-                self._stale[kind] = False
+                relist.again = False
         finally:
             self._stale.pop(kind, None)
+            relist.done.set()
 
     # ------------------------------------------------------------------- requests
     async def begin(self, msg: Message, *, origin: Requester | None = None) -> Call:
@@ -537,6 +538,12 @@ class UpstreamConnection:
             if self._tg is not None and self.state == "ready":
                 for k in kinds:
                     self._refresh_soon(k)
+                # Said before a call's answer, it may be that call's doing: the answer waits for the new
+                # list, so that a client listing at once sees what a direct client would.
+                relisted = [self._stale[k].done for k in kinds if k in self._stale]
+                for call in self._pending.values():
+                    if call.origin is not None:
+                        call.after += [done for done in relisted if done not in call.after]  # a flood: once
             else:
                 self._early.update(kinds)  # announced during the first lists: listed again once ready
             return

@@ -3,16 +3,19 @@
 Owns paging through a list and its bounds: at most `MAX_LIST_PAGES` pages, `MAX_LIST_ITEMS`
 items and `size_limit` bytes of one kind from one server (a server that pages without end
 keeps what fits, and the limit hit is counted); a `nextCursor` that is not a string is passed back as
-it came, and when the server refuses it, the pages read are kept. Does not own when a list is read (the
-connection: after its handshake, on list_changed, after a new session) or where it goes.
+it came, and when the server refuses it, the pages read are kept; and `Relist`, one list being read
+again after list_changed. Does not own when a list is read (the connection: after its handshake, on
+list_changed, after a new session) or where it goes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import orjson
 
 from onemcp.observability.limits import hit
@@ -24,6 +27,16 @@ MAX_LIST_PAGES = 1000
 MAX_LIST_ITEMS = 10_000  # of one kind from one server; the whole list is also bounded by maxResponseBytes
 
 Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class Relist:
+    """A list being read again after the server said it changed: `again` when it said so once more
+    meanwhile (one more reading follows); `done` is set when the readings end, and the calls that were
+    in flight when it was said wait for it before they answer (see `Call.after`)."""
+
+    again: bool = False
+    done: anyio.Event = field(default_factory=anyio.Event)
 
 
 async def read_list(request: Request, server: str, kind: str, size_limit: int) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.launch import fixture_command
-from support.hub import RunningHub, running_hub
+from support.hub import HEADERS, RunningHub, running_hub
 from support.results import Heard, text_of
 
 pytestmark = pytest.mark.anyio
@@ -148,6 +148,38 @@ async def test_isolation_session_gives_each_session_its_own_connection() -> None
             while hub.app.hub.isolated.count("iso"):
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             assert hub.app.hub.pool.connections["iso"].state == "ready"  # the shared one feeds the catalog
+
+
+async def test_a_sessions_own_connection_declares_what_that_client_declared() -> None:
+    """The server sees the client's own capabilities, as it would directly: `sampling.tools` (it may
+    then offer tools in sampling), and nothing it lacks (server-everything registers get-roots-list
+    only for a client with roots, and answered a client without, through the hub, "no roots yet").
+    The shared connection, which serves every client, declares all the hub forwards."""
+    declared: dict[str, Any] = {"sampling": {"tools": {}, "context": {}}, "elicitation": {"url": {}}}
+    forwarded = dict(declared)
+    declared["experimental"] = {"x": {}}  # not one the hub forwards
+    everything = {"roots": {"listChanged": True}, "sampling": {}, "elicitation": {"form": {}, "url": {}}}
+    servers = {"iso": stdio(isolation="session"), "shared": stdio()}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            cases: list[tuple[dict[str, Any], dict[str, Any]]] = [(declared, forwarded), ({}, {})]
+            for caps, seen in cases:
+                init = {"protocolVersion": "2025-11-25", "capabilities": caps, "clientInfo": {"name": "c"}}
+                request = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}
+                headers = {
+                    **HEADERS,
+                    "mcp-session-id": (await http.post(hub.url, json=request, headers=HEADERS)).headers[
+                        "mcp-session-id"
+                    ],
+                }
+                await http.post(
+                    hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+                )
+                for server, expected in (("iso", seen), ("shared", everything)):
+                    params = {"name": f"{server}__whoami", "arguments": {}}
+                    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}
+                    reply = (await http.post(hub.url, json=call, headers=headers)).json()
+                    assert reply["result"]["structuredContent"]["capabilities"] == expected, server
 
 
 async def test_isolation_session_gives_modern_calls_their_principals_connection_not_one_each() -> None:

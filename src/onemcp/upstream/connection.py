@@ -52,9 +52,6 @@ from onemcp.upstream.transports.base import SessionExpired, Transport, Transport
 State = Literal["starting", "ready", "failed", "stopped"]
 log = logging.getLogger("onemcp.upstream")
 
-# What the hub tells upstreams it can do: it forwards these to clients that can.
-HUB_CLIENT_CAPABILITIES: dict[str, Any] = {"roots": {"listChanged": True}, "sampling": {}}
-HUB_CLIENT_CAPABILITIES["elicitation"] = {"form": {}, "url": {}}
 CANCEL_SEND_TIMEOUT = 2.0
 HANDSHAKE = ("server/discover", "initialize", "notifications/initialized")
 PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
@@ -237,7 +234,7 @@ class UpstreamConnection:
             "initialize",
             {
                 "protocolVersion": LATEST_LEGACY,
-                "capabilities": HUB_CLIENT_CAPABILITIES,
+                "capabilities": era.legacy_capabilities(self.owner),
                 "clientInfo": {"name": "onemcp", "version": __version__},
             },
             limit=limit,

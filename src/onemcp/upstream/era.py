@@ -19,6 +19,19 @@ from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, ENVELOPE, LOG
 MODERN = "2026-07-28"
 # What the hub declares when it asks for itself: it never takes input-required requests.
 HUB_MODERN_CAPABILITIES: dict[str, Any] = {}
+# What the hub tells legacy upstreams it can do on a shared connection: it forwards these to clients that can.
+HUB_CLIENT_CAPABILITIES: dict[str, Any] = {"roots": {"listChanged": True}, "sampling": {}}
+HUB_CLIENT_CAPABILITIES["elicitation"] = {"form": {}, "url": {}}
+
+
+def legacy_capabilities(owner: Any) -> dict[str, Any]:
+    """The client capabilities a legacy `initialize` declares: on a session's own connection (`owner`),
+    what that session declared of those the hub forwards, as it wrote them (`sampling.tools`, or no
+    `roots`: a server offers what its client can take, as it would directly); on a shared one, all."""
+    mine = getattr(owner, "client_capabilities", None)
+    if not isinstance(mine, dict):
+        return HUB_CLIENT_CAPABILITIES
+    return {kind: mine[kind] for kind in HUB_CLIENT_CAPABILITIES if isinstance(mine.get(kind), dict)}
 
 
 def hub_envelope() -> dict[str, Any]:

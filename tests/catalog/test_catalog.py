@@ -123,6 +123,31 @@ def test_resources_and_templates_get_uri_prefix() -> None:
     assert catalog.items("resources")[0]["name"] == "x"
 
 
+def test_a_tools_ui_resource_uri_is_shown_as_the_hub_shows_that_resource() -> None:
+    """MCP Apps: a host reads the `ui://` resource a tool's `_meta.ui.resourceUri` names. With prefixed
+    URIs it named one the hub does not know ("Resource not found: ui://clock/app.html"), so no app
+    showed through a hub of two servers. The older flat key and the OpenAI Apps SDK's template too."""
+    catalog = make(PrefixMode.ALWAYS, "clock", "other")
+    meta: dict[str, Any] = {"ui": {"resourceUri": "ui://clock/app.html", "visibility": ["model"]}}
+    meta |= {
+        "ui/resourceUri": "ui://clock/a",
+        "openai/outputTemplate": "ui://widget/w.html",
+        "vendor": {"resourceUri": "ui://left/alone"},
+    }
+    catalog.update("clock", "tools", [{"name": "get_time", "inputSchema": {"type": "object"}, "_meta": meta}])
+    catalog.update("clock", "resources", [{"uri": "ui://clock/app.html", "name": "app"}])
+    shown = catalog.items("tools")[0]["_meta"]
+    assert shown["ui"] == {"resourceUri": "clock+ui://clock/app.html", "visibility": ["model"]}
+    assert shown["ui/resourceUri"] == "clock+ui://clock/a"
+    assert shown["openai/outputTemplate"] == "clock+ui://widget/w.html"
+    assert shown["vendor"] == {"resourceUri": "ui://left/alone"}  # no other key is touched
+    assert catalog.resolve_uri(shown["ui"]["resourceUri"]) == ("clock", "ui://clock/app.html")
+    assert meta["ui"]["resourceUri"] == "ui://clock/app.html"  # the server's own list is not changed
+    unprefixed = make(PrefixMode.CONDITIONAL, "clock")
+    unprefixed.update("clock", "tools", [{"name": "get_time", "inputSchema": {"type": "object"}, "_meta": meta}])
+    assert unprefixed.items("tools")[0]["_meta"] == meta
+
+
 def test_sanitised_name_resolves_to_original() -> None:
     catalog = make(PrefixMode.NEVER, "a")
     catalog.update("a", "tools", tools("get.weather"))

@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -237,6 +238,8 @@ class Catalog:
                         visible = self.codec.hashed(prefix, shown, prefixed=prefixed)
                 if visible != original:
                     item = {**item, (uri_key or "name"): visible}
+                if kind == "tools" and prefixed and isinstance(item.get("_meta"), dict):
+                    item = {**item, "_meta": _ui_uris(item["_meta"], partial(self.codec.uri, prefix, prefixed=True))}
                 if rules is not None and original in rules.descriptions:
                     item = {**item, "description": rules.descriptions[original]}
                 view.entries.append((item, server, original, visible))
@@ -426,6 +429,22 @@ class Catalog:
 
     def visible_uri(self, server: str, uri: str) -> str:
         return self.codec.uri(shown_as(server), uri, prefixed=self.prefixed)
+
+
+# The keys of a tool's `_meta` that name one of its server's resources for a host to read (MCP Apps'
+# `ui.resourceUri`, its older flat spelling, the OpenAI Apps SDK's template): shown as the hub shows that
+# resource, or the host would ask for a URI the hub does not know. Nothing else in `_meta` is touched.
+_UI_KEYS = ("ui/resourceUri", "openai/outputTemplate")
+
+
+def _ui_uris(meta: dict[str, Any], show: Callable[[str], str]) -> dict[str, Any]:
+    ui = meta.get("ui")
+    if isinstance(ui, dict) and isinstance(ui.get("resourceUri"), str):
+        meta = {**meta, "ui": {**ui, "resourceUri": show(ui["resourceUri"])}}
+    for key in _UI_KEYS:
+        if isinstance(meta.get(key), str):
+            meta = {**meta, key: show(meta[key])}
+    return meta
 
 
 def shown_as(server: str) -> str:

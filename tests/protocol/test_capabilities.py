@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from onemcp.protocol.capabilities import advertised, merge_capabilities
 
 LISTS = {
@@ -35,3 +37,20 @@ def test_a_false_subscribe_is_not_advertised() -> None:
 
 def test_merge_keeps_the_first_scalar_and_merges_objects() -> None:
     assert merge_capabilities([{"a": 1, "b": {"x": 1}}, {"a": 2, "b": {"y": 2}}]) == {"a": 1, "b": {"x": 1, "y": 2}}
+
+
+def test_the_mcp_apps_extension_when_an_upstream_has_it_and_no_extension_the_hub_cannot_serve() -> None:
+    """MCP Apps (`io.modelcontextprotocol/ui`) needs nothing of the hub but tools and resources: a host
+    that looks for it in the server's capabilities found none. An extension with methods of its own (the
+    tasks extension, a vendor's) is not advertised: the hub would answer them -32601."""
+    ui: dict[str, Any] = {"io.modelcontextprotocol/ui": {}}
+    caps = advertised(
+        [
+            {"extensions": ui},
+            {"extensions": {"io.modelcontextprotocol/tasks": {}, "io.modelcontextprotocol/ui": {"x": 1}}},
+            {"extensions": "malformed"},
+        ]
+    )
+    assert caps["extensions"] == {"io.modelcontextprotocol/ui": {"x": 1}}
+    assert "extensions" not in advertised([{"extensions": {"io.modelcontextprotocol/tasks": {}}}])
+    assert "experimental" not in advertised([{"experimental": {"vendor": {}}}])

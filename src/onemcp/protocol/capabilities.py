@@ -17,9 +17,15 @@ def merge_capabilities(caps: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# Extensions the hub serves by forwarding what it forwards anyway (MCP Apps: tools and `ui://` resources).
+# Another (the tasks extension, a vendor's) may bring methods of its own, which the hub answers -32601.
+PASSED_EXTENSIONS = ("io.modelcontextprotocol/ui",)
+
+
 def advertised(upstreams: list[dict[str, Any]]) -> dict[str, Any]:
     """The hub's own capabilities, given its ready upstreams' (`upstreams`): the lists always (it relays
-    their list_changed) and logging; resource subscriptions, completions and tasks when some upstream has them."""
+    their list_changed) and logging; resource subscriptions, completions, tasks and the extensions of
+    PASSED_EXTENSIONS when some upstream has them."""
     caps: dict[str, Any] = {
         "tools": {"listChanged": True},
         "prompts": {"listChanged": True},
@@ -33,4 +39,8 @@ def advertised(upstreams: list[dict[str, Any]]) -> dict[str, Any]:
     tasks = [c["tasks"] for c in upstreams if isinstance(c.get("tasks"), dict)]
     if tasks:
         caps["tasks"] = merge_capabilities(tasks)
+    extensions = [c["extensions"] for c in upstreams if isinstance(c.get("extensions"), dict)]
+    passed = merge_capabilities([{k: v for k, v in e.items() if k in PASSED_EXTENSIONS} for e in extensions])
+    if passed:
+        caps["extensions"] = passed
     return caps

@@ -155,9 +155,11 @@ async def test_a_sessions_own_connection_declares_what_that_client_declared() ->
     then offer tools in sampling), and nothing it lacks (server-everything registers get-roots-list
     only for a client with roots, and answered a client without, through the hub, "no roots yet").
     The shared connection, which serves every client, declares all the hub forwards."""
+    apps = {"io.modelcontextprotocol/ui": {"mimeTypes": ["text/html;profile=mcp-app"]}}
     declared: dict[str, Any] = {"sampling": {"tools": {}, "context": {}}, "elicitation": {"url": {}}}
-    forwarded = dict(declared)
+    forwarded = {**declared, "extensions": apps}  # MCP Apps: a server answers an app's host with its UI
     declared["experimental"] = {"x": {}}  # not one the hub forwards
+    declared["extensions"] = {**apps, "vendor/other": {}}
     everything = {"roots": {"listChanged": True}, "sampling": {}, "elicitation": {"form": {}, "url": {}}}
     servers = {"iso": stdio(isolation="session"), "shared": stdio()}
     with anyio.fail_after(DEADLINE):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from onemcp import __version__
+from onemcp.protocol.capabilities import PASSED_EXTENSIONS
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, ENVELOPE, LOG_LEVEL, PROTOCOL_VERSION, SERVER_INFO
 
@@ -27,11 +28,16 @@ HUB_CLIENT_CAPABILITIES["elicitation"] = {"form": {}, "url": {}}
 def legacy_capabilities(owner: Any) -> dict[str, Any]:
     """The client capabilities a legacy `initialize` declares: on a session's own connection (`owner`),
     what that session declared of those the hub forwards, as it wrote them (`sampling.tools`, or no
-    `roots`: a server offers what its client can take, as it would directly); on a shared one, all."""
+    `roots`: a server offers what its client can take, as it would directly), and of the extensions it
+    passes (MCP Apps); on a shared one, all it forwards."""
     mine = getattr(owner, "client_capabilities", None)
     if not isinstance(mine, dict):
         return HUB_CLIENT_CAPABILITIES
-    return {kind: mine[kind] for kind in HUB_CLIENT_CAPABILITIES if isinstance(mine.get(kind), dict)}
+    declared = {kind: mine[kind] for kind in HUB_CLIENT_CAPABILITIES if isinstance(mine.get(kind), dict)}
+    extensions = mine.get("extensions")
+    if isinstance(extensions, dict) and (passed := {k: extensions[k] for k in PASSED_EXTENSIONS if k in extensions}):
+        declared["extensions"] = passed
+    return declared
 
 
 def hub_envelope() -> dict[str, Any]:

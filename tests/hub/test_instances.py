@@ -90,6 +90,40 @@ async def test_ensure_starts_once_and_caps_refuse() -> None:
         await hub_wide.instances.ensure(hub_wide.bind("/b", "s2"))
 
 
+class SlowStart(Harness):
+    """A harness whose instances take until `go` to start."""
+
+    def __init__(self, config: HubConfig) -> None:
+        super().__init__(config)
+        self.go = anyio.Event()
+
+    async def start(self, instance: Instance) -> bool:
+        self.started.append(instance.id)
+        await self.go.wait()
+        return True
+
+
+async def test_a_requester_waits_for_the_start_another_began() -> None:
+    """Two sessions of one project list at once: the second waits for the instance the first is starting,
+    rather than listing before its tools are there."""
+    h = SlowStart(templates())
+    a = h.bind("/a")
+    returned: list[bool] = []  # per second requester: had the start finished when its ensure returned?
+
+    async def second() -> None:
+        await h.instances.ensure(a)
+        returned.append(h.go.is_set())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(h.instances.ensure, a)
+            await anyio.wait_all_tasks_blocked()  # the first start is under way
+            tg.start_soon(second)
+            await anyio.wait_all_tasks_blocked()  # the second either returned or waits
+            h.go.set()
+    assert h.started == sorted(a) and returned == [True]
+
+
 async def test_reap_stops_only_unheld_idle_instances() -> None:
     h = Harness(templates(idleTimeout=10))
     a, b = h.bind("/a", "s1"), h.bind("/b", "s2")

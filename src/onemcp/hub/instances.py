@@ -167,9 +167,9 @@ class TemplateInstances:
             if instance is None:
                 continue
             instance.last_used = now
-            if instance.running:
-                continue
             started = self._starting.get(instance_id)
+            if started is None and instance.running:
+                continue  # running (a start under way is `running` too: it is waited for below)
             if started is None:
                 self._check_caps(instance)
                 started = self._starting[instance_id] = anyio.Event()

@@ -154,6 +154,33 @@ async def test_a_onemcp_behind_a_onemcp_keeps_its_own_request_state(mode: str) -
                     assert "word" in text_of(await c.call_tool("sample", {}))
 
 
+async def test_a_parked_call_whose_upstream_died_answers_the_retry_under_its_own_id() -> None:
+    """The SDK's 2026-07-28 client answers a bridged sampling request while the legacy upstream that asked
+    dies (and is restarted): its retry (a new request id) gets the failure at once, under that id. It was
+    answered under the first request's id, and the client waited for its retry's answer for ever."""
+    import os
+    import signal
+
+    servers = {"l": legacy_fixture(), "other": legacy_fixture()}
+    async with running_hub({"mcpServers": servers}) as hub:
+
+        async def dying(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> Any:
+            (parked,) = hub.app.hub.parking._parked.values()
+            pid = getattr(parked.conn.transport, "pid", None)
+            assert isinstance(pid, int)
+            os.kill(pid, signal.SIGKILL)
+            with anyio.fail_after(DEADLINE):
+                while not parked.call.done or not hub.app.hub.pool.any_ready("l"):
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (it died and is back)
+            return await sample(context, params)
+
+        with anyio.fail_after(10):
+            async with Client(hub.url, mode="2026-07-28", cache=None, sampling_callback=dying) as c:
+                with pytest.raises(MCPError) as failed:
+                    await c.call_tool("l__sample", {"prompt": "hi"})
+    assert failed.value.error.code == -32000 and "[l] upstream closed" in failed.value.error.message
+
+
 async def test_tampered_or_unknown_request_state_is_refused() -> None:
     import httpx
 

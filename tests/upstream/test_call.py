@@ -121,3 +121,13 @@ async def test_a_call_dropped_with_messages_queued_gives_their_bytes_back(budget
     del call  # its client went away: nobody reads the rest
     gc.collect()
     assert RelatedBytes.used == 0 and RelatedBytes.holders == 0
+
+
+async def test_an_answer_made_before_a_resume_goes_under_the_retry_s_id() -> None:
+    """A call parked for a 2026-07-28 client's input whose upstream died meanwhile was failed under the
+    id of the request that parked it; the client's retry (another id) waited for an answer to its own."""
+    call = Call(server="up", hub_id=1, downstream_id=1, timeout=60)
+    call.finish({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "[up] upstream closed"}})
+    call.downstream_id = 2  # the retry that carries the client's answer
+    msg, final = await call.receive()
+    assert final and msg["id"] == 2

@@ -165,6 +165,8 @@ class Call:
                         for relisted in self.after:
                             await relisted.wait()
                     self.after.clear()
+                if self._final is not CANCELLED:  # answered under the id asked now: a call resumed after it was
+                    self._final["id"] = self.downstream_id  # parked (bridge) may have ended before, under the first
                 return self._final, True
             self._wake = anyio.Event()
             await self._wake.wait()

@@ -143,6 +143,25 @@ async def test_retire_stops_what_the_predicate_rejects() -> None:
     assert h.stopped == sorted(a) and not h.instances.instances
 
 
+async def test_an_instance_a_request_waits_for_outlives_a_reload_until_it_is_served() -> None:
+    """A reload that changes the template while a 2026-07-28 request waits for its instance's start: that
+    instance serves the request (it was stopped under it, and the list came without the template's
+    tools), then goes at the next reap, not after its idleTimeout."""
+    h = SlowStart(templates(idleTimeout=300))
+    access = replace(decide(ANONYMOUS, LEGACY_HTTP, None, {}, {}), context={"project": {"path": "/a"}}, trusted=True)
+    a = h.instances.bind(access, "", {"name": "client"}, "modern")  # no session holds it: the request alone
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(h.instances.ensure, a)
+        await anyio.wait_all_tasks_blocked()  # its start is under way
+        h.config = templates(idleTimeout=300, maxInstances=5)  # the reload
+        assert await h.instances.retire(lambda i: False) == []
+        h.go.set()
+    (instance,) = h.instances.instances.values()
+    assert instance.running and h.stopped == []  # the request is answered by it
+    assert await h.instances.reap(instance.last_used + 1) == sorted(a)  # then it goes
+    assert h.stopped == sorted(a)
+
+
 def test_reach_shows_an_instance_only_to_those_bound() -> None:
     everyone = Reach()
     assert everyone.everything and not everyone.shows("tools", "mem@abc", "read")

@@ -64,6 +64,7 @@ class Instance:
     running: bool = False
     started_at: float | None = None
     start_seconds: float | None = None  # from start to tried (ready or failed), the last time
+    stale: bool = False  # a reload changed its template while a request waited for its start: stopped once unheld
 
 
 def context_of(access: Access, session_id: str, client_info: Mapping[str, Any], era: str) -> dict[str, Any]:
@@ -265,7 +266,11 @@ class TemplateInstances:
             if instance.id in held:
                 instance.last_used = now  # idle from when the listen ends
                 continue
-            if instance.sessions or instance.id in self._starting or now - instance.last_used < idle:
+            if (
+                instance.sessions
+                or instance.id in self._starting
+                or (now - instance.last_used < idle and not instance.stale)
+            ):
                 continue
             del self.instances[instance.id]
             if instance.running:
@@ -276,10 +281,15 @@ class TemplateInstances:
         return gone
 
     async def retire(self, keep: Callable[[Instance], bool]) -> list[str]:
-        """Stop and forget the instances `keep` rejects (a reload changed or removed their template)."""
+        """Stop and forget the instances `keep` rejects (a reload changed or removed their template). One still
+        starting is left to the requests waiting for it (a 2026-07-28 request is bound to it alone: stopped
+        now, it would be answered as if its template had no instance); the next `reap` stops it."""
         gone = []
         for instance in list(self.instances.values()):
             if keep(instance):
+                continue
+            if instance.id in self._starting:
+                instance.stale = True
                 continue
             del self.instances[instance.id]
             if instance.running:

@@ -128,6 +128,22 @@ async def test_roles_come_from_the_roles_claim_only() -> None:
     assert fetches[0] == 1  # the set is fetched once and kept
 
 
+async def test_a_token_for_the_sse_entry_is_the_hubs_and_one_for_another_resource_is_not() -> None:
+    """A client that starts at /sse is told (RFC 9728) that /sse is the resource and asks its issuer for a
+    token for it: that token opens the hub too. A configured `audience` is the only one taken."""
+    key, jwk = rsa_key("k1")
+    with anyio.fail_after(30):
+        async with issuer([jwk]) as (url, _):
+            check = verifier(url)
+            assert (await check.verify(token(key, "k1", aud="http://hub.test/sse"))) is not None
+            with pytest.raises(InvalidToken, match="match"):
+                await check.verify(token(key, "k1", aud="http://hub.test/other"))
+            pinned = verifier(url, audience="api://hub")
+            assert (await pinned.verify(token(key, "k1", aud="api://hub"))) is not None
+            with pytest.raises(InvalidToken, match="match"):
+                await pinned.verify(token(key, "k1", aud="http://hub.test/sse"))
+
+
 async def test_a_jwk_without_alg_verifies_every_allowed_algorithm_of_its_type() -> None:
     """Azure AD-style key sets name no alg: a PS256 or RS512 token must verify with an RSA key."""
     key, jwk = rsa_key("k1")

@@ -17,6 +17,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 
@@ -93,6 +94,74 @@ async def test_oauth_register_authorize_call_refresh_revoke(tmp_path: Path) -> N
                     headers={"authorization": f"Bearer {token}"},
                 )
                 assert r.status_code == 401
+
+
+async def test_oauth_from_the_legacy_sse_entry(tmp_path: Path) -> None:
+    """A client that starts at /sse (legacy HTTP+SSE) gets there too: the SDKs (Python's and TypeScript's)
+    accept protected resource metadata only for a resource their URL lies under, so /sse's challenge
+    names metadata for /sse, and a token asked for that resource opens every entry (it is the hub's).
+    Before, the challenge named /mcp's metadata and both SDKs gave up: 'Protected resource .../mcp
+    does not match expected .../sse'."""
+    cmd = fixture_command()
+    config: dict[str, Any] = {
+        "mcpServers": {"a": {"command": cmd[0], "args": cmd[1:]}},
+        "onemcp": {"auth": {"oauth": True, "oauthConsent": "auto"}},
+    }
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    got: dict[str, str] = {}
+
+    async def redirect_handler(url: str) -> None:  # the "browser"
+        got.update(parse_qsl(urlsplit(url).query))
+        async with httpx.AsyncClient() as browser:
+            r = await browser.get(url)
+        assert r.status_code == 302, r.text
+        got.update(parse_qsl(urlsplit(r.headers["location"]).query))
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(code=got["code"], state=got["state"], iss=got.get("iss"))
+
+    with anyio.fail_after(60):
+        async with running_hub(config, config_path=path) as hub:
+            async with httpx.AsyncClient() as http:
+                r = await http.get(f"{hub.base}/sse")
+                assert r.status_code == 401
+                assert (
+                    f'resource_metadata="{hub.base}/.well-known/oauth-protected-resource/sse"'
+                    in (r.headers["www-authenticate"])
+                )
+                prm = (await http.get(f"{hub.base}/.well-known/oauth-protected-resource/sse")).json()
+                assert prm["resource"] == f"{hub.base}/sse"
+                assert (await http.get(f"{hub.base}/.well-known/oauth-protected-resource/mcp")).json()[
+                    "resource"
+                ] == hub.url
+            storage = MemoryTokenStorage()
+            provider = OAuthClientProvider(
+                server_url=f"{hub.base}/sse",
+                client_metadata=OAuthClientMetadata(client_name="sdk", redirect_uris=["http://127.0.0.1:33418/cb"]),
+                storage=storage,
+                redirect_handler=redirect_handler,
+                callback_handler=callback_handler,
+            )
+            async with Client(sse_client(f"{hub.base}/sse", auth=provider), mode="legacy", cache=None) as c:
+                result = await c.call_tool("echo", {"message": "over sse"})
+                item = result.content[0]
+                assert isinstance(item, types.TextContent) and item.text == "over sse"
+            assert got["resource"] == f"{hub.base}/sse"
+            assert storage.tokens is not None
+            # the token is the hub's: it opens /mcp as well
+            async with httpx.AsyncClient() as http:
+                init = {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                }
+                r = await http.post(
+                    hub.url,
+                    json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+                    headers={"authorization": f"Bearer {storage.tokens.access_token}"},
+                )
+                assert r.status_code == 200, r.text
 
 
 async def test_a_rebound_host_cannot_reach_the_authorization_pages(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
 from onemcp.auth.keys import open_keys
 from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
 from onemcp.auth.roles import Roles
+from onemcp.auth.server.grants import sse_resource
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
@@ -116,9 +117,13 @@ class Gate:
         return f"http://{host or '127.0.0.1'}/mcp"
 
     def metadata(self, scope: Scope) -> dict[str, Any]:
-        """RFC 9728 protected resource metadata."""
+        """RFC 9728 protected resource metadata: the hub's, or (at `<PRM_PATH>/sse`) the same for the
+        legacy HTTP+SSE entry, whose clients accept only metadata for a resource their URL lies under."""
+        resource = self.resource(scope)
+        if scope.get("path") == f"{PRM_PATH}/sse":
+            resource = sse_resource(resource) or resource
         return {
-            "resource": self.resource(scope),
+            "resource": resource,
             "authorization_servers": self.issuers,
             "scopes_supported": [BASE, ADMIN],  # server:/tag:/tool: scopes exist too (API keys, JWTs)
             "bearer_methods_supported": ["header"],
@@ -126,8 +131,10 @@ class Gate:
         }
 
     def challenge(self, scope: Scope, *, error: str | None = None, needed: str = BASE) -> bytes:
-        base = self.resource(scope).removesuffix("/mcp")
-        parts = [f'resource_metadata="{base}{PRM_PATH}/mcp"', f'scope="{needed}"']
+        resource = self.resource(scope)
+        base = resource.removesuffix("/mcp")
+        entry = "/sse" if entry_of(scope) == SSE and sse_resource(resource) is not None else "/mcp"
+        parts = [f'resource_metadata="{base}{PRM_PATH}{entry}"', f'scope="{needed}"']
         if error is not None:
             parts.insert(0, f'error="{error}"')
         return ("Bearer " + ", ".join(parts)).encode()

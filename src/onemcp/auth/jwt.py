@@ -1,7 +1,7 @@
 """JWT access tokens from an external authorization server, validated against its JWKS.
 
 Checks the signature (keys from the JWKS URL), the issuer, the audience (the hub's resource URL
-by default: RFC 8707, a token for another resource is refused), expiry and not-before with a
+or its /sse entry's by default: RFC 8707, a token for another resource is refused), expiry and not-before with a
 clock-skew leeway. Scopes come from the `scope` claim (space-separated) or `scp` (a list); roles
 only from `rolesClaim` (a `role:` scope in `scope` is dropped: an IdP may let clients ask for any
 scope string).
@@ -27,6 +27,7 @@ import anyio
 import jwt as pyjwt
 
 from onemcp.auth.principal import InvalidToken, Principal
+from onemcp.auth.server.grants import sse_resource
 from onemcp.config.auth_settings import JwtSettings
 
 log = logging.getLogger("onemcp.auth")
@@ -105,7 +106,9 @@ class KeySet:
 class JwtVerifier:
     def __init__(self, settings: JwtSettings, resource: str) -> None:
         self.settings = settings
-        self.audience = settings.audience or resource
+        # the hub's resource, or its /sse entry's: a client that starts there asks its issuer for that
+        sse = sse_resource(resource)
+        self.audience = [settings.audience] if settings.audience else [resource] + ([sse] if sse else [])
         self.keys = KeySet(settings.jwks_url)
 
     async def verify(self, token: str) -> Principal | None:

@@ -63,9 +63,20 @@ def canonical_resource(uri: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
 
 
+def sse_resource(resource: str) -> str | None:
+    """The legacy HTTP+SSE entry's URL beside the hub's resource (its /mcp URL), None when the resource
+    is not an /mcp URL. The hub is one protected resource with two entry URLs: clients accept RFC 9728
+    metadata only for a resource their own URL lies under, so one that starts at /sse is told /sse and
+    asks for a token for it; the token issued is the hub's, good at every entry."""
+    return resource.removesuffix("/mcp") + "/sse" if resource.endswith("/mcp") else None
+
+
 def check_resource(given: str | None, expected: str) -> None:
-    """A `resource` parameter, when given, must name `expected` (already canonical)."""
-    if given is not None and ("#" in given or canonical_resource(given) != expected):
+    """A `resource` parameter, when given, must name `expected` (already canonical) or its /sse entry."""
+    if given is None:
+        return
+    named = canonical_resource(given)
+    if "#" in given or (named != expected and named != sse_resource(expected)):
         raise OAuthError("invalid_target", f"this server issues tokens only for {expected}")
 
 

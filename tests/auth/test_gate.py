@@ -173,6 +173,14 @@ async def test_results_over_the_limit_are_truncated_with_a_marker(tmp_path: Path
             result = (await http.post(hub.url, json=call("web__echo", message="x" * 50), headers=h)).json()["result"]
             assert result["content"][0]["text"] == "x" * 10
             assert "truncated, 40 bytes omitted" in result["content"][-1]["text"]
+            assert "isError" not in result  # plain text cut: still the tool's result
+            # A cut result loses its structuredContent: a tool with an outputSchema must return it, so MCP
+            # clients (both SDKs) refuse the result unless it is an error. Before, it was not marked one and
+            # the TypeScript SDK's callTool threw "has an output schema but did not return structured content".
+            r = await http.post(hub.url, json=call("web__whoami", message="x" * 50), headers=h)
+            result = r.json()["result"]
+            assert "structuredContent" not in result and result["isError"] is True
+            assert "structuredContent omitted" in result["content"][-1]["text"]
 
 
 async def test_jwt_matrix(tmp_path: Path) -> None:

@@ -170,3 +170,6 @@ def truncate(result: dict[str, Any], limit: int) -> None:
         structured = result.pop("structuredContent", None)
         if structured is not None:
             content.append({"type": "text", "text": "[onemcp: structuredContent omitted with the truncated result]"})
+            # a tool with an outputSchema must return structuredContent: clients refuse such a result
+            # (the SDKs throw) unless it is an error, and the model would read nothing at all
+            result["isError"] = True

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import anyio
+import httpx
 import pytest
 
+from downstream.test_modern import headers, modern
+from fixtures.launch import fixture_command
+from support.hub import running_hub
 from support.inprocess import fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +100,20 @@ async def test_one_unprefixed_server_answers_for_names_it_did_not_list_in_both_e
             for reply in (hidden, modern_hidden):
                 assert reply["error"]["code"] == -32602 and not reply["error"]["message"].startswith("[iso]"), reply
                 assert "not found" in reply["error"]["message"].lower(), reply
+
+
+async def test_a_call_that_comes_while_its_server_starts_waits_for_it_as_a_list_does() -> None:
+    """A 2026-07-28 client has no handshake to wait in, and a session revived after a restart skips it:
+    their first call came while the server was still starting and was refused at once, '[late] server
+    is starting; its tools return when it is back' (a TypeScript SDK client's first call after `onemcp
+    restart`). It waits as a first list does (`firstListWait`), then goes to the server."""
+    cmd = fixture_command()
+    late = {"command": "sh", "args": ["-c", 'sleep 0.5; exec "$0" "$@"', *cmd]}  # slow to start (in its own process)
+    with anyio.fail_after(DEADLINE):
+        config = {"mcpServers": {"late": late}, "onemcp": {"prefixMode": "always"}}
+        async with running_hub(config, wait=False) as hub:
+            async with httpx.AsyncClient(timeout=DEADLINE) as http:
+                call = modern("tools/call", **tool_call("late__echo", message="waited"))
+                r = await http.post(hub.url, json=call, headers=headers("tools/call", "late__echo"))
+                assert r.status_code == 200 and "result" in r.json(), r.text
+                assert r.json()["result"]["content"][0]["text"] == "waited"

@@ -138,7 +138,15 @@ class Dispatcher:
             except NotFound as exc:  # call_tool's `name` argument is wrong: a tool error the model can correct
                 return jsonrpc.result(msg["id"], self.exposure.unknown(exc))
         else:
-            server, key, value = self._route(session, method, params)
+            try:
+                server, key, value = self._route(session, method, params)
+            except (NotFound, UpstreamUnavailable):
+                if self.pool.tried.is_set() or self._start_up != "wait":
+                    raise
+                # its server may be one still starting: a 2026-07-28 call, or a session revived after a
+                # restart, had no handshake to wait in; wait as a first list does, then route again
+                await self.until_started()
+                server, key, value = self._route(session, method, params)
         if key == "name" and method == "tools/call" and self.quotas.quotas:
             counted = shown_as(server)  # a template's quota counts its instances' calls
             refused = await self.quotas.charge(session.principal.id, counted, value)

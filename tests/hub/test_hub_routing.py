@@ -117,3 +117,22 @@ async def test_a_call_that_comes_while_its_server_starts_waits_for_it_as_a_list_
                 r = await http.post(hub.url, json=call, headers=headers("tools/call", "late__echo"))
                 assert r.status_code == 200 and "result" in r.json(), r.text
                 assert r.json()["result"]["content"][0]["text"] == "waited"
+
+
+async def test_a_call_in_the_moment_its_server_s_tools_are_listed_but_it_is_not_ready_waits_too() -> None:
+    """At start, a server's tools join the catalog before its other lists are read and it is ready: a
+    call routed in that moment was refused, '[slow] server is starting'."""
+    cmd = fixture_command()
+    slow = {"command": cmd[0], "args": [*cmd[1:], "--slow-prompts", "3"]}
+    with anyio.fail_after(DEADLINE):
+        config = {"mcpServers": {"slow": slow}, "onemcp": {"prefixMode": "always", "firstListWait": 8}}
+        async with running_hub(config, wait=False) as hub:
+            while "slow__echo" not in {tool["name"] for tool in hub.app.hub.catalog.items("tools")}:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            conn = hub.app.hub.pool.get("slow")
+            assert conn is not None and conn.state == "starting"  # listed, not ready: the moment
+            async with httpx.AsyncClient(timeout=DEADLINE) as http:
+                call = modern("tools/call", **tool_call("slow__echo", message="waited"))
+                r = await http.post(hub.url, json=call, headers=headers("tools/call", "slow__echo"))
+                assert r.status_code == 200 and "result" in r.json(), r.text
+                assert r.json()["result"]["content"][0]["text"] == "waited"

@@ -98,6 +98,13 @@ class Dispatcher:
         with anyio.move_on_after(self._config().hub.first_list_wait):
             await self.pool.tried.wait()
 
+    def _starting(self) -> bool:
+        """Are upstreams still starting, with requests to wait for them? A request whose server is not (yet)
+        known or ready then waits as a first list does, and is routed again: a 2026-07-28 call, or a session
+        revived after a restart, has no handshake to wait in, and a server's tools are listed before it is
+        ready."""
+        return not self.pool.tried.is_set() and self._start_up == "wait"
+
     def start_up_over(self, *, stopping: bool) -> None:
         """The start-up was waited for elsewhere (`serve --transport stdio` waits before its first answer, its
         own bound): no request waits for it again; `stopping`: the wait was ended by a stop, so a request that
@@ -141,10 +148,8 @@ class Dispatcher:
             try:
                 server, key, value = self._route(session, method, params)
             except (NotFound, UpstreamUnavailable):
-                if self.pool.tried.is_set() or self._start_up != "wait":
+                if not self._starting():
                     raise
-                # its server may be one still starting: a 2026-07-28 call, or a session revived after a
-                # restart, had no handshake to wait in; wait as a first list does, then route again
                 await self.until_started()
                 server, key, value = self._route(session, method, params)
         if key == "name" and method == "tools/call" and self.quotas.quotas:
@@ -156,7 +161,13 @@ class Dispatcher:
         if key == "taskId":  # to the connection that created it: another one's equal id is another task
             conn = self.tasks.connection(session.id, params.get("taskId"))
         else:
-            conn = await self.connection(session, server, params)
+            try:
+                conn = await self.connection(session, server, params)
+            except UpstreamUnavailable:  # its tools are listed before it is ready
+                if not self._starting():
+                    raise
+                await self.until_started()
+                conn = await self.connection(session, server, params)
         if conn.era == "legacy" and params.get("requestState") is not None:  # not this hub's (`owns`), not theirs
             raise InvalidParams("requestState was not issued by this hub, and a legacy-era server issues none")
         if session.ephemeral and method == "tools/call":

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,3 +191,27 @@ def test_service_install_in_an_empty_config_dir_has_a_config_to_serve(tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert (home / "systemd" / "user" / "onemcp.service").exists() and (tmp_path / "mcp.json").exists()
+
+
+def test_status_waits_for_a_first_health_report_that_loads_the_token_counter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hub's first /health loads the token counter: 0.4 s idle, 4 s on a busy machine, past the 3 s the
+    command line waited. `start` then printed "0 server(s): none" for a hub that had its server ready
+    (and `status` said "no answer"): /health is now given 30 s, and no report is said as such."""
+    from onemcp.cli import daemon
+
+    waited: dict[str, float] = {}
+
+    def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
+        waited[url.rsplit("/", 1)[-1]] = timeout
+        if url.endswith("/health/ready"):
+            return 200, {"ready": True}
+        if timeout < 10:
+            return 0, None  # a first report that takes 4 s
+        return 200, {"status": "ok", "upstreams": {"fx": {"state": "ready"}}}
+
+    monkeypatch.setattr(daemon, "fetch", fetch)
+    monkeypatch.setattr(daemon, "running", lambda path: {"url": "http://127.0.0.1:9/mcp", "pid": 1})
+    assert daemon.status(tmp_path / "mcp.json", as_json=False) == 0
+    assert "1 server(s): 1 ready" in capsys.readouterr().out and waited["health"] >= 10

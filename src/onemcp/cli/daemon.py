@@ -152,6 +152,9 @@ def address(found: dict[str, Any] | None, host: str | None, port: int | None) ->
     return host or old_host or HOST, port
 
 
+HEALTH_WAIT = 30.0  # /health's first answer may load the token counter: seconds on a busy machine
+
+
 def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
     """The status and JSON body of a GET of `url`, as `$ONEMCP_TOKEN` when it is set (/health needs
     the operator or admin scope on a hub with auth); 0 and None when nothing answers."""
@@ -233,9 +236,10 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> i
         if found is not None and found.get("pid") == child.pid:
             code, _ = fetch(f"{base_of(found['url'])}/health/ready")
             if code == 200:
-                code, health = fetch(f"{base_of(found['url'])}/health")
+                code, health = fetch(f"{base_of(found['url'])}/health", HEALTH_WAIT)
                 print(f"onemcp: started at {found['url']} (pid {child.pid}, log {log})")
-                print(f"onemcp: {refusal(code) or summary(health or {})}")
+                said = summary(health) if isinstance(health, dict) else f"/health gave no report (HTTP {code})"
+                print(f"onemcp: {refusal(code) or said}")
                 return 0
         time.sleep(0.1)
     if child.poll() is not None:
@@ -272,7 +276,7 @@ def status(path: Path, *, as_json: bool) -> int:
         else:
             print("onemcp: not running")
         return NOT_RUNNING
-    code, health = fetch(f"{base_of(found['url'])}/health")
+    code, health = fetch(f"{base_of(found['url'])}/health", HEALTH_WAIT)
     ready, _ = fetch(f"{base_of(found['url'])}/health/ready")
     ok = ready == 200 and isinstance(health, dict) and health.get("status") == "ok"
     if as_json:

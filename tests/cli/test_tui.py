@@ -223,3 +223,16 @@ async def test_requests_are_capped_and_a_cut_stream_does_not_repeat_them(tmp_pat
                     )
                 assert requests.row_count == REQUESTS
                 assert str(requests.get_row_at(REQUESTS - 1)[2]) == f"t{REQUESTS + 9}"  # the newest kept
+
+
+async def test_a_refresh_answered_as_the_tui_closes_ends_quietly(tmp_path: Path) -> None:
+    """The 2 s refresh's GET answered after the TUI began to close (its widgets gone): the timer raised
+    NoMatches and the TUI ended on a traceback (seen on a busy machine, in the test above)."""
+    fx = fixture_command()
+    doc: dict[str, Any] = {"mcpServers": {"alpha": {"command": fx[0], "args": fx[1:]}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc) as hub:
+            app = make_app(hub.base, None)
+            async with app.run_test(size=(160, 48)):
+                await app.query_one("#server-table", DataTable).remove()
+                await app.refresh_servers()

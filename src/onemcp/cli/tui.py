@@ -110,6 +110,7 @@ def make_app(base: str, token: str | None) -> Any:
     from textual.binding import Binding
     from textual.containers import Horizontal, VerticalScroll
     from textual.coordinate import Coordinate
+    from textual.css.query import NoMatches
     from textual.widgets import (
         DataTable,
         Footer,
@@ -224,6 +225,13 @@ def make_app(base: str, token: str | None) -> Any:
             return doc
 
         async def refresh_servers(self) -> None:
+            """Every 2 s (a timer): the servers table, the status line, the sparklines."""
+            try:
+                await self._refresh_servers()
+            except NoMatches:  # the TUI is closing: its widgets went while the hub answered
+                return
+
+        async def _refresh_servers(self) -> None:
             try:
                 self.servers = (await self.get("/servers"))["servers"]
             except Refused as exc:
@@ -373,6 +381,8 @@ def make_app(base: str, token: str | None) -> Any:
                                 self.take_event(json.loads(text[6:]))
                 except (httpx.HTTPError, ValueError):
                     pass
+                except NoMatches:  # the TUI is closing: its widgets went while an event came
+                    return
                 await anyio.sleep(1.0)  # the hub went away: try again
 
         def take_event(self, event: dict[str, Any]) -> None:

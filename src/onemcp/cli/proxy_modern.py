@@ -75,7 +75,7 @@ def reply_of(msg: Message, status: int, body: bytes) -> Message:
     """The hub's answer to one POSTed request as the client's reply: its JSON-RPC body, or (an HTTP
     refusal: 401, 403, 502) an error that says why, under the request's id (both eras)."""
     try:
-        doc = jsonrpc.loads(body)  # as every message: an integer past 64 bits stays as written
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         doc = None
     if isinstance(doc, dict) and ("result" in doc or isinstance(doc.get("error"), dict)):

@@ -34,45 +34,21 @@ def loads(raw: bytes | str) -> Any:
     Only then, the stdlib parser reads the message and each such half becomes U+FFFD (what a UTF-8
     decoder makes of it): the message is forwarded, and written, like any other."""
     try:
-        value = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "surrogate in string" not in str(exc):  # not "is not valid UTF-8: surrogates not allowed"
             raise
         return _with_lone_surrogates(raw, exc)
-    return _exactly(raw, value) if _may_be_wide(raw) else value
-
-
-# orjson reads an integer past 64 bits as a float (2**64 + 1 became 1.8446744073709552e19, and a Python
-# server refused it as "not an integer"): the hub would change a number it only forwards. Such an
-# integer has 19 digits or more, which is rare; only then (a digit run that long anywhere, strings and
-# fractions included: about 2 ms a MiB to look for, and a false alarm only costs the slower parser)
-# the stdlib parser reads the message again and keeps it as written (`_integer`).
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_STR_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
-_WIDE = 19
-
-
-def _may_be_wide(raw: bytes | str) -> bool:
-    if isinstance(raw, bytes):
-        return b"0" * _WIDE in raw.translate(_DIGITS_AS_ZERO)
-    return "0" * _WIDE in raw.translate(_STR_DIGITS_AS_ZERO)
-
-
-def _exactly(raw: bytes | str, value: Any) -> Any:
-    try:
-        return json.loads(raw, parse_constant=_refuse_constant, parse_int=_integer, parse_float=_number)
-    except (ValueError, RecursionError):  # what orjson read and the stdlib parser does not: as orjson read it
-        return value
 
 
 def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def _integer(text: str) -> int | orjson.Fragment:
-    """An integer past 64 bits (orjson cannot write one) is kept as written, a JSON fragment."""
+def _integer(text: str) -> int | float:
+    """As orjson reads it: an integer past 64 bits is a float."""
     value = int(text)
-    return value if -(2**63) <= value < 2**64 else orjson.Fragment(text)
+    return value if -(2**63) <= value < 2**64 else float(value)
 
 
 def _number(text: str) -> float:
@@ -238,7 +214,7 @@ def classify(msg: Message) -> Kind:
         if not has_id:
             return "notification"
         rid = msg["id"]
-        if isinstance(rid, float | orjson.Fragment):  # 1e3 and 1.0 are floats; an integer past 64 bits a fragment
+        if isinstance(rid, float):  # orjson reads 1e3, 1.0 and integers past 64 bits as floats
             raise InvalidRequest(
                 'Invalid Request: a number "id" must be an integer of at most 64 bits, written without'
                 " a fraction or an exponent (or send a string)"

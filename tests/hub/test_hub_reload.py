@@ -154,3 +154,30 @@ async def test_a_removed_server_that_lists_again_while_its_calls_drain_is_not_ta
                 assert not hub.catalog.has_lists("gone") and "gone" not in hub.pins.raw
                 assert "gone__late" not in await session.tools()
                 h.upstreams.let_go.set()
+
+
+async def test_a_new_timeout_applies_to_the_next_calls_without_a_restart() -> None:
+    """Raising a server's `timeout` to save a long call restarted the server, cutting that very call off
+    (and the server's state with it): a per-request setting now applies in place (hunt s30/e F5)."""
+    before = {"a": fixture("--name", "a"), "b": fixture("--name", "b")}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(before) as h:
+            hub, session = h.app.hub, await h.session()
+            replies: list[dict[str, Any]] = []
+
+            async def held() -> None:
+                replies.append(await session.ask("tools/call", tool_call("a__hold")))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(held)
+                conn = hub.pool.get("a")
+                assert conn is not None
+                while conn.in_flight == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                plan = await hub.apply_config(config({**before, "a": fixture("--name", "a", timeout=0.5)}))
+                assert plan["updated"] == ["a"] and plan["changed"] == []
+                h.upstreams.let_go.set()
+            assert replies[0]["result"]["content"][0]["text"] == "let go"  # the call in flight was kept
+            assert made(h) == {"a": 1, "b": 1} and hub.pool.get("a") is conn
+            slow = await session.ask("tools/call", tool_call("a__sleep", seconds=3))
+            assert "error" in slow and "0.5" in slow["error"]["message"], slow  # the new timeout

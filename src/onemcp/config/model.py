@@ -6,7 +6,7 @@ substitution and error formatting live in `load`.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -98,9 +98,17 @@ class ServerConfig(_Model):
         | {"pin_tool_definitions"}
     )
 
+    # What applies to the next requests of a running connection: changed, it applies without a restart too.
+    REQUEST_FIELDS: ClassVar[frozenset[str]] = frozenset({"timeout", "max_total_timeout"})
+
     def same_connection(self, other: ServerConfig) -> bool:
-        """Would a connection made for `other` be the one made for this? (View fields aside.)"""
-        return self.model_dump(exclude=set(self.VIEW_FIELDS)) == other.model_dump(exclude=set(self.VIEW_FIELDS))
+        """Would a connection made for `other` be the one made for this? (View and request fields aside.)"""
+        aside = set(self.VIEW_FIELDS | self.REQUEST_FIELDS)
+        return self.model_dump(exclude=aside) == other.model_dump(exclude=aside)
+
+    def request_settings(self) -> dict[str, Any]:
+        """The values of `REQUEST_FIELDS`, to give a running connection (`model_copy(update=...)`)."""
+        return {field: getattr(self, field) for field in self.REQUEST_FIELDS}
 
     command: str | None = None
     args: list[str] = []

@@ -59,7 +59,7 @@ from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
 from onemcp.upstream.oauth.registry import UpstreamAuth
-from onemcp.upstream.pool import CHANGED, REMOVED, Pool
+from onemcp.upstream.pool import CHANGED, REMOVED, Pool, retime
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
 from onemcp.upstream.user_secrets import UserSecrets
 
@@ -396,6 +396,12 @@ class Hub:
             self.sessions.limits = new.hub.limits
             HITS.interval = new.hub.limits.log_interval
         self._place_servers()  # what each client may reach changes now, not once removed servers' calls drained
+        for name in change.updated:  # a new timeout applies to the next calls of its running connections
+            settings = new.enabled[name].request_settings()
+            self.pool.take_request_settings(name, settings)
+            for conn in self.isolated.connections():
+                if conn.name == name:
+                    retime(conn, settings)
         self.refresh_views()  # announces what each client sees change
         await self._reload_templates(old_templates)
         for name in [*change.removed, *change.restarted]:  # sessions' own connections drain like the shared one

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -238,6 +238,16 @@ class Pool:
             member.conn.fail_pending(reason, closed=False)  # a clear error, not "connection closed"
             member.scope.cancel()
 
+    def take_request_settings(self, name: str, settings: dict[str, Any]) -> None:
+        """The server's per-request settings changed (`ServerConfig.REQUEST_FIELDS`): every member's
+        connection uses them from its next request, and a restart after a crash keeps them."""
+        slot = self.slots.get(name)
+        for member in slot.members if slot is not None else []:
+            member.config = member.config.model_copy(update=settings)
+            if member.server_config is not None:
+                member.server_config = member.server_config.model_copy(update=settings)
+            retime(member.conn, settings)
+
     def busy(self, name: str) -> bool:
         """Is `name` running, stopping, or being restarted?"""
         return name in self.slots or name in self._changing
@@ -410,3 +420,9 @@ class Pool:
                     new_tail.extend(old_tail)
                 slot.status = "running"
                 self.events.on_state(slot.conn)
+
+
+def retime(conn: UpstreamConnection, settings: dict[str, Any]) -> None:
+    """Give a running connection (and its transport) new per-request settings, for its next requests."""
+    conn.config = conn.config.model_copy(update=settings)
+    conn.transport.config = conn.transport.config.model_copy(update=settings)

@@ -331,3 +331,43 @@ def test_the_default_connection_cap_leaves_fds_for_the_upstream_side(monkeypatch
     assert connection_cap(LimitsConfig.model_validate({"maxConnections": 900})) == 900
     monkeypatch.setattr(resource, "getrlimit", lambda _: (30, 30))
     assert connection_cap(LimitsConfig()) == 16  # never fewer
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"])
+async def test_a_client_that_takes_none_of_a_big_reply_is_closed_after_the_send_timeout(connection: str) -> None:
+    """Hunt B (limits): a reply is written whole, and one its client never read was held for as long as the
+    connection stayed open: 60 connections that called a tool answering 20 MB and read nothing held 1.2 GB.
+    Past `sendTimeout` with nothing taken the connection is closed, and what it left unread is dropped; also
+    when the hub was already closing it (`Connection: close`, or the keep-alive timeout 5 s after the reply):
+    a close waits for the buffer to be written, which a peer that never reads never lets happen."""
+    from fixtures.launch import fixture_command
+
+    fx = fixture_command()
+    config = {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}, "onemcp": {"limits": {"sendTimeout": 0.3}}}
+    before = HITS.counts["send_timeout"]
+    async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+        r = await http.post(hub.url, json=INIT, headers=HEADERS)
+        session = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        big = {"name": "blob", "arguments": {"bytes": 32 * 1024 * 1024}}  # more than loopback's buffers take
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": big}
+        body = httpx.Request("POST", hub.url, json=call).content
+        lines = [f"{k}: {v}" for k, v in session.items()] + [
+            f"Content-Length: {len(body)}",
+            f"Connection: {connection}",
+        ]
+        async with await anyio.connect_tcp("127.0.0.1", _port(hub)) as stream:
+            await stream.send(head(*lines) + body)
+            with anyio.fail_after(DEADLINE):
+                while HITS.counts["send_timeout"] == before:  # the client reads nothing meanwhile
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            got = 0
+            with anyio.fail_after(DEADLINE):
+                try:
+                    while True:
+                        got += len(await stream.receive())
+                except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+                    pass
+        assert got < 32 * 1024 * 1024  # closed: the rest of the reply was dropped, not sent
+        echo = {**call, "params": {"name": "echo", "arguments": {"message": "x"}}}
+        r = await http.post(hub.url, json=echo, headers=session)
+        assert r.json()["result"]["content"][0]["text"] == "x"  # the hub serves on

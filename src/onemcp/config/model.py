@@ -335,6 +335,9 @@ class Limits(_Model):
     # one whose body has not all arrived this long after its headers gets 408
     header_timeout: Seconds = Field(10.0, alias="headerTimeout")
     body_timeout: Seconds = Field(30.0, alias="bodyTimeout")
+    # a response the client has taken nothing of this long, while more waits to be written, ends (its
+    # connection is closed): what a client that never reads makes the hub hold is held this long at most
+    send_timeout: Seconds = Field(60.0, alias="sendTimeout")
     # open client connections; beyond, a new one gets 503 and is closed at once
     # (unset: a third of the file descriptors the process may open, at most 10,000)
     max_connections: int | None = Field(None, alias="maxConnections", ge=1)

@@ -4,7 +4,9 @@ Owns what must be decided before the ASGI app sees a request, because by then th
 done: the size of the request line plus headers (counted as bytes arrive, before the parser
 buffers them, so one huge header costs neither memory nor quadratic parsing) and their count
 (431); deadlines for the headers and for the body (408); the number of open connections
-(503, closed at once); transfer codings it cannot decode (501); and the absolute-form request
+(503, closed at once); a client that takes nothing of a response for `sendTimeout` while more waits
+to be written (closed: what it leaves unread is held that long at most); transfer codings it cannot
+decode (501); and the absolute-form request
 target, whose authority replaces `Host` (RFC 9112 §3.2.2) so the Host guard judges the host the
 request really names. Limits are read per connection from the live config (a reload applies to
 new connections). Does not own routing or MCP: everything admitted goes to the app unchanged.
@@ -80,6 +82,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._tail = b""  # the last bytes of the head so far (a terminator may span two reads)
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._unsent = 0  # bytes waiting to be written when the send timer was armed
         self._refused = False
 
     # ------------------------------------------------------------------ connection
@@ -94,7 +98,46 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()  # the linger timer too
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """More waits to be written than the transport's high-water mark: the client must take some within
+        `sendTimeout`. (A reply is written whole, so one a client never reads is held whole: 60 of 20 MB, 1.2
+        GB, for as long as the connections stayed open.)"""
+        super().pause_writing()
+        if self._send_timer is None:
+            self._arm_send_timer()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _arm_send_timer(self) -> None:
+        self._unsent = self.transport.get_write_buffer_size()
+        self._send_timer = self.loop.call_later(self._limits.send_timeout, self._send_timed_out)
+
+    def _send_timed_out(self) -> None:
+        """A slow reader that took some meanwhile gets another period; one that took nothing is closed (also
+        one already closing: a close waits for the buffer to be written, and a peer that never reads keeps
+        its window shut without end, so the keep-alive timeout's close alone would hold the reply for good)."""
+        self._send_timer = None
+        unsent = self.transport.get_write_buffer_size()
+        if unsent == 0:
+            return
+        if unsent < self._unsent:
+            self._arm_send_timer()
+            return
+        hit("send_timeout", "a client took none of a response within %gs: closed", self._limits.send_timeout)
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnected = True  # the app's next receive() says so
+            cycle.message_event.set()
+        self.transport.abort()  # what waits to be written is dropped, not flushed
 
     def data_received(self, data: bytes) -> None:
         if self._refused:

@@ -75,3 +75,6 @@ def test_the_sessions_of_a_hub_keep_at_most_the_total_budget_for_replay_the_busi
     for store in stores:
         store.close()  # sessions end: what they kept no longer counts
     assert budget.bytes == quiet.bytes and budget.holders == {quiet}
+    live.add(BIG)
+    live.add(BIG)  # still written after its session ended: outside any budget, so it keeps only its newest
+    assert len(live.events) == 1 and budget.bytes == quiet.bytes

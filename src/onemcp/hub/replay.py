@@ -128,6 +128,7 @@ class StreamStore:
         self.held(-self.bytes)
         for stream in self._streams.values():
             stream.store = None
+            stream.forgotten = not stream.done  # one still written keeps only its newest event, as when forgotten
         self._streams.clear()
 
     def open(self, prefix: str) -> OutStream:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import httpx
 import pytest
@@ -136,3 +138,21 @@ async def test_a_call_in_the_moment_its_server_s_tools_are_listed_but_it_is_not_
                 r = await http.post(hub.url, json=call, headers=headers("tools/call", "slow__echo"))
                 assert r.status_code == 200 and "result" in r.json(), r.text
                 assert r.json()["result"]["content"][0]["text"] == "waited"
+
+
+async def test_a_clients_log_level_never_narrows_what_a_client_that_set_none_hears() -> None:
+    """hunt-auth F5: a shared upstream was told the most verbose level among the sessions that had set
+    one, so a client that set `emergency` cut off every other line for a client that had set none (which
+    takes all the server sends, as it would directly); each session's own filter stays on the way back."""
+    with anyio.fail_after(10):
+        async with inprocess_hub({"alpha": fixture("--name", "alpha"), "beta": fixture("--name", "beta")}) as h:
+            quiet, picky = await h.session(), await h.session()
+
+            async def told() -> object:
+                reply = await picky.ask("tools/call", tool_call("alpha__whoami"))
+                return json.loads(reply["result"]["content"][0]["text"])["logLevel"]
+
+            assert (await picky.ask("logging/setLevel", {"level": "emergency"}))["result"] == {}
+            assert await told() == "debug"  # `quiet` takes everything
+            assert (await quiet.ask("logging/setLevel", {"level": "warning"}))["result"] == {}
+            assert await told() == "warning"  # now every session named a level: the most verbose of them

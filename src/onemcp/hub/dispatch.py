@@ -360,9 +360,11 @@ class Dispatcher:
             await self._quiet_request(conn, "logging/setLevel", {"level": level})
 
     def _wanted(self, server: str) -> int:
-        """The most verbose log level a session reaching `server` asked for (as an index of LOG_LEVELS)."""
-        sessions = [s for s in self.sessions if s.log_level and s.access.reach.touches(server)]
-        levels = [LOG_LEVELS.index(str(s.log_level)) for s in sessions]
+        """The most verbose log level a session reaching `server` wants (as an index of LOG_LEVELS). A
+        legacy-era session that set no level takes every line the server sends, as it would directly:
+        it wants them all, so another client's level never narrows what it hears."""
+        sessions = [s for s in self.sessions if (s.log_level or not s.ephemeral) and s.access.reach.touches(server)]
+        levels = [LOG_LEVELS.index(str(s.log_level)) if s.log_level else 0 for s in sessions]
         return min(levels, default=LOG_LEVELS.index("info"))
 
     async def _tasks_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:

@@ -160,7 +160,7 @@ class Call:
                     RelatedBytes.change(self._charge, -size)
                 return msg, False
             if self._final is not None:
-                if self.after:
+                if self.after and self._final is not CANCELLED:  # a cancelled call ends at once
                     with anyio.move_on_after(RELIST_WAIT):
                         for relisted in self.after:
                             await relisted.wait()

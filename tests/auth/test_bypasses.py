@@ -453,7 +453,7 @@ async def test_subscriptions_survive_a_restart_of_their_server(tmp_path: Path) -
             }
             assert "result" in (await http.post(hub.url, json=sub, headers=headers)).json()
             before = hub.app.hub.pool.get("demo")
-            servers["demo"]["timeout"] = 45  # a connection setting: the server restarts
+            servers["demo"]["env"] = {"ONEMCP_TEST_RESTART": "1"}  # a connection setting: the server restarts
             path.write_text(json.dumps(config))
             while (now := hub.app.hub.pool.get("demo")) is None or now is before or now.state != "ready":
                 await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the restart)

@@ -44,21 +44,23 @@ async def running_hub(
     sock.listen(128)
     port = sock.getsockname()[1]
     public = f"http://{public_host}:{port}/mcp"
-    app = OneMcpApp(HubConfig.model_validate(config), config_path=config_path, public_url=public)
-    server = HubServer(app.server_config())
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-        hub = RunningHub(app, f"http://127.0.0.1:{port}", server)
-        if wait:
-            await hub.wait_ready()
-        try:
-            yield hub
-        finally:
-            server.should_exit = True
-    sock.close()
+    try:
+        app = OneMcpApp(HubConfig.model_validate(config), config_path=config_path, public_url=public)
+        server = HubServer(app.server_config())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(10):
+                while not server.started:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            hub = RunningHub(app, f"http://127.0.0.1:{port}", server)
+            if wait:
+                await hub.wait_ready()
+            try:
+                yield hub
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()  # a failed test too: else its garbage collection fails another test (ResourceWarning)
 
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}

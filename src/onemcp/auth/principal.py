@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from onemcp.catalog.reach import EVERYTHING, Reach
@@ -33,7 +34,7 @@ class Principal:
     expires: float | None = None  # unix time
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property  # asked several times a request
     def key(self) -> str:
         """Who, with which scopes: what a session or a parked call is bound to. A token of the same
         subject with other scopes (a narrower one, say) is another requester. A space or `%` inside the

@@ -170,6 +170,8 @@ class StreamStore:
         """Forget the oldest events (oldest streams first) until at most `target` bytes are kept, but not
         the newest event of a live stream (a client following it has yet to read it). Forgot any?"""
         before = self.bytes
+        if before <= target:
+            return False  # the usual case, on every event kept: no copy of the streams
         for stream in list(self._streams.values()):
             if self.bytes <= target:
                 break

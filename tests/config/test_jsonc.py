@@ -160,3 +160,15 @@ def test_any_change_of_any_document_reads_back_and_keeps_its_own_comment_lines(
     assert kept == [note for note in notes if note in kept]  # none made up, none moved
     if all(after.get(key, ...) == value for key, value in before.items()):  # only added to: all of them stay
         assert kept == notes
+
+
+def test_an_entry_that_loses_some_members_and_gains_others_keeps_the_rest_as_written() -> None:
+    """Before, any object that both lost and gained a member was written anew, comments inside it gone."""
+    text = (
+        '{\n  "mcpServers": {\n    "git": {\n      "command": "uvx",  // pinned below\n'
+        '      "args": ["mcp-server-git"],\n      // "cwd": "/src",\n      "env": {"A": "1"}\n    }\n  }\n}\n'
+    )
+    out = edited(text, lambda d: d["mcpServers"]["git"].pop("env") and d["mcpServers"]["git"].update(timeout=30))
+    assert comments(out) == comments(text)
+    assert '"command": "uvx",  // pinned below\n      "args": ["mcp-server-git"],' in out
+    assert '"env"' not in out and '"timeout": 30' in out

@@ -71,7 +71,26 @@ class _Edits:
 
 
 def patch(text: str, before: Any, after: Any) -> str:
-    """`text` (a JSONC document whose value is `before`) edited to hold `after`."""
+    """`text` (a JSONC document whose value is `before`) edited to hold `after`.
+
+    Members that go are cut first, in a pass of their own, and the rest is added or changed in a second:
+    so an object that loses some members and gains others is still edited member by member (one that
+    keeps none of them is written anew)."""
+    cut = _cut_only(before, after)
+    if cut != before and cut != after:
+        return _patch(_patch(text, before, cut), cut, after)
+    return _patch(text, before, after)
+
+
+def _cut_only(before: Any, after: Any) -> Any:
+    """`before` without the object members `after` has not (at every depth), nothing else changed; an
+    object that keeps none of its members is left whole (it is written anew in the second pass)."""
+    if not isinstance(before, dict) or not isinstance(after, dict) or (before and not before.keys() & after.keys()):
+        return before
+    return {key: _cut_only(value, after[key]) for key, value in before.items() if key in after}
+
+
+def _patch(text: str, before: Any, after: Any) -> str:
     root = parse(text)
     unit = re.search(r"\n([ \t]+)\S", text)
     edits = _Edits(text, unit.group(1) if unit else "  ", "\r\n" if "\r\n" in text else "\n")
@@ -175,7 +194,7 @@ def _change(edits: _Edits, node: Node, before: Any, after: Any) -> None:
         return
     gone = [m for m in node.members if m.key not in after]
     added = {k: v for k, v in after.items() if k not in before}
-    if (gone and added) or set(before) != set(members):  # not an edit member by member: anew
+    if (gone and added) or set(before) != set(members):  # replaced whole, or duplicate keys: anew
         edits.put(node.start, node.end, _render(edits, after, node))
         return
     for member in gone:

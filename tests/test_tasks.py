@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -325,3 +326,76 @@ async def test_a_task_a_validating_client_would_refuse_is_an_error_naming_the_se
     assert [t["taskId"] for t in listed["result"]["tasks"]] == [fine["taskId"]]  # on its third page
     GetTaskResult.model_validate(fine_got["result"])  # what the hub passes, a validating client reads
     ListTasksResult.model_validate(listed["result"])
+
+
+async def _answer_elicitations(stream: Any, s: Any, asked: list[dict[str, Any]]) -> None:
+    """Answer each elicitation/create a session's GET stream carries, noting it."""
+    while True:
+        msg = await stream.message()
+        if msg.get("method") == "elicitation/create":
+            asked.append(msg)
+            await s.post({"jsonrpc": "2.0", "id": msg["id"], "result": {"action": "accept", "content": {"c": "x"}}})
+
+
+@pytest.mark.parametrize("untagged", [False, True])
+async def test_a_tasks_request_after_its_call_returned_never_reaches_another_session(untagged: bool) -> None:
+    # the task's call has returned, so no call is in flight: its elicitation went to the only session that
+    # could answer, another client's, whose answer became this client's result
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            maker, other = await h.session(), await h.session(capabilities={"elicitation": {}})
+            asked: list[dict[str, Any]] = []
+            async with other.listen() as stream, anyio.create_task_group() as tg:
+                tg.start_soon(_answer_elicitations, stream, other, asked)
+                arguments = {"untagged": True} if untagged else {}
+                created = await maker.ask("tools/call", {**tool_call("a__elicit", **arguments), "task": {"ttl": 60000}})
+                result = await maker.ask("tasks/result", {"taskId": created["result"]["task"]["taskId"]})
+                tg.cancel_scope.cancel()
+            assert asked == []
+            assert "error" in result, result  # the maker's client could not answer, and no other did
+
+
+async def test_a_request_naming_its_task_reaches_the_tasks_session_with_the_id_it_knows() -> None:
+    # two sessions could answer: the task named in _meta says which (before: "cannot tell which client")
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            maker = await h.session(capabilities={"elicitation": {}})
+            other = await h.session(capabilities={"elicitation": {}})
+            mine: list[dict[str, Any]] = []
+            theirs: list[dict[str, Any]] = []
+            async with maker.listen() as one, other.listen() as two, anyio.create_task_group() as tg:
+                tg.start_soon(_answer_elicitations, one, maker, mine)
+                tg.start_soon(_answer_elicitations, two, other, theirs)
+                created = await maker.ask("tools/call", {**tool_call("a__elicit"), "task": {"ttl": 60000}})
+                tid = created["result"]["task"]["taskId"]
+                result = await maker.ask("tasks/result", {"taskId": tid})
+                tg.cancel_scope.cancel()
+            assert result["result"]["structuredContent"] == {"action": "accept", "content": {"c": "x"}}, result
+            assert theirs == [] and len(mine) == 1
+            assert mine[0]["params"]["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": tid}
+
+
+async def test_a_task_of_a_server_the_sessions_view_no_longer_shows_is_not_listed(tmp_path: Path) -> None:
+    config = {
+        "mcpServers": {"a": {**stdio("--tasks"), "tags": ["x"]}, "b": {**stdio(), "tags": ["y"]}},
+        "onemcp": {"searchCache": False},
+    }
+    (tmp_path / "mcp.json").write_text(orjson.dumps(config).decode())
+    presets = tmp_path / "presets.json"
+    presets.write_text('{"presets": {"p": {"filter": "x or y"}}}')
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=tmp_path / "mcp.json") as hub, httpx.AsyncClient() as http:
+            url = hub.url + "?preset=p"
+            r = await http.post(url, json=INIT, headers=HEADERS)
+            headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            call = req("tools/call", name="a__sleep", arguments={"seconds": 30}, task={"ttl": 60000})
+            tid = (await http.post(url, json=call, headers=headers)).json()["result"]["task"]["taskId"]
+            listed = (await http.post(url, json=req("tasks/list"), headers=headers)).json()["result"]["tasks"]
+            assert [t["taskId"] for t in listed] == [tid]
+            presets.write_text('{"presets": {"p": {"filter": "y"}}}')
+            assert hub.app.reloader is not None
+            hub.app.reloader.load_presets()  # as the file watcher does
+            got = (await http.post(url, json=req("tasks/get", taskId=tid), headers=headers)).json()
+            assert got["error"]["message"] == f"Task not found: {tid}"
+            listed = (await http.post(url, json=req("tasks/list"), headers=headers)).json()["result"]["tasks"]
+            assert listed == []  # as tasks/get says: out of its view

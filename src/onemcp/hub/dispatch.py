@@ -368,10 +368,10 @@ class Dispatcher:
         return min(levels, default=LOG_LEVELS.index("info"))
 
     async def _tasks_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        """Every upstream's tasks that this session created (one complete page)."""
+        """Every upstream's tasks that this session created, of servers it still reaches (one complete page)."""
         if params.get("cursor") is not None:
             raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
-        return {"tasks": await self.tasks.list_for(session.id)}
+        return {"tasks": await self.tasks.list_for(session.id, session.access.reach.touches)}
 
     @staticmethod
     async def _quiet_request(conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:

@@ -234,7 +234,7 @@ class Forwarder:
             for status in self.tasks.record(conn, session.id, result):  # sent before this reply: held till now
                 session.post(status)
         elif method.startswith("tasks/"):
-            msg["result"] = self.tasks.rewrite(conn, result)
+            msg["result"] = self.tasks.rewrite(conn, result, result=method == "tasks/result")
         return msg
 
 

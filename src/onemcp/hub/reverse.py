@@ -72,9 +72,17 @@ class ReversePath:
 
     # ------------------------------------------------------------------ requests
     def _target(
-        self, conn: UpstreamConnection, call: Call | None, needed: str | None
+        self, conn: UpstreamConnection, call: Call | None, needed: str | None, msg: Message
     ) -> tuple[Session | None, Call | None]:
         """The session (and the call, to relate to) a server->client request belongs to."""
+        task = None if isinstance(conn.owner, Session) else self.tasks.named(conn, msg)
+        if task is not None:
+            # It names a task (one running after its call returned): that task's session alone may answer,
+            # whatever call is in flight (another principal's client never answers for a task it did not make)
+            if call is not None and isinstance(call.origin, Session) and call.origin.id == task.session_id:
+                return call.origin, call
+            owner = self.sessions.get(task.session_id)
+            return (owner if owner is not None and owner.access.reach.touches(conn.name) else None), None
         if call is not None and isinstance(call.origin, Session):
             return call.origin, call
         if isinstance(conn.owner, Session):
@@ -85,12 +93,13 @@ class ReversePath:
             if s.initialized and needed in s.client_capabilities and s.access.reach.touches(conn.name)
         ]
         callers = conn.origins()
-        if callers:
-            # Calls are in flight but the request names none of them: it is one of theirs, so it
-            # may go only to a session with a call in flight, and only when that is one session
-            # (another principal's client must never answer for a call it did not make).
-            candidates = [s for s in candidates if s in callers]
-            if len({id(c) for c in callers}) > 1:
+        running = self.tasks.running_for(conn)  # sessions whose tasks there may still ask, naming no call
+        if callers or running:
+            # Calls or tasks are under way but the request names none of them: it is one of theirs, so it
+            # may go only to a session with one under way, and only when that is one session
+            # (another principal's client must never answer for a call or task it did not make).
+            candidates = [s for s in candidates if s in callers or s.id in running]
+            if len({c.id if isinstance(c, Session) else str(id(c)) for c in callers} | running) > 1:
                 candidates = []
         return (candidates[0] if len(candidates) == 1 else None), None
 
@@ -100,7 +109,7 @@ class ReversePath:
         needed = REVERSE_CAPABILITY.get(method)
         if conn.owner is None and needed is not None:
             conn.asks_clients = True  # isolation "auto": the next calls of sessions that can be asked go apart
-        session, call = self._target(conn, call, needed)
+        session, call = self._target(conn, call, needed, msg)
         if session is not None and session.ephemeral and call is None:
             # A 2026-07-28 client takes input only as the result of one of its calls.
             why = f"{method} is not related to a call of a 2026-07-28 client"
@@ -133,8 +142,8 @@ class ReversePath:
                 else f'set "isolation": "auto" or "session" on {conn.name!r} to give each client its own connection'
             )
             why = (
-                f"onemcp cannot tell which client {method} is for: several clients' calls are in flight on the "
-                f"shared connection to {conn.name!r}, or no client that can answer it is connected; {hint}"
+                f"onemcp cannot tell which client {method} is for: several clients' calls or tasks are under way on "
+                f"the shared connection to {conn.name!r}, or no client that can answer it is connected; {hint}"
             )
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
         limit = self.limits().max_pending_client_requests_per_session
@@ -182,6 +191,8 @@ class ReversePath:
 
     def _outgoing(self, conn: UpstreamConnection, session: Session, msg: Message) -> Message:
         params = msg.get("params")
+        if isinstance(params, dict) and self.tasks.named(conn, msg) is not None:  # the task id the client knows
+            msg = {**msg, "params": (params := self.tasks.rewrite(conn, params))}
         if msg.get("method") == "elicitation/create" and isinstance(params, dict):
             upstream_eid = params.get("elicitationId")
             if isinstance(upstream_eid, str):
@@ -254,7 +265,7 @@ class ReversePath:
         elif method == "notifications/tasks/status":
             owner = self.tasks.owner(conn, params.get("taskId"))
             task_session = self.sessions.get(owner[0]) if owner is not None else None
-            if task_session is not None:
+            if task_session is not None and task_session.access.reach.touches(conn.name):  # its view may narrow
                 task_session.post({**msg, "params": self.tasks.rewrite(conn, params)})
             elif owner is None and not self.tasks.hold(conn, msg):  # a task whose creating reply is still to come
                 log.debug("upstream %s: a task status naming no task", conn.name)
@@ -273,7 +284,13 @@ class ReversePath:
             if call.origin.wants_log(level):
                 call.push(msg)
             return
-        owners = [conn.owner] if isinstance(conn.owner, Session) else self._audience(conn)
+        task = None if isinstance(conn.owner, Session) else self.tasks.named(conn, msg)
+        if task is not None:  # a line about a task: its session's alone
+            task_session = self.sessions.get(task.session_id)
+            owners = [task_session] if task_session is not None else []
+            msg["params"] = self.tasks.rewrite(conn, msg["params"])
+        else:
+            owners = [conn.owner] if isinstance(conn.owner, Session) else self._audience(conn)
         unheard = 0
         for session in owners:
             if session.initialized and session.wants_log(level) and session.access.reach.touches(conn.name):

@@ -12,7 +12,9 @@ another session's) and hub-wide (beyond `MAX_TASKS` the session holding the most
 session's tasks are forgotten when it ends. `tasks/list` reads every page of each connection's
 list (at most `LIST_PAGES`) and withholds an entry a validating client would refuse. A server may
 send a task's first `notifications/tasks/status` before the reply that creates it: held (a few, for
-EARLY_SECONDS) until that reply names its session, then sent there.
+EARLY_SECONDS) until that reply names its session, then sent there. A server's request or log line that
+names a task (`_meta` related-task) belongs to that task's session (`named`); one that names neither a call
+nor a task may be for any session whose task on that connection has not been seen to end (`running_for`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +46,11 @@ EARLY_STATUS = 256  # hub-wide: status notifications held for tasks whose creati
 EARLY_PER_TASK = 4  # of one task: its latest
 EARLY_SECONDS = 30.0  # held at most this long (a reply that never comes, or a task the hub never records)
 LIST_PAGES = 100  # of one connection's tasks/list
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
 MADE_ON = re.compile(r"@([0-9a-f]{8})$")  # the replica whose call made a task, at the end of its visible id
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Task:
     """One task an upstream connection created for a session."""
 
@@ -55,6 +59,7 @@ class Task:
     upstream_id: str
     session_id: str
     visible: str
+    ended: bool = False  # seen in a terminal status, or its result was read
 
 
 class TaskRouter:
@@ -181,26 +186,51 @@ class TaskRouter:
         entry = self._by_conn.get(conn, {}).get(upstream_id) if isinstance(upstream_id, str) else None
         return None if entry is None else (entry.session_id, entry.visible)
 
+    def named(self, conn: UpstreamConnection, msg: dict[str, Any]) -> Task | None:
+        """The task of `conn` a message from it says it belongs to (`_meta` related-task), if the hub knows it."""
+        params = msg.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        related = meta.get(RELATED_TASK) if isinstance(meta, dict) else None
+        upstream_id = related.get("taskId") if isinstance(related, dict) else None
+        return self._by_conn.get(conn, {}).get(upstream_id) if isinstance(upstream_id, str) else None
+
+    def running_for(self, conn: UpstreamConnection) -> set[str]:
+        """The sessions with a task on `conn` not yet seen to end: a request of the server that names no call
+        and no task may be for any of them."""
+        return {entry.session_id for entry in self._by_conn.get(conn, {}).values() if not entry.ended}
+
     def _shown(self, conn: UpstreamConnection, upstream_id: str) -> str:
         entry = self._by_conn.get(conn, {}).get(upstream_id)
         return entry.visible if entry is not None else self._visible_id(conn.name, upstream_id)
 
-    def rewrite(self, conn: UpstreamConnection, obj: dict[str, Any]) -> dict[str, Any]:
-        """A task object, task result or status notification params from `conn`, with visible ids."""
+    def rewrite(self, conn: UpstreamConnection, obj: dict[str, Any], *, result: bool = False) -> dict[str, Any]:
+        """A task object, task result (`result`: a tasks/result, so its task has ended) or status
+        notification params from `conn`, with visible ids. Notes the end of a task it says has ended."""
         out = dict(obj)
         tid = out.get("taskId")
         if isinstance(tid, str):
+            if out.get("status") in TERMINAL:
+                self._ended(conn, tid)
             out["taskId"] = self._shown(conn, tid)
         meta = out.get("_meta")
         if isinstance(meta, dict) and isinstance(meta.get(RELATED_TASK), dict):
             related = meta[RELATED_TASK]
             if isinstance(related.get("taskId"), str):
+                if result:
+                    self._ended(conn, related["taskId"])
                 out["_meta"] = {**meta, RELATED_TASK: {**related, "taskId": self._shown(conn, related["taskId"])}}
         return out
 
-    async def list_for(self, session_id: str) -> list[dict[str, Any]]:
-        """Ask each ready connection this session's tasks run on, if it lists tasks; keep this session's."""
-        held = (entry.conn() for entry in self._tasks.get(session_id, OrderedDict()).values())
+    def _ended(self, conn: UpstreamConnection, upstream_id: str) -> None:
+        entry = self._by_conn.get(conn, {}).get(upstream_id)
+        if entry is not None:
+            entry.ended = True
+
+    async def list_for(self, session_id: str, reaches: Callable[[str], bool]) -> list[dict[str, Any]]:
+        """Ask each ready connection this session's tasks run on, if it lists tasks and its server is still in
+        the session's reach (`reaches`: its view or scopes may have changed since); keep this session's."""
+        mine = self._tasks.get(session_id, OrderedDict()).values()
+        held = (entry.conn() for entry in mine if reaches(entry.server))
         targets = {
             conn
             for conn in held
@@ -239,5 +269,7 @@ class TaskRouter:
                     if problem is not None:
                         log.warning("upstream %s: tasks/list entry %s withheld: %s", conn.name, owner[1], problem)
                         continue
+                    if task.get("status") in TERMINAL:
+                        self._ended(conn, task["taskId"])
                     out.append({**task, "taskId": owner[1]})
         return out

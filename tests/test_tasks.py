@@ -399,3 +399,39 @@ async def test_a_task_of_a_server_the_sessions_view_no_longer_shows_is_not_liste
             assert got["error"]["message"] == f"Task not found: {tid}"
             listed = (await http.post(url, json=req("tasks/list"), headers=headers)).json()["result"]["tasks"]
             assert listed == []  # as tasks/get says: out of its view
+
+
+@pytest.mark.parametrize("untagged", [False, True])
+async def test_a_task_whose_session_ended_asks_no_other_session(untagged: bool) -> None:
+    # the session that made the task ended; the task runs on, and what it then asks must not reach another client
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            maker = await h.session()
+            other = await h.session(capabilities={"elicitation": {}})
+            created = await maker.ask("tools/call", {**tool_call("a__sleep", seconds=600), "task": {"ttl": 60000}})
+            conn = h.app.hub.pool.get("a")
+            assert conn is not None
+            assert (await h.client.request("DELETE", headers=maker.headers()))[0].status == 200
+            params: dict[str, Any] = {"message": "m", "requestedSchema": {"type": "object", "properties": {}}}
+            if not untagged:
+                upstream_id = created["result"]["task"]["taskId"].removeprefix("a:")
+                params["_meta"] = {"io.modelcontextprotocol/related-task": {"taskId": upstream_id}}
+            ask = {"jsonrpc": "2.0", "id": 99, "method": "elicitation/create", "params": params}
+            answers: list[Any] = []
+            asked: list[dict[str, Any]] = []
+            async with other.listen() as stream, anyio.create_task_group() as tg:
+
+                async def server_asks() -> None:  # as the task's server would, naming no call
+                    answers.append(await h.app.hub.reverse.request(conn, ask, None))
+                    tg.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    while (msg := await stream.message()).get("method") != "elicitation/create":
+                        pass
+                    asked.append(msg)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                tg.start_soon(server_asks)
+            assert asked == []
+            assert answers[0]["error"]["code"] == -32603, answers

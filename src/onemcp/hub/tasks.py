@@ -9,7 +9,8 @@ names the visible id is ``<server>:<id>``; one session given two equal ids gets 
 on the later ones; replicas sharing a Redis add ``@<replica>`` (`made_on`: another replica's
 tasks/* go there). Bounded per session (beyond `MAX_SESSION_TASKS` a session's own oldest go, never
 another session's) and hub-wide (beyond `MAX_TASKS` the session holding the most loses its oldest); a
-session's tasks are forgotten when it ends. `tasks/list` reads every page of each connection's
+session's tasks are forgotten when it ends (those not seen to end stay routed to it, `MAX_ORPHANS`, so that
+what they ask reaches no one else). `tasks/list` reads every page of each connection's
 list (at most `LIST_PAGES`) and withholds an entry a validating client would refuse. A server may
 send a task's first `notifications/tasks/status` before the reply that creates it: held (a few, for
 EARLY_SECONDS) until that reply names its session, then sent there. A server's request or log line that
@@ -46,6 +47,7 @@ EARLY_STATUS = 256  # hub-wide: status notifications held for tasks whose creati
 EARLY_PER_TASK = 4  # of one task: its latest
 EARLY_SECONDS = 30.0  # held at most this long (a reply that never comes, or a task the hub never records)
 LIST_PAGES = 100  # of one connection's tasks/list
+MAX_ORPHANS = 1_000  # tasks of ended sessions not seen to end: kept so that what they ask goes to no one
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 MADE_ON = re.compile(r"@([0-9a-f]{8})$")  # the replica whose call made a task, at the end of its visible id
 
@@ -68,6 +70,9 @@ class TaskRouter:
         self._tasks: dict[str, OrderedDict[str, Task]] = {}  # session id -> visible id -> task, oldest first
         self._count = 0  # tasks held, all sessions
         self._by_conn: weakref.WeakKeyDictionary[UpstreamConnection, dict[str, Task]] = weakref.WeakKeyDictionary()
+        # tasks of ended sessions not seen to end, oldest first: still routed, so that what they ask or say
+        # reaches no other session (`named`, `running_for`), until they end or MAX_ORPHANS newer push them out
+        self._orphans: OrderedDict[int, Task] = OrderedDict()
         self.tag = ""  # this replica's (`replicas`): the ids it shows end with @tag, so that another finds it
         # (id of the connection, upstream task id) -> (the connection, when first held, its status notifications)
         self._early: OrderedDict[tuple[int, str], tuple[weakref.ref[UpstreamConnection], float, list[Any]]] = (
@@ -111,6 +116,8 @@ class TaskRouter:
         stale = known.get(upstream_id)  # the same connection minted it again: the old one is gone
         if stale is not None:
             self._forget(stale.session_id, stale.visible)
+            if self._orphans.pop(id(stale), None) is not None:
+                self._unroute(stale)
         base = self._visible_id(conn.name, upstream_id)
         made_here = f"@{self.tag}" if self.tag else ""
         visible, n = base + made_here, 1
@@ -154,7 +161,12 @@ class TaskRouter:
         if mine is not None:
             self._count -= len(mine)
             for entry in mine.values():
-                self._unroute(entry)
+                if entry.ended:
+                    self._unroute(entry)
+                else:  # it runs on: what it asks is still its ended session's, no one else's
+                    self._orphans[id(entry)] = entry
+            while len(self._orphans) > MAX_ORPHANS:
+                self._unroute(self._orphans.popitem(last=False)[1])
 
     def made_on(self, visible: object) -> str:
         """The other replica whose call made the task `visible` names ("": this one's, or none named)."""
@@ -225,6 +237,8 @@ class TaskRouter:
         entry = self._by_conn.get(conn, {}).get(upstream_id)
         if entry is not None:
             entry.ended = True
+            if self._orphans.pop(id(entry), None) is not None:
+                self._unroute(entry)
 
     async def list_for(self, session_id: str, reaches: Callable[[str], bool]) -> list[dict[str, Any]]:
         """Ask each ready connection this session's tasks run on, if it lists tasks and its server is still in

@@ -435,3 +435,29 @@ async def test_a_task_whose_session_ended_asks_no_other_session(untagged: bool) 
                 tg.start_soon(server_asks)
             assert asked == []
             assert answers[0]["error"]["code"] == -32603, answers
+
+
+async def test_a_tasks_request_naming_nothing_is_not_guessed_to_be_another_sessions_call() -> None:
+    # stdio: a request naming no call is taken to be the one call in flight; here that call is another
+    # session's, and the request is the maker's task's (it names no task): it went to the other client
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            maker = await h.session()
+            other = await h.session(capabilities={"elicitation": {}})
+            conn = h.app.hub.pool.get("a")
+            assert conn is not None
+            seen: list[dict[str, Any]] = []
+            async with anyio.create_task_group() as tg:
+
+                async def others_call() -> None:
+                    async with other.call("tools/call", tool_call("a__sleep", seconds=600)) as response:
+                        seen.append(await response.message())
+                        tg.cancel_scope.cancel()
+
+                tg.start_soon(others_call)
+                while not conn.in_flight:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                made = await maker.ask("tools/call", {**tool_call("a__elicit", untagged=True), "task": {"ttl": 60000}})
+                result = await maker.ask("tasks/result", {"taskId": made["result"]["task"]["taskId"]})
+                tg.cancel_scope.cancel()
+            assert seen == [] and "error" in result, (seen, result)

@@ -84,7 +84,12 @@ class ReversePath:
             owner = self.sessions.get(task.session_id)
             return (owner if owner is not None and owner.access.reach.touches(conn.name) else None), None
         if call is not None and isinstance(call.origin, Session):
-            return call.origin, call
+            # over stdio or legacy SSE the call is only guessed (the one in flight): while another session's
+            # task there may still ask, the request may be that task's, so it is no one's to guess
+            guessed = conn.config.url is None or conn.config.type == "sse"
+            if not guessed or not self.tasks.running_for(conn) - {call.origin.id}:
+                return call.origin, call
+            return None, None
         if isinstance(conn.owner, Session):
             return conn.owner, None  # an isolated connection serves exactly one session
         candidates = [

@@ -461,3 +461,28 @@ async def test_a_tasks_request_naming_nothing_is_not_guessed_to_be_another_sessi
                 result = await maker.ask("tasks/result", {"taskId": made["result"]["task"]["taskId"]})
                 tg.cancel_scope.cancel()
             assert seen == [] and "error" in result, (seen, result)
+
+
+def test_a_task_never_seen_to_end_counts_as_running_only_for_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server need not say a task ended: past its ttl (an hour if none, a day at most) it no longer
+    makes the server's untagged requests no one's to guess."""
+
+    class Catalog:
+        prefixed = True
+
+    router = tasks.TaskRouter(Catalog())  # type: ignore[arg-type]
+
+    class Conn:
+        name = "a"
+
+    conn, now = Conn(), [1000.0]
+    monkeypatch.setattr("onemcp.hub.tasks.time.monotonic", lambda: now[0])
+    for n, ttl in enumerate([60_000, None, 10**12]):
+        router.record(conn, f"s{n}", {"task": {"taskId": f"t{n}", "status": "working", "ttl": ttl}})  # type: ignore[arg-type]
+    assert router.running_for(conn) == {"s0", "s1", "s2"}  # type: ignore[arg-type]
+    now[0] += 61
+    assert router.running_for(conn) == {"s1", "s2"}  # type: ignore[arg-type]
+    now[0] += tasks.RUNNING_DEFAULT
+    assert router.running_for(conn) == {"s2"}  # type: ignore[arg-type]
+    now[0] += tasks.RUNNING_MOST
+    assert router.running_for(conn) == set()  # type: ignore[arg-type]

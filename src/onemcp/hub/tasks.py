@@ -48,6 +48,10 @@ EARLY_PER_TASK = 4  # of one task: its latest
 EARLY_SECONDS = 30.0  # held at most this long (a reply that never comes, or a task the hub never records)
 LIST_PAGES = 100  # of one connection's tasks/list
 MAX_ORPHANS = 1_000  # tasks of ended sessions not seen to end: kept so that what they ask goes to no one
+# how long a task not seen to end is taken to be running: its ttl, at most a day; an hour if it gives none
+# (a server need not say that a task ended, and one never read must not refuse others' requests for ever)
+RUNNING_DEFAULT = 3_600.0
+RUNNING_MOST = 86_400.0
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 MADE_ON = re.compile(r"@([0-9a-f]{8})$")  # the replica whose call made a task, at the end of its visible id
 
@@ -61,6 +65,7 @@ class Task:
     upstream_id: str
     session_id: str
     visible: str
+    until: float  # time.monotonic() after which it is taken to have ended (its ttl), seen or not
     ended: bool = False  # seen in a terminal status, or its result was read
 
 
@@ -125,7 +130,9 @@ class TaskRouter:
         while visible in mine:  # this session's task of another connection has it
             n += 1
             visible = f"{base}~{n}{made_here}"
-        entry = Task(weakref.ref(conn), conn.name, upstream_id, session_id, visible)
+        ttl = task.get("ttl")
+        lasts = min(ttl / 1000, RUNNING_MOST) if isinstance(ttl, int | float) and ttl > 0 else RUNNING_DEFAULT
+        entry = Task(weakref.ref(conn), conn.name, upstream_id, session_id, visible, time.monotonic() + lasts)
         mine[visible] = known[upstream_id] = entry
         self._count += 1
         if len(mine) > MAX_SESSION_TASKS:
@@ -209,7 +216,10 @@ class TaskRouter:
     def running_for(self, conn: UpstreamConnection) -> set[str]:
         """The sessions with a task on `conn` not yet seen to end: a request of the server that names no call
         and no task may be for any of them."""
-        return {entry.session_id for entry in self._by_conn.get(conn, {}).values() if not entry.ended}
+        now = time.monotonic()
+        return {
+            entry.session_id for entry in self._by_conn.get(conn, {}).values() if not entry.ended and entry.until > now
+        }
 
     def _shown(self, conn: UpstreamConnection, upstream_id: str) -> str:
         entry = self._by_conn.get(conn, {}).get(upstream_id)

@@ -371,3 +371,57 @@ async def test_a_client_that_takes_none_of_a_big_reply_is_closed_after_the_send_
         echo = {**call, "params": {"name": "echo", "arguments": {"message": "x"}}}
         r = await http.post(hub.url, json=echo, headers=session)
         assert r.json()["result"]["content"][0]["text"] == "x"  # the hub serves on
+
+
+async def _reply_or_close(stream: SocketStream) -> tuple[int, int]:
+    """(body bytes received, the body's Content-Length) once the reply is whole or the hub closed."""
+    data = b""
+    with anyio.fail_after(DEADLINE):
+        try:
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive()
+            head_part, _, body = data.partition(b"\r\n\r\n")
+            fields = head_part.lower().split(b"\r\n")
+            length = next(int(x.split(b":")[1]) for x in fields if x.startswith(b"content-length"))
+            got = len(body)
+            while got < length:
+                got += len(await stream.receive())
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+            return len(data.partition(b"\r\n\r\n")[2]), -1
+    return got, length
+
+
+async def test_unread_replies_past_the_unsent_budget_close_the_connection_holding_most() -> None:
+    """Hunt B (limits) left open: `sendTimeout` bounds how long an unread reply is held, not how much: 40
+    concurrent 30 MB results read only after 5 s took the hub to an 803 MB peak. Past `maxUnsentBytes` of
+    unread replies, all connections together, the one holding the most is closed (its reply dropped); the
+    other's reply is then sent whole when its client reads, and the hub serves on."""
+    from fixtures.launch import fixture_command
+
+    fx = fixture_command()
+    limits = {"maxUnsentBytes": 4 * 1024 * 1024}  # sendTimeout stays 60 s: only the budget closes
+    config = {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}, "onemcp": {"limits": limits}}
+    before = HITS.counts["unsent_bytes"]
+    async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+        r = await http.post(hub.url, json=INIT, headers=HEADERS)
+        session = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        big = {"name": "blob", "arguments": {"bytes": 24 * 1024 * 1024}}  # more than loopback's buffers take
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": big}
+        body = httpx.Request("POST", hub.url, json=call).content
+        lines = [f"{k}: {v}" for k, v in session.items()] + [f"Content-Length: {len(body)}"]
+        async with (
+            await anyio.connect_tcp("127.0.0.1", _port(hub)) as first,
+            await anyio.connect_tcp("127.0.0.1", _port(hub)) as second,
+        ):
+            await first.send(head(*lines) + body)
+            await second.send(head(*lines) + body)
+            with anyio.fail_after(DEADLINE):
+                while HITS.counts["unsent_bytes"] == before:  # neither client reads meanwhile
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            replies = sorted([await _reply_or_close(first), await _reply_or_close(second)])
+        assert replies[0][1] == -1 and replies[0][0] < 24 * 1024 * 1024  # closed, the rest dropped
+        assert replies[1][0] == replies[1][1] > 24 * 1024 * 1024  # the other one: whole
+        assert HITS.counts["unsent_bytes"] == before + 1
+        echo = {**call, "params": {"name": "echo", "arguments": {"message": "x"}}}
+        r = await http.post(hub.url, json=echo, headers=session)
+        assert r.json()["result"]["content"][0]["text"] == "x"  # the hub serves on

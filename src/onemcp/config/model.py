@@ -338,6 +338,9 @@ class Limits(_Model):
     # a response the client has taken nothing of this long, while more waits to be written, ends (its
     # connection is closed): what a client that never reads makes the hub hold is held this long at most
     send_timeout: Seconds = Field(60.0, alias="sendTimeout")
+    # reply bytes written to clients and not yet taken, all connections together; beyond, the connection
+    # holding the most is closed (what a slow reader makes the hub hold, bounded in bytes as well as time)
+    max_unsent_bytes: int = Field(256 * MiB, alias="maxUnsentBytes", ge=MiB)
     # open client connections; beyond, a new one gets 503 and is closed at once
     # (unset: a third of the file descriptors the process may open, at most 10,000)
     max_connections: int | None = Field(None, alias="maxConnections", ge=1)

@@ -5,8 +5,9 @@ done: the size of the request line plus headers (counted as bytes arrive, before
 buffers them, so one huge header costs neither memory nor quadratic parsing) and their count
 (431); deadlines for the headers and for the body (408); the number of open connections
 (503, closed at once); a client that takes nothing of a response for `sendTimeout` while more waits
-to be written (closed: what it leaves unread is held that long at most); transfer codings it cannot
-decode (501); and the absolute-form request
+to be written (closed: what it leaves unread is held that long at most); the reply bytes all clients
+have left unread together (`maxUnsentBytes`, http/unsent.py: the connection holding the most is
+closed); transfer codings it cannot decode (501); and the absolute-form request
 target, whose authority replaces `Host` (RFC 9112 §3.2.2) so the Host guard judges the host the
 request really names. Limits are read per connection from the live config (a reload applies to
 new connections). Does not own routing or MCP: everything admitted goes to the app unchanged.
@@ -24,6 +25,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from onemcp.config.model import Limits
+from onemcp.http.unsent import UnsentBudget
 from onemcp.observability.limits import hit
 
 CONNECTION_CAP = 10_000  # the default cap is never above this, whatever the fd limit
@@ -69,9 +71,10 @@ def _response(status: int, reason: str, text: str) -> bytes:
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
-    """One client connection. `limits` is set on the subclass `protocol_class` makes."""
+    """One client connection. `limits` and `unsent_budget` are set on the subclass `protocol_class` makes."""
 
     limits: ClassVar[Callable[[], Limits]]
+    unsent_budget: ClassVar[UnsentBudget]  # one per server: all its connections' unsent reply bytes
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -101,6 +104,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None
+        self.unsent_budget.release(self)
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -110,12 +114,33 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().pause_writing()
         if self._send_timer is None:
             self._arm_send_timer()
+        budget = self._limits.max_unsent_bytes
+        dropped = self.unsent_budget.hold(self, self.transport.get_write_buffer_size(), budget)
+        for _ in dropped:  # closed already (this one among them, if it holds the most)
+            hit("unsent_bytes", "clients left more than %d reply bytes unread: closed the one holding most", budget)
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        self.unsent_budget.release(self)
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None
+
+    def unsent(self) -> int:
+        """Reply bytes written to this connection that its client has not taken yet."""
+        return self.transport.get_write_buffer_size()
+
+    def drop_unsent(self) -> None:
+        """Closed at once: what waits to be written is dropped, not flushed; the app's next receive() says
+        the client disconnected."""
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.abort()
 
     def _arm_send_timer(self) -> None:
         self._unsent = self.transport.get_write_buffer_size()
@@ -133,11 +158,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._arm_send_timer()
             return
         hit("send_timeout", "a client took none of a response within %gs: closed", self._limits.send_timeout)
-        cycle = self.cycle
-        if cycle is not None:
-            cycle.disconnected = True  # the app's next receive() says so
-            cycle.message_event.set()
-        self.transport.abort()  # what waits to be written is dropped, not flushed
+        self.drop_unsent()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -284,7 +305,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
 def protocol_class(limits: Callable[[], Limits]) -> type[LimitedHttpProtocol]:
     """A protocol class that reads the limits in force from `limits` (called per connection)."""
-    return type("HubHttpProtocol", (LimitedHttpProtocol,), {"limits": staticmethod(limits)})
+    attributes = {"limits": staticmethod(limits), "unsent_budget": UnsentBudget()}
+    return type("HubHttpProtocol", (LimitedHttpProtocol,), attributes)
 
 
 def server_config(app: Any, limits: Callable[[], Limits], **options: Any) -> uvicorn.Config:

@@ -25,6 +25,7 @@ NAMES = frozenset(
         "header_timeout",  # headers not complete within headerTimeout (408, closed)
         "body_timeout",  # body not complete within bodyTimeout (408)
         "send_timeout",  # a client that took none of a response for sendTimeout: closed
+        "unsent_bytes",  # over maxUnsentBytes of replies unread, all clients together: the largest holder closed
         "body_bytes",  # body over maxBodyBytes (413)
         "connections",  # over maxConnections (503, closed)
         "sessions",  # over maxSessions (503)

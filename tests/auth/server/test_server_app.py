@@ -473,6 +473,15 @@ async def test_unsupported_grant_and_bad_content_type(oauth: Harness) -> None:
     assert r.status_code == 413
 
 
+async def test_every_endpoint_answers_413_to_a_body_too_large(oauth: Harness) -> None:
+    """Hunt B (limits): the consent form's POST to /oauth/authorize answered 400 to a body over the limit,
+    where the other endpoints said 413."""
+    for path in ("/oauth/authorize", "/oauth/token", "/oauth/revoke", "/oauth/register"):
+        r = await oauth.http.post(path, content=b"x" * 70_000, headers={**FORM, "accept": "application/json"})
+        assert r.status_code == 413, (path, r.status_code, r.text)
+        assert r.json()["error"] == "invalid_request"
+
+
 # -------------------------------------------------------- client authentication
 async def test_confidential_client_authenticates_basic_or_post(oauth: Harness) -> None:
     client = await oauth.register(token_endpoint_auth_method="client_secret_basic")

@@ -362,7 +362,7 @@ class OAuthServer:
         try:
             params, _ = parse_params((await self._body(scope, receive, form=True)).decode("utf-8", "replace"))
         except OAuthError as exc:
-            await self._refuse(scope, send, exc.description)
+            await self._refuse(scope, send, exc.description, status=exc.status)  # 413 for a body too large
             return
         request_id = params.get("request_id", "")
         now = self.clock()
@@ -526,9 +526,9 @@ class OAuthServer:
         https = scope.get("scheme") == "https" or self.issuer.startswith("https://")
         return f"Path={self.paths['authorize']}; HttpOnly; SameSite=Strict{'; Secure' if https else ''}"
 
-    async def _refuse(self, scope: Scope, send: Send, detail: str, retry: str | None = None) -> None:
-        """400 for an authorization request that cannot be sent back to the client; 429 (`retry`: Retry-After)."""
-        status, error = (400, "invalid_request") if retry is None else (429, "temporarily_unavailable")
+    async def _refuse(self, scope: Scope, send: Send, detail: str, retry: str | None = None, status: int = 400) -> None:
+        """`status` for an authorization request that cannot be sent back to the client; 429 (`retry`: Retry-After)."""
+        status, error = (status, "invalid_request") if retry is None else (429, "temporarily_unavailable")
         extra = [] if retry is None else [(b"retry-after", retry.encode())]
         if "application/json" in (accept := header(scope, b"accept") or "") and "text/html" not in accept:
             await send_json(send, status, {"error": error, "error_description": detail}, [*NO_STORE, *extra])

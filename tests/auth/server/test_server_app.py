@@ -30,6 +30,7 @@ from onemcp.auth.server import authorize as authorize_module
 from onemcp.auth.server import directory as directory_module
 from onemcp.auth.server import shared as shared_state
 from onemcp.auth.server.app import OAuthServer
+from onemcp.auth.server.store import KEEP_ACCESS, KEEP_REFRESH
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.http.asgi import Receive, Scope, Send, send_json
 from support.audit import audit_lines
@@ -533,6 +534,28 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(oauth: Harness) -> N
     # other grants of the same client are untouched
     other = await oauth.tokens(client_id)
     assert await oauth.valid(other["access_token"])
+
+
+async def test_a_grant_keeps_only_its_newest_tokens(oauth: Harness) -> None:
+    """Each refresh left its tokens behind (an access token kept a day past its expiry, a spent refresh token
+    31 days): a client refreshing in a loop grew the store by two rows a refresh, 2,000 rows for 1,000. A
+    grant keeps its newest access tokens (the new one and the one before it, for requests still carrying
+    it) and its newest spent refresh tokens (their reuse still revokes the grant); older ones are unknown."""
+    client_id = (await oauth.register())["client_id"]
+    issued = [await oauth.tokens(client_id)]
+    for _ in range(KEEP_REFRESH + 2):
+        r = await oauth.refresh(client_id, issued[-1]["refresh_token"])
+        assert r.status_code == 200, r.text
+        issued.append(r.json())
+    assert await oauth.valid(issued[-1]["access_token"]) and await oauth.valid(issued[-KEEP_ACCESS]["access_token"])
+    assert not await oauth.valid(issued[-KEEP_ACCESS - 1]["access_token"])
+    assert not await oauth.valid(issued[0]["access_token"])
+    r = await oauth.refresh(client_id, issued[0]["refresh_token"])  # forgotten: unknown, the grant lives on
+    assert r.json() == {"error": "invalid_grant", "error_description": "unknown refresh token"}
+    r = await oauth.refresh(client_id, issued[-KEEP_REFRESH]["refresh_token"])  # spent and kept: a reuse
+    assert r.json()["error_description"] == "refresh token already used; the grant is revoked"
+    r = await oauth.refresh(client_id, issued[-1]["refresh_token"])
+    assert r.json()["error"] == "invalid_grant"
 
 
 async def test_refresh_may_narrow_scopes_but_not_widen_them(oauth: Harness) -> None:

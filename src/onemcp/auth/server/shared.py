@@ -37,7 +37,7 @@ from onemcp.auth.server.authorize import (
     TooManyPending,
 )
 from onemcp.auth.server.grants import Clock
-from onemcp.auth.server.store import ClientRecord, CodeGrant, Grant, Token
+from onemcp.auth.server.store import KEEP_ACCESS, KEEP_REFRESH, ClientRecord, CodeGrant, Grant, Token
 
 PREFIX = "onemcp:oauth:"
 GRACE = 86400.0  # kept this long after expiry, as SQLite's purge does: a replay is recognised, not unknown
@@ -182,9 +182,24 @@ class RedisOAuthStore:
             fields = {"family": family, "client_id": client_id, "scopes": " ".join(token.scopes)}
             pipe.hset(key, mapping=fields | {"resource": resource, "expires": token.expires})
             pipe.expire(key, self._ttl(token.expires))
+            pipe.lpush(f"{PREFIX}issued:{kind}:{family}", token.hash)  # the family's tokens, newest first
             last = max(last, token.expires)
         pipe.expire(family_key, self._ttl(last))  # each rotation issues later tokens, so this only grows
+        for kind in ("access", "refresh"):
+            pipe.expire(f"{PREFIX}issued:{kind}:{family}", self._ttl(last))
         pipe.execute()
+        self._forget_older(family)
+
+    def _forget_older(self, family: str) -> None:
+        """A family keeps only its newest tokens (store.KEEP_ACCESS, KEEP_REFRESH), as in SQLite."""
+        for kind, keep in (("access", KEEP_ACCESS), ("refresh", KEEP_REFRESH)):
+            issued = f"{PREFIX}issued:{kind}:{family}"
+            older = self._redis.lrange(issued, keep, -1)
+            if older:
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.delete(*(f"{PREFIX}{kind}:{h.decode() if isinstance(h, bytes) else h}" for h in older))
+                pipe.ltrim(issued, 0, keep - 1)
+                pipe.execute()
 
     def _grant(self, kind: str, token_hash: str) -> Grant | None:
         found = self._token(keys=[f"{PREFIX}{kind}:{token_hash}"], args=[f"{PREFIX}family:"])

@@ -6,7 +6,9 @@ are stored as SHA-256 hex digests of the random strings handed out, client secre
 
 A *family* is one authorization (a redeemed code) and everything issued from it: the first
 access and refresh tokens and every rotation after. Revoking a family (RFC 7009 on a refresh
-token, reuse of a rotated refresh token, reuse of a code) kills all of its tokens at once.
+token, reuse of a rotated refresh token, reuse of a code) kills all of its tokens at once. A family
+keeps only its newest tokens (`KEEP_ACCESS`, `KEEP_REFRESH`): a client refreshing in a loop must not
+add rows without end until they expire (an access token a day, a spent refresh token 31 days).
 
 One connection in autocommit mode, WAL, every call under a lock: calls are short, so they run
 inline on the event loop (or in a worker thread; both are safe).
@@ -73,6 +75,14 @@ create table if not exists refresh_tokens (
 );
 create index if not exists refresh_by_family on refresh_tokens(family);
 """
+
+
+# Tokens of one family kept, newest first; older ones are forgotten when a newer one is issued (and are
+# then unknown, as if purged). Access: the new one and the one before it, for requests still carrying it
+# (a client refreshes once its token is near expiry, so the older ones have all but expired). Refresh:
+# the live one and the newest spent ones, whose reuse is recognised and revokes the family.
+KEEP_ACCESS = 2
+KEEP_REFRESH = 8
 
 
 def digest(secret: str) -> str:
@@ -277,6 +287,12 @@ class OAuthStore:
                         f"insert into {table} (token_hash, family, client_id, scopes, resource, expires)"
                         " values (?, ?, ?, ?, ?, ?)",
                         (token.hash, family, client_id, " ".join(token.scopes), resource, token.expires),
+                    )
+                for table, keep in (("access_tokens", KEEP_ACCESS), ("refresh_tokens", KEEP_REFRESH)):
+                    self._db.execute(
+                        f"delete from {table} where family = ? and rowid not in"
+                        f" (select rowid from {table} where family = ? order by rowid desc limit ?)",
+                        (family, family, keep),
                     )
                 self._db.execute("commit")
             except BaseException:

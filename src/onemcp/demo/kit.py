@@ -346,6 +346,7 @@ class McpServer:
         if level not in LOG_LEVELS:
             raise JsonRpcError(INVALID_PARAMS, f"Invalid log level: {level!r}")
         call.connection.log_level = level
+        call.connection.heard["logging/setLevel"] = call.connection.heard.get("logging/setLevel", 0) + 1
         return {}
 
     async def _complete(self, call: Call) -> JsonObject:

@@ -105,7 +105,8 @@ class Connection:
         self.client_info: JsonObject | None = None
         self.log_level: str | None = None
         self.subscriptions: set[str] = set()
-        self.heard: dict[str, int] = {}  # notification method -> how many this connection received
+        # notification method (and logging/setLevel, a request) -> how many this connection received
+        self.heard: dict[str, int] = {}
         self.closed = False
         self._next_id = 0
         server.connections.add(self)

@@ -10,6 +10,7 @@ which `Mcp-Param-*` headers a tool's arguments are mirrored in. Does not own any
 
 from __future__ import annotations
 
+import functools
 import logging
 import reprlib
 import weakref
@@ -24,6 +25,7 @@ from onemcp.auth.limits import QuotaBook
 from onemcp.catalog.catalog import Catalog, missing, shown_as
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
+from onemcp.hub.coalesce import Coalescer
 from onemcp.hub.exposure import ToolExposure
 from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.stopping import SHUTTING_DOWN, ShuttingDown
@@ -72,6 +74,9 @@ class Dispatcher:
         self.quotas = QuotaBook(config().hub.auth.quotas)
         self.user_secrets: UserSecrets | None = None  # each principal's values for `${user:NAME}` (the hub's)
         self._levels: weakref.WeakKeyDictionary[UpstreamConnection, str] = weakref.WeakKeyDictionary()  # told
+        # a flood of setLevel / roots/list_changed from clients: one message in flight per upstream connection
+        self.level_sends: Coalescer[UpstreamConnection] = Coalescer()
+        self.roots_sends: Coalescer[UpstreamConnection] = Coalescer()
         self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
         self._own_annotated: weakref.WeakKeyDictionary[Catalog, dict[str, dict[str, str]]] = (
             weakref.WeakKeyDictionary()
@@ -328,8 +333,13 @@ class Dispatcher:
         targets = [c for c in shared if reach.touches(c.name)] + self.isolated.held_by(session.id)
         async with anyio.create_task_group() as tg:
             for conn in targets:
-                tg.start_soon(self._tell_level, conn, self._level_of(conn), True)
+                tg.start_soon(self._retell_level, conn)
         return {}
+
+    async def _retell_level(self, conn: UpstreamConnection) -> None:
+        """Tell `conn` its level again, coalesced: the level is read when the message is sent, so requests
+        that came meanwhile are served by one message with the latest."""
+        await self.level_sends.run(conn, lambda: self._tell_level(conn, self._level_of(conn), again=True))
 
     async def adopt(self, session: Session, level: object, subscriptions: list[tuple[str, str]]) -> None:
         """Another replica changed this session's log level or subscriptions: this copy takes the change,
@@ -405,8 +415,12 @@ class Dispatcher:
         if session is not None:  # the servers its calls may reach: another client's servers keep their roots
             targets = [conn for conn in targets if session.access.reach.touches(conn.name)]
             targets += self.isolated.held_by(session.id, connections.LEGACY_COMPANION, f"user:{session.principal.id}")
-        for conn in targets:
-            try:
-                await conn.notify("notifications/roots/list_changed")
-            except HubError as exc:
-                log.info("roots/list_changed to %s failed: %s", conn.name, exc)
+        for conn in targets:  # coalesced: changes that come while one is being told are one change more
+            await self.roots_sends.run(conn, functools.partial(self._tell_roots, conn))
+
+    @staticmethod
+    async def _tell_roots(conn: UpstreamConnection) -> None:
+        try:
+            await conn.notify("notifications/roots/list_changed")
+        except HubError as exc:
+            log.info("roots/list_changed to %s failed: %s", conn.name, exc)

@@ -1,0 +1,147 @@
+"""A flood of `logging/setLevel` and `roots/list_changed` becomes few messages upstream (hub/coalesce.py).
+
+The gap (hunt B, limits): each client's message was passed on to every upstream it reaches, one for one, so
+a client sending a thousand made a thousand times as many. Now at most one is in flight per upstream
+connection and those arriving meanwhile are served by one more, sent with the state then (the latest
+level); a lone one is sent at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+
+from fixtures.launch import fixture_command
+from onemcp.hub.coalesce import Coalescer
+from support.hub import HEADERS, INIT, running_hub
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 30.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Upstream:
+    """A key whose sends can be held, recording the state each send carried."""
+
+    def __init__(self) -> None:
+        self.state = 0
+        self.sent: list[int] = []
+        self.hold = anyio.Event()
+        self.holding = anyio.Event()
+
+    async def send(self) -> None:
+        self.sent.append(self.state)  # read when sent, as the hub reads the level
+        self.holding.set()
+        await self.hold.wait()
+
+
+async def test_a_lone_request_is_sent_at_once() -> None:
+    coalescer: Coalescer[Upstream] = Coalescer()
+    up = Upstream()
+    up.hold.set()
+    await coalescer.run(up, up.send)
+    await coalescer.run(up, up.send)  # one after the other: each its own
+    assert up.sent == [0, 0]
+
+
+async def test_requests_during_a_send_are_served_by_one_more_with_the_latest_state() -> None:
+    coalescer: Coalescer[Upstream] = Coalescer()
+    up, other = Upstream(), Upstream()
+    other.hold.set()
+    returned: list[int] = []
+
+    async def ask(n: int) -> None:
+        up.state = n
+        await coalescer.run(up, up.send)
+        returned.append(n)
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, 1)
+            await up.holding.wait()
+            for n in range(2, 102):
+                tg.start_soon(ask, n)
+            await anyio.wait_all_tasks_blocked()
+            await coalescer.run(other, other.send)  # another key is not held up by this one
+            assert returned == [] and other.sent == [0]
+            up.hold.set()
+    assert up.sent == [1, 101]  # the first, then one with the latest state for the hundred that waited
+    assert sorted(returned) == list(range(1, 102))  # every caller returned
+
+
+async def test_a_failed_send_is_made_again_for_those_it_would_have_served() -> None:
+    coalescer: Coalescer[Upstream] = Coalescer()
+    up = Upstream()
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await up.hold.wait()
+            raise RuntimeError("the first send failed")
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+
+            async def first() -> None:
+                with pytest.raises(RuntimeError):
+                    await coalescer.run(up, flaky)
+
+            tg.start_soon(first)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(coalescer.run, up, flaky)
+            await anyio.wait_all_tasks_blocked()
+            up.hold.set()
+    assert calls == 2
+
+
+async def _whoami(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> dict[str, Any]:
+    call = {"jsonrpc": "2.0", "id": "w", "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    r = await http.post(url, json=call, headers=headers)
+    seen: dict[str, Any] = orjson.loads(r.json()["result"]["content"][0]["text"])
+    return seen
+
+
+async def test_a_flood_of_set_level_reaches_the_upstream_as_two_messages_with_the_last_level() -> None:
+    fx = fixture_command("--held-levels")
+    config = {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}}  # one server: names unprefixed
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            r = await http.post(hub.url, json=INIT, headers=HEADERS)
+            session = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+            replies: list[dict[str, Any]] = []
+
+            async def set_level(i: int, level: str) -> None:
+                body = {"jsonrpc": "2.0", "id": i, "method": "logging/setLevel", "params": {"level": level}}
+                replies.append((await http.post(hub.url, json=body, headers=session)).json())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(set_level, 1, "debug")
+                while (await _whoami(http, hub.url, session))["heard"].get("logging/setLevel") != 1:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                for i in range(2, 52):
+                    tg.start_soon(set_level, i, "warning")
+                upstream = next(iter(hub.app.hub.pool.connections.values()))
+                waiting = hub.app.hub.dispatcher.level_sends.waiting
+                while waiting(upstream) + (await _whoami(http, hub.url, session))["heard"]["logging/setLevel"] < 51:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (all fifty came)
+                release = {"name": "release_levels", "arguments": {}}
+                await http.post(
+                    hub.url,
+                    json={"jsonrpc": "2.0", "id": 0, "method": "tools/call", "params": release},
+                    headers=session,
+                )
+            assert len(replies) == 51 and all(reply["result"] == {} for reply in replies)
+            seen = await _whoami(http, hub.url, session)
+            assert seen["heard"]["logging/setLevel"] == 2  # was 51
+            assert seen["logLevel"] == "warning"

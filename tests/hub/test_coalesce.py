@@ -3,7 +3,9 @@
 The gap (hunt B, limits): each client's message was passed on to every upstream it reaches, one for one, so
 a client sending a thousand made a thousand times as many. Now at most one is in flight per upstream
 connection and those arriving meanwhile are served by one more, sent with the state then (the latest
-level); a lone one is sent at once.
+level); a lone one is sent at once. And (hunt G) a roots change was told to the upstreams before the
+client's notification was done with: one upstream slow to take it held the client up for its `timeout`
+(60 s by default; over `serve --transport stdio` every later message of the client waited too).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import httpx
 import orjson
 import pytest
 
-from fixtures.launch import fixture_command
-from onemcp.hub.coalesce import Coalescer
+from fixtures.launch import fixture_command, running_http_fixture
+from onemcp.hub.coalesce import Backlog, Coalescer
 from support.hub import HEADERS, INIT, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -104,8 +106,8 @@ async def test_a_failed_send_is_made_again_for_those_it_would_have_served() -> N
     assert calls == 2
 
 
-async def _whoami(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> dict[str, Any]:
-    call = {"jsonrpc": "2.0", "id": "w", "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+async def _whoami(http: httpx.AsyncClient, url: str, headers: dict[str, str], name: str = "whoami") -> dict[str, Any]:
+    call = {"jsonrpc": "2.0", "id": "w", "method": "tools/call", "params": {"name": name, "arguments": {}}}
     r = await http.post(url, json=call, headers=headers)
     seen: dict[str, Any] = orjson.loads(r.json()["result"]["content"][0]["text"])
     return seen
@@ -145,3 +147,80 @@ async def test_a_flood_of_set_level_reaches_the_upstream_as_two_messages_with_th
             seen = await _whoami(http, hub.url, session)
             assert seen["heard"]["logging/setLevel"] == 2  # was 51
             assert seen["logLevel"] == "warning"
+
+
+async def test_a_backlog_returns_at_once_and_sends_what_came_meanwhile_once() -> None:
+    backlog: Backlog[Upstream] = Backlog()
+    up, other = Upstream(), Upstream()
+    other.hold.set()
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            backlog.tg = tg
+            await backlog.mark(up, up.send)
+            await up.holding.wait()  # the send is in flight, held; mark returned before it ended
+            for n in range(1, 101):
+                up.state = n
+                await backlog.mark(up, up.send)  # returns at once
+            await backlog.mark(other, other.send)
+            while backlog.pending(other):  # another key is not held up by this one
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert other.sent == [0] and up.sent == [0]
+            up.hold.set()
+    assert up.sent == [0, 100] and not backlog.pending(up)
+
+
+async def test_a_backlog_outlives_a_send_that_fails() -> None:
+    backlog: Backlog[Upstream] = Backlog()
+    up = Upstream()
+    up.hold.set()
+    sent = 0
+
+    async def broken() -> None:
+        nonlocal sent
+        sent += 1
+        raise RuntimeError("a bug in a send")
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            backlog.tg = tg
+            await backlog.mark(up, broken)
+            while backlog.pending(up):
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            await backlog.mark(up, up.send)  # the task group lives on, and so do the next sends
+    assert sent == 1 and up.sent == [0]
+
+
+async def test_an_upstream_slow_to_take_a_roots_change_holds_up_neither_the_client_nor_the_others() -> None:
+    fx = fixture_command()
+    with anyio.fail_after(DEADLINE):
+        async with running_http_fixture("--http", "--held-roots") as url:
+            servers = {"slow": {"url": url, "timeout": 300}, "fx": {"command": fx[0], "args": fx[1:]}}
+            async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+                r = await http.post(hub.url, json=INIT, headers=HEADERS)
+                session = {
+                    **HEADERS,
+                    "mcp-session-id": r.headers["mcp-session-id"],
+                    "mcp-protocol-version": "2025-11-25",
+                }
+                await http.post(
+                    hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session
+                )
+                changed = {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}
+                for _ in range(20):  # each answered while the slow upstream holds the first (300 s)
+                    assert (await http.post(hub.url, json=changed, headers=session)).status_code == 202
+                slow = hub.app.hub.pool.connections["slow"]
+                heard = await _whoami(http, hub.url, session, "slow__whoami")
+                assert heard["heard"]["notifications/roots/list_changed"] == 1  # the rest wait as one
+                assert (await _whoami(http, hub.url, session, "fx__whoami"))["heard"][
+                    "notifications/roots/list_changed"
+                ] >= 1
+                release = {"name": "slow__release_roots", "arguments": {}}
+                await http.post(
+                    hub.url,
+                    json={"jsonrpc": "2.0", "id": 0, "method": "tools/call", "params": release},
+                    headers=session,
+                )
+                while hub.app.hub.dispatcher.roots_sends.pending(slow):
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                heard = await _whoami(http, hub.url, session, "slow__whoami")
+                assert heard["heard"]["notifications/roots/list_changed"] == 2  # the last change is not lost

@@ -530,8 +530,7 @@ class Hub:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                self.events.tg = tg
-                self.subscriptions.tg = tg
+                self.events.tg = self.subscriptions.tg = self.dispatcher.roots_sends.tg = tg
                 await tg.start(self.pool.run)
                 await tg.start(self.isolated.run)
                 if self.replicas is not None:

@@ -3,7 +3,7 @@
 Owns the three ways a request is answered: here (`ping`, `logging/setLevel`, subscriptions, lists
 from the catalog), routed by name, URI or task id to one upstream (after asking the session's
 access, and charging a tool call to its quota), or fanned out to every ready upstream (`tasks/list`,
-the log level, `roots/list_changed`). A routed request comes back as a `Call` to drive
+the log level, `roots/list_changed`, coalesced: `hub/coalesce.py`). A routed request comes back as a `Call` to drive
 (`hub/forward.py`); the resumption of a parked call is routed here too, and so is the question of
 which `Mcp-Param-*` headers a tool's arguments are mirrored in. Does not own any wire.
 """
@@ -25,7 +25,7 @@ from onemcp.auth.limits import QuotaBook
 from onemcp.catalog.catalog import Catalog, missing, shown_as
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
-from onemcp.hub.coalesce import Coalescer
+from onemcp.hub.coalesce import Backlog, Coalescer
 from onemcp.hub.exposure import ToolExposure
 from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.stopping import SHUTTING_DOWN, ShuttingDown
@@ -76,7 +76,7 @@ class Dispatcher:
         self._levels: weakref.WeakKeyDictionary[UpstreamConnection, str] = weakref.WeakKeyDictionary()  # told
         # a flood of setLevel / roots/list_changed from clients: one message in flight per upstream connection
         self.level_sends: Coalescer[UpstreamConnection] = Coalescer()
-        self.roots_sends: Coalescer[UpstreamConnection] = Coalescer()
+        self.roots_sends: Backlog[UpstreamConnection] = Backlog()  # its `tg` is the hub's, set as it runs
         self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
         self._own_annotated: weakref.WeakKeyDictionary[Catalog, dict[str, dict[str, str]]] = (
             weakref.WeakKeyDictionary()
@@ -415,8 +415,8 @@ class Dispatcher:
         if session is not None:  # the servers its calls may reach: another client's servers keep their roots
             targets = [conn for conn in targets if session.access.reach.touches(conn.name)]
             targets += self.isolated.held_by(session.id, connections.LEGACY_COMPANION, f"user:{session.principal.id}")
-        for conn in targets:  # coalesced: changes that come while one is being told are one change more
-            await self.roots_sends.run(conn, functools.partial(self._tell_roots, conn))
+        for conn in targets:  # in the background: changes that come while one is told are one change more
+            await self.roots_sends.mark(conn, functools.partial(self._tell_roots, conn))
 
     @staticmethod
     async def _tell_roots(conn: UpstreamConnection) -> None:

@@ -208,6 +208,56 @@ async def test_cancelled_request_is_never_answered() -> None:
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the cancel is a notification)
 
 
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+async def test_a_delete_answers_the_session_s_calls_in_flight_and_cancels_them_upstream(
+    era: str, streamed: bool
+) -> None:
+    # A direct SDK server (TypeScript or Python) just ends the reply stream: the client's call then waits
+    # for its own timeout (60 s). The hub answers it at once, and the upstream is told (either era).
+    cmd = fixture_command(*(("--modern-raw",) if era == "modern" else ()))
+    server = {"command": cmd[0], "args": cmd[1:], "protocol": era}
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub({"mcpServers": {"a": server, "b": server}}) as hub,
+            httpx.AsyncClient(timeout=None) as http,
+        ):
+            conn = hub.app.hub.pool.connections["a"]
+            assert conn.era == era
+            headers = await raw_session(http, hub.url)
+            if streamed:  # progress first: the reply is an SSE stream
+                progress = {"steps": 1000, "pause": 0.05}
+                params = {"name": "a__progress", "arguments": progress, "_meta": {"progressToken": 1}}
+            else:
+                params = {"name": "a__sleep", "arguments": {"seconds": 30}}
+            replies: list[httpx.Response] = []
+
+            async def slow_call() -> None:
+                replies.append(await http.post(hub.url, json=req("tools/call", rid=99, **params), headers=headers))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(slow_call)
+                while conn.in_flight == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                assert (await http.delete(hub.url, headers=headers)).status_code == 200
+            reply = replies[0]
+            assert reply.status_code == 200
+            if streamed:
+                assert reply.headers["content-type"].startswith("text/event-stream")
+                last = [line for line in reply.text.splitlines() if line.startswith("data: {")][-1]
+                answer = orjson.loads(last.removeprefix("data: "))
+            else:
+                answer = reply.json()
+            assert answer["id"] == 99 and answer["error"]["code"] == -32000
+            assert "session ended" in answer["error"]["message"]
+            assert conn.in_flight == 0
+            # the upstream stopped the work too
+            other = await raw_session(http, hub.url)
+            running = req("tools/call", name="a__running", arguments={})
+            while (await http.post(hub.url, json=running, headers=other)).json()["result"]["content"][0]["text"] != "0":
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the cancel is a notification)
+
+
 async def test_idle_sessions_expire() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub(config(sessionIdleTimeout=0.2)) as hub, httpx.AsyncClient() as http:

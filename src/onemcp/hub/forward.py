@@ -28,7 +28,7 @@ from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR, URL_ELICITATION_REQUIRED, HubError, UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.call import CANCELLED, Call
+from onemcp.upstream.call import CANCELLED, SESSION_ENDED, Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
 
@@ -93,6 +93,8 @@ class Forwarder:
                         continue
                     if msg is CANCELLED:
                         return None
+                    if msg.get("error") is SESSION_ENDED:  # its session ended: cancelled, and told so
+                        return msg
                     outcome = "error" if "error" in msg else "tool_error" if _tool_error(msg) else "ok"
                     needed = bridge.input_required(msg)
                     if needed is not None and not session.ephemeral:

@@ -29,7 +29,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import InvalidParams, LimitReached
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.methods import LOG_LEVELS
-from onemcp.upstream.call import CANCELLED, Call
+from onemcp.upstream.call import SESSION_ENDED, Call
 from onemcp.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("onemcp.session")
@@ -364,7 +364,8 @@ class Session:
         self.closed = True
         for conn, call in list(self.in_flight.values()):
             conn.abandon(call, "session closed")
-            call.finish(CANCELLED)  # its request ends now, not at the upstream's deadline
+            # its request ends now, with an error that says why, not at the upstream's deadline or the client's
+            call.finish(jsonrpc.error(call.downstream_id, SESSION_ENDED))
         self.in_flight.clear()
         for pending in self.reverse.values():
             pending.done.set()

@@ -80,8 +80,15 @@ class Requester(Protocol):
 
 
 CANCELLED: Message = {"cancelled": True}
-"""What a call is finished with when nobody is to be answered any more (the client cancelled it, or its
-session ended): the downstream request ends without a reply, at once."""
+"""What a call is finished with when nobody is to be answered any more (the client cancelled it): the
+downstream request ends without a reply, at once."""
+
+SESSION_ENDED: dict[str, Any] = {
+    "code": -32000,
+    "message": "the session ended while this request was in flight (it was cancelled upstream)",
+}
+"""The error a call is finished with when its session ends under it (a DELETE, another replica's end of
+it): its request is still open and is answered at once, not left to the client's own timeout."""
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -281,6 +282,28 @@ async def test_upstream_crash_mid_call_gives_error_and_others_keep_serving() -> 
             while "doomed__echo" not in {t.name for t in (await c.list_tools()).tools}:
                 await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
             assert text_of(await c.call_tool("doomed__echo", {"message": "back"})) == "back"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+@pytest.mark.parametrize("flags", [(), ("--http",), ("--http", "--sse-responses"), ("--sse",)])
+async def test_an_upstream_that_dies_mid_call_is_the_same_error_over_every_transport(
+    flags: tuple[str, ...], mode: str
+) -> None:
+    # the same event (the server went away with the call in flight) had been -32603 over Streamable HTTP
+    # and -32000 over stdio and HTTP+SSE
+    with anyio.fail_after(DEADLINE):
+        async with contextlib.AsyncExitStack() as stack:
+            if flags:
+                url = await stack.enter_async_context(running_http_fixture(*flags))
+                doomed = {"url": url, "type": "sse" if "--sse" in flags else "http"}
+            else:
+                doomed = stdio()
+            hub = await stack.enter_async_context(running_hub({"mcpServers": {"s": doomed, "t": stdio()}}))
+            c = await stack.enter_async_context(Client(hub.url, mode=mode, cache=None))
+            with pytest.raises(MCPError) as err:
+                await c.call_tool("s__crash", {})
+            assert err.value.error.code == -32000, err.value.error
+            assert err.value.error.message.startswith("[s] upstream closed: "), err.value.error
 
 
 async def test_many_sessions_share_one_upstream() -> None:

@@ -13,9 +13,9 @@ endpoint turns them into JSON-RPC errors (or HTTP statuses) at one boundary::
     ├── Forbidden                 the principal's scopes do not cover it (-32003; HTTP 403)
     ├── LimitReached              a limit of onemcp.limits refuses it (-32000; HTTP 429, 503 or 409)
     └── UpstreamError             an upstream could not serve the call (-32603, names the server)
-        ├── UpstreamUnavailable   not connected: failed, stopped, starting
-        ├── UpstreamTimeout       the per-server deadline passed
-        └── UpstreamClosed        the connection dropped while the call was in flight
+        ├── UpstreamUnavailable   not connected: failed, stopped, starting (-32000)
+        ├── UpstreamTimeout       the per-server deadline passed (-32001)
+        └── UpstreamClosed        the upstream went away with the call in flight, on any transport (-32000)
 
 Errors the upstream itself answered with are not exceptions: they are forwarded as data.
 """

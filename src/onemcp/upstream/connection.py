@@ -394,7 +394,7 @@ class UpstreamConnection:
         del self._pending[call.hub_id]
         self._settled()
         call.broken = True
-        call.finish(jsonrpc.error(call.downstream_id, UpstreamError(self.name, str(error)).to_error()))
+        call.finish(jsonrpc.error(call.downstream_id, error.for_caller(self.name).to_error()))
 
     async def _resend_after_reinit(self, call: Call, msg: Message, stale: str | None) -> None:
         try:
@@ -402,7 +402,7 @@ class UpstreamConnection:
             await self.transport.send(msg, jsonrpc.dumps(msg))
         except (UpstreamError, TransportError) as exc:
             if self._pending.pop(call.hub_id, None) is not None:
-                err = exc if isinstance(exc, UpstreamError) else UpstreamError(self.name, str(exc))
+                err = exc if isinstance(exc, UpstreamError) else exc.for_caller(self.name)
                 call.finish(jsonrpc.error(call.downstream_id, err.to_error()))
 
     async def _send(self, msg: Message) -> None:
@@ -425,9 +425,9 @@ class UpstreamConnection:
             try:
                 await self.transport.send(msg, body)
             except TransportError as exc:
-                raise UpstreamError(self.name, str(exc)) from None
+                raise exc.for_caller(self.name) from None
         except TransportError as exc:
-            raise UpstreamError(self.name, str(exc)) from None
+            raise exc.for_caller(self.name) from None
 
     def abandon(self, call: Call, reason: str) -> None:
         """The caller gave up (deadline, client cancel): forget it and tell the upstream."""

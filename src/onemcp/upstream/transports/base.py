@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup
 
 from onemcp.config.model import ServerConfig
 from onemcp.observability.limits import count
+from onemcp.protocol.errors import UpstreamClosed, UpstreamError
 from onemcp.protocol.jsonrpc import Message
 
 Deliver = Callable[[Message, "int | str | None"], None]
@@ -89,6 +90,20 @@ logging.getLogger(UPSTREAM).addFilter(_name_record)
 class TransportError(Exception):
     """The transport cannot carry messages (not started, died, refused)."""
 
+    def for_caller(self, server: str) -> UpstreamError:
+        """What the call it could not carry is answered with (-32603, naming the server)."""
+        return UpstreamError(server, str(self))
+
+
+class TransportClosed(TransportError):
+    """The upstream went away: its connection closed before the reply, or is closed, or cannot be made.
+    The same event on every transport (a stdio server that exited, an HTTP server that dropped the
+    connection mid-reply or no longer accepts one, an SSE server's stream that ended): -32000, as the
+    calls a closing connection fails (`UpstreamConnection.fail_pending`) are."""
+
+    def for_caller(self, server: str) -> UpstreamError:
+        return UpstreamClosed(server, str(self))
+
 
 class SessionExpired(TransportError):
     """An HTTP upstream answered 404 for our session: re-initialize and retry."""
@@ -111,6 +126,10 @@ class Transport(ABC):
         self.protocol_version: str | None = None
         # tool name -> {argument: header}: the upstream's x-mcp-header annotations (modern HTTP)
         self.param_names: dict[str, dict[str, str]] = {}
+
+    def gone(self, why: str | None = None) -> TransportClosed:
+        """The upstream went away (`why`); without `why`, nothing more can be sent: it closed, or never opened."""
+        return TransportClosed(why or self.close_reason or "not connected")
 
     def _mark_closed(self, reason: str) -> None:
         if not self.closed.is_set():

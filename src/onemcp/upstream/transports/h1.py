@@ -43,6 +43,11 @@ class UpstreamHttpError(Exception):
         return None
 
 
+class Gone(UpstreamHttpError):
+    """The server closed the connection before the response ended, or cannot be reached (refused, or
+    not made in time): it went away, as opposed to answering something the hub cannot use."""
+
+
 class NoDescriptors(UpstreamHttpError):
     """The hub has no file descriptor left for a socket (EMFILE, ENFILE): a limit of the hub's own,
     not a failure of the upstream."""
@@ -126,7 +131,7 @@ class _Connection(asyncio.Protocol):
             if self._headers_done and not self._delimited:
                 self._finish()  # body delimited by the end of the connection
             else:
-                self._fail(UpstreamHttpError(f"{self.pool.origin} closed the connection before the response ended"))
+                self._fail(Gone(f"{self.pool.origin} closed the connection before the response ended"))
 
     # httptools callbacks ----------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -269,12 +274,12 @@ class Pool:
                     lambda: _Connection(self), self.host, self.port, ssl=self._ssl
                 )
         except TimeoutError:
-            raise UpstreamHttpError(f"connecting to {self.origin} timed out") from None
+            raise Gone(f"connecting to {self.origin} timed out") from None
         except (OSError, ssl.SSLError) as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 hit("file_descriptors", "no file descriptor left to connect to %s", self.origin)
                 raise NoDescriptors(f"the hub has no file descriptor left to connect to {self.origin}") from None
-            raise UpstreamHttpError(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
+            raise Gone(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
         protocol.transport = transport  # uvloop may call connection_made later
         self._open.add(protocol)
         return protocol

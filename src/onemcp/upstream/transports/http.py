@@ -31,7 +31,7 @@ from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.transports.base import Deliver, Fail, ServerLog, SessionExpired, Transport, TransportError
-from onemcp.upstream.transports.h1 import H1Exchange, Pool, UpstreamHttpError
+from onemcp.upstream.transports.h1 import Gone, H1Exchange, Pool, UpstreamHttpError
 from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, one_line, rpc_error, session_gone
 
 GET_RETRY_MAX = 30.0
@@ -262,7 +262,10 @@ class PostExchange(H1Exchange):
     def on_error(self, error: UpstreamHttpError) -> None:
         self.t.log.info("POST %s failed: %s", self.t.url, error)
         self.t.link_failed = not isinstance(error, TooLarge)  # the server may be going away
-        self.error = TransportError(str(error) if isinstance(error, TooLarge) else f"POST failed: {error}")
+        if isinstance(error, Gone):  # mid-reply: the server went away, as a stdio server that exits does
+            self.error = self.t.gone(f"upstream closed: {error}")
+        else:
+            self.error = TransportError(str(error) if isinstance(error, TooLarge) else f"POST failed: {error}")
         self._settle()
 
     def _settle(self) -> None:
@@ -410,7 +413,7 @@ class StreamableHttpTransport(Transport):
     async def _post(self, message: Message, body: bytes, *, retry: bool = True) -> None:
         pool = self._pool
         if pool is None or self.closed.is_set():
-            raise TransportError(self.close_reason or "not connected")
+            raise self.gone()
         if self.auth is not None:
             await self.auth.ensure_fresh()
         is_request = "id" in message and "method" in message
@@ -427,7 +430,7 @@ class StreamableHttpTransport(Transport):
             if (refused := exc.refusal(self.name)) is not None:  # no fd of our own: not the server's fault
                 raise refused from None
             self.abort(f"POST {display_url(self.url)} failed: {exc}")  # the supervisor reconnects, backing off
-            raise TransportError(f"POST failed: {exc}") from None
+            raise (self.gone if isinstance(exc, Gone) else TransportError)(f"POST failed: {exc}") from None
         exchange.conn = conn
         if exchange.done is None:
             self._requests[message["id"]] = exchange

@@ -106,12 +106,12 @@ class MemoryTransport(Transport):
     async def send(self, message: Message, body: bytes) -> None:
         stream = self._to_server
         if stream is None or self.closed.is_set():
-            raise TransportError(self.close_reason or "not connected")
+            raise self.gone()
         try:
             with anyio.fail_after(self.config.timeout):
                 await stream.send(body)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise TransportError(self.close_reason or self._exit or "server stopped") from None
+            raise self.gone(self.close_reason or self._exit or "server stopped") from None
         except TimeoutError:
             raise TransportError("the server is not reading its input") from None
 

@@ -17,8 +17,8 @@ from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.redact import display_url
 from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
-from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
-from onemcp.upstream.transports.h1 import Pool, UpstreamHttpError
+from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportClosed, TransportError
+from onemcp.upstream.transports.h1 import Gone, Pool, UpstreamHttpError
 from onemcp.upstream.transports.http import EventSink, StreamExchange, base_headers, make_pool
 
 if TYPE_CHECKING:  # only as a type: the OAuth client loads when a server uses OAuth
@@ -98,7 +98,7 @@ class SseTransport(Transport):
 
     async def send(self, message: Message, body: bytes, *, retry: bool = True) -> None:
         if self._pool is None or self.endpoint is None or self.closed.is_set():
-            raise TransportError(self.close_reason or "not connected")
+            raise self.gone()
         if self.auth is not None:
             await self.auth.ensure_fresh()
         headers = self._headers("POST", self.endpoint_url, **{"content-type": "application/json"})
@@ -111,6 +111,8 @@ class SseTransport(Transport):
             except BaseException:
                 conn.abort()
                 raise
+        except Gone as exc:  # the server went away
+            raise TransportClosed(f"POST to the message endpoint failed: {exc}") from None
         except UpstreamHttpError as exc:
             raise TransportError(f"POST to the message endpoint failed: {exc}") from None
         if exchange.status == 401 and self.auth is not None:

@@ -334,7 +334,7 @@ class StdioTransport(Transport):
     async def send(self, message: Message, body: bytes) -> None:
         stdin = self._stdin
         if stdin is None or stdin.is_closing() or self.closed.is_set():
-            raise TransportError(self.close_reason or "not connected")
+            raise self.gone()
         if stdin.get_write_buffer_size() <= WRITE_HIGH_WATER and not self._waiting.locked():
             stdin.write(body + b"\n")  # synchronous: the pipe transport buffers what the child has not read yet
             return
@@ -352,7 +352,7 @@ class StdioTransport(Transport):
                             break
                         await anyio.sleep(0.01)
                     if stdin is None or stdin.is_closing() or self.closed.is_set():
-                        raise TransportError(self.close_reason or "closed")
+                        raise self.gone()
                     stdin.write(body + b"\n")
         except TimeoutError:
             raise TransportError("the server is not reading its input") from None

@@ -129,6 +129,13 @@ def test_timeouts_have_defaults_and_alias() -> None:
     assert config.servers["a"].startup_timeout == 7
 
 
+def test_stream_retry_is_seconds_within_bounds() -> None:
+    assert parse({"mcpServers": {}}).hub.stream_retry == 5.0
+    assert parse({"mcpServers": {}, "onemcp": {"streamRetry": 0.5}}).hub.stream_retry == 0.5
+    for bad in (0, 61, "soon"):
+        assert "onemcp.streamRetry" in error_of({"mcpServers": {}, "onemcp": {"streamRetry": bad}})
+
+
 # ------------------------------------------------------------------------ errors
 def test_not_json_names_the_source() -> None:
     with pytest.raises(ConfigError) as info:

@@ -423,6 +423,27 @@ async def test_get_stream_is_primed_and_resumable() -> None:
             assert msg["method"] == "notifications/tools/list_changed" and event_id != last_id
 
 
+async def test_streams_ask_the_client_to_wait_stream_retry_before_reconnecting() -> None:
+    # 1000 ms had the SDK clients (two attempts that far apart) lose their GET stream for good over an
+    # `onemcp restart`, which keeps the port closed 2-10 s
+    async def priming_retry(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> str:
+        async with http.stream("GET", url, headers={**headers, "accept": "text/event-stream"}) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("retry: "):
+                    return line
+        raise AssertionError("no retry field")
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=None) as http:
+            assert await priming_retry(http, hub.url, await raw_session(http, hub.url)) == "retry: 5000"
+            await hub.app.hub.apply_config(HubConfig.model_validate(config(streamRetry=2.5)))
+            headers = await raw_session(http, hub.url)  # a new session takes it
+            assert await priming_retry(http, hub.url, headers) == "retry: 2500"
+            call = req("tools/call", name="a__progress", arguments={"steps": 1}, _meta={"progressToken": 1})
+            reply = await http.post(hub.url, json=call, headers=headers)
+            assert "retry: 2500" in reply.text.splitlines()  # a POST's reply stream too
+
+
 async def test_a_hub_that_fails_while_serving_is_not_live_and_stops_its_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """A task of the hub ending on an internal error leaves no process that looks healthy with a dead
     hub inside: /health/live says 503 and the server is told to stop, for a supervisor to restart it."""

@@ -381,6 +381,9 @@ class HubSettings(_Model):
     prefix_mode: PrefixMode = Field(PrefixMode.CONDITIONAL, alias="prefixMode")
     max_body_bytes: int = Field(4 * 1024 * 1024, alias="maxBodyBytes", gt=0)
     session_idle_timeout: Seconds = Field(1800.0, alias="sessionIdleTimeout")
+    # How long a client waits to reconnect a dropped SSE stream (the `retry:` of each stream's first event).
+    # The SDKs try twice, this long apart: long enough to carry them over `onemcp restart` (2-10 s).
+    stream_retry: float = Field(5.0, alias="streamRetry", ge=0.1, le=60)
     # A list asked for while upstreams are still starting waits (at most this long) until each was
     # tried, so a client that connects at once does not get an empty list (0: never wait).
     first_list_wait: float = Field(5.0, alias="firstListWait", ge=0, le=300)

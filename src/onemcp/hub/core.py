@@ -94,7 +94,8 @@ class Hub:
         self.exposure = ToolExposure(
             self.catalog, lambda: self.config, lambda: self.preset_exposures, lambda s: reported_name(self.pool.get(s))
         )
-        self.sessions = SessionStore(config.hub.session_idle_timeout, config.hub.limits, on_remove=self._session_gone)
+        self.sessions = SessionStore(0, config.hub.limits, on_remove=self._session_gone)
+        self.sessions.configure(config.hub)
         HITS.interval = config.hub.limits.log_interval
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
         self.tasks = TaskRouter(self.catalog)
@@ -392,8 +393,7 @@ class Hub:
         if change.settings:
             self.catalog.codec = NameCodec(new.hub.separator)
             self.catalog.mode = new.hub.prefix_mode
-            self.sessions.idle_timeout = new.hub.session_idle_timeout
-            self.sessions.limits = new.hub.limits
+            self.sessions.configure(new.hub)
             HITS.interval = new.hub.limits.log_interval
         self._place_servers()  # what each client may reach changes now, not once removed servers' calls drained
         for name in change.updated:  # a new timeout applies to the next calls of its running connections

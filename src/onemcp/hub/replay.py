@@ -26,7 +26,7 @@ MAX_STREAMS = 32
 MAX_BYTES = 8 * 1024 * 1024
 # all sessions' events together: 8 MiB each would let 1,000 sessions of one client hold 8 GB
 TOTAL_BYTES = 256 * 1024 * 1024
-RETRY_MS = 1000
+RETRY_MS = 5000  # the default of `onemcp.streamRetry`
 
 
 class OutStream:
@@ -43,7 +43,8 @@ class OutStream:
 
     def priming(self) -> bytes:
         """The first event: an id to resume from and the reconnection delay, no data."""
-        return f"id: {self.id}-0\nretry: {RETRY_MS}\ndata: \n\n".encode()
+        retry = self.store.retry_ms if self.store is not None else RETRY_MS
+        return f"id: {self.id}-0\nretry: {retry}\ndata: \n\n".encode()
 
     def add(self, msg: Message | bytes) -> bytes:
         self.seq += 1
@@ -106,7 +107,8 @@ class ReplayBudget:
 class StreamStore:
     """A session's resumable streams."""
 
-    def __init__(self, budget: ReplayBudget | None = None) -> None:
+    def __init__(self, budget: ReplayBudget | None = None, retry_ms: int = RETRY_MS) -> None:
+        self.retry_ms = retry_ms  # how long its client waits to reconnect a dropped stream (`retry:`)
         self._streams: dict[str, OutStream] = {}  # oldest first (a plain dict: every session has one)
         self._next = 0
         self.bytes = 0  # of the events kept for replay, all streams

@@ -21,9 +21,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from onemcp.auth.access import Access
 from onemcp.auth.principal import Principal
-from onemcp.config.model import Limits
+from onemcp.config.model import HubSettings, Limits
 from onemcp.hub.own_lists import OwnLists
-from onemcp.hub.replay import ReplayBudget, StreamStore
+from onemcp.hub.replay import RETRY_MS, ReplayBudget, StreamStore
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import InvalidParams, LimitReached
@@ -401,10 +401,15 @@ class SessionStore:
     """
 
     def __init__(
-        self, idle_timeout: float, limits: Limits, on_remove: Callable[[Session, bool], None] | None = None
+        self,
+        idle_timeout: float,
+        limits: Limits,
+        on_remove: Callable[[Session, bool], None] | None = None,
+        stream_retry: float = RETRY_MS / 1000,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.limits = limits  # replaced on reload
+        self.retry_ms = round(stream_retry * 1000)  # `streamRetry`, as its streams' `retry:` gives it
         self.on_remove = on_remove
         self.elsewhere: Elsewhere | None = None  # the other replicas, when there are
         self._sessions: dict[str, Session] = {}
@@ -434,13 +439,19 @@ class SessionStore:
             transport=transport,
             access=access,
             queue_size=self.limits.max_queued_messages,
-            streams=StreamStore(self.replay),
+            streams=StreamStore(self.replay, self.retry_ms),
         )
         if transport == "streamable-http":
             session.elsewhere = self.elsewhere
         self._sessions[session.id] = session
         self._per_principal[key] += 1
         return session
+
+    def configure(self, settings: HubSettings) -> None:
+        """A reload's settings, for the sessions made from now on (and the idle expiry of all)."""
+        self.idle_timeout = settings.session_idle_timeout
+        self.limits = settings.limits
+        self.retry_ms = round(settings.stream_retry * 1000)
 
     def get(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)

@@ -513,3 +513,62 @@ async def test_requests_past_the_cap_out_at_once_are_refused_at_once(monkeypatch
             client.to_server.close()
         tg.cancel_scope.cancel()
     client.close()
+
+
+class StartingHub:
+    """A stand-in hub that answers, but is starting: /health/ready is 503 until `ready` (its upstreams are
+    being tried), then its initialize takes until `answer` (a hub's initialize waits for upstreams too)."""
+
+    def __init__(self) -> None:
+        self.asked = 0  # /health/ready requests
+        self.asked_twice = anyio.Event()
+        self.ready = anyio.Event()
+        self.initializing = anyio.Event()
+        self.answer = anyio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "GET" and scope["path"] == "/health/ready":
+            self.asked += 1
+            if self.asked == 2:
+                self.asked_twice.set()
+            status = 200 if self.ready.is_set() else 503
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        msg = json.loads(await asgi_body(receive))
+        if msg.get("method") != "initialize":
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        self.initializing.set()
+        await self.answer.wait()
+        result = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "late", "version": "1"}}
+        headers = [(b"content-type", b"application/json"), (b"mcp-session-id", b"s" * 32)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        body = json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}).encode()
+        await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_hub_that_answers_but_is_starting_is_waited_for_past_wait() -> None:
+    """--wait is how long the initialize waits for a hub to answer at all. A hub that answers but is still
+    starting (its upstreams, then its own initialize) was cut off at --wait, and the client was told
+    "no onemcp hub answers at URL (start one with `onemcp serve`)" while one did, its session gone."""
+    hub = StartingHub()
+    client = LineClient()
+    async with loopback_asgi(hub) as base, anyio.create_task_group() as tg:
+        bridge = Proxy(Endpoint(f"{base}/mcp"), client.read_line, client.write, wait=0.01)
+        tg.start_soon(bridge.run)
+        with anyio.fail_after(30):
+            reply = client.replies.expect(1)
+            init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}
+            await client.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
+            await hub.asked_twice.wait()  # past --wait, still starting
+            hub.ready.set()
+            await hub.initializing.wait()
+            hub.answer.set()
+            assert (await reply())["result"]["serverInfo"]["name"] == "late"
+            client.to_server.close()
+        tg.cancel_scope.cancel()
+    client.close()

@@ -44,7 +44,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
-from onemcp.cli.proxy_modern import MAX_OUT, STOPPING, Halted, ModernForwarder, busy, is_modern, pause, reply_of
+from onemcp.cli.proxy_modern import MAX_OUT, STOPPING, Halted, ModernForwarder, busy, is_modern, pause, pick, reply_of
 from onemcp.cli.target import Endpoint, TargetError, add_view_flags, resolve, with_exposure
 from onemcp.config.context import Signer, local_signer
 from onemcp.config.paths import resolve_path
@@ -212,23 +212,23 @@ class HubSession:
         replies: list[Message] = []
         delay, sid = BACKOFF[0], ""  # (a reply cut off after the hub answered it has no session id)
         text = f"no onemcp hub answers at {self.url} (start one with `onemcp serve`)"
-        with anyio.move_on_after(self.wait):
-            try:
-                while True:
-                    self._moved()
-                    try:
-                        await self.until_ready()
-                        sid = await self.post(msg, None, self._collect(replies))
-                        break
-                    except (SessionGone, CutOff) as exc:
-                        log.info("waiting for the hub: %s", exc)
-                    await pause(self.halt, delay)
-                    delay = min(delay * 2, BACKOFF[1])
-            except Halted:  # SIGTERM while waiting for the hub: answered now, not after --wait
-                text = f"{STOPPING}: {text}"
-        reply = next((r for r in replies if r.get("id") == msg.get("id")), None)
-        if reply is None and replies and "error" in replies[-1]:
-            reply = {**replies[-1], "id": msg.get("id")}  # refused before the hub read the id (a bad view)
+        deadline = anyio.current_time() + self.wait  # --wait: for a hub to answer; one that answers is waited for
+        try:
+            while True:
+                self._moved()
+                try:  # a hub starting (its upstreams, READY_WAIT at most) or slow to answer is not "no hub"
+                    await self.until_ready()
+                    sid = await self.post(msg, None, self._collect(replies))
+                    break
+                except (SessionGone, CutOff) as exc:
+                    log.info("waiting for the hub: %s", exc)
+                if (left := deadline - anyio.current_time()) <= 0:
+                    break
+                await pause(self.halt, min(delay, left))
+                delay = min(delay * 2, BACKOFF[1])
+        except Halted:  # SIGTERM while waiting for the hub: answered now, not after --wait
+            text = f"{STOPPING}: {text}"
+        reply = pick(replies, msg.get("id"))
         if reply is None:
             await self.write(jsonrpc.error(msg.get("id"), {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             return

@@ -93,6 +93,15 @@ def reply_of(msg: Message, status: int, body: bytes) -> Message:
     return jsonrpc.error(msg.get("id"), {"code": UPSTREAM_UNAVAILABLE, "message": f"hub: HTTP {status}: {text}"})
 
 
+def pick(replies: list[Message], rid: RequestId | None) -> Message | None:
+    """The reply to request `rid` among what its POST brought: the one under its id, else an error the
+    hub sent before it read the id (a bad view), as the reply under it."""
+    reply = next((r for r in replies if r.get("id") == rid), None)
+    if reply is None and replies and "error" in replies[-1]:
+        reply = {**replies[-1], "id": rid}
+    return reply
+
+
 class ModernForwarder:
     def __init__(
         self,

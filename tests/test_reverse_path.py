@@ -281,6 +281,46 @@ async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> No
     assert outcome == ["cancelled"]
 
 
+async def test_an_upstream_that_dies_while_its_request_waits_on_the_client_withdraws_it_there() -> None:
+    # the call's error came, but the client was never told that the sampling request it was still
+    # answering (a user's dialog, a model's turn) was no one's any more
+    import os
+    import signal
+
+    started = anyio.Event()
+    outcome: list[str] = []
+
+    async def sampling(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            outcome.append("cancelled")
+            raise
+        raise AssertionError("unreachable")
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=sampling) as c:
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        with pytest.raises(MCPError) as err:
+                            await c.call_tool("a__sample", {})
+                        assert err.value.error.message.startswith("[a] upstream closed: ")
+
+                    tg.start_soon(call)
+                    await started.wait()
+                    pid = getattr(hub.app.hub.pool.connections["a"].transport, "pid", None)
+                    assert isinstance(pid, int)
+                    os.kill(pid, signal.SIGKILL)
+                while not outcome:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    assert outcome == ["cancelled"]
+
+
 @pytest.mark.parametrize("isolation", ["auto", "session"])
 async def test_a_sessions_own_connection_is_told_its_log_level(isolation: str) -> None:
     """The level was set before the session had a connection of its own: that one is told it too."""

@@ -163,6 +163,7 @@ class ReversePath:
         key = (id(conn), msg["id"])
         related = call if call is not None and not call.done else None
         self._requests[key] = (session, rid, related)
+        why = "the server stopped waiting for it (its connection closed)"
         try:
             if related is not None:
                 related.push(out)
@@ -172,9 +173,14 @@ class ReversePath:
             patience = PARKED_PATIENCE if session.ephemeral else conn.config.timeout
             with anyio.move_on_after(patience):
                 await pending.done.wait()
+            why = f"the client did not answer in time ({patience:g}s)"
         finally:
             session.reverse.pop(rid, None)
             self._requests.pop(key, None)
+            if not pending.done.is_set() and not session.closed and not session.ephemeral:
+                # nobody waits for its answer now (the server went away, or stopped waiting): the client is told,
+                # as when the server withdraws it, so that it stops asking its user or its model
+                self._withdraw(session, rid, related, f"[{conn.name}] {method} withdrawn: {why}")
         if pending.cancelled:
             return None
         if pending.reply is None:
@@ -311,6 +317,15 @@ class ReversePath:
         a shared connection, only its principal's for a principal's own."""
         principal = self.principal_of(conn)
         return [s for s in self.sessions if principal is None or s.principal.id == principal]
+
+    @staticmethod
+    def _withdraw(session: Session, rid: str, related: Call | None, reason: str) -> None:
+        """Tell a client that a request the hub sent it needs no answer any more."""
+        told = jsonrpc.notification("notifications/cancelled", {"requestId": rid, "reason": reason})
+        if related is not None and not related.done:
+            related.push(told)  # where the request went: the call's stream (a client may have no GET stream)
+        else:
+            session.post(told)
 
     def _cancelled(self, conn: UpstreamConnection, params: dict[str, Any]) -> None:
         """The upstream gave up on one of its requests to a client: tell that client, stop waiting."""

@@ -404,3 +404,37 @@ async def test_a_request_state_retried_through_call_tool_resumes_its_call() -> N
             )  # fmt: skip
             r = await http.post(url, json=retry, headers=headers("tools/call", "call_tool"))
             assert "red" in r.text, r.text
+
+
+async def test_a_delete_while_the_bridge_asks_the_client_answers_the_call_session_ended() -> None:
+    """A legacy client's call to a modern upstream, while the hub asks that client for the upstream's
+    input: the client's DELETE answers it as any call its session's end finds in flight (it was -32603
+    'the client did not fulfil sampling/createMessage: no answer')."""
+    import httpx
+
+    from support.hub import HEADERS
+
+    init = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {"sampling": {}},
+        "clientInfo": {"name": "r", "version": "0"},
+    }
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "m__ask_sample", "arguments": {}}}
+    servers = {"m": modern_fixture(protocol="modern"), "other": legacy_fixture()}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=None) as http:
+            r = await http.post(
+                hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}, headers=HEADERS
+            )
+            headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+            messages: list[dict[str, Any]] = []
+            async with http.stream("POST", hub.url, json=call, headers=headers) as reply:
+                async for line in reply.aiter_lines():
+                    if line.startswith("data: {"):
+                        messages.append(json.loads(line[6:]))
+                        if messages[-1].get("method") == "sampling/createMessage":
+                            assert (await http.delete(hub.url, headers=headers)).status_code == 200
+    _asked, answer = messages
+    assert answer["id"] == 9 and answer["error"]["code"] == -32000, answer
+    assert answer["error"]["message"].startswith("the session ended while this request was in flight")

@@ -32,7 +32,14 @@ from typing import Any
 import orjson
 
 from onemcp.hub.session import ReversePending, Session
-from onemcp.protocol.errors import INTERNAL_ERROR, MISSING_CLIENT_CAPABILITY, HubError, InvalidParams, InvalidRequest
+from onemcp.protocol.errors import (
+    INTERNAL_ERROR,
+    MISSING_CLIENT_CAPABILITY,
+    HubError,
+    InvalidParams,
+    InvalidRequest,
+    SessionEnded,
+)
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import REVERSE_CAPABILITY
 from onemcp.upstream.call import Call
@@ -77,6 +84,8 @@ async def ask_client(session: Session, emit: Any, requests: object) -> dict[str,
         finally:
             session.reverse.pop(rid, None)
         reply = pending.reply
+        if reply is None and session.closed:
+            raise SessionEnded(f"the session ended while this request was in flight (its client was asked {method})")
         if reply is None or not isinstance(reply.get("result"), dict):
             err = reply.get("error") if reply is not None else None
             detail = err.get("message") if isinstance(err, dict) else "no answer"

@@ -12,6 +12,7 @@ endpoint turns them into JSON-RPC errors (or HTTP statuses) at one boundary::
     ├── NotFound                  unknown tool / prompt / resource name (-32602)
     ├── Forbidden                 the principal's scopes do not cover it (-32003; HTTP 403)
     ├── LimitReached              a limit of onemcp.limits refuses it (-32000; HTTP 429, 503 or 409)
+    ├── SessionEnded              the client's session ended with the request in flight (-32000)
     └── UpstreamError             an upstream could not serve the call (-32603, names the server)
         ├── UpstreamUnavailable   not connected: failed, stopped, starting (-32000)
         ├── UpstreamTimeout       the per-server deadline passed (-32001)
@@ -100,6 +101,12 @@ class LimitReached(HubError):
         super().__init__(message, data={"limit": limit})
         self.limit = limit
         self.status = status
+
+
+class SessionEnded(HubError):
+    """The client's session ended (its DELETE, its end on another replica) while the request was in flight."""
+
+    code = UPSTREAM_UNAVAILABLE
 
 
 # The HTTP status of a request refused because a template instance it needs may not start (the

@@ -19,6 +19,7 @@ import anyio
 
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import SessionEnded
 from onemcp.protocol.jsonrpc import Message, RequestId
 
 MAX_RELATED = 256
@@ -83,10 +84,9 @@ CANCELLED: Message = {"cancelled": True}
 """What a call is finished with when nobody is to be answered any more (the client cancelled it): the
 downstream request ends without a reply, at once."""
 
-SESSION_ENDED: dict[str, Any] = {
-    "code": -32000,
-    "message": "the session ended while this request was in flight (it was cancelled upstream)",
-}
+SESSION_ENDED: dict[str, Any] = SessionEnded(
+    "the session ended while this request was in flight (it was cancelled upstream)"
+).to_error()
 """The error a call is finished with when its session ends under it (a DELETE, another replica's end of
 it): its request is still open and is answered at once, not left to the client's own timeout."""
 

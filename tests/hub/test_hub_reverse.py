@@ -15,6 +15,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client
+from mcp_types import ListRootsResult, Root
 
 from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
@@ -22,6 +24,8 @@ from onemcp.hub import reverse
 from onemcp.hub.session import Session
 from support.hub import HEADERS, raw_session, running_hub
 from support.inprocess import Json, fixture, inprocess_hub, tool_call
+from support.real_servers import everything_stdio_command
+from support.results import text_of
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 10.0
@@ -236,3 +240,33 @@ async def test_a_principals_own_connection_is_heard_only_by_that_principals_sess
                 assert (await my_stream.receive())["params"]["data"] == "the owner's own"
                 await log(theirs, "beta__log", "shared")  # a shared connection: heard by both
                 assert (await their_stream.receive())["params"]["data"] == "shared"  # and nothing before it
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # roots/list_changed
+async def test_a_clients_roots_do_not_stay_on_the_shared_connection_for_other_clients() -> None:
+    """server-everything keeps the roots it is given per connection. A client's roots/list_changed reaches
+    the shared connection too, whose server asks again outside any call: the hub answers it with none
+    (it once asked the only session that declared roots, whose roots then answered everyone who uses
+    that connection: a client without roots, a 2026-07-28 one, another principal's)."""
+    asked = anyio.Event()
+    times: list[str] = []
+
+    async def roots(context: object) -> ListRootsResult:
+        times.append("asked")
+        if len(times) >= 2:
+            asked.set()
+        return ListRootsResult(roots=[Root(uri="file:///home/alice/secret")])
+
+    cmd = everything_stdio_command()
+    servers = {name: {"command": cmd[0], "args": cmd[1:]} for name in ("every", "other")}
+    with anyio.fail_after(60):
+        async with running_hub({"mcpServers": servers}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, list_roots_callback=roots) as alice:
+                assert "file:///home/alice/secret" in text_of(await alice.call_tool("every__get-roots-list", {}))
+                await alice.send_roots_list_changed()
+                await asked.wait()  # asked again on her own connection: her roots stay hers there
+                assert "file:///home/alice/secret" in text_of(await alice.call_tool("every__get-roots-list", {}))
+            for mode in ("legacy", "2026-07-28"):
+                async with Client(hub.url, mode=mode, cache=None) as bob:  # no roots of his own
+                    seen = text_of(await bob.call_tool("every__get-roots-list", {}))
+                    assert "alice" not in seen and "no roots" in seen, mode

@@ -114,6 +114,17 @@ class ReversePath:
         needed = REVERSE_CAPABILITY.get(method)
         if conn.owner is None and needed is not None:
             conn.asks_clients = True  # isolation "auto": the next calls of sessions that can be asked go apart
+        if (
+            method == "roots/list"
+            and call is None
+            and not conn.origins()
+            and self._shared_by_all(conn)
+            and not (self.tasks.named(conn, msg) or self.tasks.running_for(conn))
+        ):
+            # Part of no call: a client's roots would stay with the server, which answers every caller of
+            # this connection with them (clients without roots, 2026-07-28 ones, other principals). The
+            # connection's own roots are none; a session's own connection asks its client.
+            return jsonrpc.result(None, {"roots": []})
         session, call = self._target(conn, call, needed, msg)
         if session is not None and session.ephemeral and call is None:
             # A 2026-07-28 client takes input only as the result of one of its calls.
@@ -188,6 +199,13 @@ class ReversePath:
                 None, {"code": UPSTREAM_TIMEOUT, "message": f"the client did not answer {method} in time"}
             )
         return pending.reply
+
+    def _shared_by_all(self, conn: UpstreamConnection) -> bool:
+        """Is this a legacy-era connection (whose server keeps what it is told for the connection: a
+        2026-07-28 one is given the roots with each call) that serves the calls of every client (an
+        `auto` server's shared one, or its legacy-era companion), not one session's or principal's?"""
+        shared = conn.owner is None and self.principal_of(conn) is None
+        return shared and conn.era != "modern" and conn.config.isolation == "auto"
 
     def reply(self, session: Session, msg: Message) -> None:
         """A client's reply to a request the hub sent it: the waiting request has its answer."""

@@ -48,6 +48,22 @@ async def test_session_rules() -> None:
             assert r.status_code == 404
 
 
+async def test_a_get_without_a_session_is_405_so_probing_clients_move_on() -> None:
+    """The Vercel AI SDK GETs /mcp before it initializes (a 405 it takes as "no stream", a 400 it
+    reported as an error on every connect); mcp-remote's sse-first falls back to Streamable HTTP
+    only on a 405. With a session the GET is the session's stream, as before."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            r = await http.get(hub.url, headers={"accept": "text/event-stream"})
+            assert r.status_code == 405 and r.headers["allow"] == "POST"
+            assert "/sse" in r.json()["error"]["message"]
+            r = await http.get(hub.url, headers={"accept": "text/event-stream", "mcp-session-id": "nope"})
+            assert r.status_code == 404  # a session that is not (any more) is still told so
+            headers = await raw_session(http, hub.url)
+            async with http.stream("GET", hub.url, headers={**headers, "accept": "text/event-stream"}) as stream:
+                assert stream.status_code == 200
+
+
 async def test_protocol_version_header_is_validated() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub(config()) as hub, httpx.AsyncClient() as http:

@@ -256,6 +256,16 @@ class StreamableHttpEndpoint:
                 send, 406, error_body(INVALID_REQUEST, "Not Acceptable: the GET stream needs Accept: text/event-stream")
             )
             return
+        if asgi.header(scope, b"mcp-session-id") is None:
+            # 405, as 2026-07-28 answers any GET: a client that probes for a stream before it initializes
+            # takes it as "no stream here" (the Vercel AI SDK), one that tries HTTP+SSE first moves on to
+            # Streamable HTTP (mcp-remote's sse-first); a 400 was an error to both.
+            text = (
+                "Method not allowed: a GET stream belongs to a session (send its Mcp-Session-Id);"
+                " the legacy HTTP+SSE transport is at /sse"
+            )
+            await asgi.send_json(send, 405, error_body(INVALID_REQUEST, text), [(b"allow", b"POST")])
+            return
         session = await self._session(scope, send, principal)
         if session is None:
             return

@@ -11,8 +11,10 @@ import anyio
 import pytest
 
 from onemcp.auth.gate import RateLimiter
+from onemcp.config.redis_link import Breaker
 from onemcp.hub.saved import FILE, RedisSessions, SavedSessions
 from support.held_redis import held_redis
+from support.services import NEEDS_REDIS, redis_server
 
 pytestmark = pytest.mark.anyio
 
@@ -115,3 +117,35 @@ async def test_after_a_redis_failure_the_next_requests_do_not_wait_on_redis() ->
             assert await store.load("a" * 32, 60) is None
         assert stub.commands == ["GET", "GET"]
         store.close()
+
+
+@NEEDS_REDIS
+async def test_a_record_written_while_redis_failed_is_written_once_it_answers() -> None:
+    """A session's end (and a new session's record) made while the breaker skips Redis are kept and
+    written once Redis answers: the ended session is not revived from its old record, here or on
+    another replica, and the new one is found there."""
+    with redis_server() as url:
+        now = [0.0]
+        store, other = RedisSessions(url, 60), RedisSessions(url, 60)
+        store.breaker = Breaker(clock=lambda: now[0])
+        with anyio.fail_after(20):
+            store.save("a" * 32, {"principal": "anyone"})
+            await store.flush()
+            assert await other.load("a" * 32, 60) == {"principal": "anyone"}
+            with pytest.raises(OSError):
+                store.breaker.run(_fail)  # Redis failed: writes are skipped for the pause
+            store.delete("a" * 32)  # the client ended it meanwhile
+            store.save("b" * 32, {"principal": "someone"})  # and another began
+            await store.flush()
+            assert await store.load("a" * 32, 60) is None  # not revived here, even before Redis is asked
+            assert await other.load("b" * 32, 60) is None  # not written yet
+            now[0] = 60.0  # the pause is over: the next write (here the flush) writes what was kept
+            await store.flush()
+            assert await other.load("a" * 32, 60) is None  # a tombstone: ended on every replica
+            assert await other.load("b" * 32, 60) == {"principal": "someone"}
+        store.close()
+        other.close()
+
+
+def _fail() -> None:
+    raise OSError("Redis did not answer")

@@ -37,6 +37,7 @@ from onemcp.config import redis_link
 from onemcp.config.model import REDIS_SCHEMES
 
 log = logging.getLogger("onemcp.sessions")
+Write = tuple[str | None, bool, Callable[[], None]]  # (its session, for a record's write; an end?; the write)
 FILE = "sessions.db"
 REDIS_PREFIX = "onemcp:session:"
 FLUSH_LIMIT = 5.0  # seconds `flush` (and closing) waits for the writes before it, at most
@@ -166,19 +167,26 @@ class RedisSessions:
     Never on the event loop: a record is read on a worker thread, and writes (save, last-seen times,
     delete) go, in the order they were made, to one writer thread; `flush` waits for those made so far.
     All go through the Redis link's breaker: after a failure Redis is skipped for a few seconds (a
-    session is then not revived, a write is dropped), so a Redis that does not answer costs a session
-    its survival, never a call, and a dead one costs one request its 1 s deadline, not each.
+    session is then not revived), so a Redis that does not answer never costs a call, and a dead one
+    costs one request its 1 s deadline, not each. A record's write (a save or an end) that Redis missed
+    is kept, the latest per session, and written again once Redis answers (tried every `PAUSE`
+    seconds, and before any later write): a session made while Redis failed reaches the other
+    replicas after all, and one ended meanwhile is not revived from its old record. Last-seen times
+    are not kept (the next expiry round writes them again).
     """
 
-    MAX_PENDING = 10_000  # writes waiting for the writer thread; beyond, dropped (Redis cannot keep up)
+    MAX_PENDING = 10_000  # writes waiting for the writer thread, or kept for Redis; beyond, dropped
 
     def __init__(self, url: str, idle_timeout: float) -> None:
         self.idle_timeout = idle_timeout
         self._errors = redis_link.errors()
         self._redis: Any = redis_link.client(url)
         self.breaker = redis_link.breaker(url)
-        self._writes: queue.Queue[Callable[[], None] | threading.Event | None] = queue.Queue(self.MAX_PENDING)
+        self._writes: queue.Queue[Write | threading.Event | None] = queue.Queue(self.MAX_PENDING)
         self._writer: threading.Thread | None = None
+        # session id -> (an end?, its record's write) that Redis missed, to write again once it answers
+        self._unsent: dict[str, tuple[bool, Callable[[], None]]] = {}
+        self._unsent_lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -191,7 +199,7 @@ class RedisSessions:
     def _ttl(self) -> int:
         return max(1, int(self.idle_timeout + 0.999))
 
-    def _write(self, job: Callable[[], None] | threading.Event | None) -> None:
+    def _write(self, job: Write | threading.Event | None) -> None:
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_all, name="onemcp-session-writes", daemon=True)
             self._writer.start()
@@ -201,22 +209,61 @@ class RedisSessions:
             log.warning("session record not written to Redis: %d writes already wait", self.MAX_PENDING)
 
     def _write_all(self) -> None:
-        """The writer thread: each write in turn, through the breaker."""
-        while (job := self._writes.get()) is not None:
+        """The writer thread: each write in turn, through the breaker; what Redis missed, again once it answers."""
+        while True:
+            try:
+                job = self._writes.get(timeout=redis_link.PAUSE if self._unsent else None)
+            except queue.Empty:
+                self._resend()
+                continue
+            if job is None:
+                return
             if isinstance(job, threading.Event):
+                self._resend()
                 job.set()
                 continue
-            try:
-                self.breaker.run(job)
-            except redis_link.RedisSkipped:
-                pass  # Redis failed a moment ago (and that was said): dropped
-            except self._errors as exc:
-                log.warning("session records not written to Redis: %s", exc)
+            sid, ended, work = job
+            if sid is not None:
+                with self._unsent_lock:
+                    self._unsent.pop(sid, None)  # this write of its record supersedes one Redis missed
+            if self._run(work):
+                self._resend()
+            elif sid is not None:
+                self._keep(sid, ended, work)
+
+    def _run(self, work: Callable[[], None]) -> bool:
+        try:
+            self.breaker.run(work)
+        except redis_link.RedisSkipped:
+            return False  # Redis failed a moment ago (and that was said)
+        except self._errors as exc:
+            log.warning("session records not written to Redis (kept, to write when it answers): %s", exc)
+            return False
+        return True
+
+    def _keep(self, sid: str, ended: bool, work: Callable[[], None]) -> None:
+        with self._unsent_lock:
+            if len(self._unsent) >= self.MAX_PENDING:
+                dropped = next(iter(self._unsent))
+                del self._unsent[dropped]
+                log.warning("session %s's record not written to Redis: too many wait for it", dropped[:8])
+            self._unsent[sid] = (ended, work)
+
+    def _resend(self) -> None:
+        """The writes Redis missed, in order, until one fails again (the rest wait for the next try)."""
+        while self._unsent:
+            with self._unsent_lock:
+                sid, (_, work) = next(iter(self._unsent.items()))
+            if not self._run(work):
+                return
+            with self._unsent_lock:
+                if sid in self._unsent and self._unsent[sid][1] is work:
+                    del self._unsent[sid]
 
     def save(self, session_id: str, doc: dict[str, Any]) -> None:
         data = json.dumps(doc)
         key = REDIS_PREFIX + session_id
-        self._write(lambda: self._redis.eval(SAVE_UNLESS_ENDED, 1, key, data, self._ttl(), ENDED))
+        self._write((session_id, False, lambda: self._redis.eval(SAVE_UNLESS_ENDED, 1, key, data, self._ttl(), ENDED)))
 
     def seen(self, session_ids: Iterable[str]) -> None:
         keys = [REDIS_PREFIX + sid for sid in session_ids]
@@ -227,7 +274,7 @@ class RedisSessions:
                     pipe.expire(key, self._ttl())
                 pipe.execute()
 
-        self._write(expire)
+        self._write((None, False, expire))
 
     async def flush(self) -> None:
         """Wait until the writes made so far are done (or dropped)."""
@@ -237,6 +284,9 @@ class RedisSessions:
             await anyio.to_thread.run_sync(done.wait, FLUSH_LIMIT)
 
     async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
+        with self._unsent_lock:
+            if self._unsent.get(session_id, (False,))[0]:
+                return None  # it ended here while Redis failed: its old record does not count
         try:
             raw = await self.breaker.call(self._redis.get, REDIS_PREFIX + session_id)
         except self._errors as exc:
@@ -266,7 +316,7 @@ class RedisSessions:
 
     def delete(self, session_id: str) -> None:
         """The session ended: its record becomes a tombstone that expires after the idle timeout."""
-        self._write(lambda: self._redis.set(REDIS_PREFIX + session_id, ENDED, ex=self._ttl()))
+        self._write((session_id, True, lambda: self._redis.set(REDIS_PREFIX + session_id, ENDED, ex=self._ttl())))
 
     def purge(self, idle_timeout: float) -> None:
         self.idle_timeout = idle_timeout  # Redis expires records itself

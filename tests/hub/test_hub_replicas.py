@@ -281,3 +281,103 @@ async def test_a_hub_starts_on_a_hung_redis_within_its_patience(monkeypatch: pyt
         async with anyio.create_task_group() as tg:
             await tg.start(hub.replicas.run)
             tg.cancel_scope.cancel()
+
+
+class _PresetsRedis:
+    """What the replicas' presets meet in Redis: `put`s that may be held (the first) or fail (while `down`)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, bytes] = {}
+        self.puts = 0
+        self.hold_first = anyio.Event()  # set: the first put goes through
+        self.first_held = anyio.Event()
+        self.down = False
+        self.announced = 0  # "presets" broadcasts
+
+
+@asynccontextmanager
+async def _replicas_on(redis: _PresetsRedis, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """One hub's replicas, its relay's wire to Redis replaced by `redis` (announcements every 0.05 s)."""
+    from onemcp.hub import replicas as replicas_module
+    from onemcp.hub.core import Hub
+    from onemcp.hub.relay import RedisRelay
+
+    async def relay_run(self: RedisRelay, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg, self.up = tg, True
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def put(self: RedisRelay, key: str, value: bytes) -> bool:
+        redis.puts += 1
+        if redis.puts == 1:
+            redis.first_held.set()
+            await redis.hold_first.wait()  # Redis held this write (hung, then let go)
+        if redis.down:
+            return False
+        redis.stored[key] = value
+        return True
+
+    async def get(self: RedisRelay, key: str) -> bytes | None:
+        return redis.stored.get(key)
+
+    async def no_secret(self: RedisRelay, name: str) -> None:
+        return None
+
+    def broadcast(self: RedisRelay, doc: dict[str, Any]) -> bool:
+        redis.announced += doc.get("k") == "presets"
+        return True
+
+    monkeypatch.setattr(replicas_module, "ANNOUNCE_EVERY", 0.05)
+    monkeypatch.setattr(RedisRelay, "run", relay_run)
+    monkeypatch.setattr(RedisRelay, "put", put)
+    monkeypatch.setattr(RedisRelay, "get", get)
+    monkeypatch.setattr(RedisRelay, "shared_secret", no_secret)
+    monkeypatch.setattr(RedisRelay, "broadcast", broadcast)
+    hub = Hub(HubConfig.model_validate({"mcpServers": {}}))
+    hub.share_with_replicas("redis://127.0.0.1:1/0")
+    assert hub.replicas is not None
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.replicas.run)
+        yield hub.replicas
+        tg.cancel_scope.cancel()
+
+
+async def test_presets_changed_twice_while_redis_holds_the_first_write_end_in_redis_as_the_latest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each change's write to Redis ran on its own: a write Redis held (hung) finished after a later
+    one, and Redis and every other replica kept the older presets for good (15 edits in a row through
+    the admin API while Redis hung half a second: 3 reached the other replicas)."""
+    redis = _PresetsRedis()
+    with anyio.fail_after(10):
+        async with _replicas_on(redis, monkeypatch) as replicas:
+            replicas.presets_loaded({"one": {"filter": "fx"}})
+            await redis.first_held.wait()
+            replicas.presets_loaded({"one": {"filter": "fx"}, "two": {"filter": "fx"}})
+            await anyio.wait_all_tasks_blocked()
+            redis.hold_first.set()
+            while json.loads(redis.stored.get("onemcp:presets", b"{}")).keys() != {"one", "two"} or redis.puts < 2:
+                await anyio.wait_all_tasks_blocked()
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the writes in turn)
+            await anyio.wait_all_tasks_blocked()
+    assert json.loads(redis.stored["onemcp:presets"]) == {"one": {"filter": "fx"}, "two": {"filter": "fx"}}
+
+
+async def test_presets_changed_while_redis_failed_reach_it_once_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change whose write to Redis failed was never shared: the other replicas kept the old presets
+    after Redis came back, until the next change."""
+    redis = _PresetsRedis()
+    redis.hold_first.set()
+    redis.down = True
+    with anyio.fail_after(10):
+        async with _replicas_on(redis, monkeypatch) as replicas:
+            replicas.presets_loaded({"one": {"filter": "fx"}})
+            while redis.puts < 1:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert "onemcp:presets" not in redis.stored
+            redis.down = False  # Redis is back: the next announcement round shares them
+            while "onemcp:presets" not in redis.stored:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    assert json.loads(redis.stored["onemcp:presets"]) == {"one": {"filter": "fx"}}
+    assert redis.announced == 1

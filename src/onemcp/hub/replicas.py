@@ -83,6 +83,8 @@ class Replicas:
         # presets: the reloader writes the replicas' presets to this replica's presets.json with it
         self.write_presets: Callable[[dict[str, Any]], None] | None = None
         self._presets: bytes | None = None  # the presets last loaded here or taken from the others
+        self._unshared = False  # those loaded here are not in Redis yet (it failed): shared when it answers
+        self._presets_lock = anyio.Lock()  # presets shared and taken one at a time, in order
         # an upstream authorized through another replica (the tokens are in Redis): take them, reconnect
         self.authorized_here: Callable[[str], None] = lambda server: None
         self.forgotten_here: Callable[[str], Awaitable[None]] | None = None  # logged out through another
@@ -101,16 +103,19 @@ class Replicas:
         async with anyio.create_task_group() as tg:
             await tg.start(self.relay.run)
             shared = False
+            self._unshared = False  # the file's presets, loaded before: Redis's win over them
             with anyio.move_on_after(START_PATIENCE):  # a hung Redis: the hub starts without them, and signs later
                 shared = await self._share_key()
                 if not await self._take_presets() and self._presets not in (None, b"{}"):
-                    assert self._presets is not None
-                    await self._share_presets(self._presets)  # the first replica with presets on this Redis
+                    self._unshared = True  # the first replica with presets on this Redis
+                    await self._share_presets()
             task_status.started()
             while True:
                 await anyio.sleep(ANNOUNCE_EVERY)
                 if not shared and self.relay.up:  # Redis was away at start: sign as the others do from now on
                     shared = await self._share_key()
+                if self._unshared:  # a change made here while Redis failed: to the others now
+                    self.relay.spawn(self._share_presets)
                 if self._local:
                     self.relay.broadcast({"k": "streams", "sids": sorted(self._local)})
                 now = time.monotonic()
@@ -181,26 +186,36 @@ class Replicas:
         raw = orjson.dumps(presets, option=orjson.OPT_SORT_KEYS)
         if raw == self._presets:
             return
-        self._presets = raw
-        self.relay.spawn(self._share_presets, raw)
+        self._presets, self._unshared = raw, True
+        self.relay.spawn(self._share_presets)  # (Redis away: shared at the next announcement after it is back)
 
-    async def _share_presets(self, raw: bytes) -> None:
-        if await self.relay.put(PRESETS_KEY, raw):
+    async def _share_presets(self) -> None:
+        """The presets loaded here last, to Redis and the others (one share at a time: the latest is in Redis last)."""
+        async with self._presets_lock:
+            raw = self._presets
+            if not self._unshared or raw is None:
+                return  # an earlier share took them already
+            if not await self.relay.put(PRESETS_KEY, raw):
+                return  # tried again at the next announcement
+            self._unshared = raw != self._presets  # changed meanwhile: the share waiting for the lock takes them
             self.counts["sent presets"] += 1
             self.relay.broadcast({"k": "presets"})
 
     async def _take_presets(self) -> bool:
         """Apply the presets in Redis if they differ from this replica's; False if Redis has none."""
-        raw = await self.relay.get(PRESETS_KEY)
-        if raw is None:
-            return False
-        if raw != self._presets and self.write_presets is not None:
-            self._presets = raw
-            try:
-                self.write_presets(orjson.loads(raw))
-            except Exception as exc:  # a file that cannot be written: this replica keeps its own
-                log.error("replica %s: the replicas' presets not applied: %s", self.tag, exc)
-        return True
+        async with self._presets_lock:  # the latest read is applied last
+            raw = await self.relay.get(PRESETS_KEY)
+            if raw is None:
+                return False
+            if self._unshared:
+                return True  # a change made here is on its way to Redis: it is the latest
+            if raw != self._presets and self.write_presets is not None:
+                self._presets = raw
+                try:
+                    self.write_presets(orjson.loads(raw))
+                except Exception as exc:  # a file that cannot be written: this replica keeps its own
+                    log.error("replica %s: the replicas' presets not applied: %s", self.tag, exc)
+            return True
 
     def upstream_authorized(self, server: str) -> None:
         """An operator authorized `server` through this replica: the others take its tokens now."""

@@ -381,3 +381,42 @@ async def test_presets_changed_while_redis_failed_reach_it_once_it_answers(monke
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
     assert json.loads(redis.stored["onemcp:presets"]) == {"one": {"filter": "fx"}}
     assert redis.announced == 1
+
+
+async def test_an_sse_clients_messages_reach_the_replica_holding_its_stream(redis_url: str) -> None:
+    """/sse on one replica, every POST /messages on the other (a balancer without stickiness): they were
+    404 ("Unknown or missing session_id"), so the TypeScript SDK's SSE client could not connect at all
+    behind nginx (two times in three with three replicas). Another principal's POST is still refused."""
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            async with http.stream("GET", f"{one.base}/sse", headers={"accept": "text/event-stream"}) as stream:
+                lines = stream.aiter_lines()
+                endpoint = ""
+                async for line in lines:
+                    if line.startswith("data:"):
+                        endpoint = line[5:].strip()
+                        break
+                sid = endpoint.split("session_id=")[1]
+                other = two.app.hub.replicas
+                assert other is not None
+                with anyio.fail_after(10):
+                    while not other.listening(sid):
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the stream's announcement)
+                init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2024-11-05"}}
+                r = await http.post(f"{two.base}{endpoint}", json=init)
+                assert r.status_code == 202, r.text
+                await http.post(f"{two.base}{endpoint}", json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+                echo = {"name": "echo", "arguments": {"message": "through two"}}
+                call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": echo}
+                assert (await http.post(f"{two.base}{endpoint}", json=call)).status_code == 202
+                replies: dict[Any, dict[str, Any]] = {}
+                async for line in lines:
+                    if line.startswith("data:") and line[5:].strip():
+                        doc = json.loads(line[5:])
+                        replies[doc.get("id")] = doc
+                        if 2 in replies:
+                            break
+                assert replies[1]["result"]["serverInfo"]["name"] == "onemcp"
+                assert replies[2]["result"]["content"][0]["text"] == "through two"
+            r = await http.post(f"{two.base}/messages?session_id={'0' * 32}", json=call)
+            assert r.status_code == 404  # a session no replica holds

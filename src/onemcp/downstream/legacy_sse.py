@@ -4,7 +4,9 @@ The GET stream carries everything for its session (replies included); POSTs only
 Requests are answered in tasks owned by the app's task group, so a slow call never
 blocks the POST that carried it; a session has at most MAX_CALLS of them (a POST beyond is
 refused: nothing else bounds them, as the 202 comes at once), and their replies wait for room in
-the session's queue rather than being dropped from it.
+the session's queue rather than being dropped from it. With replicas, a POST for a session whose
+stream another replica holds (it announced the stream) is passed to that replica, which takes it
+as its own (for the same principal only): a balancer need not send /messages where /sse went.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class LegacySseEndpoint:
         self.messages_path = messages_path
         self.tg: TaskGroup | None = None  # set by the app's lifespan
         self._calls: Counter[str] = Counter()  # session id -> its requests being answered
+        if hub.replicas is not None:
+            hub.replicas.sse_here = self.passed
 
     async def stream(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         if scope["method"] != "GET":
@@ -59,10 +63,14 @@ class LegacySseEndpoint:
         await asgi.start_sse(send)
         await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
         session.stream_opened()  # the session's lifeline: it is not idle while open, however busy
+        if self.hub.replicas is not None:  # the others pass its client's messages here
+            self.hub.replicas.stream(session, True)
         try:
             await stream_outbox(session, receive, send)
         finally:
             session.stream_closed()
+            if self.hub.replicas is not None:
+                self.hub.replicas.stream(session, False)
             self.hub.end_session(session.id)
 
     def answering(self, session_id: str) -> bool:
@@ -84,7 +92,9 @@ class LegacySseEndpoint:
         if session is not None and session.principal.key != principal.key:
             refused(principal, SSE, "session", session.id[:8], "the session of another principal")
             session = None
-        if session is None or session.transport != "sse":
+        replicas = self.hub.replicas
+        elsewhere = session is None and sid is not None and replicas is not None and replicas.listening(sid)
+        if not elsewhere and (session is None or session.transport != "sse"):
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
             return
         if not asgi.json_body(scope):
@@ -93,6 +103,31 @@ class LegacySseEndpoint:
         msg = await asgi.read_message(scope, receive, send, self.hub.config.hub.max_body_bytes)
         if msg is None:
             return
+        if session is None:  # its stream is on another replica: the message goes there
+            assert replicas is not None and sid is not None
+            if replicas.pass_sse(sid, principal, msg):
+                await asgi.send_empty(send, 202)
+            else:
+                await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
+            return
+        refusal = await self._take(session, msg)
+        if refusal is not None:
+            await asgi.send_json(send, 429, refusal, RETRY_LATER)
+            return
+        await asgi.send_empty(send, 202)
+
+    async def passed(self, sid: str, principal: str, msg: Message) -> None:
+        """A message another replica was POSTed for a session whose stream is here: taken as if POSTed here."""
+        session = self.hub.find_session(sid)
+        if session is None or session.transport != "sse" or session.principal.key != principal:
+            log.info("a message passed on for /sse session %s, not live here for its principal: dropped", sid[:8])
+            return
+        refusal = await self._take(session, msg)
+        if refusal is not None:
+            await session.deliver(refusal)
+
+    async def _take(self, session: Session, msg: Message) -> Message | None:
+        """Handle a message of the session's client; the refusal to answer, if its requests are too many."""
         session.touch()
         method = msg.get("method")
         if method is None:
@@ -115,11 +150,10 @@ class LegacySseEndpoint:
                 hit("calls_per_session", "session %s has %d requests in flight: refused one", session.id[:8], MAX_CALLS)
                 why = f"too many requests in flight on this session (limit {MAX_CALLS}); wait for replies first"
                 refusal = LimitReached("calls_per_session", why, 429)
-                await asgi.send_json(send, 429, jsonrpc.error(msg["id"], refusal.to_error()), RETRY_LATER)
-                return
+                return jsonrpc.error(msg["id"], refusal.to_error())
             self._calls[session.id] += 1
             self.tg.start_soon(self._answer, session, msg)
-        await asgi.send_empty(send, 202)
+        return None
 
     async def _answer(self, session: Session, msg: Message) -> None:
         async def emit(related: Message) -> None:

@@ -10,6 +10,7 @@ reply stream and a parked 2026-07-28 call each live in one process. Owns, on top
   replica sees the same upstream changes itself. If nobody heard, the message stays here, and
   what waits here goes to the replica where the session's next GET stream opens;
 * a client's answer to a request another replica sent it (its id names that replica) goes back there;
+* a legacy /sse client's POST /messages for a session whose stream is on another replica goes there;
 * a client's cancellation of a request not in flight here, and a roots change, go to every replica;
 * a session's end (its client's DELETE) goes to every replica, which drops its copy (its streams end):
   after a DELETE the session is not found on any replica. A copy forgotten here (idle, evicted) is
@@ -40,6 +41,7 @@ import anyio
 import anyio.abc
 import orjson
 
+from onemcp.auth.principal import Principal
 from onemcp.config import redis_link
 from onemcp.hub.bridge import Parking
 from onemcp.hub.relay import RedisRelay
@@ -90,6 +92,8 @@ class Replicas:
         self.forgotten_here: Callable[[str], Awaitable[None]] | None = None  # logged out through another
         # another replica changed a session's log level or subscriptions: (session, level, subscriptions)
         self.changed_here: Callable[[Session, object, list[tuple[str, str]]], Awaitable[None]] | None = None
+        # a message POSTed to another replica for an /sse session whose stream is here: (session, principal, message)
+        self.sse_here: Callable[[str, str, Message], Awaitable[None]] | None = None
         relay.on_message = self._received
         parking.tag = tasks.tag = relay.tag
         self.tasks = tasks
@@ -262,6 +266,14 @@ class Replicas:
         self.counts["sent reply"] += 1
         return self.relay.send(owner, {"k": "reply", "sid": session.id, "msg": msg})
 
+    def pass_sse(self, sid: str, principal: Principal, msg: Message) -> bool:
+        """A message for an /sse session whose stream another replica announced: to that replica (False: not sent)."""
+        entry = self._remote.get(sid)
+        if entry is None or entry[1] <= time.monotonic():
+            return False
+        self.counts["sent sse"] += 1
+        return self.relay.send(entry[0], {"k": "sse", "sid": sid, "principal": principal.key, "msg": msg})
+
     def client_notification(self, session: Session, msg: Message) -> None:
         """Before it is handled here: what other replicas must hear of it too."""
         method = msg.get("method")
@@ -333,6 +345,8 @@ class Replicas:
             self.relay.answer(doc, {"reply": await self._resume(str(doc.get("principal")), msg)})
         elif kind == "task":
             self.relay.answer(doc, {"reply": await self._task(str(sid), str(doc.get("principal")), msg)})
+        elif kind == "sse" and isinstance(sid, str) and self.sse_here is not None:
+            await self.sse_here(sid, str(doc.get("principal")), msg)
         else:
             session = self.sessions.get(sid) if isinstance(sid, str) else None
             if kind == "push" and session is not None and session.streams_open:

@@ -60,12 +60,12 @@ class LegacySseEndpoint:
             return
         self.hub.remember_lists(session)
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?session_id={session.id}"
-        await asgi.start_sse(send)
-        await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
         session.stream_opened()  # the session's lifeline: it is not idle while open, however busy
-        if self.hub.replicas is not None:  # the others pass its client's messages here
+        if self.hub.replicas is not None:  # the others pass its client's messages here (told before the client)
             self.hub.replicas.stream(session, True)
         try:
+            await asgi.start_sse(send)
+            await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
             await stream_outbox(session, receive, send)
         finally:
             session.stream_closed()

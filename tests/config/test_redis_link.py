@@ -77,3 +77,24 @@ def test_a_writer_writes_in_order_and_drops_while_redis_failed() -> None:
     writer.put(lambda: done.append(3))  # (a new thread after close)
     writer.close()
     assert done == [1, 3]
+
+
+async def test_an_asyncio_command_goes_through_the_breaker_too() -> None:
+    now = [0.0]
+    breaker = Breaker(pause=5, clock=lambda: now[0])
+    asked: list[str] = []
+
+    async def command(answer: str) -> str:
+        asked.append(answer)
+        if answer == "fail":
+            raise ConnectionError("refused")
+        return answer
+
+    assert await breaker.attempt(command, "one") == "one"
+    with pytest.raises(ConnectionError):
+        await breaker.attempt(command, "fail")
+    with pytest.raises(RedisSkipped):
+        await breaker.attempt(command, "two")  # not asked
+    now[0] = 6.0
+    assert await breaker.attempt(command, "three") == "three" and not breaker.open
+    assert asked == ["one", "fail", "three"]

@@ -154,3 +154,40 @@ async def test_without_redis_nothing_crosses_and_asks_fail_clearly() -> None:
             with pytest.raises(RelayError, match="no connection to Redis"):
                 await a.ask("bbbb", {"k": "resume"}, 600)
             assert await a.shared_secret("requestState") is None
+
+
+async def test_after_redis_fails_an_ask_fails_at_once_until_the_pause_is_over(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay's commands were not behind the Redis link's breaker, with a 5 s deadline: on a hung Redis
+    every ask (a 2026-07-28 retry resumed on another replica) waited its 5 s, one after another."""
+    import redis.asyncio as aredis
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    from onemcp.config import redis_link
+
+    published: list[str] = []
+    publish = aredis.Redis.publish
+
+    async def hung(self: Any, channel: str, data: bytes) -> int:
+        published.append(channel)
+        raise RedisTimeout("Timeout reading from Redis")
+
+    a, b = RedisRelay(redis_url, "aaaa"), RedisRelay(redis_url, "bbbb")
+    with anyio.fail_after(DEADLINE):
+        async with running(a), running(b):
+            monkeypatch.setattr(aredis.Redis, "publish", hung)
+            with pytest.raises(RelayError, match="Timeout reading"):
+                await a.ask("bbbb", {"k": "resume"}, 600)
+            with pytest.raises(RelayError, match="failed in the last few seconds"):
+                await a.ask("bbbb", {"k": "resume"}, 600)  # not asked: the breaker is open
+            assert published == ["onemcp:replica:bbbb"]
+            monkeypatch.setattr(aredis.Redis, "publish", publish)
+            later = redis_link.breaker(redis_url).clock() + 60
+            redis_link.breaker(redis_url).clock = lambda: later  # the pause is over: Redis is asked again
+            b.on_message = lambda doc: _answer(b, doc)
+            assert (await a.ask("bbbb", {"k": "resume"}, 600))["ok"] is True
+
+
+async def _answer(relay: RedisRelay, doc: dict[str, Any]) -> None:
+    relay.answer(doc, {"ok": True})

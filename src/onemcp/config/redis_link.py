@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -93,6 +93,18 @@ class Breaker:
             raise RedisSkipped("Redis failed in the last few seconds; not asked")
         try:
             result = await anyio.to_thread.run_sync(fn, *args)
+        except BaseException as exc:
+            self._after(exc)
+            raise
+        self._settle(ok=True)
+        return result
+
+    async def attempt(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`await fn(*args)` (an asyncio client's command), unless the breaker is open (then `RedisSkipped` at once)."""
+        if not self._admit():
+            raise RedisSkipped("Redis failed in the last few seconds; not asked")
+        try:
+            result = await fn(*args)
         except BaseException as exc:
             self._after(exc)
             raise

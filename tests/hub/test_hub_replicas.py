@@ -292,15 +292,18 @@ class _PresetsRedis:
         self.hold_first = anyio.Event()  # set: the first put goes through
         self.first_held = anyio.Event()
         self.down = False
+        self.unreadable = False  # a get fails (Redis cannot be reached)
         self.announced = 0  # "presets" broadcasts
 
 
 @asynccontextmanager
-async def _replicas_on(redis: _PresetsRedis, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+async def _replicas_on(
+    redis: _PresetsRedis, monkeypatch: pytest.MonkeyPatch, presets: dict[str, Any] | None = None
+) -> AsyncIterator[Any]:
     """One hub's replicas, its relay's wire to Redis replaced by `redis` (announcements every 0.05 s)."""
     from onemcp.hub import replicas as replicas_module
     from onemcp.hub.core import Hub
-    from onemcp.hub.relay import RedisRelay
+    from onemcp.hub.relay import RedisRelay, RelayError
 
     async def relay_run(self: RedisRelay, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with anyio.create_task_group() as tg:
@@ -319,6 +322,8 @@ async def _replicas_on(redis: _PresetsRedis, monkeypatch: pytest.MonkeyPatch) ->
         return True
 
     async def get(self: RedisRelay, key: str) -> bytes | None:
+        if redis.unreadable:
+            raise RelayError(f"{key} not read from Redis: Timeout reading")
         return redis.stored.get(key)
 
     async def no_secret(self: RedisRelay, name: str) -> None:
@@ -337,6 +342,8 @@ async def _replicas_on(redis: _PresetsRedis, monkeypatch: pytest.MonkeyPatch) ->
     hub = Hub(HubConfig.model_validate({"mcpServers": {}}))
     hub.share_with_replicas("redis://127.0.0.1:1/0")
     assert hub.replicas is not None
+    if presets is not None:  # this replica's presets.json, loaded before the replicas start
+        hub.replicas.presets_loaded(presets)
     async with anyio.create_task_group() as tg:
         await tg.start(hub.replicas.run)
         yield hub.replicas
@@ -420,3 +427,24 @@ async def test_an_sse_clients_messages_reach_the_replica_holding_its_stream(redi
                 assert replies[2]["result"]["content"][0]["text"] == "through two"
             r = await http.post(f"{two.base}/messages?session_id={'0' * 32}", json=call)
             assert r.status_code == 404  # a session no replica holds
+
+
+async def test_a_replica_starting_while_redis_cannot_be_read_takes_the_replicas_presets_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that failed at start counted as "Redis has no presets": the replica's own file's (stale)
+    presets would replace every replica's. Now it waits until Redis answers, then takes the shared ones."""
+    redis = _PresetsRedis()
+    redis.hold_first.set()
+    theirs = {"theirs": {"filter": "fx"}}
+    redis.stored["onemcp:presets"] = json.dumps(theirs).encode()
+    redis.unreadable = True
+    applied: list[dict[str, Any]] = []
+    with anyio.fail_after(10):
+        async with _replicas_on(redis, monkeypatch, presets={"mine": {"filter": "fx"}}) as replicas:
+            replicas.write_presets = applied.append
+            redis.unreadable = False  # Redis answers again: the next round takes the replicas' presets
+            while not applied:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    assert applied == [theirs]
+    assert json.loads(redis.stored["onemcp:presets"]) == theirs and redis.puts == 0

@@ -234,12 +234,12 @@ class RedisRelay:
             log.exception("replica %s: %s failed", self.tag, getattr(work, "__name__", work))
 
     async def get(self, key: str) -> bytes | None:
-        """A value every replica reads (None: absent, or Redis cannot be reached)."""
+        """A value every replica reads (None: absent; `RelayError`: Redis cannot be reached)."""
         try:
             value = await self._command("get", key)
         except redis_link.errors() as exc:
             log.warning("replica %s: %s not read from Redis: %s", self.tag, key, exc)
-            return None
+            raise RelayError(f"{key} not read from Redis: {exc}") from None
         return bytes(value) if value is not None else None
 
     async def put(self, key: str, value: bytes) -> bool:

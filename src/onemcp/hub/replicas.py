@@ -44,7 +44,7 @@ import orjson
 from onemcp.auth.principal import Principal
 from onemcp.config import redis_link
 from onemcp.hub.bridge import Parking
-from onemcp.hub.relay import RedisRelay
+from onemcp.hub.relay import RedisRelay, RelayError
 from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.tasks import TaskRouter
 from onemcp.protocol import jsonrpc
@@ -106,19 +106,19 @@ class Replicas:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(self.relay.run)
-            shared = False
+            shared = settled = False
             self._unshared = False  # the file's presets, loaded before: Redis's win over them
             with anyio.move_on_after(START_PATIENCE):  # a hung Redis: the hub starts without them, and signs later
                 shared = await self._share_key()
-                if not await self._take_presets() and self._presets not in (None, b"{}"):
-                    self._unshared = True  # the first replica with presets on this Redis
-                    await self._share_presets()
+                settled = await self._settle_presets()
             task_status.started()
             while True:
                 await anyio.sleep(ANNOUNCE_EVERY)
                 if not shared and self.relay.up:  # Redis was away at start: sign as the others do from now on
                     shared = await self._share_key()
-                if self._unshared:  # a change made here while Redis failed: to the others now
+                if not settled and self.relay.up:  # nor were the presets taken (or shared) then
+                    settled = await self._settle_presets()
+                elif self._unshared:  # a change made here while Redis failed: to the others now
                     self.relay.spawn(self._share_presets)
                 if self._local:
                     self.relay.broadcast({"k": "streams", "sids": sorted(self._local)})
@@ -205,10 +205,25 @@ class Replicas:
             self.counts["sent presets"] += 1
             self.relay.broadcast({"k": "presets"})
 
-    async def _take_presets(self) -> bool:
-        """Apply the presets in Redis if they differ from this replica's; False if Redis has none."""
+    async def _settle_presets(self) -> bool:
+        """At start: take the replicas' presets, or share this replica's file's if Redis has none (the
+        first replica with presets on it); False when Redis could not say (asked again later)."""
+        taken = await self._take_presets()
+        if taken is None:
+            return False  # its file's presets must not replace the others' in Redis unseen
+        if not taken and self._presets not in (None, b"{}"):
+            self._unshared = True
+            await self._share_presets()
+        return True
+
+    async def _take_presets(self) -> bool | None:
+        """Apply the presets in Redis if they differ from this replica's; False if Redis has none, None
+        if it could not be read."""
         async with self._presets_lock:  # the latest read is applied last
-            raw = await self.relay.get(PRESETS_KEY)
+            try:
+                raw = await self.relay.get(PRESETS_KEY)
+            except RelayError:
+                return None
             if raw is None:
                 return False
             if self._unshared:

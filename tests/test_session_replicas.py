@@ -19,6 +19,7 @@ import pytest
 
 from onemcp.auth.keys import KeyStore
 from onemcp.hub import records
+from onemcp.hub.saved import RedisSessions
 from onemcp.hub.session import EVICT_IDLE
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.services import NEEDS_REDIS, replica_config
@@ -242,6 +243,40 @@ async def test_a_delete_through_one_replica_ends_the_session_on_every_replica(re
             await one.app.hub.saved.flush()
             for n, hub in enumerate((one, two)):
                 assert (await http.post(hub.url, json=_ping(20 + n), headers=headers)).status_code == 404
+
+
+async def test_a_delete_whose_tombstone_the_replica_could_not_write_is_written_by_the_others(
+    redis_url: str,
+) -> None:
+    """The DELETE's replica could not write the tombstone (Redis failed for it): the others, told of the
+    end, write it too, so a replica without a copy does not revive the session from its old record."""
+    import redis
+
+    from onemcp.config.redis_link import Breaker
+
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 3) as (one, two, three), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            sid = headers["mcp-session-id"]
+            assert (await http.post(two.url, json=_ping(2), headers=headers)).status_code == 200
+            saved = one.app.hub.saved
+            assert isinstance(saved, RedisSessions)
+            saved.breaker = Breaker()  # one's own link to Redis (in-process replicas share one per URL)
+            saved._redis = _Refusing()  # which fails, for as long as the test runs
+            assert (await http.delete(one.url, headers=headers)).status_code == 200
+            await saved.flush()
+            key = f"onemcp:session:{sid}"
+            with redis.Redis.from_url(redis_url) as direct:
+                await _until(lambda: direct.get(key) == b"ended", "another replica wrote the tombstone")
+            assert (await http.post(three.url, json=_ping(3), headers=headers)).status_code == 404
+
+
+class _Refusing:
+    def __getattr__(self, name: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise OSError("Redis refused")
+
+        return refused
 
 
 async def test_a_replica_that_missed_an_end_forgets_its_copy_at_its_next_expiry_round(redis_url: str) -> None:

@@ -103,6 +103,8 @@ class OneMcpApp:
                 self.hub.saved = open_store(shared, None, config.hub.session_idle_timeout)
             # replicas on one Redis: server->client messages, client answers and parked calls reach the right one
             self.hub.share_with_replicas(shared)
+            assert self.hub.replicas is not None  # a session ended through another replica: not revived here
+            self.hub.replicas.ended_here = lambda sid: self.hub.saved.delete(sid)
         self.mcp = StreamableHttpEndpoint(self.hub, self.gate)
         self.legacy = LegacySseEndpoint(self.hub)
         self.on_shutdown: list[Callable[[], None]] = []  # e.g. removing runtime.json

@@ -96,7 +96,7 @@ async def test_redis_records_are_read_and_written_off_the_event_loop() -> None:
 
 
 async def test_after_a_redis_failure_the_next_requests_do_not_wait_on_redis() -> None:
-    """A Redis that failed: for a few seconds a revive is not tried (None at once) and writes are dropped,
+    """A Redis that failed: for a few seconds a revive is not tried (None at once) and writes are kept,
     without asking Redis (which would hold them), then Redis is asked again."""
     with held_redis({"GET": b"-ERR down\r\n"}) as stub:
         store = RedisSessions(stub.url, 60)
@@ -114,8 +114,8 @@ async def test_after_a_redis_failure_the_next_requests_do_not_wait_on_redis() ->
         store.breaker.clock = lambda: later  # the pause is over: the next read asks Redis again
         stub.release.set()
         with anyio.fail_after(20):
-            assert await store.load("a" * 32, 60) is None
-        assert stub.commands == ["GET", "GET"]
+            assert await store.load("a" * 32, 60) is None  # (failed again: the kept write waits on)
+        assert [c for c in stub.commands if c != "EVAL"] == ["GET", "GET"]  # (the writer may have tried it first)
         store.close()
 
 

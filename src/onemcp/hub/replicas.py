@@ -92,6 +92,8 @@ class Replicas:
         self.forgotten_here: Callable[[str], Awaitable[None]] | None = None  # logged out through another
         # another replica changed a session's log level or subscriptions: (session, level, subscriptions)
         self.changed_here: Callable[[Session, object, list[tuple[str, str]]], Awaitable[None]] | None = None
+        # another replica's client ended a session: its record becomes a tombstone from here too (not revived)
+        self.ended_here: Callable[[str], None] | None = None
         # a message POSTed to another replica for an /sse session whose stream is here: (session, principal, message)
         self.sse_here: Callable[[str, str, Message], Awaitable[None]] | None = None
         relay.on_message = self._received
@@ -345,6 +347,8 @@ class Replicas:
                     self._remote[one] = (sender, until)
         elif kind == "ended" and isinstance(sid, str):
             self.sessions.forget(sid)  # ended there: its record is gone, and its copy here with it
+            if self.ended_here is not None:  # its tombstone, from here too: there, Redis may have failed
+                self.ended_here(sid)
         elif kind == "changed" and isinstance(sid, str):
             await self._changed(sid, doc)
         elif kind == "presets":

@@ -41,6 +41,7 @@ Write = tuple[str | None, bool, Callable[[], None]]  # (its session, for a recor
 FILE = "sessions.db"
 REDIS_PREFIX = "onemcp:session:"
 FLUSH_LIMIT = 5.0  # seconds `flush` (and closing) waits for the writes before it, at most
+RESEND_EVERY = 1.0  # seconds between tries of the writes Redis missed (skipped at once while the breaker is open)
 ENDED = b"ended"  # an ended session's record in Redis, for the idle timeout (a tombstone)
 # a record is written unless its session ended (atomically: the end may come from another replica)
 SAVE_UNLESS_ENDED = """
@@ -169,10 +170,11 @@ class RedisSessions:
     All go through the Redis link's breaker: after a failure Redis is skipped for a few seconds (a
     session is then not revived), so a Redis that does not answer never costs a call, and a dead one
     costs one request its 1 s deadline, not each. A record's write (a save or an end) that Redis missed
-    is kept, the latest per session, and written again once Redis answers (tried every `PAUSE`
-    seconds, and before any later write): a session made while Redis failed reaches the other
-    replicas after all, and one ended meanwhile is not revived from its old record. Last-seen times
-    are not kept (the next expiry round writes them again).
+    is kept, the latest per session, and written again once Redis answers (tried every
+    `RESEND_EVERY` seconds, and before any later write): a session made while Redis failed reaches the
+    other replicas after all, and one ended meanwhile is not revived from its old record (here, not
+    from the moment it ended; elsewhere, the replicas told of the end write its tombstone too). Last-seen
+    times are not kept (the next expiry round writes them again).
     """
 
     MAX_PENDING = 10_000  # writes waiting for the writer thread, or kept for Redis; beyond, dropped
@@ -187,6 +189,7 @@ class RedisSessions:
         # session id -> (an end?, its record's write) that Redis missed, to write again once it answers
         self._unsent: dict[str, tuple[bool, Callable[[], None]]] = {}
         self._unsent_lock = threading.Lock()
+        self._ending: set[str] = set()  # sessions ended whose tombstone is not in Redis yet: not revived
 
     @property
     def enabled(self) -> bool:
@@ -212,7 +215,7 @@ class RedisSessions:
         """The writer thread: each write in turn, through the breaker; what Redis missed, again once it answers."""
         while True:
             try:
-                job = self._writes.get(timeout=redis_link.PAUSE if self._unsent else None)
+                job = self._writes.get(timeout=RESEND_EVERY if self._unsent else None)
             except queue.Empty:
                 self._resend()
                 continue
@@ -227,9 +230,15 @@ class RedisSessions:
                 with self._unsent_lock:
                     self._unsent.pop(sid, None)  # this write of its record supersedes one Redis missed
             if self._run(work):
+                self._written(sid, ended)
                 self._resend()
             elif sid is not None:
                 self._keep(sid, ended, work)
+
+    def _written(self, sid: str | None, ended: bool) -> None:
+        if ended and sid is not None:
+            with self._unsent_lock:
+                self._ending.discard(sid)
 
     def _run(self, work: Callable[[], None]) -> bool:
         try:
@@ -246,6 +255,7 @@ class RedisSessions:
             if len(self._unsent) >= self.MAX_PENDING:
                 dropped = next(iter(self._unsent))
                 del self._unsent[dropped]
+                self._ending.discard(dropped)
                 log.warning("session %s's record not written to Redis: too many wait for it", dropped[:8])
             self._unsent[sid] = (ended, work)
 
@@ -253,9 +263,10 @@ class RedisSessions:
         """The writes Redis missed, in order, until one fails again (the rest wait for the next try)."""
         while self._unsent:
             with self._unsent_lock:
-                sid, (_, work) = next(iter(self._unsent.items()))
+                sid, (ended, work) = next(iter(self._unsent.items()))
             if not self._run(work):
                 return
+            self._written(sid, ended)
             with self._unsent_lock:
                 if sid in self._unsent and self._unsent[sid][1] is work:
                     del self._unsent[sid]
@@ -285,8 +296,8 @@ class RedisSessions:
 
     async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
         with self._unsent_lock:
-            if self._unsent.get(session_id, (False,))[0]:
-                return None  # it ended here while Redis failed: its old record does not count
+            if session_id in self._ending:
+                return None  # it ended (its tombstone is on its way to Redis): its old record does not count
         try:
             raw = await self.breaker.call(self._redis.get, REDIS_PREFIX + session_id)
         except self._errors as exc:
@@ -316,6 +327,9 @@ class RedisSessions:
 
     def delete(self, session_id: str) -> None:
         """The session ended: its record becomes a tombstone that expires after the idle timeout."""
+        with self._unsent_lock:
+            if len(self._ending) < self.MAX_PENDING:
+                self._ending.add(session_id)
         self._write((session_id, True, lambda: self._redis.set(REDIS_PREFIX + session_id, ENDED, ex=self._ttl())))
 
     def purge(self, idle_timeout: float) -> None:

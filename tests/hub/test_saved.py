@@ -149,3 +149,23 @@ async def test_a_record_written_while_redis_failed_is_written_once_it_answers() 
 
 def _fail() -> None:
     raise OSError("Redis did not answer")
+
+
+@NEEDS_REDIS
+async def test_closing_tries_once_more_the_writes_redis_missed() -> None:
+    """A hub stopping (a rolling restart) right after Redis came back lost the writes it had kept."""
+    with redis_server() as url:
+        now = [0.0]
+        store, other = RedisSessions(url, 60), RedisSessions(url, 60)
+        store.breaker = Breaker(clock=lambda: now[0])
+        with anyio.fail_after(20):
+            store.save("a" * 32, {"principal": "anyone"})
+            await store.flush()
+            with pytest.raises(OSError):
+                store.breaker.run(_fail)
+            store.delete("a" * 32)
+            await store.flush()
+            now[0] = 60.0  # Redis answers again; the hub stops before the writer tried it
+            await anyio.to_thread.run_sync(store.close)
+            assert await other.load("a" * 32, 60) is None
+        other.close()

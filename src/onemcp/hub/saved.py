@@ -219,7 +219,10 @@ class RedisSessions:
             except queue.Empty:
                 self._resend()
                 continue
-            if job is None:
+            if job is None:  # closing: a last try of what Redis missed
+                self._resend()
+                if self._unsent:
+                    log.warning("%d session records not written to Redis: it failed until the end", len(self._unsent))
                 return
             if isinstance(job, threading.Event):
                 self._resend()

@@ -8,6 +8,8 @@ sampling and roots requests, and, as a 2026-07-28 client, resumes a parked call 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -326,7 +328,7 @@ async def _replicas_on(
             raise RelayError(f"{key} not read from Redis: Timeout reading")
         return redis.stored.get(key)
 
-    async def no_secret(self: RedisRelay, name: str) -> None:
+    async def no_secret(self: RedisRelay, name: str, mine: bytes | None = None) -> None:
         return None
 
     def broadcast(self: RedisRelay, doc: dict[str, Any]) -> bool:
@@ -448,3 +450,31 @@ async def test_a_replica_starting_while_redis_cannot_be_read_takes_the_replicas_
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
     assert applied == [theirs]
     assert json.loads(redis.stored["onemcp:presets"]) == theirs and redis.puts == 0
+
+
+async def test_replicas_sign_alike_again_after_redis_lost_their_secret(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis restarted empty, then one replica restarted: it made a new signing key while the others kept
+    theirs, and every 2026-07-28 retry that crossed between them failed ("requestState was not issued by
+    this hub") for good. Now the replicas read the secret every round (putting theirs back if it is gone),
+    and a state signed with the key before still verifies."""
+    import redis
+
+    from onemcp.hub import replicas as replicas_module
+
+    monkeypatch.setattr(replicas_module, "ANNOUNCE_EVERY", 0.05)
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two):
+            first, second = one.app.hub.parking, two.app.hub.parking
+            assert first.key == second.key
+            before = first.key
+            with redis.Redis.from_url(redis_url) as direct:
+                direct.flushall()  # Redis restarted without its data
+                while direct.get("onemcp:secret:requestState") != before.hex().encode():
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (a round puts it back)
+                direct.set("onemcp:secret:requestState", "ab" * 32)  # as a replica started meanwhile made it
+            while not first.key == second.key == bytes.fromhex("ab" * 32):
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the next round reads it)
+            body = b"eyJoIjoiMSJ9"
+            assert first._signed(body, hmac.new(before, body, hashlib.sha256).hexdigest()[:32])

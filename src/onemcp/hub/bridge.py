@@ -138,15 +138,26 @@ class Parking:
 
     def __init__(self) -> None:
         self._key = secrets.token_bytes(32)
+        self._previous: bytes | None = None  # the key before the replicas' changed: its states still verify
         self._parked: dict[str, Parked] = {}
         self.tag = ""  # this replica's, in the states it signs (`replicas`: another replica resumes it here)
 
-    def share_key(self, key: bytes) -> None:
-        """Sign with `key`, which every replica has (a state signed by one verifies on all)."""
-        self._key = key
+    @property
+    def key(self) -> bytes:
+        return self._key
 
-    def _sign(self, body: bytes) -> str:
-        return hmac.new(self._key, body, hashlib.sha256).hexdigest()[:32]
+    def share_key(self, key: bytes) -> None:
+        """Sign with `key`, which every replica has (a state signed by one verifies on all); the states
+        signed with the key before still verify (the calls parked with it are answered)."""
+        if key != self._key:
+            self._previous, self._key = self._key, key
+
+    def _sign(self, body: bytes, key: bytes | None = None) -> str:
+        return hmac.new(key or self._key, body, hashlib.sha256).hexdigest()[:32]
+
+    def _signed(self, body: bytes, signature: str) -> bool:
+        keys = (self._key, self._previous) if self._previous is not None else (self._key,)
+        return any(hmac.compare_digest(signature, self._sign(body, key)) for key in keys)
 
     def park(self, conn: UpstreamConnection, call: Call, ask: Message, pending: ReversePending, owner: str) -> Message:
         """Keep `call` waiting; the input-required reply that asks the client instead."""
@@ -226,7 +237,7 @@ class Parking:
     def _open(self, state: str) -> dict[str, Any]:
         """The signed document in a state (InvalidParams if it was not signed with this hub's key)."""
         body, _, signature = state[len(STATE_PREFIX) :].rpartition(".")
-        if not body or not hmac.compare_digest(signature, self._sign(body.encode())):
+        if not body or not self._signed(body.encode(), signature):
             raise InvalidParams("requestState was not issued by this hub or was altered")
         try:
             doc = orjson.loads(base64.urlsafe_b64decode(body.encode()))

@@ -250,11 +250,12 @@ class RedisRelay:
             return False
         return True
 
-    async def shared_secret(self, name: str) -> bytes | None:
-        """A 32-byte secret every replica on this Redis shares (made by whichever asks first); None if unreachable."""
+    async def shared_secret(self, name: str, mine: bytes | None = None) -> bytes | None:
+        """A 32-byte secret every replica on this Redis shares (made by whichever asks first: `mine`, the
+        one this replica uses, if it has one, else a new one); None if unreachable."""
         key = f"onemcp:secret:{name}"
         try:
-            await self._command("set", key, secrets.token_hex(32), nx=True)
+            await self._command("set", key, (mine or secrets.token_bytes(32)).hex(), nx=True)
             value = await self._command("get", key)
         except redis_link.errors() as exc:
             log.warning("replica %s: no shared %s secret (%s)", self.tag, name, exc)

@@ -116,8 +116,8 @@ class Replicas:
             task_status.started()
             while True:
                 await anyio.sleep(ANNOUNCE_EVERY)
-                if not shared and self.relay.up:  # Redis was away at start: sign as the others do from now on
-                    shared = await self._share_key()
+                if self.relay.up:  # Redis was away at start, or lost the secret since: sign as the others do
+                    shared = await self._share_key(shared) or shared
                 if not settled and self.relay.up:  # nor were the presets taken (or shared) then
                     settled = await self._settle_presets()
                 elif self._unshared:  # a change made here while Redis failed: to the others now
@@ -128,8 +128,9 @@ class Replicas:
                 for sid in [s for s, (_, until) in self._remote.items() if until < now]:
                     del self._remote[sid]
 
-    async def _share_key(self) -> bool:
-        key = await self.relay.shared_secret("requestState")
+    async def _share_key(self, shared: bool = False) -> bool:
+        """Sign as every replica does (once `shared`, this replica's key goes back to a Redis that lost it)."""
+        key = await self.relay.shared_secret("requestState", self.parking.key if shared else None)
         if key is not None:
             self.parking.share_key(key)
         return key is not None

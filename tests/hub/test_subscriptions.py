@@ -227,3 +227,24 @@ async def test_a_legacy_client_never_sees_the_id_of_the_hubs_own_listen() -> Non
                 hub.app.hub.reverse.notification(conn, update, None)  # as a listen stream delivers one
                 await heard.came.wait()
     assert heard.values == ["dual+modern://note"] and metas == [{"kept": 1}], metas
+
+
+async def test_a_uri_too_long_to_hold_is_refused_in_both_eras(tmp_path: Path) -> None:
+    """Hunt G: any URI under a server's prefix is taken for a subscription and held (here and upstream) for as
+    long as it lasts; with only the body limit, 100 subscriptions of 2 MB URIs grew the hub by 210 MB (1,000 of
+    4 MiB: 4 GB, per session). A URI longer than MAX_URI is -32602, and a listen does not honour it."""
+    from onemcp.hub.subscriptions import MAX_URI
+    from support.entries import Refused, Target, legacy_http, modern_http
+
+    long_uri = "demo+fixture://x/" + "y" * MAX_URI
+    fine_uri = "demo+fixture://x/" + "y" * (MAX_URI - 20)
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(), "other": stdio()}}) as hub:
+            async with httpx.AsyncClient(timeout=DEADLINE) as http:
+                target = Target(hub, tmp_path / "mcp.json", http, None)
+                async with legacy_http(target) as legacy:
+                    with pytest.raises(Refused, match=r"-32602.*at most 8192"):
+                        await legacy.request("resources/subscribe", {"uri": long_uri})
+                    assert await legacy.request("resources/subscribe", {"uri": fine_uri}) == {}
+                async with modern_http(target) as modern:
+                    assert await modern.listen([long_uri, fine_uri]) == [fine_uri]

@@ -4,10 +4,11 @@ Owns the subscriber maps: for the shared connections, (server, upstream URI) -> 
 first subscriber subscribes upstream and the last one out unsubscribes); for a connection that is
 not the pool's (a session's own, the legacy-era companion, a principal's own), the same per
 connection, so that a session hears the updates of the connection its calls go to, as it would
-directly. Also the per-session cap, refusing servers that take no subscriptions, following a
-session onto a new connection of its own, forgetting a session that ended or whose reach no longer
-shows a resource, and subscribing again when a connection (re)starts. Does not own delivering
-`notifications/resources/updated` (the reverse path asks `hears`).
+directly. Also the per-session cap and the length of a URI held (`MAX_URI`), refusing servers
+that take no subscriptions, following a session onto a new connection of its own, forgetting a
+session that ended or whose reach no longer shows a resource, and subscribing again when a
+connection (re)starts. Does not own delivering `notifications/resources/updated` (the reverse path
+asks `hears`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from onemcp.observability.limits import hit
 from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, MethodNotFound, NotFound
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
+
+# A subscription's URI is held for as long as the subscription (and sent upstream, which holds it too):
+# any URI under a server's prefix is taken, so with only the body limit 1,000 subscriptions of 4 MiB
+# URIs could make one session hold 4 GB. Longer than a path can be (PATH_MAX 4,096) with room to spare.
+MAX_URI = 8192
 
 log = logging.getLogger("onemcp.hub")
 Key = tuple[str, str]  # (server, upstream URI)
@@ -61,6 +67,8 @@ class Subscriptions:
 
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
+        if len(uri) > MAX_URI:
+            return False
         try:
             server, original = self.view(session).locate_uri(uri, session.access.reach)
             session.access.require(SUBSCRIBE, "resources", server, original, uri)
@@ -232,6 +240,8 @@ class Subscriptions:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise InvalidParams(f"{method}: params.uri must be a string")
+        if len(uri) > MAX_URI:
+            raise InvalidParams(f"{method}: params.uri is {len(uri)} characters; at most {MAX_URI}")
         server, original = self.view(session).locate_uri(uri, session.access.reach)
         session.access.require(SUBSCRIBE, "resources", server, original, uri)
         return server, original

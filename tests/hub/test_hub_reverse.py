@@ -261,7 +261,11 @@ async def test_a_clients_roots_do_not_stay_on_the_shared_connection_for_other_cl
     servers = {name: {"command": cmd[0], "args": cmd[1:]} for name in ("every", "other")}
     with anyio.fail_after(60):
         async with running_hub({"mcpServers": servers}) as hub:
+            shared = hub.app.hub.pool.connections["every"]
+            while not shared.asks_clients:  # it asks for roots once initialized (in vain: no session yet)
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             async with Client(hub.url, mode="legacy", cache=None, list_roots_callback=roots) as alice:
+                # over her own connection (the shared one split), which asks her at once
                 assert "file:///home/alice/secret" in text_of(await alice.call_tool("every__get-roots-list", {}))
                 await alice.send_roots_list_changed()
                 await asked.wait()  # asked again on her own connection: her roots stay hers there

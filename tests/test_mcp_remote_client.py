@@ -21,7 +21,7 @@ from anyio.abc import ByteReceiveStream, Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from fixtures.launch import fixture_command
-from support.hub import RunningHub, running_hub
+from support.hub import RunningHub, oauth_hub
 from support.real_servers import NODE_MODULES, node_binary
 
 pytestmark = pytest.mark.anyio
@@ -158,15 +158,8 @@ async def session(hub: RunningHub, entry: str, options: list[str], config_dir: P
     ],
 )
 async def test_mcp_remote_authorizes_and_bridges_a_stdio_host(tmp_path: Path, entry: str, options: list[str]) -> None:
-    cmd = fixture_command()
-    config: Json = {
-        "mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}},
-        "onemcp": {"prefixMode": "always", "auth": {"oauth": True, "oauthConsent": "auto"}},
-    }
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
     with anyio.fail_after(60):
-        async with running_hub(config, config_path=path) as hub:
+        async with oauth_hub(tmp_path, "fx", fixture_command()) as hub:
             seen, host = await session(hub, entry, options, tmp_path)
     assert seen["initialize"]["serverInfo"]["name"] == "onemcp"
     assert {"fx__echo", "fx__sample", "fx__roots", "fx__progress"} <= set(seen["tools"])

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from fixtures.launch import fixture_command
-from support.hub import running_hub
+from support.hub import oauth_hub
 from support.real_servers import node_binary
 
 pytestmark = pytest.mark.anyio
@@ -31,15 +30,8 @@ def anyio_backend() -> str:
 
 @pytest.mark.parametrize("entry", ["http", "sse"])
 async def test_the_typescript_sdk_client_authorizes_and_works(tmp_path: Path, entry: str) -> None:
-    cmd = fixture_command()
-    config: dict[str, Any] = {
-        "mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}},
-        "onemcp": {"prefixMode": "always", "auth": {"oauth": True, "oauthConsent": "auto"}},
-    }
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
     with anyio.fail_after(60):
-        async with running_hub(config, config_path=path) as hub:
+        async with oauth_hub(tmp_path, "fx", fixture_command()) as hub:
             done = await anyio.run_process([node_binary(), str(SCRIPT), hub.base, entry], check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     seen = json.loads(done.stdout.decode().strip().splitlines()[-1])

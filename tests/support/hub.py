@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,6 +62,20 @@ async def running_hub(
                 server.should_exit = True
     finally:
         sock.close()  # a failed test too: else its garbage collection fails another test (ResourceWarning)
+
+
+@asynccontextmanager
+async def oauth_hub(tmp_path: Path, name: str, command: list[str]) -> AsyncIterator[RunningHub]:
+    """A hub of one stdio server `name` (names always prefixed) behind its built-in authorization server,
+    consent given at once: what a real client's OAuth flow runs against; its config a watched file."""
+    config: dict[str, Any] = {
+        "mcpServers": {name: {"command": command[0], "args": command[1:]}},
+        "onemcp": {"prefixMode": "always", "auth": {"oauth": True, "oauthConsent": "auto"}},
+    }
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    async with running_hub(config, config_path=path) as hub:
+        yield hub
 
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}

@@ -6,7 +6,7 @@ headers HTTP adds and stdio lacks (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Na
 `Mcp-Param-*` of tools that annotate arguments, learnt from the hub's tools list); everything on
 the reply stream (progress, logs, a `subscriptions/listen` feed) goes to stdout as it comes; a
 `notifications/cancelled` closes the request's stream, which is the era's cancellation. No
-session and no handshake. The legacy path (`proxy.HubSession`) is untouched by it; what both paths
+session and no handshake. The legacy path (`proxy_legacy.HubSession`) is untouched by it; what both paths
 share is here: a hub's HTTP answer as the client's reply (`reply_of`), and the proxy's stop ending
 every wait for the hub at once (`Halted`, `pause`).
 """

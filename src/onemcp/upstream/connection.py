@@ -1,12 +1,13 @@
 """One upstream as a JSON-RPC peer owned by the hub.
 
-Owns: the handshake, hub-minted request ids and the map back to callers, progress-token
-remapping, deadlines' courtesy cancels, server-initiated requests and notifications
-(handed to the hub through callbacks; how many may wait for a client at once is capped, the
-excess refused at once through `replies.ReplyQueue`), refreshing the cached lists on
-`list_changed` (coalesced) and after a new session, and the connection's state and last error. Does not own: the bytes
-(a `Transport`), which downstream session a reverse message belongs to (the hub decides),
-whether the upstream is alive (`liveness`), restarts.
+Owns: when to handshake (its steps: `handshake`) and the fallback to HTTP+SSE, hub-minted request
+ids and the map back to callers, progress-token remapping, deadlines' courtesy cancels,
+server-initiated requests and notifications (handed to the hub through callbacks; how many may
+wait for a client at once is capped, the excess refused at once through `replies.ReplyQueue`),
+refreshing the cached lists on `list_changed` (coalesced) and after a new session, and the
+connection's state and last error. Does not own: the bytes (a `Transport`), which downstream
+session a reverse message belongs to (the hub decides), whether the upstream is alive
+(`liveness`), restarts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
 import time
 from collections.abc import Awaitable
 from typing import Any, Literal, Protocol
@@ -23,7 +23,6 @@ import anyio
 import orjson
 from anyio.abc import TaskGroup
 
-from onemcp import __version__
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.limits import hit
 from onemcp.observability.redact import REDACTOR
@@ -38,12 +37,11 @@ from onemcp.protocol.errors import (
     UpstreamTimeout,
 )
 from onemcp.protocol.jsonrpc import Message, RequestId
-from onemcp.protocol.meta import SERVER_INFO
 from onemcp.protocol.methods import KINDS
-from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
+from onemcp.upstream.handshake import HANDSHAKE, handshake
 from onemcp.upstream.lists import Relist, read_list
 from onemcp.upstream.liveness import Liveness, keepalive
 from onemcp.upstream.replies import ReplyQueue
@@ -53,8 +51,6 @@ State = Literal["starting", "ready", "failed", "stopped"]
 log = logging.getLogger("onemcp.upstream")
 
 CANCEL_SEND_TIMEOUT = 2.0
-HANDSHAKE = ("server/discover", "initialize", "notifications/initialized")
-PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
 
 
 class ConnectionEvents(Protocol):
@@ -134,7 +130,7 @@ class UpstreamConnection:
                     with anyio.fail_after(self.config.startup_timeout):
                         await self.transport.open(tg, self._deliver, self._transport_failed)
                         try:
-                            await self._handshake()
+                            await handshake(self)
                         except (TransportError, UpstreamError):
                             if not await self._fall_back_to_sse(tg):
                                 raise
@@ -201,7 +197,7 @@ class UpstreamConnection:
         tg.start_soon(self._watch_transport)
         try:
             await self.transport.open(tg, self._deliver, self._transport_failed)
-            await self._handshake()
+            await handshake(self)
         except (TransportError, UpstreamError) as exc:
             why = self._untagged(exc)
             raise TransportError(f"POST refused (HTTP {refused}), and no HTTP+SSE server either: {why}") from None
@@ -223,62 +219,6 @@ class UpstreamConnection:
             why = f"[{self.name}] {'upstream closed: ' if closed else ''}{told}"
             call.finish(jsonrpc.error(call.downstream_id, {"code": UPSTREAM_UNAVAILABLE, "message": why}))
 
-    async def _handshake(self, limit: float = math.inf) -> None:
-        """Find the era (probe server/discover unless told), open the conversation; `limit` per request."""
-        wanted = "legacy" if self.transport.kind == "sse" else self.config.protocol
-        if wanted != "legacy" and await self._discover(limit, required=wanted == "modern"):
-            return
-        self.era = "legacy"
-        self.transport.protocol_version = None
-        result = await self.request(
-            "initialize",
-            {
-                "protocolVersion": LATEST_LEGACY,
-                "capabilities": era.legacy_capabilities(self.owner),
-                "clientInfo": {"name": "onemcp", "version": __version__},
-            },
-            limit=limit,
-        )
-        version = result.get("protocolVersion")
-        if version not in LEGACY_VERSIONS:
-            raise UpstreamError(self.name, f"unsupported protocol version {version!r}")
-        self.protocol_version = str(version)
-        self.transport.protocol_version = self.protocol_version
-        self._identity(result, result.get("serverInfo"))
-        await self.notify("notifications/initialized")
-
-    async def _discover(self, limit: float, *, required: bool) -> bool:
-        """True when the upstream speaks 2026-07-28 (it answered server/discover)."""
-        self.era = "modern"
-        self.transport.protocol_version = era.MODERN
-        try:
-            # A dual-era stdio server picks its era from the first message it reads, so the
-            # probe must not be given up on early: a slow starter would then refuse the
-            # initialize that follows. Half the start-up budget, the rest for initialize.
-            with anyio.fail_after(self.config.startup_timeout * (1.0 if required else PROBE_SHARE)):
-                result = await self.request("server/discover", {}, limit=limit)
-        except (UpstreamError, TimeoutError) as exc:
-            if required:
-                raise UpstreamError(self.name, f"server/discover failed: {self._untagged(exc)}") from None
-            log.debug("upstream %s: not 2026-07-28 (%s); using initialize", self.name, exc)
-            return False
-        versions = result.get("supportedVersions")
-        if not isinstance(versions, list) or era.MODERN not in versions:
-            if required:
-                raise UpstreamError(self.name, f"server/discover lists no supported version: {versions!r}")
-            return False
-        self.protocol_version = era.MODERN
-        meta = result.get("_meta")
-        self._identity(result, meta.get(SERVER_INFO) if isinstance(meta, dict) else None)
-        return True
-
-    def _identity(self, result: dict[str, Any], info: Any) -> None:
-        caps = result.get("capabilities")
-        self.capabilities = caps if isinstance(caps, dict) else {}
-        self.server_info = info if isinstance(info, dict) else {}
-        instructions = result.get("instructions")
-        self.instructions = instructions if isinstance(instructions, str) else None
-
     async def _reinitialize(self, stale_session: str | None) -> None:
         async with self._reinit_lock:
             if getattr(self.transport, "session_id", None) != stale_session:
@@ -287,7 +227,7 @@ class UpstreamConnection:
             listed = self.kinds()
             self.transport.reset_session()
             self.transport.protocol_version = None
-            await self._handshake(self.config.startup_timeout)
+            await handshake(self, self.config.startup_timeout)
         if self.owner is None:  # a new session is a new server instance: what it offers may have changed
             for kind in listed:
                 if kind not in self.kinds():

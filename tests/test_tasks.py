@@ -486,3 +486,72 @@ def test_a_task_never_seen_to_end_counts_as_running_only_for_its_ttl(monkeypatch
     assert router.running_for(conn) == {"s2"}  # type: ignore[arg-type]
     now[0] += tasks.RUNNING_MOST
     assert router.running_for(conn) == set()  # type: ignore[arg-type]
+
+
+async def _notes_until_done(stream: Any) -> list[dict[str, Any]]:
+    """A session's progress and status notifications, up to its task's completed status."""
+    heard = []
+    while True:
+        msg = await stream.message()
+        if msg.get("method") in ("notifications/progress", "notifications/tasks/status"):
+            heard.append(msg)
+            if msg["method"] == "notifications/tasks/status" and msg["params"]["status"] == "completed":
+                return heard
+
+
+async def test_a_tasks_progress_after_its_handle_reaches_its_session_under_the_clients_token() -> None:
+    """s31/t F5: the server's progress after the call returned the task handle named the call's (ended) hub
+    token: dropped. Now relayed to the task's session alone, with the client's token, until the task ends."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            maker, other = await h.session(), await h.session()
+            async with maker.listen() as mine, other.listen() as theirs:
+                arguments = tool_call("a__progress", steps=3, pause=0.05)
+                call = {**arguments, "task": {"ttl": 60000}, "_meta": {"progressToken": "tok"}}
+                body = maker.body("tools/call", call)
+                _, replied = await h.client.request("POST", headers=maker.headers(), body=body)
+                tid = replied[-1]["result"]["task"]["taskId"]
+                heard = replied[:-1] + await _notes_until_done(mine)  # a step said before the handle: on its POST
+                # the other session's own task, after: anything of the maker's sent its way would come first
+                await other.ask("tools/call", {**tool_call("a__sleep", seconds=0), "task": {"ttl": 60000}})
+                overheard = await _notes_until_done(theirs)
+            progress = [msg["params"] for msg in heard if msg["method"] == "notifications/progress"]
+            assert sorted((p["progressToken"], p["progress"], p["total"]) for p in progress) == [
+                ("tok", 1, 3),
+                ("tok", 2, 3),
+                ("tok", 3, 3),
+            ]
+            assert heard[-1]["params"]["taskId"] == tid
+            assert [msg["method"] for msg in overheard] == ["notifications/tasks/status"]
+            router = h.app.hub.tasks
+            assert not router._early and not router._early_progress  # handed over, none left held
+            assert not any(router._progress.values())  # the task ended: its token is routed no more
+
+
+def test_a_tasks_progress_is_routed_by_its_connection_and_token_and_held_until_the_task_is_recorded() -> None:
+    class Catalog:
+        prefixed = True
+
+    class Conn:
+        name = "a"
+
+    router = tasks.TaskRouter(Catalog())  # type: ignore[arg-type]
+    conn, other = Conn(), Conn()
+
+    def note(token: object, n: int) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": n}}
+
+    assert router.progress(conn, note(7, 1)) is None  # type: ignore[arg-type]  # before the handle: held
+    assert router.progress(conn, note("7", 1)) is None  # type: ignore[arg-type]  # not a hub token: dropped
+    assert list(router._early_progress) == [(id(conn), 7)]
+    handle = {"task": {"taskId": "t1", "status": "working", "ttl": 60_000}}
+    early = router.record(conn, "s1", handle, (7, "tok"))  # type: ignore[arg-type]
+    assert early == [{**note("tok", 1)}]  # handed over under the client's token
+    assert router.progress(conn, note(7, 2)) == ("s1", note("tok", 2))  # type: ignore[arg-type]
+    assert router.progress(other, note(7, 2)) is None  # type: ignore[arg-type]  # another connection's 7: not it
+    router.rewrite(conn, {"taskId": "t1", "status": "completed"})  # type: ignore[arg-type]
+    assert router.progress(conn, note(7, 3)) is None  # type: ignore[arg-type]  # it ended: routed no more
+    assert not router._progress.get(conn)  # type: ignore[call-overload]
+    for n in range(tasks.EARLY_STATUS + 10):  # stray progress (calls that ended making no task): bounded
+        router.progress(conn, note(100 + n, 1))  # type: ignore[arg-type]
+    assert len(router._early_progress) == tasks.EARLY_STATUS

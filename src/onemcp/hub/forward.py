@@ -100,7 +100,7 @@ class Forwarder:
                     if needed is not None and not session.ephemeral:
                         unreadable = rewrite.envelope_problem(call.method, needed)
                         if unreadable is not None:  # nothing to ask the client: said as to a modern one
-                            msg = self.for_client(session, conn, call.method, msg, unreadable)
+                            msg = self.for_client(session, conn, call.method, msg, unreadable, call=call)
                             outcome = "error" if "error" in msg else "tool_error"
                             return msg
                         if rounds == bridge.MAX_ROUNDS:
@@ -114,7 +114,7 @@ class Forwarder:
                         session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
                         deadline.deadline = min(anyio.current_time() + call.timeout, ceiling)  # asked again
                         continue
-                    msg = self.for_client(session, conn, call.method, msg)
+                    msg = self.for_client(session, conn, call.method, msg, call=call)
                     if outcome == "ok" and "error" in msg:  # a result no client could read, answered as an error
                         outcome = "error"
                     elif outcome == "ok" and _tool_error(msg):  # ... or made a tool error
@@ -183,10 +183,18 @@ class Forwarder:
         return session.reverse.get(str(msg["id"]))
 
     def for_client(
-        self, session: Session, conn: UpstreamConnection, method: str, msg: Message, unreadable: str | None = None
+        self,
+        session: Session,
+        conn: UpstreamConnection,
+        method: str,
+        msg: Message,
+        unreadable: str | None = None,
+        *,
+        call: Call | None = None,
     ) -> Message:
         """The reply with the task ids, URIs, envelope and error codes the client knows; one no client could
-        read (`unreadable` says why, when the caller found it) answered as an error that says why."""
+        read (`unreadable` says why, when the caller found it) answered as an error that says why. `call`: the
+        call it answers (a task it made keeps the call's progress token)."""
         server = conn.name
         if "error" in msg and jsonrpc.malformed_response(msg):  # no client could read it either
             err = UpstreamError(server, f"the server answered {method} with a malformed error: {msg['error']!r:.200}")
@@ -233,8 +241,11 @@ class Forwarder:
             text = f"[{server}] the server's tool result cannot be read: {problem}"
             msg["result"] = {"content": [{"type": "text", "text": text}], "isError": True}
         elif method == "tools/call" and "task" in result:
-            for status in self.tasks.record(conn, session.id, result):  # sent before this reply: held till now
-                session.post(status)
+            progress = (
+                (call.hub_id, call.progress_token) if call is not None and call.progress_token is not None else None
+            )
+            for early in self.tasks.record(conn, session.id, result, progress):  # sent before this reply: held till now
+                session.post(early)
         elif method.startswith("tasks/"):
             msg["result"] = self.tasks.rewrite(conn, result, result=method == "tasks/result")
         return msg

@@ -298,6 +298,11 @@ class ReversePath:
                 task_session.post({**msg, "params": self.tasks.rewrite(conn, params)})
             elif owner is None and not self.tasks.hold(conn, msg):  # a task whose creating reply is still to come
                 log.debug("upstream %s: a task status naming no task", conn.name)
+        elif method == "notifications/progress":  # only a call's that ended: a task it made may go on under it
+            found = self.tasks.progress(conn, msg)
+            task_session = self.sessions.get(found[0]) if found is not None else None
+            if found is not None and task_session is not None and task_session.access.reach.touches(conn.name):
+                task_session.post(found[1])
         elif call is not None and isinstance(call.origin, Session):
             call.push(msg)
         elif isinstance(conn.owner, Session):

@@ -16,6 +16,9 @@ send a task's first `notifications/tasks/status` before the reply that creates i
 EARLY_SECONDS) until that reply names its session, then sent there. A server's request or log line that
 names a task (`_meta` related-task) belongs to that task's session (`named`); one that names neither a call
 nor a task may be for any session whose task on that connection has not been seen to end (`running_for`).
+The server's progress on a task whose call carried a `progressToken` names that call's token (the hub's
+request id) after the call returned the handle: `progress` sends it to the task's session with the client's own
+token, until the task is seen to end (held like an early status when it comes before the handle is recorded).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ MAX_ORPHANS = 1_000  # tasks of ended sessions not seen to end: kept so that wha
 # (a server need not say that a task ended, and one never read must not refuse others' requests for ever)
 RUNNING_DEFAULT = 3_600.0
 RUNNING_MOST = 86_400.0
+Early = OrderedDict[tuple[int, Any], tuple[weakref.ref["UpstreamConnection"], float, list[Any]]]
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 MADE_ON = re.compile(r"@([0-9a-f]{8})$")  # the replica whose call made a task, at the end of its visible id
 
@@ -67,6 +71,8 @@ class Task:
     visible: str
     until: float  # time.monotonic() after which it is taken to have ended (its ttl), seen or not
     ended: bool = False  # seen in a terminal status, or its result was read
+    token: int | None = None  # the progress token upstream (the creating call's hub id), if the client gave one
+    client_token: Any = None  # ... and the client's own
 
 
 class TaskRouter:
@@ -75,14 +81,15 @@ class TaskRouter:
         self._tasks: dict[str, OrderedDict[str, Task]] = {}  # session id -> visible id -> task, oldest first
         self._count = 0  # tasks held, all sessions
         self._by_conn: weakref.WeakKeyDictionary[UpstreamConnection, dict[str, Task]] = weakref.WeakKeyDictionary()
+        # connection -> its progress token -> the task still running whose creating call had it
+        self._progress: weakref.WeakKeyDictionary[UpstreamConnection, dict[int, Task]] = weakref.WeakKeyDictionary()
         # tasks of ended sessions not seen to end, oldest first: still routed, so that what they ask or say
         # reaches no other session (`named`, `running_for`), until they end or MAX_ORPHANS newer push them out
         self._orphans: OrderedDict[int, Task] = OrderedDict()
         self.tag = ""  # this replica's (`replicas`): the ids it shows end with @tag, so that another finds it
         # (id of the connection, upstream task id) -> (the connection, when first held, its status notifications)
-        self._early: OrderedDict[tuple[int, str], tuple[weakref.ref[UpstreamConnection], float, list[Any]]] = (
-            OrderedDict()
-        )
+        self._early: Early = OrderedDict()
+        self._early_progress: Early = OrderedDict()  # (id of the connection, progress token) -> the same
 
     def _visible_id(self, server: str, upstream_id: str) -> str:
         return f"{server}:{upstream_id}" if self.catalog.prefixed else upstream_id
@@ -94,25 +101,29 @@ class TaskRouter:
         upstream_id = params.get("taskId") if isinstance(params, dict) else None
         if not isinstance(upstream_id, str):
             return False
-        self._expire()
-        key = (id(conn), upstream_id)
-        entry = self._early.get(key)
-        if entry is None or entry[0]() is not conn:  # none yet (or another connection's, gone, at that address)
-            entry = self._early[key] = (weakref.ref(conn), time.monotonic(), [])
-        entry[2].append(msg)
-        del entry[2][:-EARLY_PER_TASK]
-        while len(self._early) > EARLY_STATUS:
-            self._early.popitem(last=False)
+        _keep(self._early, (id(conn), upstream_id), conn, msg)
         return True
 
-    def _expire(self) -> None:
-        deadline = time.monotonic() - EARLY_SECONDS
-        while self._early and next(iter(self._early.values()))[1] < deadline:
-            self._early.popitem(last=False)
+    def progress(self, conn: UpstreamConnection, msg: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """(session id, the notification with the client's token) of progress `conn` sent under the token of a
+        call that ended having made a task still running; None when it names none (held a while, for `record`:
+        the reply with the handle may still be on its way, or never come)."""
+        params = msg.get("params")
+        token = params.get("progressToken") if isinstance(params, dict) else None
+        if not isinstance(token, int) or isinstance(token, bool) or not isinstance(params, dict):
+            return None
+        entry = self._progress.get(conn, {}).get(token)
+        if entry is None:
+            _keep(self._early_progress, (id(conn), token), conn, msg)
+            return None
+        return entry.session_id, {**msg, "params": {**params, "progressToken": entry.client_token}}
 
-    def record(self, conn: UpstreamConnection, session_id: str, result: dict[str, Any]) -> list[dict[str, Any]]:
-        """Remember a task `conn` created for a session; its id in `result` becomes the visible one.
-        Returns the status notifications of it that came first (`hold`), with the visible id."""
+    def record(
+        self, conn: UpstreamConnection, session_id: str, result: dict[str, Any], progress: tuple[int, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Remember a task `conn` created for a session; its id in `result` becomes the visible one; `progress`:
+        (token upstream, the client's) of the call that made it. Returns the progress and status notifications
+        of it that came first (`progress`, `hold`), with the client's token and the visible id."""
         task = result.get("task")
         if not isinstance(task, dict) or not isinstance(task.get("taskId"), str):
             return []
@@ -134,6 +145,13 @@ class TaskRouter:
         lasts = min(ttl / 1000, RUNNING_MOST) if isinstance(ttl, int | float) and ttl > 0 else RUNNING_DEFAULT
         entry = Task(weakref.ref(conn), conn.name, upstream_id, session_id, visible, time.monotonic() + lasts)
         mine[visible] = known[upstream_id] = entry
+        early: list[dict[str, Any]] = []
+        if progress is not None:
+            entry.token, entry.client_token = progress
+            self._progress.setdefault(conn, {})[progress[0]] = entry
+            said = self._early_progress.pop((id(conn), progress[0]), None) if self._early_progress else None
+            if said is not None and said[0]() is conn:
+                early += [{**msg, "params": {**msg["params"], "progressToken": progress[1]}} for msg in said[2]]
         self._count += 1
         if len(mine) > MAX_SESSION_TASKS:
             self._forget(session_id, next(iter(mine)))
@@ -141,10 +159,10 @@ class TaskRouter:
             busiest = max(self._tasks, key=lambda held: len(self._tasks[held]))
             self._forget(busiest, next(iter(self._tasks[busiest])))
         result["task"] = {**task, "taskId": visible}
-        early = self._early.pop((id(conn), upstream_id), None) if self._early else None
-        if early is None or early[0]() is not conn:
-            return []
-        return [{**msg, "params": self.rewrite(conn, msg["params"])} for msg in early[2]]
+        held = self._early.pop((id(conn), upstream_id), None) if self._early else None
+        if held is not None and held[0]() is conn:
+            early += [{**msg, "params": self.rewrite(conn, msg["params"])} for msg in held[2]]
+        return early
 
     def _forget(self, session_id: str, visible: str) -> None:
         mine = self._tasks.get(session_id)
@@ -161,6 +179,13 @@ class TaskRouter:
         known = self._by_conn.get(owner) if owner is not None else None
         if known is not None and known.get(entry.upstream_id) is entry:
             del known[entry.upstream_id]
+        self._unroute_progress(entry)
+
+    def _unroute_progress(self, entry: Task) -> None:
+        owner = entry.conn()
+        tokens = self._progress.get(owner) if owner is not None and entry.token is not None else None
+        if tokens is not None and tokens.get(entry.token) is entry:  # type: ignore[arg-type]
+            del tokens[entry.token]  # type: ignore[arg-type]
 
     def forget_session(self, session_id: str) -> None:
         """The session ended: its tasks are no one's any more (their status goes nowhere; room for others)."""
@@ -247,6 +272,7 @@ class TaskRouter:
         entry = self._by_conn.get(conn, {}).get(upstream_id)
         if entry is not None:
             entry.ended = True
+            self._unroute_progress(entry)  # its progress ended with it
             if self._orphans.pop(id(entry), None) is not None:
                 self._unroute(entry)
 
@@ -297,3 +323,18 @@ class TaskRouter:
                         self._ended(conn, task["taskId"])
                     out.append({**task, "taskId": owner[1]})
         return out
+
+
+def _keep(early: Early, key: tuple[int, Any], conn: UpstreamConnection, msg: dict[str, Any]) -> None:
+    """Hold a notification of a task not recorded yet (its creating reply is on the way): the latest
+    EARLY_PER_TASK of it, EARLY_STATUS in all, for EARLY_SECONDS."""
+    deadline = time.monotonic() - EARLY_SECONDS
+    while early and next(iter(early.values()))[1] < deadline:
+        early.popitem(last=False)
+    entry = early.get(key)
+    if entry is None or entry[0]() is not conn:  # none yet (or another connection's, gone, at that address)
+        entry = early[key] = (weakref.ref(conn), time.monotonic(), [])
+    entry[2].append(msg)
+    del entry[2][:-EARLY_PER_TASK]
+    while len(early) > EARLY_STATUS:
+        early.popitem(last=False)

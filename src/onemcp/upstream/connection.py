@@ -465,7 +465,9 @@ class UpstreamConnection:
         params = msg.get("params")
         if method == "notifications/progress" and isinstance(params, dict):
             call = self._pending.get(params.get("progressToken"))  # type: ignore[arg-type]
-            if call is not None and call.progress_token is not None:
+            if call is None:  # the call ended: the hub knows whether a task it made goes on under its token
+                self.events.on_notification(self, msg, None)
+            elif call.progress_token is not None:
                 msg["params"] = {**params, "progressToken": call.progress_token}
                 call.push(msg)
             return

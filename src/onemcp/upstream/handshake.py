@@ -79,15 +79,17 @@ async def _discover(conn: Greeted, limit: float, *, required: bool) -> bool:
     """True when the upstream speaks 2026-07-28 (it answered server/discover)."""
     conn.era = "modern"
     conn.transport.protocol_version = era.MODERN
+    budget = conn.config.startup_timeout * (1.0 if required else PROBE_SHARE)
     try:
         # A dual-era stdio server picks its era from the first message it reads, so the
         # probe must not be given up on early: a slow starter would then refuse the
         # initialize that follows. Half the start-up budget, the rest for initialize.
-        with anyio.fail_after(conn.config.startup_timeout * (1.0 if required else PROBE_SHARE)):
+        with anyio.fail_after(budget):
             result = await conn.request("server/discover", {}, limit=limit)
     except (UpstreamError, TimeoutError) as exc:
-        if required:
-            why = str(exc).removeprefix(f"[{conn.name}] ")
+        if required:  # said once: "server/discover failed: <why>", never "... failed: server/discover failed: ..."
+            why = str(exc).removeprefix(f"[{conn.name}] ").removeprefix("server/discover failed: ")
+            why = why if isinstance(exc, UpstreamError) else f"no answer within {budget:g}s"
             raise UpstreamError(conn.name, f"server/discover failed: {why}") from None
         log.debug("upstream %s: not 2026-07-28 (%s); using initialize", conn.name, exc)
         return False

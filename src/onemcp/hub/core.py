@@ -98,6 +98,7 @@ class Hub:
         self.sessions.configure(config.hub)
         HITS.interval = config.hub.limits.log_interval
         self.listeners: set[Listener] = set()  # modern subscriptions/listen streams
+        self._opening: set[Listener] = set()  # listens still subscribing: their instances are in use already
         self.tasks = TaskRouter(self.catalog)
         self.parking = bridge.Parking()
         self.stopping = Stopping(self.cut_off_calls, lambda: self.sessions)  # the end of the shutdown grace
@@ -364,7 +365,11 @@ class Hub:
 
     async def add_listener(self, listener: Listener) -> None:
         """A listen stream opens: its resource subscriptions (each may fail alone), then list_changed."""
-        await self.subscriptions.subscribe_each(listener.session, listener.uris)
+        self._opening.add(listener)  # an instance it subscribes on is not reaped while it does (idleTimeout)
+        try:
+            await self.subscriptions.subscribe_each(listener.session, listener.uris)
+        finally:
+            self._opening.discard(listener)
         self.listeners.add(listener)
 
     async def remove_listener(self, listener: Listener) -> None:
@@ -524,7 +529,8 @@ class Hub:
     async def _reap_instances(self) -> None:
         while True:
             await anyio.sleep(self.instances.interval())
-            await self.instances.reap(held={i for ln in self.listeners for i in ln.session.access.reach.instances})
+            listens = (*self.listeners, *self._opening)
+            await self.instances.reap(held={i for ln in listens for i in ln.session.access.reach.instances})
 
     # ============================================================ lifecycle
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

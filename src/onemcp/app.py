@@ -24,7 +24,9 @@ from onemcp.admin.console import PREFIX as CONSOLE_PREFIX
 from onemcp.admin.console import Console
 from onemcp.auth.access import operator_needs
 from onemcp.auth.gate import PRM_PATH, Gate
+from onemcp.auth.held import REFUSAL_HEADERS
 from onemcp.auth.limits import RedisRateLimiter
+from onemcp.auth.principal import Principal
 from onemcp.config import context, schema
 from onemcp.config.model import HubConfig
 from onemcp.downstream import my_secrets, my_secrets_page, upstream_auth
@@ -44,6 +46,7 @@ from onemcp.observability.metrics import CONTENT_TYPE, Metrics
 from onemcp.observability.redact import REDACTOR
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, UPSTREAM_UNAVAILABLE
+from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.reload import Reloader
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
@@ -242,20 +245,35 @@ class OneMcpApp:
             principal = await self.gate.admit(scope, send)
             if principal is None:
                 return
-            if scope["method"] == "GET":  # a stream stays open: it ends when its credential does
-                receive = self.gate.guarded(scope, principal, receive)
-            if path == "/mcp" or path == "/mcp/":
-                await self.mcp(scope, receive, send, principal)
-            elif path == "/sse":
-                await self.legacy.stream(scope, receive, send, principal)
-            else:
-                await self.legacy.message(scope, receive, send, principal)
+            # counted for its principal while it is open (a stream: as one of its streams too)
+            # (a legacy POST only once it is known to carry a request: streamable.py; /messages answers at once)
+            listen = (asgi.header(scope, b"mcp-method") or "").strip() == "subscriptions/listen"
+            stream = scope["method"] == "GET" or listen
+            modern = (asgi.header(scope, b"mcp-protocol-version") or "").strip() in MODERN_VERSIONS
+            held = self.gate.held.holding(principal, self.hub.limits, stream=stream, refusable=stream or modern)
+            with held as refusal:
+                if refusal is not None:
+                    body = jsonrpc.error(None, refusal.to_error())
+                    await asgi.send_json(send, refusal.status, body, REFUSAL_HEADERS)
+                    return
+                await self._entry(path, scope, receive, send, principal)
         except OSError:
             pass  # the client went away mid-response
         except Exception:
             log.exception("unhandled error serving %s %s", scope["method"], path)
             with contextlib.suppress(Exception):
                 await asgi.send_json(send, 500, error_body(INTERNAL_ERROR, "Internal error in onemcp"))
+
+    async def _entry(self, path: str, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+        """An MCP entry's request, its principal admitted."""
+        if scope["method"] == "GET":  # a stream stays open: it ends when its credential does
+            receive = self.gate.guarded(scope, principal, receive)
+        if path == "/mcp" or path == "/mcp/":
+            await self.mcp(scope, receive, send, principal)
+        elif path == "/sse":
+            await self.legacy.stream(scope, receive, send, principal)
+        else:
+            await self.legacy.message(scope, receive, send, principal)
 
     async def _health(self, path: str, send: Send) -> None:
         if path == "/health":

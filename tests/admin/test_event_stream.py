@@ -17,7 +17,9 @@ import pytest
 
 from onemcp.admin import event_stream
 from onemcp.admin.routing import Request
+from onemcp.auth.held import Held
 from onemcp.auth.principal import Principal
+from onemcp.config.model import Limits
 from onemcp.observability.events import EventBus
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +51,7 @@ async def watch(bus: EventBus, last_event_id: str | None, until: str) -> list[tu
                 gone.set()
 
     with anyio.fail_after(10):
-        await event_stream.serve(bus, request(last_event_id, gone), send)
+        await event_stream.serve(bus, request(last_event_id, gone), send, Held(), Limits())
     return blocks
 
 
@@ -77,3 +79,20 @@ async def test_events_carry_ids_and_a_reconnect_is_replayed_only_what_it_missed(
 async def test_an_idle_stream_gets_keep_alive_comments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(event_stream, "KEEPALIVE", 0.01)
     assert await watch(EventBus(), None, ": keep-alive") == [(None, ": keep-alive")]
+
+
+async def test_a_stream_over_its_principals_stream_cap_is_429_and_others_still_watch() -> None:
+    bus, held, limits = EventBus(), Held(), Limits.model_validate({"maxStreamsPerPrincipal": 1})
+    me = Principal("anonymous", frozenset())
+    assert held.take(me, limits, stream=True) is None  # one stream of this principal is open
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(10):
+        await event_stream.serve(bus, request(None, anyio.Event()), send, held, limits)
+    assert sent[0]["status"] == 429
+    body = orjson.loads(sent[1]["body"])
+    assert body["limit"] == "streams_per_principal" and "limit 1" in body["error"], body
+    assert held.streams["anonymous"] == 1  # the refused one was not counted

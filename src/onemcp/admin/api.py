@@ -430,7 +430,7 @@ class AdminApi:
 
     async def events(self, request: Request, send: Send) -> None:
         """Server-sent events: every call, state change and log line from now on (recent ones first)."""
-        await event_stream.serve(self.hub.bus, request, send)
+        await event_stream.serve(self.hub.bus, request, send, self.gate.held, self.hub.limits)
 
 
 ROUTES: tuple[Route, ...] = (

@@ -4,7 +4,8 @@ Owns the stream's framing: each event goes out with an SSE id, `EPOCH:N` (EPOCH 
 process, N is the bus's event id), so a watcher that reconnects with `Last-Event-ID` is replayed
 only what it has not seen (everything recent if the hub restarted meanwhile: the ids count again).
 An idle stream gets a comment every `KEEPALIVE` seconds, so a proxy's read timeout does not cut
-it. Does not decide who may watch (`admin.api` routes it) nor what an event holds (`observability.events`).
+it. Counts each stream as one of its principal's (`auth.held`). Does not decide who may watch (`admin.api` routes
+it) nor what an event holds (`observability.events`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import anyio
 import orjson
 
 from onemcp.admin.routing import Request
+from onemcp.auth.held import REFUSAL_HEADERS, Held
+from onemcp.config.model import Limits
 from onemcp.http import asgi
 from onemcp.http.asgi import Send
 from onemcp.observability.events import EventBus
@@ -31,7 +34,17 @@ def resume_after(bus: EventBus, last_event_id: str | None) -> int:
     return int(seen) if epoch == bus.epoch and seen.isascii() and seen.isdigit() else 0
 
 
-async def serve(bus: EventBus, request: Request, send: Send) -> None:
+async def serve(bus: EventBus, request: Request, send: Send, held: Held, limits: Limits) -> None:
+    """The stream, counted as one of its principal's (maxStreamsPerPrincipal: 429 beyond)."""
+    with held.holding(request.principal, limits, stream=True) as refusal:
+        if refusal is not None:
+            body = {"error": refusal.message, "limit": refusal.limit}
+            await asgi.send_json(send, refusal.status, body, REFUSAL_HEADERS)
+            return
+        await _serve(bus, request, send)
+
+
+async def _serve(bus: EventBus, request: Request, send: Send) -> None:
     after = resume_after(bus, asgi.header(request.scope, b"last-event-id"))
     await asgi.start_sse(send)
     with bus.watch(after) as events:

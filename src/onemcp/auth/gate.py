@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import anyio
 
 from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
+from onemcp.auth.held import Held
 from onemcp.auth.keys import open_keys
 from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
 from onemcp.auth.roles import Roles
@@ -104,6 +105,7 @@ class Gate:
             )
             self.verifiers.append(self.oauth)
             self.issuers.append(base)
+        self.held = Held()  # what each principal holds open (maxRequestsPerPrincipal, maxStreamsPerPrincipal)
         limit = settings.rate_limit
         self.limiter: Limiter | None = (
             RateLimiter(limit.requests_per_minute, limit.burst) if limit is not None else None

@@ -348,6 +348,11 @@ class Limits(_Model):
     # 429 (per principal); existing sessions are never evicted to make room
     max_sessions: int = Field(10_000, alias="maxSessions", ge=1)
     max_sessions_per_principal: int = Field(1_000, alias="maxSessionsPerPrincipal", ge=1)
+    # open requests of one principal (one API key, one OAuth client; all anonymous clients are one), all
+    # MCP entries and the admin API together (unset: a quarter of maxConnections, at least 16), and of
+    # them its streams (GET streams, /sse, 2026-07-28 listens, the admin event stream); beyond, 429
+    max_requests_per_principal: int | None = Field(None, alias="maxRequestsPerPrincipal", ge=1)
+    max_streams_per_principal: int = Field(100, alias="maxStreamsPerPrincipal", ge=1)
     # resource subscriptions of one session (or one 2026-07-28 listen stream); beyond, subscribing fails
     max_subscriptions_per_session: int = Field(1000, alias="maxSubscriptionsPerSession", ge=1)
     # concurrently open GET streams of one session (409 beyond)

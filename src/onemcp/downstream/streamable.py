@@ -14,6 +14,7 @@ import anyio
 
 from onemcp.auth.access import LEGACY_HTTP, refused
 from onemcp.auth.gate import Gate
+from onemcp.auth.held import REFUSAL_HEADERS
 from onemcp.auth.principal import Principal
 from onemcp.downstream import requester
 from onemcp.downstream.exchange import answer, forbidden_scope
@@ -170,6 +171,9 @@ class StreamableHttpEndpoint:
             return
         session = await self._session(scope, send, principal)
         if session is None:
+            return
+        if is_request and (refusal := self.gate.held.over(principal, self.hub.limits)) is not None:
+            await asgi.send_json(send, refusal.status, jsonrpc.error(msg["id"], refusal.to_error()), REFUSAL_HEADERS)
             return
         if not is_request:
             if method is None:

@@ -31,6 +31,8 @@ NAMES = frozenset(
         "sessions",  # over maxSessions (503)
         "sessions_per_principal",  # over maxSessionsPerPrincipal (429)
         "streams_per_session",  # over maxStreamsPerSession (409)
+        "requests_per_principal",  # one principal's open requests over maxRequestsPerPrincipal (429)
+        "streams_per_principal",  # one principal's open streams over maxStreamsPerPrincipal (429)
         "own_connections",  # a server at maxOwnConnections, none idle: the call refused (503)
         "file_descriptors",  # no fd left for a socket to an HTTP upstream (EMFILE): the call refused (-32000)
         "queued_messages",  # a session's queue full: message dropped

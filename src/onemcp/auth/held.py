@@ -43,6 +43,7 @@ class Held:
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.streams: Counter[str] = Counter()
+        self._cap: tuple[Limits, int] | None = None  # the request cap of the limits in force (no getrlimit a request)
 
     def take(
         self, principal: Principal, limits: Limits, *, stream: bool, refusable: bool = True
@@ -57,7 +58,7 @@ class Held:
             hit("streams_per_principal", "principal %s has %d streams open: refused another", key, cap)
             why = f"too many open streams for this client identity (limit {cap}); close one first"
             return LimitReached("streams_per_principal", why, 429)
-        if refusable and (refusal := self._over(key, limits, self.requests[key] + 1)) is not None:
+        if refusable and (refusal := self._over(key, self._request_cap(limits), self.requests[key] + 1)) is not None:
             return refusal
         self.requests[key] += 1
         if stream:
@@ -66,11 +67,16 @@ class Held:
 
     def over(self, principal: Principal, limits: Limits) -> LimitReached | None:
         """The refusal of a request `take` counted as not refusable, if its principal holds more than its cap."""
-        return self._over(principal.id, limits, self.requests[principal.id])
+        return self._over(principal.id, self._request_cap(limits), self.requests[principal.id])
+
+    def _request_cap(self, limits: Limits) -> int:
+        if self._cap is None or self._cap[0] is not limits:  # a reload makes new limits
+            self._cap = (limits, request_cap(limits))
+        return self._cap[1]
 
     @staticmethod
-    def _over(key: str, limits: Limits, held: int) -> LimitReached | None:
-        if held <= (cap := request_cap(limits)):
+    def _over(key: str, cap: int, held: int) -> LimitReached | None:
+        if held <= cap:
             return None
         hit("requests_per_principal", "principal %s has %d requests open: refused another", key, cap)
         why = f"too many open requests for this client identity (limit {cap}); try again later"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from typing import Any
 
 import anyio
@@ -256,7 +258,9 @@ async def test_form_and_url_elicitation_with_completion() -> None:
     assert asked[1].elicitation_id == "b:e1" == completed.values[0]  # namespaced: ids of two upstreams cannot collide
 
 
-async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> None:
+def answered_never() -> tuple[SamplingFnT, anyio.Event, list[str]]:
+    """A sampling callback that never answers; the event set once it is asked, and "cancelled" noted once
+    the request is withdrawn from it."""
     started = anyio.Event()
     outcome: list[str] = []
 
@@ -270,6 +274,12 @@ async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> No
             outcome.append("cancelled")
             raise
         raise AssertionError("unreachable")
+
+    return sampling, started, outcome
+
+
+async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> None:
+    sampling, started, outcome = answered_never()
 
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:
@@ -284,22 +294,7 @@ async def test_upstream_withdrawing_its_request_cancels_it_at_the_client() -> No
 async def test_an_upstream_that_dies_while_its_request_waits_on_the_client_withdraws_it_there() -> None:
     # the call's error came, but the client was never told that the sampling request it was still
     # answering (a user's dialog, a model's turn) was no one's any more
-    import os
-    import signal
-
-    started = anyio.Event()
-    outcome: list[str] = []
-
-    async def sampling(
-        context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        except anyio.get_cancelled_exc_class():
-            outcome.append("cancelled")
-            raise
-        raise AssertionError("unreachable")
+    sampling, started, outcome = answered_never()
 
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"a": stdio(), "b": stdio()}}) as hub:

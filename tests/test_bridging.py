@@ -439,3 +439,28 @@ async def test_a_delete_while_the_bridge_asks_the_client_answers_the_call_sessio
     _asked, answer = messages
     assert answer["id"] == 9 and answer["error"]["code"] == -32000, answer
     assert answer["error"]["message"].startswith("the session ended while this request was in flight")
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # logging, ping
+@pytest.mark.parametrize("level", [None, "info"])
+async def test_a_legacy_client_hears_a_modern_upstreams_log_lines_as_it_would_directly(
+    level: types.LoggingLevel | None,
+) -> None:
+    """Over a handshake a dual-era server sends a client that set no level every line; the hub speaks
+    2026-07-28 to it, where a request hears only the lines its `logLevel` opts in to: such a client
+    heard none through the hub."""
+    heard: list[tuple[str, Any]] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        heard.append((params.level, params.data))
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"m": modern_fixture(), "l": legacy_fixture()}}) as hub:
+            assert hub.app.hub.pool.connections["m"].era == "modern"
+            async with Client(hub.url, mode="legacy", cache=None, logging_callback=on_log) as c:
+                if level is not None:
+                    await c.set_logging_level(level)
+                assert text_of(await c.call_tool("m__log", {})) == "logged"
+                await c.send_ping()  # anything still on its way to the client has arrived by now
+    everything = [("debug", "a debug line"), ("info", "an info line")]
+    assert heard == (everything if level is None else everything[1:])

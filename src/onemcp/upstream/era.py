@@ -23,6 +23,7 @@ HUB_MODERN_CAPABILITIES: dict[str, Any] = {}
 # What the hub tells legacy upstreams it can do on a shared connection: it forwards these to clients that can.
 HUB_CLIENT_CAPABILITIES: dict[str, Any] = {"roots": {"listChanged": True}, "sampling": {}}
 HUB_CLIENT_CAPABILITIES["elicitation"] = {"form": {}, "url": {}}
+LEGACY_DEFAULT_LEVEL = "debug"  # the log level of a legacy client that set none: every line
 
 
 def legacy_capabilities(owner: Any) -> dict[str, Any]:
@@ -68,8 +69,9 @@ def stamp(msg: Message, era: str, client: Any) -> None:
             meta[PROTOCOL_VERSION] = MODERN
             meta[CLIENT_CAPABILITIES] = client.client_capabilities
             meta[CLIENT_INFO] = client.client_info or {"name": "unknown", "version": "0"}
-            if client.log_level is not None:
-                meta[LOG_LEVEL] = client.log_level
+            # one that set no level wants every line, as the server sends it over a handshake: a
+            # 2026-07-28 server sends a request only the lines it opts in to
+            meta[LOG_LEVEL] = client.log_level or LEGACY_DEFAULT_LEVEL
         # a modern client's own envelope passes through unchanged
     else:
         for key in ENVELOPE:

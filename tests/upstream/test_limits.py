@@ -164,23 +164,23 @@ async def test_an_event_over_the_limit_on_a_legacy_sse_stream_fails_the_call_and
                 assert r.json()["result"]["content"][0]["text"] == "hi"
 
 
-async def test_a_stdio_line_over_the_limit_stops_the_server_saying_why() -> None:
-    """Finding 8c: the reason is the limit, not 'exited with code -9'; the server is restarted."""
-    reason = f"stopped: a message on stdout exceeded maxResponseBytes ({LIMIT} bytes)"
+async def test_a_stdio_reply_over_the_limit_fails_its_call_and_the_server_goes_on_serving() -> None:
+    """Finding 8c gave the reason; the server was stopped for it, so one client's read of a large resource
+    failed every other call to that server and restarted it. Now only that call fails (as over HTTP); a
+    message over the limit that is not plainly a reply still stops it (tests/upstream/transports)."""
     command, *args = fixture_command()
     server = {"command": command, "args": args, "maxResponseBytes": LIMIT}
     with anyio.fail_after(20):
         async with running_hub({"mcpServers": {"s": server}}) as hub, httpx.AsyncClient() as http:
             session = await raw_session(http, hub.url)
             before = await refusals(http, hub.base)
+            conn = hub.app.hub.pool.connections["s"]
             r = await http.post(hub.url, json=call("blob", bytes=BIG), headers=session)
-            assert error_of(r) == f"[s] upstream closed: {reason}"
-            assert (await http.get(f"{hub.base}/health")).json()["upstreams"]["s"]["lastError"] == reason
+            assert error_of(r) == f"[s] {REFUSED}"
             assert await refusals(http, hub.base) == before + 1
-            while hub.app.hub.pool.connections["s"].state != "ready":
-                await anyio.sleep(0.02)  # allowed-sleep: polling for the restart, within fail_after
             r = await http.post(hub.url, json=call("blob", 8, bytes=1000), headers=session)
             assert len(r.json()["result"]["content"][0]["text"]) == 1000
+            assert hub.app.hub.pool.connections["s"] is conn and conn.state == "ready"  # never restarted
 
 
 def test_stdio_line_assembly_costs_linear_allocation() -> None:

@@ -119,6 +119,15 @@ def reply_id(raw: bytes) -> RequestId | None:
     return orjson.loads(found.group(1)) if found is not None else None
 
 
+def reply_head(head: bytes) -> tuple[bool, RequestId | None]:
+    """Is a message whose first bytes are `head` plainly a reply, and its id when they tell it (written
+    id first); a reply written result first has its id at its end (`reply_id` of its head and tail)."""
+    found = _REPLY_HEAD.match(head[:256])
+    if found is not None:
+        return True, orjson.loads(found.group(1))
+    return _REPLY_START.match(head[:64]) is not None, None
+
+
 def _brackets(raw: bytes | str) -> int:
     """Opening brackets in `raw` (counted in C): at least its objects and arrays, and its depth."""
     return raw.count(b"{") + raw.count(b"[") if isinstance(raw, bytes) else raw.count("{") + raw.count("[")

@@ -1,10 +1,12 @@
-"""The environment a stdio upstream is started with: an allow-list plus the config's env; the end of its stdout."""
+"""A stdio upstream: the environment it starts with (an allow-list plus the config's env), the end of its
+stdout, a line past maxResponseBytes."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -276,3 +278,51 @@ def test_a_flood_of_lines_that_are_not_json_writes_a_few_warnings_not_one_each(
     assert 0 < len(warned) <= 5 * (IGNORED_PER_SECOND + 1)  # a few a second, whatever the machine's speed
     assert any("not logged" in r.getMessage() for r in warned)
     assert HITS.counts["log_lines"] - before >= flood - len(warned)
+
+
+def _reading(limit: int) -> tuple[_ChildProtocol, list[Any], list[str]]:
+    """A stdout reader with `limit` bytes a line: what it delivers, and why it stopped the server."""
+    owner = StdioTransport("s", ServerConfig.model_validate({"command": "unused", "maxResponseBytes": limit}))
+    stops: list[str] = []
+    owner.stop = stops.append  # type: ignore[method-assign,assignment]
+    delivered: list[Any] = []
+    return _ChildProtocol(owner, lambda msg, related: delivered.append(msg)), delivered, stops
+
+
+def _in_pieces(protocol: _ChildProtocol, data: bytes, size: int = 4096) -> None:
+    for i in range(0, len(data), size):
+        protocol.pipe_data_received(1, data[i : i + size])
+
+
+@pytest.mark.parametrize(
+    "big",
+    [
+        b'{"jsonrpc":"2.0","id":7,"result":{"contents":[{"uri":"a://x","text":"%s"}]}}',  # as Python SDKs write
+        b'{"result":{"contents":[{"uri":"a://x","text":"%s","id":3}]},"jsonrpc":"2.0","id":7}',  # as JavaScript does
+    ],
+    ids=["id-first", "id-last"],
+)
+def test_a_reply_over_the_limit_fails_its_call_and_the_server_goes_on(big: bytes) -> None:
+    """A resource or tool result past maxResponseBytes stopped the shared server (every other client's
+    calls failed with it, and its state was lost); a direct client only loses that one call."""
+    protocol, delivered, stops = _reading(1024)
+    after = b'{"jsonrpc":"2.0","id":8,"result":{}}\n'
+    _in_pieces(protocol, big % (b"y" * 100_000) + b"\n" + after)
+    assert stops == []
+    refused, answered = delivered
+    assert refused == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "error": {"code": -32603, "message": "response exceeded maxResponseBytes (1024 bytes)"},
+    }
+    assert answered["id"] == 8
+
+
+def test_a_message_over_the_limit_that_is_not_plainly_a_reply_still_stops_the_server() -> None:
+    protocol, delivered, stops = _reading(1024)
+    note = b'{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"%s"}}\n' % (b"z" * 5000)
+    _in_pieces(protocol, note + b'{"jsonrpc":"2.0","id":8,"result":{}}\n')
+    assert delivered == [] and stops == ["stopped: a message on stdout exceeded maxResponseBytes (1024 bytes)"]
+    protocol, delivered, stops = _reading(1024)  # a reply written result first whose end names no id
+    _in_pieces(protocol, b'{"result":{"text":"%s"}}\n' % (b"z" * 5000))
+    assert delivered == [] and len(stops) == 1

@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 from onemcp.config.model import MAX_RESPONSE_BYTES, Sandbox, ServerConfig
 from onemcp.observability.limits import count, hit
 from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import INTERNAL_ERROR
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import sandbox
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
@@ -110,11 +111,41 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+OVER_ENDS = 256  # bytes kept of each end of a line past the limit: enough to tell whose reply it is
+
+
+def _ends(pieces: list[bytes]) -> tuple[bytes, bytes]:
+    """The first and the last OVER_ENDS bytes of the line held in `pieces` (never joined whole)."""
+    head = tail = b""
+    for piece in pieces:
+        head += piece[: OVER_ENDS - len(head)]
+        if len(head) >= OVER_ENDS:
+            break
+    for piece in reversed(pieces):
+        tail = piece[-(OVER_ENDS - len(tail)) :] + tail
+        if len(tail) >= OVER_ENDS:
+            break
+    return head, tail
+
+
+class _Over:
+    """A line past the limit, read on to its end without being held: a reply's id (once known), its last bytes."""
+
+    def __init__(self, head: bytes, tail: bytes, rid: jsonrpc.RequestId | None) -> None:
+        self.head, self.tail, self.rid = head, tail, rid
+
+    def more(self, data: bytes) -> None:
+        self.tail = data[-OVER_ENDS:] if len(data) >= OVER_ENDS else (self.tail + data)[-OVER_ENDS:]
+
+
 class _ChildProtocol(asyncio.SubprocessProtocol):
     """Pipe callbacks: stdout lines become messages, stderr lines become log records.
 
     Linear in what the child writes: an unfinished stdout line is kept in the pieces it came in
-    (joined once, when it ends), and only new bytes are searched for line ends.
+    (joined once, when it ends), and only new bytes are searched for line ends. A line past the
+    limit is a reply too large to forward: its call fails with the reason, the rest of the line is
+    read and dropped, and the server goes on serving the other calls; a line past the limit that is
+    not plainly a reply stops the server (nothing else can be told of it).
     """
 
     def __init__(self, owner: StdioTransport, deliver: Deliver) -> None:
@@ -124,6 +155,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self._out: list[bytes] = []  # the unfinished stdout line
         self._out_size = 0
         self._refused = False  # a line passed the limit: the child is being stopped
+        self._over: _Over | None = None  # a reply past the limit, read on to its end
         self._err = b""
         # a server's stderr is logged at most STDERR_LINES_PER_SECOND lines a second; the rest counted
         self._err_window, self._err_logged, self._err_dropped = 0.0, 0, 0
@@ -151,7 +183,9 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
     def _last_line(self) -> None:
         """The end of stdout ends its last line too: a server's final reply, written without a newline
         as it exits, is still its reply."""
-        if self._out and not self._refused:
+        if self._over is not None and not self._refused:
+            self._over_ended()
+        elif self._out and not self._refused:
             line, self._out, self._out_size = b"".join(self._out), [], 0
             self._line(line)
 
@@ -165,6 +199,15 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
     def _stdout(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._over is not None:  # the rest of a reply past the limit: read, not held
+            end = data.find(b"\n")
+            self._over.more(data if end < 0 else data[:end])
+            if end < 0:
+                return
+            self._over_ended()
+            if self._refused:
+                return
+            data = data[end + 1 :]
         lines = data.split(b"\n")
         tail = lines.pop()
         if lines and self._out:
@@ -173,14 +216,20 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             self._out, self._out_size = [], 0
         for line in lines:
             if len(line) > self.limit:
-                self._refuse()
+                self._passed_limit(line[:OVER_ENDS], line[-OVER_ENDS:])
+                if self._over is not None:
+                    self._over_ended()
+            else:
+                self._line(line)
+            if self._refused:
                 return
-            self._line(line)
         if tail:
             self._out.append(tail)
             self._out_size += len(tail)
             if self._out_size > self.limit:
-                self._refuse()
+                ends = _ends(self._out)
+                self._out, self._out_size = [], 0
+                self._passed_limit(*ends)
 
     def _line(self, line: bytes) -> None:
         """One line of stdout (within the limit): its message is delivered; anything else is logged."""
@@ -199,11 +248,37 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         else:
             self.owner.log.ignored("non-object JSON on stdout ignored: %.200r", line)
 
+    def _passed_limit(self, head: bytes, tail: bytes) -> None:
+        """A line passed the limit: a reply fails its call (now, when its head names it, else at its end),
+        and the rest of it is read unheld; anything else stops the server."""
+        hit("response_bytes", "upstream %s sent a message over %d bytes", self.owner.name, self.limit)
+        reply, rid = jsonrpc.reply_head(head)
+        if not reply:
+            self._refuse()
+            return
+        self._over = _Over(head, tail, rid)
+        if rid is not None:
+            self._too_large(rid)
+
+    def _over_ended(self) -> None:
+        over, self._over = self._over, None
+        assert over is not None
+        if over.rid is not None:
+            return  # its call was told when the line passed the limit
+        rid = jsonrpc.reply_id(over.head + over.tail)  # written result first: its id ends it
+        if rid is None:
+            self._refuse()
+        else:
+            self._too_large(rid)
+
+    def _too_large(self, rid: jsonrpc.RequestId) -> None:
+        why = f"response exceeded maxResponseBytes ({self.limit} bytes)"
+        self.deliver(jsonrpc.error(rid, {"code": INTERNAL_ERROR, "message": why}), None)
+
     def _refuse(self) -> None:
         """A message passed the limit: drop what is held and stop the child, saying why."""
         self._refused = True
         self._out, self._out_size = [], 0
-        hit("response_bytes", "upstream %s sent a message over %d bytes", self.owner.name, self.limit)
         self.owner.stop(f"stopped: a message on stdout exceeded maxResponseBytes ({self.limit} bytes)")
 
     def _stderr(self, data: bytes) -> None:

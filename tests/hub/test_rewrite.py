@@ -379,3 +379,14 @@ def test_a_result_type_that_is_not_a_string_does_not_spare_the_result_its_checks
     assert tool_result_problem({"resultType": 5, "content": "x"}, legacy=True) == "content is not a list"
     assert reply_problem("completion/complete", {"resultType": [], "completion": []}) == "completion is not an object"
     assert reply_problem("prompts/get", {"resultType": "input_required", "inputRequests": {}}) is None
+
+
+def test_an_error_naming_the_asked_uri_only_in_its_message_names_the_uri_the_client_knows() -> None:
+    """The TypeScript SDK says "Resource demo://x not found" with no data.uri: a client read back the URI
+    the server knows, which the hub does not (server-everything, a read of ev+demo://nope/x)."""
+    sdk: Message = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "Resource a://x not found"}}
+    out = legacy_to_legacy(sdk, "resources/read", visible_uri=prefixed, asked_uri="a://x")
+    assert out["error"] == {"code": -32602, "message": "Resource files+a://x not found"}
+    said: Message = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "files+a://x: no"}}
+    assert legacy_to_legacy(said, "resources/read", visible_uri=prefixed, asked_uri="a://x") == said  # once only
+    assert legacy_to_legacy(sdk, "resources/read", visible_uri=None, asked_uri="a://x") == sdk  # unprefixed

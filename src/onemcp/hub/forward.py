@@ -206,6 +206,7 @@ class Forwarder:
             client_modern=session.ephemeral,
             upstream_modern=conn.era == "modern",
             max_result_bytes=self._settings().max_result_bytes,
+            asked_uri=_asked_uri(call) if method == "resources/read" else None,
         )
         result = msg.get("result")
         if not isinstance(result, dict):
@@ -287,3 +288,10 @@ async def answer_for_replica(dispatch: Dispatch, complete: Complete, session: Se
 
 async def _nowhere(msg: Message) -> None:
     """Where a call resumed for another replica sends its progress and logs."""
+
+
+def _asked_uri(call: Call | None) -> str | None:
+    """The upstream URI the call's request named (as it was sent upstream), if it names one."""
+    params = call.request.get("params") if call is not None else None
+    uri = params.get("uri") if isinstance(params, dict) else None
+    return uri if isinstance(uri, str) else None

@@ -35,18 +35,20 @@ def for_client(
     client_modern: bool,
     upstream_modern: bool,
     max_result_bytes: int | None = None,
+    asked_uri: str | None = None,
 ) -> Message:
     """The reply to `method` as this client sees it.
 
     `visible_uri` is None when URIs pass unchanged (an unprefixed hub); `max_result_bytes` bounds the
-    text of a tool's result (`tools/call` or `tasks/result`; a task handle has none).
+    text of a tool's result (`tools/call` or `tasks/result`; a task handle has none); `asked_uri`: the
+    upstream URI a `resources/read` named (an error that names it names the URI the client knows).
     """
     out = dict(msg)
     error = out.get("error")
     if isinstance(error, dict) and client_modern and not upstream_modern and error.get("code") == RESOURCE_NOT_FOUND:
         out["error"] = error = {**error, "code": INVALID_PARAMS}  # SEP-2164: 2026-07-28's code for an unknown resource
     if isinstance(error, dict) and visible_uri is not None:
-        out["error"] = visible_error(error, visible_uri)
+        out["error"] = visible_error(error, visible_uri, asked_uri)
     result = out.get("result")
     if not isinstance(result, dict):
         return out
@@ -73,14 +75,18 @@ def truncated(result: dict[str, Any], limit: int) -> dict[str, Any]:
     return out
 
 
-def visible_error(error: dict[str, Any], visible_uri: VisibleUri) -> dict[str, Any]:
-    """An error naming a resource (`data.uri`, as "resource not found" does) names the URI the client knows."""
+def visible_error(error: dict[str, Any], visible_uri: VisibleUri, asked: str | None = None) -> dict[str, Any]:
+    """An error naming a resource (`data.uri`, as "resource not found" does; or, in its message only, the
+    URI the request `asked` for, as the TypeScript SDK's "Resource demo://x not found" does) names the
+    URI the client knows."""
     data = error.get("data")
     uri = data.get("uri") if isinstance(data, dict) else None
+    message = error.get("message")
     if not isinstance(uri, str) or not uri:
+        if asked and isinstance(message, str) and asked in message and (shown := visible_uri(asked)) not in message:
+            return {**error, "message": message.replace(asked, shown)}
         return error
     shown = visible_uri(uri)
-    message = error.get("message")
     fixed = {**error, "data": {**data, "uri": shown}}  # type: ignore[dict-item]
     if isinstance(message, str) and shown != uri:
         fixed["message"] = message.replace(uri, shown) if shown not in message else message

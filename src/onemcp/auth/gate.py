@@ -24,7 +24,7 @@ from onemcp.auth.held import Held
 from onemcp.auth.keys import open_keys
 from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
 from onemcp.auth.roles import Roles
-from onemcp.auth.server.grants import sse_resource
+from onemcp.auth.server.grants import OAuthError, sse_resource
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
@@ -194,20 +194,35 @@ class Gate:
 
     async def holds(self, scope: Scope, principal: Principal) -> bool:
         """Does the request's credential still stand for `principal` (not revoked, not expired as its
-        verifier judges, leeway included; the same scopes)? Asked of streams, checked when they opened."""
+        verifier judges, leeway included; the same scopes)? Asked of streams, checked when they opened.
+        A built-in OAuth access token holds while its grant does (`_granted`), past its own expiry."""
         if not self.required:
             return True
         scheme, _, token = (asgi.header(scope, b"authorization") or "").partition(" ")
-        try:
-            return scheme.lower() == "bearer" and (await self.verify(token.strip())).key == principal.key
-        except InvalidToken:
+        if scheme.lower() != "bearer":
             return False
+        try:
+            return (await self.verify(token.strip())).key == principal.key
+        except InvalidToken:
+            return principal.grant is not None and await self._granted(token.strip(), principal)
+
+    async def _granted(self, token: str, principal: Principal) -> bool:
+        """Does the built-in server's grant behind a stream's access token still allow what the stream was
+        opened with? The grant lives (not revoked, a refresh token unexpired), the token was not revoked,
+        and its scopes (roles resolved as they are now) still cover the stream's. An /sse session is its
+        stream: ended at the token's expiry, it was lost however often its client refreshed."""
+        try:
+            grant = await self.oauth.io(self.oauth.grants.granted, token, principal.grant)
+        except OAuthError:  # the shared store cannot be reached: as for any token it cannot check
+            return False
+        return grant is not None and principal.scopes <= self.roles.resolve(grant).scopes
 
     def guarded(self, scope: Scope, principal: Principal, receive: Receive) -> Receive:
         """`receive` that reports a disconnect once the credential no longer holds (checked every
         RECHECK seconds while the request waits on its client, and at its expiry): a stream held
-        open on a revoked API key, or an expired token, ends within that time. For streams only (a
-        GET, a listen request): a call whose credential was valid when it came is answered."""
+        open on a revoked API key, or an expired token (a built-in OAuth token: once its grant ended
+        or it was revoked), ends within that time. For streams only (a GET, a listen request): a call
+        whose credential was valid when it came is answered."""
         if not self.required:
             return receive
 

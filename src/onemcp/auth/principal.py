@@ -33,6 +33,9 @@ class Principal:
     kind: str = "token"  # "key" | "jwt" | "oauth" | "anonymous"
     expires: float | None = None  # unix time
     labels: Mapping[str, str] = field(default_factory=dict)
+    # the built-in authorization server's grant (token family) an access token was issued in: a stream
+    # opened with it lives while the grant does, past the token's own expiry (`Gate.holds`)
+    grant: str | None = None
 
     @cached_property  # asked several times a request
     def key(self) -> str:

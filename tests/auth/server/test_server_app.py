@@ -635,6 +635,58 @@ async def test_tokens_survive_a_restart(make: Callable[..., Harness]) -> None:
     assert (await second.refresh(client_id, tokens["refresh_token"])).status_code == 200
 
 
+async def test_a_grant_stands_for_its_streams_while_it_lives(oauth: Harness) -> None:
+    """What the gate asks of a stream opened with one of our access tokens, once that expired or was
+    forgotten: the grant's principal while the grant lives (not revoked, its newest refresh token
+    unexpired), in either store; None once the grant, or that token, was revoked, or no refresh is left."""
+    server = oauth.server
+
+    async def granted(token: str, family: str) -> Any:
+        return await server.io(server.grants.granted, token, family)
+
+    async def family_of(token: str) -> str:
+        principal = await server.verify(token)
+        assert principal is not None and principal.grant is not None
+        return principal.grant
+
+    client_id = (await oauth.register())["client_id"]
+    code, verifier = await oauth.code(client_id, scope="mcp admin")
+    form = {"code": code, "redirect_uri": REDIRECT, "client_id": client_id, "code_verifier": verifier}
+    first = (await oauth.token(grant_type="authorization_code", **form)).json()
+    family = await family_of(first["access_token"])
+    oauth.clock.now += 901  # expired
+    assert not await oauth.valid(first["access_token"])
+    principal = await granted(first["access_token"], family)
+    assert principal.id == f"oauth:{client_id}" and principal.scopes == {"mcp", "admin"}
+    tokens = first
+    for scope in ("mcp", "mcp"):  # two refreshes (narrowed): the first access token is forgotten
+        r = await oauth.refresh(client_id, tokens["refresh_token"], scope=scope)
+        assert r.status_code == 200, r.text
+        tokens = r.json()
+    assert not await oauth.valid(first["access_token"])
+    assert (await granted(first["access_token"], family)).scopes == {"mcp", "admin"}  # the grant's scopes
+    other = await oauth.tokens(client_id)  # another grant's token does not speak for this one
+    assert await granted(other["access_token"], family) is None
+    # revoking a token (known) ends what it opened; revoking the grant ends them all
+    other_family = await family_of(other["access_token"])
+    assert await granted(other["access_token"], other_family) is not None
+    r = await oauth.http.post("/oauth/revoke", data={"token": other["access_token"], "client_id": client_id})
+    assert r.status_code == 200
+    assert await granted(other["access_token"], other_family) is None
+    r = await oauth.http.post("/oauth/revoke", data={"token": tokens["refresh_token"], "client_id": client_id})
+    assert r.status_code == 200
+    assert await granted(first["access_token"], family) is None
+    # no refresh left: the grant ends with its refresh token, or with its access token when it has none
+    second = await oauth.tokens(client_id)
+    second_family = await family_of(second["access_token"])
+    assert await granted(second["access_token"], second_family) is not None
+    no_refresh_id = (await oauth.register(grant_types=["authorization_code"]))["client_id"]
+    bare = await oauth.tokens(no_refresh_id)
+    assert await granted(bare["access_token"], await family_of(bare["access_token"])) is None
+    oauth.clock.now += 30 * 86400 + 1
+    assert await granted(second["access_token"], second_family) is None
+
+
 # ---------------------------------------------------------------- revocation
 async def test_revoking_an_access_token(oauth: Harness) -> None:
     client_id = (await oauth.register())["client_id"]

@@ -132,7 +132,7 @@ class OAuthServer:
             self.store = OAuthStore(store_path)
             self._pending = PendingConsents()
         self.clients = ClientDirectory(
-            self.store, self._io, clock, allow_insecure_loopback_metadata=allow_insecure_loopback_metadata
+            self.store, self.io, clock, allow_insecure_loopback_metadata=allow_insecure_loopback_metadata
         )
         self.grants = Grants(self.store, self.resource, Lifetimes(access_token_ttl, refresh_token_ttl, code_ttl), clock)
         # policy "key": approving needs an admin API key (from `keys`, by default keys.db beside the store)
@@ -197,7 +197,7 @@ class OAuthServer:
             with contextlib.suppress(ClientGone):  # nobody left to answer
                 try:
                     await handler(scope, receive, send)
-                except OAuthError as exc:  # the shared store could not be reached (see `_io`)
+                except OAuthError as exc:  # the shared store could not be reached (see `io`)
                     await self._error(send, exc, [*CORS, *NO_STORE])
                 finally:
                     if self.shared is not None and handler in (self._token, self._revoke):
@@ -205,7 +205,7 @@ class OAuthServer:
 
     __call__ = app
 
-    async def _io(self, call: Callable[..., T], *args: Any) -> T:
+    async def io(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` on the state: inline over SQLite (short, local); over the shared Redis on a worker thread
         through the Redis link's breaker (a slow Redis never stalls the event loop; an unreachable one: 503)."""
         if self.shared is None:
@@ -237,7 +237,7 @@ class OAuthServer:
         if principal is not None:
             return principal
         try:
-            principal = await self._io(self.grants.principal, token)
+            principal = await self.io(self.grants.principal, token)
         except OAuthError:
             raise InvalidToken("the token store (Redis) cannot be reached") from None
         if principal is not None:
@@ -265,7 +265,7 @@ class OAuthServer:
         now = self.clock()
         client_id = secrets.token_urlsafe(18)
         secret = None if meta["token_endpoint_auth_method"] == "none" else secrets.token_urlsafe(32)
-        await self._io(self.store.put_client, ClientRecord(client_id, secret and digest(secret), meta, "dcr", now, now))
+        await self.io(self.store.put_client, ClientRecord(client_id, secret and digest(secret), meta, "dcr", now, now))
         reply: dict[str, Any] = {"client_id": client_id, "client_id_issued_at": int(now), **meta}
         if secret is not None:
             reply |= {"client_secret": secret, "client_secret_expires_at": 0}
@@ -323,7 +323,7 @@ class OAuthServer:
             await self._answer(send, request, approved=True, status=302, operator="auto")
             return
         try:  # (bounded per address: a flood from one place cannot cancel or block the operator's page)
-            shown = await self._io(self._pending.add, request, self.clock(), (scope.get("client") or ("",))[0])
+            shown = await self.io(self._pending.add, request, self.clock(), (scope.get("client") or ("",))[0])
         except TooManyPending as exc:
             await self._refuse(scope, send, str(exc), str(exc.retry_after))
             return
@@ -366,14 +366,14 @@ class OAuthServer:
             return
         request_id = params.get("request_id", "")
         now = self.clock()
-        pending = await self._io(self._pending.get, request_id, now)
+        pending = await self.io(self._pending.get, request_id, now)
         if pending is None:
             await self._refuse(scope, send, "This authorization request expired or was already answered.")
             return
         if not posted_here(scope, self.issuer):
             # a page of another origin (another port on this host, a sibling subdomain) posting a form it
             # prepared: the browser would send the operator cookie along (it is same-site)
-            await self._io(self._pending.take, request_id, now)
+            await self.io(self._pending.take, request_id, now)
             audit.info("auth denied path=%s reason=consent posted from another origin", scope.get("path", ""))
             await self._refuse(scope, send, "The consent form was posted from another site; start again.")
             return
@@ -381,7 +381,7 @@ class OAuthServer:
         cookie = cookies(scope).get(self._cookie(request_id), "")
         cookie_ok = hmac.compare_digest(cookie.encode(), pending.csrf.encode())
         if not (form_ok and cookie_ok):
-            await self._io(self._pending.take, request_id, now)  # a forged answer ends the request too
+            await self.io(self._pending.take, request_id, now)  # a forged answer ends the request too
             await self._refuse(scope, send, "The consent form failed its CSRF check; start again from the application.")
             return
         approved = params.get("decision") == "approve"
@@ -389,7 +389,7 @@ class OAuthServer:
         operator = "loopback"
         if approved and self.operators is None and forwarded(scope):
             # "loopback" trusts whoever reaches the page; through a proxy that is anyone the proxy serves
-            await self._io(self._pending.take, request_id, now)
+            await self.io(self._pending.take, request_id, now)
             audit.info("auth denied path=%s reason=loopback operator policy behind a proxy", scope.get("path", ""))
             await self._refuse(
                 scope, send, 'This request came through a proxy: set "oauthOperator": "key" to approve from afar.'
@@ -413,7 +413,7 @@ class OAuthServer:
             if proven.cookie is not None and not is_loopback(urlsplit(self.issuer).hostname or ""):
                 # not on a loopback issuer: the cookie would reach every port of this host, other servers' too
                 set_cookies.append(self._operator_cookie(scope, proven.cookie))
-        taken = await self._io(self._pending.take, request_id, now)
+        taken = await self.io(self._pending.take, request_id, now)
         if taken is None or taken.csrf != pending.csrf:  # answered (or refused) meanwhile, here or elsewhere
             await self._refuse(scope, send, "This authorization request expired or was already answered.")
             return
@@ -436,7 +436,7 @@ class OAuthServer:
         if not value:
             return None, None
         try:
-            return await self._io(self.operators.remembered, value), None
+            return await self.io(self.operators.remembered, value), None
         except NotOperator as exc:
             return None, str(exc)
 
@@ -445,7 +445,7 @@ class OAuthServer:
     ) -> None:
         """An approval without a valid operator key: the page again with a fresh CSRF token, or, after
         OPERATOR_ATTEMPTS of them, the request dropped. The audit line says why; never the key."""
-        again = await self._io(self._pending.refuse, request_id, self.clock())
+        again = await self.io(self._pending.refuse, request_id, self.clock())
         client_id = pending.request.client.client_id
         audit.info(
             "auth denied path=%s reason=operator: %s client=%s request=%s refused=%d/%d",
@@ -489,7 +489,7 @@ class OAuthServer:
         """Send the browser back to the client with a code, or with access_denied."""
         client_id = request.client.client_id
         if approved:
-            code = await self._io(
+            code = await self.io(
                 self.grants.mint_code,
                 client_id,
                 request.redirect_uri,
@@ -546,9 +546,9 @@ class OAuthServer:
             client = await self.clients.authenticate(header(scope, b"authorization") or "", params)
             grant_type = params.get("grant_type")
             if grant_type == "authorization_code":
-                reply = await self._io(self.grants.exchange_code, client, params)
+                reply = await self.io(self.grants.exchange_code, client, params)
             elif grant_type == "refresh_token":
-                reply = await self._io(self.grants.refresh, client, params)
+                reply = await self.io(self.grants.refresh, client, params)
             elif grant_type is None:
                 raise OAuthError("invalid_request", "grant_type is required")
             else:
@@ -576,7 +576,7 @@ class OAuthServer:
             await self._error(send, exc, [*CORS, *NO_STORE])
             return
         try:
-            await self._io(self.grants.revoke, token, None if client is None else client.client_id)
+            await self.io(self.grants.revoke, token, None if client is None else client.client_id)
         except OAuthError as exc:
             await self._error(send, exc, [*CORS, *NO_STORE])
             return

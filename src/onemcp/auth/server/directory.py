@@ -24,7 +24,7 @@ METADATA_CACHE_TTL = 600.0  # seconds a fetched client metadata document is trus
 MAX_CLIENTS = 10_000  # registered (and, separately, cached metadata-document) clients
 UNUSED_CLIENT_AGE = 600.0  # at the registration cap, a client this old that never got a code makes room
 
-Io = Callable[..., Awaitable[Any]]  # runs a store call where the server runs them (`OAuthServer._io`)
+Io = Callable[..., Awaitable[Any]]  # runs a store call where the server runs them (`OAuthServer.io`)
 
 
 class ClientDirectory:

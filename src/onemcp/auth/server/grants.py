@@ -235,4 +235,19 @@ class Grants:
             kind="oauth",
             expires=grant.expires,
             labels={"client_id": grant.client_id},
+            grant=grant.family,
         )
+
+    def granted(self, token: str, family: str) -> Principal | None:
+        """What the grant `family` still stands for, asked of a stream opened with its access token `token`
+        once that may have expired or been forgotten (a family keeps only its newest): a principal with
+        the grant's scopes while the grant lives (not revoked, its newest refresh token unexpired: the
+        client may refresh at any moment) and `token` itself was not revoked; None once either ends."""
+        known = self.store.access_token(digest(token))
+        if known is not None and (known.revoked or known.family != family):
+            return None
+        grant = self.store.live_grant(family, self.clock())
+        if grant is None or grant.resource != self.resource:
+            return None
+        labels = {"client_id": grant.client_id}
+        return Principal(f"oauth:{grant.client_id}", frozenset(grant.scopes), "oauth", grant.expires, labels, family)

@@ -65,6 +65,13 @@ fields[#fields + 1] = 'family_revoked'
 fields[#fields + 1] = redis.call('hget', ARGV[1] .. family, 'revoked') or ''
 return fields
 """
+# A family's newest refresh token, unless the family is gone or revoked, in one round trip.
+LIVE_GRANT = """
+if redis.call('exists', KEYS[1]) == 0 or redis.call('hexists', KEYS[1], 'revoked') == 1 then return false end
+local newest = redis.call('lindex', KEYS[2], 0)
+if not newest then return false end
+return redis.call('hgetall', ARGV[1] .. newest)
+"""
 
 
 def _client_doc(client: ClientRecord) -> bytes:
@@ -101,6 +108,23 @@ INDEXED = f"{PREFIX}clients:unused:indexed"
 SCAN_BATCH = 500
 
 
+def _grant_of(kind: str, found: list[bytes] | None) -> Grant | None:
+    """A token's hash fields (as HGETALL lists them, and TOKEN's `family_revoked`) as its Grant."""
+    if not found:
+        return None
+    doc = {found[i].decode(): found[i + 1].decode() for i in range(0, len(found), 2)}
+    revoked = bool(doc.get("family_revoked")) or (kind == "access" and "revoked" in doc)
+    return Grant(
+        doc["family"],
+        doc["client_id"],
+        tuple(doc["scopes"].split()),
+        doc["resource"],
+        float(doc["expires"]),
+        revoked,
+        "rotated" in doc,
+    )
+
+
 class RedisOAuthStore:
     """`store.OAuthStore`'s operations, on the shared Redis."""
 
@@ -110,6 +134,7 @@ class RedisOAuthStore:
         self._redeem = client.register_script(REDEEM)
         self._mark = client.register_script(MARK)
         self._token = client.register_script(TOKEN)
+        self._live_grant = client.register_script(LIVE_GRANT)
         self._indexed = False  # this replica saw INDEXED set (or set it)
 
     def close(self) -> None:
@@ -203,19 +228,13 @@ class RedisOAuthStore:
 
     def _grant(self, kind: str, token_hash: str) -> Grant | None:
         found = self._token(keys=[f"{PREFIX}{kind}:{token_hash}"], args=[f"{PREFIX}family:"])
-        if not found:
-            return None
-        doc = {found[i].decode(): found[i + 1].decode() for i in range(0, len(found), 2)}
-        revoked = bool(doc["family_revoked"]) or (kind == "access" and "revoked" in doc)
-        return Grant(
-            doc["family"],
-            doc["client_id"],
-            tuple(doc["scopes"].split()),
-            doc["resource"],
-            float(doc["expires"]),
-            revoked,
-            "rotated" in doc,
-        )
+        return _grant_of(kind, found)
+
+    def live_grant(self, family: str, now: float) -> Grant | None:
+        """As `store.OAuthStore.live_grant`: the family's newest refresh token while both live."""
+        keys = [f"{PREFIX}family:{family}", f"{PREFIX}issued:refresh:{family}"]
+        grant = _grant_of("refresh", self._live_grant(keys=keys, args=[f"{PREFIX}refresh:"]))
+        return grant if grant is not None and grant.expires > now else None
 
     def access_token(self, token_hash: str) -> Grant | None:
         return self._grant("access", token_hash)

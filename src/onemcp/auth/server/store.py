@@ -169,6 +169,7 @@ class OAuthState(Protocol):
     def refresh_token(self, token_hash: str) -> Grant | None: ...
     def rotate(self, token_hash: str, now: float) -> bool: ...
     def revoke_family(self, family: str, now: float) -> None: ...
+    def live_grant(self, family: str, now: float) -> Grant | None: ...
     def revoke_access(self, token_hash: str, now: float) -> None: ...
     def purge(self, now: float, grace: float = 86400.0) -> None: ...
     def evict_unused_client(self, issued_before: float) -> bool: ...
@@ -328,6 +329,20 @@ class OAuthStore:
                 "update refresh_tokens set rotated = ? where token_hash = ? and rotated is null", (now, token_hash)
             )
         return cur.rowcount == 1
+
+    def live_grant(self, family: str, now: float) -> Grant | None:
+        """The family's newest refresh token while the family is not revoked and that token not expired
+        (a refresh is still possible, so the grant lives); None otherwise."""
+        with self._lock:
+            row = self._db.execute(
+                "select r.family, r.client_id, r.scopes, r.resource, r.expires, r.rotated is not null"
+                " from refresh_tokens r join families f on f.family = r.family"
+                " where r.family = ? and f.revoked is null order by r.rowid desc limit 1",
+                (family,),
+            ).fetchone()
+        if row is None or row[4] <= now:
+            return None
+        return Grant(row[0], row[1], tuple(row[2].split()), row[3], row[4], False, bool(row[5]))
 
     # -------------------------------------------------------------- revocation
     def revoke_family(self, family: str, now: float) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
@@ -17,7 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fixtures.launch import fixture_command
 from onemcp.auth import gate as gate_module
+from onemcp.auth.gate import Gate
 from onemcp.auth.keys import KeyStore
+from onemcp.auth.roles import Roles
+from onemcp.config.auth_settings import AuthSettings, Role
 from support.credentials import jwks_server
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 
@@ -269,3 +275,37 @@ async def test_an_open_stream_ends_when_its_key_is_revoked_or_expires(
                     await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the checks end them)
                 assert streams["kept"] == "open"
                 tg.cancel_scope.cancel()
+
+
+async def test_a_stream_past_its_oauth_token_holds_only_what_its_grant_still_grants(tmp_path: Path) -> None:
+    """A stream opened with a built-in OAuth token outlives the token while its grant lives (`Gate.holds`
+    asks the grant then), but not a role change: once the client's roles no longer grant the scopes it
+    was opened with, it ends, as a stream on a token that still verifies does."""
+    base = "http://127.0.0.1:9"
+    settings = AuthSettings.model_validate({"oauth": True, "oauthConsent": "auto"})
+    gate = Gate(settings, tmp_path, f"{base}/mcp")
+    now = [time.time()]
+    gate.oauth.grants.clock = lambda: now[0]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate.oauth.app), base_url=base) as http:
+        redirect = "http://127.0.0.1:5173/cb"
+        doc = {"redirect_uris": [redirect], "token_endpoint_auth_method": "none"}
+        client_id = (await http.post("/oauth/register", json=doc)).json()["client_id"]
+        verifier = "v" * 43
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect, "state": "s"}
+        r = await http.get(
+            "/oauth/authorize", params={**params, "code_challenge": challenge, "code_challenge_method": "S256"}
+        )
+        code = parse_qs(urlsplit(r.headers["location"]).query)["code"][0]
+        form = {"grant_type": "authorization_code", "code": code, "client_id": client_id, "code_verifier": verifier}
+        tokens = (await http.post("/oauth/token", data={**form, "redirect_uri": redirect})).json()
+    gate.roles = Roles({"dev": Role(scopes=["server:web"])}, {client_id: ["dev"]})
+    token = tokens["access_token"]
+    scope: dict[str, Any] = {"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]}
+    principal = await gate.verify(token)
+    assert principal.scopes == {"mcp", "server:web"} and principal.grant is not None
+    now[0] += 15 * 60 + 1  # the token expired: its grant holds the stream
+    assert await gate.holds(scope, principal)
+    gate.roles = Roles({"dev": Role(scopes=["server:git"])}, {client_id: ["dev"]})  # (a reload)
+    assert not await gate.holds(scope, principal)
+    gate.oauth.close()

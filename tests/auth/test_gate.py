@@ -306,6 +306,6 @@ async def test_a_stream_past_its_oauth_token_holds_only_what_its_grant_still_gra
     assert principal.scopes == {"mcp", "server:web"} and principal.grant is not None
     now[0] += 15 * 60 + 1  # the token expired: its grant holds the stream
     assert await gate.holds(scope, principal)
-    gate.roles = Roles({"dev": Role(scopes=["server:git"])}, {client_id: ["dev"]})  # (a reload)
+    gate.roles = Roles({"dev": Role(scopes=["server:git"])}, {client_id: ["dev"]})  # (roles changed)
     assert not await gate.holds(scope, principal)
     gate.oauth.close()

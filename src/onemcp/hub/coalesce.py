@@ -5,13 +5,13 @@ it reaches; a client that sends a thousand of them would make a thousand times a
 Both tell an upstream *state* (the level it should log at, that the roots changed since it last
 asked), so a message sent after a request arrived serves it as well as its own would.
 
-`Coalescer` (for a request, answered once its news was sent) keeps at most one send in flight per
-key (an upstream connection): the first request sends at once, requests arriving meanwhile wait for
-one more send after it (which reads the state then: the latest level), and every caller returns once
-a send that started after it arrived has finished. `Backlog` (for a notification, which nobody waits
-for) marks the news pending and returns at once; one task per key sends while any is pending, so an
-upstream slow to take it holds up neither the client nor the other upstreams. A lone request is
-never delayed. Owns only that; what is sent is the caller's.
+`Backlog` marks the news pending for a key (an upstream connection) and returns at once; one task
+per key, in the hub's task group, sends while any is pending (the send reads the state then: the
+latest level), so an upstream slow to take it holds up neither the client nor the other upstreams,
+and at most one send per key is in flight however many ask. `mark` hands back an event set once a
+send that started after it has ended, for a caller that would rather wait a little (a
+`logging/setLevel` reply waits a bounded grace for the acknowledgements). A lone mark is sent at
+once (nothing is delayed to merge). Owns only that; what is sent is the caller's.
 """
 
 from __future__ import annotations
@@ -27,61 +27,7 @@ import anyio.abc
 log = logging.getLogger("onemcp.hub")
 
 
-class _Slot:
-    """One key's sends: how many were asked for, how many of those a finished send covers."""
-
-    __slots__ = ("asked", "changed", "covered", "sending")
-
-    def __init__(self) -> None:
-        self.asked = 0
-        self.covered = 0
-        self.sending = False
-        self.changed = anyio.Event()  # set (and replaced) whenever a send ends
-
-    def waiting(self) -> int:
-        return self.asked - self.covered - self.sending
-
-    def wake(self) -> None:
-        changed, self.changed = self.changed, anyio.Event()
-        changed.set()
-
-
 K = TypeVar("K")
-
-
-class Coalescer(Generic[K]):
-    """At most one `send` in flight per key; requests during one are served by a single send after it."""
-
-    def __init__(self) -> None:
-        self._slots: weakref.WeakKeyDictionary[K, _Slot] = weakref.WeakKeyDictionary()
-
-    def waiting(self, key: K) -> int:
-        """Requests for `key` waiting for a send (not counting the one being sent)."""
-        slot = self._slots.get(key)
-        return 0 if slot is None else slot.waiting()
-
-    async def run(self, key: K, send: Callable[[], Awaitable[None]]) -> None:
-        """Send for `key` now, or, with a send in flight, wait for one that starts after it. Returns once a send
-        begun after this call has ended (or failed: its error is raised to the caller whose send it was; the
-        others it would have served send again)."""
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = _Slot()
-        slot.asked += 1
-        mine = slot.asked
-        while slot.covered < mine:
-            changed = slot.changed
-            if slot.sending:
-                await changed.wait()
-                continue
-            slot.sending = True
-            covers = slot.asked  # everyone asked so far: this send starts after they did
-            try:
-                await send()
-                slot.covered = max(slot.covered, covers)
-            finally:
-                slot.sending = False
-                slot.wake()
 
 
 class Backlog(Generic[K]):
@@ -89,19 +35,28 @@ class Backlog(Generic[K]):
 
     def __init__(self) -> None:
         self.tg: anyio.abc.TaskGroup | None = None  # the hub's, once it runs
-        self._pending: weakref.WeakKeyDictionary[K, Callable[[], Awaitable[None]]] = weakref.WeakKeyDictionary()
+        # per key: the latest send asked for, and the event its callers get (set once it has ended)
+        self._pending: weakref.WeakKeyDictionary[K, tuple[Callable[[], Awaitable[None]], anyio.Event]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._sending: weakref.WeakSet[K] = weakref.WeakSet()
 
-    async def mark(self, key: K, send: Callable[[], Awaitable[None]]) -> None:
+    async def mark(self, key: K, send: Callable[[], Awaitable[None]]) -> anyio.Event:
         """News for `key`: sent by its task (started now if none runs), after any send in flight. Returns at
-        once while the hub runs (without its task group, as in a test of the dispatcher alone: once sent)."""
+        once while the hub runs (without its task group, as in a test of the dispatcher alone: once sent),
+        with an event set once a send begun after this call has ended, whether it succeeded or not."""
         if self.tg is None:
             await send()
-            return
-        self._pending[key] = send
+            done = anyio.Event()
+            done.set()
+            return done
+        waiting = self._pending.get(key)
+        done = anyio.Event() if waiting is None else waiting[1]  # the next send serves everyone waiting
+        self._pending[key] = (send, done)
         if key not in self._sending:
             self._sending.add(key)
             self.tg.start_soon(self._drain, key)
+        return done
 
     def pending(self, key: K) -> bool:
         """Is news for `key` waiting or being sent?"""
@@ -109,10 +64,13 @@ class Backlog(Generic[K]):
 
     async def _drain(self, key: K) -> None:
         try:
-            while (send := self._pending.pop(key, None)) is not None:
+            while (next_send := self._pending.pop(key, None)) is not None:
+                send, done = next_send
                 try:
                     await send()
                 except Exception:  # boundary: a bug here must not end the hub's task group
                     log.exception("telling an upstream what a client changed failed")
+                finally:
+                    done.set()
         finally:
             self._sending.discard(key)

@@ -536,7 +536,7 @@ class Hub:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                self.events.tg = self.subscriptions.tg = self.dispatcher.roots_sends.tg = tg
+                self.events.tg = self.subscriptions.tg = self.dispatcher.sends_tg = tg
                 await tg.start(self.pool.run)
                 await tg.start(self.isolated.run)
                 if self.replicas is not None:

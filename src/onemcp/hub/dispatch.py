@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import anyio
+import anyio.abc
 
 from onemcp.auth import limits
 from onemcp.auth.access import CALL, COMPLETE, GET, READ, Access
@@ -25,7 +26,7 @@ from onemcp.auth.limits import QuotaBook
 from onemcp.catalog.catalog import Catalog, missing, shown_as
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
-from onemcp.hub.coalesce import Backlog, Coalescer
+from onemcp.hub.coalesce import Backlog
 from onemcp.hub.exposure import ToolExposure
 from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.stopping import SHUTTING_DOWN, ShuttingDown
@@ -48,6 +49,8 @@ Local = Callable[[Session, dict[str, Any]], Awaitable[Any]]
 ROUTED = frozenset(
     {"tools/call", "prompts/get", "resources/read", "completion/complete", "tasks/get", "tasks/result", "tasks/cancel"}
 )
+# how long a `logging/setLevel` reply waits for the upstreams' acknowledgements (the sends go on after it)
+LEVEL_ACK_WAIT = 1.0
 
 
 class Dispatcher:
@@ -74,9 +77,10 @@ class Dispatcher:
         self.quotas = QuotaBook(config().hub.auth.quotas)
         self.user_secrets: UserSecrets | None = None  # each principal's values for `${user:NAME}` (the hub's)
         self._levels: weakref.WeakKeyDictionary[UpstreamConnection, str] = weakref.WeakKeyDictionary()  # told
-        # a flood of setLevel / roots/list_changed from clients: one message in flight per upstream connection
-        self.level_sends: Coalescer[UpstreamConnection] = Coalescer()
-        self.roots_sends: Backlog[UpstreamConnection] = Backlog()  # its `tg` is the hub's, set as it runs
+        # a flood of setLevel / roots/list_changed from clients: one message in flight per upstream connection,
+        # sent in the background (their `tg` is the hub's, set as it runs)
+        self.level_sends: Backlog[UpstreamConnection] = Backlog()
+        self.roots_sends: Backlog[UpstreamConnection] = Backlog()
         self._annotated: tuple[list[dict[str, Any]], dict[str, dict[str, str]]] = ([], {})  # tools -> x-mcp-header
         self._own_annotated: weakref.WeakKeyDictionary[Catalog, dict[str, dict[str, str]]] = (
             weakref.WeakKeyDictionary()
@@ -92,6 +96,15 @@ class Dispatcher:
             "resources/unsubscribe": subscriptions.unsubscribe,
             "tasks/list": self._tasks_list,
         }
+
+    @property
+    def sends_tg(self) -> anyio.abc.TaskGroup | None:
+        return self.level_sends.tg
+
+    @sends_tg.setter
+    def sends_tg(self, tg: anyio.abc.TaskGroup) -> None:
+        """The hub's task group, where levels and roots changes are told."""
+        self.level_sends.tg = self.roots_sends.tg = tg
 
     async def until_started(self) -> None:
         """While upstreams are still starting, wait (bounded by `firstListWait`) until each was tried; once
@@ -331,15 +344,17 @@ class Dispatcher:
         shared = [*self.pool.connections.values(), *self.isolated.held_by(connections.LEGACY_COMPANION)]
         shared += self.isolated.held_by(f"user:{session.principal.id}")
         targets = [c for c in shared if reach.touches(c.name)] + self.isolated.held_by(session.id)
-        async with anyio.create_task_group() as tg:
-            for conn in targets:
-                tg.start_soon(self._retell_level, conn)
+        # Told in the background, coalesced (the level is read when the message is sent, so requests that came
+        # meanwhile are served by one message with the latest). The reply waits for the acknowledgements a
+        # short grace only: an upstream that never answers setLevel must not hold the client for its timeout.
+        told = [await self.level_sends.mark(conn, functools.partial(self._retell_level, conn)) for conn in targets]
+        with anyio.move_on_after(LEVEL_ACK_WAIT):
+            for done in told:
+                await done.wait()
         return {}
 
     async def _retell_level(self, conn: UpstreamConnection) -> None:
-        """Tell `conn` its level again, coalesced: the level is read when the message is sent, so requests
-        that came meanwhile are served by one message with the latest."""
-        await self.level_sends.run(conn, lambda: self._tell_level(conn, self._level_of(conn), again=True))
+        await self._tell_level(conn, self._level_of(conn), again=True)
 
     async def adopt(self, session: Session, level: object, subscriptions: list[tuple[str, str]]) -> None:
         """Another replica changed this session's log level or subscriptions: this copy takes the change,

@@ -403,9 +403,10 @@ async def test_a_task_of_a_server_the_sessions_view_no_longer_shows_is_not_liste
 
 @pytest.mark.parametrize("untagged", [False, True])
 async def test_a_task_whose_session_ended_asks_no_other_session(untagged: bool) -> None:
-    # the session that made the task ended; the task runs on, and what it then asks must not reach another client
+    # the session that made the task ended; the task runs on (its server cannot cancel it), and what it then asks
+    # must not reach another client
     with anyio.fail_after(DEADLINE):
-        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+        async with inprocess_hub({"a": fixture("--uncancellable-tasks"), "b": fixture()}) as h:
             maker = await h.session()
             other = await h.session(capabilities={"elicitation": {}})
             created = await maker.ask("tools/call", {**tool_call("a__sleep", seconds=600), "task": {"ttl": 60000}})
@@ -555,3 +556,46 @@ def test_a_tasks_progress_is_routed_by_its_connection_and_token_and_held_until_t
     for n in range(tasks.EARLY_STATUS + 10):  # stray progress (calls that ended making no task): bounded
         router.progress(conn, note(100 + n, 1))  # type: ignore[arg-type]
     assert len(router._early_progress) == tasks.EARLY_STATUS
+
+
+@pytest.mark.parametrize("end", ["delete", "expiry"])
+async def test_the_tasks_of_a_session_that_ended_are_cancelled_upstream(end: str) -> None:
+    # hunt H (s31): a task went on running upstream after its session ended, though no one could reach it any more
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            maker = await h.session()
+            created = await maker.ask("tools/call", {**tool_call("a__sleep", seconds=600), "task": {"ttl": 60000}})
+            done = await maker.ask("tools/call", {**tool_call("a__sleep", seconds=0), "task": {"ttl": 60000}})
+            upstream_id = created["result"]["task"]["taskId"].removeprefix("a:")
+            finished_id = done["result"]["task"]["taskId"]
+            assert (await maker.ask("tasks/result", {"taskId": finished_id}))["result"]  # seen to end: not cancelled
+            conn = h.app.hub.pool.get("a")
+            assert conn is not None
+            if end == "delete":
+                assert (await h.client.request("DELETE", headers=maker.headers()))[0].status == 200
+            else:  # what the idle expiry does
+                assert h.app.hub.sessions.forget(maker.id) is not None
+            while (await conn.request("tasks/get", {"taskId": upstream_id}))["status"] != "cancelled":
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (cancelled in the background)
+            finished = await conn.request("tasks/get", {"taskId": finished_id.removeprefix("a:")})
+            assert finished["status"] == "completed"
+            assert not h.app.hub.tasks.running_for(conn)  # its end was seen: no longer held for the session
+
+
+async def test_a_revived_sessions_task_from_before_the_restart_is_a_clear_error(tmp_path: Path) -> None:
+    # hunt H (s31): after a restart, tasks/get of a task the session made before it answered a bare "Task not found"
+    path = tmp_path / "mcp.json"
+    config = {"mcpServers": {"a": stdio("--tasks")}}
+    path.write_text(orjson.dumps(config).decode())
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            call = req("tools/call", name="sleep", arguments={"seconds": 600}, task={"ttl": 60000})
+            task_id = (await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]["taskId"]
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=None) as http:
+            error = (await http.post(hub.url, json=req("tasks/get", taskId=task_id), headers=headers)).json()["error"]
+            assert error["code"] == -32602
+            assert error["message"].startswith(f"Task not found: {task_id}") and "restarted" in error["message"], error
+            # one it never made is not found, with the same hint (the hub cannot tell them apart)
+            error = (await http.post(hub.url, json=req("tasks/get", taskId="nope"), headers=headers)).json()["error"]
+            assert "Task not found: nope" in error["message"]

@@ -320,7 +320,7 @@ class Hub:
         if ended and self.replicas is not None:  # the copies on the other replicas end with it
             self.replicas.session_ended(session)
         self.subscriptions.forget(session.id)
-        self.tasks.forget_session(session.id)
+        self.tasks.forget_session(session.id, cancel=ended or not self.saved.shared)  # it cannot come back
         self.reverse.forget_session(session)
 
     async def dispatch(self, session: Session, msg: Message) -> Message | bytes | tuple[UpstreamConnection, Call]:

@@ -49,6 +49,10 @@ Local = Callable[[Session, dict[str, Any]], Awaitable[Any]]
 ROUTED = frozenset(
     {"tools/call", "prompts/get", "resources/read", "completion/complete", "tasks/get", "tasks/result", "tasks/cancel"}
 )
+REVIVED_TASKS = (
+    "this session was resumed after the hub restarted, and tasks made before a restart are not kept: "
+    "call the tool again"
+)
 # how long a `logging/setLevel` reply waits for the upstreams' acknowledgements (the sends go on after it)
 LEVEL_ACK_WAIT = 1.0
 
@@ -103,8 +107,8 @@ class Dispatcher:
 
     @sends_tg.setter
     def sends_tg(self, tg: anyio.abc.TaskGroup) -> None:
-        """The hub's task group, where levels and roots changes are told."""
-        self.level_sends.tg = self.roots_sends.tg = tg
+        """The hub's task group, where levels and roots changes are told and ended sessions' tasks cancelled."""
+        self.level_sends.tg = self.roots_sends.tg = self.tasks.tg = tg
 
     async def until_started(self) -> None:
         """While upstreams are still starting, wait (bounded by `firstListWait`) until each was tried; once
@@ -299,7 +303,12 @@ class Dispatcher:
                 return server, "ref.uri", original
             raise InvalidParams("completion/complete: ref must be ref/prompt with a name or ref/resource with a uri")
         # tasks/get, tasks/result, tasks/cancel: a task this session made, of a server still in reach
-        task = self.tasks.resolve(session.id, params.get("taskId"))
+        try:
+            task = self.tasks.resolve(session.id, params.get("taskId"))
+        except NotFound as exc:
+            if session.revived:  # the table is in memory: a task made before a restart is not in it
+                raise NotFound(f"{exc} ({REVIVED_TASKS})") from None
+            raise
         server, upstream_id = task.server, task.upstream_id
         if not access.reach.touches(server):  # its scopes or view changed since the call
             access.refused(method, f"{server}/task", "outside the principal's scopes")

@@ -74,6 +74,7 @@ async def revive(hub: Reviving, session_id: str, principal: Principal) -> Sessio
     except (views.ViewError, HubError, ValueError) as exc:
         log.info("session %s not revived: %s", session_id[:8], exc)
         return None
+    session.revived = True
     keys = records.restore(session, doc)
     try:
         hub.bind_templates(session)

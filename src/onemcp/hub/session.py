@@ -198,6 +198,7 @@ class Session:
     # A modern (2026-07-28) request's context: it lives for one request and has no stream
     # of its own, so unrelated messages have nowhere to go.
     ephemeral: bool = False
+    revived: bool = False  # made again from its saved record after a restart (what was in memory is gone)
     queue_size: int = OUTBOX_SIZE  # messages the outbox holds (onemcp.limits.maxQueuedMessages)
     streams_open: int = 0  # GET streams (Streamable HTTP) reading the outbox now
     stream_ended: float | None = None  # when its last GET stream closed (the client may be reconnecting)

@@ -7,15 +7,17 @@ two connections to one server (`isolation: session`, replicas) or two servers wi
 names may mint the same id, and neither must see or be told of the other's task. With prefixed
 names the visible id is ``<server>:<id>``; one session given two equal ids gets ``~2``, ``~3``…
 on the later ones; replicas sharing a Redis add ``@<replica>`` (`made_on`: another replica's
-tasks/* go there). Bounded per session (beyond `MAX_SESSION_TASKS` a session's own oldest go, never
-another session's) and hub-wide (beyond `MAX_TASKS` the session holding the most loses its oldest); a
-session's tasks are forgotten when it ends (those not seen to end stay routed to it, `MAX_ORPHANS`, so that
-what they ask reaches no one else). `tasks/list` reads every page of each connection's
-list (at most `LIST_PAGES`) and withholds an entry a validating client would refuse. A server may
-send a task's first `notifications/tasks/status` before the reply that creates it: held (a few, for
-EARLY_SECONDS) until that reply names its session, then sent there. A server's request or log line that
-names a task (`_meta` related-task) belongs to that task's session (`named`); one that names neither a call
-nor a task may be for any session whose task on that connection has not been seen to end (`running_for`).
+tasks/* go there). Bounded per session (beyond `MAX_SESSION_TASKS` a session's own oldest go, never another
+session's) and hub-wide (beyond `MAX_TASKS` the session holding the most loses its oldest); a session's tasks
+are forgotten when it ends (those not seen to end stay routed to it, `MAX_ORPHANS`, so that what they ask
+reaches no one else), and, when it cannot come back, those still running are cancelled upstream
+(`tasks/cancel`, in the background, where the server offers it): no one can reach them any more. `tasks/list`
+reads every page of each connection's list (at most `LIST_PAGES`) and withholds an entry a validating client
+would refuse. A server may send a task's first `notifications/tasks/status` before the reply that creates it:
+held (a few, for EARLY_SECONDS) until that reply names its session, then sent there. A server's request or log
+line that names a task (`_meta` related-task) belongs to that task's session (`named`); one that names neither
+a call nor a task may be for any session whose task on that connection has not been seen to end
+(`running_for`).
 The server's progress on a task whose call carried a `progressToken` names that call's token (the hub's
 request id) after the call returned the handle: `progress` sends it to the task's session with the client's own
 token, until the task is seen to end (held like an early status when it comes before the handle is recorded).
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.hub.rewrite import task_problem
@@ -90,6 +93,7 @@ class TaskRouter:
         # (id of the connection, upstream task id) -> (the connection, when first held, its status notifications)
         self._early: Early = OrderedDict()
         self._early_progress: Early = OrderedDict()  # (id of the connection, progress token) -> the same
+        self.tg: anyio.abc.TaskGroup | None = None  # the hub's, once it runs: where ended sessions' tasks are cancelled
 
     def _visible_id(self, server: str, upstream_id: str) -> str:
         return f"{server}:{upstream_id}" if self.catalog.prefixed else upstream_id
@@ -187,18 +191,43 @@ class TaskRouter:
         if tokens is not None and tokens.get(entry.token) is entry:  # type: ignore[arg-type]
             del tokens[entry.token]  # type: ignore[arg-type]
 
-    def forget_session(self, session_id: str) -> None:
-        """The session ended: its tasks are no one's any more (their status goes nowhere; room for others)."""
+    def forget_session(self, session_id: str, *, cancel: bool = False) -> None:
+        """The session ended: its tasks are no one's any more (their status goes nowhere; room for others).
+        `cancel`: it cannot come back (its record went too), so those not seen to end are cancelled upstream."""
         mine = self._tasks.pop(session_id, None)
         if mine is not None:
             self._count -= len(mine)
+            running = []
             for entry in mine.values():
                 if entry.ended:
                     self._unroute(entry)
                 else:  # it runs on: what it asks is still its ended session's, no one else's
                     self._orphans[id(entry)] = entry
+                    running.append(entry)
             while len(self._orphans) > MAX_ORPHANS:
                 self._unroute(self._orphans.popitem(last=False)[1])
+            if cancel and running and self.tg is not None:
+                self.tg.start_soon(self._cancel_upstream, session_id, running)
+
+    async def _cancel_upstream(self, session_id: str, entries: list[Task]) -> None:
+        """`tasks/cancel` each task of an ended session on the connection that made it, if the server offers
+        it and the connection is up; the answer (its status) ends the task here too. Failures are logged."""
+
+        async def cancel(conn: UpstreamConnection, entry: Task) -> None:
+            try:
+                answer = await conn.request("tasks/cancel", {"taskId": entry.upstream_id})
+            except HubError as exc:
+                log.info("task %s of ended session %s not cancelled: %s", entry.visible, session_id[:8], exc)
+                return
+            if isinstance(answer, dict):
+                self.rewrite(conn, answer)  # a terminal status ends it here: no longer routed to the session
+            log.info("task %s of ended session %s cancelled upstream", entry.visible, session_id[:8])
+
+        async with anyio.create_task_group() as tg:
+            for entry in entries:
+                conn = entry.conn()
+                if conn is not None and conn.state == "ready" and "cancel" in (conn.capabilities.get("tasks") or {}):
+                    tg.start_soon(cancel, conn, entry)
 
     def made_on(self, visible: object) -> str:
         """The other replica whose call made the task `visible` names ("": this one's, or none named)."""

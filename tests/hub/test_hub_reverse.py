@@ -22,7 +22,7 @@ from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from onemcp.hub import reverse
 from onemcp.hub.session import Session
-from support.hub import HEADERS, raw_session, running_hub
+from support.hub import HEADERS, INIT, raw_session, running_hub
 from support.inprocess import Json, fixture, inprocess_hub, tool_call
 from support.real_servers import everything_stdio_command
 from support.results import text_of
@@ -274,3 +274,42 @@ async def test_a_clients_roots_do_not_stay_on_the_shared_connection_for_other_cl
                 async with Client(hub.url, mode=mode, cache=None) as bob:  # no roots of his own
                     seen = text_of(await bob.call_tool("every__get-roots-list", {}))
                     assert "alice" not in seen and "no roots" in seen, mode
+
+
+async def test_a_tool_the_server_offers_only_to_clients_with_a_capability_is_a_clear_error_on_its_own_connection() -> (
+    None
+):
+    """server-everything lists `trigger-sampling-request` only to a client that declared sampling. The hub's
+    shared connection declares it (it relays), so a client without sampling was listed the tool, and its call,
+    over the connection of its own made with its capabilities, came back as the server's "Tool
+    trigger-sampling-request not found" (the upstream's name). Now the hub reads that connection's list first,
+    answers the hub's "Tool not found" naming the capability it did not declare, and its list follows."""
+    cmd = everything_stdio_command()
+    servers = {name: {"command": cmd[0], "args": cmd[1:]} for name in ("every", "other")}
+    with anyio.fail_after(60):
+        async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=60) as http:
+            shared = hub.app.hub.pool.connections["every"]
+            while not shared.asks_clients:  # it asks for roots once initialized: the shared connection splits
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            init = {**INIT, "params": {**INIT["params"], "capabilities": {"roots": {}}}}  # as the Inspector CLI
+            r = await http.post(hub.url, json=init, headers=HEADERS)
+            headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+            listed = (await http.post(hub.url, json=_req("tools/list"), headers=headers)).json()["result"]["tools"]
+            assert "every__trigger-sampling-request" in {t["name"] for t in listed}  # the shared connection's list
+            call = _req("tools/call", name="every__trigger-sampling-request", arguments={"prompt": "hi"})
+            reply = (await http.post(hub.url, json=call, headers=headers)).json()
+            assert "error" in reply, reply
+            error = reply["error"]
+            assert error["code"] == -32602
+            assert error["message"].startswith("Tool not found: every__trigger-sampling-request"), error
+            assert "sampling" in error["message"]
+            listed = (await http.post(hub.url, json=_req("tools/list"), headers=headers)).json()["result"]["tools"]
+            names = {t["name"] for t in listed}
+            assert "every__trigger-sampling-request" not in names and "every__echo" in names  # its own view now
+            call = _req("tools/call", name="every__echo", arguments={"message": "still here"})
+            assert "still here" in str((await http.post(hub.url, json=call, headers=headers)).json()["result"])
+
+
+def _req(method: str, **params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}

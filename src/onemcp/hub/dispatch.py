@@ -190,6 +190,8 @@ class Dispatcher:
                     raise
                 await self.until_started()
                 conn = await self.connection(session, server, params)
+        if key == "name" and conn.owner is session:
+            await self._offered_to(session, conn, "tools" if method == "tools/call" else "prompts", params["name"])
         if conn.era == "legacy" and params.get("requestState") is not None:  # not this hub's (`owns`), not theirs
             raise InvalidParams("requestState was not issued by this hub, and a legacy-era server issues none")
         if session.ephemeral and method == "tools/call":
@@ -219,6 +221,30 @@ class Dispatcher:
         if not self.pool.is_current(conn):  # one made after the log level was set is told it too
             await self._tell_level(conn, self._level_of(conn))
         return conn
+
+    async def _offered_to(self, session: Session, conn: UpstreamConnection, kind: str, visible: str) -> None:
+        """A name the session found in the catalog, called over its own connection (made with its capabilities):
+        that connection's list is read first if the session has none of it yet, and a name it lacks is not
+        found, saying why (a server may offer a tool only to clients that declare a capability: the shared
+        connection, which declares what the hub relays, lists it; this client's does not)."""
+        held = session.own.lists.get(conn.name)
+        if held is None or held[0] is not conn or kind not in held[1]:
+            if kind not in conn.kinds():
+                return
+            try:
+                await conn.refresh(kind)  # recorded as the session's view of the server (announced if it differs)
+            except HubError as exc:
+                log.info("%s/list of %s's own connection to %s failed: %s", kind, session.id[:8], conn.name, exc)
+                return  # the call itself says what is wrong
+        try:
+            self.view(session).locate_name(kind, visible, session.access.reach)
+        except NotFound as exc:
+            lacks = [c for c in connections.REVERSE_KINDS if c not in session.client_capabilities]
+            why = f"; this client declared no {', no '.join(lacks)}" if lacks else ""
+            raise NotFound(
+                f"{exc} (server {conn.name} does not offer it on this session's own connection, made with the"
+                f" client's capabilities: a server may offer some only to clients that declare a capability{why})"
+            ) from None
 
     def tool_headers(self, name: str, session: Session) -> dict[str, str]:
         """argument -> `Mcp-Param-*` header (`x-mcp-header`) of a tool `session` reaches, in the catalog as it

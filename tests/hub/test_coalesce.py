@@ -198,3 +198,33 @@ async def test_an_upstream_slow_to_take_a_roots_change_holds_up_neither_the_clie
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
                 heard = await _whoami(http, hub.url, session, "slow__whoami")
                 assert heard["heard"]["notifications/roots/list_changed"] == 2  # the last change is not lost
+
+
+async def test_a_level_an_upstream_already_logs_at_is_not_told_again_for_each_new_session() -> None:
+    """Each new session's setLevel was passed on to every upstream it reaches, the same level or not: many
+    short sessions of a client that sets its level cost one message per upstream each (10 sessions, 5
+    upstreams: 50). Now an upstream is told a level only when it is not the one it logs at."""
+    fx = fixture_command()
+    config = {"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}}  # one server: names unprefixed
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+
+            async def new_session_at(level: str) -> dict[str, str]:
+                r = await http.post(hub.url, json=INIT, headers=HEADERS)
+                sid = r.headers["mcp-session-id"]
+                session = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
+                body = {"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": level}}
+                assert (await http.post(hub.url, json=body, headers=session)).json()["result"] == {}
+                return session
+
+            for _ in range(5):
+                session = await new_session_at("info")
+            upstream = next(iter(hub.app.hub.pool.connections.values()))
+            while hub.app.hub.dispatcher.level_sends.pending(upstream):
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert (await _whoami(http, hub.url, session))["heard"]["logging/setLevel"] == 1  # was 5
+            session = await new_session_at("debug")  # more verbose: told
+            while hub.app.hub.dispatcher.level_sends.pending(upstream):
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            seen = await _whoami(http, hub.url, session)
+            assert seen["heard"]["logging/setLevel"] == 2 and seen["logLevel"] == "debug"

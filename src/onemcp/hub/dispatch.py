@@ -80,7 +80,8 @@ class Dispatcher:
         self._config = config
         self.quotas = QuotaBook(config().hub.auth.quotas)
         self.user_secrets: UserSecrets | None = None  # each principal's values for `${user:NAME}` (the hub's)
-        self._levels: weakref.WeakKeyDictionary[UpstreamConnection, str] = weakref.WeakKeyDictionary()  # told
+        # the level each connection was told, and in which of its upstream sessions (a new one starts at the default)
+        self._levels: weakref.WeakKeyDictionary[UpstreamConnection, tuple[str, object]] = weakref.WeakKeyDictionary()
         # a flood of setLevel / roots/list_changed from clients: one message in flight per upstream connection,
         # sent in the background (their `tg` is the hub's, set as it runs)
         self.level_sends: Backlog[UpstreamConnection] = Backlog()
@@ -389,7 +390,7 @@ class Dispatcher:
         return {}
 
     async def _retell_level(self, conn: UpstreamConnection) -> None:
-        await self._tell_level(conn, self._level_of(conn), again=True)
+        await self._tell_level(conn, self._level_of(conn))
 
     async def adopt(self, session: Session, level: object, subscriptions: list[tuple[str, str]]) -> None:
         """Another replica changed this session's log level or subscriptions: this copy takes the change,
@@ -410,13 +411,17 @@ class Dispatcher:
             return None
         return LOG_LEVELS[self._wanted(conn.name)]
 
-    async def _tell_level(self, conn: UpstreamConnection, level: str | None, again: bool = False) -> None:
-        """`logging/setLevel` to a legacy-era upstream that logs, unless it was told that level already
-        (`again`: tell it anyway). Modern upstreams get the level in each request's _meta."""
-        if level is None or (not again and self._levels.get(conn) == level):
+    async def _tell_level(self, conn: UpstreamConnection, level: str | None) -> None:
+        """`logging/setLevel` to a legacy-era upstream that logs, unless it was told that level already in its
+        current upstream session: every new client session setting the level the upstream already logs at
+        cost one message per upstream. Modern upstreams get the level in each request's _meta."""
+        if level is None:
+            return
+        told = (level, getattr(conn.transport, "session_id", None))
+        if self._levels.get(conn) == told:
             return
         if conn.state == "ready" and conn.era == "legacy" and "logging" in conn.capabilities:
-            self._levels[conn] = level
+            self._levels[conn] = told
             await self._quiet_request(conn, "logging/setLevel", {"level": level})
 
     def _wanted(self, server: str) -> int:

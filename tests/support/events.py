@@ -32,3 +32,6 @@ class Events:
 
     def own_connection_limit(self) -> int:
         return 8
+
+    def own_connection_group_limit(self) -> int:
+        return 8

@@ -240,3 +240,34 @@ async def test_a_servers_own_connections_are_bounded() -> None:
             isolated._used[first] -= 120  # unused for two minutes: it may make room
             assert "result" in (await http.post(hub.url, json=call, headers=sessions[2])).json()
             assert len(isolated._conns) == 2 and first not in isolated._conns
+
+
+async def test_one_principals_own_connections_past_its_limit_close_its_stalest_idle_one() -> None:
+    """One-shot clients (a CLI run per call) never end their sessions: each left its own connection, a
+    process, until the session expired (30 min; 50 runs: 50 processes). Past
+    `maxOwnConnectionsPerPrincipal` a principal's new one closes its stalest idle one; with none idle it
+    is still made (the server-wide `maxOwnConnections` bounds)."""
+    fx = fixture_command()
+    config = {
+        "mcpServers": {"own": {"command": fx[0], "args": fx[1:], "isolation": "session"}},
+        "onemcp": {"limits": {"maxOwnConnectionsPerPrincipal": 2}},
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "x"}},
+    }
+    with anyio.fail_after(30):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
+            isolated = hub.app.hub.isolated
+            sessions = [await raw_session(http, hub.url) for _ in range(4)]
+            for headers in sessions[:3]:  # none idle: the third is made all the same
+                assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+            assert isolated.count("own") == 3
+            first, second, _ = list(isolated._conns)
+            isolated._used[first] -= 120  # unused for two minutes: idle ones, down to below the limit
+            isolated._used[second] -= 60.5
+            assert "result" in (await http.post(hub.url, json=call, headers=sessions[3])).json()
+            assert isolated.count("own") == 2 and first not in isolated._conns and second not in isolated._conns
+            assert "result" in (await http.post(hub.url, json=call, headers=sessions[0])).json()  # made again

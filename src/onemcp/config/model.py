@@ -370,6 +370,9 @@ class Limits(_Model):
     # principal with its own credentials): each may be a process; beyond, the stalest idle one closes,
     # else the call is refused
     max_own_connections: int = Field(256, alias="maxOwnConnections", ge=1, le=100_000)
+    # ... of one principal, per server: beyond, that principal's stalest idle one closes (none idle: allowed,
+    # `maxOwnConnections` still bounds); one-shot clients that never end their sessions left one each
+    max_own_connections_per_principal: int = Field(16, alias="maxOwnConnectionsPerPrincipal", ge=1, le=100_000)
     # running template server instances, all templates together; beyond, a new context is refused
     max_template_instances: int = Field(64, alias="maxTemplateInstances", ge=1, le=10_000)
     # warnings about the same limit are written at most once per this many seconds (with a count)

@@ -102,7 +102,7 @@ async def for_session(
         # a 2026-07-28 request has no session to keep a connection for: its principal's own (reaped idle)
         return await isolated.get(f"user:{session.principal.id}", None, server, config, servers.get(server))
     if conn.config.isolation == "session" or auto:
-        return await isolated.get(session.id, session, server, config, servers.get(server))
+        return await isolated.get(session.id, session, server, config, servers.get(server), group=session.principal.id)
     if legacy:  # one for all legacy clients, like the shared one
         try:
             return await isolated.get(LEGACY_COMPANION, None, server, config, servers.get(server))

@@ -105,3 +105,6 @@ class UpstreamEvents:
 
     def own_connection_limit(self) -> int:
         return self._limits().max_own_connections
+
+    def own_connection_group_limit(self) -> int:
+        return self._limits().max_own_connections_per_principal

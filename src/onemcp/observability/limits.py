@@ -34,6 +34,7 @@ NAMES = frozenset(
         "requests_per_principal",  # one principal's open requests over maxRequestsPerPrincipal (429)
         "streams_per_principal",  # one principal's open streams over maxStreamsPerPrincipal (429)
         "own_connections",  # a server at maxOwnConnections, none idle: the call refused (503)
+        "own_connections_per_principal",  # one principal's at maxOwnConnectionsPerPrincipal: its stalest idle closed
         "file_descriptors",  # no fd left for a socket to an HTTP upstream (EMFILE): the call refused (-32000)
         "queued_messages",  # a session's queue full: message dropped
         "related_messages",  # a call's progress/log over 256 or 16 MiB (all calls': 256 MiB, fairly): dropped

@@ -70,6 +70,10 @@ class ConnectionEvents(Protocol):
         """How many own connections (per session or principal) one server may have (`upstream.isolation`)."""
         ...
 
+    def own_connection_group_limit(self) -> int:
+        """How many of those one group (the sessions of one principal) may keep before its stalest idle goes."""
+        ...
+
 
 class UpstreamConnection:
     def __init__(

@@ -4,7 +4,10 @@ A shared stdio connection cannot always tell which client a server->client reque
 log line belongs to. An isolated server gets one connection per downstream session,
 started on the session's first call to it and closed when the session ends; everything
 the upstream sends on it belongs to that session. The shared connection still exists and
-feeds the catalog (lists are the same for everyone). A server has at most `maxOwnConnections`.
+feeds the catalog (lists are the same for everyone). A server has at most `maxOwnConnections`; the
+connections of one group (the hub passes a session's principal) past `maxOwnConnectionsPerPrincipal`
+close their stalest idle one first (one-shot clients that never end their sessions left a process each
+until the session expired).
 When the server is removed, reconfigured or restarted, its connections here stop as the pool's shared
 one does: calls in flight get `DRAIN_SECONDS` to finish, then end with the reason (the next call gets
 a new connection meanwhile).
@@ -40,6 +43,7 @@ class IsolatedConnections:
         self._used: dict[tuple[str, str], float] = {}  # last use of each (per-principal ones are reaped idle)
         self._credentials: dict[tuple[str, str], str] = {}  # the OAuth credential each one carries
         self._stamps: dict[tuple[str, str], object] = {}  # what each was made from, as its caller noted it
+        self._groups: dict[tuple[str, str], str] = {}  # the group (principal) of each session's own connection
         # stopped ones whose calls still run (`close_server`), with their owner: out of `_conns`, so a
         # new call gets a new connection; not counted against `maxOwnConnections` (gone within the drain)
         self._draining: dict[UpstreamConnection, tuple[str, anyio.CancelScope]] = {}
@@ -61,10 +65,11 @@ class IsolatedConnections:
         config: ServerConfig,
         server: ServerConfig | None = None,
         credential: str | None = None,
+        group: str | None = None,
     ) -> UpstreamConnection:
         """The session's own connection to `name` (at `config`'s URL, perhaps a replica's; `server`: the
         server's own config, whose credential it carries: the server's, or the one named `credential`,
-        a principal's own), started (and awaited) on first use."""
+        a principal's own), started (and awaited) on first use; `group`: whose it counts as (a principal)."""
         key = (session_id, name)
         entry = self._conns.get(key)
         if entry is not None and entry[0].state in ("failed", "stopped"):  # it died since: a new one takes over
@@ -73,8 +78,10 @@ class IsolatedConnections:
         if entry is None:
             if self._tg is None:
                 raise UpstreamUnavailable(name, "the hub is not running")
-            self._make_room(name)
+            self._make_room(name, group)
             self._used[key] = time.monotonic()
+            if group is not None:
+                self._groups[key] = group
             transport = self.transports(credential or name, config, self.auth, server)
             conn = UpstreamConnection(name, config, transport, self.events, owner=owner)
             scope = anyio.CancelScope()
@@ -99,22 +106,37 @@ class IsolatedConnections:
         self._used[(session_id, name)] = time.monotonic()
         return entry[0]
 
-    def _make_room(self, name: str) -> None:
+    def _make_room(self, name: str, group: str | None = None) -> None:
         """At `maxOwnConnections` for `name`: close its stalest connection that no call uses and nobody
-        used for a minute; with none, LimitReached (each may be a process: never unbounded)."""
+        used for a minute; with none, LimitReached (each may be a process: never unbounded). A `group` at
+        its own limit for `name` closes its stalest idle ones first, down to below it (with none idle, it
+        may go on)."""
+        if group is not None:
+            theirs = [key for key in self._conns if key[1] == name and self._groups.get(key) == group]
+            while len(theirs) >= self.events.own_connection_group_limit() and (stalest := self._stalest(theirs)):
+                why = "upstream %s: closed the stalest idle own connection of %s"
+                hit("own_connections_per_principal", why, name, group)
+                self._close(stalest)
+                theirs.remove(stalest)
         limit = self.events.own_connection_limit()
         mine = [key for key in self._conns if key[1] == name]
         if len(mine) < limit:
             return
-        now = time.monotonic()
-        dead = [k for k in mine if self._conns[k][0].state in ("failed", "stopped")]
-        idle = dead or [k for k in mine if not self._conns[k][0].in_flight and now - self._used.get(k, now) > STALE]
-        if idle:
-            self._close(min(idle, key=lambda k: self._used.get(k, now)))
+        stalest = self._stalest(mine)
+        if stalest is not None:
+            self._close(stalest)
             return
         why = f"{name} has {len(mine)} own connections (one per client session or user), the limit"
         hit("own_connections", "upstream %s: %s", name, why)
         raise LimitReached("own_connections", f"[{name}] {why}; try again later", 503)
+
+    def _stalest(self, keys: list[tuple[str, str]]) -> tuple[str, str] | None:
+        """Of `keys`, a dead connection, else the one unused longest that no call uses and nobody used for a
+        minute; None when none may go."""
+        now = time.monotonic()
+        dead = [k for k in keys if self._conns[k][0].state in ("failed", "stopped")]
+        idle = dead or [k for k in keys if not self._conns[k][0].in_flight and now - self._used.get(k, now) > STALE]
+        return min(idle, key=lambda k: self._used.get(k, now)) if idle else None
 
     def connections(self) -> list[UpstreamConnection]:
         """Every connection kept here, draining ones too (the hub stopping cuts their calls off)."""
@@ -145,6 +167,7 @@ class IsolatedConnections:
         self._used.pop(key, None)
         self._credentials.pop(key, None)
         self._stamps.pop(key, None)
+        self._groups.pop(key, None)
         return self._conns.pop(key, None)
 
     def _close(self, key: tuple[str, str]) -> None:

@@ -390,3 +390,25 @@ def test_list_and_preset_test_read_a_yaml_or_toml_config(
     assert code == 0 and f"1 of 2 server(s) in {config_dir / name} would be served" in out, err
     code, _, err = cli(capsys, "mcp", "disable", "git")  # an edit still says it edits JSON only
     assert code == 2 and "onemcp edits JSON configs" in err
+
+
+def test_every_command_prints_a_config_s_terminal_codes_escaped(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names, tags, commands and descriptions come from a config (an imported app's file), the admin API
+    (a preset) or whoever named a key: `mcp list`, `validate`, `preset list` and `auth key list` printed
+    them raw, so a name could clear the screen, retitle the window or reverse what follows. Escaped as
+    JSON's \\u escapes, JSON output is still the exact JSON."""
+    evil = "\x1b[2J\x1b]0;pwned\x07\x9b2J\u202e"
+    config_dir.mkdir(parents=True)
+    doc = {"mcpServers": {f"n{evil}": {"command": f"echo{evil}", "args": [f"a{evil}"]}, "u": {"url": "https://x/mcp"}}}
+    (config_dir / "mcp.json").write_bytes(orjson.dumps(doc))
+    assert cli(capsys, "preset", "create", "p", "--filter", "u", "--description", f"d{evil}")[0] == 0
+    assert cli(capsys, "auth", "key", "create", "--name", f"k{evil}")[0] == 0
+    shown = "\\u001b[2J\\u001b]0;pwned\\u0007\\u009b2J\\u202e"
+    for argv in (["mcp", "list"], ["validate"], ["preset", "list"], ["auth", "key", "list"]):
+        _, out, err = cli(capsys, *argv)
+        assert not [c for c in ("\x1b", "\x07", "\x9b", "\u202e") if c in out + err], (argv, out + err)
+        assert shown in out + err, (argv, out + err)
+    code, out, _ = cli(capsys, "mcp", "list", "--json")
+    assert code == 0 and [row["name"] for row in orjson.loads(out)] == [f"n{evil}", "u"]

@@ -154,6 +154,16 @@ def test_wrong_field_type_names_the_full_path() -> None:
     assert "mcp.json: mcpServers.git.url:" in message
 
 
+def test_the_path_to_an_error_escapes_a_key_s_terminal_codes() -> None:
+    """A server named with terminal codes: the message (printed by serve and validate, shown in /health's
+    reload error) held the name raw in its path, clearing the screen; now escaped as the key after it is."""
+    evil = "\x1b[2J\x1b]0;pwned\x07\x9b2J\u202e"
+    message = error_of({"mcpServers": {f"n{evil}": {"command": "x", f"k{evil}": 1}}})
+    shown = "\\x1b[2J\\x1b]0;pwned\\x07\\x9b2J\\u202e"
+    assert f"mcpServers.n{shown}.k{shown}: unknown key 'k{shown}'" in message
+    assert not [c for c in evil if not c.isprintable() and c in message]
+
+
 def test_wrong_nested_type_names_the_full_path() -> None:
     message = error_of({"mcpServers": {"git": {"command": "x", "args": ["ok", 5]}}})
     assert "mcpServers.git.args.1" in message

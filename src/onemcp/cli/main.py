@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 STDIO_SERVED: list[bool] = []  # set once a command served MCP on this process's stdin
+RAW_OUTPUT = frozenset({"proxy", "tui"})  # stdout is JSON-RPC, or the TUI's screen: every other command's is escaped
 
 
 def _command(argv: list[str] | None) -> int:
@@ -145,9 +146,12 @@ def _command(argv: list[str] | None) -> int:
     if args.command == "proxy":
         STDIO_SERVED.append(True)
     try:
-        if args.command == "mcp":
-            return int(module.run(args, trailing))
-        return int(module.run(args))
+        if args.command in RAW_OUTPUT:
+            return int(module.run(args))
+        from onemcp.cli.terminal import escaped_output
+
+        with escaped_output():  # names, commands, descriptions from a config or the hub: never terminal codes
+            return int(module.run(args, trailing) if args.command == "mcp" else module.run(args))
     except BrokenPipeError:  # `onemcp ... | head`: the reader left; no traceback, and none at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -288,7 +288,7 @@ def describe(exc: ValidationError) -> list[str]:
         if i in skip:
             continue
         loc_parts = cleaned[i][0]
-        loc = ".".join(str(p) for p in loc_parts)
+        loc = ".".join(_shown(p) for p in loc_parts)
         msg = summary.get(i) or err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = unknown_key(loc_parts)
@@ -374,6 +374,13 @@ def _kind_name(annotation: Any) -> str:
         return "an object"
     names = {bool: "true or false", str: "a string", int: "a whole number", float: "a number"}
     return names.get(annotation, str(annotation))
+
+
+def _shown(part: str | int) -> str:
+    """A key of the path to an error, as printed: one holding a control or format character (a server
+    named with terminal codes) is escaped as `repr` escapes it, as the key in the message is."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def unknown_key(loc: tuple[str | int, ...]) -> str:

@@ -61,6 +61,8 @@ def test_start_status_wait_logs_stop(config_dir: Path) -> None:
     assert direct.returncode == 2 and "already running" in direct.stderr
     logs = onemcp(config_dir, "logs", "-n", "20")
     assert logs.returncode == 0 and "every server was tried: 1 ready" in logs.stdout, logs.stdout
+    # the log holds upstreams' stderr and the hub's errors: its owner's only (it was 0644 under umask 022)
+    assert (config_dir / "onemcp.log").stat().st_mode & 0o077 == 0
     stopped = onemcp(config_dir, "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert not alive(runtime["pid"])

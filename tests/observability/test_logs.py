@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import logging.handlers
+import os
+from pathlib import Path
 
 from onemcp.config.model import HubConfig
-from onemcp.observability.logs import JsonFormatter
+from onemcp.observability.logs import JsonFormatter, configure, configure_audit
 from onemcp.observability.redact import REDACTOR, Redactor
 
 
@@ -59,3 +62,30 @@ def test_a_missing_token_variable_is_named_not_masked() -> None:
     message = "mcpServers.gh.env.GITHUB_TOKEN: environment variable ${GITHUB_TOKEN} is not set"
     assert REDACTOR.scrub(message) == message
     assert REDACTOR.scrub("retrying with token=abcdef123") == "retrying with token=***"
+
+
+def test_log_and_audit_files_are_made_owner_only(tmp_path: Path) -> None:
+    """Under umask 022 a log file (and each one a rotation starts) and the audit file were 0644: every
+    local user could read upstreams' stderr, the hub's errors and who called what."""
+    root, audit = logging.getLogger(), logging.getLogger("onemcp.audit")
+    saved = root.handlers[:], root.level, audit.handlers[:], audit.level, audit.propagate
+    old_umask = os.umask(0o022)
+    try:
+        configure("info", "text", tmp_path / "logs" / "hub.log")
+        configure_audit(str(tmp_path / "audit.jsonl"))
+        logging.getLogger("onemcp.test").info("a line")
+        audit.info("call principal=anonymous server=s tool=t outcome=ok")
+        rotating = root.handlers[0]
+        assert isinstance(rotating, logging.handlers.RotatingFileHandler)
+        rotating.doRollover()
+        files = [tmp_path / "logs" / "hub.log", tmp_path / "logs" / "hub.log.1", tmp_path / "audit.jsonl"]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o600" for f in files}
+        assert "a line" in files[1].read_text() and "principal=anonymous" in files[2].read_text()
+    finally:
+        os.umask(old_umask)
+        for handler in [*root.handlers, *audit.handlers]:
+            handler.close()
+        root.handlers[:], audit.handlers[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
+        audit.setLevel(saved[3])
+        audit.propagate = saved[4]

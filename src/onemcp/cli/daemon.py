@@ -218,7 +218,8 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> i
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(path), "--host", host, "--port", str(port)]
     argv += ["--log-level", log_level, "--log-file", str(log)]
-    with log.open("ab") as out:
+    # owner-only when new, as the hub's own log files (observability/logs.py): the hub writes the same file
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True
         )

@@ -2,13 +2,17 @@
 
 Each handler filters through `redact.REDACTOR`: the values the config hands to upstreams and
 anything shaped like a credential become `***`, and control characters are escaped, in the
-message and its arguments before the record is formatted (`redact.py` says what counts).
+message and its arguments before the record is formatted (`redact.py` says what counts). A log
+or audit file is made readable by its owner only (`LOG_FILE_MODE`), as each file rotation starts:
+an upstream's stderr, who called what and the hub's errors are the operator's, not every local user's.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +38,23 @@ class JsonFormatter(logging.Formatter):
 
 LOG_FILE_BYTES = 10 * 1024 * 1024  # a log file is rotated at this size, 3 old ones kept
 LOG_FILE_BACKUPS = 3
+LOG_FILE_MODE = 0o600  # a new log or audit file (an existing one keeps the mode it has)
+
+
+def open_private(path: str | Path, encoding: str | None = "utf-8", errors: str | None = None) -> io.TextIOWrapper:
+    """`path` opened to append text, made with LOG_FILE_MODE if it is new."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, LOG_FILE_MODE)
+    return open(fd, "a", encoding=encoding, errors=errors)
+
+
+class _PrivateRotating(logging.handlers.RotatingFileHandler):
+    def _open(self) -> io.TextIOWrapper:
+        return open_private(self.baseFilename, self.encoding, self.errors)
+
+
+class _PrivateFile(logging.FileHandler):
+    def _open(self) -> io.TextIOWrapper:
+        return open_private(self.baseFilename, self.encoding, self.errors)
 
 
 def configure(level: str, fmt: str, file: Path | None = None) -> None:
@@ -41,9 +62,7 @@ def configure(level: str, fmt: str, file: Path | None = None) -> None:
     handler: logging.Handler
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
-        )
+        handler = _PrivateRotating(file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
@@ -70,7 +89,7 @@ def configure_audit(target: str | None) -> None:
     if target == "-":
         audit.propagate = True
         return
-    handler = logging.FileHandler(target, encoding="utf-8")
+    handler = _PrivateFile(target, encoding="utf-8")
     handler.addFilter(REDACTOR)
     handler.setFormatter(JsonFormatter())
     audit.addHandler(handler)

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 from mcp import Client
 
@@ -27,6 +28,37 @@ def test_credentials_in_urls_and_parameters_are_masked() -> None:
     assert "http://alice:***@127.0.0.1:9/mcp?access_token=***&x=1" in clean
     assert scrub("auth denied reason=no bearer token") == "auth denied reason=no bearer token"
     assert scrub("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
+
+
+def test_a_variable_in_a_server_url_is_a_secret() -> None:
+    """A key kept in the environment and put in a URL's path (`${KEY}`, as hosted servers want it) was
+    shown in clear in the upstream's failure: /health and the admin API's lastError, the log, clients'
+    errors. A whole URL from a variable is masked as the hub shows it (without user or query) too."""
+    from onemcp.config.load import parse_config
+
+    doc = {
+        "mcpServers": {
+            "zap": {"url": "https://mcp.example/s/${ZAP_KEY}/sse", "replicas": ["https://b.example/$B_KEY/mcp"]},
+            "whole": {"url": "${WHOLE_URL}"},
+            "plain": {"url": "https://${HOST}/mcp/${SHORT}"},
+        }
+    }
+    env = {
+        "ZAP_KEY": "sk-ak-0Xo1vJgC7bWcO4PfGq",
+        "B_KEY": "b-key-0123456789",
+        "WHOLE_URL": "https://u:pw@Other.example/t/abcdef0123/mcp?x=1",
+        "HOST": "docs.example",
+        "SHORT": "v1",
+    }
+    redactor = Redactor()
+    redactor.use(parse_config(orjson.dumps(doc), source="mcp.json", env=env))
+    assert redactor.shown("POST https://mcp.example/s/sk-ak-0Xo1vJgC7bWcO4PfGq/sse failed") == (
+        "POST https://mcp.example/s/***/sse failed"
+    )
+    assert redactor.shown("GET https://b.example/b-key-0123456789/mcp failed") == "GET https://b.example/***/mcp failed"
+    assert redactor.shown(f"POST {display_url(env['WHOLE_URL'])} failed: 503") == "POST *** failed: 503"
+    # any variable's value is, as in env and headers, but one too short to be a secret (a version)
+    assert redactor.shown("POST https://docs.example/mcp/v1 failed") == "POST https://***/mcp/v1 failed"
 
 
 def test_control_characters_are_escaped_onto_one_line() -> None:

@@ -162,6 +162,7 @@ def parse_config(raw: bytes, *, source: str, env: dict[str, str] | None = None, 
     env = dict(os.environ) if env is None else env
     problems: list[str] = []
     problems += compat.normalise(doc, lambda value, where: substitute(value, env, where, problems))
+    from_env = _url_variables(doc, env)
     doc = substitute(doc, env, missing=problems)
     config: HubConfig | None = None
     try:
@@ -173,7 +174,25 @@ def parse_config(raw: bytes, *, source: str, env: dict[str, str] | None = None, 
     if problems or config is None:
         problems = list(dict.fromkeys(problems))  # (a ${VAR} compat filled in early is missed only once)
         raise ConfigError(f"{source}: {'; '.join(problems)}", problems=problems)
+    config.keep_url_secrets(from_env)
     return config
+
+
+def _url_variables(doc: dict[str, Any], env: dict[str, str]) -> frozenset[str]:
+    """What the environment's ${VAR}s bring into servers' and templates' URLs (`url`, `replicas`)."""
+    found: set[str] = set()
+    for section in ("mcpServers", "mcpTemplates"):
+        entries = doc.get(section)
+        for entry in entries.values() if isinstance(entries, dict) else ():
+            if not isinstance(entry, dict):
+                continue
+            replicas = entry.get("replicas")
+            for url in [entry.get("url"), *(replicas if isinstance(replicas, list) else ())]:
+                for match in _VAR.finditer(url) if isinstance(url, str) else ():
+                    value = env.get(match.group(1) or match.group(3) or "")
+                    if value:
+                        found.add(value)
+    return frozenset(found)
 
 
 DEEP = "nested too deeply (a config is at most 64 levels deep)"

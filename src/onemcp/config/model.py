@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from onemcp.config import filters, jinja, values
 from onemcp.config.auth_settings import AuthSettings
@@ -457,6 +457,17 @@ class HubConfig(_Model):
     servers: dict[str, ServerConfig] = Field(default_factory=dict, alias="mcpServers")
     templates: dict[str, ServerTemplate] = Field(default_factory=dict, alias="mcpTemplates")
     hub: HubSettings = Field(default_factory=HubSettings, alias="onemcp")
+    # the values ${VAR}s filled into servers' and templates' URLs (`config.load`): secrets, as env and
+    # header values are (a key in a URL's path), masked wherever the hub shows a URL
+    _url_secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @property
+    def url_secrets(self) -> frozenset[str]:
+        return self._url_secrets
+
+    def keep_url_secrets(self, values: frozenset[str]) -> None:
+        """Set by `config.load` once the document is validated (what its ${VAR}s were is gone by then)."""
+        self._url_secrets = values
 
     @model_validator(mode="after")
     def _names_ok(self) -> HubConfig:

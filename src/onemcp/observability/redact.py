@@ -104,9 +104,11 @@ class Redactor(logging.Filter):
 
     def use(self, config: HubConfig) -> None:
         """The secrets of this config: its servers' and templates' env and header values (a template's
-        written ones; what it renders for a client comes through `add`)."""
+        written ones; what it renders for a client comes through `add`), and what ${VAR}s put in their URLs."""
         entries = [*config.servers.values(), *config.templates.values()]
         self._configured = {v for s in entries for v in [*s.env.values(), *s.headers.values()] if _literal(v)}
+        for value in config.url_secrets:  # a ${VAR} in a URL (a key in its path), or a whole URL as it is shown
+            self._configured.update(v for v in (value, display_url(value) if "://" in value else "") if _literal(v))
         self._update()
 
     def add(self, values: Iterable[str], owner: str | None = None) -> None:

@@ -309,3 +309,22 @@ async def test_a_stream_past_its_oauth_token_holds_only_what_its_grant_still_gra
     gate.roles = Roles({"dev": Role(scopes=["server:git"])}, {client_id: ["dev"]})  # (roles changed)
     assert not await gate.holds(scope, principal)
     gate.oauth.close()
+
+
+def test_automatic_oauth_consent_is_warned_of(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`oauthConsent: auto` hands an admin token to any page that asks (registration and token
+    endpoints allow cross-origin calls): documented as for tests only, it started without a word."""
+    from onemcp.config.auth_settings import AuthSettings
+
+    with caplog.at_level("WARNING", logger="onemcp.auth"):
+        quiet = gate_module.Gate(AuthSettings.model_validate({"oauth": True}), tmp_path, "http://127.0.0.1:3050/mcp")
+        quiet.oauth.close()
+        assert not caplog.records
+        gate = gate_module.Gate(
+            AuthSettings.model_validate({"oauth": True, "oauthConsent": "auto"}), tmp_path, "http://127.0.0.1:3050/mcp"
+        )
+    assert [r.getMessage() for r in caplog.records] == [
+        'oauthConsent is "auto": every authorization is approved at once, so any web page open in a browser'
+        " that reaches this hub can get an admin token (for tests only)"
+    ]
+    gate.oauth.close()

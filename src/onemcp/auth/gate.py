@@ -105,6 +105,11 @@ class Gate:
             )
             self.verifiers.append(self.oauth)
             self.issuers.append(base)
+            if settings.oauth_consent == "auto":
+                log.warning(
+                    'oauthConsent is "auto": every authorization is approved at once, so any web page open'
+                    " in a browser that reaches this hub can get an admin token (for tests only)"
+                )
         self.held = Held()  # what each principal holds open (maxRequestsPerPrincipal, maxStreamsPerPrincipal)
         limit = settings.rate_limit
         self.limiter: Limiter | None = (

@@ -61,6 +61,34 @@ def test_a_variable_in_a_server_url_is_a_secret() -> None:
     assert redactor.shown("POST https://docs.example/mcp/v1 failed") == "POST https://***/mcp/v1 failed"
 
 
+def test_a_key_written_in_a_server_url_is_a_secret() -> None:
+    """A hosted server's key written in its URL's path (or a query value the credential patterns do not
+    name) was shown in clear in its failure, as the ${VAR} one was; a path of words stays readable."""
+    servers = {
+        "zap": {"url": "https://actions.zapier.example/mcp/sk-ak-0Xo1vJgC7bWcO4PfGqbf4qmk8wE2Hk1i/sse"},
+        "pd": {
+            "url": "https://pd.example/550e8400-e29b-41d4-a716-446655440000/gmail",
+            "replicas": ["https://b.example/mcp"],
+        },
+        "q": {"url": "https://q.example/mcp?key=abcdEFGH12345678&profile=default"},
+        "plain": {"url": "https://docs.example/mcp/v1/servers/github-2025"},
+    }
+    redactor = Redactor()
+    redactor.use(HubConfig.model_validate({"mcpServers": servers}))
+    assert redactor.shown(
+        "POST https://actions.zapier.example/mcp/sk-ak-0Xo1vJgC7bWcO4PfGqbf4qmk8wE2Hk1i/sse failed"
+    ) == ("POST https://actions.zapier.example/mcp/***/sse failed")
+    assert redactor.shown("GET https://pd.example/550e8400-e29b-41d4-a716-446655440000/gmail") == (
+        "GET https://pd.example/***/gmail"
+    )
+    assert redactor.shown("POST https://q.example/mcp?key=abcdEFGH12345678&profile=default failed") == (
+        "POST https://q.example/mcp?key=***&profile=default failed"
+    )
+    assert redactor.shown("POST https://docs.example/mcp/v1/servers/github-2025 failed") == (
+        "POST https://docs.example/mcp/v1/servers/github-2025 failed"
+    )
+
+
 def test_control_characters_are_escaped_onto_one_line() -> None:
     assert (
         one_line("job 1\r2026 WARNING forged\n\x1b[8mhidden\tok") == "job 1\\r2026 WARNING forged\\n\\x1b[8mhidden\tok"

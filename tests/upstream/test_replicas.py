@@ -113,9 +113,10 @@ async def test_an_active_probe_takes_a_replica_out_and_brings_it_back() -> None:
 async def test_replica_urls_are_shown_without_their_credentials() -> None:
     """/metrics labels and /health's replicas[].url showed a URL's password and `api_key=`/`token=` values
     raw (Prometheus keeps label values; the log scrubs them; hunt-ops F9): scheme, host, port and path
-    only, and `#<index>` for replicas those leave alike."""
+    only (a key in the path masked), and `#<index>` for replicas those leave alike."""
     primary = "http://user:s3cretpw@127.0.0.1:1/mcp?api_key=SECRETKEY1"
-    config = {"mcpServers": {"r": {"url": primary, "replicas": ["http://127.0.0.1:1/mcp?token=SECRETKEY2"]}}}
+    keyed = "http://127.0.0.1:1/s/sk-ak-0Xo1vJgC7bWcO4PfGq3/mcp"  # a hosted server's key in its path
+    config = {"mcpServers": {"r": {"url": primary, "replicas": ["http://127.0.0.1:1/mcp?token=SECRETKEY2", keyed]}}}
     with anyio.fail_after(60):
         async with running_hub(config) as hub, httpx.AsyncClient(timeout=10) as http:
             health = (await http.get(f"{hub.base}/health")).text
@@ -123,7 +124,8 @@ async def test_replica_urls_are_shown_without_their_credentials() -> None:
             assert [m["url"] for m in await replicas(hub, "r")] == [
                 "http://127.0.0.1:1/mcp",
                 "http://127.0.0.1:1/mcp#1",
+                "http://127.0.0.1:1/s/***/mcp",
             ]
     for text in (health, metrics):
-        assert not any(secret in text for secret in ("s3cretpw", "SECRETKEY1", "SECRETKEY2")), text
+        assert not any(secret in text for secret in ("s3cretpw", "SECRETKEY1", "SECRETKEY2", "sk-ak-0Xo1")), text
     assert 'onemcp_upstream_replica_up{replica="http://127.0.0.1:1/mcp#1",server="r"} 0.0' in metrics

@@ -10,7 +10,7 @@ from prometheus_client.core import Metric
 from onemcp.hub.core import Hub
 from onemcp.observability import limits
 from onemcp.observability.metrics import counter, gauge
-from onemcp.observability.redact import display_url
+from onemcp.observability.redact import REDACTOR, display_url
 
 if TYPE_CHECKING:
     from onemcp.reload import Reloader
@@ -114,11 +114,12 @@ def ready(hub: Hub) -> tuple[bool, dict[str, Any]]:
 
 
 def replica_names(urls: list[str | None]) -> list[str]:
-    """How /health and /metrics name a server's replicas: the URL without user, password or query
-    (they may hold credentials; the log scrubs them too), `#<index>` for a process or a repeated one."""
+    """How /health and /metrics name a server's replicas: the URL without user, password or query, a
+    key in its path masked (they may hold credentials; the log scrubs them too), `#<index>` for a
+    process or a repeated one."""
     names: list[str] = []
     for index, url in enumerate(urls):
-        shown = display_url(url) if url else ""
+        shown = REDACTOR.scrub(display_url(url)) if url else ""  # a key in the path too
         names.append(shown if shown and shown not in names else f"{shown}#{index}")
     return names
 

@@ -83,6 +83,15 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def url_keys(url: str) -> set[str]:
+    """The parts of a configured URL that look like keys, as written: a path segment or a query value
+    as long as a token-shaped userinfo (URL_TOKEN), of letters and digits both (a hosted server's
+    key in its path, https://host/mcp/sk-ak-0Xo1.../sse, or a UUID; not /mcp/v1/servers/github)."""
+    path, _, query = url.partition("?")
+    pieces = [*path.split("://", 1)[-1].split("/")[1:], *(p.partition("=")[2] for p in query.split("#")[0].split("&"))]
+    return {p for p in pieces if len(p) >= 16 and any(c.isdigit() for c in p) and any(c.isalpha() for c in p)}
+
+
 def _literal(value: str) -> bool:
     return len(value) >= MIN_SECRET and "{{" not in value and "{%" not in value
 
@@ -109,6 +118,8 @@ class Redactor(logging.Filter):
         self._configured = {v for s in entries for v in [*s.env.values(), *s.headers.values()] if _literal(v)}
         for value in config.url_secrets:  # a ${VAR} in a URL (a key in its path), or a whole URL as it is shown
             self._configured.update(v for v in (value, display_url(value) if "://" in value else "") if _literal(v))
+        urls = [u for s in entries for u in [s.url, *(s.replicas if isinstance(s.replicas, list) else ())] if u]
+        self._configured.update(k for url in urls for k in url_keys(url) if _literal(k))
         self._update()
 
     def add(self, values: Iterable[str], owner: str | None = None) -> None:

@@ -89,6 +89,21 @@ def test_a_key_written_in_a_server_url_is_a_secret() -> None:
     )
 
 
+def test_a_credential_in_a_server_s_arguments_is_a_secret() -> None:
+    """`"args": ["--access-key", "AKIA..."]`: a server that says its arguments on stderr (or whose error
+    quotes its key) showed the key in /health, the admin API's stderrTail, the log and clients' errors.
+    An option naming a secret, or a word shaped like a key, is masked; packages, paths and versions stay."""
+    args = ["-y", "@scope/server-fs", "/home/u/projects2024", "--access-key", "AKIALITERALARG12345678",
+            "--token=ghp_abc123", "--port", "8080", "mcp-server-git==0.6.2", "sk-proj-abcdef1234567890XYZ"]  # fmt: skip
+    redactor = Redactor()
+    redactor.use(HubConfig.model_validate({"mcpServers": {"s": {"command": "npx", "args": args}}}))
+    line = "started with " + " ".join(args)
+    assert redactor.shown(line) == (
+        "started with -y @scope/server-fs /home/u/projects2024 --access-key *** --token=*** --port 8080"
+        " mcp-server-git==0.6.2 ***"
+    )
+
+
 def test_control_characters_are_escaped_onto_one_line() -> None:
     assert (
         one_line("job 1\r2026 WARNING forged\n\x1b[8mhidden\tok") == "job 1\\r2026 WARNING forged\\n\\x1b[8mhidden\tok"

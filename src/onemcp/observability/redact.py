@@ -83,13 +83,37 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def _key_shaped(text: str) -> bool:
+    """As long as a token-shaped userinfo (URL_TOKEN), of letters and digits both."""
+    return len(text) >= 16 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
 def url_keys(url: str) -> set[str]:
     """The parts of a configured URL that look like keys, as written: a path segment or a query value
     as long as a token-shaped userinfo (URL_TOKEN), of letters and digits both (a hosted server's
     key in its path, https://host/mcp/sk-ak-0Xo1.../sse, or a UUID; not /mcp/v1/servers/github)."""
     path, _, query = url.partition("?")
     pieces = [*path.split("://", 1)[-1].split("/")[1:], *(p.partition("=")[2] for p in query.split("#")[0].split("&"))]
-    return {p for p in pieces if len(p) >= 16 and any(c.isdigit() for c in p) and any(c.isalpha() for c in p)}
+    return {p for p in pieces if _key_shaped(p)}
+
+
+ARG_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a word that is no path, file, package, version or URL
+
+
+def arg_keys(args: list[str]) -> set[str]:
+    """The arguments of a configured command that are credentials: the value of an option whose name
+    says so (`--api-key X`, `--token=X`: SECRET_NAME, as for a template's rendered values), or a word
+    shaped like a key (`sk-proj-...`, `AKIA...`; not `@scope/server`, `/home/x`, `pkg==1.2`)."""
+    found: set[str] = set()
+    for before, arg in zip(["", *args], args, strict=False):
+        name, eq, value = arg.partition("=")
+        if arg.startswith("-") and eq and SECRET_NAME.search(name):
+            found.add(value)
+        else:
+            named = before.startswith("-") and "=" not in before and SECRET_NAME.search(before) is not None
+            if (named and not arg.startswith("-")) or (ARG_KEY.fullmatch(arg) and _key_shaped(arg)):
+                found.add(arg)
+    return found
 
 
 def _literal(value: str) -> bool:
@@ -120,6 +144,7 @@ class Redactor(logging.Filter):
             self._configured.update(v for v in (value, display_url(value) if "://" in value else "") if _literal(v))
         urls = [u for s in entries for u in [s.url, *(s.replicas if isinstance(s.replicas, list) else ())] if u]
         self._configured.update(k for url in urls for k in url_keys(url) if _literal(k))
+        self._configured.update(k for s in entries for k in arg_keys(s.args) if _literal(k))
         self._update()
 
     def add(self, values: Iterable[str], owner: str | None = None) -> None:

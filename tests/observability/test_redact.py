@@ -104,6 +104,17 @@ def test_a_credential_in_a_server_s_arguments_is_a_secret() -> None:
     )
 
 
+def test_an_upstream_oauth_client_secret_is_a_secret() -> None:
+    """The hub's own client secret and private key with an upstream's authorization server are masked
+    like env and header values (an error body the server echoes them in reaches /health and the log)."""
+    oauth = {"clientId": "hub", "clientSecret": "cs-0123456789abcdef", "issuer": "https://as.example"}
+    redactor = Redactor()
+    redactor.use(HubConfig.model_validate({"mcpServers": {"s": {"url": "https://s.example/mcp", "oauth": oauth}}}))
+    assert redactor.shown("token endpoint: HTTP 400: bad client cs-0123456789abcdef") == (
+        "token endpoint: HTTP 400: bad client ***"
+    )
+
+
 def test_control_characters_are_escaped_onto_one_line() -> None:
     assert (
         one_line("job 1\r2026 WARNING forged\n\x1b[8mhidden\tok") == "job 1\\r2026 WARNING forged\\n\\x1b[8mhidden\tok"

@@ -137,9 +137,12 @@ class Redactor(logging.Filter):
 
     def use(self, config: HubConfig) -> None:
         """The secrets of this config: its servers' and templates' env and header values (a template's
-        written ones; what it renders for a client comes through `add`), and what ${VAR}s put in their URLs."""
+        written ones; what it renders for a client comes through `add`), their upstream OAuth client
+        secrets and private keys, what ${VAR}s put in their URLs, and the keys written in URLs and args."""
         entries = [*config.servers.values(), *config.templates.values()]
         self._configured = {v for s in entries for v in [*s.env.values(), *s.headers.values()] if _literal(v)}
+        oauth = [s.oauth for s in entries if not isinstance(s.oauth, bool)]  # the hub's client credentials upstream
+        self._configured.update(v for o in oauth for v in (o.client_secret, o.private_key) if v and _literal(v))
         for value in config.url_secrets:  # a ${VAR} in a URL (a key in its path), or a whole URL as it is shown
             self._configured.update(v for v in (value, display_url(value) if "://" in value else "") if _literal(v))
         urls = [u for s in entries for u in [s.url, *(s.replicas if isinstance(s.replicas, list) else ())] if u]

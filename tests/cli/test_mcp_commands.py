@@ -412,3 +412,16 @@ def test_every_command_prints_a_config_s_terminal_codes_escaped(
         assert shown in out + err, (argv, out + err)
     code, out, _ = cli(capsys, "mcp", "list", "--json")
     assert code == 0 and [row["name"] for row in orjson.loads(out)] == [f"n{evil}", "u"]
+
+
+def test_the_escaping_covers_writelines_and_keeps_the_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    """What a command writes by any way of its stream is escaped; the stream is the caller's again after."""
+    from onemcp.cli.terminal import escaped_output
+
+    before = sys.stdout
+    with escaped_output():
+        sys.stdout.writelines(["a\x1b[2J\n", "b\u202e\n"])
+        print("c\x9b", file=sys.stderr)
+    assert sys.stdout is before
+    out, err = capsys.readouterr()
+    assert (out, err) == ("a\\u001b[2J\nb\\u202e\n", "c\\u009b\n")

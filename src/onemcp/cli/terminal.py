@@ -122,6 +122,10 @@ class _Escaping:
         self._stream.write(escape_output(text))
         return len(text)
 
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 

@@ -190,8 +190,53 @@ async def test_an_unfinished_line_at_the_end_of_stdout_that_is_not_json_is_ignor
     assert "non-JSON line on stdout ignored" in caplog.text
 
 
+# `onemcp serve` runs on uvloop (uvicorn's choice when it is installed); the tests' hubs on asyncio
+UVLOOP = pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")
+# A child that says which descriptors past stderr it holds, then waits for its stdin to end
+SAY_FDS = """
+import json, os, sys
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+fds = [fd for fd in range(3, 1024) if is_open(fd)]
+sys.stdout.write(json.dumps({"jsonrpc": "2.0", "method": "fds", "params": {"fds": fds}}) + "\\n")
+sys.stdout.flush()
+sys.stdin.read()
+"""
+
+
 @pytest.mark.anyio
-async def test_a_server_that_closes_stdout_at_start_fails_at_once_not_after_its_startup_timeout() -> None:
+@pytest.mark.parametrize("anyio_backend", ["asyncio", UVLOOP])
+async def test_a_child_holds_no_descriptor_past_its_stdio(anyio_backend: object) -> None:
+    """hunt s32-a: on uvloop (no close_fds) a server held [13, 17, 19]: copies of its own stdin, stdout and
+    stderr, so it could not end its stdout (below), and what it started held the hub's pipes too."""
+    transport = StdioTransport("s", ServerConfig(command=sys.executable, args=["-S", "-c", SAY_FDS]))
+    said: list[object] = []
+    heard = anyio.Event()
+
+    def deliver(msg: dict[str, object], related: object) -> None:
+        said.append(msg.get("params"))
+        heard.set()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            await transport.open(tg, deliver, lambda m, e: None)
+            try:
+                await heard.wait()
+            finally:
+                await transport.aclose()
+    assert said == [{"fds": []}]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", UVLOOP])
+async def test_a_server_that_closes_stdout_at_start_fails_at_once_not_after_its_startup_timeout(
+    anyio_backend: object,
+) -> None:
+    """On uvloop it failed only at its startupTimeout (hunt s32-a): the child's copy of its stdout stayed open."""
     server = {"command": "sh", "args": ["-c", "exec 1>&-; exec sleep 1000"], "startupTimeout": 60}
     with anyio.fail_after(20):
         async with running_hub({"mcpServers": {"s": server}}) as hub:

@@ -82,7 +82,8 @@ STDOUT_CLOSED = "stdout closed while the process was still running"
 
 
 def die_with_parent() -> None:
-    """In the child, before exec: on Linux, be killed when the hub dies, however it dies.
+    """In the child, before exec: on Linux, be killed when the hub dies, however it dies; and keep
+    nothing of the hub's but its stdin, stdout and stderr (`only_stdio`).
 
     Graceful stops close stdin, then SIGTERM, then SIGKILL; this covers the hub itself
     being killed (no orphans, ever). Elsewhere it does nothing.
@@ -90,6 +91,27 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    only_stdio()
+
+
+def only_stdio() -> None:
+    """In the child, before exec: every descriptor past stderr closes at the exec.
+
+    uvloop (the loop `onemcp serve` runs on) has no `close_fds`: a child kept a second copy of each
+    end of its own stdin, stdout and stderr (fds 13, 17, 19, say), so a server that closed its stdout
+    never reached end of file (it needs every copy closed) and was taken for ready until a call's
+    timeout, and whatever it started held the hub's pipes too. This runs before the loop puts the
+    pipes on 0, 1 and 2 (those copies are made without the flag). asyncio's own close_fds makes it a
+    no-op there."""
+    try:
+        names = os.listdir("/proc/self/fd")  # the descriptors open, not every number up to the fd limit
+    except OSError:
+        return  # no /proc (macOS): the loop's own rules apply
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the directory listdir read, closed by now
+                os.set_inheritable(fd, False)
 
 
 def _signal_group(pid: int, sig: int) -> bool:

@@ -28,10 +28,16 @@ import orjson
 from onemcp.catalog.catalog import shown_as
 from onemcp.config.model import PinMode
 from onemcp.config.sqlite import open_store
+from onemcp.observability.limits import hit
 
 log = logging.getLogger("onemcp.pins")
 audit = logging.getLogger("onemcp.audit")
 FILE = "pins.db"
+# Pins kept per server: twice the 10,000 tools one list keeps (a whole list may be replaced and the old one
+# still kept). Past it the oldest pins of tools the server no longer lists are forgotten: a server that
+# renames its tools on every list_changed grew pins.db and the hub's memory without end (890,000 pins,
+# 228 MB in 150 s).
+MAX_PINS = 20_000
 
 PINNED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
 SCHEMA = """
@@ -83,6 +89,7 @@ class Pins:
         self._path = directory / FILE if directory is not None else None
         self._db: sqlite3.Connection | None = None
         self._pins: dict[tuple[str, str], tuple[str, str]] | None = None  # (server, tool) -> (digest, definition)
+        self._pinned: dict[str, dict[str, None]] = {}  # server -> its pinned tools, oldest pinned first
         self._changes: dict[tuple[str, str], Change] = {}
         self.raw: dict[str, list[Item]] = {}  # each server's last tools list as sent, for screening again
 
@@ -93,9 +100,10 @@ class Pins:
             try:
                 self._db = open_store(self._path if self._path is not None else ":memory:", SCHEMA)
                 for server, tool, sha, definition in self._db.execute(
-                    "select server, tool, digest, definition from pins"
+                    "select server, tool, digest, definition from pins order by pinned_at"
                 ):
                     self._pins[(server, tool)] = (sha, definition)
+                    self._pinned.setdefault(server, {})[tool] = None
                 for server, tool, _sha, definition, seen in self._db.execute("select * from changes"):
                     pinned = self._pins.get((server, tool))
                     if pinned is not None:
@@ -142,6 +150,7 @@ class Pins:
             if pinned is None:
                 definition = orjson.dumps(pinned_part(tool)).decode()
                 pins[key] = (sha, definition)
+                self._pinned.setdefault(owner, {})[name] = None
                 new_pins.append((owner, name, sha, definition, now))
                 passed.append(tool)
                 continue
@@ -171,7 +180,26 @@ class Pins:
                 first[name] = False
         self._write("insert or replace into pins values (?, ?, ?, ?, ?)", new_pins)
         self._write("insert or replace into changes values (?, ?, ?, ?, ?)", new_changes)
+        if new_pins and len(self._pinned.get(owner, ())) > MAX_PINS:
+            self._forget_unlisted(owner)
         return passed
+
+    def _forget_unlisted(self, owner: str) -> None:
+        """Down to MAX_PINS pins of `owner`: the oldest of tools none of its lists (a template's instances
+        share its pins) has now are forgotten, with their changes. A tool listed again later is pinned anew."""
+        pins, pinned = self._open(), self._pinned[owner]
+        lists = [tools for server, tools in self.raw.items() if shown_as(server) == owner]
+        listed = {str(tool.get("name", "")) for tools in lists for tool in tools}
+        over = len(pinned) - MAX_PINS
+        gone = [(owner, tool) for tool in pinned if tool not in listed][:over]
+        for key in gone:
+            del pinned[key[1]]
+            pins.pop(key, None)
+            self._changes.pop(key, None)
+        self._write("delete from pins where server = ? and tool = ?", gone)
+        self._write("delete from changes where server = ? and tool = ?", gone)
+        why = "server %s has pins of more than %d tools: the %d oldest it no longer lists were forgotten"
+        hit("tool_pins", why, owner, MAX_PINS, len(gone))
 
     def passing(self, server: str, tools: list[Item], mode: PinMode) -> list[Item]:
         """The tools of a list that is not the server's list of record (a session's own connection's) that

@@ -168,3 +168,36 @@ async def test_a_next_cursor_of_another_type_that_the_server_takes_back_is_follo
 
     assert await read_list(request, "s", "tools", 10_000) == [{"name": "a"}, {"name": "b"}]
     assert asked == [{}, {"cursor": 1}]
+
+
+async def test_a_list_that_names_a_page_it_already_gave_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hunt s32-a: the same nextCursor forever cost 1,000 requests on every reading (every list_changed),
+    and the cut was neither warned of nor counted; a page it names again is not asked for again."""
+    from onemcp.upstream.lists import read_list
+
+    asked: list[dict[str, Any]] = []
+
+    async def request(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        asked.append(params)
+        return {"tools": [{"name": f"t{len(asked)}"}], "nextCursor": "x" if len(asked) % 2 else "y"}
+
+    before = HITS.counts["list_items"]
+    assert await read_list(request, "s", "tools", 10_000) == [{"name": "t1"}, {"name": "t2"}, {"name": "t3"}]
+    assert asked == [{}, {"cursor": "x"}, {"cursor": "y"}]
+    assert HITS.counts["list_items"] == before + 1
+
+
+async def test_a_list_cut_at_its_page_bound_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new cursor on every page: the reading stops at MAX_LIST_PAGES, said and counted as the item bound is."""
+    from onemcp.upstream import lists
+
+    monkeypatch.setattr(lists, "MAX_LIST_PAGES", 5)
+    asked: list[dict[str, Any]] = []
+
+    async def request(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        asked.append(params)
+        return {"tools": [{"name": f"t{len(asked)}"}], "nextCursor": f"c{len(asked)}"}
+
+    before = HITS.counts["list_items"]
+    assert len(await lists.read_list(request, "s", "tools", 10_000)) == 5
+    assert len(asked) == 5 and HITS.counts["list_items"] == before + 1

@@ -2,7 +2,8 @@
 
 Owns paging through a list and its bounds: at most `MAX_LIST_PAGES` pages, `MAX_LIST_ITEMS`
 items and `size_limit` bytes of one kind from one server (a server that pages without end
-keeps what fits, and the limit hit is counted); a `nextCursor` that is not a string is passed back as
+keeps what fits, and the limit hit is counted; one that names a page it already gave is not asked
+for it again); a `nextCursor` that is not a string is passed back as
 it came, and when the server refuses it, the pages read are kept; and `Relist`, one list being read
 again after list_changed. Does not own when a list is read (the connection: after its handshake, on
 list_changed, after a new session) or where it goes.
@@ -10,6 +11,7 @@ list_changed, after a new session) or where it goes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ async def read_list(request: Request, server: str, kind: str, size_limit: int) -
     items: list[dict[str, Any]] = []
     cursor: Any = None
     size = 0  # of the whole list
+    followed: set[bytes] = set()  # digests of the cursors asked for: a cursor may be large, its digest is not
     for _ in range(MAX_LIST_PAGES):
         try:
             page = await request(method, {"cursor": cursor} if cursor else {})
@@ -70,4 +73,13 @@ async def read_list(request: Request, server: str, kind: str, size_limit: int) -
         cursor = page.get("nextCursor")
         if not cursor:
             break
+        seen = hashlib.blake2b(orjson.dumps(cursor), digest_size=16).digest()
+        if seen in followed:  # a loop (the same nextCursor forever): every page of it is had
+            why = "upstream %s: its %s list names a page it already gave (nextCursor %.40r): the rest is left out"
+            hit("list_items", why, server, kind, cursor)
+            break
+        followed.add(seen)
+    else:
+        why = "upstream %s: its %s list is over %d pages: the rest is left out"
+        hit("list_items", why, server, kind, MAX_LIST_PAGES)
     return items

@@ -132,13 +132,15 @@ async def test_an_error_that_is_not_an_error_object_is_a_clear_error(tmp_path: P
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": servers(tmp_path)}) as hub:
             async with Client(hub.url, mode=mode, cache=None) as c:
-                for tool, shown in (
-                    ("string_error", "'boom'"),
-                    ("codeless_error", "{'message': '[deep] no code'}"),  # labelled as it came in
-                    ("error_and_result", "{'code': -32000, 'message': '[deep] both'}"),
+                not_an_error = "an error that is not an error object (an integer code, a string message)"
+                for tool, why, shown in (
+                    ("string_error", not_an_error, "'boom'"),
+                    ("codeless_error", not_an_error, "{'message': '[deep] no code'}"),  # labelled as it came in
+                    # the error itself is sound: what is wrong is the result beside it
+                    ("error_and_result", "both a result and an error", "{'code': -32000, 'message': '[deep] both'}"),
                 ):
                     with pytest.raises(MCPError) as err:
                         await c.call_tool(f"deep__{tool}", {})
                     said = err.value.error.message
-                    assert said == f"[deep] the server answered tools/call with a malformed error: {shown}", said
+                    assert said == f"[deep] the server answered tools/call with {why}: {shown}", said
                 assert text_of(await c.call_tool("deep__plain", {})) == "plain plain"

@@ -196,8 +196,9 @@ class Forwarder:
         read (`unreadable` says why, when the caller found it) answered as an error that says why. `call`: the
         call it answers (a task it made keeps the call's progress token)."""
         server = conn.name
-        if "error" in msg and jsonrpc.malformed_response(msg):  # no client could read it either
-            err = UpstreamError(server, f"the server answered {method} with a malformed error: {msg['error']!r:.200}")
+        why = jsonrpc.malformed_response(msg) if "error" in msg else None
+        if why is not None:  # no client could read it either
+            err = UpstreamError(server, f"the server answered {method} with {why}: {msg['error']!r:.200}")
             return jsonrpc.error(msg.get("id"), err.to_error())
         msg = rewrite.for_client(
             msg,

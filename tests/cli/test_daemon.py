@@ -33,10 +33,14 @@ def config_dir(tmp_path: Path) -> Iterator[Path]:
             os.kill(pid, signal.SIGKILL)
 
 
-def onemcp(config_dir: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+def onemcp(
+    config_dir: Path, *args: str, token: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command as the `onemcp` script runs it: `-P`, so `cwd`'s modules are not the command's own."""
     env = {k: v for k, v in clean_env(config_dir).items() if k != "ONEMCP_TOKEN"}  # only the test's own
     return subprocess.run(
-        [sys.executable, "-m", "onemcp", *args],
+        [sys.executable, "-P", "-m", "onemcp", *args],
+        cwd=cwd,
         env=env if token is None else {**env, "ONEMCP_TOKEN": token},
         capture_output=True,
         text=True,
@@ -178,6 +182,24 @@ def test_start_in_an_empty_config_dir_writes_the_starter_config_as_serve_does(tm
     named = tmp_path / "elsewhere" / "mcp.json"  # a missing file the user named is an error, not a starter
     refused = onemcp(tmp_path, "start", "--config", str(named), "--port", "0")
     assert refused.returncode == 2 and f"{named} does not exist" in refused.stderr and not named.exists()
+
+
+def test_start_in_a_directory_whose_modules_shadow_the_standard_library(tmp_path: Path) -> None:
+    """`start` run in a project that has its own `secrets.py`: the hub (`python -m onemcp serve`) and the
+    starter config's Python servers (`python -m mcp_server_time`) imported it instead of the standard
+    library's, since `-m` puts the working directory first on the module path; the hub exited at start."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "secrets.py").write_text('raise SystemExit("the working directory\'s secrets.py was imported")\n')
+    config_dir = tmp_path / "config"
+    try:
+        started = onemcp(config_dir, "start", "--port", "0", cwd=project)
+        assert started.returncode == 0, started.stderr
+        assert "2 server(s): 2 ready" in started.stdout, started.stdout
+    finally:
+        assert onemcp(config_dir, "stop", "--timeout", "10").returncode == 0
+    unit = onemcp(config_dir, "service", "print")
+    assert ' -P -m onemcp serve --config "' in unit.stdout, unit.stdout
 
 
 def test_service_install_in_an_empty_config_dir_has_a_config_to_serve(tmp_path: Path) -> None:

@@ -121,7 +121,8 @@ _SOLO = """{
   // or `onemcp app import`; a running hub picks up every change to this file.
   "mcpServers": {
     // a clock, from PyPI (installed with onemcp)
-    "time": {"command": "%(python)s", "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"], "tags": ["util"]}
+    "time": {"command": "%(python)s", "args": ["-P", "-m", "mcp_server_time", "--local-timezone", "UTC"],
+             "tags": ["util"]}
     // "git": {"command": "uvx", "args": ["mcp-server-git", "--repository", "${HOME}/src/app"]},
     // "remote": {"url": "https://example.com/mcp", "headers": {"Authorization": "Bearer ${REMOTE_TOKEN}"}}
   },
@@ -141,7 +142,7 @@ _TEAM = """{
   // a hub a team shares: every client needs an API key (`onemcp auth key create --scope mcp`),
   // views per team through presets (`onemcp preset create`), the console at /ui for an admin key.
   "mcpServers": {
-    "time": {"command": "%(python)s", "args": ["-m", "mcp_server_time"], "tags": ["util"]}
+    "time": {"command": "%(python)s", "args": ["-P", "-m", "mcp_server_time"], "tags": ["util"]}
     // "github": {"url": "https://api.githubcopilot.com/mcp/", "tags": ["dev"]}
   },
   "onemcp": {
@@ -162,7 +163,7 @@ _SERVER = """{
   // operator approves each client with an admin key), metrics for Prometheus, explicit limits.
   // Run it behind TLS and set publicUrl to the address clients use.
   "mcpServers": {
-    "time": {"command": "%(python)s", "args": ["-m", "mcp_server_time"], "tags": ["util"]}
+    "time": {"command": "%(python)s", "args": ["-P", "-m", "mcp_server_time"], "tags": ["util"]}
   },
   "onemcp": {
     "auth": {

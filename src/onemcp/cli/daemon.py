@@ -38,7 +38,7 @@ Description=onemcp, one MCP hub for every client
 After=network.target
 
 [Service]
-ExecStart={python} -m onemcp serve --config {config} --port {port}
+ExecStart={python} -P -m onemcp serve --config {config} --port {port}
 Restart=on-failure
 RestartSec=2
 
@@ -216,7 +216,8 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> i
         return 0
     log = path.parent / LOG_FILE
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "onemcp", "serve", "--config", str(path), "--host", host, "--port", str(port)]
+    # -P: not the working directory's modules (a project's own secrets.py or http.py) before the hub's own
+    argv = [sys.executable, "-P", "-m", "onemcp", "serve", "--config", str(path), "--host", host, "--port", str(port)]
     argv += ["--log-level", log_level, "--log-file", str(log)]
     # owner-only when new, as the hub's own log files (observability/logs.py): the hub writes the same file
     with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:

@@ -51,18 +51,20 @@ TRANSIENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EA
 
 
 def starter_config() -> dict[str, Any]:
-    """A config that works offline on a fresh machine: the bundled demo and mcp-server-time."""
+    """A config that works offline on a fresh machine: the bundled demo and mcp-server-time. Their
+    `python -P` does not put the hub's working directory first on the module path: a project's own
+    `secrets.py` there would be imported instead of the standard library's."""
     return {
         "$schema": schema.uri(),
         "mcpServers": {
             "demo": {
                 "command": sys.executable,
-                "args": ["-m", "onemcp.demo"],
+                "args": ["-P", "-m", "onemcp.demo"],
                 "tags": ["demo"],
             },
             "time": {
                 "command": sys.executable,
-                "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
+                "args": ["-P", "-m", "mcp_server_time", "--local-timezone", "UTC"],
                 "tags": ["demo", "time"],
             },
         },

@@ -169,6 +169,12 @@ def test_unset_variables_do_not_block_an_edit_but_are_reported_when_new(config: 
     assert doc_of(config)["mcpServers"]["api"]["url"] == "${API_URL}"
 
 
+def test_a_doubled_dollar_names_no_variable(config: Path) -> None:
+    result = edit_config(config, lambda d: add_server(d, "db", {"command": "x", "env": {"P": "pa$$word"}}), env={})
+    assert result.changed and result.unset == ()  # "pa$$word" is the literal "pa$word", not $word unset
+    assert doc_of(config)["mcpServers"]["db"]["env"] == {"P": "pa$$word"}
+
+
 @pytest.mark.parametrize(
     "server",
     [

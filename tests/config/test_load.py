@@ -348,6 +348,17 @@ def test_substitute_leaves_non_strings_and_plain_text() -> None:
     assert substitute(doc, {"A": "a"}) == want
 
 
+def test_a_doubled_dollar_is_a_literal_dollar() -> None:
+    """A password with a "$" in it (or a config copied from a client that substitutes nothing) could not be
+    written at all: "pa$word" read $word as a variable, an unset one refused the whole config."""
+    env = {"word": "WRONG", "A": "a"}
+    assert substitute("pa$$word", env) == "pa$word"
+    assert substitute("$${A} $$$A ^x$$ ${NOPE:-d$$x} $$$$", env) == "${A} $a ^x$ d$x $$"
+    config = parse({"mcpServers": {"db": {"command": "x", "env": {"PASSWORD": "s3cr$$tPa55"}}}})
+    assert config.servers["db"].env == {"PASSWORD": "s3cr$tPa55"}
+    assert "$$ for a literal $" in error_of({"mcpServers": {"a": {"command": "${bad-name}"}}})
+
+
 def test_substitute_is_not_recursive() -> None:
     assert substitute("${A}", {"A": "${B}", "B": "no"}) == "${B}"
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from onemcp.config.formats import is_plain_json, strip_jsonc
+from onemcp.config.load import parse_config
 from onemcp.integrations.apps import (
     APPS,
     Format,
@@ -99,6 +100,24 @@ def json_source(tmp_path: Path) -> Source:
 )  # fmt: skip
 def test_json_entries_translate(tmp_path: Path, raw: dict[str, Any], entry: dict[str, Any]) -> None:
     assert translate_json(raw, json_source(tmp_path), where(tmp_path)) == (entry, [])
+
+
+def test_a_dollar_the_app_took_literally_stays_literal(tmp_path: Path) -> None:
+    """Claude Desktop reads "s3cr$tPa55" as it is; imported as written, the hub read $tPa55 as a variable and
+    refused the whole config (or, with such a variable set, passed the server another password)."""
+    raw = {"command": "db", "args": ["^start$", "$$x"], "env": {"PASSWORD": "s3cr$tPa55", "T": "${env:TOK}"}}
+    entry, _ = translate_editor(raw, json_source(tmp_path), where(tmp_path))
+    assert entry == {"command": "db", "args": ["^start$", "$$$$x"], "env": {"PASSWORD": "s3cr$$tPa55", "T": "${TOK}"}}
+    config = parse_config(
+        json.dumps({"mcpServers": {"db": entry}}).encode(), source="mcp.json", env={"tPa55": "no", "TOK": "t"}
+    )
+    assert config.servers["db"].env["PASSWORD"] == "s3cr$tPa55" and config.servers["db"].args == ["^start$", "$$x"]
+    codex = {"command": "db", "env": {"P": "a$b"}, "http_headers": {"K": "$v"}}
+    assert translate_codex(codex, json_source(tmp_path), where(tmp_path))[0] == {
+        "command": "db",
+        "env": {"P": "a$$b"},
+        "headers": {"K": "$$v"},
+    }
 
 
 def test_unknown_transport_cannot_be_imported(tmp_path: Path) -> None:

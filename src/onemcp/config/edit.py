@@ -48,8 +48,9 @@ BACKUP_DIR = "backups"
 # Stands in for a ${VAR} this shell does not have: the hub may run with a different environment,
 # so an unset variable is no reason to refuse an edit. URL-shaped so a `url` built from it validates.
 PLACEHOLDER = "http://unset.invalid"
-# ${NAME} or $NAME (no ':-default', so unset means unusable), as `load.substitute` reads them
-_BARE_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# ${NAME} or $NAME (no ':-default', so unset means unusable), as `load.substitute` reads them; $$ is a
+# literal "$" (no group), so "pa$$word" names no variable
+_BARE_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class EditError(Exception):
@@ -211,7 +212,7 @@ def _stand_in(value: Any, unset: set[str], key: str) -> Any:
         return value
 
     def one(match: re.Match[str]) -> str:
-        if (match.group(1) or match.group(2)) not in unset:
+        if match.group(0) == "$$" or (match.group(1) or match.group(2)) not in unset:
             return match.group(0)
         if match.start() == 0 and match.end() == len(value) and key in _numeric_fields():
             return "1"
@@ -222,7 +223,7 @@ def _stand_in(value: Any, unset: set[str], key: str) -> Any:
 
 def _bare_vars(value: Any) -> set[str]:
     if isinstance(value, str):
-        return {m.group(1) or m.group(2) for m in _BARE_VAR.finditer(value)}
+        return {m.group(1) or m.group(2) for m in _BARE_VAR.finditer(value) if m.group(0) != "$$"}
     if isinstance(value, dict):
         return set().union(*(_bare_vars(v) for v in value.values()))
     if isinstance(value, list):

@@ -27,11 +27,15 @@ from onemcp.config.paths import config_dir as config_dir  # re-exported: callers
 from onemcp.config.paths import resolve_path as resolve_path
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-# ${NAME}, ${NAME:-default}, and $NAME (a name must start with a letter or '_': "$1" and "^a$" stay as they are);
-# ${user:NAME} and ${user:NAME:-default}, a caller's own value (upstream/user_secrets), are left for the hub;
-# any other "${" is a mistake (last alternative), never passed on as written.
-_VAR = re.compile(rf"\$\{{({_NAME})(?::-([^}}]*))?\}}|\$({_NAME})|(\$\{{user:{_NAME}(?::-[^}}]*)?\}})|\$\{{")
-FORMS = "${NAME}, ${NAME:-default} or $NAME (and ${user:NAME}, ${user:NAME:-default} in a server's env and headers)"
+# $$ (first: a literal "$", so a password such as "pa$$word" is written at all), ${NAME}, ${NAME:-default},
+# and $NAME (a name must start with a letter or '_': "$1" and "^a$" stay as they are); ${user:NAME} and
+# ${user:NAME:-default}, a caller's own value (upstream/user_secrets), are left for the hub; any other "${" is
+# a mistake (last alternative), never passed on as written.
+_VAR = re.compile(rf"\$\$|\$\{{({_NAME})(?::-([^}}]*))?\}}|\$({_NAME})|(\$\{{user:{_NAME}(?::-[^}}]*)?\}})|\$\{{")
+FORMS = (
+    "${NAME}, ${NAME:-default} or $NAME (and ${user:NAME}, ${user:NAME:-default} in a server's env and headers;"
+    " $$ for a literal $)"
+)
 
 
 class ConfigError(Exception):
@@ -77,7 +81,7 @@ def write_starter(path: Path) -> None:
 
 
 def substitute(value: Any, env: dict[str, str], where: str = "", missing: list[str] | None = None) -> Any:
-    """Replace ${VAR}, ${VAR:-default} and $VAR in every string of a parsed document.
+    """Replace ${VAR}, ${VAR:-default} and $VAR in every string of a parsed document, and $$ with $.
 
     Every variable that is not set (and has no default) is added to `missing` as
     "<path>: environment variable ${NAME} is not set", and so is every "${" that is none of the
@@ -109,6 +113,8 @@ def _substitute(value: Any, env: dict[str, str], path: tuple[str | int, ...], mi
         where = _dotted(path)
 
         def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":  # an escaped "$", never the start of a variable
+                return "$"
             if m.group(4) is not None:  # ${user:NAME}: the hub fills it in per caller
                 if not _per_user_field(path):
                     missing.append(
@@ -130,7 +136,7 @@ def _substitute(value: Any, env: dict[str, str], path: tuple[str | int, ...], mi
             if name in env:
                 return env[name]
             if default is not None:
-                return default
+                return default.replace("$$", "$")  # taken as written, but for the escape that works everywhere
             missing.append(f"{where}: environment variable ${{{name}}} is not set")
             return m.group(0)
 

@@ -184,6 +184,22 @@ _COPIED = ("command", "args", "env", "cwd", "url", "headers")
 _TYPES = {"stdio": "stdio", "http": "http", "streamable-http": "http", "streamableHttp": "http", "sse": "sse"}
 
 
+# A "$" that starts a name or another "$": literal in every app (none reads a bare $NAME), a variable (or the
+# escape) in mcp.json. Doubled, the imported value is the one the app used ("pa$word" stayed "pa$word").
+_BARE_DOLLAR = re.compile(r"\$(?=[A-Za-z_$])")
+
+
+def _literal(value: Any) -> Any:
+    """`value` with each such "$" written "$$" (`${...}`, an app's own variable form, is left to translate)."""
+    if isinstance(value, str):
+        return _BARE_DOLLAR.sub("$$", value)
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    return value
+
+
 def translate_json(raw: dict[str, Any], source: Source, where: Where) -> tuple[dict[str, Any] | None, list[str]]:
     """The common `mcpServers` entry shape (Claude, Cursor, Windsurf, VS Code) as an mcp.json entry."""
     notes: list[str] = []
@@ -200,7 +216,7 @@ def translate_json(raw: dict[str, Any], source: Source, where: Where) -> tuple[d
         entry["type"] = "sse"  # no type given and an /sse endpoint: the legacy HTTP+SSE transport
     for key in _COPIED:
         if key in raw:
-            entry[key] = raw[key]
+            entry[key] = _literal(raw[key])
     if entry.get("url") is not None and "type" not in entry:
         entry["type"] = "http"
     if raw.get("disabled") is True:
@@ -260,14 +276,14 @@ def translate_codex(raw: dict[str, Any], source: Source, where: Where) -> tuple[
         entry["type"] = "http"
     for key in _COPIED:
         if key in raw and key != "headers":
-            entry[key] = raw[key]
+            entry[key] = _literal(raw[key])
     passed = raw.get("env_vars")
     if isinstance(passed, list):  # names Codex passes through from its own environment
         env = dict(entry.get("env") or {})
         for name in passed:
             env.setdefault(str(name), f"${{{name}}}")
         entry["env"] = env
-    headers: dict[str, Any] = dict(raw.get("http_headers") or {})
+    headers: dict[str, Any] = _literal(dict(raw.get("http_headers") or {}))
     for header, var in (raw.get("env_http_headers") or {}).items():
         headers[header] = f"${{{var}}}"
     token_var = raw.get("bearer_token_env_var")

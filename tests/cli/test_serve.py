@@ -299,6 +299,14 @@ def test_an_audit_log_that_cannot_be_opened_is_refused_before_listening(tmp_path
     assert "onemcp.audit: cannot open /nonexistent/dir/a.log" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_log_file_that_cannot_be_opened_is_refused_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
+    result = run_cli("serve", "--port", "0", "--log-file", str(tmp_path), env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "listening" not in result.stdout, result.stdout
+    assert f"--log-file {tmp_path}: cannot open it: Is a directory" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_version_flag(tmp_path: Path) -> None:
     result = run_cli("--version", env=hub_env(tmp_path), cwd=tmp_path)
     assert result.returncode == 0

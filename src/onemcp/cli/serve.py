@@ -99,7 +99,11 @@ def serve(
     log_file: Path | None = None,
 ) -> int:
     deep.share_one_arena()  # first: any client may search (?exposure=search), and a thread's arena is for good
-    logs.configure(log_level, log_format, log_file)
+    try:
+        logs.configure(log_level, log_format, log_file)
+    except OSError as exc:  # a directory, a folder it may not create or write in
+        print(f"onemcp: --log-file {log_file}: cannot open it: {exc.strerror}", file=sys.stderr)
+        return 2
     loaded = _config(config_flag)
     if isinstance(loaded, int):
         return loaded

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,21 @@ def test_status_of_a_hub_with_auth_reads_health_with_the_token(config_dir: Path)
     wrong = onemcp(config_dir, "status", token="omk_not_a_key")
     assert wrong.returncode == 1 and "the hub refused $ONEMCP_TOKEN (HTTP 401)" in wrong.stdout
     assert onemcp(config_dir, "stop").returncode == 0
+
+
+def test_status_says_why_a_hub_whose_config_was_refused_is_degraded(config_dir: Path) -> None:
+    """It said "degraded" and "1 server(s): 1 ready", not that the edit of mcp.json was refused, nor why."""
+    assert onemcp(config_dir, "start", "--port", "0").returncode == 0
+    config = config_dir / "mcp.json"
+    config.write_text(config.read_text().replace('"command"', '"comand"'))
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the hub notices the file by itself
+        status = onemcp(config_dir, "status")
+        if "comand" in status.stdout or time.monotonic() > deadline:
+            break
+    assert status.returncode == 1 and "degraded" in status.stdout, status.stdout
+    assert "the config was refused, the hub serves the one before it: " in status.stdout
+    assert "mcpServers.fx.comand: unknown key 'comand'" in status.stdout, status.stdout
 
 
 def test_a_stale_runtime_file_is_no_hub(config_dir: Path) -> None:

@@ -295,6 +295,9 @@ def status(path: Path, *, as_json: bool) -> int:
         print(f"onemcp: running at {found['url']} (pid {found.get('pid')}), {state}")
         if isinstance(health, dict):
             print(f"onemcp: {summary(health)}")
+            refused = (health.get("config") or {}).get("lastError")
+            if refused:  # "degraded" with every server ready: say why
+                print(f"onemcp: the config was refused, the hub serves the one before it: {refused}")
     return 0 if ok else 1
 
 

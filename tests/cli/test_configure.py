@@ -74,6 +74,18 @@ def test_init_templates_load_and_match_the_schema(
     assert code == 2 and "--force" in err
 
 
+def test_init_force_keeps_the_config_it_replaces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`config init --force` over a hand-written config replaced it with nothing kept (every other edit keeps
+    the file it replaces in backups/)."""
+    path = tmp_path / "mcp.json"
+    mine = '{"mcpServers": {"mine": {"command": "x"}}}  // weeks of work\n'
+    path.write_text(mine)
+    code, out, _ = cli(capsys, "config", "--config", str(path), "init", "--force")
+    assert code == 0 and "time" in load_config(path).servers
+    (kept,) = (tmp_path / "backups").iterdir()
+    assert kept.read_text() == mine and f"the config it replaced is saved as {kept}" in out
+
+
 def test_init_takes_config_after_the_action_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "after" / "mcp.json"
     code, out, _ = cli(capsys, "config", "init", "--config", str(path))

@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp.config import formats, schema
-from onemcp.config.files import atomic_write
+from onemcp.config.edit import BACKUP_DIR, BACKUPS_KEPT
+from onemcp.config.files import atomic_write, backup, locked
 from onemcp.config.load import ConfigError, environment, parse_config, resolve_path
 from onemcp.config.model import HubConfig
 
@@ -188,6 +189,11 @@ def init(path: Path, template: str, *, force: bool) -> int:
         return 2
     text = TEMPLATES[template] % {"schema": schema.uri(), "python": sys.executable}
     parse_config(text.encode(), source=f"the {template} template", env={**os.environ, "HOME": str(Path.home())})
-    atomic_write(path, text.encode())  # a new config may hold tokens: owner-only, as every config written
+    with locked(path):  # as `onemcp mcp add` and the admin API edit it
+        # --force over a config someone wrote: kept in backups/ as every edit keeps the file it replaces
+        kept = backup(path, path.parent / BACKUP_DIR, keep=BACKUPS_KEPT)
+        atomic_write(path, text.encode())  # a new config may hold tokens: owner-only, as every config written
     print(f"onemcp: wrote the {template} starting config to {path}; check it with `onemcp validate`")
+    if kept is not None:
+        print(f"onemcp: the config it replaced is saved as {kept}")
     return 0

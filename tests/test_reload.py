@@ -337,6 +337,21 @@ async def test_a_symlinked_config_is_watched_where_it_leads(tmp_path: Path) -> N
             await reloads_on(reloader, lambda n: other.write_text(disabled(200 + n)))  # watched there now
 
 
+async def test_an_edit_of_the_env_file_beside_the_config_is_applied(tmp_path: Path) -> None:
+    """A token rotated in `.env` stayed the old one in the running hub (only mcp.json was watched), and was
+    applied by surprise at the next, unrelated, edit of mcp.json."""
+    path, dotenv = tmp_path / "mcp.json", tmp_path / ".env"
+    dotenv.write_text("TOKEN=old\n")
+    path.write_text(json.dumps({"mcpServers": {"s": {"command": "true", "disabled": True, "env": {"T": "${TOKEN}"}}}}))
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"s": {"command": "true", "disabled": True, "env": {"T": "old"}}}},
+                               config_path=path) as hub:  # fmt: skip
+            reloader = hub.app.reloader
+            assert reloader is not None
+            await reloads_on(reloader, lambda n: dotenv.write_text(f"TOKEN=new{n}\n"))
+            assert hub.app.hub.config.servers["s"].env["T"].startswith("new")
+
+
 async def test_a_configmap_swap_is_reloaded(tmp_path: Path) -> None:
     """Kubernetes mounts mcp.json -> ..data/mcp.json, ..data -> ..<timestamp>/, and swaps ..data atomically."""
     mount = tmp_path / "mount"

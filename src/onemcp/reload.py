@@ -1,4 +1,4 @@
-"""Living configuration: watch mcp.json (and SIGHUP), validate a new version, apply it.
+"""Living configuration: watch mcp.json and its .env (and SIGHUP), validate a new version, apply it.
 
 Owns when a reload happens and what is reported. A file that does not parse or validate
 (bad JSON, a schema error, a missing ${VAR}) leaves the running config in place; the
@@ -30,6 +30,7 @@ from onemcp.observability.redact import REDACTOR
 log = logging.getLogger("onemcp.reload")
 DEBOUNCE_MS = 300
 PRESETS = "presets.json"
+DOTENV = ".env"  # read by `load.environment` beside the config
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between attempts to read a config that could not be read
 
 
@@ -145,10 +146,11 @@ class Reloader:
         return Path(os.path.abspath(self.path))  # not resolved: the link is what is watched
 
     def _files(self) -> set[str]:
-        """The paths whose change is a reload: mcp.json, and for a symlinked one the link's first step
-        (a ConfigMap's `..data`) and the file it ends at."""
+        """The paths whose change is a reload: mcp.json, the `.env` beside it (its ${VAR}s: a token rotated
+        there was applied only at the next edit of mcp.json), and for a symlinked mcp.json the link's first
+        step (a ConfigMap's `..data`) and the file it ends at."""
         path = self._absolute()
-        files = {path}
+        files = {path, path.parent / DOTENV}
         if path.is_symlink():
             with contextlib.suppress(OSError):
                 step = Path(os.readlink(path))

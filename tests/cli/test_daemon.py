@@ -68,9 +68,12 @@ def test_start_status_wait_logs_stop(config_dir: Path) -> None:
     assert logs.returncode == 0 and "every server was tried: 1 ready" in logs.stdout, logs.stdout
     # the log holds upstreams' stderr and the hub's errors: its owner's only (it was 0644 under umask 022)
     assert (config_dir / "onemcp.log").stat().st_mode & 0o077 == 0
+    assert f"listening on {runtime['url']} (pid {runtime['pid']})" in logs.stdout, logs.stdout
     stopped = onemcp(config_dir, "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert not alive(runtime["pid"])
+    # the log says where the hub listened and that it stopped (it held neither: a stop read as a crash)
+    assert f"stopped (pid {runtime['pid']})" in onemcp(config_dir, "logs", "-n", "1").stdout
     assert onemcp(config_dir, "status").returncode == 3
     assert "not running" in onemcp(config_dir, "stop").stdout
 

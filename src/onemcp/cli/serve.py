@@ -147,6 +147,10 @@ def serve(
     app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")
     runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp")
     app.on_shutdown.append(lambda: remove_runtime(runtime))  # SIGTERM never reaches the finally below
+    if log_file is not None:  # the lines above went to a terminal, or nowhere (`start`): the log says them too
+        said = logging.getLogger("onemcp")
+        said.info("listening on http://%s:%d/mcp (pid %d), serving %s", shown, bound_port, os.getpid(), path)
+        app.on_shutdown.append(lambda: said.info("stopped (pid %d)", os.getpid()))
     raise_fd_limit()  # the connection cap is drawn from it
     server = HubServer(app.server_config(timeout_graceful_shutdown=5))
     try:

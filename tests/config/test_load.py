@@ -359,6 +359,22 @@ def test_a_doubled_dollar_is_a_literal_dollar() -> None:
     assert "$$ for a literal $" in error_of({"mcpServers": {"a": {"command": "${bad-name}"}}})
 
 
+def test_an_env_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    """A `.env` saved as UTF-16 (or a folder of that name) was ignored: its variables were "not set"."""
+    config = tmp_path / "mcp.json"
+    config.write_text('{"mcpServers": {"a": {"command": "x", "env": {"T": "${FROM_DOTENV}"}}}}')
+    (tmp_path / ".env").write_bytes("FROM_DOTENV=t\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match=r"\.env: not UTF-8 text \(save it as UTF-8\)"):
+        load_config(config)
+    (tmp_path / ".env").unlink()
+    (tmp_path / ".env").mkdir()
+    with pytest.raises(ConfigError, match=r"\.env: cannot read: Is a directory"):
+        load_config(config)
+    (tmp_path / ".env").rmdir()
+    (tmp_path / ".env").write_text("FROM_DOTENV=t\n")
+    assert load_config(config).servers["a"].env == {"T": "t"}
+
+
 def test_substitute_is_not_recursive() -> None:
     assert substitute("${A}", {"A": "${B}", "B": "no"}) == "${B}"
 

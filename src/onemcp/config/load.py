@@ -228,12 +228,19 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
 
 
 def environment(path: Path) -> dict[str, str]:
-    """The variables a config sees: the process's, over those of a `.env` file beside the config."""
+    """The variables a config sees: the process's, over those of a `.env` file beside the config. A `.env`
+    that is there but cannot be read is a ConfigError naming it: ignored, each of its variables was reported
+    as not set (a file saved as UTF-16, a folder of that name)."""
     env: dict[str, str] = {}
+    dotenv = path.parent / ".env"
     try:
-        text = (path.parent / ".env").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = dotenv.read_text(encoding="utf-8")
+    except FileNotFoundError:
         text = ""
+    except OSError as exc:
+        raise ConfigError(f"{dotenv}: cannot read: {exc.strerror}", transient=exc.errno in TRANSIENT_ERRNOS) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{dotenv}: not UTF-8 text (save it as UTF-8)") from None
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:

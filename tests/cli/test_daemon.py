@@ -145,6 +145,36 @@ def test_status_says_why_a_hub_whose_config_was_refused_is_degraded(config_dir: 
     assert "mcpServers.fx.comand: unknown key 'comand'" in status.stdout, status.stdout
 
 
+@pytest.mark.parametrize("damage", [None, {"url": 5}, {"url": "http://127.0.0.1:9/mcp", "pid": "x"}])
+def test_a_hub_whose_runtime_file_was_lost_is_still_running_and_stoppable(
+    config_dir: Path, damage: dict[str, Any] | None
+) -> None:
+    """runtime.json removed or hand-damaged under a running hub: `status` said "not running" (exit 3), `stop`
+    said "not running" and left it running (or, for a pid that is no number, a traceback), and `start` then
+    failed on the lock. The hub's lock holds its pid: the hub is said to run, and is stopped."""
+    assert onemcp(config_dir, "start", "--port", "0").returncode == 0
+    runtime = config_dir / "runtime.json"
+    pid = json.loads(runtime.read_text())["pid"]
+    try:
+        if damage is None:
+            runtime.unlink()
+        else:
+            runtime.write_text(json.dumps(damage))
+        status = onemcp(config_dir, "status")
+        if damage is None or "pid" not in damage:
+            assert status.returncode == 1 and f"running (pid {pid}), but at an unknown address" in status.stdout
+            assert "`onemcp restart` starts it again" in status.stdout, status.stdout
+            again = onemcp(config_dir, "start", "--port", "0")
+            assert again.returncode == 1 and f"already running (pid {pid})" in again.stderr, again.stderr
+        stopped = onemcp(config_dir, "stop", "--timeout", "10")
+        assert stopped.returncode == 0 and f"(pid {pid}" in stopped.stdout and "Traceback" not in stopped.stderr
+        assert not alive(pid)
+        assert onemcp(config_dir, "status").returncode == 3
+    finally:
+        if alive(pid):  # the fixture cannot find it by runtime.json: that is what this test is about
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_a_stale_runtime_file_is_no_hub(config_dir: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

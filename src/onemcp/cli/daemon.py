@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.paths import resolve_path
-from onemcp.config.runtime import NoHub, alive, locked, read_runtime, runtime_path
+from onemcp.config.runtime import NoHub, alive, lock_holder, locked, read_runtime, runtime_path
 
 LOG_FILE = "onemcp.log"
 NOT_RUNNING = 3
@@ -119,22 +119,34 @@ def _config_to_run(path: Path, named: str | None) -> int | None:
 def running(path: Path) -> dict[str, Any] | None:
     """runtime.json of the hub serving `path`, or None (a file naming a dead pid, or a pid that no longer
     holds the directory's hub lock, is removed: what stops or waits on a hub must not take another
-    process that got a killed hub's pid for it)."""
+    process that got a killed hub's pid for it). A hub holding the lock whose runtime.json is missing or
+    damaged is `{"pid": <the lock's>, "url": None, "lost": why}`: it runs, at an address nobody knows."""
     try:
         found = read_runtime(path)
-    except NoHub:
+    except NoHub as exc:
         runtime = runtime_path(path)
         try:
             pid = json.loads(runtime.read_bytes()).get("pid")
         except (OSError, ValueError, AttributeError):
-            return None
+            pid = None
         if isinstance(pid, int) and not alive(pid):
             runtime.unlink(missing_ok=True)  # stale: the hub died without cleaning up
-        return None
+        holder = lock_holder(path)
+        return None if holder is None else {"pid": holder, "url": None, "lost": str(exc)}
     if not locked(path):  # the pid lives, but is no hub of this directory's any more
         runtime_path(path).unlink(missing_ok=True)
         return None
+    if not isinstance(found.get("pid"), int):  # a hand-edited file: the lock says whose it is
+        found["pid"] = lock_holder(path)
     return found
+
+
+def lost(found: dict[str, Any]) -> str:
+    """What to say of a running hub whose runtime.json does not say where it is."""
+    return (
+        f"running (pid {found['pid']}), but at an unknown address: {found['lost']}; "
+        "`onemcp restart` starts it again and writes a new one"
+    )
 
 
 def address(found: dict[str, Any] | None, host: str | None, port: int | None) -> tuple[str, int]:
@@ -212,6 +224,9 @@ def summary(health: dict[str, Any]) -> str:
 def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> int:
     found = running(path)
     if found is not None:
+        if found["url"] is None:
+            print(f"onemcp: already {lost(found)}", file=sys.stderr)
+            return 1
         print(f"onemcp: already running at {found['url']} (pid {found.get('pid')})")
         return 0
     log = path.parent / LOG_FILE
@@ -232,7 +247,12 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> i
             tail(log, 15, sys.stderr)
             return 1
         found = running(path)
+        if found is not None and found["url"] is None and not exited and found["pid"] == child.pid:
+            found = None  # ours, between taking the lock and writing runtime.json
         if exited and found is not None:  # refused the lock: a `start` at the same time won, its hub is the one
+            if found["url"] is None:  # or one that lost its runtime.json
+                print(f"onemcp: already {lost(found)}", file=sys.stderr)
+                return 1
             print(f"onemcp: already running at {found['url']} (pid {found.get('pid')})")
             return 0
         if found is not None and found.get("pid") == child.pid:
@@ -256,8 +276,15 @@ def stop(path: Path, timeout: float) -> int:
     if found is None:
         print("onemcp: not running")
         return 0
-    pid = int(found["pid"])
-    os.kill(pid, signal.SIGTERM)
+    pid = found["pid"]
+    if not isinstance(pid, int):
+        print(f"onemcp: {runtime_path(path)} names no pid, nor does the hub's lock: end it by its pid", file=sys.stderr)
+        return 1
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # it ended between the look and the signal
+        print(f"onemcp: stopped (pid {pid})")
+        return 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive(pid):
@@ -278,6 +305,13 @@ def status(path: Path, *, as_json: bool) -> int:
         else:
             print("onemcp: not running")
         return NOT_RUNNING
+    if found["url"] is None:
+        if as_json:
+            said = {"running": True, "ready": False, "url": None, "pid": found["pid"], "lost": found["lost"]}
+            print(json.dumps(said))
+        else:
+            print(f"onemcp: {lost(found)}")
+        return 1
     code, health = fetch(f"{base_of(found['url'])}/health", HEALTH_WAIT)
     ready, _ = fetch(f"{base_of(found['url'])}/health/ready")
     ok = ready == 200 and isinstance(health, dict) and health.get("status") == "ok"
@@ -341,7 +375,7 @@ def wait(path: Path, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = running(path)
-        if found is not None and fetch(f"{base_of(found['url'])}/health/ready")[0] == 200:
+        if found is not None and found["url"] and fetch(f"{base_of(found['url'])}/health/ready")[0] == 200:
             print(f"onemcp: ready at {found['url']}")
             return 0
         time.sleep(0.1)

@@ -86,6 +86,8 @@ def hub_lock(path: Path) -> int | None:
         os.close(fd)
         return None
     os.set_inheritable(fd, False)
+    os.ftruncate(fd, 0)  # whose lock it is: `onemcp stop` finds the hub by it should runtime.json be lost
+    os.write(fd, str(os.getpid()).encode())
     return fd
 
 

@@ -65,6 +65,18 @@ def locked(config_path: Path) -> bool:
         os.close(fd)
 
 
+def lock_holder(config_path: Path) -> int | None:
+    """The pid of the hub holding this config directory's lock (`cli.serve.hub_lock` writes it there), or
+    None when no hub holds it: a hub whose `runtime.json` was removed or damaged can still be stopped."""
+    if not locked(config_path):
+        return None
+    try:
+        pid = int((config_path.parent / LOCK_FILE).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None  # a hub of an older version, or another user's
+    return pid if pid > 0 else None
+
+
 def alive(pid: int) -> bool:
     if os.name != "posix":
         return True  # os.kill(pid, 0) would terminate the process on Windows; let the HTTP check decide

@@ -307,6 +307,29 @@ def test_a_log_file_that_cannot_be_opened_is_refused_without_a_traceback(tmp_pat
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("host", ["999.1.1.1", "", "nonexistent.invalid"])
+def test_a_host_that_is_no_address_is_said_to_be_so(tmp_path: Path, host: str) -> None:
+    """It was refused as "serving 999.1.1.1 with no authentication": a typo read as an open network address."""
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
+    result = run_cli("serve", "--port", "0", "--host", host, env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "listening" not in result.stdout, result.stdout
+    assert f"cannot bind --host {host!r}: not an address or host name" in result.stderr, result.stderr
+    assert "authentication" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bracketed_ipv6_host_binds(tmp_path: Path) -> None:
+    """`--host [::1]` (as a URL writes it) was 'cannot bind [::1]:0: Name or service not known'."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}, "onemcp": {"auth": {"apiKeys": True}}}))
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as busy:  # taken: it binds (or not) and ends at once
+        busy.bind(("::1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), "--host", "[::1]", env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and f"cannot bind ::1:{port}: Address already in use" in result.stderr, result.stderr
+
+
 def test_version_flag(tmp_path: Path) -> None:
     result = run_cli("--version", env=hub_env(tmp_path), cwd=tmp_path)
     assert result.returncode == 0

@@ -120,6 +120,13 @@ def serve(
             where = ""
         print(f"onemcp: a hub is already running for {path.parent}{where}; `onemcp stop` ends it", file=sys.stderr)
         return 2
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # "[::1]", as in a URL: the address is what binds
+    try:  # before the check below, which would read a mistyped address as an open one
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        print(f"onemcp: cannot bind --host {host!r}: not an address or host name ({exc})", file=sys.stderr)
+        return 2
     if not is_loopback(host.strip("[]")) and not config.hub.auth.required:
         if not allow_open_network:
             print(

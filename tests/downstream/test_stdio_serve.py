@@ -165,24 +165,41 @@ async def test_stdout_carries_only_json_rpc_and_eof_ends_the_process(tmp_path: P
 
 async def test_a_line_over_the_body_limit_is_refused_without_being_held(tmp_path: Path) -> None:
     """A message is held at most `maxBodyBytes` (its rest is read and dropped): one of 400 MB without
-    a newline had grown the hub to 859 MB. The next message is answered as usual."""
+    a newline had grown the hub to 859 MB. It is refused under its id when its head gives one (else id
+    null). The next message is answered as usual."""
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps({"mcpServers": {"demo": servers()["demo"]}, "onemcp": {"maxBodyBytes": 65536}}))
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
             "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}  # fmt: skip
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     huge = b'{"jsonrpc": "2.0", "id": 9, "method": "ping", "params": {"x": "' + b"a" * 3_000_000 + b'"}}\n'
-    payload = json.dumps(init).encode() + b"\n" + huge + json.dumps(ping).encode() + b"\n"
+    id_last = b'{"method": "ping", "params": {"x": "' + b"a" * 100_000 + b'"}, "jsonrpc": "2.0", "id": 8}\n'
+    payload = json.dumps(init).encode() + b"\n" + huge + id_last + json.dumps(ping).encode() + b"\n"
     with anyio.fail_after(DEADLINE):
         done = await anyio.run_process(
             hub_argv(path), input=payload, env=clean_env(tmp_path), check=False, stderr=subprocess.DEVNULL
         )
     assert done.returncode == 0
     replies = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    refused = [r for r in replies if r.get("id") is None]
-    assert len(refused) == 1 and refused[0]["error"]["code"] == -32600
-    assert "at most 65536" in refused[0]["error"]["message"]
-    assert {r.get("id") for r in replies} == {1, 2, None}
+    refused = [r for r in replies if r.get("id") in (9, None)]
+    assert [r.get("id") for r in refused] == [9, None]  # the id after the cut is not known
+    assert all(r["error"]["code"] == -32600 and "at most 65536" in r["error"]["message"] for r in refused)
+    assert len(replies) == 4 and {r.get("id") for r in replies} == {1, 9, None, 2}
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_a_call_too_long_to_read_is_answered_under_its_id_not_left_waiting(tmp_path: Path, mode: str) -> None:
+    """A search_tools call of 100 KB (a 1 MB query is refused by search_tools itself) over a 64 KiB
+    limit: the SDK client gets the refusal for that call; it had waited forever for an answer (id null)."""
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"fx": servers()["fx"]}, "onemcp": {"maxBodyBytes": 65536}}))
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(path, "--exposure", "search", mode=mode) as c:
+            with pytest.raises(MCPError) as refused:
+                await c.call_tool("search_tools", {"query": "x" * 100_000})
+            assert "at most 65536" in refused.value.error.message
+            found = await c.call_tool("search_tools", {"query": "echo a message"})  # the session goes on
+            assert "echo(" in text_of(found)
 
 
 async def test_bad_config_exits_2_with_the_reason(tmp_path: Path) -> None:

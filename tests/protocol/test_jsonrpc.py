@@ -225,3 +225,20 @@ def test_a_message_with_a_lone_surrogate_reads_its_numbers_as_orjson_does(number
         return
     assert jsonrpc.loads(b'["\\ud800",' + number + b"]") == ["\ufffd", expected]
     jsonrpc.dumps(jsonrpc.loads(b'["\\ud800",' + number + b"]"))
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"x":"aaaa', 9),  # the Python SDK's order
+        (b' { "method" : "ping" , "jsonrpc" : "2.0" , "id" : "r-1" , "params": {', "r-1"),
+        (b'{"id":-3,"jsonrpc":"2.0","method":"ping","params":{"a', -3),
+        (b'{"method":"tools/call","params":{"id":5,"x":"aaa', None),  # an "id" inside the params is not it
+        (b'{"method":"tools/call","params":{"x":"a"},"jsonrpc":"2.0","id":7', None),  # the TypeScript SDK's: cut
+        (b'{"jsonrpc":"2.0","id":12', None),  # cut inside the number: 12 may be 123
+        (b'{"jsonrpc":"2.0","id":{"a":1},"method":"x"', None),
+        (b'[{"jsonrpc":"2.0","id":1,"method":"x"', None),
+    ],
+)
+def test_a_request_too_long_to_read_is_known_by_the_id_its_head_gives(head: bytes, expected: object) -> None:
+    assert jsonrpc.request_id(head) == expected

@@ -41,7 +41,7 @@ from onemcp.config.context import Signer, local_signer
 from onemcp.config.paths import resolve_path
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INVALID_REQUEST, UPSTREAM_UNAVAILABLE, ProtocolError
-from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.stdio import Input, ReadLine, Write, each_line, std_streams, until_terminated
 
 MAX_LINE = 64 * 1024 * 1024  # bytes of one client message held (the hub's own bound is 4 MiB by default)
@@ -170,8 +170,8 @@ class Proxy:
                 await hub.notify(msg)
         posted.set()
 
-    async def _refuse_line(self, why: str) -> None:
-        await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
+    async def _refuse_line(self, why: str, rid: RequestId | None) -> None:
+        await self.send(jsonrpc.error(rid, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
 
     async def _handle(
         self, hub: HubSession, modern: ModernForwarder, line: bytes, tg: TaskGroup,

@@ -185,8 +185,8 @@ class StdioServer:
         if cut:
             log.warning("%d request(s) still being answered after the %gs grace: ended", cut, DRAIN)
 
-    async def _refuse_line(self, why: str) -> None:
-        await self.send(jsonrpc.error(None, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
+    async def _refuse_line(self, why: str, rid: RequestId | None) -> None:
+        await self.send(jsonrpc.error(rid, {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"}))
 
     async def _handle(self, line: bytes, requests: TaskGroup) -> None:
         try:

@@ -111,6 +111,21 @@ _REPLY_START = re.compile(rb'\s*\{\s*"(?:result|error)"\s*:')
 _REPLY_TAIL = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*\}\s*\Z')
 
 
+# The id of a request as the Python SDK writes one ({"jsonrpc":"2.0","id":..,"method":..}), or with the
+# method first: anchored at the start, only plain string members before it, and followed by a comma,
+# so a number is whole and an "id" inside the params cannot be taken for it. Read from the head of a
+# message too long to be read at all, so that its refusal goes to the request its client waits on.
+_REQUEST_HEAD = re.compile(
+    rb'\s*\{\s*(?:"(?:jsonrpc|method)"\s*:\s*"[^"\\]{0,200}"\s*,\s*){0,2}"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*,'
+)
+
+
+def request_id(head: bytes) -> RequestId | None:
+    """The id a request's first bytes give it (see `_REQUEST_HEAD`), else None."""
+    found = _REQUEST_HEAD.match(head[:512])
+    return orjson.loads(found.group(1)) if found is not None else None
+
+
 def reply_id(raw: bytes) -> RequestId | None:
     """The id of what is plainly a reply, read without parsing it (it could not be parsed), else None."""
     found = _REPLY_HEAD.match(raw[:256])

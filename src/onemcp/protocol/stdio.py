@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 from anyio.abc import TaskStatus
 
+from onemcp.protocol.jsonrpc import RequestId, request_id
+
 ReadLine = Callable[[], Awaitable[bytes]]  # b"" at end of input
 Write = Callable[[bytes], Awaitable[None]]
 
@@ -28,7 +30,12 @@ DRAIN_CHUNK = 1 << 20  # an oversize line's rest is read (and dropped) this much
 
 
 class LineTooLong(ValueError):
-    """A line longer than the reader's limit: it was read to its end and dropped, never held."""
+    """A line longer than the reader's limit: it was read to its end and dropped, never held. `id`: the
+    request's, when the line's first bytes give it (`jsonrpc.request_id`): its client waits on that id."""
+
+    def __init__(self, message: str, rid: RequestId | None = None) -> None:
+        super().__init__(message)
+        self.id = rid
 
 
 def std_streams(limit: int | None = None) -> tuple[ReadLine, Write]:
@@ -39,10 +46,10 @@ def std_streams(limit: int | None = None) -> tuple[ReadLine, Write]:
         line = stdin.readline(-1 if limit is None else limit + 1)
         if limit is None or len(line) <= limit or line.endswith(b"\n"):
             return line
-        size = len(line)
+        size, rid = len(line), request_id(line)
         while (rest := stdin.readline(DRAIN_CHUNK)) and not rest.endswith(b"\n"):
             size += len(rest)
-        raise LineTooLong(f"a message of {size + len(rest)} bytes or more; at most {limit} are read")
+        raise LineTooLong(f"a message of {size + len(rest)} bytes or more; at most {limit} are read", rid)
 
     async def read_line() -> bytes:
         return await anyio.to_thread.run_sync(read_bounded, abandon_on_cancel=True)
@@ -57,13 +64,16 @@ def std_streams(limit: int | None = None) -> tuple[ReadLine, Write]:
     return read_line, write
 
 
-async def each_line(read_line: ReadLine, refuse: Callable[[str], Awaitable[None]]) -> AsyncIterator[bytes]:
-    """The non-blank lines until end of input; a line over the limit is `refuse`d (with why), not read."""
+async def each_line(
+    read_line: ReadLine, refuse: Callable[[str, RequestId | None], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    """The non-blank lines until end of input; a line over the limit is `refuse`d (with why, under its
+    request's id when its head gives one: else its client would wait for an answer forever), not read."""
     while True:
         try:
             line = await read_line()
         except LineTooLong as exc:
-            await refuse(str(exc))
+            await refuse(str(exc), exc.id)
             continue
         if not line:
             return

@@ -25,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from support.hub import RunningHub, running_hub
+from support.results import text_of
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 60.0
@@ -81,6 +82,9 @@ async def test_a_rewritten_tool_is_withheld_in_both_eras_until_approved(tmp_path
                 async with Client(f"{hub.url}?exposure=search", mode="legacy", cache=None) as searching:
                     schema = await searching.call_tool("get_tool_schema", {"name": "echo"})  # as a call says
                     assert schema.is_error and "Tool withheld: echo" in str(schema.content), schema.content
+                    called = await searching.call_tool("call_tool", {"name": "echo", "arguments": {"message": "hi"}})
+                    assert called.is_error and text_of(called).startswith("Tool withheld: echo"), called.content
+                    assert "search_tools" not in text_of(called)  # it was found: searching again is no help
 
                 health = (await get(hub, "/health")).json()
                 assert health["upstreams"]["fx"]["withheldTools"] == ["echo"]

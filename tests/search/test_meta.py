@@ -49,3 +49,10 @@ def test_a_null_limit_is_the_default_as_strict_function_calling_clients_send_it(
     assert meta.search_args({"query": "x", "limit": None, "server": None}) == ("x", meta.DEFAULT_LIMIT, None)
     with pytest.raises(meta.MetaArgsError, match="'limit' must be an integer"):
         meta.search_args({"query": "x", "limit": "5"})
+
+
+def test_call_tool_sends_a_name_it_cannot_reach_to_search_but_not_a_withheld_one() -> None:
+    missing = meta.unreached("Tool not found: x__y")
+    assert missing["content"][0]["text"] == "Tool not found: x__y; search_tools finds tools by what they do"
+    withheld = meta.unreached("Tool withheld: x__y: ...", withheld=True)
+    assert withheld == {"content": [{"type": "text", "text": "Tool withheld: x__y: ..."}], "isError": True}

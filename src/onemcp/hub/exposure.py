@@ -278,7 +278,7 @@ class ToolExposure:
     @staticmethod
     def unknown(exc: NotFound) -> dict[str, Any]:
         """call_tool's answer for a name its caller does not reach (as get_tool_schema's: a tool error)."""
-        return meta.text_result(f"{exc.message}; search_tools finds tools by what they do", error=True)
+        return meta.unreached(exc.message, withheld=isinstance(exc.data, dict) and exc.data.get("withheld") is True)
 
     def _tool(self, access: Access, name: str, catalog: Catalog) -> Item:
         """A tool's definition as `access`'s list of `catalog` shows it (else the same answer as an unknown name)."""

@@ -174,6 +174,12 @@ def render_hits(query: str, tools: Sequence[Mapping[str, Any]], total: int, serv
     return "\n".join(lines)
 
 
+def unreached(message: str, *, withheld: bool = False) -> dict[str, Any]:
+    """call_tool's tool error for a name it cannot call: not found (search finds tools by what they do),
+    or withheld by its pin (found, so searching again is no help: the message says who approves it)."""
+    return text_result(message if withheld else f"{message}; {SEARCH} finds tools by what they do", error=True)
+
+
 def text_result(text: str, *, error: bool = False) -> dict[str, Any]:
     result: dict[str, Any] = {"content": [{"type": "text", "text": text}]}
     if error:

@@ -120,6 +120,30 @@ async def test_shared_upstream_with_concurrent_sessions_is_refused_not_misrouted
                     tg.cancel_scope.cancel()
 
 
+async def test_a_2026_caller_refused_as_ambiguous_is_told_what_helps_not_to_try_again() -> None:
+    """Under `isolation: auto` a 2026-07-28 caller, which has no session, stays on the shared connection
+    after it split: "try again" failed again for as long as another call was under way there (two
+    2026-07-28 clients sampling at once never got through). It is told what gives it a connection."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"one": stdio(), "two": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=sampler("A", Barrier(1), [])) as a:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(a.call_tool, "one__sleep", {"seconds": 5})
+                    while hub.app.hub.pool.connections["one"].in_flight == 0:
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                    seen: list[str] = []
+                    sampling = sampler("B", Barrier(1), seen)
+                    async with Client(hub.url, mode="2026-07-28", cache=None, sampling_callback=sampling) as b:
+                        for _ in range(2):  # and again: still the shared connection
+                            with pytest.raises(MCPError) as err:
+                                await b.call_tool("one__sample", {})
+                            message = err.value.error.message
+                            assert "cannot tell which client" in message and "try again" not in message, message
+                            assert '"isolation": "session"' in message
+                        assert seen == []
+                    tg.cancel_scope.cancel()
+
+
 async def test_isolation_shared_never_splits_and_says_how_to() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": {"one": stdio(isolation="shared"), "two": stdio()}}) as hub:

@@ -152,11 +152,16 @@ class ReversePath:
             return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
         if session is None:
             # not the client's answer but the hub's: it cannot tell whose request this is
-            hint = (
-                "calls from now on get a connection of their own: try again"
-                if conn.config.isolation == "auto"
-                else f'set "isolation": "auto" or "session" on {conn.name!r} to give each client its own connection'
-            )
+            modern = any(isinstance(caller, Session) and caller.ephemeral for caller in conn.origins())
+            if conn.config.isolation == "auto" and not modern:
+                hint = "calls from now on get a connection of their own: try again"
+            elif conn.config.isolation == "auto":  # a 2026-07-28 caller has no session to split for
+                hint = (
+                    "a session's calls get a connection of their own from now on, a 2026-07-28 client's stay on"
+                    f' this shared one: "isolation": "session" on {conn.name!r} gives each principal its own'
+                )
+            else:
+                hint = f'set "isolation": "auto" or "session" on {conn.name!r} to give each client its own connection'
             why = (
                 f"onemcp cannot tell which client {method} is for: several clients' calls or tasks are under way on "
                 f"the shared connection to {conn.name!r}, or no client that can answer it is connected; {hint}"

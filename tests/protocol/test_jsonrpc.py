@@ -236,6 +236,9 @@ def test_a_message_with_a_lone_surrogate_reads_its_numbers_as_orjson_does(number
         (b'{"method":"tools/call","params":{"id":5,"x":"aaa', None),  # an "id" inside the params is not it
         (b'{"method":"tools/call","params":{"x":"a"},"jsonrpc":"2.0","id":7', None),  # the TypeScript SDK's: cut
         (b'{"jsonrpc":"2.0","id":12', None),  # cut inside the number: 12 may be 123
+        (b'{"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"aaa', None),  # a response: the
+        (b'{"jsonrpc":"2.0","id":5,"error":{"code":1,"message":"aaa', None),  # id is the hub's own request's
+        (b'{"id":5,"jsonrpc":"2.0","params":{"method":"x"', None),
         (b'{"jsonrpc":"2.0","id":{"a":1},"method":"x"', None),
         (b'[{"jsonrpc":"2.0","id":1,"method":"x"', None),
     ],

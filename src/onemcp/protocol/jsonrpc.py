@@ -112,18 +112,22 @@ _REPLY_TAIL = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*\}\s*\Z')
 
 
 # The id of a request as the Python SDK writes one ({"jsonrpc":"2.0","id":..,"method":..}), or with the
-# method first: anchored at the start, only plain string members before it, and followed by a comma,
-# so a number is whole and an "id" inside the params cannot be taken for it. Read from the head of a
-# message too long to be read at all, so that its refusal goes to the request its client waits on.
+# method first: anchored at the start, only "jsonrpc" and "method" beside it, followed by a comma (a
+# number is whole) and with "method" seen (a response, whose id is the hub's own request's, is not
+# one): an "id" inside the params is never taken for it. Read from the head of a message too long to
+# be read at all, so that its refusal goes to the request its client waits on.
+_JSONRPC = rb'(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?'
+_ID = rb'(-?\d{1,18}|"[^"\\]{0,200}")'
 _REQUEST_HEAD = re.compile(
-    rb'\s*\{\s*(?:"(?:jsonrpc|method)"\s*:\s*"[^"\\]{0,200}"\s*,\s*){0,2}"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*,'
-)
+    rb"\s*\{\s*" + _JSONRPC + rb'(?:"method"\s*:\s*"[^"\\]{0,200}"\s*,\s*' + _JSONRPC + rb'"id"\s*:\s*' + _ID
+    + rb'\s*,|"id"\s*:\s*' + _ID + rb"\s*,\s*" + _JSONRPC + rb'"method"\s*:)'
+)  # fmt: skip
 
 
 def request_id(head: bytes) -> RequestId | None:
     """The id a request's first bytes give it (see `_REQUEST_HEAD`), else None."""
     found = _REQUEST_HEAD.match(head[:512])
-    return orjson.loads(found.group(1)) if found is not None else None
+    return None if found is None else orjson.loads(found.group(1) or found.group(2))
 
 
 def reply_id(raw: bytes) -> RequestId | None:

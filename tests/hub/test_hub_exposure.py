@@ -675,3 +675,21 @@ async def test_a_search_waiting_on_a_failed_first_build_builds_the_index_itself(
             await anyio.wait_all_tasks_blocked()  # the second waits for that build
             release.set()
     assert isinstance(outcomes[0], RuntimeError) and outcomes[1] is exposure.index() and len(calls) == 2
+
+
+async def test_search_and_schema_are_not_run_as_tasks_and_call_tool_passes_the_task_on() -> None:
+    """search_tools and get_tool_schema answer at once, so a task-augmented call of them is -32601, as
+    for any tool whose taskSupport is forbidden (it was answered inline, where the client waits for a
+    task handle); a 2026-07-28 call's `task` is dropped, as for every call of that era."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h:
+            session = await h.session(query="exposure=search")
+            for params in (search("echo a message back"), tool_call(meta.SCHEMA, name="alpha__echo")):
+                refused = await session.ask("tools/call", {**params, "task": {"ttl": 60_000}})
+                assert refused["error"]["code"] == -32601, refused
+                assert "does not run as a task" in refused["error"]["message"]
+            status, reply = await modern_call(h, "exposure=search", {**search("echo"), "task": {"ttl": 60_000}})
+            assert status == 200 and "alpha__echo(" in text(reply), reply
+            called = tool_call(meta.CALL, name="alpha__echo", arguments={"message": "hi"})
+            answered = await session.ask("tools/call", {**called, "task": {"ttl": 60_000}})
+            assert "error" not in answered or answered["error"]["code"] != -32601, answered  # the tool's to say

@@ -37,6 +37,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import HubError, InvalidParams, MethodNotFound, NotFound, UpstreamUnavailable
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
+from onemcp.search import meta as meta_tools
 from onemcp.upstream.call import CANCELLED, Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections
@@ -160,6 +161,9 @@ class Dispatcher:
             session.access, params.get("name"), self.view(session)
         ):
             await self.until_started()
+            if params.get("task") is not None and not session.ephemeral and params.get("name") != meta_tools.CALL:
+                # answered at once, no task handle: its taskSupport is "forbidden" (none listed), as for any such tool
+                raise MethodNotFound(f"{params['name']} does not run as a task: call it without 'task'")
             answered = await self.exposure.call(session.access, params, self.view(session))  # params: its target
             if answered is not None:
                 return jsonrpc.result(msg["id"], answered)

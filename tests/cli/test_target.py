@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from onemcp.cli.serve import hub_lock
-from onemcp.cli.target import Endpoint, TargetError, read_rc, resolve, view_of, with_view
+from onemcp.cli.target import BadTarget, Endpoint, TargetError, read_rc, resolve, view_of, with_exposure, with_view
 from onemcp.config.context import find_rc
 
 
@@ -118,3 +118,19 @@ def test_an_endpoint_keeps_its_address_when_runtime_json_names_a_malformed_url(c
         assert not endpoint.moved() and endpoint.url == "http://127.0.0.1:5/mcp?preset=dev"
     finally:
         os.close(lock)
+
+
+def test_an_exposure_in_the_hub_url_is_checked_not_dropped() -> None:
+    """`inspect --url 'http://h/mcp?exposure=serach' --search q` had dropped the typo unseen (the CLI asks
+    for its own exposure); `proxy --url '...?exposure=search' --exposure full` had taken the flag's."""
+    base = "http://127.0.0.1:3050/mcp"
+    assert parse_qs(urlsplit(with_exposure(f"{base}?exposure=full&tags=a", "search")).query) == {
+        "tags": ["a"],
+        "exposure": ["search"],
+    }
+    assert with_exposure(f"{base}?exposure=serach", None) == f"{base}?exposure=serach"  # the hub says no
+    with pytest.raises(BadTarget, match="exposure 'serach'; expected one of full, search, auto"):
+        with_exposure(f"{base}?exposure=serach", "search")
+    with pytest.raises(BadTarget, match="--exposure full and the hub URL's exposure=search disagree"):
+        with_exposure(f"{base}?exposure=search", "full", flag=True)
+    assert with_exposure(f"{base}?exposure=search", "search", flag=True).endswith("?exposure=search")

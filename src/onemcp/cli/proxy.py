@@ -232,10 +232,10 @@ def run(args: argparse.Namespace) -> int:
             view={"preset": args.preset, "filter": args.filter, "tags": args.tags},
             default_url=DEFAULT_URL,
         )
+        url = with_exposure(target.url, args.exposure, flag=True)
     except TargetError as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
         return 2
-    url = with_exposure(target.url, args.exposure)
     log.info("forwarding stdio to %s", url)
     # a URL runtime.json gave (or the default, none running) is followed when the hub moves
     hub = Endpoint(url, resolve_path(args.config) if target.source in ("runtime", "default") else None)

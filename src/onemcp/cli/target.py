@@ -25,6 +25,7 @@ from onemcp.config.runtime import NoHub, locked, read_runtime
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 SELECTORS = ("preset", "filter", "tags")
+EXPOSURES = ("full", "search", "auto")  # what /mcp?exposure= takes (config.model.Exposure: not imported here)
 RC_KEYS = ("url", *SELECTORS, "environment", "context")  # what docs/command-line.md and the README document
 
 
@@ -102,16 +103,24 @@ def add_view_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
     view.add_argument("--tags", type=argtypes.selector, help=f"{note}see only the servers with any of these tags (a,b)")
     parser.add_argument(
         "--exposure",
-        choices=["full", "search", "auto"],
+        choices=EXPOSURES,
         help=f"{note}tools as full definitions, as search meta-tools, or search above the hub's token budget",
     )
 
 
-def with_exposure(url: str, exposure: str | None) -> str:
-    """`url` asking the hub for this tool exposure (full, search, auto; None: the URL as it is)."""
+def with_exposure(url: str, exposure: str | None, *, flag: bool = False) -> str:
+    """`url` asking the hub for this tool exposure (full, search, auto; None: the URL as it is). The
+    URL's own `exposure=`, which this replaces, must be one of those (a typo there was dropped unseen),
+    and, when `exposure` is the user's `--exposure` (`flag`), the same value: two choices are refused."""
     if exposure is None:
         return url
     parts = urlsplit(url)
+    given = [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "exposure"]
+    for value in given:
+        if value not in EXPOSURES:
+            raise BadTarget(f"the hub URL asks for exposure {value!r}; expected one of {', '.join(EXPOSURES)}")
+        if flag and value != exposure:
+            raise BadTarget(f"--exposure {exposure} and the hub URL's exposure={value} disagree: give one")
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "exposure"]
     query.append(("exposure", exposure))
     return urlunsplit(parts._replace(query=urlencode(query, safe=",!()")))

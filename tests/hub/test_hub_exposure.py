@@ -693,3 +693,25 @@ async def test_search_and_schema_are_not_run_as_tasks_and_call_tool_passes_the_t
             called = tool_call(meta.CALL, name="alpha__echo", arguments={"message": "hi"})
             answered = await session.ask("tools/call", {**called, "task": {"ttl": 60_000}})
             assert "error" not in answered or answered["error"]["code"] != -32601, answered  # the tool's to say
+
+
+async def test_health_waits_a_bounded_time_for_an_index_that_cannot_keep_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalog that changes faster than the index reads it (a server renaming its 5,000 tools on
+    every list) kept `/health` waiting for the index in step (7 s to over 30 s): it waits
+    `REPORT_WAIT` at most, then reports the index as it is."""
+    from onemcp.downstream.health import health
+    from onemcp.hub import exposure as module
+
+    monkeypatch.setattr(module, "REPORT_WAIT", 0.05)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "exposure": "search"}) as h:
+            exposure = h.app.hub.exposure
+            await exposure.ready_index()
+            never = anyio.Event()
+
+            async def behind() -> Any:
+                await never.wait()  # the index never catches up
+
+            monkeypatch.setattr(exposure, "ready_index", behind)
+            await exposure.ready_to_report(h.app.hub.preset_reaches())
+            assert health(h.app.hub)["toolExposure"]["index"]["tools"] > 0

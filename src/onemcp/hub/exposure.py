@@ -43,7 +43,7 @@ MAX_COUNTED = 256  # token counts remembered (one per distinct serialised list)
 MAX_COUNTED_BYTES = 16 * 1024 * 1024  # ... and the lists they are keyed by, held at most (2,000 tools: 2.8 MB a list)
 SPREAD_FROM = 64  # tools waiting for the transformer from which their encoding takes every core it may
 QUERY_THREADS = 2  # worker threads that encode queries (the model runs two at once: deep.WORKERS)
-SYNC_ROUNDS = 4  # changes read off the loop per search: a catalog changing all the time is then read in line
+SYNC_ROUNDS, REPORT_WAIT = 4, 2.0  # index syncs off the loop a search (more: in line); seconds /health waits on them
 # Seconds without a query encoded after which the allocator's free pages go back (`trim_after_searches`):
 # a burst of searches leaves ~8 MB of them at 700 tools (bench/toolsearch/hub_memory.py), which
 # glibc keeps unless asked; one trim a burst, not one a search (the next search would fault them in again).
@@ -196,7 +196,7 @@ class ToolExposure:
         view) and the search-mode list, the index, and the small indexes of sessions' own tools (their
         own lists' tokens are not counted here: a count per session)."""
         hub = self._config().hub
-        index = self.index() if self._index is not None else None  # in step with the catalog, once built
+        index = self._index  # as `ready_to_report` left it: in step, unless the catalog keeps changing
         return {
             "exposure": hub.exposure,
             "searchBudget": hub.search_budget,
@@ -230,14 +230,14 @@ class ToolExposure:
         return current.server_tokens
 
     async def ready_to_report(self, views: Mapping[str, Reach]) -> None:
-        """Before /health or /metrics: if a list they count was not counted yet, the vocabulary is
-        loaded off the event loop first (`load_counter`)."""
+        """Before /health or /metrics: a list not counted yet has the vocabulary loaded off the loop first."""
         lists = [self.catalog.result_json("tools"), *(self.catalog.result_json("tools", r) for r in views.values())]
         current = self._current()
         if len(current.server_tokens) < len(current.by_server) or any(d not in self._counted for d in lists):
             await load_counter()
-        if self._index is not None:  # the report's index figures, in step, without a change read on the loop
-            await self.ready_index()
+        if self._index is not None:  # its figures in step if that is soon (a catalog that keeps changing: not)
+            with anyio.move_on_after(REPORT_WAIT):
+                await self.ready_index()
 
     # ------------------------------------------------------------------ the meta-tools
     async def handles(self, access: Access, name: object, catalog: Catalog | None = None) -> bool:

@@ -44,6 +44,7 @@ from onemcp.upstream.feed import ChangeFeed
 from onemcp.upstream.handshake import HANDSHAKE, handshake
 from onemcp.upstream.lists import Relist, read_list
 from onemcp.upstream.liveness import Liveness, keepalive
+from onemcp.upstream.pacing import Pace
 from onemcp.upstream.replies import ReplyQueue
 from onemcp.upstream.transports.base import SessionExpired, Transport, TransportError
 
@@ -122,6 +123,7 @@ class UpstreamConnection:
         self.liveness = Liveness(self)
         self._stale: dict[str, Relist] = {}  # list kinds being read again after list_changed
         self._early: set[str] = set()  # list kinds changed before the connection was ready
+        self.pace = Pace(name)  # how soon a list that keeps changing is read again
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -276,7 +278,8 @@ class UpstreamConnection:
 
     def _refresh_soon(self, kind: str) -> None:
         """Refresh `kind` after a list_changed: at most one refresh per kind runs, and changes
-        announced meanwhile make one more after it (a flood of list_changed costs two lists)."""
+        announced meanwhile make one more after it (a flood of list_changed costs two lists); a
+        list that keeps changing is read again only after a pause (`pacing`)."""
         if kind in self._stale:
             self._stale[kind].again = True
         elif self._tg is not None:
@@ -287,13 +290,18 @@ class UpstreamConnection:
         relist = self._stale[kind]
         try:
             while True:
+                if (wait := self.pace.delay(kind)) > 0:
+                    relist.done.set()  # the calls in flight do not wait out the pause
+                    await self.pace.sleep(wait)
+                relist.again = False  # what was announced until now is in this reading
                 try:
                     await self.refresh(kind)
                 except UpstreamError as exc:
                     log.warning("upstream %s: refreshing %s failed: %s", self.name, kind, exc)
+                finally:
+                    self.pace.done(kind)
                 if not relist.again:
                     break
-                relist.again = False
         finally:
             self._stale.pop(kind, None)
             relist.done.set()

@@ -290,10 +290,9 @@ class UpstreamConnection:
         relist = self._stale[kind]
         try:
             while True:
-                if (wait := self.pace.delay(kind)) > 0:
-                    relist.done.set()  # the calls in flight do not wait out the pause
-                    await self.pace.sleep(wait)
-                relist.again = False  # what was announced until now is in this reading
+                if not relist.awaited and (wait := self.pace.delay(kind)) > 0:
+                    await self.pace.sleep(wait)  # no call waits for it: a server that keeps changing waits
+                relist.again = relist.awaited = False  # what was announced until now is in this reading
                 try:
                     await self.refresh(kind)
                 except UpstreamError as exc:
@@ -491,10 +490,12 @@ class UpstreamConnection:
                     self._refresh_soon(k)
                 # Said before a call's answer, it may be that call's doing: the answer waits for the new
                 # list, so that a client listing at once sees what a direct client would.
-                relisted = [self._stale[k].done for k in kinds if k in self._stale]
+                relisted = [self._stale[k] for k in kinds if k in self._stale]
                 for call in self._pending.values():
                     if call.origin is not None:
-                        call.after += [done for done in relisted if done not in call.after]  # a flood: once
+                        call.after += [r.done for r in relisted if r.done not in call.after]  # a flood: once
+                        for relist in relisted:
+                            relist.awaited = True  # its doing, maybe: read without a pause
             else:
                 self._early.update(kinds)  # announced during the first lists: listed again once ready
             return

@@ -39,6 +39,7 @@ class Relist:
 
     again: bool = False
     done: anyio.Event = field(default_factory=anyio.Event)
+    awaited: bool = False  # a call in flight waits for it: read without a pause (`pacing`)
 
 
 async def read_list(request: Request, server: str, kind: str, size_limit: int) -> list[dict[str, Any]]:

@@ -4,9 +4,10 @@ Owns: the pause between two readings of one list of one server. The first change
 spell is read at once; a server that keeps changing that list (a change announced within twice the
 pause of the last reading's end) is read again only once the pause has passed, the pause doubling
 from `FIRST_PAUSE` up to `MOST_PAUSE` while it goes on, and reset once it is quiet. Changes announced
-during the pause are not lost: they make the one reading after it (the connection's `Relist`). Each
-paused reading is counted as the limit `list_refreshes` (warned at most once per 10 s). Does not own
-when a list is read or what is done with it (the connection).
+during the pause are not lost: they make the one reading after it (the connection's `Relist`); one
+announced while a client's call waits for the list is read without a pause (the connection's choice).
+Each paused reading is counted as the limit `list_refreshes` (warned at most once per 10 s). Does not
+own when a list is read or what is done with it (the connection).
 """
 
 from __future__ import annotations

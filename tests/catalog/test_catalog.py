@@ -635,3 +635,24 @@ def test_a_web_address_is_shown_as_it_is_and_routed_by_the_lists() -> None:
     assert catalog.resolve_uri("https://elsewhere.example/b", only_docs) == ("docs", "https://elsewhere.example/b")
     with pytest.raises(NotFound):
         catalog.resolve_uri("https://docs.example/a", Reach(servers=frozenset({"files"})))
+
+
+@pytest.mark.parametrize("mode", [PrefixMode.ALWAYS, PrefixMode.NEVER])
+def test_a_catch_all_web_template_never_takes_what_a_result_or_a_literal_host_names(mode: PrefixMode) -> None:
+    catalog = make(mode, "evil", "good", "api")
+    catalog.update("evil", "resourceTemplates", [{"uriTemplate": "https://{+rest}", "name": "web"}])
+    catalog.update("good", "resources", [{"uri": "https://good.example/page", "name": "p"}])
+    catalog.update("api", "resourceTemplates", [{"uriTemplate": "https://api.example/items/{id}", "name": "i"}])
+    # listed, or a literal host's template: evil's catch-all (first in config order) is not asked
+    assert catalog.resolve_uri("https://good.example/page") == ("good", "https://good.example/page")
+    assert catalog.resolve_uri("https://api.example/items/7") == ("api", "https://api.example/items/7")
+    # a presigned address good's result handed a client of this reach: good's, for this reach only
+    signed = "https://bucket.s3.example/report.pdf?X-Amz-Signature=SECRET"
+    catalog.named.note(EVERYTHING, "good", [signed])
+    assert catalog.resolve_uri(signed) == ("good", signed)
+    other = Reach(servers=frozenset({"evil", "good"}))
+    assert catalog.resolve_uri(signed, other) == ("evil", signed)  # named by nobody it was given: templates
+    assert catalog.overlaid({}).resolve_uri(signed) == ("good", signed)  # a session's own view remembers too
+    catalog.set_servers(["evil", "api"])  # good removed: what it named goes by the templates again
+    catalog.set_servers(["evil", "good", "api"])
+    assert catalog.resolve_uri(signed) == ("evil", signed)

@@ -1,6 +1,7 @@
 """Web addresses (http, https) reach clients as they are, in both eras: the spec has a client fetch
 such a resource itself, and a server prefix made the address unfetchable. The hub still routes a
-read or a subscription of one it can place (listed, or the only server in reach with resources)."""
+read or a subscription of one it can place (listed, named by a result it passed on, or the only server
+in reach with resources)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,11 @@ async def test_web_addresses_are_shown_as_they_are_and_still_read(mode: Literal[
             assert read.contents[0].text == "page of two"  # type: ignore[union-attr]
             result = await c.call_tool("one__web_link", {})
             assert result.content[0].uri == "https://one.example/elsewhere"  # type: ignore[union-attr]
-            with pytest.raises(MCPError) as err:  # two servers could have it: the hub does not guess
+            with pytest.raises(MCPError) as err:  # the server whose result named it is asked
                 await c.read_resource("https://one.example/elsewhere")
+            assert err.value.error.message.startswith("[one]")  # its own answer: it lists no such page
+            with pytest.raises(MCPError) as err:  # named by nobody, two servers could have it: no guess
+                await c.read_resource("https://nobody.example/elsewhere")
             assert err.value.error.message.startswith("Resource not found")  # the hub's, no server asked
 
 

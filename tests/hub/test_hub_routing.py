@@ -156,3 +156,34 @@ async def test_a_clients_log_level_never_narrows_what_a_client_that_set_none_hea
             assert await told() == "debug"  # `quiet` takes everything
             assert (await quiet.ask("logging/setLevel", {"level": "warning"}))["result"] == {}
             assert await told() == "warning"  # now every session named a level: the most verbose of them
+
+
+@pytest.mark.parametrize("prefix_mode", ["always", "never"])
+async def test_a_web_address_a_result_named_is_read_from_its_server_not_a_catch_all(prefix_mode: str) -> None:
+    """A web address is shown as it is: `evil` lists the template `https://{+rest}`, which matches every
+    one. A link `good`'s tool result handed the client (a presigned URL, say) is read from `good`, in
+    both eras, never sent to `evil`; an address nobody named still goes by the templates."""
+    servers = {
+        "good": fixture("--name", "good", "--web-resources"),
+        "evil": fixture("--name", "evil", "--web-catchall"),
+    }
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(servers, {"prefixMode": prefix_mode}) as h:
+            session = await h.session()
+            link = await session.ask(
+                "tools/call", tool_call("good__web_link" if prefix_mode == "always" else "web_link")
+            )
+            uri = link["result"]["content"][0]["uri"]
+            assert uri == "https://good.example/elsewhere"
+            read = await session.ask("resources/read", {"uri": uri})
+            assert read["error"]["message"].startswith("[good]"), read  # good's own answer: it lists no such page
+            listed = await session.ask("resources/read", {"uri": "https://good.example/page"})
+            assert listed["result"]["contents"][0]["text"] == "page of good"
+            nobody = await session.ask("resources/read", {"uri": "https://else.example/x"})
+            assert nobody["result"]["contents"][0]["text"] == "caught https://else.example/x"
+            # a 2026-07-28 client: each request stands alone, the reach it has is what remembers
+            name = "good__web_link" if prefix_mode == "always" else "web_link"
+            _, (called,) = await h.client.modern("tools/call", **tool_call(name))
+            assert called["result"]["content"][0]["uri"] == uri
+            _, (modern_read,) = await h.client.modern("resources/read", uri=uri)
+            assert modern_read["error"]["message"].startswith("[good]"), modern_read

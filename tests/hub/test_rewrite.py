@@ -8,6 +8,7 @@ from typing import Any
 from onemcp.hub.rewrite import (
     envelope_problem,
     for_client,
+    named_uris,
     reply_problem,
     task_problem,
     tool_result_problem,
@@ -53,6 +54,19 @@ def test_tool_content_links_and_embedded_resources_get_visible_uris() -> None:
         {"type": "resource", "resource": {"uri": "files+file:///e", "text": "E"}},
         "not an object",
     ]
+
+
+def test_the_uris_a_result_names_are_those_it_shows_the_client() -> None:
+    content: list[Any] = [
+        {"type": "resource_link", "uri": "https://bucket.example/r?sig=1", "name": "r"},
+        {"type": "resource", "resource": {"uri": "file:///e", "text": "E"}},
+        {"type": "text", "text": "https://not-a-link.example"},
+    ]
+    assert named_uris("tools/call", {"content": content}) == ["https://bucket.example/r?sig=1", "file:///e"]
+    assert named_uris("resources/read", {"contents": [{"uri": "https://a.example/x", "text": "x"}]}) == [
+        "https://a.example/x"
+    ]
+    assert named_uris("tools/list", {"tools": [{"uri": "https://a.example/x"}]}) == []
 
 
 def test_prompt_messages_get_visible_uris() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from onemcp.catalog import repair
+from onemcp.catalog.named import NamedUris, most_specific
 from onemcp.catalog.reach import EVERYTHING, INSTANCE_MARK, Reach
 from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.protocol.errors import NotFound
@@ -112,6 +113,7 @@ class Catalog:
         self.version = 0  # counts rebuilds: a copy made by `overlaid` is stale once it moved on
         self.own_tools: frozenset[str] = frozenset()  # a copy's servers whose tools are its own (`overlaid`)
         self.forgotten: Callable[[str], None] = lambda server: None  # told when a server's lists go (its pins')
+        self.named = NamedUris()  # web URIs results named, by server (shared with the copies `overlaid` makes)
 
     # ----------------------------------------------------------------- configuration
     @property
@@ -136,6 +138,7 @@ class Catalog:
         for gone in {*self._lists, *self.repairs, *self.withheld} - set(self._order):
             self._forget(gone)
             self.withheld.pop(gone, None)
+            self.named.forget(gone)  # not when it only stopped: what it named is still its to answer
         return self._rebuild(set(KINDS))
 
     # ----------------------------------------------------------------------- updates
@@ -406,8 +409,11 @@ class Catalog:
     def _uri_candidates(self, visible: str, reach: Reach) -> list[tuple[str, str]]:
         view = self._views.get("resources")
         found = list(view.candidates.get(visible, [])) if view is not None else []
+        named = self.named.server_of(reach, visible)  # web URIs only: the server whose result named it
+        if named is not None and named in self._placed:
+            found.append((named, visible))
         if self.prefixed and is_web(visible):
-            found += [(server, visible) for pattern, server, _ in self._templates if pattern.match(visible)]
+            found += self._matching(visible)
             if not found:  # a web address only a result named: the one server in reach that has resources
                 with_resources = [s for s in self._order if self._lists.get(s, {}).get("resources") is not None]
                 mine = [s for s in with_resources if reach.shows("resources", s, visible)]
@@ -421,11 +427,15 @@ class Catalog:
                 mine = [s for s in self._order if s in reach.instances and shown_as(s) == split[0]]
                 found += [(server, split[1]) for server in mine if (server, split[1]) not in found]
         else:
-            found += [(server, visible) for pattern, server, _ in self._templates if pattern.match(visible)]
+            found += self._matching(visible)
             with_resources = [s for s in self._order if self._lists.get(s, {}).get("resources")]
             if len(self._order) == 1 or len(with_resources) == 1:
                 found.append(((self._order[0] if len(self._order) == 1 else with_resources[0]), visible))
         return list(dict.fromkeys(found))
+
+    def _matching(self, visible: str) -> list[tuple[str, str]]:
+        """(server, URI) of the templates that match `visible`, the most specific kind only (`named.py`)."""
+        return most_specific([(server, visible, t) for pattern, server, t in self._templates if pattern.match(visible)])
 
     def visible_uri(self, server: str, uri: str) -> str:
         return self.codec.uri(shown_as(server), uri, prefixed=self.prefixed)

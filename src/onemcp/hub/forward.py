@@ -250,6 +250,8 @@ class Forwarder:
                 session.post(early)
         elif method.startswith("tasks/"):
             msg["result"] = self.tasks.rewrite(conn, result, result=method == "tasks/result")
+        if problem is None:  # a web address it named is read from it, not from whichever template matches
+            self.catalog.named.note(session.access.reach, server, rewrite.named_uris(method, msg["result"]))
         return msg
 
 

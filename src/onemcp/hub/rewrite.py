@@ -111,6 +111,18 @@ def with_visible_uris(method: str, result: dict[str, Any], visible_uri: VisibleU
     return result
 
 
+def named_uris(method: str, result: dict[str, Any]) -> list[str]:
+    """The resource URIs a result names (those `with_visible_uris` rewrites), as it names them."""
+    named: list[str] = []
+
+    def note(uri: str) -> str:
+        named.append(uri)
+        return uri
+
+    with_visible_uris(method, result, note)
+    return named
+
+
 def visible_resource(item: Any, visible_uri: VisibleUri) -> Any:
     """A resource (contents, link or embedded) with the URI the client knows."""
     if isinstance(item, dict) and isinstance(item.get("uri"), str):

@@ -212,33 +212,32 @@ def test_stdio_line_assembly_costs_linear_allocation() -> None:
     assert growing < size, f"{growing / size:.0f}x the line's size allocated while it grew: quadratic"
 
 
+def own_connections_config(limits: dict[str, int]) -> dict[str, Any]:
+    """One fixture server with a connection (a process) per client session, under `limits`."""
+    fx = fixture_command()
+    return {
+        "mcpServers": {"own": {"command": fx[0], "args": fx[1:], "isolation": "session"}},
+        "onemcp": {"limits": limits},
+    }
+
+
 async def test_a_servers_own_connections_are_bounded() -> None:
     """`isolation: session` makes one connection (a process) per client session: at
     `maxOwnConnections` the stalest idle one closes to make room, and with none idle the call is
     refused with the limit's name, never a process more."""
-    fx = fixture_command()
-    config = {
-        "mcpServers": {"own": {"command": fx[0], "args": fx[1:], "isolation": "session"}},
-        "onemcp": {"limits": {"maxOwnConnections": 2}},
-    }
-    call = {
-        "jsonrpc": "2.0",
-        "id": 2,
-        "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"message": "x"}},
-    }
+    config = own_connections_config({"maxOwnConnections": 2})
     with anyio.fail_after(30):
         async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
             isolated = hub.app.hub.isolated
             sessions = [await raw_session(http, hub.url) for _ in range(3)]
             for headers in sessions[:2]:
-                assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
-            refused = (await http.post(hub.url, json=call, headers=sessions[2])).json()
+                assert "result" in (await http.post(hub.url, json=call("echo", 2, message="x"), headers=headers)).json()
+            refused = (await http.post(hub.url, json=call("echo", 2, message="x"), headers=sessions[2])).json()
             assert refused["error"]["data"] == {"limit": "own_connections"}, refused
             assert len(isolated._conns) == 2
             first = next(iter(isolated._conns))
             isolated._used[first] -= 120  # unused for two minutes: it may make room
-            assert "result" in (await http.post(hub.url, json=call, headers=sessions[2])).json()
+            assert "result" in (await http.post(hub.url, json=call("echo", 2, message="x"), headers=sessions[2])).json()
             assert len(isolated._conns) == 2 and first not in isolated._conns
 
 
@@ -247,27 +246,19 @@ async def test_one_principals_own_connections_past_its_limit_close_its_stalest_i
     process, until the session expired (30 min; 50 runs: 50 processes). Past
     `maxOwnConnectionsPerPrincipal` a principal's new one closes its stalest idle one; with none idle it
     is still made (the server-wide `maxOwnConnections` bounds)."""
-    fx = fixture_command()
-    config = {
-        "mcpServers": {"own": {"command": fx[0], "args": fx[1:], "isolation": "session"}},
-        "onemcp": {"limits": {"maxOwnConnectionsPerPrincipal": 2}},
-    }
-    call = {
-        "jsonrpc": "2.0",
-        "id": 2,
-        "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"message": "x"}},
-    }
+    config = own_connections_config({"maxOwnConnectionsPerPrincipal": 2})
     with anyio.fail_after(30):
         async with running_hub(config) as hub, httpx.AsyncClient(timeout=30) as http:
             isolated = hub.app.hub.isolated
             sessions = [await raw_session(http, hub.url) for _ in range(4)]
             for headers in sessions[:3]:  # none idle: the third is made all the same
-                assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+                assert "result" in (await http.post(hub.url, json=call("echo", 2, message="x"), headers=headers)).json()
             assert isolated.count("own") == 3
             first, second, _ = list(isolated._conns)
             isolated._used[first] -= 120  # unused for two minutes: idle ones, down to below the limit
             isolated._used[second] -= 60.5
-            assert "result" in (await http.post(hub.url, json=call, headers=sessions[3])).json()
+            assert "result" in (await http.post(hub.url, json=call("echo", 2, message="x"), headers=sessions[3])).json()
             assert isolated.count("own") == 2 and first not in isolated._conns and second not in isolated._conns
-            assert "result" in (await http.post(hub.url, json=call, headers=sessions[0])).json()  # made again
+            assert (
+                "result" in (await http.post(hub.url, json=call("echo", 2, message="x"), headers=sessions[0])).json()
+            )  # made again

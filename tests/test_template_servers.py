@@ -541,3 +541,28 @@ async def test_a_reload_that_replaces_an_instance_says_list_changed_once_per_cha
                 assert [first, *await until_updated(heard)] == ["notifications/tools/list_changed"]
                 assert "fxt__tool_0" in {t.name for t in (await c.list_tools()).tools}
             tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_clients_know_an_instance_by_its_templates_name_in_errors_and_log_lines(
+    tmp_path: Path, mode: Mode
+) -> None:
+    """An instance is `<template>@<hash>` inside the hub only: its errors and log lines reach clients
+    labelled with the template's name (they said `[fxt@6702497bdc64] boom` and logger
+    `fxt@6702497bdc64/fixture`)."""
+    fx = fixture_command()
+    logged: list[str] = []
+
+    async def heard(params: Any) -> None:
+        logged.append(str(params.logger))
+
+    with anyio.fail_after(DEADLINE):
+        async with hub_with(tmp_path, {"fxt": {"command": fx[0], "args": fx[1:]}}) as hub:
+            async with client(hub, project_dir(tmp_path, "alpha"), mode, logging_callback=heard) as c:
+                with pytest.raises(MCPError) as failed:
+                    await c.call_tool("fxt__error", {})
+                assert failed.value.error.message == "[fxt] boom", failed.value.error.message
+                if mode == "legacy":  # (a 2026-07-28 call hears log lines at the level it names)
+                    await c.call_tool("fxt__log", {"message": "m"})  # its log line is handled before the reply
+                    assert [name.partition("/")[0] for name in logged] == ["fxt"], logged
+            assert any("@" in name for name in hub.app.hub.pool.slots)  # (an instance it was)

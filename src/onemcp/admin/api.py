@@ -28,7 +28,6 @@ from onemcp.admin.errors import ApiError
 from onemcp.admin.routing import Request, Route
 from onemcp.auth.access import ADMIN_API, operator_needs
 from onemcp.auth.gate import Gate
-from onemcp.catalog.catalog import shown_as
 from onemcp.config import presets as preset_files
 from onemcp.config.edit import EditError, NoSuchServer, add_server, edit_config, remove_server, set_disabled
 from onemcp.config.files import locked
@@ -43,6 +42,7 @@ from onemcp.hub.session import Session
 from onemcp.observability.redact import REDACTOR
 from onemcp.protocol import jsonrpc, meta
 from onemcp.protocol.errors import HubError, NotFound
+from onemcp.protocol.names import shown_as
 from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.reload import Reloader
 

@@ -21,11 +21,11 @@ import orjson
 
 from onemcp.catalog import repair
 from onemcp.catalog.named import NamedUris, most_specific
-from onemcp.catalog.reach import EVERYTHING, INSTANCE_MARK, Reach
+from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import HubConfig, ServerConfig
 from onemcp.protocol.errors import NotFound
 from onemcp.protocol.methods import KINDS
-from onemcp.protocol.names import NameCodec, PrefixMode, is_web
+from onemcp.protocol.names import INSTANCE_MARK, NameCodec, PrefixMode, is_web, shown_as
 
 Item = dict[str, Any]
 log = logging.getLogger("onemcp.catalog")
@@ -455,11 +455,6 @@ def _ui_uris(meta: dict[str, Any], show: Callable[[str], str]) -> dict[str, Any]
         if isinstance(meta.get(key), str):
             meta = {**meta, key: show(meta[key])}
     return meta
-
-
-def shown_as(server: str) -> str:
-    """The name a server's items are prefixed with: its own, or a template instance's template's."""
-    return server.partition(INSTANCE_MARK)[0]
 
 
 def missing(kind: str, visible: str) -> NotFound:

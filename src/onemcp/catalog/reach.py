@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from onemcp.protocol.names import INSTANCE_MARK
+
 
 @dataclass(frozen=True)
 class Reach:
@@ -72,9 +74,6 @@ class Reach:
     def bound(self, instances: frozenset[str]) -> Reach:
         """This reach with these template instances bound (replacing any bound before)."""
         return Reach(self.servers, self.tools, instances)
-
-
-INSTANCE_MARK = "@"  # in `<template>@<hash>`; no server or template name may contain it
 
 
 EVERYTHING = Reach()

@@ -24,7 +24,7 @@ from onemcp.auth.access import Access, decide
 from onemcp.auth.limits import RedisQuotaBook
 from onemcp.auth.principal import Principal
 from onemcp.catalog import views
-from onemcp.catalog.catalog import Catalog, shown_as, tool_rules
+from onemcp.catalog.catalog import Catalog, tool_rules
 from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import Exposure, HubConfig, Limits, PinMode, ServerConfig
 from onemcp.hub import bridge, records, revival
@@ -53,7 +53,7 @@ from onemcp.observability.metrics import Metrics
 from onemcp.protocol.capabilities import advertised
 from onemcp.protocol.errors import HubError, NotFound
 from onemcp.protocol.jsonrpc import Message
-from onemcp.protocol.names import NameCodec
+from onemcp.protocol.names import NameCodec, shown_as
 from onemcp.protocol.versions import negotiate
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection

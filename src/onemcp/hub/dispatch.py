@@ -23,7 +23,7 @@ import anyio.abc
 from onemcp.auth import limits
 from onemcp.auth.access import CALL, COMPLETE, GET, READ, Access
 from onemcp.auth.limits import QuotaBook
-from onemcp.catalog.catalog import Catalog, missing, shown_as
+from onemcp.catalog.catalog import Catalog, missing
 from onemcp.config.model import HubConfig
 from onemcp.hub import bridge, connections
 from onemcp.hub.coalesce import Backlog
@@ -37,6 +37,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import HubError, InvalidParams, MethodNotFound, NotFound, UpstreamUnavailable
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
+from onemcp.protocol.names import shown_as
 from onemcp.search import meta as meta_tools
 from onemcp.upstream.call import CANCELLED, Call
 from onemcp.upstream.connection import UpstreamConnection

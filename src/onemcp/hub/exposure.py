@@ -25,11 +25,12 @@ import anyio
 import orjson
 
 from onemcp.auth.access import Access
-from onemcp.catalog.catalog import Catalog, Item, shown_as
+from onemcp.catalog.catalog import Catalog, Item
 from onemcp.catalog.reach import Reach
 from onemcp.config.model import Exposure, HubConfig
 from onemcp.hub.own_search import OwnSearch, ToolEntries, allowed, entry_key, merged, tool_entries
 from onemcp.protocol.errors import NotFound
+from onemcp.protocol.names import shown_as
 from onemcp.search import meta
 
 if TYPE_CHECKING:

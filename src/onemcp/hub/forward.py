@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from onemcp.catalog.catalog import Catalog, shown_as
+from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import HubSettings
 from onemcp.hub import bridge, rewrite
 from onemcp.hub.session import ReversePending, Session
@@ -28,6 +28,7 @@ from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR, URL_ELICITATION_REQUIRED, HubError, UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.names import shown_as
 from onemcp.upstream.call import CANCELLED, SESSION_ENDED, Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
@@ -240,7 +241,7 @@ class Forwarder:
         if problem is not None:
             # a client that validates it would fail the call without saying why: a tool error says it
             log.warning("upstream %s: a %s result a strict client rejects: %s", server, method, problem)
-            text = f"[{server}] the server's tool result cannot be read: {problem}"
+            text = f"[{shown_as(server)}] the server's tool result cannot be read: {problem}"
             msg["result"] = {"content": [{"type": "text", "text": text}], "isError": True}
         elif method == "tools/call" and "task" in result:
             progress = (

@@ -24,13 +24,13 @@ import anyio
 
 from onemcp.auth.access import Access
 from onemcp.catalog.catalog import Catalog
-from onemcp.catalog.reach import INSTANCE_MARK
 from onemcp.config.model import Limits, ServerConfig, ServerTemplate
 from onemcp.config.templates import TemplateError, digest, render
 from onemcp.observability.limits import hit
 from onemcp.observability.redact import REDACTOR, SECRET_NAME
 from onemcp.protocol.errors import INSTANCE_LIMIT_STATUS, HubError, InvalidParams, LimitReached, NotFound
 from onemcp.protocol.methods import KIND_BY_METHOD
+from onemcp.protocol.names import INSTANCE_MARK
 
 log = logging.getLogger("onemcp.templates")
 audit = logging.getLogger("onemcp.audit")

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from onemcp.catalog.catalog import Catalog, Item, shown_as
+from onemcp.catalog.catalog import Catalog, Item
 from onemcp.catalog.reach import Reach
+from onemcp.protocol.names import shown_as
 from onemcp.search import meta
 
 if TYPE_CHECKING:

@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from onemcp.catalog.catalog import shown_as
 from onemcp.config.model import PinMode
 from onemcp.config.sqlite import open_store
 from onemcp.observability.limits import hit
+from onemcp.protocol.names import shown_as
 
 log = logging.getLogger("onemcp.pins")
 audit = logging.getLogger("onemcp.audit")

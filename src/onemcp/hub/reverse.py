@@ -196,7 +196,7 @@ class ReversePath:
             if not pending.done.is_set() and not session.closed and not session.ephemeral:
                 # nobody waits for its answer now (the server went away, or stopped waiting): the client is told,
                 # as when the server withdraws it, so that it stops asking its user or its model
-                self._withdraw(session, rid, related, f"[{conn.name}] {method} withdrawn: {why}")
+                self._withdraw(session, rid, related, f"[{conn.label}] {method} withdrawn: {why}")
         if pending.cancelled:
             return None
         if pending.reply is None:
@@ -317,7 +317,7 @@ class ReversePath:
 
     def _log(self, conn: UpstreamConnection, msg: Message, params: dict[str, Any], call: Call | None) -> None:
         logger = params.get("logger")
-        msg["params"] = {**params, "logger": f"{conn.name}/{logger}" if logger else conn.name}
+        msg["params"] = {**params, "logger": f"{conn.label}/{logger}" if logger else conn.label}
         level = params.get("level")
         if call is not None and isinstance(call.origin, Session):
             if call.origin.wants_log(level):

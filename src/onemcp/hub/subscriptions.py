@@ -21,13 +21,13 @@ from typing import Any
 import anyio
 
 from onemcp.auth.access import SUBSCRIBE
-from onemcp.catalog.catalog import Catalog, shown_as
-from onemcp.catalog.reach import INSTANCE_MARK
+from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
 from onemcp.hub.connections import ready
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, MethodNotFound, NotFound
+from onemcp.protocol.names import INSTANCE_MARK, shown_as
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
 
@@ -88,7 +88,9 @@ class Subscriptions:
         # a listen stream's are held on the shared connection (a 2026-07-28 caller's own one is reaped idle)
         conn = ready(self.pool, server) if session.ephemeral else await self.route(session, server)
         if not takes_subscriptions(conn):
-            raise MethodNotFound(f"[{server}] resources/subscribe: this server takes no resource subscriptions")
+            raise MethodNotFound(
+                f"[{shown_as(server)}] resources/subscribe: this server takes no resource subscriptions"
+            )
         await self._hold(session, key, conn, params)
         return {}
 

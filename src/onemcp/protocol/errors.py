@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from onemcp.protocol.names import shown_as
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -127,7 +129,8 @@ class UpstreamError(HubError):
     code = INTERNAL_ERROR
 
     def __init__(self, server: str, message: str, *, data: Any = None) -> None:
-        super().__init__(f"[{server}] {message}", data=data)
+        # labelled as clients know the server (a template instance by its template's name)
+        super().__init__(f"[{shown_as(server)}] {message}", data=data)
         self.server = server
 
 

@@ -23,6 +23,13 @@ URI_SEPARATOR = "+"
 # would make the address unfetchable (the catalog routes a read of one by the lists and templates)
 _WEB = re.compile(r"^https?://", re.IGNORECASE)
 DEFAULT_SEPARATOR = "__"
+INSTANCE_MARK = "@"  # in `<template>@<hash>`, a template instance's name; no server or template name may contain it
+
+
+def shown_as(server: str) -> str:
+    """The name clients know a server by: its own, or a template instance's template's (the instance's
+    id is the hub's, for /health and logs)."""
+    return server.partition(INSTANCE_MARK)[0]
 
 
 class PrefixMode(StrEnum):

@@ -38,6 +38,7 @@ from onemcp.protocol.errors import (
 )
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.methods import KINDS
+from onemcp.protocol.names import shown_as
 from onemcp.upstream import era
 from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
@@ -87,6 +88,7 @@ class UpstreamConnection:
         owner: Requester | None = None,
     ) -> None:
         self.name = name
+        self.label = shown_as(name)  # as clients know it: a template instance by its template's name
         # The downstream session this connection serves alone (`isolation: session`), or
         # None for the shared connection that also feeds the catalog.
         self.owner = owner
@@ -178,7 +180,7 @@ class UpstreamConnection:
 
     def _untagged(self, error: object) -> str:
         """An error's text without this server's "[name] ": the message it goes into names the server once."""
-        return str(error).removeprefix(f"[{self.name}] ")
+        return str(error).removeprefix(f"[{self.label}] ")
 
     def _set_failed(self, error: str) -> None:
         if self.state == "failed":
@@ -222,7 +224,7 @@ class UpstreamConnection:
         self._settled()
         for call in pending.values():
             call.broken = True
-            why = f"[{self.name}] {'upstream closed: ' if closed else ''}{told}"
+            why = f"[{self.label}] {'upstream closed: ' if closed else ''}{told}"
             call.finish(jsonrpc.error(call.downstream_id, {"code": UPSTREAM_UNAVAILABLE, "message": why}))
 
     async def _reinitialize(self, stale_session: str | None) -> None:
@@ -453,7 +455,7 @@ class UpstreamConnection:
         msg["id"] = call.downstream_id
         err = msg.get("error")
         if call.origin is not None and isinstance(err, dict) and isinstance(err.get("message"), str):
-            msg["error"] = {**err, "message": f"[{self.name}] {err['message']}"}
+            msg["error"] = {**err, "message": f"[{self.label}] {err['message']}"}
         call.finish(msg)
 
     def origins(self) -> list[Requester]:

@@ -21,6 +21,7 @@ from onemcp import __version__
 from onemcp.config.model import ServerConfig
 from onemcp.protocol.errors import UpstreamError
 from onemcp.protocol.meta import SERVER_INFO
+from onemcp.protocol.names import shown_as
 from onemcp.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from onemcp.upstream import era
 from onemcp.upstream.call import Requester
@@ -88,7 +89,7 @@ async def _discover(conn: Greeted, limit: float, *, required: bool) -> bool:
             result = await conn.request("server/discover", {}, limit=limit)
     except (UpstreamError, TimeoutError) as exc:
         if required:  # said once: "server/discover failed: <why>", never "... failed: server/discover failed: ..."
-            why = str(exc).removeprefix(f"[{conn.name}] ").removeprefix("server/discover failed: ")
+            why = str(exc).removeprefix(f"[{shown_as(conn.name)}] ").removeprefix("server/discover failed: ")
             why = why if isinstance(exc, UpstreamError) else f"no answer within {budget:g}s"
             raise UpstreamError(conn.name, f"server/discover failed: {why}") from None
         log.debug("upstream %s: not 2026-07-28 (%s); using initialize", conn.name, exc)

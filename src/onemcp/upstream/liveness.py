@@ -19,6 +19,7 @@ import anyio
 from onemcp.config.model import ServerConfig
 from onemcp.protocol.errors import UpstreamError, UpstreamReplied, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.names import shown_as
 from onemcp.upstream.call import Call, Requester
 
 log = logging.getLogger("onemcp.upstream")
@@ -114,7 +115,7 @@ async def keepalive(conn: Idle, interval: float) -> None:
         except UpstreamReplied:
             pass  # an error is an answer: it is alive
         except UpstreamError as exc:  # not even sent: the connection is dead (a server that cannot be reached)
-            reason = str(exc).removeprefix(f"[{conn.name}] ")
+            reason = str(exc).removeprefix(f"[{shown_as(conn.name)}] ")
             log.warning("upstream %s: %s could not be sent (%s): recycling it", conn.name, method, reason)
             conn.transport.abort(reason)
             return

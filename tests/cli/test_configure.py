@@ -56,6 +56,19 @@ def test_validate_a_good_file_and_a_missing_one(tmp_path: Path, capsys: pytest.C
     assert code == 2 and "cannot read" in err
 
 
+def test_validate_checks_the_presets_beside_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The hub reads presets.json beside mcp.json: `validate` said "valid" over one it refuses (clients
+    then got "unknown preset")."""
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"py": {"command": "python3"}}}))
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"presets": {"dev": {"filter": "dev", "exposure": "search"}}}))
+    assert cli(capsys, "validate", str(path))[0] == 0
+    presets.write_text(json.dumps({"presets": {"dev": {"filter": "dev", "exposure": "SEARCH"}}}))
+    code, out, _ = cli(capsys, "validate", str(path))
+    assert code == 1 and f"{presets}: presets.dev.exposure: must be one of" in out, out
+
+
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
 def test_init_templates_load_and_match_the_schema(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], template: str

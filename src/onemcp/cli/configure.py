@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from onemcp.config import formats, schema
+from onemcp.config import formats, presets, schema
 from onemcp.config.edit import BACKUP_DIR, BACKUPS_KEPT
 from onemcp.config.files import atomic_write, backup, locked
 from onemcp.config.load import ConfigError, environment, parse_config, resolve_path
@@ -99,6 +99,12 @@ def validate(path: Path, *, as_json: bool) -> int:
         problems = list(exc.problems)
     with contextlib.suppress(formats.FormatError, UnicodeDecodeError):  # that is already a problem
         problems += checks(formats.parse(raw, formats.format_of(path)))
+    beside = presets.presets_path(path)
+    if beside.exists():  # the hub reads it too: a bad one leaves clients with "unknown preset"
+        try:
+            presets.validate(presets.read_document(beside), source=str(beside))
+        except presets.PresetError as exc:
+            problems.append(str(exc))
     if as_json:
         doc: dict[str, Any] = {"file": str(path), "valid": not problems, "problems": problems}
         if config is not None:

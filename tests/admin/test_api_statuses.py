@@ -135,6 +135,7 @@ async def test_every_status_a_route_answers_is_documented(tmp_path: Path, monkey
             ):
                 await d.send(404, method, where)
             await d.send(400, "DELETE", "/user-secrets")  # ?principal=&name= are required
+            await d.send(400, "GET", "/tools?limit=1&limit=2")  # which one? (the last was taken, silently)
             (tmp_path / "b" / "presets.json").write_text("{ half written")
             await d.send(500, "GET", "/presets")
             (tmp_path / "b" / "presets.json").unlink()

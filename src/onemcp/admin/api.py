@@ -99,6 +99,9 @@ class AdminApi:
             await asgi.send_json(send, 403, {"error": "missing or wrong CSRF token (x-onemcp-csrf)"})
             return
         request = Request(scope, receive, principal, m.groupdict(), route.body)
+        if twice := request.repeated:
+            await asgi.send_json(send, 400, {"error": f"parameter(s) given more than once: {', '.join(twice)}"})
+            return
         if unknown := sorted(set(request.query).difference(route.query)):
             expected = ", ".join(route.query) or "none"
             await asgi.send_json(

@@ -30,11 +30,22 @@ class Request:
     body: schema.Body = schema.NO_BODY  # what the route takes
 
     @property
-    def query(self) -> dict[str, str]:
-        """The query's parameters, blank ones too (`?server=` is a parameter, though empty)."""
+    def pairs(self) -> list[tuple[str, str]]:
+        """The query's parameters in order, blank ones too (`?server=` is a parameter, though empty)."""
         from urllib.parse import parse_qsl
 
-        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        return parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(self.pairs)
+
+    @property
+    def repeated(self) -> list[str]:
+        """The parameters given more than once (which would they mean? a 400, as a repeated `/mcp`
+        selector is)."""
+        names = [name for name, _ in self.pairs]
+        return sorted({name for name in names if names.count(name) > 1})
 
     async def json(self) -> dict[str, Any]:
         """The body, a JSON object ({} when empty) that is the route's `Body`; else 400."""

@@ -241,7 +241,7 @@ class UpstreamConnection:
                 if kind not in self.kinds():
                     self.events.on_list(self, kind, [])  # it no longer offers them
             for kind in self.kinds():
-                self._refresh_soon(kind)  # in the background, after the lock (its requests wait for it)
+                self._refresh_soon(kind, unpaced=True)  # in the background, after the lock (its requests wait)
 
     # ---------------------------------------------------------------------- lists
     def kinds(self) -> list[str]:
@@ -278,15 +278,18 @@ class UpstreamConnection:
         else:
             await self.request("resources/unsubscribe", {**params, "uri": uri})
 
-    def _refresh_soon(self, kind: str) -> None:
+    def _refresh_soon(self, kind: str, *, unpaced: bool = False) -> None:
         """Refresh `kind` after a list_changed: at most one refresh per kind runs, and changes
         announced meanwhile make one more after it (a flood of list_changed costs two lists); a
-        list that keeps changing is read again only after a pause (`pacing`)."""
+        list that keeps changing is read again only after a pause (`pacing`), unless `unpaced` (a new
+        upstream session: no change the server announced, and its requests wait for the list)."""
         if kind in self._stale:
             self._stale[kind].again = True
         elif self._tg is not None:
             self._stale[kind] = Relist()
             self._tg.start_soon(self._refresh_quietly, kind)
+        if unpaced and kind in self._stale:
+            self._stale[kind].awaited = True
 
     async def _refresh_quietly(self, kind: str) -> None:
         relist = self._stale[kind]

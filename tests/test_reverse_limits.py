@@ -8,6 +8,7 @@ new requests again once the client has answered (issue 20, finding 2).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -101,3 +102,63 @@ async def test_a_silent_client_holds_at_most_the_connection_limit() -> None:
                 await still_served(hub)
                 silent.release.set()
             assert silent.asked == 16
+
+
+async def test_a_principal_s_abandoned_2026_rounds_are_capped_and_leave_room_for_others(tmp_path: Path) -> None:
+    """A 2026-07-28 caller has no session: each round it never retries parks the legacy upstream's call.
+    One principal may hold at most `maxPendingClientRequestsPerSession` of them; past it its new rounds are
+    refused at once, and another principal's rounds, and the first one's retries, still go on."""
+    import base64
+    import time
+
+    import httpx
+
+    from downstream.test_modern import headers, modern
+    from onemcp.auth.keys import KeyStore
+
+    cmd = fixture_command()
+    fixture = {"command": cmd[0], "args": cmd[1:], "timeout": 30}
+    limits = {"maxPendingClientRequestsPerSession": 3}
+    config = {"mcpServers": {"fx": fixture}, "onemcp": {"auth": {"apiKeys": True}, "limits": limits}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(config))
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            keys = KeyStore(tmp_path / "keys.db")
+            greedy, other = keys.create("greedy", ["mcp"]), keys.create("other", ["mcp"])
+            caps: dict[str, Any] = {
+                "io.modelcontextprotocol/clientCapabilities": {"sampling": {}, "elicitation": {"form": {}}}
+            }
+
+            async def call(key: str, tool: str = "sample", **extra: Any) -> dict[str, Any]:
+                r = await http.post(
+                    hub.url,
+                    json=modern("tools/call", meta=caps, name=tool, arguments={}, **extra),
+                    headers={**headers("tools/call", tool), "authorization": f"Bearer {key}"},
+                )
+                body: dict[str, Any] = r.json()
+                return body
+
+            rounds = [(await call(greedy))["result"] for _ in range(3)]  # never retried
+            assert all(r["resultType"] == "input_required" for r in rounds)
+            refused = await call(greedy)
+            assert refused["error"]["code"] == -32603, refused
+            assert "(limit 3 per principal)" in refused["error"]["message"]
+            assert hub.app.hub.pool.connections["fx"].reverse_open == 3  # the refused one holds nothing
+            assert (await call(other))["result"]["resultType"] == "input_required"  # another principal's: asked
+            # the greedy principal's retry of one of its rounds is answered, and makes room for a new round
+            (key,) = rounds[0]["inputRequests"]
+            answer = {key: {"role": "assistant", "content": {"type": "text", "text": "hi"}, "model": "m"}}
+            done = await call(greedy, inputResponses=answer, requestState=rounds[0]["requestState"])
+            assert '"hi"' in done["result"]["content"][0]["text"], done
+            again = (await call(greedy))["result"]
+            assert again["resultType"] == "input_required"
+
+            # a sampling round waits the server's `timeout` (as a legacy client has), an elicitation 10 minutes
+            def expiry(state: str) -> float:
+                body = state.removeprefix("onemcp1.").rpartition(".")[0]
+                return float(json.loads(base64.urlsafe_b64decode(body))["e"]) - time.time()
+
+            assert expiry(again["requestState"]) <= 31
+            asked = (await call(other, "elicit"))["result"]
+            assert expiry(asked["requestState"]) > 500

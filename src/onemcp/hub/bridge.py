@@ -116,7 +116,16 @@ def retry_request(call: Call, result: dict[str, Any], answers: dict[str, Any]) -
 # A legacy upstream asks a modern client: park the upstream call, answer input_required.
 
 STATE_PREFIX = "onemcp1."
-PARK_SECONDS = 600.0
+PARK_SECONDS = 600.0  # an elicitation's: a person answers it
+
+
+def park_seconds(method: str, timeout: float) -> float:
+    """How long a call parked for `method` waits for its client's retry. An elicitation is a person's to
+    answer: PARK_SECONDS. Sampling and roots are the client's own (a model, a list), and the server's
+    `timeout` is what a legacy client gets to answer them: that, up to PARK_SECONDS. A round its client
+    never retries holds the upstream call (and one of its principal's `maxPendingClientRequestsPerSession`)
+    that long."""
+    return PARK_SECONDS if method == "elicitation/create" else min(timeout, PARK_SECONDS)
 
 
 @dataclass(eq=False)
@@ -162,7 +171,7 @@ class Parking:
     def park(self, conn: UpstreamConnection, call: Call, ask: Message, pending: ReversePending, owner: str) -> Message:
         """Keep `call` waiting; the input-required reply that asks the client instead."""
         handle = secrets.token_hex(8)
-        expires = time.time() + PARK_SECONDS
+        expires = time.time() + park_seconds(str(ask.get("method")), conn.config.timeout)
         doc: dict[str, Any] = {"h": handle, "e": int(expires)}
         if self.tag:
             doc["r"] = self.tag

@@ -18,6 +18,7 @@ import anyio
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
+from onemcp.hub.bridge import park_seconds
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import ReversePending, Session, SessionStore
 from onemcp.hub.tasks import TaskRouter
@@ -39,7 +40,7 @@ from onemcp.upstream.connection import UpstreamConnection
 log = logging.getLogger("onemcp.reverse")
 MAX_ELICITATIONS = 1024  # hub-wide: beyond it the session waiting on the most loses its oldest
 MAX_SESSION_ELICITATIONS = 64  # one session's: beyond it its own oldest is forgotten, never another's
-PARKED_PATIENCE = 660.0  # longer than bridge.PARK_SECONDS, which expires parked calls first
+PARKED_SLACK = 60.0  # past a parked call's expiry (bridge.park_seconds), which ends it first
 
 
 class ReversePath:
@@ -62,6 +63,8 @@ class ReversePath:
         # (the connection that asked, its elicitationId) -> (the session asked, the id that client knows):
         # two connections (`isolation`, per-principal ones) may mint the same id for two clients
         self._elicitations: dict[tuple[UpstreamConnection, str], tuple[Session, str]] = {}
+        # principal id -> its 2026-07-28 calls' requests held here (each call parked until its client retries)
+        self._parked_for: Counter[str] = Counter()
         # is the session subscribed to (server, upstream URI) on this connection? (the hub's `Subscriptions`)
         self.hears: Callable[[Session, UpstreamConnection, tuple[str, str]], bool] = lambda s, _, k: (
             k in s.subscriptions
@@ -168,6 +171,16 @@ class ReversePath:
             )
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
         limit = self.limits().max_pending_client_requests_per_session
+        principal = session.principal.id
+        if session.ephemeral and self._parked_for[principal] >= limit:
+            # A 2026-07-28 caller has no session to count in: each call of its principal's waits parked until
+            # its client retries. Refused at once, none evicted: another user of that principal may be answering.
+            hit("pending_client_requests", "principal %s: %s from %s refused", principal, method, conn.name)
+            why = (
+                f"onemcp: too many of this principal's 2026-07-28 calls are waiting for their client's input"
+                f" (limit {limit} per principal)"
+            )
+            return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
         if len(session.reverse) >= limit:  # before anything is held for it
             hit("pending_client_requests", "session %s: %s from %s refused", session.id[:8], method, conn.name)
             why = f"onemcp: too many requests to this client are waiting (limit {limit} per session)"
@@ -180,19 +193,26 @@ class ReversePath:
         related = call if call is not None and not call.done else None
         self._requests[key] = (session, rid, related)
         why = "the server stopped waiting for it (its connection closed)"
+        if session.ephemeral:
+            self._parked_for[principal] += 1
         try:
             if related is not None:
                 related.push(out)
             else:
                 session.post(out)
             # A modern client answers by calling again; its parked call expires on its own.
-            patience = PARKED_PATIENCE if session.ephemeral else conn.config.timeout
+            parked = park_seconds(method, conn.config.timeout) + PARKED_SLACK
+            patience = parked if session.ephemeral else conn.config.timeout
             with anyio.move_on_after(patience):
                 await pending.done.wait()
             why = f"the client did not answer in time ({patience:g}s)"
         finally:
             session.reverse.pop(rid, None)
             self._requests.pop(key, None)
+            if session.ephemeral:
+                self._parked_for[principal] -= 1
+                if not self._parked_for[principal]:
+                    del self._parked_for[principal]
             if not pending.done.is_set() and not session.closed and not session.ephemeral:
                 # nobody waits for its answer now (the server went away, or stopped waiting): the client is told,
                 # as when the server withdraws it, so that it stops asking its user or its model

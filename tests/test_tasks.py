@@ -599,3 +599,31 @@ async def test_a_revived_sessions_task_from_before_the_restart_is_a_clear_error(
             # one it never made is not found, with the same hint (the hub cannot tell them apart)
             error = (await http.post(hub.url, json=req("tasks/get", taskId="nope"), headers=headers)).json()["error"]
             assert "Task not found: nope" in error["message"]
+
+
+async def test_tasks_list_answers_without_a_server_that_does_not_answer_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that never answers tasks/list held the whole merged list for its `timeout` (60 s by
+    default): the hub waits for each one `LIST_WAIT` at most, answers with the others' tasks, and says
+    in its log which server was left out (g's L1)."""
+    monkeypatch.setattr(tasks, "LIST_WAIT", 0.3)
+    config = {"mcpServers": {"a": stdio("--tasks"), "b": {**stdio("--tasks"), "timeout": 30}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            made = []
+            for tool in ("a__sleep", "b__sleep"):
+                call = req("tools/call", name=tool, arguments={"seconds": 60}, task={"ttl": 60000})
+                made.append((await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]["taskId"])
+            b = hub.app.hub.pool.connections["b"]
+            async with anyio.create_task_group() as tg:
+                freeze = req("tools/call", rid=2, name="b__freeze", arguments={"seconds": 3})
+                tg.start_soon(lambda: http.post(hub.url, json=freeze, headers=headers))  # b stops answering
+                while not b.in_flight:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                listed = (await http.post(hub.url, json=req("tasks/list", rid=3), headers=headers)).json()
+                tg.cancel_scope.cancel()
+    # a's alone: b's is left out (b answers once it thaws, after 3 s: waited for, both were listed)
+    assert [t["taskId"] for t in listed["result"]["tasks"]] == [made[0]]
+    assert "tasks/list: b did not answer within 0.3s: its tasks are left out" in caplog.text

@@ -12,8 +12,9 @@ session's) and hub-wide (beyond `MAX_TASKS` the session holding the most loses i
 are forgotten when it ends (those not seen to end stay routed to it, `MAX_ORPHANS`, so that what they ask
 reaches no one else), and, when it cannot come back, those still running are cancelled upstream
 (`tasks/cancel`, in the background, where the server offers it): no one can reach them any more. `tasks/list`
-reads every page of each connection's list (at most `LIST_PAGES`) and withholds an entry a validating client
-would refuse. A server may send a task's first `notifications/tasks/status` before the reply that creates it:
+reads every page of each connection's list (at most `LIST_PAGES`, within `LIST_WAIT`: a server that has not
+answered by then is left out) and withholds an entry a validating client would refuse.
+A server may send a task's first `notifications/tasks/status` before the reply that creates it:
 held (a few, for EARLY_SECONDS) until that reply names its session, then sent there. A server's request or log
 line that names a task (`_meta` related-task) belongs to that task's session (`named`); one that names neither
 a call nor a task may be for any session whose task on that connection has not been seen to end
@@ -39,7 +40,7 @@ import anyio.abc
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.hub.rewrite import task_problem
-from onemcp.protocol.errors import HubError, InvalidParams, NotFound, UpstreamUnavailable
+from onemcp.protocol.errors import HubError, InvalidParams, NotFound, UpstreamTimeout, UpstreamUnavailable
 
 if TYPE_CHECKING:
     from onemcp.upstream.connection import UpstreamConnection
@@ -53,6 +54,9 @@ EARLY_STATUS = 256  # hub-wide: status notifications held for tasks whose creati
 EARLY_PER_TASK = 4  # of one task: its latest
 EARLY_SECONDS = 30.0  # held at most this long (a reply that never comes, or a task the hub never records)
 LIST_PAGES = 100  # of one connection's tasks/list
+# how long a tasks/list waits for each connection's pages (within its `timeout`): one that has not answered by
+# then is left out, logged, and the list answered with the others'; a hung server held it `timeout` (60 s)
+LIST_WAIT = 5.0
 MAX_ORPHANS = 1_000  # tasks of ended sessions not seen to end: kept so that what they ask goes to no one
 # how long a task not seen to end is taken to be running: its ttl, at most a day; an hour if it gives none
 # (a server need not say that a task ended, and one never read must not refuse others' requests for ever)
@@ -319,9 +323,23 @@ class TaskRouter:
 
         async def one(conn: UpstreamConnection) -> None:
             cursor: object = None
-            for _ in range(LIST_PAGES):  # every page (a server that pages without end: the first LIST_PAGES)
+            until = anyio.current_time() + min(LIST_WAIT, conn.config.timeout)
+            for page in range(LIST_PAGES):  # every page (a server that pages without end: the first LIST_PAGES)
+                left = until - anyio.current_time()
                 try:
-                    listed = await conn.request("tasks/list", {"cursor": cursor} if cursor is not None else {})
+                    if left <= 0:
+                        raise UpstreamTimeout(conn.name, "tasks/list timed out")
+                    params = {"cursor": cursor} if cursor is not None else {}
+                    listed = await conn.request("tasks/list", params, limit=left)
+                except UpstreamTimeout:
+                    log.warning(
+                        "tasks/list: %s did not answer within %gs: %s tasks are left out of session %s's list",
+                        conn.name,
+                        min(LIST_WAIT, conn.config.timeout),
+                        "the rest of its" if page else "its",
+                        session_id[:8],
+                    )
+                    return
                 except HubError as exc:
                     log.info("tasks/list to %s failed: %s", conn.name, exc)
                     return

@@ -288,3 +288,25 @@ def test_status_waits_for_a_first_health_report_that_loads_the_token_counter(
     monkeypatch.setattr(daemon, "running", lambda path: {"url": "http://127.0.0.1:9/mcp", "pid": 1})
     assert daemon.status(tmp_path / "mcp.json", as_json=False) == 0
     assert "1 server(s): 1 ready" in capsys.readouterr().out and waited["health"] >= 10
+
+
+def test_status_and_stop_of_a_hub_that_does_not_answer(config_dir: Path) -> None:
+    """A suspended hub (SIGSTOP) answers nothing: `status` waited 30 s for /health and then said only "no
+    answer (HTTP 0)" (33 s in all), and `stop` waited its timeout and killed it. `status` now says at once
+    (its readiness probe, 3 s) that it does not answer and why, and `stop` lets it run to stop gracefully."""
+    assert onemcp(config_dir, "start", "--port", "0").returncode == 0
+    pid = json.loads((config_dir / "runtime.json").read_text())["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        status = onemcp(config_dir, "status")
+        assert status.returncode == 1, status
+        assert f"(pid {pid}), but it does not answer (/health/ready: no reply within 3s)" in status.stdout
+        assert f"its process is suspended (SIGSTOP, a debugger): `kill -CONT {pid}` resumes it" in status.stdout
+        said = json.loads(onemcp(config_dir, "status", "--json").stdout)
+        assert said["running"] and said["answers"] is False and said["suspended"] is True, said
+        stopped = onemcp(config_dir, "stop", "--timeout", "30")
+        assert stopped.returncode == 0 and stopped.stdout.strip() == f"onemcp: stopped (pid {pid})", stopped
+        assert f"stopped (pid {pid})" in onemcp(config_dir, "logs", "-n", "1").stdout  # it stopped itself
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)  # suspended or not

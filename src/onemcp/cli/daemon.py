@@ -165,11 +165,12 @@ def address(found: dict[str, Any] | None, host: str | None, port: int | None) ->
 
 
 HEALTH_WAIT = 30.0  # /health's first answer may load the token counter: seconds on a busy machine
+ANSWER_WAIT = 3.0  # a hub that answers not even /health/ready this long is said not to answer
 
 
-def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
+def fetch(url: str, timeout: float = ANSWER_WAIT) -> tuple[int, Any]:
     """The status and JSON body of a GET of `url`, as `$ONEMCP_TOKEN` when it is set (/health needs
-    the operator or admin scope on a hub with auth); 0 and None when nothing answers."""
+    the operator or admin scope on a hub with auth); 0 and why (a string) when nothing answers."""
     request = urllib.request.Request(url, headers=auth_headers())
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -179,8 +180,39 @@ def fetch(url: str, timeout: float = 3.0) -> tuple[int, Any]:
             return exc.code, json.loads(exc.read())
         except ValueError:
             return exc.code, None
+    except ValueError:
+        return 0, "its answer was not JSON"
+    except OSError as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, TimeoutError):
+            return 0, f"no reply within {timeout:g}s"
+        if isinstance(reason, ConnectionRefusedError):
+            return 0, "the connection was refused"
+        return 0, str(reason) or type(reason).__name__
+
+
+def suspended(pid: object) -> bool:
+    """Is the process suspended (SIGSTOP, a debugger)? It then answers nothing and handles no SIGTERM.
+    False where /proc does not tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
-        return 0, None
+        return False
+    return stat.rpartition(")")[2].split()[:1] in (["T"], ["t"])
+
+
+def silent(found: dict[str, Any], why: object) -> str:
+    """What to say of a running hub that does not answer."""
+    pid = found.get("pid")
+    hint = (
+        f"its process is suspended (SIGSTOP, a debugger): `kill -CONT {pid}` resumes it"
+        if suspended(pid)
+        else "it may be stuck or overloaded: `onemcp logs` may say why"
+    )
+    return (
+        f"running at {found['url']} (pid {pid}), but it does not answer (/health/ready: {why}); {hint}; "
+        "`onemcp stop` ends it"
+    )
 
 
 def auth_headers() -> dict[str, str]:
@@ -282,6 +314,8 @@ def stop(path: Path, timeout: float) -> int:
         return 1
     try:
         os.kill(pid, signal.SIGTERM)
+        if suspended(pid):  # a suspended process handles no SIGTERM: let it run, to stop gracefully
+            os.kill(pid, signal.SIGCONT)
     except ProcessLookupError:  # it ended between the look and the signal
         print(f"onemcp: stopped (pid {pid})")
         return 0
@@ -312,8 +346,15 @@ def status(path: Path, *, as_json: bool) -> int:
         else:
             print(f"onemcp: {lost(found)}")
         return 1
+    ready, why = fetch(f"{base_of(found['url'])}/health/ready")
+    if ready == 0:  # nothing answers: /health would be waited for in vain (HEALTH_WAIT)
+        if as_json:
+            said = {"running": True, "ready": False, "url": found["url"], "pid": found.get("pid"), "health": None}
+            print(json.dumps({**said, "answers": False, "why": why, "suspended": suspended(found.get("pid"))}))
+        else:
+            print(f"onemcp: {silent(found, why)}")
+        return 1
     code, health = fetch(f"{base_of(found['url'])}/health", HEALTH_WAIT)
-    ready, _ = fetch(f"{base_of(found['url'])}/health/ready")
     ok = ready == 200 and isinstance(health, dict) and health.get("status") == "ok"
     if as_json:
         print(

@@ -248,3 +248,40 @@ async def test_a_uri_too_long_to_hold_is_refused_in_both_eras(tmp_path: Path) ->
                     assert await legacy.request("resources/subscribe", {"uri": fine_uri}) == {}
                 async with modern_http(target) as modern:
                     assert await modern.listen([long_uri, fine_uri]) == [fine_uri]
+
+
+async def test_an_ended_listen_forgets_its_subscriptions_without_waiting_on_a_server_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ended listen's unsubscribes went one after another, shielded, each waiting up to its server's
+    `timeout`: a server that stopped answering held the ended listen (its principal's stream) and the hub's
+    shutdown that long per URI. Its servers are told for UNSUBSCRIBE_WAIT at most; the rest is forgotten."""
+    from downstream.test_modern import headers, modern
+    from onemcp.hub import subscriptions
+
+    monkeypatch.setattr(subscriptions, "UNSUBSCRIBE_WAIT", 0.3)
+    uris = [f"demo+fixture://x/{n}" for n in range(3)]
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(timeout=30), "other": stdio()}}) as hub:
+            held = hub.app.hub.subscriptions._subscribers
+            thawed = anyio.Event()
+            async with httpx.AsyncClient(timeout=DEADLINE) as http, anyio.create_task_group() as tg:
+                listen = modern("subscriptions/listen", notifications={"resourceSubscriptions": uris})
+                async with http.stream("POST", hub.url, json=listen, headers=headers("subscriptions/listen")) as r:
+                    async for line in r.aiter_lines():
+                        if line.startswith("data:"):  # the acknowledgement: subscribed
+                            break
+                    assert len(held) == 3
+
+                    async def freeze() -> None:  # the server stops answering for a while
+                        call = modern("tools/call", name="demo__freeze", arguments={"seconds": 5})
+                        await http.post(hub.url, json=call, headers=headers("tools/call", "demo__freeze"))
+                        thawed.set()
+
+                    tg.start_soon(freeze)
+                    while not hub.app.hub.pool.connections["demo"].in_flight:
+                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                # the listen ended: its subscriptions are forgotten while the server is still frozen
+                while held:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                assert not thawed.is_set()

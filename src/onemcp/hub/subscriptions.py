@@ -35,6 +35,7 @@ from onemcp.upstream.pool import Pool
 # any URI under a server's prefix is taken, so with only the body limit 1,000 subscriptions of 4 MiB
 # URIs could make one session hold 4 GB. Longer than a path can be (PATH_MAX 4,096) with room to spare.
 MAX_URI = 8192
+UNSUBSCRIBE_WAIT = 5.0  # how long an ended listen's servers are told of its subscriptions' end (`unsubscribe_each`)
 
 log = logging.getLogger("onemcp.hub")
 Key = tuple[str, str]  # (server, upstream URI)
@@ -155,16 +156,22 @@ class Subscriptions:
         self, session_id: str, key: Key, held: UpstreamConnection | None, params: dict[str, Any]
     ) -> None:
         """`session_id` no longer holds `key` where it `held` it: upstream unsubscribed when it was the last."""
+        conn = self._let_go(session_id, key, held)
+        if conn is not None:
+            await conn.unsubscribe_resource(key[1], params)
+
+    def _let_go(self, session_id: str, key: Key, held: UpstreamConnection | None) -> UpstreamConnection | None:
+        """`_release` here: the connection to tell upstream, when `session_id` was its last subscriber there."""
         subscribers = self._subscribers.get(key) if held is None else self._own.get((held, key[1]))
         if subscribers is None:
-            return
+            return None
         subscribers.discard(session_id)
         if subscribers:
-            return
+            return None
         self._forget_empty(key, held)
-        conn = ready(self.pool, key[0]) if held is None else held
-        if held is None or held.state == "ready":
-            await conn.unsubscribe_resource(key[1], params)
+        if held is None:
+            return ready(self.pool, key[0])
+        return held if held.state == "ready" else None
 
     def _forget_empty(self, key: Key, held: UpstreamConnection | None) -> None:
         if held is None:
@@ -232,11 +239,20 @@ class Subscriptions:
                 log.info("listen: subscribing %s failed: %s", uri, exc)
 
     async def unsubscribe_each(self, session: Session, uris: list[str]) -> None:
-        """Unsubscribe from each of `uris`, even while cancelled (a session's last word)."""
-        with anyio.CancelScope(shield=True):
-            for uri in uris:
+        """Unsubscribe from each of `uris`, even while cancelled (a session's last word), telling their servers
+        for UNSUBSCRIBE_WAIT at most: past it the rest are forgotten here only. One after another, each waited
+        up to its server's `timeout`: a server that stopped answering held the ended listen (its principal's
+        stream), and the hub's shutdown, that long per URI."""
+        left = list(uris)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_WAIT):
+            while left:
                 with contextlib.suppress(HubError):
-                    await self.unsubscribe(session, {"uri": uri})
+                    await self.unsubscribe(session, {"uri": left[0]})
+                left.pop(0)
+        for uri in left:  # (the first may be half done: it was let go of here before its server was asked)
+            with contextlib.suppress(HubError):
+                key = self._locate(session, "resources/unsubscribe", {"uri": uri})
+                self._let_go(session.id, key, session.subscriptions.pop(key, None))
 
     def _locate(self, session: Session, method: str, params: dict[str, Any]) -> Key:
         uri = params.get("uri")

@@ -285,3 +285,38 @@ async def test_an_ended_listen_forgets_its_subscriptions_without_waiting_on_a_se
                 while held:
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
                 assert not thawed.is_set()
+
+
+async def test_a_listen_is_acknowledged_without_waiting_on_a_server_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listen subscribed to its URIs one after another, each waiting up to its server's `timeout`: its
+    acknowledgement waited that long per URI of a server that stopped answering (3 URIs, `timeout` 4: 12 s).
+    The servers are asked at once, each subscription within SUBSCRIBE_WAIT, and a server that lets one pass
+    is asked no more: the others' subscriptions are held, that one's are left out, logged."""
+    from downstream.test_modern import headers, modern
+    from onemcp.hub import subscriptions
+
+    monkeypatch.setattr(subscriptions, "SUBSCRIBE_WAIT", 0.3)
+    uris = [f"demo+fixture://x/{n}" for n in range(3)] + ["other+fixture://x/0"]
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(timeout=30), "other": stdio()}}) as hub:
+            thawed = anyio.Event()
+            async with httpx.AsyncClient(timeout=DEADLINE) as http, anyio.create_task_group() as tg:
+
+                async def freeze() -> None:  # the server stops answering for a while
+                    call = modern("tools/call", name="demo__freeze", arguments={"seconds": 5})
+                    await http.post(hub.url, json=call, headers=headers("tools/call", "demo__freeze"))
+                    thawed.set()
+
+                tg.start_soon(freeze)
+                while not hub.app.hub.pool.connections["demo"].in_flight:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                listen = modern("subscriptions/listen", notifications={"resourceSubscriptions": uris})
+                async with http.stream("POST", hub.url, json=listen, headers=headers("subscriptions/listen")) as r:
+                    async for line in r.aiter_lines():
+                        if line.startswith("data:"):  # the acknowledgement
+                            break
+                    assert not thawed.is_set()
+                    assert list(hub.app.hub.subscriptions._subscribers) == [("other", "fixture://x/0")]
+    assert "listen: demo did not take a subscription in time (0.3s at most): 3 of its 3 left out" in caplog.text

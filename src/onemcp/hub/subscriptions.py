@@ -26,7 +26,7 @@ from onemcp.config.model import Limits
 from onemcp.hub.connections import ready
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
-from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, MethodNotFound, NotFound
+from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, MethodNotFound, NotFound, UpstreamTimeout
 from onemcp.protocol.names import INSTANCE_MARK, shown_as
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
@@ -35,6 +35,7 @@ from onemcp.upstream.pool import Pool
 # any URI under a server's prefix is taken, so with only the body limit 1,000 subscriptions of 4 MiB
 # URIs could make one session hold 4 GB. Longer than a path can be (PATH_MAX 4,096) with room to spare.
 MAX_URI = 8192
+SUBSCRIBE_WAIT = 5.0  # how long each subscription a 2026-07-28 listen opens with is waited for (`subscribe_each`)
 UNSUBSCRIBE_WAIT = 5.0  # how long an ended listen's servers are told of its subscriptions' end (`unsubscribe_each`)
 
 log = logging.getLogger("onemcp.hub")
@@ -77,9 +78,10 @@ class Subscriptions:
             return False
         return takes_subscriptions(self.pool.get(server))
 
-    async def subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    async def subscribe(self, session: Session, params: dict[str, Any], limit: float | None = None) -> dict[str, Any]:
         """`resources/subscribe`, on the connection the session's calls to that server go to: upstream only
-        for its first subscriber there. A server that takes no subscriptions says -32601, as it would."""
+        for its first subscriber there (within `limit`, else the server's `timeout`). A server that takes no
+        subscriptions says -32601, as it would."""
         server, original = self._locate(session, "resources/subscribe", params)
         key = (server, original)
         cap = self._limits().max_subscriptions_per_session
@@ -92,7 +94,7 @@ class Subscriptions:
             raise MethodNotFound(
                 f"[{shown_as(server)}] resources/subscribe: this server takes no resource subscriptions"
             )
-        await self._hold(session, key, conn, params)
+        await self._hold(session, key, conn, params, None if limit is None else min(limit, conn.config.timeout))
         return {}
 
     async def unsubscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +131,9 @@ class Subscriptions:
     async def _shared(self, server: str) -> UpstreamConnection:
         return ready(self.pool, server)
 
-    async def _hold(self, session: Session, key: Key, conn: UpstreamConnection, params: dict[str, Any]) -> None:
+    async def _hold(
+        self, session: Session, key: Key, conn: UpstreamConnection, params: dict[str, Any], limit: float | None = None
+    ) -> None:
         """Subscribe `session` to `key` on `conn` (upstream only for its first subscriber there), then let go
         of where it held it before, if elsewhere."""
         home = self._home(conn)
@@ -142,7 +146,7 @@ class Subscriptions:
             subscribers = self._own.setdefault((home, key[1]), set())
         if not subscribers:
             try:
-                await conn.subscribe_resource(key[1], params)
+                await conn.subscribe_resource(key[1], params, limit)
             except BaseException:
                 self._forget_empty(key, home)
                 raise
@@ -231,12 +235,36 @@ class Subscriptions:
             self.restore(session, moved)
 
     async def subscribe_each(self, session: Session, uris: list[str]) -> None:
-        """Subscribe to each of `uris`; one that fails is logged and left out."""
+        """Subscribe to each of `uris`; one that fails is logged and left out. Each server's in turn, the
+        servers at once, each subscription within SUBSCRIBE_WAIT: a server that lets one pass is asked no
+        more (the rest of its are left out, logged). One after another, each within its server's `timeout`,
+        they held the listen's acknowledgement that long per URI of a server that stopped answering."""
+        by_server: dict[str, list[str]] = {}
         for uri in uris:
             try:
-                await self.subscribe(session, {"uri": uri})
+                by_server.setdefault(self._locate(session, "resources/subscribe", {"uri": uri})[0], []).append(uri)
             except HubError as exc:
                 log.info("listen: subscribing %s failed: %s", uri, exc)
+
+        async def each(server: str, theirs: list[str]) -> None:
+            for n, uri in enumerate(theirs):
+                try:
+                    await self.subscribe(session, {"uri": uri}, SUBSCRIBE_WAIT)
+                except UpstreamTimeout:
+                    log.warning(
+                        "listen: %s did not take a subscription in time (%gs at most): %d of its %d left out",
+                        server,
+                        SUBSCRIBE_WAIT,
+                        len(theirs) - n,
+                        len(theirs),
+                    )
+                    return
+                except HubError as exc:
+                    log.info("listen: subscribing %s failed: %s", uri, exc)
+
+        async with anyio.create_task_group() as tg:
+            for server, theirs in by_server.items():
+                tg.start_soon(each, server, theirs)
 
     async def unsubscribe_each(self, session: Session, uris: list[str]) -> None:
         """Unsubscribe from each of `uris`, even while cancelled (a session's last word), telling their servers

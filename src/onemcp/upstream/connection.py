@@ -265,12 +265,12 @@ class UpstreamConnection:
             self.transport.param_names = mcp_headers.header_params(items)
         self.events.on_list(self, kind, items)
 
-    async def subscribe_resource(self, uri: str, params: dict[str, Any]) -> None:
-        """Ask for updates of one resource: a request (legacy) or the change feed's filter (modern)."""
+    async def subscribe_resource(self, uri: str, params: dict[str, Any], limit: float | None = None) -> None:
+        """Ask for updates of one resource: a request (legacy, within `limit`) or the change feed's filter (modern)."""
         if self.era == "modern":
             self.feed.add(uri)
         else:
-            await self.request("resources/subscribe", {**params, "uri": uri})
+            await self.request("resources/subscribe", {**params, "uri": uri}, limit=limit)
 
     async def unsubscribe_resource(self, uri: str, params: dict[str, Any]) -> None:
         if self.era == "modern":

@@ -26,14 +26,11 @@ import httpx
 import pytest
 
 from onemcp.config.model import ServerConfig
-from onemcp.observability.limits import HITS
-from onemcp.protocol import sse
 from onemcp.protocol.errors import LimitReached
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.connection import UpstreamConnection
-from onemcp.upstream.transports.base import IGNORED_PER_SECOND, ServerLog
-from onemcp.upstream.transports.http import EventSink, StreamableHttpTransport
+from onemcp.upstream.transports.http import StreamableHttpTransport
 from support.events import Events
 from support.hub import raw_session, running_hub
 
@@ -295,7 +292,7 @@ async def test_a_legacy_reply_stream_closed_early_with_an_event_id_is_resumed() 
 
 
 FAILURES = [
-    ("redirect", "tools/call: the server answered HTTP 302 (redirects are not followed)"),
+    ("redirect", "tools/call: the server answered HTTP 302 to {origin}/elsewhere (not followed: set the url)"),
     ("html", "tools/call: the server answered with content-type text/html, not JSON or an event stream"),
     ("truncated", "tools/call: the reply stream ended before the reply"),
     ("cut", "tools/call: the reply stream ended before the reply"),
@@ -312,7 +309,8 @@ async def test_an_exchange_without_the_reply_fails_the_call_at_once_saying_why(t
             legacy = await raw_session(http, hub.url)
             with anyio.fail_after(DEADLINE):
                 r = await http.post(hub.url, json={**tool_call(tool), "id": 7}, headers=legacy)
-                assert r.json() == {"jsonrpc": "2.0", "id": 7, "error": {"code": -32603, "message": f"[s] {message}"}}
+                said = message.format(origin=up.url.removesuffix("/mcp"))
+                assert r.json() == {"jsonrpc": "2.0", "id": 7, "error": {"code": -32603, "message": f"[s] {said}"}}
                 r = await http.post(hub.url, json={**tool_call("plain"), "id": 8}, headers=legacy)
                 assert r.json()["result"]["content"] == [{"type": "text", "text": "ok"}]
             assert hub.app.hub.pool.connections["s"].state == "ready"
@@ -341,20 +339,3 @@ async def test_no_file_descriptor_for_a_call_is_a_limit_error_and_the_upstream_s
         monkeypatch.undo()
         assert conn.state == "ready"
         assert (await conn.request("ping")) == {}
-
-
-def test_a_flood_of_events_that_are_not_json_writes_a_few_warnings_not_one_each(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Hunt B (limits): an SSE stream (legacy SSE or Streamable HTTP) of 100,000 non-JSON events wrote
-    100,000 warnings and held the hub's event loop 8.7 s: every other client's calls waited."""
-    got: list[Message] = []
-    sink = EventSink(lambda msg, related: got.append(msg), None, ServerLog("s"))
-    before = HITS.counts["log_lines"]
-    for n in range(10_000):
-        sink(sse.Event(data=f"not json {n}"))
-    sink(sse.Event(data='{"jsonrpc": "2.0", "method": "a"}'))
-    assert got == [{"jsonrpc": "2.0", "method": "a"}]
-    warned = [r for r in caplog.records if "ignored" in r.getMessage()]
-    assert 0 < len(warned) <= 5 * (IGNORED_PER_SECOND + 1)
-    assert HITS.counts["log_lines"] - before >= 10_000 - len(warned)

@@ -6,8 +6,9 @@ event loop's callbacks), the standalone GET stream for server notifications,
 reporting an expired session (404, or a 400 that says so: http_status.py) so the connection can
 re-initialize, declaring itself dead when the server cannot be reached, and carrying the
 hub's own OAuth token for this upstream (refreshed before expiry; a 401 is recovered from once,
-by refresh, before the request fails). A request's exchange that ends without its reply (a redirect,
-a body that is not JSON, a reply stream that ends early) fails it at once, saying which; an abandoned
+by refresh, before the request fails), and following a 307/308 on the server's own origin (redirect.py).
+A request's exchange that ends without its reply (another redirect, a body that is not JSON, a reply
+stream that ends early) fails it at once, saying which; an abandoned
 request's connection is closed (at once in the modern era, where that is the cancellation; in the
 legacy era once notifications/cancelled has gone). Never forwards a downstream client's credentials: the
 only headers sent are this server's own config and the hub's own token.
@@ -30,9 +31,11 @@ from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
-from onemcp.upstream.transports.base import Deliver, Fail, ServerLog, SessionExpired, Transport, TransportError
+from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
 from onemcp.upstream.transports.h1 import Gone, H1Exchange, Pool, UpstreamHttpError
 from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, one_line, rpc_error, session_gone
+from onemcp.upstream.transports.redirect import Moved, redirected
+from onemcp.upstream.transports.sink import EventSink
 
 GET_RETRY_MAX = 30.0
 ACCEPT_BOTH = "application/json, text/event-stream"
@@ -90,39 +93,6 @@ class AuthRejected(TransportError):
         self.challenge = challenge
         self.used = used  # the Authorization header the refused request carried
         self.nonce = nonce  # DPoP-Nonce
-
-
-class EventSink:
-    """Turns SSE events into messages for `deliver`; remembers where a stream may be resumed."""
-
-    def __init__(self, deliver: Deliver, related: Any, log: ServerLog, source: str = "the upstream") -> None:
-        self.deliver = deliver
-        self.source = source  # who sends the events, as errors name it
-        self.related = related
-        self.log = log
-        self.last_id: str | None = None  # the last event id seen (Last-Event-ID to resume after)
-        self.retry_ms: int | None = None  # how long the server asked to wait before reconnecting
-        self.answered = False  # the response to `related` came
-
-    def __call__(self, ev: sse.Event) -> None:
-        if ev.id is not None:
-            self.last_id = ev.id
-        if ev.retry is not None:
-            self.retry_ms = ev.retry
-        if ev.event != "message" or not ev.data:
-            return
-        try:
-            msg = jsonrpc.load_bounded(ev.data, self.source)
-        except orjson.JSONDecodeError:
-            self.log.ignored("non-JSON SSE event ignored: %.200r", ev.data)
-            return
-        except jsonrpc.TooDeep as exc:
-            self.log.ignored("an SSE event was ignored: it %s", exc)
-            return
-        if isinstance(msg, dict):
-            if self.related is not None and msg.get("id") == self.related and "method" not in msg:
-                self.answered = True
-            self.deliver(msg, self.related)
 
 
 NOT_JSON = "the server's reply is not valid JSON"
@@ -183,9 +153,8 @@ class PostExchange(H1Exchange):
             return
         if status < 300:
             self.t.link_failed = False  # it is reached again
-        elif status < 400:  # it says nothing of our message: no reply will come
-            self.t.log.info("POST %s: HTTP %d to %r", self.t.url, status, headers.get("location"))
-            self.error = TransportError(f"{self.label}: the server answered HTTP {status} (redirects are not followed)")
+        elif status < 400:  # it says nothing of our message: followed (Moved) or no reply will come
+            self.error = redirected(self.label, status, self.t.url, headers.get("location"), self.t.moves)
             return
         if self.msg.get("method") == "initialize":
             self.t.session_id = headers.get("mcp-session-id")
@@ -275,6 +244,8 @@ class PostExchange(H1Exchange):
             self.done.set()
         elif isinstance(self.error, AuthRejected):
             self.t.reauthorize(self.msg, self.sent, self.error, retry=self.retry)
+        elif isinstance(self.error, Moved) and self.t.move(self.error) and self.t._tg is not None:
+            self.t._tg.start_soon(self.t.resend, self.msg, self.sent)
         elif self.error is not None:
             self.t.fail(self.msg, self.error)
 
@@ -340,6 +311,7 @@ class StreamableHttpTransport(Transport):
         # HTTP+SSE server, maybe (the spec's backwards-compatible probe then tries GET + SSE).
         self.handshake_refused: int | None = None
         self.link_failed = False  # a connection to the server broke since it last answered 2xx
+        self.moves = 0  # redirects followed (redirect.py): the URL is the last one's
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)
@@ -444,6 +416,8 @@ class StreamableHttpTransport(Transport):
         if isinstance(exchange.error, AuthRejected) and retry and await self._recover(exchange.error):
             await self._post(message, body, retry=False)
             return
+        if isinstance(exchange.error, Moved) and self.move(exchange.error):
+            return await self._post(message, body, retry=retry)
         if exchange.error is not None:
             raise exchange.error
         if message.get("method") == "notifications/initialized" and not self.modern:
@@ -456,6 +430,19 @@ class StreamableHttpTransport(Transport):
         else:
             self._reauthorizing.add(msg["id"])
             self._tg.start_soon(self._resend_authorized, msg, body, error)
+
+    def move(self, moved: Moved) -> bool:
+        """Reach the server at the URL it moved to, from now on (its origin is the same: the pool too)."""
+        self.moves += 1
+        self.log.warning("moved to %s (HTTP 307/308): set that as its url", display_url(moved.url))
+        self.url, self._target = moved.url, Pool.target(moved.url)
+        return True
+
+    async def resend(self, msg: Message, body: bytes) -> None:
+        try:
+            await self.send(msg, body)
+        except TransportError as exc:
+            self.fail(msg, exc)
 
     async def _resend_authorized(self, msg: Message, body: bytes, error: AuthRejected) -> None:
         recovered = await self._recover(error)

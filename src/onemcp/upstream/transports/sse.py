@@ -19,7 +19,8 @@ from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportClosed, TransportError
 from onemcp.upstream.transports.h1 import Gone, Pool, UpstreamHttpError
-from onemcp.upstream.transports.http import EventSink, StreamExchange, base_headers, make_pool
+from onemcp.upstream.transports.http import StreamExchange, base_headers, make_pool
+from onemcp.upstream.transports.sink import EventSink
 
 if TYPE_CHECKING:  # only as a type: the OAuth client loads when a server uses OAuth
     from onemcp.upstream.oauth.client import ServerAuth

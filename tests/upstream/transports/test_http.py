@@ -339,3 +339,53 @@ async def test_no_file_descriptor_for_a_call_is_a_limit_error_and_the_upstream_s
         monkeypatch.undo()
         assert conn.state == "ready"
         assert (await conn.request("ping")) == {}
+
+
+class Resumable(Hostile):
+    """Its standalone GET stream: the first sends one event (id e1) and ends, as a proxy's read
+    timeout ends an idle stream; the second sends no event and ends; the third is refused (400: the
+    server forgot its events); the fourth is held open. Each GET's Last-Event-ID is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[str | None] = []
+
+    async def _get(
+        self, number: int, last_id: str | None, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        self.gets.append(last_id)
+        self.changed.set()
+        ended = b"transfer-encoding: chunked\r\n\r\n%s0\r\n\r\n"
+        if len(self.gets) == 1:
+            note = b'{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":1}}'
+            event = b"id: e1\ndata: " + note + b"\n\n"
+            writer.write(SSE_HEAD + ended % chunk(event))
+        elif len(self.gets) == 2:
+            writer.write(SSE_HEAD + ended % chunk(b": nothing new\n\n"))
+        elif len(self.gets) == 3:
+            writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        else:
+            writer.write(SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n" + chunk(b": open\n\n"))
+            await writer.drain()
+            await reader.read()
+            return False
+        return True
+
+
+async def test_the_get_stream_is_reopened_after_its_last_event_id_and_afresh_when_that_is_refused() -> None:
+    """Hunt s33-h F2: behind nginx (proxy_read_timeout) the standalone stream of server-everything
+    was cut every few seconds and reopened without Last-Event-ID: what the server said meanwhile
+    (it keeps its events to resend them) was lost."""
+    up = Resumable()
+    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
+    up.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    try:
+        async with connected(up, "legacy"):
+            with anyio.fail_after(DEADLINE):
+                while len(up.gets) < 4:
+                    up.changed.clear()
+                    await up.changed.wait()
+            assert up.gets == [None, "e1", "e1", None]
+    finally:
+        server.close()
+        await up.stop()

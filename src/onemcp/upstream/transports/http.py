@@ -527,9 +527,14 @@ class StreamableHttpTransport(Transport):
             self._tg.start_soon(self._get_stream, self._get_scope)
 
     async def _get_stream(self, scope: anyio.CancelScope) -> None:
-        """The standalone stream for notifications; reopened with backoff, dropped on 4xx."""
+        """The standalone stream for notifications; reopened with backoff, dropped on 4xx.
+
+        Reopened after the last event id it gave (Last-Event-ID): a server that keeps its events
+        sends again what was said while it was down (a proxy's read timeout cuts an idle stream).
+        A server that cannot resume from there (a 4xx) gets one fresh stream instead."""
         delay = 0.5
         renewed = False  # one renewal per refusal, until a stream opens again
+        resume: str | None = None  # this session's stream's last event id
         with scope:
             while not self.closed.is_set() and self._pool is not None:
                 if self.auth is not None:
@@ -537,6 +542,8 @@ class StreamableHttpTransport(Transport):
                 sink = EventSink(self.deliver, None, self.log, f"upstream {self.name}")
                 exchange = StreamExchange(sink, self.limit, self.name)
                 headers = self._headers("text/event-stream", method="GET")
+                if resume is not None:
+                    headers["last-event-id"] = resume
                 try:
                     conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
                 except UpstreamHttpError as exc:
@@ -552,9 +559,13 @@ class StreamableHttpTransport(Transport):
                     if auth is not None and await auth.recover(401, exchange.challenge, used, exchange.nonce):
                         renewed = True
                         continue  # a new token: reopen at once
+                    if 400 <= exchange.status < 500 and resume is not None:
+                        resume = None
+                        continue  # not resumable from there: a fresh stream
                     if 400 <= exchange.status < 500:
                         self.log.debug("no GET stream: %s", exchange.error)
                         return
+                    resume = sink.last_id or resume
                     if exchange.status == 200 and exchange.refused is None:  # a refused one keeps backing off
                         delay, renewed = 0.5, False
                 await anyio.sleep(delay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gzip
 import os
 
 import pytest
@@ -84,6 +85,20 @@ async def test_a_small_head_with_a_large_body_in_one_read_is_whole() -> None:
     body = b"b" * (4 * h1.MAX_HEAD_BYTES)
     got = await exchange(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
     assert got.error is None and got.status == 200 and got.body == body
+
+
+async def test_a_compressed_body_is_refused_saying_so_not_read_as_an_empty_reply() -> None:
+    """Hunt s33-h F3: a server's `headers` with `Accept-Encoding: gzip` behind nginx's `gzip on`:
+    the gzip body was fed to the SSE decoder as text, and the start failed "the reply stream ended
+    before the reply", which says nothing of why."""
+    body = gzip.compress(b'data: {"jsonrpc":"2.0","id":1,"result":{}}\n\n')
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n"
+    got = await exchange(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+    assert got.body == b"" and got.error is not None
+    assert "answered with Content-Encoding gzip, which the hub does not decode" in str(got.error)
+    plain = b"HTTP/1.1 200 OK\r\ncontent-encoding: identity\r\ncontent-length: 2\r\n\r\nok"
+    got = await exchange(plain)
+    assert got.error is None and got.body == b"ok"
 
 
 @pytest.mark.parametrize(("keep_alive", "within"), [(b"", h1.MAX_IDLE_SECONDS), (b"keep-alive: timeout=2\r\n", 1.0)])

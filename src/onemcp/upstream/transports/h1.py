@@ -5,7 +5,7 @@ parsing responses with httptools (llhttp, in C) inside the event loop's `data_re
 callback, handing status, headers, body chunks and the end to an `H1Exchange`. No task per
 request and no stream wrappers: a forwarded call costs one write and the parse of its
 answer. Does not own MCP (which headers, what a body means). No proxies, no redirects,
-no HTTP/2.
+no HTTP/2, no compression (a compressed body is refused, saying so).
 
 This module is the one place the hub uses asyncio directly (protocols and transports);
 it runs under the asyncio backend that uvicorn already requires.
@@ -155,6 +155,12 @@ class _Connection(asyncio.Protocol):
             self._headers, self._header_count, self._delimited = {}, 0, False
             return
         self._headers_done = True
+        coding = self._headers.get("content-encoding", "").strip().lower()
+        if coding not in ("", "identity"):  # never asked for (no Accept-Encoding of ours): not decoded
+            raise UpstreamHttpError(
+                f"{self.pool.origin} answered with Content-Encoding {coding}, which the hub does not decode"
+                " (is Accept-Encoding in this server's headers?)"
+            )
         if self._parser.get_http_version() != "1.1":
             self._close_after = True
         if self.exchange is not None:

@@ -4,8 +4,9 @@ Owns: keep-alive connections to one origin, writing each request in one `write`,
 parsing responses with httptools (llhttp, in C) inside the event loop's `data_received`
 callback, handing status, headers, body chunks and the end to an `H1Exchange`. No task per
 request and no stream wrappers: a forwarded call costs one write and the parse of its
-answer. Does not own MCP (which headers, what a body means). No proxies, no redirects,
-no HTTP/2, no compression (a compressed body is refused, saying so).
+answer. Does not own MCP (which headers, what a body means). Goes through the environment's
+forward proxy (tunnel.py). No redirects, no HTTP/2, no compression (a compressed body is refused,
+saying so).
 
 This module is the one place the hub uses asyncio directly (protocols and transports);
 it runs under the asyncio backend that uvicorn already requires.
@@ -24,6 +25,7 @@ import httptools
 
 from onemcp.observability.limits import hit
 from onemcp.protocol.errors import LimitReached
+from onemcp.upstream.transports.tunnel import ProxyError, open_tunnel, proxy_for
 
 # A response's status line and headers: as the hub's own server bounds a request's (maxHeaderBytes'
 # default, and its header count). Beyond them the response is refused, not buffered.
@@ -236,6 +238,12 @@ class Pool:
         self._open: set[_Connection] = set()  # idle or busy: closing the pool closes them all
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.tls else None
         self._closed = False
+        try:
+            self.proxy = proxy_for(parts.scheme, self.host)
+        except ProxyError as exc:
+            raise UpstreamHttpError(str(exc)) from None
+        # plain HTTP through a proxy: the request names the whole URL, and carries the proxy's credentials
+        self._via = None if self.proxy is None or self.tls else b"http://" + self.host_header
 
     @staticmethod
     def target(url: str) -> bytes:
@@ -244,6 +252,10 @@ class Pool:
 
     def encode(self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes) -> bytes:
         head = [method, b" ", target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n"]
+        if self._via is not None and self.proxy is not None:
+            head[2:3] = [self._via, target]
+            if self.proxy.authorization is not None:
+                head += [b"proxy-authorization: ", self.proxy.authorization.encode(), b"\r\n"]
         for name, value in headers.items():
             head += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
         if body or method == b"POST":
@@ -276,16 +288,27 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                transport, protocol = await loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port, ssl=self._ssl
-                )
+                if self.proxy is None:
+                    transport, protocol = await loop.create_connection(
+                        lambda: _Connection(self), self.host, self.port, ssl=self._ssl
+                    )
+                elif not self.tls:
+                    transport, protocol = await loop.create_connection(
+                        lambda: _Connection(self), self.proxy.host, self.proxy.port
+                    )
+                else:
+                    sock = await open_tunnel(self.proxy, self.host, self.port)
+                    transport, protocol = await loop.create_connection(
+                        lambda: _Connection(self), sock=sock, ssl=self._ssl, server_hostname=self.host
+                    )
         except TimeoutError:
             raise Gone(f"connecting to {self.origin} timed out") from None
         except (OSError, ssl.SSLError) as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 hit("file_descriptors", "no file descriptor left to connect to %s", self.origin)
                 raise NoDescriptors(f"the hub has no file descriptor left to connect to {self.origin}") from None
-            raise Gone(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
+            via = f" through the proxy {self.proxy.origin}" if self.proxy is not None else ""
+            raise Gone(f"cannot connect to {self.origin}{via}: {exc.strerror or exc}") from None
         protocol.transport = transport  # uvloop may call connection_made later
         self._open.add(protocol)
         return protocol

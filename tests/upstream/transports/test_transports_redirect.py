@@ -117,6 +117,62 @@ async def test_a_server_that_keeps_moving_fails_to_start_instead_of_looping() ->
         assert len(up.posts) == MAX_MOVES + 1
 
 
+class SseMoving:
+    """A legacy HTTP+SSE server at `/sse` (its endpoint `/messages`); a GET of any other path: `status`
+    to `/sse`. Records each GET's path."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.gets: list[str] = []
+        self.stream: asyncio.StreamWriter | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                method, path = head[0].split(" ")[:2]
+                headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if method == "GET":
+                    self.gets.append(path)
+                if method == "GET" and path != "/sse":
+                    writer.write(b"HTTP/1.1 %d Moved\r\nlocation: /sse\r\ncontent-length: 0\r\n\r\n" % self.status)
+                elif method == "GET":  # the stream: delimited by the connection's end
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
+                    writer.write(b"event: endpoint\ndata: /messages\n\n")
+                    self.stream = writer
+                    await reader.read()
+                    break
+                else:
+                    writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+                    msg = json.loads(body)
+                    if "id" in msg and self.stream is not None:
+                        answer = Moving("/", 0, "")._answer(msg).partition(b"\r\n\r\n")[2]
+                        self.stream.write(b"event: message\ndata: " + answer + b"\n\n")
+                await writer.drain()
+        writer.close()
+
+
+@pytest.mark.parametrize("status", [301, 307])
+async def test_an_sse_server_whose_stream_moved_on_its_own_origin_is_followed(status: int) -> None:
+    """Hunt s33-h: FastMCP's SSE app reached at `/sse/` answers 307 to `/sse`; the start failed with
+    "the SSE stream ended: HTTP 307, content-type None"."""
+    up = SseMoving(status)
+    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
+    origin = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        config = {"mcpServers": {"s": {"url": f"{origin}/sse/", "type": "sse"}}}
+        with anyio.fail_after(DEADLINE):
+            async with running_hub(config) as hub, Client(hub.url, mode="legacy", cache=None) as c:
+                assert hub.app.hub.pool.connections["s"].state == "ready"
+                assert text_of(await c.call_tool("where", {})) == "at /"
+        assert up.gets == ["/sse/", "/sse"]
+    finally:
+        server.close()
+        if up.stream is not None:
+            up.stream.close()
+
+
 def test_which_redirects_move_the_server() -> None:
     base = "https://mcp.example.com/api/mcp?team=1"
     moved = redirected("initialize", 308, base, "/v2/mcp", 0)
@@ -135,3 +191,5 @@ def test_which_redirects_move_the_server() -> None:
     assert "without a usable Location" in str(redirected("tools/call", 307, base, None, 0))
     assert "without a usable Location" in str(redirected("tools/call", 307, base, "http://host:port/", 0))
     assert "the limit of moves" in str(redirected("tools/call", 307, base, "/v3", MAX_MOVES))
+    assert isinstance(redirected("GET", 302, base, "/sse", 0, get=True), Moved)  # a GET stays a GET
+    assert type(redirected("GET", 302, base, "https://other.example.com/sse", 0, get=True)) is TransportError

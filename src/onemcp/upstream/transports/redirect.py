@@ -2,7 +2,8 @@
 
 Owns one decision: a 307 or 308 whose `Location` stays on the same origin (scheme, host and port)
 moves the server (the URL it is reached at, for every later request; the redirected message is
-sent again there), as a direct client that follows redirects would do. A common case: a server
+sent again there), as a direct client that follows redirects would do; for the GET that opens an
+HTTP+SSE server's stream, so does a 301, 302 or 303 (a GET stays a GET). A common case: a server
 mounted at `/mcp/` reached at `/mcp` (or the other way), which Starlette answers with a 307. Any
 other redirect is an error that says where it pointed: another origin would receive the server's
 configured headers and the hub's token for it, and a 301, 302 or 303 turns a POST into a GET.
@@ -27,16 +28,18 @@ class Moved(TransportError):
         self.url = url
 
 
-def redirected(label: str, status: int, base: str, location: str | None, moves: int) -> TransportError:
-    """The error for a redirect of `label` (a method) from `base`: Moved when the hub follows it."""
+def redirected(
+    label: str, status: int, base: str, location: str | None, moves: int, *, get: bool = False
+) -> TransportError:
+    """The error for a redirect of `label` (a method) from `base`: Moved when the hub follows it.
+    A GET (an HTTP+SSE server's stream) stays a GET whichever the redirect: 301, 302, 303 move it too."""
     where = _resolve(base, location)
     if where is None:
         return TransportError(f"{label}: the server answered HTTP {status} without a usable Location")
-    if status in (307, 308) and _origin(where) == _origin(base) and moves < MAX_MOVES:
+    followed = status in ((301, 302, 303, 307, 308) if get else (307, 308)) and _origin(where) == _origin(base)
+    if followed and moves < MAX_MOVES:
         return Moved(f"{label}: the server moved to {display_url(where)} (HTTP {status})", where)
-    why = (
-        "the limit of moves was reached" if status in (307, 308) and _origin(where) == _origin(base) else "not followed"
-    )
+    why = "the limit of moves was reached" if followed else "not followed"
     return TransportError(f"{label}: the server answered HTTP {status} to {display_url(where)} ({why}: set the url)")
 
 

@@ -20,10 +20,21 @@ from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportClosed, TransportError
 from onemcp.upstream.transports.h1 import Gone, Pool, UpstreamHttpError
 from onemcp.upstream.transports.http import StreamExchange, base_headers, make_pool
+from onemcp.upstream.transports.redirect import Moved, redirected
 from onemcp.upstream.transports.sink import EventSink
 
 if TYPE_CHECKING:  # only as a type: the OAuth client loads when a server uses OAuth
     from onemcp.upstream.oauth.client import ServerAuth
+
+
+class _StreamExchange(StreamExchange):
+    """The stream's GET, keeping a redirect's Location."""
+
+    location: str | None = None
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        self.location = headers.get("location")
+        super().on_head(status, headers)
 
 
 class SseTransport(Transport):
@@ -41,6 +52,7 @@ class SseTransport(Transport):
         self._pool: Pool | None = None
         self._endpoint_seen = anyio.Event()
         self._sink: EventSink | None = None
+        self.moves = 0  # redirects of the stream's GET followed (redirect.py): the URL is the last one's
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)
@@ -70,11 +82,12 @@ class SseTransport(Transport):
 
     async def _stream(self, pool: Pool) -> None:
         try:
-            for attempt in range(2):  # a refused token gets one refresh
+            attempt = 0
+            while attempt < 2:  # a refused token gets one refresh
                 if self.auth is not None:
                     await self.auth.ensure_fresh()
                 headers = self._headers("GET", self.url, accept="text/event-stream")
-                exchange = StreamExchange(self._on_event, self.limit, self.name)
+                exchange = _StreamExchange(self._on_event, self.limit, self.name)
                 try:
                     conn = await pool.send(b"GET", Pool.target(self.url), headers, b"", exchange)
                 except UpstreamHttpError as exc:
@@ -84,9 +97,21 @@ class SseTransport(Transport):
                     await exchange.done.wait()
                 finally:
                     conn.abort()
+                if 300 <= exchange.status < 400:
+                    moved = redirected("GET", exchange.status, self.url, exchange.location, self.moves, get=True)
+                    if not isinstance(moved, Moved):
+                        self._mark_closed(f"the SSE stream ended: {moved}")
+                        return
+                    self.moves += 1
+                    self.log.warning(
+                        "moved to %s (HTTP %d): set that as its url", display_url(moved.url), exchange.status
+                    )
+                    self.url = self.endpoint_url = moved.url
+                    continue
+                attempt += 1
                 if self.auth is not None and exchange.status in (401, 403):
                     used = headers.get("authorization")
-                    if attempt == 0 and await self.auth.recover(
+                    if attempt == 1 and await self.auth.recover(
                         exchange.status, exchange.challenge, used, exchange.nonce
                     ):
                         continue

@@ -392,6 +392,8 @@ class Pool:
                 else:
                     slot.status, wait = "restarting", delay * random.uniform(0.8, 1.2)
                     delay = min(delay * 2, BACKOFF_MAX)
+                    # a server that refused with 429/503 + Retry-After: not asked again sooner
+                    wait = max(wait, getattr(slot.conn.transport, "retry_after", None) or 0.0)
                 # the same failure again and again: said at the 1st, 2nd, 4th, 8th... time, with the count
                 slot.repeats = slot.repeats + 1 if slot.conn.last_error == slot.last_error else 1
                 slot.last_error = slot.conn.last_error

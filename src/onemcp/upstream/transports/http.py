@@ -33,7 +33,7 @@ from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
 from onemcp.upstream.transports.h1 import Gone, H1Exchange, Pool, UpstreamHttpError
-from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, one_line, rpc_error, session_gone
+from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, one_line, retry_after, rpc_error, session_gone
 from onemcp.upstream.transports.redirect import Moved, redirected
 from onemcp.upstream.transports.sink import EventSink
 
@@ -147,12 +147,13 @@ class PostExchange(H1Exchange):
             self.error = SessionExpired("the upstream no longer knows our session (404)", self.session)
             return
         if status >= 400:
+            self.t.retry_after = retry_after(headers.get("retry-after")) if status in (429, 503) else None
             if status in (401, 403):
                 self.challenge = headers.get("www-authenticate")
                 self.nonce = headers.get("dpop-nonce")
             return
         if status < 300:
-            self.t.link_failed = False  # it is reached again
+            self.t.link_failed, self.t.retry_after = False, None  # it is reached again
         elif status < 400:  # it says nothing of our message: followed (Moved) or no reply will come
             self.error = redirected(self.label, status, self.t.url, headers.get("location"), self.t.moves)
             return
@@ -312,6 +313,7 @@ class StreamableHttpTransport(Transport):
         self.handshake_refused: int | None = None
         self.link_failed = False  # a connection to the server broke since it last answered 2xx
         self.moves = 0  # redirects followed (redirect.py): the URL is the last one's
+        self.retry_after: float | None = None  # what the last 429/503 asked (the supervisor waits as long)
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url)

@@ -167,6 +167,8 @@ class ServerConfig(_Model):
     breaker_cooldown: Seconds = Field(30.0, alias="breakerCooldown")
     # the largest message accepted from this server (default: onemcp.limits.maxResponseBytes)
     max_response_bytes: int | None = Field(None, alias="maxResponseBytes", ge=1024)
+    # the messages a second it may send that are not replies to the hub (default: onemcp.limits.maxMessagesPerSecond)
+    max_messages_per_second: int | None = Field(None, alias="maxMessagesPerSecond", ge=1, le=1_000_000)
 
     @field_validator("url")
     @classmethod
@@ -319,6 +321,8 @@ class ServerTemplate(ServerConfig):
 
 MiB = 1024 * 1024
 MAX_RESPONSE_BYTES = 64 * MiB  # the default of onemcp.limits.maxResponseBytes
+# the default of onemcp.limits.maxMessagesPerSecond: server-everything's busiest second is about 280 messages
+MAX_MESSAGES_PER_SECOND = 1000
 
 
 class Limits(_Model):
@@ -366,6 +370,10 @@ class Limits(_Model):
     max_pending_client_requests_per_session: int = Field(32, alias="maxPendingClientRequestsPerSession", ge=1)
     # one upstream message (an HTTP body, one SSE event, one stdio line); a server may set its own
     max_response_bytes: int = Field(MAX_RESPONSE_BYTES, alias="maxResponseBytes", ge=1024)
+    # notifications and requests one upstream connection may send a second (as many at once); beyond, the hub
+    # stops reading it until the excess is paid for (replies to the hub's requests are not counted); a server
+    # may set its own
+    max_messages_per_second: int = Field(MAX_MESSAGES_PER_SECOND, alias="maxMessagesPerSecond", ge=1, le=1_000_000)
     # a server's own connections (one per client session that can be asked, `isolation`, or per
     # principal with its own credentials): each may be a process; beyond, the stalest idle one closes,
     # else the call is refused
@@ -498,14 +506,17 @@ class HubConfig(_Model):
 
     @model_validator(mode="after")
     def _response_limits(self) -> HubConfig:
-        """Each server's transport sees its own config only: give it the hub's default limit."""
-        limit = self.hub.limits.max_response_bytes
-        for name, server in self.servers.items():
-            if server.max_response_bytes is None:
-                self.servers[name] = server.model_copy(update={"max_response_bytes": limit})
-        for name, template in self.templates.items():
-            if template.max_response_bytes is None:
-                self.templates[name] = template.model_copy(update={"max_response_bytes": limit})
+        """Each server's transport sees its own config only: give it the hub's default limits."""
+        limits = self.hub.limits
+        for entries in (self.servers, self.templates):
+            for name, entry in entries.items():
+                update = {
+                    field: getattr(limits, field)
+                    for field in ("max_response_bytes", "max_messages_per_second")
+                    if getattr(entry, field) is None
+                }
+                if update:
+                    entries[name] = entry.model_copy(update=update)  # type: ignore[assignment]
         return self
 
     @property

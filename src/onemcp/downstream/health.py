@@ -65,6 +65,7 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
             "inFlight": state.in_flight(name),
             "isolation": conn.config.isolation,
             "sessionConnections": state.session_connections(name),
+            "floodPauses": conn.transport.budget.pauses,  # its reading stopped for maxMessagesPerSecond
             "lastError": conn.last_error or (slot.last_failure if conn.state != "ready" else None),
             "authorization": authorizations.get(name),
         }

@@ -5,9 +5,8 @@ ids and the map back to callers, progress-token remapping, deadlines' courtesy c
 server-initiated requests and notifications (handed to the hub through callbacks; how many may
 wait for a client at once is capped, the excess refused at once through `replies.ReplyQueue`),
 refreshing the cached lists on `list_changed` (coalesced) and after a new session, and the
-connection's state and last error. Does not own: the bytes (a `Transport`), which downstream
-session a reverse message belongs to (the hub decides), whether the upstream is alive
-(`liveness`), restarts.
+connection's state and last error. Does not own: the bytes (a `Transport`, its message budget), which
+downstream session a reverse message belongs to (the hub decides), whether the upstream is alive (`liveness`), restarts.
 """
 
 from __future__ import annotations
@@ -452,8 +451,9 @@ class UpstreamConnection:
         if isinstance(rid, str) and len(rid) <= 19 and rid.isdecimal() and rid.isascii():
             rid = int(rid)  # a server that echoes ids as text ("7" for 7): its answer, not a minute's wait
         call = self._pending.pop(rid, None) if isinstance(rid, int) and not isinstance(rid, bool) else None
-        if call is None:
-            return  # late answer to an abandoned request: never forwarded
+        if call is None:  # a late answer to an abandoned request, or to none: never forwarded
+            self.transport.budget.take()  # and counted as a notification is (a reply the hub awaits is not)
+            return
         self._settled()
         msg["id"] = call.downstream_id
         err = msg.get("error")

@@ -21,6 +21,7 @@ from onemcp.config.model import ServerConfig
 from onemcp.observability.limits import count
 from onemcp.protocol.errors import UpstreamClosed, UpstreamError
 from onemcp.protocol.jsonrpc import Message
+from onemcp.upstream.transports.budget import Budget
 
 Deliver = Callable[[Message, "int | str | None"], None]
 # A request the transport accepted could not be carried (HTTP error, connection lost):
@@ -39,9 +40,10 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
     every logger it ever made, and a template instance (a new name per project or per session) or a
     server a reload removed would leave one behind for as long as the process runs."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, budget: Budget | None = None) -> None:
         super().__init__(logging.getLogger(UPSTREAM), {SERVER: server})
         self.own_name = f"{UPSTREAM}.{server}"
+        self.budget = budget  # an ignored message costs its reading as a delivered one does
         self._ignored_window, self._ignored_logged = 0.0, 0
 
     def ignored(self, msg: str, *args: object) -> None:
@@ -49,6 +51,8 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
         deep), at most IGNORED_PER_SECOND a second: a server that writes a banner line a hundred thousand
         times must not fill (and rotate away) the hub's log, nor hold its event loop for seconds writing
         it. The rest are counted as `log_lines`, and the first one over says so."""
+        if self.budget is not None:
+            self.budget.take()
         now = time.monotonic()
         if now - self._ignored_window >= 1.0:
             self._ignored_window, self._ignored_logged = now, 0
@@ -119,7 +123,9 @@ class Transport(ABC):
     def __init__(self, name: str, config: ServerConfig) -> None:
         self.name = name
         self.config = config
-        self.log = ServerLog(name)
+        # the messages a second it may make the hub read (`budget.py`): each reader stops while it is overdrawn
+        self.budget = Budget(name, config.max_messages_per_second)
+        self.log = ServerLog(name, self.budget)
         self.closed = anyio.Event()
         self.close_reason: str | None = None
         # Set by the connection after the handshake; HTTP sends it as a header.

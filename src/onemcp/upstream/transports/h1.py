@@ -18,7 +18,7 @@ import asyncio
 import errno
 import ssl
 from collections.abc import Mapping
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -56,6 +56,14 @@ class NoDescriptors(UpstreamHttpError):
 
     def refusal(self, upstream: str) -> LimitReached:
         return LimitReached("file_descriptors", f"[{upstream}] {self}; try again later", 503)
+
+
+class Paced(Protocol):
+    """How many messages an upstream may send (`transports.budget.Budget`): read, counted; overdrawn, owed."""
+
+    taken: int  # messages counted so far
+
+    def owed(self) -> float: ...  # seconds to stop reading now (0: read on)
 
 
 class H1Exchange:
@@ -96,6 +104,7 @@ class _Connection(asyncio.Protocol):
         self._interim = False  # the head being read is a 1xx one
         self.idle_since = 0.0  # loop time it was last released
         self.reuse_within = MAX_IDLE_SECONDS  # the server's keep-alive bound, as its last response said
+        self._read_on_later: asyncio.TimerHandle | None = None  # reading stopped until then (`Pool.owed`)
 
     # asyncio.Protocol ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,6 +113,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._parser is None:
             return  # bytes nobody asked for: the connection is not reusable
+        taken = self.pool.budget.taken if self.pool.budget is not None else 0
         try:
             if not self._headers_done:
                 room = MAX_HEAD_BYTES - self._head_bytes
@@ -125,6 +135,21 @@ class _Connection(asyncio.Protocol):
                 self._fail(exc.__context__)
             else:
                 self._fail(UpstreamHttpError(f"invalid HTTP response from {self.pool.origin}: {exc}"))
+        budget = self.pool.budget
+        if budget is not None and budget.taken != taken and self._read_on_later is None and (wait := budget.owed()):
+            self._pause(wait)
+
+    def _pause(self, wait: float) -> None:
+        """This read's messages overdrew the upstream's budget: this connection (not another, carrying a
+        reply) stops reading for `wait` seconds (the server's writes wait on the socket's window)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+            self._read_on_later = asyncio.get_running_loop().call_later(wait, self._read_on)
+
+    def _read_on(self) -> None:
+        self._read_on_later = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -222,7 +247,9 @@ class _Connection(asyncio.Protocol):
 class Pool:
     """Keep-alive connections to one origin (scheme, host, port)."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 10.0, max_idle: int = 32) -> None:
+    def __init__(
+        self, url: str, *, connect_timeout: float = 10.0, max_idle: int = 32, budget: Paced | None = None
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UpstreamHttpError(f"not an http(s) URL: {url}")
@@ -234,6 +261,7 @@ class Pool:
         self.host_header = netloc.encode("idna")
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
+        self.budget = budget  # the upstream's message budget: a read that overdrew it stops its connection a while
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()  # idle or busy: closing the pool closes them all
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.tls else None

@@ -32,7 +32,7 @@ from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
-from onemcp.upstream.transports.h1 import Gone, H1Exchange, Pool, UpstreamHttpError
+from onemcp.upstream.transports.h1 import Gone, H1Exchange, Paced, Pool, UpstreamHttpError
 from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, one_line, retry_after, rpc_error, session_gone
 from onemcp.upstream.transports.redirect import Moved, redirected
 from onemcp.upstream.transports.sink import EventSink
@@ -53,9 +53,9 @@ def base_headers(config: ServerConfig) -> dict[str, str]:
     return headers
 
 
-def make_pool(config: ServerConfig, url: str) -> Pool:
+def make_pool(config: ServerConfig, url: str, budget: Paced) -> Pool:
     try:
-        return Pool(url, connect_timeout=min(config.startup_timeout, config.timeout, 30.0))
+        return Pool(url, connect_timeout=min(config.startup_timeout, config.timeout, 30.0), budget=budget)
     except UpstreamHttpError as exc:
         raise TransportError(str(exc)) from None
 
@@ -316,9 +316,9 @@ class StreamableHttpTransport(Transport):
         self.retry_after: float | None = None  # what the last 429/503 asked (the supervisor waits as long)
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
-        self._pool = make_pool(self.config, self.url)
+        self._pool = make_pool(self.config, self.url, self.budget)
         self._tg = tg
-        self.deliver = deliver
+        self.deliver = self.budget.counted(deliver)
         self.fail = fail
 
     def reset_session(self) -> None:

@@ -55,8 +55,8 @@ class SseTransport(Transport):
         self.moves = 0  # redirects of the stream's GET followed (redirect.py): the URL is the last one's
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
-        self._pool = make_pool(self.config, self.url)
-        self._sink = EventSink(deliver, None, self.log, f"upstream {self.name}")
+        self._pool = make_pool(self.config, self.url, self.budget)
+        self._sink = EventSink(self.budget.counted(deliver), None, self.log, f"upstream {self.name}")
         tg.start_soon(self._stream, self._pool)
         await self._endpoint_seen.wait()
         if self.endpoint is None:

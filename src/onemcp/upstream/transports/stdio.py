@@ -185,12 +185,31 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self._process: asyncio.SubprocessTransport | None = None
         self._eof: asyncio.TimerHandle | None = None
         self._stderr_open = True
+        self._read_on_later: asyncio.TimerHandle | None = None  # stdout's reading stopped until then
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
             self._stdout(data)
+            if self._read_on_later is None and (wait := self.owner.budget.owed()):
+                self._pause(wait)
         else:
             self._stderr(data)
+
+    def _stdout_pipe(self) -> asyncio.ReadTransport | None:
+        pipe = self._process.get_pipe_transport(1) if self._process is not None else None
+        return cast(asyncio.ReadTransport, pipe) if pipe is not None and not pipe.is_closing() else None
+
+    def _pause(self, wait: float) -> None:
+        """The server overdrew its message budget: stop reading its stdout for `wait` seconds (the pipe
+        fills and the child waits to write), then read on (`budget.py`)."""
+        if (pipe := self._stdout_pipe()) is not None:
+            pipe.pause_reading()
+            self._read_on_later = asyncio.get_running_loop().call_later(wait, self._read_on)
+
+    def _read_on(self) -> None:
+        self._read_on_later = None
+        if (pipe := self._stdout_pipe()) is not None:
+            pipe.resume_reading()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         """The end of stdout is the end of the conversation, as for any MCP client: nothing the server
@@ -360,7 +379,7 @@ class StdioTransport(Transport):
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         assert self.config.command is not None
         loop = asyncio.get_running_loop()
-        protocol = _ChildProtocol(self, deliver)
+        protocol = _ChildProtocol(self, self.budget.counted(deliver))
         box = self.config.sandbox
         try:
             command = sandbox.argv(box, self.config.command, self.config.args, self.config.cwd)

@@ -18,9 +18,10 @@ import pydantic
 import pytest
 
 from fixtures.launch import fixture_command, running_http_fixture
-from onemcp.config.model import MAX_MESSAGES_PER_SECOND, HubConfig
+from onemcp.config.model import MAX_MESSAGES_PER_SECOND, HubConfig, ServerConfig
 from onemcp.observability.limits import HITS
-from onemcp.upstream.transports.budget import Budget
+from onemcp.upstream.transports.budget import MIN_PAUSE, Budget
+from onemcp.upstream.transports.stdio import StdioTransport, _ChildProtocol
 from support.hub import raw_session, running_hub
 
 DEADLINE = 30.0
@@ -42,8 +43,8 @@ def test_a_burst_within_the_budget_reads_on_and_past_it_stops_for_what_it_owes()
     budget.take(100)  # a second's worth at once: fine
     assert budget.owed() == 0.0
     budget.take(50)
-    assert budget.owed() == pytest.approx(0.5) and budget.pauses == 1
-    clock.now += 0.5  # the pause is over: paid for
+    assert budget.owed() == pytest.approx(0.5 + MIN_PAUSE) and budget.pauses == 1
+    clock.now += 0.5  # paid for: read on
     assert budget.owed() == 0.0 and budget.pauses == 1
     clock.now += 10  # quiet for long: a full bucket again, never more
     budget.take(100)
@@ -139,3 +140,54 @@ async def test_a_flooding_server_is_read_at_its_budget_while_another_is_served(
     assert read_then < FLOOD
     assert HITS.counts["upstream_messages"] > before and health["floodPauses"] >= 1
     assert any("upstream fx sends more than 1000 messages a second" in r.getMessage() for r in caplog.records)
+
+
+class _Pipe:
+    """A stdout pipe transport: whether it is read."""
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class _Process:
+    def __init__(self, pipe: _Pipe) -> None:
+        self.pipe = pipe
+
+    def get_pipe_transport(self, fd: int) -> _Pipe:
+        return self.pipe
+
+
+@pytest.mark.anyio
+async def test_a_stdio_read_past_the_budget_is_held_from_the_line_that_overdrew_it_and_read_on_in_order() -> None:
+    """One pipe read holds hundreds of lines: the pause is one line's debt, not the whole read's."""
+    owner = StdioTransport("fx", ServerConfig.model_validate({"command": "unused", "maxMessagesPerSecond": 10}))
+    clock = Clock()
+    owner.budget = Budget("fx", 10, clock)
+    pipe = _Pipe()
+    got: list[Any] = []
+    deliver = owner.budget.counted(lambda msg, related: got.append(msg.get("params", {}).get("n", "reply")))
+    protocol = _ChildProtocol(owner, deliver)
+    protocol.connection_made(_Process(pipe))  # type: ignore[arg-type]
+    lines = [b'{"jsonrpc":"2.0","method":"notifications/message","params":{"n":%d}}' % n for n in range(30)]
+    protocol.pipe_data_received(1, b"\n".join(lines) + b'\n{"jsonrpc":"2.0","id":1,"re')  # and half a reply
+    assert got == list(range(11)) and not pipe.reading  # a burst of 10, then the 11th overdrew it
+    assert protocol._read_on_later is not None
+    protocol._read_on_later.cancel()
+    clock.now += 1.1  # a second past the debt: a full bucket, 10 more, then the next pause
+    protocol._read_on()
+    assert got == list(range(22)) and not pipe.reading
+    protocol._read_on_later.cancel()
+    clock.now += 10
+    protocol._read_on()  # the rest of the read, then reading again
+    assert got == list(range(30)) and pipe.reading and protocol._read_on_later is None
+    protocol.pipe_data_received(1, b'sult":{}}\n')
+    assert got == [*range(30), "reply"] and owner.budget.pauses == 2  # the reply (uncounted) came whole

@@ -7,11 +7,12 @@ ping), a message the transport ignores (not JSON, nested too deep: `ServerLog`) 
 connection, a reply to nothing the hub waits for. A reply to one of the hub's own requests does not
 count: those are bounded by the hub's own requests (a busy server answers thousands of calls a second),
 and a server that floods still gets its replies through, read as reading goes on. Nothing read is
-dropped or reordered: the transport stops reading after the read that overdrew the budget (stdio: the
-pipe fills and the child blocks writing; HTTP: the socket's window closes) until the debt is repaid,
-then reads on. Each pause is counted as the limit `upstream_messages` (warned at most once per
-`logInterval`, naming the server) and in `pauses` (`/health`'s `floodPauses`). Does not own the
-reading (the transports: `owed` says for how long to stop).
+dropped or reordered: once the budget is overdrawn the transport stops reading until the debt is
+repaid, and `MIN_PAUSE` more, then reads on (stdio: after the line that overdrew it, the rest of that
+read held unparsed; the pipe fills and the child blocks writing. HTTP: after the read that overdrew
+it, on the connection that carried it; the socket's window closes). Each pause is counted as the
+limit `upstream_messages` (warned at most once per `logInterval`, naming the server) and in `pauses`
+(`/health`'s `floodPauses`). Does not own the reading (the transports: `owed` says for how long to stop).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from onemcp.protocol.jsonrpc import Message
 
 Deliver = Callable[[Message, Any], None]
 RESUME_SLACK = 0.001  # seconds of debt left when a pause ends that are not worth another one
+# added to each pause: what accrues meanwhile is read at once after it, so a server kept at its budget
+# costs at most about 10 pauses a second, not one per message
+MIN_PAUSE = 0.1
 
 
 class Budget:
@@ -72,6 +76,7 @@ class Budget:
         wait = -self._tokens / self.rate
         if wait < RESUME_SLACK:
             return 0.0
+        wait += MIN_PAUSE
         self.pauses += 1
         hit(
             "upstream_messages",

@@ -186,12 +186,11 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self._eof: asyncio.TimerHandle | None = None
         self._stderr_open = True
         self._read_on_later: asyncio.TimerHandle | None = None  # stdout's reading stopped until then
+        self._held = b""  # the rest of the read that overdrew the budget, handled when the pause is over
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
             self._stdout(data)
-            if self._read_on_later is None and (wait := self.owner.budget.owed()):
-                self._pause(wait)
         else:
             self._stderr(data)
 
@@ -199,16 +198,21 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         pipe = self._process.get_pipe_transport(1) if self._process is not None else None
         return cast(asyncio.ReadTransport, pipe) if pipe is not None and not pipe.is_closing() else None
 
-    def _pause(self, wait: float) -> None:
-        """The server overdrew its message budget: stop reading its stdout for `wait` seconds (the pipe
-        fills and the child waits to write), then read on (`budget.py`)."""
+    def _pause(self, wait: float, held: bytes) -> None:
+        """A line overdrew the server's message budget: the rest of this read (`held`) waits `wait` seconds,
+        and stdout is not read meanwhile (the pipe fills and the child waits to write; `budget.py`)."""
+        self._held = held
         if (pipe := self._stdout_pipe()) is not None:
             pipe.pause_reading()
-            self._read_on_later = asyncio.get_running_loop().call_later(wait, self._read_on)
+        self._read_on_later = asyncio.get_running_loop().call_later(wait, self._read_on)
 
     def _read_on(self) -> None:
+        """The pause is over: what was held first (it may pause again), then stdout again."""
         self._read_on_later = None
-        if (pipe := self._stdout_pipe()) is not None:
+        held, self._held = self._held, b""
+        if held:
+            self._stdout(held)
+        if self._read_on_later is None and (pipe := self._stdout_pipe()) is not None:
             pipe.resume_reading()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
@@ -255,7 +259,8 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             self._out.append(lines[0])
             lines[0] = b"".join(self._out)
             self._out, self._out_size = [], 0
-        for line in lines:
+        budget = self.owner.budget
+        for i, line in enumerate(lines):
             if len(line) > self.limit:
                 self._passed_limit(line[:OVER_ENDS], line[-OVER_ENDS:])
                 if self._over is not None:
@@ -263,6 +268,9 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             else:
                 self._line(line)
             if self._refused:
+                return
+            if wait := budget.owed():  # the rest of this read waits, unparsed: the pause is one line's debt
+                self._pause(wait, b"".join(rest + b"\n" for rest in lines[i + 1 :]) + tail)
                 return
         if tail:
             self._out.append(tail)

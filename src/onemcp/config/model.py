@@ -99,7 +99,7 @@ class ServerConfig(_Model):
     )
 
     # What applies to the next requests of a running connection: changed, it applies without a restart too.
-    REQUEST_FIELDS: ClassVar[frozenset[str]] = frozenset({"timeout", "max_total_timeout"})
+    REQUEST_FIELDS: ClassVar[frozenset[str]] = frozenset({"timeout", "max_total_timeout", "max_messages_per_second"})
 
     def same_connection(self, other: ServerConfig) -> bool:
         """Would a connection made for `other` be the one made for this? (View and request fields aside.)"""

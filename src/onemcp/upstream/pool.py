@@ -428,3 +428,4 @@ def retime(conn: UpstreamConnection, settings: dict[str, Any]) -> None:
     """Give a running connection (and its transport) new per-request settings, for its next requests."""
     conn.config = conn.config.model_copy(update=settings)
     conn.transport.config = conn.transport.config.model_copy(update=settings)
+    conn.transport.budget.rate = conn.transport.config.max_messages_per_second  # from its next message

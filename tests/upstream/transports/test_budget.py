@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ import pytest
 from fixtures.launch import fixture_command, running_http_fixture
 from onemcp.config.model import MAX_MESSAGES_PER_SECOND, HubConfig, ServerConfig
 from onemcp.observability.limits import HITS
+from onemcp.upstream.pool import retime
 from onemcp.upstream.transports.budget import MIN_PAUSE, Budget
 from onemcp.upstream.transports.stdio import StdioTransport, _ChildProtocol
 from support.hub import raw_session, running_hub
@@ -191,3 +193,13 @@ async def test_a_stdio_read_past_the_budget_is_held_from_the_line_that_overdrew_
     assert got == list(range(30)) and pipe.reading and protocol._read_on_later is None
     protocol.pipe_data_received(1, b'sult":{}}\n')
     assert got == [*range(30), "reply"] and owner.budget.pauses == 2  # the reply (uncounted) came whole
+
+
+def test_a_new_budget_applies_to_a_running_connection_without_a_restart() -> None:
+    before = ServerConfig.model_validate({"command": "x", "maxMessagesPerSecond": 100})
+    after = ServerConfig.model_validate({"command": "x", "maxMessagesPerSecond": 5})
+    assert before.same_connection(after)  # a reload does not restart the server for it ...
+    transport = StdioTransport("fx", before)
+    conn = SimpleNamespace(config=before, transport=transport)
+    retime(conn, after.request_settings())  # type: ignore[arg-type]
+    assert transport.budget.rate == 5  # ... its running connection takes it from its next message

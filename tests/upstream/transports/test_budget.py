@@ -203,3 +203,18 @@ def test_a_new_budget_applies_to_a_running_connection_without_a_restart() -> Non
     conn = SimpleNamespace(config=before, transport=transport)
     retime(conn, after.request_settings())  # type: ignore[arg-type]
     assert transport.budget.rate == 5  # ... its running connection takes it from its next message
+
+
+@pytest.mark.anyio
+async def test_what_a_stdio_server_left_held_is_dropped_once_it_is_closed() -> None:
+    owner = StdioTransport("fx", ServerConfig.model_validate({"command": "unused"}))
+    owner.budget = Budget("fx", 1, Clock())
+    got: list[Any] = []
+    protocol = _ChildProtocol(owner, owner.budget.counted(lambda msg, related: got.append(msg)))
+    protocol.connection_made(_Process(_Pipe()))  # type: ignore[arg-type]
+    protocol.pipe_data_received(1, b'{"jsonrpc":"2.0","method":"notifications/message","params":{}}\n' * 5)
+    assert len(got) == 2 and protocol._read_on_later is not None
+    protocol._read_on_later.cancel()
+    owner._mark_closed("process exited with code 0")  # its messages go nowhere now
+    protocol._read_on()
+    assert len(got) == 2

@@ -210,7 +210,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         """The pause is over: what was held first (it may pause again), then stdout again."""
         self._read_on_later = None
         held, self._held = self._held, b""
-        if held:
+        if held and not self.owner.closed.is_set():  # closed meanwhile (it exited, it was stopped): dropped
             self._stdout(held)
         if self._read_on_later is None and (pipe := self._stdout_pipe()) is not None:
             pipe.resume_reading()

@@ -80,8 +80,9 @@ async def for_session(
     params: Mapping[str, Any] | None = None,
     secrets: UserSecrets | None = None,
 ) -> UpstreamConnection:
-    """The shared connection, or the session's own for `isolation: session` servers (a 2026-07-28
-    request's principal's own: it has no session).
+    """The shared connection, or the session's own for `isolation: session` servers, and for `auto` ones
+    that asked a client something when the session can be asked (a 2026-07-28 request's principal's own:
+    it has no session).
 
     A legacy client's calls to a dual-era upstream (one the hub speaks 2026-07-28 to) go over a
     legacy-era connection, as they would directly, when the client can be asked back (it declared
@@ -97,8 +98,8 @@ async def for_session(
     asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
     legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral and asks_back
     config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
-    auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back and not session.ephemeral
-    if session.ephemeral and conn.config.isolation == "session":
+    auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back
+    if session.ephemeral and (conn.config.isolation == "session" or auto):
         # a 2026-07-28 request has no session to keep a connection for: its principal's own (reaped idle)
         return await isolated.get(f"user:{session.principal.id}", None, server, config, servers.get(server))
     if conn.config.isolation == "session" or auto:

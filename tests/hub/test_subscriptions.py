@@ -196,6 +196,37 @@ async def test_a_dual_era_servers_legacy_companion_holds_the_subscription_and_he
                 assert text_of(await c.call_tool("dual__heard", {})) == "1"
 
 
+async def test_a_dual_era_server_takes_a_legacy_clients_subscription_in_the_era_that_offers_it() -> None:
+    """The fixture takes `resources/subscribe` in the legacy era only (2026-07-28: on no listen), and the hub
+    speaks 2026-07-28 to it: a legacy client that declared nothing it could be asked got -32601, though the
+    same server takes the subscription directly. Its subscription, and its calls while it holds one, go over
+    the legacy-era companion, so the change a call makes is heard."""
+    heard = updates()
+    dual = {"command": sys.executable, "args": [str(Path(__file__).parents[1] / "fixtures" / "modern_server.py")]}
+    with anyio.fail_after(DEADLINE):
+        async with Client(StdioServerParameters(**dual), mode="legacy", cache=None) as direct:
+            await direct.subscribe_resource("modern://note")
+            assert text_of(await direct.call_tool("touch", {"uri": "modern://note"})) == "touched modern://note"
+        async with running_hub({"mcpServers": {"dual": dual, "other": stdio()}}) as hub:
+            shared = hub.app.hub.pool.connections["dual"]
+            assert shared.era == "modern"
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=heard) as c:
+                assert text_of(await c.call_tool("dual__echo", {})) == "{}"
+                assert hub.app.hub.isolated.count("dual") == 0  # no use for a second connection yet
+                await c.subscribe_resource("dual+modern://note")
+                touched = text_of(await c.call_tool("dual__touch", {"uri": "modern://note"}))
+                assert touched == "touched modern://note"
+                await heard.came.wait()
+                assert heard.values == ["dual+modern://note"]
+                assert hub.app.hub.isolated.count("dual") == 1
+                await c.unsubscribe_resource("dual+modern://note")
+                untouched = text_of(await c.call_tool("dual__touch", {"uri": "modern://note"}))
+                assert untouched == "not subscribed: modern://note"
+            async with Client(hub.url, cache=None) as modern:  # 2026-07-28: the server takes none, as directly
+                async with modern.listen(resource_subscriptions=["dual+modern://note"]) as sub:
+                    assert sub.honored.resource_subscriptions in (None, [])
+
+
 async def test_a_legacy_client_never_sees_the_id_of_the_hubs_own_listen() -> None:
     """An update a 2026-07-28 upstream sends on the hub's own listen stream carries that stream's
     subscriptionId: the hub's, a 2026-07-28 key; a legacy session gets the update without it."""

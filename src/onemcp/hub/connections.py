@@ -71,6 +71,27 @@ def ready(
     )
 
 
+def takes_subscriptions(conn: UpstreamConnection | None) -> bool:
+    """Does the server take `resources/subscribe` in the era this connection speaks?"""
+    caps = conn.capabilities.get("resources") if conn is not None else None
+    return isinstance(caps, dict) and bool(caps.get("subscribe"))
+
+
+def wants_legacy(conn: UpstreamConnection, session: Session, server: str, subscribing: bool = False) -> bool:
+    """Does this legacy session need the legacy era of a dual-era upstream the hub speaks 2026-07-28 to?
+    When it can be asked back (it declared sampling, elicitation or roots: such a server's tools that ask
+    with a server->client request have no back-channel in 2026-07-28), and when it subscribes, or holds
+    subscriptions, to the server's resources while its 2026-07-28 era takes none (SDK 2.x servers take
+    `resources/subscribe` in the legacy era and subscriptions only on `subscriptions/listen` in 2026-07-28):
+    its calls go there too, so that what they change is heard where it subscribed, as directly."""
+    if conn.era != "modern" or not conn.speaks_legacy or session.ephemeral:
+        return False
+    if any(kind in session.client_capabilities for kind in REVERSE_KINDS):
+        return True
+    held = subscribing or any(key[0] == server for key in session.subscriptions)
+    return held and not takes_subscriptions(conn)
+
+
 async def for_session(
     pool: Pool,
     isolated: IsolatedConnections,
@@ -79,15 +100,15 @@ async def for_session(
     server: str,
     params: Mapping[str, Any] | None = None,
     secrets: UserSecrets | None = None,
+    subscribing: bool = False,
 ) -> UpstreamConnection:
     """The shared connection, or the session's own for `isolation: session` servers, and for `auto` ones
     that asked a client something when the session can be asked (a 2026-07-28 request's principal's own:
     it has no session).
 
     A legacy client's calls to a dual-era upstream (one the hub speaks 2026-07-28 to) go over a
-    legacy-era connection, as they would directly, when the client can be asked back (it declared
-    sampling, elicitation or roots): such a server's tools that ask with a server->client request
-    have no back-channel in 2026-07-28.
+    legacy-era connection, as they would directly, when it needs that era (`wants_legacy`; `subscribing`:
+    the request is a `resources/subscribe`).
     """
     conn = ready(pool, server, session, params)
     own = servers.get(server)
@@ -96,13 +117,16 @@ async def for_session(
     if secrets is not None and own is not None and user_secrets.per_user(own):
         return await _users_own(isolated, secrets, own, conn, session, server)
     asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
-    legacy = conn.era == "modern" and conn.speaks_legacy and not session.ephemeral and asks_back
+    legacy = wants_legacy(conn, session, server, subscribing)
     config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
     auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back
     if session.ephemeral and (conn.config.isolation == "session" or auto):
         # a 2026-07-28 request has no session to keep a connection for: its principal's own (reaped idle)
         return await isolated.get(f"user:{session.principal.id}", None, server, config, servers.get(server))
     if conn.config.isolation == "session" or auto:
+        mine = isolated.ready(session.id, server)
+        if legacy and mine is not None and mine.era == "modern" and not mine.in_flight:
+            isolated.close_owned(session.id, server)  # it needs the legacy era now: its next one speaks it
         return await isolated.get(session.id, session, server, config, servers.get(server), group=session.principal.id)
     if legacy:  # one for all legacy clients, like the shared one
         try:

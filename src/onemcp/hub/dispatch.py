@@ -217,11 +217,14 @@ class Dispatcher:
         return conn, call
 
     async def connection(
-        self, session: Session, server: str, params: dict[str, Any] | None = None
+        self, session: Session, server: str, params: dict[str, Any] | None = None, *, subscribing: bool = False
     ) -> UpstreamConnection:
-        """The connection the session's call to `server` goes to; its subscriptions there follow it."""
+        """The connection the session's call to `server` goes to (`subscribing`: a `resources/subscribe`);
+        its subscriptions there follow it."""
         servers, secrets = self._config().servers, self.user_secrets
-        conn = await connections.for_session(self.pool, self.isolated, servers, session, server, params, secrets)
+        conn = await connections.for_session(
+            self.pool, self.isolated, servers, session, server, params, secrets, subscribing
+        )
         if session.subscriptions:
             await self.subscriptions.follow(session, server, conn)
         if not self.pool.is_current(conn):  # one made after the log level was set is told it too

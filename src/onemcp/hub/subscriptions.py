@@ -16,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
 from onemcp.auth.access import SUBSCRIBE
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
-from onemcp.hub.connections import ready
+from onemcp.hub.connections import ready, takes_subscriptions
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, MethodNotFound, NotFound, UpstreamTimeout
@@ -40,12 +40,15 @@ UNSUBSCRIBE_WAIT = 5.0  # how long an ended listen's servers are told of its sub
 
 log = logging.getLogger("onemcp.hub")
 Key = tuple[str, str]  # (server, upstream URI)
-Route = Callable[[Session, str], Awaitable[UpstreamConnection]]  # the connection a session's calls to a server go to
 
 
-def takes_subscriptions(conn: UpstreamConnection | None) -> bool:
-    caps = conn.capabilities.get("resources") if conn is not None else None
-    return isinstance(caps, dict) and bool(caps.get("subscribe"))
+class Route(Protocol):
+    """The connection a session's calls to a server go to (the dispatcher's, `connections.for_session`);
+    `subscribing`: for a `resources/subscribe`."""
+
+    def __call__(
+        self, session: Session, server: str, *, subscribing: bool = False
+    ) -> Awaitable[UpstreamConnection]: ...
 
 
 class Subscriptions:
@@ -64,7 +67,7 @@ class Subscriptions:
         self._subscribers: dict[Key, set[str]] = {}  # -> ids of the sessions subscribed to it
         # (a connection not the pool's, upstream URI) -> ids of the sessions subscribed on it
         self._own: dict[tuple[UpstreamConnection, str], set[str]] = {}
-        self.route: Route = lambda session, server: self._shared(server)  # the dispatcher's (for_session)
+        self.route: Route = self._shared  # the dispatcher's (for_session)
         self.tg: anyio.abc.TaskGroup | None = None  # the hub's, while it runs (restored subscriptions)
 
     def can_subscribe(self, session: Session, uri: str) -> bool:
@@ -89,7 +92,7 @@ class Subscriptions:
             hit("subscriptions_per_session", "session %s has %d subscriptions: refused another", session.id[:8], cap)
             raise LimitReached("subscriptions_per_session", f"too many resource subscriptions (limit {cap})", 429)
         # a listen stream's are held on the shared connection (a 2026-07-28 caller's own one is reaped idle)
-        conn = ready(self.pool, server) if session.ephemeral else await self.route(session, server)
+        conn = ready(self.pool, server) if session.ephemeral else await self.route(session, server, subscribing=True)
         if not takes_subscriptions(conn):
             raise MethodNotFound(
                 f"[{shown_as(server)}] resources/subscribe: this server takes no resource subscriptions"
@@ -128,7 +131,7 @@ class Subscriptions:
         connection, whose updates come on the shared change feed), else `conn` itself."""
         return None if conn.era == "modern" or self.pool.is_current(conn) else conn
 
-    async def _shared(self, server: str) -> UpstreamConnection:
+    async def _shared(self, session: Session, server: str, *, subscribing: bool = False) -> UpstreamConnection:
         return ready(self.pool, server)
 
     async def _hold(
@@ -212,7 +215,7 @@ class Subscriptions:
             try:
                 if not session.access.reach.shows("resources", *key):
                     raise NotFound("out of the session's reach here")
-                conn = await self.route(session, key[0])
+                conn = await self.route(session, key[0], subscribing=True)
                 if not takes_subscriptions(conn):
                     raise MethodNotFound("this server takes no resource subscriptions")
                 await self._hold(session, key, conn, {"uri": key[1]})

@@ -188,7 +188,8 @@ async def test_tampered_or_unknown_request_state_is_refused() -> None:
 
     with anyio.fail_after(DEADLINE):
         servers = {"m": modern_fixture(protocol="legacy"), "l": legacy_fixture()}
-        async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient() as http:
+        # the server asked: the retries go over the principal's own connection, started by the first (a process)
+        async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
             caps: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
             first = await http.post(
                 hub.url,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from pathlib import Path
 
 import anyio
@@ -16,9 +18,10 @@ from onemcp.auth.gate import RateLimiter
 from onemcp.auth.keys import KeyStore, RedisKeyStore, open_keys
 from onemcp.auth.principal import InvalidToken
 from onemcp.cli.main import main
+from onemcp.observability.limits import HITS
 from support.held_redis import held_redis
 from support.hub import HEADERS, INIT, running_hub
-from support.services import NEEDS_REDIS, free_port
+from support.services import NEEDS_REDIS, free_port, redis_server
 
 pytestmark = NEEDS_REDIS
 
@@ -127,3 +130,58 @@ async def test_a_redis_that_does_not_answer_is_asked_once_then_skipped_for_a_whi
             with pytest.raises(InvalidToken, match=r"the API key store \(Redis\) cannot be reached"):
                 await store.verify("omk_bbbbbbbbbbbb_secret")
         assert stub.commands == ["HGETALL"]  # the second key: not asked
+
+
+class _Later:
+    """The `time` module as the key store sees it, `ahead` seconds later on the monotonic clock."""
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+    def time(self) -> float:
+        return time.time()
+
+
+@pytest.mark.anyio
+async def test_while_redis_is_down_a_key_read_lately_opens_the_hub_and_past_the_grace_it_is_a_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key revoked just before Redis went away opened every replica for the whole outage (hunt s31 #8):
+    now a key read in Redis within auth.redisOutageGrace still counts, and past it (or never read) the
+    hub answers 503 temporarily_unavailable with Retry-After, not 401 (the client keeps its key)."""
+    fx = fixture_command()
+    with contextlib.ExitStack() as redis_running:
+        url = redis_running.enter_context(redis_server())
+        store = RedisKeyStore(url, None)
+        used, unused = store.create("used", ["mcp"]), store.create("unused", ["mcp"])
+        doc = {
+            "mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}},
+            "onemcp": {"sessionStore": url, "auth": {"apiKeys": True, "redisOutageGrace": 30}},
+        }
+        (tmp_path / "a").mkdir()
+        (tmp_path / "a" / "mcp.json").write_text(json.dumps(doc))
+        with anyio.fail_after(60):
+            async with (
+                running_hub(doc, config_path=tmp_path / "a" / "mcp.json") as hub,
+                httpx.AsyncClient(timeout=30) as http,
+            ):
+                r = await http.post(hub.url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {used}"})
+                assert r.status_code == 200, r.text
+                redis_running.close()  # redis-server stopped
+                monkeypatch.setattr(keys_module, "CACHE_SECONDS", 0.0)  # every request asks Redis
+                r = await http.post(hub.url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {used}"})
+                assert r.status_code == 200, r.text  # read within the grace
+                for key in (unused, used):
+                    if key == used:
+                        monkeypatch.setattr(keys_module, "time", _Later(31))  # past the grace
+                    r = await http.post(hub.url, json=INIT, headers={**HEADERS, "authorization": f"Bearer {key}"})
+                    assert r.status_code == 503, r.text
+                    assert r.headers["retry-after"] == "5" and "www-authenticate" not in r.headers
+                    assert r.json() == {
+                        "error": "temporarily_unavailable",
+                        "error_description": "the API key store (Redis) cannot be reached",
+                    }
+    assert HITS.counts["unconfirmed_credentials"] >= 2

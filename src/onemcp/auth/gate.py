@@ -22,7 +22,7 @@ import anyio
 from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP, SSE
 from onemcp.auth.held import Held
 from onemcp.auth.keys import open_keys
-from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Verifier
+from onemcp.auth.principal import ADMIN, ANONYMOUS, BASE, InvalidToken, Principal, Unconfirmed, Verifier
 from onemcp.auth.roles import Roles
 from onemcp.auth.server.grants import OAuthError, sse_resource
 from onemcp.config.auth_settings import AuthSettings
@@ -75,7 +75,8 @@ class Gate:
         self.required = settings.required
         self.public_url = settings.public_url or public_url
         # API keys: keys.db beside the config, or (`shared_store`: the replicas' Redis) kept there for all replicas
-        self.keys = open_keys(config_dir, shared_store) if settings.api_keys and config_dir is not None else None
+        grace = settings.redis_outage_grace  # while Redis cannot be reached, a credential read lately still counts
+        self.keys = open_keys(config_dir, shared_store, grace) if settings.api_keys and config_dir is not None else None
         self.verifiers: list[Verifier] = []
         if self.keys is not None:
             self.verifiers.append(self.keys)
@@ -102,6 +103,7 @@ class Gate:
                 keys=self.keys,
                 resolve=self.roles.resolve,  # an operator key's admin may come from a role, as everywhere
                 shared=shared_store,  # replicas: clients, codes, tokens and consent pages in their Redis
+                outage_grace=grace,
             )
             self.verifiers.append(self.oauth)
             self.issuers.append(base)
@@ -169,6 +171,11 @@ class Gate:
         if scheme.lower() == "bearer" and token.strip():
             try:
                 principal = await self.verify(token.strip())
+            except Unconfirmed as exc:  # not refused: cannot be checked now (the replicas' Redis): try again
+                audit.info("auth unavailable principal=- entry=%s path=%s reason=%s", entry, path, exc)
+                body = {"error": "temporarily_unavailable", "error_description": str(exc)}
+                await asgi.send_json(send, 503, body, [(b"retry-after", b"5")])
+                return None
             except InvalidToken as exc:
                 reason = str(exc)
         if principal is None:

@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from onemcp.auth.principal import BASE, InvalidToken, Principal
+from onemcp.auth.principal import BASE, InvalidToken, Principal, Unconfirmed
 from onemcp.config import redis_link
 from onemcp.config.sqlite import open_store
+from onemcp.observability.limits import hit
 
 log = logging.getLogger("onemcp.auth")
 PREFIX = "omk_"
 REDIS_PREFIX = "onemcp:apikey:"
 CACHE_SECONDS = 5.0  # a replica checks a key in Redis again after this long: the most a revocation waits
+OUTAGE_GRACE = 60.0  # while Redis cannot be reached, a key read this long ago still counts (auth.redisOutageGrace)
 SCHEMA = """
 create table if not exists api_keys (
     id text primary key,
@@ -136,12 +138,14 @@ class RedisKeyStore:
 
     A key is made and revoked in Redis; a replica checks a key there at most every `CACHE_SECONDS`
     (a revocation reaches every replica within that), so the call path rarely waits on Redis. While
-    Redis cannot be reached, a key checked before is still judged by what was last read, and any
-    other is refused with that reason.
+    Redis cannot be reached, a key read there within `grace` seconds is still judged by what was
+    read; any other is refused (`Unconfirmed`: the gate answers 503, try again), so a key revoked
+    just before an outage opens no replica for longer than that.
     """
 
-    def __init__(self, url: str, local: KeyStore | None) -> None:
+    def __init__(self, url: str, local: KeyStore | None, grace: float = OUTAGE_GRACE) -> None:
         self.local = local
+        self.grace = grace
         self._errors = redis_link.errors()
         self._sync: Any = redis_link.client(url)
         self._breaker = redis_link.breaker(url)
@@ -206,10 +210,13 @@ class RedisKeyStore:
                 # seconds after Redis failed (the Redis link's breaker)
                 row = self._row(await self._breaker.call(self._sync.hgetall, REDIS_PREFIX + key_id))
             except self._errors as exc:
-                if cached is None:
+                if cached is None or now - cached[0] > self.grace:
                     if not isinstance(exc, redis_link.RedisSkipped):
                         log.warning("API key %s not checked: Redis cannot be reached (%s)", key_id, exc)
-                    raise InvalidToken("the API key store (Redis) cannot be reached") from None
+                    read = "never" if cached is None else f"{now - cached[0]:.0f} s ago"
+                    why = "API key %s refused (503): Redis unreachable; read there %s (auth.redisOutageGrace)"
+                    hit("unconfirmed_credentials", why, key_id, read)
+                    raise Unconfirmed("the API key store (Redis) cannot be reached") from None
             else:
                 if row is not None:
                     if len(self._cache) >= 10_000:
@@ -222,9 +229,10 @@ class RedisKeyStore:
         return _principal(*parts, row[:5])
 
 
-def open_keys(directory: Path, shared: str | None = None) -> Keys:
-    """The key store beside the config; with `shared` (the Redis URL replicas share), the replicas' one."""
+def open_keys(directory: Path, shared: str | None = None, grace: float = OUTAGE_GRACE) -> Keys:
+    """The key store beside the config; with `shared` (the Redis URL replicas share), the replicas' one
+    (`grace`: how long a key read there still counts while it cannot be reached)."""
     local = KeyStore(directory / "keys.db")
     if shared is not None:
-        return RedisKeyStore(shared, local if local.path.exists() else None)
+        return RedisKeyStore(shared, local if local.path.exists() else None, grace)
     return local

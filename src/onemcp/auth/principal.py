@@ -91,6 +91,13 @@ class InvalidToken(Exception):
     """A credential in a format some verifier owns, but not valid (bad signature, expired, ...)."""
 
 
+class Unconfirmed(InvalidToken):
+    """A credential that cannot be checked now: the store the replicas share (Redis) cannot be reached,
+    and this replica has not confirmed it there within `auth.redisOutageGrace`. Refused as any invalid
+    one wherever a credential is checked; the gate answers it 503 (try again), not 401 (the client
+    should keep its credential)."""
+
+
 class Verifier(Protocol):
     """Turns a bearer credential into a principal, or None when it is not one of its own."""
 

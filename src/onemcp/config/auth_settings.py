@@ -133,6 +133,10 @@ class AuthSettings(_Model):
     # JWT claim `jwt.rolesClaim`, or to every token the built-in OAuth server issues a client (`clientRoles`).
     roles: dict[str, Role] = {}
     client_roles: dict[str, list[str]] = Field({}, alias="clientRoles")  # OAuth client_id -> role names
+    # Replicas sharing a Redis: while it cannot be reached, an API key or built-in OAuth token this replica
+    # confirmed there within this many seconds still counts; any other is refused with 503 (try again).
+    # Longer: a revocation made just before an outage holds later; shorter: an outage stops clients sooner.
+    redis_outage_grace: Seconds = Field(60.0, alias="redisOutageGrace")
 
     @model_validator(mode="after")
     def _roles_ok(self) -> AuthSettings:

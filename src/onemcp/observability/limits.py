@@ -49,6 +49,7 @@ NAMES = frozenset(
         "list_refreshes",  # a server that keeps changing a list: read again only after a pause (up to 30 s)
         "tool_pins",  # a server's tool pins over 20,000: the oldest of tools it no longer lists forgotten
         "bad_framing",  # a request the HTTP layer refuses (501 transfer coding, absolute-form target)
+        "unconfirmed_credentials",  # a key or OAuth token not confirmed in Redis within auth.redisOutageGrace (503)
         "template_instances",  # a new template instance over maxInstances (429) or maxTemplateInstances (503)
     }
 )

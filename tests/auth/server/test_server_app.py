@@ -25,7 +25,7 @@ import uvicorn
 
 from onemcp.auth.gate import Gate, RateLimiter
 from onemcp.auth.keys import KeyStore
-from onemcp.auth.principal import InvalidToken
+from onemcp.auth.principal import InvalidToken, Unconfirmed
 from onemcp.auth.server import authorize as authorize_module
 from onemcp.auth.server import directory as directory_module
 from onemcp.auth.server import shared as shared_state
@@ -1454,17 +1454,38 @@ async def test_replicas_sharing_redis_honour_each_others_clients_pages_codes_tok
         b.close()
 
 
+class _Later:
+    """The `time` module as the shared store sees it, `ahead` seconds later on the monotonic clock."""
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+
 @NEEDS_REDIS
-async def test_without_redis_the_server_answers_503_and_tokens_do_not_verify(tmp_path: Path) -> None:
+async def test_without_redis_the_server_answers_503_and_only_tokens_checked_lately_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While Redis cannot be reached, the endpoints answer 503; an access token this replica checked in
+    Redis within auth.redisOutageGrace still verifies (a refresh tried meanwhile does not end that), and
+    any other is `Unconfirmed` (the gate's 503, not 401), as is that one once the grace is over."""
     with redis_server() as url:
         server = OAuthServer(
-            tmp_path / "oauth.db", ISSUER, RESOURCE, scopes_supported=["mcp"], consent="auto", shared=url
+            tmp_path / "oauth.db",
+            ISSUER,
+            RESOURCE,
+            scopes_supported=["mcp"],
+            consent="auto",
+            shared=url,
+            outage_grace=30,
         )
         oauth = Harness(
             server, httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER), Clock()
         )
         client_id = (await oauth.register())["client_id"]
-        tokens = await oauth.tokens(client_id)
+        tokens, unchecked = await oauth.tokens(client_id), await oauth.tokens(client_id)
         assert await oauth.valid(tokens["access_token"])
     try:  # redis-server stopped
         r = await oauth.http.post(
@@ -1473,7 +1494,12 @@ async def test_without_redis_the_server_answers_503_and_tokens_do_not_verify(tmp
         assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
         r = await oauth.refresh(client_id, tokens["refresh_token"])
         assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
-        with pytest.raises(InvalidToken, match="cannot be reached"):
+        monkeypatch.setattr(shared_state, "VERIFY_CACHE_SECONDS", 0.0)  # every token is asked of Redis again
+        assert await server.verify(tokens["access_token"]) is not None
+        with pytest.raises(Unconfirmed, match="cannot be reached"):
+            await server.verify(unchecked["access_token"])
+        monkeypatch.setattr(shared_state, "time", _Later(31))
+        with pytest.raises(Unconfirmed, match="cannot be reached"):
             await server.verify(tokens["access_token"])
         r = await oauth.authorize(client_id, pkce()[1])
         assert r.status_code == 503

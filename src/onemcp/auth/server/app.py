@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from onemcp.auth.keys import Keys, KeyStore
-from onemcp.auth.principal import InvalidToken, Principal
+from onemcp.auth.principal import Principal
 from onemcp.auth.server.authorize import (
     OPERATOR_ATTEMPTS,
     OPERATOR_TTL,
@@ -110,6 +110,7 @@ class OAuthServer:
         code_ttl: float = 60,
         clock: Clock = time.time,
         shared: str | None = None,
+        outage_grace: float = 60.0,  # replicas: how long a token checked in Redis counts while it cannot be reached
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.resource = canonical_resource(resource)
@@ -127,7 +128,7 @@ class OAuthServer:
             state = redis_state.open_state(shared, clock)
             self.store, self._pending, secret = state.store, state.pending, state.operator_secret
             self._breaker = redis_link.breaker(shared)
-            self._checked = redis_state.CheckedTokens(clock)
+            self._checked = redis_state.CheckedTokens(clock, outage_grace)
         else:
             self.store = OAuthStore(store_path)
             self._pending = PendingConsents()
@@ -224,10 +225,8 @@ class OAuthServer:
 
     # ---------------------------------------------------------------- verify
     async def verify(self, token: str) -> Principal | None:
-        """The principal for an access token issued here for the hub; None for tokens not ours.
-
-        Raises `InvalidToken` for one of ours that is unknown, expired, revoked or for another resource.
-        """
+        """The principal for an access token issued here for the hub; None for tokens not ours. `InvalidToken`
+        for one of ours that is unknown, expired, revoked, for another resource (or `Unconfirmed`)."""
         if self.shared is None:
             return self.grants.principal(token)
         if not token.startswith(ACCESS_PREFIX):
@@ -238,8 +237,8 @@ class OAuthServer:
             return principal
         try:
             principal = await self.io(self.grants.principal, token)
-        except OAuthError:
-            raise InvalidToken("the token store (Redis) cannot be reached") from None
+        except OAuthError:  # while Redis cannot be reached: as checked lately (`auth.redisOutageGrace`), else 503
+            return self._checked.unconfirmed(key)
         if principal is not None:
             self._checked.put(key, principal)
         return principal

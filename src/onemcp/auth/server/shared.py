@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import orjson
 
-from onemcp.auth.principal import Principal
+from onemcp.auth.principal import InvalidToken, Principal, Unconfirmed
 from onemcp.auth.server.authorize import (
     OPERATOR_ATTEMPTS,
     PENDING_LIMIT,
@@ -38,6 +38,7 @@ from onemcp.auth.server.authorize import (
 )
 from onemcp.auth.server.grants import Clock
 from onemcp.auth.server.store import KEEP_ACCESS, KEEP_REFRESH, ClientRecord, CodeGrant, Grant, Token
+from onemcp.observability.limits import hit
 
 PREFIX = "onemcp:oauth:"
 GRACE = 86400.0  # kept this long after expiry, as SQLite's purge does: a replay is recognised, not unknown
@@ -447,18 +448,38 @@ def open_state(url: str, clock: Clock) -> SharedState:
 class CheckedTokens:
     """Access tokens this replica checked in Redis, trusted for VERIFY_CACHE_SECONDS (so the call path
     rarely waits on Redis) while unexpired. A revocation through another replica holds here within
-    that; `clear` (after this replica's own token and revocation requests) makes one here hold at once."""
+    that; `clear` (after this replica's own token and revocation requests) makes one here hold at once.
+    While Redis cannot be reached, a token checked within `grace` seconds still counts (`unconfirmed`);
+    any other is refused with 503 (`auth.redisOutageGrace`)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, grace: float = 60.0) -> None:
         self.clock = clock
+        self.grace = grace
         self._checked: dict[str, tuple[float, Principal]] = {}  # token digest -> (when, principal)
+        self._fresh_from = 0.0  # checks before this are not trusted while Redis answers (`clear`)
 
     def get(self, key: str) -> Principal | None:
         seen = self._checked.get(key)
-        if seen is None or time.monotonic() - seen[0] >= VERIFY_CACHE_SECONDS:
+        if seen is None or seen[0] < self._fresh_from or time.monotonic() - seen[0] >= VERIFY_CACHE_SECONDS:
             return None
-        expires = seen[1].expires
-        return seen[1] if expires is None or expires > self.clock() else None
+        return self._unexpired(seen[1])
+
+    def unconfirmed(self, key: str) -> Principal:
+        """Redis cannot be reached: the token's principal if it was checked there within `grace` seconds
+        (expired since: `InvalidToken`), else `Unconfirmed`."""
+        seen = self._checked.get(key)
+        if seen is None or time.monotonic() - seen[0] > self.grace:
+            read = "never" if seen is None else f"{time.monotonic() - seen[0]:.0f} s ago"
+            why = "OAuth token refused (503): Redis unreachable; checked there %s (auth.redisOutageGrace)"
+            hit("unconfirmed_credentials", why, read)
+            raise Unconfirmed("the token store (Redis) cannot be reached")
+        if (principal := self._unexpired(seen[1])) is None:
+            raise InvalidToken("access token expired")
+        return principal
+
+    def _unexpired(self, principal: Principal) -> Principal | None:
+        expires = principal.expires
+        return principal if expires is None or expires > self.clock() else None
 
     def put(self, key: str, principal: Principal) -> None:
         if len(self._checked) >= VERIFY_CACHE_SIZE:
@@ -466,4 +487,6 @@ class CheckedTokens:
         self._checked[key] = (time.monotonic(), principal)
 
     def clear(self) -> None:
-        self._checked.clear()
+        """Check every token in Redis again. What was checked stays for `unconfirmed`: a refresh tried while
+        Redis is down (which revokes nothing) must not end the grace of every other token here."""
+        self._fresh_from = time.monotonic()

@@ -479,3 +479,56 @@ async def test_replicas_sign_alike_again_after_redis_lost_their_secret(
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the next round reads it)
             body = b"eyJoIjoiMSJ9"
             assert first._signed(body, hmac.new(before, body, hashlib.sha256).hexdigest()[:32])
+
+
+async def _sampling_call_dropped(http: httpx.AsyncClient, url: str) -> tuple[dict[str, str], list[str], dict[str, Any]]:
+    """A session whose call (`sample`) asked its client on the POST's stream, which the client then dropped:
+    (headers, the event ids it read, the sampling request)."""
+    init = {**INIT, "params": {**INIT["params"], "capabilities": {"sampling": {}}}}
+    r = await http.post(url, json=init, headers=HEADERS)
+    headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "sample", "arguments": {}}}
+    ids: list[str] = []
+    async with http.stream("POST", url, json=call, headers=headers) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("id:"):
+                ids.append(line[3:].strip())
+            elif line.startswith("data:") and line[5:].strip():
+                return headers, ids, json.loads(line[5:])
+    raise AssertionError("the call's stream ended without asking the client")
+
+
+async def test_a_reply_stream_resumed_on_another_replica_is_replayed_and_carried_on_from_the_one_holding_it(
+    redis_url: str,
+) -> None:
+    """A call's stream dropped on one, resumed (GET, Last-Event-ID) on two: two got a fresh, empty stream and
+    the call's result was lost (hunt s31 #9). Now two relays the events one holds after that id (the
+    sampling request again), then the stream as one writes it: the reply once the answer, posted to two,
+    reached one. Another session's GET with that id on two gets nothing of it."""
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            holder = one.app.hub.replicas
+            assert holder is not None
+            headers, ids, asked = await _sampling_call_dropped(http, one.url)
+            assert asked["method"] == "sampling/createMessage"
+            assert ids[0].endswith(f"@{holder.tag}-0")  # the stream's id names the replica holding it
+            resumed = {**headers, "accept": "text/event-stream", "last-event-id": ids[0]}
+            got: list[dict[str, Any]] = []
+            async with http.stream("GET", two.url, headers=resumed) as r:
+                assert r.status_code == 200
+                async for line in r.aiter_lines():
+                    if not (line.startswith("data:") and line[5:].strip()):
+                        continue
+                    got.append(json.loads(line[5:]))
+                    if got[-1].get("method") == "sampling/createMessage":
+                        answer = {"role": "assistant", "content": {"type": "text", "text": "hi"}, "model": "m"}
+                        reply = {"jsonrpc": "2.0", "id": asked["id"], "result": answer}
+                        assert (await http.post(two.url, json=reply, headers=headers)).status_code == 202
+            assert [m.get("method") or m.get("id") for m in got] == ["sampling/createMessage", 7]
+            assert json.loads(got[1]["result"]["content"][0]["text"])["model"] == "m"
+            stranger = await legacy_session(http, two.url)
+            async with http.stream("GET", two.url, headers={**resumed, **stranger, "accept": "text/event-stream"}) as r:
+                async for line in r.aiter_lines():
+                    assert line.startswith("id:") and "@" + holder.tag not in line  # a fresh stream of its own
+                    break

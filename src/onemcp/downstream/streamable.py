@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from functools import partial
 
 import anyio
 
@@ -22,7 +23,8 @@ from onemcp.downstream.modern import ModernEndpoint, supported_error
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.hub.core import Hub
-from onemcp.hub.replay import OutStream
+from onemcp.hub.followed import FollowedStreams
+from onemcp.hub.replay import OutStream, replica_of
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse
@@ -86,6 +88,20 @@ async def follow(session: Session, stream: OutStream, after: int, receive: Recei
         tg.cancel_scope.cancel()
     with contextlib.suppress(OSError):
         await asgi.end_stream(send)
+
+
+async def follow_elsewhere(
+    followed: FollowedStreams, holder: str, session: Session, last: str, receive: Receive, send: Send
+) -> str:
+    """Replay (and carry on) a stream replica `holder` holds, relayed from there (`hub.followed`): its outcome;
+    "broken" when the client went away."""
+    outcome = "broken"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(asgi.until_disconnect, receive, tg.cancel_scope)
+        with contextlib.suppress(OSError):
+            outcome = await followed.follow(holder, session, last, partial(asgi.sse_chunk, send))
+        tg.cancel_scope.cancel()
+    return outcome
 
 
 class StreamableHttpEndpoint:
@@ -288,6 +304,13 @@ class StreamableHttpEndpoint:
     async def _stream(self, session: Session, last: str | None, receive: Receive, send: Send) -> None:
         found = session.streams.find(last) if last else None
         await asgi.start_sse(send)
+        replicas, holder = self.hub.replicas, replica_of(last or "")
+        if found is None and last and replicas is not None and holder not in ("", replicas.tag):
+            outcome = await follow_elsewhere(replicas.followed, holder, session, last, receive, send)
+            if outcome == "broken" or (outcome == "done" and not last.startswith("g")):
+                with contextlib.suppress(OSError):
+                    await asgi.end_stream(send)
+                return  # (a GET stream replayed from there: this replica's own carries on)
         if found is not None:
             stream, after = found
             if not stream.id.startswith("g"):

@@ -1,8 +1,9 @@
 """Resumable SSE streams: numbered events kept per session so a client that drops a stream loses nothing.
 
 Each SSE stream the hub opens for a session (a POST's reply stream, a GET stream) gets a
-short id; its events get ids ``<stream>-<n>``. A client reconnects with GET and
-``Last-Event-ID`` and gets the events after that one, then the stream carries on.
+short id (on a replica, ending with ``@<replica>``: `hub.followed` resumes it from another); its
+events get ids ``<stream>-<n>``. A client reconnects with GET and ``Last-Event-ID`` and gets the
+events after that one, then the stream carries on.
 Memory is bounded: at most `MAX_EVENTS` events per stream, `MAX_STREAMS` streams per
 session (the oldest finished streams are forgotten first, then the oldest live reply streams, a
 GET stream last; a forgotten live stream keeps only its newest event) and `MAX_BYTES` of events
@@ -107,8 +108,9 @@ class ReplayBudget:
 class StreamStore:
     """A session's resumable streams."""
 
-    def __init__(self, budget: ReplayBudget | None = None, retry_ms: int = RETRY_MS) -> None:
+    def __init__(self, budget: ReplayBudget | None = None, retry_ms: int = RETRY_MS, replica: str = "") -> None:
         self.retry_ms = retry_ms  # how long its client waits to reconnect a dropped stream (`retry:`)
+        self.suffix = f"@{replica}" if replica else ""  # a replica's streams name it (`replica_of`)
         self._streams: dict[str, OutStream] = {}  # oldest first (a plain dict: every session has one)
         self._next = 0
         self.bytes = 0  # of the events kept for replay, all streams
@@ -135,7 +137,7 @@ class StreamStore:
 
     def open(self, prefix: str) -> OutStream:
         self._next += 1
-        stream = OutStream(f"{prefix}{self._next}", self)
+        stream = OutStream(f"{prefix}{self._next}{self.suffix}", self)
         self._streams[stream.id] = stream
         if len(self._streams) > MAX_STREAMS:
             self._forget(self._victim())
@@ -190,3 +192,9 @@ class StreamStore:
             return None
         self._streams[sid] = self._streams.pop(sid)  # the newest now
         return stream, int(seq)
+
+
+def replica_of(last_event_id: str) -> str:
+    """The replica whose stream a Last-Event-ID names ("" when none does)."""
+    stream, sep, _ = last_event_id.strip().rpartition("-")
+    return stream.partition("@")[2] if sep else ""

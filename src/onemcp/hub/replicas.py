@@ -22,6 +22,8 @@ reply stream and a parked 2026-07-28 call each live in one process. Owns, on top
 * a `requestState` of a call parked on another replica is resumed there (`resume`), the key that signs
   requestStates being one all replicas share; tasks/get|result|cancel of a task another replica's
   call made (its id names that replica) are answered there;
+* a client's `Last-Event-ID` naming a stream another replica holds: its events are relayed from there
+  (`followed`);
 * presets: the ones a replica loads from its presets.json after a change there are kept in Redis and
   written to every other replica's presets.json (whose own reload applies them). At start, Redis's
   win over the file; with none in Redis yet, the file's are shared.
@@ -44,6 +46,7 @@ import orjson
 from onemcp.auth.principal import Principal
 from onemcp.config import redis_link
 from onemcp.hub.bridge import Parking
+from onemcp.hub.followed import FollowedStreams
 from onemcp.hub.relay import RedisRelay, RelayError
 from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.tasks import TaskRouter
@@ -96,6 +99,7 @@ class Replicas:
         self.ended_here: Callable[[str], None] | None = None
         # a message POSTed to another replica for an /sse session whose stream is here: (session, principal, message)
         self.sse_here: Callable[[str, str, Message], Awaitable[None]] | None = None
+        self.followed = FollowedStreams(relay, sessions)  # a stream resumed here, held by another replica
         relay.on_message = self._received
         parking.tag = tasks.tag = relay.tag
         self.tasks = tasks
@@ -359,6 +363,12 @@ class Replicas:
         elif kind == "forgotten" and isinstance(doc.get("server"), str):
             if self.forgotten_here is not None:
                 await self.forgotten_here(doc["server"])
+        elif kind == "follow":
+            await self.followed.serve(doc)
+        elif kind == "events":
+            self.followed.batch(doc)
+        elif kind == "unfollow":
+            self.followed.unfollow(doc)
         elif not isinstance(msg, dict):
             log.info("replica %s: a %r message from %s without a message, ignored", self.tag, kind, sender)
         elif kind == "resume":

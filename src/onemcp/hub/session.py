@@ -440,7 +440,7 @@ class SessionStore:
             transport=transport,
             access=access,
             queue_size=self.limits.max_queued_messages,
-            streams=StreamStore(self.replay, self.retry_ms),
+            streams=StreamStore(self.replay, self.retry_ms, self.elsewhere.tag if self.elsewhere is not None else ""),
         )
         if transport == "streamable-http":
             session.elsewhere = self.elsewhere

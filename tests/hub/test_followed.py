@@ -28,6 +28,7 @@ class Wire:
         self.replicas: dict[str, FollowedStreams] = {}
         self.sent: list[dict[str, Any]] = []
         self.drop: Callable[[dict[str, Any]], bool] = lambda doc: False
+        self.silent = False  # the holder is no longer subscribed
 
     def relay(self, tag: str) -> Any:
         wire = self
@@ -43,6 +44,9 @@ class Wire:
                 elif not wire.drop(doc):
                     wire.tg.start_soon(wire.deliver, target, doc)
                 return True
+
+            async def present(self, other: str) -> bool:
+                return other in wire.replicas and not wire.silent
 
         Relay.tag = tag  # type: ignore[attr-defined]
         return Relay()
@@ -149,8 +153,13 @@ async def test_a_lost_batch_ends_the_clients_stream_and_stops_the_holder() -> No
     assert [d["k"] for d in wire.sent if d["from"] == "B"] == ["follow", "unfollow"]
 
 
-async def test_the_follower_gives_up_when_the_holder_falls_silent(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(followed_module, "SILENCE", 0.05)
+@pytest.mark.parametrize("gone", [False, True])
+async def test_the_follower_gives_up_when_the_holder_falls_silent_or_is_gone(
+    monkeypatch: pytest.MonkeyPatch, gone: bool
+) -> None:
+    """Nothing more arrives (Redis lost): ended after SILENCE; the holder no longer subscribed: at the next check."""
+    monkeypatch.setattr(followed_module, "CHECK_EVERY", 0.01)
+    monkeypatch.setattr(followed_module, "SILENCE", 3600.0 if gone else 0.05)
     store = StreamStore(replica="A")
     stream = store.open("p")
     stream.add({"jsonrpc": "2.0", "method": "one"})
@@ -161,6 +170,7 @@ async def test_the_follower_gives_up_when_the_holder_falls_silent(monkeypatch: p
 
             async def write(event: bytes) -> None:
                 wire.drop = lambda doc: True  # nothing more arrives: Redis lost
+                wire.silent = gone
 
             assert await b.follow("A", session(StreamStore()), "p1@A-0", write) == "broken"
             stream.finish()  # the holder's relay ends with its stream

@@ -532,3 +532,46 @@ async def test_a_reply_stream_resumed_on_another_replica_is_replayed_and_carried
                 async for line in r.aiter_lines():
                     assert line.startswith("id:") and "@" + holder.tag not in line  # a fresh stream of its own
                     break
+
+
+async def test_a_get_stream_resumed_on_another_replica_replays_what_it_missed_then_carries_on_there(
+    redis_url: str,
+) -> None:
+    """The GET stream on one got a log line the client did not read before it dropped; resumed on two with the
+    id before it, two replays the line from one's stream, then its own stream (its own ids) carries what comes."""
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await legacy_session(http, one.url)
+            holder, session = one.app.hub.replicas, one.app.hub.sessions.get(headers["mcp-session-id"])
+            assert holder is not None and session is not None
+            async with http.stream("GET", one.url, headers={**headers, "accept": "text/event-stream"}) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("id:"):
+                        primed = line[3:].strip()
+                        break
+            assert primed.endswith(f"@{holder.tag}-0")
+            with anyio.fail_after(10):
+                while session.streams_open:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (one saw the client go)
+            stream, _ = session.streams.find(primed) or (None, 0)
+            assert stream is not None
+            stream.add(
+                {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "missed"}}
+            )
+            resumed = {**headers, "accept": "text/event-stream", "last-event-id": primed}
+            got: list[tuple[str, Any]] = []
+            async with http.stream("GET", two.url, headers=resumed) as r:
+                last_id = ""
+                async for line in r.aiter_lines():
+                    if line.startswith("id:"):
+                        last_id = line[3:].strip()
+                    elif line.startswith("data:") and line[5:].strip():
+                        got.append((last_id, json.loads(line[5:])["params"]["data"]))
+                        if len(got) == 1:  # now something for the session, on two: its own stream carries it
+                            call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call"}
+                            call["params"] = {"name": "log", "arguments": {"message": "live", "detached": True}}
+                            await http.post(two.url, json=call, headers=headers)
+                        else:
+                            break
+            assert got[0] == (f"g1@{holder.tag}-1", "missed")
+            assert got[1][1] == "live" and not got[1][0].endswith(f"@{holder.tag}-1")

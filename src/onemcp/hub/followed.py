@@ -7,7 +7,8 @@ asks the holder (`follow`); the holder sends the events after the one named, in 
 a reply stream still written, each new event as it comes, a heartbeat after HEARTBEAT seconds of quiet,
 until the stream ends, the follower says its client went away (`unfollow`), or nobody hears a batch (the
 follower is gone). The follower ends its client's stream on a gap in the numbering or after
-SILENCE seconds without a batch (the holder gone, Redis lost): the client resumes again, with the last id
+SILENCE seconds without a batch (Redis lost), or at once when the holder is no longer subscribed (gone,
+checked every CHECK_EVERY seconds of quiet): the client resumes again, with the last id
 it got. A GET stream's events are replayed, and the follower's own GET stream carries on (new ids, this
 replica's). Only a copy of the same session, with the same principal, may follow a stream.
 
@@ -32,6 +33,7 @@ from onemcp.hub.session import Session, SessionStore
 log = logging.getLogger("onemcp.replicas")
 HEARTBEAT = 10.0  # seconds of quiet after which the holder says it is still there
 SILENCE = 2 * HEARTBEAT + 5.0  # seconds without a batch after which the follower gives up
+CHECK_EVERY = 2.0  # seconds without a batch after which the follower checks that the holder is still there
 FIRST_WORD = 5.0  # seconds the follower waits for the holder's first batch (then: as if it knew no such stream)
 BATCH_BYTES = 256 * 1024  # events per batch (Redis cuts off a subscriber past 8 MiB of pub/sub output in a minute)
 QUEUED = 256  # batches waiting for a slow client; past it the follower gives up (the client resumes again)
@@ -66,29 +68,35 @@ class FollowedStreams:
         try:
             if not self.relay.send(holder, asked, missed=missed):
                 return "unknown"
+            quiet = 0.0  # seconds without a batch
             while True:
-                with anyio.move_on_after(FIRST_WORD if expected == 0 else SILENCE):
+                batch: dict[str, Any] | None = None
+                with anyio.move_on_after(CHECK_EVERY):  # (the wait only: a slow client's write is not cut)
                     batch = await received.receive()
-                    if batch.get("n") != expected:
-                        log.info("replica %s: a batch of %s's stream missing: ended", self.relay.tag, holder)
-                        return "broken"
-                    expected += 1
-                    events, end = batch.get("events"), batch.get("end")
-                    if end == "unknown" and expected == 1:
-                        outcome = "unknown"
-                        return "unknown"
-                    session.touch()
-                    if isinstance(events, list) and events:
-                        for event in events:
-                            await write(str(event).encode())
-                    else:
-                        await write(b": keepalive\n\n")
-                    if end == "done":
-                        outcome = "done"
-                        return "done"
-                    continue
-                log.info("replica %s: %s sent nothing of a stream for a while: ended", self.relay.tag, holder)
-                return "unknown" if expected == 0 else "broken"
+                if batch is None:
+                    quiet += CHECK_EVERY
+                    if quiet < (FIRST_WORD if expected == 0 else SILENCE) and await self.relay.present(holder):
+                        continue
+                    log.info("replica %s: %s sent nothing of a stream for a while: ended", self.relay.tag, holder)
+                    return "unknown" if expected == 0 else "broken"
+                quiet = 0.0
+                if batch.get("n") != expected:
+                    log.info("replica %s: a batch of %s's stream missing: ended", self.relay.tag, holder)
+                    return "broken"
+                expected += 1
+                events, end = batch.get("events"), batch.get("end")
+                if end == "unknown" and expected == 1:
+                    outcome = "unknown"
+                    return "unknown"
+                session.touch()
+                if isinstance(events, list) and events:
+                    for event in events:
+                        await write(str(event).encode())
+                else:
+                    await write(b": keepalive\n\n")
+                if end == "done":
+                    outcome = "done"
+                    return "done"
         finally:
             del self._following[fid]
             batches.close()

@@ -205,6 +205,10 @@ class RedisRelay:
         finally:
             self._waiting.pop(corr, None)
 
+    async def present(self, tag: str) -> bool:
+        """Is replica `tag` still subscribed (True too when Redis failed a moment ago: asked again later)?"""
+        return await self._subscribed(self.channel(tag))
+
     async def _subscribed(self, channel: str) -> bool:
         try:
             counts = await self._command("pubsub_numsub", channel)

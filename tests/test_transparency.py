@@ -216,7 +216,24 @@ class Stream:
 
 
 def undone(message: Json) -> Json:
-    plain: Json = undo_prefixes({k: v for k, v in message.items() if k != "jsonrpc"})
+    """A message of either side as the other's is matched against it (`Stream.take`)."""
+    plain: Json = undo_prefixes(unlogged(message))
+    return plain
+
+
+def unlogged(message: Json) -> Json:
+    """A hub's message without the documented change to a log line's logger (`<server>/<logger>`)."""
+    plain = {k: v for k, v in message.items() if k != "jsonrpc"}
+    params = copy.deepcopy(plain.get("params"))
+    plain["params"] = params
+    if params is None:
+        del plain["params"]
+    if plain.get("method") == "notifications/message" and isinstance(params, dict) and "logger" in params:
+        logger = str(params["logger"]).removeprefix("srv/")
+        if logger == "srv":
+            del params["logger"]
+        else:
+            params["logger"] = logger
     return plain
 
 
@@ -318,14 +335,7 @@ def normalised(record: list[Json], *, via_hub: bool, prefixed: bool = False, mod
             message.pop("jsonrpc", None)
             if "method" in message and "id" in message:
                 message["id"] = "<request>"  # the hub mints its own ids toward the client
-            params = message.get("params")
-            if via_hub and message.get("method") == "notifications/message" and isinstance(params, dict):
-                logger = str(params.get("logger", "")).removeprefix("srv/")  # documented: `<server>/<logger>`
-                if logger == "srv":
-                    params.pop("logger")
-                else:
-                    params["logger"] = logger
-            before.append(message)
+            before.append(unlogged(message) if via_hub else message)
         entry["before"] = sorted(before, key=lambda m: orjson.dumps(m, option=orjson.OPT_SORT_KEYS))
         out.append(undo_prefixes(entry) if via_hub and prefixed else entry)
     return out

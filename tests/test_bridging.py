@@ -442,6 +442,83 @@ async def test_a_delete_while_the_bridge_asks_the_client_answers_the_call_sessio
     assert answer["error"]["message"].startswith("the session ended while this request was in flight")
 
 
+async def bridged_call(ending: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A legacy client's call to a modern-only upstream that asks for input (`ask_colour`), ended while the
+    hub asks the client: `cancel` (the client's notifications/cancelled, then its user answers anyway) or
+    `deadline` (nobody answers; the server's `timeout` is 1 s). The call's messages, and its GET stream's."""
+    import httpx
+
+    from support.hub import HEADERS
+
+    init = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "r", "version": "0"},
+    }
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "ask_colour", "arguments": {}}}
+    servers = {"m": modern_fixture(protocol="modern", timeout=1 if ending == "deadline" else 30)}
+    messages: list[dict[str, Any]] = []
+    heard: list[dict[str, Any]] = []
+    async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=None) as http:
+        r = await http.post(
+            hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}, headers=HEADERS
+        )
+        headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        listening, told = anyio.Event(), anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def listen() -> None:
+                async with http.stream("GET", hub.url, headers={**headers, "accept": "text/event-stream"}) as stream:
+                    listening.set()
+                    async for line in stream.aiter_lines():
+                        if line.startswith("data: {"):
+                            heard.append(json.loads(line[6:]))
+                            told.set()
+
+            tg.start_soon(listen)
+            await listening.wait()
+            async with http.stream("POST", hub.url, json=call, headers=headers) as reply:
+                async for line in reply.aiter_lines():
+                    if line.startswith("data: {"):
+                        messages.append(json.loads(line[6:]))
+                        asked = messages[-1]
+                        if asked.get("method") == "elicitation/create" and ending == "cancel":
+                            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}}
+                            assert (await http.post(hub.url, json=cancel, headers=headers)).status_code == 202
+                            answer = {"action": "accept", "content": {"colour": "red"}}
+                            late = {"jsonrpc": "2.0", "id": asked["id"], "result": answer}
+                            assert (await http.post(hub.url, json=late, headers=headers)).status_code == 202
+            with anyio.move_on_after(5):  # without a withdrawal, the assertions say so
+                await told.wait()
+            tg.cancel_scope.cancel()
+    return messages, heard
+
+
+async def test_a_legacy_client_that_cancels_while_the_bridge_asks_it_is_never_answered_nor_retried() -> None:
+    """Its cancel used to be ignored while it was asked: the user's late answer was sent upstream as a retry
+    of the cancelled call, which ran, and its result answered the cancelled request (or, unanswered, the call
+    waited for the server's `timeout`). The client is told the hub no longer waits for its answer."""
+    with anyio.fail_after(DEADLINE):
+        messages, heard = await bridged_call("cancel")
+    (asked,) = messages  # the question, and no answer: the stream ends at the cancel
+    assert asked["method"] == "elicitation/create"
+    (withdrawn,) = heard
+    assert withdrawn["method"] == "notifications/cancelled" and withdrawn["params"]["requestId"] == asked["id"]
+
+
+async def test_a_bridged_question_unanswered_at_the_deadline_is_withdrawn_from_the_client() -> None:
+    """The call times out while the hub asks the client for a modern upstream's input: the client gets the
+    -32001 and is told the question is withdrawn (it was left asking its user, as for a legacy upstream's)."""
+    with anyio.fail_after(DEADLINE):
+        messages, heard = await bridged_call("deadline")
+    asked, answer = messages
+    assert answer["id"] == 9 and answer["error"]["code"] == -32001, answer
+    (withdrawn,) = heard
+    assert withdrawn["method"] == "notifications/cancelled" and withdrawn["params"]["requestId"] == asked["id"]
+    assert withdrawn["params"]["reason"].startswith("[m] elicitation/create withdrawn")
+
+
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # logging, ping
 @pytest.mark.parametrize("level", [None, "info"])
 async def test_a_legacy_client_hears_a_modern_upstreams_log_lines_as_it_would_directly(

@@ -29,9 +29,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import orjson
 
 from onemcp.hub.session import ReversePending, Session
+from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
     INTERNAL_ERROR,
     MISSING_CLIENT_CAPABILITY,
@@ -42,7 +44,7 @@ from onemcp.protocol.errors import (
 )
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import REVERSE_CAPABILITY
-from onemcp.upstream.call import Call
+from onemcp.upstream.call import CANCELLED, Call
 from onemcp.upstream.connection import UpstreamConnection
 
 audit = logging.getLogger("onemcp.audit")
@@ -58,8 +60,43 @@ def input_required(msg: Message) -> dict[str, Any] | None:
     return None
 
 
-async def ask_client(session: Session, emit: Any, requests: object) -> dict[str, Any]:
-    """Put each input request to a legacy client as a live request; the answers by key."""
+async def ask_for_call(
+    session: Session, conn: UpstreamConnection, call: Call, emit: Any, requests: object
+) -> dict[str, Any] | None:
+    """`ask_client` for the client of `call` (answered input_required), which may cancel its request
+    meanwhile: the answers; None when it cancelled (a cancelled request is neither answered nor retried
+    upstream); SessionEnded when its session ended. While it is asked, the request's entry in
+    `in_flight` is a stand-in that its `notifications/cancelled` finishes (the call itself has its reply)."""
+    stand_in = Call(conn.name, call.hub_id, call.downstream_id, call.timeout, origin=session, method=call.method)
+    session.in_flight[call.downstream_id] = (conn, stand_in)  # type: ignore[index]
+    answers: dict[str, Any] = {}
+    failure: HubError | None = None
+
+    async def ask() -> None:
+        nonlocal answers, failure
+        try:
+            answers = await ask_client(session, emit, requests, server=conn.label)
+        except HubError as exc:  # raised below, as it came (not inside a task group's ExceptionGroup)
+            failure = exc
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ask)
+        await stand_in.result()  # finished only by a cancel or the session's end; else cancelled by `ask`
+        tg.cancel_scope.cancel()
+    if stand_in.done:
+        if await stand_in.result() is CANCELLED:
+            return None
+        raise SessionEnded("the session ended while this request was in flight (its client was asked for input)")
+    if failure is not None:
+        raise failure
+    return answers
+
+
+async def ask_client(session: Session, emit: Any, requests: object, *, server: str = "") -> dict[str, Any]:
+    """Put each input request to a legacy client as a live request; the answers by key. One the hub stops
+    waiting for unanswered (a deadline, the client's cancel) is withdrawn: the client is told (on its
+    session's stream, the call's being about to end), so that it stops asking its user or its model."""
     if not isinstance(requests, dict):
         return {}
     answers: dict[str, Any] = {}
@@ -83,6 +120,9 @@ async def ask_client(session: Session, emit: Any, requests: object) -> dict[str,
             await pending.done.wait()
         finally:
             session.reverse.pop(rid, None)
+            if not pending.done.is_set() and not session.closed:
+                why = f"[{server}] {method} withdrawn: the call it was asked for ended"
+                session.post(jsonrpc.notification("notifications/cancelled", {"requestId": rid, "reason": why}))
         reply = pending.reply
         if reply is None and session.closed:
             raise SessionEnded(f"the session ended while this request was in flight (its client was asked {method})")

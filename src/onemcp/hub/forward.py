@@ -110,8 +110,10 @@ class Forwarder:
                     if needed is not None and not session.ephemeral:
                         # a modern upstream asks a legacy client: ask live, then retry upstream
                         rounds += 1
-                        answers = await bridge.ask_client(session, emit, needed.get("inputRequests"))
-                        call = await conn.begin(bridge.retry_request(call, needed, answers), origin=session)
+                        asked = await bridge.ask_for_call(session, conn, call, emit, needed.get("inputRequests"))
+                        if asked is None:  # the client cancelled its request meanwhile: never answered
+                            return None
+                        call = await conn.begin(bridge.retry_request(call, needed, asked), origin=session)
                         session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
                         deadline.deadline = min(anyio.current_time() + call.timeout, ceiling)  # asked again
                         continue

@@ -357,3 +357,21 @@ async def test_a_2026_clients_sampling_is_not_refused_while_another_principals_c
                         assert "ben's" in answer, answer
                 assert shared.in_flight == 1  # ann's, still running on the shared connection
                 tg.cancel_scope.cancel()
+
+
+async def test_a_question_left_unanswered_when_its_call_times_out_is_withdrawn_from_the_client() -> None:
+    """The call ends at its deadline (here `maxTotalTimeout`, half a second after its server's sampling request)
+    while that request waits for the client: the client is told the request is withdrawn, on the call's stream
+    or, once that has ended, on its GET stream. It was told on the call's stream after nobody read it any
+    more (here, and whenever both waits ended together): the client went on asking its user or model."""
+    with anyio.fail_after(DEADLINE):
+        slow = fixture("--name", "slow", timeout=1, maxTotalTimeout=1)
+        async with inprocess_hub({"slow": slow}) as h:
+            session = await h.session(capabilities=CAPABILITIES)
+            async with session.listen() as stream:
+                async with session.call("tools/call", tool_call("sample", wait=0.5), rid=4) as response:
+                    ask, *related, reply = await response.messages()
+                assert ask["method"] == "sampling/createMessage"
+                assert reply["id"] == 4 and reply["error"]["code"] == -32001, reply
+                told = related or [await stream.message()]
+    assert [(m["method"], m["params"]["requestId"]) for m in told] == [("notifications/cancelled", ask["id"])]

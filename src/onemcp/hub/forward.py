@@ -132,7 +132,14 @@ class Forwarder:
         finally:
             self._record(session, conn, call, outcome, started, sent)
             if not call.done and not parked:
-                conn.abandon(call, "the client went away")
+                if outcome != "timeout":
+                    conn.abandon(call, "the client went away")
+                # nobody reads it now: a question withdrawn from the client, said for it (or said from now on),
+                # goes to the session's stream
+                call.finish(CANCELLED)
+                for told in call.unread():
+                    if told.get("method") == "notifications/cancelled":
+                        session.post(told)
             session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
             session.touch()  # its end is the session's last use: idle from here, not from the request
 

@@ -158,6 +158,14 @@ class Call:
             if self._wake is not None:
                 self._wake.set()
 
+    def unread(self) -> list[Message]:
+        """The related messages queued and never taken (the call was given up on); the queue is emptied."""
+        left = [msg for msg, _ in self._queue]
+        self._queue.clear()
+        if self._charge is not None:
+            RelatedBytes.release(self._charge)
+        return left
+
     async def receive(self) -> tuple[Message, bool]:
         """The next message for the downstream, and whether it is the final response."""
         while True:

@@ -140,6 +140,40 @@ async def test_a_call_in_the_moment_its_server_s_tools_are_listed_but_it_is_not_
                 assert r.json()["result"]["content"][0]["text"] == "waited"
 
 
+async def test_a_call_cancelled_while_it_waits_for_its_connection_to_start_is_never_sent_nor_answered() -> None:
+    """A legacy client's notifications/cancelled for a call still waiting to be sent (here for the session's own
+    connection to start; or its server, a template instance) found no call in flight and was dropped: the call
+    was sent once the connection was ready, ran, and answered the cancelled request."""
+    from support.hub import raw_session
+
+    cmd = fixture_command()
+    slow = {"command": cmd[0], "args": [*cmd[1:], "--slow-prompts", "2"], "isolation": "session"}
+    with anyio.fail_after(2 * DEADLINE):
+        config = {"mcpServers": {"slow": slow}, "onemcp": {"prefixMode": "always"}}
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            session_headers = await raw_session(http, hub.url)
+            call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": tool_call("slow__add_tool", name="x")}
+            replies: list[httpx.Response] = []
+            async with anyio.create_task_group() as tg:
+
+                async def post() -> None:
+                    replies.append(await http.post(hub.url, json=call, headers=session_headers))
+
+                tg.start_soon(post)
+                while not hub.app.hub.isolated.connections():  # the call waits for its own connection to start
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}
+                assert (await http.post(hub.url, json=cancel, headers=session_headers)).status_code == 202
+            added = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": tool_call("slow__add_tool", name="y")}
+            assert "result" in (await http.post(hub.url, json=added, headers=session_headers)).text
+            listed = {"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {}}
+            tools = (await http.post(hub.url, json=listed, headers=session_headers)).json()["result"]["tools"]
+    (reply,) = replies
+    assert reply.text == "", reply.text  # never answered
+    names = {tool["name"] for tool in tools}
+    assert "slow__y" in names and "slow__x" not in names  # never run
+
+
 async def test_a_clients_log_level_never_narrows_what_a_client_that_set_none_hears() -> None:
     """hunt-auth F5: a shared upstream was told the most verbose level among the sessions that had set
     one, so a client that set `emergency` cut off every other line for a client that had set none (which

@@ -14,7 +14,7 @@ from onemcp.hub.session import Session
 from onemcp.hub.stopping import Bound
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import FORBIDDEN, INTERNAL_ERROR, UPSTREAM_UNAVAILABLE, HubError
-from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.jsonrpc import Message, RequestId
 
 log = logging.getLogger("onemcp.downstream")
 
@@ -39,8 +39,25 @@ async def _answer(hub: Hub, session: Session, msg: Message, emit: Emit, bound: B
     if log.isEnabledFor(logging.DEBUG):
         params = msg.get("params") or {}
         log.debug("session %s: %s %s", session.id[:8], msg.get("method"), params.get("name") or params.get("uri") or "")
+    # Until it has a Call (`in_flight`), a notifications/cancelled for it finds it here: it may wait a while to
+    # be sent (for a server, or the session's own connection, to start), and is then neither sent nor answered.
+    key: RequestId | None = rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+    routed = key is not None and key not in session.routing
+    if key is not None and routed:
+        session.routing[key] = False
+    cancelled = False
     try:
-        outcome = await hub.dispatch(session, msg)
+        try:
+            outcome = await hub.dispatch(session, msg)
+        finally:
+            if key is not None and routed:
+                cancelled = session.routing.pop(key, False)
+        if cancelled:
+            if isinstance(outcome, tuple):  # sent meanwhile: cancelled upstream too
+                conn, call = outcome
+                session.in_flight.pop(call.downstream_id, None)  # type: ignore[arg-type]
+                conn.abandon(call, "cancelled by the client")
+            return None
         if isinstance(outcome, tuple):
             conn, call = outcome
             if bound is not None:
@@ -48,6 +65,8 @@ async def _answer(hub: Hub, session: Session, msg: Message, emit: Emit, bound: B
             return await hub.complete(session, conn, call, emit)
         return outcome
     except HubError as exc:
+        if cancelled:
+            return None
         hub.metrics.answered_error(msg.get("method"), exc.code)
         return jsonrpc.error(rid, exc.to_error())
     except Exception:

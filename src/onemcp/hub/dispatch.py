@@ -212,6 +212,8 @@ class Dispatcher:
             params["ref"] = {**params["ref"], key[4:]: value}
         elif key == "taskId":
             params["taskId"] = value
+        if session.routing.get(msg["id"]):  # cancelled while it waited (for the server, say): never sent
+            raise HubError("cancelled by the client before it was sent")
         call = await conn.begin(msg, origin=session)
         session.in_flight[call.downstream_id] = (conn, call)  # type: ignore[index]
         return conn, call
@@ -468,6 +470,10 @@ class Dispatcher:
                 conn, call = entry
                 conn.abandon(call, str(params.get("reason") or "cancelled by the client"))
                 call.finish(CANCELLED)
+            elif (
+                isinstance(rid, str | int) and rid in session.routing
+            ):  # not sent upstream yet: never sent nor answered
+                session.routing[rid] = True
         elif method == "notifications/roots/list_changed":
             await self.roots_changed(session)
 

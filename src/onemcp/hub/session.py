@@ -184,6 +184,8 @@ class Session:
     # (server, upstream URI) -> the connection it is held on: None for the shared ones (`Subscriptions`)
     subscriptions: dict[tuple[str, str], UpstreamConnection | None] = field(default_factory=dict)
     in_flight: dict[RequestId, tuple[UpstreamConnection, Call]] = field(default_factory=dict)
+    # requests being routed, not yet sent upstream (waiting for a server to start, say): True once cancelled
+    routing: dict[RequestId, bool] = field(default_factory=dict)
     reverse: dict[str, ReversePending] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
     closed: bool = False

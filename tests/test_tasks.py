@@ -627,3 +627,19 @@ async def test_tasks_list_answers_without_a_server_that_does_not_answer_it(
     # a's alone: b's is left out (b answers once it thaws, after 3 s: waited for, both were listed)
     assert [t["taskId"] for t in listed["result"]["tasks"]] == [made[0]]
     assert "tasks/list: b did not answer within 0.3s: its tasks are left out" in caplog.text
+
+
+async def test_a_tasks_result_waits_for_the_task_past_the_servers_timeout() -> None:
+    """tasks/result blocks until its task ends (a task is how a call outlives a request's timeout): the
+    server's `timeout` (1 s here) bounded its silence as for any request, so the wait for a 2 s task
+    failed '[a] tasks/result timed out after 1s' (and the hub cancelled it upstream) while the task ran
+    on. `maxTotalTimeout` still bounds it."""
+    config = {"mcpServers": {"a": {**stdio("--tasks"), "timeout": 1}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            call = req("tools/call", name="sleep", arguments={"seconds": 2}, task={"ttl": 60000})
+            task = (await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]
+            result = await http.post(hub.url, json=req("tasks/result", 2, taskId=task["taskId"]), headers=headers)
+    body = result.json()
+    assert body.get("result", {}).get("content") == [{"type": "text", "text": "slept 2"}], body

@@ -78,12 +78,14 @@ class Forwarder:
         # a log line, a question for the client) starts it again, up to `maxTotalTimeout` since it was sent
         longest = max(call.timeout, conn.config.max_total_timeout)
         ceiling = anyio.current_time() + longest
+        # ... but a tasks/result waits, silent, for its task to end (which is what tasks are for): only that bound
+        quiet = longest if call.method == "tasks/result" else call.timeout
         try:
-            with anyio.move_on_after(call.timeout) as deadline:
+            with anyio.move_on_after(quiet) as deadline:
                 while True:
                     msg, final = await call.receive()
                     if not final:
-                        deadline.deadline = min(anyio.current_time() + call.timeout, ceiling)
+                        deadline.deadline = min(anyio.current_time() + quiet, ceiling)
                         pending = self._input_request(session, msg)
                         if pending is not None:
                             # a legacy upstream asks a modern client: park, answer input_required
@@ -123,8 +125,8 @@ class Forwarder:
                     elif outcome == "ok" and _tool_error(msg):  # ... or made a tool error
                         outcome = "tool_error"
                     return msg
-            quiet = anyio.current_time() < ceiling  # else it ran into maxTotalTimeout, talking all along
-            why = f"timed out after {call.timeout:g}s" if quiet else f"still running at maxTotalTimeout ({longest:g}s)"
+            silent = anyio.current_time() < ceiling  # else it ran into maxTotalTimeout, talking all along
+            why = f"timed out after {quiet:g}s" if silent else f"still running at maxTotalTimeout ({longest:g}s)"
             conn.abandon(call, why)
             outcome = "timeout"
             err = UpstreamTimeout(conn.name, f"{call.method} {why}")

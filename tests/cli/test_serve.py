@@ -180,7 +180,11 @@ async def test_sigterm_shuts_down_and_stops_upstream_children(tmp_path: Path) ->
                 await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
     finally:
         await stop_process(process)
-    assert "Traceback" not in stderr_path.read_text(errors="replace")
+    said = stderr_path.read_text(errors="replace")
+    assert "Traceback" not in said
+    # It says so, as Ctrl-C's end does (SIGTERM's printed nothing: the process ends by the signal).
+    assert said.index("onemcp: stopping on SIGTERM (requests in flight get 5 s)") < said.index("onemcp: stopped")
+    assert said.count("onemcp: stopped") == 1
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
@@ -234,7 +238,8 @@ async def test_ctrl_c_exits_0_after_a_clean_shutdown(tmp_path: Path) -> None:
     finally:
         await stop_process(process)
     log = stderr_path.read_text(errors="replace")
-    assert "onemcp: stopped" in log
+    assert "onemcp: stopping on SIGINT" in log
+    assert log.count("onemcp: stopped") == 1
     assert "Traceback" not in log
     assert not (tmp_path / "unused").exists()
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
+from types import FrameType
+from typing import Any
 from urllib.parse import urlencode
 
 import anyio
@@ -54,6 +57,43 @@ def remove_runtime(runtime: Path) -> None:
     with contextlib.suppress(OSError, orjson.JSONDecodeError):
         if orjson.loads(runtime.read_bytes()).get("pid") == os.getpid():
             runtime.unlink()
+
+
+class SaidServer(HubServer):
+    """The hub's server for a foreground `serve`: says on stderr (and in the log) that a signal is
+    stopping it, and that it stopped, before uvicorn raises the signal again to end the process with it
+    (SIGTERM's end printed nothing: no `finally` or line after `run` is reached then)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signalled: int | None = None
+        self.said_stopped = False
+        self.log_file = False  # the log goes to a file (else to stderr, where the line above says it)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.signalled is None:
+            self.signalled = sig
+            grace = "" if self.grace is None else f" (requests in flight get {self.grace:g} s)"
+            print(f"onemcp: stopping on {_signal_name(sig)}{grace}", file=sys.stderr, flush=True)
+            if self.log_file:
+                logging.getLogger("onemcp").info("stopping on %s", _signal_name(sig))
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():  # raises the signal caught again as it exits
+            yield
+            app = self.config.app
+            if self.signalled is not None and not (isinstance(app, OneMcpApp) and app.failed is not None):
+                print("onemcp: stopped", file=sys.stderr, flush=True)
+                self.said_stopped = True
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
 
 
 def _config(config_flag: str | None) -> tuple[Path, HubConfig] | int:
@@ -161,7 +201,8 @@ def serve(
         said.info("listening on http://%s:%d/mcp (pid %d), serving %s", shown, bound_port, os.getpid(), path)
         app.on_shutdown.append(lambda: said.info("stopped (pid %d)", os.getpid()))
     raise_fd_limit()  # the connection cap is drawn from it
-    server = HubServer(app.server_config(timeout_graceful_shutdown=5))
+    server = SaidServer(app.server_config(timeout_graceful_shutdown=5))
+    server.log_file = log_file is not None
     try:
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after a clean shutdown
             server.run(sockets=[sock])
@@ -170,7 +211,8 @@ def serve(
     if app.failed is not None:
         print(f"onemcp: {app.failed}", file=sys.stderr)
         return 1
-    print("onemcp: stopped", file=sys.stderr)
+    if not server.said_stopped:
+        print("onemcp: stopped", file=sys.stderr)
     return 0
 
 

@@ -375,6 +375,29 @@ def test_an_env_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     assert load_config(config).servers["a"].env == {"T": "t"}
 
 
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("TOKEN s3cret", "line 2: not NAME=value; write NAME=value"),
+        ("MY TOKEN=s3cret", "line 2: 'MY TOKEN' is not a variable name"),
+        ("=s3cret", "line 2: no variable name before '='"),
+        ('TOKEN="s3cret', "line 2: a quote that is not closed on its line"),
+    ],
+)
+def test_a_malformed_env_file_line_is_named(tmp_path: Path, line: str, problem: str) -> None:
+    """It was skipped silently: its variable then read as not set, or (an unclosed quote) with the quote.
+    The message names the file and the line, never the line's text (it may hold a secret)."""
+    config = tmp_path / "mcp.json"
+    config.write_text('{"mcpServers": {"a": {"command": "x", "env": {"T": "${TOKEN:-}"}}}}')
+    (tmp_path / ".env").write_text(f"# comment\n{line}\n\nexport OTHER='x'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert str(info.value).startswith(f"{tmp_path / '.env'}, {problem}")
+    assert "s3cret" not in str(info.value)
+    (tmp_path / ".env").write_text("# comment\nexport TOKEN='s3cret'\n\nOTHER=\n")
+    assert load_config(config).servers["a"].env == {"T": "s3cret"}
+
+
 def test_substitute_is_not_recursive() -> None:
     assert substitute("${A}", {"A": "${B}", "B": "no"}) == "${B}"
 
@@ -593,6 +616,36 @@ def test_a_number_that_is_not_finite_is_refused(value: Any) -> None:
         {"mcpServers": {"a": {"url": "https://x/mcp", "replicas": ["https://y/mcp"], "weights": [1, value]}}}
     )
     assert "mcpServers.a.weights: must be a finite number" in message
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"onemcp": {"searchBudget": "20000"}}, "onemcp.searchBudget: expected a number, not the string '20000'"),
+        ({"mcpServers": {"a": {"command": "x", "timeout": "30"}}}, "mcpServers.a.timeout: expected a number"),
+        ({"mcpServers": {"a": {"command": "x", "disabled": "true"}}}, "mcpServers.a.disabled: expected true or false"),
+        ({"onemcp": {"auth": {"apiKeys": "yes"}}}, "onemcp.auth.apiKeys: expected true or false, not the string 'yes'"),
+    ],
+)
+def test_a_number_or_a_boolean_in_quotes_is_refused(doc: dict[str, Any], message: str) -> None:
+    """Nothing is accepted silently: pydantic's lax mode took "20000" for 20000 and "true" for true."""
+    assert message in error_of({"mcpServers": {}, **doc})
+
+
+def test_a_variable_stands_where_a_number_or_a_boolean_goes() -> None:
+    """Substitution leaves every value a string, so a ${VAR} (or its default) there is read as the value."""
+    config = parse(
+        {
+            "mcpServers": {"a": {"command": "x", "timeout": "${T}", "disabled": "${OFF:-false}"}},
+            "onemcp": {"searchBudget": "${BUDGET}"},
+        },
+        env={"T": "30", "BUDGET": "15000"},
+    )
+    assert config.servers["a"].timeout == 30 and config.servers["a"].disabled is False
+    assert config.hub.search_budget == 15000
+    assert "timeout: Input should be a valid number" in error_of(
+        {"mcpServers": {"a": {"command": "x", "timeout": "${T}"}}}, env={"T": "soon"}
+    )
 
 
 @pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])

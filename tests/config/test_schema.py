@@ -45,7 +45,9 @@ SERVER = {"command": "x"}
         ({"mcpServers": {"a": {**SERVER, "env": ["A=1", "B=2"]}}}, True),  # 1MCP's env list
         ({"serverDefaults": {}, "mcpServers": {"a": {**SERVER, "requestTimeout": 30000}}}, True),
         ({"mcpServers": {"a": {**SERVER, "restartOnExit": True}}}, True),
-        ({"mcpServers": {"a": {**SERVER, "timeout": "${T}", "disabled": "false"}}}, True),  # strings: ${VAR}
+        ({"mcpServers": {"a": {**SERVER, "timeout": "${T}", "disabled": "${F:-false}"}}}, True),  # strings: ${VAR}
+        ({"mcpServers": {"a": {**SERVER, "timeout": "30"}}}, False),  # a number in quotes by hand
+        ({"mcpServers": {"a": {**SERVER, "disabled": "false"}}}, False),
         ({"mcpServers": {"a": {**SERVER, "timeout": 7200}}}, False),  # over an hour (the schema said valid)
         ({"mcpServers": {"a": {**SERVER, "restartOnExit": False}}}, False),
         ({"mcpServers": {"a": {**SERVER, "env": {"A": 1}}}}, False),

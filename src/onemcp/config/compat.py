@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from onemcp.config import values
 from onemcp.config.base import TIMEOUT_MAX
 
 # Keys other clients keep in a server entry for their own use: not ours, not an error.
@@ -58,14 +59,17 @@ def normalise(doc: dict[str, Any], resolve: Resolve | None = None) -> list[str]:
                         entry.setdefault(key, value)
             if one_mcp and resolve is not None:  # a ${VAR} in milliseconds converts as the number would
                 for key in MS_KEYS:
-                    if isinstance(entry.get(key), str):
+                    if isinstance(entry.get(key), str):  # (one written in quotes by hand is refused later)
                         entry[key] = _number(resolve(entry[key], f"{section}.{name}.{key}"))
             problems += _server(f"{section}.{name}", entry, one_mcp=one_mcp)
     return problems
 
 
 def _number(text: str) -> float | str:
-    """A millisecond value written as a string (after its ${VAR}s): its number, else the text (refused later)."""
+    """A millisecond value a ${VAR} filled in: its number, else the text (refused later, as is one written
+    in quotes by hand: nothing is taken silently)."""
+    if not isinstance(text, values.FromEnv):
+        return text
     try:
         return float(text)
     except ValueError:

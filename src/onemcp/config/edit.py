@@ -175,7 +175,7 @@ def _unknown(name: str, servers: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- the edit cycle
 def validate(doc: Document, *, source: str, env: dict[str, str]) -> tuple[HubConfig, tuple[str, ...]]:
     """Load `doc` as the hub would; each unset ``${VAR}`` without a default gets a stand-in that fits
-    where it stands: a whole value "1" in a field that takes a number, else `PLACEHOLDER` (a URL);
+    where it stands: a whole value 1 in a field that takes a number, else `PLACEHOLDER` (a URL);
     `PLACEHOLDER` where a value starts with it; "1" inside a value (a port, a token after "Bearer ")."""
     unset = set(_bare_vars(doc)) - set(env)
     config = parse_config(orjson.dumps(_stand_in(doc, unset, "") if unset else doc), source=source, env=env)
@@ -210,6 +210,9 @@ def _stand_in(value: Any, unset: set[str], key: str) -> Any:
         return [_stand_in(v, unset, key) for v in value]
     if not isinstance(value, str) or "$" not in value:
         return value
+    whole = _BARE_VAR.fullmatch(value)
+    if whole and whole.group(0) != "$$" and (whole.group(1) or whole.group(2)) in unset and key in _numeric_fields():
+        return 1  # a number, as a variable's text is taken there (one written in quotes is refused)
 
     def one(match: re.Match[str]) -> str:
         if match.group(0) == "$$" or (match.group(1) or match.group(2)) not in unset:

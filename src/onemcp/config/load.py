@@ -111,8 +111,10 @@ def _per_user_field(path: tuple[str | int, ...]) -> bool:
 def _substitute(value: Any, env: dict[str, str], path: tuple[str | int, ...], missing: list[str]) -> Any:
     if isinstance(value, str):
         where = _dotted(path)
+        filled = False  # did a variable (or its default) fill in part of it? Then it may stand for a number
 
         def repl(m: re.Match[str]) -> str:
+            nonlocal filled
             if m.group(0) == "$$":  # an escaped "$", never the start of a variable
                 return "$"
             if m.group(4) is not None:  # ${user:NAME}: the hub fills it in per caller
@@ -134,13 +136,16 @@ def _substitute(value: Any, env: dict[str, str], path: tuple[str | int, ...], mi
                 missing.append(f"{where}: the default of ${{{name}:-...}} cannot hold another ${{...}}; write {FORMS}")
                 return m.group(0)
             if name in env:
+                filled = True
                 return env[name]
             if default is not None:
+                filled = True
                 return default.replace("$$", "$")  # taken as written, but for the escape that works everywhere
             missing.append(f"{where}: environment variable ${{{name}}} is not set")
             return m.group(0)
 
-        return _VAR.sub(repl, value)
+        out = _VAR.sub(repl, value)
+        return values.FromEnv(out) if filled else out
     if isinstance(value, dict):
         return {k: _substitute(v, env, (*path, str(k)), missing) for k, v in value.items()}
     if isinstance(value, list):
@@ -230,7 +235,10 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
 def environment(path: Path) -> dict[str, str]:
     """The variables a config sees: the process's, over those of a `.env` file beside the config. A `.env`
     that is there but cannot be read is a ConfigError naming it: ignored, each of its variables was reported
-    as not set (a file saved as UTF-16, a folder of that name)."""
+    as not set (a file saved as UTF-16, a folder of that name). So is a line that is not `NAME=value`
+    (blank lines and `#` comments aside; `export NAME=value` and a value in matching quotes are taken):
+    skipped, it left a variable unset or a secret misread, unsaid. At start the hub refuses to run; on a
+    live reload the running config stays, as for any config error."""
     env: dict[str, str] = {}
     dotenv = path.parent / ".env"
     try:
@@ -241,16 +249,35 @@ def environment(path: Path) -> dict[str, str]:
         raise ConfigError(f"{dotenv}: cannot read: {exc.strerror}", transient=exc.errno in TRANSIENT_ERRNOS) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{dotenv}: not UTF-8 text (save it as UTF-8)") from None
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
+        if not line or line.startswith("#"):
             continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
+        key, equals, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        problem = _dotenv_problem(key, equals, value)
+        if problem is not None:  # skipped, its variable was "not set", or set to what it was not meant to be
+            raise ConfigError(f"{dotenv}, line {number}: {problem}; write NAME=value")  # (the line: maybe a secret)
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
-        env[key.strip()] = value
+        env[key] = value
     return env | dict(os.environ)
+
+
+def _dotenv_problem(key: str, equals: str, value: str) -> str | None:
+    """Why a `.env` line is not NAME=value (None: it is one)."""
+    if not equals:
+        return "not NAME=value"
+    if not re.fullmatch(_NAME, key):
+        return f"{_escaped(key[:40])!r} is not a variable name" if key else "no variable name before '='"
+    if value[:1] in ("'", '"') and (len(value) < 2 or value[-1] != value[0]):
+        return "a quote that is not closed on its line"
+    return None
+
+
+def _escaped(text: str) -> str:
+    """`text` with control characters as escapes, for a message (a `.env` line may hold anything)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def load_config(path: Path) -> HubConfig:

@@ -20,15 +20,16 @@ SCHEMA_FILE = Path(__file__).with_name("mcp.schema.json")
 SERVED_PATH = "/schema/mcp.json"
 
 
-# A string where a number or a boolean belongs: ${VAR} substitution makes every value a string, and the
-# loader reads "60" or "true" as the number or boolean (its range is then the loader's to check).
-AS_STRING = {"type": "string", "description": "a ${VAR}, or the value written as a string"}
+# A string where a number or a boolean belongs: a ${VAR} (substitution makes every value a string, and the
+# loader reads the variable's "60" or "true" as the number or boolean, its range then the loader's to
+# check). A number or boolean written in quotes by hand ("60") is refused, so the schema wants a variable.
+AS_STRING = {"type": "string", "pattern": r"\$\{?[A-Za-z_]", "description": "a ${VAR} holding the value"}
 MS = {"type": "number", "exclusiveMinimum": 0, "description": "1MCP's, in milliseconds (converted)"}
 
 
 def generate() -> dict[str, Any]:
     """The model's schema, with what the loader also takes before validating (`compat`): VS Code's `servers`
-    and `inputs`, other clients' own keys in an entry, 1MCP's settings and `["K=V"]` env lists, strings for
+    and `inputs`, other clients' own keys in an entry, 1MCP's settings and `["K=V"]` env lists, ${VAR}s for
     numbers and booleans. So an editor flags what the hub refuses, and no config the hub takes."""
     doc: dict[str, Any] = _lenient(HubConfig.model_json_schema(by_alias=True, mode="validation"))
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"

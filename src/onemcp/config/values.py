@@ -13,6 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 
+class FromEnv(str):
+    """A config string that a ${VAR} (or its default) filled in: the one kind of string taken where a
+    number or a boolean belongs (substitution leaves every value a string); a number written in quotes
+    by hand ("20000") is refused there, as nothing is accepted silently."""
+
+    __slots__ = ()
+
+
 def scalars(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 

@@ -572,3 +572,55 @@ async def test_a_hub_that_answers_but_is_starting_is_waited_for_past_wait() -> N
             client.to_server.close()
         tg.cancel_scope.cancel()
     client.close()
+
+
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+
+
+class CuttingHub:
+    """A hub that begins a 2026-07-28 request's reply stream, then drops the connection (a crash, a kill)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await asgi_body(receive)
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b": working\n\n", "more_body": True})
+        raise RuntimeError("the hub died mid-reply")
+
+
+async def test_a_2026_request_cut_off_mid_reply_may_have_run() -> None:
+    """The hub took the request and died before it answered: the call may have run, so the client is
+    told so (as a legacy request is), not "no onemcp hub answers" (which reads as safe to send again)."""
+    client = LineClient()
+    async with loopback_asgi(CuttingHub()) as base, anyio.create_task_group() as tg:
+        bridge = Proxy(Endpoint(f"{base}/mcp"), client.read_line, client.write, wait=0.01)
+        tg.start_soon(bridge.run)
+        with anyio.fail_after(30):
+            reply = client.replies.expect(7)
+            await client.send({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"_meta": MODERN_META}})
+            error = (await reply())["error"]
+            client.to_server.close()
+        tg.cancel_scope.cancel()
+    client.close()
+    assert error["code"] == -32000
+    assert error["message"].startswith("the connection to the hub broke: ")
+    assert error["message"].endswith("; the request may or may not have run")
+
+
+async def test_a_2026_request_with_no_hub_listening_says_so() -> None:
+    """Nothing listens at all: the request never went out, and the message says that."""
+    client = LineClient()
+    async with anyio.create_task_group() as tg:
+        bridge = Proxy(Endpoint(f"http://127.0.0.1:{free_port()}/mcp"), client.read_line, client.write, wait=0.01)
+        tg.start_soon(bridge.run)
+        with anyio.fail_after(30):
+            reply = client.replies.expect(8)
+            request = {"jsonrpc": "2.0", "id": 8, "method": "tools/list", "params": {"_meta": MODERN_META}}
+            await client.send(request)
+            error = (await reply())["error"]
+            client.to_server.close()
+        tg.cancel_scope.cancel()
+    client.close()
+    assert error["code"] == -32000 and error["message"].startswith("no onemcp hub answers at http://127.0.0.1:")

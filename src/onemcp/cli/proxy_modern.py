@@ -46,6 +46,9 @@ def is_modern(msg: Message) -> bool:
     return isinstance(meta, dict) and meta.get(PROTOCOL_VERSION) in MODERN_VERSIONS
 
 
+# What the request never left the proxy by (it is safe to send again); any other transport error came
+# after it went out (a hub killed mid-reply): it may have run, and the client is told so, as in the legacy era.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 RETRY = (0.05, 2.0)  # first and longest pause while waiting for the hub to listen
 STOPPING = "onemcp proxy is shutting down"  # what a request the proxy will not see answered hears (-32000)
 MAX_OUT = 256  # requests forwarded and not answered yet (each holds a connection to the hub); beyond, refused
@@ -144,8 +147,11 @@ class ModernForwarder:
                         continue
                     await self.write(reply)
                     return
-            except httpx.TransportError as exc:
+            except NOT_SENT as exc:  # nothing listens (past --wait): the request never went out
                 text = f"no onemcp hub answers at {self.hub.url}: {exc!r}"
+                await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
+            except httpx.TransportError as exc:  # it went out, and the hub went away before it answered
+                text = f"the connection to the hub broke: {exc!r}; the request may or may not have run"
                 await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             except Halted:
                 text = f"{STOPPING}: no onemcp hub answered at {self.hub.url}"

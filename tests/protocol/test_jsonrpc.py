@@ -71,6 +71,25 @@ def test_invalid_envelopes(msg: dict[str, Any], fragment: str) -> None:
     assert fragment in info.value.message
 
 
+@pytest.mark.parametrize(
+    ("msg", "rid"),
+    [
+        ({"id": 5, "method": "ping"}, 5),
+        ({"jsonrpc": "1.0", "id": "a", "method": "ping"}, "a"),
+        ({"jsonrpc": "2.0", "id": 3, "method": 7}, 3),
+        ({"jsonrpc": "2.0", "id": 1, "method": "x", "params": [1, 2]}, 1),
+        ({"jsonrpc": "2.0", "id": True, "method": "ping"}, None),  # no id that reads
+        ({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, None),
+        ({"jsonrpc": "2.0", "id": 2}, None),  # maybe a reply that lost its result: its id is the peer's
+    ],
+)
+def test_a_malformed_request_is_refused_under_its_id(msg: dict[str, Any], rid: Any) -> None:
+    """Its error went back under "id": null, so the client waiting for that id never heard of it."""
+    with pytest.raises(InvalidRequest) as info:
+        jsonrpc.parse(orjson.dumps(msg))
+    assert jsonrpc.refusal(info.value)["id"] == rid
+
+
 def test_errors_are_protocol_errors() -> None:
     assert issubclass(ParseError, ProtocolError)
     assert issubclass(InvalidRequest, ProtocolError)

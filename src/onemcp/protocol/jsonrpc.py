@@ -213,7 +213,16 @@ def parse(body: bytes) -> Message:
         raise ParseError(f"Parse error: {exc}") from None
     if not isinstance(msg, dict):
         raise InvalidRequest("Invalid Request: expected a single JSON-RPC object")
-    classify(msg)
+    try:
+        classify(msg)
+    except InvalidRequest as exc:
+        # Plainly a request (it has a method) whose id reads: its error goes under that id, or the
+        # client that waits for it waits until its own timeout. No method, no id: it may be a reply
+        # that lost its result, and that id is one of ours (a client's request of that id would hear it).
+        rid = msg.get("id")
+        if "method" in msg and isinstance(rid, int | str) and not isinstance(rid, bool):
+            exc.rid = rid
+        raise
     if too_deep(body, msg):
         refused = InvalidParams(deep)
         if "method" in msg:  # a request's id was read: its error says whose it is

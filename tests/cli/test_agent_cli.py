@@ -116,6 +116,26 @@ def test_json_rpc_error_goes_to_stderr_with_exit_1(hub: HubProcess) -> None:
     assert missing.returncode == 1 and "text" in missing.stderr
 
 
+def test_json_output_is_json_on_an_error_too(hub: HubProcess) -> None:
+    """With JSON asked for, stdout is one JSON document whatever happened (it was empty on an error): the
+    kind says what to do (usage: fix the command; unreachable, auth: the hub; rpc: the hub or the
+    server answered an error, its code given; failed: nothing to call by that name)."""
+    cases: list[tuple[tuple[str, ...], int, dict[str, Any]]] = [
+        (("run", "fx/error", "--format", "json"), 1, {"kind": "rpc", "message": "[fx] boom", "code": -32000}),
+        (("run", "demo/echo", "--args", "[1]", "--format", "json"), 2, {"kind": "usage"}),
+        (("run", "demo/nope", "--format", "json"), 1, {"kind": "failed"}),
+        (("inspect", "nosuch", "--json"), 1, {"kind": "failed"}),
+        (("inspect", "--json", "--url", "http://127.0.0.1:9/mcp"), 1, {"kind": "unreachable"}),
+    ]
+    for args, code, expected in cases:
+        done = on(hub, *args)
+        assert done.returncode == code, (args, done.stderr)
+        error = json.loads(done.stdout)["error"]
+        assert {**error, **expected} == error and error["exit"] == code, (args, error)
+        assert error["message"] in done.stderr  # said on stderr too, as before
+    assert on(hub, "run", "fx/error").stdout == ""  # text output: stdout stays empty
+
+
 @pytest.mark.parametrize(("args", "why"), [("{bad", "not valid JSON"), ("[1, 2]", "must be a JSON object")])
 def test_bad_arguments_exit_2(hub: HubProcess, args: str, why: str) -> None:
     done = on(hub, "run", "demo/echo", "--args", args)
@@ -264,6 +284,8 @@ def test_a_hub_that_requires_a_token(tmp_path: Path) -> None:
         keyed.wait_ready()
         refused = onemcp("run", "demo/echo", "--args", '{"text": "x"}', config_dir=config.parent)
         assert refused.returncode == 1 and "requires a token" in refused.stderr and "ONEMCP_TOKEN" in refused.stderr
+        refused = onemcp("inspect", "--json", config_dir=config.parent)
+        assert refused.returncode == 1 and json.loads(refused.stdout)["error"]["kind"] == "auth"
         key = onemcp("auth", "key", "create", "--name", "agent", config_dir=config.parent).stdout.strip()
         done = subprocess.run(
             [sys.executable, "-m", "onemcp", "run", "demo/echo", "--args", '{"text": "with key"}'],

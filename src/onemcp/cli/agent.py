@@ -117,21 +117,28 @@ def run(args: argparse.Namespace) -> int:
                 return _inspect(client, target, args.ref, args.json)
             return _instructions(client, target)
     except Failure as exc:
-        _complain(str(exc))
-        return exc.code
+        return _complain(args, str(exc), exc.code, "usage" if exc.code == USAGE else "failed")
     except BadTarget as exc:  # a malformed URL or .onemcprc
-        _complain(str(exc))
-        return USAGE
-    except (HubUnreachable, TargetError) as exc:
-        _complain(str(exc))
-        return FAILED
-    except RpcError as exc:
-        _complain(f"{exc.message} (error {exc.code})")  # the upstream's message, passed on by the hub
-        return FAILED
+        return _complain(args, str(exc), USAGE, "usage")
+    except HubUnreachable as exc:
+        return _complain(args, str(exc), FAILED, exc.kind)
+    except TargetError as exc:  # no hub running, by runtime.json
+        return _complain(args, str(exc), FAILED, "unreachable")
+    except RpcError as exc:  # the upstream's message, passed on by the hub
+        error = {"code": exc.code, **({} if exc.data is None else {"data": exc.data})}
+        return _complain(args, f"{exc.message} (error {exc.code})", FAILED, "rpc", error, exc.message)
 
 
-def _complain(message: str) -> None:
+def _complain(
+    args: argparse.Namespace, message: str, code: int, kind: str,
+    rpc: dict[str, Any] | None = None, said: str | None = None,
+) -> int:  # fmt: skip
+    """Say why on stderr; when JSON was asked for (`inspect --json`, `run --format json`), stdout gets
+    one JSON document too, `{"error": {...}}`, so it is JSON whatever happened. `code`: the exit code."""
     print(f"onemcp: {escape_line(message, MESSAGE_LIMIT)}", file=sys.stderr)
+    if getattr(args, "json", False) or getattr(args, "format", None) == "json":
+        dump({"error": {"kind": kind, "message": message if said is None else said, **(rpc or {}), "exit": code}})
+    return code
 
 
 def _target(args: argparse.Namespace) -> Target:

@@ -32,7 +32,12 @@ TOKEN_ENV = "ONEMCP_TOKEN"  # a bearer token (an API key) for a hub that require
 
 
 class HubUnreachable(Exception):
-    """The hub cannot be reached, or did not answer like an MCP server."""
+    """The hub cannot be reached, or did not answer like an MCP server (`kind` "auth": it refused the
+    token, or wants one)."""
+
+    def __init__(self, message: str, kind: str = "unreachable") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class RpcError(Exception):
@@ -142,7 +147,7 @@ class HubClient:
             raise HubUnreachable(f"{self.url}: the reply broke off: {exc}") from None
         if response.status == 401:
             hint = "was refused" if self._auth else f"is needed: set {TOKEN_ENV} (`onemcp auth key create` makes one)"
-            raise HubUnreachable(f"{self.url} requires a token, and one {hint}")
+            raise HubUnreachable(f"{self.url} requires a token, and one {hint}", "auth")
         doc = _json(data, self.url) if ctype == "application/json" else None
         if isinstance(doc, dict) and doc.get("id") == rid and ("result" in doc or "error" in doc):
             return doc

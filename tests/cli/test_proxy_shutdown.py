@@ -277,3 +277,44 @@ async def test_requests_sent_while_initialize_waits_for_the_hub_are_answered_onc
         sock.close()
     assert client.out[0]["id"] == "init" and "result" in client.out[0]
     assert all("result" in client.replies(rid)[0] for rid in ("a", "b")), client.out
+
+
+class HungHub:
+    """A hub that takes each connection and never answers (hung, or stopped with SIGSTOP); with
+    `ready`, its /health/ready answers 200 at once and only the initialize hangs."""
+
+    def __init__(self, *, ready: bool) -> None:
+        self.ready = ready
+        self.hanging = anyio.Event()
+        self.let_go = anyio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if self.ready and scope["path"] == "/health/ready":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        await asgi_body(receive)
+        self.hanging.set()
+        await self.let_go.wait()
+
+
+@pytest.mark.parametrize("ready", [True, False], ids=["initialize-hangs", "readiness-hangs"])
+async def test_sigterm_while_a_hung_hub_holds_the_initialize_ends_the_proxy_at_once(
+    client: Client, ready: bool
+) -> None:
+    """The hub took the initialize (or the readiness probe before it) and never answers: SIGTERM
+    answered nothing and the proxy went on for as long as the hub held the socket (a desktop client's
+    quit left it running)."""
+    hub = HungHub(ready=ready)
+    with anyio.fail_after(DEADLINE):
+        async with loopback_asgi(hub) as base:
+            proxy = Proxy(Endpoint(f"{base}/mcp"), client.read_line, client.write, wait=NEVER)
+            async with running(proxy) as ended:
+                await client.send(INIT)
+                await hub.hanging.wait()
+                proxy.stop()
+                await ended()
+                hub.let_go.set()  # (so the stand-in's server can stop)
+    assert_cut_off(client, "init")

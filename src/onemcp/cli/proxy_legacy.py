@@ -26,7 +26,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from onemcp.cli.proxy_modern import STOPPING, Halted, pause, pick, reply_of
+from onemcp.cli.proxy_modern import STOPPING, Halted, pause, pick, reply_of, unless_halted
 from onemcp.cli.target import Endpoint
 from onemcp.protocol import jsonrpc, sse
 from onemcp.protocol.errors import INVALID_REQUEST, UPSTREAM_UNAVAILABLE
@@ -187,8 +187,8 @@ class HubSession:
             while True:
                 self._moved()
                 try:  # a hub starting (its upstreams, READY_WAIT at most) or slow to answer is not "no hub"
-                    await self.until_ready()
-                    sid = await self.post(msg, None, self._collect(replies))
+                    await unless_halted(self.halt, self.until_ready)
+                    sid = await unless_halted(self.halt, lambda: self.post(msg, None, self._collect(replies)))
                     break
                 except (SessionGone, CutOff) as exc:
                     log.info("waiting for the hub: %s", exc)

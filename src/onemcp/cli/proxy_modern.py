@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -49,6 +49,7 @@ def is_modern(msg: Message) -> bool:
 # What the request never left the proxy by (it is safe to send again); any other transport error came
 # after it went out (a hub killed mid-reply): it may have run, and the client is told so, as in the legacy era.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+T = TypeVar("T")
 RETRY = (0.05, 2.0)  # first and longest pause while waiting for the hub to listen
 STOPPING = "onemcp proxy is shutting down"  # what a request the proxy will not see answered hears (-32000)
 MAX_OUT = 256  # requests forwarded and not answered yet (each holds a connection to the hub); beyond, refused
@@ -72,6 +73,30 @@ async def pause(halt: anyio.Event, seconds: float) -> None:
         await halt.wait()
     if halt.is_set():
         raise Halted
+
+
+async def unless_halted(halt: anyio.Event, work: Callable[[], Awaitable[T]]) -> T:
+    """`work`, ended at once (Halted) when the proxy stops: a hub that took the connection and never
+    answers (hung, stopped with SIGSTOP) held the proxy past SIGTERM for as long as it held the socket."""
+    done: list[T] = []
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            await halt.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        try:
+            done.append(await work())
+        except Exception as exc:  # raised again below as it came, not wrapped in the task group's ExceptionGroup
+            failed.append(exc)
+        tg.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    if not done:
+        raise Halted
+    return done[0]
 
 
 def reply_of(msg: Message, status: int, body: bytes) -> Message:

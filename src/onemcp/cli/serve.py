@@ -69,12 +69,14 @@ class SaidServer(HubServer):
         self.signalled: int | None = None
         self.said_stopped = False
         self.log_file = False  # the log goes to a file (else to stderr, where the line above says it)
+        self.quiet = False  # stderr is that file (`start`): the log's own lines say it, once
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.signalled is None:
             self.signalled = sig
             grace = "" if self.grace is None else f" (requests in flight get {self.grace:g} s)"
-            print(f"onemcp: stopping on {_signal_name(sig)}{grace}", file=sys.stderr, flush=True)
+            if not self.quiet:
+                print(f"onemcp: stopping on {_signal_name(sig)}{grace}", file=sys.stderr, flush=True)
             if self.log_file:
                 logging.getLogger("onemcp").info("stopping on %s", _signal_name(sig))
         super().handle_exit(sig, frame)
@@ -85,8 +87,17 @@ class SaidServer(HubServer):
             yield
             app = self.config.app
             if self.signalled is not None and not (isinstance(app, OneMcpApp) and app.failed is not None):
-                print("onemcp: stopped", file=sys.stderr, flush=True)
+                if not self.quiet:
+                    print("onemcp: stopped", file=sys.stderr, flush=True)
                 self.said_stopped = True
+
+
+def _same_file(stream: Any, path: Path) -> bool:
+    """Is `stream` the file at `path` (`start` sends the hub's stderr to its log file)?"""
+    try:
+        return os.path.samestat(os.fstat(stream.fileno()), os.stat(path))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _signal_name(sig: int) -> str:
@@ -203,6 +214,7 @@ def serve(
     raise_fd_limit()  # the connection cap is drawn from it
     server = SaidServer(app.server_config(timeout_graceful_shutdown=5))
     server.log_file = log_file is not None
+    server.quiet = log_file is not None and _same_file(sys.stderr, log_file)
     try:
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after a clean shutdown
             server.run(sockets=[sock])

@@ -14,11 +14,9 @@ from typing import Any
 
 import anyio
 import httpx
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CreateMessageRequestParams, CreateMessageResult, ListRootsResult, Root, TextContent
+from mcp_types import ListRootsResult, Root
 
 from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
@@ -315,48 +313,6 @@ async def test_a_tool_the_server_offers_only_to_clients_with_a_capability_is_a_c
 
 def _req(method: str, **params: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
-
-
-async def test_a_2026_clients_sampling_is_not_refused_while_another_principals_call_runs_on_the_server(
-    tmp_path: Path,
-) -> None:
-    """server-everything over stdio, `isolation: auto`: while one principal's 2026-07-28 call runs there, another
-    principal's 2026-07-28 call that asks for sampling goes over its principal's own connection, and its client
-    answers. Both stayed on the shared connection, where the wire cannot tell them apart: the sampling call was
-    refused as ambiguous on every retry for as long as the other ran (hunt c F2)."""
-    cmd = everything_stdio_command()
-    servers = {name: {"command": cmd[0], "args": cmd[1:]} for name in ("every", "other")}
-    config = {"mcpServers": servers, "onemcp": {"auth": {"apiKeys": True}, "searchCache": False}}
-    path = tmp_path / "mcp.json"
-    path.write_text(json.dumps(config))
-    keys = KeyStore(tmp_path / "keys.db")
-    tokens = {label: keys.create(label, ["mcp"]) for label in ("ann", "ben")}
-
-    async def sampling(context: object, params: CreateMessageRequestParams) -> CreateMessageResult:
-        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="hi"), model="ben's")
-
-    @asynccontextmanager
-    async def client(url: str, label: str, **callbacks: Any) -> AsyncIterator[Client]:
-        async with httpx2.AsyncClient(headers={"authorization": f"Bearer {tokens[label]}"}, timeout=60) as http:
-            transport = streamable_http_client(url, http_client=http)
-            async with Client(transport, mode="2026-07-28", cache=None, **callbacks) as c:
-                yield c
-
-    with anyio.fail_after(60):
-        async with running_hub(config, config_path=path) as hub:
-            shared = hub.app.hub.pool.connections["every"]
-            while not shared.asks_clients:  # it asks for roots once initialized: the shared connection splits
-                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-            async with client(hub.url, "ann") as ann, anyio.create_task_group() as tg:
-                tg.start_soon(ann.call_tool, "every__trigger-long-running-operation", {"duration": 30, "steps": 30})
-                while shared.in_flight == 0:
-                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-                async with client(hub.url, "ben", sampling_callback=sampling) as ben:
-                    for _ in range(2):
-                        answer = text_of(await ben.call_tool("every__trigger-sampling-request", {"prompt": "hi"}))
-                        assert "ben's" in answer, answer
-                assert shared.in_flight == 1  # ann's, still running on the shared connection
-                tg.cancel_scope.cancel()
 
 
 async def test_a_question_left_unanswered_when_its_call_times_out_is_withdrawn_from_the_client() -> None:

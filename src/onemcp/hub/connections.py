@@ -102,9 +102,8 @@ async def for_session(
     secrets: UserSecrets | None = None,
     subscribing: bool = False,
 ) -> UpstreamConnection:
-    """The shared connection, or the session's own for `isolation: session` servers, and for `auto` ones
-    that asked a client something when the session can be asked (a 2026-07-28 request's principal's own:
-    it has no session).
+    """The shared connection, or the session's own for `isolation: session` servers (a 2026-07-28
+    request's principal's own: it has no session).
 
     A legacy client's calls to a dual-era upstream (one the hub speaks 2026-07-28 to) go over a
     legacy-era connection, as they would directly, when it needs that era (`wants_legacy`; `subscribing`:
@@ -119,8 +118,8 @@ async def for_session(
     asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
     legacy = wants_legacy(conn, session, server, subscribing)
     config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
-    auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back
-    if session.ephemeral and (conn.config.isolation == "session" or auto):
+    auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back and not session.ephemeral
+    if session.ephemeral and conn.config.isolation == "session":
         # a 2026-07-28 request has no session to keep a connection for: its principal's own (reaped idle)
         return await isolated.get(f"user:{session.principal.id}", None, server, config, servers.get(server))
     if conn.config.isolation == "session" or auto:

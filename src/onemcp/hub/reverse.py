@@ -155,20 +155,19 @@ class ReversePath:
             return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
         if session is None:
             # not the client's answer but the hub's: it cannot tell whose request this is
-            principal = self.principal_of(conn)
-            where = "the shared connection" if principal is None else f"{principal}'s own connection"
-            if principal is not None:  # 2026-07-28 calls have no session: one principal's share its connection
+            modern = any(isinstance(caller, Session) and caller.ephemeral for caller in conn.origins())
+            if conn.config.isolation == "auto" and not modern:
+                hint = "calls from now on get a connection of their own: try again"
+            elif conn.config.isolation == "auto":  # a 2026-07-28 caller has no session to split for
                 hint = (
-                    f"the calls under way are all {principal}'s, whose 2026-07-28 calls share one connection:"
-                    " try again when the other call is done, or give each client a credential of its own"
+                    "a session's calls get a connection of their own from now on, a 2026-07-28 client's stay on"
+                    f' this shared one: "isolation": "session" on {conn.name!r} gives each principal its own'
                 )
-            elif conn.config.isolation == "auto":
-                hint = "calls from now on get a connection of their own (a 2026-07-28 client's principal's): try again"
             else:
                 hint = f'set "isolation": "auto" or "session" on {conn.name!r} to give each client its own connection'
             why = (
                 f"onemcp cannot tell which client {method} is for: several clients' calls or tasks are under way on "
-                f"{where} to {conn.name!r}, or no client that can answer it is connected; {hint}"
+                f"the shared connection to {conn.name!r}, or no client that can answer it is connected; {hint}"
             )
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
         limit = self.limits().max_pending_client_requests_per_session

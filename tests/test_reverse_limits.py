@@ -146,8 +146,7 @@ async def test_a_principal_s_abandoned_2026_rounds_are_capped_and_leave_room_for
             assert "(limit 3 per principal)" in refused["error"]["message"]
             core = hub.app.hub
             fx = [core.pool.connections["fx"], *(c for (_, s), (c, _) in core.isolated._conns.items() if s == "fx")]
-            assert sum(c.reverse_open for c in fx) == 3  # the refused one holds nothing (the first split the
-            # shared connection: the rest went over the principal's own)
+            assert sum(c.reverse_open for c in fx) == 3  # the refused one holds nothing
             assert (await call(other))["result"]["resultType"] == "input_required"  # another principal's: asked
             # the greedy principal's retry of one of its rounds is answered, and makes room for a new round
             (key,) = rounds[0]["inputRequests"]

@@ -281,6 +281,21 @@ async def test_a_uri_too_long_to_hold_is_refused_in_both_eras(tmp_path: Path) ->
                     assert await modern.listen([long_uri, fine_uri]) == [fine_uri]
 
 
+async def frozen(tg: Any, http: httpx.AsyncClient, url: str, conn: Any, thawed: anyio.Event) -> None:
+    """The fixture server `demo` stops answering for 5 s (a 2026-07-28 call of `freeze`, in `tg`): returns
+    once the call is in flight; `thawed` is set when it answers again."""
+    from downstream.test_modern import headers, modern
+
+    async def freeze() -> None:
+        call = modern("tools/call", name="demo__freeze", arguments={"seconds": 5})
+        await http.post(url, json=call, headers=headers("tools/call", "demo__freeze"))
+        thawed.set()
+
+    tg.start_soon(freeze)
+    while not conn.in_flight:
+        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+
 async def test_an_ended_listen_forgets_its_subscriptions_without_waiting_on_a_server_that_does_not_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -304,14 +319,7 @@ async def test_an_ended_listen_forgets_its_subscriptions_without_waiting_on_a_se
                             break
                     assert len(held) == 3
 
-                    async def freeze() -> None:  # the server stops answering for a while
-                        call = modern("tools/call", name="demo__freeze", arguments={"seconds": 5})
-                        await http.post(hub.url, json=call, headers=headers("tools/call", "demo__freeze"))
-                        thawed.set()
-
-                    tg.start_soon(freeze)
-                    while not hub.app.hub.pool.connections["demo"].in_flight:
-                        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                    await frozen(tg, http, hub.url, hub.app.hub.pool.connections["demo"], thawed)
                 # the listen ended: its subscriptions are forgotten while the server is still frozen
                 while held:
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
@@ -334,15 +342,7 @@ async def test_a_listen_is_acknowledged_without_waiting_on_a_server_that_does_no
         async with running_hub({"mcpServers": {"demo": stdio(timeout=30), "other": stdio()}}) as hub:
             thawed = anyio.Event()
             async with httpx.AsyncClient(timeout=DEADLINE) as http, anyio.create_task_group() as tg:
-
-                async def freeze() -> None:  # the server stops answering for a while
-                    call = modern("tools/call", name="demo__freeze", arguments={"seconds": 5})
-                    await http.post(hub.url, json=call, headers=headers("tools/call", "demo__freeze"))
-                    thawed.set()
-
-                tg.start_soon(freeze)
-                while not hub.app.hub.pool.connections["demo"].in_flight:
-                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                await frozen(tg, http, hub.url, hub.app.hub.pool.connections["demo"], thawed)
                 listen = modern("subscriptions/listen", notifications={"resourceSubscriptions": uris})
                 async with http.stream("POST", hub.url, json=listen, headers=headers("subscriptions/listen")) as r:
                     async for line in r.aiter_lines():

@@ -29,6 +29,14 @@ pytestmark = pytest.mark.anyio
 DEADLINE = 10.0
 
 
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
+    """One HTTP/1.1 request off the wire: its method, path and body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    method, path = head[0].split(" ")[:2]
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
+    return method, path, await reader.readexactly(int(headers.get("content-length", "0")))
+
+
 class Moving:
     """MCP at `home`; any other path: `status` to `location` (relative or absolute)."""
 
@@ -39,10 +47,7 @@ class Moving:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                method, path = head[0].split(" ")[:2]
-                headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                method, path, body = await read_request(reader)
                 if method == "POST":
                     self.posts.append(path)
                 if path != self.home:
@@ -129,10 +134,7 @@ class SseMoving:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                method, path = head[0].split(" ")[:2]
-                headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                method, path, body = await read_request(reader)
                 if method == "GET":
                     self.gets.append(path)
                 if method == "GET" and path != "/sse":

@@ -420,6 +420,7 @@ def main() -> None:
         default=[0.7],
         help="weights alpha x fine-tuned + (1 - alpha) x published; the first to --out, more beside it",
     )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 each: two fold runs side by side)")
     parser.add_argument("--out", type=Path, required=True)
     opts = parser.parse_args()
     if opts.pack:
@@ -427,7 +428,7 @@ def main() -> None:
         return
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(opts.threads)
     files = opts.train or sorted((DATA / "train").glob("*.jsonl"))
     if opts.epochs == 0:
         files = []

@@ -367,7 +367,7 @@ class Hub:
         """A listen stream opens: its resource subscriptions (each may fail alone), then list_changed."""
         self._opening.add(listener)  # an instance it subscribes on is not reaped while it does (idleTimeout)
         try:
-            await self.subscriptions.subscribe_each(listener.session, listener.uris)
+            listener.keep(await self.subscriptions.subscribe_each(listener.session, listener.uris))
         finally:
             self._opening.discard(listener)
         self.listeners.add(listener)

@@ -74,6 +74,13 @@ class Listener:
             honored["resourceSubscriptions"] = list(uris)
         return cls(sub_id, methods, session, honored, list(uris))
 
+    def keep(self, held: list[str]) -> None:
+        """Only `held` of its resource subscriptions were taken upstream: the acknowledgement names those alone
+        (it reports what the server agreed to honour) and the end of the listen releases those alone."""
+        self.uris = held
+        if "resourceSubscriptions" in self.honored:
+            self.honored["resourceSubscriptions"] = list(held)
+
     def post(self, msg: Message) -> None:
         params = msg.get("params")
         params = params if isinstance(params, dict) else {}

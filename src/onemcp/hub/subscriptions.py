@@ -237,11 +237,13 @@ class Subscriptions:
         if moved:
             self.restore(session, moved)
 
-    async def subscribe_each(self, session: Session, uris: list[str]) -> None:
+    async def subscribe_each(self, session: Session, uris: list[str]) -> list[str]:
         """Subscribe to each of `uris`; one that fails is logged and left out. Each server's in turn, the
         servers at once, each subscription within SUBSCRIBE_WAIT: a server that lets one pass is asked no
         more (the rest of its are left out, logged). One after another, each within its server's `timeout`,
-        they held the listen's acknowledgement that long per URI of a server that stopped answering."""
+        they held the listen's acknowledgement that long per URI of a server that stopped answering.
+        Returns those held, in the order asked (what the listen's acknowledgement may say it honours)."""
+        held: set[str] = set()
         by_server: dict[str, list[str]] = {}
         for uri in uris:
             try:
@@ -253,6 +255,7 @@ class Subscriptions:
             for n, uri in enumerate(theirs):
                 try:
                     await self.subscribe(session, {"uri": uri}, SUBSCRIBE_WAIT)
+                    held.add(uri)
                 except UpstreamTimeout:
                     log.warning(
                         "listen: %s did not take a subscription in time (%gs at most): %d of its %d left out",
@@ -268,6 +271,7 @@ class Subscriptions:
         async with anyio.create_task_group() as tg:
             for server, theirs in by_server.items():
                 tg.start_soon(each, server, theirs)
+        return [uri for uri in uris if uri in held]
 
     async def unsubscribe_each(self, session: Session, uris: list[str]) -> None:
         """Unsubscribe from each of `uris`, even while cancelled (a session's last word), telling their servers

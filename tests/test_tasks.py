@@ -52,6 +52,7 @@ async def test_task_lifecycle_through_the_hub() -> None:
                 assert body["_meta"]["io.modelcontextprotocol/related-task"]["taskId"] == task["taskId"]
                 listed = await http.post(hub.url, json=req("tasks/list"), headers=headers)
                 assert [t["taskId"] for t in listed.json()["result"]["tasks"]] == [task["taskId"]]
+                assert "_meta" not in listed.json()["result"]  # every server answered: nothing left out
                 async for line in stream.aiter_lines():
                     if line.startswith("data: ") and line[6:].strip():
                         note = orjson.loads(line[6:])
@@ -606,7 +607,8 @@ async def test_tasks_list_answers_without_a_server_that_does_not_answer_it(
 ) -> None:
     """A server that never answers tasks/list held the whole merged list for its `timeout` (60 s by
     default): the hub waits for each one `LIST_WAIT` at most, answers with the others' tasks, and says
-    in its log which server was left out (g's L1)."""
+    in its log which server was left out (g's L1), and in the result's `_meta` (`onemcp/serversLeftOut`),
+    where a client can read it: it was only logged (s33/b)."""
     monkeypatch.setattr(tasks, "LIST_WAIT", 0.3)
     config = {"mcpServers": {"a": stdio("--tasks"), "b": {**stdio("--tasks"), "timeout": 30}}}
     with anyio.fail_after(DEADLINE):
@@ -626,6 +628,7 @@ async def test_tasks_list_answers_without_a_server_that_does_not_answer_it(
                 tg.cancel_scope.cancel()
     # a's alone: b's is left out (b answers once it thaws, after 3 s: waited for, both were listed)
     assert [t["taskId"] for t in listed["result"]["tasks"]] == [made[0]]
+    assert listed["result"]["_meta"] == {"onemcp/serversLeftOut": ["b"]}
     assert "tasks/list: b did not answer within 0.3s: its tasks are left out" in caplog.text
 
 

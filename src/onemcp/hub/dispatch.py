@@ -36,6 +36,7 @@ from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import HubError, InvalidParams, MethodNotFound, NotFound, UpstreamUnavailable
 from onemcp.protocol.jsonrpc import Message
+from onemcp.protocol.meta import SERVERS_LEFT_OUT
 from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
 from onemcp.protocol.names import shown_as
 from onemcp.search import meta as meta_tools
@@ -443,10 +444,12 @@ class Dispatcher:
         return min(levels, default=LOG_LEVELS.index("info"))
 
     async def _tasks_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        """Every upstream's tasks that this session created, of servers it still reaches (one complete page)."""
+        """Every upstream's tasks that this session created, of servers it still reaches (one complete page);
+        `_meta` names the servers whose tasks are left out (they did not answer in time, or failed)."""
         if params.get("cursor") is not None:
             raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
-        return {"tasks": await self.tasks.list_for(session.id, session.access.reach.touches)}
+        found, left_out = await self.tasks.list_for(session.id, session.access.reach.touches)
+        return {"tasks": found, "_meta": {SERVERS_LEFT_OUT: left_out}} if left_out else {"tasks": found}
 
     @staticmethod
     async def _quiet_request(conn: UpstreamConnection, method: str, params: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ import anyio.abc
 from onemcp.catalog.catalog import Catalog
 from onemcp.hub.rewrite import task_problem
 from onemcp.protocol.errors import HubError, InvalidParams, NotFound, UpstreamTimeout, UpstreamUnavailable
+from onemcp.protocol.names import shown_as
 
 if TYPE_CHECKING:
     from onemcp.upstream.connection import UpstreamConnection
@@ -309,9 +310,11 @@ class TaskRouter:
             if self._orphans.pop(id(entry), None) is not None:
                 self._unroute(entry)
 
-    async def list_for(self, session_id: str, reaches: Callable[[str], bool]) -> list[dict[str, Any]]:
+    async def list_for(self, session_id: str, reaches: Callable[[str], bool]) -> tuple[list[dict[str, Any]], list[str]]:
         """Ask each ready connection this session's tasks run on, if it lists tasks and its server is still in
-        the session's reach (`reaches`: its view or scopes may have changed since); keep this session's."""
+        the session's reach (`reaches`: its view or scopes may have changed since); keep this session's.
+        Also returns the servers (as shown) whose tasks are left out, all or some: one that did not answer
+        within LIST_WAIT, or failed."""
         mine = self._tasks.get(session_id, OrderedDict()).values()
         held = (entry.conn() for entry in mine if reaches(entry.server))
         targets = {
@@ -320,6 +323,7 @@ class TaskRouter:
             if conn is not None and conn.state == "ready" and "list" in (conn.capabilities.get("tasks") or {})
         }
         found: list[dict[str, Any]] = []
+        left_out: set[str] = set()
 
         async def one(conn: UpstreamConnection) -> None:
             cursor: object = None
@@ -339,9 +343,11 @@ class TaskRouter:
                         "the rest of its" if page else "its",
                         session_id[:8],
                     )
+                    left_out.add(shown_as(conn.name))
                     return
                 except HubError as exc:
                     log.info("tasks/list to %s failed: %s", conn.name, exc)
+                    left_out.add(shown_as(conn.name))
                     return
                 tasks = listed.get("tasks")
                 found.extend(self.session_tasks(session_id, conn, tasks if isinstance(tasks, list) else []))
@@ -352,7 +358,7 @@ class TaskRouter:
         async with anyio.create_task_group() as tg:
             for conn in targets:
                 tg.start_soon(one, conn)
-        return found
+        return found, sorted(left_out)
 
     def session_tasks(self, session_id: str, conn: UpstreamConnection, listed: list[Any]) -> list[dict[str, Any]]:
         """The entries of a connection's tasks/list that belong to this session, with visible ids; one a

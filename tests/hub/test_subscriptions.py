@@ -170,6 +170,28 @@ async def test_both_eras_offer_subscriptions_only_when_an_upstream_takes_them() 
             assert await advertised(hub.url) == (with_subscribe, with_subscribe)
 
 
+async def test_a_legacy_client_is_offered_subscriptions_a_dual_era_server_takes_in_that_era_alone() -> None:
+    """The hub's initialize advertised `resources.subscribe` from the era it speaks to each server: with a
+    dual-era server that takes subscriptions in the legacy era alone as the only one, it did not, though it
+    takes them (over the legacy-era companion), so a client that honours capabilities never subscribed
+    (s33/c). It offers them to legacy clients while such a server may take them, and once its companion ran,
+    as that one declared; a 2026-07-28 client is offered what that era takes, as directly."""
+    modern_server = str(Path(__file__).parents[1] / "fixtures" / "modern_server.py")
+    dual = {"command": sys.executable, "args": [modern_server]}
+    plain = {"command": sys.executable, "args": [modern_server, "--no-subscribe"]}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"dual": dual}}) as hub:
+            assert await advertised(hub.url) == ({"listChanged": True}, {"listChanged": True, "subscribe": True})
+            assert hub.app.hub.isolated.count("dual") == 0  # said before any companion ran: no process for it
+        async with running_hub({"mcpServers": {"plain": plain}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None) as c:
+                assert c.server_capabilities.resources is not None and c.server_capabilities.resources.subscribe
+                with pytest.raises(MCPError) as refused:  # its companion says it takes none: -32601, as directly
+                    await c.subscribe_resource("plain+modern://note")
+                assert refused.value.error.code == -32601
+            assert await advertised(hub.url) == ({"listChanged": True}, {"listChanged": True})  # learned
+
+
 async def test_a_dual_era_servers_legacy_companion_holds_the_subscription_and_hears_the_roots() -> None:
     """A legacy client that can be asked back calls a dual-era server over the legacy-era companion
     connection: its subscription and its roots changes must reach that connection, not only the

@@ -4,8 +4,9 @@ Owns the choice: a ready, balanced replica (sticky per session) whose breaker le
 the session's own connection for `isolation: session` servers (or `auto` ones that ask clients back),
 and the shared legacy-era companion of a dual-era upstream for legacy clients that can be asked
 back; a principal's own connections (its `${user:NAME}` values, its own OAuth tokens), and which
-values they take. Says why when none may take it (removed, not ready, circuit open). Does not own
-the connections: the `Pool` and `IsolatedConnections` do.
+values they take. Says why when none may take it (removed, not ready, circuit open), and what a
+client of each era is offered of a server (`offered`: a legacy client may subscribe over the
+companion). Does not own the connections: the `Pool` and `IsolatedConnections` do.
 """
 
 from __future__ import annotations
@@ -75,6 +76,31 @@ def takes_subscriptions(conn: UpstreamConnection | None) -> bool:
     """Does the server take `resources/subscribe` in the era this connection speaks?"""
     caps = conn.capabilities.get("resources") if conn is not None else None
     return isinstance(caps, dict) and bool(caps.get("subscribe"))
+
+
+def subscribes_in_legacy(conn: UpstreamConnection, isolated: IsolatedConnections) -> bool:
+    """May a legacy client's `resources/subscribe` be taken by this dual-era server (one the hub speaks
+    2026-07-28 to, where it takes none) over its legacy-era companion (`wants_legacy`)? What the companion
+    declared once it ran; before, yes if the server has resources at all: learning it sooner would cost a
+    connection (over stdio, a process) per such server. Not where a legacy client's calls go to its
+    principal's own connection (`perUser` OAuth, `${user:NAME}` values), which speaks 2026-07-28."""
+    if conn.era != "modern" or not conn.speaks_legacy or not isinstance(conn.capabilities.get("resources"), dict):
+        return False
+    own = conn.config
+    if (isinstance(own.oauth, UpstreamOAuth) and own.oauth.per_user) or user_secrets.per_user(own):
+        return False
+    known = [c for c in isolated.held_by(LEGACY_COMPANION) if c.name == conn.name and c.state == "ready"]
+    return takes_subscriptions(known[0]) if known else True
+
+
+def offered(conn: UpstreamConnection, isolated: IsolatedConnections, legacy: bool) -> dict[str, Any]:
+    """The capabilities a client gets of `conn`'s server through the hub: those it declared in the era the
+    hub speaks to it, and for a `legacy` client `resources.subscribe` where only its legacy era may take
+    subscriptions (`subscribes_in_legacy`): the hub takes them there, so it says so."""
+    caps = conn.capabilities
+    if not legacy or takes_subscriptions(conn) or not subscribes_in_legacy(conn, isolated):
+        return caps
+    return {**caps, "resources": {**caps["resources"], "subscribe": True}}
 
 
 def wants_legacy(conn: UpstreamConnection, session: Session, server: str, subscribing: bool = False) -> bool:

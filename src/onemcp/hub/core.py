@@ -27,7 +27,7 @@ from onemcp.catalog import views
 from onemcp.catalog.catalog import Catalog, tool_rules
 from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import Exposure, HubConfig, Limits, PinMode, ServerConfig
-from onemcp.hub import bridge, records, revival
+from onemcp.hub import bridge, connections, records, revival
 from onemcp.hub.announcements import Announcements
 from onemcp.hub.dispatch import Dispatcher
 from onemcp.hub.events import UpstreamEvents
@@ -176,11 +176,11 @@ class Hub:
     def server_info(self) -> dict[str, Any]:
         return {"name": "onemcp", "title": "onemcp hub", "version": __version__}
 
-    def capabilities(self, access: Access) -> dict[str, Any]:
-        """What the hub serves this requester: lists always, the rest if a ready upstream it reaches has them."""
-        reach = access.reach
-        ready = [c for c in self.pool.connections.values() if c.state == "ready" and reach.touches(c.name)]
-        return advertised([c.capabilities for c in ready])
+    def capabilities(self, access: Access, *, legacy: bool = False) -> dict[str, Any]:
+        """What the hub serves this requester (`legacy`: in that era): lists always, the rest if a ready upstream
+        it reaches has them (`connections.offered`)."""
+        ready = [c for c in self.pool.connections.values() if c.state == "ready" and access.reach.touches(c.name)]
+        return advertised([connections.offered(c, self.isolated, legacy) for c in ready])
 
     def instructions(self, access: Access, catalog: Catalog | None = None) -> str:
         """A summary of the servers this requester reaches, then each one's own instructions, delimited
@@ -201,7 +201,7 @@ class Hub:
         await self.saved.flush()  # written before the answer: the next request may reach another replica
         return {
             "protocolVersion": session.protocol_version,
-            "capabilities": self.capabilities(session.access),
+            "capabilities": self.capabilities(session.access, legacy=True),
             "serverInfo": self.server_info(),
             "instructions": self.instructions(session.access, view),
         }

@@ -249,6 +249,35 @@ async def test_a_dual_era_server_takes_a_legacy_clients_subscription_in_the_era_
                     assert sub.honored.resource_subscriptions in (None, [])
 
 
+async def test_a_revived_sessions_subscription_to_a_dual_era_server_is_held_where_it_is_heard() -> None:
+    """A session revived from sessions.db got its subscriptions back on the shared connection, which speaks
+    2026-07-28 to a dual-era server that takes them in the legacy era alone: inert there until the session's
+    next call to that server moved them to the legacy-era companion (`follow`), so an update another client's
+    call made meanwhile was not heard (s33/c). They are held again where a subscribe would hold them."""
+    heard = updates()
+    dual = {"command": sys.executable, "args": [str(Path(__file__).parents[1] / "fixtures" / "modern_server.py")]}
+    key = ("dual", "modern://note")
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"dual": dual, "other": stdio()}}) as hub:
+            core = hub.app.hub
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=heard) as revived:
+                (session,) = list(core.sessions)
+                core.subscriptions.restore(session, [key])  # what reviving it after a restart does
+                with anyio.move_on_after(10):
+                    while session.subscriptions.get(key) is None:  # still on the shared connection
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (its companion starts)
+                async with Client(hub.url, mode="legacy", cache=None) as other:
+                    await other.subscribe_resource("dual+modern://note")
+                    assert text_of(await other.call_tool("dual__touch", {"uri": "modern://note"})) == (
+                        "touched modern://note"
+                    )
+                    with anyio.move_on_after(5):
+                        await heard.came.wait()
+                assert heard.values == ["dual+modern://note"]
+                assert text_of(await revived.call_tool("other__echo", {"message": "m"})) == "m"
+            assert core.isolated.count("dual") == 1  # the companion: one for every legacy client
+
+
 async def test_a_legacy_client_never_sees_the_id_of_the_hubs_own_listen() -> None:
     """An update a 2026-07-28 upstream sends on the hub's own listen stream carries that stream's
     subscriptionId: the hub's, a 2026-07-28 key; a legacy session gets the update without it."""

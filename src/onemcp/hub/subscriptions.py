@@ -189,7 +189,9 @@ class Subscriptions:
 
     def restore(self, session: Session, keys: list[Key]) -> None:
         """A revived session's subscriptions: held again; a server that is (re)starting is asked when it is
-        ready (`held`), one that is ready already is asked now. One its access no longer allows stays gone."""
+        ready (`held`), one that is ready already is asked now. One its access no longer allows stays gone.
+        Where the shared connection takes none, they then move where a subscribe would hold them (`_settle`)."""
+        servers = set()
         for key in keys:
             if not session.access.reach.shows("resources", *key):
                 log.info("session %s: %s on %s is out of its reach now: not restored", session.id[:8], *key[::-1])
@@ -198,9 +200,33 @@ class Subscriptions:
             first = not subscribers
             subscribers.add(session.id)
             session.subscriptions[key] = None  # the shared connections', until its calls go elsewhere (`follow`)
+            servers.add(key[0])
             conn = self.pool.get(key[0])
             if first and conn is not None and conn.state == "ready" and self.tg is not None:
                 self.tg.start_soon(self.resubscribe, conn, [key[1]])
+        for server in sorted(servers):
+            if self.tg is not None:
+                self.tg.start_soon(self._settle, session, server)
+
+    async def _settle(self, session: Session, server: str) -> None:
+        """A revived session's subscriptions to `server`, back on the shared connection: where that one takes
+        none (a dual-era server the hub speaks 2026-07-28 to, taking them in the legacy era alone), they move,
+        once it is ready, to the connection a subscribe goes to (its legacy-era companion), where they are heard.
+        They stayed inert until the session's next call to that server moved them (`follow`). Quiet: logged."""
+        conn = self.pool.get(server)
+        if conn is None:
+            return
+        with anyio.move_on_after(conn.config.startup_timeout):
+            await conn.settled.wait()
+        held = any(key[0] == server and where is None for key, where in session.subscriptions.items())
+        if conn.state != "ready" or takes_subscriptions(conn) or session.closed or not held:
+            return
+        try:
+            await self.route(session, server, subscribing=True)  # its subscriptions follow (the dispatcher's)
+        except HubError as exc:
+            log.info(
+                "session %s: its subscriptions to %s stay on the shared connection: %s", session.id[:8], server, exc
+            )
 
     async def match(self, session: Session, keys: list[Key]) -> None:
         """Hold exactly `keys` (another replica's copy of the session changed its subscriptions): the others

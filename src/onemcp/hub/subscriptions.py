@@ -23,7 +23,7 @@ import anyio
 from onemcp.auth.access import SUBSCRIBE
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
-from onemcp.hub.connections import ready, takes_subscriptions
+from onemcp.hub.connections import ready, takes_subscriptions, wants_legacy
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, MethodNotFound, NotFound, UpstreamTimeout
@@ -219,8 +219,10 @@ class Subscriptions:
         with anyio.move_on_after(conn.config.startup_timeout):
             await conn.settled.wait()
         held = any(key[0] == server and where is None for key, where in session.subscriptions.items())
-        if conn.state != "ready" or takes_subscriptions(conn) or session.closed or not held:
+        if conn.state != "ready" or session.closed or not held or takes_subscriptions(conn):
             return
+        if not wants_legacy(conn, session, server, subscribing=True):
+            return  # not a dual-era one: no other connection would take them (and none is made for nothing)
         try:
             await self.route(session, server, subscribing=True)  # its subscriptions follow (the dispatcher's)
         except HubError as exc:

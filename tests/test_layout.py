@@ -109,7 +109,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "protocol/stdio.py": ("tests/downstream/test_stdio_serve.py", "this process's stdin/stdout, in stdio subprocesses"),
     "protocol/versions.py": ("tests/downstream/test_streamable_wire.py", "negotiation and the version header"),
     # upstream/
-    "upstream/connection.py": ("tests/test_hub_e2e.py", "the JSON-RPC peer: ids, progress, crashes, re-initialize"),
     "upstream/era.py": ("tests/test_bridging.py", "the envelope and headers of each era, in all four combinations"),
     "upstream/lists.py": ("tests/upstream/test_floods.py", "paging and its bounds: an endless list is cut"),
     "upstream/replies.py": ("tests/test_reverse_limits.py", "refusals of a flood of client requests are written by it"),

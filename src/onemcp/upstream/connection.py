@@ -389,7 +389,7 @@ class UpstreamConnection:
         if self._pending.pop(call.hub_id, None) is None or self._tg is None:
             return
         self._settled()
-        if not self.transport.cancel(call.hub_id):
+        if not self.transport.cancel(call.hub_id) and call.method != "initialize":  # never cancelled (spec)
             self._tg.start_soon(self._send_cancel, call.hub_id, reason)
 
     async def _send_cancel(self, hub_id: int, reason: str) -> None:
@@ -412,6 +412,9 @@ class UpstreamConnection:
         except TimeoutError:
             self.abandon(call, "timeout")
             raise UpstreamTimeout(self.name, f"{method} timed out after {limit:g}s") from None
+        except BaseException:  # its caller was cancelled (shutdown, a client gone): both sides forget it
+            self.abandon(call, "cancelled")
+            raise
         if "error" in reply:
             raise UpstreamReplied(self.name, method, reply["error"] if isinstance(reply["error"], dict) else {})
         res = reply.get("result")

@@ -52,6 +52,29 @@ async def test_sampling_goes_to_the_calling_session_and_only_its_answer_counts()
             assert reply["id"] == 7 and reply["result"]["structuredContent"] == sampled("genuine")
 
 
+async def test_a_clients_progress_on_a_servers_request_reaches_that_server_under_its_token() -> None:
+    """Client -> server progress (protocol-notes 6.2): the client is given the hub's token for the request
+    (two servers may use the same one), and its progress goes to the server that asked, under that server's
+    token; another session using the token is not heard (it was dropped: the server heard nothing)."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            caller, bystander = await h.session(capabilities=CAPABILITIES), await h.session(capabilities=CAPABILITIES)
+            async with caller.call("tools/call", tool_call("beta__sample", token="up-1"), rid=7) as response:
+                ask = await response.message()
+                assert ask["method"] == "sampling/createMessage"
+                token = ask["params"]["_meta"]["progressToken"]
+                assert token == ask["id"]  # the hub's, not the server's
+                progress = {"progressToken": token, "progress": 0.5, "total": 1, "message": "thinking"}
+                note = {"jsonrpc": "2.0", "method": "notifications/progress"}
+                assert await caller.post({**note, "params": progress}) == 202
+                assert await bystander.post({**note, "params": {**progress, "message": "forged"}}) == 202
+                assert await caller.post({"jsonrpc": "2.0", "id": ask["id"], "result": sampled("done")}) == 202
+                reply = await response.message()
+            assert reply["id"] == 7
+            heard = reply["result"]["structuredContent"]["progressHeard"]
+            assert heard == {**progress, "progressToken": "up-1"}
+
+
 async def test_elicitation_goes_to_the_get_stream_when_the_reply_cannot_stream() -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS) as h:

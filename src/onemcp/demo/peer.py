@@ -107,6 +107,7 @@ class Connection:
         self.subscriptions: set[str] = set()
         # notification method (and logging/setLevel, a request) -> how many this connection received
         self.heard: dict[str, int] = {}
+        self.last_progress: JsonObject | None = None  # the params of the last notifications/progress received
         self.closed = False
         self._next_id = 0
         server.connections.add(self)
@@ -168,7 +169,9 @@ class Connection:
             task = self.in_flight.pop(params.get("requestId"), None)  # type: ignore[arg-type]
             if task is not None:
                 task.cancel()
-        # initialized, roots/list_changed, progress and anything unknown: nothing to do.
+        elif method == "notifications/progress":  # a client's, on a request to it: kept for a tool to show
+            self.last_progress = params
+        # initialized, roots/list_changed and anything unknown: nothing to do.
 
     def _resolve(self, request_id: RequestId, message: JsonObject) -> None:
         future = self.pending.pop(request_id, None)

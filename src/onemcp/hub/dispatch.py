@@ -459,7 +459,8 @@ class Dispatcher:
             log.info("%s to %s failed: %s", method, conn.name, exc)
 
     async def notification(self, session: Session, msg: Message) -> None:
-        """A client's notification: initialized, a cancelled request, or new roots (told to every upstream)."""
+        """A client's notification: initialized, a cancelled request, new roots (told to every upstream), or
+        progress on a server's request to it (told to that server)."""
         method = msg.get("method")
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
         assert isinstance(params, dict)
@@ -479,6 +480,22 @@ class Dispatcher:
                 session.routing[rid] = True
         elif method == "notifications/roots/list_changed":
             await self.roots_changed(session)
+        elif method == "notifications/progress":
+            await self._progress_upstream(session, params)
+
+    @staticmethod
+    async def _progress_upstream(session: Session, params: dict[str, Any]) -> None:
+        """A client's progress on a request the hub sent it for a server (sampling, elicitation): to that
+        server, under the token it gave; on a request no longer waiting, or one the hub never sent, dropped."""
+        token = params.get("progressToken")
+        pending = session.reverse.get(token) if isinstance(token, str) else None
+        if pending is None or pending.progress is None:
+            return
+        conn, upstream_token = pending.progress
+        try:
+            await conn.notify("notifications/progress", {**params, "progressToken": upstream_token})
+        except HubError as exc:
+            log.info("progress to %s failed: %s", conn.name, exc)
 
     async def roots_changed(self, session: Session | None) -> None:
         """A client's roots changed: every ready shared upstream connection is told, and the connections its

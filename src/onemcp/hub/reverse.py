@@ -188,6 +188,8 @@ class ReversePath:
         out = self._outgoing(conn, session, msg)
         rid = out["id"] = session.new_reverse_id()
         pending = ReversePending()
+        if not session.ephemeral:  # a legacy client may report progress on it (a 2026-07-28 one answers by retry)
+            self._progress_token(conn, out, pending, rid)
         session.reverse[rid] = pending
         key = (id(conn), msg["id"])
         related = call if call is not None and not call.done else None
@@ -224,6 +226,18 @@ class ReversePath:
                 None, {"code": UPSTREAM_TIMEOUT, "message": f"the client did not answer {method} in time"}
             )
         return pending.reply
+
+    @staticmethod
+    def _progress_token(conn: UpstreamConnection, out: Message, pending: ReversePending, rid: str) -> None:
+        """A request that carries a progressToken: the client is given the hub's (the request's id, unique in
+        its session: two servers may use the same token), and its progress is sent back under the server's."""
+        params = out.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if isinstance(token, str | int) and not isinstance(token, bool):
+            assert isinstance(params, dict) and isinstance(meta, dict)
+            pending.progress = (conn, token)
+            out["params"] = {**params, "_meta": {**meta, "progressToken": rid}}
 
     def _shared_by_all(self, conn: UpstreamConnection) -> bool:
         """Is this a legacy-era connection (whose server keeps what it is told for the connection: a

@@ -168,6 +168,8 @@ class ReversePending:
     done: anyio.Event = field(default_factory=anyio.Event)
     reply: Message | None = None
     cancelled: bool = False  # the upstream withdrew the request
+    # the connection that asked and the progressToken it gave: the client's progress on the request goes there
+    progress: tuple[UpstreamConnection, RequestId] | None = None
 
 
 @dataclass(eq=False)

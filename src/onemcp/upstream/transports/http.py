@@ -33,7 +33,7 @@ from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
 from onemcp.upstream.transports.h1 import Gone, H1Exchange, Paced, Pool, UpstreamHttpError
-from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, one_line, retry_after, rpc_error, session_gone
+from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, error_text, retry_after, rpc_error, session_gone
 from onemcp.upstream.transports.redirect import Moved, redirected
 from onemcp.upstream.transports.sink import EventSink
 
@@ -182,7 +182,7 @@ class PostExchange(H1Exchange):
     def on_end(self) -> None:
         if self.error is None and self.status >= 400:
             raw = b"".join(self.body)[:ERROR_BODY_MAX]
-            message = f"HTTP {self.status}: {one_line(raw)}"  # the client sees it: no URL, one line
+            message = error_text(self.status, raw, self.content_type)  # the client sees it: no URL, one line
             if self.status in (404, 405) and self.msg.get("method") in ("initialize", "server/discover"):
                 self.t.handshake_refused = self.status
             if session_gone(self.status, raw, self.session, after_failure=self.t.link_failed):

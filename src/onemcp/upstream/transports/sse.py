@@ -20,6 +20,7 @@ from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportClosed, TransportError
 from onemcp.upstream.transports.h1 import Gone, Pool, UpstreamHttpError
 from onemcp.upstream.transports.http import StreamExchange, base_headers, make_pool
+from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, error_text
 from onemcp.upstream.transports.redirect import Moved, redirected
 from onemcp.upstream.transports.sink import EventSink
 
@@ -35,6 +36,25 @@ class _StreamExchange(StreamExchange):
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.location = headers.get("location")
         super().on_head(status, headers)
+
+
+class _PostExchange(StreamExchange):
+    """A POST to the message endpoint: "Accepted", or an error whose body (its start) says why."""
+
+    def __init__(self, limit: int, upstream: str) -> None:
+        super().__init__(lambda ev: None, limit, upstream)
+        self.body = bytearray()
+        self.content_type = ""
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        self.content_type = headers.get("content-type", "")
+        super().on_head(status, headers)
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.status >= 400:  # said to the client as one short line (a proxy's HTML page without its markup)
+            self.body += chunk[: max(ERROR_BODY_MAX - len(self.body), 0)]
+        else:
+            super().on_body(chunk)
 
 
 class SseTransport(Transport):
@@ -129,7 +149,7 @@ class SseTransport(Transport):
             await self.auth.ensure_fresh()
         headers = self._headers("POST", self.endpoint_url, **{"content-type": "application/json"})
         # the reply to a POST is just "Accepted"
-        exchange = StreamExchange(lambda ev: None, self.limit, self.name)
+        exchange = _PostExchange(self.limit, self.name)
         try:
             conn = await self._pool.send(b"POST", self.endpoint, headers, body, exchange)
             try:
@@ -148,8 +168,11 @@ class SseTransport(Transport):
                 await self.send(message, body, retry=False)
                 return
             raise TransportError(self.auth.explain())
-        if exchange.status >= 400 or exchange.status == 0:
-            raise TransportError(f"the message endpoint answered HTTP {exchange.status}")
+        if exchange.status >= 400:
+            said = error_text(exchange.status, bytes(exchange.body), exchange.content_type)
+            raise TransportError(f"the message endpoint answered {said}")
+        if exchange.status == 0:
+            raise TransportError("the message endpoint answered HTTP 0")
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None

@@ -409,6 +409,23 @@ def test_inspect_search_ranks_with_the_hubs_own_search(hub: HubProcess) -> None:
     assert first.startswith(("demo__echo(", "fx__echo(")), done.stdout
 
 
+def test_inspect_search_as_json_is_a_list_of_hits_not_a_block_of_text(hub: HubProcess) -> None:
+    """Hunt s33-g F5: `--json` dumped the raw search_tools result, its ranking one text block to parse."""
+    done = on(hub, "inspect", "--search", "send some text back unchanged", "--limit", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["query"] == "send some text back unchanged" and isinstance(doc["total"], int) and doc["total"] > 3
+    hits = doc["hits"]
+    assert [hit["rank"] for hit in hits] == [1, 2, 3]
+    first = hits[0]
+    assert first["name"] in ("demo__echo", "fx__echo") and first["name"] == f"{first['server']}__{first['tool']}"
+    assert first["tool"] == "echo" and first["description"] and "\n" not in first["description"]
+    assert first["parameters"] and all(set(p) == {"name", "type", "required"} for p in first["parameters"])
+    assert any(p["required"] for p in first["parameters"])
+    for hit in hits:  # each one as `run SERVER/TOOL` takes it, from the hub's own list
+        assert hit["server"] in ("demo", "fx") and hit["name"] == f"{hit['server']}__{hit['tool']}"
+
+
 def test_inspect_search_with_a_bad_limit_is_a_usage_error(hub: HubProcess) -> None:
     done = on(hub, "inspect", "--search", "echo", "--limit", "99")  # refused before the hub is asked
     assert done.returncode == 2, done.stderr

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from onemcp.cli.agent_output import content_text, first_line, print_result, required_first, savings, show_tool
+from onemcp.cli.agent_output import (
+    content_text,
+    first_line,
+    print_result,
+    ranked,
+    required_first,
+    savings,
+    search_hit,
+    show_tool,
+)
 
 
 def test_required_arguments_come_first() -> None:
@@ -74,3 +83,34 @@ def test_what_search_mode_saves_is_never_a_negative_saving() -> None:
     assert savings(1000, 50) == " (95% less)"
     assert savings(100, 300) == " (200 more than the full list: this view is small enough to list in full)"
     assert savings(0, 0) == "" and savings(300, 300) == ""
+
+
+def test_a_search_answer_becomes_the_names_it_ranks_and_each_a_hit() -> None:
+    text = (
+        "a__echo_twice(message: string) - Echo it twice.\n"
+        "a__echo(message: string, loud?: boolean) - Echo a message back as text.\n"
+        "gone__tool() - Listed when searched, not any more.\n"
+        "(3 of 42 tools. Call one by name; get_tool_schema shows its full schema;"
+        " not here? search again in other words.)"
+    )
+    names = {"a__echo", "a__echo_twice"}  # each line's own name, not another's that begins it
+    assert ranked(text, names) == (["a__echo_twice", "a__echo", "gone__tool"], 42)
+    assert ranked("No tool matches 'zz' among 42 tools. Try other words.", names) == ([], 42)
+    tool = {
+        "name": "a__echo",
+        "description": "Echo a message back as text.\nMore.",
+        "inputSchema": {"type": "object", "properties": {"loud": {"type": "boolean"}, "message": {"type": "string"}},
+                        "required": ["message"]},
+    }  # fmt: skip
+    assert search_hit(2, "a__echo", "a", "echo", tool) == {
+        "rank": 2,
+        "name": "a__echo",
+        "server": "a",
+        "tool": "echo",
+        "description": "Echo a message back as text.",
+        "parameters": [
+            {"name": "message", "type": "string", "required": True},
+            {"name": "loud", "type": "boolean", "required": False},
+        ],
+    }
+    assert search_hit(3, "gone__tool", None, "gone__tool", None)["parameters"] is None

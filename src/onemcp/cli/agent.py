@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from onemcp.cli import argtypes
-from onemcp.cli.agent_output import dump, first_line, print_result, savings, show_tool
+from onemcp.cli.agent_output import (
+    content_text,
+    dump,
+    first_line,
+    print_result,
+    ranked,
+    savings,
+    search_hit,
+    show_tool,
+)
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import BadTarget, Target, TargetError, resolve, view_of, with_exposure
@@ -106,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
             if args.ref is not None or args.tokens:
                 raise Failure("--search takes no SERVER[/TOOL] and no --tokens", USAGE)
             with _client(target, args.timeout, "search") as client:
-                return _search(client, args.search, 5 if args.limit is None else args.limit, args.json)
+                limit = 5 if args.limit is None else args.limit
+                return _search(client, target, args.timeout, args.search, limit, args.json)
         with _client(target, args.timeout) as client:
             if args.command == "inspect" and args.tokens:
                 if args.ref is not None:
@@ -476,13 +486,24 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
 
 
 # ---------------------------------------------------------------------- search and tokens
-def _search(client: HubClient, query: str, limit: int, as_json: bool) -> int:
-    """The hub's own search (the same ranking a model gets through search_tools)."""
+def _search(client: HubClient, target: Target, timeout: float, query: str, limit: int, as_json: bool) -> int:
+    """The hub's own search (the same ranking a model gets through search_tools); as JSON, its hits joined
+    to the view's full tool list (server, description, parameters)."""
     result = client.request("tools/call", {"name": SEARCH_TOOL, "arguments": {"query": query, "limit": limit}})
-    if as_json:
-        dump(result)
-        return OK
-    return OK if print_result(result, "text") else FAILED
+    if not as_json:
+        return OK if print_result(result, "text") else FAILED
+    if result.get("isError") is True:
+        raise Failure(f"the search failed: {content_text(result) or '(no message)'}")
+    with _client(target, timeout) as full:
+        inv = inventory(full, target, filtered=bool(view_of(target.url)))
+    named = {str(tool.get("name")): tool for tool in inv.tools}
+    names, total = ranked(content_text(result), named)
+    hits = []
+    for rank, name in enumerate(names, 1):
+        server, tool = inv.owner(name), named.get(name)
+        hits.append(search_hit(rank, name, server, inv.short(server, tool) if server and tool else name, tool))
+    dump({"query": query, "total": total, "hits": hits})
+    return OK
 
 
 def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bool) -> int:

@@ -8,7 +8,9 @@ through `escape_line`, `escape_text` or `json_text` (no escape sequence, C1 cont
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Collection
 from typing import Any
 
 from onemcp.cli.terminal import escape_line, escape_text, json_text, table
@@ -104,6 +106,41 @@ def required_first(schema: Any) -> dict[str, Any]:
     ordered = {k: v for k, v in props.items() if k in required}
     ordered.update((k, v) for k, v in props.items() if k not in required)
     return {**schema, "properties": ordered}
+
+
+def ranked(text: str, names: Collection[str]) -> tuple[list[str], int | None]:
+    """The tool names a `search_tools` answer ranks, best first (each line starts `name(`: the longest listed
+    name that begins it, else what comes before its `(`), and how many tools it searched (None: not said)."""
+    lines = text.splitlines()
+    total = None
+    if lines and (summary := re.match(r"\((\d+) of (\d+) tools\b", lines[-1])):
+        total, lines = int(summary[2]), lines[:-1]
+    elif none := re.match(r"No tool matches .* among (\d+) tools", text, re.DOTALL):
+        return [], int(none[1])
+    found = []
+    for line in lines:
+        starts = [name for name in names if line.startswith(f"{name}(")]
+        found.append(max(starts, key=len) if starts else line.partition("(")[0])
+    return found, total
+
+
+def search_hit(rank: int, name: str, server: str | None, short: str, tool: dict[str, Any] | None) -> dict[str, Any]:
+    """One hit of `inspect --search --json`: what `run` takes, the first line of its description, its
+    parameters (required first). A name the hub's list lacks (it changed meanwhile) has no more than its name."""
+    hit: dict[str, Any] = {"rank": rank, "name": name, "server": server, "tool": short if server else None}
+    if tool is None:
+        return {**hit, "description": None, "parameters": None}
+    schema = required_first(tool.get("inputSchema"))
+    found_props, found_required = schema.get("properties"), schema.get("required")
+    props: dict[str, Any] = found_props if isinstance(found_props, dict) else {}
+    required: list[Any] = found_required if isinstance(found_required, list) else []
+    parameters = []
+    for key, spec in props.items():
+        spec = spec if isinstance(spec, dict) else {}
+        kind = spec.get("type", "any")
+        kind = "|".join(map(str, kind)) if isinstance(kind, list) else str(kind)
+        parameters.append({"name": key, "type": kind, "required": key in required})
+    return {**hit, "description": first_line(tool.get("description") or tool.get("title")), "parameters": parameters}
 
 
 def first_line(text: Any) -> str:

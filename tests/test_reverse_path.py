@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.client.session import SamplingFnT
+from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -449,3 +451,34 @@ async def test_an_upstreams_withdrawn_request_is_withdrawn_where_it_was_asked() 
     assert asked["method"] == "sampling/createMessage", seen
     assert withdrawn["method"] == "notifications/cancelled" and withdrawn["params"]["requestId"] == asked["id"]
     assert final["result"]["content"][0]["text"] == "withdrawn"
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # legacy-era progress
+@pytest.mark.parametrize(("upstream", "entry"), [("stdio", "mcp"), ("http", "mcp"), ("sse", "sse")])
+async def test_a_clients_progress_on_sampling_reaches_the_server_under_its_token(upstream: str, entry: str) -> None:
+    """Client -> server progress (protocol-notes 6.2), with the SDK's own client reporting it from its
+    sampling callback: over every upstream transport, through /mcp and /sse (a 2026-07-28 client is asked
+    through input_required instead, and has no such request to report on)."""
+    from fixtures.launch import running_http_fixture
+
+    async def sampling(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        token = (context.meta or {}).get("progress_token")
+        assert token is not None and token != "up-7"  # the hub's, not the server's
+        await context.session.send_progress_notification(token, 0.5, 1.0, "thinking")
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="hi"), model="m")
+
+    with anyio.fail_after(DEADLINE):
+        async with contextlib.AsyncExitStack() as stack:
+            if upstream == "stdio":
+                server = stdio()
+            else:
+                url = await stack.enter_async_context(running_http_fixture(*(["--sse"] if upstream == "sse" else [])))
+                server = {"url": url, "type": upstream}
+            hub = await stack.enter_async_context(running_hub({"mcpServers": {"s": server}}))
+            target = sse_client(f"{hub.base}/sse") if entry == "sse" else hub.url
+            client = await stack.enter_async_context(Client(target, mode="legacy", sampling_callback=sampling))
+            result = await client.call_tool("sample", {"token": "up-7"})
+            heard = (result.structured_content or {}).get("progressHeard")
+            assert heard == {"progressToken": "up-7", "progress": 0.5, "total": 1.0, "message": "thinking"}

@@ -107,6 +107,51 @@ async def test_a_client_spread_over_replicas_answers_its_upstreams_requests(redi
             assert sum(r["messages"].get(crossed, 0) for r in reports) >= 1, reports
 
 
+async def sample_with_progress(
+    context: ClientRequestContext, params: types.CreateMessageRequestParams
+) -> types.CreateMessageResult:
+    token = (context.meta or {}).get("progress_token")
+    assert token is not None
+    await context.session.send_progress_notification(token, 0.5, 1.0, "thinking")
+    return await sample(context, params)
+
+
+class CallsToOne(RoundRobin):
+    """Tool calls to the first replica, everything else (the client's progress, its answers) to the second."""
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        calls = request.method == "POST" and b'"tools/call"' in request.content
+        request.url = request.url.copy_with(port=self.ports[0 if calls else 1])
+        self.served.append((self.ports[0 if calls else 1], request.method))
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # legacy-era progress
+async def test_a_clients_progress_on_sampling_reaches_the_replica_whose_server_asked(redis_url: str) -> None:
+    """The progress a client reports on a sampling request lands on another replica than the call: it is
+    passed to the replica that sent the request (before the answer that follows it, passed on the same way),
+    and its server hears it under its own token."""
+    with anyio.fail_after(DEADLINE):
+        async with two_replicas(redis_url) as (one, two):
+            ports = [httpx.URL(one.url).port or 0, httpx.URL(two.url).port or 0]
+            async with (
+                httpx2.AsyncClient(transport=CallsToOne(ports), timeout=30) as http,
+                Client(
+                    streamable_http_client(one.url, http_client=http),
+                    mode="legacy",
+                    cache=None,
+                    sampling_callback=sample_with_progress,
+                ) as c,
+            ):
+                for _ in range(2):
+                    result = await c.call_tool("sample", {"token": "up-1"})
+                    heard = (result.structured_content or {}).get("progressHeard")
+                    assert heard == {"progressToken": "up-1", "progress": 0.5, "total": 1.0, "message": "thinking"}
+            async with httpx.AsyncClient() as plain:
+                reports = [(await plain.get(f"{hub.base}/health")).json()["replicas"] for hub in (one, two)]
+            assert reports[0]["messages"].get("received notify", 0) == 2, reports
+
+
 async def open_stream(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
     async with http.stream("GET", url, headers={**headers, "accept": "text/event-stream"}) as r:
         assert r.status_code == 200

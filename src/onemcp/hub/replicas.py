@@ -280,10 +280,8 @@ class Replicas:
     def client_response(self, session: Session, msg: Message) -> bool:
         """True if the answer belongs to a request another replica sent (it was sent there)."""
         rid = msg.get("id")
-        if not isinstance(rid, str) or rid in session.reverse or not rid.startswith("onemcp-"):
-            return False
-        owner = rid.split("-")[1] if rid.count("-") == 2 else None
-        if owner is None or owner == self.tag:
+        owner = self._sent_by(rid) if isinstance(rid, str) and rid not in session.reverse else None
+        if owner is None:
             return False
         self.counts["sent reply"] += 1
         return self.relay.send(owner, {"k": "reply", "sid": session.id, "msg": msg})
@@ -308,6 +306,18 @@ class Replicas:
             if isinstance(rid, str | int) and rid not in session.in_flight:
                 self.counts["sent notify"] += 1
                 self.relay.broadcast({"k": "notify", "sid": session.id, "msg": msg})
+        elif method == "notifications/progress":  # on a request another replica sent it: to that one
+            params = msg.get("params")
+            token = params.get("progressToken") if isinstance(params, dict) else None
+            owner = self._sent_by(token) if isinstance(token, str) and token not in session.reverse else None
+            if owner is not None:
+                self.counts["sent notify"] += 1
+                self.relay.send(owner, {"k": "notify", "sid": session.id, "msg": msg})
+
+    def _sent_by(self, rid: str) -> str | None:
+        """The replica that sent a client a request of this hub id (`Session.new_reverse_id`), if another."""
+        owner = rid.split("-")[1] if rid.startswith("onemcp-") and rid.count("-") == 2 else None
+        return None if owner == self.tag else owner
 
     def elsewhere(self, msg: Message) -> tuple[str, str] | None:
         """(kind, replica) of a request another replica answers: "resume" a call parked there (its

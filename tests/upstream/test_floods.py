@@ -201,3 +201,69 @@ async def test_a_list_cut_at_its_page_bound_is_counted(monkeypatch: pytest.Monke
     before = HITS.counts["list_items"]
     assert len(await lists.read_list(request, "s", "tools", 10_000)) == 5
     assert len(asked) == 5 and HITS.counts["list_items"] == before + 1
+
+
+async def test_a_server_flooding_list_changed_answers_its_own_call_after_one_more_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call's answer waits for the first reading of the list that begins after a change announced while it
+    ran (its doing, maybe), not for the readings to stop. Before, it waited for a reading during which
+    nothing more was announced: a server announcing all the time held its own calls' answers until
+    `RELIST_WAIT` (5 s; 5-25 s measured with a real flooder)."""
+    from onemcp.hub.forward import Forwarder
+    from onemcp.upstream import call as call_module
+
+    monkeypatch.setattr(call_module, "RELIST_WAIT", 2 * DEADLINE)  # never the bound that releases it here
+    CHANGED = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    LAST = 40  # the flood announces a change during each reading until this one
+    begun, ended = [0], [0]
+    seen = {"announced_in": -1, "answered_after": -1}  # readings begun at the call's last change; ended at its answer
+    real_refresh, real_note, real_for_client = (
+        UpstreamConnection.refresh,
+        UpstreamConnection._on_notification,
+        Forwarder.for_client,
+    )
+
+    async def refresh(self: UpstreamConnection, kind: str) -> None:
+        begun[0] += 1
+        if begun[0] < LAST:
+            self._on_notification(dict(CHANGED), CHANGED["method"], None)  # changed again, meanwhile
+        try:
+            await real_refresh(self, kind)
+        finally:
+            ended[0] += 1
+
+    def note(self: UpstreamConnection, msg: Any, method: str, related: Any) -> None:
+        if method == CHANGED["method"] and self.in_flight:
+            seen["announced_in"] = begun[0]
+        real_note(self, msg, method, related)
+
+    def for_client(self: Forwarder, *args: Any, **kwargs: Any) -> Any:
+        seen["answered_after"] = ended[0]  # the answer was released just now
+        return real_for_client(self, *args, **kwargs)
+
+    cmd = fixture_command()
+    config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            conn = hub.app.hub.pool.get("fx")
+            assert conn is not None
+
+            async def no_pause(seconds: float) -> None:
+                await anyio.lowlevel.checkpoint()
+
+            conn.pace.sleep = no_pause
+            monkeypatch.setattr(UpstreamConnection, "refresh", refresh)
+            monkeypatch.setattr(UpstreamConnection, "_on_notification", note)
+            monkeypatch.setattr(Forwarder, "for_client", for_client)
+            headers = await raw_session(http, hub.url)
+            conn._on_notification(dict(CHANGED), CHANGED["method"], None)  # the flood begins
+            while begun[0] < 3:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            call["params"] = {"name": "fx__changed", "arguments": {"count": 1}}
+            assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+            while "tools" in conn._stale:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    assert 3 <= seen["announced_in"] < LAST - 1  # the call was made during the flood, and ended before it did
+    assert seen["answered_after"] == seen["announced_in"] + 1  # one more reading, the one begun after it

@@ -8,7 +8,10 @@ instead of ~3 ms, and `/health` took 7 s to over 30 s.
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
+import httpx
 import pytest
 
 from fixtures.launch import fixture_command
@@ -16,7 +19,7 @@ from onemcp.observability.limits import HITS
 from onemcp.upstream import pacing
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pacing import Pace
-from support.hub import running_hub
+from support.hub import raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
@@ -110,3 +113,50 @@ async def test_a_connection_reads_a_list_that_keeps_changing_after_each_pause(mo
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
     assert pauses == [0.5, 1, 2]
     assert readings == [1000, 1000.5, 1001.5, 1003.5, 1103.5]
+
+
+async def test_a_call_in_flight_ends_the_pause_of_a_list_that_keeps_changing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change announced while a client's call runs is read at once, even when the list is already
+    waiting out a pause (up to 30 s): before, the pause went on and the call's answer waited the whole
+    `RELIST_WAIT` (5 s), then went out with the list still stale."""
+    from onemcp.hub.forward import Forwarder
+    from onemcp.upstream import call as call_module
+
+    monkeypatch.setattr(call_module, "RELIST_WAIT", 3.0)  # bounds the red run; never reached with the fix
+    readings: list[float] = []
+    paused = anyio.Event()
+    answered_after: list[int] = []
+    clock = Clock()
+    real, real_for_client = UpstreamConnection.refresh, Forwarder.for_client
+
+    async def counted(self: UpstreamConnection, kind: str) -> None:
+        await real(self, kind)
+        readings.append(clock.now)
+
+    async def sleep(seconds: float) -> None:
+        paused.set()
+        await anyio.Event().wait()  # a pause that would outlast the test: only a call ends it
+
+    def for_client(self: Forwarder, *args: Any, **kwargs: Any) -> Any:
+        answered_after.append(len(readings))
+        return real_for_client(self, *args, **kwargs)
+
+    cmd = fixture_command()
+    config = {"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}, "onemcp": {"prefixMode": "always"}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            conn = hub.app.hub.pool.get("fx")
+            assert conn is not None
+            conn.pace.clock, conn.pace.sleep = clock, sleep
+            monkeypatch.setattr(UpstreamConnection, "refresh", counted)
+            monkeypatch.setattr(Forwarder, "for_client", for_client)
+            headers = await raw_session(http, hub.url)
+            conn._on_notification(CHANGED, CHANGED["method"], None)  # read at once
+            while not readings or "tools" in conn._stale:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            conn._on_notification(CHANGED, CHANGED["method"], None)  # again at once: paused
+            await paused.wait()
+            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            call["params"] = {"name": "fx__changed", "arguments": {"count": 1}}
+            assert "result" in (await http.post(hub.url, json=call, headers=headers)).json()
+    assert answered_after == [2]  # the paused reading was made at once, and the answer waited for it

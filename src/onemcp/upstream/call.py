@@ -166,6 +166,12 @@ class Call:
             RelatedBytes.release(self._charge)
         return left
 
+    def wait_for(self, readings: list[anyio.Event]) -> None:
+        """Answer only once these lists' readings are done (each once, however often announced; those
+        done already are forgotten: a server that keeps changing a list during a long call)."""
+        self.after = [e for e in self.after if not e.is_set()]
+        self.after += [r for r in readings if r not in self.after]
+
     async def receive(self) -> tuple[Message, bool]:
         """The next message for the downstream, and whether it is the final response."""
         while True:

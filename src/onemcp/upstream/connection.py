@@ -295,19 +295,20 @@ class UpstreamConnection:
         try:
             while True:
                 if not relist.awaited and (wait := self.pace.delay(kind)) > 0:
-                    await self.pace.sleep(wait)  # no call waits for it: a server that keeps changing waits
-                relist.again = relist.awaited = False  # what was announced until now is in this reading
+                    await relist.pause(self.pace.sleep(wait))  # no call waits for it: one that keeps changing waits
+                relist.begin()
                 try:
                     await self.refresh(kind)
                 except UpstreamError as exc:
                     log.warning("upstream %s: refreshing %s failed: %s", self.name, kind, exc)
                 finally:
                     self.pace.done(kind)
+                    relist.end()
                 if not relist.again:
                     break
         finally:
             self._stale.pop(kind, None)
-            relist.done.set()
+            relist.close()
 
     # ------------------------------------------------------------------- requests
     async def begin(self, msg: Message, *, origin: Requester | None = None) -> Call:
@@ -499,11 +500,10 @@ class UpstreamConnection:
                 # Said before a call's answer, it may be that call's doing: the answer waits for the new
                 # list, so that a client listing at once sees what a direct client would.
                 relisted = [self._stale[k] for k in kinds if k in self._stale]
-                for call in self._pending.values():
-                    if call.origin is not None:
-                        call.after += [r.done for r in relisted if r.done not in call.after]  # a flood: once
-                        for relist in relisted:
-                            relist.awaited = True  # its doing, maybe: read without a pause
+                if calls := [call for call in self._pending.values() if call.origin is not None]:  # its doing?
+                    readings = [relist.awaited_by_a_call() for relist in relisted]  # read without a pause
+                    for call in calls:
+                        call.wait_for(readings)
             else:
                 self._early.update(kinds)  # announced during the first lists: listed again once ready
             return

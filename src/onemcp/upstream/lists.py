@@ -34,12 +34,42 @@ Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 @dataclass(slots=True)
 class Relist:
     """A list being read again after the server said it changed: `again` when it said so once more
-    meanwhile (one more reading follows); `done` is set when the readings end, and the calls that were
-    in flight when it was said wait for it before they answer (see `Call.after`)."""
+    meanwhile (one more reading follows). A call in flight when it was said (`awaited`) waits for the
+    first reading that begins after that (`upcoming`, see `Call.after`), not for the readings to end:
+    a server that keeps saying so would hold its own calls' answers as long as it did."""
 
     again: bool = False
-    done: anyio.Event = field(default_factory=anyio.Event)
     awaited: bool = False  # a call in flight waits for it: read without a pause (`pacing`)
+    upcoming: anyio.Event = field(default_factory=anyio.Event)  # set when the reading not yet begun ends
+    _reading: anyio.Event | None = None  # the reading under way's
+    _pause: anyio.CancelScope | None = None  # a pause before the next reading, while it lasts
+
+    def awaited_by_a_call(self) -> anyio.Event:
+        """What a call in flight waits for: the next reading to begin, which no longer pauses."""
+        self.awaited = True
+        if self._pause is not None:
+            self._pause.cancel()  # the pause of a server that keeps changing ends: a call waits
+        return self.upcoming
+
+    async def pause(self, sleep: Awaitable[None]) -> None:
+        """Pause before the next reading, unless (or until) a call waits for it."""
+        with anyio.CancelScope() as self._pause:
+            await sleep
+        self._pause = None
+
+    def begin(self) -> None:
+        """A reading begins: what was announced until now is in it."""
+        self.again = self.awaited = False
+        self._reading, self.upcoming = self.upcoming, anyio.Event()
+
+    def end(self) -> None:
+        if self._reading is not None:
+            self._reading.set()
+
+    def close(self) -> None:
+        """No more readings: nobody waits for one."""
+        self.end()
+        self.upcoming.set()
 
 
 async def read_list(request: Request, server: str, kind: str, size_limit: int) -> list[dict[str, Any]]:

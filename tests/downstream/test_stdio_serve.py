@@ -636,3 +636,51 @@ async def test_requests_past_the_cap_in_flight_are_refused_at_once_in_both_eras(
                 await until_replied(7)
                 assert text_of(types.CallToolResult.model_validate(replies(7)[0]["result"])) == "x"
                 to_hub.close()
+
+
+@pytest.mark.parametrize("announcer", ["prompt", "slow"])
+async def test_a_list_changed_a_call_caused_reaches_the_client_before_the_calls_reply(announcer: str) -> None:
+    """The server says tools/list_changed, then answers: over its own stdout a client gets them in that
+    order, and through the hub's one stream too (s33 e F2: the reply came first). The hub writes its
+    reply after what it queued for the session before it; and when the announcing is slow (`before`:
+    counting tokens off the event loop), the reply waits for it."""
+    to_hub, from_client = anyio.create_memory_object_stream[bytes](8)
+    lines: list[dict[str, Any]] = []
+    replied = anyio.Event()
+
+    async def read_line() -> bytes:
+        try:
+            return await from_client.receive()
+        except anyio.EndOfStream:
+            return b""
+
+    async def write(data: bytes) -> None:
+        lines.append(json.loads(data))
+        if lines[-1].get("id") == 2:
+            replied.set()
+
+    async def send(msg: dict[str, Any]) -> None:
+        await to_hub.send(json.dumps(msg).encode() + b"\n")
+
+    with anyio.fail_after(DEADLINE), to_hub, from_client:
+        async with inprocess_hub({"fx": fixture()}) as hub:
+            announcements = hub.app.hub.announcements
+            if announcer == "slow" and (before := announcements.before) is not None:
+
+                async def slow(sessions: Any) -> None:
+                    for _ in range(100):  # the reply's task would run meanwhile, and write first
+                        await anyio.lowlevel.checkpoint()
+                    await before(sessions)
+
+                announcements.before = slow
+            server = StdioServer(hub.app.hub, ANONYMOUS, read_line, write)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve)
+                await send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": LEGACY}})
+                await send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+                add = tool_call("add_tool", name="new")
+                await send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": add})
+                await replied.wait()
+                to_hub.close()
+    said = [line.get("method") or f"reply {line.get('id')}" for line in lines if line.get("id") != 1]
+    assert said == ["notifications/tools/list_changed", "reply 2"]

@@ -87,6 +87,9 @@ class StdioServer:
         self._input = Input(read_line)
         self._write = write
         self._lock = anyio.Lock()
+        self._copied = 0  # of the session's messages (`session.queued_count`), those written so far
+        self._copying = False  # `_copy_outbox` runs
+        self._wrote: anyio.Event | None = None  # set when it wrote one more (or ended)
         # the principal is the process's: the local operator, or $ONEMCP_TOKEN's when the config needs auth
         self._principal = principal
         self._view = view
@@ -240,6 +243,7 @@ class StdioServer:
         try:
             reply = await answer(self.hub, self.session, msg, self.send)
             if reply is not None:
+                await self._written(self.session.queued_count)
                 await self.send(reply)
         finally:
             self._calls -= 1
@@ -308,8 +312,28 @@ class StdioServer:
         outbox = self.session.outbox
         if outbox is None:  # the session ended
             return
-        async for msg in outbox:
-            await self.send(msg)
+        self._copying = True
+        try:
+            async for msg in outbox:
+                await self.send(msg)
+                self._copied += 1
+                self._woke()
+        finally:
+            self._copying = False
+            self._woke()
+
+    def _woke(self) -> None:
+        if self._wrote is not None:
+            self._wrote.set()
+            self._wrote = None
+
+    async def _written(self, queued: int) -> None:
+        """Wait until the session's first `queued` messages were written: a reply goes after what the
+        session was sent before it (a `list_changed` its call caused, say), as on a server's own stdout."""
+        while self._copying and self._copied < queued:
+            if self._wrote is None:
+                self._wrote = anyio.Event()
+            await self._wrote.wait()
 
     async def _keep_alive(self) -> None:
         """The one session must not expire while the process lives, however quiet the client is."""

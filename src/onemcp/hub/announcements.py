@@ -46,6 +46,8 @@ class Announcements:
         self._pending: set[str] = set()
         self._wake: anyio.Event | None = None  # set by `run`: announcements go out from its task
         self._holds = 0  # while above 0, announcements gather (`hold`)
+        self._fanned_out = 0  # by `run`'s task, so far (`sent`)
+        self._fanning_out: anyio.Event | None = None  # set when the next one is done
 
     def tags(self, config: HubConfig) -> dict[str, list[str]]:
         """Each enabled server's tags in `config`, and each template instance's (what views by tag decide on)."""
@@ -95,6 +97,18 @@ class Announcements:
 
         return release
 
+    async def sent(self) -> None:
+        """Return once what was announced until now has gone out (at once when nothing waits to, or while
+        announcements are held): a call whose answer waited for its server's new list answers after the
+        `list_changed` it caused, in the order the server sent the two."""
+        if self._wake is None or not self._pending or self._holds:
+            return
+        target = self._fanned_out + 1  # the next fan-out takes what is pending now (it takes it at its end)
+        while self._fanned_out < target and self._wake is not None:
+            if self._fanning_out is None:
+                self._fanning_out = anyio.Event()
+            await self._fanning_out.wait()
+
     async def run(self) -> None:
         """Send the announcements, for as long as the hub runs (`before` is awaited ahead of each)."""
         self._wake = anyio.Event()
@@ -112,8 +126,17 @@ class Announcements:
                     self._fan_out(kinds)
                 except Exception:  # the top of a background task: logged, the next change announces again
                     log.exception("list_changed announcements failed")
+                finally:
+                    self._fanned_out += 1
+                    self._announced()
         finally:
             self._wake = None
+            self._announced()
+
+    def _announced(self) -> None:
+        if self._fanning_out is not None:
+            self._fanning_out.set()
+            self._fanning_out = None
 
     def _fan_out(self, kinds: set[str]) -> None:
         for session in self.sessions:

@@ -124,7 +124,7 @@ class Hub:
         self.dispatcher = Dispatcher(
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config
         )
-        self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub, self.bus)
+        self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub, self.bus, self.announcements.sent)
         self.reverse.hears, self.forwarder.url_required = self.subscriptions.hears, self.reverse.url_required
         self.dispatcher.user_secrets = self.user_secrets
         store = config.hub.shared_store

@@ -29,7 +29,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR, URL_ELICITATION_REQUIRED, HubError, UpstreamError, UpstreamTimeout
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import shown_as
-from onemcp.upstream.call import CANCELLED, SESSION_ENDED, Call
+from onemcp.upstream.call import CANCELLED, RELIST_WAIT, SESSION_ENDED, Call
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
 
@@ -50,6 +50,7 @@ class Forwarder:
         metrics: Metrics,
         settings: Callable[[], HubSettings],
         bus: EventBus | None = None,
+        announced: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus if bus is not None else EventBus()  # the live event stream (console, TUI)
         self.pool = pool
@@ -58,6 +59,7 @@ class Forwarder:
         self.parking = parking
         self.metrics = metrics
         self._settings = settings
+        self.announced = announced  # returns once the list_changed announced until now have gone out
         # a -32042 error as the client knows it (the reverse path expects its elicitations' completion)
         self.url_required: Callable[[UpstreamConnection, Session, dict[str, Any]], dict[str, Any]] = (
             lambda conn, session, error: error
@@ -96,6 +98,9 @@ class Forwarder:
                         continue
                     if msg is CANCELLED:
                         return None
+                    if call.relisted and self.announced is not None:  # the list_changed it caused goes first
+                        with anyio.move_on_after(RELIST_WAIT):
+                            await self.announced()
                     if msg.get("error") is SESSION_ENDED:  # its session ended: cancelled, and told so
                         return msg
                     outcome = "error" if "error" in msg else "tool_error" if _tool_error(msg) else "ok"

@@ -198,6 +198,7 @@ class Session:
     _outbox_send: MemoryObjectSendStream[tuple[Message, int]] | None = None
     _outbox: Outbox | None = None
     queued_bytes: int = 0  # of the messages in the outbox, serialised
+    queued_count: int = 0  # messages put in the outbox so far (a writer that keeps order counts those it wrote)
     _reverse_count: int = 0  # requests the hub sent this client
     # A modern (2026-07-28) request's context: it lives for one request and has no stream
     # of its own, so unrelated messages have nowhere to go.
@@ -263,6 +264,7 @@ class Session:
             return
         try:
             outbox.send_nowait((msg, size))
+            self.queued_count += 1
             self.held(size)
             QueuedBytes.charge(msg, size)
         except anyio.WouldBlock:
@@ -282,6 +284,7 @@ class Session:
         sent = False
         try:
             await outbox.send((msg, size))
+            self.queued_count += 1
             sent = True
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass

@@ -108,6 +108,7 @@ class Call:
     _final: Message | None = None
     _wake: anyio.Event | None = None  # created only when the receiver has to wait
     after: list[anyio.Event] = field(default_factory=list)  # lists being read again: answered once done
+    relisted: bool = False  # its answer waited for lists read again (the hub announces them before it)
 
     @property
     def done(self) -> bool:
@@ -182,6 +183,7 @@ class Call:
                 return msg, False
             if self._final is not None:
                 if self.after and self._final is not CANCELLED:  # a cancelled call ends at once
+                    self.relisted = True
                     with anyio.move_on_after(RELIST_WAIT):
                         for relisted in self.after:
                             await relisted.wait()

@@ -277,7 +277,7 @@ class Hub:
 
     async def list_result(self, kind: str, session: Session) -> bytes:
         """A complete list, serialised, as `session` sees it (once the upstreams were tried, within bounds)."""
-        await self.dispatcher.until_started()
+        await self.dispatcher.ready_to_list(kind, session)
         if session.access.reach.instances:
             await self.instances.ensure(session.access.reach.instances)
         return await self.exposure.served_list(kind, session.access, self.events.views.of(session))

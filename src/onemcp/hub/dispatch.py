@@ -124,6 +124,20 @@ class Dispatcher:
         with anyio.move_on_after(self._config().hub.first_list_wait):
             await self.pool.tried.wait()
 
+    async def ready_to_list(self, kind: str, session: Session) -> None:
+        """Before a list is answered: the start-up waited for (`until_started`), and the kept lists of
+        `kind` that expired (a server that cannot announce changes: `upstream/freshness.py`) of the servers
+        `session` reaches (its own connections' too) read again, all at once."""
+        await self.until_started()
+        reach = session.access.reach
+        conns = [c for name, c in self.pool.connections.items() if reach.touches(name)]
+        conns += [conn for conn, _ in session.own.lists.values()]
+        stale = [conn for conn in conns if conn.fresh.stale(kind)]
+        if stale:
+            async with anyio.create_task_group() as tg:
+                for conn in stale:
+                    tg.start_soon(conn.fresh.ensure, kind)
+
     def _starting(self) -> bool:
         """Are upstreams still starting, with requests to wait for them? A request whose server is not (yet)
         known or ready then waits as a first list does, and is routed again: a 2026-07-28 call, or a session
@@ -147,7 +161,7 @@ class Dispatcher:
         if kind is not None:
             if params.get("cursor") is not None:
                 raise InvalidParams("Invalid cursor: this hub returns complete lists in one page")
-            await self.until_started()
+            await self.ready_to_list(kind, session)
             return jsonrpc.splice_result(
                 msg["id"], await self.exposure.served_list(kind, session.access, self.view(session))
             )

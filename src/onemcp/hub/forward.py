@@ -98,6 +98,7 @@ class Forwarder:
                         continue
                     if msg is CANCELLED:
                         return None
+                    conn.fresh.answered += 1  # its lists that expire are stale now: it may have changed them
                     if call.relisted and self.announced is not None:  # the list_changed it caused goes first
                         with anyio.move_on_after(RELIST_WAIT):
                             await self.announced()

@@ -41,6 +41,7 @@ from onemcp.protocol.names import shown_as
 from onemcp.upstream import era
 from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
+from onemcp.upstream.freshness import Freshness
 from onemcp.upstream.handshake import HANDSHAKE, handshake
 from onemcp.upstream.lists import Relist, read_list
 from onemcp.upstream.liveness import Liveness, keepalive
@@ -125,6 +126,7 @@ class UpstreamConnection:
         self._stale: dict[str, Relist] = {}  # list kinds being read again after list_changed
         self._early: set[str] = set()  # list kinds changed before the connection was ready
         self.pace = Pace(name)  # how soon a list that keeps changing is read again
+        self.fresh = Freshness(lambda: self.capabilities, self.refresh_soon)  # ... one it cannot announce
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -150,7 +152,7 @@ class UpstreamConnection:
                 else:
                     self._set_state("ready")
                     while self._early:
-                        self._refresh_soon(self._early.pop())
+                        self.refresh_soon(self._early.pop())
                     if self.era == "modern" and self.owner is None:
                         tg.start_soon(self.feed.run)
                     if self.config.ping_interval is not None:
@@ -240,18 +242,13 @@ class UpstreamConnection:
                 if kind not in self.kinds():
                     self.events.on_list(self, kind, [])  # it no longer offers them
             for kind in self.kinds():
-                self._refresh_soon(kind, unpaced=True)  # in the background, after the lock (its requests wait)
+                self.refresh_soon(kind, unpaced=True)  # in the background, after the lock (its requests wait)
 
     # ---------------------------------------------------------------------- lists
     def kinds(self) -> list[str]:
-        kinds = []
-        if "tools" in self.capabilities:
-            kinds.append("tools")
-        if "prompts" in self.capabilities:
-            kinds.append("prompts")
-        if "resources" in self.capabilities:
-            kinds += ["resources", "resourceTemplates"]
-        return kinds
+        """The lists it serves, in the order they are read."""
+        listed = [k for k in ("tools", "prompts", "resources") if k in self.capabilities]
+        return listed + ["resourceTemplates"] * ("resources" in listed)
 
     async def _refresh_all(self) -> None:
         for kind in self.kinds():
@@ -259,7 +256,7 @@ class UpstreamConnection:
 
     async def refresh(self, kind: str) -> None:
         size_limit = self.config.max_response_bytes or MAX_RESPONSE_BYTES
-        items = await read_list(self.request, self.name, kind, size_limit)
+        items = await read_list(self.request, self.name, kind, size_limit, self.fresh.reading(kind))
         if kind == "tools":
             self.transport.param_names = mcp_headers.header_params(items)
         self.events.on_list(self, kind, items)
@@ -277,11 +274,11 @@ class UpstreamConnection:
         else:
             await self.request("resources/unsubscribe", {**params, "uri": uri})
 
-    def _refresh_soon(self, kind: str, *, unpaced: bool = False) -> None:
-        """Refresh `kind` after a list_changed: at most one refresh per kind runs, and changes
-        announced meanwhile make one more after it (a flood of list_changed costs two lists); a
-        list that keeps changing is read again only after a pause (`pacing`), unless `unpaced` (a new
-        upstream session: no change the server announced, and its requests wait for the list)."""
+    def refresh_soon(self, kind: str, *, unpaced: bool = False) -> Relist | None:
+        """Refresh `kind` after a list_changed (or once its kept list expired: `freshness`): one refresh
+        per kind runs, and changes announced meanwhile make one more after it (a flood costs two lists); a
+        list that keeps changing is read again after a pause (`pacing`), unless `unpaced` (a new upstream
+        session: no change the server announced, and its requests wait for the list). None: not connected."""
         if kind in self._stale:
             self._stale[kind].again = True
         elif self._tg is not None:
@@ -289,6 +286,7 @@ class UpstreamConnection:
             self._tg.start_soon(self._refresh_quietly, kind)
         if unpaced and kind in self._stale:
             self._stale[kind].awaited = True
+        return self._stale.get(kind)
 
     async def _refresh_quietly(self, kind: str) -> None:
         relist = self._stale[kind]
@@ -496,7 +494,7 @@ class UpstreamConnection:
             kinds = [k for k in (["resources", "resourceTemplates"] if kind == "resources" else [kind]) if k in KINDS]
             if self._tg is not None and self.state == "ready":
                 for k in kinds:
-                    self._refresh_soon(k)
+                    self.refresh_soon(k)
                 # Said before a call's answer, it may be that call's doing: the answer waits for the new
                 # list, so that a client listing at once sees what a direct client would.
                 relisted = [self._stale[k] for k in kinds if k in self._stale]

@@ -72,10 +72,14 @@ class Relist:
         self.upcoming.set()
 
 
-async def read_list(request: Request, server: str, kind: str, size_limit: int) -> list[dict[str, Any]]:
-    """Every page of `kind` that fits the bounds; UpstreamError when a page cannot be had."""
+async def read_list(
+    request: Request, server: str, kind: str, size_limit: int, read: Callable[[list[object]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Every page of `kind` that fits the bounds; UpstreamError when a page cannot be had. `read` is told
+    the `ttlMs` of each page read (`freshness`), once they all were."""
     method = KINDS[kind][0]
     items: list[dict[str, Any]] = []
+    ttls: list[object] = []
     cursor: Any = None
     size = 0  # of the whole list
     followed: set[bytes] = set()  # digests of the cursors asked for: a cursor may be large, its digest is not
@@ -91,6 +95,7 @@ async def read_list(request: Request, server: str, kind: str, size_limit: int) -
                 log.warning(why + "could not be had (%s): the rest is left out", server, kind, cursor, exc)
                 break
             raise
+        ttls.append(page.get("ttlMs"))
         got = page.get(kind)
         if isinstance(got, list):
             size += len(orjson.dumps(got))
@@ -113,4 +118,6 @@ async def read_list(request: Request, server: str, kind: str, size_limit: int) -
     else:
         why = "upstream %s: its %s list is over %d pages: the rest is left out"
         hit("list_items", why, server, kind, MAX_LIST_PAGES)
+    if read is not None:
+        read(ttls)
     return items

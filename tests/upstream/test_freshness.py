@@ -1,0 +1,173 @@
+"""A list a server cannot announce changes of is kept for its `ttlMs` (at least `MIN_KEEP`), and is stale
+once a client's call to that server was answered: a client's next list reads it again.
+
+Before (s33 c F3): a dual-era SDK low-level server with no `subscriptions/listen` handler, spoken to in
+2026-07-28, declares no `tools.listChanged`; the hub read its lists once, at connect, and a tool it
+added never showed through the hub, in either client era (directly, a 2026-07-28 client lists again:
+the SDK's `ttlMs` is 0; a legacy client hears `list_changed`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from onemcp.upstream import freshness
+from onemcp.upstream.freshness import MIN_KEEP, Freshness, announces, ttl_of
+from onemcp.upstream.lists import Relist
+from support.hub import running_hub
+from support.results import text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
+DEADLINE = 30.0
+TOOLS_ONLY: dict[str, Any] = {"tools": {}}  # no listChanged
+GROWING = str(Path(__file__).resolve().parents[1] / "fixtures" / "growing_server.py")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Readings:
+    """The connection's side: `refresh_soon` as Freshness calls it, with the readings it asked for."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.relist = Relist()
+
+    def __call__(self, kind: str, *, unpaced: bool = False) -> Relist:
+        assert unpaced is False  # a reading asked for a client is not paced because a client waits for it
+        self.asked += 1
+        return self.relist
+
+    def end(self) -> None:
+        self.relist.begin()
+        self.relist.end()
+
+
+def test_the_ttl_is_the_least_of_the_pages_and_only_a_whole_number_counts() -> None:
+    assert ttl_of([0]) == 0 and ttl_of([2500, 1000]) == 1.0
+    assert ttl_of([]) is None and ttl_of([None]) is None  # a legacy server says nothing
+    assert ttl_of([1000, None]) is None and ttl_of([-1]) is None and ttl_of([True]) is None and ttl_of(["5"]) is None
+
+
+def test_a_list_is_announced_by_its_capability() -> None:
+    assert announces({"tools": {"listChanged": True}}, "tools")
+    assert not announces({"tools": {"listChanged": False}}, "tools") and not announces({"tools": {}}, "tools")
+    assert announces({"resources": {"listChanged": True}}, "resourceTemplates")
+
+
+def test_a_list_kept_by_its_ttl_expires_after_it_and_at_least_min_keep() -> None:
+    clock, caps = Clock(), TOOLS_ONLY
+    fresh = Freshness(lambda: caps, Readings(), clock)
+    fresh.reading("tools")([0])  # ttlMs 0, as the SDK says
+    assert not fresh.stale("tools")
+    clock.now += MIN_KEEP
+    assert fresh.stale("tools")
+    fresh.reading("tools")([5000])
+    clock.now += 4.9
+    assert not fresh.stale("tools")
+    clock.now += 0.1
+    assert fresh.stale("tools")
+
+
+def test_a_call_answered_since_the_reading_began_makes_it_stale() -> None:
+    clock, caps = Clock(), TOOLS_ONLY
+    fresh = Freshness(lambda: caps, Readings(), clock)
+    read = fresh.reading("tools")
+    fresh.answered += 1  # during the reading: it may or may not show the call's change
+    read([60_000])
+    assert fresh.stale("tools")
+    fresh.reading("tools")([60_000])
+    assert not fresh.stale("tools")
+    fresh.answered += 1
+    assert fresh.stale("tools")
+
+
+def test_a_list_the_server_announces_or_gives_no_ttl_for_is_kept() -> None:
+    clock, caps = Clock(), {"tools": {"listChanged": True}, "prompts": {}}
+    fresh = Freshness(lambda: caps, Readings(), clock)
+    fresh.reading("tools")([0])  # the change feed tells the hub
+    fresh.reading("prompts")([None])  # legacy: no ttlMs, no listChanged: nothing said of its changing
+    clock.now += 3600
+    fresh.answered += 1
+    assert not fresh.stale("tools") and not fresh.stale("prompts") and not fresh.stale("resources")
+
+
+async def test_clients_listing_at_once_share_one_reading() -> None:
+    clock, caps = Clock(), TOOLS_ONLY
+    readings = Readings()
+    fresh = Freshness(lambda: caps, readings, clock)
+    fresh.reading("tools")([0])
+    clock.now += MIN_KEEP
+    done = 0
+
+    async def ask() -> None:
+        nonlocal done
+        await fresh.ensure("tools")
+        done += 1
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(ask)
+            while readings.relist.upcoming.statistics().tasks_waiting < 20:
+                await anyio.lowlevel.checkpoint()
+            assert readings.asked == 1 and done == 0  # one reading for all of them, and they wait for it
+            fresh.reading("tools")([0])
+            readings.end()
+    assert done == 20
+    await fresh.ensure("tools")  # read just now: not again
+    assert readings.asked == 1
+
+
+async def test_a_client_waits_for_a_stale_list_at_most_fresh_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that does not answer its list: the client gets the kept list, not a hang."""
+    monkeypatch.setattr(freshness, "FRESH_WAIT", 0.05)
+    clock, caps = Clock(), TOOLS_ONLY
+    fresh = Freshness(lambda: caps, Readings(), clock)
+    fresh.reading("tools")([0])
+    clock.now += MIN_KEEP
+    with anyio.fail_after(DEADLINE):
+        await fresh.ensure("tools")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_tool_a_server_that_cannot_announce_adds_is_listed_through_the_hub(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real SDK server (`fixtures/growing_server.py`), both client eras: the list after the call that
+    grew it shows the new tool; lists with no call between them (within the ttl) read it once."""
+    monkeypatch.setattr(freshness, "MIN_KEEP", 3600.0)  # no list here expires by time: calls make them stale
+    config = {
+        "mcpServers": {
+            "g": {"command": sys.executable, "args": [GROWING]},
+            "o": {"command": sys.executable, "args": [GROWING]},
+        }
+    }
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, Client(hub.url, mode=mode, cache=None) as client:
+            conn = hub.app.hub.pool.get("g")
+            assert (
+                conn is not None and conn.era == "modern" and conn.capabilities["tools"].get("listChanged") is not True
+            )
+            assert text_of(await client.call_tool("g__grow", {})) == "grow lists t1"
+            assert "g__t1" in {tool.name for tool in (await client.list_tools()).tools}
+            listed = int(text_of(await client.call_tool("g__lists", {})))
+            for _ in range(3):  # read again once (a call was answered since), then kept
+                await client.list_tools()
+            assert int(text_of(await client.call_tool("g__lists", {}))) == listed + 1

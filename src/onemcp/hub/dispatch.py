@@ -130,7 +130,7 @@ class Dispatcher:
         `session` reaches (its own connections' too) read again, all at once."""
         await self.until_started()
         reach = session.access.reach
-        conns = [c for name, c in self.pool.connections.items() if reach.touches(name)]
+        conns = [m.conn for name, slot in self.pool.slots.items() if reach.touches(name) for m in slot.members]
         conns += [conn for conn, _ in session.own.lists.values()]
         stale = [conn for conn in conns if conn.fresh.stale(kind)]
         if stale:

@@ -27,6 +27,7 @@ from onemcp.downstream import stdio as stdio_module
 from onemcp.downstream.stdio import StdioServer
 from support.hub_process import clean_env
 from support.inprocess import fixture, inprocess_hub, tool_call
+from support.lines import Lines
 from support.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
@@ -539,24 +540,12 @@ async def test_a_call_still_running_when_the_drain_ends_is_answered(monkeypatch:
     """hunt-ops F4: stdin closed (or SIGTERM) with a call running past the drain: it was cancelled, and the
     client never got a reply for it."""
     monkeypatch.setattr(stdio_module, "DRAIN", 0.0)  # the drain is over at once
-    to_hub, from_client = anyio.create_memory_object_stream[bytes](8)
-    lines: list[dict[str, Any]] = []
+    pipe = Lines(8)
+    send, lines = pipe.send, pipe.lines
 
-    async def read_line() -> bytes:
-        try:
-            return await from_client.receive()
-        except anyio.EndOfStream:
-            return b""
-
-    async def write(data: bytes) -> None:
-        lines.append(json.loads(data))
-
-    async def send(msg: dict[str, Any]) -> None:
-        await to_hub.send(json.dumps(msg).encode() + b"\n")
-
-    with anyio.fail_after(DEADLINE), to_hub, from_client:
+    with anyio.fail_after(DEADLINE), pipe:
         async with inprocess_hub({"slow": fixture()}) as hub:
-            server = StdioServer(hub.app.hub, ANONYMOUS, read_line, write)
+            server = StdioServer(hub.app.hub, ANONYMOUS, pipe.read_line, pipe.write)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(server.serve)
                 await send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": LEGACY}})
@@ -566,7 +555,7 @@ async def test_a_call_still_running_when_the_drain_ends_is_answered(monkeypatch:
                 while (conn is None or conn.in_flight == 0) and not lines[1:]:
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
                     conn = hub.app.hub.pool.get("slow")
-                to_hub.close()  # end of input
+                pipe.close()  # end of input
     error = {"code": -32000, "message": "[slow] the hub is shutting down"}
     assert [line for line in lines if line.get("id") == 2] == [{"jsonrpc": "2.0", "id": 2, "error": error}]
 
@@ -578,31 +567,11 @@ async def test_requests_past_the_cap_in_flight_are_refused_at_once_in_both_eras(
     20,000 slow calls written at once grew the hub from 50 to 253 MB. Past MAX_CALLS in flight a request is
     refused at once, -32000 with data.limit, and once replies come the client is served again."""
     monkeypatch.setattr(stdio_module, "MAX_CALLS", 3)
-    to_hub, from_client = anyio.create_memory_object_stream[bytes](64)
-    lines: list[dict[str, Any]] = []
-    arrived = anyio.Event()
-
-    async def read_line() -> bytes:
-        try:
-            return await from_client.receive()
-        except anyio.EndOfStream:
-            return b""
-
-    async def write(data: bytes) -> None:
-        lines.append(json.loads(data))
-        arrived.set()
-
-    async def send(msg: dict[str, Any]) -> None:
-        await to_hub.send(json.dumps(msg).encode() + b"\n")
-
-    def replies(rid: object) -> list[dict[str, Any]]:
-        return [line for line in lines if line.get("id") == rid]
+    pipe = Lines()
+    send, replies = pipe.send, pipe.replies
 
     async def until_replied(*rids: object) -> None:
-        nonlocal arrived
-        while not all(replies(rid) for rid in rids):
-            await arrived.wait()
-            arrived = anyio.Event()
+        await pipe.until(lambda: all(replies(rid) for rid in rids))
 
     def legacy(rid: int, tool: str, **arguments: Any) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": tool_call(tool, **arguments)}
@@ -610,9 +579,9 @@ async def test_requests_past_the_cap_in_flight_are_refused_at_once_in_both_eras(
     def modern(rid: int, tool: str) -> dict[str, Any]:
         return {**legacy(rid, tool, message="x"), "params": {**tool_call(tool, message="x"), "_meta": ENVELOPE}}
 
-    with anyio.fail_after(DEADLINE), to_hub, from_client:
+    with anyio.fail_after(DEADLINE), pipe:
         async with inprocess_hub({"slow": fixture()}) as hub:
-            server = StdioServer(hub.app.hub, ANONYMOUS, read_line, write)
+            server = StdioServer(hub.app.hub, ANONYMOUS, pipe.read_line, pipe.write)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(server.serve)
                 await send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": LEGACY}})
@@ -635,7 +604,7 @@ async def test_requests_past_the_cap_in_flight_are_refused_at_once_in_both_eras(
                 await send(legacy(7, "echo", message="x"))
                 await until_replied(7)
                 assert text_of(types.CallToolResult.model_validate(replies(7)[0]["result"])) == "x"
-                to_hub.close()
+                pipe.close()
 
 
 @pytest.mark.parametrize("announcer", ["prompt", "slow"])
@@ -644,25 +613,10 @@ async def test_a_list_changed_a_call_caused_reaches_the_client_before_the_calls_
     order, and through the hub's one stream too (s33 e F2: the reply came first). The hub writes its
     reply after what it queued for the session before it; and when the announcing is slow (`before`:
     counting tokens off the event loop), the reply waits for it."""
-    to_hub, from_client = anyio.create_memory_object_stream[bytes](8)
-    lines: list[dict[str, Any]] = []
-    replied = anyio.Event()
+    pipe = Lines(8)
+    send = pipe.send
 
-    async def read_line() -> bytes:
-        try:
-            return await from_client.receive()
-        except anyio.EndOfStream:
-            return b""
-
-    async def write(data: bytes) -> None:
-        lines.append(json.loads(data))
-        if lines[-1].get("id") == 2:
-            replied.set()
-
-    async def send(msg: dict[str, Any]) -> None:
-        await to_hub.send(json.dumps(msg).encode() + b"\n")
-
-    with anyio.fail_after(DEADLINE), to_hub, from_client:
+    with anyio.fail_after(DEADLINE), pipe:
         async with inprocess_hub({"fx": fixture()}) as hub:
             announcements = hub.app.hub.announcements
             if announcer == "slow" and (before := announcements.before) is not None:
@@ -673,14 +627,14 @@ async def test_a_list_changed_a_call_caused_reaches_the_client_before_the_calls_
                     await before(sessions)
 
                 announcements.before = slow
-            server = StdioServer(hub.app.hub, ANONYMOUS, read_line, write)
+            server = StdioServer(hub.app.hub, ANONYMOUS, pipe.read_line, pipe.write)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(server.serve)
                 await send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": LEGACY}})
                 await send({"jsonrpc": "2.0", "method": "notifications/initialized"})
                 add = tool_call("add_tool", name="new")
                 await send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": add})
-                await replied.wait()
-                to_hub.close()
-    said = [line.get("method") or f"reply {line.get('id')}" for line in lines if line.get("id") != 1]
+                await pipe.until(lambda: bool(pipe.replies(2)))
+                pipe.close()
+    said = [line.get("method") or f"reply {line.get('id')}" for line in pipe.lines if line.get("id") != 1]
     assert said == ["notifications/tools/list_changed", "reply 2"]

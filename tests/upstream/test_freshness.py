@@ -20,6 +20,7 @@ from mcp import Client
 from onemcp.upstream import freshness
 from onemcp.upstream.freshness import MIN_KEEP, Freshness, announces, ttl_of
 from onemcp.upstream.lists import Relist
+from support.clock import Clock
 from support.hub import running_hub
 from support.results import text_of
 
@@ -32,14 +33,6 @@ GROWING = str(Path(__file__).resolve().parents[1] / "fixtures" / "growing_server
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Readings:

@@ -19,6 +19,7 @@ from onemcp.observability.limits import HITS
 from onemcp.upstream import pacing
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pacing import Pace
+from support.clock import Clock
 from support.hub import raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -29,14 +30,6 @@ CHANGED = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_pause_doubles_while_the_list_keeps_changing_and_ends_once_it_is_quiet() -> None:

@@ -34,6 +34,7 @@ from onemcp.auth.server.store import KEEP_ACCESS, KEEP_REFRESH
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.http.asgi import Receive, Scope, Send, send_json
 from support.audit import audit_lines
+from support.clock import Clock
 from support.held_redis import held_redis
 from support.services import NEEDS_REDIS, redis_server
 
@@ -43,14 +44,7 @@ ISSUER = "http://127.0.0.1:9"  # in-process tests never connect to it
 RESOURCE = f"{ISSUER}/mcp"
 REDIRECT = "http://127.0.0.1:5173/callback"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+NOW = 1_800_000_000.0  # where the tests' clocks start (a Unix time: tokens carry it)
 
 
 def pkce() -> tuple[str, str]:
@@ -151,7 +145,7 @@ def make(tmp_path: Path, state: str | None) -> Iterator[Callable[..., Harness]]:
     made: list[tuple[OAuthServer, httpx.AsyncClient]] = []
 
     def factory(**options: Any) -> Harness:
-        clock = Clock()
+        clock = Clock(NOW)
         issuer = options.pop("issuer", ISSUER)
         options = {"scopes_supported": ["mcp", "admin"], "consent": "auto", "clock": clock, "shared": state, **options}
         server = OAuthServer(tmp_path / "oauth.db", issuer, f"{issuer}/mcp", **options)
@@ -965,7 +959,7 @@ async def test_admin_held_through_a_role_may_approve(tmp_path: Path, state: str 
     assert gate.keys is not None
     boss, viewer = gate.keys.create("boss", ["role:boss"]), gate.keys.create("viewer", ["role:viewer"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate.oauth.app), base_url="http://hub.example") as h:
-        oauth = Harness(gate.oauth, h, Clock())
+        oauth = Harness(gate.oauth, h, Clock(NOW))
         client_id = (await oauth.register())["client_id"]
         fields, _ = await consent_form(oauth, client_id, pkce()[1])
         refused = await approve(oauth, fields, operator_key=viewer)
@@ -1400,7 +1394,7 @@ async def test_replicas_sharing_redis_honour_each_others_clients_pages_codes_tok
     flush(shared_redis)
     keys = KeyStore(tmp_path / "keys.db")  # one key store for both (as RedisKeyStore is across replicas)
     options: dict[str, Any] = {"scopes_supported": ["mcp", "admin"], "consent": "page", "operator": "key"}
-    clock = Clock()
+    clock = Clock(NOW)
     issuer = "http://hub.example"  # not loopback: the operator cookie is set
     a = OAuthServer(
         tmp_path / "a" / "oauth.db", issuer, f"{issuer}/mcp", keys=keys, clock=clock, shared=shared_redis, **options
@@ -1482,7 +1476,7 @@ async def test_without_redis_the_server_answers_503_and_only_tokens_checked_late
             outage_grace=30,
         )
         oauth = Harness(
-            server, httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER), Clock()
+            server, httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER), Clock(NOW)
         )
         client_id = (await oauth.register())["client_id"]
         tokens, unchecked = await oauth.tokens(client_id), await oauth.tokens(client_id)

@@ -24,6 +24,7 @@ from onemcp.observability.limits import HITS
 from onemcp.upstream.pool import retime
 from onemcp.upstream.transports.budget import MIN_PAUSE, Budget
 from onemcp.upstream.transports.stdio import StdioTransport, _ChildProtocol
+from support.clock import Clock
 from support.hub import raw_session, running_hub
 
 DEADLINE = 30.0
@@ -31,16 +32,8 @@ RATE = 1000
 FLOOD = 4000  # log lines the flooding server sends about one call, then it answers
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_burst_within_the_budget_reads_on_and_past_it_stops_for_what_it_owes() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     budget = Budget("fx", 100, clock)
     budget.take(100)  # a second's worth at once: fine
     assert budget.owed() == 0.0
@@ -55,7 +48,7 @@ def test_a_burst_within_the_budget_reads_on_and_past_it_stops_for_what_it_owes()
 
 
 def test_replies_to_the_hub_are_not_counted_and_everything_else_is() -> None:
-    budget = Budget("fx", 10, Clock())
+    budget = Budget("fx", 10, Clock(100.0))
     got: list[dict[str, Any]] = []
     deliver = budget.counted(lambda msg, related: got.append(msg))
     deliver({"jsonrpc": "2.0", "id": 1, "result": {}}, None)
@@ -65,7 +58,7 @@ def test_replies_to_the_hub_are_not_counted_and_everything_else_is() -> None:
 
 
 def test_no_bound_never_owes() -> None:
-    budget = Budget("fx", None, Clock())
+    budget = Budget("fx", None, Clock(100.0))
     budget.take(10**9)
     assert budget.owed() == 0.0 and budget.pauses == 0
 
@@ -172,7 +165,7 @@ class _Process:
 async def test_a_stdio_read_past_the_budget_is_held_from_the_line_that_overdrew_it_and_read_on_in_order() -> None:
     """One pipe read holds hundreds of lines: the pause is one line's debt, not the whole read's."""
     owner = StdioTransport("fx", ServerConfig.model_validate({"command": "unused", "maxMessagesPerSecond": 10}))
-    clock = Clock()
+    clock = Clock(100.0)
     owner.budget = Budget("fx", 10, clock)
     pipe = _Pipe()
     got: list[Any] = []
@@ -208,7 +201,7 @@ def test_a_new_budget_applies_to_a_running_connection_without_a_restart() -> Non
 @pytest.mark.anyio
 async def test_what_a_stdio_server_left_held_is_dropped_once_it_is_closed() -> None:
     owner = StdioTransport("fx", ServerConfig.model_validate({"command": "unused"}))
-    owner.budget = Budget("fx", 1, Clock())
+    owner.budget = Budget("fx", 1, Clock(100.0))
     got: list[Any] = []
     protocol = _ChildProtocol(owner, owner.budget.counted(lambda msg, related: got.append(msg)))
     protocol.connection_made(_Process(_Pipe()))  # type: ignore[arg-type]

@@ -457,21 +457,27 @@ async def test_an_sse_clients_messages_reach_the_replica_holding_its_stream(redi
                 with anyio.fail_after(10):
                     while not other.listening(sid):
                         await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the stream's announcement)
+                replies: dict[Any, dict[str, Any]] = {}
+
+                async def reply(rid: int) -> dict[str, Any]:
+                    async for line in lines:
+                        if line.startswith("data:") and line[5:].strip():
+                            doc = json.loads(line[5:])
+                            replies[doc.get("id")] = doc
+                            if rid in replies:
+                                break
+                    return replies[rid]
+
                 init = {**INIT, "params": {**INIT["params"], "protocolVersion": "2024-11-05"}}
                 r = await http.post(f"{two.base}{endpoint}", json=init)
                 assert r.status_code == 202, r.text
+                # as a client does: the handshake's answer first (a request sent before it may be answered first)
+                assert (await reply(1))["result"]["serverInfo"]["name"] == "onemcp"
                 await http.post(f"{two.base}{endpoint}", json={"jsonrpc": "2.0", "method": "notifications/initialized"})
                 echo = {"name": "echo", "arguments": {"message": "through two"}}
                 call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": echo}
                 assert (await http.post(f"{two.base}{endpoint}", json=call)).status_code == 202
-                replies: dict[Any, dict[str, Any]] = {}
-                async for line in lines:
-                    if line.startswith("data:") and line[5:].strip():
-                        doc = json.loads(line[5:])
-                        replies[doc.get("id")] = doc
-                        if 2 in replies:
-                            break
-                assert replies[1]["result"]["serverInfo"]["name"] == "onemcp"
+                await reply(2)
                 assert replies[2]["result"]["content"][0]["text"] == "through two"
             r = await http.post(f"{two.base}/messages?session_id={'0' * 32}", json=call)
             assert r.status_code == 404  # a session no replica holds

@@ -164,3 +164,22 @@ async def test_a_tool_a_server_that_cannot_announce_adds_is_listed_through_the_h
             for _ in range(3):  # read again once (a call was answered since), then kept
                 await client.list_tools()
             assert int(text_of(await client.call_tool("g__lists", {}))) == listed + 1
+
+
+async def test_a_principals_own_connections_lists_expire_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`isolation: session` gives a 2026-07-28 caller its principal's own connection (its own process): its
+    view of the server is what that connection lists, and a call there makes that list stale as on the
+    shared one (s34 p leftover: only the pool's and a session's own connections were checked, so the view
+    kept the list read at connect for ever)."""
+    monkeypatch.setattr(freshness, "MIN_KEEP", 3600.0)
+    config = {"mcpServers": {"g": {"command": sys.executable, "args": [GROWING], "isolation": "session"}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, Client(hub.url, mode="2026-07-28", cache=None) as client:
+            assert text_of(await client.call_tool("grow", {})) == "grow lists t1"
+            own = [c for c in hub.app.hub.isolated.connections() if c.name == "g"]
+            assert len(own) == 1 and own[0] is not hub.app.hub.pool.get("g")  # the call went to the principal's
+            assert "t1" in {tool.name for tool in (await client.list_tools()).tools}
+            listed = int(text_of(await client.call_tool("lists", {})))
+            for _ in range(3):
+                await client.list_tools()
+            assert int(text_of(await client.call_tool("lists", {}))) == listed + 1  # one reading for three lists

@@ -127,16 +127,21 @@ class Dispatcher:
     async def ready_to_list(self, kind: str, session: Session) -> None:
         """Before a list is answered: the start-up waited for (`until_started`), and the kept lists of
         `kind` that expired (a server that cannot announce changes: `upstream/freshness.py`) of the servers
-        `session` reaches (its own connections' too) read again, all at once."""
+        `session` reaches (its own and its principal's own connections' too) read again, all at once."""
         await self.until_started()
-        reach = session.access.reach
-        conns = [m.conn for name, slot in self.pool.slots.items() if reach.touches(name) for m in slot.members]
-        conns += [conn for conn, _ in session.own.lists.values()]
-        stale = [conn for conn in conns if conn.fresh.stale(kind)]
+        stale = [conn for conn in self.expiring(session) if conn.fresh.stale(kind)]
         if stale:
             async with anyio.create_task_group() as tg:
                 for conn in stale:
                     tg.start_soon(conn.fresh.ensure, kind)
+
+    def expiring(self, session: Session) -> list[UpstreamConnection]:
+        """The connections whose lists `session` is shown: every replica of the servers it reaches, its own
+        connections, and its principal's own (`isolation: session` for a 2026-07-28 caller, per-user values)."""
+        reach = session.access.reach
+        conns = [m.conn for name, slot in self.pool.slots.items() if reach.touches(name) for m in slot.members]
+        conns += [conn for conn, _ in session.own.lists.values()]
+        return conns + [c for c in self.isolated.held_by(f"user:{session.principal.id}") if reach.touches(c.name)]
 
     def _starting(self) -> bool:
         """Are upstreams still starting, with requests to wait for them? A request whose server is not (yet)

@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.client import ClientRequestContext
 
+from fixtures.launch import running_http_fixture
 from onemcp.upstream import freshness
 from onemcp.upstream.freshness import MIN_KEEP, Freshness, announces, ttl_of
 from onemcp.upstream.lists import Relist
 from support.clock import Clock
 from support.hub import running_hub
-from support.results import text_of
+from support.results import Heard, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 DEADLINE = 30.0
@@ -99,6 +102,21 @@ def test_a_list_the_server_announces_or_gives_no_ttl_for_is_kept() -> None:
     clock.now += 3600
     fresh.answered += 1
     assert not fresh.stale("tools") and not fresh.stale("prompts") and not fresh.stale("resources")
+
+
+def test_a_change_heard_elsewhere_makes_any_list_stale_until_a_reading_begun_after_it_ends() -> None:
+    """Even a list the server announces (or gives no ttl for): the connection that heard it is another."""
+    clock, caps = Clock(), {"tools": {"listChanged": True}}
+    readings = Readings()
+    fresh = Freshness(lambda: caps, readings, clock)
+    fresh.reading("tools")([None])
+    under_way = fresh.reading("tools")  # began before the change
+    fresh.changed_elsewhere("tools")
+    assert readings.asked == 1 and fresh.stale("tools")  # a reading asked for at once
+    under_way([None])
+    assert fresh.stale("tools")  # it may not show the change
+    fresh.reading("tools")([None])
+    assert not fresh.stale("tools")
 
 
 async def test_clients_listing_at_once_share_one_reading() -> None:
@@ -183,3 +201,36 @@ async def test_a_principals_own_connections_lists_expire_too(monkeypatch: pytest
             for _ in range(3):
                 await client.list_tools()
             assert int(text_of(await client.call_tool("lists", {}))) == listed + 1  # one reading for three lists
+
+
+async def test_a_list_changed_on_the_legacy_era_companion_reads_the_shared_list_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A legacy client that can be asked back calls a dual-era server over its legacy-era companion; over
+    HTTP that is the same server, and the tool its call added must show in the hub's list (s33 c F3's second
+    half: the companion's `list_changed` changed nobody's view; the shared 2026-07-28 connection cannot
+    announce, and no call was answered on it, so its list was kept)."""
+    from onemcp.hub.connections import LEGACY_COMPANION
+
+    monkeypatch.setattr(freshness, "MIN_KEEP", 3600.0)
+
+    async def sampling(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> Any:
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="ok"), model="m")
+
+    with anyio.fail_after(DEADLINE):
+        async with running_http_fixture("--http", command=[sys.executable, GROWING]) as url:
+            config = {"mcpServers": {"g": {"url": url}, "o": {"command": sys.executable, "args": [GROWING]}}}
+            async with running_hub(config) as hub:
+                heard = Heard(types.ToolListChangedNotification, lambda n: n.method)
+                async with (
+                    Client(hub.url, mode="legacy", cache=None, sampling_callback=sampling) as asker,
+                    Client(hub.url, mode="legacy", cache=None, message_handler=heard) as other,
+                    Client(hub.url, mode="2026-07-28", cache=None) as modern,
+                ):
+                    assert "g__t1" not in {tool.name for tool in (await other.list_tools()).tools}
+                    assert text_of(await asker.call_tool("g__grow", {})) == "grow lists t1"
+                    assert hub.app.hub.isolated.ready(LEGACY_COMPANION, "g") is not None  # it went there
+                    assert "g__t1" in {tool.name for tool in (await asker.list_tools()).tools}
+                    assert "g__t1" in {tool.name for tool in (await modern.list_tools()).tools}
+                    await heard.came.wait()  # the client on the shared connection is told
+                    assert "g__t1" in {tool.name for tool in (await other.list_tools()).tools}

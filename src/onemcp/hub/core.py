@@ -109,7 +109,7 @@ class Hub:
         self.upstream_auth.on_authorized = self.pool.retry_now
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
         self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits, self.events.views.of)
-        self.events.principal_of = self.reverse.principal_of = self.isolated.principal_of
+        self.events.owner_of, self.reverse.principal_of = self.isolated.owner_of, self.isolated.principal_of
         self.announcements = Announcements(
             lambda kind, session: self.exposure.list_json(kind, session.access, self.events.views.of(session)),
             *(self.sessions, self.listeners, self.subscriptions, self.instances.tags),

@@ -6,20 +6,25 @@ pool's bookkeeping; a new list updates the catalog and announces; notifications 
 requests go to the reverse path. Connections a session or a principal owns and ones a reload replaced
 never touch the catalog: a session's (a principal's) own connection's lists are that session's (every
 request and session of that principal's) view of the server (`hub/own_lists.py`), announced to them
-alone. Does not own the routing of what an upstream sends (`hub/reverse.py`).
+alone. A dual-era server's legacy-era companion's lists are nobody's view either: when one of them
+changes, the server's shared connections read theirs again (`Freshness.changed_elsewhere`). Does not
+own the routing of what an upstream sends (`hub/reverse.py`).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from anyio.abc import TaskGroup
 
 from onemcp.catalog import repair
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
 from onemcp.hub.announcements import Announcements
+from onemcp.hub.connections import LEGACY_COMPANION
 from onemcp.hub.own_lists import OwnViews
 from onemcp.hub.reverse import ReversePath
 from onemcp.hub.session import Session
@@ -51,7 +56,9 @@ class UpstreamEvents:
         # the same for a session's own connection's list (it is not the server's list of record)
         self.screen_own: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda server, items: items
         self.views = OwnViews(catalog)  # principals' own connections' lists; the catalog each session sees
-        self.principal_of: Callable[[UpstreamConnection], str | None] = lambda conn: None  # whose own it is
+        self.owner_of: Callable[[UpstreamConnection], str | None] = lambda conn: None  # whom a kept one is for
+        # a legacy-era companion -> kind -> the digest of the list it read last
+        self._companions: weakref.WeakKeyDictionary[UpstreamConnection, dict[str, int]] = weakref.WeakKeyDictionary()
 
     def attach(self, pool: Pool, subscriptions: Subscriptions, announcements: Announcements) -> None:
         self.pool = pool
@@ -76,7 +83,11 @@ class UpstreamEvents:
         self.pool.note_state()
 
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
-        principal = self.principal_of(conn) if conn.owner is None and not self.pool.is_current(conn) else None
+        owner = self.owner_of(conn) if conn.owner is None and not self.pool.is_current(conn) else None
+        if owner == LEGACY_COMPANION:
+            self._companion_listed(conn, kind, items)
+            return
+        principal = owner.removeprefix("user:") if owner is not None and owner.startswith("user:") else None
         if isinstance(conn.owner, Session) or principal is not None:
             if kind == "tools":
                 items = repair.tools(self.screen_own(conn.name, items))[0]
@@ -93,6 +104,18 @@ class UpstreamEvents:
             items = self.screen(conn.name, items)
         if self.catalog.update(conn.name, kind, items):
             self.announcements.announce({kind})
+
+    def _companion_listed(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
+        """A dual-era server's legacy-era companion read `kind` (as it started, or after its `list_changed`):
+        when it differs from what it read before, the server changed it, and its shared connections (every
+        replica) read theirs again at once; what really changed is announced as any change. (Over stdio the
+        companion is a process of its own: the shared one's list may not show its change.)"""
+        kept = self._companions.setdefault(conn, {})
+        before, kept[kind] = kept.get(kind), hash(orjson.dumps(items))
+        slot = self.pool.slots.get(conn.name)
+        if before is not None and before != kept[kind] and slot is not None:
+            for member in slot.members:
+                member.conn.fresh.changed_elsewhere(kind)
 
     def on_notification(self, conn: UpstreamConnection, msg: Message, call: Call | None) -> None:
         self.reverse.notification(conn, msg, call)

@@ -10,7 +10,10 @@ after a client's call to that server was answered since its reading began (the c
 it: a list asked right after is fresh, as directly). A stale list is read again when a client asks
 for it, before the answer (at most `FRESH_WAIT`, else the kept list is answered), one reading shared
 by every client asking meanwhile. A list with no `ttlMs` (legacy) and no `listChanged` is kept, as
-the server said nothing of its changing. Does not own the reading (the connection and its `Relist`).
+the server said nothing of its changing. Any list is stale, too, once another connection to the same
+server heard it change (`changed_elsewhere`: a dual-era server's legacy-era companion) until a reading
+that began after that ends; such a reading starts at once, so that other clients hear of a real change.
+Does not own the reading (the connection and its `Relist`).
 """
 
 from __future__ import annotations
@@ -55,12 +58,15 @@ class Freshness:
         self.answered = 0  # client calls to the server answered so far
         self._kept: dict[str, tuple[float, int]] = {}  # kind -> (until when, calls answered when it was read)
         self._asked: dict[str, anyio.Event] = {}  # kind -> the reading clients wait for now
+        self._told: dict[str, int] = {}  # kind -> times another connection to the server heard it change
+        self._heard: dict[str, int] = {}  # kind -> of those, how many a reading that ended began after
 
     def reading(self, kind: str) -> Callable[[list[object]], None]:
         """A reading of `kind` begins: what to call with its pages' `ttlMs` once it is done."""
-        began, answered = self.clock(), self.answered
+        began, answered, told = self.clock(), self.answered, self._told.get(kind, 0)
 
         def read(ttls: list[object]) -> None:
+            self._heard[kind] = max(self._heard.get(kind, 0), told)
             ttl = ttl_of(ttls)
             if ttl is None or announces(self.capabilities(), kind):
                 self._kept.pop(kind, None)  # kept until the server says it changed (or for good)
@@ -70,8 +76,17 @@ class Freshness:
         return read
 
     def stale(self, kind: str) -> bool:
+        if self._told.get(kind, 0) > self._heard.get(kind, 0):
+            return True
         kept = self._kept.get(kind)
         return kept is not None and (self.clock() >= kept[0] or self.answered > kept[1])
+
+    def changed_elsewhere(self, kind: str) -> None:
+        """Another connection to this server heard `kind` change: read it again now (clients listing meanwhile
+        wait for that reading, as for any stale list), whether or not this connection could have heard it."""
+        self._told[kind] = self._told.get(kind, 0) + 1
+        if (relist := self.read_again(kind)) is not None:  # one under way began too soon: one more follows it
+            self._asked[kind] = relist.awaited_by_a_call()
 
     async def ensure(self, kind: str) -> None:
         """Read `kind` again if it is stale (with those asking meanwhile), within `FRESH_WAIT`."""

@@ -142,12 +142,17 @@ class IsolatedConnections:
         """Every connection kept here, draining ones too (the hub stopping cuts their calls off)."""
         return [*(conn for conn, _ in self._conns.values()), *self._draining]
 
-    def principal_of(self, conn: UpstreamConnection) -> str | None:
-        """The principal whose own connection `conn` is (kept for `user:<principal>`), else None."""
+    def owner_of(self, conn: UpstreamConnection) -> str | None:
+        """Whom `conn` is kept for (a session id, `user:<principal>`, a caller's own key), else None."""
         for (owner, _), (held, _) in self._conns.items():
             if held is conn:
-                return owner.removeprefix("user:") if owner.startswith("user:") else None
+                return owner
         return None
+
+    def principal_of(self, conn: UpstreamConnection) -> str | None:
+        """The principal whose own connection `conn` is (kept for `user:<principal>`), else None."""
+        owner = self.owner_of(conn)
+        return owner.removeprefix("user:") if owner is not None and owner.startswith("user:") else None
 
     def held_by(self, *owners: str) -> list[UpstreamConnection]:
         """The ready connections kept for any of `owners` (a session id, a `user:` principal, ...)."""

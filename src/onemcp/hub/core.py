@@ -35,6 +35,7 @@ from onemcp.hub.exposure import ToolExposure, release_counter, reported_name
 from onemcp.hub.forward import Emit, Forwarder, answer_for_replica
 from onemcp.hub.instances import Instance, TemplateInstances
 from onemcp.hub.instructions import render_instructions
+from onemcp.hub.list_watch import ListWatch
 from onemcp.hub.listeners import Listener
 from onemcp.hub.pins import Pins
 from onemcp.hub.plan import plan
@@ -64,9 +65,7 @@ from onemcp.upstream.transports.factory import TransportFactory, make_transport
 from onemcp.upstream.user_secrets import UserSecrets
 
 log = logging.getLogger("onemcp.hub")
-SAVED_ON = frozenset(
-    {"logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
-)  # what changes a saved session
+SAVED_ON = frozenset({"logging/setLevel", "resources/subscribe", "resources/unsubscribe"})  # changes a saved session
 
 
 class Hub:
@@ -124,6 +123,7 @@ class Hub:
         self.dispatcher = Dispatcher(
             *parts, self.isolated, self.sessions, self.subscriptions, self.exposure, lambda: self.config
         )
+        self.list_watch = ListWatch(self.listeners, self.dispatcher.expiring)
         self.forwarder = Forwarder(*parts, self.metrics, lambda: self.config.hub, self.bus, self.announcements.sent)
         self.reverse.hears, self.forwarder.url_required = self.subscriptions.hears, self.reverse.url_required
         self.dispatcher.user_secrets = self.user_secrets
@@ -370,11 +370,11 @@ class Hub:
             listener.keep(await self.subscriptions.subscribe_each(listener.session, listener.uris))
         finally:
             self._opening.discard(listener)
-        self.listeners.add(listener)
+        self.list_watch.add(listener)  # its lists that expire are read again as they do (`hub/list_watch.py`)
 
     async def remove_listener(self, listener: Listener) -> None:
         """A listen stream ended: it hears nothing more, and its subscriptions go (even when cancelled)."""
-        self.listeners.discard(listener)
+        self.list_watch.discard(listener)
         listener.close()
         await self.subscriptions.unsubscribe_each(listener.session, listener.uris)
 
@@ -541,11 +541,10 @@ class Hub:
                 await tg.start(self.isolated.run)
                 if self.replicas is not None:
                     await tg.start(self.replicas.run)
-                tg.start_soon(self._expire_sessions)
-                tg.start_soon(self._reap_instances)
-                tg.start_soon(self.exposure.run_transformer)
-                tg.start_soon(self.exposure.trim_after_searches)
-                tg.start_soon(self.announcements.run)
+                for task in (self._expire_sessions, self._reap_instances, self.exposure.run_transformer):
+                    tg.start_soon(task)
+                for task in (self.exposure.trim_after_searches, self.announcements.run, self.list_watch.run):
+                    tg.start_soon(task)
                 tg.start_soon(self._warm_search)
                 task_status.started()
         finally:

@@ -81,6 +81,11 @@ class Freshness:
         kept = self._kept.get(kind)
         return kept is not None and (self.clock() >= kept[0] or self.answered > kept[1])
 
+    def expires(self, kind: str) -> float | None:
+        """When the kept list of `kind` expires by its ttl (`clock` time); None: it is not kept by a ttl."""
+        kept = self._kept.get(kind)
+        return kept[0] if kept is not None else None
+
     def changed_elsewhere(self, kind: str) -> None:
         """Another connection to this server heard `kind` change: read it again now (clients listing meanwhile
         wait for that reading, as for any stale list), whether or not this connection could have heard it."""

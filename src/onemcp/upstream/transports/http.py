@@ -16,7 +16,6 @@ only headers sent are this server's own config and the hub's own token.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -25,7 +24,6 @@ from anyio.abc import TaskGroup
 
 from onemcp import __version__
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
-from onemcp.observability.limits import hit
 from onemcp.observability.redact import display_url
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
@@ -36,6 +34,7 @@ from onemcp.upstream.transports.h1 import Gone, H1Exchange, Paced, Pool, Upstrea
 from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, error_text, retry_after, rpc_error, session_gone
 from onemcp.upstream.transports.redirect import Moved, redirected
 from onemcp.upstream.transports.sink import EventSink
+from onemcp.upstream.transports.stream import StreamExchange, TooLarge, feed, too_large
 
 GET_RETRY_MAX = 30.0
 ACCEPT_BOTH = "application/json, text/event-stream"
@@ -58,28 +57,6 @@ def make_pool(config: ServerConfig, url: str, budget: Paced) -> Pool:
         return Pool(url, connect_timeout=min(config.startup_timeout, config.timeout, 30.0), budget=budget)
     except UpstreamHttpError as exc:
         raise TransportError(str(exc)) from None
-
-
-class TooLarge(UpstreamHttpError):
-    """One message from the upstream passed its maxResponseBytes: its exchange stops reading."""
-
-
-def too_large(upstream: str, limit: int) -> TooLarge:
-    """Count a refused message and make the error that ends its exchange (and drops its connection)."""
-    hit("response_bytes", "upstream %s sent a message over %d bytes", upstream, limit)
-    return TooLarge(f"response exceeded maxResponseBytes ({limit} bytes)")
-
-
-def feed(decoder: sse.Decoder, chunk: bytes, on_event: Callable[[sse.Event], object], upstream: str) -> None:
-    """Decode `chunk` and hand its events on; TooLarge once an event passes the decoder's limit."""
-    try:
-        events = decoder.feed(chunk)
-    except sse.TooLarge as exc:
-        for ev in exc.events:
-            on_event(ev)
-        raise too_large(upstream, exc.limit) from None
-    for ev in events:
-        on_event(ev)
 
 
 class AuthRejected(TransportError):
@@ -249,43 +226,6 @@ class PostExchange(H1Exchange):
             self.t._tg.start_soon(self.t.resend, self.msg, self.sent)
         elif self.error is not None:
             self.t.fail(self.msg, self.error)
-
-
-class StreamExchange(H1Exchange):
-    """A long-lived GET stream: events delivered as they come."""
-
-    def __init__(self, on_event: Any, limit: int = MAX_RESPONSE_BYTES, upstream: str = "?") -> None:
-        self.on_event = on_event
-        self.decoder = sse.Decoder(limit)
-        self.upstream = upstream
-        self.status = 0
-        self.error: str | None = None
-        self.refused: TooLarge | None = None  # an event passed the limit: the stream was dropped
-        self.challenge: str | None = None  # WWW-Authenticate of a 401/403
-        self.nonce: str | None = None  # and its DPoP-Nonce
-        self.done = anyio.Event()
-        self.conn: Any = None  # a resumed reply stream's connection (to close it if its call is abandoned)
-
-    def on_head(self, status: int, headers: dict[str, str]) -> None:
-        self.status = status
-        if status in (401, 403):
-            self.challenge = headers.get("www-authenticate")
-            self.nonce = headers.get("dpop-nonce")
-        if status >= 400 or not headers.get("content-type", "").startswith("text/event-stream"):
-            self.error = f"HTTP {status}, content-type {headers.get('content-type')!r}"
-
-    def on_body(self, chunk: bytes) -> None:
-        if self.error is None:
-            feed(self.decoder, chunk, self.on_event, self.upstream)
-
-    def on_end(self) -> None:
-        self.done.set()
-
-    def on_error(self, error: UpstreamHttpError) -> None:
-        self.error = self.error or str(error)
-        if isinstance(error, TooLarge):
-            self.refused = error
-        self.done.set()
 
 
 class StreamableHttpTransport(Transport):

@@ -19,10 +19,10 @@ from onemcp.protocol import sse
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportClosed, TransportError
 from onemcp.upstream.transports.h1 import Gone, Pool, UpstreamHttpError
-from onemcp.upstream.transports.http import StreamExchange, base_headers, make_pool
-from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, error_text
+from onemcp.upstream.transports.http import base_headers, make_pool
 from onemcp.upstream.transports.redirect import Moved, redirected
 from onemcp.upstream.transports.sink import EventSink
+from onemcp.upstream.transports.stream import StreamExchange
 
 if TYPE_CHECKING:  # only as a type: the OAuth client loads when a server uses OAuth
     from onemcp.upstream.oauth.client import ServerAuth
@@ -36,25 +36,6 @@ class _StreamExchange(StreamExchange):
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.location = headers.get("location")
         super().on_head(status, headers)
-
-
-class _PostExchange(StreamExchange):
-    """A POST to the message endpoint: "Accepted", or an error whose body (its start) says why."""
-
-    def __init__(self, limit: int, upstream: str) -> None:
-        super().__init__(lambda ev: None, limit, upstream)
-        self.body = bytearray()
-        self.content_type = ""
-
-    def on_head(self, status: int, headers: dict[str, str]) -> None:
-        self.content_type = headers.get("content-type", "")
-        super().on_head(status, headers)
-
-    def on_body(self, chunk: bytes) -> None:
-        if self.status >= 400:  # said to the client as one short line (a proxy's HTML page without its markup)
-            self.body += chunk[: max(ERROR_BODY_MAX - len(self.body), 0)]
-        else:
-            super().on_body(chunk)
 
 
 class SseTransport(Transport):
@@ -148,8 +129,8 @@ class SseTransport(Transport):
         if self.auth is not None:
             await self.auth.ensure_fresh()
         headers = self._headers("POST", self.endpoint_url, **{"content-type": "application/json"})
-        # the reply to a POST is just "Accepted"
-        exchange = _PostExchange(self.limit, self.name)
+        # the reply to a POST is just "Accepted"; an error's body (its start) says why
+        exchange = StreamExchange(lambda ev: None, self.limit, self.name)
         try:
             conn = await self._pool.send(b"POST", self.endpoint, headers, body, exchange)
             try:
@@ -169,8 +150,7 @@ class SseTransport(Transport):
                 return
             raise TransportError(self.auth.explain())
         if exchange.status >= 400:
-            said = error_text(exchange.status, bytes(exchange.body), exchange.content_type)
-            raise TransportError(f"the message endpoint answered {said}")
+            raise TransportError(f"the message endpoint answered {exchange.error}")
         if exchange.status == 0:
             raise TransportError("the message endpoint answered HTTP 0")
 

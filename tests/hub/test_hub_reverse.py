@@ -75,6 +75,34 @@ async def test_a_clients_progress_on_a_servers_request_reaches_that_server_under
             assert heard == {**progress, "progressToken": "up-1"}
 
 
+async def test_a_clients_progress_on_a_servers_elicitation_reaches_that_server_under_its_token() -> None:
+    """The same for `elicitation/create` (a person may take a while, and say so): asked on the session's
+    GET stream, as a reply that cannot stream has it; the progress reaches alpha under alpha's token."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session(capabilities=CAPABILITIES)
+            replies: list[Json] = []
+            async with session.listen() as stream, anyio.create_task_group() as tg:
+
+                async def call() -> None:
+                    args = tool_call("alpha__elicit", token=41)
+                    replies.append(await session.ask("tools/call", args, accept="application/json"))
+
+                tg.start_soon(call)
+                ask = await stream.message()
+                assert ask["method"] == "elicitation/create"
+                token = ask["params"]["_meta"]["progressToken"]
+                assert token == ask["id"]  # the hub's, not the server's
+                progress = {"progressToken": token, "progress": 1, "message": "typing"}
+                note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": progress}
+                assert await session.post(note) == 202
+                answer = {"action": "accept", "content": {"colour": "teal"}}
+                assert await session.post({"jsonrpc": "2.0", "id": ask["id"], "result": answer}) == 202
+            (reply,) = replies
+            heard = {**progress, "progressToken": 41}  # alpha's own
+            assert reply["result"]["structuredContent"] == {**answer, "progressHeard": heard}
+
+
 async def test_elicitation_goes_to_the_get_stream_when_the_reply_cannot_stream() -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS) as h:

@@ -88,7 +88,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     # hub/: in process over in-memory upstreams (tests/hub/), and end to end
     "hub/announcements.py": ("tests/hub/test_hub_list_changed.py", "list_changed only to whose visible list changed"),
     "hub/bridge.py": ("tests/test_bridging.py", "the four era combinations and input requests between them"),
-    "hub/connections.py": ("tests/upstream/test_replicas.py", "balanced, sticky replicas"),
     "hub/core.py": ("tests/hub/test_hub_routing.py", "the Hub's front, built in process over in-memory upstreams"),
     "hub/dispatch.py": ("tests/hub/test_hub_routing.py", "routing by name and URI, unknown names, upstream errors"),
     "hub/events.py": ("tests/hub/test_hub_supervision.py", "a connection's state and lists reaching the catalog"),

@@ -3,17 +3,18 @@
 Owns the choice: a ready, balanced replica (sticky per session) whose breaker lets the call through,
 the session's own connection for `isolation: session` servers (or `auto` ones that ask clients back),
 and the shared legacy-era companion of a dual-era upstream for legacy clients that can be asked
-back; a principal's own connections (its `${user:NAME}` values, its own OAuth tokens), and which
-values they take. Says why when none may take it (removed, not ready, circuit open), and what a
-client of each era is offered of a server (`offered`: a legacy client may subscribe over the
-companion). Does not own the connections: the `Pool` and `IsolatedConnections` do.
+back; a principal's own connections (its `${user:NAME}` values, its own OAuth tokens; a second one in
+the legacy era for its legacy clients that need it of a dual-era upstream), and which values they
+take. Says why when none may take it (removed, not ready, circuit open), and what a client of each era
+is offered of a server (`offered`: a legacy client may subscribe over a legacy-era connection). Does
+not own the connections: the `Pool` and `IsolatedConnections` do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ from onemcp.hub.session import Session
 from onemcp.protocol.errors import UpstreamUnavailable
 from onemcp.upstream import user_secrets
 from onemcp.upstream.connection import UpstreamConnection
-from onemcp.upstream.isolation import IsolatedConnections
+from onemcp.upstream.isolation import IsolatedConnections, principal_owner
 from onemcp.upstream.pool import Pool
 from onemcp.upstream.user_secrets import UserSecrets
 
@@ -80,16 +81,13 @@ def takes_subscriptions(conn: UpstreamConnection | None) -> bool:
 
 def subscribes_in_legacy(conn: UpstreamConnection, isolated: IsolatedConnections) -> bool:
     """May a legacy client's `resources/subscribe` be taken by this dual-era server (one the hub speaks
-    2026-07-28 to, where it takes none) over its legacy-era companion (`wants_legacy`)? What the companion
-    declared once it ran; before, yes if the server has resources at all: learning it sooner would cost a
-    connection (over stdio, a process) per such server. Not where a legacy client's calls go to its
-    principal's own connection (`perUser` OAuth, `${user:NAME}` values), which speaks 2026-07-28."""
+    2026-07-28 to, where it takes none) over a legacy-era connection to it (`wants_legacy`: the companion, a
+    session's own, or a principal's own for a `perUser` OAuth or `${user:NAME}` server)? What such a one
+    declared once one ran; before, yes if the server has resources at all: learning it sooner would cost a
+    connection (over stdio, a process) per such server."""
     if conn.era != "modern" or not conn.speaks_legacy or not isinstance(conn.capabilities.get("resources"), dict):
         return False
-    own = conn.config
-    if (isinstance(own.oauth, UpstreamOAuth) and own.oauth.per_user) or user_secrets.per_user(own):
-        return False
-    known = [c for c in isolated.held_by(LEGACY_COMPANION) if c.name == conn.name and c.state == "ready"]
+    known = [c for c in isolated.connections() if c.name == conn.name and c.state == "ready" and c.era != "modern"]
     return takes_subscriptions(known[0]) if known else True
 
 
@@ -137,17 +135,17 @@ async def for_session(
     """
     conn = ready(pool, server, session, params)
     own = servers.get(server)
-    if own is not None and isinstance(own.oauth, UpstreamOAuth) and own.oauth.per_user:
-        return await _users_oauth(isolated, own, conn, session, server)
-    if secrets is not None and own is not None and user_secrets.per_user(own):
-        return await _users_own(isolated, secrets, own, conn, session, server)
-    asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
     legacy = wants_legacy(conn, session, server, subscribing)
+    if own is not None and isinstance(own.oauth, UpstreamOAuth) and own.oauth.per_user:
+        return await _in_era(conn, legacy, lambda era: _users_oauth(isolated, own, conn, session, server, era))
+    if secrets is not None and own is not None and user_secrets.per_user(own):
+        return await _in_era(conn, legacy, lambda era: _users_own(isolated, secrets, own, conn, session, server, era))
+    asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
     config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
     auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back and not session.ephemeral
     if session.ephemeral and conn.config.isolation == "session":
         # a 2026-07-28 request has no session to keep a connection for: its principal's own (reaped idle)
-        return await isolated.get(f"user:{session.principal.id}", None, server, config, servers.get(server))
+        return await isolated.get(principal_owner(session.principal.id), None, server, config, servers.get(server))
     if conn.config.isolation == "session" or auto:
         mine = isolated.ready(session.id, server)
         if legacy and mine is not None and mine.era == "modern" and not mine.in_flight:
@@ -174,15 +172,41 @@ def per_user_credential(server: str, principal: str) -> str:
     return f"{server}~{hashlib.sha256(principal.encode()).hexdigest()[:16]}"
 
 
-async def _users_oauth(
-    isolated: IsolatedConnections, own: ServerConfig, conn: UpstreamConnection, session: Session, server: str
+async def _in_era(
+    conn: UpstreamConnection, legacy: bool, get: Callable[[bool], Awaitable[UpstreamConnection]]
 ) -> UpstreamConnection:
-    """The principal's own connection to a `perUser` OAuth server, carrying the tokens it authorized;
-    when it has none yet, the error hands it its own authorization link."""
+    """A principal's own connection (`get`), in the legacy era when its legacy client needs that era
+    (`wants_legacy`), as the companion is for other servers' legacy clients. One that fails where a
+    2026-07-28 one starts (the server said it speaks legacy, but does not) is given up on: bridged instead."""
+    if legacy:
+        try:
+            return await get(True)
+        except UpstreamUnavailable as exc:
+            failed: UpstreamUnavailable | None = exc
+    else:
+        failed = None
+    fresh = await get(False)
+    if failed is not None:  # not the principal's values nor its authorization: the era
+        log.warning("upstream %s: no legacy-era connection (%s); bridging legacy clients", conn.name, failed)
+        conn.speaks_legacy = False
+    return fresh
+
+
+async def _users_oauth(
+    isolated: IsolatedConnections,
+    own: ServerConfig,
+    conn: UpstreamConnection,
+    session: Session,
+    server: str,
+    legacy: bool = False,
+) -> UpstreamConnection:
+    """The principal's own connection to a `perUser` OAuth server (in the legacy era: `legacy`), carrying
+    the tokens it authorized; when it has none yet, the error hands it its own authorization link."""
     principal = session.principal.id
     credential = per_user_credential(server, principal)
+    config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
     try:
-        return await isolated.get(f"user:{principal}", None, server, conn.config, own, credential)
+        return await isolated.get(principal_owner(principal, legacy), None, server, config, own, credential)
     except UpstreamUnavailable:
         auth = isolated.auth
         mine = auth.servers.get(credential) if auth is not None else None
@@ -204,18 +228,19 @@ async def _users_own(
     conn: UpstreamConnection,
     session: Session,
     server: str,
+    legacy: bool = False,
 ) -> UpstreamConnection:
-    """The principal's own connection to a server whose config takes `${user:NAME}` values: made with its
-    values (at the balanced replica's URL), shared by its sessions, never by another principal's."""
+    """The principal's own connection to a server whose config takes `${user:NAME}` values (in the legacy
+    era: `legacy`): made with its values (at the balanced replica's URL), shared by its sessions, never by
+    another principal's."""
     principal = session.principal.id
-    owner, version = f"user:{principal}", secrets.version()
+    owner, version = principal_owner(principal, legacy), secrets.version()
     running = isolated.ready(owner, server)
     if running is not None and isolated.stamp(owner, server) == version:
         return running  # no value changed since it was made (or checked)
+    update: dict[str, Any] = {"url": conn.config.url, **({"protocol": "legacy"} if legacy else {})}
     try:
-        config = user_secrets.render(
-            own.model_copy(update={"url": conn.config.url}), secrets.values(principal), principal
-        )
+        config = user_secrets.render(own.model_copy(update=update), secrets.values(principal), principal)
     except user_secrets.MissingSecrets as exc:
         if running is not None:  # made from a value deleted since: it must not keep running with it
             isolated.close_owned(owner, server)

@@ -42,7 +42,7 @@ from onemcp.protocol.names import shown_as
 from onemcp.search import meta as meta_tools
 from onemcp.upstream.call import CANCELLED, Call
 from onemcp.upstream.connection import UpstreamConnection
-from onemcp.upstream.isolation import IsolatedConnections
+from onemcp.upstream.isolation import IsolatedConnections, principal_owners
 from onemcp.upstream.pool import Pool
 from onemcp.upstream.user_secrets import UserSecrets
 
@@ -408,7 +408,7 @@ class Dispatcher:
         # reaches are asked again; its own connections get its own level.
         reach = session.access.reach
         shared = [*self.pool.connections.values(), *self.isolated.held_by(connections.LEGACY_COMPANION)]
-        shared += self.isolated.held_by(f"user:{session.principal.id}")
+        shared += self.isolated.held_by(*principal_owners(session.principal.id))
         targets = [c for c in shared if reach.touches(c.name)] + self.isolated.held_by(session.id)
         # Told in the background, coalesced (the level is read when the message is sent, so requests that came
         # meanwhile are served by one message with the latest). The reply waits for the acknowledgements a
@@ -522,7 +522,8 @@ class Dispatcher:
         targets = [conn for conn in self.pool.connections.values() if conn.state == "ready"]
         if session is not None:  # the servers its calls may reach: another client's servers keep their roots
             targets = [conn for conn in targets if session.access.reach.touches(conn.name)]
-            targets += self.isolated.held_by(session.id, connections.LEGACY_COMPANION, f"user:{session.principal.id}")
+            own = principal_owners(session.principal.id)
+            targets += self.isolated.held_by(session.id, connections.LEGACY_COMPANION, *own)
         for conn in targets:  # in the background: changes that come while one is told are one change more
             await self.roots_sends.mark(conn, functools.partial(self._tell_roots, conn))
 

@@ -30,6 +30,19 @@ from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
 
 STALE = 60.0  # seconds unused before a connection may be closed to make room for another
+PRINCIPAL = "user:"  # a principal's own connections are kept for `user:<principal>`
+LEGACY = "legacy+"  # and its legacy-era ones to a dual-era server for `legacy+user:<principal>`
+
+
+def principal_owner(principal: str, legacy: bool = False) -> str:
+    """Whom a principal's own connections are kept for: its legacy-era ones (to a dual-era server, for its
+    legacy clients that need that era) apart from the others, which speak the era the server negotiated."""
+    return f"{LEGACY if legacy else ''}{PRINCIPAL}{principal}"
+
+
+def principal_owners(principal: str) -> tuple[str, str]:
+    """Both owners a principal's own connections are kept for (`held_by` takes them)."""
+    return principal_owner(principal), principal_owner(principal, legacy=True)
 
 
 class IsolatedConnections:
@@ -150,9 +163,12 @@ class IsolatedConnections:
         return None
 
     def principal_of(self, conn: UpstreamConnection) -> str | None:
-        """The principal whose own connection `conn` is (kept for `user:<principal>`), else None."""
+        """The principal whose own connection `conn` is (kept for `[legacy+]user:<principal>`), else None."""
         owner = self.owner_of(conn)
-        return owner.removeprefix("user:") if owner is not None and owner.startswith("user:") else None
+        if owner is None:
+            return None
+        owner = owner.removeprefix(LEGACY)
+        return owner.removeprefix(PRINCIPAL) if owner.startswith(PRINCIPAL) else None
 
     def held_by(self, *owners: str) -> list[UpstreamConnection]:
         """The ready connections kept for any of `owners` (a session id, a `user:` principal, ...)."""
@@ -163,10 +179,12 @@ class IsolatedConnections:
             await conn.run()
 
     def close_idle(self, prefix: str, idle: float) -> None:
-        """Close the connections keyed `prefix...` (a principal's own) unused for `idle` seconds."""
+        """Close the connections keyed `prefix...` (a principal's own: its legacy-era ones too) unused for `idle`
+        seconds."""
         now = time.monotonic()
-        for key in [k for k in self._conns if k[0].startswith(prefix) and now - self._used.get(k, now) > idle]:
-            self._close(key)
+        for key in [k for k in self._conns if k[0].removeprefix(LEGACY).startswith(prefix)]:
+            if now - self._used.get(key, now) > idle:
+                self._close(key)
 
     def _forget(self, key: tuple[str, str]) -> tuple[UpstreamConnection, anyio.CancelScope] | None:
         self._used.pop(key, None)

@@ -1,0 +1,132 @@
+"""Which connection a session's call goes to (connections.py): here, a principal's own connection in the era
+its client needs. Balanced, sticky replicas: tests/upstream/test_replicas.py; the shared legacy-era companion
+of a dual-era server: tests/hub/test_subscriptions.py.
+
+A server whose config takes `${user:NAME}` values (or `perUser` OAuth) gets one connection per principal;
+such a call was sent there before the legacy-era check, so a legacy client of a dual-era server of that kind
+never reached its legacy era: its server's live requests (sampling, elicitation, roots) had no back-channel,
+and the subscriptions the server takes in that era alone were refused, though the hub offered them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import httpx
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client import ClientRequestContext
+from mcp.client.streamable_http import streamable_http_client
+
+from onemcp.auth.keys import KeyStore
+from onemcp.hub import connections
+from onemcp.protocol.errors import UpstreamUnavailable
+from onemcp.upstream.isolation import principal_owner
+from support.hub import running_hub
+from support.results import Heard, text_of
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),  # resources/subscribe
+]
+DEADLINE = 60.0
+MODERN_SERVER = str(Path(__file__).parents[1] / "fixtures" / "modern_server.py")
+
+
+def answering(word: str) -> Any:
+    """A sampling callback whose model says `word` (so a request shows whose client it reached)."""
+
+    async def sampling(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text=word), model="m")
+
+    return sampling
+
+
+async def test_a_legacy_client_of_a_dual_era_server_with_user_values_reaches_its_legacy_era_its_own(
+    tmp_path: Path,
+) -> None:
+    dual = {"command": sys.executable, "args": [MODERN_SERVER], "env": {"SECRET": "${user:TOKEN}"}}
+    other = {"command": sys.executable, "args": [MODERN_SERVER, "--no-subscribe"]}  # two servers: names prefixed
+    config = {"mcpServers": {"dual": dual, "other": other}, "onemcp": {"auth": {"apiKeys": True}}}
+    (tmp_path / "mcp.json").write_text(json.dumps(config))
+    keys = KeyStore(tmp_path / "keys.db")
+    alice, bob = keys.create("alice", ["mcp"]), keys.create("bob", ["mcp"])
+    heard = Heard(types.ResourceUpdatedNotification, lambda n: str(n.params.uri))
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=tmp_path / "mcp.json") as hub:
+            core = hub.app.hub
+            assert core.pool.connections["dual"].era == "modern"
+            async with httpx.AsyncClient() as http:
+                for key in (alice, bob):
+                    value, bearer = {"value": f"{key[:20]}-value"}, {"authorization": f"Bearer {key}"}
+                    assert (
+                        await http.put(f"{hub.base}/me/secrets/TOKEN", json=value, headers=bearer)
+                    ).status_code == 200
+            owners = {}
+            for name, key in (("alice", alice), ("bob", bob)):
+                async with (
+                    httpx2.AsyncClient(headers={"authorization": f"Bearer {key}"}, timeout=30) as h2,
+                    Client(
+                        streamable_http_client(hub.url, http_client=h2),
+                        mode="legacy",
+                        cache=None,
+                        sampling_callback=answering(name),
+                        message_handler=heard,
+                    ) as c,
+                ):
+                    caps = c.server_capabilities.resources
+                    assert caps is not None and caps.subscribe  # offered, and now true
+                    # a live server->client request: the legacy era's alone (2026-07-28 has no back-channel)
+                    sampled = json.loads(text_of(await c.call_tool("dual__push_sample", {})))
+                    assert sampled["content"]["text"] == name  # asked of this principal's client
+                    if name == "alice":  # a subscription the server takes in the legacy era alone
+                        await c.subscribe_resource("dual+modern://note")
+                        touched = text_of(await c.call_tool("dual__touch", {"uri": "modern://note"}))
+                        assert touched == "touched modern://note"
+                        await heard.came.wait()
+                        assert heard.values == ["dual+modern://note"]
+                    principal = f"key:{key.split('_')[1]}"
+                    (own,) = core.isolated.held_by(principal_owner(principal, legacy=True))
+                    assert (own.name, own.era, own.config.env["SECRET"]) == ("dual", "legacy", f"{key[:20]}-value")
+                    owners[name] = own
+            assert owners["alice"] is not owners["bob"]  # each principal's own, never shared
+            assert core.isolated.principal_of(owners["alice"]) is not None  # heard by its principal's sessions alone
+            core.isolated.close_idle("user:", 0)  # the hub's sweep after sessionIdleTimeout: reaped as its own are
+            assert core.isolated.count("dual") == 0
+
+
+class Stand:
+    """What `_in_era` reads of the shared connection."""
+
+    name, speaks_legacy = "dual", True
+
+
+@pytest.mark.parametrize("modern_starts", [True, False])
+async def test_a_principals_legacy_era_connection_that_fails_is_given_up_on_only_when_the_era_was_why(
+    modern_starts: bool,
+) -> None:
+    """One that fails where a 2026-07-28 one starts: the server does not speak legacy (bridged from then on);
+    where both fail (the principal's values, its authorization), its error is the caller's, the era kept."""
+    shared, made = Stand(), Stand()
+    tried: list[bool] = []
+
+    async def get(legacy: bool) -> Any:
+        tried.append(legacy)
+        if legacy or not modern_starts:
+            raise UpstreamUnavailable("dual", f"the session's own connection is failed ({legacy=})")
+        return made
+
+    if modern_starts:
+        assert await connections._in_era(cast(Any, shared), True, get) is cast(Any, made)
+    else:
+        with pytest.raises(UpstreamUnavailable, match="legacy=False"):
+            await connections._in_era(cast(Any, shared), True, get)
+    assert (tried, shared.speaks_legacy) == ([True, False], not modern_starts)

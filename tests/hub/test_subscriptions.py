@@ -278,6 +278,49 @@ async def test_a_revived_sessions_subscription_to_a_dual_era_server_is_held_wher
             assert core.isolated.count("dual") == 1  # the companion: one for every legacy client
 
 
+# a server whose process fails at once until its marker file exists, then is the dual-era fixture
+FAILS_UNTIL = "import os, sys; os.path.exists(sys.argv[1]) or sys.exit(1); os.execv(sys.executable, sys.argv[2:])"
+
+
+async def test_a_revived_sessions_subscription_waits_for_a_server_whose_first_start_failed(tmp_path: Path) -> None:
+    """The same, where the server's first start failed: it was waited for (its first settling) only, so once
+    supervision brought it up its revived sessions' subscriptions stayed on the shared connection, inert, until
+    their next call to it (s34/q). They move where they are heard once it is ready."""
+    heard = updates()
+    marker = tmp_path / "up"
+    modern_server = str(Path(__file__).parents[1] / "fixtures" / "modern_server.py")
+    dual = {"command": sys.executable, "args": ["-c", FAILS_UNTIL, str(marker), sys.executable, modern_server]}
+    key = ("dual", "modern://note")
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"dual": dual, "other": stdio()}}) as hub:
+            core = hub.app.hub
+
+            def current() -> Any:  # the server's shared connection now (each start of it is a new one)
+                return core.pool.connections["dual"]
+
+            assert current().state == "failed"
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=heard) as revived:
+                (session,) = list(core.sessions)
+                core.subscriptions.restore(session, [key])  # what reviving it after a restart does
+                marker.touch()
+                core.pool.retry_now("dual")  # supervision's next start, without its backoff
+                with anyio.move_on_after(10):
+                    while session.subscriptions.get(key) is None:  # still on the shared connection
+                        await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (its companion starts)
+                while current().state != "ready":
+                    await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (it is up)
+                assert current().era == "modern"
+                async with Client(hub.url, mode="legacy", cache=None) as other:
+                    await other.subscribe_resource("dual+modern://note")
+                    assert text_of(await other.call_tool("dual__touch", {"uri": "modern://note"})) == (
+                        "touched modern://note"
+                    )
+                    with anyio.move_on_after(5):
+                        await heard.came.wait()
+                assert heard.values == ["dual+modern://note"]
+                assert text_of(await revived.call_tool("other__echo", {"message": "m"})) == "m"
+
+
 async def test_a_legacy_client_never_sees_the_id_of_the_hubs_own_listen() -> None:
     """An update a 2026-07-28 upstream sends on the hub's own listen stream carries that stream's
     subscriptionId: the hub's, a 2026-07-28 key; a legacy session gets the update without it."""

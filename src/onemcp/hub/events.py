@@ -80,6 +80,7 @@ class UpstreamEvents:
             held = self.subscriptions.held(conn.name)
             if held:
                 self.tg.start_soon(self.subscriptions.resubscribe, conn, held)
+            self.subscriptions.up(conn)  # revived sessions' that wait for it move where they are heard
         self.pool.note_state()
 
     def on_list(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:

@@ -69,6 +69,8 @@ class Subscriptions:
         self._own: dict[tuple[UpstreamConnection, str], set[str]] = {}
         self.route: Route = self._shared  # the dispatcher's (for_session)
         self.tg: anyio.abc.TaskGroup | None = None  # the hub's, while it runs (restored subscriptions)
+        # server -> the revived sessions whose subscriptions to it wait for it to be ready (`_settle`, `up`)
+        self._unsettled: dict[str, dict[str, Session]] = {}
 
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
@@ -212,14 +214,19 @@ class Subscriptions:
         """A revived session's subscriptions to `server`, back on the shared connection: where that one takes
         none (a dual-era server the hub speaks 2026-07-28 to, taking them in the legacy era alone), they move,
         once it is ready, to the connection a subscribe goes to (its legacy-era companion), where they are heard.
-        They stayed inert until the session's next call to that server moved them (`follow`). Quiet: logged."""
+        They stayed inert until the session's next call to that server moved them (`follow`). A server not ready
+        by then (its first start failed) is waited for: `up` settles them when it is. Quiet: logged."""
         conn = self.pool.get(server)
         if conn is None:
             return
         with anyio.move_on_after(conn.config.startup_timeout):
             await conn.settled.wait()
+        conn = self.pool.get(server)  # (supervision makes a new one each start: the one now, read with no wait)
         held = any(key[0] == server and where is None for key, where in session.subscriptions.items())
-        if conn.state != "ready" or session.closed or not held or takes_subscriptions(conn):
+        if conn is None or session.closed or not held or takes_subscriptions(conn):
+            return
+        if conn.state != "ready":  # when it is (supervision, or an operator, starts it again): `up`
+            self._unsettled.setdefault(server, {})[session.id] = session
             return
         if not wants_legacy(conn, session, server, subscribing=True):
             return  # not a dual-era one: no other connection would take them (and none is made for nothing)
@@ -229,6 +236,14 @@ class Subscriptions:
             log.info(
                 "session %s: its subscriptions to %s stay on the shared connection: %s", session.id[:8], server, exc
             )
+
+    def up(self, conn: UpstreamConnection) -> None:
+        """A server's shared connection is ready (again): the revived sessions waiting for it settle now
+        (`_settle`). They stayed inert on the shared connection until their next call to that server."""
+        waiting = self._unsettled.pop(conn.name, {})
+        for session in waiting.values():
+            if self.tg is not None and not session.closed:
+                self.tg.start_soon(self._settle, session, conn.name)
 
     async def match(self, session: Session, keys: list[Key]) -> None:
         """Hold exactly `keys` (another replica's copy of the session changed its subscriptions): the others
@@ -337,6 +352,9 @@ class Subscriptions:
 
     def forget(self, session_id: str) -> None:
         """A session ended: it holds nothing any more."""
+        for server, waiting in list(self._unsettled.items()):
+            if waiting.pop(session_id, None) is not None and not waiting:
+                del self._unsettled[server]
         for table in (self._subscribers, self._own):
             for entry, subscribers in list(table.items()):
                 subscribers.discard(session_id)

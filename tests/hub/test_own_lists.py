@@ -146,6 +146,34 @@ def test_a_principals_own_lists_are_under_its_sessions_own() -> None:
     assert [p["name"] for p in views.of(session).items("prompts")] == ["iso__ours", "per__p"]
 
 
+def tool(name: str) -> dict[str, Any]:
+    return {"name": name, "inputSchema": {"type": "object"}}
+
+
+def test_a_principals_second_connection_to_a_server_neither_replaces_its_view_nor_takes_it_away() -> None:
+    """A principal's own legacy-era connection beside its 2026-07-28 one (a dual-era server with `${user:NAME}`
+    values, for its legacy clients that need that era): the lists of the one that came second are kept aside,
+    not swapped in (each of their lists was announced as a change), and become the view when the first stops
+    (which left the principal with the shared connection's lists, made with no values, while the other ran)."""
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["per"])
+    catalog.update("per", "tools", [tool("shared")])
+
+    class Conn:
+        name, state = "per", "ready"
+
+    first, second = Conn(), Conn()
+    own = OwnLists()
+    assert own.record(first, "tools", [tool("mine")])  # type: ignore[arg-type]
+    assert not own.record(second, "tools", [tool("mine-legacy")])  # type: ignore[arg-type]
+    assert [t["name"] for t in own.catalog(catalog).items("tools")] == ["per__mine"]
+    first.state = "stopped"
+    assert own.forget(first)  # type: ignore[arg-type]
+    assert [t["name"] for t in own.catalog(catalog).items("tools")] == ["per__mine-legacy"]
+    assert own.forget(second)  # type: ignore[arg-type]
+    assert own.catalog(catalog) is catalog and own.spare == {}
+
+
 async def test_a_tool_on_a_principals_own_connection_has_its_mcp_param_headers_checked() -> None:
     """`x-mcp-header` of a tool only the principal's own connection lists: its `Mcp-Param-*` header is
     required and checked as for any tool (it was unknown to the check, and the call went through without it)."""

@@ -8,8 +8,10 @@ server and what its calls and reads are looked up in; every other server, and ev
 connection of its own, keeps the catalog's. A principal's own connections (`isolation: session` for a
 2026-07-28 caller, which has no session; a server taking `${user:NAME}` values or per-user OAuth) are
 the same for every request and session of that principal (`OwnViews`); a session's own lists come on
-top of its principal's. Owns those lists, per session and per principal, and the catalog copies made
-from them. Does not own the connections (`IsolatedConnections`) nor announcing (`Announcements`).
+top of its principal's. A principal with two connections to one server (its legacy-era one beside its
+2026-07-28 one, for a dual-era server: `hub/connections.py`) sees the first's lists; the second's are
+kept aside and shown once the first stops. Owns those lists, per session and per principal, and the
+catalog copies made from them. Does not own the connections (`IsolatedConnections`) nor announcing (`Announcements`).
 """
 
 from __future__ import annotations
@@ -39,11 +41,20 @@ class OwnLists:
     """server -> (the session's connection to it, kind -> its list), and the catalog as they make it."""
 
     lists: dict[str, tuple[UpstreamConnection, dict[str, list[Item]]]] = field(default_factory=dict)
+    # a second live connection's to the same server (a principal's own in the legacy era beside its
+    # 2026-07-28 one): kept aside, and its lists become the view's if the first stops
+    spare: dict[str, tuple[UpstreamConnection, dict[str, list[Item]]]] = field(default_factory=dict)
     _made: tuple[int, Catalog, Catalog] | None = None  # (catalog version, catalog, its overlaid copy)
 
     def record(self, conn: UpstreamConnection, kind: str, items: list[Item]) -> bool:
         """Keep a list the session's connection `conn` sent; True when it differs from the one kept."""
         held = self.lists.get(conn.name)
+        if held is not None and held[0] is not conn and held[0].state == "ready":  # the first one's stand
+            spare = self.spare.get(conn.name)
+            if spare is None or spare[0] is not conn:
+                spare = self.spare[conn.name] = (conn, {})
+            spare[1][kind] = items
+            return False
         if held is None or held[0] is not conn:  # a new connection (the old one was replaced): its lists only
             held = self.lists[conn.name] = (conn, {})
         if held[1].get(kind) == items:
@@ -53,11 +64,17 @@ class OwnLists:
         return True
 
     def forget(self, conn: UpstreamConnection) -> bool:
-        """The connection stopped (or failed): the server's catalog lists again. True if any were kept."""
+        """The connection stopped (or failed): the server's catalog lists again, or a spare's. True if any were kept."""
+        spare = self.spare.get(conn.name)
+        if spare is not None and spare[0] is conn:
+            del self.spare[conn.name]
         held = self.lists.get(conn.name)
         if held is None or held[0] is not conn:
             return False
         del self.lists[conn.name]
+        spare = self.spare.pop(conn.name, None)
+        if spare is not None and spare[0].state == "ready":
+            self.lists[conn.name] = spare
         self._made = None
         return True
 

@@ -141,7 +141,8 @@ class Dispatcher:
         reach = session.access.reach
         conns = [m.conn for name, slot in self.pool.slots.items() if reach.touches(name) for m in slot.members]
         conns += [conn for conn, _ in session.own.lists.values()]
-        return conns + [c for c in self.isolated.held_by(f"user:{session.principal.id}") if reach.touches(c.name)]
+        own = self.isolated.held_by(*principal_owners(session.principal.id))
+        return conns + [c for c in own if reach.touches(c.name)]
 
     def _starting(self) -> bool:
         """Are upstreams still starting, with requests to wait for them? A request whose server is not (yet)

@@ -34,6 +34,7 @@ from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import KINDS
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
+from onemcp.upstream.isolation import principal_in
 from onemcp.upstream.pool import Pool
 
 
@@ -88,7 +89,7 @@ class UpstreamEvents:
         if owner == LEGACY_COMPANION:
             self._companion_listed(conn, kind, items)
             return
-        principal = owner.removeprefix("user:") if owner is not None and owner.startswith("user:") else None
+        principal = principal_in(owner)
         if isinstance(conn.owner, Session) or principal is not None:
             if kind == "tools":
                 items = repair.tools(self.screen_own(conn.name, items))[0]

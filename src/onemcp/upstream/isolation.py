@@ -45,6 +45,14 @@ def principal_owners(principal: str) -> tuple[str, str]:
     return principal_owner(principal), principal_owner(principal, legacy=True)
 
 
+def principal_in(owner: str | None) -> str | None:
+    """The principal a connection kept for `owner` belongs to (`[legacy+]user:<principal>`), else None."""
+    if owner is None:
+        return None
+    owner = owner.removeprefix(LEGACY)
+    return owner.removeprefix(PRINCIPAL) if owner.startswith(PRINCIPAL) else None
+
+
 class IsolatedConnections:
     def __init__(
         self, events: ConnectionEvents, auth: UpstreamAuth | None = None, transports: TransportFactory = make_transport
@@ -164,11 +172,7 @@ class IsolatedConnections:
 
     def principal_of(self, conn: UpstreamConnection) -> str | None:
         """The principal whose own connection `conn` is (kept for `[legacy+]user:<principal>`), else None."""
-        owner = self.owner_of(conn)
-        if owner is None:
-            return None
-        owner = owner.removeprefix(LEGACY)
-        return owner.removeprefix(PRINCIPAL) if owner.startswith(PRINCIPAL) else None
+        return principal_in(self.owner_of(conn))
 
     def held_by(self, *owners: str) -> list[UpstreamConnection]:
         """The ready connections kept for any of `owners` (a session id, a `user:` principal, ...)."""

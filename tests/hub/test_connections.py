@@ -96,6 +96,8 @@ async def test_a_legacy_client_of_a_dual_era_server_with_user_values_reaches_its
                     principal = f"key:{key.split('_')[1]}"
                     (own,) = core.isolated.held_by(principal_owner(principal, legacy=True))
                     assert (own.name, own.era, own.config.env["SECRET"]) == ("dual", "legacy", f"{key[:20]}-value")
+                    # what it lists is this principal's view of the server (its only connection to it)
+                    assert core.events.views.principals[principal].lists["dual"][0] is own
                     owners[name] = own
             assert owners["alice"] is not owners["bob"]  # each principal's own, never shared
             assert core.isolated.principal_of(owners["alice"]) is not None  # heard by its principal's sessions alone

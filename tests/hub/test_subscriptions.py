@@ -266,16 +266,20 @@ async def test_a_revived_sessions_subscription_to_a_dual_era_server_is_held_wher
                 with anyio.move_on_after(10):
                     while session.subscriptions.get(key) is None:  # still on the shared connection
                         await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (its companion starts)
-                async with Client(hub.url, mode="legacy", cache=None) as other:
-                    await other.subscribe_resource("dual+modern://note")
-                    assert text_of(await other.call_tool("dual__touch", {"uri": "modern://note"})) == (
-                        "touched modern://note"
-                    )
-                    with anyio.move_on_after(5):
-                        await heard.came.wait()
-                assert heard.values == ["dual+modern://note"]
+                await touched_and_heard(hub.url, heard)
                 assert text_of(await revived.call_tool("other__echo", {"message": "m"})) == "m"
             assert core.isolated.count("dual") == 1  # the companion: one for every legacy client
+
+
+async def touched_and_heard(url: str, heard: Heard) -> None:
+    """Another legacy client subscribes to the dual-era server's note and touches it: the update reaches
+    `heard` (the revived session's handler) too, so its subscription is where updates are heard."""
+    async with Client(url, mode="legacy", cache=None) as other:
+        await other.subscribe_resource("dual+modern://note")
+        assert text_of(await other.call_tool("dual__touch", {"uri": "modern://note"})) == "touched modern://note"
+        with anyio.move_on_after(5):
+            await heard.came.wait()
+    assert heard.values == ["dual+modern://note"]
 
 
 # a server whose process fails at once until its marker file exists, then is the dual-era fixture
@@ -310,14 +314,7 @@ async def test_a_revived_sessions_subscription_waits_for_a_server_whose_first_st
                 while current().state != "ready":
                     await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (it is up)
                 assert current().era == "modern"
-                async with Client(hub.url, mode="legacy", cache=None) as other:
-                    await other.subscribe_resource("dual+modern://note")
-                    assert text_of(await other.call_tool("dual__touch", {"uri": "modern://note"})) == (
-                        "touched modern://note"
-                    )
-                    with anyio.move_on_after(5):
-                        await heard.came.wait()
-                assert heard.values == ["dual+modern://note"]
+                await touched_and_heard(hub.url, heard)
                 assert text_of(await revived.call_tool("other__echo", {"message": "m"})) == "m"
 
 

@@ -111,24 +111,28 @@ class Stand:
     name, speaks_legacy = "dual", True
 
 
-@pytest.mark.parametrize("modern_starts", [True, False])
+@pytest.mark.parametrize("modern", ["starts", "fails", "was running"])
 async def test_a_principals_legacy_era_connection_that_fails_is_given_up_on_only_when_the_era_was_why(
-    modern_starts: bool,
+    modern: str,
 ) -> None:
-    """One that fails where a 2026-07-28 one starts: the server does not speak legacy (bridged from then on);
-    where both fail (the principal's values, its authorization), its error is the caller's, the era kept."""
-    shared, made = Stand(), Stand()
+    """One that fails where a 2026-07-28 one starts just now: the server does not speak legacy (bridged from
+    then on); where both fail (the principal's values, its authorization), its error is the caller's, the era
+    kept. Where the principal's 2026-07-28 one was running already (made before its token or value was
+    revoked, or the legacy-era one was slow to start), this call is bridged and the era kept for everyone."""
+    shared, made, running = Stand(), Stand(), Stand()
     tried: list[bool] = []
 
     async def get(legacy: bool) -> Any:
         tried.append(legacy)
-        if legacy or not modern_starts:
+        if legacy or modern == "fails":
             raise UpstreamUnavailable("dual", f"the session's own connection is failed ({legacy=})")
-        return made
+        return running if modern == "was running" else made
 
-    if modern_starts:
-        assert await connections._in_era(cast(Any, shared), True, get) is cast(Any, made)
-    else:
+    before = cast(Any, running) if modern == "was running" else None
+    if modern == "fails":
         with pytest.raises(UpstreamUnavailable, match="legacy=False"):
-            await connections._in_era(cast(Any, shared), True, get)
-    assert (tried, shared.speaks_legacy) == ([True, False], not modern_starts)
+            await connections._in_era(cast(Any, shared), True, get, before)
+    else:
+        got: Any = await connections._in_era(cast(Any, shared), True, get, before)
+        assert got is (running if modern == "was running" else made)
+    assert (tried, shared.speaks_legacy) == ([True, False], modern != "starts")

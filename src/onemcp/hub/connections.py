@@ -12,6 +12,7 @@ not own the connections: the `Pool` and `IsolatedConnections` do.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -137,9 +138,11 @@ async def for_session(
     own = servers.get(server)
     legacy = wants_legacy(conn, session, server, subscribing)
     if own is not None and isinstance(own.oauth, UpstreamOAuth) and own.oauth.per_user:
-        return await _in_era(conn, legacy, lambda era: _users_oauth(isolated, own, conn, session, server, era))
+        get = functools.partial(_users_oauth, isolated, own, conn, session, server)
+        return await _in_era(conn, legacy, get, isolated.ready(principal_owner(session.principal.id), server))
     if secrets is not None and own is not None and user_secrets.per_user(own):
-        return await _in_era(conn, legacy, lambda era: _users_own(isolated, secrets, own, conn, session, server, era))
+        get = functools.partial(_users_own, isolated, secrets, own, conn, session, server)
+        return await _in_era(conn, legacy, get, isolated.ready(principal_owner(session.principal.id), server))
     asks_back = any(kind in session.client_capabilities for kind in REVERSE_KINDS)  # else no use for one
     config = conn.config.model_copy(update={"protocol": "legacy"}) if legacy else conn.config
     auto = conn.config.isolation == "auto" and conn.asks_clients and asks_back and not session.ephemeral
@@ -173,11 +176,18 @@ def per_user_credential(server: str, principal: str) -> str:
 
 
 async def _in_era(
-    conn: UpstreamConnection, legacy: bool, get: Callable[[bool], Awaitable[UpstreamConnection]]
+    conn: UpstreamConnection,
+    legacy: bool,
+    get: Callable[[bool], Awaitable[UpstreamConnection]],
+    running: UpstreamConnection | None,
 ) -> UpstreamConnection:
     """A principal's own connection (`get`), in the legacy era when its legacy client needs that era
-    (`wants_legacy`), as the companion is for other servers' legacy clients. One that fails where a
-    2026-07-28 one starts (the server said it speaks legacy, but does not) is given up on: bridged instead."""
+    (`wants_legacy`), as the companion is for other servers' legacy clients. One that fails is bridged
+    instead: this call goes to the principal's 2026-07-28 connection. Only where that one was started
+    just now, with the same values or tokens, is the era known to be why (the server said it speaks
+    legacy, but does not), and given up on for every client of the shared connection `conn`; where the
+    principal's was `running` already, the failure may be its own (a revoked token or value, a slow
+    start), which must not take the legacy era from everyone else: the next call tries again."""
     if legacy:
         try:
             return await get(True)
@@ -186,9 +196,11 @@ async def _in_era(
     else:
         failed = None
     fresh = await get(False)
-    if failed is not None:  # not the principal's values nor its authorization: the era
+    if failed is not None and fresh is not running:  # made now with the same values: the era is why
         log.warning("upstream %s: no legacy-era connection (%s); bridging legacy clients", conn.name, failed)
         conn.speaks_legacy = False
+    elif failed is not None:
+        log.info("upstream %s: no legacy-era connection of its own for this user (%s); bridged", conn.name, failed)
     return fresh
 
 

@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from onemcp.auth.keys import KeyStore
 from onemcp.hub import connections
-from onemcp.protocol.errors import UpstreamUnavailable
+from onemcp.protocol.errors import LimitReached, UpstreamUnavailable
 from onemcp.upstream.isolation import principal_owner
 from support.hub import running_hub
 from support.results import Heard, text_of
@@ -136,3 +136,17 @@ async def test_a_principals_legacy_era_connection_that_fails_is_given_up_on_only
         got: Any = await connections._in_era(cast(Any, shared), True, get, before)
         assert got is (running if modern == "was running" else made)
     assert (tried, shared.speaks_legacy) == ([True, False], modern != "starts")
+
+
+async def test_a_principal_at_its_servers_own_connection_limit_is_bridged_not_refused() -> None:
+    """Its legacy-era one refused by `maxOwnConnections` (LimitReached, not UpstreamUnavailable): the call goes
+    over its 2026-07-28 one, as it did before it had a legacy-era one; the era is not why, so it is kept."""
+    shared, made = Stand(), Stand()
+
+    async def get(legacy: bool) -> Any:
+        if legacy:
+            raise LimitReached("own_connections", "dual has 8 own connections, the limit", 503)
+        return made
+
+    got: Any = await connections._in_era(cast(Any, shared), True, get, None)
+    assert got is made and shared.speaks_legacy

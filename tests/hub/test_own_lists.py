@@ -174,6 +174,41 @@ def test_a_principals_second_connection_to_a_server_neither_replaces_its_view_no
     assert own.catalog(catalog) is catalog and own.spare == {}
 
 
+def test_a_change_the_second_connection_hears_has_the_view_read_again_and_a_starting_one_takes_over() -> None:
+    """The second connection's list changing (a legacy client's call over it added a tool) has the view's
+    connection read that list again at once, as a companion's change does the shared connection's: it was
+    kept aside unheard, and the principal's lists (both eras) and its calls' names kept the old one. And the
+    second takes over when the first stops even while it is still starting (its lists come before "ready")."""
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["per"])
+    catalog.update("per", "tools", [tool("shared")])
+
+    class Fresh:
+        def __init__(self) -> None:
+            self.told: list[str] = []
+
+        def changed_elsewhere(self, kind: str) -> None:
+            self.told.append(kind)
+
+    class Conn:
+        name = "per"
+
+        def __init__(self, state: str) -> None:
+            self.state, self.fresh = state, Fresh()
+
+    first, second = Conn("ready"), Conn("starting")
+    own = OwnLists()
+    assert own.record(first, "tools", [tool("mine")])  # type: ignore[arg-type]
+    assert not own.record(second, "tools", [tool("mine")])  # type: ignore[arg-type]
+    assert not own.record(second, "tools", [tool("mine")])  # type: ignore[arg-type]
+    assert first.fresh.told == []  # its first reading, and one that changed nothing
+    assert not own.record(second, "tools", [tool("mine"), tool("added")])  # type: ignore[arg-type]
+    assert first.fresh.told == ["tools"]
+    first.state = "stopped"
+    assert own.forget(first)  # type: ignore[arg-type]
+    assert [t["name"] for t in own.catalog(catalog).items("tools")] == ["per__mine", "per__added"]
+
+
 async def test_a_tool_on_a_principals_own_connection_has_its_mcp_param_headers_checked() -> None:
     """`x-mcp-header` of a tool only the principal's own connection lists: its `Mcp-Param-*` header is
     required and checked as for any tool (it was unknown to the check, and the call went through without it)."""

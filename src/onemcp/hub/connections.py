@@ -23,7 +23,7 @@ import orjson
 from onemcp.auth.principal import Principal
 from onemcp.config.model import ServerConfig, UpstreamOAuth
 from onemcp.hub.session import Session
-from onemcp.protocol.errors import UpstreamUnavailable
+from onemcp.protocol.errors import HubError, LimitReached, UpstreamUnavailable
 from onemcp.upstream import user_secrets
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.isolation import IsolatedConnections, principal_owner
@@ -187,16 +187,17 @@ async def _in_era(
     just now, with the same values or tokens, is the era known to be why (the server said it speaks
     legacy, but does not), and given up on for every client of the shared connection `conn`; where the
     principal's was `running` already, the failure may be its own (a revoked token or value, a slow
-    start), which must not take the legacy era from everyone else: the next call tries again."""
+    start), which must not take the legacy era from everyone else: the next call tries again. One refused
+    by `maxOwnConnections` (LimitReached) is bridged as well, the era kept."""
     if legacy:
         try:
             return await get(True)
-        except UpstreamUnavailable as exc:
-            failed: UpstreamUnavailable | None = exc
+        except (UpstreamUnavailable, LimitReached) as exc:  # at `maxOwnConnections`: bridged, as before
+            failed: HubError | None = exc
     else:
         failed = None
     fresh = await get(False)
-    if failed is not None and fresh is not running:  # made now with the same values: the era is why
+    if isinstance(failed, UpstreamUnavailable) and fresh is not running:  # made now, same values: the era
         log.warning("upstream %s: no legacy-era connection (%s); bridging legacy clients", conn.name, failed)
         conn.speaks_legacy = False
     elif failed is not None:

@@ -53,7 +53,9 @@ class OwnLists:
             spare = self.spare.get(conn.name)
             if spare is None or spare[0] is not conn:
                 spare = self.spare[conn.name] = (conn, {})
-            spare[1][kind] = items
+            before, spare[1][kind] = spare[1].get(kind), items
+            if before is not None and before != items:  # the server changed it (a call over this one did):
+                held[0].fresh.changed_elsewhere(kind)  # the view's connection reads it again at once
             return False
         if held is None or held[0] is not conn:  # a new connection (the old one was replaced): its lists only
             held = self.lists[conn.name] = (conn, {})
@@ -73,7 +75,7 @@ class OwnLists:
             return False
         del self.lists[conn.name]
         spare = self.spare.pop(conn.name, None)
-        if spare is not None and spare[0].state == "ready":
+        if spare is not None and spare[0].state not in ("failed", "stopped"):  # (lists come before "ready")
             self.lists[conn.name] = spare
         self._made = None
         return True

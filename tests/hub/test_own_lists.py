@@ -209,6 +209,24 @@ def test_a_change_the_second_connection_hears_has_the_view_read_again_and_a_star
     assert [t["name"] for t in own.catalog(catalog).items("tools")] == ["per__mine", "per__added"]
 
 
+def test_two_connections_starting_at_once_keep_one_view() -> None:
+    """A principal's legacy and 2026-07-28 clients' first calls at once: both connections list while still
+    starting. The first that listed stays the view and the other is kept aside: each replaced the other's
+    lists (some kinds from one, some from none)."""
+
+    class Conn:
+        name, state = "per", "starting"
+
+    first, second = Conn(), Conn()
+    own = OwnLists()
+    assert own.record(first, "tools", [tool("a")])  # type: ignore[arg-type]
+    assert not own.record(second, "tools", [tool("b")])  # type: ignore[arg-type]
+    assert own.record(first, "prompts", [{"name": "p"}])  # type: ignore[arg-type]
+    assert not own.record(second, "prompts", [{"name": "q"}])  # type: ignore[arg-type]
+    held: Any = own.lists["per"]
+    assert held == (first, {"tools": [tool("a")], "prompts": [{"name": "p"}]})
+
+
 async def test_a_tool_on_a_principals_own_connection_has_its_mcp_param_headers_checked() -> None:
     """`x-mcp-header` of a tool only the principal's own connection lists: its `Mcp-Param-*` header is
     required and checked as for any tool (it was unknown to the check, and the call went through without it)."""

@@ -49,7 +49,7 @@ class OwnLists:
     def record(self, conn: UpstreamConnection, kind: str, items: list[Item]) -> bool:
         """Keep a list the session's connection `conn` sent; True when it differs from the one kept."""
         held = self.lists.get(conn.name)
-        if held is not None and held[0] is not conn and held[0].state == "ready":  # the first one's stand
+        if held is not None and held[0] is not conn and held[0].state not in ("failed", "stopped"):  # the first's
             spare = self.spare.get(conn.name)
             if spare is None or spare[0] is not conn:
                 spare = self.spare[conn.name] = (conn, {})

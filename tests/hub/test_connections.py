@@ -23,6 +23,7 @@ import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from onemcp.auth.keys import KeyStore
 from onemcp.hub import connections
@@ -101,6 +102,19 @@ async def test_a_legacy_client_of_a_dual_era_server_with_user_values_reaches_its
                     owners[name] = own
             assert owners["alice"] is not owners["bob"]  # each principal's own, never shared
             assert core.isolated.principal_of(owners["alice"]) is not None  # heard by its principal's sessions alone
+            # alice deletes her value; her next call (a 2026-07-28 one) is refused, and neither era's
+            # connection keeps running with it (only the era of that call's was closed)
+            async with httpx.AsyncClient() as http:
+                bearer = {"authorization": f"Bearer {alice}"}
+                assert (await http.delete(f"{hub.base}/me/secrets/TOKEN", headers=bearer)).status_code < 300
+            async with (
+                httpx2.AsyncClient(headers={"authorization": f"Bearer {alice}"}, timeout=30) as h2,
+                Client(streamable_http_client(hub.url, http_client=h2), cache=None) as modern,
+            ):
+                with pytest.raises(MCPError, match="needs your own TOKEN"):
+                    await modern.call_tool("dual__echo", {})
+            alice_principal = f"key:{alice.split('_')[1]}"
+            assert not core.isolated.held_by(principal_owner(alice_principal, legacy=True))
             core.isolated.close_idle("user:", 0)  # the hub's sweep after sessionIdleTimeout: reaped as its own are
             assert core.isolated.count("dual") == 0
 

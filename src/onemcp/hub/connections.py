@@ -26,7 +26,7 @@ from onemcp.hub.session import Session
 from onemcp.protocol.errors import HubError, LimitReached, UpstreamUnavailable
 from onemcp.upstream import user_secrets
 from onemcp.upstream.connection import UpstreamConnection
-from onemcp.upstream.isolation import IsolatedConnections, principal_owner
+from onemcp.upstream.isolation import IsolatedConnections, principal_owner, principal_owners
 from onemcp.upstream.pool import Pool
 from onemcp.upstream.user_secrets import UserSecrets
 
@@ -255,8 +255,8 @@ async def _users_own(
     try:
         config = user_secrets.render(own.model_copy(update=update), secrets.values(principal), principal)
     except user_secrets.MissingSecrets as exc:
-        if running is not None:  # made from a value deleted since: it must not keep running with it
-            isolated.close_owned(owner, server)
+        for made in principal_owners(principal):  # made from a value deleted since: neither era's may keep it
+            isolated.close_owned(made, server)
         names, first = ", ".join(exc.names), exc.names[0]
         yourself = (  # a principal of several people may not choose for all (`downstream.my_secrets`)
             f" set it yourself with `onemcp auth secret mine set {first}` (PUT /me/secrets/{first}), or"

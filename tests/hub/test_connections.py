@@ -94,6 +94,10 @@ async def test_a_legacy_client_of_a_dual_era_server_with_user_values_reaches_its
                         assert touched == "touched modern://note"
                         await heard.came.wait()
                         assert heard.values == ["dual+modern://note"]
+                        # the hub's sweep of idle ones (sessionIdleTimeout) keeps the one her subscription is
+                        # held on: its updates come over it alone, calls or not
+                        core.isolated.close_idle("user:", 0, core.subscriptions.holds_on)
+                        assert core.isolated.held_by(principal_owner(f"key:{key.split('_')[1]}", legacy=True))
                     principal = f"key:{key.split('_')[1]}"
                     (own,) = core.isolated.held_by(principal_owner(principal, legacy=True))
                     assert (own.name, own.era, own.config.env["SECRET"]) == ("dual", "legacy", f"{key[:20]}-value")

@@ -566,7 +566,7 @@ class Hub:
             self.sessions.expire_idle()
             self.parking.expire()
             release_counter()  # the token counter's vocabulary, once /health stopped asking
-            self.isolated.close_idle("user:", self.config.hub.session_idle_timeout)
+            self.isolated.close_idle("user:", self.config.hub.session_idle_timeout, self.subscriptions.holds_on)
             if self.saved.enabled:  # last-seen times of the sessions used since, in one batch (not on every call)
                 used = self.sessions.used_since(since)
                 self.saved.seen([s.id for s in used if s.transport == "streamable-http"])

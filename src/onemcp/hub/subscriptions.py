@@ -350,6 +350,11 @@ class Subscriptions:
             subscribers.discard(session.id)
             self._forget_empty(key, held)
 
+    def holds_on(self, conn: UpstreamConnection) -> bool:
+        """Is a subscription held on `conn` (a connection of its own: a principal's legacy-era one)? Its
+        updates come over it alone, so it is not closed for want of calls."""
+        return any(held is conn for held, _ in self._own)
+
     def forget(self, session_id: str) -> None:
         """A session ended: it holds nothing any more."""
         for server, waiting in list(self._unsettled.items()):

@@ -16,6 +16,7 @@ a new connection meanwhile).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -182,12 +183,14 @@ class IsolatedConnections:
         with scope:
             await conn.run()
 
-    def close_idle(self, prefix: str, idle: float) -> None:
+    def close_idle(
+        self, prefix: str, idle: float, busy: Callable[[UpstreamConnection], bool] = lambda conn: False
+    ) -> None:
         """Close the connections keyed `prefix...` (a principal's own: its legacy-era ones too) unused for `idle`
-        seconds."""
+        seconds, but those `busy` says something still needs (a subscription held on it: its updates)."""
         now = time.monotonic()
         for key in [k for k in self._conns if k[0].removeprefix(LEGACY).startswith(prefix)]:
-            if now - self._used.get(key, now) > idle:
+            if now - self._used.get(key, now) > idle and not busy(self._conns[key][0]):
                 self._close(key)
 
     def _forget(self, key: tuple[str, str]) -> tuple[UpstreamConnection, anyio.CancelScope] | None:

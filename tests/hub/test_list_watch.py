@@ -88,3 +88,20 @@ def test_the_watch_reads_a_list_as_it_expires_and_not_again_within_min_keep() ->
     assert watch.due(conn, "tools") == clock.now + freshness.MIN_KEEP
     watch._asked[conn] = {"tools": clock.now + 10}  # a reading the watch asked for
     assert watch.due(conn, "tools") == clock.now + 10 + freshness.MIN_KEEP  # a failing list is not asked in a loop
+
+
+async def test_a_list_slower_to_read_than_its_ttl_is_not_read_back_to_back() -> None:
+    """`MIN_KEEP` counts from the end of the watch's reading: a server whose ttlMs is 0 and whose list takes
+    longer than `MIN_KEEP` to read was read again as soon as each reading ended, while anyone listened."""
+    clock = Clock()
+    conn: Any = Conn(clock)
+    watch = ListWatch(set(), lambda session: [conn], clock)
+
+    async def slow(kind: str) -> None:
+        done = conn.fresh.reading(kind)
+        clock.now += 5 * freshness.MIN_KEEP  # the server takes this long to answer
+        done([0])
+
+    conn.fresh.ensure = slow
+    await watch._read(conn, "tools")
+    assert watch.due(conn, "tools") == clock.now + freshness.MIN_KEEP  # not already past

@@ -58,7 +58,7 @@ from onemcp.protocol.names import NameCodec, shown_as
 from onemcp.protocol.versions import negotiate
 from onemcp.upstream.call import Call
 from onemcp.upstream.connection import UpstreamConnection
-from onemcp.upstream.isolation import IsolatedConnections
+from onemcp.upstream.isolation import PRINCIPAL, IsolatedConnections
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.pool import CHANGED, REMOVED, Pool, retime
 from onemcp.upstream.transports.factory import TransportFactory, make_transport
@@ -566,7 +566,7 @@ class Hub:
             self.sessions.expire_idle()
             self.parking.expire()
             release_counter()  # the token counter's vocabulary, once /health stopped asking
-            self.isolated.close_idle("user:", self.config.hub.session_idle_timeout, self.subscriptions.holds_on)
+            self.isolated.close_idle(PRINCIPAL, self.config.hub.session_idle_timeout, self.subscriptions.holds_on)
             if self.saved.enabled:  # last-seen times of the sessions used since, in one batch (not on every call)
                 used = self.sessions.used_since(since)
                 self.saved.seen([s.id for s in used if s.transport == "streamable-http"])

@@ -6,8 +6,8 @@ asked for a kind's `list_changed` would hear of a change only when some client l
 are read for listeners: while a listen stream asks for a kind, the expiring lists of that kind on the
 connections its requester is shown (`Dispatcher.expiring`) are read again as their time runs out, the
 same reading a client listing then shares (`Freshness.ensure`: one at a time per connection and kind),
-never sooner than `MIN_KEEP` after the watch last asked for one (a server whose lists fail to read is not
-asked in a loop); what really changed is announced as any change. Nothing is read, nor any timer run,
+never sooner than `MIN_KEEP` after the watch's last one ended (a server whose lists fail, or take long, to
+read is not asked in a loop); what really changed is announced as any change. Nothing is read, nor any timer run,
 while nobody listens for a list; it stops when the last such listener goes. A call answered does not make
 the watch read at once (the next client list does): a list a call changed is heard of when it expires.
 Does not own the reading (the connection), nor the announcing (`Announcements`), nor the streams.
@@ -101,4 +101,6 @@ class ListWatch:
             await conn.fresh.ensure(kind)  # a list a client asked for meanwhile is this same reading
         finally:
             self._reading.discard((conn, kind))
+            # `MIN_KEEP` from its end: a list slower to read than its ttl is not read back to back
+            self._asked.setdefault(conn, {})[kind] = self.clock()
             self._wake.set()

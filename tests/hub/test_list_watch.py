@@ -54,6 +54,31 @@ async def test_a_listener_hears_of_a_change_its_server_cannot_announce_with_nobo
             assert watch.watched() == {}  # nobody listens: nothing is read for listeners
 
 
+async def test_a_principals_own_connection_a_listen_watches_is_not_swept_as_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 2026-07-28 caller's own connection (`isolation: session`) that its open listen stream watches is in
+    use though no call came: the sweep of idle ones (`sessionIdleTimeout`) closed it, its view fell back to the
+    catalog, and the listener heard a change that was only that. Once nobody listens, it is swept."""
+    monkeypatch.setattr(freshness, "MIN_KEEP", 0.2)
+    growing = {"command": sys.executable, "args": [GROWING], "isolation": "session"}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"g": growing}}) as hub:
+            core = hub.app.hub
+            async with Client(hub.url, mode="2026-07-28", cache=None) as client:
+                assert await grow(hub.url) == "grow lists t1"  # made the principal's own connection
+                (own,) = core.isolated.held_by("user:anonymous")
+                async with client.listen(tools_list_changed=True) as sub:
+                    assert sub.honored.tools_list_changed
+                    core.isolated.close_idle("user:", 0, core.in_use)  # the hub's sweep, nothing called since
+                    assert core.isolated.held_by("user:anonymous") == [own]
+            with anyio.fail_after(5):
+                while core.list_watch.listeners:  # the stream's end reaches the hub
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            core.isolated.close_idle("user:", 0, core.in_use)
+            assert core.isolated.held_by("user:anonymous") == []
+
+
 async def grow(url: str) -> str:
     """`g__grow` called as a 2026-07-28 request on the wire, and nothing else asked."""
     meta = {"io.modelcontextprotocol/protocolVersion": V, "io.modelcontextprotocol/clientCapabilities": {}}

@@ -557,6 +557,10 @@ class Hub:
         await self.pool.tried.wait()
         await self.exposure.warming()
 
+    def in_use(self, conn: UpstreamConnection) -> bool:
+        """Does a subscription, or a listen stream's watch, need `conn` (a principal's own) calls or not?"""
+        return self.subscriptions.holds_on(conn) or conn in self.list_watch.watched()
+
     async def _expire_sessions(self) -> None:
         interval = max(0.05, min(60.0, self.config.hub.session_idle_timeout / 2))
         since = time.monotonic()
@@ -566,7 +570,7 @@ class Hub:
             self.sessions.expire_idle()
             self.parking.expire()
             release_counter()  # the token counter's vocabulary, once /health stopped asking
-            self.isolated.close_idle(PRINCIPAL, self.config.hub.session_idle_timeout, self.subscriptions.holds_on)
+            self.isolated.close_idle(PRINCIPAL, self.config.hub.session_idle_timeout, self.in_use)
             if self.saved.enabled:  # last-seen times of the sessions used since, in one batch (not on every call)
                 used = self.sessions.used_since(since)
                 self.saved.seen([s.id for s in used if s.transport == "streamable-http"])

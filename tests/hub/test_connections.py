@@ -96,8 +96,13 @@ async def test_a_legacy_client_of_a_dual_era_server_with_user_values_reaches_its
                         assert heard.values == ["dual+modern://note"]
                         # the hub's sweep of idle ones (sessionIdleTimeout) keeps the one her subscription is
                         # held on: its updates come over it alone, calls or not
-                        core.isolated.close_idle("user:", 0, core.subscriptions.holds_on)
-                        assert core.isolated.held_by(principal_owner(f"key:{key.split('_')[1]}", legacy=True))
+                        core.isolated.close_idle("user:", 0)
+                        owner = principal_owner(f"key:{key.split('_')[1]}", legacy=True)
+                        assert core.isolated.held_by(owner)
+                        # nor is it closed to make room for another (maxOwnConnections), however long unused
+                        (held,) = [k for k in core.isolated._conns if k[0] == owner]
+                        core.isolated._used[held] -= 3600
+                        assert core.isolated._stalest([held]) is None
                     principal = f"key:{key.split('_')[1]}"
                     (own,) = core.isolated.held_by(principal_owner(principal, legacy=True))
                     assert (own.name, own.era, own.config.env["SECRET"]) == ("dual", "legacy", f"{key[:20]}-value")

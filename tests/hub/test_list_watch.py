@@ -70,12 +70,12 @@ async def test_a_principals_own_connection_a_listen_watches_is_not_swept_as_idle
                 (own,) = core.isolated.held_by("user:anonymous")
                 async with client.listen(tools_list_changed=True) as sub:
                     assert sub.honored.tools_list_changed
-                    core.isolated.close_idle("user:", 0, core.in_use)  # the hub's sweep, nothing called since
+                    core.isolated.close_idle("user:", 0)  # the hub's sweep, nothing called since
                     assert core.isolated.held_by("user:anonymous") == [own]
             with anyio.fail_after(5):
                 while core.list_watch.listeners:  # the stream's end reaches the hub
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-            core.isolated.close_idle("user:", 0, core.in_use)
+            core.isolated.close_idle("user:", 0)
             assert core.isolated.held_by("user:anonymous") == []
 
 

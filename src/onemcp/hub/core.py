@@ -109,6 +109,7 @@ class Hub:
         self.isolated = IsolatedConnections(self.events, self.upstream_auth, transports)
         self.subscriptions = Subscriptions(self.catalog, self.pool, lambda: self.limits, self.events.views.of)
         self.events.owner_of, self.reverse.principal_of = self.isolated.owner_of, self.isolated.principal_of
+        self.isolated.busy = self.in_use
         self.announcements = Announcements(
             lambda kind, session: self.exposure.list_json(kind, session.access, self.events.views.of(session)),
             *(self.sessions, self.listeners, self.subscriptions, self.instances.tags),
@@ -570,7 +571,7 @@ class Hub:
             self.sessions.expire_idle()
             self.parking.expire()
             release_counter()  # the token counter's vocabulary, once /health stopped asking
-            self.isolated.close_idle(PRINCIPAL, self.config.hub.session_idle_timeout, self.in_use)
+            self.isolated.close_idle(PRINCIPAL, self.config.hub.session_idle_timeout)
             if self.saved.enabled:  # last-seen times of the sessions used since, in one batch (not on every call)
                 used = self.sessions.used_since(since)
                 self.saved.seen([s.id for s in used if s.transport == "streamable-http"])

@@ -70,6 +70,9 @@ class IsolatedConnections:
         # new call gets a new connection; not counted against `maxOwnConnections` (gone within the drain)
         self._draining: dict[UpstreamConnection, tuple[str, anyio.CancelScope]] = {}
         self._tg: TaskGroup | None = None
+        # does something still need this connection though no call uses it (the hub's: a subscription held on
+        # it, a listen's watch)? Such a one is neither swept idle nor closed to make room: its updates come over it
+        self.busy: Callable[[UpstreamConnection], bool] = lambda conn: False
         if auth is not None:  # a credential logged out: the connections carrying it close (the next call asks anew)
             auth.dropped.append(self.close_credential)
 
@@ -129,10 +132,10 @@ class IsolatedConnections:
         return entry[0]
 
     def _make_room(self, name: str, group: str | None = None) -> None:
-        """At `maxOwnConnections` for `name`: close its stalest connection that no call uses and nobody
-        used for a minute; with none, LimitReached (each may be a process: never unbounded). A `group` at
-        its own limit for `name` closes its stalest idle ones first, down to below it (with none idle, it
-        may go on)."""
+        """At `maxOwnConnections` for `name`: close its stalest connection that no call uses, nothing else
+        needs (`busy`) and nobody used for a minute; with none, LimitReached (each may be a process: never
+        unbounded). A `group` at its own limit for `name` closes its stalest idle ones first, down to below
+        it (with none idle, it may go on)."""
         if group is not None:
             theirs = [key for key in self._conns if key[1] == name and self._groups.get(key) == group]
             while len(theirs) >= self.events.own_connection_group_limit() and (stalest := self._stalest(theirs)):
@@ -153,11 +156,11 @@ class IsolatedConnections:
         raise LimitReached("own_connections", f"[{name}] {why}; try again later", 503)
 
     def _stalest(self, keys: list[tuple[str, str]]) -> tuple[str, str] | None:
-        """Of `keys`, a dead connection, else the one unused longest that no call uses and nobody used for a
-        minute; None when none may go."""
+        """Of `keys`, a dead connection, else the one unused longest that no call uses, nothing else needs
+        (`busy`) and nobody used for a minute; None when none may go."""
         now = time.monotonic()
         dead = [k for k in keys if self._conns[k][0].state in ("failed", "stopped")]
-        idle = dead or [k for k in keys if not self._conns[k][0].in_flight and now - self._used.get(k, now) > STALE]
+        idle = dead or [k for k in keys if self._idle(k, now, STALE)]
         return min(idle, key=lambda k: self._used.get(k, now)) if idle else None
 
     def connections(self) -> list[UpstreamConnection]:
@@ -183,14 +186,17 @@ class IsolatedConnections:
         with scope:
             await conn.run()
 
-    def close_idle(
-        self, prefix: str, idle: float, busy: Callable[[UpstreamConnection], bool] = lambda conn: False
-    ) -> None:
+    def _idle(self, key: tuple[str, str], now: float, idle: float) -> bool:
+        """Is the connection at `key` unused by calls for `idle` seconds, and needed by nothing else?"""
+        conn = self._conns[key][0]
+        return not conn.in_flight and now - self._used.get(key, now) > idle and not self.busy(conn)
+
+    def close_idle(self, prefix: str, idle: float) -> None:
         """Close the connections keyed `prefix...` (a principal's own: its legacy-era ones too) unused for `idle`
-        seconds, but those `busy` says something still needs (a subscription held on it: its updates)."""
+        seconds, but those something still needs (`busy`: a subscription held on it, its updates)."""
         now = time.monotonic()
         for key in [k for k in self._conns if k[0].removeprefix(LEGACY).startswith(prefix)]:
-            if now - self._used.get(key, now) > idle and not busy(self._conns[key][0]):
+            if self._idle(key, now, idle):
                 self._close(key)
 
     def _forget(self, key: tuple[str, str]) -> tuple[UpstreamConnection, anyio.CancelScope] | None:

@@ -9,17 +9,21 @@ the SDK's `ttlMs` is 0; a legacy client hears `list_changed`).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
+from mcp.client.streamable_http import streamable_http_client
 
 from fixtures.launch import running_http_fixture
+from onemcp.auth.keys import KeyStore
 from onemcp.upstream import freshness
 from onemcp.upstream.freshness import MIN_KEEP, Freshness, announces, ttl_of
 from onemcp.upstream.lists import Relist
@@ -201,6 +205,37 @@ async def test_a_principals_own_connections_lists_expire_too(monkeypatch: pytest
             for _ in range(3):
                 await client.list_tools()
             assert int(text_of(await client.call_tool("lists", {}))) == listed + 1  # one reading for three lists
+
+
+async def test_a_call_on_a_principals_own_connection_makes_the_shared_list_stale_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP a principal's own connection (`isolation: session`, a 2026-07-28 caller) reaches the same
+    server as the shared one, whose list (the catalog: what another principal's session without a connection
+    of its own is shown, what search indexes) a call there may change: it is stale once that call is
+    answered, as after a call on the shared one (s35 leftover: only the connection that answered was made
+    stale, so the catalog kept the list until its ttl ran out)."""
+    monkeypatch.setattr(freshness, "MIN_KEEP", 3600.0)  # no list here expires by time: calls make them stale
+    keys = KeyStore(tmp_path / "keys.db")
+    alice, bob = keys.create("alice", ["mcp"]), keys.create("bob", ["mcp"])
+    with anyio.fail_after(DEADLINE):
+        async with running_http_fixture("--http", command=[sys.executable, GROWING]) as url:
+            config = {"mcpServers": {"g": {"url": url, "isolation": "session"}}, "onemcp": {"auth": {"apiKeys": True}}}
+            (tmp_path / "mcp.json").write_text(json.dumps(config))
+            async with running_hub(config, config_path=tmp_path / "mcp.json") as hub:
+                core = hub.app.hub
+                for key, mode in ((alice, "2026-07-28"), (bob, "legacy")):
+                    async with (
+                        httpx2.AsyncClient(headers={"authorization": f"Bearer {key}"}, timeout=30) as http,
+                        Client(streamable_http_client(hub.url, http_client=http), mode=mode, cache=None) as client,
+                    ):
+                        if key == alice:
+                            assert text_of(await client.call_tool("grow", {})) == "grow lists t1"
+                            (own,) = [c for c in core.isolated.connections() if c.name == "g"]
+                            assert own is not core.pool.get("g")  # the call went to alice's own connection
+                        else:  # bob has called nothing: he is shown the catalog's list
+                            assert f"key:{bob.split('_')[1]}" not in core.events.views.principals
+                            assert "t1" in {tool.name for tool in (await client.list_tools()).tools}
 
 
 async def test_a_list_changed_on_the_legacy_era_companion_reads_the_shared_list_again(

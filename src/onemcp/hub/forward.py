@@ -65,6 +65,17 @@ class Forwarder:
             lambda conn, session, error: error
         )
 
+    def _answered(self, conn: UpstreamConnection) -> None:
+        """A client's call was answered on `conn`: its lists that expire are stale now (the call may have changed
+        them), and so are the shared connections' (every replica) when `conn` is another one to that server (a
+        session's or a principal's own, a dual-era server's legacy-era companion): over HTTP it is the same
+        server, and a stdio one's list may come from what the call changed (files, a database)."""
+        conn.fresh.answered += 1
+        slot = self.pool.slots.get(conn.name)
+        if slot is not None and not self.pool.is_current(conn):
+            for member in slot.members:
+                member.conn.fresh.answered += 1
+
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:
         """Drive a forwarded call to its end: related messages to `emit`, then the reply.
 
@@ -98,7 +109,7 @@ class Forwarder:
                         continue
                     if msg is CANCELLED:
                         return None
-                    conn.fresh.answered += 1  # its lists that expire are stale now: it may have changed them
+                    self._answered(conn)
                     if call.relisted and self.announced is not None:  # the list_changed it caused goes first
                         with anyio.move_on_after(RELIST_WAIT):
                             await self.announced()

@@ -29,6 +29,7 @@ from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.model import ServerConfig
 from onemcp.downstream.user_link import link_cookie
 from onemcp.hub.connections import per_user_credential
+from onemcp.upstream.isolation import principal_owner
 from support.entries import CLIENTS, Refused, Target, first_refusal
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.services import NEEDS_REDIS
@@ -37,9 +38,13 @@ from upstream.oauth.test_oauth_upstream import hub_file, protected_upstream
 pytestmark = pytest.mark.anyio
 
 
-async def echo(http: httpx.AsyncClient, hub: RunningHub, key: str, text: str) -> dict[str, Any]:
+async def echo(
+    http: httpx.AsyncClient, hub: RunningHub, key: str, text: str, capabilities: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A legacy session's `echo` call as `key`'s principal (a client declaring `capabilities`)."""
     auth = {"authorization": f"Bearer {key}"}
-    r = await http.post(hub.url, json=INIT, headers={**HEADERS, **auth})
+    init = {**INIT, "params": {**INIT["params"], "capabilities": capabilities or {}}}
+    r = await http.post(hub.url, json=init, headers={**HEADERS, **auth})
     assert r.status_code == 200, r.text
     h = {**HEADERS, **auth, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
     params = {"name": "echo", "arguments": {"message": text}}
@@ -169,6 +174,33 @@ async def test_each_user_authorizes_the_hub_once_for_themselves(tmp_path: Path) 
             alices = per_user_credential("remote", ids[alice])
             assert alices not in await hub.app.hub.upstream_auth.store.names()
             assert (await http.delete(f"{listing}/nosuch~0", headers=as_admin)).status_code == 404
+
+
+async def test_a_legacy_client_that_can_be_asked_back_reaches_the_legacy_era_with_its_users_own_grant(
+    tmp_path: Path,
+) -> None:
+    """The protected upstream is a dual-era server (a onemcp hub): a legacy client that can be asked back
+    (it declares sampling) needs its legacy era, where a server->client request has a back-channel. Its
+    principal's own legacy-era connection carries that principal's own grant, asked for and given as for
+    any call, never the operator's (s35 leftover: this path was tested only with `${user:NAME}` values)."""
+    with anyio.fail_after(120):
+        async with per_user_hub(tmp_path) as w:
+            core, principal = w.hub.app.hub, f"key:{w.alice.split('_')[1]}"
+            shared = core.pool.get("remote")
+            assert shared is not None and shared.era == "modern" and shared.speaks_legacy
+            asks: dict[str, Any] = {"sampling": {}}
+            refused = await echo(w.http, w.hub, w.alice, "hello", asks)
+            message = refused.get("error", {}).get("message", "")  # not answered on the operator's grant
+            assert "each user authorizes onemcp with remote once" in message, refused
+            own_grant = per_user_credential("remote", principal)
+            await authorize_as(w.http, link_in(message), w.alice, own_grant)
+            done = await echo(w.http, w.hub, w.alice, "as alice", asks)
+            assert done["result"]["content"][0]["text"] == "as alice", done
+            owner = principal_owner(principal, legacy=True)
+            (own,) = core.isolated.held_by(owner)
+            assert own.era == "legacy" and own is not shared
+            (key,) = [k for k in core.isolated._conns if k[0] == owner]
+            assert core.isolated._credentials[key] == own_grant  # alice's own, not the operator's "remote"
 
 
 async def test_a_users_link_works_only_for_them_and_only_in_the_browser_that_signed_in(tmp_path: Path) -> None:

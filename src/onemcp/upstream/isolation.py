@@ -160,8 +160,8 @@ class IsolatedConnections:
         (`busy`) and nobody used for a minute; None when none may go."""
         now = time.monotonic()
         dead = [k for k in keys if self._conns[k][0].state in ("failed", "stopped")]
-        idle = dead or [k for k in keys if self._idle(k, now, STALE)]
-        return min(idle, key=lambda k: self._used.get(k, now)) if idle else None
+        idle = sorted(dead or [k for k in keys if self._unused(k, now, STALE)], key=lambda k: self._used.get(k, now))
+        return next((k for k in idle if dead or not self.busy(self._conns[k][0])), None)  # (asked stalest first)
 
     def connections(self) -> list[UpstreamConnection]:
         """Every connection kept here, draining ones too (the hub stopping cuts their calls off)."""
@@ -186,17 +186,16 @@ class IsolatedConnections:
         with scope:
             await conn.run()
 
-    def _idle(self, key: tuple[str, str], now: float, idle: float) -> bool:
-        """Is the connection at `key` unused by calls for `idle` seconds, and needed by nothing else?"""
-        conn = self._conns[key][0]
-        return not conn.in_flight and now - self._used.get(key, now) > idle and not self.busy(conn)
+    def _unused(self, key: tuple[str, str], now: float, idle: float) -> bool:
+        """Has no call used the connection at `key` for `idle` seconds, and does none use it now?"""
+        return not self._conns[key][0].in_flight and now - self._used.get(key, now) > idle
 
     def close_idle(self, prefix: str, idle: float) -> None:
         """Close the connections keyed `prefix...` (a principal's own: its legacy-era ones too) unused for `idle`
         seconds, but those something still needs (`busy`: a subscription held on it, its updates)."""
         now = time.monotonic()
         for key in [k for k in self._conns if k[0].removeprefix(LEGACY).startswith(prefix)]:
-            if self._idle(key, now, idle):
+            if self._unused(key, now, idle) and not self.busy(self._conns[key][0]):
                 self._close(key)
 
     def _forget(self, key: tuple[str, str]) -> tuple[UpstreamConnection, anyio.CancelScope] | None:

@@ -227,6 +227,32 @@ def test_two_connections_starting_at_once_keep_one_view() -> None:
     assert held == (first, {"tools": [tool("a")], "prompts": [{"name": "p"}]})
 
 
+def test_a_third_connection_listing_while_both_others_run_keeps_the_seconds_lists_aside_too() -> None:
+    """A replacement starting while the principal's two connections to the server still run (the view's
+    draining after a reload, its legacy-era one live): each one's lists are kept aside (there was one place,
+    and the third's took the second's), the first come shown first: when the view's stops the second's
+    show, then the third's, and the shared connection's only once none is left."""
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.set_servers(["per"])
+    catalog.update("per", "tools", [tool("shared")])
+
+    class Conn:
+        name, state = "per", "ready"
+
+    first, second, third = Conn(), Conn(), Conn()
+    own = OwnLists()
+    assert own.record(first, "tools", [tool("first")])  # type: ignore[arg-type]
+    assert not own.record(second, "tools", [tool("second")])  # type: ignore[arg-type]
+    assert not own.record(third, "tools", [tool("third")])  # type: ignore[arg-type]
+    for gone, shown in ((first, "per__second"), (second, "per__third")):
+        gone.state = "stopped"
+        assert own.forget(gone)  # type: ignore[arg-type]
+        assert [t["name"] for t in own.catalog(catalog).items("tools")] == [shown]
+    third.state = "stopped"
+    assert own.forget(third)  # type: ignore[arg-type]
+    assert own.catalog(catalog) is catalog and own.spare == {} and own.lists == {}
+
+
 async def test_a_tool_on_a_principals_own_connection_has_its_mcp_param_headers_checked() -> None:
     """`x-mcp-header` of a tool only the principal's own connection lists: its `Mcp-Param-*` header is
     required and checked as for any tool (it was unknown to the check, and the call went through without it)."""

@@ -9,9 +9,10 @@ connection of its own, keeps the catalog's. A principal's own connections (`isol
 2026-07-28 caller, which has no session; a server taking `${user:NAME}` values or per-user OAuth) are
 the same for every request and session of that principal (`OwnViews`); a session's own lists come on
 top of its principal's. A principal with two connections to one server (its legacy-era one beside its
-2026-07-28 one, for a dual-era server: `hub/connections.py`) sees the first's lists; the second's are
-kept aside and shown once the first stops. Owns those lists, per session and per principal, and the
-catalog copies made from them. Does not own the connections (`IsolatedConnections`) nor announcing (`Announcements`).
+2026-07-28 one, for a dual-era server: `hub/connections.py`; or one starting to replace another) sees the
+first's lists; the others' are kept aside and the first still live is shown once the first stops.
+Owns those lists, per session and per principal, and the catalog copies made from them. Does not own
+the connections (`IsolatedConnections`) nor announcing (`Announcements`).
 """
 
 from __future__ import annotations
@@ -41,19 +42,18 @@ class OwnLists:
     """server -> (the session's connection to it, kind -> its list), and the catalog as they make it."""
 
     lists: dict[str, tuple[UpstreamConnection, dict[str, list[Item]]]] = field(default_factory=dict)
-    # a second live connection's to the same server (a principal's own in the legacy era beside its
-    # 2026-07-28 one): kept aside, and its lists become the view's if the first stops
-    spare: dict[str, tuple[UpstreamConnection, dict[str, list[Item]]]] = field(default_factory=dict)
+    # other live connections' to the same server (a principal's own in the legacy era beside its 2026-07-28
+    # one, and a replacement starting while both run): kept aside, in the order they came; the first still
+    # live becomes the view if the view's stops
+    spare: dict[str, dict[UpstreamConnection, dict[str, list[Item]]]] = field(default_factory=dict)
     _made: tuple[int, Catalog, Catalog] | None = None  # (catalog version, catalog, its overlaid copy)
 
     def record(self, conn: UpstreamConnection, kind: str, items: list[Item]) -> bool:
         """Keep a list the session's connection `conn` sent; True when it differs from the one kept."""
         held = self.lists.get(conn.name)
         if held is not None and held[0] is not conn and held[0].state not in ("failed", "stopped"):  # the first's
-            spare = self.spare.get(conn.name)
-            if spare is None or spare[0] is not conn:
-                spare = self.spare[conn.name] = (conn, {})
-            before, spare[1][kind] = spare[1].get(kind), items
+            kept = self.spare.setdefault(conn.name, {}).setdefault(conn, {})
+            before, kept[kind] = kept.get(kind), items
             if before is not None and before != items:  # the server changed it (a call over this one did):
                 held[0].fresh.changed_elsewhere(kind)  # the view's connection reads it again at once
             return False
@@ -67,16 +67,21 @@ class OwnLists:
 
     def forget(self, conn: UpstreamConnection) -> bool:
         """The connection stopped (or failed): the server's catalog lists again, or a spare's. True if any were kept."""
-        spare = self.spare.get(conn.name)
-        if spare is not None and spare[0] is conn:
-            del self.spare[conn.name]
+        spares = self.spare.get(conn.name, {})
+        spares.pop(conn, None)
         held = self.lists.get(conn.name)
         if held is None or held[0] is not conn:
+            if not spares:
+                self.spare.pop(conn.name, None)
             return False
         del self.lists[conn.name]
-        spare = self.spare.pop(conn.name, None)
-        if spare is not None and spare[0].state not in ("failed", "stopped"):  # (lists come before "ready")
-            self.lists[conn.name] = spare
+        for other in [c for c in spares if c.state in ("failed", "stopped")]:
+            del spares[other]
+        if spares:  # the first still live takes over (lists come before "ready")
+            first = next(iter(spares))
+            self.lists[conn.name] = (first, spares.pop(first))
+        if not spares:
+            self.spare.pop(conn.name, None)
         self._made = None
         return True
 

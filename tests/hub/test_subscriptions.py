@@ -9,6 +9,7 @@ as it would directly.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,30 @@ async def test_a_revived_sessions_subscription_to_a_dual_era_server_is_held_wher
                 await touched_and_heard(hub.url, heard)
                 assert text_of(await revived.call_tool("other__echo", {"message": "m"})) == "m"
             assert core.isolated.count("dual") == 1  # the companion: one for every legacy client
+
+
+async def test_a_revived_sessions_subscriptions_failing_to_move_for_any_reason_leave_the_hub_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Moving a revived session's subscriptions runs on the hub's task group, and finding the connection they
+    move to may fail with more than a hub error (a principal's values read from a `user-secrets.db` that is not
+    a database: `sqlite3.DatabaseError`). It is logged; it ended the hub's task group, and the hub with it."""
+    dual = {"command": sys.executable, "args": [str(Path(__file__).parents[1] / "fixtures" / "modern_server.py")]}
+    failed = anyio.Event()
+
+    async def broken_store(*args: Any, **kwargs: Any) -> Any:
+        failed.set()
+        raise sqlite3.DatabaseError("file is not a database")
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"dual": dual, "other": stdio()}}) as hub:
+            core = hub.app.hub
+            monkeypatch.setattr(core.subscriptions, "route", broken_store)
+            async with Client(hub.url, mode="legacy", cache=None) as revived:
+                (session,) = list(core.sessions)
+                core.subscriptions.restore(session, [("dual", "modern://note")])  # what reviving it does
+                await failed.wait()
+                assert text_of(await revived.call_tool("other__echo", {"message": "m"})) == "m"  # still serving
 
 
 async def touched_and_heard(url: str, heard: Heard) -> None:

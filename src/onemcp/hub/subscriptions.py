@@ -236,6 +236,8 @@ class Subscriptions:
             log.info(
                 "session %s: its subscriptions to %s stay on the shared connection: %s", session.id[:8], server, exc
             )
+        except Exception:  # the top of a task on the hub's task group (a user-secrets.db that cannot be read)
+            log.exception("session %s: moving its subscriptions to %s failed", session.id[:8], server)
 
     def up(self, conn: UpstreamConnection) -> None:
         """A server's shared connection is ready (again): the revived sessions waiting for it settle now

@@ -17,7 +17,7 @@ import pytest
 
 from onemcp.config.model import HubConfig
 from onemcp.search import meta
-from support.inprocess import InProcessHub, LegacySession, fixture, inprocess_hub, tool_call
+from support.inprocess import InProcessHub, LegacySession, fixture, inprocess_hub, modern_request, tool_call
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
@@ -585,6 +585,48 @@ async def test_a_first_request_that_is_a_meta_tool_call_loads_the_counter_off_th
                     release.set()
             ((status, reply),) = replies
             assert status == 200 and hit_names(text(reply))[0].endswith("__echo"), reply
+            assert loading_on and loading_on[0] is not threading.main_thread()
+
+
+@pytest.mark.parametrize("entry", ["sse", "listen"])
+async def test_a_stream_opened_before_any_list_loads_the_counter_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    """A legacy /sse stream and a 2026-07-28 `subscriptions/listen` note the lists their client sees
+    (to announce changes) before it asked for any; under `auto` the tools list rests on a count, whose
+    vocabulary (~0.4 s to load, given back after a quiet minute) is loaded on a worker thread (held
+    here) while the hub serves on, as for an `initialize`."""
+    from onemcp.search import tokens
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, {**NO_CACHE, "searchBudget": 50}) as h:
+            full = await h.session(query="exposure=full")  # no `auto` session: nothing counts on a change
+            assert "result" in await full.ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
+            with anyio.fail_after(5):
+                while "alpha__newcomer" not in await full.tools():
+                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
+            tokens.release_if_idle(now=float("inf"))  # as after a quiet minute
+            entered, release, loading_on = held_vocabulary(monkeypatch)
+            opened: list[int] = []
+
+            async def opening() -> None:
+                if entry == "sse":
+                    stream = h.client.open("GET", path="/sse", headers={"accept": "text/event-stream"})
+                else:
+                    headers, body = modern_request("subscriptions/listen", notifications={"toolsListChanged": True})
+                    stream = h.client.open("POST", headers=headers, body=body)
+                async with stream as response:
+                    opened.append(response.status)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(opening)
+                await anyio.to_thread.run_sync(entered.wait, DEADLINE)
+                try:
+                    with anyio.fail_after(5):
+                        assert "alpha__newcomer" in await full.tools()  # served while the vocabulary loads
+                finally:
+                    release.set()
+            assert opened == [200]
             assert loading_on and loading_on[0] is not threading.main_thread()
 
 

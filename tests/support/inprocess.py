@@ -167,9 +167,15 @@ class AsgiClient:
 
     @asynccontextmanager
     async def open(
-        self, method: str, *, query: str = "", headers: dict[str, str] | None = None, body: Json | None = None
+        self,
+        method: str,
+        *,
+        query: str = "",
+        headers: dict[str, str] | None = None,
+        body: Json | None = None,
+        path: str = "/mcp",
     ) -> AsyncIterator[AsgiResponse]:
-        """A request to /mcp whose response is read while it streams; leaving disconnects."""
+        """A request to `path` whose response is read while it streams; leaving disconnects."""
         raw = [(b"host", b"127.0.0.1:8000")]
         raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
         scope: Json = {
@@ -178,8 +184,8 @@ class AsgiClient:
             "http_version": "1.1",
             "method": method,
             "scheme": "http",
-            "path": "/mcp",
-            "raw_path": b"/mcp",
+            "path": path,
+            "raw_path": path.encode(),
             "query_string": query.encode("latin-1"),
             "headers": raw,
             "client": ("127.0.0.1", 50000),

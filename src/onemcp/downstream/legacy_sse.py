@@ -58,12 +58,12 @@ class LegacySseEndpoint:
         except LimitReached as exc:
             await asgi.send_json(send, exc.status, error_body(exc.code, exc.message), RETRY_LATER)
             return
-        self.hub.remember_lists(session)
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?session_id={session.id}"
         session.stream_opened()  # the session's lifeline: it is not idle while open, however busy
         if self.hub.replicas is not None:  # the others pass its client's messages here (told before the client)
             self.hub.replicas.stream(session, True)
         try:
+            await self.hub.remember_lists(session)  # may count (`auto`) off the loop: in `try`, ended if cut
             await asgi.start_sse(send)
             await asgi.sse_chunk(send, sse.encode(endpoint.encode(), event="endpoint"))
             await stream_outbox(session, receive, send)

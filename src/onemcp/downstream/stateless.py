@@ -231,7 +231,7 @@ class ModernRequests:
             raise InvalidParams("subscriptions/listen needs params.notifications")
         await self.hub.dispatcher.until_started()
         await self.hub.instances.ready(session.access.reach.instances)
-        self.hub.remember_lists(session)
+        await self.hub.remember_lists(session)
         return Listener.create(
             rid, wanted, session, self.hub.can_subscribe, self.hub.limits.max_subscriptions_per_session
         )

@@ -196,8 +196,7 @@ class Hub:
         await self.dispatcher.until_started()  # its capabilities rest on the upstreams tried, as lists do
         await self.instances.ready(session.access.reach.instances)  # ... and on its template instances
         view = self.events.views.of(session)  # its principal's own connections' lists, if any
-        await self.exposure.ready_to_count([(session.access, view)])  # its instructions may rest on a count
-        self.remember_lists(session)
+        await self.remember_lists(session)  # counted first: its instructions may rest on a count too
         self.save_session(session)
         await self.saved.flush()  # written before the answer: the next request may reach another replica
         return {
@@ -267,8 +266,10 @@ class Hub:
         """Before list_changed goes out: what `auto` modes rest on is counted, in each session's view."""
         await self.exposure.ready_to_count([(session.access, self.events.views.of(session)) for session in sessions])
 
-    def remember_lists(self, session: Session) -> None:
-        """Note what the session's lists look like now (list_changed goes out when they change)."""
+    async def remember_lists(self, session: Session) -> None:
+        """Note what the session's lists look like now (list_changed goes out when they change); an `auto`
+        tools list rests on a count, prepared off the event loop first (the vocabulary loaded, ~0.4 s)."""
+        await self.exposure.ready_to_count([(session.access, self.events.views.of(session))])
         self.announcements.remember(session)
 
     def refresh_views(self) -> None:

@@ -47,7 +47,7 @@ class Reviving(Protocol):
     def view(self, query: bytes | str) -> views.View | None: ...
     def exposure_asked(self, query: bytes | str) -> Exposure | None: ...
     def bind_templates(self, session: Session) -> None: ...
-    def remember_lists(self, session: Session) -> None: ...
+    async def remember_lists(self, session: Session) -> None: ...
 
 
 async def revive(hub: Reviving, session_id: str, principal: Principal) -> Session | None:
@@ -80,7 +80,7 @@ async def revive(hub: Reviving, session_id: str, principal: Principal) -> Sessio
         hub.bind_templates(session)
     except HubError as exc:
         log.info("session %s revived without its template servers: %s", session_id[:8], exc)
-    hub.remember_lists(session)
+    await hub.remember_lists(session)
     hub.subscriptions.restore(session, keys)
     log.info("session %s revived (saved before a restart)", session_id[:8])
     return session

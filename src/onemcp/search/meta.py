@@ -151,7 +151,7 @@ def signature(tool: Mapping[str, Any]) -> str:
             params.append(f"{_word(key)}{'' if key in needed else '?'}: {_word(kind)}")
     if len(keys) > len(shown):
         params.append(f"+{len(keys) - len(shown)} more")
-    return f"{tool.get('name', '')}({', '.join(params)})"
+    return f"{escape_controls(str(tool.get('name', '')))}({', '.join(params)})"  # a name is any string: one line
 
 
 def _word(text: object) -> str:

@@ -237,6 +237,37 @@ async def test_the_index_follows_upstream_changes_and_reloads() -> None:
             assert gone and all(name.startswith("beta") or "__" not in name for name in gone), gone
 
 
+async def test_a_server_a_reload_removed_leaves_the_instructions_and_search_at_once() -> None:
+    """Its call in flight keeps its connection draining (the drain bound); a new client's catalog summary
+    and its searches no longer have it meanwhile, in both eras."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
+    }
+    headers = {"accept": "application/json", "content-type": "application/json"}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS, NO_CACHE) as h, anyio.create_task_group() as tg:
+            held = await h.session()
+            tg.start_soon(held.ask, "tools/call", tool_call("alpha__hold"))
+            alpha = h.app.hub.pool.get("alpha")
+            assert alpha is not None
+            with anyio.fail_after(5):
+                while not alpha.in_flight:
+                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the held call to reach alpha
+            await h.app.hub.apply_config(HubConfig.model_validate({"mcpServers": {"beta": SERVERS["beta"]}}))
+            assert "alpha" in h.app.hub.pool.slots  # draining its call
+            _, (legacy,) = await h.client.request("POST", query="exposure=search", headers=headers, body=init)
+            _, (modern,) = await h.client.modern("server/discover", query="exposure=search")
+            for reply in (legacy, modern):
+                summary = reply["result"]["instructions"]
+                assert "- alpha:" not in summary and "1 MCP server(s)" in summary, summary
+            found = text(await (await h.session(query="exposure=search")).ask("tools/call", search("echo", limit=20)))
+            assert "alpha" not in found, found
+            h.upstreams.let_go.set()
+
+
 async def test_a_search_mode_session_hears_no_tools_list_changed_for_upstream_changes() -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, NO_CACHE) as h:

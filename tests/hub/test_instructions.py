@@ -75,3 +75,13 @@ def test_a_servers_own_text_cannot_break_out_of_its_block() -> None:
     assert "\x1b" not in text and "\u202e" not in text and "\U000e0041" not in text and "\\x1b[2J" in text
     assert "< /server>" not in text and "<\tserver" not in text  # every "<" of a server's text is escaped
     assert sum(line.startswith("- b:") for line in text.splitlines()) == 1  # no forged summary line
+
+
+def test_a_server_a_reload_removed_is_not_summarised_while_its_calls_drain() -> None:
+    """A reload takes a server out of the catalog at once; its connection stays in the pool while its calls
+    finish (up to the drain bound). New clients' instructions no longer name it (nor count it)."""
+    config, catalog, pool = setup()
+    catalog.set_servers(["b", INSTANCE], {})  # `a` removed: its slot drains on
+    text = render_instructions(config, catalog, pool, EVERYTHING)
+    assert "- a:" not in text and "a says hi" not in text and "1 MCP server(s)" in text, text
+    assert "- b: b-product (ready; 2 tools, 0 prompts)" in text

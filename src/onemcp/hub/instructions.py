@@ -43,13 +43,14 @@ def _contained(text: str, limit: int = MAX_SERVER_TEXT) -> str:
 
 
 def render_instructions(config: HubConfig, catalog: Catalog, pool: Pool, reach: Reach, *, search: bool = False) -> str:
-    """As `reach` sees the hub: the servers it touches, with the counts its lists show; a server's own
-    instructions only where it reaches the server whole (a `tool:` grant is that tool, not its server)."""
+    """As `reach` sees the hub: the servers it touches that the catalog serves, with the counts its lists
+    show; a server's own instructions only where it reaches the server whole (a `tool:` grant is that
+    tool, not its server)."""
     summary = []
     sections = []
     shown = catalog.shown_counts(reach)
     for name in pool.slots:
-        if not reach.touches(name):
+        if not reach.touches(name) or not catalog.serves(name):  # not: one a reload removed, its calls draining
             continue
         conn = pool.get(name)
         slot = pool.slots.get(name)

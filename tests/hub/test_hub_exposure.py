@@ -92,6 +92,9 @@ async def test_an_unknown_exposure_is_refused_in_both_eras() -> None:
             assert response.status == 400 and "exposure" in reply["error"]["message"], reply
             response, (reply,) = await h.client.modern("tools/list", query="exposure=")
             assert response.status == 400 and "full, search, auto" in reply["error"]["message"], reply
+            sse = {"accept": "text/event-stream"}  # the legacy /sse stream decides it at its GET
+            response, (reply,) = await h.client.request("GET", path="/sse", query="exposure=lazy", headers=sse)
+            assert response.status == 400 and "full, search, auto" in reply["error"]["message"], reply
 
 
 async def test_auto_searches_once_the_full_list_is_over_the_budget() -> None:

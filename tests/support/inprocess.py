@@ -224,10 +224,16 @@ class AsgiClient:
                 gone.set()
 
     async def request(
-        self, method: str, *, query: str = "", headers: dict[str, str] | None = None, body: Json | None = None
+        self,
+        method: str,
+        *,
+        query: str = "",
+        headers: dict[str, str] | None = None,
+        body: Json | None = None,
+        path: str = "/mcp",
     ) -> tuple[AsgiResponse, list[Json]]:
         """A request read to its end: the response and the messages it carried."""
-        async with self.open(method, query=query, headers=headers, body=body) as response:
+        async with self.open(method, query=query, headers=headers, body=body, path=path) as response:
             return response, await response.messages()
 
     async def modern(

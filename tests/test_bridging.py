@@ -399,11 +399,24 @@ async def test_a_request_state_retried_through_call_tool_resumes_its_call() -> N
             result = first.json()["result"]
             assert result["resultType"] == "input_required", first.text
             (key,) = result["inputRequests"]
+            answers = {key: {"action": "accept", "content": {"colour": "red"}}}
+            state = result["requestState"]
+            # a retry whose call_tool arguments are wrong, or that is another meta-tool, names no call: said so
+            # (it was "Tool not found: call_tool"), and the parked call stays to be resumed
+            wrongs: list[tuple[str, dict[str, Any], str]] = [
+                ("call_tool", {"name": "ask_colour", "arguments": [1]}, "must be an object"),
+                ("call_tool", {"arguments": {}}, "'name' must be a tool name"),
+                ("search_tools", {"query": "colour"}, "belongs to another call"),
+            ]
+            for tool, arguments, complaint in wrongs:
+                wrong = {"name": tool, "arguments": arguments, "inputResponses": answers, "requestState": state}
+                retry = modern("tools/call", meta=caps, **wrong)
+                r = await http.post(url, json=retry, headers=headers("tools/call", tool))
+                error = r.json()["error"]
+                assert error["code"] == -32602 and complaint in error["message"], (wrong, r.text)
             retry = modern(
-                "tools/call", meta=caps, name="call_tool", arguments=args,
-                inputResponses={key: {"action": "accept", "content": {"colour": "red"}}},
-                requestState=result["requestState"],
-            )  # fmt: skip
+                "tools/call", meta=caps, name="call_tool", arguments=args, inputResponses=answers, requestState=state
+            )
             r = await http.post(url, json=retry, headers=headers("tools/call", "call_tool"))
             assert "red" in r.text, r.text
 

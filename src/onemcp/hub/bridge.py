@@ -157,6 +157,7 @@ def retry_request(call: Call, result: dict[str, Any], answers: dict[str, Any]) -
 
 STATE_PREFIX = "onemcp1."
 PARK_SECONDS = 600.0  # an elicitation's: a person answers it
+ANOTHER_CALL = "requestState belongs to another call: retry the call it was given for"
 
 
 def park_seconds(method: str, timeout: float) -> float:
@@ -344,7 +345,7 @@ class Parking:
                 ref = sent.get("ref")
                 sent, param = (ref if isinstance(ref, dict) else {}), param.removeprefix("ref.")
             if server != parked.call.server or not isinstance(sent, dict) or sent.get(param) != value:
-                raise InvalidParams("requestState belongs to another call: retry the call it was given for")
+                raise InvalidParams(ANOTHER_CALL)
         self._parked.pop(str(doc.get("h")), None)
         answer = answers.get(parked.key) if isinstance(answers, dict) else None
         if not isinstance(answer, dict):

@@ -307,7 +307,10 @@ class Dispatcher:
         if method == "tools/call" and await self.exposure.handles(
             session.access, params.get("name"), self.view(session)
         ):
-            await self.exposure.call(session.access, params, self.view(session))  # a call_tool retry: its target
+            named = await self.exposure.call(session.access, params, self.view(session))  # call_tool: its target
+            if named is not None:  # no call to resume (call_tool's arguments wrong; another meta-tool): it waits on
+                wrong = named.get("isError") is True
+                raise InvalidParams(meta_tools.text_of(named) if wrong else bridge.ANOTHER_CALL)
         target = self._route(session, method, params) if method in ROUTED else None  # still its to make
         parked = self.parking.resume(
             params["requestState"], method, params.get("inputResponses"), session.principal.key, target

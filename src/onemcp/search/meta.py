@@ -180,6 +180,11 @@ def unreached(message: str, *, withheld: bool = False) -> dict[str, Any]:
     return text_result(message if withheld else f"{message}; {SEARCH} finds tools by what they do", error=True)
 
 
+def text_of(result: Mapping[str, Any]) -> str:
+    """The text of a meta-tool's result (`text_result`'s)."""
+    return str(result["content"][0]["text"])
+
+
 def text_result(text: str, *, error: bool = False) -> dict[str, Any]:
     result: dict[str, Any] = {"content": [{"type": "text", "text": text}]}
     if error:

@@ -80,7 +80,7 @@ async def revive(hub: Reviving, session_id: str, principal: Principal) -> Sessio
         hub.bind_templates(session)
     except HubError as exc:
         log.info("session %s revived without its template servers: %s", session_id[:8], exc)
-    await hub.remember_lists(session)
     hub.subscriptions.restore(session, keys)
+    await hub.remember_lists(session)  # last: it may count off the loop, the session whole meanwhile
     log.info("session %s revived (saved before a restart)", session_id[:8])
     return session

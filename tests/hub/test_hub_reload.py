@@ -156,6 +156,31 @@ async def test_a_removed_server_that_lists_again_while_its_calls_drain_is_not_ta
                 h.upstreams.let_go.set()
 
 
+async def test_a_removed_server_draining_its_calls_offers_new_clients_nothing() -> None:
+    """A new client's capabilities are those of the servers the catalog serves: a removed
+    server's connection, kept up to the drain bound for its calls, no longer adds its own (here: tasks)."""
+    kept = {"plain": fixture("--name", "plain")}
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}
+    headers = {"accept": "application/json", "content-type": "application/json"}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({**kept, "gone": fixture("--name", "gone", "--tasks")}) as h:
+            hub, session = h.app.hub, await h.session()
+            _, (before,) = await h.client.request("POST", headers=headers, body=body)
+            assert "tasks" in before["result"]["capabilities"]  # the server's own
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.ask, "tools/call", tool_call("gone__hold"))  # drains until let go
+                conn = hub.pool.get("gone")
+                assert conn is not None
+                while conn.in_flight == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                await hub.apply_config(config(kept))
+                assert "gone" in hub.pool.slots  # draining
+                _, (after,) = await h.client.request("POST", headers=headers, body=body)
+                assert "tasks" not in after["result"]["capabilities"], after
+                h.upstreams.let_go.set()
+
+
 async def test_a_new_timeout_applies_to_the_next_calls_without_a_restart() -> None:
     """Raising a server's `timeout` to save a long call restarted the server, cutting that very call off
     (and the server's state with it): a per-request setting now applies in place (hunt s30/e F5)."""

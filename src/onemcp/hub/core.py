@@ -179,8 +179,10 @@ class Hub:
 
     def capabilities(self, access: Access, *, legacy: bool = False) -> dict[str, Any]:
         """What the hub serves this requester (`legacy`: in that era): lists always, the rest if a ready upstream
-        it reaches has them (`connections.offered`)."""
-        ready = [c for c in self.pool.connections.values() if c.state == "ready" and access.reach.touches(c.name)]
+        it reaches has them (`connections.offered`); not one a reload removed, its calls draining."""
+        shown = self.catalog.serves
+        ready = [c for c in self.pool.connections.values() if c.state == "ready" and shown(c.name)]
+        ready = [c for c in ready if access.reach.touches(c.name)]
         return advertised([connections.offered(c, self.isolated, legacy) for c in ready])
 
     def instructions(self, access: Access, catalog: Catalog | None = None) -> str:

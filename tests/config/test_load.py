@@ -632,6 +632,21 @@ def test_a_number_or_a_boolean_in_quotes_is_refused(doc: dict[str, Any], message
     assert message in error_of({"mcpServers": {}, **doc})
 
 
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"mcpServers": {"a": {"command": "x", "disabled": 1}}}, "mcpServers.a.disabled: expected true or false, not"),
+        ({"mcpServers": {"a": {"url": "https://x/mcp", "oauth": {"dpop": 0}}}}, "mcpServers.a.oauth.dpop: expected"),
+        ({"mcpServers": {"a": {"url": "https://x/mcp", "oauth": 1}}}, "mcpServers.a.oauth: expected true or false"),
+        ({"mcpTemplates": {"t": {"command": "x", "disabled": 0}}}, "mcpTemplates.t.disabled: expected true or false"),
+        ({"onemcp": {"auth": {"apiKeys": 1.0}}}, "onemcp.auth.apiKeys: expected true or false, not the number 1.0"),
+    ],
+)
+def test_a_number_where_true_or_false_belongs_is_refused(doc: dict[str, Any], message: str) -> None:
+    """pydantic's lax mode took 1 and 0 for true and false: `"disabled": 1` silently disabled the server."""
+    assert message in error_of({"mcpServers": {}, **doc})
+
+
 def test_a_variable_stands_where_a_number_or_a_boolean_goes() -> None:
     """Substitution leaves every value a string, so a ${VAR} (or its default) there is read as the value."""
     config = parse(

@@ -1,4 +1,5 @@
-"""The base of every mcp.json model: unknown keys refused, no `true`, NaN or "20" where a number belongs.
+"""The base of every mcp.json model: unknown keys refused, no `true`, NaN or "20" where a number belongs,
+and no 1 or "true" where true or false does.
 
 Boundary: the shared model class and the `Seconds` types; the settings themselves live in `model`
 and `auth_settings`.
@@ -31,10 +32,12 @@ class StrictModel(BaseModel):
         number or a boolean written in quotes ("20000", "true": pydantic's lax mode would take them). A
         string a ${VAR} filled in (`values.FromEnv`) still is one: substitution leaves every value a
         string. NaN and the infinities are no numbers either (pydantic would take them, and compare
-        them to the bounds)."""
+        them to the bounds). A number where true or false belongs is a mistake too (pydantic takes 1 and 0)."""
         if info.field_name is None:
             return value
         kinds = kinds_of(cls.model_fields[info.field_name].annotation)
+        if bool in kinds and not kinds & {int, float} and type(value) in (int, float):
+            raise ValueError(f"expected true or false, not the number {value!r}")  # pydantic would take 1 and 0
         if kinds & {int, float}:
             if isinstance(value, bool) and bool not in kinds:
                 raise ValueError("expected a number, not true or false")

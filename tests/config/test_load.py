@@ -595,6 +595,48 @@ def test_an_oauth_error_reads_as_the_users_path(oauth: Any, want: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("oauth", "want"),
+    [
+        ({"clientSecret": "s"}, "'clientSecret' belongs to a registered client: give its 'clientId' too"),
+        ({"authMethod": "client_secret_post"}, "'authMethod' belongs to a registered client"),
+        ({"clientId": "c", "clientMetadataUrl": "https://me/c.json"}, "give it or 'clientId', not both"),
+        ({"clientMetadataUrl": "http://me/c.json"}, "'clientMetadataUrl' must be an https URL"),
+        ({"clientMetadataUrl": "https:///c.json"}, "'clientMetadataUrl' must be an https URL"),
+        ({"clientId": "c", "privateKey": "PEM"}, "'privateKey' signs a machine client's assertions: it needs"),
+        ({"clientId": "c", "authMethod": "private_key_jwt"}, "authMethod 'private_key_jwt' needs a 'privateKey'"),
+        (
+            {"grant": "client_credentials", "clientId": "c", "privateKey": "PEM", "authMethod": "client_secret_post"},
+            "'privateKey' is used with authMethod 'private_key_jwt', not 'client_secret_post'",
+        ),
+        ({"signingAlgorithm": "RS256"}, "'signingAlgorithm' applies to a 'privateKey'"),
+        ({"clientId": "c", "authMethod": "client_secret_basic"}, "'client_secret_basic' needs a 'clientSecret'"),
+        ({"clientId": "c", "clientSecret": "s", "authMethod": "none"}, "authMethod 'none' sends no secret"),
+    ],
+)
+def test_an_oauth_setting_the_hub_would_not_use_is_refused(oauth: dict[str, Any], want: str) -> None:
+    """Each was silently ignored: a secret without a client id (the hub registered itself), a private key
+    with the authorization code grant (never signed with), a method that sends no secret, ..."""
+    [problem] = problems_of({"mcpServers": {"a": {"url": "https://x/mcp", "oauth": oauth}}})
+    assert problem.startswith("mcpServers.a.oauth: ") and want in problem
+
+
+@pytest.mark.parametrize(
+    "oauth",
+    [
+        {"clientId": "c"},
+        {"clientId": "c", "clientSecret": "s", "authMethod": "client_secret_post", "issuer": "https://as"},
+        {"clientMetadataUrl": "https://me.example/client.json", "scopes": ["read"]},
+        {"grant": "client_credentials", "clientId": "c", "privateKey": "PEM", "signingAlgorithm": "RS256"},
+        {"grant": "client_credentials", "clientId": "c", "privateKey": "PEM", "authMethod": "private_key_jwt"},
+        {"clientId": "c", "authMethod": "none"},
+        {"perUser": True},
+    ],
+)
+def test_oauth_settings_that_are_used_load(oauth: dict[str, Any]) -> None:
+    parse({"mcpServers": {"a": {"url": "https://x/mcp", "oauth": oauth}}})
+
+
+@pytest.mark.parametrize(
     ("doc", "want"),
     [
         ({"onemcp": {"searchCache": True}}, "onemcp.searchCache: expected a string, or false"),

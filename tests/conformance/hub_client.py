@@ -67,7 +67,7 @@ def hub_config(url: str, scenario: str, context: dict[str, Any]) -> dict[str, An
         if isinstance(context.get("private_key_pem"), str):
             oauth["privateKey"] = context["private_key_pem"]
             oauth["signingAlgorithm"] = context.get("signing_algorithm", "ES256")
-    if scenario == "auth/basic-cimd":
+    if scenario == "auth/basic-cimd" and "clientId" not in oauth:  # (the config refuses both: one client id)
         oauth["clientMetadataUrl"] = CIMD_URL
     if oauth:
         server["oauth"] = oauth

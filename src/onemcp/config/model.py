@@ -55,7 +55,34 @@ class UpstreamOAuth(_Model):
             raise ValueError("grant 'client_credentials' needs clientId and clientSecret or privateKey")
         if self.per_user and self.grant == "client_credentials":
             raise ValueError("'perUser' needs people who authorize (grant authorization_code), not a machine client")
+        if problem := self._unused():
+            raise ValueError(problem)
         return self
+
+    def _unused(self) -> str | None:
+        """A setting the hub would never use as written (what would silently not happen), or None."""
+        method, machine = self.auth_method, self.grant == "client_credentials"
+        if self.client_id is None and (self.client_secret or method):
+            key = "clientSecret" if self.client_secret else "authMethod"
+            return f"'{key}' belongs to a registered client: give its 'clientId' too (without one, the hub registers)"
+        if self.client_id is not None and self.client_metadata_url is not None:
+            return "'clientMetadataUrl' is a client id of its own: give it or 'clientId', not both"
+        cimd = self.client_metadata_url
+        if cimd is not None and (not cimd.startswith("https://") or values.url_problem(cimd)):
+            return "'clientMetadataUrl' must be an https URL (it is the client id authorization servers fetch)"
+        if self.private_key and not machine:
+            return "'privateKey' signs a machine client's assertions: it needs 'grant': 'client_credentials'"
+        if method == "private_key_jwt" and not self.private_key:
+            return "authMethod 'private_key_jwt' needs a 'privateKey' (PEM) to sign with"
+        if self.private_key and method not in (None, "private_key_jwt"):
+            return f"'privateKey' is used with authMethod 'private_key_jwt', not {method!r}"
+        if "signing_algorithm" in self.model_fields_set and not self.private_key:
+            return "'signingAlgorithm' applies to a 'privateKey'"
+        if method in ("client_secret_basic", "client_secret_post") and not self.client_secret:
+            return f"authMethod {method!r} needs a 'clientSecret'"
+        if method == "none" and self.client_secret:
+            return "authMethod 'none' sends no secret: remove 'clientSecret', or choose how it is sent"
+        return None
 
 
 class Probe(_Model):

@@ -689,6 +689,64 @@ def test_a_number_where_true_or_false_belongs_is_refused(doc: dict[str, Any], me
     assert message in error_of({"mcpServers": {}, **doc})
 
 
+@pytest.mark.parametrize(
+    ("doc", "want"),
+    [
+        (
+            {"mcpServers": {"a": {"command": "x", "replicas": 3, "hashKey": "argument:repo"}}},
+            "mcpServers.a: 'hashKey' applies with \"balance\": \"consistent-hash\", not 'round-robin'",
+        ),
+        (
+            {"mcpServers": {"a": {"command": "x", "toolAliases": {"read": "get", "fetch": "get"}}}},
+            "mcpServers.a.toolAliases: 'read' and 'fetch' are both shown as 'get': one would hide the other",
+        ),
+        (
+            {"mcpServers": {"a": {"command": "x", "toolAliases": {"read": " "}}}},
+            "mcpServers.a.toolAliases: 'read' is shown as an empty name",
+        ),
+        (
+            {"mcpServers": {}, "onemcp": {"instructions": "Use {servers}", "instructionsFile": "hub.md"}},
+            "onemcp: 'instructions' and 'instructionsFile' both set: the file would win; keep one",
+        ),
+        (
+            {"mcpServers": {}, "onemcp": {"allowedOrigins": ["app.example"]}},
+            "onemcp.allowedOrigins: 'app.example' is not an origin: write scheme://host[:port]",
+        ),
+        (
+            {"mcpServers": {}, "onemcp": {"allowedOrigins": ["https://app.example:443/ui"]}},
+            "onemcp.allowedOrigins: 'https://app.example:443/ui' is not what a browser sends as its Origin: write"
+            " 'https://app.example'",
+        ),
+        (
+            {"mcpServers": {}, "onemcp": {"allowedHosts": ["https://mcp.example"]}},
+            "onemcp.allowedHosts: 'https://mcp.example' is not a Host header: write a name, optionally with :port",
+        ),
+        ({"mcpServers": {}, "onemcp": {"allowedHosts": ["*"]}}, "onemcp.allowedHosts: '*' is not taken: list each"),
+    ],
+)
+def test_a_setting_that_would_do_nothing_is_refused(doc: dict[str, Any], want: str) -> None:
+    """Each loaded and did nothing: a hashKey round-robin never reads, the second of two tools aliased
+    alike hidden, the inline instructions the file replaced, an origin or host no request can match."""
+    assert f"mcp.json: {want}" in error_of(doc)
+
+
+def test_settings_that_do_something_still_load() -> None:
+    config = parse(
+        {
+            "mcpServers": {
+                "a": {"command": "x", "replicas": 2, "balance": "consistent-hash", "hashKey": "principal"},
+                "b": {"command": "x", "hashKey": "session", "toolAliases": {"read": "fetch", "fetch": "read"}},
+            },
+            "onemcp": {
+                "allowedOrigins": ["*", "https://App.example/", "http://localhost:5173"],
+                "allowedHosts": ["mcp.example", "mcp.example:8443", "[::1]:3050"],
+                "instructionsFile": "hub.md",
+            },
+        }
+    )
+    assert config.servers["a"].hash_key == "principal" and config.hub.allowed_hosts[2] == "[::1]:3050"
+
+
 def test_a_variable_stands_where_a_number_or_a_boolean_goes() -> None:
     """Substitution leaves every value a string, so a ${VAR} (or its default) there is read as the value."""
     config = parse(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from onemcp.http.guard import Guard, is_loopback, origin_of
+from onemcp.config.values import origin_of
+from onemcp.http.guard import Guard, is_loopback
 
 
 def loopback_guard(origins: list[str] | None = None, hosts: list[str] | None = None) -> Guard:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from onemcp.config import filters, jinja, values
 from onemcp.config.auth_settings import AuthSettings
@@ -76,7 +76,7 @@ class UpstreamOAuth(_Model):
             return "authMethod 'private_key_jwt' needs a 'privateKey' (PEM) to sign with"
         if self.private_key and method not in (None, "private_key_jwt"):
             return f"'privateKey' is used with authMethod 'private_key_jwt', not {method!r}"
-        if "signing_algorithm" in self.model_fields_set and not self.private_key:
+        if self.signing_algorithm != "ES256" and not self.private_key:
             return "'signingAlgorithm' applies to a 'privateKey'"
         if method in ("client_secret_basic", "client_secret_post") and not self.client_secret:
             return f"authMethod {method!r} needs a 'clientSecret'"
@@ -240,6 +240,18 @@ class ServerConfig(_Model):
             raise ValueError(f"no filter could name {', '.join(map(repr, bad))} ({filters.TAG_RULE})")
         return tags
 
+    @field_validator("tool_aliases")
+    @classmethod
+    def _aliases_distinct(cls, aliases: dict[str, str]) -> dict[str, str]:
+        """Two tools shown by one name would hide one of them; an empty name shows none."""
+        if blank := [tool for tool, shown in aliases.items() if not shown.strip()]:
+            raise ValueError(f"{blank[0]!r} is shown as an empty name")
+        seen: dict[str, str] = {}
+        for tool, shown in aliases.items():
+            if (other := seen.setdefault(shown, tool)) != tool:
+                raise ValueError(f"{other!r} and {tool!r} are both shown as {shown!r}: one would hide the other")
+        return aliases
+
     @classmethod
     def _rendered_later(cls, text: str) -> bool:
         """Is `text` a template, checked once rendered? (Only in an `mcpTemplates` entry.)"""
@@ -266,6 +278,8 @@ class ServerConfig(_Model):
             raise ValueError(f"'weights' needs one weight per member ({self.members}: the server, then each replica)")
         if any(w <= 0 for w in self.weights):
             raise ValueError("'weights' must be positive")
+        if self.hash_key != "session" and self.balance != "consistent-hash":  # (not what is set: templates re-validate)
+            raise ValueError(f'\'hashKey\' applies with "balance": "consistent-hash", not {self.balance!r}')
         if self.probe is not None and self.url is None:
             raise ValueError("'probe' is for HTTP servers (a 'url')")
         if self.sandbox is not None and self.command is None:
@@ -466,6 +480,14 @@ class HubSettings(_Model):
             raise ValueError(problem)
         return value
 
+    @field_validator("allowed_origins", "allowed_hosts")
+    @classmethod
+    def _matchable(cls, entries: list[str], info: ValidationInfo) -> list[str]:
+        check = values.origin_problem if info.field_name == "allowed_origins" else values.host_problem
+        if problem := next(filter(None, map(check, entries)), None):
+            raise ValueError(problem)  # it would never match: what it was meant to let in gets 403 / 421
+        return entries
+
     @field_validator("search_cache")
     @classmethod
     def _cache_named(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
@@ -485,6 +507,8 @@ class HubSettings(_Model):
         problem = separator_problem(self.separator)
         if problem:
             raise ValueError(problem)
+        if self.instructions is not None and self.instructions_file is not None:
+            raise ValueError("'instructions' and 'instructionsFile' both set: the file would win; keep one")
         return self
 
 

@@ -1,4 +1,5 @@
-"""Checks of single config values that the model's validators share: finite numbers, URLs that parse.
+"""Checks of single config values that the model's validators share: finite numbers, URLs that parse,
+origins and Host names a request can match.
 
 Boundary: each takes one value and says what is wrong with it (or nothing); where it applies and
 how the error reads in context is the model's (`model.py`).
@@ -75,3 +76,42 @@ def template_problem(text: str) -> str | None:
         return None
     fields = ", ".join(f"{{{name}}}" for name in INSTRUCTION_FIELDS)
     return f"{{{unknown[0]}}} is not a field of the template: it has {fields} (write {{{{ and }}}} for a brace)"
+
+
+def origin_of(url: str) -> str | None:
+    """The Origin a browser sends for a page at `url`: `scheme://host[:port]`, lowercased, without
+    userinfo or the scheme's default port, the host in its ASCII (punycode) form."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+        if parts.scheme not in ("http", "https") or not host:
+            return None
+        if ":" in host:
+            host = f"[{host}]"  # IPv6, as browsers write it
+        elif not host.isascii():
+            host = host.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        return None
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def origin_problem(entry: str) -> str | None:
+    """Why an `allowedOrigins` entry can match no browser's Origin header (None: it can, or it is "*")."""
+    if entry == "*":
+        return None
+    sent = origin_of(entry)
+    if sent is None or any(c.isspace() for c in entry):
+        return f'{entry!r} is not an origin: write scheme://host[:port] (https://app.example), or "*"'
+    if sent != entry.rstrip("/").lower():
+        return f"{entry!r} is not what a browser sends as its Origin: write {sent!r}"
+    return None
+
+
+def host_problem(entry: str) -> str | None:
+    """Why an `allowedHosts` entry can match no Host header (None: it can): a name, optionally with :port."""
+    if entry == "*":
+        return "'*' is not taken: list each name clients reach the hub by (the Host header, e.g. mcp.example)"
+    if not entry or any(c.isspace() or c in "/@?#" for c in entry) or "://" in entry:
+        return f"{entry!r} is not a Host header: write a name, optionally with :port (mcp.example, mcp.example:8443)"
+    return None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from onemcp.config.values import origin_of
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
@@ -28,24 +30,6 @@ def _hostname(value: str) -> str:
     if value.startswith("["):
         return value[: value.find("]") + 1] if "]" in value else value
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
-def origin_of(url: str) -> str | None:
-    """The Origin a browser sends for a page at `url`: `scheme://host[:port]`, lowercased, without
-    userinfo or the scheme's default port, the host in its ASCII (punycode) form."""
-    try:
-        parts = urlsplit(url.strip())
-        host, port = parts.hostname, parts.port
-        if parts.scheme not in ("http", "https") or not host:
-            return None
-        if ":" in host:
-            host = f"[{host}]"  # IPv6, as browsers write it
-        elif not host.isascii():
-            host = host.encode("idna").decode("ascii")
-    except (ValueError, UnicodeError):
-        return None
-    default = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 class Guard:

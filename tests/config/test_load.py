@@ -730,6 +730,23 @@ def test_a_setting_that_would_do_nothing_is_refused(doc: dict[str, Any], want: s
     assert f"mcp.json: {want}" in error_of(doc)
 
 
+@pytest.mark.parametrize(
+    ("auth", "want"),
+    [
+        ({"oauthConsent": "auto"}, "onemcp.auth: 'oauthConsent': for the built-in OAuth server, which needs 'oauth'"),
+        ({"apiKeys": True, "oauthOperator": "key"}, "onemcp.auth: 'oauthOperator': for the built-in OAuth server"),
+        ({"apiKeys": True, "roles": {"r": {"scopes": ["mcp"]}}, "clientRoles": {"app": ["r"]}}, "'clientRoles': for"),
+        ({"apiKeys": True, "publicUrl": "mcp.example/mcp"}, "onemcp.auth.publicUrl: must be the URL clients reach"),
+        ({"apiKeys": True, "publicUrl": "https://mcp example/mcp"}, "onemcp.auth.publicUrl: does not parse"),
+        ({"jwt": {"jwksUrl": "https://idp/jwks", "issuer": " "}}, "onemcp.auth.jwt.issuer: is empty: no token's iss"),
+    ],
+)
+def test_an_auth_setting_that_would_do_nothing_is_refused(auth: dict[str, Any], want: str) -> None:
+    """The OAuth server's settings while it is off were ignored; a publicUrl that is no URL became the
+    resource tokens are issued for; an empty issuer matched no token."""
+    assert want in error_of({"mcpServers": {}, "onemcp": {"auth": auth}})
+
+
 def test_settings_that_do_something_still_load() -> None:
     config = parse(
         {

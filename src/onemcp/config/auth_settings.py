@@ -30,6 +30,13 @@ class JwtSettings(_Model):
     # A claim naming the caller's roles (`onemcp.auth.roles`): a string or a list, e.g. "roles" or "groups".
     roles_claim: str | None = Field(None, alias="rolesClaim")
 
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_named(cls, issuer: str) -> str:
+        if not issuer.strip():
+            raise ValueError("is empty: no token's iss would match (name the authorization server, https://...)")
+        return issuer
+
     @field_validator("jwks_url")
     @classmethod
     def _jwks_url_ok(cls, url: str) -> str:
@@ -138,6 +145,16 @@ class AuthSettings(_Model):
     # Longer: a revocation made just before an outage holds later; shorter: an outage stops clients sooner.
     redis_outage_grace: Seconds = Field(60.0, alias="redisOutageGrace")
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_ok(cls, url: str | None) -> str | None:
+        """The resource tokens are issued for, and the origin of the hub's own pages: a URL, or nothing works."""
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must be the URL clients reach /mcp at (https://mcp.example/mcp)")
+        if url is not None and (problem := values.url_problem(url)):
+            raise ValueError(problem)
+        return url
+
     @model_validator(mode="after")
     def _roles_ok(self) -> AuthSettings:
         for name, role in self.roles.items():
@@ -159,6 +176,24 @@ class AuthSettings(_Model):
             for role_name in names:
                 if role_name not in self.roles:
                     raise ValueError(f"clientRoles.{client}: no role {role_name!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _oauth_settings_need_oauth(self) -> AuthSettings:
+        """The built-in OAuth server's settings, set while it is off, would do nothing."""
+        unused = [
+            key
+            for key, on in (
+                ("oauthConsent", self.oauth_consent != "page"),
+                ("oauthOperator", self.oauth_operator is not None),
+                ("clientRoles", bool(self.client_roles)),
+            )
+            if on
+        ]
+        if unused and not self.oauth:
+            raise ValueError(
+                f"{', '.join(map(repr, unused))}: for the built-in OAuth server, which needs 'oauth': true"
+            )
         return self
 
     @property

@@ -74,6 +74,20 @@ def test_precedence_flag_then_rc_then_runtime(config_dir: Path, tmp_path: Path) 
         resolve(cwd=project, url="ftp://x")
 
 
+def test_a_view_flag_and_a_hub_url_choosing_another_view_are_refused(config_dir: Path, tmp_path: Path) -> None:
+    """`--url .../mcp?tags=x --tags y` silently became tags=y: two views given, which was meant is a guess."""
+    url = "http://127.0.0.1:3/mcp?tags=x"
+    with pytest.raises(BadTarget, match=r"--tags=y and the hub URL's tags=x choose two views: give one"):
+        resolve(cwd=tmp_path, url=url, view={"tags": "y"})
+    with pytest.raises(BadTarget, match=r"--preset=dev and the hub URL's tags=x choose two views"):
+        resolve(cwd=tmp_path, url=url, view={"preset": "dev"})
+    assert resolve(cwd=tmp_path, url=url, view={"tags": "x"}).url == url  # the same view twice: one
+    assert resolve(cwd=tmp_path, url=url).url == url
+    (tmp_path / ".onemcprc").write_text(json.dumps({"preset": "dev"}))
+    with pytest.raises(BadTarget, match=r"\.onemcprc: preset=dev and the hub URL's tags=x choose two views"):
+        resolve(cwd=tmp_path, url=url)
+
+
 def test_a_runtime_file_of_an_exited_hub_is_no_hub(config_dir: Path, tmp_path: Path) -> None:
     write_runtime(config_dir, "http://127.0.0.1:5/mcp", pid=2**22 + 12345)  # above the default pid_max
     with pytest.raises(TargetError, match="which has exited"):

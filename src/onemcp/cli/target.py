@@ -3,9 +3,10 @@
 Owns the lookup order shared by `run`, `inspect`, `instructions` and `proxy`: a flag wins, then
 the nearest project `.onemcprc` (found by walking up from the working directory), then
 `runtime.json` beside the config (the hub `onemcp serve` started). The view is one selector
-(`preset`, `filter` or `tags`), appended to the URL's query. Stdlib only: `onemcp run` does this
-on every call. Does not talk to the hub. A long-lived client (`proxy`) keeps an `Endpoint`, which
-follows runtime.json to a hub restarted at another address when the URL came from there.
+(`preset`, `filter` or `tags`), appended to the URL's query (one the URL chooses already must be the
+same). Stdlib only: `onemcp run` does this on every call. Does not talk to the hub. A long-lived
+client (`proxy`) keeps an `Endpoint`, which follows runtime.json to a hub restarted at another
+address when the URL came from there.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def resolve(
         raise BadTarget(f"--{blank[0]} needs a value (a blank view would show every server)")
     rc_path = find_rc(cwd or Path.cwd())
     rc = read_rc(rc_path) if rc_path is not None else {}
+    chosen_by = "--" if chosen else f"{rc_path}: "
     if not chosen:
         chosen = {k: rc[k] for k in SELECTORS if k in rc}
     config: Path | None = None
@@ -182,6 +184,9 @@ def resolve(
         raise TargetError(f"the hub URL {url!r} in runtime.json (beside {config}) {problem}")
     if problem is not None:
         raise BadTarget(f"the hub URL {url!r} {problem}")
+    if chosen and (given := view_of(url)) and given != chosen:  # which view was meant? (two: a guess)
+        ours, theirs = (" ".join(f"{k}={v}" for k, v in view.items()) for view in (chosen, given))
+        raise BadTarget(f"{chosen_by}{ours} and the hub URL's {theirs} choose two views: give one")
     return Target(with_view(url, chosen), config, source)
 
 

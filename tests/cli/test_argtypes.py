@@ -19,6 +19,7 @@ SECONDS = "expected a number of seconds greater than 0 and at most 86400"
 PORT = "expected a port from 0 to 65535 (0 picks a free one)"
 TIMEOUT = "expected a number of seconds greater than 0 and at most 3600"  # a server's request deadline
 VIEW = "expected a preset, a tag expression or tags a,b (a view is never blank)"
+PATH = "expected a path"
 
 
 def onemcp(config_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -82,6 +83,13 @@ def config_dir(tmp_path: Path) -> Path:
         (["proxy", "--tags", ""], "--tags", VIEW),
         (["serve", "--transport", "stdio", "--filter", ""], "--filter", VIEW),
         (["inspect", "--search", " "], "--search", "expected what you want to do, in words"),
+        # an empty path read as "not given": `--config "$UNSET"` served the default config
+        (["serve", "--config", ""], "--config", PATH),
+        (["mcp", "list", "--config", " "], "--config", PATH),
+        (["config", "init", "--config", ""], "--config", PATH),
+        (["serve", "--log-file", ""], "--log-file", PATH),
+        (["validate", ""], "file", PATH),
+        (["mcp", "add", "a", "--command", "ls", "--cwd", ""], "--cwd", PATH),
     ],
 )
 def test_a_bad_numeric_flag_is_a_usage_error(config_dir: Path, argv: list[str], flag: str, expected: str) -> None:

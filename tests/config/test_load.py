@@ -791,6 +791,10 @@ def test_an_empty_command_is_refused(command: str) -> None:
     assert "mcpServers.a.command: must name a program (it is empty)" in error_of(
         {"mcpServers": {"a": {"command": command}}}
     )
+    # an empty cwd was taken, and the spawn then failed as "command not found"
+    assert "mcpServers.a.cwd: is empty: leave it out to run in the hub's working directory" in error_of(
+        {"mcpServers": {"a": {"command": "x", "cwd": command}}}
+    )
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from onemcp.cli import argtypes
 from onemcp.cli.mcp import FAILED, USAGE_ERROR, CommandError, describe, running_hub
 from onemcp.config.edit import EditError, edit_config, read_document
 from onemcp.config.load import ConfigError, environment, resolve_path
@@ -63,7 +64,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     back = actions.add_parser("restore", parents=[config], help="undo --point-to-hub from a backup")
     back.add_argument("app", choices=names)
     back.add_argument("--list", action="store_true", help="list the backups instead")
-    back.add_argument("--backup", help="restore this backup file (default: the latest --point-to-hub one)")
+    back.add_argument(
+        "--backup", type=argtypes.path, help="restore this backup file (default: the latest --point-to-hub one)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Checked `type=` functions for the command line's numeric flags, hub URLs and view selectors.
+"""Checked `type=` functions for the command line's numeric flags, paths, hub URLs and view selectors.
 
 A bad value is argparse's usual one-line usage error (exit 2) naming the flag and the range it
 takes, before the command does anything: never a traceback, a silent no-op or a false "no hub
@@ -62,6 +62,14 @@ def count(low: int, high: int | None = None) -> Callable[[str], int]:
 
     check.__name__ = "count"
     return check
+
+
+def path(text: str) -> str:
+    """A file or directory path: never empty (`--config "$UNSET"` would otherwise read the default
+    config, unsaid: an empty value reads as "not given")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, not {text!r} (leave the flag out for the default)")
+    return text
 
 
 def selector(text: str) -> str:

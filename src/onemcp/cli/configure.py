@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from onemcp.cli import argtypes
 from onemcp.config import formats, presets, schema
 from onemcp.config.edit import BACKUP_DIR, BACKUPS_KEPT
 from onemcp.config.files import atomic_write, backup, locked
@@ -27,13 +28,17 @@ from onemcp.config.model import HubConfig
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser) -> None:
     validate = sub.add_parser("validate", parents=[config], help="check a config: every problem at once")
-    validate.add_argument("file", nargs="?", help="the config (default: --config, $ONEMCP_CONFIG, or the default)")
+    validate.add_argument(
+        "file", nargs="?", type=argtypes.path, help="the config (default: --config, $ONEMCP_CONFIG, or the default)"
+    )
     validate.add_argument("--json", action="store_true", help="the report as JSON")
     cfg = sub.add_parser("config", parents=[config], help="start a config, or print its JSON Schema")
     actions = cfg.add_subparsers(dest="config_action", required=True)
     init = actions.add_parser("init", help="write a commented starting config")
     # `config init --config F` as well as `config --config F init` (unset here, the first one's value stays)
-    init.add_argument("--config", default=argparse.SUPPRESS, help="the file to write (as `config --config`)")
+    init.add_argument(
+        "--config", type=argtypes.path, default=argparse.SUPPRESS, help="the file to write (as `config --config`)"
+    )
     init.add_argument("--template", choices=sorted(TEMPLATES), default="solo", help="solo (default), team or server")
     init.add_argument("--force", action="store_true", help="replace an existing file")
     actions.add_parser("schema", help="print the config's JSON Schema")

@@ -49,7 +49,7 @@ COMMANDS = {
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the hub")
-    serve.add_argument("--config", help=CONFIG_HELP)
+    serve.add_argument("--config", type=argtypes.path, help=CONFIG_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument(
         "--i-know-this-is-unauthenticated-and-exposed",
@@ -71,7 +71,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_view_flags(serve, "stdio only: ")  # over HTTP each client chooses with /mcp's query string
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
-    serve.add_argument("--log-file", help="log to this file (rotated at 10 MiB, 3 kept) instead of stderr")
+    serve.add_argument(
+        "--log-file", type=argtypes.path, help="log to this file (rotated at 10 MiB, 3 kept) instead of stderr"
+    )
 
 
 def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
@@ -80,7 +82,7 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, d
     parser.add_argument("--version", action="version", version=f"onemcp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--config", help=CONFIG_HELP)
+    config.add_argument("--config", type=argtypes.path, help=CONFIG_HELP)
     wanted = [command] if command in COMMANDS else list(COMMANDS)
     modules: dict[str, ModuleType] = {}
     for name in wanted:

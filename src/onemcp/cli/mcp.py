@@ -86,7 +86,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     add.add_argument("--command", dest="program", metavar="CMD", help="program to start (stdio server)")
     add.add_argument("--arg", action="append", default=[], dest="args", metavar="A", help="argument (repeatable)")
     add.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
-    add.add_argument("--cwd", help="working directory of the program")
+    add.add_argument("--cwd", type=argtypes.path, help="working directory of the program")
     add.add_argument("--url", help="URL of an HTTP server")
     add.add_argument("--type", choices=["http", "sse"], help="HTTP transport (default http)")
     add.add_argument("--header", action="append", default=[], metavar="'K: V'", help="HTTP header (repeatable)")

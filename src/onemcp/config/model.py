@@ -232,6 +232,13 @@ class ServerConfig(_Model):
             raise ValueError("must name a program (it is empty)")
         return command
 
+    @field_validator("cwd")
+    @classmethod
+    def _cwd_named(cls, cwd: str | None) -> str | None:
+        if cwd is not None and not cwd.strip():  # the spawn failed with a misleading "command not found"
+            raise ValueError("is empty: leave it out to run in the hub's working directory")
+        return cwd
+
     @field_validator("tags")
     @classmethod
     def _tags_ok(cls, tags: list[str]) -> list[str]:

@@ -56,6 +56,16 @@ def test_validate_a_good_file_and_a_missing_one(tmp_path: Path, capsys: pytest.C
     assert code == 2 and "cannot read" in err
 
 
+def test_validate_a_file_and_another_config_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`validate a.json --config b.json` checked a.json and said nothing of b.json: which was meant?"""
+    good, other = tmp_path / "a.json", tmp_path / "b.json"
+    good.write_text('{"mcpServers": {}}')
+    code, out, err = cli(capsys, "validate", str(good), "--config", str(other))
+    assert code == 2 and not out
+    assert f"onemcp: validate {good} and --config {other} name two files: give one" in err
+    assert cli(capsys, "validate", str(good), "--config", str(good))[0] == 0  # the same file twice: one
+
+
 def test_validate_checks_the_presets_beside_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The hub reads presets.json beside mcp.json: `validate` said "valid" over one it refuses (clients
     then got "unknown preset")."""

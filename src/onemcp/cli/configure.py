@@ -46,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "validate":
+        if args.file and args.config and Path(args.file) != Path(args.config):  # which one was meant?
+            print(f"onemcp: validate {args.file} and --config {args.config} name two files: give one", file=sys.stderr)
+            return 2
         return validate(Path(args.file) if args.file else resolve_path(args.config), as_json=args.json)
     if args.config_action == "schema":
         sys.stdout.write(schema.text())

@@ -274,6 +274,18 @@ def test_invalid_json_exits_nonzero(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+def test_a_malformed_search_deep_setting_exits_2(tmp_path: Path, transport: str) -> None:
+    """ONEMCP_SEARCH_DEEP=false kept the transformer on (only "0" turned it off), unsaid."""
+    env = hub_env(tmp_path, ONEMCP_SEARCH_DEEP="false")
+    result = run_cli("serve", "--port", "0", "--transport", transport, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        "$ONEMCP_SEARCH_DEEP is 'false': 0 turns the search transformer off, 1 (the default) keeps it" in result.stderr
+    )
+    assert not (tmp_path / "mcp.json").exists()  # refused before anything was written
+
+
 def test_missing_config_flag_exits_2_without_creating_it(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "mcp.json"
     result = run_cli("serve", "--port", "0", "--config", str(missing), env=hub_env(tmp_path), cwd=tmp_path)

@@ -108,7 +108,11 @@ def _signal_name(sig: int) -> str:
 
 
 def _config(config_flag: str | None) -> tuple[Path, HubConfig] | int:
-    """The config to serve (a starter one written when there is none), or the exit code."""
+    """The config to serve (a starter one written when there is none), or the exit code (also for a
+    malformed setting in the environment the hub reads)."""
+    if problem := deep.env_problem():
+        print(f"onemcp: {problem}", file=sys.stderr)
+        return 2
     path = resolve_path(config_flag)
     if not path.exists():
         if config_flag:

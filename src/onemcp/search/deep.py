@@ -141,10 +141,22 @@ def _cut(ids: list[int]) -> list[int]:
     return ids if len(ids) <= MAX_TOKENS else [*ids[: MAX_TOKENS - 1], ids[-1]]
 
 
+DEEP_ENV = "ONEMCP_SEARCH_DEEP"  # 0: no transformer; 1 or unset: the transformer
+
+
+def env_problem() -> str | None:
+    """Why $ONEMCP_SEARCH_DEEP is no setting (None: it is 0, 1, empty or unset); `serve` refuses to start
+    then: "false" or "off" kept the transformer on, unsaid."""
+    value = os.environ.get(DEEP_ENV, "")
+    if value.strip() in ("", "0", "1"):
+        return None
+    return f"${DEEP_ENV} is {value[:40]!r}: 0 turns the search transformer off, 1 (the default) keeps it"
+
+
 @functools.cache
 def load() -> DeepModel | None:
     """The transformer (one per process), or None when it cannot or should not run."""
-    if os.environ.get("ONEMCP_SEARCH_DEEP", "1") == "0":
+    if os.environ.get(DEEP_ENV, "1").strip() == "0":
         return None
     return load_from(MODEL_FILE, TOKENIZER_FILE)
 

@@ -689,6 +689,12 @@ def test_a_number_where_true_or_false_belongs_is_refused(doc: dict[str, Any], me
     assert message in error_of({"mcpServers": {}, **doc})
 
 
+@pytest.mark.parametrize("store", ["redis://", "redis:///0", "rediss://:secret@/1", "redis://h:99999/0"])
+def test_a_session_store_url_that_does_not_parse_is_refused(store: str) -> None:
+    """`redis://` (no host) loaded, and the Redis client took it for localhost:6379."""
+    assert "onemcp.sessionStore: does not parse" in error_of({"mcpServers": {}, "onemcp": {"sessionStore": store}})
+
+
 @pytest.mark.parametrize(
     ("doc", "want"),
     [

@@ -507,6 +507,8 @@ class HubSettings(_Model):
     def _store_ok(cls, value: str) -> str:
         if value not in ("sqlite", "off") and not value.startswith(REDIS_SCHEMES):
             raise ValueError('must be "sqlite", "off" or a Redis URL (redis://host:6379/0)')
+        if value.startswith(("redis://", "rediss://")) and (problem := values.url_problem(value)):
+            raise ValueError(f"{problem} (redis://host:6379/0; the client would guess localhost)")
         return value
 
     @model_validator(mode="after")

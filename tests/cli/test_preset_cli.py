@@ -114,6 +114,22 @@ def test_unknown_keys_and_shorthand_entries_are_kept(config_dir: Path, capsys: p
     assert written == {"$schema": "x", "presets": {"short": "a,b", "full": full}}
 
 
+@pytest.mark.parametrize(
+    ("doc", "want"),
+    [
+        ({"presets": {"dev": {"filter": "dev", "exposur": "search"}}}, "presets.dev.exposur: unknown key; did you"),
+        ({"presets": {"dev": {"filter": "dev", "Description": "x"}}}, "presets.dev.Description: unknown key; did"),
+        ({"preset": {"dev": "dev"}}, "presets.json: preset: unknown key; did you mean 'presets'?"),
+    ],
+)
+def test_a_misspelt_key_is_refused_not_kept(config_dir: Path, doc: dict[str, Any], want: str) -> None:
+    """A key of the user's own is kept, but `exposur` silently left the preset's exposure the hub's, and
+    `preset` (for presets) silently gave no presets at all."""
+    (config_dir / "presets.json").write_text(json.dumps(doc))
+    with pytest.raises(PresetError, match=want.replace("?", r"\?")):
+        load_presets(config_dir / "presets.json")
+
+
 def test_broken_file_is_reported_not_overwritten(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (config_dir / "presets.json").write_text("{nope")
     code, _, err = cli(capsys, "preset", "create", "dev", "--filter", "dev")

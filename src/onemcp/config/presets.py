@@ -5,8 +5,9 @@
 Owns the file format: reading it (a missing file is no presets; `"name": "<filter>"` is accepted
 as shorthand), validating names and filters with errors that say which preset and where in the
 filter, and writing it atomically so a running hub, which re-reads it on change, never sees half
-a file. Keys it does not know are kept. Does not decide what a filter matches (`catalog.filters`)
-or which sessions use a preset (the hub).
+a file. Keys it does not know are kept, but one that reads as a misspelt key of its own
+("exposur", "preset") is refused: what it meant would silently not apply. Does not decide what a
+filter matches (`catalog.filters`) or which sessions use a preset (the hub).
 
 Errors::
 
@@ -16,6 +17,7 @@ Errors::
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from onemcp.config.model import EXPOSURES
 
 PRESETS_FILE = "presets.json"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ENTRY_KEYS = ("filter", "description", "exposure")
+TYPO = 0.75  # a key this close to one of ours (difflib's ratio) is a misspelling, not a key of the user's own
 Document = dict[str, Any]
 
 
@@ -69,6 +73,16 @@ def entry_of(doc: Document, name: str) -> dict[str, Any]:
     return {"filter": raw} if isinstance(raw, str) else dict(raw)
 
 
+def misspelt(keys: Any, known: tuple[str, ...]) -> str | None:
+    """`key: did you mean 'x'?` for the first key that is not one of `known` but reads as one, else None."""
+    for key in keys:
+        if isinstance(key, str) and key not in known:
+            close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=TYPO)
+            if close:
+                return f"{key}: unknown key; did you mean {close[0]!r}?"
+    return None
+
+
 def presets_of(doc: Document) -> dict[str, Any]:
     """The `presets` object of a document, created when missing."""
     presets = doc.setdefault("presets", {})
@@ -101,6 +115,8 @@ def validate(doc: Document, *, source: str = PRESETS_FILE) -> dict[str, dict[str
         presets = presets_of(doc)
     except PresetError as exc:
         raise PresetError(f"{source}: {exc}") from None
+    if typo := misspelt(doc, ("presets",)):
+        raise PresetError(f"{source}: {typo}")
     for name, raw in presets.items():
         where = f"{source}: presets.{name}"
         problem = name_problem(name)
@@ -109,6 +125,8 @@ def validate(doc: Document, *, source: str = PRESETS_FILE) -> dict[str, dict[str
         entry = {"filter": raw} if isinstance(raw, str) else raw
         if not isinstance(entry, dict):
             raise PresetError(f'{where}: expected an object like {{"filter": "dev"}}')
+        if typo := misspelt(entry, ENTRY_KEYS):
+            raise PresetError(f"{where}.{typo}")
         expr, description = entry.get("filter"), entry.get("description", "")
         if not isinstance(expr, str) or not expr.strip():
             raise PresetError(f"{where}.filter: must be a non-empty string")

@@ -753,6 +753,23 @@ def test_an_auth_setting_that_would_do_nothing_is_refused(auth: dict[str, Any], 
     assert want in error_of({"mcpServers": {}, "onemcp": {"auth": auth}})
 
 
+@pytest.mark.parametrize(
+    ("entry", "where"),
+    [
+        ({"instructions": "Memory of {{ project.name }}"}, "instructions"),
+        ({"toolDescriptions": {"read": "Read {{ project.path }}"}}, "toolDescriptions.read"),
+        ({"sandbox": {"isolate": True, "writable": ["{{ project.path }}"]}}, "sandbox.writable.0"),
+    ],
+)
+def test_a_template_in_a_field_that_is_not_rendered_is_refused(entry: dict[str, Any], where: str) -> None:
+    """Only command, args, env, cwd, url, headers, disabled and tags are rendered: a template elsewhere
+    reached clients (or bubblewrap) as written, braces and all."""
+    message = error_of({"mcpTemplates": {"t": {"command": "x", "args": ["{{ project.path }}"], **entry}}})
+    assert (
+        f"mcp.json: mcpTemplates.t: {where}: only command, args, env, cwd, url, headers, disabled, tags are" in message
+    )
+
+
 def test_settings_that_do_something_still_load() -> None:
     config = parse(
         {

@@ -50,6 +50,17 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
+def first_template(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string in `value` (nested dicts and lists) that is a template."""
+    if isinstance(value, str):
+        return path if is_template(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if found := first_template(item, f"{path}.{key}" if path else str(key)):
+            return found
+    return None
+
+
 @functools.lru_cache(maxsize=1024)
 def compiled(text: str) -> Template:
     """The compiled template of `text` (cached: the same text renders for many contexts)."""

@@ -349,6 +349,13 @@ class ServerTemplate(ServerConfig):
     def _rendered_later(cls, text: str) -> bool:
         return jinja.is_template(text)
 
+    @model_validator(mode="after")
+    def _only_rendered_fields_templated(self) -> ServerTemplate:
+        """A template in another field would reach the server (or clients) as written, braces and all."""
+        if found := jinja.first_template(self.model_dump(by_alias=True, exclude={*self.RENDERED, "template"})):
+            raise ValueError(f"{found}: only {', '.join(self.RENDERED)} are rendered; this would be used as written")
+        return self
+
     @classmethod
     def _url_problem(cls, url: str) -> str | None:
         return None if jinja.is_template(url) else values.url_problem(url)

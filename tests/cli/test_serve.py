@@ -278,12 +278,31 @@ def test_invalid_json_exits_nonzero(tmp_path: Path) -> None:
 def test_a_malformed_search_deep_setting_exits_2(tmp_path: Path, transport: str) -> None:
     """ONEMCP_SEARCH_DEEP=false kept the transformer on (only "0" turned it off), unsaid."""
     env = hub_env(tmp_path, ONEMCP_SEARCH_DEEP="false")
-    result = run_cli("serve", "--port", "0", "--transport", transport, env=env, cwd=tmp_path)
+    port = ["--port", "0"] if transport == "http" else []
+    result = run_cli("serve", *port, "--transport", transport, env=env, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (
         "$ONEMCP_SEARCH_DEEP is 'false': 0 turns the search transformer off, 1 (the default) keeps it" in result.stderr
     )
     assert not (tmp_path / "mcp.json").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--port", "0"],
+        ["--host", "0.0.0.0"],
+        ["--log-file", "hub.log"],
+        ["--i-know-this-is-unauthenticated-and-exposed"],
+    ],
+)
+def test_an_http_flag_with_the_stdio_transport_exits_2(tmp_path: Path, flags: list[str]) -> None:
+    """`serve --transport stdio --port 5` served stdio and dropped the port (and a log file) unsaid."""
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
+    result = run_cli("serve", "--transport", "stdio", *flags, env=hub_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: {flags[0]} is for --transport http: over stdio the one client is on stdin/stdout" in result.stderr
+    assert not (tmp_path / "hub.log").exists()
 
 
 def test_missing_config_flag_exits_2_without_creating_it(tmp_path: Path) -> None:

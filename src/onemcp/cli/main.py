@@ -50,16 +50,14 @@ COMMANDS = {
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the hub")
     serve.add_argument("--config", type=argtypes.path, help=CONFIG_HELP)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")  # (None: not given; stdio refuses it)
     serve.add_argument(
         "--i-know-this-is-unauthenticated-and-exposed",
         dest="allow_open_network",
         action="store_true",
         help="serve a non-loopback address with no authentication (dangerous)",
     )
-    serve.add_argument(
-        "--port", type=argtypes.port, default=3050, help="port to bind; 0 picks a free one (default 3050)"
-    )
+    serve.add_argument("--port", type=argtypes.port, help="port to bind; 0 picks a free one (default 3050)")
     serve.add_argument(
         "--transport",
         default="http",
@@ -131,6 +129,14 @@ def _command(argv: list[str] | None) -> int:
         if args.transport == "stdio":
             from onemcp.cli.serve import serve_stdio
 
+            given = {"--host": args.host, "--port": args.port, "--log-file": args.log_file}
+            given["--i-know-this-is-unauthenticated-and-exposed"] = args.allow_open_network or None
+            if stray := [flag for flag, value in given.items() if value is not None]:  # an HTTP hub's, not this one's
+                parser.error(
+                    f"{stray[0]} is for --transport http: over stdio the one client is on stdin/stdout and "
+                    "the log on stderr"
+                )
+
             STDIO_SERVED.append(True)
             return serve_stdio(args.config, args.log_level, args.log_format, selectors)
         if selectors:
@@ -141,9 +147,9 @@ def _command(argv: list[str] | None) -> int:
         from onemcp.cli.serve import serve
 
         log_file = Path(args.log_file) if args.log_file else None
-        return serve(
-            args.config, args.host, args.port, args.log_level, args.log_format, args.allow_open_network, log_file
-        )
+        host = "127.0.0.1" if args.host is None else args.host
+        port = 3050 if args.port is None else args.port
+        return serve(args.config, host, port, args.log_level, args.log_format, args.allow_open_network, log_file)
     module = modules[COMMANDS[args.command]]
     if args.command == "proxy":
         STDIO_SERVED.append(True)

@@ -145,6 +145,23 @@ def test_run_a_malformed_ref_is_a_usage_error_with_no_hub_running(config_dir: Pa
     assert (done.returncode, done.stderr) == (2, "onemcp: '/echo': expected SERVER/TOOL (or the hub's own tool name)\n")
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["inspect", "demo", "--search", "echo"], "--search takes no SERVER[/TOOL] and no --tokens"),
+        (["inspect", "--tokens", "--search", "echo"], "--search takes no SERVER[/TOOL] and no --tokens"),
+        (["inspect", "demo/echo", "--tokens"], "--tokens takes no SERVER[/TOOL]"),
+    ],
+)
+def test_inspect_flags_that_do_not_go_together_are_a_usage_error_with_no_hub_running(
+    config_dir: Path, argv: list[str], said: str
+) -> None:
+    """They were refused only once a hub answered: with none running, "no hub is running" (exit 1)."""
+    done = onemcp(config_dir, *argv)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert said in done.stderr
+
+
 def test_inspect_an_empty_ref_is_a_usage_error(config_dir: Path) -> None:
     done = onemcp(config_dir, "inspect", "")
     assert done.returncode == 2

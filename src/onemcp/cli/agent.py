@@ -110,17 +110,17 @@ def run(args: argparse.Namespace) -> int:
             check_ref(args.ref, "SERVER[/TOOL]")  # as `run`'s: `time/` and `/tool` are exit 2, before connecting
         if args.command == "inspect" and args.search is None and args.limit is not None:
             raise Failure("--limit goes with --search", USAGE)
+        if args.command == "inspect" and args.search is not None and (args.ref is not None or args.tokens):
+            raise Failure("--search takes no SERVER[/TOOL] and no --tokens", USAGE)  # (before connecting, as above)
+        if args.command == "inspect" and args.tokens and args.ref is not None:
+            raise Failure("--tokens takes no SERVER[/TOOL]", USAGE)
         target = _target(args)
         if args.command == "inspect" and args.search is not None:
-            if args.ref is not None or args.tokens:
-                raise Failure("--search takes no SERVER[/TOOL] and no --tokens", USAGE)
             with _client(target, args.timeout, "search") as client:
                 limit = 5 if args.limit is None else args.limit
                 return _search(client, target, args.timeout, args.search, limit, args.json)
         with _client(target, args.timeout) as client:
             if args.command == "inspect" and args.tokens:
-                if args.ref is not None:
-                    raise Failure("--tokens takes no SERVER[/TOOL]", USAGE)
                 with _client(target, args.timeout, "search") as searching:
                     return _tokens(client, searching, target, args.json)
             if args.command == "inspect":

@@ -316,6 +316,25 @@ def test_missing_config_flag_exits_2_without_creating_it(tmp_path: Path) -> None
     assert not (tmp_path / "mcp.json").exists()
 
 
+def test_a_missing_config_named_by_the_environment_exits_2_without_creating_it(tmp_path: Path) -> None:
+    """$ONEMCP_CONFIG names the file as --config does: a typo there wrote a starter config and served it."""
+    missing = tmp_path / "mpc.json"
+    result = run_cli("serve", "--port", "0", env=hub_env(tmp_path, ONEMCP_CONFIG=str(missing)), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"config file {missing} does not exist (named by $ONEMCP_CONFIG)" in result.stderr
+    assert not missing.exists() and not (tmp_path / "mcp.json").exists()
+
+
+def test_a_config_dir_that_is_a_file_exits_2(tmp_path: Path) -> None:
+    """$ONEMCP_CONFIG_DIR naming a file was a FileExistsError traceback as the starter config was written."""
+    (tmp_path / "notadir").write_text("x")
+    env = hub_env(tmp_path)
+    env["ONEMCP_CONFIG_DIR"] = str(tmp_path / "notadir")
+    result = run_cli("serve", "--port", "0", env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot write a starter config to {tmp_path / 'notadir' / 'mcp.json'}" in result.stderr
+
+
 def test_port_in_use_exits_2(tmp_path: Path) -> None:
     (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
-from onemcp.config.paths import resolve_path
+from onemcp.config.paths import named_by, resolve_path
 from onemcp.config.runtime import NoHub, alive, lock_holder, locked, read_runtime, runtime_path
 
 LOG_FILE = "onemcp.log"
@@ -105,12 +105,16 @@ def _config_to_run(path: Path, named: str | None) -> int | None:
     one is written as `serve` writes it, unless a missing file was named (exit 2, before any child)."""
     if path.exists():
         return None
-    if named:
-        print(f"onemcp: config file {path} does not exist", file=sys.stderr)
+    if who := named_by(named):
+        print(f"onemcp: config file {path} does not exist (named by {who})", file=sys.stderr)
         return 2
     from onemcp.config.load import write_starter  # only here: the other commands stay light
 
-    write_starter(path)
+    try:
+        write_starter(path)
+    except OSError as exc:  # $ONEMCP_CONFIG_DIR names a file, or a directory it may not write in
+        print(f"onemcp: cannot write a starter config to {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"onemcp: no config found; wrote a starter config to {path}", file=sys.stderr)
     return None
 

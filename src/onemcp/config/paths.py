@@ -19,6 +19,14 @@ def config_dir() -> Path:
     return Path(base) / "onemcp"
 
 
+def named_by(flag: str | None) -> str | None:
+    """Who named the config file, "--config" or "$ONEMCP_CONFIG" (None: it is the directory's default).
+    A named file that is missing is an error, never a place to write the starter config."""
+    if flag:
+        return "--config"
+    return "$ONEMCP_CONFIG" if os.environ.get("ONEMCP_CONFIG") else None
+
+
 def resolve_path(flag: str | None) -> Path:
     if flag:
         return Path(flag).expanduser()

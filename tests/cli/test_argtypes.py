@@ -162,6 +162,16 @@ def test_inspect_flags_that_do_not_go_together_are_a_usage_error_with_no_hub_run
     assert said in done.stderr
 
 
+@pytest.mark.parametrize("argv", [["auth", "key", "create"], ["auth", "key", "list"], ["config", "init"]])
+def test_a_config_dir_that_is_a_file_is_a_clear_error(tmp_path: Path, argv: list[str]) -> None:
+    """$ONEMCP_CONFIG_DIR naming a file was a FileExistsError traceback from these commands."""
+    not_a_dir = tmp_path / "config"
+    not_a_dir.write_text("x")
+    done = onemcp(not_a_dir, *argv)
+    assert "Traceback" not in done.stderr and done.returncode == 1
+    assert f"onemcp: cannot use {not_a_dir}: File exists" in done.stderr
+
+
 def test_inspect_an_empty_ref_is_a_usage_error(config_dir: Path) -> None:
     done = onemcp(config_dir, "inspect", "")
     assert done.returncode == 2

@@ -163,6 +163,10 @@ def _command(argv: list[str] | None) -> int:
     except BrokenPipeError:  # `onemcp ... | head`: the reader left; no traceback, and none at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a file the command needs beside the config ($ONEMCP_CONFIG_DIR names a file, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"onemcp: cannot use {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: the command's `with` blocks closed its connections on the way out,
         # which cancels a call in flight on the hub (a stateless request ends with its connection)
         with contextlib.suppress(OSError, ValueError):

@@ -61,6 +61,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "config/paths.py": ("tests/config/test_load.py", "where mcp.json is looked for"),
     "config/presets.py": ("tests/cli/test_preset_cli.py", "presets.json, written there, honoured by a hub"),
     "config/values.py": ("tests/config/test_load.py", "finite numbers and URLs, through loading a config"),
+    "config/upstream_settings.py": ("tests/config/test_load.py", "oauth, probe and sandbox, as a config loads them"),
     "config/runtime.py": ("tests/cli/test_target.py", "runtime.json, as a client command finds its hub"),
     # search/
     "search/embed.py": ("tests/search/test_index.py", "the shipped model, through the index that uses it"),

@@ -770,6 +770,35 @@ def test_a_template_in_a_field_that_is_not_rendered_is_refused(entry: dict[str, 
     )
 
 
+@pytest.mark.parametrize(
+    ("entry", "want"),
+    [
+        (
+            {"url": "https://x/mcp", "headers": {"X-Token": "caf\u00e9"}},
+            "headers: X-Token: its value must be printable",
+        ),
+        ({"url": "https://x/mcp", "headers": {"X-Token": "a\r\nHost: evil"}}, "headers: X-Token: its value must be"),
+        ({"url": "https://x/mcp", "headers": {"Api Key": "k"}}, "headers: 'Api Key' is not a header name"),
+        ({"url": "https://x/mcp", "headers": {"": "k"}}, "headers: '' is not a header name"),
+        ({"command": "x", "env": {"A=B": "v"}}, "env: 'A=B' is not a variable name (not empty, no '=' or NUL)"),
+        ({"command": "x", "env": {"": "v"}}, "env: '' is not a variable name"),
+        ({"command": "x", "env": {"A": "v\u0000w"}}, "env: A: its value cannot hold a NUL character"),
+    ],
+)
+def test_a_header_or_variable_that_cannot_be_sent_is_refused(entry: dict[str, Any], want: str) -> None:
+    """Each loaded and then failed at connect time (httpx's UnicodeEncodeError, h11's or the spawn's
+    ValueError); the message never shows the value, often a secret."""
+    message = error_of({"mcpServers": {"a": entry}})
+    assert f"mcpServers.a.{want}" in message and "evil" not in message and "caf" not in message
+
+
+def test_a_templated_header_value_is_checked_once_rendered() -> None:
+    parse({"mcpTemplates": {"t": {"url": "https://x/mcp", "headers": {"X-Project": "{{ project.name }}"}}}})
+    assert "'Bad Name' is not a header name" in error_of(
+        {"mcpTemplates": {"t": {"url": "https://x/mcp", "headers": {"Bad Name": "{{ project.name }}"}}}}
+    )
+
+
 def test_settings_that_do_something_still_load() -> None:
     config = parse(
         {

@@ -140,6 +140,15 @@ class ServerConfig(_Model):
             raise ValueError("must name a program (it is empty)")
         return command
 
+    @field_validator("env", "headers")
+    @classmethod
+    def _sendable(cls, pairs: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        """A name or value the process or the HTTP client would refuse at connect time (a ValueError there)."""
+        check = values.env_problem if info.field_name == "env" else values.header_problem
+        if problem := next(filter(None, (check(k, v, cls._rendered_later(v)) for k, v in pairs.items())), None):
+            raise ValueError(problem)
+        return pairs
+
     @field_validator("cwd")
     @classmethod
     def _cwd_named(cls, cwd: str | None) -> str | None:

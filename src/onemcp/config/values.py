@@ -1,5 +1,5 @@
 """Checks of single config values that the model's validators share: finite numbers, URLs that parse,
-origins and Host names a request can match.
+headers and variables that can be sent, origins and Host names a request can match.
 
 Boundary: each takes one value and says what is wrong with it (or nothing); where it applies and
 how the error reads in context is the model's (`model.py`).
@@ -76,6 +76,27 @@ def template_problem(text: str) -> str | None:
         return None
     fields = ", ".join(f"{{{name}}}" for name in INSTRUCTION_FIELDS)
     return f"{{{unknown[0]}}} is not a field of the template: it has {fields} (write {{{{ and }}}} for a brace)"
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
+
+
+def header_problem(name: str, value: str, rendered_later: bool = False) -> str | None:
+    """Why a `headers` entry cannot be sent (None: it can); never shows the value, often a secret."""
+    if not _TOKEN.match(name):
+        return f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+    if not rendered_later and any(not c.isascii() or (c < " " and c != "\t") or c == "\x7f" for c in value):
+        return f"{name}: its value must be printable ASCII (no line break or control character)"
+    return None
+
+
+def env_problem(name: str, value: str, rendered_later: bool = False) -> str | None:
+    """Why an `env` entry cannot be given to a process (None: it can); never shows the value."""
+    if not name or "=" in name or "\0" in name:
+        return f"{name!r} is not a variable name (not empty, no '=' or NUL)"
+    if not rendered_later and "\0" in value:
+        return f"{name}: its value cannot hold a NUL character"
+    return None
 
 
 def origin_of(url: str) -> str | None:

@@ -24,6 +24,7 @@ from onemcp.cli.proxy import Proxy
 from onemcp.cli.target import Endpoint
 from support.credentials import asgi_body, loopback_asgi
 from support.entries import LineClient
+from support.hub import running_hub
 from support.hub_process import HubProcess, clean_env, free_port
 from support.results import text_of
 
@@ -624,3 +625,28 @@ async def test_a_2026_request_with_no_hub_listening_says_so() -> None:
         tg.cancel_scope.cancel()
     client.close()
     assert error["code"] == -32000 and error["message"].startswith("no onemcp hub answers at http://127.0.0.1:")
+
+
+async def test_a_cancel_whose_request_id_is_true_cancels_no_2026_request() -> None:
+    """JSON `true` is not the request whose id is 1 (True == 1 in Python): the proxy closed the stream of
+    the 2026-07-28 call with id 1, which was then never answered."""
+    cmd = fixture_command()
+    client = LineClient()
+    async with running_hub({"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}}) as hub:
+        conn = hub.app.hub.pool.connections["fx"]
+        async with anyio.create_task_group() as tg:
+            bridge = Proxy(Endpoint(hub.url), client.read_line, client.write, wait=5.0)
+            tg.start_soon(bridge.run)
+            with anyio.fail_after(30):
+                reply = client.replies.expect(1)
+                meta = {**MODERN_META, "io.modelcontextprotocol/clientCapabilities": {}}
+                params = {"name": "sleep", "arguments": {"seconds": 3}, "_meta": meta}
+                await client.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+                while conn.in_flight == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": True}}
+                await client.send(cancel)
+                assert "result" in await reply()
+                client.to_server.close()
+            tg.cancel_scope.cancel()
+    client.close()

@@ -264,3 +264,9 @@ def test_a_message_with_a_lone_surrogate_reads_its_numbers_as_orjson_does(number
 )
 def test_a_request_too_long_to_read_is_known_by_the_id_its_head_gives(head: bytes, expected: object) -> None:
     assert jsonrpc.request_id(head) == expected
+
+
+@pytest.mark.parametrize(("value", "is_id"), [(1, True), ("x", True), (0, True), (True, False), (False, False),
+                                              (1.0, False), (None, False), ([1], False)])  # fmt: skip
+def test_is_request_id(value: Any, is_id: bool) -> None:
+    assert jsonrpc.is_request_id(value) is is_id

@@ -152,7 +152,7 @@ class ModernForwarder:
 
     def cancel(self, request_id: Any) -> bool:
         """Close the stream of an in-flight request (False: not one of ours)."""
-        scope = self._in_flight.get(request_id) if isinstance(request_id, str | int) else None
+        scope = self._in_flight.get(request_id) if jsonrpc.is_request_id(request_id) else None
         if scope is None:
             return False
         scope.cancel()

@@ -302,7 +302,7 @@ class StdioServer:
     def _cancel_modern(self, params: object) -> bool:
         """Cancel a 2026-07-28 request in flight (False: not one of them, so the legacy session's)."""
         rid = params.get("requestId") if isinstance(params, dict) else None
-        scope = self._modern_in_flight.get(rid) if isinstance(rid, str | int) else None
+        scope = self._modern_in_flight.get(rid) if jsonrpc.is_request_id(rid) else None
         if scope is None:
             return False
         scope.cancel()

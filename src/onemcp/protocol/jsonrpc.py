@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import re
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeGuard
 
 import orjson
 
@@ -234,6 +234,11 @@ def parse(body: bytes) -> Message:
 def refusal(exc: ProtocolError) -> Message:
     """The error reply to a message `parse` refused: its id when one was read, else null."""
     return error(exc.rid, exc.to_error())
+
+
+def is_request_id(value: object) -> TypeGuard[RequestId]:
+    """Could `value` be a request's id (a `requestId` a cancellation names)? JSON `true` is not request 1."""
+    return isinstance(value, str | int) and not isinstance(value, bool)
 
 
 def classify(msg: Message) -> Kind:

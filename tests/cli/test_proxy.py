@@ -650,3 +650,33 @@ async def test_a_cancel_whose_request_id_is_true_cancels_no_2026_request() -> No
                 client.to_server.close()
             tg.cancel_scope.cancel()
     client.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "name", "code"),
+    [("tools/li\u00dft", None, -32601), ("tools/list\n", None, -32601), ("tools/call", "\ud800", -32602)],
+)
+async def test_a_2026_request_no_header_can_carry_is_answered_and_the_proxy_goes_on(
+    method: str, name: str | None, code: int
+) -> None:
+    """A method or name that no `Mcp-Method` / `Mcp-Name` header can carry as it is raised out of the
+    request's task (UnicodeEncodeError building the headers) and ended the whole proxy. The method is
+    answered -32601 at once; the name goes in base64, and the hub refuses it (no such tool)."""
+    cmd = fixture_command()
+    client = LineClient()
+    meta = {**MODERN_META, "io.modelcontextprotocol/clientCapabilities": {}}
+    async with running_hub({"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}}) as hub:
+        async with anyio.create_task_group() as tg:
+            bridge = Proxy(Endpoint(hub.url), client.read_line, client.write, wait=5.0)
+            tg.start_soon(bridge.run)
+            with anyio.fail_after(30):
+                reply = client.replies.expect(1)
+                params: dict[str, Any] = {"_meta": meta} if name is None else {"name": name, "_meta": meta}
+                await client.send({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+                assert (await reply())["error"]["code"] == code
+                listed = client.replies.expect(2)
+                await client.send({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}})
+                assert "echo" in {tool["name"] for tool in (await listed())["result"]["tools"]}
+                client.to_server.close()
+            tg.cancel_scope.cancel()
+    client.close()

@@ -13,6 +13,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp.protocol import headers as mcp_headers
 from support.hub import running_hub
 from support.results import text_of
 
@@ -233,3 +234,13 @@ def test_a_param_header_mirrors_its_argument_numbers_by_value(value: object, sho
     from onemcp.protocol import headers as mcp_headers
 
     assert mcp_headers.matches_param(value, shown) is same
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [("echo", "echo"), (" echo", "=?base64?IGVjaG8=?="), ("\u00e9", "=?base64?w6k=?="), ("\ud800", "=?base64?7aCA?=")],
+)
+def test_a_header_value_is_sent_plain_or_in_base64_a_lone_surrogate_too(value: str, sent: str) -> None:
+    """A name JSON may escape as a lone surrogate raised UnicodeEncodeError (it ended `onemcp proxy`)."""
+    assert mcp_headers.encode_header(value) == sent
+    assert mcp_headers.is_plain(value) is (value == sent)

@@ -18,10 +18,16 @@ NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 SENTINEL = "=?base64?"
 
 
+def is_plain(value: str) -> bool:
+    """May `value` travel as a header value as it is (visible ASCII, no whitespace at its edges)?"""
+    return value.isascii() and value.isprintable() and value == value.strip()
+
+
 def encode_header(value: str) -> str:
-    if value.isascii() and value.isprintable() and not value.startswith(SENTINEL) and value == value.strip():
+    if is_plain(value) and not value.startswith(SENTINEL):
         return value
-    return SENTINEL + base64.b64encode(value.encode()).decode() + "?="
+    # (a lone surrogate, which JSON may escape, is encoded too: the receiver finds it no valid name)
+    return SENTINEL + base64.b64encode(value.encode("utf-8", "surrogatepass")).decode() + "?="
 
 
 def request_headers(msg: Message, param_names: dict[str, dict[str, str]]) -> dict[str, str]:

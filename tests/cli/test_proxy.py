@@ -21,6 +21,8 @@ from mcp.shared.exceptions import MCPError
 from fixtures.launch import fixture_command
 from onemcp.cli import proxy as proxy_module
 from onemcp.cli.proxy import Proxy
+from onemcp.cli.proxy_legacy import HubSession
+from onemcp.cli.proxy_modern import ModernForwarder
 from onemcp.cli.target import Endpoint
 from support.credentials import asgi_body, loopback_asgi
 from support.entries import LineClient
@@ -677,6 +679,44 @@ async def test_a_2026_request_no_header_can_carry_is_answered_and_the_proxy_goes
                 listed = client.replies.expect(2)
                 await client.send({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}})
                 assert "echo" in {tool["name"] for tool in (await listed())["result"]["tools"]}
+                client.to_server.close()
+            tg.cancel_scope.cancel()
+    client.close()
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_a_fault_of_the_proxys_own_ends_its_request_not_the_proxy(
+    monkeypatch: pytest.MonkeyPatch, era: str
+) -> None:
+    """Whatever raises while one request is forwarded is that request's -32603, logged; the proxy's other
+    requests go on (an exception out of one request's task ended the whole proxy)."""
+    cmd = fixture_command()
+    client = LineClient()
+    meta = {**MODERN_META, "io.modelcontextprotocol/clientCapabilities": {}}
+    target: Any = ModernForwarder if era == "modern" else HubSession
+    original = target.request
+
+    async def faulty(self: Any, msg: dict[str, Any]) -> None:
+        if msg.get("id") == 1:
+            raise RuntimeError("a bug of the proxy's own")
+        await original(self, msg)
+
+    monkeypatch.setattr(target, "request", faulty)
+    async with running_hub({"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}}) as hub:
+        async with anyio.create_task_group() as tg:
+            bridge = Proxy(Endpoint(hub.url), client.read_line, client.write, wait=5.0)
+            tg.start_soon(bridge.run)
+            with anyio.fail_after(30):
+                await client.initialize()
+                params = {"_meta": meta} if era == "modern" else {}
+                for rid in (1, 2):
+                    reply = client.replies.expect(rid)
+                    await client.send({"jsonrpc": "2.0", "id": rid, "method": "tools/list", "params": params})
+                    got = await reply()
+                    if rid == 1:
+                        assert got["error"]["code"] == -32603 and "onemcp proxy" in got["error"]["message"]
+                    else:
+                        assert "echo" in {tool["name"] for tool in got["result"]["tools"]}
                 client.to_server.close()
             tg.cancel_scope.cancel()
     client.close()

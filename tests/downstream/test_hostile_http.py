@@ -593,6 +593,35 @@ async def test_other_methods_and_paths(
         check_answer(await send(target, method, f"{target.hub.base}{path}", None, headers), None)
 
 
+@settings(FUZZ, max_examples=150)
+@given(
+    session=header_values | st.sampled_from([b"SSE", b"LEGACY-UPPER", b"LEGACY-PADDED"]),
+    version=st.sampled_from([None, b"2025-11-25", MODERN.encode(), b"1999-01-01"]) | header_values,
+    extra=header_overrides(0.1),
+)
+async def test_delete_with_odd_session_ids(
+    target: Target, session: bytes, version: bytes | None, extra: dict[str, bytes | None]
+) -> None:
+    """DELETE /mcp with a session id that is none of the hub's (random bytes, very long, an /sse session's,
+    the module's own in another case or padded): a client status, and the module's session lives on."""
+    session = {
+        b"SSE": target.sse_session.encode(),
+        b"LEGACY-UPPER": target.legacy["mcp-session-id"].upper().encode(),
+        b"LEGACY-PADDED": b"x" + target.legacy["mcp-session-id"].encode(),
+    }.get(session, session)
+    assume(session.decode("latin-1").strip() != target.legacy["mcp-session-id"])
+    headers: dict[str, Any] = {"accept": "application/json", "mcp-session-id": session}
+    if version is not None:
+        headers["mcp-protocol-version"] = version
+    for name, value in extra.items():
+        if name != "mcp-session-id" and value is not None:
+            headers[name] = value
+    with anyio.fail_after(DEADLINE):
+        answer = await send(target, "DELETE", target.hub.url, None, headers)
+    check_answer(answer, None)
+    assert answer.status != 200, answer.body  # nothing of the module's was ended
+
+
 # ------------------------------------------------------------------------------- upstream OAuth endpoints
 @settings(FUZZ, max_examples=300)
 @given(

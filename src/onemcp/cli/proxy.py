@@ -40,7 +40,7 @@ from onemcp.cli.target import Endpoint, TargetError, add_view_flags, resolve, wi
 from onemcp.config.context import Signer, local_signer
 from onemcp.config.paths import resolve_path
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INVALID_REQUEST, UPSTREAM_UNAVAILABLE, ProtocolError
+from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_REQUEST, UPSTREAM_UNAVAILABLE, ProtocolError
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.stdio import Input, ReadLine, Write, each_line, std_streams, until_terminated
 
@@ -91,6 +91,10 @@ class Proxy:
         try:
             with scope:
                 await handler(msg)
+        except Exception:  # this request's boundary: a fault of the proxy's own ends the request, not the proxy
+            log.exception("internal error while forwarding %s", msg.get("method"))
+            error = {"code": INTERNAL_ERROR, "message": "Internal error in onemcp proxy (see its log on stderr)"}
+            await self.send(jsonrpc.error(msg["id"], error))
         finally:  # ended unanswered (cancelled by the client, a stream the hub ended): nothing to answer
             if self._out.get(msg["id"]) is scope:
                 del self._out[msg["id"]]

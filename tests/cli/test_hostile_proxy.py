@@ -15,23 +15,16 @@ from typing import Any
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fixtures.launch import fixture_command
 from onemcp.cli.proxy import Proxy
 from onemcp.cli.target import Endpoint
-from support.hostile import ENVELOPE, LEGACY, Pipe, exchange, line, lines
+from support.hostile import DEADLINE, ENVELOPE, FUZZ, LEGACY, Pipe, exchange, line, lines
 from support.hub import running_hub
 
 pytestmark = pytest.mark.anyio
-
-DEADLINE = 20.0  # one example
-FUZZ = settings(
-    deadline=None,
-    derandomize=True,  # the same examples on every run: CI stays stable
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ from fixtures.launch import fixture_command
 from onemcp.http import asgi
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import ProtocolError
+from support.hostile import ABSENT, METHODS, any_char, huge_ints
 from support.hub import HEADERS, INIT, RunningHub, raw_session, running_hub
 from support.raw import raw_exchange, read_response, status_of
 
@@ -173,23 +174,12 @@ def known_bug(body: bytes = b"", headers: dict[str, Any] | None = None) -> bool:
 
 
 # ----------------------------------------------------------------------------------------- strategies
-any_char = st.characters(codec=None, exclude_categories=())
 texts = st.text(any_char, max_size=16)
-huge_ints = st.integers(min_value=2**63 - 1, max_value=2**80) | st.integers(min_value=-(2**80), max_value=-(2**63))
 scalars = st.none() | st.booleans() | st.integers() | huge_ints | st.floats() | texts
 json_values = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3), max_leaves=10
 )
-ABSENT = object()
-
-# No subscriptions/listen: its reply stream stays open by design.
-METHODS = [
-    "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
-    "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe",
-    "completion/complete", "logging/setLevel", "tasks/get", "tasks/list", "tasks/result", "tasks/cancel",
-    "server/discover", "notifications/initialized", "notifications/cancelled", "notifications/progress",
-    "notifications/roots/list_changed", "no/such/method",
-]  # fmt: skip
+# METHODS (support/hostile.py) has no subscriptions/listen: its reply stream stays open by design.
 # Tools that answer at once whatever their arguments (no sleep, freeze, crash, add_tool, sampling...).
 TOOLS = ["echo", "fail", "error", "running", "nope", "a__echo"]
 URIS = ["fixture://static", "fixture://binary", "fixture://item/1", "fixture://item/", "nope://x", ""]

@@ -25,22 +25,15 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from onemcp.auth.principal import ANONYMOUS
 from onemcp.downstream.stdio import StdioServer
-from support.hostile import ENVELOPE, LEGACY, PV, Pipe, exchange, lines
+from support.hostile import DEADLINE, ENVELOPE, FUZZ, LEGACY, PV, Pipe, exchange, lines
 from support.inprocess import fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
-
-DEADLINE = 20.0  # one example
-FUZZ = settings(
-    deadline=None,
-    derandomize=True,  # the same examples on every run: CI stays stable
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 @pytest.fixture(scope="module")

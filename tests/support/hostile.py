@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import orjson
-from hypothesis import event
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
@@ -62,6 +62,14 @@ class Pipe:
     async def until(self, done: Any) -> None:
         while not done():
             await self.wrote.wait()
+
+
+DEADLINE = 20.0  # one example
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,  # the same examples on every run: CI stays stable
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 # ----------------------------------------------------------------------------------------- strategies

@@ -77,7 +77,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
 def run(args: argparse.Namespace) -> int:
     path = resolve_path(args.config)
     if args.command in ("start", "restart") or (args.command == "service" and args.action == "install"):
-        refused = _config_to_run(path, args.config)
+        refused = starter_if_missing(path, args.config)
         if refused is not None:
             return refused
     try:
@@ -100,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _config_to_run(path: Path, named: str | None) -> int | None:
-    """A hub about to be started (or installed as a service) needs its config: with none, the starter
-    one is written as `serve` writes it, unless a missing file was named (exit 2, before any child)."""
+def starter_if_missing(path: Path, named: str | None) -> int | None:
+    """A hub about to be served, started or installed as a service needs its config: with none, the starter
+    one is written, unless a missing file was named (by `named`, the --config flag, or the environment) or it
+    cannot be written: the exit code then (2, before any child), else None."""
     if path.exists():
         return None
     if who := named_by(named):

@@ -20,9 +20,10 @@ import orjson
 from onemcp.app import HubServer, OneMcpApp
 from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
 from onemcp.catalog.views import ViewError
-from onemcp.config.load import ConfigError, load_config, resolve_path, write_starter
+from onemcp.cli.daemon import starter_if_missing
+from onemcp.config.load import ConfigError, load_config, resolve_path
 from onemcp.config.model import HubConfig
-from onemcp.config.paths import NAMES, named_by, other_configs
+from onemcp.config.paths import NAMES, other_configs
 from onemcp.config.runtime import LOCK_FILE
 from onemcp.http.guard import is_loopback
 from onemcp.http.server import raise_fd_limit
@@ -114,16 +115,8 @@ def _config(config_flag: str | None) -> tuple[Path, HubConfig] | int:
         print(f"onemcp: {problem}", file=sys.stderr)
         return 2
     path = resolve_path(config_flag)
-    if not path.exists():
-        if who := named_by(config_flag):
-            print(f"onemcp: config file {path} does not exist (named by {who})", file=sys.stderr)
-            return 2
-        try:
-            write_starter(path)
-        except OSError as exc:  # $ONEMCP_CONFIG_DIR names a file, or a directory it may not write in
-            print(f"onemcp: cannot write a starter config to {path}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        print(f"onemcp: no config found; wrote a starter config to {path}", file=sys.stderr)
+    if (refused := starter_if_missing(path, config_flag)) is not None:
+        return refused
     try:
         config = load_config(path)
     except ConfigError as exc:

@@ -594,16 +594,10 @@ async def test_a_first_request_that_is_a_meta_tool_call_loads_the_counter_off_th
     before it: whether an `auto` requester may call the meta-tools rests on a count of its list, and
     a list that changed since the last count needs the counter's vocabulary (~0.4 s to load, given
     back after a quiet minute). It is loaded on a worker thread (held here) while the hub serves on."""
-    from onemcp.search import tokens
 
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, {**NO_CACHE, "searchBudget": 50}) as h:
-            full = await h.session(query="exposure=full")  # no `auto` session: nothing counts on a change
-            assert "result" in await full.ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
-            with anyio.fail_after(5):
-                while "alpha__newcomer" not in await full.tools():
-                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
-            tokens.release_if_idle(now=float("inf"))  # as after a quiet minute
+            full = await uncounted_change(h)
             entered, release, loading_on = held_vocabulary(monkeypatch)
             replies: list[tuple[int, dict[str, Any]]] = []
 
@@ -622,6 +616,20 @@ async def test_a_first_request_that_is_a_meta_tool_call_loads_the_counter_off_th
             assert loading_on and loading_on[0] is not threading.main_thread()
 
 
+async def uncounted_change(h: Any) -> Any:
+    """A tools list that changed since it was last counted, and the counter's vocabulary given back (as after
+    a quiet minute): the next count under `auto` loads it. Returns the `exposure=full` session that made it."""
+    from onemcp.search import tokens
+
+    full = await h.session(query="exposure=full")  # no `auto` session: nothing counts on a change
+    assert "result" in await full.ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
+    with anyio.fail_after(5):
+        while "alpha__newcomer" not in await full.tools():
+            await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
+    tokens.release_if_idle(now=float("inf"))
+    return full
+
+
 @pytest.mark.parametrize("entry", ["sse", "listen"])
 async def test_a_stream_opened_before_any_list_loads_the_counter_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch, entry: str
@@ -630,16 +638,10 @@ async def test_a_stream_opened_before_any_list_loads_the_counter_off_the_event_l
     (to announce changes) before it asked for any; under `auto` the tools list rests on a count, whose
     vocabulary (~0.4 s to load, given back after a quiet minute) is loaded on a worker thread (held
     here) while the hub serves on, as for an `initialize`."""
-    from onemcp.search import tokens
 
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, {**NO_CACHE, "searchBudget": 50}) as h:
-            full = await h.session(query="exposure=full")  # no `auto` session: nothing counts on a change
-            assert "result" in await full.ask("tools/call", tool_call("alpha__add_tool", name="newcomer"))
-            with anyio.fail_after(5):
-                while "alpha__newcomer" not in await full.tools():
-                    await anyio.sleep(0.01)  # allowed-sleep: waiting for the upstream's list_changed to land
-            tokens.release_if_idle(now=float("inf"))  # as after a quiet minute
+            full = await uncounted_change(h)
             entered, release, loading_on = held_vocabulary(monkeypatch)
             opened: list[int] = []
 

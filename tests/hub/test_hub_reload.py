@@ -140,12 +140,7 @@ async def test_a_removed_server_that_lists_again_while_its_calls_drain_is_not_ta
 
             hub.events.on_list = heard  # type: ignore[method-assign]
             async with anyio.create_task_group() as tg:
-                tg.start_soon(session.ask, "tools/call", tool_call("gone__hold"))  # drains until let go
-                conn = hub.pool.get("gone")
-                assert conn is not None
-                while conn.in_flight == 0:
-                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-                await hub.apply_config(config(kept))
+                await removed_while_calling(hub, session, tg, kept)
                 assert not hub.catalog.has_lists("gone") and "gone" not in hub.pins.raw
                 server = h.upstreams.current("gone")
                 server.add_tool(Tool("late", "Added while its calls drain.", server.tools["echo"].handler))
@@ -154,6 +149,17 @@ async def test_a_removed_server_that_lists_again_while_its_calls_drain_is_not_ta
                 assert not hub.catalog.has_lists("gone") and "gone" not in hub.pins.raw
                 assert "gone__late" not in await session.tools()
                 h.upstreams.let_go.set()
+
+
+async def removed_while_calling(hub: Any, session: Any, tg: Any, kept: dict[str, Any]) -> None:
+    """`gone__hold` called (it holds until the upstreams are let go), then a reload to `kept` removes `gone`:
+    its connection drains that call."""
+    tg.start_soon(session.ask, "tools/call", tool_call("gone__hold"))
+    conn = hub.pool.get("gone")
+    assert conn is not None
+    while conn.in_flight == 0:
+        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+    await hub.apply_config(config(kept))
 
 
 async def test_a_removed_server_draining_its_calls_offers_new_clients_nothing() -> None:
@@ -169,12 +175,7 @@ async def test_a_removed_server_draining_its_calls_offers_new_clients_nothing() 
             _, (before,) = await h.client.request("POST", headers=headers, body=body)
             assert "tasks" in before["result"]["capabilities"]  # the server's own
             async with anyio.create_task_group() as tg:
-                tg.start_soon(session.ask, "tools/call", tool_call("gone__hold"))  # drains until let go
-                conn = hub.pool.get("gone")
-                assert conn is not None
-                while conn.in_flight == 0:
-                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
-                await hub.apply_config(config(kept))
+                await removed_while_calling(hub, session, tg, kept)
                 assert "gone" in hub.pool.slots  # draining
                 _, (after,) = await h.client.request("POST", headers=headers, body=body)
                 assert "tasks" not in after["result"]["capabilities"], after

@@ -21,6 +21,13 @@ from support.inprocess import InProcessHub, LegacySession, fixture, inprocess_hu
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
+JSON = {"accept": "application/json", "content-type": "application/json"}  # a POST answered as one JSON body
+INITIALIZE = {  # a legacy client's handshake
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
+}
 SERVERS = {
     "alpha": fixture("--name", "alpha", tags=["red"]),
     "beta": fixture("--name", "beta", "--tools", "3", tags=["blue"]),
@@ -87,8 +94,7 @@ async def test_an_unknown_exposure_is_refused_in_both_eras() -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, NO_CACHE) as h:
             body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
-            headers = {"accept": "application/json", "content-type": "application/json"}
-            response, (reply,) = await h.client.request("POST", query="exposure=lazy", headers=headers, body=body)
+            response, (reply,) = await h.client.request("POST", query="exposure=lazy", headers=JSON, body=body)
             assert response.status == 400 and "exposure" in reply["error"]["message"], reply
             response, (reply,) = await h.client.modern("tools/list", query="exposure=")
             assert response.status == 400 and "full, search, auto" in reply["error"]["message"], reply
@@ -243,13 +249,6 @@ async def test_the_index_follows_upstream_changes_and_reloads() -> None:
 async def test_a_server_a_reload_removed_leaves_the_instructions_and_search_at_once() -> None:
     """Its call in flight keeps its connection draining (the drain bound); a new client's catalog summary
     and its searches no longer have it meanwhile, in both eras."""
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
-    }
-    headers = {"accept": "application/json", "content-type": "application/json"}
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, NO_CACHE) as h, anyio.create_task_group() as tg:
             held = await h.session()
@@ -261,7 +260,7 @@ async def test_a_server_a_reload_removed_leaves_the_instructions_and_search_at_o
                     await anyio.sleep(0.01)  # allowed-sleep: waiting for the held call to reach alpha
             await h.app.hub.apply_config(HubConfig.model_validate({"mcpServers": {"beta": SERVERS["beta"]}}))
             assert "alpha" in h.app.hub.pool.slots  # draining its call
-            _, (legacy,) = await h.client.request("POST", query="exposure=search", headers=headers, body=init)
+            _, (legacy,) = await h.client.request("POST", query="exposure=search", headers=JSON, body=INITIALIZE)
             _, (modern,) = await h.client.modern("server/discover", query="exposure=search")
             for reply in (legacy, modern):
                 summary = reply["result"]["instructions"]
@@ -338,15 +337,8 @@ async def test_bad_search_arguments_get_a_tool_error_that_says_why(arguments: An
 async def test_instructions_and_health_report_search_and_tokens() -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, NO_CACHE) as h:
-            body = {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
-            }
-            headers = {"accept": "application/json", "content-type": "application/json"}
-            _, (searching,) = await h.client.request("POST", query="exposure=search", headers=headers, body=body)
-            _, (full,) = await h.client.request("POST", headers=headers, body=body)
+            _, (searching,) = await h.client.request("POST", query="exposure=search", headers=JSON, body=INITIALIZE)
+            _, (full,) = await h.client.request("POST", headers=JSON, body=INITIALIZE)
             assert meta.SEARCH in searching["result"]["instructions"]
             assert meta.SEARCH not in full["result"]["instructions"]
             from onemcp.downstream.health import health

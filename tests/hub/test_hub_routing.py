@@ -58,6 +58,32 @@ async def test_an_unknown_tool_is_invalid_params_naming_it_in_both_eras() -> Non
                 assert response.status == 400 and modern["error"]["code"] == -32602, modern
 
 
+async def test_an_error_repeats_at_most_200_characters_of_what_the_caller_sent_in_both_eras() -> None:
+    """A name, URI, method or task id the hub does not know is named in its error by its start and its
+    length: a 100,000-character one came back whole (any size up to maxBodyBytes), in the reply and the log."""
+    big = "x" * 100_000
+    asked = {
+        "tools/call": tool_call("alpha__" + big),
+        "prompts/get": {"name": big},
+        "resources/read": {"uri": "delta+fixture://" + big},  # no server delta: the hub answers
+        "completion/complete": {"ref": {"type": "ref/prompt", "name": big}, "argument": {"name": "a", "value": ""}},
+        "tasks/get": {"taskId": big},
+        "nosuch/" + big: {},
+    }
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session()
+            for method, params in asked.items():
+                errors = [(await session.ask(method, params))["error"]]
+                if method != "tasks/get":  # not a 2026-07-28 method: that era's tasks are tools' results
+                    errors.append((await h.client.modern(method, **params))[1][0]["error"])
+                for error in errors:
+                    assert len(json.dumps(error)) < 400, (method[:20], len(json.dumps(error)))
+                    assert error["message"].endswith(" characters)") and "xxxxx..." in error["message"], error
+            unknown = (await session.ask("tools/call", tool_call("alpha__nope")))["error"]
+            assert unknown["message"] == "Tool not found: alpha__nope"  # a short one is named whole, as before
+
+
 async def test_prompts_and_resources_route_by_name_and_uri() -> None:
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS) as h:

@@ -9,12 +9,14 @@ import pytest
 
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
+    ECHO,
     INVALID_REQUEST,
     PARSE_ERROR,
     InvalidParams,
     InvalidRequest,
     ParseError,
     ProtocolError,
+    echo,
 )
 
 
@@ -270,3 +272,10 @@ def test_a_request_too_long_to_read_is_known_by_the_id_its_head_gives(head: byte
                                               (1.0, False), (None, False), ([1], False)])  # fmt: skip
 def test_is_request_id(value: Any, is_id: bool) -> None:
     assert jsonrpc.is_request_id(value) is is_id
+
+
+def test_an_error_repeats_a_long_input_by_its_start_and_its_length() -> None:
+    assert echo("short name") == "short name"
+    assert echo(7) == "7"
+    assert echo("x" * ECHO) == "x" * ECHO
+    assert echo("y" * 100_000) == "y" * ECHO + "... (100000 characters)"

@@ -41,7 +41,7 @@ from onemcp.hub.exposure import load_counter
 from onemcp.hub.session import Session
 from onemcp.observability.redact import REDACTOR
 from onemcp.protocol import jsonrpc, meta
-from onemcp.protocol.errors import HubError, NotFound
+from onemcp.protocol.errors import HubError, NotFound, echo
 from onemcp.protocol.names import shown_as
 from onemcp.protocol.versions import MODERN_VERSIONS
 from onemcp.reload import Reloader
@@ -100,12 +100,12 @@ class AdminApi:
             return
         request = Request(scope, receive, principal, m.groupdict(), route.body)
         if twice := request.repeated:
-            await asgi.send_json(send, 400, {"error": f"parameter(s) given more than once: {', '.join(twice)}"})
+            await asgi.send_json(send, 400, {"error": f"parameter(s) given more than once: {echo(', '.join(twice))}"})
             return
         if unknown := sorted(set(request.query).difference(route.query)):
             expected = ", ".join(route.query) or "none"
             await asgi.send_json(
-                send, 400, {"error": f"unknown parameter(s): {', '.join(unknown)}; expected: {expected}"}
+                send, 400, {"error": f"unknown parameter(s): {echo(', '.join(unknown))}; expected: {expected}"}
             )
             return
         if route.stream:  # it stays open: it ends when its credential does (checked again as /mcp's streams)

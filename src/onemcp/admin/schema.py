@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from onemcp.admin.errors import ApiError
 from onemcp.config.model import EXPOSURES
+from onemcp.protocol.errors import echo
 
 STRINGS = {"type": "array", "items": {"type": "string"}}
 MAX_BODY = 1024 * 1024  # bytes of a request body, at most
@@ -37,7 +38,7 @@ class Body:
         """`doc` when it holds only these fields, every required one, each of its schema's type; else 400."""
         if unknown := sorted(set(doc) - set(self.fields)):
             expected = ", ".join(self.fields) or "no body"
-            raise ApiError(400, f"unknown field(s): {', '.join(unknown)}; expected: {expected}")
+            raise ApiError(400, f"unknown field(s): {echo(', '.join(unknown))}; expected: {expected}")
         for name, spec in self.fields.items():
             if (name not in doc and spec.required) or (name in doc and not fits(doc[name], spec.schema)):
                 raise ApiError(400, spec.wrong)

@@ -29,6 +29,7 @@ import jwt as pyjwt
 from onemcp.auth.principal import InvalidToken, Principal
 from onemcp.auth.server.grants import sse_resource
 from onemcp.config.auth_settings import JwtSettings
+from onemcp.protocol.errors import echo
 
 log = logging.getLogger("onemcp.auth")
 
@@ -85,7 +86,7 @@ class KeySet:
             await self._refresh(now)
         key = self.keys.get(kid) if time.monotonic() - self.fetched < STALE_LIMIT else None
         if key is None:
-            raise InvalidToken(f"no signing key {kid!r} in the issuer's key set")
+            raise InvalidToken(f"no signing key {echo(repr(kid))} in the issuer's key set")
         return key
 
     async def _refresh(self, asked: float) -> None:

@@ -23,7 +23,7 @@ from onemcp.catalog import repair
 from onemcp.catalog.named import NamedUris, most_specific
 from onemcp.catalog.reach import EVERYTHING, Reach
 from onemcp.config.model import HubConfig, ServerConfig
-from onemcp.protocol.errors import NotFound
+from onemcp.protocol.errors import URI_DATA, NotFound, echo
 from onemcp.protocol.methods import KINDS
 from onemcp.protocol.names import INSTANCE_MARK, NameCodec, PrefixMode, is_web, shown_as
 
@@ -460,10 +460,11 @@ def _ui_uris(meta: dict[str, Any], show: Callable[[str], str]) -> dict[str, Any]
 def missing(kind: str, visible: str) -> NotFound:
     """The error for a name or URI that is not there (or not there for this requester: the same)."""
     if kind in ("tools", "prompts"):
-        return NotFound(f"{'Tool' if kind == 'tools' else 'Prompt'} not found: {visible}")
+        return NotFound(f"{'Tool' if kind == 'tools' else 'Prompt'} not found: {echo(visible)}")
+    data = {"uri": visible} if len(visible) <= URI_DATA else None  # the message says how long it was
     if kind == "resourceTemplates":
-        return NotFound(f"Resource template not found: {visible}", data={"uri": visible})
-    return NotFound(f"Resource not found: {visible}", data={"uri": visible})
+        return NotFound(f"Resource template not found: {echo(visible)}", data=data)
+    return NotFound(f"Resource not found: {echo(visible)}", data=data)
 
 
 def tool_rules(config: HubConfig, instances: Mapping[str, ServerConfig] | None = None) -> dict[str, Overrides]:

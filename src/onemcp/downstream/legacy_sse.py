@@ -28,7 +28,7 @@ from onemcp.hub.core import Hub
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached
+from onemcp.protocol.errors import INVALID_REQUEST, HubError, LimitReached, echo
 from onemcp.protocol.jsonrpc import Message
 
 log = logging.getLogger("onemcp.downstream")
@@ -84,7 +84,11 @@ class LegacySseEndpoint:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         unknown = sorted(set(query) - {"session_id", "sessionId"})
         if unknown or sum(len(v) for v in query.values()) > 1:
-            why = f"unknown query parameter(s): {', '.join(unknown)}" if unknown else "session_id given more than once"
+            why = (
+                f"unknown query parameter(s): {echo(', '.join(unknown))}"
+                if unknown
+                else "session_id given more than once"
+            )
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, f"{why}; /messages takes session_id only"))
             return
         sid = (query.get("session_id") or query.get("sessionId") or [None])[0]

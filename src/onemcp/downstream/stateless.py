@@ -23,7 +23,7 @@ from onemcp.hub.forward import Emit
 from onemcp.hub.listeners import Listener
 from onemcp.hub.session import Session
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import UNSUPPORTED_VERSION, HubError, InvalidParams, MethodNotFound, ProtocolError
+from onemcp.protocol.errors import UNSUPPORTED_VERSION, HubError, InvalidParams, MethodNotFound, ProtocolError, echo
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.meta import CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, PROTOCOL_VERSION, SERVER_INFO
 from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
@@ -54,8 +54,8 @@ class UnsupportedVersion(ProtocolError):
 
     def __init__(self, requested: str) -> None:
         super().__init__(
-            f"Unsupported protocol version: {requested}",
-            data={"supported": [*MODERN_VERSIONS, *LEGACY_VERSIONS], "requested": requested},
+            f"Unsupported protocol version: {echo(requested)}",
+            data={"supported": [*MODERN_VERSIONS, *LEGACY_VERSIONS], "requested": echo(requested)},
         )
 
 
@@ -104,7 +104,7 @@ def check_version(meta: dict[str, Any]) -> None:
 def check_method(method: object) -> None:
     """Legacy-only and unknown methods do not exist in this era (MethodNotFound)."""
     if method not in MODERN_METHODS:
-        raise MethodNotFound(f"Method not found: {method}")
+        raise MethodNotFound(f"Method not found: {echo(method)}")
 
 
 def check_params(params: dict[str, Any]) -> None:

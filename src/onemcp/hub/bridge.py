@@ -41,6 +41,7 @@ from onemcp.protocol.errors import (
     InvalidParams,
     InvalidRequest,
     SessionEnded,
+    echo,
 )
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.methods import REVERSE_CAPABILITY
@@ -129,7 +130,7 @@ async def ask_client(session: Session, emit: Any, requests: object, *, server: s
         if reply is None or not isinstance(reply.get("result"), dict):
             err = reply.get("error") if reply is not None else None
             detail = err.get("message") if isinstance(err, dict) else "no answer"
-            raise HubError(f"the client did not fulfil {method}: {detail}")
+            raise HubError(f"the client did not fulfil {method}: {echo(detail)}")
         answers[key] = reply["result"]
     return answers
 
@@ -268,7 +269,7 @@ class Parking:
             answer = given.get(key)
             action = answer.get("action") if isinstance(answer, dict) else None
             if action != "accept":
-                why = "has no answer" if action is None else f"was answered {action!r}"
+                why = "has no answer" if action is None else f"was answered {echo(repr(action))}"
                 raise InvalidParams(f"the URL visit {key!r} {why}: the server cannot go on without it")
         return True
 

@@ -34,7 +34,7 @@ from onemcp.hub.subscriptions import Subscriptions
 from onemcp.hub.tasks import TaskRouter
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import HubError, InvalidParams, MethodNotFound, NotFound, UpstreamUnavailable
+from onemcp.protocol.errors import HubError, InvalidParams, MethodNotFound, NotFound, UpstreamUnavailable, echo
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.meta import SERVERS_LEFT_OUT
 from onemcp.protocol.methods import KIND_BY_METHOD, LOG_LEVELS
@@ -185,7 +185,7 @@ class Dispatcher:
             await self.until_started()
             if params.get("task") is not None and not session.ephemeral and params.get("name") != meta_tools.CALL:
                 # answered at once, no task handle: its taskSupport is "forbidden" (none listed), as for any such tool
-                raise MethodNotFound(f"{params['name']} does not run as a task: call it without 'task'")
+                raise MethodNotFound(f"{echo(params['name'])} does not run as a task: call it without 'task'")
             answered = await self.exposure.call(session.access, params, self.view(session))  # params: its target
             if answered is not None:
                 return jsonrpc.result(msg["id"], answered)
@@ -327,7 +327,7 @@ class Dispatcher:
         the catalog as the session sees it (its own connections' lists, `hub/own_lists.py`)."""
         access, catalog = session.access, self.view(session)
         if method not in ROUTED:
-            raise MethodNotFound(f"Method not found: {method}")
+            raise MethodNotFound(f"Method not found: {echo(method)}")
         if method == "tools/call" or method == "prompts/get":
             name = params.get("name")
             if not isinstance(name, str):
@@ -373,7 +373,7 @@ class Dispatcher:
         server, upstream_id = task.server, task.upstream_id
         if not access.reach.touches(server):  # its scopes or view changed since the call
             access.refused(method, f"{server}/task", "outside the principal's scopes")
-            raise NotFound(f"Task not found: {params.get('taskId')}")
+            raise NotFound(f"Task not found: {echo(params.get('taskId'))}")
         return server, "taskId", upstream_id
 
     def _explain_missing(self, access: Access, name: str) -> None:

@@ -29,7 +29,7 @@ from onemcp.catalog.catalog import Catalog, Item
 from onemcp.catalog.reach import Reach
 from onemcp.config.model import Exposure, HubConfig
 from onemcp.hub.own_search import OwnSearch, ToolEntries, allowed, entry_key, merged, tool_entries
-from onemcp.protocol.errors import NotFound
+from onemcp.protocol.errors import NotFound, echo
 from onemcp.protocol.names import shown_as
 from onemcp.search import meta
 
@@ -289,7 +289,7 @@ class ToolExposure:
             withheld = None if name in meta.NAMES else catalog.withheld_error(name, access.reach)
             if withheld is not None:  # as a call of it says: changed since approved
                 raise meta.MetaArgsError(withheld.message)
-            raise meta.MetaArgsError(f"Tool not found: {name}; search_tools finds tools by what they do")
+            raise meta.MetaArgsError(f"Tool not found: {echo(name)}; search_tools finds tools by what they do")
         return definition
 
     async def _search(
@@ -301,8 +301,8 @@ class ToolExposure:
             config = self._config()
             if (server in config.servers or server in config.templates) and reach.touches(server):
                 why = "lists no tools now (it may be starting, disabled or failing: /health says which)"
-                raise meta.MetaArgsError(f"search_tools: server {server!r} {why}")
-            raise meta.MetaArgsError(f"search_tools: no server {server!r} among the tools you can use")
+                raise meta.MetaArgsError(f"search_tools: server {echo(repr(server))} {why}")
+            raise meta.MetaArgsError(f"search_tools: no server {echo(repr(server))} among the tools you can use")
         if catalog is not self.catalog and catalog.own_tools:  # its own connections' tools too
             tools, total = await self._search_view(query, limit, reach, server, catalog)
         else:

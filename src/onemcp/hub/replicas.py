@@ -51,7 +51,7 @@ from onemcp.hub.relay import RedisRelay, RelayError
 from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.tasks import TaskRouter
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, NotFound
+from onemcp.protocol.errors import INTERNAL_ERROR, INVALID_PARAMS, NotFound, echo
 from onemcp.protocol.jsonrpc import Message
 
 log = logging.getLogger("onemcp.replicas")
@@ -404,7 +404,7 @@ class Replicas:
         if session is None or session.principal.key != principal:  # not live here: its tasks are gone
             params = msg.get("params")
             task = params.get("taskId") if isinstance(params, dict) else None
-            return jsonrpc.error(msg.get("id"), NotFound(f"Task not found: {task}").to_error())
+            return jsonrpc.error(msg.get("id"), NotFound(f"Task not found: {echo(task)}").to_error())
         return await self._resume_here(session, msg)
 
     async def _resume(self, principal: str, msg: Message) -> Message:

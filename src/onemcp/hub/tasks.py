@@ -40,7 +40,7 @@ import anyio.abc
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.hub.rewrite import task_problem
-from onemcp.protocol.errors import HubError, InvalidParams, NotFound, UpstreamTimeout, UpstreamUnavailable
+from onemcp.protocol.errors import HubError, InvalidParams, NotFound, UpstreamTimeout, UpstreamUnavailable, echo
 from onemcp.protocol.names import shown_as
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ class TaskRouter:
         mine = self._tasks.get(session_id)
         entry = mine.get(visible) if mine is not None else None
         if entry is None:
-            raise NotFound(f"Task not found: {visible}")
+            raise NotFound(f"Task not found: {echo(visible)}")
         return entry
 
     def connection(self, session_id: str, visible: object) -> UpstreamConnection:

@@ -43,6 +43,17 @@ UNSUPPORTED_VERSION = -32022  # MCP-Protocol-Version not supported (data.support
 URL_ELICITATION_REQUIRED = -32042  # a tool needs the user to visit URL(s) first: data.elicitations
 FORBIDDEN = -32003  # the principal's scopes do not cover the call (HTTP 403, step-up)
 
+ECHO = 200  # characters of a caller's own input (a name, a URI, a method, an id) an error message repeats
+URI_DATA = 8 * 1024  # a URI an error's `data.uri` gives back whole (as long as any the hub subscribes to)
+
+
+def echo(value: object) -> str:
+    """`value` as an error message repeats it: as text, its first ECHO characters and how long it was when
+    longer. A caller's 4 MiB tool name, URI or method came back whole, in its error and in the log lines
+    that carry the error; the start is enough to recognise it."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= ECHO else f"{text[:ECHO]}... ({len(text)} characters)"
+
 
 class HubError(Exception):
     code: int = INTERNAL_ERROR

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onemcp.observability.redact import one_line as escape_controls
+from onemcp.protocol.errors import echo
 
 SEARCH, SCHEMA, CALL = "search_tools", "get_tool_schema", "call_tool"
 NAMES = frozenset({SEARCH, SCHEMA, CALL})
@@ -116,7 +117,9 @@ def call_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
 def _no_unknown(tool: str, arguments: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(arguments) - allowed)
     if unknown:
-        raise MetaArgsError(f"{tool}: unknown argument(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+        raise MetaArgsError(
+            f"{tool}: unknown argument(s) {echo(', '.join(unknown))}; expected {', '.join(sorted(allowed))}"
+        )
 
 
 def one_line(text: str, width: int = LINE) -> str:

@@ -213,6 +213,33 @@ def test_a_log_line_cannot_pass_for_two() -> None:
     assert out.getvalue().count("\n") == 1 and "\\n2026-12-05 INFO onemcp.audit" in out.getvalue()
 
 
+def test_a_logged_exception_cannot_pass_for_a_record_or_repaint_the_terminal() -> None:
+    """An exception whose message carries what a client or upstream sent, logged with its traceback: every
+    line of it is indented under its record, and its terminal codes and carriage returns are escaped (once,
+    however many handlers filter the record)."""
+    import io
+
+    redactor = Redactor()
+    outs = [io.StringIO(), io.StringIO()]
+    logger = logging.getLogger("test-redact-forged-traceback")
+    logger.handlers[:], logger.propagate = [logging.StreamHandler(out) for out in outs], False
+    for handler in logger.handlers:
+        handler.addFilter(redactor)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    try:
+        raise ValueError("bad\x1b[2J\r\nINFO onemcp.audit: call tool=delete_everything outcome=ok")
+    except ValueError:
+        logger.exception("internal error while answering %s", "tools/call")
+    for out in outs:
+        text = out.getvalue()
+        records = [line for line in text.splitlines() if not line.startswith("  ")]
+        assert records == ["ERROR test-redact-forged-traceback: internal error while answering tools/call"]
+        assert "\x1b" not in text and "\r" not in text
+        assert "\n  Traceback (most recent call last):\n    File " in text
+        forged = "INFO onemcp.audit: call tool=delete_everything outcome=ok"
+        assert text.endswith(f"\n  ValueError: bad\\x1b[2J\\r\n  {forged}\n")
+
+
 def test_c1_controls_and_bidi_characters_are_escaped_and_printable_keeps_lines() -> None:
     hostile = "a\x9b2J\x9d52;c;x\x9c b\u202eevil\u200b c\ufeff"
     assert one_line(hostile) == "a\\x9b2J\\x9d52;c;x\\x9c b\\u202eevil\\u200b c\\ufeff"

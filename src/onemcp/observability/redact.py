@@ -70,6 +70,13 @@ def printable(text: str) -> str:
     return CONTROL_BUT_NEWLINE.sub(_escaped, text)
 
 
+def traceback_text(text: str) -> str:
+    """A logged exception's text as the log shows it: its control characters escaped but its new lines
+    kept, and each of its lines indented, so that no line of it passes for a record of its own (an
+    exception's message may carry what a client or an upstream sent: `ValueError: x\n2026-... INFO ...`)."""
+    return "\n".join("  " + line for line in printable(text).split("\n"))
+
+
 def display_url(url: str) -> str:
     """A URL as shown outside the config: scheme, host, port and path; no user, password or query."""
     try:
@@ -227,8 +234,9 @@ class Redactor(logging.Filter):
         clean = self.shown(message)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.scrub(record.exc_text)
+        if record.exc_text and not getattr(record, "traceback_shown", False):  # once, through two handlers too
+            record.exc_text = traceback_text(self.scrub(record.exc_text))
+            record.traceback_shown = True
         if clean != message or record.args:
             record.msg, record.args = clean, None
         return True

@@ -30,6 +30,20 @@ def test_credentials_in_urls_and_parameters_are_masked() -> None:
     assert scrub("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
 
 
+def test_jwts_json_credential_fields_and_the_hub_s_own_credentials_are_masked() -> None:
+    """Shapes an upstream's error body or a server's stderr carries with no `token=` or `Bearer` before
+    them: they reached /health's lastError, clients' errors and the log as they were."""
+    scrub = Redactor().scrub
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    assert scrub(f"HTTP 401 Unauthorized: invalid_token: {jwt}") == "HTTP 401 Unauthorized: invalid_token: ***"
+    answer = '{"access_token": "at-0123456789", "refreshToken": "rt-\\"0123456789", "clientSecret": "cs-0123456789"}'
+    assert scrub(answer) == '{"access_token": "***", "refreshToken": "***", "clientSecret": "***"}'
+    key, token = "omk_0123456789ab_AbCdEfGhIjKlMnOpQrSt-_Uv", "omrt_AbCdEfGhIjKlMnOpQrStUvWx"
+    assert scrub(f"echoed {key} and {token}") == "echoed omk_0123456789ab_*** and omrt_***"
+    kept = '{"token_type": "Bearer", "tokenCount": 5, "max_tokens": "100"} principal=key:0123456789ab tool=get_token'
+    assert scrub(kept) == kept  # what names a credential without being one stays readable
+
+
 def test_a_variable_in_a_server_url_is_a_secret() -> None:
     """A key kept in the environment and put in a URL's path (`${KEY}`, as hosted servers want it) was
     shown in clear in the upstream's failure: /health and the admin API's lastError, the log, clients'

@@ -34,6 +34,16 @@ TOKEN = re.compile(
 TOKEN_WORDS = ("authorization", "bearer", "token", "api_key", "api-key", "apikey", "secret", "passw", "sig")
 URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@#?]*:)([^/\s#?]*)(@)")
 URL_TOKEN = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/\s:@#?]{16,})(@)")
+# a credential as a JSON field ("access_token": "...", "clientSecret": "...": an OAuth token endpoint's
+# answer, a server's dump of its settings), which TOKEN's `name=` and `name: value` do not reach
+JSON_SECRET = re.compile(
+    r'(?i)("[a-z0-9_-]*(?:token|secret|password|passwd|apikey|api_key|api-key)"\s*:\s*")((?:[^"\\]|\\.)*)(")'
+)
+# a JWT anywhere (its header and claims are base64url JSON: "eyJ"), and the hub's own credentials: an
+# API key keeps its id (omk_<id>_***, as `onemcp auth key list` names it), an OAuth token or code its kind
+JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+HUB_CREDENTIAL = re.compile(r"\b(omk_[A-Za-z0-9]+_|om(?:at|rt|ac)_)[A-Za-z0-9_-]{16,}")
+HUB_PREFIXES = ("omk_", "omat_", "omrt_", "omac_")  # auth.keys.PREFIX, auth.server.grants' (above this layer)
 # C0 and C1 controls (ESC, CSI, OSC: terminal codes), DEL, and the format characters that reorder or
 # hide text on screen (bidi marks, overrides and isolates, zero-width characters and joiners, the byte
 # order mark, and the tag characters a model reads but a person does not see)
@@ -220,7 +230,11 @@ class Redactor(logging.Filter):
             text = "".join(parts)
         lower = text.lower()  # the patterns run only where one could match (an audit line per call: ~1 us)
         if any(word in lower for word in TOKEN_WORDS):
-            text = TOKEN.sub(r"\1***", text)
+            text = TOKEN.sub(r"\1***", JSON_SECRET.sub(r"\1***\3", text))
+        if "eyJ" in text:
+            text = JWT.sub("***", text)
+        if any(prefix in text for prefix in HUB_PREFIXES):
+            text = HUB_CREDENTIAL.sub(r"\1***", text)
         if "://" in text:
             text = URL_TOKEN.sub(r"\1***\3", URL_PASSWORD.sub(r"\1***\3", text))
         return text

@@ -455,6 +455,43 @@ async def test_a_delete_while_the_bridge_asks_the_client_answers_the_call_sessio
     assert answer["error"]["message"].startswith("the session ended while this request was in flight")
 
 
+async def test_a_call_whose_client_refuses_the_bridged_question_counts_as_an_error() -> None:
+    """A legacy client answers a modern upstream's sampling request (asked through the bridge) with an error:
+    its call is answered -32603 'the client did not fulfil ...', and /metrics, the Calls view and the audit
+    line count it as an error (they said ok: the upstream's input_required reply had been counted so)."""
+    import httpx
+
+    from support.hub import HEADERS
+
+    init = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {"sampling": {}},
+        "clientInfo": {"name": "r", "version": "0"},
+    }
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "m__ask_sample", "arguments": {}}}
+    servers = {"m": modern_fixture(protocol="modern"), "other": legacy_fixture()}
+    messages: list[dict[str, Any]] = []
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=None) as http:
+            r = await http.post(
+                hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}, headers=HEADERS
+            )
+            headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+            async with http.stream("POST", hub.url, json=call, headers=headers) as reply:
+                async for line in reply.aiter_lines():
+                    if line.startswith("data: {"):
+                        messages.append(json.loads(line[6:]))
+                        if messages[-1].get("method") == "sampling/createMessage":
+                            refusal = {"code": -1, "message": "the user declined"}
+                            said = {"jsonrpc": "2.0", "id": messages[-1]["id"], "error": refusal}
+                            assert (await http.post(hub.url, json=said, headers=headers)).status_code == 202
+            metrics = (await http.get(f"{hub.base}/metrics")).text
+    assert messages[-1]["error"]["message"] == "the client did not fulfil sampling/createMessage: the user declined"
+    assert 'onemcp_upstream_requests_total{method="tools/call",outcome="error",server="m"} 1.0' in metrics
+    assert 'outcome="ok"' not in metrics
+
+
 async def bridged_call(ending: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A legacy client's call to a modern-only upstream that asks for input (`ask_colour`), ended while the
     hub asks the client: `cancel` (the client's notifications/cancelled, then its user answers anyway) or

@@ -26,7 +26,14 @@ from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.events import PAYLOAD, EventBus, payload
 from onemcp.observability.metrics import Metrics
 from onemcp.protocol import jsonrpc
-from onemcp.protocol.errors import INTERNAL_ERROR, URL_ELICITATION_REQUIRED, HubError, UpstreamError, UpstreamTimeout
+from onemcp.protocol.errors import (
+    INTERNAL_ERROR,
+    URL_ELICITATION_REQUIRED,
+    HubError,
+    SessionEnded,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from onemcp.protocol.jsonrpc import Message
 from onemcp.protocol.names import shown_as
 from onemcp.upstream.call import CANCELLED, RELIST_WAIT, SESSION_ENDED, Call
@@ -148,6 +155,9 @@ class Forwarder:
             outcome = "timeout"
             err = UpstreamTimeout(conn.name, f"{call.method} {why}")
             return jsonrpc.error(call.downstream_id, err.to_error())
+        except HubError as exc:  # answered with this error (a client that refused the upstream's question...)
+            outcome = "cancelled" if isinstance(exc, SessionEnded) else "error"  # (as a SESSION_ENDED reply)
+            raise
         finally:
             self._record(session, conn, call, outcome, started, sent)
             if not call.done and not parked:

@@ -89,3 +89,17 @@ def test_answered_error_codes_are_the_hubs_own_or_other() -> None:
         (("code", "other"), ("method", "tools/call")): 3,
         (("code", "-32601"), ("method", "other")): 1,
     }
+
+
+def test_a_cancelled_request_is_counted_but_not_timed() -> None:
+    """A request its client cancelled had no answer: the time its client waited is not a latency (a client
+    that cancels every call at once would pull the histogram towards zero, one that waits long towards
+    its own patience). Counted under outcome cancelled; an answer and a timeout are timed."""
+    metrics = Metrics()
+    for outcome, seconds in (("ok", 0.2), ("cancelled", 0.001), ("cancelled", 50.0), ("timeout", 60.0)):
+        metrics.observe("tools/call", "a", outcome, seconds)
+    got = samples(metrics.render().decode())
+    timed = ("method", "tools/call"), ("server", "a")
+    assert got[("onemcp_upstream_request_duration_seconds_count", timed)] == 2
+    assert got[("onemcp_upstream_request_duration_seconds_sum", timed)] == pytest.approx(60.2)
+    assert got[("onemcp_upstream_requests_total", (*timed[:1], ("outcome", "cancelled"), timed[1]))] == 2

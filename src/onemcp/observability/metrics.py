@@ -46,7 +46,8 @@ class Metrics:
         )
         self._latency = Histogram(
             "onemcp_upstream_request_duration_seconds",
-            "Time from forwarding a request to its reply",
+            "Time from forwarding a request to its answer (its reply, or the hub's at its deadline); a request"
+            " its client cancelled has none and is not observed",
             ["method", "server"],
             buckets=BUCKETS,
             registry=self.registry,
@@ -77,6 +78,8 @@ class Metrics:
         if counter is None:
             counter = self._counters[key] = self._requests.labels(method, server, outcome)
         counter.inc()
+        if outcome == "cancelled":  # no answer to time: the time its client waited before it gave up
+            return
         hist = self._histograms.get(key[:2])
         if hist is None:
             hist = self._histograms[key[:2]] = self._latency.labels(method, server)

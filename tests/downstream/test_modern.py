@@ -244,3 +244,30 @@ def test_a_header_value_is_sent_plain_or_in_base64_a_lone_surrogate_too(value: s
     """A name JSON may escape as a lone surrogate raised UnicodeEncodeError (it ended `onemcp proxy`)."""
     assert mcp_headers.encode_header(value) == sent
     assert mcp_headers.is_plain(value) is (value == sent)
+
+
+async def test_the_hub_s_own_refusals_count_alike_in_both_eras() -> None:
+    """onemcp_answered_errors_total counts an error the hub answers itself, whichever era asked: a
+    2026-07-28 request refused before routing (an unknown or legacy-only method, a bad cursor) was not
+    counted, the same request in the 2025-11-25 era was."""
+    from support.inprocess import fixture, inprocess_hub
+
+    def answered(text: str) -> dict[tuple[str, str], float]:
+        prefix = "onemcp_answered_errors_total{"
+        found = {}
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                labels = dict(part.split("=") for part in line[len(prefix) : line.index("}")].split(","))
+                found[(labels["method"].strip('"'), labels["code"].strip('"'))] = float(line.split()[-1])
+        return found
+
+    with anyio.fail_after(10):
+        async with inprocess_hub({"alpha": fixture()}) as h:
+            session = await h.session()
+            for ask in (session.ask, lambda method, params: h.client.modern(method, **params)):
+                await ask("nosuch/method", {})
+                await ask("tools/list", {"cursor": "2"})
+            _, (modern,) = await h.client.modern("logging/setLevel", level="debug")
+            assert modern["error"]["code"] == -32601
+            counted = answered(h.app.hub.metrics.render().decode())
+    assert counted == {("other", "-32601"): 2, ("tools/list", "-32602"): 2, ("logging/setLevel", "-32601"): 1}

@@ -638,3 +638,23 @@ async def test_a_list_changed_a_call_caused_reaches_the_client_before_the_calls_
                 pipe.close()
     said = [line.get("method") or f"reply {line.get('id')}" for line in pipe.lines if line.get("id") != 1]
     assert said == ["notifications/tools/list_changed", "reply 2"]
+
+
+async def test_a_modern_request_refused_before_routing_is_counted_as_the_hub_s_error() -> None:
+    """onemcp_answered_errors_total over stdio, 2026-07-28: an unknown method and a legacy-only one are
+    the hub's -32601, counted as a 2025-11-25 request's are (they were not counted)."""
+    pipe = Lines()
+    with anyio.fail_after(DEADLINE), pipe:
+        async with inprocess_hub({"alpha": fixture()}) as hub:
+            server = StdioServer(hub.app.hub, ANONYMOUS, pipe.read_line, pipe.write)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve)
+                for rid, method in ((1, "nosuch/method"), (2, "logging/setLevel")):
+                    params = {"level": "debug", "_meta": ENVELOPE}
+                    await pipe.send({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+                await pipe.until(lambda: bool(pipe.replies(1) and pipe.replies(2)))
+                pipe.close()
+            text = hub.app.hub.metrics.render().decode()
+    assert [pipe.replies(rid)[0]["error"]["code"] for rid in (1, 2)] == [-32601, -32601]
+    assert 'onemcp_answered_errors_total{code="-32601",method="other"} 1.0' in text
+    assert 'onemcp_answered_errors_total{code="-32601",method="logging/setLevel"} 1.0' in text

@@ -86,6 +86,7 @@ class ModernEndpoint:
         method = msg.get("method")
 
         async def reject(status: int, code: int, text: str, data: Any = None) -> None:
+            self.hub.metrics.answered_error(method, code)  # as a 2025-11-25 request's refusal is
             err: dict[str, Any] = {"code": code, "message": text}
             if data is not None:
                 err["data"] = data
@@ -230,6 +231,7 @@ class ModernEndpoint:
         try:
             listener = await self.requests.listener(session, rid, params)
         except HubError as exc:
+            self.hub.metrics.answered_error("subscriptions/listen", exc.code)
             refused = jsonrpc.error(rid, exc.to_error())
             await asgi.send_json(send, error_status(refused), refused)
             return

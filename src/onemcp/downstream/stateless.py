@@ -184,10 +184,12 @@ class ModernRequests:
         kind = KIND_BY_METHOD[method]
         if params.get("cursor") is not None:
             err = {"code": InvalidParams.code, "message": "Invalid cursor: this hub returns complete lists in one page"}
+            self.hub.metrics.answered_error(method, InvalidParams.code)
             return jsonrpc.error(rid, err)
         try:
             body = await self.hub.list_result(kind, session)
         except HubError as exc:  # a template instance it needs may not start (maxInstances): a JSON-RPC error
+            self.hub.metrics.answered_error(method, exc.code)
             return jsonrpc.error(rid, exc.to_error())
         return jsonrpc.splice_result(rid, body[:-1] + self._list_suffix)
 

@@ -282,10 +282,12 @@ class StdioServer:
                     return await self.modern.local(session, rid, method, params)
                 return jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": bound.reason})
             return await self.modern.routed(session, msg, self.send)
-        except HubError as exc:
+        except HubError as exc:  # refused before it was routed (a routed one's error is counted by `answer`)
+            self.hub.metrics.answered_error(method, exc.code)
             return jsonrpc.error(rid, exc.to_error())
         except Exception:
             log.exception("internal error while answering %s", method)
+            self.hub.metrics.answered_error(method, INTERNAL_ERROR)
             return jsonrpc.error(
                 rid, {"code": INTERNAL_ERROR, "message": "Internal error in onemcp (see the hub's log)"}
             )

@@ -136,6 +136,26 @@ async def test_a_child_that_stops_reading_makes_writers_wait_not_the_hub_buffer(
                 await transport.aclose()
 
 
+@pytest.mark.anyio
+async def test_a_send_to_a_child_whose_input_closed_as_it_exits_says_its_exit_not_not_connected() -> None:
+    """A server that dies at once (`false`, a missing API key) closes its stdin before its exit is seen: the
+    handshake's send failed with "not connected", which /health's lastError and the log then showed for that
+    attempt. The send waits a moment for the exit, whose code and last stderr line say why."""
+    dying = "echo 'API_KEY is not set' >&2; exec 0<&-; sleep 0.5; exit 3"
+    transport = StdioTransport("dying", ServerConfig.model_validate({"command": "sh", "args": ["-c", dying]}))
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            await transport.open(tg, lambda m, i: None, lambda m, e: None)
+            try:
+                while (stdin := transport._stdin) is None or not stdin.is_closing():
+                    await anyio.sleep(0.01)  # allowed-sleep: polling for the closed pipe, within fail_after
+                with pytest.raises(TransportError) as refused:
+                    await transport.send({"jsonrpc": "2.0", "method": "ping"}, b"{}")
+                assert str(refused.value) == "process exited with code 3; its stderr ended: API_KEY is not set"
+            finally:
+                await transport.aclose()
+
+
 def call(name: str, rid: int) -> dict[str, object]:
     return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": {}}}
 

@@ -29,7 +29,7 @@ from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import INTERNAL_ERROR
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import sandbox
-from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
+from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportClosed, TransportError
 
 # What a child inherits from the hub unless the config sets it: enough to find programs
 # and a home directory, nothing that could carry the hub's own secrets.
@@ -79,6 +79,9 @@ STDERR_LINE_BYTES = 4096  # of one stderr line, logged (100 lines a second: 400 
 # ended too is most likely exiting (a slow exit: atexit handlers, a loaded machine): it gets STOP_GRACE more.
 STDOUT_EOF_GRACE = 1.0
 STDOUT_CLOSED = "stdout closed while the process was still running"
+# A child that dies at once closes its stdin before its exit is seen: a send waits this long for the exit,
+# whose code and last stderr line say why ("not connected" said nothing, in /health and the log)
+EXIT_WAIT = 1.0
 
 
 def die_with_parent() -> None:
@@ -458,11 +461,18 @@ class StdioTransport(Transport):
     async def send(self, message: Message, body: bytes) -> None:
         stdin = self._stdin
         if stdin is None or stdin.is_closing() or self.closed.is_set():
-            raise self.gone()
+            raise await self._gone_why()
         if stdin.get_write_buffer_size() <= WRITE_HIGH_WATER and not self._waiting.locked():
             stdin.write(body + b"\n")  # synchronous: the pipe transport buffers what the child has not read yet
             return
         await self._send_when_read(body)
+
+    async def _gone_why(self) -> TransportClosed:
+        """Why a send cannot be made: a child whose stdin closed is most likely exiting (EXIT_WAIT for it)."""
+        if self._stdin is not None and not self.closed.is_set():
+            with anyio.move_on_after(EXIT_WAIT):
+                await self.closed.wait()
+        return self.gone(None if self.closed.is_set() else "its stdin is closed")
 
     async def _send_when_read(self, body: bytes) -> None:
         """Write once a child slow to read its stdin has read enough, one waiting writer at a time, up to
@@ -476,7 +486,7 @@ class StdioTransport(Transport):
                             break
                         await anyio.sleep(0.01)
                     if stdin is None or stdin.is_closing() or self.closed.is_set():
-                        raise self.gone()
+                        raise await self._gone_why()
                     stdin.write(body + b"\n")
         except TimeoutError:
             raise TransportError("the server is not reading its input") from None

@@ -328,3 +328,17 @@ def test_automatic_oauth_consent_is_warned_of(tmp_path: Path, caplog: pytest.Log
         " that reaches this hub can get an admin token (for tests only)"
     ]
     gate.oauth.close()
+
+
+async def test_an_unauthenticated_request_s_path_is_audited_by_its_start(tmp_path: Path) -> None:
+    """Anyone may send a 60,000-character path and be refused: its audit line repeated it whole, twice (as
+    `entry` and `path`), so unauthenticated requests could fill the audit log and rotate its history away."""
+    from support.audit import audit_lines
+
+    long_path = "/health/" + "p" * 60_000  # anything under /health asks for a credential first
+    with anyio.fail_after(DEADLINE):
+        async with keyed_hub(tmp_path) as (hub, _), httpx.AsyncClient() as http:
+            with audit_lines() as lines:
+                assert (await http.get(f"{hub.base}{long_path}")).status_code == 401
+    [denied] = [line for line in lines if line.startswith("auth denied")]
+    assert len(denied) < 600 and "... (60008 characters)" in denied, denied[:300]

@@ -28,6 +28,7 @@ from onemcp.auth.server.grants import OAuthError, sse_resource
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
+from onemcp.protocol.errors import echo
 from onemcp.protocol.versions import MODERN_VERSIONS
 
 log = logging.getLogger("onemcp.auth")
@@ -160,7 +161,7 @@ class Gate:
         self, scope: Scope, send: Send, *, admin: bool = False, check: Callable[[Principal], str | None] | None = None
     ) -> Principal | None:
         """The request's principal; None when it was refused (and the answer already sent)."""
-        path = scope.get("path", "")
+        path = echo(scope.get("path", ""))  # a caller's: written to the audit line, up to its 64 KiB
         entry = entry_of(scope)
         if not self.required:
             return ANONYMOUS
@@ -269,4 +270,4 @@ def entry_of(scope: Scope) -> str:
         return MODERN_HTTP if version in MODERN_VERSIONS else LEGACY_HTTP
     if path in ("/sse", "/messages", "/messages/"):
         return SSE
-    return str(path)
+    return echo(path)

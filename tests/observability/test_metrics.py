@@ -103,3 +103,34 @@ def test_a_cancelled_request_is_counted_but_not_timed() -> None:
     assert got[("onemcp_upstream_request_duration_seconds_count", timed)] == 2
     assert got[("onemcp_upstream_request_duration_seconds_sum", timed)] == pytest.approx(60.2)
     assert got[("onemcp_upstream_requests_total", (*timed[:1], ("outcome", "cancelled"), timed[1]))] == 2
+
+
+async def test_many_distinct_names_from_clients_make_no_new_series() -> None:
+    """Every label is a known value: a client sending 200 distinct methods, tool names, URIs, task ids and
+    protocol versions, in both eras, leaves /metrics with the series it had after the first of each."""
+    from support.inprocess import fixture, inprocess_hub, tool_call
+
+    async def send_all(h: Any, session: Any, i: int) -> None:
+        asks = {
+            f"made/up{i}": {},
+            "tools/call": tool_call(f"alpha__nope{i}"),
+            "resources/read": {"uri": f"alpha+fixture://nope/{i}"},
+            "prompts/get": {"name": f"nope{i}"},
+            "tasks/get": {"taskId": f"t{i}"},
+        }
+        for method, params in asks.items():
+            await session.ask(method, params)
+            await h.client.modern(method, **params)
+
+    def series(h: Any) -> set[str]:
+        text = h.app.hub.metrics.render().decode()
+        return {line.rsplit(" ", 1)[0] for line in text.splitlines() if not line.startswith("#")}
+
+    with anyio.fail_after(30):
+        async with inprocess_hub({"alpha": fixture()}) as h:
+            session = await h.session()
+            await send_all(h, session, 0)
+            first = series(h)
+            for i in range(1, 200):
+                await send_all(h, session, i)
+            assert series(h) == first

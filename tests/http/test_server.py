@@ -425,3 +425,27 @@ async def test_unread_replies_past_the_unsent_budget_close_the_connection_holdin
         echo = {**call, "params": {"name": "echo", "arguments": {"message": "x"}}}
         r = await http.post(hub.url, json=echo, headers=session)
         assert r.json()["result"]["content"][0]["text"] == "x"  # the hub serves on
+
+
+def test_uvicorn_s_own_log_records_go_through_the_hub_s_handler() -> None:
+    """uvicorn configured its loggers with a handler of its own on stderr: its records (an exception in the
+    app, a protocol error) skipped the redaction, the escaping, the JSON format and the log file."""
+    import io
+    import logging
+
+    from onemcp.http.server import server_config
+    from onemcp.observability.redact import Redactor
+
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.handlers[:], uvicorn_logger.propagate = [], True  # as in a fresh process (tests made others)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(Redactor())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        server_config(lambda *args: None, LimitsConfig)
+        logging.getLogger("uvicorn.error").warning("bad: Authorization: Bearer sk-live-0123456789\nforged line")
+    finally:
+        root.removeHandler(handler)
+    assert out.getvalue() == "bad: Authorization: Bearer ***\\nforged line\n"

@@ -317,6 +317,9 @@ def server_config(app: Any, limits: Callable[[], Limits], **options: Any) -> uvi
         ws="none",
         lifespan="on",
         log_level="warning",
+        # uvicorn's records go to the hub's handler: redacted, escaped, in its format and file (its own
+        # logging config gave them a handler of their own, on stderr, past all three)
+        log_config=None,
         access_log=False,
         proxy_headers=False,
         server_header=False,

@@ -126,3 +126,21 @@ def test_a_comma_before_a_comment_holding_a_bracket_is_kept() -> None:
     """A commented-out entry after a real one: its brackets are not the object's end."""
     text = '{"a": 1, // "b": {"c": []},\n "d": 2, /* } */ "e": [3, /* ] */ 4,],}'
     assert orjson.loads(strip_jsonc(text)) == {"a": 1, "d": 2, "e": [3, 4]}
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            'a:\n  X-Key: "sk-supersecret-9876543210\n  b: [\n',
+            "while scanning a quoted scalar (line 2, column 10): found unexpected end of stream (line 4, column 1)",
+        ),
+        ("a: [1, 2\nb: sk-supersecret-9876543210\n", "while parsing a flow sequence (line 1, column 4)"),
+    ],
+)
+def test_a_yaml_error_says_where_not_the_lines_around_it(text: str, said: str) -> None:
+    """PyYAML's message quotes the lines around the error, a value being typed (a key) with them: a reload's
+    refusal showed it in /health (config.lastError, to the operator scope too) and in the log."""
+    with pytest.raises(FormatError) as refused:
+        parse(text.encode(), "yaml")
+    assert said in str(refused.value) and "supersecret" not in str(refused.value) and "\n" not in str(refused.value)

@@ -130,5 +130,13 @@ def _yaml(text: str) -> Any:
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     try:
         return yaml.load(text, Loader=StrictLoader)
+    except yaml.MarkedYAMLError as exc:  # said by where, never with the lines around it: they may hold a secret
+        parts = ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark))
+        said = [f"{what} ({_position(mark)})" if mark is not None else what for what, mark in parts if what]
+        raise FormatError(f"not valid YAML: {': '.join(said)}") from None
     except yaml.YAMLError as exc:
         raise FormatError(f"not valid YAML: {exc}") from None
+
+
+def _position(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"

@@ -310,3 +310,20 @@ def test_status_and_stop_of_a_hub_that_does_not_answer(config_dir: Path) -> None
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)  # suspended or not
+
+
+def test_status_names_a_server_whose_circuit_is_open() -> None:
+    """A hung server stays "ready" while its breaker refuses every call: /health says degraded, and the
+    summary start and status print says which server and why (it said only "2 server(s): 2 ready")."""
+    from onemcp.cli.daemon import summary
+
+    health = {
+        "upstreams": {
+            "a": {"state": "ready", "breaker": "open"},
+            "b": {"state": "ready", "breaker": "closed"},
+            "c": {"state": "failed", "breaker": "closed", "lastError": "process exited with code 1"},
+        }
+    }
+    assert summary(health) == (
+        "3 server(s): 1 failed, 2 ready; failed: c (process exited with code 1); circuit open (it answers no call): a"
+    )

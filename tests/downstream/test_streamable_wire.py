@@ -617,3 +617,32 @@ async def test_a_client_that_takes_only_sse_gets_every_reply_as_an_event() -> No
         assert r.status_code == 200 and r.headers["content-type"].startswith(sse_only), (r.headers, r.text)
         events = [m for _, m in sse_events(r.text.splitlines())]
         assert "result" in events[-1], events
+
+
+async def test_a_server_whose_circuit_is_open_makes_the_hub_degraded() -> None:
+    """An upstream that is connected but hung (it answers no call and no ping: its breaker opened) serves
+    nothing: every call to it fails at once. /health said "ok" (its state stays "ready"); now "degraded",
+    as the onemcp_upstream_breaker_open gauge says, and "ok" again once the breaker closes."""
+    import time
+
+    from support.inprocess import fixture, inprocess_hub
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture(), "b": fixture()}) as h:
+            breaker = h.app.hub.pool.slots["a"].breaker
+
+            async def health() -> dict[str, Any]:
+                _, (doc,) = await h.client.request("GET", path="/health")
+                return doc
+
+            assert (await health())["status"] == "ok"
+            for _ in range(breaker.threshold):
+                breaker.record(False)  # as `Pool.judge` records a call that no answer or ping followed
+            doc = await health()
+            assert (doc["status"], doc["upstreams"]["a"]["state"], doc["upstreams"]["a"]["breaker"]) == (
+                "degraded", "ready", "open"
+            )  # fmt: skip
+            breaker.opened_at = time.monotonic() - breaker.cooldown  # its cooldown is over: half-open, probing
+            assert (await health())["status"] == "degraded"
+            breaker.record(True)  # the probe answered
+            assert (await health())["status"] == "ok"

@@ -253,8 +253,9 @@ def summary(health: dict[str, Any]) -> str:
         for name, u in ups.items()
         if u.get("state") == "failed"
     ]
-    text = f"{len(ups)} server(s): {counts or 'none'}"
-    return text + (f"; failed: {', '.join(failed)}" if failed else "")
+    stuck = [name for name, u in ups.items() if u.get("breaker") in ("open", "half-open")]
+    text = f"{len(ups)} server(s): {counts or 'none'}" + (f"; failed: {', '.join(failed)}" if failed else "")
+    return text + (f"; circuit open (it answers no call): {', '.join(stuck)}" if stuck else "")
 
 
 # ----------------------------------------------------------------------------- commands

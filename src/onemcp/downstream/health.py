@@ -75,8 +75,8 @@ def health(hub: Hub, *, links: bool = True) -> dict[str, Any]:
     states = list(state.states().values())
     if any(s == "starting" for s in states) and not hub.pool.tried.is_set():
         status = "starting"  # the first attempts; a server still starting after that is a degraded hub
-    elif all(s == "ready" for s in states):
-        status = "ok"
+    elif all(s == "ready" for s in states) and all(slot.breaker.state == "closed" for _, slot, _ in state.upstreams()):
+        status = "ok"  # (a connected server whose breaker is open answers nothing: every call fails at once)
     else:
         status = "degraded"
     doc: dict[str, Any] = {

@@ -646,3 +646,25 @@ async def test_a_server_whose_circuit_is_open_makes_the_hub_degraded() -> None:
             assert (await health())["status"] == "degraded"
             breaker.record(True)  # the probe answered
             assert (await health())["status"] == "ok"
+
+
+HUGE_ERROR = r"""
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" in m:
+        error = {"code": -32000, "message": "no " * 70000}
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "error": error}), flush=True)
+"""
+
+
+async def test_an_upstream_s_huge_error_is_shown_by_its_start() -> None:
+    """A server answering initialize with a 210,000-character error: /health's lastError (and every client's
+    error naming the server, and the log) carried all of it, on each scrape. Now its first 2,000 characters
+    and its length."""
+    cfg = {"mcpServers": {"big": {"command": sys.executable, "args": ["-c", HUGE_ERROR], "protocol": "legacy"}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(cfg, wait=False) as hub, httpx.AsyncClient() as http:
+            while not (said := (await http.get(f"{hub.base}/health")).json()["upstreams"]["big"]["lastError"]):
+                await anyio.sleep(0.05)  # allowed-sleep: polling for the failure, within fail_after
+    assert said.startswith("initialize failed: no no ") and said.endswith(" characters)") and len(said) < 2100

@@ -328,3 +328,23 @@ def test_a_configured_secret_holding_principal_is_masked_whole() -> None:
     redactor.add(["chosen-value-0123456789"], owner="key:aaaaaaaaaaaa")
     shown = redactor.scrub(f"stderr: {jdbc} principal=chosen-value-0123456789 and chosen-value-0123456789")
     assert shown == "stderr: *** principal=chosen-value-0123456789 and ***"
+
+
+def test_what_is_shown_and_logged_is_cut_once_scrubbed() -> None:
+    """An upstream's 200 KB failure is shown by its first SHOWN_MAX characters, a log record's message by
+    its first LOG_MAX; the cut comes after the scrub, so no secret's start is left at the edge."""
+    import io
+
+    redactor = Redactor()
+    secret = "Bearer sk-live-abcdef0123456789"
+    text = "x" * (redact_module.SHOWN_MAX - 10) + f" {secret} " + "y" * 300_000
+    shown = redactor.shown(text)
+    assert shown.startswith("x" * 100) and shown.endswith(f"... ({len(text) - len(secret) + 10} characters)")
+    assert "sk-live" not in shown and len(shown) < redact_module.SHOWN_MAX + 40
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(redactor)
+    logger = logging.getLogger("test-redact-cut")
+    logger.handlers[:], logger.propagate = [handler], False
+    logger.warning("upstream said: %s", text)
+    assert len(out.getvalue()) < redact_module.LOG_MAX + 60 and "sk-live" not in out.getvalue()

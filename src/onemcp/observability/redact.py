@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from onemcp.config.model import HubConfig
+from onemcp.protocol.errors import echo
 
 TOKEN = re.compile(
     # `token=`/`api_key:` as a parameter, not the tail of a variable's name ("env.GITHUB_TOKEN: environment
@@ -54,6 +55,8 @@ CONTROL_BUT_NEWLINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")
 # client's name or a path, not to be masked in every line)
 SECRET_NAME = re.compile(r"(?i)token|secret|passw|key|auth|credential|cookie|session|private|signature")
 MIN_SECRET = 6  # shorter values (ports, flags) would mask too much
+SHOWN_MAX = 2000  # characters of a text shown outside the log: an upstream's failure, a line of its stderr
+LOG_MAX = 16 * 1024  # characters of a log record's message (what a client or an upstream sent, within it)
 MAX_SECRETS = 10_000  # values kept from rendered template instances and principals (the newest)
 # who did what: an audit line's principal, server and tool fields are never masked by a value someone
 # chose for themselves (names the hub's config and its upstreams give, never a user's secret)
@@ -239,13 +242,14 @@ class Redactor(logging.Filter):
             text = URL_TOKEN.sub(r"\1***\3", URL_PASSWORD.sub(r"\1***\3", text))
         return text
 
-    def shown(self, text: str) -> str:
-        """`text` as a surface outside the log shows it: scrubbed, and on one line."""
-        return one_line(self.scrub(text))
+    def shown(self, text: str, limit: int = SHOWN_MAX) -> str:
+        """`text` as a surface outside the log shows it: scrubbed, on one line, and its first `limit`
+        characters (an upstream's 200 KB error message was /health's lastError, and every client's error)."""
+        return echo(one_line(self.scrub(text)), limit)  # cut once scrubbed: no secret's start is left behind
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        clean = self.shown(message)
+        clean = self.shown(message, LOG_MAX)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text and not getattr(record, "traceback_shown", False):  # once, through two handlers too

@@ -47,12 +47,12 @@ ECHO = 200  # characters of a caller's own input (a name, a URI, a method, an id
 URI_DATA = 8 * 1024  # a URI an error's `data.uri` gives back whole (as long as any the hub subscribes to)
 
 
-def echo(value: object) -> str:
-    """`value` as an error message repeats it: as text, its first ECHO characters and how long it was when
+def echo(value: object, limit: int = ECHO) -> str:
+    """`value` as an error message repeats it: as text, its first `limit` characters and how long it was when
     longer. A caller's 4 MiB tool name, URI or method came back whole, in its error and in the log lines
     that carry the error; the start is enough to recognise it."""
     text = value if isinstance(value, str) else str(value)
-    return text if len(text) <= ECHO else f"{text[:ECHO]}... ({len(text)} characters)"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class HubError(Exception):

@@ -16,7 +16,7 @@ from fixtures.hostile import HOSTILE
 from fixtures.launch import fixture_command, hostile_command
 from onemcp.cli.agent import read_arguments
 from onemcp.cli.agent_output import content_text
-from onemcp.cli.client.rpc import HubClient
+from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.main import main
 from onemcp.cli.playbook import PLAYBOOK, PLAYBOOK_FILE
 from onemcp.observability.redact import one_line
@@ -334,6 +334,40 @@ def test_client_reads_an_sse_reply_up_to_its_response(hub: HubProcess) -> None:
         assert result.get("isError") is not True
         again = client.request("tools/call", {"name": "demo__echo", "arguments": {"text": "after"}})
         assert content_text(again) == "after"  # a fresh connection after the abandoned stream
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("method", ["tools/lïst", "ツール", "tools/list\r\nx-injected: 1", " tools/list"])
+def test_client_answers_a_method_no_header_can_carry_as_not_found(hub: HubProcess, method: str) -> None:
+    # the Mcp-Method header cannot carry it: -32601 at once, as the proxy answers, never a UnicodeEncodeError
+    # or a line break sent into the request head; the connection serves the next request
+    client = HubClient(hub.url, timeout=EXIT_DEADLINE)
+    try:
+        with pytest.raises(RpcError) as refused:
+            client.request(method)
+        assert refused.value.code == -32601 and refused.value.message == f"Method not found: {method!r}"
+        assert isinstance(client.request("tools/list").get("tools"), list)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("token", ["tökenツ", "key\r\nx-injected: 1"])
+def test_a_token_no_header_can_carry_is_a_clear_error(hub: HubProcess, token: str) -> None:
+    env = {**clean_env(hub.config.parent), "ONEMCP_TOKEN": token}
+    done = subprocess.run(
+        [sys.executable, "-m", "onemcp", "run", "demo/echo", "--args", '{"text": "hi"}'],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=EXIT_DEADLINE,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert done.stderr == "onemcp: $ONEMCP_TOKEN holds characters an HTTP header cannot carry\n"
+
+
+def test_a_url_path_no_request_line_can_carry_is_a_clear_error(hub: HubProcess) -> None:
+    client = HubClient(hub.url + "ツ", timeout=EXIT_DEADLINE)
+    try:
+        with pytest.raises(HubUnreachable, match="the request target holds characters HTTP cannot carry"):
+            client.request("tools/list")
     finally:
         client.close()
 

@@ -166,6 +166,9 @@ class Connection:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if body is not None:
             lines.append(f"content-length: {len(body)}")
+        for name, value in (("request target", target), *headers.items()):  # a line break would end the line
+            if any(c in value for c in "\r\n\0") or not value.isascii():
+                raise HubHttpError(f"the {name} holds characters HTTP cannot carry")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
             self._sock.sendall(head + (body or b""))

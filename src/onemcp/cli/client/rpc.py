@@ -23,11 +23,12 @@ from urllib.parse import urlsplit
 
 from onemcp import __version__
 from onemcp.cli.client.http1 import Connection, ConnectionRefused, HubHttpError, Response
-from onemcp.protocol.headers import encode_header
+from onemcp.protocol.headers import encode_header, is_plain
 from onemcp.protocol.meta import PREFIX
 
 VERSION = "2026-07-28"
 INPUT_REQUIRED = "input_required"
+METHOD_NOT_FOUND = -32601
 TOKEN_ENV = "ONEMCP_TOKEN"  # a bearer token (an API key) for a hub that requires one
 
 
@@ -64,6 +65,8 @@ class HubClient:
         self._conn = Connection(parts.hostname, parts.port or (443 if tls else 80), tls=tls, timeout=timeout)
         self._ids = itertools.count(1)
         token = os.environ.get(TOKEN_ENV, "").strip()
+        if token and not is_plain(token):
+            raise HubUnreachable(f"${TOKEN_ENV} holds characters an HTTP header cannot carry", "auth")
         self._auth = {"authorization": f"Bearer {token}"} if token else {}
         self._context = context  # the signed template context headers, made afresh per request
 
@@ -74,6 +77,8 @@ class HubClient:
         self, method: str, params: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
         """The result of `method`; RpcError for an error reply, HubUnreachable for no reply."""
+        if not is_plain(method):  # no Mcp-Method header can carry it (as the proxy answers it)
+            raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method!r}")
         rid = next(self._ids)
         body = dict(params or {})
         body["_meta"] = {

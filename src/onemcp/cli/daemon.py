@@ -71,7 +71,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     wait.add_argument("--timeout", type=argtypes.seconds, default=60.0, help="seconds to wait (60)")
     service = sub.add_parser("service", parents=[config], help="a systemd user unit for the hub")
     service.add_argument("action", choices=["install", "print"])
-    service.add_argument("--port", type=argtypes.port, default=3050)
+    service.add_argument(
+        "--port", type=argtypes.port, default=3050, help="the port the unit's hub binds (default 3050)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -827,9 +827,17 @@ def test_a_variable_stands_where_a_number_or_a_boolean_goes() -> None:
     )
     assert config.servers["a"].timeout == 30 and config.servers["a"].disabled is False
     assert config.hub.search_budget == 15000
-    assert "timeout: Input should be a valid number" in error_of(
-        {"mcpServers": {"a": {"command": "x", "timeout": "${T}"}}}, env={"T": "soon"}
+    # a value that does not read as one says what it was and where it came from
+    said = error_of(
+        {
+            "mcpServers": {"a": {"command": "x", "timeout": "${T}", "disabled": "${OFF}"}},
+            "onemcp": {"limits": {"maxSessions": "${MAX}"}},
+        },
+        env={"T": "5s", "OFF": "maybe", "MAX": "1.5"},
     )
+    assert "mcpServers.a.timeout: expected a number, not '5s' (what its ${VAR} gave)" in said
+    assert "mcpServers.a.disabled: expected true or false, not 'maybe' (what its ${VAR} gave)" in said
+    assert "onemcp.limits.maxSessions: expected a whole number, not '1.5' (what its ${VAR} gave)" in said
 
 
 @pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])

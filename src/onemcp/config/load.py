@@ -319,6 +319,10 @@ def _check_instructions_file(path: Path, template: Path) -> None:
         raise ConfigError(f"{path}: onemcp.instructionsFile: {problem}")
 
 
+# a ${VAR}'s text that does not read as the number or boolean its field takes, by pydantic's error type
+PARSED_AS = {"float_parsing": "a number", "int_parsing": "a whole number", "bool_parsing": "true or false"}
+
+
 def describe(exc: ValidationError) -> list[str]:
     """Each validation error as "<path>: <message>"; an unknown key with the likely intended one.
 
@@ -353,6 +357,8 @@ def describe(exc: ValidationError) -> list[str]:
         msg = summary.get(i) or err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = unknown_key(loc_parts)
+        elif err["type"] in PARSED_AS and isinstance(err.get("input"), values.FromEnv):
+            msg = f"expected {PARSED_AS[err['type']]}, not {str(err['input'])!r} (what its ${{VAR}} gave)"
         parts.append(f"{loc}: {msg}" if loc else msg)
     return parts
 

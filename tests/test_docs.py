@@ -70,7 +70,7 @@ def usage_error(argv: list[str]) -> str | None:
 
 
 JSON_BLOCKS = blocks("json", "jsonc")
-SHELL_BLOCKS = blocks("bash", "console")
+SHELL_BLOCKS = blocks("bash", "console", "ini")  # ini: a systemd unit's ExecStart=
 
 
 def test_the_pages_have_examples_to_check() -> None:
@@ -94,15 +94,17 @@ def test_every_json_block_is_a_config_or_rc_file_the_code_takes(where: str, text
 
 def shell_commands() -> list[tuple[str, list[str]]]:
     """(where, argv after `onemcp`) of each `onemcp` command in the shell blocks (after a `$ ` prompt,
-    an environment assignment or a pipe; a comment after ` #` is not part of it)."""
+    an environment assignment, a pipe or `ExecStart=`; a comment after ` #` is not part of it)."""
     found = []
     for where, text in SHELL_BLOCKS:
         for line in text.splitlines():
-            line = re.sub(r"\s#.*$", "", line.removeprefix("$ "))
+            line = re.sub(r"\s#.*$", "", line.removeprefix("$ ").removeprefix("ExecStart="))
+            line = line.replace("%i", "3051")  # a systemd template unit's instance: the port, in deployment.md
             for part in line.split(" | "):
                 words = shlex.split(part)
-                if "onemcp" in words:
-                    found.append((where, words[words.index("onemcp") + 1 :]))
+                program = next((w for w in words if w.rsplit("/", 1)[-1] == "onemcp"), None)  # bin/onemcp too
+                if program is not None:
+                    found.append((where, words[words.index(program) + 1 :]))
     return found
 
 

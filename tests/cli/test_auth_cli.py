@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +14,36 @@ import pytest
 from onemcp.auth.keys import KeyStore
 from onemcp.auth.principal import InvalidToken
 from onemcp.cli.main import main
+
+
+@pytest.mark.parametrize(("line", "stored"), [("tok-en\r\n", "tok-en"), ("tok en", "tok en"), ("tøken\n", "tøken")])
+def test_secret_set_takes_one_line_without_its_ending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, stored: str
+) -> None:
+    # a value piped from a file written on Windows ended in "\r", kept in the value: a token that never worked
+    from onemcp.upstream.user_secrets import UserSecrets
+
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line))
+    assert main(["auth", "secret", "set", "key:abc", "GH_TOKEN"]) == 0
+    store = UserSecrets(tmp_path)
+    try:
+        assert store.values("key:abc") == {"GH_TOKEN": stored}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("line", ["to\rken\n", "tok\ten", "tok\x00en", "tok\x1b[2Jen"])
+def test_secret_set_refuses_a_control_character(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], line: str
+) -> None:
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line))
+    assert main(["auth", "secret", "set", "key:abc", "GH_TOKEN"]) == 2
+    assert "control character" in capsys.readouterr().err
+    assert not (tmp_path / "user-secrets.db").exists()
 
 
 def test_key_create_list_revoke(

@@ -192,11 +192,14 @@ def _secret(args: argparse.Namespace) -> int:
             if not NAME.match(args.name):
                 print(f"onemcp: {args.name!r} is not a NAME of ${{user:NAME}} (letters, digits, _)", file=sys.stderr)
                 return 2
-            value = sys.stdin.readline().rstrip("\n")
+            value = sys.stdin.readline().rstrip("\r\n")  # a line ended the Windows way too, as `mine set` reads it
             if not value:
                 print(
                     'onemcp: no value on stdin (e.g. printf %s "$TOKEN" | onemcp auth secret set ...)', file=sys.stderr
                 )
+                return 2
+            if not value.isprintable():  # neither a header nor an environment variable carries it as meant
+                print("onemcp: the value holds a control character (a tab, a line break, NUL, ...)", file=sys.stderr)
                 return 2
             store.set(args.principal, args.name, value)
             print(f"stored {args.name} for {args.principal}")

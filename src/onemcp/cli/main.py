@@ -20,7 +20,8 @@ from onemcp import __version__
 from onemcp.cli import argtypes
 
 CONFIG_HELP = (
-    "path to mcp.json (default: $ONEMCP_CONFIG, else $ONEMCP_CONFIG_DIR/mcp.json, else ~/.config/onemcp/mcp.json)"
+    "path to mcp.json (default: $ONEMCP_CONFIG, else $ONEMCP_CONFIG_DIR/mcp.json, else"
+    " $XDG_CONFIG_HOME/onemcp/mcp.json, ~/.config/onemcp/mcp.json when that is unset)"
 )
 # command -> the module that owns it ("" for `serve`, whose parser is here)
 COMMANDS = {

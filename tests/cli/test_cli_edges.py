@@ -207,6 +207,30 @@ async def test_the_proxy_says_a_token_was_refused(
     client.close()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("token", ["tökenツ", "key\nx-injected: 1"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["mcp", "status"], ["auth", "upstream", "list"], ["auth", "secret", "mine", "list"], ["proxy"],
+        ["run", "demo/echo", "--args", "{}"], ["inspect"],
+    ],
+    ids=lambda c: " ".join(c[:3]),
+)  # fmt: skip
+async def test_a_token_no_header_can_carry_is_said_by_every_command_that_sends_it(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: list[str],
+    token: str,
+) -> None:  # fmt: skip
+    """Not a UnicodeEncodeError's traceback (httpx encodes headers as ASCII), nor "the hub does not answer"
+    or "the URL does not parse": the variable is what is wrong, and nothing is sent."""
+    monkeypatch.setenv("ONEMCP_TOKEN", token)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    async with loopback_asgi(keyed_hub) as base:
+        with anyio.fail_after(30):
+            got = await anyio.to_thread.run_sync(main, [*command, "--url", f"{base}/mcp"])
+    assert (got, capsys.readouterr().err) == (1, "onemcp: $ONEMCP_TOKEN holds characters an HTTP header cannot carry\n")
+
+
 # ---------------------------------------------------------------------- no terminal
 @pytest.mark.parametrize("tty", [(False, False), (True, False), (False, True)])
 def test_tui_without_a_terminal_refuses(

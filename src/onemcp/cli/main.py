@@ -112,6 +112,15 @@ STDIO_SERVED: list[bool] = []  # set once a command served MCP on this process's
 RAW_OUTPUT = frozenset({"proxy", "tui"})  # stdout is JSON-RPC, or the TUI's screen: every other command's is escaped
 
 
+def _sends_token(args: argparse.Namespace) -> bool:
+    """Does the command send $ONEMCP_TOKEN to a hub over HTTP (through httpx, or the daemon's client)?"""
+    if args.command in ("status", "wait", "start", "restart", "proxy", "tui"):
+        return True
+    if args.command == "mcp":
+        return bool(args.action in ("status", "pins", "approve"))
+    return args.command == "auth" and (args.kind == "upstream" or getattr(args, "action", None) == "mine")
+
+
 def _command(argv: list[str] | None) -> int:
     from onemcp.cli.terminal import keep_stdout_writable
 
@@ -151,6 +160,12 @@ def _command(argv: list[str] | None) -> int:
         host = "127.0.0.1" if args.host is None else args.host
         port = 3050 if args.port is None else args.port
         return serve(args.config, host, port, args.log_level, args.log_format, args.allow_open_network, log_file)
+    if _sends_token(args):
+        from onemcp.cli.client.rpc import token_problem
+
+        if (problem := token_problem()) is not None:  # (run, inspect, instructions: their HubClient says it)
+            print(f"onemcp: {problem}", file=sys.stderr)
+            return 1
     module = modules[COMMANDS[args.command]]
     if args.command == "proxy":
         STDIO_SERVED.append(True)

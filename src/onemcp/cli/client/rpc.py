@@ -32,6 +32,13 @@ METHOD_NOT_FOUND = -32601
 TOKEN_ENV = "ONEMCP_TOKEN"  # a bearer token (an API key) for a hub that requires one
 
 
+def token_problem() -> str | None:
+    """Why $ONEMCP_TOKEN cannot be sent as a bearer token (None: it can, or it is not set): a line break
+    would end the header, and a header carries no other text than ASCII."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    return f"${TOKEN_ENV} holds characters an HTTP header cannot carry" if token and not is_plain(token) else None
+
+
 class HubUnreachable(Exception):
     """The hub cannot be reached, or did not answer like an MCP server (`kind` "auth": it refused the
     token, or wants one)."""
@@ -64,9 +71,9 @@ class HubClient:
         tls = parts.scheme == "https"
         self._conn = Connection(parts.hostname, parts.port or (443 if tls else 80), tls=tls, timeout=timeout)
         self._ids = itertools.count(1)
+        if (problem := token_problem()) is not None:
+            raise HubUnreachable(problem, "auth")
         token = os.environ.get(TOKEN_ENV, "").strip()
-        if token and not is_plain(token):
-            raise HubUnreachable(f"${TOKEN_ENV} holds characters an HTTP header cannot carry", "auth")
         self._auth = {"authorization": f"Bearer {token}"} if token else {}
         self._context = context  # the signed template context headers, made afresh per request
 

@@ -207,3 +207,21 @@ async def test_a_new_timeout_applies_to_the_next_calls_without_a_restart() -> No
             assert made(h) == {"a": 1, "b": 1} and hub.pool.get("a") is conn
             slow = await session.ask("tools/call", tool_call("a__sleep", seconds=3))
             assert "error" in slow and "0.5" in slow["error"]["message"], slow  # the new timeout
+
+
+async def test_a_server_removed_and_added_back_before_the_removal_ran_keeps_its_tools() -> None:
+    """Two reloads in a row, one removing a server and one adding it back, before the removal's
+    background change ran: its connection is kept (nothing about it changed) while the catalog had
+    forgotten its lists at the removal. Before: its tools stayed gone ("Tool not found") for as long
+    as that connection lived; now the kept connection's lists are read again."""
+    kept = {"alpha": fixture("--name", "alpha")}
+    both = {**kept, "gamma": fixture("--name", "gamma")}
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(both) as h:
+            await h.app.hub.apply_config(config(kept))
+            await h.app.hub.apply_config(config(both))
+            session = await h.session()
+            reply = await session.ask("tools/call", tool_call("gamma__echo", message="back"))
+            assert reply.get("result", {}).get("content") == [{"type": "text", "text": "back"}], reply
+            assert "gamma__echo" in await session.tools()
+            assert made(h) == {"alpha": 1, "gamma": 1}  # kept, not restarted

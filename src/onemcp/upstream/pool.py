@@ -292,6 +292,12 @@ class Pool:
                     await self.remove(name, reason=reason or (REMOVED if config is None else CHANGED))
                     if on_stopped is not None:
                         on_stopped(name)
+                elif slot is not None and config is not None:
+                    # kept: a reload that removed it and one that added it back ran before this change (the
+                    # catalog forgot its lists at the removal), so its lists are read again, not waited for
+                    for member in slot.members:
+                        for kind in member.conn.kinds() if member.conn.state == "ready" else ():
+                            member.conn.refresh_soon(kind, unpaced=True)
                 config = wanted()
                 if config is not None and name not in self.slots:
                     self.add(name, config)

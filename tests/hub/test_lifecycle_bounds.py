@@ -23,6 +23,7 @@ import pytest
 from fixtures.launch import fixture_command
 from onemcp.auth.principal import ANONYMOUS
 from onemcp.downstream.stdio import StdioServer
+from onemcp.hub.session import QueuedBytes
 from onemcp.search import meta
 from onemcp.search.index import KEEP_UNUSED
 from onemcp.upstream import pool
@@ -67,6 +68,9 @@ async def bounded(h: InProcessHub, cycle: Cycle, cycles: int = CYCLES, kept: tup
         for name in [name for name in counts if name.startswith(tuple(f"len {table}" for table in kept))]:
             del counts[name]
         counts.update({f"fixture servers served: {name}": live for name, live in h.upstreams.live.items()})
+        # what every session's outbox holds, counted process-wide (class attributes: no attribute path reaches them)
+        counts.update({"queued bytes": QueuedBytes.used, "queued holders": QueuedBytes.holders})
+        counts["queued messages"] = len(QueuedBytes._shared)
         return counts
 
     await repeated(partial(cycle, h), count, cycles)
@@ -87,7 +91,7 @@ async def settled(count: Callable[[], Counter[str]], before: Counter[str] | None
     try:
         with anyio.fail_after(SETTLE):
             while True:
-                await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline for the ends to reach the hub
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline (a count is costly)
                 now = count()
                 if (before is None and now == last) or (before is not None and now == before):
                     return now
@@ -127,6 +131,22 @@ async def legacy_get_stream(h: InProcessHub, n: int) -> None:
         assert stream.status == 200
         reply = await session.ask("tools/call", tool_call("alpha__log", message=f"m{n}"))
         assert "result" in reply
+    response, _ = await h.client.request("DELETE", headers=session.headers())
+    assert response.status == 200
+
+
+async def legacy_queued_unread(h: InProcessHub, n: int) -> None:
+    """Messages queued for a session whose GET stream dropped (its client taken to be reconnecting),
+    never read: the session ends."""
+    session = await h.session()
+    async with session.listen() as stream:
+        assert stream.status == 200
+    reply = await session.ask("tools/call", tool_call("alpha__log", message=f"m{n}", count=3, detached=True))
+    assert "result" in reply
+    live = h.app.hub.sessions.get(session.id)
+    assert live is not None
+    while live.queued_count < 3:
+        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
     response, _ = await h.client.request("DELETE", headers=session.headers())
     assert response.status == 200
 
@@ -356,6 +376,7 @@ ENTRIES: dict[str, Cycle] = {
     "legacy, DELETE": legacy_deleted,
     "legacy, abandoned to idle expiry": legacy_abandoned,
     "legacy, GET stream": legacy_get_stream,
+    "legacy, queued for a dropped GET stream": legacy_queued_unread,
     "2026-07-28 call": modern_call,
     "2026-07-28 listen dropped": modern_listen_dropped,
     "/sse dropped mid-call": sse_dropped_mid_call,

@@ -17,6 +17,11 @@ from mcp.client.session import ElicitationFnT, ListRootsFnT, SamplingFnT
 from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
+from onemcp.auth.access import LEGACY_HTTP, decide
+from onemcp.auth.principal import ANONYMOUS
+from onemcp.hub.bridge import ask_client
+from onemcp.hub.session import Session
+from onemcp.protocol.errors import InvalidRequest
 from support.hub import running_hub
 
 pytestmark = pytest.mark.anyio
@@ -592,3 +597,18 @@ async def test_a_legacy_client_hears_a_modern_upstreams_log_lines_as_it_would_di
                 await c.send_ping()  # anything still on its way to the client has arrived by now
     everything = [("debug", "a debug line"), ("info", "an info line")]
     assert heard == (everything if level is None else everything[1:])
+
+
+async def test_an_input_request_onemcp_cannot_forward_is_named_in_short() -> None:
+    """The method is the upstream's text: a 100,000-character one comes back cut, with its length."""
+    session = Session(id="s" * 32, transport="streamable-http", access=decide(ANONYMOUS, LEGACY_HTTP, None, {}, {}))
+    sent: list[Any] = []
+
+    async def emit(msg: Any) -> None:
+        sent.append(msg)
+
+    with pytest.raises(InvalidRequest) as err:
+        await ask_client(session, emit, {"k": {"method": "x" * 100_000, "params": {}}})
+    assert "which onemcp cannot forward" in err.value.message
+    assert "(100002 characters)" in err.value.message and len(err.value.message) < 400
+    assert sent == []

@@ -382,3 +382,16 @@ async def test_a_question_left_unanswered_when_its_call_times_out_is_withdrawn_f
                 assert reply["id"] == 4 and reply["error"]["code"] == -32001, reply
                 told = related or [await stream.message()]
     assert [(m["method"], m["params"]["requestId"]) for m in told] == [("notifications/cancelled", ask["id"])]
+
+
+async def test_a_request_onemcp_cannot_forward_is_refused_naming_its_method_in_short() -> None:
+    """An upstream's request with a method the hub does not forward is answered -32601 at once; the
+    method, the upstream's own text of any length, is repeated cut to its start and its length."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            conn = h.app.hub.pool.connections["alpha"]
+            reply = await h.app.hub.reverse.request(conn, {"jsonrpc": "2.0", "id": 1, "method": "x" * 100_000}, None)
+            assert reply is not None
+            message = reply["error"]["message"]
+            assert reply["error"]["code"] == -32601 and message.startswith("onemcp cannot forward xxx")
+            assert "(100000 characters)" in message and len(message) < 400

@@ -105,7 +105,7 @@ async def ask_client(session: Session, emit: Any, requests: object, *, server: s
         method = request.get("method") if isinstance(request, dict) else None
         needed = REVERSE_CAPABILITY.get(str(method))
         if needed is None:
-            raise InvalidRequest(f"the upstream asked for input with {method!r}, which onemcp cannot forward")
+            raise InvalidRequest(f"the upstream asked for input with {echo(repr(method))}, which onemcp cannot forward")
         if needed not in session.client_capabilities:
             raise InvalidRequest(
                 f"the upstream needs {method}, but this client did not declare the {needed!r} capability"

@@ -30,6 +30,7 @@ from onemcp.protocol.errors import (
     MISSING_CLIENT_CAPABILITY,
     UPSTREAM_TIMEOUT,
     URL_ELICITATION_REQUIRED,
+    echo,
 )
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.meta import SUBSCRIPTION_ID
@@ -131,7 +132,7 @@ class ReversePath:
         session, call = self._target(conn, call, needed, msg)
         if session is not None and session.ephemeral and call is None:
             # A 2026-07-28 client takes input only as the result of one of its calls.
-            why = f"{method} is not related to a call of a 2026-07-28 client"
+            why = f"{echo(method)} is not related to a call of a 2026-07-28 client"
             return jsonrpc.error(None, {"code": METHOD_NOT_FOUND, "message": why})
         if (
             session is not None
@@ -148,7 +149,7 @@ class ReversePath:
         if needed is None or (session is not None and needed not in session.client_capabilities):
             # what the client itself would answer: it does not offer that method
             why = (
-                f"onemcp cannot forward {method}"
+                f"onemcp cannot forward {echo(method)}"
                 if needed is None
                 else f"the client did not declare the {needed!r} capability"
             )

@@ -1606,3 +1606,27 @@ async def test_a_redis_that_does_not_answer_is_asked_once_then_skipped_for_a_whi
             assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
         assert stub.commands == asked  # not asked again
         server.close()
+
+
+async def test_the_callers_own_text_comes_back_in_an_error_cut_to_its_start(oauth: Harness) -> None:
+    """A client_id, a grant_type, a scope or a parameter's name: the caller's text of any length (up to the
+    URL or body limit) is repeated cut to its start and its length, never whole."""
+    long = "x" * 20_000
+    r = await oauth.http.get(
+        "/oauth/authorize", params={"client_id": long, "response_type": "code"}, headers={"accept": "application/json"}
+    )
+    assert r.status_code == 400 and "unknown client_id 'xxx" in r.json()["error_description"]
+    assert "(20002 characters)" in r.text and len(r.text) < 1000
+    r = await oauth.http.get("/oauth/authorize", params={"client_id": long, "response_type": "code"})
+    assert r.status_code == 400 and "(20002 characters)" in r.text and len(r.text) < 10_000  # the HTML page
+    client_id = (await oauth.register())["client_id"]
+    r = await oauth.token(grant_type=long, client_id=client_id)
+    assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
+    assert "(20002 characters)" in r.text and len(r.text) < 1000
+    r = await oauth.http.post("/oauth/token", content=f"{long}=1&{long}=2".encode(), headers=FORM)
+    assert r.status_code == 400 and "(20000 characters)" in r.text and len(r.text) < 1000
+    r = await oauth.authorize(client_id, pkce()[1], scope=long)
+    assert r.status_code == 302
+    got = query(r.headers["location"])
+    assert got["error"] == "invalid_scope" and "(20000 characters)" in got["error_description"]
+    assert len(r.headers["location"]) < 1000

@@ -73,6 +73,7 @@ from onemcp.http.asgi import (
     send_json,
 )
 from onemcp.http.guard import is_loopback
+from onemcp.protocol.errors import echo
 
 audit = logging.getLogger("onemcp.audit")
 
@@ -284,12 +285,9 @@ class OAuthServer:
             await self._refuse(scope, send, "client_id is missing or given twice")
             return
         try:
-            client = await self.clients.client(client_id)
+            client = await self.clients.known(client_id)
         except ClientMetadataError as exc:
             await self._refuse(scope, send, exc.description)
-            return
-        if client is None:
-            await self._refuse(scope, send, f"unknown client_id {client_id!r}")
             return
         redirect_uri = params.get("redirect_uri")
         if "redirect_uri" in repeated or (
@@ -539,7 +537,7 @@ class OAuthServer:
         try:
             params, repeated = parse_params((await self._body(scope, receive, form=True)).decode("utf-8", "replace"))
             if repeated - {"resource"}:
-                raise OAuthError("invalid_request", f"parameters given twice: {', '.join(sorted(repeated))}")
+                raise OAuthError("invalid_request", f"parameters given twice: {echo(', '.join(sorted(repeated)))}")
             if "resource" in repeated:
                 raise OAuthError("invalid_target", f"this server issues tokens only for {self.resource}")
             client = await self.clients.authenticate(header(scope, b"authorization") or "", params)
@@ -551,7 +549,7 @@ class OAuthServer:
             elif grant_type is None:
                 raise OAuthError("invalid_request", "grant_type is required")
             else:
-                raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+                raise OAuthError("unsupported_grant_type", f"grant_type {echo(repr(grant_type))} is not supported")
         except OAuthError as exc:
             extra = [*CORS, *NO_STORE]
             if exc.status == 401 and (header(scope, b"authorization") or "").lower().startswith("basic "):

@@ -32,6 +32,7 @@ from onemcp.auth.principal import BASE, InvalidToken, Principal
 from onemcp.auth.server.grants import Clock, OAuthError, check_resource
 from onemcp.auth.server.store import ClientRecord
 from onemcp.http.guard import is_loopback
+from onemcp.protocol.errors import echo
 
 MAX_PARAMS = 100
 PENDING_LIMIT = 1000  # consent pages awaiting an answer
@@ -121,7 +122,7 @@ def check_request(
 ) -> AuthorizationRequest:
     """The request, or the OAuthError to send back to the (already trusted) redirect URI."""
     if repeated:
-        raise OAuthError("invalid_request", f"parameters given twice: {', '.join(sorted(repeated))}")
+        raise OAuthError("invalid_request", f"parameters given twice: {echo(', '.join(sorted(repeated)))}")
     response_type = params.get("response_type")
     if response_type is None:
         raise OAuthError("invalid_request", "response_type is required")
@@ -138,7 +139,7 @@ def check_request(
     requested = params.get("scope", BASE).split()
     unknown = [s for s in requested if s not in scopes_supported]
     if unknown or not requested:
-        raise OAuthError("invalid_scope", f"unsupported scope: {' '.join(unknown)}")
+        raise OAuthError("invalid_scope", f"unsupported scope: {echo(' '.join(unknown))}")
     scopes = tuple(dict.fromkeys(requested))
     return AuthorizationRequest(client, redirect_uri, explicit, params.get("state"), challenge, scopes)
 

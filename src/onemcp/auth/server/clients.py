@@ -21,6 +21,8 @@ import anyio
 import httpx
 import orjson
 
+from onemcp.protocol.errors import echo
+
 AUTH_METHODS = ("none", "client_secret_post", "client_secret_basic")
 GRANT_TYPES = ("authorization_code", "refresh_token")
 LOOPBACK_IPS = ("127.0.0.1", "::1")
@@ -190,6 +192,7 @@ async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = F
     problem = metadata_url_problem(url, allow_insecure_loopback=allow_insecure_loopback)
     if problem is not None:
         raise ClientMetadataError("invalid_client", problem)
+    shown = echo(url)  # the client_id: the caller's text, of any length
     body = bytearray()
     try:
         with anyio.fail_after(METADATA_TIMEOUT):
@@ -198,19 +201,19 @@ async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = F
                 http.stream("GET", url, headers={"accept": "application/json"}) as response,
             ):
                 if response.status_code != 200:
-                    raise ClientMetadataError("invalid_client", f"{url} answered HTTP {response.status_code}")
+                    raise ClientMetadataError("invalid_client", f"{shown} answered HTTP {response.status_code}")
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > METADATA_LIMIT:
-                        raise ClientMetadataError("invalid_client", f"{url} is larger than {METADATA_LIMIT} bytes")
+                        raise ClientMetadataError("invalid_client", f"{shown} is larger than {METADATA_LIMIT} bytes")
     except TimeoutError:
-        raise ClientMetadataError("invalid_client", f"{url} did not answer in {METADATA_TIMEOUT:g}s") from None
+        raise ClientMetadataError("invalid_client", f"{shown} did not answer in {METADATA_TIMEOUT:g}s") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise ClientMetadataError("invalid_client", f"{url} could not be fetched: {exc}") from None
+        raise ClientMetadataError("invalid_client", f"{shown} could not be fetched: {echo(exc)}") from None
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise ClientMetadataError("invalid_client", f"{url} is not JSON") from None
+        raise ClientMetadataError("invalid_client", f"{shown} is not JSON") from None
     return document_metadata(url, doc)
 
 

@@ -19,6 +19,7 @@ from urllib.parse import unquote_plus
 from onemcp.auth.server.clients import ClientMetadataError, fetch_metadata_document, is_metadata_url
 from onemcp.auth.server.grants import Clock, OAuthError
 from onemcp.auth.server.store import ClientRecord, OAuthState, digest
+from onemcp.protocol.errors import echo
 
 METADATA_CACHE_TTL = 600.0  # seconds a fetched client metadata document is trusted
 MAX_CLIENTS = 10_000  # registered (and, separately, cached metadata-document) clients
@@ -56,6 +57,14 @@ class ClientDirectory:
         if cached is not None or await self._io(self.store.count_clients, "cimd") < MAX_CLIENTS:
             await self._io(self.store.put_client, record)
         return record
+
+    async def known(self, client_id: str) -> ClientRecord:
+        """The client an authorization request names; ClientMetadataError when there is none (the client_id,
+        the caller's text of any length, repeated cut to its start)."""
+        client = await self.client(client_id)
+        if client is None:
+            raise ClientMetadataError("invalid_client", f"unknown client_id {echo(repr(client_id))}")
+        return client
 
     async def authenticate(self, authorization: str, params: dict[str, str]) -> ClientRecord:
         """The client making a token or revocation request (`authorization`: its Authorization header,

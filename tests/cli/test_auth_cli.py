@@ -46,6 +46,33 @@ def test_secret_set_refuses_a_control_character(
     assert not (tmp_path / "user-secrets.db").exists()
 
 
+@pytest.mark.parametrize("name", ["TRACKER_TOKEN", "GH_TOKEN"])
+def test_secret_set_refuses_non_ascii_for_a_name_that_fills_a_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """An HTTP header carries ASCII only: a non-ASCII value stored for one could only fail its user's calls.
+    An env value may hold it (GH_TOKEN goes into a process's environment only)."""
+    from onemcp.upstream.user_secrets import UserSecrets
+
+    servers = {
+        "tracker": {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": "Bearer ${user:TRACKER_TOKEN}"}},
+        "gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": "${user:GH_TOKEN}"}},
+    }
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": servers}))
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("t\u00f8ken\n"))
+    header = name == "TRACKER_TOKEN"
+    assert main(["auth", "secret", "set", "key:abc", name]) == (2 if header else 0)
+    err = capsys.readouterr().err
+    assert ("fills tracker's Authorization header: it takes ASCII characters only" in err) == header
+    store = UserSecrets(tmp_path)
+    try:
+        assert store.values("key:abc") == ({} if header else {name: "t\u00f8ken"})
+    finally:
+        store.close()
+
+
 def test_key_create_list_revoke(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,11 +25,13 @@ from mcp.client import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from fixtures.launch import running_http_fixture
 from onemcp.auth.keys import KeyStore
 from onemcp.hub import connections
 from onemcp.protocol.errors import LimitReached, UpstreamUnavailable
 from onemcp.upstream.isolation import principal_owner
-from support.hub import running_hub
+from onemcp.upstream.user_secrets import UserSecrets
+from support.hub import HEADERS, INIT, running_hub
 from support.results import Heard, text_of
 
 pytestmark = [
@@ -173,3 +175,51 @@ async def test_a_principal_at_its_servers_own_connection_limit_is_bridged_not_re
 
     got: Any = await connections._in_era(cast(Any, shared), True, get, None)
     assert got is made and shared.speaks_legacy
+
+
+async def test_a_stored_value_its_header_cannot_carry_is_a_clear_error_to_its_user_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A per-user value an HTTP server's header cannot carry (non-ASCII, or a line break or NUL stored before
+    `auth secret set` refused them): a line break went out as a header of the value's choosing, a character
+    beyond latin-1 failed the connection with a UnicodeEncodeError traceback. Now its user's call is told
+    which value and which header, never the value, and nothing is sent; other users are served."""
+    bad = {"alice": "t\u00f6k\u00e9n-value", "carol": "line\r\nX-Injected: 1", "erin": "\u0442\u043e\u043a\u0435\u043d"}
+    async with running_http_fixture() as url:
+        config = {
+            "mcpServers": {"t": {"url": url, "headers": {"Authorization": "Bearer ${user:TOK}"}}},
+            "onemcp": {"auth": {"apiKeys": True}},
+        }
+        (tmp_path / "mcp.json").write_text(json.dumps(config))
+        store = KeyStore(tmp_path / "keys.db")
+        keys = {name: store.create(name, ["mcp"]) for name in [*bad, "bob"]}
+        ids = {name: f"key:{key.split('_')[1]}" for name, key in keys.items()}
+        values = UserSecrets(tmp_path)
+        for name, value in {**bad, "bob": "good-token-value-123"}.items():
+            values.set(ids[name], "TOK", value)
+
+        async def call(http: httpx.AsyncClient, hub: Any, who: str) -> dict[str, Any]:
+            auth = {"authorization": f"Bearer {keys[who]}"}
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, **auth})
+            h = {**HEADERS, **auth, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            body = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"message": "hi"}},
+            }
+            doc: dict[str, Any] = (await http.post(hub.url, json=body, headers=h)).json()
+            return doc
+
+        with anyio.fail_after(DEADLINE):
+            async with running_hub(config, config_path=tmp_path / "mcp.json") as hub, httpx.AsyncClient() as http:
+                for who, value in bad.items():
+                    error = (await call(http, hub, who))["error"]
+                    assert error["code"] == -32000 and "your stored TOK cannot be sent" in error["message"], error
+                    assert "Authorization header" in error["message"] and value not in json.dumps(error)
+                    assert f"onemcp auth secret set '{ids[who]}' TOK" in error["message"]
+                    assert "result" in await call(http, hub, "bob")
+                values.set(ids["erin"], "TOK", "a-good-value-now-456")  # set again: her next call is served
+                assert "result" in await call(http, hub, "erin")
+        values.close()
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]

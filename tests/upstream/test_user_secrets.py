@@ -25,7 +25,7 @@ from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from onemcp.config.model import ServerConfig
 from onemcp.upstream import user_secrets
-from onemcp.upstream.user_secrets import MissingSecrets, UserSecrets
+from onemcp.upstream.user_secrets import MissingSecrets, UnsendableSecrets, UserSecrets
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.inprocess import modern_request
 
@@ -48,6 +48,29 @@ def test_placeholders_render_per_principal_and_default_for_the_shared_connection
         user_secrets.render(config, {"ORG": "o1"})
     assert missing.value.names == ["GH_TOKEN"]
     assert not user_secrets.per_user(ServerConfig.model_validate({"command": "x", "env": {"A": "$HOME"}}))
+
+
+@pytest.mark.parametrize(
+    "value", ["line\r\nX-Injected: 1", "nul\x00", "t\u00f6k\u00e9n", "\u0442\u043e\u043a\u0435\u043d"]
+)
+def test_a_value_its_header_cannot_carry_is_named_never_shown(value: str) -> None:
+    """A value stored before `auth secret set` refused control characters, or a non-ASCII one: the header
+    it fills cannot carry it (a line break would add a header of the caller's choosing)."""
+    config = ServerConfig.model_validate(
+        {"url": "http://x/mcp", "headers": {"Authorization": "Bearer ${user:GH_TOKEN}", "X-Org": "${user:ORG}"}}
+    )
+    with pytest.raises(UnsendableSecrets) as refused:
+        user_secrets.render(config, {"GH_TOKEN": value, "ORG": "o1"}, "key:a")
+    assert refused.value.names == ["GH_TOKEN"] and "Authorization header" in refused.value.where
+    assert value not in str(refused.value)
+    assert (
+        user_secrets.render(config, {"GH_TOKEN": "tab\tok", "ORG": "o1"}).headers["Authorization"] == "Bearer tab\tok"
+    )
+    stdio = ServerConfig.model_validate({"command": "x", "env": {"TOKEN": "${user:GH_TOKEN}"}})
+    assert user_secrets.render(stdio, {"GH_TOKEN": "t\u00f6k\u00e9n\r\n"}).env == {"TOKEN": "t\u00f6k\u00e9n\r\n"}
+    with pytest.raises(UnsendableSecrets) as refused:
+        user_secrets.render(stdio, {"GH_TOKEN": "nul\x00"})
+    assert refused.value.names == ["GH_TOKEN"] and refused.value.where == "TOKEN: no NUL"
 
 
 def test_the_store_encrypts_and_makes_no_file_until_a_value_is_set(tmp_path: Path) -> None:

@@ -182,6 +182,17 @@ def _unmatched_scopes(args: argparse.Namespace) -> list[str]:
     return unmatched
 
 
+def _headers_taking(args: argparse.Namespace) -> list[str]:
+    """Where the config's servers put the value of `args.name` into a header (none when it does not load:
+    a value refused at call time says so then)."""
+    from onemcp.upstream.user_secrets import in_headers
+
+    try:
+        return in_headers(load_config(resolve_path(args.config)).servers, args.name)
+    except ConfigError:
+        return []
+
+
 def _secret(args: argparse.Namespace) -> int:
     """`onemcp auth secret set|list|delete`: the store a running hub reads on each new connection."""
     from onemcp.upstream.user_secrets import UserSecrets
@@ -200,6 +211,9 @@ def _secret(args: argparse.Namespace) -> int:
                 return 2
             if not value.isprintable():  # neither a header nor an environment variable carries it as meant
                 print("onemcp: the value holds a control character (a tab, a line break, NUL, ...)", file=sys.stderr)
+                return 2
+            if not value.isascii() and (headers := _headers_taking(args)):
+                print(f"onemcp: {args.name} fills {headers[0]} header: it takes ASCII characters only", file=sys.stderr)
                 return 2
             store.set(args.principal, args.name, value)
             print(f"stored {args.name} for {args.principal}")

@@ -268,6 +268,18 @@ async def _users_own(
             f"it needs your own {names}, and none is stored for you ({principal}):{yourself} an operator sets"
             f" it with `onemcp auth secret set '{principal}' {first}`",
         ) from None
+    except user_secrets.UnsendableSecrets as exc:
+        for made in principal_owners(principal):  # made from an earlier value: neither era's may keep it
+            isolated.close_owned(made, server)
+        names, first = ", ".join(exc.names), exc.names[0]
+        yourself = (
+            f" set it yourself with `onemcp auth secret mine set {first}`, or" if not session.principal.shared else ""
+        )
+        raise UpstreamUnavailable(
+            server,
+            f"your stored {names} cannot be sent to it ({exc.where}), so nothing was sent:{yourself} an operator"
+            f" sets it again with `onemcp auth secret set '{principal}' {first}`",
+        ) from None
     if running is not None and (running.config.env, running.config.headers) == (config.env, config.headers):
         isolated.stamp(owner, server, version)
         return running

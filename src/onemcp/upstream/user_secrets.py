@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from onemcp.config import values as checks
 from onemcp.config.model import ServerConfig
 from onemcp.config.sqlite import open_store
 from onemcp.observability.redact import REDACTOR
@@ -39,6 +40,18 @@ class MissingSecrets(Exception):
     def __init__(self, names: list[str]) -> None:
         super().__init__(", ".join(names))
         self.names = names
+
+
+class UnsendableSecrets(Exception):
+    """A principal's value that the place it goes cannot carry: a header value outside printable ASCII (a
+    line break would add a header of the caller's choosing), or NUL in an env value. Stored before `onemcp
+    auth secret set` refused such values, or (non-ASCII) for a name it did not know went into a header.
+    Names the values and where they go, never the values."""
+
+    def __init__(self, names: list[str], where: str) -> None:
+        super().__init__(f"{', '.join(names)} ({where})")
+        self.names = names
+        self.where = where
 
 
 def per_user(config: ServerConfig) -> bool:
@@ -65,6 +78,16 @@ def taken(servers: Mapping[str, ServerConfig]) -> dict[str, list[str]]:
     return names
 
 
+def in_headers(servers: Mapping[str, ServerConfig], name: str) -> list[str]:
+    """Where NAME fills a header (`server's Header`, in name order): a value there must be ASCII."""
+    return [
+        f"{server}'s {header}"
+        for server, config in sorted(servers.items())
+        for header, value in config.headers.items()
+        if any(m.group(1) == name for m in PLACEHOLDER.finditer(value))
+    ]
+
+
 def render(config: ServerConfig, values: dict[str, str] | None, owner: str | None = None) -> ServerConfig:
     """`config` with each placeholder replaced: by `values` (`owner`'s; missing ones raise
     MissingSecrets), or with `values` None, by its default or nothing (the shared connection)."""
@@ -83,6 +106,12 @@ def render(config: ServerConfig, values: dict[str, str] | None, owner: str | Non
     headers = {k: PLACEHOLDER.sub(fill, v) for k, v in config.headers.items()}
     if missing:
         raise MissingSecrets(sorted(set(missing)))
+    for field, filled, check in (("headers", headers, checks.header_problem), ("env", env, checks.env_problem)):
+        for key, value in filled.items():
+            if check(key, value) is not None:  # the config's own text passed this check: a value did not
+                names = [m.group(1) for m in PLACEHOLDER.finditer(getattr(config, field)[key])]
+                where = f"the {key} header: printable ASCII only" if field == "headers" else f"{key}: no NUL"
+                raise UnsendableSecrets(list(dict.fromkeys(names)), where)
     headers = {k: v for k, v in headers.items() if v.strip() and not v.strip().endswith(("Bearer", "Basic"))}
     if values:
         REDACTOR.add(values.values(), owner)  # a principal's values are masked wherever the server's are

@@ -173,3 +173,18 @@ async def test_no_file_descriptor_left_to_connect_is_a_limit_of_the_hub(
     assert HITS.counts["file_descriptors"] == counted + 1
     assert h1.UpstreamHttpError("refused").refusal("web") is None  # any other failure stays the upstream's
     pool.close()
+
+
+@pytest.mark.parametrize(
+    "value", ["a\r\nx-injected: 1", "nul\x00", "\u0442\u043e\u043a\u0435\u043d", "t\u00f6k\u00e9n"]
+)
+def test_a_header_value_no_http_header_carries_is_refused_not_written(value: str) -> None:
+    """The last guard: a line break would end the header and start one of the value's choosing; a
+    character beyond latin-1 was a UnicodeEncodeError (a traceback), one within it went out raw."""
+    pool = h1.Pool("http://127.0.0.1:9/mcp")
+    assert b"authorization: Bearer tab\there" in pool.encode(
+        b"GET", b"/mcp", {"authorization": "Bearer tab\there"}, b""
+    )
+    with pytest.raises(h1.UpstreamHttpError, match="the authorization header's value") as refused:
+        pool.encode(b"GET", b"/mcp", {"authorization": f"Bearer {value}"}, b"")
+    assert value not in str(refused.value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import ssl
 from collections.abc import Mapping
 from typing import Protocol, cast
@@ -35,6 +36,10 @@ MAX_HEADERS = 100
 # (uvicorn after 5 s), and a request written as it closes fails with nothing to show for it. A
 # response's `Keep-Alive: timeout=N` shortens it to a second under N.
 MAX_IDLE_SECONDS = 4.0
+# What a header value may hold as written: visible ASCII, spaces and tabs. A line break would end the
+# header and start one of the value's choosing; the config's headers are checked when it loads and a
+# principal's values when its connection is made (user_secrets.render): this is the last guard.
+UNSENDABLE = re.compile(r"[^\t\x20-\x7e]")
 
 
 class UpstreamHttpError(Exception):
@@ -285,6 +290,8 @@ class Pool:
             if self.proxy.authorization is not None:
                 head += [b"proxy-authorization: ", self.proxy.authorization.encode(), b"\r\n"]
         for name, value in headers.items():
+            if not (value.isascii() and value.isprintable()) and UNSENDABLE.search(value):
+                raise UpstreamHttpError(f"the {name} header's value holds characters no HTTP header carries")
             head += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
         if body or method == b"POST":
             head += [b"content-length: ", str(len(body)).encode(), b"\r\n"]

@@ -612,3 +612,29 @@ async def test_an_input_request_onemcp_cannot_forward_is_named_in_short() -> Non
     assert "which onemcp cannot forward" in err.value.message
     assert "(100002 characters)" in err.value.message and len(err.value.message) < 400
     assert sent == []
+
+
+async def test_a_parked_call_waits_ten_minutes_for_a_person_and_the_servers_timeout_for_a_client() -> None:
+    """A legacy upstream's request to a 2026-07-28 client parks its call until the client's retry: an
+    elicitation (a person answers it) for 10 minutes, a sampling or roots request (the client's own) for
+    the server's `timeout`, what a legacy client has to answer them, at most 10 minutes."""
+    import base64
+    import time
+
+    import httpx
+
+    from downstream.test_modern import headers, modern
+
+    caps: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}, "sampling": {}}}
+    servers = {"m": modern_fixture(protocol="legacy", timeout=20), "h": modern_fixture(protocol="legacy", timeout=3000)}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient() as http:
+            waits = {}
+            for tool in ("m__ask_colour", "m__ask_sample", "h__ask_sample"):
+                ask = modern("tools/call", meta=caps, name=tool, arguments={})
+                reply = (await http.post(hub.url, json=ask, headers=headers("tools/call", tool))).json()["result"]
+                body = reply["requestState"].removeprefix("onemcp1.").rsplit(".", 1)[0]
+                waits[tool] = json.loads(base64.urlsafe_b64decode(body))["e"] - time.time()
+    assert 590 < waits["m__ask_colour"] <= 600
+    assert 10 < waits["m__ask_sample"] <= 20
+    assert 590 < waits["h__ask_sample"] <= 600

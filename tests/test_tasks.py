@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -646,3 +647,41 @@ async def test_a_tasks_result_waits_for_the_task_past_the_servers_timeout() -> N
             result = await http.post(hub.url, json=req("tasks/result", 2, taskId=task["taskId"]), headers=headers)
     body = result.json()
     assert body.get("result", {}).get("content") == [{"type": "text", "text": "slept 2"}], body
+
+
+async def test_tasks_list_follows_each_servers_pages_to_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tasks/list reads every page of a server's list (following `nextCursor`), at most LIST_PAGES: the
+    server pages 2 tasks at a time; the session's 5 tasks are all listed, and a LIST_PAGES of 2 shows 4."""
+    config = {"mcpServers": {"a": stdio("--tasks", "--page-size", "2")}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            made = []
+            for n in range(5):
+                call = req("tools/call", rid=10 + n, name="a__sleep", arguments={"seconds": 60}, task={"ttl": 60000})
+                made.append((await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]["taskId"])
+            listed = (await http.post(hub.url, json=req("tasks/list", rid=2), headers=headers)).json()["result"]
+            assert sorted(t["taskId"] for t in listed["tasks"]) == sorted(made) and "_meta" not in listed
+            monkeypatch.setattr(tasks, "LIST_PAGES", 2)  # a server that pages without end: its first pages
+            listed = (await http.post(hub.url, json=req("tasks/list", rid=3), headers=headers)).json()["result"]
+            assert len(listed["tasks"]) == 4
+
+
+def test_held_statuses_are_forgotten_after_early_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status held for a task the hub never records (its creating reply never came) goes after
+    EARLY_SECONDS: the next one held drops it."""
+    router = tasks.TaskRouter(None)  # type: ignore[arg-type]  # holding needs no catalog
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # a sync test: no event loop reads it meanwhile
+
+    class Conn:
+        name = "a"
+
+    conn = Conn()
+    assert router.hold(conn, {"params": {"taskId": "old", "status": "working"}})  # type: ignore[arg-type]
+    now[0] += tasks.EARLY_SECONDS - 1
+    assert router.hold(conn, {"params": {"taskId": "newer", "status": "working"}})  # type: ignore[arg-type]
+    assert [key[1] for key in router._early] == ["old", "newer"]
+    now[0] += 2  # "old" is past EARLY_SECONDS, "newer" is not
+    assert router.hold(conn, {"params": {"taskId": "newest", "status": "working"}})  # type: ignore[arg-type]
+    assert [key[1] for key in router._early] == ["newer", "newest"]

@@ -164,3 +164,24 @@ async def test_a_principal_s_abandoned_2026_rounds_are_capped_and_leave_room_for
             assert expiry(again["requestState"]) <= 31
             asked = (await call(other, "elicit"))["result"]
             assert expiry(asked["requestState"]) > 500
+
+
+async def test_replies_an_upstream_does_not_read_are_held_up_to_max_queued_replies() -> None:
+    """Pings and refusals wait in one queue per upstream, written one at a time: an upstream that reads
+    none of them holds MAX_QUEUED_REPLIES (the rest are dropped), and once it reads, all held ones go."""
+    from onemcp.upstream.replies import MAX_QUEUED_REPLIES, ReplyQueue
+
+    reading = anyio.Event()
+    written: list[Any] = []
+
+    async def respond(upstream_id: Any, reply: Any) -> None:
+        await reading.wait()
+        written.append(upstream_id)
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            queue = ReplyQueue(respond, lambda: tg)
+            for n in range(MAX_QUEUED_REPLIES + 100):
+                queue.put(n, {"jsonrpc": "2.0", "id": n, "result": {}})
+            reading.set()
+    assert written == list(range(MAX_QUEUED_REPLIES))  # the writer starts only after the puts: none was taken

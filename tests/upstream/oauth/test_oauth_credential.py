@@ -379,3 +379,52 @@ async def test_dpop_bound_tokens_with_nonces_at_both_ends() -> None:
     claims = jwt.decode(cred.authorization("POST", UP)["dpop"], jwt.PyJWK(cred.dpop.jwk).key, algorithms=["ES256"])
     assert claims["nonce"] == "rs-nonce"
     assert not await cred.recover(401, challenge, cred.header, "rs-nonce")
+
+
+async def test_a_token_is_renewed_a_minute_before_it_expires() -> None:
+    import time
+
+    servers = Servers()
+    cred = await authorized(hub(servers), servers)
+    servers.token = lambda r: httpx.Response(
+        200, json={"access_token": "AT2", "refresh_token": "RT2", "expires_in": 3600}
+    )
+    assert cred.tokens is not None
+    cred.tokens = dataclasses.replace(cred.tokens, expires_at=time.time() + 90)
+    await cred.ensure_fresh()
+    assert cred.header == "Bearer AT1"  # a minute and a half left: kept
+    cred.tokens = dataclasses.replace(cred.tokens, expires_at=time.time() + 50)
+    await cred.ensure_fresh()
+    assert cred.header == "Bearer AT2"  # under a minute: renewed before any request is refused
+
+
+async def test_an_authorization_server_that_failed_is_asked_again_only_after_10_s() -> None:
+    import time
+
+    servers = Servers()
+    cred = await authorized(hub(servers), servers)
+    servers.token = lambda r: httpx.Response(503, text="down for maintenance")
+    assert not await cred.recover(401, None, cred.header)
+    asked = len(servers.to("as.example", "/token"))
+    assert not await cred.recover(401, None, cred.header)  # at once again: not asked
+    assert len(servers.to("as.example", "/token")) == asked
+    servers.token = lambda r: httpx.Response(
+        200, json={"access_token": "AT2", "refresh_token": "RT2", "expires_in": 3600}
+    )
+    cred._failed_at = time.monotonic() - 10.5  # as if 10 s had passed since the failure
+    assert await cred.recover(401, None, cred.header) and cred.header == "Bearer AT2"
+
+
+async def test_more_scope_is_asked_for_at_most_three_times() -> None:
+    """Each 403 insufficient_scope for scope the hub lacks prepares a new link for the union of the scopes;
+    past the third, a server that keeps asking for more is not followed (the detail says so)."""
+    servers = Servers()
+    cred = await authorized(hub(servers), servers)
+    for n, wanted in enumerate(["s1", "s2", "s3"], 1):
+        assert not await cred.recover(403, f'Bearer error="insufficient_scope", scope="{wanted}"', cred.header)
+        link = cred.authorize_link()
+        assert link is not None and wanted in dict(parse_qsl(urlsplit(link).query))["scope"].split(), n
+    assert not await cred.recover(403, 'Bearer error="insufficient_scope", scope="s4"', cred.header)
+    link = cred.authorize_link()
+    assert link is not None and "s4" not in dict(parse_qsl(urlsplit(link).query))["scope"].split()
+    assert "which the hub cannot ask for again" in (cred.detail or "")

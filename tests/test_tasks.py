@@ -685,3 +685,24 @@ def test_held_statuses_are_forgotten_after_early_seconds(monkeypatch: pytest.Mon
     now[0] += 2  # "old" is past EARLY_SECONDS, "newer" is not
     assert router.hold(conn, {"params": {"taskId": "newest", "status": "working"}})  # type: ignore[arg-type]
     assert [key[1] for key in router._early] == ["newer", "newest"]
+
+
+async def test_a_revived_session_is_told_its_tasks_from_before_the_restart_are_not_kept(tmp_path: Path) -> None:
+    """The task table is in memory: after a restart, a revived session's tasks/* on a task it made before
+    answer 'Task not found' saying why and what to do; a new task of the revived session works."""
+    config = {"mcpServers": {"a": stdio("--tasks")}}
+    path = tmp_path / "mcp.json"
+    path.write_text(orjson.dumps(config).decode())
+    call = req("tools/call", name="a__sleep", arguments={"seconds": 0.01}, task={"ttl": 60000})
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=None) as http:
+            headers = await raw_session(http, hub.url)
+            before = (await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]["taskId"]
+        async with running_hub(config, config_path=path) as hub, httpx.AsyncClient(timeout=None) as http:
+            got = (await http.post(hub.url, json=req("tasks/get", rid=2, taskId=before), headers=headers)).json()
+            message = got["error"]["message"]
+            assert message.startswith(f"Task not found: {before} (this session was resumed after the hub restarted")
+            assert message.endswith("call the tool again)")
+            after = (await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]["taskId"]
+            got = (await http.post(hub.url, json=req("tasks/get", rid=3, taskId=after), headers=headers)).json()
+            assert got["result"]["taskId"] == after

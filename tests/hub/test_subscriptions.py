@@ -471,3 +471,24 @@ async def test_a_listen_is_acknowledged_without_waiting_on_a_server_that_does_no
                     assert ack["method"] == "notifications/subscriptions/acknowledged"
                     assert ack["params"]["notifications"]["resourceSubscriptions"] == ["other+fixture://x/0"]
     assert "listen: demo did not take a subscription in time (0.3s at most): 3 of its 3 left out" in caplog.text
+
+
+async def test_a_subscription_is_counted_per_uri_and_released_upstream_by_its_last_subscriber() -> None:
+    """On one connection (the shared one) two sessions' subscriptions to a URI are one upstream: the first
+    `resources/subscribe` goes upstream, the first `unsubscribe` does not release it, the last one does."""
+    heard = updates()
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(), "other": stdio()}}) as hub:
+            async with (
+                Client(hub.url, mode="legacy", cache=None) as a,
+                Client(hub.url, mode="legacy", cache=None, message_handler=heard) as b,
+            ):
+                await a.subscribe_resource(VISIBLE)
+                await b.subscribe_resource(VISIBLE)
+                await a.unsubscribe_resource(VISIBLE)
+                assert text_of(await a.call_tool("demo__touch", {"uri": STATIC})) == f"touched {STATIC}"  # b holds it
+                await heard.came.wait()
+                assert heard.values == [VISIBLE]
+                await b.unsubscribe_resource(VISIBLE)
+                assert text_of(await a.call_tool("demo__touch", {"uri": STATIC})) == f"not subscribed: {STATIC}"
+            assert hub.app.hub.isolated.count("demo") == 0  # all on the shared connection

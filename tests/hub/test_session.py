@@ -401,3 +401,31 @@ async def test_a_busy_session_is_not_expired_as_idle_and_its_idle_time_starts_wh
                 (sse,) = (s for s in store if s.transport == "sse")
                 sse.last_seen -= long_ago
                 assert store.expire_idle() == 0 and store.get(sse.id) is sse
+
+
+def test_a_limit_warns_once_per_interval_then_says_how_many_hits_it_did_not_write(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each hit is counted; a warning is written at most once per `logInterval` per limit, and the next one
+    says how many hits went unwritten since (another limit warns on its own clock)."""
+    import time
+
+    from onemcp.observability.limits import _Hits
+
+    hits, now = _Hits(), [1000.0]
+    hits.interval = 10.0
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # a sync test: no event loop reads it meanwhile
+    with caplog.at_level(logging.WARNING, logger="onemcp.limits"):
+        for _ in range(5):
+            hits.hit("queued_messages", "session %s full", "s1")
+        hits.hit("sessions", "no room")
+        now[0] += 9.9
+        hits.hit("queued_messages", "session %s full", "s1")
+        now[0] += 0.2
+        hits.hit("queued_messages", "session %s full", "s2")
+    assert hits.counts["queued_messages"] == 7 and hits.counts["sessions"] == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "limit queued_messages: session s1 full",
+        "limit sessions: no room",
+        "limit queued_messages: session s2 full (5 more like it since the last warning)",
+    ]

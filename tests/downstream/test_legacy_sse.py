@@ -112,3 +112,33 @@ async def test_a_session_s_requests_in_flight_are_bounded(monkeypatch: pytest.Mo
             with anyio.fail_after(5):
                 while session.id in hub.app.legacy._calls:
                     await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+
+async def test_an_sse_session_whose_stream_closes_cancels_its_calls_upstream() -> None:
+    """An /sse session is its stream: when the client drops it mid-call, the call is cancelled upstream (there
+    is nowhere left to answer it), and the session is gone."""
+    from support.hub import raw_session
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            conn = hub.app.hub.pool.connections["fx"]
+            async with http.stream("GET", f"{hub.base}/sse", headers={"accept": "text/event-stream"}) as stream:
+                lines = stream.aiter_lines()
+                async for line in lines:
+                    if line.startswith("data: /messages"):
+                        endpoint = line.removeprefix("data: ")
+                        break
+                url = f"{hub.base}{endpoint}"
+                slow = {"name": "fx__sleep", "arguments": {"seconds": 3600}}
+                assert (await http.post(url, json=req(1, "tools/call", **slow))).status_code == 202
+                while conn.in_flight == 0:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            while conn.in_flight:  # the stream closed: the hub gave the call up
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert (await http.post(url, json=req(2, "ping"))).status_code == 404  # the session went with it
+            headers = await raw_session(http, hub.url)
+            running = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "fx__running"}}
+            while (await http.post(hub.url, json=running, headers=headers)).json()["result"]["content"][0][
+                "text"
+            ] != "0":
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the cancel is a notification)

@@ -492,3 +492,29 @@ async def test_a_subscription_is_counted_per_uri_and_released_upstream_by_its_la
                 await b.unsubscribe_resource(VISIBLE)
                 assert text_of(await a.call_tool("demo__touch", {"uri": STATIC})) == f"not subscribed: {STATIC}"
             assert hub.app.hub.isolated.count("demo") == 0  # all on the shared connection
+
+
+async def test_a_session_that_ends_subscribed_lets_go_upstream_of_what_it_alone_held() -> None:
+    """Clients seldom unsubscribe before they go: a session that ended (DELETE) holding the only subscription
+    to a URI had the server go on watching it, and sending updates no one heard, for as long as the connection
+    lived. Its end releases upstream what it alone held, not what another session still holds, and a later
+    subscriber gets it again."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"demo": stdio(), "other": stdio()}}) as hub:
+            async with Client(hub.url, mode="legacy", cache=None) as b:
+
+                async def touched() -> str:
+                    return text_of(await b.call_tool("demo__touch", {"uri": STATIC}))
+
+                async with Client(hub.url, mode="legacy", cache=None) as a:
+                    await a.subscribe_resource(VISIBLE)
+                    await b.subscribe_resource(VISIBLE)
+                assert await touched() == f"touched {STATIC}"  # a went; b holds it still
+                await b.unsubscribe_resource(VISIBLE)
+                async with Client(hub.url, mode="legacy", cache=None) as a:
+                    await a.subscribe_resource(VISIBLE)
+                    assert await touched() == f"touched {STATIC}"
+                while await touched() != f"not subscribed: {STATIC}":  # a's end lets it go, in the background
+                    await anyio.sleep(0.02)  # allowed-sleep: polling the upstream's state, within fail_after
+                await b.subscribe_resource(VISIBLE)
+                assert await touched() == f"touched {STATIC}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -71,6 +72,8 @@ class Subscriptions:
         self.tg: anyio.abc.TaskGroup | None = None  # the hub's, while it runs (restored subscriptions)
         # server -> the revived sessions whose subscriptions to it wait for it to be ready (`_settle`, `up`)
         self._unsettled: dict[str, dict[str, Session]] = {}
+        # (where it is held, key) -> subscribes to it upstream under way (its first subscriber's, `_hold`)
+        self._joining: Counter[tuple[UpstreamConnection | None, Key]] = Counter()
 
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
@@ -150,11 +153,16 @@ class Subscriptions:
         else:
             subscribers = self._own.setdefault((home, key[1]), set())
         if not subscribers:
+            self._joining[(home, key)] += 1  # an ended session's release of the key, meanwhile, leaves it be
             try:
                 await conn.subscribe_resource(key[1], params, limit)
             except BaseException:
                 self._forget_empty(key, home)
                 raise
+            finally:
+                self._joining[(home, key)] -= 1
+                if not self._joining[(home, key)]:
+                    del self._joining[(home, key)]
         subscribers.add(session.id)
         session.subscriptions[key] = home
         if before is not home:
@@ -358,15 +366,44 @@ class Subscriptions:
         return any(held is conn for held, _ in self._own)
 
     def forget(self, session_id: str) -> None:
-        """A session ended: it holds nothing any more."""
+        """A session ended: it holds nothing any more, and what it was the last to hold is let go upstream
+        (`_let_go_upstream`, on the hub's task group). Clients seldom unsubscribe before they go: the servers
+        went on watching, and sending updates no one heard of, every resource an ended session subscribed to."""
         for server, waiting in list(self._unsettled.items()):
             if waiting.pop(session_id, None) is not None and not waiting:
                 del self._unsettled[server]
-        for table in (self._subscribers, self._own):
-            for entry, subscribers in list(table.items()):
-                subscribers.discard(session_id)
-                if not subscribers:
-                    del table[entry]  # type: ignore[arg-type]
+        released: list[tuple[Key, UpstreamConnection | None]] = []
+        for key, subscribers in list(self._subscribers.items()):
+            subscribers.discard(session_id)
+            if not subscribers:
+                del self._subscribers[key]
+                released.append((key, None))
+        for (held, uri), subscribers in list(self._own.items()):
+            subscribers.discard(session_id)
+            if not subscribers:
+                del self._own[(held, uri)]
+                released.append(((held.name, uri), held))
+        if released and self.tg is not None:
+            self.tg.start_soon(self._let_go_upstream, released)
+
+    async def _let_go_upstream(self, released: list[tuple[Key, UpstreamConnection | None]]) -> None:
+        """Unsubscribe upstream what an ended session was the last to hold, within UNSUBSCRIBE_WAIT in all
+        (a server that stopped answering is not waited on longer). One a session subscribed to since, or is
+        subscribing to, stays. Quiet: a failure is logged (the top of a task on the hub's task group)."""
+        with anyio.move_on_after(UNSUBSCRIBE_WAIT):
+            for key, held in released:
+                subscribers = self._subscribers.get(key) if held is None else self._own.get((held, key[1]))
+                if subscribers or self._joining[(held, key)]:
+                    continue
+                if held is not None and held.state != "ready":
+                    continue  # closing or closed: it holds nothing any more
+                try:
+                    conn = ready(self.pool, key[0]) if held is None else held  # where `_let_go` tells it too
+                    await conn.unsubscribe_resource(key[1], {"uri": key[1]})
+                except HubError as exc:
+                    log.info("unsubscribing %s on %s (its last subscriber ended) failed: %s", key[1], key[0], exc)
+                except Exception:
+                    log.exception("unsubscribing %s on %s (its last subscriber ended) failed", key[1], key[0])
 
     def held(self, server: str) -> list[str]:
         """The upstream URIs of `server` some session is still subscribed to."""

@@ -13,8 +13,10 @@ import pytest
 from mcp_types._v2025_11_25 import GetTaskResult, ListTasksResult
 
 from fixtures.launch import fixture_command
+from fixtures.tasks import TaskTable
 from onemcp.hub import tasks
 from onemcp.protocol.errors import NotFound
+from onemcp.upstream import pool
 from support.hub import HEADERS, INIT, raw_session, running_hub
 from support.inprocess import fixture, inprocess_hub, tool_call
 
@@ -582,6 +584,47 @@ async def test_the_tasks_of_a_session_that_ended_are_cancelled_upstream(end: str
             finished = await conn.request("tasks/get", {"taskId": finished_id.removeprefix("a:")})
             assert finished["status"] == "completed"
             assert not h.app.hub.tasks.running_for(conn)  # its end was seen: no longer held for the session
+
+
+@pytest.mark.parametrize("how", ["ends later", "its ttl passes", "the server forgot it", "its connection closed"])
+async def test_an_ended_sessions_task_is_forgotten_once_nothing_more_can_come_of_it(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s37 h4: a task of an ended session not seen to end stays routed to it (so that what it asks reaches no
+    one else); it stayed until MAX_ORPHANS newer ones pushed it out, even once nothing more could come of it:
+    its end was said to no session and so never read, its ttl passed, its connection closed, or the server
+    answered the hub's tasks/cancel that it knows no such task."""
+    monkeypatch.setattr(pool, "BACKOFF_FIRST", 0.0)
+    cancellable = how in ("the server forgot it", "its connection closed")
+    with anyio.fail_after(DEADLINE):
+        flags = "--tasks" if cancellable else "--uncancellable-tasks"
+        async with inprocess_hub({"a": fixture(flags), "b": fixture()}) as h:
+            maker = await h.session()
+            table = TaskTable.of(h.upstreams.current("a"))
+            ttl = 1 if how == "its ttl passes" else 60000
+            made = await maker.ask("tools/call", {**tool_call("a__hold"), "task": {"ttl": ttl}})
+            assert made["result"]["task"]["status"] == "working", made
+            (upstream_id,) = table.tasks
+            if how == "the server forgot it":  # silently: its ttl ran out there
+                table.expire(upstream_id)
+            elif how == "its connection closed":
+                restarted = h.upstreams.made
+                assert "error" in await maker.ask("tools/call", tool_call("a__crash"))
+                table.expire(upstream_id)  # (in memory its run outlives the server's end: a process's would not)
+                await restarted.wait()
+            assert (await h.client.request("DELETE", headers=maker.headers()))[0].status == 200
+            router = h.app.hub.tasks
+            if how == "ends later":
+                table.runners[upstream_id].cancel()  # its status says so
+            elif how == "its ttl passes":
+                table.expire(upstream_id)
+                (orphan,) = router._orphans.values()
+                while orphan.until >= time.monotonic():
+                    await anyio.sleep(0.001)  # allowed-sleep: polling with a deadline (its 1 ms ttl)
+                other = await h.session()  # looked at when a session ends
+                assert (await h.client.request("DELETE", headers=other.headers()))[0].status == 200
+            while router._orphans:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
 
 
 async def test_a_revived_sessions_task_from_before_the_restart_is_a_clear_error(tmp_path: Path) -> None:

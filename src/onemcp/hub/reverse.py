@@ -334,8 +334,9 @@ class ReversePath:
         elif method == "notifications/tasks/status":
             owner = self.tasks.owner(conn, params.get("taskId"))
             task_session = self.sessions.get(owner[0]) if owner is not None else None
+            shown = self.tasks.rewrite(conn, params) if owner is not None else params  # its end noted, heard or not
             if task_session is not None and task_session.access.reach.touches(conn.name):  # its view may narrow
-                task_session.post({**msg, "params": self.tasks.rewrite(conn, params)})
+                task_session.post({**msg, "params": shown})
             elif owner is None and not self.tasks.hold(conn, msg):  # a task whose creating reply is still to come
                 log.debug("upstream %s: a task status naming no task", conn.name)
         elif method == "notifications/progress":  # only a call's that ended: a task it made may go on under it

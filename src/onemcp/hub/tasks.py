@@ -10,8 +10,9 @@ on the later ones; replicas sharing a Redis add ``@<replica>`` (`made_on`: anoth
 tasks/* go there). Bounded per session (beyond `MAX_SESSION_TASKS` a session's own oldest go, never another
 session's) and hub-wide (beyond `MAX_TASKS` the session holding the most loses its oldest); a session's tasks
 are forgotten when it ends (those not seen to end stay routed to it, `MAX_ORPHANS`, so that what they ask
-reaches no one else), and, when it cannot come back, those still running are cancelled upstream
-(`tasks/cancel`, in the background, where the server offers it): no one can reach them any more. `tasks/list`
+reaches no one else, until they end, their ttl passes, their connection closes, or the server answers their
+cancel with an error: it no longer knows them), and, when it cannot come back, those still running are cancelled
+upstream (`tasks/cancel`, in the background, where the server offers it): no one can reach them any more. `tasks/list`
 reads every page of each connection's list (at most `LIST_PAGES`, within `LIST_WAIT`: a server that has not
 answered by then is left out) and withholds an entry a validating client would refuse.
 A server may send a task's first `notifications/tasks/status` before the reply that creates it:
@@ -40,7 +41,15 @@ import anyio.abc
 
 from onemcp.catalog.catalog import Catalog
 from onemcp.hub.rewrite import task_problem
-from onemcp.protocol.errors import HubError, InvalidParams, NotFound, UpstreamTimeout, UpstreamUnavailable, echo
+from onemcp.protocol.errors import (
+    HubError,
+    InvalidParams,
+    NotFound,
+    UpstreamReplied,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    echo,
+)
 from onemcp.protocol.names import shown_as
 
 if TYPE_CHECKING:
@@ -200,12 +209,16 @@ class TaskRouter:
         """The session ended: its tasks are no one's any more (their status goes nowhere; room for others).
         `cancel`: it cannot come back (its record went too), so those not seen to end are cancelled upstream."""
         mine = self._tasks.pop(session_id, None)
+        now = time.monotonic()
+        for key in [key for key, entry in self._orphans.items() if entry.until < now]:  # taken to have ended
+            self._unroute(self._orphans.pop(key))
         if mine is not None:
             self._count -= len(mine)
             running = []
             for entry in mine.values():
-                if entry.ended:
-                    self._unroute(entry)
+                conn = entry.conn()
+                if entry.ended or entry.until < now or conn is None or conn.state in ("failed", "stopped"):
+                    self._unroute(entry)  # ended, past its ttl, or its connection closed: nothing more comes of it
                 else:  # it runs on: what it asks is still its ended session's, no one else's
                     self._orphans[id(entry)] = entry
                     running.append(entry)
@@ -221,6 +234,10 @@ class TaskRouter:
         async def cancel(conn: UpstreamConnection, entry: Task) -> None:
             try:
                 answer = await conn.request("tasks/cancel", {"taskId": entry.upstream_id})
+            except UpstreamReplied as exc:  # it does not know the task (its ttl ran out), or it has ended
+                self._ended(conn, entry.upstream_id)
+                log.info("task %s of ended session %s was over upstream: %s", entry.visible, session_id[:8], exc)
+                return
             except HubError as exc:
                 log.info("task %s of ended session %s not cancelled: %s", entry.visible, session_id[:8], exc)
                 return

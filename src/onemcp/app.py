@@ -119,8 +119,15 @@ class OneMcpApp:
         if self.reloader is not None:
             self.reloader.load_presets()
         self.metrics.add_state(lambda: state_metrics(self.hub, self.reloader))
+        self.metrics.serves = self._serves
         self.api = AdminApi(self.hub, self.gate, self.reloader, config_path)
         self.console = Console(self.api, bind_host)
+
+    def _serves(self, server: str) -> bool:
+        """A server (or template) name the hub still serves: configured, or its connection not gone yet (a
+        removed server's calls drain): a removed one's request series go (`Metrics.forget_gone`)."""
+        config = self.hub.config
+        return server in config.enabled or server in config.templates or self.hub.pool.busy(server)
 
     @staticmethod
     def _context_secret(config_path: Path) -> bytes | None:

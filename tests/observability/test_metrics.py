@@ -13,8 +13,10 @@ from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.launch import fixture_command
+from onemcp.config.model import HubConfig
 from onemcp.observability.metrics import Metrics
 from support.hub import running_hub
+from support.inprocess import InProcessHub, fixture, inprocess_hub, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -134,3 +136,35 @@ async def test_many_distinct_names_from_clients_make_no_new_series() -> None:
             for i in range(1, 200):
                 await send_all(h, session, i)
             assert series(h) == first
+
+
+async def test_a_server_removed_by_a_reload_leaves_metrics_once_its_connection_is_gone() -> None:
+    """s37 h1/h4: the request series of a server a reload removed stayed in /metrics (one set per name ever
+    configured) until a restart. They go once its connection is gone (its calls drained), as a target that
+    no longer exists; a server still configured, or added back, keeps counting."""
+    servers = {"a": fixture("--name", "a"), "b": fixture("--name", "b")}
+
+    def config(names: list[str]) -> HubConfig:
+        return HubConfig.model_validate({"mcpServers": {n: servers[n] for n in names}})
+
+    async def scrape(h: InProcessHub) -> set[str]:
+        async with h.client.open("GET", path="/metrics") as response:
+            assert response.status == 200
+            got = samples((await response.read()).decode())
+        return {dict(labels)["server"] for (name, labels) in got if name.startswith("onemcp_upstream_request")}
+
+    with anyio.fail_after(30):
+        async with inprocess_hub(servers) as h:
+            session = await h.session()
+            for name in ("a", "b"):
+                assert "result" in await session.ask("tools/call", tool_call(f"{name}__echo", message="x"))
+            assert await scrape(h) == {"a", "b"}
+            await h.app.hub.apply_config(config(["a"]))
+            while "b" in h.app.hub.pool.slots or h.app.hub.pool.busy("b"):
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (its removal runs in the background)
+            assert await scrape(h) == {"a"}
+            assert not [key for key in h.app.hub.metrics._counters if key[1] == "b"]  # nor kept unshown
+            await h.app.hub.apply_config(config(["a", "b"]))
+            await h.ready("b")
+            assert "result" in await session.ask("tools/call", tool_call("b__echo", message="x"))
+            assert await scrape(h) == {"a", "b"}

@@ -6,8 +6,10 @@ live state when scraped (no bookkeeping to drift): upstream up/down, supervisor 
 sessions, listen streams, config reloads. Label sets are bounded: methods outside the MCP method
 list count as "other"; error codes are the hub's own few; the counted series name configured
 servers and templates (a template instance's requests count under its template's name, which
-the caller passes: instance names would leave series behind for every instance that ever ran);
-the series read at scrape time name the upstreams running then, and go with them.
+the caller passes: instance names would leave series behind for every instance that ever ran),
+and a server's go at the first scrape after it is gone (`serves`: a reload removed it and its
+connection, its calls drained, is gone too), as a target that no longer exists does; the series
+read at scrape time name the upstreams running then, and go with them.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Metrics:
         )
         self._counters: dict[tuple[str, str, str], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
+        # whether a server (or template) name is still served: configured, or its connection not gone yet
+        self.serves: Callable[[str], bool] = lambda server: True
 
     def answered_error(self, method: object, code: int) -> None:
         """A request the hub answered with error `code` itself: one of the hub's own codes, else "other"
@@ -89,7 +93,20 @@ class Metrics:
         """Metrics computed from live state at scrape time."""
         self.registry.register(_StateCollector(read))
 
+    def forget_gone(self) -> None:
+        """Drop the request series of the servers no longer served (`serves`)."""
+        gone = {
+            server for server in {key[1] for key in [*self._counters, *self._histograms]} if not self.serves(server)
+        }
+        for key in [key for key in self._counters if key[1] in gone]:
+            self._requests.remove(*key)
+            del self._counters[key]
+        for pair in [pair for pair in self._histograms if pair[1] in gone]:
+            self._latency.remove(*pair)
+            del self._histograms[pair]
+
     def render(self) -> bytes:
+        self.forget_gone()
         return generate_latest(self.registry)
 
 

@@ -562,6 +562,37 @@ async def test_a_session_keeps_a_bounded_client_declaration() -> None:
             assert (await http.post(hub.url, json=req("ping"), headers=headers)).status_code == 200
 
 
+async def test_a_declaration_of_many_small_values_is_refused_where_it_is_kept() -> None:
+    """s37 h4: within MAX_CLIENT_STATE bytes, 20,000 empty objects in a clientInfo took 1.5 MB a session as
+    Python objects (10,000 sessions: 15 GB). Past MAX_CLIENT_VALUES values an initialize is -32602, and so
+    is a 2026-07-28 subscriptions/listen (its stream holds its envelope as long); a plain request is not."""
+    from onemcp.hub.session import MAX_CLIENT_STATE, MAX_CLIENT_VALUES
+
+    many: dict[str, Any] = {"name": "t", "version": "0", "x": [{} for _ in range(MAX_CLIENT_VALUES)]}
+    assert len(orjson.dumps(many)) < MAX_CLIENT_STATE
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": many,
+    }
+    modern = {**HEADERS, "mcp-protocol-version": "2026-07-28"}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            r = await http.post(
+                hub.url, json={**INIT, "params": {**INIT["params"], "clientInfo": many}}, headers=HEADERS
+            )
+            error = r.json()["error"]
+            assert error["code"] == -32602 and f"more than {MAX_CLIENT_VALUES} JSON values" in error["message"], error
+            assert "mcp-session-id" not in r.headers and len(hub.app.hub.sessions) == 0
+            listen = {"jsonrpc": "2.0", "id": 2, "method": "subscriptions/listen"}
+            listen["params"] = {"notifications": {"toolsListChanged": True}, "_meta": meta}
+            r = await http.post(hub.url, json=listen, headers={**modern, "mcp-method": "subscriptions/listen"})
+            assert r.json()["error"]["code"] == -32602, r.text
+            discover = {"jsonrpc": "2.0", "id": 3, "method": "server/discover", "params": {"_meta": meta}}
+            r = await http.post(hub.url, json=discover, headers={**modern, "mcp-method": "server/discover"})
+            assert r.json()["result"]["resultType"] == "complete", r.text
+
+
 @pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
 @pytest.mark.parametrize(
     ("accept", "reply_type"),

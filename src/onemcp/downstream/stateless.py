@@ -21,7 +21,7 @@ from onemcp.downstream.exchange import answer
 from onemcp.hub.core import Hub
 from onemcp.hub.forward import Emit
 from onemcp.hub.listeners import Listener
-from onemcp.hub.session import Session
+from onemcp.hub.session import Session, check_client_state
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import UNSUPPORTED_VERSION, HubError, InvalidParams, MethodNotFound, ProtocolError, echo
 from onemcp.protocol.jsonrpc import Message, RequestId
@@ -231,6 +231,8 @@ class ModernRequests:
         wanted = params.get("notifications")
         if not isinstance(wanted, dict):
             raise InvalidParams("subscriptions/listen needs params.notifications")
+        # held as long as the stream is open, as a legacy session holds what its initialize declared
+        check_client_state(session.client_capabilities, session.client_info, "the clientCapabilities and clientInfo")
         await self.hub.dispatcher.until_started()
         await self.hub.instances.ready(session.access.reach.instances)
         await self.hub.remember_lists(session)

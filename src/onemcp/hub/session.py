@@ -89,6 +89,9 @@ class QueuedBytes:
 # What a session keeps of its client's initialize (capabilities and clientInfo, serialised): real
 # clients send a few hundred bytes; without a bound each session could hold a whole request body.
 MAX_CLIENT_STATE = 64 * 1024
+# ... and how many JSON values (objects, arrays, strings, numbers...) in them: 64 KiB of `{}`, parsed,
+# take 1.5 MB as Python objects (a string, ~its length); real clients send a few dozen
+MAX_CLIENT_VALUES = 1024
 EVICT_IDLE = 60.0  # a session unseen this long may end to make room for its principal's new one
 RECONNECT_GRACE = 60.0  # a GET stream closed this recently: its client is likely reconnecting (SDK backoff tops ~30 s)
 
@@ -103,12 +106,26 @@ def declaration(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     for name, value in (("capabilities", caps), ("clientInfo", info)):
         if value is not None and not isinstance(value, dict):
             raise InvalidParams(f"Invalid params: initialize's {name} must be an object")
+    check_client_state(caps, info, "capabilities and clientInfo")
+    return caps if isinstance(caps, dict) else {}, info if isinstance(info, dict) else {}
+
+
+def check_client_state(caps: object, info: object, named: str) -> None:
+    """InvalidParams when what a client declares of itself (`named`), kept as long as what it made lives (a
+    session, a listen stream), is past MAX_CLIENT_STATE bytes or MAX_CLIENT_VALUES values."""
     kept = len(jsonrpc.dumps(caps)) + len(jsonrpc.dumps(info))
     if kept > MAX_CLIENT_STATE:
-        raise InvalidParams(
-            f"Invalid params: capabilities and clientInfo take {kept} bytes; a session keeps at most {MAX_CLIENT_STATE}"
-        )
-    return caps if isinstance(caps, dict) else {}, info if isinstance(info, dict) else {}
+        raise InvalidParams(f"Invalid params: {named} take {kept} bytes; the hub keeps at most {MAX_CLIENT_STATE}")
+    values, todo = 0, [caps, info]
+    while todo:
+        value = todo.pop()
+        values += 1
+        if values > MAX_CLIENT_VALUES:
+            raise InvalidParams(f"Invalid params: {named} hold more than {MAX_CLIENT_VALUES} JSON values")
+        if isinstance(value, dict):
+            todo.extend(value.values())
+        elif isinstance(value, list):
+            todo.extend(value)
 
 
 class Outbox:

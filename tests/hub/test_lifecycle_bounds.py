@@ -1,7 +1,9 @@
 """Nothing the hub holds grows with time: each lifecycle, run many times, gives back all it took.
 
-A matrix of lifecycles (entry points, what happens in them, upstream lifecycles), in-process over
-in-memory fixture upstreams. Each runs WARM times; then `support.census` counts what the hub holds (its
+A matrix of lifecycles (entry points, what happens in them, upstream lifecycles, parked 2026-07-28 calls
+never retried, task-augmented calls and how their tasks end, template instances made and reaped, `onemcp
+proxy`'s clients, replicas on one Redis), in-process over in-memory fixture upstreams (and, for the last
+few, over loopback sockets). Each runs WARM times; then `support.census` counts what the hub holds (its
 tables by attribute path, live onemcp/anyio/asyncio objects, tasks, file descriptors, children); the
 lifecycle runs CYCLES more times and the count must come back to exactly that (waited for, with a
 deadline, while the last cycle's ends reach the hub).
@@ -10,6 +12,8 @@ deadline, while the last cycle's ends reach the hub).
 from __future__ import annotations
 
 import math
+import secrets
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -21,7 +25,13 @@ import orjson
 import pytest
 
 from fixtures.launch import fixture_command
+from fixtures.tasks import TaskTable
+from onemcp.app import OneMcpApp
 from onemcp.auth.principal import ANONYMOUS
+from onemcp.cli.proxy import Proxy
+from onemcp.cli.target import Endpoint
+from onemcp.config.context import encode
+from onemcp.config.model import HubConfig
 from onemcp.downstream.stdio import StdioServer
 from onemcp.hub.session import QueuedBytes
 from onemcp.search import meta
@@ -29,17 +39,24 @@ from onemcp.search.index import KEEP_UNUSED
 from onemcp.upstream import pool
 from onemcp.upstream.isolation import PRINCIPAL
 from support.census import census, grown
+from support.entries import LineClient
 from support.hub import RunningHub, raw_session, running_hub
 from support.inprocess import (
+    BOTH,
+    AsgiClient,
     AsgiResponse,
+    FixtureUpstreams,
     InProcessHub,
+    LegacySession,
     fixture,
     inprocess_hub,
     legacy_session,
+    lifespan,
     modern_request,
     tool_call,
 )
 from support.lines import Lines
+from support.services import NEEDS_REDIS, replica_config
 
 pytestmark = pytest.mark.anyio
 CYCLES = 20
@@ -63,7 +80,13 @@ async def bounded(h: InProcessHub, cycle: Cycle, cycles: int = CYCLES, kept: tup
     roots: dict[str, object] = {"hub": h.app.hub, "app": h.app}
 
     def count() -> Counter[str]:
-        h.upstreams.started.clear()  # the test's record of the fixture servers it made (those served stay alive)
+        # the test's record of the fixture servers it made: the newest of each name still served (alive anyway)
+        started = h.upstreams.started
+        for name in list(started):
+            if h.upstreams.live.get(name):
+                del started[name][:-1]
+            else:
+                del started[name]
         counts = census(roots)
         for name in [name for name in counts if name.startswith(tuple(f"len {table}" for table in kept))]:
             del counts[name]
@@ -352,6 +375,27 @@ async def modern_sampling_bridged(h: InProcessHub, n: int) -> None:
     assert done["result"]["structuredContent"] == sampled(f"s{n}")
 
 
+async def modern_input_never_retried(h: InProcessHub, n: int) -> None:
+    """A 2026-07-28 call the hub parked to ask its client for input (`input_required`, `requestState`);
+    the client never comes back: the parked call expires (made due at once, then the hub's sweep)."""
+    params = tool_call("alpha__elicit", message=f"m{n}")
+    _, (first,) = await h.client.modern("tools/call", capabilities=CAPABILITIES, rid=f"e{n}", **params)
+    result = first["result"]
+    assert result["resultType"] == "input_required", result
+    parking = h.app.hub.parking
+    for parked in parking._parked.values():
+        parked.expires = 0.0
+    assert parking.expire() == 1
+    await in_flight_none(h, "alpha")
+
+
+async def in_flight_none(h: InProcessHub, server: str) -> None:
+    conn = h.app.hub.pool.get(server)
+    assert conn is not None
+    while conn.in_flight:
+        await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
+
+
 async def subscribed_then_deleted(h: InProcessHub, n: int) -> None:
     session = await h.session()
     listed = await session.ask("resources/list")
@@ -388,6 +432,7 @@ ENTRIES: dict[str, Cycle] = {
     "sampling answered": sampling_asked_back,
     "sampling unanswered, session ended": sampling_left_unanswered,
     "2026-07-28 sampling through input_required": modern_sampling_bridged,
+    "2026-07-28 input_required never retried": modern_input_never_retried,
     "resource subscription, session ended": subscribed_then_deleted,
     "search exposure": searched,
 }
@@ -438,7 +483,6 @@ async def test_an_upstream_crashing_and_restarted_again_and_again_leaves_nothing
 
 @pytest.mark.parametrize("renamed", [False, True], ids=["same name", "a new name each time"])
 async def test_a_server_added_and_removed_by_reloads_again_and_again_leaves_nothing_behind(renamed: bool) -> None:
-    from onemcp.config.model import HubConfig
 
     def config(servers: Json) -> HubConfig:
         return HubConfig.model_validate({"mcpServers": servers, "onemcp": {"searchCache": False}})
@@ -459,12 +503,16 @@ async def test_a_server_added_and_removed_by_reloads_again_and_again_leaves_noth
             assert response.status == 200
         await h.app.hub.apply_config(config(SERVERS))
         await h.app.hub.exposure.transformer_settled()
+        while h.app.hub.pool.busy(name):
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (its removal runs in the background)
+        async with h.client.open("GET", path="/metrics") as scraped:  # a removed server's series go when scraped
+            assert name.encode() not in await scraped.read()
 
     # By design, a server's name leaves something behind when it goes: its tools' pins (trust on first use
     # outlives a remove and re-add; at most MAX_PINS a server), the search vectors of definitions no tool
-    # has any more (a few hundred, `_forget_unused`), and its request counters (a configured server's
-    # series; see the report of s37 h1): bounded by the names an operator configures, checked apart.
-    kept = ("hub.pins", "hub.exposure._index._deep", "hub.exposure._index._memory", "hub.metrics") if renamed else ()
+    # has any more (a few hundred, `_forget_unused`): bounded by the names an operator configures, checked apart.
+    # (Its request series go at the next scrape once its connection is gone.)
+    kept = ("hub.pins", "hub.exposure._index._deep", "hub.exposure._index._memory") if renamed else ()
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub(SERVERS, {"searchCache": False}) as h:
             await bounded(h, reload, kept=kept)
@@ -553,3 +601,239 @@ async def test_real_clients_and_a_real_upstream_process_crashing_leave_no_fd_tas
             roots: dict[str, object] = {"hub": hub.app.hub, "app": hub.app}
             await repeated(partial(cycle, hub), partial(census, roots), PROCESS_CYCLES)
             assert census(roots)["zombies"] == 0
+
+
+# ------------------------------------------------------------------------------------------ parked calls and tasks
+
+
+def task_table(h: InProcessHub, server: str) -> TaskTable:
+    return TaskTable.of(h.upstreams.current(server))
+
+
+TASK = {"ttl": 60_000}
+
+
+async def task_made(session: Any, tool: str, **arguments: Any) -> str:
+    reply = await session.ask("tools/call", {**tool_call(tool, **arguments), "task": TASK})
+    assert reply["result"]["task"]["status"] == "working", reply
+    return str(reply["result"]["task"]["taskId"])
+
+
+async def task_ends(h: InProcessHub, how: str, n: int) -> None:
+    """One legacy session's task-augmented call, and how its task ends (or does not) before the session does."""
+    session = await h.session()
+    table = task_table(h, "tk")
+    if how == "finished":
+        visible = await task_made(session, "tk__echo", message=f"m{n}")
+        done = await session.ask("tasks/result", {"taskId": visible})
+        assert done["result"]["content"][0]["text"] == f"m{n}", done
+        assert (await session.ask("tasks/get", {"taskId": visible}))["result"]["status"] == "completed"
+        listed = await session.ask("tasks/list")
+        assert [t["taskId"] for t in listed["result"]["tasks"]] == [visible], listed
+    elif how == "cancelled":
+        visible = await task_made(session, "tk__hold")
+        cancelled = await session.ask("tasks/cancel", {"taskId": visible})
+        assert cancelled["result"]["status"] == "cancelled", cancelled
+    elif how == "expired upstream":  # the server forgets it (its ttl ran out) without a status: cancelling it fails
+        await task_made(session, "tk__hold")
+        (upstream_id,) = table.tasks
+        table.expire(upstream_id)
+    elif how == "running when the session ends":  # the hub cancels it upstream (the server offers tasks/cancel)
+        await task_made(session, "tk__hold")
+    elif how == "running on a server that crashes":
+        await task_made(session, "tk__hold")
+        restarted = h.upstreams.made
+        assert "error" in await session.ask("tools/call", tool_call("tk__crash"))
+        for upstream_id in list(table.tasks):  # in memory, its runs outlive its end: a process's would not
+            table.expire(upstream_id)
+        await restarted.wait()
+        await h.ready("tk")
+    response, _ = await h.client.request("DELETE", headers=session.headers())
+    assert response.status == 200
+    await in_flight_none(h, "tk")
+    if how != "running on a server that crashes":  # (the crashed server's table went with it)
+        while any(not runner.done() for runner in table.runners.values()):
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
+        table.forget_ended()
+
+
+async def task_ends_unheard(h: InProcessHub, n: int) -> None:
+    """A server without tasks/cancel: a session ends with its task running; the task ends later (its status
+    says so), or the server forgets it without a word once its ttl (here short) ran out: the hub forgets it
+    once past its ttl, at a later session's end."""
+    session = await h.session()
+    table = task_table(h, "tk")
+    short = n % 2 == 0
+    reply = await session.ask("tools/call", {**tool_call("tk__hold"), "task": {"ttl": 1} if short else TASK})
+    assert reply["result"]["task"]["status"] == "working", reply
+    (upstream_id,) = table.tasks
+    response, _ = await h.client.request("DELETE", headers=session.headers())
+    assert response.status == 200
+    if short:
+        table.expire(upstream_id)
+    else:
+        table.runners[upstream_id].cancel()  # it ends: its status says so
+        while not table.runners[upstream_id].done():
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
+        table.forget_ended()
+    await in_flight_none(h, "tk")
+
+
+async def modern_task_call(h: InProcessHub, n: int) -> None:
+    """A 2026-07-28 task-augmented call: tasks are not served in that era, so it runs as a plain call."""
+    params = {**tool_call("tk__echo", message=f"m{n}"), "task": TASK}
+    _, (reply,) = await h.client.modern("tools/call", rid=n, **params)
+    assert reply["result"]["content"][0]["text"] == f"m{n}", reply
+
+
+TASK_ENDS = ["finished", "cancelled", "expired upstream", "running when the session ends"]
+
+
+@pytest.mark.parametrize("how", [*TASK_ENDS, "running on a server that crashes", "unheard", "2026-07-28"])
+async def test_task_augmented_calls_leave_nothing_behind(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool, "BACKOFF_FIRST", 0.0)
+    monkeypatch.setattr(pool, "BACKOFF_MAX", 0.0)
+    monkeypatch.setattr(pool, "RESTART_BUDGET", math.inf)
+    monkeypatch.setattr(pool, "STABLE_AFTER", 0.0)
+    flags = ("--uncancellable-tasks",) if how == "unheard" else ("--tasks",)
+    servers = {**SERVERS, "tk": fixture("--name", "tk", *flags)}
+    cycle: Cycle = (
+        task_ends_unheard
+        if how == "unheard"
+        else modern_task_call
+        if how == "2026-07-28"
+        else lambda h, n: task_ends(h, how, n)
+    )
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(servers, {"searchCache": False}) as h:
+            await bounded(h, cycle)
+
+
+# ------------------------------------------------------------------------------------------ template instances
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_template_instances_made_and_reaped_again_and_again_leave_nothing_behind(era: str) -> None:
+    """A template server's instances: a legacy session's own (per session), a 2026-07-28 request's shared
+    one (per project, a new project each cycle); each ends (the session's DELETE), is reaped as idle (made
+    due at once), and its fixture server stops."""
+    template = {**fixture("--name", "tpl"), "template": {"shareable": era == "modern"}}
+    config = {"mcpServers": SERVERS, "mcpTemplates": {"tpl": template}, "onemcp": {"searchCache": False}}
+
+    async def cycle(h: InProcessHub, n: int) -> None:
+        context = encode({"project": {"path": f"/work/p{n}", "name": f"p{n}"}}, h.app.hub.context_secret)
+        if era == "legacy":
+            init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+            body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}
+            response, _ = await h.client.request(
+                "POST", headers={"accept": BOTH, "content-type": "application/json", **context}, body=body
+            )
+            assert response.status == 200
+            session = LegacySession(h.client, response.headers["mcp-session-id"])
+            headers = {**session.headers(), **context}
+            for message in (
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                session.body("tools/call", tool_call("tpl__echo", message=f"m{n}")),
+            ):
+                response, replies = await h.client.request("POST", headers=headers, body=message)
+                assert response.status in (200, 202), replies
+            assert replies[-1]["result"]["content"][0]["text"] == f"m{n}", replies
+            response, _ = await h.client.request("DELETE", headers=headers)
+            assert response.status == 200
+        else:
+            headers, body = modern_request("tools/call", rid=n, **tool_call("tpl__echo", message=f"m{n}"))
+            _, (reply,) = await h.client.request("POST", headers={**headers, **context}, body=body)
+            assert reply["result"]["content"][0]["text"] == f"m{n}", reply
+        instances = h.app.hub.instances
+        (instance,) = instances.instances.values()
+        assert await instances.reap(now=time.monotonic() + instance.config.timeout + 10**6) == [instance.id]
+        while any(h.upstreams.live[name] for name in h.upstreams.live if name.startswith("tpl")):
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
+
+    upstreams = FixtureUpstreams()
+    app = OneMcpApp(HubConfig.model_validate(config), transports=upstreams)
+    app.hub.context_secret = secrets.token_bytes(32)
+    with anyio.fail_after(DEADLINE):
+        async with lifespan(app):
+            await app.hub.pool.tried.wait()
+            await bounded(InProcessHub(app, upstreams, AsgiClient(app)), cycle)
+
+
+# ------------------------------------------------------------------------------------------ onemcp proxy
+
+
+async def test_clients_of_onemcp_proxy_come_and_go_and_leave_nothing_behind() -> None:
+    """`onemcp proxy` in-process (stdio lines in, the hub over loopback): each cycle a client initializes, calls
+    (and sends one 2026-07-28 request), then closes its end; the proxy ends its hub session and stops. What the
+    hub holds, the proxy's objects, tasks and file descriptors come back."""
+    command = fixture_command("--name", "proc")
+    config = {"mcpServers": {"proc": {"command": command[0], "args": command[1:]}}, "onemcp": {"searchCache": False}}
+
+    async def cycle(hub: RunningHub, n: int) -> None:
+        client = LineClient()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(Proxy(Endpoint(hub.url), client.read_line, client.write, wait=5.0).run)
+            await client.initialize()
+            result = await client.request("tools/call", tool_call("echo", message=f"m{n}"))
+            assert result["content"][0]["text"] == f"m{n}", result
+            _, modern = modern_request("tools/call", rid=1000 + n, **tool_call("echo", message=f"y{n}"))
+            answered = client.replies.expect(1000 + n)
+            await client.send(modern)
+            assert (await answered())["result"]["content"][0]["text"] == f"y{n}"
+            client.to_server.close()  # the client is gone: the proxy ends
+        client.close()
+        # its session ended, and the hub's side of its connections closed (the last may take a moment)
+        while len(hub.app.hub.sessions) or hub.server.server_state.connections:
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub:
+            roots: dict[str, object] = {"hub": hub.app.hub, "app": hub.app}
+            await repeated(partial(cycle, hub), partial(closed_kept, roots), PROCESS_CYCLES)
+
+
+# A closed connection's protocol (and its transport, socket, events) lives on until its cancelled keep-alive
+# timer comes due in the loop's heap (bounded by time, not use): its socket is closed (the fds are counted).
+CLOSED_KEPT = ("live onemcp.http.server.HubHttpProtocol", "live asyncio.TransportSocket", "live asyncio.Event")
+
+
+def closed_kept(roots: dict[str, object]) -> Counter[str]:
+    counts = census(roots)
+    for name in [name for name in counts if name.startswith(CLOSED_KEPT) or name.endswith("SocketTransport")]:
+        del counts[name]
+    return counts
+
+
+# ------------------------------------------------------------------------------------------ replicas on one Redis
+
+
+@NEEDS_REDIS
+async def test_sessions_across_two_replicas_on_redis_leave_nothing_behind(redis_url: str) -> None:
+    """Two replicas sharing a Redis: a session made on one, called on the other (which revives its copy from
+    the shared record), its GET stream on the first, then its DELETE on the second: both forget it."""
+    config = replica_config(redis_url)
+    config["onemcp"]["searchCache"] = False
+
+    async def cycle(one: RunningHub, two: RunningHub, n: int) -> None:
+        async with httpx.AsyncClient(timeout=DEADLINE) as client:
+            headers = await raw_session(client, one.url)
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": tool_call("echo", message=f"m{n}")}
+            async with client.stream("GET", one.url, headers={**headers, "accept": "text/event-stream"}) as stream:
+                assert stream.status_code == 200
+                reply = (await client.post(two.url, json=call, headers=headers)).json()
+                assert reply["result"]["content"][0]["text"] == f"m{n}", reply
+                assert two.app.hub.sessions.get(headers["mcp-session-id"]) is not None  # its copy there
+            assert (await client.delete(two.url, headers=headers)).status_code == 200
+        for hub in (one, two):
+            while len(hub.app.hub.sessions) or hub.server.server_state.connections:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as one, running_hub(config) as two:
+            for hub in (one, two):
+                replicas = hub.app.hub.replicas
+                assert replicas is not None
+                while not replicas.relay.up:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (subscribing)
+            roots: dict[str, object] = {"one": one.app.hub, "two": two.app.hub, "app1": one.app, "app2": two.app}
+            await repeated(partial(cycle, one, two), partial(closed_kept, roots), PROCESS_CYCLES)

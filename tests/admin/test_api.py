@@ -336,3 +336,23 @@ async def test_the_apis_config_edits_keep_the_files_comments(tmp_path: Path) -> 
             assert path.read_text().startswith('// my hub\n{\n  "mcpServers": {\n    // "off": {},\n')
             assert (await http.delete("/servers/gamma")).status_code == 200
     assert path.read_text() == text
+
+
+async def test_sessions_show_each_clients_identity_cut_short(tmp_path: Path) -> None:
+    """s37 h4: GET /sessions showed each session's whole clientInfo (up to 64 KiB each: 10,000 sessions, 640 MB
+    in one answer, which any client could make so). It shows the identity's strings (name, title, version,
+    description, websiteUrl), each cut to SHOWN_CHARS."""
+    from onemcp.hub.session import SHOWN_CHARS
+
+    info = {"name": "n" * 60_000, "version": "1.0", "icons": [{"src": "data:" + "x" * 100}], "extra": {"a": 1}}
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": info}
+    with anyio.fail_after(DEADLINE):
+        async with hub_at(tmp_path, auth=False) as (hub, _), httpx.AsyncClient(base_url=hub.base) as http:
+            made = await http.post(
+                "/mcp",
+                json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init},
+                headers={"accept": "application/json, text/event-stream", "content-type": "application/json"},
+            )
+            assert made.status_code == 200, made.text
+            (shown,) = (await http.get("/api/v1/sessions")).json()["sessions"]
+    assert shown["client"] == {"name": "n" * (SHOWN_CHARS - 1) + "…", "version": "1.0"}, shown["client"]

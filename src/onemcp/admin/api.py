@@ -38,7 +38,7 @@ from onemcp.http import asgi
 from onemcp.http.asgi import Receive, Scope, Send
 from onemcp.hub.core import Hub
 from onemcp.hub.exposure import load_counter
-from onemcp.hub.session import Session
+from onemcp.hub.session import Session, client_shown
 from onemcp.observability.redact import REDACTOR
 from onemcp.protocol import jsonrpc, meta
 from onemcp.protocol.errors import HubError, NotFound, echo
@@ -360,7 +360,7 @@ class AdminApi:
                     "id": session.id[:8],
                     "transport": session.transport,
                     "protocolVersion": session.protocol_version,
-                    "client": session.client_info,
+                    "client": client_shown(session.client_info),
                     "principal": session.access.principal.id,
                     "view": None if view is None else repr(view),
                     "idleSeconds": round(now - session.last_seen, 1),

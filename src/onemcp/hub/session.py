@@ -110,6 +110,16 @@ def declaration(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     return caps if isinstance(caps, dict) else {}, info if isinstance(info, dict) else {}
 
 
+SHOWN_CLIENT = ("name", "title", "version", "description", "websiteUrl")  # what reports show of a clientInfo
+SHOWN_CHARS = 256  # of each
+
+
+def client_shown(info: dict[str, Any]) -> dict[str, str]:
+    """A client's identity as reports show it (the admin API's sessions): its strings, each cut to SHOWN_CHARS."""
+    shown = {key: value for key in SHOWN_CLIENT if isinstance(value := info.get(key), str)}
+    return {key: value if len(value) <= SHOWN_CHARS else value[: SHOWN_CHARS - 1] + "…" for key, value in shown.items()}
+
+
 def check_client_state(caps: object, info: object, named: str) -> None:
     """InvalidParams when what a client declares of itself (`named`), kept as long as what it made lives (a
     session, a listen stream), is past MAX_CLIENT_STATE bytes or MAX_CLIENT_VALUES values."""

@@ -180,7 +180,11 @@ class Pool:
                 self.add(name, config)
             self.note_state()
             task_status.started()
-            await anyio.sleep_forever()
+            try:
+                await anyio.sleep_forever()
+            finally:  # the hub stops: OAuth exchanges shielded from their callers must not hold it up
+                if self.auth is not None:
+                    self.auth.stop()
 
     def _connection(self, name: str, config: ServerConfig, server: ServerConfig) -> UpstreamConnection:
         """A connection to `config` (a replica's URL, or the server's own) with the server's credential;

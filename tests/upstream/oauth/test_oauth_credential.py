@@ -78,7 +78,7 @@ class ScriptedAuth(UpstreamAuth):
         super().__init__(config_dir, "http://127.0.0.1:3050")
         self.client = client
 
-    def http(self) -> httpx.AsyncClient:
+    def new_client(self) -> httpx.AsyncClient:
         return self.client()
 
 
@@ -428,3 +428,29 @@ async def test_more_scope_is_asked_for_at_most_three_times() -> None:
     link = cred.authorize_link()
     assert link is not None and "s4" not in dict(parse_qsl(urlsplit(link).query))["scope"].split()
     assert "which the hub cannot ask for again" in (cred.detail or "")
+
+
+async def test_the_hubs_stop_ends_an_exchange_its_caller_shields() -> None:
+    """Discovery is shielded from its caller (never left half-prepared) for up to RENEW_DEADLINE (80 s):
+    the hub's stop must end it all the same, or an authorization server that does not answer holds the
+    hub's shutdown that long. Once stopped, a new exchange ends at once."""
+    servers = Servers()
+    entered = anyio.Event()
+
+    async def silent(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    servers.register = silent
+    auth = hub(servers)
+    cred = credential(auth)
+    with anyio.fail_after(10):  # far below RENEW_DEADLINE
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cred.recover, 401, None, None)
+            await entered.wait()
+            auth.stop()
+        assert cred.state == "error" and cred.detail == "the hub is stopping"
+        later = auth.for_server("other", ServerConfig.model_validate({"url": UP}))
+        assert later is not None and not await later.recover(401, None, None)
+        assert later.state == "error" and later.detail == "the hub is stopping"

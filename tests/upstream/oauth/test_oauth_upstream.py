@@ -29,6 +29,7 @@ from mcp.shared.exceptions import MCPError
 from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
 from onemcp.cli.main import main
+from support.credentials import loopback_asgi
 from support.hub import RunningHub, running_hub
 from support.services import NEEDS_REDIS
 
@@ -278,3 +279,31 @@ async def test_replicas_share_an_upstream_authorization_through_redis(
                 with anyio.fail_after(10):
                     while credential.tokens is not None:
                         await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline
+
+
+async def test_a_hub_stops_while_an_upstreams_oauth_discovery_hangs() -> None:
+    """An upstream's 401 points the hub at metadata URLs that never answer: the hub's shutdown must not
+    wait for its discovery (shielded from the connection's own cancellation, bounded only at 80 s)."""
+    asked = anyio.Event()
+    release = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "GET":  # every metadata URL the hub tries: no answer
+            asked.set()
+            await release.wait()
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        where = f'Bearer resource_metadata="http://127.0.0.1:{scope["server"][1]}/hang"'.encode()
+        await send({"type": "http.response.start", "status": 401, "headers": [(b"www-authenticate", where)]})
+        await send({"type": "http.response.body", "body": b""})
+
+    with anyio.fail_after(20):  # the discovery alone would hold the hub up to 80 s (20 s per metadata URL)
+        async with loopback_asgi(app) as base:
+            try:
+                async with running_hub({"mcpServers": {"locked": {"url": f"{base}/mcp"}}}, wait=False):
+                    await asked.wait()
+            finally:
+                release.set()

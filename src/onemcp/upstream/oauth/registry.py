@@ -17,14 +17,17 @@ one it takes from the store if no call of theirs came to it: `user_credential`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import anyio
 
 from onemcp.config.model import ServerConfig, UpstreamOAuth
 from onemcp.http.routes import UPSTREAM_OAUTH_CALLBACK, UPSTREAM_OAUTH_START
@@ -60,6 +63,8 @@ class UpstreamAuth:
         self.on_authorized: Callable[[str], None] = lambda name: None
         self.on_forgotten: Callable[[str], None] = lambda name: None  # replicas: the others forget it too
         self.dropped: list[Callable[[str], None]] = []  # told of each credential forgotten (here or elsewhere)
+        self._exchanges: set[anyio.CancelScope] = set()  # the OAuth exchanges under way (`http`)
+        self.stopping = False  # the hub is stopping (`stop`): no exchange waits on a remote party any more
 
     @property
     def store(self) -> Credentials:
@@ -83,10 +88,36 @@ class UpstreamAuth:
             return True
         return (self.config_dir / "upstream-auth.db").exists()
 
-    def http(self) -> httpx.AsyncClient:
+    @contextlib.asynccontextmanager
+    async def http(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A client for one OAuth exchange. Its callers shield it from their own cancellation (a rotated
+        refresh token must be stored), so the hub's stop ends it here: `OAuthHttpError`, not a shutdown
+        held for as long as an authorization server that does not answer takes (up to `RENEW_DEADLINE`)."""
+        from onemcp.upstream.oauth.http import OAuthHttpError
+
+        scope = anyio.CancelScope()
+        if self.stopping:
+            scope.cancel()
+        self._exchanges.add(scope)
+        try:
+            with scope:
+                async with self.new_client() as client:
+                    yield client
+        finally:
+            self._exchanges.discard(scope)
+        if scope.cancelled_caught:
+            raise OAuthHttpError("the hub is stopping")
+
+    def new_client(self) -> httpx.AsyncClient:
         from onemcp.upstream.oauth import http as oauth_http
 
         return oauth_http.client()
+
+    def stop(self) -> None:
+        """The hub is stopping: every OAuth exchange under way ends now, and any begun from now on at once."""
+        self.stopping = True
+        for scope in list(self._exchanges):
+            scope.cancel()
 
     def callback_url(self, server: str) -> str | None:
         return f"{self.callback_base}{CALLBACK_PATH}/{server}" if self.callback_base else None

@@ -1,6 +1,7 @@
 """The JWT verifier against a JWKS served on loopback: keys withdrawn by the issuer stop verifying, one
-fetch serves every waiting request and a failing issuer is not asked again at once, a token whose
-algorithm does not fit its key is refused (not a 500), and roles come only from `rolesClaim`."""
+fetch serves every waiting request and a failing issuer is not asked again at once, an issuer that
+drips its answer is cut off, a token whose algorithm does not fit its key is refused (not a 500), and
+roles come only from `rolesClaim`."""
 
 from __future__ import annotations
 
@@ -78,10 +79,10 @@ async def test_one_fetch_serves_every_waiting_request_and_a_failing_issuer_is_no
     calls = [0]
     release = anyio.Event()
 
-    def unreachable(url: str) -> dict[str, Any]:
+    async def unreachable(url: str) -> dict[str, Any]:
         calls[0] += 1
-        anyio.from_thread.run(release.wait)  # the issuer hangs until the test lets the fetch fail
-        raise OSError("timed out")
+        await release.wait()  # the issuer hangs until the test lets the fetch fail
+        raise verifier_module.FetchFailed("timed out")
 
     monkeypatch.setattr(verifier_module, "_fetch", unreachable)
     check = verifier("https://issuer.test/jwks.json")
@@ -167,9 +168,9 @@ async def test_a_fetch_whose_caller_left_still_answers_the_others(monkeypatch: p
     release = anyio.Event()
     calls = [0]
 
-    def slow(url: str) -> dict[str, Any]:
+    async def slow(url: str) -> dict[str, Any]:
         calls[0] += 1
-        anyio.from_thread.run(release.wait)
+        await release.wait()
         return {"k1": jwk}
 
     monkeypatch.setattr(verifier_module, "_fetch", slow)
@@ -211,3 +212,36 @@ async def test_a_malformed_key_set_is_refused_and_not_fetched_again_at_once() ->
                 for _ in range(2):
                     with pytest.raises(InvalidToken):
                         await check.verify(token(key, "k1"))
+
+
+async def test_an_issuer_that_drips_its_key_set_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A byte at a time, each well within a read timeout: the fetch (shielded, holding every request that
+    waits for the keys) still ends at FETCH_TIMEOUT, for the whole answer, not per read."""
+    key, _ = rsa_key("k1")
+    monkeypatch.setattr(verifier_module, "FETCH_TIMEOUT", 0.5)
+    started, stop = anyio.Event(), anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        started.set()
+        while not stop.is_set():
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            with anyio.move_on_after(0.1):
+                await stop.wait()
+
+    with anyio.fail_after(20):
+        async with loopback_asgi(app) as base:
+            try:
+                with pytest.raises(InvalidToken, match="no signing key"):
+                    await verifier(f"{base}/jwks.json").verify(token(key, "k1"))
+                assert started.is_set()
+                assert (
+                    "could not be fetched (the last good keys stay in use): no whole answer within 0.5s" in caplog.text
+                )
+            finally:
+                stop.set()

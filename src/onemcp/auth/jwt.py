@@ -8,7 +8,8 @@ scope string).
 
 The key set (`KeySet`) is the hub's own cache, not PyJWT's: it is fetched again every
 `KEYS_TTL` seconds (a key the IdP withdrew stops verifying by then), once for all waiting
-requests, off the event loop; an unknown `kid` fetches it early, at most every `REFETCH_EVERY`
+requests, within `FETCH_TIMEOUT` for the whole exchange (not per read: an issuer that drips its
+answer is cut off too); an unknown `kid` fetches it early, at most every `REFETCH_EVERY`
 seconds; a fetch that fails is not retried for `RETRY_AFTER` seconds (requests meanwhile fail
 at once, not each after the fetch's timeout), and the last good set keeps verifying until
 `STALE_LIMIT`.
@@ -16,14 +17,13 @@ at once, not each after the fetch's timeout), and the last good set keeps verify
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import time
-import urllib.request
 from typing import Any
 
 import anyio
+import httpx
 import jwt as pyjwt
 
 from onemcp.auth.principal import InvalidToken, Principal
@@ -37,17 +37,34 @@ KEYS_TTL = 300.0  # seconds a fetched key set is used before it is fetched again
 REFETCH_EVERY = 30.0  # an unknown kid fetches the set early, at most this often
 RETRY_AFTER = 10.0  # after a failed fetch, no other is tried for this long
 STALE_LIMIT = 3600.0  # a set older than this is not used even when the IdP cannot be reached
-FETCH_TIMEOUT = 5.0
+FETCH_TIMEOUT = 5.0  # the whole exchange: connect, send, read the body
 MAX_JWKS_BYTES = 1024 * 1024
 
 
-def _fetch(url: str) -> dict[str, dict[str, Any]]:
+class FetchFailed(Exception):
+    """The key set could not be fetched (the message says why)."""
+
+
+async def _fetch(url: str) -> dict[str, dict[str, Any]]:
     """The JWKS at `url`: kid -> its JWK (keys without a kid, or of a type PyJWT cannot use, left out)."""
-    request = urllib.request.Request(url, headers={"accept": "application/json", "user-agent": "onemcp"})
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
-        body = response.read(MAX_JWKS_BYTES + 1)
-    if len(body) > MAX_JWKS_BYTES:
-        raise ValueError(f"the JWKS is larger than {MAX_JWKS_BYTES} bytes")
+    body = bytearray()
+    headers = {"accept": "application/json", "user-agent": "onemcp"}
+    try:
+        with anyio.fail_after(FETCH_TIMEOUT):
+            async with (
+                httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=True) as http,
+                http.stream("GET", url, headers=headers) as response,
+            ):
+                if response.status_code != 200:
+                    raise FetchFailed(f"HTTP {response.status_code}")
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise FetchFailed(f"the JWKS is larger than {MAX_JWKS_BYTES} bytes")
+    except TimeoutError:
+        raise FetchFailed(f"no whole answer within {FETCH_TIMEOUT:g}s") from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise FetchFailed(str(exc) or type(exc).__name__) from None
     doc = json.loads(body)
     entries = doc.get("keys") if isinstance(doc, dict) else None
     keys: dict[str, dict[str, Any]] = {}
@@ -96,8 +113,8 @@ class KeySet:
             self.tried = time.monotonic()
             with anyio.CancelScope(shield=True):  # its waiters need its end even if its own caller left
                 try:
-                    keys = await anyio.to_thread.run_sync(_fetch, self.url)  # FETCH_TIMEOUT bounds it
-                except (OSError, ValueError, TypeError, RecursionError, http.client.HTTPException) as exc:
+                    keys = await _fetch(self.url)  # FETCH_TIMEOUT bounds it, whole
+                except (FetchFailed, OSError, ValueError, TypeError, RecursionError) as exc:
                     self.failed = time.monotonic()
                     log.warning("JWKS %s could not be fetched (the last good keys stay in use): %s", self.url, exc)
                     return

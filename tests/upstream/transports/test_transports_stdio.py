@@ -136,6 +136,52 @@ async def test_a_child_that_stops_reading_makes_writers_wait_not_the_hub_buffer(
                 await transport.aclose()
 
 
+SLOW_READER = """
+import signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+sys.stdout.write('{"jsonrpc": "2.0", "method": "notifications/ready"}\\n')
+sys.stdout.flush()
+signal.sigwait([signal.SIGUSR1])  # reads nothing until told
+while sys.stdin.buffer.read(65536):
+    pass
+"""
+
+
+@pytest.mark.anyio
+async def test_a_writer_waiting_for_a_slow_child_goes_on_once_it_reads() -> None:
+    """The writer waiting for room in the child's stdin is woken when the child reads it down (the pipe
+    transport's resume_writing), not left to its timeout."""
+    import signal
+
+    config = ServerConfig.model_validate({"command": sys.executable, "args": ["-c", SLOW_READER], "timeout": 30})
+    transport = StdioTransport("slow", config)
+    body = b"x" * (768 * 1024)
+    ready = anyio.Event()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            await transport.open(tg, lambda m, i: ready.set(), lambda m, e: None)
+            try:
+                await ready.wait()
+                for _ in range(2):  # past the high water: the next writer waits
+                    await transport.send({"jsonrpc": "2.0", "method": "ping"}, body)
+                sent = anyio.Event()
+
+                async def third() -> None:
+                    await transport.send({"jsonrpc": "2.0", "method": "ping"}, body)
+                    sent.set()
+
+                tg.start_soon(third)
+                while not transport._waiting.locked():
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the writer waits)
+                assert not sent.is_set()
+                pid = transport.pid
+                assert pid is not None
+                os.kill(pid, signal.SIGUSR1)  # the child reads now
+                await sent.wait()
+            finally:
+                await transport.aclose()
+
+
 @pytest.mark.anyio
 async def test_a_send_to_a_child_whose_input_closed_as_it_exits_says_its_exit_not_not_connected() -> None:
     """A server that dies at once (`false`, a missing API key) closes its stdin before its exit is seen: the

@@ -185,6 +185,8 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         # a server's stderr is logged at most STDERR_LINES_PER_SECOND lines a second; the rest counted
         self._err_window, self._err_logged, self._err_dropped = 0.0, 0, 0
         self.exited = asyncio.Event()
+        self.drained = asyncio.Event()  # stdin holds at most WRITE_HIGH_WATER unread (clear: a writer waits)
+        self.drained.set()
         self._process: asyncio.SubprocessTransport | None = None
         self._eof: asyncio.TimerHandle | None = None
         self._stderr_open = True
@@ -362,6 +364,12 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._process = cast(asyncio.SubprocessTransport, transport)
 
+    def pause_writing(self) -> None:  # stdin's buffer passed its high water (set to WRITE_HIGH_WATER)
+        self.drained.clear()
+
+    def resume_writing(self) -> None:  # the child read it back down to WRITE_HIGH_WATER
+        self.drained.set()
+
     def process_exited(self) -> None:
         self._flush_dropped()  # a flood that ended with the process is still counted
         self.exited.set()
@@ -423,6 +431,7 @@ class StdioTransport(Transport):
         self._proc = proc
         self._protocol = protocol
         self._stdin = cast(asyncio.WriteTransport, proc.get_pipe_transport(0))
+        self._stdin.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_HIGH_WATER)  # `protocol.drained`
         if proc.get_returncode() is not None:
             self.child_exited()
         elif box is not None and sandbox.watched(box):
@@ -449,6 +458,11 @@ class StdioTransport(Transport):
         last = next((line for line in reversed(self.stderr_tail) if line.strip()), None)
         said = f"; its stderr ended: {last.strip()[:300]}" if last else ""  # "API_KEY is not set" is the why
         self._mark_closed(f"process exited with code {code}{said}")
+
+    def _mark_closed(self, reason: str) -> None:
+        super()._mark_closed(reason)
+        if self._protocol is not None:  # a writer waiting for the child to read its stdin: it never will
+            self._protocol.drained.set()
 
     def stop(self, reason: str) -> None:
         """Kill the child; `reason` (not its exit code) is what the connection and its callers see."""
@@ -482,9 +496,9 @@ class StdioTransport(Transport):
             with anyio.fail_after(self.config.timeout):
                 async with self._waiting:
                     while (stdin := self._stdin) is not None and stdin.get_write_buffer_size() > WRITE_HIGH_WATER:
-                        if self.closed.is_set():
+                        if self.closed.is_set() or (protocol := self._protocol) is None:
                             break
-                        await anyio.sleep(0.01)
+                        await protocol.drained.wait()  # set again by `_mark_closed` too
                     if stdin is None or stdin.is_closing() or self.closed.is_set():
                         raise await self._gone_why()
                     stdin.write(body + b"\n")
@@ -494,6 +508,8 @@ class StdioTransport(Transport):
     async def aclose(self) -> None:
         proc, self._proc = self._proc, None
         protocol, stdin, self._stdin = self._protocol, self._stdin, None
+        if protocol is not None:  # a writer waiting for the child to read: its stdin is gone
+            protocol.drained.set()
         if proc is None or protocol is None:
             self._mark_closed("stopped")
             return

@@ -79,6 +79,22 @@ def test_a_writer_writes_in_order_and_drops_while_redis_failed() -> None:
     assert done == [1, 3]
 
 
+def test_a_writer_says_a_write_that_fails_unexpectedly_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    """A write raising what no Redis raises (a bug) is logged with its traceback; the writer thread
+    lives on (it died: every later write queued for nobody, the warnings said only 'writes wait')."""
+    done: list[int] = []
+    writer = redis_link.Writer(Breaker(), "a test write")
+
+    def broken() -> None:
+        raise TypeError("not a Redis failure")
+
+    writer.put(broken)
+    writer.put(lambda: done.append(1))
+    writer.close()
+    assert done == [1]
+    assert "a test write not written to Redis: an internal error" in caplog.text and "TypeError" in caplog.text
+
+
 async def test_an_asyncio_command_goes_through_the_breaker_too() -> None:
     now = [0.0]
     breaker = Breaker(pause=5, clock=lambda: now[0])

@@ -95,6 +95,28 @@ async def test_redis_records_are_read_and_written_off_the_event_loop() -> None:
         store.close()
 
 
+async def test_a_record_write_that_fails_unexpectedly_is_said_and_the_writer_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write raising what no Redis raises (a bug): logged with its traceback, and the writer thread goes
+    on with the next writes (it died: every later record queued for nobody, each flush waited its limit)."""
+    store = RedisSessions("redis://127.0.0.1:1/0", 60)  # never asked: the writes below are the test's own
+    done: list[str] = []
+
+    def broken() -> None:
+        raise TypeError("not a Redis failure")
+
+    try:
+        with anyio.fail_after(20):
+            store._write(("a" * 32, False, broken))
+            store._write(("b" * 32, False, lambda: done.append("b")))
+            await store.flush()
+        assert done == ["b"]
+        assert "a session record not written to Redis: an internal error" in caplog.text and "TypeError" in caplog.text
+    finally:
+        store.close()
+
+
 async def test_after_a_redis_failure_the_next_requests_do_not_wait_on_redis() -> None:
     """A Redis that failed: for a few seconds a revive is not tried (None at once) and writes are kept,
     without asking Redis (which would hold them), then Redis is asked again."""

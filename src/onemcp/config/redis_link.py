@@ -151,6 +151,8 @@ class Writer:
                 log.warning("%s not written to Redis: it failed in the last few seconds", self.what)
             except errors() as exc:
                 log.warning("%s not written to Redis: %s", self.what, exc)
+            except Exception:  # the top of this thread: said, and the writes after it still go
+                log.exception("%s not written to Redis: an internal error", self.what)
 
     def close(self, wait: float = 5.0) -> None:
         """Stop after the writes already put (waits `wait` seconds at most)."""

@@ -251,6 +251,8 @@ class RedisSessions:
         except self._errors as exc:
             log.warning("session records not written to Redis (kept, to write when it answers): %s", exc)
             return False
+        except Exception:  # the writer thread's boundary: said, not kept (it would fail again), the writes go on
+            log.exception("a session record not written to Redis: an internal error")
         return True
 
     def _keep(self, sid: str, ended: bool, work: Callable[[], None]) -> None:

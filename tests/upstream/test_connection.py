@@ -76,3 +76,46 @@ async def test_a_hub_request_whose_caller_is_cancelled_is_forgotten_and_cancelle
             await server.told.wait()
             assert server.cancelled == [{"requestId": server.unanswered[0], "reason": "cancelled"}]
             tg.cancel_scope.cancel()
+
+
+class ProgressServer(SilentServer):
+    """After the handshake, sends progress notifications whose token no JSON-RPC id can be (a list, an
+    object), then a log message: the connection must still be serving when that arrives."""
+
+    async def __call__(self, receive: ObjectReceiveStream[bytes], send: ObjectSendStream[bytes]) -> None:
+        async for raw in receive:
+            msg = orjson.loads(raw)
+            method = msg.get("method")
+            if "id" in msg and method in STARTED:
+                await send.send(orjson.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": STARTED[method]}))
+            elif method == "notifications/initialized":
+                for token in ([1], {"a": 1}):
+                    params = {"progressToken": token, "progress": 1}
+                    await send.send(
+                        orjson.dumps({"jsonrpc": "2.0", "method": "notifications/progress", "params": params})
+                    )
+                log = {"level": "info", "data": "after"}
+                await send.send(orjson.dumps({"jsonrpc": "2.0", "method": "notifications/message", "params": log}))
+
+
+async def test_a_progress_token_no_id_can_be_is_ignored_not_the_connections_end() -> None:
+    """A server's progress notification with a list or an object as its token (unhashable: it was looked
+    up in the table of calls as it came, a TypeError that ended the connection as an internal error)."""
+    told: list[str] = []
+
+    class Told(Events):
+        def on_notification(self, conn: UpstreamConnection, msg: Any, call: Any) -> None:
+            told.append(msg["method"])
+            if msg["method"] == "notifications/message":
+                heard.set()
+
+    heard = anyio.Event()
+    conn = UpstreamConnection("mem", CONFIG, MemoryTransport("mem", CONFIG, ProgressServer()), Told())
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run)
+            await heard.wait()
+            await conn.settled.wait()  # the lists read after the handshake
+            assert conn.state == "ready", conn.last_error
+            tg.cancel_scope.cancel()
+    assert told[-1] == "notifications/message"

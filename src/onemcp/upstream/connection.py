@@ -482,7 +482,7 @@ class UpstreamConnection:
     def _on_notification(self, msg: Message, method: str, related: RequestId | None) -> None:
         params = msg.get("params")
         if method == "notifications/progress" and isinstance(params, dict):
-            call = self._pending.get(params.get("progressToken"))  # type: ignore[arg-type]
+            call = self._pending.get(token) if isinstance(token := params.get("progressToken"), int) else None
             if call is None:  # the call ended: the hub knows whether a task it made goes on under its token
                 self.events.on_notification(self, msg, None)
             elif call.progress_token is not None:

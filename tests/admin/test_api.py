@@ -356,3 +356,53 @@ async def test_sessions_show_each_clients_identity_cut_short(tmp_path: Path) -> 
             assert made.status_code == 200, made.text
             (shown,) = (await http.get("/api/v1/sessions")).json()["sessions"]
     assert shown["client"] == {"name": "n" * (SHOWN_CHARS - 1) + "…", "version": "1.0"}, shown["client"]
+
+
+@pytest.mark.parametrize("edit", ["preset", "server"])
+async def test_an_edit_waiting_for_anothers_lock_leaves_the_hub_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: str
+) -> None:
+    """Another editor (the CLI) holds the file's lock: the API's edit waits for it (up to 10 s) on a worker
+    thread, the hub answering meanwhile, and goes through once the lock is free. (It waited on the event
+    loop: the whole hub stood still, then the edit failed, 500, the lock still held.)"""
+    import contextlib
+    import threading
+
+    from onemcp.config import files
+    from onemcp.config.presets import presets_path
+
+    refused = threading.Event()
+    real_try_lock = files.try_lock
+
+    def try_lock(fd: int) -> bool:
+        got = real_try_lock(fd)
+        if not got:
+            refused.set()
+        return got
+
+    monkeypatch.setattr(files, "try_lock", try_lock)
+    with anyio.fail_after(DEADLINE):
+        async with (
+            hub_at(tmp_path, auth=False) as (hub, _),
+            httpx.AsyncClient(timeout=30, base_url=f"{hub.base}/api/v1") as http,
+        ):
+            path = presets_path(tmp_path / "mcp.json") if edit == "preset" else tmp_path / "mcp.json"
+            request = (
+                ("PUT", "/presets/team", {"filter": "a"})
+                if edit == "preset"
+                else ("POST", "/servers/beta/disable", None)
+            )
+            answers: list[httpx.Response] = []
+            with contextlib.ExitStack() as other_editor:
+                other_editor.enter_context(files.locked(path))
+
+                async def change() -> None:
+                    answers.append(await http.request(request[0], request[1], json=request[2]))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(change)
+                    assert await anyio.to_thread.run_sync(refused.wait, 10)  # the edit waits for the lock
+                    assert (await http.get("/servers/alpha")).status_code == 200  # the hub answers meanwhile
+                    assert not answers
+                    other_editor.close()  # the other editor is done
+            assert answers[0].status_code == 200, answers[0].text

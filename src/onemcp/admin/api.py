@@ -12,6 +12,7 @@ presets through `config.presets` as `onemcp preset ...` does. Does not render pa
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import orjson
 
 from onemcp import __version__
@@ -30,7 +32,6 @@ from onemcp.auth.access import ADMIN_API, operator_needs
 from onemcp.auth.gate import Gate
 from onemcp.config import presets as preset_files
 from onemcp.config.edit import EditError, NoSuchServer, add_server, edit_config, remove_server, set_disabled
-from onemcp.config.files import locked
 from onemcp.config.load import ConfigError, environment
 from onemcp.downstream.exchange import answer
 from onemcp.downstream.health import health
@@ -201,7 +202,9 @@ class AdminApi:
     ) -> dict[str, Any]:
         path = self._config_path()
         try:
-            result = edit_config(path, change, env=environment(path), running=True)
+            # on a worker thread: another editor (the CLI) may hold the file's lock for seconds
+            edit = functools.partial(edit_config, path, change, env=environment(path), running=True)
+            result = await anyio.to_thread.run_sync(edit)
         except (EditError, ConfigError) as exc:
             self._audit(request, action, name, "refused")
             raise ApiError(404 if isinstance(exc, NoSuchServer) else 400, f"not changed: {exc}") from None
@@ -390,10 +393,7 @@ class AdminApi:
         entry = {k: v for k, v in body.items() if k in ("filter", "description", "exposure") and v not in (None, "")}
         path = self._presets_path()
         try:
-            with locked(path):  # concurrent edits (the CLI's too) take turns
-                doc = preset_files.read_document(path)
-                preset_files.presets_of(doc)[name] = entry
-                preset_files.save(path, doc)
+            await anyio.to_thread.run_sync(preset_files.put, path, name, entry)  # the lock may be held a while
         except preset_files.PresetError as exc:
             self._audit(request, "preset-save", name, "refused")
             raise ApiError(400, str(exc)) from None
@@ -409,12 +409,8 @@ class AdminApi:
         await request.json()  # takes no body: one that says something is refused, not ignored
         path = self._presets_path()
         try:
-            with locked(path):
-                doc = preset_files.read_document(path)
-                if name not in preset_files.presets_of(doc):
-                    raise ApiError(404, f"no preset {name!r}")
-                del preset_files.presets_of(doc)[name]
-                preset_files.save(path, doc)
+            if not await anyio.to_thread.run_sync(preset_files.remove, path, name):
+                raise ApiError(404, f"no preset {name!r}")
         except preset_files.PresetError as exc:  # presets.json is being edited, or broken: said, not a 500
             raise ApiError(400, str(exc)) from None
         except OSError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from onemcp.config.files import atomic_write
+from onemcp.config.files import atomic_write, locked
 from onemcp.config.model import EXPOSURES
 
 PRESETS_FILE = "presets.json"
@@ -154,3 +154,23 @@ def save(path: Path, doc: Document) -> None:
     """Validate `doc`, then replace the file atomically (a hub re-reading it never sees half a file)."""
     validate(doc, source=str(path))
     atomic_write(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def put(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Add or replace preset `name` in the file, under its edit lock. Blocking (the lock may be held by
+    another editor for seconds): a hub calls it on a worker thread."""
+    with locked(path):
+        doc = read_document(path)
+        presets_of(doc)[name] = entry
+        save(path, doc)
+
+
+def remove(path: Path, name: str) -> bool:
+    """Remove preset `name` from the file, under its edit lock; False when it has none. Blocking, as `put`."""
+    with locked(path):
+        doc = read_document(path)
+        if name not in presets_of(doc):
+            return False
+        del presets_of(doc)[name]
+        save(path, doc)
+        return True

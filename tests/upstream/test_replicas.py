@@ -129,3 +129,36 @@ async def test_replica_urls_are_shown_without_their_credentials() -> None:
     for text in (health, metrics):
         assert not any(secret in text for secret in ("s3cretpw", "SECRETKEY1", "SECRETKEY2", "sk-ak-0Xo1")), text
     assert 'onemcp_upstream_replica_up{replica="http://127.0.0.1:1/mcp#1",server="r"} 0.0' in metrics
+
+
+async def test_a_probe_answered_a_byte_at_a_time_counts_as_failed() -> None:
+    """A health endpoint that drips its answer (each byte well within httpx's per-read timeout) must fail
+    the probe at its `timeout`, not hold it (and the replica's verdict) for as long as it drips."""
+    from support.credentials import loopback_asgi
+
+    stop = anyio.Event()
+
+    async def dripping(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/health":
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100000")]})
+        while not stop.is_set():
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            with anyio.move_on_after(0.01):
+                await stop.wait()
+
+    probe = {"path": "/health", "interval": 0.05, "timeout": 1, "healthyThreshold": 1, "unhealthyThreshold": 1}
+    with anyio.fail_after(60):
+        async with running_http_fixture() as first, loopback_asgi(dripping) as slow:
+            config = {"mcpServers": {"r": {"url": first, "replicas": [f"{slow}/mcp"], "probe": probe}}}
+            try:
+                async with running_hub(config, wait=False) as hub:
+                    with anyio.fail_after(15):
+                        while (await replicas(hub, "r"))[1]["probe"] != "down":
+                            await anyio.sleep(0.05)  # allowed-sleep: polling /health with a deadline
+            finally:
+                stop.set()

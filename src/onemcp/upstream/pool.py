@@ -353,8 +353,9 @@ class Pool:
         async with httpx.AsyncClient(timeout=probe.timeout, trust_env=False) as client:
             while member.status != "stopping":
                 try:
-                    up = (await client.get(target)).status_code < 500
-                except httpx.HTTPError:
+                    with anyio.fail_after(probe.timeout):  # the whole answer: httpx's timeout is per read
+                        up = (await client.get(target)).status_code < 500
+                except (httpx.HTTPError, TimeoutError):
                     up = False
                 member.probe_streak = 0 if up == member.probe_ok else member.probe_streak + 1
                 needed = probe.healthy_threshold if not member.probe_ok else probe.unhealthy_threshold

@@ -139,6 +139,9 @@ async def test_modern_wire_errors() -> None:
 
             r = await post(modern("tools/list"), headers("tools/call"))  # Mcp-Method mismatch
             assert r.status_code == 400 and r.json()["error"]["code"] == -32020
+            r = await post(modern("x" * 100_000), headers("tools/list"))  # the body's method is repeated by its start
+            message = r.json()["error"]["message"]
+            assert r.status_code == 400 and "(100002 characters)" in message and len(message) < 400, message[:300]
             call = modern("tools/call", name="a__echo", arguments={"message": "x"})
             r = await post(call, headers("tools/call"))  # Mcp-Name missing
             assert r.status_code == 400 and r.json()["error"]["code"] == -32020

@@ -37,6 +37,7 @@ from onemcp.protocol.errors import (
     MISSING_CLIENT_CAPABILITY,
     UNSUPPORTED_VERSION,
     HubError,
+    echo,
     refusal_status,
 )
 from onemcp.protocol.jsonrpc import Message
@@ -96,7 +97,8 @@ class ModernEndpoint:
             await reject(400, -32600, "Invalid Request: clients do not send responses in 2026-07-28")
             return
         if (asgi.header(scope, b"mcp-method") or "").strip() != method:  # plain: only names and params take base64
-            await reject(400, HEADER_MISMATCH, f"Mcp-Method header does not match the body's method {method!r}")
+            why = f"Mcp-Method header does not match the body's method {echo(repr(method))}"  # the caller's text
+            await reject(400, HEADER_MISMATCH, why)
             return
         if "id" not in msg:
             await asgi.send_empty(send, 202)  # no client notification means anything on HTTP

@@ -20,6 +20,7 @@ from onemcp.auth import jwt as verifier_module
 from onemcp.auth.jwt import JwtVerifier
 from onemcp.auth.principal import InvalidToken
 from onemcp.config.auth_settings import JwtSettings
+from onemcp.http.fetch import FetchFailed
 from support.credentials import loopback_asgi
 
 pytestmark = pytest.mark.anyio
@@ -82,7 +83,7 @@ async def test_one_fetch_serves_every_waiting_request_and_a_failing_issuer_is_no
     async def unreachable(url: str) -> dict[str, Any]:
         calls[0] += 1
         await release.wait()  # the issuer hangs until the test lets the fetch fail
-        raise verifier_module.FetchFailed("timed out")
+        raise FetchFailed("timed out")
 
     monkeypatch.setattr(verifier_module, "_fetch", unreachable)
     check = verifier("https://issuer.test/jwks.json")

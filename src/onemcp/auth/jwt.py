@@ -23,12 +23,12 @@ import time
 from typing import Any
 
 import anyio
-import httpx
 import jwt as pyjwt
 
 from onemcp.auth.principal import InvalidToken, Principal
 from onemcp.auth.server.grants import sse_resource
 from onemcp.config.auth_settings import JwtSettings
+from onemcp.http.fetch import FetchFailed, fetch
 from onemcp.protocol.errors import echo
 
 log = logging.getLogger("onemcp.auth")
@@ -41,30 +41,10 @@ FETCH_TIMEOUT = 5.0  # the whole exchange: connect, send, read the body
 MAX_JWKS_BYTES = 1024 * 1024
 
 
-class FetchFailed(Exception):
-    """The key set could not be fetched (the message says why)."""
-
-
 async def _fetch(url: str) -> dict[str, dict[str, Any]]:
     """The JWKS at `url`: kid -> its JWK (keys without a kid, or of a type PyJWT cannot use, left out)."""
-    body = bytearray()
     headers = {"accept": "application/json", "user-agent": "onemcp"}
-    try:
-        with anyio.fail_after(FETCH_TIMEOUT):
-            async with (
-                httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=True) as http,
-                http.stream("GET", url, headers=headers) as response,
-            ):
-                if response.status_code != 200:
-                    raise FetchFailed(f"HTTP {response.status_code}")
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise FetchFailed(f"the JWKS is larger than {MAX_JWKS_BYTES} bytes")
-    except TimeoutError:
-        raise FetchFailed(f"no whole answer within {FETCH_TIMEOUT:g}s") from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise FetchFailed(str(exc) or type(exc).__name__) from None
+    body = await fetch(url, within=FETCH_TIMEOUT, limit=MAX_JWKS_BYTES, headers=headers, follow_redirects=True)
     doc = json.loads(body)
     entries = doc.get("keys") if isinstance(doc, dict) else None
     keys: dict[str, dict[str, Any]] = {}

@@ -17,10 +17,9 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
-import httpx
 import orjson
 
+from onemcp.http.fetch import FetchFailed, fetch
 from onemcp.protocol.errors import echo
 
 AUTH_METHODS = ("none", "client_secret_post", "client_secret_basic")
@@ -193,23 +192,15 @@ async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = F
     if problem is not None:
         raise ClientMetadataError("invalid_client", problem)
     shown = echo(url)  # the client_id: the caller's text, of any length
-    body = bytearray()
     try:
-        with anyio.fail_after(METADATA_TIMEOUT):
-            async with (
-                httpx.AsyncClient(timeout=METADATA_TIMEOUT, follow_redirects=False) as http,
-                http.stream("GET", url, headers={"accept": "application/json"}) as response,
-            ):
-                if response.status_code != 200:
-                    raise ClientMetadataError("invalid_client", f"{shown} answered HTTP {response.status_code}")
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > METADATA_LIMIT:
-                        raise ClientMetadataError("invalid_client", f"{shown} is larger than {METADATA_LIMIT} bytes")
-    except TimeoutError:
-        raise ClientMetadataError("invalid_client", f"{shown} did not answer in {METADATA_TIMEOUT:g}s") from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise ClientMetadataError("invalid_client", f"{shown} could not be fetched: {echo(exc)}") from None
+        headers = {"accept": "application/json"}
+        body = await fetch(url, within=METADATA_TIMEOUT, limit=METADATA_LIMIT, headers=headers, follow_redirects=False)
+    except FetchFailed as exc:
+        if exc.kind == "timeout":
+            why = f"did not answer in {METADATA_TIMEOUT:g}s"
+        else:
+            why = {"status": "answered", "too_large": "is"}.get(exc.kind, "could not be fetched:") + f" {echo(exc)}"
+        raise ClientMetadataError("invalid_client", f"{shown} {why}") from None
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:

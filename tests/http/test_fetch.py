@@ -1,0 +1,66 @@
+"""http/fetch.py: a small document fetched whole within its deadline, its body capped, one TLS context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from onemcp.http.fetch import FetchFailed, fetch, tls_context
+from support.credentials import loopback_asgi
+
+pytestmark = pytest.mark.anyio
+HEADERS = {"accept": "application/json"}
+
+
+def answering(status: int, body: bytes) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def test_a_document_its_status_and_its_size() -> None:
+    with anyio.fail_after(20):
+        async with loopback_asgi(answering(200, b'{"keys": []}')) as base:
+            got = await fetch(f"{base}/doc", within=5, limit=100, headers=HEADERS, follow_redirects=False)
+            assert got == b'{"keys": []}'
+            with pytest.raises(FetchFailed, match="larger than 5 bytes") as too_large:
+                await fetch(f"{base}/doc", within=5, limit=5, headers=HEADERS, follow_redirects=False)
+            assert too_large.value.kind == "too_large"
+        async with loopback_asgi(answering(404, b"no")) as base:
+            with pytest.raises(FetchFailed, match="HTTP 404") as status:
+                await fetch(f"{base}/doc", within=5, limit=100, headers=HEADERS, follow_redirects=False)
+            assert status.value.kind == "status"
+
+
+async def test_a_party_that_drips_its_answer_is_cut_off_at_the_deadline() -> None:
+    stop = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
+        while not stop.is_set():  # a byte at a time, each well within a read timeout
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            with anyio.move_on_after(0.05):
+                await stop.wait()
+
+    with anyio.fail_after(20):
+        async with loopback_asgi(app) as base:
+            try:
+                with pytest.raises(FetchFailed, match=r"no whole answer within 0\.3s") as cut:
+                    await fetch(f"{base}/doc", within=0.3, limit=1000, headers=HEADERS, follow_redirects=False)
+                assert cut.value.kind == "timeout"
+            finally:
+                stop.set()
+
+
+async def test_an_unreachable_party_and_one_tls_context() -> None:
+    with anyio.fail_after(20), pytest.raises(FetchFailed) as failed:
+        await fetch("http://127.0.0.1:9/doc", within=5, limit=100, headers=HEADERS, follow_redirects=False)
+    assert failed.value.kind == "transport" and str(failed.value)
+    assert tls_context() is tls_context()  # built once: each build reads the CA bundle (20-40 ms)

@@ -249,6 +249,28 @@ def test_a_header_value_is_sent_plain_or_in_base64_a_lone_surrogate_too(value: s
     assert mcp_headers.is_plain(value) is (value == sent)
 
 
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("Bearer abc", True),
+        ("a\tb c~", True),
+        ("", True),
+        ("a\r\nx-evil: 1", False),
+        ("a\x00", False),
+        ("a\x1b[2J", False),
+        ("a\x7f", False),
+        ("caf\u00e9", False),
+        ("\u2028", False),
+    ],
+)
+def test_a_header_value_is_sendable_as_written_visible_ascii_spaces_and_tabs(value: str, ok: bool) -> None:
+    """One rule for the config's headers, a principal's values rendered into them, and h1's last guard."""
+    from onemcp.config.values import header_problem
+
+    assert mcp_headers.sendable(value) is ok
+    assert (header_problem("X-Key", value) is None) is ok
+
+
 async def test_the_hub_s_own_refusals_count_alike_in_both_eras() -> None:
     """onemcp_answered_errors_total counts an error the hub answers itself, whichever era asked: a
     2026-07-28 request refused before routing (an unknown or legacy-only method, a bad cursor) was not

@@ -13,6 +13,8 @@ import string
 from typing import Any
 from urllib.parse import urlsplit
 
+from onemcp.protocol.headers import sendable
+
 
 class FromEnv(str):
     """A config string that a ${VAR} (or its default) filled in: the one kind of string taken where a
@@ -85,7 +87,7 @@ def header_problem(name: str, value: str, rendered_later: bool = False) -> str |
     """Why a `headers` entry cannot be sent (None: it can); never shows the value, often a secret."""
     if not _TOKEN.match(name):
         return f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)"
-    if not rendered_later and any(not c.isascii() or (c < " " and c != "\t") or c == "\x7f" for c in value):
+    if not rendered_later and not sendable(value):
         return f"{name}: its value must be printable ASCII (no line break or control character)"
     return None
 

@@ -18,6 +18,18 @@ NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 SENTINEL = "=?base64?"
 
 
+# What a header value may hold as written: visible ASCII, spaces and tabs (RFC 9110 field-value, ASCII only).
+# A line break would end the header and start one of the value's choosing; NUL and other controls are refused
+# by servers, and a character beyond ASCII has no one encoding.
+_UNSENDABLE = re.compile(r"[^\t\x20-\x7e]")
+
+
+def sendable(value: str) -> bool:
+    """May `value` be written as a header value as it is? (The config's headers when loaded, a principal's
+    values when rendered, and every upstream request's headers as written check this one rule.)"""
+    return value.isascii() and (value.isprintable() or not _UNSENDABLE.search(value))  # the common case: one C pass
+
+
 def is_plain(value: str) -> bool:
     """May `value` travel as a header value as it is (visible ASCII, no whitespace at its edges)?"""
     return value.isascii() and value.isprintable() and value == value.strip()

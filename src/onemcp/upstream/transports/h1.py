@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import re
 import ssl
 from collections.abc import Mapping
 from typing import Protocol, cast
@@ -26,6 +25,7 @@ import httptools
 
 from onemcp.observability.limits import hit
 from onemcp.protocol.errors import LimitReached
+from onemcp.protocol.headers import sendable
 from onemcp.upstream.transports.tunnel import ProxyError, open_tunnel, proxy_for
 
 # A response's status line and headers: as the hub's own server bounds a request's (maxHeaderBytes'
@@ -36,10 +36,6 @@ MAX_HEADERS = 100
 # (uvicorn after 5 s), and a request written as it closes fails with nothing to show for it. A
 # response's `Keep-Alive: timeout=N` shortens it to a second under N.
 MAX_IDLE_SECONDS = 4.0
-# What a header value may hold as written: visible ASCII, spaces and tabs. A line break would end the
-# header and start one of the value's choosing; the config's headers are checked when it loads and a
-# principal's values when its connection is made (user_secrets.render): this is the last guard.
-UNSENDABLE = re.compile(r"[^\t\x20-\x7e]")
 
 
 class UpstreamHttpError(Exception):
@@ -290,7 +286,7 @@ class Pool:
             if self.proxy.authorization is not None:
                 head += [b"proxy-authorization: ", self.proxy.authorization.encode(), b"\r\n"]
         for name, value in headers.items():
-            if not (value.isascii() and value.isprintable()) and UNSENDABLE.search(value):
+            if not sendable(value):  # checked when the config loads and a principal's values render: the last guard
                 raise UpstreamHttpError(f"the {name} header's value holds characters no HTTP header carries")
             head += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
         if body or method == b"POST":

@@ -14,6 +14,8 @@ import io
 import socket
 from collections.abc import Iterator
 
+from onemcp.protocol.headers import sendable
+
 MAX_HEAD_LINE = 65536
 MAX_HEADERS = 200
 
@@ -167,7 +169,7 @@ class Connection:
         if body is not None:
             lines.append(f"content-length: {len(body)}")
         for name, value in (("request target", target), *headers.items()):  # a line break would end the line
-            if any(c in value for c in "\r\n\0") or not value.isascii():
+            if not sendable(value):  # (the hub's rule for a header value as written)
                 raise HubHttpError(f"the {name} holds characters HTTP cannot carry")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:

@@ -41,6 +41,7 @@ def test_jwts_json_credential_fields_and_the_hub_s_own_credentials_are_masked() 
     key, token = "omk_0123456789ab_AbCdEfGhIjKlMnOpQrSt-_Uv", "omrt_AbCdEfGhIjKlMnOpQrStUvWx"
     assert scrub(f"echoed {key} and {token}") == "echoed omk_0123456789ab_*** and omrt_***"
     kept = '{"token_type": "Bearer", "tokenCount": 5, "max_tokens": "100"} principal=key:0123456789ab tool=get_token'
+    kept += ' {"progressToken": "p-0123456789", "nextPageToken": "n-0123456789", "page_token": "c-0123456789"}'
     assert scrub(kept) == kept  # what names a credential without being one stays readable
 
 

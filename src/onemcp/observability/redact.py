@@ -36,9 +36,11 @@ TOKEN_WORDS = ("authorization", "bearer", "token", "api_key", "api-key", "apikey
 URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@#?]*:)([^/\s#?]*)(@)")
 URL_TOKEN = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/\s:@#?]{16,})(@)")
 # a credential as a JSON field ("access_token": "...", "clientSecret": "...": an OAuth token endpoint's
-# answer, a server's dump of its settings), which TOKEN's `name=` and `name: value` do not reach
+# answer, a server's dump of its settings), which TOKEN's `name=` and `name: value` do not reach; not the
+# tokens that name a place in a protocol exchange (MCP's `progressToken`, an API's `nextPageToken`)
 JSON_SECRET = re.compile(
-    r'(?i)("[a-z0-9_-]*(?:token|secret|password|passwd|apikey|api_key|api-key)"\s*:\s*")((?:[^"\\]|\\.)*)(")'
+    r'(?i)("(?!(?:progress|next_?page|page|continuation|sync|resume)[_-]?token")'
+    r'[a-z0-9_-]*(?:token|secret|password|passwd|apikey|api_key|api-key)"\s*:\s*")((?:[^"\\]|\\.)*)(")'
 )
 # a JWT anywhere (its header and claims are base64url JSON: "eyJ"), and the hub's own credentials: an
 # API key keeps its id (omk_<id>_***, as `onemcp auth key list` names it), an OAuth token or code its kind

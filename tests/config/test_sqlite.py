@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
+import sqlite3
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from onemcp.auth.keys import KeyStore
+from onemcp.config.sqlite import Writer
 
 PROCESSES = 8
 ROUNDS = 12
@@ -42,3 +50,28 @@ def test_concurrent_key_creation_on_a_fresh_config_dir_never_fails() -> None:
             created += len(KeyStore(Path(directory) / "keys.db").list())
     assert errors == []
     assert created == PROCESSES * ROUNDS
+
+
+def test_a_writer_writes_in_order_on_its_own_thread_and_a_failed_write_stops_none_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = logging.getLogger("onemcp.test")
+    writer = Writer(tmp_path / "w.db", "create table if not exists t (n integer)", "numbers", log)
+    threads: set[str] = set()
+
+    def insert(n: int) -> Callable[[sqlite3.Connection], None]:
+        def job(db: sqlite3.Connection) -> None:
+            threads.add(threading.current_thread().name)
+            db.execute("insert into t values (?)", (n,))
+
+        return job
+
+    with caplog.at_level(logging.WARNING, logger="onemcp.test"):
+        writer.put(insert(1))
+        writer.put(lambda db: db.execute("insert into missing values (1)"))  # fails: said, and the next goes on
+        writer.put(insert(2))
+        writer.close()
+    assert "numbers not written to" in caplog.text and "no such table: missing" in caplog.text
+    assert threads == {"onemcp-sqlite-w.db"}
+    with contextlib.closing(sqlite3.connect(tmp_path / "w.db")) as db:
+        assert [n for (n,) in db.execute("select n from t order by rowid")] == [1, 2]

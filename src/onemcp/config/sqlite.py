@@ -7,18 +7,28 @@ running hub, or two CLI commands at once on a fresh config dir, both write the s
 SQLite answers "database is locked" at once in the set-up steps, where the busy handler does
 not apply (switching the journal mode, a schema read racing a schema write), so those are
 retried here up to `BUSY_SECONDS`. Does not own any schema: each store passes its own.
+
+Also owns `Writer`: writes nobody waits for (pins, saved sessions), done by one thread per file so
+that a write waiting for another process's lock never stalls the hub's event loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import queue
 import random
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio.to_thread
+
 BUSY_SECONDS = 30.0
+CLOSE_WAIT = 5.0  # seconds closing a `Writer` waits for the writes still queued
 
 
 def open_store(path: Path | str, schema: str = "", *, wal: bool = True) -> sqlite3.Connection:
@@ -51,3 +61,78 @@ def open_store(path: Path | str, schema: str = "", *, wal: bool = True) -> sqlit
 def _busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
+
+
+Job = Callable[[sqlite3.Connection], object]
+
+
+class Writer:
+    """Writes nobody waits for, to one store file, off the event loop: done in the order they were put
+    (`put`: a callable given the connection) by one thread with a connection of its own, opened there.
+
+    A write waits for another process's write lock (the CLI, a second hub on the config directory) up
+    to `BUSY_SECONDS` on that thread, never on the event loop, and one writer per file keeps the order.
+    A write that fails is logged (with `what`) and the next goes on; past `limit` waiting, one is dropped
+    and said. `flush` waits (off the loop) for the writes put so far; `close` for those still waiting,
+    up to `wait` seconds, then leaves them to the thread (a daemon: the process may end first).
+    """
+
+    def __init__(self, path: Path, schema: str, what: str, log: logging.Logger, limit: int = 10_000) -> None:
+        self.path, self.schema, self.what, self.log = path, schema, what, log
+        self._jobs: queue.Queue[Job | threading.Event | None] = queue.Queue(limit)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, job: Job | threading.Event | None) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"onemcp-sqlite-{self.path.name}", daemon=True)
+                self._thread.start()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            self.log.warning("%s not written to %s: %d writes already wait", self.what, self.path, self._jobs.maxsize)
+
+    def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            if isinstance(job, threading.Event):
+                job.set()
+                continue
+            try:
+                if db is None:
+                    db = open_store(self.path, self.schema)
+                job(db)
+            except (OSError, sqlite3.Error) as exc:
+                self.log.warning("%s not written to %s: %s", self.what, self.path, exc)
+            except Exception:  # the thread's boundary: said, and the next write goes on
+                self.log.exception("%s not written to %s: an internal error", self.what, self.path)
+        if db is not None:
+            db.close()
+
+    def _done(self) -> threading.Event | None:
+        """An event set once the writes put so far are done; None when no thread writes (nothing was put)."""
+        if self._thread is None or not self._thread.is_alive():
+            return None
+        done = threading.Event()
+        self.put(done)
+        return done
+
+    async def flush(self, wait: float = CLOSE_WAIT) -> bool:
+        """Wait, on a worker thread, up to `wait` seconds for the writes put so far; False if they still wait."""
+        done = self._done()
+        return done is None or await anyio.to_thread.run_sync(done.wait, wait)
+
+    def close(self, wait: float = CLOSE_WAIT) -> None:
+        """Finish the writes still waiting (up to `wait` seconds), then close the connection."""
+        thread = self._thread
+        if thread is None:
+            return
+        self.put(None)
+        thread.join(wait)
+        if thread.is_alive():
+            self.log.warning("%s: writes to %s still wait for its lock; left to finish", self.what, self.path)
+        self._thread = None

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from onemcp.config.model import PinMode
-from onemcp.config.sqlite import open_store
+from onemcp.config.sqlite import Writer, open_store
 from onemcp.observability.limits import hit
 from onemcp.protocol.names import shown_as
 
@@ -87,7 +87,7 @@ class Change:
 class Pins:
     def __init__(self, directory: Path | None) -> None:
         self._path = directory / FILE if directory is not None else None
-        self._db: sqlite3.Connection | None = None
+        self._writer: Writer | None = None  # pins.db's writes (read once, at first use)
         self._pins: dict[tuple[str, str], tuple[str, str]] | None = None  # (server, tool) -> (digest, definition)
         self._pinned: dict[str, dict[str, None]] = {}  # server -> its pinned tools, oldest pinned first
         self._changes: dict[tuple[str, str], Change] = {}
@@ -97,32 +97,40 @@ class Pins:
     def _open(self) -> dict[tuple[str, str], tuple[str, str]]:
         if self._pins is None:
             self._pins = {}
+            if self._path is None:
+                return self._pins  # a hub without a config file: pins live as long as the process
             try:
-                self._db = open_store(self._path if self._path is not None else ":memory:", SCHEMA)
-                for server, tool, sha, definition in self._db.execute(
-                    "select server, tool, digest, definition from pins order by pinned_at"
-                ):
-                    self._pins[(server, tool)] = (sha, definition)
-                    self._pinned.setdefault(server, {})[tool] = None
-                for server, tool, _sha, definition, seen in self._db.execute("select * from changes"):
-                    pinned = self._pins.get((server, tool))
-                    if pinned is not None:
-                        current = orjson.loads(definition)
-                        self._changes[(server, tool)] = Change(server, tool, orjson.loads(pinned[1]), current, seen)
+                db = open_store(self._path, SCHEMA)
+                try:
+                    for server, tool, sha, definition in db.execute(
+                        "select server, tool, digest, definition from pins order by pinned_at"
+                    ):
+                        self._pins[(server, tool)] = (sha, definition)
+                        self._pinned.setdefault(server, {})[tool] = None
+                    for server, tool, _sha, definition, seen in db.execute("select * from changes"):
+                        pinned = self._pins.get((server, tool))
+                        if pinned is not None:
+                            current = orjson.loads(definition)
+                            self._changes[(server, tool)] = Change(server, tool, orjson.loads(pinned[1]), current, seen)
+                finally:
+                    db.close()
+                self._writer = Writer(self._path, SCHEMA, "tool pins", log)
             except (OSError, sqlite3.Error) as exc:  # pins then live as long as the process
                 log.warning("tool pins not kept on disk (%s): %s", self._path, exc)
-                self._db = None
         return self._pins
 
     def _write(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        if self._db is None or not rows:
+        """Written by the file's writer thread (another process holding pins.db's lock must not stall the hub)."""
+        if self._writer is None or not rows:
             return
-        try:
-            with self._db:
-                self._db.execute("begin")
-                self._db.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            log.warning("tool pins not written to %s: %s", self._path, exc)
+        rows = list(rows)
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("begin")
+                db.executemany(sql, rows)
+
+        self._writer.put(write)
 
     # ------------------------------------------------------------------ screening
     def screen(self, server: str, tools: list[Item], mode: PinMode) -> list[Item]:
@@ -255,6 +263,6 @@ class Pins:
         return [c.tool for c in approved]
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """The writes still waiting are done first (for a while: `Writer.close`)."""
+        if self._writer is not None:
+            self._writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 import time
 from pathlib import Path
@@ -11,9 +12,11 @@ import anyio
 import pytest
 
 from onemcp.auth.gate import RateLimiter
+from onemcp.config import sqlite as sqlite_module
 from onemcp.config.redis_link import Breaker
 from onemcp.hub.saved import FILE, RedisSessions, SavedSessions
 from support.held_redis import held_redis
+from support.held_sqlite import BUSY, held_sqlite
 from support.services import NEEDS_REDIS, redis_server
 
 pytestmark = pytest.mark.anyio
@@ -24,8 +27,8 @@ async def test_save_load_delete_and_expiry(tmp_path: Path, monkeypatch: pytest.M
     assert saved.enabled and not (tmp_path / FILE).exists()  # made by the first save, not before
     assert await saved.load("a" * 32, idle_timeout=60) is None and not (tmp_path / FILE).exists()
     saved.save("a" * 32, {"principal": "anonymous mcp", "logLevel": "debug"})
-    assert stat.S_IMODE((tmp_path / FILE).stat().st_mode) == 0o600
     assert await saved.load("a" * 32, idle_timeout=60) == {"principal": "anonymous mcp", "logLevel": "debug"}
+    assert stat.S_IMODE((tmp_path / FILE).stat().st_mode) == 0o600
     assert await saved.load("b" * 32, idle_timeout=60) is None
     later = time.time() + 120
     monkeypatch.setattr(time, "time", lambda: later)
@@ -55,6 +58,27 @@ async def test_without_a_usable_directory_nothing_is_saved(tmp_path: Path) -> No
     saved.save("x", {})
     assert await saved.load("x", 60) is None
     assert not SavedSessions(None).enabled
+
+
+async def test_a_record_written_while_another_process_holds_sessions_db_does_not_stall_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session's record (written at `initialize`, `logging/setLevel`, a subscription; last-seen times each
+    expiry round) was written on the event loop: while another process held sessions.db's lock the hub stood
+    still up to 5 s for each, then dropped the record. The file's writer thread writes them now: the loop goes
+    on (an unrelated request) while the write waits, and the record is there once the lock is free."""
+    monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", BUSY)
+    saved = SavedSessions(tmp_path)
+    saved.save("a" * 32, {})
+    assert await saved.load("a" * 32, 60) == {}
+    with held_sqlite(tmp_path / FILE) as release, caplog.at_level(logging.WARNING, logger="onemcp.sessions"):
+        saved.save("b" * 32, {"principal": "anyone"})
+        saved.seen(["a" * 32])
+        assert await RateLimiter(60, 1).take("someone else") == 0  # the unrelated request, meanwhile
+        release()
+        assert await saved.load("b" * 32, 60) == {"principal": "anyone"}
+    saved.close()
+    assert "not" not in caplog.text
 
 
 async def test_redis_records_are_read_and_written_off_the_event_loop() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -35,10 +34,12 @@ import anyio.to_thread
 
 from onemcp.config import redis_link
 from onemcp.config.model import REDIS_SCHEMES
+from onemcp.config.sqlite import Writer
 
 log = logging.getLogger("onemcp.sessions")
 Write = tuple[str | None, bool, Callable[[], None]]  # (its session, for a record's write; an end?; the write)
 FILE = "sessions.db"
+SCHEMA = "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, seen REAL, doc TEXT)"
 REDIS_PREFIX = "onemcp:session:"
 FLUSH_LIMIT = 5.0  # seconds `flush` (and closing) waits for the writes before it, at most
 RESEND_EVERY = 1.0  # seconds between tries of the writes Redis missed (skipped at once while the breaker is open)
@@ -67,75 +68,78 @@ class SessionRecords(Protocol):
 
 
 class SavedSessions:
+    """Records in `sessions.db`: written by the file's writer thread (`config.sqlite.Writer`: a CLI or a
+    second hub holding its lock never stalls the event loop), read on the loop (WAL: a read never waits
+    for a writer) once the writes made before it are done."""
+
     def __init__(self, directory: Path | None) -> None:
-        self._db: sqlite3.Connection | None = None
         self._path = directory / FILE if directory is not None else None
         self._broken = directory is not None and directory.exists() and not directory.is_dir()
+        self._reader: sqlite3.Connection | None = None
+        self._writer = Writer(self._path, SCHEMA, "session records", log) if self._path and not self._broken else None
+        self._written = False  # a write was handed to the writer (which makes the file)
 
-    def _open(self, create: bool) -> sqlite3.Connection | None:
-        """The database, opened on first use (made by the first save: a hub nobody used writes no file)."""
-        if self._db is not None or self._path is None or self._broken:
-            return self._db
-        if not create and not self._path.exists():
-            return None
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, seen REAL, doc TEXT)")
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("sessions will not survive a restart: cannot use %s: %s", self._path, exc)
-            self._broken = True
-            self._db = None
-        return self._db
+    def _write(self, job: Callable[[sqlite3.Connection], object], create: bool = False) -> None:
+        """`job` on the writer thread; only a save makes the file (a hub nobody used writes none)."""
+        if self._writer is None or not (create or self._written or self._exists()):
+            return
+        self._written = True
+        self._writer.put(job)
+
+    def _exists(self) -> bool:
+        return self._path is not None and self._path.exists()
+
+    def _read(self) -> sqlite3.Connection | None:
+        if self._reader is None and self._writer is not None and self._exists():
+            try:
+                self._reader = sqlite3.connect(self._path or "", isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                log.warning("sessions cannot be revived: cannot read %s: %s", self._path, exc)
+        return self._reader
 
     @property
     def enabled(self) -> bool:
-        return self._path is not None and not self._broken
+        return self._writer is not None
 
     @property
     def shared(self) -> bool:
         return False  # one hub's: its copy of a session is the session
 
     def save(self, session_id: str, doc: dict[str, Any]) -> None:
-        db = self._open(create=True)
-        if db is None:
-            return
-        try:
-            db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", (session_id, time.time(), json.dumps(doc)))
-        except sqlite3.Error as exc:
-            log.warning("session %s not saved: %s", session_id[:8], exc)
+        row = (session_id, time.time(), json.dumps(doc))
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", row), create=True)
 
     def seen(self, session_ids: Iterable[str]) -> None:
         """These sessions were used lately (one transaction for all)."""
-        db = self._open(create=False)
-        if db is None:
-            return
         now = time.time()
-        try:
+        rows = [(now, sid) for sid in session_ids]
+
+        def touch(db: sqlite3.Connection) -> None:
             with db:
                 db.execute("BEGIN")
-                db.executemany("UPDATE sessions SET seen = ? WHERE id = ?", [(now, sid) for sid in session_ids])
-        except sqlite3.Error as exc:
-            log.warning("session times not saved: %s", exc)
+                db.executemany("UPDATE sessions SET seen = ? WHERE id = ?", rows)
+
+        self._write(touch)
 
     async def flush(self) -> None:
-        """Writes are done when made (a local file)."""
+        """Nothing to wait for: no other process reads these records while this hub runs (one HTTP hub per
+        config directory); `load` waits for the writes before it, `close` for those still queued."""
 
     async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
         """The record of a session seen within `idle_timeout` seconds, else None."""
-        db = self._open(create=False)
+        if self._writer is not None:  # a record written a moment ago is read back (waited for off the loop)
+            await self._writer.flush(FLUSH_LIMIT)
+        db = self._read()
         if db is None:
             return None
         try:
-            row = db.execute("SELECT seen, doc FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            rows = db.execute("SELECT seen, doc FROM sessions WHERE id = ?", (session_id,)).fetchall()
         except sqlite3.Error:
             return None
-        if row is None or time.time() - float(row[0]) > idle_timeout:
+        if not rows or time.time() - float(rows[0][0]) > idle_timeout:
             return None
         try:
-            doc = json.loads(row[1])
+            doc = json.loads(rows[0][1])
         except ValueError:
             return None
         return doc if isinstance(doc, dict) else None
@@ -144,22 +148,19 @@ class SavedSessions:
         return set()  # one hub's: a session it ended is no longer here
 
     def delete(self, session_id: str) -> None:
-        db = self._open(create=False)
-        if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        self._write(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
 
     def purge(self, idle_timeout: float) -> None:
-        db = self._open(create=False)
-        if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("DELETE FROM sessions WHERE seen < ?", (time.time() - idle_timeout,))
+        cutoff = time.time() - idle_timeout
+        self._write(lambda db: db.execute("DELETE FROM sessions WHERE seen < ?", (cutoff,)))
 
     def close(self) -> None:
-        if self._db is not None:
+        if self._writer is not None:
+            self._writer.close(FLUSH_LIMIT)
+        if self._reader is not None:
             with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+                self._reader.close()
+            self._reader = None
 
 
 class RedisSessions:

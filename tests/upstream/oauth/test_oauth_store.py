@@ -16,10 +16,12 @@ import redis
 from cryptography.fernet import Fernet
 
 from onemcp.auth.gate import RateLimiter
+from onemcp.config import sqlite as sqlite_module
 from onemcp.config.model import ServerConfig
 from onemcp.upstream.oauth.registry import UpstreamAuth
 from onemcp.upstream.oauth.store import KEY_ENV, CredentialStore, CredentialsUnavailable, RedisCredentialStore, load_key
 from support.held_redis import HeldRedis, held_redis
+from support.held_sqlite import BUSY, held_sqlite
 from support.services import NEEDS_REDIS
 
 UP = "https://up.example/mcp"
@@ -235,3 +237,36 @@ async def test_a_credential_is_held_by_one_store_of_a_config_directory_at_a_time
     assert order == ["one in", "other", "one out", "two in"]
     one.close()
     two.close()
+
+
+@pytest.mark.anyio
+async def test_a_credential_written_while_another_process_holds_the_file_does_not_stall_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewed token was written on the event loop: while another process held upstream-auth.db's lock (a
+    stdio hub on the same config directory, `onemcp auth upstream login`) the whole hub stood still up to the
+    busy timeout (30 s), and the rotated refresh token was then lost. The write runs on a worker thread now:
+    the loop goes on (an unrelated request; another server's credential is read), and the write lands once
+    the lock is free."""
+    monkeypatch.setenv(KEY_ENV, "one passphrase")
+    monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", BUSY)
+    store = CredentialStore(tmp_path)
+    store.save("other", {"url": UP})
+    written = anyio.Event()
+
+    async def renewed() -> None:
+        await store.write("remote", {"url": UP, "tokens": {"access_token": "new"}})
+        written.set()
+
+    with anyio.fail_after(10), caplog.at_level(logging.ERROR, logger="onemcp.upstream.oauth"):
+        with held_sqlite(tmp_path / "upstream-auth.db") as release:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(renewed)
+                await anyio.wait_all_tasks_blocked()  # the write began
+                assert await RateLimiter(60, 1).take("someone else") == 0  # the unrelated request, meanwhile
+                assert store.load("other") == {"url": UP}  # a read does not wait for the write
+                assert not written.is_set()  # the write waits for the lock; the loop does not
+                release()
+        assert store.load("remote") == {"url": UP, "tokens": {"access_token": "new"}}
+    assert "cannot store" not in caplog.text
+    store.close()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -45,6 +46,7 @@ log = logging.getLogger("onemcp.upstream.oauth")
 KEY_ENV = "ONEMCP_SECRET_KEY"
 KDF_SALT = b"onemcp upstream credentials v1"
 LOCK_WAIT = 30.0
+SCHEMA = "create table if not exists credentials (server text primary key, doc blob not null)"
 T = TypeVar("T")
 
 
@@ -84,13 +86,17 @@ class CredentialsUnavailable(ConnectionError):
 
 
 class CredentialStore:
-    """Credentials in a local file: short, so asked inline (`local`), also from the event loop."""
+    """Credentials in a local file. Reads are short (WAL: they never wait for a writer), so asked inline
+    (`local`), also from the event loop, on a connection of their own; a write may wait for another
+    process's lock (a stdio hub, `onemcp auth upstream login`) up to the busy timeout, so the async
+    `write` and `remove` run on a worker thread, one at a time (`_lock`)."""
 
     local = True
 
     def __init__(self, config_dir: Path | None) -> None:
         self._fernet = Fernet(load_key(config_dir))
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writing connection
+        self._read_lock = threading.Lock()  # the reading one
         self._locks = config_dir / "upstream-auth.locks" if config_dir is not None else None
         if config_dir is None:
             target = ":memory:"
@@ -98,9 +104,8 @@ class CredentialStore:
             path = config_dir / "upstream-auth.db"
             _private_file(path)
             target = str(path)
-        self._db = open_store(
-            target, "create table if not exists credentials (server text primary key, doc blob not null)"
-        )
+        self._db = open_store(target, SCHEMA)
+        self._reader = self._db if config_dir is None else open_store(target, SCHEMA)  # (":memory:": one db)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, server: str) -> AsyncIterator[None]:
@@ -125,15 +130,15 @@ class CredentialStore:
 
     def load(self, server: str) -> dict[str, Any] | None:
         try:
-            with self._lock:
-                row = self._db.execute("select doc from credentials where server = ?", (server,)).fetchone()
+            with self._read_lock:
+                rows = self._reader.execute("select doc from credentials where server = ?", (server,)).fetchall()
         except sqlite3.Error as exc:
             log.error("cannot read stored credentials for %s: %s", server, exc)
             return None
-        if row is None:
+        if not rows:
             return None
         try:
-            doc = orjson.loads(self._fernet.decrypt(row[0]))
+            doc = orjson.loads(self._fernet.decrypt(rows[0][0]))
         except (InvalidToken, orjson.JSONDecodeError):
             log.warning("stored credentials for %s cannot be decrypted (another key?): authorize again", server)
             return None
@@ -160,24 +165,28 @@ class CredentialStore:
             return False
 
     def servers(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute("select server from credentials order by server")]
+        with self._read_lock:
+            return [r[0] for r in self._reader.execute("select server from credentials order by server")]
 
     async def read(self, server: str) -> dict[str, Any] | None:
         return self.load(server)
 
     async def write(self, server: str, doc: dict[str, Any]) -> None:
-        self.save(server, doc)
+        with anyio.CancelScope(shield=True):  # begun, it is done, as when it was inline (a rotated token)
+            await anyio.to_thread.run_sync(self.save, server, doc)
 
     async def remove(self, server: str) -> bool:
-        return self.delete(server)
+        with anyio.CancelScope(shield=True):
+            gone = await anyio.to_thread.run_sync(self.delete, server)
+        return gone
 
     async def names(self) -> list[str]:
         return self.servers()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
 
 
 CREDENTIALS_KEY = "onemcp:upstream-auth"

@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
 from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
+from onemcp.config import sqlite as sqlite_module
 from onemcp.config.model import ServerConfig
 from onemcp.upstream import user_secrets
 from onemcp.upstream.user_secrets import MissingSecrets, UnsendableSecrets, UserSecrets
+from support.held_sqlite import BUSY, held_sqlite
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.inprocess import modern_request
 
@@ -161,3 +164,33 @@ async def test_two_users_reach_one_server_each_with_their_own_token(tmp_path: Pa
             assert answer(await call(http, hub, bob)) == ("bob-token", b_pid)  # bob's values did not change
             assert cli(path, "delete", ids["alice"], "GH_TOKEN").returncode == 0
             assert "GH_TOKEN" in json.dumps(await call(http, hub, alice))
+
+
+@pytest.mark.anyio
+async def test_a_value_set_while_another_process_holds_the_file_leaves_the_calls_reading_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value is set on a worker thread (`PUT /me/secrets`, the admin API), where it may wait for
+    user-secrets.db's lock (`onemcp auth secret set` in another process) up to the busy timeout. It held
+    the store's one lock meanwhile, and every call to a server with `${user:...}` values reads the store on
+    the event loop (`version`, `values`): the whole hub stood still behind it. Reads go through a connection
+    and a lock of their own now (WAL: they never wait for a writer)."""
+    monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", BUSY)
+    store = UserSecrets(tmp_path)
+    store.set("alice", "TOKEN", "a1")
+    version = store.version()
+    done = anyio.Event()
+
+    async def put() -> None:
+        await anyio.to_thread.run_sync(store.set, "bob", "TOKEN", "b1")
+        done.set()
+
+    with anyio.fail_after(10), held_sqlite(tmp_path / user_secrets.FILE) as release:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(put)
+            await anyio.wait_all_tasks_blocked()  # the write began, and waits for the lock
+            assert store.values("alice") == {"TOKEN": "a1"} and store.version() == version  # a call, meanwhile
+            assert not done.is_set()
+            release()
+    assert store.values("bob") == {"TOKEN": "b1"} and store.version() != version
+    store.close()

@@ -121,9 +121,11 @@ def render(config: ServerConfig, values: dict[str, str] | None, owner: str | Non
 class UserSecrets:
     def __init__(self, config_dir: Path | None) -> None:
         self._dir = config_dir
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # writes, under `_lock` (on worker threads: they may wait)
+        self._reader: sqlite3.Connection | None = None  # reads, under `_read_lock` (WAL: they never wait)
         self._fernet: Fernet | None = None
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._writes = 0  # this process's own changes (SQLite's data_version counts only other connections')
 
     def _open(self, create: bool) -> sqlite3.Connection | None:
@@ -142,7 +144,9 @@ class UserSecrets:
             from onemcp.upstream.oauth.store import load_key
 
             self._fernet = Fernet(load_key(self._dir))
-            self._db = open_store(path if path is not None else ":memory:", SCHEMA)
+            db = open_store(path if path is not None else ":memory:", SCHEMA)
+            self._reader = db if path is None else open_store(path, SCHEMA)  # (":memory:" is one connection's)
+            self._db = db
         return self._db
 
     def set(self, principal: str, name: str, value: str) -> None:
@@ -167,8 +171,8 @@ class UserSecrets:
         db = self._open(create=False)
         if db is None:
             return (0, self._writes)
-        with self._lock:
-            (changes,) = db.execute("pragma data_version").fetchone()
+        with self._read_lock:
+            (changes,) = self._reader_of(db).execute("pragma data_version").fetchone()
         return (int(changes), self._writes)
 
     def values(self, principal: str) -> dict[str, str]:
@@ -179,8 +183,9 @@ class UserSecrets:
         assert self._fernet is not None
         from cryptography.fernet import InvalidToken
 
-        with self._lock:
-            rows = db.execute("select name, value from secrets where principal = ?", (principal,)).fetchall()
+        with self._read_lock:
+            query = "select name, value from secrets where principal = ?"
+            rows = self._reader_of(db).execute(query, (principal,)).fetchall()
         out: dict[str, str] = {}
         for name, blob in rows:
             try:
@@ -195,11 +200,19 @@ class UserSecrets:
         if db is None:
             return []
         where, args = ("where principal = ?", (principal,)) if principal is not None else ("", ())
-        with self._lock:
-            rows = db.execute(f"select principal, name, updated from secrets {where} order by 1, 2", args)
+        with self._read_lock:
+            rows = self._reader_of(db).execute(
+                f"select principal, name, updated from secrets {where} order by 1, 2", args
+            )
             return [(p, n, u) for p, n, u in rows]
+
+    def _reader_of(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        return self._reader if self._reader is not None else db
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
-            self._db = None
+            with self._lock, self._read_lock:
+                self._db.close()
+                if self._reader is not None:
+                    self._reader.close()
+            self._db = self._reader = None

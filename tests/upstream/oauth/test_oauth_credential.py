@@ -21,7 +21,9 @@ import anyio
 import httpx
 import pytest
 
+from onemcp.config import files
 from onemcp.config.model import ServerConfig
+from onemcp.upstream.oauth import store as oauth_store
 from onemcp.upstream.oauth.client import ServerAuth
 from onemcp.upstream.oauth.registry import UpstreamAuth
 
@@ -454,3 +456,45 @@ async def test_the_hubs_stop_ends_an_exchange_its_caller_shields() -> None:
         later = auth.for_server("other", ServerConfig.model_validate({"url": UP}))
         assert later is not None and not await later.recover(401, None, None)
         assert later.state == "error" and later.detail == "the hub is stopping"
+
+
+async def test_a_caller_giving_up_does_not_wait_for_another_hubs_renewal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal waits for the credential's cross-process lock while another hub on the config directory
+    renews (up to 30 s). That wait was shielded with the renewal: a caller giving up, or the hub stopping,
+    waited on for the other hub, then refreshed anyway. Only the renewal itself is shielded now: the wait ends
+    with its caller, and nothing is spent."""
+    monkeypatch.setattr(oauth_store, "LOCK_WAIT", 1.0)  # without the fix: then it goes on unlocked, and refreshes
+    refused = anyio.Event()  # the renewal found the lock held: it waits
+
+    def try_lock(fd: int) -> bool:
+        held = files.try_lock(fd)
+        if not held:
+            refused.set()
+        return held
+
+    monkeypatch.setattr(oauth_store, "try_lock", try_lock)
+    servers = Servers()
+    http_hub = hub(servers, tmp_path)
+    cred = await authorized(http_hub, servers)
+    other_hub = hub(servers, tmp_path)
+    expire(cred)
+    tokens_asked = len(servers.to("as.example", "/token"))
+    ended = anyio.Event()
+    caller = anyio.CancelScope()
+
+    async def renew() -> None:
+        with caller:
+            await cred.ensure_fresh()
+        ended.set()
+
+    with anyio.fail_after(10):
+        async with other_hub.store.exclusive("up"), anyio.create_task_group() as tg:  # the other hub renews
+            tg.start_soon(renew)
+            await refused.wait()
+            caller.cancel()  # the hub stops (or the caller's deadline passes)
+            await ended.wait()
+            assert len(servers.to("as.example", "/token")) == tokens_asked  # gave up, spent nothing
+    http_hub.close()
+    other_hub.close()

@@ -303,55 +303,54 @@ class ServerAuth:
             return False
 
     async def _renew(self, challenge: Challenge, stale: Tokens | None) -> Renewal:
-        """A new token with no person involved: refresh, or client_credentials (a machine client).
-
-        Shielded (a rotated refresh token must be stored whatever happens to the caller) and bounded;
-        under the store's cross-process lock, after taking what another hub may have stored meanwhile.
-        """
-        with anyio.CancelScope(shield=True), anyio.move_on_after(RENEW_DEADLINE) as scope:
+        """A new token with no person involved (refresh; client_credentials for a machine client), bounded, under
+        the store's cross-process lock (waited for unshielded: a caller giving up, a hub stopping, waits for no
+        other hub's renewal), then shielded (a rotated refresh token must be stored whatever happens to the caller)."""
+        with anyio.move_on_after(RENEW_DEADLINE) as waited:
             async with self.owner.store.exclusive(self.name):
-                generation = self.generation
-                persisted = self._persisted
-                if await self.load() is False and persisted and not self.machine:
-                    self._set_tokens(None)  # another hub logged out: so did this one
-                if self.tokens is not None and (stale is None or self.tokens.access_token != stale.access_token):
-                    self._authorized()
-                    return "renewed"
-                if self.tokens is None and stale is not None and not self.machine:
-                    return "rejected"  # dropped (or logged out) by another hub: not refreshed here
-                try:
-                    async with self.owner.http() as client:
-                        if self.machine:
-                            new = await self._client_credentials(client, challenge)
-                        elif stale is not None and self.metadata is not None and self.registration is not None:
-                            dpop = self._dpop_key(self.metadata) if stale.token_type == "DPoP" else None
-                            new = await refresh(
-                                client, self.metadata, self.registration, stale, resource=self.resource, dpop=dpop
-                            )
-                        else:
+                with anyio.CancelScope(shield=True, deadline=waited.deadline) as scope:
+                    generation = self.generation
+                    persisted = self._persisted
+                    if await self.load() is False and persisted and not self.machine:
+                        self._set_tokens(None)  # another hub logged out: so did this one
+                    if self.tokens is not None and (stale is None or self.tokens.access_token != stale.access_token):
+                        self._authorized()
+                        return "renewed"
+                    if self.tokens is None and stale is not None and not self.machine:
+                        return "rejected"  # dropped (or logged out) by another hub: not refreshed here
+                    try:
+                        async with self.owner.http() as client:
+                            if self.machine:
+                                new = await self._client_credentials(client, challenge)
+                            elif stale is not None and self.metadata is not None and self.registration is not None:
+                                dpop = self._dpop_key(self.metadata) if stale.token_type == "DPoP" else None
+                                new = await refresh(
+                                    client, self.metadata, self.registration, stale, resource=self.resource, dpop=dpop
+                                )
+                            else:
+                                return "rejected"
+                    except FlowError as exc:
+                        log.warning("upstream %s: renewing the token failed: %s", self.name, exc)
+                        if exc.error in REJECTED and not self.machine:
+                            # the refresh token is dead (the access token may live on a little): never again
+                            if stale is not None and self.tokens is not None and generation == self.generation:
+                                self._set_tokens(dataclasses.replace(stale, refresh_token=None))
+                                await self._save()
                             return "rejected"
-                except FlowError as exc:
-                    log.warning("upstream %s: renewing the token failed: %s", self.name, exc)
-                    if exc.error in REJECTED and not self.machine:
-                        # the refresh token is dead (the access token may live on a little): never again
-                        if stale is not None and self.tokens is not None and generation == self.generation:
-                            self._set_tokens(dataclasses.replace(stale, refresh_token=None))
-                            await self._save()
-                        return "rejected"
-                    self._failed(str(exc))
-                    return "rejected" if self.machine else "unavailable"
-                except OAuthClientError as exc:
-                    log.warning("upstream %s: renewing the token failed: %s", self.name, exc)
-                    self._failed(str(exc))
-                    return "rejected" if isinstance(exc, DiscoveryError) else "unavailable"
-                if generation != self.generation:
-                    return "rejected"  # logged out meanwhile
-                self._set_tokens(new)
-                self._authorized()
-                await self._save()
-                log.info("upstream %s: access token renewed", self.name)
-                return "renewed"
-        if scope.cancelled_caught:
+                        self._failed(str(exc))
+                        return "rejected" if self.machine else "unavailable"
+                    except OAuthClientError as exc:
+                        log.warning("upstream %s: renewing the token failed: %s", self.name, exc)
+                        self._failed(str(exc))
+                        return "rejected" if isinstance(exc, DiscoveryError) else "unavailable"
+                    if generation != self.generation:
+                        return "rejected"  # logged out meanwhile
+                    self._set_tokens(new)
+                    self._authorized()
+                    await self._save()
+                    log.info("upstream %s: access token renewed", self.name)
+                    return "renewed"
+        if waited.cancelled_caught or scope.cancelled_caught:
             self._failed(f"renewing the token took over {RENEW_DEADLINE:g}s")
         return "unavailable"
 

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,14 @@ async def test_a_value_set_while_another_process_holds_the_file_leaves_the_calls
     store = UserSecrets(tmp_path)
     store.set("alice", "TOKEN", "a1")
     version = store.version()
-    done = anyio.Event()
+    done, began = anyio.Event(), threading.Event()
+    assert store._db is not None  # its statements are traced: the write began (and waits for the lock)
+
+    def traced(sql: str) -> None:
+        if sql.startswith("insert"):
+            began.set()
+
+    store._db.set_trace_callback(traced)
 
     async def put() -> None:
         await anyio.to_thread.run_sync(store.set, "bob", "TOKEN", "b1")
@@ -188,7 +196,7 @@ async def test_a_value_set_while_another_process_holds_the_file_leaves_the_calls
     with anyio.fail_after(10), held_sqlite(tmp_path / user_secrets.FILE) as release:
         async with anyio.create_task_group() as tg:
             tg.start_soon(put)
-            await anyio.wait_all_tasks_blocked()  # the write began, and waits for the lock
+            await anyio.to_thread.run_sync(began.wait, 5)
             assert store.values("alice") == {"TOKEN": "a1"} and store.version() == version  # a call, meanwhile
             assert not done.is_set()
             release()

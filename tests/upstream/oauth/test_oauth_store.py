@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,14 @@ async def test_a_credential_written_while_another_process_holds_the_file_does_no
     monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", BUSY)
     store = CredentialStore(tmp_path)
     store.save("other", {"url": UP})
-    written = anyio.Event()
+    written, began = anyio.Event(), threading.Event()
+    save = store.save
+
+    def saving(server: str, doc: dict[str, Any]) -> None:
+        began.set()
+        save(server, doc)
+
+    monkeypatch.setattr(store, "save", saving)
 
     async def renewed() -> None:
         await store.write("remote", {"url": UP, "tokens": {"access_token": "new"}})
@@ -262,7 +270,7 @@ async def test_a_credential_written_while_another_process_holds_the_file_does_no
         with held_sqlite(tmp_path / "upstream-auth.db") as release:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(renewed)
-                await anyio.wait_all_tasks_blocked()  # the write began
+                await anyio.to_thread.run_sync(began.wait, 5)  # the write began (wherever it runs)
                 assert await RateLimiter(60, 1).take("someone else") == 0  # the unrelated request, meanwhile
                 assert store.load("other") == {"url": UP}  # a read does not wait for the write
                 assert not written.is_set()  # the write waits for the lock; the loop does not

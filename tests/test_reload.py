@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from onemcp import reload as reload_module
+from onemcp.config import files
 from onemcp.reload import Reloader
 from onemcp.upstream.transports.stdio import StdioTransport
 from support.hub import HEADERS, INIT, RunningHub, running_hub
@@ -405,3 +407,45 @@ async def test_a_config_folder_removed_and_made_again_is_watched_again(tmp_path:
             swap.rename(conf)
             await until(lambda: _async("s300" in hub.app.hub.config.servers))
             await reloads_on(reloader, lambda n: path.write_text(disabled(400 + n)))  # the new folder, not the old
+
+
+async def test_the_replicas_presets_wait_for_the_edit_lock_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica takes the presets another replica shared into its presets.json under the file's edit lock,
+    which `onemcp preset` (or an admin API edit) may hold. The lock was waited for on the event loop (polled
+    with time.sleep, up to 10 s): the whole hub stood still, then the write failed. It is waited for on a
+    worker thread now: the hub answers meanwhile, and the presets are written once the lock is free."""
+    path, presets = tmp_path / "mcp.json", tmp_path / "presets.json"
+    holding, release, waiting = threading.Event(), threading.Event(), threading.Event()
+    try_lock = files.try_lock
+
+    def tried(fd: int) -> bool:
+        held = try_lock(fd)
+        if not held:
+            waiting.set()  # the write found the lock held: it waits
+        return held
+
+    def editor() -> None:  # `onemcp preset` editing presets.json
+        with files.locked(presets):
+            holding.set()
+            release.wait(DEADLINE)
+
+    monkeypatch.setattr(files, "try_lock", tried)
+    written = anyio.Event()
+    with anyio.fail_after(DEADLINE):
+        async with reloading(path, {"a": stdio(tags=["dev"])}) as (hub, reloader), httpx.AsyncClient() as http:
+
+            async def shared() -> None:
+                await reloader._write_presets({"dev": {"filter": "dev"}})
+                written.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(anyio.to_thread.run_sync, editor)
+                await anyio.to_thread.run_sync(holding.wait, DEADLINE)
+                tg.start_soon(shared)
+                await anyio.to_thread.run_sync(waiting.wait, DEADLINE)
+                assert (await http.post(hub.url, json=INIT, headers=HEADERS)).status_code == 200  # meanwhile
+                assert not written.is_set()
+                release.set()
+    assert json.loads(presets.read_text())["presets"] == {"dev": {"filter": "dev"}}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskStatus
 
 from onemcp.config.files import locked
@@ -125,14 +126,18 @@ class Reloader:
             self.hub.replicas.presets_loaded(loaded)
         return True
 
-    def _write_presets(self, presets: dict[str, Any]) -> None:
-        """The replicas' presets into this replica's presets.json, and in use (at start, before the watch)."""
+    async def _write_presets(self, presets: dict[str, Any]) -> None:
+        """The replicas' presets into this replica's presets.json, and in use (at start, before the watch).
+        Written on a worker thread: it waits for the file's edit lock (`onemcp preset` may hold it) up to 10 s."""
+        await anyio.to_thread.run_sync(self._save_presets, presets)
+        log.info("presets from the other replicas written to %s", self.presets_path)
+        self.load_presets()
+
+    def _save_presets(self, presets: dict[str, Any]) -> None:
         with locked(self.presets_path):  # as `onemcp preset` edits it
             doc = read_document(self.presets_path)
             doc["presets"] = presets
             save(self.presets_path, doc)
-        log.info("presets from the other replicas written to %s", self.presets_path)
-        self.load_presets()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:

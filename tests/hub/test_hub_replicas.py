@@ -496,7 +496,11 @@ async def test_a_replica_starting_while_redis_cannot_be_read_takes_the_replicas_
     applied: list[dict[str, Any]] = []
     with anyio.fail_after(10):
         async with _replicas_on(redis, monkeypatch, presets={"mine": {"filter": "fx"}}) as replicas:
-            replicas.write_presets = applied.append
+
+            async def write_presets(presets: dict[str, Any]) -> None:
+                applied.append(presets)
+
+            replicas.write_presets = write_presets
             redis.unreadable = False  # Redis answers again: the next round takes the replicas' presets
             while not applied:
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline

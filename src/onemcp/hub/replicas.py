@@ -86,7 +86,7 @@ class Replicas:
         self._remote: dict[str, tuple[str, float]] = {}  # session id -> (replica holding its stream, until)
         self.counts: Counter[str] = Counter()  # messages by direction and kind, for /health
         # presets: the reloader writes the replicas' presets to this replica's presets.json with it
-        self.write_presets: Callable[[dict[str, Any]], None] | None = None
+        self.write_presets: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._presets: bytes | None = None  # the presets last loaded here or taken from the others
         self._unshared = False  # those loaded here are not in Redis yet (it failed): shared when it answers
         self._presets_lock = anyio.Lock()  # presets shared and taken one at a time, in order
@@ -238,7 +238,7 @@ class Replicas:
             if raw != self._presets and self.write_presets is not None:
                 self._presets = raw
                 try:
-                    self.write_presets(orjson.loads(raw))
+                    await self.write_presets(orjson.loads(raw))
                 except Exception as exc:  # a file that cannot be written: this replica keeps its own
                     log.error("replica %s: the replicas' presets not applied: %s", self.tag, exc)
             return True

@@ -21,7 +21,7 @@ from onemcp.auth.jwt import JwtVerifier
 from onemcp.auth.principal import InvalidToken
 from onemcp.config.auth_settings import JwtSettings
 from onemcp.http.fetch import FetchFailed
-from support.credentials import loopback_asgi
+from support.credentials import dripping_party, loopback_asgi
 
 pytestmark = pytest.mark.anyio
 ISSUER, AUDIENCE = "https://issuer.test", "http://hub.test/mcp"
@@ -222,27 +222,9 @@ async def test_an_issuer_that_drips_its_key_set_is_cut_off(
     waits for the keys) still ends at FETCH_TIMEOUT, for the whole answer, not per read."""
     key, _ = rsa_key("k1")
     monkeypatch.setattr(verifier_module, "FETCH_TIMEOUT", 0.5)
-    started, stop = anyio.Event(), anyio.Event()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        started.set()
-        while not stop.is_set():
-            await send({"type": "http.response.body", "body": b" ", "more_body": True})
-            with anyio.move_on_after(0.1):
-                await stop.wait()
-
     with anyio.fail_after(20):
-        async with loopback_asgi(app) as base:
-            try:
-                with pytest.raises(InvalidToken, match="no signing key"):
-                    await verifier(f"{base}/jwks.json").verify(token(key, "k1"))
-                assert started.is_set()
-                assert (
-                    "could not be fetched (the last good keys stay in use): no whole answer within 0.5s" in caplog.text
-                )
-            finally:
-                stop.set()
+        async with dripping_party(0.1) as (base, started):
+            with pytest.raises(InvalidToken, match="no signing key"):
+                await verifier(f"{base}/jwks.json").verify(token(key, "k1"))
+            assert started.is_set()
+            assert "could not be fetched (the last good keys stay in use): no whole answer within 0.5s" in caplog.text

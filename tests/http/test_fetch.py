@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from onemcp.http.fetch import FetchFailed, fetch, tls_context
-from support.credentials import loopback_asgi
+from support.credentials import dripping_party, loopback_asgi
 
 pytestmark = pytest.mark.anyio
 HEADERS = {"accept": "application/json"}
@@ -38,25 +38,11 @@ async def test_a_document_its_status_and_its_size() -> None:
 
 
 async def test_a_party_that_drips_its_answer_is_cut_off_at_the_deadline() -> None:
-    stop = anyio.Event()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
-        while not stop.is_set():  # a byte at a time, each well within a read timeout
-            await send({"type": "http.response.body", "body": b" ", "more_body": True})
-            with anyio.move_on_after(0.05):
-                await stop.wait()
-
     with anyio.fail_after(20):
-        async with loopback_asgi(app) as base:
-            try:
-                with pytest.raises(FetchFailed, match=r"no whole answer within 0\.3s") as cut:
-                    await fetch(f"{base}/doc", within=0.3, limit=1000, headers=HEADERS, follow_redirects=False)
-                assert cut.value.kind == "timeout"
-            finally:
-                stop.set()
+        async with dripping_party() as (base, _):
+            with pytest.raises(FetchFailed, match=r"no whole answer within 0\.3s") as cut:
+                await fetch(f"{base}/doc", within=0.3, limit=1000, headers=HEADERS, follow_redirects=False)
+            assert cut.value.kind == "timeout"
 
 
 async def test_an_unreachable_party_and_one_tls_context() -> None:

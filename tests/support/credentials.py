@@ -55,6 +55,30 @@ async def loopback_asgi(app: Any) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
+async def dripping_party(period: float = 0.05) -> AsyncIterator[tuple[str, anyio.Event]]:
+    """A loopback HTTP party that answers any request a byte at a time, each well within a read timeout,
+    and never finishes: yields its base URL and an event set once it started answering."""
+    started, stop = anyio.Event(), anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        started.set()
+        while not stop.is_set():
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            with anyio.move_on_after(period):
+                await stop.wait()
+
+    async with loopback_asgi(app) as base:
+        try:
+            yield base, started
+        finally:
+            stop.set()
+
+
+@asynccontextmanager
 async def jwks_server(public_jwk: dict[str, Any]) -> AsyncIterator[str]:
     """A JWKS document on a loopback port; yields its URL."""
     body = json.dumps({"keys": [public_jwk]}).encode()

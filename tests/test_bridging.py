@@ -27,6 +27,18 @@ from support.hub import running_hub
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
 MODERN_FIXTURE = str(Path(__file__).resolve().parent / "fixtures" / "modern_server.py")
+# a raw legacy client's initialize (it can be asked to sample), and its call a modern upstream answers by asking it
+SAMPLING_CLIENT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {"sampling": {}},
+        "clientInfo": {"name": "r", "version": "0"},
+    },
+}
+ASK_SAMPLE = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "m__ask_sample", "arguments": {}}}
 
 
 def modern_fixture(**extra: Any) -> dict[str, Any]:
@@ -434,22 +446,14 @@ async def test_a_delete_while_the_bridge_asks_the_client_answers_the_call_sessio
 
     from support.hub import HEADERS
 
-    init = {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {"sampling": {}},
-        "clientInfo": {"name": "r", "version": "0"},
-    }
-    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "m__ask_sample", "arguments": {}}}
     servers = {"m": modern_fixture(protocol="modern"), "other": legacy_fixture()}
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=None) as http:
-            r = await http.post(
-                hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}, headers=HEADERS
-            )
+            r = await http.post(hub.url, json=SAMPLING_CLIENT, headers=HEADERS)
             headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
             await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
             messages: list[dict[str, Any]] = []
-            async with http.stream("POST", hub.url, json=call, headers=headers) as reply:
+            async with http.stream("POST", hub.url, json=ASK_SAMPLE, headers=headers) as reply:
                 async for line in reply.aiter_lines():
                     if line.startswith("data: {"):
                         messages.append(json.loads(line[6:]))
@@ -468,22 +472,14 @@ async def test_a_call_whose_client_refuses_the_bridged_question_counts_as_an_err
 
     from support.hub import HEADERS
 
-    init = {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {"sampling": {}},
-        "clientInfo": {"name": "r", "version": "0"},
-    }
-    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "m__ask_sample", "arguments": {}}}
     servers = {"m": modern_fixture(protocol="modern"), "other": legacy_fixture()}
     messages: list[dict[str, Any]] = []
     with anyio.fail_after(DEADLINE):
         async with running_hub({"mcpServers": servers}) as hub, httpx.AsyncClient(timeout=None) as http:
-            r = await http.post(
-                hub.url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}, headers=HEADERS
-            )
+            r = await http.post(hub.url, json=SAMPLING_CLIENT, headers=HEADERS)
             headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
             await http.post(hub.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
-            async with http.stream("POST", hub.url, json=call, headers=headers) as reply:
+            async with http.stream("POST", hub.url, json=ASK_SAMPLE, headers=headers) as reply:
                 async for line in reply.aiter_lines():
                     if line.startswith("data: {"):
                         messages.append(json.loads(line[6:]))

@@ -14,6 +14,7 @@ from mcp_types._v2025_11_25 import GetTaskResult, ListTasksResult
 
 from fixtures.launch import fixture_command
 from fixtures.tasks import TaskTable
+from onemcp.demo.kit import INTERNAL_ERROR, JsonRpcError
 from onemcp.hub import tasks
 from onemcp.protocol.errors import NotFound
 from onemcp.upstream import pool
@@ -625,6 +626,34 @@ async def test_an_ended_sessions_task_is_forgotten_once_nothing_more_can_come_of
                 assert (await h.client.request("DELETE", headers=other.headers()))[0].status == 200
             while router._orphans:
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the test's)
+
+
+async def test_an_ended_sessions_task_stays_routed_when_its_cancel_fails_for_another_reason(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any error answer to the hub's tasks/cancel made it forget the task (s37, the reread): only "no such task"
+    (-32602, as a server answers for a task it does not know or that has ended) says nothing more can come of
+    it. A failure of the server's own (-32603: busy) leaves the task, which may still run, routed to its ended
+    session (what it asks reaches no one else) until it ends, its ttl passes or its connection closes."""
+    asked = anyio.Event()
+
+    async def busy(self: TaskTable, call: Any) -> Any:
+        asked.set()
+        raise JsonRpcError(INTERNAL_ERROR, "the task store is busy")
+
+    monkeypatch.setattr(TaskTable, "cancel", busy)
+    caplog.set_level("INFO", logger="onemcp.tasks")
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks"), "b": fixture()}) as h:
+            maker = await h.session()
+            made = await maker.ask("tools/call", {**tool_call("a__hold"), "task": {"ttl": 60000}})
+            assert made["result"]["task"]["status"] == "working", made
+            assert (await h.client.request("DELETE", headers=maker.headers()))[0].status == 200
+            await asked.wait()
+            while "of ended session" not in caplog.text:  # the answer read
+                await anyio.sleep(0.01)  # allowed-sleep: polling the log with a deadline (the test's)
+            assert "not cancelled" in caplog.text and "the task store is busy" in caplog.text, caplog.text
+            assert len(h.app.hub.tasks._orphans) == 1  # still routed to its ended session
 
 
 async def test_a_revived_sessions_task_from_before_the_restart_is_a_clear_error(tmp_path: Path) -> None:

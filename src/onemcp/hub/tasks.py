@@ -42,6 +42,7 @@ import anyio.abc
 from onemcp.catalog.catalog import Catalog
 from onemcp.hub.rewrite import task_problem
 from onemcp.protocol.errors import (
+    INVALID_PARAMS,
     HubError,
     InvalidParams,
     NotFound,
@@ -234,8 +235,11 @@ class TaskRouter:
         async def cancel(conn: UpstreamConnection, entry: Task) -> None:
             try:
                 answer = await conn.request("tasks/cancel", {"taskId": entry.upstream_id})
-            except UpstreamReplied as exc:  # it does not know the task (its ttl ran out), or it has ended
-                self._ended(conn, entry.upstream_id)
+            except UpstreamReplied as exc:
+                if exc.code != INVALID_PARAMS:  # a failure of its own (busy, internal): the task may still run
+                    log.info("task %s of ended session %s not cancelled: %s", entry.visible, session_id[:8], exc)
+                    return
+                self._ended(conn, entry.upstream_id)  # it knows no such task (its ttl ran out), or it has ended
                 log.info("task %s of ended session %s was over upstream: %s", entry.visible, session_id[:8], exc)
                 return
             except HubError as exc:

@@ -287,6 +287,7 @@ class OneMcpApp:
             # the link only where nobody else can follow it: one who could would authorize as themselves
             await self.hub.exposure.ready_to_report(self.hub.preset_reaches())
             doc = health(self.hub, links=not self.gate.required)
+            await self.hub.upstream_auth.links_written()  # a link in it works at any replica
             if self.reloader is not None:
                 doc["config"] = self.reloader.status()
                 if (self.reloader.last_error or self.reloader.restart_needed) and doc["status"] == "ok":

@@ -161,6 +161,7 @@ class AdminApi:
     async def _servers(self) -> dict[str, dict[str, Any]]:
         await self.hub.exposure.ready_to_report(self.hub.preset_reaches())
         doc = health(self.hub, links=not self.gate.required)
+        await self.hub.upstream_auth.links_written()  # a link in it works at any replica
         out: dict[str, dict[str, Any]] = {}
         for name, entry in doc["upstreams"].items():
             conn = self.hub.pool.get(name)

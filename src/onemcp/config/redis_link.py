@@ -124,16 +124,17 @@ class Breaker:
 class Writer:
     """Writes nobody waits for (`put`: a blocking callable), done in the order they were put by one
     thread of their own through `breaker`; when `limit` already wait, or Redis failed, one is dropped
-    (and said, with `what`)."""
+    (and said, with `what`). `flush` waits (off the loop) for the writes put so far: for what another
+    replica must be able to read before this one tells anyone of it."""
 
     def __init__(self, breaker: Breaker, what: str, limit: int = 1_000) -> None:
         self.breaker = breaker
         self.what = what
-        self._jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(limit)
+        self._jobs: queue.Queue[Callable[[], object] | threading.Event | None] = queue.Queue(limit)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def put(self, job: Callable[[], object]) -> None:
+    def put(self, job: Callable[[], object] | threading.Event) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"onemcp-redis-{self.what}", daemon=True)
@@ -145,6 +146,9 @@ class Writer:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
+            if isinstance(job, threading.Event):
+                job.set()
+                continue
             try:
                 self.breaker.run(job)
             except RedisSkipped:
@@ -153,6 +157,15 @@ class Writer:
                 log.warning("%s not written to Redis: %s", self.what, exc)
             except Exception:  # the top of this thread: said, and the writes after it still go
                 log.exception("%s not written to Redis: an internal error", self.what)
+
+    async def flush(self, wait: float) -> bool:
+        """Wait, on a worker thread, up to `wait` seconds for the writes put so far; False if they still wait."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return True
+        done = threading.Event()
+        self.put(done)
+        return await anyio.to_thread.run_sync(done.wait, wait)
 
     def close(self, wait: float = 5.0) -> None:
         """Stop after the writes already put (waits `wait` seconds at most)."""

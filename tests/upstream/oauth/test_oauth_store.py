@@ -8,6 +8,7 @@ import stat
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -278,3 +279,68 @@ async def test_a_credential_written_while_another_process_holds_the_file_does_no
         assert store.load("remote") == {"url": UP, "tokens": {"access_token": "new"}}
     assert "cannot store" not in caplog.text
     store.close()
+
+
+class LinkWritesHeld:
+    """The replicas' Redis client, except that writing an authorization link waits for `release`
+    (`started` is set when one begins): a slow Redis, or a busy writer thread."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def set(self, key: str, *args: Any, **kwargs: Any) -> Any:
+        if key.startswith("onemcp:upstream-auth:link:"):
+            self.started.set()
+            self.release.wait(30)
+        return self.client.set(key, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+@NEEDS_REDIS
+@pytest.mark.anyio
+async def test_a_link_is_handed_out_only_once_every_replica_can_finish_it(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's sign-in on B hands out a link whose callback may reach A (or B: the link is spent there
+    through Redis too). It was written to Redis by a thread while the page went out: a callback that
+    came back faster than that write (CI, once) found no link: "Unknown or expired authorization"."""
+    from onemcp.config.upstream_settings import UpstreamOAuth
+    from onemcp.upstream.oauth.client import ServerAuth
+    from onemcp.upstream.oauth.flow import Registration
+
+    monkeypatch.setenv(KEY_ENV, "the replicas' passphrase")
+    config = ServerConfig(url=UP, oauth=UpstreamOAuth.model_validate({"perUser": True}))
+    b = UpstreamAuth(tmp_path, "http://127.0.0.1:1", shared=redis_url)
+    a = RedisCredentialStore(redis_url, tmp_path)
+    store = b.store
+    assert isinstance(store, RedisCredentialStore)
+    held = store._redis = LinkWritesHeld(store._redis)
+    credential = "remote~alice"
+    mine = b.servers[credential] = ServerAuth(b, credential, config)
+    mine.state, mine.metadata = (
+        "required",
+        {"issuer": "https://as.example", "authorization_endpoint": "https://as.example/a"},
+    )
+    mine.registration = Registration("c1", None, "none", "http://127.0.0.1:1/cb", "https://as.example")
+    links: list[str | None] = []
+
+    async def sign_in() -> None:
+        links.append(await b.user_link(credential, "browser cookie", config))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sign_in)
+            await anyio.to_thread.run_sync(held.started.wait, 30)
+            assert links == []  # not handed out while the other replicas cannot read it
+            held.release.set()
+        link = links[0]
+        assert link is not None
+        state = dict(parse_qsl(urlsplit(link).query))["state"]
+        assert (await a.take_link(state) or {}).get("server") == credential  # A can finish it
+    finally:
+        held.release.set()
+        for each in (a, store):
+            each.close()

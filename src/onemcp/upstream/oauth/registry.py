@@ -131,7 +131,18 @@ class UpstreamAuth:
         browser holding the cookie `browser` can finish; None when it cannot be authorized now (never
         called, or no need)."""
         mine = await self.user_credential(credential, config) if "~" in credential else None
-        return mine.authorize_link(browser_hash(browser)) if mine is not None else None
+        link = mine.authorize_link(browser_hash(browser)) if mine is not None else None
+        await self.links_written()
+        return link
+
+    async def links_written(self) -> None:
+        """Replicas: wait (a few seconds at most) until the links made so far are in Redis, before any is
+        handed out (its callback may reach any replica, and spends it there). One hub: at once."""
+        from onemcp.upstream.oauth.store import RedisCredentialStore
+
+        store = self.store
+        if isinstance(store, RedisCredentialStore) and not await store.links_written():
+            log.warning("an authorization link is not yet in Redis: its callback may work only at this replica")
 
     async def user_credential(self, credential: str, config: ServerConfig) -> ServerAuth | None:
         """A user's own credential here (`config`: its `perUser` server's): the one their calls made on

@@ -193,6 +193,7 @@ CREDENTIALS_KEY = "onemcp:upstream-auth"
 LOCK_PREFIX = "onemcp:upstream-auth:lock:"
 LINK_PREFIX = "onemcp:upstream-auth:link:"
 LOCK_TTL = 60.0  # a replica that dies holding the lock holds it no longer than this
+LINK_WAIT = 5.0  # a link is handed out once the other replicas can read it, or after this long
 UNLOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -288,6 +289,11 @@ class RedisCredentialStore:
         of its own; if Redis cannot take it, the callback still works when it comes back to this replica)."""
         blob = self._fernet.encrypt(orjson.dumps(doc))
         self._links.put(lambda: self._redis.set(LINK_PREFIX + state, blob, ex=max(1, int(ttl))))
+
+    async def links_written(self, wait: float = LINK_WAIT) -> bool:
+        """Wait (up to `wait` seconds) until the links put so far are in Redis: a link is handed out only
+        then, or its callback, at any replica (this one too: a link is spent there), may find none."""
+        return await self._links.flush(wait)
 
     async def take_link(self, state: str) -> dict[str, Any] | None:
         """A link another replica (or this one) handed out, usable once (None: spent, expired or never

@@ -20,6 +20,7 @@ from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
 from onemcp.cli.main import main
 from onemcp.cli.playbook import PLAYBOOK, PLAYBOOK_FILE
 from onemcp.observability.redact import one_line
+from onemcp.protocol.errors import echo
 from support.hub_process import HubProcess, clean_env
 
 EXIT_DEADLINE = 30.0  # a deadline for each command, not a measurement
@@ -338,7 +339,9 @@ def test_client_reads_an_sse_reply_up_to_its_response(hub: HubProcess) -> None:
         client.close()
 
 
-@pytest.mark.parametrize("method", ["tools/lïst", "ツール", "tools/list\r\nx-injected: 1", " tools/list"])
+@pytest.mark.parametrize(
+    "method", ["tools/lïst", "ツール", "tools/list\r\nx-injected: 1", " tools/list", "é" * 100_000]
+)
 def test_client_answers_a_method_no_header_can_carry_as_not_found(hub: HubProcess, method: str) -> None:
     # the Mcp-Method header cannot carry it: -32601 at once, as the proxy answers, never a UnicodeEncodeError
     # or a line break sent into the request head; the connection serves the next request
@@ -346,7 +349,8 @@ def test_client_answers_a_method_no_header_can_carry_as_not_found(hub: HubProces
     try:
         with pytest.raises(RpcError) as refused:
             client.request(method)
-        assert refused.value.code == -32601 and refused.value.message == f"Method not found: {method!r}"
+        assert refused.value.code == -32601 and refused.value.message == f"Method not found: {echo(repr(method))}"
+        assert len(refused.value.message) < 300  # its start, not all of it
         assert isinstance(client.request("tools/list").get("tools"), list)
     finally:
         client.close()

@@ -57,6 +57,19 @@ def test_json_lines() -> None:
     assert doc["message"] == "hello world" and doc["level"] == "info" and doc["time"].endswith("Z")
 
 
+def test_a_json_lines_exception_is_the_traceback_as_python_wrote_it() -> None:
+    """The text log indents an exception's lines (none may pass for a record of its own); a JSON string
+    cannot, so its `exception` field is not indented (its control characters stay escaped)."""
+    logger, out = capture(REDACTOR, JsonFormatter())
+    try:
+        raise ValueError("x\n2026-01-01 INFO forged\x1b[2J")
+    except ValueError:
+        logger.exception("boom")
+    lines = json.loads(out.getvalue().strip())["exception"].split("\n")
+    assert lines[0] == "Traceback (most recent call last):" and lines[1].startswith('  File "'), lines
+    assert lines[-1] == "2026-01-01 INFO forged\\x1b[2J" and lines[-2] == "ValueError: x", lines
+
+
 def test_a_missing_token_variable_is_named_not_masked() -> None:
     """`onemcp` reports which *_TOKEN variable is unset; masking must not eat the message."""
     message = "mcpServers.gh.env.GITHUB_TOKEN: environment variable ${GITHUB_TOKEN} is not set"

@@ -26,7 +26,7 @@ from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.target import Endpoint
 from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol import jsonrpc, sse
-from onemcp.protocol.errors import HEADER_MISMATCH, METHOD_NOT_FOUND, UPSTREAM_UNAVAILABLE
+from onemcp.protocol.errors import HEADER_MISMATCH, METHOD_NOT_FOUND, UPSTREAM_UNAVAILABLE, echo
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.meta import PROTOCOL_VERSION
 from onemcp.protocol.versions import MODERN_VERSIONS
@@ -162,7 +162,9 @@ class ModernForwarder:
         rid = msg.get("id")
         method = msg.get("method")
         if isinstance(method, str) and not mcp_headers.is_plain(method):  # no Mcp-Method header can carry it
-            await self.write(jsonrpc.error(rid, {"code": METHOD_NOT_FOUND, "message": f"Method not found: {method!r}"}))
+            await self.write(
+                jsonrpc.error(rid, {"code": METHOD_NOT_FOUND, "message": f"Method not found: {echo(repr(method))}"})
+            )
             return
         with anyio.CancelScope() as scope:
             self._in_flight[rid] = scope

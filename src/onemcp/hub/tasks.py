@@ -28,6 +28,7 @@ token, until the task is seen to end (held like an early status when it comes be
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import weakref
@@ -104,6 +105,7 @@ class TaskRouter:
         # tasks of ended sessions not seen to end, oldest first: still routed, so that what they ask or say
         # reaches no other session (`named`, `running_for`), until they end or MAX_ORPHANS newer push them out
         self._orphans: OrderedDict[int, Task] = OrderedDict()
+        self._orphans_due = math.inf  # no orphan's ttl passes before this: until then none is walked
         self.tag = ""  # this replica's (`replicas`): the ids it shows end with @tag, so that another finds it
         # (id of the connection, upstream task id) -> (the connection, when first held, its status notifications)
         self._early: Early = OrderedDict()
@@ -211,8 +213,10 @@ class TaskRouter:
         `cancel`: it cannot come back (its record went too), so those not seen to end are cancelled upstream."""
         mine = self._tasks.pop(session_id, None)
         now = time.monotonic()
-        for key in [key for key, entry in self._orphans.items() if entry.until < now]:  # taken to have ended
-            self._unroute(self._orphans.pop(key))
+        if self._orphans_due < now:  # (not every session end walks them all)
+            for key in [key for key, entry in self._orphans.items() if entry.until < now]:  # taken to have ended
+                self._unroute(self._orphans.pop(key))
+            self._orphans_due = min((entry.until for entry in self._orphans.values()), default=math.inf)
         if mine is not None:
             self._count -= len(mine)
             running = []
@@ -222,6 +226,7 @@ class TaskRouter:
                     self._unroute(entry)  # ended, past its ttl, or its connection closed: nothing more comes of it
                 else:  # it runs on: what it asks is still its ended session's, no one else's
                     self._orphans[id(entry)] = entry
+                    self._orphans_due = min(self._orphans_due, entry.until)
                     running.append(entry)
             while len(self._orphans) > MAX_ORPHANS:
                 self._unroute(self._orphans.popitem(last=False)[1])

@@ -31,8 +31,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_text:
-            doc["exception"] = record.exc_text
+        if record.exc_text:  # (indented by the redactor for text logs: a JSON string cannot pass for a record)
+            doc["exception"] = "\n".join(line.removeprefix("  ") for line in record.exc_text.split("\n"))
         return orjson.dumps(doc).decode()
 
 

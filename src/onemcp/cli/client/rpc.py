@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from onemcp import __version__
 from onemcp.cli.client.http1 import Connection, ConnectionRefused, HubHttpError, Response
+from onemcp.protocol.errors import echo
 from onemcp.protocol.headers import encode_header, is_plain
 from onemcp.protocol.meta import PREFIX
 
@@ -85,7 +86,7 @@ class HubClient:
     ) -> dict[str, Any]:
         """The result of `method`; RpcError for an error reply, HubUnreachable for no reply."""
         if not is_plain(method):  # no Mcp-Method header can carry it (as the proxy answers it)
-            raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method!r}")
+            raise RpcError(METHOD_NOT_FOUND, f"Method not found: {echo(repr(method))}")
         rid = next(self._ids)
         body = dict(params or {})
         body["_meta"] = {

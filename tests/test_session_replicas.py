@@ -8,6 +8,7 @@ config and `sessionStore: redis://...`, as replicas behind a load balancer would
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from onemcp.auth.keys import KeyStore
 from onemcp.hub import records
-from onemcp.hub.saved import RedisSessions
+from onemcp.hub.saved import ENDED, RedisSessions
 from onemcp.hub.session import EVICT_IDLE
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.services import NEEDS_REDIS, replica_config
@@ -277,6 +278,107 @@ class _Refusing:
             raise OSError("Redis refused")
 
         return refused
+
+
+class _WriteHeld:
+    """A replica's Redis client, except that the writes `held` picks (by command and arguments) wait for
+    `release` (`started` is set when one begins): a slow Redis, or a writer thread busy with what is
+    queued before them."""
+
+    def __init__(self, client: Any, command: str, held: Callable[..., bool]) -> None:
+        self.client, self.command, self.held = client, command, held
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        done = getattr(self.client, name)
+        if name != self.command:
+            return done
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            if self.held(*args):
+                self.started.set()
+                self.release.wait(30)
+            return done(*args, **kwargs)
+
+        return write
+
+
+def _held_until_flushed(
+    monkeypatch: pytest.MonkeyPatch, hub: RunningHub, command: str, held: Callable[..., bool]
+) -> _WriteHeld:
+    """Hold `hub`'s session writes that `held` picks until the hub waits for its writes (`flush`): they
+    land then, as a slow write would while its replica waits; a replica that does not wait answers first."""
+    saved = hub.app.hub.saved
+    assert isinstance(saved, RedisSessions)
+    writes = saved._redis = _WriteHeld(saved._redis, command, held)
+    flush = saved.flush
+
+    async def flush_releasing() -> None:
+        writes.release.set()
+        await flush()
+
+    monkeypatch.setattr(saved, "flush", flush_releasing)
+    return writes
+
+
+async def test_a_delete_is_answered_once_no_replica_can_revive_the_session(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DELETE was answered while the session's tombstone was still on its way to Redis (the writer
+    thread): the client's next request, at a replica without a copy that had not yet heard of the end
+    (pub/sub is no faster than the client), revived the session from its old record: 200, not 404."""
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            held = _held_until_flushed(monkeypatch, one, "set", lambda key, value, *rest: value == ENDED)
+            assert two.app.hub.replicas is not None
+            two.app.hub.replicas.relay.on_message = None  # two hears of the end only after the client's request
+            statuses: list[int] = []
+
+            async def end_then_go_on() -> None:
+                try:
+                    statuses.append((await http.delete(one.url, headers=headers)).status_code)
+                    statuses.append((await http.post(two.url, json=_ping(2), headers=headers)).status_code)
+                finally:
+                    held.release.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(end_then_go_on)
+                await anyio.to_thread.run_sync(held.started.wait, 30)
+            assert statuses == [200, 404]
+            assert two.app.hub.find_session(headers["mcp-session-id"]) is None
+
+
+async def test_a_log_level_set_is_answered_once_a_replica_reviving_the_session_reads_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """setLevel was answered while the session's new record was still on its way to Redis: the client's
+    next call, at a replica without a copy, revived the session with its old log level (and sent it the
+    info line it had just turned off)."""
+    log_call = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": "log", "arguments": {"message": "INFO"}},
+    }
+    level = {"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "error"}}
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            held = _held_until_flushed(monkeypatch, one, "eval", lambda script, n, key, doc, *rest: '"error"' in doc)
+            answers: list[list[dict[str, Any]]] = []
+
+            async def set_then_call() -> None:
+                try:
+                    assert (await http.post(one.url, json=level, headers=headers)).status_code == 200
+                    answers.append(_messages(await http.post(two.url, json=log_call, headers=headers)))
+                finally:
+                    held.release.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(set_then_call)
+                await anyio.to_thread.run_sync(held.started.wait, 30)
+            assert [m.get("method") for m in answers[0]] == [None], answers  # the reply only: no info line
 
 
 async def test_a_replica_that_missed_an_end_forgets_its_copy_at_its_next_expiry_round(redis_url: str) -> None:

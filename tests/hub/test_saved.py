@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from onemcp.auth.gate import RateLimiter
 from onemcp.config import sqlite as sqlite_module
 from onemcp.config.redis_link import Breaker
+from onemcp.hub import saved as saved_module
 from onemcp.hub.saved import FILE, RedisSessions, SavedSessions
 from support.held_redis import held_redis
 from support.held_sqlite import BUSY, held_sqlite
@@ -215,3 +217,33 @@ async def test_closing_tries_once_more_the_writes_redis_missed() -> None:
             await anyio.to_thread.run_sync(store.close)
             assert await other.load("a" * 32, 60) is None
         other.close()
+
+
+async def test_a_flush_whose_writes_do_not_land_in_time_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`flush` (what an initialize or a DELETE waits for before its answer) gives up after its limit, and
+    says that the other replicas may not see the session's record yet."""
+
+    store = RedisSessions("redis://127.0.0.1:1/0", 60)  # never asked: the write below is the test's own
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(30)
+
+    try:
+        with anyio.fail_after(20):
+            store._write(("a" * 32, False, slow))
+            await anyio.to_thread.run_sync(started.wait, 30)
+            monkeypatch.setattr(saved_module, "FLUSH_LIMIT", 0.01)
+            await store.flush()
+            assert "session records not in Redis after" in caplog.text
+            release.set()
+            caplog.clear()
+            monkeypatch.setattr(saved_module, "FLUSH_LIMIT", 30.0)
+            await store.flush()
+            assert "not in Redis" not in caplog.text
+    finally:
+        release.set()
+        store.close()

@@ -328,4 +328,5 @@ class StreamableHttpEndpoint:
         if session is None:
             return
         self.hub.end_session(session.id)
+        await self.hub.saved.flush()  # its end in Redis before the answer: no replica revives it after
         await asgi.send_empty(send, 200)

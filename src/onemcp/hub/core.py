@@ -338,6 +338,7 @@ class Hub:
             self.save_session(session)
             if self.replicas is not None:  # the session's copies on the other replicas change with it
                 self.replicas.session_changed(session)
+                await self.saved.flush()  # in Redis before the answer: a replica reviving it next reads it
         return outcome
 
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:

@@ -294,11 +294,13 @@ class RedisSessions:
         self._write((None, False, expire))
 
     async def flush(self) -> None:
-        """Wait until the writes made so far are done (or dropped)."""
+        """Wait until the writes made so far are done (or dropped), `FLUSH_LIMIT` seconds at most: what is
+        answered next (an initialize, a DELETE) may send the client to another replica, which reads them."""
         done = threading.Event()
         self._write(done)
-        if self._writer is not None and self._writer.is_alive():
-            await anyio.to_thread.run_sync(done.wait, FLUSH_LIMIT)
+        writer = self._writer
+        if writer is not None and writer.is_alive() and not await anyio.to_thread.run_sync(done.wait, FLUSH_LIMIT):
+            log.warning("session records not in Redis after %g s: other replicas may not see them yet", FLUSH_LIMIT)
 
     async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
         with self._unsent_lock:

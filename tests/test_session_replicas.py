@@ -141,6 +141,64 @@ async def test_a_preset_made_on_one_replica_reaches_the_others(redis_url: str, t
             assert load_presets(tmp_path / "c" / "presets.json")["dev"]["description"] == "d"
 
 
+async def test_a_preset_saved_through_the_admin_api_is_usable_at_once_at_every_replica(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUT /api/v1/presets/dev through a was answered before the presets were in Redis (shared by a task of
+    its own), and b knew only what the word of them (pub/sub, then its presets.json written and reloaded)
+    had brought: the client's next request, with ?preset=dev at b, was a 400 "unknown preset", and a
+    session made at a with it was not revived at b (404). Now the edit is answered once Redis holds the
+    presets, and b, asked for a preset it does not know, takes the replicas' presets from Redis first."""
+    doc = replica_config(redis_url)
+    paths = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        paths.append(tmp_path / name / "mcp.json")
+        paths[-1].write_text(json.dumps(doc))
+    with anyio.fail_after(DEADLINE):
+        async with (
+            running_hub(doc, config_path=paths[0]) as a,
+            running_hub(doc, config_path=paths[1]) as b,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            shared, heard = a.app.hub.replicas, b.app.hub.replicas
+            assert shared is not None and heard is not None
+            await _until(lambda: shared.relay.up and heard.relay.up, "subscribed")
+            heard.relay.on_message = None  # b hears of the new presets only after the client's requests
+            release = anyio.Event()
+            put, share = shared.relay.put, shared.share_presets
+
+            async def put_held(key: str, value: bytes) -> bool:  # a slow Redis
+                await release.wait()
+                return await put(key, value)
+
+            async def share_releasing() -> None:  # ... whose write lands while its replica waits for it
+                release.set()
+                await share()
+
+            monkeypatch.setattr(shared.relay, "put", put_held)
+            monkeypatch.setattr(shared, "share_presets", share_releasing)
+            statuses: list[int] = []
+
+            async def edit_then_use() -> None:
+                try:
+                    r = await http.put(f"{a.base}/api/v1/presets/dev", json={"filter": "fx"})
+                    assert r.status_code == 200, r.text
+                    r = await http.post(f"{a.url}?preset=dev", json=INIT, headers=HEADERS)
+                    headers = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"]}
+                    headers["mcp-protocol-version"] = "2025-11-25"
+                    statuses.append(
+                        (await http.post(f"{b.url}?preset=dev", json=_ping(2), headers=headers)).status_code
+                    )
+                    statuses.append((await http.post(f"{b.url}?preset=dev", json=INIT, headers=HEADERS)).status_code)
+                finally:
+                    release.set()
+
+            await edit_then_use()
+            assert statuses == [200, 200]
+            assert "dev" in b.app.hub.presets
+
+
 def _messages(r: httpx.Response) -> list[dict[str, Any]]:
     """The JSON-RPC messages of a POST's answer, JSON or SSE."""
     if not r.headers.get("content-type", "").startswith("text/event-stream"):

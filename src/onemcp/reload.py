@@ -126,6 +126,12 @@ class Reloader:
             self.hub.replicas.presets_loaded(loaded)
         return True
 
+    async def presets_edited(self) -> None:
+        """presets.json was edited through this replica (the admin API): in use here, and (replicas) in Redis
+        before the edit is answered, so that the client's next request may use them at any replica."""
+        if self.load_presets() and self.hub.replicas is not None:
+            await self.hub.replicas.share_presets()
+
     async def _write_presets(self, presets: dict[str, Any]) -> None:
         """The replicas' presets into this replica's presets.json, and in use (at start, before the watch).
         Written on a worker thread: it waits for the file's edit lock (`onemcp preset` may hold it) up to 10 s."""

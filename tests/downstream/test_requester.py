@@ -15,6 +15,8 @@ from onemcp.hub.core import Hub
 
 SECRET = b"s" * 64
 
+pytestmark = pytest.mark.anyio
+
 
 def scope(query: str = "", headers: dict[str, str] | None = None) -> dict[str, Any]:
     raw = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -28,32 +30,32 @@ def hub() -> Hub:
     return hub
 
 
-def test_no_context_is_untrusted_and_no_error(hub: Hub) -> None:
-    access = decide(hub, scope(), ANONYMOUS, LEGACY_HTTP)
+async def test_no_context_is_untrusted_and_no_error(hub: Hub) -> None:
+    access = await decide(hub, scope(), ANONYMOUS, LEGACY_HTTP)
     assert access.context is None and not access.trusted
 
 
-def test_a_signed_context_is_trusted(hub: Hub) -> None:
-    access = decide(hub, scope(headers=encode({"project": {"path": "/p"}}, SECRET)), ANONYMOUS, LEGACY_HTTP)
+async def test_a_signed_context_is_trusted(hub: Hub) -> None:
+    access = await decide(hub, scope(headers=encode({"project": {"path": "/p"}}, SECRET)), ANONYMOUS, LEGACY_HTTP)
     assert access.trusted and access.context == {"project": {"path": "/p"}}
 
 
-def test_an_unsigned_context_needs_a_credential_with_scope_templates(hub: Hub) -> None:
+async def test_an_unsigned_context_needs_a_credential_with_scope_templates(hub: Hub) -> None:
     unsigned = encode({"project": {"path": "/p"}}, None)
     with pytest.raises(Refused, match="must be signed") as refused:
-        decide(hub, scope(headers=unsigned), ANONYMOUS, LEGACY_HTTP)  # no credential at all: never enough
+        await decide(hub, scope(headers=unsigned), ANONYMOUS, LEGACY_HTTP)  # no credential at all: never enough
     assert refused.value.status == 403
     key = Principal("key:ops", frozenset({"mcp", "templates"}), kind="key")
-    assert decide(hub, scope(headers=unsigned), key, LEGACY_HTTP).trusted
+    assert (await decide(hub, scope(headers=unsigned), key, LEGACY_HTTP)).trusted
     plain = Principal("key:dev", frozenset({"mcp"}), kind="key")
     with pytest.raises(Refused):
-        decide(hub, scope(headers=unsigned), plain, LEGACY_HTTP)
+        await decide(hub, scope(headers=unsigned), plain, LEGACY_HTTP)
 
 
-def test_bad_input_statuses(hub: Hub) -> None:
+async def test_bad_input_statuses(hub: Hub) -> None:
     with pytest.raises(Refused) as bad_view:
-        decide(hub, scope("exposure=everything"), ANONYMOUS, LEGACY_HTTP)
+        await decide(hub, scope("exposure=everything"), ANONYMOUS, LEGACY_HTTP)
     assert bad_view.value.status == 400
     with pytest.raises(Refused) as garbage:
-        decide(hub, scope(headers={HEADER: "%%%"}), ANONYMOUS, LEGACY_HTTP)
+        await decide(hub, scope(headers={HEADER: "%%%"}), ANONYMOUS, LEGACY_HTTP)
     assert garbage.value.status == 403 and "base64url" in garbage.value.message

@@ -401,7 +401,7 @@ class AdminApi:
         except OSError as exc:  # another edit held the lock too long, the directory is read-only...
             raise ApiError(500, f"cannot write {path}: {exc.strerror or exc}") from None
         assert self.reloader is not None
-        self.reloader.load_presets()
+        await self.reloader.presets_edited()
         self._audit(request, "preset-save", name)
         return {"saved": name, "preset": entry}
 
@@ -417,7 +417,7 @@ class AdminApi:
         except OSError as exc:
             raise ApiError(500, f"cannot write {path}: {exc.strerror or exc}") from None
         assert self.reloader is not None
-        self.reloader.load_presets()
+        await self.reloader.presets_edited()
         self._audit(request, "preset-delete", name)
         return {"deleted": name}
 

@@ -49,7 +49,7 @@ class LegacySseEndpoint:
             await asgi.send_json(send, 405, error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"GET")])
             return
         try:  # decided now: /messages may come before initialize
-            access = requester.decide(self.hub, scope, principal, SSE)
+            access = await requester.decide(self.hub, scope, principal, SSE)
         except requester.Refused as exc:
             await asgi.send_json(send, exc.status, error_body(INVALID_REQUEST, exc.message))
             return

@@ -131,7 +131,7 @@ class ModernEndpoint:
             await reject(400, exc.code, exc.message)
             return
         try:
-            access = requester.decide(self.hub, scope, principal, MODERN_HTTP)
+            access = await requester.decide(self.hub, scope, principal, MODERN_HTTP)
         except requester.Refused as exc:
             await reject(exc.status, INVALID_PARAMS, exc.message)
             return

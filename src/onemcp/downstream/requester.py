@@ -17,6 +17,7 @@ from onemcp.catalog import views
 from onemcp.config import context as wire
 from onemcp.http import asgi
 from onemcp.http.asgi import Scope
+from onemcp.hub import revival
 from onemcp.hub.core import Hub
 
 TEMPLATES_SCOPE = "templates"  # a credential holding it may send an unsigned template context
@@ -29,12 +30,12 @@ class Refused(Exception):
         self.message = message
 
 
-def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Access:
+async def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Access:
     """The requester's access (Refused: why not, with the HTTP status)."""
     query = scope.get("query_string", b"")
     try:
         views.check_query(query)
-        view = hub.view(query)
+        view = await revival.view_of(hub, query)
         asked = hub.exposure_asked(query)
     except views.ViewError as exc:
         raise Refused(400, str(exc)) from None

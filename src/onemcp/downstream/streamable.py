@@ -206,7 +206,7 @@ class StreamableHttpEndpoint:
     async def _initialize(self, scope: Scope, msg: Message, send: Send, principal: Principal) -> None:
         params = msg.get("params")
         try:
-            access = requester.decide(self.hub, scope, principal, LEGACY_HTTP)
+            access = await requester.decide(self.hub, scope, principal, LEGACY_HTTP)
         except requester.Refused as exc:
             error = {"code": INVALID_REQUEST, "message": exc.message}
             await asgi.send_json(send, exc.status, jsonrpc.error(msg["id"], error))

@@ -200,6 +200,17 @@ class Replicas:
         self._presets, self._unshared = raw, True
         self.relay.spawn(self._share_presets)  # (Redis away: shared at the next announcement after it is back)
 
+    async def share_presets(self) -> None:
+        """The presets loaded here last, in Redis now: an edit through this replica's admin API is answered
+        then, and the client's next request may name them at any replica (`presets_now`)."""
+        await self._share_presets()
+
+    async def presets_now(self) -> bool:
+        """The replicas' presets, read now: a request named a preset this replica does not know (made through
+        another replica a moment ago, before the word of it came); True when they changed here."""
+        before = self._presets
+        return await self._take_presets() is True and self._presets != before
+
     async def _share_presets(self) -> None:
         """The presets loaded here last, to Redis and the others (one share at a time: the latest is in Redis last)."""
         async with self._presets_lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from onemcp.auth.access import Access
 from onemcp.auth.principal import Principal
@@ -23,6 +23,9 @@ from onemcp.hub.session import Session, SessionStore
 from onemcp.hub.subscriptions import Subscriptions
 from onemcp.protocol.errors import HubError, LimitReached
 
+if TYPE_CHECKING:
+    from onemcp.hub.replicas import Replicas
+
 log = logging.getLogger("onemcp.hub")
 
 
@@ -30,6 +33,7 @@ class Reviving(Protocol):
     """What a revival needs of the hub."""
 
     config: HubConfig
+    replicas: Replicas | None
     saved: SessionRecords
     sessions: SessionStore
     subscriptions: Subscriptions
@@ -63,7 +67,7 @@ async def revive(hub: Reviving, session_id: str, principal: Principal) -> Sessio
         access = hub.access(
             principal,
             str(doc.get("entry")),
-            hub.view(query),
+            await view_of(hub, query),
             hub.exposure_asked(query),
             doc.get("context"),
             trusted=bool(doc.get("trusted")),
@@ -84,3 +88,14 @@ async def revive(hub: Reviving, session_id: str, principal: Principal) -> Sessio
     await hub.remember_lists(session)  # last: it may count off the loop, the session whole meanwhile
     log.info("session %s revived (saved before a restart)", session_id[:8])
     return session
+
+
+async def view_of(hub: Reviving, query: bytes | str) -> views.View | None:
+    """The view `query` selects (`views.ViewError`: none); with replicas, a preset not known here is looked for
+    again in the replicas' presets, taken from Redis now: it may have been made through another a moment ago."""
+    try:
+        return hub.view(query)
+    except views.ViewError:
+        if hub.replicas is None or not await hub.replicas.presets_now():
+            raise
+        return hub.view(query)

@@ -92,12 +92,12 @@ class LegacySseEndpoint:
             await asgi.send_json(send, 400, error_body(INVALID_REQUEST, f"{why}; /messages takes session_id only"))
             return
         sid = (query.get("session_id") or query.get("sessionId") or [None])[0]
-        session = self.hub.find_session(sid) if sid else None
+        session = found = self.hub.find_session(sid) if sid else None
         if session is not None and session.principal.key != principal.key:
             refused(principal, SSE, "session", session.id[:8], "the session of another principal")
             session = None
         replicas = self.hub.replicas
-        elsewhere = session is None and sid is not None and replicas is not None and replicas.listening(sid)
+        elsewhere = found is None and sid is not None and replicas is not None and await replicas.listening_soon(sid)
         if not elsewhere and (session is None or session.transport != "sse"):
             await asgi.send_json(send, 404, error_body(INVALID_REQUEST, "Unknown or missing session_id"))
             return

@@ -57,6 +57,8 @@ from onemcp.protocol.jsonrpc import Message
 log = logging.getLogger("onemcp.replicas")
 ANNOUNCE_EVERY = 10.0
 FORGET_AFTER = 30.0
+STREAM_WAIT = 2.0  # a message for an /sse session not known here waits this long for the word of its stream
+WAITING_MAX = 1_000  # sessions whose stream's word is awaited at once; beyond, not waited for
 RESUME_TIMEOUT = 660.0  # a resumed call runs to its end on the replica that parked it
 PRESETS_KEY = "onemcp:presets"
 START_PATIENCE = 2 * redis_link.DEADLINE  # what the start waits for the shared secret and presets (each read: 5 s)
@@ -84,6 +86,7 @@ class Replicas:
         self._notify_here = notify_here
         self._local: set[str] = set()  # sessions whose GET stream is on this replica
         self._remote: dict[str, tuple[str, float]] = {}  # session id -> (replica holding its stream, until)
+        self._awaited: dict[str, anyio.Event] = {}  # session id -> set when another replica announces its stream
         self.counts: Counter[str] = Counter()  # messages by direction and kind, for /health
         # presets: the reloader writes the replicas' presets to this replica's presets.json with it
         self.write_presets: Callable[[dict[str, Any]], Awaitable[None]] | None = None
@@ -164,6 +167,20 @@ class Replicas:
     def listening(self, session_id: str) -> bool:
         entry = self._remote.get(session_id)
         return entry is not None and entry[1] > time.monotonic() and self.relay.up
+
+    async def listening_soon(self, session_id: str) -> bool:
+        """`listening`, waiting up to `STREAM_WAIT` for the word of the stream: the replica holding it told its
+        client where to post (the /sse endpoint event) as it told the others, and the client may be faster."""
+        if self.listening(session_id) or not self.relay.up:
+            return self.listening(session_id)
+        if len(self._awaited) >= WAITING_MAX and session_id not in self._awaited:
+            return False
+        heard = self._awaited.setdefault(session_id, anyio.Event())
+        with anyio.move_on_after(STREAM_WAIT):
+            await heard.wait()
+        if self._awaited.get(session_id) is heard:
+            del self._awaited[session_id]
+        return self.listening(session_id)
 
     def carry(self, session: Session, msg: Message) -> bool:
         entry = self._remote.get(session.id)
@@ -365,6 +382,8 @@ class Replicas:
             if doc.get("open"):
                 self._remote[sid] = (sender, until)
                 self._hand_over(sid)
+                if (heard := self._awaited.pop(sid, None)) is not None:
+                    heard.set()
             elif self._remote.get(sid, ("",))[0] == sender:
                 del self._remote[sid]
         elif kind == "streams" and isinstance(doc.get("sids"), list):

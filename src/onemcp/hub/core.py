@@ -305,9 +305,8 @@ class Hub:
     def save_session(self, session: Session) -> None:
         """Write what the session needs to go on after a restart (Streamable HTTP sessions only: an /sse
         session lives and dies with its stream, stdio with its process; an ended one never comes back)."""
-        if session.transport != "streamable-http" or not self.saved.enabled or session.closed:
-            return
-        self.saved.save(session.id, records.record_of(session))
+        if session.transport == "streamable-http" and self.saved.enabled and not session.closed:
+            self.saved.save(session.id, records.record_of(session))
 
     async def revive_session(self, session_id: str, principal: Principal) -> Session | None:
         """A session this hub (or an earlier run of it) saved, made live again for the principal it

@@ -518,3 +518,36 @@ async def test_a_session_that_ends_subscribed_lets_go_upstream_of_what_it_alone_
                     await anyio.sleep(0.02)  # allowed-sleep: polling the upstream's state, within fail_after
                 await b.subscribe_resource(VISIBLE)
                 assert await touched() == f"touched {STATIC}"
+
+
+async def test_a_first_subscribe_goes_upstream_after_the_unsubscribe_in_flight_before_it() -> None:
+    """A's unsubscribe (the last subscriber's) in flight and B's new first subscribe to the same URI went as
+    two requests at once; a server taking them in either order (two POSTs to a Streamable HTTP one; here one
+    that answers each as it comes, the unsubscribe held) ended unsubscribed while the hub counted B, who then
+    heard no update again. B's subscribe goes upstream only once the unsubscribe has been answered."""
+    from support.inprocess import fixture, inprocess_hub, tool_call
+
+    answer = anyio.Event()
+    arrived = anyio.Event()
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"demo": fixture(), "other": fixture()}) as h:
+            upstream = h.upstreams.current("demo")
+            unsubscribe = upstream.methods["resources/unsubscribe"]
+
+            async def held(call: Any) -> dict[str, Any]:
+                arrived.set()
+                await answer.wait()
+                return await unsubscribe(call)
+
+            upstream.methods["resources/unsubscribe"] = held
+            a, b = await h.session(), await h.session()
+            assert "result" in await a.ask("resources/subscribe", {"uri": VISIBLE})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(a.ask, "resources/unsubscribe", {"uri": VISIBLE})
+                await arrived.wait()
+                tg.start_soon(b.ask, "resources/subscribe", {"uri": VISIBLE})
+                await anyio.wait_all_tasks_blocked()  # B's subscribe: answered upstream, or waiting its turn
+                answer.set()
+            touched = await b.ask("tools/call", tool_call("demo__touch", uri=STATIC))
+            assert touched["result"]["content"][0]["text"] == f"touched {STATIC}"
+            assert h.app.hub.subscriptions._turns == {}  # nothing kept once the turns are over

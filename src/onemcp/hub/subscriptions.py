@@ -7,16 +7,17 @@ connection, so that a session hears the updates of the connection its calls go t
 directly. Also the per-session cap and the length of a URI held (`MAX_URI`), refusing servers
 that take no subscriptions, following a session onto a new connection of its own, forgetting a
 session that ended or whose reach no longer shows a resource, and subscribing again when a
-connection (re)starts. Does not own delivering `notifications/resources/updated` (the reverse path
-asks `hears`).
+connection (re)starts. A key's subscribes and unsubscribes upstream go one at a time, in the order
+asked (`_turn`): two POSTs to a Streamable HTTP server may arrive in either order. Does not own
+delivering `notifications/resources/updated` (the reverse path asks `hears`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -41,6 +42,7 @@ UNSUBSCRIBE_WAIT = 5.0  # how long an ended listen's servers are told of its sub
 
 log = logging.getLogger("onemcp.hub")
 Key = tuple[str, str]  # (server, upstream URI)
+Where = tuple[UpstreamConnection | None, Key]  # (where it is held: None for the pool's, key)
 
 
 class Route(Protocol):
@@ -72,8 +74,8 @@ class Subscriptions:
         self.tg: anyio.abc.TaskGroup | None = None  # the hub's, while it runs (restored subscriptions)
         # server -> the revived sessions whose subscriptions to it wait for it to be ready (`_settle`, `up`)
         self._unsettled: dict[str, dict[str, Session]] = {}
-        # (where it is held, key) -> subscribes to it upstream under way (its first subscriber's, `_hold`)
-        self._joining: Counter[tuple[UpstreamConnection | None, Key]] = Counter()
+        # (where it is held, key) -> its turn (a lock), and how many wait for it or hold it (`_turn`)
+        self._turns: dict[Where, tuple[anyio.Lock, int]] = {}
 
     def can_subscribe(self, session: Session, uri: str) -> bool:
         """May this session subscribe to `uri`, and does its server take subscriptions?"""
@@ -146,28 +148,52 @@ class Subscriptions:
         of where it held it before, if elsewhere."""
         home = self._home(conn)
         before = session.subscriptions.get(key, home)
-        if home is None:
-            if not self.pool.is_current(conn):  # a 2026-07-28 one of its own: the shared feed carries updates
-                conn = ready(self.pool, key[0])
-            subscribers = self._subscribers.setdefault(key, set())
-        else:
-            subscribers = self._own.setdefault((home, key[1]), set())
-        if not subscribers:
-            self._joining[(home, key)] += 1  # an ended session's release of the key, meanwhile, leaves it be
-            try:
-                await conn.subscribe_resource(key[1], params, limit)
-            except BaseException:
-                self._forget_empty(key, home)
-                raise
-            finally:
-                self._joining[(home, key)] -= 1
-                if not self._joining[(home, key)]:
-                    del self._joining[(home, key)]
-        subscribers.add(session.id)
+        if home is None and not self.pool.is_current(conn):  # a 2026-07-28 one of its own: the shared feed
+            conn = ready(self.pool, key[0])
+        deadline = None if limit is None else anyio.current_time() + limit  # (its turn waited for within it too)
+        async with self._turn((home, key), limit):
+            if not self._holders(key, home):  # (looked at in its turn: an unsubscribe may have just gone upstream)
+                left = None if deadline is None else max(deadline - anyio.current_time(), 0.0)
+                await conn.subscribe_resource(key[1], params, left)
+            if home is None:
+                self._subscribers.setdefault(key, set()).add(session.id)
+            else:
+                self._own.setdefault((home, key[1]), set()).add(session.id)
         session.subscriptions[key] = home
         if before is not home:
             with contextlib.suppress(HubError):
                 await self._release(session.id, key, before, {"uri": key[1]})
+
+    def _holders(self, key: Key, held: UpstreamConnection | None) -> set[str]:
+        """The sessions holding `key` where `held` (None: the pool's connections)."""
+        found = self._subscribers.get(key) if held is None else self._own.get((held, key[1]))
+        return found or set()
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, where: Where, limit: float | None = None) -> AsyncIterator[None]:
+        """A key's upstream subscribe or unsubscribe, one at a time in the order asked (anyio's lock is fair):
+        an unsubscribe in flight and a new first subscribe went as two POSTs, which a Streamable HTTP server
+        may take in either order, leaving it unsubscribed while a session here held the key. Waited for within
+        `limit` (else UpstreamTimeout). Kept only while some call waits for it or holds it."""
+        lock, users = self._turns.get(where, (None, 0))
+        if lock is None:
+            lock = anyio.Lock()
+        self._turns[where] = (lock, users + 1)
+        try:
+            with anyio.move_on_after(math.inf if limit is None else limit) as waited:
+                await lock.acquire()
+            if waited.cancelled_caught:
+                raise UpstreamTimeout(where[1][0], f"resources/subscribe waited over {limit:g}s for an earlier one")
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            lock, users = self._turns[where]
+            if users > 1:
+                self._turns[where] = (lock, users - 1)
+            else:
+                del self._turns[where]
 
     async def _release(
         self, session_id: str, key: Key, held: UpstreamConnection | None, params: dict[str, Any]
@@ -175,7 +201,15 @@ class Subscriptions:
         """`session_id` no longer holds `key` where it `held` it: upstream unsubscribed when it was the last."""
         conn = self._let_go(session_id, key, held)
         if conn is not None:
-            await conn.unsubscribe_resource(key[1], params)
+            await self._unsubscribe_upstream(conn, key, held, params)
+
+    async def _unsubscribe_upstream(
+        self, conn: UpstreamConnection, key: Key, held: UpstreamConnection | None, params: dict[str, Any]
+    ) -> None:
+        """Tell `conn` that no session here holds `key` any more, in its turn: not when one subscribed since."""
+        async with self._turn((held, key)):
+            if not self._holders(key, held):
+                await conn.unsubscribe_resource(key[1], params)
 
     def _let_go(self, session_id: str, key: Key, held: UpstreamConnection | None) -> UpstreamConnection | None:
         """`_release` here: the connection to tell upstream, when `session_id` was its last subscriber there."""
@@ -392,14 +426,13 @@ class Subscriptions:
         subscribing to, stays. Quiet: a failure is logged (the top of a task on the hub's task group)."""
         with anyio.move_on_after(UNSUBSCRIBE_WAIT):
             for key, held in released:
-                subscribers = self._subscribers.get(key) if held is None else self._own.get((held, key[1]))
-                if subscribers or self._joining[(held, key)]:
+                if self._holders(key, held):
                     continue
                 if held is not None and held.state != "ready":
                     continue  # closing or closed: it holds nothing any more
                 try:
                     conn = ready(self.pool, key[0]) if held is None else held  # where `_let_go` tells it too
-                    await conn.unsubscribe_resource(key[1], {"uri": key[1]})
+                    await self._unsubscribe_upstream(conn, key, held, {"uri": key[1]})  # (one subscribing: stays)
                 except HubError as exc:
                     log.info("unsubscribing %s on %s (its last subscriber ended) failed: %s", key[1], key[0], exc)
                 except Exception:

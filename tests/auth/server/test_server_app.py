@@ -30,12 +30,14 @@ from onemcp.auth.server import authorize as authorize_module
 from onemcp.auth.server import directory as directory_module
 from onemcp.auth.server import shared as shared_state
 from onemcp.auth.server.app import OAuthServer
-from onemcp.auth.server.store import KEEP_ACCESS, KEEP_REFRESH
+from onemcp.auth.server.store import KEEP_ACCESS, KEEP_REFRESH, OAuthStore
+from onemcp.config import sqlite as sqlite_module
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.http.asgi import Receive, Scope, Send, send_json
 from support.audit import audit_lines
 from support.clock import Clock
 from support.held_redis import held_redis
+from support.held_sqlite import BUSY, held_sqlite
 from support.services import NEEDS_REDIS, redis_server
 
 pytestmark = pytest.mark.anyio
@@ -1522,6 +1524,8 @@ async def test_a_flood_of_registrations_makes_room_from_clients_that_never_got_a
     assert all(oauth.server.store.client(c) is not None for c in newer)
     oauth.clock.now += 86400 * 2
     oauth.server.store.purge(oauth.clock.now)  # a day after, unused registrations are forgotten anyway
+    if isinstance(oauth.server.store, OAuthStore):
+        assert await oauth.server.store.writes.flush()  # (on the file's writer thread)
     assert all(oauth.server.store.client(c) is None for c in newer) and oauth.server.store.client(used) is not None
 
 
@@ -1630,3 +1634,43 @@ async def test_the_callers_own_text_comes_back_in_an_error_cut_to_its_start(oaut
     got = query(r.headers["location"])
     assert got["error"] == "invalid_scope" and "(20000 characters)" in got["error_description"]
     assert len(r.headers["location"]) < 1000
+
+
+async def test_oauth_db_held_by_another_process_stalls_no_other_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The authorization server wrote oauth.db on the event loop: while another process held its write lock
+    (the CLI, a second hub on the config directory), a registration, a code or a token waited there up to the
+    busy timeout (30 s), every client of the hub with it, then failed. They wait on a worker thread now (the
+    caller needs them stored: a client uses a token the moment it has it), and a token check, a read, runs
+    meanwhile; each is answered once the lock is free, and what was issued verifies at once."""
+    monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", BUSY)
+    clock = Clock(NOW)
+    server = OAuthServer(tmp_path / "oauth.db", ISSUER, RESOURCE, scopes_supported=["mcp"], consent="auto", clock=clock)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER)
+    oauth = Harness(server, http, clock)
+    try:
+        client_id = (await oauth.register())["client_id"]
+        earlier = (await oauth.tokens(client_id))["access_token"]
+        code, verifier = await oauth.code(client_id)
+        exchange = {"client_id": client_id, "code": code, "code_verifier": verifier, "redirect_uri": REDIRECT}
+        answers: list[httpx.Response] = []
+        with anyio.fail_after(10), held_sqlite(tmp_path / "oauth.db") as release:
+            async with anyio.create_task_group() as tg:
+
+                async def asked(call: Callable[[], Any]) -> None:
+                    answers.append(await call())
+
+                tg.start_soon(asked, lambda: oauth.token(grant_type="authorization_code", **exchange))
+                tg.start_soon(asked, lambda: http.post("/oauth/register", json={"redirect_uris": [REDIRECT]}))
+                await anyio.wait_all_tasks_blocked()  # both wait for the lock (on their threads)
+                assert await oauth.valid(earlier)  # a token check, meanwhile
+                assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 200
+                assert answers == []
+                release()
+        assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
+        issued = next(r for r in answers if r.status_code == 200).json()
+        assert await oauth.valid(issued["access_token"])
+    finally:
+        await http.aclose()
+        server.close()

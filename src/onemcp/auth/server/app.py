@@ -1,13 +1,12 @@
 """The hub's built-in OAuth 2.1 authorization server over HTTP (plain ASGI), and its token check.
 
-Owns the endpoints: RFC 8414 metadata (also at the OIDC discovery paths), RFC 7591 registration,
-the authorization endpoint (request checks, the consent page and its CSRF cookie, or "auto"
-consent; with operator policy "key", the operator key field, its refusals, and the signed cookie
-that remembers an operator's browser), the token endpoint with client authentication, RFC 7009
-revocation; and `verify`, the `Verifier` the gate asks about bearer tokens. Rules live in
-`authorize` (requests, who may approve), `grants` (codes, tokens), `clients` (metadata) and
-`directory` (which client asks); state in `store` (or `shared`, for replicas); pages in
-`consent`. The resource-server side (401s, RFC 9728 metadata, call-time scopes) is the gate's.
+Owns the endpoints: RFC 8414 metadata (also at the OIDC discovery paths), RFC 7591 registration, the authorization
+endpoint (request checks, the consent page and its CSRF cookie, or "auto" consent; with operator policy "key", the
+operator key field, its refusals, and the signed cookie that remembers an operator's browser), the token endpoint
+with client authentication, RFC 7009 revocation; and `verify`, the `Verifier` the gate asks about bearer tokens.
+Rules live in `authorize` (requests, who may approve), `grants` (codes, tokens), `clients` (metadata) and
+`directory` (which client asks); state in `store` (or `shared`, for replicas); pages in `consent`. The
+resource-server side (401s, RFC 9728 metadata, call-time scopes) is the gate's.
 
 Errors: an `OAuthError` becomes an RFC 6749 §5.2 JSON reply at the token, registration and
 revocation endpoints; at the authorization endpoint it becomes a redirect with `error=` once
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import orjson
 
 from onemcp.auth.keys import Keys, KeyStore
@@ -208,10 +208,10 @@ class OAuthServer:
     __call__ = app
 
     async def io(self, call: Callable[..., T], *args: Any) -> T:
-        """`call(*args)` on the state: inline over SQLite (short, local); over the shared Redis on a worker thread
-        through the Redis link's breaker (a slow Redis never stalls the event loop; an unreachable one: 503)."""
+        """`call(*args)` on the state, on a worker thread: over SQLite (a write waits there for another process's
+        lock, never on the loop); over the shared Redis through the Redis link's breaker (an unreachable one: 503)."""
         if self.shared is None:
-            return call(*args)
+            return await anyio.to_thread.run_sync(call, *args)
         try:
             return await self._breaker.call(call, *args)
         except redis_link.errors() as exc:
@@ -229,7 +229,7 @@ class OAuthServer:
         """The principal for an access token issued here for the hub; None for tokens not ours. `InvalidToken`
         for one of ours that is unknown, expired, revoked, for another resource (or `Unconfirmed`)."""
         if self.shared is None:
-            return self.grants.principal(token)
+            return self.grants.principal(token)  # SQLite: a read, which waits for no writer (`store`)
         if not token.startswith(ACCESS_PREFIX):
             return None
         key = digest(token)

@@ -19,6 +19,7 @@ import math
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -154,51 +155,59 @@ class Pending(Protocol):
 
 
 class PendingConsents:
-    """Consent pages shown and not yet answered: each answerable once, within PENDING_TTL."""
+    """Consent pages shown and not yet answered: each answerable once, within PENDING_TTL. Asked on worker
+    threads (`OAuthServer.io`), one at a time."""
 
     def __init__(self) -> None:
         self._pending: dict[str, PendingConsent] = {}
+        self._lock = threading.RLock()
 
     def add(self, request: AuthorizationRequest, now: float, source: str) -> tuple[str, PendingConsent]:
         """Remember `request`, asked for from `source`; its request id, and the entry (with its CSRF token).
         TooManyPending when `source` holds PER_SOURCE pages or the table PENDING_LIMIT: no page is dropped."""
-        for rid in [rid for rid, p in self._pending.items() if p.expires <= now]:
-            del self._pending[rid]
-        own = [p.expires for p in self._pending.values() if p.source == source]
-        if len(own) >= PER_SOURCE:
-            raise TooManyPending(f"{PER_SOURCE} authorization requests from this address await consent", own[0] - now)
-        if len(self._pending) >= PENDING_LIMIT:
-            oldest = next(iter(self._pending.values())).expires
-            raise TooManyPending(f"{PENDING_LIMIT} authorization requests await consent", oldest - now)
-        request_id, csrf = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
-        pending = self._pending[request_id] = PendingConsent(request, csrf, now + PENDING_TTL, source=source)
-        return request_id, pending
+        with self._lock:
+            for rid in [rid for rid, p in self._pending.items() if p.expires <= now]:
+                del self._pending[rid]
+            own = [p.expires for p in self._pending.values() if p.source == source]
+            if len(own) >= PER_SOURCE:
+                raise TooManyPending(
+                    f"{PER_SOURCE} authorization requests from this address await consent", own[0] - now
+                )
+            if len(self._pending) >= PENDING_LIMIT:
+                oldest = next(iter(self._pending.values())).expires
+                raise TooManyPending(f"{PENDING_LIMIT} authorization requests await consent", oldest - now)
+            request_id, csrf = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
+            pending = self._pending[request_id] = PendingConsent(request, csrf, now + PENDING_TTL, source=source)
+            return request_id, pending
 
     def get(self, request_id: str, now: float) -> PendingConsent | None:
         """The pending consent, still pending."""
-        pending = self._pending.get(request_id)
-        if pending is not None and pending.expires <= now:
-            del self._pending[request_id]
-            return None
-        return pending
+        with self._lock:
+            pending = self._pending.get(request_id)
+            if pending is not None and pending.expires <= now:
+                del self._pending[request_id]
+                return None
+            return pending
 
     def take(self, request_id: str, now: float) -> PendingConsent | None:
         """The pending consent, forgotten now whatever the answer turns out to be."""
-        pending = self._pending.pop(request_id, None)
+        with self._lock:
+            pending = self._pending.pop(request_id, None)
         return None if pending is None or pending.expires <= now else pending
 
     def refuse(self, request_id: str, now: float) -> PendingConsent | None:
         """Count a refused approval: the consent again with a fresh CSRF token (same expiry), or None
         when that was the OPERATOR_ATTEMPTS-th refusal (it is then forgotten)."""
-        pending = self.get(request_id, now)
-        if pending is None:
-            return None
-        if pending.refused + 1 >= OPERATOR_ATTEMPTS:
-            del self._pending[request_id]
-            return None
-        again = replace(pending, csrf=secrets.token_urlsafe(32), refused=pending.refused + 1)
-        self._pending[request_id] = again
-        return again
+        with self._lock:
+            pending = self.get(request_id, now)
+            if pending is None:
+                return None
+            if pending.refused + 1 >= OPERATOR_ATTEMPTS:
+                del self._pending[request_id]
+                return None
+            again = replace(pending, csrf=secrets.token_urlsafe(32), refused=pending.refused + 1)
+            self._pending[request_id] = again
+            return again
 
 
 def operator_policy(

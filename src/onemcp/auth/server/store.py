@@ -10,13 +10,19 @@ token, reuse of a rotated refresh token, reuse of a code) kills all of its token
 keeps only its newest tokens (`KEEP_ACCESS`, `KEEP_REFRESH`): a client refreshing in a loop must not
 add rows without end until they expire (an access token a day, a spent refresh token 31 days).
 
-One connection in autocommit mode, WAL, every call under a lock: calls are short, so they run
-inline on the event loop (or in a worker thread; both are safe).
+Two connections in autocommit mode, WAL, each under a lock of its own: the writes' (and the reads that
+go with a write, `redeem_code`), on worker threads (`OAuthServer.io`: the caller needs the answer, a
+client may use a token or a code the moment it has it), where a write waits for another process's
+write lock (the CLI, a second hub) up to the busy timeout without stalling the event loop; and the
+reads', which in WAL never wait for a writer, so a token check may run inline on the loop (`verify`)
+while a write waits for the file. `purge`, which nobody waits for, goes to the file's `Writer` thread.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +30,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from onemcp.config.sqlite import open_store
+from onemcp.config.sqlite import Writer, open_store
 
+log = logging.getLogger("onemcp.auth")
 SCHEMA_VERSION = 1
 SCHEMA = """
 create table if not exists clients (
@@ -187,12 +194,18 @@ _UNUSED = (
 class OAuthStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writes' connection (`_db`)
         self._db = open_store(path, f"{SCHEMA};\npragma user_version={SCHEMA_VERSION};")
+        self._read_lock = threading.Lock()  # the reads' (`_reader`)
+        self._reader = open_store(path, wal=False)  # (the file is WAL already: no write lock asked to open it)
+        self.writes = Writer(path, "", "oauth.db purge", log)  # what nobody waits for
 
     def close(self) -> None:
+        self.writes.close()
         with self._lock:
             self._db.close()
+        with self._read_lock:
+            self._reader.close()
 
     # ------------------------------------------------------------------ clients
     def put_client(self, client: ClientRecord) -> None:
@@ -210,8 +223,8 @@ class OAuthStore:
             )
 
     def client(self, client_id: str) -> ClientRecord | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "select client_id, secret_hash, metadata, source, issued, fetched from clients where client_id = ?",
                 (client_id,),
             ).fetchone()
@@ -220,8 +233,8 @@ class OAuthStore:
         return ClientRecord(row[0], row[1], orjson.loads(row[2]), row[3], row[4], row[5])
 
     def count_clients(self, source: Literal["dcr", "cimd"]) -> int:
-        with self._lock:
-            (count,) = self._db.execute("select count(*) from clients where source = ?", (source,)).fetchone()
+        with self._read_lock:
+            (count,) = self._reader.execute("select count(*) from clients where source = ?", (source,)).fetchone()
         return int(count)
 
     def evict_unused_client(self, issued_before: float) -> bool:
@@ -301,8 +314,8 @@ class OAuthStore:
                 raise
 
     def access_token(self, token_hash: str) -> Grant | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "select a.family, a.client_id, a.scopes, a.resource, a.expires,"
                 " a.revoked is not null or f.revoked is not null"
                 " from access_tokens a join families f on f.family = a.family where a.token_hash = ?",
@@ -311,8 +324,8 @@ class OAuthStore:
         return None if row is None else Grant(row[0], row[1], tuple(row[2].split()), row[3], row[4], bool(row[5]))
 
     def refresh_token(self, token_hash: str) -> Grant | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "select r.family, r.client_id, r.scopes, r.resource, r.expires, f.revoked is not null,"
                 " r.rotated is not null"
                 " from refresh_tokens r join families f on f.family = r.family where r.token_hash = ?",
@@ -333,8 +346,8 @@ class OAuthStore:
     def live_grant(self, family: str, now: float) -> Grant | None:
         """The family's newest refresh token while the family is not revoked and that token not expired
         (a refresh is still possible, so the grant lives); None otherwise."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "select r.family, r.client_id, r.scopes, r.resource, r.expires, r.rotated is not null"
                 " from refresh_tokens r join families f on f.family = r.family"
                 " where r.family = ? and f.revoked is null order by r.rowid desc limit 1",
@@ -356,15 +369,18 @@ class OAuthStore:
             )
 
     def purge(self, now: float, grace: float = 86400.0) -> None:
-        """Forget what expired more than `grace` seconds ago (kept that long to recognise replays)."""
-        cutoff = now - grace
-        with self._lock:
-            self._db.execute("delete from codes where expires < ?", (cutoff,))
-            self._db.execute("delete from access_tokens where expires < ?", (cutoff,))
-            self._db.execute("delete from refresh_tokens where expires < ?", (cutoff,))
-            self._db.execute(f"delete from clients where client_id in ({_UNUSED})", (cutoff,))
-            self._db.execute(
-                "delete from families where created < ? and family not in (select family from access_tokens)"
-                " and family not in (select family from refresh_tokens)",
-                (cutoff,),
-            )
+        """Forget what expired more than `grace` seconds ago (kept that long to recognise replays): on the
+        file's writer thread, after the writes put before it (`writes.flush` waits for it)."""
+        self.writes.put(lambda db: _purge(db, now - grace))
+
+
+def _purge(db: sqlite3.Connection, cutoff: float) -> None:
+    db.execute("delete from codes where expires < ?", (cutoff,))
+    db.execute("delete from access_tokens where expires < ?", (cutoff,))
+    db.execute("delete from refresh_tokens where expires < ?", (cutoff,))
+    db.execute(f"delete from clients where client_id in ({_UNUSED})", (cutoff,))
+    db.execute(
+        "delete from families where created < ? and family not in (select family from access_tokens)"
+        " and family not in (select family from refresh_tokens)",
+        (cutoff,),
+    )

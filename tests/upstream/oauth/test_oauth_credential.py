@@ -498,3 +498,59 @@ async def test_a_caller_giving_up_does_not_wait_for_another_hubs_renewal(
             assert len(servers.to("as.example", "/token")) == tokens_asked  # gave up, spent nothing
     http_hub.close()
     other_hub.close()
+
+
+async def test_a_stopping_hub_waits_for_no_other_hubs_lock_and_keeps_the_tokens_of_a_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another hub on the config directory held a credential's lock (renewing it), a renewal here, and
+    the tokens of a login to be saved, waited for it up to LOCK_WAIT (30 s) with the hub stopping: a login's
+    wait is shielded (its tokens are in hand). The hub's stop ends both waits: the renewal spends nothing, and
+    the login's tokens are saved all the same (not waiting for the lock: else the user authorizes again)."""
+    refused: list[anyio.Event] = []  # set when a wait finds the lock held
+
+    def try_lock(fd: int) -> bool:
+        held = files.try_lock(fd)
+        if not held:
+            refused[-1].set()
+        return held
+
+    monkeypatch.setattr(oauth_store, "try_lock", try_lock)
+    servers = Servers()
+    for directory in ("one", "two"):  # two config directories, each with two hubs
+        (tmp_path / directory).mkdir()
+    renewing, other_hub = hub(servers, tmp_path / "one"), hub(servers, tmp_path / "one")
+    cred = await authorized(renewing, servers)
+    expire(cred)
+    tokens_asked = len(servers.to("as.example", "/token"))
+    logging_in, another = hub(servers, tmp_path / "two"), hub(servers, tmp_path / "two")
+    fresh = credential(logging_in)
+    assert not await fresh.recover(401, None, None)
+    link = fresh.authorize_link()
+    assert link is not None
+    answered: list[int] = []
+
+    async def callback() -> None:
+        state = dict(parse_qsl(urlsplit(str(link)).query))["state"]
+        answered.append((await logging_in.callback("up", {"state": state, "code": "C", "iss": AS}))[0])
+
+    with anyio.fail_after(10):  # far below LOCK_WAIT
+        refused.append(anyio.Event())
+        async with other_hub.store.exclusive("up"), anyio.create_task_group() as tg:  # the other hub renews
+            tg.start_soon(cred.ensure_fresh)
+            await refused[-1].wait()
+            renewing.stop()
+        assert len(servers.to("as.example", "/token")) == tokens_asked  # ended, spent nothing
+        assert cred.detail == "the hub is stopping"
+
+        refused.append(anyio.Event())
+        async with another.store.exclusive("up"), anyio.create_task_group() as tg:
+            tg.start_soon(callback)
+            await refused[-1].wait()  # the code is exchanged: saving its tokens waits for the lock
+            logging_in.stop()
+        assert answered == [200] and fresh.header == "Bearer AT1"
+        while (stored := await another.store.read("up")) is None or stored["tokens"] is None:
+            await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (written on a thread of its own)
+        assert stored["tokens"]["access_token"] == "AT1"
+    for each in (renewing, other_hub, logging_in, another):
+        each.close()

@@ -4,6 +4,7 @@ replicas' Redis, never asked on the event loop, and a Redis that does not answer
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import threading
 from pathlib import Path
@@ -18,6 +19,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from onemcp.auth.gate import RateLimiter
+from onemcp.config import files
 from onemcp.config import sqlite as sqlite_module
 from onemcp.config.model import ServerConfig
 from onemcp.upstream.oauth.registry import UpstreamAuth
@@ -344,3 +346,49 @@ async def test_a_link_is_handed_out_only_once_every_replica_can_finish_it(
         held.release.set()
         for each in (a, store):
             each.close()
+
+
+@pytest.mark.anyio
+async def test_a_stopping_hub_waits_for_no_write_held_by_another_process_and_loses_no_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewed token's write waited for upstream-auth.db's lock (another process holding it: a stdio hub,
+    `onemcp auth upstream login`) shielded, up to the busy timeout (30 s), with the hub stopping. The stop
+    ends that wait; the write goes on, on its own thread, and the credential's lock is let go only once it
+    is done, so another hub never reads (and spends) the refresh token the renewal rotated away."""
+    monkeypatch.setenv(KEY_ENV, "one passphrase")
+    monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", BUSY)
+    auth = UpstreamAuth(tmp_path, None)
+    store, other_hub = auth.store, CredentialStore(tmp_path)
+    assert isinstance(store, CredentialStore)
+    began, returned = threading.Event(), anyio.Event()
+    save = store.save
+
+    def saving(server: str, doc: dict[str, Any]) -> None:
+        began.set()
+        save(server, doc)
+
+    monkeypatch.setattr(store, "save", saving)
+
+    async def renewal() -> None:
+        async with store.exclusive("remote"):
+            await store.write("remote", {"url": UP, "tokens": {"refresh_token": "RT2"}})
+        returned.set()
+
+    with anyio.fail_after(10), caplog.at_level(logging.INFO, logger="onemcp.upstream.oauth"):
+        with held_sqlite(tmp_path / "upstream-auth.db") as release:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(renewal)
+                await anyio.to_thread.run_sync(began.wait, 5)  # the write began, and waits for the file
+                auth.stop()
+                await returned.wait()  # the stopping hub waits no more
+            assert "storing the credentials of remote goes on" in caplog.text
+            lock = os.open(next((tmp_path / "upstream-auth.locks").iterdir()), os.O_RDWR)
+            assert not files.try_lock(lock)  # the credential's lock is still held: its write is not done
+            os.close(lock)
+            release()
+        async with other_hub.exclusive("remote"):  # once written, the lock is let go
+            assert other_hub.load("remote") == {"url": UP, "tokens": {"refresh_token": "RT2"}}
+    assert "cannot store" not in caplog.text
+    auth.close()
+    other_hub.close()

@@ -95,9 +95,9 @@ class UpstreamAuth:
         held for as long as an authorization server that does not answer takes (up to `RENEW_DEADLINE`)."""
         from onemcp.upstream.oauth.http import OAuthHttpError
 
+        if self.stopping:  # none begun (a request is on its way before its first checkpoint)
+            raise OAuthHttpError("the hub is stopping")
         scope = anyio.CancelScope()
-        if self.stopping:
-            scope.cancel()
         self._exchanges.add(scope)
         try:
             with scope:
@@ -114,10 +114,13 @@ class UpstreamAuth:
         return oauth_http.client()
 
     def stop(self) -> None:
-        """The hub is stopping: every OAuth exchange under way ends now, and any begun from now on at once."""
+        """The hub is stopping: every OAuth exchange under way ends now, and any begun from now on at once;
+        nothing waits for another hub's lock on a credential, nor for a write to its file (`store.stop`)."""
         self.stopping = True
         for scope in list(self._exchanges):
             scope.cancel()
+        if self._store is not None:
+            self._store.stop()
 
     def callback_url(self, server: str) -> str | None:
         return f"{self.callback_base}{CALLBACK_PATH}/{server}" if self.callback_base else None

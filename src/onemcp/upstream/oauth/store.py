@@ -89,7 +89,12 @@ class CredentialStore:
     """Credentials in a local file. Reads are short (WAL: they never wait for a writer), so asked inline
     (`local`), also from the event loop, on a connection of their own; a write may wait for another
     process's lock (a stdio hub, `onemcp auth upstream login`) up to the busy timeout, so the async
-    `write` and `remove` run on a worker thread, one at a time (`_lock`)."""
+    `write` and `remove` run off the loop, one at a time (`_lock`).
+
+    Once the hub stops (`stop`) it waits on no other process: a wait for a credential's lock ends
+    (`exclusive`), and so does the wait for a write, which goes on, on its own thread (not a daemon: the
+    process ends once it is done), holding that credential's lock until then (a renewed refresh token
+    reaches the file before another hub may read the spent one and use it)."""
 
     local = True
 
@@ -106,6 +111,12 @@ class CredentialStore:
             target = str(path)
         self._db = open_store(target, SCHEMA)
         self._reader = self._db if config_dir is None else open_store(target, SCHEMA)  # (":memory:": one db)
+        self._stopping = False  # the hub is stopping (`stop`)
+        self._waits: set[anyio.CancelScope] = set()  # writes waited for (`write`): ended by `stop`
+        self._guard = threading.Lock()  # the three below, and closing
+        self._writing: dict[str, int] = {}  # server -> its writes under way
+        self._held: dict[str, list[int]] = {}  # server -> its lock files, closed once its writes are done
+        self._closed = False  # (`close`: with writes under way, the last one closes the connections)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, server: str) -> AsyncIterator[None]:
@@ -123,10 +134,18 @@ class CredentialStore:
                 if time.monotonic() > deadline:
                     log.warning("%s is held by another hub for over %gs; going on", path, LOCK_WAIT)
                     break
+                if self._stopping:
+                    log.info("%s is held by another hub; the hub is stopping: going on", path)
+                    break
                 await anyio.sleep(0.05)
             yield
         finally:
-            os.close(fd)  # releases the lock
+            with self._guard:
+                if self._writing.get(server):  # a write the hub stopped waiting for: the lock goes with it
+                    self._held.setdefault(server, []).append(fd)
+                    fd = -1
+            if fd != -1:
+                os.close(fd)  # releases the lock
 
     def load(self, server: str) -> dict[str, Any] | None:
         try:
@@ -172,8 +191,45 @@ class CredentialStore:
         return self.load(server)
 
     async def write(self, server: str, doc: dict[str, Any]) -> None:
-        with anyio.CancelScope(shield=True):  # begun, it is done, as when it was inline (a rotated token)
-            await anyio.to_thread.run_sync(self.save, server, doc)
+        """Begun, it is done (a rotated refresh token): on a thread of its own, waited for until it is, or
+        until the hub stops (`stop`)."""
+        with self._guard:
+            self._writing[server] = self._writing.get(server, 0) + 1
+        done = threading.Event()
+        threading.Thread(target=self._write, args=(server, doc, done), name="onemcp-upstream-auth-write").start()
+        waited = anyio.CancelScope(shield=True)
+        if self._stopping:
+            waited.cancel()
+        self._waits.add(waited)
+        try:
+            with waited:
+                await anyio.to_thread.run_sync(done.wait, abandon_on_cancel=True)
+        finally:
+            self._waits.discard(waited)
+        if not done.is_set():
+            log.warning("the hub is stopping: storing the credentials of %s goes on (the process waits for it)", server)
+
+    def _write(self, server: str, doc: dict[str, Any], done: threading.Event) -> None:
+        try:
+            self.save(server, doc)
+        finally:
+            with self._guard:
+                self._writing[server] -= 1
+                held = [] if self._writing[server] else self._held.pop(server, [])
+                if not self._writing[server]:
+                    del self._writing[server]
+                last = self._closed and not self._writing
+            for fd in held:
+                os.close(fd)  # the credential's lock, which a stopping hub let go of before this was written
+            if last:
+                self._close()
+            done.set()
+
+    def stop(self) -> None:
+        """The hub is stopping: it waits for no other process's lock any more (`exclusive`, `write`)."""
+        self._stopping = True
+        for waited in list(self._waits):
+            waited.cancel()
 
     async def remove(self, server: str) -> bool:
         with anyio.CancelScope(shield=True):
@@ -184,6 +240,15 @@ class CredentialStore:
         return self.servers()
 
     def close(self) -> None:
+        """Close the file now, or, while writes are under way (waiting for another process's lock), once
+        the last one is done."""
+        with self._guard:
+            self._closed = True
+            if self._writing:
+                return
+        self._close()
+
+    def _close(self) -> None:
         with self._lock, self._read_lock:
             self._db.close()
             self._reader.close()
@@ -221,6 +286,10 @@ class RedisCredentialStore:
         self._unlock = self._redis.register_script(UNLOCK)
         self._breaker = redis_link.breaker(url)
         self._links = redis_link.Writer(self._breaker, "an authorization link for the other replicas")
+        self._stopping = False  # the hub is stopping (`stop`): the replicas' lock is waited for no more
+
+    def stop(self) -> None:
+        self._stopping = True
 
     async def _ask(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on a worker thread through the breaker; `CredentialsUnavailable` when Redis cannot say."""
@@ -246,6 +315,9 @@ class RedisCredentialStore:
             if not held:
                 if time.monotonic() > deadline:
                     log.warning("%s is held by another replica for over %gs; going on", name, LOCK_WAIT)
+                    break
+                if self._stopping:
+                    log.info("%s is held by another replica; the hub is stopping: going on", name)
                     break
                 await anyio.sleep(0.05)
         try:

@@ -551,3 +551,36 @@ async def test_a_first_subscribe_goes_upstream_after_the_unsubscribe_in_flight_b
             touched = await b.ask("tools/call", tool_call("demo__touch", uri=STATIC))
             assert touched["result"]["content"][0]["text"] == f"touched {STATIC}"
             assert h.app.hub.subscriptions._turns == {}  # nothing kept once the turns are over
+
+
+async def test_a_revived_sessions_subscription_goes_upstream_after_the_unsubscribe_in_flight_before_it() -> None:
+    """The same order for a revived session's subscription (asked of a ready server on the hub's task group):
+    it went upstream at once, alongside the last subscriber's unsubscribe, and could arrive before it."""
+    from support.inprocess import fixture, inprocess_hub, tool_call
+
+    answer, arrived = anyio.Event(), anyio.Event()
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"demo": fixture(), "other": fixture()}) as h:
+            upstream = h.upstreams.current("demo")
+            unsubscribe = upstream.methods["resources/unsubscribe"]
+
+            async def held(call: Any) -> dict[str, Any]:
+                arrived.set()
+                await answer.wait()
+                return await unsubscribe(call)
+
+            upstream.methods["resources/unsubscribe"] = held
+            a, b = await h.session(), await h.session()
+            revived = h.app.hub.sessions.get(b.id)
+            assert revived is not None
+            assert "result" in await a.ask("resources/subscribe", {"uri": VISIBLE})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(a.ask, "resources/unsubscribe", {"uri": VISIBLE})
+                await arrived.wait()
+                h.app.hub.subscriptions.restore(revived, [("demo", STATIC)])  # what reviving it does
+                await anyio.wait_all_tasks_blocked()  # its subscribe: answered upstream, or waiting its turn
+                answer.set()
+            while h.app.hub.subscriptions._turns:  # its turn, after the unsubscribe's
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            touched = await b.ask("tools/call", tool_call("demo__touch", uri=STATIC))
+            assert touched["result"]["content"][0]["text"] == f"touched {STATIC}"

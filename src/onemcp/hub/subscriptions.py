@@ -247,10 +247,16 @@ class Subscriptions:
             servers.add(key[0])
             conn = self.pool.get(key[0])
             if first and conn is not None and conn.state == "ready" and self.tg is not None:
-                self.tg.start_soon(self.resubscribe, conn, [key[1]])
+                self.tg.start_soon(self._rejoin, conn, key)
         for server in sorted(servers):
             if self.tg is not None:
                 self.tg.start_soon(self._settle, session, server)
+
+    async def _rejoin(self, conn: UpstreamConnection, key: Key) -> None:
+        """A revived session's subscription, asked of a ready server in its turn (`_turn`), while still held."""
+        async with self._turn((None, key)):
+            if self._holders(key, None):
+                await self.resubscribe(conn, [key[1]])
 
     async def _settle(self, session: Session, server: str) -> None:
         """A revived session's subscriptions to `server`, back on the shared connection: where that one takes

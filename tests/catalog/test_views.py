@@ -60,6 +60,31 @@ def test_filter_errors_say_where(expr: str, position: int) -> None:
     assert err.value.position == position and f"position {position}" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        # `+` is the filter's `and`, but a URL's query reads it as a space: `dev prod`, whose error named a
+        # `prod` the user never wrote apart
+        ("filter=dev+prod", "unexpected 'prod' at position 4 (a '+' in a URL's query is a space: write 'and', or %2B"),
+        ("filter=dev%2Bprod%20and", "found end of filter at position 12"),  # no '+' written as is: no hint
+        ("filter=dev%20-prod", "unexpected '-' at position 4"),  # the operator as written, not as read ('!')
+        ("filter=(dev%20OR", "found end of filter at position 7"),
+        ("filter=dev%20OR%20-", "found end of filter at position 8"),
+        ("filter=-AND", "expected a tag, 'not' or '(' but found 'AND' at position 1"),
+        ("=x", "unknown query parameter(s): ''; the MCP endpoint takes"),  # a parameter with no name: shown
+        ("preset=" + "p" * 5000, "characters); presets: work"),  # the caller's text, cut
+        ("exposure=" + "e" * 5000, "characters); expected one of full, search, auto"),
+    ],
+)
+def test_a_selectors_error_says_what_was_written_and_what_to_write(query: str, said: str) -> None:
+    with pytest.raises(views.ViewError) as err:
+        views.check_query(query)
+        views.from_query(query, {"work": "dev"}, frozenset({"dev", "prod"}))
+        views.exposure_from_query(query)
+    assert said in str(err.value) and len(str(err.value)) < 500, str(err.value)
+    assert ("a '+' in a URL" in str(err.value)) is ("+" in query)
+
+
 async def names(c: Client) -> set[str]:
     return {t.name for t in (await c.list_tools()).tools}
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from onemcp.config.filters import AnyOf, FilterError, Node, Tag, parse, tags_named
 from onemcp.config.model import EXPOSURES, Exposure, HubConfig
+from onemcp.protocol.errors import echo
 
 SELECTORS = ("tags", "filter", "preset")
 PARAMETERS = (*SELECTORS, "exposure")  # what an MCP endpoint's query string may hold
@@ -43,9 +44,10 @@ def check_query(query: bytes | str) -> None:
     (`?tag=red`) would otherwise select every tool, failing open."""
     text = query.decode("latin-1") if isinstance(query, bytes) else query
     unknown = sorted(set(parse_qs(text, keep_blank_values=True)) - set(PARAMETERS)) if text else []
-    if unknown:
+    if unknown:  # quoted: `?=x` has a parameter with no name
         raise ViewError(
-            f"unknown query parameter(s): {', '.join(unknown)}; the MCP endpoint takes {', '.join(PARAMETERS)}"
+            f"unknown query parameter(s): {echo(', '.join(map(repr, unknown)))}; "
+            f"the MCP endpoint takes {', '.join(PARAMETERS)}"
         )
 
 
@@ -82,15 +84,22 @@ def from_query(query: bytes | str, presets: Mapping[str, str], known: frozenset[
             expr = presets.get(value)
             if expr is None:
                 listed = f"; presets: {', '.join(sorted(presets))}" if presets else ""
-                raise ViewError(f"unknown preset {value!r}{listed}")
+                raise ViewError(f"unknown preset {echo(repr(value))}{listed}")
             node = parse(expr)
     except FilterError as exc:
-        raise ViewError(f"invalid {selector}: {exc}") from None
+        raise ViewError(f"invalid {selector}: {exc}{_plus_hint(selector, text)}") from None
     unknown = sorted(tags_named(node) - known) if known is not None and selector != "preset" else []
     if unknown:
         shown = ", ".join(sorted(known or ())) or "none"
         raise ViewError(f"no server has the tag(s) {', '.join(map(repr, unknown))}; the tags in use: {shown}")
     return View(selector, value, node)
+
+
+def _plus_hint(selector: str, query: str) -> str:
+    """A `+` (the filter's `and`) written into a URL as it is reads as a space: `?filter=dev+prod` is
+    `dev prod`, and its error named a `prod` the user never wrote apart. Say so."""
+    raw = [part.partition("=")[2] for part in query.split("&") if part.partition("=")[0] == selector]
+    return " (a '+' in a URL's query is a space: write 'and', or %2B for '+')" if any("+" in r for r in raw) else ""
 
 
 def exposure_from_query(query: bytes | str) -> Exposure | None:
@@ -103,7 +112,7 @@ def exposure_from_query(query: bytes | str) -> Exposure | None:
     for known in EXPOSURES:
         if value == known:
             return known
-    raise ViewError(f"unknown exposure {value!r}; expected one of {', '.join(EXPOSURES)}")
+    raise ViewError(f"unknown exposure {echo(repr(value))}; expected one of {', '.join(EXPOSURES)}")
 
 
 def _one(name: str, values: list[str]) -> str:

@@ -62,8 +62,10 @@ class AnyOf:
 Node = Union[Tag, Not, AllOf, AnyOf]  # noqa: UP007 - a runtime alias used before the classes' annotations resolve
 
 
-def _tokens(text: str) -> list[tuple[str, str, int]]:
-    out: list[tuple[str, str, int]] = []
+def _tokens(text: str) -> list[tuple[str, str, int, str]]:
+    """(kind, value, position, as written): `-` is the operator `!`, a keyword is lower case; errors show
+    what was written."""
+    out: list[tuple[str, str, int, str]] = []
     pos = 0
     while pos < len(text):
         if text[pos:].strip() == "":
@@ -74,15 +76,16 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             raise FilterError(f"unexpected character {text[start]!r}", start)
         start = m.start(m.lastgroup or 0)
         if m.group("op"):
-            out.append(("op", m.group("op"), start))
+            out.append(("op", m.group("op"), start, m.group("op")))
         elif m.group("minus"):
-            out.append(("op", "!", start))
+            out.append(("op", "!", start, "-"))
         else:
             word = m.group("word")
             lowered = word.lower()
-            out.append(("op" if lowered in KEYWORDS else "tag", lowered if lowered in KEYWORDS else word, start))
+            keyword = lowered in KEYWORDS
+            out.append(("op" if keyword else "tag", lowered if keyword else word, start, word))
         pos = m.end()
-    out.append(("end", "", len(text)))
+    out.append(("end", "", len(text), ""))
     return out
 
 
@@ -92,10 +95,10 @@ class _Parser:
         self.i = 0
         self.depth = 0
 
-    def peek(self) -> tuple[str, str, int]:
+    def peek(self) -> tuple[str, str, int, str]:
         return self.tokens[self.i]
 
-    def take(self) -> tuple[str, str, int]:
+    def take(self) -> tuple[str, str, int, str]:
         token = self.tokens[self.i]
         self.i += 1
         return token
@@ -104,9 +107,9 @@ class _Parser:
         if self.peek()[0] == "end":
             raise FilterError("empty filter", 0)
         node = self.or_()
-        kind, value, pos = self.peek()
+        kind, _, pos, written = self.peek()
         if kind != "end":
-            raise FilterError(f"unexpected {value!r}", pos)
+            raise FilterError(f"unexpected {written!r}", pos)
         return node
 
     def or_(self) -> Node:
@@ -131,20 +134,20 @@ class _Parser:
             self.depth -= 1
 
     def _not(self) -> Node:
-        kind, value, pos = self.take()
+        kind, value, pos, written = self.take()
         if self.depth > MAX_DEPTH:
             raise FilterError(f"the filter nests deeper than {MAX_DEPTH} levels", pos)
         if value in ("not", "!"):
             return Not(self.not_())
         if value == "(":
             node = self.or_()
-            _, value2, pos2 = self.take()
+            _, value2, pos2, _ = self.take()
             if value2 != ")":
                 raise FilterError("expected ')'", pos2)
             return node
         if kind == "tag":
             return Tag(value)
-        what = "end of filter" if kind == "end" else repr(value)
+        what = "end of filter" if kind == "end" else repr(written)
         raise FilterError(f"expected a tag, 'not' or '(' but found {what}", pos)
 
 

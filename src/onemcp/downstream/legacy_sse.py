@@ -85,7 +85,7 @@ class LegacySseEndpoint:
         unknown = sorted(set(query) - {"session_id", "sessionId"})
         if unknown or sum(len(v) for v in query.values()) > 1:
             why = (
-                f"unknown query parameter(s): {echo(', '.join(unknown))}"
+                f"unknown query parameter(s): {echo(', '.join(map(repr, unknown)))}"
                 if unknown
                 else "session_id given more than once"
             )

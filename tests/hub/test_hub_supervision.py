@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 import socket
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from fixtures.launch import fixture_command
+from onemcp.config.model import HubConfig
 from onemcp.upstream import pool
 from support.hub import running_hub
 from support.inprocess import fixture, inprocess_hub, tool_call
@@ -76,3 +80,28 @@ async def test_a_remote_server_that_cannot_be_reached_keeps_its_backoff_not_cras
                 assert remote.status != "crash-looping"
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             assert remote.status in ("running", "restarting")  # trying again, or about to
+
+
+async def test_a_command_not_found_waits_for_an_operator_or_a_reload_not_the_backoff(tmp_path: Path) -> None:
+    """Retrying a command that does not exist cannot help (`command-not-found`, no next attempt); once it is
+    installed an admin restart starts it, and a reload that changes a server's command starts that one."""
+    missing = tmp_path / "bin" / "server"  # installed below, as `pip install` would
+    fix = fixture_command()
+    servers: dict[str, Any] = {
+        "later": {"command": str(missing)},
+        "typo": {"command": str(tmp_path / "no-such-server")},
+    }
+    with anyio.fail_after(60):
+        async with running_hub({"mcpServers": servers}, wait=False) as h:
+            hub = h.app.hub
+            while {hub.pool.slots[n].status for n in servers} != {"command-not-found"}:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert {n: hub.pool.slots[n].next_attempt for n in servers} == {"later": None, "typo": None}
+            missing.parent.mkdir()
+            missing.write_text(f"#!/bin/sh\nexec {shlex.join(fix)}\n")
+            missing.chmod(0o755)
+            await hub.restart_server("later")
+            fixed = {**servers, "typo": {"command": fix[0], "args": fix[1:]}}
+            await hub.apply_config(HubConfig.model_validate({"mcpServers": fixed}))
+            while {hub.pool.slots[n].conn.state for n in servers} != {"ready"}:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline

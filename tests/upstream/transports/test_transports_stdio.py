@@ -437,3 +437,55 @@ def test_a_message_over_the_limit_that_is_not_plainly_a_reply_still_stops_the_se
     protocol, delivered, stops = _reading(1024)  # a reply written result first whose end names no id
     _in_pieces(protocol, b'{"result":{"text":"%s"}}\n' % (b"z" * 5000))
     assert delivered == [] and len(stops) == 1
+
+
+# A stand-in for the hub: starts one stdio server through StdioTransport (one that never reads its stdin,
+# so the pipe closing tells it nothing), says the server's pid, and waits to be killed.
+HUB_THAT_IS_KILLED = """
+import sys, anyio
+from onemcp.config.model import ServerConfig
+from onemcp.upstream.transports.stdio import StdioTransport
+async def main():
+    config = ServerConfig.model_validate({"command": sys.executable, "args": ["-c", "import time; time.sleep(600)"]})
+    transport = StdioTransport("deaf", config)
+    async with anyio.create_task_group() as tg:
+        await transport.open(tg, lambda m, i: None, lambda m, e: None)
+        print(transport.pid, flush=True)
+        await anyio.sleep_forever()
+anyio.run(main)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for whoever adopted it to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+async def test_a_killed_hub_leaves_no_server_it_started_running() -> None:
+    """SIGKILL gives the hub no time to stop its servers: each dies with it (PR_SET_PDEATHSIG), even one
+    that does not watch its stdin."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = 0
+    with anyio.fail_after(20):
+        async with await anyio.open_process([sys.executable, "-c", HUB_THAT_IS_KILLED], env=env) as hub:
+            try:
+                assert hub.stdout is not None
+                line = b""
+                async for chunk in hub.stdout:
+                    line += chunk
+                    if line.endswith(b"\n"):
+                        break
+                server = int(line)
+                assert _alive(server)
+                hub.kill()
+                await hub.wait()
+                while _alive(server):
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            finally:
+                if server and _alive(server):
+                    os.kill(server, 9)  # the server this test started, by its pid

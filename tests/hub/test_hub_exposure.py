@@ -224,6 +224,11 @@ async def test_meta_tool_names_stay_the_meta_tools_on_a_hub_of_one_unprefixed_se
             assert f"{meta.SEARCH}(" not in found, found
             described = await session.ask("tools/call", tool_call(meta.SCHEMA, name=meta.SEARCH))
             assert described["result"]["isError"] is True
+            # in full mode an upstream tool of a meta-tool's name is that tool: the meta-tool gives way
+            own = text(await full.ask("tools/call", tool_call(meta.SEARCH, query="added at runtime")))
+            assert own == '{"query":"added at runtime"}', own  # the upstream's tool echoing its arguments
+            meta_one = text(await session.ask("tools/call", search("added at runtime")))
+            assert meta_one != own and "tools" in meta_one, meta_one  # search mode: the meta-tool's answer
 
 
 async def test_the_index_follows_upstream_changes_and_reloads() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -449,3 +451,24 @@ async def test_the_replicas_presets_wait_for_the_edit_lock_off_the_event_loop(
                 assert not written.is_set()
                 release.set()
     assert json.loads(presets.read_text())["presets"] == {"dev": {"filter": "dev"}}
+
+
+async def test_sighup_rereads_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kill -HUP` makes the HTTP hub read mcp.json again, with no file watch to notice the edit."""
+
+    async def no_watch(self: Reloader) -> None:
+        await anyio.sleep_forever()
+
+    monkeypatch.setattr(Reloader, "_watch", no_watch)
+    path = tmp_path / "mcp.json"
+    before = signal.signal(signal.SIGHUP, lambda *_: None)  # until the hub's receiver stands: not the end of pytest
+    try:
+        with anyio.fail_after(DEADLINE):
+            async with reloading(path, {"a": stdio()}) as (hub, reloader):
+                write(path, {"a": stdio(), "b": stdio()})
+                while reloader.reloads == 0:
+                    os.kill(os.getpid(), signal.SIGHUP)  # again: one sent before the receiver stood is lost
+                    await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+                assert set(hub.app.hub.config.servers) == {"a", "b"}
+    finally:
+        signal.signal(signal.SIGHUP, before)

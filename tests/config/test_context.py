@@ -110,3 +110,16 @@ def test_a_branch_git_would_write_is_the_branch(tmp_path: Path, branch: str) -> 
     git.mkdir(parents=True)
     (git / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
     assert project(tmp_path / "repo")["git"] == {"branch": branch}
+
+
+def test_a_signature_is_good_for_ten_minutes() -> None:
+    """server-behaviour.md: a signature older than 10 minutes is stale (and one made in the future past a
+    minute's clock skew is not taken either)."""
+    secret = b"k" * 64
+    for age, good in ((540, True), (660, False), (-30, True), (-90, False)):
+        headers = encode({"project": {}}, secret, now=time.time() - age)
+        if good:
+            assert decode(headers[HEADER], headers[SIGNATURE_HEADER], secret)[1] is True, age
+        else:
+            with pytest.raises(ContextError, match="stale"):
+                decode(headers[HEADER], headers[SIGNATURE_HEADER], secret)

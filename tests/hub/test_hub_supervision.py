@@ -105,3 +105,34 @@ async def test_a_command_not_found_waits_for_an_operator_or_a_reload_not_the_bac
             await hub.apply_config(HubConfig.model_validate({"mcpServers": fixed}))
             while {hub.pool.slots[n].conn.state for n in servers} != {"ready"}:
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+
+async def test_restarts_back_off_from_half_a_second_doubling_to_thirty_with_a_fifth_of_jitter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """server-behaviour.md: 0.5 s doubling to 30 s, ±20 % jitter. The jitter factor records the delay it
+    scales and makes the wait next to nothing, so the test waits for no backoff."""
+    delays: list[float] = []
+    bounds: set[tuple[float, float]] = set()
+
+    class Factor(float):
+        def __rmul__(self, delay: float) -> float:  # `delay * factor`: asked of the factor first (a subclass)
+            delays.append(delay)
+            return 0.0
+
+    class Jitter:
+        @staticmethod
+        def uniform(low: float, high: float) -> float:
+            bounds.add((low, high))
+            return Factor(1.0)
+
+    monkeypatch.setattr(pool, "random", Jitter)
+    monkeypatch.setattr(pool, "RESTART_BUDGET", 1000)  # not crash-looping's long wait
+    crash = fixture_command("--crash-on-start")
+    with anyio.fail_after(60):
+        async with running_hub({"mcpServers": {"dead": {"command": crash[0], "args": crash[1:]}}}, wait=False) as h:
+            while len(delays) < 9:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert h.app.hub.pool.slots["dead"].status in ("restarting", "running")
+    assert delays[:9] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert bounds == {(0.8, 1.2)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ async def test_a_remote_server_that_cannot_be_reached_keeps_its_backoff_not_cras
                 assert remote.status != "crash-looping"
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             assert remote.status in ("running", "restarting")  # trying again, or about to
+            while dying.next_attempt is None:  # set just after the status
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            assert 240 < dying.next_attempt - time.time() <= 300  # tried again in 5 minutes
 
 
 async def test_a_command_not_found_waits_for_an_operator_or_a_reload_not_the_backoff(tmp_path: Path) -> None:

@@ -10,6 +10,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from onemcp.auth.access import SSE, decide
@@ -18,7 +21,9 @@ from onemcp.downstream import legacy_sse
 from onemcp.hub.session import OUTBOX_BYTES, Session
 from onemcp.observability.limits import HITS
 from onemcp.protocol import jsonrpc
+from onemcp.search import meta
 from support.hub import RunningHub, running_hub
+from support.results import text_of
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
@@ -142,3 +147,25 @@ async def test_an_sse_session_whose_stream_closes_cancels_its_calls_upstream() -
                 "text"
             ] != "0":
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline (the cancel is a notification)
+
+
+async def test_an_sse_client_chooses_its_view_and_exposure_in_the_stream_s_query() -> None:
+    """server-behaviour.md: views and `exposure=` apply at /sse as at /mcp (the /messages POSTs take
+    session_id only: the stream's query decides for the whole session)."""
+    cmd = fixture_command()
+    servers = {
+        "fx": {"command": cmd[0], "args": cmd[1:], "tags": ["in"]},
+        "other": {"command": cmd[0], "args": cmd[1:], "tags": ["out"]},
+    }
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers}) as hub:
+            async with Client(sse_client(f"{hub.base}/sse?tags=in"), mode="legacy", cache=None) as c:
+                assert {t.name.split("__")[0] for t in (await c.list_tools()).tools} == {"fx"}
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("other__echo", {"message": "x"})
+                assert err.value.error.code == -32602  # outside the view: unknown
+            query = "filter=in%20or%20out&exposure=search"
+            async with Client(sse_client(f"{hub.base}/sse?{query}"), mode="legacy", cache=None) as c:
+                assert {t.name for t in (await c.list_tools()).tools} == set(meta.NAMES)
+                found = await c.call_tool(meta.SEARCH, {"query": "echo a message", "server": "other"})
+                assert "other__echo(" in text_of(found)

@@ -85,3 +85,15 @@ def test_a_server_a_reload_removed_is_not_summarised_while_its_calls_drain() -> 
     text = render_instructions(config, catalog, pool, EVERYTHING)
     assert "- a:" not in text and "a says hi" not in text and "1 MCP server(s)" in text, text
     assert "- b: b-product (ready; 2 tools, 0 prompts)" in text
+
+
+def test_a_servers_text_is_cut_after_16_kib_and_its_title_after_100_characters() -> None:
+    config, catalog, pool = setup()
+
+    def conn(name: str) -> Any:
+        return SimpleNamespace(server_info={"name": "T" * 500}, state="ready", instructions="i" * 100_000)
+
+    pool.get = conn
+    text = render_instructions(config, catalog, pool, EVERYTHING)
+    assert f"- a: {'T' * 100} [cut] (ready;" in text  # one line, its first 100 characters
+    assert f"{'i' * 16 * 1024} [cut]" in text and "i" * (16 * 1024 + 1) not in text

@@ -472,3 +472,17 @@ async def test_sighup_rereads_the_config(tmp_path: Path, monkeypatch: pytest.Mon
                 assert set(hub.app.hub.config.servers) == {"a", "b"}
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+async def test_a_preset_naming_a_tag_no_server_has_is_kept_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`?filter=typo` is a 400; a preset with that typo (written by hand) was an empty view with nothing said."""
+    path = tmp_path / "mcp.json"
+    with anyio.fail_after(DEADLINE):
+        async with reloading(path, {"a": stdio(tags=["dev"])}) as (_, reloader):
+            caplog.set_level("WARNING", logger="onemcp.reload")
+            (tmp_path / "presets.json").write_text(json.dumps({"presets": {"p": {"filter": "dve or dev"}}}))
+            assert reloader.load_presets() and reloader.last_error is None  # kept: a server may come to have it
+            said = [r.getMessage() for r in caplog.records if r.name == "onemcp.reload"]
+            assert said == ["preset 'p' names tag(s) no server has: 'dve' (the tags in use: dev)"]

@@ -21,7 +21,9 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskStatus
 
+from onemcp.catalog.views import known_tags
 from onemcp.config.files import locked
+from onemcp.config.filters import parse, tags_named
 from onemcp.config.load import ConfigError, load_config
 from onemcp.config.model import HubConfig
 from onemcp.config.presets import PresetError, load_presets, read_document, save
@@ -122,6 +124,7 @@ class Reloader:
             log.error("presets change refused, keeping the presets in use: %s", exc)
             return False
         self.presets_error = None
+        self._warn_unknown_tags(loaded)
         if self.hub.replicas is not None:  # replicas on one Redis: a change here reaches the others
             self.hub.replicas.presets_loaded(loaded)
         return True
@@ -131,6 +134,22 @@ class Reloader:
         before the edit is answered, so that the client's next request may use them at any replica."""
         if self.load_presets() and self.hub.replicas is not None:
             await self.hub.replicas.share_presets()
+
+    def _warn_unknown_tags(self, presets: dict[str, dict[str, str]]) -> None:
+        """A preset naming a tag no server has is most likely a typo, and its view is empty: kept (for servers
+        still to come, as `onemcp preset` keeps it), but said, as `?filter=` with that tag is a 400."""
+        known = known_tags(self.hub.config)
+        if known is None:
+            return  # a template renders its own tags: any may exist
+        for name, entry in presets.items():
+            unknown = sorted(tags_named(parse(entry["filter"])) - known)
+            if unknown:
+                log.warning(
+                    "preset %r names tag(s) no server has: %s (the tags in use: %s)",
+                    name,
+                    ", ".join(map(repr, unknown)),
+                    ", ".join(sorted(known)) or "none",
+                )
 
     async def _write_presets(self, presets: dict[str, Any]) -> None:
         """The replicas' presets into this replica's presets.json, and in use (at start, before the watch).

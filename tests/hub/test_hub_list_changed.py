@@ -44,3 +44,23 @@ async def test_a_modern_listen_stream_hears_list_changed_for_its_view() -> None:
                 assert note["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "L1"
             _, (listed,) = await h.client.modern("tools/list", query="tags=blue")
             assert "beta__fresh" in [t["name"] for t in listed["result"]["tools"]]
+
+
+async def test_a_session_not_yet_initialized_hears_no_list_changed() -> None:
+    """server-behaviour.md: a session's unrelated messages go out only once it is initialized (stdio's one
+    legacy session, which a 2026-07-28 client never initializes, gets nothing it did not ask for)."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            everyone = await h.session()
+            silent = await h.session()
+            waiting = h.app.hub.find_session(silent.id)
+            assert waiting is not None
+            waiting.initialized = False  # as after `initialize` and before `notifications/initialized`
+            async with everyone.listen() as stream:
+                await everyone.ask("tools/call", tool_call("beta__add_tool", name="fresh"))
+                assert (await stream.message())["method"] == "notifications/tools/list_changed"
+                assert waiting.queued_bytes == 0  # announced to every session at once: none for it
+                assert await silent.post({"jsonrpc": "2.0", "method": "notifications/initialized"}) == 202
+                await everyone.ask("tools/call", tool_call("beta__add_tool", name="later"))
+                assert (await stream.message())["method"] == "notifications/tools/list_changed"
+                assert waiting.queued_bytes > 0  # initialized now: its list_changed waits on its stream

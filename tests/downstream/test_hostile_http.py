@@ -518,6 +518,8 @@ async def test_messages_takes_session_id_only_and_a_json_body(target: Target) ->
         for url, headers, status in (
             (f"{base}&foo=1", HEADERS, 400),
             (f"{base}&session_id=zzz", HEADERS, 400),
+            (f"{base}&sessionId={target.sse_session}", HEADERS, 400),  # once: which would win is a guess
+            (f"{target.hub.base}/messages?sessionId={target.sse_session}", HEADERS, 202),  # the TypeScript SDK's name
             (base, {**HEADERS, "content-type": "text/plain"}, 415),
             (base, {**HEADERS, "content-type": "application/json; charset=latin1"}, 415),
             (base, HEADERS, 202),

@@ -3,8 +3,6 @@ wait or another error does not open it; one breaker per URL."""
 
 from __future__ import annotations
 
-import threading
-
 import anyio
 import anyio.to_thread
 import pytest
@@ -117,24 +115,3 @@ async def test_an_asyncio_command_goes_through_the_breaker_too() -> None:
     now[0] = 6.0
     assert await breaker.attempt(command, "three") == "three" and not breaker.open
     assert asked == ["one", "fail", "three"]
-
-
-async def test_a_writer_flush_waits_for_the_writes_put_before_it() -> None:
-    """`flush` returns once the writes put so far are done (False if they still wait after `wait`),
-    without holding the event loop; with nothing ever put it returns at once."""
-    writer = redis_link.Writer(Breaker(), "a test write")
-    assert await writer.flush(0)  # no thread: nothing to wait for
-    started, release = threading.Event(), threading.Event()
-    done: list[int] = []
-
-    def slow() -> None:
-        started.set()
-        release.wait(30)
-        done.append(1)
-
-    writer.put(slow)
-    await anyio.to_thread.run_sync(started.wait, 30)
-    assert not await writer.flush(0.01)  # still writing
-    release.set()
-    assert await writer.flush(30) and done == [1]
-    writer.close()

@@ -12,13 +12,14 @@ its success closes the breaker. The breaker is shared by everything that names t
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
+
+from onemcp.config.writer import OrderedWriter
 
 T = TypeVar("T")
 log = logging.getLogger("onemcp.redis")
@@ -121,62 +122,27 @@ class Breaker:
                 self._probing = False
 
 
-class Writer:
+class Writer(OrderedWriter[Callable[[], object]]):
     """Writes nobody waits for (`put`: a blocking callable), done in the order they were put by one
     thread of their own through `breaker`; when `limit` already wait, or Redis failed, one is dropped
     (and said, with `what`). `flush` waits (off the loop) for the writes put so far: for what another
     replica must be able to read before this one tells anyone of it."""
 
     def __init__(self, breaker: Breaker, what: str, limit: int = 1_000) -> None:
+        super().__init__(f"onemcp-redis-{what}", what, "Redis", log, limit)
         self.breaker = breaker
-        self.what = what
-        self._jobs: queue.Queue[Callable[[], object] | threading.Event | None] = queue.Queue(limit)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
-    def put(self, job: Callable[[], object] | threading.Event) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"onemcp-redis-{self.what}", daemon=True)
-                self._thread.start()
+    def do(self, job: Callable[[], object]) -> None:
         try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            log.warning("%s not written to Redis: %d writes already wait", self.what, self._jobs.maxsize)
+            self.breaker.run(job)
+        except RedisSkipped:
+            log.warning("%s not written to Redis: it failed in the last few seconds", self.what)
+        except errors() as exc:
+            log.warning("%s not written to Redis: %s", self.what, exc)
 
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            if isinstance(job, threading.Event):
-                job.set()
-                continue
-            try:
-                self.breaker.run(job)
-            except RedisSkipped:
-                log.warning("%s not written to Redis: it failed in the last few seconds", self.what)
-            except errors() as exc:
-                log.warning("%s not written to Redis: %s", self.what, exc)
-            except Exception:  # the top of this thread: said, and the writes after it still go
-                log.exception("%s not written to Redis: an internal error", self.what)
-
-    async def flush(self, wait: float) -> bool:
-        """Wait, on a worker thread, up to `wait` seconds for the writes put so far; False if they still wait."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            return True
-        done = threading.Event()
-        self.put(done)
-        return await anyio.to_thread.run_sync(done.wait, wait)
-
-    def close(self, wait: float = 5.0) -> None:
+    def close(self, wait: float = 5.0) -> bool:
         """Stop after the writes already put (waits `wait` seconds at most)."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            try:
-                self._jobs.put(None, timeout=wait)
-            except queue.Full:
-                return
-            thread.join(wait)
+        return super().close(wait)
 
 
 _BREAKERS: dict[str, Breaker] = {}

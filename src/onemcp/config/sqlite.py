@@ -17,15 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio.to_thread
+from onemcp.config.writer import OrderedWriter
 
 BUSY_SECONDS = 30.0
 CLOSE_WAIT = 5.0  # seconds closing a `Writer` waits for the writes still queued
@@ -66,7 +64,7 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
 Job = Callable[[sqlite3.Connection], object]
 
 
-class Writer:
+class Writer(OrderedWriter[Job]):
     """Writes nobody waits for, to one store file, off the event loop: done in the order they were put
     (`put`: a callable given the connection) by one thread with a connection of its own, opened there.
 
@@ -78,61 +76,29 @@ class Writer:
     """
 
     def __init__(self, path: Path, schema: str, what: str, log: logging.Logger, limit: int = 10_000) -> None:
-        self.path, self.schema, self.what, self.log = path, schema, what, log
-        self._jobs: queue.Queue[Job | threading.Event | None] = queue.Queue(limit)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        super().__init__(f"onemcp-sqlite-{path.name}", what, str(path), log, limit)
+        self.path, self.schema = path, schema
+        self._db: sqlite3.Connection | None = None
 
-    def put(self, job: Job | threading.Event | None) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"onemcp-sqlite-{self.path.name}", daemon=True)
-                self._thread.start()
+    def do(self, job: Job) -> None:
         try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            self.log.warning("%s not written to %s: %d writes already wait", self.what, self.path, self._jobs.maxsize)
+            if self._db is None:
+                self._db = open_store(self.path, self.schema)
+            job(self._db)
+        except (OSError, sqlite3.Error) as exc:
+            self.log.warning("%s not written to %s: %s", self.what, self.path, exc)
 
-    def _run(self) -> None:
-        db: sqlite3.Connection | None = None
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                break
-            if isinstance(job, threading.Event):
-                job.set()
-                continue
-            try:
-                if db is None:
-                    db = open_store(self.path, self.schema)
-                job(db)
-            except (OSError, sqlite3.Error) as exc:
-                self.log.warning("%s not written to %s: %s", self.what, self.path, exc)
-            except Exception:  # the thread's boundary: said, and the next write goes on
-                self.log.exception("%s not written to %s: an internal error", self.what, self.path)
+    def finish(self) -> None:
+        db, self._db = self._db, None
         if db is not None:
             db.close()
 
-    def _done(self) -> threading.Event | None:
-        """An event set once the writes put so far are done; None when no thread writes (nothing was put)."""
-        if self._thread is None or not self._thread.is_alive():
-            return None
-        done = threading.Event()
-        self.put(done)
-        return done
-
     async def flush(self, wait: float = CLOSE_WAIT) -> bool:
-        """Wait, on a worker thread, up to `wait` seconds for the writes put so far; False if they still wait."""
-        done = self._done()
-        return done is None or await anyio.to_thread.run_sync(done.wait, wait)
+        return await super().flush(wait)
 
-    def close(self, wait: float = CLOSE_WAIT) -> None:
+    def close(self, wait: float = CLOSE_WAIT) -> bool:
         """Finish the writes still waiting (up to `wait` seconds), then close the connection."""
-        thread = self._thread
-        if thread is None:
-            return
-        self.put(None)
-        thread.join(wait)
-        if thread.is_alive():
+        closed = super().close(wait)
+        if not closed:
             self.log.warning("%s: writes to %s still wait for its lock; left to finish", self.what, self.path)
-        self._thread = None
+        return closed

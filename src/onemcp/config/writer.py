@@ -1,0 +1,89 @@
+"""One thread of its own doing writes nobody waits for, in the order they were put: the shape the SQLite
+store writer (`config.sqlite.Writer`) and the Redis writer (`config.redis_link.Writer`) share.
+
+Boundary: owns the thread, the queue and its order, `flush` and `close`; not what a write is or how it
+fails (a subclass's `do`, and its `finish` when the thread ends). `put` never blocks: past `limit`
+waiting, the write is dropped and said. `flush` waits off the event loop for the writes put so far (for
+what someone else must be able to read before an answer goes out); `close` for those still waiting, up
+to a deadline, then leaves them to the thread (a daemon: the process may end first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from typing import Generic, TypeVar
+
+import anyio.to_thread
+
+J = TypeVar("J")
+
+
+class OrderedWriter(Generic[J]):
+    """Writes (`J`, done by `do`) in the order put, on a thread named `name`; `what` and `where` say in
+    a log line what was not written where."""
+
+    def __init__(self, name: str, what: str, where: str, log: logging.Logger, limit: int) -> None:
+        self.name, self.what, self.where, self.log = name, what, where, log
+        self._jobs: queue.Queue[J | threading.Event | None] = queue.Queue(limit)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()  # the current thread's: end once the queue is empty (`close`)
+        self._lock = threading.Lock()
+
+    def do(self, job: J) -> None:
+        """Write `job` on the writer's thread; what it raises is said, and the next write goes on."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """The thread ends (`close`): let go of what `do` holds."""
+
+    def put(self, job: J) -> None:
+        self._enqueue(job)
+
+    def _enqueue(self, job: J | threading.Event) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._run, args=(self._stop,), name=self.name, daemon=True)
+                self._thread.start()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            self.log.warning("%s not written to %s: %d writes already wait", self.what, self.where, self._jobs.maxsize)
+
+    def _run(self, stop: threading.Event) -> None:
+        try:
+            while not (stop.is_set() and self._jobs.empty()) and (job := self._jobs.get()) is not None:
+                if isinstance(job, threading.Event):
+                    job.set()
+                    continue
+                try:
+                    self.do(job)
+                except Exception:  # the thread's boundary: said, and the next write goes on
+                    self.log.exception("%s not written to %s: an internal error", self.what, self.where)
+        finally:
+            self.finish()
+
+    async def flush(self, wait: float) -> bool:
+        """Wait, on a worker thread, up to `wait` seconds for the writes put so far; False if they still wait."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return True
+        done = threading.Event()
+        self._enqueue(done)
+        return await anyio.to_thread.run_sync(done.wait, wait)
+
+    def close(self, wait: float) -> bool:
+        """Stop after the writes already put, waiting up to `wait` seconds; False if some still wait (left to
+        the thread). A `put` after this starts a new thread."""
+        with self._lock:
+            thread, stop, self._thread = self._thread, self._stop, None
+        if thread is None:
+            return True
+        stop.set()
+        with contextlib.suppress(queue.Full):  # (full: the thread sees `stop` once it has emptied the queue)
+            self._jobs.put_nowait(None)  # wakes a thread waiting for a write
+        thread.join(wait)
+        return not thread.is_alive()

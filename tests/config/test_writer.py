@@ -1,0 +1,75 @@
+"""The ordered writer thread both store writers share: the order kept, a failing write said and the next
+done, past its limit a write dropped and said, `flush` and `close` waiting for what was put before them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from onemcp.config.writer import OrderedWriter
+
+pytestmark = pytest.mark.anyio
+log = logging.getLogger("onemcp.test.writer")
+
+
+class Calls(OrderedWriter[Callable[[], object]]):
+    """Each write a callable, called on the writer's thread."""
+
+    def __init__(self, limit: int = 100) -> None:
+        super().__init__("onemcp-test-writer", "a test write", "the test", log, limit)
+        self.finished = 0
+
+    def do(self, job: Callable[[], object]) -> None:
+        job()
+
+    def finish(self) -> None:
+        self.finished += 1
+
+
+def broken() -> None:
+    raise TypeError("a bug")
+
+
+def test_writes_are_done_in_order_and_one_that_raises_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    writer, done, names = Calls(), [], set()
+
+    def write(n: int) -> Callable[[], None]:
+        return lambda: (done.append(n), names.add(threading.current_thread().name))  # type: ignore[func-returns-value]
+
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        for job in (write(1), broken, write(2), write(3)):
+            writer.put(job)
+        assert writer.close(30)
+    assert done == [1, 2, 3] and names == {"onemcp-test-writer"} and writer.finished == 1
+    assert "a test write not written to the test: an internal error" in caplog.text and "TypeError" in caplog.text
+
+
+async def test_flush_and_close_wait_for_what_was_put_before_them(caplog: pytest.LogCaptureFixture) -> None:
+    writer = Calls(limit=2)
+    assert await writer.flush(0) and writer.close(0)  # nothing ever put: no thread, nothing to wait for
+    started, release = threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def slow() -> None:
+        started.set()
+        release.wait(30)
+        done.append(1)
+
+    writer.put(slow)
+    await anyio.to_thread.run_sync(started.wait, 30)
+    assert not await writer.flush(0.01)  # still writing (its marker waits in the queue: 1 of 2)
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        writer.put(lambda: done.append(2))
+        writer.put(lambda: done.append(3))  # the queue is full: dropped, said
+    assert "a test write not written to the test: 2 writes already wait" in caplog.text
+    assert not writer.close(0.01)  # the slow write still holds the thread: left to it
+    release.set()
+    with anyio.fail_after(30):
+        while writer.finished == 0:
+            await anyio.sleep(0.001)  # allowed-sleep: polling with a deadline (the thread ends on its own)
+    assert done == [1, 2]

@@ -36,10 +36,14 @@ def broken() -> None:
 
 
 def test_writes_are_done_in_order_and_one_that_raises_is_said(caplog: pytest.LogCaptureFixture) -> None:
-    writer, done, names = Calls(), [], set()
+    writer, done, names = Calls(), list[int](), set[str]()
 
     def write(n: int) -> Callable[[], None]:
-        return lambda: (done.append(n), names.add(threading.current_thread().name))  # type: ignore[func-returns-value]
+        def job() -> None:
+            done.append(n)
+            names.add(threading.current_thread().name)
+
+        return job
 
     with caplog.at_level(logging.WARNING, logger=log.name):
         for job in (write(1), broken, write(2), write(3)):

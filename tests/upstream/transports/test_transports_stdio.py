@@ -489,3 +489,22 @@ async def test_a_killed_hub_leaves_no_server_it_started_running() -> None:
             finally:
                 if server and _alive(server):
                     os.kill(server, 9)  # the server this test started, by its pid
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", UVLOOP])
+async def test_a_child_that_exits_before_the_spawn_returns_is_reported_by_its_exit(anyio_backend: object) -> None:
+    """On uvloop a child that exits at once (`/bin/false`, a server missing its API key) may have closed its
+    stdin pipe before the spawn returned: the write limits set on it then raised RuntimeError, logged with a
+    traceback, and /health said `internal error: ExceptionGroup(... the handler is closed ...)` instead of
+    its exit code (about one start in two)."""
+    for _ in range(12):  # a race: each start may or may not lose it
+        transport = StdioTransport("s", ServerConfig(command="false"))
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                await transport.open(tg, lambda msg, related: None, lambda m, e: None)
+                try:
+                    await transport.closed.wait()
+                finally:
+                    await transport.aclose()
+        assert transport.close_reason == "process exited with code 1"

@@ -431,7 +431,10 @@ class StdioTransport(Transport):
         self._proc = proc
         self._protocol = protocol
         self._stdin = cast(asyncio.WriteTransport, proc.get_pipe_transport(0))
-        self._stdin.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_HIGH_WATER)  # `protocol.drained`
+        # uvloop: a child that exited at once may have closed its stdin pipe before the spawn returned, and
+        # the pipe then refuses this (RuntimeError); nothing will be written to it, and its exit is reported
+        with contextlib.suppress(RuntimeError):
+            self._stdin.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_HIGH_WATER)  # `protocol.drained`
         if proc.get_returncode() is not None:
             self.child_exited()
         elif box is not None and sandbox.watched(box):

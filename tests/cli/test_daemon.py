@@ -327,3 +327,37 @@ def test_status_names_a_server_whose_circuit_is_open() -> None:
     assert summary(health) == (
         "3 server(s): 1 failed, 2 ready; failed: c (process exited with code 1); circuit open (it answers no call): a"
     )
+
+
+def test_status_names_a_server_that_keeps_failing_to_start() -> None:
+    """A server that never answers its handshake is "starting" again and again: the summary said "1 starting"
+    with every retry, never that it failed or why."""
+    from onemcp.cli.daemon import summary
+
+    health = {
+        "upstreams": {
+            "a": {"state": "ready", "breaker": "closed"},
+            "b": {"state": "starting", "breaker": "closed", "lastError": None},  # its first try
+            "c": {"state": "starting", "breaker": "closed", "lastError": "did not start within 30s (attempt 4)"},
+        }
+    }
+    assert summary(health) == "3 server(s): 1 ready, 2 starting; still trying: c (did not start within 30s (attempt 4))"
+
+
+def test_status_says_a_config_change_waits_for_a_restart(config_dir: Path) -> None:
+    """`onemcp.auth` added to mcp.json of a running hub waits for a restart: status said "degraded" and "1
+    server(s): 1 ready", not why, though the README has it say why a hub is degraded."""
+    assert onemcp(config_dir, "start", "--port", "0").returncode == 0
+    config = config_dir / "mcp.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "onemcp": {"auth": {"apiKeys": True}}}))
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the hub notices the file by itself
+        status = onemcp(config_dir, "status")
+        if "degraded" in status.stdout or time.monotonic() > deadline:
+            break
+    assert status.returncode == 1, status.stdout
+    said = "onemcp.auth changed in the config: the hub applies it when restarted (`onemcp restart`)"
+    assert said in status.stdout, status.stdout
+    shown = onemcp(config_dir, "mcp", "status")
+    assert "status  degraded, 0 session(s)" in shown.stdout and f"        {said}\n" in shown.stdout, shown.stdout
+    assert onemcp(config_dir, "stop").returncode == 0

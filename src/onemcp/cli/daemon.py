@@ -255,9 +255,30 @@ def summary(health: dict[str, Any]) -> str:
         for name, u in ups.items()
         if u.get("state") == "failed"
     ]
+    retrying = [  # "starting" again and again: it never comes up, and says why
+        f"{name} ({(u.get('lastError') or '').splitlines()[0][:80]})"
+        for name, u in ups.items()
+        if u.get("state") == "starting" and u.get("lastError")
+    ]
     stuck = [name for name, u in ups.items() if u.get("breaker") in ("open", "half-open")]
     text = f"{len(ups)} server(s): {counts or 'none'}" + (f"; failed: {', '.join(failed)}" if failed else "")
+    text += f"; still trying: {', '.join(retrying)}" if retrying else ""
     return text + (f"; circuit open (it answers no call): {', '.join(stuck)}" if stuck else "")
+
+
+def hub_notes(health: dict[str, Any]) -> list[str]:
+    """Why a hub whose servers may all be ready is "degraded": what /health says of its config and Redis."""
+    config: dict[str, Any] = health.get("config") or {}
+    notes = []
+    if config.get("lastError"):
+        notes.append(f"the config was refused, the hub serves the one before it: {config['lastError']}")
+    if config.get("restartNeeded"):
+        waiting = ", ".join(str(key) for key in config["restartNeeded"])
+        notes.append(f"{waiting} changed in the config: the hub applies it when restarted (`onemcp restart`)")
+    redis = (health.get("replicas") or {}).get("redis")
+    if redis is not None and redis != "connected":
+        notes.append(f"its Redis is {redis}: sessions and limits are this replica's alone until it is back")
+    return notes
 
 
 # ----------------------------------------------------------------------------- commands
@@ -378,9 +399,8 @@ def status(path: Path, *, as_json: bool) -> int:
         print(f"onemcp: running at {found['url']} (pid {found.get('pid')}), {state}")
         if isinstance(health, dict):
             print(f"onemcp: {summary(health)}")
-            refused = (health.get("config") or {}).get("lastError")
-            if refused:  # "degraded" with every server ready: say why
-                print(f"onemcp: the config was refused, the hub serves the one before it: {refused}")
+            for note in hub_notes(health):  # "degraded" with every server ready: say why
+                print(f"onemcp: {note}")
     return 0 if ok else 1
 
 

@@ -318,7 +318,7 @@ def running_hub(config_path: Path) -> dict[str, Any]:
 def _status(args: argparse.Namespace) -> int:
     import httpx
 
-    from onemcp.cli.daemon import auth_headers, refusal
+    from onemcp.cli.daemon import auth_headers, hub_notes, refusal
 
     runtime: dict[str, Any] = {"url": args.url} if args.url else running_hub(resolve_path(args.config))
     base = hub_base(runtime["url"])
@@ -345,6 +345,8 @@ def _status(args: argparse.Namespace) -> int:
     if runtime.get("config"):
         print(f"config  {runtime['config']}")
     print(f"status  {health.get('status')}, {health.get('sessions', 0)} session(s), version {health.get('version')}")
+    for note in hub_notes(health):  # "degraded" with every server ready: say why
+        print(f"        {note}")
     upstreams: dict[str, Any] = health.get("upstreams") or {}
     if not upstreams:
         print("no servers")

@@ -4,6 +4,7 @@ stdout, a line past maxResponseBytes."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -508,3 +509,19 @@ async def test_a_child_that_exits_before_the_spawn_returns_is_reported_by_its_ex
                 finally:
                     await transport.aclose()
         assert transport.close_reason == "process exited with code 1"
+
+
+@pytest.mark.anyio
+async def test_a_child_killed_by_a_signal_is_said_so() -> None:
+    """It said "process exited with code -9": the signal, as an operator reads it, says what ended it."""
+    transport = StdioTransport("s", ServerConfig(command="sleep", args=["1000"]))
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            await transport.open(tg, lambda msg, related: None, lambda m, e: None)
+            try:
+                assert transport.pid is not None
+                os.kill(transport.pid, signal.SIGKILL)
+                await transport.closed.wait()
+            finally:
+                await transport.aclose()
+    assert transport.close_reason == "process was killed by signal 9 (SIGKILL)"

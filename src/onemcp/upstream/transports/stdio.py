@@ -380,6 +380,18 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self.owner.child_exited(self._process.get_returncode() if self._process is not None else None)
 
 
+def _exit_said(code: int | None) -> str:
+    """ "process exited with code 1", or for a negative code, the signal that ended it (an operator's kill,
+    the OOM killer): "process was killed by signal 9 (SIGKILL)"."""
+    if code is None or code >= 0:
+        return f"process exited with code {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    return f"process was killed by signal {-code}{name}"
+
+
 class StdioTransport(Transport):
     kind = "stdio"
 
@@ -460,7 +472,7 @@ class StdioTransport(Transport):
             return
         last = next((line for line in reversed(self.stderr_tail) if line.strip()), None)
         said = f"; its stderr ended: {last.strip()[:300]}" if last else ""  # "API_KEY is not set" is the why
-        self._mark_closed(f"process exited with code {code}{said}")
+        self._mark_closed(f"{_exit_said(code)}{said}")
 
     def _mark_closed(self, reason: str) -> None:
         super()._mark_closed(reason)

@@ -277,3 +277,18 @@ def test_concurrent_creates_take_turns_and_none_is_lost(config_dir: Path, capsys
     assert "Traceback" not in capsys.readouterr().err
     assert codes == [0] * len(names)
     assert set(presets(config_dir)) == set(names)
+
+
+@pytest.mark.parametrize("entry", [{"filter": "dev or"}, {"filter": "dev", "exposur": "search"}])
+def test_list_and_show_warn_of_a_file_the_hub_refuses(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], entry: dict[str, str]
+) -> None:
+    """presets.json edited by hand with a broken filter or a misspelt key: the hub refuses it and keeps the
+    presets it had, but `preset list` and `show` printed the file's presets with not a word (`mcp list`
+    warns of a config the hub cannot load)."""
+    (config_dir / "presets.json").write_text(json.dumps({"presets": {"dev": entry}}))
+    for argv in (["preset", "list"], ["preset", "list", "--json"], ["preset", "show", "dev"]):
+        code, out, err = cli(capsys, *argv)
+        assert code == 0 and "dev" in out
+        assert err.startswith("onemcp: warning: the hub cannot load this file, it keeps the presets it had: "), err
+        assert "presets.dev." in err, err

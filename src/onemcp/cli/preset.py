@@ -35,6 +35,7 @@ from onemcp.config.presets import (
     presets_path,
     read_document,
     save,
+    validate,
 )
 
 DEFAULT_HUB_URL = "http://127.0.0.1:3050/mcp"
@@ -226,8 +227,17 @@ def _delete(path: Path, name: str) -> int:
 
 
 # ---------------------------------------------------------------------- reading
+def _warn_if_invalid(doc: Document, path: Path) -> None:
+    """A file edited by hand that the hub refuses: what is shown is not what the hub serves."""
+    try:
+        validate(doc, source=str(path))
+    except PresetError as exc:
+        print(f"onemcp: warning: the hub cannot load this file, it keeps the presets it had: {exc}", file=sys.stderr)
+
+
 def _list(path: Path, as_json: bool) -> int:
     doc = read_document(path)
+    _warn_if_invalid(doc, path)
     rows = [{"name": name, **_shown(entry_of(doc, name))} for name in presets_of(doc)]
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -250,7 +260,9 @@ def _shown(entry: dict[str, Any]) -> dict[str, str]:
 
 
 def _show(path: Path, name: str, as_json: bool) -> int:
-    entry = _shown(_existing(read_document(path), name, path))
+    doc = read_document(path)
+    _warn_if_invalid(doc, path)
+    entry = _shown(_existing(doc, name, path))
     if as_json:
         sys.stdout.write(orjson.dumps({"name": name, **entry}, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
@@ -290,7 +302,9 @@ def _test(path: Path, config_path: Path, name: str, as_json: bool) -> int:
     from onemcp.config.filters import parse
     from onemcp.config.load import ConfigError
 
-    entry = _shown(_existing(read_document(path), name, path))
+    doc = read_document(path)
+    _warn_if_invalid(doc, path)
+    entry = _shown(_existing(doc, name, path))
     check_filter(entry["filter"], preset=name)
     node = parse(entry["filter"])
     if not config_path.exists():

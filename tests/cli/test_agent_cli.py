@@ -284,7 +284,16 @@ def test_a_hub_that_requires_a_token(tmp_path: Path) -> None:
         keyed.start()
         keyed.wait_ready()
         refused = onemcp("run", "demo/echo", "--args", '{"text": "x"}', config_dir=config.parent)
-        assert refused.returncode == 1 and "requires a token" in refused.stderr and "ONEMCP_TOKEN" in refused.stderr
+        assert refused.returncode == 1 and "requires a token: set ONEMCP_TOKEN to an API key" in refused.stderr
+        wrong = subprocess.run(  # it said "requires a token, and one was refused"
+            [sys.executable, "-m", "onemcp", "run", "demo/echo", "--args", '{"text": "x"}'],
+            env={**clean_env(config.parent), "ONEMCP_TOKEN": "omk_not_a_key"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=EXIT_DEADLINE,
+        )
+        assert wrong.returncode == 1 and "refused $ONEMCP_TOKEN (HTTP 401: not a key it knows" in wrong.stderr
         refused = onemcp("inspect", "--json", config_dir=config.parent)
         assert refused.returncode == 1 and json.loads(refused.stdout)["error"]["kind"] == "auth"
         key = onemcp("auth", "key", "create", "--name", "agent", config_dir=config.parent).stdout.strip()

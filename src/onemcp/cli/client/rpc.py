@@ -159,8 +159,11 @@ class HubClient:
         except HubHttpError as exc:
             raise HubUnreachable(f"{self.url}: the reply broke off: {exc}") from None
         if response.status == 401:
-            hint = "was refused" if self._auth else f"is needed: set {TOKEN_ENV} (`onemcp auth key create` makes one)"
-            raise HubUnreachable(f"{self.url} requires a token, and one {hint}", "auth")
+            if self._auth:
+                said = f"refused ${TOKEN_ENV} (HTTP 401: not a key it knows, or one revoked or expired)"
+            else:
+                said = f"requires a token: set {TOKEN_ENV} to an API key (`onemcp auth key create` makes one)"
+            raise HubUnreachable(f"the hub at {self.url} {said}", "auth")
         doc = _json(data, self.url) if ctype == "application/json" else None
         if isinstance(doc, dict) and doc.get("id") == rid and ("result" in doc or "error" in doc):
             return doc

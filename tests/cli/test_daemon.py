@@ -361,3 +361,20 @@ def test_status_says_a_config_change_waits_for_a_restart(config_dir: Path) -> No
     shown = onemcp(config_dir, "mcp", "status")
     assert "status  degraded, 0 session(s)" in shown.stdout and f"        {said}\n" in shown.stdout, shown.stdout
     assert onemcp(config_dir, "stop").returncode == 0
+
+
+def test_status_names_tools_withheld_since_their_definition_changed() -> None:
+    """An operator's own edit (mcp-server-time's --local-timezone) changed two tools' descriptions: they were
+    withheld from every client while status said "ok, 5 server(s): 5 ready" and mcp status "time ... 0"."""
+    from onemcp.cli.daemon import hub_notes
+
+    changed = [
+        {"server": "time", "tool": "convert_time", "seenAt": 1.0, "mode": "withhold"},
+        {"server": "time", "tool": "get_current_time", "seenAt": 1.0, "mode": "withhold"},
+        {"server": "mine", "tool": "echo", "seenAt": 1.0, "mode": "report"},  # passed on: nothing to do
+    ]
+    assert hub_notes({"status": "ok", "pins": {"mode": "withhold", "changed": changed}}) == [
+        "withheld from clients, their definition changed since approved: time/convert_time, time/get_current_time"
+        " (`onemcp mcp pins` shows the change, `onemcp mcp approve SERVER[/TOOL]` approves it)"
+    ]
+    assert hub_notes({"status": "ok", "pins": {"mode": "withhold", "changed": []}}) == []

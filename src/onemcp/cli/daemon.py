@@ -267,9 +267,17 @@ def summary(health: dict[str, Any]) -> str:
 
 
 def hub_notes(health: dict[str, Any]) -> list[str]:
-    """Why a hub whose servers may all be ready is "degraded": what /health says of its config and Redis."""
+    """What an operator must act on that the servers' states do not say: why a hub whose servers are all
+    ready is "degraded" (its config, its Redis), and tools withheld since their definition changed."""
     config: dict[str, Any] = health.get("config") or {}
     notes = []
+    changed = [c for c in (health.get("pins") or {}).get("changed") or [] if c.get("mode") == "withhold"]
+    if changed:
+        tools = ", ".join(f"{c.get('server')}/{c.get('tool')}" for c in changed)
+        notes.append(
+            f"withheld from clients, their definition changed since approved: {tools} "
+            "(`onemcp mcp pins` shows the change, `onemcp mcp approve SERVER[/TOOL]` approves it)"
+        )
     if config.get("lastError"):
         notes.append(f"the config was refused, the hub serves the one before it: {config['lastError']}")
     if config.get("restartNeeded"):
@@ -399,7 +407,7 @@ def status(path: Path, *, as_json: bool) -> int:
         print(f"onemcp: running at {found['url']} (pid {found.get('pid')}), {state}")
         if isinstance(health, dict):
             print(f"onemcp: {summary(health)}")
-            for note in hub_notes(health):  # "degraded" with every server ready: say why
+            for note in hub_notes(health):  # what the servers' states do not say: why "degraded", withheld tools
                 print(f"onemcp: {note}")
     return 0 if ok else 1
 

@@ -345,7 +345,7 @@ def _status(args: argparse.Namespace) -> int:
     if runtime.get("config"):
         print(f"config  {runtime['config']}")
     print(f"status  {health.get('status')}, {health.get('sessions', 0)} session(s), version {health.get('version')}")
-    for note in hub_notes(health):  # "degraded" with every server ready: say why
+    for note in hub_notes(health):  # what the servers' states do not say: why "degraded", withheld tools
         print(f"        {note}")
     upstreams: dict[str, Any] = health.get("upstreams") or {}
     if not upstreams:

@@ -146,7 +146,7 @@ class UpstreamConnection:
                         if self.owner is None:
                             await self._refresh_all()
                 except TimeoutError:
-                    self._set_failed(f"did not start within {self.config.startup_timeout:g}s")
+                    self._set_failed(self.transport.did_not_start())
                 except (TransportError, UpstreamError) as exc:
                     self._set_failed(str(exc))
                 else:

@@ -525,3 +525,20 @@ async def test_a_child_killed_by_a_signal_is_said_so() -> None:
             finally:
                 await transport.aclose()
     assert transport.close_reason == "process was killed by signal 9 (SIGKILL)"
+
+
+@pytest.mark.anyio
+async def test_a_server_that_does_not_start_in_time_is_reported_with_what_it_said() -> None:
+    """It said only "did not start within 1s": not the stderr line that says why, nor that the server writes
+    its log on stdout, where the hub reads JSON-RPC only."""
+    script = "echo 'Server ready on port 8080'; echo 'API_KEY is not set, waiting' >&2; exec sleep 1000"
+    server = {"command": "sh", "args": ["-c", script], "startupTimeout": 1}
+    with anyio.fail_after(20):
+        async with running_hub({"mcpServers": {"s": server}}) as hub:
+            conn = hub.app.hub.pool.connections["s"]
+            while conn.last_error is None:
+                await anyio.sleep(0.02)  # allowed-sleep: polling for the failure, within fail_after
+            assert conn.last_error == (
+                "did not start within 1s; its last stderr line: API_KEY is not set, waiting;"
+                " on stdout, not JSON-RPC: 'Server ready on port 8080'"
+            )

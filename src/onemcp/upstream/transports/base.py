@@ -142,6 +142,10 @@ class Transport(ABC):
             self.close_reason = reason
             self.closed.set()
 
+    def did_not_start(self) -> str:
+        """Why a start timed out: "did not start within 30s", and what the upstream said meanwhile, if anything."""
+        return f"did not start within {self.config.startup_timeout:g}s"
+
     @abstractmethod
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         """Connect; background readers are started in `tg`."""

@@ -292,6 +292,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         try:
             msg = jsonrpc.load_bounded(line, f"upstream {self.owner.name}")
         except orjson.JSONDecodeError:
+            self.owner.stray_stdout = line[:200]  # a server logging to stdout: why its start may time out
             self.owner.log.ignored("non-JSON line on stdout ignored: %.200r", line)
             return
         except jsonrpc.TooDeep as exc:
@@ -398,6 +399,7 @@ class StdioTransport(Transport):
     def __init__(self, name: str, config: ServerConfig) -> None:
         super().__init__(name, config)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)  # for the operator
+        self.stray_stdout: bytes | None = None  # the last line on stdout that was not JSON
         self._proc: asyncio.SubprocessTransport | None = None
         self._protocol: _ChildProtocol | None = None
         self._stdin: asyncio.WriteTransport | None = None
@@ -462,6 +464,15 @@ class StdioTransport(Transport):
                 return
             with anyio.move_on_after(sandbox.POLL):
                 await self.closed.wait()
+
+    def did_not_start(self) -> str:
+        said = super().did_not_start()
+        last = next((line for line in reversed(self.stderr_tail) if line.strip()), None)
+        if last is not None:
+            said += f"; its last stderr line: {last.strip()[:300]}"
+        if self.stray_stdout is not None:  # the hub reads only JSON-RPC there: its logs belong on stderr
+            said += f"; on stdout, not JSON-RPC: {self.stray_stdout.decode(errors='replace').strip()[:200]!r}"
+        return said
 
     def child_exited(self, code: int | None = None) -> None:
         if code is None and self._proc is not None:

@@ -486,3 +486,18 @@ async def test_a_preset_naming_a_tag_no_server_has_is_kept_and_said(
             assert reloader.load_presets() and reloader.last_error is None  # kept: a server may come to have it
             said = [r.getMessage() for r in caplog.records if r.name == "onemcp.reload"]
             assert said == ["preset 'p' names tag(s) no server has: 'dve' (the tags in use: dev)"]
+
+
+async def test_a_reload_is_logged_in_words(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The log said "config reloaded: {'added': ['b']}" (a Python dict), and "config reloaded: {}" for an
+    edit of the hub's own settings."""
+    path = tmp_path / "mcp.json"
+    caplog.set_level("INFO", logger="onemcp.reload")
+    with anyio.fail_after(DEADLINE):
+        async with reloading(path, {"a": stdio()}) as (_, reloader):
+            write(path, {"a": stdio(), "b": stdio()})
+            assert await reloader.reload()
+            write(path, {"a": stdio(), "b": stdio()}, separator="--")
+            assert await reloader.reload()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("config reloaded")]
+    assert said == ["config reloaded: added b", "config reloaded: hub settings only, no server changed"], said

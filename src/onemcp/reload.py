@@ -87,7 +87,8 @@ class Reloader:
             self.restart_needed = needed
             self.reloads += 1
             self.last_reload = time.time()
-            log.info("config reloaded: %s", {k: v for k, v in self.last_changes.items() if v and k != "unchanged"})
+            said = "; ".join(f"{k} {', '.join(v)}" for k, v in self.last_changes.items() if v and k != "unchanged")
+            log.info("config reloaded: %s", said or "hub settings only, no server changed")  # "added git; changed time"
             return True
 
     @staticmethod

@@ -221,7 +221,8 @@ def test_add_a_command_not_on_path_warns_as_validate_fails(config_dir: Path) -> 
     assert done.returncode == 0, done.stderr  # written: the hub may have another PATH, or it is installed next
     assert json.loads((config_dir / "mcp.json").read_text())["mcpServers"]["x4"] == {"command": "nosuch-cmd-audit"}
     problem = "mcpServers.x4.command: 'nosuch-cmd-audit' is not installed (not on PATH)"
-    assert f"onemcp: warning: {problem}; the hub cannot start 'x4' until it is on the hub's PATH" in done.stderr
+    then = "(then `onemcp mcp restart x4` on a running hub)"
+    assert f"onemcp: warning: {problem}; the hub cannot start 'x4' until it is on the hub's PATH {then}" in done.stderr
     validated = onemcp(config_dir, "validate")
     assert validated.returncode == 1
     assert problem in validated.stdout

@@ -117,7 +117,7 @@ def _sends_token(args: argparse.Namespace) -> bool:
     if args.command in ("status", "wait", "start", "restart", "proxy", "tui"):
         return True
     if args.command == "mcp":
-        return bool(args.action in ("status", "pins", "approve"))
+        return bool(args.action in ("status", "pins", "approve", "restart"))
     return args.command == "auth" and (args.kind == "upstream" or getattr(args, "action", None) == "mine")
 
 

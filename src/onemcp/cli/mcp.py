@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from onemcp.cli import argtypes, pins
+from onemcp.cli import argtypes, pins, server_restart
 from onemcp.config.edit import (
     BadName,
     Document,
@@ -109,6 +109,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
         "--url", type=argtypes.hub_url, help="the hub's URL (default: from runtime.json beside the config)"
     )
     pins.add_parsers(actions, config)
+    server_restart.add_parser(actions, config)
 
 
 def run(args: argparse.Namespace, command: list[str] | None) -> int:
@@ -132,9 +133,15 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
             return _status(args)
         if args.action in ("pins", "approve"):
             return pins.run(args)
+        if args.action == "restart":
+            path = resolve_path(args.config)
+            return server_restart.run(args, path, hub_base(running_hub(path)["url"]))
     except CommandError as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
         return exc.code
+    except server_restart.RestartError as exc:
+        print(f"onemcp: {exc}", file=sys.stderr)
+        return FAILED
     raise AssertionError(f"unhandled action {args.action}")
 
 
@@ -155,8 +162,10 @@ def _warn_if_not_installed(name: str, entry: dict[str, Any]) -> None:
     from onemcp.cli.configure import checks
 
     for problem in checks({"mcpServers": {name: entry}}):
+        then = f"(then `onemcp mcp restart {name}` on a running hub)"
         print(
-            f"onemcp: warning: {problem}; the hub cannot start {name!r} until it is on the hub's PATH", file=sys.stderr
+            f"onemcp: warning: {problem}; the hub cannot start {name!r} until it is on the hub's PATH {then}",
+            file=sys.stderr,
         )
 
 

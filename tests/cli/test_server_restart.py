@@ -1,0 +1,90 @@
+"""`onemcp mcp restart NAME...` in-process against a real hub: a server the hub gave up on comes back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+
+from onemcp.cli.main import main
+
+DEADLINE = 60.0
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    monkeypatch.delenv("ONEMCP_TOKEN", raising=False)
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(directory))
+    return directory
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+async def upstream(base: str, name: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+        while True:
+            try:
+                doc = (await client.get(f"{base}/health")).json()
+                if name in doc.get("upstreams", {}) and doc["upstreams"][name]["state"] != "starting":
+                    found: dict[str, Any] = doc["upstreams"][name]
+                    return found
+            except httpx.TransportError:
+                pass
+            await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+
+
+@pytest.mark.anyio
+async def test_a_server_whose_command_was_installed_since_comes_back(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command not installed is not retried (retrying cannot help): once it is, nothing on the command
+    line started it again short of an edit of its entry or a restart of the whole hub."""
+    later = config_dir / "later-server"
+    servers = {"later": {"command": str(later)}, "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"]}}
+    await anyio.Path(config_dir / "mcp.json").write_bytes(orjson.dumps({"mcpServers": servers}))
+    env = {k: v for k, v in os.environ.items() if k != "ONEMCP_CONFIG"}
+    process = await anyio.open_process(
+        [sys.executable, "-m", "onemcp", "serve", "--port", "0"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+    )
+    try:
+        with anyio.fail_after(DEADLINE):
+            runtime = anyio.Path(config_dir / "runtime.json")
+            while not await runtime.exists():
+                await anyio.sleep(0.05)  # allowed-sleep: polling with a deadline
+            base = orjson.loads(await runtime.read_bytes())["url"].removesuffix("/mcp")
+            gone = await upstream(base, "later")
+            assert (gone["state"], gone["supervisor"]) == ("failed", "command-not-found"), gone
+            await anyio.Path(later).write_text(f"#!/bin/sh\nexec {sys.executable} -m onemcp.demo\n")
+            await anyio.Path(later).chmod(0o755)
+            code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "mcp", "restart", "later"))
+            assert (code, out, err) == (0, "onemcp: later: ready\n", "")
+            code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "mcp", "restart", "nosuch"))
+            assert (code, out, err) == (1, "", "onemcp: nosuch: no enabled server 'nosuch'\n")
+    finally:
+        process.terminate()
+        with anyio.fail_after(DEADLINE):
+            await process.wait()
+
+
+def test_without_a_hub(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "mcp", "restart", "later")
+    assert code == 1 and "no hub is running" in err

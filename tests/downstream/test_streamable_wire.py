@@ -36,6 +36,8 @@ async def test_session_rules() -> None:
         async with running_hub(config()) as hub, httpx.AsyncClient() as http:
             r = await http.post(hub.url, json=req("tools/list"), headers=HEADERS)
             assert r.status_code == 400 and r.json()["error"]["code"] == -32600
+            said = r.json()["error"]["message"]  # it said only "missing Mcp-Session-Id header": curl stopped there
+            assert "send initialize first" in said and "MCP-Protocol-Version: 2026-07-28" in said, said
             r = await http.post(hub.url, json=req("tools/list"), headers={**HEADERS, "mcp-session-id": "nope"})
             assert r.status_code == 404
             headers = await raw_session(http, hub.url)

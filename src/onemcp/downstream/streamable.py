@@ -104,6 +104,13 @@ async def follow_elsewhere(
     return outcome
 
 
+# a request of neither era (curl, a hand-written client): how to be one
+NO_SESSION = (
+    "Bad Request: missing Mcp-Session-Id header: send initialize first and this header with the id it answers"
+    " (2025-11-25), or MCP-Protocol-Version: 2026-07-28 and the request's _meta (stateless, no session)"
+)
+
+
 class StreamableHttpEndpoint:
     def __init__(self, hub: Hub, gate: Gate) -> None:
         self.hub = hub
@@ -133,7 +140,7 @@ class StreamableHttpEndpoint:
         """
         sid = asgi.header(scope, b"mcp-session-id")
         if sid is None:
-            await asgi.send_json(send, 400, error_body(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"))
+            await asgi.send_json(send, 400, error_body(INVALID_REQUEST, NO_SESSION))
             return None
         session = self.hub.find_session(sid)
         if session is not None and session.transport != "streamable-http":

@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 from fixtures.launch import fixture_command
 from onemcp import reload as reload_module
 from onemcp.config import files
+from onemcp.config.load import load_config
 from onemcp.reload import Reloader
 from onemcp.upstream.transports.stdio import StdioTransport
 from support.hub import HEADERS, INIT, RunningHub, running_hub
@@ -501,3 +502,89 @@ async def test_a_reload_is_logged_in_words(tmp_path: Path, caplog: pytest.LogCap
             assert await reloader.reload()
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("config reloaded")]
     assert said == ["config reloaded: added b", "config reloaded: hub settings only, no server changed"], said
+
+
+def rendered(fmt: str, servers: dict[str, Any]) -> str:
+    """`servers` as a block-style mcp.yaml or an mcp.toml: each server a block of its own, as people write them."""
+    lines = ["mcpServers:"] if fmt == "yaml" else []
+    for name, server in servers.items():
+        command, args = json.dumps(server["command"]), json.dumps(server["args"])
+        if fmt == "yaml":
+            lines += [f"  {name}:", f"    command: {command}", f"    args: {args}"]
+        else:
+            lines += [f"[mcpServers.{name}]", f"command = {command}", f"args = {args}", ""]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "toml"])
+async def test_a_file_written_in_place_in_pieces_is_read_once_it_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fmt: str
+) -> None:
+    """A writer that truncates mcp.yaml and writes it in pieces leaves, for a while, a prefix that YAML and
+    TOML read as a config with fewer servers: read then, the servers after the cut were stopped (and started
+    again once the rest landed). The hub reads a change once the file has stayed the same for a while."""
+    path = tmp_path / f"mcp.{fmt}"
+    kept = {"a": stdio(), "b": stdio()}
+    path.write_text(rendered(fmt, kept))
+    text = rendered(fmt, {**kept, "c": stdio()})
+    cut = text.index("  b:" if fmt == "yaml" else "[mcpServers.b]")  # the first piece: server a only
+    rest_now, rest_written = anyio.Event(), anyio.Event()
+    real_load = load_config
+
+    def load(found: Path) -> Any:
+        config = real_load(found)
+        rest_now.set()  # a reader that does not wait for quiet: the rest lands only after it read the first piece
+        return config
+
+    async def quiet(_: Reloader) -> None:
+        rest_now.set()  # the rest lands while the reloader waits for the file to settle
+        await rest_written.wait()
+
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": kept}, config_path=path) as hub:
+            caplog.set_level("INFO", logger="onemcp.reload")
+            connections = dict(hub.app.hub.pool.connections)
+            monkeypatch.setattr(reload_module, "load_config", load)
+            monkeypatch.setattr(Reloader, "_quiet", quiet, raising=False)
+            with path.open("r+") as file:  # in place: truncated, then written in two pieces
+                file.truncate(0)
+                file.write(text[:cut])
+                file.flush()
+                await rest_now.wait()
+                file.write(text[cut:])
+            rest_written.set()
+            await until(lambda: _configured(hub, "c"))
+            reloads = [r.getMessage() for r in caplog.records if r.getMessage().startswith("config reloaded")]
+            assert reloads == ["config reloaded: {'added': ['c']}"]
+            assert all(hub.app.hub.pool.connections[name] is connections[name] for name in kept)  # never restarted
+
+
+async def test_an_empty_or_ever_changing_file_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty mcp.yaml is most often one being written (YAML and TOML read it as no servers): refused, said.
+    A file that never stays the same is not read either: the next change is."""
+
+    async def no_watch(self: Reloader) -> None:
+        await anyio.sleep_forever()
+
+    monkeypatch.setattr(Reloader, "_watch", no_watch)  # the reloads here are the test's own
+    path = tmp_path / "mcp.yaml"
+    path.write_text(rendered("yaml", {"a": stdio()}))
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": {"a": stdio()}}, config_path=path) as hub:
+            reloader = hub.app.reloader
+            assert reloader is not None
+            path.write_text("")
+            assert not await reloader.reload()
+            assert "the file is empty" in (reloader.last_error or "")
+            assert set(hub.app.hub.config.servers) == {"a"}
+            looks: list[int] = []
+
+            async def quiet(_: Reloader) -> None:
+                looks.append(len(looks))
+                path.write_text(rendered("yaml", {f"s{len(looks)}": stdio()}))  # a new version every time
+
+            monkeypatch.setattr(Reloader, "_quiet", quiet)
+            monkeypatch.setattr(reload_module, "SETTLE_TRIES", 3)
+            assert not await reloader.reload(settle=True)
+            assert "kept changing" in (reloader.last_error or "") and len(looks) == 3
+            assert set(hub.app.hub.config.servers) == {"a"}

@@ -3,7 +3,9 @@
 Owns when a reload happens and what is reported. A file that does not parse or validate
 (bad JSON, a schema error, a missing ${VAR}) leaves the running config in place; the
 reason, with the path of the bad field, is logged and shown in /health until a good
-version arrives. What changes is applied by `Hub.apply_config`.
+version arrives. A change seen by the watch is read once the file has stayed the same for
+`SETTLE` seconds (a file written in place, in pieces, is never read half-way); an empty file is
+refused. What changes is applied by `Hub.apply_config`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ DEBOUNCE_MS = 300
 PRESETS = "presets.json"
 DOTENV = ".env"  # read by `load.environment` beside the config
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between attempts to read a config that could not be read
+# a file written in place (truncated, then written in pieces) is read once it stays the same this long
+# (seconds): a prefix of a YAML or TOML file often parses, with fewer servers, which would stop the others
+SETTLE, SETTLE_TRIES = 0.5, 60  # and one still changing after SETTLE_TRIES looks is not read
 
 
 class Reloader:
@@ -56,11 +61,12 @@ class Reloader:
         if hub.replicas is not None:  # replicas on one Redis: the others' presets are written here
             hub.replicas.write_presets = self._write_presets
 
-    async def reload(self) -> bool:
-        """Load, validate and apply the file; False (and the reason kept) when it is refused."""
+    async def reload(self, *, settle: bool = False) -> bool:
+        """Load, validate and apply the file; False (and the reason kept) when it is refused. `settle`
+        (a change the watch saw): read it once it has stayed the same for `SETTLE` seconds."""
         async with self._lock:
             try:
-                new = load_config(self.path)
+                new = await self._settled() if settle else self._load()
             except ConfigError as exc:
                 self.failures += 1
                 self.config_error = str(exc)
@@ -90,6 +96,50 @@ class Reloader:
             said = "; ".join(f"{k} {', '.join(v)}" for k, v in self.last_changes.items() if v and k != "unchanged")
             log.info("config reloaded: %s", said or "hub settings only, no server changed")  # "added git; changed time"
             return True
+
+    def _load(self) -> HubConfig:
+        with contextlib.suppress(OSError):  # (one that cannot be read is said by load_config)
+            if self.path.stat().st_size == 0:  # most often one being written: YAML and TOML read it as no servers
+                raise ConfigError(
+                    f"{self.path}: the file is empty (being written?); for no servers, write mcpServers empty"
+                )
+        return load_config(self.path)
+
+    async def _settled(self) -> HubConfig:
+        """The file's config once two reads `SETTLE` seconds apart agree (bytes, size, mtime: a read taken
+        while it was changing is never acted on); refused when it is still changing after `SETTLE_TRIES`."""
+        seen = self._fingerprint()
+        for _ in range(SETTLE_TRIES):
+            await self._quiet()
+            try:
+                new: HubConfig | ConfigError = self._load()
+            except ConfigError as exc:
+                new = exc
+            now = self._fingerprint()
+            if now == seen:
+                if isinstance(new, ConfigError):
+                    raise new
+                return new
+            log.info("%s is being written: reading it once it stays the same for %s s", self.path, SETTLE)
+            seen = now
+        raise ConfigError(
+            f"{self.path}: kept changing for {SETTLE * SETTLE_TRIES:.0f} s: not read (the next change is)"
+        )
+
+    async def _quiet(self) -> None:
+        await anyio.sleep(SETTLE)
+
+    def _fingerprint(self) -> tuple[tuple[object, ...], ...]:
+        """What mcp.json and its .env are now: identity, size, mtime and bytes (or why they cannot be read)."""
+        found: list[tuple[object, ...]] = []
+        for path in (self.path, self.path.parent / DOTENV):
+            try:
+                with path.open("rb") as file:
+                    stat = os.fstat(file.fileno())
+                    found.append((stat.st_ino, stat.st_size, stat.st_mtime_ns, file.read()))
+            except OSError as exc:
+                found.append((None, None, None, exc.errno))
+        return tuple(found)
 
     @staticmethod
     def _read_once(config: HubConfig) -> dict[str, object]:
@@ -239,7 +289,7 @@ class Reloader:
                 if not standing and rebuilt and self.path.exists():
                     changed |= files | {presets}  # written while the watch was being set up: read it
                 if changed & files:
-                    await self.reload()  # mcp.json, or the link's step or target: reading it again tells
+                    await self.reload(settle=True)  # mcp.json, or the link's step or target: reading it tells
                 if presets in changed:
                     self.load_presets()  # every view naming a preset is decided again
                 if (changed or not standing) and self._layout() != layout:

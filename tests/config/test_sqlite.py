@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio.to_thread
 import pytest
 
 from onemcp.auth.keys import KeyStore
@@ -73,5 +74,29 @@ def test_a_writer_writes_in_order_on_its_own_thread_and_a_failed_write_stops_non
         writer.close()
     assert "numbers not written to" in caplog.text and "no such table: missing" in caplog.text
     assert threads == {"onemcp-sqlite-w.db"}
+    with contextlib.closing(sqlite3.connect(tmp_path / "w.db")) as db:
+        assert [n for (n,) in db.execute("select n from t order by rowid")] == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_a_write_after_a_close_that_timed_out_leaves_the_old_threads_connection_be(tmp_path: Path) -> None:
+    """`close` gave up on a thread still writing (another process's lock); a write put after it starts a new
+    thread. That one took the old thread's stop marker, ended at once, and closed the connection the old
+    thread was writing with (one `self._db`): the held write was lost."""
+    log = logging.getLogger("onemcp.test")
+    writer = Writer(tmp_path / "w.db", "create table if not exists t (n integer)", "numbers", log)
+    started, release = threading.Event(), threading.Event()
+
+    def held(db: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(30)
+        db.execute("insert into t values (1)")
+
+    writer.put(held)
+    await anyio.to_thread.run_sync(started.wait, 30)
+    assert not writer.close(0.01)
+    writer.put(lambda db: db.execute("insert into t values (2)"))
+    release.set()
+    assert writer.close(30)
     with contextlib.closing(sqlite3.connect(tmp_path / "w.db")) as db:
         assert [n for (n,) in db.execute("select n from t order by rowid")] == [1, 2]

@@ -77,3 +77,58 @@ async def test_flush_and_close_wait_for_what_was_put_before_them(caplog: pytest.
         while writer.finished == 0:
             await anyio.sleep(0.001)  # allowed-sleep: polling with a deadline (the thread ends on its own)
     assert done == [1, 2]
+
+
+async def test_a_write_put_after_a_close_that_timed_out_waits_its_turn_behind_the_old_thread() -> None:
+    """`close` gave up on a thread still writing (another process's lock); a write put after it starts a
+    thread of its own, which begins once the old one is done. It shared the old thread's queue: the new
+    thread took the old one's queued writes alongside it (two at once), and its stop marker."""
+    writer = Calls()
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+    concurrent: list[str] = []
+    busy = threading.Lock()
+
+    def write(name: str, hold: bool = False) -> Callable[[], None]:
+        def job() -> None:
+            if not busy.acquire(blocking=False):
+                concurrent.append(name)
+                busy.acquire()
+            try:
+                if hold:
+                    started.set()
+                    release.wait(30)
+                done.append(name)
+            finally:
+                busy.release()
+
+        return job
+
+    writer.put(write("old 1", hold=True))
+    writer.put(write("old 2"))
+    await anyio.to_thread.run_sync(started.wait, 30)
+    assert not writer.close(0.01)  # the first still holds the old thread
+    writer.put(write("new 1"))
+    writer.put(write("new 2"))
+    release.set()
+    with anyio.fail_after(30):
+        while len(done) < 4 or writer.finished < 1:
+            await anyio.sleep(0.001)  # allowed-sleep: polling with a deadline (the old thread ends on its own)
+    assert done == ["old 1", "old 2", "new 1", "new 2"] and concurrent == []
+    assert await writer.flush(30)  # the new thread runs on: it took no stop marker of the old one's
+    assert writer.close(30) and writer.finished == 2
+
+
+async def test_flush_with_nothing_outstanding_asks_no_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush on a path asked often (/health waits for the authorization links written so far) costs a
+    worker thread only while a write is outstanding."""
+    writer = Calls()
+    writer.put(lambda: None)
+    assert await writer.flush(30)
+
+    async def no_thread(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("a worker thread asked for with nothing to wait for")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_thread)
+    assert await writer.flush(30)
+    writer.close(30)

@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,18 +79,20 @@ class Writer(OrderedWriter[Job]):
     def __init__(self, path: Path, schema: str, what: str, log: logging.Logger, limit: int = 10_000) -> None:
         super().__init__(f"onemcp-sqlite-{path.name}", what, str(path), log, limit)
         self.path, self.schema = path, schema
-        self._db: sqlite3.Connection | None = None
+        self._mine = threading.local()  # the writer thread's connection (`db`): each thread its own
 
     def do(self, job: Job) -> None:
         try:
-            if self._db is None:
-                self._db = open_store(self.path, self.schema)
-            job(self._db)
+            db: sqlite3.Connection | None = getattr(self._mine, "db", None)
+            if db is None:
+                db = self._mine.db = open_store(self.path, self.schema)
+            job(db)
         except (OSError, sqlite3.Error) as exc:
             self.log.warning("%s not written to %s: %s", self.what, self.path, exc)
 
     def finish(self) -> None:
-        db, self._db = self._db, None
+        db: sqlite3.Connection | None = getattr(self._mine, "db", None)
+        self._mine.db = None
         if db is not None:
             db.close()
 

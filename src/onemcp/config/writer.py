@@ -4,8 +4,9 @@ store writer (`config.sqlite.Writer`) and the Redis writer (`config.redis_link.W
 Boundary: owns the thread, the queue and its order, `flush` and `close`; not what a write is or how it
 fails (a subclass's `do`, and its `finish` when the thread ends). `put` never blocks: past `limit`
 waiting, the write is dropped and said. `flush` waits off the event loop for the writes put so far (for
-what someone else must be able to read before an answer goes out); `close` for those still waiting, up
-to a deadline, then leaves them to the thread (a daemon: the process may end first).
+what someone else must be able to read before an answer goes out; at once when none is outstanding);
+`close` for those still waiting, up to a deadline, then leaves them to the thread (a daemon: the process
+may end first), and a write put after it goes to a new thread, which begins once that one is done.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ class OrderedWriter(Generic[J]):
 
     def __init__(self, name: str, what: str, where: str, log: logging.Logger, limit: int) -> None:
         self.name, self.what, self.where, self.log = name, what, where, log
+        self._limit = limit
+        # the current thread's queue, and its stop (`close`: end once the queue is empty); each thread has its
+        # own: one that `close` gave up on drains its own, and the next begins once it is done (`_run`)
         self._jobs: queue.Queue[J | threading.Event | None] = queue.Queue(limit)
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()  # the current thread's: end once the queue is empty (`close`)
+        self._before: threading.Thread | None = None  # the thread `close` gave up on last: the next waits for it
+        self._outstanding = 0  # writes put and not yet done (or dropped): `flush` waits for none when 0
         self._lock = threading.Lock()
 
     def do(self, job: J) -> None:
@@ -37,25 +43,38 @@ class OrderedWriter(Generic[J]):
         raise NotImplementedError
 
     def finish(self) -> None:
-        """The thread ends (`close`): let go of what `do` holds."""
+        """The thread ends (`close`): let go of what `do` holds (the thread's own: a thread `close` gave up on
+        may end while the next one writes)."""
 
     def put(self, job: J) -> None:
         self._enqueue(job)
 
     def _enqueue(self, job: J | threading.Event) -> None:
-        with self._lock:
+        with self._lock:  # (held while put: `close` never swaps the queue between the two)
             if self._thread is None:
-                self._stop = threading.Event()
-                self._thread = threading.Thread(target=self._run, args=(self._stop,), name=self.name, daemon=True)
+                before = self._before
+                self._jobs, self._stop = queue.Queue(self._limit), threading.Event()
+                args = (self._jobs, self._stop, before)
+                self._thread = threading.Thread(target=self._run, args=args, name=self.name, daemon=True)
                 self._thread.start()
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            self.log.warning("%s not written to %s: %d writes already wait", self.what, self.where, self._jobs.maxsize)
+            try:
+                self._jobs.put_nowait(job)
+            except queue.Full:
+                self.log.warning("%s not written to %s: %d writes already wait", self.what, self.where, self._limit)
+                return
+            if not isinstance(job, threading.Event):
+                self._outstanding += 1
 
-    def _run(self, stop: threading.Event) -> None:
+    def _run(
+        self, jobs: queue.Queue[J | threading.Event | None], stop: threading.Event, before: threading.Thread | None
+    ) -> None:
+        if before is not None:
+            before.join()  # the writes put before `close`, first (it ends once its queue is empty)
         try:
-            while not (stop.is_set() and self._jobs.empty()) and (job := self._jobs.get()) is not None:
+            while not (stop.is_set() and jobs.empty()):
+                job = jobs.get()
+                if job is None:  # (`close`'s wake-up: the loop ends once the queue is empty)
+                    continue
                 if isinstance(job, threading.Event):
                     job.set()
                     continue
@@ -63,13 +82,16 @@ class OrderedWriter(Generic[J]):
                     self.do(job)
                 except Exception:  # the thread's boundary: said, and the next write goes on
                     self.log.exception("%s not written to %s: an internal error", self.what, self.where)
+                finally:
+                    with self._lock:
+                        self._outstanding -= 1
         finally:
             self.finish()
 
     async def flush(self, wait: float) -> bool:
         """Wait, on a worker thread, up to `wait` seconds for the writes put so far; False if they still wait."""
         thread = self._thread
-        if thread is None or not thread.is_alive():
+        if thread is None or not thread.is_alive() or not self._outstanding:
             return True
         done = threading.Event()
         self._enqueue(done)
@@ -77,13 +99,15 @@ class OrderedWriter(Generic[J]):
 
     def close(self, wait: float) -> bool:
         """Stop after the writes already put, waiting up to `wait` seconds; False if some still wait (left to
-        the thread). A `put` after this starts a new thread."""
+        the thread). A `put` after this starts a new thread, which begins once this one is done."""
         with self._lock:
-            thread, stop, self._thread = self._thread, self._stop, None
+            thread, stop, jobs, self._thread = self._thread, self._stop, self._jobs, None
+            if thread is not None:
+                self._before = thread
         if thread is None:
             return True
         stop.set()
         with contextlib.suppress(queue.Full):  # (full: the thread sees `stop` once it has emptied the queue)
-            self._jobs.put_nowait(None)  # wakes a thread waiting for a write
+            jobs.put_nowait(None)  # wakes a thread waiting for a write
         thread.join(wait)
         return not thread.is_alive()

@@ -59,3 +59,29 @@ async def test_bad_input_statuses(hub: Hub) -> None:
     with pytest.raises(Refused) as garbage:
         await decide(hub, scope(headers={HEADER: "%%%"}), ANONYMOUS, LEGACY_HTTP)
     assert garbage.value.status == 403 and "base64url" in garbage.value.message
+
+
+async def test_with_replicas_only_an_unknown_preset_is_looked_for_again_in_redis() -> None:
+    """A preset this replica does not know may have been made through another a moment ago: the replicas'
+    presets are read from Redis before the 400. A selector wrong in any other way (a bad filter, a tag no
+    server has) is wrong at every replica: it cost a Redis read (one at a time, under the presets' lock) per
+    request, which a client repeating it could queue without end."""
+
+    class Shared:
+        def __init__(self) -> None:
+            self.asked = 0
+
+        async def presets_now(self) -> bool:
+            self.asked += 1
+            return False
+
+    hub = Hub(HubConfig.model_validate({"mcpServers": {"a": {"command": "x", "tags": ["dev"]}}}))
+    shared = Shared()
+    hub.replicas = shared  # type: ignore[assignment]
+    for query in ("filter=dev+(", "tags=nosuch", "filter=dev&tags=dev", "exposure=everything"):
+        with pytest.raises(Refused):
+            await decide(hub, scope(query), ANONYMOUS, LEGACY_HTTP)
+    assert shared.asked == 0
+    with pytest.raises(Refused, match="unknown preset"):
+        await decide(hub, scope("preset=new"), ANONYMOUS, LEGACY_HTTP)
+    assert shared.asked == 1

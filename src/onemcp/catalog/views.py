@@ -24,6 +24,10 @@ class ViewError(ValueError):
     """A selector that cannot be used (HTTP 400)."""
 
 
+class UnknownPreset(ViewError):
+    """A preset not known here (with replicas, it may have been made through another one a moment ago)."""
+
+
 @dataclass(frozen=True)
 class View:
     selector: str  # "tags" | "filter" | "preset"
@@ -84,7 +88,7 @@ def from_query(query: bytes | str, presets: Mapping[str, str], known: frozenset[
             expr = presets.get(value)
             if expr is None:
                 listed = f"; presets: {', '.join(sorted(presets))}" if presets else ""
-                raise ViewError(f"unknown preset {echo(repr(value))}{listed}")
+                raise UnknownPreset(f"unknown preset {echo(repr(value))}{listed}")
             node = parse(expr)
     except FilterError as exc:
         raise ViewError(f"invalid {selector}: {exc}{_plus_hint(selector, text)}") from None
@@ -126,7 +130,7 @@ def preset_view(name: str, presets: Mapping[str, str]) -> View:
     """The view of a preset as it is defined now (ViewError when it no longer exists)."""
     expr = presets.get(name)
     if expr is None:
-        raise ViewError(f"unknown preset {name!r}")
+        raise UnknownPreset(f"unknown preset {name!r}")
     try:
         return View("preset", name, parse(expr))
     except FilterError as exc:

@@ -95,7 +95,7 @@ async def view_of(hub: Reviving, query: bytes | str) -> views.View | None:
     again in the replicas' presets, taken from Redis now: it may have been made through another a moment ago."""
     try:
         return hub.view(query)
-    except views.ViewError:
+    except views.UnknownPreset:  # (a selector wrong otherwise is wrong at every replica: Redis is not asked)
         if hub.replicas is None or not await hub.replicas.presets_now():
             raise
         return hub.view(query)

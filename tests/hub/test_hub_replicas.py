@@ -664,3 +664,21 @@ async def test_a_get_stream_resumed_on_another_replica_replays_what_it_missed_th
                             break
             assert got[0] == (f"g1@{holder.tag}-1", "missed")
             assert got[1][1] == "live" and not got[1][0].endswith(f"@{holder.tag}-1")
+
+
+async def test_a_post_that_goes_while_waiting_for_the_word_of_its_stream_leaves_no_entry_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A POST /messages for an /sse session not known here waits a moment for the word of its stream; one
+    cancelled meanwhile (its client gone, the hub stopping) left its session id in the table for good, and
+    once WAITING_MAX were left there no POST waited for the word any more."""
+    redis = _PresetsRedis()
+    redis.hold_first.set()
+    with anyio.fail_after(10):
+        async with _replicas_on(redis, monkeypatch) as replicas:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(replicas.listening_soon, "gone-before-its-word")
+                await anyio.wait_all_tasks_blocked()
+                assert "gone-before-its-word" in replicas._awaited  # waiting
+                tg.cancel_scope.cancel()
+            assert replicas._awaited == {}

@@ -176,10 +176,12 @@ class Replicas:
         if len(self._awaited) >= WAITING_MAX and session_id not in self._awaited:
             return False
         heard = self._awaited.setdefault(session_id, anyio.Event())
-        with anyio.move_on_after(STREAM_WAIT):
-            await heard.wait()
-        if self._awaited.get(session_id) is heard:
-            del self._awaited[session_id]
+        try:
+            with anyio.move_on_after(STREAM_WAIT):
+                await heard.wait()
+        finally:  # (also when its POST is cancelled: the table keeps no one who waits no more)
+            if self._awaited.get(session_id) is heard:
+                del self._awaited[session_id]
         return self.listening(session_id)
 
     def carry(self, session: Session, msg: Message) -> bool:

@@ -555,7 +555,7 @@ async def test_a_file_written_in_place_in_pieces_is_read_once_it_is_whole(
             rest_written.set()
             await until(lambda: _configured(hub, "c"))
             reloads = [r.getMessage() for r in caplog.records if r.getMessage().startswith("config reloaded")]
-            assert reloads == ["config reloaded: {'added': ['c']}"]
+            assert reloads == ["config reloaded: added c"]
             assert all(hub.app.hub.pool.connections[name] is connections[name] for name in kept)  # never restarted
 
 

@@ -14,6 +14,7 @@ from onemcp.cli.main import main
 from onemcp.config.load import load_config
 from onemcp.integrations.apps import onemcp_command
 from onemcp.integrations.importing import ITSELF
+from support.cli import cli
 
 ITSELF_NOTE = f"({ITSELF})"
 
@@ -79,13 +80,6 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Machine:
     for name in SET_HERE:  # what the apps' configs use, set as on the user's machine (the hub needs them)
         monkeypatch.setenv(name, "x")
     return m
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 # ---------------------------------------------------------------------- discover

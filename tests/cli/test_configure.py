@@ -10,16 +10,9 @@ import jsonschema
 import pytest
 
 from onemcp.cli.configure import TEMPLATES
-from onemcp.cli.main import main
 from onemcp.config import formats, schema
 from onemcp.config.load import load_config
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
+from support.cli import cli
 
 
 def test_validate_reports_every_problem_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

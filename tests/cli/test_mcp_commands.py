@@ -18,6 +18,7 @@ from fixtures.launch import stop_process
 from onemcp.cli.main import main
 from onemcp.config.edit import backup_dir
 from onemcp.config.files import backups_of
+from support.cli import cli
 
 START_DEADLINE = 30.0
 READY_DEADLINE = 60.0
@@ -30,13 +31,6 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(directory))
     monkeypatch.delenv("TOKEN", raising=False)
     return directory
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 def servers(config_dir: Path) -> dict[str, Any]:

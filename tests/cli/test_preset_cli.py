@@ -16,6 +16,7 @@ import pytest
 from onemcp.cli.main import main
 from onemcp.cli.preset import preset_url
 from onemcp.config.presets import BadFilter, PresetError, load_presets
+from support.cli import cli
 from support.hub import HEADERS, running_hub
 
 DEADLINE = 30.0
@@ -28,13 +29,6 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
     monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(directory))
     return directory
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 def presets(config_dir: Path) -> dict[str, Any]:

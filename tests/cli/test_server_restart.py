@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from onemcp.cli.main import main
+from support.cli import cli
 
 DEADLINE = 60.0
 
@@ -26,13 +26,6 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("ONEMCP_TOKEN", raising=False)
     monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(directory))
     return directory
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 async def upstream(base: str, name: str) -> dict[str, Any]:

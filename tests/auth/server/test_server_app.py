@@ -1674,3 +1674,30 @@ async def test_oauth_db_held_by_another_process_stalls_no_other_request(
     finally:
         await http.aclose()
         server.close()
+
+
+async def test_oauth_db_held_past_its_busy_timeout_is_a_clear_503_and_spends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that waited the whole busy timeout for another process's lock raised sqlite3's "database is
+    locked" out of the handler: a bare 500 (the ASGI boundary's). It is the OAuth error a client knows to try
+    again on (503 temporarily_unavailable), and nothing was done: the same code exchanges once the lock is free."""
+    monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", 0.05)
+    clock = Clock(NOW)
+    server = OAuthServer(tmp_path / "oauth.db", ISSUER, RESOURCE, scopes_supported=["mcp"], consent="auto", clock=clock)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER)
+    oauth = Harness(server, http, clock)
+    try:
+        client_id = (await oauth.register())["client_id"]
+        code, verifier = await oauth.code(client_id)
+        exchange = {"client_id": client_id, "code": code, "code_verifier": verifier, "redirect_uri": REDIRECT}
+        with anyio.fail_after(10), held_sqlite(tmp_path / "oauth.db"):
+            r = await oauth.token(grant_type="authorization_code", **exchange)
+            assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", r.text
+            r = await http.post("/oauth/register", json={"redirect_uris": [REDIRECT]})
+            assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", r.text
+        r = await oauth.token(grant_type="authorization_code", **exchange)
+        assert r.status_code == 200 and await oauth.valid(r.json()["access_token"]), r.text
+    finally:
+        await http.aclose()
+        server.close()

@@ -19,6 +19,7 @@ import contextlib
 import hmac
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -209,12 +210,14 @@ class OAuthServer:
 
     async def io(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` on the state, on a worker thread: over SQLite (a write waits there for another process's
-        lock, never on the loop); over the shared Redis through the Redis link's breaker (an unreachable one: 503)."""
-        if self.shared is None:
-            return await anyio.to_thread.run_sync(call, *args)
+        lock, never on the loop: still held after the busy timeout, 503); over the shared Redis through the Redis
+        link's breaker (an unreachable one: 503)."""
+        failures: tuple[type[Exception], ...] = (*redis_link.errors(), sqlite3.OperationalError)
         try:
+            if self.shared is None:
+                return await anyio.to_thread.run_sync(call, *args)
             return await self._breaker.call(call, *args)
-        except redis_link.errors() as exc:
+        except failures as exc:
             if not isinstance(exc, redis_link.RedisSkipped):  # (a skip was said when Redis failed)
                 audit.warning("oauth state unavailable: %s", exc)
             raise OAuthError(

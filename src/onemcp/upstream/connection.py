@@ -38,7 +38,7 @@ from onemcp.protocol.errors import (
 from onemcp.protocol.jsonrpc import Message, RequestId
 from onemcp.protocol.methods import KINDS
 from onemcp.protocol.names import shown_as
-from onemcp.upstream import era
+from onemcp.upstream import echo, era
 from onemcp.upstream.call import Call, Requester
 from onemcp.upstream.feed import ChangeFeed
 from onemcp.upstream.freshness import Freshness
@@ -440,6 +440,8 @@ class UpstreamConnection:
     def _deliver(self, msg: Message, related: RequestId | None) -> None:
         self.last_heard = time.monotonic()
         method = msg.get("method")
+        if method is not None and (reply := echo.sent_back(msg, self._pending)) is not None:
+            msg, method = reply, None  # the hub's own request sent back (`cat`): its call gets this error
         if method is None:
             self._on_response(msg)
         elif "id" in msg:
@@ -468,12 +470,9 @@ class UpstreamConnection:
         return [call.origin for call in self._pending.values() if call.origin is not None and not call.parked]
 
     def related_call(self, related: RequestId | None) -> Call | None:
-        """The in-flight call a reverse message belongs to, when that can be known.
-
-        The wire says so for HTTP SSE responses. Otherwise, when exactly one downstream
-        call is in flight on this connection, it is that one (the documented rule for
-        shared stdio upstreams); with several in flight the message is unrelated.
-        """
+        """The in-flight call a reverse message belongs to, when that can be known: the wire says so for
+        HTTP SSE responses. Otherwise, when exactly one downstream call is in flight on this connection, it
+        is that one (the documented rule for shared stdio upstreams); with several the message is unrelated."""
         if isinstance(related, int):
             return self._pending.get(related)
         downstream = [call for call in self._pending.values() if call.origin is not None and not call.parked]

@@ -347,6 +347,42 @@ def test_port_in_use_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_busy_port_leaves_no_starter_config_behind(tmp_path: Path) -> None:
+    """A mistyped port on an empty config directory wrote the starter mcp.json (and hub.lock), then failed
+    (hunt s38 h5 #12): the port is taken first, and the message says what to do."""
+    config_dir = tmp_path / "fresh"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), env=hub_env(config_dir), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot bind 127.0.0.1:{port}: Address already in use; another program listens there" in result.stderr
+    assert "--port 0 takes a free one" in result.stderr and "starter" not in result.stderr, result.stderr
+    assert not config_dir.exists()
+
+
+def test_a_second_serve_on_the_port_of_its_directorys_hub_says_that_hub_runs(tmp_path: Path) -> None:
+    """The port is taken before the directory's lock is: a hub of the same directory that holds both is named,
+    not said to be 'another program'."""
+    from onemcp.cli.serve import hub_lock, write_runtime
+
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
+    lock = hub_lock(tmp_path / "mcp.json")
+    assert lock is not None
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            write_runtime(tmp_path / "mcp.json", f"http://127.0.0.1:{port}/mcp")
+            result = run_cli("serve", "--port", str(port), env=hub_env(tmp_path), cwd=tmp_path)
+    finally:
+        os.close(lock)
+    assert result.returncode == 2, result.stderr
+    assert f"a hub is already running for {tmp_path} (pid {os.getpid()}, http://127.0.0.1:{port}/mcp)" in result.stderr
+
+
 def test_an_audit_log_that_cannot_be_opened_is_refused_before_listening(tmp_path: Path) -> None:
     (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}, "onemcp": {"audit": "/nonexistent/dir/a.log"}}))
     result = run_cli("serve", "--port", "0", env=hub_env(tmp_path), cwd=tmp_path)

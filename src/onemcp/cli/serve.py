@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -35,13 +36,39 @@ audit = logging.getLogger("onemcp.audit")
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """The address taken, not listened on yet (`serve` listens once every check passed)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio then sets TCP_NODELAY
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(False)  # never a child's: an upstream holding it would keep the port after the hub
     return sock
+
+
+def _not_bound(host: str, port: int, exc: OSError, config_flag: str | None) -> str:
+    """Why `serve` cannot have the address: this directory's hub has it, or some other program."""
+    from onemcp.config.runtime import lock_holder
+
+    path = resolve_path(config_flag)
+    if exc.errno == errno.EADDRINUSE and lock_holder(path) not in (None, os.getpid()):
+        return _running(path)
+    hint = "; another program listens there: choose another --port (--port 0 takes a free one)"
+    return f"cannot bind {host}:{port}: {exc.strerror}{hint if exc.errno == errno.EADDRINUSE else ''}"
+
+
+def _running(path: Path) -> str:
+    from onemcp.config.runtime import NoHub, read_runtime
+
+    try:
+        running = read_runtime(path)
+        where = f" (pid {running.get('pid')}, {running.get('url')})"
+    except NoHub:
+        where = ""
+    return f"a hub is already running for {path.parent}{where}; `onemcp stop` ends it"
 
 
 def write_runtime(config_path: Path, url: str) -> Path:
@@ -158,26 +185,31 @@ def serve(
     except OSError as exc:  # a directory, a folder it may not create or write in
         print(f"onemcp: --log-file {log_file}: cannot open it: {exc.strerror}", file=sys.stderr)
         return 2
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # "[::1]", as in a URL: the address is what binds
+    try:  # before the open-network check, which would read a mistyped address as an open one
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        print(f"onemcp: cannot bind --host {host!r}: not an address or host name ({exc})", file=sys.stderr)
+        return 2
+    try:  # before anything is written (the starter config, the lock): a mistyped port leaves no file behind
+        sock = _bind(host, port)
+    except OSError as exc:
+        print(f"onemcp: {_not_bound(host, port, exc, config_flag)}", file=sys.stderr)
+        return 2
+    with sock:  # closed on a refusal below (uvicorn closes it after serving)
+        return _serve_bound(sock, config_flag, host, allow_open_network, log_file)
+
+
+def _serve_bound(
+    sock: socket.socket, config_flag: str | None, host: str, allow_open_network: bool, log_file: Path | None
+) -> int:
     loaded = _config(config_flag)
     if isinstance(loaded, int):
         return loaded
     path, config = loaded
     if hub_lock(path) is None:
-        from onemcp.config.runtime import NoHub, read_runtime
-
-        try:
-            running = read_runtime(path)
-            where = f" (pid {running.get('pid')}, {running.get('url')})"
-        except NoHub:
-            where = ""
-        print(f"onemcp: a hub is already running for {path.parent}{where}; `onemcp stop` ends it", file=sys.stderr)
-        return 2
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]  # "[::1]", as in a URL: the address is what binds
-    try:  # before the check below, which would read a mistyped address as an open one
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        print(f"onemcp: cannot bind --host {host!r}: not an address or host name ({exc})", file=sys.stderr)
+        print(f"onemcp: {_running(path)}", file=sys.stderr)
         return 2
     if not is_loopback(host.strip("[]")) and not config.hub.auth.required:
         if not allow_open_network:
@@ -194,12 +226,12 @@ def serve(
     except OSError as exc:
         print(f"onemcp: {path}: onemcp.audit: cannot open {config.hub.audit}: {exc.strerror}", file=sys.stderr)
         return 2
-    try:
-        sock = _bind(host, port)
-    except OSError as exc:
-        print(f"onemcp: cannot bind {host}:{port}: {exc.strerror}", file=sys.stderr)
-        return 2
     bound_port = sock.getsockname()[1]
+    try:  # (another program bound it too, without listening yet, and listened first)
+        sock.listen(2048)
+    except OSError as exc:
+        print(f"onemcp: {_not_bound(host, bound_port, exc, config_flag)}", file=sys.stderr)
+        return 2
     shown = f"[{host}]" if ":" in host else host
     for other in other_configs(path) if path.name in NAMES else ():  # (a file named by the user is theirs)
         print(f"onemcp: warning: {other} is not read: {path} is the config (remove one of them)", file=sys.stderr)

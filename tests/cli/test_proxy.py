@@ -23,7 +23,8 @@ from onemcp.cli import proxy as proxy_module
 from onemcp.cli.proxy import Proxy
 from onemcp.cli.proxy_legacy import HubSession
 from onemcp.cli.proxy_modern import ModernForwarder
-from onemcp.cli.target import Endpoint
+from onemcp.cli.serve import hub_lock, write_runtime
+from onemcp.cli.target import Endpoint, no_hub_for
 from support.credentials import asgi_body, loopback_asgi
 from support.entries import LineClient
 from support.hub import running_hub
@@ -627,6 +628,43 @@ async def test_a_2026_request_with_no_hub_listening_says_so() -> None:
         tg.cancel_scope.cancel()
     client.close()
     assert error["code"] == -32000 and error["message"].startswith("no onemcp hub answers at http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_with_no_hub_of_its_directory_the_proxy_reaches_no_other_hub(tmp_path: Path, era: str) -> None:
+    """With no runtime.json, the proxy used http://127.0.0.1:3050/mcp, which was another config directory's
+    hub, and served it silently (hunt s38 h5 #16; it got $ONEMCP_TOKEN too). Now the client is told there is
+    no hub of its directory, naming the address not tried; once that hub writes runtime.json it is used."""
+    cmd = fixture_command()
+    config = tmp_path / "mine" / "mcp.json"
+    config.parent.mkdir()
+    client = LineClient()
+    meta = {**MODERN_META, "io.modelcontextprotocol/clientCapabilities": {}}
+    first: dict[str, Any] = dict(INIT)
+    if era == "modern":
+        first = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}
+    async with running_hub({"mcpServers": {"fx": {"command": cmd[0], "args": cmd[1:]}}}) as other:
+        waiting = no_hub_for(config, other.url)  # the other directory's hub listens where the proxy would guess
+        async with anyio.create_task_group() as tg:
+            bridge = Proxy(Endpoint(other.url, config, waiting=waiting), client.read_line, client.write, wait=0.01)
+            tg.start_soon(bridge.run)
+            with anyio.fail_after(30):
+                reply = client.replies.expect(1)
+                await client.send(first)
+                assert (await reply())["error"] == {"code": -32000, "message": waiting}
+                assert not list(other.app.hub.sessions)
+                lock = hub_lock(config)  # this directory's hub starts (here: at the same address)
+                assert lock is not None
+                try:
+                    write_runtime(config, other.url)
+                    reply = client.replies.expect(2)
+                    await client.send({**first, "id": 2})
+                    assert "result" in await reply()
+                finally:
+                    os.close(lock)
+                client.to_server.close()
+            tg.cancel_scope.cancel()
+    client.close()
 
 
 async def test_a_cancel_whose_request_id_is_true_cancels_no_2026_request() -> None:

@@ -10,7 +10,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from onemcp.cli.serve import hub_lock
-from onemcp.cli.target import BadTarget, Endpoint, TargetError, read_rc, resolve, view_of, with_exposure, with_view
+from onemcp.cli.target import (
+    BadTarget,
+    Endpoint,
+    TargetError,
+    no_hub_for,
+    read_rc,
+    resolve,
+    view_of,
+    with_exposure,
+    with_view,
+)
 from onemcp.config.context import find_rc
 
 
@@ -148,3 +158,24 @@ def test_an_exposure_in_the_hub_url_is_checked_not_dropped() -> None:
     with pytest.raises(BadTarget, match="--exposure full and the hub URL's exposure=search disagree"):
         with_exposure(f"{base}?exposure=search", "full", flag=True)
     assert with_exposure(f"{base}?exposure=search", "search", flag=True).endswith("?exposure=search")
+
+
+def test_an_endpoint_with_no_hub_yet_takes_the_first_address_its_directory_gives(config_dir: Path) -> None:
+    """With no hub of the directory running, the default URL is a placeholder (never reached: it may be another
+    directory's hub); the first runtime.json gives the address, even the very one the placeholder named."""
+    config = config_dir / "mcp.json"
+    waiting = no_hub_for(config, "http://127.0.0.1:3050/mcp")
+    assert waiting.startswith(f"no hub is running for {config} (start one with `onemcp serve` or `onemcp start`);")
+    assert "does not try http://127.0.0.1:3050/mcp, which may be another config directory's hub" in waiting
+    endpoint = Endpoint("http://127.0.0.1:3050/mcp?tags=dev", config, waiting=waiting)
+    assert not endpoint.moved() and endpoint.waiting == waiting
+    lock = hub_lock(config)
+    assert lock is not None
+    try:
+        assert no_hub_for(config, "http://d:1/mcp").startswith(
+            f"the hub of {config_dir} (pid {os.getpid()}) does not say where it listens (its runtime.json is missing)"
+        )
+        write_runtime(config_dir, "http://127.0.0.1:3050/mcp")
+        assert endpoint.moved() and endpoint.waiting is None and endpoint.url == "http://127.0.0.1:3050/mcp?tags=dev"
+    finally:
+        os.close(lock)

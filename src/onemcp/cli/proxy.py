@@ -11,9 +11,10 @@ alike: requests still out get `DRAIN` seconds, then each one the hub has not ans
 answering the requests in it), then the session is ended.
 
 The hub and view come from flags, else the nearest `.onemcprc`, else runtime.json, else the
-default URL (the hub may start after the proxy); a URL from runtime.json (or the default) is not
-fixed: whenever the hub stops answering the file is read again, so a hub restarted at another
-address is followed (`target.Endpoint`). A token for a hub that requires one comes from
+config directory's hub is waited for (it may start after the proxy; no address is guessed: the
+default one may be another directory's hub); a URL from runtime.json is not fixed: whenever the
+hub stops answering the file is read again, so a hub restarted at another address is followed
+(`target.Endpoint`). A token for a hub that requires one comes from
 `$ONEMCP_TOKEN`. Logs go to stderr; stdout carries JSON-RPC only.
 """
 
@@ -36,7 +37,7 @@ from onemcp.cli import argtypes
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.proxy_legacy import Deliver, HubSession
 from onemcp.cli.proxy_modern import MAX_OUT, STOPPING, ModernForwarder, busy, is_modern, reply_of
-from onemcp.cli.target import Endpoint, TargetError, add_view_flags, resolve, with_exposure
+from onemcp.cli.target import Endpoint, TargetError, add_view_flags, no_hub_for, resolve, with_exposure
 from onemcp.config.context import Signer, local_signer
 from onemcp.config.paths import resolve_path
 from onemcp.protocol import jsonrpc
@@ -140,6 +141,8 @@ class Proxy:
         signer = self.signer
 
         async def sign(request: httpx.Request) -> None:
+            if self.hub.waiting is not None:  # no address but a guess, maybe another directory's hub: not tried
+                raise httpx.ConnectError(self.hub.waiting, request=request)
             if signer is not None:
                 request.headers.update(signer.headers())
 
@@ -212,7 +215,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     proxy.add_argument(
         "--url",
         type=argtypes.hub_url,
-        help=f"the hub's MCP endpoint (default: .onemcprc, runtime.json, else {DEFAULT_URL})",
+        help="the hub's MCP endpoint (default: .onemcprc, else the runtime.json of the config's hub, waited for)",
     )
     add_view_flags(proxy)
     proxy.add_argument(
@@ -240,9 +243,14 @@ def run(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"onemcp: {exc}", file=sys.stderr)
         return 2
-    log.info("forwarding stdio to %s", url)
-    # a URL runtime.json gave (or the default, none running) is followed when the hub moves
-    hub = Endpoint(url, resolve_path(args.config) if target.source in ("runtime", "default") else None)
+    config = resolve_path(args.config)
+    waiting = no_hub_for(config, DEFAULT_URL) if target.source == "default" else None
+    if waiting is not None:
+        log.warning("%s", waiting)
+    else:
+        log.info("forwarding stdio to %s", url)
+    # a URL runtime.json gave is followed when the hub moves; with none, the first one it gives is taken
+    hub = Endpoint(url, config if target.source in ("runtime", "default") else None, waiting=waiting)
     try:
         signer = local_signer(target.config, Path.cwd())  # this directory's project renders template servers
         if signer is not None:  # names this proxy's run: per-session templates serve its 2026-07-28 requests too

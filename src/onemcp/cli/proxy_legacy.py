@@ -181,7 +181,7 @@ class HubSession:
         self.client_initialized = False
         replies: list[Message] = []
         delay, sid = BACKOFF[0], ""  # (a reply cut off after the hub answered it has no session id)
-        text = f"no onemcp hub answers at {self.url} (start one with `onemcp serve`)"
+        halted = ""
         deadline = anyio.current_time() + self.wait  # --wait: for a hub to answer; one that answers is waited for
         try:
             while True:
@@ -197,9 +197,10 @@ class HubSession:
                 await pause(self.halt, min(delay, left))
                 delay = min(delay * 2, BACKOFF[1])
         except Halted:  # SIGTERM while waiting for the hub: answered now, not after --wait
-            text = f"{STOPPING}: {text}"
+            halted = f"{STOPPING}: "
         reply = pick(replies, msg.get("id"))
         if reply is None:
+            text = halted + (self.hub.waiting or f"no onemcp hub answers at {self.url} (start one with `onemcp serve`)")
             await self.write(jsonrpc.error(msg.get("id"), {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             return
         if "result" in reply:  # requests may follow (refused before: no session could come for them)

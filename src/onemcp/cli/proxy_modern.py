@@ -179,13 +179,13 @@ class ModernForwarder:
                     await self.write(reply)
                     return
             except NOT_SENT as exc:  # nothing listens (past --wait): the request never went out
-                text = f"no onemcp hub answers at {self.hub.url}: {exc!r}"
+                text = self.hub.waiting or f"no onemcp hub answers at {self.hub.url}: {exc!r}"
                 await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             except httpx.TransportError as exc:  # it went out, and the hub went away before it answered
                 text = f"the connection to the hub broke: {exc!r}; the request may or may not have run"
                 await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             except Halted:
-                text = f"{STOPPING}: no onemcp hub answered at {self.hub.url}"
+                text = f"{STOPPING}: {self.hub.waiting or f'no onemcp hub answered at {self.hub.url}'}"
                 await self.write(jsonrpc.error(rid, {"code": UPSTREAM_UNAVAILABLE, "message": text}))
             finally:
                 self._in_flight.pop(rid, None)

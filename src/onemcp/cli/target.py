@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from onemcp.cli import argtypes
 from onemcp.config.context import find_rc
 from onemcp.config.paths import resolve_path
-from onemcp.config.runtime import NoHub, locked, read_runtime
+from onemcp.config.runtime import NoHub, lock_holder, locked, read_runtime
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -193,15 +193,18 @@ def resolve(
 class Endpoint:
     """The hub URL a long-lived client uses, view and exposure query included.
 
-    Fixed when it was named (`--url`, `.onemcprc`); when it came from runtime.json (or is the default
-    because no hub was running), `moved()` reads that file again, so a hub restarted at another
-    address (`onemcp restart --port 0`) is followed. While no hub holds the file (between a stop and a
-    start) the last address is kept: the default URL may be another directory's hub.
+    Fixed when it was named (`--url`, `.onemcprc`); when it came from runtime.json, `moved()` reads that
+    file again, so a hub restarted at another address (`onemcp restart --port 0`) is followed. While no
+    hub holds the file (between a stop and a start) the last address is kept. With no hub of the config
+    directory running at all, there is no address yet (`waiting` says why): the default URL would be a
+    guess, and may be another directory's hub (which would get the client's calls, and `$ONEMCP_TOKEN`),
+    so it is never used; the first runtime.json a hub of the directory writes gives the address.
     """
 
-    def __init__(self, url: str, runtime: Path | None = None) -> None:
-        self.url = url
+    def __init__(self, url: str, runtime: Path | None = None, *, waiting: str | None = None) -> None:
+        self.url = url  # with `waiting`, a placeholder carrying the query: never reached
         self._config = runtime  # the mcp.json whose runtime.json to follow; None: the URL is fixed
+        self.waiting = waiting
 
     def moved(self) -> bool:
         """Has the hub moved to another URL (runtime.json says so now)? If so, `url` is the new one."""
@@ -217,7 +220,20 @@ class Endpoint:
             return False
         new = urlsplit(str(found["url"]))
         url = urlunsplit(new._replace(query=urlsplit(self.url).query))
-        if url == self.url:
+        if url == self.url and self.waiting is None:
             return False
-        self.url = url
+        self.url, self.waiting = url, None
         return True
+
+
+def no_hub_for(config: Path, default_url: str) -> str:
+    """Why a client of `config`'s hub has no address yet (no runtime.json), naming the guess it does not make."""
+    holder = lock_holder(config)
+    if holder is not None:  # it runs, but its runtime.json was removed or damaged
+        said = f"the hub of {config.parent} (pid {holder}) does not say where it listens (its runtime.json is missing)"
+    else:
+        said = f"no hub is running for {config} (start one with `onemcp serve` or `onemcp start`)"
+    return (
+        f"{said}; the proxy waits for it, and does not try {default_url}, which may be another config"
+        " directory's hub: --url names a hub to use"
+    )

@@ -207,6 +207,42 @@ async def test_url_elicitations_are_bounded_per_session_and_forgotten_when_it_en
             assert waiting() == {"alpha:f4", "alpha:o1", "alpha:o2"}
 
 
+async def test_a_url_elicitation_error_naming_many_costs_only_the_ones_a_session_can_wait_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """h7: each of a -32042 error's elicitations was expected in turn, each a pass over every wait: a server's
+    error naming 200,000 (20 MB) held the event loop 4 s (every client's calls with it). Only the newest
+    MAX_SESSION_ELICITATIONS ids can be waited on; the client still gets every elicitation, namespaced."""
+    monkeypatch.setattr(reverse, "MAX_SESSION_ELICITATIONS", 3)
+    passes = 0
+    expect = reverse.ReversePath._expect
+
+    def counted(self: reverse.ReversePath, *args: Any) -> str:
+        nonlocal passes
+        passes += 1
+        return expect(self, *args)
+
+    monkeypatch.setattr(reverse.ReversePath, "_expect", counted)
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            hub, conn = h.app.hub, h.app.hub.pool.get("alpha")
+            assert conn is not None
+            session = hub.sessions.get((await h.session()).id)
+            assert session is not None
+            ids = [f"e{n}" for n in range(10_000)] + ["e9998", "e5", "e9999"]  # asked again: the newest
+            items: list[Any] = [{"mode": "url", "elicitationId": i, "url": "https://example.com/"} for i in ids]
+            error = {"code": -32042, "message": "go", "data": {"elicitations": [*items, "odd", {"mode": "url"}]}}
+            shown = hub.reverse.url_required(conn, session, error)["data"]["elicitations"]
+            assert [item["elicitationId"] for item in shown[:-2]] == [f"alpha:{i}" for i in ids]
+            assert shown[-2:] == ["odd", {"mode": "url"}]
+            assert {visible for _, visible in hub.reverse._elicitations.values()} == {
+                "alpha:e9998",
+                "alpha:e5",
+                "alpha:e9999",
+            }
+            assert passes == 3, passes
+
+
 async def test_a_url_elicitations_completion_reaches_only_the_session_its_connection_asked() -> None:
     """hunt-auth F1: completions were looked up by the id the client sees (`alpha:e1`), which two
     connections of one server (`isolation: session`) mint alike: the second client's wait took the

@@ -271,7 +271,7 @@ class ReversePath:
     def _expect(self, conn: UpstreamConnection, session: Session, upstream_eid: str) -> str:
         """A URL-mode elicitation the session was asked for: its `elicitation/complete` will reach it
         (bounded: see MAX_SESSION_ELICITATIONS, MAX_ELICITATIONS). The id the client knows."""
-        visible = f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
+        visible = self._visible(conn, upstream_eid)
         key = (conn, upstream_eid)
         self._elicitations.pop(key, None)  # asked again: it is the newest
         waiting = Counter(s.id for s, _ in self._elicitations.values())
@@ -280,6 +280,9 @@ class ReversePath:
             self._elicitations.pop(next(k for k, (s, _) in self._elicitations.items() if s.id == loser))
         self._elicitations[key] = (session, visible)
         return visible
+
+    def _visible(self, conn: UpstreamConnection, upstream_eid: str) -> str:
+        return f"{conn.name}:{upstream_eid}" if self.catalog.prefixed else upstream_eid
 
     def forget_session(self, session: Session) -> None:
         """The session ended: the completions it waited for go nowhere (and leave room for others')."""
@@ -294,12 +297,23 @@ class ReversePath:
         asked = data.get("elicitations")
         if not isinstance(asked, list):
             return error
-        shown = [
-            {**item, "elicitationId": self._expect(conn, session, item["elicitationId"])}
-            if isinstance(item, dict) and isinstance(item.get("elicitationId"), str)
-            else item
-            for item in asked
+        named = [
+            i for i, item in enumerate(asked) if isinstance(item, dict) and isinstance(item.get("elicitationId"), str)
         ]
+        # The session keeps only its newest MAX_SESSION_ELICITATIONS ids: of more, only the last are expected (an
+        # earlier one would be pushed out by a later one). Expecting one costs a pass over the waits, and
+        # expecting each of an error's 200,000 held the event loop 4 s, and every client's calls with it.
+        newest: dict[str, int] = {}  # id -> where it is named last, for the newest distinct ids
+        for i in reversed(named):
+            if len(newest) == MAX_SESSION_ELICITATIONS:
+                break
+            newest.setdefault(asked[i]["elicitationId"], i)
+        expected = set(newest.values())
+        shown = list(asked)
+        for i in named:
+            eid = asked[i]["elicitationId"]
+            visible = self._expect(conn, session, eid) if i in expected else self._visible(conn, eid)
+            shown[i] = {**asked[i], "elicitationId": visible}
         return {**error, "data": {**data, "elicitations": shown}}
 
     # ------------------------------------------------------------- notifications

@@ -778,3 +778,23 @@ async def test_a_revived_session_is_told_its_tasks_from_before_the_restart_are_n
             after = (await http.post(hub.url, json=call, headers=headers)).json()["result"]["task"]["taskId"]
             got = (await http.post(hub.url, json=req("tasks/get", rid=3, taskId=after), headers=headers)).json()
             assert got["result"]["taskId"] == after
+
+
+async def test_a_task_handle_with_an_id_too_long_to_keep_is_an_error_and_nothing_is_kept() -> None:
+    """h7: the hub keeps each task's id (the server's, and the one its client sees) while the task runs,
+    up to 10,000 tasks: a server answering each task-augmented call with a 60 MB id held gigabytes.
+    A handle whose id is over 1,024 characters is answered -32603 naming the server, and not kept."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture("--tasks")}) as h:
+            s = await h.session()
+            call = {**tool_call("whoami", mistyped_handle={"taskId": "x" * 100_000}), "task": {"ttl": 60000}}
+            refused = await s.ask("tools/call", call)
+            assert h.app.hub.tasks._count == 0
+            fine = await s.ask("tools/call", {**tool_call("whoami"), "task": {"ttl": 60000}})
+            assert h.app.hub.tasks._count == 1
+    why = "task.taskId is 100000 characters long, over the hub's 1024"
+    assert refused["error"] == {
+        "code": -32603,
+        "message": f"[a] the server answered tools/call with a result a client cannot read: {why}",
+    }
+    assert "taskId" in fine["result"]["task"]

@@ -367,6 +367,7 @@ def test_a_task_a_strict_client_rejects_is_named_field_by_field() -> None:
     task = {"taskId": "t", "status": "working", "createdAt": when, "lastUpdatedAt": when, "ttl": None}
     assert task_problem(task) is None
     assert task_problem({**task, "ttl": 60000, "pollInterval": 500, "statusMessage": "s"}) is None
+    assert task_problem({**task, "taskId": "x" * 1024}) is None
     assert reply_problem("tasks/get", task) is None and reply_problem("tasks/cancel", {**task, "_meta": {}}) is None
     statuses = "'working', 'input_required', 'completed', 'failed' or 'cancelled'"
     cases: list[tuple[Any, str]] = [
@@ -379,6 +380,7 @@ def test_a_task_a_strict_client_rejects_is_named_field_by_field() -> None:
         ({**task, "ttl": True}, "ttl is not a number or null"),
         ({**task, "pollInterval": "1s"}, "pollInterval is not a number"),
         ({**task, "statusMessage": 3}, "statusMessage is not a string"),
+        ({**task, "taskId": "x" * 1025}, "taskId is 1025 characters long, over the hub's 1024"),  # h7: kept
     ]
     for given, problem in cases:
         assert task_problem(given) == problem, given

@@ -276,6 +276,11 @@ TASK_STATUSES = ("working", "input_required", "completed", "failed", "cancelled"
 TASK_REPLIES = frozenset({"tasks/get", "tasks/cancel"})  # a Task (2025-11-25): GetTaskResult, CancelTaskResult
 
 
+# A task id the hub keeps (10,000 tasks at most, hub/tasks.py): a server's 60 MB ids, one per call, held
+# gigabytes. Ids are short in practice (a UUID is 36 characters).
+MAX_TASK_ID = 1024
+
+
 def task_problem(task: Any, where: str = "") -> str | None:
     """Why a client that validates a 2025-11-25 Task (a handle's `task`, a tasks/get or tasks/cancel
     result, a tasks/list entry; the TypeScript SDK's tasks API does) would refuse it, or None.
@@ -285,6 +290,8 @@ def task_problem(task: Any, where: str = "") -> str | None:
     for key in ("taskId", "createdAt", "lastUpdatedAt"):
         if not isinstance(task.get(key), str):
             return f"{where}{key} is not a string"
+    if len(task["taskId"]) > MAX_TASK_ID:  # the hub keeps it (twice: the server's and the client's) while it runs
+        return f"{where}taskId is {len(task['taskId'])} characters long, over the hub's {MAX_TASK_ID}"
     status = task.get("status")
     if status not in TASK_STATUSES:
         said = "is missing" if status is None else f"is {str(status)[:40]!r}"

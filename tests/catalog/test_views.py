@@ -300,3 +300,19 @@ def test_a_view_keeps_what_a_scope_grants_of_a_template() -> None:
     assert one.shows("tools", "fz@abc", "echo")
     assert not one.shows("tools", "fz@abc", "other") and not one.shows("tools", "fz@def", "echo")
     assert Reach(None, frozenset(), bound).within(view).shows("tools", "fz@abc", "echo")
+
+
+@pytest.mark.parametrize(
+    "reach",
+    [
+        Reach(None, frozenset(), frozenset({"t@aaa"})),  # mcp / admin
+        Reach(frozenset({"t"}), frozenset(), frozenset({"t@aaa"})),  # server:t
+        Reach(frozenset({"t@aaa"}), frozenset(), frozenset({"t@aaa"})),  # tag:<a tag the instance rendered>
+        Reach(frozenset(), frozenset({("t", "echo")}), frozenset({"t@aaa"})),  # tool:t/echo
+    ],
+)
+def test_an_instance_a_reach_shows_anything_of_it_touches(reach: Reach) -> None:
+    """`touches` (log lines, logging/setLevel, tasks) agrees with `shows` (lists, calls) on a bound instance,
+    however the scopes granted it; an instance not bound is neither."""
+    assert reach.shows("tools", "t@aaa", "echo") and reach.touches("t@aaa")
+    assert not reach.shows("tools", "t@bbb", "echo") and not reach.touches("t@bbb")

@@ -44,6 +44,8 @@ class Reach:
         if at:
             if server not in self.instances:
                 return False
+            if self.servers is not None and server in self.servers:  # granted by a tag it rendered (as `shows`)
+                return True
             server = template
         if self.servers is None or server in self.servers:
             return True

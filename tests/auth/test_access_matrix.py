@@ -29,14 +29,15 @@ from fixtures.launch import fixture_command, running_http_fixture
 from onemcp.auth import access
 from onemcp.auth.keys import KeyStore
 from onemcp.cli.client.rpc import TOKEN_ENV
+from onemcp.config.context import Signer, encode, project
 from onemcp.config.model import HubConfig
 from onemcp.downstream.modern import MODERN_METHODS
 from onemcp.hub.core import Hub
 from onemcp.hub.dispatch import ROUTED
 from onemcp.protocol.methods import KIND_BY_METHOD
 from support.credentials import JwtIssuer, jwks_server, oauth_revoke, oauth_token
-from support.entries import CLIENTS, Client, EntryClient, Refused, Target
-from support.hub import RunningHub, running_hub
+from support.entries import CLIENTS, LEGACY, MODERN, WAIT, Client, EntryClient, Refused, Target
+from support.hub import HEADERS, INIT, RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
 RESOURCE = "http://hub.test/mcp"  # the hub's public URL: JWT audience and OAuth resource
@@ -441,3 +442,77 @@ async def test_admin_endpoints_matrix(tmp_path: Path) -> None:
                         failures.append(f"{credential}/{scope} {verb} {path} -> {r.status_code}")
     assert not failures, failures
     assert count == len(ADMIN_ENDPOINTS) * len(list(groups()))
+
+
+# ------------------------------------------------------------------------------------ template instances
+# A requester's template context starts the template's instance only where the requester reaches it: its
+# scopes and its view let the template (or a tool of it, or a tag it renders) through. Cells: scopes x view
+# x how the context came (signed with the hub's key, as the proxy and agent CLI send it; or unsigned, which
+# only a credential with scope `templates` may send) -> is the instance started (and its tools listed)?
+TEMPLATE_CELLS: tuple[tuple[list[str], str, bool, bool], ...] = (
+    (["mcp"], "", True, True),
+    (["admin"], "", True, True),
+    (["server:fxt"], "", True, True),
+    (["tag:team"], "", True, True),
+    (["tool:fxt/echo"], "", True, True),
+    (["mcp"], "tags=team", True, True),
+    (["mcp", "templates"], "", False, True),
+    (["server:alpha"], "", True, False),
+    (["tool:alpha/echo"], "", True, False),
+    (["tag:red"], "", True, False),
+    (["mcp"], "tags=red", True, False),
+    (["server:alpha", "templates"], "", False, False),
+)
+
+
+async def _listed_with_context(
+    http: httpx.AsyncClient, hub: RunningHub, era: str, token: str, query: str, context: dict[str, str]
+) -> set[str]:
+    """The tools a client sending this template context (and token, and view) is listed, in one era."""
+    url = f"{hub.url}?{query}" if query else hub.url
+    headers = {**HEADERS, **context, "authorization": f"Bearer {token}"}
+    tools_list = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    if era == "modern":
+        meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+        headers |= {"mcp-protocol-version": MODERN, "mcp-method": "tools/list"}
+        r = await http.post(url, json={**tools_list, "params": {"_meta": meta}}, headers=headers)
+    else:
+        r = await http.post(url, json=INIT, headers=headers)
+        assert r.status_code == 200, r.text
+        headers |= {"mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": LEGACY}
+        await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        r = await http.post(url, json=tools_list, headers=headers)
+    assert r.status_code == 200, r.text
+    return {str(t["name"]) for t in r.json()["result"]["tools"]}
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_a_template_instance_starts_only_for_requesters_it_is_in_reach_of(era: str, tmp_path: Path) -> None:
+    fx = fixture_command()
+    template = {"command": fx[0], "args": [*fx[1:], "--name", "{{ project.name }}"], "tags": ["team"]}
+    doc = {
+        "mcpServers": {"alpha": {"command": fx[0], "args": fx[1:], "tags": ["red"]}},
+        "mcpTemplates": {"fxt": template},
+        "onemcp": {"auth": {"apiKeys": True}},
+    }
+    path = tmp_path / "hub" / "mcp.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc))
+    failures: list[str] = []
+    with anyio.fail_after(120):
+        async with running_hub(doc, config_path=path) as hub, httpx.AsyncClient(timeout=WAIT) as http:
+            keys = KeyStore(path.parent / "keys.db")
+            secret = hub.app.hub.context_secret
+            assert secret is not None
+            for n, (scopes, query, signed, expected) in enumerate(TEMPLATE_CELLS):
+                cell = f"{' '.join(scopes)} ?{query} {'signed' if signed else 'unsigned'}"
+                project_dir = tmp_path / f"project{n}"  # a project of its own: an instance of its own
+                project_dir.mkdir()
+                context = {"project": {**project(project_dir), "name": f"project{n}"}}
+                headers = Signer(context, secret).headers() if signed else encode(context, None)
+                listed = await _listed_with_context(http, hub, era, keys.create(f"c{n}", scopes), query, headers)
+                started = [i for i in hub.app.hub.instances.instances.values() if i.summary["name"] == f"project{n}"]
+                if bool(started) != expected or ("fxt__echo" in listed) != expected:
+                    said = "started" if started else "not started"
+                    failures.append(f"{cell}: instance {said}, listed {sorted(listed)[:3]}")
+    assert not failures, "\n".join(failures)

@@ -57,6 +57,8 @@ class Access:
     context: Mapping[str, Any] | None = None
     trusted: bool = False
     query: str = ""  # the query string that chose the view and exposure (a revived session chooses again)
+    # the view as decided now (a preset's filter as it is defined now); None with `view` set: its preset is gone
+    current: View | None = None
 
     def require(self, op: str, kind: str, server: str, original: str, visible: str) -> None:
         """Allow `op` on an existing item, or raise (NotFound / Forbidden) and audit the refusal."""
@@ -73,6 +75,21 @@ class Access:
 
     def refused(self, op: str, target: str, reason: str) -> None:
         refused(self.principal, self.entry, op, target, reason)
+
+    def runs(self, instance: str, tags: list[str]) -> bool:
+        """May this requester's context start `instance` (`<template>@<hash>`, rendered with `tags`)?
+
+        Only when, once bound, it would reach something of it: its scopes (`server:` the template,
+        `tool:` one of its tools, `tag:` a rendered tag) and its view both let it through. Otherwise
+        the hub would run a command its context chose (an unsigned one, with scope `templates`) for a
+        template it may not use, and spend the template's `maxInstances` on it.
+        """
+        own = {instance: list(tags)}
+        if not self.principal.reach(own).bound(frozenset({instance})).touches(instance):
+            return False
+        if self.view is None:
+            return True
+        return self.current is not None and instance in self.current.servers(own)
 
     def rebuilt(self, tags: Mapping[str, list[str]], presets: Mapping[str, str]) -> Access:
         """The same requester and view, decided again (after a config or presets change).
@@ -132,7 +149,8 @@ def decide(
         raise ValueError(f"unknown entry point {entry!r}")
     granted = principal.reach(tags)
     viewed: frozenset[str] | None = None
+    current: View | None = None
     if view is not None:
         current = views.preset_view(view.preset, presets) if view.preset is not None else view
         viewed = current.servers(tags)
-    return Access(principal, entry, view, granted, viewed, granted.within(viewed), exposure)
+    return Access(principal, entry, view, granted, viewed, granted.within(viewed), exposure, current=current)

@@ -122,6 +122,8 @@ class TemplateInstances:
                     continue  # per session, but no session: a 2026-07-28 request whose client names none
                 key = hashlib.sha256(f"{key}:{context['session']['id']}".encode()).hexdigest()
             instance_id = f"{name}{INSTANCE_MARK}{key[:12]}"
+            if not access.runs(instance_id, config.tags):
+                continue  # out of its scopes or view: it would run for a requester that cannot use it
             instance = self.instances.get(instance_id)
             if instance is None:
                 project = context["project"]

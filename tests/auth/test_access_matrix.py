@@ -36,7 +36,7 @@ from onemcp.hub.core import Hub
 from onemcp.hub.dispatch import ROUTED
 from onemcp.protocol.methods import KIND_BY_METHOD
 from support.credentials import JwtIssuer, jwks_server, oauth_revoke, oauth_token
-from support.entries import CLIENTS, LEGACY, MODERN, WAIT, Client, EntryClient, Refused, Target
+from support.entries import CLIENTS, LEGACY, MODERN, WAIT, Client, EntryClient, LegacyHttp, Refused, Target
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -515,4 +515,51 @@ async def test_a_template_instance_starts_only_for_requesters_it_is_in_reach_of(
                 if bool(started) != expected or ("fxt__echo" in listed) != expected:
                     said = "started" if started else "not started"
                     failures.append(f"{cell}: instance {said}, listed {sorted(listed)[:3]}")
+    assert not failures, "\n".join(failures)
+
+
+# ------------------------------------------------------------------------------------ another principal's
+async def test_another_principals_session_and_tasks_do_not_exist_for_it(tmp_path: Path) -> None:
+    """A's legacy session and A's task, asked for by B (another key, and a narrower key): every way in is
+    the answer to an unknown session or task. Cells: GET, DELETE and POST on A's Mcp-Session-Id, POST
+    /messages naming it, and tasks/get|result|cancel of A's task id from B's own session."""
+    failures: list[str] = []
+    with anyio.fail_after(120):
+        async with world(tmp_path) as w:
+            a = Target(w.hub, w.config_path, w.http, w.keys.create("a", ["mcp"]))
+            async with CLIENTS["mcp-legacy"].connect(a) as mine:
+                assert isinstance(mine, LegacyHttp)
+                made = await mine.request(
+                    "tools/call", {"name": "alpha__echo", "arguments": {}, "task": {"ttl": 60000}}
+                )
+                task = made["task"]["taskId"]
+                for other in (w.keys.create("b", ["mcp"]), w.keys.create("b-alpha", ["server:alpha"])):
+                    stolen = {**mine.headers, "authorization": f"Bearer {other}"}
+                    get = {"jsonrpc": "2.0", "id": 7, "method": "tasks/get", "params": {"taskId": task}}
+                    messages = f"{w.hub.base}/messages?session_id={mine.headers['mcp-session-id']}"
+                    tries = (
+                        ("GET", w.hub.url, {**stolen, "accept": "text/event-stream"}, None),
+                        ("DELETE", w.hub.url, stolen, None),
+                        ("POST", w.hub.url, stolen, get),
+                        ("POST", messages, {**HEADERS, "authorization": f"Bearer {other}"}, get),
+                    )
+                    for verb, url, headers, body in tries:
+                        # the status only: a stream wrongly opened on A's session is not read on
+                        async with w.http.stream(verb, url, headers=headers, json=body) as r:
+                            if r.status_code != 404:
+                                failures.append(
+                                    f"{verb} {url.removeprefix(w.hub.base)} on A's session: {r.status_code}"
+                                )
+                    async with CLIENTS["mcp-legacy"].connect(Target(w.hub, w.config_path, w.http, other)) as theirs:
+                        for method in ("tasks/get", "tasks/result", "tasks/cancel"):
+                            try:
+                                await theirs.request(method, {"taskId": task})
+                                failures.append(f"{method} of A's task: answered")
+                            except Refused as exc:
+                                if "-32602" not in exc.how or "Task not found" not in exc.how:
+                                    failures.append(f"{method} of A's task: {exc.how}")
+                try:  # A's session and task are untouched by all of it
+                    await mine.request("tasks/get", {"taskId": task})
+                except Refused as exc:
+                    failures.append(f"A's own tasks/get afterwards: {exc.how}")
     assert not failures, "\n".join(failures)

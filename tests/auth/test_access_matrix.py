@@ -563,3 +563,54 @@ async def test_another_principals_session_and_tasks_do_not_exist_for_it(tmp_path
                 except Refused as exc:
                     failures.append(f"A's own tasks/get afterwards: {exc.how}")
     assert not failures, "\n".join(failures)
+
+
+# a template that does not render for a context (its client sends no project.custom.db) refuses that client,
+# naming the template and the field, only where the client reaches the template: to anyone else it is not there
+RENDER_ERROR_CELLS: tuple[tuple[list[str], str, bool], ...] = (
+    (["mcp"], "", True),
+    (["server:db"], "", True),
+    (["tag:team"], "", True),
+    (["server:alpha"], "", False),
+    (["tool:alpha/echo"], "", False),
+    (["tag:red"], "", False),
+    (["mcp"], "tags=red", False),
+)
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_a_template_that_does_not_render_is_said_only_to_requesters_it_is_in_reach_of(
+    era: str, tmp_path: Path
+) -> None:
+    fx = fixture_command()
+    template = {"command": fx[0], "args": [*fx[1:], "--name", "{{ project.custom.db }}"], "tags": ["team"]}
+    doc = {
+        "mcpServers": {"alpha": {"command": fx[0], "args": fx[1:], "tags": ["red"]}},
+        "mcpTemplates": {"db": template},
+        "onemcp": {"auth": {"apiKeys": True}},
+    }
+    path = tmp_path / "hub" / "mcp.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc))
+    failures: list[str] = []
+    with anyio.fail_after(120):
+        async with running_hub(doc, config_path=path) as hub, httpx.AsyncClient(timeout=WAIT) as http:
+            keys = KeyStore(path.parent / "keys.db")
+            secret = hub.app.hub.context_secret
+            assert secret is not None
+            headers = Signer({"project": project(tmp_path)}, secret).headers()
+            for n, (scopes, query, reached) in enumerate(RENDER_ERROR_CELLS):
+                cell = f"{' '.join(scopes)} ?{query}"
+                try:
+                    listed = await _listed_with_context(http, hub, era, keys.create(f"c{n}", scopes), query, headers)
+                except AssertionError as exc:  # the HTTP answer was not 200
+                    said = "cannot render template server 'db': mcpTemplates.db.args[2]" in str(exc)
+                    if not reached or not said:
+                        failures.append(f"{cell}: refused: {str(exc)[:200]}")
+                    continue
+                if reached:
+                    failures.append(f"{cell}: served ({sorted(listed)[:2]}), not told its template does not render")
+                elif not listed or any(name.startswith("db__") for name in listed):
+                    failures.append(f"{cell}: listed {sorted(listed)[:3]}")
+            assert not hub.app.hub.instances.instances
+    assert not failures, "\n".join(failures)

@@ -26,6 +26,7 @@ from onemcp.catalog.reach import Reach
 from onemcp.catalog.views import View
 from onemcp.config.model import Exposure
 from onemcp.protocol.errors import Forbidden
+from onemcp.protocol.names import INSTANCE_MARK
 
 audit = logging.getLogger("onemcp.audit")
 
@@ -76,14 +77,15 @@ class Access:
     def refused(self, op: str, target: str, reason: str) -> None:
         refused(self.principal, self.entry, op, target, reason)
 
-    def runs(self, instance: str, tags: list[str]) -> bool:
-        """May this requester's context start `instance` (`<template>@<hash>`, rendered with `tags`)?
+    def runs(self, template: str, tags: list[str]) -> bool:
+        """May this requester's context render `template` (its tags rendered as `tags`) and start its instance?
 
-        Only when, once bound, it would reach something of it: its scopes (`server:` the template,
-        `tool:` one of its tools, `tag:` a rendered tag) and its view both let it through. Otherwise
-        the hub would run a command its context chose (an unsigned one, with scope `templates`) for a
-        template it may not use, and spend the template's `maxInstances` on it.
+        Only when that instance would be within its reach: its scopes (`server:` the template, `tool:` one
+        of its tools, `tag:` a rendered tag) and its view both let it through. Otherwise the hub would run
+        a command its context chose (an unsigned one, with scope `templates`) for a template it may not
+        use, spend the template's `maxInstances` on it, and refuse it with that template's render error.
         """
+        instance = f"{template}{INSTANCE_MARK}"  # any instance of it: what decides is the name and the tags
         own = {instance: list(tags)}
         if not self.principal.reach(own).bound(frozenset({instance})).touches(instance):
             return False

@@ -80,6 +80,13 @@ def render(name: str, template: ServerTemplate, context: Mapping[str, Any]) -> S
         raise TemplateError(f"mcpTemplates.{name}{'.' + where if where else ''}: rendered, {message}") from None
 
 
+def rendered_tags(name: str, template: ServerTemplate, context: Mapping[str, Any]) -> list[str]:
+    """Its tags alone, as `render` renders them (who may start an instance is decided on them, before the
+    rest is rendered); TemplateError as `render`'s."""
+    tags = [_render(name, f"tags[{i}]", tag, context) for i, tag in enumerate(template.tags)]
+    return [t for t in tags if t.strip()]
+
+
 def digest(config: ServerConfig) -> str:
     """The rendered config's hash: the instance's identity (same hash, same instance when shareable)."""
     dumped = orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)

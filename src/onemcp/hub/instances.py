@@ -25,7 +25,7 @@ import anyio
 from onemcp.auth.access import Access
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits, ServerConfig, ServerTemplate
-from onemcp.config.templates import TemplateError, digest, render
+from onemcp.config.templates import TemplateError, digest, render, rendered_tags
 from onemcp.observability.limits import hit
 from onemcp.observability.redact import REDACTOR, SECRET_NAME
 from onemcp.protocol.errors import INSTANCE_LIMIT_STATUS, HubError, InvalidParams, LimitReached, NotFound
@@ -101,14 +101,21 @@ class TemplateInstances:
 
     # ------------------------------------------------------------------ binding
     def bind(self, access: Access, session_id: str, client_info: Mapping[str, Any], era: str) -> frozenset[str]:
-        """The instances `access`'s context renders to (none for an untrusted one); InvalidParams names a
-        field that does not render. A session id binds the session to them until `release`."""
+        """The instances `access`'s context renders to (none for an untrusted one, nor of a template out of its
+        reach: `Access.runs`); InvalidParams names a field that does not render. A session id binds the
+        session to them until `release`."""
         templates = self.templates()
         if not access.trusted or not templates:
             return frozenset()
         context = context_of(access, session_id, client_info, era)
         bound: set[str] = set()
         for name, template in templates.items():
+            try:
+                tags = rendered_tags(name, template, context)
+            except TemplateError:
+                tags = []  # then reached by its name alone (its error is said below, to whoever reaches it)
+            if not access.runs(name, tags):
+                continue  # out of its scopes or view: nothing of it runs, or is said, for this requester
             try:
                 config = render(name, template, context)
             except TemplateError as exc:
@@ -122,8 +129,6 @@ class TemplateInstances:
                     continue  # per session, but no session: a 2026-07-28 request whose client names none
                 key = hashlib.sha256(f"{key}:{context['session']['id']}".encode()).hexdigest()
             instance_id = f"{name}{INSTANCE_MARK}{key[:12]}"
-            if not access.runs(instance_id, config.tags):
-                continue  # out of its scopes or view: it would run for a requester that cannot use it
             instance = self.instances.get(instance_id)
             if instance is None:
                 project = context["project"]

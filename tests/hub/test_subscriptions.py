@@ -584,3 +584,45 @@ async def test_a_revived_sessions_subscription_goes_upstream_after_the_unsubscri
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
             touched = await b.ask("tools/call", tool_call("demo__touch", uri=STATIC))
             assert touched["result"]["content"][0]["text"] == f"touched {STATIC}"
+
+
+async def test_a_session_that_ends_while_its_subscribe_is_in_flight_is_not_left_holding_it() -> None:
+    """A session ended (DELETE) while its first `resources/subscribe` was still unanswered upstream: its end
+    found nothing to let go, and the subscribe's answer then counted it, so the hub held the subscription for
+    a session that was gone and never unsubscribed upstream. The late answer lets it go upstream at once."""
+    from support.inprocess import fixture, inprocess_hub, tool_call
+
+    answer, arrived, unsubscribed = anyio.Event(), anyio.Event(), anyio.Event()
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"demo": fixture(), "other": fixture()}) as h:
+            upstream = h.upstreams.current("demo")
+            subscribe, unsubscribe = upstream.methods["resources/subscribe"], upstream.methods["resources/unsubscribe"]
+
+            async def held(call: Any) -> dict[str, Any]:
+                arrived.set()
+                await answer.wait()
+                return await subscribe(call)
+
+            async def seen(call: Any) -> dict[str, Any]:
+                unsubscribed.set()
+                return await unsubscribe(call)
+
+            upstream.methods["resources/subscribe"] = held
+            upstream.methods["resources/unsubscribe"] = seen
+            a, b = await h.session(), await h.session()
+            replies: list[dict[str, Any]] = []
+
+            async def subscribing() -> None:
+                replies.append(await a.ask("resources/subscribe", {"uri": VISIBLE}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(subscribing)
+                await arrived.wait()
+                response, _ = await h.client.request("DELETE", headers=a.headers())
+                assert response.status == 200
+                answer.set()
+            await unsubscribed.wait()
+            assert "the session ended while it was asked for" in replies[0]["error"]["message"]
+            assert h.app.hub.subscriptions._subscribers == {}
+            touched = await b.ask("tools/call", tool_call("demo__touch", uri=STATIC))
+            assert touched["result"]["content"][0]["text"] == f"not subscribed: {STATIC}"

@@ -28,7 +28,15 @@ from onemcp.config.model import Limits
 from onemcp.hub.connections import ready, takes_subscriptions, wants_legacy
 from onemcp.hub.session import Session
 from onemcp.observability.limits import hit
-from onemcp.protocol.errors import HubError, InvalidParams, LimitReached, MethodNotFound, NotFound, UpstreamTimeout
+from onemcp.protocol.errors import (
+    HubError,
+    InvalidParams,
+    LimitReached,
+    MethodNotFound,
+    NotFound,
+    SessionEnded,
+    UpstreamTimeout,
+)
 from onemcp.protocol.names import INSTANCE_MARK, shown_as
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.pool import Pool
@@ -152,9 +160,14 @@ class Subscriptions:
             conn = ready(self.pool, key[0])
         deadline = None if limit is None else anyio.current_time() + limit  # (its turn waited for within it too)
         async with self._turn((home, key), limit):
+            if session.closed:  # it ended while it waited for its turn: its end let go of what it held
+                raise self._ended(key)
             if not self._holders(key, home):  # (looked at in its turn: an unsubscribe may have just gone upstream)
                 left = None if deadline is None else max(deadline - anyio.current_time(), 0.0)
                 await conn.subscribe_resource(key[1], params, left)
+                if session.closed:  # it ended while the server was asked: nothing here holds it, so the server
+                    await self._told_gone(conn, key, params)  # is told at once, still in this turn
+                    raise self._ended(key)
             if home is None:
                 self._subscribers.setdefault(key, set()).add(session.id)
             else:
@@ -163,6 +176,21 @@ class Subscriptions:
         if before is not home:
             with contextlib.suppress(HubError):
                 await self._release(session.id, key, before, {"uri": key[1]})
+
+    @staticmethod
+    def _ended(key: Key) -> SessionEnded:
+        return SessionEnded(f"[{shown_as(key[0])}] resources/subscribe: the session ended while it was asked for")
+
+    @staticmethod
+    async def _told_gone(conn: UpstreamConnection, key: Key, params: dict[str, Any]) -> None:
+        """A subscribe answered after its session ended (its end found nothing to let go of): unsubscribed
+        upstream, even while cancelled, for UNSUBSCRIBE_WAIT at most. Counted, it held the subscription (and
+        its updates) for a session that was gone, for as long as the connection lived."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_WAIT):
+            try:
+                await conn.unsubscribe_resource(key[1], params)
+            except HubError as exc:
+                log.info("unsubscribing %s on %s (its subscriber ended) failed: %s", key[1], key[0], exc)
 
     def _holders(self, key: Key, held: UpstreamConnection | None) -> set[str]:
         """The sessions holding `key` where `held` (None: the pool's connections)."""

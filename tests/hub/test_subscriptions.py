@@ -626,3 +626,56 @@ async def test_a_session_that_ends_while_its_subscribe_is_in_flight_is_not_left_
             assert h.app.hub.subscriptions._subscribers == {}
             touched = await b.ask("tools/call", tool_call("demo__touch", uri=STATIC))
             assert touched["result"]["content"][0]["text"] == f"not subscribed: {STATIC}"
+
+
+async def test_a_listen_cancelled_while_its_subscriptions_are_asked_lets_go_of_those_already_held() -> None:
+    """2026-07-28 has no session: a listen stream's subscriptions live as long as it does. A stdio client that
+    cancelled its listen while the hub still asked its servers (one slow to answer) left the subscriptions
+    already taken (the other server's) held for a listen that was gone: its end let go of nothing, since it
+    had not been acknowledged. They are let go upstream too."""
+    from onemcp.auth.principal import ANONYMOUS
+    from onemcp.downstream.stdio import StdioServer
+    from support.inprocess import MODERN, fixture, inprocess_hub
+    from support.lines import Lines
+
+    answer, arrived, unsubscribed = anyio.Event(), anyio.Event(), anyio.Event()
+    envelope = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    uris = ["other+fixture://x/0", "demo+fixture://x/0"]
+    listen = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "subscriptions/listen",
+        "params": {"notifications": {"resourceSubscriptions": uris}, "_meta": envelope},
+    }
+    with anyio.fail_after(DEADLINE), Lines() as pipe:
+        async with inprocess_hub({"demo": fixture(), "other": fixture()}) as h:
+            slow = h.upstreams.current("demo")
+            subscribe = slow.methods["resources/subscribe"]
+
+            async def held(call: Any) -> dict[str, Any]:
+                arrived.set()
+                await answer.wait()
+                return await subscribe(call)
+
+            slow.methods["resources/subscribe"] = held
+            other = h.upstreams.current("other")
+            unsubscribe = other.methods["resources/unsubscribe"]
+
+            async def seen(call: Any) -> dict[str, Any]:
+                unsubscribed.set()
+                return await unsubscribe(call)
+
+            other.methods["resources/unsubscribe"] = seen
+            server = StdioServer(h.app.hub, ANONYMOUS, pipe.read_line, pipe.write)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve)
+                await pipe.send(listen)
+                await arrived.wait()
+                while ("other", "fixture://x/0") not in h.app.hub.subscriptions._subscribers:
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+                await pipe.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}})
+                await unsubscribed.wait()
+                answer.set()
+                pipe.close()
+            assert h.app.hub.subscriptions._subscribers == {}
+            assert pipe.replies(7) == []  # a cancelled request is not answered

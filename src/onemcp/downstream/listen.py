@@ -29,10 +29,12 @@ KEEPALIVE = 15.0
 async def held(
     hub: Hub, listener: Listener, server_info: dict[str, Any]
 ) -> AsyncIterator[MemoryObjectReceiveStream[Message]]:
-    """The listener's feed while it is open: the acknowledgement first, then what the hub posts to it."""
+    """The listener's feed while it is open: the acknowledgement first, then what the hub posts to it. Its
+    subscriptions go when it ends, also when it ends (a stdio client's cancellation) while they are asked:
+    those already taken were held for a listen that was gone."""
     listener.server_info = server_info
-    await hub.add_listener(listener)
     try:
+        await hub.add_listener(listener)
         ack = jsonrpc.notification("notifications/subscriptions/acknowledged", {"notifications": listener.honored})
         listener.post(ack)
         assert listener.inbox is not None

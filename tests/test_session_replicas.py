@@ -414,6 +414,46 @@ async def test_a_delete_is_answered_once_no_replica_can_revive_the_session(
             assert two.app.hub.find_session(headers["mcp-session-id"]) is None
 
 
+async def test_a_delete_is_answered_once_no_replica_serves_its_copy_of_the_session(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DELETE was answered once the session's tombstone was in Redis, but a replica holding a live copy
+    (it had served the session) does not read the record: it dropped the copy when the word of the end came
+    over pub/sub, which is no faster than the client. Meanwhile it served the ended session: the client's next
+    request there got 200, not 404 (and for as long as the expiry round, up to a minute, when the word was
+    lost). The DELETE is answered once every replica that heard of the end has dropped its copy."""
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            sid = headers["mcp-session-id"]
+            assert (await http.post(two.url, json=_ping(2), headers=headers)).status_code == 200  # two's copy
+            assert one.app.hub.replicas is not None and two.app.hub.replicas is not None
+            relay, heard = two.app.hub.replicas.relay, anyio.Event()
+            hear = relay.on_message
+            assert hear is not None
+
+            async def slow(doc: dict[str, Any]) -> None:  # two hears of the end once one waits for it
+                if doc.get("k") == "ended":
+                    await heard.wait()
+                await hear(doc)
+
+            relay.on_message = slow
+            told = getattr(one.app.hub.replicas, "ended_everywhere", None)
+
+            async def waited(session_id: str) -> None:
+                heard.set()
+                if told is not None:
+                    await told(session_id)
+
+            monkeypatch.setattr(one.app.hub.replicas, "ended_everywhere", waited, raising=False)
+            try:
+                assert (await http.delete(one.url, headers=headers)).status_code == 200
+                assert (await http.post(two.url, json=_ping(3), headers=headers)).status_code == 404
+            finally:
+                heard.set()
+            assert two.app.hub.find_session(sid) is None
+
+
 async def test_a_log_level_set_is_answered_once_a_replica_reviving_the_session_reads_it(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -85,6 +85,23 @@ async def test_an_ask_gets_the_answer_of_the_replica_asked(redis_url: str) -> No
             assert sorted(answers) == [(n, 2 * n) for n in range(5)]  # each ask got its own answer
 
 
+async def test_telling_all_waits_for_each_replica_that_heard_and_no_longer_than_its_patience(redis_url: str) -> None:
+    """`tell_all` returns once every other replica has answered (0 missing), and at its patience with those
+    that did not counted (one that hears but never answers: 1 missing); alone, at once."""
+    a, b, c = (RedisRelay(redis_url, tag) for tag in ("aaaa", "bbbb", "cccc"))
+    a.on_message = Inbox()
+    b.on_message = lambda doc: _answer(b, doc)
+    c.on_message = lambda doc: _answer(c, doc)
+    with anyio.fail_after(DEADLINE):
+        async with running(a):
+            assert await a.tell_all({"k": "ended"}, 600) == 0  # no other replica: nothing to wait for
+            async with running(b), running(c):
+                assert await a.tell_all({"k": "ended"}, 600) == 0
+                c.on_message = Inbox()  # hears, does not answer
+                assert await a.tell_all({"k": "ended"}, 0.2) == 1
+            assert a._waiting == {}
+
+
 async def test_asking_a_replica_that_is_not_there_fails_at_once(redis_url: str) -> None:
     a = RedisRelay(redis_url, "aaaa")
     with anyio.fail_after(DEADLINE):

@@ -336,4 +336,6 @@ class StreamableHttpEndpoint:
             return
         self.hub.end_session(session.id)
         await self.hub.saved.flush()  # its end in Redis before the answer: no replica revives it after
+        if self.hub.replicas is not None:  # nor serves the copy it holds (it does not read the record)
+            await self.hub.replicas.ended_everywhere(session.id)
         await asgi.send_empty(send, 200)

@@ -205,6 +205,31 @@ class RedisRelay:
         finally:
             self._waiting.pop(corr, None)
 
+    async def tell_all(self, doc: dict[str, Any], patience: float) -> int:
+        """Publish `doc` to every other replica and wait, `patience` s at most, until each that heard it has
+        answered (`answer`): what it says has been acted on everywhere. Returns how many did not answer in time
+        (Redis failing or away: nothing is heard, 0)."""
+        if not self.up:
+            return 0
+        corr = secrets.token_hex(8)
+        answers: list[dict[str, Any]] = []
+        try:
+            self._waiting[corr] = (anyio.Event(), answers)
+            try:
+                heard = await self._command("publish", ALL, self._doc({**doc, "re": corr}))
+            except redis_link.errors() as exc:
+                log.info("replica %s: a %r message not published: %s", self.tag, doc.get("k"), exc)
+                return 0
+            others = max(int(heard) - 1, 0)  # (this replica hears its own, and drops it)
+            with anyio.move_on_after(patience):
+                while len(answers) < others:
+                    event = anyio.Event()  # set by the next answer (`_received`)
+                    self._waiting[corr] = (event, answers)
+                    await event.wait()
+            return max(others - len(answers), 0)
+        finally:
+            self._waiting.pop(corr, None)
+
     async def present(self, tag: str) -> bool:
         """Is replica `tag` still subscribed (True too when Redis failed a moment ago: asked again later)?"""
         return await self._subscribed(self.channel(tag))

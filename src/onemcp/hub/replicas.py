@@ -62,6 +62,7 @@ WAITING_MAX = 1_000  # sessions whose stream's word is awaited at once; beyond, 
 RESUME_TIMEOUT = 660.0  # a resumed call runs to its end on the replica that parked it
 PRESETS_KEY = "onemcp:presets"
 START_PATIENCE = 2 * redis_link.DEADLINE  # what the start waits for the shared secret and presets (each read: 5 s)
+ENDED_WAIT = 1.0  # what a DELETE waits at most for the other replicas to drop their copies of the session
 TASK_METHODS = frozenset({"tasks/get", "tasks/result", "tasks/cancel"})
 ResumeHere = Callable[[Session, Message], Awaitable[Message]]
 
@@ -87,6 +88,7 @@ class Replicas:
         self._local: set[str] = set()  # sessions whose GET stream is on this replica
         self._remote: dict[str, tuple[str, float]] = {}  # session id -> (replica holding its stream, until)
         self._awaited: dict[str, anyio.Event] = {}  # session id -> set when another replica announces its stream
+        self._telling: dict[str, anyio.Event] = {}  # session ended here -> set once the others dropped their copies
         self.counts: Counter[str] = Counter()  # messages by direction and kind, for /health
         # presets: the reloader writes the replicas' presets to this replica's presets.json with it
         self.write_presets: Callable[[dict[str, Any]], Awaitable[None]] | None = None
@@ -283,10 +285,38 @@ class Replicas:
 
     # ------------------------------------------------------------------ a session's end and state
     def session_ended(self, session: Session) -> None:
-        """Its client ended the session through this replica: the others drop their copies."""
-        if session.transport == "streamable-http":
-            self.counts["sent ended"] += 1
-            self.relay.broadcast({"k": "ended", "sid": session.id})
+        """Its client ended the session through this replica: the others drop their copies (`ended_everywhere`
+        waits until they have)."""
+        if session.transport != "streamable-http":
+            return
+        self.counts["sent ended"] += 1
+        told = anyio.Event()
+        if self.relay.spawn(self._tell_ended, session.id, told):
+            self._telling[session.id] = told
+
+    async def _tell_ended(self, sid: str, told: anyio.Event) -> None:
+        try:
+            if missing := await self.relay.tell_all({"k": "ended", "sid": sid}, ENDED_WAIT):
+                log.warning(
+                    "replica %s: %d replica(s) did not say within %gs that they dropped session %s (ended here)",
+                    self.tag,
+                    missing,
+                    ENDED_WAIT,
+                    sid[:8],
+                )
+        finally:
+            told.set()
+            if self._telling.get(sid) is told:
+                del self._telling[sid]
+
+    async def ended_everywhere(self, session_id: str) -> None:
+        """Wait until every replica that heard of the session's end here has dropped its copy (`ENDED_WAIT` at
+        most): a replica with a live copy serves it without reading the record, until the word comes. Answered
+        before, a DELETE let the client's next request to such a replica be served (pub/sub is no faster than
+        the client); the word lost, until that replica's next expiry round (`forget_ended`), up to a minute."""
+        told = self._telling.get(session_id)
+        if told is not None:
+            await told.wait()
 
     def session_changed(self, session: Session) -> None:
         """Its log level or subscriptions changed through this replica: the others' copies take the change."""
@@ -396,6 +426,7 @@ class Replicas:
             self.sessions.forget(sid)  # ended there: its record is gone, and its copy here with it
             if self.ended_here is not None:  # its tombstone, from here too: there, Redis may have failed
                 self.ended_here(sid)
+            self.relay.answer(doc, {})  # dropped: the DELETE there may be answered (`ended_everywhere`)
         elif kind == "changed" and isinstance(sid, str):
             await self._changed(sid, doc)
         elif kind == "presets":

@@ -660,3 +660,15 @@ def test_a_tool_of_a_server_that_is_down_says_so(tmp_path: Path) -> None:
         assert "did you mean" not in said
     finally:
         process.stop()
+
+
+def test_a_bare_server_lists_its_tools_and_how_to_call_one(hub: HubProcess) -> None:
+    done = on(hub, "run", "demo")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "'demo' is a server, not a tool" in done.stderr
+    assert """onemcp run demo/echo --args '{"text": "<string>"}'""" in done.stderr
+    assert "its 3 tool(s): echo, add, word_count" in done.stderr
+    as_json = on(hub, "run", "fx", "--format", "json")
+    error = json.loads(as_json.stdout)["error"]
+    assert (as_json.returncode, error["kind"], error["exit"]) == (2, "usage", 2)
+    assert "'fx' is a server, not a tool" in error["message"] and "onemcp run fx/" in error["message"]

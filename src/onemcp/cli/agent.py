@@ -33,6 +33,7 @@ from onemcp.cli.agent_output import (
     first_line,
     print_result,
     ranked,
+    run_line,
     savings,
     search_hit,
     show_tool,
@@ -53,6 +54,7 @@ SEARCH_LIMIT = 20  # search_tools' largest `limit` (onemcp.search.meta.MAX_LIMIT
 SEARCH_TOOL = "search_tools"  # the hub's meta-tool (onemcp.search.meta.SEARCH; not imported: this path stays light)
 UNATTRIBUTED = "?"  # tools whose names do not say their server (prefixMode never, several servers)
 MESSAGE_LIMIT = 2000  # characters of an error message on stderr
+RUN_HINT_TOOLS = 10  # tool names a bare `run SERVER` lists
 
 
 class Failure(Exception):
@@ -91,7 +93,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     )
     inspect.add_argument("--tokens", action="store_true", help="what each server's tools cost a model, in tokens")
     run_cmd = sub.add_parser("run", parents=[hub], help="call a tool: onemcp run SERVER/TOOL --args '{...}'")
-    run_cmd.add_argument("ref", metavar="SERVER/TOOL")
+    run_cmd.add_argument(
+        "ref",
+        metavar="SERVER/TOOL",
+        help="a tool as `onemcp inspect SERVER` lists it (a bare SERVER is refused with its tools), or the hub's name",
+    )
     run_cmd.add_argument("--args", dest="arguments", metavar="JSON", help="the arguments (default: JSON on stdin)")
     run_cmd.add_argument("--format", choices=["text", "json"], default="text", help="text content, or the result")
 
@@ -371,6 +377,8 @@ def _call(
         close = difflib.get_close_matches(server, list(inv.servers), n=1)
         guess = f"; did you mean {close[0]!r}?" if close else f" (servers: {', '.join(sorted(inv.servers))})"
         raise Failure(f"no server {server!r} in this hub's view{guess}")
+    if server is None and tool in inv.servers:  # `run demo`: a server was named where a tool goes
+        raise Failure(_a_server_not_a_tool(inv, tool), USAGE)
     if server is not None:
         _refuse_another_servers(inv, [n for n in candidates if n in names], server, tool)
     where = f" on server {server!r}" if server is not None else ""
@@ -383,6 +391,20 @@ def _call(
     close = [c for c in difflib.get_close_matches(tool, shown, n=2) if c != tool][:1]
     guess = f"; did you mean {close[0]!r}?" if close else ""
     raise Failure(f"no tool {tool!r}{where} in this hub's view{guess}; {hint} lists what there is")
+
+
+def _a_server_not_a_tool(inv: Inventory, server: str) -> str:
+    """What to write instead of a bare `run SERVER`: its tools, and a `run` line for the first one."""
+    tools = inv.by_server().get(server, [])
+    said = f"{server!r} is a server, not a tool: `onemcp run` takes SERVER/TOOL"
+    if not tools:
+        return f"{said}, and {server!r} has no tools in this hub's view; `onemcp inspect {server}` says more"
+    shorts = [inv.short(server, t) for t in tools]
+    more = f", and {len(shorts) - RUN_HINT_TOOLS} more" if len(shorts) > RUN_HINT_TOOLS else ""
+    return (
+        f"{said}, for example: {run_line(server, shorts[0], tools[0])}; its {len(shorts)} tool(s):"
+        f" {', '.join(shorts[:RUN_HINT_TOOLS])}{more} (`onemcp inspect {server}/TOOL` shows a tool's arguments)"
+    )
 
 
 def _refuse_another_servers(inv: Inventory, listed: list[str], server: str, tool: str) -> None:

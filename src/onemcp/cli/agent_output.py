@@ -85,9 +85,18 @@ def show_tool(server: str, short: str, tool: dict[str, Any], as_json: bool) -> N
     if isinstance(tool.get("outputSchema"), dict):
         print("\noutput schema (structuredContent):")
         print(json_text(tool["outputSchema"]))
+    print(f"\n{run_line(server, short, tool)}")
+
+
+def run_line(server: str, short: str, tool: dict[str, Any]) -> str:
+    """The `onemcp run` command that calls this tool, its required arguments as `<type>` placeholders."""
+    schema = tool.get("inputSchema")
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    required = schema.get("required") if isinstance(schema, dict) else None
+    props, required = (props if isinstance(props, dict) else {}), (required if isinstance(required, list) else [])
     example = {name: f"<{_kind_of(props.get(name))}>" for name in props if name in required}
     # json.dumps escapes every non-ASCII character of the names: the line is safe to print and to paste
-    print(f"\nonemcp run {escape_line(server)}/{escape_line(short)} --args '{json.dumps(example)}'")
+    return f"onemcp run {escape_line(server)}/{escape_line(short)} --args '{json.dumps(example)}'"
 
 
 def _kind_of(spec: Any) -> str:

@@ -296,3 +296,23 @@ async def test_the_hub_s_own_refusals_count_alike_in_both_eras() -> None:
             assert modern["error"]["code"] == -32601
             counted = answered(h.app.hub.metrics.render().decode())
     assert counted == {("other", "-32601"): 2, ("tools/list", "-32602"): 2, ("logging/setLevel", "-32601"): 1}
+
+
+async def test_in_search_exposure_a_tool_found_by_search_is_called_without_its_param_header() -> None:
+    """The SDK client mirrors the `x-mcp-header`s its tools/list annotates; in search exposure that list
+    is the meta-tools, so it calls a found tool with no `Mcp-Param-*` header: taken (call_tool carries
+    the same arguments with none). A header sent is still checked, and a full list still requires it."""
+    cmd = fixture_command("--header-tool")
+    servers = {"fx": {"command": cmd[0], "args": cmd[1:]}, "b": config()["mcpServers"]["b"]}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub({"mcpServers": servers, "onemcp": {"searchCache": False}}) as hub:
+            async with Client(f"{hub.url}?exposure=search", mode=V, cache=None) as c:
+                found = await c.call_tool("fx__lookup", {"account": "acme"})
+                assert (found.is_error, text_of(found)) == (False, '{"account":"acme"}')
+            call = modern("tools/call", name="fx__lookup", arguments={"account": "acme"})
+            async with httpx.AsyncClient(timeout=DEADLINE) as http:
+                wrong = headers("tools/call", "fx__lookup", **{"mcp-param-account": "other"})
+                r = await http.post(f"{hub.url}?exposure=search", json=call, headers=wrong)
+                assert r.status_code == 400 and "Mcp-Param-Account does not match" in r.json()["error"]["message"]
+                r = await http.post(f"{hub.url}?exposure=full", json=call, headers=headers("tools/call", "fx__lookup"))
+                assert r.status_code == 400 and "Mcp-Param-Account is missing" in r.json()["error"]["message"]

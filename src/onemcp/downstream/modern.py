@@ -141,7 +141,7 @@ class ModernEndpoint:
             await reject(400, INVALID_PARAMS, exc.message)
             return
         if method == "tools/call":
-            problem = self._param_headers_problem(scope, params, session)
+            problem = await self._param_headers_problem(scope, params, session)
             if problem is not None:
                 await reject(400, HEADER_MISMATCH, problem)
                 return
@@ -171,12 +171,20 @@ class ModernEndpoint:
         else:
             await self._call(scope, session, msg, receive, send)
 
-    def _param_headers_problem(self, scope: Scope, params: dict[str, Any], session: Session) -> str | None:
+    async def _param_headers_problem(self, scope: Scope, params: dict[str, Any], session: Session) -> str | None:
         """Check the `Mcp-Param-*` headers against the arguments they mirror (x-mcp-header).
 
         Only for a tool the requester reaches: of any other, nothing is said (routing says "not found").
+        In search exposure its tools/list showed only the meta-tools, so a client that mirrors what its
+        list annotates (the official SDKs) sends no header for a tool it found by search: a missing one
+        is not required there (`call_tool` carries the same arguments with none); a header sent is checked.
         """
         annotated = self.hub.tool_headers(str(params.get("name")), session)
+        if not annotated:
+            return None
+        view = self.hub.events.views.of(session)
+        await self.hub.exposure.ready_to_count([(session.access, view)])
+        listed = self.hub.exposure.mode(session.access, view) == "full"
         arguments = params.get("arguments")
         arguments = arguments if isinstance(arguments, dict) else {}
         for prop, header in annotated.items():
@@ -185,6 +193,8 @@ class ModernEndpoint:
             if value is None:
                 if raw is not None:
                     return f"Mcp-Param-{header} is set but argument {prop!r} is absent"
+                continue
+            if raw is None and not listed:
                 continue
             if raw is None:
                 return f"Mcp-Param-{header} is missing for argument {prop!r}"

@@ -93,6 +93,8 @@ def test_discover_lists_every_app(machine: Machine, capsys: pytest.CaptureFixtur
     assert "remote-docs  http   https://docs.example.com/mcp" in out
     assert "note: ${input:perplexity-key} (the editor asks for it) is read from the hub's environment" in out
     assert "ghp_example" not in out  # env values are not echoed
+    desktop = machine.file("claude_desktop_config.json")
+    assert f"  {desktop} (mcpServers): " in out and out.count(str(desktop)) == 1  # its path said once
 
 
 def test_discover_json(machine: Machine, capsys: pytest.CaptureFixture[str]) -> None:
@@ -194,8 +196,10 @@ def test_import_reports_skips_and_conflicts(machine: Machine, capsys: pytest.Cap
         }
     }
     machine.config.write_bytes(orjson.dumps(mine))
-    code, out, _ = cli(capsys, "app", "import", "claude-desktop", "--yes")
-    assert code == 1  # something was left out
+    code, out, err = cli(capsys, "app", "import", "claude-desktop", "--yes")
+    assert code == 1  # something was left out, and stderr says what and how to bring it in
+    assert "onemcp: not imported: github (a different server has the name in mcp.json: --prefix P" in err
+    assert "--force replaces it)" in err
     assert "  = filesystem    skip      (already in mcp.json with the same definition)" in out
     assert "  ! github        conflict  (mcp.json has a different server by this name)" in out
     servers = machine.servers()

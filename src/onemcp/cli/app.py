@@ -105,9 +105,7 @@ def _discover(args: argparse.Namespace) -> int:
             checked = ", ".join(dict.fromkeys(str(r.source.path) for r in reports))
             print(f"  no config found (looked at {checked})")
         for report in present:
-            print(
-                f"  {report.source.label} ({report.source.path}): {report.error or f'{len(report.servers)} server(s)'}"
-            )
+            print(f"  {report.source.label}: {report.error or f'{len(report.servers)} server(s)'}")
             width = max((len(s.name) for s in report.servers), default=0)
             for server in report.servers:
                 print(f"    {server.name.ljust(width)}  {_target(server)}")
@@ -182,7 +180,7 @@ def _import(args: argparse.Namespace) -> int:
     writes = [p for p in plan if p.writes]
     if not writes and not rewrites:
         print("nothing to change")
-        return FAILED if left_out else 0
+        return _left_out(left_out)
     if args.dry_run:
         print("dry run: nothing written")
         return 0
@@ -219,7 +217,25 @@ def _import(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot rewrite {app.label}'s config: {exc}") from None
         print(f"onemcp: {app.label} now uses only the hub at {hub_url}; restart it to reconnect")
         print(f"onemcp: its previous config is saved in {manifest}; undo with `onemcp app restore {app.name}`")
-    return FAILED if left_out else 0
+    return _left_out(left_out)
+
+
+def _left_out(left_out: list[Planned]) -> int:
+    """Exit 1 when a server was not imported, saying which and how to bring it in (0 when none was)."""
+    if not left_out:
+        return 0
+    conflicts = [p.name for p in left_out if p.action is Action.CONFLICT]
+    invalid = [p.name for p in left_out if p.action is not Action.CONFLICT]
+    said = []
+    if conflicts:
+        said.append(
+            f"{', '.join(conflicts)} (a different server has the name in mcp.json: --prefix P imports it as P<name>,"
+            " --force replaces it)"
+        )
+    if invalid:
+        said.append(f"{', '.join(invalid)} (cannot be written in mcp.json: see above)")
+    print(f"onemcp: not imported: {'; '.join(said)}", file=sys.stderr)
+    return FAILED
 
 
 def _plan_redirect(args: argparse.Namespace, app: App, where: Where) -> list[Rewrite]:

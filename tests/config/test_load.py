@@ -689,6 +689,29 @@ def test_a_number_where_true_or_false_belongs_is_refused(doc: dict[str, Any], me
     assert message in error_of({"mcpServers": {}, **doc})
 
 
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ({"command": "x", "tags": "dev"}, """a.tags: expected a list, not the string 'dev': write ["dev"]"""),
+        (
+            {"command": "x", "args": "-y p"},
+            """a.args: expected a list, not the string '-y p': write ["...", "..."], one""",
+        ),
+        ({"command": "x", "env": "K=V"}, "a.env: expected an object, not the string 'K=V'"),
+        ({"url": "https://x/mcp", "headers": ["a"]}, "a.headers: expected an object, not a list"),
+        ("uvx foo", "a: expected an object, not the string 'uvx foo'"),
+        ({"command": 3}, 'a.command: expected a string, not the number 3: write "3"'),
+    ],
+)
+def test_a_value_of_another_kind_says_what_the_field_takes_in_json_words(server: Any, message: str) -> None:
+    """pydantic's own words were shown: 'Input should be a valid list', and for a server written as a
+    string 'Input should be a valid dictionary or instance of ServerConfig' (a class of ours)."""
+    said = error_of({"mcpServers": {"a": server}})
+    assert f"mcpServers.{message}" in said and "Input should be" not in said
+    limits = error_of({"mcpServers": {}, "onemcp": {"limits": 5}})
+    assert "onemcp.limits: expected an object, not the number 5" in limits
+
+
 @pytest.mark.parametrize("store", ["redis://", "redis:///0", "rediss://:secret@/1", "redis://h:99999/0"])
 def test_a_session_store_url_that_does_not_parse_is_refused(store: str) -> None:
     """`redis://` (no host) loaded, and the Redis client took it for localhost:6379."""

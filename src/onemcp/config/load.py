@@ -323,6 +323,36 @@ def _check_instructions_file(path: Path, template: Path) -> None:
 PARSED_AS = {"float_parsing": "a number", "int_parsing": "a whole number", "bool_parsing": "true or false"}
 
 
+# a value of another kind than its field's, by pydantic's error type: what the field takes
+EXPECTED = {
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def _expected(kind: str, value: Any) -> str:
+    """ "expected a list, not the string 'dev': write ["dev"]", in the words of JSON, not pydantic's
+    ("Input should be a valid dictionary or instance of ServerConfig")."""
+    if isinstance(value, str):
+        given = f"the string {value if len(value) <= 40 else value[:40] + '...'!r}"
+    elif isinstance(value, bool) or value is None:
+        given = orjson.dumps(value).decode()
+    elif isinstance(value, int | float):
+        given = f"the number {value!r}"
+    else:
+        given = "a list" if isinstance(value, list | tuple) else "an object" if isinstance(value, dict) else "that"
+    hint = ""
+    if kind == "list_type" and isinstance(value, str):
+        one = value and not any(c.isspace() or c == "," for c in value)  # else: which items it holds is a guess
+        hint = f": write {orjson.dumps([value]).decode()}" if one else ': write ["...", "..."], one string per item'
+    elif kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        hint = f": write {orjson.dumps(str(value)).decode()}"
+    return f"expected {EXPECTED[kind]}, not {given}{hint}"
+
+
 def describe(exc: ValidationError) -> list[str]:
     """Each validation error as "<path>: <message>"; an unknown key with the likely intended one.
 
@@ -359,6 +389,8 @@ def describe(exc: ValidationError) -> list[str]:
             msg = unknown_key(loc_parts)
         elif err["type"] in PARSED_AS and isinstance(err.get("input"), values.FromEnv):
             msg = f"expected {PARSED_AS[err['type']]}, not {str(err['input'])!r} (what its ${{VAR}} gave)"
+        elif err["type"] in EXPECTED and i not in summary:
+            msg = _expected(err["type"], err.get("input"))
         parts.append(f"{loc}: {msg}" if loc else msg)
     return parts
 

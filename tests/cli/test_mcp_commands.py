@@ -112,7 +112,11 @@ def test_invalid_edit_leaves_the_file_byte_identical(config_dir: Path, capsys: p
 def test_duplicate_and_unknown_names_exit_1(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "mcp", "add", "a", "--command", "x")[0] == 0
     code, _, err = cli(capsys, "mcp", "add", "a", "--command", "y")
-    assert (code, err.strip()) == (1, f"onemcp: a server named 'a' already exists in {config_dir / 'mcp.json'}")
+    taken = f"onemcp: a server named 'a' already exists in {config_dir / 'mcp.json'}; to change it (its tags, env,"
+    assert (code, err.strip()) == (
+        1,
+        f"{taken} args, ...) edit its entry there, or `onemcp mcp remove a` and add it again",
+    )
     for action in ("remove", "enable", "disable"):
         code, _, err = cli(capsys, "mcp", action, "nope")
         assert code == 1

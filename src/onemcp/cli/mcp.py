@@ -25,6 +25,7 @@ from onemcp.config.edit import (
     Document,
     EditError,
     EditResult,
+    ServerExists,
     add_server,
     edit_config,
     read_document,
@@ -233,6 +234,12 @@ def _edit(
         result = edit_config(path, change, env=environment(path))
     except BadName as exc:
         raise CommandError(str(exc), USAGE_ERROR) from None
+    except ServerExists as exc:  # `mcp add` of a name in use: there is no command that edits an entry
+        name = getattr(args, "name", "NAME")
+        raise CommandError(
+            f"{exc} in {path}; to change it (its tags, env, args, ...) edit its entry there,"
+            f" or `onemcp mcp remove {name}` and add it again"
+        ) from None
     except EditError as exc:
         raise CommandError(f"{exc} in {path}") from None
     except ConfigError as exc:

@@ -423,3 +423,21 @@ def test_the_escaping_covers_writelines_and_keeps_the_stream(capsys: pytest.Capt
     assert sys.stdout is before
     out, err = capsys.readouterr()
     assert (out, err) == ("a\\u001b[2J\nb\\u202e\n", "c\\u009b\n")
+
+
+@pytest.mark.parametrize(
+    ("word", "said"),
+    [
+        ("search", "`onemcp inspect --search QUERY` finds tools by what they do"),
+        ("reload", "the hub reads mcp.json again by itself when it changes"),
+        ("add", "`onemcp mcp add NAME ...` adds a server"),
+        ("list", "`onemcp mcp list` lists the servers in mcp.json"),
+    ],
+)
+def test_a_command_that_is_another_commands_says_what_to_write(
+    word: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`onemcp search QUERY` and `onemcp reload` were argparse's "invalid choice" and the list of commands."""
+    code, out, err = cli(capsys, word, "x")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"onemcp: there is no `onemcp {word}`: ") and said in err

@@ -75,6 +75,24 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
 
 
+# words a user tries as a command that are another command's (or nobody's): what to write instead
+ELSEWHERE = {
+    "search": "`onemcp inspect --search QUERY` finds tools by what they do",
+    "tools": "`onemcp inspect SERVER` lists a server's tools (`onemcp inspect` the servers)",
+    "call": "`onemcp run SERVER/TOOL --args '{...}'` calls a tool",
+    "list": "`onemcp mcp list` lists the servers in mcp.json (`onemcp inspect` what the hub serves)",
+    "add": "`onemcp mcp add NAME ...` adds a server",
+    "remove": "`onemcp mcp remove NAME` removes a server",
+    "enable": "`onemcp mcp enable NAME` switches a server on",
+    "disable": "`onemcp mcp disable NAME` switches a server off",
+    "import": "`onemcp app import APP` copies an app's servers into mcp.json",
+    "reload": (
+        "the hub reads mcp.json again by itself when it changes (and on SIGHUP); `onemcp status` says whether"
+        " it took the change or why not; `onemcp restart` restarts the hub"
+    ),
+}
+
+
 def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     """The parser for `command` only (its module alone imported), or for every command."""
     parser = argparse.ArgumentParser(prog="onemcp", description="One MCP server in front of many.")
@@ -127,6 +145,9 @@ def _command(argv: list[str] | None) -> int:
     keep_stdout_writable()  # a tool's output is never lost to stdout's encoding, after the tool ran
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv[0] if argv else None
+    if first in ELSEWHERE:
+        print(f"onemcp: there is no `onemcp {first}`: {ELSEWHERE[first]}", file=sys.stderr)
+        return 2
     trailing: list[str] | None = None
     if first == "mcp":
         from onemcp.cli.mcp import split_command

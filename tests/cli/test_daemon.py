@@ -329,6 +329,22 @@ def test_status_names_a_server_whose_circuit_is_open() -> None:
     )
 
 
+def test_status_says_a_servers_error_whole_or_cut_with_a_marker() -> None:
+    """The summary cut each error at 80 characters mid-word and without a mark ('cannot connect to
+    127.0.0.1:58089: Conne)'), and a failed server without an error was an IndexError (a traceback)."""
+    from onemcp.cli.daemon import summary
+
+    refused = "POST http://127.0.0.1:58089/mcp failed: cannot connect to 127.0.0.1:58089: Connection refused"
+    health = {
+        "upstreams": {
+            "web": {"state": "failed", "lastError": refused},
+            "big": {"state": "failed", "lastError": "x" * 500 + "\nsecond line"},
+            "mute": {"state": "failed", "lastError": ""},
+        }
+    }
+    assert summary(health) == f"3 server(s): 3 failed; failed: web ({refused}), big ({'x' * 160}...), mute"
+
+
 def test_status_names_a_server_that_keeps_failing_to_start() -> None:
     """A server that never answers its handshake is "starting" again and again: the summary said "1 starting"
     with every retry, never that it failed or why."""

@@ -250,20 +250,26 @@ def summary(health: dict[str, Any]) -> str:
     for u in ups.values():
         states[u.get("state", "?")] = states.get(u.get("state", "?"), 0) + 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-    failed = [
-        f"{name} ({(u.get('lastError') or '').splitlines()[0][:80]})"
-        for name, u in ups.items()
-        if u.get("state") == "failed"
-    ]
+    failed = [f"{name}{_why(u)}" for name, u in ups.items() if u.get("state") == "failed"]
     retrying = [  # "starting" again and again: it never comes up, and says why
-        f"{name} ({(u.get('lastError') or '').splitlines()[0][:80]})"
-        for name, u in ups.items()
-        if u.get("state") == "starting" and u.get("lastError")
+        f"{name}{_why(u)}" for name, u in ups.items() if u.get("state") == "starting" and u.get("lastError")
     ]
     stuck = [name for name, u in ups.items() if u.get("breaker") in ("open", "half-open")]
     text = f"{len(ups)} server(s): {counts or 'none'}" + (f"; failed: {', '.join(failed)}" if failed else "")
     text += f"; still trying: {', '.join(retrying)}" if retrying else ""
     return text + (f"; circuit open (it answers no call): {', '.join(stuck)}" if stuck else "")
+
+
+def _why(upstream: dict[str, Any]) -> str:
+    """ " (<first line of its last error>)", cut after WHY_LIMIT characters with a marker; "" when none."""
+    lines = str(upstream.get("lastError") or "").strip().splitlines()
+    if not lines:
+        return ""
+    first = lines[0]
+    return f" ({first if len(first) <= WHY_LIMIT else first[:WHY_LIMIT].rstrip() + '...'})"
+
+
+WHY_LIMIT = 160  # characters of a server's last error in the one-line summary (`mcp status` shows it all)
 
 
 def hub_notes(health: dict[str, Any]) -> list[str]:

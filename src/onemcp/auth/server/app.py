@@ -19,14 +19,12 @@ import contextlib
 import hmac
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import anyio.to_thread
 import orjson
 
 from onemcp.auth.keys import Keys, KeyStore
@@ -57,6 +55,7 @@ from onemcp.auth.server.clients import (
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
 from onemcp.auth.server.directory import ClientDirectory
 from onemcp.auth.server.grants import ACCESS_PREFIX, Clock, Grants, Lifetimes, OAuthError, canonical_resource
+from onemcp.auth.server.state_calls import StateCalls
 from onemcp.auth.server.store import ClientRecord, OAuthState, OAuthStore, digest
 from onemcp.config import redis_link
 from onemcp.http.asgi import (
@@ -91,7 +90,6 @@ PREFLIGHT = [
 ]
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
-T = TypeVar("T")
 
 
 class OAuthServer:
@@ -129,11 +127,12 @@ class OAuthServer:
 
             state = redis_state.open_state(shared, clock)
             self.store, self._pending, secret = state.store, state.pending, state.operator_secret
-            self._breaker = redis_link.breaker(shared)
             self._checked = redis_state.CheckedTokens(clock, outage_grace)
         else:
             self.store = OAuthStore(store_path)
             self._pending = PendingConsents()
+        # `io(call, *args)`: `call(*args)` on the state, on a worker thread (an unreachable state: 503)
+        self.io = StateCalls(None if shared is None else redis_link.breaker(shared))
         self.clients = ClientDirectory(
             self.store, self.io, clock, allow_insecure_loopback_metadata=allow_insecure_loopback_metadata
         )
@@ -207,22 +206,6 @@ class OAuthServer:
                         self._checked.clear()  # a revocation (or a replay's) may have happened here
 
     __call__ = app
-
-    async def io(self, call: Callable[..., T], *args: Any) -> T:
-        """`call(*args)` on the state, on a worker thread: over SQLite (a write waits there for another process's
-        lock, never on the loop: still held after the busy timeout, 503); over the shared Redis through the Redis
-        link's breaker (an unreachable one: 503)."""
-        failures: tuple[type[Exception], ...] = (*redis_link.errors(), sqlite3.OperationalError)
-        try:
-            if self.shared is None:
-                return await anyio.to_thread.run_sync(call, *args)
-            return await self._breaker.call(call, *args)
-        except failures as exc:
-            if not isinstance(exc, redis_link.RedisSkipped):  # (a skip was said when Redis failed)
-                audit.warning("oauth state unavailable: %s", exc)
-            raise OAuthError(
-                "temporarily_unavailable", "the authorization server's store cannot be reached", 503
-            ) from None
 
     async def _metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, self.metadata(), [*CORS, (b"cache-control", b"max-age=300")])

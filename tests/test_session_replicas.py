@@ -602,3 +602,35 @@ async def test_health_and_metrics_show_a_failing_redis(redis_url: str) -> None:
             assert health["replicas"]["redis"] == "failing" and health["replicas"]["redisBreaker"] == "open"
             assert health["status"] == "degraded"
             assert "onemcp_redis_up 0.0" in (await http.get(f"{one.base}/metrics")).text
+
+
+async def test_an_sse_sessions_changes_wait_for_no_redis_write(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An /sse session has no record (it lives and dies with its stream) and no copy on another replica, yet
+    its initialize, setLevel and resources/(un)subscribe each waited for the replica's Redis writes (up to
+    5 s behind a slow Redis, or another session's backlog) and its setLevel and (un)subscribe were broadcast.
+    Now only a Streamable HTTP session's do (whose record and copies they change)."""
+    from support.entries import Target, legacy_http, legacy_sse
+
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 1) as (one,), httpx.AsyncClient(timeout=30) as http:
+            saved, replicas = one.app.hub.saved, one.app.hub.replicas
+            assert replicas is not None
+            flushes: list[None] = []
+            flush = saved.flush
+
+            async def counted() -> None:
+                flushes.append(None)
+                await flush()
+
+            monkeypatch.setattr(saved, "flush", counted)
+            target = Target(one, tmp_path / "mcp.json", http, None)
+            async with legacy_sse(initialize=True)(target) as sse:
+                assert await sse.request("logging/setLevel", {"level": "error"}) == {}
+                assert await sse.request("resources/subscribe", {"uri": "fixture://static"}) == {}
+                assert await sse.request("resources/unsubscribe", {"uri": "fixture://static"}) == {}
+            assert (len(flushes), replicas.counts["sent changed"]) == (0, 0)
+            async with legacy_http(target) as streamable:  # (these do: initialize, setLevel, the DELETE at the end)
+                assert await streamable.request("logging/setLevel", {"level": "error"}) == {}
+            assert (len(flushes), replicas.counts["sent changed"]) == (3, 1)

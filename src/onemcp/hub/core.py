@@ -199,8 +199,8 @@ class Hub:
         await self.instances.ready(session.access.reach.instances)  # ... and on its template instances
         view = self.events.views.of(session)  # its principal's own connections' lists, if any
         await self.remember_lists(session)  # counted first: its instructions may rest on a count too
-        self.save_session(session)
-        await self.saved.flush()  # written before the answer: the next request may reach another replica
+        if self.save_session(session):  # written before the answer: the next request may reach another replica
+            await self.saved.flush()
         return {
             "protocolVersion": session.protocol_version,
             "capabilities": self.capabilities(session.access, legacy=True),
@@ -302,11 +302,14 @@ class Hub:
         return self.sessions.remove(session_id) is not None
 
     # ============================================================ sessions that survive a restart
-    def save_session(self, session: Session) -> None:
+    def save_session(self, session: Session) -> bool:
         """Write what the session needs to go on after a restart (Streamable HTTP sessions only: an /sse
-        session lives and dies with its stream, stdio with its process; an ended one never comes back)."""
+        session lives and dies with its stream, stdio with its process; an ended one never comes back).
+        Whether it was written (else there is nothing to wait for)."""
         if session.transport == "streamable-http" and self.saved.enabled and not session.closed:
             self.saved.save(session.id, records.record_of(session))
+            return True
+        return False
 
     async def revive_session(self, session_id: str, principal: Principal) -> Session | None:
         """A session this hub (or an earlier run of it) saved, made live again for the principal it
@@ -333,11 +336,10 @@ class Hub:
             return await self.replicas.resume(owner, session, msg, kind)
         run = partial(self.dispatcher.dispatch, session, msg)  # once the instances it may need were started
         outcome = await self.instances.serving(session.access.reach.instances, msg, self.catalog, run)
-        if msg.get("method") in SAVED_ON:
-            self.save_session(session)
-            if self.replicas is not None:  # the session's copies on the other replicas change with it
-                self.replicas.session_changed(session)
-                await self.saved.flush()  # in Redis before the answer: a replica reviving it next reads it
+        # the session's copies on the other replicas change with it (an /sse session has no record, and no copy)
+        if msg.get("method") in SAVED_ON and self.save_session(session) and self.replicas is not None:
+            self.replicas.session_changed(session)
+            await self.saved.flush()  # in Redis before the answer: a replica reviving it next reads it
         return outcome
 
     async def complete(self, session: Session, conn: UpstreamConnection, call: Call, emit: Emit) -> Message | None:

@@ -634,3 +634,51 @@ async def test_an_sse_sessions_changes_wait_for_no_redis_write(
             async with legacy_http(target) as streamable:  # (these do: initialize, setLevel, the DELETE at the end)
                 assert await streamable.request("logging/setLevel", {"level": "error"}) == {}
             assert (len(flushes), replicas.counts["sent changed"]) == (3, 1)
+
+
+async def test_requests_naming_an_unknown_preset_share_the_replicas_read_of_the_presets(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica asked for a preset it does not know reads the replicas' presets from Redis first (one may
+    have been made through another replica a moment ago): each request did, one read at a time, so that a
+    client repeating ?preset=nosuch queued a Redis read per request. A read now answers every request that
+    came before it began: nine while one is read cost one more read (not nine)."""
+    from onemcp.hub.replicas import PRESETS_KEY
+
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 1) as (one,), httpx.AsyncClient(timeout=30) as http:
+            hub, replicas = one.app.hub, one.app.hub.replicas
+            assert replicas is not None
+            reads, asked, release = [], [], anyio.Event()
+            get, view = replicas.relay.get, hub.view
+
+            async def held_get(key: str) -> bytes | None:  # a slow Redis, for the first read
+                if key == PRESETS_KEY:
+                    reads.append(key)
+                    if len(reads) == 1:
+                        await release.wait()
+                return await get(key)
+
+            def counted_view(query: bytes | str) -> Any:
+                if "nosuch" in str(query):
+                    asked.append(query)
+                return view(query)
+
+            monkeypatch.setattr(replicas.relay, "get", held_get)
+            monkeypatch.setattr(hub, "view", counted_view)
+            statuses: list[int] = []
+
+            async def unknown() -> None:
+                statuses.append((await http.post(f"{one.url}?preset=nosuch", json=INIT, headers=HEADERS)).status_code)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(unknown)
+                await _until(lambda: len(reads) == 1, "the first request reading the presets")
+                for _ in range(9):
+                    tg.start_soon(unknown)
+                await _until(lambda: len(asked) == 10, "nine more looking for the preset meanwhile")
+                release.set()
+            assert statuses == [400] * 10
+            assert len(reads) == 2
+            r = await http.post(f"{one.url}?preset=nosuch", json=INIT, headers=HEADERS)  # later: read again
+            assert r.status_code == 400 and len(reads) == 3

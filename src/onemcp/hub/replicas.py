@@ -95,6 +95,9 @@ class Replicas:
         self._presets: bytes | None = None  # the presets last loaded here or taken from the others
         self._unshared = False  # those loaded here are not in Redis yet (it failed): shared when it answers
         self._presets_lock = anyio.Lock()  # presets shared and taken one at a time, in order
+        # `presets_now`: one read at a time, which answers every lookup asked before it began
+        self._lookup_lock = anyio.Lock()
+        self._lookups_asked = self._lookups_answered = 0
         # an upstream authorized through another replica (the tokens are in Redis): take them, reconnect
         self.authorized_here: Callable[[str], None] = lambda server: None
         self.forgotten_here: Callable[[str], Awaitable[None]] | None = None  # logged out through another
@@ -228,9 +231,20 @@ class Replicas:
 
     async def presets_now(self) -> bool:
         """The replicas' presets, read now: a request named a preset this replica does not know (made through
-        another replica a moment ago, before the word of it came); True when they changed here."""
+        another replica a moment ago, before the word of it came); True when they changed here.
+
+        Each lookup is answered by a read begun after it was asked (so a preset in Redis before is found), one
+        read at a time, and one read answers every lookup waiting for it: many requests naming unknown presets
+        cost Redis one read in flight (and the next), not a read each queued behind the presets' lock."""
         before = self._presets
-        return await self._take_presets() is True and self._presets != before
+        self._lookups_asked += 1
+        asked = self._lookups_asked
+        async with self._lookup_lock:
+            if self._lookups_answered < asked:  # no read begun since it was asked: one, for all asked so far
+                began = self._lookups_asked
+                await self._take_presets()
+                self._lookups_answered = began  # (not if cancelled: the next waiting reads)
+        return self._presets != before
 
     async def _share_presets(self) -> None:
         """The presets loaded here last, to Redis and the others (one share at a time: the latest is in Redis last)."""

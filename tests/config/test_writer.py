@@ -132,3 +132,49 @@ async def test_flush_with_nothing_outstanding_asks_no_worker_thread(monkeypatch:
     monkeypatch.setattr(anyio.to_thread, "run_sync", no_thread)
     assert await writer.flush(30)
     writer.close(30)
+
+
+class Keeping(Calls):
+    """Keeps the writes its store missed (they raise `OSError` while `down` is set), to do them again."""
+
+    retry_every = 0.01
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = threading.Event()
+        self.missed: list[Callable[[], object]] = []
+
+    def do(self, job: Callable[[], object]) -> None:
+        self.missed.append(job)
+        self.retry()
+
+    def kept(self) -> bool:
+        return bool(self.missed)
+
+    def retry(self) -> None:
+        while self.missed and not self.down.is_set():
+            self.missed.pop(0)()
+
+
+async def test_kept_writes_are_tried_again_while_idle_and_before_a_flush_is_answered() -> None:
+    """The session records' writer (hub.saved) keeps what Redis missed: with nothing outstanding, a flush
+    still waits for a try of those (the store may answer again), and the thread tries them while idle."""
+    writer, done = Keeping(), list[int]()
+    writer.down.set()
+    writer.put(lambda: done.append(1))
+    assert await writer.flush(30) and done == [] and writer.kept()  # tried: the store is down
+    writer.down.clear()
+    assert await writer.flush(30) and done == [1]  # nothing outstanding, one kept: tried before the answer
+    writer.down.set()
+    landed = threading.Event()
+
+    def second() -> None:
+        done.append(2)
+        landed.set()
+
+    writer.put(second)
+    assert await writer.flush(30) and done == [1]
+    writer.down.clear()
+    assert await anyio.to_thread.run_sync(landed.wait, 30)  # no write, no flush: the idle thread's try
+    assert done == [1, 2] and not writer.kept()
+    assert writer.close(30)

@@ -1,5 +1,6 @@
 """One thread of its own doing writes nobody waits for, in the order they were put: the shape the SQLite
-store writer (`config.sqlite.Writer`) and the Redis writer (`config.redis_link.Writer`) share.
+store writer (`config.sqlite.Writer`), the Redis writer (`config.redis_link.Writer`) and the session
+records' writer (`hub.saved.RecordWrites`) share.
 
 Boundary: owns the thread, the queue and its order, `flush` and `close`; not what a write is or how it
 fails (a subclass's `do`, and its `finish` when the thread ends). `put` never blocks: past `limit`
@@ -7,6 +8,8 @@ waiting, the write is dropped and said. `flush` waits off the event loop for the
 what someone else must be able to read before an answer goes out; at once when none is outstanding);
 `close` for those still waiting, up to a deadline, then leaves them to the thread (a daemon: the process
 may end first), and a write put after it goes to a new thread, which begins once that one is done.
+A subclass that keeps the writes its store missed, to do them again (`kept`, `retry`), has them retried
+on the thread every `retry_every` seconds while it waits for writes, and before a `flush` is answered.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ J = TypeVar("J")
 class OrderedWriter(Generic[J]):
     """Writes (`J`, done by `do`) in the order put, on a thread named `name`; `what` and `where` say in
     a log line what was not written where."""
+
+    retry_every = 1.0  # seconds between tries of the kept writes (`retry`) while no write comes
 
     def __init__(self, name: str, what: str, where: str, log: logging.Logger, limit: int) -> None:
         self.name, self.what, self.where, self.log = name, what, where, log
@@ -45,6 +50,20 @@ class OrderedWriter(Generic[J]):
     def finish(self) -> None:
         """The thread ends (`close`): let go of what `do` holds (the thread's own: a thread `close` gave up on
         may end while the next one writes)."""
+
+    def kept(self) -> bool:
+        """Whether writes the store missed are kept to be done again (`retry`); none by default."""
+        return False
+
+    def retry(self) -> None:
+        """On the thread: the kept writes, again (while idle, every `retry_every` seconds, and before a `flush`
+        is answered)."""
+
+    def _retry(self) -> None:
+        try:
+            self.retry()
+        except Exception:  # the thread's boundary, as for `do`
+            self.log.exception("%s not written to %s: an internal error", self.what, self.where)
 
     def put(self, job: J) -> None:
         self._enqueue(job)
@@ -72,10 +91,16 @@ class OrderedWriter(Generic[J]):
             before.join()  # the writes put before `close`, first (it ends once its queue is empty)
         try:
             while not (stop.is_set() and jobs.empty()):
-                job = jobs.get()
+                try:
+                    job = jobs.get(timeout=self.retry_every if self.kept() else None)
+                except queue.Empty:
+                    self._retry()
+                    continue
                 if job is None:  # (`close`'s wake-up: the loop ends once the queue is empty)
                     continue
-                if isinstance(job, threading.Event):
+                if isinstance(job, threading.Event):  # a `flush`: the writes before it are done, or tried again
+                    if self.kept():
+                        self._retry()
                     job.set()
                     continue
                 try:
@@ -89,9 +114,10 @@ class OrderedWriter(Generic[J]):
             self.finish()
 
     async def flush(self, wait: float) -> bool:
-        """Wait, on a worker thread, up to `wait` seconds for the writes put so far; False if they still wait."""
+        """Wait, on a worker thread, up to `wait` seconds for the writes put so far (and a try of those kept);
+        False if they still wait."""
         thread = self._thread
-        if thread is None or not thread.is_alive() or not self._outstanding:
+        if thread is None or not thread.is_alive() or not (self._outstanding or self.kept()):
             return True
         done = threading.Event()
         self._enqueue(done)

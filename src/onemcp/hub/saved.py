@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -30,11 +29,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-import anyio.to_thread
-
 from onemcp.config import redis_link
 from onemcp.config.model import REDIS_SCHEMES
 from onemcp.config.sqlite import Writer
+from onemcp.config.writer import OrderedWriter
 
 log = logging.getLogger("onemcp.sessions")
 Write = tuple[str | None, bool, Callable[[], None]]  # (its session, for a record's write; an end?; the write)
@@ -185,8 +183,7 @@ class RedisSessions:
         self._errors = redis_link.errors()
         self._redis: Any = redis_link.client(url)
         self.breaker = redis_link.breaker(url)
-        self._writes: queue.Queue[Write | threading.Event | None] = queue.Queue(self.MAX_PENDING)
-        self._writer: threading.Thread | None = None
+        self._writes = RecordWrites(self)
         # session id -> (an end?, its record's write) that Redis missed, to write again once it answers
         self._unsent: dict[str, tuple[bool, Callable[[], None]]] = {}
         self._unsent_lock = threading.Lock()
@@ -203,41 +200,26 @@ class RedisSessions:
     def _ttl(self) -> int:
         return max(1, int(self.idle_timeout + 0.999))
 
-    def _write(self, job: Write | threading.Event | None) -> None:
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_all, name="onemcp-session-writes", daemon=True)
-            self._writer.start()
-        try:
-            self._writes.put_nowait(job)
-        except queue.Full:
-            log.warning("session record not written to Redis: %d writes already wait", self.MAX_PENDING)
+    def _write(self, job: Write) -> None:
+        self._writes.put(job)
 
-    def _write_all(self) -> None:
-        """The writer thread: each write in turn, through the breaker; what Redis missed, again once it answers."""
-        while True:
-            try:
-                job = self._writes.get(timeout=RESEND_EVERY if self._unsent else None)
-            except queue.Empty:
-                self._resend()
-                continue
-            if job is None:  # closing: a last try of what Redis missed
-                self._resend()
-                if self._unsent:
-                    log.warning("%d session records not written to Redis: it failed until the end", len(self._unsent))
-                return
-            if isinstance(job, threading.Event):
-                self._resend()
-                job.set()
-                continue
-            sid, ended, work = job
-            if sid is not None:
-                with self._unsent_lock:
-                    self._unsent.pop(sid, None)  # this write of its record supersedes one Redis missed
-            if self._run(work):
-                self._written(sid, ended)
-                self._resend()
-            elif sid is not None:
-                self._keep(sid, ended, work)
+    def _do(self, job: Write) -> None:
+        """On the writer thread: a write, through the breaker; what Redis missed, again once it answers."""
+        sid, ended, work = job
+        if sid is not None:
+            with self._unsent_lock:
+                self._unsent.pop(sid, None)  # this write of its record supersedes one Redis missed
+        if self._run(work):
+            self._written(sid, ended)
+            self._resend()
+        elif sid is not None:
+            self._keep(sid, ended, work)
+
+    def _last_try(self) -> None:
+        """The writer thread ends (closing): a last try of what Redis missed."""
+        self._resend()
+        if self._unsent:
+            log.warning("%d session records not written to Redis: it failed until the end", len(self._unsent))
 
     def _written(self, sid: str | None, ended: bool) -> None:
         if ended and sid is not None:
@@ -294,12 +276,10 @@ class RedisSessions:
         self._write((None, False, expire))
 
     async def flush(self) -> None:
-        """Wait until the writes made so far are done (or dropped), `FLUSH_LIMIT` seconds at most: what is
-        answered next (an initialize, a DELETE) may send the client to another replica, which reads them."""
-        done = threading.Event()
-        self._write(done)
-        writer = self._writer
-        if writer is not None and writer.is_alive() and not await anyio.to_thread.run_sync(done.wait, FLUSH_LIMIT):
+        """Wait until the writes made so far are done (or dropped), and those Redis missed tried again,
+        `FLUSH_LIMIT` seconds at most: what is answered next (an initialize, a DELETE) may send the client
+        to another replica, which reads them."""
+        if not await self._writes.flush(FLUSH_LIMIT):
             log.warning("session records not in Redis after %g s: other replicas may not see them yet", FLUSH_LIMIT)
 
     async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None:
@@ -344,13 +324,33 @@ class RedisSessions:
         self.idle_timeout = idle_timeout  # Redis expires records itself
 
     def close(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(queue.Full):
-                self._writes.put_nowait(None)
-            self._writer.join(FLUSH_LIMIT)
-            self._writer = None
+        self._writes.close(FLUSH_LIMIT)
         with contextlib.suppress(*self._errors):
             self._redis.close()
+
+
+class RecordWrites(OrderedWriter[Write]):
+    """`RedisSessions`' writer thread: its writes in the order made, and the writes Redis missed (kept by the
+    store, the latest per session) tried again every `RESEND_EVERY` seconds, before a flush is answered, and
+    once more as it ends."""
+
+    retry_every = RESEND_EVERY
+
+    def __init__(self, store: RedisSessions) -> None:
+        super().__init__("onemcp-session-writes", "a session record", "Redis", log, store.MAX_PENDING)
+        self.store = store
+
+    def do(self, job: Write) -> None:
+        self.store._do(job)
+
+    def kept(self) -> bool:
+        return bool(self.store._unsent)
+
+    def retry(self) -> None:
+        self.store._resend()
+
+    def finish(self) -> None:
+        self.store._last_try()
 
 
 def open_store(setting: str | None, directory: Path | None, idle_timeout: float) -> SessionRecords:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -231,6 +232,26 @@ def test_start_in_an_empty_config_dir_writes_the_starter_config_as_serve_does(tm
     named = tmp_path / "elsewhere" / "mcp.json"  # a missing file the user named is an error, not a starter
     refused = onemcp(tmp_path, "start", "--config", str(named), "--port", "0")
     assert refused.returncode == 2 and f"{named} does not exist" in refused.stderr and not named.exists()
+
+
+def test_start_on_a_busy_port_in_an_empty_config_dir_writes_nothing(tmp_path: Path) -> None:
+    """`start` wrote the starter mcp.json and onemcp.log, then said "the hub exited at start (code 2)" with the
+    hub's log: it takes the port first, as `serve` does, and says what `serve` says, with nothing written."""
+    config_dir = tmp_path / "fresh"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        started = onemcp(config_dir, "start", "--port", str(port), "--timeout", "30")
+        restarted = onemcp(config_dir, "restart", "--port", str(port), "--timeout", "30")
+    for said in (started, restarted):
+        assert said.returncode == 2 and "Traceback" not in said.stderr, said.stderr
+        assert f"cannot bind 127.0.0.1:{port}: Address already in use; another program listens there" in said.stderr
+        assert "--port 0 takes a free one" in said.stderr and "starter" not in said.stderr, said.stderr
+    assert not config_dir.exists()
+    mistyped = onemcp(config_dir, "start", "--host", "no such host", "--port", "0")
+    assert mistyped.returncode == 2 and "cannot bind --host 'no such host'" in mistyped.stderr, mistyped.stderr
+    assert not config_dir.exists()
 
 
 def test_start_in_a_directory_whose_modules_shadow_the_standard_library(tmp_path: Path) -> None:

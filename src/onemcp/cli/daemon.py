@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp.cli import argtypes
+from onemcp.cli.address import take, unbracketed
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.paths import named_by, resolve_path
 from onemcp.config.runtime import NoHub, alive, lock_holder, locked, read_runtime, runtime_path
@@ -78,19 +79,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
 
 def run(args: argparse.Namespace) -> int:
     path = resolve_path(args.config)
-    if args.command in ("start", "restart") or (args.command == "service" and args.action == "install"):
+    if args.command == "restart" and not path.exists() and named_by(args.config):
+        return starter_if_missing(path, args.config) or 2  # refused before the running hub is stopped
+    if args.command == "service" and args.action == "install":
         refused = starter_if_missing(path, args.config)
         if refused is not None:
             return refused
     try:
         if args.command == "start":
-            return start(path, args.host, args.port, args.timeout, args.log_level)
+            return launch(path, args.config, args.host, args.port, args.timeout, args.log_level)
         if args.command == "stop":
             return stop(path, args.timeout)
         if args.command == "restart":
             host, port = address(running(path), args.host, args.port)
             stop(path, 15.0)
-            return start(path, host, port, args.timeout, args.log_level)
+            return launch(path, args.config, host, port, args.timeout, args.log_level)
         if args.command == "status":
             return status(path, as_json=args.json)
         if args.command == "logs":
@@ -100,6 +103,21 @@ def run(args: argparse.Namespace) -> int:
         return service(path, args.action, args.port)
     except KeyboardInterrupt:
         return 130
+
+
+def launch(path: Path, named: str | None, host: str, port: int, timeout: float, log_level: str) -> int:
+    """`start`, when no hub runs yet, as `serve` would: the address taken first (then let go for the hub
+    it spawns), so that a busy port or a mistyped host leaves no starter config and no log behind."""
+    if running(path) is None:
+        taken = take(unbracketed(host), port, path)
+        if isinstance(taken, str):
+            print(f"onemcp: {taken}", file=sys.stderr)
+            return 2
+        taken.close()
+        refused = starter_if_missing(path, named)
+        if refused is not None:
+            return refused
+    return start(path, host, port, timeout, log_level)
 
 
 def starter_if_missing(path: Path, named: str | None) -> int | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ import orjson
 from onemcp.app import HubServer, OneMcpApp
 from onemcp.auth.principal import ANONYMOUS, InvalidToken, Principal
 from onemcp.catalog.views import ViewError
+from onemcp.cli import address
 from onemcp.cli.daemon import starter_if_missing
 from onemcp.config.load import ConfigError, load_config, resolve_path
 from onemcp.config.model import HubConfig
@@ -33,42 +33,6 @@ from onemcp.observability.redact import REDACTOR
 from onemcp.search import deep
 
 audit = logging.getLogger("onemcp.audit")
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """The address taken, not listened on yet (`serve` listens once every check passed)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio then sets TCP_NODELAY
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(False)  # never a child's: an upstream holding it would keep the port after the hub
-    return sock
-
-
-def _not_bound(host: str, port: int, exc: OSError, config_flag: str | None) -> str:
-    """Why `serve` cannot have the address: this directory's hub has it, or some other program."""
-    from onemcp.config.runtime import lock_holder
-
-    path = resolve_path(config_flag)
-    if exc.errno == errno.EADDRINUSE and lock_holder(path) not in (None, os.getpid()):
-        return _running(path)
-    hint = "; another program listens there: choose another --port (--port 0 takes a free one)"
-    return f"cannot bind {host}:{port}: {exc.strerror}{hint if exc.errno == errno.EADDRINUSE else ''}"
-
-
-def _running(path: Path) -> str:
-    from onemcp.config.runtime import NoHub, read_runtime
-
-    try:
-        running = read_runtime(path)
-        where = f" (pid {running.get('pid')}, {running.get('url')})"
-    except NoHub:
-        where = ""
-    return f"a hub is already running for {path.parent}{where}; `onemcp stop` ends it"
 
 
 def write_runtime(config_path: Path, url: str) -> Path:
@@ -185,17 +149,12 @@ def serve(
     except OSError as exc:  # a directory, a folder it may not create or write in
         print(f"onemcp: --log-file {log_file}: cannot open it: {exc.strerror}", file=sys.stderr)
         return 2
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]  # "[::1]", as in a URL: the address is what binds
-    try:  # before the open-network check, which would read a mistyped address as an open one
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        print(f"onemcp: cannot bind --host {host!r}: not an address or host name ({exc})", file=sys.stderr)
-        return 2
-    try:  # before anything is written (the starter config, the lock): a mistyped port leaves no file behind
-        sock = _bind(host, port)
-    except OSError as exc:
-        print(f"onemcp: {_not_bound(host, port, exc, config_flag)}", file=sys.stderr)
+    host = address.unbracketed(host)
+    # before the open-network check, which would read a mistyped address as an open one, and before anything
+    # is written (the starter config, the lock): a mistyped port leaves no file behind
+    sock = address.take(host, port, resolve_path(config_flag))
+    if isinstance(sock, str):
+        print(f"onemcp: {sock}", file=sys.stderr)
         return 2
     with sock:  # closed on a refusal below (uvicorn closes it after serving)
         return _serve_bound(sock, config_flag, host, allow_open_network, log_file)
@@ -209,7 +168,7 @@ def _serve_bound(
         return loaded
     path, config = loaded
     if hub_lock(path) is None:
-        print(f"onemcp: {_running(path)}", file=sys.stderr)
+        print(f"onemcp: {address.already_running(path)}", file=sys.stderr)
         return 2
     if not is_loopback(host.strip("[]")) and not config.hub.auth.required:
         if not allow_open_network:
@@ -230,7 +189,7 @@ def _serve_bound(
     try:  # (another program bound it too, without listening yet, and listened first)
         sock.listen(2048)
     except OSError as exc:
-        print(f"onemcp: {_not_bound(host, bound_port, exc, config_flag)}", file=sys.stderr)
+        print(f"onemcp: {address.refusal(host, bound_port, exc, path)}", file=sys.stderr)
         return 2
     shown = f"[{host}]" if ":" in host else host
     for other in other_configs(path) if path.name in NAMES else ():  # (a file named by the user is theirs)

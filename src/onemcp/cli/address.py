@@ -1,0 +1,57 @@
+"""The address an HTTP hub listens on: taken before anything is written, and why it cannot be had.
+
+Owns binding the socket (not listening on it: `serve` listens once its config passed every check) and
+the message for an address that cannot be had. `serve` takes it before it writes a starter config or its
+lock; `start` takes it too, to fail as `serve` does before it writes the starter config or a log, and lets
+it go for the hub it spawns. Not the open-network policy (`serve`'s). Stdlib only: `start` stays light.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from pathlib import Path
+
+from onemcp.config.runtime import NoHub, lock_holder, read_runtime
+
+FREE_PORT_HINT = "; another program listens there: choose another --port (--port 0 takes a free one)"
+
+
+def unbracketed(host: str) -> str:
+    """`[::1]`, as in a URL, is the address `::1`."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def take(host: str, port: int, config_path: Path) -> socket.socket | str:
+    """The address bound, not listened on yet; or why it cannot be had (a mistyped host, a busy port)."""
+    try:  # first: a mistyped address must not read as some other failure
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot bind --host {host!r}: not an address or host name ({exc})"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio then sets TCP_NODELAY
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        return refusal(host, port, exc, config_path)
+    sock.set_inheritable(False)  # never a child's: an upstream holding it would keep the port after the hub
+    return sock
+
+
+def refusal(host: str, port: int, exc: OSError, config_path: Path) -> str:
+    """Why the address cannot be had: this directory's hub has it, or some other program."""
+    if exc.errno == errno.EADDRINUSE and lock_holder(config_path) not in (None, os.getpid()):
+        return already_running(config_path)
+    return f"cannot bind {host}:{port}: {exc.strerror}{FREE_PORT_HINT if exc.errno == errno.EADDRINUSE else ''}"
+
+
+def already_running(config_path: Path) -> str:
+    try:
+        running = read_runtime(config_path)
+        where = f" (pid {running.get('pid')}, {running.get('url')})"
+    except NoHub:
+        where = ""
+    return f"a hub is already running for {config_path.parent}{where}; `onemcp stop` ends it"

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class Reloader:
         self.hub = hub
         self.path = path
         self.sighup = sighup  # False where SIGHUP ends the process (stdio serve): one handler per signal
+        self.applied: Callable[[], None] = lambda: None  # a new config or new presets are in use (`hub.served`)
         self.reloads = 0
         self.failures = 0
         self.config_error: str | None = None  # why the last mcp.json was refused, until a good one is read
@@ -86,6 +88,7 @@ class Reloader:
                 return True
             REDACTOR.use(new)
             self.last_changes = await self.hub.apply_config(new)
+            self.applied()
             now = self._read_once(new)
             needed = [key for key, value in now.items() if value != self._started[key]]
             for key in sorted(set(needed) - set(self.restart_needed)):
@@ -175,6 +178,7 @@ class Reloader:
             log.error("presets change refused, keeping the presets in use: %s", exc)
             return False
         self.presets_error = None
+        self.applied()
         self._warn_unknown_tags(loaded)
         if self.hub.replicas is not None:  # replicas on one Redis: a change here reaches the others
             self.hub.replicas.presets_loaded(loaded)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,96 @@ async def test_a_bad_or_misplaced_view_flag_is_refused(tmp_path: Path, flags: li
         )
     assert done.returncode == 2 and done.stdout == b"", done
     assert complaint in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------ a view chooses the servers that run
+
+
+def pid_noted(entry: dict[str, Any], pidfile: Path, **extra: Any) -> dict[str, Any]:
+    """`entry` run so that its process writes its pid to `pidfile` first: proof that it was started."""
+    note = (  # renamed into place: a reader never sees the file half-written
+        "import os, sys; open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid())); "
+        "os.replace(sys.argv[1] + '.tmp', sys.argv[1]); os.execv(sys.argv[2], sys.argv[2:])"
+    )
+    return {"command": sys.executable, "args": ["-c", note, str(pidfile), entry["command"], *entry["args"]], **extra}
+
+
+def started(pidfile: Path) -> int | None:
+    """The pid of the process started with `pidfile`, while it runs; None once it has ended (or never ran)."""
+    from onemcp.config.runtime import alive
+
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text())
+    return pid if alive(pid) else None
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` (the caller's deadline bounds it)."""
+    while not condition():
+        await anyio.sleep(0.05)
+
+
+async def test_a_stdio_hub_with_a_view_starts_no_server_outside_it(tmp_path: Path) -> None:
+    """`serve --transport stdio --tags web` started every configured server: one outside the view, whose
+    command fails, was started (and logged its failure) though the client could never reach it."""
+    marker = tmp_path / "started"
+    broken = {"command": sys.executable, "args": ["-c", f"open({str(marker)!r}, 'w'); raise SystemExit(3)"]}
+    path = write_config(tmp_path, {"demo": {**servers()["demo"], "tags": ["web"]}, "broken": broken})
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(path, "--tags", "web") as c:  # the first list waits until every started one was tried
+            assert {t.name for t in (await c.list_tools()).tools} == {"demo__echo", "demo__add", "demo__word_count"}
+        done = await anyio.run_process(hub_argv(path, "--tags", "web"), input=b"", env=clean_env(tmp_path), check=False)
+    assert not marker.exists()
+    assert b"serving 1 of 2 server(s)" in done.stderr and b"broken" not in done.stderr, done.stderr
+
+
+async def test_a_reload_starts_a_server_tagged_into_the_view_and_stops_one_tagged_out(tmp_path: Path) -> None:
+    pidfile = tmp_path / "fx.pid"
+    entries = {"demo": {**servers()["demo"], "tags": ["web"]}, "fx": pid_noted(servers()["fx"], pidfile, tags=["db"])}
+    path = write_config(tmp_path, entries)
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async def tools(c: Client) -> set[str]:
+        return {t.name for t in (await c.list_tools()).tools}
+
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(path, "--tags", "web", message_handler=on_message) as c:
+            assert not any(name.startswith("fx__") for name in await tools(c)) and started(pidfile) is None
+            write_config(tmp_path, {**entries, "fx": {**entries["fx"], "tags": ["db", "web"]}})
+            while "fx__echo" not in await tools(c):
+                await changed.wait()
+                changed = anyio.Event()
+            pid = started(pidfile)
+            assert pid is not None
+            write_config(tmp_path, entries)  # tagged out again: it stops, not only leaves the lists
+            await until(lambda: started(pidfile) is None)
+            assert not any(name.startswith("fx__") for name in await tools(c))
+            assert "demo__echo" in await tools(c)
+
+
+async def test_a_preset_edited_on_disk_changes_the_servers_a_stdio_hub_runs(tmp_path: Path) -> None:
+    demo_pid, fx_pid = tmp_path / "demo.pid", tmp_path / "fx.pid"
+    entries = {
+        "demo": pid_noted(servers()["demo"], demo_pid, tags=["web"]),
+        "fx": pid_noted(servers()["fx"], fx_pid, tags=["db"]),
+    }
+    path = write_config(tmp_path, entries)
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"presets": {"mine": {"filter": "web"}}}))
+    with anyio.fail_after(DEADLINE):
+        async with stdio_hub(path, "--preset", "mine") as c:
+            assert "demo__echo" in {t.name for t in (await c.list_tools()).tools}
+            assert started(demo_pid) is not None and started(fx_pid) is None
+            presets.write_text(json.dumps({"presets": {"mine": {"filter": "db"}}}))
+            await until(lambda: started(fx_pid) is not None and started(demo_pid) is None)
+            while "fx__echo" not in (names := {t.name for t in (await c.list_tools()).tools}):
+                await anyio.sleep(0.05)  # its lists come once it is ready
+            assert not any(name.startswith("demo__") for name in names), names
 
 
 # ------------------------------------------------------------------ the 2026-07-28 era on the same entry

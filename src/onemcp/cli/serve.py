@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import Generator, Mapping
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -225,7 +226,9 @@ def serve_stdio(
 ) -> int:
     """The hub for one client on stdin/stdout (stdout carries only JSON-RPC; logs go to stderr).
     `selectors` (preset, filter, tags, exposure) choose the client's view as /mcp's query string does."""
+    from onemcp.catalog import views
     from onemcp.downstream.stdio import StdioServer
+    from onemcp.hub import served
     from onemcp.hub.core import Hub
     from onemcp.protocol.stdio import std_streams, until_terminated
     from onemcp.reload import Reloader
@@ -241,22 +244,27 @@ def serve_stdio(
     if isinstance(principal, str):
         print(f"onemcp: {principal}", file=sys.stderr)
         return 2
-    print(f"onemcp: serving {len(config.enabled)} server(s) from {path} on stdio", file=sys.stderr)
-
-    query = urlencode(selectors or {}, safe=",!()")
-    refusal: list[str] = []
+    query, (presets, unread) = urlencode(selectors or {}, safe=",!()"), _presets(path)
+    try:  # the same reading (and the same refusals) as the query string of /mcp
+        view = views.from_query(query, presets, views.known_tags(config))
+        exposure = views.exposure_from_query(query)
+    except ViewError as exc:
+        why = f" ({unread})" if unread and isinstance(exc, views.UnknownPreset) else ""
+        print(f"onemcp: {exc}{why}", file=sys.stderr)
+        return 2
+    outside = len(served.left_out(config, view, presets))  # one view for the process's life: only what it reaches runs
+    reach = f"{len(config.enabled) - outside} of {len(config.enabled)}" if outside else f"{len(config.enabled)}"
+    said = ": the others are outside its view, not started" if outside else ""
+    print(f"onemcp: serving {reach} server(s) from {path} on stdio{said}", file=sys.stderr)
     signalled: list[int] = []
 
     async def main() -> None:
         # stored upstream OAuth tokens are used (and refreshed); authorizing needs the HTTP hub's callback
         hub = Hub(config, UpstreamAuth(path.parent, None, config.hub.shared_store))
+        served.serve_view(hub, view)
         reloader = Reloader(hub, path, sighup=False)  # SIGHUP ends a stdio session (until_terminated)
         reloader.load_presets()
-        try:  # the same reading (and the same refusals) as the query string of /mcp
-            view, exposure = hub.view(query), hub.exposure_asked(query)
-        except ViewError as exc:
-            refusal.append(str(exc))
-            return
+        reloader.applied = partial(served.follow, hub, view)  # a server tagged into the view starts, one out stops
         streams = std_streams(config.hub.max_body_bytes)  # a line is a message: POST's bound
         server = StdioServer(hub, principal, *streams, reloader=reloader, view=view, exposure=exposure)
         # SIGTERM (how clients end a stdio server) ends the session as EOF does, not the process at once
@@ -268,10 +276,18 @@ def serve_stdio(
         anyio.run(main)
     except KeyboardInterrupt:
         return 130  # Ctrl-C, as the shell reports it
-    if refusal:
-        print(f"onemcp: {refusal[0]}", file=sys.stderr)
-        return 2
     return signalled[0] if signalled else 0
+
+
+def _presets(path: Path) -> tuple[dict[str, str], str | None]:
+    """The presets beside `path` (name -> filter), for the view a stdio hub serves; none, and why, when
+    the file cannot be used (the reloader keeps none in use either)."""
+    from onemcp.config.presets import PresetError, load_presets, presets_path
+
+    try:
+        return {name: entry["filter"] for name, entry in load_presets(presets_path(path)).items()}, None
+    except PresetError as exc:
+        return {}, str(exc)
 
 
 async def stdio_principal(config: HubConfig, path: Path) -> Principal | str:

@@ -1,6 +1,7 @@
 """The set of upstreams: start them in parallel, supervise them, add and remove them live.
 
-Owns one `Slot` per enabled server (plus one per extra replica URL, balanced by `pick`):
+Owns one `Slot` per enabled server it runs (`runs`: a stdio hub's view leaves some out; plus one per
+extra replica URL, balanced by `pick`):
 its current connection, and a supervisor task that
 restarts the connection when it fails (exponential backoff with jitter; more than
 `RESTART_BUDGET` restarts within `BUDGET_WINDOW` seconds marks the server crash-looping
@@ -99,6 +100,7 @@ class Pool:
         self._tg: TaskGroup | None = None
         self.tried = anyio.Event()
         self.judging = 0  # failed calls whose upstream is being pinged (see `judge`)
+        self.runs: Callable[[str], bool] = lambda name: True  # which servers are started (`hub.served`)
 
     @property
     def connections(self) -> dict[str, UpstreamConnection]:
@@ -194,8 +196,10 @@ class Pool:
         return UpstreamConnection(name, config, self.transports(name, config, self.auth, server), self.events)
 
     def add(self, name: str, config: ServerConfig) -> None:
-        """Start supervising a server (a new one, or a changed one after `remove`)."""
+        """Start supervising a server (a new one, or a changed one after `remove`), unless it is not to run."""
         assert self._tg is not None, "the pool is not running"
+        if not self.runs(name):  # outside a stdio hub's one view: no client could reach it
+            return
         if config.url is not None:
             urls: list[str | None] = [config.url, *(config.replicas if isinstance(config.replicas, list) else [])]
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from onemcp.cli.address import take, unbracketed
+from onemcp.cli.address import exposed_starter, take, unauthenticated, unbracketed
 
 
 def test_a_free_address_is_bound_not_listened_on_and_kept_from_children(tmp_path: Path) -> None:
@@ -37,3 +37,24 @@ def test_a_mistyped_host_is_named() -> None:
 
 def test_a_bracketed_address_is_the_address() -> None:
     assert unbracketed("[::1]") == "::1" and unbracketed("127.0.0.1") == "127.0.0.1"
+
+
+def test_no_authentication_is_for_loopback_addresses_only() -> None:
+    assert unauthenticated("127.0.0.1", False) is None and unauthenticated("[::1]", False) is None
+    assert unauthenticated("0.0.0.0", True) is None  # a hub with auth
+    assert unauthenticated("0.0.0.0", False, override="--flag") == (
+        "refusing to serve 0.0.0.0 with no authentication: anyone who can reach it could run your tools. "
+        "Configure onemcp.auth (apiKeys, jwt or oauth), bind 127.0.0.1, or pass --flag."
+    )
+    said = unauthenticated("0.0.0.0", False)  # `start` has no such flag: none is suggested
+    assert said is not None and said.endswith("Configure onemcp.auth (apiKeys, jwt or oauth) or bind 127.0.0.1.")
+
+
+def test_the_starter_config_on_an_open_address_is_refused_only_when_it_would_be_written(tmp_path: Path) -> None:
+    missing = tmp_path / "mcp.json"
+    said = exposed_starter(missing, None, "0.0.0.0", None)
+    assert said is not None and said.endswith("the starter one has no authentication: nothing was written.")
+    assert exposed_starter(missing, None, "127.0.0.1", None) is None
+    assert exposed_starter(missing, str(missing), "0.0.0.0", None) is None  # named: refused as missing instead
+    missing.write_text("{}")
+    assert exposed_starter(missing, None, "0.0.0.0", None) is None  # its own auth decides

@@ -254,6 +254,17 @@ def test_start_on_a_busy_port_in_an_empty_config_dir_writes_nothing(tmp_path: Pa
     assert not config_dir.exists()
 
 
+def test_start_on_an_open_address_with_no_config_writes_nothing(tmp_path: Path) -> None:
+    """The starter config has no authentication, so its hub refuses an open address: `start --host 0.0.0.0`
+    wrote it, hub.lock and onemcp.log, and then failed with a hint to pass a flag `start` does not take."""
+    config_dir = tmp_path / "fresh"
+    started = onemcp(config_dir, "start", "--host", "0.0.0.0", "--port", "0", "--timeout", "30")
+    assert started.returncode == 2 and "Traceback" not in started.stderr, started.stderr
+    assert "refusing to serve 0.0.0.0 with no authentication" in started.stderr, started.stderr
+    assert "Configure onemcp.auth (apiKeys, jwt or oauth) or bind 127.0.0.1." in started.stderr
+    assert "--i-know" not in started.stderr and not config_dir.exists()
+
+
 def test_start_in_a_directory_whose_modules_shadow_the_standard_library(tmp_path: Path) -> None:
     """`start` run in a project that has its own `secrets.py`: the hub (`python -m onemcp serve`) and the
     starter config's Python servers (`python -m mcp_server_time`) imported it instead of the standard

@@ -362,6 +362,23 @@ def test_a_busy_port_leaves_no_starter_config_behind(tmp_path: Path) -> None:
     assert not config_dir.exists()
 
 
+def test_an_open_address_with_no_config_is_refused_before_the_starter_config_is_written(tmp_path: Path) -> None:
+    """`serve --host 0.0.0.0` on an empty config directory wrote the starter config (which has no
+    authentication) and hub.lock, then refused to serve unauthenticated: refused first, nothing written."""
+    config_dir = tmp_path / "fresh"
+    result = run_cli("serve", "--host", "0.0.0.0", "--port", "0", env=hub_env(config_dir), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "refusing to serve 0.0.0.0 with no authentication" in result.stderr, result.stderr
+    assert "or pass --i-know-this-is-unauthenticated-and-exposed" in result.stderr
+    assert "the starter one has no authentication: nothing was written" in result.stderr
+    assert not config_dir.exists()
+    config_dir.mkdir()  # a config without auth: refused before the directory's lock is taken
+    (config_dir / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
+    result = run_cli("serve", "--host", "0.0.0.0", "--port", "0", env=hub_env(config_dir), cwd=tmp_path)
+    assert result.returncode == 2 and "refusing to serve 0.0.0.0 with no authentication" in result.stderr
+    assert sorted(p.name for p in config_dir.iterdir()) == ["mcp.json"]
+
+
 def test_a_second_serve_on_the_port_of_its_directorys_hub_says_that_hub_runs(tmp_path: Path) -> None:
     """The port is taken before the directory's lock is: a hub of the same directory that holds both is named,
     not said to be 'another program'."""

@@ -3,7 +3,8 @@
 Owns binding the socket (not listening on it: `serve` listens once its config passed every check) and
 the message for an address that cannot be had. `serve` takes it before it writes a starter config or its
 lock; `start` takes it too, to fail as `serve` does before it writes the starter config or a log, and lets
-it go for the hub it spawns. Not the open-network policy (`serve`'s). Stdlib only: `start` stays light.
+it go for the hub it spawns. Also the open-network rule's words (no authentication: loopback only), which
+both check before a starter config (it has no authentication) is written. Light: `start` imports it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import os
 import socket
 from pathlib import Path
 
+from onemcp.config.paths import named_by
 from onemcp.config.runtime import NoHub, lock_holder, read_runtime
+from onemcp.http.guard import is_loopback
 
 FREE_PORT_HINT = "; another program listens there: choose another --port (--port 0 takes a free one)"
 
@@ -55,3 +58,25 @@ def already_running(config_path: Path) -> str:
     except NoHub:
         where = ""
     return f"a hub is already running for {config_path.parent}{where}; `onemcp stop` ends it"
+
+
+def unauthenticated(host: str, auth_required: bool, *, override: str | None = None) -> str | None:
+    """Why a hub may not listen on `host` with no authentication (anyone who reaches it could run its
+    tools): None for a loopback address or a hub with auth. `override` names the flag that allows it."""
+    if auth_required or is_loopback(host.strip("[]")):
+        return None
+    return (
+        f"refusing to serve {host} with no authentication: anyone who can reach it could run your tools. "
+        f"Configure onemcp.auth (apiKeys, jwt or oauth){', ' if override else ' or '}bind 127.0.0.1"
+        f"{f', or pass {override}' if override else ''}."
+    )
+
+
+def exposed_starter(config_path: Path, named: str | None, host: str, override: str | None) -> str | None:
+    """No config yet, so the starter one (no authentication) would be written, for a hub on an open address
+    that is refused without it: why, before anything is written. None otherwise (a config is there, or a
+    missing one was named, which is refused as such)."""
+    if config_path.exists() or named_by(named):
+        return None
+    refused = unauthenticated(host, False, override=override)
+    return refused and f"{refused} No config was found, and the starter one has no authentication: nothing was written."

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp.cli import argtypes
-from onemcp.cli.address import take, unbracketed
+from onemcp.cli.address import exposed_starter, take, unbracketed
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.paths import named_by, resolve_path
 from onemcp.config.runtime import NoHub, alive, lock_holder, locked, read_runtime, runtime_path
@@ -114,6 +114,9 @@ def launch(path: Path, named: str | None, host: str, port: int, timeout: float, 
             print(f"onemcp: {taken}", file=sys.stderr)
             return 2
         taken.close()
+        if refused_open := exposed_starter(path, named, unbracketed(host), None):  # (`start` has no override)
+            print(f"onemcp: {refused_open}", file=sys.stderr)
+            return 2
         refused = starter_if_missing(path, named)
         if refused is not None:
             return refused

@@ -34,6 +34,7 @@ from onemcp.observability.redact import REDACTOR
 from onemcp.search import deep
 
 audit = logging.getLogger("onemcp.audit")
+OPEN_NETWORK_FLAG = "--i-know-this-is-unauthenticated-and-exposed"
 
 
 def write_runtime(config_path: Path, url: str) -> Path:
@@ -164,22 +165,24 @@ def serve(
 def _serve_bound(
     sock: socket.socket, config_flag: str | None, host: str, allow_open_network: bool, log_file: Path | None
 ) -> int:
+    if not allow_open_network and (
+        refused := address.exposed_starter(resolve_path(config_flag), config_flag, host, OPEN_NETWORK_FLAG)
+    ):
+        print(f"onemcp: {refused}", file=sys.stderr)
+        return 2
     loaded = _config(config_flag)
     if isinstance(loaded, int):
         return loaded
     path, config = loaded
+    if not allow_open_network and (
+        refused := address.unauthenticated(host, config.hub.auth.required, override=OPEN_NETWORK_FLAG)
+    ):
+        print(f"onemcp: {refused}", file=sys.stderr)  # before the lock: a refusal leaves no hub.lock behind
+        return 2
     if hub_lock(path) is None:
         print(f"onemcp: {address.already_running(path)}", file=sys.stderr)
         return 2
     if not is_loopback(host.strip("[]")) and not config.hub.auth.required:
-        if not allow_open_network:
-            print(
-                f"onemcp: refusing to serve {host} with no authentication: anyone who can reach it could run "
-                "your tools. Configure onemcp.auth (apiKeys, jwt or oauth), bind 127.0.0.1, or pass "
-                "--i-know-this-is-unauthenticated-and-exposed.",
-                file=sys.stderr,
-            )
-            return 2
         print(f"onemcp: WARNING: serving {host} WITHOUT AUTHENTICATION", file=sys.stderr)
     try:
         logs.configure_audit(config.hub.audit)  # opened before anything says it listens (the app opens it again)

@@ -120,3 +120,32 @@ async def test_only_the_requests_that_need_the_refused_instance_fail(tmp_path: P
             assert r.status_code == 200 and r.json()["result"]["content"][0]["text"] == "still here", r.text
             assert_refused(await modern(http, hub, beta, "tools/call", rid=5, **refused), 5)
             assert len(hub.app.hub.instances.running()) == 1
+
+
+async def test_a_runaway_template_fails_its_requester_and_holds_no_other_client(tmp_path: Path) -> None:
+    """A template that loops long (loops inside loops: the sandbox bounds one `range` only), rendered
+    on the event loop for a legacy `initialize` and for each 2026-07-28 request that names a context:
+    the requester is told which field went past which bound, and another client is still answered.
+    Without the bound, 10^10 iterations held every client for hours (not even SIGTERM was handled);
+    the 10^7 here hold the hub a second or so, then the requester got its instance."""
+    fx = fixture_command()
+    forever = "{% for i in range(100000) %}{% for j in range(100) %}{% endfor %}{% endfor %}{{ project.name }}"
+    server = {"command": fx[0], "args": fx[1:]}
+    doc = {"mcpServers": {"fx": server}, "mcpTemplates": {"loop": {**server, "env": {"P": forever}}}}
+    path = tmp_path / "hub" / "mcp.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc))
+    why = "cannot render template server 'loop': mcpTemplates.loop.env.P: takes more than 10000 steps"
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(doc, config_path=path) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+            alpha = context_of(hub, tmp_path, "alpha")
+            other = await http.post(hub.url, json=INIT, headers=HEADERS)  # no context: renders nothing
+            assert other.status_code == 200, other.text
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, **alpha})
+            assert r.json()["error"]["code"] == -32602 and why in r.json()["error"]["message"], r.text
+            r = await modern(http, hub, alpha, "tools/list")
+            assert r.json()["error"]["code"] == -32602 and why in r.json()["error"]["message"], r.text
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            session = {"mcp-session-id": other.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            r = await http.post(hub.url, json=ping, headers={**HEADERS, **session})
+            assert r.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}

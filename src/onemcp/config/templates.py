@@ -16,10 +16,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from onemcp.config import jinja
+from onemcp.config import jinja, template_bounds
 from onemcp.config.model import ServerConfig, ServerTemplate
-
-MAX_RENDERED = 64 * 1024  # characters of one rendered field
 
 
 class TemplateError(Exception):
@@ -30,16 +28,14 @@ def _render(name: str, path: str, text: str, context: Mapping[str, Any]) -> str:
     if not jinja.is_template(text):
         return text
     try:
-        out = jinja.compiled(text).render(context)
-    except jinja.SyntaxProblem as exc:
+        out = template_bounds.render(jinja.compiled(text), context)
+    except (jinja.SyntaxProblem, template_bounds.Overrun) as exc:
         raise TemplateError(f"mcpTemplates.{name}.{path}: {exc}") from None
     except jinja.render_errors() as exc:  # undefined names, sandbox refusals
         message = getattr(exc, "message", None)
         raise TemplateError(f"mcpTemplates.{name}.{path}: {message or type(exc).__name__}") from None
     except (ArithmeticError, TypeError, ValueError) as exc:
         raise TemplateError(f"mcpTemplates.{name}.{path}: {exc}") from None
-    if len(out) > MAX_RENDERED:
-        raise TemplateError(f"mcpTemplates.{name}.{path}: renders to more than {MAX_RENDERED} characters")
     return out
 
 

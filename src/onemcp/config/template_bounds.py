@@ -1,0 +1,190 @@
+"""What one template field's rendering may cost: steps, the size of what it makes, its output.
+
+Rendering runs on the event loop, for every legacy session's `initialize` and every 2026-07-28
+request that names a context, so a template that loops or grows without end would hold every
+client. Jinja's sandbox refuses internals and one `range` over 100,000 items, but not loops inside
+loops, a macro that calls itself, nor a string or list multiplied, added or joined past memory. Here:
+
+- steps: each loop iteration, call (function, method, macro) and filter counts one; past
+  `MAX_STEPS` for one field the rendering stops ("takes more than 10000 steps");
+- size: a string or list a template makes (by `*`, `+`, `~`, `**`, a filter or a method) may hold
+  `MAX_SIZE` characters (a list: its items' characters), checked before it is made where one
+  operation could make a large one (`*`, `+`, `~`, `**`, join, replace, padding), after it otherwise;
+- output: counted as it is produced, never past `MAX_SIZE` characters;
+- recursion deeper than Python allows is an error like the others, not the hub's.
+
+Does not own the environment (`jinja`) nor the errors' wording with the field's path (`templates`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+MAX_STEPS = 10_000  # loop iterations, calls and filters in one field's rendering
+MAX_SIZE = 64 * 1024  # characters of one rendered field, and of any string or list it makes on the way
+MAX_POWER_BITS = 64 * 1024  # an integer power's result
+_SIZED = (str, list, tuple)
+# str methods and filters whose result may be much larger than what they are given
+_PADDING = frozenset({"center", "ljust", "rjust", "zfill"})
+_PRINTF_WIDTHS = re.compile(r"%[-+ #0]*(?:\(\w*\))?[-+ #0]*(\d+)(?:\.(\d+))?")  # both groups: flattened below
+_FORMAT_WIDTHS = re.compile(r"\{[^{}]*?:[^{}\d]*(\d+)(?:[,_]?\.(\d+))?")
+
+
+class Overrun(Exception):
+    """A rendering went past a bound; the message says which."""
+
+
+_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("template_budget")
+
+
+def step() -> None:
+    """One more step of the rendering under way (none: not rendering, nothing counted)."""
+    budget = _budget.get(None)
+    if budget is None:
+        return
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise Overrun(f"takes more than {MAX_STEPS} steps (loop iterations, calls, filters)")
+
+
+def weight(value: Any, depth: int = 0) -> int:
+    """Characters a value stands for: a string's length, a list's items' (nested), 1 for anything else."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list | tuple) and depth < 8:
+        return len(value) + sum(weight(item, depth + 1) for item in value)
+    return 1
+
+
+def check_size(size: int, what: str = "a value") -> None:
+    if size > MAX_SIZE:
+        raise Overrun(f"makes {what} of more than {MAX_SIZE} characters")
+
+
+def checked(value: Any) -> Any:
+    """`value`, once it is known to be within MAX_SIZE (a string or list)."""
+    if isinstance(value, _SIZED):
+        check_size(weight(value))
+    return value
+
+
+def before_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse `left operator right` when its result would be too large (before it is made)."""
+    if operator == "*":
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, _SIZED) and isinstance(times, int):
+                check_size(weight(seq) * max(times, 0))
+    elif operator == "+" and isinstance(left, _SIZED) and isinstance(right, _SIZED):
+        check_size(weight(left) + weight(right))
+    elif operator == "%" and isinstance(left, str):
+        check_widths(w for pair in _PRINTF_WIDTHS.findall(left) for w in pair if w)
+    elif operator == "**" and _power_bits(left, right) > MAX_POWER_BITS:
+        raise Overrun(f"makes a number of more than {MAX_POWER_BITS} bits")
+
+
+def _power_bits(base: Any, exponent: Any) -> int:
+    """About how many bits `base ** exponent` has (0: not an integer power that grows)."""
+    if not isinstance(base, int) or not isinstance(exponent, int) or exponent <= 0 or abs(base) <= 1:
+        return 0
+    return max(abs(base).bit_length() - 1, 1) * exponent
+
+
+def check_widths(widths: Iterable[str]) -> None:
+    """A format's field widths and precisions: each one a string that long (`'%999999999d' % 1`)."""
+    for width in widths:
+        check_size(int(width) if len(width) < 12 else MAX_SIZE + 1)
+
+
+def concat(parts: Iterable[Any]) -> str:
+    """`a ~ b`: the parts' text joined, refused before it is made when too large."""
+    step()
+    texts = [part if isinstance(part, str) else str(checked(part)) for part in parts]
+    check_size(sum(len(text) for text in texts))
+    return "".join(texts)
+
+
+def counted(items: Any) -> Iterator[Any]:
+    """A `{% for %}`'s items, one step each."""
+    for item in items:
+        step()
+        yield item
+
+
+def before_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A call about to be made: one step, and refused when a str method would make too large a string."""
+    step()
+    owner = getattr(obj, "__self__", None)
+    name = getattr(obj, "__name__", "")
+    if isinstance(owner, str):
+        _before_str_method(owner, name, args)
+
+
+def _before_str_method(text: str, name: str, args: tuple[Any, ...]) -> None:
+    if name in ("format", "format_map"):
+        check_widths(w for pair in _FORMAT_WIDTHS.findall(text) for w in pair if w)
+    elif name in _PADDING and args and isinstance(args[0], int):
+        check_size(args[0])
+    elif name == "expandtabs":
+        tab = args[0] if args and isinstance(args[0], int) else 8
+        check_size(len(text) + text.count("\t") * max(tab, 0))
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        found = text.count(args[0]) if args[0] else len(text) + 1
+        check_size(len(text) + found * max(len(args[1]) - len(args[0]), 0))
+    elif name == "join" and args:
+        items = list(args[0]) if not isinstance(args[0], _SIZED) else args[0]
+        check_size(weight(items) + len(text) * len(items))
+
+
+def bounded_filter(name: str, apply: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that counts a step, refuses a result too large before it is made where it could be
+    (join, replace, padding, indent), and after it is made otherwise."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        step()
+        values = [a for a in args if not _is_jinja_internal(a)]
+        if name == "join" and values:
+            items = list(values[0]) if not isinstance(values[0], _SIZED) else values[0]
+            sep = values[1] if len(values) > 1 else kwargs.get("d", "")
+            check_size(weight(items) + weight(sep) * len(items))
+            args = tuple(items if a is values[0] else a for a in args)
+        elif name == "replace" and len(values) >= 3:
+            _before_str_method(str(values[0]), "replace", tuple(str(v) for v in values[1:3]))
+        elif name == "format" and values and isinstance(values[0], str):
+            check_widths(w for pair in _PRINTF_WIDTHS.findall(values[0]) for w in pair if w)
+        elif name == "center" and len(values) >= 2 and isinstance(values[1], int):
+            check_size(values[1])
+        elif name == "indent" and values:
+            width = values[1] if len(values) > 1 else kwargs.get("width", 4)
+            lines = str(values[0]).count("\n") + 1
+            check_size(weight(values[0]) + lines * (width if isinstance(width, int) else len(str(width))))
+        return checked(apply(*args, **kwargs))
+
+    return run
+
+
+def _is_jinja_internal(value: Any) -> bool:
+    """The eval context or environment a Jinja filter may be passed first."""
+    return type(value).__module__.startswith("jinja2.")
+
+
+def render(template: Any, context: Any) -> str:
+    """`template` rendered for `context` within the bounds; Overrun says which it went past."""
+    token = _budget.set([MAX_STEPS])
+    try:
+        out: list[str] = []
+        size = 0
+        for piece in template.generate(context):
+            size += len(piece)
+            if size > MAX_SIZE:
+                raise Overrun(f"renders to more than {MAX_SIZE} characters")
+            out.append(piece)
+        return "".join(out)
+    except RecursionError:
+        raise Overrun("recurses too deeply (a macro that calls itself without end?)") from None
+    except MemoryError:
+        raise Overrun("makes a value too large for memory") from None
+    finally:
+        _budget.reset(token)

@@ -1,0 +1,127 @@
+"""What one template field's rendering may cost (`config/template_bounds.py`), through `templates.render`.
+
+Each runaway template renders in a thread of its own while the test waits, with a deadline, for it
+to end: an unbounded one never does, and the test fails instead of holding the suite (rendering is
+on the event loop in the hub: such a template held every client).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from onemcp.config.model import HubConfig
+from onemcp.config.template_bounds import MAX_SIZE, MAX_STEPS
+from onemcp.config.templates import TemplateError, render
+
+DEADLINE = 10.0  # for a rendering to end; a bounded one takes milliseconds
+CONTEXT: dict[str, Any] = {"project": {"name": "p", "custom": {}}}
+
+
+def rendered(text: str) -> str | BaseException:
+    """What rendering `text` as a field gives (its text, or the exception), once it ended."""
+    template = HubConfig.model_validate({"mcpTemplates": {"t": {"command": "srv", "env": {"X": text}}}}).templates["t"]
+    outcome: list[str | BaseException] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append(render("t", template, CONTEXT).env["X"])
+        except BaseException as exc:  # what escapes is the finding
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    assert done.wait(DEADLINE), f"still rendering after {DEADLINE:g}s: {text}"
+    return outcome[0]
+
+
+def refused(text: str) -> str:
+    outcome = rendered(text)
+    assert isinstance(outcome, TemplateError), repr(outcome)
+    assert str(outcome).startswith("mcpTemplates.t.env.X: ")
+    return str(outcome).removeprefix("mcpTemplates.t.env.X: ")
+
+
+STEPS = f"takes more than {MAX_STEPS} steps (loop iterations, calls, filters)"
+TOO_LARGE = f"makes a value of more than {MAX_SIZE} characters"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",  # silent, forever
+        "{% for a in 'x' * 60000 %}{% for b in 'x' * 60000 %}{% endfor %}{% endfor %}",  # over strings
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",  # 2^60 calls
+    ],
+    ids=["nested-ranges", "nested-strings", "macro-tree"],
+)
+def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) -> None:
+    assert refused(text) == STEPS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ 'a' * 10 ** 9 }}",  # a gigabyte, made before the output was measured
+        "{{ ['a'] * 10 ** 9 }}",
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% set ns = namespace(s=['x']) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+        "{% set s = 'x' * 60000 %}{{ s | replace('', s) }}",  # 60000 times 60000
+        "{% set s = 'x' * 60000 %}{{ s.replace('', s) }}",
+        "{% set s = ['x' * 60000] * 1 %}{{ [s[0], s[0]] | join }}",
+        "{{ 'x'.center(10 ** 10) }}",
+        "{{ 'x' | center(10 ** 10) }}",
+        "{{ range(100000) | list | string }}",
+        "{{ '%999999999d' % 1 }}",
+        "{{ '%.999999999f' | format(1) }}",
+        "{{ '{:>999999999}'.format(1) }}",
+    ],
+    ids=[
+        "str-times",
+        "list-times",
+        "concat-doubling",
+        "plus-doubling",
+        "replace-filter",
+        "replace-method",
+        "join",
+        "center-method",
+        "center-filter",
+        "string-of-list",
+        "printf-width",
+        "format-filter-precision",
+        "format-method-width",
+    ],
+)
+def test_strings_and_lists_past_the_size_bound_are_refused_before_they_are_made(text: str) -> None:
+    assert refused(text) == TOO_LARGE
+
+
+def test_a_power_past_the_bound_is_refused() -> None:
+    assert refused("{{ (10 ** 100000) > 1 }}") == "makes a number of more than 65536 bits"
+
+
+def test_a_macro_that_calls_itself_without_end_is_an_error_of_the_template() -> None:
+    """It was a RecursionError out of the hub's request handling."""
+    assert refused("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}") == (
+        "recurses too deeply (a macro that calls itself without end?)"
+    )
+
+
+def test_output_past_the_size_bound_stops_as_it_is_produced() -> None:
+    assert refused("{% for i in range(9000) %}{{ 'x' * 60 }}{% endfor %}") == (
+        f"renders to more than {MAX_SIZE} characters"
+    )
+
+
+def test_ordinary_templates_render_as_before() -> None:
+    text = (
+        "{{ project.x | default('ok') }}-{% for i in range(3) %}{{ loop.index }}{% endfor %}-{{ 'a' ~ 1 ~ 'b' }}-"
+        "{{ ['a', 'b'] | join(',') }}-{{ 'x' * 3 }}-{{ 2 ** 10 }}|{{ 'ab' | center(6) }}|{{ 'a\nb' | indent(2) }}|"
+        "{{ 'abc' | replace('b', 'xx') }}|{{ project.name.upper() }}|{{ ('x' * 60000) | length }}|"
+        "{{ '%-3s|%5.1f' % ('a', 2) }}|{{ '%03d' | format(7) }}|{{ '{:>4}'.format('b') }}"
+    )
+    assert rendered(text) == "ok-123-a1b-a,b-xxx-1024|  ab  |a\n  b|axxc|P|60000|a  |  2.0|007|   b"

@@ -199,6 +199,7 @@ class ExpiringServer:
     def __init__(self) -> None:
         self.initializes: list[int] = []
         self.reinitializing = anyio.Event()  # the second initialize has come
+        self.released = anyio.Event()  # the hub closed the second initialize's connection
         self.cancelled: list[Any] = []  # the requestId of each notifications/cancelled read
         self.writers: set[asyncio.StreamWriter] = set()
         self.url = ""
@@ -222,6 +223,7 @@ class ExpiringServer:
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: held\n\n")
                     self.reinitializing.set()
                     await reader.read()  # until the hub closes it
+                    self.released.set()
                     break
                 elif headers.get("mcp-session-id") == "s1" and method != "notifications/initialized":
                     writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
@@ -270,7 +272,7 @@ async def test_a_re_initialize_whose_sender_is_cancelled_is_never_cancelled_upst
     roots) finds the server's session expired (404): the hub re-initializes within the sending task,
     and that task is cancelled (the client went away) while the server has not answered: the server is
     never sent notifications/cancelled for that `initialize` (the connection lives on, so the courtesy
-    cancel would have gone out)."""
+    cancel would have gone out); its stream is closed, which in the legacy era is no cancellation."""
     async with expiring() as up:
         config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 60})
         transport = Spied("exp", config)
@@ -289,4 +291,7 @@ async def test_a_re_initialize_whose_sender_is_cancelled_is_never_cancelled_upst
                 told = [m["params"] for m in transport.sent if m.get("method") == "notifications/cancelled"]
                 assert told == []
                 assert up.initializes[1] == 2 and up.cancelled == []
+                # nor is its stream kept open for the cancellation that never comes (it was, until the
+                # server answered or the connection ended)
+                await up.released.wait()
                 tg.cancel_scope.cancel()

@@ -388,7 +388,9 @@ class UpstreamConnection:
         if self._pending.pop(call.hub_id, None) is None or self._tg is None:
             return
         self._settled()
-        if not self.transport.cancel(call.hub_id) and call.method != "initialize":  # never cancelled (spec)
+        if call.method == "initialize":  # never cancelled (spec); its stream is closed, nothing said
+            self.transport.forget(call.hub_id)
+        elif not self.transport.cancel(call.hub_id):
             self._tg.start_soon(self._send_cancel, call.hub_id, reason)
 
     async def _send_cancel(self, hub_id: int, reason: str) -> None:

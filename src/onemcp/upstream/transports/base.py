@@ -174,5 +174,9 @@ class Transport(ABC):
         """
         return False
 
+    def forget(self, request_id: int) -> None:  # noqa: B027 - optional hook
+        """Stop waiting for a request's reply without cancelling it (`initialize`, which is never
+        cancelled): a stream of its own is closed (HTTP), which in the legacy era is no cancellation."""
+
     def reset_session(self) -> None:  # noqa: B027 - optional hook
         """Forget wire-level session state before a re-handshake (HTTP only)."""

@@ -304,6 +304,12 @@ class StreamableHttpTransport(Transport):
         self._abandoned[request_id] = exchange
         return False
 
+    def forget(self, request_id: int) -> None:
+        self._reauthorizing.discard(request_id)
+        exchange = self._requests.pop(request_id, None)
+        if exchange is not None:
+            drop(exchange)
+
     async def send(self, message: Message, body: bytes, *, retry: bool = True) -> None:
         if self._abandoned and message.get("method") == "notifications/cancelled":
             await self._send_cancelled(message, body)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import orjson
 import pytest
 
 from onemcp.config.model import ServerConfig
@@ -133,3 +134,37 @@ async def test_a_pinned_modern_era_whose_discover_never_answers_says_so() -> Non
     with anyio.fail_after(5), pytest.raises(UpstreamError) as info:
         await handshake(peer)
     assert str(info.value) == "[srv] server/discover failed: no answer within 0.01s"  # was "... failed: " (empty)
+
+
+async def test_what_is_kept_of_a_server_s_info_and_instructions_is_bounded() -> None:
+    """A server's serverInfo and instructions were kept whole (/health showed serverInfo: a 5 MB one made
+    every /health reply 5 MB): its known fields are kept, each bounded; unknown ones are dropped."""
+    from onemcp.upstream import handshake as kept
+
+    huge = "x" * 1_000_000
+    icon = {"src": "https://example.com/i.png", "mimeType": "image/png", "sizes": ["48x48"], "theme": "dark"}
+    info = {
+        "name": "n" * 1000,
+        "title": "Title",
+        "version": "1.0",
+        "description": huge,
+        "websiteUrl": "https://example.com/" + huge,
+        "icons": [{"src": huge}, {"nosrc": 1}, {**icon, "junk": huge}, *[icon] * 100],
+        "vendorJunk": {"blob": huge},
+    }
+    peer = Peer({"initialize": {**INITIALIZED, "serverInfo": info, "instructions": huge}})
+    await handshake(peer)
+    assert len(orjson.dumps(peer.server_info)) < 64 * 1024 and len(peer.instructions or "") <= 64 * 1024
+    assert peer.server_info == {
+        "name": "n" * kept.MAX_INFO_TEXT,
+        "title": "Title",
+        "version": "1.0",
+        "description": "x" * kept.MAX_INFO_DESCRIPTION,
+        "icons": [icon] * kept.MAX_ICONS,  # the one whose src is too long, and the one without, dropped
+    }
+    assert peer.instructions == "x" * kept.MAX_INSTRUCTIONS
+    # the same for a 2026-07-28 server's, from server/discover's _meta; a short websiteUrl is kept
+    discovered = {"supportedVersions": [MODERN], "_meta": {SERVER_INFO: {"name": 7, "websiteUrl": "https://e.x"}}}
+    peer = Peer({"server/discover": discovered})
+    await handshake(peer)
+    assert peer.server_info == {"websiteUrl": "https://e.x"}

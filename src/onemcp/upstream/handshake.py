@@ -28,6 +28,14 @@ from onemcp.upstream.call import Requester
 from onemcp.upstream.transports.base import Transport
 
 log = logging.getLogger("onemcp.upstream")
+# What the hub keeps of a server's `serverInfo` (shown in /health, read by the instructions and tool search)
+# and instructions: both were kept whole, and a server whose serverInfo was 5 MB made every /health reply 5 MB.
+MAX_INFO_TEXT = 256  # characters of name, title, version (longer: cut)
+MAX_INFO_DESCRIPTION = 2048  # characters of description (longer: cut)
+MAX_INFO_URL = 2048  # characters of websiteUrl (longer: dropped, as a cut address leads elsewhere)
+MAX_ICONS = 4
+MAX_ICON_SRC = 8 * 1024  # characters of an icon's src, a data: URI maybe (longer: that icon dropped)
+MAX_INSTRUCTIONS = 64 * 1024  # characters kept; shown cut to 16 KiB (hub/instructions.py)
 HANDSHAKE = ("server/discover", "initialize", "notifications/initialized")  # never wait for, nor make, a new session
 PROBE_SHARE = 0.5  # of the start-up timeout: a legacy server may never answer server/discover
 
@@ -108,6 +116,44 @@ async def _discover(conn: Greeted, limit: float, *, required: bool) -> bool:
 def _identity(conn: Greeted, result: dict[str, Any], info: Any) -> None:
     caps = result.get("capabilities")
     conn.capabilities = caps if isinstance(caps, dict) else {}
-    conn.server_info = info if isinstance(info, dict) else {}
+    conn.server_info = kept_info(info)
     instructions = result.get("instructions")
-    conn.instructions = instructions if isinstance(instructions, str) else None
+    conn.instructions = instructions[:MAX_INSTRUCTIONS] if isinstance(instructions, str) else None
+
+
+def kept_info(info: Any) -> dict[str, Any]:
+    """What the hub keeps of a server's `serverInfo` (an Implementation): its known fields, each bounded
+    (see MAX_INFO_TEXT and the others); fields it does not know are dropped."""
+    if not isinstance(info, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for key, limit in (("name", MAX_INFO_TEXT), ("title", MAX_INFO_TEXT), ("version", MAX_INFO_TEXT)):
+        if isinstance(info.get(key), str):
+            kept[key] = info[key][:limit]
+    if isinstance(info.get("description"), str):
+        kept["description"] = info["description"][:MAX_INFO_DESCRIPTION]
+    if isinstance(info.get("websiteUrl"), str) and len(info["websiteUrl"]) <= MAX_INFO_URL:
+        kept["websiteUrl"] = info["websiteUrl"]
+    icons = info.get("icons")
+    if isinstance(icons, list):
+        kept["icons"] = []
+        for icon in map(_kept_icon, icons):
+            if icon is not None:
+                kept["icons"].append(icon)
+                if len(kept["icons"]) == MAX_ICONS:
+                    break
+    return kept
+
+
+def _kept_icon(icon: Any) -> dict[str, Any] | None:
+    """An Icon as the hub keeps it (src, mimeType, sizes, theme, bounded), or None: not one it can keep."""
+    if not isinstance(icon, dict) or not isinstance(icon.get("src"), str) or len(icon["src"]) > MAX_ICON_SRC:
+        return None
+    kept: dict[str, Any] = {"src": icon["src"]}
+    for key in ("mimeType", "theme"):
+        if isinstance(icon.get(key), str):
+            kept[key] = icon[key][:MAX_INFO_TEXT]
+    sizes = icon.get("sizes")
+    if isinstance(sizes, list):
+        kept["sizes"] = [size[:MAX_INFO_TEXT] for size in sizes[:16] if isinstance(size, str)]
+    return kept

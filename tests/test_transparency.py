@@ -43,6 +43,9 @@ SCRIPT: list[tuple[str, Json, bool]] = [
     ("tools/call", {"name": "echo", "arguments": {}}, False),
     ("tools/call", {"name": "fail", "arguments": {}}, False),
     ("tools/call", {"name": "error", "arguments": {}}, False),
+    # a method the hub routes that the server says it does not have: its data too, not the hub's own -32601
+    ("tools/call", {"name": "error", "arguments": {"code": -32601, "message": "nope", "data": {"m": [1]}}}, False),
+    ("tools/call", {"name": "error", "arguments": {"code": -32601, "message": "Method not found", "data": "x"}}, False),
     (
         "tools/call",
         {"name": "whoami", "arguments": {"n": [1, 2.5, None, {"k": True}]}, "_meta": {"x.test/k": [1]}},

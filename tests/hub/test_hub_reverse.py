@@ -243,6 +243,40 @@ async def test_a_url_elicitation_error_naming_many_costs_only_the_ones_a_session
             assert passes == 3, passes
 
 
+async def test_a_url_elicitation_id_too_long_to_keep_is_refused_and_nothing_is_kept() -> None:
+    """URL-elicitation ids had no length bound (task ids had, rewrite.long_id): a server's elicitation/create, or
+    its -32042 error, naming a 60 MB id made the hub keep it twice (its own and the client's) until completed,
+    up to 1,024 of them. The request is refused to the server (-32602), the error to the client (-32603)."""
+    capabilities: Json = {"elicitation": {"form": {}, "url": {}}}
+    long = "x" * 1025
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            hub, conn = h.app.hub, h.app.hub.pool.get("alpha")
+            assert conn is not None
+            client = await h.session(capabilities=capabilities)
+            async with client.call("tools/call", tool_call("alpha__elicit", mode="url", id=long), rid=1) as call:
+                (reply,) = await call.messages()  # no elicitation/create first: the server was refused at once
+            assert reply["id"] == 1 and reply["error"]["code"] == -32602, reply  # the server's, as it was told
+            assert "onemcp: elicitationId is 1025 characters long, over the hub's 1024" in reply["error"]["message"]
+            assert hub.reverse._elicitations == {}
+            session = hub.sessions.get(client.id)
+            assert session is not None
+            items = [{"mode": "url", "elicitationId": i, "url": "https://example.com/"} for i in ("ok", long)]
+            error = {"code": -32042, "message": "go", "data": {"elicitations": items}}
+            assert hub.reverse.url_required(conn, session, error) == {
+                "code": -32603,
+                "message": "[alpha] the server's -32042 error (URL elicitations required) cannot be passed on: "
+                "elicitations[1].elicitationId is 1025 characters long, over the hub's 1024",
+            }
+            assert hub.reverse._elicitations == {}
+            # an id of 1,024 is kept, and its completion reaches the client
+            async with client.call("tools/call", tool_call("alpha__elicit", mode="url", id="y" * 1024), rid=2) as call:
+                ask = await call.message()
+                assert ask["params"]["elicitationId"] == "alpha:" + "y" * 1024
+                assert await client.post({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept"}}) == 202
+                assert (await call.message())["id"] == 2
+
+
 async def test_a_url_elicitations_completion_reaches_only_the_session_its_connection_asked() -> None:
     """hunt-auth F1: completions were looked up by the id the client sees (`alpha:e1`), which two
     connections of one server (`isolation: session`) mint alike: the second client's wait took the

@@ -20,16 +20,19 @@ from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
 from onemcp.hub.bridge import park_seconds
 from onemcp.hub.listeners import Listener
+from onemcp.hub.rewrite import long_id
 from onemcp.hub.session import ReversePending, Session, SessionStore
 from onemcp.hub.tasks import TaskRouter
 from onemcp.observability.limits import count, hit
 from onemcp.protocol import jsonrpc
 from onemcp.protocol.errors import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
     METHOD_NOT_FOUND,
     MISSING_CLIENT_CAPABILITY,
     UPSTREAM_TIMEOUT,
     URL_ELICITATION_REQUIRED,
+    UpstreamError,
     echo,
 )
 from onemcp.protocol.jsonrpc import Message, RequestId
@@ -171,6 +174,8 @@ class ReversePath:
                 f"the shared connection to {conn.name!r}, or no client that can answer it is connected; {hint}"
             )
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
+        if (long := self._long_elicitation_id(msg)) is not None:  # its completion would be waited for, the id kept
+            return jsonrpc.error(None, {"code": INVALID_PARAMS, "message": f"onemcp: {long}"})
         limit = self.limits().max_pending_client_requests_per_session
         principal = session.principal.id
         if session.ephemeral and self._parked_for[principal] >= limit:
@@ -268,6 +273,15 @@ class ReversePath:
                 return {**msg, "params": {**params, "elicitationId": self._expect(conn, session, upstream_eid)}}
         return dict(msg)
 
+    @staticmethod
+    def _long_elicitation_id(msg: Message) -> str | None:
+        """Why a URL-mode elicitation/create's id is one the hub will not keep (`rewrite.long_id`), or None."""
+        params = msg.get("params")
+        eid = params.get("elicitationId") if isinstance(params, dict) else None
+        if msg.get("method") != "elicitation/create" or not isinstance(eid, str):
+            return None
+        return long_id(eid, "elicitationId")
+
     def _expect(self, conn: UpstreamConnection, session: Session, upstream_eid: str) -> str:
         """A URL-mode elicitation the session was asked for: its `elicitation/complete` will reach it
         (bounded: see MAX_SESSION_ELICITATIONS, MAX_ELICITATIONS). The id the client knows."""
@@ -300,6 +314,10 @@ class ReversePath:
         named = [
             i for i, item in enumerate(asked) if isinstance(item, dict) and isinstance(item.get("elicitationId"), str)
         ]
+        for i in named:  # its completion would be waited for, the id kept: the error says why it is not
+            if (long := long_id(asked[i]["elicitationId"], f"elicitations[{i}].elicitationId")) is not None:
+                why = f"the server's -32042 error (URL elicitations required) cannot be passed on: {long}"
+                return UpstreamError(conn.name, why).to_error()
         # The session keeps only its newest MAX_SESSION_ELICITATIONS ids: of more, only the last are expected (an
         # earlier one would be pushed out by a later one). Expecting one costs a pass over the waits, and
         # expecting each of an error's 200,000 held the event loop 4 s, and every client's calls with it.

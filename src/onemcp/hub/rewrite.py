@@ -276,9 +276,17 @@ TASK_STATUSES = ("working", "input_required", "completed", "failed", "cancelled"
 TASK_REPLIES = frozenset({"tasks/get", "tasks/cancel"})  # a Task (2025-11-25): GetTaskResult, CancelTaskResult
 
 
-# A task id the hub keeps (10,000 tasks at most, hub/tasks.py): a server's 60 MB ids, one per call, held
-# gigabytes. Ids are short in practice (a UUID is 36 characters).
-MAX_TASK_ID = 1024
+# An id a server names that the hub keeps while it lasts (a task's, 10,000 tasks at most, hub/tasks.py; a URL
+# elicitation's, 1,024 at most, hub/reverse.py): a server's 60 MB ids, one per call, held gigabytes. Ids are
+# short in practice (a UUID is 36 characters).
+MAX_KEPT_ID = 1024
+
+
+def long_id(value: str, named: str) -> str | None:
+    """Why the hub will not keep id `value` (the field `named`): it is over MAX_KEPT_ID characters; or None."""
+    if len(value) > MAX_KEPT_ID:
+        return f"{named} is {len(value)} characters long, over the hub's {MAX_KEPT_ID}"
+    return None
 
 
 def task_problem(task: Any, where: str = "") -> str | None:
@@ -290,8 +298,8 @@ def task_problem(task: Any, where: str = "") -> str | None:
     for key in ("taskId", "createdAt", "lastUpdatedAt"):
         if not isinstance(task.get(key), str):
             return f"{where}{key} is not a string"
-    if len(task["taskId"]) > MAX_TASK_ID:  # the hub keeps it (twice: the server's and the client's) while it runs
-        return f"{where}taskId is {len(task['taskId'])} characters long, over the hub's {MAX_TASK_ID}"
+    if long := long_id(task["taskId"], f"{where}taskId"):  # kept (the server's and the client's) while it runs
+        return long
     status = task.get("status")
     if status not in TASK_STATUSES:
         said = "is missing" if status is None else f"is {str(status)[:40]!r}"

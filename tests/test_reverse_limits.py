@@ -185,3 +185,36 @@ async def test_replies_an_upstream_does_not_read_are_held_up_to_max_queued_repli
                 queue.put(n, {"jsonrpc": "2.0", "id": n, "result": {}})
             reading.set()
     assert written == list(range(MAX_QUEUED_REPLIES))  # the writer starts only after the puts: none was taken
+
+
+async def test_the_requests_held_for_a_silent_client_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """h8: only counted, a session held 32 requests of up to maxResponseBytes (64 MiB) each, 2 GiB (measured:
+    32 of 1 MB held 72 MiB), and every session as much. Past MAX_HELD_BYTES a session's further ones are
+    refused at once (one alone always may be held), and past MAX_HELD_TOTAL everyone's."""
+    from onemcp.hub import reverse
+
+    monkeypatch.setattr(reverse, "MAX_HELD_BYTES", 1_000_000, raising=False)
+    silent = SilentClient()
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config(per_connection=16, per_session=16)) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=silent) as c:
+                result = await c.call_tool("one__flood", {"count": 10, "keep": 3, "within": 5, "bytes": 300_000})
+                item = result.content[0]
+                assert isinstance(item, types.TextContent) and not result.is_error, result
+                seen = json.loads(item.text)
+                assert seen["waiting"] == 3 and seen["refused"] == 7, seen
+                assert seen["messages"] == [
+                    "onemcp: the requests waiting for this client would be over 1000000 bytes (limit per session)"
+                ]
+                assert hub.app.hub.reverse._held_total < 1_000_000
+                monkeypatch.setattr(reverse, "MAX_HELD_TOTAL", 1_000_000, raising=False)  # everyone's together
+                async with Client(hub.url, mode="legacy", cache=None, sampling_callback=silent) as other:
+                    result = await other.call_tool("two__flood", {"count": 1, "within": 1, "bytes": 300_000})
+                    item = result.content[0]
+                    assert isinstance(item, types.TextContent)
+                    assert json.loads(item.text)["messages"] == [
+                        "onemcp: the requests waiting for clients would be over 1000000 bytes together"
+                    ]
+                silent.release.set()
+            while hub.app.hub.reverse._held_total:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline

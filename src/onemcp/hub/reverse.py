@@ -44,6 +44,10 @@ from onemcp.upstream.connection import UpstreamConnection
 log = logging.getLogger("onemcp.reverse")
 MAX_ELICITATIONS = 1024  # hub-wide: beyond it the session waiting on the most loses its oldest
 MAX_SESSION_ELICITATIONS = 64  # one session's: beyond it its own oldest is forgotten, never another's
+# Bytes (serialised) of the requests waiting for one client (a session's; a 2026-07-28 principal's), and for all
+# together: counted, a session held 32 of up to maxResponseBytes (64 MiB) each, 2 GiB; a request alone always may.
+MAX_HELD_BYTES = 16 * 1024 * 1024
+MAX_HELD_TOTAL = 256 * 1024 * 1024
 PARKED_SLACK = 60.0  # past a parked call's expiry (bridge.park_seconds), which ends it first
 
 
@@ -69,6 +73,9 @@ class ReversePath:
         self._elicitations: dict[tuple[UpstreamConnection, str], tuple[Session, str]] = {}
         # principal id -> its 2026-07-28 calls' requests held here (each call parked until its client retries)
         self._parked_for: Counter[str] = Counter()
+        # a session's id (a 2026-07-28 caller's principal id) -> bytes of its requests held here; all of them
+        self._held: Counter[str] = Counter()
+        self._held_total = 0
         # is the session subscribed to (server, upstream URI) on this connection? (the hub's `Subscriptions`)
         self.hears: Callable[[Session, UpstreamConnection, tuple[str, str]], bool] = lambda s, _, k: (
             k in s.subscriptions
@@ -191,6 +198,10 @@ class ReversePath:
             hit("pending_client_requests", "session %s: %s from %s refused", session.id[:8], method, conn.name)
             why = f"onemcp: too many requests to this client are waiting (limit {limit} per session)"
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
+        holder, size = principal if session.ephemeral else session.id, len(jsonrpc.dumps(msg))
+        if (full := self._full(holder, size)) is not None:
+            hit("pending_client_requests", "session %s: %s from %s refused (%s)", holder[:8], method, conn.name, full)
+            return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": f"onemcp: {full}"})
         out = self._outgoing(conn, session, msg)
         rid = out["id"] = session.new_reverse_id()
         pending = ReversePending()
@@ -201,6 +212,8 @@ class ReversePath:
         related = call if call is not None and not call.done else None
         self._requests[key] = (session, rid, related)
         why = "the server stopped waiting for it (its connection closed)"
+        self._held[holder] += size
+        self._held_total += size
         if session.ephemeral:
             self._parked_for[principal] += 1
         try:
@@ -217,6 +230,10 @@ class ReversePath:
         finally:
             session.reverse.pop(rid, None)
             self._requests.pop(key, None)
+            self._held[holder] -= size
+            self._held_total -= size
+            if not self._held[holder]:
+                del self._held[holder]
             if session.ephemeral:
                 self._parked_for[principal] -= 1
                 if not self._parked_for[principal]:
@@ -232,6 +249,15 @@ class ReversePath:
                 None, {"code": UPSTREAM_TIMEOUT, "message": f"the client did not answer {method} in time"}
             )
         return pending.reply
+
+    def _full(self, holder: str, size: int) -> str | None:
+        """Why a request of `size` bytes may not be held for `holder` now (None: it may; alone, it always may)."""
+        held = self._held[holder]
+        if held and held + size > MAX_HELD_BYTES:
+            return f"the requests waiting for this client would be over {MAX_HELD_BYTES} bytes (limit per session)"
+        if self._held_total and self._held_total + size > MAX_HELD_TOTAL:
+            return f"the requests waiting for clients would be over {MAX_HELD_TOTAL} bytes together"
+        return None
 
     @staticmethod
     def _progress_token(conn: UpstreamConnection, out: Message, pending: ReversePending, rid: str) -> None:

@@ -473,6 +473,27 @@ def test_inspect_search_as_json_is_a_list_of_hits_not_a_block_of_text(hub: HubPr
         assert hit["server"] in ("demo", "fx") and hit["name"] == f"{hit['server']}__{hit['tool']}"
 
 
+def test_search_is_inspect_search_same_ranking_same_output(hub: HubProcess) -> None:
+    """Trial s39-h4: `onemcp search QUERY` (issue 14's words) exited 2 saying to write `inspect --search`."""
+    for extra in ((), ("--json",)):
+        searched = on(hub, "search", "send some text back unchanged", "--limit", "3", *extra)
+        inspected = on(hub, "inspect", "--search", "send some text back unchanged", "--limit", "3", *extra)
+        assert (searched.returncode, searched.stderr) == (0, ""), searched.stderr
+        assert searched.stdout == inspected.stdout and searched.stdout.strip()
+    unquoted = on(hub, "search", "send", "some", "text", "back", "unchanged", "--limit", "3")
+    assert unquoted.stdout == on(hub, "inspect", "--search", "send some text back unchanged", "--limit", "3").stdout
+
+
+def test_search_refuses_a_blank_query_and_a_bad_limit_before_asking(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, said in (
+        (["search", " "], "expected what you want to do, in words"),
+        (["search", "echo", "--limit", "99"], "argument --limit: expected a whole number from 1 to 20, not '99'"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2 and said in capsys.readouterr().err
+
+
 def test_inspect_search_with_a_bad_limit_is_a_usage_error(hub: HubProcess) -> None:
     done = on(hub, "inspect", "--search", "echo", "--limit", "99")  # refused before the hub is asked
     assert done.returncode == 2, done.stderr

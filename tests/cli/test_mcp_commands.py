@@ -428,7 +428,7 @@ def test_the_escaping_covers_writelines_and_keeps_the_stream(capsys: pytest.Capt
 @pytest.mark.parametrize(
     ("word", "said"),
     [
-        ("search", "`onemcp inspect --search QUERY` finds tools by what they do"),
+        ("tools", "`onemcp inspect SERVER` lists a server's tools"),
         ("reload", "the hub reads mcp.json again by itself when it changes"),
         ("add", "`onemcp mcp add NAME ...` adds a server"),
         ("list", "`onemcp mcp list` lists the servers in mcp.json"),

@@ -1,10 +1,10 @@
-"""`onemcp instructions`, `inspect` and `run`: a running hub's tools, for coding agents in a shell.
+"""`onemcp instructions`, `inspect`, `search` and `run`: a running hub's tools, for coding agents in a shell.
 
-Owns the arguments and the exit codes of these three commands (what they print is `agent_output`'s), and how a
-`SERVER/TOOL` reference becomes the name the hub knows (`SERVER<sep>TOOL` when the hub prefixes,
-`TOOL` when it does not: predicted from mcp.json, confirmed by the hub's answer). The wire is
-`rpc` (one stateless POST per request); which hub and view is `target`. Imports stay light:
-`onemcp run` is started once per call, so its start-up time is the user's latency.
+Owns the arguments and the exit codes of these commands (`search QUERY` is `inspect --search QUERY`;
+what they print is `agent_output`'s), and how a `SERVER/TOOL` reference becomes the name the hub knows
+(`SERVER<sep>TOOL` when the hub prefixes, `TOOL` when it does not: predicted from mcp.json, confirmed by
+the hub's answer). The wire is `rpc` (one stateless POST per request); which hub and view is `target`.
+Imports stay light: `onemcp run` is started once per call, so its start-up time is the user's latency.
 
 Exit codes: 0 done; 1 the tool, the hub or the connection reported an error (message on stderr);
 2 a bad request (arguments that are not a JSON object, a malformed reference, hub URL or .onemcprc);
@@ -49,7 +49,7 @@ from onemcp.protocol.errors import HEADER_MISMATCH
 OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_SEPARATOR = "__"
 STDIN_WAIT = 2.0  # seconds to wait for piped arguments before taking "no arguments"
-COMMANDS = ("instructions", "inspect", "run")
+COMMANDS = ("instructions", "inspect", "search", "run")
 SEARCH_LIMIT = 20  # search_tools' largest `limit` (onemcp.search.meta.MAX_LIMIT; not imported either)
 SEARCH_TOOL = "search_tools"  # the hub's meta-tool (onemcp.search.meta.SEARCH; not imported: this path stays light)
 UNATTRIBUTED = "?"  # tools whose names do not say their server (prefixMode never, several servers)
@@ -81,16 +81,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     sub.add_parser("instructions", parents=[hub], help="how a coding agent uses onemcp, and the servers available now")
     inspect = sub.add_parser("inspect", parents=[hub], help="list servers, a server's tools, or a tool's schema")
     inspect.add_argument("ref", nargs="?", metavar="SERVER[/TOOL]")
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument(
         "--search", metavar="QUERY", type=argtypes.query, help="the tools that best match what you want to do"
     )
-    inspect.add_argument(
-        "--limit",
-        type=argtypes.count(1, SEARCH_LIMIT),
-        metavar="N",
-        help=f"matches --search shows (5, at most {SEARCH_LIMIT})",
-    )
+    search = sub.add_parser("search", parents=[hub], help="the tools that best match what you want to do")
+    search.add_argument("words", nargs="+", type=argtypes.query, metavar="QUERY", help="what you want to do, in words")
+    for parser in (inspect, search):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        limit = f"matches {'--search' if parser is inspect else 'it'} shows (5, at most {SEARCH_LIMIT})"
+        parser.add_argument("--limit", type=argtypes.count(1, SEARCH_LIMIT), metavar="N", help=limit)
     inspect.add_argument("--tokens", action="store_true", help="what each server's tools cost a model, in tokens")
     run_cmd = sub.add_parser("run", parents=[hub], help="call a tool: onemcp run SERVER/TOOL --args '{...}'")
     run_cmd.add_argument(
@@ -104,6 +103,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.command == "search":  # `inspect --search QUERY`'s ranking and output, by the same code
+            query = " ".join(args.words)  # (`onemcp search add two numbers` unquoted too)
+            args.command, args.search, args.ref, args.tokens = "inspect", query, None, False
         if args.command == "run":
             check_ref(args.ref)  # before connecting: a bad request is exit 2 whether or not a hub runs
             arguments = read_arguments(args.arguments)

@@ -33,6 +33,7 @@ COMMANDS = {
     "proxy": "onemcp.cli.proxy",
     "instructions": "onemcp.cli.agent",
     "inspect": "onemcp.cli.agent",
+    "search": "onemcp.cli.agent",
     "run": "onemcp.cli.agent",
     "cli-setup": "onemcp.cli.playbook",
     "tui": "onemcp.cli.tui",
@@ -77,7 +78,6 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 # words a user tries as a command that are another command's (or nobody's): what to write instead
 ELSEWHERE = {
-    "search": "`onemcp inspect --search QUERY` finds tools by what they do",
     "tools": "`onemcp inspect SERVER` lists a server's tools (`onemcp inspect` the servers)",
     "call": "`onemcp run SERVER/TOOL --args '{...}'` calls a tool",
     "list": "`onemcp mcp list` lists the servers in mcp.json (`onemcp inspect` what the hub serves)",

@@ -98,6 +98,57 @@ def test_bad_add_requests_exit_2_and_write_nothing(
     assert not (config_dir / "mcp.json").exists()
 
 
+def test_edit_changes_an_existing_servers_tags_env_and_arguments(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trial s39-h4: no command changed a server's tags (what per-client views need), env or arguments."""
+    assert cli(capsys, "mcp", "add", "mem", "--tag", "notes", "--env", "A=1", "--", "npx", "-y", "srv")[0] == 0
+    code, out, err = cli(capsys, "mcp", "edit", "mem", "--add-tag", "util", "--remove-tag", "notes", "--env", "B=2",
+                         "--unset-env", "A", "--arg", "-y", "--arg", "--root", "--timeout", "20")  # fmt: skip
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"onemcp: changed 'mem' in {config_dir / 'mcp.json'}\nonemcp: a running hub applies it")
+    assert servers(config_dir)["mem"] == {
+        "command": "npx", "args": ["-y", "--root"], "env": {"B": "2"}, "tags": ["util"], "timeout": 20.0
+    }  # fmt: skip
+    assert cli(capsys, "mcp", "edit", "mem", "--tags", "a, b", "--no-args", "--command", "uvx")[0] == 0
+    assert servers(config_dir)["mem"] == {"command": "uvx", "env": {"B": "2"}, "tags": ["a", "b"], "timeout": 20.0}
+    code, out, _ = cli(capsys, "mcp", "edit", "mem", "--add-tag", "a")
+    assert (code, out.strip()) == (0, f"onemcp: 'mem' is already so; {config_dir / 'mcp.json'} not changed")
+    code, _, err = cli(capsys, "mcp", "edit", "nope", "--add-tag", "a")
+    assert (code, err.strip()) == (1, f"onemcp: no server named 'nope' (configured: mem) in {config_dir / 'mcp.json'}")
+    code, _, err = cli(capsys, "mcp", "edit", "mem", "--remove-tag", "zz")
+    assert (code, err.strip()) == (1, f"onemcp: 'mem' has no tag 'zz' (its tags: a, b) in {config_dir / 'mcp.json'}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "nothing to change: give --tags, --add-tag"),
+        (["--tags", "a", "--add-tag", "b"], "--tags gives all the tags: give it alone"),
+        (["--add-tag", "a", "--remove-tag", "a"], "tag 'a' is both added and removed"),
+        (["--env", "A=1", "--unset-env", "A"], "variable 'A' is both set and unset"),
+        (["--env", "NOEQUALS"], "--env 'NOEQUALS': expected K=V"),
+        (["--arg", "x", "--no-args"], "--arg gives the arguments, --no-args none"),
+        (["--add-tag", "bad tag!"], "not changed: "),
+    ],
+)
+def test_bad_edit_requests_exit_2_and_write_nothing(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert cli(capsys, "mcp", "add", "mem", "--command", "npx")[0] == 0
+    before = (config_dir / "mcp.json").read_bytes()
+    code, _, err = cli(capsys, "mcp", "edit", "mem", *argv)
+    assert (code, err.startswith("onemcp: ")) == (2, True), err
+    assert message in err
+    assert (config_dir / "mcp.json").read_bytes() == before
+
+
+def test_mcp_update_says_to_write_mcp_edit(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "mcp", "update", "mem", "--tag", "x")
+    assert (code, out) == (2, "")
+    assert err.startswith("onemcp: there is no `onemcp mcp update`: `onemcp mcp edit NAME --add-tag T")
+
+
 def test_invalid_edit_leaves_the_file_byte_identical(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_dir.mkdir()
     original = b'{"mcpServers": {"a": {"command": "x"}}, "mine": true}'
@@ -112,10 +163,10 @@ def test_invalid_edit_leaves_the_file_byte_identical(config_dir: Path, capsys: p
 def test_duplicate_and_unknown_names_exit_1(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "mcp", "add", "a", "--command", "x")[0] == 0
     code, _, err = cli(capsys, "mcp", "add", "a", "--command", "y")
-    taken = f"onemcp: a server named 'a' already exists in {config_dir / 'mcp.json'}; to change it (its tags, env,"
+    taken = f"onemcp: a server named 'a' already exists in {config_dir / 'mcp.json'}; to change it:"
     assert (code, err.strip()) == (
         1,
-        f"{taken} args, ...) edit its entry there, or `onemcp mcp remove a` and add it again",
+        f"{taken} `onemcp mcp edit a --add-tag T --env K=V --arg A ...` (or `onemcp mcp remove a` and add it again)",
     )
     for action in ("remove", "enable", "disable"):
         code, _, err = cli(capsys, "mcp", action, "nope")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from functools import partial
 from pathlib import Path
@@ -17,10 +18,13 @@ from onemcp.config.edit import (
     BadName,
     ChangedOnDisk,
     Document,
+    EditError,
     NoSuchServer,
+    ServerChange,
     ServerExists,
     add_server,
     backup_dir,
+    change_server,
     edit_config,
     remove_server,
     render,
@@ -328,3 +332,57 @@ def test_a_config_without_comments_is_written_whole_as_before(config: Path) -> N
     doc = formats.parse(ORIGINAL.encode())
     doc["mcpServers"]["web"]["disabled"] = True
     assert config.read_bytes() == render(doc, ORIGINAL.encode())
+
+
+TAGGED = """{
+  // my servers
+  "mcpServers": {
+    "memory": {
+      "command": "npx",  // from npm
+      "args": ["-y", "@modelcontextprotocol/server-memory"],
+      "env": {"MEMORY_FILE_PATH": "/tmp/m.jsonl", "DEBUG": "1"},
+      "tags": ["notes", "old"]
+    },
+    "web": {"url": "https://example.com/mcp"}  // the work one
+  }
+}
+"""
+
+
+def test_change_server_edits_tags_env_and_arguments_where_they_are(tmp_path: Path) -> None:
+    """Trial s39-h4: no command changed an existing server's tags, env or arguments (`mcp edit` does)."""
+    path = tmp_path / "mcp.json"
+    path.write_text(TAGGED)
+    change = ServerChange(add_tags=("util",), remove_tags=("old",), env={"DEBUG": "0", "NEW": "x"})
+    edit_config(path, lambda d: change_server(d, "memory", change), env={})
+    text = path.read_text()
+    assert "// my servers" in text and '"npx",  // from npm' in text and "}  // the work one" in text
+    memory = formats.parse(path.read_bytes())["mcpServers"]["memory"]
+    assert memory["tags"] == ["notes", "util"]
+    assert list(memory["env"].items()) == [("MEMORY_FILE_PATH", "/tmp/m.jsonl"), ("DEBUG", "0"), ("NEW", "x")]
+    change = ServerChange(tags=[], unset_env=("DEBUG", "NEW", "MEMORY_FILE_PATH"), args=["-y", "other"], timeout=9)
+    edit_config(path, lambda d: change_server(d, "memory", change), env={})
+    memory = formats.parse(path.read_bytes())["mcpServers"]["memory"]
+    assert memory == {"command": "npx", "args": ["-y", "other"], "timeout": 9}  # empty tags and env: gone
+    edit_config(path, lambda d: change_server(d, "web", ServerChange(tags=["work", "work"])), env={})
+    assert formats.parse(path.read_bytes())["mcpServers"]["web"]["tags"] == ["work"]
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "error", "said"),
+    [
+        ("nope", ServerChange(add_tags=("x",)), NoSuchServer, "no server named 'nope' (configured: memory, web)"),
+        ("memory", ServerChange(remove_tags=("util",)), EditError, "'memory' has no tag 'util' (its tags: notes, old)"),
+        ("memory", ServerChange(unset_env=("HOME",)), EditError, "'memory' sets no variable 'HOME' (it sets: MEM"),
+        ("web", ServerChange(env={"A": "1"}), EditError, "--env applies to a stdio server; 'web' is an HTTP one"),
+        ("web", ServerChange(args=[]), EditError, "--arg applies to a stdio server"),
+    ],
+)
+def test_a_server_change_that_does_not_apply_writes_nothing(
+    tmp_path: Path, name: str, change: ServerChange, error: type[Exception], said: str
+) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(TAGGED)
+    with pytest.raises(error, match=re.escape(said)):
+        edit_config(path, lambda d: change_server(d, name, change), env={})
+    assert path.read_text() == TAGGED

@@ -92,6 +92,11 @@ ELSEWHERE = {
     ),
 }
 
+MCP_ELSEWHERE = {  # the same, for `onemcp mcp WORD`
+    "update": "`onemcp mcp edit NAME --add-tag T --env K=V ...` changes a server's tags, env, command or arguments",
+    "set": "`onemcp mcp edit NAME --add-tag T --env K=V ...` changes a server's tags, env, command or arguments",
+}
+
 
 def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     """The parser for `command` only (its module alone imported), or for every command."""
@@ -147,6 +152,9 @@ def _command(argv: list[str] | None) -> int:
     first = argv[0] if argv else None
     if first in ELSEWHERE:
         print(f"onemcp: there is no `onemcp {first}`: {ELSEWHERE[first]}", file=sys.stderr)
+        return 2
+    if first == "mcp" and argv[1:2] and argv[1] in MCP_ELSEWHERE:
+        print(f"onemcp: there is no `onemcp mcp {argv[1]}`: {MCP_ELSEWHERE[argv[1]]}", file=sys.stderr)
         return 2
     trailing: list[str] | None = None
     if first == "mcp":

@@ -1,6 +1,6 @@
 """`onemcp mcp ...`: manage the servers in mcp.json, and ask a running hub how they are doing.
 
-Owns the arguments and the output of add, remove, enable, disable, list and status. File
+Owns the arguments and the output of add, edit, remove, enable, disable, list and status. File
 changes go through `config.edit` (validated, atomic, backed up); a running hub picks them up by
 itself. Status reads ``runtime.json`` beside the config (written by `onemcp serve`) and asks the
 hub's ``/health``. Errors are one line on stderr: exit 2 for a bad request (invalid name or
@@ -25,8 +25,10 @@ from onemcp.config.edit import (
     Document,
     EditError,
     EditResult,
+    ServerChange,
     ServerExists,
     add_server,
+    change_server,
     edit_config,
     read_document,
     remove_server,
@@ -60,7 +62,10 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     if argv[:2] == ["mcp", "add"] and "--" in argv:
         cut = argv.index("--")
         argv, trailing = argv[:cut], argv[cut + 1 :]
-    if argv[:2] == ["mcp", "add"]:  # `--arg --repository`: a value that starts with a dash is still the value
+    if argv[:2] in (
+        ["mcp", "add"],
+        ["mcp", "edit"],
+    ):  # `--arg --repository`: a value that starts with a dash is still the value
         joined: list[str] = []
         items = iter(argv)
         for item in items:
@@ -97,6 +102,28 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     )
     add.add_argument("--disabled", action="store_true", help="add it switched off")
 
+    edit = actions.add_parser(
+        "edit",
+        parents=[config],
+        help="change a server's tags, env, command or arguments",
+        usage="onemcp mcp edit NAME [--tags T,T | --add-tag T --remove-tag T] [--env K=V] [--unset-env K]"
+        " [--command CMD] [--arg A ... | --no-args] [--timeout S]",
+    )
+    edit.add_argument("name")
+    edit.add_argument("--tags", type=_tag_list, metavar="T,T", help="its tags, all of them ('' for none)")
+    edit.add_argument("--add-tag", action="append", default=[], metavar="T", help="add a tag (repeatable)")
+    edit.add_argument("--remove-tag", action="append", default=[], metavar="T", help="remove a tag (repeatable)")
+    edit.add_argument("--env", action="append", default=[], metavar="K=V", help="set a variable (repeatable)")
+    edit.add_argument("--unset-env", action="append", default=[], metavar="K", help="remove a variable (repeatable)")
+    edit.add_argument("--command", dest="program", metavar="CMD", help="the program to start")
+    edit.add_argument(
+        "--arg", action="append", dest="args", metavar="A", help="its arguments, all of them (repeatable)"
+    )
+    edit.add_argument("--no-args", action="store_true", help="start the program with no arguments")
+    edit.add_argument(
+        "--timeout", type=argtypes.request_timeout, metavar="S", help="deadline in seconds for each request (<= 3600)"
+    )
+
     for name, text in (("remove", "remove a server"), ("enable", "switch a server on"), ("disable", "switch it off")):
         action = actions.add_parser(name, parents=[config], help=text)
         action.add_argument("name")
@@ -117,6 +144,16 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
     try:
         if args.action == "add":
             return _add(args, command)
+        if args.action == "edit":
+            change = server_change(args)
+            return _edit(
+                args,
+                f"changed {args.name!r}",
+                lambda doc: change_server(doc, args.name, change),
+                must_exist=True,
+                unchanged=f"{args.name!r} is already so",
+                note="a running hub applies it by itself (it watches the file): `onemcp status` says if it took it",
+            )
         if args.action == "remove":
             return _edit(args, f"removed {args.name!r}", lambda doc: remove_server(doc, args.name), must_exist=True)
         if args.action in ("enable", "disable"):
@@ -206,6 +243,40 @@ def server_entry(args: argparse.Namespace, command: list[str] | None) -> dict[st
     return entry
 
 
+def _tag_list(text: str) -> list[str]:
+    return [tag.strip() for tag in text.split(",") if tag.strip()]
+
+
+def server_change(args: argparse.Namespace) -> ServerChange:
+    """The change the `edit` options describe; one that says nothing, or contradicts itself, is exit 2."""
+    if args.tags is not None and (args.add_tag or args.remove_tag):
+        raise CommandError("--tags gives all the tags: give it alone, or --add-tag/--remove-tag", USAGE_ERROR)
+    if both := set(args.add_tag) & set(args.remove_tag):
+        raise CommandError(f"tag {min(both)!r} is both added and removed", USAGE_ERROR)
+    env = dict(_pair(item, "=", "--env", "K=V") for item in args.env)
+    if both := set(env) & set(args.unset_env):
+        raise CommandError(f"variable {min(both)!r} is both set and unset", USAGE_ERROR)
+    if args.args is not None and args.no_args:
+        raise CommandError("--arg gives the arguments, --no-args none: give one of them", USAGE_ERROR)
+    change = ServerChange(
+        tags=args.tags,
+        add_tags=tuple(args.add_tag),
+        remove_tags=tuple(args.remove_tag),
+        env=env,
+        unset_env=tuple(args.unset_env),
+        command=args.program,
+        args=[] if args.no_args else args.args,
+        timeout=args.timeout,
+    )
+    if change == ServerChange():
+        raise CommandError(
+            "nothing to change: give --tags, --add-tag, --remove-tag, --env, --unset-env, --command, --arg,"
+            " --no-args or --timeout (`onemcp mcp enable/disable NAME` switch it on or off)",
+            USAGE_ERROR,
+        )
+    return change
+
+
 def _only_with(other: str, **given: Any) -> None:
     for flag, value in given.items():
         if value:
@@ -226,6 +297,7 @@ def _edit(
     *,
     must_exist: bool = False,
     unchanged: str = "nothing to change",
+    note: str = "",
 ) -> int:
     path = resolve_path(args.config)
     if must_exist and not path.exists():
@@ -234,11 +306,11 @@ def _edit(
         result = edit_config(path, change, env=environment(path))
     except BadName as exc:
         raise CommandError(str(exc), USAGE_ERROR) from None
-    except ServerExists as exc:  # `mcp add` of a name in use: there is no command that edits an entry
+    except ServerExists as exc:  # `mcp add` of a name in use: say how to change that one instead
         name = getattr(args, "name", "NAME")
         raise CommandError(
-            f"{exc} in {path}; to change it (its tags, env, args, ...) edit its entry there,"
-            f" or `onemcp mcp remove {name}` and add it again"
+            f"{exc} in {path}; to change it: `onemcp mcp edit {name} --add-tag T --env K=V --arg A ...`"
+            f" (or `onemcp mcp remove {name}` and add it again)"
         ) from None
     except EditError as exc:
         raise CommandError(f"{exc} in {path}") from None
@@ -246,15 +318,17 @@ def _edit(
         raise CommandError(f"not changed: {exc}", USAGE_ERROR) from None
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-    _report(result, done, unchanged)
+    _report(result, done, unchanged, note)
     return 0
 
 
-def _report(result: EditResult, done: str, unchanged: str) -> None:
+def _report(result: EditResult, done: str, unchanged: str, note: str = "") -> None:
     if not result.changed:
         print(f"onemcp: {unchanged}; {result.path} not changed")
         return
     print(f"onemcp: {done} in {result.path}")
+    if note:
+        print(f"onemcp: {note}")
     if result.backup:
         print(f"onemcp: previous version saved as {result.backup}")
     for name in result.unset:

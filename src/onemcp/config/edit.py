@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -165,6 +166,63 @@ def set_disabled(doc: Document, name: str, disabled: bool) -> None:
         entry["disabled"] = True
     else:
         entry.pop("disabled", None)  # absent means enabled; keeps the entry as other clients write it
+
+
+@dataclass(frozen=True)
+class ServerChange:
+    """What `onemcp mcp edit` changes in one server's entry; what it leaves None or empty stays as written."""
+
+    tags: list[str] | None = None  # all its tags ([]: none)
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # set, added or replaced
+    unset_env: tuple[str, ...] = ()
+    command: str | None = None
+    args: list[str] | None = None  # all its arguments ([]: none)
+    timeout: float | None = None
+
+
+def change_server(doc: Document, name: str, change: ServerChange) -> None:
+    """Apply `change` to server `name`'s entry; a tag or variable to remove that it does not have is an
+    `EditError` (a typo would otherwise pass as done), as is a stdio-only change to an HTTP server."""
+    servers = servers_of(doc)
+    entry = servers.get(name)
+    if entry is None:
+        raise NoSuchServer(_unknown(name, servers))
+    if not isinstance(entry, dict):
+        raise EditError(f"server {name!r} is not a JSON object")
+    stdio_only = {"--env": bool(change.env), "--unset-env": bool(change.unset_env)}
+    stdio_only |= {"--command": change.command is not None, "--arg": change.args is not None}
+    if entry.get("command") is None and (given := [flag for flag, on in stdio_only.items() if on]):
+        raise EditError(f"{given[0]} applies to a stdio server; {name!r} is an HTTP one ({entry.get('url')})")
+    if change.tags is not None or change.add_tags or change.remove_tags:
+        written = entry.get("tags")
+        tags: list[Any] = list(written) if isinstance(written, list) else []
+        tags = list(dict.fromkeys(change.tags)) if change.tags is not None else tags
+        if missing := [t for t in change.remove_tags if t not in tags]:
+            raise EditError(f"{name!r} has no tag {missing[0]!r} (its tags: {', '.join(map(str, tags)) or 'none'})")
+        tags = [t for t in tags if t not in change.remove_tags]
+        _set_or_drop(entry, "tags", tags + [t for t in dict.fromkeys(change.add_tags) if t not in tags])
+    if change.env or change.unset_env:
+        env = dict(entry["env"]) if isinstance(entry.get("env"), dict) else {}
+        if missing := [k for k in change.unset_env if k not in env]:
+            raise EditError(f"{name!r} sets no variable {missing[0]!r} (it sets: {', '.join(env) or 'none'})")
+        _set_or_drop(entry, "env", {k: v for k, v in env.items() if k not in change.unset_env} | change.env)
+    if change.command is not None:
+        entry["command"] = change.command
+    if change.args is not None:
+        _set_or_drop(entry, "args", change.args)
+    if change.timeout is not None:
+        entry["timeout"] = change.timeout
+
+
+def _set_or_drop(entry: dict[str, Any], key: str, value: list[Any] | dict[str, Any]) -> None:
+    """`entry[key] = value`, unchanged when equal (its place in the file kept); absent when empty."""
+    if value:
+        if entry.get(key) != value:
+            entry[key] = value
+    else:
+        entry.pop(key, None)
 
 
 def _unknown(name: str, servers: dict[str, Any]) -> str:

@@ -79,6 +79,25 @@ def test_start_status_wait_logs_stop(config_dir: Path) -> None:
     assert "not running" in onemcp(config_dir, "stop").stdout
 
 
+def test_wait_status_and_mcp_status_agree_that_a_hub_with_a_failed_server_is_not_ready(config_dir: Path) -> None:
+    """Trial s39-h4: `wait` printed "ready" (exit 0) and `mcp status` exited 0 while `status` said degraded
+    (exit 1) and named the failed server; README says they say the same."""
+    doc = json.loads((config_dir / "mcp.json").read_text())
+    doc["mcpServers"]["broken"] = {"command": sys.executable, "args": ["-c", "import sys; sys.exit(1)"]}
+    (config_dir / "mcp.json").write_text(json.dumps(doc))
+    assert onemcp(config_dir, "start", "--port", "0").returncode == 0
+    url = json.loads((config_dir / "runtime.json").read_text())["url"]
+    waited = onemcp(config_dir, "wait", "--timeout", "30")
+    assert (waited.returncode, waited.stdout) == (1, ""), waited.stdout
+    assert waited.stderr.startswith(
+        f"onemcp: up at {url}, but degraded: 2 server(s): 1 failed, 1 ready; failed: broken"
+    )
+    assert onemcp(config_dir, "status").returncode == 1
+    assert [onemcp(config_dir, "mcp", "status", *extra).returncode for extra in ((), ("--json",))] == [1, 1]
+    assert onemcp(config_dir, "stop").returncode == 0
+    assert [onemcp(config_dir, *argv).returncode for argv in (["status"], ["mcp", "status"])] == [3, 3]
+
+
 def test_restart_brings_the_hub_back_at_its_address(config_dir: Path) -> None:
     """A hub started with --port N comes back at N (it came back at 3050: its clients lost it)."""
     assert onemcp(config_dir, "start", "--port", "0").returncode == 0

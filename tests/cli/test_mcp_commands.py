@@ -262,7 +262,7 @@ def test_list_warns_when_the_file_would_not_load(config_dir: Path, capsys: pytes
 # ---------------------------------------------------------------------- status
 def test_status_without_a_hub(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "mcp", "status")
-    assert code == 1
+    assert code == 3  # as `onemcp status`'s (it was 1)
     assert err == f"onemcp: no hub is running (no {config_dir / 'runtime.json'}); start one with `onemcp serve`\n"
 
 
@@ -273,7 +273,7 @@ def test_status_with_a_stale_runtime_file(config_dir: Path, capsys: pytest.Captu
     pid = int(gone.stdout)
     (config_dir / "runtime.json").write_text(orjson.dumps({"url": "http://127.0.0.1:1/mcp", "pid": pid}).decode())
     code, _, err = cli(capsys, "mcp", "status")
-    assert code == 1
+    assert code == 3
     assert f"names pid {pid}, which has exited" in err
 
 

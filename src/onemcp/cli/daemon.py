@@ -7,7 +7,8 @@ config directory refuse to start), stopping it gracefully (SIGTERM, then SIGKILL
 grace), waiting for readiness, the log's tail, and a systemd user unit. /health is read with
 `$ONEMCP_TOKEN` as the bearer token (a hub with auth shows it to the operator or admin scope
 only). Stdlib only. Exit codes for scripts: `status` 0 ready, 1 running but not ready or
-degraded (or /health refused), 3 not running; `wait` 0 ready, 1 not within the timeout.
+degraded (or /health refused), 3 not running; `wait` 0 ready, 1 not within the timeout or ready but
+degraded (a server failed: named, as `status` names it).
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     logs = sub.add_parser("logs", parents=[config], help="the background hub's log")
     logs.add_argument("-n", "--lines", type=argtypes.count(0), default=50, help="how many of the last lines (50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    wait = sub.add_parser("wait", parents=[config], help="block until the hub is ready (exit 0) or --timeout (1)")
+    wait = sub.add_parser(
+        "wait", parents=[config], help="block until the hub is ready (exit 0), or say what failed or --timeout (1)"
+    )
     wait.add_argument("--timeout", type=argtypes.seconds, default=60.0, help="seconds to wait (60)")
     service = sub.add_parser("service", parents=[config], help="a systemd user unit for the hub")
     service.add_argument("action", choices=["install", "print"])
@@ -480,10 +483,23 @@ def wait(path: Path, timeout: float) -> int:
     while time.monotonic() < deadline:
         found = running(path)
         if found is not None and found["url"] and fetch(f"{base_of(found['url'])}/health/ready")[0] == 200:
-            print(f"onemcp: ready at {found['url']}")
-            return 0
+            return _ready(found["url"])
         time.sleep(0.1)
     print(f"onemcp: not ready within {timeout:g}s", file=sys.stderr)
+    return 1
+
+
+def _ready(url: str) -> int:
+    """Every server was tried: "ready" when the hub is ok, else what failed and exit 1, as `status` says it."""
+    code, health = fetch(f"{base_of(url)}/health", HEALTH_WAIT)
+    if not isinstance(health, dict) or health.get("status") in (None, "ok"):
+        print(f"onemcp: ready at {url}")
+        if (refused := refusal(code)) is not None:  # ready is all the open probe says: which servers, /health does
+            print(f"onemcp: whether a server failed is not known: {refused}", file=sys.stderr)
+        return 0
+    print(f"onemcp: up at {url}, but {health.get('status')}: {summary(health)}", file=sys.stderr)
+    for note in hub_notes(health):
+        print(f"onemcp: {note}", file=sys.stderr)
     return 1
 
 

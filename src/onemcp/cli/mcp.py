@@ -37,7 +37,7 @@ from onemcp.config.edit import (
     validate,
 )
 from onemcp.config.load import ConfigError, environment, resolve_path
-from onemcp.config.runtime import NoHub, read_runtime
+from onemcp.config.runtime import HINT, NoHub, read_runtime
 
 USAGE_ERROR = 2
 FAILED = 1
@@ -131,7 +131,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     listing = actions.add_parser("list", parents=[config], help="list the servers in mcp.json")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
-    status = actions.add_parser("status", parents=[config], help="ask the running hub about its servers")
+    status = actions.add_parser(
+        "status", parents=[config], help="ask the running hub about its servers (exit 0 ok, 1 not, 3 not running)"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
         "--url", type=argtypes.hub_url, help="the hub's URL (default: from runtime.json beside the config)"
@@ -405,12 +407,29 @@ def running_hub(config_path: Path) -> dict[str, Any]:
         raise CommandError(str(exc)) from None
 
 
+def _running_hub(path: Path) -> dict[str, Any]:
+    """The hub `onemcp status` would find, with its exit codes: 3 when none runs, 1 when its address is lost."""
+    from onemcp.cli.daemon import NOT_RUNNING, lost, running
+
+    try:
+        read_runtime(path)
+        why = f"no hub is running for {path}; {HINT}"
+    except NoHub as exc:  # what to say if none runs (`running` removes a stale runtime.json)
+        why = str(exc)
+    found = running(path)
+    if found is None:
+        raise CommandError(why, NOT_RUNNING)
+    if found["url"] is None:
+        raise CommandError(lost(found))
+    return found
+
+
 def _status(args: argparse.Namespace) -> int:
     import httpx
 
     from onemcp.cli.daemon import auth_headers, hub_notes, refusal
 
-    runtime: dict[str, Any] = {"url": args.url} if args.url else running_hub(resolve_path(args.config))
+    runtime: dict[str, Any] = {"url": args.url} if args.url else _running_hub(resolve_path(args.config))
     base = hub_base(runtime["url"])
     try:  # /health needs the operator or admin scope on a hub with auth: $ONEMCP_TOKEN, as `onemcp status` sends it
         with httpx.Client(timeout=STATUS_TIMEOUT, trust_env=False, headers=auth_headers()) as client:
@@ -426,10 +445,13 @@ def _status(args: argparse.Namespace) -> int:
         health = response.json()
     except ValueError:
         raise CommandError(f"{base}/health did not answer JSON") from None
+    if not isinstance(health, dict):
+        raise CommandError(f"{base}/health did not answer a JSON object")
+    code = 0 if health.get("status") == "ok" else FAILED  # as `onemcp status`: a degraded hub is exit 1
     if args.json:
         doc = {"url": runtime["url"], "pid": runtime.get("pid"), "config": runtime.get("config"), "health": health}
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
+        return code
     pid = f" (pid {runtime['pid']})" if runtime.get("pid") else ""
     print(f"hub     {runtime['url']}{pid}")
     if runtime.get("config"):
@@ -440,7 +462,7 @@ def _status(args: argparse.Namespace) -> int:
     upstreams: dict[str, Any] = health.get("upstreams") or {}
     if not upstreams:
         print("no servers")
-        return 0
+        return code
     rows = [
         [name, str(u.get("state")), str(u.get("transport")), str(u.get("tools", "-")), str(u.get("lastError") or "")]
         for name, u in upstreams.items()
@@ -461,4 +483,4 @@ def _status(args: argparse.Namespace) -> int:
             for i in instances
         ]
         _print_table(["INSTANCE", "PROJECT", "CLIENT", "SESSIONS", "IDLE"], rows)
-    return 0
+    return code

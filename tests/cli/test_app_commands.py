@@ -207,6 +207,12 @@ def test_import_reports_skips_and_conflicts(machine: Machine, capsys: pytest.Cap
     assert servers["filesystem"]["tags"] == ["files"]
     assert list(servers) == ["filesystem", "github", "sqlite", "brave-search"]
 
+    # --prefix, as said, brings in the conflicting one; what is there already is not copied again under P
+    code, out, _ = cli(capsys, "app", "import", "claude-desktop", "--dry-run", "--prefix", "cd-")
+    assert code == 0 and "  + cd-github" in out
+    assert "  = cd-filesystem    skip      (already in mcp.json as 'filesystem', the same definition)" in out, out
+    assert "  = cd-sqlite        skip      (already in mcp.json as 'sqlite', the same definition)" in out
+
     code, out, _ = cli(capsys, "app", "import", "claude-desktop", "--yes", "--force")
     assert code == 0
     assert "  ~ github        replace" in out

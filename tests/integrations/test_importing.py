@@ -80,6 +80,19 @@ def test_prefix_avoids_conflicts_and_is_sanitised() -> None:
     assert [(p.name, p.action, p.renamed) for p in plan] == [("cursor-other", Action.ADD, True)]
 
 
+def test_a_prefix_does_not_import_again_what_mcp_json_has_under_another_name() -> None:
+    """Trial s39-h4: `app import --prefix cd-`, to resolve one conflict, planned `cd-fetch` beside the `fetch`
+    imported before, the same server twice (each tool listed twice)."""
+    app = [found("same", {"command": "x", "tags": ["theirs"]}), found("other", {"command": "z"})]
+    plan = plan_import(app, existing(), env={}, prefix="cd-")
+    assert [(p.name, p.action, p.reason) for p in plan] == [
+        ("cd-same", Action.SKIP, "already in mcp.json as 'same', the same definition"),
+        ("cd-other", Action.ADD, ""),
+    ]
+    again = plan_import([found("y", {"command": "y"})], existing(), env={})  # any name: `mcp add` chose its own
+    assert [(p.name, p.action) for p in again] == [("y", Action.SKIP)]
+
+
 def test_same_name_twice_in_one_app_numbers_the_second_unless_identical() -> None:
     plan = plan_import(
         [

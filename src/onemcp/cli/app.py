@@ -269,7 +269,7 @@ def _show_plan(app: App, path: Path, plan: list[Planned]) -> None:
         line = f"  {_MARKS[item.action]} {item.name.ljust(width)}  {item.action.value:<8}"
         if item.action in (Action.ADD, Action.REPLACE):
             line += f"  {_target(item.found)}"
-        details = [f"renamed from {item.found.name!r}"] if item.renamed else []
+        details = [f"renamed from {item.found.name!r}"] if item.renamed and item.action is not Action.SKIP else []
         details += [item.reason] if item.reason else []
         details += list(item.found.notes) if item.found.entry is not None else []
         if details:

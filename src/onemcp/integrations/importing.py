@@ -6,7 +6,9 @@ invalid) and the renaming of names our rules reject. Pure over documents: readin
 
 Rules: names are sanitised to `server_name_problem`'s rules (the rename is reported); a name
 already in mcp.json with the same definition (transport, command, args, env, cwd, url,
-headers) is skipped; with a different one it is a conflict and left alone unless forced. Two
+headers) is skipped, and so is one that mcp.json has under another name (a `--prefix` import does not
+copy again what an earlier import or `mcp add` brought in); with a different one it is a conflict and
+left alone unless forced. Two
 servers of the same app that end up with one name keep the first and number the rest. The hub's
 own entry (what `--point-to-hub` wrote: the hub's URL, or `onemcp proxy` to it) is skipped: as an
 upstream of itself the hub would list every tool twice, each second copy a call through itself.
@@ -159,7 +161,10 @@ def plan_import(
             plan.append(Planned(server, name, Action.INVALID, problem))
             continue
         taken[name] = server
-        if name not in existing:
+        twin = next((k for k, v in existing.items() if definition(v) == definition(server.entry)), None)
+        if name not in existing and twin is not None:
+            plan.append(Planned(server, name, Action.SKIP, f"already in mcp.json as {twin!r}, the same definition"))
+        elif name not in existing:
             plan.append(Planned(server, name, Action.ADD))
         elif definition(existing[name]) == definition(server.entry):
             plan.append(Planned(server, name, Action.SKIP, "already in mcp.json with the same definition"))

@@ -39,20 +39,20 @@ def presets(config_dir: Path) -> dict[str, Any]:
 def test_create_list_show_edit_delete(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "preset", "create", "dev", "--filter", "dev or (git and !slow)", "--description", "code")
     assert code == 0 and f"created preset 'dev' in {config_dir / 'presets.json'}" in out
-    assert cli(capsys, "preset", "create", "ops", "--filter", "ops")[0] == 0
+    assert cli(capsys, "preset", "create", "ops", "--filter", "ops", "--exposure", "search")[0] == 0
     assert presets(config_dir) == {"dev": {"filter": "dev or (git and !slow)", "description": "code"},
-                                   "ops": {"filter": "ops"}}  # fmt: skip
+                                   "ops": {"filter": "ops", "exposure": "search"}}  # fmt: skip
 
     code, out, _ = cli(capsys, "preset", "list")
     assert code == 0
-    assert out.splitlines() == [
-        "NAME  FILTER                  DESCRIPTION",
-        "dev   dev or (git and !slow)  code",
-        "ops   ops",
+    assert out.splitlines() == [  # trial s39-h4: no EXPOSURE column, though a preset may set one
+        "NAME  FILTER                  EXPOSURE  DESCRIPTION",
+        "dev   dev or (git and !slow)  hub       code",
+        "ops   ops                     search",
     ]
     code, out, _ = cli(capsys, "preset", "list", "--json")
     assert json.loads(out) == [{"name": "dev", "filter": "dev or (git and !slow)", "description": "code"},
-                               {"name": "ops", "filter": "ops", "description": ""}]  # fmt: skip
+                               {"name": "ops", "filter": "ops", "description": "", "exposure": "search"}]  # fmt: skip
 
     code, out, _ = cli(capsys, "preset", "show", "dev")
     assert code == 0 and "filter       dev or (git and !slow)" in out

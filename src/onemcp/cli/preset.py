@@ -245,8 +245,9 @@ def _list(path: Path, as_json: bool) -> int:
     if not rows:
         print(f"no presets in {path} (`onemcp preset create NAME --filter EXPR` makes one)")
         return 0
-    table = [["NAME", "FILTER", "DESCRIPTION"], *[[r["name"], r["filter"], r["description"]] for r in rows]]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    cells = [[r["name"], r["filter"], r.get("exposure", "hub"), r["description"]] for r in rows]  # hub: its own
+    table = [["NAME", "FILTER", "EXPOSURE", "DESCRIPTION"], *cells]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0

@@ -311,6 +311,31 @@ def test_point_to_hub_uses_the_running_hubs_url(machine: Machine, capsys: pytest
     assert orjson.loads(machine.file("cursor_mcp.json").read_bytes())["mcpServers"] == {"onemcp": {"url": url}}
 
 
+def test_point_to_hub_refuses_a_port_the_hub_chose_at_start(
+    machine: Machine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trial s39-h4: a hub started with --port 0 had its port written into the app's config, which lost the
+    hub at its next restart (another port)."""
+    import os
+
+    machine.config_dir.mkdir()
+    url = "http://127.0.0.1:45678/mcp"
+    runtime = {"url": url, "pid": os.getpid(), "freePort": True}  # what `serve --port 0` writes
+    (machine.config_dir / "runtime.json").write_bytes(orjson.dumps(runtime))
+    before = machine.file("cursor_mcp.json").read_bytes()
+    for hub_url in ((), ("--hub-url", f"{url}?preset=dev")):
+        code, _, err = cli(capsys, "app", "import", "cursor", "--yes", "--point-to-hub", *hub_url)
+        assert code == 1, err
+        assert f"not pointing Cursor at the hub: the hub at {url} was started with --port 0, so its port" in err
+        assert "start it on a fixed port (`onemcp restart --port 3050`)" in err
+        assert machine.file("cursor_mcp.json").read_bytes() == before and not machine.config.exists()
+    code, _, err = cli(capsys, "app", "import", "cursor", "--yes", "--point-to-hub", "--hub-url", "http://h:3050/mcp")
+    assert code == 0, err  # another hub, at an address of the user's choosing
+    assert orjson.loads(machine.file("cursor_mcp.json").read_bytes())["mcpServers"] == {
+        "onemcp": {"url": "http://h:3050/mcp"}
+    }
+
+
 def test_restore_a_given_backup_and_undo_the_restore(machine: Machine, capsys: pytest.CaptureFixture[str]) -> None:
     path = machine.file("windsurf_mcp_config.json")
     original = path.read_bytes()

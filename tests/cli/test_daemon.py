@@ -57,6 +57,7 @@ def test_start_status_wait_logs_stop(config_dir: Path) -> None:
     assert started.returncode == 0, started.stderr
     assert "started at http://127.0.0.1:" in started.stdout and "1 server(s): 1 ready" in started.stdout
     runtime = json.loads((config_dir / "runtime.json").read_text())
+    assert runtime["freePort"] is True  # (--port 0: `app import --point-to-hub` and `preset url` refuse or warn)
     status = onemcp(config_dir, "status")
     assert status.returncode == 0 and f"pid {runtime['pid']}" in status.stdout
     assert json.loads(onemcp(config_dir, "status", "--json").stdout)["ready"] is True

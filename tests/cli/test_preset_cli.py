@@ -137,7 +137,11 @@ def test_url_from_the_running_hub_a_base_or_the_default(config_dir: Path, capsys
     assert (code, out) == (0, "http://127.0.0.1:3050/mcp?preset=dev\n") and "no hub is running" in err
     runtime = {"url": "http://127.0.0.1:4321/mcp", "pid": os.getpid(), "config": str(config_dir / "mcp.json")}
     (config_dir / "runtime.json").write_text(json.dumps(runtime))
-    assert cli(capsys, "preset", "url", "dev")[1] == "http://127.0.0.1:4321/mcp?preset=dev\n"
+    assert cli(capsys, "preset", "url", "dev")[1:] == ("http://127.0.0.1:4321/mcp?preset=dev\n", "")
+    (config_dir / "runtime.json").write_text(json.dumps({**runtime, "freePort": True}))  # `serve --port 0`'s
+    code, out, err = cli(capsys, "preset", "url", "dev")
+    assert (code, out) == (0, "http://127.0.0.1:4321/mcp?preset=dev\n")
+    assert err.startswith("onemcp: warning: the hub at http://127.0.0.1:4321/mcp was started with --port 0, so its")
     assert cli(capsys, "preset", "url", "dev", "--base", "http://h:1")[1] == "http://h:1/mcp?preset=dev\n"
 
 

@@ -21,8 +21,9 @@ from onemcp.cli import argtypes
 from onemcp.cli.mcp import FAILED, USAGE_ERROR, CommandError, describe, running_hub
 from onemcp.config.edit import EditError, edit_config, read_document
 from onemcp.config.load import ConfigError, environment, resolve_path
+from onemcp.config.runtime import free_port_problem
 from onemcp.integrations.apps import APPS, DEFAULT_HUB_URL, App, FoundServer, SourceReport, Where, discover
-from onemcp.integrations.importing import Action, Planned, apply_plan, plan_import
+from onemcp.integrations.importing import Action, Planned, apply_plan, plan_import, same_url
 from onemcp.integrations.redirect import (
     POINT_TO_HUB,
     RedirectError,
@@ -239,6 +240,12 @@ def _left_out(left_out: list[Planned]) -> int:
 
 
 def _plan_redirect(args: argparse.Namespace, app: App, where: Where) -> list[Rewrite]:
+    try:
+        running: dict[str, Any] | None = running_hub(resolve_path(args.config))
+    except CommandError:
+        running = None
+    if running is not None and (problem := free_port_problem(running)) and same_url(_hub_url(args), [running["url"]]):
+        raise CommandError(f"not pointing {app.label} at the hub: {problem}")  # before anything is written
     try:
         return plan_redirect(app, where, _hub_url(args))
     except RedirectError as exc:

@@ -37,6 +37,7 @@ from onemcp.config.presets import (
     save,
     validate,
 )
+from onemcp.config.runtime import free_port_problem
 
 DEFAULT_HUB_URL = "http://127.0.0.1:3050/mcp"
 EXPOSURE_CHOICES = ["full", "search", "auto"]  # config.model.EXPOSURES
@@ -289,7 +290,10 @@ def _url(path: Path, config_path: Path, name: str, base: str | None) -> int:
     _existing(read_document(path), name, path)
     if base is None:
         try:
-            base = str(running_hub(config_path)["url"])
+            runtime = running_hub(config_path)
+            base = str(runtime["url"])
+            if problem := free_port_problem(runtime):
+                print(f"onemcp: warning: {problem}", file=sys.stderr)
         except CommandError as exc:
             print(f"onemcp: note: {exc}; using {DEFAULT_HUB_URL}", file=sys.stderr)
             base = DEFAULT_HUB_URL

@@ -37,10 +37,11 @@ audit = logging.getLogger("onemcp.audit")
 OPEN_NETWORK_FLAG = "--i-know-this-is-unauthenticated-and-exposed"
 
 
-def write_runtime(config_path: Path, url: str) -> Path:
-    """Tell local tools (the CLI) where the running hub is: `runtime.json` beside the config."""
+def write_runtime(config_path: Path, url: str, *, free_port: bool = False) -> Path:
+    """Tell local tools (the CLI) where the running hub is: `runtime.json` beside the config (`freePort`:
+    --port 0 chose the port, another at every start, so no app's config should keep it)."""
     runtime = config_path.parent / "runtime.json"
-    doc = {"url": url, "pid": os.getpid(), "config": str(config_path)}
+    doc = {"url": url, "pid": os.getpid(), "config": str(config_path), **({"freePort": True} if free_port else {})}
     tmp = runtime.with_suffix(".json.tmp")
     tmp.write_bytes(orjson.dumps(doc))
     tmp.replace(runtime)
@@ -159,11 +160,17 @@ def serve(
         print(f"onemcp: {sock}", file=sys.stderr)
         return 2
     with sock:  # closed on a refusal below (uvicorn closes it after serving)
-        return _serve_bound(sock, config_flag, host, allow_open_network, log_file)
+        return _serve_bound(sock, config_flag, host, allow_open_network, log_file, free_port=port == 0)
 
 
 def _serve_bound(
-    sock: socket.socket, config_flag: str | None, host: str, allow_open_network: bool, log_file: Path | None
+    sock: socket.socket,
+    config_flag: str | None,
+    host: str,
+    allow_open_network: bool,
+    log_file: Path | None,
+    *,
+    free_port: bool = False,
 ) -> int:
     if not allow_open_network and (
         refused := address.exposed_starter(resolve_path(config_flag), config_flag, host, OPEN_NETWORK_FLAG)
@@ -201,7 +208,7 @@ def _serve_bound(
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
     app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")
-    runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp")
+    runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp", free_port=free_port)
     app.on_shutdown.append(lambda: remove_runtime(runtime))  # SIGTERM never reaches the finally below
     if log_file is not None:  # the lines above went to a terminal, or nowhere (`start`): the log says them too
         said = logging.getLogger("onemcp")

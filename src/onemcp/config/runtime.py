@@ -41,6 +41,17 @@ def read_runtime(config_path: Path) -> dict[str, Any]:
     return doc
 
 
+def free_port_problem(runtime: dict[str, Any]) -> str | None:
+    """Why no app's config should keep this hub's URL: `--port 0` chose its port (None: a fixed one)."""
+    if runtime.get("freePort") is not True:
+        return None
+    return (
+        f"the hub at {runtime.get('url')} was started with --port 0, so its port was free by chance and a new start"
+        " (`onemcp stop` and `start`, a reboot) takes another: a client configured with it loses the hub; start it"
+        " on a fixed port (`onemcp restart --port 3050`)"
+    )
+
+
 def locked(config_path: Path) -> bool:
     """Does a hub hold this config directory's lock (`cli.serve.hub_lock`)? A `runtime.json` outlives a
     killed hub, and its pid may be another process's by now: the lock ends with the hub."""

@@ -107,12 +107,12 @@ def is_hub(entry: dict[str, Any], hub_urls: Collection[str]) -> bool:
             return False
         urls = [b for a, b in itertools.pairwise(rest) if a == "--url"]
         urls += [arg.removeprefix("--url=") for arg in rest if arg.startswith("--url=")]
-        return not urls or any(_same_url(url, hub_urls) for url in urls)
+        return not urls or any(same_url(url, hub_urls) for url in urls)
     url = entry.get("url")
-    return isinstance(url, str) and _same_url(url, hub_urls)
+    return isinstance(url, str) and same_url(url, hub_urls)
 
 
-def _same_url(url: str, hub_urls: Collection[str]) -> bool:
+def same_url(url: str, hub_urls: Collection[str]) -> bool:
     """`url` names one of `hub_urls` (loopback names alike, the query, case and a final / aside)."""
 
     def key(text: str) -> tuple[str, str, int | None, str] | None:

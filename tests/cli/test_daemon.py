@@ -20,6 +20,7 @@ from onemcp.config.runtime import alive
 from support.hub_process import clean_env
 
 TIMEOUT = 90
+OPEN = "--i-know-this-is-unauthenticated-and-exposed"
 
 
 @pytest.fixture
@@ -281,8 +282,23 @@ def test_start_on_an_open_address_with_no_config_writes_nothing(tmp_path: Path) 
     started = onemcp(config_dir, "start", "--host", "0.0.0.0", "--port", "0", "--timeout", "30")
     assert started.returncode == 2 and "Traceback" not in started.stderr, started.stderr
     assert "refusing to serve 0.0.0.0 with no authentication" in started.stderr, started.stderr
-    assert "Configure onemcp.auth (apiKeys, jwt or oauth) or bind 127.0.0.1." in started.stderr
-    assert "--i-know" not in started.stderr and not config_dir.exists()
+    assert "Configure onemcp.auth (apiKeys, jwt or oauth), bind 127.0.0.1, or pass " + OPEN in started.stderr
+    assert not config_dir.exists()
+
+
+def test_start_and_restart_take_serves_flag_for_an_open_address_without_auth(config_dir: Path) -> None:
+    """`start --host 0.0.0.0` on a config without auth relayed the hub's refusal, which said to pass
+    --i-know-this-is-unauthenticated-and-exposed, a flag `start` refused as unknown: it takes it, as `serve`."""
+    refused = onemcp(config_dir, "start", "--host", "0.0.0.0", "--port", "0", "--timeout", "30")
+    assert refused.returncode == 1 and f"or pass {OPEN}" in refused.stderr, refused.stderr
+    started = onemcp(config_dir, "start", "--host", "0.0.0.0", "--port", "0", "--timeout", "30", OPEN)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "started at http://0.0.0.0:" in started.stdout, started.stdout
+        restarted = onemcp(config_dir, "restart", "--timeout", "30", OPEN)  # at the same address
+        assert restarted.returncode == 0 and "started at http://0.0.0.0:" in restarted.stdout, restarted.stderr
+    finally:
+        assert onemcp(config_dir, "stop", "--timeout", "10").returncode == 0
 
 
 def test_start_in_a_directory_whose_modules_shadow_the_standard_library(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from onemcp.config.paths import named_by
 from onemcp.config.runtime import NoHub, lock_holder, read_runtime
 from onemcp.http.guard import is_loopback
 
+OPEN_NETWORK_FLAG = "--i-know-this-is-unauthenticated-and-exposed"  # `serve`'s, `start`'s and `restart`'s
 FREE_PORT_HINT = "; another program listens there: choose another --port (--port 0 takes a free one)"
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp.cli import argtypes
-from onemcp.cli.address import exposed_starter, take, unbracketed
+from onemcp.cli.address import OPEN_NETWORK_FLAG, exposed_starter, take, unbracketed
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.paths import named_by, resolve_path
 from onemcp.config.runtime import NoHub, alive, lock_holder, locked, read_runtime, runtime_path
@@ -62,6 +62,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     for p in (start, restart):
         p.add_argument("--timeout", type=argtypes.seconds, default=60.0, help="seconds to wait for it to be ready (60)")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument(  # as `serve`'s: the hub it runs is `serve`, which refuses such an address without it
+            OPEN_NETWORK_FLAG,
+            dest="allow_open_network",
+            action="store_true",
+            help="serve a non-loopback address with no authentication (dangerous)",
+        )
     stop = sub.add_parser("stop", parents=[config], help="stop the background hub (gracefully)")
     stop.add_argument("--timeout", type=argtypes.seconds, default=15.0, help="seconds before it is killed (15)")
     status = sub.add_parser("status", parents=[config], help="is the hub running and ready? (exit 0, 1 or 3)")
@@ -90,13 +96,15 @@ def run(args: argparse.Namespace) -> int:
             return refused
     try:
         if args.command == "start":
-            return launch(path, args.config, args.host, args.port, args.timeout, args.log_level)
+            return launch(
+                path, args.config, args.host, args.port, args.timeout, args.log_level, args.allow_open_network
+            )
         if args.command == "stop":
             return stop(path, args.timeout)
         if args.command == "restart":
             host, port = address(running(path), args.host, args.port)
             stop(path, 15.0)
-            return launch(path, args.config, host, port, args.timeout, args.log_level)
+            return launch(path, args.config, host, port, args.timeout, args.log_level, args.allow_open_network)
         if args.command == "status":
             return status(path, as_json=args.json)
         if args.command == "logs":
@@ -108,22 +116,25 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def launch(path: Path, named: str | None, host: str, port: int, timeout: float, log_level: str) -> int:
+def launch(
+    path: Path, named: str | None, host: str, port: int, timeout: float, log_level: str, open_network: bool = False
+) -> int:
     """`start`, when no hub runs yet, as `serve` would: the address taken first (then let go for the hub
-    it spawns), so that a busy port or a mistyped host leaves no starter config and no log behind."""
+    it spawns), so that a busy port or a mistyped host leaves no starter config and no log behind.
+    `open_network`: `serve`'s override of its refusal to serve an open address with no authentication."""
     if running(path) is None:
         taken = take(unbracketed(host), port, path)
         if isinstance(taken, str):
             print(f"onemcp: {taken}", file=sys.stderr)
             return 2
         taken.close()
-        if refused_open := exposed_starter(path, named, unbracketed(host), None):  # (`start` has no override)
+        if not open_network and (refused_open := exposed_starter(path, named, unbracketed(host), OPEN_NETWORK_FLAG)):
             print(f"onemcp: {refused_open}", file=sys.stderr)
             return 2
         refused = starter_if_missing(path, named)
         if refused is not None:
             return refused
-    return start(path, host, port, timeout, log_level)
+    return start(path, host, port, timeout, log_level, open_network)
 
 
 def starter_if_missing(path: Path, named: str | None) -> int | None:
@@ -320,7 +331,7 @@ def hub_notes(health: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- commands
-def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> int:
+def start(path: Path, host: str, port: int, timeout: float, log_level: str, open_network: bool = False) -> int:
     found = running(path)
     if found is not None:
         if found["url"] is None:
@@ -332,7 +343,7 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str) -> i
     log.parent.mkdir(parents=True, exist_ok=True)
     # -P: not the working directory's modules (a project's own secrets.py or http.py) before the hub's own
     argv = [sys.executable, "-P", "-m", "onemcp", "serve", "--config", str(path), "--host", host, "--port", str(port)]
-    argv += ["--log-level", log_level, "--log-file", str(log)]
+    argv += ["--log-level", log_level, "--log-file", str(log)] + ([OPEN_NETWORK_FLAG] if open_network else [])
     # owner-only when new, as the hub's own log files (observability/logs.py): the hub writes the same file
     with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         child = subprocess.Popen(

@@ -34,7 +34,7 @@ from onemcp.observability.redact import REDACTOR
 from onemcp.search import deep
 
 audit = logging.getLogger("onemcp.audit")
-OPEN_NETWORK_FLAG = "--i-know-this-is-unauthenticated-and-exposed"
+OPEN_NETWORK_FLAG = address.OPEN_NETWORK_FLAG
 
 
 def write_runtime(config_path: Path, url: str, *, free_port: bool = False) -> Path:

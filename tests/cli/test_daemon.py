@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from fixtures.launch import fixture_command
+from onemcp.cli import daemon
 from onemcp.config.runtime import alive
 from support.hub_process import clean_env
 
@@ -273,6 +274,27 @@ def test_start_on_a_busy_port_in_an_empty_config_dir_writes_nothing(tmp_path: Pa
     mistyped = onemcp(config_dir, "start", "--host", "no such host", "--port", "0")
     assert mistyped.returncode == 2 and "cannot bind --host 'no such host'" in mistyped.stderr, mistyped.stderr
     assert not config_dir.exists()
+
+
+def test_a_port_taken_after_starts_check_leaves_no_starter_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`start` takes the port and lets it go for the hub it runs: another program that took it in between
+    made the hub fail, and `start` had written the starter config already. The hub writes it, once bound."""
+    config_dir = tmp_path / "fresh"
+    for name, value in clean_env(config_dir).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        port = other.getsockname()[1]
+        let_go = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # what start took: free when it looked
+        monkeypatch.setattr(daemon, "take", lambda host, port, path: let_go)
+        code = daemon.launch(config_dir / "mcp.json", None, "127.0.0.1", port, 30.0, "info")
+    said = capsys.readouterr().err
+    assert code == 1 and f"cannot bind 127.0.0.1:{port}: Address already in use" in said, said
+    assert "starter" not in said and not (config_dir / "mcp.json").exists(), said
 
 
 def test_start_on_an_open_address_with_no_config_writes_nothing(tmp_path: Path) -> None:

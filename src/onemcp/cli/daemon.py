@@ -121,7 +121,9 @@ def launch(
 ) -> int:
     """`start`, when no hub runs yet, as `serve` would: the address taken first (then let go for the hub
     it spawns), so that a busy port or a mistyped host leaves no starter config and no log behind.
-    `open_network`: `serve`'s override of its refusal to serve an open address with no authentication."""
+    `open_network`: `serve`'s override of its refusal to serve an open address with no authentication.
+    With no config yet, the hub writes the starter one, once it has the address (as `serve` does): another
+    program taking the port after this check leaves none behind."""
     if running(path) is None:
         taken = take(unbracketed(host), port, path)
         if isinstance(taken, str):
@@ -131,9 +133,9 @@ def launch(
         if not open_network and (refused_open := exposed_starter(path, named, unbracketed(host), OPEN_NETWORK_FLAG)):
             print(f"onemcp: {refused_open}", file=sys.stderr)
             return 2
-        refused = starter_if_missing(path, named)
-        if refused is not None:
-            return refused
+        if not path.exists() and (who := named_by(named)):
+            print(f"onemcp: config file {path} does not exist (named by {who})", file=sys.stderr)
+            return 2
     return start(path, host, port, timeout, log_level, open_network)
 
 
@@ -340,15 +342,23 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str, open
         print(f"onemcp: already running at {found['url']} (pid {found.get('pid')})")
         return 0
     log = path.parent / LOG_FILE
-    log.parent.mkdir(parents=True, exist_ok=True)
+    # none yet (and none named: `launch` refused that): the hub finds the directory's own, and writes the
+    # starter one once it has its address (a missing file named by --config would be refused)
+    starter = not path.exists()
     # -P: not the working directory's modules (a project's own secrets.py or http.py) before the hub's own
-    argv = [sys.executable, "-P", "-m", "onemcp", "serve", "--config", str(path), "--host", host, "--port", str(port)]
-    argv += ["--log-level", log_level, "--log-file", str(log)] + ([OPEN_NETWORK_FLAG] if open_network else [])
-    # owner-only when new, as the hub's own log files (observability/logs.py): the hub writes the same file
-    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
-        child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True
-        )
+    argv = [sys.executable, "-P", "-m", "onemcp", "serve", *([] if starter else ["--config", str(path)])]
+    argv += ["--host", host, "--port", str(port), "--log-level", log_level, "--log-file", str(log)]
+    argv += [OPEN_NETWORK_FLAG] if open_network else []
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        # owner-only when new, as the hub's own log files (observability/logs.py): the hub writes the same file
+        with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
+            child = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True
+            )
+    except OSError as exc:  # $ONEMCP_CONFIG_DIR names a file, or a directory it may not write in
+        print(f"onemcp: cannot write the hub's log to {log}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         exited = child.poll() is not None
@@ -368,6 +378,8 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str, open
         if found is not None and found.get("pid") == child.pid:
             code, _ = fetch(f"{base_of(found['url'])}/health/ready")
             if code == 200:
+                if starter and path.exists():  # (the hub said so in its log)
+                    print(f"onemcp: no config found; wrote a starter config to {path}", file=sys.stderr)
                 code, health = fetch(f"{base_of(found['url'])}/health", HEALTH_WAIT)
                 print(f"onemcp: started at {found['url']} (pid {child.pid}, log {log})")
                 said = summary(health) if isinstance(health, dict) else f"/health gave no report (HTTP {code})"

@@ -48,7 +48,8 @@ class Reloader:
         self.hub = hub
         self.path = path
         self.sighup = sighup  # False where SIGHUP ends the process (stdio serve): one handler per signal
-        self.applied: Callable[[], None] = lambda: None  # a new config or new presets are in use (`hub.served`)
+        # a new config or new presets are in use (`hub.served`): what that changed, in words, for the log
+        self.applied: Callable[[], list[str]] = lambda: []
         self.reloads = 0
         self.failures = 0
         self.config_error: str | None = None  # why the last mcp.json was refused, until a good one is read
@@ -88,7 +89,7 @@ class Reloader:
                 return True
             REDACTOR.use(new)
             self.last_changes = await self.hub.apply_config(new)
-            self.applied()
+            moved = self.applied()  # "starting fx (now in this hub's view)"
             now = self._read_once(new)
             needed = [key for key, value in now.items() if value != self._started[key]]
             for key in sorted(set(needed) - set(self.restart_needed)):
@@ -96,7 +97,9 @@ class Reloader:
             self.restart_needed = needed
             self.reloads += 1
             self.last_reload = time.time()
-            said = "; ".join(f"{k} {', '.join(v)}" for k, v in self.last_changes.items() if v and k != "unchanged")
+            said = "; ".join(
+                [f"{k} {', '.join(v)}" for k, v in self.last_changes.items() if v and k != "unchanged"] + moved
+            )
             log.info("config reloaded: %s", said or "hub settings only, no server changed")  # "added git; changed time"
             return True
 
@@ -178,7 +181,8 @@ class Reloader:
             log.error("presets change refused, keeping the presets in use: %s", exc)
             return False
         self.presets_error = None
-        self.applied()
+        if moved := self.applied():
+            log.info("presets reloaded: %s", "; ".join(moved))  # "stopping fx (now outside this hub's view)"
         self._warn_unknown_tags(loaded)
         if self.hub.replicas is not None:  # replicas on one Redis: a change here reaches the others
             self.hub.replicas.presets_loaded(loaded)

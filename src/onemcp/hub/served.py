@@ -39,13 +39,20 @@ def serve_view(hub: Hub, view: View | None) -> None:
     hub.pool.runs = partial(_runs, hub, view)
 
 
-def follow(hub: Hub, view: View | None) -> None:
+def follow(hub: Hub, view: View | None) -> list[str]:
     """After a reload (or a presets change): start the servers now in the view, stop those now outside it
-    (in the background, one change per server at a time: a stopped one's calls get the pool's drain bound)."""
-    outside = left_out(hub.config, view, hub.presets)
+    (in the background, one change per server at a time: a stopped one's calls get the pool's drain bound).
+    What it does, in words, for the reload's log line: "starting fx (now in this hub's view)"."""
+    outside, said = left_out(hub.config, view, hub.presets), []
     for name in hub.config.enabled:
         if hub.pool.busy(name) == (name in outside):  # running though outside, or in the view and not running
             hub.pool.restart_soon(name, partial(_wanted, hub, view, name), on_stopped=partial(_dropped, hub))
+            said.append(
+                f"stopping {name} (now outside this hub's view)"
+                if name in outside
+                else f"starting {name} (now in this hub's view)"
+            )
+    return said
 
 
 def _runs(hub: Hub, view: View | None, name: str) -> bool:

@@ -507,6 +507,52 @@ async def test_a_replica_that_missed_an_end_forgets_its_copy_at_its_next_expiry_
             assert (await http.post(two.url, json=_ping(6), headers=other)).status_code == 200
 
 
+async def test_a_replica_whose_link_comes_back_forgets_at_once_a_copy_ended_meanwhile(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica whose pub/sub link was down when the session ended elsewhere did not hear of it, and served
+    its live copy until its next expiry round, up to a minute. Once subscribed again, it reads its copies'
+    records at once and forgets the ended ones."""
+    import redis
+
+    with anyio.fail_after(DEADLINE):
+        async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
+            headers = await _session_on(http, one)
+            sid = headers["mcp-session-id"]
+            other = await _session_on(http, one)  # a live session: kept
+            for n, used in enumerate((headers, other)):
+                assert (await http.post(two.url, json=_ping(n), headers=used)).status_code == 200  # two's copies
+            relay, back = two.app.hub.replicas.relay, anyio.Event()  # type: ignore[union-attr]
+            pubsub = relay._redis.pubsub
+
+            def held(**options: Any) -> Any:  # two subscribes again only once the test says so
+                made = pubsub(**options)
+                subscribe = made.subscribe
+
+                async def later(*channels: str) -> Any:
+                    await back.wait()
+                    return await subscribe(*channels)
+
+                made.subscribe = later
+                return made
+
+            monkeypatch.setattr(relay._redis, "pubsub", held)
+            direct = redis.Redis.from_url(redis_url)
+            try:
+                await anyio.to_thread.run_sync(lambda: direct.client_kill_filter(_type="pubsub"))  # both links drop
+                await _until(lambda: not relay.up and one.app.hub.replicas.relay.up, "two's link down, one's back")  # type: ignore[union-attr]
+                assert (await http.delete(one.url, headers=headers)).status_code == 200
+                assert two.app.hub.find_session(sid) is not None  # two did not hear of it
+                back.set()
+                await _until(lambda: relay.up, "two's link back")
+                await _until(lambda: two.app.hub.find_session(sid) is None, "two forgot its copy")  # (not a minute)
+            finally:
+                back.set()
+                direct.close()
+            assert (await http.post(two.url, json=_ping(5), headers=headers)).status_code == 404
+            assert (await http.post(two.url, json=_ping(6), headers=other)).status_code == 200
+
+
 async def test_sessions_made_and_deleted_round_robin_do_not_fill_the_replicas(redis_url: str) -> None:
     """Each session made on one replica, used on the other, ended through either: no copy is left behind,
     so the replicas' maxSessions is never reached by sessions their clients ended."""

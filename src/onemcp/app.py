@@ -108,6 +108,7 @@ class OneMcpApp:
             self.hub.share_with_replicas(shared)
             assert self.hub.replicas is not None  # a session ended through another replica: not revived here
             self.hub.replicas.ended_here = lambda sid: self.hub.saved.delete(sid)
+            self.hub.replicas.back_here = self.hub.forget_ended  # ends missed while the link was down
         self.mcp = StreamableHttpEndpoint(self.hub, self.gate)
         self.legacy = LegacySseEndpoint(self.hub)
         self.on_shutdown: list[Callable[[], None]] = []  # e.g. removing runtime.json

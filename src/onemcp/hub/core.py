@@ -584,8 +584,10 @@ class Hub:
                 await self.forget_ended()
             since = now
 
-    async def forget_ended(self) -> None:
+    async def forget_ended(self) -> bool:
         """Forget the copies here of sessions ended through another replica whose broadcast this one missed
-        (its pub/sub link was down): their records are tombstones (one batched read)."""
-        for sid in await self.saved.ended([s.id for s in self.sessions if s.transport == "streamable-http"]):
+        (its pub/sub link was down): their records are tombstones (one batched read). False: Redis could not say."""
+        ended = await self.saved.ended([s.id for s in self.sessions if s.transport == "streamable-http"])
+        for sid in ended or ():
             self.sessions.forget(sid)
+        return ended is not None

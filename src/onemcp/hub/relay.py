@@ -48,6 +48,7 @@ class RedisRelay:
         self.tag = tag or secrets.token_hex(4)
         self.up = False  # subscribed now
         self.on_message: Handler | None = None  # set by the owner before `run`
+        self.on_back: Callable[[], Awaitable[None]] | None = None  # each time it is subscribed (again)
         self._redis: Any = None
         self._commands: Any = None  # for what a request waits on: the short deadline, through the breaker
         self._breaker = redis_link.breaker(url)
@@ -99,6 +100,8 @@ class RedisRelay:
             try:
                 await pubsub.subscribe(self.channel(self.tag), ALL)
                 self.up, backoff = True, 0.1
+                if self.on_back is not None:  # what was said while it was not heard: the owner checks
+                    self.spawn(self.on_back)
                 if not started:
                     started = True
                     task_status.started()

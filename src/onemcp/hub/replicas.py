@@ -63,6 +63,7 @@ RESUME_TIMEOUT = 660.0  # a resumed call runs to its end on the replica that par
 PRESETS_KEY = "onemcp:presets"
 START_PATIENCE = 2 * redis_link.DEADLINE  # what the start waits for the shared secret and presets (each read: 5 s)
 ENDED_WAIT = 1.0  # what a DELETE waits at most for the other replicas to drop their copies of the session
+RECHECK_EVERY = 1.0  # seconds between reads of the copies' records when the link is back and Redis failed
 TASK_METHODS = frozenset({"tasks/get", "tasks/result", "tasks/cancel"})
 ResumeHere = Callable[[Session, Message], Awaitable[Message]]
 
@@ -105,10 +106,13 @@ class Replicas:
         self.changed_here: Callable[[Session, object, list[tuple[str, str]]], Awaitable[None]] | None = None
         # another replica's client ended a session: its record becomes a tombstone from here too (not revived)
         self.ended_here: Callable[[str], None] | None = None
+        # the link is back: forget the copies of sessions ended elsewhere meanwhile (False: Redis could not say)
+        self.back_here: Callable[[], Awaitable[bool]] | None = None
         # a message POSTed to another replica for an /sse session whose stream is here: (session, principal, message)
         self.sse_here: Callable[[str, str, Message], Awaitable[None]] | None = None
         self.followed = FollowedStreams(relay, sessions)  # a stream resumed here, held by another replica
         relay.on_message = self._received
+        relay.on_back = self._back
         parking.tag = tasks.tag = relay.tag
         self.tasks = tasks
         sessions.elsewhere = self
@@ -323,11 +327,22 @@ class Replicas:
             if self._telling.get(sid) is told:
                 del self._telling[sid]
 
+    async def _back(self) -> None:
+        """Subscribed (again): while the link was down, the word of a session's end at another replica was not
+        heard here, and a live copy is served without reading its record. The copies' records are read now
+        (again every `RECHECK_EVERY` s until Redis answers, while the link stays up), not at the expiry round,
+        up to a minute later; one whose record is a tombstone is forgotten."""
+        while self.back_here is not None and self.relay.up:
+            if await self.back_here():
+                return
+            await anyio.sleep(RECHECK_EVERY)  # Redis failed a moment ago (its breaker is open): asked again
+
     async def ended_everywhere(self, session_id: str) -> None:
         """Wait until every replica that heard of the session's end here has dropped its copy (`ENDED_WAIT` at
         most): a replica with a live copy serves it without reading the record, until the word comes. Answered
         before, a DELETE let the client's next request to such a replica be served (pub/sub is no faster than
-        the client); the word lost, until that replica's next expiry round (`forget_ended`), up to a minute."""
+        the client). A replica whose link is down does not hear it: it serves its copy until the link is back
+        (`_back`)."""
         told = self._telling.get(session_id)
         if told is not None:
             await told.wait()

@@ -14,7 +14,8 @@ A shared store (`shared`: Redis) outlives any one process's copy of a session: a
 its copy leaves the record to its TTL, and only the session's end deletes it. An ended session's record
 becomes a tombstone for the idle timeout, which a save does not overwrite (a replica that has not yet
 heard of the end cannot write the session back). A replica that did not hear of an end (its pub/sub
-link was down) finds its copies' tombstones in one batched read per expiry round (`ended`) and forgets them.
+link was down) finds its copies' tombstones in one batched read (`ended`) once the link is back, and per
+expiry round, and forgets them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class SessionRecords(Protocol):
     def save(self, session_id: str, doc: dict[str, Any]) -> None: ...
     def seen(self, session_ids: Iterable[str]) -> None: ...
     async def load(self, session_id: str, idle_timeout: float) -> dict[str, Any] | None: ...
-    async def ended(self, session_ids: list[str]) -> set[str]: ...  # of these, the ones whose record says ended
+    async def ended(self, session_ids: list[str]) -> set[str] | None: ...  # those ended (None: cannot say now)
     async def flush(self) -> None: ...
     def delete(self, session_id: str) -> None: ...
     def purge(self, idle_timeout: float) -> None: ...
@@ -142,7 +143,7 @@ class SavedSessions:
             return None
         return doc if isinstance(doc, dict) else None
 
-    async def ended(self, session_ids: list[str]) -> set[str]:
+    async def ended(self, session_ids: list[str]) -> set[str] | None:
         return set()  # one hub's: a session it ended is no longer here
 
     def delete(self, session_id: str) -> None:
@@ -300,9 +301,9 @@ class RedisSessions:
             return None
         return doc if isinstance(doc, dict) else None
 
-    async def ended(self, session_ids: list[str]) -> set[str]:
+    async def ended(self, session_ids: list[str]) -> set[str] | None:
         """Of `session_ids`, those whose record is a tombstone (ended through another replica): one MGET
-        on a worker thread, through the breaker; none while Redis cannot say (the next round asks again)."""
+        on a worker thread, through the breaker; None while Redis cannot say (asked again later)."""
         if not session_ids:
             return set()
         try:
@@ -310,7 +311,7 @@ class RedisSessions:
         except self._errors as exc:
             if not isinstance(exc, redis_link.RedisSkipped):
                 log.warning("ended sessions not read from Redis: %s", exc)
-            return set()
+            return None
         return {sid for sid, raw in zip(session_ids, raws, strict=False) if raw == ENDED}
 
     def delete(self, session_id: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+from onemcp.config import redis_link
 from onemcp.hub.relay import RedisRelay, RelayError
 from support.services import NEEDS_REDIS, free_port
 
@@ -100,6 +101,23 @@ async def test_telling_all_waits_for_each_replica_that_heard_and_no_longer_than_
                 c.on_message = Inbox()  # hears, does not answer
                 assert await a.tell_all({"k": "ended"}, 0.2) == 1
             assert a._waiting == {}
+
+
+async def test_telling_all_while_the_breaker_skips_redis_still_broadcasts(redis_url: str) -> None:
+    """After a Redis failure (any user's: the breaker is shared) `tell_all` cannot publish at once; its word
+    goes as a broadcast did before it (a DELETE's end was lost: other replicas served their copies)."""
+    a, b, b_in = RedisRelay(redis_url, "aaaa"), RedisRelay(redis_url, "bbbb"), Inbox()
+    b.on_message = b_in
+
+    def failing() -> None:
+        raise OSError("Redis failed")
+
+    with anyio.fail_after(DEADLINE):
+        async with running(a), running(b):
+            with pytest.raises(OSError):
+                redis_link.breaker(redis_url).run(failing)  # open now: Redis is skipped a while
+            assert await a.tell_all({"k": "ended", "sid": "s1"}, 600) == 0
+            assert (await b_in.next())["sid"] == "s1"
 
 
 async def test_asking_a_replica_that_is_not_there_fails_at_once(redis_url: str) -> None:

@@ -211,7 +211,8 @@ class RedisRelay:
     async def tell_all(self, doc: dict[str, Any], patience: float) -> int:
         """Publish `doc` to every other replica and wait, `patience` s at most, until each that heard it has
         answered (`answer`): what it says has been acted on everywhere. Returns how many did not answer in time
-        (Redis failing or away: nothing is heard, 0)."""
+        (Redis away: nothing is heard, 0). Not published at once (the breaker skips Redis after a failure, or
+        the command failed): queued as a `broadcast`, which is not waited for (0), never dropped for it."""
         if not self.up:
             return 0
         corr = secrets.token_hex(8)
@@ -221,7 +222,8 @@ class RedisRelay:
             try:
                 heard = await self._command("publish", ALL, self._doc({**doc, "re": corr}))
             except redis_link.errors() as exc:
-                log.info("replica %s: a %r message not published: %s", self.tag, doc.get("k"), exc)
+                log.info("replica %s: a %r message not published at once (%s): queued", self.tag, doc.get("k"), exc)
+                self.broadcast(doc)
                 return 0
             others = max(int(heard) - 1, 0)  # (this replica hears its own, and drops it)
             with anyio.move_on_after(patience):

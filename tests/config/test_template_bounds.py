@@ -56,8 +56,10 @@ TOO_LARGE = f"makes a value of more than {MAX_SIZE} characters"
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",  # silent, forever
         "{% for a in 'x' * 60000 %}{% for b in 'x' * 60000 %}{% endfor %}{% endfor %}",  # over strings
         "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",  # 2^60 calls
+        # a recursive loop's `loop(items)`: its items were not counted (20 calls of 100,000 here; 10^9 in reach)
+        "{% for x in range(20) recursive %}{% if loop.depth == 1 %}{{ loop(range(100000)) }}{% endif %}{% endfor %}",
     ],
-    ids=["nested-ranges", "nested-strings", "macro-tree"],
+    ids=["nested-ranges", "nested-strings", "macro-tree", "recursive-loop"],
 )
 def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) -> None:
     assert refused(text) == STEPS
@@ -128,6 +130,11 @@ def test_measuring_large_lists_again_and_again_is_bounded() -> None:
 
 
 def test_ordinary_templates_render_as_before() -> None:
+    nested = (
+        "{% for x in [1, [2, [3]], 4] recursive %}{% if x is iterable %}{{ loop(x) }}{% else %}{{ x }}{% endif %}"
+        "{% endfor %}"
+    )
+    assert rendered(nested) == "1234"
     text = (
         "{{ project.x | default('ok') }}-{% for i in range(3) %}{{ loop.index }}{% endfor %}-{{ 'a' ~ 1 ~ 'b' }}-"
         "{{ ['a', 'b'] | join(',') }}-{{ 'x' * 3 }}-{{ 2 ** 10 }}|{{ 'ab' | center(6) }}|{{ 'a\nb' | indent(2) }}|"

@@ -34,7 +34,7 @@ HANDLEBARS_HINT = (
 def environment() -> Any:
     """The one sandboxed environment, its calls, operators and filters bounded (`template_bounds`)."""
     from jinja2 import StrictUndefined
-    from jinja2.runtime import Context
+    from jinja2.runtime import Context, LoopContext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class Bounded(ImmutableSandboxedEnvironment):
@@ -46,6 +46,8 @@ def environment() -> Any:
 
         def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
             template_bounds.before_call(obj, args, kwargs)
+            if isinstance(obj, LoopContext) and args:  # a recursive loop's `loop(items)`: counted as a for's items
+                args = (template_bounds.counted(args[0]), *args[1:])
             return template_bounds.checked(super().call(context, obj, *args, **kwargs))
 
     env = Bounded(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)

@@ -5,7 +5,7 @@ request that names a context, so a template that loops or grows without end woul
 client. Jinja's sandbox refuses internals and one `range` over 100,000 items, but not loops inside
 loops, a macro that calls itself, nor a string or list multiplied, added or joined past memory. Here:
 
-- steps: each loop iteration, call (function, method, macro) and filter counts one; past
+- steps: each loop iteration (a recursive loop's too), call (function, method, macro) and filter counts one; past
   `MAX_STEPS` for one field the rendering stops ("takes more than 10000 steps");
 - size: a string or list a template makes (by `*`, `+`, `~`, `**`, a filter or a method) may hold
   `MAX_SIZE` characters (a list: its items' characters), checked before it is made where one

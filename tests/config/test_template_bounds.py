@@ -79,6 +79,12 @@ def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) ->
         "{{ 'x' | center(10 ** 10) }}",
         "{{ range(100000) | list | string }}",
         "{{ '%999999999d' % 1 }}",
+        # widths given by arguments: without a check, 2**62 is a MemoryError, 10**8 a 100 MB string made first
+        "{{ '%*d' % (2 ** 62, 1) }}",
+        "{{ '%-*.*f' | format(2 ** 62, 2, 1) }}",
+        "{{ '{:>{}}'.format('a', 2 ** 62) }}",
+        "{{ '{:>4611686018427387904}'.format(1) }}",  # (999999999 was refused once the 1 GB string was made)
+        "{{ lipsum(n=10 ** 7) }}",  # Jinja's global: ten million paragraphs made before they were measured
         "{{ '%.999999999f' | format(1) }}",
         "{{ '{:>999999999}'.format(1) }}",
     ],
@@ -94,6 +100,11 @@ def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) ->
         "center-filter",
         "string-of-list",
         "printf-width",
+        "printf-star",
+        "format-filter-star",
+        "format-method-nested",
+        "format-method-huge-width",
+        "lipsum",
         "format-filter-precision",
         "format-method-width",
     ],
@@ -155,6 +166,9 @@ def test_ordinary_templates_render_as_before() -> None:
         "{% endfor %}"
     )
     assert rendered(nested) == "1234"
+    given = "{{ '{:>{}}|'.format('a', 3) }}{{ '%*d|' % (3, 1) }}{{ '%%*d %d|' % 5 }}"
+    given += "{{ lipsum(1, False, 2, 3) | length > 0 }}"
+    assert rendered(given) == "  a|  1|%*d 5|True"
     text = (
         "{{ project.x | default('ok') }}-{% for i in range(3) %}{{ loop.index }}{% endfor %}-{{ 'a' ~ 1 ~ 'b' }}-"
         "{{ ['a', 'b'] | join(',') }}-{{ 'x' * 3 }}-{{ 2 ** 10 }}|{{ 'ab' | center(6) }}|{{ 'a\nb' | indent(2) }}|"

@@ -45,6 +45,10 @@ _TEXTWISE = frozenset({"pprint", "reverse", "string", "tojson", "urlencode"})  #
 _PADDING = frozenset({"center", "ljust", "rjust", "zfill"})
 _PRINTF_WIDTHS = re.compile(r"%[-+ #0]*(?:\(\w*\))?[-+ #0]*(\d+)(?:\.(\d+))?")  # both groups: flattened below
 _FORMAT_WIDTHS = re.compile(r"\{[^{}]*?:[^{}\d]*(\d+)(?:[,_]?\.(\d+))?")
+# a width or precision given by an argument: `'%*d' % (w, 1)`, `'{:>{}}'.format('a', w)` (any int argument
+# is then taken for one: which one is, the format alone does not say)
+_PRINTF_STAR = re.compile(r"%[^%a-zA-Z]*\*")
+_FORMAT_NESTED = re.compile(r"\{[^{}]*:[^{}]*\{")
 
 
 class Overrun(Exception):
@@ -124,6 +128,10 @@ def before_binop(operator: str, left: Any, right: Any) -> None:
         check_size(weight(left) + weight(right))
     elif operator == "%" and isinstance(left, str):
         check_widths(w for pair in _PRINTF_WIDTHS.findall(left) for w in pair if w)
+        if _PRINTF_STAR.search(left):
+            _check_given_widths(
+                right.values() if isinstance(right, dict) else right if isinstance(right, tuple) else [right]
+            )
     elif operator == "**" and _power_bits(left, right) > MAX_POWER_BITS:
         raise Overrun(f"makes a number of more than {MAX_POWER_BITS} bits")
 
@@ -159,15 +167,31 @@ def counted(items: Any) -> Iterator[Any]:
 def before_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """A call about to be made: one step, and refused when a str method would make too large a string."""
     step()
-    owner = getattr(obj, "__self__", None)
+    # (the sandbox hands out `str.format` wrapped, the method as `__wrapped__`: without it, no width was seen)
+    owner = getattr(getattr(obj, "__wrapped__", obj), "__self__", None)
     name = getattr(obj, "__name__", "")
     if isinstance(owner, str):
-        _before_str_method(owner, name, args)
+        _before_str_method(owner, name, args, kwargs)
+    elif name == "generate_lorem_ipsum":  # Jinja's `lipsum(n, html, min, max)`: n paragraphs of up to max words
+        given = dict(zip(("n", "html", "min", "max"), args, strict=False)) | kwargs
+        n, most = given.get("n", 5), max(given.get("min", 20), given.get("max", 100))
+        if isinstance(n, int) and isinstance(most, int):
+            check_size(n * most)
 
 
-def _before_str_method(text: str, name: str, args: tuple[Any, ...]) -> None:
+def _check_given_widths(values: Iterable[Any]) -> None:
+    """The arguments of a format whose widths or precisions are given by arguments (see `_PRINTF_STAR`)."""
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool):
+            check_size(abs(value))
+
+
+def _before_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
     if name in ("format", "format_map"):
         check_widths(w for pair in _FORMAT_WIDTHS.findall(text) for w in pair if w)
+        if _FORMAT_NESTED.search(text):
+            mapping = args[0] if name == "format_map" and args and isinstance(args[0], dict) else {}
+            _check_given_widths([*args, *(kwargs or {}).values(), *mapping.values()])
     elif name in _PADDING and args and isinstance(args[0], int):
         check_size(args[0])
     elif name == "expandtabs":
@@ -197,6 +221,8 @@ def bounded_filter(name: str, apply: Callable[..., Any]) -> Callable[..., Any]:
             _before_str_method(str(values[0]), "replace", tuple(str(v) for v in values[1:3]))
         elif name == "format" and values and isinstance(values[0], str):
             check_widths(w for pair in _PRINTF_WIDTHS.findall(values[0]) for w in pair if w)
+            if _PRINTF_STAR.search(values[0]):
+                _check_given_widths([*values[1:], *kwargs.values()])
         elif name == "center" and len(values) >= 2 and isinstance(values[1], int):
             check_size(values[1])
         elif name == "indent" and values:

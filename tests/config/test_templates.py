@@ -61,6 +61,21 @@ def test_a_missing_value_names_the_field() -> None:
         render("t", t, CONTEXT)
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("{{ '{}'.format() }}", "tuple index out of range"),
+        ("{{ '{a}'.format() }}", "no value named 'a' to format with"),
+        ("{{ '%(a)s' % {} }}", "no value named 'a' to format with"),
+    ],
+)
+def test_a_format_naming_no_argument_names_the_field(text: str, said: str) -> None:
+    """An IndexError or KeyError of the template's own format: a render error (it was a 500 at initialize)."""
+    with pytest.raises(TemplateError) as caught:
+        render("t", template(env={"X": text}), CONTEXT)
+    assert str(caught.value) == f"mcpTemplates.t.env.X: {said}"
+
+
 def test_the_sandbox_refuses_internals() -> None:
     t = template(env={"X": "{{ project.path.__class__.__mro__ }}"})
     with pytest.raises(TemplateError, match=r"mcpTemplates\.t\.env\.X: .*unsafe"):

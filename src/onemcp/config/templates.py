@@ -36,6 +36,9 @@ def _render(name: str, path: str, text: str, context: Mapping[str, Any]) -> str:
         raise TemplateError(f"mcpTemplates.{name}.{path}: {message or type(exc).__name__}") from None
     except (ArithmeticError, TypeError, ValueError) as exc:
         raise TemplateError(f"mcpTemplates.{name}.{path}: {exc}") from None
+    except LookupError as exc:  # a format naming no argument: '{}'.format(), '%(a)s' % {} (was a 500)
+        said = f"no value named {exc} to format with" if isinstance(exc, KeyError) else str(exc)
+        raise TemplateError(f"mcpTemplates.{name}.{path}: {said}") from None
     return out
 
 

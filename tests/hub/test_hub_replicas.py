@@ -13,6 +13,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -26,6 +27,7 @@ from mcp.client import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from onemcp.config.model import HubConfig
+from onemcp.hub import replicas as replicas_module
 from support.hub import HEADERS, INIT, RunningHub, running_hub
 from support.results import text_of
 from support.services import NEEDS_REDIS, replica_config
@@ -682,3 +684,19 @@ async def test_a_post_that_goes_while_waiting_for_the_word_of_its_stream_leaves_
                 assert "gone-before-its-word" in replicas._awaited  # waiting
                 tg.cancel_scope.cancel()
             assert replicas._awaited == {}
+
+
+async def test_a_delete_waits_for_the_word_of_its_end_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DELETE waits for the others to drop their copies (`ended_everywhere`) on the telling task the relay
+    runs; one it accepted and never ran (it stopped as it was asked) held the DELETE for ever. No Redis here:
+    a relay that takes the task and never runs it."""
+    monkeypatch.setattr(replicas_module, "ENDED_WAIT", 0.05)
+    monkeypatch.setattr(replicas_module, "TELL_SLACK", 0.05)
+    relay: Any = SimpleNamespace(tag="aaaa", on_message=None, spawn=lambda work, *args: True)
+    stub: Any = SimpleNamespace(tag="", elsewhere=None)  # (sessions, parking, tasks: not used by an end)
+    replicas = replicas_module.Replicas(relay, stub, stub, stub, resume_here=stub, reply_here=stub, notify_here=stub)
+    session: Any = SimpleNamespace(transport="streamable-http", id="s1")
+    replicas.session_ended(session)
+    with anyio.fail_after(DEADLINE):
+        await replicas.ended_everywhere("s1")
+    assert replicas._telling == {}  # nothing left behind for the session

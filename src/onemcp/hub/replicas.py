@@ -64,6 +64,7 @@ PRESETS_KEY = "onemcp:presets"
 START_PATIENCE = 2 * redis_link.DEADLINE  # what the start waits for the shared secret and presets (each read: 5 s)
 ENDED_WAIT = 1.0  # what a DELETE waits at most for the other replicas to drop their copies of the session
 RECHECK_EVERY = 1.0  # seconds between reads of the copies' records when the link is back and Redis failed
+TELL_SLACK = redis_link.DEADLINE + 1.0  # and for the word of it to be published (then for their answers)
 TASK_METHODS = frozenset({"tasks/get", "tasks/result", "tasks/cancel"})
 ResumeHere = Callable[[Session, Message], Awaitable[Message]]
 
@@ -345,7 +346,10 @@ class Replicas:
         (`_back`)."""
         told = self._telling.get(session_id)
         if told is not None:
-            await told.wait()
+            with anyio.move_on_after(ENDED_WAIT + TELL_SLACK):  # (never run: the relay stopped as it was asked)
+                await told.wait()
+            if self._telling.get(session_id) is told:
+                del self._telling[session_id]
 
     def session_changed(self, session: Session) -> None:
         """Its log level or subscriptions changed through this replica: the others' copies take the change."""

@@ -63,8 +63,8 @@ RESUME_TIMEOUT = 660.0  # a resumed call runs to its end on the replica that par
 PRESETS_KEY = "onemcp:presets"
 START_PATIENCE = 2 * redis_link.DEADLINE  # what the start waits for the shared secret and presets (each read: 5 s)
 ENDED_WAIT = 1.0  # what a DELETE waits at most for the other replicas to drop their copies of the session
-RECHECK_EVERY = 1.0  # seconds between reads of the copies' records when the link is back and Redis failed
 TELL_SLACK = redis_link.DEADLINE + 1.0  # and for the word of it to be published (then for their answers)
+RECHECK_EVERY = 1.0  # seconds between reads of the copies' records when the link is back and Redis failed
 TASK_METHODS = frozenset({"tasks/get", "tasks/result", "tasks/cancel"})
 ResumeHere = Callable[[Session, Message], Awaitable[Message]]
 

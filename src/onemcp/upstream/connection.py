@@ -1,7 +1,7 @@
 """One upstream as a JSON-RPC peer owned by the hub.
 
 Owns: when to handshake (its steps: `handshake`) and the fallback to HTTP+SSE, hub-minted request
-ids and the map back to callers, progress-token remapping, deadlines' courtesy cancels,
+ids and the map back to callers, progress-token remapping, deadlines' courtesy cancels (sent: `cancels`),
 server-initiated requests and notifications (handed to the hub through callbacks; how many may
 wait for a client at once is capped, the excess refused at once through `replies.ReplyQueue`),
 refreshing the cached lists on `list_changed` (coalesced) and after a new session, and the
@@ -11,7 +11,6 @@ downstream session a reverse message belongs to (the hub decides), whether the u
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import time
@@ -40,6 +39,7 @@ from onemcp.protocol.methods import KINDS
 from onemcp.protocol.names import shown_as
 from onemcp.upstream import echo, era
 from onemcp.upstream.call import Call, Requester
+from onemcp.upstream.cancels import Cancels
 from onemcp.upstream.feed import ChangeFeed
 from onemcp.upstream.freshness import Freshness
 from onemcp.upstream.handshake import HANDSHAKE, handshake
@@ -51,8 +51,6 @@ from onemcp.upstream.transports.base import SessionExpired, Transport, Transport
 
 State = Literal["starting", "ready", "failed", "stopped"]
 log = logging.getLogger("onemcp.upstream")
-
-CANCEL_SEND_TIMEOUT = 2.0
 
 
 class ConnectionEvents(Protocol):
@@ -116,6 +114,7 @@ class UpstreamConnection:
         self._pending: dict[int, Call] = {}
         self._tg: TaskGroup | None = None
         self._reinit_lock = anyio.Lock()
+        self.cancels = Cancels(self._send)
         self.feed = ChangeFeed(self)  # used when the upstream speaks 2026-07-28
         self._idle: anyio.Event | None = None  # set when the last client call is done
         # Server->client requests being served (each a task, held until a client answers), and
@@ -367,6 +366,8 @@ class UpstreamConnection:
                 "the request cannot be forwarded: it nests too deeply or holds non-JSON values"
             ) from None
         handshake = msg.get("method") in HANDSHAKE
+        if self.cancels.pending and not handshake and msg.get("method") != "notifications/cancelled":
+            await self.cancels.carried()  # a cancel before it reaches the upstream before it
         if self._reinit_lock.locked() and not handshake:
             async with self._reinit_lock:  # a new session is being made: this goes in it, not before
                 pass
@@ -391,13 +392,7 @@ class UpstreamConnection:
         if call.method == "initialize":  # never cancelled (spec); its stream is closed, nothing said
             self.transport.forget(call.hub_id)
         elif not self.transport.cancel(call.hub_id):
-            self._tg.start_soon(self._send_cancel, call.hub_id, reason)
-
-    async def _send_cancel(self, hub_id: int, reason: str) -> None:
-        note = jsonrpc.notification("notifications/cancelled", {"requestId": hub_id, "reason": reason})
-        with anyio.move_on_after(CANCEL_SEND_TIMEOUT):
-            with contextlib.suppress(UpstreamError):
-                await self._send(note)
+            self.cancels.start(self._tg, call.hub_id, reason)
 
     async def request(
         self, method: str, params: dict[str, Any] | None = None, *, limit: float | None = None

@@ -1,0 +1,60 @@
+"""An upstream connection's courtesy cancels: `notifications/cancelled` for the requests the hub gave up on.
+
+Owns: sending each in the background (whoever gave up does not wait), within CANCEL_SEND_TIMEOUT; holding
+what the connection sends next until the cancels before it are carried (a stdio line written, an HTTP POST
+accepted), up to that same bound: over HTTP each message is its own POST, and a later one overtook the
+cancel, so the upstream counted the cancelled request as still running when the next one came.
+Does not own: which requests are abandoned (`connection.abandon`), nor the cancellation that is no message
+(a 2026-07-28 HTTP reply stream closed: the transport's `cancel`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from onemcp.protocol import jsonrpc
+from onemcp.protocol.errors import UpstreamError
+from onemcp.protocol.jsonrpc import Message
+
+CANCEL_SEND_TIMEOUT = 2.0
+
+
+class Cancels:
+    """The cancels in flight on one connection, and the gate later messages pass."""
+
+    def __init__(self, send: Callable[[Message], Awaitable[None]]) -> None:
+        self._send = send  # the connection's own send (re-initializes a session that expired)
+        self._out = 0  # cancels started and not yet carried or given up on
+        self._carried: anyio.Event | None = None  # set when _out is back to 0
+
+    @property
+    def pending(self) -> bool:
+        return self._carried is not None
+
+    def start(self, tg: TaskGroup, hub_id: int, reason: str) -> None:
+        """Tell the upstream, in `tg`, that request `hub_id` was cancelled; what is sent next waits for it."""
+        self._out += 1
+        if self._carried is None:
+            self._carried = anyio.Event()
+        tg.start_soon(self._cancel, hub_id, reason)
+
+    async def _cancel(self, hub_id: int, reason: str) -> None:
+        note = jsonrpc.notification("notifications/cancelled", {"requestId": hub_id, "reason": reason})
+        try:
+            with anyio.move_on_after(CANCEL_SEND_TIMEOUT), contextlib.suppress(UpstreamError):
+                await self._send(note)
+        finally:
+            self._out -= 1
+            if self._out == 0 and self._carried is not None:
+                self._carried.set()
+                self._carried = None
+
+    async def carried(self) -> None:
+        """Wait until the cancels started so far are carried, or given up on (CANCEL_SEND_TIMEOUT)."""
+        if (carried := self._carried) is not None:
+            with anyio.move_on_after(CANCEL_SEND_TIMEOUT):
+                await carried.wait()

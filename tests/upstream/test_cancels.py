@@ -10,15 +10,18 @@ background), so the upstream counted the cancelled request as still running when
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import orjson
 import pytest
 
 from fixtures.launch import fixture_command, running_http_fixture
 from onemcp.config.model import ServerConfig
+from onemcp.upstream import cancels
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.transports.factory import make_transport
 from support.events import Events
@@ -66,3 +69,147 @@ async def test_a_cancel_reaches_the_upstream_before_the_next_request(wire: str) 
                     reply = await after.result()
                     assert reply["result"]["structuredContent"] == {"running": 0}, wire
                 tg.cancel_scope.cancel()
+
+
+class Renewing:
+    """A legacy Streamable HTTP server whose session s1 ends while a call of the hub's is held in it.
+
+    In s1: `initialize` and `tools/call` "held" are answered with an event stream held open (`held` is
+    set, `released` once the hub closes it); `tools/call` "gone" and `notifications/roots/list_changed`
+    get 404 (the session ended). The next `initialize` (the hub's re-initialize) is held until `renew`
+    is set, then answered with session s2, where everything is recorded (`in_s2`) and a request held.
+    notifications/cancelled are recorded (`cancelled`) and accepted (refused with 500 if `refuse_cancels`), GET is 405.
+    """
+
+    def __init__(self) -> None:
+        self.held = anyio.Event()
+        self.released = anyio.Event()
+        self.reinitializing = anyio.Event()
+        self.renew = anyio.Event()
+        self.cancelled: list[Any] = []
+        self.refuse_cancels = False
+        self.in_s2: list[Any] = []
+        self.sessions = 0
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.url = ""
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                msg = orjson.loads(body) if head[0].startswith("POST") else {}
+                method, session = msg.get("method"), headers.get("mcp-session-id")
+                name = (msg.get("params") or {}).get("name")
+                if not msg:
+                    writer.write(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+                elif method == "notifications/cancelled":
+                    self.cancelled.append(msg["params"]["requestId"])
+                    answer = b"500 Internal Server Error" if self.refuse_cancels else b"202 Accepted"
+                    writer.write(b"HTTP/1.1 " + answer + b"\r\ncontent-length: 0\r\n\r\n")
+                elif session == "s2" and method == "ping":
+                    self.in_s2.append(msg)
+                    doc = orjson.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
+                    json_head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(doc)}"
+                    writer.write(f"{json_head}\r\n\r\n".encode() + doc)
+                elif session == "s2" and "id" in msg:
+                    self.in_s2.append(msg)
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: held\n\n")
+                    await writer.drain()
+                    await reader.read()
+                    break
+                elif "id" not in msg and (session == "s2" or method == "notifications/initialized"):
+                    writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+                elif method == "initialize":
+                    self.sessions += 1
+                    if self.sessions > 1:
+                        self.reinitializing.set()
+                        await self.renew.wait()
+                    result = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "x"}}
+                    doc = orjson.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result})
+                    head_out = (
+                        f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s{self.sessions}\r\n"
+                    )
+                    writer.write(f"{head_out}content-length: {len(doc)}\r\n\r\n".encode() + doc)
+                elif name == "held":
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: held\n\n")
+                    await writer.drain()
+                    self.held.set()
+                    await reader.read()  # until the hub closes it
+                    self.released.set()
+                    break
+                else:  # s1 has ended
+                    writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        self.writers.discard(writer)
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def renewing() -> AsyncIterator[tuple[Renewing, UpstreamConnection]]:
+    """The server above, and a connection to it, ready."""
+    up = Renewing()
+    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
+    up.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 60, "startupTimeout": 60})
+    conn = UpstreamConnection("renew", config, make_transport("renew", config), Events())
+    try:
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(conn.run)
+                await conn.settled.wait()
+                assert conn.state == "ready", conn.last_error
+                yield up, conn
+                tg.cancel_scope.cancel()
+    finally:
+        up.renew.set()
+        server.close()
+        for writer in list(up.writers):
+            writer.close()
+        with anyio.fail_after(DEADLINE):
+            await server.wait_closed()
+
+
+async def test_a_call_abandoned_while_its_session_is_renewed_has_its_reply_stream_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its cancel waits for the new session, and is given up on at CANCEL_SEND_TIMEOUT: the reply stream is
+    closed all the same (it stayed open until the server answered or the connection ended)."""
+    monkeypatch.setattr(cancels, "CANCEL_SEND_TIMEOUT", 0.2)
+    async with renewing() as (up, conn):
+        held = await conn.begin(call("held"))
+        await up.held.wait()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.notify, "notifications/roots/list_changed")  # a 404: the hub re-initializes
+            await up.reinitializing.wait()
+            conn.abandon(held, "timeout")
+            await up.released.wait()
+            assert up.cancelled == []  # never told: that session is gone
+            up.renew.set()
+
+
+async def test_a_call_abandoned_while_it_waits_for_a_new_session_is_not_sent_in_it() -> None:
+    """A call whose session had ended (404) waits for the re-initialize to be sent again; abandoned
+    meanwhile, it was sent all the same, never to be cancelled: the server ran it for nobody, and its
+    reply stream stayed open until the server answered."""
+    async with renewing() as (up, conn):
+        gone = await conn.begin(call("gone"))
+        await up.reinitializing.wait()
+        conn.abandon(gone, "cancelled by the client")
+        up.renew.set()
+        for _ in range(2):
+            assert await conn.request("ping") == {}
+        assert [msg["method"] for msg in up.in_s2] == ["ping", "ping"]
+
+
+async def test_a_call_whose_cancel_the_server_refuses_has_its_reply_stream_closed() -> None:
+    """Pinned (it held before): told and refused, the stream is closed all the same."""
+    async with renewing() as (up, conn):
+        up.refuse_cancels = True
+        held = await conn.begin(call("held"))
+        await up.held.wait()
+        conn.abandon(held, "timeout")
+        await up.released.wait()
+        assert up.cancelled == [held.hub_id]

@@ -3,7 +3,10 @@
 Owns: sending each in the background (whoever gave up does not wait), within CANCEL_SEND_TIMEOUT; holding
 what the connection sends next until the cancels before it are carried (a stdio line written, an HTTP POST
 accepted), up to that same bound: over HTTP each message is its own POST, and a later one overtook the
-cancel, so the upstream counted the cancelled request as still running when the next one came.
+cancel, so the upstream counted the cancelled request as still running when the next one came; and, once
+a cancel went, failed or was given up on (it waited past that bound for a new session, say), releasing
+what the transport still holds for its request (`Transport.forget`: a legacy Streamable HTTP reply
+stream stayed open until the server answered or the connection ended).
 Does not own: which requests are abandoned (`connection.abandon`), nor the cancellation that is no message
 (a 2026-07-28 HTTP reply stream closed: the transport's `cancel`).
 """
@@ -26,8 +29,9 @@ CANCEL_SEND_TIMEOUT = 2.0
 class Cancels:
     """The cancels in flight on one connection, and the gate later messages pass."""
 
-    def __init__(self, send: Callable[[Message], Awaitable[None]]) -> None:
+    def __init__(self, send: Callable[[Message], Awaitable[None]], forget: Callable[[int], None]) -> None:
         self._send = send  # the connection's own send (re-initializes a session that expired)
+        self._forget = forget  # the transport's: stop waiting for that request's reply
         self._out = 0  # cancels started and not yet carried or given up on
         self._carried: anyio.Event | None = None  # set when _out is back to 0
 
@@ -48,6 +52,7 @@ class Cancels:
             with anyio.move_on_after(CANCEL_SEND_TIMEOUT), contextlib.suppress(UpstreamError):
                 await self._send(note)
         finally:
+            self._forget(hub_id)  # told or not, nothing more is waited for (its stream is closed)
             self._out -= 1
             if self._out == 0 and self._carried is not None:
                 self._carried.set()

@@ -114,7 +114,7 @@ class UpstreamConnection:
         self._pending: dict[int, Call] = {}
         self._tg: TaskGroup | None = None
         self._reinit_lock = anyio.Lock()
-        self.cancels = Cancels(self._send)
+        self.cancels = Cancels(self._send, lambda hub_id: self.transport.forget(hub_id))
         self.feed = ChangeFeed(self)  # used when the upstream speaks 2026-07-28
         self._idle: anyio.Event | None = None  # set when the last client call is done
         # Server->client requests being served (each a task, held until a client answers), and
@@ -352,6 +352,8 @@ class UpstreamConnection:
     async def _resend_after_reinit(self, call: Call, msg: Message, stale: str | None) -> None:
         try:
             await self._reinitialize(stale)
+            if call.hub_id not in self._pending:
+                return  # abandoned meanwhile: never sent in the new session (nothing would cancel it there)
             await self.transport.send(msg, jsonrpc.dumps(msg))
         except (UpstreamError, TransportError) as exc:
             if self._pending.pop(call.hub_id, None) is not None:

@@ -10,8 +10,8 @@ by refresh, before the request fails), and following a 307/308 on the server's o
 A request's exchange that ends without its reply (another redirect, a body that is not JSON, a reply
 stream that ends early) fails it at once, saying which; an abandoned
 request's connection is closed (at once in the modern era, where that is the cancellation; in the
-legacy era once notifications/cancelled has gone). Never forwards a downstream client's credentials: the
-only headers sent are this server's own config and the hub's own token.
+legacy era once notifications/cancelled has gone, or could not go). Never forwards a downstream
+client's credentials: the only headers sent are this server's own config and the hub's own token.
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ class StreamableHttpTransport(Transport):
         self._get_scope: anyio.CancelScope | None = None
         # request id -> the exchange its reply comes on (its POST, or a GET resuming its stream)
         self._requests: dict[Any, PostExchange | StreamExchange] = {}
-        # legacy era: abandoned requests' exchanges, closed once notifications/cancelled has gone
+        # legacy era: abandoned requests' exchanges, closed once notifications/cancelled has gone (or `forget`)
         self._abandoned: dict[Any, PostExchange | StreamExchange] = {}
         self._reauthorizing: set[Any] = set()  # refused requests waiting for a new token
         # The handshake's POST was refused as a method the URL does not take (404/405): an old
@@ -305,10 +305,11 @@ class StreamableHttpTransport(Transport):
         return False
 
     def forget(self, request_id: int) -> None:
+        """Also an abandoned request's, once its notifications/cancelled went, failed, or never could."""
         self._reauthorizing.discard(request_id)
-        exchange = self._requests.pop(request_id, None)
-        if exchange is not None:
-            drop(exchange)
+        for table in (self._requests, self._abandoned):
+            if (exchange := table.pop(request_id, None)) is not None:
+                drop(exchange)
 
     async def send(self, message: Message, body: bytes, *, retry: bool = True) -> None:
         if self._abandoned and message.get("method") == "notifications/cancelled":

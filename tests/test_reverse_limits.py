@@ -187,34 +187,94 @@ async def test_replies_an_upstream_does_not_read_are_held_up_to_max_queued_repli
     assert written == list(range(MAX_QUEUED_REPLIES))  # the writer starts only after the puts: none was taken
 
 
-async def test_the_requests_held_for_a_silent_client_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """h8: only counted, a session held 32 requests of up to maxResponseBytes (64 MiB) each, 2 GiB (measured:
-    32 of 1 MB held 72 MiB), and every session as much. Past MAX_HELD_BYTES a session's further ones are
-    refused at once (one alone always may be held), and past MAX_HELD_TOTAL everyone's."""
-    from onemcp.hub import reverse
+def byte_config(per_session: int, together: int) -> dict[str, Any]:
+    limits = {"maxPendingClientRequestBytesPerSession": per_session, "maxPendingClientRequestBytes": together}
+    return {"mcpServers": {"one": stdio(isolation="shared"), "two": stdio()}, "onemcp": {"limits": limits}}
 
-    monkeypatch.setattr(reverse, "MAX_HELD_BYTES", 1_000_000, raising=False)
+
+async def flooded(c: Client, tool: str, **args: Any) -> dict[str, Any]:
+    result = await c.call_tool(tool, {"within": 1, **args})
+    item = result.content[0]
+    assert isinstance(item, types.TextContent) and not result.is_error, result
+    seen: dict[str, Any] = json.loads(item.text)
+    return seen
+
+
+async def test_the_requests_held_for_a_silent_client_are_bounded_in_bytes() -> None:
+    """h8: only counted, a session held 32 requests of up to maxResponseBytes (64 MiB) each, 2 GiB (measured:
+    32 of 1 MB held 72 MiB), and every session as much. Past `maxPendingClientRequestBytesPerSession` a
+    session's further ones are refused at once (one alone always may be held)."""
     silent = SilentClient()
     with anyio.fail_after(DEADLINE):
-        async with running_hub(config(per_connection=16, per_session=16)) as hub:
+        async with running_hub(byte_config(per_session=1_000_000, together=100_000_000)) as hub:
             async with Client(hub.url, mode="legacy", cache=None, sampling_callback=silent) as c:
-                result = await c.call_tool("one__flood", {"count": 10, "keep": 3, "within": 5, "bytes": 300_000})
-                item = result.content[0]
-                assert isinstance(item, types.TextContent) and not result.is_error, result
-                seen = json.loads(item.text)
+                seen = await flooded(c, "one__flood", count=10, keep=3, within=5, bytes=300_000)
                 assert seen["waiting"] == 3 and seen["refused"] == 7, seen
                 assert seen["messages"] == [
                     "onemcp: the requests waiting for this client would be over 1000000 bytes (limit per session)"
                 ]
                 assert hub.app.hub.reverse._held_total < 1_000_000
-                monkeypatch.setattr(reverse, "MAX_HELD_TOTAL", 1_000_000, raising=False)  # everyone's together
-                async with Client(hub.url, mode="legacy", cache=None, sampling_callback=silent) as other:
-                    result = await other.call_tool("two__flood", {"count": 1, "within": 1, "bytes": 300_000})
-                    item = result.content[0]
-                    assert isinstance(item, types.TextContent)
-                    assert json.loads(item.text)["messages"] == [
-                        "onemcp: the requests waiting for clients would be over 1000000 bytes together"
-                    ]
                 silent.release.set()
             while hub.app.hub.reverse._held_total:
                 await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+
+async def test_one_client_holding_its_most_leaves_the_others_their_share_of_the_bytes_for_all() -> None:
+    """h13: past `maxPendingClientRequestBytes` (all clients together) everyone was refused, so one client (or
+    one principal's many sessions) at its own bound could make every other client's sampling refused. Now,
+    as the sessions' outboxes: past it only a client holding more than its share (the budget over the clients
+    holding any) is refused, and past twice the budget everyone is."""
+    silent = SilentClient()
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(byte_config(per_session=1_000_000, together=1_000_000)) as hub:
+            async with Client(hub.url, mode="legacy", cache=None, sampling_callback=silent) as greedy:
+                seen = await flooded(greedy, "one__flood", count=10, keep=3, within=5, bytes=300_000)
+                assert seen["waiting"] == 3 and seen["refused"] == 7, seen  # its most: 900,000 and more
+                async with Client(hub.url, mode="legacy", cache=None, sampling_callback=silent) as other:
+                    seen = await flooded(other, "two__flood", count=1, bytes=300_000)
+                    assert seen == {"refused": 0, "waiting": 1, "messages": []}  # still served: held, asked
+                    assert silent.asked == 4
+                    # past the budget, the greedy one is over its share (1,000,000 / 2): even a small one refused
+                    seen = await flooded(greedy, "one__flood", count=1, bytes=1_000)
+                    assert seen["messages"] == [
+                        "onemcp: the requests waiting for clients would be over 1000000 bytes together,"
+                        " this client's over its share (500000)"
+                    ]
+                    # past twice the budget, everyone is refused, a client holding nothing too
+                    async with Client(hub.url, mode="legacy", cache=None, sampling_callback=silent) as third:
+                        seen = await flooded(third, "two__flood", count=1, bytes=900_000)
+                        assert seen["messages"] == [
+                            "onemcp: the requests waiting for clients would be over 2000000 bytes together"
+                        ]
+                silent.release.set()
+            while hub.app.hub.reverse._held_total:
+                await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+
+
+async def test_a_2026_caller_s_byte_bound_is_said_to_be_per_principal() -> None:
+    """h13: a 2026-07-28 caller has no session, so its requests' bytes count per principal; the refusal said
+    "(limit per session)"."""
+    import httpx
+
+    from downstream.test_modern import headers, modern
+
+    cmd = fixture_command()
+    fixture = {"command": cmd[0], "args": cmd[1:], "timeout": 30}
+    config = {"mcpServers": {"fx": fixture}, "onemcp": {"limits": {"maxPendingClientRequestBytesPerSession": 1024}}}
+    caps: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub, httpx.AsyncClient(timeout=DEADLINE) as http:
+
+            async def call() -> dict[str, Any]:
+                request = modern("tools/call", meta=caps, name="sample", arguments={"prompt": "x" * 800})
+                r = await http.post(hub.url, json=request, headers=headers("tools/call", "sample"))
+                body: dict[str, Any] = r.json()
+                return body
+
+            assert (await call())["result"]["resultType"] == "input_required"  # alone: held whatever its size
+            refused = await call()
+            assert refused["error"] == {
+                "code": -32603,
+                "message": "[fx] onemcp: the requests waiting for this client would be over 1024 bytes"
+                " (limit per principal)",
+            }

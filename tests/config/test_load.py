@@ -187,6 +187,28 @@ def test_true_for_a_number_and_a_blank_cache_directory_are_refused(doc: dict[str
     assert path in error_of(doc)
 
 
+def test_the_pending_client_request_byte_limits_are_settings() -> None:
+    """h8's bounds on the bytes of server->client requests waiting for clients were constants; now `limits` keys,
+    checked as the others are."""
+    limits = parse({"onemcp": {"limits": {}}}).hub.limits
+    assert (limits.max_pending_client_request_bytes_per_session, limits.max_pending_client_request_bytes) == (
+        16 * 1024 * 1024,
+        256 * 1024 * 1024,
+    )
+    keys = {"maxPendingClientRequestBytesPerSession": 2_000_000, "maxPendingClientRequestBytes": 9_000_000}
+    limits = parse({"onemcp": {"limits": keys}}).hub.limits
+    assert (limits.max_pending_client_request_bytes_per_session, limits.max_pending_client_request_bytes) == (
+        2_000_000,
+        9_000_000,
+    )
+    for key in keys:
+        for bad, why in ((-1, "greater than or equal to 1024"), (1.5, "valid integer"), ("16", "not the string")):
+            message = error_of({"onemcp": {"limits": {key: bad}}})
+            assert f"onemcp.limits.{key}:" in message and why in message, message
+    message = error_of({"onemcp": {"limits": {"maxPendingClientRequestByte": 1}}})
+    assert "unknown key 'maxPendingClientRequestByte'; did you mean 'maxPendingClientRequestBytes'?" in message
+
+
 def test_relative_paths_in_the_file_are_relative_to_the_file(tmp_path: Path) -> None:
     path = tmp_path / "hub" / "mcp.json"
     path.parent.mkdir()

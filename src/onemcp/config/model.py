@@ -340,6 +340,13 @@ class Limits(_Model):
     # upstream connection and per session; beyond, the upstream gets an error at once
     max_pending_client_requests: int = Field(256, alias="maxPendingClientRequests", ge=1)
     max_pending_client_requests_per_session: int = Field(32, alias="maxPendingClientRequestsPerSession", ge=1)
+    # ... and their bytes (serialised): one client's (a session's; a 2026-07-28 caller's principal's), and all
+    # clients' together, past which only a client holding more than its share (this over the clients holding any)
+    # is refused, and past twice this everyone is; one request alone is always held (up to maxResponseBytes)
+    max_pending_client_request_bytes_per_session: int = Field(
+        16 * MiB, alias="maxPendingClientRequestBytesPerSession", ge=1024
+    )
+    max_pending_client_request_bytes: int = Field(256 * MiB, alias="maxPendingClientRequestBytes", ge=1024)
     # one upstream message (an HTTP body, one SSE event, one stdio line); a server may set its own
     max_response_bytes: int = Field(MAX_RESPONSE_BYTES, alias="maxResponseBytes", ge=1024)
     # notifications and requests one upstream connection may send a second (as many at once); beyond, the hub

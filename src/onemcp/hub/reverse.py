@@ -44,10 +44,6 @@ from onemcp.upstream.connection import UpstreamConnection
 log = logging.getLogger("onemcp.reverse")
 MAX_ELICITATIONS = 1024  # hub-wide: beyond it the session waiting on the most loses its oldest
 MAX_SESSION_ELICITATIONS = 64  # one session's: beyond it its own oldest is forgotten, never another's
-# Bytes (serialised) of the requests waiting for one client (a session's; a 2026-07-28 principal's), and for all
-# together: counted, a session held 32 of up to maxResponseBytes (64 MiB) each, 2 GiB; a request alone always may.
-MAX_HELD_BYTES = 16 * 1024 * 1024
-MAX_HELD_TOTAL = 256 * 1024 * 1024
 PARKED_SLACK = 60.0  # past a parked call's expiry (bridge.park_seconds), which ends it first
 
 
@@ -199,8 +195,9 @@ class ReversePath:
             why = f"onemcp: too many requests to this client are waiting (limit {limit} per session)"
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": why})
         holder, size = principal if session.ephemeral else session.id, len(jsonrpc.dumps(msg))
-        if (full := self._full(holder, size)) is not None:
-            hit("pending_client_requests", "session %s: %s from %s refused (%s)", holder[:8], method, conn.name, full)
+        per = "principal" if session.ephemeral else "session"
+        if (full := self._full(holder, size, per)) is not None:
+            hit("pending_client_requests", "%s %s: %s from %s refused (%s)", per, holder[:8], method, conn.name, full)
             return jsonrpc.error(None, {"code": INTERNAL_ERROR, "message": f"onemcp: {full}"})
         out = self._outgoing(conn, session, msg)
         rid = out["id"] = session.new_reverse_id()
@@ -250,13 +247,27 @@ class ReversePath:
             )
         return pending.reply
 
-    def _full(self, holder: str, size: int) -> str | None:
-        """Why a request of `size` bytes may not be held for `holder` now (None: it may; alone, it always may)."""
-        held = self._held[holder]
-        if held and held + size > MAX_HELD_BYTES:
-            return f"the requests waiting for this client would be over {MAX_HELD_BYTES} bytes (limit per session)"
-        if self._held_total and self._held_total + size > MAX_HELD_TOTAL:
-            return f"the requests waiting for clients would be over {MAX_HELD_TOTAL} bytes together"
+    def _full(self, holder: str, size: int, per: str) -> str | None:
+        """Why a request of `size` bytes may not be held for `holder` (a session, or a principal: `per`) now
+        (None: it may; alone, it always may). Counted only, a session held 32 of up to maxResponseBytes (64 MiB)
+        each, 2 GiB. Past the budget of all clients only one holding more than its share (the budget over the
+        clients holding any) is refused, as the sessions' outboxes do: one client, or one principal's many
+        sessions, cannot make every other client's requests refused; past twice the budget, everyone's are."""
+        limits = self.limits()
+        mine, budget = limits.max_pending_client_request_bytes_per_session, limits.max_pending_client_request_bytes
+        held, total = self._held[holder], self._held_total
+        if held and held + size > mine:
+            return f"the requests waiting for this client would be over {mine} bytes (limit per {per})"
+        if not total or total + size <= budget:
+            return None
+        if total + size > 2 * budget:
+            return f"the requests waiting for clients would be over {2 * budget} bytes together"
+        share = budget // (len(self._held) + (held == 0))
+        if held and held + size > share:  # past the budget: those over their share are refused
+            return (
+                f"the requests waiting for clients would be over {budget} bytes together,"
+                f" this client's over its share ({share})"
+            )
         return None
 
     @staticmethod

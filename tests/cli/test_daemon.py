@@ -323,6 +323,42 @@ def test_start_and_restart_take_serves_flag_for_an_open_address_without_auth(con
         assert onemcp(config_dir, "stop", "--timeout", "10").returncode == 0
 
 
+def test_restart_keeps_the_open_network_flag_at_its_address_or_refuses_before_it_stops_the_hub(
+    config_dir: Path,
+) -> None:
+    """h11 left it: `restart` of a hub started with --i-know-this-is-unauthenticated-and-exposed, without the
+    flag, stopped the hub and the new one refused to start (exit 1): no hub. The hub it replaces serving its
+    open address by the flag (runtime.json's `openNetwork`), it is given the flag again there, said so; what
+    the new hub would refuse (another open address without the flag, a config it cannot load) is said before
+    the running hub is stopped, which is left running."""
+    started = onemcp(config_dir, "start", "--host", "0.0.0.0", "--port", "0", "--timeout", "30", OPEN)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert json.loads((config_dir / "runtime.json").read_text())["openNetwork"] is True
+        restarted = onemcp(config_dir, "restart", "--timeout", "30")  # no flag: kept, at the same address
+        assert restarted.returncode == 0 and "started at http://0.0.0.0:" in restarted.stdout, restarted.stderr
+        assert f"onemcp: {OPEN} kept: the hub it replaces was started with it at 0.0.0.0" in restarted.stderr
+        loopback = onemcp(config_dir, "restart", "--host", "127.0.0.1", "--timeout", "30")
+        assert loopback.returncode == 0 and "started at http://127.0.0.1:" in loopback.stdout, loopback.stderr
+        runtime = json.loads((config_dir / "runtime.json").read_text())
+        assert "openNetwork" not in runtime  # loopback: nothing to keep
+        refused = onemcp(config_dir, "restart", "--host", "0.0.0.0", "--timeout", "30")  # never given the flag
+        assert refused.returncode == 2 and refused.stdout == "", refused.stdout
+        assert (
+            refused.stderr.startswith(
+                f"onemcp: not restarting, the running hub (pid {runtime['pid']}) is left as it is: refusing to serve"
+                " 0.0.0.0 with no authentication"
+            )
+            and f"or pass {OPEN}" in refused.stderr
+        ), refused.stderr
+        (config_dir / "mcp.json").write_text(json.dumps({"mcpServers": {"x": {}}}))
+        broken = onemcp(config_dir, "restart", "--timeout", "30")
+        assert broken.returncode == 2 and "left as it is: invalid config: " in broken.stderr, broken.stderr
+        assert json.loads((config_dir / "runtime.json").read_text())["pid"] == runtime["pid"] and alive(runtime["pid"])
+    finally:
+        assert onemcp(config_dir, "stop", "--timeout", "10").returncode == 0
+
+
 def test_start_in_a_directory_whose_modules_shadow_the_standard_library(tmp_path: Path) -> None:
     """`start` run in a project that has its own `secrets.py`: the hub (`python -m onemcp serve`) and the
     starter config's Python servers (`python -m mcp_server_time`) imported it instead of the standard

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp.cli import argtypes
-from onemcp.cli.address import OPEN_NETWORK_FLAG, exposed_starter, take, unbracketed
+from onemcp.cli.address import OPEN_NETWORK_FLAG, exposed_starter, take, unauthenticated, unbracketed
 from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.config.paths import named_by, resolve_path
 from onemcp.config.runtime import NoHub, alive, lock_holder, locked, read_runtime, runtime_path
@@ -102,9 +102,7 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "stop":
             return stop(path, args.timeout)
         if args.command == "restart":
-            host, port = address(running(path), args.host, args.port)
-            stop(path, 15.0)
-            return launch(path, args.config, host, port, args.timeout, args.log_level, args.allow_open_network)
+            return restart(path, args)
         if args.command == "status":
             return status(path, as_json=args.json)
         if args.command == "logs":
@@ -114,6 +112,48 @@ def run(args: argparse.Namespace) -> int:
         return service(path, args.action, args.port)
     except KeyboardInterrupt:
         return 130
+
+
+def restart(path: Path, args: argparse.Namespace) -> int:
+    """Stop the running hub and start it again, at its address unless told another. What the new hub would
+    refuse (an open address with no authentication and no OPEN_NETWORK_FLAG, a config it cannot load) is
+    said before the running one is stopped: a restart never leaves the user with no hub for it. A hub that
+    served its open address by that flag is given it again there (a restart is the same hub again), said so."""
+    found = running(path)
+    host, port = address(found, args.host, args.port)
+    open_network = args.allow_open_network
+    if found is not None and not open_network and found.get("openNetwork") is True and same_host(found, host):
+        print(f"onemcp: {OPEN_NETWORK_FLAG} kept: the hub it replaces was started with it at {host}", file=sys.stderr)
+        open_network = True
+    if found is not None and (refused := restart_refusal(path, args.config, host, open_network)) is not None:
+        print(
+            f"onemcp: not restarting, the running hub (pid {found['pid']}) is left as it is: {refused}", file=sys.stderr
+        )
+        return 2
+    stop(path, 15.0)
+    return launch(path, args.config, host, port, args.timeout, args.log_level, open_network)
+
+
+def same_host(found: dict[str, Any], host: str) -> bool:
+    """Does the running hub (its runtime.json) listen at `host`?"""
+    try:
+        return urlsplit(str(found["url"])).hostname == unbracketed(host)
+    except ValueError:  # a hand-edited runtime.json
+        return False
+
+
+def restart_refusal(path: Path, named: str | None, host: str, open_network: bool) -> str | None:
+    """Why the hub `restart` would start would refuse to run (as `serve` says it), or None."""
+    host = unbracketed(host)
+    if not path.exists():  # the starter config (`launch` refuses a missing named one, before any stop too)
+        return None if open_network else exposed_starter(path, named, host, OPEN_NETWORK_FLAG)
+    from onemcp.config.load import ConfigError, load_config  # only here: the other commands stay light
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return f"invalid config: {exc}"
+    return None if open_network else unauthenticated(host, config.hub.auth.required, override=OPEN_NETWORK_FLAG)
 
 
 def launch(

@@ -37,11 +37,14 @@ audit = logging.getLogger("onemcp.audit")
 OPEN_NETWORK_FLAG = address.OPEN_NETWORK_FLAG
 
 
-def write_runtime(config_path: Path, url: str, *, free_port: bool = False) -> Path:
+def write_runtime(config_path: Path, url: str, *, free_port: bool = False, open_network: bool = False) -> Path:
     """Tell local tools (the CLI) where the running hub is: `runtime.json` beside the config (`freePort`:
-    --port 0 chose the port, another at every start, so no app's config should keep it)."""
+    --port 0 chose the port, another at every start, so no app's config should keep it; `openNetwork`: it
+    serves an open address with no authentication because it was given OPEN_NETWORK_FLAG, which `restart`
+    gives the hub it starts at that address again)."""
     runtime = config_path.parent / "runtime.json"
     doc = {"url": url, "pid": os.getpid(), "config": str(config_path), **({"freePort": True} if free_port else {})}
+    doc.update({"openNetwork": True} if open_network else {})
     tmp = runtime.with_suffix(".json.tmp")
     tmp.write_bytes(orjson.dumps(doc))
     tmp.replace(runtime)
@@ -189,7 +192,8 @@ def _serve_bound(
     if hub_lock(path) is None:
         print(f"onemcp: {address.already_running(path)}", file=sys.stderr)
         return 2
-    if not is_loopback(host.strip("[]")) and not config.hub.auth.required:
+    exposed = not is_loopback(host.strip("[]")) and not config.hub.auth.required
+    if exposed:
         print(f"onemcp: WARNING: serving {host} WITHOUT AUTHENTICATION", file=sys.stderr)
     try:
         logs.configure_audit(config.hub.audit)  # opened before anything says it listens (the app opens it again)
@@ -208,7 +212,7 @@ def _serve_bound(
     print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
     app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")
-    runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp", free_port=free_port)
+    runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp", free_port=free_port, open_network=exposed)
     app.on_shutdown.append(lambda: remove_runtime(runtime))  # SIGTERM never reaches the finally below
     if log_file is not None:  # the lines above went to a terminal, or nowhere (`start`): the log says them too
         said = logging.getLogger("onemcp")

@@ -88,8 +88,12 @@ def test_wait_status_and_mcp_status_agree_that_a_hub_with_a_failed_server_is_not
     doc = json.loads((config_dir / "mcp.json").read_text())
     doc["mcpServers"]["broken"] = {"command": sys.executable, "args": ["-c", "import sys; sys.exit(1)"]}
     (config_dir / "mcp.json").write_text(json.dumps(doc))
-    assert onemcp(config_dir, "start", "--port", "0").returncode == 0
+    started = onemcp(config_dir, "start", "--port", "0")  # h13: it exited 0, the summary on stdout
     url = json.loads((config_dir / "runtime.json").read_text())["url"]
+    assert started.returncode == 1 and started.stdout.startswith(f"onemcp: started at {url} (pid "), started
+    assert len(started.stdout.splitlines()) == 1, started.stdout
+    assert started.stderr.startswith("onemcp: degraded: 2 server(s): "), started  # failed, or still trying
+    assert "broken (process exited with code 1" in started.stderr, started
     waited = onemcp(config_dir, "wait", "--timeout", "30")
     assert (waited.returncode, waited.stdout) == (1, ""), waited.stdout
     assert waited.stderr.startswith(

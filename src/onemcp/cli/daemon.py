@@ -422,6 +422,8 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str, open
                     print(f"onemcp: no config found; wrote a starter config to {path}", file=sys.stderr)
                 code, health = fetch(f"{base_of(found['url'])}/health", HEALTH_WAIT)
                 print(f"onemcp: started at {found['url']} (pid {child.pid}, log {log})")
+                if isinstance(health, dict) and health.get("status") not in (None, "ok"):  # as `status`, `wait`
+                    return not_ok("", health)
                 said = summary(health) if isinstance(health, dict) else f"/health gave no report (HTTP {code})"
                 print(f"onemcp: {refusal(code) or said}")
                 return 0
@@ -560,7 +562,13 @@ def _ready(url: str) -> int:
         if (refused := refusal(code)) is not None:  # ready is all the open probe says: which servers, /health does
             print(f"onemcp: whether a server failed is not known: {refused}", file=sys.stderr)
         return 0
-    print(f"onemcp: up at {url}, but {health.get('status')}: {summary(health)}", file=sys.stderr)
+    return not_ok(f"up at {url}, but ", health)
+
+
+def not_ok(before: str, health: dict[str, Any]) -> int:
+    """Say on stderr why a hub that answers is not ok (`degraded: 2 server(s): 1 failed, ...`, and what else
+    to act on), as `status` does; its exit code, 1."""
+    print(f"onemcp: {before}{health.get('status')}: {summary(health)}", file=sys.stderr)
     for note in hub_notes(health):
         print(f"onemcp: {note}", file=sys.stderr)
     return 1

@@ -120,6 +120,41 @@ def test_edit_changes_an_existing_servers_tags_env_and_arguments(
     assert (code, err.strip()) == (1, f"onemcp: 'mem' has no tag 'zz' (its tags: a, b) in {config_dir / 'mcp.json'}")
 
 
+def test_edit_changes_an_http_servers_url_and_headers_and_a_stdio_servers_cwd(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """h9 left it: `mcp edit` had no --url, --header or --cwd (`mcp add` has them), so an HTTP server's address
+    or token could be changed only by hand. They are `add`'s options, parsed and checked alike."""
+    assert (
+        cli(capsys, "mcp", "add", "web", "--url", "https://a.example/mcp", "--header", "Authorization: Bearer x")[0]
+        == 0
+    )
+    assert cli(capsys, "mcp", "add", "mem", "--command", "npx")[0] == 0
+    code, _, err = cli(capsys, "mcp", "edit", "web", "--url", "https://b.example/mcp", "--header", "X-Team:  a ",
+                       "--header", "authorization: Bearer y")  # fmt: skip
+    assert (code, err) == (0, ""), err
+    assert servers(config_dir)["web"] == {  # a header's name in any case is that header: replaced, not doubled
+        "type": "http", "url": "https://b.example/mcp", "headers": {"X-Team": "a", "authorization": "Bearer y"}
+    }  # fmt: skip
+    assert cli(capsys, "mcp", "edit", "web", "--unset-header", "AUTHORIZATION")[0] == 0
+    assert servers(config_dir)["web"]["headers"] == {"X-Team": "a"}
+    assert cli(capsys, "mcp", "edit", "mem", "--cwd", "/srv/mem")[0] == 0
+    assert servers(config_dir)["mem"] == {"command": "npx", "cwd": "/srv/mem"}
+    before = (config_dir / "mcp.json").read_bytes()
+    path = config_dir / "mcp.json"
+    for argv, said in (
+        (["web", "--cwd", "/x"], "onemcp: --cwd applies to a stdio server; 'web' is an HTTP one (https://b.example/mcp)"),
+        (["mem", "--url", "https://c.example"], "onemcp: --url applies to an HTTP server; 'mem' is a stdio one (npx)"),
+        (["mem", "--header", "A: 1"], "onemcp: --header applies to an HTTP server; 'mem' is a stdio one (npx)"),
+        (["web", "--unset-header", "Cookie"], f"onemcp: 'web' sends no header 'Cookie' (it sends: X-Team) in {path}"),
+    ):  # fmt: skip
+        code, _, err = cli(capsys, "mcp", "edit", *argv)
+        assert (code, err.strip().startswith(said)) == (1, True), err
+    code, _, err = cli(capsys, "mcp", "edit", "web", "--url", "ftp://nope")  # checked as `mcp add`'s: exit 2
+    assert code == 2 and f"not changed: {path}: mcpServers.web.url: must start with http:// or https://" in err, err
+    assert (config_dir / "mcp.json").read_bytes() == before
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -130,6 +165,8 @@ def test_edit_changes_an_existing_servers_tags_env_and_arguments(
         (["--env", "NOEQUALS"], "--env 'NOEQUALS': expected K=V"),
         (["--arg", "x", "--no-args"], "--arg gives the arguments, --no-args none"),
         (["--add-tag", "bad tag!"], "not changed: "),
+        (["--header", "NOCOLON"], "--header 'NOCOLON': expected 'K: V'"),  # as `mcp add` says it
+        (["--header", "A: 1", "--unset-header", "a"], "header 'a' is both set and unset"),
     ],
 )
 def test_bad_edit_requests_exit_2_and_write_nothing(

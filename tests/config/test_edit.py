@@ -368,6 +368,24 @@ def test_change_server_edits_tags_env_and_arguments_where_they_are(tmp_path: Pat
     assert formats.parse(path.read_bytes())["mcpServers"]["web"]["tags"] == ["work"]
 
 
+def test_change_server_edits_an_http_servers_url_and_headers_and_a_stdio_servers_cwd(tmp_path: Path) -> None:
+    """h13: `mcp edit` --url, --header/--unset-header (a name in any case is the same header) and --cwd."""
+    path = tmp_path / "mcp.json"
+    path.write_text(TAGGED)
+    change = ServerChange(url="https://example.org/mcp", headers={"Authorization": "Bearer x", "X-A": "1"})
+    edit_config(path, lambda d: change_server(d, "web", change), env={})
+    assert "}  // the work one" in path.read_text()
+    web = formats.parse(path.read_bytes())["mcpServers"]["web"]
+    assert web == {"url": "https://example.org/mcp", "headers": {"Authorization": "Bearer x", "X-A": "1"}}
+    change = ServerChange(headers={"authorization": "Bearer y"}, unset_headers=("x-a",))
+    edit_config(path, lambda d: change_server(d, "web", change), env={})
+    assert formats.parse(path.read_bytes())["mcpServers"]["web"]["headers"] == {"authorization": "Bearer y"}
+    edit_config(path, lambda d: change_server(d, "web", ServerChange(unset_headers=("Authorization",))), env={})
+    assert "headers" not in formats.parse(path.read_bytes())["mcpServers"]["web"]  # none left: the key goes
+    edit_config(path, lambda d: change_server(d, "memory", ServerChange(cwd="/srv")), env={})
+    assert formats.parse(path.read_bytes())["mcpServers"]["memory"]["cwd"] == "/srv"
+
+
 @pytest.mark.parametrize(
     ("name", "change", "error", "said"),
     [
@@ -376,6 +394,15 @@ def test_change_server_edits_tags_env_and_arguments_where_they_are(tmp_path: Pat
         ("memory", ServerChange(unset_env=("HOME",)), EditError, "'memory' sets no variable 'HOME' (it sets: MEM"),
         ("web", ServerChange(env={"A": "1"}), EditError, "--env applies to a stdio server; 'web' is an HTTP one"),
         ("web", ServerChange(args=[]), EditError, "--arg applies to a stdio server"),
+        ("web", ServerChange(cwd="/x"), EditError, "--cwd applies to a stdio server"),
+        (
+            "memory",
+            ServerChange(url="https://x"),
+            EditError,
+            "--url applies to an HTTP server; 'memory' is a stdio one",
+        ),
+        ("memory", ServerChange(headers={"A": "1"}), EditError, "--header applies to an HTTP server"),
+        ("web", ServerChange(unset_headers=("A",)), EditError, "'web' sends no header 'A' (it sends: none)"),
     ],
 )
 def test_a_server_change_that_does_not_apply_writes_nothing(

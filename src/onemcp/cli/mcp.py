@@ -89,40 +89,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
         usage="onemcp mcp add NAME (--command CMD [--arg A ...] | --url URL | -- CMD ARGS...) [options]",
     )
     add.add_argument("name")
-    add.add_argument("--command", dest="program", metavar="CMD", help="program to start (stdio server)")
-    add.add_argument("--arg", action="append", default=[], dest="args", metavar="A", help="argument (repeatable)")
-    add.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
-    add.add_argument("--cwd", type=argtypes.path, help="working directory of the program")
-    add.add_argument("--url", help="URL of an HTTP server")
+    _entry_options(add, editing=False)
     add.add_argument("--type", choices=["http", "sse"], help="HTTP transport (default http)")
-    add.add_argument("--header", action="append", default=[], metavar="'K: V'", help="HTTP header (repeatable)")
     add.add_argument("--tag", action="append", default=[], dest="tags", metavar="T", help="tag (repeatable)")
-    add.add_argument(
-        "--timeout", type=argtypes.request_timeout, metavar="S", help="deadline in seconds for each request (<= 3600)"
-    )
     add.add_argument("--disabled", action="store_true", help="add it switched off")
 
     edit = actions.add_parser(
         "edit",
         parents=[config],
-        help="change a server's tags, env, command or arguments",
+        help="change a server's tags, env, command, arguments, URL or headers",
         usage="onemcp mcp edit NAME [--tags T,T | --add-tag T --remove-tag T] [--env K=V] [--unset-env K]"
-        " [--command CMD] [--arg A ... | --no-args] [--timeout S]",
+        " [--command CMD] [--arg A ... | --no-args] [--cwd DIR] [--url URL] [--header 'K: V'] [--unset-header K]"
+        " [--timeout S]",
     )
     edit.add_argument("name")
     edit.add_argument("--tags", type=_tag_list, metavar="T,T", help="its tags, all of them ('' for none)")
     edit.add_argument("--add-tag", action="append", default=[], metavar="T", help="add a tag (repeatable)")
     edit.add_argument("--remove-tag", action="append", default=[], metavar="T", help="remove a tag (repeatable)")
-    edit.add_argument("--env", action="append", default=[], metavar="K=V", help="set a variable (repeatable)")
+    _entry_options(edit, editing=True)
     edit.add_argument("--unset-env", action="append", default=[], metavar="K", help="remove a variable (repeatable)")
-    edit.add_argument("--command", dest="program", metavar="CMD", help="the program to start")
-    edit.add_argument(
-        "--arg", action="append", dest="args", metavar="A", help="its arguments, all of them (repeatable)"
-    )
     edit.add_argument("--no-args", action="store_true", help="start the program with no arguments")
-    edit.add_argument(
-        "--timeout", type=argtypes.request_timeout, metavar="S", help="deadline in seconds for each request (<= 3600)"
-    )
+    edit.add_argument("--unset-header", action="append", default=[], metavar="K", help="remove a header (repeatable)")
 
     for name, text in (("remove", "remove a server"), ("enable", "switch a server on"), ("disable", "switch it off")):
         action = actions.add_parser(name, parents=[config], help=text)
@@ -140,6 +127,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     )
     pins.add_parsers(actions, config)
     server_restart.add_parser(actions, config)
+
+
+def _entry_options(parser: argparse.ArgumentParser, *, editing: bool) -> None:
+    """The options of an entry's fields that `add` writes and `edit` replaces, parsed alike by both (their
+    values checked by `_pairs`, `argtypes` and, once written, the config's own validation)."""
+    parser.add_argument("--command", dest="program", metavar="CMD", help="program to start (stdio server)")
+    parser.add_argument(
+        "--arg",
+        action="append",
+        default=None if editing else [],  # editing: None leaves them, [] is --no-args
+        dest="args",
+        metavar="A",
+        help="its arguments, all of them (repeatable)" if editing else "argument (repeatable)",
+    )
+    parser.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
+    parser.add_argument("--cwd", type=argtypes.path, help="working directory of the program")
+    parser.add_argument("--url", help="URL of an HTTP server")
+    parser.add_argument("--header", action="append", default=[], metavar="'K: V'", help="HTTP header (repeatable)")
+    parser.add_argument(
+        "--timeout", type=argtypes.request_timeout, metavar="S", help="deadline in seconds for each request (<= 3600)"
+    )
 
 
 def run(args: argparse.Namespace, command: list[str] | None) -> int:
@@ -227,7 +235,7 @@ def server_entry(args: argparse.Namespace, command: list[str] | None) -> dict[st
         if program[1:]:
             entry["args"] = program[1:]
         if args.env:
-            entry["env"] = dict(_pair(item, "=", "--env", "K=V") for item in args.env)
+            entry["env"] = _pairs(args.env, "--env")
         if args.cwd:
             entry["cwd"] = args.cwd
     else:
@@ -235,7 +243,7 @@ def server_entry(args: argparse.Namespace, command: list[str] | None) -> dict[st
         entry["type"] = args.type or "http"
         entry["url"] = args.url
         if args.header:
-            entry["headers"] = dict(_pair(item, ":", "--header", "'K: V'") for item in args.header)
+            entry["headers"] = _pairs(args.header, "--header")
     if args.tags:
         entry["tags"] = args.tags
     if args.timeout is not None:
@@ -255,9 +263,12 @@ def server_change(args: argparse.Namespace) -> ServerChange:
         raise CommandError("--tags gives all the tags: give it alone, or --add-tag/--remove-tag", USAGE_ERROR)
     if both := set(args.add_tag) & set(args.remove_tag):
         raise CommandError(f"tag {min(both)!r} is both added and removed", USAGE_ERROR)
-    env = dict(_pair(item, "=", "--env", "K=V") for item in args.env)
+    env = _pairs(args.env, "--env")
     if both := set(env) & set(args.unset_env):
         raise CommandError(f"variable {min(both)!r} is both set and unset", USAGE_ERROR)
+    headers = _pairs(args.header, "--header")
+    if both := {k.lower() for k in headers} & {k.strip().lower() for k in args.unset_header}:
+        raise CommandError(f"header {min(both)!r} is both set and unset", USAGE_ERROR)
     if args.args is not None and args.no_args:
         raise CommandError("--arg gives the arguments, --no-args none: give one of them", USAGE_ERROR)
     change = ServerChange(
@@ -268,12 +279,17 @@ def server_change(args: argparse.Namespace) -> ServerChange:
         unset_env=tuple(args.unset_env),
         command=args.program,
         args=[] if args.no_args else args.args,
+        cwd=args.cwd,
+        url=args.url,
+        headers=headers,
+        unset_headers=tuple(k.strip() for k in args.unset_header),
         timeout=args.timeout,
     )
     if change == ServerChange():
         raise CommandError(
             "nothing to change: give --tags, --add-tag, --remove-tag, --env, --unset-env, --command, --arg,"
-            " --no-args or --timeout (`onemcp mcp enable/disable NAME` switch it on or off)",
+            " --no-args, --cwd, --url, --header, --unset-header or --timeout"
+            " (`onemcp mcp enable/disable NAME` switch it on or off)",
             USAGE_ERROR,
         )
     return change
@@ -283,6 +299,12 @@ def _only_with(other: str, **given: Any) -> None:
     for flag, value in given.items():
         if value:
             raise CommandError(f"--{flag} only applies to a server given with {other}", USAGE_ERROR)
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    """`--env K=V` or `--header 'K: V'` values, as `add` and `edit` both take them."""
+    sep, shape = ("=", "K=V") if flag == "--env" else (":", "'K: V'")
+    return dict(_pair(item, sep, flag, shape) for item in items)
 
 
 def _pair(item: str, sep: str, flag: str, shape: str) -> tuple[str, str]:

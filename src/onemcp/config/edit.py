@@ -179,6 +179,10 @@ class ServerChange:
     unset_env: tuple[str, ...] = ()
     command: str | None = None
     args: list[str] | None = None  # all its arguments ([]: none)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)  # set, added or replaced (any case)
+    unset_headers: tuple[str, ...] = ()
     timeout: float | None = None
 
 
@@ -191,10 +195,14 @@ def change_server(doc: Document, name: str, change: ServerChange) -> None:
         raise NoSuchServer(_unknown(name, servers))
     if not isinstance(entry, dict):
         raise EditError(f"server {name!r} is not a JSON object")
-    stdio_only = {"--env": bool(change.env), "--unset-env": bool(change.unset_env)}
+    stdio_only = {"--env": bool(change.env), "--unset-env": bool(change.unset_env), "--cwd": change.cwd is not None}
     stdio_only |= {"--command": change.command is not None, "--arg": change.args is not None}
     if entry.get("command") is None and (given := [flag for flag, on in stdio_only.items() if on]):
         raise EditError(f"{given[0]} applies to a stdio server; {name!r} is an HTTP one ({entry.get('url')})")
+    http_only = {"--url": change.url is not None, "--header": bool(change.headers)}
+    http_only |= {"--unset-header": bool(change.unset_headers)}
+    if entry.get("command") is not None and (given := [flag for flag, on in http_only.items() if on]):
+        raise EditError(f"{given[0]} applies to an HTTP server; {name!r} is a stdio one ({entry.get('command')})")
     if change.tags is not None or change.add_tags or change.remove_tags:
         written = entry.get("tags")
         tags: list[Any] = list(written) if isinstance(written, list) else []
@@ -208,10 +216,21 @@ def change_server(doc: Document, name: str, change: ServerChange) -> None:
         if missing := [k for k in change.unset_env if k not in env]:
             raise EditError(f"{name!r} sets no variable {missing[0]!r} (it sets: {', '.join(env) or 'none'})")
         _set_or_drop(entry, "env", {k: v for k, v in env.items() if k not in change.unset_env} | change.env)
+    if change.headers or change.unset_headers:  # a header's name in any case is the same header
+        headers = dict(entry["headers"]) if isinstance(entry.get("headers"), dict) else {}
+        named = {k.lower() for k in change.unset_headers}
+        if missing := [k for k in change.unset_headers if k.lower() not in {h.lower() for h in headers}]:
+            raise EditError(f"{name!r} sends no header {missing[0]!r} (it sends: {', '.join(headers) or 'none'})")
+        named |= {k.lower() for k in change.headers}
+        _set_or_drop(entry, "headers", {k: v for k, v in headers.items() if k.lower() not in named} | change.headers)
     if change.command is not None:
         entry["command"] = change.command
     if change.args is not None:
         _set_or_drop(entry, "args", change.args)
+    if change.cwd is not None:
+        entry["cwd"] = change.cwd
+    if change.url is not None:
+        entry["url"] = change.url
     if change.timeout is not None:
         entry["timeout"] = change.timeout
 

@@ -47,6 +47,17 @@ def test_definition_ignores_tags_timeouts_and_the_disabled_flag() -> None:
     assert definition({"command": "x", "env": {"A": "1"}}) != definition({"command": "x"})
 
 
+def test_a_malformed_entry_in_mcp_json_is_compared_not_a_crash() -> None:
+    """A hand-edited entry whose env is a list (or headers a number, args a string) made `app import` of any
+    server end in a traceback, since every entry of mcp.json is compared for a twin under another name."""
+    doc: Document = {
+        "mcpServers": {"bad": {"command": "x", "env": ["abc"], "args": "a"}, "h": {"url": "u", "headers": 5}}
+    }
+    plan = plan_import([found("fetch", {"command": "uvx"})], doc, env={})
+    assert [(p.name, p.action) for p in plan] == [("fetch", Action.ADD)]
+    assert definition({"command": "x", "env": ["abc"]}) != definition({"command": "x"})
+
+
 def existing() -> Document:
     return {"mcpServers": {"same": {"command": "x", "tags": ["mine"]}, "other": {"command": "y"}}}
 

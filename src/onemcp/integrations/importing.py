@@ -81,14 +81,14 @@ def definition(entry: Any) -> dict[str, Any]:
         transport = "sse"
     else:
         transport = "http"
-    return {
+    return {  # compared as written (absent and empty alike): a hand-edited `"env": ["A"]` is no error here
         "transport": transport,
         "command": entry.get("command"),
-        "args": list(entry.get("args") or []),
-        "env": dict(entry.get("env") or {}),
+        "args": entry.get("args") or [],
+        "env": entry.get("env") or {},
         "cwd": entry.get("cwd"),
         "url": entry.get("url"),
-        "headers": dict(entry.get("headers") or {}),
+        "headers": entry.get("headers") or {},
     }
 
 

@@ -213,3 +213,36 @@ async def test_a_call_whose_cancel_the_server_refuses_has_its_reply_stream_close
         conn.abandon(held, "timeout")
         await up.released.wait()
         assert up.cancelled == [held.hub_id]
+
+
+async def test_a_send_waits_for_the_cancels_before_it_not_for_those_after() -> None:
+    """A send waited until no cancel at all was in flight: one started after it began to wait (another
+    caller's, on an upstream slow to accept them) held it too, up to CANCEL_SEND_TIMEOUT, and a steady
+    flow of cancels held every request so."""
+    gates = {1: anyio.Event(), 2: anyio.Event()}
+    forgotten: list[int] = []
+
+    async def send(note: dict[str, Any]) -> None:  # carried when its gate opens (a slow POST)
+        await gates[note["params"]["requestId"]].wait()
+
+    box = cancels.Cancels(send, forgotten.append)
+    passed = anyio.Event()
+
+    async def next_send() -> None:
+        await box.carried()
+        passed.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            box.start(tg, 1, "timeout")
+            tg.start_soon(next_send)
+            await anyio.wait_all_tasks_blocked()
+            box.start(tg, 2, "cancelled by the client")  # after the send began to wait
+            await anyio.wait_all_tasks_blocked()
+            gates[1].set()
+            await anyio.wait_all_tasks_blocked()
+            assert passed.is_set()  # the cancel before it went: it goes, 2 still in flight
+            assert box.pending
+            gates[2].set()
+    assert not box.pending
+    assert forgotten == [1, 2]

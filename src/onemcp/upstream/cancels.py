@@ -32,18 +32,17 @@ class Cancels:
     def __init__(self, send: Callable[[Message], Awaitable[None]], forget: Callable[[int], None]) -> None:
         self._send = send  # the connection's own send (re-initializes a session that expired)
         self._forget = forget  # the transport's: stop waiting for that request's reply
-        self._out = 0  # cancels started and not yet carried or given up on
-        self._carried: anyio.Event | None = None  # set when _out is back to 0
+        # the cancels started and not yet carried or given up on: each one's event, set when it is. A send
+        # waits for those before it only: one started meanwhile (a steady flow of them) does not hold it
+        self._out: dict[int, anyio.Event] = {}
 
     @property
     def pending(self) -> bool:
-        return self._carried is not None
+        return bool(self._out)
 
     def start(self, tg: TaskGroup, hub_id: int, reason: str) -> None:
         """Tell the upstream, in `tg`, that request `hub_id` was cancelled; what is sent next waits for it."""
-        self._out += 1
-        if self._carried is None:
-            self._carried = anyio.Event()
+        self._out[hub_id] = anyio.Event()  # (a request is abandoned once: `connection.abandon`)
         tg.start_soon(self._cancel, hub_id, reason)
 
     async def _cancel(self, hub_id: int, reason: str) -> None:
@@ -53,13 +52,12 @@ class Cancels:
                 await self._send(note)
         finally:
             self._forget(hub_id)  # told or not, nothing more is waited for (its stream is closed)
-            self._out -= 1
-            if self._out == 0 and self._carried is not None:
-                self._carried.set()
-                self._carried = None
+            if (carried := self._out.pop(hub_id, None)) is not None:
+                carried.set()
 
     async def carried(self) -> None:
         """Wait until the cancels started so far are carried, or given up on (CANCEL_SEND_TIMEOUT)."""
-        if (carried := self._carried) is not None:
+        if self._out:
             with anyio.move_on_after(CANCEL_SEND_TIMEOUT):
-                await carried.wait()
+                for carried in list(self._out.values()):
+                    await carried.wait()

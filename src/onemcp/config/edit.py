@@ -155,13 +155,19 @@ def remove_server(doc: Document, name: str) -> None:
     del servers[name]
 
 
-def set_disabled(doc: Document, name: str, disabled: bool) -> None:
+def _entry(doc: Document, name: str) -> dict[str, Any]:
+    """Server `name`'s entry, to change in place; NoSuchServer, or EditError when it is no JSON object."""
     servers = servers_of(doc)
     entry = servers.get(name)
     if entry is None:
         raise NoSuchServer(_unknown(name, servers))
     if not isinstance(entry, dict):
         raise EditError(f"server {name!r} is not a JSON object")
+    return entry
+
+
+def set_disabled(doc: Document, name: str, disabled: bool) -> None:
+    entry = _entry(doc, name)
     if disabled:
         entry["disabled"] = True
     else:
@@ -189,12 +195,7 @@ class ServerChange:
 def change_server(doc: Document, name: str, change: ServerChange) -> None:
     """Apply `change` to server `name`'s entry; a tag or variable to remove that it does not have is an
     `EditError` (a typo would otherwise pass as done), as is a stdio-only change to an HTTP server."""
-    servers = servers_of(doc)
-    entry = servers.get(name)
-    if entry is None:
-        raise NoSuchServer(_unknown(name, servers))
-    if not isinstance(entry, dict):
-        raise EditError(f"server {name!r} is not a JSON object")
+    entry = _entry(doc, name)
     stdio_only = {"--env": bool(change.env), "--unset-env": bool(change.unset_env), "--cwd": change.cwd is not None}
     stdio_only |= {"--command": change.command is not None, "--arg": change.args is not None}
     if entry.get("command") is None and (given := [flag for flag, on in stdio_only.items() if on]):

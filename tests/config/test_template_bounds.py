@@ -83,6 +83,8 @@ def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) ->
         "{{ '%*d' % (2 ** 62, 1) }}",
         "{{ '%-*.*f' | format(2 ** 62, 2, 1) }}",
         "{{ '{:>{}}'.format('a', 2 ** 62) }}",
+        "{{ '{:{}}'.format('a', '>4611686018427387904') }}",  # a nested spec given whole, as text: made first
+        "{{ '{v:{w}}'.format_map({'v': 'a', 'w': '>4611686018427387904'}) }}",
         "{{ '{:>4611686018427387904}'.format(1) }}",  # (999999999 was refused once the 1 GB string was made)
         "{{ lipsum(n=10 ** 7) }}",  # Jinja's global: ten million paragraphs made before they were measured
         "{{ '%.999999999f' | format(1) }}",
@@ -103,6 +105,8 @@ def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) ->
         "printf-star",
         "format-filter-star",
         "format-method-nested",
+        "format-method-nested-spec",
+        "format-map-nested-spec",
         "format-method-huge-width",
         "lipsum",
         "format-filter-precision",
@@ -167,8 +171,8 @@ def test_ordinary_templates_render_as_before() -> None:
     )
     assert rendered(nested) == "1234"
     given = "{{ '{:>{}}|'.format('a', 3) }}{{ '%*d|' % (3, 1) }}{{ '%%*d %d|' % 5 }}"
-    given += "{{ lipsum(1, False, 2, 3) | length > 0 }}"
-    assert rendered(given) == "  a|  1|%*d 5|True"
+    given += "{{ lipsum(1, False, 2, 3) | length > 0 }}{{ '|{:{}}|{}'.format('a', '>3', 'x 123456789') }}"
+    assert rendered(given) == "  a|  1|%*d 5|True|  a|x 123456789"
     text = (
         "{{ project.x | default('ok') }}-{% for i in range(3) %}{{ loop.index }}{% endfor %}-{{ 'a' ~ 1 ~ 'b' }}-"
         "{{ ['a', 'b'] | join(',') }}-{{ 'x' * 3 }}-{{ 2 ** 10 }}|{{ 'ab' | center(6) }}|{{ 'a\nb' | indent(2) }}|"

@@ -49,6 +49,8 @@ _FORMAT_WIDTHS = re.compile(r"\{[^{}]*?:[^{}\d]*(\d+)(?:[,_]?\.(\d+))?")
 # is then taken for one: which one is, the format alone does not say)
 _PRINTF_STAR = re.compile(r"%[^%a-zA-Z]*\*")
 _FORMAT_NESTED = re.compile(r"\{[^{}]*:[^{}]*\{")
+# a text argument that is a whole format spec, given to such a nested field: `'{:{}}'.format('a', '>999999999')`
+_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d+))?[bcdeEfFgGnosxX%]?", re.DOTALL)
 
 
 class Overrun(Exception):
@@ -184,6 +186,8 @@ def _check_given_widths(values: Iterable[Any]) -> None:
     for value in values:
         if isinstance(value, int) and not isinstance(value, bool):
             check_size(abs(value))
+        elif isinstance(value, str) and (spec := _SPEC.fullmatch(value)):
+            check_widths(w for w in spec.groups() if w)
 
 
 def _before_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:

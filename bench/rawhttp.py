@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 PROTOCOL_VERSION = "2025-11-25"
+MODERN_VERSION = "2026-07-28"
 
 
 class HttpError(Exception):
@@ -173,6 +174,46 @@ class McpSession:
         reply = await self.conn.post(self.path, self._body(method, params), self.headers)
         if reply.status != 200 or b'"result"' not in reply.body:
             raise HttpError(f"{method}: HTTP {reply.status}: {reply.body[:300]!r}")
+        return reply.body
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class ModernSession:
+    """A 2026-07-28 (stateless) client: no handshake; every request carries the `_meta` envelope
+    and the `MCP-Protocol-Version`, `Mcp-Method` and (for a named method) `Mcp-Name` headers."""
+
+    NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+    def __init__(self, url: str) -> None:
+        rest = url.removeprefix("http://")
+        hostport, _, path = rest.partition("/")
+        host, _, port = hostport.rpartition(":")
+        self.path = "/" + path
+        self.conn = Connection(host, int(port))
+        self._ids = itertools.count(1)
+        self._meta = {
+            "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "onemcp-bench", "version": "0"},
+        }
+
+    async def open(self) -> None:
+        await self.conn.open()
+
+    async def request(self, method: str, params: dict[str, Any]) -> bytes:
+        """The raw response body; raises unless HTTP 200 with a JSON-RPC result in it."""
+        body = orjson.dumps(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": {**params, "_meta": self._meta}}
+        )
+        headers = f"mcp-protocol-version: {MODERN_VERSION}\r\nmcp-method: {method}\r\n"
+        field = self.NAMED.get(method)
+        if field is not None:
+            headers += f"mcp-name: {params[field]}\r\n"  # ASCII names only: no =?base64?...?= here
+        reply = await self.conn.post(self.path, body, headers.encode())
+        if reply.status != 200 or b'"result"' not in reply.body:
+            raise HttpError(f"{method} (2026-07-28): HTTP {reply.status}: {reply.body[:300]!r}")
         return reply.body
 
     def close(self) -> None:

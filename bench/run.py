@@ -10,7 +10,9 @@ Targets, interleaved round-robin so machine noise hits all of them alike:
   hub-fleet  (asked for with --targets) the same, with replicas: 2, weights, least-in-flight,
              a sandbox (memory/process watch, rlimits) and pinned tool definitions
 plus tools/list of 200 tools: one HTTP upstream with 200 tools vs a hub with 10 stdio
-upstreams x 20 tools. See bench/README.md for what every number means.
+upstreams x 20 tools. `--era modern` asks the hub targets in the 2026-07-28 (stateless) era
+instead (named hub-*-modern), `--era both` in both, interleaved; direct is always 2025-11-25.
+See bench/README.md for what every number means.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rawhttp import McpSession
+from rawhttp import McpSession, ModernSession
 
 BENCH = Path(__file__).resolve().parent
 ECHO = str(BENCH / "echo_upstream.py")
@@ -221,7 +223,20 @@ class Target:
     method: str
     params: dict[str, Any]
     roles: dict[str, list[int]]  # "hub" / "upstream" -> pids whose CPU is charged to this target
-    sessions: list[McpSession] = field(default_factory=list)
+    client: type[McpSession | ModernSession] = McpSession  # the era it is asked in
+    sessions: list[McpSession | ModernSession] = field(default_factory=list)
+
+
+def in_eras(targets: list[Target], era: str) -> list[Target]:
+    """The hub targets in the era(s) asked for, a modern one right after its legacy twin; direct as it is
+    (the echo upstream speaks 2025-11-25 only)."""
+    out = []
+    for target in targets:
+        if "hub" not in target.roles or era != "modern":
+            out.append(target)
+        if "hub" in target.roles and era != "legacy":
+            out.append(replace(target, name=f"{target.name}-modern", client=ModernSession, sessions=[]))
+    return out
 
 
 @dataclass
@@ -242,7 +257,7 @@ async def _chunk(target: Target, per_session: int, lat: list[int]) -> int:
     clock = time.perf_counter_ns
     size = 0
 
-    async def worker(session: McpSession) -> None:
+    async def worker(session: McpSession | ModernSession) -> None:
         nonlocal size
         for _ in range(per_session):
             t0 = clock()
@@ -259,7 +274,7 @@ async def _chunk(target: Target, per_session: int, lat: list[int]) -> int:
 
 async def open_sessions(targets: list[Target], n: int) -> None:
     for target in targets:
-        target.sessions = [McpSession(target.url) for _ in range(n)]
+        target.sessions = [target.client(target.url) for _ in range(n)]
         for session in target.sessions:
             await session.open()
 
@@ -428,7 +443,7 @@ def report(results: dict[str, Any]) -> str:
             ]
         ]
         for name, r in ratios.items():
-            if name == "tools_list":
+            if name.startswith("tools_list"):
                 continue
             rows.append(
                 [
@@ -443,12 +458,13 @@ def report(results: dict[str, Any]) -> str:
                 ]
             )
         out.append(table(rows))
-        if "tools_list" in ratios:
-            r = ratios["tools_list"]
-            out.append(
-                f"tools/list 200 tools: hub (10 stdio x 20) / direct (1 HTTP x 200) p50 ratio = "
-                f"{r['p50_ratio']:.2f} ({r['added_p50_ms']:+.3f} ms)"
-            )
+        for suffix in ("", "-modern"):
+            if f"tools_list{suffix}" in ratios:
+                r = ratios[f"tools_list{suffix}"]
+                out.append(
+                    f"tools/list 200 tools: hub{suffix} (10 stdio x 20) / direct (1 HTTP x 200) p50 ratio = "
+                    f"{r['p50_ratio']:.2f} ({r['added_p50_ms']:+.3f} ms)"
+                )
     return "\n\n".join(out)
 
 
@@ -456,7 +472,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     serial, conc = results.get("serial", {}), results.get("concurrent", {})
     base_s, base_c = serial.get("direct"), conc.get("direct")
-    for name in ("hub-http", "hub-stdio"):
+    for name in serial:
+        if name == "direct":
+            continue
         s, c = serial.get(name), conc.get(name)
         if not (s and c and base_s and base_c):
             continue
@@ -471,12 +489,13 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             "hub_cpu_ms_per_call_concurrent": c["cpu_ms_per_call"].get("hub", 0.0),
         }
     tl = results.get("tools_list", {})
-    if "direct-200" in tl and "hub-10x20" in tl:
-        d, h = tl["direct-200"], tl["hub-10x20"]
-        out["tools_list"] = {
-            "p50_ratio": round(h["p50_ms"] / d["p50_ms"], 3),
-            "added_p50_ms": round(h["p50_ms"] - d["p50_ms"], 4),
-        }
+    for suffix in ("", "-modern"):
+        if "direct-200" in tl and f"hub-10x20{suffix}" in tl:
+            d, h = tl["direct-200"], tl[f"hub-10x20{suffix}"]
+            out[f"tools_list{suffix}"] = {
+                "p50_ratio": round(h["p50_ms"] / d["p50_ms"], 3),
+                "added_p50_ms": round(h["p50_ms"] - d["p50_ms"], 4),
+            }
     return out
 
 
@@ -576,7 +595,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         {"hub": [hub3.pid], "upstream": children_of(hub3.pid)},
                     )
                 )
-            calls = [t for t in calls if t.name in wanted]
+            calls = in_eras([t for t in calls if t.name in wanted], args.era)
             lists: list[Target] = []
             if args.tools_list:
                 big = procs.spawn("echo-http-200", [PY, ECHO, "--http", "--tools", "199"], ready_prefix="LISTENING ")
@@ -592,6 +611,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     Target("direct-200", big.url, "tools/list", {}, {"upstream": [big.pid]}),
                     Target("hub-10x20", hub2.url, "tools/list", {}, {"hub": [hub2.pid], "upstream": kids}),
                 ]
+                lists = in_eras(lists, args.era)
             if args.profile == "pyspy":
                 assert out_dir is not None
                 start_pyspy(procs, hub.pid, out_dir, args.pyspy_rate)
@@ -621,6 +641,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200, help="untimed calls per target before each phase")
     parser.add_argument("--payload", type=int, default=64, help="size of the echoed text argument")
     parser.add_argument("--targets", default="direct,hub-http,hub-stdio", help="comma list of call targets")
+    parser.add_argument(
+        "--era",
+        choices=["legacy", "modern", "both"],
+        default="legacy",
+        help="the protocol era the hub targets are asked in: 2025-11-25, 2026-07-28 (stateless), or both",
+    )
     parser.add_argument("--profile", choices=["cprofile", "pyspy"], help="profile the hub (numbers get distorted)")
     parser.add_argument("--profile-out", default="bench/results/profile", help="where profiles go")
     parser.add_argument("--pyspy-rate", type=int, default=250, help="py-spy samples per second")

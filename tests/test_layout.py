@@ -84,7 +84,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "downstream/upstream_auth.py": ("tests/upstream/oauth/test_oauth_upstream.py", "the /oauth/upstream endpoints"),
     "downstream/user_link.py": ("tests/upstream/oauth/test_oauth_per_user.py", "a user's sign-in for their own link"),
     # http/
-    "http/asgi.py": ("tests/downstream/test_hostile_http.py", "reading bodies and answering, under hostile HTTP"),
     "http/routes.py": ("tests/upstream/oauth/test_oauth_upstream.py", "route names only: the callback uses them"),
     # hub/: in process over in-memory upstreams (tests/hub/), and end to end
     "hub/announcements.py": ("tests/hub/test_hub_list_changed.py", "list_changed only to whose visible list changed"),

@@ -15,8 +15,6 @@ import base64
 import logging
 from typing import Any
 
-import anyio
-
 from onemcp.auth.access import MODERN_HTTP
 from onemcp.auth.gate import Gate
 from onemcp.auth.principal import Principal
@@ -221,11 +219,8 @@ class ModernEndpoint:
                 streaming = True
             await asgi.sse_chunk(send, sse.encode(jsonrpc.dumps(related), event="message"))
 
-        reply: Message | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(asgi.until_disconnect, receive, tg.cancel_scope)
-            reply = await self.requests.routed(session, msg, emit, bounded=False)  # an HTTP exchange: app.py ends it
-            tg.cancel_scope.cancel()
+        # an HTTP exchange: app.py ends it, so no bound of its own
+        reply = await asgi.unless_disconnected(receive, lambda: self.requests.routed(session, msg, emit, bounded=False))
         if reply is None:
             return  # the client closed the stream: cancelled, nothing more is sent
         if not streaming and not takes_json and forbidden_scope(reply) is None:

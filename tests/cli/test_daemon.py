@@ -295,7 +295,7 @@ def test_a_port_taken_after_starts_check_leaves_no_starter_config(
         port = other.getsockname()[1]
         let_go = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # what start took: free when it looked
         monkeypatch.setattr(daemon, "take", lambda host, port, path: let_go)
-        code = daemon.launch(config_dir / "mcp.json", None, "127.0.0.1", port, 30.0, "info")
+        code = daemon.launch(config_dir / "mcp.json", None, "127.0.0.1", port, 30.0)
     said = capsys.readouterr().err
     assert code == 1 and f"cannot bind 127.0.0.1:{port}: Address already in use" in said, said
     assert "starter" not in said and not (config_dir / "mcp.json").exists(), said
@@ -524,3 +524,22 @@ def test_status_names_tools_withheld_since_their_definition_changed() -> None:
         " (`onemcp mcp pins` shows the change, `onemcp mcp approve SERVER[/TOOL]` approves it)"
     ]
     assert hub_notes({"status": "ok", "pins": {"mode": "withhold", "changed": []}}) == []
+
+
+def test_start_logs_as_json_every_line_of_the_log(config_dir: Path) -> None:
+    """Trial s39-h16: an operator shipping the background hub's log as JSON had no way to: `serve` took
+    --log-format, `start` and `restart` did not (unknown flag), and the hub `start` ran wrote its
+    "serving N server(s)" line as plain text into the log. Every line of onemcp.log is one JSON record."""
+    started = onemcp(config_dir, "start", "--port", "0", "--log-format", "json")
+    assert started.returncode == 0, started.stderr
+    pid = json.loads((config_dir / "runtime.json").read_text())["pid"]
+    restarted = onemcp(config_dir, "restart", "--log-format", "json")
+    assert restarted.returncode == 0, restarted.stderr
+    assert onemcp(config_dir, "stop").returncode == 0
+    lines = (config_dir / "onemcp.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # each line a record, none plain text
+    messages = [record["message"] for record in records]
+    assert any(m.startswith("listening on http://127.0.0.1:") and f"(pid {pid})" in m for m in messages), messages
+    assert sum(m.startswith("stopped (pid ") for m in messages) == 2, messages
+    unit = onemcp(config_dir, "service", "print", "--log-format", "json")
+    assert unit.returncode == 0 and "--port 3050 --log-format json\n" in unit.stdout, unit.stdout

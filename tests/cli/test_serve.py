@@ -471,3 +471,40 @@ def test_serving_binds_threads_to_one_malloc_arena_before_anything_else(
         else serve_module.serve_stdio(missing, "info")
     )
     assert code == 2 and done == ["arena", "logs"], (code, done)
+
+
+async def test_json_logs_on_stderr_are_json_lines_only(tmp_path: Path) -> None:
+    """Trial s39-h16: with --log-format json and no log file (a container: its stderr is the log), the
+    hub also wrote "onemcp: serving N server(s)", "onemcp: stopping on SIGTERM" and "onemcp: stopped" as
+    plain text between the records, lines a log shipper cannot parse. They are records too."""
+    (tmp_path / "config").mkdir()
+    fx = fixture_command()
+    (tmp_path / "config" / "mcp.json").write_text(
+        orjson.dumps({"mcpServers": {"fx": {"command": fx[0], "args": fx[1:]}}}).decode()
+    )
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("wb") as stderr:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "onemcp", "serve", "--port", "0", "--log-format", "json"],
+            env=hub_env(tmp_path / "config"),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        port = await read_listening_port(process)  # stdout still says where, as text
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            await get_until(client, f"http://127.0.0.1:{port}/health/ready", READY_DEADLINE)
+        process.terminate()
+        with anyio.fail_after(EXIT_DEADLINE):
+            await process.wait()
+    finally:
+        await stop_process(process)
+    lines = stderr_path.read_text(errors="replace").splitlines()
+    records = [orjson.loads(line) for line in lines]
+    messages = [record["message"] for record in records]
+    assert any(m.startswith(f"listening on http://127.0.0.1:{port}/mcp (pid ") for m in messages), messages
+    assert messages.index("stopping on SIGTERM (requests in flight get 5 s)") < messages.index(
+        f"stopped (pid {process.pid})"
+    ), messages

@@ -40,7 +40,7 @@ Description=onemcp, one MCP hub for every client
 After=network.target
 
 [Service]
-ExecStart={python} -P -m onemcp serve --config {config} --port {port}
+ExecStart={python} -P -m onemcp serve --config {config} --port {port}{log_format}
 Restart=on-failure
 RestartSec=2
 
@@ -62,6 +62,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     for p in (start, restart):
         p.add_argument("--timeout", type=argtypes.seconds, default=60.0, help="seconds to wait for it to be ready (60)")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
         p.add_argument(  # as `serve`'s: the hub it runs is `serve`, which refuses such an address without it
             OPEN_NETWORK_FLAG,
             dest="allow_open_network",
@@ -84,6 +85,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     service.add_argument(
         "--port", type=argtypes.port, default=3050, help="the port the unit's hub binds (default 3050)"
     )
+    service.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="the unit's hub logs as text or JSON"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
             return refused
     try:
         if args.command == "start":
-            return launch(
-                path, args.config, args.host, args.port, args.timeout, args.log_level, args.allow_open_network
-            )
+            return launch(path, args.config, args.host, args.port, args.timeout, logged(args), args.allow_open_network)
         if args.command == "stop":
             return stop(path, args.timeout)
         if args.command == "restart":
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             return logs(path, args.lines, follow=args.follow)
         if args.command == "wait":
             return wait(path, args.timeout)
-        return service(path, args.action, args.port)
+        return service(path, args.action, args.port, args.log_format)
     except KeyboardInterrupt:
         return 130
 
@@ -131,7 +133,7 @@ def restart(path: Path, args: argparse.Namespace) -> int:
         )
         return 2
     stop(path, 15.0)
-    return launch(path, args.config, host, port, args.timeout, args.log_level, open_network)
+    return launch(path, args.config, host, port, args.timeout, logged(args), open_network)
 
 
 def same_host(found: dict[str, Any], host: str) -> bool:
@@ -156,8 +158,19 @@ def restart_refusal(path: Path, named: str | None, host: str, open_network: bool
     return None if open_network else unauthenticated(host, config.hub.auth.required, override=OPEN_NETWORK_FLAG)
 
 
+def logged(args: argparse.Namespace) -> tuple[str, str]:
+    """The log's level and format that `start` and `restart` pass to the hub they run."""
+    return args.log_level, args.log_format
+
+
 def launch(
-    path: Path, named: str | None, host: str, port: int, timeout: float, log_level: str, open_network: bool = False
+    path: Path,
+    named: str | None,
+    host: str,
+    port: int,
+    timeout: float,
+    log_as: tuple[str, str] = ("info", "text"),
+    open_network: bool = False,
 ) -> int:
     """`start`, when no hub runs yet, as `serve` would: the address taken first (then let go for the hub
     it spawns), so that a busy port or a mistyped host leaves no starter config and no log behind.
@@ -176,7 +189,7 @@ def launch(
         if not path.exists() and (who := named_by(named)):
             print(f"onemcp: config file {path} does not exist (named by {who})", file=sys.stderr)
             return 2
-    return start(path, host, port, timeout, log_level, open_network)
+    return start(path, host, port, timeout, log_as, open_network)
 
 
 def starter_if_missing(path: Path, named: str | None) -> int | None:
@@ -373,7 +386,15 @@ def hub_notes(health: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- commands
-def start(path: Path, host: str, port: int, timeout: float, log_level: str, open_network: bool = False) -> int:
+def start(
+    path: Path,
+    host: str,
+    port: int,
+    timeout: float,
+    log_as: tuple[str, str] = ("info", "text"),
+    open_network: bool = False,
+) -> int:
+    """The hub, detached, logging to onemcp.log as `log_as` says (level; format, `text` or `json`)."""
     found = running(path)
     if found is not None:
         if found["url"] is None:
@@ -381,13 +402,14 @@ def start(path: Path, host: str, port: int, timeout: float, log_level: str, open
             return 1
         print(f"onemcp: already running at {found['url']} (pid {found.get('pid')})")
         return 0
-    log = path.parent / LOG_FILE
+    (log_level, log_format), log = log_as, path.parent / LOG_FILE
     # none yet (and none named: `launch` refused that): the hub finds the directory's own, and writes the
     # starter one once it has its address (a missing file named by --config would be refused)
     starter = not path.exists()
     # -P: not the working directory's modules (a project's own secrets.py or http.py) before the hub's own
     argv = [sys.executable, "-P", "-m", "onemcp", "serve", *([] if starter else ["--config", str(path)])]
-    argv += ["--host", host, "--port", str(port), "--log-level", log_level, "--log-file", str(log)]
+    argv += ["--host", host, "--port", str(port), "--log-level", log_level, "--log-format", log_format]
+    argv += ["--log-file", str(log)]
     argv += [OPEN_NETWORK_FLAG] if open_network else []
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -581,8 +603,14 @@ def _unit_arg(value: str) -> str:
     return f'"{escaped}"'
 
 
-def service(path: Path, action: str, port: int) -> int:
-    unit = UNIT.format(python=_unit_arg(sys.executable), config=_unit_arg(str(path.absolute())), port=port)
+def service(path: Path, action: str, port: int, log_format: str = "text") -> int:
+    """The systemd user unit (its hub logs to stderr, the journal: `log_format` json for a collector)."""
+    unit = UNIT.format(
+        python=_unit_arg(sys.executable),
+        config=_unit_arg(str(path.absolute())),
+        port=port,
+        log_format="" if log_format == "text" else f" --log-format {log_format}",
+    )
     if action == "print":
         sys.stdout.write(unit)
         return 0

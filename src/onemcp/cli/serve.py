@@ -66,8 +66,8 @@ class SaidServer(HubServer):
         super().__init__(*args, **kwargs)
         self.signalled: int | None = None
         self.said_stopped = False
-        self.log_file = False  # the log goes to a file (else to stderr, where the line above says it)
-        self.quiet = False  # stderr is that file (`start`): the log's own lines say it, once
+        self.log_file = False  # the log says it too: a file, or JSON records (else stderr's line says it)
+        self.quiet = False  # stderr is the log (`start`'s file, or JSON records): the log's own lines say it, once
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.signalled is None:
@@ -76,7 +76,7 @@ class SaidServer(HubServer):
             if not self.quiet:
                 print(f"onemcp: stopping on {_signal_name(sig)}{grace}", file=sys.stderr, flush=True)
             if self.log_file:
-                logging.getLogger("onemcp").info("stopping on %s", _signal_name(sig))
+                logging.getLogger("onemcp").info("stopping on %s%s", _signal_name(sig), grace)
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
@@ -163,7 +163,10 @@ def serve(
         print(f"onemcp: {sock}", file=sys.stderr)
         return 2
     with sock:  # closed on a refusal below (uvicorn closes it after serving)
-        return _serve_bound(sock, config_flag, host, allow_open_network, log_file, free_port=port == 0)
+        json_log = log_format == "json"
+        return _serve_bound(
+            sock, config_flag, host, allow_open_network, log_file, free_port=port == 0, json_log=json_log
+        )
 
 
 def _serve_bound(
@@ -174,7 +177,14 @@ def _serve_bound(
     log_file: Path | None,
     *,
     free_port: bool = False,
+    json_log: bool = False,
 ) -> int:
+    """`json_log`: the log is JSON records; on stderr (no `log_file`) what the hub says there goes as records
+    too, so that a collector reading stderr (a container's) finds one record per line."""
+    logged = log_file is not None or json_log  # the log says what the hub says (else stderr's lines only)
+    # stderr is the log (`start` sends it to the log file; JSON records on stderr): say it there as records
+    quiet = (log_file is None and json_log) or (log_file is not None and _same_file(sys.stderr, log_file))
+    said = logging.getLogger("onemcp")
     if not allow_open_network and (
         refused := address.exposed_starter(resolve_path(config_flag), config_flag, host, OPEN_NETWORK_FLAG)
     ):
@@ -194,7 +204,7 @@ def _serve_bound(
         return 2
     exposed = not is_loopback(host.strip("[]")) and not config.hub.auth.required
     if exposed:
-        print(f"onemcp: WARNING: serving {host} WITHOUT AUTHENTICATION", file=sys.stderr)
+        _warn(quiet, f"WARNING: serving {host} WITHOUT AUTHENTICATION")
     try:
         logs.configure_audit(config.hub.audit)  # opened before anything says it listens (the app opens it again)
     except OSError as exc:
@@ -208,20 +218,19 @@ def _serve_bound(
         return 2
     shown = f"[{host}]" if ":" in host else host
     for other in other_configs(path) if path.name in NAMES else ():  # (a file named by the user is theirs)
-        print(f"onemcp: warning: {other} is not read: {path} is the config (remove one of them)", file=sys.stderr)
-    print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
+        _warn(quiet, f"warning: {other} is not read: {path} is the config (remove one of them)")
+    if not quiet:  # (the log's "listening" record says it)
+        print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
     app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")
     runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp", free_port=free_port, open_network=exposed)
     app.on_shutdown.append(lambda: remove_runtime(runtime))  # SIGTERM never reaches the finally below
-    if log_file is not None:  # the lines above went to a terminal, or nowhere (`start`): the log says them too
-        said = logging.getLogger("onemcp")
+    if logged:  # the lines above went to a terminal, or nowhere (`start`, JSON): the log says them too
         said.info("listening on http://%s:%d/mcp (pid %d), serving %s", shown, bound_port, os.getpid(), path)
         app.on_shutdown.append(lambda: said.info("stopped (pid %d)", os.getpid()))
     raise_fd_limit()  # the connection cap is drawn from it
     server = SaidServer(app.server_config(timeout_graceful_shutdown=5))
-    server.log_file = log_file is not None
-    server.quiet = log_file is not None and _same_file(sys.stderr, log_file)
+    server.log_file, server.quiet = logged, quiet
     try:
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after a clean shutdown
             server.run(sockets=[sock])
@@ -230,9 +239,17 @@ def _serve_bound(
     if app.failed is not None:
         print(f"onemcp: {app.failed}", file=sys.stderr)
         return 1
-    if not server.said_stopped:
+    if not server.said_stopped and not quiet:
         print("onemcp: stopped", file=sys.stderr)
     return 0
+
+
+def _warn(quiet: bool, text: str) -> None:
+    """A warning `serve` gives before it serves: a line on stderr, or a record where stderr is the log."""
+    if quiet:
+        logging.getLogger("onemcp").warning("%s", text)
+    else:
+        print(f"onemcp: {text}", file=sys.stderr)
 
 
 def serve_stdio(

@@ -194,8 +194,8 @@ class OneMcpApp:
                 return
             # Host before anything else: a DNS-rebound page must read neither /health (authorization
             # links) nor the consent page
-            if not guard.host_ok(asgi.header(scope, b"host")):
-                await asgi.send_json(send, 421, error_body(INVALID_REQUEST, "Invalid Host header"))
+            if not guard.host_ok(host := asgi.header(scope, b"host")):
+                await asgi.send_json(send, 421, error_body(INVALID_REQUEST, guard.host_refusal(host)))
                 return
             if path.startswith("/health"):
                 # servers, instances and what they were rendered for, pins, token counts: the operator's

@@ -130,6 +130,10 @@ async def test_origin_and_host_validation() -> None:
             assert r.status_code == 403
             r = await http.post(hub.url, json=INIT, headers={**HEADERS, "host": "evil.example:80"})
             assert r.status_code == 421
+            # trial s39-h16: an operator behind nginx got "Invalid Host header" and nothing in the log: it
+            # names the host and the setting that lets it in, the log says it (tests/http/test_guard.py)
+            message = r.json()["error"]["message"]
+            assert "'evil.example:80'" in message and 'onemcp.allowedHosts (add "evil.example:80"' in message
             r = await http.post(hub.url, json=INIT, headers={**HEADERS, "origin": "http://localhost:5173"})
             assert r.status_code == 200
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from onemcp.config.values import origin_of
@@ -167,3 +169,25 @@ def test_the_public_origin_is_what_browsers_send(public: str, origin: str) -> No
 @pytest.mark.parametrize("public", ["ftp://hub.example", "hub.example", "https://", "http://[::1"])
 def test_a_public_url_that_is_no_web_origin_allows_nothing_more(public: str) -> None:
     assert origin_of(public) is None
+
+
+def test_a_refused_host_is_named_with_the_setting_that_allows_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Trial s39-h16: behind nginx with a name not in allowedHosts every request got 421 "Invalid Host
+    header" and the log said nothing: the refusal names the host (cut, control characters shown as ?)
+    and `allowedHosts`, and the log warns once per host."""
+    guard = loopback_guard(hosts=["hub.internal:3050"])
+    with caplog.at_level(logging.WARNING, logger="onemcp.http.guard"):
+        for _ in range(3):
+            assert not guard.host_ok("hub.internal:8443")
+        assert guard.host_refusal("hub.internal:8443") == (
+            "Invalid Host header 'hub.internal:8443': a hub bound to loopback serves another host name only when "
+            'it is listed in onemcp.allowedHosts (add "hub.internal:8443" there)'
+        )
+        odd = guard.host_refusal("evil\x1b[31m" + "x" * 300)
+        assert odd.startswith("Invalid Host header 'evil?[31mxxx") and len(odd) < 400, odd
+        assert guard.host_refusal(None).startswith("Invalid Host header (none was sent)")
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "refused Host 'hub.internal:8443' (421): a hub bound to loopback serves another host name only when "
+        'it is listed in onemcp.allowedHosts (add "hub.internal:8443" there)'
+    ], warned

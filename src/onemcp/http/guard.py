@@ -8,11 +8,14 @@ reaches us with the attacker's host name).
 from __future__ import annotations
 
 import ipaddress
+import logging
 from urllib.parse import urlsplit
 
 from onemcp.config.values import origin_of
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+TOLD_HOSTS = 64  # refused hosts the log names (once each): a client sending a new one each time cannot flood it
+log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -45,6 +48,7 @@ class Guard:
             self.allowed_origins.add(own)
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
         self._seen: dict[tuple[str, str | None], bool] = {}  # header values repeat: remember verdicts
+        self._told: set[str | None] = set()  # refused hosts the log has named
 
     def _remember(self, kind: str, value: str | None, verdict: bool) -> bool:
         if len(self._seen) < 1024:
@@ -57,7 +61,17 @@ class Guard:
 
     def host_ok(self, host: str | None) -> bool:
         hit = self._seen.get(("host", host))
-        return hit if hit is not None else self._remember("host", host, self._host_ok(host))
+        if hit is not None:
+            return hit
+        verdict = self._host_ok(host)
+        if not verdict and host not in self._told and len(self._told) < TOLD_HOSTS:
+            self._told.add(host)  # an operator behind a proxy learns why its clients get 421, and the fix
+            log.warning("refused Host %s (421): %s", _shown(host), _allow_hint(host))
+        return self._remember("host", host, verdict)
+
+    def host_refusal(self, host: str | None) -> str:
+        """What a client whose Host was refused is told: the host, and the setting that would let it in."""
+        return f"Invalid Host header {_shown(host)}: {_allow_hint(host)}"
 
     def _origin_ok(self, origin: str | None) -> bool:
         if origin is None:
@@ -81,3 +95,20 @@ class Guard:
             return True
         name = _hostname(host)
         return is_loopback(name) or name in self.allowed_hosts
+
+
+def _shown(host: str | None) -> str:
+    """A Host header as an error or the log may show it: quoted, cut, control characters as `?`."""
+    if host is None:
+        return "(none was sent)"
+    text = "".join(c if " " <= c < "\x7f" else "?" for c in host[:100])
+    return f"'{text}{'...' if len(host) > 100 else ''}'"
+
+
+def _allow_hint(host: str | None) -> str:
+    if host is None:
+        return "a hub bound to loopback serves only requests naming it (HTTP/1.1 sends Host)"
+    return (
+        "a hub bound to loopback serves another host name only when it is listed in onemcp.allowedHosts "
+        f'(add "{_shown(host)[1:-1]}" there)'
+    )

@@ -741,6 +741,39 @@ def test_a_session_store_url_that_does_not_parse_is_refused(store: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        ("redis://h:6379/x", "the database after the host must be a number (redis://host:6379/0), not 'x'"),
+        ("redis://h:6379/0/extra", "the database after the host must be a number (redis://host:6379/0), not '0/extra'"),
+        ("redis://h:6379/0?db=x", "Invalid value for 'db' in connection URL"),
+        ("redis://h:6379/0?socket_timeout=soon", "Invalid value for 'socket_timeout' in connection URL"),
+        ("redis://h:6379/0?foo=1", "unknown parameter 'foo' (the Redis client takes db, socket_timeout,"),
+        ("unix:///run/redis.sock?dbb=1", "unknown parameter 'dbb' (the Redis client takes db, socket_timeout,"),
+    ],
+)
+def test_a_session_store_url_the_redis_client_would_misread_is_refused(store: str, said: str) -> None:
+    """Trial s39-h16: `onemcp validate` passed these; at start `?db=x` ended the hub with a traceback
+    (ValueError), `?foo=1` with "the hub stopped on an internal error", and `/x` or `/0/extra` were read as
+    database 0 without a word (two deployments meaning different databases would share one)."""
+    error = error_of({"mcpServers": {}, "onemcp": {"sessionStore": store}})
+    assert f"onemcp.sessionStore: {said}" in error, error
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "redis://h:6379",
+        "redis://h:6379/",
+        "redis://h:6379/3",
+        "rediss://u:p@h:6380/1?socket_timeout=2",
+        "unix:///r.s?db=2",
+    ],
+)
+def test_a_session_store_url_the_redis_client_reads_as_written_loads(store: str) -> None:
+    assert parse({"mcpServers": {}, "onemcp": {"sessionStore": store}}).hub.session_store == store
+
+
+@pytest.mark.parametrize(
     ("doc", "want"),
     [
         (

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from onemcp.config import filters, jinja, values
+from onemcp.config import filters, jinja, redis_link, values
 from onemcp.config.auth_settings import AuthSettings
 from onemcp.config.base import RequestSeconds, Seconds
 from onemcp.config.base import StrictModel as _Model
@@ -440,6 +440,8 @@ class HubSettings(_Model):
             raise ValueError('must be "sqlite", "off" or a Redis URL (redis://host:6379/0)')
         if value.startswith(("redis://", "rediss://")) and (problem := values.url_problem(value)):
             raise ValueError(f"{problem} (redis://host:6379/0; the client would guess localhost)")
+        if value.startswith(REDIS_SCHEMES) and (problem := redis_link.url_problem(value)):
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -159,3 +159,26 @@ def forget_breakers() -> None:
     """Every Redis trusted again (tests: a port, and so a URL, may come again for another Redis)."""
     with _BREAKERS_LOCK:
         _BREAKERS.clear()
+
+
+def url_problem(url: str) -> str | None:
+    """Why the Redis client would misread `url` (None: it reads it as written): a database that is no
+    number (`/x`, `/0/extra`: the client takes database 0 without a word), a query parameter it does not
+    know (it fails when it connects) or one whose value it cannot read. Never shows the URL's password."""
+    from urllib.parse import unquote, urlsplit
+
+    import redis.connection
+
+    parts = urlsplit(url)
+    db = unquote(parts.path).removeprefix("/") if parts.scheme in ("redis", "rediss") else ""
+    if db and not (db.isascii() and db.isdigit()):
+        return f"the database after the host must be a number (redis://host:6379/0), not {db[:40]!r}"
+    try:
+        options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        return str(exc).rstrip(".")
+    known = redis.connection.URL_QUERY_ARGUMENT_PARSERS
+    for name in options.keys() - {"host", "port", "username", "password", "path", "connection_class", "ssl"}:
+        if name not in known:
+            return f"unknown parameter {name[:40]!r} (the Redis client takes {', '.join(known)})"
+    return None

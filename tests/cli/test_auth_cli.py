@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,22 @@ def test_serving_a_network_address_without_auth_is_refused(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 2
     assert "no authentication" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["create", "--name", "ci"], ["list"], ["revoke", "0123456789ab"]])
+def test_a_key_command_whose_redis_cannot_be_reached_says_so_in_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Trial s39-h16: "onemcp: cannot use the API key store (Redis) cannot be reached: Error 111 ..." (two
+    sentences run together: the CLI's "cannot use" before the store's own "cannot be reached")."""
+    with socket.socket() as free:  # a port nobody listens on: refused at once
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    doc = {"mcpServers": {}, "onemcp": {"sessionStore": f"redis://127.0.0.1:{port}/0", "auth": {"apiKeys": True}}}
+    (tmp_path / "mcp.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    assert main(["auth", "key", *argv]) == 1
+    said = capsys.readouterr().err
+    refused = f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."
+    assert said == f"onemcp: cannot use the API key store (Redis): {refused}\n", said

@@ -160,7 +160,7 @@ class RedisKeyStore:
         try:
             self._sync.hset(REDIS_PREFIX + key_id, mapping=fields)
         except self._errors as exc:
-            raise OSError(f"the API key store (Redis) cannot be reached: {exc}") from None
+            raise OSError(f"the API key store (Redis): {exc}") from None  # the CLI: "cannot use ..."
         return f"{PREFIX}{key_id}_{secret}"
 
     def list(self) -> list[KeyInfo]:
@@ -172,7 +172,7 @@ class RedisKeyStore:
                 if row is not None:
                     infos.append(KeyInfo(key_id, row[4], row[1].split(), row[5] or 0.0, row[2], row[3]))
         except self._errors as exc:
-            raise OSError(f"the API key store (Redis) cannot be reached: {exc}") from None
+            raise OSError(f"the API key store (Redis): {exc}") from None  # the CLI: "cannot use ..."
         return sorted(infos, key=lambda info: info.created)
 
     def revoke(self, key_id: str) -> bool:
@@ -182,7 +182,7 @@ class RedisKeyStore:
             if self._sync.hexists(name, "hash"):
                 return bool(self._sync.hsetnx(name, "revoked", time.time()))
         except self._errors as exc:
-            raise OSError(f"the API key store (Redis) cannot be reached: {exc}") from None
+            raise OSError(f"the API key store (Redis): {exc}") from None  # the CLI: "cannot use ..."
         return self.local.revoke(key_id) if self.local is not None else False
 
     @staticmethod

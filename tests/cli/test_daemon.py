@@ -442,54 +442,6 @@ def test_status_and_stop_of_a_hub_that_does_not_answer(config_dir: Path) -> None
             os.kill(pid, signal.SIGKILL)  # suspended or not
 
 
-def test_status_names_a_server_whose_circuit_is_open() -> None:
-    """A hung server stays "ready" while its breaker refuses every call: /health says degraded, and the
-    summary start and status print says which server and why (it said only "2 server(s): 2 ready")."""
-    from onemcp.cli.daemon import summary
-
-    health = {
-        "upstreams": {
-            "a": {"state": "ready", "breaker": "open"},
-            "b": {"state": "ready", "breaker": "closed"},
-            "c": {"state": "failed", "breaker": "closed", "lastError": "process exited with code 1"},
-        }
-    }
-    assert summary(health) == (
-        "3 server(s): 1 failed, 2 ready; failed: c (process exited with code 1); circuit open (it answers no call): a"
-    )
-
-
-def test_status_says_a_servers_error_whole_or_cut_with_a_marker() -> None:
-    """The summary cut each error at 80 characters mid-word and without a mark ('cannot connect to
-    127.0.0.1:58089: Conne)'), and a failed server without an error was an IndexError (a traceback)."""
-    from onemcp.cli.daemon import summary
-
-    refused = "POST http://127.0.0.1:58089/mcp failed: cannot connect to 127.0.0.1:58089: Connection refused"
-    health = {
-        "upstreams": {
-            "web": {"state": "failed", "lastError": refused},
-            "big": {"state": "failed", "lastError": "x" * 500 + "\nsecond line"},
-            "mute": {"state": "failed", "lastError": ""},
-        }
-    }
-    assert summary(health) == f"3 server(s): 3 failed; failed: web ({refused}), big ({'x' * 160}...), mute"
-
-
-def test_status_names_a_server_that_keeps_failing_to_start() -> None:
-    """A server that never answers its handshake is "starting" again and again: the summary said "1 starting"
-    with every retry, never that it failed or why."""
-    from onemcp.cli.daemon import summary
-
-    health = {
-        "upstreams": {
-            "a": {"state": "ready", "breaker": "closed"},
-            "b": {"state": "starting", "breaker": "closed", "lastError": None},  # its first try
-            "c": {"state": "starting", "breaker": "closed", "lastError": "did not start within 30s (attempt 4)"},
-        }
-    }
-    assert summary(health) == "3 server(s): 1 ready, 2 starting; still trying: c (did not start within 30s (attempt 4))"
-
-
 def test_status_says_a_config_change_waits_for_a_restart(config_dir: Path) -> None:
     """`onemcp.auth` added to mcp.json of a running hub waits for a restart: status said "degraded" and "1
     server(s): 1 ready", not why, though the README has it say why a hub is degraded."""
@@ -507,23 +459,6 @@ def test_status_says_a_config_change_waits_for_a_restart(config_dir: Path) -> No
     shown = onemcp(config_dir, "mcp", "status")
     assert "status  degraded, 0 session(s)" in shown.stdout and f"        {said}\n" in shown.stdout, shown.stdout
     assert onemcp(config_dir, "stop").returncode == 0
-
-
-def test_status_names_tools_withheld_since_their_definition_changed() -> None:
-    """An operator's own edit (mcp-server-time's --local-timezone) changed two tools' descriptions: they were
-    withheld from every client while status said "ok, 5 server(s): 5 ready" and mcp status "time ... 0"."""
-    from onemcp.cli.daemon import hub_notes
-
-    changed = [
-        {"server": "time", "tool": "convert_time", "seenAt": 1.0, "mode": "withhold"},
-        {"server": "time", "tool": "get_current_time", "seenAt": 1.0, "mode": "withhold"},
-        {"server": "mine", "tool": "echo", "seenAt": 1.0, "mode": "report"},  # passed on: nothing to do
-    ]
-    assert hub_notes({"status": "ok", "pins": {"mode": "withhold", "changed": changed}}) == [
-        "withheld from clients, their definition changed since approved: time/convert_time, time/get_current_time"
-        " (`onemcp mcp pins` shows the change, `onemcp mcp approve SERVER[/TOOL]` approves it)"
-    ]
-    assert hub_notes({"status": "ok", "pins": {"mode": "withhold", "changed": []}}) == []
 
 
 def test_start_logs_as_json_every_line_of_the_log(config_dir: Path) -> None:

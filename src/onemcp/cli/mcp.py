@@ -449,7 +449,7 @@ def _running_hub(path: Path) -> dict[str, Any]:
 def _status(args: argparse.Namespace) -> int:
     import httpx
 
-    from onemcp.cli.daemon import auth_headers, hub_notes, refusal
+    from onemcp.cli.hub_health import auth_headers, hub_notes, refusal
 
     runtime: dict[str, Any] = {"url": args.url} if args.url else _running_hub(resolve_path(args.config))
     base = hub_base(runtime["url"])

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, config_path: Path, base: str) -> int:
     """Restart `args.names` on the hub at `base`; 0 when every one came up ready."""
     import httpx
 
-    from onemcp.cli.daemon import auth_headers
+    from onemcp.cli.hub_health import auth_headers
 
     with httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False, headers=auth_headers()) as client:
         for name in args.names:  # one at a time: each is stopped and started before the next

@@ -89,6 +89,8 @@ class Renewing:
         self.cancelled: list[Any] = []
         self.refuse_cancels = False
         self.in_s2: list[Any] = []
+        self.seen: list[str] = []  # the cancels, and what came in s2, in the order they came
+        self.held_in_s2 = anyio.Event()
         self.sessions = 0
         self.writers: set[asyncio.StreamWriter] = set()
         self.url = ""
@@ -107,6 +109,7 @@ class Renewing:
                     writer.write(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
                 elif method == "notifications/cancelled":
                     self.cancelled.append(msg["params"]["requestId"])
+                    self.seen.append(f"cancelled {msg['params']['requestId']}")
                     answer = b"500 Internal Server Error" if self.refuse_cancels else b"202 Accepted"
                     writer.write(b"HTTP/1.1 " + answer + b"\r\ncontent-length: 0\r\n\r\n")
                 elif session == "s2" and method == "ping":
@@ -116,6 +119,8 @@ class Renewing:
                     writer.write(f"{json_head}\r\n\r\n".encode() + doc)
                 elif session == "s2" and "id" in msg:
                     self.in_s2.append(msg)
+                    self.seen.append(str(method))
+                    self.held_in_s2.set()
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: held\n\n")
                     await writer.drain()
                     await reader.read()
@@ -204,6 +209,24 @@ async def test_a_call_abandoned_while_it_waits_for_a_new_session_is_not_sent_in_
         assert [msg["method"] for msg in up.in_s2] == ["ping", "ping"]
 
 
+async def test_a_call_sent_again_in_a_new_session_waits_for_the_cancels_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call whose session ended (404) is sent again once the hub has a new one; a cancel started meanwhile
+    (it too waits for the new session) must reach the upstream first, as it does for a call sent anew: the
+    resend went straight to the transport, ahead of the cancel."""
+    monkeypatch.setattr(cancels, "CANCEL_SEND_TIMEOUT", DEADLINE)  # held while the session is renewed
+    async with renewing() as (up, conn):
+        held = await conn.begin(call("held"))
+        await up.held.wait()
+        await conn.begin(call("gone"))  # 404: sent again in the new session
+        await up.reinitializing.wait()
+        conn.abandon(held, "cancelled by the client")
+        up.renew.set()
+        await up.held_in_s2.wait()
+        assert up.seen == [f"cancelled {held.hub_id}", "tools/call"]
+
+
 async def test_a_call_whose_cancel_the_server_refuses_has_its_reply_stream_closed() -> None:
     """Pinned (it held before): told and refused, the stream is closed all the same."""
     async with renewing() as (up, conn):
@@ -246,3 +269,99 @@ async def test_a_send_waits_for_the_cancels_before_it_not_for_those_after() -> N
             gates[2].set()
     assert not box.pending
     assert forgotten == [1, 2]
+
+
+class Refusing:
+    """A legacy Streamable HTTP server that refuses the request "r" once without running it (401, or a 307 to
+    /next), then answers it; every other request is answered at once. `arrived`: each request's path and id."""
+
+    def __init__(self, refusal: int) -> None:
+        self.refusal = refusal
+        self.arrived: list[tuple[str, Any]] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+                msg = orjson.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
+                self.arrived.append((head[0].split()[1], msg["id"]))
+                if (msg.get("params") or {}).get("name") == "r" and len(self.arrived) == 1:
+                    refused = b"401 Unauthorized\r\nwww-authenticate: Bearer" if self.refusal == 401 else b""
+                    moved = b"307 Temporary Redirect\r\nlocation: /next" if self.refusal == 307 else b""
+                    writer.write(b"HTTP/1.1 " + (refused or moved) + b"\r\ncontent-length: 0\r\n\r\n")
+                else:
+                    doc = orjson.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
+                    json_head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(doc)}"
+                    writer.write(f"{json_head}\r\n\r\n".encode() + doc)
+                await writer.drain()
+        writer.close()
+
+
+class Token:
+    """The hub's own token for the server, renewed at once when it is refused."""
+
+    header = "Bearer t"
+    tokens = object()
+
+    def authorization(self, method: str, url: str) -> dict[str, str]:
+        return {"authorization": self.header}
+
+    async def ensure_fresh(self) -> None:
+        pass
+
+    async def recover(self, status: int, challenge: str | None, used: str | None, nonce: str | None) -> bool:
+        return True
+
+    def explain(self) -> str:
+        return "refused"
+
+
+@pytest.mark.parametrize("refusal", [401, 307])
+@pytest.mark.parametrize("abandoned", [False, True])
+async def test_a_request_sent_again_waits_for_the_cancels_before_it_and_not_at_all_once_abandoned(
+    refusal: int, abandoned: bool
+) -> None:
+    """Sent again after a new token or to where the server moved, a request went straight out, ahead of a
+    cancel in flight (the connection's `before_resend`, here a gate the test opens); and one abandoned while
+    it waited for that was sent all the same after a redirect: the server ran it for nobody."""
+    up = Refusing(refusal)
+    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    config = ServerConfig.model_validate({"url": url, "protocol": "legacy", "timeout": 60})
+    transport = make_transport("refusing", config)
+    if refusal == 401:
+        transport.auth = Token()  # type: ignore[attr-defined]
+    replies: dict[Any, anyio.Event] = {1: anyio.Event(), 2: anyio.Event()}
+    waiting, gate = anyio.Event(), anyio.Event()
+
+    async def before_resend(message: dict[str, Any]) -> None:
+        waiting.set()
+        await gate.wait()
+
+    transport.before_resend = before_resend
+    try:
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:
+                await transport.open(tg, lambda msg, _: replies[msg["id"]].set(), lambda msg, exc: None)
+                message = call("r") | {"id": 1}
+                await transport.send(message, orjson.dumps(message))
+                await waiting.wait()
+                assert up.arrived == [("/mcp", 1)]  # not sent again yet
+                if abandoned:
+                    assert transport.cancel(1)  # never run: nothing to tell the server
+                gate.set()
+                if abandoned:
+                    await anyio.wait_all_tasks_blocked()
+                    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+                    await transport.send(ping, orjson.dumps(ping))
+                    await replies[2].wait()
+                    assert up.arrived == [("/mcp", 1), ("/mcp" if refusal == 401 else "/next", 2)]
+                    assert not replies[1].is_set()
+                else:
+                    await replies[1].wait()
+                    assert up.arrived == [("/mcp", 1), ("/mcp" if refusal == 401 else "/next", 1)]
+                await transport.aclose()
+                tg.cancel_scope.cancel()
+    finally:
+        server.close()

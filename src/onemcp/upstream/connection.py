@@ -115,6 +115,7 @@ class UpstreamConnection:
         self._tg: TaskGroup | None = None
         self._reinit_lock = anyio.Lock()
         self.cancels = Cancels(self._send, lambda hub_id: self.transport.forget(hub_id))
+        transport.before_resend = self._after_cancels
         self.feed = ChangeFeed(self)  # used when the upstream speaks 2026-07-28
         self._idle: anyio.Event | None = None  # set when the last client call is done
         # Server->client requests being served (each a task, held until a client answers), and
@@ -202,6 +203,7 @@ class UpstreamConnection:
         await self.transport.aclose()
         sse_config = self.config.model_copy(update={"type": "sse"})
         self.transport = SseTransport(self.name, sse_config, getattr(self.transport, "auth", None))
+        self.transport.before_resend = self._after_cancels
         tg.start_soon(self._watch_transport)
         try:
             await self.transport.open(tg, self._deliver, self._transport_failed)
@@ -352,6 +354,7 @@ class UpstreamConnection:
     async def _resend_after_reinit(self, call: Call, msg: Message, stale: str | None) -> None:
         try:
             await self._reinitialize(stale)
+            await self._after_cancels(msg)
             if call.hub_id not in self._pending:
                 return  # abandoned meanwhile: never sent in the new session (nothing would cancel it there)
             await self.transport.send(msg, jsonrpc.dumps(msg))
@@ -379,12 +382,20 @@ class UpstreamConnection:
             if handshake:  # never a new session from within the handshake
                 raise UpstreamError(self.name, str(expired)) from None
             await self._reinitialize(expired.session)
+            await self._after_cancels(msg)
             try:
                 await self.transport.send(msg, body)
             except TransportError as exc:
                 raise exc.for_caller(self.name) from None
         except TransportError as exc:
             raise exc.for_caller(self.name) from None
+
+    async def _after_cancels(self, msg: Message) -> None:
+        """A message sent again (after a new session, a new token, a redirect) waits, as one sent first does, until
+        the cancels started before it are carried: the upstream would count their requests as still running."""
+        method = msg.get("method")
+        if self.cancels.pending and method not in HANDSHAKE and method != "notifications/cancelled":
+            await self.cancels.carried()
 
     def abandon(self, call: Call, reason: str) -> None:
         """The caller gave up (deadline, client cancel): forget it and tell the upstream."""

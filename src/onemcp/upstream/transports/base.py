@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -117,6 +117,10 @@ class SessionExpired(TransportError):
         self.session = session  # the session id the upstream no longer knows
 
 
+async def _at_once(message: Message) -> None:
+    """No connection waits for anything before a resend."""
+
+
 class Transport(ABC):
     kind: str = "?"
 
@@ -132,6 +136,9 @@ class Transport(ABC):
         self.protocol_version: str | None = None
         # tool name -> {argument: header}: the upstream's x-mcp-header annotations (modern HTTP)
         self.param_names: dict[str, dict[str, str]] = {}
+        # What a message sent again (after a new token, a redirect) waits for first: set by the connection
+        # to its cancels in flight (`cancels.py`), which reach the upstream before anything sent after them
+        self.before_resend: Callable[[Message], Awaitable[None]] = _at_once
 
     def gone(self, why: str | None = None) -> TransportClosed:
         """The upstream went away (`why`); without `why`, nothing more can be sent: it closed, or never opened."""

@@ -223,6 +223,7 @@ class PostExchange(H1Exchange):
         elif isinstance(self.error, AuthRejected):
             self.t.reauthorize(self.msg, self.sent, self.error, retry=self.retry)
         elif isinstance(self.error, Moved) and self.t.move(self.error) and self.t._tg is not None:
+            self.t._unsent.add(self.msg["id"])
             self.t._tg.start_soon(self.t.resend, self.msg, self.sent)
         elif self.error is not None:
             self.t.fail(self.msg, self.error)
@@ -247,7 +248,9 @@ class StreamableHttpTransport(Transport):
         self._requests: dict[Any, PostExchange | StreamExchange] = {}
         # legacy era: abandoned requests' exchanges, closed once notifications/cancelled has gone (or `forget`)
         self._abandoned: dict[Any, PostExchange | StreamExchange] = {}
-        self._reauthorizing: set[Any] = set()  # refused requests waiting for a new token
+        # requests the server refused without running them (401, 307/308), to be sent again (after a new
+        # token, at the new URL): abandoned meanwhile, they are not (nor cancelled: it never saw them)
+        self._unsent: set[Any] = set()
         # The handshake's POST was refused as a method the URL does not take (404/405): an old
         # HTTP+SSE server, maybe (the spec's backwards-compatible probe then tries GET + SSE).
         self.handshake_refused: int | None = None
@@ -291,9 +294,9 @@ class StreamableHttpTransport(Transport):
         Modern era: closing the stream is the cancellation. Legacy era: it is not, so the caller
         sends notifications/cancelled, and `send` closes the stream once that has gone.
         """
-        if request_id in self._reauthorizing:
-            # refused (401) and waiting for a new token: the upstream never saw it, so it is never resent
-            self._reauthorizing.discard(request_id)
+        if request_id in self._unsent:
+            # refused (401, 307/308) and waiting to be sent again: the upstream never ran it, so it is never resent
+            self._unsent.discard(request_id)
             return True
         exchange = self._requests.pop(request_id, None)
         if exchange is None:
@@ -306,7 +309,7 @@ class StreamableHttpTransport(Transport):
 
     def forget(self, request_id: int) -> None:
         """Also an abandoned request's, once its notifications/cancelled went, failed, or never could."""
-        self._reauthorizing.discard(request_id)
+        self._unsent.discard(request_id)
         for table in (self._requests, self._abandoned):
             if (exchange := table.pop(request_id, None)) is not None:
                 drop(exchange)
@@ -363,9 +366,11 @@ class StreamableHttpTransport(Transport):
             drop(exchange)
             raise
         if isinstance(exchange.error, AuthRejected) and retry and await self._recover(exchange.error):
+            await self.before_resend(message)
             await self._post(message, body, retry=False)
             return
         if isinstance(exchange.error, Moved) and self.move(exchange.error):
+            await self.before_resend(message)
             return await self._post(message, body, retry=retry)
         if exchange.error is not None:
             raise exchange.error
@@ -377,7 +382,7 @@ class StreamableHttpTransport(Transport):
         if self._tg is None or not retry:
             self._refused(msg, error)
         else:
-            self._reauthorizing.add(msg["id"])
+            self._unsent.add(msg["id"])
             self._tg.start_soon(self._resend_authorized, msg, body, error)
 
     def move(self, moved: Moved) -> bool:
@@ -388,6 +393,11 @@ class StreamableHttpTransport(Transport):
         return True
 
     async def resend(self, msg: Message, body: bytes) -> None:
+        """A request the server redirected, sent at its new URL after the cancels before it."""
+        await self.before_resend(msg)
+        if msg["id"] not in self._unsent:
+            return  # abandoned meanwhile
+        self._unsent.discard(msg["id"])
         try:
             await self.send(msg, body)
         except TransportError as exc:
@@ -395,9 +405,11 @@ class StreamableHttpTransport(Transport):
 
     async def _resend_authorized(self, msg: Message, body: bytes, error: AuthRejected) -> None:
         recovered = await self._recover(error)
-        if msg["id"] not in self._reauthorizing:
+        if recovered:
+            await self.before_resend(msg)
+        if msg["id"] not in self._unsent:
             return  # cancelled (the client gave up, or a deadline passed) meanwhile
-        self._reauthorizing.discard(msg["id"])
+        self._unsent.discard(msg["id"])
         if recovered:
             try:
                 await self.send(msg, body, retry=False)

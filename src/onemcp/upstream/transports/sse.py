@@ -146,6 +146,7 @@ class SseTransport(Transport):
             # refused before it was read: one new token, one resend
             used = headers.get("authorization")
             if retry and await self.auth.recover(401, exchange.challenge, used, exchange.nonce):
+                await self.before_resend(message)
                 await self.send(message, body, retry=False)
                 return
             raise TransportError(self.auth.explain())

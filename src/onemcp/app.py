@@ -220,7 +220,9 @@ class OneMcpApp:
                 await self.gate.oauth.app(scope, receive, send)
                 return
             if path == "/metrics":
-                if await self.gate.admit(scope, send, admin=True) is not None:
+                # read-only, as /health is (it names no more than /health does): a scraper's key need not
+                # be one that changes the hub
+                if await self.gate.admit(scope, send, check=lambda p: operator_needs(p, False)) is not None:
                     await self.hub.exposure.ready_to_report({})  # per-server token gauges
                     await asgi.send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
                 return

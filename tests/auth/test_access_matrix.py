@@ -427,7 +427,10 @@ ADMIN_ENDPOINTS = (("GET", "/metrics"), ("GET", "/oauth/upstream"), ("DELETE", "
 
 
 async def test_admin_endpoints_matrix(tmp_path: Path) -> None:
-    """/metrics and the upstream OAuth endpoints: credential kind x scope kind; only `admin` gets in."""
+    """/metrics and the upstream OAuth endpoints: credential kind x scope kind; of these only `admin` gets in.
+
+    (The read-only `operator` scope reads /metrics too: tests/auth/test_gate.py.)
+    """
     failures: list[str] = []
     count = 0
     with anyio.fail_after(300):

@@ -71,6 +71,7 @@ async def test_api_keys_matrix(tmp_path: Path) -> None:
             revoked = keys.create("gone", ["mcp"])
             keys.revoke(revoked.split("_")[1])
             admin = keys.create("ops", ["admin"])
+            operator = keys.create("watch", ["operator"])
 
             # no token / unknown / expired / revoked: 401 with the challenge
             for token in (None, "omk_nope_nope", expired, revoked, "not-a-known-format"):
@@ -120,7 +121,7 @@ async def test_api_keys_matrix(tmp_path: Path) -> None:
             stolen = {**g, "authorization": f"Bearer {full}"}
             r = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 9, "method": "ping"}, headers=stolen)
             assert r.status_code == 404
-            # the probes stay open; /health (every server, instances, pins) is the operator's; metrics need admin
+            # the probes stay open; /health (every server, instances, pins) and /metrics are the operator's
             for probe in ("/health/live", "/health/ready"):
                 assert (await http.get(f"{hub.base}{probe}")).status_code == 200
             assert (await http.get(f"{hub.base}/health/ready")).json() == {"ready": True}  # naming no server
@@ -130,9 +131,17 @@ async def test_api_keys_matrix(tmp_path: Path) -> None:
             r = await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {admin}"})
             assert r.status_code == 200 and set(r.json()["upstreams"]) == {"web", "git"}
             r = await http.get(f"{hub.base}/metrics", headers={"authorization": f"Bearer {full}"})
-            assert r.status_code == 403 and "insufficient_scope" in r.headers["www-authenticate"]
-            r = await http.get(f"{hub.base}/metrics", headers={"authorization": f"Bearer {admin}"})
-            assert r.status_code == 200 and b"onemcp_upstream_requests_total" in r.content
+            assert r.status_code == 403 and 'scope="operator"' in r.headers["www-authenticate"]
+            assert r.json() == {"error": "insufficient_scope", "scope": "operator"}
+            # a Prometheus scraper holds a read-only key, as a /health reader does: not one that changes the hub
+            for reader in (operator, admin):
+                r = await http.get(f"{hub.base}/metrics", headers={"authorization": f"Bearer {reader}"})
+                assert r.status_code == 200 and b"onemcp_upstream_requests_total" in r.content
+            r = await http.get(f"{hub.base}/health", headers={"authorization": f"Bearer {operator}"})
+            assert r.status_code == 200
+            # the read-only key changes nothing: the admin API still needs admin for that
+            r = await http.post(f"{hub.base}/api/v1/reload", headers={"authorization": f"Bearer {operator}"})
+            assert r.status_code == 403 and r.json()["scope"] == "admin"
 
 
 async def test_rate_limit_and_quota(tmp_path: Path) -> None:

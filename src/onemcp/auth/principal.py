@@ -5,7 +5,8 @@ Scopes (space-separated in tokens, a list on API keys):
   `server:<name>`       call and list that server's capabilities
   `tag:<tag>`           the servers carrying that tag
   `tool:<server>/<tool>` just that tool (listed and callable; not the server's resources or prompts)
-  `admin`               /metrics and management endpoints, and everything else
+  `admin`               management endpoints, and everything else
+  `operator`            read-only: /health, /metrics, viewing the admin API, console and TUI
 A principal with none of server:/tag:/tool: but with `mcp` or `admin` sees every server. A
 principal with none of these scopes (an empty scope set, or only scopes of other services) may
 not use the hub at all. What the scopes grant, through a view, is decided in `auth.access`.

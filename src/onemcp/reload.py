@@ -41,6 +41,8 @@ RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between attempts to read a config 
 # a file written in place (truncated, then written in pieces) is read once it stays the same this long
 # (seconds): a prefix of a YAML or TOML file often parses, with fewer servers, which would stop the others
 SETTLE, SETTLE_TRIES = 0.5, 60  # and one still changing after SETTLE_TRIES looks is not read
+# what a reload did: the file's config is now served, it already was (nothing done), or it was refused
+APPLIED, UNCHANGED, REFUSED = "applied", "unchanged", "refused"
 
 
 class Reloader:
@@ -67,6 +69,10 @@ class Reloader:
     async def reload(self, *, settle: bool = False) -> bool:
         """Load, validate and apply the file; False (and the reason kept) when it is refused. `settle`
         (a change the watch saw): read it once it has stayed the same for `SETTLE` seconds."""
+        return await self.reload_outcome(settle=settle) != REFUSED
+
+    async def reload_outcome(self, *, settle: bool = False) -> str:
+        """`reload`, saying which: APPLIED, UNCHANGED (the file is the config served) or REFUSED."""
         async with self._lock:
             try:
                 new = await self._settled() if settle else self._load()
@@ -78,15 +84,15 @@ class Reloader:
                     log.error("config change not read yet, retrying: %s", exc)
                 else:
                     log.error("config change refused, keeping the running config: %s", exc)
-                return False
+                return REFUSED
             except Exception as exc:  # a reader's bug must not end the hub: the running config stays
                 self.failures += 1
                 self.config_error = f"{self.path}: the config could not be read ({type(exc).__name__}: {exc})"
                 log.exception("config change refused, keeping the running config")
-                return False
+                return REFUSED
             self.config_error = None
             if new == self.hub.config:
-                return True
+                return UNCHANGED
             REDACTOR.use(new)
             self.last_changes = await self.hub.apply_config(new)
             moved = self.applied()  # "starting fx (now in this hub's view)"
@@ -101,7 +107,7 @@ class Reloader:
                 [f"{k} {', '.join(v)}" for k, v in self.last_changes.items() if v and k != "unchanged"] + moved
             )
             log.info("config reloaded: %s", said or "hub settings only, no server changed")  # "added git; changed time"
-            return True
+            return APPLIED
 
     def _load(self) -> HubConfig:
         with contextlib.suppress(OSError):  # (one that cannot be read is said by load_config)

@@ -22,6 +22,7 @@ from fixtures.launch import fixture_command
 from onemcp.admin.api import ROUTES
 from onemcp.auth.keys import KeyStore
 from onemcp.observability.events import MAX_PAYLOAD
+from onemcp.reload import Reloader
 from support.audit import audit_lines
 from support.hub import RunningHub, running_hub
 
@@ -188,6 +189,36 @@ async def test_what_the_actions_do(tmp_path: Path) -> None:
                 "name",
                 "server",
             ]
+
+
+async def test_a_reload_says_whether_it_applied_found_nothing_to_do_or_was_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /reload of a file that is the config served answered "applied": true with 0 reloads: now it
+    says it is unchanged; an edit is applied; a broken file is refused and the running config kept."""
+    path = tmp_path / "mcp.json"
+    monkeypatch.setattr(Reloader, "_watch", lambda self: anyio.sleep_forever())  # only the API reloads here
+    with anyio.fail_after(DEADLINE):
+        async with (
+            hub_at(tmp_path, auth=False) as (hub, _),
+            httpx.AsyncClient(timeout=30, base_url=f"{hub.base}/api/v1") as http,
+        ):
+            with audit_lines() as lines:
+                same = (await http.post("/reload")).json()
+            assert same["applied"] is False and same["unchanged"] is True, same
+            assert same["detail"] == "unchanged: the file is the same as the config served"
+            assert same["reload"]["reloads"] == 0 and same["reload"]["lastError"] is None
+            assert any("action=reload" in line and "outcome=unchanged" in line for line in lines)
+            doc = json.loads(path.read_text())
+            doc["mcpServers"]["beta"]["disabled"] = True
+            path.write_text(json.dumps(doc))
+            changed = (await http.post("/reload")).json()
+            assert changed["applied"] is True and changed["unchanged"] is False and "detail" not in changed
+            assert changed["reload"]["reloads"] == 1 and changed["reload"]["lastChanges"]
+            path.write_text("{not json")
+            refused = (await http.post("/reload")).json()
+            assert refused["applied"] is False and refused["unchanged"] is False and "detail" not in refused
+            assert refused["reload"]["lastError"] and refused["reload"]["reloads"] == 1
 
 
 async def test_a_body_that_says_what_the_route_does_not_take_is_refused(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from onemcp.protocol import jsonrpc, meta
 from onemcp.protocol.errors import HubError, NotFound, echo
 from onemcp.protocol.names import shown_as
 from onemcp.protocol.versions import MODERN_VERSIONS
-from onemcp.reload import Reloader
+from onemcp.reload import APPLIED, UNCHANGED, Reloader
 
 PREFIX = "/api/v1"
 CONSOLE = {"name": "onemcp-console", "version": __version__}  # who calls a tool through this API
@@ -245,9 +245,12 @@ class AdminApi:
         await request.json()
         if self.reloader is None:
             raise ApiError(409, "this hub was not started from a config file: nothing to reload")
-        ok = await self.reloader.reload()
-        self._audit(request, "reload", str(self.config_path), "ok" if ok else "refused")
-        return {"applied": ok, "reload": self.reloader.status()}
+        outcome = await self.reloader.reload_outcome()
+        self._audit(request, "reload", str(self.config_path), "ok" if outcome == APPLIED else outcome)
+        reply: dict[str, Any] = {"applied": outcome == APPLIED, "unchanged": outcome == UNCHANGED}
+        if outcome == UNCHANGED:  # nothing was reloaded: not "applied", and not refused either
+            reply["detail"] = "unchanged: the file is the same as the config served"
+        return {**reply, "reload": self.reloader.status()}
 
     # ------------------------------------------------------------------ pinned tool definitions
     async def pins(self, request: Request) -> dict[str, Any]:

@@ -478,3 +478,43 @@ def test_start_logs_as_json_every_line_of_the_log(config_dir: Path) -> None:
     assert sum(m.startswith("stopped (pid ") for m in messages) == 2, messages
     unit = onemcp(config_dir, "service", "print", "--log-format", "json")
     assert unit.returncode == 0 and "--port 3050 --log-format json\n" in unit.stdout, unit.stdout
+
+
+def test_restart_keeps_the_running_hubs_log_level_and_format_and_runtime_names_the_config_absolute(
+    config_dir: Path,
+) -> None:
+    """Trial s39-h16: `start --config rep2/mcp.json` recorded "config": "rep2/mcp.json" in runtime.json (a tool
+    reading it from another directory found no such file); and `restart` without --log-level/--log-format
+    brought the hub back logging text at info, whatever it logged before. runtime.json records the config's
+    absolute path and how the hub logs; `restart` keeps each one not given, and says so."""
+    named = f"{config_dir.name}/mcp.json"  # relative to its parent, where the commands run
+    started = onemcp(
+        config_dir,
+        "start",
+        "--config",
+        named,
+        "--port",
+        "0",
+        "--log-level",
+        "debug",
+        "--log-format",
+        "json",
+        cwd=config_dir.parent,
+    )
+    assert started.returncode == 0, started.stderr
+    runtime = json.loads((config_dir / "runtime.json").read_text())
+    assert runtime["config"] == str(config_dir / "mcp.json"), runtime
+    assert (runtime["logLevel"], runtime["logFormat"]) == ("debug", "json"), runtime
+    kept = onemcp(config_dir, "restart", "--config", named, cwd=config_dir.parent)
+    assert kept.returncode == 0, kept.stderr
+    assert "onemcp: --log-level debug --log-format json kept: the hub it replaces logs so" in kept.stderr, kept.stderr
+    runtime = json.loads((config_dir / "runtime.json").read_text())
+    assert (runtime["logLevel"], runtime["logFormat"]) == ("debug", "json"), runtime
+    changed = onemcp(config_dir, "restart", "--config", named, "--log-format", "text", cwd=config_dir.parent)
+    assert changed.returncode == 0 and "--log-level debug kept" in changed.stderr, changed.stderr
+    assert "--log-format json" not in changed.stderr, changed.stderr
+    runtime = json.loads((config_dir / "runtime.json").read_text())
+    assert (runtime["logLevel"], runtime["logFormat"]) == ("debug", "text"), runtime
+    back = onemcp(config_dir, "restart", "--log-level", "info")  # the defaults again: nothing to say
+    assert back.returncode == 0 and "kept" not in back.stderr, back.stderr
+    assert onemcp(config_dir, "stop").returncode == 0

@@ -33,6 +33,7 @@ from onemcp.config.runtime import NoHub, alive, lock_holder, locked, read_runtim
 LOG_FILE = "onemcp.log"
 NOT_RUNNING = 3
 HOST, PORT = "127.0.0.1", 3050
+LOG_LEVELS, LOG_FORMATS = ("debug", "info", "warning", "error"), ("text", "json")
 UNIT = """[Unit]
 Description=onemcp, one MCP hub for every client
 After=network.target
@@ -59,8 +60,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     )
     for p in (start, restart):
         p.add_argument("--timeout", type=argtypes.seconds, default=60.0, help="seconds to wait for it to be ready (60)")
-        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-        p.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
+        # restart: None, the running hub's (its runtime.json), else the default
+        own, said = (p is start), "" if p is start else "the running hub's, else "
+        p.add_argument("--log-level", default="info" if own else None, choices=LOG_LEVELS, help=f"(default {said}info)")
+        p.add_argument(
+            "--log-format",
+            default="text" if own else None,
+            choices=LOG_FORMATS,
+            help=f"text or JSON (default {said}text)",
+        )
         p.add_argument(  # as `serve`'s: the hub it runs is `serve`, which refuses such an address without it
             OPEN_NETWORK_FLAG,
             dest="allow_open_network",
@@ -131,7 +139,7 @@ def restart(path: Path, args: argparse.Namespace) -> int:
         )
         return 2
     stop(path, 15.0)
-    return launch(path, args.config, host, port, args.timeout, logged(args), open_network)
+    return launch(path, args.config, host, port, args.timeout, logged(args, found), open_network)
 
 
 def same_host(found: dict[str, Any], host: str) -> bool:
@@ -156,9 +164,24 @@ def restart_refusal(path: Path, named: str | None, host: str, open_network: bool
     return None if open_network else unauthenticated(host, config.hub.auth.required, override=OPEN_NETWORK_FLAG)
 
 
-def logged(args: argparse.Namespace) -> tuple[str, str]:
-    """The log's level and format that `start` and `restart` pass to the hub they run."""
-    return args.log_level, args.log_format
+def logged(args: argparse.Namespace, found: dict[str, Any] | None = None) -> tuple[str, str]:
+    """The log's level and format that `start` and `restart` pass to the hub they run: for `restart`, one
+    not given is the running hub's (`found`, its runtime.json), said when it is not the default."""
+    level = args.log_level or _recorded(found, "logLevel", LOG_LEVELS, "info")
+    form = args.log_format or _recorded(found, "logFormat", LOG_FORMATS, "text")
+    kept = [f"--log-level {level}"] if args.log_level is None and level != "info" else []
+    kept += [f"--log-format {form}"] if args.log_format is None and form != "text" else []
+    if kept:
+        print(
+            f"onemcp: {' '.join(kept)} kept: the hub it replaces logs so (give another to change it)", file=sys.stderr
+        )
+    return level, form
+
+
+def _recorded(found: dict[str, Any] | None, key: str, choices: tuple[str, ...], default: str) -> str:
+    """The running hub's setting `key`, when its runtime.json has one of `choices` (a hand-edited one may not)."""
+    value = (found or {}).get(key)
+    return value if isinstance(value, str) and value in choices else default
 
 
 def launch(

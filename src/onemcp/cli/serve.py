@@ -37,14 +37,24 @@ audit = logging.getLogger("onemcp.audit")
 OPEN_NETWORK_FLAG = address.OPEN_NETWORK_FLAG
 
 
-def write_runtime(config_path: Path, url: str, *, free_port: bool = False, open_network: bool = False) -> Path:
-    """Tell local tools (the CLI) where the running hub is: `runtime.json` beside the config (`freePort`:
-    --port 0 chose the port, another at every start, so no app's config should keep it; `openNetwork`: it
-    serves an open address with no authentication because it was given OPEN_NETWORK_FLAG, which `restart`
-    gives the hub it starts at that address again)."""
+def write_runtime(
+    config_path: Path,
+    url: str,
+    *,
+    free_port: bool = False,
+    open_network: bool = False,
+    log_as: tuple[str, str] = ("info", "text"),
+) -> Path:
+    """Tell local tools (the CLI) where the running hub is: `runtime.json` beside the config, whose path
+    it records absolute (a tool in another directory reads it; not resolved: a link stays the one named)
+    (`freePort`: --port 0 chose the port, another at every start, so no app's config should keep it;
+    `openNetwork`: it serves an open address with no authentication because it was given OPEN_NETWORK_FLAG;
+    `logLevel`, `logFormat`: how it logs. `restart` gives the hub it starts those again)."""
     runtime = config_path.parent / "runtime.json"
-    doc = {"url": url, "pid": os.getpid(), "config": str(config_path), **({"freePort": True} if free_port else {})}
+    doc: dict[str, object] = {"url": url, "pid": os.getpid(), "config": os.path.abspath(config_path)}
+    doc.update({"freePort": True} if free_port else {})
     doc.update({"openNetwork": True} if open_network else {})
+    doc.update({"logLevel": log_as[0], "logFormat": log_as[1]})
     tmp = runtime.with_suffix(".json.tmp")
     tmp.write_bytes(orjson.dumps(doc))
     tmp.replace(runtime)
@@ -163,9 +173,8 @@ def serve(
         print(f"onemcp: {sock}", file=sys.stderr)
         return 2
     with sock:  # closed on a refusal below (uvicorn closes it after serving)
-        json_log = log_format == "json"
         return _serve_bound(
-            sock, config_flag, host, allow_open_network, log_file, free_port=port == 0, json_log=json_log
+            sock, config_flag, host, allow_open_network, log_file, free_port=port == 0, log_as=(log_level, log_format)
         )
 
 
@@ -177,10 +186,11 @@ def _serve_bound(
     log_file: Path | None,
     *,
     free_port: bool = False,
-    json_log: bool = False,
+    log_as: tuple[str, str] = ("info", "text"),
 ) -> int:
-    """`json_log`: the log is JSON records; on stderr (no `log_file`) what the hub says there goes as records
-    too, so that a collector reading stderr (a container's) finds one record per line."""
+    """`log_as`: the log's level and format; JSON records: on stderr (no `log_file`) what the hub says there
+    goes as records too, so that a collector reading stderr (a container's) finds one record per line."""
+    json_log = log_as[1] == "json"
     logged = log_file is not None or json_log  # the log says what the hub says (else stderr's lines only)
     # stderr is the log (`start` sends it to the log file; JSON records on stderr): say it there as records
     quiet = (log_file is None and json_log) or (log_file is not None and _same_file(sys.stderr, log_file))
@@ -223,7 +233,8 @@ def _serve_bound(
         print(f"onemcp: serving {len(config.enabled)} server(s) from {path}", file=sys.stderr)
     print(f"onemcp: listening on http://{shown}:{bound_port}/mcp", flush=True)
     app = OneMcpApp(config, bind_host=host, config_path=path, public_url=f"http://{shown}:{bound_port}/mcp")
-    runtime = write_runtime(path, f"http://{shown}:{bound_port}/mcp", free_port=free_port, open_network=exposed)
+    url = f"http://{shown}:{bound_port}/mcp"
+    runtime = write_runtime(path, url, free_port=free_port, open_network=exposed, log_as=log_as)
     app.on_shutdown.append(lambda: remove_runtime(runtime))  # SIGTERM never reaches the finally below
     if logged:  # the lines above went to a terminal, or nowhere (`start`, JSON): the log says them too
         said.info("listening on http://%s:%d/mcp (pid %d), serving %s", shown, bound_port, os.getpid(), path)

@@ -294,12 +294,23 @@ async def test_requested_scopes_are_granted(oauth: Harness) -> None:
     assert principal is not None and principal.is_admin
 
 
-async def test_unknown_scope_is_refused_by_redirect(oauth: Harness) -> None:
+@pytest.mark.parametrize(
+    ("scope", "named"),
+    [("mcp root", "unsupported scope: root"), ("tag:dev", "unsupported scope: tag:dev"), (" ", "no scope requested")],
+)
+async def test_unknown_scope_is_refused_by_redirect_naming_the_scopes_granted(
+    oauth: Harness, scope: str, named: str
+) -> None:
+    """Trial s39-h16: `scope=tag:dev` was "unsupported scope: tag:dev", and nothing said which scopes the
+    server grants; a blank scope was "unsupported scope: " (naming nothing)."""
     client_id = (await oauth.register())["client_id"]
-    r = await oauth.authorize(client_id, pkce()[1], scope="mcp root")
+    r = await oauth.authorize(client_id, pkce()[1], scope=scope)
     assert r.status_code == 302
     got = query(r.headers["location"])
     assert got["error"] == "invalid_scope" and got["state"] == "st4te" and got["iss"] == ISSUER
+    said = got["error_description"]
+    assert said.startswith(f"{named}; this server grants: mcp admin (narrower access for a client:"), said
+    assert "onemcp.auth.clientRoles" in said, said
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,13 @@ def check_request(
     requested = params.get("scope", BASE).split()
     unknown = [s for s in requested if s not in scopes_supported]
     if unknown or not requested:
-        raise OAuthError("invalid_scope", f"unsupported scope: {echo(' '.join(unknown))}")
+        # which it grants: server:/tag:/tool: scopes come from API keys and JWTs, or `clientRoles` for a client
+        said = f"unsupported scope: {echo(' '.join(unknown))}" if unknown else "no scope requested"
+        raise OAuthError(
+            "invalid_scope",
+            f"{said}; this server grants: {' '.join(scopes_supported)}"
+            " (narrower access for a client: roles given to its client_id in onemcp.auth.clientRoles)",
+        )
     scopes = tuple(dict.fromkeys(requested))
     return AuthorizationRequest(client, redirect_uri, explicit, params.get("state"), challenge, scopes)
 

@@ -292,7 +292,7 @@ def started(pidfile: Path) -> int | None:
 async def until(condition: Callable[[], bool]) -> None:
     """Poll `condition` (the caller's deadline bounds it)."""
     while not condition():
-        await anyio.sleep(0.05)
+        await anyio.sleep(0.05)  # allowed-sleep: polling, within the caller's deadline
 
 
 async def test_a_stdio_hub_with_a_view_starts_no_server_outside_it(tmp_path: Path) -> None:
@@ -353,7 +353,7 @@ async def test_a_preset_edited_on_disk_changes_the_servers_a_stdio_hub_runs(tmp_
             presets.write_text(json.dumps({"presets": {"mine": {"filter": "db"}}}))
             await until(lambda: started(fx_pid) is not None and started(demo_pid) is None)
             while "fx__echo" not in (names := {t.name for t in (await c.list_tools()).tools}):
-                await anyio.sleep(0.05)  # its lists come once it is ready
+                await anyio.sleep(0.05)  # allowed-sleep: polling within fail_after; its lists come once it is ready
             assert not any(name.startswith("demo__") for name in names), names
 
 

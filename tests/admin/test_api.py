@@ -221,6 +221,28 @@ async def test_a_reload_says_whether_it_applied_found_nothing_to_do_or_was_refus
             assert refused["reload"]["lastError"] and refused["reload"]["reloads"] == 1
 
 
+async def test_an_edit_that_changes_nothing_says_so_and_is_not_applied(tmp_path: Path) -> None:
+    """Disabling a server twice: the second answered "changed": false with "applied": true though nothing
+    was written or reloaded. Now it says unchanged (not applied, not refused), as POST /reload does."""
+    with anyio.fail_after(DEADLINE):
+        async with (
+            hub_at(tmp_path, auth=False) as (hub, _),
+            httpx.AsyncClient(timeout=30, base_url=f"{hub.base}/api/v1") as http,
+        ):
+            first = (await http.post("/servers/beta/disable")).json()
+            assert first["changed"] is True and first["applied"] is True and first["unchanged"] is False, first
+            assert "detail" not in first and first["backup"]
+            written = (tmp_path / "mcp.json").read_text()
+            for path in ("/servers/beta/disable", "/servers/alpha/enable"):
+                with audit_lines() as lines:
+                    again = (await http.post(path)).json()
+                assert again["changed"] is False and again["applied"] is False and again["unchanged"] is True, again
+                assert again["detail"] == "unchanged: the file already says so (nothing written, nothing reloaded)"
+                assert again["backup"] is None
+                assert any(f"target={path.split('/')[2]} outcome=unchanged" in line for line in lines), lines
+            assert (tmp_path / "mcp.json").read_text() == written
+
+
 async def test_a_body_that_says_what_the_route_does_not_take_is_refused(tmp_path: Path) -> None:
     """Nothing is accepted silently: an unknown field, a `replace` that is not a boolean, a body on a
     route that takes none, a new ${VAR} the hub's environment does not set (the hub could not load it)."""

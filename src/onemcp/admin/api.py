@@ -212,14 +212,14 @@ class AdminApi:
         except OSError as exc:
             raise ApiError(500, f"cannot write {path}: {exc.strerror or exc}") from None
         assert self.reloader is not None
-        applied = await self.reloader.reload() if result.changed else True
-        self._audit(request, action, name)
-        return {
-            "changed": result.changed,
-            "applied": applied,
-            "backup": str(result.backup) if result.backup else None,
-            "reload": self.reloader.status(),
-        }
+        reply: dict[str, Any] = {"changed": result.changed, "backup": str(result.backup) if result.backup else None}
+        if result.changed:  # (the watch may have read the new file first: the reload finds it served, applied too)
+            reply |= {"applied": await self.reloader.reload(), "unchanged": False}
+        else:  # the file already said so: nothing written, nothing to apply
+            detail = "unchanged: the file already says so (nothing written, nothing reloaded)"
+            reply |= {"applied": False, "unchanged": True, "detail": detail}
+        self._audit(request, action, name, "ok" if result.changed else "unchanged")
+        return {**reply, "reload": self.reloader.status()}
 
     async def add(self, request: Request) -> dict[str, Any]:
         body = await request.json()  # (schema.ADD_SERVER: name and server given, replace a boolean)

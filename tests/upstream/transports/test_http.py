@@ -26,11 +26,13 @@ import httpx
 import pytest
 
 from onemcp.config.model import ServerConfig
+from onemcp.protocol import sse
 from onemcp.protocol.errors import LimitReached
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.transports.http import StreamableHttpTransport
+from onemcp.upstream.transports.sink import EventSink
 from support.events import Events
 from support.hub import raw_session, running_hub
 
@@ -289,6 +291,50 @@ async def test_a_legacy_reply_stream_closed_early_with_an_event_id_is_resumed() 
         with anyio.fail_after(DEADLINE):
             result = await conn.request("tools/call", {"name": "poll", "arguments": {}})
         assert result == {"content": [{"type": "text", "text": "resumed"}]}
+
+
+@pytest.mark.parametrize("gives_up", ["cancel", "forget"])
+async def test_a_legacy_reply_stream_abandoned_before_it_is_resumed_is_not_resumed(gives_up: str) -> None:
+    """Its stream ended early (an event id, `retry:`) and the call was abandoned while the transport waited
+    to resume it: the GET with Last-Event-ID went out all the same, after notifications/cancelled, and the
+    server ran the stream again for nobody. Here the abandon comes before the resume task first runs."""
+    async with hostile() as up:
+        config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 30})
+        transport = StreamableHttpTransport("s", config)
+        came: list[Any] = []
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:  # its end waits for the resume task
+                await transport.open(tg, lambda msg, _: came.append(msg), lambda msg, exc: came.append(str(exc)))
+                call = tool_call("poll") | {"id": 5}
+                sink = EventSink(transport.deliver, 5, transport.log)
+                sink(sse.Event(id="poll-5", retry=0))  # the primed event the POST's stream ended after
+                transport.resume(call, sink)
+                if gives_up == "cancel":
+                    assert not transport.cancel(5)  # legacy: the server still runs it, so it is told
+                else:
+                    transport.forget(5)  # its notifications/cancelled went
+            await transport.aclose()
+        assert ("resumed", 5) not in up.seen and not came, (up.seen, came)
+
+
+async def test_a_legacy_reply_stream_that_ends_after_its_call_was_abandoned_is_not_resumed() -> None:
+    """Abandoned while its POST's stream was open (kept until its notifications/cancelled goes), the call's
+    stream then ended early with an event id: it was resumed, a GET for a call nobody awaits."""
+    async with hostile() as up:
+        config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 30})
+        transport = StreamableHttpTransport("s", config)
+        came: list[Any] = []
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:  # its end waits for a resume task
+                await transport.open(tg, lambda msg, _: came.append(msg), lambda msg, exc: came.append(str(exc)))
+                call = tool_call("poll") | {"id": 6}
+                await transport.send(call, json.dumps(call).encode())
+                assert not transport.cancel(6)  # before a byte of the answer is read: nothing yields meanwhile
+                post = transport._abandoned[6]  # (until its notifications/cancelled goes)
+                while post.conn is not None and post.conn.exchange is post:  # its stream has not ended yet
+                    await anyio.sleep(0.01)  # allowed-sleep: polling with a deadline
+            await transport.aclose()
+        assert ("call", 6) in up.seen and ("resumed", 6) not in up.seen and not came, (up.seen, came)
 
 
 FAILURES = [

@@ -187,7 +187,8 @@ class PostExchange(H1Exchange):
     def _stream_ended(self, sink: EventSink) -> None:
         """A request's reply stream ended before its reply: resume it (legacy SSE polling) or fail it."""
         if not self.t.modern and sink.last_id is not None:
-            self.t.resume(self.msg, sink)  # the server closed the stream early, and said where to resume
+            if self.t._requests.get(self.conn_key) is self:  # (abandoned: its cancel is on its way, no resume)
+                self.t.resume(self.msg, sink)  # the server closed the stream early, and said where to resume
         else:
             self.error = TransportError(f"{self.label}: the reply stream ended before the reply")
 
@@ -251,6 +252,8 @@ class StreamableHttpTransport(Transport):
         # requests the server refused without running them (401, 307/308), to be sent again (after a new
         # token, at the new URL): abandoned meanwhile, they are not (nor cancelled: it never saw them)
         self._unsent: set[Any] = set()
+        # requests whose reply stream is to be resumed (legacy): abandoned meanwhile, they are not
+        self._resuming: set[Any] = set()
         # The handshake's POST was refused as a method the URL does not take (404/405): an old
         # HTTP+SSE server, maybe (the spec's backwards-compatible probe then tries GET + SSE).
         self.handshake_refused: int | None = None
@@ -298,6 +301,7 @@ class StreamableHttpTransport(Transport):
             # refused (401, 307/308) and waiting to be sent again: the upstream never ran it, so it is never resent
             self._unsent.discard(request_id)
             return True
+        self._resuming.discard(request_id)  # (between two resumes: the server still runs it, so it is told)
         exchange = self._requests.pop(request_id, None)
         if exchange is None:
             return False
@@ -310,6 +314,7 @@ class StreamableHttpTransport(Transport):
     def forget(self, request_id: int) -> None:
         """Also an abandoned request's, once its notifications/cancelled went, failed, or never could."""
         self._unsent.discard(request_id)
+        self._resuming.discard(request_id)
         for table in (self._requests, self._abandoned):
             if (exchange := table.pop(request_id, None)) is not None:
                 drop(exchange)
@@ -451,13 +456,20 @@ class StreamableHttpTransport(Transport):
     def resume(self, msg: Message, sink: EventSink) -> None:
         """A request's reply stream ended before its response: GET it again after its last event."""
         if self._tg is not None:
+            self._resuming.add(msg["id"])
             self._tg.start_soon(self._resume, msg, sink)
 
     async def _resume(self, msg: Message, sink: EventSink) -> None:
+        try:
+            await self._resuming_stream(msg, sink)
+        finally:
+            self._resuming.discard(msg["id"])
+
+    async def _resuming_stream(self, msg: Message, sink: EventSink) -> None:
         for _ in range(RESUME_ATTEMPTS):
             await anyio.sleep(min(sink.retry_ms or 0, RESUME_WAIT_MAX_MS) / 1000)
-            if self._pool is None or sink.last_id is None:
-                return
+            if self._pool is None or sink.last_id is None or msg["id"] not in self._resuming:
+                return  # (not resuming: closed, nowhere to resume from, or abandoned while waiting)
             exchange = StreamExchange(sink, self.limit, self.name)
             headers = {**self._headers("text/event-stream", method="GET"), "last-event-id": sink.last_id}
             try:

@@ -25,6 +25,7 @@ from onemcp.upstream import cancels
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.transports.factory import make_transport
 from support.events import Events
+from support.raw_server import listening, read_message
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
@@ -99,10 +100,7 @@ class Renewing:
         self.writers.add(writer)
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                msg = orjson.loads(body) if head[0].startswith("POST") else {}
+                _, headers, msg = await read_message(reader)
                 method, session = msg.get("method"), headers.get("mcp-session-id")
                 name = (msg.get("params") or {}).get("name")
                 if not msg:
@@ -151,30 +149,28 @@ class Renewing:
         self.writers.discard(writer)
         writer.close()
 
+    async def stop(self) -> None:
+        for writer in list(self.writers):
+            writer.close()
+
 
 @contextlib.asynccontextmanager
 async def renewing() -> AsyncIterator[tuple[Renewing, UpstreamConnection]]:
     """The server above, and a connection to it, ready."""
     up = Renewing()
-    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
-    up.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
-    config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 60, "startupTimeout": 60})
-    conn = UpstreamConnection("renew", config, make_transport("renew", config), Events())
-    try:
-        with anyio.fail_after(DEADLINE):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(conn.run)
-                await conn.settled.wait()
-                assert conn.state == "ready", conn.last_error
-                yield up, conn
-                tg.cancel_scope.cancel()
-    finally:
-        up.renew.set()
-        server.close()
-        for writer in list(up.writers):
-            writer.close()
-        with anyio.fail_after(DEADLINE):
-            await server.wait_closed()
+    async with listening(up.serve, up.stop, DEADLINE) as up.url:
+        config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 60, "startupTimeout": 60})
+        conn = UpstreamConnection("renew", config, make_transport("renew", config), Events())
+        try:
+            with anyio.fail_after(DEADLINE):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(conn.run)
+                    await conn.settled.wait()
+                    assert conn.state == "ready", conn.last_error
+                    yield up, conn
+                    tg.cancel_scope.cancel()
+        finally:
+            up.renew.set()
 
 
 async def test_a_call_abandoned_while_its_session_is_renewed_has_its_reply_stream_closed(
@@ -282,10 +278,8 @@ class Refusing:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
-                msg = orjson.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
-                self.arrived.append((head[0].split()[1], msg["id"]))
+                request, _, msg = await read_message(reader)
+                self.arrived.append((request.split()[1], msg["id"]))
                 if (msg.get("params") or {}).get("name") == "r" and len(self.arrived) == 1:
                     refused = b"401 Unauthorized\r\nwww-authenticate: Bearer" if self.refusal == 401 else b""
                     moved = b"307 Temporary Redirect\r\nlocation: /next" if self.refusal == 307 else b""

@@ -30,6 +30,7 @@ from onemcp.upstream.transports.http import StreamableHttpTransport
 from onemcp.upstream.transports.memory import MemoryTransport
 from onemcp.upstream.transports.stdio import StdioTransport
 from support.events import Events
+from support.raw_server import listening, read_message
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 5.0
@@ -208,10 +209,7 @@ class ExpiringServer:
         self.writers.add(writer)
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                msg = orjson.loads(body) if head[0].startswith("POST") else {}
+                _, headers, msg = await read_message(reader)
                 method = msg.get("method")
                 if not msg:
                     writer.write(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
@@ -241,20 +239,16 @@ class ExpiringServer:
         self.writers.discard(writer)
         writer.close()
 
+    async def stop(self) -> None:
+        for writer in list(self.writers):
+            writer.close()
+
 
 @contextlib.asynccontextmanager
 async def expiring() -> AsyncIterator[ExpiringServer]:
     up = ExpiringServer()
-    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
-    up.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
-    try:
+    async with listening(up.serve, up.stop, DEADLINE) as up.url:
         yield up
-    finally:
-        server.close()
-        for writer in list(up.writers):
-            writer.close()
-        with anyio.fail_after(DEADLINE):
-            await server.wait_closed()
 
 
 class Spied(StreamableHttpTransport):

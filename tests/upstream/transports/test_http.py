@@ -35,6 +35,7 @@ from onemcp.upstream.transports.http import StreamableHttpTransport
 from onemcp.upstream.transports.sink import EventSink
 from support.events import Events
 from support.hub import raw_session, running_hub
+from support.raw_server import listening
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 10.0  # for anything here to happen; a call's own timeout is 30 s, well past it
@@ -208,15 +209,8 @@ class Hostile:
 @asynccontextmanager
 async def hostile(modern: bool = False) -> AsyncIterator[Hostile]:
     up = Hostile(modern)
-    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
-    up.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
-    try:
+    async with listening(up.serve, up.stop, DEADLINE) as up.url:
         yield up
-    finally:
-        server.close()
-        await up.stop()
-        with anyio.fail_after(DEADLINE):
-            await server.wait_closed()
 
 
 @asynccontextmanager
@@ -423,15 +417,9 @@ async def test_the_get_stream_is_reopened_after_its_last_event_id_and_afresh_whe
     was cut every few seconds and reopened without Last-Event-ID: what the server said meanwhile
     (it keeps its events to resend them) was lost."""
     up = Resumable()
-    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
-    up.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
-    try:
-        async with connected(up, "legacy"):
-            with anyio.fail_after(DEADLINE):
-                while len(up.gets) < 4:
-                    up.changed.clear()
-                    await up.changed.wait()
-            assert up.gets == [None, "e1", "e1", None]
-    finally:
-        server.close()
-        await up.stop()
+    async with listening(up.serve, up.stop, DEADLINE) as up.url, connected(up, "legacy"):
+        with anyio.fail_after(DEADLINE):
+            while len(up.gets) < 4:
+                up.changed.clear()
+                await up.changed.wait()
+        assert up.gets == [None, "e1", "e1", None]

@@ -1,0 +1,39 @@
+"""A hand-written HTTP/1.1 upstream on a raw socket, for tests whose server must answer what no real one would.
+
+What the server says is each test's own; this holds only the parts they all share: reading one request off
+the wire and listening on a free loopback port for the length of a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_message(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """One request: its request line, its headers (names lower-cased) and its JSON body ({} unless a POST)."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return head[0], headers, orjson.loads(body) if head[0].startswith("POST") else {}
+
+
+@asynccontextmanager
+async def listening(serve: Serve, stop: Callable[[], Awaitable[None]], deadline: float) -> AsyncIterator[str]:
+    """`serve` on 127.0.0.1 at a free port; yields its URL (path /mcp). On the way out it stops listening,
+    awaits `stop` (which closes the connections still open) and waits, within `deadline`, for the server."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    finally:
+        server.close()
+        await stop()
+        with anyio.fail_after(deadline):
+            await server.wait_closed()

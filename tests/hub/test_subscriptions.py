@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -28,6 +28,9 @@ from support.hub import running_hub
 from support.inprocess import modern_request
 from support.results import Heard, text_of
 
+if TYPE_CHECKING:
+    from onemcp.demo.kit import McpServer
+
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),  # resources/subscribe
@@ -36,6 +39,34 @@ DEADLINE = 30.0
 STATIC = "fixture://static"  # as the upstream knows it
 VISIBLE = "demo+fixture://static"  # as the hub shows it (prefixed by its server)
 SDK_UPSTREAM = [sys.executable, str(Path(__file__).parents[1] / "fixtures" / "sdk_upstream.py")]
+
+
+def hold(server: McpServer, method: str) -> tuple[anyio.Event, anyio.Event]:
+    """Holds `method` at an in-process server: (arrived, answer). `arrived` is set when the request comes; it is
+    answered, as the server ever would, once the test sets `answer`."""
+    handler = server.methods[method]
+    arrived, answer = anyio.Event(), anyio.Event()
+
+    async def holding(call: Any) -> dict[str, Any]:
+        arrived.set()
+        await answer.wait()
+        return await handler(call)
+
+    server.methods[method] = holding
+    return arrived, answer
+
+
+def watch(server: McpServer, method: str) -> anyio.Event:
+    """Set when `method` comes to an in-process server (answered as ever)."""
+    handler = server.methods[method]
+    came = anyio.Event()
+
+    async def seeing(call: Any) -> dict[str, Any]:
+        came.set()
+        return await handler(call)
+
+    server.methods[method] = seeing
+    return came
 
 
 def stdio(**extra: Any) -> dict[str, Any]:
@@ -527,19 +558,9 @@ async def test_a_first_subscribe_goes_upstream_after_the_unsubscribe_in_flight_b
     heard no update again. B's subscribe goes upstream only once the unsubscribe has been answered."""
     from support.inprocess import fixture, inprocess_hub, tool_call
 
-    answer = anyio.Event()
-    arrived = anyio.Event()
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub({"demo": fixture(), "other": fixture()}) as h:
-            upstream = h.upstreams.current("demo")
-            unsubscribe = upstream.methods["resources/unsubscribe"]
-
-            async def held(call: Any) -> dict[str, Any]:
-                arrived.set()
-                await answer.wait()
-                return await unsubscribe(call)
-
-            upstream.methods["resources/unsubscribe"] = held
+            arrived, answer = hold(h.upstreams.current("demo"), "resources/unsubscribe")
             a, b = await h.session(), await h.session()
             assert "result" in await a.ask("resources/subscribe", {"uri": VISIBLE})
             async with anyio.create_task_group() as tg:
@@ -558,18 +579,9 @@ async def test_a_revived_sessions_subscription_goes_upstream_after_the_unsubscri
     it went upstream at once, alongside the last subscriber's unsubscribe, and could arrive before it."""
     from support.inprocess import fixture, inprocess_hub, tool_call
 
-    answer, arrived = anyio.Event(), anyio.Event()
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub({"demo": fixture(), "other": fixture()}) as h:
-            upstream = h.upstreams.current("demo")
-            unsubscribe = upstream.methods["resources/unsubscribe"]
-
-            async def held(call: Any) -> dict[str, Any]:
-                arrived.set()
-                await answer.wait()
-                return await unsubscribe(call)
-
-            upstream.methods["resources/unsubscribe"] = held
+            arrived, answer = hold(h.upstreams.current("demo"), "resources/unsubscribe")
             a, b = await h.session(), await h.session()
             revived = h.app.hub.sessions.get(b.id)
             assert revived is not None
@@ -592,23 +604,11 @@ async def test_a_session_that_ends_while_its_subscribe_is_in_flight_is_not_left_
     a session that was gone and never unsubscribed upstream. The late answer lets it go upstream at once."""
     from support.inprocess import fixture, inprocess_hub, tool_call
 
-    answer, arrived, unsubscribed = anyio.Event(), anyio.Event(), anyio.Event()
     with anyio.fail_after(DEADLINE):
         async with inprocess_hub({"demo": fixture(), "other": fixture()}) as h:
             upstream = h.upstreams.current("demo")
-            subscribe, unsubscribe = upstream.methods["resources/subscribe"], upstream.methods["resources/unsubscribe"]
-
-            async def held(call: Any) -> dict[str, Any]:
-                arrived.set()
-                await answer.wait()
-                return await subscribe(call)
-
-            async def seen(call: Any) -> dict[str, Any]:
-                unsubscribed.set()
-                return await unsubscribe(call)
-
-            upstream.methods["resources/subscribe"] = held
-            upstream.methods["resources/unsubscribe"] = seen
+            arrived, answer = hold(upstream, "resources/subscribe")
+            unsubscribed = watch(upstream, "resources/unsubscribe")
             a, b = await h.session(), await h.session()
             replies: list[dict[str, Any]] = []
 
@@ -638,7 +638,6 @@ async def test_a_listen_cancelled_while_its_subscriptions_are_asked_lets_go_of_t
     from support.inprocess import MODERN, fixture, inprocess_hub
     from support.lines import Lines
 
-    answer, arrived, unsubscribed = anyio.Event(), anyio.Event(), anyio.Event()
     envelope = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
     uris = ["other+fixture://x/0", "demo+fixture://x/0"]
     listen = {
@@ -649,23 +648,8 @@ async def test_a_listen_cancelled_while_its_subscriptions_are_asked_lets_go_of_t
     }
     with anyio.fail_after(DEADLINE), Lines() as pipe:
         async with inprocess_hub({"demo": fixture(), "other": fixture()}) as h:
-            slow = h.upstreams.current("demo")
-            subscribe = slow.methods["resources/subscribe"]
-
-            async def held(call: Any) -> dict[str, Any]:
-                arrived.set()
-                await answer.wait()
-                return await subscribe(call)
-
-            slow.methods["resources/subscribe"] = held
-            other = h.upstreams.current("other")
-            unsubscribe = other.methods["resources/unsubscribe"]
-
-            async def seen(call: Any) -> dict[str, Any]:
-                unsubscribed.set()
-                return await unsubscribe(call)
-
-            other.methods["resources/unsubscribe"] = seen
+            arrived, answer = hold(h.upstreams.current("demo"), "resources/subscribe")  # slow to answer
+            unsubscribed = watch(h.upstreams.current("other"), "resources/unsubscribe")
             server = StdioServer(h.app.hub, ANONYMOUS, pipe.read_line, pipe.write)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(server.serve)

@@ -234,6 +234,15 @@ async def _session_on(http: httpx.AsyncClient, hub: RunningHub) -> dict[str, str
     return headers
 
 
+async def _copied(http: httpx.AsyncClient, one: RunningHub, two: RunningHub) -> tuple[dict[str, str], dict[str, str]]:
+    """Two sessions made on `one` and used on `two` (two's copies): the first for the test to end, the other a
+    live session, to be kept."""
+    made = (await _session_on(http, one), await _session_on(http, one))
+    for n, used in enumerate(made):
+        assert (await http.post(two.url, json=_ping(n), headers=used)).status_code == 200
+    return made
+
+
 async def _touched(http: httpx.AsyncClient, hub: RunningHub, headers: dict[str, str]) -> list[dict[str, Any]]:
     """The fixture's `touch` of fixture://static through `hub`: what it answers says if it is subscribed there."""
     params = {"name": "touch", "arguments": {"uri": "fixture://static"}}
@@ -491,11 +500,8 @@ async def test_a_replica_that_missed_an_end_forgets_its_copy_at_its_next_expiry_
     expiry round reads its copies' records in one batch and forgets those that are tombstones."""
     with anyio.fail_after(DEADLINE):
         async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
-            headers = await _session_on(http, one)
+            headers, other = await _copied(http, one, two)
             sid = headers["mcp-session-id"]
-            other = await _session_on(http, one)  # a live session: kept
-            for n, used in enumerate((headers, other)):
-                assert (await http.post(two.url, json=_ping(n), headers=used)).status_code == 200
             one.app.hub.sessions.forget(sid)
             one.app.hub.saved.delete(sid)  # the end, as a replica writes it, but no "ended" broadcast
             await one.app.hub.saved.flush()
@@ -517,11 +523,8 @@ async def test_a_replica_whose_link_comes_back_forgets_at_once_a_copy_ended_mean
 
     with anyio.fail_after(DEADLINE):
         async with _replicas(replica_config(redis_url), 2) as (one, two), httpx.AsyncClient(timeout=30) as http:
-            headers = await _session_on(http, one)
+            headers, other = await _copied(http, one, two)
             sid = headers["mcp-session-id"]
-            other = await _session_on(http, one)  # a live session: kept
-            for n, used in enumerate((headers, other)):
-                assert (await http.post(two.url, json=_ping(n), headers=used)).status_code == 200  # two's copies
             relay, back = two.app.hub.replicas.relay, anyio.Event()  # type: ignore[union-attr]
             pubsub = relay._redis.pubsub
 

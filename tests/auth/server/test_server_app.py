@@ -1647,6 +1647,19 @@ async def test_the_callers_own_text_comes_back_in_an_error_cut_to_its_start(oaut
     assert len(r.headers["location"]) < 1000
 
 
+@asynccontextmanager
+async def _on_its_own_file(tmp_path: Path) -> AsyncIterator[Harness]:
+    """A server on oauth.db alone, no shared store (what these tests lock is that file), granting mcp."""
+    clock = Clock(NOW)
+    server = OAuthServer(tmp_path / "oauth.db", ISSUER, RESOURCE, scopes_supported=["mcp"], consent="auto", clock=clock)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER)
+    try:
+        yield Harness(server, http, clock)
+    finally:
+        await http.aclose()
+        server.close()
+
+
 async def test_oauth_db_held_by_another_process_stalls_no_other_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1656,11 +1669,7 @@ async def test_oauth_db_held_by_another_process_stalls_no_other_request(
     caller needs them stored: a client uses a token the moment it has it), and a token check, a read, runs
     meanwhile; each is answered once the lock is free, and what was issued verifies at once."""
     monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", BUSY)
-    clock = Clock(NOW)
-    server = OAuthServer(tmp_path / "oauth.db", ISSUER, RESOURCE, scopes_supported=["mcp"], consent="auto", clock=clock)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER)
-    oauth = Harness(server, http, clock)
-    try:
+    async with _on_its_own_file(tmp_path) as oauth:
         client_id = (await oauth.register())["client_id"]
         earlier = (await oauth.tokens(client_id))["access_token"]
         code, verifier = await oauth.code(client_id)
@@ -1673,18 +1682,15 @@ async def test_oauth_db_held_by_another_process_stalls_no_other_request(
                     answers.append(await call())
 
                 tg.start_soon(asked, lambda: oauth.token(grant_type="authorization_code", **exchange))
-                tg.start_soon(asked, lambda: http.post("/oauth/register", json={"redirect_uris": [REDIRECT]}))
+                tg.start_soon(asked, lambda: oauth.http.post("/oauth/register", json={"redirect_uris": [REDIRECT]}))
                 await anyio.wait_all_tasks_blocked()  # both wait for the lock (on their threads)
                 assert await oauth.valid(earlier)  # a token check, meanwhile
-                assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 200
+                assert (await oauth.http.get("/.well-known/oauth-authorization-server")).status_code == 200
                 assert answers == []
                 release()
         assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
         issued = next(r for r in answers if r.status_code == 200).json()
         assert await oauth.valid(issued["access_token"])
-    finally:
-        await http.aclose()
-        server.close()
 
 
 async def test_oauth_db_held_past_its_busy_timeout_is_a_clear_503_and_spends_nothing(
@@ -1694,21 +1700,14 @@ async def test_oauth_db_held_past_its_busy_timeout_is_a_clear_503_and_spends_not
     locked" out of the handler: a bare 500 (the ASGI boundary's). It is the OAuth error a client knows to try
     again on (503 temporarily_unavailable), and nothing was done: the same code exchanges once the lock is free."""
     monkeypatch.setattr(sqlite_module, "BUSY_SECONDS", 0.05)
-    clock = Clock(NOW)
-    server = OAuthServer(tmp_path / "oauth.db", ISSUER, RESOURCE, scopes_supported=["mcp"], consent="auto", clock=clock)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url=ISSUER)
-    oauth = Harness(server, http, clock)
-    try:
+    async with _on_its_own_file(tmp_path) as oauth:
         client_id = (await oauth.register())["client_id"]
         code, verifier = await oauth.code(client_id)
         exchange = {"client_id": client_id, "code": code, "code_verifier": verifier, "redirect_uri": REDIRECT}
         with anyio.fail_after(10), held_sqlite(tmp_path / "oauth.db"):
             r = await oauth.token(grant_type="authorization_code", **exchange)
             assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", r.text
-            r = await http.post("/oauth/register", json={"redirect_uris": [REDIRECT]})
+            r = await oauth.http.post("/oauth/register", json={"redirect_uris": [REDIRECT]})
             assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", r.text
         r = await oauth.token(grant_type="authorization_code", **exchange)
         assert r.status_code == 200 and await oauth.valid(r.json()["access_token"]), r.text
-    finally:
-        await http.aclose()
-        server.close()

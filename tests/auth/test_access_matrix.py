@@ -489,24 +489,32 @@ async def _listed_with_context(
     return {str(t["name"]) for t in r.json()["result"]["tools"]}
 
 
-@pytest.mark.parametrize("era", ["legacy", "modern"])
-async def test_a_template_instance_starts_only_for_requesters_it_is_in_reach_of(era: str, tmp_path: Path) -> None:
+@asynccontextmanager
+async def _template_hub(
+    tmp_path: Path, template: str, name: str
+) -> AsyncIterator[tuple[RunningHub, httpx.AsyncClient, KeyStore, bytes]]:
+    """A hub with API keys, the stdio fixture `alpha` (tag red) and a template of it (tag team) whose `--name`
+    is `name` (a template expression); yields it, a client, its key store and its context secret."""
     fx = fixture_command()
-    template = {"command": fx[0], "args": [*fx[1:], "--name", "{{ project.name }}"], "tags": ["team"]}
     doc = {
         "mcpServers": {"alpha": {"command": fx[0], "args": fx[1:], "tags": ["red"]}},
-        "mcpTemplates": {"fxt": template},
+        "mcpTemplates": {template: {"command": fx[0], "args": [*fx[1:], "--name", name], "tags": ["team"]}},
         "onemcp": {"auth": {"apiKeys": True}},
     }
     path = tmp_path / "hub" / "mcp.json"
     path.parent.mkdir()
     path.write_text(json.dumps(doc))
+    async with running_hub(doc, config_path=path) as hub, httpx.AsyncClient(timeout=WAIT) as http:
+        secret = hub.app.hub.context_secret
+        assert secret is not None
+        yield hub, http, KeyStore(path.parent / "keys.db"), secret
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_a_template_instance_starts_only_for_requesters_it_is_in_reach_of(era: str, tmp_path: Path) -> None:
     failures: list[str] = []
     with anyio.fail_after(120):
-        async with running_hub(doc, config_path=path) as hub, httpx.AsyncClient(timeout=WAIT) as http:
-            keys = KeyStore(path.parent / "keys.db")
-            secret = hub.app.hub.context_secret
-            assert secret is not None
+        async with _template_hub(tmp_path, "fxt", "{{ project.name }}") as (hub, http, keys, secret):
             for n, (scopes, query, signed, expected) in enumerate(TEMPLATE_CELLS):
                 cell = f"{' '.join(scopes)} ?{query} {'signed' if signed else 'unsigned'}"
                 project_dir = tmp_path / f"project{n}"  # a project of its own: an instance of its own
@@ -585,22 +593,9 @@ RENDER_ERROR_CELLS: tuple[tuple[list[str], str, bool], ...] = (
 async def test_a_template_that_does_not_render_is_said_only_to_requesters_it_is_in_reach_of(
     era: str, tmp_path: Path
 ) -> None:
-    fx = fixture_command()
-    template = {"command": fx[0], "args": [*fx[1:], "--name", "{{ project.custom.db }}"], "tags": ["team"]}
-    doc = {
-        "mcpServers": {"alpha": {"command": fx[0], "args": fx[1:], "tags": ["red"]}},
-        "mcpTemplates": {"db": template},
-        "onemcp": {"auth": {"apiKeys": True}},
-    }
-    path = tmp_path / "hub" / "mcp.json"
-    path.parent.mkdir()
-    path.write_text(json.dumps(doc))
     failures: list[str] = []
     with anyio.fail_after(120):
-        async with running_hub(doc, config_path=path) as hub, httpx.AsyncClient(timeout=WAIT) as http:
-            keys = KeyStore(path.parent / "keys.db")
-            secret = hub.app.hub.context_secret
-            assert secret is not None
+        async with _template_hub(tmp_path, "db", "{{ project.custom.db }}") as (hub, http, keys, secret):
             headers = Signer({"project": project(tmp_path)}, secret).headers()
             for n, (scopes, query, reached) in enumerate(RENDER_ERROR_CELLS):
                 cell = f"{' '.join(scopes)} ?{query}"

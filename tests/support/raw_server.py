@@ -7,8 +7,8 @@ the wire and listening on a free loopback port for the length of a test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 import anyio
@@ -37,3 +37,25 @@ async def listening(serve: Serve, stop: Callable[[], Awaitable[None]], deadline:
         await stop()
         with anyio.fail_after(deadline):
             await server.wait_closed()
+
+
+class Connections:
+    """The connections a hand-written server has open: each `held` for as long as its handler runs (a peer
+    that hangs up mid-request ends it quietly), and `stop` closes those still open."""
+
+    def __init__(self) -> None:
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @contextmanager
+    def held(self, writer: asyncio.StreamWriter) -> Iterator[None]:
+        self._writers.add(writer)
+        try:
+            with suppress(ConnectionError, asyncio.IncompleteReadError):
+                yield
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def stop(self) -> None:
+        for writer in list(self._writers):
+            writer.close()

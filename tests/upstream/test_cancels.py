@@ -25,7 +25,7 @@ from onemcp.upstream import cancels
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.transports.factory import make_transport
 from support.events import Events
-from support.raw_server import listening, read_message
+from support.raw_server import Connections, listening, read_message
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
@@ -93,12 +93,11 @@ class Renewing:
         self.seen: list[str] = []  # the cancels, and what came in s2, in the order they came
         self.held_in_s2 = anyio.Event()
         self.sessions = 0
-        self.writers: set[asyncio.StreamWriter] = set()
+        self.connections = Connections()
         self.url = ""
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.add(writer)
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        with self.connections.held(writer):
             while True:
                 _, headers, msg = await read_message(reader)
                 method, session = msg.get("method"), headers.get("mcp-session-id")
@@ -146,19 +145,13 @@ class Renewing:
                 else:  # s1 has ended
                     writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
-        self.writers.discard(writer)
-        writer.close()
-
-    async def stop(self) -> None:
-        for writer in list(self.writers):
-            writer.close()
 
 
 @contextlib.asynccontextmanager
 async def renewing() -> AsyncIterator[tuple[Renewing, UpstreamConnection]]:
     """The server above, and a connection to it, ready."""
     up = Renewing()
-    async with listening(up.serve, up.stop, DEADLINE) as up.url:
+    async with listening(up.serve, up.connections.stop, DEADLINE) as up.url:
         config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 60, "startupTimeout": 60})
         conn = UpstreamConnection("renew", config, make_transport("renew", config), Events())
         try:

@@ -30,7 +30,7 @@ from onemcp.upstream.transports.http import StreamableHttpTransport
 from onemcp.upstream.transports.memory import MemoryTransport
 from onemcp.upstream.transports.stdio import StdioTransport
 from support.events import Events
-from support.raw_server import listening, read_message
+from support.raw_server import Connections, listening, read_message
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 5.0
@@ -202,12 +202,11 @@ class ExpiringServer:
         self.reinitializing = anyio.Event()  # the second initialize has come
         self.released = anyio.Event()  # the hub closed the second initialize's connection
         self.cancelled: list[Any] = []  # the requestId of each notifications/cancelled read
-        self.writers: set[asyncio.StreamWriter] = set()
+        self.connections = Connections()
         self.url = ""
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.add(writer)
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        with self.connections.held(writer):
             while True:
                 _, headers, msg = await read_message(reader)
                 method = msg.get("method")
@@ -236,18 +235,12 @@ class ExpiringServer:
                     head_out = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\n"
                     writer.write(f"{head_out}content-length: {len(doc)}\r\n\r\n".encode() + doc)
                 await writer.drain()
-        self.writers.discard(writer)
-        writer.close()
-
-    async def stop(self) -> None:
-        for writer in list(self.writers):
-            writer.close()
 
 
 @contextlib.asynccontextmanager
 async def expiring() -> AsyncIterator[ExpiringServer]:
     up = ExpiringServer()
-    async with listening(up.serve, up.stop, DEADLINE) as up.url:
+    async with listening(up.serve, up.connections.stop, DEADLINE) as up.url:
         yield up
 
 

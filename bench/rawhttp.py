@@ -111,6 +111,13 @@ class Connection:
         self._proto: _Protocol | None = None
         self._prefix = b""
 
+    @classmethod
+    def to(cls, url: str) -> tuple[Connection, str]:
+        """A connection to an `http://host:port/path` URL's host and port, and its path."""
+        hostport, _, path = url.removeprefix("http://").partition("/")
+        host, _, port = hostport.rpartition(":")
+        return cls(host, int(port)), "/" + path
+
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         _, proto = await loop.create_connection(_Protocol, self.host, self.port)
@@ -139,11 +146,7 @@ class McpSession:
     """initialize + notifications/initialized, then requests with the session headers."""
 
     def __init__(self, url: str) -> None:
-        rest = url.removeprefix("http://")
-        hostport, _, path = rest.partition("/")
-        host, _, port = hostport.rpartition(":")
-        self.path = "/" + path
-        self.conn = Connection(host, int(port))
+        self.conn, self.path = Connection.to(url)
         self.headers = b""
         self._ids = itertools.count(1)
 
@@ -187,11 +190,7 @@ class ModernSession:
     NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
     def __init__(self, url: str) -> None:
-        rest = url.removeprefix("http://")
-        hostport, _, path = rest.partition("/")
-        host, _, port = hostport.rpartition(":")
-        self.path = "/" + path
-        self.conn = Connection(host, int(port))
+        self.conn, self.path = Connection.to(url)
         self._ids = itertools.count(1)
         self._meta = {
             "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,

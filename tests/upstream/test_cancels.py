@@ -352,3 +352,141 @@ async def test_a_request_sent_again_waits_for_the_cancels_before_it_and_not_at_a
                 tg.cancel_scope.cancel()
     finally:
         server.close()
+
+
+class Holding:
+    """A legacy Streamable HTTP server that reads the request "x" and holds its answer (no status line yet) until
+    `answer` is set, then answers it with `refusal` (401, or a 307 to /next) or, without one, an event stream it
+    holds open. Its replies stream (`initialize` gets an event stream): an answer's head comes before the reply.
+    `seen`, in order: each request's method (and id), each `notifications/cancelled`'s ("cancelled", id), x's
+    answer ("answered", x) and x's connection closed by the hub ("closed", x). `arrived`: x was read."""
+
+    def __init__(self, refusal: int | None = None) -> None:
+        self.refusal = refusal
+        self.arrived, self.answer, self.closed = anyio.Event(), anyio.Event(), anyio.Event()
+        self.seen: list[tuple[Any, ...]] = []
+        self.paths: list[str] = []  # of each request with an id, in order
+        self.connections = Connections()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self.connections.held(writer):
+            while True:
+                request, _, msg = await read_message(reader)
+                method = msg.get("method")
+                if not msg:
+                    writer.write(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+                elif "id" not in msg:
+                    if method == "notifications/cancelled":
+                        self.seen.append(("cancelled", msg["params"]["requestId"]))
+                    writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+                elif (msg.get("params") or {}).get("name") == "x" and not self.arrived.is_set():
+                    await self._hold(reader, writer, msg["id"])
+                    if self.refusal is None:
+                        return
+                else:
+                    self.paths.append(request.split()[1])
+                    self.seen.append((method,) if method != "tools/call" else (method, msg["id"]))
+                    result = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "h"}}
+                    doc = orjson.dumps(
+                        {"jsonrpc": "2.0", "id": msg["id"], "result": result if method == "initialize" else {}}
+                    )
+                    event = b"event: message\ndata: " + doc + b"\n\n"
+                    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nmcp-session-id: s1\r\n"
+                    writer.write(head + b"content-length: %d\r\n\r\n" % len(event) + event)
+                await writer.drain()
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rid: Any) -> None:
+        self.paths.append("/mcp")
+        self.seen.append(("tools/call", rid))
+        self.arrived.set()
+        async with anyio.create_task_group() as tg:  # held until answered, or until the hub closes it
+
+            async def hung_up() -> None:
+                await reader.read()
+                self.seen.append(("closed", rid))
+                self.closed.set()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(hung_up)
+            await self.answer.wait()
+            self.seen.append(("answered", rid))
+            if self.refusal is None:
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: held\n\n")
+                await writer.drain()
+                return  # (held open until the hub closes it)
+            tg.cancel_scope.cancel()
+        refused = b"401 Unauthorized\r\nwww-authenticate: Bearer" if self.refusal == 401 else b""
+        moved = b"307 Temporary Redirect\r\nlocation: /next" if self.refusal == 307 else b""
+        writer.write(b"HTTP/1.1 " + (refused or moved) + b"\r\ncontent-length: 0\r\n\r\n")
+
+
+@contextlib.asynccontextmanager
+async def holding(refusal: int | None = None) -> AsyncIterator[tuple[Holding, UpstreamConnection]]:
+    """The server above, and a connection to it, ready (with the hub's own token, renewed when refused)."""
+    up = Holding(refusal)
+    async with listening(up.serve, up.connections.stop, DEADLINE) as url:
+        config = ServerConfig.model_validate({"url": url, "protocol": "legacy", "timeout": 60, "startupTimeout": 60})
+        transport = make_transport("holding", config)
+        transport.auth = Token()  # type: ignore[attr-defined]
+        conn = UpstreamConnection("holding", config, transport, Events())
+        try:
+            with anyio.fail_after(DEADLINE):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(conn.run)
+                    await conn.settled.wait()
+                    assert conn.state == "ready", conn.last_error
+                    yield up, conn
+                    tg.cancel_scope.cancel()
+        finally:
+            up.answer.set()
+
+
+async def test_a_cancel_waits_until_the_server_has_taken_its_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request counts as sent once its POST is written; its cancel went at once on another connection, and could
+    reach the server before the request itself did (the server ignores a cancel for an id it does not know, then
+    runs the request). Now it waits for the request's POST to be answered (its status line): never here, so it is
+    given up on at CANCEL_SEND_TIMEOUT, and the request's connection closed, with nothing sent before."""
+    monkeypatch.setattr(cancels, "CANCEL_SEND_TIMEOUT", 0.2)
+    async with holding() as (up, conn):
+        x = await conn.begin(call("x"))
+        await up.arrived.wait()
+        conn.abandon(x, "cancelled by the client")
+        await up.closed.wait()
+        assert up.seen[1:] == [("tools/call", x.hub_id), ("closed", x.hub_id)]
+
+
+async def test_a_cancel_goes_once_the_server_has_taken_its_request() -> None:
+    """The same request, answered (an event stream) after it was abandoned: then its cancel goes, then its
+    connection is closed."""
+    async with holding() as (up, conn):
+        x = await conn.begin(call("x"))
+        await up.arrived.wait()
+        conn.abandon(x, "cancelled by the client")
+        await anyio.wait_all_tasks_blocked()
+        up.answer.set()
+        await up.closed.wait()
+        rid = x.hub_id
+        assert up.seen[1:] == [("tools/call", rid), ("answered", rid), ("cancelled", rid), ("closed", rid)]
+
+
+@pytest.mark.parametrize("refusal", [401, 307])
+async def test_a_request_abandoned_before_it_is_refused_is_neither_sent_again_nor_cancelled(refusal: int) -> None:
+    """Abandoned while its POST waits, then refused unread (401: a new token; 307: the server moved): it was sent
+    again all the same (the server ran it for nobody), and its cancel went for a request the server never had."""
+    async with holding(refusal) as (up, conn):
+        again: list[Any] = []
+        gate = conn.transport.before_resend
+
+        async def before_resend(message: dict[str, Any]) -> None:
+            again.append(message.get("id"))
+            await gate(message)
+
+        conn.transport.before_resend = before_resend
+        x = await conn.begin(call("x"))
+        await up.arrived.wait()
+        conn.abandon(x, "cancelled by the client")
+        up.answer.set()
+        assert await conn.request("ping") == {}  # after the cancel, had it gone (and the resend's first step)
+        assert again == []
+        assert up.seen[1:] == [("tools/call", x.hub_id), ("answered", x.hub_id), ("ping",)]
+        assert up.paths[-1] == ("/next" if refusal == 307 else "/mcp")  # the move is followed all the same

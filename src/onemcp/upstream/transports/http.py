@@ -10,7 +10,8 @@ by refresh, before the request fails), and following a 307/308 on the server's o
 A request's exchange that ends without its reply (another redirect, a body that is not JSON, a reply
 stream that ends early) fails it at once, saying which; an abandoned
 request's connection is closed (at once in the modern era, where that is the cancellation; in the
-legacy era once notifications/cancelled has gone, or could not go). Never forwards a downstream
+legacy era once notifications/cancelled has gone, or could not go: sent once its POST is answered, as the
+server has taken it, never for one refused unread). Never forwards a downstream
 client's credentials: the only headers sent are this server's own config and the hub's own token.
 """
 
@@ -112,6 +113,7 @@ class PostExchange(H1Exchange):
         self.conn_key: Any = None
         self.conn: Any = None  # the connection carrying it (a request's: to close it if it is abandoned)
         self.content_type = ""  # of a body that is not an event stream
+        self.heard: anyio.Event | None = None  # made by a cancel waiting for the server to answer it (`taken`)
 
     @property
     def label(self) -> str:
@@ -120,6 +122,8 @@ class PostExchange(H1Exchange):
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.status = status
+        if self.heard is not None:
+            self.heard.set()
         if status == 404 and self.session is not None:
             self.error = SessionExpired("the upstream no longer knows our session (404)", self.session)
             return
@@ -137,6 +141,8 @@ class PostExchange(H1Exchange):
         if self.msg.get("method") == "initialize":
             self.t.session_id = headers.get("mcp-session-id")
         content_type = headers.get("content-type", "")
+        if self.is_request:  # a stream's head comes as the server takes the request; a JSON body's, with the reply
+            self.t.heads_early = content_type.startswith("text/event-stream")
         if content_type.startswith("text/event-stream"):
             self.decoder = sse.Decoder(self.t.limit)
             self.sink = EventSink(self.t.deliver, self.msg.get("id"), self.t.log, f"upstream {self.t.name}")
@@ -217,6 +223,14 @@ class PostExchange(H1Exchange):
         self._settle()
 
     def _settle(self) -> None:
+        if self.heard is not None:
+            self.heard.set()
+        if self.conn_key is not None and self.t._requests.get(self.conn_key) is not self:
+            # abandoned (legacy: its cancel waits for this answer): nobody waits for it, and a request the server
+            # refused unread (401, 307/308) is not sent again; a move is the server's all the same
+            if isinstance(self.error, Moved):
+                self.t.move(self.error)
+            return
         if self.conn_key is not None:
             self.t._requests.pop(self.conn_key, None)
         if self.done is not None:
@@ -260,6 +274,9 @@ class StreamableHttpTransport(Transport):
         self.link_failed = False  # a connection to the server broke since it last answered 2xx
         self.moves = 0  # redirects followed (redirect.py): the URL is the last one's
         self.retry_after: float | None = None  # what the last 429/503 asked (the supervisor waits as long)
+        # the server answers a request with an event stream (its head as it takes the request), not with JSON (its
+        # head only with the reply): a cancel waits for the head of its request's POST (`taken`)
+        self.heads_early = True
 
     async def open(self, tg: TaskGroup, deliver: Deliver, fail: Fail) -> None:
         self._pool = make_pool(self.config, self.url, self.budget)
@@ -326,18 +343,31 @@ class StreamableHttpTransport(Transport):
             await self._post(message, body, retry=retry)
 
     async def _send_cancelled(self, message: Message, body: bytes) -> None:
-        """Tell the server a request was cancelled, then close that request's stream (legacy era).
-
-        Closed even when telling fails or is given up on: the connection is never left open.
+        """Tell the server a request was cancelled, once it has taken it, then close that request's stream
+        (legacy era). Closed even when telling fails or is given up on: the connection is never left open.
         """
         params = message.get("params")
         rid = params.get("requestId") if isinstance(params, dict) else None
         exchange = self._abandoned.pop(rid, None)
         try:
+            if isinstance(exchange, PostExchange) and not await self._taken(exchange):
+                return  # refused unread (401, 307/308, a session gone): there is nothing to cancel
             await self._post(message, body)
         finally:
             if exchange is not None:
                 drop(exchange)
+
+    async def _taken(self, exchange: PostExchange) -> bool:
+        """Whether the server took an abandoned request: its cancel goes on another connection and would overtake
+        the request still on its way (a cancel for an id the server does not know yet is ignored, and the request
+        run). Waits for its POST's status line, where that comes as the server takes it (`heads_early`); its
+        bound is the cancel's own (`cancels.CANCEL_SEND_TIMEOUT`: given up on, the request's connection is
+        closed). A status other than 2xx: the server refused it, or its answer ended it; nothing to cancel."""
+        conn = exchange.conn
+        if exchange.status == 0 and self.heads_early and conn is not None and conn.exchange is exchange:
+            exchange.heard = exchange.heard or anyio.Event()
+            await exchange.heard.wait()
+        return exchange.status < 300
 
     async def _post(self, message: Message, body: bytes, *, retry: bool = True) -> None:
         pool = self._pool

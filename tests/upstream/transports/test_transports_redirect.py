@@ -20,8 +20,10 @@ import anyio
 import pytest
 from mcp import Client
 
+from onemcp.config.model import ServerConfig
 from onemcp.upstream.transports.base import TransportError
 from onemcp.upstream.transports.redirect import MAX_MOVES, Moved, redirected
+from onemcp.upstream.transports.sse import SseTransport
 from support.hub import running_hub
 from support.results import text_of
 
@@ -124,11 +126,13 @@ async def test_a_server_that_keeps_moving_fails_to_start_instead_of_looping() ->
 
 class SseMoving:
     """A legacy HTTP+SSE server at `/sse` (its endpoint `/messages`); a GET of any other path: `status`
-    to `/sse`. Records each GET's path."""
+    to `/sse`. Records each GET's path; with `endpoint_moves`, answers every POST with a 307 (recording its path)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, endpoint_moves: bool = False) -> None:
         self.status = status
+        self.endpoint_moves = endpoint_moves
         self.gets: list[str] = []
+        self.posts: list[str] = []
         self.stream: asyncio.StreamWriter | None = None
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -145,6 +149,9 @@ class SseMoving:
                     self.stream = writer
                     await reader.read()
                     break
+                elif self.endpoint_moves:
+                    self.posts.append(path)
+                    writer.write(b"HTTP/1.1 307 Moved\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n")
                 else:
                     writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
                     msg = json.loads(body)
@@ -169,6 +176,29 @@ async def test_an_sse_server_whose_stream_moved_on_its_own_origin_is_followed(st
                 assert hub.app.hub.pool.connections["s"].state == "ready"
                 assert text_of(await c.call_tool("where", {})) == "at /"
         assert up.gets == ["/sse/", "/sse"]
+    finally:
+        server.close()
+        if up.stream is not None:
+            up.stream.close()
+
+
+async def test_a_redirected_post_to_an_sse_servers_endpoint_fails_the_message_at_once() -> None:
+    """A POST to the endpoint its stream named, answered 307: the server did not take the message, but the
+    transport counted it carried (it checked for 4xx and 5xx only), so a call waited out its whole timeout
+    and a cancel counted as told. The endpoint is the server's own word: not followed, said."""
+    up = SseMoving(307, endpoint_moves=True)
+    server = await asyncio.start_server(up.serve, "127.0.0.1", 0)
+    origin = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    transport = SseTransport("s", ServerConfig.model_validate({"url": f"{origin}/sse", "type": "sse"}))
+    try:
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:
+                await transport.open(tg, lambda msg, related: None, lambda msg, exc: None)
+                ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+                with pytest.raises(TransportError, match=r"^the message endpoint answered HTTP 307 Temporary Redirect"):
+                    await transport.send(ping, json.dumps(ping).encode())
+                await transport.aclose()
+        assert up.posts == ["/messages"]
     finally:
         server.close()
         if up.stream is not None:

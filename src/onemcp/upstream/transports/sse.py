@@ -150,7 +150,7 @@ class SseTransport(Transport):
                 await self.send(message, body, retry=False)
                 return
             raise TransportError(self.auth.explain())
-        if exchange.status >= 400:
+        if exchange.status >= 300:  # a redirect too: the server did not take it (the endpoint is its own word)
             raise TransportError(f"the message endpoint answered {exchange.error}")
         if exchange.status == 0:
             raise TransportError("the message endpoint answered HTTP 0")

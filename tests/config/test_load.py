@@ -749,6 +749,13 @@ def test_a_session_store_url_that_does_not_parse_is_refused(store: str) -> None:
         ("redis://h:6379/0?socket_timeout=soon", "Invalid value for 'socket_timeout' in connection URL"),
         ("redis://h:6379/0?foo=1", "unknown parameter 'foo' (the Redis client takes db, socket_timeout,"),
         ("unix:///run/redis.sock?dbb=1", "unknown parameter 'dbb' (the Redis client takes db, socket_timeout,"),
+        # names the client knows but not with this URL's connection: each ended the hub at start (TypeError)
+        ("redis://h:6379/0?ssl_check_hostname=true", "'ssl_check_hostname' is no parameter of a redis:// URL"),
+        ("redis://h:6379/0?ssl_cert_reqs=none", "'ssl_cert_reqs' is no parameter of a redis:// URL"),
+        ("redis://h:6379/0?timeout=3", "'timeout' is no parameter of a redis:// URL"),
+        ("unix:///run/redis.sock?socket_keepalive=true", "'socket_keepalive' is no parameter of a unix:// URL"),
+        ("rediss://h:6380/0?ssl_cert_reqs=maybe", "Invalid SSL Certificate Requirements Flag: maybe"),
+        ("redis://h:6379/0?retry=3", "unknown parameter 'retry'"),  # an object, not text
     ],
 )
 def test_a_session_store_url_the_redis_client_would_misread_is_refused(store: str, said: str) -> None:
@@ -767,6 +774,11 @@ def test_a_session_store_url_the_redis_client_would_misread_is_refused(store: st
         "redis://h:6379/3",
         "rediss://u:p@h:6380/1?socket_timeout=2",
         "unix:///r.s?db=2",
+        # the client's own keyword arguments, given as text: refused as unknown parameters, though they work
+        "rediss://h:6380/0?ssl_cert_reqs=none",
+        "rediss://h:6380/0?ssl_ca_certs=/etc/ssl/redis-ca.pem&ssl_check_hostname=false",
+        "redis://h:6379/0?client_name=onemcp&max_connections=20",
+        "unix:///r.s?password=p&username=u",
     ],
 )
 def test_a_session_store_url_the_redis_client_reads_as_written_loads(store: str) -> None:

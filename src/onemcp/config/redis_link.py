@@ -161,12 +161,24 @@ def forget_breakers() -> None:
         _BREAKERS.clear()
 
 
+# The client's own keyword arguments a URL may give as text (redis-py passes any query parameter it does not
+# parse on to the connection): a CA for `rediss://`, `ssl_cert_reqs=none`, a client name
+_TEXT_OPTIONS = (
+    *("client_name", "username", "password", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_ca_data"),
+    *("ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_ciphers"),
+)
+_FROM_URL = frozenset({"host", "port", "username", "password", "path", "connection_class", "ssl"})
+
+
 def url_problem(url: str) -> str | None:
     """Why the Redis client would misread `url` (None: it reads it as written): a database that is no
     number (`/x`, `/0/extra`: the client takes database 0 without a word), a query parameter it does not
-    know (it fails when it connects) or one whose value it cannot read. Never shows the URL's password."""
+    take with this URL's connection (it fails when it connects: `ssl_check_hostname` on `redis://`) or one
+    whose value it cannot read. The hub's clients, threaded and asyncio, are both built from it (nothing is
+    connected). Never shows the URL's password."""
     from urllib.parse import unquote, urlsplit
 
+    import redis.asyncio.connection
     import redis.connection
 
     parts = urlsplit(url)
@@ -175,10 +187,33 @@ def url_problem(url: str) -> str | None:
         return f"the database after the host must be a number (redis://host:6379/0), not {db[:40]!r}"
     try:
         options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        threaded = options.get("connection_class", redis.connection.Connection)
+        asyncio = redis.asyncio.connection.parse_url(url).get("connection_class", redis.asyncio.Connection)
     except ValueError as exc:
         return str(exc).rstrip(".")
-    known = redis.connection.URL_QUERY_ARGUMENT_PARSERS
-    for name in options.keys() - {"host", "port", "username", "password", "path", "connection_class", "ssl"}:
-        if name not in known:
-            return f"unknown parameter {name[:40]!r} (the Redis client takes {', '.join(known)})"
+    accepted = _keywords(threaded) & _keywords(asyncio) | {"max_connections"}  # (the last: the pool's)
+    named = (*redis.connection.URL_QUERY_ARGUMENT_PARSERS, *_TEXT_OPTIONS)
+    takes = f"(the Redis client takes {', '.join(n for n in named if n in accepted)})"
+    for name in sorted(options.keys() - _FROM_URL):
+        if name not in named:
+            return f"unknown parameter {name[:40]!r} {takes}"
+        if name not in accepted:
+            return f"{name!r} is no parameter of a {parts.scheme}:// URL {takes}"
+    for pool in (redis.connection.ConnectionPool, redis.asyncio.ConnectionPool):
+        try:  # each value read as the client will (`ssl_cert_reqs=maybe`): no socket is opened
+            pool.from_url(url).make_connection()
+        except (ValueError, TypeError, redis.RedisError) as exc:
+            return str(exc).rstrip(".")[:200]
     return None
+
+
+def _keywords(cls: type) -> set[str]:
+    """The keyword arguments a redis-py connection class takes (its own and its bases')."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if (init := klass.__dict__.get("__init__")) is not None:
+            params = inspect.signature(init).parameters.values()
+            names.update(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    return names - {"self"}

@@ -85,6 +85,13 @@ def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) ->
         "{{ '{:>{}}'.format('a', 2 ** 62) }}",
         "{{ '{:{}}'.format('a', '>4611686018427387904') }}",  # a nested spec given whole, as text: made first
         "{{ '{v:{w}}'.format_map({'v': 'a', 'w': '>4611686018427387904'}) }}",
+        # a width split over nested fields, each within the bound: 2**62 (the string was tried, 'too large for
+        # memory'), and '{:{}{}}'.format('a', '>9999', '9999') made 100 MB before the size check refused it
+        "{{ '{:{}{}{}{}{}}'.format('a', '>4611', '6860', '1842', '7387', '904') }}",
+        "{{ '{:>{}{}{}{}{}}'.format('a', 4611, 6860, 1842, 7387, 904) }}",
+        "{{ '{0:>{1}{2}{3}{4}{5}}'.format('a', 4611, 6860, 1842, 7387, 904) }}",
+        "{{ '{v:>{a}{b}{c}{d}{e}}'.format(v='a', a=4611, b=6860, c=1842, d=7387, e=904) }}",
+        "{{ '{v:>{a}{b}{c}{d}{e}}'.format_map({'v': 'a', 'a': 4611, 'b': 6860, 'c': 1842, 'd': 7387, 'e': 904}) }}",
         "{{ '{:>4611686018427387904}'.format(1) }}",  # (999999999 was refused once the 1 GB string was made)
         "{{ lipsum(n=10 ** 7) }}",  # Jinja's global: ten million paragraphs made before they were measured
         "{{ '%.999999999f' | format(1) }}",
@@ -107,6 +114,11 @@ def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) ->
         "format-method-nested",
         "format-method-nested-spec",
         "format-map-nested-spec",
+        "format-nested-split-text",
+        "format-nested-split-numbers",
+        "format-nested-split-numbered",
+        "format-nested-split-named",
+        "format-map-nested-split",
         "format-method-huge-width",
         "lipsum",
         "format-filter-precision",
@@ -173,6 +185,9 @@ def test_ordinary_templates_render_as_before() -> None:
     given = "{{ '{:>{}}|'.format('a', 3) }}{{ '%*d|' % (3, 1) }}{{ '%%*d %d|' % 5 }}"
     given += "{{ lipsum(1, False, 2, 3) | length > 0 }}{{ '|{:{}}|{}'.format('a', '>3', 'x 123456789') }}"
     assert rendered(given) == "  a|  1|%*d 5|True|  a|x 123456789"
+    # nested fields filled in as `format` does: a width of two (1, 2: 12), another field's text left alone
+    split = "{{ '{:>{}{}}|{}|{w:{f}}'.format('a', 1, 2, 'x 123456789', w=7, f='03') }}"
+    assert rendered(split) == " " * 11 + "a|x 123456789|007"
     text = (
         "{{ project.x | default('ok') }}-{% for i in range(3) %}{{ loop.index }}{% endfor %}-{{ 'a' ~ 1 ~ 'b' }}-"
         "{{ ['a', 'b'] | join(',') }}-{{ 'x' * 3 }}-{{ 2 ** 10 }}|{{ 'ab' | center(6) }}|{{ 'a\nb' | indent(2) }}|"

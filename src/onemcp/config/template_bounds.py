@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+import string
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
@@ -50,6 +51,8 @@ _FORMAT_WIDTHS = re.compile(r"\{[^{}]*?:[^{}\d]*(\d+)(?:[,_]?\.(\d+))?")
 _PRINTF_STAR = re.compile(r"%[^%a-zA-Z]*\*")
 _FORMAT_NESTED = re.compile(r"\{[^{}]*:[^{}]*\{")
 # a text argument that is a whole format spec, given to such a nested field: `'{:{}}'.format('a', '>999999999')`
+_FORMATTER = string.Formatter()  # (its `parse` only: the fields of a format, read as `str.format` reads them)
+_DIGITS = re.compile(r"\d+")
 _SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d+))?[bcdeEfFgGnosxX%]?", re.DOTALL)
 
 
@@ -190,12 +193,48 @@ def _check_given_widths(values: Iterable[Any]) -> None:
             check_widths(w for w in spec.groups() if w)
 
 
+def _nested_specs(text: str, args: tuple[Any, ...], named: dict[str, Any]) -> Iterator[list[str]]:
+    """The runs of digits in each field's format spec as `text.format(*args, **named)` fills in its nested
+    fields: a width may be split over several (`'{:>{}{}}'.format('a', 9999, 9999)`: 99999999), each
+    within the bound. A nested field this cannot read as `str.format` does (an attribute, an index, its own
+    conversion or spec) counts as all the arguments' text together, the most it could be."""
+    try:
+        fields = list(_FORMATTER.parse(text))
+    except ValueError:
+        return  # (`format` says what is wrong with it)
+    every = "".join(str(v) for v in (*args, *named.values()) if isinstance(v, str | int))
+    auto = 0
+    for _, field, spec, _ in fields:
+        if field is None:
+            continue
+        if field == "" or field[0] in ".[":  # numbered automatically, as `str.format` does
+            auto += 1
+        if not spec or "{" not in spec:
+            continue
+        filled: list[str] = []
+        try:
+            for literal, inner, inner_spec, conversion in _FORMATTER.parse(spec):
+                filled.append(literal)
+                if inner is None:
+                    continue
+                key: int | str = auto if inner == "" else int(inner) if inner.isdigit() else inner
+                auto += inner == ""
+                value = args[key] if isinstance(key, int) and key < len(args) else named.get(str(key), every)
+                plain = not inner_spec and not conversion and isinstance(value, str | int)
+                filled.append(str(value) if plain else every)
+        except ValueError:
+            return
+        yield _DIGITS.findall("".join(filled))
+
+
 def _before_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
     if name in ("format", "format_map"):
         check_widths(w for pair in _FORMAT_WIDTHS.findall(text) for w in pair if w)
         if _FORMAT_NESTED.search(text):
             mapping = args[0] if name == "format_map" and args and isinstance(args[0], dict) else {}
             _check_given_widths([*args, *(kwargs or {}).values(), *mapping.values()])
+            named = mapping if name == "format_map" else (kwargs or {})
+            check_widths(w for spec in _nested_specs(text, () if name == "format_map" else args, named) for w in spec)
     elif name in _PADDING and args and isinstance(args[0], int):
         check_size(args[0])
     elif name == "expandtabs":

@@ -311,6 +311,40 @@ async def test_a_legacy_reply_stream_abandoned_before_it_is_resumed_is_not_resum
         assert ("resumed", 5) not in up.seen and not came, (up.seen, came)
 
 
+async def test_a_legacy_reply_stream_abandoned_while_its_resume_connects_is_closed_at_once() -> None:
+    """Abandoned (its cancel went: `forget`) while the resuming GET waited for a new connection, the
+    call's stream was then opened all the same and held, a GET for a call nobody awaits, until the server
+    ended it (here: never). The GET is written once connected; it is closed at once."""
+    async with hostile() as up:
+        config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 30})
+        transport = StreamableHttpTransport("s", config)
+        came: list[Any] = []
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:  # its end waits for the resume task
+                await transport.open(tg, lambda msg, _: came.append(msg), lambda msg, exc: came.append(str(exc)))
+                assert transport._pool is not None
+                pool, connecting, connected = transport._pool, anyio.Event(), anyio.Event()
+                send = pool.send
+
+                async def slow_to_connect(*args: Any) -> Any:
+                    connecting.set()
+                    await connected.wait()
+                    return await send(*args)
+
+                pool.send = slow_to_connect  # type: ignore[method-assign]
+                call = tool_call("forever") | {"id": 5}
+                sink = EventSink(transport.deliver, 5, transport.log)
+                sink(sse.Event(id="forever-5", retry=0))  # resumed, the server holds the stream open
+                transport.resume(call, sink)
+                await connecting.wait()
+                assert not transport.cancel(5)  # legacy: the server still runs it, so it is told ...
+                transport.forget(5)  # ... and its notifications/cancelled went
+                connected.set()
+            await up.wait_for("closed", 5)
+            await transport.aclose()
+        assert not came, came
+
+
 async def test_a_legacy_reply_stream_that_ends_after_its_call_was_abandoned_is_not_resumed() -> None:
     """Abandoned while its POST's stream was open (kept until its notifications/cancelled goes), the call's
     stream then ended early with an event id: it was resumed, a GET for a call nobody awaits."""

@@ -508,6 +508,9 @@ class StreamableHttpTransport(Transport):
                 self.fail(msg, TransportError(f"the reply stream broke and could not be resumed: {exc}"))
                 return
             exchange.conn = conn
+            if msg["id"] not in self._resuming:  # abandoned while it connected (its cancel may have gone): written,
+                drop(exchange)  # but not held open for nobody (nothing would close it)
+                return
             self._requests[msg["id"]] = exchange  # abandoning the call closes this stream
             try:
                 await exchange.done.wait()

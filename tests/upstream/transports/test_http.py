@@ -331,7 +331,7 @@ async def test_a_legacy_reply_stream_abandoned_while_its_resume_connects_is_clos
                     await connected.wait()
                     return await send(*args)
 
-                pool.send = slow_to_connect  # type: ignore[method-assign]
+                pool.send = slow_to_connect  # type: ignore[method-assign, assignment]
                 call = tool_call("forever") | {"id": 5}
                 sink = EventSink(transport.deliver, 5, transport.log)
                 sink(sse.Event(id="forever-5", retry=0))  # resumed, the server holds the stream open

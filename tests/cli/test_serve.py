@@ -508,3 +508,31 @@ async def test_json_logs_on_stderr_are_json_lines_only(tmp_path: Path) -> None:
     assert messages.index("stopping on SIGTERM (requests in flight get 5 s)") < messages.index(
         f"stopped (pid {process.pid})"
     ), messages
+
+
+def test_an_internal_failure_is_a_record_where_stderr_is_the_json_log(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With --log-format json and no log file, stderr carries records only (command-line.md), but a hub that
+    stopped on an internal error still wrote "onemcp: the hub stopped on an internal error: ..." there as
+    plain text, a line a log shipper cannot parse. It is a record. (Served in this process: the server's run
+    only says the app failed.)"""
+    from onemcp.cli import serve as serve_module
+    from onemcp.observability import logs
+    from onemcp.search import deep
+
+    (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
+    monkeypatch.setattr(deep, "share_one_arena", lambda: None)
+    monkeypatch.setattr(logs, "configure", lambda *args: None)  # (this process's logging stays the tests')
+    monkeypatch.setattr(serve_module, "hub_lock", lambda path: 0)  # (no lock held by the test process)
+    failed = "the hub stopped on an internal error: RuntimeError('boom')"
+    monkeypatch.setattr(
+        serve_module.SaidServer, "run", lambda self, sockets: setattr(self.config.app, "failed", failed)
+    )
+    code = serve_module.serve(str(tmp_path / "mcp.json"), "127.0.0.1", 0, "info", "json")
+    assert code == 1
+    assert not capsys.readouterr().err.strip()  # nothing but records (here: caught by caplog)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [failed]

@@ -248,17 +248,18 @@ def _serve_bound(
     finally:
         remove_runtime(runtime)
     if app.failed is not None:
-        print(f"onemcp: {app.failed}", file=sys.stderr)
+        _warn(quiet, app.failed, logging.ERROR)
         return 1
     if not server.said_stopped and not quiet:
         print("onemcp: stopped", file=sys.stderr)
     return 0
 
 
-def _warn(quiet: bool, text: str) -> None:
-    """A warning `serve` gives before it serves: a line on stderr, or a record where stderr is the log."""
+def _warn(quiet: bool, text: str, level: int = logging.WARNING) -> None:
+    """A warning `serve` gives before it serves (or why it stopped): a line on stderr, or a record where
+    stderr is the log."""
     if quiet:
-        logging.getLogger("onemcp").warning("%s", text)
+        logging.getLogger("onemcp").log(level, "%s", text)
     else:
         print(f"onemcp: {text}", file=sys.stderr)
 

@@ -756,6 +756,8 @@ def test_a_session_store_url_that_does_not_parse_is_refused(store: str) -> None:
         ("unix:///run/redis.sock?socket_keepalive=true", "'socket_keepalive' is no parameter of a unix:// URL"),
         ("rediss://h:6380/0?ssl_cert_reqs=maybe", "Invalid SSL Certificate Requirements Flag: maybe"),
         ("redis://h:6379/0?retry=3", "unknown parameter 'retry'"),  # an object, not text
+        # two databases named: the client takes ?db= without a word
+        ("redis://h:6379/0?db=3", "the database is given twice, /0 and ?db=3: give one of them"),
     ],
 )
 def test_a_session_store_url_the_redis_client_would_misread_is_refused(store: str, said: str) -> None:

@@ -172,11 +172,12 @@ _FROM_URL = frozenset({"host", "port", "username", "password", "path", "connecti
 
 def url_problem(url: str) -> str | None:
     """Why the Redis client would misread `url` (None: it reads it as written): a database that is no
-    number (`/x`, `/0/extra`: the client takes database 0 without a word), a query parameter it does not
-    take with this URL's connection (it fails when it connects: `ssl_check_hostname` on `redis://`) or one
-    whose value it cannot read. The hub's clients, threaded and asyncio, are both built from it (nothing is
-    connected). Never shows the URL's password."""
-    from urllib.parse import unquote, urlsplit
+    number (`/x`, `/0/extra`: the client takes database 0 without a word) or one also given as `?db=`
+    (the client takes that one), a query parameter it does not take with this URL's connection (it fails
+    when it connects: `ssl_check_hostname` on `redis://`) or one whose value it cannot read. The hub's
+    clients, threaded and asyncio, are both built from it (nothing is connected). Never shows the URL's
+    password."""
+    from urllib.parse import parse_qs, unquote, urlsplit
 
     import redis.asyncio.connection
     import redis.connection
@@ -191,6 +192,8 @@ def url_problem(url: str) -> str | None:
         asyncio = redis.asyncio.connection.parse_url(url).get("connection_class", redis.asyncio.Connection)
     except ValueError as exc:
         return str(exc).rstrip(".")
+    if db and "db" in (query := parse_qs(parts.query)):  # (the client takes the query's without a word)
+        return f"the database is given twice, /{db} and ?db={query['db'][0][:40]}: give one of them"
     accepted = _keywords(threaded) & _keywords(asyncio) | {"max_connections"}  # (the last: the pool's)
     named = (*redis.connection.URL_QUERY_ARGUMENT_PARSERS, *_TEXT_OPTIONS)
     takes = f"(the Redis client takes {', '.join(n for n in named if n in accepted)})"

@@ -167,15 +167,21 @@ async def _stop(process: Process) -> None:
 
 
 @asynccontextmanager
-async def running_everything_http(*, startup_timeout: float = 30.0, port: int | None = None) -> AsyncIterator[str]:
-    """Run server-everything in ``streamableHttp`` mode on a free loopback port (or on `port`: a restart).
+async def running_everything_http(
+    *, startup_timeout: float = 30.0, port: int | None = None, transport: str = "http"
+) -> AsyncIterator[str]:
+    """Run server-everything in ``streamableHttp`` mode on a free loopback port (or on `port`: a restart);
+    `transport="sse"`: in its legacy HTTP+SSE mode instead.
 
-    Yields the MCP endpoint URL, ``http://127.0.0.1:<port>/mcp``; the server is stopped on exit.
+    Yields the MCP endpoint URL, ``http://127.0.0.1:<port>/mcp`` (``.../sse``); the server is stopped on exit.
     If another process grabs the chosen port before the server binds it, a new port is tried
     (not when `port` was given).
     """
     entry = _npm_entry(_EVERYTHING_ENTRY)
-    command = [node_binary(), "--require", str(BIND_LOOPBACK_PRELOAD), entry, "streamableHttp"]
+    if transport not in ("http", "sse"):
+        raise ValueError(f"transport must be 'http' or 'sse', not {transport!r}")
+    mode, path = ("sse", "/sse") if transport == "sse" else ("streamableHttp", "/mcp")
+    command = [node_binary(), "--require", str(BIND_LOOPBACK_PRELOAD), entry, mode]
     # The server logs every request to stdout; a file (not a pipe nobody reads) can't fill up and block it.
     with tempfile.TemporaryFile(prefix="server-everything-") as log:
         attempts = 1 if port is not None else _PORT_ATTEMPTS
@@ -198,7 +204,7 @@ async def running_everything_http(*, startup_timeout: float = 30.0, port: int | 
                     if attempt == attempts:
                         raise
                     continue
-                yield f"http://{LOOPBACK_HOST}:{chosen}/mcp"
+                yield f"http://{LOOPBACK_HOST}:{chosen}{path}"
                 return
             finally:
                 await _stop(process)

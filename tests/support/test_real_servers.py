@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
 
 from support.real_servers import (
     everything_stdio_command,
@@ -43,6 +44,17 @@ async def test_everything_streamable_http_lists_tools() -> None:
         assert url.endswith("/mcp")
         names = await _tool_names(url)
     assert {"echo", "get-sum", "get-env"} <= names
+
+
+async def test_everything_legacy_sse_lists_tools_and_an_unknown_transport_is_refused() -> None:
+    async with running_everything_http(transport="sse") as url:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/sse")
+        async with Client(sse_client(url), mode="legacy", cache=None, read_timeout_seconds=TIMEOUT) as client:
+            names = {tool.name for tool in (await client.list_tools()).tools}
+    assert {"echo", "get-sum", "get-env"} <= names
+    with pytest.raises(ValueError, match="transport must be 'http' or 'sse', not 'stdio'"):
+        async with running_everything_http(transport="stdio"):
+            pass
 
 
 async def test_memory_stdio_lists_tools(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from onemcp.auth.access import LEGACY_HTTP
+from onemcp.auth.access import LEGACY_HTTP, MODERN_HTTP
 from onemcp.auth.principal import ANONYMOUS, Principal
 from onemcp.config.context import HEADER, encode
 from onemcp.config.model import HubConfig
@@ -33,6 +33,25 @@ def hub() -> Hub:
 async def test_no_context_is_untrusted_and_no_error(hub: Hub) -> None:
     access = await decide(hub, scope(), ANONYMOUS, LEGACY_HTTP)
     assert access.context is None and not access.trusted
+
+
+async def test_a_plain_request_is_decided_without_reading_a_view(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No query string and no template context (a plain client's every 2026-07-28 request, each decided
+    afresh): the decision is the hub's with no view, made without parsing a view or an exposure (nor the
+    config's tags a view may name), and the same as with them."""
+    restricted = Principal("key:dev", frozenset({"mcp", "server:a", "tool:b/x"}), kind="key")
+    full = {p.id: await decide(hub, scope("exposure=search"), p, MODERN_HTTP) for p in (ANONYMOUS, restricted)}
+
+    def unread(query: bytes | str) -> None:
+        raise AssertionError(f"a view was read for query {query!r}")
+
+    monkeypatch.setattr(hub, "view", unread)
+    monkeypatch.setattr(hub, "exposure_asked", unread)
+    for principal in (ANONYMOUS, restricted):
+        access = await decide(hub, scope(), principal, MODERN_HTTP)
+        assert access == hub.access(principal, MODERN_HTTP)
+        assert access.view is None and access.exposure is None and access.query == "" and not access.trusted
+        assert access.reach == full[principal.id].reach  # what it reaches is what the full reading decides
 
 
 async def test_a_signed_context_is_trusted(hub: Hub) -> None:

@@ -21,6 +21,7 @@ from onemcp.hub import revival
 from onemcp.hub.core import Hub
 
 TEMPLATES_SCOPE = "templates"  # a credential holding it may send an unsigned template context
+_CONTEXT = wire.HEADER.encode()
 
 
 class Refused(Exception):
@@ -33,6 +34,11 @@ class Refused(Exception):
 async def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Access:
     """The requester's access (Refused: why not, with the HTTP status)."""
     query = scope.get("query_string", b"")
+    value = asgi.header(scope, _CONTEXT)
+    if not query and value is None:
+        # no view, no exposure asked, no context: the decision without parsing, nor copying it to note its
+        # query (""). What every 2026-07-28 request of a plain client costs, so read nothing it does not need
+        return hub.access(principal, entry)
     try:
         views.check_query(query)
         view = await revival.view_of(hub, query)
@@ -40,7 +46,6 @@ async def decide(hub: Hub, scope: Scope, principal: Principal, entry: str) -> Ac
     except views.ViewError as exc:
         raise Refused(400, str(exc)) from None
     text = query.decode("latin-1") if isinstance(query, bytes) else str(query)
-    value = asgi.header(scope, wire.HEADER.encode())
     if value is None:
         return replace(hub.access(principal, entry, view, asked), query=text)
     signature = asgi.header(scope, wire.SIGNATURE_HEADER.encode())

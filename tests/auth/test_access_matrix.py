@@ -429,7 +429,8 @@ ADMIN_ENDPOINTS = (("GET", "/metrics"), ("GET", "/oauth/upstream"), ("DELETE", "
 async def test_admin_endpoints_matrix(tmp_path: Path) -> None:
     """/metrics and the upstream OAuth endpoints: credential kind x scope kind; of these only `admin` gets in.
 
-    (The read-only `operator` scope reads /metrics too: tests/auth/test_gate.py.)
+    (The read-only `operator` scope reads /metrics and GET /oauth/upstream too: tests/auth/test_gate.py,
+    tests/upstream/oauth/test_oauth_upstream.py.)
     """
     failures: list[str] = []
     count = 0

@@ -1,7 +1,8 @@
 """`onemcp auth upstream list|login|logout`: the operator's side of the hub's upstream OAuth.
 
-Talks to the running hub's admin endpoint (`/oauth/upstream`, admin scope when the hub has
-auth; the bearer token comes from `$ONEMCP_TOKEN`). `login` prints the authorization link the hub
+Talks to the running hub's endpoint `/oauth/upstream` (when the hub has auth, the bearer token from
+`$ONEMCP_TOKEN`: `list` needs the operator or admin scope; `login`, whose link is the admin's, and
+`logout` need admin). `login` prints the authorization link the hub
 prepared (optionally opens a browser) and waits until the hub reports the upstream authorized;
 the authorization itself lands on the hub's callback, not here.
 """
@@ -40,7 +41,9 @@ def _get(http: httpx.Client, base: str) -> dict[str, Any]:
     except httpx.HTTPError as exc:
         raise LoginError(f"cannot reach the hub at {base}: {exc}") from None
     if r.status_code in (401, 403):
-        raise LoginError(f"the hub refused: HTTP {r.status_code}; set ${TOKEN_ENV} to a key with the admin scope")
+        raise LoginError(
+            f"the hub refused: HTTP {r.status_code}; set ${TOKEN_ENV} to a key with the operator or admin scope"
+        )
     if r.status_code != 200:
         raise LoginError(f"the hub answered HTTP {r.status_code}: {r.text[:200]}")
     try:
@@ -68,6 +71,11 @@ def _login(http: httpx.Client, base: str, args: argparse.Namespace) -> int:
         print(f"onemcp: {args.server} is already authorized ({_line(args.server, doc).split(None, 2)[-1]})")
         return 0
     link = doc.get("authorizeUrl")
+    if not link and doc["state"] == "required":  # the hub gives its link only to the admin scope
+        raise LoginError(
+            f"{args.server} needs authorization, and the hub gave no link: it gives one to a key with the admin"
+            f" scope (${TOKEN_ENV}){f' ({detail})' if (detail := doc.get('detail')) else ''}"
+        )
     if not link:
         raise LoginError(f"{args.server}: {doc.get('detail') or doc['state']}")
     print(f"Open this link to authorize onemcp with {args.server}:\n\n  {link}\n", flush=True)
@@ -103,6 +111,10 @@ def run_upstream(args: argparse.Namespace) -> int:
             if args.action == "login":
                 return _login(http, base, args)
             r = http.delete(f"{base}/oauth/upstream/{args.server}")
+            if r.status_code in (401, 403):
+                raise LoginError(
+                    f"the hub refused: HTTP {r.status_code}; set ${TOKEN_ENV} to a key with the admin scope"
+                )
             if r.status_code != 200:
                 raise LoginError(f"the hub answered HTTP {r.status_code}: {r.text[:200]}")
             forgot = r.json().get("forgotten")

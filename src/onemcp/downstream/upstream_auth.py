@@ -4,8 +4,9 @@
 redirect URI: the single-use `state` is what authenticates it; a user's own flow also needs the
 cookie set where it began, `/oauth/upstream/start/...`, served by `user_link`). `GET /oauth/upstream` lists every
 upstream credential with its authorization link, and `DELETE /oauth/upstream/<server>` logs out
-(its users' own credentials too; `<server>~<id>` only one user's): both are management endpoints
-and need the admin scope when the hub has authentication.
+(its users' own credentials too; `<server>~<id>` only one user's). When the hub has authentication,
+the listing is the operator surfaces' read (`operator` or `admin` scope), its authorization links only
+the admin's (whoever follows one authorizes the hub as themselves: a change); logging out needs admin.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from typing import Protocol
 from urllib.parse import parse_qsl
 
+from onemcp.auth.access import operator_needs
 from onemcp.auth.gate import Gate
 from onemcp.auth.server.consent import HTML, PAGE_HEADERS, error_page
 from onemcp.config.model import ServerConfig
@@ -61,13 +63,17 @@ async def serve(hub: Hub, auth: Credentials, gate: Gate, scope: Scope, receive: 
     if path.startswith(UPSTREAM_OAUTH_START + "/"):  # a user signs in to authorize their own credential
         await user_link.serve(hub, auth, gate, scope, receive, send)
         return
+    if path.rstrip("/") == PREFIX and method == "GET":
+        reader = await gate.admit(scope, send, check=lambda p: operator_needs(p, change=False))
+        if reader is None:
+            return
+        listing = hub.state.authorizations(with_link=reader.is_admin)  # (no auth: everyone is)
+        if reader.is_admin:
+            await auth.links_written()  # a link in it works at any replica
+        await asgi.send_json(send, 200, {"upstreams": listing})
+        return
     principal = await gate.admit(scope, send, admin=True)
     if principal is None:
-        return
-    if path.rstrip("/") == PREFIX and method == "GET":
-        listing = hub.state.authorizations(with_link=True)
-        await auth.links_written()  # a link in it works at any replica
-        await asgi.send_json(send, 200, {"upstreams": listing})
         return
     name = path.removeprefix(PREFIX + "/")
     if method == "DELETE" and name.partition("~")[0] in hub.config.servers:  # a server, or one user's credential

@@ -28,6 +28,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from onemcp.auth.keys import KeyStore
+from onemcp.cli.client.rpc import TOKEN_ENV
 from onemcp.cli.main import main
 from support.credentials import loopback_asgi
 from support.hub import RunningHub, running_hub
@@ -173,8 +174,11 @@ async def test_hub_authorizes_itself_with_a_protected_upstream(tmp_path: Path) -
                     assert await echo(hub, "after restart") == "after restart"
 
 
-async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
-    """With auth on the hub, /health (the operator's) names the CLI command; the link needs an admin credential."""
+async def test_link_is_kept_off_an_exposed_health_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With auth on the hub, /health (the operator's) names the CLI command; the link needs an admin credential.
+    The listing of /oauth/upstream is the operator's to read too (h4: it was admin-only), without the link."""
     with anyio.fail_after(90):
         async with protected_upstream(tmp_path) as upstream:
             admin = KeyStore(tmp_path / "hub" / "keys.db").create("ops", ["admin"], None)
@@ -194,6 +198,35 @@ async def test_link_is_kept_off_an_exposed_health_page(tmp_path: Path) -> None:
                 r = await http.get(f"{hub.base}/oauth/upstream", headers={"authorization": f"Bearer {admin}"})
                 assert r.status_code == 200
                 assert "code_challenge" in r.json()["upstreams"]["remote"]["authorizeUrl"]
+                # the read-only operator scope reads the status (as /health), without the link; logout is admin's
+                keys = KeyStore(tmp_path / "hub" / "keys.db")
+                watcher = {"authorization": f"Bearer {keys.create('watch', ['operator'], None)}"}
+                r = await http.get(f"{hub.base}/oauth/upstream", headers=watcher)
+                assert r.status_code == 200, r.text
+                seen = r.json()["upstreams"]["remote"]
+                assert seen["state"] == "required" and seen["authorizeUrl"] is None, seen
+                assert seen["howTo"] == "onemcp auth upstream login remote" and "code_challenge" not in r.text
+                r = await http.delete(f"{hub.base}/oauth/upstream/remote", headers=watcher)
+                assert r.status_code == 403 and r.json() == {"error": "insufficient_scope", "scope": "admin"}
+                user = {"authorization": f"Bearer {keys.create('user', ['mcp'], None)}"}
+                r = await http.get(f"{hub.base}/oauth/upstream", headers=user)
+                assert r.status_code == 403 and r.json() == {"error": "insufficient_scope", "scope": "operator"}
+
+                def cli(*argv: str) -> tuple[int, str, str]:
+                    code = main(["auth", "upstream", *argv, "--url", hub.url])
+                    said = capsys.readouterr()
+                    return code, said.out, said.err
+
+                monkeypatch.setenv(TOKEN_ENV, watcher["authorization"].removeprefix("Bearer "))
+                code, out, _ = await anyio.to_thread.run_sync(cli, "list")
+                assert code == 0 and "remote" in out and "required" in out, out
+                code, out, err = await anyio.to_thread.run_sync(cli, "login", "remote", "--no-wait")
+                assert code == 1 and out == "", out
+                assert "remote needs authorization, and the hub gave no link: it gives one to a key with the admin" in (
+                    err
+                )
+                code, _, err = await anyio.to_thread.run_sync(cli, "logout", "remote")
+                assert code == 1 and f"HTTP 403; set ${TOKEN_ENV} to a key with the admin scope" in err, err
 
 
 async def test_cli_login_list_logout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

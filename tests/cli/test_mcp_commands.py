@@ -155,6 +155,43 @@ def test_edit_changes_an_http_servers_url_and_headers_and_a_stdio_servers_cwd(
     assert (config_dir / "mcp.json").read_bytes() == before
 
 
+def test_edit_moves_a_server_between_transports_and_clears_its_cwd_and_timeout(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """h4: `mcp edit` had no --type (`mcp add` has it), so a server could not move between stdio, http and sse
+    but by `mcp remove` and `mcp add` (its tags lost); nor could it remove a cwd or a timeout it had set. A move
+    takes what the new transport needs (its command, its URL) and drops what only the old one had."""
+    assert cli(capsys, "mcp", "add", "web", "--url", "https://a.example/mcp", "--header", "A: 1", "--tag", "t")[0] == 0
+    path = config_dir / "mcp.json"
+    for argv, said in (
+        (["web", "--type", "stdio"], "onemcp: --type stdio needs --command CMD: 'web' is an HTTP one"),
+        (["web", "--env", "A=1"], "onemcp: --env applies to a stdio server; 'web' is an HTTP one (https://a.example/"
+                                  "mcp) (`--type stdio --command CMD` makes it one)"),
+    ):  # fmt: skip
+        code, _, err = cli(capsys, "mcp", "edit", *argv)
+        assert (code, err.strip().startswith(said)) == (1, True), err
+    code, _, err = cli(capsys, "mcp", "edit", "web", "--type", "stdio", "--command", "npx", "--arg", "-y",
+                       "--arg", "srv", "--env", "K=v", "--cwd", "/srv", "--timeout", "9")  # fmt: skip
+    assert (code, err) == (0, ""), err
+    assert servers(config_dir)["web"] == {
+        "tags": ["t"], "command": "npx", "args": ["-y", "srv"], "env": {"K": "v"}, "cwd": "/srv", "timeout": 9.0
+    }  # fmt: skip
+    code, _, err = cli(capsys, "mcp", "edit", "web", "--type", "sse")
+    assert (code, err.strip()) == (1, f"onemcp: --type sse needs --url URL: 'web' is a stdio one (npx) in {path}")
+    assert cli(capsys, "mcp", "edit", "web", "--unset-cwd", "--unset-timeout")[0] == 0
+    assert servers(config_dir)["web"] == {"tags": ["t"], "command": "npx", "args": ["-y", "srv"], "env": {"K": "v"}}
+    sse = ["--type", "sse", "--url", "https://b.example/sse", "--header", "B: 2"]
+    assert cli(capsys, "mcp", "edit", "web", *sse)[0] == 0
+    assert servers(config_dir)["web"] == {"tags": ["t"], "url": "https://b.example/sse", "headers": {"B": "2"},
+                                          "type": "sse"}  # fmt: skip
+    code, out, _ = cli(capsys, "mcp", "edit", "web", "--type", "sse")
+    assert code == 0 and "'web' is already so" in out
+    assert cli(capsys, "mcp", "edit", "web", "--type", "http")[0] == 0  # the same URL, spoken another way
+    assert servers(config_dir)["web"]["type"] == "http"
+    code, out, _ = cli(capsys, "mcp", "list", "--json")
+    assert orjson.loads(out)[0]["transport"] == "http"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -167,6 +204,11 @@ def test_edit_changes_an_http_servers_url_and_headers_and_a_stdio_servers_cwd(
         (["--add-tag", "bad tag!"], "not changed: "),
         (["--header", "NOCOLON"], "--header 'NOCOLON': expected 'K: V'"),  # as `mcp add` says it
         (["--header", "A: 1", "--unset-header", "a"], "header 'a' is both set and unset"),
+        (["--cwd", "/x", "--unset-cwd"], "--cwd sets the working directory, --unset-cwd removes it"),
+        (["--timeout", "5", "--unset-timeout"], "--timeout sets the deadline, --unset-timeout removes it"),
+        (["--type", "stdio", "--url", "https://a.example"], "--url is for an HTTP server, and --type stdio makes"),
+        (["--type", "sse", "--url", "https://a.example", "--env", "A=1"], "--env is for a stdio server, and --type"),
+        (["--type", "http", "--url", "https://a.example", "--unset-cwd"], "--unset-cwd is for a stdio server"),
     ],
 )
 def test_bad_edit_requests_exit_2_and_write_nothing(

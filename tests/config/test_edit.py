@@ -386,6 +386,29 @@ def test_change_server_edits_an_http_servers_url_and_headers_and_a_stdio_servers
     assert formats.parse(path.read_bytes())["mcpServers"]["memory"]["cwd"] == "/srv"
 
 
+def test_change_server_moves_a_server_to_another_transport(tmp_path: Path) -> None:
+    """h4: `transport` makes a stdio entry an HTTP one and back (what only the old one had goes, the file's
+    comments and the entry's tags stay); a move without the new transport's command or URL is an EditError."""
+    path = tmp_path / "mcp.json"
+    path.write_text(TAGGED)
+    change = ServerChange(transport="sse", url="https://example.org/sse", headers={"A": "1"})
+    edit_config(path, lambda d: change_server(d, "memory", change), env={})
+    assert "// my servers" in path.read_text()
+    memory = formats.parse(path.read_bytes())["mcpServers"]["memory"]
+    assert memory == {"tags": ["notes", "old"], "url": "https://example.org/sse", "headers": {"A": "1"}, "type": "sse"}
+    change = ServerChange(transport="stdio", command="uvx", args=["srv"], cwd="/srv", timeout=5)
+    edit_config(path, lambda d: change_server(d, "memory", change), env={})
+    memory = formats.parse(path.read_bytes())["mcpServers"]["memory"]
+    assert memory == {"tags": ["notes", "old"], "command": "uvx", "args": ["srv"], "cwd": "/srv", "timeout": 5}
+    edit_config(path, lambda d: change_server(d, "memory", ServerChange(unset_cwd=True, unset_timeout=True)), env={})
+    assert formats.parse(path.read_bytes())["mcpServers"]["memory"] == {"tags": ["notes", "old"], "command": "uvx",
+                                                                        "args": ["srv"]}  # fmt: skip
+    with pytest.raises(EditError, match=re.escape("--type stdio needs --command CMD: 'web' is an HTTP one")):
+        edit_config(path, lambda d: change_server(d, "web", ServerChange(transport="stdio")), env={})
+    with pytest.raises(EditError, match=re.escape("--type http needs --url URL: 'memory' is a stdio one (uvx)")):
+        edit_config(path, lambda d: change_server(d, "memory", ServerChange(transport="http")), env={})
+
+
 @pytest.mark.parametrize(
     ("name", "change", "error", "said"),
     [

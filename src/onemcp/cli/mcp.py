@@ -97,10 +97,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     edit = actions.add_parser(
         "edit",
         parents=[config],
-        help="change a server's tags, env, command, arguments, URL or headers",
+        help="change a server's tags, env, command, arguments, cwd, URL, headers, timeout or transport",
         usage="onemcp mcp edit NAME [--tags T,T | --add-tag T --remove-tag T] [--env K=V] [--unset-env K]"
-        " [--command CMD] [--arg A ... | --no-args] [--cwd DIR] [--url URL] [--header 'K: V'] [--unset-header K]"
-        " [--timeout S]",
+        " [--command CMD] [--arg A ... | --no-args] [--cwd DIR | --unset-cwd] [--url URL] [--header 'K: V']"
+        " [--unset-header K] [--timeout S | --unset-timeout] [--type stdio|http|sse]",
     )
     edit.add_argument("name")
     edit.add_argument("--tags", type=_tag_list, metavar="T,T", help="its tags, all of them ('' for none)")
@@ -110,6 +110,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config:
     edit.add_argument("--unset-env", action="append", default=[], metavar="K", help="remove a variable (repeatable)")
     edit.add_argument("--no-args", action="store_true", help="start the program with no arguments")
     edit.add_argument("--unset-header", action="append", default=[], metavar="K", help="remove a header (repeatable)")
+    edit.add_argument("--unset-cwd", action="store_true", help="remove its working directory (the hub's then)")
+    edit.add_argument("--unset-timeout", action="store_true", help="remove its deadline (the default one then)")
+    edit.add_argument(
+        "--type",
+        choices=["stdio", "http", "sse"],
+        help="move it to another transport: stdio needs --command, http or sse from stdio --url",
+    )
 
     for name, text in (("remove", "remove a server"), ("enable", "switch a server on"), ("disable", "switch it off")):
         action = actions.add_parser(name, parents=[config], help=text)
@@ -271,6 +278,12 @@ def server_change(args: argparse.Namespace) -> ServerChange:
         raise CommandError(f"header {min(both)!r} is both set and unset", USAGE_ERROR)
     if args.args is not None and args.no_args:
         raise CommandError("--arg gives the arguments, --no-args none: give one of them", USAGE_ERROR)
+    if args.cwd is not None and args.unset_cwd:
+        raise CommandError("--cwd sets the working directory, --unset-cwd removes it: give one of them", USAGE_ERROR)
+    if args.timeout is not None and args.unset_timeout:
+        raise CommandError("--timeout sets the deadline, --unset-timeout removes it: give one of them", USAGE_ERROR)
+    if args.type is not None:
+        _fits(args)
     change = ServerChange(
         tags=args.tags,
         add_tags=tuple(args.add_tag),
@@ -280,19 +293,34 @@ def server_change(args: argparse.Namespace) -> ServerChange:
         command=args.program,
         args=[] if args.no_args else args.args,
         cwd=args.cwd,
+        unset_cwd=args.unset_cwd,
         url=args.url,
         headers=headers,
         unset_headers=tuple(k.strip() for k in args.unset_header),
         timeout=args.timeout,
+        unset_timeout=args.unset_timeout,
+        transport=args.type,
     )
     if change == ServerChange():
         raise CommandError(
             "nothing to change: give --tags, --add-tag, --remove-tag, --env, --unset-env, --command, --arg,"
-            " --no-args, --cwd, --url, --header, --unset-header or --timeout"
+            " --no-args, --cwd, --unset-cwd, --url, --header, --unset-header, --timeout, --unset-timeout or --type"
             " (`onemcp mcp enable/disable NAME` switch it on or off)",
             USAGE_ERROR,
         )
     return change
+
+
+def _fits(args: argparse.Namespace) -> None:
+    """`edit --type T` with an option of the other transport contradicts itself (exit 2, before the file is read)."""
+    stdio = {"--command": args.program is not None, "--arg": args.args is not None, "--no-args": args.no_args}
+    stdio |= {"--env": bool(args.env), "--unset-env": bool(args.unset_env), "--cwd": args.cwd is not None}
+    stdio |= {"--unset-cwd": args.unset_cwd}
+    http = {"--url": args.url is not None, "--header": bool(args.header), "--unset-header": bool(args.unset_header)}
+    other = http if args.type == "stdio" else stdio
+    if given := [flag for flag, on in other.items() if on]:
+        kind = "an HTTP" if args.type == "stdio" else "a stdio"
+        raise CommandError(f"{given[0]} is for {kind} server, and --type {args.type} makes it not one", USAGE_ERROR)
 
 
 def _only_with(other: str, **given: Any) -> None:

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel
@@ -174,6 +174,11 @@ def set_disabled(doc: Document, name: str, disabled: bool) -> None:
         entry.pop("disabled", None)  # absent means enabled; keeps the entry as other clients write it
 
 
+Transport = Literal["stdio", "http", "sse"]
+STDIO_FIELDS = ("command", "args", "env", "cwd")  # what a server that becomes an HTTP one loses
+HTTP_FIELDS = ("type", "url", "headers")  # what one that becomes a stdio one loses
+
+
 @dataclass(frozen=True)
 class ServerChange:
     """What `onemcp mcp edit` changes in one server's entry; what it leaves None or empty stays as written."""
@@ -186,24 +191,44 @@ class ServerChange:
     command: str | None = None
     args: list[str] | None = None  # all its arguments ([]: none)
     cwd: str | None = None
+    unset_cwd: bool = False
     url: str | None = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)  # set, added or replaced (any case)
     unset_headers: tuple[str, ...] = ()
     timeout: float | None = None
+    unset_timeout: bool = False  # the default deadline again
+    transport: Transport | None = None  # moves it: to stdio needs `command`, from stdio `url`
+
+
+def transport_of(entry: dict[str, Any]) -> Transport:
+    """The transport an entry is written with, as the hub reads it."""
+    if entry.get("command") is not None:
+        return "stdio"
+    return "sse" if entry.get("type") == "sse" else "http"
 
 
 def change_server(doc: Document, name: str, change: ServerChange) -> None:
     """Apply `change` to server `name`'s entry; a tag or variable to remove that it does not have is an
-    `EditError` (a typo would otherwise pass as done), as is a stdio-only change to an HTTP server."""
+    `EditError` (a typo would otherwise pass as done), as is a stdio-only change to an HTTP server (one
+    not moved by `transport`), and a move that lacks what the new transport needs (its command or URL)."""
     entry = _entry(doc, name)
-    stdio_only = {"--env": bool(change.env), "--unset-env": bool(change.unset_env), "--cwd": change.cwd is not None}
-    stdio_only |= {"--command": change.command is not None, "--arg": change.args is not None}
-    if entry.get("command") is None and (given := [flag for flag, on in stdio_only.items() if on]):
-        raise EditError(f"{given[0]} applies to a stdio server; {name!r} is an HTTP one ({entry.get('url')})")
-    http_only = {"--url": change.url is not None, "--header": bool(change.headers)}
-    http_only |= {"--unset-header": bool(change.unset_headers)}
-    if entry.get("command") is not None and (given := [flag for flag, on in http_only.items() if on]):
-        raise EditError(f"{given[0]} applies to an HTTP server; {name!r} is a stdio one ({entry.get('command')})")
+    was = transport_of(entry)
+    now = change.transport or was
+    if (now == "stdio") != (was == "stdio"):
+        _move(entry, name, was, now, change)
+    flags = {"--env": bool(change.env), "--unset-env": bool(change.unset_env), "--cwd": change.cwd is not None}
+    flags |= {"--unset-cwd": change.unset_cwd, "--command": change.command is not None}
+    flags |= {"--arg": change.args is not None}
+    move = " (`--type stdio --command CMD` makes it one)"
+    if now != "stdio" and (given := [flag for flag, on in flags.items() if on]):
+        raise EditError(f"{given[0]} applies to a stdio server; {name!r} is an HTTP one ({entry.get('url')}){move}")
+    flags = {"--url": change.url is not None, "--header": bool(change.headers)}
+    flags |= {"--unset-header": bool(change.unset_headers)}
+    move = " (`--type http --url URL` makes it one)"
+    if now == "stdio" and (given := [flag for flag, on in flags.items() if on]):
+        raise EditError(f"{given[0]} applies to an HTTP server; {name!r} is a stdio one ({entry.get('command')}){move}")
+    if now != "stdio" and now != was:  # http <-> sse: the same URL, spoken another way
+        entry["type"] = now
     if change.tags is not None or change.add_tags or change.remove_tags:
         written = entry.get("tags")
         tags: list[Any] = list(written) if isinstance(written, list) else []
@@ -230,10 +255,30 @@ def change_server(doc: Document, name: str, change: ServerChange) -> None:
         _set_or_drop(entry, "args", change.args)
     if change.cwd is not None:
         entry["cwd"] = change.cwd
+    if change.unset_cwd:
+        entry.pop("cwd", None)
     if change.url is not None:
         entry["url"] = change.url
     if change.timeout is not None:
         entry["timeout"] = change.timeout
+    if change.unset_timeout:
+        entry.pop("timeout", None)
+
+
+def _move(entry: dict[str, Any], name: str, was: Transport, now: Transport, change: ServerChange) -> None:
+    """Make a stdio entry an HTTP one or the reverse: what the new one needs must be given (its command,
+    its URL); what only the old one has (its URL and headers, its command, arguments, env and cwd) goes."""
+    if now == "stdio":
+        if change.command is None:
+            raise EditError(f"--type stdio needs --command CMD: {name!r} is an HTTP one ({entry.get('url')})")
+        for key in HTTP_FIELDS:
+            entry.pop(key, None)
+        return
+    if change.url is None:
+        raise EditError(f"--type {now} needs --url URL: {name!r} is a stdio one ({entry.get('command')})")
+    for key in STDIO_FIELDS:
+        entry.pop(key, None)
+    entry["type"] = now
 
 
 def _set_or_drop(entry: dict[str, Any], key: str, value: list[Any] | dict[str, Any]) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,6 +365,79 @@ def test_restart_keeps_the_open_network_flag_at_its_address_or_refuses_before_it
         assert json.loads((config_dir / "runtime.json").read_text())["pid"] == runtime["pid"] and alive(runtime["pid"])
     finally:
         assert onemcp(config_dir, "stop", "--timeout", "10").returncode == 0
+
+
+@contextlib.contextmanager
+def health_answering(status: int) -> Iterator[int]:
+    """A stand-in for a running hub's /health on 127.0.0.1 (port 0), answering `status` with no token asked."""
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"status": "ok"} if status == 200 else {"error": "unauthorized"}).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(("status", "kept"), [(200, True), (401, False)])
+def test_restart_of_a_hub_whose_runtime_json_has_no_open_network_record(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    kept: bool,
+) -> None:
+    """h4: a hub started with the flag by an onemcp before runtime.json recorded `openNetwork` could not be
+    restarted without the flag (exit 2, the hub left running). Such a hub at an open address that answers
+    /health with no token serves it unauthenticated, which `serve` does only with the flag: it is kept, said
+    so; one that asks for a token (it had auth; its config now has none) is still refused before any stop.
+    (Its address is 0.0.0.0 as recorded; the stand-in listens on 127.0.0.1, which a connect to 0.0.0.0 reaches.)"""
+    monkeypatch.delenv("ONEMCP_TOKEN", raising=False)
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {}}))
+    done: list[object] = []
+    with health_answering(status) as port:
+        found = {"url": f"http://0.0.0.0:{port}/mcp", "pid": 4242, "config": str(config)}
+        monkeypatch.setattr(daemon, "running", lambda path: dict(found))
+
+        def stop(path: Path, timeout: float) -> int:
+            done.append("stop")
+            return 0
+
+        def launch(*given: Any) -> int:
+            done.append(("launch", given[2], given[3], given[6]))  # host, port, open_network
+            return 0
+
+        monkeypatch.setattr(daemon, "stop", stop)
+        monkeypatch.setattr(daemon, "launch", launch)
+        args = argparse.Namespace(
+            host=None, port=None, allow_open_network=False, config=str(config), timeout=30.0, log_level=None,
+            log_format=None,
+        )  # fmt: skip
+        code = daemon.restart(config, args)
+    err = capsys.readouterr().err
+    if kept:
+        assert (code, done) == (0, ["stop", ("launch", "0.0.0.0", port, True)]), err
+        said = f"onemcp: {OPEN} kept: the hub it replaces serves 0.0.0.0 with no authentication, which it does only"
+        assert said in err, err
+    else:
+        assert (code, done) == (2, []), err
+        assert "not restarting, the running hub (pid 4242) is left as it is: refusing to serve 0.0.0.0" in err, err
 
 
 def test_start_in_a_directory_whose_modules_shadow_the_standard_library(tmp_path: Path) -> None:

@@ -20,15 +20,28 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp.cli import argtypes
 from onemcp.cli.address import OPEN_NETWORK_FLAG, exposed_starter, take, unauthenticated, unbracketed
-from onemcp.cli.hub_health import HEALTH_WAIT, base_of, fetch, hub_notes, refusal, silent, summary, suspended
+from onemcp.cli.hub_health import (
+    ANSWER_WAIT,
+    HEALTH_WAIT,
+    base_of,
+    fetch,
+    hub_notes,
+    refusal,
+    silent,
+    summary,
+    suspended,
+)
 from onemcp.config.paths import named_by, resolve_path
 from onemcp.config.runtime import NoHub, alive, lock_holder, locked, read_runtime, runtime_path
+from onemcp.http.guard import is_loopback
 
 LOG_FILE = "onemcp.log"
 NOT_RUNNING = 3
@@ -126,12 +139,20 @@ def restart(path: Path, args: argparse.Namespace) -> int:
     """Stop the running hub and start it again, at its address unless told another. What the new hub would
     refuse (an open address with no authentication and no OPEN_NETWORK_FLAG, a config it cannot load) is
     said before the running one is stopped: a restart never leaves the user with no hub for it. A hub that
-    served its open address by that flag is given it again there (a restart is the same hub again), said so."""
+    served its open address by that flag is given it again there (a restart is the same hub again), said so:
+    runtime.json's `openNetwork` says it, or, in one an older onemcp wrote without the key, the hub itself
+    (`serves_openly`: it answers /health there with no token, which `serve` allows only with the flag)."""
     found = running(path)
     host, port = address(found, args.host, args.port)
     open_network = args.allow_open_network
-    if found is not None and not open_network and found.get("openNetwork") is True and same_host(found, host):
-        print(f"onemcp: {OPEN_NETWORK_FLAG} kept: the hub it replaces was started with it at {host}", file=sys.stderr)
+    kept = None
+    if found is not None and not open_network and same_host(found, host):
+        if found.get("openNetwork") is True:
+            kept = f"the hub it replaces was started with it at {host}"
+        elif "openNetwork" not in found and serves_openly(found):  # an older hub's runtime.json has no record
+            kept = f"the hub it replaces serves {host} with no authentication, which it does only with it"
+    if kept is not None:
+        print(f"onemcp: {OPEN_NETWORK_FLAG} kept: {kept}", file=sys.stderr)
         open_network = True
     if found is not None and (refused := restart_refusal(path, args.config, host, open_network)) is not None:
         print(
@@ -147,6 +168,24 @@ def same_host(found: dict[str, Any], host: str) -> bool:
     try:
         return urlsplit(str(found["url"])).hostname == unbracketed(host)
     except ValueError:  # a hand-edited runtime.json
+        return False
+
+
+def serves_openly(found: dict[str, Any]) -> bool:
+    """Does the running hub serve an open (not loopback) address with no authentication, which `serve` does
+    only when given OPEN_NETWORK_FLAG? Its /health, asked with no token, answers (a hub with auth: 401)."""
+    try:
+        host = urlsplit(str(found["url"])).hostname
+    except ValueError:  # a hand-edited runtime.json
+        return False
+    if host is None or is_loopback(host):
+        return False
+    try:  # not `fetch`: that one sends $ONEMCP_TOKEN, and any hub answers a good token
+        with urllib.request.urlopen(f"{base_of(found['url'])}/health", timeout=ANSWER_WAIT) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        return exc.code == 503  # degraded, yet answered with no token
+    except (OSError, ValueError):  # nothing answers: nothing to tell by
         return False
 
 

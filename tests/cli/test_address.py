@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from onemcp.cli.address import exposed_starter, take, unauthenticated, unbracketed
+from onemcp.cli.address import exposed_starter, in_use, take, unauthenticated, unbracketed
 
 
 def test_a_free_address_is_bound_not_listened_on_and_kept_from_children(tmp_path: Path) -> None:
@@ -58,3 +58,13 @@ def test_the_starter_config_on_an_open_address_is_refused_only_when_it_would_be_
     assert exposed_starter(missing, str(missing), "0.0.0.0", None) is None  # named: refused as missing instead
     missing.write_text("{}")
     assert exposed_starter(missing, None, "0.0.0.0", None) is None  # its own auth decides
+
+
+def test_in_use_says_whether_some_process_holds_the_port() -> None:
+    """What `start` asks when its hub exited at start: was the port taken since it was checked?"""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert in_use("127.0.0.1", port)
+    assert not in_use("127.0.0.1", port)  # let go: free again (SO_REUSEADDR, as `take` binds)

@@ -288,7 +288,9 @@ def test_a_port_taken_after_starts_check_leaves_no_starter_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`start` takes the port and lets it go for the hub it runs: another program that took it in between
-    made the hub fail, and `start` had written the starter config already. The hub writes it, once bound."""
+    made the hub fail, and `start` had written the starter config already. The hub writes it, once bound.
+    h4: `start` then said only that the hub exited at start (exit 1) and left onemcp.log (and the directory
+    it made for it) behind: it now says what happened, exit 2 as for a busy port, and leaves nothing."""
     config_dir = tmp_path / "fresh"
     for name, value in clean_env(config_dir).items():
         monkeypatch.setenv(name, value)
@@ -301,8 +303,11 @@ def test_a_port_taken_after_starts_check_leaves_no_starter_config(
         monkeypatch.setattr(daemon, "take", lambda host, port, path: let_go)
         code = daemon.launch(config_dir / "mcp.json", None, "127.0.0.1", port, 30.0)
     said = capsys.readouterr().err
-    assert code == 1 and f"cannot bind 127.0.0.1:{port}: Address already in use" in said, said
-    assert "starter" not in said and not (config_dir / "mcp.json").exists(), said
+    assert code == 2 and said.startswith(
+        f"onemcp: 127.0.0.1:{port} was free when checked, but another program took it before the hub could bind"
+        " it: nothing was started; another program listens there: choose another --port"
+    ), said
+    assert "starter" not in said and not config_dir.exists(), said
 
 
 def test_start_on_an_open_address_with_no_config_writes_nothing(tmp_path: Path) -> None:

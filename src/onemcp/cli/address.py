@@ -45,6 +45,18 @@ def take(host: str, port: int, config_path: Path) -> socket.socket | str:
     return sock
 
 
+def in_use(host: str, port: int) -> bool:
+    """Is `host:port` bound by some process now (a bind of it fails so)?"""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
 def refusal(host: str, port: int, exc: OSError, config_path: Path) -> str:
     """Why the address cannot be had: this directory's hub has it, or some other program."""
     if exc.errno == errno.EADDRINUSE and lock_holder(config_path) not in (None, os.getpid()):

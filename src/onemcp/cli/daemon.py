@@ -14,6 +14,7 @@ degraded (a server failed: named, as `status` names it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onemcp.cli import argtypes
-from onemcp.cli.address import OPEN_NETWORK_FLAG, exposed_starter, take, unauthenticated, unbracketed
+from onemcp.cli.address import (
+    FREE_PORT_HINT,
+    OPEN_NETWORK_FLAG,
+    exposed_starter,
+    in_use,
+    take,
+    unauthenticated,
+    unbracketed,
+)
 from onemcp.cli.hub_health import (
     ANSWER_WAIT,
     HEALTH_WAIT,
@@ -236,7 +245,7 @@ def launch(
     it spawns), so that a busy port or a mistyped host leaves no starter config and no log behind.
     `open_network`: `serve`'s override of its refusal to serve an open address with no authentication.
     With no config yet, the hub writes the starter one, once it has the address (as `serve` does): another
-    program taking the port after this check leaves none behind."""
+    program taking the port after this check leaves none behind, nor a log (`start` says so, exit 2)."""
     if running(path) is None:
         taken = take(unbracketed(host), port, path)
         if isinstance(taken, str):
@@ -347,6 +356,7 @@ def start(
     argv += ["--host", host, "--port", str(port), "--log-level", log_level, "--log-format", log_format]
     argv += ["--log-file", str(log)]
     argv += [OPEN_NETWORK_FLAG] if open_network else []
+    made = [] if log.exists() else [log] if log.parent.exists() else [log, log.parent]  # the hub's, if it never runs
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         # owner-only when new, as the hub's own log files (observability/logs.py): the hub writes the same file
@@ -361,6 +371,16 @@ def start(
     while time.monotonic() < deadline:
         exited = child.poll() is not None
         if exited and not (child.returncode == 2 and locked(path)):  # 2 and the lock held: see below
+            if child.returncode == 2 and port != 0 and in_use(unbracketed(host), port):  # taken since `launch`
+                for made_here in made:  # a hub that never ran leaves nothing behind (its directory only if empty)
+                    with contextlib.suppress(OSError):
+                        made_here.rmdir() if made_here.is_dir() else made_here.unlink()
+                print(
+                    f"onemcp: {host}:{port} was free when checked, but another program took it before the hub"
+                    f" could bind it: nothing was started{FREE_PORT_HINT}",
+                    file=sys.stderr,
+                )
+                return 2
             print(f"onemcp: the hub exited at start (code {child.returncode}); its log:", file=sys.stderr)
             tail(log, 15, sys.stderr)
             return 1

@@ -222,6 +222,28 @@ def test_bad_edit_requests_exit_2_and_write_nothing(
     assert (config_dir / "mcp.json").read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage", "unknown"),
+    [
+        (["status", "--bogus"], "usage: onemcp status [-h]", "--bogus"),
+        (["mcp", "edit", "mem", "--add-tag", "a", "--bogus", "x"], "usage: onemcp mcp edit NAME", "--bogus x"),
+        (["auth", "key", "list", "--nope"], "usage: onemcp auth key list [-h]", "--nope"),
+        (["run", "demo/echo", "extra"], "usage: onemcp run [-h]", "extra"),
+    ],
+)
+def test_an_unknown_argument_is_said_by_its_commands_parser(
+    capsys: pytest.CaptureFixture[str], argv: list[str], usage: str, unknown: str
+) -> None:
+    """h4: an argument no command takes was said by the root parser, whose usage listed only the commands of
+    the module it had built (`onemcp status --bogus`: `usage: onemcp [-h] [--version] {start,restart,...}`),
+    not the command given; it is now said by that command's parser, with its usage. Exit 2 either way."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(usage), err
+    assert f"error: unrecognized arguments: {unknown}\n" in err, err
+
+
 def test_mcp_update_says_to_write_mcp_edit(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "mcp", "update", "mem", "--tag", "x")
     assert (code, out) == (2, "")

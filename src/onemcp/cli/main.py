@@ -144,6 +144,16 @@ def _sends_token(args: argparse.Namespace) -> bool:
     return args.command == "auth" and (args.kind == "upstream" or getattr(args, "action", None) == "mine")
 
 
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost (sub)command parser `args` went through: `onemcp mcp edit`'s for `mcp edit ...`."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if not subs or chosen not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[chosen]
+
+
 def _command(argv: list[str] | None) -> int:
     from onemcp.cli.terminal import keep_stdout_writable
 
@@ -162,7 +172,9 @@ def _command(argv: list[str] | None) -> int:
 
         argv, trailing = split_command(argv)
     parser, modules = build_parser(first)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its usage (the root's lists only the commands built)
+        _chosen(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "serve":
         selectors = {k: v for k in ("preset", "filter", "tags", "exposure") if (v := getattr(args, k)) is not None}
         if args.transport == "stdio":

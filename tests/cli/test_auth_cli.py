@@ -17,6 +17,20 @@ from onemcp.auth.principal import InvalidToken
 from onemcp.cli.main import main
 
 
+def test_empty_key_and_secret_listings_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """h4: `auth key list` and `auth secret list` with nothing stored printed nothing at all (exit 0), where
+    `mcp list`, `preset list` and `auth upstream list` say there is none: they now say so, and how to make one."""
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    assert main(["auth", "key", "list"]) == 0
+    assert capsys.readouterr().out == "no API keys (`onemcp auth key create --name N` makes one)\n"
+    assert main(["auth", "secret", "list"]) == 0
+    said = "no ${user:NAME} values stored (`onemcp auth secret set PRINCIPAL NAME` stores one)\n"
+    assert capsys.readouterr().out == said
+
+
 @pytest.mark.parametrize(("line", "stored"), [("tok-en\r\n", "tok-en"), ("tok en", "tok en"), ("tøken\n", "tøken")])
 def test_secret_set_takes_one_line_without_its_ending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, stored: str

@@ -120,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
         print("onemcp: keep it now: only its hash is stored", file=sys.stderr)
         return 0
     if args.action == "list":
-        for info in store.list():
+        if not (keys := store.list()):  # said, as `mcp list` and `preset list` say theirs: not a blank line
+            print("no API keys (`onemcp auth key create --name N` makes one)")
+        for info in keys:
             state = (
                 "revoked" if info.revoked else ("expired" if info.expires and info.expires < time.time() else "active")
             )
@@ -219,7 +221,9 @@ def _secret(args: argparse.Namespace) -> int:
             print(f"stored {args.name} for {args.principal}")
             return 0
         if args.action == "list":
-            for principal, name, updated in store.listing():
+            if not (stored := store.listing()):
+                print("no ${user:NAME} values stored (`onemcp auth secret set PRINCIPAL NAME` stores one)")
+            for principal, name, updated in stored:
                 print(f"{principal}  {name}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(updated))}")
             return 0
         if store.delete(args.principal, args.name):

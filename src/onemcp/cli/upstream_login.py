@@ -115,6 +115,8 @@ def run_upstream(args: argparse.Namespace) -> int:
                 raise LoginError(
                     f"the hub refused: HTTP {r.status_code}; set ${TOKEN_ENV} to a key with the admin scope"
                 )
+            if r.status_code == 404:  # the hub's answer for a name its config has no server of
+                raise LoginError(f"the running hub has no server {args.server.partition('~')[0]!r}")
             if r.status_code != 200:
                 raise LoginError(f"the hub answered HTTP {r.status_code}: {r.text[:200]}")
             forgot = r.json().get("forgotten")

@@ -259,6 +259,10 @@ async def test_cli_login_list_logout(tmp_path: Path, capsys: pytest.CaptureFixtu
                 assert code == 0 and "already authorized" in out
                 code, out = await anyio.to_thread.run_sync(cli, "logout", "remote")
                 assert code == 0 and "tokens forgotten" in out
+                gone = ["auth", "upstream", "logout", "nope", "--url", hub.url]  # h4: said HTTP 404 and JSON
+                code = await anyio.to_thread.run_sync(main, gone)
+                said = capsys.readouterr()
+                assert (code, said.out, said.err) == (1, "", "onemcp: the running hub has no server 'nope'\n")
                 lines = audit.read_text()
                 assert "upstream authorized server=remote issuer=http://127.0.0.1" in lines
                 assert "upstream logout server=remote principal=anonymous forgotten=True" in lines

@@ -49,6 +49,7 @@ async def test_a_server_whose_command_was_installed_since_comes_back(
     line started it again short of an edit of its entry or a restart of the whole hub."""
     later = config_dir / "later-server"
     servers = {"later": {"command": str(later)}, "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"]}}
+    servers["off"] = {"command": sys.executable, "disabled": True}
     await anyio.Path(config_dir / "mcp.json").write_bytes(orjson.dumps({"mcpServers": servers}))
     env = {k: v for k, v in os.environ.items() if k != "ONEMCP_CONFIG"}
     process = await anyio.open_process(
@@ -71,7 +72,12 @@ async def test_a_server_whose_command_was_installed_since_comes_back(
             code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "mcp", "restart", "later"))
             assert (code, out, err) == (0, "onemcp: later: ready\n", "")
             code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "mcp", "restart", "nosuch"))
-            assert (code, out, err) == (1, "", "onemcp: nosuch: no enabled server 'nosuch'\n")
+            path = config_dir / "mcp.json"  # h4: said from mcp.json (it was the hub's 'no enabled server')
+            said = f"onemcp: nosuch: no server 'nosuch' in {path} (configured: demo, later, off)\n"
+            assert (code, out, err) == (1, "", said)
+            code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "mcp", "restart", "off"))
+            said = f"onemcp: off: it is disabled in {path}: `onemcp mcp enable off` switches it on (the hub then"
+            assert (code, out, err.startswith(said)) == (1, "", True), err
     finally:
         process.terminate()
         with anyio.fail_after(DEADLINE):

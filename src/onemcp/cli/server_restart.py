@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, config_path: Path, base: str) -> int:
 
     with httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False, headers=auth_headers()) as client:
         for name in args.names:  # one at a time: each is stopped and started before the next
-            said = _post(client, f"{base}/api/v1/servers/{name}/restart", name)
+            said = _post(client, f"{base}/api/v1/servers/{name}/restart", name, config_path)
             if said is not None:
                 raise RestartError(said)
         states = _wait(client, f"{base}/health", args.names, args.timeout)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, config_path: Path, base: str) -> int:
     return code
 
 
-def _post(client: Any, url: str, name: str) -> str | None:
+def _post(client: Any, url: str, name: str, config_path: Path) -> str | None:
     import httpx
 
     try:
@@ -63,6 +63,9 @@ def _post(client: Any, url: str, name: str) -> str | None:
         return f"no hub answers at {url}: {exc}"
     if response.status_code in (401, 403):
         return f"the hub refused (HTTP {response.status_code}): set ONEMCP_TOKEN to a key with the admin scope"
+    # 404: the hub has no such server; 400: it has it, disabled (or the request was bad: the hub's word then)
+    if response.status_code in (400, 404) and (why := _not_served(name, config_path, response.status_code)):
+        return f"{name}: {why}"
     if response.status_code != 200:
         try:
             error = response.json().get("error")
@@ -70,6 +73,29 @@ def _post(client: Any, url: str, name: str) -> str | None:
             error = None
         return f"{name}: {error or f'HTTP {response.status_code}'}"
     return None
+
+
+def _not_served(name: str, config_path: Path, status: int) -> str | None:
+    """Why the running hub has no enabled server `name` (its answer was `status`), as mcp.json tells; None
+    when it cannot be read or does not tell."""
+    from onemcp.config.edit import EditError, read_document, servers_of
+    from onemcp.config.load import ConfigError
+
+    try:
+        servers = servers_of(read_document(config_path, to_edit=False))
+    except (ConfigError, EditError, OSError):
+        return None
+    entry = servers.get(name)
+    if status == 400 and not (isinstance(entry, dict) and entry.get("disabled") is True):
+        return None
+    if entry is None:
+        return f"no server {name!r} in {config_path} (configured: {', '.join(sorted(servers)) or 'none'})"
+    if isinstance(entry, dict) and entry.get("disabled") is True:
+        return f"it is disabled in {config_path}: `onemcp mcp enable {name}` switches it on (the hub then starts it)"
+    return (
+        f"the running hub has no such server yet: it applies {config_path} by itself when it sees it change"
+        " (`onemcp status` says whether it took it, or why not)"
+    )
 
 
 def _wait(client: Any, url: str, names: list[str], timeout: float) -> dict[str, tuple[str, str | None]]:

@@ -445,6 +445,14 @@ def test_restart_of_a_hub_whose_runtime_json_has_no_open_network_record(
         assert "not restarting, the running hub (pid 4242) is left as it is: refusing to serve 0.0.0.0" in err, err
 
 
+def test_wait_with_no_hub_says_none_runs(config_dir: Path) -> None:
+    """h4: `wait` with no hub said only `not ready within 1s` (exit 1) while `status` said `not running`: it
+    now says why it was not ready."""
+    waited = onemcp(config_dir, "wait", "--timeout", "0.3")
+    said = f"onemcp: not ready within 0.3s: no hub is running for {config_dir / 'mcp.json'} (`onemcp start` starts one)"
+    assert (waited.returncode, waited.stderr.strip()) == (1, said), waited.stderr
+
+
 def test_start_in_a_directory_whose_modules_shadow_the_standard_library(tmp_path: Path) -> None:
     """`start` run in a project that has its own `secrets.py`: the hub (`python -m onemcp serve`) and the
     starter config's Python servers (`python -m mcp_server_time`) imported it instead of the standard

@@ -297,11 +297,14 @@ def test_a_malformed_search_deep_setting_exits_2(tmp_path: Path, transport: str)
     ],
 )
 def test_an_http_flag_with_the_stdio_transport_exits_2(tmp_path: Path, flags: list[str]) -> None:
-    """`serve --transport stdio --port 5` served stdio and dropped the port (and a log file) unsaid."""
+    """`serve --transport stdio --port 5` served stdio and dropped the port (and a log file) unsaid. h4: it is
+    said by `serve`'s parser, with its usage (the root's, `usage: onemcp [-h] [--version] {serve} ...`, was)."""
     (tmp_path / "mcp.json").write_bytes(orjson.dumps({"mcpServers": {}}))
     result = run_cli("serve", "--transport", "stdio", *flags, env=hub_env(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"error: {flags[0]} is for --transport http: over stdio the one client is on stdin/stdout" in result.stderr
+    said = f"onemcp serve: error: {flags[0]} is for --transport http: over stdio the one client is on stdin/stdout"
+    assert said in result.stderr, result.stderr
+    assert result.stderr.startswith("usage: onemcp serve [-h]"), result.stderr  # h4: it was the root's usage
     assert not (tmp_path / "hub.log").exists()
 
 

@@ -522,13 +522,22 @@ def logs(path: Path, lines: int, *, follow: bool) -> int:
 
 
 def wait(path: Path, timeout: float) -> int:
+    """Until the hub is ready (one that is starting, or about to be: a service's), up to `timeout`; then,
+    if none is, why: none runs, one runs at an address nobody knows, or one runs and is not ready yet."""
     deadline = time.monotonic() + timeout
+    found = None
     while time.monotonic() < deadline:
         found = running(path)
         if found is not None and found["url"] and fetch(f"{base_of(found['url'])}/health/ready")[0] == 200:
             return _ready(found["url"])
         time.sleep(0.1)
-    print(f"onemcp: not ready within {timeout:g}s", file=sys.stderr)
+    if found is None:
+        why = f"no hub is running for {path} (`onemcp start` starts one)"
+    elif found["url"] is None:
+        why = lost(found)
+    else:
+        why = f"the hub at {found['url']} (pid {found.get('pid')}) is still starting (`onemcp status` says what)"
+    print(f"onemcp: not ready within {timeout:g}s: {why}", file=sys.stderr)
     return 1
 
 

@@ -183,7 +183,7 @@ def _command(argv: list[str] | None) -> int:
             given = {"--host": args.host, "--port": args.port, "--log-file": args.log_file}
             given["--i-know-this-is-unauthenticated-and-exposed"] = args.allow_open_network or None
             if stray := [flag for flag, value in given.items() if value is not None]:  # an HTTP hub's, not this one's
-                parser.error(
+                _chosen(parser, args).error(
                     f"{stray[0]} is for --transport http: over stdio the one client is on stdin/stdout and "
                     "the log on stderr"
                 )
@@ -191,7 +191,7 @@ def _command(argv: list[str] | None) -> int:
             STDIO_SERVED.append(True)
             return serve_stdio(args.config, args.log_level, args.log_format, selectors)
         if selectors:
-            parser.error(
+            _chosen(parser, args).error(
                 f"--{next(iter(selectors))} is for --transport stdio: over HTTP each client chooses its own "
                 "view and exposure (/mcp?preset=NAME, ?tags=, ?filter=, ?exposure=)"
             )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from onemcp.search import embed, kinds
+from onemcp.search import embed, kinds, text
 from onemcp.search import index as index_module
 from onemcp.search.index import SearchIndex
 from onemcp.search.text import stem, words
@@ -361,3 +361,23 @@ def test_an_index_keeps_another_ones_vectors_its_third_lacks_newest_last_and_len
     other = SearchIndex(None, model=False, transformer=False)
     other.keep(own, limit=10, besides=hub)
     assert other._memory == {}  # another model's vectors are not kept
+
+
+def test_a_tool_is_searched_by_the_start_of_each_of_its_fields_only() -> None:
+    """A description, title, name or parameter list of any length is searched by its start (text.py's
+    MAX_*_TEXT): a server's one tool with 20 MB of distinct words held the hub 800 MB of terms."""
+    filler = " ".join(f"w{i}" for i in range(text.MAX_DESCRIPTION_TEXT // 4))  # past the bound, distinct words
+    props = {f"p{i}": {"type": "string"} for i in range(text.MAX_PARAM_NAMES_TEXT // 3)}
+    huge = {
+        "name": "reports__quarterly",
+        "title": f"Quarterly {filler} unicornish",
+        "description": f"Reads quarterly reports. {filler} zebracorn",
+        "inputSchema": {"type": "object", "properties": {**props, "narwhalish": {"type": "string"}}},
+    }
+    index = SearchIndex(None, model=False, transformer=False)
+    index.update("reports", [huge, *FILES])
+    assert names(index, "quarterly reports")[0] == "reports__quarterly"
+    for past_the_bound in ("zebracorn", "unicornish", "narwhalish"):
+        assert names(index, past_the_bound) == [], past_the_bound
+    held = len(index.lexical.snapshot()["reports__quarterly"][0])  # distinct terms the tool's document keeps
+    assert held < (2 * text.MAX_NAME_TEXT + text.MAX_DESCRIPTION_TEXT + text.MAX_PARAM_NAMES_TEXT) // 2

@@ -76,6 +76,14 @@ STOPWORDS = frozenset(
     ]
 )
 MAX_PARAM_TEXT = 400  # characters of parameter descriptions a tool contributes
+# Characters of the rest a tool contributes, each field cut to its start. A description is searched
+# as text, not held as it was: unbounded, one tool's 20 MB of distinct words held the hub 800 MB of
+# terms and postings (BM25 keeps every distinct word). The bounds are above every tool of the 7,545
+# in bench/toolsearch/data (the longest description is 13,086 characters, the longest parameter
+# names 3,526), so real rankings do not change; the tool itself is listed whole.
+MAX_NAME_TEXT = 1024  # of its name, and as much of its title
+MAX_DESCRIPTION_TEXT = 16384
+MAX_PARAM_NAMES_TEXT = 4096
 
 
 def words(text: str) -> list[str]:
@@ -126,9 +134,9 @@ def fields(server: str, tool: Mapping[str, Any], about: str = "") -> dict[str, s
     annotations = tool.get("annotations")
     title = tool.get("title") or (annotations.get("title") if isinstance(annotations, dict) else None) or ""
     return {
-        "name": name,
-        "title": str(title),
-        "description": str(tool.get("description") or ""),
-        "params": " ".join(names) + " " + " ".join(described)[:MAX_PARAM_TEXT],
+        "name": name[:MAX_NAME_TEXT],
+        "title": str(title)[:MAX_NAME_TEXT],
+        "description": str(tool.get("description") or "")[:MAX_DESCRIPTION_TEXT],
+        "params": " ".join(names)[:MAX_PARAM_NAMES_TEXT] + " " + " ".join(described)[:MAX_PARAM_TEXT],
         "server": f"{server} {about}".strip(),
     }

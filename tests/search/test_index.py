@@ -381,3 +381,22 @@ def test_a_tool_is_searched_by_the_start_of_each_of_its_fields_only() -> None:
         assert names(index, past_the_bound) == [], past_the_bound
     held = len(index.lexical.snapshot()["reports__quarterly"][0])  # distinct terms the tool's document keeps
     assert held < (2 * text.MAX_NAME_TEXT + text.MAX_DESCRIPTION_TEXT + text.MAX_PARAM_NAMES_TEXT) // 2
+
+
+def test_a_servers_tools_are_searched_within_a_budget_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past `MAX_SERVER_TEXT` characters together, each of a server's tools is searched by an equal
+    share, its name first: 10,000 tools of 5,000 characters of distinct words grew the hub to 3 GB.
+    A server within it is searched whole (every real one is)."""
+    monkeypatch.setattr(text, "MAX_SERVER_TEXT", 20 * text.MIN_TOOL_TEXT)  # 10 tools of 1,000 chars: 4 times over
+    many = [
+        {"name": f"tool_{i}", "description": f"Opens ledger {i}. {' '.join(f'w{i}x{j}' for j in range(150))} quokka{i}"}
+        for i in range(10)
+    ]
+    index = SearchIndex(None, model=False, transformer=False)
+    index.update("big", many)
+    index.update("fs", [{**FILES[0], "description": f"{FILES[0]['description']} {'filler ' * 600} wombat"}])
+    assert names(index, "ledger 3")[0] == "tool_3"  # the start of each is searched
+    assert names(index, "quokka3") == []  # past its share: not
+    assert names(index, "wombat") == ["fs__read_file"]  # another server within the budget: searched whole
+    held = sum(len(doc[0]) for name, doc in index.lexical.snapshot().items() if name.startswith("tool_"))
+    assert held < 1000  # of the 1,530 distinct words the ten sent, half a share's worth each

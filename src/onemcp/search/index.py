@@ -33,7 +33,7 @@ from onemcp.search.cache import EmbeddingCache
 from onemcp.search.kinds import kind_text, products, tool_products
 from onemcp.search.lexical import Bm25, Document, Postings, document, postings
 from onemcp.search.text import fields as tool_fields
-from onemcp.search.text import words
+from onemcp.search.text import searched, words
 
 log = logging.getLogger("onemcp.search")
 RRF_K = 10.0  # reciprocal rank fusion: 1 / (k + rank); 10 beat 60 on the benchmark (bench/toolsearch)
@@ -148,11 +148,11 @@ def prepare(
     about 0.2 ms a tool. Pure (touches no index), so it may run on a worker thread."""
     entries = []
     keyed = keys if keys is not None else [str(tool.get("name", "")) for tool in tools]
-    for tool, named, name in zip(tools, tool_products(server, tools, about), keyed, strict=True):
+    fielded = searched([tool_fields(server, tool, about) for tool in tools])
+    for fields, named, name in zip(fielded, tool_products(server, tools, about), keyed, strict=True):
         if not name:
             continue
         kind = kind_text(named)
-        fields = tool_fields(server, tool, about)
         digest = hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
         text = semantic_text(fields)
         say = say_text(fields["name"])  # the name's words in everyday phrases (actions.py): BM25 terms only

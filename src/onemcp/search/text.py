@@ -84,6 +84,14 @@ MAX_PARAM_TEXT = 400  # characters of parameter descriptions a tool contributes
 MAX_NAME_TEXT = 1024  # of its name, and as much of its title
 MAX_DESCRIPTION_TEXT = 16384
 MAX_PARAM_NAMES_TEXT = 4096
+# Characters of searchable text one server's tools contribute together. Past it each tool is searched
+# by an equal share (at least MIN_TOOL_TEXT): 10,000 tools of 5,000 characters of distinct words
+# (55 MB, under maxResponseBytes and the 10,000 items a list keeps) grew the hub to 3 GB. The
+# largest real server's descriptions are 157,193 characters (mailchimp's 227 tools), and the
+# words of all 7,545 tools are 10,690.
+MAX_SERVER_TEXT = 1024 * 1024
+MIN_TOOL_TEXT = 256
+SHARED = ("name", "title", "description", "params")  # what a tool's share is spent on, in this order
 
 
 def words(text: str) -> list[str]:
@@ -140,3 +148,19 @@ def fields(server: str, tool: Mapping[str, Any], about: str = "") -> dict[str, s
         "params": " ".join(names)[:MAX_PARAM_NAMES_TEXT] + " " + " ".join(described)[:MAX_PARAM_TEXT],
         "server": f"{server} {about}".strip(),
     }
+
+
+def searched(server_fields: list[dict[str, str]]) -> list[dict[str, str]]:
+    """One server's tools' `fields` within `MAX_SERVER_TEXT` together: unchanged if they fit, else each
+    cut to an equal share, spent on its name first, then title, description and parameters."""
+    if sum(len(f[key]) for f in server_fields for key in SHARED) <= MAX_SERVER_TEXT:
+        return server_fields
+    share = max(MIN_TOOL_TEXT, MAX_SERVER_TEXT // len(server_fields))
+    out = []
+    for f in server_fields:
+        cut, left = dict(f), share
+        for key in SHARED:
+            cut[key] = f[key][:left]
+            left -= len(cut[key])
+        out.append(cut)
+    return out

@@ -531,7 +531,8 @@ def test_a_last_event_id_of_thousands_of_digits_finds_nothing_and_breaks_nothing
 
 def test_events_kept_for_replay_are_bounded_in_bytes_not_only_in_number() -> None:
     """A message may be megabytes: a session keeps at most replay.MAX_BYTES of events to replay,
-    the oldest forgotten first, but never the newest event of a live stream (one may be following it)."""
+    the oldest forgotten first, but never the newest reply or request of a live stream (one may be
+    following it; a notification was sent live)."""
     store = replay.StreamStore()
     big = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "x" * (1024 * 1024)}}
     done = store.open("r")
@@ -544,8 +545,12 @@ def test_events_kept_for_replay_are_bounded_in_bytes_not_only_in_number() -> Non
     assert store.bytes == sum(len(e) for s in (done, live) for _, e in s.events)
     assert not done.events and live.after(live.seq - 1)  # the finished stream went first; the newest stays
     huge = store.open("r")
-    huge.add({**big, "params": {"data": "y" * (2 * replay.MAX_BYTES)}})
-    assert len(huge.events) == 1 and len(live.events) == 1  # over the budget: each live stream keeps its newest
+    huge.add(
+        {"jsonrpc": "2.0", "id": 3, "method": "sampling/createMessage", "params": {"x": "y" * 2 * replay.MAX_BYTES}}
+    )
+    assert (
+        len(huge.events) == 1 and not live.events
+    )  # over the budget: a live stream's request stays, not a notification
     for _ in range(replay.MAX_STREAMS):  # finished streams are forgotten, never the live GET stream
         store.open("r").finish()
     assert live.store is store and store.find(f"{live.id}-{live.seq}") is not None

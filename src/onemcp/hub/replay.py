@@ -6,9 +6,11 @@ events get ids ``<stream>-<n>``. A client reconnects with GET and ``Last-Event-I
 events after that one, then the stream carries on.
 Memory is bounded: at most `MAX_EVENTS` events per stream, `MAX_STREAMS` streams per
 session (the oldest finished streams are forgotten first, then the oldest live reply streams, a
-GET stream last; a forgotten live stream keeps only its newest event) and `MAX_BYTES` of events
-per session (the oldest events are forgotten first: a message may be megabytes, so counting is
-not enough), and `TOTAL_BYTES` for all the sessions of a hub together (`ReplayBudget`: past it
+GET stream last; a forgotten live stream keeps only its newest event, if that is a reply or a
+request) and `MAX_BYTES` of events per session (the oldest events are forgotten first: a message
+may be megabytes, so counting is not enough; a live stream's newest event is kept past it only if
+it is a reply or a request, which a follower must not miss: a notification was sent live), and
+`TOTAL_BYTES` for all the sessions of a hub together (`ReplayBudget`: past it
 the session holding the most forgets its oldest events first, so sessions that keep little keep
 theirs). An event is always sent live; only what a reconnecting client could replay is bounded.
 """
@@ -40,6 +42,10 @@ class OutStream:
         self.store = store  # whose byte budget the events count against
         self.done = False
         self.forgotten = False  # no longer findable: keeps only its newest event, outside any budget
+        # Is the newest event one a follower must not miss (a reply or a request: it has an id)? A
+        # notification is not: past the budget it is forgotten too (it was sent live), as with 8 calls
+        # each after a 60 MB progress message the session held 1 GB outside its budget until they ended.
+        self.pinned = False
         self._wake: anyio.Event | None = None
 
     def priming(self) -> bytes:
@@ -51,8 +57,12 @@ class OutStream:
         self.seq += 1
         data = msg if isinstance(msg, bytes) else jsonrpc.dumps(msg)
         event = sse.encode(data, event="message", event_id=f"{self.id}-{self.seq}")
+        self.pinned = isinstance(msg, bytes) or "id" in msg  # bytes: a reply, serialised upstream
         if self.forgotten:
             self.events.clear()  # nobody can resume it any more; a follower already on it reads the newest
+            if not self.pinned:
+                self._notify()
+                return event  # outside any budget: only a reply or a request is kept for a follower
         elif len(self.events) >= MAX_EVENTS:
             self.forget_oldest()
         self.events.append((self.seq, event))
@@ -102,7 +112,7 @@ class ReplayBudget:
         while self.bytes > self.limit:
             busiest = max(self.holders, key=lambda store: store.bytes)
             if not busiest.trim(self.limit // len(self.holders)):
-                return  # only live streams' newest events are left: those are never forgotten
+                return  # only live streams' newest replies and requests are left: those are never forgotten
 
 
 class StreamStore:
@@ -133,6 +143,8 @@ class StreamStore:
         for stream in self._streams.values():
             stream.store = None
             stream.forgotten = not stream.done  # one still written keeps only its newest event, as when forgotten
+            while stream.forgotten and len(stream.events) > (1 if stream.pinned else 0):
+                stream.events.popleft()
         self._streams.clear()
 
     def open(self, prefix: str) -> OutStream:
@@ -157,14 +169,14 @@ class StreamStore:
         del self._streams[old.id]
         self.held(-sum(len(event) for _, event in old.events))
         old.store = None  # no longer this budget's ...
-        if not old.done:  # ... and still written: it keeps its newest event only
+        if not old.done:  # ... and still written: it keeps its newest event only (if pinned)
             old.forgotten = True
-            while len(old.events) > 1:
+            while len(old.events) > (1 if old.pinned else 0):
                 old.events.popleft()
 
     def retained(self, size: int) -> None:
         """`size` more bytes are kept: forget the oldest events (oldest streams first) past MAX_BYTES,
-        but not the newest event of a live stream (a client following it has yet to read it)."""
+        but not the newest event of a live stream if it is a reply or a request (`pinned`)."""
         self.held(size)
         self.trim(MAX_BYTES)
         if self.budget is not None:
@@ -172,14 +184,15 @@ class StreamStore:
 
     def trim(self, target: int) -> bool:
         """Forget the oldest events (oldest streams first) until at most `target` bytes are kept, but not
-        the newest event of a live stream (a client following it has yet to read it). Forgot any?"""
+        the newest event of a live stream if it is a reply or a request (a client following it has yet
+        to read it, and its call waits on it). Forgot any?"""
         before = self.bytes
         if before <= target:
             return False  # the usual case, on every event kept: no copy of the streams
         for stream in list(self._streams.values()):
             if self.bytes <= target:
                 break
-            keep = 0 if stream.done else 1
+            keep = 1 if stream.pinned and not stream.done else 0
             while self.bytes > target and len(stream.events) > keep:
                 stream.forget_oldest()
         return self.bytes < before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import anyio
 import pytest
 from mcp import Client
@@ -228,3 +230,32 @@ async def test_a_2026_result_envelope_of_the_wrong_types_is_an_error_naming_the_
         "complete asks": completed.format("resultType is 'input_required', which completion/complete cannot answer"),
     }
     assert not fine.is_error
+
+
+def _progress_messages(text: str) -> list[object]:
+    """The progress notifications saying `text` alive in this process (as parsed dicts)."""
+    return [
+        o
+        for o in gc.get_objects()
+        if type(o) is dict
+        and o.get("method") == "notifications/progress"
+        and isinstance(o.get("params"), dict)
+        and o["params"].get("message") == text
+    ]
+
+
+async def test_a_call_does_not_hold_the_progress_it_relayed_while_it_waits() -> None:
+    """h6: the loop driving a call kept its last related message while it waited for the next: each
+    call in flight after one 60 MB progress message held it (8 such calls, read by their client, held
+    a real hub at 480 MB until they ended; a session may have 256)."""
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(SERVERS) as h:
+            session = await h.session()
+            params = {**tool_call("beta__progress", steps=2, pause=3600), "_meta": {"progressToken": "mine"}}
+            async with session.call("tools/call", params, rid=42) as response:
+                first = await response.message()
+                assert first["params"]["message"] == "step 1"
+                del first
+                await anyio.wait_all_tasks_blocked()  # the hub waits for the call's next message
+                assert _progress_messages("step 1") == []
+                await session.post({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 42}})

@@ -84,24 +84,31 @@ class MemoryTransport(Transport):
         async with stream:
             task_status.started()
             async for body in stream:
-                if len(body) > limit:
-                    hit("response_bytes", "upstream %s sent a message over %d bytes", self.name, limit)
-                    self._mark_closed(f"stopped: a message exceeded maxResponseBytes ({limit} bytes)")
+                if not self._take(body, deliver, limit):
                     return
-                try:
-                    msg = jsonrpc.load_bounded(body, f"upstream {self.name}")
-                except orjson.JSONDecodeError:
-                    self.log.warning("non-JSON message ignored: %.200r", body)
-                    continue
-                except jsonrpc.TooDeep as exc:
-                    self.log.warning("a message was ignored: it %s", exc)
-                    continue
-                if isinstance(msg, dict):
-                    deliver(msg, None)
-                else:
-                    self.log.warning("non-object JSON ignored: %.200r", body)
+                del body  # not held while the next one is awaited (a message may be megabytes)
         # every message the server wrote was delivered: only now is it gone
         self._mark_closed(self._exit or "server stopped")
+
+    def _take(self, body: bytes, deliver: Deliver, limit: int) -> bool:
+        """Deliver one message the server wrote; False when it was over `limit` (the connection stops)."""
+        if len(body) > limit:
+            hit("response_bytes", "upstream %s sent a message over %d bytes", self.name, limit)
+            self._mark_closed(f"stopped: a message exceeded maxResponseBytes ({limit} bytes)")
+            return False
+        try:
+            msg = jsonrpc.load_bounded(body, f"upstream {self.name}")
+        except orjson.JSONDecodeError:
+            self.log.warning("non-JSON message ignored: %.200r", body)
+            return True
+        except jsonrpc.TooDeep as exc:
+            self.log.warning("a message was ignored: it %s", exc)
+            return True
+        if isinstance(msg, dict):
+            deliver(msg, None)
+        else:
+            self.log.warning("non-object JSON ignored: %.200r", body)
+        return True
 
     async def send(self, message: Message, body: bytes) -> None:
         stream = self._to_server

@@ -710,3 +710,33 @@ async def test_an_upstream_s_huge_error_is_shown_by_its_start() -> None:
             while not (said := (await http.get(f"{hub.base}/health")).json()["upstreams"]["big"]["lastError"]):
                 await anyio.sleep(0.05)  # allowed-sleep: polling for the failure, within fail_after
     assert said.startswith("initialize failed: no no ") and said.endswith(" characters)") and len(said) < 2100
+
+
+async def test_a_get_stream_does_not_hold_the_message_it_sent_while_it_waits() -> None:
+    """h6: a session's GET stream kept the last message it wrote (parsed, and its SSE bytes) while it
+    waited for the next: one 20 MB log line from an upstream, read by 20 listening sessions, held a
+    real hub at 876 MB until something else was said to them (56 MB with this)."""
+    import gc
+
+    from support.inprocess import fixture, inprocess_hub
+
+    def alive(text: str) -> list[object]:
+        return [
+            o
+            for o in gc.get_objects()
+            if type(o) is dict
+            and o.get("method") == "notifications/message"
+            and o.get("params", {}).get("data") == text
+        ]
+
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub({"a": fixture()}) as h:
+            session = await h.session()
+            async with session.listen() as stream:
+                call = {"name": "log", "arguments": {"detached": True, "message": "said once"}}
+                assert "result" in await session.ask("tools/call", call)
+                heard = await stream.message()
+                assert heard["params"]["data"] == "said once"
+                del heard
+                await anyio.wait_all_tasks_blocked()  # the stream waits for the session's next message
+                assert alive("said once") == []

@@ -668,6 +668,31 @@ def test_a_template_server_is_addressed_by_its_name(tmp_path: Path) -> None:
         process.stop()
 
 
+def test_a_template_another_project_runs_is_not_listed_as_this_ones(tmp_path: Path) -> None:
+    """A template that renders nothing for this project (disabled for it) is not this caller's server,
+    though /health shows the instance another project started: `inspect` leaves it out (it said it was
+    "ready" with 0 tools), as it does when no project runs one."""
+    config = write_config(tmp_path / "tpl", {"demo": demo()})
+    doc = json.loads(config.read_text())
+    doc["mcpTemplates"] = {"fz": {**fixture(), "disabled": "{{ project.name == 'plain' }}"}}
+    config.write_text(json.dumps(doc))
+    used, plain = tmp_path / "used", tmp_path / "plain"
+    used.mkdir()
+    plain.mkdir()
+    process = HubProcess(config)
+    try:
+        process.start()
+        process.wait_ready()
+        started = onemcp("inspect", "--json", config_dir=config.parent, cwd=used)
+        assert "fz" in {row["server"] for row in json.loads(started.stdout)}, started.stderr
+        listed = json.loads(onemcp("inspect", "--json", config_dir=config.parent, cwd=plain).stdout)
+        assert {row["server"] for row in listed} == {"demo"}, listed
+        asked = onemcp("inspect", "fz", config_dir=config.parent, cwd=plain)
+        assert asked.returncode == 1 and "no server 'fz' in this hub's view" in asked.stderr, asked
+    finally:
+        process.stop()
+
+
 def test_a_tool_of_a_server_that_is_down_says_so(tmp_path: Path) -> None:
     """Not "no tool X; did you mean X?": its tools are not listed because the server failed."""
     broken = {"command": fixture_command()[0], "args": [*fixture_command()[1:], "--crash-on-start"]}

@@ -299,9 +299,15 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
         health = {}  # not an onemcp hub, or /health is not reachable: infer from names
     upstreams, collisions = health.get("upstreams"), health.get("collisions")
     servers: dict[str, dict[str, Any]] = {}
+    templates: set[str] = set()  # names /health has only as instances: other projects' may be among them
     if isinstance(upstreams, dict):
-        # a template's instance (`<template>@<hash>`) by the template's name
-        servers = {str(k).partition("@")[0]: v if isinstance(v, dict) else {} for k, v in upstreams.items()}
+        for key, entry in upstreams.items():
+            name, at, _ = str(key).partition("@")  # a template's instance (`<template>@<hash>`) by its name
+            if at:
+                templates.add(name)
+                if servers.get(name, {}).get("state") == "ready":
+                    continue  # of several instances (projects), a ready one stands for this caller's
+            servers[name] = entry if isinstance(entry, dict) else {}
     elif naming.prefixed is False and naming.servers is not None:  # the names do not say; the config does
         servers = {name: {} for name in naming.servers}
     else:
@@ -312,9 +318,11 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
     inv = Inventory(naming, tools, servers, [str(c) for c in collisions] if isinstance(collisions, list) else [])
     if naming.prefixed is None:
         naming.prefixed = any(inv.owner(str(t.get("name"))) for t in tools) and len(servers) > 1
+    present = set(inv.by_server())
     if filtered:  # a view: keep the servers it lets through (those with tools in it)
-        present = set(inv.by_server())
         inv.servers = {k: v for k, v in servers.items() if k in present}
+    else:  # a template is this caller's only when its list has the template's tools (its context rendered one)
+        inv.servers = {k: v for k, v in servers.items() if k not in templates or k in present}
     return inv
 
 

@@ -153,6 +153,28 @@ def test_a_scope_naming_nothing_in_the_config_is_said_when_the_key_is_made(
     assert len(KeyStore(tmp_path / "keys.db").list()) == 2
 
 
+@pytest.mark.parametrize(
+    "hub", [None, {}, {"auth": {"jwt": {"jwksUrl": "https://idp.example/jwks.json", "issuer": "https://idp.example"}}}]
+)
+def test_a_key_made_for_a_hub_that_asks_for_none_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], hub: dict[str, object] | None
+) -> None:
+    """Made (the operator may turn keys on next), but not silently: with no `auth.apiKeys` (no config yet,
+    none, or JWT only) the hub asks no client for it, and a key must not read as protection."""
+    monkeypatch.setenv("ONEMCP_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("ONEMCP_CONFIG", raising=False)
+    if hub is not None:
+        (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": {}, "onemcp": hub}))
+    assert main(["auth", "key", "create"]) == 0
+    said = capsys.readouterr().err
+    assert "does not turn API keys on, so the hub asks no client for this key" in said, said
+    assert '"onemcp": {"auth": {"apiKeys": true}}' in said and "onemcp restart" in said
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": {}, "onemcp": {"auth": {"apiKeys": True}}}))
+    assert main(["auth", "key", "create"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert len(KeyStore(tmp_path / "keys.db").list()) == 2
+
+
 def test_serving_a_network_address_without_auth_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "mcp.json"
     config.write_text('{"mcpServers": {}}')

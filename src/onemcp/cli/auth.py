@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         key = store.create(args.name, scopes or ["mcp"], expires)
         print(key)
         print("onemcp: keep it now: only its hash is stored", file=sys.stderr)
+        if (unasked := _keys_not_asked_for(args)) is not None:
+            print(f"onemcp: warning: {unasked}", file=sys.stderr)
         return 0
     if args.action == "list":
         if not (keys := store.list()):  # said, as `mcp list` and `preset list` say theirs: not a blank line
@@ -145,6 +147,22 @@ def _key_store(path: Path) -> Keys:
         except ConfigError:
             shared = None  # a config that does not load keeps its keys beside it
     return open_keys(path.parent, shared)
+
+
+def _keys_not_asked_for(args: argparse.Namespace) -> str | None:
+    """Why the hub would ask no client for the key just made (its config does not turn API keys on), else
+    None: a key made for a hub that lets everyone in must not read as protection."""
+    path = resolve_path(args.config)
+    try:
+        on = path.exists() and load_config(path).hub.auth.api_keys
+    except ConfigError:
+        return None  # nothing to compare with (a config that does not load is said elsewhere)
+    if on:
+        return None
+    return (
+        f"{path} does not turn API keys on, so the hub asks no client for this key: add "
+        '"onemcp": {"auth": {"apiKeys": true}} to it, then `onemcp restart` (auth applies when the hub starts)'
+    )
 
 
 def _scopes_problem(args: argparse.Namespace) -> str | None:

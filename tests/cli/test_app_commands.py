@@ -283,6 +283,30 @@ def test_point_to_hub_and_restore_round_trip(
     assert path.read_bytes() == original  # byte for byte
 
 
+@pytest.mark.parametrize(
+    ("app", "how"),
+    [
+        ("claude-desktop", 'add "env": {"ONEMCP_TOKEN": "<key>"} to that entry'),
+        ("cursor", "have that entry send the header `Authorization: Bearer <key>`"),
+    ],
+)
+def test_point_to_hub_says_the_apps_entry_needs_a_token_on_a_hub_with_auth(
+    machine: Machine, capsys: pytest.CaptureFixture[str], app: str, how: str
+) -> None:
+    """The entry written carries no credential: on a hub that asks every client for one, the app reached
+    none of its servers, and nothing said why or what to add."""
+    machine.config_dir.mkdir()
+    machine.config.write_text('{"mcpServers": {}, "onemcp": {"auth": {"apiKeys": true}}}')
+    code, _, err = cli(capsys, "app", "import", app, "--yes", "--point-to-hub")
+    assert code == 0, err
+    assert "onemcp: warning: the hub asks every client for a token (onemcp.auth)" in err, err
+    assert f"`onemcp auth key create --name {app}`" in err and how in err
+    assert cli(capsys, "app", "restore", app)[0] == 0
+    machine.config.write_text('{"mcpServers": {}}')  # no auth: nothing to add
+    code, _, err = cli(capsys, "app", "import", app, "--yes", "--point-to-hub")
+    assert code == 0 and "token" not in err, err
+
+
 def test_codex_point_to_hub_round_trip(machine: Machine, capsys: pytest.CaptureFixture[str]) -> None:
     path = machine.file("codex_config.toml")
     original = path.read_bytes()

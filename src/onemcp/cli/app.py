@@ -20,7 +20,7 @@ import orjson
 from onemcp.cli import argtypes
 from onemcp.cli.mcp import FAILED, USAGE_ERROR, CommandError, describe, running_hub
 from onemcp.config.edit import EditError, edit_config, read_document
-from onemcp.config.load import ConfigError, environment, resolve_path
+from onemcp.config.load import ConfigError, environment, load_config, resolve_path
 from onemcp.config.runtime import free_port_problem
 from onemcp.integrations.apps import APPS, DEFAULT_HUB_URL, App, FoundServer, SourceReport, Where, discover
 from onemcp.integrations.importing import Action, Planned, apply_plan, plan_import, same_url
@@ -218,7 +218,30 @@ def _import(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot rewrite {app.label}'s config: {exc}") from None
         print(f"onemcp: {app.label} now uses only the hub at {hub_url}; restart it to reconnect")
         print(f"onemcp: its previous config is saved in {manifest}; undo with `onemcp app restore {app.name}`")
+        if (lacking := _token_lacking(app, path, hub_url)) is not None:
+            print(f"onemcp: warning: {lacking}", file=sys.stderr)
     return _left_out(left_out)
+
+
+def _token_lacking(app: App, path: Path, hub_url: str) -> str | None:
+    """What the app's new entry lacks when the hub asks every client for a token (onemcp.auth), else None:
+    the entry carries no credential (onemcp writes no key into another program's file), so until it
+    is given one the hub refuses the app, which then reaches none of its servers."""
+    try:
+        required = path.exists() and load_config(path).hub.auth.required
+    except ConfigError:
+        return None  # the hub would not start on it either, which the import said
+    if not required:
+        return None
+    how = (
+        'add "env": {"ONEMCP_TOKEN": "<key>"} to that entry'
+        if "command" in app.hub_entry(hub_url)
+        else "have that entry send the header `Authorization: Bearer <key>` (the app's headers setting)"
+    )
+    return (
+        f"the hub asks every client for a token (onemcp.auth) and {app.label}'s onemcp entry carries none, so "
+        f"the hub refuses it until it does: make a key (`onemcp auth key create --name {app.name}`) and {how}"
+    )
 
 
 def _left_out(left_out: list[Planned]) -> int:

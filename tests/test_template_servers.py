@@ -434,6 +434,11 @@ async def test_a_running_instance_is_restarted_from_the_admin_api(tmp_path: Path
                 r = await http.post(f"/servers/{instance.id}/restart")
                 assert r.status_code == 200, r.text
                 assert (await http.post("/servers/fxt@nosuch/restart")).status_code == 404
+                by_template = await http.post("/servers/fxt/restart")  # it said "no enabled server 'fxt'"
+                assert by_template.status_code == 404
+                assert by_template.json()["error"] == (
+                    f"no enabled server 'fxt': a template, restarted by its instances' names ({instance.id})"
+                )
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

@@ -457,8 +457,10 @@ class Hub:
 
     async def restart_server(self, name: str) -> None:
         """Stop a server (its calls get the pool's drain bound) and start it again; NotFound if there is none."""
-        if self._wanted(name) is None:
-            raise NotFound(f"no enabled server {name!r}")
+        if self._wanted(name) is None:  # a template: by its instances' names (`onemcp mcp status` lists them)
+            ids = [i.id for i in self.instances.running() if i.template == name]
+            said = f": a template, restarted by its instances' names ({', '.join(ids) or 'none runs now'})"
+            raise NotFound(f"no enabled server {name!r}{said if name in self.config.templates else ''}")
         wanted, why = partial(self._wanted, name), "restarting (an operator asked)"
         self.isolated.close_server(name, why)
         if not await self.pool.restart(name, wanted, reason=why, on_stopped=self._dropped):

@@ -693,6 +693,24 @@ def test_a_template_another_project_runs_is_not_listed_as_this_ones(tmp_path: Pa
         process.stop()
 
 
+def test_a_template_is_listed_when_tool_names_do_not_say_their_server(tmp_path: Path) -> None:
+    """prefixMode never: no name says it is the template's, so whether this caller has it cannot be read
+    from the list; /health's instance still lists it (it is not left out as another project's)."""
+    doc = {"mcpServers": {"demo": demo()}, "mcpTemplates": {"fz": fixture()}, "onemcp": {"prefixMode": "never"}}
+    config = write_config(tmp_path / "never", {})
+    config.write_text(json.dumps(doc))
+    project = tmp_path / "project"
+    project.mkdir()
+    process = HubProcess(config)
+    try:
+        process.start()
+        process.wait_ready()
+        listed = json.loads(onemcp("inspect", "--json", config_dir=config.parent, cwd=project).stdout)
+        assert {row["server"] for row in listed} == {"demo", "fz"}, listed
+    finally:
+        process.stop()
+
+
 def test_a_tool_of_a_server_that_is_down_says_so(tmp_path: Path) -> None:
     """Not "no tool X; did you mean X?": its tools are not listed because the server failed."""
     broken = {"command": fixture_command()[0], "args": [*fixture_command()[1:], "--crash-on-start"]}

@@ -321,7 +321,7 @@ def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory
     present = set(inv.by_server())
     if filtered:  # a view: keep the servers it lets through (those with tools in it)
         inv.servers = {k: v for k, v in servers.items() if k in present}
-    else:  # a template is this caller's only when its list has the template's tools (its context rendered one)
+    elif UNATTRIBUTED not in present:  # a template is this caller's when its list has the template's tools
         inv.servers = {k: v for k, v in servers.items() if k not in templates or k in present}
     return inv
 

@@ -53,6 +53,17 @@ SERVER = {"command": "x"}
         ({"mcpServers": {"a": {**SERVER, "env": {"A": 1}}}}, False),
         ({"mcpServers": {"a": {"comand": "x"}}}, False),
         ({"mcpServers": {}, "servers": {}}, False),
+        # what the loader refused and the schema took (an editor showed these as fine)
+        ({"mcpServers": {"a b": SERVER}}, False),  # a server name: letters, digits, '_' and '-'
+        ({"servers": {"a.b": SERVER}}, False),
+        ({"mcpTemplates": {"t/x": SERVER}}, False),
+        ({"mcpServers": {"a" * 33: SERVER}}, False),
+        ({"mcpServers": {"a": {"command": "x", "url": "http://h/mcp"}}}, False),  # both transports
+        ({"mcpServers": {"a": {"args": ["x"]}}}, False),  # neither
+        ({"mcpServers": {"a": {"command": " "}}}, False),  # no program
+        ({"mcpTemplates": {"t": {"url": "http://h/mcp", "command": "x"}}}, False),
+        ({"mcpServers": {"a-1_B": {"url": "http://h/mcp", "command": None}}}, True),  # null: left out
+        ({"mcpTemplates": {"t": {"command": "{{ project.path }}/run"}}}, True),
     ],
 )
 def test_the_schema_and_the_loader_agree(doc: dict[str, object], taken: bool) -> None:

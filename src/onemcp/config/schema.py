@@ -25,6 +25,7 @@ SERVED_PATH = "/schema/mcp.json"
 # check). A number or boolean written in quotes by hand ("60") is refused, so the schema wants a variable.
 AS_STRING = {"type": "string", "pattern": r"\$\{?[A-Za-z_]", "description": "a ${VAR} holding the value"}
 MS = {"type": "number", "exclusiveMinimum": 0, "description": "1MCP's, in milliseconds (converted)"}
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # a server's or template's name (`protocol.names.server_name_problem`)
 
 
 def generate() -> dict[str, Any]:
@@ -35,6 +36,8 @@ def generate() -> dict[str, Any]:
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     doc["title"] = "onemcp mcp.json"
     top = doc.setdefault("properties", {})
+    for names in ("mcpServers", "mcpTemplates"):  # the separator's rules (not inside, not at an end) are the loader's
+        top[names]["propertyNames"] = {"pattern": NAME_PATTERN, "description": "letters, digits, '_' and '-'"}
     top["$schema"] = {"type": "string", "description": "this schema, for editors"}
     top["servers"] = {**top["mcpServers"], "title": "Servers", "description": "VS Code's name for mcpServers"}
     top["inputs"] = {"type": "array", "description": "VS Code's prompts for values (not used by onemcp)"}
@@ -44,11 +47,19 @@ def generate() -> dict[str, Any]:
         fields = entry["properties"]
         fields.update({key: {"description": "another client's own key (ignored)"} for key in FOREIGN_SERVER_KEYS})
         fields.update({"requestTimeout": MS, "connectionTimeout": MS})
+        fields["command"]["pattern"] = r"\S"  # an empty program is refused
+        entry["anyOf"] = [_given("command"), _given("url")]  # a stdio or an HTTP server: one of the two
+        entry["not"] = _given("command", "url")
         fields["restartOnExit"] = {"const": True, "description": "1MCP's; onemcp always restarts (false is refused)"}
         fields["inheritParentEnv"] = {"const": False, "description": "1MCP's; true is refused: pass variables in env"}
         listed = {"type": "array", "items": {"type": "string", "pattern": "="}, "description": '["NAME=value", ...]'}
         fields["env"] = {"anyOf": [fields["env"], listed]}
     return doc
+
+
+def _given(*keys: str) -> dict[str, Any]:
+    """Matches an entry where each of `keys` is a string (a `null` one counts as left out, as the loader reads it)."""
+    return {"required": list(keys), "properties": {key: {"type": "string"} for key in keys}}
 
 
 def _lenient(node: Any) -> Any:

@@ -64,13 +64,26 @@ SERVER = {"command": "x"}
         ({"mcpTemplates": {"t": {"url": "http://h/mcp", "command": "x"}}}, False),
         ({"mcpServers": {"a-1_B": {"url": "http://h/mcp", "command": None}}}, True),  # null: left out
         ({"mcpTemplates": {"t": {"command": "{{ project.path }}/run"}}}, True),
+        ({"mcpServers": {"a": {"url": "ftp://h/mcp"}}}, False),
+        ({"mcpServers": {"a": {"url": "${U}", "replicas": ["https://b/mcp"]}}}, True),
+        ({"mcpServers": {"a": {"url": "http://h/mcp", "replicas": ["h2/mcp"]}}}, False),
+        ({"mcpServers": {"a": {**SERVER, "replicas": 0}}}, False),
+        ({"mcpServers": {"a": {**SERVER, "replicas": 65}}}, False),
+        ({"mcpServers": {"a": {**SERVER, "env": {"A=B": "c"}}}}, False),
+        ({"mcpServers": {"a": {**SERVER, "env": {"${K}": "v"}}}}, True),  # a name, not substituted
+        ({"mcpServers": {"a": {"url": "http://h/mcp", "headers": {"a b": "c"}}}}, False),
+        ({"mcpServers": {"a": {"url": "http://h/mcp", "headers": {"X-Key": "${K}"}}}}, True),
+        ({"mcpServers": {"a": {**SERVER, "type": "sse"}}}, False),  # an HTTP type with a command
+        ({"mcpServers": {"a": {"url": "http://h/mcp", "type": "stdio"}}}, False),
+        ({"mcpServers": {"a": {"url": "http://h/mcp", "type": "streamable-http"}}}, True),
+        ({"mcpServers": {"a": {**SERVER, "type": "stdio"}}}, True),
     ],
 )
 def test_the_schema_and_the_loader_agree(doc: dict[str, object], taken: bool) -> None:
     """An editor following `$schema` flags what the hub refuses and nothing it takes (it used to flag
     other clients' keys, VS Code's servers and inputs, 1MCP's forms and strings for numbers)."""
     try:
-        parse_config(json.dumps(doc).encode(), source="mcp.json", env={"T": "30"})
+        parse_config(json.dumps(doc).encode(), source="mcp.json", env={"T": "30", "U": "http://h/mcp", "K": "k"})
         loaded = True
     except ConfigError:
         loaded = False

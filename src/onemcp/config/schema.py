@@ -26,6 +26,9 @@ SERVED_PATH = "/schema/mcp.json"
 AS_STRING = {"type": "string", "pattern": r"\$\{?[A-Za-z_]", "description": "a ${VAR} holding the value"}
 MS = {"type": "number", "exclusiveMinimum": 0, "description": "1MCP's, in milliseconds (converted)"}
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # a server's or template's name (`protocol.names.server_name_problem`)
+URL_PATTERN = r"^(https?://|\$)"  # http(s), or a ${VAR} that holds one (the loader checks it substituted)
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an HTTP token (`values.header_problem`); keys are not substituted
+HTTP_TYPES = ["http", "streamable-http", "streamableHttp", "sse"]
 
 
 def generate() -> dict[str, Any]:
@@ -48,8 +51,18 @@ def generate() -> dict[str, Any]:
         fields.update({key: {"description": "another client's own key (ignored)"} for key in FOREIGN_SERVER_KEYS})
         fields.update({"requestTimeout": MS, "connectionTimeout": MS})
         fields["command"]["pattern"] = r"\S"  # an empty program is refused
+        fields["url"]["pattern"] = URL_PATTERN
+        fields["headers"]["propertyNames"] = {"pattern": HEADER_NAME}
+        fields["env"]["propertyNames"] = {"pattern": "^[^=\u0000]+$"}  # (before `listed` joins it below)
+        urls, count = fields["replicas"]["anyOf"][0], fields["replicas"]["anyOf"][1]["anyOf"][0]
+        urls["items"]["pattern"] = URL_PATTERN
+        count.update(minimum=1, maximum=64)
         entry["anyOf"] = [_given("command"), _given("url")]  # a stdio or an HTTP server: one of the two
         entry["not"] = _given("command", "url")
+        entry["allOf"] = [  # `type` says which, and must agree
+            {"if": _typed(HTTP_TYPES), "then": _given("url")},
+            {"if": _typed(["stdio"]), "then": {"not": _given("url")}},
+        ]
         fields["restartOnExit"] = {"const": True, "description": "1MCP's; onemcp always restarts (false is refused)"}
         fields["inheritParentEnv"] = {"const": False, "description": "1MCP's; true is refused: pass variables in env"}
         listed = {"type": "array", "items": {"type": "string", "pattern": "="}, "description": '["NAME=value", ...]'}
@@ -60,6 +73,11 @@ def generate() -> dict[str, Any]:
 def _given(*keys: str) -> dict[str, Any]:
     """Matches an entry where each of `keys` is a string (a `null` one counts as left out, as the loader reads it)."""
     return {"required": list(keys), "properties": {key: {"type": "string"} for key in keys}}
+
+
+def _typed(types: list[str]) -> dict[str, Any]:
+    """Matches an entry whose `type` is one of `types`."""
+    return {"required": ["type"], "properties": {"type": {"enum": types}}}
 
 
 def _lenient(node: Any) -> Any:

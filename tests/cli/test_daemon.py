@@ -486,6 +486,29 @@ def test_service_install_in_an_empty_config_dir_has_a_config_to_serve(tmp_path: 
     assert (home / "systemd" / "user" / "onemcp.service").exists() and (tmp_path / "mcp.json").exists()
 
 
+def test_service_install_says_a_hub_started_in_the_background_must_stop_first(config_dir: Path) -> None:
+    """README order: `onemcp start`, then `service install` and `systemctl --user enable --now`: the unit's
+    hub was refused (the directory's lock is held) and restarted on failure, and nothing said why."""
+
+    def install() -> subprocess.CompletedProcess[str]:
+        env = {**clean_env(config_dir), "XDG_CONFIG_HOME": str(config_dir / "xdg")}
+        argv = [sys.executable, "-m", "onemcp", "service", "install", "--port", "3051"]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+
+    started = onemcp(config_dir, "start", "--port", "0")
+    assert started.returncode == 0, started.stderr
+    pid = json.loads((config_dir / "runtime.json").read_text())["pid"]
+    done = install()
+    assert done.returncode == 0 and (config_dir / "xdg" / "systemd" / "user" / "onemcp.service").exists()
+    assert done.stderr == (
+        f"onemcp: warning: a hub already runs for {config_dir} (pid {pid}); the unit's hub is refused while it"
+        " does: `onemcp stop` first\n"
+    )
+    assert onemcp(config_dir, "stop").returncode == 0
+    again = install()
+    assert (again.returncode, again.stderr) == (0, "")
+
+
 def test_status_waits_for_a_first_health_report_that_loads_the_token_counter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -584,4 +584,10 @@ def service(path: Path, action: str, port: int, log_format: str = "text") -> int
     target.write_text(unit)
     print(f"onemcp: wrote {target}")
     print("onemcp: enable it with: systemctl --user daemon-reload && systemctl --user enable --now onemcp")
+    if (found := running(path)) is not None:  # one hub per config directory: the unit's would be refused
+        print(
+            f"onemcp: warning: a hub already runs for {path.parent} (pid {found['pid']}); the unit's hub is "
+            "refused while it does: `onemcp stop` first",
+            file=sys.stderr,
+        )
     return 0

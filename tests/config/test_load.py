@@ -719,7 +719,7 @@ def test_a_number_where_true_or_false_belongs_is_refused(doc: dict[str, Any], me
             {"command": "x", "args": "-y p"},
             """a.args: expected a list, not the string '-y p': write ["...", "..."], one""",
         ),
-        ({"command": "x", "env": "K=V"}, "a.env: expected an object, not the string 'K=V'"),
+        ({"command": "x", "env": "K=V"}, "a.env: expected an object, not a string (not shown: it holds secrets)"),
         ({"url": "https://x/mcp", "headers": ["a"]}, "a.headers: expected an object, not a list"),
         ("uvx foo", "a: expected an object, not the string 'uvx foo'"),
         ({"command": 3}, 'a.command: expected a string, not the number 3: write "3"'),
@@ -732,6 +732,28 @@ def test_a_value_of_another_kind_says_what_the_field_takes_in_json_words(server:
     assert f"mcpServers.{message}" in said and "Input should be" not in said
     limits = error_of({"mcpServers": {}, "onemcp": {"limits": 5}})
     assert "onemcp.limits: expected an object, not the number 5" in limits
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ({"command": "x", "env": "API_KEY=sk-live-0123456789"}, "a.env: expected an object, not a string"),
+        ({"url": "https://x/mcp", "headers": "Authorization: Bearer abc123def456"}, "a.headers: expected an object"),
+        ({"command": "x", "env": {"PIN": 918273645546}}, "a.env.PIN: expected a string, not a number: write it in"),
+        (
+            {"url": "https://x/mcp", "oauth": {"clientId": "c", "clientSecret": 918273645546}},
+            "a.oauth.clientSecret: expected a string, not a number",
+        ),
+    ],
+)
+def test_a_misshapen_secret_is_not_repeated_in_the_error(server: Any, message: str) -> None:
+    """A config refused on reload is `/health`'s and the admin API's `config.lastError`, shown to every
+    operator-scope caller: an env, header or client secret written in the wrong shape (`"env": "API_KEY=..."`)
+    was quoted there ("not the string 'API_KEY=sk-live-0123456789'"), a secret the redactor could not know
+    (it masks the running config's). The error still says where and what the field takes."""
+    said = error_of({"mcpServers": {"a": server}})
+    assert f"mcpServers.{message}" in said
+    assert not any(secret in said for secret in ("sk-live", "abc123def456", "918273645546")), said
 
 
 @pytest.mark.parametrize("store", ["redis://", "redis:///0", "rediss://:secret@/1", "redis://h:99999/0"])

@@ -333,9 +333,27 @@ EXPECTED = {
 }
 
 
-def _expected(kind: str, value: Any) -> str:
+# a server's fields whose values are secrets (`redact.Redactor.use` masks them once the config runs): a
+# refused config's error never repeats what is given there, since it is shown (/health's config.lastError)
+# where the redactor cannot know it
+SECRET_FIELDS = frozenset({"env", "headers"})
+SECRET_OAUTH_FIELDS = frozenset({"clientSecret", "privateKey"})
+
+
+def holds_secret(loc: tuple[str | int, ...]) -> bool:
+    """Is `loc` (the user's path) in a server's or template's env, headers or OAuth client secret?"""
+    if len(loc) < 3 or loc[0] not in ("mcpServers", "mcpTemplates"):
+        return False
+    return loc[2] in SECRET_FIELDS or (loc[2] == "oauth" and len(loc) > 3 and loc[3] in SECRET_OAUTH_FIELDS)
+
+
+def _expected(kind: str, value: Any, *, secret: bool = False) -> str:
     """ "expected a list, not the string 'dev': write ["dev"]", in the words of JSON, not pydantic's
-    ("Input should be a valid dictionary or instance of ServerConfig")."""
+    ("Input should be a valid dictionary or instance of ServerConfig"). `secret`: the value is not repeated."""
+    if secret:
+        given = "a string" if isinstance(value, str) else _given_kind(value)
+        hint = ": write it in quotes" if kind == "string_type" and isinstance(value, int | float) else ""
+        return f"expected {EXPECTED[kind]}, not {given}{hint} (not shown: it holds secrets)"
     if isinstance(value, str):
         given = f"the string {value if len(value) <= 40 else value[:40] + '...'!r}"
     elif isinstance(value, bool) or value is None:
@@ -351,6 +369,15 @@ def _expected(kind: str, value: Any) -> str:
     elif kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         hint = f": write {orjson.dumps(str(value)).decode()}"
     return f"expected {EXPECTED[kind]}, not {given}{hint}"
+
+
+def _given_kind(value: Any) -> str:
+    """What kind of JSON value `value` is, in words that do not repeat it (true, false and null do)."""
+    if isinstance(value, bool) or value is None:
+        return orjson.dumps(value).decode()
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list | tuple) else "an object" if isinstance(value, dict) else "that"
 
 
 def describe(exc: ValidationError) -> list[str]:
@@ -390,7 +417,7 @@ def describe(exc: ValidationError) -> list[str]:
         elif err["type"] in PARSED_AS and isinstance(err.get("input"), values.FromEnv):
             msg = f"expected {PARSED_AS[err['type']]}, not {str(err['input'])!r} (what its ${{VAR}} gave)"
         elif err["type"] in EXPECTED and i not in summary:
-            msg = _expected(err["type"], err.get("input"))
+            msg = _expected(err["type"], err.get("input"), secret=holds_secret(loc_parts))
         parts.append(f"{loc}: {msg}" if loc else msg)
     return parts
 

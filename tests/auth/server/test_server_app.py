@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import re
 import secrets
 import socket
 import sqlite3
@@ -336,6 +338,28 @@ async def test_response_type_must_be_code(oauth: Harness) -> None:
     client_id = (await oauth.register())["client_id"]
     r = await oauth.authorize(client_id, pkce()[1], response_type="token")
     assert query(r.headers["location"])["error"] == "unsupported_response_type"
+
+
+@pytest.mark.parametrize("bad", [{"response_type": "token"}, {"scope": "root"}])
+async def test_a_request_error_is_not_an_open_redirect_to_a_registered_web_uri(
+    oauth: Harness, bad: dict[str, str]
+) -> None:
+    """RFC 9700 §4.11.2: anyone may register a client (cross-origin, no credential) with its own https
+    redirect URI, then send people to `/oauth/authorize?client_id=<it>&response_type=token`: the hub
+    answered 302 to that URI at once, an open redirector on the hub's origin. The error now shows on a
+    page of the hub's, with the way back as a link the person follows or not; a loopback (native app)
+    URI is on the person's own machine and is still sent back at once (the tests above)."""
+    web = "https://app.example/cb"
+    client_id = (await oauth.register(redirect_uris=[web]))["client_id"]
+    r = await oauth.authorize(client_id, pkce()[1], redirect_uri=web, **bad)
+    assert r.status_code == 400 and "location" not in r.headers
+    assert r.headers["content-type"].startswith("text/html") and r.headers["x-frame-options"] == "DENY"
+    link = re.search(r'<a href="([^"]+)">', r.text)
+    assert link is not None, r.text
+    back = html.unescape(link.group(1))
+    assert back.startswith(web + "?") and query(back)["state"] == "st4te" and query(back)["iss"] == ISSUER
+    assert query(back)["error"] in ("unsupported_response_type", "invalid_scope")
+    assert "app.example" in r.text
 
 
 async def test_wrong_verifier_is_invalid_grant(oauth: Harness) -> None:

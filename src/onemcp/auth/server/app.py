@@ -50,9 +50,10 @@ from onemcp.auth.server.clients import (
     GRANT_TYPES,
     ClientMetadataError,
     redirect_uri_matches,
+    redirects_at_once,
     registration_metadata,
 )
-from onemcp.auth.server.consent import HTML, PAGE_HEADERS, consent_page, error_page, posted_here
+from onemcp.auth.server.consent import HTML, PAGE_HEADERS, back_page, consent_page, error_page, posted_here
 from onemcp.auth.server.directory import ClientDirectory
 from onemcp.auth.server.grants import ACCESS_PREFIX, Clock, Grants, Lifetimes, OAuthError, canonical_resource
 from onemcp.auth.server.state_calls import StateCalls
@@ -300,7 +301,11 @@ class OAuthServer:
         except OAuthError as exc:
             state = params.get("state")
             target = {"error": exc.error, "error_description": exc.description, "state": state, "iss": self.issuer}
-            await send_empty(send, 302, [(b"location", with_params(redirect_uri, target).encode()), *NO_STORE])
+            back = with_params(redirect_uri, target)
+            if redirects_at_once(redirect_uri):
+                await send_empty(send, 302, [(b"location", back.encode()), *NO_STORE])
+            else:  # a URI anyone may have registered: not an open redirector (RFC 9700 §4.11.2)
+                await send_bytes(send, 400, back_page(exc.description, back), HTML, PAGE_HEADERS)
             return
         if self.consent == "auto":
             await self._answer(send, request, approved=True, status=302, operator="auto")

@@ -69,6 +69,14 @@ def redirect_uri_problem(uri: object) -> str | None:
     return f"{uri!r} must be https, or http on a loopback address"
 
 
+def redirects_at_once(uri: str) -> bool:
+    """May an authorization error go back to `uri` without the person's say (RFC 9700 §4.11.2)? Only to a
+    loopback one, on the person's own machine: any page may register a client with an https URI of its
+    own choosing (no credential needed), and a redirect there at once would make the hub an open redirector."""
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+
+
 def redirect_uri_matches(registered: list[str], requested: str) -> bool:
     """Exact string match, except that a loopback IP redirect URI may name any port (RFC 8252 §7.3)."""
     if requested in registered:

@@ -125,3 +125,14 @@ def page(title: str, body: str) -> bytes:
 
 def error_page(title: str, detail: str) -> bytes:
     return _page(title, f"<h1>{escape(title)}</h1><p>{escape(detail)}</p>")
+
+
+def back_page(detail: str, back: str) -> bytes:
+    """An authorization error the application must hear of, at a redirect URI not sent to at once: the
+    error, and the way back (`back`: that URI with the error) as a link the person may follow."""
+    host = urlsplit(back).netloc
+    return _page(
+        "Authorization failed",
+        f"<h1>Authorization failed</h1><p>{escape(detail)}</p>"
+        f'<p><a href="{escape(back)}">Back to {escape(host)}</a> (it will be told of the error)</p>',
+    )

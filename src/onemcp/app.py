@@ -183,10 +183,10 @@ class OneMcpApp:
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         try:
-            if path in ("/health/live", "/health/ready"):  # probes: nothing a rebound page could use
-                await self._health(path, send)
-                return
             guard = self.guard
+            if path in ("/health/live", "/health/ready"):  # probes: to a Host refused, nothing a rebound page could use
+                await self._health(path, send, named=guard.host_allowed(asgi.header(scope, b"host")))
+                return
             twice = asgi.repeated(scope, GUARDED)
             if twice is not None:
                 text = f"Bad Request: more than one {twice.decode().title()} header"
@@ -285,7 +285,8 @@ class OneMcpApp:
         else:
             await self.legacy.message(scope, receive, send, principal)
 
-    async def _health(self, path: str, send: Send) -> None:
+    async def _health(self, path: str, send: Send, *, named: bool = True) -> None:
+        """`named`: the probes may name servers and failures (not to a Host the guard refuses)."""
         if path == "/health":
             # the link only where nobody else can follow it: one who could would authorize as themselves
             await self.hub.exposure.ready_to_report(self.hub.preset_reaches())
@@ -298,10 +299,11 @@ class OneMcpApp:
             await asgi.send_json(send, 200, doc)
         elif path == "/health/live":
             live = self.failed is None
-            await asgi.send_json(send, 200 if live else 503, {"live": live, **({} if live else {"error": self.failed})})
+            said = {} if live or not named else {"error": self.failed}
+            await asgi.send_json(send, 200 if live else 503, {"live": live, **said})
         elif path == "/health/ready":
             ok, doc = ready(self.hub)
-            if self.gate.required:  # an open probe: with auth on, which servers run is the operator's (/health)
+            if self.gate.required or not named:  # an open probe: which servers run is the operator's (/health)
                 doc.pop("upstreams", None)
             await asgi.send_json(send, 200 if ok else 503, doc)
         else:

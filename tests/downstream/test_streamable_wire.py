@@ -314,6 +314,27 @@ async def test_health_endpoints() -> None:
             assert (await http.get(f"{hub.base}/health/ready")).status_code == 200
 
 
+async def test_a_probe_answers_a_rebound_host_naming_no_server() -> None:
+    """The probes skip the Host check (a balancer's may name the pod), but a DNS-rebound page gets a
+    loopback hub's answer too: /health/ready named every configured server and its state
+    (`{"upstreams": {"alpha": "ready"}}`) to any web page, and /health/live an internal failure's text.
+    A Host the guard refuses now gets the status alone; a loopback Host the same body as before."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            rebound = {"host": "evil.example:80"}
+            r = await http.get(f"{hub.base}/health/ready", headers=rebound)
+            assert (r.status_code, r.json()) == (200, {"ready": True})
+            r = await http.get(f"{hub.base}/health/live", headers=rebound)
+            assert (r.status_code, r.json()) == (200, {"live": True})
+            hub.app.failed = "internal error: /home/someone/secret-project/mcp.json"
+            r = await http.get(f"{hub.base}/health/live", headers=rebound)
+            assert (r.status_code, r.json()) == (503, {"live": False})
+            r = await http.get(f"{hub.base}/health/live")
+            assert r.json()["error"] == hub.app.failed
+            r = await http.get(f"{hub.base}/health/ready")
+            assert r.json()["upstreams"] == dict.fromkeys(config()["mcpServers"], "ready")
+
+
 async def test_ready_is_503_until_upstreams_were_tried() -> None:
     cmd = fixture_command("--hang-on-start")
     cfg = {"mcpServers": {"slow": {"command": cmd[0], "args": cmd[1:], "startupTimeout": 60}}}

@@ -191,3 +191,16 @@ def test_a_refused_host_is_named_with_the_setting_that_allows_it(caplog: pytest.
         "refused Host 'hub.internal:8443' (421): a hub bound to loopback serves another host name only when "
         'it is listed in onemcp.allowedHosts (add "hub.internal:8443" there)'
     ], warned
+
+
+def test_a_host_checked_for_a_probe_is_not_logged_and_still_warned_of_when_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`host_allowed` (the probes, answered either way) judges as `host_ok` without a warning; a verdict
+    it remembered first must not keep `host_ok` from warning once of the host it refuses."""
+    guard = loopback_guard()
+    with caplog.at_level(logging.WARNING, logger="onemcp.http.guard"):
+        assert not guard.host_allowed("evil.example") and guard.host_allowed("127.0.0.1:9")
+        assert caplog.records == []
+        assert not guard.host_ok("evil.example") and not guard.host_ok("evil.example")
+    assert [r.getMessage()[:30] for r in caplog.records] == ["refused Host 'evil.example' (4"]

@@ -60,14 +60,16 @@ class Guard:
         return hit if hit is not None else self._remember("origin", origin, self._origin_ok(origin))
 
     def host_ok(self, host: str | None) -> bool:
-        hit = self._seen.get(("host", host))
-        if hit is not None:
-            return hit
-        verdict = self._host_ok(host)
+        verdict = self.host_allowed(host)
         if not verdict and host not in self._told and len(self._told) < TOLD_HOSTS:
             self._told.add(host)  # an operator behind a proxy learns why its clients get 421, and the fix
             log.warning("refused Host %s (421): %s", _shown(host), _allow_hint(host))
-        return self._remember("host", host, verdict)
+        return verdict
+
+    def host_allowed(self, host: str | None) -> bool:
+        """`host_ok` for a request answered either way (a probe): a refusal is not logged."""
+        hit = self._seen.get(("host", host))
+        return hit if hit is not None else self._remember("host", host, self._host_ok(host))
 
     def host_refusal(self, host: str | None) -> str:
         """What a client whose Host was refused is told: the host, and the setting that would let it in."""

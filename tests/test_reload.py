@@ -277,6 +277,22 @@ async def test_an_edit_that_would_break_the_reader_keeps_the_hub_serving(
             assert r.status_code == 200 and set(hub.app.hub.config.servers) == {"a"}  # the running config serves
 
 
+async def test_a_refused_edit_is_said_without_the_credentials_it_holds(tmp_path: Path) -> None:
+    """`config.lastError` (/health, the admin API's reload status) is shown to every operator-scope caller,
+    and was the parser's text as it was: `"args": "--token=ghp_..."` (args written as one string) was quoted
+    there whole, though the log line for the same refusal masked it. It is now scrubbed as the log is."""
+    path = tmp_path / "mcp.json"
+    key = "ghp_abcdefghijklmnop1234567890"
+    with anyio.fail_after(DEADLINE):
+        async with reloading(path, {"a": stdio()}) as (hub, reloader), httpx.AsyncClient() as http:
+            write(path, {"a": stdio(), "b": {"command": "x", "args": f"--token={key}"}})
+            assert not await reloader.reload()
+            said = (await http.get(f"{hub.base}/health")).json()["config"]["lastError"]
+            assert "mcpServers.b.args: expected a list, not the string '--token=***'" in said, said
+            reloaded = (await http.post(f"{hub.base}/api/v1/reload")).json()["reload"]["lastError"]
+            assert key[:12] not in reloaded and "mcpServers.b.args" in reloaded, reloaded
+
+
 async def test_each_file_keeps_its_own_error(tmp_path: Path) -> None:
     """A bad presets.json is reported until a good one is read (not for as long as the hub runs), and
     a good mcp.json edit does not hide it."""

@@ -337,7 +337,8 @@ class Reloader:
             "reloads": self.reloads,
             "failures": self.failures,
             "lastReload": self.last_reload,
-            "lastError": self.last_error,
+            # scrubbed as its log line is: shown to every operator-scope caller (/health, the admin API)
+            "lastError": None if (error := self.last_error) is None else REDACTOR.scrub(error),
             "lastChanges": self.last_changes,
             "restartNeeded": self.restart_needed,
         }

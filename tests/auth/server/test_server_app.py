@@ -1617,6 +1617,45 @@ def test_a_metadata_document_url_naming_an_address_another_way_is_refused(url: s
     assert metadata_url_problem("https://client.example/meta.json", allow_insecure_loopback=False) is None
 
 
+@pytest.mark.parametrize(
+    ("resolved", "said"),
+    [
+        (["10.0.0.5"], "its host resolves to no public address"),
+        (["93.184.215.14", "127.0.0.1"], "its host resolves to no public address"),
+        ([], "its host resolves to no public address"),  # (no such name: said the same way)
+        (["93.184.215.14"], "the document fetched"),
+    ],
+)
+async def test_a_metadata_document_is_fetched_only_from_a_host_that_resolves_publicly(
+    oauth: Harness, monkeypatch: pytest.MonkeyPatch, resolved: list[str], said: str
+) -> None:
+    """Anyone can make the hub fetch a client_id URL (a GET /oauth/authorize, a link or an <img> on any web
+    page): an address written as an IP was refused when private, but a name was fetched wherever it
+    resolved, so `https://intranet.corp/x` reached the hub's own network, and the error said whether it
+    answered (HTTP 404), did not resolve or was no JSON: a map of it for anyone who can reach the hub."""
+    from onemcp.auth.server import clients
+
+    fetched: list[str] = []
+
+    async def addresses(host: str, port: int) -> list[str]:
+        assert (host, port) == ("intranet.example", 443)
+        return resolved
+
+    async def fetch(url: str, **_: Any) -> bytes:
+        fetched.append(url)
+        return b"the document fetched"
+
+    monkeypatch.setattr(clients, "addresses", addresses)
+    monkeypatch.setattr(clients, "fetch", fetch)
+    url = "https://intranet.example/client.json"
+    r = await oauth.authorize(url, pkce()[1])
+    assert r.status_code == 400
+    if said == "the document fetched":
+        assert fetched == [url] and "is not JSON" in r.text
+    else:
+        assert fetched == [] and said in r.text, r.text
+
+
 async def test_a_redis_that_does_not_answer_is_asked_once_then_skipped_for_a_while(tmp_path: Path) -> None:
     """The shared store holds every answer: a token is checked on a worker thread while the loop goes on,
     and refused with the reason at Redis's deadline; for a few seconds the next requests are answered at

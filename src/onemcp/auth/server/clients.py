@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import orjson
 
 from onemcp.http.fetch import FetchFailed, fetch
@@ -194,12 +196,37 @@ def metadata_url_problem(url: str, *, allow_insecure_loopback: bool) -> str | No
     return None
 
 
+async def addresses(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to (none when it does not)."""
+    try:
+        found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return [str(info[4][0]) for info in found]
+
+
+async def resolves_publicly(host: str, port: int) -> bool:
+    """Does the name `host` resolve, and only to public addresses? (The fetch resolves it again; a name
+    whose answer changes meanwhile reaches an address that must still prove, by TLS, to be that name.)"""
+    found = await addresses(host, port)
+    try:
+        return bool(found) and all(ipaddress.ip_address(a.partition("%")[0]).is_global for a in found)
+    except ValueError:
+        return False
+
+
 async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = False) -> dict[str, Any]:
     """Fetch and check the document at `url`; the client metadata to keep (token method always none)."""
     problem = metadata_url_problem(url, allow_insecure_loopback=allow_insecure_loopback)
     if problem is not None:
         raise ClientMetadataError("invalid_client", problem)
     shown = echo(url)  # the client_id: the caller's text, of any length
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not _is_address(host) and not await resolves_publicly(host, parts.port or 443):
+        # anyone may name one (a link to /oauth/authorize): not into this hub's own network, and no
+        # telling an internal name from one that does not exist
+        raise ClientMetadataError("invalid_client", f"{shown} is not fetched: its host resolves to no public address")
     try:
         headers = {"accept": "application/json"}
         body = await fetch(url, within=METADATA_TIMEOUT, limit=METADATA_LIMIT, headers=headers, follow_redirects=False)
@@ -214,6 +241,14 @@ async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = F
     except orjson.JSONDecodeError:
         raise ClientMetadataError("invalid_client", f"{shown} is not JSON") from None
     return document_metadata(url, doc)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True  # (one that is private was refused by `metadata_url_problem`)
 
 
 def document_metadata(url: str, doc: object) -> dict[str, Any]:

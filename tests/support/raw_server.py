@@ -59,3 +59,24 @@ class Connections:
     async def stop(self) -> None:
         for writer in list(self._writers):
             writer.close()
+
+
+class SlowConnect:
+    """Holds the next connection an upstream pool makes (`h1.Pool._connect`) until `go` is set: `connecting` is
+    set as it starts to wait, `made` once it is made, when the pool goes on at once with what it was for."""
+
+    def __init__(self, pool: Any) -> None:
+        self.connecting, self.go, self.made = anyio.Event(), anyio.Event(), anyio.Event()
+        self._connect = pool._connect
+        self._held = False
+        pool._connect = self._slow
+
+    async def _slow(self) -> Any:
+        if self._held:
+            return await self._connect()
+        self._held = True
+        self.connecting.set()
+        await self.go.wait()
+        conn = await self._connect()
+        self.made.set()
+        return conn

@@ -35,7 +35,7 @@ from onemcp.upstream.transports.http import StreamableHttpTransport
 from onemcp.upstream.transports.sink import EventSink
 from support.events import Events
 from support.hub import raw_session, running_hub
-from support.raw_server import listening
+from support.raw_server import SlowConnect, listening
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 10.0  # for anything here to happen; a call's own timeout is 30 s, well past it
@@ -311,38 +311,40 @@ async def test_a_legacy_reply_stream_abandoned_before_it_is_resumed_is_not_resum
         assert ("resumed", 5) not in up.seen and not came, (up.seen, came)
 
 
-async def test_a_legacy_reply_stream_abandoned_while_its_resume_connects_is_closed_at_once() -> None:
-    """Abandoned (its cancel went: `forget`) while the resuming GET waited for a new connection, the
-    call's stream was then opened all the same and held, a GET for a call nobody awaits, until the server
-    ended it (here: never). The GET is written once connected; it is closed at once."""
+async def test_a_legacy_reply_stream_abandoned_while_its_resume_connects_is_not_asked_for() -> None:
+    """Abandoned (its cancel went: `forget`) while the resuming GET waited for a new connection, the call's stream
+    was asked for all the same once connected (then closed at once): the server opened a stream for nobody. The GET
+    is not written; the connection made for it serves the next request."""
     async with hostile() as up:
         config = ServerConfig.model_validate({"url": up.url, "protocol": "legacy", "timeout": 30})
         transport = StreamableHttpTransport("s", config)
         came: list[Any] = []
+        answered = anyio.Event()
+
+        def deliver(msg: Message, _: Any) -> None:
+            came.append(msg)
+            answered.set()
+
         with anyio.fail_after(DEADLINE):
-            async with anyio.create_task_group() as tg:  # its end waits for the resume task
-                await transport.open(tg, lambda msg, _: came.append(msg), lambda msg, exc: came.append(str(exc)))
+            async with anyio.create_task_group() as tg:
+                await transport.open(tg, deliver, lambda msg, exc: came.append(str(exc)))
                 assert transport._pool is not None
-                pool, connecting, connected = transport._pool, anyio.Event(), anyio.Event()
-                send = pool.send
-
-                async def slow_to_connect(*args: Any) -> Any:
-                    connecting.set()
-                    await connected.wait()
-                    return await send(*args)
-
-                pool.send = slow_to_connect  # type: ignore[method-assign, assignment]
+                slow = SlowConnect(transport._pool)
                 call = tool_call("forever") | {"id": 5}
                 sink = EventSink(transport.deliver, 5, transport.log)
                 sink(sse.Event(id="forever-5", retry=0))  # resumed, the server holds the stream open
                 transport.resume(call, sink)
-                await connecting.wait()
+                await slow.connecting.wait()
                 assert not transport.cancel(5)  # legacy: the server still runs it, so it is told ...
                 transport.forget(5)  # ... and its notifications/cancelled went
-                connected.set()
-            await up.wait_for("closed", 5)
+                slow.go.set()
+                await slow.made.wait()
+                plain = tool_call("plain") | {"id": 6}
+                await transport.send(plain, json.dumps(plain).encode())
+                await answered.wait()
             await transport.aclose()
-        assert not came, came
+        assert [msg.get("id") for msg in came] == [6], came
+        assert ("resumed", 5) not in up.seen and up._count == 1, up.seen  # one connection: the GET's, not written
 
 
 async def test_a_legacy_reply_stream_that_ends_after_its_call_was_abandoned_is_not_resumed() -> None:

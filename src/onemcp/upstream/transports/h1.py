@@ -59,6 +59,11 @@ class NoDescriptors(UpstreamHttpError):
         return LimitReached("file_descriptors", f"[{upstream}] {self}; try again later", 503)
 
 
+class Declined(Exception):
+    """The exchange no longer wanted its request when it was to be written (`H1Exchange.wanted`): nothing was
+    written, and a connection made for it went back to the pool."""
+
+
 class Paced(Protocol):
     """How many messages an upstream may send (`transports.budget.Budget`): read, counted; overdrawn, owed."""
 
@@ -73,6 +78,11 @@ class H1Exchange:
     `on_head` and `on_body` may raise UpstreamHttpError to stop reading (say, a body grown too large):
     the connection is closed at once and `on_error` gets that error.
     """
+
+    def wanted(self) -> bool:
+        """Is its request still to be written? Asked just before it is (waiting for a connection can outlast
+        the caller's interest): False writes nothing, and `Pool.send` raises Declined."""
+        return True
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         """Status and headers (names lower-cased) are known."""
@@ -297,9 +307,13 @@ class Pool:
     async def send(
         self, method: bytes, target: bytes, headers: Mapping[str, str], body: bytes, exchange: H1Exchange
     ) -> _Connection:
-        """Write a request; the response goes to `exchange`. Returns the connection (to abort it)."""
+        """Write a request; the response goes to `exchange`. Returns the connection (to abort it).
+
+        Declined when the exchange no longer wants it (`H1Exchange.wanted`), asked again once connected."""
         if self._closed:
             raise UpstreamHttpError("the client is closed")
+        if not exchange.wanted():
+            raise Declined
         data = self.encode(method, target, headers, body)
         now = asyncio.get_running_loop().time()
         while self._idle:
@@ -312,6 +326,9 @@ class Pool:
             conn.start(data, exchange)
             return conn
         conn = await self._connect()
+        if not exchange.wanted():  # given up on while it connected: the connection is kept for the next
+            self.release(conn)
+            raise Declined
         conn.start(data, exchange)
         return conn
 

@@ -6,7 +6,9 @@ event loop's callbacks), the standalone GET stream for server notifications,
 reporting an expired session (404, or a 400 that says so: http_status.py) so the connection can
 re-initialize, declaring itself dead when the server cannot be reached, and carrying the
 hub's own OAuth token for this upstream (refreshed before expiry; a 401 is recovered from once,
-by refresh, before the request fails), and following a 307/308 on the server's own origin (redirect.py).
+by refresh, before the request fails), and following a 307/308 on the server's own origin (redirect.py);
+each POST's answer is read by its exchange (http_post.py). A request abandoned before its POST is written (a
+re-send waiting for a token or a connection) is never written, and there is nothing to cancel.
 A request's exchange that ends without its reply (another redirect, a body that is not JSON, a reply
 stream that ends early) fails it at once, saying which; an abandoned
 request's connection is closed (at once in the modern era, where that is the cancellation; in the
@@ -27,15 +29,15 @@ from onemcp import __version__
 from onemcp.config.model import MAX_RESPONSE_BYTES, ServerConfig
 from onemcp.observability.redact import display_url
 from onemcp.protocol import headers as mcp_headers
-from onemcp.protocol import jsonrpc, sse
+from onemcp.protocol import jsonrpc
 from onemcp.protocol.jsonrpc import Message
 from onemcp.upstream import era
-from onemcp.upstream.transports.base import Deliver, Fail, SessionExpired, Transport, TransportError
-from onemcp.upstream.transports.h1 import Gone, H1Exchange, Paced, Pool, UpstreamHttpError
-from onemcp.upstream.transports.http_status import ERROR_BODY_MAX, error_text, retry_after, rpc_error, session_gone
-from onemcp.upstream.transports.redirect import Moved, redirected
+from onemcp.upstream.transports.base import Deliver, Fail, Transport, TransportError
+from onemcp.upstream.transports.h1 import Declined, Gone, Paced, Pool, UpstreamHttpError
+from onemcp.upstream.transports.http_post import NO_REPLY, NOT_JSON, AuthRejected, PostExchange, drop
+from onemcp.upstream.transports.redirect import Moved
 from onemcp.upstream.transports.sink import EventSink
-from onemcp.upstream.transports.stream import StreamExchange, TooLarge, feed, too_large
+from onemcp.upstream.transports.stream import StreamExchange
 
 GET_RETRY_MAX = 30.0
 ACCEPT_BOTH = "application/json, text/event-stream"
@@ -58,190 +60,6 @@ def make_pool(config: ServerConfig, url: str, budget: Paced) -> Pool:
         return Pool(url, connect_timeout=min(config.startup_timeout, config.timeout, 30.0), budget=budget)
     except UpstreamHttpError as exc:
         raise TransportError(str(exc)) from None
-
-
-class AuthRejected(TransportError):
-    """The upstream refused our credentials (401, or 403 for want of scope)."""
-
-    def __init__(
-        self, message: str, status: int, challenge: str | None, used: str | None, nonce: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.challenge = challenge
-        self.used = used  # the Authorization header the refused request carried
-        self.nonce = nonce  # DPoP-Nonce
-
-
-NOT_JSON = "the server's reply is not valid JSON"
-NO_REPLY = "the server's JSON body holds no reply to this request"
-
-
-def drop(exchange: PostExchange | StreamExchange) -> None:
-    """Give up on an exchange: close its connection, if that still carries it; wake its waiter.
-
-    An exchange that has ended is left alone: its connection went back to the pool and may be
-    carrying another by now. A stream's waiter (a resume) is woken, to stop.
-    """
-    conn = exchange.conn
-    if conn is not None and conn.exchange is exchange:
-        conn.abort()
-    if isinstance(exchange, StreamExchange):
-        exchange.done.set()
-
-
-class PostExchange(H1Exchange):
-    """One POSTed message: its reply (JSON or SSE) is delivered, its failure reported."""
-
-    def __init__(self, t: StreamableHttpTransport, msg: Message, body: bytes, *, awaited: bool, retry: bool) -> None:
-        self.t = t
-        self.msg = msg
-        self.sent = body
-        self.retry = retry  # refused for its credentials: may it be resent once?
-        self.authorization: str | None = None  # what it carried
-        self.challenge: str | None = None
-        self.nonce: str | None = None  # a DPoP nonce the server asks for
-        self.is_request = "id" in msg and "method" in msg
-        self.session = t.session_id
-        self.status = 0
-        self.decoder: sse.Decoder | None = None
-        self.sink: EventSink | None = None
-        self.body: list[bytes] = []
-        self.size = 0  # bytes of body read
-        self.error: TransportError | None = None
-        self.done = anyio.Event() if awaited else None
-        self.conn_key: Any = None
-        self.conn: Any = None  # the connection carrying it (a request's: to close it if it is abandoned)
-        self.content_type = ""  # of a body that is not an event stream
-        self.heard: anyio.Event | None = None  # made by a cancel waiting for the server to answer it (`taken`)
-
-    @property
-    def label(self) -> str:
-        """What an error names this message by: its method (a response to the server has none)."""
-        return str(self.msg.get("method") or "a response to the server")
-
-    def on_head(self, status: int, headers: dict[str, str]) -> None:
-        self.status = status
-        if self.heard is not None:
-            self.heard.set()
-        if status == 404 and self.session is not None:
-            self.error = SessionExpired("the upstream no longer knows our session (404)", self.session)
-            return
-        if status >= 400:
-            self.t.retry_after = retry_after(headers.get("retry-after")) if status in (429, 503) else None
-            if status in (401, 403):
-                self.challenge = headers.get("www-authenticate")
-                self.nonce = headers.get("dpop-nonce")
-            return
-        if status < 300:
-            self.t.link_failed, self.t.retry_after = False, None  # it is reached again
-        elif status < 400:  # it says nothing of our message: followed (Moved) or no reply will come
-            self.error = redirected(self.label, status, self.t.url, headers.get("location"), self.t.moves)
-            return
-        if self.msg.get("method") == "initialize":
-            self.t.session_id = headers.get("mcp-session-id")
-        content_type = headers.get("content-type", "")
-        if self.is_request:  # a stream's head comes as the server takes the request; a JSON body's, with the reply
-            self.t.heads_early = content_type.startswith("text/event-stream")
-        if content_type.startswith("text/event-stream"):
-            self.decoder = sse.Decoder(self.t.limit)
-            self.sink = EventSink(self.t.deliver, self.msg.get("id"), self.t.log, f"upstream {self.t.name}")
-            return
-        self.content_type = content_type
-        if (length := headers.get("content-length", "")).isdigit() and int(length) > self.t.limit:
-            raise too_large(self.t.name, self.t.limit)  # refused before a byte of it is read
-
-    def on_body(self, chunk: bytes) -> None:
-        if self.decoder is not None and self.sink is not None:
-            feed(self.decoder, chunk, self.sink, self.t.name)
-            return
-        self.size += len(chunk)
-        if self.status < 300 and self.size > self.t.limit:
-            self.body = []
-            raise too_large(self.t.name, self.t.limit)
-        if self.status < 300 or self.size - len(chunk) < ERROR_BODY_MAX:
-            self.body.append(chunk)
-
-    def on_end(self) -> None:
-        if self.error is None and self.status >= 400:
-            raw = b"".join(self.body)[:ERROR_BODY_MAX]
-            message = error_text(self.status, raw, self.content_type)  # the client sees it: no URL, one line
-            if self.status in (404, 405) and self.msg.get("method") in ("initialize", "server/discover"):
-                self.t.handshake_refused = self.status
-            if session_gone(self.status, raw, self.session, after_failure=self.t.link_failed):
-                self.error = SessionExpired(f"the upstream no longer knows our session ({message})", self.session)
-            elif self.t.auth is not None and (self.status == 401 or (self.status == 403 and self.challenge)):
-                self.error = AuthRejected(message, self.status, self.challenge, self.authorization, self.nonce)
-            elif self.is_request and (reply := rpc_error(raw, self.msg["id"])) is not None:
-                # the upstream's own JSON-RPC error (2026-07-28 carries them on 400/404): it passes as is
-                self.t.deliver(reply, None)
-            else:
-                self.t.log.info("POST %s: %s", self.t.url, message)
-                self.error = TransportError(message)
-        elif self.error is None and self.decoder is not None and self.sink is not None:
-            last = self.decoder.close()
-            if last is not None:
-                self.sink(last)
-            if self.is_request and not self.sink.answered:
-                self._stream_ended(self.sink)
-        elif self.error is None and self.is_request and self.status != 202:
-            self._read_reply(b"".join(self.body))
-        elif self.error is None and self.body and self.status != 202:
-            self.t.deliver_body(b"".join(self.body))
-        self._settle()
-
-    def _stream_ended(self, sink: EventSink) -> None:
-        """A request's reply stream ended before its reply: resume it (legacy SSE polling) or fail it."""
-        if not self.t.modern and sink.last_id is not None:
-            if self.t._requests.get(self.conn_key) is self:  # (abandoned: its cancel is on its way, no resume)
-                self.t.resume(self.msg, sink)  # the server closed the stream early, and said where to resume
-        else:
-            self.error = TransportError(f"{self.label}: the reply stream ended before the reply")
-
-    def _read_reply(self, raw: bytes) -> None:
-        """Deliver a request's JSON reply; without one for this request, fail it saying what came instead."""
-        why: str | None
-        if not raw:
-            why = f"the server answered HTTP {self.status} with no reply"
-        elif (why := self.t.deliver_body(raw, self.msg["id"])) is None:
-            return
-        elif why == NO_REPLY and (reply := rpc_error(raw, self.msg["id"])) is not None:
-            self.t.deliver(reply, None)  # an error sent before its id was read (id null) is still the answer
-            return
-        elif why == NOT_JSON and "json" not in self.content_type:
-            shown = self.content_type.partition(";")[0].strip() or "none"
-            why = f"the server answered with content-type {shown}, not JSON or an event stream"
-        self.error = TransportError(f"{self.label}: {why}")
-
-    def on_error(self, error: UpstreamHttpError) -> None:
-        self.t.log.info("POST %s failed: %s", self.t.url, error)
-        self.t.link_failed = not isinstance(error, TooLarge)  # the server may be going away
-        if isinstance(error, Gone):  # mid-reply: the server went away, as a stdio server that exits does
-            self.error = self.t.gone(f"upstream closed: {error}")
-        else:
-            self.error = TransportError(str(error) if isinstance(error, TooLarge) else f"POST failed: {error}")
-        self._settle()
-
-    def _settle(self) -> None:
-        if self.heard is not None:
-            self.heard.set()
-        if self.conn_key is not None and self.t._requests.get(self.conn_key) is not self:
-            # abandoned (legacy: its cancel waits for this answer): nobody waits for it, and a request the server
-            # refused unread (401, 307/308) is not sent again; a move is the server's all the same
-            if isinstance(self.error, Moved):
-                self.t.move(self.error)
-            return
-        if self.conn_key is not None:
-            self.t._requests.pop(self.conn_key, None)
-        if self.done is not None:
-            self.done.set()
-        elif isinstance(self.error, AuthRejected):
-            self.t.reauthorize(self.msg, self.sent, self.error, retry=self.retry)
-        elif isinstance(self.error, Moved) and self.t.move(self.error) and self.t._tg is not None:
-            self.t._unsent.add(self.msg["id"])
-            self.t._tg.start_soon(self.t.resend, self.msg, self.sent)
-        elif self.error is not None:
-            self.t.fail(self.msg, self.error)
 
 
 class StreamableHttpTransport(Transport):
@@ -268,6 +86,9 @@ class StreamableHttpTransport(Transport):
         self._unsent: set[Any] = set()
         # requests whose reply stream is to be resumed (legacy): abandoned meanwhile, they are not
         self._resuming: set[Any] = set()
+        # requests whose POST waits to be written (a new token, a connection): abandoned meanwhile, it never is
+        # (`PostExchange.wanted`), so there is nothing to cancel (a re-send's wait outlasts its caller's interest)
+        self._sending: set[Any] = set()
         # The handshake's POST was refused as a method the URL does not take (404/405): an old
         # HTTP+SSE server, maybe (the spec's backwards-compatible probe then tries GET + SSE).
         self.handshake_refused: int | None = None
@@ -314,9 +135,11 @@ class StreamableHttpTransport(Transport):
         Modern era: closing the stream is the cancellation. Legacy era: it is not, so the caller
         sends notifications/cancelled, and `send` closes the stream once that has gone.
         """
-        if request_id in self._unsent:
-            # refused (401, 307/308) and waiting to be sent again: the upstream never ran it, so it is never resent
+        if request_id in self._unsent or request_id in self._sending:
+            # refused (401, 307/308) and waiting to be sent again, or not written yet: the upstream never had it,
+            # and it never will (never resent, nor written)
             self._unsent.discard(request_id)
+            self._sending.discard(request_id)
             return True
         self._resuming.discard(request_id)  # (between two resumes: the server still runs it, so it is told)
         exchange = self._requests.pop(request_id, None)
@@ -331,6 +154,7 @@ class StreamableHttpTransport(Transport):
     def forget(self, request_id: int) -> None:
         """Also an abandoned request's, once its notifications/cancelled went, failed, or never could."""
         self._unsent.discard(request_id)
+        self._sending.discard(request_id)
         self._resuming.discard(request_id)
         for table in (self._requests, self._abandoned):
             if (exchange := table.pop(request_id, None)) is not None:
@@ -373,28 +197,38 @@ class StreamableHttpTransport(Transport):
         pool = self._pool
         if pool is None or self.closed.is_set():
             raise self.gone()
+        is_request = "id" in message and "method" in message
+        if not is_request:
+            return await self._post_awaited(pool, message, body, retry=retry)
+        self._sending.add(message["id"])
+        try:
+            await self._post_request(pool, message, body, retry=retry)
+        finally:
+            self._sending.discard(message["id"])
+
+    async def _post_request(self, pool: Pool, message: Message, body: bytes, *, retry: bool) -> None:
+        """POST a request: its answer is the exchange's (`_settle`), its reply delivered when it comes. Abandoned
+        before it is written (`cancel` while it waits for a token or a connection), it is not."""
         if self.auth is not None:
             await self.auth.ensure_fresh()
-        is_request = "id" in message and "method" in message
-        exchange = PostExchange(self, message, body, awaited=not is_request, retry=retry)
+        exchange = PostExchange(self, message, body, awaited=False, retry=retry)
         if message.get("method") == "server/discover":
             # the era probe: a legacy server's refusal must come back as an error, not hang
             self.protocol_version = era.MODERN
-        headers = self._headers(msg=message)
-        exchange.authorization = headers.get("authorization")
         try:
-            conn = await pool.send(b"POST", self._target, headers, body, exchange)
-        except UpstreamHttpError as exc:  # the server cannot be reached: this connection is dead
-            self.log.info("POST %s failed: %s", self.url, exc)
-            if (refused := exc.refusal(self.name)) is not None:  # no fd of our own: not the server's fault
-                raise refused from None
-            self.abort(f"POST {display_url(self.url)} failed: {exc}")  # the supervisor reconnects, backing off
-            raise (self.gone if isinstance(exc, Gone) else TransportError)(f"POST failed: {exc}") from None
-        exchange.conn = conn
-        if exchange.done is None:
-            self._requests[message["id"]] = exchange
-            exchange.conn_key = message["id"]
-            return  # a request: the reply is delivered when it comes
+            exchange.conn = await self._pool_send(pool, message, exchange)
+        except Declined:
+            return  # abandoned meanwhile: never written, so the server has nothing to run nor cancel
+        self._requests[message["id"]] = exchange
+        exchange.conn_key = message["id"]
+
+    async def _post_awaited(self, pool: Pool, message: Message, body: bytes, *, retry: bool) -> None:
+        """POST a notification or a response: carried once the server accepted it."""
+        if self.auth is not None:
+            await self.auth.ensure_fresh()
+        exchange = PostExchange(self, message, body, awaited=True, retry=retry)
+        exchange.conn = await self._pool_send(pool, message, exchange)
+        assert exchange.done is not None
         try:
             await exchange.done.wait()
         except BaseException:
@@ -411,6 +245,18 @@ class StreamableHttpTransport(Transport):
             raise exchange.error
         if message.get("method") == "notifications/initialized" and not self.modern:
             self._start_get_stream()
+
+    async def _pool_send(self, pool: Pool, message: Message, exchange: PostExchange) -> Any:
+        headers = self._headers(msg=message)
+        exchange.authorization = headers.get("authorization")
+        try:
+            return await pool.send(b"POST", self._target, headers, exchange.sent, exchange)
+        except UpstreamHttpError as exc:  # the server cannot be reached: this connection is dead
+            self.log.info("POST %s failed: %s", self.url, exc)
+            if (refused := exc.refusal(self.name)) is not None:  # no fd of our own: not the server's fault
+                raise refused from None
+            self.abort(f"POST {display_url(self.url)} failed: {exc}")  # the supervisor reconnects, backing off
+            raise (self.gone if isinstance(exc, Gone) else TransportError)(f"POST failed: {exc}") from None
 
     def reauthorize(self, msg: Message, body: bytes, error: AuthRejected, *, retry: bool) -> None:
         """A request was refused for its credentials: recover (refresh) and resend once, or fail it."""
@@ -500,16 +346,14 @@ class StreamableHttpTransport(Transport):
             await anyio.sleep(min(sink.retry_ms or 0, RESUME_WAIT_MAX_MS) / 1000)
             if self._pool is None or sink.last_id is None or msg["id"] not in self._resuming:
                 return  # (not resuming: closed, nowhere to resume from, or abandoned while waiting)
-            exchange = StreamExchange(sink, self.limit, self.name)
+            exchange = StreamExchange(sink, self.limit, self.name, still=lambda: msg["id"] in self._resuming)
             headers = {**self._headers("text/event-stream", method="GET"), "last-event-id": sink.last_id}
             try:
-                conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
+                exchange.conn = await self._pool.send(b"GET", self._target, headers, b"", exchange)
+            except Declined:  # abandoned while it connected (its cancel went): not written, nor held open for nobody
+                return
             except UpstreamHttpError as exc:
                 self.fail(msg, TransportError(f"the reply stream broke and could not be resumed: {exc}"))
-                return
-            exchange.conn = conn
-            if msg["id"] not in self._resuming:  # abandoned while it connected (its cancel may have gone): written,
-                drop(exchange)  # but not held open for nobody (nothing would close it)
                 return
             self._requests[msg["id"]] = exchange  # abandoning the call closes this stream
             try:

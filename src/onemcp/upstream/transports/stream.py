@@ -48,8 +48,15 @@ class StreamExchange(H1Exchange):
     """A long-lived event stream: events delivered as they come; an answer that is not one, its `error`
     (a non-2xx answer's once its body, the start of it, was read: a proxy's error page says why)."""
 
-    def __init__(self, on_event: Any, limit: int = MAX_RESPONSE_BYTES, upstream: str = "?") -> None:
+    def __init__(
+        self,
+        on_event: Any,
+        limit: int = MAX_RESPONSE_BYTES,
+        upstream: str = "?",
+        still: Callable[[], bool] | None = None,
+    ) -> None:
         self.on_event = on_event
+        self.still = still  # is its request still wanted (a resume of a call not abandoned)? `wanted`
         self.decoder = sse.Decoder(limit)
         self.upstream = upstream
         self.status = 0
@@ -61,6 +68,9 @@ class StreamExchange(H1Exchange):
         self.nonce: str | None = None  # and its DPoP-Nonce
         self.done = anyio.Event()
         self.conn: Any = None  # a resumed reply stream's connection (to close it if its call is abandoned)
+
+    def wanted(self) -> bool:
+        return self.still is None or self.still()
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.status = status

@@ -490,3 +490,45 @@ async def test_a_request_abandoned_before_it_is_refused_is_neither_sent_again_no
         assert again == []
         assert up.seen[1:] == [("tools/call", x.hub_id), ("answered", x.hub_id), ("ping",)]
         assert up.paths[-1] == ("/next" if refusal == 307 else "/mcp")  # the move is followed all the same
+
+
+class Session:
+    """A downstream session, as the connection tells callers apart (`call.Requester`)."""
+
+    def __init__(self, name: str) -> None:
+        self.id = name
+
+
+async def test_a_cancel_waiting_for_its_request_to_be_taken_holds_only_what_its_own_client_sends_next() -> None:
+    """A cancel waits until the server has taken its request (the status line of its POST: a server slow to send
+    its headers, a queue before its workers, holds it up to 2 s), and every message the connection sent meanwhile
+    waited behind it: another client's call was held up to 2 s by one client's cancel. Now that call goes at
+    once; what the cancelling client sends next still goes after its cancel."""
+    async with holding() as (up, conn):
+        a, b = Session("a"), Session("b")
+        x = await conn.begin(call("x"), origin=a)
+        await up.arrived.wait()
+        conn.abandon(x, "cancelled by the client")
+        other = await conn.begin(call("y"), origin=b)
+        assert "result" in await other.result()
+        assert conn.cancels.pending  # x's cancel still waits: the other client's call did not
+        own: list[int] = []
+        async with anyio.create_task_group() as tg:
+
+            async def next_call() -> None:
+                z = await conn.begin(call("z"), origin=a)
+                own.append(z.hub_id)
+                await z.result()
+
+            tg.start_soon(next_call)
+            await anyio.wait_all_tasks_blocked()
+            assert not own  # held until the cancel before it went
+            up.answer.set()
+        order = [step for step in up.seen[1:] if step[0] != "closed"]
+        assert order == [
+            ("tools/call", x.hub_id),
+            ("tools/call", other.hub_id),
+            ("answered", x.hub_id),
+            ("cancelled", x.hub_id),
+            ("tools/call", own[0]),
+        ]

@@ -39,7 +39,7 @@ from onemcp.protocol.methods import KINDS
 from onemcp.protocol.names import shown_as
 from onemcp.upstream import echo, era
 from onemcp.upstream.call import Call, Requester
-from onemcp.upstream.cancels import Cancels
+from onemcp.upstream.cancels import EVERY, Cancels
 from onemcp.upstream.feed import ChangeFeed
 from onemcp.upstream.freshness import Freshness
 from onemcp.upstream.handshake import HANDSHAKE, handshake
@@ -372,7 +372,7 @@ class UpstreamConnection:
             ) from None
         handshake = msg.get("method") in HANDSHAKE
         if self.cancels.pending and not handshake and msg.get("method") != "notifications/cancelled":
-            await self.cancels.carried()  # a cancel before it reaches the upstream before it
+            await self.cancels.carried(self._origin(msg))  # a cancel before it reaches the upstream before it
         if self._reinit_lock.locked() and not handshake:
             async with self._reinit_lock:  # a new session is being made: this goes in it, not before
                 pass
@@ -395,7 +395,13 @@ class UpstreamConnection:
         the cancels started before it are carried: the upstream would count their requests as still running."""
         method = msg.get("method")
         if self.cancels.pending and method not in HANDSHAKE and method != "notifications/cancelled":
-            await self.cancels.carried()
+            await self.cancels.carried(self._origin(msg))
+
+    def _origin(self, msg: Message) -> Any:
+        """Whom a message is sent for, as its cancels are ordered (`Cancels.carried`): a request's caller (a
+        client's session, None: the hub's own); anything else, every one (cancels.EVERY)."""
+        call = self._pending.get(msg["id"]) if "method" in msg and isinstance(msg.get("id"), int) else None
+        return call.origin if call is not None else EVERY
 
     def abandon(self, call: Call, reason: str) -> None:
         """The caller gave up (deadline, client cancel): forget it and tell the upstream."""
@@ -405,7 +411,7 @@ class UpstreamConnection:
         if call.method == "initialize":  # never cancelled (spec); its stream is closed, nothing said
             self.transport.forget(call.hub_id)
         elif not self.transport.cancel(call.hub_id):
-            self.cancels.start(self._tg, call.hub_id, reason)
+            self.cancels.start(self._tg, call.hub_id, reason, call.origin)
 
     async def request(
         self, method: str, params: dict[str, Any] | None = None, *, limit: float | None = None

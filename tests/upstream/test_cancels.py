@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -517,6 +518,48 @@ async def test_a_cancel_waiting_for_its_request_to_be_taken_holds_only_what_its_
 
             async def next_call() -> None:
                 z = await conn.begin(call("z"), origin=a)
+                own.append(z.hub_id)
+                await z.result()
+
+            tg.start_soon(next_call)
+            await anyio.wait_all_tasks_blocked()
+            assert not own  # held until the cancel before it went
+            up.answer.set()
+        order = [step for step in up.seen[1:] if step[0] != "closed"]
+        assert order == [
+            ("tools/call", x.hub_id),
+            ("tools/call", other.hub_id),
+            ("answered", x.hub_id),
+            ("cancelled", x.hub_id),
+            ("tools/call", own[0]),
+        ]
+
+
+class Context:
+    """A 2026-07-28 request's context (`hub.session.Session(ephemeral=True)`): one per request, so its client is
+    known by its principal only."""
+
+    def __init__(self, name: str, principal: str) -> None:
+        self.id = name
+        self.ephemeral = True
+        self.principal = SimpleNamespace(key=principal)
+
+
+async def test_a_modern_clients_next_request_waits_for_its_cancel() -> None:
+    """A 2026-07-28 client has no session: each request is a context of its own, so a cancel keyed by the context
+    held nothing that client sent next (its next request reached the server before the cancel, which counted the
+    cancelled one as still running). Its requests are that principal's; another principal's still go at once."""
+    async with holding() as (up, conn):
+        x = await conn.begin(call("x"), origin=Context("m-1", "key:a"))
+        await up.arrived.wait()
+        conn.abandon(x, "cancelled by the client")
+        other = await conn.begin(call("y"), origin=Context("m-2", "key:b"))
+        assert "result" in await other.result()
+        own: list[int] = []
+        async with anyio.create_task_group() as tg:
+
+            async def next_call() -> None:
+                z = await conn.begin(call("z"), origin=Context("m-3", "key:a"))
                 own.append(z.hub_id)
                 await z.result()
 

@@ -6,7 +6,8 @@ the cancels before it are carried (a stdio line written, an HTTP POST accepted),
 HTTP each message is its own POST, and a later one overtook the cancel, so the upstream counted the cancelled
 request as still running when the next one came. Another client's messages do not wait: they are not ordered
 after a cancel they know nothing of, and a cancel may wait up to that bound (a Streamable HTTP one, for its
-request to be taken: `http.py`). A message of no known requester waits for every cancel. And, once
+request to be taken: `http.py`). A 2026-07-28 client has no session (each request is a context of its own):
+its requests are its principal's (`whose`). A message of no known requester waits for every cancel. And, once
 a cancel went, failed or was given up on (it waited past that bound for a new session, say), releasing
 what the transport still holds for its request (`Transport.forget`: a legacy Streamable HTTP reply
 stream stayed open until the server answered or the connection ended).
@@ -31,6 +32,14 @@ CANCEL_SEND_TIMEOUT = 2.0
 EVERY: Any = object()  # `carried` for a message of no known requester: it waits for every cancel
 
 
+def whose(origin: Any) -> Any:
+    """The requester a cancel orders what is sent next for: a call's session, None for the hub's own; a
+    2026-07-28 request's context (`ephemeral`) lives for that one request, so its client is its principal."""
+    if getattr(origin, "ephemeral", False):
+        return ("principal", origin.principal.key)
+    return origin
+
+
 class Cancels:
     """The cancels in flight on one connection, and the gate later messages pass."""
 
@@ -48,7 +57,7 @@ class Cancels:
     def start(self, tg: TaskGroup, hub_id: int, reason: str, origin: Any = None) -> None:
         """Tell the upstream, in `tg`, that request `hub_id` (made for `origin`: a client's session, None: the
         hub's own) was cancelled; what is sent next for that origin waits for it."""
-        self._out[hub_id] = (origin, anyio.Event())  # (a request is abandoned once: `connection.abandon`)
+        self._out[hub_id] = (whose(origin), anyio.Event())  # (a request is abandoned once: `connection.abandon`)
         tg.start_soon(self._cancel, hub_id, reason)
 
     async def _cancel(self, hub_id: int, reason: str) -> None:
@@ -64,7 +73,8 @@ class Cancels:
     async def carried(self, origin: Any = EVERY) -> None:
         """Wait until the cancels started so far for `origin` (all of them: EVERY) are carried, or given up on
         (CANCEL_SEND_TIMEOUT)."""
-        if waits := [done for whose, done in self._out.values() if origin is EVERY or whose is origin]:
+        key = whose(origin)
+        if waits := [done for who, done in self._out.values() if origin is EVERY or who == key]:
             with anyio.move_on_after(CANCEL_SEND_TIMEOUT):
                 for carried in waits:
                     await carried.wait()

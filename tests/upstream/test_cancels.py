@@ -188,7 +188,8 @@ async def test_a_call_abandoned_while_its_session_is_renewed_has_its_reply_strea
 async def test_a_call_abandoned_while_it_waits_for_a_new_session_is_not_sent_in_it() -> None:
     """A call whose session had ended (404) waits for the re-initialize to be sent again; abandoned
     meanwhile, it was sent all the same, never to be cancelled: the server ran it for nobody, and its
-    reply stream stayed open until the server answered."""
+    reply stream stayed open until the server answered. Nor is it cancelled: s1 refused it unread, and s2
+    never had it (its cancel went in s2 for an id s2 never had, and held that caller's next request)."""
     async with renewing() as (up, conn):
         gone = await conn.begin(call("gone"))
         await up.reinitializing.wait()
@@ -197,6 +198,7 @@ async def test_a_call_abandoned_while_it_waits_for_a_new_session_is_not_sent_in_
         for _ in range(2):
             assert await conn.request("ping") == {}
         assert [msg["method"] for msg in up.in_s2] == ["ping", "ping"]
+        assert up.cancelled == []  # (nor cancelled in it: neither session ever had it)
 
 
 async def test_a_call_sent_again_in_a_new_session_waits_for_the_cancels_before_it(

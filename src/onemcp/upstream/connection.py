@@ -112,6 +112,7 @@ class UpstreamConnection:
         self.instructions: str | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, Call] = {}
+        self._renewing: set[int] = set()  # calls refused for a session gone, to be sent again in the next one
         self._tg: TaskGroup | None = None
         self._reinit_lock = anyio.Lock()
         self.cancels = Cancels(self._send, lambda hub_id: self.transport.forget(hub_id))
@@ -344,6 +345,7 @@ class UpstreamConnection:
         if call is None:
             return
         if isinstance(error, SessionExpired) and self._tg is not None:
+            self._renewing.add(call.hub_id)  # the server refused it unread: abandoned meanwhile, nothing to cancel
             self._tg.start_soon(self._resend_after_reinit, call, msg, error.session)
             return
         del self._pending[call.hub_id]
@@ -357,11 +359,14 @@ class UpstreamConnection:
             await self._after_cancels(msg)
             if call.hub_id not in self._pending:
                 return  # abandoned meanwhile: never sent in the new session (nothing would cancel it there)
+            self._renewing.discard(call.hub_id)  # from here the transport has it (`cancel`)
             await self.transport.send(msg, jsonrpc.dumps(msg))
         except (UpstreamError, TransportError) as exc:
             if self._pending.pop(call.hub_id, None) is not None:
                 err = exc if isinstance(exc, UpstreamError) else exc.for_caller(self.name)
                 call.finish(jsonrpc.error(call.downstream_id, err.to_error()))
+        finally:
+            self._renewing.discard(call.hub_id)
 
     async def _send(self, msg: Message) -> None:
         try:
@@ -410,6 +415,8 @@ class UpstreamConnection:
         self._settled()
         if call.method == "initialize":  # never cancelled (spec); its stream is closed, nothing said
             self.transport.forget(call.hub_id)
+        elif call.hub_id in self._renewing:  # refused unread (its session gone), not sent again: nothing to cancel
+            self._renewing.discard(call.hub_id)
         elif not self.transport.cancel(call.hub_id):
             self.cancels.start(self._tg, call.hub_id, reason, call.origin)
 

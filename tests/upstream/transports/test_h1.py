@@ -7,6 +7,7 @@ import contextlib
 import errno
 import gzip
 import os
+from typing import Any
 
 import pytest
 
@@ -188,3 +189,43 @@ def test_a_header_value_no_http_header_carries_is_refused_not_written(value: str
     with pytest.raises(h1.UpstreamHttpError, match="the authorization header's value") as refused:
         pool.encode(b"GET", b"/mcp", {"authorization": f"Bearer {value}"}, b"")
     assert value not in str(refused.value)
+
+
+async def test_a_connection_made_as_the_pool_closes_is_closed_with_nothing_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool closed while a request's connection was being made (the transport stopping) wrote the request on it
+    once made and kept it nowhere it would be closed: the server ran it for nobody and the socket stayed open
+    until the server closed it. Now the send fails, the connection is closed, and nothing is written."""
+    loop = asyncio.get_running_loop()
+    create, connecting, closing = loop.create_connection, asyncio.Event(), asyncio.Event()
+
+    async def connect_as_the_pool_closes(*args: Any, **kwargs: Any) -> Any:
+        connecting.set()
+        await closing.wait()
+        return await create(*args, **kwargs)
+
+    received: list[bytes] = []
+    hung_up = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read())  # until the client closes
+        writer.close()
+        hung_up.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    monkeypatch.setattr(loop, "create_connection", connect_as_the_pool_closes)
+    pool = h1.Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp")
+    try:
+        async with asyncio.timeout(10):
+            sending = asyncio.ensure_future(pool.send(b"GET", b"/mcp", {}, b"", Collect()))
+            await connecting.wait()
+            pool.close()
+            closing.set()
+            with pytest.raises(h1.UpstreamHttpError, match="closed"):
+                await sending
+            await hung_up.wait()
+        assert received == [b""]
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -326,6 +326,9 @@ class Pool:
             conn.start(data, exchange)
             return conn
         conn = await self._connect()
+        if self._closed:  # closed while it connected (its transport stopping): nothing written, nothing kept open
+            conn.close()
+            raise UpstreamHttpError("the client is closed")
         if not exchange.wanted():  # given up on while it connected: the connection is kept for the next
             self.release(conn)
             raise Declined

@@ -229,3 +229,54 @@ async def test_a_connection_made_as_the_pool_closes_is_closed_with_nothing_writt
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_connection_that_gets_bytes_while_idle_is_not_reused() -> None:
+    """Bytes a server sends after a response ended (a body longer than its content-length, a 408 before it closes
+    an idle connection) were dropped and the connection kept in the pool: had they come after its next request
+    was written, they would be read as that request's answer. Such a connection is closed; the next request gets
+    one of its own."""
+    answered = asyncio.Event()
+    connections: list[asyncio.Event] = []  # one per connection made, set when its handler ends
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ended = asyncio.Event()
+        connections.append(ended)
+        stray = len(connections) == 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+                if stray:
+                    await answered.wait()
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale")  # nobody asked
+                    await writer.drain()
+                    stray = False
+        writer.close()
+        ended.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    pool = h1.Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp")
+
+    async def get() -> tuple[h1._Connection, Collect]:
+        got = Collect()
+        conn = await pool.send(b"GET", b"/mcp", {}, b"", got)
+        await got.done.wait()
+        return conn, got
+
+    try:
+        async with asyncio.timeout(10):
+            first, got = await get()
+            assert got.body == b"ok"
+            answered.set()
+            await connections[0].wait()  # the hub closed it
+            second, got = await get()
+        assert second is not first and got.error is None and got.body == b"ok"
+    finally:
+        pool.close()
+        async with asyncio.timeout(10):
+            for ended in connections:
+                await ended.wait()
+        server.close()
+        await server.wait_closed()

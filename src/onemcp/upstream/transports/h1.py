@@ -122,8 +122,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        if self._parser is None:
-            return  # bytes nobody asked for: the connection is not reusable
+        if self._parser is None:  # bytes nobody asked for (after a response ended): read as the next request's
+            self.close()  # answer, were it written on this connection; it is not reused (`Pool.send`)
+            return
         taken = self.pool.budget.taken if self.pool.budget is not None else 0
         try:
             if not self._headers_done:

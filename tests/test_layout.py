@@ -121,7 +121,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "upstream/pool.py": ("tests/upstream/test_replicas.py", "slots, replicas, balancing"),
     "upstream/transports/base.py": ("tests/upstream/transports/test_transports_memory.py", "the Transport contract"),
     "upstream/transports/factory.py": ("tests/hub/test_hub_routing.py", "built with an in-memory factory"),
-    "upstream/transports/sse.py": ("tests/upstream/test_limits.py", "HTTP+SSE upstreams, their limits"),
 }
 
 

@@ -136,7 +136,8 @@ class SseTransport(Transport):
             try:
                 await exchange.done.wait()
             except BaseException:
-                conn.abort()
+                if conn.exchange is exchange:  # answered already, it may carry the next POST by now: not closed
+                    conn.abort()
                 raise
         except Gone as exc:  # the server went away
             raise TransportClosed(f"POST to the message endpoint failed: {exc}") from None

@@ -1656,6 +1656,47 @@ async def test_a_metadata_document_is_fetched_only_from_a_host_that_resolves_pub
         assert fetched == [] and said in r.text, r.text
 
 
+@pytest.mark.parametrize("host", ["\u2603-.example", "a\u200db.example"])
+async def test_a_metadata_document_host_that_is_no_dns_name_is_refused_not_a_500(
+    oauth: Harness, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """A client_id host that cannot be written as a DNS name (IDNA refuses it: a label ending in a hyphen,
+    a joiner) made the resolution raise `idna.IDNAError`, not OSError: a 500 to anyone who sends the link."""
+    from onemcp.auth.server import clients
+
+    fetched: list[str] = []
+
+    async def fetch(url: str, **_: Any) -> bytes:
+        fetched.append(url)
+        return b"{}"
+
+    monkeypatch.setattr(clients, "fetch", fetch)
+    r = await oauth.authorize(f"https://{host}/client.json", pkce()[1])
+    assert r.status_code == 400, r.text
+    assert "its host resolves to no public address" in r.text and fetched == []
+
+
+async def test_a_metadata_document_host_whose_resolution_does_not_end_is_refused_within_the_deadline(
+    oauth: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """METADATA_TIMEOUT bounds the whole fetch: a name whose servers never answer (anyone can make the
+    hub resolve one) is refused then, not waited on for as long as the resolver tries."""
+    from onemcp.auth.server import clients
+
+    never = anyio.Event()
+
+    async def getaddrinfo(*_: Any, **__: Any) -> list[Any]:
+        await never.wait()
+        raise AssertionError("resolved")
+
+    monkeypatch.setattr(clients, "METADATA_TIMEOUT", 0.01)
+    monkeypatch.setattr(anyio, "getaddrinfo", getaddrinfo)
+    with anyio.fail_after(10):
+        r = await oauth.authorize("https://slow.example/client.json", pkce()[1])
+    assert r.status_code == 400, r.text
+    assert "its host resolves to no public address" in r.text
+
+
 async def test_a_redis_that_does_not_answer_is_asked_once_then_skipped_for_a_while(tmp_path: Path) -> None:
     """The shared store holds every answer: a token is checked on a worker thread while the loop goes on,
     and refused with the reason at Redis's deadline; for a few seconds the next requests are answered at

@@ -197,11 +197,13 @@ def metadata_url_problem(url: str, *, allow_insecure_loopback: bool) -> str | No
 
 
 async def addresses(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to (none when it does not)."""
-    try:
-        found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return []
+    """The addresses `host` resolves to (none when it does not, nor within METADATA_TIMEOUT)."""
+    found: list[Any] = []
+    with anyio.move_on_after(METADATA_TIMEOUT):  # anyone may name one whose servers never answer
+        try:
+            found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):  # (UnicodeError: no DNS name, as IDNA writes one: `a\u200db.example`)
+            return []
     return [str(info[4][0]) for info in found]
 
 
@@ -223,13 +225,15 @@ async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = F
     shown = echo(url)  # the client_id: the caller's text, of any length
     parts = urlsplit(url)
     host = parts.hostname or ""
+    began = anyio.current_time()  # METADATA_TIMEOUT bounds the resolution and the fetch together
     if not _is_address(host) and not await resolves_publicly(host, parts.port or 443):
         # anyone may name one (a link to /oauth/authorize): not into this hub's own network, and no
         # telling an internal name from one that does not exist
         raise ClientMetadataError("invalid_client", f"{shown} is not fetched: its host resolves to no public address")
     try:
         headers = {"accept": "application/json"}
-        body = await fetch(url, within=METADATA_TIMEOUT, limit=METADATA_LIMIT, headers=headers, follow_redirects=False)
+        within = max(METADATA_TIMEOUT - (anyio.current_time() - began), 0.001)
+        body = await fetch(url, within=within, limit=METADATA_LIMIT, headers=headers, follow_redirects=False)
     except FetchFailed as exc:
         if exc.kind == "timeout":
             why = f"did not answer in {METADATA_TIMEOUT:g}s"

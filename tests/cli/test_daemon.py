@@ -448,6 +448,20 @@ def test_restart_of_a_hub_whose_runtime_json_has_no_open_network_record(
         assert "not restarting, the running hub (pid 4242) is left as it is: refusing to serve 0.0.0.0" in err, err
 
 
+def test_a_proxy_in_the_environment_is_not_taken_for_a_hub_serving_openly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serves_openly` asked through $http_proxy: a proxy that cannot reach the hub's 0.0.0.0 answers 503 (as
+    squid does), which was taken for a degraded hub answering with no token, and the restart of a hub that
+    asks for one (it had auth; its config now has none) kept the open-network flag it was not given."""
+    with health_answering(401) as hub, health_answering(503) as proxy:
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("http_proxy", "HTTP_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy}")
+        assert daemon.serves_openly({"url": f"http://0.0.0.0:{hub}/mcp"}) is False
+    with health_answering(200) as hub:  # a hub that answers with no token still says so, the proxy set or not
+        assert daemon.serves_openly({"url": f"http://0.0.0.0:{hub}/mcp"}) is True
+
+
 def test_wait_with_no_hub_says_none_runs(config_dir: Path) -> None:
     """h4: `wait` with no hub said only `not ready within 1s` (exit 1) while `status` said `not running`: it
     now says why it was not ready."""

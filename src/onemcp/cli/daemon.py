@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +39,7 @@ from onemcp.cli.address import (
 from onemcp.cli.hub_health import (
     ANSWER_WAIT,
     HEALTH_WAIT,
+    OPENER,
     base_of,
     fetch,
     hub_notes,
@@ -190,7 +190,7 @@ def serves_openly(found: dict[str, Any]) -> bool:
     if host is None or is_loopback(host):
         return False
     try:  # not `fetch`: that one sends $ONEMCP_TOKEN, and any hub answers a good token
-        with urllib.request.urlopen(f"{base_of(found['url'])}/health", timeout=ANSWER_WAIT) as response:
+        with OPENER.open(f"{base_of(found['url'])}/health", timeout=ANSWER_WAIT) as response:
             return bool(response.status == 200)
     except urllib.error.HTTPError as exc:
         return exc.code == 503  # degraded, yet answered with no token

@@ -18,6 +18,9 @@ from onemcp.cli.client.rpc import TOKEN_ENV
 
 HEALTH_WAIT = 30.0  # /health's first answer may load the token counter: seconds on a busy machine
 ANSWER_WAIT = 3.0  # a hub that answers not even /health/ready this long is said not to answer
+# The hub is asked directly, never through $http_proxy: a proxy would be sent $ONEMCP_TOKEN, and its own
+# answer (a 503 when it cannot reach the hub's 0.0.0.0) taken for the hub's
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def fetch(url: str, timeout: float = ANSWER_WAIT) -> tuple[int, Any]:
@@ -25,7 +28,7 @@ def fetch(url: str, timeout: float = ANSWER_WAIT) -> tuple[int, Any]:
     the operator or admin scope on a hub with auth); 0 and why (a string) when nothing answers."""
     request = urllib.request.Request(url, headers=auth_headers())
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with OPENER.open(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:

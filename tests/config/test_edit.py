@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -407,6 +408,28 @@ def test_change_server_moves_a_server_to_another_transport(tmp_path: Path) -> No
         edit_config(path, lambda d: change_server(d, "web", ServerChange(transport="stdio")), env={})
     with pytest.raises(EditError, match=re.escape("--type http needs --url URL: 'memory' is a stdio one (uvx)")):
         edit_config(path, lambda d: change_server(d, "memory", ServerChange(transport="http")), env={})
+
+
+def test_a_move_drops_what_only_the_old_transport_takes(tmp_path: Path) -> None:
+    """A server with a sandbox or a number of replicas (stdio only), or a probe or replica URLs (HTTP only),
+    could not be moved: the move kept them and the result was refused ('not changed: ... 'sandbox' is for stdio
+    servers'), and `mcp edit` has no way to remove them. They go with the old transport, as its command or URL
+    does (replicas and their weights too: they count members of the old kind); balance and tags stay."""
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        '{"mcpServers": {"a": {"command": "echo", "replicas": 2, "weights": [1, 3], "balance": "random",'
+        ' "sandbox": {"memoryMB": 512}, "tags": ["t"]}}}'
+    )
+    edit_config(
+        path, lambda d: change_server(d, "a", ServerChange(transport="http", url="https://a.example/mcp")), env={}
+    )
+    a = formats.parse(path.read_bytes())["mcpServers"]["a"]
+    assert a == {"balance": "random", "tags": ["t"], "url": "https://a.example/mcp", "type": "http"}
+    a["replicas"], a["probe"], a["oauth"] = ["https://b.example/mcp"], {"path": "/health"}, False
+    path.write_text(json.dumps({"mcpServers": {"a": a}}))
+    edit_config(path, lambda d: change_server(d, "a", ServerChange(transport="stdio", command="echo")), env={})
+    a = formats.parse(path.read_bytes())["mcpServers"]["a"]
+    assert a == {"balance": "random", "tags": ["t"], "command": "echo"}
 
 
 @pytest.mark.parametrize(

@@ -175,8 +175,10 @@ def set_disabled(doc: Document, name: str, disabled: bool) -> None:
 
 
 Transport = Literal["stdio", "http", "sse"]
-STDIO_FIELDS = ("command", "args", "env", "cwd")  # what a server that becomes an HTTP one loses
-HTTP_FIELDS = ("type", "url", "headers")  # what one that becomes a stdio one loses
+# What a server that becomes an HTTP one loses, and what one that becomes a stdio one loses (the replicas
+# and their weights either way: processes or URLs, members of the old kind)
+STDIO_FIELDS = ("command", "args", "env", "cwd", "sandbox", "replicas", "weights")
+HTTP_FIELDS = ("type", "url", "headers", "probe", "oauth", "replicas", "weights")
 
 
 @dataclass(frozen=True)

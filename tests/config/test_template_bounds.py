@@ -92,6 +92,9 @@ def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) ->
         "{{ '{0:>{1}{2}{3}{4}{5}}'.format('a', 4611, 6860, 1842, 7387, 904) }}",
         "{{ '{v:>{a}{b}{c}{d}{e}}'.format(v='a', a=4611, b=6860, c=1842, d=7387, e=904) }}",
         "{{ '{v:>{a}{b}{c}{d}{e}}'.format_map({'v': 'a', 'a': 4611, 'b': 6860, 'c': 1842, 'd': 7387, 'e': 904}) }}",
+        # a float fills a nested field as its text too: '>9999999999999998.0' (the string was tried)
+        "{{ '{:>{}}'.format('a', 9999999999999998.0) }}",
+        "{{ '{:>{}{}}'.format('a', 4611, 686018427387.5) }}",
         "{{ '{:>4611686018427387904}'.format(1) }}",  # (999999999 was refused once the 1 GB string was made)
         "{{ lipsum(n=10 ** 7) }}",  # Jinja's global: ten million paragraphs made before they were measured
         "{{ '%.999999999f' | format(1) }}",
@@ -119,6 +122,8 @@ def test_loops_and_calls_without_end_are_stopped_at_the_step_bound(text: str) ->
         "format-nested-split-numbered",
         "format-nested-split-named",
         "format-map-nested-split",
+        "format-nested-float",
+        "format-nested-split-float",
         "format-method-huge-width",
         "lipsum",
         "format-filter-precision",

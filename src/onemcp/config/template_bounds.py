@@ -202,7 +202,8 @@ def _nested_specs(text: str, args: tuple[Any, ...], named: dict[str, Any]) -> It
         fields = list(_FORMATTER.parse(text))
     except ValueError:
         return  # (`format` says what is wrong with it)
-    every = "".join(str(v) for v in (*args, *named.values()) if isinstance(v, str | int))
+    # (a number fills a field as its text, `format(v, "")`: a float's too, `9999999999999998.0`)
+    every = "".join(str(v) for v in (*args, *named.values()) if isinstance(v, str | int | float))
     auto = 0
     for _, field, spec, _ in fields:
         if field is None:
@@ -220,7 +221,7 @@ def _nested_specs(text: str, args: tuple[Any, ...], named: dict[str, Any]) -> It
                 key: int | str = auto if inner == "" else int(inner) if inner.isdigit() else inner
                 auto += inner == ""
                 value = args[key] if isinstance(key, int) and key < len(args) else named.get(str(key), every)
-                plain = not inner_spec and not conversion and isinstance(value, str | int)
+                plain = not inner_spec and not conversion and isinstance(value, str | int | float)
                 filled.append(str(value) if plain else every)
         except ValueError:
             return

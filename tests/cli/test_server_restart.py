@@ -84,6 +84,27 @@ async def test_a_server_whose_command_was_installed_since_comes_back(
             await process.wait()
 
 
+@pytest.mark.parametrize("name", ["tpl", "tpl@0123abcd"])
+def test_a_template_or_its_instance_is_said_in_the_hubs_words(tmp_path: Path, name: str) -> None:
+    """The hub says of a template's name that only its instances restart, and names them (97127e2); the CLI
+    said over it, from mcpServers alone, that mcp.json has no server of that name, which it has, as a template
+    (and the same of an instance that has ended since `mcp status` listed it)."""
+    from onemcp.cli import server_restart
+
+    path = tmp_path / "mcp.json"
+    path.write_bytes(
+        orjson.dumps({"mcpServers": {"demo": {"command": "x"}}, "mcpTemplates": {"tpl": {"command": "y"}}})
+    )
+    hubs = "no enabled server 'tpl': a template, restarted by its instances' names (tpl@0123abcd)"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"error": hubs})
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        said = server_restart._post(client, f"http://hub/api/v1/servers/{name}/restart", name, path)
+    assert said == f"{name}: {hubs}"
+
+
 def test_without_a_hub(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "mcp", "restart", "later")
     assert code == 1 and "no hub is running" in err

@@ -82,9 +82,13 @@ def _not_served(name: str, config_path: Path, status: int) -> str | None:
     from onemcp.config.load import ConfigError
 
     try:
-        servers = servers_of(read_document(config_path, to_edit=False))
+        doc = read_document(config_path, to_edit=False)
+        servers = servers_of(doc)
     except (ConfigError, EditError, OSError):
         return None
+    templates = doc.get("mcpTemplates")
+    if isinstance(templates, dict) and name.partition("@")[0] in templates:
+        return None  # a template or one of its instances: the hub says which run (mcp.json cannot)
     entry = servers.get(name)
     if status == 400 and not (isinstance(entry, dict) and entry.get("disabled") is True):
         return None

@@ -656,3 +656,34 @@ def test_a_catch_all_web_template_never_takes_what_a_result_or_a_literal_host_na
     catalog.set_servers(["evil", "api"])  # good removed: what it named goes by the templates again
     catalog.set_servers(["evil", "good", "api"])
     assert catalog.resolve_uri(signed) == ("evil", signed)
+
+
+def test_an_entry_over_max_item_bytes_is_left_out_and_a_call_to_it_refused_saying_why() -> None:
+    """One server's huge tool or prompt is in no list (its server's other entries are); calling it is
+    "withheld" naming the bound, also where the one unprefixed server would be asked for names it lacks,
+    and only to a requester that reaches it."""
+    huge = {"name": "big", "description": "x" * 5000, "inputSchema": {"type": "object"}}
+    solo = make(PrefixMode.CONDITIONAL, "s")
+    solo.max_item_bytes = 4096
+    solo.update("s", "tools", [*tools("small"), huge])
+    solo.update("s", "prompts", [{"name": "p"}, {"name": "big", "description": "x" * 5000}])
+    assert names(solo) == ["small"] and names(solo, "prompts") == ["p"]
+    assert b"xxxx" not in solo.result_json("tools") + solo.result_json("prompts")
+    for kind, what in (("tools", "Tool"), ("prompts", "Prompt")):
+        with pytest.raises(NotFound, match=f"{what} withheld: big: its definition is 50.. bytes") as info:
+            solo.resolve_name(kind, "big")
+        assert "maxListItemBytes" in info.value.message and info.value.data == {"withheld": True}
+    assert solo.resolve_name("tools", "unlisted") == ("s", "unlisted")  # the one server still answers for those
+    both = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    both.set_servers(["a", "b"], {"b": Overrides(aliases={"big": "large"})})
+    both.max_item_bytes = 4096
+    both.update("a", "tools", tools("t"))
+    both.update("b", "tools", [huge])
+    with pytest.raises(NotFound, match="Tool withheld: b__large"):
+        both.resolve_name("tools", "b__large")
+    with pytest.raises(NotFound) as outside:
+        both.resolve_name("tools", "b__large", Reach(frozenset({"a"})))
+    assert "withheld" not in outside.value.message
+    both.max_item_bytes = 8192  # a reload's larger bound: the list read again shows it
+    both.update("b", "tools", [huge])
+    assert names(both) == ["a__t", "b__large"]

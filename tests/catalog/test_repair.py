@@ -10,6 +10,7 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from fixtures.launch import fixture_command
 from onemcp.catalog import repair
@@ -264,3 +265,47 @@ async def test_a_strict_client_lists_prompts_and_resources_despite_one_server_wi
             assert (
                 demo_doc["promptRepairs"] is demo_doc["resourceRepairs"] is demo_doc["resourceTemplateRepairs"] is None
             )
+
+
+def test_an_entry_over_max_bytes_is_withheld_of_every_kind_and_said() -> None:
+    """One huge definition (a 50 MB description) made every list reply carry it: withheld, and said why."""
+    huge = "x" * 5000
+    kept, report = repair.tools([*tools_named("small"), {"name": "big", "description": huge}], max_bytes=4096)
+    assert [t["name"] for t in kept] == ["small"]
+    assert report.oversized == {"big"} and "over maxListItemBytes (4096)" in report.withheld["big"]
+    assert repair.tools([{"name": "big", "description": huge}])[1].withheld == {}  # no bound: kept
+    for kind, key in (("prompts", "name"), ("resources", "uri"), ("resourceTemplates", "uriTemplate")):
+        items = [{"name": "s", key: "small"}, {"name": "b", key: "big", "description": huge}]
+        kept, report = repair.entries(kind, items, max_bytes=4096)
+        assert [item[key] for item in kept] == ["small"], kind
+        assert report.oversized == {"big"} and "over maxListItemBytes" in report.withheld["big"], kind
+
+
+def tools_named(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "inputSchema": {"type": "object"}} for n in names]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_tool_over_max_list_item_bytes_is_left_out_said_and_refused(mode: str) -> None:
+    """A server's huge tool is left out of every list (the others' and its own other tools stay), shown in
+    `/health`, and a call to it is refused saying why, in both eras."""
+    big = fixture_command("--echo-description", "d" * 5000)
+    servers = {
+        "big": {"command": big[0], "args": big[1:]},
+        "demo": {"command": sys.executable, "args": ["-m", "onemcp.demo"]},
+    }
+    config = {"onemcp": {"limits": {"maxListItemBytes": 4096}}, "mcpServers": servers}
+    with anyio.fail_after(30):
+        async with running_hub(config) as hub:
+            async with Client(hub.url, mode=mode, cache=None) as client:
+                listed = {t.name for t in (await client.list_tools()).tools}
+                assert "big__echo" not in listed and {"big__sleep", "demo__echo"} <= listed
+                with pytest.raises(MCPError) as refused:
+                    await client.call_tool("big__echo", {"message": "hi"})
+            assert refused.value.error.code == -32602
+            assert "withheld: big__echo" in refused.value.error.message
+            assert "over maxListItemBytes (4096)" in refused.value.error.message
+            async with httpx.AsyncClient() as http:
+                doc = (await http.get(f"{hub.base}/health")).json()
+            assert "over maxListItemBytes" in doc["upstreams"]["big"]["toolRepairs"]["withheld"]["echo"]

@@ -225,3 +225,24 @@ async def test_a_server_removed_and_added_back_before_the_removal_ran_keeps_its_
             assert reply.get("result", {}).get("content") == [{"type": "text", "text": "back"}], reply
             assert "gamma__echo" in await session.tools()
             assert made(h) == {"alpha": 1, "gamma": 1}  # kept, not restarted
+
+
+async def test_a_new_max_list_item_bytes_reads_the_lists_again_and_applies_without_a_restart() -> None:
+    """A tool withheld for its size is shown once a reload raises `maxListItemBytes` (and withheld again
+    once it lowers it): every connection reads its lists again, a session's own too (the pins' copy of the
+    shared connection's tools is screened again, not a session's), announced as any change."""
+    servers = {"big": fixture("--name", "big", "--echo-description", "d" * 5000, isolation="session")}
+    small = HubConfig.model_validate({"mcpServers": servers, "onemcp": {"limits": {"maxListItemBytes": 4096}}})
+    large = HubConfig.model_validate({"mcpServers": servers, "onemcp": {"limits": {"maxListItemBytes": 8192}}})
+    with anyio.fail_after(DEADLINE):
+        async with inprocess_hub(servers, {"limits": {"maxListItemBytes": 4096}}) as h:
+            session = await h.session()
+            await session.ask("tools/call", tool_call("sleep", seconds=0))  # its own connection is made
+            assert h.app.hub.isolated.count("big") == 1
+            assert "echo" not in await session.tools() and "sleep" in await session.tools()
+            for new, shown in ((large, True), (small, False)):
+                async with session.listen() as stream:
+                    await h.app.hub.apply_config(new)
+                    assert (await stream.message())["method"] == "notifications/tools/list_changed"
+                assert ("echo" in await session.tools()) is shown
+            assert made(h) == {"big": 2}  # the shared connection and the session's own: none restarted

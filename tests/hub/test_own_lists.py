@@ -65,6 +65,21 @@ async def test_a_tool_the_upstream_adds_on_a_sessions_own_connection_is_that_ses
                 assert shared.state == "ready"
 
 
+async def test_a_tool_over_max_list_item_bytes_on_a_sessions_own_connection_is_left_out_too() -> None:
+    """A session's own connection's lists are bounded as the shared one's: its huge tool is in no list."""
+    config = {"onemcp": {"limits": {"maxListItemBytes": 4096}}, "mcpServers": {"iso": stdio(isolation="session")}}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config) as hub:
+            heard = list_changed()
+            async with Client(hub.url, mode="legacy", cache=None, message_handler=heard) as a:
+                assert text_of(await a.call_tool("add_tool", {"name": "huge", "description": "d" * 5000}))
+                assert text_of(await a.call_tool("add_tool", {"name": "mine"})) == "added mine"
+                await heard.came.wait()  # its view changed: with `mine` (`huge` alone changes nothing it is shown)
+                assert hub.app.hub.isolated.count("iso") == 1
+                names = {tool.name for tool in (await a.list_tools()).tools}
+                assert "echo" in names and "mine" in names and "huge" not in names
+
+
 def test_own_lists_replace_that_servers_lists_of_every_kind_and_nothing_else() -> None:
     catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
     catalog.set_servers(["iso", "other"])

@@ -22,7 +22,8 @@ import orjson
 from onemcp.catalog import repair
 from onemcp.catalog.named import NamedUris, most_specific
 from onemcp.catalog.reach import EVERYTHING, Reach
-from onemcp.config.model import HubConfig, ServerConfig
+from onemcp.config.model import MAX_LIST_ITEM_BYTES, HubConfig, ServerConfig
+from onemcp.observability.limits import count
 from onemcp.protocol.errors import URI_DATA, NotFound, echo
 from onemcp.protocol.methods import KINDS
 from onemcp.protocol.names import INSTANCE_MARK, NameCodec, PrefixMode, is_web, shown_as
@@ -110,6 +111,7 @@ class Catalog:
         self.repairs: dict[str, dict[str, repair.Report]] = {}  # server -> kind -> entries mended or withheld
         self.withheld: dict[str, set[str]] = {}  # server -> tools its pins withhold (hub/pins.py), for a clear error
         self.unmatched: dict[str, list[str]] = {}  # server -> its tool rules that name no tool it lists
+        self.max_item_bytes = MAX_LIST_ITEM_BYTES  # onemcp.limits.maxListItemBytes: a larger entry is withheld
         self.version = 0  # counts rebuilds: a copy made by `overlaid` is stale once it moved on
         self.own_tools: frozenset[str] = frozenset()  # a copy's servers whose tools are its own (`overlaid`)
         self.forgotten: Callable[[str], None] = lambda server: None  # told when a server's lists go (its pins')
@@ -144,16 +146,24 @@ class Catalog:
     # ----------------------------------------------------------------------- updates
     def update(self, server: str, kind: str, items: list[Item]) -> bool:
         """Replace one server's list; True when the client-visible list changed."""
-        items, report = repair.tools(items) if kind == "tools" else repair.entries(kind, items)
+        items, report = self.repaired(kind, items)
         repairs = self.repairs.setdefault(server, {})
         if report.as_json() is not None and report != repairs.get(kind):
-            log.warning("upstream %s: %s a strict client rejects: %s", server, kind, report.as_json())
+            log.warning("upstream %s: %s a strict client rejects or too large: %s", server, kind, report.as_json())
+            if report.oversized:
+                count("list_item_bytes", len(report.oversized))
         repairs[kind] = report
         per = self._lists.setdefault(server, {})
         if per.get(kind) == items:
             return False
         per[kind] = items
         return bool(self._rebuild({kind}))
+
+    def repaired(self, kind: str, items: list[Item]) -> tuple[list[Item], repair.Report]:
+        """One of a server's lists as clients are shown it: mended, its bad or too large entries withheld."""
+        if kind == "tools":
+            return repair.tools(items, self.max_item_bytes)
+        return repair.entries(kind, items, self.max_item_bytes)
 
     def drop(self, server: str) -> set[str]:
         """Forget a server's lists (it stopped or failed); returns the changed kinds."""
@@ -342,6 +352,29 @@ class Catalog:
         """The error for a tool `reach` would see but its pin withholds (None: not such a tool)."""
         return self._withheld("tools", visible, reach) if self.withheld else None
 
+    def _oversized(self, kind: str, visible: str, reach: Reach) -> NotFound | None:
+        """The error for a tool or prompt withheld for its size (`maxListItemBytes`), if `visible` is one that
+        `reach` would see (else the caller says "not found", as for a pin's)."""
+        for server, reports in self.repairs.items():
+            report = reports.get(kind)
+            if report is None or not report.oversized or server not in self._placed:
+                continue
+            rules = self._overrides.get(server) if kind == "tools" else None
+            for name in report.oversized:
+                if rules is not None and not rules.exposes(name):
+                    continue
+                shown = rules.aliases.get(name, name) if rules is not None else name
+                if self.codec.name(shown_as(server), shown, prefixed=self.prefixed) == visible and reach.shows(
+                    kind, server, name
+                ):
+                    what = "Tool" if kind == "tools" else "Prompt"
+                    return NotFound(
+                        f"{what} withheld: {visible}: {report.withheld[name]}; an operator may raise"
+                        " onemcp.limits.maxListItemBytes",
+                        data={"withheld": True},
+                    )
+        return None
+
     def _withheld(self, kind: str, visible: str, reach: Reach) -> NotFound | None:
         """The error for a tool withheld by its pin (its definition changed, not approved), if `visible` is
         one that `reach` would see (else the caller says "not found": nothing about other servers leaks)."""
@@ -378,6 +411,8 @@ class Catalog:
         seen = found is not None and any(reach.shows(kind, *c) for c in found)
         if not seen and self.withheld and (withheld := self._withheld(kind, visible, reach)) is not None:
             raise withheld
+        if not seen and (oversized := self._oversized(kind, visible, reach)) is not None:
+            raise oversized
         if not found and not self.prefixed and len(self._order) == 1 and self._unlisted(kind, visible):
             return self._order[0], visible  # one server, names its own: it answers for names it lacks too
         if not found:

@@ -14,14 +14,19 @@ clients drop it). Prompts, resources and templates alike: a mistyped optional fi
 `description`, `mimeType`, `size`, `icons`, `annotations`, `_meta`, an argument's `title`,
 `description` or `required`) is dropped; an entry whose identity is mistyped (a prompt's name, a
 resource's `uri` or `name`, a template's `uriTemplate` or `name`) or whose prompt `arguments` are
-not a list of named arguments is withheld. Both are reported per server and kind (`/health`),
-never silently. A JSON null stands for an absent optional field, as the SDKs read it.
+not a list of named arguments is withheld. Any entry larger than `max_bytes` serialised
+(`onemcp.limits.maxListItemBytes`) is withheld too: every list reply carries each entry it shows, so
+one huge definition would cost every client that lists it (and the hub, per reply) its size. Both are
+reported per server and kind (`/health`), never silently. A JSON null stands for an absent optional
+field, as the SDKs read it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from onemcp.protocol.headers import header_problem
 
@@ -32,6 +37,7 @@ Item = dict[str, Any]
 class Report:
     repaired: dict[str, str] = field(default_factory=dict)  # tool name -> what was mended
     withheld: dict[str, str] = field(default_factory=dict)  # tool name -> why it is not shown
+    oversized: set[str] = field(default_factory=set)  # the names (URIs) of those withheld for their size
 
     def as_json(self) -> dict[str, Any] | None:
         if not self.repaired and not self.withheld:
@@ -135,8 +141,29 @@ def _fields(tool: Item) -> tuple[Item, list[str]]:
     return (fixed, mended) if mended else (tool, [])
 
 
-def tools(items: list[Item]) -> tuple[list[Item], Report]:
-    """The tools a strict client accepts (mended copies where needed), and what was done."""
+def _too_large(item: Item, max_bytes: int | None) -> str | None:
+    """Why an entry is too large to be listed (over `max_bytes` serialised), or None."""
+    if max_bytes is None:
+        return None
+    size = len(orjson.dumps(item))
+    if size <= max_bytes:
+        return None
+    return f"its definition is {size} bytes, over maxListItemBytes ({max_bytes})"
+
+
+def _oversized(report: Report, ident: str, item: Item, max_bytes: int | None) -> bool:
+    """Withhold an entry over `max_bytes` (noted in `report`); True when it was."""
+    why = _too_large(item, max_bytes)
+    if why is None:
+        return False
+    report.withheld[ident] = why
+    report.oversized.add(ident)
+    return True
+
+
+def tools(items: list[Item], max_bytes: int | None = None) -> tuple[list[Item], Report]:
+    """The tools a strict client accepts (mended copies where needed), none over `max_bytes` serialised,
+    and what was done."""
     report = Report()
     out: list[Item] = []
     names: set[str] = set()
@@ -149,6 +176,8 @@ def tools(items: list[Item]) -> tuple[list[Item], Report]:
             report.withheld[f"{name} (#{index})"] = "the server lists this name twice: its first definition is shown"
             continue
         names.add(name)
+        if _oversized(report, name, tool, max_bytes):
+            continue
         problem = header_problem(tool)
         if problem is not None:
             report.withheld[name] = problem
@@ -255,9 +284,10 @@ KEYS = {"prompts": "name", "resources": "uri", "resourceTemplates": "uriTemplate
 MENDERS = {"prompts": _prompt, "resources": _resource, "resourceTemplates": _resource}
 
 
-def entries(kind: str, items: list[Item]) -> tuple[list[Item], Report]:
+def entries(kind: str, items: list[Item], max_bytes: int | None = None) -> tuple[list[Item], Report]:
     """The prompts, resources or resource templates a strict client accepts (mended copies where
-    needed), and what was done; each is named in the report by its name, URI or URI template."""
+    needed), none over `max_bytes` serialised, and what was done; each is named in the report by its
+    name, URI or URI template."""
     key = KEYS[kind]
     report = Report()
     out: list[Item] = []
@@ -266,6 +296,8 @@ def entries(kind: str, items: list[Item]) -> tuple[list[Item], Report]:
         if not isinstance(ident, str) or not ident:
             why = f"{key} is empty" if ident == "" else f"{key} is not a string"
             report.withheld[f"#{index}"] = why if isinstance(item, dict) else "not an object"
+            continue
+        if _oversized(report, ident, item, max_bytes):
             continue
         fixed, mended = dict(item), list[str]()
         refused = MENDERS[kind](fixed, mended)

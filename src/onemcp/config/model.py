@@ -293,6 +293,7 @@ class ServerTemplate(ServerConfig):
 
 MiB = 1024 * 1024
 MAX_RESPONSE_BYTES = 64 * MiB  # the default of onemcp.limits.maxResponseBytes
+MAX_LIST_ITEM_BYTES = MiB  # the default of onemcp.limits.maxListItemBytes
 # the default of onemcp.limits.maxMessagesPerSecond: server-everything's busiest second is about 280 messages
 MAX_MESSAGES_PER_SECOND = 1000
 
@@ -349,6 +350,11 @@ class Limits(_Model):
     max_pending_client_request_bytes: int = Field(256 * MiB, alias="maxPendingClientRequestBytes", ge=1024)
     # one upstream message (an HTTP body, one SSE event, one stdio line); a server may set its own
     max_response_bytes: int = Field(MAX_RESPONSE_BYTES, alias="maxResponseBytes", ge=1024)
+    # one entry of an upstream's list (a tool, prompt, resource or resource template, serialised): a larger one is
+    # withheld from every list (said in /health and the log) and a call to it refused; every list reply carries
+    # each entry it shows, so one 50 MB tool made each client's tools/list 50 MB (the largest tool of the 136
+    # servers of bench/toolsearch/data is 22 KB, of its training servers 49 KB)
+    max_list_item_bytes: int = Field(MAX_LIST_ITEM_BYTES, alias="maxListItemBytes", ge=1024)
     # notifications and requests one upstream connection may send a second (as many at once); beyond, the hub
     # stops reading it until the excess is paid for (replies to the hub's requests are not counted); a server
     # may set its own

@@ -81,6 +81,7 @@ class Hub:
         self.upstream_auth = upstream_auth or UpstreamAuth(None, None)  # the hub's own, never a client's token
         self.metrics = metrics if metrics is not None else Metrics()
         self.catalog = Catalog(NameCodec(config.hub.separator), config.hub.prefix_mode)
+        self.catalog.max_item_bytes = config.hub.limits.max_list_item_bytes
         self.instances = TemplateInstances(
             lambda: self.config.templates, lambda: self.limits, self._start_instance, self._stop_instance
         )
@@ -406,6 +407,7 @@ class Hub:
             self.catalog.mode = new.hub.prefix_mode
             self.sessions.configure(new.hub)
             HITS.interval = new.hub.limits.log_interval
+            self.events.relist(new.hub.limits.max_list_item_bytes, self.isolated.connections())
         self._place_servers()  # what each client may reach changes now, not once removed servers' calls drained
         for name in change.updated:  # a new timeout applies to the next calls of its running connections
             settings = new.enabled[name].request_settings()

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 from anyio.abc import TaskGroup
 
-from onemcp.catalog import repair
 from onemcp.catalog.catalog import Catalog
 from onemcp.config.model import Limits
 from onemcp.hub.announcements import Announcements
@@ -91,8 +90,7 @@ class UpstreamEvents:
             return
         principal = principal_in(owner)
         if isinstance(conn.owner, Session) or principal is not None:
-            if kind == "tools":
-                items = repair.tools(self.screen_own(conn.name, items))[0]
+            items = self.catalog.repaired(kind, self.screen_own(conn.name, items) if kind == "tools" else items)[0]
             if isinstance(conn.owner, Session):
                 changed = not conn.owner.closed and conn.owner.own.record(conn, kind, items)
             else:
@@ -106,6 +104,18 @@ class UpstreamEvents:
             items = self.screen(conn.name, items)
         if self.catalog.update(conn.name, kind, items):
             self.announcements.announce({kind})
+
+    def relist(self, max_item_bytes: int, own: list[UpstreamConnection]) -> None:
+        """A new `maxListItemBytes`: every ready connection (the pool's and `own`, sessions' and principals')
+        reads its lists again, so that what it withheld for its size (or would now) is shown or withheld as
+        the new bound says."""
+        if max_item_bytes == self.catalog.max_item_bytes:
+            return
+        self.catalog.max_item_bytes = max_item_bytes
+        for conn in [*self.pool.connections.values(), *own]:
+            if conn.state == "ready":
+                for kind in conn.kinds():
+                    conn.refresh_soon(kind)
 
     def _companion_listed(self, conn: UpstreamConnection, kind: str, items: list[dict[str, Any]]) -> None:
         """A dual-era server's legacy-era companion read `kind` (as it started, or after its `list_changed`):

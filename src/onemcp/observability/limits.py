@@ -45,6 +45,7 @@ NAMES = frozenset(
         "log_lines",  # a server's stderr lines (over 100 a second) or ignored messages (over 10) not logged
         "subscriptions_per_session",  # over maxSubscriptionsPerSession (a JSON-RPC error; listen: not honoured)
         "list_items",  # an upstream's list over 10,000 items or maxResponseBytes in all: cut
+        "list_item_bytes",  # one entry of an upstream's list over maxListItemBytes: withheld (warned once)
         "upstream_messages",  # a server over maxMessagesPerSecond (not replies to the hub): its reading paused
         "list_refreshes",  # a server that keeps changing a list: read again only after a pause (up to 30 s)
         "tool_pins",  # a server's tool pins over 20,000: the oldest of tools it no longer lists forgotten

@@ -24,7 +24,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     # auth/
     "auth/access.py": ("tests/auth/test_access_matrix.py", "the one access decision, entry x credential x scope x op"),
     "auth/principal.py": ("tests/auth/test_gate.py", "who a request is, as the gate admits it"),
-    "auth/server/clients.py": ("tests/auth/server/test_server_app.py", "registration and metadata-document clients"),
     "auth/server/directory.py": ("tests/auth/server/test_server_app.py", "client lookup and authentication"),
     "auth/server/consent.py": ("tests/auth/server/test_server_app.py", "the consent page and its operator key"),
     "auth/server/grants.py": ("tests/auth/server/test_server_app.py", "PKCE codes, token rotation, reuse, revocation"),

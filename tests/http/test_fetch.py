@@ -50,3 +50,28 @@ async def test_an_unreachable_party_and_one_tls_context() -> None:
         await fetch("http://127.0.0.1:9/doc", within=5, limit=100, headers=HEADERS, follow_redirects=False)
     assert failed.value.kind == "transport" and str(failed.value)
     assert tls_context() is tls_context()  # built once: each build reads the CA bundle (20-40 ms)
+
+
+async def test_a_fetch_pinned_to_an_address_names_the_host_and_goes_there_directly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`connect_to`: the name is not resolved again (it resolves nowhere here), the Host header still names it,
+    and $HTTP_PROXY is not used (nothing listens there)."""
+    seen: list[dict[bytes, bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append(dict(scope["headers"]))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with anyio.fail_after(20):
+        async with loopback_asgi(app) as base:
+            port = base.rsplit(":", 1)[1]
+            url = f"http://doc.invalid:{port}/doc"
+            got = await fetch(url, within=5, limit=100, headers=HEADERS, follow_redirects=False, connect_to="127.0.0.1")
+            assert got == b"{}" and seen[0][b"host"] == f"doc.invalid:{port}".encode()
+            with pytest.raises(ValueError, match="follows no redirect"):
+                await fetch(url, within=5, limit=100, headers=HEADERS, follow_redirects=True, connect_to="127.0.0.1")

@@ -3,7 +3,10 @@
 The whole exchange is bounded by its deadline (httpx's timeout is per read: a party that drips its
 answer a byte at a time would hold the fetch for as long as it liked), the body by its size, and the
 TLS context is built once per process: building one reads the CA bundle, some 20-40 ms of the event
-loop's time for every fetch, which any caller naming a new client metadata URL could ask for.
+loop's time for every fetch, which any caller naming a new client metadata URL could ask for. A fetch
+may be pinned to an address already looked up and checked (`connect_to`): the name is not resolved again
+(a name that answers a public address to the check and an internal one to the fetch), and TLS is still
+verified for the name; a pinned fetch never goes through $HTTP_PROXY/$HTTPS_PROXY.
 Does not own what the document means, nor the callers' messages (`FetchFailed.kind` tells them apart).
 """
 
@@ -31,14 +34,31 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-async def fetch(url: str, *, within: float, limit: int, headers: dict[str, str], follow_redirects: bool) -> bytes:
-    """The body of a 200 answer to `GET url`, at most `limit` bytes, whole within `within` seconds."""
+async def fetch(
+    url: str,
+    *,
+    within: float,
+    limit: int,
+    headers: dict[str, str],
+    follow_redirects: bool,
+    connect_to: str | None = None,
+) -> bytes:
+    """The body of a 200 answer to `GET url`, at most `limit` bytes, whole within `within` seconds; from
+    the address `connect_to` when given (directly, the URL's host named in Host and verified by TLS)."""
     body = bytearray()
+    extensions: dict[str, str] = {}
     try:
+        if connect_to is not None:
+            if follow_redirects:
+                raise ValueError("a fetch pinned to an address follows no redirect")
+            url, headers, extensions = _pinned(httpx.URL(url), connect_to, headers)
+        client = httpx.AsyncClient(
+            timeout=within, follow_redirects=follow_redirects, verify=tls_context(), trust_env=connect_to is None
+        )
         with anyio.fail_after(within):
             async with (
-                httpx.AsyncClient(timeout=within, follow_redirects=follow_redirects, verify=tls_context()) as http,
-                http.stream("GET", url, headers=headers) as response,
+                client as http,
+                http.stream("GET", url, headers=headers, extensions=extensions) as response,
             ):
                 if response.status_code != 200:
                     raise FetchFailed(f"HTTP {response.status_code}", "status")
@@ -51,3 +71,11 @@ async def fetch(url: str, *, within: float, limit: int, headers: dict[str, str],
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise FetchFailed(str(exc) or type(exc).__name__) from None
     return bytes(body)
+
+
+def _pinned(url: httpx.URL, address: str, headers: dict[str, str]) -> tuple[str, dict[str, str], dict[str, str]]:
+    """`url` with its host replaced by `address`, and the Host header and TLS server name (SNI, and the name
+    the certificate must carry) that keep naming the original host."""
+    name = url.raw_host.decode("ascii")
+    host = name if url.port is None else f"{name}:{url.port}"
+    return str(url.copy_with(host=address)), {**headers, "host": host}, {"sni_hostname": name}

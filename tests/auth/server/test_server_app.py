@@ -11,6 +11,7 @@ import re
 import secrets
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -1637,7 +1638,7 @@ async def test_a_metadata_document_is_fetched_only_from_a_host_that_resolves_pub
 
     fetched: list[str] = []
 
-    async def addresses(host: str, port: int) -> list[str]:
+    async def addresses(host: str, port: int, *_: Any) -> list[str]:
         assert (host, port) == ("intranet.example", 443)
         return resolved
 
@@ -1681,18 +1682,21 @@ async def test_a_metadata_document_host_whose_resolution_does_not_end_is_refused
 ) -> None:
     """METADATA_TIMEOUT bounds the whole fetch: a name whose servers never answer (anyone can make the
     hub resolve one) is refused then, not waited on for as long as the resolver tries."""
-    from onemcp.auth.server import clients
+    from onemcp.auth.server import clients, lookup
 
-    never = anyio.Event()
+    answer = threading.Event()
 
-    async def getaddrinfo(*_: Any, **__: Any) -> list[Any]:
-        await never.wait()
-        raise AssertionError("resolved")
+    def system_lookup(host: str, port: int) -> list[str]:
+        answer.wait(10)
+        return ["93.184.215.14"]
 
     monkeypatch.setattr(clients, "METADATA_TIMEOUT", 0.01)
-    monkeypatch.setattr(anyio, "getaddrinfo", getaddrinfo)
-    with anyio.fail_after(10):
-        r = await oauth.authorize("https://slow.example/client.json", pkce()[1])
+    monkeypatch.setattr(lookup, "system_lookup", system_lookup)
+    try:
+        with anyio.fail_after(10):
+            r = await oauth.authorize("https://slow.example/client.json", pkce()[1])
+    finally:
+        answer.set()
     assert r.status_code == 400, r.text
     assert "its host resolves to no public address" in r.text
 

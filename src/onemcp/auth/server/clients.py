@@ -3,8 +3,9 @@
 Owns the client rules: which redirect URIs a client may register and how a requested one is
 matched, RFC 7591 registration metadata validation, and Client ID Metadata Documents (a
 client_id that is an https URL naming a JSON document the server fetches, bounded in time and
-size, never following redirects). Does not own storage (`store`) or the HTTP endpoints
-(`oauth_server`).
+size, never following redirects, only from a host that resolves to public addresses, and from the
+address checked, not resolving the name again). Does not own the lookup (`lookup`), storage (`store`)
+or the HTTP endpoints (`app`).
 
 Errors: `ClientMetadataError(error, description)`; `error` is an RFC 7591 §3.2.2 code
 (`invalid_redirect_uri`, `invalid_client_metadata`), used verbatim in replies.
@@ -13,14 +14,16 @@ Errors: `ClientMetadataError(error, description)`; `error` is an RFC 7591 §3.2.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
-import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import httpx
 import orjson
 
+from onemcp.auth.server.lookup import FETCHES, Slot, addresses
 from onemcp.http.fetch import FetchFailed, fetch
 from onemcp.protocol.errors import echo
 
@@ -34,6 +37,8 @@ MAX_TEXT = 500  # client_name and other free text
 TEXT_FIELDS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id", "software_version")
 METADATA_LIMIT = 16 * 1024  # bytes of a client metadata document
 METADATA_TIMEOUT = 5.0  # seconds for the whole fetch
+
+log = logging.getLogger("onemcp.auth")
 
 
 class ClientMetadataError(Exception):
@@ -196,25 +201,20 @@ def metadata_url_problem(url: str, *, allow_insecure_loopback: bool) -> str | No
     return None
 
 
-async def addresses(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to (none when it does not, nor within METADATA_TIMEOUT)."""
-    found: list[Any] = []
-    with anyio.move_on_after(METADATA_TIMEOUT):  # anyone may name one whose servers never answer
-        try:
-            found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):  # (UnicodeError: no DNS name, as IDNA writes one: `a\u200db.example`)
-            return []
-    return [str(info[4][0]) for info in found]
-
-
-async def resolves_publicly(host: str, port: int) -> bool:
-    """Does the name `host` resolve, and only to public addresses? (The fetch resolves it again; a name
-    whose answer changes meanwhile reaches an address that must still prove, by TLS, to be that name.)"""
-    found = await addresses(host, port)
+def is_public(address: str) -> bool:
+    """May a metadata document be fetched from `address`? Only from one on the internet at large."""
     try:
-        return bool(found) and all(ipaddress.ip_address(a.partition("%")[0]).is_global for a in found)
+        return ipaddress.ip_address(address.partition("%")[0]).is_global
     except ValueError:
         return False
+
+
+async def public_address(host: str, port: int, slot: Slot, within: float) -> str | None:
+    """The address to fetch from when the name `host` resolves, within `within` seconds, and only to public
+    addresses (the first the resolver gives); None otherwise. The fetch connects there, not resolving the
+    name again: a name that answers a public address now and an internal one a moment later stays outside."""
+    found = await addresses(host, port, slot, within)
+    return found[0] if found and all(is_public(a) for a in found) else None
 
 
 async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = False) -> dict[str, Any]:
@@ -222,29 +222,55 @@ async def fetch_metadata_document(url: str, *, allow_insecure_loopback: bool = F
     problem = metadata_url_problem(url, allow_insecure_loopback=allow_insecure_loopback)
     if problem is not None:
         raise ClientMetadataError("invalid_client", problem)
+    slot = FETCHES.take()
+    if slot is None:  # anyone may ask for fetches: a few at a time, hub-wide, each lookup until it returns
+        raise ClientMetadataError(
+            "invalid_client",
+            f"this server is fetching as many client metadata documents as it will at once ({FETCHES.cap});"
+            " try again shortly",
+        )
+    try:
+        body = await _fetched(url, slot)
+    finally:
+        slot.release()
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ClientMetadataError("invalid_client", f"{echo(url)} is not JSON") from None
+    return document_metadata(url, doc)
+
+
+async def _fetched(url: str, slot: Slot) -> bytes:
     shown = echo(url)  # the client_id: the caller's text, of any length
     parts = urlsplit(url)
     host = parts.hostname or ""
     began = anyio.current_time()  # METADATA_TIMEOUT bounds the resolution and the fetch together
-    if not _is_address(host) and not await resolves_publicly(host, parts.port or 443):
+    address: str | None = host
+    if not _is_address(host):
+        try:
+            name = httpx.URL(url).raw_host.decode("ascii")  # as the fetch names it (Host, TLS)
+        except httpx.InvalidURL:  # no DNS name, as IDNA writes one: `a\u200db.example`
+            name = ""
+        address = await public_address(name, parts.port or 443, slot, METADATA_TIMEOUT) if name else None
+    if address is None:
         # anyone may name one (a link to /oauth/authorize): not into this hub's own network, and no
         # telling an internal name from one that does not exist
         raise ClientMetadataError("invalid_client", f"{shown} is not fetched: its host resolves to no public address")
     try:
         headers = {"accept": "application/json"}
         within = max(METADATA_TIMEOUT - (anyio.current_time() - began), 0.001)
-        body = await fetch(url, within=within, limit=METADATA_LIMIT, headers=headers, follow_redirects=False)
+        return await fetch(
+            url, within=within, limit=METADATA_LIMIT, headers=headers, follow_redirects=False, connect_to=address
+        )
     except FetchFailed as exc:
-        if exc.kind == "timeout":
+        if exc.kind == "transport":  # refused, reset, TLS: which one is the hub's business, not the caller's
+            log.info("client metadata document %s could not be fetched: %s", shown, exc)
+            why = "could not be fetched"
+        elif exc.kind == "timeout":
             why = f"did not answer in {METADATA_TIMEOUT:g}s"
         else:
-            why = {"status": "answered", "too_large": "is"}.get(exc.kind, "could not be fetched:") + f" {echo(exc)}"
+            why = {"status": "answered", "too_large": "is"}[exc.kind] + f" {echo(exc)}"
         raise ClientMetadataError("invalid_client", f"{shown} {why}") from None
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ClientMetadataError("invalid_client", f"{shown} is not JSON") from None
-    return document_metadata(url, doc)
 
 
 def _is_address(host: str) -> bool:

@@ -302,6 +302,23 @@ async def test_the_event_stream_carries_calls_without_arguments(tmp_path: Path) 
                 await anyio.sleep(0.02)  # allowed-sleep: polling with a deadline (the watcher left)
 
 
+async def test_failed_calls_are_kept_for_recent_errors_while_nobody_watches(tmp_path: Path) -> None:
+    """An operator looks after the fact: `recentErrors` has the failed calls made while nobody watched
+    (successes cost nothing then), and `events.watchers` counts the watchers."""
+    with anyio.fail_after(DEADLINE):
+        async with hub_at(tmp_path, auth=False) as (hub, _), httpx.AsyncClient(timeout=30) as http:
+            assert not hub.app.hub.bus.active
+            api = f"{hub.base}/api/v1"
+            await http.post(f"{api}/tools/alpha__echo/call", json={"arguments": {"message": "fine"}})
+            await http.post(f"{api}/tools/alpha__fail/call", json={"arguments": {"why": "secret-argument"}})
+            errors = (await http.get(f"{api}/servers/alpha")).json()["recentErrors"]
+            assert [(e["tool"], e["outcome"]) for e in errors] == [("fail", "tool_error")], errors
+            assert "secret-argument" not in json.dumps(errors) and "arguments" not in errors[0]
+            assert (await http.get(f"{api}/servers/beta")).json()["recentErrors"] == []
+            watchers = (await http.get(f"{api}/")).json()["events"]["watchers"]
+            assert type(watchers) is int and watchers == 0  # a count (was a boolean)
+
+
 async def test_call_events_with_payloads_carry_at_most_max_payload_bytes_of_arguments(tmp_path: Path) -> None:
     """Hunt B (limits): with payloads on, each `call` event held the call's whole arguments, in the history (200)
     and in each watcher's queue (1,024): 800 calls of 2 MB from any `mcp` client, with a watcher that did not

@@ -7,7 +7,7 @@ import logging
 import anyio
 import pytest
 
-from onemcp.observability.events import QUEUE, EventBus
+from onemcp.observability.events import FAILURES, MAX_FIELD, QUEUE, EventBus
 
 pytestmark = pytest.mark.anyio
 
@@ -55,3 +55,22 @@ async def test_payloads_turned_off_are_not_replayed_to_a_new_watcher() -> None:
         replayed = [await events.receive(), await events.receive()]
     assert [e["kind"] for e in replayed] == ["call", "call"]
     assert all("arguments" not in e for e in replayed) and "hunter2" not in repr(list(bus.recent))
+
+
+async def test_failed_calls_are_kept_bounded_and_scrubbed_whoever_watches() -> None:
+    """`failures` holds the last FAILURES failed calls, watched or not: no arguments, text scrubbed and cut."""
+    bus = EventBus()
+    bus.with_payloads = True
+    bus.publish("call", server="a", tool="ok", outcome="ok")
+    token = "omk_abcdefgh_" + "x" * 32
+    bus.publish("call", server="a", tool=f"t {token} " + "y" * 1000, outcome="error", arguments={"p": "hunter2"})
+    (kept,) = bus.failures
+    assert kept["outcome"] == "error" and "arguments" not in kept and "hunter2" not in repr(kept)
+    assert token not in kept["tool"] and kept["tool"].endswith(" characters)")
+    assert len(kept["tool"]) < MAX_FIELD + 30
+    for i in range(FAILURES + 5):
+        bus.publish("call", server="a", tool=f"t{i}", outcome="timeout")
+    assert len(bus.failures) == FAILURES and bus.failures[-1]["tool"] == f"t{FAILURES + 4}"
+    assert bus.watchers == 0
+    with bus.watch(), bus.watch():
+        assert bus.watchers == 2

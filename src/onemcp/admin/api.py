@@ -149,7 +149,7 @@ class AdminApi:
             "reload": self.reloader.status() if self.reloader is not None else None,
             "servers": {s: sum(1 for v in states.values() if v == s) for s in sorted(set(states.values()))},
             "instances": len(self.hub.instances.running()),
-            "events": {"watchers": self.hub.bus.active, "dropped": self.hub.bus.dropped},
+            "events": {"watchers": self.hub.bus.watchers, "dropped": self.hub.bus.dropped},
         }
 
     async def openapi(self, request: Request) -> dict[str, Any]:
@@ -179,7 +179,7 @@ class AdminApi:
         if found is None:
             raise ApiError(404, f"no server {name!r}")
         tools = [item.get("name") for item, owner, _ in self.hub.catalog.placed("tools") if owner == name]
-        errors = [e for e in self.hub.bus.recent if e.get("server") == name and e.get("outcome", "ok") != "ok"]
+        errors = [e for e in self.hub.bus.failures if e.get("server") == name]
         return {**found, "toolNames": tools, "recentErrors": errors[-20:]}
 
     async def restart(self, request: Request) -> dict[str, Any]:

@@ -179,7 +179,7 @@ class Forwarder:
         elapsed = time.perf_counter() - started
         # a template's instances count as the template: one series per configured name, however many ran
         self.metrics.observe(call.method, shown_as(conn.name), outcome, elapsed)
-        if self.bus.active:  # nobody watching: nothing more on the call path
+        if self.bus.active or outcome != "ok":  # a success nobody watches: nothing more on the call path
             self._publish(session, conn, call, outcome, elapsed)
         if audit.isEnabledFor(logging.INFO) and call.method == "tools/call":
             tool = call.request.get("params", {}).get("name")

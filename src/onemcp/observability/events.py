@@ -2,7 +2,9 @@
 
 Owns the watchers (each a bounded queue: a slow watcher loses its newest events, counted, and
 never slows a call) and publishing. Publishing costs one attribute read when nobody watches
-(`EventBus.active`), so the call path is unchanged without watchers. Log lines reach the bus
+(`EventBus.active`), so the call path is unchanged without watchers; a failed call is published
+whether or not anyone watches, and its event (without arguments, its text scrubbed and cut) is kept
+in `failures`, a ring of the last FAILURES, for the admin API's `recentErrors`. Log lines reach the bus
 through a handler that is attached only while someone watches. Never carries a call's arguments
 or results unless the operator turned `withPayloads` on (and then at most `MAX_PAYLOAD` bytes of them:
 `payload`); turning it off drops the arguments from the history kept, so no later watcher is handed
@@ -31,6 +33,8 @@ QUEUE = 1024  # events held for one watcher
 RECENT = 200  # events kept for a watcher that just arrived
 PAYLOAD = "arguments"  # the field of a `call` event that only `withPayloads` adds
 MAX_PAYLOAD = 16 * 1024  # bytes of a call's arguments (serialised) a `call` event carries
+FAILURES = 100  # failed calls kept whether or not anyone watches (the admin API's `recentErrors`)
+MAX_FIELD = 256  # characters kept of a failure's text field (a tool name, a principal), then its length
 
 
 def payload(arguments: object) -> object:
@@ -52,6 +56,7 @@ class EventBus:
         self._ids = itertools.count(1)
         self.epoch = secrets.token_hex(4)  # this process's: event ids count again from 1 after a restart
         self.recent: collections.deque[Event] = collections.deque(maxlen=RECENT)
+        self.failures: collections.deque[Event] = collections.deque(maxlen=FAILURES)
         self.dropped = 0
         self._with_payloads = False
         self._handler = _LogHandler(self)
@@ -73,9 +78,16 @@ class EventBus:
         """Is anyone watching? (Publishers check this first: nothing is built for nobody.)"""
         return bool(self._watchers)
 
+    @property
+    def watchers(self) -> int:
+        """How many watch now."""
+        return len(self._watchers)
+
     def publish(self, kind: str, **fields: Any) -> None:
         event: Event = {"id": next(self._ids), "at": round(time.time(), 3), "kind": kind, **fields}
         self.recent.append(event)
+        if kind == "call" and fields.get("outcome", "ok") != "ok":
+            self.failures.append({k: _kept(v) for k, v in event.items() if k != PAYLOAD})
         for watcher in list(self._watchers):
             try:
                 watcher.send_nowait(event)
@@ -101,6 +113,11 @@ class EventBus:
             receive.close()
             if not self._watchers:
                 logging.getLogger("onemcp").removeHandler(self._handler)
+
+
+def _kept(value: object) -> object:
+    """A field of a kept failure: text scrubbed of secrets (as the log is) and cut to MAX_FIELD."""
+    return REDACTOR.shown(value, MAX_FIELD) if isinstance(value, str) else value
 
 
 class _LogHandler(logging.Handler):

@@ -226,6 +226,9 @@ class OneMcpApp:
                     await self.hub.exposure.ready_to_report({})  # per-server token gauges
                     await asgi.send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
                 return
+            if path == "/favicon.ico":  # what a browser asks of every page it shows: no icon, and no 404 logged
+                await asgi.send_bytes(send, 204, b"", b"image/x-icon", [(b"cache-control", b"max-age=86400")])
+                return
             if not guard.origin_ok(asgi.header(scope, b"origin")):
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
                 return

@@ -102,6 +102,8 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
                 conn = hub.app.hub.pool.get("alpha")
                 assert conn is not None
                 pid = getattr(conn.transport, "pid", None)
+                await expect(page.get_by_test_id("disable")).to_be_visible()  # a server not disabled: no Enable
+                await expect(page.get_by_test_id("enable")).to_have_count(0)
                 await page.get_by_test_id("restart").click()
                 while True:
                     conn = hub.app.hub.pool.get("alpha")
@@ -135,6 +137,24 @@ async def test_the_console_in_chromium(tmp_path: Path, artifacts: Path) -> None:
                 await page.evaluate("() => new Promise((r) => setTimeout(r, 50))")
                 await expect(first).to_have_attribute("data-testid", "tool-alpha__sleep")
                 await page.unroute(everything)
+
+                # more tools than the first answer gives: "show all" lists the rest (the answer cut to one)
+                async def one_of_them(route: Any) -> None:
+                    answer = await route.fetch()
+                    listed = await answer.json()
+                    await route.fulfill(response=answer, json={**listed, "tools": listed["tools"][:1]})
+
+                def first_page(url: str) -> bool:
+                    return "/tools?limit=50&" in url
+
+                total = len(hub.app.hub.catalog.placed("tools"))
+                await page.route(first_page, one_of_them)
+                await page.get_by_test_id("tool-search").fill("")
+                await expect(page.locator(".toolresults p")).to_contain_text(f"1 of {total}")
+                await page.get_by_test_id("show-all").click()
+                await expect(page.locator(".toolresults li")).to_have_count(total)
+                await expect(page.get_by_test_id("show-all")).to_have_count(0)
+                await page.unroute(first_page)
                 # find a tool and call it from the generated form
                 await page.get_by_test_id("tool-search").fill("echo a message")
                 await page.get_by_test_id("tool-alpha__echo").click()
@@ -208,6 +228,10 @@ async def test_the_page_and_csrf_over_plain_http(tmp_path: Path) -> None:
             assert script.status_code == 200 and script.headers["x-content-type-options"] == "nosniff"
             assert (await http.get("/api/v1/servers")).headers["x-content-type-options"] == "nosniff"
             assert (await http.get("/ui/static/../api.py")).status_code == 404
+            # a browser's icon: the page names one, and /favicon.ico (asked by any page) is no 404
+            assert '<link rel="icon" href="/ui/static/favicon.svg"' in (await http.get("/ui/")).text
+            assert (await http.get("/ui/static/favicon.svg")).headers["content-type"] == "image/svg+xml"
+            assert (await http.get("/favicon.ico")).status_code == 204
     open_doc = {"mcpServers": config()["mcpServers"]}
     (tmp_path / "open").mkdir()
     (tmp_path / "open" / "mcp.json").write_text(json.dumps(open_doc))

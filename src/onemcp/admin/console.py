@@ -80,6 +80,7 @@ class Console:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf" content="{html.escape(csrf)}">
 <meta name="auth" content="{"key" if required else "none"}">
+<link rel="icon" href="{PREFIX}/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="{PREFIX}/static/console.css"></head>
 <body><div id="app"><p>Loading…</p></div><script src="{PREFIX}/static/console.js"></script></body></html>"""
         headers = [

@@ -209,7 +209,8 @@
         el("h2", {}, s.name, " ", badge(s.state)),
         el("div", { class: "actions" },
           el("button", { onclick: act("restart"), "data-testid": "restart" }, "Restart"),
-          el("button", { onclick: act("enable") }, "Enable"), el("button", { onclick: act("disable") }, "Disable")),
+          s.state === "disabled" ? el("button", { onclick: act("enable"), "data-testid": "enable" }, "Enable")
+            : el("button", { onclick: act("disable"), "data-testid": "disable" }, "Disable")),
         el("dl", {}, [["Transport", s.transport], ["Era", s.era], ["Protocol", s.protocolVersion], ["PID", s.pid],
           ["Restarts", s.restarts], ["Breaker", s.breaker], ["Tools", s.tools], ["Tokens", s.toolTokens],
           ["Last error", s.lastError]].map(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "-")])),
@@ -247,16 +248,20 @@
     }
     return args;
   }
+  const PAGE = 50, MAX_TOOLS = 1000;  // tools a search shows first; the most the API gives (admin.api.MAX_LIMIT)
   function tools() {
     const results = el("div", { class: "toolresults" });
     const detail = el("div", { class: "tooldetail" });
     let asked = 0;  // answers can arrive out of order: only the latest question's is drawn
+    let limit = PAGE;  // tools shown; "show all" asks for the API's most
     async function search(q) {
       const mine = ++asked;
       try {
-        const doc = await api("GET", "/tools?limit=50&q=" + encodeURIComponent(q));
+        const doc = await api("GET", `/tools?limit=${limit}&q=` + encodeURIComponent(q));
         if (mine !== asked) return;
-        results.replaceChildren(el("p", {}, `${doc.tools.length} of ${doc.total}`),
+        const more = doc.tools.length < doc.total && limit < MAX_TOOLS
+          ? el("button", { "data-testid": "show-all", onclick: () => { limit = MAX_TOOLS; search(q); } }, "show all") : "";
+        results.replaceChildren(el("p", {}, `${doc.tools.length} of ${doc.total} `, more),
           el("ul", {}, doc.tools.map((t) => el("li", {}, el("a", { href: "#", "data-testid": "tool-" + str(t.name),
             onclick: (e) => { e.preventDefault(); showTool(t); } }, str(t.name)), ` (${str(t.tokens) || "?"} tokens) `, str(t.description).slice(0, 120)))));
       } catch (e) { if (mine === asked) results.replaceChildren(el("p", { class: "error" }, e.message)); }

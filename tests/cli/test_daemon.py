@@ -161,6 +161,14 @@ def test_status_of_a_hub_with_auth_reads_health_with_the_token(config_dir: Path)
     assert weak.returncode == 1 and "$ONEMCP_TOKEN lacks the operator or admin scope" in weak.stdout
     wrong = onemcp(config_dir, "status", token="omk_not_a_key")
     assert wrong.returncode == 1 and "the hub refused $ONEMCP_TOKEN (HTTP 401)" in wrong.stdout
+    # `wait` and `start` agree (they exited 0): ready, but not known to be ok, exit 1 saying why; the hub runs on
+    unknown = "whether a server failed is not known: the hub requires a token for /health: set $ONEMCP_TOKEN"
+    waited = onemcp(config_dir, "wait")
+    assert waited.returncode == 1 and "onemcp: ready at " in waited.stdout and unknown in waited.stderr, waited
+    assert onemcp(config_dir, "stop").returncode == 0
+    again = onemcp(config_dir, "start", "--port", "0")
+    assert again.returncode == 1 and "onemcp: started at " in again.stdout and unknown in again.stderr, again
+    assert onemcp(config_dir, "wait", token=keys["operator"]).returncode == 0  # it runs on, and is ok
     assert onemcp(config_dir, "stop").returncode == 0
 
 

@@ -6,9 +6,9 @@ stale file is no hub; `hub.lock` held by the serving process makes a second hub 
 config directory refuse to start), stopping it gracefully (SIGTERM, then SIGKILL after the
 grace), waiting for readiness, the log's tail, and a systemd user unit. /health is read with
 `$ONEMCP_TOKEN` as the bearer token (a hub with auth shows it to the operator or admin scope
-only). Stdlib only. Exit codes for scripts: `status` 0 ready, 1 running but not ready or
-degraded (or /health refused), 3 not running; `wait` 0 ready, 1 not within the timeout or ready but
-degraded (a server failed: named, as `status` names it).
+only). Stdlib only. Exit codes for scripts: `status` 0 ok, 1 running but not ready or
+degraded (or /health refused), 3 not running; `wait` and `start` 0 ok, 1 not ready within the timeout, or
+ready but degraded (a server failed: named, as `status` names it) or /health refused (not known to be ok).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from onemcp.cli.hub_health import (
     base_of,
     fetch,
     hub_notes,
+    not_known,
     refusal,
     silent,
     summary,
@@ -402,8 +403,10 @@ def start(
                 print(f"onemcp: started at {found['url']} (pid {child.pid}, log {log})")
                 if isinstance(health, dict) and health.get("status") not in (None, "ok"):  # as `status`, `wait`
                     return not_ok("", health)
-                said = summary(health) if isinstance(health, dict) else f"/health gave no report (HTTP {code})"
-                print(f"onemcp: {refusal(code) or said}")
+                if code != 200 or not isinstance(health, dict):  # ready, not known to be ok: exit 1, as `status`
+                    print(f"onemcp: {not_known(code)}", file=sys.stderr)
+                    return 1
+                print(f"onemcp: {summary(health)}")
                 return 0
         time.sleep(0.1)
     if child.poll() is not None:
@@ -544,10 +547,12 @@ def wait(path: Path, timeout: float) -> int:
 def _ready(url: str) -> int:
     """Every server was tried: "ready" when the hub is ok, else what failed and exit 1, as `status` says it."""
     code, health = fetch(f"{base_of(url)}/health", HEALTH_WAIT)
-    if not isinstance(health, dict) or health.get("status") in (None, "ok"):
+    if code != 200 or not isinstance(health, dict):  # ready is all the open probe says; /health says what failed
         print(f"onemcp: ready at {url}")
-        if (refused := refusal(code)) is not None:  # ready is all the open probe says: which servers, /health does
-            print(f"onemcp: whether a server failed is not known: {refused}", file=sys.stderr)
+        print(f"onemcp: {not_known(code)}", file=sys.stderr)  # not known to be ok: exit 1, as `status`
+        return 1
+    if health.get("status") in (None, "ok"):
+        print(f"onemcp: ready at {url}")
         return 0
     return not_ok(f"up at {url}, but ", health)
 

@@ -91,6 +91,12 @@ def refusal(code: int) -> str | None:
     return None
 
 
+def not_known(code: int) -> str:
+    """Why a ready hub is not known to be ok: /health refused (no token, a wrong one, one without the scope)
+    or gave no report, so whether a server failed is not known (`start`, `wait` and `status` exit 1)."""
+    return f"whether a server failed is not known: {refusal(code) or f'/health gave no report (HTTP {code})'}"
+
+
 def summary(health: dict[str, Any]) -> str:
     """ "3 servers: 2 ready, 1 failed: fetch (exited with code 1)" """
     ups: dict[str, Any] = health.get("upstreams") or {}

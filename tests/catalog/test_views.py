@@ -125,7 +125,7 @@ async def test_bad_selectors_are_400() -> None:
             for query, text in (
                 ("tags=a&filter=b", "conflicting"),
                 ("filter=dev%20and", "position 7"),
-                ("preset=nope", "unknown preset"),
+                ("preset=nope", "unknown preset 'nope'; this hub has no presets"),  # it said no more
                 ("tags=", "needs a value"),  # blank selects nothing, never everything
                 ("filter=", "needs a value"),
                 ("preset=", "needs a value"),

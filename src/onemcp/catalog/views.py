@@ -87,7 +87,9 @@ def from_query(query: bytes | str, presets: Mapping[str, str], known: frozenset[
         else:
             expr = presets.get(value)
             if expr is None:
-                listed = f"; presets: {', '.join(sorted(presets))}" if presets else ""
+                # preset names are no secret: a view only narrows what the caller's scopes reach, and any caller
+                # admitted to /mcp may select any preset (the CLI's `preset` commands list them so too)
+                listed = f"; presets: {', '.join(sorted(presets))}" if presets else "; this hub has no presets"
                 raise UnknownPreset(f"unknown preset {echo(repr(value))}{listed}")
             node = parse(expr)
     except FilterError as exc:

@@ -37,6 +37,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     # cli/: each command end to end, in-process or as a subprocess
     "cli/agent.py": ("tests/cli/test_agent_cli.py", "`instructions`, `inspect`, `run`, `cli-setup` against a real hub"),
     "cli/app.py": ("tests/cli/test_app_commands.py", "`onemcp app ...`"),
+    "cli/inventory.py": ("tests/cli/test_agent_cli.py", "the tools by server that `inspect` and `run` read, real hubs"),
     "admin/errors.py": ("tests/admin/test_api.py", "the API's error, answered by every route"),
     "admin/routing.py": ("tests/admin/test_api.py", "routes and requests: every endpoint, every caller"),
     "cli/auth.py": ("tests/cli/test_auth_cli.py", "`onemcp auth key ...`"),

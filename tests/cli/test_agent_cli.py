@@ -530,8 +530,18 @@ def test_an_unprefixed_hub_of_several_servers_is_counted_per_server(tmp_path: Pa
         rows = {r["server"]: (r["tools"], r["tokens"]) for r in report["servers"]}
         assert rows == {s: (health[s]["tools"], health[s]["toolTokens"]) for s in ("demo", "fx")}
         assert all(tokens > 0 for _, tokens in rows.values())
+        # a name one server alone has is that server's (the admin API's catalog says whose): `inspect demo`
+        # and `run demo/add` work (both were refused), and a view keeps its server (it dropped every one)
         one = onemcp("inspect", "demo", config_dir=config.parent)
-        assert one.returncode == 1 and "prefixMode never" in one.stderr
+        assert one.returncode == 0 and "demo: 2 tool(s)" in one.stdout and "  add " in one.stdout, one
+        assert "whose cannot be told (prefixMode never): echo\n" in one.stdout
+        added = onemcp("run", "demo/add", "--args", '{"a": 1, "b": 2}', config_dir=config.parent)
+        assert added.returncode == 0 and "3" in added.stdout, added.stderr
+        viewed = json.loads(onemcp("inspect", "--json", "--filter", "demo", config_dir=config.parent).stdout)
+        assert viewed == [{"server": "demo", "tools": 3, "state": "ready"}], viewed
+        # `echo` both have: whose this caller gets depends on what it reaches, so demo/echo is still refused
+        shared = onemcp("run", "demo/echo", "--args", '{"text": "x"}', config_dir=config.parent)
+        assert shared.returncode == 1 and "the hub reports tool 'echo' of 'fx' hidden by 'demo'" in shared.stderr
         done = onemcp("run", "echo", "--args", '{"text": "bare"}', config_dir=config.parent)
         assert (done.returncode, done.stdout) == (0, "bare\n"), done.stderr
     finally:

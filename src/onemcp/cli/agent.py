@@ -39,6 +39,7 @@ from onemcp.cli.agent_output import (
     show_tool,
 )
 from onemcp.cli.client.rpc import HubClient, HubUnreachable, RpcError
+from onemcp.cli.inventory import UNATTRIBUTED, Inventory, Naming, health_counts, inventory
 from onemcp.cli.playbook import PLAYBOOK
 from onemcp.cli.target import BadTarget, Target, TargetError, resolve, view_of, with_exposure
 from onemcp.cli.terminal import escape_line, escape_text, table
@@ -47,12 +48,10 @@ from onemcp.protocol import headers as mcp_headers
 from onemcp.protocol.errors import HEADER_MISMATCH
 
 OK, FAILED, USAGE = 0, 1, 2
-DEFAULT_SEPARATOR = "__"
 STDIN_WAIT = 2.0  # seconds to wait for piped arguments before taking "no arguments"
 COMMANDS = ("instructions", "inspect", "search", "run")
 SEARCH_LIMIT = 20  # search_tools' largest `limit` (onemcp.search.meta.MAX_LIMIT; not imported either)
 SEARCH_TOOL = "search_tools"  # the hub's meta-tool (onemcp.search.meta.SEARCH; not imported: this path stays light)
-UNATTRIBUTED = "?"  # tools whose names do not say their server (prefixMode never, several servers)
 MESSAGE_LIMIT = 2000  # characters of an error message on stderr
 RUN_HINT_TOOLS = 10  # tool names a bare `run SERVER` lists
 
@@ -220,119 +219,6 @@ def _stdin_text() -> str | None:
     return stdin.read()
 
 
-# ---------------------------------------------------------------------- names
-class Naming:
-    """How the hub names tools: the separator, whether it prefixes (None: unknown), and the enabled
-    servers its config lists (None: no config read)."""
-
-    def __init__(
-        self, separator: str = DEFAULT_SEPARATOR, prefixed: bool | None = None, servers: list[str] | None = None
-    ) -> None:
-        self.separator = separator
-        self.prefixed = prefixed
-        self.servers = servers
-
-    @classmethod
-    def from_config(cls, path: Path | None) -> Naming:
-        """Predicted from the hub's mcp.json (prefixMode, number of enabled servers); cheap, may be stale."""
-        try:
-            doc = json.loads(path.read_bytes()) if path is not None else None
-        except (OSError, ValueError):
-            doc = None
-        if not isinstance(doc, dict):
-            return cls()
-        settings = doc.get("onemcp")
-        hub: dict[str, Any] = settings if isinstance(settings, dict) else {}
-        separator = hub.get("separator") if isinstance(hub.get("separator"), str) else DEFAULT_SEPARATOR
-        groups = (doc.get("mcpServers", doc.get("servers")), doc.get("mcpTemplates"))  # a template names tools too
-        entries = [entry for group in groups if isinstance(group, dict) for entry in group.items()]
-        enabled = [str(k) for k, s in entries if not (isinstance(s, dict) and s.get("disabled") is True)]
-        mode = hub.get("prefixMode", "conditional")
-        prefixed = True if mode == "always" else False if mode == "never" else len(enabled) > 1
-        return cls(separator or DEFAULT_SEPARATOR, prefixed, enabled)
-
-
-class Inventory:
-    """The hub's tools (as this view sees them) grouped by server."""
-
-    def __init__(
-        self,
-        naming: Naming,
-        tools: list[dict[str, Any]],
-        servers: dict[str, dict[str, Any]],
-        collisions: list[str] | None = None,
-    ) -> None:
-        self.naming = naming
-        self.tools = tools
-        self.servers = servers  # name -> its /health entry
-        self.collisions = collisions or []  # /health's: "tool 'x' of 'b' hidden by 'a'"
-
-    def owner(self, tool_name: str) -> str | None:
-        """The server a visible tool name belongs to (None when the names do not say)."""
-        if self.naming.prefixed is not False:
-            heads = [s for s in self.servers if tool_name.startswith(s + self.naming.separator)]
-            if heads:
-                return max(heads, key=len)
-        live = [s for s, h in self.servers.items() if h.get("state") != "disabled"]
-        return live[0] if len(live) == 1 else None
-
-    def by_server(self) -> dict[str, list[dict[str, Any]]]:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for tool in self.tools:
-            groups.setdefault(self.owner(str(tool.get("name"))) or UNATTRIBUTED, []).append(tool)
-        return groups
-
-    def short(self, server: str, tool: dict[str, Any]) -> str:
-        """The tool's name without the server prefix (what SERVER/TOOL uses)."""
-        name = str(tool.get("name"))
-        prefix = server + self.naming.separator
-        return name[len(prefix) :] if name.startswith(prefix) and self.naming.prefixed is not False else name
-
-
-def inventory(client: HubClient, target: Target, *, filtered: bool) -> Inventory:
-    listed = client.request("tools/list").get("tools")
-    tools = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
-    naming = Naming.from_config(target.config)
-    try:
-        health = client.health()
-    except HubUnreachable:
-        health = {}  # not an onemcp hub, or /health is not reachable: infer from names
-    upstreams, collisions = health.get("upstreams"), health.get("collisions")
-    servers: dict[str, dict[str, Any]] = {}
-    templates: set[str] = set()  # names /health has only as instances: other projects' may be among them
-    if isinstance(upstreams, dict):
-        for key, entry in upstreams.items():
-            name, at, _ = str(key).partition("@")  # a template's instance (`<template>@<hash>`) by its name
-            if at:
-                templates.add(name)
-                if servers.get(name, {}).get("state") == "ready":
-                    continue  # of several instances (projects), a ready one stands for this caller's
-            servers[name] = entry if isinstance(entry, dict) else {}
-    elif naming.prefixed is False and naming.servers is not None:  # the names do not say; the config does
-        servers = {name: {} for name in naming.servers}
-    else:
-        for tool in tools:
-            head, sep, _ = str(tool.get("name")).partition(naming.separator)
-            if sep:
-                servers.setdefault(head, {})
-    inv = Inventory(naming, tools, servers, [str(c) for c in collisions] if isinstance(collisions, list) else [])
-    if naming.prefixed is None:
-        naming.prefixed = any(inv.owner(str(t.get("name"))) for t in tools) and len(servers) > 1
-    present = set(inv.by_server())
-    if filtered:  # a view: keep the servers it lets through (those with tools in it)
-        inv.servers = {k: v for k, v in servers.items() if k in present}
-    elif UNATTRIBUTED not in present:  # a template is this caller's when its list has the template's tools
-        inv.servers = {k: v for k, v in servers.items() if k not in templates or k in present}
-    return inv
-
-
-def _health_counts(inv: Inventory, target: Target) -> bool:
-    """Do /health's per-server figures stand for this listing? When the names carry no server
-    (prefixMode never, several servers) and no view filters the list, they are the same tools."""
-    known = all("toolTokens" in h or h.get("state") == "disabled" for h in inv.servers.values())
-    return UNATTRIBUTED in inv.by_server() and not bool(view_of(target.url)) and bool(inv.servers) and known
-
-
 # ---------------------------------------------------------------------- run
 def check_ref(ref: str, shape: str = "SERVER/TOOL (or the hub's own tool name)") -> None:
     """A `run` (or `inspect`) reference: SERVER/TOOL, never empty, no empty half (else exit 2)."""
@@ -424,8 +310,13 @@ def _refuse_another_servers(inv: Inventory, listed: list[str], server: str, tool
         owner = inv.owner(name)
         if owner is not None:
             raise Failure(f"{server}/{tool}: the hub's tool {name!r} is server {owner!r}'s, not {server!r}'s")
-        hidden = f"tool {name!r} of {server!r} hidden by "
-        why = next((f": the hub reports {c}" for c in inv.collisions if c.startswith(hidden)), "")
+        # several servers have it (the hub reports each one hidden): whose this caller gets depends on what it reaches
+        said = [c for c in inv.collisions if c.startswith(f"tool {name!r} of ")]
+        why = (
+            f": the hub reports {'; '.join(said)} (which one a caller gets depends on what it may reach)"
+            if said
+            else ""
+        )
         raise Failure(
             f"{server}/{tool}: this hub's tool names do not say their server (prefixMode never), so {name!r}"
             f" cannot be told to be {server!r}'s{why}; `onemcp run {name}` calls whichever server's tool the"
@@ -464,7 +355,7 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
     inv = inventory(client, target, filtered=bool(view_of(target.url)))
     groups = inv.by_server()
     if ref is None:
-        by_health = _health_counts(inv, target)
+        by_health = health_counts(inv, target)
         rows: list[dict[str, Any]] = [
             {
                 "server": name,
@@ -507,6 +398,9 @@ def _inspect(client: HubClient, target: Target, ref: str | None, as_json: bool) 
         note = f" (server is {escape_line(state)})" if state not in (None, "ready") else ""
         print(f"{escape_line(server)}: {len(rows)} tool(s){note}")
         table([], [[f"  {escape_line(r['tool'])}", escape_line(r["description"])] for r in rows])
+        if UNATTRIBUTED in groups:  # names several servers have (prefixMode never): whose, the names cannot say
+            shared = ", ".join(escape_line(str(t.get("name"))) for t in groups[UNATTRIBUTED])
+            print(f"\nand tool(s) several servers have, so whose cannot be told (prefixMode never): {shared}")
         if rows:
             print(f"\n`onemcp inspect {escape_line(server)}/TOOL` shows a tool's arguments.")
         return OK
@@ -547,7 +441,7 @@ def _tokens(client: HubClient, searching: HubClient, target: Target, as_json: bo
     def tokens(tools: Any) -> int:  # as the hub sends it: compact JSON
         return count_tokens(json.dumps({"tools": tools}, separators=(",", ":"), ensure_ascii=False))
 
-    if _health_counts(inv, target):  # the hub's own per-server count, over the same compact JSON
+    if health_counts(inv, target):  # the hub's own per-server count, over the same compact JSON
         rows = [(s, int(h.get("tools", 0)), int(h.get("toolTokens", 0))) for s, h in inv.servers.items()]
     else:
         rows = [(server, len(tools), tokens(tools)) for server, tools in inv.by_server().items()]
@@ -572,7 +466,7 @@ def _instructions(client: HubClient, target: Target) -> int:
     print(f"## Servers on this hub{f' (view: {view})' if view else ''}\n")
     if not inv.servers and not groups:
         print("(none)")
-    by_health = _health_counts(inv, target)
+    by_health = health_counts(inv, target)
     for name, h in inv.servers.items():
         state = h.get("state")
         note = f", {escape_line(state)}" if state not in (None, "ready") else ""

@@ -125,19 +125,24 @@ class HubClient:
 
     def health(self) -> dict[str, Any]:
         """The hub's `/health` document (beside the MCP endpoint)."""
+        return self.get_json("/health")
+
+    def get_json(self, where: str) -> dict[str, Any]:
+        """The JSON object a GET of `where` (`/health`, `/api/v1/tools?...`: beside the MCP endpoint) answers;
+        HubUnreachable when it is not a 200 with a JSON object."""
         path = self.path.split("?", 1)[0].rstrip("/")
         for endpoint in ("/mcp", "/sse"):
             path = path.removesuffix(endpoint)
-        response = self._send("GET", f"{path}/health", None, {"accept": "application/json", **self._auth})
+        response = self._send("GET", f"{path}{where}", None, {"accept": "application/json", **self._auth})
         try:
             data = response.read()
         except HubHttpError as exc:
-            raise HubUnreachable(f"{self.origin}{path}/health: {exc}") from None
+            raise HubUnreachable(f"{self.origin}{path}{where}: {exc}") from None
         if response.status != 200:
-            raise HubUnreachable(f"{self.origin}{path}/health answered HTTP {response.status}")
-        doc = _json(data, f"{self.origin}{path}/health")
+            raise HubUnreachable(f"{self.origin}{path}{where} answered HTTP {response.status}")
+        doc = _json(data, f"{self.origin}{path}{where}")
         if not isinstance(doc, dict):
-            raise HubUnreachable(f"{self.origin}{path}/health did not answer a JSON object")
+            raise HubUnreachable(f"{self.origin}{path}{where} did not answer a JSON object")
         return doc
 
     # ------------------------------------------------------------------ wire

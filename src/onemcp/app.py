@@ -58,6 +58,12 @@ FINISH = 1.0  # after the grace: for the hub to end what is still open (hub/stop
 MCP_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/messages", "/messages/"})
 
 
+def _entry_point(path: str) -> bool:
+    """The hub's MCP entries and its APIs (not its pages, which a link from anywhere may open)."""
+    apis = (API_PREFIX, my_secrets.PREFIX, upstream_auth.PREFIX)
+    return path in MCP_PATHS or any(path == p or path.startswith(p + "/") for p in apis)
+
+
 class OneMcpApp:
     def __init__(
         self,
@@ -209,13 +215,18 @@ class OneMcpApp:
             if path.startswith(PRM_PATH):
                 await asgi.send_json(send, 200, self.gate.metadata(scope))
                 return
-            if path.startswith(upstream_auth.PREFIX):
+            if path.startswith(upstream_auth.NAVIGATED):  # a browser's redirect or link: `state` and cookies judge
                 await upstream_auth.serve(self.hub, self.upstream_auth, self.gate, scope, receive, send)
                 return
-            if self.gate.oauth is not None and (
-                path.startswith(("/oauth/", "/.well-known/oauth-authorization-server"))
-                or path == "/.well-known/openid-configuration"
-                or self.gate.oauth.handles(path)
+            upstream_oauth = path.startswith(upstream_auth.PREFIX)  # the hub's own, behind the Origin check
+            if (
+                self.gate.oauth is not None
+                and not upstream_oauth
+                and (
+                    path.startswith(("/oauth/", "/.well-known/oauth-authorization-server"))
+                    or path == "/.well-known/openid-configuration"
+                    or self.gate.oauth.handles(path)
+                )
             ):
                 await self.gate.oauth.app(scope, receive, send)
                 return
@@ -229,8 +240,15 @@ class OneMcpApp:
             if path == "/favicon.ico":  # what a browser asks of every page it shows: no icon, and no 404 logged
                 await asgi.send_bytes(send, 204, b"", b"image/x-icon", [(b"cache-control", b"max-age=86400")])
                 return
-            if not guard.origin_ok(asgi.header(scope, b"origin")):
+            if not guard.origin_ok(origin := asgi.header(scope, b"origin")):
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, "Forbidden: invalid Origin header"))
+                return
+            if guard.blind_cross_site(origin, asgi.header(scope, b"sec-fetch-site")) and _entry_point(path):
+                text = "Forbidden: a cross-site browser request without an Origin header (an <img>, a link)"
+                await asgi.send_json(send, 403, error_body(INVALID_REQUEST, text))
+                return
+            if upstream_oauth:  # the listing and logouts: an API, behind the Origin check
+                await upstream_auth.serve(self.hub, self.upstream_auth, self.gate, scope, receive, send)
                 return
             if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 await self.api(scope, receive, send)

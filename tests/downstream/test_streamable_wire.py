@@ -138,6 +138,34 @@ async def test_origin_and_host_validation() -> None:
             assert r.status_code == 200
 
 
+async def test_a_cross_site_request_without_origin_opens_nothing() -> None:
+    """A cross-site `<img src=".../sse">` carries no Origin (the Origin check passes it) but does carry
+    Sec-Fetch-Site: it opened a legacy session. MCP entries and APIs refuse it; the pages stay linkable."""
+    blind = {"sec-fetch-site": "cross-site", "accept": "text/event-stream"}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            for method, path in (("GET", "/sse"), ("POST", "/mcp"), ("GET", "/api/v1/servers"), ("GET", "/me/secrets")):
+                r = await http.request(method, f"{hub.base}{path}", headers=blind)
+                assert r.status_code == 403 and "cross-site" in r.json()["error"]["message"], (path, r.text)
+            assert len(hub.app.hub.sessions) == 0  # no legacy session was opened
+            r = await http.get(f"{hub.base}/ui", headers={"sec-fetch-site": "cross-site"})
+            assert r.status_code == 200  # a link to the console from elsewhere
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, "sec-fetch-site": "same-origin"})
+            assert r.status_code == 200
+
+
+async def test_upstream_oauth_listing_and_logout_are_behind_the_origin_check() -> None:
+    evil = {"origin": "http://evil.example"}
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            r = await http.get(f"{hub.base}/oauth/upstream", headers=evil)
+            assert r.status_code == 403 and "Origin" in r.json()["error"]["message"]
+            r = await http.delete(f"{hub.base}/oauth/upstream/a", headers=evil)
+            assert r.status_code == 403 and "Origin" in r.json()["error"]["message"]
+            r = await http.get(f"{hub.base}/oauth/upstream")
+            assert r.status_code == 200 and "upstreams" in r.json()
+
+
 async def test_bad_bodies_get_clear_errors() -> None:
     with anyio.fail_after(DEADLINE):
         async with running_hub(config(maxBodyBytes=2048)) as hub, httpx.AsyncClient() as http:

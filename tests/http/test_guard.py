@@ -204,3 +204,20 @@ def test_a_host_checked_for_a_probe_is_not_logged_and_still_warned_of_when_refus
         assert caplog.records == []
         assert not guard.host_ok("evil.example") and not guard.host_ok("evil.example")
     assert [r.getMessage()[:30] for r in caplog.records] == ["refused Host 'evil.example' (4"]
+
+
+# ------------------------------------------------------------------------ Sec-Fetch-Site
+@pytest.mark.parametrize(
+    ("origin", "site", "blind"),
+    [
+        (None, "cross-site", True),  # <img src=".../sse"> on another site
+        (None, " Cross-Site ", True),
+        ("https://app.example", "cross-site", False),  # judged by its Origin
+        (None, "same-site", False),
+        (None, "same-origin", False),
+        (None, "none", False),  # typed in the address bar
+        (None, None, False),  # not a browser
+    ],
+)
+def test_a_cross_site_request_without_origin_is_told_apart(origin: str | None, site: str | None, blind: bool) -> None:
+    assert Guard.blind_cross_site(origin, site) is blind

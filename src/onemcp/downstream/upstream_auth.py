@@ -26,6 +26,9 @@ from onemcp.http.routes import UPSTREAM_OAUTH, UPSTREAM_OAUTH_CALLBACK, UPSTREAM
 from onemcp.hub.core import Hub
 
 PREFIX = UPSTREAM_OAUTH
+# where a browser arrives by a redirect or a link (an Origin may be the authorization server's): served
+# before the hub's Origin check; the listing and the logouts are served behind it
+NAVIGATED = (UPSTREAM_OAUTH_CALLBACK + "/", UPSTREAM_OAUTH_START + "/")
 audit = logging.getLogger("onemcp.audit")
 
 

@@ -59,6 +59,12 @@ class Guard:
         hit = self._seen.get(("origin", origin))
         return hit if hit is not None else self._remember("origin", origin, self._origin_ok(origin))
 
+    @staticmethod
+    def blind_cross_site(origin: str | None, fetch_site: str | None) -> bool:
+        """A browser's cross-site request that carries no Origin (an `<img>`, a `<script>`, a link): the
+        Origin check cannot judge it, and no MCP client or API caller sends one."""
+        return origin is None and (fetch_site or "").strip().lower() == "cross-site"
+
     def host_ok(self, host: str | None) -> bool:
         verdict = self.host_allowed(host)
         if not verdict and host not in self._told and len(self._told) < TOLD_HOSTS:

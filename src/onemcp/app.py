@@ -33,7 +33,7 @@ from onemcp.downstream import my_secrets, my_secrets_page, upstream_auth
 from onemcp.downstream.health import health, ready, state_metrics
 from onemcp.downstream.legacy_sse import LegacySseEndpoint
 from onemcp.downstream.streamable import StreamableHttpEndpoint
-from onemcp.http import asgi
+from onemcp.http import asgi, cors
 from onemcp.http import server as http11
 from onemcp.http.asgi import Receive, Scope, Send, error_body
 from onemcp.http.guard import Guard
@@ -161,6 +161,8 @@ class OneMcpApp:
         return self._guard
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] in MCP_PATHS and cors.matches(self.guard.cors, origin := asgi.header(scope, b"origin")):
+            send = cors.adding(send, cors.response_headers(origin or ""))  # a listed page reads every answer
         response = asgi.Response(send)
         with self.hub.stopping.last() as cut:  # open when everything else stopped: ended below, not by uvicorn
             await self._route(scope, receive, response.send)
@@ -212,8 +214,11 @@ class OneMcpApp:
             if path == schema.SERVED_PATH:  # the config's JSON Schema, for editors
                 await asgi.send_bytes(send, 200, schema.SCHEMA_FILE.read_bytes(), b"application/schema+json")
                 return
-            if path.startswith(PRM_PATH):
-                await asgi.send_json(send, 200, self.gate.metadata(scope))
+            if path.startswith(PRM_PATH):  # public metadata: a browser-based client on any origin reads it
+                if scope["method"] == "OPTIONS":
+                    await asgi.send_empty(send, 204, cors.PUBLIC_PREFLIGHT)
+                else:
+                    await asgi.send_json(send, 200, self.gate.metadata(scope), cors.PUBLIC)
                 return
             if path.startswith(upstream_auth.NAVIGATED):  # a browser's redirect or link: `state` and cookies judge
                 await upstream_auth.serve(self.hub, self.upstream_auth, self.gate, scope, receive, send)
@@ -246,6 +251,9 @@ class OneMcpApp:
             if guard.blind_cross_site(origin, asgi.header(scope, b"sec-fetch-site")) and _entry_point(path):
                 text = "Forbidden: a cross-site browser request without an Origin header (an <img>, a link)"
                 await asgi.send_json(send, 403, error_body(INVALID_REQUEST, text))
+                return
+            if path in MCP_PATHS and scope["method"] == "OPTIONS" and origin is not None:
+                await self._preflight(scope, origin, send)
                 return
             if upstream_oauth:  # the listing and logouts: an API, behind the Origin check
                 await upstream_auth.serve(self.hub, self.upstream_auth, self.gate, scope, receive, send)
@@ -294,6 +302,15 @@ class OneMcpApp:
             log.exception("unhandled error serving %s %s", scope["method"], path)
             with contextlib.suppress(Exception):
                 await asgi.send_json(send, 500, error_body(INTERNAL_ERROR, "Internal error in onemcp"))
+
+    async def _preflight(self, scope: Scope, origin: str, send: Send) -> None:
+        """A browser's CORS preflight for an MCP entry: answered for the origins allowedOrigins names."""
+        if not cors.matches(self.guard.cors, origin):
+            text = f"CORS: origin {origin[:100]!r} is not listed in onemcp.allowedOrigins"
+            await asgi.send_json(send, 403, error_body(INVALID_REQUEST, text), [cors.VARY])
+            return
+        requested = asgi.header(scope, b"access-control-request-headers")  # the origin's headers: _http
+        await asgi.send_empty(send, 204, cors.preflight_headers(requested))
 
     async def _entry(self, path: str, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         """An MCP entry's request, its principal admitted."""

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,12 +18,17 @@ import orjson
 import pytest
 
 from fixtures.launch import fixture_command
+from onemcp.auth.keys import KeyStore
 from onemcp.config.model import HubConfig
 from onemcp.hub import replay
 from support.hub import HEADERS, INIT, raw_session, running_hub
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 30.0
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian's chromium not installed"
+)
 
 
 def config(**settings: Any) -> dict[str, Any]:
@@ -136,6 +148,191 @@ async def test_origin_and_host_validation() -> None:
             assert "'evil.example:80'" in message and 'onemcp.allowedHosts (add "evil.example:80"' in message
             r = await http.post(hub.url, json=INIT, headers={**HEADERS, "origin": "http://localhost:5173"})
             assert r.status_code == 200
+
+
+PAGE = "http://127.0.0.1:5173"  # a browser-based MCP client's page, on another origin
+
+
+def cors_of(r: httpx.Response) -> tuple[str | None, str | None]:
+    return r.headers.get("access-control-allow-origin"), r.headers.get("vary")
+
+
+async def test_a_listed_origin_gets_cors_on_every_mcp_entry_in_both_eras() -> None:
+    """A page on an origin allowedOrigins names can use /mcp (both eras) and /sse + /messages: its preflight
+    is answered, every answer names its origin; a page on another origin gets nothing it could read."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config(allowedOrigins=[PAGE])) as hub, httpx.AsyncClient() as http:
+            asked = "content-type, mcp-session-id, Mcp-Param-Region, x-other"
+            preflight = {
+                "origin": PAGE,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": asked,
+            }
+            for path in ("/mcp", "/sse", "/messages"):
+                r = await http.options(f"{hub.base}{path}", headers=preflight)
+                assert r.status_code == 204, (path, r.text)
+                assert cors_of(r) == (PAGE, "origin")
+                assert r.headers["access-control-allow-methods"] == "POST, GET, DELETE"
+                allowed = r.headers["access-control-allow-headers"].split(", ")
+                assert {"authorization", "mcp-session-id", "mcp-protocol-version", "last-event-id"} <= set(allowed)
+                assert {"mcp-method", "mcp-name", "mcp-param-region"} <= set(allowed) and "x-other" not in allowed
+                assert int(r.headers["access-control-max-age"]) > 0
+                assert "access-control-allow-credentials" not in r.headers
+            # the answers: legacy era (a session, its DELETE), modern era, legacy SSE
+            page = {**HEADERS, "origin": PAGE}
+            r = await http.post(hub.url, json=INIT, headers=page)
+            assert r.status_code == 200 and cors_of(r) == (PAGE, "origin")
+            assert "mcp-session-id" in r.headers["access-control-expose-headers"]
+            assert "www-authenticate" in r.headers["access-control-expose-headers"]
+            r = await http.delete(hub.url, headers={**page, "mcp-session-id": r.headers["mcp-session-id"]})
+            assert r.status_code in (200, 204) and cors_of(r) == (PAGE, "origin")
+            meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+            meta["io.modelcontextprotocol/clientCapabilities"] = {}  # type: ignore[assignment]
+            body = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}}
+            modern = {**page, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/list"}
+            r = await http.post(hub.url, json=body, headers=modern)
+            assert r.status_code == 200 and "tools" in r.json()["result"] and cors_of(r) == (PAGE, "origin")
+            async with http.stream(
+                "GET", f"{hub.base}/sse", headers={"accept": "text/event-stream", "origin": PAGE}
+            ) as s:
+                assert s.status_code == 200 and cors_of(s) == (PAGE, "origin")
+                lines = s.aiter_lines()
+                endpoint = ""
+                while not endpoint.startswith("data:"):
+                    endpoint = await anext(lines)
+                messages = hub.base + endpoint.removeprefix("data:").strip()
+                r = await http.post(messages, json=INIT, headers=page)
+                assert r.status_code == 202 and cors_of(r) == (PAGE, "origin")
+            # a loopback page not listed passes the Origin check, but is given nothing to read
+            other = "http://127.0.0.1:5174"
+            r = await http.options(hub.url, headers={**preflight, "origin": other})
+            assert r.status_code == 403 and "allowedOrigins" in r.json()["error"]["message"]
+            assert cors_of(r)[0] is None
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, "origin": other})
+            assert r.status_code == 200 and cors_of(r)[0] is None
+            # the admin API is not opened to the listed page (docs/deployment.md)
+            r = await http.options(f"{hub.base}/api/v1/servers", headers=preflight)
+            assert cors_of(r)[0] is None
+
+
+BROWSER_CLIENT = """async ([hub, initialize]) => {
+    const headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"};
+    const post = (body, extra) =>
+        fetch(hub, {method: "POST", headers: {...headers, ...extra}, body: JSON.stringify(body)});
+    try {
+        const init = await post(initialize, {});
+        const sid = init.headers.get("mcp-session-id");
+        const legacy = {"mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"};
+        await post({jsonrpc: "2.0", method: "notifications/initialized"}, legacy);
+        const tools = await (await post({jsonrpc: "2.0", id: 2, method: "tools/list"}, legacy)).json();
+        const meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}};
+        const modern = await post({jsonrpc: "2.0", id: 3, method: "tools/list", params: {_meta: meta}},
+                                  {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/list"});
+        const ended = await fetch(hub, {method: "DELETE", headers: legacy});
+        return {sid: !!sid, tools: tools.result.tools.length, modern: (await modern.json()).result.tools.length,
+                ended: ended.status};
+    } catch (e) {
+        return {error: String(e)};
+    }
+}"""
+
+
+@contextlib.contextmanager
+def page_server() -> Iterator[str]:
+    """A page on another 127.0.0.1 port (a real server: Chromium lets only a page it fetched from loopback
+    reach loopback)."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<p>a browser-based MCP client</p>"
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@NEEDS_CHROMIUM
+async def test_a_browser_page_on_a_listed_origin_uses_the_hub_with_fetch() -> None:
+    """Chromium, on a page of another 127.0.0.1 port: with its origin listed, fetch initializes, reads the
+    session id, lists tools in both eras and ends the session. On a page of a port not listed, the browser
+    gives the script nothing."""
+    from playwright.async_api import async_playwright
+
+    with page_server() as listed, page_server() as unlisted, anyio.fail_after(120):
+        async with running_hub(config(allowedOrigins=[listed])) as hub, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{listed}/")
+                outcome = await page.evaluate(BROWSER_CLIENT, [hub.url, INIT])
+                assert outcome.get("sid") is True and outcome["tools"] > 0 and outcome["modern"] > 0, outcome
+                assert outcome["ended"] in (200, 204), outcome
+                await page.goto(f"{unlisted}/")
+                outcome = await page.evaluate(BROWSER_CLIENT, [hub.url, INIT])
+                assert "Failed to fetch" in outcome.get("error", ""), outcome
+            finally:
+                await browser.close()
+
+
+async def test_a_listed_page_reads_the_challenge_of_a_hub_with_auth(tmp_path: Path) -> None:
+    """A preflight carries no credential: it is answered before admission; the 401 carries CORS and exposes
+    WWW-Authenticate, so the page can find the hub's authorization; its key then works."""
+    settings = {"allowedOrigins": [PAGE], "auth": {"apiKeys": True}}
+    path = tmp_path / "mcp.json"
+    path.write_text(orjson.dumps(config(**settings)).decode())
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config(**settings), config_path=path) as hub, httpx.AsyncClient() as http:
+            asked = {
+                "origin": PAGE,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization",
+            }
+            r = await http.options(hub.url, headers=asked)
+            assert r.status_code == 204 and cors_of(r) == (PAGE, "origin")
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, "origin": PAGE})
+            assert r.status_code == 401 and cors_of(r) == (PAGE, "origin") and "www-authenticate" in r.headers
+            assert "www-authenticate" in r.headers["access-control-expose-headers"]
+            key = KeyStore(tmp_path / "keys.db").create("page", ["mcp"])
+            r = await http.post(
+                hub.url, json=INIT, headers={**HEADERS, "origin": PAGE, "authorization": f"Bearer {key}"}
+            )
+            assert r.status_code == 200 and cors_of(r) == (PAGE, "origin")
+
+
+async def test_a_wildcard_origin_opens_no_cors_and_no_origin_is_reflected() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config(allowedOrigins=["*"])) as hub, httpx.AsyncClient() as http:
+            r = await http.post(hub.url, json=INIT, headers={**HEADERS, "origin": "https://anyone.example"})
+            assert r.status_code == 200 and cors_of(r)[0] is None
+            preflight = {"origin": "https://anyone.example", "access-control-request-method": "POST"}
+            r = await http.options(hub.url, headers=preflight)
+            assert r.status_code == 403 and cors_of(r)[0] is None
+
+
+async def test_the_protected_resource_metadata_is_readable_from_any_page() -> None:
+    """A browser-based client discovers the hub's authorization from its page: public metadata, `*`."""
+    with anyio.fail_after(DEADLINE):
+        async with running_hub(config()) as hub, httpx.AsyncClient() as http:
+            url = f"{hub.base}/.well-known/oauth-protected-resource/mcp"
+            r = await http.options(url, headers={"origin": PAGE, "access-control-request-method": "GET"})
+            assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "*"
+            r = await http.get(url, headers={"origin": PAGE})
+            assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
 
 
 async def test_a_cross_site_request_without_origin_opens_nothing() -> None:

@@ -12,6 +12,7 @@ import logging
 from urllib.parse import urlsplit
 
 from onemcp.config.values import origin_of
+from onemcp.http import cors
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 TOLD_HOSTS = 64  # refused hosts the log names (once each): a client sending a new one each time cannot flood it
@@ -47,6 +48,7 @@ class Guard:
         if own is not None:
             self.allowed_origins.add(own)
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
+        self.cors = cors.listed(allowed_origins)  # the origins named: the only ones CORS answers
         self._seen: dict[tuple[str, str | None], bool] = {}  # header values repeat: remember verdicts
         self._told: set[str | None] = set()  # refused hosts the log has named
 

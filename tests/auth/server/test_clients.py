@@ -5,7 +5,6 @@ resolved again, TLS verified for the name, no proxy), and a transport failure te
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import socket
 import ssl
@@ -18,14 +17,11 @@ import anyio
 import httpx
 import orjson
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from onemcp.auth.server import clients
 from onemcp.auth.server.app import OAuthServer
 from onemcp.http import fetch as fetch_module
+from support.certs import self_signed
 
 pytestmark = pytest.mark.anyio
 
@@ -48,29 +44,9 @@ async def hub(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """A certificate for NAME, which the hub's fetches trust; the party's TLS context."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    serving = self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", NAME)
     trusting = ssl.create_default_context(cafile=tmp_path / "cert.pem")
     monkeypatch.setattr(fetch_module, "tls_context", lambda: trusting)
-    serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    serving.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     return serving
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import ipaddress
 import json
 import ssl
@@ -22,13 +21,10 @@ from typing import Any
 
 import anyio
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from mcp import Client
 
 from onemcp.upstream.transports.tunnel import Proxy, ProxyError, proxy_for
+from support.certs import self_signed
 from support.hub import running_hub
 from support.results import text_of
 
@@ -117,28 +113,7 @@ async def serving(handler: Any, tls: ssl.SSLContext | None = None) -> AsyncItera
 
 def private_ca(tmp_path: Path) -> ssl.SSLContext:
     """A self-signed certificate for NAME, written to tmp_path/ca.pem; the server's TLS context."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "ca.pem", tmp_path / "key.pem")
-    return context
+    return self_signed(tmp_path / "ca.pem", tmp_path / "key.pem", NAME)
 
 
 async def call_through_hub(url: str) -> str:

@@ -75,3 +75,23 @@ async def test_a_fetch_pinned_to_an_address_names_the_host_and_goes_there_direct
             assert got == b"{}" and seen[0][b"host"] == f"doc.invalid:{port}".encode()
             with pytest.raises(ValueError, match="follows no redirect"):
                 await fetch(url, within=5, limit=100, headers=HEADERS, follow_redirects=True, connect_to="127.0.0.1")
+
+
+async def test_a_pinned_fetch_of_an_ipv6_literal_names_it_in_brackets() -> None:
+    """A client_id such as https://[2001:db8::1]/doc (a public IPv6 address is allowed) is fetched pinned to
+    that address: its Host header is `[2001:db8::1]`, as RFC 9110 writes an IPv6 literal, not the bare address
+    (which a server reads as a malformed Host, or a host and a port)."""
+    seen: list[dict[bytes, bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append(dict(scope["headers"]))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+    with anyio.fail_after(20):
+        async with loopback_asgi(app) as base:
+            port = base.rsplit(":", 1)[1]
+            url = f"http://[2001:db8::1]:{port}/doc"
+            got = await fetch(url, within=5, limit=100, headers=HEADERS, follow_redirects=False, connect_to="127.0.0.1")
+            assert got == b"{}" and seen[0][b"host"] == f"[2001:db8::1]:{port}".encode()

@@ -76,6 +76,7 @@ async def fetch(
 def _pinned(url: httpx.URL, address: str, headers: dict[str, str]) -> tuple[str, dict[str, str], dict[str, str]]:
     """`url` with its host replaced by `address`, and the Host header and TLS server name (SNI, and the name
     the certificate must carry) that keep naming the original host."""
-    name = url.raw_host.decode("ascii")
-    host = name if url.port is None else f"{name}:{url.port}"
+    name = url.raw_host.decode("ascii")  # an IPv6 literal without its brackets: the TLS server name
+    shown = f"[{name}]" if ":" in name else name  # as a Host header writes it (RFC 9110 §7.2, RFC 3986 §3.2.2)
+    host = shown if url.port is None else f"{shown}:{url.port}"
     return str(url.copy_with(host=address)), {**headers, "host": host}, {"sni_hostname": name}

@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 from fixtures.launch import fixture_command
 from onemcp.catalog.catalog import Catalog
 from onemcp.hub.own_lists import OwnLists, OwnViews
+from onemcp.protocol.errors import NotFound
 from onemcp.protocol.names import NameCodec, PrefixMode
 from support.hub import running_hub
 from support.inprocess import fixture, inprocess_hub, modern_request, tool_call
@@ -66,7 +67,9 @@ async def test_a_tool_the_upstream_adds_on_a_sessions_own_connection_is_that_ses
 
 
 async def test_a_tool_over_max_list_item_bytes_on_a_sessions_own_connection_is_left_out_too() -> None:
-    """A session's own connection's lists are bounded as the shared one's: its huge tool is in no list."""
+    """A session's own connection's lists are bounded as the shared one's: its huge tool is in no list, and a
+    call to it is refused saying why (the one unprefixed server is asked for names it does not list: without
+    the own connection's report the call went through to the server)."""
     config = {"onemcp": {"limits": {"maxListItemBytes": 4096}}, "mcpServers": {"iso": stdio(isolation="session")}}
     with anyio.fail_after(DEADLINE):
         async with running_hub(config) as hub:
@@ -78,6 +81,33 @@ async def test_a_tool_over_max_list_item_bytes_on_a_sessions_own_connection_is_l
                 assert hub.app.hub.isolated.count("iso") == 1
                 names = {tool.name for tool in (await a.list_tools()).tools}
                 assert "echo" in names and "mine" in names and "huge" not in names
+                with pytest.raises(MCPError, match=r"Tool withheld: huge: its definition is \d+ bytes"):
+                    await a.call_tool("huge", {})
+
+
+def test_what_an_own_connection_withheld_for_its_size_is_said_by_its_reports_not_the_shared_ones() -> None:
+    """A call is told "withheld" by what the caller's own connection withheld, not by what the shared one did."""
+    catalog = Catalog(NameCodec(), PrefixMode.ALWAYS)
+    catalog.max_item_bytes = 1024
+    catalog.set_servers(["iso", "other"])
+    huge = {"name": "huge", "description": "d" * 2000, "inputSchema": {"type": "object"}}
+    catalog.update("iso", "tools", [huge, {"name": "shared_huge", **{k: v for k, v in huge.items() if k != "name"}}])
+
+    class Conn:
+        name = "iso"
+
+    own, conn = OwnLists(), Conn()
+    items, report = catalog.repaired("tools", [huge, {"name": "t", "inputSchema": {"type": "object"}}])
+    assert own.record(conn, "tools", items, report)  # type: ignore[arg-type]
+    seen = own.catalog(catalog)
+    with pytest.raises(NotFound, match="Tool withheld: iso__huge"):
+        seen.resolve_name("tools", "iso__huge")  # its own connection withheld it
+    with pytest.raises(NotFound) as caught:
+        seen.resolve_name("tools", "iso__shared_huge")  # the shared connection's: not this session's server's
+    assert "withheld" not in str(caught.value)
+    with pytest.raises(NotFound, match="Tool withheld: iso__shared_huge"):
+        catalog.resolve_name("tools", "iso__shared_huge")
+    assert own.forget(conn) and not own.reports  # type: ignore[arg-type]
 
 
 def test_own_lists_replace_that_servers_lists_of_every_kind_and_nothing_else() -> None:

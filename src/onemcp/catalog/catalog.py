@@ -179,14 +179,23 @@ class Catalog:
         self.forgotten(server)
         return self._lists.pop(server, None)
 
-    def overlaid(self, own: Mapping[str, Mapping[str, list[Item]]]) -> Catalog:
+    def overlaid(
+        self,
+        own: Mapping[str, Mapping[str, list[Item]]],
+        reports: Mapping[str, Mapping[str, repair.Report]] | None = None,
+    ) -> Catalog:
         """A copy whose lists of the servers in `own` (those the catalog holds lists of) are replaced by
-        `own`'s kinds: one session's view, through its own connections to them. The same rules, names
-        and order apply; the copy is read only (it is rebuilt from the catalog when that changes)."""
+        `own`'s kinds, and their repair reports by `reports`' (what those connections withheld: a call to
+        it is refused saying so): one session's view, through its own connections to them. The same rules,
+        names and order apply; the copy is read only (it is rebuilt from the catalog when that changes)."""
         other = copy.copy(self)
         other._lists = {
             server: {**kinds, **own[server]} if server in own else kinds for server, kinds in self._lists.items()
         }
+        other.repairs = {
+            server: {**kinds, **(reports or {}).get(server, {})} if server in own else kinds
+            for server, kinds in self.repairs.items()
+        } | {server: dict(kinds) for server, kinds in (reports or {}).items() if server not in self.repairs}
         other._views, other.collisions, other.unmatched = {}, {}, dict(self.unmatched)
         owned = {server for server, kinds in own.items() if "tools" in kinds and server in self._lists}
         other.own_tools = self.own_tools | owned

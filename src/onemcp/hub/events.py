@@ -90,11 +90,11 @@ class UpstreamEvents:
             return
         principal = principal_in(owner)
         if isinstance(conn.owner, Session) or principal is not None:
-            items = self.catalog.repaired(kind, self.screen_own(conn.name, items) if kind == "tools" else items)[0]
+            items, report = self.catalog.repaired(kind, self.screen_own(conn.name, items) if kind == "tools" else items)
             if isinstance(conn.owner, Session):
-                changed = not conn.owner.closed and conn.owner.own.record(conn, kind, items)
+                changed = not conn.owner.closed and conn.owner.own.record(conn, kind, items, report)
             else:
-                changed = principal is not None and self.views.record(principal, conn, kind, items)
+                changed = principal is not None and self.views.record(principal, conn, kind, items, report)
             if changed:
                 self.announcements.announce({kind})  # only lists that really changed are announced: their own
             return

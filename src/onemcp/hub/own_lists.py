@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from onemcp.auth.principal import Principal
 from onemcp.catalog.catalog import Catalog
+from onemcp.catalog.repair import Report
 from onemcp.upstream.connection import UpstreamConnection
 
 
@@ -46,10 +47,17 @@ class OwnLists:
     # one, and a replacement starting while both run): kept aside, in the order they came; the first still
     # live becomes the view if the view's stops
     spare: dict[str, dict[UpstreamConnection, dict[str, list[Item]]]] = field(default_factory=dict)
+    # each connection's repair reports (kind -> report): what it withheld, for its calls' errors
+    reports: dict[UpstreamConnection, dict[str, Report]] = field(default_factory=dict)
     _made: tuple[int, Catalog, Catalog] | None = None  # (catalog version, catalog, its overlaid copy)
 
-    def record(self, conn: UpstreamConnection, kind: str, items: list[Item]) -> bool:
-        """Keep a list the session's connection `conn` sent; True when it differs from the one kept."""
+    def record(self, conn: UpstreamConnection, kind: str, items: list[Item], report: Report | None = None) -> bool:
+        """Keep a list the session's connection `conn` sent (and `report`, what its repair withheld of it);
+        True when the list differs from the one kept."""
+        kept_reports = self.reports.setdefault(conn, {})
+        if report is not None and kept_reports.get(kind) != report:
+            kept_reports[kind] = report
+            self._made = None  # a call to what it withheld is said so: the copy's reports change
         held = self.lists.get(conn.name)
         if held is not None and held[0] is not conn and held[0].state not in ("failed", "stopped"):  # the first's
             kept = self.spare.setdefault(conn.name, {}).setdefault(conn, {})
@@ -69,6 +77,7 @@ class OwnLists:
         """The connection stopped (or failed): the server's catalog lists again, or a spare's. True if any were kept."""
         spares = self.spare.get(conn.name, {})
         spares.pop(conn, None)
+        self.reports.pop(conn, None)
         held = self.lists.get(conn.name)
         if held is None or held[0] is not conn:
             if not spares:
@@ -92,7 +101,8 @@ class OwnLists:
         made = self._made
         if made is None or made[1] is not catalog or made[0] != catalog.version:
             own = {server: kinds for server, (_, kinds) in self.lists.items()}
-            made = self._made = (catalog.version, catalog, catalog.overlaid(own))
+            reports = {server: self.reports.get(conn, {}) for server, (conn, _) in self.lists.items()}
+            made = self._made = (catalog.version, catalog, catalog.overlaid(own, reports))
         return made[2]
 
 
@@ -104,10 +114,12 @@ class OwnViews:
         self.principals: dict[str, OwnLists] = {}
         self._holders: dict[UpstreamConnection, str] = {}  # a principal's connection -> that principal
 
-    def record(self, principal: str, conn: UpstreamConnection, kind: str, items: list[Item]) -> bool:
+    def record(
+        self, principal: str, conn: UpstreamConnection, kind: str, items: list[Item], report: Report | None = None
+    ) -> bool:
         """Keep a list `principal`'s own connection `conn` sent; True when it differs from the one kept."""
         self._holders[conn] = principal
-        return self.principals.setdefault(principal, OwnLists()).record(conn, kind, items)
+        return self.principals.setdefault(principal, OwnLists()).record(conn, kind, items, report)
 
     def forget(self, conn: UpstreamConnection) -> bool:
         """A principal's connection stopped (or failed): its server's catalog lists again. True if any were kept."""

@@ -4,7 +4,8 @@
 and of the anyio and asyncio objects that carry work (tasks, cancel scopes, events, memory
 streams), the running asyncio tasks, the process's open file descriptors and its child processes
 (zombies apart), and the length of every container reachable from `roots` by attribute path (a
-dict's values and a list's items under `path[]`, summed), so that a table that grew is named.
+dict's values and a list's items under `path[]`, summed), so that a table that grew is named; a deque
+with a maxlen (a ring, bounded by construction and checked apart) is not.
 Two censuses taken after the same lifecycle ran once and many times must be equal.
 """
 
@@ -72,6 +73,8 @@ def _tables(roots: dict[str, object], depth: int = 7) -> Counter[str]:
         if id(obj) in seen or level > depth or isinstance(obj, SKIPPED):
             continue
         seen.add(id(obj))
+        if isinstance(obj, deque) and obj.maxlen is not None:
+            continue  # a ring (the event bus's recent events and failed calls): bounded by its maxlen, not by use
         if isinstance(obj, dict | list | set | frozenset | tuple | deque | Counter):
             if not isinstance(obj, tuple):
                 sizes[path] += len(obj)

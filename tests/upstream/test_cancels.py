@@ -26,6 +26,7 @@ from onemcp.upstream import cancels
 from onemcp.upstream.connection import UpstreamConnection
 from onemcp.upstream.transports.factory import make_transport
 from support.events import Events
+from support.fake_token import Token
 from support.raw_server import Connections, listening, read_message
 
 pytestmark = pytest.mark.anyio
@@ -286,25 +287,6 @@ class Refusing:
                     writer.write(f"{json_head}\r\n\r\n".encode() + doc)
                 await writer.drain()
         writer.close()
-
-
-class Token:
-    """The hub's own token for the server, renewed at once when it is refused."""
-
-    header = "Bearer t"
-    tokens = object()
-
-    def authorization(self, method: str, url: str) -> dict[str, str]:
-        return {"authorization": self.header}
-
-    async def ensure_fresh(self) -> None:
-        pass
-
-    async def recover(self, status: int, challenge: str | None, used: str | None, nonce: str | None) -> bool:
-        return True
-
-    def explain(self) -> str:
-        return "refused"
 
 
 @pytest.mark.parametrize("refusal", [401, 307])

@@ -20,6 +20,7 @@ from onemcp.config.model import ServerConfig
 from onemcp.upstream.transports import h1
 from onemcp.upstream.transports.base import SessionExpired
 from onemcp.upstream.transports.http import StreamableHttpTransport
+from support.fake_token import Token
 from support.raw_server import Connections, SlowConnect, listening, read_message
 
 pytestmark = pytest.mark.anyio
@@ -59,25 +60,6 @@ class Refusing:
                     head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
                     writer.write(head % len(doc) + doc)
                 await writer.drain()
-
-
-class Token:
-    """The hub's own token for the server, renewed at once when it is refused."""
-
-    header = "Bearer t"
-    tokens = object()
-
-    def authorization(self, method: str, url: str) -> dict[str, str]:
-        return {"authorization": self.header}
-
-    async def ensure_fresh(self) -> None:
-        pass
-
-    async def recover(self, status: int, challenge: str | None, used: str | None, nonce: str | None) -> bool:
-        return True
-
-    def explain(self) -> str:
-        return "refused"
 
 
 @pytest.mark.parametrize("refusal", [307, 401, 404])

@@ -96,9 +96,12 @@ async def recorded(transport: Transport, wire: Wire) -> AsyncIterator[TransportS
         async def down() -> None:
             async with to_client:
                 async for item in read:
+                    try:
+                        await to_client.send(item)
+                    except anyio.BrokenResourceError:
+                        return  # the client is gone (it closed first): what came after is no part of the talk
                     if isinstance(item, SessionMessage):
-                        wire.note("in", item)
-                    await to_client.send(item)
+                        wire.note("in", item)  # as delivered: nothing runs between the send and this note
 
         async def up() -> None:
             async with from_client:
